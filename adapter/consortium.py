@@ -1,0 +1,181 @@
+"""The consortium file: facilities, their source systems, destinations and routes.
+
+Loaded once at start-up; any mistake stops the adapter with the file, the key path, the
+line and what is wrong.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from adapter.errors import ConfigError
+from adapter.yamlsource import YamlSyntaxError, load_yaml
+
+FHIR_ID_PATTERN = r"^[A-Za-z0-9\-\.]{1,64}$"
+
+
+class Level(IntEnum):
+    """Care levels in referral order; up-referral goes from a lower to a higher value."""
+
+    village = 1
+    township = 2
+    county = 3
+    city = 4
+    province = 5
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OrgIdentifier(Strict):
+    system: str
+    value: str
+
+
+class SourceSystem(Strict):
+    id: str = Field(pattern=FHIR_ID_PATTERN)
+    format: Literal["hl7v2", "cda", "xml", "json", "csv"]
+    mapping: str = Field(description="Mapping folder under mappings/, overlaid on _shared")
+    description: str | None = None
+    # connector settings for sources that the adapter polls or listens on (delivery issue)
+    connector: dict[str, Any] | None = None
+
+
+class RetryPolicy(Strict):
+    max_attempts: int = Field(10, ge=1)
+    max_age_seconds: float = Field(86400.0, gt=0)
+    initial_backoff_seconds: float = Field(1.0, gt=0)
+    max_backoff_seconds: float = Field(600.0, gt=0)
+
+
+class Destination(Strict):
+    id: str = Field(pattern=FHIR_ID_PATTERN)
+    kind: Literal["fhir", "mllp", "file"]
+    settings: dict[str, Any] = Field(default_factory=dict)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    enabled: bool = True
+
+
+class Facility(Strict):
+    id: str = Field(pattern=FHIR_ID_PATTERN)
+    name: str
+    level: Level
+    identifiers: list[OrgIdentifier] = Field(default_factory=list)
+    namespace: str = Field(description="URI prefix of this facility's own identifier systems")
+    identifier_systems: dict[str, str] = Field(default_factory=dict)
+    sources: list[SourceSystem] = Field(default_factory=list)
+    destinations: list[Destination] = Field(default_factory=list)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level_by_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return Level[value]
+            except KeyError:
+                names = ", ".join(level.name for level in Level)
+                raise ValueError(f"unknown level {value!r}; one of: {names}") from None
+        return value
+
+    def identifier_system(self, kind: str) -> str:
+        """System URI for this facility's local identifiers of a kind (patient, lab-report...)."""
+        return self.identifier_systems.get(kind) or f"{self.namespace.rstrip('/')}/{kind}"
+
+
+class Route(Strict):
+    """Which destinations receive what: resources produced from ``from_`` facilities."""
+
+    from_: list[str] = Field(alias="from", default_factory=lambda: ["*"])
+    to: list[str]
+    resource_types: list[str] = Field(default_factory=lambda: ["*"])
+
+
+class Consortium(Strict):
+    version: int = 1
+    id: str = Field(pattern=FHIR_ID_PATTERN)
+    name: str
+    timezone: str | None = None
+    facilities: list[Facility]
+    routes: list[Route] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Consortium:
+        facility_ids: set[str] = set()
+        source_ids: set[str] = set()
+        destination_ids: set[str] = set()
+        for facility in self.facilities:
+            if facility.id in facility_ids:
+                raise ValueError(f"facility id {facility.id!r} is used twice")
+            facility_ids.add(facility.id)
+            for source in facility.sources:
+                if source.id in source_ids:
+                    raise ValueError(f"source system id {source.id!r} is used twice")
+                source_ids.add(source.id)
+            for destination in facility.destinations:
+                if destination.id in destination_ids:
+                    raise ValueError(f"destination id {destination.id!r} is used twice")
+                destination_ids.add(destination.id)
+        for number, route in enumerate(self.routes):
+            for name in route.from_:
+                if name != "*" and name not in facility_ids:
+                    raise ValueError(f"routes[{number}].from names unknown facility {name!r}")
+            for name in route.to:
+                if name not in destination_ids:
+                    raise ValueError(f"routes[{number}].to names unknown destination {name!r}")
+        return self
+
+    # -- look-ups ---------------------------------------------------------------------------
+    def source(self, source_id: str) -> tuple[Facility, SourceSystem] | None:
+        for facility in self.facilities:
+            for source in facility.sources:
+                if source.id == source_id:
+                    return facility, source
+        return None
+
+    def facility(self, facility_id: str) -> Facility | None:
+        return next((f for f in self.facilities if f.id == facility_id), None)
+
+    def destinations(self) -> list[tuple[Facility, Destination]]:
+        return [(f, d) for f in self.facilities for d in f.destinations]
+
+    def destinations_for(self, facility_id: str, resource_type: str) -> list[str]:
+        """Destination ids that receive a resource of this type produced at this facility."""
+        enabled = {d.id for _, d in self.destinations() if d.enabled}
+        chosen: list[str] = []
+        for route in self.routes:
+            if "*" not in route.from_ and facility_id not in route.from_:
+                continue
+            if "*" not in route.resource_types and resource_type not in route.resource_types:
+                continue
+            chosen.extend(d for d in route.to if d in enabled and d not in chosen)
+        return chosen
+
+
+def _key_path(loc: tuple[Any, ...]) -> list[str | int]:
+    # pydantic reports the alias for "from"; union/literal tags are not keys of the file
+    return [part for part in loc if isinstance(part, int) or not str(part).startswith(
+        ("literal[", "function-"))]
+
+
+def load_consortium(path: Path) -> Consortium:
+    """Read and check a consortium file; raise ``ConfigError`` naming file, key and line."""
+    try:
+        data, index = load_yaml(path)
+    except YamlSyntaxError as exc:
+        raise ConfigError(exc.message, file=f"{exc.file}:{exc.line}" if exc.line else exc.file)
+    if not isinstance(data, dict):
+        raise ConfigError("the consortium file must be a YAML mapping", file=str(path))
+    try:
+        return Consortium.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key_path = _key_path(first["loc"])
+        line = index.line_of(key_path)
+        key = ".".join(str(p) for p in key_path) or "(top)"
+        file = f"{path}:{line}" if line else str(path)
+        raise ConfigError(first["msg"], file=file, key=key) from None

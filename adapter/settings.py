@@ -1,0 +1,47 @@
+"""Runtime settings: the only place that reads the environment (prefix ``ADAPTER_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONSORTIUM = PROJECT_ROOT / "fixtures" / "consortium.yaml"
+DEFAULT_MAPPINGS = PROJECT_ROOT / "mappings"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ADAPTER_", env_file=None, extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///./adapter.db",
+        description="SQLAlchemy URL; PostgreSQL in production (postgresql+psycopg://...)",
+    )
+    config: Path = Field(
+        DEFAULT_CONSORTIUM,
+        description="Consortium file (YAML): facilities, source systems, destinations, routes",
+    )
+    mappings_dir: Path = Field(DEFAULT_MAPPINGS, description="Root of the mapping folders")
+    max_message_bytes: int = Field(
+        5 * 1024 * 1024, gt=0, description="Inputs larger than this are refused and quarantined"
+    )
+    default_timezone: str = Field(
+        "Asia/Shanghai", description="Zone given to source times that carry none"
+    )
+    base_url: str = Field(
+        "http://localhost:8080/fhir", description="Public base of the FHIR API, for Bundle links"
+    )
+    page_size_default: int = Field(50, gt=0)
+    page_size_max: int = Field(500, gt=0)
+    log_level: str = "INFO"
+    deliver_in_process: bool = Field(
+        False, description="adapter serve also runs the delivery worker (embedded default)"
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
