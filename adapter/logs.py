@@ -1,0 +1,234 @@
+"""Logging set-up: one line per record, optionally JSON, with personal data redacted.
+
+The rule for everyone writing log calls
+---------------------------------------
+Log **ids and locations, never values**: the message id, ``Patient/<id>``, the source
+system, ``PID-5`` or ``OBX[3]-5`` - not what stands there. Names in particular cannot be
+recognised by a pattern (张伟 is just two characters), so code must never put a person's
+name into a log call, an exception message or an ``extra=`` field.
+
+As a safety net, every record is passed through :func:`redact`, which removes what *can*
+be recognised:
+
+* Chinese resident ID numbers: 18 characters (17 digits and a digit or ``X``) and the old
+  15-digit form, when they stand alone (not part of a longer run of digits) and carry a
+  plausible birth date;
+* mainland mobile numbers (``1[3-9]`` + 9 digits, optionally ``+86``/``0086`` and ``-`` or
+  space groups) and landline numbers (``0`` + 2-3 digit area code, optional ``-``, 7-8 digits);
+* the fields of HL7 v2 segments that describe a person (``PID``, ``PD1``, ``NK1``, ``MRG``,
+  ``GT1``, ``IN1``, ``IN2``): everything after ``PID|`` up to the end of the segment;
+* names where their place gives them away: FHIR ``"family"`` / ``"given"`` values of a
+  logged dict and ``姓名: ...`` / ``name=...`` labels.
+
+Ordinary numbers are left alone: lab values (``6.1``), HL7 timestamps
+(``20261125134000``), counts and durations.
+
+:func:`configure_logging` installs the redaction twice: as a log-record factory, so that
+every record made anywhere in the process is clean before any handler (pytest's capture,
+uvicorn's handlers) sees it, and as a filter on its own handler, for records built by other
+means (``logging.makeLogRecord``). :func:`redact` is idempotent, so doing both is harmless.
+Uvicorn must be started with ``log_config=None`` so that it logs through the root handler.
+"""
+
+from __future__ import annotations
+
+import json as jsonlib
+import logging
+import re
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["RedactingFilter", "configure_logging", "redact", "redact_record"]
+
+ID_MASK = "[REDACTED-ID]"
+PHONE_MASK = "[REDACTED-PHONE]"
+NAME_MASK = "[REDACTED-NAME]"
+SEGMENT_MASK = "[REDACTED]"
+
+# Segments whose fields are all about a person (patient, next of kin, guarantor, insured).
+_PERSON_SEGMENTS = "PID|PD1|NK1|MRG|GT1|IN1|IN2"
+# From the field separator to the segment end: a CR or LF, or their escaped forms ``\r``
+# / ``\n`` as they appear when bytes or strings are logged with ``%r``.
+_SEGMENT_RE = re.compile(
+    rf"(?:(?<=\\[rn])|(?<![A-Za-z0-9]))({_PERSON_SEGMENTS})\|(?:(?!\\r|\\n)[^\r\n])*"
+)
+
+_DATE_MMDD = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
+# 18 characters: 6-digit area, YYYYMMDD, 3-digit sequence, check digit or X.
+_ID18_RE = re.compile(rf"(?<!\d)[1-9]\d{{5}}(?:18|19|20)\d\d{_DATE_MMDD}\d{{3}}[\dXx](?!\d)")
+# 15 digits (issued before 1999): 6-digit area, YYMMDD, 3-digit sequence.
+_ID15_RE = re.compile(rf"(?<!\d)[1-9]\d{{5}}\d\d{_DATE_MMDD}\d{{3}}(?!\d)")
+_MOBILE_RE = re.compile(r"(?<!\d)(?:(?:\+|00)86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?!\d)")
+# A leading "." is excluded so that long decimal fractions (0.0123456789) survive.
+_LANDLINE_RE = re.compile(r"(?<![\d.])(?:\(0\d{2,3}\)|0\d{2,3})[- ]?\d{7,8}(?!\d)")
+# "family": "张", 'given': ['三'] - values of FHIR HumanName parts in a logged dict or JSON.
+_HUMAN_NAME_RE = re.compile(
+    r"""(["'](?:family|given|prefix|suffix)["']\s*:\s*)(\[[^\]]*\]|"[^"]*"|'[^']*')"""
+)
+# 姓名：张三 / 患者姓名=张三 / patient_name=Zhang - a labelled name up to the next separator.
+# A bare "name=" is left alone: destinations, mappings and code systems have names too.
+_NAME_LABEL_RE = re.compile(
+    r"((?:姓名|(?<![A-Za-z])(?:patient|person)[_ ]?name)\s*[:：=]\s*)"
+    r"(?![\"'\[{])[^\s,;，；|^&\"')}\]]+",
+    re.IGNORECASE,
+)
+_QUICK_CHECK_RE = re.compile(
+    r"\d|PID|PD1|NK1|MRG|GT1|IN1|IN2|family|given|prefix|suffix|姓名|name", re.IGNORECASE
+)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with national IDs, phone numbers, person segments and names masked."""
+    if not text or not _QUICK_CHECK_RE.search(text):
+        return text
+    text = _SEGMENT_RE.sub(lambda m: f"{m.group(1)}|{SEGMENT_MASK}", text)
+    text = _HUMAN_NAME_RE.sub(lambda m: f'{m.group(1)}"{NAME_MASK}"', text)
+    text = _NAME_LABEL_RE.sub(lambda m: f"{m.group(1)}{NAME_MASK}", text)
+    text = _ID18_RE.sub(ID_MASK, text)
+    text = _ID15_RE.sub(ID_MASK, text)
+    text = _MOBILE_RE.sub(PHONE_MASK, text)
+    text = _LANDLINE_RE.sub(PHONE_MASK, text)
+    return text
+
+
+_STANDARD_ATTRS = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "taskName"}
+)
+
+
+def redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Replace the record's message and args by their redacted merge; mask exception text.
+
+    After this ``record.msg`` is the final, redacted text and ``record.args`` is empty, so
+    no formatter or handler can reach the original arguments. String ``extra=`` fields are
+    redacted too, but only by the handler filter: ``Logger.makeRecord`` adds them after the
+    record factory has run.
+    """
+    try:
+        message = record.getMessage()
+    except Exception:  # bad format arguments must not break the caller's code path
+        message = f"{record.msg!s} (args: {record.args!r})"
+    record.msg = redact(message)
+    record.args = ()
+    if record.exc_info and not record.exc_text:
+        record.exc_text = logging.Formatter().formatException(record.exc_info)
+    if record.exc_text:
+        record.exc_text = redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    for key, value in record.__dict__.items():
+        if key not in _STANDARD_ATTRS and isinstance(value, str):
+            record.__dict__[key] = redact(value)
+    return record
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts every record passing through (never drops one)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redact_record(record)
+        return True
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
+class _TextFormatter(logging.Formatter):
+    """``2026-11-25T13:40:00.123Z INFO adapter.pipeline: message``, one line per record."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return _utc_iso(record.created)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _one_line(super().format(record))
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, ``extra=`` fields, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": _utc_iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD_ATTRS and not key.startswith("_"):
+                out[key] = value if isinstance(value, int | float | bool | None) else str(value)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exception"] = record.exc_text
+        # ensure_ascii=False keeps Chinese readable; json escapes CR/LF, so one line.
+        return jsonlib.dumps(out, ensure_ascii=False, default=str)
+
+
+def _utc_iso(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z"
+    )
+
+
+_base_factory: Callable[..., logging.LogRecord] | None = None
+
+
+def _redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+    assert _base_factory is not None
+    return redact_record(_base_factory(*args, **kwargs))
+
+
+def install_record_redaction() -> None:
+    """Make every log record in the process redacted at creation (idempotent)."""
+    global _base_factory
+    current = logging.getLogRecordFactory()
+    if current is _redacting_factory:
+        return
+    _base_factory = current
+    logging.setLogRecordFactory(_redacting_factory)
+
+
+# Loggers that install handlers of their own; they are made to log through the root instead.
+_THIRD_PARTY_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+_OURS = "_adapter_handler"
+
+
+def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
+    """Send all logging to stderr, one line per record (JSON if ``json``), redacted.
+
+    ``level`` is a standard level name (case-insensitive); an unknown one is a
+    ``ConfigError``. Calling it again replaces the handler it installed before.
+    """
+    name = level.strip().upper()
+    numeric = logging.getLevelNamesMapping().get(name)
+    if numeric is None:
+        # Imported here: errors is a leaf module, but logs must stay importable on its own.
+        from adapter.errors import ConfigError
+
+        raise ConfigError(f"unknown log level {level!r}", key="ADAPTER_LOG_LEVEL")
+
+    install_record_redaction()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if json else _TextFormatter())
+    handler.addFilter(RedactingFilter())
+
+    root = logging.getLogger()
+    # Replace only a handler of ours: handlers others put on the root (pytest's capture)
+    # stay, and calling this twice does not print every line twice.
+    for old in list(root.handlers):
+        if getattr(old, _OURS, False):
+            root.removeHandler(old)
+    setattr(handler, _OURS, True)
+    root.addHandler(handler)
+    root.setLevel(numeric)
+    for logger_name in _THIRD_PARTY_LOGGERS:
+        third = logging.getLogger(logger_name)
+        third.handlers.clear()
+        third.propagate = True

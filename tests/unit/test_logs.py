@@ -1,0 +1,218 @@
+"""Redaction of personal data in log records, and the one-line / JSON log formats."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from adapter.errors import ConfigError
+from adapter.logs import (
+    ID_MASK,
+    NAME_MASK,
+    PHONE_MASK,
+    RedactingFilter,
+    configure_logging,
+    redact,
+)
+
+ID18 = "110101199003071234"
+ID18_X = "11010519491231002X"
+ID15 = "110101900307123"
+MOBILE = "13812345678"
+
+
+@pytest.fixture
+def logging_state() -> Iterator[None]:
+    """configure_logging changes process-wide state: put it back after each test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    factory = logging.getLogRecordFactory()
+    uvicorn = logging.getLogger("uvicorn.access")
+    uvicorn_state = (list(uvicorn.handlers), uvicorn.propagate)
+    yield
+    logging.setLogRecordFactory(factory)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    uvicorn.handlers[:], uvicorn.propagate = uvicorn_state
+
+
+# ---- redact() on text ------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"patient {ID18} admitted", f"patient {ID_MASK} admitted"),
+        (f"id={ID18_X};", f"id={ID_MASK};"),
+        (f"id={ID18_X.lower()}", f"id={ID_MASK}"),
+        (f"old card {ID15}", f"old card {ID_MASK}"),
+        (f"PID-3 was ID{ID18}", f"PID-3 was ID{ID_MASK}"),
+        (f"call {MOBILE} now", f"call {PHONE_MASK} now"),
+        ("call +86 138-1234-5678", f"call {PHONE_MASK}"),
+        ("call 008613812345678", f"call {PHONE_MASK}"),
+        ("office 0571-87654321", f"office {PHONE_MASK}"),
+        ("office 01087654321 or (010)8765432", f"office {PHONE_MASK} or {PHONE_MASK}"),
+        ('{"family": "张", "given": ["三", "丰"]}',
+         f'{{"family": "{NAME_MASK}", "given": "{NAME_MASK}"}}'),
+        ("{'family': '王'}", f"{{'family': \"{NAME_MASK}\"}}"),
+        ("姓名：张三，性别：男", f"姓名：{NAME_MASK}，性别：男"),
+        ("patient_name=Zhang San", f"patient_name={NAME_MASK} San"),
+    ],
+)
+def test_redact_masks_personal_data(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "OBX[3]-5 glucose 6.1 mmol/L, range 3.9-6.1",
+        "MSH-7 20261125134000 and 20261125134000.1234+0800",
+        "took 12.5 ms for 27 resources, 1432 bytes",
+        "fraction 0.0123456789",
+        "run of 19 digits 1101011990030712345 is not an ID",
+        "run of 12 digits 138123456789 is not a mobile",
+        "order 202611251340001234",  # 18 digits, but no plausible birth date inside
+        "destination name=county-hospital",
+        "Patient/3f2a9c1e-5b7d-4e2a-9c3d-1a2b3c4d5e6f version 2",
+    ],
+)
+def test_redact_leaves_ordinary_numbers_and_ids(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_redact_masks_whole_pid_segment_up_to_segment_end() -> None:
+    message = (
+        "MSH|^~\\&|LIS|H1|ADAPTER|C|20261125134000||ORU^R01|M1|P|2.4\r"
+        f"PID|1||P001^^^H1||张^三||19900307|M|||幸福路1号||{MOBILE}|||||{ID18}\r"
+        "OBR|1||L1|GLU^血糖\r"
+        "OBX|1|NM|GLU^血糖||6.1|mmol/L"
+    )
+    out = redact(message)
+    assert "PID|[REDACTED]\rOBR|1||L1|GLU^血糖\r" in out
+    assert out.startswith("MSH|^~\\&|LIS|H1|ADAPTER|C|20261125134000||ORU^R01|M1|P|2.4\r")
+    assert out.endswith("OBX|1|NM|GLU^血糖||6.1|mmol/L")
+    for secret in ("张", "幸福路", MOBILE, ID18, "19900307"):
+        assert secret not in out
+
+
+def test_redact_pid_segment_in_repr_and_other_person_segments() -> None:
+    logged = repr(f"PID|1||P001||李^四\rNK1|1|李^五||{MOBILE}\rPV1|1|O")
+    out = redact(logged)
+    assert out == "'PID|[REDACTED]\\rNK1|[REDACTED]\\rPV1|1|O'"
+
+
+def test_redact_is_idempotent() -> None:
+    text = f"PID|1||x\r{ID18} {MOBILE} 0571-87654321 姓名:张三"
+    once = redact(text)
+    assert redact(once) == once
+
+
+# ---- real log records ------------------------------------------------------------------
+
+def test_records_are_redacted_before_any_handler_sees_them(
+    logging_state: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_logging("INFO")
+    log = logging.getLogger("adapter.test.ingest")
+    with caplog.at_level(logging.INFO):
+        log.info("patient %s phone %s glucose %s at %s", ID18, MOBILE, 6.1, "20261125134000")
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        f"patient {ID_MASK} phone {PHONE_MASK} glucose 6.1 at 20261125134000"
+    )
+    assert record.args == ()  # the original arguments are gone from the record
+    assert ID18 not in caplog.text and MOBILE not in caplog.text
+
+
+def test_exception_text_is_redacted(
+    logging_state: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    configure_logging("INFO")
+    log = logging.getLogger("adapter.test.errors")
+    with caplog.at_level(logging.INFO):
+        try:
+            raise ValueError(f"bad PID-19 value {ID15}")
+        except ValueError:
+            log.exception("ingest failed")
+    (record,) = caplog.records
+    assert ID15 not in caplog.text
+    assert record.exc_text is not None
+    assert f"ValueError: bad PID-19 value {ID_MASK}" in record.exc_text
+
+
+def test_extra_fields_are_redacted_by_the_handler(
+    logging_state: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", json=True)
+    logging.getLogger("adapter.test.extra").info("callback", extra={"detail": f"tel {MOBILE}"})
+    entry = json.loads(capsys.readouterr().err)
+    assert entry["detail"] == f"tel {PHONE_MASK}"
+
+
+def test_text_format_is_one_line_per_record(
+    logging_state: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("debug")
+    logging.getLogger("adapter.test.text").warning("raw:\rPID|1||%s\rOBX|1|NM||6.1", ID18)
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert " WARNING adapter.test.text: raw:\\rPID|[REDACTED]\\rOBX|1|NM||6.1" in lines[0]
+    assert ID18 not in err
+
+
+def test_json_format(logging_state: None, capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", json=True)
+    logging.getLogger("adapter.test.json").info(
+        "stored %d resources for %s", 27, ID18_X, extra={"message_id": 42}
+    )
+    logging.getLogger("adapter.test.json").debug("below the level, not printed")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["level"] == "INFO"
+    assert entry["logger"] == "adapter.test.json"
+    assert entry["message"] == f"stored 27 resources for {ID_MASK}"
+    assert entry["message_id"] == 42
+    assert entry["time"].endswith("Z")
+
+
+def test_configure_twice_does_not_duplicate_output(
+    logging_state: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO")
+    configure_logging("INFO")
+    logging.getLogger("adapter.test.twice").info("once")
+    assert len(capsys.readouterr().err.splitlines()) == 1
+
+
+def test_uvicorn_loggers_go_through_the_root(logging_state: None) -> None:
+    access = logging.getLogger("uvicorn.access")
+    access.addHandler(logging.NullHandler())
+    access.propagate = False
+    configure_logging("INFO")
+    assert access.handlers == [] and access.propagate is True
+
+
+def test_unknown_level_is_a_config_error(logging_state: None) -> None:
+    with pytest.raises(ConfigError, match="LOUD"):
+        configure_logging("LOUD")
+
+
+def test_filter_redacts_records_made_without_the_factory() -> None:
+    record = logging.makeLogRecord(
+        {"name": "x", "levelno": logging.INFO, "msg": "phone %s", "args": (MOBILE,)}
+    )
+    assert RedactingFilter().filter(record) is True
+    assert record.getMessage() == f"phone {PHONE_MASK}"
+
+
+def test_bad_format_arguments_do_not_raise(logging_state: None) -> None:
+    configure_logging("INFO")
+    record = logging.getLogRecordFactory()(
+        "x", logging.INFO, __file__, 1, "%d items for %s", ("many", ID18), None
+    )
+    assert ID18 not in record.getMessage()
