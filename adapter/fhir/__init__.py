@@ -1,0 +1,1 @@
+"""FHIR knowledge as data: search parameters, index values, search parsing, capability."""

@@ -1,0 +1,68 @@
+"""The store: SQLAlchemy 2.0 tables, alembic migrations and repository functions.
+
+Every function takes a Session and never commits; the caller owns the transaction::
+
+    with factory.begin() as session:
+        saved = save_resources(session, resources, message_id=m.id, now=now)
+"""
+
+from adapter.fhir.search_query import Criterion
+from adapter.store.engine import make_engine, migrate, session_factory
+from adapter.store.messages import (
+    count_messages,
+    create_message,
+    find_message,
+    get_message,
+    list_messages,
+    set_message_result,
+)
+from adapter.store.models import (
+    Base,
+    InboundMessage,
+    Outbox,
+    Resource,
+    ResourceVersion,
+    SearchIndex,
+)
+from adapter.store.outbox import enqueue, enqueue_many
+from adapter.store.resources import (
+    Saved,
+    content_hash,
+    read_history,
+    read_resource,
+    read_version,
+    reindex,
+    resource_state,
+    save_resources,
+)
+from adapter.store.search import search
+
+__all__ = [
+    "Base",
+    "Criterion",
+    "InboundMessage",
+    "Outbox",
+    "Resource",
+    "ResourceVersion",
+    "Saved",
+    "SearchIndex",
+    "content_hash",
+    "count_messages",
+    "create_message",
+    "enqueue",
+    "enqueue_many",
+    "find_message",
+    "get_message",
+    "list_messages",
+    "make_engine",
+    "migrate",
+    "read_history",
+    "read_resource",
+    "read_version",
+    "reindex",
+    "resource_state",
+    "save_resources",
+    "search",
+    "session_factory",
+    "set_message_result",
+]

@@ -1,0 +1,97 @@
+"""The inbound_message repository: every input as received, and what became of it."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from adapter.store.models import InboundMessage
+
+
+def create_message(
+    session: Session,
+    *,
+    source_system: str,
+    facility_id: str | None,
+    raw: bytes,
+    content_type: str | None,
+    sha256: str,
+    detected_format: str | None,
+    encoding: str | None,
+    received_at: datetime,
+) -> InboundMessage:
+    """Insert a message with status ``received`` (flushed, so its id can be referenced).
+
+    The same bytes from the same source violate the unique (source_system, sha256)
+    constraint: look them up with ``find_message`` first.
+    """
+    message = InboundMessage(
+        id=str(uuid.uuid4()),
+        source_system=source_system,
+        facility_id=facility_id,
+        received_at=received_at.astimezone(UTC),
+        content_type=content_type,
+        detected_format=detected_format,
+        encoding=encoding,
+        sha256=sha256,
+        raw=raw,
+        size=len(raw),
+        status="received",
+        issues=[],
+        resources=[],
+        attempts=0,
+    )
+    session.add(message)
+    session.flush()
+    return message
+
+
+def find_message(session: Session, source_system: str, sha256: str) -> InboundMessage | None:
+    return session.scalars(
+        select(InboundMessage).where(
+            InboundMessage.source_system == source_system, InboundMessage.sha256 == sha256)
+    ).first()
+
+
+def get_message(session: Session, message_id: str) -> InboundMessage | None:
+    return session.get(InboundMessage, message_id)
+
+
+def list_messages(
+    session: Session, status: str | None = None, limit: int = 50, offset: int = 0
+) -> list[InboundMessage]:
+    """Newest first; the raw bytes are not loaded until touched."""
+    query = select(InboundMessage)
+    if status is not None:
+        query = query.where(InboundMessage.status == status)
+    query = query.order_by(InboundMessage.received_at.desc(), InboundMessage.id)
+    return list(session.scalars(query.limit(limit).offset(offset)))
+
+
+def count_messages(session: Session, status: str | None = None) -> int:
+    query = select(func.count()).select_from(InboundMessage)
+    if status is not None:
+        query = query.where(InboundMessage.status == status)
+    return session.execute(query).scalar_one()
+
+
+def set_message_result(
+    session: Session,
+    message: InboundMessage,
+    *,
+    status: str,
+    issues: list[dict[str, Any]],
+    resources: list[str],
+    now: datetime | None = None,
+) -> None:
+    """Record the outcome of (re)processing: status, issues, resources, one more attempt."""
+    message.status = status
+    message.issues = list(issues)
+    message.resources = list(resources)
+    message.processed_at = (now or datetime.now(UTC)).astimezone(UTC)
+    message.attempts = (message.attempts or 0) + 1
+    session.flush()

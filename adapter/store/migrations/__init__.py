@@ -1,0 +1,1 @@
+"""Alembic migrations of the adapter schema (applied by ``adapter.store.migrate``)."""

@@ -1,0 +1,189 @@
+"""Tables of the adapter (singular names). Schema changes go through alembic migrations.
+
+inbound_message   every input exactly as received, and what became of it
+resource          the current version of each FHIR resource
+resource_version  every version (history, vread), the current one included
+search_index      one row per searchable value of a current resource
+outbox            one row per resource version and destination still to deliver
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from adapter.store.types import BigId, JSONText, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+MESSAGE_STATUSES = ("received", "processed", "processed-with-warnings", "quarantined")
+OUTBOX_STATES = ("pending", "in-flight", "delivered", "dead")
+
+_TYPE = 64  # FHIR resource type names are short
+_ID = 64  # FHIR ids are at most 64 characters
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class InboundMessage(Base):
+    __tablename__ = "inbound_message"
+    __table_args__ = (
+        UniqueConstraint("source_system", "sha256"),
+        Index(None, "status", "received_at"),
+        Index(None, "received_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4 text
+    source_system: Mapped[str] = mapped_column(String(_ID))
+    facility_id: Mapped[str | None] = mapped_column(String(_ID))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    detected_format: Mapped[str | None] = mapped_column(String(32))
+    encoding: Mapped[str | None] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    # the exact bytes; deferred so listings do not load them
+    raw: Mapped[bytes] = mapped_column(LargeBinary(), deferred=True)
+    size: Mapped[int] = mapped_column(Integer())
+    status: Mapped[str] = mapped_column(String(32), default="received")
+    issues: Mapped[list[dict[str, Any]]] = mapped_column(JSON(), default=list)
+    resources: Mapped[list[str]] = mapped_column(JSON(), default=list)  # "Type/id"
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer(), default=0)  # times processed
+
+
+class Resource(Base):
+    __tablename__ = "resource"
+    __table_args__ = (
+        Index(None, "resource_type", "last_updated", "id"),
+        Index(None, "patient_key"),
+        Index(None, "message_id"),
+    )
+
+    resource_type: Mapped[str] = mapped_column(String(_TYPE), primary_key=True)
+    id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    version_id: Mapped[int] = mapped_column(Integer())
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
+    # sha256 of the canonical body without meta.versionId/lastUpdated: "did it change?"
+    content_hash: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSONText())
+    message_id: Mapped[str | None] = mapped_column(
+        ForeignKey("inbound_message.id", ondelete="SET NULL")
+    )
+    patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # "Patient/<id>"
+    facility_id: Mapped[str | None] = mapped_column(String(_ID))
+
+
+class ResourceVersion(Base):
+    __tablename__ = "resource_version"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["resource_type", "id"], ["resource.resource_type", "resource.id"],
+            ondelete="CASCADE",
+        ),
+    )
+
+    resource_type: Mapped[str] = mapped_column(String(_TYPE), primary_key=True)
+    id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    version_id: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
+    body: Mapped[dict[str, Any]] = mapped_column(JSONText())
+    message_id: Mapped[str | None] = mapped_column(
+        ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
+    )
+
+
+class SearchIndex(Base):
+    """Searchable values; which columns are set depends on ``kind`` (the parameter type).
+
+    token: system + code; uri: code; string: value + value_norm; date: value_date_start/end
+    (half-open UTC range); quantity: value_number + system + code; reference: reference.
+    Every index ends with resource_id so EXISTS probes are index-only on PostgreSQL.
+    """
+
+    __tablename__ = "search_index"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["resource_type", "resource_id"], ["resource.resource_type", "resource.id"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_search_index_token", "resource_type", "param", "code", "system", "resource_id"),
+        Index(
+            "ix_search_index_string", "resource_type", "param", "value_norm", "resource_id",
+            postgresql_ops={"value_norm": "text_pattern_ops"},  # LIKE 'abc%' uses the index
+        ),
+        Index(
+            "ix_search_index_date", "resource_type", "param", "value_date_start",
+            "value_date_end", "resource_id",
+        ),
+        Index("ix_search_index_number", "resource_type", "param", "value_number", "resource_id"),
+        Index("ix_search_index_reference", "resource_type", "param", "reference", "resource_id"),
+        Index("ix_search_index_resource", "resource_type", "resource_id"),
+    )
+
+    row_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(_TYPE))
+    resource_id: Mapped[str] = mapped_column(String(_ID))
+    param: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    system: Mapped[str | None] = mapped_column(Text())
+    code: Mapped[str | None] = mapped_column(Text())
+    value: Mapped[str | None] = mapped_column(Text())
+    value_norm: Mapped[str | None] = mapped_column(Text())
+    value_date_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    value_date_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    value_number: Mapped[float | None] = mapped_column(Float())
+    reference: Mapped[str | None] = mapped_column(Text())
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"
+        ),
+        Index(None, "state", "next_attempt_at"),
+        Index(None, "destination", "patient_key", "id"),
+        Index(None, "resource_type", "resource_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(_ID))
+    resource_type: Mapped[str] = mapped_column(String(_TYPE))
+    resource_id: Mapped[str] = mapped_column(String(_ID))
+    version_id: Mapped[int] = mapped_column(Integer())
+    patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer(), default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text())
+    message_id: Mapped[str | None] = mapped_column(
+        ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
+    )

@@ -1,0 +1,52 @@
+"""The outbox: resource versions still to deliver, written in the ingest transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from adapter.store.models import Outbox
+
+_outbox = Outbox.__table__
+
+
+def enqueue(
+    session: Session,
+    *,
+    destination: str,
+    resource_type: str,
+    resource_id: str,
+    version_id: int,
+    patient_key: str | None,
+    message_id: str | None = None,
+    now: datetime | None = None,
+) -> None:
+    """One pending delivery, due now."""
+    enqueue_many(session, [{
+        "destination": destination, "resource_type": resource_type,
+        "resource_id": resource_id, "version_id": version_id, "patient_key": patient_key,
+        "message_id": message_id,
+    }], now=now)
+
+
+def enqueue_many(
+    session: Session, items: list[dict[str, Any]], *, now: datetime | None = None
+) -> None:
+    """Several pending deliveries in one statement; each item has the ``enqueue`` fields."""
+    if not items:
+        return
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    rows = [
+        {
+            "destination": item["destination"], "resource_type": item["resource_type"],
+            "resource_id": item["resource_id"], "version_id": item["version_id"],
+            "patient_key": item.get("patient_key"), "message_id": item.get("message_id"),
+            "state": "pending", "attempts": 0, "next_attempt_at": moment,
+            "created_at": moment, "last_error": None,
+        }
+        for item in items
+    ]
+    session.execute(insert(_outbox), rows)

@@ -1,0 +1,237 @@
+"""Writing and reading FHIR resources with their versions and index rows.
+
+``save_resources`` is on the hot path (every message): one SELECT for the existing rows of
+all the resources of the message, then bulk Core INSERT/UPDATE/DELETE statements.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
+from adapter.fhir.index_values import IndexValue, index_values, patient_key
+from adapter.store.models import Resource, ResourceVersion, SearchIndex
+
+_resource = Resource.__table__
+_version = ResourceVersion.__table__
+_index = SearchIndex.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class Saved:
+    resource_type: str
+    id: str
+    version_id: int
+    changed: bool  # False: identical to the stored version, which was kept
+    body: dict[str, Any]  # as stored, meta.versionId and meta.lastUpdated stamped
+    patient_key: str | None = None
+
+
+def content_hash(resource: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON (sorted keys) without meta.versionId/lastUpdated."""
+    return hashlib.sha256(orjson.dumps(_without_stamps(resource),
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = resource.get("meta")
+    if not isinstance(meta, dict) or not ({"versionId", "lastUpdated"} & meta.keys()):
+        return resource
+    rest = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+    out = {k: v for k, v in resource.items() if k != "meta"}
+    if rest:
+        out["meta"] = rest
+    return out
+
+
+def _stamped(resource: dict[str, Any], version_id: int, last_updated: datetime) -> dict[str, Any]:
+    """A copy with meta.versionId/lastUpdated, meta placed after id as FHIR JSON orders it."""
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version_id)
+    meta["lastUpdated"] = format_instant(last_updated)
+    out: dict[str, Any] = {}
+    for key, value in resource.items():
+        if key == "meta":
+            continue
+        out[key] = value
+        if key == "id":
+            out["meta"] = meta
+    if "meta" not in out:
+        out["meta"] = meta
+    return out
+
+
+def save_resources(
+    session: Session,
+    resources: list[dict[str, Any]],
+    *,
+    message_id: str | None,
+    now: datetime,
+    facility_id: str | None = None,
+    zone: tzinfo = DEFAULT_ZONE,
+) -> list[Saved]:
+    """Store the resources of one message; unchanged content keeps its version.
+
+    Returns one ``Saved`` per input resource, in input order (a resource given twice is
+    stored once, the last one wins). ``zone`` reads dates without a zone for the index and
+    must be the zone the searches use. Never commits. Two transactions creating the same
+    new resource at once: the later one fails with IntegrityError and can be retried.
+    """
+    if not resources:
+        return []
+    last_updated = truncate_to_millis(now)
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for resource in resources:
+        rtype, rid = resource.get("resourceType"), resource.get("id")
+        if not isinstance(rtype, str) or not isinstance(rid, str) or not rid:
+            raise ValueError("every resource needs a resourceType and an id")
+        latest[(rtype, rid)] = resource
+
+    keys = list(latest)
+    existing = {
+        (row.resource_type, row.id): row
+        for row in session.execute(
+            select(_resource.c.resource_type, _resource.c.id, _resource.c.version_id,
+                   _resource.c.content_hash, _resource.c.last_updated, _resource.c.deleted,
+                   _resource.c.patient_key)
+            .where(tuple_(_resource.c.resource_type, _resource.c.id).in_(keys))
+            .with_for_update()
+        )
+    }
+
+    saved: dict[tuple[str, str], Saved] = {}
+    new_rows: list[dict[str, Any]] = []
+    changed_rows: list[dict[str, Any]] = []
+    version_rows: list[dict[str, Any]] = []
+    index_rows: list[dict[str, Any]] = []
+    for key, resource in latest.items():
+        digest = content_hash(resource)
+        old = existing.get(key)
+        if old is not None and old.content_hash == digest and not old.deleted:
+            saved[key] = Saved(key[0], key[1], old.version_id, False,
+                               _stamped(resource, old.version_id, old.last_updated),
+                               old.patient_key)
+            continue
+        version_id = 1 if old is None else old.version_id + 1
+        body = _stamped(resource, version_id, last_updated)
+        pkey = patient_key(resource)
+        row = {
+            "resource_type": key[0], "id": key[1], "version_id": version_id,
+            "last_updated": last_updated, "deleted": False, "content_hash": digest,
+            "body": body, "message_id": message_id, "patient_key": pkey,
+            "facility_id": facility_id,
+        }
+        (new_rows if old is None else changed_rows).append(row)
+        version_rows.append({
+            "resource_type": key[0], "id": key[1], "version_id": version_id,
+            "last_updated": last_updated, "deleted": False, "body": body,
+            "message_id": message_id,
+        })
+        index_rows.extend(_index_rows(key[0], key[1], index_values(resource, zone)))
+        saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
+
+    if new_rows:
+        session.execute(insert(_resource), new_rows)
+    if changed_rows:
+        session.execute(
+            update(_resource)
+            .where(and_(_resource.c.resource_type == bindparam("b_type"),
+                        _resource.c.id == bindparam("b_id"))),
+            # SET takes the remaining keys of the parameter sets
+            [{**{k: v for k, v in row.items() if k not in ("resource_type", "id")},
+              "b_type": row["resource_type"], "b_id": row["id"]} for row in changed_rows],
+        )
+        _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
+    if version_rows:
+        session.execute(insert(_version), version_rows)
+    if index_rows:
+        session.execute(insert(_index), index_rows)
+    return [saved[(r["resourceType"], r["id"])] for r in resources]
+
+
+def _index_rows(rtype: str, rid: str, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
+    return [
+        {
+            "resource_type": rtype, "resource_id": rid, "param": v.param, "kind": v.kind,
+            "system": v.system, "code": v.code, "value": v.value, "value_norm": v.value_norm,
+            "value_date_start": v.date_start, "value_date_end": v.date_end,
+            "value_number": v.number, "reference": v.reference,
+        }
+        for v in values
+    ]
+
+
+def _delete_index_rows(session: Session, keys: list[tuple[str, str]]) -> None:
+    by_type: dict[str, list[str]] = {}
+    for rtype, rid in keys:
+        by_type.setdefault(rtype, []).append(rid)
+    for rtype, ids in by_type.items():
+        session.execute(
+            delete(_index).where(_index.c.resource_type == rtype, _index.c.resource_id.in_(ids))
+        )
+
+
+def reindex(session: Session, resource_type: str | None = None,
+            zone: tzinfo = DEFAULT_ZONE) -> int:
+    """Rebuild the index rows (after search parameters were added); returns resources done."""
+    query = select(_resource.c.resource_type, _resource.c.id, _resource.c.body).where(
+        _resource.c.deleted.is_(False))
+    if resource_type:
+        query = query.where(_resource.c.resource_type == resource_type)
+    done = 0
+    for row in session.execute(query).all():
+        _delete_index_rows(session, [(row.resource_type, row.id)])
+        rows = _index_rows(row.resource_type, row.id, index_values(row.body, zone))
+        if rows:
+            session.execute(insert(_index), rows)
+        done += 1
+    return done
+
+
+def read_resource(session: Session, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+    """The current version, or None when unknown or deleted."""
+    row = session.execute(
+        select(_resource.c.body, _resource.c.deleted).where(
+            _resource.c.resource_type == resource_type, _resource.c.id == resource_id)
+    ).first()
+    if row is None or row.deleted:
+        return None
+    return row.body
+
+
+def resource_state(session: Session, resource_type: str, resource_id: str) -> Resource | None:
+    """The resource row (version, deleted flag, last change) without caring about deletion."""
+    return session.get(Resource, (resource_type, resource_id))
+
+
+def read_version(
+    session: Session, resource_type: str, resource_id: str, version_id: int
+) -> dict[str, Any] | None:
+    """One version from the history, or None."""
+    return session.execute(
+        select(_version.c.body).where(
+            _version.c.resource_type == resource_type, _version.c.id == resource_id,
+            _version.c.version_id == version_id)
+    ).scalar_one_or_none()
+
+
+def read_history(
+    session: Session, resource_type: str, resource_id: str, *, count: int = 100, offset: int = 0
+) -> tuple[int, list[ResourceVersion]]:
+    """Total and a page of versions of one resource, newest first."""
+    where = (_version.c.resource_type == resource_type, _version.c.id == resource_id)
+    total = session.execute(select(func.count()).select_from(_version).where(*where)).scalar_one()
+    rows = session.scalars(
+        select(ResourceVersion).where(
+            ResourceVersion.resource_type == resource_type, ResourceVersion.id == resource_id)
+        .order_by(ResourceVersion.version_id.desc()).limit(count).offset(offset)
+    ).all()
+    return total, list(rows)

@@ -1,0 +1,188 @@
+"""Running FHIR searches: criteria become EXISTS probes on search_index.
+
+Dates are compared as ranges the way FHIR R4 describes for each prefix, with the stored
+value covering ``[value_date_start, value_date_end)`` and the search value ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy.orm import Session
+
+from adapter.fhir.search_query import (
+    Criterion,
+    DateValue,
+    QuantityValue,
+    ReferenceValue,
+    TokenValue,
+)
+from adapter.store.models import Resource, SearchIndex
+
+_r = Resource.__table__
+_si = SearchIndex.__table__
+_ESCAPE = "\\"
+
+
+def search(
+    session: Session,
+    resource_type: str,
+    criteria: list[Criterion],
+    *,
+    count: int,
+    offset: int = 0,
+    sort: tuple[str, ...] = ("-_lastUpdated",),
+) -> tuple[int, list[dict[str, Any]]]:
+    """Total number of matches and one page of bodies; criteria are ANDed."""
+    where = [_r.c.resource_type == resource_type, _r.c.deleted.is_(False)]
+    where.extend(_criterion(c) for c in criteria)
+    total = session.execute(select(func.count()).select_from(_r).where(*where)).scalar_one()
+    if count <= 0 or offset >= total:
+        return total, []
+    page = session.execute(
+        select(_r.c.body).where(*where).order_by(*_order(sort)).limit(count).offset(offset)
+    ).scalars().all()
+    return total, list(page)
+
+
+def _order(sort: tuple[str, ...]) -> list[Any]:
+    columns = {"_lastUpdated": _r.c.last_updated, "_id": _r.c.id}
+    order: list[Any] = []
+    for key in sort:
+        column = columns[key.lstrip("-")]
+        order.append(column.desc() if key.startswith("-") else column.asc())
+    if not any(k.lstrip("-") == "_id" for k in sort):
+        order.append(_r.c.id.asc())  # stable paging
+    return order
+
+
+def _criterion(criterion: Criterion) -> ColumnElement[bool]:
+    param, modifier = criterion.param, criterion.modifier
+    if param.column == "id":
+        return _id_condition(criterion)
+    if param.column == "last_updated":
+        return or_(*(_last_updated(v) for v in criterion.values if isinstance(v, DateValue)))
+    if modifier == "missing":
+        has_any = _exists(param.name)
+        return not_(has_any) if criterion.values[0] is True else has_any
+    matches = _exists(param.name, or_(*(_value(param.type, modifier, v)
+                                        for v in criterion.values)))
+    return not_(matches) if modifier == "not" else matches
+
+
+def _exists(param: str, condition: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
+    probe = select(_si.c.row_id).where(
+        _si.c.resource_type == _r.c.resource_type,
+        _si.c.resource_id == _r.c.id,
+        _si.c.param == param,
+    )
+    if condition is not None:
+        probe = probe.where(condition)
+    return exists(probe)
+
+
+def _id_condition(criterion: Criterion) -> ColumnElement[bool]:
+    if criterion.modifier == "missing":
+        return false() if criterion.values[0] is True else true()
+    ids = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code]
+    condition = _r.c.id.in_(ids)
+    return not_(condition) if criterion.modifier == "not" else condition
+
+
+def _value(kind: str, modifier: str | None, value: Any) -> ColumnElement[bool]:
+    if kind == "token":
+        return _token(value)
+    if kind == "string":
+        if modifier == "exact":
+            return _si.c.value == value
+        pattern = _like_escape(value) + "%"
+        if modifier == "contains":
+            pattern = "%" + pattern
+        return _si.c.value_norm.like(pattern, escape=_ESCAPE)
+    if kind == "uri":
+        return _si.c.code == value
+    if kind == "date":
+        return _date(value)
+    if kind == "quantity":
+        return _quantity(value)
+    return _reference(value)
+
+
+def _token(value: TokenValue) -> ColumnElement[bool]:
+    parts: list[ColumnElement[bool]] = []
+    if value.code is not None:
+        parts.append(_si.c.code == value.code)
+    if value.system_mode == "none":
+        parts.append(_si.c.system.is_(None))
+    elif value.system_mode == "given":
+        parts.append(_si.c.system == value.system)
+    return and_(true(), *parts)
+
+
+def _reference(value: ReferenceValue) -> ColumnElement[bool]:
+    if value.id_only is not None:
+        return _si.c.reference.like("%/" + _like_escape(value.id_only), escape=_ESCAPE)
+    return _si.c.reference.in_(value.references)
+
+
+def _date(value: DateValue) -> ColumnElement[bool]:
+    lo, hi = _si.c.value_date_start, _si.c.value_date_end
+    start, end = value.start, value.end
+    within = and_(lo >= start, hi <= end)
+    return {
+        "eq": lambda: within,
+        "ne": lambda: or_(lo < start, hi > end),
+        "gt": lambda: hi > end,
+        "lt": lambda: lo < start,
+        "ge": lambda: or_(hi > end, within),
+        "le": lambda: or_(lo < start, within),
+        "sa": lambda: lo >= end,
+        "eb": lambda: hi <= start,
+        "ap": lambda: and_(lo < end, hi > start),
+    }[value.prefix]()
+
+
+def _last_updated(value: DateValue) -> ColumnElement[bool]:
+    # a stored time is one millisecond [t, t + 1 ms); at that grain the range rules reduce
+    # to comparisons of t alone
+    t, start, end = _r.c.last_updated, value.start, value.end
+    return {
+        "eq": lambda: and_(t >= start, t < end),
+        "ap": lambda: and_(t >= start, t < end),
+        "ne": lambda: or_(t < start, t >= end),
+        "gt": lambda: t >= end,
+        "sa": lambda: t >= end,
+        "lt": lambda: t < start,
+        "eb": lambda: t < start,
+        "ge": lambda: t >= start,
+        "le": lambda: t < end,
+    }[value.prefix]()
+
+
+def _quantity(value: QuantityValue) -> ColumnElement[bool]:
+    n = _si.c.value_number
+    number = value.number
+    margin = abs(number) * 0.1
+    condition = {
+        "eq": lambda: and_(n >= value.low, n < value.high),
+        "ne": lambda: or_(n < value.low, n >= value.high),
+        "gt": lambda: n > number,
+        "sa": lambda: n > number,
+        "lt": lambda: n < number,
+        "eb": lambda: n < number,
+        "ge": lambda: n >= number,
+        "le": lambda: n <= number,
+        "ap": lambda: and_(n >= number - margin, n <= number + margin),
+    }[value.prefix]()
+    parts = [condition]
+    if value.system is not None:
+        parts.append(_si.c.system == value.system)
+    if value.code is not None:
+        parts.append(_si.c.code == value.code)
+    return and_(*parts)
+
+
+def _like_escape(text: str) -> str:
+    return text.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace(
+        "_", _ESCAPE + "_")
