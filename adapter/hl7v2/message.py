@@ -1,0 +1,233 @@
+"""Message and Segment: fields split eagerly, everything below a field split lazily.
+
+A segment keeps its fields as written (``str.split`` on the field separator). ``get``
+answers the common case (a field without repetition, subcomponent or escape characters)
+straight from that list; other fields are split into repetitions/components/subcomponents
+and unescaped on first access, then cached on the segment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from adapter.errors import Issue
+from adapter.hl7v2.escapes import Delimiters, unescape
+
+# a split field: repetitions -> components -> subcomponents (unescaped leaves)
+Tree = list[list[list[str]]]
+
+
+class Segment:
+    __slots__ = ("_cache", "_cs", "_d", "_f", "_flat", "index", "name", "occurrence")
+
+    def __init__(self, name: str, occurrence: int, index: int, fields: list[str],
+                 delimiters: Delimiters, flat: bool) -> None:
+        self.name = name
+        self.occurrence = occurrence  # 1-based among segments of this name: OBX[3]
+        self.index = index  # 0-based position in the message
+        # fields[0] is the segment name; for MSH fields[1] is the field separator (MSH-1)
+        self._f = fields
+        self._d = delimiters
+        self._cs = delimiters.component
+        # no repetition, subcomponent or escape character anywhere in the segment
+        self._flat = flat
+        self._cache: dict[int, Tree] | None = None
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
+        """The unescaped value at field[rep].comp.sub; "" when absent."""
+        if field < 1:
+            return ""
+        try:
+            value = self._f[field]
+        except IndexError:
+            return ""
+        if not value:
+            return ""
+        # hot path: a value without repetition, subcomponent or escape characters
+        if self._flat or self._d.deep.search(value) is None:
+            if rep == 1 and sub == 1:
+                cs = self._cs
+                if cs not in value:
+                    return value if comp == 1 else ""
+                parts = value.split(cs)
+                return parts[comp - 1] if 0 < comp <= len(parts) else ""
+            return ""
+        return self._leaf(field, rep, comp, sub)
+
+    def _leaf(self, field: int, rep: int, comp: int, sub: int) -> str:
+        if rep < 1 or comp < 1 or sub < 1:
+            return ""
+        tree = self._tree(field)
+        try:
+            return tree[rep - 1][comp - 1][sub - 1]
+        except IndexError:
+            return ""
+
+    def _tree(self, field: int) -> Tree:
+        cache = self._cache
+        if cache is None:
+            cache = self._cache = {}
+        tree = cache.get(field)
+        if tree is None:
+            tree = cache[field] = self._split(field)
+        return tree
+
+    def _split(self, field: int) -> Tree:
+        value = self.raw(field)
+        if not value:
+            return []
+        if self.name == "MSH" and field <= 2:  # separators themselves: never split
+            return [[[value]]]
+        d = self._d
+        if d.special.search(value) is None:
+            return [[[value]]]
+        esc = d.escape
+        return [
+            [
+                [unescape(s, d) if esc in s else s for s in c.split(d.subcomponent)]
+                for c in r.split(d.component)
+            ]
+            for r in value.split(d.repetition)
+        ]
+
+    def raw(self, field: int) -> str:
+        """The field as written (escaped, with all its separators); "" when absent."""
+        if field < 1 or field >= len(self._f):
+            return ""
+        return self._f[field]
+
+    def repetitions(self, field: int) -> int:
+        """How many repetitions the field has (0 when it is empty or absent)."""
+        value = self.raw(field)
+        if not value:
+            return 0
+        if self._flat or (self.name == "MSH" and field <= 2):
+            return 1
+        return value.count(self._d.repetition) + 1
+
+    def components(self, field: int, rep: int = 1) -> list[str]:
+        """The unescaped components of one repetition (first subcomponent of each)."""
+        value = self.raw(field)
+        if not value or rep < 1:
+            return []
+        if self._flat or self._d.deep.search(value) is None:
+            return value.split(self._cs) if rep == 1 else []
+        tree = self._tree(field)
+        if rep > len(tree):
+            return []
+        return [c[0] for c in tree[rep - 1]]
+
+    def subcomponents(self, field: int, rep: int = 1, comp: int = 1) -> list[str]:
+        if rep < 1 or comp < 1:
+            return []
+        tree = self._tree(field)
+        try:
+            return list(tree[rep - 1][comp - 1])
+        except IndexError:
+            return []
+
+    def field_count(self) -> int:
+        """Number of fields as written (trailing empty fields included; MSH counts MSH-1)."""
+        return len(self._f) - 1
+
+    def populated_fields(self) -> list[int]:
+        """Numbers of the fields that hold anything (for MSH, 1 and 2 always do)."""
+        return [i for i, v in enumerate(self._f) if i and v]
+
+    def populated(self) -> Iterator[tuple[int, int, int, int]]:
+        """Every non-empty (field, rep, comp, sub) position, in message order."""
+        for f in self.populated_fields():
+            for r, rep in enumerate(self._tree(f), 1):
+                for c, comp in enumerate(rep, 1):
+                    for s, leaf in enumerate(comp, 1):
+                        if leaf:
+                            yield (f, r, c, s)
+
+    def location(self, field: int | None = None, rep: int | None = None,
+                 comp: int | None = None, sub: int | None = None) -> str:
+        """``OBX[3]-5[1].2``; parts not given are left out (a sub without comp adds ``.1``)."""
+        out = f"{self.name}[{self.occurrence}]"
+        if field is None:
+            return out
+        out += f"-{field}"
+        if rep is not None:
+            out += f"[{rep}]"
+        if comp is not None or sub is not None:
+            out += f".{comp if comp is not None else 1}"
+        if sub is not None:
+            out += f".{sub}"
+        return out
+
+    @property
+    def delimiters(self) -> Delimiters:
+        return self._d
+
+    def __repr__(self) -> str:
+        return f"<Segment {self.name}[{self.occurrence}] fields={self.field_count()}>"
+
+
+class Message:
+    """One parsed HL7 v2 message."""
+
+    __slots__ = ("_by_name", "_lines", "_text", "charset", "declared_charset", "delimiters",
+                 "issues", "segments")
+
+    def __init__(self, segments: list[Segment], lines: list[str], delimiters: Delimiters,
+                 charset: str, declared_charset: str | None,
+                 issues: list[Issue] | None = None) -> None:
+        self.segments = segments
+        self.charset = charset  # the Python codec actually used
+        self.declared_charset = declared_charset  # MSH-18 as written, None when empty
+        self.delimiters = delimiters
+        # non-fatal observations made while reading (e.g. a doubtful MSH-18)
+        self.issues: list[Issue] = issues or []
+        self._lines = lines
+        self._text: str | None = None
+        self._by_name: dict[str, list[Segment]] | None = None
+
+    @property
+    def text(self) -> str:
+        """The decoded message, segments separated by a single CR."""
+        if self._text is None:
+            self._text = "\r".join(self._lines)
+        return self._text
+
+    @property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+    def message_type(self) -> str:
+        """MSH-9.1 ^ MSH-9.2, e.g. "ORU^R01" (just "ACK" when there is no trigger event)."""
+        msh = self.segments[0]
+        code, event = msh.get(9, 1, 1), msh.get(9, 1, 2)
+        return f"{code}^{event}" if event else code
+
+    def control_id(self) -> str:
+        return self.segments[0].get(10)
+
+    def version(self) -> str:
+        return self.segments[0].get(12)
+
+    def segments_named(self, name: str) -> list[Segment]:
+        by_name = self._by_name
+        if by_name is None:
+            by_name = {}
+            for seg in self.segments:
+                by_name.setdefault(seg.name, []).append(seg)
+            self._by_name = by_name
+        return list(by_name.get(name, ()))
+
+    def first(self, name: str) -> Segment | None:
+        found = self.segments_named(name)
+        return found[0] if found else None
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self.segments)
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __repr__(self) -> str:
+        return (f"<Message {self.message_type()} segments={len(self.segments)} "
+                f"charset={self.charset}>")

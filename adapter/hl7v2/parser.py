@@ -1,0 +1,233 @@
+"""parse_hl7v2: bytes -> Message, or ParseError / InputTooLargeError with a location.
+
+Order of work: size limit, framing, MSH-1/MSH-2/MSH-18 read from the MSH line as single
+bytes (latin-1), decoding of the whole message with the charset found there, then a
+plain split into segments and fields. Nothing below field level is touched here.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+from adapter.errors import InputTooLargeError, Issue, ParseError
+from adapter.hl7v2.charsets import (
+    ASCII_TRAIL_CODECS,
+    GB_CODECS,
+    codec_for,
+    decode_declared,
+    decode_undeclared,
+    looks_like_utf8,
+)
+from adapter.hl7v2.escapes import Delimiters, delimiters_for
+from adapter.hl7v2.framing import unframe
+from adapter.hl7v2.message import Message, Segment
+
+_DELIMITER_CHARS = frozenset(string.punctuation)
+_SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+# the same as bytes; no supported single- or multi-byte codec uses them inside a character
+_CONTROL_BYTES = bytes(b for b in range(0x20) if b not in b"\t\n\r")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_REQUIRED_MSH = ((9, "message type"), (10, "message control id"), (12, "version id"))
+_known_names: set[str] = set()  # segment names already validated (bounded below)
+
+
+def parse_hl7v2(raw: bytes, *, max_bytes: int | None = None) -> Message:
+    """Read one HL7 v2 message. Raises only ParseError or InputTooLargeError for bad bytes."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise TypeError(f"parse_hl7v2 takes bytes, not {type(raw).__name__}")
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise InputTooLargeError(
+            f"the input has {len(raw)} bytes, more than the limit of {max_bytes}",
+            location="message",
+        )
+    raw = bytes(raw)
+    issues: list[Issue] = []
+    framed = unframe(raw)
+    if framed.text is None:
+        data = framed.data
+        if not data:
+            raise ParseError("empty input: no HL7 v2 message", location="message")
+        header_bytes = data[:_line_end(data)]
+        fs, enc, header = _read_header(header_bytes.decode("latin-1"))
+        declared = _declared_charset(header, fs, enc)
+        codec = codec_for(declared) if declared else None
+        if declared and codec is None and not header_bytes.isascii():
+            declared = _recheck_declared(header_bytes, declared, fs, enc)
+        if declared:
+            codec = _codec_or_error(declared)
+            if codec.startswith(("utf-16", "utf-32")):
+                raise ParseError(
+                    f"MSH-18 declares {declared!r} but the message is not {codec.upper()} "
+                    "encoded (its MSH segment reads as single bytes)",
+                    location="MSH-18",
+                )
+            text = decode_declared(data, declared, codec, framed.offset)
+            if codec in GB_CODECS and looks_like_utf8(data):
+                issues.append(Issue(
+                    "warning", "value",
+                    f"MSH-18 declares {declared!r} but the bytes are also valid UTF-8; read "
+                    "as declared. If Chinese text looks garbled the sender's MSH-18 is wrong.",
+                    location="MSH-18",
+                ))
+        else:
+            text, codec = decode_undeclared(data, framed.offset)
+        has_control = len(data.translate(None, _CONTROL_BYTES)) != len(data)
+    else:  # UTF-16, decoded while unframing
+        text, codec = framed.text, framed.codec or "utf-16"
+        if not text:
+            raise ParseError("empty input: no HL7 v2 message", location="message")
+        fs, enc, header = _read_header(text[:_line_end(text)])
+        declared = _declared_charset(header, fs, enc)
+        if declared and not _codec_or_error(declared).startswith("utf-16"):
+            issues.append(Issue(
+                "warning", "value",
+                f"MSH-18 declares {declared!r} but the input is {codec.upper()} (byte order "
+                "mark or byte pattern); read as UTF-16",
+                location="MSH-18",
+            ))
+        has_control = True  # let the regex decide
+
+    if has_control and (bad := _CONTROL.search(text)) is not None:
+        _raise_control(text, bad.start(), codec, framed.offset)
+    delimiters = delimiters_for(fs, enc, codec)
+    segments, lines = _split_segments(text, delimiters)
+    _check_required(segments[0])
+    return Message(segments, lines, delimiters, codec, declared or None, issues)
+
+
+def _line_end(data: bytes | str) -> int:
+    cr = data.find("\r" if isinstance(data, str) else b"\r")  # type: ignore[arg-type]
+    lf = data.find("\n" if isinstance(data, str) else b"\n")  # type: ignore[arg-type]
+    ends = [i for i in (cr, lf) if i >= 0]
+    return min(ends) if ends else len(data)
+
+
+def _read_header(header: str) -> tuple[str, str, list[str]]:
+    """MSH-1, MSH-2 and the MSH fields (index = field number - 1 for fields >= 2)."""
+    if not header.startswith("MSH"):
+        found = header[:3]
+        hint = "; batches (FHS/BHS) are not read, send one message" if found in (
+            "FHS", "BHS") else ""
+        raise ParseError(
+            f"the message must start with an MSH segment, found {found!r}{hint}",
+            location="segment 1",
+        )
+    if len(header) < 4:
+        raise ParseError("MSH-1 (field separator) is missing", location="MSH-1")
+    fs = header[3]
+    if fs not in _DELIMITER_CHARS:
+        raise ParseError(
+            f"MSH-1 field separator {fs!r} is not an ASCII punctuation character",
+            location="MSH-1",
+        )
+    fields = header.split(fs)
+    enc = fields[1]
+    if not enc:
+        raise ParseError("MSH-2 (encoding characters) is missing", location="MSH-2")
+    if (len(enc) not in (4, 5) or len(set(enc)) != len(enc) or fs in enc
+            or not set(enc) <= _DELIMITER_CHARS):
+        raise ParseError(
+            f"MSH-2 encoding characters {enc[:8]!r} are not usable: expected 4 distinct "
+            "punctuation characters (component, repetition, escape, subcomponent), "
+            "optionally a 5th (truncation), none equal to MSH-1",
+            location="MSH-2",
+        )
+    return fs, enc, fields
+
+
+def _declared_charset(header: list[str], fs: str, enc: str) -> str:
+    """MSH-18, first repetition and component, stripped; "" when absent."""
+    if len(header) < 18:
+        return ""
+    return header[17].split(enc[1])[0].split(enc[0])[0].strip()
+
+
+def _recheck_declared(header_bytes: bytes, declared: str, fs: str, enc: str) -> str:
+    """A GBK/Big5 character in MSH-3..17 may contain the byte of the field separator and
+    shift the single-byte count; read MSH-18 again from the GB18030-decoded line."""
+    if codec_for(declared) in ASCII_TRAIL_CODECS:
+        return declared
+    try:
+        text = header_bytes.decode("gb18030")
+    except UnicodeDecodeError:
+        return declared
+    again = _declared_charset(text.split(fs), fs, enc)
+    return again if codec_for(again) in ASCII_TRAIL_CODECS else declared
+
+
+def _codec_or_error(declared: str) -> str:
+    codec = codec_for(declared)
+    if codec is None:
+        raise ParseError(
+            f"MSH-18 character set {declared[:40]!r} is not known; known values include "
+            "'UNICODE UTF-8', 'GB 18030-2000', 'GBK', 'ASCII', '8859/1'",
+            location="MSH-18",
+        )
+    return codec
+
+
+def _raise_control(text: str, pos: int, codec: str, base_offset: int) -> None:
+    before = _LINE_BREAK.split(text[:pos])
+    segment = sum(1 for line in before[:-1] if line.strip()) + 1
+    offset = base_offset + len(text[:pos].encode(codec, errors="replace"))
+    raise ParseError(
+        f"control character 0x{ord(text[pos]):02x} at byte offset {offset}: binary data "
+        "(or a second MLLP frame) is not HL7 v2 text",
+        location=f"segment {segment}",
+    )
+
+
+def _split_segments(text: str, d: Delimiters) -> tuple[list[Segment], list[str]]:
+    if "\n" in text:
+        text = text.replace("\r\n", "\r").replace("\n", "\r")
+    fs, rs, ss, esc = d.field, d.repetition, d.subcomponent, d.escape
+    known = _known_names
+    segments: list[Segment] = []
+    lines: list[str] = []
+    occurrences: dict[str, int] = {}
+    for line in text.split("\r"):
+        if not line:
+            continue
+        fields = line.split(fs)
+        name = fields[0]
+        if name not in known:
+            if not line.strip():
+                continue  # blank line
+            if line[0].isspace():
+                line = line.lstrip()
+                fields = line.split(fs)
+                name = fields[0]
+            if not _SEGMENT_NAME.fullmatch(name):
+                raise ParseError(
+                    f"invalid segment name {name[:10]!r}: expected 3 upper-case letters or "
+                    "digits followed by the field separator",
+                    location=f"segment {len(segments) + 1}",
+                )
+            if len(known) < 4096:
+                known.add(name)
+        if name == "MSH":
+            if segments:
+                raise ParseError(
+                    "a second MSH segment: one message per input",
+                    location=f"segment {len(segments) + 1}",
+                )
+            fields.insert(1, fs)  # MSH-1 is the separator itself
+            flat = False
+        else:
+            flat = rs not in line and ss not in line and esc not in line
+        n = occurrences[name] = occurrences.get(name, 0) + 1
+        segments.append(Segment(name, n, len(segments), fields, d, flat))
+        lines.append(line)
+    return segments, lines
+
+
+def _check_required(msh: Segment) -> None:
+    for number, label in _REQUIRED_MSH:
+        if not msh.get(number):
+            have = msh.field_count()
+            why = (f"the MSH segment ends after MSH-{have}" if have < number
+                   else "the field is empty")
+            raise ParseError(f"MSH-{number} ({label}) is missing: {why}",
+                             location=f"MSH-{number}")
