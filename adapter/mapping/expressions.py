@@ -1,0 +1,159 @@
+"""The expression language of mapping files: parsed once at load time into a small AST.
+
+A value in a mapping file that starts with ``=`` is an expression::
+
+    =OBX-5                      a path into the source document (syntax depends on the format)
+    =dtm_to_datetime(OBR-7)     a named transform applied to a path
+    =first(OBR-22, MSH-7)       the first non-empty argument
+    =@patient                   a variable (a bound resource, the each-item, the facility ...)
+    =@cx.4.2                    a path below a variable (components, keys)
+    ='literal' / =3.5           literals
+
+Anything else is a literal. ``==text`` is the literal ``=text``.
+Paths are opaque to this module: the format's path syntax (HL7 v2 ``PID-3[2].1``, later
+XPath or JSON paths) is parsed by the format's own ``compile_path``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class ExpressionSyntaxError(ValueError):
+    """An expression could not be parsed; the loader adds file and line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    name: str
+    path: tuple[str, ...]  # components below the variable: ("4", "2") or ("id",)
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    text: str
+    compiled: Any  # the format's compiled path object
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    args: tuple[Expr, ...]
+
+
+Expr = Literal | Var | Path | Call
+
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<string>'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")
+      | (?P<number>-?\d+(?:\.\d+)?(?![\w\-\[.]))
+      | (?P<var>@[A-Za-z_][\w]*(?:\.[\w\-]+)*)
+      | (?P<call>[a-z_][a-z0-9_]*)\s*\(
+      | (?P<punct>[(),])
+      | (?P<path>[^\s(),'"]+)
+    )""",
+    re.VERBOSE,
+)
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise ExpressionSyntaxError(f"cannot read expression at {text[pos:]!r}")
+        kind = match.lastgroup or ""
+        out.append((kind, match.group(kind)))
+        pos = match.end()
+    return out
+
+
+PathCompiler = Callable[[str], Any]
+
+
+class _Parser:
+    def __init__(self, text: str, compile_path: PathCompiler, functions: set[str]) -> None:
+        self.text = text
+        self.tokens = _tokens(text)
+        self.pos = 0
+        self.compile_path = compile_path
+        self.functions = functions
+
+    def parse(self) -> Expr:
+        expr = self.expr()
+        if self.pos != len(self.tokens):
+            raise ExpressionSyntaxError(
+                f"unexpected {self.tokens[self.pos][1]!r} in expression {self.text!r}"
+            )
+        return expr
+
+    def expr(self) -> Expr:
+        if self.pos >= len(self.tokens):
+            raise ExpressionSyntaxError(f"expression {self.text!r} ends too early")
+        kind, value = self.tokens[self.pos]
+        self.pos += 1
+        if kind == "string":
+            return Literal(bytes(value[1:-1], "utf-8").decode("unicode_escape")
+                           if "\\" in value else value[1:-1])
+        if kind == "number":
+            return Literal(float(value) if "." in value else int(value))
+        if kind == "var":
+            name, *rest = value[1:].split(".")
+            return Var(name, tuple(rest))
+        if kind == "call":
+            if value not in self.functions:
+                known = ", ".join(sorted(self.functions))
+                raise ExpressionSyntaxError(f"unknown function {value!r}; known: {known}")
+            args: list[Expr] = []
+            if self._peek() == ")":
+                self.pos += 1
+                return Call(value, ())
+            while True:
+                args.append(self.expr())
+                sep = self._next_punct()
+                if sep == ")":
+                    return Call(value, tuple(args))
+                if sep != ",":
+                    raise ExpressionSyntaxError(f"expected ',' or ')' in {self.text!r}")
+        if kind == "path":
+            try:
+                return Path(value, self.compile_path(value))
+            except ValueError as exc:
+                raise ExpressionSyntaxError(str(exc)) from None
+        raise ExpressionSyntaxError(f"unexpected {value!r} in expression {self.text!r}")
+
+    def _peek(self) -> str | None:
+        if self.pos < len(self.tokens) and self.tokens[self.pos][0] == "punct":
+            return self.tokens[self.pos][1]
+        return None
+
+    def _next_punct(self) -> str | None:
+        punct = self._peek()
+        if punct is None:
+            raise ExpressionSyntaxError(f"expected ',' or ')' in {self.text!r}")
+        self.pos += 1
+        return punct
+
+
+def is_expression(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith("=") and not value.startswith("==")
+
+
+def compile_value(value: Any, compile_path: PathCompiler, functions: set[str]) -> Any:
+    """Literal stays literal; ``=...`` becomes an Expr; ``==x`` becomes the literal ``=x``."""
+    if isinstance(value, str):
+        if value.startswith("=="):
+            return Literal(value[1:])
+        if value.startswith("="):
+            return _Parser(value[1:].strip(), compile_path, functions).parse()
+    return Literal(value)

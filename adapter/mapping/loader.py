@@ -1,0 +1,395 @@
+"""Loading a mapping set: ``_shared`` overlaid by a source system's folder, checked, compiled.
+
+Layout (see docs/mapping-language.md)::
+
+    mappings/_shared/concept-maps/<name>.yaml        code tables, shared by every format
+    mappings/_shared/<format>/messages/<name>.yaml    message mappings (structure + steps)
+    mappings/_shared/<format>/resources/<name>.yaml   one resource template each
+    mappings/_shared/<format>/datatypes/<name>.yaml   reusable datatype templates
+    mappings/<system>/...                             the same layout, only what differs
+
+A file in the system folder with the same relative path replaces the shared one; with
+``extends: _shared`` it is merged onto it (mappings merge key by key, lists are replaced,
+``null`` removes a key). Every file is checked against the schema of its ``kind`` and every
+expression is compiled; errors name the file and line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from adapter.errors import MappingDefinitionError
+from adapter.mapping import hl7v2_paths
+from adapter.mapping.engine import (
+    DatatypeTemplate,
+    DictNode,
+    Each,
+    EachStep,
+    FirstOf,
+    Gate,
+    LetStep,
+    ListNode,
+    ResourceStep,
+    ResourceTemplate,
+)
+from adapter.mapping.expressions import (
+    Call,
+    ExpressionSyntaxError,
+    Literal,
+    Path as PathExpr,
+    Var,
+    compile_value,
+)
+from adapter.mapping.schema import SCHEMAS
+from adapter.mapping.terminology import ConceptMap, concept_map_from_data
+from adapter.mapping.transforms import FUNCTIONS
+from adapter.yamlsource import LineIndex, YamlSyntaxError, load_yaml
+
+SHARED = "_shared"
+_FUNCTION_NAMES = set(FUNCTIONS)
+_PATH_COMPILERS = {"hl7v2": hl7v2_paths.compile_path}
+_TABLE_FUNCTIONS = {"map", "map_display", "map_system", "coding"}
+
+
+@dataclass(slots=True)
+class MessageMapping:
+    name: str
+    file: str
+    version: int
+    format: str
+    message_types: list[str]
+    structure: Any
+    ignore: set[str]
+    steps: list[Any]
+
+
+@dataclass(slots=True)
+class FormatMappings:
+    messages: dict[str, MessageMapping] = field(default_factory=dict)
+    templates: dict[str, ResourceTemplate] = field(default_factory=dict)
+    datatypes: dict[str, DatatypeTemplate] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MappingSet:
+    """Everything one source system's documents are translated with."""
+
+    folder: str
+    formats: dict[str, FormatMappings]
+    concept_maps: dict[str, ConceptMap]
+    fingerprint: str  # changes whenever any file of the set changes
+    files: dict[str, int]  # relative path -> version
+
+    def message_for(self, fmt: str, message_type: str) -> MessageMapping | None:
+        mappings = self.formats.get(fmt)
+        if mappings is None:
+            return None
+        for mapping in mappings.messages.values():
+            if message_type in mapping.message_types:
+                return mapping
+        return None
+
+
+@dataclass(slots=True)
+class _File:
+    rel: str
+    data: dict[str, Any]
+    indexes: list[LineIndex]  # system file first, then the shared one it extends
+
+    def where(self, key_path: tuple[Any, ...]) -> tuple[str, int | None]:
+        for index in self.indexes:
+            line = index.lines.get(tuple(key_path))
+            if line is not None:
+                return index.file, line
+        for index in self.indexes:
+            line = index.line_of(key_path)
+            if line is not None:
+                return index.file, line
+        return self.indexes[0].file, None
+
+    def fail(self, message: str, key_path: tuple[Any, ...] = ()) -> MappingDefinitionError:
+        file, line = self.where(key_path)
+        return MappingDefinitionError(message, file=file, line=line)
+
+
+def _read(path: Path) -> tuple[dict[str, Any], LineIndex]:
+    try:
+        data, index = load_yaml(path)
+    except YamlSyntaxError as exc:
+        raise MappingDefinitionError(exc.message, file=exc.file, line=exc.line) from None
+    if not isinstance(data, dict):
+        raise MappingDefinitionError("a mapping file must be a YAML mapping", file=str(path),
+                                     line=1)
+    return data, index
+
+
+def _merge(base: Any, over: Any) -> Any:
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for key, value in over.items():
+            if value is None:
+                out.pop(key, None)
+            else:
+                out[key] = _merge(base.get(key), value)
+        return out
+    return over
+
+
+def _collect(root: Path, folders: list[str]) -> dict[str, _File]:
+    """``_shared`` first, then each folder in order, each replacing or extending the files
+    before it at the same relative path."""
+    files: dict[str, _File] = {}
+    for position, folder in enumerate([SHARED, *[f for f in folders if f != SHARED]]):
+        base_dir = root / folder
+        if not base_dir.is_dir():
+            if position == 0:
+                continue
+            raise MappingDefinitionError(f"mapping folder {folder!r} does not exist under {root}",
+                                         file=str(base_dir))
+        for path in sorted(base_dir.rglob("*.yaml")):
+            rel = path.relative_to(base_dir).as_posix()
+            data, index = _read(path)
+            if data.get("extends") == SHARED:
+                base = files.get(rel)
+                if base is None:
+                    raise MappingDefinitionError(
+                        f"extends {SHARED} but no earlier folder has {rel}", file=str(path),
+                        line=index.lines.get(("extends",)))
+                merged = _merge(base.data, data)
+                merged.pop("extends", None)
+                files[rel] = _File(rel, merged, [index, *base.indexes])
+            else:
+                files[rel] = _File(rel, data, [index])
+    return files
+
+
+def _check_schema(file: _File) -> str:
+    kind = file.data.get("kind")
+    schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
+    if schema is None:
+        raise file.fail(f"kind must be one of {', '.join(SCHEMAS)} (got {kind!r})", ("kind",))
+    validator = jsonschema.Draft7Validator(schema)
+    errors = sorted(validator.iter_errors(file.data), key=lambda e: len(list(e.absolute_path)))
+    if errors:
+        error = jsonschema.exceptions.best_match(errors) or errors[0]
+        key_path = tuple(error.absolute_path)
+        where = ".".join(str(p) for p in key_path) or "(top)"
+        raise file.fail(f"{where}: {error.message}", key_path)
+    return kind
+
+
+# -- compiling ---------------------------------------------------------------------------------
+
+
+class _Compiler:
+    def __init__(self, file: _File, fmt: str | None) -> None:
+        self.file = file
+        self.compile_path = _PATH_COMPILERS.get(fmt or "", _no_paths)
+        self.tables: list[tuple[str, tuple[Any, ...]]] = []
+        self.datatypes: list[tuple[str, tuple[Any, ...]]] = []
+
+    def expr(self, value: Any, key_path: tuple[Any, ...]) -> Any:
+        try:
+            compiled = compile_value(value, self.compile_path, _FUNCTION_NAMES)
+        except ExpressionSyntaxError as exc:
+            raise self.file.fail(f"{exc}", key_path) from None
+        self._note_references(compiled, key_path)
+        return compiled
+
+    def _note_references(self, node: Any, key_path: tuple[Any, ...]) -> None:
+        if isinstance(node, Call):
+            if node.name in _TABLE_FUNCTIONS and node.args and isinstance(node.args[0], Literal):
+                self.tables.append((str(node.args[0].value), key_path))
+            if node.name == "apply" and node.args and isinstance(node.args[0], Literal):
+                self.datatypes.append((str(node.args[0].value), key_path))
+            for arg in node.args:
+                self._note_references(arg, key_path)
+
+    def condition(self, value: Any, key_path: tuple[Any, ...]) -> Any:
+        if not isinstance(value, str) or not value.startswith("="):
+            raise self.file.fail("a condition must be an expression starting with '='", key_path)
+        return self.expr(value, key_path)
+
+    def template(self, node: Any, key_path: tuple[Any, ...]) -> Any:
+        if isinstance(node, dict):
+            if "each" in node:
+                return self._each(node, key_path)
+            if "first_of" in node:
+                extra = set(node) - {"first_of"}
+                if extra or not isinstance(node["first_of"], list):
+                    raise self.file.fail("first_of takes a list of alternatives and nothing else",
+                                         key_path)
+                return FirstOf([self.template(option, (*key_path, "first_of", i))
+                                for i, option in enumerate(node["first_of"])])
+            if "if" in node:
+                cond = self.condition(node["if"], (*key_path, "if"))
+                rest = {k: v for k, v in node.items() if k != "if"}
+                return Gate(cond, self.template(rest, key_path))
+            items = [(str(k), self.template(v, (*key_path, k))) for k, v in node.items()]
+            return DictNode(items, any(_dynamic(v) for _, v in items))
+        if isinstance(node, list):
+            return ListNode([self.template(v, (*key_path, i)) for i, v in enumerate(node)])
+        return self.expr(node, key_path)
+
+    def _each(self, node: dict[str, Any], key_path: tuple[Any, ...]) -> Each:
+        extra = set(node) - {"each", "as", "if", "emit"}
+        if extra or "emit" not in node:
+            raise self.file.fail(
+                "each takes 'each', 'as', 'if' and 'emit' (the template of one item); "
+                f"unexpected: {', '.join(sorted(extra)) or 'no emit'}", key_path)
+        target = node["each"]
+        compiled_target: Any
+        if isinstance(target, str) and target.startswith("="):
+            compiled_target = self.expr(target, (*key_path, "each"))
+        elif isinstance(target, str):
+            compiled_target = target  # a group or segment name
+        else:
+            raise self.file.fail("each names a group or segment, or is an expression", key_path)
+        name = node.get("as", "it")
+        cond = self.condition(node["if"], (*key_path, "if")) if "if" in node else None
+        emit = self.template(node["emit"], (*key_path, "emit"))
+        return Each(compiled_target, str(name), cond, emit)
+
+    def lets(self, data: dict[str, Any] | None, key_path: tuple[Any, ...]) -> list[tuple[str, Any]]:
+        return [(str(k), self.template(v, (*key_path, k))) for k, v in (data or {}).items()]
+
+    def steps(self, steps: list[dict[str, Any]], key_path: tuple[Any, ...]) -> list[Any]:
+        out: list[Any] = []
+        for i, step in enumerate(steps):
+            here = (*key_path, i)
+            cond = self.condition(step["if"], (*here, "if")) if "if" in step else None
+            if "each" in step:
+                out.append(EachStep(step["each"], self.steps(step["do"], (*here, "do")), cond))
+            elif "resource" in step:
+                out.append(ResourceStep(step["resource"], step.get("bind"), step.get("collect"),
+                                        cond))
+            else:
+                for name, value in step["let"].items():
+                    out.append(LetStep(str(name), self.template(value, (*here, "let", name))))
+        return out
+
+
+def _dynamic(node: Any) -> bool:
+    if isinstance(node, Literal):
+        return False
+    if isinstance(node, PathExpr | Var | Call | Each | Gate | FirstOf):
+        return True
+    if isinstance(node, DictNode):
+        return node.dynamic
+    if isinstance(node, ListNode):
+        return any(_dynamic(i) for i in node.items)
+    return False
+
+
+def _no_paths(text: str) -> Any:
+    raise ValueError(f"{text!r}: paths are only allowed in format-specific files")
+
+
+def _step_templates(steps: list[Any]) -> list[str]:
+    names: list[str] = []
+    for step in steps:
+        if isinstance(step, ResourceStep):
+            names.append(step.template)
+        elif isinstance(step, EachStep):
+            names.extend(_step_templates(step.steps))
+    return names
+
+
+def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ()) -> MappingSet:
+    """Load, check and compile ``_shared`` overlaid with ``folder`` (``_shared`` alone is fine),
+    then with each of ``overlays`` (e.g. a facility's own code tables)."""
+    files = _collect(root, [folder, *overlays])
+    formats: dict[str, FormatMappings] = {}
+    concept_maps: dict[str, ConceptMap] = {}
+    references: list[tuple[_File, _Compiler, str]] = []
+    message_refs: list[tuple[_File, str, MessageMapping]] = []
+    digest = hashlib.sha256()
+    versions: dict[str, int] = {}
+    for rel, file in sorted(files.items()):
+        kind = _check_schema(file)
+        digest.update(rel.encode())
+        digest.update(repr(file.data).encode())
+        versions[rel] = int(file.data["version"])
+        name = Path(rel).stem
+        parts = rel.split("/")
+        if kind == "concept-map":
+            if parts[0] != "concept-maps":
+                raise file.fail("concept maps live in concept-maps/", ("kind",))
+            concept_maps[name] = concept_map_from_data(name, file.indexes[0].file, file.data)
+            continue
+        fmt = parts[0]
+        if fmt not in _PATH_COMPILERS:
+            raise file.fail(f"unknown format folder {fmt!r}; known: {', '.join(_PATH_COMPILERS)}")
+        compiler = _Compiler(file, fmt)
+        bucket = formats.setdefault(fmt, FormatMappings())
+        data = file.data
+        if kind == "resource":
+            skip = None
+            if "skip" in data:
+                skip = (compiler.condition(data["skip"]["if"], ("skip", "if")),
+                        data["skip"]["reason"])
+            body = compiler.template(data["body"], ("body",))
+            bucket.templates[name] = ResourceTemplate(
+                name=name,
+                file=file.indexes[0].file,
+                resource_type=data["resourceType"],
+                lets=compiler.lets(data.get("let"), ("let",)),
+                id_from=[[compiler.template(p, ("id_from", i, j)) for j, p in enumerate(alt)]
+                         for i, alt in enumerate(data["id_from"])],
+                required=list(data.get("required", [])),
+                skip=skip,
+                body=body if isinstance(body, DictNode) else DictNode([], False),
+                checks=[(compiler.condition(c["if"], ("checks", i, "if")), c["severity"],
+                         c["message"]) for i, c in enumerate(data.get("checks", []))],
+            )
+        elif kind == "datatype":
+            bucket.datatypes[name] = DatatypeTemplate(
+                name=name,
+                file=file.indexes[0].file,
+                params=list(data.get("params", [])),
+                lets=compiler.lets(data.get("let"), ("let",)),
+                body=compiler.template(data["body"], ("body",)),
+            )
+        elif kind == "message":
+            if data["format"] != fmt:
+                raise file.fail(f"format {data['format']!r} does not match folder {fmt!r}",
+                                ("format",))
+            try:
+                structure = hl7v2_paths.compile_structure(data.get("structure") or [])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise file.fail(f"structure: {exc}", ("structure",)) from None
+            mapping = MessageMapping(
+                name=name,
+                file=file.indexes[0].file,
+                version=int(data["version"]),
+                format=fmt,
+                message_types=list(data["match"]["message_type"]),
+                structure=structure,
+                ignore=set(data.get("ignore", [])),
+                steps=compiler.steps(data["produce"], ("produce",)),
+            )
+            bucket.messages[name] = mapping
+            message_refs.append((file, fmt, mapping))
+        references.append((file, compiler, fmt))
+    # every name used must exist
+    for file, compiler, fmt in references:
+        for table, key_path in compiler.tables:
+            if table not in concept_maps:
+                raise file.fail(f"no concept map named {table!r} (concept-maps/{table}.yaml)",
+                                key_path)
+        for datatype, key_path in compiler.datatypes:
+            if datatype not in formats[fmt].datatypes:
+                raise file.fail(f"no datatype template named {datatype!r} "
+                                f"({fmt}/datatypes/{datatype}.yaml)", key_path)
+    for file, fmt, mapping in message_refs:
+        for template in _step_templates(mapping.steps):
+            if template not in formats[fmt].templates:
+                raise file.fail(f"no resource template named {template!r} "
+                                f"({fmt}/resources/{template}.yaml)", ("produce",))
+    name = "+".join([folder, *overlays])
+    return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions)

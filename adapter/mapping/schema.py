@@ -1,0 +1,169 @@
+"""JSON Schemas of the mapping files, one per ``kind``; checked at load time.
+
+The schemas are deliberately strict (no unknown keys at the top level), so a typo in a
+mapping file is an error with its file and line, not a rule that silently does nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_VERSION = {"type": "integer", "minimum": 1}
+_NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"}
+_SCALAR = {"type": ["string", "number", "boolean"]}
+
+_STEP: dict[str, Any] = {
+    "type": "object",
+    "oneOf": [
+        {
+            "required": ["each", "do"],
+            "properties": {
+                "each": {"type": "string"},
+                "if": {"type": "string"},
+                "do": {"type": "array", "items": {"$ref": "#/definitions/step"}},
+                "description": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+        {
+            "required": ["resource"],
+            "properties": {
+                "resource": _NAME,
+                "bind": _NAME,
+                "collect": _NAME,
+                "if": {"type": "string"},
+                "description": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+        {
+            "required": ["let"],
+            "properties": {"let": {"type": "object"}},
+            "additionalProperties": False,
+        },
+    ],
+}
+
+_COMMON = {
+    "version": _VERSION,
+    "kind": {"type": "string"},
+    "extends": {"const": "_shared"},
+    "description": {"type": "string"},
+}
+
+MESSAGE = {
+    "type": "object",
+    "required": ["version", "kind", "format", "match", "produce"],
+    "properties": {
+        **_COMMON,
+        "format": {"enum": ["hl7v2"]},
+        "match": {
+            "type": "object",
+            "required": ["message_type"],
+            "properties": {"message_type": {"type": "array", "items": {"type": "string"},
+                                            "minItems": 1}},
+            "additionalProperties": False,
+        },
+        "structure": {"type": "array"},
+        "ignore": {"type": "array", "items": {"type": "string"}},
+        "produce": {"type": "array", "items": {"$ref": "#/definitions/step"}},
+    },
+    "additionalProperties": False,
+    "definitions": {"step": _STEP},
+}
+
+RESOURCE = {
+    "type": "object",
+    "required": ["version", "kind", "resourceType", "id_from", "body"],
+    "properties": {
+        **_COMMON,
+        "resourceType": {"type": "string", "pattern": r"^[A-Z][A-Za-z]+$"},
+        "let": {"type": "object"},
+        "id_from": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "array", "minItems": 1, "items": _SCALAR},
+        },
+        "required": {"type": "array", "items": {"type": "string"}},
+        "skip": {
+            "type": "object",
+            "required": ["if", "reason"],
+            "properties": {"if": {"type": "string"}, "reason": {"type": "string"}},
+            "additionalProperties": False,
+        },
+        "checks": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["if", "severity", "message"],
+                "properties": {
+                    "if": {"type": "string"},
+                    "severity": {"enum": ["error", "warning", "information"]},
+                    "message": {"type": "string"},
+                },
+                "additionalProperties": False,
+            },
+        },
+        "body": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+
+DATATYPE = {
+    "type": "object",
+    "required": ["version", "kind", "body"],
+    "properties": {
+        **_COMMON,
+        "params": {"type": "array", "items": _NAME},
+        "let": {"type": "object"},
+        "body": {},
+    },
+    "additionalProperties": False,
+}
+
+_TARGET = {
+    "oneOf": [
+        {"type": ["string", "number"]},
+        {
+            "type": "object",
+            "required": ["code"],
+            "properties": {"code": {"type": ["string", "number"]}, "display": {"type": "string"},
+                           "system": {"type": "string"}},
+            "additionalProperties": False,
+        },
+    ]
+}
+
+CONCEPT_MAP = {
+    "type": "object",
+    "required": ["version", "kind", "map", "unmapped"],
+    "properties": {
+        **_COMMON,
+        "source": {"type": "string"},
+        "target_system": {"type": "string"},
+        "case_sensitive": {"type": "boolean"},
+        "map": {"type": "object", "additionalProperties": _TARGET},
+        "unmapped": {
+            "type": "object",
+            "required": ["action"],
+            "properties": {
+                "action": {"enum": ["keep", "fixed", "omit", "error"]},
+                "code": {"type": ["string", "number"]},
+                "display": {"type": "string"},
+                "system": {"type": "string"},
+                "report": {"enum": ["none", "information", "warning"]},
+            },
+            "additionalProperties": False,
+            "if": {"properties": {"action": {"const": "fixed"}}},
+            "then": {"required": ["code"]},
+        },
+    },
+    "additionalProperties": False,
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "message": MESSAGE,
+    "resource": RESOURCE,
+    "datatype": DATATYPE,
+    "concept-map": CONCEPT_MAP,
+}

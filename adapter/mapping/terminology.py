@@ -1,0 +1,86 @@
+"""Code tables (concept maps) as data, each with an explicit rule for codes it does not know.
+
+A table maps source codes to target codings. What happens to an unknown code is a decision
+written in the table (``unmapped.action``), never an accident of the code:
+
+* ``keep``   the source code itself is used as the target code;
+* ``fixed``  a given target code (e.g. ``unknown``);
+* ``omit``   no target code: the element stays empty (the local coding is kept elsewhere);
+* ``error``  the input is quarantined with the location of the code.
+
+``unmapped.report`` (``none``, ``information``, ``warning``) says whether an unmapped code
+is listed in the message's issues.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Action = Literal["keep", "fixed", "omit", "error"]
+Report = Literal["none", "information", "warning"]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    code: str
+    display: str | None = None
+    system: str | None = None
+
+
+@dataclass(slots=True)
+class ConceptMap:
+    name: str
+    file: str
+    version: int
+    system: str | None  # default target system of entries
+    entries: dict[str, Target]
+    case_sensitive: bool = False
+    action: Action = "omit"
+    fixed: Target | None = None
+    report: Report = "information"
+    description: str | None = None
+    _folded: dict[str, Target] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.case_sensitive:
+            self._folded = {k.strip().casefold(): v for k, v in self.entries.items()}
+
+    def lookup(self, code: str) -> Target | None:
+        """The target for ``code``, or None when the table has no entry for it."""
+        key = code.strip()
+        if self.case_sensitive:
+            return self.entries.get(key)
+        return self._folded.get(key.casefold())
+
+    def with_system(self, target: Target) -> Target:
+        if target.system or not self.system:
+            return target
+        return Target(target.code, target.display, self.system)
+
+
+def concept_map_from_data(name: str, file: str, data: dict) -> ConceptMap:
+    """Build a table from a checked concept-map file (see mappings schema)."""
+    entries: dict[str, Target] = {}
+    for source, target in (data.get("map") or {}).items():
+        if isinstance(target, dict):
+            entries[str(source)] = Target(str(target["code"]), target.get("display"),
+                                          target.get("system"))
+        else:
+            entries[str(source)] = Target(str(target))
+    unmapped = data.get("unmapped") or {}
+    fixed = None
+    if unmapped.get("action") == "fixed":
+        fixed = Target(str(unmapped["code"]), unmapped.get("display"), unmapped.get("system"))
+    return ConceptMap(
+        name=name,
+        file=file,
+        version=int(data["version"]),
+        system=data.get("target_system"),
+        entries=entries,
+        case_sensitive=bool(data.get("case_sensitive", False)),
+        action=unmapped.get("action", "omit"),
+        fixed=fixed,
+        report=unmapped.get("report", "information"),
+        description=data.get("description"),
+    )

@@ -1,0 +1,267 @@
+"""The spine: receive -> keep the raw bytes -> parse -> map -> check -> store -> outbox.
+
+One transaction stores the inbound message, the resources (with history and search index
+rows), the outbox rows and the message's status, so the sender's acknowledgement (HTTP 202,
+MLLP AA) is only given for what is durably stored. A document that cannot be translated is
+stored on its own, quarantined with its located issues, in a transaction of its own: bad
+input is never lost and never blocks what comes after it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.consortium import Consortium, Facility, SourceSystem
+from adapter.errors import (
+    AdapterError,
+    InputTooLargeError,
+    Issue,
+    MessageError,
+    ParseError,
+    UnknownSourceError,
+)
+from adapter.pipeline.checks import check_resources
+from adapter.pipeline.merge import merge_with_stored
+from adapter.pipeline.readers import read_document
+from adapter.store import (
+    create_message,
+    enqueue_many,
+    find_message,
+    get_message,
+    read_resource,
+    save_resources,
+    set_message_result,
+)
+from adapter.store.models import InboundMessage
+from adapter.mapping.loader import MappingSet, load_mapping_set
+
+log = logging.getLogger(__name__)
+
+RECEIVED = "received"
+PROCESSED = "processed"
+WARNINGS = "processed-with-warnings"
+QUARANTINED = "quarantined"
+STATUSES = (RECEIVED, PROCESSED, WARNINGS, QUARANTINED)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    message_id: str
+    status: str
+    resources: list[str]
+    issues: list[Issue]
+    duplicate: bool = False
+    unread: list[str] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in (PROCESSED, WARNINGS)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "status": self.status,
+            "duplicate": self.duplicate,
+            "resources": self.resources,
+            "issues": [i.as_dict() for i in self.issues],
+        }
+
+
+class Pipeline:
+    """Translates and stores documents from the consortium's configured source systems."""
+
+    def __init__(self, consortium: Consortium, factory: sessionmaker[Session], *,
+                 mappings_dir: Path, max_bytes: int, default_timezone: str) -> None:
+        self.consortium = consortium
+        self.factory = factory
+        self.mappings_dir = mappings_dir
+        self.max_bytes = max_bytes
+        self.timezone = ZoneInfo(consortium.timezone or default_timezone)
+        self._mapping_sets: dict[str, MappingSet] = {}
+
+    # -- mapping sets ------------------------------------------------------------------------
+    def mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
+        cached = self._mapping_sets.get(source.id)
+        if cached is None:
+            overlays = tuple(
+                folder for folder in (f"facilities/{facility.id}",)
+                if (self.mappings_dir / folder).is_dir()
+            )
+            cached = load_mapping_set(self.mappings_dir, source.mapping, overlays=overlays)
+            self._mapping_sets[source.id] = cached
+        return cached
+
+    def load_all_mappings(self) -> None:
+        """Load every source's mappings now, so a broken mapping stops start-up."""
+        for facility in self.consortium.facilities:
+            for source in facility.sources:
+                self.mapping_set(facility, source)
+
+    def reload_mappings(self) -> None:
+        self._mapping_sets.clear()
+        self.load_all_mappings()
+
+    # -- ingest ------------------------------------------------------------------------------
+    def ingest(self, raw: bytes, source_system: str, content_type: str | None = None,
+               *, now: datetime | None = None) -> IngestResult:
+        found = self.consortium.source(source_system)
+        if found is None:
+            known = ", ".join(s.id for f in self.consortium.facilities for s in f.sources)
+            raise UnknownSourceError(
+                f"unknown source system {source_system!r} (X-Source-System); known: {known}",
+                location="X-Source-System")
+        facility, source = found
+        moment = now or datetime.now(UTC)
+        digest = hashlib.sha256(raw).hexdigest()
+        with self.factory() as session:
+            existing = find_message(session, source.id, digest)
+            if existing is not None:
+                return _result_of(existing, duplicate=True)
+        try:
+            return self._process_new(raw, digest, facility, source, content_type, moment)
+        except IntegrityError:
+            # the same bytes arrived twice at once: the other one won the unique key
+            with self.factory() as session:
+                existing = find_message(session, source.id, digest)
+                if existing is None:
+                    raise
+                return _result_of(existing, duplicate=True)
+
+    def _process_new(self, raw: bytes, digest: str, facility: Facility, source: SourceSystem,
+                     content_type: str | None, moment: datetime) -> IngestResult:
+        outcome = self._translate(raw, facility, source)
+        with self.factory.begin() as session:
+            message = create_message(
+                session, source_system=source.id, facility_id=facility.id, raw=raw,
+                content_type=content_type, sha256=digest, detected_format=outcome.format,
+                encoding=outcome.encoding, received_at=moment)
+            if outcome.failed:
+                set_message_result(session, message, status=QUARANTINED,
+                                   issues=[i.as_dict() for i in outcome.issues], resources=[],
+                                   now=moment)
+                log.warning("message %s from %s quarantined: %s", message.id, source.id,
+                            _summary(outcome.issues))
+                return _result_of(message)
+            return self._store(session, message, facility, outcome, moment)
+
+    def reprocess(self, message_id: str, *, now: datetime | None = None) -> IngestResult:
+        """Translate a stored message again (after a mapping fix) with the current mappings."""
+        moment = now or datetime.now(UTC)
+        with self.factory() as session:
+            message = get_message(session, message_id)
+            if message is None:
+                from adapter.errors import NotFoundError
+                raise NotFoundError(f"no message {message_id}")
+            raw, source_id = message.raw, message.source_system
+        found = self.consortium.source(source_id)
+        if found is None:
+            raise UnknownSourceError(f"source system {source_id!r} is no longer configured")
+        facility, source = found
+        self._mapping_sets.pop(source.id, None)  # pick up mapping fixes
+        outcome = self._translate(raw, facility, source)
+        with self.factory.begin() as session:
+            message = get_message(session, message_id)
+            assert message is not None
+            message.detected_format = outcome.format
+            message.encoding = outcome.encoding
+            if outcome.failed:
+                set_message_result(session, message, status=QUARANTINED,
+                                   issues=[i.as_dict() for i in outcome.issues], resources=[],
+                                   now=moment)
+                return _result_of(message)
+            return self._store(session, message, facility, outcome, moment)
+
+    # -- the parts ---------------------------------------------------------------------------
+    def _translate(self, raw: bytes, facility: Facility, source: SourceSystem) -> _Outcome:
+        if len(raw) > self.max_bytes:
+            error = InputTooLargeError(
+                f"the document is {len(raw)} bytes; the limit is {self.max_bytes} "
+                "(ADAPTER_MAX_MESSAGE_BYTES)", location="body")
+            return _Outcome.failure(error.issues, source.format)
+        try:
+            mappings = self.mapping_set(facility, source)
+            document = read_document(source.format, raw, max_bytes=self.max_bytes)
+            translation = document.translate(mappings, facility, self.timezone)
+        except MessageError as exc:
+            return _Outcome.failure(exc.issues, source.format)
+        except AdapterError:
+            raise
+        except Exception as exc:  # a bug must not lose the message: quarantine it, say where
+            log.exception("unexpected error translating a message from %s", source.id)
+            issue = Issue("fatal", "exception",
+                          f"internal error while translating ({type(exc).__name__}); the "
+                          "message is kept and can be reprocessed once fixed")
+            return _Outcome.failure([issue], source.format)
+        issues = list(translation.issues)
+        issues.extend(check_resources(translation.resources))
+        failed = any(i.severity in ("error", "fatal") for i in issues)
+        return _Outcome(document.format, document.encoding, translation.resources, issues,
+                        failed, translation.unread)
+
+    def _store(self, session: Session, message: InboundMessage, facility: Facility,
+               outcome: _Outcome, moment: datetime) -> IngestResult:
+        resources = [merge_with_stored(r, lambda t, i: read_resource(session, t, i))
+                     for r in outcome.resources]
+        saved = save_resources(session, resources, message_id=message.id, now=moment,
+                               facility_id=facility.id, zone=self.timezone)
+        outbox: list[dict[str, Any]] = []
+        for item in saved:
+            if not item.changed:
+                continue  # identical content: nothing new to deliver
+            for destination in self.consortium.destinations_for(facility.id, item.resource_type):
+                outbox.append({
+                    "destination": destination, "resource_type": item.resource_type,
+                    "resource_id": item.id, "version_id": item.version_id,
+                    "patient_key": item.patient_key, "message_id": message.id,
+                })
+        enqueue_many(session, outbox, now=moment)
+        warned = any(i.severity == "warning" for i in outcome.issues)
+        refs = [f"{s.resource_type}/{s.id}" for s in saved]
+        set_message_result(session, message, status=WARNINGS if warned else PROCESSED,
+                           issues=[i.as_dict() for i in outcome.issues], resources=refs,
+                           now=moment)
+        log.info("message %s from %s: %d resources (%d changed), %d outbox rows",
+                 message.id, message.source_system, len(saved),
+                 sum(1 for s in saved if s.changed), len(outbox))
+        return _result_of(message)
+
+
+@dataclass(slots=True)
+class _Outcome:
+    format: str | None
+    encoding: str | None
+    resources: list[dict[str, Any]]
+    issues: list[Issue]
+    failed: bool
+    unread: list[str] = field(default_factory=list)
+
+    @classmethod
+    def failure(cls, issues: list[Issue], fmt: str | None) -> _Outcome:
+        return cls(fmt, None, [], issues, True)
+
+
+def _result_of(message: InboundMessage, *, duplicate: bool = False) -> IngestResult:
+    return IngestResult(
+        message_id=message.id,
+        status=message.status,
+        resources=list(message.resources or []),
+        issues=[Issue.from_dict(i) for i in message.issues or []],
+        duplicate=duplicate,
+    )
+
+
+def _summary(issues: list[Issue]) -> str:
+    """Issue locations and codes only: diagnostics may quote patient data."""
+    return ", ".join(f"{i.severity}:{i.code}@{i.location or '-'}" for i in issues[:5])
+
+
+__all__ = ["STATUSES", "IngestResult", "ParseError", "Pipeline"]
