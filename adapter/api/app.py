@@ -1,0 +1,54 @@
+"""The FastAPI application: ``create_app(settings)``.
+
+Routers are split by area; adding one is one line in ``ROUTERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from adapter import __version__
+from adapter.api import fhir
+from adapter.api.errors import install_error_handlers
+from adapter.api.responses import FHIRResponse
+from adapter.fhir.dates import format_instant
+from adapter.settings import Settings, get_settings
+from adapter.store import make_engine, migrate, session_factory
+
+ROUTERS: tuple[APIRouter, ...] = (
+    fhir.router,
+)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The adapter's HTTP API. The schema is migrated at start-up (lifespan)."""
+    settings = settings or get_settings()
+    engine = make_engine(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(migrate, engine)
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="County medical consortium FHIR adapter",
+        version=__version__,
+        default_response_class=FHIRResponse,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.session_factory = session_factory(engine)
+    app.state.started_at = format_instant(datetime.now(UTC))
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

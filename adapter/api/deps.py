@@ -1,0 +1,33 @@
+"""Request dependencies as typed aliases: ``def route(session: SessionDep): ...``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.session_factory
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+
+
+def get_session(factory: SessionFactoryDep) -> Iterator[Session]:
+    """A session for reading; closed (rolled back) after the response. Writers use
+    ``SessionFactoryDep`` and ``with factory.begin() as session:`` themselves."""
+    with factory() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]

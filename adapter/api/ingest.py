@@ -1,0 +1,142 @@
+"""Receiving documents (``POST /ingest``) and reading what became of them (``/messages``)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response
+
+from adapter.api.deps import SessionDep
+from adapter.errors import AdapterError, Issue, NotFoundError, operation_outcome
+from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
+from adapter.store import count_messages, get_message, list_messages
+from adapter.store.models import InboundMessage
+
+router = APIRouter(tags=["ingest"])
+
+
+def get_pipeline(request: Request) -> Pipeline:
+    return request.app.state.pipeline
+
+
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
+
+
+class MissingHeaderError(AdapterError):
+    http_status = 400
+    issue_code = "required"
+
+
+class BadQueryError(AdapterError):
+    http_status = 400
+    issue_code = "value"
+
+
+def _answer(result: IngestResult, max_status: int = 422) -> Response:
+    location = f"/messages/{result.message_id}"
+    headers = {"Location": location, "X-Message-Id": result.message_id}
+    if result.accepted:
+        return JSONResponse(result.as_dict(), status_code=202, headers=headers)
+    # quarantined: an OperationOutcome that locates every problem and says where the
+    # message is kept
+    issues = [*result.issues, Issue(
+        "information", "informational",
+        f"the message is kept as {result.message_id}, status {result.status}; fix the mapping "
+        f"or the sender and reprocess it (POST {location}/reprocess)")]
+    status = max_status
+    if any(i.code == "too-long" for i in result.issues):
+        status = 413
+    return Response(content=_json(operation_outcome(issues)), status_code=status,
+                    media_type="application/fhir+json; charset=utf-8", headers=headers)
+
+
+def _json(content: Any) -> bytes:
+    import orjson
+    return orjson.dumps(content)
+
+
+@router.post("/ingest", status_code=202)
+async def ingest(request: Request, pipeline: PipelineDep,
+                 x_source_system: Annotated[str | None, Header()] = None) -> Response:
+    """Receive one document as raw bytes; the source system is named in ``X-Source-System``."""
+    if not x_source_system:
+        raise MissingHeaderError("the X-Source-System header names the sending system",
+                                 location="X-Source-System")
+    raw = await request.body()
+    content_type = request.headers.get("content-type")
+    result = await run_in_threadpool(pipeline.ingest, raw, x_source_system, content_type)
+    return _answer(result)
+
+
+def message_summary(message: InboundMessage) -> dict[str, Any]:
+    return {
+        "message_id": message.id,
+        "source_system": message.source_system,
+        "facility_id": message.facility_id,
+        "received_at": message.received_at.isoformat(),
+        "processed_at": message.processed_at.isoformat() if message.processed_at else None,
+        "status": message.status,
+        "format": message.detected_format,
+        "encoding": message.encoding,
+        "content_type": message.content_type,
+        "size": message.size,
+        "sha256": message.sha256,
+        "attempts": message.attempts,
+        "resource_count": len(message.resources or []),
+        "issue_count": len(message.issues or []),
+    }
+
+
+@router.get("/messages")
+def messages(session: SessionDep, status: str | None = None,
+             limit: Annotated[int, Query(ge=1, le=500)] = 50,
+             offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    """Received messages, newest first, optionally only those with one status."""
+    if status is not None and status not in STATUSES:
+        raise BadQueryError(f"status must be one of {', '.join(STATUSES)}", location="status")
+    items = [message_summary(m) for m in list_messages(session, status, limit, offset)]
+    return JSONResponse({"total": count_messages(session, status), "limit": limit,
+                         "offset": offset, "items": items})
+
+
+@router.get("/messages/{message_id}")
+def message(message_id: str, session: SessionDep) -> JSONResponse:
+    """One message: status, located issues and the resources it produced."""
+    found = get_message(session, message_id)
+    if found is None:
+        raise NotFoundError(f"no message {message_id}", location="message_id")
+    return JSONResponse({**message_summary(found), "issues": found.issues or [],
+                         "resources": found.resources or []})
+
+
+@router.get("/messages/{message_id}/raw")
+def message_raw(message_id: str, session: SessionDep) -> Response:
+    """The exact bytes received."""
+    found = get_message(session, message_id)
+    if found is None:
+        raise NotFoundError(f"no message {message_id}", location="message_id")
+    return Response(content=found.raw, media_type=found.content_type or
+                    "application/octet-stream")
+
+
+@router.post("/messages/{message_id}/reprocess")
+async def reprocess(message_id: str, pipeline: PipelineDep) -> Response:
+    """Translate a stored message again with the current mappings (after a fix)."""
+    result = await run_in_threadpool(pipeline.reprocess, message_id)
+    return _answer(result)
+
+
+@router.post("/messages/reprocess")
+async def reprocess_by_status(pipeline: PipelineDep, session: SessionDep,
+                              status: str = QUARANTINED) -> JSONResponse:
+    """Reprocess every message with a status (default: quarantined)."""
+    if status not in STATUSES:
+        raise BadQueryError(f"status must be one of {', '.join(STATUSES)}", location="status")
+    ids = [m.id for m in list_messages(session, status, limit=100_000)]
+    results = []
+    for message_id in ids:
+        result = await run_in_threadpool(pipeline.reprocess, message_id)
+        results.append({"message_id": message_id, "status": result.status})
+    return JSONResponse({"reprocessed": len(results), "items": results})

@@ -1,0 +1,179 @@
+"""Shared fixtures: a migrated database per test, settings, the app and a test client.
+
+By default every test gets its own SQLite file in tmp_path (copied from a template that was
+migrated once per session). With ``ADAPTER_TEST_DATABASE_URL`` set, e.g.
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``, the tests use that server instead:
+one schema per test run and pytest-xdist worker (``search_path`` set through the URL),
+migrated once, emptied before each test and dropped at the end.
+
+Every test that uses ``database_url`` (directly or through ``engine``, ``session_factory``,
+``settings``, ``app``, ``client``) is marked ``db`` automatically.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter import store
+from adapter.api.app import create_app
+from adapter.settings import Settings
+from adapter.store import Saved, make_engine, migrate, save_resources
+
+TEST_DATABASE_ENV = "ADAPTER_TEST_DATABASE_URL"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # before -m selection runs, so `pytest -m db` sees these marks
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
+def _postgres_base() -> str | None:
+    return os.environ.get(TEST_DATABASE_ENV) or None
+
+
+def _schema_url(base: str, schema: str) -> str:
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
+def _new_schema_name(prefix: str) -> str:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
+    return f"{prefix}_{run}_{worker}".lower()
+
+
+@pytest.fixture(scope="session")
+def _postgres_schema_url() -> Iterator[str | None]:
+    """A migrated schema for this run and worker, dropped at the end (PostgreSQL only)."""
+    base = _postgres_base()
+    if base is None:
+        yield None
+        return
+    schema = _new_schema_name("t")
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = _schema_url(base, schema)
+    engine = make_engine(url)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    engine.dispose()  # the last connection closing folds the WAL into the file
+    return path
+
+
+def _empty_tables(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            tables = conn.execute(text(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                "AND tablename <> 'alembic_version'"
+            )).scalars().all()
+            if tables:
+                names = ", ".join(f'"{t}"' for t in tables)
+                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty, migrated database for this test."""
+    postgres = request.getfixturevalue("_postgres_schema_url")
+    if postgres is not None:
+        _empty_tables(postgres)
+        return postgres
+    path = tmp_path / "adapter.db"
+    shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def blank_database_url(tmp_path: Path) -> Iterator[str]:
+    """URL of an empty database without any schema (to test migrations)."""
+    base = _postgres_base()
+    if base is None:
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    schema = _new_schema_name(f"b{uuid.uuid4().hex[:6]}")
+    admin = make_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield _schema_url(base, schema)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return store.session_factory(engine)
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def save(session_factory: sessionmaker[Session]) -> Callable[..., list[Saved]]:
+    """``save(resources, now=...)``: store resources in one committed transaction."""
+
+    def _save(resources: list[dict[str, Any]], *, now: datetime | None = None,
+              message_id: str | None = None) -> list[Saved]:
+        with session_factory.begin() as session:
+            return save_resources(session, resources, message_id=message_id,
+                                  now=now or datetime.now(UTC))
+
+    return _save
