@@ -1,0 +1,117 @@
+"""Chinese resident identity numbers (居民身份证号码, GB 11643-1999).
+
+18 characters: 6-digit region code, 8-digit birth date (YYYYMMDD), 3-digit sequence (odd
+for men, even for women), 1 check character (ISO 7064 MOD 11-2, ``X`` for 10).
+The first-generation 15-digit form has a 2-digit year (19YY) and no check character.
+
+``parse_national_id`` never raises; what is wrong is listed in ``problems`` without
+repeating the number, so the list can go into issues and logs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK_CHARS = "10X98765432"  # indexed by the weighted sum mod 11
+_DIGITS17 = re.compile(r"[0-9]{17}")
+_FORM18 = re.compile(r"[0-9]{17}[0-9X]")
+_FORM15 = re.compile(r"[0-9]{15}")
+# full-width digits and X, as typed with a Chinese input method
+_FULL_WIDTH = str.maketrans({**{0xFF10 + i: str(i) for i in range(10)},
+                             0xFF38: "X", 0xFF58: "X", ord("x"): "X"})
+
+Sex = Literal["male", "female"]
+
+
+def national_id_check_char(first17: str) -> str:
+    """The check character for the first 17 digits (ISO 7064 MOD 11-2)."""
+    if not _DIGITS17.fullmatch(first17):
+        raise ValueError("expected exactly 17 ASCII digits")
+    total = sum(int(ch) * w for ch, w in zip(first17, _WEIGHTS, strict=True))
+    return _CHECK_CHARS[total % 11]
+
+
+@dataclass(frozen=True, slots=True)
+class NationalId:
+    value: str  # normalised: stripped, upper-case X, full-width digits made ASCII
+    length: int
+    valid_checksum: bool | None  # None for 15 digits and when it cannot be computed
+    # the 18-character form computed from a 15-digit number; None otherwise (an
+    # 18-character value already is that form)
+    eighteen: str | None
+    birth_date: date | None
+    sex: Sex | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.problems
+
+
+def normalise_national_id(value: str) -> str:
+    return value.strip().translate(_FULL_WIDTH)
+
+
+def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
+    """Read a 15- or 18-character identity number; never raises for a str."""
+    v = normalise_national_id(value) if isinstance(value, str) else ""
+    problems: list[str] = []
+    n = len(v)
+    checksum: bool | None = None
+    eighteen: str | None = None
+    birth: date | None = None
+    sex: Sex | None = None
+
+    if n == 18:
+        if _FORM18.fullmatch(v):
+            expected = national_id_check_char(v[:17])
+            checksum = v[17] == expected
+            if not checksum:
+                problems.append(f"bad checksum: check character is {v[17]}, "
+                                f"expected {expected}")
+            birth = _birth_date(v[6:14], problems, today)
+            sex = _sex(v[16])
+        else:
+            problems.append("non-digit characters: expected 17 digits and a digit or X")
+    elif n == 15:
+        if _FORM15.fullmatch(v):
+            first17 = v[:6] + "19" + v[6:]
+            eighteen = first17 + national_id_check_char(first17)
+            birth = _birth_date("19" + v[6:12], problems, today)
+            sex = _sex(v[14])
+        else:
+            problems.append("non-digit characters: expected 15 digits")
+    else:
+        problems.append(f"wrong length: {n} characters, expected 18 (or 15)")
+    return NationalId(v, n, checksum, eighteen, birth, sex, problems)
+
+
+def _birth_date(yyyymmdd: str, problems: list[str], today: date | None) -> date | None:
+    try:
+        born = date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
+    except ValueError:
+        problems.append("bad birth date: the date digits are not a calendar date")
+        return None
+    if born > (today or date.today()):
+        problems.append("bad birth date: the date is in the future")
+        return None
+    return born
+
+
+def _sex(sequence_digit: str) -> Sex:
+    return "male" if int(sequence_digit) % 2 else "female"
+
+
+def mask_national_id(value: str) -> str:
+    """For listings: first 6 and last 4 characters kept, e.g. ``110105********002X``.
+
+    Values of 10 characters or fewer are masked completely.
+    """
+    v = normalise_national_id(value) if isinstance(value, str) else ""
+    if len(v) <= 10:
+        return "*" * len(v)
+    return v[:6] + "*" * (len(v) - 10) + v[-4:]
