@@ -330,9 +330,13 @@ class Evaluation:
 
 
 def _lazy_first(ev: Evaluation, args: tuple[Expr, ...]) -> Any:
-    for arg in args:
+    for position, arg in enumerate(args):
         value = ev.expr(arg)
         if not is_empty(value) and _truthy(value):
+            # the alternatives not taken are still read by this rule (for the unread report)
+            for rest in args[position + 1:]:
+                if isinstance(rest, Path):
+                    ev.state.source.resolve(rest.compiled, ev.scope)
             return value
     return None
 

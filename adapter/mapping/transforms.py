@@ -176,6 +176,25 @@ def join_repetitions(ev: Evaluation, value: Any, separator: Any = "\n") -> str:
     return text(separator).join(r for r in reps if r.strip())
 
 
+_EXPONENT_TAIL = re.compile(r"^\d+\s*/")
+
+
+@transform("unit_as_written")
+def unit_as_written(ev: Evaluation, value: Any) -> str | None:
+    """The unit of OBX-6 as the lab wrote it. Many LIS write "10^9/L" without escaping the
+    caret, which HL7 then reads as two components ("10" and "9/L"); those are joined back.
+    A unit coded properly (code^text^system) gives its code."""
+    first_part = text(value).strip()
+    child = getattr(value, "child", None)
+    if child is None or getattr(value, "comp", None) is not None:
+        return first_part or None
+    second = child(2).text.strip()
+    third = child(3).text.strip()
+    if not third and first_part.endswith("10") and _EXPONENT_TAIL.match(second):
+        return f"{first_part}^{second}"
+    return first_part or None
+
+
 @transform("upper")
 def upper(ev: Evaluation, value: Any) -> str:
     return text(value).upper()

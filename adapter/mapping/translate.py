@@ -111,15 +111,13 @@ def _unread(message: Message, tracker: v2.ReadTracker, mapping: MessageMapping,
     for segment in message.segments:
         if segment.name in ignore:
             continue
-        if segment.index not in tracker.segments or segment.index in unplaced_ids:
+        fields = [f for f in segment.populated_fields()
+                  if not (segment.name == "MSH" and f in (1, 2))
+                  and f"{segment.name}-{f}" not in ignore]
+        if segment.index in unplaced_ids or (
+                segment.index not in tracker.segments and fields):
             out.append((f"{segment.name}[{segment.occurrence}]", "segment"))
             continue
-        for field_no in segment.populated_fields():
-            if field_no in (1, 2) and segment.name == "MSH":
-                continue
-            if (segment.index, field_no) in tracker.fields:
-                continue
-            if f"{segment.name}-{field_no}" in ignore:
-                continue
-            out.append((segment.location(field_no), "field"))
+        out.extend((segment.location(f), "field") for f in fields
+                   if (segment.index, f) not in tracker.fields)
     return out

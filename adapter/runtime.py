@@ -1,0 +1,43 @@
+"""Building the running adapter from settings: consortium, database, mappings, pipeline.
+
+Both the HTTP app and the CLI start here, so both refuse to start on the same mistakes:
+a bad consortium file, an unreachable database, a mapping file that does not check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.consortium import Consortium, load_consortium
+from adapter.pipeline import Pipeline
+from adapter.settings import Settings
+from adapter.store import make_engine, migrate, session_factory
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    consortium: Consortium
+    engine: Engine
+    factory: sessionmaker[Session]
+    pipeline: Pipeline
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def build_runtime(settings: Settings, *, engine: Engine | None = None,
+                  run_migrations: bool = True) -> Runtime:
+    consortium = load_consortium(settings.config)
+    engine = engine or make_engine(settings.database_url)
+    if run_migrations:
+        migrate(engine)
+    factory = session_factory(engine)
+    pipeline = Pipeline(consortium, factory, mappings_dir=settings.mappings_dir,
+                        max_bytes=settings.max_message_bytes,
+                        default_timezone=settings.default_timezone)
+    pipeline.load_all_mappings()
+    return Runtime(settings, consortium, engine, factory, pipeline)
