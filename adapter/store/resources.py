@@ -85,6 +85,8 @@ def save_resources(
     must be the zone the searches use. Never commits. Two transactions creating the same
     new resource at once: the later one fails with IntegrityError and can be retried.
     """
+    if now.tzinfo is None:
+        raise ValueError("save_resources needs a timezone-aware now (naive datetime given)")
     if not resources:
         return []
     last_updated = truncate_to_millis(now)
