@@ -49,8 +49,6 @@ CHARSET_TABLE: dict[str, str] = {
 }
 
 GB_CODECS = frozenset({"gb18030", "gbk", "gb2312"})
-# codecs in which an ASCII byte may be the second byte of a character (a '|' inside a name)
-ASCII_TRAIL_CODECS = GB_CODECS | {"big5"}
 
 
 def _normalise(name: str) -> str:

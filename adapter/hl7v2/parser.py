@@ -12,7 +12,6 @@ import string
 
 from adapter.errors import InputTooLargeError, Issue, ParseError
 from adapter.hl7v2.charsets import (
-    ASCII_TRAIL_CODECS,
     GB_CODECS,
     codec_for,
     decode_declared,
@@ -52,8 +51,7 @@ def parse_hl7v2(raw: bytes, *, max_bytes: int | None = None) -> Message:
         header_bytes = data[:_line_end(data)]
         fs, enc, header = _read_header(header_bytes.decode("latin-1"))
         declared = _declared_charset(header, fs, enc)
-        codec = codec_for(declared) if declared else None
-        if declared and codec is None and not header_bytes.isascii():
+        if (not declared or codec_for(declared) is None) and not header_bytes.isascii():
             declared = _recheck_declared(header_bytes, declared, fs, enc)
         if declared:
             codec = _codec_or_error(declared)
@@ -145,16 +143,20 @@ def _declared_charset(header: list[str], fs: str, enc: str) -> str:
 
 
 def _recheck_declared(header_bytes: bytes, declared: str, fs: str, enc: str) -> str:
-    """A GBK/Big5 character in MSH-3..17 may contain the byte of the field separator and
-    shift the single-byte count; read MSH-18 again from the GB18030-decoded line."""
-    if codec_for(declared) in ASCII_TRAIL_CODECS:
-        return declared
+    """A GBK character in MSH-3..17 may have the field separator as its second byte (亅 is
+    0x81 0x7C) and shift the single-byte count; read MSH-18 again from the GB18030-decoded
+    line and take it when it names a GB charset or is empty."""
+    try:
+        header_bytes.decode("utf-8")
+        return declared  # UTF-8 never uses ASCII bytes inside a character: the count is right
+    except UnicodeDecodeError:
+        pass
     try:
         text = header_bytes.decode("gb18030")
     except UnicodeDecodeError:
         return declared
     again = _declared_charset(text.split(fs), fs, enc)
-    return again if codec_for(again) in ASCII_TRAIL_CODECS else declared
+    return again if not again or codec_for(again) in GB_CODECS else declared
 
 
 def _codec_or_error(declared: str) -> str:
