@@ -177,3 +177,15 @@ def save(session_factory: sessionmaker[Session]) -> Callable[..., list[Saved]]:
                                   now=now or datetime.now(UTC))
 
     return _save
+
+
+@pytest.fixture
+def fhir_valid() -> Callable[[dict[str, Any]], Any]:
+    """``fhir_valid(body)``: parse a FHIR JSON dict with fhir.resources (R4B models); raises
+    pydantic.ValidationError when it is not a valid resource of its resourceType."""
+    from fhir.resources.R4B import get_fhir_model_class
+
+    def _validate(body: dict[str, Any]) -> Any:
+        return get_fhir_model_class(body["resourceType"]).model_validate(body)
+
+    return _validate

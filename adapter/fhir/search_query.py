@@ -207,7 +207,10 @@ def _value(param: SearchParam, modifier: str | None, text: str, zone: tzinfo,
     if kind == "uri":
         return text
     if kind == "date":
-        prefix, rest = _prefix(text)
+        try:
+            prefix, rest = _prefix(text)
+        except _BadValue as exc:
+            raise _BadValue(f"{label}: {exc}") from None
         try:
             start, end = parse_range(rest, zone)
         except DateFormatError:

@@ -1,0 +1,70 @@
+"""The CapabilityStatement states exactly what the search-parameter table and the API do."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapter import __version__
+from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES
+
+SAMPLE = {  # one acceptable value per parameter type
+    "token": "http://example.org|x",
+    "string": "abc",
+    "date": "ge2026-01-01",
+    "reference": "abc",
+    "quantity": "gt1",
+    "uri": "http://example.org/cs",
+}
+
+
+@pytest.fixture
+def capability(client: TestClient, fhir_valid) -> dict:
+    response = client.get("/fhir/metadata")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    body = response.json()
+    fhir_valid(body)
+    return body
+
+
+def test_statement_header(capability: dict) -> None:
+    assert capability["resourceType"] == "CapabilityStatement"
+    assert (capability["fhirVersion"], capability["kind"], capability["status"]) == (
+        "4.0.1", "instance", "active")
+    assert capability["format"] == ["json"]
+    assert capability["software"]["version"] == __version__
+    assert capability["implementation"]["url"] == "http://testserver/fhir"
+
+
+def test_resources_interactions_and_parameters_match_the_table(capability: dict) -> None:
+    (rest,) = capability["rest"]
+    assert rest["mode"] == "server"
+    listed = {r["type"]: r for r in rest["resource"]}
+    assert sorted(listed) == sorted(SUPPORTED_TYPES)
+    for rtype, resource in listed.items():
+        assert [i["code"] for i in resource["interaction"]] == [
+            "read", "vread", "search-type", "history-instance"]
+        params = {p["name"]: p["type"] for p in resource["searchParam"]}
+        assert params == {name: p.type for name, p in RESOURCES[rtype].params.items()}
+        assert {"_id", "_lastUpdated"} <= params.keys()
+
+
+def test_every_listed_parameter_is_accepted_by_search(capability: dict,
+                                                      client: TestClient) -> None:
+    for resource in capability["rest"][0]["resource"]:
+        for param in resource["searchParam"]:
+            value = "2026" if param["name"] == "_lastUpdated" else SAMPLE[param["type"]]
+            response = client.get(f"/fhir/{resource['type']}", params={param["name"]: value})
+            assert response.status_code == 200, (resource["type"], param["name"], response.text)
+
+
+def test_the_covered_types(capability: dict) -> None:
+    assert set(SUPPORTED_TYPES) == {
+        "Patient", "Practitioner", "PractitionerRole", "Organization", "Encounter",
+        "ServiceRequest", "Task", "Condition", "DiagnosticReport", "Observation", "Specimen",
+        "Composition", "DocumentReference", "MedicationRequest", "Provenance", "CodeSystem"}
+    observation = RESOURCES["Observation"].params
+    assert observation["date"].paths == ("effectiveDateTime", "effectivePeriod",
+                                         "effectiveInstant")
+    assert observation["patient"].targets == ("Patient",)
