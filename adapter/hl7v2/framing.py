@@ -6,6 +6,7 @@ nothing else can be read from it byte-wise.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from adapter.errors import ParseError
@@ -21,7 +22,8 @@ _UTF16_STARTS: tuple[tuple[bytes, str, int], ...] = (
     (b"M\x00S\x00H\x00", "utf-16-le", 0),
     (b"\x00M\x00S\x00H", "utf-16-be", 0),
 )
-MLLP_END = 0x1C
+# whitespace, MLLP start blocks and UTF-8 BOMs in any order (linear, whatever the input)
+_LEADING = re.compile(rb"(?:[ \t\r\n\x0b\x0c]|\xef\xbb\xbf)*")
 
 
 @dataclass(slots=True)
@@ -51,12 +53,8 @@ def unframe(raw: bytes) -> Unframed:
 
 
 def _skip_leading(raw: bytes, start: int) -> int:
-    while True:
-        start = len(raw) - len(raw[start:].lstrip(_WS)) if start < len(raw) else start
-        if raw.startswith(_BOM_UTF8, start):
-            start += len(_BOM_UTF8)
-            continue
-        return start
+    match = _LEADING.match(raw, start)
+    return match.end() if match else start
 
 
 def _unframe_utf16(raw: bytes, start: int, codec: str) -> Unframed:
