@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from adapter.consortium import Level, load_consortium
 from adapter.errors import ConfigError
@@ -170,3 +171,16 @@ def test_bad_cross_references_are_refused(name):
     # what holds today, whatever line the error names
     error = _error_for(name)
     assert "used twice" in error.message or "unknown destination" in error.message
+
+
+@pytest.mark.parametrize("cases_file", ["hl7v2/oru/cases.yaml", "hl7v2/bad/cases.yaml"])
+def test_fixture_cases_name_configured_sources_and_existing_files(consortium, cases_file):
+    path = FIXTURES / cases_file
+    cases = yaml.safe_load(path.read_text(encoding="utf-8"))
+    listed = [case["file"] for case in cases]
+    assert len(listed) == len(set(listed)), "a file is listed twice"
+    for case in cases:
+        assert consortium.source(case["source"]) is not None, case["source"]
+        assert (path.parent / case["file"]).is_file(), case["file"]
+    on_disk = {str(p.relative_to(path.parent)) for p in path.parent.rglob("*.hl7")}
+    assert on_disk == set(listed)
