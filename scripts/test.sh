@@ -31,7 +31,13 @@ if [[ ! -f "$STAMP" || "$(cat "$STAMP")" != "$WANT" ]] \
     || ! "$PY" -c "import importlib.metadata as m; m.version('yigongti-fhir-adapter')" \
         >/dev/null 2>&1; then
     echo "test.sh: installing the project and its test extra into .venv"
-    "$PY" -m pip install --quiet --disable-pip-version-check -e '.[test]'
+    LOG="$VENV/install.log"
+    if ! "$PY" -m pip install --quiet --disable-pip-version-check -e '.[test]' >"$LOG" 2>&1
+    then
+        cat "$LOG" >&2
+        echo "test.sh: FAILED: could not install the project (log above, also in $LOG)" >&2
+        exit 1
+    fi
     echo "$WANT" >"$STAMP"
 fi
 
