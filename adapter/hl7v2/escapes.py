@@ -22,7 +22,7 @@ class Delimiters:
     compare and hash by their characters and codec.
     """
 
-    __slots__ = ("codec", "component", "deep", "escape", "field", "repetition", "simple",
+    __slots__ = ("codec", "component", "escape", "field", "repetition", "simple",
                  "special", "subcomponent", "truncation")
 
     def __init__(self, field: str = DEFAULT_FIELD_SEPARATOR,
@@ -48,8 +48,6 @@ class Delimiters:
             self.simple["P"] = self.truncation
         # any character that makes a value need splitting or unescaping
         self.special = re.compile("[" + re.escape(enc[:4]) + "]")
-        # the characters a value may hold and still be read by plain component splitting
-        self.deep = re.compile("[" + re.escape(enc[1:4]) + "]")
 
     @property
     def encoding_characters(self) -> str:

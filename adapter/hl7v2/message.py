@@ -17,6 +17,11 @@ from adapter.hl7v2.escapes import Delimiters, unescape
 Tree = list[list[list[str]]]
 
 
+def _is_deep(value: str, d: Delimiters) -> bool:
+    """Does the value need more than a split on components? (`in` beats a regex here)"""
+    return d.repetition in value or d.subcomponent in value or d.escape in value
+
+
 class Segment:
     __slots__ = ("_cache", "_cs", "_d", "_f", "_flat", "index", "name", "occurrence")
 
@@ -44,16 +49,18 @@ class Segment:
             return ""
         if not value:
             return ""
+        if not self._flat:
+            d = self._d
+            if d.repetition in value or d.subcomponent in value or d.escape in value:
+                return self._leaf(field, rep, comp, sub)
         # hot path: a value without repetition, subcomponent or escape characters
-        if self._flat or self._d.deep.search(value) is None:
-            if rep == 1 and sub == 1:
-                cs = self._cs
-                if cs not in value:
-                    return value if comp == 1 else ""
-                parts = value.split(cs)
-                return parts[comp - 1] if 0 < comp <= len(parts) else ""
-            return ""
-        return self._leaf(field, rep, comp, sub)
+        if rep == 1 and sub == 1:
+            cs = self._cs
+            if cs not in value:
+                return value if comp == 1 else ""
+            parts = value.split(cs)
+            return parts[comp - 1] if 0 < comp <= len(parts) else ""
+        return ""
 
     def _leaf(self, field: int, rep: int, comp: int, sub: int) -> str:
         if rep < 1 or comp < 1 or sub < 1:
@@ -111,7 +118,7 @@ class Segment:
         value = self.raw(field)
         if not value or rep < 1:
             return []
-        if self._flat or self._d.deep.search(value) is None:
+        if self._flat or not _is_deep(value, self._d):
             return value.split(self._cs) if rep == 1 else []
         tree = self._tree(field)
         if rep > len(tree):
