@@ -425,7 +425,12 @@ def national_id(ev: Evaluation, value: Any) -> str | None:
         return None
     parsed = parse_national_id(raw)
     for problem in parsed.problems:
-        ev.warning(f"national ID: {problem}", location(value), code="value")
+        message = (f"national ID checksum is wrong ({problem})" if "checksum" in problem
+                   else f"national ID: {problem}")
+        ev.warning(message, location(value), code="value")
+    if parsed.length == 15 and not parsed.problems:
+        ev.warning("old 15-digit national ID: kept as written and also given in its 18-digit "
+                   "form", location(value), code="informational")
     return parsed.value
 
 

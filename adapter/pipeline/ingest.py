@@ -180,19 +180,26 @@ class Pipeline:
                 return _result_of(message)
             return self._store(session, message, facility, outcome, moment)
 
+    def translate(self, raw: bytes, source_system: str) -> Outcome:
+        """Translate without storing anything (golden tests, ``adapter mappings test``)."""
+        found = self.consortium.source(source_system)
+        if found is None:
+            raise UnknownSourceError(f"unknown source system {source_system!r}")
+        return self._translate(raw, *found)
+
     # -- the parts ---------------------------------------------------------------------------
-    def _translate(self, raw: bytes, facility: Facility, source: SourceSystem) -> _Outcome:
+    def _translate(self, raw: bytes, facility: Facility, source: SourceSystem) -> Outcome:
         if len(raw) > self.max_bytes:
             error = InputTooLargeError(
                 f"the document is {len(raw)} bytes; the limit is {self.max_bytes} "
                 "(ADAPTER_MAX_MESSAGE_BYTES)", location="body")
-            return _Outcome.failure(error.issues, source.format)
+            return Outcome.failure(error.issues, source.format)
         try:
             mappings = self.mapping_set(facility, source)
             document = read_document(source.format, raw, max_bytes=self.max_bytes)
             translation = document.translate(mappings, facility, self.timezone)
         except MessageError as exc:
-            return _Outcome.failure(exc.issues, source.format)
+            return Outcome.failure(exc.issues, source.format)
         except AdapterError:
             raise
         except Exception as exc:  # a bug must not lose the message: quarantine it, say where
@@ -200,15 +207,15 @@ class Pipeline:
             issue = Issue("fatal", "exception",
                           f"internal error while translating ({type(exc).__name__}); the "
                           "message is kept and can be reprocessed once fixed")
-            return _Outcome.failure([issue], source.format)
+            return Outcome.failure([issue], source.format)
         issues = list(translation.issues)
         issues.extend(check_resources(translation.resources))
         failed = any(i.severity in ("error", "fatal") for i in issues)
-        return _Outcome(document.format, document.encoding, translation.resources, issues,
+        return Outcome(document.format, document.encoding, translation.resources, issues,
                         failed, translation.unread)
 
     def _store(self, session: Session, message: InboundMessage, facility: Facility,
-               outcome: _Outcome, moment: datetime) -> IngestResult:
+               outcome: Outcome, moment: datetime) -> IngestResult:
         resources = [merge_with_stored(r, lambda t, i: read_resource(session, t, i))
                      for r in outcome.resources]
         saved = save_resources(session, resources, message_id=message.id, now=moment,
@@ -236,7 +243,9 @@ class Pipeline:
 
 
 @dataclass(slots=True)
-class _Outcome:
+class Outcome:
+    """What translating one document gave: resources, located issues, whether it failed."""
+
     format: str | None
     encoding: str | None
     resources: list[dict[str, Any]]
@@ -245,7 +254,7 @@ class _Outcome:
     unread: list[str] = field(default_factory=list)
 
     @classmethod
-    def failure(cls, issues: list[Issue], fmt: str | None) -> _Outcome:
+    def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:
         return cls(fmt, None, [], issues, True)
 
 
@@ -264,4 +273,4 @@ def _summary(issues: list[Issue]) -> str:
     return ", ".join(f"{i.severity}:{i.code}@{i.location or '-'}" for i in issues[:5])
 
 
-__all__ = ["STATUSES", "IngestResult", "ParseError", "Pipeline"]
+__all__ = ["STATUSES", "IngestResult", "Outcome", "ParseError", "Pipeline"]
