@@ -22,7 +22,7 @@ def _settings() -> Settings:
     return get_settings()
 
 
-def _runtime():  # noqa: ANN202 - imported lazily: `adapter --help` stays fast
+def _runtime():
     from adapter.runtime import build_runtime
     try:
         return build_runtime(_settings())
@@ -31,7 +31,7 @@ def _runtime():  # noqa: ANN202 - imported lazily: `adapter --help` stays fast
         raise typer.Exit(2) from None
 
 
-def _print_result(name: str, result) -> None:  # noqa: ANN001
+def _print_result(name: str, result) -> None:
     counts = Counter(ref.split("/", 1)[0] for ref in result.resources)
     produced = ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) or "nothing"
     colour = typer.colors.GREEN if result.accepted else typer.colors.RED
@@ -195,8 +195,8 @@ def mappings_check(directory: Annotated[Path | None, typer.Argument(
     """Check every mapping folder (schema, expressions, references, code tables)."""
     from adapter.mapping.loader import SHARED, load_mapping_set
     root = directory or _settings().mappings_dir
-    folders = [SHARED] + sorted(p.name for p in root.iterdir()
-                                if p.is_dir() and p.name not in (SHARED, "facilities"))
+    folders = [SHARED, *sorted(p.name for p in root.iterdir()
+                               if p.is_dir() and p.name not in (SHARED, "facilities"))]
     facilities = sorted(f"facilities/{p.name}" for p in (root / "facilities").glob("*")
                         if p.is_dir()) if (root / "facilities").is_dir() else []
     errors = 0

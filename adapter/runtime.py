@@ -29,6 +29,16 @@ class Runtime:
         self.engine.dispose()
 
 
+def make_pipeline(settings: Settings, consortium: Consortium,
+                  factory: sessionmaker[Session]) -> Pipeline:
+    """The pipeline with every source's mappings loaded (a broken mapping stops start-up)."""
+    pipeline = Pipeline(consortium, factory, mappings_dir=settings.mappings_dir,
+                        max_bytes=settings.max_message_bytes,
+                        default_timezone=settings.default_timezone)
+    pipeline.load_all_mappings()
+    return pipeline
+
+
 def build_runtime(settings: Settings, *, engine: Engine | None = None,
                   run_migrations: bool = True) -> Runtime:
     consortium = load_consortium(settings.config)
@@ -36,8 +46,5 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None,
     if run_migrations:
         migrate(engine)
     factory = session_factory(engine)
-    pipeline = Pipeline(consortium, factory, mappings_dir=settings.mappings_dir,
-                        max_bytes=settings.max_message_bytes,
-                        default_timezone=settings.default_timezone)
-    pipeline.load_all_mappings()
-    return Runtime(settings, consortium, engine, factory, pipeline)
+    return Runtime(settings, consortium, engine, factory,
+                   make_pipeline(settings, consortium, factory))

@@ -13,14 +13,17 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import fhir
+from adapter.api import fhir, ingest
 from adapter.api.errors import install_error_handlers
 from adapter.api.responses import FHIRResponse
+from adapter.consortium import load_consortium
 from adapter.fhir.dates import format_instant
+from adapter.runtime import make_pipeline
 from adapter.settings import Settings, get_settings
 from adapter.store import make_engine, migrate, session_factory
 
 ROUTERS: tuple[APIRouter, ...] = (
+    ingest.router,
     fhir.router,
 )
 
@@ -28,6 +31,8 @@ ROUTERS: tuple[APIRouter, ...] = (
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The adapter's HTTP API. The schema is migrated at start-up (lifespan)."""
     settings = settings or get_settings()
+    # a bad consortium file or mapping stops start-up here, with file, line and key
+    consortium = load_consortium(settings.config)
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager
@@ -47,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = engine
     app.state.session_factory = session_factory(engine)
+    app.state.consortium = consortium
+    app.state.pipeline = make_pipeline(settings, consortium, app.state.session_factory)
     app.state.started_at = format_instant(datetime.now(UTC))
     install_error_handlers(app)
     for router in ROUTERS:

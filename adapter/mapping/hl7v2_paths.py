@@ -52,7 +52,8 @@ def compile_path(text: str) -> Hl7Path:
     match = _PATH.match(text)
     if not match:
         raise ValueError(
-            f"{text!r} is not an HL7 v2 path (SEG-field[rep].component.subcomponent, e.g. PID-3[2].1)"
+            f"{text!r} is not an HL7 v2 path "
+            "(SEG-field[rep].component.subcomponent, e.g. PID-3[2].1)"
         )
     if match.group("occ"):
         raise ValueError(f"{text!r}: segment occurrences are chosen by groups and 'each', not [n]")

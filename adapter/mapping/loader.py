@@ -41,9 +41,11 @@ from adapter.mapping.expressions import (
     Call,
     ExpressionSyntaxError,
     Literal,
-    Path as PathExpr,
     Var,
     compile_value,
+)
+from adapter.mapping.expressions import (
+    Path as PathExpr,
 )
 from adapter.mapping.schema import SCHEMAS
 from adapter.mapping.terminology import ConceptMap, concept_map_from_data

@@ -1,0 +1,166 @@
+"""POST /ingest and /messages over HTTP, against a real database (SQLite, or PostgreSQL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store.models import InboundMessage, Outbox, Resource
+from tests.fhir_checks import validate_r4
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hl7v2"
+ORU = FIXTURES / "oru"
+
+
+def _post(client: TestClient, path: Path | bytes, source: str = "std-hl7v2",
+          content_type: str = "x-application/hl7-v2+er7"):
+    body = path if isinstance(path, bytes) else path.read_bytes()
+    return client.post("/ingest", content=body,
+                       headers={"X-Source-System": source, "Content-Type": content_type})
+
+
+def test_ingest_stores_resources_and_serves_them_over_fhir(client: TestClient) -> None:
+    response = _post(client, ORU / "std-hl7v2" / "cbc-basic.hl7")
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["status"] == "processed"
+    assert response.headers["Location"] == f"/messages/{body['message_id']}"
+    types = sorted(ref.split("/")[0] for ref in body["resources"])
+    assert types == ["DiagnosticReport", "Observation", "Observation", "Observation",
+                     "Observation", "Organization", "Patient", "Specimen"]
+    for ref in body["resources"]:
+        read = client.get(f"/fhir/{ref}")
+        assert read.status_code == 200
+        assert read.headers["content-type"].startswith("application/fhir+json")
+        resource = read.json()
+        assert resource["meta"]["versionId"] == "1"
+        assert validate_r4(resource) == []
+    patient_ref = next(r for r in body["resources"] if r.startswith("Patient/"))
+    found = client.get("/fhir/Observation", params={"patient": patient_ref}).json()
+    assert found["total"] == 4
+    by_id = client.get("/fhir/Patient",
+                       params={"identifier": "urn:oid:2.16.156.10011.1.3|430999196803151231"})
+    assert by_id.json()["total"] == 1
+
+
+def test_same_bytes_twice_answer_the_first_message_and_store_nothing_new(
+        client: TestClient, session_factory: sessionmaker[Session]) -> None:
+    first = _post(client, ORU / "std-hl7v2" / "two-orders.hl7").json()
+    again = _post(client, ORU / "std-hl7v2" / "two-orders.hl7").json()
+    assert again["message_id"] == first["message_id"]
+    assert again["resources"] == first["resources"]
+    assert again["duplicate"] is True
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 1
+        assert session.scalar(select(func.count()).select_from(Resource)) == len(
+            set(first["resources"]))
+
+
+def test_gb18030_message_is_decoded_and_read_back(client: TestClient) -> None:
+    response = _post(client, ORU / "std-hl7v2" / "gb18030-hba1c.hl7")
+    assert response.status_code == 202, response.text
+    patient_ref = next(r for r in response.json()["resources"] if r.startswith("Patient/"))
+    patient = client.get(f"/fhir/{patient_ref}").json()
+    raw = (ORU / "std-hl7v2" / "gb18030-hba1c.hl7").read_bytes()
+    name = patient["name"][0]
+    assert (name["family"] + "^" + name["given"][0]).encode("gb18030") in raw
+    message = client.get(response.headers["Location"]).json()
+    assert message["encoding"] == "gb18030"
+
+
+def test_bad_message_is_quarantined_with_a_located_outcome(client: TestClient) -> None:
+    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|NM|WBC", b"|NM|WBC", 1)
+    raw = raw.replace(b"||11.2|", b"||\xe9\x98\xb4\xe6\x80\xa7|", 1)  # 阴性 in an NM value
+    response = _post(client, raw)
+    assert response.status_code == 422
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    errors = [i for i in outcome["issue"] if i["severity"] == "error"]
+    assert errors and errors[0]["location"] == ["OBX[1]-5"]
+    assert validate_r4(outcome) == []
+    message_id = response.headers["X-Message-Id"]
+    stored = client.get(f"/messages/{message_id}").json()
+    assert stored["status"] == "quarantined"
+    assert any(i.get("location") == "OBX[1]-5" for i in stored["issues"])
+    assert stored["resources"] == []
+    assert client.get(f"/messages/{message_id}/raw").content == raw
+    listed = client.get("/messages", params={"status": "quarantined"}).json()
+    assert [m["message_id"] for m in listed["items"]] == [message_id]
+
+
+def test_unknown_source_and_missing_header_are_refused(client: TestClient) -> None:
+    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes()
+    unknown = _post(client, raw, source="nobody")
+    assert unknown.status_code == 400
+    assert "nobody" in unknown.json()["issue"][0]["diagnostics"]
+    missing = client.post("/ingest", content=raw)
+    assert missing.status_code == 400
+    assert missing.json()["issue"][0]["location"] == ["X-Source-System"]
+
+
+def test_oversize_document_is_refused_with_413_and_kept(client: TestClient,
+                                                        settings) -> None:  # noqa: ANN001
+    raw = b"MSH|^~\\&|A|B|C|D|20261125||ORU^R01|1|P|2.5.1\r" + b"NTE|1||" + b"x" * (
+        settings.max_message_bytes + 10)
+    response = _post(client, raw)
+    assert response.status_code == 413
+    assert response.json()["issue"][0]["code"] == "too-long"
+    stored = client.get(response.headers["Location"]).json()
+    assert stored["status"] == "quarantined"
+    assert stored["size"] == len(raw)
+
+
+def test_outbox_rows_written_with_the_resources(client: TestClient,
+                                                session_factory: sessionmaker[Session]) -> None:
+    """Routes in the example consortium send township lab results to the county hospital."""
+    body = _post(client, ORU / "shiqiao-lis" / "cbc-18-st.hl7", source="shiqiao-lis").json()
+    assert body["status"] in ("processed", "processed-with-warnings")
+    with session_factory() as session:
+        rows = session.scalars(select(Outbox)).all()
+        resources = session.scalar(select(func.count()).select_from(Resource))
+    # one outbox row per resource per enabled destination of the route (0 when disabled)
+    assert all(row.message_id == body["message_id"] for row in rows)
+    assert len(rows) % resources == 0
+
+
+def test_correction_updates_the_same_resources_to_a_new_version(client: TestClient) -> None:
+    original = _post(client, ORU / "std-hl7v2" / "coag-correction_original.hl7").json()
+    corrected = _post(client, ORU / "std-hl7v2" / "coag-correction_corrected.hl7").json()
+    assert set(corrected["resources"]) == set(original["resources"])
+    report_ref = next(r for r in corrected["resources"] if r.startswith("DiagnosticReport/"))
+    report = client.get(f"/fhir/{report_ref}").json()
+    assert report["status"] == "corrected"
+    assert report["meta"]["versionId"] == "2"
+    first = client.get(f"/fhir/{report_ref}/_history/1").json()
+    assert first["status"] == "final"
+    statuses = {client.get(f"/fhir/{r}").json().get("status")
+                for r in corrected["resources"] if r.startswith("Observation/")}
+    assert {"corrected", "entered-in-error"} <= statuses
+
+
+def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path,
+                                       app) -> None:  # noqa: ANN001
+    """A message quarantined for an unknown result status goes through once the code table
+    knows the code: the fix is a data change, then POST /messages/{id}/reprocess."""
+    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|||F|||", b"|||Q|||", 1)
+    response = _post(client, raw)
+    assert response.status_code == 422
+    issue = next(i for i in response.json()["issue"] if i["severity"] == "error")
+    assert "'Q'" in issue["diagnostics"]
+    message_id = response.headers["X-Message-Id"]
+
+    import shutil
+    mappings = tmp_path / "mappings"
+    shutil.copytree(app.state.pipeline.mappings_dir, mappings)
+    table = mappings / "_shared" / "concept-maps" / "observation-status.yaml"
+    table.write_text(table.read_text(encoding="utf-8").replace(
+        "  F: final\n", "  F: final\n  Q: preliminary\n"), encoding="utf-8")
+    app.state.pipeline.mappings_dir = mappings
+
+    again = client.post(f"/messages/{message_id}/reprocess")
+    assert again.status_code == 202, again.text
+    assert again.json()["status"] in ("processed", "processed-with-warnings")
+    assert client.get(f"/messages/{message_id}").json()["attempts"] == 2
