@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from datetime import date
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adapter.errors import ConfigError
 from adapter.logs import (
@@ -50,6 +53,7 @@ def logging_state() -> Iterator[None]:
         (f"old card {ID15}", f"old card {ID_MASK}"),
         (f"PID-3 was ID{ID18}", f"PID-3 was ID{ID_MASK}"),
         (f"call {MOBILE} now", f"call {PHONE_MASK} now"),
+        (f"call me.{MOBILE}.", f"call me.{PHONE_MASK}."),
         ("call +86 138-1234-5678", f"call {PHONE_MASK}"),
         ("call 008613812345678", f"call {PHONE_MASK}"),
         ("office 0571-87654321", f"office {PHONE_MASK}"),
@@ -72,6 +76,7 @@ def test_redact_masks_personal_data(text: str, expected: str) -> None:
         "MSH-7 20261125134000 and 20261125134000.1234+0800",
         "took 12.5 ms for 27 resources, 1432 bytes",
         "fraction 0.0123456789",
+        "value 65536.16395085712 and 13812345678.5",  # digits of decimals are not phones
         "run of 19 digits 1101011990030712345 is not an ID",
         "run of 12 digits 138123456789 is not a mobile",
         "order 202611251340001234",  # 18 digits, but no plausible birth date inside
@@ -216,3 +221,34 @@ def test_bad_format_arguments_do_not_raise(logging_state: None) -> None:
         "x", logging.INFO, __file__, 1, "%d items for %s", ("many", ID18), None
     )
     assert ID18 not in record.getMessage()
+
+
+# ---- properties --------------------------------------------------------------------------
+
+_no_digits = st.text(
+    alphabet=st.characters(blacklist_categories=("Nd",), blacklist_characters="\r\n"),
+    max_size=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=_no_digits,
+    after=_no_digits,
+    area=st.integers(110000, 659999),
+    birth=st.dates(min_value=date(1900, 1, 1), max_value=date(2025, 12, 31)),
+    seq=st.integers(0, 999),
+    check=st.sampled_from("0123456789Xx"),
+)
+def test_any_national_id_between_non_digits_is_masked(
+    before: str, after: str, area: int, birth: date, seq: int, check: str
+) -> None:
+    number = f"{area}{birth:%Y%m%d}{seq:03d}{check}"
+    assert number not in redact(f"{before}{number}{after}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6))
+def test_lab_values_survive(value: float) -> None:
+    text = f"OBX[1]-5 value {value} mmol/L at 20261125134000"
+    assert redact(text) == text
