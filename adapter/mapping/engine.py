@@ -68,7 +68,8 @@ class ResourceTemplate:
     required: list[str]
     skip: tuple[Expr, str] | None
     body: DictNode
-    checks: list[tuple[Expr, str, str]] = field(default_factory=list)  # (if, severity, message)
+    # (if, severity, message, at): ``at`` is an expression whose location the issue names
+    checks: list[tuple[Expr, str, str, Expr | None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -435,9 +436,10 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
         child.information(f"{template.resource_type} not made from {where}: {template.skip[1]}",
                           where, code="informational")
         return None
-    for condition, severity, message in template.checks:
+    for condition, severity, message, at in template.checks:
         if _truthy(child.expr(condition)):
-            child._issue(severity, "business-rule", message, where)
+            at_location = location(child.expr(at)) if at is not None else None
+            child._issue(severity, "business-rule", message, at_location or where)
     errors_before = sum(1 for i in state.issues if i.severity == "error")
     resource_id = _resource_id(child, template)
     body = child.build(template.body) or {}

@@ -347,7 +347,9 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 skip=skip,
                 body=body if isinstance(body, DictNode) else DictNode([], False),
                 checks=[(compiler.condition(c["if"], ("checks", i, "if")), c["severity"],
-                         c["message"]) for i, c in enumerate(data.get("checks", []))],
+                         c["message"],
+                         compiler.condition(c["at"], ("checks", i, "at")) if "at" in c else None)
+                        for i, c in enumerate(data.get("checks", []))],
             )
         elif kind == "datatype":
             bucket.datatypes[name] = DatatypeTemplate(

@@ -100,6 +100,7 @@ RESOURCE = {
                     "if": {"type": "string"},
                     "severity": {"enum": ["error", "warning", "information"]},
                     "message": {"type": "string"},
+                    "at": {"type": "string"},
                 },
                 "additionalProperties": False,
             },
