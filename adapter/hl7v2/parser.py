@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+from typing import AnyStr
 
 from adapter.errors import InputTooLargeError, Issue, ParseError
 from adapter.hl7v2.charsets import (
@@ -41,53 +42,14 @@ def parse_hl7v2(raw: bytes, *, max_bytes: int | None = None) -> Message:
             f"the input has {len(raw)} bytes, more than the limit of {max_bytes}",
             location="message",
         )
-    raw = bytes(raw)
+    framed = unframe(bytes(raw))
     issues: list[Issue] = []
-    framed = unframe(raw)
     if framed.text is None:
-        data = framed.data
-        if not data:
-            raise ParseError("empty input: no HL7 v2 message", location="message")
-        header_bytes = data[:_line_end(data)]
-        fs, enc, header = _read_header(header_bytes.decode("latin-1"))
-        declared = _declared_charset(header, fs, enc)
-        if (not declared or codec_for(declared) is None) and not header_bytes.isascii():
-            declared = _recheck_declared(header_bytes, declared, fs, enc)
-        if declared:
-            codec = _codec_or_error(declared)
-            if codec.startswith(("utf-16", "utf-32")):
-                raise ParseError(
-                    f"MSH-18 declares {declared!r} but the message is not {codec.upper()} "
-                    "encoded (its MSH segment reads as single bytes)",
-                    location="MSH-18",
-                )
-            text = decode_declared(data, declared, codec, framed.offset)
-            if codec in GB_CODECS and looks_like_utf8(data):
-                issues.append(Issue(
-                    "warning", "value",
-                    f"MSH-18 declares {declared!r} but the bytes are also valid UTF-8; read "
-                    "as declared. If Chinese text looks garbled the sender's MSH-18 is wrong.",
-                    location="MSH-18",
-                ))
-        else:
-            text, codec = decode_undeclared(data, framed.offset)
-        has_control = len(data.translate(None, _CONTROL_BYTES)) != len(data)
-    else:  # UTF-16, decoded while unframing
-        text, codec = framed.text, framed.codec or "utf-16"
-        if not text:
-            raise ParseError("empty input: no HL7 v2 message", location="message")
-        fs, enc, header = _read_header(text[:_line_end(text)])
-        declared = _declared_charset(header, fs, enc)
-        if declared and not _codec_or_error(declared).startswith("utf-16"):
-            issues.append(Issue(
-                "warning", "value",
-                f"MSH-18 declares {declared!r} but the input is {codec.upper()} (byte order "
-                "mark or byte pattern); read as UTF-16",
-                location="MSH-18",
-            ))
-        has_control = True  # let the regex decide
-
-    if has_control and (bad := _CONTROL.search(text)) is not None:
+        decoded = _decode_bytes(framed.data, framed.offset, issues)
+    else:
+        decoded = _check_utf16(framed.text, framed.codec or "utf-16", issues)
+    text, codec, declared, fs, enc, maybe_control = decoded
+    if maybe_control and (bad := _CONTROL.search(text)) is not None:
         _raise_control(text, bad.start(), codec, framed.offset)
     delimiters = delimiters_for(fs, enc, codec)
     segments, lines = _split_segments(text, delimiters)
@@ -95,10 +57,58 @@ def parse_hl7v2(raw: bytes, *, max_bytes: int | None = None) -> Message:
     return Message(segments, lines, delimiters, codec, declared or None, issues)
 
 
-def _line_end(data: bytes | str) -> int:
-    cr = data.find("\r" if isinstance(data, str) else b"\r")  # type: ignore[arg-type]
-    lf = data.find("\n" if isinstance(data, str) else b"\n")  # type: ignore[arg-type]
-    ends = [i for i in (cr, lf) if i >= 0]
+# text, codec, MSH-18 as written, MSH-1, MSH-2, whether a control character may be present
+Decoded = tuple[str, str, str, str, str, bool]
+
+
+def _decode_bytes(data: bytes, offset: int, issues: list[Issue]) -> Decoded:
+    if not data:
+        raise ParseError("empty input: no HL7 v2 message", location="message")
+    header_bytes = data[:_line_end(data, b"\r", b"\n")]
+    fs, enc, header = _read_header(header_bytes.decode("latin-1"))
+    declared = _declared_charset(header, enc)
+    if (not declared or codec_for(declared) is None) and not header_bytes.isascii():
+        declared = _recheck_declared(header_bytes, declared, fs, enc)
+    if not declared:
+        text, codec = decode_undeclared(data, offset)
+    else:
+        codec = _codec_or_error(declared)
+        if codec.startswith(("utf-16", "utf-32")):
+            raise ParseError(
+                f"MSH-18 declares {declared!r} but the message is not {codec.upper()} "
+                "encoded (its MSH segment reads as single bytes)",
+                location="MSH-18",
+            )
+        text = decode_declared(data, declared, codec, offset)
+        if codec in GB_CODECS and looks_like_utf8(data):
+            issues.append(Issue(
+                "warning", "value",
+                f"MSH-18 declares {declared!r} but the bytes are also valid UTF-8; read as "
+                "declared. If Chinese text looks garbled the sender's MSH-18 is wrong.",
+                location="MSH-18",
+            ))
+    # checked on the bytes (fast): no supported codec has control bytes inside a character
+    maybe_control = len(data.translate(None, _CONTROL_BYTES)) != len(data)
+    return text, codec, declared, fs, enc, maybe_control
+
+
+def _check_utf16(text: str, codec: str, issues: list[Issue]) -> Decoded:
+    if not text:
+        raise ParseError("empty input: no HL7 v2 message", location="message")
+    fs, enc, header = _read_header(text[:_line_end(text, "\r", "\n")])
+    declared = _declared_charset(header, enc)
+    if declared and not _codec_or_error(declared).startswith("utf-16"):
+        issues.append(Issue(
+            "warning", "value",
+            f"MSH-18 declares {declared!r} but the input is {codec.upper()} (byte order mark "
+            "or byte pattern); read as UTF-16",
+            location="MSH-18",
+        ))
+    return text, codec, declared, fs, enc, True
+
+
+def _line_end(data: AnyStr, cr: AnyStr, lf: AnyStr) -> int:
+    ends = [i for i in (data.find(cr), data.find(lf)) if i >= 0]
     return min(ends) if ends else len(data)
 
 
@@ -135,7 +145,7 @@ def _read_header(header: str) -> tuple[str, str, list[str]]:
     return fs, enc, fields
 
 
-def _declared_charset(header: list[str], fs: str, enc: str) -> str:
+def _declared_charset(header: list[str], enc: str) -> str:
     """MSH-18, first repetition and component, stripped; "" when absent."""
     if len(header) < 18:
         return ""
@@ -155,7 +165,7 @@ def _recheck_declared(header_bytes: bytes, declared: str, fs: str, enc: str) -> 
         text = header_bytes.decode("gb18030")
     except UnicodeDecodeError:
         return declared
-    again = _declared_charset(text.split(fs), fs, enc)
+    again = _declared_charset(text.split(fs), enc)
     return again if not again or codec_for(again) in GB_CODECS else declared
 
 
