@@ -58,8 +58,8 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on")] = "127
     from adapter.logs import configure_logging
 
     settings = _settings()
-    configure_logging(settings.log_level)
     try:
+        configure_logging(settings.log_level, json=settings.log_json)
         application = create_app(settings)
     except AdapterError as exc:
         typer.secho(f"cannot start: {exc.message}", fg=typer.colors.RED, err=True)

@@ -105,29 +105,44 @@ class Consortium(Strict):
 
     @model_validator(mode="after")
     def _check_references(self) -> Consortium:
+        problems = self.reference_problems()
+        if problems:
+            key_path, message = problems[0]
+            raise ValueError(f"{'.'.join(str(p) for p in key_path)}: {message}")
+        return self
+
+    def reference_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Ids used twice and routes naming unknown facilities or destinations, each with the
+        key path of the offending value (so the loader can name the file line)."""
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         facility_ids: set[str] = set()
         source_ids: set[str] = set()
         destination_ids: set[str] = set()
-        for facility in self.facilities:
+        for f_no, facility in enumerate(self.facilities):
             if facility.id in facility_ids:
-                raise ValueError(f"facility id {facility.id!r} is used twice")
+                problems.append((("facilities", f_no, "id"),
+                                 f"facility id {facility.id!r} is used twice"))
             facility_ids.add(facility.id)
-            for source in facility.sources:
+            for s_no, source in enumerate(facility.sources):
                 if source.id in source_ids:
-                    raise ValueError(f"source system id {source.id!r} is used twice")
+                    problems.append((("facilities", f_no, "sources", s_no, "id"),
+                                     f"source system id {source.id!r} is used twice"))
                 source_ids.add(source.id)
-            for destination in facility.destinations:
+            for d_no, destination in enumerate(facility.destinations):
                 if destination.id in destination_ids:
-                    raise ValueError(f"destination id {destination.id!r} is used twice")
+                    problems.append((("facilities", f_no, "destinations", d_no, "id"),
+                                     f"destination id {destination.id!r} is used twice"))
                 destination_ids.add(destination.id)
         for number, route in enumerate(self.routes):
-            for name in route.from_:
+            for i, name in enumerate(route.from_):
                 if name != "*" and name not in facility_ids:
-                    raise ValueError(f"routes[{number}].from names unknown facility {name!r}")
-            for name in route.to:
+                    problems.append((("routes", number, "from", i),
+                                     f"routes[{number}].from names unknown facility {name!r}"))
+            for i, name in enumerate(route.to):
                 if name not in destination_ids:
-                    raise ValueError(f"routes[{number}].to names unknown destination {name!r}")
-        return self
+                    problems.append((("routes", number, "to", i),
+                                     f"routes[{number}].to names unknown destination {name!r}"))
+        return problems
 
     # -- look-ups ---------------------------------------------------------------------------
     def source(self, source_id: str) -> tuple[Facility, SourceSystem] | None:
@@ -175,7 +190,34 @@ def load_consortium(path: Path) -> Consortium:
     except ValidationError as exc:
         first = exc.errors()[0]
         key_path = _key_path(first["loc"])
+        message = first["msg"]
+        if not key_path:
+            # a cross-reference problem found after the fields: name its own key and line
+            problems = Consortium.model_construct(**_shallow(data)).reference_problems() \
+                if _fields_ok(data) else []
+            if problems:
+                key_path, message = list(problems[0][0]), problems[0][1]
         line = index.line_of(key_path)
         key = ".".join(str(p) for p in key_path) or "(top)"
         file = f"{path}:{line}" if line else str(path)
-        raise ConfigError(first["msg"], file=file, key=key) from None
+        raise ConfigError(message, file=file, key=key) from None
+
+
+def _fields_ok(data: dict[str, Any]) -> bool:
+    """Whether every field validates on its own (then only cross-references are wrong)."""
+    try:
+        for facility in data.get("facilities") or []:
+            Facility.model_validate(facility)
+        for route in data.get("routes") or []:
+            Route.model_validate(route)
+    except ValidationError:
+        return False
+    return True
+
+
+def _shallow(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **data,
+        "facilities": [Facility.model_validate(f) for f in data.get("facilities") or []],
+        "routes": [Route.model_validate(r) for r in data.get("routes") or []],
+    }

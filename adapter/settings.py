@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     page_size_default: int = Field(50, gt=0)
     page_size_max: int = Field(500, gt=0)
     log_level: str = "INFO"
+    log_json: bool = Field(False, description="One JSON object per log line (for log shippers)")
     deliver_in_process: bool = Field(
         False, description="adapter serve also runs the delivery worker (embedded default)"
     )

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import fhir, ingest
+from adapter.api import fhir, health, ingest
 from adapter.api.errors import install_error_handlers
 from adapter.api.responses import FHIRResponse
 from adapter.consortium import load_consortium
@@ -23,6 +23,7 @@ from adapter.settings import Settings, get_settings
 from adapter.store import make_engine, migrate, session_factory
 
 ROUTERS: tuple[APIRouter, ...] = (
+    health.router,
     ingest.router,
     fhir.router,
 )

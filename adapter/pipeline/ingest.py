@@ -29,6 +29,7 @@ from adapter.errors import (
     ParseError,
     UnknownSourceError,
 )
+from adapter.mapping.loader import MappingSet, load_mapping_set
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.merge import merge_with_stored
 from adapter.pipeline.readers import read_document
@@ -42,7 +43,6 @@ from adapter.store import (
     set_message_result,
 )
 from adapter.store.models import InboundMessage
-from adapter.mapping.loader import MappingSet, load_mapping_set
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,9 @@ class Pipeline:
         for facility in self.consortium.facilities:
             for source in facility.sources:
                 self.mapping_set(facility, source)
+
+    def loaded_sources(self) -> list[str]:
+        return list(self._mapping_sets)
 
     def reload_mappings(self) -> None:
         self._mapping_sets.clear()

@@ -164,3 +164,18 @@ def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path,
     assert again.status_code == 202, again.text
     assert again.json()["status"] in ("processed", "processed-with-warnings")
     assert client.get(f"/messages/{message_id}").json()["attempts"] == 2
+
+
+def test_health_reports_database_and_mappings(client: TestClient) -> None:
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["checks"]["database"]["status"] == "ok"
+    assert "std-hl7v2" in body["checks"]["mappings"]["sources"]
+
+
+def test_health_is_503_when_the_database_is_gone(app, client: TestClient) -> None:  # noqa: ANN001
+    from sqlalchemy import create_engine
+    app.state.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    response = client.get("/health")
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"]["status"] == "down"

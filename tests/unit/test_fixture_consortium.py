@@ -148,8 +148,6 @@ def test_bad_yaml_syntax():
     assert "]" in error.message
 
 
-@pytest.mark.xfail(strict=True, reason="consortium.py reports cross-reference errors at the "
-                   "top of the file (key '(top)') instead of the offending key and line")
 def test_bad_duplicate_source_id():
     error = _error_for("duplicate-source.yaml")
     assert "'lis'" in error.message
@@ -157,8 +155,6 @@ def test_bad_duplicate_source_id():
     assert _line(error) == 19
 
 
-@pytest.mark.xfail(strict=True, reason="consortium.py reports cross-reference errors at the "
-                   "top of the file (key '(top)') instead of the offending key and line")
 def test_bad_route_to_unknown_destination():
     error = _error_for("unknown-destination.yaml")
     assert "city-platform" in error.message
