@@ -25,6 +25,7 @@ from adapter.hl7v2.message import Message, Segment
 
 _DELIMITER_CHARS = frozenset(string.punctuation)
 _SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
+_SHOWABLE = re.compile(r"[A-Za-z0-9]{1,4}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 # the same as bytes; no supported single- or multi-byte codec uses them inside a character
 _CONTROL_BYTES = bytes(b for b in range(0x20) if b not in b"\t\n\r")
@@ -119,7 +120,7 @@ def _read_header(header: str) -> tuple[str, str, list[str]]:
         hint = "; batches (FHS/BHS) are not read, send one message" if found in (
             "FHS", "BHS") else ""
         raise ParseError(
-            f"the message must start with an MSH segment, found {found!r}{hint}",
+            f"the message must start with an MSH segment, found {_shown(found)}{hint}",
             location="segment 1",
         )
     if len(header) < 4:
@@ -143,6 +144,14 @@ def _read_header(header: str) -> tuple[str, str, list[str]]:
             location="MSH-2",
         )
     return fs, enc, fields
+
+
+def _shown(name: str) -> str:
+    """A would-be segment name for an error message; other text (a line broken inside a
+    patient name or ID number) is described, never repeated."""
+    if _SHOWABLE.fullmatch(name):
+        return repr(name)
+    return f"({len(name)} characters, not letters and digits)"
 
 
 def _declared_charset(header: list[str], enc: str) -> str:
@@ -213,7 +222,7 @@ def _split_segments(text: str, d: Delimiters) -> tuple[list[Segment], list[str]]
                 name = fields[0]
             if not _SEGMENT_NAME.fullmatch(name):
                 raise ParseError(
-                    f"invalid segment name {name[:10]!r}: expected 3 upper-case letters or "
+                    f"invalid segment name {_shown(name)}: expected 3 upper-case letters or "
                     "digits followed by the field separator",
                     location=f"segment {len(segments) + 1}",
                 )
