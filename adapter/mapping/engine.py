@@ -215,18 +215,19 @@ class Evaluation:
 
     # expressions
     def expr(self, node: Expr) -> Any:
-        if isinstance(node, Literal):
-            return node.value
-        if isinstance(node, Path):
-            return self.state.source.resolve(node.compiled, self.scope)
-        if isinstance(node, Var):
-            return self._var(node)
-        if isinstance(node, Call):
-            lazy = _LAZY.get(node.name)
+        kind = type(node)
+        if kind is Literal:
+            return node.value  # type: ignore[union-attr]
+        if kind is Path:
+            return self.state.source.resolve(node.compiled, self.scope)  # type: ignore[union-attr]
+        if kind is Var:
+            return self._var(node)  # type: ignore[arg-type]
+        if kind is Call:
+            name = node.name  # type: ignore[union-attr]
+            lazy = _LAZY.get(name)
             if lazy is not None:
-                return lazy(self, node.args)
-            args = [self.expr(arg) for arg in node.args]
-            return FUNCTIONS[node.name](self, *args)
+                return lazy(self, node.args)  # type: ignore[union-attr]
+            return FUNCTIONS[name](self, *[self.expr(arg) for arg in node.args])  # type: ignore[union-attr]
         raise TypeError(f"not an expression: {node!r}")
 
     def _var(self, node: Var) -> Any:
@@ -264,42 +265,43 @@ class Evaluation:
 
     # template building
     def build(self, node: Any) -> Any:
-        if isinstance(node, Literal):
-            return node.value
-        if isinstance(node, Path | Var | Call):
-            return _materialize(self.expr(node))
-        if isinstance(node, DictNode):
-            return self._build_dict(node)
-        if isinstance(node, ListNode):
-            out: list[Any] = []
-            for item in node.items:
-                built = self.build(item)
-                if isinstance(item, Each) and isinstance(built, list):
-                    out.extend(built)
-                elif not is_empty(built):
-                    out.append(built)
-            return out or None
-        if isinstance(node, Gate):
-            return self.build(node.body) if _truthy(self.expr(node.cond)) else None
-        if isinstance(node, FirstOf):
-            for option in node.options:
-                built = self.build(option)
-                if not is_empty(built):
-                    return built
-            return None
-        if isinstance(node, Each):
-            return self._build_each(node)
-        return node
+        builder = _BUILDERS.get(type(node))
+        return builder(self, node) if builder is not None else node
+
+    def _build_expr(self, node: Expr) -> Any:
+        return _materialize(self.expr(node))
+
+    def _build_list(self, node: ListNode) -> list[Any] | None:
+        out: list[Any] = []
+        for item in node.items:
+            built = self.build(item)
+            if built is None:
+                continue
+            if type(item) is Each and isinstance(built, list):
+                out.extend(built)
+            elif not is_empty(built):
+                out.append(built)
+        return out or None
+
+    def _build_gate(self, node: Gate) -> Any:
+        return self.build(node.body) if _truthy(self.expr(node.cond)) else None
+
+    def _build_first_of(self, node: FirstOf) -> Any:
+        for option in node.options:
+            built = self.build(option)
+            if not is_empty(built):
+                return built
+        return None
 
     def _build_dict(self, node: DictNode) -> dict[str, Any] | None:
         out: dict[str, Any] = {}
         has_value = False
         for key, item in node.items:
             built = self.build(item)
-            if is_empty(built):
+            if built is None or built == "" or built == [] or built == {}:
                 continue
             out[key] = built
-            if not isinstance(item, Literal):
+            if type(item) is not Literal:
                 has_value = True
         if node.dynamic and not has_value:
             return None
@@ -360,6 +362,19 @@ def _lazy_any(ev: Evaluation, args: tuple[Expr, ...]) -> bool:
 # evaluated argument by argument, so a value that is not needed is never converted (and
 # cannot report an error about a branch that was not taken)
 _LAZY = {"first": _lazy_first, "when": _lazy_when, "all": _lazy_all, "any": _lazy_any}
+
+
+_BUILDERS: dict[type, Callable[[Evaluation, Any], Any]] = {
+    Literal: lambda ev, node: node.value,
+    Path: Evaluation._build_expr,
+    Var: Evaluation._build_expr,
+    Call: Evaluation._build_expr,
+    DictNode: Evaluation._build_dict,
+    ListNode: Evaluation._build_list,
+    Gate: Evaluation._build_gate,
+    FirstOf: Evaluation._build_first_of,
+    Each: Evaluation._build_each,
+}
 
 
 def _materialize(value: Any) -> Any:
