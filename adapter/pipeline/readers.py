@@ -48,7 +48,11 @@ class Hl7v2Document:
         return self.message.charset
 
     def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
-        return translate_hl7v2(mappings, self.message, translation_context(facility, zone))
+        translation = translate_hl7v2(mappings, self.message,
+                                      translation_context(facility, zone))
+        # what the reader noticed (e.g. a declared charset that looks wrong) comes first
+        translation.issues[:0] = self.message.issues
+        return translation
 
 
 def read_document(fmt: str, raw: bytes, *, max_bytes: int) -> Document:
