@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from adapter import store
 from adapter.api.app import create_app
@@ -48,7 +49,9 @@ def _postgres_base() -> str | None:
 
 
 def _schema_url(base: str, schema: str) -> str:
-    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    # tests need no durability: not waiting for the WAL flush makes commits much cheaper
+    options = f"-csearch_path={schema} -csynchronous_commit=off"
+    url = make_url(base).update_query_dict({"options": options})
     return url.render_as_string(hide_password=False)
 
 
@@ -59,24 +62,25 @@ def _new_schema_name(prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def _postgres_schema_url() -> Iterator[str | None]:
-    """A migrated schema for this run and worker, dropped at the end (PostgreSQL only)."""
+def _postgres_schema() -> Iterator[tuple[str, Engine] | None]:
+    """A migrated schema for this run and worker, dropped at the end (PostgreSQL only),
+    with an engine on it that empties the tables between tests."""
     base = _postgres_base()
     if base is None:
         yield None
         return
     schema = _new_schema_name("t")
-    admin = make_engine(base)
+    admin = make_engine(base, poolclass=NullPool)
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = _schema_url(base, schema)
-    engine = make_engine(url)
+    engine = make_engine(url, pool_size=1, max_overflow=0)
     migrate(engine)
-    engine.dispose()
     try:
-        yield url
+        yield url, engine
     finally:
+        engine.dispose()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
@@ -92,28 +96,25 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _empty_tables(url: str) -> None:
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            tables = conn.execute(text(
-                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                "AND tablename <> 'alembic_version'"
-            )).scalars().all()
-            if tables:
-                names = ", ".join(f'"{t}"' for t in tables)
-                conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    finally:
-        engine.dispose()
+def _empty_tables(engine: Engine) -> None:
+    with engine.begin() as conn:
+        tables = conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "AND tablename <> 'alembic_version'"
+        )).scalars().all()
+        if tables:
+            names = ", ".join(f'"{t}"' for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
 
 
 @pytest.fixture
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """URL of an empty, migrated database for this test."""
-    postgres = request.getfixturevalue("_postgres_schema_url")
+    postgres = request.getfixturevalue("_postgres_schema")
     if postgres is not None:
-        _empty_tables(postgres)
-        return postgres
+        url, cleaner = postgres
+        _empty_tables(cleaner)
+        return url
     path = tmp_path / "adapter.db"
     shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
     return f"sqlite:///{path}"
@@ -127,7 +128,7 @@ def blank_database_url(tmp_path: Path) -> Iterator[str]:
         yield f"sqlite:///{tmp_path / 'blank.db'}"
         return
     schema = _new_schema_name(f"b{uuid.uuid4().hex[:6]}")
-    admin = make_engine(base)
+    admin = make_engine(base, poolclass=NullPool)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     try:
@@ -156,8 +157,10 @@ def settings(database_url: str) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> FastAPI:
-    return create_app(settings)
+def app(settings: Settings) -> Iterator[FastAPI]:
+    app = create_app(settings)
+    yield app
+    app.state.engine.dispose()  # also when no client ran the lifespan
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Running FHIR searches: criteria become EXISTS probes on search_index.
+"""Running FHIR searches: criteria become subqueries on search_index.
+
+A criterion that must hold is ``resource.id IN (SELECT resource_id FROM search_index ...)``,
+a negated one (``:not``, ``:missing=true``) is ``NOT EXISTS (...)``. Both run as semi/anti
+joins on PostgreSQL; SQLite only drives the search from the index with the IN form (an
+EXISTS there probes once per row of the type: 72 ms against 8 ms on 20 000 Observations).
 
 Dates are compared as ranges the way FHIR R4 describes for each prefix, with the stored
 value covering ``[value_date_start, value_date_end)`` and the search value ``[start, end)``.
@@ -8,8 +13,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from adapter.fhir.search_query import (
     Criterion,
@@ -36,7 +53,7 @@ def search(
 ) -> tuple[int, list[dict[str, Any]]]:
     """Total number of matches and one page of bodies; criteria are ANDed."""
     where = [_r.c.resource_type == resource_type, _r.c.deleted.is_(False)]
-    where.extend(_criterion(c) for c in criteria)
+    where.extend(_criterion(resource_type, c) for c in criteria)
     total = session.execute(select(func.count()).select_from(_r).where(*where)).scalar_one()
     if count <= 0 or offset >= total:
         return total, []
@@ -57,29 +74,31 @@ def _order(sort: tuple[str, ...]) -> list[Any]:
     return order
 
 
-def _criterion(criterion: Criterion) -> ColumnElement[bool]:
+def _criterion(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
     param, modifier = criterion.param, criterion.modifier
     if param.column == "id":
         return _id_condition(criterion)
     if param.column == "last_updated":
         return or_(*(_last_updated(v) for v in criterion.values if isinstance(v, DateValue)))
     if modifier == "missing":
-        has_any = _exists(param.name)
-        return not_(has_any) if criterion.values[0] is True else has_any
-    matches = _exists(param.name, or_(*(_value(param.type, modifier, v)
-                                        for v in criterion.values)))
-    return not_(matches) if modifier == "not" else matches
+        if criterion.values[0] is True:
+            return not_(exists(_probe(param.name, param.type).where(
+                _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id)))
+        return _r.c.id.in_(_probe(param.name, param.type)
+                           .where(_si.c.resource_type == resource_type))
+    condition = or_(*(_value(param.type, modifier, v) for v in criterion.values))
+    if modifier == "not":
+        return not_(exists(_probe(param.name, param.type, condition).where(
+            _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id)))
+    return _r.c.id.in_(_probe(param.name, param.type, condition)
+                       .where(_si.c.resource_type == resource_type))
 
 
-def _exists(param: str, condition: ColumnElement[bool] | None = None) -> ColumnElement[bool]:
-    probe = select(_si.c.row_id).where(
-        _si.c.resource_type == _r.c.resource_type,
-        _si.c.resource_id == _r.c.id,
-        _si.c.param == param,
-    )
-    if condition is not None:
-        probe = probe.where(condition)
-    return exists(probe)
+def _probe(param: str, kind: str, condition: ColumnElement[bool] | None = None) -> Select[Any]:
+    # the kind as a literal lets the planner pick the partial index of that kind
+    probe = select(_si.c.resource_id).where(
+        _si.c.kind == literal_column(f"'{kind}'"), _si.c.param == param)
+    return probe if condition is None else probe.where(condition)
 
 
 def _id_condition(criterion: Criterion) -> ColumnElement[bool]:

@@ -111,18 +111,18 @@ def upgrade() -> None:
                                 name="fk_search_index_resource_type_resource_id_resource"),
         sa.PrimaryKeyConstraint("row_id", name="pk_search_index"),
     )
-    op.create_index("ix_search_index_token", "search_index",
-                    ["resource_type", "param", "code", "system", "resource_id"])
-    op.create_index("ix_search_index_string", "search_index",
-                    ["resource_type", "param", "value_norm", "resource_id"],
-                    postgresql_ops={"value_norm": "text_pattern_ops"})
-    op.create_index("ix_search_index_date", "search_index",
-                    ["resource_type", "param", "value_date_start", "value_date_end",
-                     "resource_id"])
-    op.create_index("ix_search_index_number", "search_index",
-                    ["resource_type", "param", "value_number", "resource_id"])
-    op.create_index("ix_search_index_reference", "search_index",
-                    ["resource_type", "param", "reference", "resource_id"])
+    for kind, columns, extra in (
+        ("token", ["code", "system"], {}),
+        ("uri", ["code"], {}),
+        ("string", ["value_norm"], {"postgresql_ops": {"value_norm": "text_pattern_ops"}}),
+        ("date", ["value_date_start", "value_date_end"], {}),
+        ("quantity", ["value_number"], {}),
+        ("reference", ["reference"], {}),
+    ):
+        where = sa.text(f"kind = '{kind}'")
+        op.create_index(f"ix_search_index_{kind}", "search_index",
+                        ["resource_type", "param", *columns, "resource_id"],
+                        postgresql_where=where, sqlite_where=where, **extra)
     op.create_index("ix_search_index_resource", "search_index", ["resource_type", "resource_id"])
 
     op.create_table(
