@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 from adapter.errors import ParseError
+from adapter.hl7v2.truncation import decoded_prefix, truncated_error
 
 # MSH-18 as written -> codec. GB2312 and GBK are read with GB18030, their superset: many HIS
 # declare GB2312 while sending GBK/GB18030 characters (rare name characters such as 䶮 or
@@ -69,6 +70,7 @@ def decode_declared(data: bytes, declared: str, codec: str, base_offset: int) ->
     try:
         return data.decode(codec)
     except UnicodeDecodeError as exc:
+        _raise_if_truncated(data, codec, exc, base_offset)
         offset = base_offset + exc.start
         bad = data[exc.start:exc.start + 4].hex(" ")
         raise ParseError(
@@ -84,9 +86,13 @@ def decode_undeclared(data: bytes, base_offset: int) -> tuple[str, str]:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
         utf8_error = exc
+    # valid UTF-8 with non-ASCII characters before the error: UTF-8 text, maybe cut short
+    if not data[:utf8_error.start].isascii():
+        _raise_if_truncated(data, "utf-8", utf8_error, base_offset)
     try:
         return data.decode("gb18030"), "gb18030"
     except UnicodeDecodeError as exc:
+        _raise_if_truncated(data, "gb18030", exc, base_offset)
         raise ParseError(
             "MSH-18 (character set) is empty and the bytes are neither UTF-8 (invalid byte "
             f"0x{data[utf8_error.start]:02x} at offset {base_offset + utf8_error.start}) nor "
@@ -94,6 +100,18 @@ def decode_undeclared(data: bytes, base_offset: int) -> tuple[str, str]:
             f"{base_offset + exc.start}); declare the charset in MSH-18",
             location="MSH-18",
         ) from None
+
+
+def _raise_if_truncated(data: bytes, codec: str, exc: UnicodeDecodeError,
+                        base_offset: int) -> None:
+    """Bytes valid up to an incomplete last character: the input was cut, not mis-declared."""
+    if exc.end != len(data):
+        return
+    prefix = decoded_prefix(data, codec)
+    if prefix is not None:
+        raise truncated_error(
+            prefix, f"it ends at byte offset {base_offset + len(data)} inside a {codec} "
+            "character (unexpected end of data)")
 
 
 def looks_like_utf8(data: bytes) -> bool:

@@ -35,6 +35,7 @@ class Unframed:
     offset: int = 0
     text: str | None = None
     codec: str | None = None
+    open_frame: bool = False  # an MLLP start block without an end block: cut in transfer
 
 
 def unframe(raw: bytes) -> Unframed:
@@ -44,12 +45,13 @@ def unframe(raw: bytes) -> Unframed:
             return _unframe_utf16(raw, start + skip, codec)
     end = len(raw)
     tail = raw.rstrip(_WS)
-    if tail.endswith(b"\x1c"):  # MLLP end block; whatever followed it was CR/whitespace
+    closed = tail.endswith(b"\x1c")
+    if closed:  # MLLP end block; whatever followed it was CR/whitespace
         end = len(tail) - 1
     # other trailing whitespace stays: blank last lines are skipped when splitting segments,
     # and spaces at the end of the last field are data
     return Unframed(data=raw[start:end] if (start, end) != (0, len(raw)) else raw,
-                    offset=start)
+                    offset=start, open_frame=not closed and b"\x0b" in raw[:start])
 
 
 def _skip_leading(raw: bytes, start: int) -> int:
@@ -59,10 +61,12 @@ def _skip_leading(raw: bytes, start: int) -> int:
 
 def _unframe_utf16(raw: bytes, start: int, codec: str) -> Unframed:
     body = raw[start:]
+    ended = False
     # a single-byte MLLP end block after UTF-16 text; cut only at a code-unit boundary
     for tail in (b"\x1c\r\n", b"\x1c\r", b"\x1c\n", b"\x1c"):
         if body.endswith(tail) and (len(body) - len(tail)) % 2 == 0:
             body = body[: -len(tail)]
+            ended = True
             break
     try:
         text = body.decode(codec)
@@ -72,8 +76,11 @@ def _unframe_utf16(raw: bytes, start: int, codec: str) -> Unframed:
             f"are not valid {codec}: {exc.reason}",
             location="message",
         ) from None
-    text = text.lstrip(_WS_STR + "\ufeff")
+    stripped = text.lstrip(_WS_STR + "\ufeff")
+    started = b"\x0b" in raw[:start] or "\x0b" in text[:len(text) - len(stripped)]
+    text = stripped
     tail = text.rstrip(_WS_STR)
+    closed = tail.endswith("\x1c") or ended
     if tail.endswith("\x1c"):
         text = tail[:-1]
-    return Unframed(text=text, codec=codec, offset=start)
+    return Unframed(text=text, codec=codec, offset=start, open_frame=started and not closed)

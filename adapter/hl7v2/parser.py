@@ -22,6 +22,7 @@ from adapter.hl7v2.charsets import (
 from adapter.hl7v2.escapes import Delimiters, delimiters_for
 from adapter.hl7v2.framing import unframe
 from adapter.hl7v2.message import Message, Segment
+from adapter.hl7v2.truncation import truncated_error
 
 _DELIMITER_CHARS = frozenset(string.punctuation)
 _SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
@@ -50,6 +51,8 @@ def parse_hl7v2(raw: bytes, *, max_bytes: int | None = None) -> Message:
     else:
         decoded = _check_utf16(framed.text, framed.codec or "utf-16", issues)
     text, codec, declared, fs, enc, maybe_control = decoded
+    if framed.open_frame:
+        raise truncated_error(text, "the MLLP start block (0x0B) has no end block (0x1C 0x0D)")
     if maybe_control and (bad := _CONTROL.search(text)) is not None:
         _raise_control(text, bad.start(), codec, framed.offset)
     delimiters = delimiters_for(fs, enc, codec)
