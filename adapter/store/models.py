@@ -5,6 +5,8 @@ resource          the current version of each FHIR resource
 resource_version  every version (history, vread), the current one included
 search_index      one row per searchable value of a current resource
 outbox            one row per resource version and destination still to deliver
+delivery_attempt  every try to deliver an outbox row: when, by whom, status, error, duration
+delivery_destination  per destination: circuit breaker state and last success (shared by workers)
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ OUTBOX_STATES = ("pending", "in-flight", "delivered", "dead")
 
 _TYPE = 64  # FHIR resource type names are short
 _ID = 64  # FHIR ids are at most 64 characters
+_WORKER = 128  # "host:pid:n"
 
 
 def _kind_index(kind: str, *columns: str, **kw: Any) -> Index:
@@ -167,13 +170,22 @@ class SearchIndex(Base):
 
 
 class Outbox(Base):
+    """A resource version waiting for (or done with) delivery to one destination.
+
+    ``order_key`` is the patient (``Patient/<id>``) or, for resources about no patient, the
+    resource itself: rows of one destination and order key are delivered in ``id`` order.
+    A worker owns an ``in-flight`` row until ``claimed_until`` (its lease); after that any
+    worker may take it again, so a killed worker loses nothing.
+    """
+
     __tablename__ = "outbox"
     __table_args__ = (
         CheckConstraint(
             "state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"
         ),
         Index(None, "state", "next_attempt_at"),
-        Index(None, "destination", "patient_key", "id"),
+        Index(None, "destination", "state", "next_attempt_at"),
+        Index(None, "destination", "order_key", "id"),
         Index(None, "resource_type", "resource_id"),
     )
 
@@ -183,6 +195,7 @@ class Outbox(Base):
     resource_id: Mapped[str] = mapped_column(String(_ID))
     version_id: Mapped[int] = mapped_column(Integer())
     patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))
+    order_key: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID))
     state: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -191,3 +204,56 @@ class Outbox(Base):
     message_id: Mapped[str | None] = mapped_column(
         ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
     )
+    claimed_by: Mapped[str | None] = mapped_column(String(_WORKER))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status: Mapped[str | None] = mapped_column(String(32))  # HTTP status or ACK code
+    sent_version_id: Mapped[int | None] = mapped_column(Integer())  # what was delivered
+
+
+class DeliveryAttempt(Base):
+    """One try to deliver an outbox row (also the rows a coalesced send settled)."""
+
+    __tablename__ = "delivery_attempt"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('delivered', 'retry', 'dead')", name="outcome"),
+        Index(None, "destination", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    outbox_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("outbox.id", ondelete="CASCADE"), index=True
+    )
+    destination: Mapped[str] = mapped_column(String(_ID))
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    version_id: Mapped[int | None] = mapped_column(Integer())  # the version sent
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text())
+    # the destination's OperationOutcome of a refused item, kept for the operator
+    operation_outcome: Mapped[dict[str, Any] | None] = mapped_column(JSONText())
+    duration_ms: Mapped[float] = mapped_column(Float(), default=0.0)
+    worker: Mapped[str | None] = mapped_column(String(_WORKER))
+
+
+class DeliveryDestination(Base):
+    """Per destination, shared by every worker: the circuit breaker and the last success."""
+
+    __tablename__ = "delivery_destination"
+    __table_args__ = (
+        CheckConstraint("breaker_state IN ('closed', 'open', 'half-open')",
+                        name="breaker_state"),
+    )
+
+    destination: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    breaker_state: Mapped[str] = mapped_column(String(16), default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer(), default=0)
+    opened_count: Mapped[int] = mapped_column(Integer(), default=0)  # opens since last close
+    open_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    probe_by: Mapped[str | None] = mapped_column(String(_WORKER))
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

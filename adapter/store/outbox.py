@@ -44,9 +44,17 @@ def enqueue_many(
             "destination": item["destination"], "resource_type": item["resource_type"],
             "resource_id": item["resource_id"], "version_id": item["version_id"],
             "patient_key": item.get("patient_key"), "message_id": item.get("message_id"),
+            "order_key": order_key(item["resource_type"], item["resource_id"],
+                                   item.get("patient_key")),
             "state": "pending", "attempts": 0, "next_attempt_at": moment,
             "created_at": moment, "last_error": None,
         }
         for item in items
     ]
     session.execute(insert(_outbox), rows)
+
+
+def order_key(resource_type: str, resource_id: str, patient_key: str | None) -> str:
+    """Deliveries with one key go out in the order they were queued: the patient's, or the
+    resource's own for resources about no patient."""
+    return patient_key or f"{resource_type}/{resource_id}"
