@@ -78,6 +78,16 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "'": "'", '"': '"', "\\": "\\"}
+
+
+def _unescape(body: str) -> str:
+    """Backslash escapes of a quoted literal (\\n \\t \\r \\' \\" \\\\); any other backslash
+    stays, so a regular expression such as '\\d+' reads as written. Works on text: Chinese
+    characters next to an escape stay intact."""
+    return re.sub(r"\\(.)", lambda m: _ESCAPES.get(m.group(1), m.group(0)), body)
+
+
 PathCompiler = Callable[[str], Any]
 
 
@@ -103,8 +113,8 @@ class _Parser:
         kind, value = self.tokens[self.pos]
         self.pos += 1
         if kind == "string":
-            return Literal(bytes(value[1:-1], "utf-8").decode("unicode_escape")
-                           if "\\" in value else value[1:-1])
+            body = value[1:-1]
+            return Literal(_unescape(body) if "\\" in body else body)
         if kind == "number":
             return Literal(float(value) if "." in value else int(value))
         if kind == "var":

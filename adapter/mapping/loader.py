@@ -17,6 +17,7 @@ expression is compiled; errors name the file and line.
 from __future__ import annotations
 
 import hashlib
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,18 @@ SHARED = "_shared"
 _FUNCTION_NAMES = set(FUNCTIONS)
 _PATH_COMPILERS = {"hl7v2": hl7v2_paths.compile_path}
 _TABLE_FUNCTIONS = {"map", "map_display", "map_system", "coding"}
+
+
+def _arity(func: Any) -> tuple[int, int | None]:
+    """(fewest, most) arguments a transform takes after the evaluation; most None: any."""
+    params = list(inspect.signature(func).parameters.values())[1:]
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return sum(1 for p in params if p.kind is not p.VAR_POSITIONAL
+                   and p.default is p.empty), None
+    return sum(1 for p in params if p.default is p.empty), len(params)
+
+
+_ARITY = {name: _arity(func) for name, func in FUNCTIONS.items()}
 
 
 @dataclass(slots=True)
@@ -205,6 +218,12 @@ class _Compiler:
 
     def _note_references(self, node: Any, key_path: tuple[Any, ...]) -> None:
         if isinstance(node, Call):
+            least, most = _ARITY[node.name]
+            if not least <= len(node.args) <= (most if most is not None else len(node.args)):
+                wanted = (f"{least}" if least == most else
+                          f"at least {least}" if most is None else f"{least} to {most}")
+                raise self.file.fail(f"{node.name}() takes {wanted} argument(s), "
+                                     f"{len(node.args)} given", key_path)
             if node.name in _TABLE_FUNCTIONS and node.args and isinstance(node.args[0], Literal):
                 self.tables.append((str(node.args[0].value), key_path))
             if node.name == "apply" and node.args and isinstance(node.args[0], Literal):
