@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.settings import Settings
+from adapter.store.engine import read_only
 
 
 def get_settings(request: Request) -> Settings:
@@ -27,7 +28,7 @@ def get_session(factory: SessionFactoryDep) -> Iterator[Session]:
     """A session for reading; closed (rolled back) after the response. Writers use
     ``SessionFactoryDep`` and ``with factory.begin() as session:`` themselves."""
     with factory() as session:
-        yield session
+        yield read_only(session)
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -7,7 +7,7 @@ Every function takes a Session and never commits; the caller owns the transactio
 """
 
 from adapter.fhir.search_query import Criterion
-from adapter.store.engine import make_engine, migrate, session_factory
+from adapter.store.engine import make_engine, migrate, read_only, session_factory
 from adapter.store.messages import (
     count_messages,
     create_message,
@@ -57,6 +57,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "read_history",
+    "read_only",
     "read_resource",
     "read_version",
     "reindex",

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BEGIN = "sqlite_begin"  # execution option: "IMMEDIATE" (default) or "DEFERRED"
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -31,6 +32,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 def _configure_sqlite(engine: Engine) -> None:
     # The sqlite3 module's own transaction handling starts transactions late and never
     # for SELECT; let SQLAlchemy issue BEGIN itself so a session is one real transaction.
+    # BEGIN IMMEDIATE takes the write lock up front: a deferred transaction that reads
+    # first and writes later fails at once with "database is locked" when another writer
+    # committed in between (busy_timeout cannot help it). Read-only sessions can ask for
+    # a deferred BEGIN with the execution option SQLITE_BEGIN: "DEFERRED" (read_only()).
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_connection.isolation_level = None
@@ -44,12 +49,20 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions whose objects stay readable after commit (expire_on_commit=False)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only(session: Session) -> Session:
+    """Mark a fresh session as reading only: on SQLite it then does not take the write
+    lock (no effect on PostgreSQL). Call before the first query."""
+    session.connection(execution_options={SQLITE_BEGIN: "DEFERRED"})
+    return session
 
 
 def alembic_config() -> Config:

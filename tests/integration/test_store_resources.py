@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,7 +20,9 @@ from adapter.store import (
     read_version,
     reindex,
     save_resources,
+    search,
 )
+from adapter.store.engine import read_only
 
 T0 = datetime(2026, 5, 3, 2, 0, 0, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -222,3 +225,38 @@ def test_reindex_rebuilds_index_rows(session_factory: sessionmaker) -> None:
     with session_factory() as session:
         assert index_values(session, "Patient", "p1", "gender") == {
             (None, "female", None, None)}
+
+
+def test_concurrent_read_then_write_transactions_do_not_fail(
+        session_factory: sessionmaker) -> None:
+    # on SQLite a deferred transaction that reads first fails with "database is locked"
+    # when another writer commits in between; the store begins write transactions early
+    errors: list[BaseException] = []
+
+    def writer(worker: int) -> None:
+        for n in range(15):
+            try:
+                with session_factory.begin() as session:
+                    read_resource(session, "Patient", "p1")
+                    save_resources(session, [patient(id=f"w{worker}-{n}")],
+                                   message_id=None, now=T0)
+            except BaseException as exc:
+                errors.append(exc)
+
+    def reader() -> None:
+        for _ in range(30):
+            try:
+                with session_factory() as session:
+                    search(read_only(session), "Patient", [], count=5)
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(3)]
+    threads.append(threading.Thread(target=reader))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    with session_factory() as session:
+        assert count(session, Resource) == 45
