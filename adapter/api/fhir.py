@@ -31,7 +31,11 @@ _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 def fhir_base(request: Request) -> str:
-    """Absolute base of the FHIR API as this request reached it (for links and fullUrls)."""
+    """Absolute base of the FHIR API for links and fullUrls: ``Settings.base_url`` when it
+    was configured (behind a reverse proxy), else the base this request came in on."""
+    settings: Settings = request.app.state.settings
+    if "base_url" in settings.model_fields_set:
+        return settings.base_url.rstrip("/")
     return str(request.url_for("fhir_metadata")).removesuffix("/metadata")
 
 

@@ -428,3 +428,13 @@ def test_post_search_takes_form_parameters(client: TestClient, fhir_valid) -> No
     body = response.json()
     fhir_valid(body)
     assert ids(body) == ["o1"]
+
+
+@pytest.mark.usefixtures("seeded")
+def test_configured_base_url_is_used_for_links(settings: Settings) -> None:
+    public = Settings(**{**settings.model_dump(),
+                         "base_url": "https://fhir.qs-yigongti.example/r4/"})
+    with TestClient(create_app(public)) as client:
+        body = search(client, "/fhir/Patient?_count=1")
+    assert links(body)["next"].startswith("https://fhir.qs-yigongti.example/r4/Patient?")
+    assert body["entry"][0]["fullUrl"].startswith("https://fhir.qs-yigongti.example/r4/Patient/")
