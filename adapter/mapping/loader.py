@@ -206,7 +206,9 @@ class _Compiler:
         self.file = file
         self.compile_path = _PATH_COMPILERS.get(fmt or "", _no_paths)
         self.tables: list[tuple[str, tuple[Any, ...]]] = []
-        self.datatypes: list[tuple[str, tuple[Any, ...]]] = []
+        # (datatype name, number of arguments given to it, where)
+        self.datatypes: list[tuple[str, int, tuple[Any, ...]]] = []
+        self.resources: list[tuple[str, tuple[Any, ...]]] = []  # templates named by steps
 
     def expr(self, value: Any, key_path: tuple[Any, ...]) -> Any:
         try:
@@ -227,7 +229,7 @@ class _Compiler:
             if node.name in _TABLE_FUNCTIONS and node.args and isinstance(node.args[0], Literal):
                 self.tables.append((str(node.args[0].value), key_path))
             if node.name == "apply" and node.args and isinstance(node.args[0], Literal):
-                self.datatypes.append((str(node.args[0].value), key_path))
+                self.datatypes.append((str(node.args[0].value), len(node.args) - 1, key_path))
             for arg in node.args:
                 self._note_references(arg, key_path)
 
@@ -287,6 +289,7 @@ class _Compiler:
             if "each" in step:
                 out.append(EachStep(step["each"], self.steps(step["do"], (*here, "do")), cond))
             elif "resource" in step:
+                self.resources.append((step["resource"], (*here, "resource")))
                 out.append(ResourceStep(step["resource"], step.get("bind"), step.get("collect"),
                                         cond))
             else:
@@ -311,14 +314,16 @@ def _no_paths(text: str) -> Any:
     raise ValueError(f"{text!r}: paths are only allowed in format-specific files")
 
 
-def _step_templates(steps: list[Any]) -> list[str]:
-    names: list[str] = []
-    for step in steps:
-        if isinstance(step, ResourceStep):
-            names.append(step.template)
-        elif isinstance(step, EachStep):
-            names.extend(_step_templates(step.steps))
-    return names
+_KIND_FOLDERS = {"resource": "resources", "datatype": "datatypes", "message": "messages"}
+
+
+def _check_codes(file: _File) -> None:
+    """Codes are text: YAML reads 0010 as the number 8 and yes / true as booleans, and such
+    a code would never match what a message says."""
+    for code in file.data.get("map") or {}:
+        if not isinstance(code, str):
+            raise file.fail(f"code {code!r} is read by YAML as {type(code).__name__}, not as "
+                            "text: write codes in quotes (\"0010\": ...)", ("map", code))
 
 
 def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ()) -> MappingSet:
@@ -328,7 +333,6 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     formats: dict[str, FormatMappings] = {}
     concept_maps: dict[str, ConceptMap] = {}
     references: list[tuple[_File, _Compiler, str]] = []
-    message_refs: list[tuple[_File, str, MessageMapping]] = []
     digest = hashlib.sha256()
     versions: dict[str, int] = {}
     for rel, file in sorted(files.items()):
@@ -341,11 +345,15 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
         if kind == "concept-map":
             if parts[0] != "concept-maps":
                 raise file.fail("concept maps live in concept-maps/", ("kind",))
+            _check_codes(file)
             concept_maps[name] = concept_map_from_data(name, file.indexes[0].file, file.data)
             continue
         fmt = parts[0]
         if fmt not in _PATH_COMPILERS:
             raise file.fail(f"unknown format folder {fmt!r}; known: {', '.join(_PATH_COMPILERS)}")
+        if len(parts) != 3 or parts[1] != _KIND_FOLDERS[kind]:
+            raise file.fail(f"a {kind} file lives in {fmt}/{_KIND_FOLDERS[kind]}/, not in "
+                            f"{'/'.join(parts[:-1])}/", ("kind",))
         compiler = _Compiler(file, fmt)
         bucket = formats.setdefault(fmt, FormatMappings())
         data = file.data
@@ -355,6 +363,9 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 skip = (compiler.condition(data["skip"]["if"], ("skip", "if")),
                         data["skip"]["reason"])
             body = compiler.template(data["body"], ("body",))
+            if not isinstance(body, DictNode):
+                raise file.fail("body holds the resource's elements; a condition on the whole "
+                                "resource is written as skip: {if: ..., reason: ...}", ("body",))
             bucket.templates[name] = ResourceTemplate(
                 name=name,
                 file=file.indexes[0].file,
@@ -364,7 +375,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                          for i, alt in enumerate(data["id_from"])],
                 required=list(data.get("required", [])),
                 skip=skip,
-                body=body if isinstance(body, DictNode) else DictNode([], False),
+                body=body,
                 checks=[(compiler.condition(c["if"], ("checks", i, "if")), c["severity"],
                          c["message"],
                          compiler.condition(c["at"], ("checks", i, "at")) if "at" in c else None)
@@ -397,7 +408,6 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 steps=compiler.steps(data["produce"], ("produce",)),
             )
             bucket.messages[name] = mapping
-            message_refs.append((file, fmt, mapping))
         references.append((file, compiler, fmt))
     # every name used must exist
     for file, compiler, fmt in references:
@@ -405,14 +415,17 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             if table not in concept_maps:
                 raise file.fail(f"no concept map named {table!r} (concept-maps/{table}.yaml)",
                                 key_path)
-        for datatype, key_path in compiler.datatypes:
-            if datatype not in formats[fmt].datatypes:
+        for datatype, given, key_path in compiler.datatypes:
+            found = formats[fmt].datatypes.get(datatype)
+            if found is None:
                 raise file.fail(f"no datatype template named {datatype!r} "
                                 f"({fmt}/datatypes/{datatype}.yaml)", key_path)
-    for file, fmt, mapping in message_refs:
-        for template in _step_templates(mapping.steps):
+            if given != len(found.params):
+                raise file.fail(f"datatype {datatype!r} takes {len(found.params)} argument(s) "
+                                f"({', '.join(found.params)}), {given} given", key_path)
+        for template, key_path in compiler.resources:
             if template not in formats[fmt].templates:
                 raise file.fail(f"no resource template named {template!r} "
-                                f"({fmt}/resources/{template}.yaml)", ("produce",))
+                                f"({fmt}/resources/{template}.yaml)", key_path)
     name = "+".join([folder, *overlays])
     return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions)
