@@ -17,6 +17,7 @@
 //   * resources are checked against the base R4 profiles (400 + OperationOutcome if not);
 //   * a transaction Bundle is all-or-nothing: the repository is snapshotted before it and
 //     restored when the transaction fails;
+//   * GET /fhir/metadata answers a minimal CapabilityStatement;
 //   * search results are paged with a "next" link (_count, _offset), like a real server.
 
 import http from 'node:http';
@@ -224,6 +225,20 @@ const server = http.createServer(async (req, res) => {
   const base = `http://${req.headers.host ?? host}/fhir`;
   try {
     if (handleControl(req, res, url)) return;
+    if (req.method === 'GET' && url.pathname === '/fhir/metadata') {
+      // the router has no capabilities interaction; clients probe this URL
+      send(res, 200, {
+        resourceType: 'CapabilityStatement',
+        status: 'active',
+        date: new Date().toISOString(),
+        kind: 'instance',
+        software: { name: 'medplum fhir-router (in-memory test peer)', version: '4.5.2' },
+        fhirVersion: '4.0.1',
+        format: ['json'],
+        rest: [{ mode: 'server' }],
+      });
+      return;
+    }
     if (url.pathname === '/fhir' || url.pathname.startsWith('/fhir/')) {
       if (url.pathname === '/fhir') url.pathname = '/fhir/';
       await handleFhir(req, res, url, base);
