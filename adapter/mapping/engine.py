@@ -56,6 +56,7 @@ class DictNode:
 @dataclass(slots=True)
 class ListNode:
     items: list[Any]
+    dynamic: bool = True  # has any expression below it (set by the loader)
 
 
 @dataclass(slots=True)
@@ -301,7 +302,8 @@ class Evaluation:
             if built is None or built == "" or built == [] or built == {}:
                 continue
             out[key] = built
-            if type(item) is not Literal:
+            # literals, also nested in dicts and lists without expressions, are not values
+            if type(item) is not Literal and getattr(item, "dynamic", True):
                 has_value = True
         if node.dynamic and not has_value:
             return None
@@ -408,14 +410,23 @@ def run_steps(ev: Evaluation, steps: list[Any]) -> None:
         if isinstance(step, LetStep):
             ev.vars[step.name] = ev.let_value(step.value)
         elif isinstance(step, EachStep):
-            if step.cond is not None and not _truthy(ev.expr(step.cond)):
-                continue
-            # lists that steps inside collect into start empty here, so a report made after
-            # this step sees exactly the resources made in this pass
-            for name in _collected_names(step.steps):
-                ev.vars[name] = []
+            # a collect list belongs to the enclosing item: it starts empty in each item and
+            # gathers what is collected in it (nested items included), so an order's report
+            # sees that order's results only; the enclosing scope then sees them all
+            names = _collected_names(step.steps)
             for _item, scope in ev.items_of(step.target):
-                run_steps(Evaluation(ev.state, scope, dict(ev.vars)), step.steps)
+                variables = {**ev.vars, **{name: [] for name in names}}
+                child = Evaluation(ev.state, scope, variables)
+                if step.cond is not None and not _truthy(child.expr(step.cond)):
+                    continue  # ``if`` holds for each item, as in a template's ``each``
+                run_steps(child, step.steps)
+                for name in names:
+                    gathered = variables.get(name)
+                    if isinstance(gathered, list) and gathered:
+                        into = ev.vars.get(name)
+                        if not isinstance(into, list):
+                            into = ev.vars[name] = []
+                        into.extend(gathered)
         elif isinstance(step, ResourceStep):
             if step.cond is not None and not _truthy(ev.expr(step.cond)):
                 continue
@@ -444,6 +455,8 @@ def _collected_names(steps: list[Any]) -> set[str]:
 def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] | None:
     state = ev.state
     where = state.source.describe(ev.scope)
+    # any error while this resource is made (a let, a check, a value) stops it
+    errors_before = sum(1 for i in state.issues if i.severity == "error")
     child = Evaluation(state, ev.scope, dict(ev.vars))
     for name, value in template.lets:
         child.vars[name] = child.let_value(value)
@@ -455,7 +468,6 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
         if _truthy(child.expr(condition)):
             at_location = location(child.expr(at)) if at is not None else None
             child._issue(severity, "business-rule", message, at_location or where)
-    errors_before = sum(1 for i in state.issues if i.severity == "error")
     resource_id = _resource_id(child, template)
     body = child.build(template.body) or {}
     if resource_id is None:

@@ -256,7 +256,8 @@ class _Compiler:
             items = [(str(k), self.template(v, (*key_path, k))) for k, v in node.items()]
             return DictNode(items, any(_dynamic(v) for _, v in items))
         if isinstance(node, list):
-            return ListNode([self.template(v, (*key_path, i)) for i, v in enumerate(node)])
+            items = [self.template(v, (*key_path, i)) for i, v in enumerate(node)]
+            return ListNode(items, any(_dynamic(i) for i in items))
         return self.expr(node, key_path)
 
     def _each(self, node: dict[str, Any], key_path: tuple[Any, ...]) -> Each:
@@ -306,7 +307,7 @@ def _dynamic(node: Any) -> bool:
     if isinstance(node, DictNode):
         return node.dynamic
     if isinstance(node, ListNode):
-        return any(_dynamic(i) for i in node.items)
+        return node.dynamic
     return False
 
 
