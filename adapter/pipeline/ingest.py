@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium, Facility, SourceSystem
@@ -142,19 +142,26 @@ class Pipeline:
     def _process_new(self, raw: bytes, digest: str, facility: Facility, source: SourceSystem,
                      content_type: str | None, moment: datetime) -> IngestResult:
         outcome = self._translate(raw, facility, source)
-        with self.factory.begin() as session:
-            message = create_message(
-                session, source_system=source.id, facility_id=facility.id, raw=raw,
-                content_type=content_type, sha256=digest, detected_format=outcome.format,
-                encoding=outcome.encoding, received_at=moment)
-            if outcome.failed:
-                set_message_result(session, message, status=QUARANTINED,
-                                   issues=[i.as_dict() for i in outcome.issues], resources=[],
-                                   now=moment)
-                log.warning("message %s from %s quarantined: %s", message.id, source.id,
-                            _summary(outcome.issues))
-                return _result_of(message)
-            return self._store(session, message, facility, outcome, moment)
+        try:
+            with self.factory.begin() as session:
+                message = create_message(
+                    session, source_system=source.id, facility_id=facility.id, raw=raw,
+                    content_type=content_type, sha256=digest, detected_format=outcome.format,
+                    encoding=outcome.encoding, received_at=moment)
+                if outcome.failed:
+                    return self._quarantine(session, message, outcome.issues, moment)
+                return self._store(session, message, facility, outcome, moment)
+        except (SQLAlchemyError, AdapterError):
+            raise  # the database is down, or the unique key race (handled by the caller)
+        except Exception as exc:  # a bug while storing must not lose the message either
+            log.exception("unexpected error storing a message from %s", source.id)
+            with self.factory.begin() as session:
+                message = create_message(
+                    session, source_system=source.id, facility_id=facility.id, raw=raw,
+                    content_type=content_type, sha256=digest, detected_format=outcome.format,
+                    encoding=outcome.encoding, received_at=moment)
+                return self._quarantine(session, message, [_internal_error("storing", exc)],
+                                        moment)
 
     def reprocess(self, message_id: str, *, now: datetime | None = None) -> IngestResult:
         """Translate a stored message again (after a mapping fix) with the current mappings."""
@@ -171,17 +178,24 @@ class Pipeline:
         facility, source = found
         self._mapping_sets.pop(source.id, None)  # pick up mapping fixes
         outcome = self._translate(raw, facility, source)
-        with self.factory.begin() as session:
-            message = get_message(session, message_id)
-            assert message is not None
-            message.detected_format = outcome.format
-            message.encoding = outcome.encoding
-            if outcome.failed:
-                set_message_result(session, message, status=QUARANTINED,
-                                   issues=[i.as_dict() for i in outcome.issues], resources=[],
-                                   now=moment)
-                return _result_of(message)
-            return self._store(session, message, facility, outcome, moment)
+        try:
+            with self.factory.begin() as session:
+                message = get_message(session, message_id)
+                assert message is not None
+                message.detected_format = outcome.format
+                message.encoding = outcome.encoding
+                if outcome.failed:
+                    return self._quarantine(session, message, outcome.issues, moment)
+                return self._store(session, message, facility, outcome, moment)
+        except (SQLAlchemyError, AdapterError):
+            raise
+        except Exception as exc:
+            log.exception("unexpected error storing message %s again", message_id)
+            with self.factory.begin() as session:
+                message = get_message(session, message_id)
+                assert message is not None
+                return self._quarantine(session, message, [_internal_error("storing", exc)],
+                                        moment)
 
     def translate(self, raw: bytes, source_system: str) -> Outcome:
         """Translate without storing anything (golden tests, ``adapter mappings test``)."""
@@ -207,15 +221,20 @@ class Pipeline:
             raise
         except Exception as exc:  # a bug must not lose the message: quarantine it, say where
             log.exception("unexpected error translating a message from %s", source.id)
-            issue = Issue("fatal", "exception",
-                          f"internal error while translating ({type(exc).__name__}); the "
-                          "message is kept and can be reprocessed once fixed")
-            return Outcome.failure([issue], source.format)
+            return Outcome.failure([_internal_error("translating", exc)], source.format)
         issues = list(translation.issues)
         issues.extend(check_resources(translation.resources))
         failed = any(i.severity in ("error", "fatal") for i in issues)
         return Outcome(document.format, document.encoding, translation.resources, issues,
                         failed, translation.unread)
+
+    def _quarantine(self, session: Session, message: InboundMessage, issues: list[Issue],
+                    moment: datetime) -> IngestResult:
+        set_message_result(session, message, status=QUARANTINED,
+                           issues=[i.as_dict() for i in issues], resources=[], now=moment)
+        log.warning("message %s from %s quarantined: %s", message.id, message.source_system,
+                    _summary(issues))
+        return _result_of(message)
 
     def _store(self, session: Session, message: InboundMessage, facility: Facility,
                outcome: Outcome, moment: datetime) -> IngestResult:
@@ -269,6 +288,13 @@ def _result_of(message: InboundMessage, *, duplicate: bool = False) -> IngestRes
         issues=[Issue.from_dict(i) for i in message.issues or []],
         duplicate=duplicate,
     )
+
+
+def _internal_error(stage: str, exc: Exception) -> Issue:
+    # the exception's text is left out: it may quote the message (names, ID numbers)
+    return Issue("fatal", "exception",
+                 f"internal error while {stage} ({type(exc).__name__}); the message is kept "
+                 "and can be reprocessed once fixed")
 
 
 def _summary(issues: list[Issue]) -> str:

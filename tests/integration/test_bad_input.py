@@ -263,3 +263,37 @@ def test_a_crash_while_translating_quarantines_and_the_server_keeps_serving(
     assert again.json()["status"] == "processed"
     assert client.get(f"/messages/{message_id}").json()["attempts"] == 2
     assert client.get("/fhir/Patient").json()["total"] == 1
+
+
+def test_a_crash_while_storing_quarantines_instead_of_losing_the_message(
+        app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch,
+        session_factory: sessionmaker[Session]) -> None:
+    """A bug after translation (here: saving the resources fails with a non-database error)
+    rolls back what was half written, keeps the message quarantined with a fatal issue, and
+    a reprocess after the fix stores it."""
+    import adapter.pipeline.ingest as ingest_module
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise KeyError("simulated bug while storing")
+
+    monkeypatch.setattr(ingest_module, "save_resources", broken)
+    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes()
+    response = _post(client, raw)
+    assert response.status_code == 422, response.text
+    fatal = [i for i in response.json()["issue"] if i["severity"] == "fatal"]
+    assert len(fatal) == 1 and "KeyError" in fatal[0]["diagnostics"]
+    message_id = response.headers["X-Message-Id"]
+    with session_factory() as session:
+        assert _count(session, Resource) == 0
+        assert _count(session, Outbox) == 0
+        message = session.get(InboundMessage, message_id)
+        assert message is not None and message.status == "quarantined"
+        assert message.raw == raw
+
+    # reprocessing while the bug is still there: still quarantined, nothing half stored
+    assert client.post(f"/messages/{message_id}/reprocess").status_code == 422
+    monkeypatch.undo()
+    again = client.post(f"/messages/{message_id}/reprocess")
+    assert again.status_code == 202, again.text
+    assert client.get(f"/messages/{message_id}").json()["attempts"] == 3
+    assert client.get("/fhir/Patient").json()["total"] == 1
