@@ -1,0 +1,501 @@
+"""HL7 v2 over MLLP: framing, the destination that sends and waits for the ACK, and the
+listener that stores each received message before it acknowledges it.
+
+MLLP frames a message as ``0x0B message 0x1C 0x0D``; the receiver answers each message
+with an ACK on the same connection before the next one is sent.
+
+Destination: sends the inbound message the resources came from (``message: original``)
+or the same with MSH-3..6 rewritten for the receiver (``message: rewrite-header``), always
+with its original MSH-10, so that a resend after a lost ACK can be dropped by the receiver
+as a duplicate. AA/CA = delivered; AE/AR = fatal, the ACK's errors kept as an
+OperationOutcome; no ACK in time (or a dropped connection) = retriable.
+
+Listener: one message at a time per connection. The message goes through the pipeline,
+which commits it (with its resources, or quarantined) before the ACK is written: AA when
+it was processed, AE with the located errors when it was quarantined (it is kept and can be
+reprocessed). When it cannot be stored (database down ...), no ACK is sent and the
+connection is closed, so the sender keeps the message and sends it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from adapter.connectors.auth import TlsSettings, ssl_context
+from adapter.connectors.base import (
+    CheckResult,
+    ConnectorContext,
+    ConnectorSettings,
+    DeliveryItem,
+    ItemResult,
+    parse_settings,
+    register_destination,
+    register_source,
+    timed_check,
+)
+from adapter.connectors.hl7_ack import build_ack, header_of, read_ack
+from adapter.consortium import Destination as DestinationConfig
+from adapter.consortium import Facility, SourceSystem
+from adapter.errors import (
+    AdapterError,
+    DeliveryError,
+    FatalDeliveryError,
+    Issue,
+    RetriableDeliveryError,
+)
+from adapter.hl7v2 import escape, parse_hl7v2
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from adapter.pipeline.ingest import IngestResult, Pipeline
+
+log = logging.getLogger(__name__)
+
+START = b"\x0b"
+END = b"\x1c\x0d"
+HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
+
+
+# -- framing ----------------------------------------------------------------------------------
+def frame(message: bytes) -> bytes:
+    return START + message + END
+
+
+class FrameTooLarge(Exception):
+    pass
+
+
+class FrameReader:
+    """Cuts a byte stream into MLLP frames. Bytes outside a frame are dropped."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[bytes]:
+        self._buffer.extend(data)
+        frames: list[bytes] = []
+        while True:
+            start = self._buffer.find(START)
+            if start < 0:
+                self._buffer.clear()
+                break
+            end = self._buffer.find(END, start + 1)
+            if end < 0:
+                if start:
+                    del self._buffer[:start]
+                if len(self._buffer) > self.max_bytes + 1:
+                    self._buffer.clear()
+                    raise FrameTooLarge(f"a frame is longer than {self.max_bytes} bytes")
+                break
+            frames.append(bytes(self._buffer[start + 1:end]))
+            del self._buffer[:end + len(END)]
+        return frames
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+
+def normalise_for_sending(raw: bytes) -> bytes:
+    """A stored message as MLLP content: no framing or surrounding blank lines, segments
+    ended by CR (stored messages may use LF or CRLF)."""
+    body = raw.lstrip(b"\x0b\r\n\t \xef\xbb\xbf").rstrip(b"\x1c\r\n")
+    if raw[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in body[:64]:
+        raise FatalDeliveryError("the message is UTF-16; MLLP carries byte-oriented charsets")
+    body = body.replace(b"\r\n", b"\r").replace(b"\n", b"\r")
+    return body + b"\r"
+
+
+def rewrite_header(raw: bytes, fields: dict[int, str]) -> bytes:
+    """Replace some MSH fields (3..6 ...) in a message, leaving every other byte as it was."""
+    message = parse_hl7v2(raw)
+    d = message.delimiters
+    fs = d.field.encode("ascii")
+    end = raw.find(b"\r")
+    line, rest = (raw, b"") if end < 0 else (raw[:end], raw[end:])
+    parts = line.split(fs)
+    for number, value in fields.items():
+        index = number - 1  # parts[0] is "MSH", parts[1] is MSH-2 (MSH-1 is the separator)
+        while len(parts) <= index:
+            parts.append(b"")
+        parts[index] = escape(value, d).encode(message.charset)
+    return fs.join(parts) + rest
+
+
+# -- destination ------------------------------------------------------------------------------
+class MllpDestinationSettings(ConnectorSettings):
+    host: str
+    port: int = Field(ge=1, le=65535)
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    ack_timeout_seconds: float = Field(30.0, gt=0,
+                                       description="wait this long for the ACK, then retry")
+    message: Literal["original", "rewrite-header"] = "original"
+    sending_application: str | None = None
+    sending_facility: str | None = None
+    receiving_application: str | None = None
+    receiving_facility: str | None = None
+    tls: TlsSettings | None = Field(None, description="MLLP over TLS when given")
+    max_ack_bytes: int = Field(1_048_576, gt=0)
+
+
+class MllpDestination:
+    kind = "mllp"
+
+    def __init__(self, destination_id: str, settings: MllpDestinationSettings,
+                 session_factory: sessionmaker[Session] | None) -> None:
+        self.id = destination_id
+        self.settings = settings
+        self._factory = session_factory
+        self._ssl = ssl_context(settings.tls, where=f"destinations.{destination_id}.settings") \
+            if settings.tls else None
+        self._lock = threading.Lock()  # one exchange at a time on the one connection
+        self._sock: socket.socket | None = None
+
+    # -- contract ---------------------------------------------------------------------------
+    def check(self) -> CheckResult:
+        def probe() -> str | None:
+            with self._connect():
+                return None
+        return timed_check(self.id, self.kind, probe)
+
+    def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
+        # one message per inbound message, in order; its result is every item's result
+        groups: dict[str | None, list[DeliveryItem]] = {}
+        for item in batch:
+            groups.setdefault(item.message_id, []).append(item)
+        results: dict[int, ItemResult] = {}
+        stop: DeliveryError | None = None
+        for message_id, items in groups.items():
+            started = time.perf_counter()
+            status: str | None = None
+            if stop is not None:
+                error: DeliveryError | None = stop  # keep the order: nothing after a failure
+            else:
+                try:
+                    status = self._deliver(message_id)
+                    error = None
+                except DeliveryError as exc:
+                    error, status = exc, exc.status if isinstance(exc.status, str) else None
+                    if isinstance(exc, RetriableDeliveryError):
+                        stop = RetriableDeliveryError(
+                            f"not sent: an earlier message failed ({exc.message})")
+            duration = round((time.perf_counter() - started) * 1000, 1)
+            for item in items:
+                results[item.outbox_id] = ItemResult(item.outbox_id, error is None, error,
+                                                     status, duration)
+        return [results[item.outbox_id] for item in batch]
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
+
+    # -- one message ------------------------------------------------------------------------
+    def _deliver(self, message_id: str | None) -> str:
+        if message_id is None:
+            raise FatalDeliveryError("the resource came from no inbound message: an MLLP "
+                                     "destination can only forward HL7 v2 messages")
+        payload = self._payload(message_id)
+        control_id = header_of(payload).control_id
+        with self._lock:
+            try:
+                ack = self._exchange(payload, control_id)
+            except DeliveryError:
+                self._drop()
+                raise
+        if ack.accepted:
+            return ack.code
+        raise FatalDeliveryError(
+            f"the receiver answered {ack.code} to {control_id}: {ack.text or 'no text'}",
+            status=ack.code, outcome_body=ack.outcome())
+
+    def _payload(self, message_id: str) -> bytes:
+        if self._factory is None:
+            raise FatalDeliveryError("this MLLP destination was built without the database "
+                                     "(build_destination(..., session_factory=...))")
+        from adapter.store import get_message
+        with self._factory() as session:
+            message = get_message(session, message_id)
+            if message is None:
+                raise FatalDeliveryError(f"inbound message {message_id} is not stored")
+            if message.detected_format not in (None, "hl7v2"):
+                raise FatalDeliveryError(
+                    f"inbound message {message_id} is {message.detected_format}, not HL7 v2")
+            raw = bytes(message.raw)
+        body = normalise_for_sending(raw)
+        if self.settings.message == "rewrite-header":
+            s = self.settings
+            wanted = {3: s.sending_application, 4: s.sending_facility,
+                      5: s.receiving_application, 6: s.receiving_facility}
+            try:
+                body = rewrite_header(body, {k: v for k, v in wanted.items() if v is not None})
+            except AdapterError as exc:
+                raise FatalDeliveryError(f"cannot rebuild message {message_id}: "
+                                         f"{exc.message}") from None
+        return body
+
+    def _exchange(self, payload: bytes, control_id: str) -> Any:
+        """Send and wait for the ACK naming ``control_id``. A kept connection the peer has
+        closed meanwhile is noticed as EOF before any answer: then once more on a new one."""
+        for attempt in (1, 2):
+            reused = self._sock is not None
+            sock = self._socket()
+            try:
+                sock.sendall(frame(payload))
+                return self._await_ack(sock, control_id)
+            except _ClosedBeforeAnswer:
+                self._drop()
+                if reused and attempt == 1:
+                    continue
+                raise RetriableDeliveryError(
+                    f"{self._where()}: connection closed without an ACK") from None
+            except TimeoutError:
+                raise RetriableDeliveryError(
+                    f"{self._where()}: no ACK within {self.settings.ack_timeout_seconds:g} s "
+                    f"for {control_id}") from None
+            except OSError as exc:
+                self._drop()
+                if reused and attempt == 1:
+                    continue
+                raise RetriableDeliveryError(f"{self._where()}: {exc}") from None
+        raise AssertionError("unreachable")
+
+    def _await_ack(self, sock: socket.socket, control_id: str) -> Any:
+        reader = FrameReader(self.settings.max_ack_bytes)
+        deadline = time.monotonic() + self.settings.ack_timeout_seconds
+        got_bytes = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            sock.settimeout(left)
+            chunk = sock.recv(65536)
+            if not chunk:
+                if got_bytes:
+                    raise RetriableDeliveryError(f"{self._where()}: connection closed in the "
+                                                 "middle of the ACK")
+                raise _ClosedBeforeAnswer
+            got_bytes = True
+            try:
+                frames = reader.feed(chunk)
+            except FrameTooLarge:
+                raise RetriableDeliveryError(f"{self._where()}: the answer is too large") \
+                    from None
+            for data in frames:
+                try:
+                    ack = read_ack(data)
+                except AdapterError as exc:
+                    raise RetriableDeliveryError(
+                        f"{self._where()}: the answer is not an ACK ({exc.message})") from None
+                if ack.control_id == control_id:
+                    return ack
+                # an ACK for an earlier message (answered late): not ours, keep waiting
+
+    def _socket(self) -> socket.socket:
+        if self._sock is None:
+            self._sock = self._connect()
+        return self._sock
+
+    def _connect(self) -> socket.socket:
+        s = self.settings
+        try:
+            sock = socket.create_connection((s.host, s.port), timeout=s.connect_timeout_seconds)
+        except OSError as exc:
+            raise RetriableDeliveryError(f"{self._where()}: cannot connect ({exc})") from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self._ssl is not None:
+            try:
+                sock = self._ssl.wrap_socket(sock, server_hostname=s.host)
+            except (OSError, ssl.SSLError) as exc:
+                sock.close()
+                raise RetriableDeliveryError(f"{self._where()}: TLS failed ({exc})") from None
+        return sock
+
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def _where(self) -> str:
+        return f"mllp://{self.settings.host}:{self.settings.port}"
+
+
+class _ClosedBeforeAnswer(Exception):
+    pass
+
+
+@register_destination("mllp")
+def build_destination(facility: Facility, config: DestinationConfig,
+                      context: ConnectorContext) -> MllpDestination:
+    settings = parse_settings(MllpDestinationSettings, config.settings,
+                              where=f"destinations.{config.id}.settings")
+    return MllpDestination(config.id, settings, context.session_factory)
+
+
+# -- listener ---------------------------------------------------------------------------------
+class MllpListenerSettings(ConnectorSettings):
+    kind: Literal["mllp"]
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
+    port: int = Field(ge=0, le=65535)
+    max_connections: int = Field(64, ge=1)
+    idle_timeout_seconds: float = Field(600.0, gt=0,
+                                        description="close a connection silent this long")
+    max_frame_bytes: int | None = Field(
+        None, gt=0, description="refuse frames longer than this (default: twice "
+                                "ADAPTER_MAX_MESSAGE_BYTES)")
+    content_type: str = HL7_CONTENT_TYPE
+
+
+class MllpListener:
+    """Receives HL7 v2 messages for one source system. Run ``serve(pipeline)`` (blocks) or
+    ``start(pipeline)`` (in a background thread, returns the bound port) and ``stop()``."""
+
+    kind = "mllp"
+
+    def __init__(self, source_id: str, settings: MllpListenerSettings) -> None:
+        self.id = source_id
+        self.settings = settings
+        self.port: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopped: asyncio.Event | None = None
+        self._thread: threading.Thread | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    # -- check ------------------------------------------------------------------------------
+    def check(self) -> CheckResult:
+        """Reachable when a listener answers there already, or when the address is free."""
+        s = self.settings
+
+        def probe() -> str | None:
+            try:
+                with socket.create_connection((_connect_host(s.host), s.port), timeout=2):
+                    return None  # someone listens: normally this adapter's own listener
+            except OSError:
+                pass
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                sock.bind((s.host, s.port))
+            return None
+        return timed_check(self.id, "mllp-listener", probe)
+
+    # -- running ----------------------------------------------------------------------------
+    def serve(self, pipeline: Pipeline, *, ready: Callable[[int], None] | None = None) -> None:
+        asyncio.run(self._serve(pipeline, ready))
+
+    def start(self, pipeline: Pipeline, *, timeout: float = 10.0) -> int:
+        bound = threading.Event()
+
+        def on_ready(port: int) -> None:
+            bound.set()
+
+        self._thread = threading.Thread(target=self.serve, args=(pipeline,),
+                                        kwargs={"ready": on_ready}, daemon=True,
+                                        name=f"mllp-{self.id}")
+        self._thread.start()
+        if not bound.wait(timeout):
+            raise RuntimeError(f"MLLP listener {self.id} did not start")
+        assert self.port is not None
+        return self.port
+
+    def stop(self, timeout: float = 10.0) -> None:
+        loop, stopped = self._loop, self._stopped
+        if loop is not None and stopped is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stopped.set)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    async def _serve(self, pipeline: Pipeline, ready: Callable[[int], None] | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopped = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.settings.max_connections)
+        limit = self.settings.max_frame_bytes or 2 * pipeline.max_bytes
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            assert self._slots is not None
+            async with self._slots:
+                await self._connection(pipeline, reader, writer, limit)
+
+        server = await asyncio.start_server(handle, self.settings.host, self.settings.port)
+        self.port = server.sockets[0].getsockname()[1]
+        log.info("MLLP listener for %s on %s:%s", self.id, self.settings.host, self.port)
+        if ready is not None:
+            ready(self.port)
+        async with server:
+            await self._stopped.wait()
+            server.close()
+            await server.wait_closed()
+
+    async def _connection(self, pipeline: Pipeline, reader: asyncio.StreamReader,
+                          writer: asyncio.StreamWriter, limit: int) -> None:
+        frames = FrameReader(limit)
+        peer = writer.get_extra_info("peername")
+        try:
+            while True:
+                try:
+                    data = await asyncio.wait_for(reader.read(65536),
+                                                  self.settings.idle_timeout_seconds)
+                except TimeoutError:
+                    return
+                if not data:
+                    return
+                try:
+                    messages = frames.feed(data)
+                except FrameTooLarge as exc:
+                    log.warning("MLLP %s from %s: %s; connection closed", self.id, peer, exc)
+                    return
+                for raw in messages:
+                    ack = await asyncio.get_running_loop().run_in_executor(
+                        None, self._ingest, pipeline, raw)
+                    if ack is None:
+                        return  # not stored: no ACK, the sender must send it again
+                    writer.write(frame(ack))
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()
+
+    def _ingest(self, pipeline: Pipeline, raw: bytes) -> bytes | None:
+        """Store the message through the pipeline; the ACK to send, or None if not stored."""
+        try:
+            result = pipeline.ingest(raw, self.id, self.settings.content_type)
+        except Exception as exc:  # storage or configuration failure: nothing was stored
+            log.error("MLLP %s: message not stored (%s); no ACK sent", self.id,
+                      type(exc).__name__)
+            return None
+        return ack_for(raw, result)
+
+
+def ack_for(raw: bytes, result: IngestResult) -> bytes:
+    header = header_of(raw)
+    if result.accepted:
+        return build_ack(header, "AA")
+    errors = [i for i in result.issues if i.severity in ("fatal", "error")] or [
+        Issue("error", "processing", f"message {result.message_id} is {result.status}")]
+    return build_ack(header, "AE", errors)
+
+
+def _connect_host(host: str) -> str:
+    return "127.0.0.1" if host in ("", "0.0.0.0") else ("::1" if host == "::" else host)
+
+
+@register_source("mllp")
+def build_listener(facility: Facility, source: SourceSystem) -> MllpListener:
+    settings = parse_settings(MllpListenerSettings, source.connector,
+                              where=f"sources.{source.id}.connector")
+    return MllpListener(source.id, settings)
