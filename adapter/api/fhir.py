@@ -56,7 +56,8 @@ def search_get(resource_type: str, request: Request, session: SessionDep,
 
 async def _form_params(request: Request) -> list[tuple[str, str]]:
     """The application/x-www-form-urlencoded body of a POST search."""
-    return parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True)
+    body = (await request.body()).decode("utf-8", errors="replace")
+    return parse_qsl(body, keep_blank_values=True)
 
 
 FormParams = Annotated[list[tuple[str, str]], Depends(_form_params)]
