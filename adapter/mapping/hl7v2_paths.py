@@ -234,6 +234,8 @@ def _place(group: Group, segment: Segment) -> Group | None:
             group.position = index
             return group
         if segment.name in child.first_names():
+            if not child.repeat and any(g.spec is child for g in group.groups):
+                continue  # a group that does not repeat is not begun a second time
             sub = Group(child, group)
             group.groups.append(sub)
             group.position = index
@@ -270,12 +272,18 @@ def build_groups(message: Message, structure: GroupSpec) -> tuple[Group, list[Se
 
 
 def missing_required(root: Group) -> list[tuple[Group, str]]:
-    """Required segments absent from a group instance: (group, segment name)."""
+    """Required segments and groups absent from a group instance: (group, name of the part).
+    Parts of a group that is absent itself are not listed (only its absence, if required)."""
     out: list[tuple[Group, str]] = []
     for group in root.walk():
         for child in group.spec.children:
-            if isinstance(child, SegmentSpec) and child.required and \
-                    not any(s.name == child.name for s in group.segments):
+            if not child.required:
+                continue
+            if isinstance(child, SegmentSpec):
+                present = any(s.name == child.name for s in group.segments)
+            else:
+                present = any(g.spec is child for g in group.groups)
+            if not present:
                 out.append((group, child.name))
     return out
 

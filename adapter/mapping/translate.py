@@ -85,8 +85,10 @@ def translate_hl7v2(mappings: MappingSet, message: Message,
     )
     for group, name in v2.missing_required(root):
         where = Hl7v2Source(tracker).describe(group) or group.name
+        kind = "group" if any(isinstance(c, v2.GroupSpec) and c.name == name
+                              for c in group.spec.children) else "segment"
         state.issues.append(Issue("error", "required",
-                                  f"group {group.name} has no {name} segment", location=where))
+                                  f"group {group.name} has no {name} {kind}", location=where))
     if not state.issues:
         run_steps(Evaluation(state, root, dict(context.variables)), mapping.steps)
     unread = _unread(message, tracker, mapping, unplaced)
