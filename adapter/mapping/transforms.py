@@ -203,8 +203,9 @@ def upper(ev: Evaluation, value: Any) -> str:
 # -- numbers -------------------------------------------------------------------------------
 
 _NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
-_COMPARATOR = re.compile(r"^\s*(<=|>=|≤|≥|<|>)\s*")
-_COMPARATOR_FHIR = {"≤": "<=", "≥": ">="}
+# full-width ＜ ＞ and ≦ ≧ are what a Chinese input method types
+_COMPARATOR = re.compile(r"^\s*(<=|>=|≤|≥|≦|≧|<|>|＜|＞)\s*")
+_COMPARATOR_FHIR = {"≤": "<=", "≥": ">=", "≦": "<=", "≧": ">=", "＜": "<", "＞": ">"}
 
 
 def _decimal(raw: str) -> Decimal | None:
@@ -254,6 +255,10 @@ def quantity_comparator(ev: Evaluation, value: Any) -> str | None:
     match = _COMPARATOR.match(text(value))
     if not match:
         return None
+    return _fhir_comparator(match)
+
+
+def _fhir_comparator(match: re.Match[str]) -> str:
     return _COMPARATOR_FHIR.get(match.group(1), match.group(1))
 
 
@@ -267,15 +272,26 @@ def has_comparator(ev: Evaluation, value: Any) -> bool:
 _RANGE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:-|－|—|~|～|--|至)\s*([+-]?\d+(?:\.\d+)?)\s*$")
 
 
+def _range_text(value: Any) -> str:
+    """A reference range as written: "3.5~9.5" with an unescaped tilde reads in HL7 as two
+    repetitions of a field that does not repeat; they are joined back."""
+    segment = getattr(value, "segment", None)
+    if segment is None or getattr(value, "comp", None) is not None or \
+            segment.repetitions(value.field) < 2:
+        return text(value)
+    return "~".join(segment.get(value.field, rep)
+                    for rep in range(1, segment.repetitions(value.field) + 1))
+
+
 @transform("range_low")
 def range_low(ev: Evaluation, value: Any) -> int | float | None:
     """Lower bound of '3.5-9.5' or '>60'; None for '<5' or text ranges."""
-    raw = text(value)
+    raw = _range_text(value)
     match = _RANGE.match(raw)
     if match:
         return _json_number(Decimal(match.group(1)))
     comp = _COMPARATOR.match(raw)
-    if comp and comp.group(1) in (">", ">=", "≥"):
+    if comp and _fhir_comparator(comp) in (">", ">="):
         number = _decimal(raw[comp.end():])
         return _json_number(number) if number is not None else None
     return None
@@ -283,12 +299,12 @@ def range_low(ev: Evaluation, value: Any) -> int | float | None:
 
 @transform("range_high")
 def range_high(ev: Evaluation, value: Any) -> int | float | None:
-    raw = text(value)
+    raw = _range_text(value)
     match = _RANGE.match(raw)
     if match:
         return _json_number(Decimal(match.group(2)))
     comp = _COMPARATOR.match(raw)
-    if comp and comp.group(1) in ("<", "<=", "≤"):
+    if comp and _fhir_comparator(comp) in ("<", "<="):
         number = _decimal(raw[comp.end():])
         return _json_number(number) if number is not None else None
     return None
@@ -305,20 +321,30 @@ _DTM = re.compile(
     r"^(?P<y>\d{4})(?:(?P<mo>\d{2})(?:(?P<d>\d{2})(?:(?P<h>\d{2})(?:(?P<mi>\d{2})"
     r"(?:(?P<s>\d{2})(?:\.(?P<f>\d{1,4}))?)?)?)?)?)?(?P<z>[+-]\d{4}|Z)?$"
 )
+# ISO forms written by some vendors: "2026-11-20 08:30:00", "2026-11-20T08:30:00.123-05:00"
+_ISO = re.compile(
+    r"^(?P<y>\d{4})-(?P<mo>\d{2})(?:-(?P<d>\d{2})(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})"
+    r"(?::(?P<s>\d{2})(?:\.(?P<f>\d+))?)?)?)?\s*(?P<z>[+-]\d{2}:?\d{2}|Z)?$"
+)
 
 
 def _parse_dtm(ev: Evaluation, value: Any) -> tuple[dict[str, str | None], str] | None:
     raw = text(value).strip()
     if not raw:
         return None
-    # ISO forms written by some vendors ("2026-11-20 08:30:00") are accepted too
-    compact = re.sub(r"[-:T\s]", "", raw) if re.match(r"^\d{4}-\d{2}", raw) else raw
-    match = _DTM.match(compact)
+    match = (_ISO if re.match(r"^\d{4}-\d{2}", raw) else _DTM).match(raw)
     if not match:
         ev.error(f"{raw!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])", location(value),
                  code="value")
         return None
     parts = match.groupdict()
+    zone = parts["z"]
+    if zone and zone != "Z":
+        zone = parts["z"] = zone.replace(":", "")
+        if int(zone[1:3]) > 14 or int(zone[3:]) > 59:
+            ev.error(f"{raw!r} has an impossible time zone offset", location(value),
+                     code="value")
+            return None
     try:
         datetime(int(parts["y"]), int(parts["mo"] or 1), int(parts["d"] or 1),
                  int(parts["h"] or 0), int(parts["mi"] or 0), int(parts["s"] or 0))
