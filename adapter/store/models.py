@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     CheckConstraint,
     Float,
@@ -257,3 +258,8 @@ class DeliveryDestination(Base):
     last_failure_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # running totals for /metrics (counting delivery_attempt rows would grow with history)
+    attempts_total: Mapped[int] = mapped_column(BigInteger(), default=0)
+    delivered_total: Mapped[int] = mapped_column(BigInteger(), default=0)
+    retried_total: Mapped[int] = mapped_column(BigInteger(), default=0)
+    dead_total: Mapped[int] = mapped_column(BigInteger(), default=0)

@@ -1,0 +1,195 @@
+"""Claiming due outbox rows, and writing back what became of them.
+
+A row is *claimable* when it is due (``pending`` and ``next_attempt_at`` passed, or
+``in-flight`` under an expired lease: its worker died) and no earlier row (lower id) of the
+same destination and order key is still ``pending`` or ``in-flight``. So each claim takes at
+most the head of each patient's queue: deliveries about one patient keep their order, and a
+``dead`` row no longer holds back the rows behind it.
+
+The claim is one ``UPDATE ... WHERE id IN (SELECT ...) RETURNING``: on PostgreSQL the
+inner select locks with ``FOR UPDATE SKIP LOCKED``, so workers on several hosts share one
+queue without taking the same row; on SQLite the statement runs under the database's
+single write lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from adapter.store.models import DeliveryAttempt, Outbox, Resource
+
+_o = Outbox.__table__
+_r = Resource.__table__
+_a = DeliveryAttempt.__table__
+
+ACTIVE = ("pending", "in-flight")
+ERROR_MAX = 4000  # characters of an error text kept in the database
+
+
+@dataclass(slots=True)
+class ClaimedRow:
+    id: int
+    destination: str
+    resource_type: str
+    resource_id: str
+    version_id: int
+    patient_key: str | None
+    message_id: str | None
+    attempts: int
+    first_attempt_at: datetime | None
+
+
+def claim(session: Session, *, destination: str, worker: str, now: datetime,
+          lease_seconds: float, limit: int) -> list[ClaimedRow]:
+    """Claim up to ``limit`` due rows of one destination (heads of their order keys) for
+    ``lease_seconds``; they become ``in-flight``, owned by ``worker``."""
+    head = _o.alias("head")
+    earlier = _o.alias("earlier")
+    blocked = exists().where(
+        earlier.c.destination == head.c.destination,
+        earlier.c.order_key == head.c.order_key,
+        earlier.c.id < head.c.id,
+        earlier.c.state.in_(ACTIVE),
+    )
+    due = or_(
+        and_(head.c.state == "pending", head.c.next_attempt_at <= now),
+        and_(head.c.state == "in-flight", head.c.claimed_until < now),
+    )
+    candidates = (select(head.c.id)
+                  .where(head.c.destination == destination, due, ~blocked)
+                  .order_by(head.c.id).limit(limit))
+    if session.get_bind().dialect.name == "postgresql":
+        candidates = candidates.with_for_update(skip_locked=True, of=head)
+    statement = (
+        update(_o)
+        .where(_o.c.id.in_(candidates.scalar_subquery()))
+        .values(state="in-flight", claimed_by=worker,
+                claimed_until=now + timedelta(seconds=lease_seconds))
+        .returning(_o.c.id, _o.c.destination, _o.c.resource_type, _o.c.resource_id,
+                   _o.c.version_id, _o.c.patient_key, _o.c.message_id, _o.c.attempts,
+                   _o.c.first_attempt_at)
+    )
+    rows = [ClaimedRow(*row) for row in session.execute(statement)]
+    rows.sort(key=lambda r: r.id)
+    return rows
+
+
+def current_bodies(session: Session, rows: list[ClaimedRow]
+                   ) -> dict[tuple[str, str], tuple[int, bool, dict[str, Any]]]:
+    """(type, id) -> (version, deleted, body) of the resources the rows are about."""
+    keys = {(r.resource_type, r.resource_id) for r in rows}
+    if not keys:
+        return {}
+    found = session.execute(
+        select(_r.c.resource_type, _r.c.id, _r.c.version_id, _r.c.deleted, _r.c.body)
+        .where(tuple_(_r.c.resource_type, _r.c.id).in_(list(keys)))
+    )
+    return {(t, i): (v, bool(d), b) for t, i, v, d, b in found}
+
+
+def extend_lease(session: Session, ids: list[int], *, worker: str, until: datetime) -> None:
+    if ids:
+        session.execute(update(_o).where(_o.c.id.in_(ids), _o.c.claimed_by == worker,
+                                         _o.c.state == "in-flight")
+                        .values(claimed_until=until))
+
+
+def release(session: Session, ids: list[int], *, worker: str) -> None:
+    """Give claimed rows back untouched (no attempt made), e.g. when stopping."""
+    if ids:
+        session.execute(update(_o).where(_o.c.id.in_(ids), _o.c.claimed_by == worker,
+                                         _o.c.state == "in-flight")
+                        .values(state="pending", claimed_by=None, claimed_until=None))
+
+
+def release_all(session: Session, *, destination: str | None = None) -> int:
+    """Every in-flight row back to pending (SQLite: the only worker starting up)."""
+    statement = update(_o).where(_o.c.state == "in-flight")
+    if destination is not None:
+        statement = statement.where(_o.c.destination == destination)
+    result = session.execute(statement.values(state="pending", claimed_by=None,
+                                              claimed_until=None))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+@dataclass(slots=True)
+class Settlement:
+    """What became of one claimed row after one try."""
+
+    row: ClaimedRow
+    outcome: str                 # delivered | retry | dead
+    attempted_at: datetime
+    status: str | None = None
+    error: str | None = None
+    operation_outcome: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+    sent_version: int | None = None
+    next_attempt_at: datetime | None = None
+    cause: str | None = None     # of a dead letter: refused | exhausted | local
+
+
+def settle(session: Session, settlement: Settlement, *, worker: str) -> bool:
+    """Record the attempt and move the row on. False when the row was no longer this
+    worker's (its lease ran out and another worker took it): the attempt is still recorded."""
+    s, row = settlement, settlement.row
+    error = _clip(s.error)
+    session.execute(_a.insert().values(
+        outbox_id=row.id, destination=row.destination, attempted_at=s.attempted_at,
+        version_id=s.sent_version, outcome=s.outcome, status=s.status, error=error,
+        operation_outcome=s.operation_outcome, duration_ms=round(s.duration_ms, 3),
+        worker=worker,
+    ))
+    values: dict[str, Any] = {
+        "attempts": _o.c.attempts + 1, "last_attempt_at": s.attempted_at,
+        "first_attempt_at": row.first_attempt_at or s.attempted_at,
+        "last_status": s.status, "claimed_by": None, "claimed_until": None,
+    }
+    if s.outcome == "delivered":
+        values.update(state="delivered", delivered_at=s.attempted_at, last_error=None,
+                      sent_version_id=s.sent_version)
+    elif s.outcome == "retry":
+        values.update(state="pending", next_attempt_at=s.next_attempt_at, last_error=error)
+    else:
+        values.update(state="dead", last_error=error)
+    result = session.execute(update(_o).where(
+        _o.c.id == row.id, _o.c.claimed_by == worker, _o.c.state == "in-flight",
+    ).values(**values))
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def settle_coalesced(session: Session, settlement: Settlement, *, worker: str) -> int:
+    """After a delivery of a resource's current version, the other pending rows of that
+    resource and destination (older versions, queued behind it) are delivered too."""
+    s, row = settlement, settlement.row
+    if s.sent_version is None:
+        return 0
+    ids = session.execute(select(_o.c.id).where(
+        _o.c.destination == row.destination, _o.c.resource_type == row.resource_type,
+        _o.c.resource_id == row.resource_id, _o.c.state == "pending",
+        _o.c.version_id <= s.sent_version, _o.c.id != row.id,
+    )).scalars().all()
+    if not ids:
+        return 0
+    session.execute(_a.insert(), [{
+        "outbox_id": i, "destination": row.destination, "attempted_at": s.attempted_at,
+        "version_id": s.sent_version, "outcome": "delivered", "status": s.status,
+        "error": None, "operation_outcome": None, "duration_ms": 0.0, "worker": worker,
+    } for i in ids])
+    session.execute(update(_o).where(_o.c.id.in_(ids), _o.c.state == "pending").values(
+        state="delivered", delivered_at=s.attempted_at, sent_version_id=s.sent_version,
+        attempts=_o.c.attempts + 1, last_attempt_at=s.attempted_at,
+        first_attempt_at=func.coalesce(_o.c.first_attempt_at, s.attempted_at),
+        last_status=s.status, last_error=None,
+    ))
+    return len(ids)
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= ERROR_MAX:
+        return text
+    return text[:ERROR_MAX - 1] + "…"

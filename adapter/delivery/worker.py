@@ -1,0 +1,331 @@
+"""The delivery worker: claim due outbox rows, send them, record what happened.
+
+One pass for one destination (``process``):
+
+1. ask the breaker (``send``, ``probe`` = one item, or ``wait``) and claim due rows, in
+   one short transaction;
+2. read the current bodies and send them through the destination, outside any
+   transaction, while a helper thread extends the rows' lease;
+3. in a second transaction, record an attempt per row and move it on: delivered (with the
+   older pending rows of the same resource: coalesced), rescheduled with the destination's
+   retry policy, or dead; then count the batch into the breaker.
+
+A worker killed between 1 and 3 leaves ``in-flight`` rows whose lease runs out; another
+worker (or this one restarted) sends them again. Destinations receive PUTs on deterministic
+ids, so a resend updates, it never duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.connectors.base import DeliveryItem, Destination, ItemResult
+from adapter.consortium import RetryPolicy
+from adapter.delivery import breaker as breakers
+from adapter.delivery.breaker import BreakerConfig, Tally
+from adapter.delivery.claim import (
+    ClaimedRow,
+    Settlement,
+    claim,
+    current_bodies,
+    extend_lease,
+    settle,
+    settle_coalesced,
+)
+from adapter.delivery.policy import Schedule
+from adapter.errors import DeliveryError, FatalDeliveryError
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_worker_id() -> str:
+    """``host:pid:random``: names the worker in leases and attempt rows."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(slots=True)
+class BatchReport:
+    destination: str
+    admission: str = "send"   # send | probe | wait
+    claimed: int = 0
+    tally: Tally = field(default_factory=Tally)
+    breaker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    batch_size: int = 20
+    lease_seconds: float = 120.0   # an in-flight row is another worker's to take after this
+    poll_seconds: float = 1.0      # idle wait when nothing was due
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+
+class DeliveryWorker:
+    """Delivers the outbox of some destinations; safe to run in several processes and hosts
+    on PostgreSQL (one process on SQLite)."""
+
+    def __init__(self, factory: sessionmaker[Session], destinations: Mapping[str, Destination],
+                 policies: Mapping[str, RetryPolicy], *, worker_id: str | None = None,
+                 options: WorkerOptions | None = None, clock: Clock = utc_now) -> None:
+        self.factory = factory
+        self.destinations = dict(destinations)
+        self.schedules = {d: Schedule(policies.get(d) or RetryPolicy()) for d in destinations}
+        self.worker_id = worker_id or new_worker_id()
+        self.options = options or WorkerOptions()
+        self.clock = clock
+
+    # -- one batch ----------------------------------------------------------------------------
+    def process(self, destination_id: str) -> BatchReport:
+        """One batch for one destination (nothing when the breaker says wait)."""
+        destination = self.destinations[destination_id]
+        report = BatchReport(destination_id)
+        options = self.options
+        now = self.clock()
+        with self.factory.begin() as session:
+            report.admission = breakers.admit(session, destination_id, worker=self.worker_id,
+                                              now=now, config=options.breaker)
+            if report.admission == "wait":
+                return report
+            limit = 1 if report.admission == "probe" else options.batch_size
+            rows = claim(session, destination=destination_id, worker=self.worker_id,
+                         now=now, lease_seconds=options.lease_seconds, limit=limit)
+            bodies = current_bodies(session, rows)
+        report.claimed = len(rows)
+        if not rows:
+            if report.admission == "probe":
+                report.breaker = self._probe_by_check(destination)
+            return report
+
+        items: list[DeliveryItem] = []
+        settlements: list[Settlement] = []
+        for row in rows:
+            found = bodies.get((row.resource_type, row.resource_id))
+            if found is None or found[1]:
+                gone = "deleted" if found else "no longer stored"
+                settlements.append(Settlement(
+                    row, "dead", now, cause="local",
+                    error=f"{row.resource_type}/{row.resource_id} is {gone}; nothing to send"))
+                continue
+            items.append(DeliveryItem(
+                outbox_id=row.id, destination=destination_id, resource_type=row.resource_type,
+                resource_id=row.resource_id, version_id=row.version_id, resource=found[2],
+                patient_key=row.patient_key, message_id=row.message_id))
+        versions = {i.outbox_id: int(bodies[(i.resource_type, i.resource_id)][0])
+                    for i in items}
+        by_id = {row.id: row for row in rows}
+
+        started = self.clock()
+        if items:
+            with _LeaseKeeper(self, [i.outbox_id for i in items]):
+                results, elapsed_ms = self._send(destination, items)
+            finished = self.clock()
+            schedule = self.schedules[destination_id]
+            for result in results:
+                row = by_id[result.outbox_id]
+                settlements.append(self._settlement(
+                    row, result, schedule, started=started, finished=finished,
+                    sent_version=versions[row.id],
+                    duration_ms=result.duration_ms or elapsed_ms / len(items)))
+
+        last_error = None
+        with self.factory.begin() as session:
+            for s in settlements:
+                if not settle(session, s, worker=self.worker_id):
+                    log.warning("outbox %d: the lease ran out during the send; another worker "
+                                "has it now", s.row.id)
+                self._count(report.tally, s)
+                if s.outcome == "delivered":
+                    coalesced = settle_coalesced(session, s, worker=self.worker_id)
+                    report.tally.delivered += coalesced
+                    report.tally.coalesced += coalesced
+                elif s.cause != "local":
+                    last_error = s.error
+            report.breaker = breakers.record(session, destination_id, now=self.clock(),
+                                             config=options.breaker, tally=report.tally,
+                                             error=last_error)
+        self._log(report, settlements)
+        return report
+
+    def _send(self, destination: Destination, items: list[DeliveryItem]
+              ) -> tuple[list[ItemResult], float]:
+        started = time.perf_counter()
+        try:
+            results = destination.send(items)
+        except DeliveryError as exc:  # the whole batch failed the same way
+            results = [ItemResult(i.outbox_id, False, exc, exc.status) for i in items]
+        except Exception as exc:  # a connector bug must not lose the batch: try again later
+            log.exception("destination %s: send raised", destination.id)
+            error = DeliveryError(f"send raised {type(exc).__name__}")
+            results = [ItemResult(i.outbox_id, False, error) for i in items]
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        answered = {r.outbox_id for r in results}
+        wanted = {i.outbox_id for i in items}
+        results = [r for r in results if r.outbox_id in wanted]
+        for item in items:  # a connector that skipped an item: retry it
+            if item.outbox_id not in answered:
+                results.append(ItemResult(item.outbox_id, False,
+                                          DeliveryError("the destination returned no result")))
+        return results, elapsed_ms
+
+    def _settlement(self, row: ClaimedRow, result: ItemResult, schedule: Schedule, *,
+                    started: datetime, finished: datetime, sent_version: int,
+                    duration_ms: float) -> Settlement:
+        error = result.error
+        status = result.status if result.status is not None else (
+            error.status if error is not None else None)
+        status_text = None if status is None else str(status)[:32]
+        if result.ok:
+            return Settlement(row, "delivered", started, status=status_text,
+                              duration_ms=duration_ms, sent_version=sent_version)
+        message = str(error) if error is not None else "failed without an error"
+        outcome_body = error.outcome_body if error is not None else None
+        if isinstance(error, FatalDeliveryError):
+            return Settlement(row, "dead", started, status=status_text, error=message,
+                              operation_outcome=outcome_body, duration_ms=duration_ms,
+                              sent_version=sent_version, cause="refused")
+        decision = schedule.after_failure(
+            attempts=row.attempts + 1, first_attempt_at=row.first_attempt_at or started,
+            now=finished, retry_after=error.retry_after if error is not None else None)
+        if decision.retry_at is None:
+            return Settlement(row, "dead", started, status=status_text,
+                              error=f"{message}; {decision.reason}",
+                              operation_outcome=outcome_body, duration_ms=duration_ms,
+                              sent_version=sent_version, cause="exhausted")
+        return Settlement(row, "retry", started, status=status_text, error=message,
+                          operation_outcome=outcome_body, duration_ms=duration_ms,
+                          sent_version=sent_version, next_attempt_at=decision.retry_at)
+
+    @staticmethod
+    def _count(tally: Tally, s: Settlement) -> None:
+        if s.outcome == "delivered":
+            tally.delivered += 1
+        elif s.outcome == "retry":
+            tally.failed += 1
+            tally.retried += 1
+        else:
+            tally.dead += 1
+            if s.cause == "refused":
+                tally.refused += 1
+            elif s.cause == "exhausted":
+                tally.failed += 1  # an exhausted policy ends on a retriable failure
+            else:
+                tally.local += 1
+
+    def _probe_by_check(self, destination: Destination) -> str:
+        try:
+            check = destination.check()
+            reachable, error = check.reachable, check.error
+        except Exception as exc:  # a failing check is a finding
+            reachable, error = False, type(exc).__name__
+        with self.factory.begin() as session:
+            state = breakers.record_probe_check(
+                session, destination.id, now=self.clock(), config=self.options.breaker,
+                reachable=reachable, error=error)
+        log.info("destination %s: probe by check -> breaker %s", destination.id, state)
+        return state
+
+    def _log(self, report: BatchReport, settlements: list[Settlement]) -> None:
+        t = report.tally
+        log.info("destination %s: %d claimed, %d delivered (%d coalesced), %d retry, %d dead; "
+                 "breaker %s", report.destination, report.claimed, t.delivered, t.coalesced,
+                 t.retried, t.dead, report.breaker)
+        for s in settlements:
+            if s.outcome == "dead":
+                log.warning("outbox %d -> %s: dead letter (%s)", s.row.id, report.destination,
+                            s.cause)
+
+    # -- loops ----------------------------------------------------------------------------------
+    def drain(self, destinations: Iterable[str] | None = None, *,
+              max_batches: int | None = None) -> list[BatchReport]:
+        """Process batches until nothing is due in any of ``destinations`` (``--once``)."""
+        chosen = list(destinations or self.destinations)
+        reports: list[BatchReport] = []
+        while True:
+            progressed = False
+            for destination_id in chosen:
+                report = self.process(destination_id)
+                if report.claimed:
+                    reports.append(report)
+                    progressed = True
+                if max_batches is not None and len(reports) >= max_batches:
+                    return reports
+            if not progressed:
+                return reports
+
+    def run(self, stop: threading.Event, destinations: Iterable[str] | None = None) -> None:
+        """Until ``stop`` is set: one thread per destination, so that a slow hospital holds up
+        only its own queue."""
+        threads = [threading.Thread(target=self._loop, args=(d, stop), daemon=True,
+                                    name=f"deliver-{d}")
+                   for d in (destinations or self.destinations)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _loop(self, destination_id: str, stop: threading.Event) -> None:
+        pause = self.options.poll_seconds
+        while not stop.is_set():
+            try:
+                report = self.process(destination_id)
+                pause = self.options.poll_seconds
+            except Exception:  # database down, a bug: log, wait, try again
+                log.exception("destination %s: delivery pass failed", destination_id)
+                stop.wait(pause)
+                pause = min(pause * 2, 60.0)
+                continue
+            if not report.claimed:
+                stop.wait(self.options.poll_seconds)
+
+    def close(self) -> None:
+        for destination in self.destinations.values():
+            try:
+                destination.close()
+            except Exception:  # closing is best effort
+                log.exception("destination %s: close failed", destination.id)
+
+
+class _LeaseKeeper:
+    """Extends the lease of rows being sent every third of the lease, so a slow batch is not
+    taken over by another worker while this one is still working on it."""
+
+    def __init__(self, worker: DeliveryWorker, ids: list[int]) -> None:
+        self.worker = worker
+        self.ids = ids
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="lease-keeper")
+
+    def __enter__(self) -> _LeaseKeeper:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _run(self) -> None:
+        lease = self.worker.options.lease_seconds
+        while not self.stop.wait(lease / 3):
+            try:
+                with self.worker.factory.begin() as session:
+                    extend_lease(session, self.ids, worker=self.worker.worker_id,
+                                 until=self.worker.clock() + timedelta(seconds=lease))
+            except Exception:  # the next round tries again; the lease still has 2/3 left
+                log.exception("could not extend the lease of %d rows", len(self.ids))
+
