@@ -133,7 +133,8 @@ class MllpPeer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> MllpPeer:
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True)
         self._thread.start()
         return self
 
