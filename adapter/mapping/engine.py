@@ -338,12 +338,21 @@ def _lazy_first(ev: Evaluation, args: tuple[Expr, ...]) -> Any:
     for position, arg in enumerate(args):
         value = ev.expr(arg)
         if not is_empty(value) and _truthy(value):
-            # the alternatives not taken are still read by this rule (for the unread report)
+            # the alternatives not taken are still read by this rule (for the unread report),
+            # also paths inside calls: first(OBX-5, text(OBX-7)) looked at OBX-7 and chose
             for rest in args[position + 1:]:
-                if isinstance(rest, Path):
-                    ev.state.source.resolve(rest.compiled, ev.scope)
+                for path in _paths_in(rest):
+                    ev.state.source.resolve(path.compiled, ev.scope)
             return value
     return None
+
+
+def _paths_in(node: Expr) -> list[Path]:
+    if type(node) is Path:
+        return [node]  # type: ignore[list-item]
+    if type(node) is Call:
+        return [p for arg in node.args for p in _paths_in(arg)]  # type: ignore[union-attr]
+    return []
 
 
 def _lazy_when(ev: Evaluation, args: tuple[Expr, ...]) -> Any:
