@@ -215,5 +215,11 @@ def mappings_check(directory: Annotated[Path | None, typer.Argument(
     raise typer.Exit(1 if errors else 0)
 
 
+# the delivery commands (worker, deliveries, replay) live in adapter/delivery/commands.py
+from adapter.delivery.commands import register as _register_delivery  # noqa: E402
+
+_register_delivery(app)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
