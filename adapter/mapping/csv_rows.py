@@ -2,8 +2,8 @@
 
 The first non-blank line is the header. The delimiter is the one of ``,`` tab ``;`` ``|``
 that occurs most often in the header line (outside quotes). Rows are numbered as a
-spreadsheet shows them: the header is row 1, the first data row is row 2. Blank lines are
-skipped; a row with more cells than the header is an error of that row (a cell would be
+spreadsheet shows them (the header is row 1, the first data row row 2; blank lines are
+skipped but counted); a row with more cells than the header is an error of that row (a cell would be
 lost); a shorter row reads its missing cells as empty.
 
 A path is a column name: ``=姓名``; a name with spaces, commas, parentheses or quotes is
@@ -48,7 +48,7 @@ def compile_path(text: str) -> CsvColumn:
 
 @dataclass(slots=True)
 class CsvRow:
-    number: int  # as a spreadsheet shows it: the header is row 1
+    number: int  # as a spreadsheet shows it: the header is row 1 (when it is the first line)
     cells: dict[str, str]
     problems: list[Issue] = field(default_factory=list)  # errors of this row alone
 
@@ -91,27 +91,28 @@ def read_csv(raw: bytes, *, max_bytes: int | None = None) -> CsvTable:
     number = 0
     try:
         for record in reader:
+            number += 1  # blank lines count: a spreadsheet shows them as rows too
             if not any(cell.strip() for cell in record):
                 continue
-            number += 1
             if header is None:
                 header = [cell.strip() for cell in record]
-                _check_header(header)
+                _check_header(header, number)
                 continue
             rows.append(_row(number, record, header))
     except csv.Error as exc:
         raise ParseError(f"the CSV text cannot be read: {exc}",
                          location=f"row {number + 1}") from None
-    assert header is not None
+    if header is None:
+        raise ParseError("empty input: no CSV header", location="row 1")
     return CsvTable(header, rows, delimiter, encoding, issues)
 
 
-def _check_header(header: list[str]) -> None:
+def _check_header(header: list[str], number: int) -> None:
     seen: set[str] = set()
     for position, name in enumerate(header, start=1):
         if name and name in seen:
             raise ParseError(f"column name {name!r} appears twice in the header; columns are "
-                             "read by name", location=f"row 1, column {position}")
+                             "read by name", location=f"row {number}, column {position}")
         seen.add(name)
 
 

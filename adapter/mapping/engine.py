@@ -112,7 +112,13 @@ class SourceAdapter:
     def resolve(self, path: Any, scope: Any) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def iterate_path(self, path: Any, scope: Any) -> list[Any]:  # pragma: no cover
+    def iterate_path(self, path: Any, scope: Any) -> list[tuple[Any, Any]]:  # pragma: no cover
+        """(item, scope) pairs: HL7 v2 field repetitions keep the scope; an XML element, a
+        JSON array element becomes the scope its relative paths start from."""
+        raise NotImplementedError
+
+    def scope_for(self, item: Any, scope: Any) -> Any:  # pragma: no cover
+        """The scope of an ``each`` item that came from a variable or a function."""
         raise NotImplementedError
 
     def iterate_name(self, name: str, scope: Any) -> list[Any]:  # pragma: no cover
@@ -326,12 +332,12 @@ class Evaluation:
         if isinstance(target, str):
             return [(scope, scope) for scope in source.iterate_name(target, self.scope)]
         if isinstance(target, Path):
-            return [(item, self.scope) for item in source.iterate_path(target.compiled, self.scope)]
+            return source.iterate_path(target.compiled, self.scope)
         value = self.expr(target)
         if value is None:
             return []
         items = value if isinstance(value, list) else [value]
-        return [(item, self.scope) for item in items if not is_empty(item)]
+        return [(item, source.scope_for(item, self.scope)) for item in items if not is_empty(item)]
 
 
 def _lazy_first(ev: Evaluation, args: tuple[Expr, ...]) -> Any:
@@ -413,6 +419,10 @@ def _truthy(value: Any) -> bool:
 
 # -- running a message mapping -----------------------------------------------------------------
 
+# the same person or place named twice in one document (or in two rows of one file): the first
+# mention wins instead of being an error
+FIRST_MENTION_WINS = frozenset({"Patient", "Organization", "Practitioner"})
+
 
 def run_steps(ev: Evaluation, steps: list[Any]) -> None:
     for step in steps:
@@ -493,7 +503,7 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     key = (template.resource_type, resource_id)
     previous = state.resources.get(key)
     if previous is not None and previous != resource:
-        if template.resource_type in ("Patient", "Organization", "Practitioner"):
+        if template.resource_type in FIRST_MENTION_WINS:
             # the same person or place named twice in one message: first mention wins
             return previous
         child.error(f"{template.resource_type}/{resource_id} is made twice from different content "

@@ -35,8 +35,11 @@ class Hl7v2Source:
     def resolve(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
         return v2.resolve(path, scope, self.tracker)
 
-    def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[Any]:
-        return v2.iterate(path, scope, self.tracker)
+    def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
+        return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
+
+    def scope_for(self, item: Any, scope: v2.Group) -> v2.Group:
+        return scope
 
     def iterate_name(self, name: str, scope: v2.Group) -> list[v2.Group]:
         groups = scope.groups_named(name)
