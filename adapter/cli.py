@@ -31,6 +31,32 @@ def _runtime():
         raise typer.Exit(2) from None
 
 
+def _database():
+    """The message store only (consortium file checked, mappings not loaded): listing and
+    showing messages must work while a broken mapping is being fixed."""
+    from adapter.consortium import load_consortium
+    from adapter.store import make_engine, migrate, session_factory
+    settings = _settings()
+    try:
+        load_consortium(settings.config)
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+    except AdapterError as exc:
+        typer.secho(f"cannot start: {exc.message}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    return engine, session_factory(engine)
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password (it is printed)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # an unparsable URL fails later with its own error
+        return "(unreadable database URL)"
+
+
 def _print_result(name: str, result) -> None:
     counts = Counter(ref.split("/", 1)[0] for ref in result.resources)
     produced = ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) or "nothing"
@@ -96,9 +122,9 @@ def messages(status: Annotated[str | None, typer.Option(help="Only this status")
              limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
     """List received messages, newest first."""
     from adapter.store import list_messages
-    runtime = _runtime()
+    engine, factory = _database()
     try:
-        with runtime.factory() as session:
+        with factory() as session:
             rows = list_messages(session, status, limit)
             typer.echo(f"{'message':36}  {'received (UTC)':19}  {'source':14}  "
                        f"{'status':24}  resources  issues")
@@ -107,16 +133,16 @@ def messages(status: Annotated[str | None, typer.Option(help="Only this status")
                            f"{m.source_system:14}  {m.status:24}  "
                            f"{len(m.resources or []):9}  {len(m.issues or []):6}")
     finally:
-        runtime.close()
+        engine.dispose()
 
 
 @app.command()
 def show(message_id: str) -> None:
     """Show one message: status, every issue with its location, the resources it made."""
     from adapter.store import get_message
-    runtime = _runtime()
+    engine, factory = _database()
     try:
-        with runtime.factory() as session:
+        with factory() as session:
             m = get_message(session, message_id)
             if m is None:
                 typer.secho(f"no message {message_id}", fg=typer.colors.RED, err=True)
@@ -130,7 +156,7 @@ def show(message_id: str) -> None:
             for ref in m.resources or []:
                 typer.echo(f"  -> {ref}")
     finally:
-        runtime.close()
+        engine.dispose()
 
 
 @app.command()
@@ -175,7 +201,7 @@ def demo(folder: Annotated[Path | None, typer.Option(
     runtime = _runtime()
     known = {s.id for f in runtime.consortium.facilities for s in f.sources}
     totals: Counter[str] = Counter()
-    typer.echo(f"database: {settings.database_url}")
+    typer.echo(f"database: {_safe_url(settings.database_url)}")
     try:
         for source_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in known):
             for path in sorted(source_dir.glob("*.hl7")):
