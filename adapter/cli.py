@@ -235,6 +235,8 @@ def mappings_check(directory: Annotated[Path | None, typer.Argument(
             except MappingDefinitionError as exc:
                 typer.secho(f"{label}: {exc.message}", fg=typer.colors.RED)
                 errors += 1
+                if overlay is None:
+                    break  # every overlay of a broken folder fails the same way
                 continue
             if overlay is None:
                 typer.echo(f"{label}: {len(mapping_set.files)} files ok")
