@@ -7,7 +7,10 @@ one schema per test run and pytest-xdist worker (``search_path`` set through the
 migrated once, emptied before each test and dropped at the end.
 
 Every test that uses ``database_url`` (directly or through ``engine``, ``session_factory``,
-``settings``, ``app``, ``client``) is marked ``db`` automatically.
+``settings``, ``app``, ``client``) or ``module_database_url`` is marked ``db`` automatically.
+
+Read-only tests over the same seeded data can share one database per module through
+``module_database_url`` (creating the app per test costs far more than the tests).
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ TEST_DATABASE_ENV = "ADAPTER_TEST_DATABASE_URL"
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # before -m selection runs, so `pytest -m db` sees these marks
     for item in items:
-        if "database_url" in getattr(item, "fixturenames", ()):
+        names = getattr(item, "fixturenames", ())
+        if "database_url" in names or "module_database_url" in names:
             item.add_marker(pytest.mark.db)
 
 
@@ -118,6 +122,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     path = tmp_path / "adapter.db"
     shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
     return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def module_database_url(request: pytest.FixtureRequest,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of an empty, migrated database shared by the tests of one module: seed it in a
+    module-scoped fixture and only read it in the tests. A schema of its own on
+    PostgreSQL, so the per-test emptying of ``database_url`` does not touch it."""
+    base = _postgres_base()
+    if base is None:
+        path = tmp_path_factory.mktemp("module") / "adapter.db"
+        shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    schema = _new_schema_name(f"m{uuid.uuid4().hex[:6]}")
+    admin = make_engine(base, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = _schema_url(base, schema)
+    engine = make_engine(url, poolclass=NullPool)
+    migrate(engine)
+    engine.dispose()
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 @pytest.fixture

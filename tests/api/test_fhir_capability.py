@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from fastapi.testclient import TestClient
 
 from adapter import __version__
+from adapter.api.app import create_app
 from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES
+from adapter.settings import Settings
 
 SAMPLE = {  # one acceptable value per parameter type
     "token": "http://example.org|x",
@@ -16,6 +20,14 @@ SAMPLE = {  # one acceptable value per parameter type
     "quantity": "gt1",
     "uri": "http://example.org/cs",
 }
+
+
+@pytest.fixture(scope="module")
+def client(module_database_url: str) -> Iterator[TestClient]:
+    app = create_app(Settings(database_url=module_database_url))
+    with TestClient(app) as client:
+        yield client
+    app.state.engine.dispose()
 
 
 @pytest.fixture

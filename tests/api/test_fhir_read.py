@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from adapter.api.app import create_app
 from adapter.errors import InputTooLargeError
+from adapter.settings import Settings
+from adapter.store import save_resources
 
 T1 = datetime(2026, 5, 3, 2, 0, 0, 250000, tzinfo=UTC)
 T2 = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
@@ -17,10 +20,16 @@ PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female",
            "name": [{"family": "李", "given": ["秀英"]}]}
 
 
-@pytest.fixture
-def two_versions(save: Callable) -> None:
-    save([PATIENT], now=T1)
-    save([{**PATIENT, "gender": "unknown"}], now=T2)
+@pytest.fixture(scope="module")
+def client(module_database_url: str) -> Iterator[TestClient]:
+    """One app for the module over a database holding two versions of Patient/p1."""
+    app = create_app(Settings(database_url=module_database_url))
+    with TestClient(app) as client:
+        for body, now in ((PATIENT, T1), ({**PATIENT, "gender": "unknown"}, T2)):
+            with app.state.session_factory.begin() as session:
+                save_resources(session, [body], message_id=None, now=now)
+        yield client
+    app.state.engine.dispose()
 
 
 def outcome(response, status: int, fhir_valid) -> dict:
@@ -32,7 +41,6 @@ def outcome(response, status: int, fhir_valid) -> dict:
     return body
 
 
-@pytest.mark.usefixtures("two_versions")
 class TestRead:
     def test_read_current_version_with_etag_and_last_modified(self, client: TestClient,
                                                               fhir_valid) -> None:

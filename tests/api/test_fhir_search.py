@@ -7,10 +7,13 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api.app import create_app
 from adapter.settings import Settings
+from adapter.store import save_resources
 
 ID_SYSTEM = "urn:oid:2.16.156.10011.1.1"  # 居民身份证号
 MRN_SYSTEM = "urn:oid:1.2.156.1.qs.mrn"
@@ -80,12 +83,34 @@ def encounters() -> list[dict]:
     ]
 
 
-@pytest.fixture
-def seeded(save: Callable) -> None:
+def seed(factory: sessionmaker[Session]) -> None:
     # distinct lastUpdated times: p1 oldest ... e2 newest
-    resources = patients() + observations() + encounters()
-    for i, resource in enumerate(resources):
-        save([resource], now=T0 + timedelta(minutes=i))
+    for i, resource in enumerate(patients() + observations() + encounters()):
+        with factory.begin() as session:
+            save_resources(session, [resource], message_id=None,
+                           now=T0 + timedelta(minutes=i))
+
+
+@pytest.fixture(scope="module")
+def seeded_client(module_database_url: str) -> Iterator[TestClient]:
+    """One app over one seeded database for the read-only tests of this module."""
+    app = create_app(Settings(database_url=module_database_url))
+    with TestClient(app) as client:
+        seed(app.state.session_factory)
+        yield client
+    app.state.engine.dispose()
+
+
+@pytest.fixture
+def client(seeded_client: TestClient) -> TestClient:
+    """Here ``client`` is the shared seeded one; tests that write use ``app`` and ``save``."""
+    return seeded_client
+
+
+@pytest.fixture
+def seeded(session_factory: sessionmaker[Session]) -> None:
+    """The same data in the per-test database (for tests with their own settings)."""
+    seed(session_factory)
 
 
 def ids(body: dict, mode: str = "match") -> list[str]:
@@ -115,7 +140,6 @@ def error(client: TestClient, path: str, status: int = 400, **kwargs) -> dict:
     return body
 
 
-@pytest.mark.usefixtures("seeded")
 class TestTokens:
     def test_id_single_and_or(self, client: TestClient) -> None:
         assert ids(search(client, "/fhir/Patient?_id=p2")) == ["p2"]
@@ -163,7 +187,6 @@ class TestTokens:
         assert ids(search(client, "/fhir/Encounter?class=IMP")) == ["e1"]
 
 
-@pytest.mark.usefixtures("seeded")
 class TestReferences:
     @pytest.mark.parametrize("value", ["Patient/p1", "p1",
                                        "http://elsewhere.example/fhir/Patient/p1"])
@@ -191,7 +214,6 @@ class TestReferences:
         assert "Group" in body["issue"][0]["diagnostics"]
 
 
-@pytest.mark.usefixtures("seeded")
 class TestDates:
     @pytest.mark.parametrize(("query", "expected"), [
         ("2026", ["o1", "o2", "o3", "o5"]),
@@ -262,7 +284,6 @@ class TestDates:
         assert issue["location"] == ["date"]
 
 
-@pytest.mark.usefixtures("seeded")
 class TestStrings:
     @pytest.mark.parametrize(("query", "expected"), [
         ("王", ["p1"]),
@@ -291,7 +312,6 @@ class TestStrings:
         assert ids(search(client, "/fhir/Patient?name=_")) == []
 
 
-@pytest.mark.usefixtures("seeded")
 class TestQuantity:
     @pytest.mark.parametrize(("query", "expected"), [
         ("135", ["o1"]),
@@ -310,7 +330,6 @@ class TestQuantity:
         assert sorted(ids(body)) == expected
 
 
-@pytest.mark.usefixtures("seeded")
 class TestPagingAndSorting:
     def test_default_sort_is_last_updated_descending(self, client: TestClient,
                                                      fhir_valid) -> None:
@@ -324,12 +343,13 @@ class TestPagingAndSorting:
         assert ids(search(client, "/fhir/Patient?_sort=-_id")) == ["p3", "p2", "p1"]
         error(client, "/fhir/Patient?_sort=birthdate")
 
-    def test_ties_on_last_updated_are_broken_by_id(self, client: TestClient,
+    def test_ties_on_last_updated_are_broken_by_id(self, app: FastAPI,
                                                    save: Callable) -> None:
         same = datetime(2026, 6, 1, tzinfo=UTC)
         save([{"resourceType": "Organization", "id": i, "name": f"卫生院{i}"}
               for i in ("c", "a", "b")], now=same)
-        assert ids(search(client, "/fhir/Organization")) == ["a", "b", "c"]
+        with TestClient(app) as fresh:
+            assert ids(search(fresh, "/fhir/Organization")) == ["a", "b", "c"]
 
     def test_pages_follow_next_and_previous_links(self, client: TestClient,
                                                   fhir_valid) -> None:
@@ -382,7 +402,6 @@ def test_count_default_and_maximum_come_from_settings(small_pages_client: TestCl
     assert parse_qs(urlsplit(links(body)["next"]).query)["_count"] == ["3"]
 
 
-@pytest.mark.usefixtures("seeded")
 class TestUnknownParameters:
     def test_strict_by_default_names_every_unknown_parameter(self, client: TestClient,
                                                              fhir_valid) -> None:
@@ -420,7 +439,6 @@ class TestUnknownParameters:
         assert body["issue"][0]["code"] == "not-supported"
 
 
-@pytest.mark.usefixtures("seeded")
 def test_post_search_takes_form_parameters(client: TestClient, fhir_valid) -> None:
     response = client.post("/fhir/Observation/_search",
                            data={"patient": "p1", "code": f"{LOINC}|718-7"})
