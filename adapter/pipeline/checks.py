@@ -3,12 +3,14 @@
 Full validation of an ORU's resources costs 4-6 ms with the fhir.resources models and
 13-20 ms with the JSON schema (docs/decisions/0003); this walk costs about 0.2-0.3 ms
 and catches what a mapping could get wrong: blank or control-character strings, malformed
-dates, instants without a zone, bad ids and codes, non-finite numbers. Types are known from element names (FHIR names its date elements
-consistently); the full validators run over every produced resource in the tests.
+dates, instants without a zone, bad ids and codes, non-finite numbers. Types are known from
+element names (FHIR names its date elements consistently); the full validators run over
+every produced resource in the tests.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from adapter.errors import Issue
@@ -19,6 +21,7 @@ _BY_NAME = {
     "issued": "instant",
     "lastUpdated": "instant",
     "birthDate": "date",
+    "recordedDate": "dateTime",  # Condition, AllergyIntolerance: dateTime despite the name
     "receivedTime": "dateTime",
     "start": "dateTime",
     "end": "dateTime",
@@ -33,7 +36,9 @@ _BY_NAME = {
 }
 
 
-def _type_of(key: str) -> str:
+def _type_of(key: str, top: bool) -> str:
+    if key == "id" and not top:
+        return "string"  # Element.id is a string; only Resource.id is an id
     if key in _BY_NAME:
         return _BY_NAME[key]
     if key.endswith("DateTime"):
@@ -49,23 +54,25 @@ def check_resources(resources: list[dict[str, Any]]) -> list[Issue]:
     issues: list[Issue] = []
     for resource in resources:
         prefix = f"{resource.get('resourceType')}/{resource.get('id')}"
-        _walk(resource, resource.get("resourceType", ""), prefix, issues)
+        _walk(resource, resource.get("resourceType", ""), prefix, issues, top=True)
     return issues
 
 
-def _walk(node: Any, path: str, prefix: str, issues: list[Issue]) -> None:
+def _walk(node: Any, path: str, prefix: str, issues: list[Issue], *, top: bool = False) -> None:
     if isinstance(node, dict):
+        # a contained resource has an id of its own
+        top = top or "resourceType" in node
         for key, value in node.items():
             child = f"{path}.{key}"
             if isinstance(value, dict | list):
                 _walk(value, child, prefix, issues)
             elif isinstance(value, str):
-                problem = check_primitive(_type_of(key), value)
+                problem = check_primitive(_type_of(key, top), value)
                 if problem:
                     issues.append(Issue("error", "value", f"{prefix}: {problem}",
                                         expression=child))
-            elif isinstance(value, float) and value != value:  # NaN
-                issues.append(Issue("error", "value", f"{prefix}: not a number",
+            elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
+                issues.append(Issue("error", "value", f"{prefix}: not a finite number",
                                     expression=child))
     elif isinstance(node, list):
         for index, item in enumerate(node):
