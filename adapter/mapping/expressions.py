@@ -58,8 +58,14 @@ _TOKEN = re.compile(
       | (?P<var>@[A-Za-z_][\w]*(?:\.[\w\-]+)*)
       | (?P<call>[a-z_][a-z0-9_]*)\s*\(
       | (?P<punct>[(),])
-      | (?P<path>[^\s(),'"]+)
-    )""",
+      | (?P<path>(?:{plain}|{bracket})(?:{plain}|{bracket}|\(\))*)
+    )""".format(
+        # a path is opaque here: plain characters, brackets that may hold quotes, spaces and
+        # parentheses (XPath predicates, nested twice), and ``()`` after a name (``text()``)
+        plain=r"""[^\s(),'"\[\]]+""",
+        bracket=r"""\[(?:[^\[\]'"]|'[^']*'|"[^"]*"|\[(?:[^\[\]'"]|'[^']*'|"[^"]*"
+                    |\[(?:[^\[\]'"]|'[^']*'|"[^"]*")*\])*\])*\]""",
+    ),
     re.VERBOSE,
 )
 
@@ -73,6 +79,11 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         if not match or match.end() == pos:
             raise ExpressionSyntaxError(f"cannot read expression at {text[pos:]!r}")
         kind = match.lastgroup or ""
+        if kind == "path" and out and out[-1][0] == "var" and match.start(kind) == pos:
+            written = out[-1][1] + match.group(kind)
+            raise ExpressionSyntaxError(
+                f"{written!r}: @name is a variable; an attribute of the current element is "
+                f"written ./{written}")
         out.append((kind, match.group(kind)))
         pos = match.end()
     return out
