@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 
 from adapter.errors import MappingDefinitionError
+from adapter.mapping import formats as source_formats
 from adapter.mapping import hl7v2_paths
 from adapter.mapping.engine import (
     DatatypeTemplate,
@@ -55,7 +56,8 @@ from adapter.yamlsource import LineIndex, YamlSyntaxError, load_yaml
 
 SHARED = "_shared"
 _FUNCTION_NAMES = set(FUNCTIONS)
-_PATH_COMPILERS = {"hl7v2": hl7v2_paths.compile_path}
+# variables a translation gives every mapping (adapter.pipeline.readers.translation_context)
+CONTEXT_VARIABLES = frozenset({"facility"})
 _TABLE_FUNCTIONS = {"map", "map_display", "map_system", "coding"}
 
 
@@ -81,6 +83,8 @@ class MessageMapping:
     structure: Any
     ignore: set[str]
     steps: list[Any]
+    match: Any = None  # xml / json / csv: the format's matcher (adapter.mapping.formats)
+    ignore_paths: list[Any] = field(default_factory=list)  # xml / json: compiled ignore paths
 
 
 @dataclass(slots=True)
@@ -99,6 +103,15 @@ class MappingSet:
     concept_maps: dict[str, ConceptMap]
     fingerprint: str  # changes whenever any file of the set changes
     files: dict[str, int]  # relative path -> version
+
+    def matching(self, fmt: str, document: Any) -> list[MessageMapping]:
+        """The message mappings of an xml / json / csv folder whose ``match:`` holds for
+        ``document`` (root element, parsed JSON, CSV table), in file name order."""
+        mappings = self.formats.get(fmt)
+        if mappings is None:
+            return []
+        return [m for _, m in sorted(mappings.messages.items())
+                if m.match is not None and m.match.matches(document)]
 
     def message_for(self, fmt: str, message_type: str) -> MessageMapping | None:
         mappings = self.formats.get(fmt)
@@ -202,9 +215,14 @@ def _check_schema(file: _File) -> str:
 
 
 class _Compiler:
-    def __init__(self, file: _File, fmt: str | None) -> None:
+    def __init__(self, file: _File, fmt: str | None,
+                 namespaces: dict[str, str] | None = None) -> None:
         self.file = file
-        self.compile_path = _PATH_COMPILERS.get(fmt or "", _no_paths)
+        self.fmt = fmt
+        self.compile_path = source_formats.path_compiler(fmt, namespaces or {}) \
+            if fmt in source_formats.FORMATS else _no_paths
+        self.variables: list[tuple[str, tuple[Any, ...]]] = []  # (@name used, where)
+        self.bound: set[str] = set()  # names this file binds (let, as, bind, collect, params)
         self.tables: list[tuple[str, tuple[Any, ...]]] = []
         # (datatype name, number of arguments given to it, where)
         self.datatypes: list[tuple[str, int, tuple[Any, ...]]] = []
@@ -219,6 +237,8 @@ class _Compiler:
         return compiled
 
     def _note_references(self, node: Any, key_path: tuple[Any, ...]) -> None:
+        if isinstance(node, Var):
+            self.variables.append((node.name, key_path))
         if isinstance(node, Call):
             least, most = _ARITY[node.name]
             if not least <= len(node.args) <= (most if most is not None else len(node.args)):
@@ -271,15 +291,25 @@ class _Compiler:
         if isinstance(target, str) and target.startswith("="):
             compiled_target = self.expr(target, (*key_path, "each"))
         elif isinstance(target, str):
-            compiled_target = target  # a group or segment name
+            compiled_target = self.group_name(target, (*key_path, "each"))
         else:
             raise self.file.fail("each names a group or segment, or is an expression", key_path)
         name = node.get("as", "it")
+        self.bound.add(str(name))
         cond = self.condition(node["if"], (*key_path, "if")) if "if" in node else None
         emit = self.template(node["emit"], (*key_path, "emit"))
         return Each(compiled_target, str(name), cond, emit)
 
+    def group_name(self, target: str, key_path: tuple[Any, ...]) -> str:
+        """``each: PATIENT_RESULT`` names an HL7 v2 group or segment; other formats iterate
+        paths, written as expressions."""
+        if self.fmt not in (None, "hl7v2"):
+            raise self.file.fail(f"each: {target!r}: {self.fmt} has no groups; iterate a path, "
+                                 f"written as an expression (each: ={target})", key_path)
+        return target
+
     def lets(self, data: dict[str, Any] | None, key_path: tuple[Any, ...]) -> list[tuple[str, Any]]:
+        self.bound.update(str(k) for k in data or {})
         return [(str(k), self.template(v, (*key_path, k))) for k, v in (data or {}).items()]
 
     def steps(self, steps: list[dict[str, Any]], key_path: tuple[Any, ...]) -> list[Any]:
@@ -288,13 +318,18 @@ class _Compiler:
             here = (*key_path, i)
             cond = self.condition(step["if"], (*here, "if")) if "if" in step else None
             if "each" in step:
-                out.append(EachStep(step["each"], self.steps(step["do"], (*here, "do")), cond))
+                target = step["each"]
+                compiled = self.expr(target, (*here, "each")) if target.startswith("=") \
+                    else self.group_name(target, (*here, "each"))
+                out.append(EachStep(compiled, self.steps(step["do"], (*here, "do")), cond))
             elif "resource" in step:
                 self.resources.append((step["resource"], (*here, "resource")))
+                self.bound.update(n for n in (step.get("bind"), step.get("collect")) if n)
                 out.append(ResourceStep(step["resource"], step.get("bind"), step.get("collect"),
                                         cond))
             else:
                 for name, value in step["let"].items():
+                    self.bound.add(str(name))
                     out.append(LetStep(str(name), self.template(value, (*here, "let", name))))
         return out
 
@@ -309,6 +344,23 @@ def _dynamic(node: Any) -> bool:
     if isinstance(node, ListNode):
         return node.dynamic
     return False
+
+
+def _namespaces(files: dict[str, _File]) -> dict[str, str]:
+    """XML prefixes, declared in the xml message mappings, for every xml file of the set."""
+    declared: list[tuple[str, dict[str, str]]] = []
+    for rel, file in sorted(files.items()):
+        value = file.data.get("namespaces")
+        if rel.startswith("xml/") and file.data.get("kind") == "message" and value is not None:
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise file.fail("namespaces maps prefixes to namespace URIs", ("namespaces",))
+            declared.append((file.indexes[0].file, value))
+            try:
+                source_formats.namespaces_of(declared)
+            except ValueError as exc:
+                raise file.fail(str(exc), ("namespaces",)) from None
+    return source_formats.namespaces_of(declared)
 
 
 def _no_paths(text: str) -> Any:
@@ -336,6 +388,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     references: list[tuple[_File, _Compiler, str]] = []
     digest = hashlib.sha256()
     versions: dict[str, int] = {}
+    namespaces = _namespaces(files)
     for rel, file in sorted(files.items()):
         kind = _check_schema(file)
         digest.update(rel.encode())
@@ -350,12 +403,13 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             concept_maps[name] = concept_map_from_data(name, file.indexes[0].file, file.data)
             continue
         fmt = parts[0]
-        if fmt not in _PATH_COMPILERS:
-            raise file.fail(f"unknown format folder {fmt!r}; known: {', '.join(_PATH_COMPILERS)}")
+        if fmt not in source_formats.FORMATS:
+            raise file.fail(f"unknown format folder {fmt!r}; known: "
+                            f"{', '.join(source_formats.FORMATS)}")
         if len(parts) != 3 or parts[1] != _KIND_FOLDERS[kind]:
             raise file.fail(f"a {kind} file lives in {fmt}/{_KIND_FOLDERS[kind]}/, not in "
                             f"{'/'.join(parts[:-1])}/", ("kind",))
-        compiler = _Compiler(file, fmt)
+        compiler = _Compiler(file, fmt, namespaces)
         bucket = formats.setdefault(fmt, FormatMappings())
         data = file.data
         if kind == "resource":
@@ -383,6 +437,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                         for i, c in enumerate(data.get("checks", []))],
             )
         elif kind == "datatype":
+            compiler.bound.update(str(p) for p in data.get("params", []))
             bucket.datatypes[name] = DatatypeTemplate(
                 name=name,
                 file=file.indexes[0].file,
@@ -394,24 +449,47 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             if data["format"] != fmt:
                 raise file.fail(f"format {data['format']!r} does not match folder {fmt!r}",
                                 ("format",))
+            for key, only in (("structure", "hl7v2"), ("namespaces", "xml")):
+                if key in data and fmt != only:
+                    raise file.fail(f"{key} is for {only} message mappings only", (key,))
             try:
                 structure = hl7v2_paths.compile_structure(data.get("structure") or [])
             except (ValueError, KeyError, TypeError) as exc:
                 raise file.fail(f"structure: {exc}", ("structure",)) from None
+            try:
+                match = source_formats.compile_match(fmt, data["match"], namespaces)
+            except ValueError as exc:
+                raise file.fail(f"match: {exc}", ("match",)) from None
+            ignore_paths = []
+            for i, entry in enumerate(data.get("ignore", [])):
+                try:
+                    ignore_paths.append(source_formats.compile_ignore(fmt, entry, namespaces))
+                except ValueError as exc:
+                    raise file.fail(f"ignore: {exc}", ("ignore", i)) from None
             mapping = MessageMapping(
                 name=name,
                 file=file.indexes[0].file,
                 version=int(data["version"]),
                 format=fmt,
-                message_types=list(data["match"]["message_type"]),
+                message_types=list(data["match"].get("message_type", [])),
                 structure=structure,
-                ignore=set(data.get("ignore", [])),
+                ignore={str(p) for p in ignore_paths} if fmt == "csv" else
+                set(data.get("ignore", [])),
                 steps=compiler.steps(data["produce"], ("produce",)),
+                match=match,
+                ignore_paths=ignore_paths,
             )
             bucket.messages[name] = mapping
         references.append((file, compiler, fmt))
     # every name used must exist
+    bound = set(CONTEXT_VARIABLES).union(*(c.bound for _, c, _ in references))
     for file, compiler, fmt in references:
+        for variable, key_path in compiler.variables:
+            if variable not in bound:
+                hint = f"; an attribute of the current element is written ./@{variable}" \
+                    if fmt == "xml" else ""
+                raise file.fail(f"@{variable} is not a variable: no let, each (as), bind, "
+                                f"collect or datatype param names it{hint}", key_path)
         for table, key_path in compiler.tables:
             if table not in concept_maps:
                 raise file.fail(f"no concept map named {table!r} (concept-maps/{table}.yaml)",

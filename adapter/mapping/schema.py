@@ -51,24 +51,49 @@ _COMMON = {
     "description": {"type": "string"},
 }
 
+_STRINGS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+
+# what ``match:`` may say, per format (docs/mapping-formats.md)
+_MATCH: dict[str, dict[str, Any]] = {
+    "hl7v2": {"required": ["message_type"], "properties": {"message_type": _STRINGS}},
+    "xml": {
+        "anyOf": [{"required": ["root"]}, {"required": ["xpath"]}],
+        "properties": {"root": {"type": "string"}, "xpath": {"type": "string"}},
+    },
+    "json": {
+        "anyOf": [{"required": ["when"]}, {"required": ["exists"]}],
+        "properties": {
+            "when": {"type": "object", "minProperties": 1, "additionalProperties": _SCALAR},
+            "exists": _STRINGS,
+        },
+    },
+    "csv": {"required": ["columns"], "properties": {"columns": _STRINGS}},
+}
+
 MESSAGE = {
     "type": "object",
     "required": ["version", "kind", "format", "match", "produce"],
     "properties": {
         **_COMMON,
-        "format": {"enum": ["hl7v2"]},
-        "match": {
+        "format": {"enum": list(_MATCH)},
+        "match": {"type": "object"},
+        "structure": {"type": "array"},  # hl7v2
+        "namespaces": {  # xml: prefix -> namespace URI, for every xml file of the set
             "type": "object",
-            "required": ["message_type"],
-            "properties": {"message_type": {"type": "array", "items": {"type": "string"},
-                                            "minItems": 1}},
-            "additionalProperties": False,
+            "propertyNames": {"pattern": r"^[^\W\d][\w.\-]*$"},
+            "additionalProperties": {"type": "string", "minLength": 1},
         },
-        "structure": {"type": "array"},
         "ignore": {"type": "array", "items": {"type": "string"}},
         "produce": {"type": "array", "items": {"$ref": "#/definitions/step"}},
     },
     "additionalProperties": False,
+    "allOf": [
+        {
+            "if": {"required": ["format"], "properties": {"format": {"const": fmt}}},
+            "then": {"properties": {"match": {**spec, "additionalProperties": False}}},
+        }
+        for fmt, spec in _MATCH.items()
+    ],
     "definitions": {"step": _STEP},
 }
 
