@@ -13,10 +13,11 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import fhir, health, ingest
+from adapter.api import deliveries, fhir, health, ingest, metrics
 from adapter.api.errors import install_error_handlers
 from adapter.api.responses import FHIRResponse
 from adapter.consortium import load_consortium
+from adapter.delivery.service import start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings, get_settings
@@ -24,7 +25,9 @@ from adapter.store import make_engine, migrate, session_factory
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
+    metrics.router,
     ingest.router,
+    deliveries.router,
     fhir.router,
 )
 
@@ -39,9 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, engine)
+        if settings.deliver_in_process:
+            app.state.delivery = await run_in_threadpool(
+                start_in_process, consortium, engine, app.state.session_factory)
         try:
             yield
         finally:
+            if app.state.delivery is not None:
+                await run_in_threadpool(app.state.delivery.stop)
             engine.dispose()
 
     app = FastAPI(
@@ -56,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.consortium = consortium
     app.state.pipeline = make_pipeline(settings, consortium, app.state.session_factory)
     app.state.started_at = format_instant(datetime.now(UTC))
+    app.state.delivery = None  # the in-process delivery worker, when it runs
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -1,0 +1,72 @@
+"""Deliveries (outbox rows): list, show with every attempt, replay.
+
+    GET  /deliveries?state=dead&destination=X     newest first, paged
+    GET  /deliveries/{id}                         one, with its attempts
+    POST /deliveries/{id}/replay                  send it again (its current version)
+    POST /deliveries/replay?destination=X&since=T every dead letter of X (since T) again
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import JSONResponse
+
+from adapter.api.deps import SessionDep, SessionFactoryDep  # SessionDep reads only
+from adapter.delivery.replay import (
+    BadDeliveryQueryError,
+    attempt_summary,
+    attempts_of,
+    delivery_summary,
+    get_delivery,
+    list_deliveries,
+    replay_many,
+    replay_one,
+)
+
+router = APIRouter(tags=["deliveries"])
+
+
+@router.get("/deliveries")
+def deliveries(session: SessionDep, state: str | None = None, destination: str | None = None,
+               limit: Annotated[int, Query(ge=1, le=500)] = 50,
+               offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+    """Outbox rows, newest first, optionally of one state and one destination."""
+    total, rows = list_deliveries(session, state=state, destination=destination, limit=limit,
+                                  offset=offset)
+    return JSONResponse({"total": total, "limit": limit, "offset": offset,
+                         "items": [delivery_summary(r) for r in rows]})
+
+
+@router.get("/deliveries/{delivery_id}")
+def delivery(delivery_id: int, session: SessionDep) -> JSONResponse:
+    """One delivery and every attempt: time, status, error, duration, worker."""
+    row = get_delivery(session, delivery_id)
+    return JSONResponse({**delivery_summary(row),
+                         "attempt_log": [attempt_summary(a)
+                                         for a in attempts_of(session, delivery_id)]})
+
+
+@router.post("/deliveries/replay")
+def replay_destination(factory: SessionFactoryDep, destination: str,
+                       since: datetime | None = None, state: str = "dead") -> JSONResponse:
+    """Queue every dead letter of a destination again (whose last attempt was at or after
+    ``since``); ``state=delivered`` sends delivered ones again (after a restore there)."""
+    if since is not None and since.tzinfo is None:
+        raise BadDeliveryQueryError("since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00",
+                                    location="since")
+    with factory.begin() as session:
+        count = replay_many(session, destination=destination, since=since, state=state,
+                            now=datetime.now(UTC))
+    return JSONResponse({"destination": destination, "replayed": count})
+
+
+@router.post("/deliveries/{delivery_id}/replay")
+def replay(delivery_id: int, factory: SessionFactoryDep) -> JSONResponse:
+    """Queue one dead (or delivered) delivery again; 409 while it is still queued."""
+    with factory.begin() as session:
+        row = replay_one(session, delivery_id, now=datetime.now(UTC))
+        body = delivery_summary(row)
+    return JSONResponse(body)
