@@ -101,6 +101,11 @@ class Source(Protocol):
 
     def check(self) -> CheckResult: ...
 
+    def bookmark(self, factory: sessionmaker[Session] | None) -> str | None:
+        """Where the next read starts, as committed in the database with the documents
+        already stored (None: from the beginning, or the source keeps its own state)."""
+        ...
+
     def read(self, bookmark: str | None) -> Iterator[SourceDocument]: ...
 
     def finish(self, document: SourceDocument, result: IngestResult | None,

@@ -1,0 +1,371 @@
+"""File drops: a folder as a destination (one file per resource or per batch) and a folder
+as a source (each file is one document).
+
+Destination: each file is written to a hidden temporary name in the target folder, flushed
+to disk and renamed into place, so a reader of the folder never sees half a file. Names
+come from a template (``{resource_type}-{resource_id}.json`` by default), so a resend
+replaces the file rather than adding one.
+
+Source: a file is claimed by renaming it into ``processing/`` (atomic on one file system,
+so no second poller and no crash can make it be read twice or lost), ingested, then moved
+to ``done/`` or, when it was quarantined, to ``error/`` with ``<name>.error.json`` beside it.
+A file left in ``processing/`` by a process that died is ingested again on the next poll:
+if it had been stored, the pipeline knows its bytes (sha256) and answers with the stored
+message instead of storing it twice. A lock file keeps a second poller off the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import fnmatch
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from adapter.connectors.base import (
+    CheckResult,
+    ConnectorContext,
+    ConnectorSettings,
+    DeliveryItem,
+    ItemResult,
+    SourceDocument,
+    parse_settings,
+    register_destination,
+    register_source,
+    timed_check,
+)
+from adapter.connectors.fhir_rest import outgoing
+from adapter.consortium import Destination as DestinationConfig
+from adapter.consortium import Facility, SourceSystem
+from adapter.errors import ConfigError, RetriableDeliveryError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from adapter.pipeline.ingest import IngestResult
+
+log = logging.getLogger(__name__)
+
+_RESOURCE_FIELDS = {"resource_type": "Observation", "resource_id": "x", "version_id": 1,
+                    "outbox_id": 1, "destination": "d", "timestamp": "20260101T000000000000"}
+_BUNDLE_FIELDS = {"first_outbox_id": 1, "count": 1, "destination": "d",
+                  "timestamp": "20260101T000000000000"}
+
+
+def _check_template(template: str, fields: dict[str, Any]) -> str:
+    try:
+        name = template.format(**fields)
+    except KeyError as exc:
+        raise ValueError(f"unknown placeholder {{{exc.args[0]}}}; known: "
+                         + ", ".join(f"{{{k}}}" for k in fields)) from None
+    except (IndexError, ValueError) as exc:
+        raise ValueError(f"not a valid name template: {exc}") from None
+    if "/" in name or "\\" in name or name.startswith(".") or not name:
+        raise ValueError("a file name may not contain / or \\ nor start with a dot")
+    return template
+
+
+# -- destination ------------------------------------------------------------------------------
+class FileDestinationSettings(ConnectorSettings):
+    path: str = Field(description="folder the files are written to")
+    layout: Literal["resource", "bundle"] = Field(
+        "resource", description="one file per resource, or one transaction Bundle per batch")
+    naming: str = Field("{resource_type}-{resource_id}.json",
+                        description="file name; {resource_type} {resource_id} {version_id} "
+                                    "{outbox_id} {destination} {timestamp}")
+    bundle_naming: str = Field("bundle-{timestamp}-{first_outbox_id}.json",
+                               description="file name of a batch; {first_outbox_id} {count} "
+                                           "{destination} {timestamp}")
+    create_directory: bool = False
+    fsync: bool = Field(True, description="flush each file to disk before renaming it")
+
+    @field_validator("naming")
+    @classmethod
+    def _naming(cls, value: str) -> str:
+        return _check_template(value, _RESOURCE_FIELDS)
+
+    @field_validator("bundle_naming")
+    @classmethod
+    def _bundle_naming(cls, value: str) -> str:
+        return _check_template(value, _BUNDLE_FIELDS)
+
+
+def write_atomically(folder: Path, name: str, data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``folder/name`` so that it appears complete or not at all."""
+    target = folder / name
+    temporary = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        with open(temporary, "xb") as handle:
+            handle.write(data)
+            if fsync:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+    if fsync:
+        _fsync_dir(folder)
+    return target
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems cannot sync a directory; the rename still stands
+        pass
+    finally:
+        os.close(fd)
+
+
+class FileDestination:
+    kind = "file"
+
+    def __init__(self, destination_id: str, settings: FileDestinationSettings) -> None:
+        self.id = destination_id
+        self.settings = settings
+        self.folder = Path(settings.path)
+        if settings.create_directory:
+            self.folder.mkdir(parents=True, exist_ok=True)
+
+    def check(self) -> CheckResult:
+        def probe() -> str | None:
+            if not self.folder.is_dir():
+                return f"no folder {self.folder}"
+            probe_file = write_atomically(self.folder, f"check-{uuid.uuid4().hex}.probe", b"",
+                                          fsync=False)
+            probe_file.unlink()
+            return None
+        return timed_check(self.id, self.kind, probe)
+
+    def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        if self.settings.layout == "bundle":
+            return self._send_bundle(batch, stamp)
+        results = []
+        for item in batch:
+            started = time.perf_counter()
+            name = self.settings.naming.format(
+                resource_type=item.resource_type, resource_id=item.resource_id,
+                version_id=item.version_id, outbox_id=item.outbox_id, destination=self.id,
+                timestamp=stamp)
+            results.append(self._write(name, outgoing(item.resource), [item], started)[0])
+        return results
+
+    def _send_bundle(self, batch: list[DeliveryItem], stamp: str) -> list[ItemResult]:
+        if not batch:
+            return []
+        started = time.perf_counter()
+        seen: dict[tuple[str, str], DeliveryItem] = {}
+        for item in batch:
+            seen[(item.resource_type, item.resource_id)] = item
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
+            {"fullUrl": f"{i.resource_type}/{i.resource_id}", "resource": outgoing(i.resource),
+             "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"}}
+            for i in seen.values()]}
+        name = self.settings.bundle_naming.format(
+            first_outbox_id=batch[0].outbox_id, count=len(batch), destination=self.id,
+            timestamp=stamp)
+        return self._write(name, bundle, batch, started)
+
+    def _write(self, name: str, body: dict[str, Any], items: list[DeliveryItem],
+               started: float) -> list[ItemResult]:
+        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        try:
+            write_atomically(self.folder, name, data, fsync=self.settings.fsync)
+        except OSError as exc:  # full disk, permissions, folder gone: fixable, try again later
+            error = RetriableDeliveryError(f"cannot write {self.folder / name}: "
+                                           f"{exc.strerror or exc}")
+            return [ItemResult(i.outbox_id, False, error, None, _ms(started)) for i in items]
+        return [ItemResult(i.outbox_id, True, None, "written", _ms(started)) for i in items]
+
+    def close(self) -> None:
+        pass
+
+
+@register_destination("file")
+def build_destination(facility: Facility, config: DestinationConfig,
+                      context: ConnectorContext) -> FileDestination:
+    settings = parse_settings(FileDestinationSettings, config.settings,
+                              where=f"destinations.{config.id}.settings")
+    return FileDestination(config.id, settings)
+
+
+# -- source -----------------------------------------------------------------------------------
+class FileSourceSettings(ConnectorSettings):
+    kind: Literal["file"]
+    path: str = Field(description="the folder senders drop files into")
+    pattern: str = Field("*", description="only names matching this (e.g. *.hl7)")
+    interval_seconds: float = Field(5.0, gt=0)
+    min_age_seconds: float = Field(
+        2.0, ge=0, description="leave files younger than this (they may still be written); "
+                               "senders that write a temporary name and rename need 0")
+    content_type: str | None = None
+    keep_done: bool = Field(True, description="false: delete a file once it is stored")
+    create_directories: bool = True
+
+
+ERROR_SUFFIX = ".error.json"
+
+
+class FileSource:
+    kind = "file"
+
+    def __init__(self, source_id: str, settings: FileSourceSettings) -> None:
+        self.id = source_id
+        self.settings = settings
+        self.interval_seconds = settings.interval_seconds
+        self.inbox = Path(settings.path)
+        self.processing = self.inbox / "processing"
+        self.done = self.inbox / "done"
+        self.error = self.inbox / "error"
+        self._lock: IO[str] | None = None
+
+    # -- contract ---------------------------------------------------------------------------
+    def check(self) -> CheckResult:
+        def probe() -> str | None:
+            if not self.inbox.is_dir():
+                return f"no folder {self.inbox}"
+            if not os.access(self.inbox, os.R_OK | os.W_OK | os.X_OK):
+                return f"{self.inbox} is not readable and writable"
+            return None
+        return timed_check(self.id, "file-source", probe)
+
+    def bookmark(self, factory: sessionmaker[Session] | None) -> str | None:
+        return None  # the folders are the state
+
+    def read(self, bookmark: str | None) -> Iterator[SourceDocument]:
+        if not self._take_lock():
+            return
+        # files left claimed by a process that died come first, in the order they came
+        for path in sorted(self._files(self.processing), key=_age_key):
+            yield self._document(path)
+        now = time.time()
+        for path in sorted(self._files(self.inbox), key=_age_key):
+            if not fnmatch.fnmatch(path.name, self.settings.pattern):
+                continue
+            try:
+                if now - path.stat().st_mtime < self.settings.min_age_seconds:
+                    continue
+            except FileNotFoundError:
+                continue
+            claimed = self._claim(path)
+            if claimed is not None:
+                yield self._document(claimed)
+
+    def finish(self, document: SourceDocument, result: IngestResult | None,
+               error: Exception | None = None) -> None:
+        path: Path = document.ref
+        if result is None:
+            # not stored (database down ...): it stays claimed and is offered again next time
+            log.warning("file source %s: %s not stored (%s); will retry", self.id, path.name,
+                        type(error).__name__ if error else "no result")
+            return
+        if result.accepted:
+            if self.settings.keep_done:
+                _move(path, self.done)
+            else:
+                path.unlink(missing_ok=True)
+            return
+        report = {"file": path.name, "message_id": result.message_id, "status": result.status,
+                  "issues": [i.as_dict() for i in result.issues]}
+        target = _free_name(self.error, path.name)
+        # the report first: a crash between the two leaves the file claimed, to be redone
+        write_atomically(self.error, target.name + ERROR_SUFFIX,
+                         json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"))
+        os.replace(path, target)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
+
+    # -- parts ------------------------------------------------------------------------------
+    def _take_lock(self) -> bool:
+        if self._lock is not None:
+            return True
+        if self.settings.create_directories:
+            for folder in (self.inbox, self.processing, self.done, self.error):
+                folder.mkdir(parents=True, exist_ok=True)
+        elif not self.inbox.is_dir():
+            raise FileNotFoundError(f"no folder {self.inbox}")
+        else:
+            for folder in (self.processing, self.done, self.error):
+                folder.mkdir(exist_ok=True)
+        handle = open(self.processing / ".lock", "w")  # noqa: SIM115 (held until close())
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            log.warning("file source %s: another poller holds %s; skipped", self.id,
+                        self.processing / ".lock")
+            return False
+        self._lock = handle
+        return True
+
+    def _files(self, folder: Path) -> list[Path]:
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return []
+        return [Path(e.path) for e in entries
+                if e.is_file(follow_symlinks=False) and not e.name.startswith(".")]
+
+    def _claim(self, path: Path) -> Path | None:
+        target = _free_name(self.processing, path.name)
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:  # taken meanwhile
+            return None
+        return target
+
+    def _document(self, path: Path) -> SourceDocument:
+        return SourceDocument(raw=path.read_bytes(), content_type=self.settings.content_type,
+                              name=path.name, ref=path)
+
+
+def _age_key(path: Path) -> tuple[float, str]:
+    try:
+        return (path.stat().st_mtime, path.name)
+    except FileNotFoundError:
+        return (0.0, path.name)
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/name.1`` ... when that is taken (never overwrite)."""
+    target = folder / name
+    number = 0
+    while target.exists() or (folder / (target.name + ERROR_SUFFIX)).exists():
+        number += 1
+        target = folder / f"{name}.{number}"
+    return target
+
+
+def _move(path: Path, folder: Path) -> Path:
+    target = _free_name(folder, path.name)
+    os.replace(path, target)
+    return target
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
+@register_source("file")
+def build_source(facility: Facility, source: SourceSystem) -> FileSource:
+    settings = parse_settings(FileSourceSettings, source.connector,
+                              where=f"sources.{source.id}.connector")
+    if Path(settings.path).resolve() == Path("/").resolve():
+        raise ConfigError("a file source may not poll /", key=f"sources.{source.id}.connector.path")
+    return FileSource(source.id, settings)
