@@ -34,6 +34,7 @@ _MODIFIERS: dict[str, tuple[str, ...]] = {
     "quantity": ("missing",),
     "uri": ("missing",),
 }
+_PLUS_AS_SPACE = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _JSON_FORMATS = ("json", "application/json", "application/fhir+json")
 
@@ -207,6 +208,8 @@ def _value(param: SearchParam, modifier: str | None, text: str, zone: tzinfo,
     if kind == "uri":
         return text
     if kind == "date":
+        # an unencoded "+08:00" arrives as " 08:00" ('+' means space in a query string)
+        text = _PLUS_AS_SPACE.sub(r"+\1", text)
         try:
             prefix, rest = _prefix(text)
         except _BadValue as exc:

@@ -227,3 +227,9 @@ def test_search_values_use_the_given_zone() -> None:
                                 zone=SHANGHAI).criteria
     assert criterion.values[0].start == utc(2026, 5, 2, 16)
     assert criterion.values[0].end - criterion.values[0].start == timedelta(days=1)
+
+
+def test_an_unencoded_plus_in_a_zone_offset_is_read_as_plus() -> None:
+    # curl '...?date=ge2026-05-03T10:00:00+08:00' sends '+', which decodes to a space
+    (criterion,) = parse_search("Observation", [("date", "ge2026-05-03T10:00:00 08:00")]).criteria
+    assert criterion.values[0].start == utc(2026, 5, 3, 2)

@@ -236,6 +236,9 @@ class TestDates:
         body = search(client, "/fhir/Observation", params={"date": query})
         assert sorted(ids(body)) == expected
 
+    def test_unencoded_plus_of_a_zone_offset(self, client: TestClient) -> None:
+        assert ids(search(client, "/fhir/Observation?date=2026-05-03T10:00:00+08:00")) == ["o1"]
+
     def test_repeated_parameter_is_and(self, client: TestClient) -> None:
         body = search(client, "/fhir/Observation?date=ge2026-05-01&date=lt2026-05-04")
         assert sorted(ids(body)) == ["o1", "o5"]
