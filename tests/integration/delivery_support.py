@@ -88,10 +88,12 @@ def receiving() -> Iterator[Receiver]:
 
 def worker(factory: sessionmaker[Session], base_url: str, *, clock: Clock | None = None,
            batch_size: int = 20, lease_seconds: float = 60.0, worker_id: str = "w1",
-           breaker: BreakerConfig | None = None, **kw: Any) -> DeliveryWorker:
+           breaker: BreakerConfig | None = None, poll_seconds: float = 1.0,
+           **kw: Any) -> DeliveryWorker:
     built = build_worker(consortium(base_url, **kw), factory, worker_id=worker_id,
                          options=WorkerOptions(batch_size=batch_size,
                                                lease_seconds=lease_seconds,
+                                               poll_seconds=poll_seconds,
                                                breaker=breaker or BreakerConfig()))
     if clock is not None:
         built.clock = clock
