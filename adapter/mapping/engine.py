@@ -18,7 +18,13 @@ from adapter.errors import Issue
 from adapter.mapping.expressions import Call, Expr, Literal, Path, Var
 from adapter.mapping.ids import deterministic_id
 from adapter.mapping.terminology import ConceptMap, Target
-from adapter.mapping.transforms import FUNCTIONS, is_empty, location, text
+from adapter.mapping.transforms import (
+    FUNCTIONS,
+    is_empty,
+    is_position_without_text,
+    location,
+    text,
+)
 
 # -- compiled template nodes -----------------------------------------------------------------
 
@@ -276,7 +282,13 @@ class Evaluation:
         return builder(self, node) if builder is not None else node
 
     def _build_expr(self, node: Expr) -> Any:
-        return _materialize(self.expr(node))
+        value = _materialize(self.expr(node))
+        if is_position_without_text(value):
+            where = value.location() if callable(getattr(value, "location", None)) else None
+            self.error(f"{where or 'this path'} is a whole segment, not a value: name a field "
+                       f"(e.g. {getattr(value, 'name', 'PID')}-3)", where)
+            return None
+        return value
 
     def _build_list(self, node: ListNode) -> list[Any] | None:
         out: list[Any] = []

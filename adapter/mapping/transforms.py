@@ -51,7 +51,16 @@ def text(value: Any) -> str:
         return text(value[0]) if value else ""
     if isinstance(value, dict):
         return ""
-    return getattr(value, "text", str(value))
+    as_text = getattr(value, "text", None)
+    # a whole segment (``=PID``) has no text: never its inner representation
+    return as_text if isinstance(as_text, str) else ""
+
+
+def is_position_without_text(value: Any) -> bool:
+    """A source position that is not a value, such as a whole HL7 v2 segment (``=ZPI``):
+    it can only be there or not."""
+    return value is not None and not isinstance(value, str | int | float | Decimal | dict | list) \
+        and not isinstance(getattr(value, "text", None), str)
 
 
 def location(value: Any) -> str | None:
@@ -96,6 +105,8 @@ def one_of(ev: Evaluation, value: Any, *options: Any) -> bool:
 
 @transform("exists")
 def exists(ev: Evaluation, *values: Any) -> bool:
+    if any(is_position_without_text(v) for v in values):
+        return True
     return any(not is_empty(v) and text(v).strip() != "" if not isinstance(v, dict | list)
                else not is_empty(v) for v in values)
 

@@ -539,3 +539,25 @@ def test_translating_twice_gives_the_same_resources(tmp_path: Path) -> None:
     first = translate(mappings, hl7(*ORU)).resources
     second = translate(load(root), hl7(*ORU)).resources
     assert first == second and len(first) == 2
+
+
+# -- whole segments --------------------------------------------------------------------------
+
+
+def test_a_whole_segment_only_says_whether_it_is_there(tmp_path: Path) -> None:
+    (made,) = thing(tmp_path, """
+        present: =exists(PID)
+        absent: =exists(ZPI)
+        gone: =empty(ZPI)
+        as_text: =text(PID)
+    """, "PID|1||P1", "OBR|1||R1", "OBX|1|NM|A||1")
+    assert made["present"] is True and made["absent"] is False and made["gone"] is True
+    assert "as_text" not in made  # never the inner representation of a segment
+
+
+def test_a_whole_segment_as_a_value_is_an_error_at_the_segment(tmp_path: Path) -> None:
+    root = mapping_root(tmp_path, body="patient: =PID")
+    translation = translate(load(root), hl7("PID|1||P1", "OBR|1||R1", "OBX|1|NM|A||1"))
+    (error,) = errors(translation.issues)
+    assert error.location == "PID[1]" and "whole segment" in error.diagnostics
+    assert translation.resources == []
