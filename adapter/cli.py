@@ -248,6 +248,11 @@ from adapter.delivery.commands import register as _register_delivery  # noqa: E4
 
 _register_delivery(app)
 
+# the connector commands (connectors check, listen, poll) live in adapter/connectors/commands.py
+from adapter.connectors.commands import register as _register_connectors  # noqa: E402
+
+_register_connectors(app)
+
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
