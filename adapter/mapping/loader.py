@@ -367,6 +367,26 @@ def _no_paths(text: str) -> Any:
     raise ValueError(f"{text!r}: paths are only allowed in format-specific files")
 
 
+def _check_each_targets(file: _File, steps: list[dict[str, Any]], scope: hl7v2_paths.GroupSpec,
+                        key_path: tuple[Any, ...]) -> None:
+    """``each: OBSERVATIONS`` (a typo) would silently make nothing: a step's group or segment
+    must be a part of the group the step runs in."""
+    for i, step in enumerate(steps):
+        target = step.get("each")
+        if not isinstance(target, str):
+            continue
+        inner = scope
+        if not target.startswith("="):
+            child = next((c for c in scope.children if c.name == target), None)
+            if child is None:
+                parts = ", ".join(c.name for c in scope.children) or "nothing"
+                raise file.fail(f"each: {target!r} is not a group or segment of {scope.name} "
+                                f"(its parts: {parts})", (*key_path, i, "each"))
+            inner = child if isinstance(child, hl7v2_paths.GroupSpec) else \
+                hl7v2_paths.GroupSpec(child.name, [])
+        _check_each_targets(file, step.get("do") or [], inner, (*key_path, i, "do"))
+
+
 _KIND_FOLDERS = {"resource": "resources", "datatype": "datatypes", "message": "messages"}
 
 
@@ -377,6 +397,36 @@ def _check_codes(file: _File) -> None:
         if not isinstance(code, str):
             raise file.fail(f"code {code!r} is read by YAML as {type(code).__name__}, not as "
                             "text: write codes in quotes (\"0010\": ...)", ("map", code))
+
+
+_CACHE: dict[tuple[str, str, tuple[str, ...]], tuple[tuple[tuple[str, int, int], ...], MappingSet]] = {}
+
+
+def _stamp(root: Path, folders: list[str]) -> tuple[tuple[str, int, int], ...]:
+    """Every file of the folders with its modification time and size: a change in any of
+    them (a mapping fix) makes the cached set stale."""
+    out: list[tuple[str, int, int]] = []
+    for folder in [SHARED, *folders]:
+        base = root / folder
+        if base.is_dir():
+            for path in sorted(base.rglob("*.yaml")):
+                stat = path.stat()
+                out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(out)
+
+
+def cached_mapping_set(root: Path, folder: str, *,
+                       overlays: tuple[str, ...] = ()) -> MappingSet:
+    """``load_mapping_set`` once per process and per content of the files (several apps or
+    pipelines in one process share the compiled set; a changed file is loaded again)."""
+    key = (str(root.resolve()), folder, overlays)
+    stamp = _stamp(root, [folder, *overlays])
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    mapping_set = load_mapping_set(root, folder, overlays=overlays)
+    _CACHE[key] = (stamp, mapping_set)
+    return mapping_set
 
 
 def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ()) -> MappingSet:
@@ -458,8 +508,8 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 raise file.fail(f"structure: {exc}", ("structure",)) from None
             try:
                 match = source_formats.compile_match(fmt, data["match"], namespaces)
-            except ValueError as exc:
-                raise file.fail(f"match: {exc}", ("match",)) from None
+            except source_formats.MatchError as exc:
+                raise file.fail(f"match: {exc}", ("match", exc.key)) from None
             ignore_paths = []
             for i, entry in enumerate(data.get("ignore", [])):
                 try:
@@ -480,6 +530,8 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 ignore_paths=ignore_paths,
             )
             bucket.messages[name] = mapping
+            if fmt == "hl7v2":
+                _check_each_targets(file, data["produce"], structure, ("produce",))
         references.append((file, compiler, fmt))
     # every name used must exist
     bound = set(CONTEXT_VARIABLES).union(*(c.bound for _, c, _ in references))

@@ -29,7 +29,7 @@ from adapter.errors import (
     ParseError,
     UnknownSourceError,
 )
-from adapter.mapping.loader import MappingSet, load_mapping_set
+from adapter.mapping.loader import MappingSet, cached_mapping_set
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.merge import merge_with_stored
 from adapter.pipeline.readers import read_document
@@ -51,6 +51,7 @@ PROCESSED = "processed"
 WARNINGS = "processed-with-warnings"
 QUARANTINED = "quarantined"
 STATUSES = (RECEIVED, PROCESSED, WARNINGS, QUARANTINED)
+_RACE_RETRIES = 3
 
 
 @dataclass(slots=True)
@@ -96,7 +97,7 @@ class Pipeline:
                 folder for folder in (f"facilities/{facility.id}",)
                 if (self.mappings_dir / folder).is_dir()
             )
-            cached = load_mapping_set(self.mappings_dir, source.mapping, overlays=overlays)
+            cached = cached_mapping_set(self.mappings_dir, source.mapping, overlays=overlays)
             self._mapping_sets[source.id] = cached
         return cached
 
@@ -129,15 +130,21 @@ class Pipeline:
             existing = find_message(session, source.id, digest)
             if existing is not None:
                 return _result_of(existing, duplicate=True)
-        try:
-            return self._process_new(raw, digest, facility, source, content_type, moment)
-        except IntegrityError:
-            # the same bytes arrived twice at once: the other one won the unique key
-            with self.factory() as session:
-                existing = find_message(session, source.id, digest)
-                if existing is None:
+        for attempt in range(_RACE_RETRIES + 1):
+            try:
+                return self._process_new(raw, digest, facility, source, content_type, moment)
+            except IntegrityError:
+                with self.factory() as session:
+                    existing = find_message(session, source.id, digest)
+                if existing is not None:
+                    # the same bytes arrived twice at once: the other one won the unique key
+                    return _result_of(existing, duplicate=True)
+                if attempt == _RACE_RETRIES:
                     raise
-                return _result_of(existing, duplicate=True)
+                # another message created the same new resource (e.g. the same patient) in
+                # the same instant: the transaction rolled back whole; do it again
+                log.info("retrying a message from %s after a concurrent insert", source.id)
+        raise AssertionError("unreachable")
 
     def _process_new(self, raw: bytes, digest: str, facility: Facility, source: SourceSystem,
                      content_type: str | None, moment: datetime) -> IngestResult:
