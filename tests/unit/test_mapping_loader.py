@@ -409,3 +409,25 @@ def test_the_real_mapping_sets_load() -> None:
     for folder in ("_shared", "huikang-lis", "yunyi-lis"):
         mappings = load_mapping_set(root, folder)
         assert mappings.message_for("hl7v2", "ORU^R01") is not None
+
+
+def test_each_step_naming_no_part_of_its_group(tmp_path: Path) -> None:
+    """A typo in a step's group would silently make nothing."""
+    root = mapping_root(tmp_path, body="status: final")
+    message = root / "_shared/hl7v2/messages/oru.yaml"
+    message.write_text(message.read_text().replace("each: OBSERVATION", "each: OBSERVATIONS"))
+    error = failure(root)
+    assert "'OBSERVATIONS' is not a group or segment of ORDER_OBSERVATION" in error.message
+    assert "OBR" in error.message
+    assert error.line == line_of(message, "each: OBSERVATIONS")
+
+
+def test_each_step_over_a_segment_or_a_path(tmp_path: Path) -> None:
+    root = mapping_root(tmp_path, body="status: final")
+    message = root / "_shared/hl7v2/messages/oru.yaml"
+    message.write_text(message.read_text().replace(
+        "          - each: OBSERVATION\n",
+        "          - each: NTE\n            do: []\n"
+        "          - each: =OBR-3\n            do: []\n"
+        "          - each: OBSERVATION\n"))
+    assert load(root).message_for("hl7v2", "ORU^R01") is not None
