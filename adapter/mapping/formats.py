@@ -47,12 +47,35 @@ def namespaces_of(declared: list[tuple[str, dict[str, str]]]) -> dict[str, str]:
     return out
 
 
+class MatchError(ValueError):
+    """A bad ``match:`` entry; ``key`` names it (``xpath``, ``root``, a JSON path ...)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
 def compile_match(fmt: str, match: dict[str, Any], namespaces: dict[str, str]) -> Any:
     """The format's matcher (``.matches(document)``, ``.describe()``); hl7v2 has none (message
-    types are looked up directly). ``ValueError`` for a bad path."""
+    types are looked up directly). ``MatchError`` naming the bad entry."""
     if fmt == "xml":
+        for key in ("root", "xpath"):
+            try:
+                xml_paths.compile_match(match.get("root") if key == "root" else None,
+                                        match.get("xpath") if key == "xpath" else None,
+                                        namespaces)
+            except ValueError as exc:
+                raise MatchError(key, str(exc)) from None
         return xml_paths.compile_match(match.get("root"), match.get("xpath"), namespaces)
     if fmt == "json":
+        for key, entries in (("when", list(match.get("when") or {})),
+                             ("exists", list(match.get("exists") or []))):
+            for entry in entries:
+                try:
+                    json_paths.compile_match({entry: ""} if key == "when" else None,
+                                             [entry] if key == "exists" else None)
+                except ValueError as exc:
+                    raise MatchError(key, str(exc)) from None
         return json_paths.compile_match(match.get("when"), match.get("exists"))
     if fmt == "csv":
         return csv_rows.CsvMatch(tuple(str(c).strip() for c in match["columns"]))

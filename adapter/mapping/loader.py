@@ -399,6 +399,36 @@ def _check_codes(file: _File) -> None:
                             "text: write codes in quotes (\"0010\": ...)", ("map", code))
 
 
+_CACHE: dict[tuple[str, str, tuple[str, ...]], tuple[tuple[tuple[str, int, int], ...], MappingSet]] = {}
+
+
+def _stamp(root: Path, folders: list[str]) -> tuple[tuple[str, int, int], ...]:
+    """Every file of the folders with its modification time and size: a change in any of
+    them (a mapping fix) makes the cached set stale."""
+    out: list[tuple[str, int, int]] = []
+    for folder in [SHARED, *folders]:
+        base = root / folder
+        if base.is_dir():
+            for path in sorted(base.rglob("*.yaml")):
+                stat = path.stat()
+                out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(out)
+
+
+def cached_mapping_set(root: Path, folder: str, *,
+                       overlays: tuple[str, ...] = ()) -> MappingSet:
+    """``load_mapping_set`` once per process and per content of the files (several apps or
+    pipelines in one process share the compiled set; a changed file is loaded again)."""
+    key = (str(root.resolve()), folder, overlays)
+    stamp = _stamp(root, [folder, *overlays])
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] == stamp:
+        return hit[1]
+    mapping_set = load_mapping_set(root, folder, overlays=overlays)
+    _CACHE[key] = (stamp, mapping_set)
+    return mapping_set
+
+
 def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ()) -> MappingSet:
     """Load, check and compile ``_shared`` overlaid with ``folder`` (``_shared`` alone is fine),
     then with each of ``overlays`` (e.g. a facility's own code tables)."""
@@ -478,8 +508,8 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 raise file.fail(f"structure: {exc}", ("structure",)) from None
             try:
                 match = source_formats.compile_match(fmt, data["match"], namespaces)
-            except ValueError as exc:
-                raise file.fail(f"match: {exc}", ("match",)) from None
+            except source_formats.MatchError as exc:
+                raise file.fail(f"match: {exc}", ("match", exc.key)) from None
             ignore_paths = []
             for i, entry in enumerate(data.get("ignore", [])):
                 try:

@@ -7,10 +7,22 @@ from datetime import tzinfo
 from typing import Any, Protocol
 
 from adapter.consortium import Facility
-from adapter.errors import ParseError
+from adapter.errors import Issue, ParseError
 from adapter.hl7v2 import Message, parse_hl7v2
+from adapter.mapping.csv_rows import CsvTable, read_csv
+from adapter.mapping.json_paths import JsonDocumentData, parse_json
 from adapter.mapping.loader import MappingSet
-from adapter.mapping.translate import Translation, TranslationContext, translate_hl7v2
+from adapter.mapping.translate import (
+    Translation,
+    TranslationContext,
+    translate_csv,
+    translate_hl7v2,
+    translate_json,
+    translate_xml,
+)
+from adapter.pipeline.checks import check_resources
+from adapter.xmlsafe import XmlDocument as ParsedXml
+from adapter.xmlsafe import parse_xml
 
 
 class Document(Protocol):
@@ -55,7 +67,69 @@ class Hl7v2Document:
         return translation
 
 
+def _reader_first(translation: Translation, issues: list[Issue]) -> Translation:
+    translation.issues[:0] = issues  # what the reader noticed (an encoding guess) comes first
+    return translation
+
+
+@dataclass(slots=True)
+class XmlDocument:
+    """A CDA or other XML document (format ``cda`` or ``xml``), mapped with the xml folder."""
+
+    parsed: ParsedXml
+    format: str = "xml"
+
+    @property
+    def encoding(self) -> str | None:
+        return self.parsed.encoding
+
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
+        translation = translate_xml(mappings, self.parsed.root, translation_context(facility, zone))
+        return _reader_first(translation, self.parsed.issues)
+
+
+@dataclass(slots=True)
+class JsonDocument:
+    parsed: JsonDocumentData
+    format: str = "json"
+
+    @property
+    def encoding(self) -> str | None:
+        return self.parsed.encoding
+
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
+        translation = translate_json(mappings, self.parsed.data,
+                                     translation_context(facility, zone))
+        return _reader_first(translation, self.parsed.issues)
+
+
+@dataclass(slots=True)
+class CsvDocument:
+    """A CSV file: each row is translated, checked and imported on its own (a bad row is
+    reported with its row number and does not stop the others; see translate_csv)."""
+
+    table: CsvTable
+    format: str = "csv"
+
+    @property
+    def encoding(self) -> str | None:
+        return self.table.encoding
+
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
+        translation = translate_csv(mappings, self.table, translation_context(facility, zone),
+                                    check=check_resources)
+        return _reader_first(translation, self.table.issues)
+
+
 def read_document(fmt: str, raw: bytes, *, max_bytes: int) -> Document:
+    """Parse ``raw`` as the source's format (``SourceSystem.format``); ParseError or
+    InputTooLargeError (both quarantine the input) when it cannot be read."""
     if fmt == "hl7v2":
         return Hl7v2Document(parse_hl7v2(raw, max_bytes=max_bytes))
-    raise ParseError(f"source format {fmt!r} is not supported yet", location="format")
+    if fmt in ("cda", "xml"):
+        return XmlDocument(parse_xml(raw, max_bytes=max_bytes), format=fmt)
+    if fmt == "json":
+        return JsonDocument(parse_json(raw, max_bytes=max_bytes))
+    if fmt == "csv":
+        return CsvDocument(read_csv(raw, max_bytes=max_bytes))
+    raise ParseError(f"source format {fmt!r} is not supported", location="format")
