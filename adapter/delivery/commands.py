@@ -24,8 +24,9 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _open() -> tuple[Any, Any, Any]:
-    """(settings, consortium, engine), the schema migrated; exit 2 on a bad start."""
+def _open(*, logs: bool = False) -> tuple[Any, Any, Any]:
+    """(settings, consortium, engine), the schema migrated; exit 2 on a bad start. Only
+    the long-running worker sets up logging; the inspecting commands print and stay quiet."""
     from adapter.consortium import load_consortium
     from adapter.logs import configure_logging
     from adapter.settings import get_settings
@@ -33,7 +34,8 @@ def _open() -> tuple[Any, Any, Any]:
 
     settings = get_settings()
     try:
-        configure_logging(settings.log_level, json=settings.log_json)
+        if logs:
+            configure_logging(settings.log_level, json=settings.log_json)
         consortium = load_consortium(settings.config)
         engine = make_engine(settings.database_url)
         migrate(engine)
@@ -72,7 +74,7 @@ def worker(
     from adapter.delivery.worker import WorkerOptions
     from adapter.store import session_factory
 
-    _settings, consortium, engine = _open()
+    _settings, consortium, engine = _open(logs=True)
     factory = session_factory(engine)
     options = WorkerOptions(batch_size=batch, lease_seconds=lease_seconds,
                             poll_seconds=poll_seconds)
