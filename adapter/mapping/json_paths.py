@@ -321,8 +321,8 @@ def unread(root: Any, tracker: JsonReadTracker, ignore: list[JsonPath]) -> list[
     out: list[tuple[str, str]] = []
 
     def walk(value: Any, loc: Location) -> None:
-        if loc in ignored or loc in tracker.read:
-            return
+        if loc in ignored or (loc in tracker.read and not isinstance(value, dict | list)):
+            return  # an object or array read as a value does not count for what is inside
         if loc not in touched:
             if _carries(_without_ignored(value, loc, ignored)):
                 out.append((format_location(loc), "value" if not isinstance(value, dict | list)
