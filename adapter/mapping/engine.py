@@ -148,6 +148,7 @@ class TranslationState:
     resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     produced_from: dict[tuple[str, str], str | None] = field(default_factory=dict)
     _reported: set[tuple[str, str, str]] = field(default_factory=set)
+    errors_met: int = 0  # errors met so far, also those listed once already
 
 
 class Evaluation:
@@ -176,6 +177,8 @@ class Evaluation:
 
     def _issue(self, severity: str, code: str, message: str, where: str | None) -> None:
         key = (severity, message, where or "")
+        if severity == "error":
+            self.state.errors_met += 1
         if key in self.state._reported:  # a value read twice is reported once
             return
         self.state._reported.add(key)
@@ -487,7 +490,7 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     state = ev.state
     where = state.source.describe(ev.scope)
     # any error while this resource is made (a let, a check, a value) stops it
-    errors_before = sum(1 for i in state.issues if i.severity == "error")
+    errors_before = state.errors_met
     child = Evaluation(state, ev.scope, dict(ev.vars))
     for name, value in template.lets:
         child.vars[name] = child.let_value(value)
@@ -509,7 +512,7 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     for name in missing:
         child.error(f"{template.resource_type}.{name} is required but the source gives no value",
                     where, code="required")
-    if missing or sum(1 for i in state.issues if i.severity == "error") > errors_before:
+    if missing or state.errors_met > errors_before:
         return None
     resource = {"resourceType": template.resource_type, "id": resource_id, **body}
     key = (template.resource_type, resource_id)

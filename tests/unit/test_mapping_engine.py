@@ -561,3 +561,13 @@ def test_a_whole_segment_as_a_value_is_an_error_at_the_segment(tmp_path: Path) -
     (error,) = errors(translation.issues)
     assert error.location == "PID[1]" and "whole segment" in error.diagnostics
     assert translation.resources == []
+
+
+def test_an_error_already_reported_still_stops_the_next_resource(tmp_path: Path) -> None:
+    """Two results read the same bad OBR-7: the issue is listed once, but neither result is
+    made from it (the second must not pass for lack of a new issue)."""
+    root = mapping_root(tmp_path, body="when: =dtm_to_datetime(first(OBX-14, OBR-7))")
+    translation = translate(load(root), hl7("PID|1||P1", "OBR|1||R1||||20261345",
+                                            "OBX|1|NM|A||1", "OBX|2|NM|B||2"))
+    assert [i.location for i in errors(translation.issues)] == ["OBR[1]-7"]
+    assert of_type(translation, "Basic") == []
