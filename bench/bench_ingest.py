@@ -1,0 +1,624 @@
+"""Benchmark: ORU^R01 messages/second through Pipeline.ingest (parse + map + check + store),
+against a hand-written floor, on SQLite (WAL, a temp file) and PostgreSQL.
+
+    .venv/bin/python bench/bench_ingest.py [--rounds 5] [--copies 2] [--pg URL | --no-pg]
+
+Input: every ORU fixture under fixtures/hl7v2/oru (all four source systems), each made
+unique per copy (MSH-10 and the order/specimen numbers ORC-2/3, OBR-2/3, SPM-2 get a suffix)
+so that neither the duplicate check nor unchanged-resource detection short-circuits the work;
+patients repeat, as they do in a real feed.
+
+Rows, each timed in every round (the rows take turns, so machine noise hits them alike):
+  pipeline   the real Pipeline.ingest, one transaction per message
+  floor      naive str.split tokenizer + the same kind of resource dicts built directly in
+             Python + orjson + one bulk insert per table per message, same tables and columns
+  stages     parse / map / check / store timed separately on other copies (store = the
+             duplicate lookup + the transaction the pipeline runs after translating)
+Medians over the rounds are printed. PostgreSQL: a temporary schema in the database at
+--pg (default 127.0.0.1:5432/test), dropped at the end; skipped when not reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from adapter.consortium import Consortium, Facility, load_consortium
+from adapter.hl7v2 import codec_for, parse_hl7v2
+from adapter.pipeline import Pipeline
+from adapter.pipeline.checks import check_resources
+from adapter.pipeline.ingest import Outcome
+from adapter.pipeline.readers import Hl7v2Document
+from adapter.runtime import make_pipeline
+from adapter.settings import Settings
+from adapter.store import create_message, find_message, make_engine, migrate
+from adapter.store import session_factory as make_session_factory
+
+ROOT = Path(__file__).resolve().parent.parent
+ORU = ROOT / "fixtures" / "hl7v2" / "oru"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+# -- input: the fixtures, made unique -------------------------------------------------------------
+
+@dataclass(slots=True)
+class Fixture:
+    source: str
+    name: str
+    text: str  # decoded, segments separated by \r
+    codec: str
+
+
+def load_fixtures(consortium: Consortium) -> list[Fixture]:
+    known = {s.id for f in consortium.facilities for s in f.sources}
+    out = []
+    for path in sorted(ORU.glob("*/*.hl7")):
+        if path.parent.name in known:
+            message = parse_hl7v2(path.read_bytes())
+            out.append(Fixture(path.parent.name, path.name, message.text, message.charset))
+    return out
+
+
+# (segment, field number) whose first components identify the message, order or specimen
+_UNIQUE_FIELDS = {"MSH": (10,), "ORC": (2, 3), "OBR": (2, 3), "SPM": (2,)}
+
+
+def variant(fixture: Fixture, tag: str) -> bytes:
+    """The fixture with ``tag`` appended to its message id and order/specimen numbers."""
+    lines = fixture.text.split("\r")
+    fs = lines[0][3]
+    comp, sub = lines[0][4], lines[0][7]
+    out = []
+    for line in lines:
+        fields = line.split(fs)
+        numbers = _UNIQUE_FIELDS.get(fields[0], ())
+        for number in numbers:
+            index = number - 1 if fields[0] == "MSH" else number  # MSH-1 is the separator
+            if index < len(fields) and fields[index]:
+                parts = fields[index].split(comp)
+                for c in range(min(2, len(parts))):  # EI: .1; EIP (SPM-2): .1.1 and .2.1
+                    if parts[c]:
+                        subs = parts[c].split(sub)
+                        subs[0] += tag
+                        parts[c] = sub.join(subs)
+                fields[index] = comp.join(parts)
+        out.append(fs.join(fields))
+    return "\r".join(out).encode(fixture.codec)
+
+
+def batch(fixtures: list[Fixture], copies: int, prefix: str) -> list[tuple[str, bytes]]:
+    return [(f.source, variant(f, f"{prefix}{n}")) for n in range(copies) for f in fixtures]
+
+
+# -- the floor -----------------------------------------------------------------------------------
+
+NS = uuid.UUID("8c1f5a4e-0d6b-4a57-9a55-3c0f0e6f1b01")
+TZ = "+08:00"
+SEX = {"M": "male", "F": "female", "1": "male", "2": "female", "0": "unknown", "9": "unknown"}
+OBS_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled",
+              "D": "entered-in-error", "W": "entered-in-error", "R": "preliminary"}
+
+
+def _uid(*parts: str) -> str:
+    return str(uuid.uuid5(NS, "|".join(parts)))
+
+
+def _ts(value: str) -> str | None:
+    """HL7 TS -> FHIR dateTime (naive: digits only, local zone)."""
+    v = value[:14]
+    if len(v) >= 14:
+        return f"{v[:4]}-{v[4:6]}-{v[6:8]}T{v[8:10]}:{v[10:12]}:{v[12:14]}{TZ}"
+    if len(v) >= 8:
+        return f"{v[:4]}-{v[4:6]}-{v[6:8]}"
+    return None
+
+
+def _num(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+@dataclass(slots=True)
+class Tables:
+    """Plain dicts from the mapping set's code tables (loaded once, not timed)."""
+
+    loinc: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    ucum: dict[str, str] = field(default_factory=dict)
+    flags: dict[str, str] = field(default_factory=dict)
+
+
+def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict[str, Any]]:
+    """Naive tokenizer and direct dict building, in the shape the mappings produce."""
+    header = raw[:raw.find(b"\r")].decode("latin-1").split("|")
+    codec = codec_for(header[17]) if len(header) > 17 and header[17] else None
+    if codec is None:
+        try:
+            text_ = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text_ = raw.decode("gb18030")
+    else:
+        text_ = raw.decode(codec)
+    segments = [line.split("|") for line in text_.split("\r") if line]
+    msh = segments[0]
+    ns = facility.identifier_system
+    org_id = _uid("org", facility.id)
+    org_ref = {"reference": f"Organization/{org_id}"}
+    out: list[dict[str, Any]] = [{
+        "resourceType": "Organization", "id": org_id,
+        "identifier": [{"system": i.system, "value": i.value} for i in facility.identifiers],
+        "active": True, "name": facility.name,
+    }]
+    patient_ref: dict[str, str] = {}
+    report: dict[str, Any] | None = None
+    order_no = specimen_ref = effective = issued = ""
+    last_obs: dict[str, Any] | None = None
+    for seg in segments[1:]:
+        name = seg[0]
+        if name == "PID":
+            ids = [r.split("^") for r in seg[3].split("~")] if len(seg) > 3 else []
+            key = next((r[0] for r in ids if len(r[0]) in (15, 18)), ids[0][0] if ids else "")
+            pid = _uid("patient", key)
+            pn = seg[5].split("^") if len(seg) > 5 else [""]
+            patient: dict[str, Any] = {
+                "resourceType": "Patient", "id": pid,
+                "identifier": [{"system": ns("patient"), "value": r[0]} for r in ids if r[0]],
+                "active": True,
+                "name": [{"use": "official", "text": "".join(pn[:2]), "family": pn[0],
+                          "given": pn[1:2]}],
+            }
+            if len(seg) > 8 and seg[8] in SEX:
+                patient["gender"] = SEX[seg[8]]
+            if len(seg) > 7 and (birth := _ts(seg[7][:8])):
+                patient["birthDate"] = birth
+            if len(seg) > 13 and seg[13]:
+                patient["telecom"] = [{"system": "phone", "value": seg[13].split("^")[0]}]
+            if len(seg) > 11 and seg[11]:
+                a = seg[11].split("^")
+                patient["address"] = [{"text": "".join(reversed(a[:4])), "line": a[:1],
+                                       "city": a[2] if len(a) > 2 else None}]
+            out.append(patient)
+            patient_ref = {"reference": f"Patient/{pid}"}
+        elif name == "OBR":
+            order_no = (seg[3] or seg[2]).split("^")[0]
+            code = seg[4].split("^")
+            effective = _ts(seg[7]) if len(seg) > 7 else None
+            issued = (_ts(seg[22]) if len(seg) > 22 and seg[22] else None) or _ts(msh[6])
+            sid = _uid("specimen", facility.id, order_no)
+            specimen_ref = {"reference": f"Specimen/{sid}"}
+            spm = seg[15].split("^") if len(seg) > 15 else [""]
+            out.append({
+                "resourceType": "Specimen", "id": sid,
+                "identifier": [{"system": ns("specimen"), "value": order_no}],
+                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0487",
+                                     "code": spm[0]}], "text": spm[-1]},
+                "subject": patient_ref, "collection": {"collectedDateTime": effective},
+            })
+            report = {
+                "resourceType": "DiagnosticReport", "id": _uid("report", facility.id, order_no),
+                "identifier": [{"system": ns("lab-report"), "value": order_no}],
+                "status": "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                          "v2-0074", "code": "LAB"}]}],
+                "code": {"coding": [{"system": ns("lab-panel"), "code": code[0],
+                                     "display": code[1] if len(code) > 1 else None}],
+                         "text": code[1] if len(code) > 1 else code[0]},
+                "subject": patient_ref, "effectiveDateTime": effective, "issued": issued,
+                "performer": [org_ref], "specimen": [specimen_ref], "result": [],
+            }
+            out.append(report)
+        elif name == "OBX" and report is not None:
+            item = seg[3].split("^")
+            obs: dict[str, Any] = {
+                "resourceType": "Observation",
+                "id": _uid("obs", facility.id, order_no, item[0], seg[4]),
+                "identifier": [{"system": ns("lab-result"),
+                                "value": f"{order_no}-{item[0]}"}],
+                "status": OBS_STATUS.get(seg[11], "final") if len(seg) > 11 else "final",
+                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
+                                          "observation-category", "code": "laboratory"}]}],
+                "code": {"coding": [{"system": ns("lab-item"), "code": item[0],
+                                     "display": item[1] if len(item) > 1 else None}],
+                         "text": item[1] if len(item) > 1 else item[0]},
+                "subject": patient_ref,
+                "effectiveDateTime": (_ts(seg[14]) if len(seg) > 14 and seg[14] else None)
+                or effective,
+                "issued": issued, "performer": [org_ref], "specimen": specimen_ref,
+            }
+            if loinc := tables.loinc.get(item[0]):
+                obs["code"]["coding"].append({"system": "http://loinc.org", "code": loinc[0],
+                                              "display": loinc[1]})
+            unit = seg[6].split("^")[0] if len(seg) > 6 else ""
+            value = seg[5].split("^")[0] if len(seg) > 5 else ""
+            number = _num(value) if seg[2] in ("NM", "SN") else None
+            if number is not None:
+                obs["valueQuantity"] = {"value": number, "unit": unit,
+                                        "system": "http://unitsofmeasure.org",
+                                        "code": tables.ucum.get(unit, unit)}
+            elif value:
+                obs["valueString"] = value
+            if len(seg) > 8 and (flag := tables.flags.get(seg[8])):
+                obs["interpretation"] = [{"coding": [{
+                    "system": "http://terminology.hl7.org/CodeSystem/"
+                              "v3-ObservationInterpretation", "code": flag}], "text": seg[8]}]
+            if len(seg) > 7 and "-" in seg[7]:
+                low, _, high = seg[7].partition("-")
+                obs["referenceRange"] = [{"low": {"value": _num(low), "unit": unit},
+                                          "high": {"value": _num(high), "unit": unit},
+                                          "text": seg[7]}]
+            report["result"].append({"reference": f"Observation/{obs['id']}"})
+            out.append(obs)
+            last_obs = obs
+        elif name == "NTE" and last_obs is not None and len(seg) > 3:
+            last_obs.setdefault("note", []).append({"text": seg[3]})
+    return out
+
+
+def floor_index_rows(rtype: str, rid: str, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """Index rows by a generic walk: Coding/Identifier -> token, reference, dates, numbers."""
+    rows: list[tuple[Any, ...]] = []
+
+    def walk(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            if "reference" in node:
+                rows.append((rtype, rid, key, "reference", None, None, None, None, None, None,
+                             None, node["reference"]))
+            elif "system" in node and ("code" in node or "value" in node):
+                rows.append((rtype, rid, key, "token", node.get("system"),
+                             node.get("code") or node.get("value"), None, None, None, None,
+                             None, None))
+            for k, v in node.items():
+                walk(v, k)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, key)
+        elif isinstance(node, str) and key in ("effectiveDateTime", "issued", "birthDate",
+                                                "collectedDateTime"):
+            rows.append((rtype, rid, key, "date", None, None, None, None, node[:19],
+                         node[:19], None, None))
+        elif key in ("family", "text") and isinstance(node, str):
+            rows.append((rtype, rid, key, "string", None, None, node, node.casefold(), None,
+                         None, None, None))
+
+    walk(resource, "")
+    return rows
+
+
+class Floor:
+    """Stores one message's rows with one executemany per table, one transaction."""
+
+    def __init__(self, engine: Engine, consortium: Consortium, tables: Tables) -> None:
+        self.conn = engine.raw_connection()
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.consortium = consortium
+        self.tables = tables
+        self.p = "?" if self.sqlite else "%s"
+
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self.p)
+
+    def _stamp(self, moment: datetime) -> Any:
+        return moment.replace(tzinfo=None).isoformat(" ") if self.sqlite else moment
+
+    def ingest(self, source: str, raw: bytes) -> int:
+        facility, _ = self.consortium.source(source)  # type: ignore[misc]
+        resources = floor_translate(raw, facility, self.tables)
+        moment = datetime.now(UTC)
+        now = self._stamp(moment)
+        message_id = str(uuid.uuid4())
+        hashed = []
+        for r in resources:
+            canonical = orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
+            hashed.append((r, hashlib.sha256(canonical).hexdigest()))
+        cur = self.conn.cursor()
+        if self.sqlite:
+            cur.execute("BEGIN IMMEDIATE")
+        marks = ",".join([self.p] * len(resources))
+        cur.execute(self._sql(f"SELECT id, content_hash, version_id FROM resource "
+                              f"WHERE id IN ({marks})"), [r["id"] for r in resources])
+        existing = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+        new, changed, versions, index, outbox = [], [], [], [], []
+        for r, digest in hashed:
+            old = existing.get(r["id"])
+            if old is not None and old[0] == digest:
+                continue
+            version = 1 if old is None else old[1] + 1
+            body = orjson.dumps({**r, "meta": {"versionId": str(version),
+                                              "lastUpdated": moment.isoformat()}}).decode()
+            patient = r["subject"]["reference"] if "subject" in r else None
+            (new if old is None else changed).append(
+                (version, now, digest, body, message_id, patient, facility.id,
+                 r["resourceType"], r["id"]))
+            versions.append((r["resourceType"], r["id"], version, now, False, body, message_id))
+            index.extend(floor_index_rows(r["resourceType"], r["id"], r))
+            for destination in self.consortium.destinations_for(facility.id, r["resourceType"]):
+                outbox.append((destination, r["resourceType"], r["id"], version, patient,
+                               patient or f"{r['resourceType']}/{r['id']}", "pending", 0, now,
+                               now, message_id))
+        refs = orjson.dumps([f"{r['resourceType']}/{r['id']}" for r in resources]).decode()
+        cur.execute(self._sql(
+            "INSERT INTO inbound_message (id, source_system, facility_id, received_at, "
+            "content_type, detected_format, encoding, sha256, raw, size, status, issues, "
+            "resources, processed_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
+            (message_id, source, facility.id, now, None, "hl7v2", "utf-8",
+             hashlib.sha256(raw).hexdigest(), raw, len(raw), "processed", "[]", refs, now, 1))
+        if new:
+            cur.executemany(self._sql(
+                "INSERT INTO resource (version_id, last_updated, content_hash, body, "
+                "message_id, patient_key, facility_id, resource_type, id, deleted) "
+                "VALUES (?,?,?,?,?,?,?,?,?,FALSE)"), new)
+        if changed:
+            cur.executemany(self._sql(
+                "UPDATE resource SET version_id=?, last_updated=?, content_hash=?, body=?, "
+                "message_id=?, patient_key=?, facility_id=? WHERE resource_type=? AND id=?"),
+                changed)
+            cur.executemany(self._sql("DELETE FROM search_index WHERE resource_type=? AND "
+                                      "resource_id=?"), [(c[7], c[8]) for c in changed])
+        if versions:
+            cur.executemany(self._sql(
+                "INSERT INTO resource_version (resource_type, id, version_id, last_updated, "
+                "deleted, body, message_id) VALUES (?,?,?,?,?,?,?)"), versions)
+        if index:
+            cur.executemany(self._sql(
+                "INSERT INTO search_index (resource_type, resource_id, param, kind, system, "
+                "code, value, value_norm, value_date_start, value_date_end, value_number, "
+                "reference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"), index)
+        if outbox:
+            cur.executemany(self._sql(
+                "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
+                "patient_key, order_key, state, attempts, next_attempt_at, created_at, "
+                "message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"), outbox)
+        if self.sqlite:
+            cur.execute("COMMIT")
+        else:
+            self.conn.commit()
+        cur.close()
+        return len(resources)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def floor_tables(pipeline: Pipeline, consortium: Consortium) -> Tables:
+    facility, source = consortium.source("std-hl7v2")  # type: ignore[misc]
+    maps = pipeline.mapping_set(facility, source).concept_maps
+    tables = Tables()
+    if "lab-item-loinc" in maps:
+        tables.loinc = {k: (t.code, t.display) for k, t in maps["lab-item-loinc"].entries.items()}
+    if "ucum" in maps:
+        tables.ucum = {k: t.code for k, t in maps["ucum"].entries.items()}
+    if "observation-interpretation" in maps:
+        tables.flags = {k: t.code for k, t in maps["observation-interpretation"].entries.items()}
+    return tables
+
+
+# -- the stages, timed separately -------------------------------------------------------------
+
+STAGES = ("parse", "map", "check", "store")
+
+
+def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str,
+                  clock: dict[str, float]) -> None:
+    """What Pipeline.ingest does for a new, valid message, one stage at a time."""
+    facility, source = pipeline.consortium.source(source_id)  # type: ignore[misc]
+    mappings = pipeline.mapping_set(facility, source)
+    t0 = time.perf_counter()
+    document = Hl7v2Document(parse_hl7v2(raw, max_bytes=pipeline.max_bytes))
+    t1 = time.perf_counter()
+    translation = document.translate(mappings, facility, pipeline.timezone)
+    t2 = time.perf_counter()
+    issues = [*translation.issues, *check_resources(translation.resources)]
+    t3 = time.perf_counter()
+    outcome = Outcome(document.format, document.encoding, translation.resources, issues,
+                      False, translation.unread)
+    moment = datetime.now(UTC)
+    digest = hashlib.sha256(raw).hexdigest()
+    with pipeline.factory() as session:
+        assert find_message(session, source.id, digest) is None
+    with pipeline.factory.begin() as session:
+        message = create_message(
+            session, source_system=source.id, facility_id=facility.id, raw=raw,
+            content_type=None, sha256=digest, detected_format=outcome.format,
+            encoding=outcome.encoding, received_at=moment)
+        pipeline._store(session, message, facility, outcome, moment)
+    t4 = time.perf_counter()
+    for name, spent in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
+        clock[name] += spent
+
+
+# -- running -------------------------------------------------------------------------------------
+
+@dataclass(slots=True)
+class Row:
+    """Samples of one backend: per round, messages/s and resources/s of each row."""
+
+    label: str
+    pipeline: list[tuple[float, float]] = field(default_factory=list)
+    floor: list[tuple[float, float]] = field(default_factory=list)
+    stages: list[dict[str, float]] = field(default_factory=list)
+    rows_written: dict[str, dict[str, float]] = field(default_factory=dict)
+    skipped: str | None = None
+
+
+def timed(fn: Callable[[str, bytes], int], messages: list[tuple[str, bytes]]) -> tuple[
+        float, float]:
+    resources = 0
+    start = time.perf_counter()
+    for source, raw in messages:
+        resources += fn(source, raw)
+    spent = time.perf_counter() - start
+    return len(messages) / spent, resources / spent
+
+
+COUNTED = ("resource_version", "search_index", "outbox")
+
+
+def table_counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in COUNTED}
+
+
+def counted(engine: Engine, run: Callable[[], Any], messages: int) -> dict[str, float]:
+    """Rows the run wrote to each table, per message."""
+    before = table_counts(engine)
+    run()
+    after = table_counts(engine)
+    return {t: (after[t] - before[t]) / messages for t in COUNTED}
+
+
+def run_backend(row: Row, engine: Engine, settings: Settings, fixtures: list[Fixture],
+                rounds: int, copies: int) -> None:
+    migrate(engine)
+    consortium = load_consortium(settings.config)
+    pipeline = make_pipeline(settings, consortium, make_session_factory(engine))
+    floor = Floor(engine, consortium, floor_tables(pipeline, consortium))
+
+    def through_pipeline(source: str, raw: bytes) -> int:
+        result = pipeline.ingest(raw, source)
+        if not result.accepted or result.duplicate:
+            raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
+        return len(result.resources)
+
+    try:
+        # warm-up: caches, statement compilation, the patients' first rows
+        timed(through_pipeline, batch(fixtures, 1, "w"))
+        timed(floor.ingest, batch(fixtures, 1, "fw"))
+        # what each writes per message (patients already stored, as in the timed rounds)
+        row.rows_written = {
+            "pipeline": counted(engine, lambda: timed(through_pipeline,
+                                                      batch(fixtures, 1, "cw")), len(fixtures)),
+            "floor": counted(engine, lambda: timed(floor.ingest, batch(fixtures, 1, "cf")),
+                             len(fixtures)),
+        }
+        for n in range(rounds):
+            row.pipeline.append(timed(through_pipeline, batch(fixtures, copies, f"p{n}.")))
+            row.floor.append(timed(floor.ingest, batch(fixtures, copies, f"f{n}.")))
+            clock = dict.fromkeys(STAGES, 0.0)
+            staged = batch(fixtures, copies, f"s{n}.")
+            for source, raw in staged:
+                staged_ingest(pipeline, raw, source, clock)
+            row.stages.append({k: v / len(staged) for k, v in clock.items()})
+    finally:
+        floor.close()
+
+
+def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
+    """An engine on a fresh schema, and the clean-up; or why PostgreSQL cannot be used."""
+    try:
+        admin = make_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        return f"not reachable at {make_url(url).render_as_string()}: {type(exc).__name__}"
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    engine = make_engine(scoped.render_as_string(hide_password=False))
+
+    def drop() -> None:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    return engine, drop
+
+
+def report(rows: list[Row], fixtures: list[Fixture], rounds: int, copies: int,
+           spent: float) -> None:
+    med = statistics.median
+    sources = len({f.source for f in fixtures})
+    print(f"ingest benchmark: {len(fixtures)} ORU fixtures from {sources} sources x {copies} "
+          f"unique copies per row and round, {rounds} rounds, medians; "
+          f"Python {sys.version.split()[0]}, {spent:.0f} s")
+    for row in rows:
+        print(f"\n== {row.label}")
+        if row.skipped:
+            print(f"   skipped: {row.skipped}")
+            continue
+        p_msg, p_res = med(m for m, _ in row.pipeline), med(r for _, r in row.pipeline)
+        f_msg, f_res = med(m for m, _ in row.floor), med(r for _, r in row.floor)
+        print(f"   {'':44} {'msg/s':>8} {'res/s':>8} {'ms/msg':>8}")
+        print(f"   {'pipeline (Pipeline.ingest)':44} {p_msg:8.0f} {p_res:8.0f} "
+              f"{1000 / p_msg:8.2f}")
+        print(f"   {'floor (split + dicts + orjson + bulk insert)':44} {f_msg:8.0f} "
+              f"{f_res:8.0f} {1000 / f_msg:8.2f}")
+        print(f"   pipeline / floor: {f_msg / p_msg:.1f}x the time per message")
+        for name, written in row.rows_written.items():
+            print(f"   rows per message, {name}: " + ", ".join(
+                f"{v:.1f} {t}" for t, v in written.items()))
+        stages = {k: med(s[k] for s in row.stages) * 1000 for k in STAGES}
+        total = sum(stages.values())
+        parts = "  ".join(f"{k} {v:.2f} ms ({v / total:.0%})" for k, v in stages.items())
+        print(f"   per message, stages timed separately: {parts}  = {total:.2f} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
+    ap.add_argument("--copies", type=int, default=2,
+                    help="unique copies of every fixture per row and round (default 2)")
+    ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
+    ap.add_argument("--no-pg", action="store_true", help="SQLite only")
+    args = ap.parse_args()
+
+    import logging
+    logging.disable(logging.WARNING)  # the pipeline logs one INFO line per message
+    started = time.perf_counter()
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        # the example consortium with its destinations enabled, so the routes write outbox
+        # rows as in production (nothing is sent: no delivery worker runs)
+        config = Path(tmp) / "consortium.yaml"
+        config.write_text(Settings().config.read_text(encoding="utf-8").replace(
+            "enabled: false", "enabled: true"), encoding="utf-8")
+        settings = Settings(config=config)
+        fixtures = load_fixtures(load_consortium(settings.config))
+        run_all(rows, settings, fixtures, Path(tmp), args)
+    report(rows, fixtures, args.rounds, args.copies, time.perf_counter() - started)
+
+
+def run_all(rows: list[Row], settings: Settings, fixtures: list[Fixture], tmp: Path,
+            args: argparse.Namespace) -> None:
+    row = Row("SQLite (WAL, synchronous=NORMAL, temp file)")
+    engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
+    try:
+        run_backend(row, engine, settings, fixtures, args.rounds, args.copies)
+    finally:
+        engine.dispose()
+    rows.append(row)
+
+    row = Row("PostgreSQL (psycopg 3, default synchronous_commit=on)")
+    made = "--no-pg given" if args.no_pg else postgres_engine(args.pg)
+    if isinstance(made, str):
+        row.skipped = made
+    else:
+        engine, drop = made
+        try:
+            run_backend(row, engine, settings, fixtures, args.rounds, args.copies)
+        finally:
+            drop()
+    rows.append(row)
+
+
+if __name__ == "__main__":
+    main()
