@@ -72,21 +72,24 @@ def compile_path(text: str, namespaces: dict[str, str]) -> XmlPath:
 # -- locations -----------------------------------------------------------------------------
 
 
-def element_path(element: etree._Element) -> str:
+def element_path(element: etree._Element,
+                 cache: dict[etree._Element, str] | None = None) -> str:
     """``/ClinicalDocument/component[1]/section[2]``: local names, positions among siblings
-    of the same name (the root has none)."""
-    parts: list[str] = []
-    node: etree._Element | None = element
-    while node is not None:
-        parent = node.getparent()
-        name = etree.QName(node).localname
-        if parent is None:
-            parts.append(name)
-        else:
-            position = 1 + sum(1 for _ in node.itersiblings(node.tag, preceding=True))
-            parts.append(f"{name}[{position}]")
-        node = parent
-    return "/" + "/".join(reversed(parts))
+    of the same name (the root has none). ``cache`` keeps the paths of elements met before."""
+    if cache is not None:
+        known = cache.get(element)
+        if known is not None:
+            return known
+    parent = element.getparent()
+    name = etree.QName(element).localname
+    if parent is None:
+        path = f"/{name}"
+    else:
+        position = 1 + sum(1 for _ in element.itersiblings(element.tag, preceding=True))
+        path = f"{element_path(parent, cache)}/{name}[{position}]"
+    if cache is not None:
+        cache[element] = path
+    return path
 
 
 def _attr_local(name: str) -> str:
@@ -211,6 +214,7 @@ class XmlSource:
 
     def __init__(self, tracker: XmlReadTracker) -> None:
         self.tracker = tracker
+        self.paths: dict[etree._Element, str] = {}  # locations already written
 
     def resolve(self, path: XmlPath, scope: etree._Element) -> Any:
         items = evaluate(path, scope, self.tracker)
@@ -229,7 +233,7 @@ class XmlSource:
         return scope
 
     def describe(self, scope: etree._Element) -> str | None:
-        return element_path(scope) if isinstance(scope, etree._Element) else None
+        return element_path(scope, self.paths) if isinstance(scope, etree._Element) else None
 
 
 # -- matching a message mapping -----------------------------------------------------------------
@@ -330,6 +334,7 @@ def unread(root: etree._Element, tracker: XmlReadTracker,
     """(location, what) for every value no rule read, unless ignored: ``element`` for an
     element nothing inside which was read, ``attribute`` and ``text`` otherwise."""
     ignored = _ignored(root, ignore)
+    paths: dict[etree._Element, str] = {}
     out: list[tuple[str, str]] = []
 
     def carries(element: etree._Element, count_text: bool) -> bool:
@@ -348,16 +353,16 @@ def unread(root: etree._Element, tracker: XmlReadTracker,
         text_read = text_read or element in tracker.texts
         if element not in tracker.touched and not text_read:
             if carries(element, True):
-                out.append((element_path(element), "element"))
+                out.append((element_path(element, paths), "element"))
             return
         if element not in tracker.touched and not carries(element, False):
             return  # its text was read with an enclosing element and it has no attributes
         for name, value in element.attrib.items():
             if value.strip() and (element, name) not in tracker.attrs and \
                     (element, name) not in ignored.attrs:
-                out.append((f"{element_path(element)}/@{_attr_local(name)}", "attribute"))
+                out.append((f"{element_path(element, paths)}/@{_attr_local(name)}", "attribute"))
         if not text_read and element not in ignored.texts and _own_text(element):
-            out.append((f"{element_path(element)}/text()", "text"))
+            out.append((f"{element_path(element, paths)}/text()", "text"))
         for child in _children(element):
             walk(child, text_read)
 
