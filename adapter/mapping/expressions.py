@@ -10,8 +10,10 @@ A value in a mapping file that starts with ``=`` is an expression::
     ='literal' / =3.5           literals
 
 Anything else is a literal. ``==text`` is the literal ``=text``.
-Paths are opaque to this module: the format's path syntax (HL7 v2 ``PID-3[2].1``, later
-XPath or JSON paths) is parsed by the format's own ``compile_path``.
+Paths are opaque to this module: the format's path syntax (HL7 v2 ``PID-3[2].1``, XPath
+``cda:id[@root='2.16.156.10011.1.3']/@extension``, JSON ``$.items[0].code``, CSV column
+names) is parsed by the format's own ``compile_path`` (docs/mapping-formats.md). A path
+token may hold brackets with quotes, spaces and parentheses, and ``()`` after a name.
 """
 
 from __future__ import annotations
