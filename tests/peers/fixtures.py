@@ -154,6 +154,9 @@ def medplum_server() -> Iterator[Medplum]:
             server.process.wait(10)
         except subprocess.TimeoutExpired:
             server.process.kill()
+            server.process.wait(10)
+        if server.process.stdout is not None:
+            server.process.stdout.close()
 
 
 @pytest.fixture
