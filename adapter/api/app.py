@@ -17,7 +17,7 @@ from adapter.api import deliveries, fhir, health, ingest, metrics
 from adapter.api.errors import install_error_handlers
 from adapter.api.responses import FHIRResponse
 from adapter.consortium import load_consortium
-from adapter.delivery.service import start_in_process
+from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings, get_settings
@@ -42,9 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, engine)
-        if settings.deliver_in_process:
+        if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
-                start_in_process, consortium, engine, app.state.session_factory)
+                start_in_process, delivery_worker, engine, app.state.session_factory)
         try:
             yield
         finally:
@@ -63,8 +63,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.session_factory = session_factory(engine)
     app.state.consortium = consortium
     app.state.pipeline = make_pipeline(settings, consortium, app.state.session_factory)
+    # built here so that bad destination settings stop start-up like a bad consortium file
+    delivery_worker = build_worker(consortium, app.state.session_factory) \
+        if settings.deliver_in_process else None
     app.state.started_at = format_instant(datetime.now(UTC))
-    app.state.delivery = None  # the in-process delivery worker, when it runs
+    app.state.delivery = None  # the in-process delivery worker, once it runs
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

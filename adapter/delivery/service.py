@@ -145,20 +145,16 @@ class BackgroundDelivery:
         self.lock.release()
 
 
-def start_in_process(consortium: Consortium, engine: Engine,
+def start_in_process(worker: DeliveryWorker, engine: Engine,
                      factory: sessionmaker[Session]) -> BackgroundDelivery | None:
-    """The delivery worker of ``adapter serve`` (ADAPTER_DELIVER_IN_PROCESS=true), started;
+    """Start the delivery worker of ``adapter serve`` (ADAPTER_DELIVER_IN_PROCESS=true);
     None when another worker already holds the SQLite database (it delivers instead)."""
     try:
         lock = start_exclusive(engine, factory)
     except ConfigError as exc:
         log.warning("not delivering in-process: %s", exc.message)
+        worker.close()
         return None
-    try:
-        worker = build_worker(consortium, factory)
-    except Exception:
-        lock.release()
-        raise
     background = BackgroundDelivery(worker, lock)
     background.start()
     return background

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api.app import create_app
 from adapter.delivery.breaker import BreakerConfig
+from adapter.errors import ConfigError
 from adapter.settings import Settings
 from tests.integration.delivery_receiver import Receiver, outcome
 from tests.integration.delivery_support import (
@@ -213,3 +214,11 @@ def test_serve_delivers_in_process_when_asked(
     assert receiver.refs() == ["Observation/o0", "Observation/o1", "Observation/o2"]
     assert {rows(session_factory)[i].state for i in ids} == {"delivered"}
     assert worker_kind == "in-process"
+
+
+def test_bad_destination_settings_stop_an_in_process_start(
+        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
+    config.write_text(config.read_text().replace("bundle: none", "bundel: none"))
+    with pytest.raises(ConfigError, match="bundel"):
+        create_app(Settings(database_url=database_url, config=config, deliver_in_process=True))
