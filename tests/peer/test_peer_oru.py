@@ -81,7 +81,7 @@ EXPECTED_QUARANTINE: dict[str, tuple[str, str]] = {
                   "its OBR, so the first ORDER_OBSERVATION has no OBR; a converter's feature "
                   "sampler, not a lab message"),
     f"{LFH}/FHIRConverterTest__test_nte_split_print_structure_on_dash.hl7": (
-        "PID[1]", "PID-3 (patient identifier list, required) is empty: no patient to attach "
+        "PID[1]-3", "PID-3 (patient identifier list, required) is empty: no patient to attach "
                   "the result to"),
     f"{LFH}/Hl7EncounterFHIRConversionTest__test_encounter_PV1_serviceProvider__ORU_R01.hl7": (
         "PID[1]", NO_ORDER),
@@ -106,7 +106,7 @@ EXPECTED_QUARANTINE: dict[str, tuple[str, str]] = {
         "MSH-10", "MSH-10 (message control id, required) is empty; the message is also only "
                   "MSH + one OBX (no PID, no OBR)"),
     f"{LFH}/Hl7ObservationFHIRConversionTest__extendedObservationUnusualRangesAndOtherTest.hl7": (
-        "PID[1]", "PID has no identifier at all (PID-3 empty): no patient to attach the "
+        "PID[1]-3", "PID has no identifier at all (PID-3 empty): no patient to attach the "
                   "results to"),
     f"{LFH}/Hl7PatientFHIRConversionTest__test_patient_additional_demographics__MSH_hl7Integration_hl7Integration_ORU_R01_2_6_.hl7": (  # noqa: E501
         "MSH-10", "MSH-10 (message control id, required) is empty; no OBR either"),
