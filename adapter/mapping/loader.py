@@ -399,7 +399,8 @@ def _check_codes(file: _File) -> None:
                             "text: write codes in quotes (\"0010\": ...)", ("map", code))
 
 
-_CACHE: dict[tuple[str, str, tuple[str, ...]], tuple[tuple[tuple[str, int, int], ...], MappingSet]] = {}
+_Stamp = tuple[tuple[str, int, int], ...]
+_CACHE: dict[tuple[str, str, tuple[str, ...]], tuple[_Stamp, MappingSet]] = {}
 
 
 def _stamp(root: Path, folders: list[str]) -> tuple[tuple[str, int, int], ...]:
