@@ -22,6 +22,8 @@ from typing import Any
 
 from lxml import etree
 
+from adapter.errors import MappingError
+
 # prefixes every XML mapping may use without declaring them; a mapping may not rebind them
 BUILTIN_NAMESPACES: dict[str, str] = {
     "cda": "urn:hl7-org:v3",
@@ -197,7 +199,11 @@ def _mark_predicates(path: XmlPath, node: Any, scope: etree._Element,
 
 
 def evaluate(path: XmlPath, scope: etree._Element, tracker: XmlReadTracker) -> list[Any]:
-    result = path.xpath(scope)
+    try:
+        result = path.xpath(scope)
+    except etree.XPathError as exc:  # e.g. an unknown function inside a predicate
+        raise MappingError(f"the mapping's XPath {path.text!r} cannot be evaluated: {exc}",
+                           location=element_path(scope)) from None
     items = result if isinstance(result, list) else [result]
     out = []
     for item in items:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
-from adapter.errors import MappingDefinitionError
+from adapter.errors import MappingDefinitionError, MappingError
 from adapter.mapping.loader import MappingSet, load_mapping_set
 from adapter.mapping.translate import Translation, translate_xml
 from adapter.pipeline import Pipeline
@@ -430,6 +430,18 @@ def test_bad_match_and_ignore_paths_are_load_errors(tmp_path: Path) -> None:
     error = load_error(tmp_path, {"_shared/xml/messages/lab-report.yaml": LAB_MESSAGE.replace(
         "  xpath:", "  message_type: [ORU^R01]\n  xpath:")})
     assert "message_type" in error.message
+
+
+def test_an_xpath_failing_at_run_time_is_a_located_mapping_error(tmp_path: Path) -> None:
+    # an unknown function inside a predicate is only met when the predicate is evaluated
+    observation = _with_line(OBSERVATION, "unit: =cda:value/@unit",
+                             "unit: =cda:value[no-such-function()]/@unit")
+    mappings = load_mapping_set(lab_root(tmp_path, {
+        "_shared/xml/resources/observation.yaml": observation}), "_shared")
+    with pytest.raises(MappingError) as info:
+        run(mappings, LAB_CDA)
+    assert "no-such-function" in info.value.message
+    assert (info.value.location or "").endswith("/entry[1]/observation[1]")
 
 
 # -- hostile input through the pipeline ----------------------------------------------------------
