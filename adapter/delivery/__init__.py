@@ -8,4 +8,5 @@
                  the background worker of ``adapter serve``
     replay.py    listing deliveries and sending them again
     health.py    per destination figures for /health and /metrics
+    commands.py  the ``adapter worker``, ``deliveries`` and ``replay`` commands
 """

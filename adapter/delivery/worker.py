@@ -174,14 +174,13 @@ class DeliveryWorker:
             error = DeliveryError(f"send raised {type(exc).__name__}")
             results = [ItemResult(i.outbox_id, False, error) for i in items]
         elapsed_ms = (time.perf_counter() - started) * 1000
-        answered = {r.outbox_id for r in results}
-        wanted = {i.outbox_id for i in items}
-        results = [r for r in results if r.outbox_id in wanted]
-        for item in items:  # a connector that skipped an item: retry it
-            if item.outbox_id not in answered:
-                results.append(ItemResult(item.outbox_id, False,
-                                          DeliveryError("the destination returned no result")))
-        return results, elapsed_ms
+        # one result per item: the first one a connector gave, a retry for any it skipped
+        first: dict[int, ItemResult] = {}
+        for result in results:
+            first.setdefault(result.outbox_id, result)
+        return [first.get(i.outbox_id) or ItemResult(
+            i.outbox_id, False, DeliveryError("the destination returned no result"))
+            for i in items], elapsed_ms
 
     def _settlement(self, row: ClaimedRow, result: ItemResult, schedule: Schedule, *,
                     started: datetime, finished: datetime, sent_version: int,

@@ -11,7 +11,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.connectors.base import CheckResult, DeliveryItem, ItemResult
 from adapter.delivery.claim import claim
+from adapter.delivery.worker import DeliveryWorker
 from adapter.store.models import Outbox, Resource
 from tests.integration.delivery_receiver import Receiver, outcome
 from tests.integration.delivery_support import (
@@ -226,3 +228,45 @@ def test_outbox_rows_are_untouched_by_other_destinations(
     assert w.drain() == []
     with session_factory() as session:
         assert session.get(Outbox, other).state == "pending"
+
+
+class _Misbehaving:
+    """A destination that breaks its contract: it answers some items twice, skips others,
+    or raises for the whole batch."""
+
+    id, kind = DEST, "test"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def check(self) -> CheckResult:
+        return CheckResult(self.id, self.kind, True, 0.0)
+
+    def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("connector bug")
+        first = batch[0].outbox_id
+        return [ItemResult(first, True, status=200), ItemResult(first, False, status=500)]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_destination_that_breaks_its_contract_loses_nothing(
+        session_factory: sessionmaker[Session]) -> None:
+    ids = queue(session_factory, [observation("o1", "p1", "v1"), observation("o2", "p2", "v1")])
+    clock = Clock()
+    w = DeliveryWorker(session_factory, {DEST: _Misbehaving()}, {}, worker_id="w1",
+                       clock=clock)
+    w.drain()  # send raised: both rows wait for a retry
+    state = rows(session_factory)
+    assert [(state[i].state, state[i].last_error) for i in ids] == [
+        ("pending", "send raised RuntimeError")] * 2
+    clock.advance(10)
+    w.drain()  # o1 answered (twice: the first answer counts), o2 skipped: retried
+    state = rows(session_factory)
+    assert (state[ids[0]].state, state[ids[0]].attempts) == ("delivered", 2)
+    assert (state[ids[1]].state, state[ids[1]].last_error) == (
+        "pending", "the destination returned no result")
+    assert len(attempts(session_factory, ids[0])) == 2
