@@ -261,10 +261,11 @@ class XmlMatch:
             return False
         if self.condition is None:
             return True
-        result = self.condition.xpath(root)
-        if isinstance(result, list):
-            return bool(result)
-        return bool(result)
+        try:
+            return bool(self.condition.xpath(root))  # a node-set: true when not empty
+        except etree.XPathError as exc:
+            raise MappingError(f"match: xpath {self.condition.text!r} cannot be evaluated: "
+                               f"{exc}", location=element_path(root)) from None
 
     def describe(self) -> str:
         parts = []
