@@ -211,7 +211,8 @@ class Evaluation:
             else:
                 self.information(text_out, where, code="code-invalid")
         if cmap.action == "keep":
-            return Target(code, None, cmap.system)
+            # the source code as is: not a code of the table's target system
+            return Target(code, None, None)
         if cmap.action == "fixed" and cmap.fixed is not None:
             return cmap.with_system(cmap.fixed)
         return None

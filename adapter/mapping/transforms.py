@@ -220,7 +220,7 @@ _COMPARATOR_FHIR = {"≤": "<=", "≥": ">=", "≦": "<=", "≧": ">=", "＜": "
 
 
 def _decimal(raw: str) -> Decimal | None:
-    raw = raw.strip().replace("，", ".")
+    raw = raw.strip()
     if not _NUMBER.fullmatch(raw):
         return None
     try:

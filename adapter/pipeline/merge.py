@@ -3,8 +3,9 @@
 A person is known to several facilities: each message names them with the numbers its
 own facility uses. The Patient made from a township's message must not erase the county
 hospital's record number, so for these types the listed elements are the union of what
-is stored and what is new (new first, duplicates dropped). Everything else is replaced:
-the newest message describes the resource as it now is.
+is stored and what is new (new first, duplicates dropped); an element the new message does
+not give at all (a township LIS that sends no birth date) keeps its stored value; an
+element it gives replaces the stored one.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ def merge_with_stored(resource: dict[str, Any],
     if not stored:
         return resource
     merged = dict(resource)
+    for name, value in stored.items():
+        if name not in merged and name != "meta":
+            merged[name] = value
     for name in elements:
         items = list(resource.get(name) or [])
         seen = {orjson.dumps(i, option=orjson.OPT_SORT_KEYS) for i in items}
