@@ -188,9 +188,13 @@ class MllpDestination:
                     error = None
                 except DeliveryError as exc:
                     error, status = exc, exc.status if isinstance(exc.status, str) else None
-                    if isinstance(exc, RetriableDeliveryError):
-                        stop = RetriableDeliveryError(
-                            f"not sent: an earlier message failed ({exc.message})")
+                except Exception as exc:  # e.g. the message store is unreachable
+                    log.warning("MLLP %s: cannot send message %s (%s)", self.id, message_id,
+                                type(exc).__name__)
+                    error = RetriableDeliveryError(f"cannot send: {type(exc).__name__}")
+                if isinstance(error, RetriableDeliveryError):
+                    stop = RetriableDeliveryError(
+                        f"not sent: an earlier message failed ({error.message})")
             duration = round((time.perf_counter() - started) * 1000, 1)
             for item in items:
                 results[item.outbox_id] = ItemResult(item.outbox_id, error is None, error,

@@ -253,3 +253,21 @@ def test_missing_certificate_file_is_a_config_error(tmp_path) -> None:
                              "tls": {"client_cert": str(tmp_path / "none.pem")}})
     assert caught.value.key == "destinations.hospital.settings.tls"
     assert "none.pem" in caught.value.message
+
+
+# -- concurrency ------------------------------------------------------------------------------
+@pytest.mark.parametrize("limit", [1, 3])
+def test_requests_in_flight_never_exceed_max_concurrency(fault_server: FaultServer,
+                                                         limit: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+    fault_server.default = Answer(delay=0.15)
+    dest = destination("fhir", {"base_url": fault_server.base_url, "max_concurrency": limit})
+    try:
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            batches = [items(observation(f"o{n}"), first_id=n) for n in range(6)]
+            results = [r for rs in pool.map(dest.send, batches) for r in rs]
+    finally:
+        dest.close()
+    assert all(r.ok for r in results)
+    assert fault_server.max_in_flight == limit
+    assert len({r.client_port for r in fault_server.requests}) <= limit  # pooled connections

@@ -196,6 +196,20 @@ def test_rewrite_header_changes_msh_3_to_6_only(mllp_peer: MllpPeer,
     assert rest == original[1].rstrip(b"\r\n") + b"\r"
 
 
+def test_an_unreachable_message_store_is_retriable(mllp_peer: MllpPeer,
+                                                   tmp_path: Path) -> None:
+    broken = make_engine(f"sqlite:///{tmp_path / 'missing' / 'adapter.db'}")
+    dest = _mllp(mllp_peer, session_factory(broken))
+    try:
+        results = dest.send(items(observation("o1"), message_id="m-1")
+                            + items(observation("o2"), message_id="m-2", first_id=2))
+    finally:
+        dest.close()
+        broken.dispose()
+    assert all(isinstance(r.error, RetriableDeliveryError) for r in results)
+    assert mllp_peer.received == []
+
+
 def test_check_connects(mllp_peer: MllpPeer) -> None:
     dest = destination("mllp", {"host": mllp_peer.host, "port": mllp_peer.port})
     try:

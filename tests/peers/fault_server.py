@@ -12,6 +12,7 @@ whose answers the test chooses:
     server.down(); server.up()                     # nothing listening, then again
     server.require_auth = ("bearer", "s3cret")     # or ("basic", user, password), ("oauth2",)
     server.requests                                # what arrived: method, path, headers, body
+    server.max_in_flight                           # most requests answered at once
 
 Unplanned requests get ``server.default`` (a normal answer): a PUT is echoed back with a
 version, a Bundle gets a batch/transaction-response with one 200 (or ``entry_status``)
@@ -91,6 +92,16 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/token" and self.command == "POST":
             self._token(fault, self.rfile.read(length) if length else b"")
             return
+        with fault._lock:
+            fault.in_flight += 1
+            fault.max_in_flight = max(fault.max_in_flight, fault.in_flight)
+        try:
+            self._fhir(fault, path, length)
+        finally:
+            with fault._lock:
+                fault.in_flight -= 1
+
+    def _fhir(self, fault: FaultServer, path: str, length: int) -> None:
         answer = fault._next()
         if answer.drop:
             # read a part of the body, then hang up without a word
@@ -222,6 +233,8 @@ class FaultServer:
         self.token_lifetime = 3600
         self.token_requests: list[dict[str, str]] = []
         self._issued = 0
+        self.in_flight = 0      # FHIR requests being answered now
+        self.max_in_flight = 0  # the most at once (a client's concurrency limit)
         self._valid_tokens: set[str] = set()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
