@@ -17,6 +17,7 @@ from adapter.connectors.base import (
     build_destination,
     build_listener,
     build_source,
+    validate_connectors,
 )
 
 __all__ = [
@@ -30,4 +31,5 @@ __all__ = [
     "build_destination",
     "build_listener",
     "build_source",
+    "validate_connectors",
 ]

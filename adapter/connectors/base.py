@@ -258,3 +258,17 @@ def failed_results(batch: list[DeliveryItem], error: DeliveryError,
 def issue_outcome(severity: str, code: str, diagnostics: str) -> dict[str, Any]:
     from adapter.errors import operation_outcome
     return operation_outcome([Issue(severity, code, diagnostics)])  # type: ignore[arg-type]
+
+
+def validate_connectors(consortium: Any) -> None:
+    """Build (and close) every destination and source connector of a consortium, so that a
+    wrong setting or a missing secret stops start-up (``ConfigError`` naming id and key)."""
+    for facility, config in consortium.destinations():
+        built = build_destination(facility, config)
+        built.close()
+    for facility in consortium.facilities:
+        for source in facility.sources:
+            connector = build_source(facility, source) or build_listener(facility, source)
+            close = getattr(connector, "close", None)
+            if close is not None:
+                close()

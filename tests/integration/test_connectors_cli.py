@@ -171,3 +171,19 @@ def test_listen_acknowledges_after_storing_and_stops_on_sigterm(
         output = process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
     assert f"std-hl7v2: listening on 127.0.0.1:{port}" in output
+
+
+def test_validate_connectors_stops_on_the_first_bad_setting(tmp_path: Path) -> None:
+    from adapter.connectors import validate_connectors
+    from adapter.consortium import load_consortium
+    from adapter.errors import ConfigError
+    good = _write_consortium(tmp_path / "good.yaml", destinations=[
+        {"id": "drop", "kind": "file", "settings": {"path": str(tmp_path)}}],
+        connectors={"county-lis": {"kind": "mllp", "port": 2575}})
+    validate_connectors(load_consortium(good))
+    bad = _write_consortium(tmp_path / "bad.yaml", destinations=[], connectors={
+        "county-lis": {"kind": "fhir-pull", "base_url": "http://x/fhir",
+                       "resource_types": ["Patient"], "auth": {"type": "bearer"}}})
+    with pytest.raises(ConfigError) as caught:
+        validate_connectors(load_consortium(bad))
+    assert caught.value.key == "sources.county-lis.connector.auth.token"
