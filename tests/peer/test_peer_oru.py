@@ -315,7 +315,7 @@ def test_every_expected_quarantine_is_a_manifest_input() -> None:
     assert set(EXPECTED_QUARANTINE) <= set(INPUTS)
 
 
-@pytest.mark.parametrize("path", INPUTS, ids=[Path(p).name[:60] for p in INPUTS])
+@pytest.mark.parametrize("path", INPUTS, ids=[Path(p).name for p in INPUTS])
 def test_peer_message_translates_or_is_quarantined_for_cause(translator: Pipeline,
                                                              path: str) -> None:
     raw = (PEER / path).read_bytes()
@@ -335,7 +335,7 @@ def test_peer_message_translates_or_is_quarantined_for_cause(translator: Pipelin
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("path", INPUTS, ids=[Path(p).name[:60] for p in INPUTS])
+@pytest.mark.parametrize("path", INPUTS, ids=[Path(p).name for p in INPUTS])
 def test_every_obx_is_accounted_for(translator: Pipeline, path: str) -> None:
     raw = (PEER / path).read_bytes()
     resources, issues, failed = translate(translator, raw)
@@ -348,7 +348,7 @@ def test_every_obx_is_accounted_for(translator: Pipeline, path: str) -> None:
     assert not missing, "\n".join([path, *missing])
 
 
-@pytest.mark.parametrize("pair", PAIRS, ids=[p.name[:60] for p in PAIRS])
+@pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
 def test_observations_agree_with_the_peer(translator: Pipeline, pair: Pair) -> None:
     result = compare_pair(translator, pair)
     assert result.compared > 0 or any(k.file == pair.name and k.field == "presence"
@@ -385,7 +385,7 @@ COUNT_CASES = [e for e in EXPECTATIONS
                and e["assertions_shared_by_n_messages_in_method"] == 1]
 
 
-@pytest.mark.parametrize("case", COUNT_CASES, ids=[c["fixture"][:60] for c in COUNT_CASES])
+@pytest.mark.parametrize("case", COUNT_CASES, ids=[c["fixture"] for c in COUNT_CASES])
 def test_linuxforhealth_resource_counts(translator: Pipeline, case: dict[str, Any]) -> None:
     path = f"{LFH}/{case['fixture']}"
     resources, _, failed = translate(translator, (PEER / path).read_bytes())
