@@ -70,16 +70,24 @@ def test_organisation_identifiers_are_well_formed_and_distinct(consortium):
 
 def test_source_systems(consortium):
     expected = {
-        "std-hl7v2": ("qingshan-county-hospital", "_shared"),
-        "county-lis": ("qingshan-county-hospital", "huikang-lis"),
-        "shiqiao-lis": ("shiqiao-township-centre", "yunyi-lis"),
-        "liuhe-lis": ("liuhe-township-centre", "yunyi-lis"),
+        "std-hl7v2": ("qingshan-county-hospital", "hl7v2", "_shared"),
+        "county-lis": ("qingshan-county-hospital", "hl7v2", "huikang-lis"),
+        "std-cda": ("qingshan-county-hospital", "cda", "_shared"),
+        "county-lis-xml": ("qingshan-county-hospital", "xml", "huikang-lis"),
+        "county-pacs": ("qingshan-county-hospital", "xml", "ruiying-pacs"),
+        "county-emr": ("qingshan-county-hospital", "xml", "jiahe-emr"),
+        "ccda-gateway": ("qingshan-county-hospital", "cda", "ccda"),
+        "shiqiao-lis": ("shiqiao-township-centre", "hl7v2", "yunyi-lis"),
+        "shiqiao-his": ("shiqiao-township-centre", "xml", "yunyi-his"),
+        "liuhe-lis": ("liuhe-township-centre", "hl7v2", "yunyi-lis"),
+        "liuhe-his-json": ("liuhe-township-centre", "json", "kangning-his"),
+        "liuhe-his-csv": ("liuhe-township-centre", "csv", "kangning-his"),
     }
-    for source_id, (facility_id, mapping) in expected.items():
+    for source_id, (facility_id, fmt, mapping) in expected.items():
         found = consortium.source(source_id)
         assert found is not None, source_id
         facility, source = found
-        assert (facility.id, source.format, source.mapping) == (facility_id, "hl7v2", mapping)
+        assert (facility.id, source.format, source.mapping) == (facility_id, fmt, mapping)
     all_sources = {s.id for f in consortium.facilities for s in f.sources}
     assert all_sources == set(expected)
 
