@@ -157,9 +157,22 @@ def _schema_problems(resource: Any, path: str) -> Iterator[str]:
     outer, nested = _nested_resources(resource, path)
     errors = sorted(validator.iter_errors(outer), key=lambda e: list(map(str, e.absolute_path)))
     for error in errors:
+        if _xsd_string_pattern_ok(error):
+            continue
         yield f"{SCHEMA}: {_path(path, list(error.absolute_path))}: {_short(error.message)}"
     for child, child_path in nested:
         yield from _schema_problems(child, child_path)
+
+
+# The schema writes FHIR's string pattern as ``[ \r\n\t\S]+`` in XML Schema terms, where
+# ``\S`` excludes only space, tab, CR and LF. Python's ``\S`` also excludes Unicode spaces
+# (NO-BREAK SPACE, the ideographic space U+3000 common in Chinese text), which FHIR allows.
+_XSD_STRING_PATTERNS = {"^[ \\r\\n\\t\\S]+$", "^[ \r\n\t\S]+$"}
+
+
+def _xsd_string_pattern_ok(error: Any) -> bool:
+    return (error.validator == "pattern" and error.validator_value in _XSD_STRING_PATTERNS
+            and isinstance(error.instance, str) and len(error.instance) > 0)
 
 
 # ---- fhir.resources R4B -------------------------------------------------------------------
