@@ -104,6 +104,15 @@ class EachStep:
 
 
 @dataclass(slots=True)
+class BundleStep:
+    """A Bundle (from a template) whose entries are every resource made so far."""
+
+    template: str
+    first: str | None = None  # the resource type that must be entry[0] (Composition)
+    cond: Expr | None = None
+
+
+@dataclass(slots=True)
 class LetStep:
     name: str
     value: Any
@@ -462,6 +471,9 @@ def run_steps(ev: Evaluation, steps: list[Any]) -> None:
                         if not isinstance(into, list):
                             into = ev.vars[name] = []
                         into.extend(gathered)
+        elif isinstance(step, BundleStep):
+            if step.cond is None or _truthy(ev.expr(step.cond)):
+                make_bundle(ev, step)
         elif isinstance(step, ResourceStep):
             if step.cond is not None and not _truthy(ev.expr(step.cond)):
                 continue
@@ -529,6 +541,41 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     state.resources[key] = resource
     state.produced_from[key] = where
     return resource
+
+
+def make_bundle(ev: Evaluation, step: BundleStep) -> dict[str, Any] | None:
+    """The Bundle template's resource, with ``entry`` = every resource made so far (Bundles
+    excepted), those of type ``first`` at the front, each with fullUrl ``urn:uuid:<id>``.
+
+    The entries are copies in which references to resources of the Bundle are rewritten to
+    their fullUrl, so the Bundle is self-contained (a FHIR document resolves references
+    inside itself); the resources stored on their own keep their relative references."""
+    members = [r for r in ev.state.resources.values() if r["resourceType"] != "Bundle"]
+    if step.first is not None:
+        leading = [r for r in members if r["resourceType"] == step.first]
+        if len(leading) != 1:
+            where = ev.state.source.describe(ev.scope)
+            ev.error(f"a Bundle from {step.template} needs exactly one {step.first} to put "
+                     f"first; {len(leading)} made", where, code="required")
+            return None
+        members = leading + [r for r in members if r["resourceType"] != step.first]
+    bundle = make_resource(ev, ev.state.templates[step.template])
+    if bundle is None:
+        return None
+    full_urls = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{r['id']}" for r in members}
+    bundle["entry"] = [{"fullUrl": full_urls[f"{r['resourceType']}/{r['id']}"],
+                        "resource": _with_references(r, full_urls)} for r in members]
+    return bundle
+
+
+def _with_references(value: Any, full_urls: dict[str, str]) -> Any:
+    """A deep copy of ``value`` with ``reference`` values found in ``full_urls`` replaced."""
+    if isinstance(value, dict):
+        return {key: (full_urls.get(item, item) if key == "reference" and isinstance(item, str)
+                      else _with_references(item, full_urls)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_references(item, full_urls) for item in value]
+    return value
 
 
 def _resource_id(ev: Evaluation, template: ResourceTemplate) -> str | None:

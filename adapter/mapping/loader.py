@@ -28,6 +28,7 @@ from adapter.errors import MappingDefinitionError
 from adapter.mapping import formats as source_formats
 from adapter.mapping import hl7v2_paths
 from adapter.mapping.engine import (
+    BundleStep,
     DatatypeTemplate,
     DictNode,
     Each,
@@ -227,6 +228,7 @@ class _Compiler:
         # (datatype name, number of arguments given to it, where)
         self.datatypes: list[tuple[str, int, tuple[Any, ...]]] = []
         self.resources: list[tuple[str, tuple[Any, ...]]] = []  # templates named by steps
+        self.bundles: list[tuple[str, tuple[Any, ...]]] = []  # templates of bundle steps
 
     def expr(self, value: Any, key_path: tuple[Any, ...]) -> Any:
         try:
@@ -327,6 +329,10 @@ class _Compiler:
                 self.bound.update(n for n in (step.get("bind"), step.get("collect")) if n)
                 out.append(ResourceStep(step["resource"], step.get("bind"), step.get("collect"),
                                         cond))
+            elif "bundle" in step:
+                self.resources.append((step["bundle"], (*here, "bundle")))
+                self.bundles.append((step["bundle"], (*here, "bundle")))
+                out.append(BundleStep(step["bundle"], step.get("first"), cond))
             else:
                 for name, value in step["let"].items():
                     self.bound.add(str(name))
@@ -559,5 +565,10 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             if template not in formats[fmt].templates:
                 raise file.fail(f"no resource template named {template!r} "
                                 f"({fmt}/resources/{template}.yaml)", key_path)
+        for template, key_path in compiler.bundles:
+            found_type = formats[fmt].templates[template].resource_type
+            if found_type != "Bundle":
+                raise file.fail(f"a bundle step needs a Bundle template; {template!r} makes "
+                                f"{found_type}", key_path)
     name = "+".join([folder, *overlays])
     return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions)

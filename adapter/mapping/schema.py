@@ -37,6 +37,17 @@ _STEP: dict[str, Any] = {
             "additionalProperties": False,
         },
         {
+            # a Bundle of every resource made so far (docs/mapping-language.md section 11)
+            "required": ["bundle"],
+            "properties": {
+                "bundle": _NAME,
+                "first": {"type": "string", "pattern": r"^[A-Z][A-Za-z]+$"},
+                "if": {"type": "string"},
+                "description": {"type": "string"},
+            },
+            "additionalProperties": False,
+        },
+        {
             "required": ["let"],
             "properties": {"let": {"type": "object"}},
             "additionalProperties": False,
