@@ -27,6 +27,7 @@ import jsonschema
 from adapter.errors import MappingDefinitionError
 from adapter.mapping import formats as source_formats
 from adapter.mapping import hl7v2_paths
+from adapter.mapping import narrative as _narrative  # noqa: F401  (registers xhtml())
 from adapter.mapping.engine import (
     BundleStep,
     DatatypeTemplate,
@@ -58,7 +59,7 @@ from adapter.yamlsource import LineIndex, YamlSyntaxError, load_yaml
 SHARED = "_shared"
 _FUNCTION_NAMES = set(FUNCTIONS)
 # variables a translation gives every mapping (adapter.pipeline.readers.translation_context)
-CONTEXT_VARIABLES = frozenset({"facility"})
+CONTEXT_VARIABLES = frozenset({"facility", "consortium", "original"})
 _TABLE_FUNCTIONS = {"map", "map_display", "map_system", "coding"}
 
 
@@ -104,6 +105,8 @@ class MappingSet:
     concept_maps: dict[str, ConceptMap]
     fingerprint: str  # changes whenever any file of the set changes
     files: dict[str, int]  # relative path -> version
+    # resource type -> the ``on_conflict`` of its templates (adapter/pipeline/merge.py)
+    merge_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def matching(self, fmt: str, document: Any) -> list[MessageMapping]:
         """The message mappings of an xml / json / csv folder whose ``match:`` holds for
@@ -446,6 +449,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     digest = hashlib.sha256()
     versions: dict[str, int] = {}
     namespaces = _namespaces(files)
+    merge_policies: dict[str, dict[str, Any]] = {}
     for rel, file in sorted(files.items()):
         kind = _check_schema(file)
         digest.update(rel.encode())
@@ -470,6 +474,11 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
         bucket = formats.setdefault(fmt, FormatMappings())
         data = file.data
         if kind == "resource":
+            if "on_conflict" in data:
+                policy = merge_policies.setdefault(data["resourceType"], data["on_conflict"])
+                if policy != data["on_conflict"]:
+                    raise file.fail(f"on_conflict differs from another {data['resourceType']} "
+                                    "template's: one policy per resource type", ("on_conflict",))
             skip = None
             if "skip" in data:
                 skip = (compiler.condition(data["skip"]["if"], ("skip", "if")),
@@ -571,4 +580,5 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 raise file.fail(f"a bundle step needs a Bundle template; {template!r} makes "
                                 f"{found_type}", key_path)
     name = "+".join([folder, *overlays])
-    return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions)
+    return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions,
+                      merge_policies)

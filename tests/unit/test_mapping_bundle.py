@@ -134,3 +134,14 @@ def test_bundle_step_unknown_key_is_a_load_error(tmp_path: Path) -> None:
     message = MESSAGE.replace("first: Composition", "firts: Composition")
     with pytest.raises(MappingDefinitionError):
         _set(tmp_path, message)
+
+
+def test_xhtml_escapes_text_and_keeps_lines() -> None:
+    from adapter.mapping.narrative import xhtml
+    from adapter.mapping.transforms import FUNCTIONS
+
+    assert FUNCTIONS["xhtml"] is xhtml
+    div = xhtml(None, "血压 <140/90 & 心率正常\n\n 第二行 ")  # type: ignore[arg-type]
+    assert div == ('<div xmlns="http://www.w3.org/1999/xhtml"><p>血压 &lt;140/90 &amp; '
+                   '心率正常</p><p>第二行</p></div>')
+    assert xhtml(None, "  ") is None  # type: ignore[arg-type]
