@@ -142,6 +142,18 @@ RESOURCE = {
             },
         },
         "body": {"type": "object"},
+        # what storing does when this resource is already stored (another copy of one
+        # document, e.g. a referral's stub and slip): adapter/pipeline/merge.py
+        "on_conflict": {
+            "type": "object",
+            "required": ["policy"],
+            "properties": {
+                "policy": {"enum": ["keep-first-and-warn"]},
+                "compare": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "accumulate": {"type": "array", "items": {"type": "string", "minLength": 1}},
+            },
+            "additionalProperties": False,
+        },
     },
     "additionalProperties": False,
 }

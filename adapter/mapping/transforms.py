@@ -512,3 +512,7 @@ def refs(ev: Evaluation, resources: Any) -> list[dict[str, str]]:
 def apply(ev: Evaluation, name: Any, *args: Any) -> Any:
     """Apply a datatype template (``datatypes/<name>.yaml``) to arguments."""
     return ev.apply_datatype(text(name), list(args))
+
+
+# functions reading the consortium as data register themselves into FUNCTIONS
+from adapter.mapping import facility_functions as _facility_functions  # noqa: E402,F401

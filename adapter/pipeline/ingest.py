@@ -31,8 +31,13 @@ from adapter.errors import (
 )
 from adapter.mapping.loader import MappingSet, cached_mapping_set
 from adapter.pipeline.checks import check_resources
-from adapter.pipeline.merge import merge_with_stored
-from adapter.pipeline.readers import read_document
+from adapter.pipeline.merge import merge_stored
+from adapter.pipeline.readers import (
+    CONTENT_TYPES,
+    consortium_variables,
+    original_variables,
+    read_document,
+)
 from adapter.store import (
     create_message,
     enqueue_many,
@@ -88,6 +93,7 @@ class Pipeline:
         self.max_bytes = max_bytes
         self.timezone = ZoneInfo(consortium.timezone or default_timezone)
         self._mapping_sets: dict[str, MappingSet] = {}
+        self._consortium_vars = consortium_variables(consortium)
 
     # -- mapping sets ------------------------------------------------------------------------
     def mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
@@ -221,7 +227,10 @@ class Pipeline:
         try:
             mappings = self.mapping_set(facility, source)
             document = read_document(source.format, raw, max_bytes=self.max_bytes)
-            translation = document.translate(mappings, facility, self.timezone)
+            extra = {"consortium": self._consortium_vars,
+                     "original": original_variables(raw, CONTENT_TYPES.get(source.format,
+                                                                           "application/octet-stream"))}
+            translation = document.translate(mappings, facility, self.timezone, extra)
         except MessageError as exc:
             return Outcome.failure(exc.issues, source.format)
         except AdapterError:
@@ -233,7 +242,7 @@ class Pipeline:
         issues.extend(check_resources(translation.resources))
         failed = any(i.severity in ("error", "fatal") for i in issues)
         return Outcome(document.format, document.encoding, translation.resources, issues,
-                        failed, translation.unread)
+                        failed, translation.unread, dict(mappings.merge_policies))
 
     def _quarantine(self, session: Session, message: InboundMessage, issues: list[Issue],
                     moment: datetime) -> IngestResult:
@@ -245,8 +254,14 @@ class Pipeline:
 
     def _store(self, session: Session, message: InboundMessage, facility: Facility,
                outcome: Outcome, moment: datetime) -> IngestResult:
-        resources = [merge_with_stored(r, lambda t, i: read_resource(session, t, i))
-                     for r in outcome.resources]
+        resources: list[dict[str, Any]] = []
+        issues = list(outcome.issues)
+        for resource in outcome.resources:
+            merged, conflicts = merge_stored(resource, lambda t, i: read_resource(session, t, i),
+                                             outcome.policies)
+            resources.append(merged)
+            issues.extend(conflicts)
+        outcome.issues = issues
         saved = save_resources(session, resources, message_id=message.id, now=moment,
                                facility_id=facility.id, zone=self.timezone)
         outbox: list[dict[str, Any]] = []
@@ -281,6 +296,8 @@ class Outcome:
     issues: list[Issue]
     failed: bool
     unread: list[str] = field(default_factory=list)
+    # resource type -> on_conflict policy of the mapping set (adapter/pipeline/merge.py)
+    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:

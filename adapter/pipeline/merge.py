@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from adapter.errors import Issue
+
 ACCUMULATING: dict[str, tuple[str, ...]] = {
     "Patient": ("identifier", "telecom", "address"),
 }
@@ -43,3 +45,51 @@ def merge_with_stored(resource: dict[str, Any],
         if items:
             merged[name] = items
     return merged
+
+
+def _key(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def keep_first(resource: dict[str, Any], stored: dict[str, Any] | None,
+               policy: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
+    """The ``keep-first-and-warn`` policy of a resource template (``on_conflict``): several
+    copies of one document (a referral's stub and its slip) make the same resource. The copy
+    stored first wins: a later copy only adds elements the stored one lacks, and the lists
+    named in ``accumulate`` are joined (stored items first). Each element named in
+    ``compare`` that both copies give with different values is a warning naming the element,
+    so the disagreement is reported, never silently settled."""
+    if not stored:
+        return resource, []
+    merged = {k: v for k, v in stored.items() if k != "meta"}
+    for name, value in resource.items():
+        if name not in merged:
+            merged[name] = value
+    for name in policy.get("accumulate") or []:
+        items = list(stored.get(name) or [])
+        seen = {_key(i) for i in items}
+        for item in resource.get(name) or []:
+            if _key(item) not in seen:
+                seen.add(_key(item))
+                items.append(item)
+        if items:
+            merged[name] = items
+    issues: list[Issue] = []
+    kind = resource["resourceType"]
+    for name in policy.get("compare") or []:
+        if name in stored and name in resource and _key(stored[name]) != _key(resource[name]):
+            issues.append(Issue(
+                "warning", "conflict",
+                f"{kind}/{resource['id']}: this copy gives a different {name} than the copy "
+                f"stored before; the stored {name} is kept", expression=f"{kind}.{name}"))
+    return merged, issues
+
+
+def merge_stored(resource: dict[str, Any], read: Callable[[str, str], dict[str, Any] | None],
+                 policies: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[Issue]]:
+    """A resource as it is to be stored: the template's ``on_conflict`` policy when it has one,
+    else the accumulating merge of ``merge_with_stored``."""
+    policy = policies.get(resource["resourceType"])
+    if policy is None:
+        return merge_with_stored(resource, read), []
+    return keep_first(resource, read(resource["resourceType"], resource["id"]), policy)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
-from adapter.consortium import Facility
+from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue, ParseError
 from adapter.hl7v2 import Message, parse_hl7v2
 from adapter.mapping.csv_rows import CsvTable, read_csv
@@ -29,8 +31,8 @@ class Document(Protocol):
     format: str
     encoding: str | None
 
-    def translate(self, mappings: MappingSet, facility: Facility,
-                  zone: tzinfo) -> Translation: ...
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
+                  extra: dict[str, Any] | None = None) -> Translation: ...
 
 
 def facility_variables(facility: Facility) -> dict[str, Any]:
@@ -39,14 +41,38 @@ def facility_variables(facility: Facility) -> dict[str, Any]:
         "id": facility.id,
         "name": facility.name,
         "level": facility.level.name,
+        "rank": int(facility.level),  # village 1 < township < county < city < province 5
         "namespace": facility.namespace,
         "identifiers": [{"system": i.system, "value": i.value} for i in facility.identifiers],
     }
 
 
-def translation_context(facility: Facility, zone: tzinfo) -> TranslationContext:
+def consortium_variables(consortium: Consortium) -> dict[str, Any]:
+    """``@consortium``: the member facilities as data (``facility_of``, ``level_direction``)."""
+    return {"id": consortium.id, "name": consortium.name,
+            "facilities": [facility_variables(f) for f in consortium.facilities]}
+
+
+def original_variables(raw: bytes, content_type: str) -> dict[str, Any]:
+    """``@original``: the bytes as received, for a template that keeps the original document
+    (a DocumentReference whose attachment carries them): base64 ``data``, ``size``, ``sha1``
+    (base64, as Attachment.hash wants), ``sha256`` (hex, for ids), ``content_type``."""
+    return {"data": base64.b64encode(raw).decode("ascii"), "size": len(raw),
+            "sha1": base64.b64encode(hashlib.sha1(raw).digest()).decode("ascii"),
+            "sha256": hashlib.sha256(raw).hexdigest(), "content_type": content_type}
+
+
+# the media type of each source format, as an Attachment.contentType of the original
+CONTENT_TYPES = {"hl7v2": "x-application/hl7-v2+er7", "cda": "application/hl7-cda+xml",
+                 "xml": "application/xml", "json": "application/json", "csv": "text/csv"}
+
+
+def translation_context(facility: Facility, zone: tzinfo,
+                        extra: dict[str, Any] | None = None) -> TranslationContext:
+    """``extra``: more context variables (``consortium``, ``original``) when the caller has them."""
     return TranslationContext(facility_system=facility.identifier_system,
-                              variables={"facility": facility_variables(facility)},
+                              variables={"facility": facility_variables(facility),
+                                         **(extra or {})},
                               timezone=zone)
 
 
@@ -59,9 +85,10 @@ class Hl7v2Document:
     def encoding(self) -> str | None:
         return self.message.charset
 
-    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
+                  extra: dict[str, Any] | None = None) -> Translation:
         translation = translate_hl7v2(mappings, self.message,
-                                      translation_context(facility, zone))
+                                      translation_context(facility, zone, extra))
         # what the reader noticed (e.g. a declared charset that looks wrong) comes first
         translation.issues[:0] = self.message.issues
         return translation
@@ -83,8 +110,10 @@ class XmlDocument:
     def encoding(self) -> str | None:
         return self.parsed.encoding
 
-    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
-        translation = translate_xml(mappings, self.parsed.root, translation_context(facility, zone))
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
+                  extra: dict[str, Any] | None = None) -> Translation:
+        translation = translate_xml(mappings, self.parsed.root,
+                                    translation_context(facility, zone, extra))
         return _reader_first(translation, self.parsed.issues)
 
 
@@ -97,9 +126,10 @@ class JsonDocument:
     def encoding(self) -> str | None:
         return self.parsed.encoding
 
-    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
+                  extra: dict[str, Any] | None = None) -> Translation:
         translation = translate_json(mappings, self.parsed.data,
-                                     translation_context(facility, zone))
+                                     translation_context(facility, zone, extra))
         return _reader_first(translation, self.parsed.issues)
 
 
@@ -115,8 +145,10 @@ class CsvDocument:
     def encoding(self) -> str | None:
         return self.table.encoding
 
-    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo) -> Translation:
-        translation = translate_csv(mappings, self.table, translation_context(facility, zone),
+    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
+                  extra: dict[str, Any] | None = None) -> Translation:
+        translation = translate_csv(mappings, self.table,
+                                    translation_context(facility, zone, extra),
                                     check=check_resources)
         return _reader_first(translation, self.table.issues)
 

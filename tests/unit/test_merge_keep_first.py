@@ -1,0 +1,46 @@
+"""The keep-first-and-warn merge policy (a template's on_conflict) for copies of a document."""
+
+from __future__ import annotations
+
+from adapter.pipeline.merge import keep_first, merge_stored
+
+POLICY = {"policy": "keep-first-and-warn", "compare": ["subject", "reasonCode", "authoredOn"],
+          "accumulate": ["supportingInfo"]}
+STORED = {"resourceType": "ServiceRequest", "id": "sr1", "meta": {"versionId": "1"},
+          "subject": {"reference": "Patient/a"}, "authoredOn": "2026-11-20",
+          "supportingInfo": [{"reference": "DocumentReference/d1"}]}
+
+
+def test_first_copy_is_stored_as_is() -> None:
+    new = {"resourceType": "ServiceRequest", "id": "sr1", "status": "active"}
+    assert keep_first(new, None, POLICY) == (new, [])
+
+
+def test_later_copy_adds_and_accumulates_but_never_overwrites() -> None:
+    new = {"resourceType": "ServiceRequest", "id": "sr1", "subject": {"reference": "Patient/b"},
+           "authoredOn": "2026-11-20", "note": [{"text": "存根"}],
+           "supportingInfo": [{"reference": "DocumentReference/d2"},
+                              {"reference": "DocumentReference/d1"}]}
+    merged, issues = keep_first(new, STORED, POLICY)
+    assert merged["subject"] == {"reference": "Patient/a"}  # the stored copy wins
+    assert merged["note"] == [{"text": "存根"}]  # what the first lacked is added
+    assert merged["supportingInfo"] == [{"reference": "DocumentReference/d1"},
+                                        {"reference": "DocumentReference/d2"}]
+    assert "meta" not in merged
+    assert [(i.severity, i.code, i.expression) for i in issues] == [
+        ("warning", "conflict", "ServiceRequest.subject")]
+    assert "subject" in issues[0].diagnostics
+
+
+def test_an_element_only_the_later_copy_gives_is_no_conflict() -> None:
+    stored = {"resourceType": "ServiceRequest", "id": "sr1"}
+    new = {"resourceType": "ServiceRequest", "id": "sr1", "reasonCode": [{"text": "肺炎"}]}
+    merged, issues = keep_first(new, stored, POLICY)
+    assert merged["reasonCode"] == [{"text": "肺炎"}] and issues == []
+
+
+def test_types_without_a_policy_use_the_accumulating_merge() -> None:
+    stored = {"resourceType": "Patient", "id": "p", "identifier": [{"value": "1"}]}
+    new = {"resourceType": "Patient", "id": "p", "identifier": [{"value": "2"}]}
+    merged, issues = merge_stored(new, lambda t, i: stored, {"ServiceRequest": POLICY})
+    assert merged["identifier"] == [{"value": "2"}, {"value": "1"}] and issues == []
