@@ -18,22 +18,40 @@ mappings_app = typer.Typer(help="Check mapping folders.", no_args_is_help=True)
 app.add_typer(mappings_app, name="mappings")
 
 
+def _cannot_start(reason: str) -> typer.Exit:
+    typer.secho(f"cannot start: {reason}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
 def _settings() -> Settings:
-    return get_settings()
+    from pydantic import ValidationError
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "ADAPTER_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise _cannot_start(f"{name}: {first['msg']}") from None
 
 
 def _runtime():
+    from sqlalchemy.exc import SQLAlchemyError
+
     from adapter.runtime import build_runtime
+    settings = _settings()
     try:
-        return build_runtime(_settings())
+        return build_runtime(settings)
     except AdapterError as exc:
-        typer.secho(f"cannot start: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise _cannot_start(exc.message) from None
+    except SQLAlchemyError as exc:
+        raise _cannot_start(f"the database {_safe_url(settings.database_url)} cannot be used "
+                            f"({type(exc).__name__})") from None
 
 
 def _database():
     """The message store only (consortium file checked, mappings not loaded): listing and
     showing messages must work while a broken mapping is being fixed."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from adapter.consortium import load_consortium
     from adapter.store import make_engine, migrate, session_factory
     settings = _settings()
@@ -42,8 +60,10 @@ def _database():
         engine = make_engine(settings.database_url)
         migrate(engine)
     except AdapterError as exc:
-        typer.secho(f"cannot start: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise _cannot_start(exc.message) from None
+    except SQLAlchemyError as exc:
+        raise _cannot_start(f"the database {_safe_url(settings.database_url)} cannot be used "
+                            f"({type(exc).__name__})") from None
     return engine, session_factory(engine)
 
 
@@ -79,17 +99,19 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on")] = "127
           port: Annotated[int, typer.Option(help="TCP port")] = 8080) -> None:
     """Run the HTTP API (ingest, messages, FHIR) with uvicorn."""
     import uvicorn
+    from sqlalchemy.exc import SQLAlchemyError
 
     from adapter.api.app import create_app
     from adapter.logs import configure_logging
-
     settings = _settings()
     try:
         configure_logging(settings.log_level, json=settings.log_json)
         application = create_app(settings)
     except AdapterError as exc:
-        typer.secho(f"cannot start: {exc.message}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2) from None
+        raise _cannot_start(exc.message) from None
+    except SQLAlchemyError as exc:
+        raise _cannot_start(f"the database {_safe_url(settings.database_url)} cannot be used "
+                            f"({type(exc).__name__})") from None
     uvicorn.run(application, host=host, port=port, log_config=None)
 
 
@@ -121,7 +143,12 @@ def ingest(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=Fal
 def messages(status: Annotated[str | None, typer.Option(help="Only this status")] = None,
              limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
     """List received messages, newest first."""
+    from adapter.pipeline import STATUSES
     from adapter.store import list_messages
+    if status is not None and status not in STATUSES:
+        typer.secho(f"--status must be one of {', '.join(STATUSES)}", fg=typer.colors.RED,
+                    err=True)
+        raise typer.Exit(2)
     engine, factory = _database()
     try:
         with factory() as session:

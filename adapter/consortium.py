@@ -100,6 +100,19 @@ class Consortium(Strict):
     id: str = Field(pattern=FHIR_ID_PATTERN)
     name: str
     timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
+                             "Asia/Shanghai)") from None
+        return value
     facilities: list[Facility]
     routes: list[Route] = Field(default_factory=list)
 
@@ -182,7 +195,8 @@ def load_consortium(path: Path) -> Consortium:
     try:
         data, index = load_yaml(path)
     except YamlSyntaxError as exc:
-        raise ConfigError(exc.message, file=f"{exc.file}:{exc.line}" if exc.line else exc.file)
+        raise ConfigError(exc.message,
+                          file=f"{exc.file}:{exc.line}" if exc.line else exc.file) from None
     if not isinstance(data, dict):
         raise ConfigError("the consortium file must be a YAML mapping", file=str(path))
     try:

@@ -117,6 +117,7 @@ class ConfigError(AdapterError):
 class MappingDefinitionError(AdapterError):
     """A mapping file or code table is invalid; names the file and line."""
 
+    http_status = 409  # the server's mapping files conflict with the request: fix, then retry
     issue_code = "invalid"
 
     def __init__(self, message: str, *, file: str, line: int | None = None) -> None:

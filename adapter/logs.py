@@ -240,3 +240,6 @@ def configure_logging(level: str = "INFO", *, json: bool = False) -> None:
         third = logging.getLogger(logger_name)
         third.handlers.clear()
         third.propagate = True
+    # one INFO line per outgoing request (with resource ids) is noise at INFO level
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(numeric, logging.WARNING))

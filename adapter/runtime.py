@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.connectors.base import validate_connectors
 from adapter.consortium import Consortium, load_consortium
 from adapter.pipeline import Pipeline
 from adapter.settings import Settings
@@ -42,6 +43,7 @@ def make_pipeline(settings: Settings, consortium: Consortium,
 def build_runtime(settings: Settings, *, engine: Engine | None = None,
                   run_migrations: bool = True) -> Runtime:
     consortium = load_consortium(settings.config)
+    validate_connectors(consortium)  # a wrong connector setting or missing secret stops here
     engine = engine or make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)

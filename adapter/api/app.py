@@ -16,6 +16,7 @@ from adapter import __version__
 from adapter.api import deliveries, fhir, health, ingest, metrics
 from adapter.api.errors import install_error_handlers
 from adapter.api.responses import FHIRResponse
+from adapter.connectors.base import validate_connectors
 from adapter.consortium import load_consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     # a bad consortium file or mapping stops start-up here, with file, line and key
     consortium = load_consortium(settings.config)
+    validate_connectors(consortium)
     engine = make_engine(settings.database_url)
 
     @asynccontextmanager

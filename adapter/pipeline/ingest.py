@@ -99,13 +99,14 @@ class Pipeline:
     def mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
         cached = self._mapping_sets.get(source.id)
         if cached is None:
-            overlays = tuple(
-                folder for folder in (f"facilities/{facility.id}",)
-                if (self.mappings_dir / folder).is_dir()
-            )
-            cached = cached_mapping_set(self.mappings_dir, source.mapping, overlays=overlays)
+            cached = self._load_mapping_set(facility, source)
             self._mapping_sets[source.id] = cached
         return cached
+
+    def _load_mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
+        overlays = tuple(folder for folder in (f"facilities/{facility.id}",)
+                         if (self.mappings_dir / folder).is_dir())
+        return cached_mapping_set(self.mappings_dir, source.mapping, overlays=overlays)
 
     def load_all_mappings(self) -> None:
         """Load every source's mappings now, so a broken mapping stops start-up."""
@@ -189,7 +190,9 @@ class Pipeline:
         if found is None:
             raise UnknownSourceError(f"source system {source_id!r} is no longer configured")
         facility, source = found
-        self._mapping_sets.pop(source.id, None)  # pick up mapping fixes
+        # pick up mapping fixes; a mapping that does not load raises here (409 over HTTP) and
+        # leaves both the message and the mappings in use for new messages as they were
+        self._mapping_sets[source.id] = self._load_mapping_set(facility, source)
         outcome = self._translate(raw, facility, source)
         try:
             with self.factory.begin() as session:

@@ -179,3 +179,26 @@ def test_health_is_503_when_the_database_is_gone(app, client: TestClient) -> Non
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["checks"]["database"]["status"] == "down"
+
+
+def test_reprocess_with_a_broken_mapping_changes_nothing(client: TestClient, tmp_path: Path,
+                                                         app) -> None:  # noqa: ANN001
+    """A mapping file being edited and broken: reprocess answers 409 naming file and line;
+    the message stays as it was and new messages still use the mappings that loaded."""
+    import shutil
+    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|||F|||", b"|||Q|||", 1)
+    message_id = _post(client, raw).headers["X-Message-Id"]
+    mappings = tmp_path / "mappings"
+    shutil.copytree(app.state.pipeline.mappings_dir, mappings)
+    broken = mappings / "_shared" / "concept-maps" / "observation-status.yaml"
+    broken.write_text("version: 1\nkind: concept-map\nmap: [unclosed\n", encoding="utf-8")
+    app.state.pipeline.mappings_dir = mappings
+
+    response = client.post(f"/messages/{message_id}/reprocess")
+    assert response.status_code == 409
+    diagnostics = response.json()["issue"][0]["diagnostics"]
+    assert "observation-status.yaml:" in diagnostics and "expected" in diagnostics
+    stored = client.get(f"/messages/{message_id}").json()
+    assert stored["status"] == "quarantined" and stored["attempts"] == 1
+    fine = _post(client, ORU / "std-hl7v2" / "two-orders.hl7")
+    assert fine.status_code == 202

@@ -282,3 +282,25 @@ def test_a_bad_consortium_file_stops_with_exit_2_naming_file_and_line(
         result = run(*args)
         assert result.exit_code == 2, (args, result.output)
         assert re.search(rf"{re.escape(str(path))}:\d+", result.output), result.output
+
+
+def test_bad_setting_and_unreachable_database_are_one_line_errors(monkeypatch) -> None:
+    """No traceback: a mistyped ADAPTER_* value or a database that is not there."""
+    from typer.testing import CliRunner
+
+    from adapter.cli import app
+    from adapter.settings import get_settings
+    runner = CliRunner()
+    monkeypatch.setenv("ADAPTER_MAX_MESSAGE_BYTES", "lots")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["messages"])
+    assert result.exit_code == 2
+    assert "ADAPTER_MAX_MESSAGE_BYTES" in result.output
+    assert "Traceback" not in result.output
+    monkeypatch.delenv("ADAPTER_MAX_MESSAGE_BYTES")
+    monkeypatch.setenv("ADAPTER_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
+    get_settings.cache_clear()
+    result = runner.invoke(app, ["ingest", "--source", "std-hl7v2", __file__])
+    assert result.exit_code == 2
+    assert "cannot be used" in result.output
+    get_settings.cache_clear()

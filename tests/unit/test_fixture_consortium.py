@@ -188,3 +188,16 @@ def test_fixture_cases_name_configured_sources_and_existing_files(consortium, ca
         assert (path.parent / case["file"]).is_file(), case["file"]
     on_disk = {str(p.relative_to(path.parent)) for p in path.parent.rglob("*.hl7")}
     assert on_disk == set(listed)
+
+
+def test_unknown_time_zone_names_the_key_and_line(tmp_path):
+    text = (FIXTURES / "consortium.yaml").read_text(encoding="utf-8").replace(
+        "timezone: Asia/Shanghai", "timezone: Asia/Beijing")
+    bad = tmp_path / "consortium.yaml"
+    bad.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_consortium(bad)
+    assert caught.value.key == "timezone"
+    assert "Asia/Beijing" in caught.value.message
+    assert caught.value.file.endswith(":" + str(text.splitlines().index(
+        "timezone: Asia/Beijing") + 1))
