@@ -1,0 +1,81 @@
+"""Every discharge summary (出院小结) fixture, WS/T 500.53 CDA and 嘉禾 EMR XML: translated
+without errors, every resource (the document Bundle included) valid FHIR R4, the hand-written
+facts hold, and the output equals its golden file field by field (unread-content issues
+included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from adapter.pipeline import Pipeline
+from tests.fhir_checks import validate_r4
+from tests.golden import check_golden
+from tests.mappings.conftest import FIXTURES
+from tests.mappings.discharge_facts import check_case
+
+KINDS = {"cda": FIXTURES / "cda" / "discharge", "xml": FIXTURES / "xml" / "discharge"}
+
+
+def _cases() -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for kind, folder in KINDS.items():
+        if (folder / "cases.yaml").exists():
+            cases = yaml.safe_load((folder / "cases.yaml").read_text(encoding="utf-8"))
+            out.extend((kind, case) for case in cases)
+    return out
+
+
+CASES = _cases()
+
+
+def _translate(translator: Pipeline, kind: str,
+               case: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    outcome = translator.translate((KINDS[kind] / case["file"]).read_bytes(), case["source"])
+    return outcome.resources, [i.as_dict() for i in outcome.issues]
+
+
+@pytest.mark.parametrize("kind", [k for k, f in KINDS.items() if (f / "cases.yaml").exists()])
+def test_every_fixture_file_has_a_case(kind: str) -> None:
+    folder = KINDS[kind]
+    files = {p.relative_to(folder).as_posix() for p in folder.rglob("*.xml")}
+    assert files == {c["file"] for k, c in CASES if k == kind}
+    assert len(files) >= 5
+
+
+@pytest.mark.parametrize(("kind", "case"), CASES, ids=[f"{k}/{c['file']}" for k, c in CASES])
+def test_discharge_case(translator: Pipeline, kind: str, case: dict[str, Any]) -> None:
+    resources, issues = _translate(translator, kind, case)
+    errors = [i for i in issues if i["severity"] in ("error", "fatal")]
+    assert not errors, f"{case['file']} failed: {errors}"
+    problems = check_case(resources, issues, case["expect"])
+    for resource in resources:
+        problems.extend(f"{resource['resourceType']}/{resource['id']}: {p}"
+                        for p in validate_r4(resource))
+    golden = KINDS[kind] / (case["file"].removesuffix(".xml") + ".expected.json")
+    problems.extend(check_golden(golden, {"resources": resources, "issues": issues}))
+    assert not problems, "\n".join([case["file"], *problems])
+
+
+def test_a_new_version_keeps_the_ids_of_the_one_it_replaces(translator: Pipeline) -> None:
+    """RPLC: the corrected summary updates the same Composition, Bundle and stay (ids from
+    setId / 住院号); the Bundle's identifier is the new document's."""
+    first, _ = _translate(translator, "cda", {"file": "std-cda/basic.xml", "source": "std-cda"})
+    second, _ = _translate(translator, "cda",
+                           {"file": "std-cda/corrected-rplc.xml", "source": "std-cda"})
+    ids = {(r["resourceType"], r["id"]) for r in first}
+    assert ids == {(r["resourceType"], r["id"]) for r in second}
+    bundles = [r for r in first + second if r["resourceType"] == "Bundle"]
+    assert bundles[0]["id"] == bundles[1]["id"]
+    assert bundles[0]["identifier"] != bundles[1]["identifier"]
+
+
+def test_a_summary_of_another_document_kind_is_not_taken(translator: Pipeline) -> None:
+    """match: only templateId 2.16.156.10011.2.1.1.73 is a discharge summary."""
+    raw = (KINDS["cda"] / "std-cda" / "basic.xml").read_bytes().replace(
+        b"2.16.156.10011.2.1.1.73", b"2.16.156.10011.2.1.1.99")
+    outcome = translator.translate(raw, "std-cda")
+    assert not outcome.resources
+    assert [i.code for i in outcome.issues if i.severity == "error"] == ["not-supported"]
