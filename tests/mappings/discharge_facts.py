@@ -240,6 +240,8 @@ def _medications(requests: list[dict[str, Any]], want: list[dict[str, Any]] | No
             "quantity": _number(request.get("dispenseRequest", {}).get("quantity", {})
                                 .get("value")),
             "text": dosage.get("text"),
+            "frequency": next((c.get("code") for c in dosage.get("timing", {}).get("code", {})
+                               .get("coding", [])), None),
         }
         for key, value in facts.items():
             if key in expected:
