@@ -34,7 +34,8 @@ def _index(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _org_codes(org: dict[str, Any] | None) -> set[str]:
-    return {i.get("value") for i in (org or {}).get("identifier", []) if i.get("system") == ORG_CODE}
+    return {i.get("value") for i in (org or {}).get("identifier", [])
+            if i.get("system") == ORG_CODE}
 
 
 def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
@@ -124,9 +125,10 @@ def _referral(sr: dict[str, Any], fact: dict[str, Any],
     displays = " ".join(p.get("display", "") for p in sr.get("performer", []))
     if fact.get("receiver_dept") and fact["receiver_dept"] not in displays:
         out.append(f"performer {displays!r} does not name department {fact['receiver_dept']}")
-    reasons = [[c.get("code") for c in rc.get("coding", []) if c.get("system") == ICD10][:1]
-               + [rc.get("text")] for rc in sr.get("reasonCode", [])]
-    reasons = [r if len(r) == 2 else [None, r[0]] for r in reasons]
+    reasons = []
+    for rc in sr.get("reasonCode", []):
+        codes = [c.get("code") for c in rc.get("coding", []) if c.get("system") == ICD10]
+        reasons.append([codes[0] if codes else None, rc.get("text")])
     if reasons != [list(r) for r in fact.get("reasons", [])]:
         out.append(f"reasons {reasons} != {fact.get('reasons', [])}")
     notes = [n["text"] for n in sr.get("note", [])]
@@ -145,7 +147,8 @@ def _referral(sr: dict[str, Any], fact: dict[str, Any],
         out.append(f"{len(originals)} originals in supportingInfo, expected 1")
     if "based_on" in fact:
         sender, number = fact["based_on"]
-        wanted = f"ServiceRequest/{deterministic_id('ServiceRequest', ['referral', sender, number])}"
+        wanted = "ServiceRequest/" + deterministic_id("ServiceRequest",
+                                                      ["referral", sender, number])
         if [b.get("reference") for b in sr.get("basedOn", [])] != [wanted]:
             out.append(f"basedOn {sr.get('basedOn')} does not name {sender} {number}")
     elif sr.get("basedOn"):

@@ -1,0 +1,108 @@
+"""Copies of one referral through the real pipeline and database: the slip and its stub make
+one ServiceRequest and keep two originals; a disagreement is a warning naming the element;
+the copy stored first is never silently overwritten. The down-slip names the up-referral."""
+
+from __future__ import annotations
+
+import base64
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.consortium import load_consortium
+from adapter.pipeline import Pipeline
+from adapter.store import read_resource
+from adapter.store import search as store_search
+
+ROOT = Path(__file__).resolve().parents[2]
+CDA = ROOT / "fixtures" / "cda" / "referral" / "std-cda"
+V2 = ROOT / "fixtures" / "hl7v2" / "referral" / "std-hl7v2"
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pipeline(session_factory: sessionmaker[Session]) -> Pipeline:
+    consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
+    return Pipeline(consortium, session_factory, mappings_dir=ROOT / "mappings",
+                    max_bytes=5 << 20, default_timezone="Asia/Shanghai")
+
+
+def _ids(refs: list[str], kind: str) -> list[str]:
+    return [r.split("/", 1)[1] for r in refs if r.startswith(kind + "/")]
+
+
+def _all(factory: sessionmaker[Session], kind: str) -> list[dict]:
+    with factory() as session:
+        return store_search(session, kind, [], count=100, offset=0)[1]
+
+
+def test_slip_then_stub_one_service_request_two_originals(
+        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    slip = (CDA / "up-slip.xml").read_bytes()
+    stub = (CDA / "up-stub.xml").read_bytes()
+    first = pipeline.ingest(slip, "std-cda", now=NOW)
+    assert first.status == "processed", first.issues
+    second = pipeline.ingest(stub, "std-cda", now=NOW)
+    assert second.status == "processed-with-warnings"
+    conflicts = [i for i in second.issues if i.code == "conflict"]
+    assert [i.expression for i in conflicts] == ["ServiceRequest.authoredOn",
+                                                 "Task.authoredOn"]
+    assert all(i.severity == "warning" and "authoredOn" in i.diagnostics for i in conflicts)
+
+    (sr_id,) = _ids(first.resources, "ServiceRequest")
+    assert _ids(second.resources, "ServiceRequest") == [sr_id]
+    requests = _all(session_factory, "ServiceRequest")
+    assert len(requests) == 1
+    docs = _all(session_factory, "DocumentReference")
+    assert sorted(base64.b64decode(d["content"][0]["attachment"]["data"]) for d in docs) \
+        == sorted([slip, stub])
+    assert sorted(d["type"]["text"] for d in docs) == ["转诊单", "转诊单存根"]
+
+    with session_factory() as session:
+        stored = read_resource(session, "ServiceRequest", sr_id)
+    assert stored is not None
+    assert stored["authoredOn"] == "2026-11-24T10:00:00+08:00"  # the slip's, stored first
+    assert stored["meta"]["versionId"] == "2"  # the stub added its original
+    originals = sorted(s["reference"] for s in stored["supportingInfo"]
+                       if s.get("reference", "").startswith("DocumentReference/"))
+    assert originals == sorted(f"DocumentReference/{d['id']}" for d in docs)
+    assert len(_all(session_factory, "Task")) == 1
+
+
+def test_stub_first_keeps_the_stub_values(pipeline: Pipeline,
+                                          session_factory: sessionmaker[Session]) -> None:
+    stub = pipeline.ingest((CDA / "up-stub.xml").read_bytes(), "std-cda", now=NOW)
+    slip = pipeline.ingest((CDA / "up-slip.xml").read_bytes(), "std-cda", now=NOW)
+    assert stub.status == "processed" and slip.status == "processed-with-warnings"
+    (sr_id,) = _ids(stub.resources, "ServiceRequest")
+    with session_factory() as session:
+        stored = read_resource(session, "ServiceRequest", sr_id)
+    assert stored is not None and stored["authoredOn"] == "2026-11-25T08:30:00+08:00"
+
+
+def test_same_copy_twice_changes_nothing(pipeline: Pipeline,
+                                         session_factory: sessionmaker[Session]) -> None:
+    raw = (V2 / "up-slip.hl7").read_bytes()
+    first = pipeline.ingest(raw, "std-hl7v2", now=NOW)
+    again = pipeline.reprocess(first.message_id, now=NOW)
+    assert again.status == "processed"
+    assert not [i for i in again.issues if i.code == "conflict"]
+    (sr_id,) = _ids(first.resources, "ServiceRequest")
+    with session_factory() as session:
+        stored = read_resource(session, "ServiceRequest", sr_id)
+    assert stored is not None and stored["meta"]["versionId"] == "1"
+
+
+def test_answer_from_the_receiver_joins_the_referral(
+        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    slip = pipeline.ingest((V2 / "up-slip.hl7").read_bytes(), "std-hl7v2", now=NOW)
+    answer = pipeline.ingest((V2 / "up-answer.hl7").read_bytes(), "std-hl7v2", now=NOW)
+    assert _ids(slip.resources, "ServiceRequest") == _ids(answer.resources, "ServiceRequest")
+    assert len(_all(session_factory, "ServiceRequest")) == 1
+    assert len(_all(session_factory, "DocumentReference")) == 2
+    # the answer lists no report and no notes: what the slip gave is kept
+    stored = _all(session_factory, "ServiceRequest")[0]
+    assert [s.get("display") for s in stored["supportingInfo"] if "display" in s] == ["血常规"]
+    assert len(stored["note"]) == 4
