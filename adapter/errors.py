@@ -9,7 +9,11 @@
     │   ├── MappingError              a mapping rule could not be applied to this input
     │   └── ValidationError           the produced FHIR would be invalid
     ├── UnknownSourceError            the X-Source-System is not configured
-    ├── NotFoundError                 FHIR read of an unknown resource
+    ├── InvalidRequestError           a malformed request: missing header, bad query value (400)
+    ├── NotFoundError                 an unknown resource, message or delivery (404)
+    ├── UnsupportedError              a resource type or interaction not served (404)
+    ├── GoneError                     the resource existed and was deleted (410)
+    ├── ConflictError                 the request conflicts with the current state (409)
     ├── SearchError                   unsupported or malformed search parameter
     └── DeliveryError                 sending to a destination failed
         ├── RetriableDeliveryError    timeouts, connection errors, 408, 429, 5xx
@@ -90,12 +94,12 @@ class AdapterError(Exception):
     issue_code = "exception"
 
     def __init__(self, message: str, *, location: str | None = None,
-                 issues: list[Issue] | None = None) -> None:
+                 issues: list[Issue] | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.location = location
         self.issues: list[Issue] = issues or [
-            Issue("error", self.issue_code, message, location=location)
+            Issue("error", code or self.issue_code, message, location=location)
         ]
 
     def outcome(self) -> dict[str, Any]:
@@ -156,9 +160,33 @@ class UnknownSourceError(AdapterError):
     issue_code = "not-found"
 
 
+class InvalidRequestError(AdapterError):
+    http_status = 400
+    issue_code = "value"
+
+
 class NotFoundError(AdapterError):
     http_status = 404
     issue_code = "not-found"
+
+
+class UnsupportedError(AdapterError):
+    """A resource type (or interaction) this server does not serve."""
+
+    http_status = 404
+    issue_code = "not-supported"
+
+
+class GoneError(AdapterError):
+    """The resource existed and was deleted."""
+
+    http_status = 410
+    issue_code = "deleted"
+
+
+class ConflictError(AdapterError):
+    http_status = 409
+    issue_code = "conflict"
 
 
 class SearchError(AdapterError):

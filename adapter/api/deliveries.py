@@ -16,7 +16,6 @@ from starlette.responses import JSONResponse
 
 from adapter.api.deps import SessionDep, SessionFactoryDep  # SessionDep reads only
 from adapter.delivery.replay import (
-    BadDeliveryQueryError,
     attempt_summary,
     attempts_of,
     delivery_summary,
@@ -25,6 +24,7 @@ from adapter.delivery.replay import (
     replay_many,
     replay_one,
 )
+from adapter.errors import InvalidRequestError
 
 router = APIRouter(tags=["deliveries"])
 
@@ -55,7 +55,7 @@ def replay_destination(factory: SessionFactoryDep, destination: str,
     """Queue every dead letter of a destination again (whose last attempt was at or after
     ``since``); ``state=delivered`` sends delivered ones again (after a restore there)."""
     if since is not None and since.tzinfo is None:
-        raise BadDeliveryQueryError("since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00",
+        raise InvalidRequestError("since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00",
                                     location="since")
     with factory.begin() as session:
         count = replay_many(session, destination=destination, since=since, state=state,

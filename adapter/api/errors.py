@@ -18,25 +18,6 @@ _HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported",
                413: "too-long", 415: "not-supported"}
 
 
-class UnsupportedTypeError(AdapterError):
-    """A resource type (or interaction) this server does not serve."""
-
-    http_status = 404
-    issue_code = "not-supported"
-
-
-class GoneError(AdapterError):
-    """The resource existed and was deleted."""
-
-    http_status = 410
-    issue_code = "deleted"
-
-
-class InvalidRequestError(AdapterError):
-    http_status = 400
-    issue_code = "value"
-
-
 def outcome_response(status: int, issues: list[Issue],
                      headers: dict[str, str] | None = None) -> FHIRResponse:
     return FHIRResponse(operation_outcome(issues), status_code=status, headers=headers)

@@ -15,9 +15,8 @@ from sqlalchemy.orm import Session
 from adapter import __version__
 from adapter.api import bundles
 from adapter.api.deps import SessionDep, SettingsDep
-from adapter.api.errors import GoneError, InvalidRequestError, UnsupportedTypeError
 from adapter.api.responses import FHIRResponse
-from adapter.errors import Issue, NotFoundError
+from adapter.errors import GoneError, InvalidRequestError, Issue, NotFoundError, UnsupportedError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_params import SUPPORTED_TYPES, is_supported
 from adapter.fhir.search_query import parse_search
@@ -75,7 +74,7 @@ def search_post(resource_type: str, request: Request, form: FormParams, session:
 def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRResponse:
     _check_type(resource_type)
     if resource_id == "_history":
-        raise UnsupportedTypeError("Type-level history is not supported; use "
+        raise UnsupportedError("Type-level history is not supported; use "
                                    f"{resource_type}/<id>/_history")
     _check_id(resource_id)
     row = resource_state(session, resource_type, resource_id)
@@ -144,7 +143,7 @@ def _search(request: Request, session: Session, settings: Settings, resource_typ
 
 def _check_type(resource_type: str) -> None:
     if not is_supported(resource_type):
-        raise UnsupportedTypeError(
+        raise UnsupportedError(
             f"Resource type '{resource_type}' is not supported by this server "
             f"(supported: {', '.join(SUPPORTED_TYPES)})")
 

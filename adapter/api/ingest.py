@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, Response
 
 from adapter.api.deps import SessionDep
-from adapter.errors import AdapterError, Issue, NotFoundError, operation_outcome
+from adapter.errors import InvalidRequestError, Issue, NotFoundError, operation_outcome
 from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
 from adapter.store import count_messages, get_message, list_messages
 from adapter.store.models import InboundMessage
@@ -22,16 +22,6 @@ def get_pipeline(request: Request) -> Pipeline:
 
 
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
-
-
-class MissingHeaderError(AdapterError):
-    http_status = 400
-    issue_code = "required"
-
-
-class BadQueryError(AdapterError):
-    http_status = 400
-    issue_code = "value"
 
 
 def _answer(result: IngestResult, max_status: int = 422) -> Response:
@@ -62,8 +52,8 @@ async def ingest(request: Request, pipeline: PipelineDep,
                  x_source_system: Annotated[str | None, Header()] = None) -> Response:
     """Receive one document as raw bytes; the source system is named in ``X-Source-System``."""
     if not x_source_system:
-        raise MissingHeaderError("the X-Source-System header names the sending system",
-                                 location="X-Source-System")
+        raise InvalidRequestError("the X-Source-System header names the sending system",
+                                  code="required", location="X-Source-System")
     raw = await request.body()
     content_type = request.headers.get("content-type")
     result = await run_in_threadpool(pipeline.ingest, raw, x_source_system, content_type)
@@ -95,7 +85,7 @@ def messages(session: SessionDep, status: str | None = None,
              offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
     """Received messages, newest first, optionally only those with one status."""
     if status is not None and status not in STATUSES:
-        raise BadQueryError(f"status must be one of {', '.join(STATUSES)}", location="status")
+        raise InvalidRequestError(f"status must be one of {', '.join(STATUSES)}", location="status")
     items = [message_summary(m) for m in list_messages(session, status, limit, offset)]
     return JSONResponse({"total": count_messages(session, status), "limit": limit,
                          "offset": offset, "items": items})
@@ -133,7 +123,7 @@ async def reprocess_by_status(pipeline: PipelineDep, session: SessionDep,
                               status: str = QUARANTINED) -> JSONResponse:
     """Reprocess every message with a status (default: quarantined)."""
     if status not in STATUSES:
-        raise BadQueryError(f"status must be one of {', '.join(STATUSES)}", location="status")
+        raise InvalidRequestError(f"status must be one of {', '.join(STATUSES)}", location="status")
     ids = [m.id for m in list_messages(session, status, limit=100_000)]
     results = []
     for message_id in ids:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from adapter.errors import AdapterError, NotFoundError
+from adapter.errors import ConflictError, InvalidRequestError, NotFoundError
 from adapter.store.models import OUTBOX_STATES, DeliveryAttempt, Outbox
 
 _o = Outbox.__table__
@@ -21,21 +21,9 @@ _o = Outbox.__table__
 REPLAYABLE = ("dead", "delivered")
 
 
-class ReplayConflictError(AdapterError):
-    """The delivery is still queued or being sent; there is nothing to replay yet."""
-
-    http_status = 409
-    issue_code = "conflict"
-
-
-class BadDeliveryQueryError(AdapterError):
-    http_status = 400
-    issue_code = "value"
-
-
 def check_state(state: str | None) -> None:
     if state is not None and state not in OUTBOX_STATES:
-        raise BadDeliveryQueryError(f"state must be one of {', '.join(OUTBOX_STATES)}",
+        raise InvalidRequestError(f"state must be one of {', '.join(OUTBOX_STATES)}",
                                     location="state")
 
 
@@ -79,7 +67,7 @@ def replay_one(session: Session, outbox_id: int, *, now: datetime) -> Outbox:
     """Send one dead (or delivered) delivery again."""
     row = get_delivery(session, outbox_id)
     if row.state not in REPLAYABLE:
-        raise ReplayConflictError(f"delivery {outbox_id} is {row.state}: it is already queued",
+        raise ConflictError(f"delivery {outbox_id} is {row.state}: it is already queued",
                                   location="id")
     session.execute(update(_o).where(_o.c.id == outbox_id, _o.c.state.in_(REPLAYABLE))
                     .values(**_reset(now)))
@@ -92,7 +80,7 @@ def replay_many(session: Session, *, destination: str, now: datetime,
     """Send again every ``state`` delivery of a destination whose last attempt was at or
     after ``since``; returns how many."""
     if state not in REPLAYABLE:
-        raise BadDeliveryQueryError(f"only {' or '.join(REPLAYABLE)} deliveries can be "
+        raise InvalidRequestError(f"only {' or '.join(REPLAYABLE)} deliveries can be "
                                     "replayed", location="state")
     statement = update(_o).where(_o.c.destination == destination, _o.c.state == state)
     if since is not None:
