@@ -167,7 +167,7 @@ def _schema_problems(resource: Any, path: str) -> Iterator[str]:
 # The schema writes FHIR's string pattern as ``[ \r\n\t\S]+`` in XML Schema terms, where
 # ``\S`` excludes only space, tab, CR and LF. Python's ``\S`` also excludes Unicode spaces
 # (NO-BREAK SPACE, the ideographic space U+3000 common in Chinese text), which FHIR allows.
-_XSD_STRING_PATTERNS = {"^[ \\r\\n\\t\\S]+$", "^[ \r\n\t\S]+$"}
+_XSD_STRING_PATTERNS = {r"^[ \r\n\t\S]+$"}
 
 
 def _xsd_string_pattern_ok(error: Any) -> bool:

@@ -14,6 +14,10 @@ from typing import Any
 UPDATE = os.environ.get("UPDATE_GOLDENS") == "1"
 
 
+def _short(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)[:120]
+
+
 def diff_json(expected: Any, actual: Any, path: str = "") -> list[str]:
     """Readable differences: one line per differing field, with its path."""
     if isinstance(expected, dict) and isinstance(actual, dict):
@@ -21,9 +25,9 @@ def diff_json(expected: Any, actual: Any, path: str = "") -> list[str]:
         for key in sorted(set(expected) | set(actual), key=str):
             here = f"{path}.{key}" if path else str(key)
             if key not in actual:
-                out.append(f"{here}: missing (expected {json.dumps(expected[key], ensure_ascii=False)[:120]})")
+                out.append(f"{here}: missing (expected {_short(expected[key])})")
             elif key not in expected:
-                out.append(f"{here}: unexpected {json.dumps(actual[key], ensure_ascii=False)[:120]}")
+                out.append(f"{here}: unexpected {_short(actual[key])}")
             else:
                 out.extend(diff_json(expected[key], actual[key], here))
         return out

@@ -102,7 +102,7 @@ def test_unknown_source_and_missing_header_are_refused(client: TestClient) -> No
 
 
 def test_oversize_document_is_refused_with_413_and_kept(client: TestClient,
-                                                        settings) -> None:  # noqa: ANN001
+                                                        settings) -> None:
     raw = b"MSH|^~\\&|A|B|C|D|20261125||ORU^R01|1|P|2.5.1\r" + b"NTE|1||" + b"x" * (
         settings.max_message_bytes + 10)
     response = _post(client, raw)
@@ -142,7 +142,7 @@ def test_correction_updates_the_same_resources_to_a_new_version(client: TestClie
 
 
 def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path,
-                                       app) -> None:  # noqa: ANN001
+                                       app) -> None:
     """A message quarantined for an unknown result status goes through once the code table
     knows the code: the fix is a data change, then POST /messages/{id}/reprocess."""
     raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|||F|||", b"|||Q|||", 1)
@@ -173,7 +173,7 @@ def test_health_reports_database_and_mappings(client: TestClient) -> None:
     assert "std-hl7v2" in body["checks"]["mappings"]["sources"]
 
 
-def test_health_is_503_when_the_database_is_gone(app, client: TestClient) -> None:  # noqa: ANN001
+def test_health_is_503_when_the_database_is_gone(app, client: TestClient) -> None:
     from sqlalchemy import create_engine
     app.state.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = client.get("/health")
@@ -182,7 +182,7 @@ def test_health_is_503_when_the_database_is_gone(app, client: TestClient) -> Non
 
 
 def test_reprocess_with_a_broken_mapping_changes_nothing(client: TestClient, tmp_path: Path,
-                                                         app) -> None:  # noqa: ANN001
+                                                         app) -> None:
     """A mapping file being edited and broken: reprocess answers 409 naming file and line;
     the message stays as it was and new messages still use the mappings that loaded."""
     import shutil

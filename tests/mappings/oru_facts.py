@@ -144,14 +144,16 @@ def check_observation(obs: dict[str, Any], facts: dict[str, Any], where: str) ->
         out.append(f"{where}: no display {facts['display']}")
     quantity = obs.get("valueQuantity") or {}
     if "value" in facts and not ("value" in quantity and _same(quantity["value"], facts["value"])):
-        out.append(f"{where}: value {quantity.get('value')!r} != {facts['value']!r} ({obs.get('valueString') or ''})")
+        out.append(f"{where}: value {quantity.get('value')!r} != {facts['value']!r} "
+                   f"({obs.get('valueString') or ''})")
     if "comparator" in facts and quantity.get("comparator") != facts["comparator"]:
         out.append(f"{where}: comparator {quantity.get('comparator')!r} != {facts['comparator']!r}")
     if "unit" in facts and not (quantity.get("code") == facts["unit"]
                                 and quantity.get("system") == UCUM):
         out.append(f"{where}: UCUM unit {quantity.get('code')!r} != {facts['unit']!r}")
     if "original_unit" in facts and quantity.get("unit") != facts["original_unit"]:
-        out.append(f"{where}: unit as written {quantity.get('unit')!r} != {facts['original_unit']!r}")
+        out.append(f"{where}: unit as written {quantity.get('unit')!r} "
+                   f"!= {facts['original_unit']!r}")
     if "text" in facts:
         concept = obs.get("valueCodeableConcept") or {}
         texts = [obs.get("valueString"), concept.get("text"),
@@ -187,6 +189,10 @@ def check_observation(obs: dict[str, Any], facts: dict[str, Any], where: str) ->
     return out
 
 
+def _subject(index: dict[str, dict[str, Any]], resource: dict[str, Any]) -> dict[str, Any]:
+    return index.get(resource.get("subject", {}).get("reference"), {})
+
+
 def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
                expect: dict[str, Any]) -> list[str]:
     out: list[str] = []
@@ -214,7 +220,7 @@ def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
         if "patient" in facts:
             candidates = [r for r in candidates if any(
                 i.get("value") == facts["patient"]
-                for i in index.get(r.get("subject", {}).get("reference"), {}).get("identifier", []))]
+                for i in _subject(index, r).get("identifier", []))]
         if not candidates:
             out.append(f"{where}: no DiagnosticReport with code {facts.get('code')}")
             continue
@@ -249,8 +255,10 @@ def _check_observations(observations: list[dict[str, Any]], facts_list: list[dic
         match = next((o for o in remaining if "code" not in facts or any(
             c.get("code") == str(facts["code"]) for c in _codes(o.get("code")))), None)
         if match is None:
-            out.append(f"{where} observation {number}: no Observation with code {facts.get('code')}")
+            out.append(f"{where} observation {number}: no Observation with code "
+                       f"{facts.get('code')}")
             continue
         remaining.remove(match)
-        out.extend(check_observation(match, facts, f"{where} observation {number} ({facts.get('code')})"))
+        label = f"{where} observation {number} ({facts.get('code')})"
+        out.extend(check_observation(match, facts, label))
     return out
