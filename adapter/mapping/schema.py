@@ -148,11 +148,14 @@ RESOURCE = {
             "type": "object",
             "required": ["policy"],
             "properties": {
-                "policy": {"enum": ["keep-first-and-warn"]},
+                "policy": {"enum": ["keep-first-and-warn", "keep-newer-and-warn"]},
+                "by": {"type": "string", "minLength": 1},  # keep-newer: the dateTime compared
                 "compare": {"type": "array", "items": {"type": "string", "minLength": 1}},
                 "accumulate": {"type": "array", "items": {"type": "string", "minLength": 1}},
             },
             "additionalProperties": False,
+            "if": {"properties": {"policy": {"const": "keep-newer-and-warn"}}},
+            "then": {"required": ["by"]},
         },
     },
     "additionalProperties": False,

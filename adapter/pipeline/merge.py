@@ -11,6 +11,7 @@ element it gives replaces the stored one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -85,6 +86,38 @@ def keep_first(resource: dict[str, Any], stored: dict[str, Any] | None,
     return merged, issues
 
 
+def keep_newer(resource: dict[str, Any], stored: dict[str, Any] | None,
+               policy: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
+    """The ``keep-newer-and-warn`` policy: versions of one document (a corrected discharge
+    summary replacing the first) update the same resource; a version older than the stored
+    one by the dateTime element ``by`` (a resend, a queue out of order) must not undo the
+    correction: the stored resource is kept, with a warning. Otherwise the new one is stored
+    as made. Values that are not full date-times with a zone are not compared."""
+    name = policy["by"]
+    new_time, stored_time = _instant(resource.get(name)), _instant((stored or {}).get(name))
+    if stored is None or new_time is None or stored_time is None or new_time >= stored_time:
+        return resource, []
+    kind = resource["resourceType"]
+    kept = {k: v for k, v in stored.items() if k != "meta"}
+    return kept, [Issue(
+        "warning", "conflict",
+        f"{kind}/{resource['id']}: this version ({name} {resource[name]}) is older than the one "
+        f"stored ({stored[name]}); the stored one is kept", expression=f"{kind}.{name}")]
+
+
+def _instant(value: Any) -> datetime | None:
+    if not isinstance(value, str) or "T" not in value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
+
+
+_POLICIES = {"keep-first-and-warn": keep_first, "keep-newer-and-warn": keep_newer}
+
+
 def merge_stored(resource: dict[str, Any], read: Callable[[str, str], dict[str, Any] | None],
                  policies: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[Issue]]:
     """A resource as it is to be stored: the template's ``on_conflict`` policy when it has one,
@@ -92,4 +125,5 @@ def merge_stored(resource: dict[str, Any], read: Callable[[str, str], dict[str, 
     policy = policies.get(resource["resourceType"])
     if policy is None:
         return merge_with_stored(resource, read), []
-    return keep_first(resource, read(resource["resourceType"], resource["id"]), policy)
+    apply = _POLICIES[policy["policy"]]
+    return apply(resource, read(resource["resourceType"], resource["id"]), policy)

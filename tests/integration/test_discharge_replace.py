@@ -2,7 +2,8 @@
 pipeline and store: the new version replaces the earlier one in place. The ids come from the
 document set (setId) and the stay (住院号), so the Composition and the document Bundle get a
 new version (history kept), the Composition says `amended` and `relatesTo replaces` the earlier
-document, unchanged resources keep their version, and nothing is duplicated."""
+document, unchanged resources keep their version, and nothing is duplicated. An older version
+arriving after its correction does not undo it."""
 
 from __future__ import annotations
 
@@ -104,3 +105,24 @@ def test_the_same_summary_again_changes_nothing(
     assert composition is not None and bundle is not None
     assert composition["meta"]["versionId"] == "1"
     assert bundle["meta"]["versionId"] == "1"
+
+
+def test_the_first_version_arriving_after_its_correction_does_not_undo_it(
+        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    """Out of order (a resend, a queue): the correction is stored first; the older version
+    then keeps the stored Composition, Bundle and MedicationRequests (on_conflict
+    keep-newer-and-warn), with a warning per kept resource."""
+    ids = _ingest(pipeline, "corrected-rplc.xml")
+    late = pipeline.ingest((CDA / "basic.xml").read_bytes(), "std-cda")
+    assert late.status == "processed-with-warnings"
+    kept = sorted(i.expression for i in late.issues if i.code == "conflict")
+    assert kept == ["Bundle.timestamp", "Composition.date", "MedicationRequest.authoredOn",
+                    "MedicationRequest.authoredOn"]
+    with session_factory() as session:
+        composition = read_resource(session, "Composition", ids["Composition"])
+        bundle = read_resource(session, "Bundle", ids["Bundle"])
+    assert composition is not None and bundle is not None
+    assert composition["status"] == "amended" and composition["meta"]["versionId"] == "1"
+    assert bundle["identifier"]["value"] == "CYXJ-20261119-0002"
+    assert bundle["meta"]["versionId"] == "1"
+    assert _metformin(bundle)["dispenseRequest"]["quantity"]["value"] == 112

@@ -12,7 +12,7 @@ from typing import Any
 NATIONAL_ID = "urn:oid:2.16.156.10011.1.3"
 ORG_CODE = "urn:oid:2.16.156.10011.1.5"
 TCM = "urn:oid:2.16.156.10011.2.3.3.14"  # GB/T 15657 中医病证分类与代码
-DIRECTION = "https://qingshan.example.cn/fhir/CodeSystem/referral-direction"
+DIRECTION = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/referral-direction"
 SNOMED_REFERRAL = ("http://snomed.info/sct", "3457005")
 
 
@@ -266,8 +266,7 @@ def _referral(requests: list[dict[str, Any]], index: dict[str, dict[str, Any]],
                   for c in cat.get("coding", [])]
     if SNOMED_REFERRAL not in categories:
         out.append(f"ServiceRequest.category {categories} lacks SNOMED CT 3457005")
-    directions = [c["code"] for c in request.get("code", {}).get("coding", [])
-                  if c.get("system") == DIRECTION]
+    directions = [code for system, code in categories if system == DIRECTION]
     if directions != [want["direction"]]:
         out.append(f"direction {directions} != {want['direction']}")
     performer = index.get(request.get("performer", [{}])[0].get("reference", ""), {})
