@@ -18,11 +18,10 @@ from adapter.store import read_resource
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.conftest import FIXTURES, ROOT
-from tests.mappings.report_facts import check_report_case
+from tests.mappings.report_facts import check_exam, check_report_case
 
-KINDS = [k for k in (FIXTURES / "cda" / "lab", FIXTURES / "cda" / "exam",
-                     FIXTURES / "xml" / "lab", FIXTURES / "xml" / "exam")
-         if (k / "cases.yaml").exists()]
+KINDS = [FIXTURES / "cda" / "lab", FIXTURES / "cda" / "exam",
+         FIXTURES / "xml" / "lab", FIXTURES / "xml" / "exam"]
 
 
 def _cases() -> list[tuple[Path, dict[str, Any]]]:
@@ -114,3 +113,18 @@ def test_cda_after_hl7v2_updates_the_stored_report(
     # the CDA version is the current one: it carries the document's conclusion
     assert stored["meta"]["versionId"] == "2"
     assert stored["conclusion"] == "白细胞计数升高，血小板计数减低"
+
+
+# -- the facts checker itself: a merged report must fail ----------------------------------------
+
+def test_the_exam_facts_catch_findings_merged_into_the_conclusion(translator: Pipeline) -> None:
+    path = FIXTURES / "cda" / "exam" / "std-cda" / "us-abdomen.xml"
+    resources = translator.translate(path.read_bytes(), "std-cda").resources
+    report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
+    findings = next(r for r in resources if r["resourceType"] == "Observation")
+    facts = {"findings": findings["valueString"], "impression": report["conclusion"]}
+    assert check_exam(resources, facts, report) == []
+    merged = {**report, "conclusion": findings["valueString"] + report["conclusion"]}
+    assert any("merged" in p for p in check_exam(resources, facts, merged))
+    findings["valueString"] += report["conclusion"]
+    assert any("merged" in p for p in check_exam(resources, facts, report))
