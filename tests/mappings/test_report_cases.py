@@ -128,3 +128,53 @@ def test_the_exam_facts_catch_findings_merged_into_the_conclusion(translator: Pi
     assert any("merged" in p for p in check_exam(resources, facts, merged))
     findings["valueString"] += report["conclusion"]
     assert any("merged" in p for p in check_exam(resources, facts, report))
+
+
+# -- documents that must not pass ----------------------------------------------------------------
+
+def _errors(translator: Pipeline, raw: bytes, source: str) -> list[dict[str, Any]]:
+    issues = [i.as_dict() for i in translator.translate(raw, source).issues]
+    return [i for i in issues if i["severity"] in ("error", "fatal")]
+
+
+def test_a_lab_document_without_report_number_is_refused(translator: Pipeline) -> None:
+    raw = CDA.read_bytes().replace(b'root="2.16.156.10011.1.33"', b'root="2.16.156.10011.1.99"')
+    errors = _errors(translator, raw, "std-cda")
+    assert any("检验报告单号" in e["diagnostics"] and "patientRole" in e.get("location", "")
+               for e in errors), errors
+
+
+def test_an_unknown_cda_item_status_is_refused(translator: Pipeline) -> None:
+    path = FIXTURES / "cda" / "lab" / "std-cda" / "no-national-id-traditional.xml"
+    raw = path.read_bytes().replace(b'<statusCode code="aborted"/>', b'<statusCode code="held"/>')
+    errors = _errors(translator, raw, "std-cda")
+    assert any("'held'" in e["diagnostics"] and "statusCode" in e.get("location", "")
+               for e in errors), errors
+
+
+def test_a_cda_of_another_template_is_not_taken_for_a_report(translator: Pipeline) -> None:
+    raw = CDA.read_bytes().replace(b"2.16.156.10011.2.1.1.27", b"2.16.156.10011.2.1.1.99")
+    errors = _errors(translator, raw, "std-cda")
+    assert [e["code"] for e in errors] == ["not-supported"], errors
+
+
+def test_an_unknown_vendor_report_state_is_refused(translator: Pipeline) -> None:
+    path = FIXTURES / "xml" / "exam" / "county-pacs" / "us-thyroid.xml"
+    raw = path.read_bytes().replace("<报告状态>已审核</报告状态>".encode(),
+                                    "<报告状态>待定</报告状态>".encode())
+    errors = _errors(translator, raw, "county-pacs")
+    where = "/检查报告单/报告[1]/报告状态[1]"
+    assert any("'待定'" in e["diagnostics"] and e.get("location") == where for e in errors), errors
+
+
+def test_an_exam_report_never_puts_findings_in_the_conclusion(translator: Pipeline) -> None:
+    """Without an impression the report has no conclusion; the findings stay an Observation."""
+    path = FIXTURES / "cda" / "exam" / "std-cda" / "us-abdomen.xml"
+    text = path.read_bytes().decode("utf-8")
+    start = text.index('<code code="DE04.50.132.00"')
+    cut = text.rindex("<entry>", 0, start), text.index("</entry>", start) + len("</entry>")
+    outcome = translator.translate((text[:cut[0]] + text[cut[1]:]).encode(), "std-cda")
+    report = next(r for r in outcome.resources if r["resourceType"] == "DiagnosticReport")
+    findings = [r for r in outcome.resources if r["resourceType"] == "Observation"]
+    assert "conclusion" not in report
+    assert len(findings) == 1 and findings[0]["valueString"].startswith("肝脏大小形态正常")
