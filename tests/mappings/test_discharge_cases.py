@@ -79,3 +79,20 @@ def test_a_summary_of_another_document_kind_is_not_taken(translator: Pipeline) -
     outcome = translator.translate(raw, "std-cda")
     assert not outcome.resources
     assert [i.code for i in outcome.issues if i.severity == "error"] == ["not-supported"]
+
+
+@pytest.mark.parametrize(("kind", "file", "source", "cut"), [
+    ("cda", "std-cda/basic.xml", "std-cda",
+     b'<id root="2.16.156.10011.1.12" extension="ZY2611020015"/>'),
+    ("xml", "county-emr/basic.xml", "county-emr", b"<\xe4\xbd\x8f\xe9\x99\xa2\xe5\x8f\xb7>"
+     b"ZY2611060021</\xe4\xbd\x8f\xe9\x99\xa2\xe5\x8f\xb7>"),
+])
+def test_a_summary_without_inpatient_number_is_refused(translator: Pipeline, kind: str, file: str,
+                                                       source: str, cut: bytes) -> None:
+    """Without the 住院号 the stay, its diagnoses and medications cannot be identified: an
+    error that names it (the document is quarantined, never half stored)."""
+    raw = (KINDS[kind] / file).read_bytes()
+    assert cut in raw
+    outcome = translator.translate(raw.replace(cut, b""), source)
+    assert outcome.failed
+    assert any("住院号" in i.diagnostics for i in outcome.issues if i.severity == "error")
