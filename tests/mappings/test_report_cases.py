@@ -77,14 +77,26 @@ def _ids(resources: list[dict[str, Any]]) -> dict[str, set[str]]:
     return out
 
 
-def test_same_report_as_hl7v2_and_cda_has_the_same_ids(translator: Pipeline) -> None:
-    oru = translator.translate(ORU.read_bytes(), "std-hl7v2")
-    cda = translator.translate(CDA.read_bytes(), "std-cda")
-    assert not [i for i in [*oru.issues, *cda.issues] if i.severity in ("error", "fatal")]
-    oru_ids, cda_ids = _ids(oru.resources), _ids(cda.resources)
+SAME_REPORT = [
+    # (HL7 v2 file, its source, the same report as a document, its source, results)
+    (ORU, "std-hl7v2", CDA, "std-cda", 4),
+    (FIXTURES / "hl7v2" / "oru" / "county-lis" / "cbc-gb18030.hl7", "county-lis",
+     FIXTURES / "xml" / "lab" / "county-lis-xml" / "cbc-same-as-hl7.xml", "county-lis-xml", 6),
+]
+
+
+@pytest.mark.parametrize(("v2", "v2_source", "doc", "doc_source", "results"), SAME_REPORT,
+                         ids=["national-cda", "huikang-xml"])
+def test_same_report_as_hl7v2_and_document_has_the_same_ids(
+        translator: Pipeline, v2: Path, v2_source: str, doc: Path, doc_source: str,
+        results: int) -> None:
+    oru = translator.translate(v2.read_bytes(), v2_source)
+    other = translator.translate(doc.read_bytes(), doc_source)
+    assert not [i for i in [*oru.issues, *other.issues] if i.severity in ("error", "fatal")]
+    oru_ids, doc_ids = _ids(oru.resources), _ids(other.resources)
     for rtype in ("DiagnosticReport", "Observation", "Patient", "Specimen", "Organization"):
-        assert cda_ids[rtype] == oru_ids[rtype], rtype
-    assert len(cda_ids["Observation"]) == 4
+        assert doc_ids[rtype] == oru_ids[rtype], rtype
+    assert len(doc_ids["Observation"]) == results
 
 
 def test_a_different_report_number_is_a_different_report(translator: Pipeline) -> None:
