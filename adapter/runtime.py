@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors.base import validate_connectors
 from adapter.consortium import Consortium, load_consortium
+from adapter.fhir.published import publish
 from adapter.pipeline import Pipeline
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, session_factory
@@ -48,5 +49,7 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None,
     if run_migrations:
         migrate(engine)
     factory = session_factory(engine)
+    if run_migrations:
+        publish(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
     return Runtime(settings, consortium, engine, factory,
                    make_pipeline(settings, consortium, factory))

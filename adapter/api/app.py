@@ -20,6 +20,7 @@ from adapter.connectors.base import validate_connectors
 from adapter.consortium import load_consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
+from adapter.fhir.published import publish
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings, get_settings
 from adapter.store import make_engine, migrate, session_factory
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, engine)
+        # the adapter's own CodeSystems, readable at /fhir/CodeSystem/{id}
+        await run_in_threadpool(publish, app.state.session_factory)
         if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
                 start_in_process, delivery_worker, engine, app.state.session_factory)

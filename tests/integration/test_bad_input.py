@@ -60,7 +60,10 @@ def _matches(issue: Issue, case: dict[str, Any]) -> bool:
 
 
 def _count(session: Session, table: type) -> int:
-    return session.scalar(select(func.count()).select_from(table)) or 0
+    query = select(func.count()).select_from(table)
+    if table is Resource:  # the adapter's own CodeSystems, stored when the app starts
+        query = query.where(Resource.resource_type != "CodeSystem")
+    return session.scalar(query) or 0
 
 
 # -- every entry through the pipeline -----------------------------------------------------------

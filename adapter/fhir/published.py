@@ -1,0 +1,36 @@
+"""Conformance resources the adapter itself defines (its own CodeSystems), served by the store.
+
+They are shipped as JSON files in ``adapter/data/fhir/`` and written into the store at
+start-up, so ``GET /fhir/CodeSystem/{id}`` answers with them and a code's system URL in a
+produced resource can be resolved. Writing them again with unchanged content keeps their
+version (the store compares content).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store import save_resources
+
+_PACKAGE = "adapter.data"
+
+
+def published_resources() -> list[dict[str, Any]]:
+    """Every resource file in adapter/data/fhir/, in name order."""
+    folder = resources.files(_PACKAGE).joinpath("fhir")
+    return [json.loads(item.read_text(encoding="utf-8"))
+            for item in sorted(folder.iterdir(), key=lambda i: i.name)
+            if item.name.endswith(".json")]
+
+
+def publish(factory: sessionmaker[Session], *, now: datetime | None = None) -> list[str]:
+    """Store the adapter's own conformance resources; returns their ``Type/id``."""
+    items = published_resources()
+    with factory.begin() as session:
+        saved = save_resources(session, items, message_id=None, now=now or datetime.now(UTC))
+    return [f"{s.resource_type}/{s.id}" for s in saved]

@@ -1,0 +1,35 @@
+"""The adapter's own CodeSystems are served by the store from start-up."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from adapter.fhir.published import published_resources
+from tests.fhir_checks import validate_r4
+
+DIRECTION = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/referral-direction"
+
+
+def test_shipped_codesystems_are_valid_r4() -> None:
+    items = published_resources()
+    assert [r["id"] for r in items] == ["referral-direction"]
+    for item in items:
+        assert validate_r4(item) == []
+
+
+def test_referral_direction_is_readable_and_searchable(client: TestClient) -> None:
+    read = client.get("/fhir/CodeSystem/referral-direction")
+    assert read.status_code == 200
+    body = read.json()
+    assert body["url"] == DIRECTION
+    assert [c["code"] for c in body["concept"]] == ["up", "down"]
+    found = client.get("/fhir/CodeSystem", params={"url": DIRECTION}).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == ["referral-direction"]
+
+
+def test_publishing_again_keeps_the_version(client: TestClient) -> None:
+    from adapter.fhir.published import publish
+
+    publish(client.app.state.session_factory)  # type: ignore[attr-defined]
+    body = client.get("/fhir/CodeSystem/referral-direction").json()
+    assert body["meta"]["versionId"] == "1"
