@@ -282,6 +282,11 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         ref("collector", "collection.collector", to="Practitioner,PractitionerRole"),
         ref("parent", "parent", to="Specimen"),
     ),
+    "Bundle": (
+        token("identifier", "identifier"),
+        token("type", "type"),
+        date("timestamp", "timestamp"),
+    ),
     "Composition": (
         token("identifier", "identifier"),
         token("status", "status"),

@@ -75,7 +75,8 @@ def test_the_covered_types(capability: dict) -> None:
     assert set(SUPPORTED_TYPES) == {
         "Patient", "Practitioner", "PractitionerRole", "Organization", "Encounter",
         "ServiceRequest", "Task", "Condition", "DiagnosticReport", "Observation", "Specimen",
-        "Composition", "DocumentReference", "MedicationRequest", "Provenance", "CodeSystem"}
+        "Composition", "DocumentReference", "MedicationRequest", "Provenance", "CodeSystem",
+        "Bundle"}
     observation = RESOURCES["Observation"].params
     assert observation["date"].paths == ("effectiveDateTime", "effectivePeriod",
                                          "effectiveInstant")
