@@ -204,3 +204,18 @@ def test_reprocess_with_a_broken_mapping_changes_nothing(client: TestClient, tmp
     assert stored["status"] == "quarantined" and stored["attempts"] == 1
     fine = _post(client, ORU / "std-hl7v2" / "two-orders.hl7")
     assert fine.status_code == 202
+
+
+def test_a_discharge_summary_bundle_is_served_over_fhir(client: TestClient) -> None:
+    cda = Path(__file__).resolve().parents[2] / "fixtures" / "cda" / "discharge" / "std-cda"
+    response = client.post("/ingest", content=(cda / "basic.xml").read_bytes(),
+                           headers={"X-Source-System": "std-cda",
+                                    "Content-Type": "application/xml"})
+    assert response.status_code == 202, response.text
+    bundle_ref = next(r for r in response.json()["resources"] if r.startswith("Bundle/"))
+    found = client.get("/fhir/Bundle", params={"type": "document"}).json()
+    assert [e["fullUrl"].rsplit("/", 1)[-1] for e in found["entry"]] == [
+        bundle_ref.split("/")[1]]
+    bundle = client.get(f"/fhir/{bundle_ref}").json()
+    assert bundle["entry"][0]["resource"]["resourceType"] == "Composition"
+    assert validate_r4(bundle) == []
