@@ -13,7 +13,6 @@ asserted, so a change on either side shows up.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
