@@ -1,0 +1,499 @@
+"""Benchmark: resources/second delivered by the worker to a loopback FHIR server (Medplum,
+in memory), by 1 and by 4 workers, against that server's own capacity and a naive sender.
+
+    .venv/bin/python bench/bench_delivery.py [--copies 6] [--batch 20] [--pg URL | --no-pg]
+
+Input: every ORU fixture under fixtures/hl7v2/oru, each copy made unique as in
+bench_ingest.py (message id, order and specimen numbers) and with its patient made unique
+too (a new valid resident ID number, local numbers suffixed), so the queue holds many
+patients as a real feed does; the worker claims one row per patient at a time. The example
+consortium is used with one FHIR destination switched on, pointed at the server, and every
+facility routed to it. The outbox is filled by Pipeline.ingest (not timed).
+
+Rows (the server is emptied before each):
+  worker x1 SQLite      one worker process on a temporary SQLite file (SQLite takes one)
+  worker x1 PostgreSQL  one worker process, a temporary schema
+  worker x4 PostgreSQL  four worker processes on one queue (FOR UPDATE SKIP LOCKED)
+  capacity              the bundles the SQLite worker sent (same entries, same grouping),
+                        POSTed by a plain kept-alive httpx.Client; and by 4 in threads
+  naive                 one PUT per resource, a new connection each (httpx.put)
+Worker rows are timed from the moment the started processes are told to go until the
+last one has found the queue empty; resources/s counts distinct resources (an outbox row
+for an older version of a resource is delivered with the newer one: coalesced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_ingest import Fixture, load_fixtures, variant
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from adapter.connectors.fhir_rest import outgoing
+from adapter.consortium import load_consortium
+from adapter.identity import national_id_check_char
+from adapter.runtime import make_pipeline
+from adapter.settings import Settings
+from adapter.store import make_engine, migrate, read_resource
+from adapter.store import session_factory as make_session_factory
+from adapter.store.models import Outbox
+
+ROOT = Path(__file__).resolve().parent.parent
+MEDPLUM_DIR = ROOT / "tests" / "tools" / "medplum"
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+DEST = "county-hospital-fhir"
+WORKER_TIMEOUT = 150.0
+
+
+# -- the FHIR server ----------------------------------------------------------------------------
+
+@dataclass
+class Server:
+    base_url: str
+    process: subprocess.Popen[str]
+
+    def control(self, method: str, path: str) -> Any:
+        answer = httpx.request(method, self.base_url.removesuffix("/fhir") + path, timeout=30)
+        answer.raise_for_status()
+        return answer.json()
+
+    def reset(self) -> None:
+        self.control("POST", "/$reset")
+
+    def requests(self) -> list[dict[str, Any]]:
+        return self.control("GET", "/$requests")
+
+    def count(self, resource_type: str) -> int:
+        answer = httpx.get(f"{self.base_url}/{resource_type}?_summary=count", timeout=30)
+        return int(answer.json()["total"])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start_medplum() -> Server:
+    """The test peer of tests/tools/medplum (npm ci first when its packages are missing)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        raise SystemExit("needs Node.js >= 20 with npm for the Medplum test server")
+    if not (MEDPLUM_DIR / "node_modules" / "@medplum" / "fhir-router").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=MEDPLUM_DIR, check=True,
+                       capture_output=True)
+    process = subprocess.Popen([node, "server.mjs", "--host", "127.0.0.1", "--port", "0"],
+                               cwd=MEDPLUM_DIR, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    first = process.stdout.readline().strip()
+    if not first.startswith("listening "):
+        process.kill()
+        raise SystemExit(f"the Medplum server did not start: {first}")
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe empty
+    return Server(first.split(" ", 1)[1], process)
+
+
+# -- input: fixtures made unique, patients included ---------------------------------------------
+
+_NATIONAL = re.compile(r"[0-9]{17}[0-9X]|[0-9]{15}")
+
+
+class Patients:
+    """A new, valid resident ID number per copy of a patient (same region prefix, birth
+    date and sex digit parity; new sequence and check character)."""
+
+    def __init__(self) -> None:
+        self.serial = 0
+
+    def national(self, old: str) -> str:
+        self.serial += 1
+        birth = old[6:14] if len(old) == 18 else "19" + old[6:12]
+        parity = int(old[16] if len(old) == 18 else old[14]) % 2
+        region = old[:4] + f"{self.serial // 500 % 100:02d}"
+        first17 = f"{region}{birth}{(self.serial % 500) * 2 + parity:03d}"
+        return first17 + national_id_check_char(first17)
+
+    def unique(self, raw: bytes, codec: str, tag: str) -> bytes:
+        lines = raw.decode(codec).split("\r")
+        fs, comp, rep = lines[0][3], lines[0][4], lines[0][5]
+        for n, line in enumerate(lines):
+            fields = line.split(fs)
+            if fields[0] != "PID" or len(fields) <= 3:
+                continue
+            reps = []
+            for repetition in fields[3].split(rep):
+                parts = repetition.split(comp)
+                if _NATIONAL.fullmatch(parts[0]):
+                    parts[0] = self.national(parts[0])
+                elif parts[0]:
+                    parts[0] += tag
+                reps.append(comp.join(parts))
+            fields[3] = rep.join(reps)
+            lines[n] = fs.join(fields)
+        return "\r".join(lines).encode(codec)
+
+
+def messages(fixtures: list[Fixture], copies: int, prefix: str, patients: Patients
+             ) -> list[tuple[str, bytes]]:
+    out = []
+    for n in range(copies):
+        for f in fixtures:
+            tag = f"{prefix}{n}"
+            out.append((f.source, patients.unique(variant(f, tag), f.codec, tag)))
+    return out
+
+
+def write_config(path: Path, base_url: str, batch: int) -> Path:
+    """The example consortium with one FHIR destination on, every facility routed to it."""
+    data = yaml.safe_load((ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8"))
+    for facility in data["facilities"]:
+        for destination in facility.get("destinations") or []:
+            destination["enabled"] = destination["id"] == DEST
+            if destination["id"] == DEST:
+                destination["settings"].update(base_url=base_url, bundle="transaction",
+                                               batch_size=max(batch, 1), timeout_seconds=60)
+    data["routes"] = [{"from": ["*"], "to": [DEST],
+                       "resource_types": ["Patient", "DiagnosticReport", "Observation",
+                                          "Specimen"]}]
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+# -- databases ----------------------------------------------------------------------------------
+
+@dataclass
+class Database:
+    label: str
+    url: str
+    drop: Callable[[], None]
+
+
+def sqlite_database(tmp: Path, name: str) -> Database:
+    return Database("SQLite", f"sqlite:///{tmp / name}", lambda: None)
+
+
+def postgres_database(url: str) -> Database | str:
+    try:
+        admin = make_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:
+        return f"not reachable at {make_url(url).render_as_string()}: {type(exc).__name__}"
+    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+    return Database("PostgreSQL", scoped.render_as_string(hide_password=False), drop)
+
+
+def fill(database: Database, config: Path, batch: list[tuple[str, bytes]]) -> int:
+    """Ingest the messages (not timed); the number of outbox rows written."""
+    engine = make_engine(database.url)
+    try:
+        migrate(engine)
+        settings = Settings(config=config, database_url=database.url)
+        pipeline = make_pipeline(settings, load_consortium(config),
+                                 make_session_factory(engine))
+        for source, raw in batch:
+            result = pipeline.ingest(raw, source)
+            if not result.accepted or result.duplicate:
+                raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
+        return outbox_states(engine).get("pending", 0)
+    finally:
+        engine.dispose()
+
+
+def outbox_states(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(Outbox.state, func.count()).group_by(Outbox.state))
+                    .all())
+
+
+# -- the worker rows ----------------------------------------------------------------------------
+
+def child(url: str, config: Path, batch: int) -> None:
+    """One worker process: get ready, wait for "go" on stdin, deliver until the queue is
+    empty, print the time it finished."""
+    import logging
+    logging.disable(logging.WARNING)
+    from adapter.delivery.service import build_worker, start_exclusive
+    from adapter.delivery.worker import WorkerOptions
+
+    engine = make_engine(url)
+    factory = make_session_factory(engine)
+    lock = start_exclusive(engine, factory)  # SQLite: this must be the only worker
+    worker = build_worker(load_consortium(config), factory,
+                          options=WorkerOptions(batch_size=batch))
+    active = (select(func.count()).select_from(Outbox)
+              .where(Outbox.state.in_(("pending", "in-flight"))))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    delivered, deadline = 0, time.monotonic() + WORKER_TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            reports = worker.drain()
+            delivered += sum(r.tally.delivered for r in reports)
+            if not reports:
+                with factory() as session:
+                    if not session.scalar(active):
+                        break
+                time.sleep(0.005)  # the rows left are other workers' (in flight)
+    finally:
+        worker.close()
+        lock.release()
+        engine.dispose()
+    print(f"done {time.time():.6f} {delivered}", flush=True)
+
+
+def run_workers(database: Database, config: Path, batch: int, count: int
+                ) -> tuple[float, int]:
+    """``count`` worker processes on the database; (wall seconds, rows delivered)."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", database.url,
+               str(config), str(batch)]
+    processes = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True) for _ in range(count)]
+    try:
+        for p in processes:
+            assert p.stdout is not None
+            if p.stdout.readline().strip() != "ready":
+                raise SystemExit("a worker process did not start")
+        started = time.time()
+        for p in processes:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        finished, delivered = started, 0
+        for p in processes:
+            assert p.stdout is not None
+            line = p.stdout.readline().split()
+            p.wait(WORKER_TIMEOUT)
+            if not line or line[0] != "done":
+                raise SystemExit("a worker process failed")
+            finished = max(finished, float(line[1]))
+            delivered += int(line[2])
+        return finished - started, delivered
+    finally:
+        for p in processes:
+            if p.poll() is None:
+                p.kill()
+
+
+# -- the plain clients --------------------------------------------------------------------------
+
+def bundles_sent(server: Server, database: Database) -> list[dict[str, Any]]:
+    """The transaction bundles the worker sent (its request log), rebuilt from the bodies
+    in the database: the same entries in the same grouping."""
+    engine = make_engine(database.url)
+    out = []
+    try:
+        with make_session_factory(engine)() as session:
+            for request in server.requests():
+                if request["method"] != "POST":
+                    continue
+                entry = []
+                for line in request["entries"]:
+                    url = line.split(" ", 1)[1]
+                    resource_type, resource_id = url.split("/")
+                    body = read_resource(session, resource_type, resource_id)
+                    entry.append({"fullUrl": f"{server.base_url}/{url}",
+                                  "resource": outgoing(body or {}),
+                                  "request": {"method": "PUT", "url": url}})
+                out.append({"resourceType": "Bundle", "type": "transaction", "entry": entry})
+    finally:
+        engine.dispose()
+    return out
+
+
+HEADERS = {"Content-Type": "application/fhir+json", "Prefer": "return=minimal"}
+
+
+def post_all(base_url: str, bundles: list[dict[str, Any]]) -> None:
+    with httpx.Client(timeout=60, headers=HEADERS) as client:
+        for bundle in bundles:
+            client.post(base_url, content=json.dumps(bundle)).raise_for_status()
+
+
+def capacity(server: Server, bundles: list[dict[str, Any]], threads: int) -> float:
+    """Seconds to POST every bundle with ``threads`` kept-alive clients."""
+    server.reset()
+    shares = [bundles[n::threads] for n in range(threads)]
+    started = time.perf_counter()
+    workers = [threading.Thread(target=post_all, args=(server.base_url, s)) for s in shares]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - started
+
+
+def naive(server: Server, bundles: list[dict[str, Any]]) -> tuple[float, int]:
+    """One PUT per resource, each on a new connection."""
+    server.reset()
+    resources = [e for b in bundles for e in b["entry"]]
+    started = time.perf_counter()
+    for entry in resources:
+        httpx.put(f"{server.base_url}/{entry['request']['url']}", headers=HEADERS,
+                  content=json.dumps(entry["resource"]), timeout=60).raise_for_status()
+    return time.perf_counter() - started, len(resources)
+
+
+# -- running ------------------------------------------------------------------------------------
+
+@dataclass
+class Row:
+    label: str
+    resources: int = 0
+    seconds: float = 0.0
+    requests: int = 0
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.resources / self.seconds if self.seconds else 0.0
+
+
+def worker_row(label: str, server: Server, database: Database, config: Path, batch: int,
+               workers: int, load: list[tuple[str, bytes]]) -> Row:
+    queued = fill(database, config, load)
+    server.reset()
+    seconds, _rows = run_workers(database, config, batch, workers)
+    engine = make_engine(database.url)
+    try:
+        states = outbox_states(engine)
+        with engine.connect() as conn:
+            distinct = conn.execute(select(func.count()).select_from(
+                select(Outbox.resource_type, Outbox.resource_id).distinct().subquery())
+            ).scalar_one()
+    finally:
+        engine.dispose()
+    held = sum(server.count(t) for t in ("Patient", "DiagnosticReport", "Observation",
+                                          "Specimen"))
+    posts = sum(1 for r in server.requests() if r["method"] == "POST")
+    note = f"{queued} rows: {states.get('delivered', 0)} delivered, " \
+           f"{states.get('dead', 0)} dead; server holds {held} of {distinct}"
+    if states.get("delivered", 0) != queued or held != distinct:
+        note += "  << NOT ALL DELIVERED ONCE"
+    return Row(label, distinct, seconds, posts, note)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--copies", type=int, default=6,
+                    help="unique copies of every fixture per row (default 6)")
+    ap.add_argument("--batch", type=int, default=20, help="worker claim size (default 20)")
+    ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
+    ap.add_argument("--no-pg", action="store_true", help="SQLite only")
+    ap.add_argument("--child", nargs=3, metavar=("URL", "CONFIG", "BATCH"),
+                    help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        return
+
+    import logging
+    logging.disable(logging.WARNING)
+    began = time.perf_counter()
+    server = start_medplum()
+    rows: list[Row] = []
+    skipped: list[str] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            config = write_config(tmp / "consortium.yaml", server.base_url, args.batch)
+            fixtures = load_fixtures(load_consortium(config))
+            patients = Patients()
+            sqlite = sqlite_database(tmp, "bench.db")
+            rows.append(worker_row("worker x1, SQLite (SQLite takes one worker)", server,
+                                   sqlite, config, args.batch, 1,
+                                   messages(fixtures, args.copies, "s", patients)))
+            bundles = bundles_sent(server, sqlite)
+            for workers in (1, 4):
+                label = f"worker x{workers}, PostgreSQL" + (
+                    " (4 processes, one queue)" if workers > 1 else "")
+                made = "--no-pg given" if args.no_pg else postgres_database(args.pg)
+                if isinstance(made, str):
+                    skipped.append(f"{label}: {made}")
+                    continue
+                try:
+                    rows.append(worker_row(label, server, made, config, args.batch, workers,
+                                           messages(fixtures, args.copies, f"p{workers}.",
+                                                    patients)))
+                finally:
+                    made.drop()
+            entries = sum(len(b["entry"]) for b in bundles)
+            for threads in (1, 4):
+                seconds = capacity(server, bundles, threads)
+                rows.append(Row(f"capacity: plain httpx.Client kept alive x{threads}",
+                                entries, seconds, len(bundles),
+                                "the SQLite worker's bundles, same entries and grouping"))
+            seconds, count = naive(server, bundles)
+            rows.append(Row("naive: one PUT per resource, new connection each", count,
+                            seconds, count, "httpx.put without a client, sequential"))
+        report(rows, skipped, fixtures, args, time.perf_counter() - began)
+    finally:
+        server.stop()
+
+
+def report(rows: list[Row], skipped: list[str], fixtures: list[Fixture],
+           args: argparse.Namespace, spent: float) -> None:
+    print(f"delivery benchmark: {len(fixtures)} ORU fixtures x {args.copies} unique copies "
+          f"(patients unique) per row; one FHIR destination = Medplum 4.5.2 in memory on "
+          f"loopback; worker claims {args.batch}, transaction bundles; "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {spent:.0f} s")
+    print(f"\n{'':52} {'res/s':>8} {'seconds':>8} {'requests':>9}  resources")
+    for row in rows:
+        print(f"{row.label:52} {row.rate:8.0f} {row.seconds:8.2f} {row.requests:9d}  "
+              f"{row.resources}  {row.note}")
+    for line in skipped:
+        print(f"skipped: {line}")
+    print("\nratios (this run):")
+    named = {r.label: r.rate for r in rows}
+    cap = next((v for k, v in named.items() if k.startswith("capacity") and k.endswith("x1")),
+               0.0)
+    cap4 = next((v for k, v in named.items() if k.startswith("capacity") and k.endswith("x4")),
+                0.0)
+    naive_rate = next((v for k, v in named.items() if k.startswith("naive")), 0.0)
+    for label, value in named.items():
+        if label.startswith("worker") and cap:
+            print(f"  {label.split(' (')[0]:28} = {value / cap:.2f} x capacity (1 client), "
+                  f"{value / cap4:.2f} x capacity (4 clients), "
+                  f"{value / naive_rate:.1f} x naive")
+    if cap and naive_rate:
+        print(f"  capacity (1 client)          = {cap / naive_rate:.1f} x naive")
+    w1 = next((v for k, v in named.items() if k.startswith("worker x1, PostgreSQL")), 0.0)
+    w4 = next((v for k, v in named.items() if k.startswith("worker x4")), 0.0)
+    if w1 and w4:
+        print(f"  worker x4 / worker x1 (PostgreSQL) = {w4 / w1:.2f}")
+
+
+if __name__ == "__main__":
+    main()
