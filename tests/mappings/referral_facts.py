@@ -59,6 +59,10 @@ def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
     for item, fact in zip(by_type(resources, "ServiceRequest"), expect.get("referrals", []),
                           strict=False):
         problems += _referral(item, fact, index)
+    if "encounter" in expect:
+        problems += _encounter(by_type(resources, "Encounter"), expect["encounter"], index)
+    elif by_type(resources, "Encounter"):
+        problems.append("an Encounter was made; the document carries no admission")
     if "original" in expect:
         problems += _original(by_type(resources, "DocumentReference"), expect["original"], raw)
     return problems
@@ -194,4 +198,24 @@ def _original(docs: list[dict[str, Any]], fact: dict[str, Any], raw: bytes) -> l
     if doc.get("type", {}).get("text") != fact.get("type"):
         out.append(f"DocumentReference.type.text {doc.get('type', {}).get('text')!r} != "
                    f"{fact.get('type')!r}")
+    return out
+
+
+def _encounter(encounters: list[dict[str, Any]], fact: dict[str, Any],
+               index: dict[str, dict[str, Any]]) -> list[str]:
+    if len(encounters) != 1:
+        return [f"{len(encounters)} Encounters, expected the receiver's admission"]
+    enc, out = encounters[0], []
+    if fact["number"] not in [i.get("value") for i in enc.get("identifier", [])]:
+        out.append(f"Encounter.identifier lacks {fact['number']}")
+    if enc.get("period", {}).get("start") != fact["start"]:
+        out.append(f"Encounter.period.start {enc.get('period')} != {fact['start']}")
+    if enc.get("class", {}).get("code") != fact["class"]:
+        out.append(f"Encounter.class {enc.get('class')} != {fact['class']}")
+    provider = index.get(enc.get("serviceProvider", {}).get("reference", ""))
+    if fact["provider"] not in _org_codes(provider):
+        out.append(f"Encounter.serviceProvider is not {fact['provider']}")
+    based = [b.get("reference", "") for b in enc.get("basedOn", [])]
+    if not any(b.startswith("ServiceRequest/") and b in index for b in based):
+        out.append("Encounter.basedOn does not name the referral")
     return out

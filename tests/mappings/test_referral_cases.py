@@ -74,6 +74,6 @@ def test_referral_templates_are_the_same_in_every_format_folder() -> None:
     for folder in folders:
         for path in (folder / "resources").glob("referral-*.yaml"):
             texts.setdefault(path.name, set()).add(path.read_text(encoding="utf-8"))
-    assert len(texts) == 7
+    assert len(texts) == 8
     assert all(len(versions) == 1 for versions in texts.values()), \
         [name for name, versions in texts.items() if len(versions) > 1]
