@@ -106,3 +106,19 @@ def test_answer_from_the_receiver_joins_the_referral(
     stored = _all(session_factory, "ServiceRequest")[0]
     assert [s.get("display") for s in stored["supportingInfo"] if "display" in s] == ["血常规"]
     assert len(stored["note"]) == 4
+
+
+def test_copies_disagreeing_on_receiver_and_reason_are_each_named(
+        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    slip = (CDA / "up-slip.xml").read_bytes()
+    # a stub whose receiving department and diagnosis were written differently
+    stub = (CDA / "up-stub.xml").read_text(encoding="utf-8")
+    stub = stub.replace("呼吸内科", "感染科").replace('code="J18.900"', 'code="J15.900"')
+    assert pipeline.ingest(slip, "std-cda", now=NOW).status == "processed"
+    second = pipeline.ingest(stub.encode("utf-8"), "std-cda", now=NOW)
+    named = {i.expression for i in second.issues if i.code == "conflict"}
+    assert named == {"ServiceRequest.performer", "ServiceRequest.reasonCode",
+                     "ServiceRequest.authoredOn", "Task.authoredOn"}
+    stored = _all(session_factory, "ServiceRequest")[0]
+    assert stored["reasonCode"][0]["coding"][0]["code"] == "J18.900"  # the first copy's
+    assert any("呼吸内科" in p.get("display", "") for p in stored["performer"])
