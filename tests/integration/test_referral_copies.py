@@ -122,3 +122,22 @@ def test_copies_disagreeing_on_receiver_and_reason_are_each_named(
     stored = _all(session_factory, "ServiceRequest")[0]
     assert stored["reasonCode"][0]["coding"][0]["code"] == "J18.900"  # the first copy's
     assert any("呼吸内科" in p.get("display", "") for p in stored["performer"])
+
+
+def test_up_slip_stub_and_down_slip_of_one_referral_are_tied_together(
+        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    folder = ROOT / "fixtures" / "json" / "referral" / "liuhe-his-json"
+    results = [pipeline.ingest((folder / name).read_bytes(), "liuhe-his-json", now=NOW)
+               for name in ("up-slip.json", "up-stub.json", "down-slip.json")]
+    assert [r.status for r in results] == ["processed"] * 3
+    requests = {r["id"]: r for r in _all(session_factory, "ServiceRequest")}
+    assert len(requests) == 2  # the up-referral (slip + stub) and the down-referral
+    (up_id,) = _ids(results[0].resources, "ServiceRequest")
+    (down_id,) = _ids(results[2].resources, "ServiceRequest")
+    up, down = requests[up_id], requests[down_id]
+    assert down["basedOn"] == [{"reference": f"ServiceRequest/{up_id}"}]
+    assert down["requisition"] == up["requisition"]
+    directions = [c["code"] for r in (up, down) for cat in r["category"]
+                  for c in cat["coding"] if c["system"].endswith("referral-direction")]
+    assert directions == ["up", "down"]
+    assert len(_all(session_factory, "DocumentReference")) == 3
