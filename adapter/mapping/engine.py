@@ -77,6 +77,8 @@ class ResourceTemplate:
     body: DictNode
     # (if, severity, message, at): ``at`` is an expression whose location the issue names
     checks: list[tuple[Expr, str, str, Expr | None]] = field(default_factory=list)
+    # what storing does when the resource is already stored (adapter/pipeline/merge.py)
+    on_conflict: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -156,6 +158,8 @@ class TranslationState:
     issues: list[Issue] = field(default_factory=list)
     resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     produced_from: dict[tuple[str, str], str | None] = field(default_factory=dict)
+    # (type, id) -> the on_conflict policy of the template that made it
+    policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _reported: set[tuple[str, str, str]] = field(default_factory=set)
     errors_met: int = 0  # errors met so far, also those listed once already
 
@@ -539,6 +543,8 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
                     f"identifiers of {template.file} are not unique here", where, code="duplicate")
         return None
     state.resources[key] = resource
+    if template.on_conflict:
+        state.policies[key] = template.on_conflict
     state.produced_from[key] = where
     return resource
 

@@ -105,7 +105,8 @@ class MappingSet:
     concept_maps: dict[str, ConceptMap]
     fingerprint: str  # changes whenever any file of the set changes
     files: dict[str, int]  # relative path -> version
-    # resource type -> the ``on_conflict`` of its templates (adapter/pipeline/merge.py)
+    # resource type -> the ``on_conflict`` its templates declare (the first, by file name);
+    # storing applies the policy of the template that made each resource (Translation.policies)
     merge_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def matching(self, fmt: str, document: Any) -> list[MessageMapping]:
@@ -475,10 +476,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
         data = file.data
         if kind == "resource":
             if "on_conflict" in data:
-                policy = merge_policies.setdefault(data["resourceType"], data["on_conflict"])
-                if policy != data["on_conflict"]:
-                    raise file.fail(f"on_conflict differs from another {data['resourceType']} "
-                                    "template's: one policy per resource type", ("on_conflict",))
+                merge_policies.setdefault(data["resourceType"], data["on_conflict"])
             skip = None
             if "skip" in data:
                 skip = (compiler.condition(data["skip"]["if"], ("skip", "if")),
@@ -501,6 +499,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                          c["message"],
                          compiler.condition(c["at"], ("checks", i, "at")) if "at" in c else None)
                         for i, c in enumerate(data.get("checks", []))],
+                on_conflict=data.get("on_conflict"),
             )
         elif kind == "datatype":
             compiler.bound.update(str(p) for p in data.get("params", []))

@@ -23,6 +23,8 @@ class Translation:
     issues: list[Issue]
     mapping: str | None = None  # the message mapping used, "file@version"
     unread: list[str] = field(default_factory=list)  # locations of content no rule read
+    # (type, id) -> on_conflict policy of the template that made the resource
+    policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     @property
     def has_errors(self) -> bool:
@@ -104,7 +106,7 @@ def translate_hl7v2(mappings: MappingSet, message: Message,
                                   location=where))
     return Translation(list(state.resources.values()), state.issues,
                        mapping=f"{mapping.file}@v{mapping.version}",
-                       unread=[where for where, _ in unread])
+                       unread=[where for where, _ in unread], policies=dict(state.policies))
 
 
 _EMPTY = type("_Empty", (), {"messages": {}})()
@@ -169,7 +171,7 @@ def _finish(state: TranslationState, mapping: MessageMapping,
                                   f"{what} not read by any mapping rule", location=where))
     return Translation(list(state.resources.values()), state.issues,
                        mapping=f"{mapping.file}@v{mapping.version}",
-                       unread=[where for where, _ in unread])
+                       unread=[where for where, _ in unread], policies=dict(state.policies))
 
 
 def translate_xml(mappings: MappingSet, root: Any, context: TranslationContext) -> Translation:
@@ -215,6 +217,7 @@ def translate_csv(mappings: MappingSet, table: csv_rows.CsvTable, context: Trans
     source = csv_rows.CsvSource(tracker)
     resources: dict[tuple[str, str], dict[str, Any]] = {}
     made_by: dict[tuple[str, str], int] = {}
+    policies: dict[tuple[str, str], dict[str, Any]] = {}
     per_row: list[tuple[int, list[Issue], bool]] = []  # (row, issues, imported)
     for row in table.rows:
         state = _state(mappings, "csv", source, context)
@@ -238,6 +241,7 @@ def translate_csv(mappings: MappingSet, table: csv_rows.CsvTable, context: Trans
             for key, resource in zip(keys, produced, strict=True):
                 resources.setdefault(key, resource)
                 made_by.setdefault(key, row.number)
+            policies.update(state.policies)
         per_row.append((row.number, issues, imported))
     partial = any(imported for _, _, imported in per_row)
     out: list[Issue] = []
@@ -260,7 +264,7 @@ def translate_csv(mappings: MappingSet, table: csv_rows.CsvTable, context: Trans
                          location=where))
     return Translation(list(resources.values()), out,
                        mapping=f"{mapping.file}@v{mapping.version}",
-                       unread=[where for where, _ in unread])
+                       unread=[where for where, _ in unread], policies=policies)
 
 
 def _has_errors(issues: list[Issue]) -> bool:

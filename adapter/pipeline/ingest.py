@@ -245,7 +245,7 @@ class Pipeline:
         issues.extend(check_resources(translation.resources))
         failed = any(i.severity in ("error", "fatal") for i in issues)
         return Outcome(document.format, document.encoding, translation.resources, issues,
-                        failed, translation.unread, dict(mappings.merge_policies))
+                        failed, translation.unread, dict(translation.policies))
 
     def _quarantine(self, session: Session, message: InboundMessage, issues: list[Issue],
                     moment: datetime) -> IngestResult:
@@ -299,8 +299,8 @@ class Outcome:
     issues: list[Issue]
     failed: bool
     unread: list[str] = field(default_factory=list)
-    # resource type -> on_conflict policy of the mapping set (adapter/pipeline/merge.py)
-    policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (type, id) -> on_conflict policy of the template that made it (adapter/pipeline/merge.py)
+    policies: dict[Any, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:

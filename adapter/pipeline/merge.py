@@ -10,7 +10,7 @@ element it gives replaces the stored one.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -119,10 +119,14 @@ _POLICIES = {"keep-first-and-warn": keep_first, "keep-newer-and-warn": keep_newe
 
 
 def merge_stored(resource: dict[str, Any], read: Callable[[str, str], dict[str, Any] | None],
-                 policies: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], list[Issue]]:
-    """A resource as it is to be stored: the template's ``on_conflict`` policy when it has one,
-    else the accumulating merge of ``merge_with_stored``."""
-    policy = policies.get(resource["resourceType"])
+                 policies: Mapping[Any, dict[str, Any]],
+                 ) -> tuple[dict[str, Any], list[Issue]]:
+    """A resource as it is to be stored: the ``on_conflict`` policy of the template that made
+    it when it has one, else ``merge_with_stored``. ``policies`` is keyed by (type, id), as
+    a translation gives them (``Translation.policies``: only the resources of templates that
+    declare one); a key that is just the type applies to every resource of that type."""
+    policy = policies.get((resource["resourceType"], resource["id"])) \
+        or policies.get(resource["resourceType"])
     if policy is None:
         return merge_with_stored(resource, read), []
     apply = _POLICIES[policy["policy"]]

@@ -39,8 +39,19 @@ def test_an_element_only_the_later_copy_gives_is_no_conflict() -> None:
     assert merged["reasonCode"] == [{"text": "肺炎"}] and issues == []
 
 
-def test_types_without_a_policy_use_the_accumulating_merge() -> None:
+def test_resources_without_a_policy_use_the_accumulating_merge() -> None:
     stored = {"resourceType": "Patient", "id": "p", "identifier": [{"value": "1"}]}
     new = {"resourceType": "Patient", "id": "p", "identifier": [{"value": "2"}]}
-    merged, issues = merge_stored(new, lambda t, i: stored, {"ServiceRequest": POLICY})
+    merged, issues = merge_stored(new, lambda t, i: stored, {("Patient", "other"): POLICY})
     assert merged["identifier"] == [{"value": "2"}, {"value": "1"}] and issues == []
+
+
+def test_the_policy_is_that_of_the_resource_made() -> None:
+    new = {"resourceType": "ServiceRequest", "id": "sr1", "subject": {"reference": "Patient/b"}}
+    kept, issues = merge_stored(new, lambda t, i: STORED, {("ServiceRequest", "sr1"): POLICY})
+    assert kept["subject"] == {"reference": "Patient/a"} and len(issues) == 1
+    # another ServiceRequest (made by a template without on_conflict) is replaced as usual
+    other = {"resourceType": "ServiceRequest", "id": "sr2", "subject": {"reference": "Patient/b"}}
+    replaced, issues = merge_stored(other, lambda t, i: {**STORED, "id": "sr2"},
+                                    {("ServiceRequest", "sr1"): POLICY})
+    assert replaced == other and issues == []
