@@ -351,6 +351,9 @@ def test_destination_down_for_a_while_then_back_delivers_everything_once(
     count = count_on_server(medplum, expected)
     assert (count.lost, count.duplicated, count.stale) == (0, 0, [])
     assert count.delivered == count.sent == len(expected)  # each sent once, after the outage
+    # the corrected result went as its second version only (both rows delivered by one PUT)
+    [corrected] = [b for b in expected.values() if b["meta"]["versionId"] != "1"]
+    assert corrected["resourceType"] == "Observation" and corrected["meta"]["versionId"] == "2"
     print(f"\n{messages} messages + 1 correction, {len(expected)} resources, "
           f"{sum(states.values())} outbox rows; down {admissions['send']} batches + "
           f"{admissions['probe']} probes failed, {admissions['wait']} rounds paused by the "
