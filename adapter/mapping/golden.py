@@ -3,23 +3,25 @@
 A fixtures folder holds ``cases.yaml`` files; each entry names an input ``file`` (relative to
 the ``cases.yaml``) and the ``source`` system it comes from. Its golden file is the input's
 path with the extension replaced by ``.expected.json``, holding
-``{"resources": [...], "issues": [...]}`` as ``Pipeline.translate`` makes them. An entry with
-``outcome:`` instead (fixtures/hl7v2/bad) states how a bad input must fail: no golden file,
-the issue's location and text are checked. Used by ``adapter mappings test`` and the pytest
-golden tests (tests/golden.py), so both diff the same way.
+``{"resources": [...], "issues": [...]}`` as ``Pipeline.translate`` makes them. Entries that
+state how a bad input must fail have no golden file: ``outcome:`` (quarantined or
+processed-with-warnings) with the issue's ``location`` and ``diagnostics``
+(fixtures/hl7v2/bad), or ``quarantined: [texts]``, texts the errors must contain.
+Used by ``adapter mappings test`` and the pytest golden tests (tests/golden.py), so both
+diff the same way.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
 
-from adapter.errors import Issue
+from adapter.errors import AdapterError, Issue
 
 CASES_FILE = "cases.yaml"
 GOLDEN_SUFFIX = ".expected.json"
@@ -81,7 +83,7 @@ class Case:
 
     @property
     def is_outcome_case(self) -> bool:
-        return "outcome" in self.entry
+        return "outcome" in self.entry or bool(self.entry.get("quarantined"))
 
 
 @dataclass(slots=True)
@@ -126,8 +128,14 @@ def run_case(case: Case, translate: Translate, *, update: bool = False) -> CaseR
         raw = case.input.read_bytes()
     except OSError as exc:
         return CaseResult(case.label, False, [f"input not readable ({type(exc).__name__})"])
-    outcome = translate(raw, case.entry["source"])
+    try:
+        outcome = translate(raw, case.entry["source"])
+    except AdapterError as exc:  # an unknown source, a mapping that does not load
+        return CaseResult(case.label, False, [exc.message])
     issues = [i.as_dict() for i in outcome.issues]
+    if case.entry.get("quarantined"):
+        return CaseResult(case.label, *_check_refused(case.entry["quarantined"],
+                                                      outcome.failed, outcome.issues))
     if case.is_outcome_case:
         return CaseResult(case.label, *_check_outcome(case.entry, outcome.failed,
                                                       outcome.issues))
@@ -175,6 +183,20 @@ def _check_outcome(entry: dict[str, Any], failed: bool,
                    f"saying {_texts(entry)}; found: {found}"]
 
 
+def _check_refused(texts: Any, failed: bool, issues: list[Issue]) -> tuple[bool, list[str]]:
+    """``quarantined: [texts]``: refused, each text in the diagnostics of some error."""
+    if not failed:
+        return False, [f"outcome: accepted != expected {QUARANTINED}"]
+    errors = [i.diagnostics for i in issues if i.severity in ("error", "fatal")]
+    wanted = texts if isinstance(texts, list) else [texts]
+    missing = [str(t) for t in wanted if not any(str(t) in e for e in errors)]
+    if not missing:
+        return True, []
+    found = ", ".join(f"{i.severity}:{i.code}@{i.location or '-'}" for i in issues
+                      if i.severity in ("error", "fatal")) or "none"
+    return False, [f"no error saying {t!r}; found: {found}" for t in missing]
+
+
 def _texts(entry: dict[str, Any]) -> list[str]:
     wanted = entry.get("diagnostics") or []
     return [str(t) for t in (wanted if isinstance(wanted, list) else [wanted])]
@@ -191,11 +213,5 @@ def _matches(issue: Issue, entry: dict[str, Any]) -> bool:
     return located and said
 
 
-def iter_results(cases: list[Case], translate: Translate, *,
-                 update: bool = False) -> Iterator[CaseResult]:
-    for case in cases:
-        yield run_case(case, translate, update=update)
-
-
-__all__ = ["Case", "CaseResult", "diff_json", "find_cases", "golden_path", "iter_results",
-           "run_case", "write_golden"]
+__all__ = ["Case", "CaseResult", "diff_json", "find_cases", "golden_path", "run_case",
+           "write_golden"]
