@@ -340,9 +340,9 @@ def mappings_test(
             typer.echo(f"      ... and {len(result.lines) - _MAX_DIFF_LINES} more")
     summary = f"{len(cases) + len(broken) - failed} passed, {failed} failed"
     if update:
-        typer.secho(f"\n{len(written)} GOLDEN FILES REWRITTEN; read `git diff` before committing: "
-                    "a golden file is a claim about what is right", fg=typer.colors.YELLOW,
-                    bold=True)
+        typer.secho(f"\nGOLDEN FILES REWRITTEN: {len(written)}; read `git diff` before "
+                    "committing: a golden file is a claim about what is right",
+                    fg=typer.colors.YELLOW, bold=True)
         for path in written:
             typer.echo(f"  {path}")
     typer.echo(summary)

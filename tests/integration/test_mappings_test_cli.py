@@ -135,7 +135,7 @@ def test_update_rewrites_the_golden_and_lists_it(copy: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert "REWRITTEN" in result.output
-    assert "1 GOLDEN FILES REWRITTEN" in result.output
+    assert "GOLDEN FILES REWRITTEN: 1;" in result.output
     assert f"  {_golden(copy)}" in result.output.splitlines()
     assert _golden(copy).read_text(encoding="utf-8") == original
     assert untouched.stat().st_mtime_ns == stamp   # files that already match are left alone
