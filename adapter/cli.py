@@ -271,6 +271,14 @@ def mappings_check(directory: Annotated[Path | None, typer.Argument(
     raise typer.Exit(1 if errors else 0)
 
 
+def _relative(path: Path) -> Path:
+    """The path from the working folder when it is below it (shorter to read), else as is."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
+
+
 _MAX_DIFF_LINES = 40  # per case: a wrong shared rule can change every field of every case
 
 
@@ -344,7 +352,7 @@ def mappings_test(
                     "committing: a golden file is a claim about what is right",
                     fg=typer.colors.YELLOW, bold=True)
         for path in written:
-            typer.echo(f"  {path}")
+            typer.echo(f"  {_relative(path)}")
     typer.echo(summary)
     raise typer.Exit(1 if failed else 0)
 
