@@ -195,3 +195,19 @@ def test_a_bad_consortium_file_cannot_start(env: pytest.MonkeyPatch) -> None:
     result = run(FIXTURES / "csv")
     assert result.exit_code == 2
     assert "cannot start" in result.output
+
+
+def test_a_mapping_that_does_not_load_cannot_start(copy: Path, env: pytest.MonkeyPatch) -> None:
+    mappings = copy / "mappings"
+    shutil.copytree(ROOT / "mappings", mappings)
+    table = mappings / "_shared" / "concept-maps" / "referral-direction.yaml"
+    table.write_text(table.read_text(encoding="utf-8") + "\n  - [unclosed\n", encoding="utf-8")
+    env.setenv("ADAPTER_MAPPINGS_DIR", str(mappings))
+    get_settings.cache_clear()
+
+    result = run()
+
+    assert result.exit_code == 2
+    assert "cannot start" in result.output
+    assert "referral-direction.yaml" in result.output
+    assert "adapter mappings check" in result.output
