@@ -51,7 +51,28 @@ KNOWN_DIFFERENCES = {
     "Condition from a Preoperative Diagnosis act (4.65)": (
         "made (encounter-diagnosis)", "left out", "a diagnosis the note states is a "
         "Condition; the peer's template for the Preoperative Diagnosis section makes none"),
+    "medication resource type": (
+        "MedicationStatement for a Medication Activity done (moodCode EVN), MedicationRequest "
+        "(intent plan) for one intended (INT: discharge medications)",
+        "MedicationAdministration in Discharge_Summary and Procedure_Note, MedicationStatement"
+        " elsewhere", "a discharge medication (INT) has not been given; a C-CDA medication "
+        "list says what the patient takes, not an administration record"),
+    "MedicationStatement.status": (
+        "statusCode mapped (active, completed ...)", "missing",
+        "R4 requires MedicationStatement.status; the peer's fails the R4 schema"),
+    "medication code": (
+        "medicationCodeableConcept", "a contained-style Medication resource referenced",
+        "one coded drug needs no resource of its own; the RxNorm code is the same"),
+    "MedicationRequest from supply orders": (
+        "not made", "two MedicationRequests (History_and_Physical) from the Medication Supply "
+        "Order entries", "the supply order repeats the medication; not mapped yet"),
 }
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+# the resource type the peer uses for each sample's medication activities
+PEER_MEDICATION_TYPE = {"Discharge_Summary": "MedicationAdministration",
+                        "Referral_Note": "MedicationStatement",
+                        "History_and_Physical": "MedicationStatement",
+                        "Procedure_Note": "MedicationAdministration"}
 # problem codes only we give, by sample (see KNOWN_DIFFERENCES)
 OURS_ONLY = {"Procedure_Note": {("http://snomed.info/sct", "74400008")}}
 
@@ -169,6 +190,48 @@ def test_referral_note_problem_status(translated: dict[str, list[dict[str, Any]]
     assert status["190389009"] == ("active", None)
     assert status["233604007"] == ("resolved", "1998-03-16")
     assert all("clinicalStatus" not in c for c in _of(_peer("Referral_Note"), "Condition"))
+
+
+def _drug(resource: dict[str, Any], peer: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    if "medicationCodeableConcept" in resource:
+        return _codes(resource["medicationCodeableConcept"])
+    reference = resource["medicationReference"]["reference"]
+    medication = next(r for r in peer if f"Medication/{r['id']}" == reference)
+    return _codes(medication["code"])
+
+
+def _dose(resource: dict[str, Any]) -> tuple[Decimal | None, str | None]:
+    dosage = resource.get("dosage") or resource.get("dosageInstruction") or {}
+    if isinstance(dosage, list):
+        dosage = dosage[0] if dosage else {}
+    quantity = dosage.get("dose") or (dosage.get("doseAndRate") or [{}])[0].get("doseQuantity")
+    quantity = quantity or {}
+    return _decimal(quantity.get("value")), quantity.get("unit")
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_medications_agree(translated: dict[str, list[dict[str, Any]]], name: str) -> None:
+    peer_all = _peer(name)
+    ours = {frozenset(_drug(r, [])): r for r in translated[name]
+            if r["resourceType"] in ("MedicationStatement", "MedicationRequest")}
+    peer = {frozenset(_drug(r, peer_all)): r for r in _of(peer_all, PEER_MEDICATION_TYPE[name])}
+    assert set(ours) == set(peer)
+    assert ours, "every sample has a medication"
+    for drug, resource in ours.items():
+        assert {system for system, _ in drug} == {RXNORM}
+        peer_resource = peer[drug]
+        assert _dose(resource) == _dose(peer_resource), drug
+        if resource["resourceType"] == "MedicationRequest":  # the discharge medication (INT)
+            assert (name, resource["intent"], resource["status"]) == (
+                "Discharge_Summary", "plan", "active")
+            assert peer_resource["status"] == "in-progress"
+        elif PEER_MEDICATION_TYPE[name] == "MedicationStatement":
+            assert "status" not in peer_resource  # known difference MedicationStatement.status
+            assert resource["status"] in ("active", "completed")
+        else:
+            assert resource["status"] == peer_resource["status"]
+    if name == "History_and_Physical":  # known difference: supply orders
+        assert len(_of(peer_all, "MedicationRequest")) == 2
 
 
 def test_known_differences_have_reasons() -> None:
