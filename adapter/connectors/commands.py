@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Annotated, Any
@@ -118,6 +119,21 @@ def check(as_json: Annotated[bool, typer.Option("--json", help="One JSON object 
     raise typer.Exit(1 if failed else 0)
 
 
+def _connectors_of(runtime: Any, wanted: list[str] | None,
+                   build: Callable[[Any, Any], Any]) -> tuple[list[Any], set[str]]:
+    """The connectors ``build`` makes for the chosen sources, and the chosen ids it made none
+    for."""
+    built: list[Any] = []
+    for facility in runtime.consortium.facilities:
+        for system in facility.sources:
+            if wanted and system.id not in wanted:
+                continue
+            connector = build(facility, system)
+            if connector is not None:
+                built.append(connector)
+    return built, set(wanted or ()) - {c.id for c in built}
+
+
 # -- listen -----------------------------------------------------------------------------------
 def listen(source: Annotated[list[str] | None, typer.Option(
         "--source", "-s", help="Only these source systems (default: every MLLP one)")] = None,
@@ -126,16 +142,9 @@ def listen(source: Annotated[list[str] | None, typer.Option(
     from adapter.connectors.base import build_listener
 
     runtime = _runtime()
-    listeners = []
+    listeners: list[Any] = []
     try:
-        for facility in runtime.consortium.facilities:
-            for system in facility.sources:
-                if source and system.id not in source:
-                    continue
-                listener = build_listener(facility, system)
-                if listener is not None:
-                    listeners.append(listener)
-        missing = set(source or ()) - {listener.id for listener in listeners}
+        listeners, missing = _connectors_of(runtime, source, build_listener)
         if missing:
             raise _fail(f"no MLLP connector for: {', '.join(sorted(missing))}")
         if not listeners:
@@ -166,16 +175,9 @@ def poll(source: Annotated[list[str] | None, typer.Option(
     from adapter.connectors.poller import poll_once, run_forever
 
     runtime = _runtime()
-    sources = []
+    sources: list[Any] = []
     try:
-        for facility in runtime.consortium.facilities:
-            for system in facility.sources:
-                if source and system.id not in source:
-                    continue
-                built = build_source(facility, system)
-                if built is not None:
-                    sources.append(built)
-        missing = set(source or ()) - {s.id for s in sources}
+        sources, missing = _connectors_of(runtime, source, build_source)
         if missing:
             raise _fail(f"no polled connector (file, fhir-pull) for: "
                         f"{', '.join(sorted(missing))}")
