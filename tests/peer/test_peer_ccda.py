@@ -73,6 +73,13 @@ KNOWN_DIFFERENCES = {
     "result status of an active observation": (
         "preliminary (statusCode active)", "missing", "R4 requires Observation.status; "
         "the peer's Observation fails the R4 schema"),
+    "ServiceRequest intent and subject": (
+        "intent plan (moodCode INT), subject the Patient", "neither",
+        "R4 requires both; the peer's referral ServiceRequest fails the R4 schema"),
+    "ServiceRequest category and reasonCode": (
+        "SNOMED 3457005 patient referral; the reason observation's value (268528005)",
+        "neither", "a receiving system finds referrals by category; the SUBJ observation "
+        "says what the referral is for"),
 }
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # the resource type the peer uses for each sample's medication activities
@@ -275,6 +282,31 @@ def test_results_agree(translated: dict[str, list[dict[str, Any]]], name: str) -
         assert ([_codes(by_id[r["reference"]]["code"]) for r in report["result"]]
                 == [_codes(peer_by_id[r["reference"]]["code"]) for r in peer_report["result"]])
         assert report["subject"]["reference"].startswith("Patient/")
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_referral_request_agrees(translated: dict[str, list[dict[str, Any]]],
+                                 name: str) -> None:
+    ours, peer = translated[name], _peer(name)
+    requests, peer_requests = _of(ours, "ServiceRequest"), _of(peer, "ServiceRequest")
+    assert len(requests) == len(peer_requests) == (1 if name == "Referral_Note" else 0)
+    if not requests:
+        return
+    request, peer_request = requests[0], peer_requests[0]
+    assert _codes(request["code"]) == _codes(peer_request["code"]) == {
+        ("http://snomed.info/sct", "44383000")}
+    for key in ("status", "priority", "occurrenceDateTime", "identifier"):
+        assert request[key] == peer_request[key], key
+    requester = next(r for r in ours if f"Practitioner/{r['id']}"
+                     == request["requester"]["reference"])
+    peer_requester = next(r for r in peer if f"Practitioner/{r['id']}"
+                          == peer_request["requester"]["reference"])
+    assert requester["name"][0]["family"] == peer_requester["name"][0]["family"]
+    assert requester["identifier"] == peer_requester["identifier"]
+    # known difference: intent and subject
+    assert "intent" not in peer_request and "subject" not in peer_request
+    assert request["intent"] == "plan"
+    assert request["subject"]["reference"] == f"Patient/{_one(ours, 'Patient')['id']}"
 
 
 def test_known_differences_have_reasons() -> None:
