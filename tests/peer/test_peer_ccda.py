@@ -309,6 +309,28 @@ def test_referral_request_agrees(translated: dict[str, list[dict[str, Any]]],
     assert request["subject"]["reference"] == f"Patient/{_one(ours, 'Patient')['id']}"
 
 
+def test_reused_entry_ids_give_distinct_resources(translator: Pipeline) -> None:
+    """Patient-1 (a CCD) reuses one id for all its medication activities and one for all its
+    results, over two dates: each drug and result of each date is its own resource, and
+    nothing is 'made twice from different content'. The peer converted this sample with its
+    Operative Note template (only Procedures), so only the Patient is compared."""
+    outcome = translator.translate((FOLDER / "Patient-1.ccda").read_bytes(), "ccda-gateway")
+    assert [i for i in outcome.issues if i.severity != "information"] == []
+    ours = outcome.resources
+    assert all(validate_r4(r) == [] for r in ours)
+    counts = {t: len(_of(ours, t)) for t in ("MedicationStatement", "Observation",
+                                             "DiagnosticReport", "Condition")}
+    assert counts == {"MedicationStatement": 8, "Observation": 11, "DiagnosticReport": 5,
+                      "Condition": 4}
+    statements = _of(ours, "MedicationStatement")
+    assert len({s["identifier"][0]["value"] for s in statements}) == 1
+    patient, peer_patient = _one(ours, "Patient"), _one(_peer("Patient-1"), "Patient")
+    for key in ("gender", "birthDate"):
+        assert patient[key] == peer_patient[key]
+    assert patient["name"][0]["family"] == peer_patient["name"][0]["family"] == "Crawford"
+    assert _of(_peer("Patient-1"), "Condition") == []
+
+
 def test_known_differences_have_reasons() -> None:
     for key, (ours, peer, why) in KNOWN_DIFFERENCES.items():
         assert ours and peer and len(why) > 20, key
