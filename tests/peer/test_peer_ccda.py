@@ -331,6 +331,29 @@ def test_reused_entry_ids_give_distinct_resources(translator: Pipeline) -> None:
     assert _of(_peer("Patient-1"), "Condition") == []
 
 
+def _by_reference(resources: list[dict[str, Any]], reference: str) -> dict[str, Any]:
+    return next(r for r in resources if f"{r['resourceType']}/{r['id']}" == reference)
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_custodian_and_author_agree(translated: dict[str, list[dict[str, Any]]],
+                                    name: str) -> None:
+    """The custodian Organization and the first author Practitioner: the peer's are those its
+    Composition names."""
+    ours, peer = translated[name], _peer(name)
+    composition = _one(peer, "Composition")
+    peer_custodian = _by_reference(peer, composition["custodian"]["reference"])
+    custodian = _one(ours, "Organization")
+    for key in ("name", "identifier"):
+        assert custodian[key] == peer_custodian[key], key
+    assert custodian["address"][0]["city"] == peer_custodian["address"][0]["city"]
+    peer_author = _by_reference(peer, composition["author"][0]["reference"])
+    author = next(r for r in _of(ours, "Practitioner")
+                  if r["identifier"] == peer_author["identifier"])
+    assert author["name"][0]["family"] == peer_author["name"][0]["family"]
+    assert author["name"][0]["given"][0] == peer_author["name"][0]["given"][0]
+
+
 def test_known_differences_have_reasons() -> None:
     for key, (ours, peer, why) in KNOWN_DIFFERENCES.items():
         assert ours and peer and len(why) > 20, key
