@@ -19,10 +19,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline
+from adapter.store import read_resource
 from tests.fhir_checks import validate_r4
-from tests.mappings.conftest import FIXTURES
+from tests.mappings.conftest import FIXTURES, ROOT
 from tests.peer.peer_compare import compare_observations
 
 FOLDER = FIXTURES / "peer" / "microsoft-FHIR-Converter" / "ccda"
@@ -138,7 +141,8 @@ def test_patient_agrees(translated: dict[str, list[dict[str, Any]]], name: str) 
     assert ({(i["system"], i["value"]) for i in ours["identifier"]}
             == {(i["system"], i["value"]) for i in peer["identifier"]})
     assert ours["name"][0]["family"] == peer["name"][0]["family"]
-    assert ours["name"][0]["given"][0] == peer["name"][0]["given"][0]
+    assert ours["name"][0]["given"] == peer["name"][0]["given"]
+    assert ours["address"][0]["line"] == peer["address"][0]["line"]
     assert ours["name"][0]["use"] == "official"  # the legal name (use L); the peer says usual
 
 
@@ -352,6 +356,33 @@ def test_custodian_and_author_agree(translated: dict[str, list[dict[str, Any]]],
                   if r["identifier"] == peer_author["identifier"])
     assert author["name"][0]["family"] == peer_author["name"][0]["family"]
     assert author["name"][0]["given"][0] == peer_author["name"][0]["given"][0]
+
+
+def test_documents_of_one_patient_are_stored_as_one_patient(
+        session_factory: sessionmaker[Session]) -> None:
+    """Through the stored pipeline: the Discharge Summary, then the History and Physical of
+    the same patient (same first id) update one Patient; the referral of another patient is
+    stored with its requester."""
+    pipeline = Pipeline(load_consortium(FIXTURES / "consortium.yaml"), session_factory,
+                        mappings_dir=ROOT / "mappings", max_bytes=5 * 1024 * 1024,
+                        default_timezone="Asia/Shanghai")
+    results = [pipeline.ingest((FOLDER / f"{name}.ccda").read_bytes(), "ccda-gateway")
+               for name in ("Discharge_Summary", "History_and_Physical", "Referral_Note")]
+    assert all(r.accepted for r in results), [r.status for r in results]
+    patients = [{x for x in r.resources if x.startswith("Patient/")} for r in results]
+    assert patients[0] == patients[1] != patients[2]
+    (patient_ref,) = patients[0]
+    with session_factory() as session:
+        patient = read_resource(session, "Patient", patient_ref.split("/")[1])
+        request_ref = next(x for x in results[2].resources if x.startswith("ServiceRequest/"))
+        request = read_resource(session, "ServiceRequest", request_ref.split("/")[1])
+        requester = read_resource(session, "Practitioner",
+                                  request["requester"]["reference"].split("/")[1])
+    assert patient["meta"]["versionId"] == "2"  # the H&P adds the given name "Isa"
+    assert patient["name"][0]["given"] == ["Isabella", "Isa"]
+    assert patient["birthDate"] == "2005-05-01"
+    assert request["subject"]["reference"] == next(iter(patients[2]))
+    assert requester["name"][0]["family"] == "Florence"
 
 
 def test_known_differences_have_reasons() -> None:
