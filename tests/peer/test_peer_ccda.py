@@ -83,6 +83,9 @@ KNOWN_DIFFERENCES = {
         "SNOMED 3457005 patient referral; the reason observation's value (268528005)",
         "neither", "a receiving system finds referrals by category; the SUBJ observation "
         "says what the referral is for"),
+    "Encounter.diagnosis": (
+        "the admission (AD) and discharge (DD) diagnoses, referring to their Conditions",
+        "nothing", "the roles of a stay's diagnoses are what a discharge summary says"),
 }
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # the resource type the peer uses for each sample's medication activities
@@ -168,6 +171,18 @@ def test_encounter_agrees(translated: dict[str, list[dict[str, Any]]], name: str
     assert peer_encounter["status"] == "unknown"
     assert encounter["status"] == "finished"
     assert encounter["subject"]["reference"] == f"Patient/{_one(translated[name], 'Patient')['id']}"
+    # known difference Encounter.diagnosis
+    assert "diagnosis" not in peer_encounter
+    roles = [(d["condition"]["reference"], d["use"]["coding"][0]["code"])
+             for d in encounter.get("diagnosis", [])]
+    if name == "Discharge_Summary":
+        appendicitis = next(c for c in _of(translated[name], "Condition")
+                            if ("http://snomed.info/sct", "74400008") in _codes(c["code"]))
+        assert roles == [(f"Condition/{appendicitis['id']}", "AD"),
+                         (f"Condition/{appendicitis['id']}", "DD")]
+        assert appendicitis["encounter"]["reference"] == f"Encounter/{encounter['id']}"
+    else:
+        assert roles == []
 
 
 @pytest.mark.parametrize("name", SAMPLES)
