@@ -2,12 +2,13 @@
 the C-CDA mapping (source ccda-gateway, mappings/ccda), compared on the main fields with the
 peer's expected Bundles.
 
-What must agree: the Patient (identifiers, first name, gender, birth date), the Encounter
+What must agree: the Patient (identifiers, names, gender, birth date), the Encounter
 (identifier, period, the CPT type), the Conditions (the set of problem codes, onset per code,
-clinical status where the peer gives a condition-clinical code), the medications (RxNorm code
-per MedicationStatement), the result Observations (LOINC code, value, unit) and the referral
-ServiceRequest (code, status, priority). Every difference by design or peer defect is in
-KNOWN_DIFFERENCES and asserted, so a change on either side shows up
+clinical status where the peer gives a condition-clinical code), the medications (RxNorm code,
+dose, status), the result Observations and DiagnosticReports (LOINC code, value, unit,
+interpretation, range), the referral ServiceRequest (code, status, priority, occurrence,
+requester), the custodian Organization and the author. Every difference by design or peer
+defect is in KNOWN_DIFFERENCES and asserted, so a change on either side shows up
 (docs/decisions/0008-ccda.md).
 """
 
@@ -122,8 +123,9 @@ def translated(translator: Pipeline) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for name in SAMPLES:
         outcome = translator.translate((FOLDER / f"{name}.ccda").read_bytes(), "ccda-gateway")
-        errors = [i for i in outcome.issues if i.severity in ("error", "fatal")]
-        assert not errors, (name, errors)
+        # only information (the unread-content report): no error, no warning
+        problems = [i for i in outcome.issues if i.severity != "information"]
+        assert not problems, (name, problems)
         out[name] = outcome.resources
     return out
 
