@@ -206,6 +206,23 @@ def unit_as_written(ev: Evaluation, value: Any) -> str | None:
     return first_part or None
 
 
+@transform("strip_prefix")
+def strip_prefix(ev: Evaluation, value: Any, *prefixes: Any) -> str | None:
+    """The text without the first of ``prefixes`` it starts with ("tel:+1 555" -> "+1 555");
+    the text unchanged when it starts with none of them."""
+    raw = text(value).strip()
+    for prefix in prefixes:
+        wanted = text(prefix)
+        if wanted and raw.startswith(wanted):
+            return raw[len(wanted):].strip() or None
+    return raw or None
+
+
+@transform("starts_with")
+def starts_with(ev: Evaluation, value: Any, prefix: Any) -> bool:
+    return text(value).strip().startswith(text(prefix))
+
+
 @transform("upper")
 def upper(ev: Evaluation, value: Any) -> str:
     return text(value).upper()

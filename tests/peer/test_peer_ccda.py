@@ -148,6 +148,7 @@ def test_patient_agrees(translated: dict[str, list[dict[str, Any]]], name: str) 
     assert ours["name"][0]["family"] == peer["name"][0]["family"]
     assert ours["name"][0]["given"] == peer["name"][0]["given"]
     assert ours["address"][0]["line"] == peer["address"][0]["line"]
+    assert ours.get("telecom") == peer.get("telecom")  # scheme (tel:) stripped, as the peer does
     assert ours["name"][0]["use"] == "official"  # the legal name (use L); the peer says usual
 
 

@@ -402,3 +402,12 @@ def test_hash_id() -> None:
     from adapter.mapping.ids import deterministic_id
     assert call("hash_id", "Patient", "a", node("b"))[0] == deterministic_id("Patient", ["a", "b"])
     assert call("hash_id", "Patient", "a", "")[0] is None
+
+
+def test_strip_prefix_and_starts_with() -> None:
+    assert call("strip_prefix", "tel:+1(555)555-2003", "mailto:", "tel:")[0] == "+1(555)555-2003"
+    assert call("strip_prefix", "mailto:a@example.cn", "tel:", "mailto:")[0] == "a@example.cn"
+    assert call("strip_prefix", "0731-1234567", "tel:")[0] == "0731-1234567"
+    assert call("strip_prefix", "tel:", "tel:")[0] is None
+    assert call("starts_with", "tel:123", "tel:")[0] is True
+    assert call("starts_with", "mailto:x", "tel:")[0] is False
