@@ -122,8 +122,10 @@ def vread(resource_type: str, resource_id: str, version_id: str,
 def _search(request: Request, session: Session, settings: Settings, resource_type: str,
             params: list[tuple[str, str]]) -> FHIRResponse:
     lenient = _prefers_lenient(request.headers.get("prefer", ""))
-    parsed = parse_search(resource_type, params, zone=ZoneInfo(settings.default_timezone),
-                          lenient=lenient)
+    # the zone the store indexed dates without a zone in: the consortium's (the pipeline's)
+    pipeline = getattr(request.app.state, "pipeline", None)
+    zone = pipeline.timezone if pipeline is not None else ZoneInfo(settings.default_timezone)
+    parsed = parse_search(resource_type, params, zone=zone, lenient=lenient)
     count = settings.page_size_default if parsed.count is None else parsed.count
     count = 0 if parsed.summary_count else min(count, settings.page_size_max)
     total, bodies = run_search(session, resource_type, parsed.criteria, count=count,

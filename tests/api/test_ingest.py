@@ -219,3 +219,21 @@ def test_a_discharge_summary_bundle_is_served_over_fhir(client: TestClient) -> N
     bundle = client.get(f"/fhir/{bundle_ref}").json()
     assert bundle["entry"][0]["resource"]["resourceType"] == "Composition"
     assert validate_r4(bundle) == []
+
+
+def test_searches_read_dates_in_the_consortium_time_zone(tmp_path: Path,
+                                                         database_url: str) -> None:
+    """The store indexes a date without a zone in the consortium's zone; searches must read
+    the search date in the same zone, whatever ADAPTER_DEFAULT_TIMEZONE says."""
+    from adapter.api.app import create_app
+    from adapter.settings import Settings
+    config = tmp_path / "consortium.yaml"
+    config.write_text((ORU.parents[1] / "consortium.yaml").read_text(encoding="utf-8").replace(
+        "timezone: Asia/Shanghai", "timezone: America/New_York"), encoding="utf-8")
+    settings = Settings(database_url=database_url, config=config,
+                        default_timezone="Asia/Shanghai")
+    with TestClient(create_app(settings)) as other:
+        assert _post(other, ORU / "std-hl7v2" / "cbc-basic.hl7").status_code == 202
+        found = other.get("/fhir/Patient", params={"birthdate": "1968-03-15"}).json()
+        assert found["total"] == 1
+        assert other.get("/fhir/Patient", params={"birthdate": "1968-03-16"}).json()["total"] == 0
