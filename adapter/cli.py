@@ -226,6 +226,9 @@ def demo(folder: Annotated[Path | None, typer.Option(
     """Ingest the example consortium's sample messages and print what each produced."""
     settings = _settings()
     root = folder or settings.config.parent / "hl7v2" / "oru"
+    if not root.is_dir():
+        typer.secho(f"{root} is not a folder", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
     runtime = _runtime()
     known = {s.id for f in runtime.consortium.facilities for s in f.sources}
     totals: Counter[str] = Counter()

@@ -304,3 +304,12 @@ def test_bad_setting_and_unreachable_database_are_one_line_errors(monkeypatch) -
     assert result.exit_code == 2
     assert "cannot be used" in result.output
     get_settings.cache_clear()
+
+
+def test_demo_with_a_missing_folder_says_so() -> None:
+    from typer.testing import CliRunner
+
+    from adapter.cli import app
+    result = CliRunner().invoke(app, ["demo", "--folder", "/no/such/folder"])
+    assert result.exit_code == 2
+    assert "is not a folder" in result.output
