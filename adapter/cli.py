@@ -226,10 +226,11 @@ def demo(folder: Annotated[Path | None, typer.Option(
     """Ingest the example consortium's sample messages and print what each produced."""
     settings = _settings()
     root = folder or settings.config.parent / "hl7v2" / "oru"
+    runtime = _runtime()  # a bad consortium file is reported first
     if not root.is_dir():
+        runtime.close()
         typer.secho(f"{root} is not a folder", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
-    runtime = _runtime()
     known = {s.id for f in runtime.consortium.facilities for s in f.sources}
     totals: Counter[str] = Counter()
     typer.echo(f"database: {_safe_url(settings.database_url)}")
