@@ -28,16 +28,8 @@ def searchset(
 ) -> dict[str, Any]:
     """A searchset Bundle with self/first/previous/next links carrying ``params``."""
     kept = [(k, v) for k, v in params if k not in PAGING_PARAMS]
-
-    def link(relation: str, at: int) -> dict[str, str]:
-        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
-        return {"relation": relation, "url": f"{base}/{resource_type}?{query}"}
-
-    links = [link("self", offset), link("first", 0)]
-    if offset > 0 and count > 0:
-        links.append(link("previous", max(0, offset - count)))
-    if count > 0 and offset + count < total:
-        links.append(link("next", offset + count))
+    links = _paging_links(f"{base}/{resource_type}", kept, total=total, count=count,
+                          offset=offset, first=True)
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": f"{base}/{body['resourceType']}/{body['id']}",
@@ -52,17 +44,7 @@ def searchset(
             "resource": operation_outcome(warnings),
             "search": {"mode": "outcome"},
         })
-    bundle: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "id": str(uuid.uuid4()),
-        "type": "searchset",
-        "timestamp": format_instant(datetime.now(UTC)),
-        "total": total,
-        "link": links,
-    }
-    if entries:
-        bundle["entry"] = entries
-    return bundle
+    return _bundle("searchset", total, links, entries)
 
 
 def history(
@@ -76,16 +58,8 @@ def history(
     offset: int,
 ) -> dict[str, Any]:
     """A history Bundle of one resource, newest version first."""
-    url = f"{base}/{resource_type}/{resource_id}/_history"
-
-    def link(relation: str, at: int) -> dict[str, str]:
-        return {"relation": relation, "url": f"{url}?{urlencode({'_count': count, '_offset': at})}"}
-
-    links = [link("self", offset)]
-    if offset > 0 and count > 0:
-        links.append(link("previous", max(0, offset - count)))
-    if count > 0 and offset + count < total:
-        links.append(link("next", offset + count))
+    links = _paging_links(f"{base}/{resource_type}/{resource_id}/_history", [],
+                          total=total, count=count, offset=offset, first=False)
     entries = [
         {
             "fullUrl": f"{base}/{resource_type}/{resource_id}",
@@ -99,10 +73,33 @@ def history(
         }
         for version in versions
     ]
+    return _bundle("history", total, links, entries)
+
+
+def _paging_links(url: str, kept: list[tuple[str, str]], *, total: int, count: int,
+                  offset: int, first: bool) -> list[dict[str, str]]:
+    """self (and first), previous and next links, each carrying ``kept`` and the paging."""
+
+    def link(relation: str, at: int) -> dict[str, str]:
+        query = urlencode([*kept, ("_count", str(count)), ("_offset", str(at))])
+        return {"relation": relation, "url": f"{url}?{query}"}
+
+    links = [link("self", offset)]
+    if first:
+        links.append(link("first", 0))
+    if offset > 0 and count > 0:
+        links.append(link("previous", max(0, offset - count)))
+    if count > 0 and offset + count < total:
+        links.append(link("next", offset + count))
+    return links
+
+
+def _bundle(kind: str, total: int, links: list[dict[str, str]],
+            entries: list[dict[str, Any]]) -> dict[str, Any]:
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),
-        "type": "history",
+        "type": kind,
         "timestamp": format_instant(datetime.now(UTC)),
         "total": total,
         "link": links,
