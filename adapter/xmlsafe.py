@@ -26,6 +26,7 @@ from lxml import etree
 
 from adapter.errors import InputTooLargeError, Issue, ParseError
 from adapter.hl7v2.charsets import GB_CODECS, codec_for, looks_like_utf8
+from adapter.mapping.decoding import utf8_or_gb18030
 
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32"),  # before UTF-16 LE: it starts with the same two bytes
@@ -130,18 +131,11 @@ def _decode(raw: bytes, issues: list[Issue]) -> tuple[str, str, str | None]:
                 "read as declared. If Chinese text looks garbled the sender's declaration is "
                 "wrong.", location="line 1"))
         return text, codec, declared
-    try:
-        return raw.decode("utf-8"), "utf-8", None
-    except UnicodeDecodeError as exc:
-        utf8_error = exc
-    try:
-        text = raw.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise ParseError(
-            "the document declares no encoding and its bytes are neither UTF-8 (invalid byte "
-            f"0x{raw[utf8_error.start]:02x} at offset {utf8_error.start}) nor GB18030 (invalid "
-            f"byte 0x{raw[exc.start]:02x} at offset {exc.start}); declare the encoding in the "
-            "XML declaration", location="line 1") from None
+    text, codec = utf8_or_gb18030(
+        raw, "the document declares no encoding and its bytes", location="line 1",
+        hint="; declare the encoding in the XML declaration")
+    if codec == "utf-8":
+        return text, codec, None
     issues.append(Issue(
         "warning", "value",
         "the document declares no encoding and is not UTF-8; read as GB18030. The sender "

@@ -15,6 +15,23 @@ _BOMS = (
 )
 
 
+def utf8_or_gb18030(raw: bytes, subject: str, *, location: str,
+                    hint: str = "") -> tuple[str, str]:
+    """Undeclared bytes: UTF-8 when they are valid UTF-8, else GB18030 (what Chinese Windows
+    software writes); neither is a ParseError naming both offending bytes."""
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    try:
+        return raw.decode("gb18030"), "gb18030"
+    except UnicodeDecodeError as exc:
+        raise ParseError(
+            f"{subject} are neither UTF-8 (invalid byte 0x{raw[utf8_error.start]:02x} at "
+            f"offset {utf8_error.start}) nor GB18030 (invalid byte 0x{raw[exc.start]:02x} at "
+            f"offset {exc.start}){hint}", location=location) from None
+
+
 def decode_text(raw: bytes, issues: list[Issue], *, what: str,
                 warn_gb18030: bool = True) -> tuple[str, str]:
     """Text files without a declared encoding: a byte order mark wins, else UTF-8 when the
@@ -27,17 +44,9 @@ def decode_text(raw: bytes, issues: list[Issue], *, what: str,
                 raise ParseError(f"the byte order mark says {codec.removesuffix('-sig')} but "
                                  f"the bytes at offset {exc.start} are not: {exc.reason}",
                                  location="document") from None
-    try:
-        return raw.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError as exc:
-        utf8_error = exc
-    try:
-        text = raw.decode("gb18030")
-    except UnicodeDecodeError as exc:
-        raise ParseError(
-            f"the {what} bytes are neither UTF-8 (invalid byte 0x{raw[utf8_error.start]:02x} at "
-            f"offset {utf8_error.start}) nor GB18030 (invalid byte 0x{raw[exc.start]:02x} at "
-            f"offset {exc.start})", location="document") from None
+    text, codec = utf8_or_gb18030(raw, f"the {what} bytes", location="document")
+    if codec == "utf-8":
+        return text, codec
     if warn_gb18030:
         issues.append(Issue("warning", "value",
                             f"the {what} document is not UTF-8; read as GB18030",
