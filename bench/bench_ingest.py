@@ -46,7 +46,7 @@ from adapter.hl7v2 import codec_for, parse_hl7v2
 from adapter.pipeline import Pipeline
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.ingest import Outcome
-from adapter.pipeline.readers import Hl7v2Document
+from adapter.pipeline.readers import read_document
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import create_message, find_message, make_engine, migrate
@@ -422,7 +422,7 @@ def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str,
     facility, source = pipeline.consortium.source(source_id)  # type: ignore[misc]
     mappings = pipeline.mapping_set(facility, source)
     t0 = time.perf_counter()
-    document = Hl7v2Document(parse_hl7v2(raw, max_bytes=pipeline.max_bytes))
+    document = read_document("hl7v2", raw, max_bytes=pipeline.max_bytes)
     t1 = time.perf_counter()
     translation = document.translate(mappings, facility, pipeline.timezone)
     t2 = time.perf_counter()

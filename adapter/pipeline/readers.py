@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any, Protocol
 
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue, ParseError
-from adapter.hl7v2 import Message, parse_hl7v2
-from adapter.mapping.csv_rows import CsvTable, read_csv
-from adapter.mapping.json_paths import JsonDocumentData, parse_json
+from adapter.hl7v2 import parse_hl7v2
+from adapter.mapping.csv_rows import read_csv
+from adapter.mapping.json_paths import parse_json
 from adapter.mapping.loader import MappingSet
 from adapter.mapping.translate import (
     Translation,
@@ -23,7 +24,6 @@ from adapter.mapping.translate import (
     translate_xml,
 )
 from adapter.pipeline.checks import check_resources
-from adapter.xmlsafe import XmlDocument as ParsedXml
 from adapter.xmlsafe import parse_xml
 
 
@@ -77,91 +77,39 @@ def translation_context(facility: Facility, zone: tzinfo,
 
 
 @dataclass(slots=True)
-class Hl7v2Document:
-    message: Message
-    format: str = "hl7v2"
+class ParsedDocument:
+    """A document read from bytes, ready to translate with its format's mappings."""
 
-    @property
-    def encoding(self) -> str | None:
-        return self.message.charset
+    format: str
+    encoding: str | None
+    reader_issues: list[Issue]  # what the reader noticed (an encoding guess): listed first
+    _translate: Callable[[MappingSet, TranslationContext], Translation]
 
     def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
                   extra: dict[str, Any] | None = None) -> Translation:
-        translation = translate_hl7v2(mappings, self.message,
-                                      translation_context(facility, zone, extra))
-        # what the reader noticed (e.g. a declared charset that looks wrong) comes first
-        translation.issues[:0] = self.message.issues
+        translation = self._translate(mappings, translation_context(facility, zone, extra))
+        translation.issues[:0] = self.reader_issues
         return translation
-
-
-def _reader_first(translation: Translation, issues: list[Issue]) -> Translation:
-    translation.issues[:0] = issues  # what the reader noticed (an encoding guess) comes first
-    return translation
-
-
-@dataclass(slots=True)
-class XmlDocument:
-    """A CDA or other XML document (format ``cda`` or ``xml``), mapped with the xml folder."""
-
-    parsed: ParsedXml
-    format: str = "xml"
-
-    @property
-    def encoding(self) -> str | None:
-        return self.parsed.encoding
-
-    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
-                  extra: dict[str, Any] | None = None) -> Translation:
-        translation = translate_xml(mappings, self.parsed.root,
-                                    translation_context(facility, zone, extra))
-        return _reader_first(translation, self.parsed.issues)
-
-
-@dataclass(slots=True)
-class JsonDocument:
-    parsed: JsonDocumentData
-    format: str = "json"
-
-    @property
-    def encoding(self) -> str | None:
-        return self.parsed.encoding
-
-    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
-                  extra: dict[str, Any] | None = None) -> Translation:
-        translation = translate_json(mappings, self.parsed.data,
-                                     translation_context(facility, zone, extra))
-        return _reader_first(translation, self.parsed.issues)
-
-
-@dataclass(slots=True)
-class CsvDocument:
-    """A CSV file: each row is translated, checked and imported on its own (a bad row is
-    reported with its row number and does not stop the others; see translate_csv)."""
-
-    table: CsvTable
-    format: str = "csv"
-
-    @property
-    def encoding(self) -> str | None:
-        return self.table.encoding
-
-    def translate(self, mappings: MappingSet, facility: Facility, zone: tzinfo,
-                  extra: dict[str, Any] | None = None) -> Translation:
-        translation = translate_csv(mappings, self.table,
-                                    translation_context(facility, zone, extra),
-                                    check=check_resources)
-        return _reader_first(translation, self.table.issues)
 
 
 def read_document(fmt: str, raw: bytes, *, max_bytes: int) -> Document:
     """Parse ``raw`` as the source's format (``SourceSystem.format``); ParseError or
     InputTooLargeError (both quarantine the input) when it cannot be read."""
     if fmt == "hl7v2":
-        return Hl7v2Document(parse_hl7v2(raw, max_bytes=max_bytes))
+        message = parse_hl7v2(raw, max_bytes=max_bytes)
+        return ParsedDocument(fmt, message.charset, message.issues,
+                              lambda m, c: translate_hl7v2(m, message, c))
     if fmt in ("cda", "xml"):
-        return XmlDocument(parse_xml(raw, max_bytes=max_bytes), format=fmt)
+        xml = parse_xml(raw, max_bytes=max_bytes)
+        return ParsedDocument(fmt, xml.encoding, xml.issues,
+                              lambda m, c: translate_xml(m, xml.root, c))
     if fmt == "json":
-        return JsonDocument(parse_json(raw, max_bytes=max_bytes))
+        parsed = parse_json(raw, max_bytes=max_bytes)
+        return ParsedDocument(fmt, parsed.encoding, parsed.issues,
+                              lambda m, c: translate_json(m, parsed.data, c))
     if fmt == "csv":
-        return CsvDocument(read_csv(raw, max_bytes=max_bytes))
+        # each row is translated, checked and imported on its own (see translate_csv)
+        table = read_csv(raw, max_bytes=max_bytes)
+        return ParsedDocument(fmt, table.encoding, table.issues,
+                              lambda m, c: translate_csv(m, table, c, check=check_resources))
     raise ParseError(f"source format {fmt!r} is not supported", location="format")
