@@ -12,10 +12,14 @@ import typer
 from adapter.errors import AdapterError, MappingDefinitionError
 from adapter.settings import Settings, get_settings
 
-app = typer.Typer(help="HL7 FHIR R4 adapter for county medical consortia (医共体).",
-                  no_args_is_help=True, add_completion=False)
-mappings_app = typer.Typer(help="Check mapping folders and run their golden cases.",
-                           no_args_is_help=True)
+app = typer.Typer(
+    help="HL7 FHIR R4 adapter for county medical consortia (医共体).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+mappings_app = typer.Typer(
+    help="Check mapping folders and run their golden cases.", no_args_is_help=True
+)
 app.add_typer(mappings_app, name="mappings")
 
 
@@ -26,6 +30,7 @@ def _cannot_start(reason: str) -> typer.Exit:
 
 def _settings() -> Settings:
     from pydantic import ValidationError
+
     try:
         return get_settings()
     except ValidationError as exc:
@@ -38,14 +43,16 @@ def _runtime():
     from sqlalchemy.exc import SQLAlchemyError
 
     from adapter.runtime import build_runtime
+
     settings = _settings()
     try:
         return build_runtime(settings)
     except AdapterError as exc:
         raise _cannot_start(exc.message) from None
     except SQLAlchemyError as exc:
-        raise _cannot_start(f"the database {_safe_url(settings.database_url)} cannot be used "
-                            f"({type(exc).__name__})") from None
+        raise _cannot_start(
+            f"the database {_safe_url(settings.database_url)} cannot be used ({type(exc).__name__})"
+        ) from None
 
 
 def _database():
@@ -55,6 +62,7 @@ def _database():
 
     from adapter.consortium import load_consortium
     from adapter.store import make_engine, migrate, session_factory
+
     settings = _settings()
     try:
         load_consortium(settings.config)
@@ -63,8 +71,9 @@ def _database():
     except AdapterError as exc:
         raise _cannot_start(exc.message) from None
     except SQLAlchemyError as exc:
-        raise _cannot_start(f"the database {_safe_url(settings.database_url)} cannot be used "
-                            f"({type(exc).__name__})") from None
+        raise _cannot_start(
+            f"the database {_safe_url(settings.database_url)} cannot be used ({type(exc).__name__})"
+        ) from None
     return engine, session_factory(engine)
 
 
@@ -72,6 +81,7 @@ def _safe_url(url: str) -> str:
     """The database URL without its password (it is printed)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:  # an unparsable URL fails later with its own error
@@ -96,14 +106,17 @@ def _print_result(name: str, result) -> None:
 
 
 @app.command()
-def serve(host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
-          port: Annotated[int, typer.Option(help="TCP port")] = 8080) -> None:
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+) -> None:
     """Run the HTTP API (ingest, messages, FHIR) with uvicorn."""
     import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
     from adapter.api.app import create_app
     from adapter.logs import configure_logging
+
     settings = _settings()
     try:
         configure_logging(settings.log_level, json=settings.log_json)
@@ -111,17 +124,20 @@ def serve(host: Annotated[str, typer.Option(help="Address to listen on")] = "127
     except AdapterError as exc:
         raise _cannot_start(exc.message) from None
     except SQLAlchemyError as exc:
-        raise _cannot_start(f"the database {_safe_url(settings.database_url)} cannot be used "
-                            f"({type(exc).__name__})") from None
+        raise _cannot_start(
+            f"the database {_safe_url(settings.database_url)} cannot be used ({type(exc).__name__})"
+        ) from None
     uvicorn.run(application, host=host, port=port, log_config=None)
 
 
 @app.command()
-def ingest(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
-           source: Annotated[str, typer.Option("--source", "-s",
-                                               help="Source system id (consortium file)")],
-           content_type: Annotated[str | None, typer.Option(help="Content type to record")] = None,
-           ) -> None:
+def ingest(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    source: Annotated[
+        str, typer.Option("--source", "-s", help="Source system id (consortium file)")
+    ],
+    content_type: Annotated[str | None, typer.Option(help="Content type to record")] = None,
+) -> None:
     """Ingest files from one source system; exit 1 if any was quarantined."""
     runtime = _runtime()
     failed = 0
@@ -141,25 +157,31 @@ def ingest(files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=Fal
 
 
 @app.command()
-def messages(status: Annotated[str | None, typer.Option(help="Only this status")] = None,
-             limit: Annotated[int, typer.Option(min=1)] = 50) -> None:
+def messages(
+    status: Annotated[str | None, typer.Option(help="Only this status")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
     """List received messages, newest first."""
     from adapter.pipeline import STATUSES
     from adapter.store import list_messages
+
     if status is not None and status not in STATUSES:
-        typer.secho(f"--status must be one of {', '.join(STATUSES)}", fg=typer.colors.RED,
-                    err=True)
+        typer.secho(f"--status must be one of {', '.join(STATUSES)}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
     engine, factory = _database()
     try:
         with factory() as session:
             rows = list_messages(session, status, limit)
-            typer.echo(f"{'message':36}  {'received (UTC)':19}  {'source':14}  "
-                       f"{'status':24}  resources  issues")
+            typer.echo(
+                f"{'message':36}  {'received (UTC)':19}  {'source':14}  "
+                f"{'status':24}  resources  issues"
+            )
             for m in rows:
-                typer.echo(f"{m.id:36}  {m.received_at:%Y-%m-%d %H:%M:%S}  "
-                           f"{m.source_system:14}  {m.status:24}  "
-                           f"{len(m.resources or []):9}  {len(m.issues or []):6}")
+                typer.echo(
+                    f"{m.id:36}  {m.received_at:%Y-%m-%d %H:%M:%S}  "
+                    f"{m.source_system:14}  {m.status:24}  "
+                    f"{len(m.resources or []):9}  {len(m.issues or []):6}"
+                )
     finally:
         engine.dispose()
 
@@ -168,6 +190,7 @@ def messages(status: Annotated[str | None, typer.Option(help="Only this status")
 def show(message_id: str) -> None:
     """Show one message: status, every issue with its location, the resources it made."""
     from adapter.store import get_message
+
     engine, factory = _database()
     try:
         with factory() as session:
@@ -176,8 +199,10 @@ def show(message_id: str) -> None:
                 typer.secho(f"no message {message_id}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(1)
             typer.echo(f"message {m.id} from {m.source_system} ({m.facility_id})")
-            typer.echo(f"received {m.received_at.isoformat()}, {m.size} bytes, "
-                       f"{m.detected_format}/{m.encoding}, status {m.status}")
+            typer.echo(
+                f"received {m.received_at.isoformat()}, {m.size} bytes, "
+                f"{m.detected_format}/{m.encoding}, status {m.status}"
+            )
             for issue in m.issues or []:
                 where = f" at {issue.get('location')}" if issue.get("location") else ""
                 typer.echo(f"  {issue['severity']}{where}: {issue['diagnostics']}")
@@ -188,12 +213,15 @@ def show(message_id: str) -> None:
 
 
 @app.command()
-def reprocess(message_id: Annotated[str | None, typer.Argument()] = None,
-              status: Annotated[str | None, typer.Option(
-                  help="Reprocess every message with this status, e.g. quarantined")] = None,
-              ) -> None:
+def reprocess(
+    message_id: Annotated[str | None, typer.Argument()] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Reprocess every message with this status, e.g. quarantined")
+    ] = None,
+) -> None:
     """Translate stored messages again with the current mappings (after a mapping fix)."""
     from adapter.store import list_messages
+
     if bool(message_id) == bool(status):
         typer.secho("give a message id or --status", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
@@ -221,8 +249,11 @@ def reprocess(message_id: Annotated[str | None, typer.Argument()] = None,
 
 
 @app.command()
-def demo(folder: Annotated[Path | None, typer.Option(
-        help="Folder whose sub-folders are named after source systems")] = None) -> None:
+def demo(
+    folder: Annotated[
+        Path | None, typer.Option(help="Folder whose sub-folders are named after source systems")
+    ] = None,
+) -> None:
     """Ingest the example consortium's sample messages and print what each produced."""
     settings = _settings()
     root = folder or settings.config.parent / "hl7v2" / "oru"
@@ -248,22 +279,32 @@ def demo(folder: Annotated[Path | None, typer.Option(
 
 
 @mappings_app.command("check")
-def mappings_check(directory: Annotated[Path | None, typer.Argument(
-        help="Mapping root (default: ADAPTER_MAPPINGS_DIR)")] = None) -> None:
+def mappings_check(
+    directory: Annotated[
+        Path | None, typer.Argument(help="Mapping root (default: ADAPTER_MAPPINGS_DIR)")
+    ] = None,
+) -> None:
     """Check every mapping folder (schema, expressions, references, code tables)."""
     from adapter.mapping.loader import SHARED, load_mapping_set
+
     root = directory or _settings().mappings_dir
-    folders = [SHARED, *sorted(p.name for p in root.iterdir()
-                               if p.is_dir() and p.name not in (SHARED, "facilities"))]
-    facilities = sorted(f"facilities/{p.name}" for p in (root / "facilities").glob("*")
-                        if p.is_dir()) if (root / "facilities").is_dir() else []
+    folders = [
+        SHARED,
+        *sorted(
+            p.name for p in root.iterdir() if p.is_dir() and p.name not in (SHARED, "facilities")
+        ),
+    ]
+    facilities = (
+        sorted(f"facilities/{p.name}" for p in (root / "facilities").glob("*") if p.is_dir())
+        if (root / "facilities").is_dir()
+        else []
+    )
     errors = 0
     for folder in folders:
         for overlay in [None, *facilities]:
             label = folder + (f" + {overlay}" if overlay else "")
             try:
-                mapping_set = load_mapping_set(root, folder,
-                                               overlays=(overlay,) if overlay else ())
+                mapping_set = load_mapping_set(root, folder, overlays=(overlay,) if overlay else ())
             except MappingDefinitionError as exc:
                 typer.secho(f"{label}: {exc.message}", fg=typer.colors.RED)
                 errors += 1
@@ -288,18 +329,26 @@ _MAX_DIFF_LINES = 40  # per case: a wrong shared rule can change every field of 
 
 @mappings_app.command("test")
 def mappings_test(
-        directory: Annotated[Path | None, typer.Argument(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(
             help="Fixtures folder; every cases.yaml below it is run "
-                 "(default: the folder of ADAPTER_CONFIG)")] = None,
-        update: Annotated[bool, typer.Option(
-            "--update", help="Rewrite the golden files from the current output")] = False,
-        case: Annotated[str | None, typer.Option(
-            "--case", help="Only the cases whose path contains this text")] = None) -> None:
+            "(default: the folder of ADAPTER_CONFIG)"
+        ),
+    ] = None,
+    update: Annotated[
+        bool, typer.Option("--update", help="Rewrite the golden files from the current output")
+    ] = False,
+    case: Annotated[
+        str | None, typer.Option("--case", help="Only the cases whose path contains this text")
+    ] = None,
+) -> None:
     """Run the golden cases: translate each fixture (nothing is stored), compare with its
     .expected.json field by field. Exit 1 if any case fails."""
     from adapter.consortium import load_consortium
     from adapter.mapping.golden import find_cases, run_case
     from adapter.pipeline import Pipeline
+
     settings = _settings()
     root = directory or settings.config.parent
     if not root.is_dir():
@@ -316,10 +365,13 @@ def mappings_test(
         broken = []
         if not cases:
             raise _cannot_start(f"no case path contains {case!r}")
-    pipeline = Pipeline(consortium, None,  # type: ignore[arg-type]  # translate only
-                        mappings_dir=settings.mappings_dir,
-                        max_bytes=settings.max_message_bytes,
-                        default_timezone=settings.default_timezone)
+    pipeline = Pipeline(
+        consortium,
+        None,  # type: ignore[arg-type]  # translate only
+        mappings_dir=settings.mappings_dir,
+        max_bytes=settings.max_message_bytes,
+        default_timezone=settings.default_timezone,
+    )
     for source_id in sorted({c.entry["source"] for c in cases}):
         found = consortium.source(source_id)
         if found is None:
@@ -327,11 +379,15 @@ def mappings_test(
         try:
             pipeline.mapping_set(*found)
         except MappingDefinitionError as exc:
-            raise _cannot_start(f"{exc.message} (adapter mappings check lists every error)"
-                                ) from None
+            raise _cannot_start(
+                f"{exc.message} (adapter mappings check lists every error)"
+            ) from None
     if update:
-        typer.secho("--update: golden files that differ are REWRITTEN from the current output",
-                    fg=typer.colors.YELLOW, bold=True)
+        typer.secho(
+            "--update: golden files that differ are REWRITTEN from the current output",
+            fg=typer.colors.YELLOW,
+            bold=True,
+        )
     failed = len(broken)
     written: list[Path] = []
     for line in broken:
@@ -341,8 +397,10 @@ def mappings_test(
         if result.written is not None:
             written.append(result.written)
         if result.ok:
-            typer.secho(f"ok    {result.label}" + ("  (rewritten)" if result.written else ""),
-                        fg=typer.colors.GREEN)
+            typer.secho(
+                f"ok    {result.label}" + ("  (rewritten)" if result.written else ""),
+                fg=typer.colors.GREEN,
+            )
         else:
             failed += 1
             typer.secho(f"FAIL  {result.label}", fg=typer.colors.RED)
@@ -352,9 +410,12 @@ def mappings_test(
             typer.echo(f"      ... and {len(result.lines) - _MAX_DIFF_LINES} more")
     summary = f"{len(cases) + len(broken) - failed} passed, {failed} failed"
     if update:
-        typer.secho(f"\nGOLDEN FILES REWRITTEN: {len(written)}; read `git diff` before "
-                    "committing: a golden file is a claim about what is right",
-                    fg=typer.colors.YELLOW, bold=True)
+        typer.secho(
+            f"\nGOLDEN FILES REWRITTEN: {len(written)}; read `git diff` before "
+            "committing: a golden file is a claim about what is right",
+            fg=typer.colors.YELLOW,
+            bold=True,
+        )
         for path in written:
             typer.echo(f"  {_relative(path)}")
     typer.echo(summary)

@@ -107,12 +107,15 @@ class Consortium(Strict):
         if value is None:
             return value
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name such as "
-                             "Asia/Shanghai)") from None
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)"
+            ) from None
         return value
+
     facilities: list[Facility]
     routes: list[Route] = Field(default_factory=list)
 
@@ -133,28 +136,45 @@ class Consortium(Strict):
         destination_ids: set[str] = set()
         for f_no, facility in enumerate(self.facilities):
             if facility.id in facility_ids:
-                problems.append((("facilities", f_no, "id"),
-                                 f"facility id {facility.id!r} is used twice"))
+                problems.append(
+                    (("facilities", f_no, "id"), f"facility id {facility.id!r} is used twice")
+                )
             facility_ids.add(facility.id)
             for s_no, source in enumerate(facility.sources):
                 if source.id in source_ids:
-                    problems.append((("facilities", f_no, "sources", s_no, "id"),
-                                     f"source system id {source.id!r} is used twice"))
+                    problems.append(
+                        (
+                            ("facilities", f_no, "sources", s_no, "id"),
+                            f"source system id {source.id!r} is used twice",
+                        )
+                    )
                 source_ids.add(source.id)
             for d_no, destination in enumerate(facility.destinations):
                 if destination.id in destination_ids:
-                    problems.append((("facilities", f_no, "destinations", d_no, "id"),
-                                     f"destination id {destination.id!r} is used twice"))
+                    problems.append(
+                        (
+                            ("facilities", f_no, "destinations", d_no, "id"),
+                            f"destination id {destination.id!r} is used twice",
+                        )
+                    )
                 destination_ids.add(destination.id)
         for number, route in enumerate(self.routes):
             for i, name in enumerate(route.from_):
                 if name != "*" and name not in facility_ids:
-                    problems.append((("routes", number, "from", i),
-                                     f"routes[{number}].from names unknown facility {name!r}"))
+                    problems.append(
+                        (
+                            ("routes", number, "from", i),
+                            f"routes[{number}].from names unknown facility {name!r}",
+                        )
+                    )
             for i, name in enumerate(route.to):
                 if name not in destination_ids:
-                    problems.append((("routes", number, "to", i),
-                                     f"routes[{number}].to names unknown destination {name!r}"))
+                    problems.append(
+                        (
+                            ("routes", number, "to", i),
+                            f"routes[{number}].to names unknown destination {name!r}",
+                        )
+                    )
         return problems
 
     # -- look-ups ---------------------------------------------------------------------------
@@ -186,8 +206,11 @@ class Consortium(Strict):
 
 def _key_path(loc: tuple[Any, ...]) -> list[str | int]:
     # pydantic reports the alias for "from"; union/literal tags are not keys of the file
-    return [part for part in loc if isinstance(part, int) or not str(part).startswith(
-        ("literal[", "function-"))]
+    return [
+        part
+        for part in loc
+        if isinstance(part, int) or not str(part).startswith(("literal[", "function-"))
+    ]
 
 
 def load_consortium(path: Path) -> Consortium:
@@ -195,8 +218,9 @@ def load_consortium(path: Path) -> Consortium:
     try:
         data, index = load_yaml(path)
     except YamlSyntaxError as exc:
-        raise ConfigError(exc.message,
-                          file=f"{exc.file}:{exc.line}" if exc.line else exc.file) from None
+        raise ConfigError(
+            exc.message, file=f"{exc.file}:{exc.line}" if exc.line else exc.file
+        ) from None
     if not isinstance(data, dict):
         raise ConfigError("the consortium file must be a YAML mapping", file=str(path))
     try:
@@ -207,8 +231,11 @@ def load_consortium(path: Path) -> Consortium:
         message = first["msg"]
         if not key_path:
             # a cross-reference problem found after the fields: name its own key and line
-            problems = Consortium.model_construct(**_shallow(data)).reference_problems() \
-                if _fields_ok(data) else []
+            problems = (
+                Consortium.model_construct(**_shallow(data)).reference_problems()
+                if _fields_ok(data)
+                else []
+            )
             if problems:
                 key_path, message = list(problems[0][0]), problems[0][1]
         line = index.line_of(key_path)

@@ -93,8 +93,14 @@ class AdapterError(Exception):
     http_status = 500
     issue_code = "exception"
 
-    def __init__(self, message: str, *, location: str | None = None,
-                 issues: list[Issue] | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        location: str | None = None,
+        issues: list[Issue] | None = None,
+        code: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.location = location

@@ -21,8 +21,9 @@ _DIGITS17 = re.compile(r"[0-9]{17}")
 _FORM18 = re.compile(r"[0-9]{17}[0-9X]")
 _FORM15 = re.compile(r"[0-9]{15}")
 # full-width digits and X, as typed with a Chinese input method
-_FULL_WIDTH = str.maketrans({**{0xFF10 + i: str(i) for i in range(10)},
-                             0xFF38: "X", 0xFF58: "X", ord("x"): "X"})
+_FULL_WIDTH = str.maketrans(
+    {**{0xFF10 + i: str(i) for i in range(10)}, 0xFF38: "X", 0xFF58: "X", ord("x"): "X"}
+)
 
 Sex = Literal["male", "female"]
 
@@ -71,8 +72,7 @@ def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
             expected = national_id_check_char(v[:17])
             checksum = v[17] == expected
             if not checksum:
-                problems.append(f"bad checksum: check character is {v[17]}, "
-                                f"expected {expected}")
+                problems.append(f"bad checksum: check character is {v[17]}, expected {expected}")
             birth = _birth_date(v[6:14], problems, today)
             sex = _sex(v[16])
         else:

@@ -61,14 +61,10 @@ _DATE_MMDD = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
 _START = r"(?<!\d)(?<!\d\.)"
 _END = r"(?!\d)(?!\.\d)"
 # 18 characters: 6-digit area, YYYYMMDD, 3-digit sequence, check digit or X.
-_ID18_RE = re.compile(
-    rf"{_START}[1-9]\d{{5}}(?:18|19|20)\d\d{_DATE_MMDD}\d{{3}}[\dXx]{_END}"
-)
+_ID18_RE = re.compile(rf"{_START}[1-9]\d{{5}}(?:18|19|20)\d\d{_DATE_MMDD}\d{{3}}[\dXx]{_END}")
 # 15 digits (issued before 1999): 6-digit area, YYMMDD, 3-digit sequence.
 _ID15_RE = re.compile(rf"{_START}[1-9]\d{{5}}\d\d{_DATE_MMDD}\d{{3}}{_END}")
-_MOBILE_RE = re.compile(
-    rf"{_START}(?:(?:\+|00)86[- ]?)?1[3-9]\d[- ]?\d{{4}}[- ]?\d{{4}}{_END}"
-)
+_MOBILE_RE = re.compile(rf"{_START}(?:(?:\+|00)86[- ]?)?1[3-9]\d[- ]?\d{{4}}[- ]?\d{{4}}{_END}")
 # Also not after a bare "." so that long fractions (0.0123456789) survive.
 _LANDLINE_RE = re.compile(rf"{_START}(?<!\.)(?:\(0\d{{2,3}}\)|0\d{{2,3}})[- ]?\d{{7,8}}{_END}")
 # "family": "张", 'given': ['三'] - values of FHIR HumanName parts in a logged dict or JSON.
@@ -180,8 +176,10 @@ class _JsonFormatter(logging.Formatter):
 
 
 def _utc_iso(created: float) -> str:
-    return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(created, UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 

@@ -31,18 +31,24 @@ class Runtime:
         self.engine.dispose()
 
 
-def make_pipeline(settings: Settings, consortium: Consortium,
-                  factory: sessionmaker[Session]) -> Pipeline:
+def make_pipeline(
+    settings: Settings, consortium: Consortium, factory: sessionmaker[Session]
+) -> Pipeline:
     """The pipeline with every source's mappings loaded (a broken mapping stops start-up)."""
-    pipeline = Pipeline(consortium, factory, mappings_dir=settings.mappings_dir,
-                        max_bytes=settings.max_message_bytes,
-                        default_timezone=settings.default_timezone)
+    pipeline = Pipeline(
+        consortium,
+        factory,
+        mappings_dir=settings.mappings_dir,
+        max_bytes=settings.max_message_bytes,
+        default_timezone=settings.default_timezone,
+    )
     pipeline.load_all_mappings()
     return pipeline
 
 
-def build_runtime(settings: Settings, *, engine: Engine | None = None,
-                  run_migrations: bool = True) -> Runtime:
+def build_runtime(
+    settings: Settings, *, engine: Engine | None = None, run_migrations: bool = True
+) -> Runtime:
     consortium = load_consortium(settings.config)
     validate_connectors(consortium)  # a wrong connector setting or missing secret stops here
     engine = engine or make_engine(settings.database_url)
@@ -51,5 +57,6 @@ def build_runtime(settings: Settings, *, engine: Engine | None = None,
     factory = session_factory(engine)
     if run_migrations:
         publish(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
-    return Runtime(settings, consortium, engine, factory,
-                   make_pipeline(settings, consortium, factory))
+    return Runtime(
+        settings, consortium, engine, factory, make_pipeline(settings, consortium, factory)
+    )

@@ -38,9 +38,9 @@ _BOMS = (
 # "<?" written in UTF-16 without a byte order mark
 _UTF16_NO_BOM = ((b"<\x00?\x00", "utf-16-le"), (b"\x00<\x00?", "utf-16-be"))
 _DECLARATION = re.compile(
-    r"""^\s*<\?xml\s[^?>]*?encoding\s*=\s*(?P<q>["'])(?P<enc>[A-Za-z0-9._:\- ]*)(?P=q)""")
-_DECLARATION_TEXT = re.compile(
-    r"""^(\ufeff?\s*<\?xml\s[^?>]*?encoding\s*=\s*["'])([^"']*)(["'])""")
+    r"""^\s*<\?xml\s[^?>]*?encoding\s*=\s*(?P<q>["'])(?P<enc>[A-Za-z0-9._:\- ]*)(?P=q)"""
+)
+_DECLARATION_TEXT = re.compile(r"""^(\ufeff?\s*<\?xml\s[^?>]*?encoding\s*=\s*["'])([^"']*)(["'])""")
 _LOCATION_SUFFIX = re.compile(r",\s*line \d+,\s*column \d+\s*$")
 
 
@@ -61,8 +61,15 @@ def _parser() -> etree.XMLParser:
     parser = getattr(_local, "parser", None)
     if parser is None:
         parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
-            huge_tree=False, remove_comments=False, remove_pis=False, encoding="utf-8")
+            resolve_entities=False,
+            no_network=True,
+            load_dtd=False,
+            dtd_validation=False,
+            huge_tree=False,
+            remove_comments=False,
+            remove_pis=False,
+            encoding="utf-8",
+        )
         _local.parser = parser
     return parser
 
@@ -72,7 +79,8 @@ def parse_xml(raw: bytes, *, max_bytes: int | None = None) -> XmlDocument:
     one) or ``InputTooLargeError``."""
     if max_bytes is not None and len(raw) > max_bytes:
         raise InputTooLargeError(
-            f"the document is {len(raw)} bytes; the limit is {max_bytes}", location="body")
+            f"the document is {len(raw)} bytes; the limit is {max_bytes}", location="body"
+        )
     if not raw.strip():
         raise ParseError("empty input: no XML document", location="document")
     issues: list[Issue] = []
@@ -84,12 +92,14 @@ def parse_xml(raw: bytes, *, max_bytes: int | None = None) -> XmlDocument:
     except etree.XMLSyntaxError as exc:
         line, column = exc.position if exc.position else (exc.lineno, 0)
         reason = _LOCATION_SUFFIX.sub("", exc.msg or "not well-formed XML")
-        raise ParseError(f"the document is not well-formed XML: {reason}",
-                         location=_where(line, column)) from None
+        raise ParseError(
+            f"the document is not well-formed XML: {reason}", location=_where(line, column)
+        ) from None
     docinfo = root.getroottree().docinfo
     if docinfo.system_url or docinfo.public_id:  # a second guard; refused above already
-        raise ParseError("the document names an external DTD; such documents are refused",
-                         location="line 1")
+        raise ParseError(
+            "the document names an external DTD; such documents are refused", location="line 1"
+        )
     return XmlDocument(root, codec, declared, issues)
 
 
@@ -122,24 +132,39 @@ def _decode(raw: bytes, issues: list[Issue]) -> tuple[str, str, str | None]:
             raise ParseError(
                 f"the XML declaration says encoding {declared!r} but the document is not "
                 f"{codec.upper()} encoded (no byte order mark, the declaration reads as single "
-                "bytes)", location="line 1")
+                "bytes)",
+                location="line 1",
+            )
         text = _decode_with(raw, codec, f"the XML declaration says {declared!r}")
         if codec in GB_CODECS and looks_like_utf8(raw):
-            issues.append(Issue(
-                "warning", "value",
-                f"the XML declaration says {declared!r} but the bytes are also valid UTF-8; "
-                "read as declared. If Chinese text looks garbled the sender's declaration is "
-                "wrong.", location="line 1"))
+            issues.append(
+                Issue(
+                    "warning",
+                    "value",
+                    f"the XML declaration says {declared!r} but the bytes are also valid UTF-8; "
+                    "read as declared. If Chinese text looks garbled the sender's declaration is "
+                    "wrong.",
+                    location="line 1",
+                )
+            )
         return text, codec, declared
     text, codec = utf8_or_gb18030(
-        raw, "the document declares no encoding and its bytes", location="line 1",
-        hint="; declare the encoding in the XML declaration")
+        raw,
+        "the document declares no encoding and its bytes",
+        location="line 1",
+        hint="; declare the encoding in the XML declaration",
+    )
     if codec == "utf-8":
         return text, codec, None
-    issues.append(Issue(
-        "warning", "value",
-        "the document declares no encoding and is not UTF-8; read as GB18030. The sender "
-        "should declare it (<?xml version=\"1.0\" encoding=\"GB18030\"?>).", location="line 1"))
+    issues.append(
+        Issue(
+            "warning",
+            "value",
+            "the document declares no encoding and is not UTF-8; read as GB18030. The sender "
+            'should declare it (<?xml version="1.0" encoding="GB18030"?>).',
+            location="line 1",
+        )
+    )
     return text, "gb18030", None
 
 
@@ -157,8 +182,9 @@ def _codec(declared: str) -> str:
     except LookupError:
         info = None
     if info is None or not getattr(info, "_is_text_encoding", True):
-        raise ParseError(f"the XML declaration names an unknown encoding {declared!r}",
-                         location="line 1")
+        raise ParseError(
+            f"the XML declaration names an unknown encoding {declared!r}", location="line 1"
+        )
     return info.name
 
 
@@ -166,13 +192,16 @@ def _decode_with(raw: bytes, codec: str, claim: str) -> str:
     try:
         return raw.decode(codec)
     except UnicodeDecodeError as exc:
-        line = None if _family(codec) in ("utf-16", "utf-32") else \
-            raw.count(b"\n", 0, exc.start) + 1
-        bad = raw[exc.start:exc.start + 4].hex(" ")
+        line = (
+            None if _family(codec) in ("utf-16", "utf-32") else raw.count(b"\n", 0, exc.start) + 1
+        )
+        bad = raw[exc.start : exc.start + 4].hex(" ")
         where = f"line {line}" if line else "document"
         raise ParseError(
             f"{claim} but the bytes at offset {exc.start} ({bad}) are not valid "
-            f"{codec}: {exc.reason}", location=where) from None
+            f"{codec}: {exc.reason}",
+            location=where,
+        ) from None
 
 
 def _family(codec: str) -> str:
@@ -186,10 +215,15 @@ def _family(codec: str) -> str:
 def _check_declared_unicode(declared: str | None, codec: str, issues: list[Issue]) -> None:
     if declared is None or _family(_codec(declared)) == _family(codec):
         return
-    issues.append(Issue(
-        "warning", "value",
-        f"the XML declaration says {declared!r} but the document is {_family(codec).upper()} "
-        "(byte order mark or byte pattern); read as the bytes are", location="line 1"))
+    issues.append(
+        Issue(
+            "warning",
+            "value",
+            f"the XML declaration says {declared!r} but the document is {_family(codec).upper()} "
+            "(byte order mark or byte pattern); read as the bytes are",
+            location="line 1",
+        )
+    )
 
 
 # -- DOCTYPE ---------------------------------------------------------------------------------
@@ -211,7 +245,8 @@ def _refuse_doctype(text: str) -> None:
         raise ParseError(
             "the document declares entities (<!ENTITY); entity declarations are refused "
             "(they can expand without bound or read local files)",
-            location=_line_column(text, entity.start()))
+            location=_line_column(text, entity.start()),
+        )
     pos = 1 if text.startswith("\ufeff") else 0
     while True:
         match = _PROLOG_ITEM.match(text, pos)
@@ -222,7 +257,8 @@ def _refuse_doctype(text: str) -> None:
         raise ParseError(
             "the document names an external DTD (DOCTYPE ... SYSTEM/PUBLIC); external "
             "references are never fetched and such documents are refused",
-            location=_line_column(text, pos))
+            location=_line_column(text, pos),
+        )
 
 
 def _line_column(text: str, pos: int) -> str:

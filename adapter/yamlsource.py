@@ -52,11 +52,13 @@ def _convert(loader: Any, node: yaml.Node, path: PathKey, index: LineIndex) -> A
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | bool | float) and key is not None:
-                raise YamlSyntaxError(index.file, key_node.start_mark.line + 1,
-                                      "mapping keys must be plain scalars")
+                raise YamlSyntaxError(
+                    index.file, key_node.start_mark.line + 1, "mapping keys must be plain scalars"
+                )
             if key in out:
-                raise YamlSyntaxError(index.file, key_node.start_mark.line + 1,
-                                      f"duplicate key {key!r}")
+                raise YamlSyntaxError(
+                    index.file, key_node.start_mark.line + 1, f"duplicate key {key!r}"
+                )
             out[key] = _convert(loader, value_node, (*path, key), index)
             index.lines[(*path, key)] = key_node.start_mark.line + 1
         return out

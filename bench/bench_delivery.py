@@ -69,6 +69,7 @@ WORKER_TIMEOUT = 150.0
 
 # -- the FHIR server ----------------------------------------------------------------------------
 
+
 @dataclass
 class Server:
     base_url: str
@@ -103,11 +104,16 @@ def start_medplum() -> Server:
     if node is None or npm is None:
         raise SystemExit("needs Node.js >= 20 with npm for the Medplum test server")
     if not (MEDPLUM_DIR / "node_modules" / "@medplum" / "fhir-router").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=MEDPLUM_DIR, check=True,
-                       capture_output=True)
-    process = subprocess.Popen([node, "server.mjs", "--host", "127.0.0.1", "--port", "0"],
-                               cwd=MEDPLUM_DIR, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"], cwd=MEDPLUM_DIR, check=True, capture_output=True
+        )
+    process = subprocess.Popen(
+        [node, "server.mjs", "--host", "127.0.0.1", "--port", "0"],
+        cwd=MEDPLUM_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert process.stdout is not None
     first = process.stdout.readline().strip()
     if not first.startswith("listening "):
@@ -157,8 +163,9 @@ class Patients:
         return "\r".join(lines).encode(codec)
 
 
-def messages(fixtures: list[Fixture], copies: int, prefix: str, patients: Patients
-             ) -> list[tuple[str, bytes]]:
+def messages(
+    fixtures: list[Fixture], copies: int, prefix: str, patients: Patients
+) -> list[tuple[str, bytes]]:
     out = []
     for n in range(copies):
         for f in fixtures:
@@ -174,16 +181,25 @@ def write_config(path: Path, base_url: str, batch: int) -> Path:
         for destination in facility.get("destinations") or []:
             destination["enabled"] = destination["id"] == DEST
             if destination["id"] == DEST:
-                destination["settings"].update(base_url=base_url, bundle="transaction",
-                                               batch_size=max(batch, 1), timeout_seconds=60)
-    data["routes"] = [{"from": ["*"], "to": [DEST],
-                       "resource_types": ["Patient", "DiagnosticReport", "Observation",
-                                          "Specimen"]}]
+                destination["settings"].update(
+                    base_url=base_url,
+                    bundle="transaction",
+                    batch_size=max(batch, 1),
+                    timeout_seconds=60,
+                )
+    data["routes"] = [
+        {
+            "from": ["*"],
+            "to": [DEST],
+            "resource_types": ["Patient", "DiagnosticReport", "Observation", "Specimen"],
+        }
+    ]
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
     return path
 
 
 # -- databases ----------------------------------------------------------------------------------
+
 
 @dataclass
 class Database:
@@ -214,8 +230,9 @@ def postgres_database(url: str) -> Database | str:
     return Database("PostgreSQL", scoped.render_as_string(hide_password=False), drop)
 
 
-def fill(database: Database, config: Path, batch: list[tuple[str, bytes]], *,
-         analyze: bool = True) -> int:
+def fill(
+    database: Database, config: Path, batch: list[tuple[str, bytes]], *, analyze: bool = True
+) -> int:
     """Ingest the messages (not timed); the number of outbox rows written.
 
     PostgreSQL: then ANALYZE the tables the worker reads, as autovacuum does within a minute
@@ -227,8 +244,7 @@ def fill(database: Database, config: Path, batch: list[tuple[str, bytes]], *,
     try:
         migrate(engine)
         settings = Settings(config=config, database_url=database.url)
-        pipeline = make_pipeline(settings, load_consortium(config),
-                                 make_session_factory(engine))
+        pipeline = make_pipeline(settings, load_consortium(config), make_session_factory(engine))
         for source, raw in batch:
             result = pipeline.ingest(raw, source)
             if not result.accepted or result.duplicate:
@@ -243,16 +259,17 @@ def fill(database: Database, config: Path, batch: list[tuple[str, bytes]], *,
 
 def outbox_states(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
-        return dict(conn.execute(select(Outbox.state, func.count()).group_by(Outbox.state))
-                    .all())
+        return dict(conn.execute(select(Outbox.state, func.count()).group_by(Outbox.state)).all())
 
 
 # -- the worker rows ----------------------------------------------------------------------------
+
 
 def child(url: str, config: Path, batch: int) -> None:
     """One worker process: get ready, wait for "go" on stdin, deliver until the queue is
     empty, print the time it finished."""
     import logging
+
     logging.disable(logging.WARNING)
     from adapter.delivery.service import build_worker, start_exclusive
     from adapter.delivery.worker import WorkerOptions
@@ -260,10 +277,10 @@ def child(url: str, config: Path, batch: int) -> None:
     engine = make_engine(url)
     factory = make_session_factory(engine)
     lock = start_exclusive(engine, factory)  # SQLite: this must be the only worker
-    worker = build_worker(load_consortium(config), factory,
-                          options=WorkerOptions(batch_size=batch))
-    active = (select(func.count()).select_from(Outbox)
-              .where(Outbox.state.in_(("pending", "in-flight"))))
+    worker = build_worker(load_consortium(config), factory, options=WorkerOptions(batch_size=batch))
+    active = (
+        select(func.count()).select_from(Outbox).where(Outbox.state.in_(("pending", "in-flight")))
+    )
     print("ready", flush=True)
     sys.stdin.readline()
     delivered, deadline = 0, time.monotonic() + WORKER_TIMEOUT
@@ -283,13 +300,20 @@ def child(url: str, config: Path, batch: int) -> None:
     print(f"done {time.time():.6f} {delivered}", flush=True)
 
 
-def run_workers(database: Database, config: Path, batch: int, count: int
-                ) -> tuple[float, int]:
+def run_workers(database: Database, config: Path, batch: int, count: int) -> tuple[float, int]:
     """``count`` worker processes on the database; (wall seconds, rows delivered)."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", database.url,
-               str(config), str(batch)]
-    processes = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  text=True) for _ in range(count)]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--child",
+        database.url,
+        str(config),
+        str(batch),
+    ]
+    processes = [
+        subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for _ in range(count)
+    ]
     try:
         for p in processes:
             assert p.stdout is not None
@@ -318,6 +342,7 @@ def run_workers(database: Database, config: Path, batch: int, count: int
 
 # -- the plain clients --------------------------------------------------------------------------
 
+
 def bundles_sent(server: Server, database: Database) -> list[dict[str, Any]]:
     """The transaction bundles the worker sent (its request log), rebuilt from the bodies
     in the database: the same entries in the same grouping."""
@@ -333,9 +358,13 @@ def bundles_sent(server: Server, database: Database) -> list[dict[str, Any]]:
                     url = line.split(" ", 1)[1]
                     resource_type, resource_id = url.split("/")
                     body = read_resource(session, resource_type, resource_id)
-                    entry.append({"fullUrl": f"{server.base_url}/{url}",
-                                  "resource": outgoing(body or {}),
-                                  "request": {"method": "PUT", "url": url}})
+                    entry.append(
+                        {
+                            "fullUrl": f"{server.base_url}/{url}",
+                            "resource": outgoing(body or {}),
+                            "request": {"method": "PUT", "url": url},
+                        }
+                    )
                 out.append({"resourceType": "Bundle", "type": "transaction", "entry": entry})
     finally:
         engine.dispose()
@@ -370,12 +399,17 @@ def naive(server: Server, bundles: list[dict[str, Any]]) -> tuple[float, int]:
     resources = [e for b in bundles for e in b["entry"]]
     started = time.perf_counter()
     for entry in resources:
-        httpx.put(f"{server.base_url}/{entry['request']['url']}", headers=HEADERS,
-                  content=json.dumps(entry["resource"]), timeout=60).raise_for_status()
+        httpx.put(
+            f"{server.base_url}/{entry['request']['url']}",
+            headers=HEADERS,
+            content=json.dumps(entry["resource"]),
+            timeout=60,
+        ).raise_for_status()
     return time.perf_counter() - started, len(resources)
 
 
 # -- running ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Row:
@@ -390,8 +424,16 @@ class Row:
         return self.resources / self.seconds if self.seconds else 0.0
 
 
-def worker_row(label: str, server: Server, database: Database, config: Path, batch: int,
-               workers: int, load: list[tuple[str, bytes]], analyze: bool = True) -> Row:
+def worker_row(
+    label: str,
+    server: Server,
+    database: Database,
+    config: Path,
+    batch: int,
+    workers: int,
+    load: list[tuple[str, bytes]],
+    analyze: bool = True,
+) -> Row:
     queued = fill(database, config, load, analyze=analyze)
     server.reset()
     seconds, _rows = run_workers(database, config, batch, workers)
@@ -399,39 +441,47 @@ def worker_row(label: str, server: Server, database: Database, config: Path, bat
     try:
         states = outbox_states(engine)
         with engine.connect() as conn:
-            distinct = conn.execute(select(func.count()).select_from(
-                select(Outbox.resource_type, Outbox.resource_id).distinct().subquery())
+            distinct = conn.execute(
+                select(func.count()).select_from(
+                    select(Outbox.resource_type, Outbox.resource_id).distinct().subquery()
+                )
             ).scalar_one()
     finally:
         engine.dispose()
-    held = sum(server.count(t) for t in ("Patient", "DiagnosticReport", "Observation",
-                                          "Specimen"))
+    held = sum(server.count(t) for t in ("Patient", "DiagnosticReport", "Observation", "Specimen"))
     posts = sum(1 for r in server.requests() if r["method"] == "POST")
-    note = f"{queued} rows: {states.get('delivered', 0)} delivered, " \
-           f"{states.get('dead', 0)} dead; server holds {held} of {distinct}"
+    note = (
+        f"{queued} rows: {states.get('delivered', 0)} delivered, "
+        f"{states.get('dead', 0)} dead; server holds {held} of {distinct}"
+    )
     if states.get("delivered", 0) != queued or held != distinct:
         note += "  << NOT ALL DELIVERED ONCE"
     return Row(label, distinct, seconds, posts, note)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--copies", type=int, default=6,
-                    help="unique copies of every fixture per row (default 6)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--copies", type=int, default=6, help="unique copies of every fixture per row (default 6)"
+    )
     ap.add_argument("--batch", type=int, default=20, help="worker claim size (default 20)")
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
-    ap.add_argument("--no-analyze", action="store_true",
-                    help="PostgreSQL: no ANALYZE after filling the queue (stale statistics)")
-    ap.add_argument("--child", nargs=3, metavar=("URL", "CONFIG", "BATCH"),
-                    help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--no-analyze",
+        action="store_true",
+        help="PostgreSQL: no ANALYZE after filling the queue (stale statistics)",
+    )
+    ap.add_argument("--child", nargs=3, metavar=("URL", "CONFIG", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), int(args.child[2]))
         return
 
     import logging
+
     logging.disable(logging.WARNING)
     began = time.perf_counter()
     server = start_medplum()
@@ -444,62 +494,103 @@ def main() -> None:
             fixtures = load_fixtures(load_consortium(config))
             patients = Patients()
             sqlite = sqlite_database(tmp, "bench.db")
-            rows.append(worker_row("worker x1, SQLite (SQLite takes one worker)", server,
-                                   sqlite, config, args.batch, 1,
-                                   messages(fixtures, args.copies, "s", patients)))
+            rows.append(
+                worker_row(
+                    "worker x1, SQLite (SQLite takes one worker)",
+                    server,
+                    sqlite,
+                    config,
+                    args.batch,
+                    1,
+                    messages(fixtures, args.copies, "s", patients),
+                )
+            )
             bundles = bundles_sent(server, sqlite)
             for workers in (1, 4):
-                label = f"worker x{workers}, PostgreSQL" + (
-                    " (4 processes, one queue)" if workers > 1 else "") + (
-                    " no ANALYZE" if args.no_analyze else "")
+                label = (
+                    f"worker x{workers}, PostgreSQL"
+                    + (" (4 processes, one queue)" if workers > 1 else "")
+                    + (" no ANALYZE" if args.no_analyze else "")
+                )
                 made = "--no-pg given" if args.no_pg else postgres_database(args.pg)
                 if isinstance(made, str):
                     skipped.append(f"{label}: {made}")
                     continue
                 try:
-                    rows.append(worker_row(label, server, made, config, args.batch, workers,
-                                           messages(fixtures, args.copies, f"p{workers}.",
-                                                    patients), not args.no_analyze))
+                    rows.append(
+                        worker_row(
+                            label,
+                            server,
+                            made,
+                            config,
+                            args.batch,
+                            workers,
+                            messages(fixtures, args.copies, f"p{workers}.", patients),
+                            not args.no_analyze,
+                        )
+                    )
                 finally:
                     made.drop()
             entries = sum(len(b["entry"]) for b in bundles)
             for threads in (1, 4):
                 seconds = capacity(server, bundles, threads)
-                rows.append(Row(f"capacity: plain httpx.Client kept alive x{threads}",
-                                entries, seconds, len(bundles),
-                                "the SQLite worker's bundles, same entries and grouping"))
+                rows.append(
+                    Row(
+                        f"capacity: plain httpx.Client kept alive x{threads}",
+                        entries,
+                        seconds,
+                        len(bundles),
+                        "the SQLite worker's bundles, same entries and grouping",
+                    )
+                )
             seconds, count = naive(server, bundles)
-            rows.append(Row("naive: one PUT per resource, new connection each", count,
-                            seconds, count, "httpx.put without a client, sequential"))
+            rows.append(
+                Row(
+                    "naive: one PUT per resource, new connection each",
+                    count,
+                    seconds,
+                    count,
+                    "httpx.put without a client, sequential",
+                )
+            )
         report(rows, skipped, fixtures, args, time.perf_counter() - began)
     finally:
         server.stop()
 
 
-def report(rows: list[Row], skipped: list[str], fixtures: list[Fixture],
-           args: argparse.Namespace, spent: float) -> None:
-    print(f"delivery benchmark: {len(fixtures)} ORU fixtures x {args.copies} unique copies "
-          f"(patients unique) per row; one FHIR destination = Medplum 4.5.2 in memory on "
-          f"loopback; worker claims {args.batch}, transaction bundles; "
-          f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {spent:.0f} s")
+def report(
+    rows: list[Row],
+    skipped: list[str],
+    fixtures: list[Fixture],
+    args: argparse.Namespace,
+    spent: float,
+) -> None:
+    print(
+        f"delivery benchmark: {len(fixtures)} ORU fixtures x {args.copies} unique copies "
+        f"(patients unique) per row; one FHIR destination = Medplum 4.5.2 in memory on "
+        f"loopback; worker claims {args.batch}, transaction bundles; "
+        f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {spent:.0f} s"
+    )
     print(f"\n{'':52} {'res/s':>8} {'seconds':>8} {'requests':>9}  resources")
     for row in rows:
-        print(f"{row.label:52} {row.rate:8.0f} {row.seconds:8.2f} {row.requests:9d}  "
-              f"{row.resources}  {row.note}")
+        print(
+            f"{row.label:52} {row.rate:8.0f} {row.seconds:8.2f} {row.requests:9d}  "
+            f"{row.resources}  {row.note}"
+        )
     for line in skipped:
         print(f"skipped: {line}")
     print("\nratios (this run):")
     named = {r.label: r.rate for r in rows}
-    cap = next((v for k, v in named.items() if k.startswith("capacity") and k.endswith("x1")),
-               0.0)
-    cap4 = next((v for k, v in named.items() if k.startswith("capacity") and k.endswith("x4")),
-                0.0)
+    cap = next((v for k, v in named.items() if k.startswith("capacity") and k.endswith("x1")), 0.0)
+    cap4 = next((v for k, v in named.items() if k.startswith("capacity") and k.endswith("x4")), 0.0)
     naive_rate = next((v for k, v in named.items() if k.startswith("naive")), 0.0)
     for label, value in named.items():
         if label.startswith("worker") and cap:
-            print(f"  {label.split(' (')[0]:28} = {value / cap:.2f} x capacity (1 client), "
-                  f"{value / cap4:.2f} x capacity (4 clients), "
-                  f"{value / naive_rate:.1f} x naive")
+            print(
+                f"  {label.split(' (')[0]:28} = {value / cap:.2f} x capacity (1 client), "
+                f"{value / cap4:.2f} x capacity (4 clients), "
+                f"{value / naive_rate:.1f} x naive"
+            )
     if cap and naive_rate:
         print(f"  capacity (1 client)          = {cap / naive_rate:.1f} x naive")
     w1 = next((v for k, v in named.items() if k.startswith("worker x1, PostgreSQL")), 0.0)

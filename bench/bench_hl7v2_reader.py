@@ -134,8 +134,12 @@ def interleaved_medians(fns: list[tuple[Callable[[], object], int]], repeat: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--runs", type=int, default=20000,
-                    help="calls per row (default 20000; python-hl7 rows make 1/20 of them)")
+    ap.add_argument(
+        "--runs",
+        type=int,
+        default=20000,
+        help="calls per row (default 20000; python-hl7 rows make 1/20 of them)",
+    )
     args = ap.parse_args()
     raw = build_oru()
     assert read_every_field(raw) > 0 and read_every_component(raw) > 0
@@ -146,23 +150,26 @@ def main() -> None:
         ("str.split floor (decode + segments + fields)", lambda: split_floor(raw), number),
         ("adapter.hl7v2 parse only", lambda: parse_hl7v2(raw), number),
         ("adapter.hl7v2 parse + read every field", lambda: read_every_field(raw), number),
-        ("adapter.hl7v2 parse + read every component", lambda: read_every_component(raw),
-         number),
+        ("adapter.hl7v2 parse + read every component", lambda: read_every_component(raw), number),
     ]
     hl7_fns = python_hl7(raw)
     hl7_rows = ("python-hl7 hl7.parse only", "python-hl7 hl7.parse + str() of every field")
     if hl7_fns is None:
         print("python-hl7 (import hl7) is not installed: its rows are skipped")
     else:
-        labelled.extend((label, fn, slow_number)
-                        for label, fn in zip(hl7_rows, hl7_fns, strict=True))
+        labelled.extend(
+            (label, fn, slow_number) for label, fn in zip(hl7_rows, hl7_fns, strict=True)
+        )
     medians = interleaved_medians([(fn, n) for _, fn, n in labelled], repeat)
     rows: list[tuple[str, float | None]] = [
-        (label, secs) for (label, _, _), secs in zip(labelled, medians, strict=True)]
+        (label, secs) for (label, _, _), secs in zip(labelled, medians, strict=True)
+    ]
     if hl7_fns is None:
         rows.extend((label, None) for label in hl7_rows)
-    print(f"ORU^R01, 30 segments, {len(raw)} bytes UTF-8; median of {repeat} repeats, "
-          f"Python {sys.version.split()[0]}")
+    print(
+        f"ORU^R01, 30 segments, {len(raw)} bytes UTF-8; median of {repeat} repeats, "
+        f"Python {sys.version.split()[0]}"
+    )
     floor = rows[0][1] or 1.0
     ours = rows[2][1] or 1.0
     print(f"{'':46} {'per message':>12} {'x floor':>9} {'x ours':>8}")

@@ -59,6 +59,7 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 # -- input: the fixtures, made unique -------------------------------------------------------------
 
+
 @dataclass(slots=True)
 class Fixture:
     source: str
@@ -113,8 +114,15 @@ def batch(fixtures: list[Fixture], copies: int, prefix: str) -> list[tuple[str, 
 NS = uuid.UUID("8c1f5a4e-0d6b-4a57-9a55-3c0f0e6f1b01")
 TZ = "+08:00"
 SEX = {"M": "male", "F": "female", "1": "male", "2": "female", "0": "unknown", "9": "unknown"}
-OBS_STATUS = {"F": "final", "C": "corrected", "P": "preliminary", "X": "cancelled",
-              "D": "entered-in-error", "W": "entered-in-error", "R": "preliminary"}
+OBS_STATUS = {
+    "F": "final",
+    "C": "corrected",
+    "P": "preliminary",
+    "X": "cancelled",
+    "D": "entered-in-error",
+    "W": "entered-in-error",
+    "R": "preliminary",
+}
 
 
 def _uid(*parts: str) -> str:
@@ -149,7 +157,7 @@ class Tables:
 
 def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict[str, Any]]:
     """Naive tokenizer and direct dict building, in the shape the mappings produce."""
-    header = raw[:raw.find(b"\r")].decode("latin-1").split("|")
+    header = raw[: raw.find(b"\r")].decode("latin-1").split("|")
     codec = codec_for(header[17]) if len(header) > 17 and header[17] else None
     if codec is None:
         try:
@@ -163,11 +171,15 @@ def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict
     ns = facility.identifier_system
     org_id = _uid("org", facility.id)
     org_ref = {"reference": f"Organization/{org_id}"}
-    out: list[dict[str, Any]] = [{
-        "resourceType": "Organization", "id": org_id,
-        "identifier": [{"system": i.system, "value": i.value} for i in facility.identifiers],
-        "active": True, "name": facility.name,
-    }]
+    out: list[dict[str, Any]] = [
+        {
+            "resourceType": "Organization",
+            "id": org_id,
+            "identifier": [{"system": i.system, "value": i.value} for i in facility.identifiers],
+            "active": True,
+            "name": facility.name,
+        }
+    ]
     patient_ref: dict[str, str] = {}
     report: dict[str, Any] | None = None
     order_no = specimen_ref = effective = issued = ""
@@ -180,11 +192,13 @@ def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict
             pid = _uid("patient", key)
             pn = seg[5].split("^") if len(seg) > 5 else [""]
             patient: dict[str, Any] = {
-                "resourceType": "Patient", "id": pid,
+                "resourceType": "Patient",
+                "id": pid,
                 "identifier": [{"system": ns("patient"), "value": r[0]} for r in ids if r[0]],
                 "active": True,
-                "name": [{"use": "official", "text": "".join(pn[:2]), "family": pn[0],
-                          "given": pn[1:2]}],
+                "name": [
+                    {"use": "official", "text": "".join(pn[:2]), "family": pn[0], "given": pn[1:2]}
+                ],
             }
             if len(seg) > 8 and seg[8] in SEX:
                 patient["gender"] = SEX[seg[8]]
@@ -194,8 +208,13 @@ def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict
                 patient["telecom"] = [{"system": "phone", "value": seg[13].split("^")[0]}]
             if len(seg) > 11 and seg[11]:
                 a = seg[11].split("^")
-                patient["address"] = [{"text": "".join(reversed(a[:4])), "line": a[:1],
-                                       "city": a[2] if len(a) > 2 else None}]
+                patient["address"] = [
+                    {
+                        "text": "".join(reversed(a[:4])),
+                        "line": a[:1],
+                        "city": a[2] if len(a) > 2 else None,
+                    }
+                ]
             out.append(patient)
             patient_ref = {"reference": f"Patient/{pid}"}
         elif name == "OBR":
@@ -206,24 +225,55 @@ def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict
             sid = _uid("specimen", facility.id, order_no)
             specimen_ref = {"reference": f"Specimen/{sid}"}
             spm = seg[15].split("^") if len(seg) > 15 else [""]
-            out.append({
-                "resourceType": "Specimen", "id": sid,
-                "identifier": [{"system": ns("specimen"), "value": order_no}],
-                "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v2-0487",
-                                     "code": spm[0]}], "text": spm[-1]},
-                "subject": patient_ref, "collection": {"collectedDateTime": effective},
-            })
+            out.append(
+                {
+                    "resourceType": "Specimen",
+                    "id": sid,
+                    "identifier": [{"system": ns("specimen"), "value": order_no}],
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v2-0487",
+                                "code": spm[0],
+                            }
+                        ],
+                        "text": spm[-1],
+                    },
+                    "subject": patient_ref,
+                    "collection": {"collectedDateTime": effective},
+                }
+            )
             report = {
-                "resourceType": "DiagnosticReport", "id": _uid("report", facility.id, order_no),
+                "resourceType": "DiagnosticReport",
+                "id": _uid("report", facility.id, order_no),
                 "identifier": [{"system": ns("lab-report"), "value": order_no}],
                 "status": "final",
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                          "v2-0074", "code": "LAB"}]}],
-                "code": {"coding": [{"system": ns("lab-panel"), "code": code[0],
-                                     "display": code[1] if len(code) > 1 else None}],
-                         "text": code[1] if len(code) > 1 else code[0]},
-                "subject": patient_ref, "effectiveDateTime": effective, "issued": issued,
-                "performer": [org_ref], "specimen": [specimen_ref], "result": [],
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/v2-0074",
+                                "code": "LAB",
+                            }
+                        ]
+                    }
+                ],
+                "code": {
+                    "coding": [
+                        {
+                            "system": ns("lab-panel"),
+                            "code": code[0],
+                            "display": code[1] if len(code) > 1 else None,
+                        }
+                    ],
+                    "text": code[1] if len(code) > 1 else code[0],
+                },
+                "subject": patient_ref,
+                "effectiveDateTime": effective,
+                "issued": issued,
+                "performer": [org_ref],
+                "specimen": [specimen_ref],
+                "result": [],
             }
             out.append(report)
         elif name == "OBX" and report is not None:
@@ -231,40 +281,74 @@ def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict
             obs: dict[str, Any] = {
                 "resourceType": "Observation",
                 "id": _uid("obs", facility.id, order_no, item[0], seg[4]),
-                "identifier": [{"system": ns("lab-result"),
-                                "value": f"{order_no}-{item[0]}"}],
+                "identifier": [{"system": ns("lab-result"), "value": f"{order_no}-{item[0]}"}],
                 "status": OBS_STATUS.get(seg[11], "final") if len(seg) > 11 else "final",
-                "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/"
-                                          "observation-category", "code": "laboratory"}]}],
-                "code": {"coding": [{"system": ns("lab-item"), "code": item[0],
-                                     "display": item[1] if len(item) > 1 else None}],
-                         "text": item[1] if len(item) > 1 else item[0]},
+                "category": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/"
+                                "observation-category",
+                                "code": "laboratory",
+                            }
+                        ]
+                    }
+                ],
+                "code": {
+                    "coding": [
+                        {
+                            "system": ns("lab-item"),
+                            "code": item[0],
+                            "display": item[1] if len(item) > 1 else None,
+                        }
+                    ],
+                    "text": item[1] if len(item) > 1 else item[0],
+                },
                 "subject": patient_ref,
                 "effectiveDateTime": (_ts(seg[14]) if len(seg) > 14 and seg[14] else None)
                 or effective,
-                "issued": issued, "performer": [org_ref], "specimen": specimen_ref,
+                "issued": issued,
+                "performer": [org_ref],
+                "specimen": specimen_ref,
             }
             if loinc := tables.loinc.get(item[0]):
-                obs["code"]["coding"].append({"system": "http://loinc.org", "code": loinc[0],
-                                              "display": loinc[1]})
+                obs["code"]["coding"].append(
+                    {"system": "http://loinc.org", "code": loinc[0], "display": loinc[1]}
+                )
             unit = seg[6].split("^")[0] if len(seg) > 6 else ""
             value = seg[5].split("^")[0] if len(seg) > 5 else ""
             number = _num(value) if seg[2] in ("NM", "SN") else None
             if number is not None:
-                obs["valueQuantity"] = {"value": number, "unit": unit,
-                                        "system": "http://unitsofmeasure.org",
-                                        "code": tables.ucum.get(unit, unit)}
+                obs["valueQuantity"] = {
+                    "value": number,
+                    "unit": unit,
+                    "system": "http://unitsofmeasure.org",
+                    "code": tables.ucum.get(unit, unit),
+                }
             elif value:
                 obs["valueString"] = value
             if len(seg) > 8 and (flag := tables.flags.get(seg[8])):
-                obs["interpretation"] = [{"coding": [{
-                    "system": "http://terminology.hl7.org/CodeSystem/"
-                              "v3-ObservationInterpretation", "code": flag}], "text": seg[8]}]
+                obs["interpretation"] = [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/"
+                                "v3-ObservationInterpretation",
+                                "code": flag,
+                            }
+                        ],
+                        "text": seg[8],
+                    }
+                ]
             if len(seg) > 7 and "-" in seg[7]:
                 low, _, high = seg[7].partition("-")
-                obs["referenceRange"] = [{"low": {"value": _num(low), "unit": unit},
-                                          "high": {"value": _num(high), "unit": unit},
-                                          "text": seg[7]}]
+                obs["referenceRange"] = [
+                    {
+                        "low": {"value": _num(low), "unit": unit},
+                        "high": {"value": _num(high), "unit": unit},
+                        "text": seg[7],
+                    }
+                ]
             report["result"].append({"reference": f"Observation/{obs['id']}"})
             out.append(obs)
             last_obs = obs
@@ -280,24 +364,70 @@ def floor_index_rows(rtype: str, rid: str, resource: dict[str, Any]) -> list[tup
     def walk(node: Any, key: str) -> None:
         if isinstance(node, dict):
             if "reference" in node:
-                rows.append((rtype, rid, key, "reference", None, None, None, None, None, None,
-                             None, node["reference"]))
+                rows.append(
+                    (
+                        rtype,
+                        rid,
+                        key,
+                        "reference",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        node["reference"],
+                    )
+                )
             elif "system" in node and ("code" in node or "value" in node):
-                rows.append((rtype, rid, key, "token", node.get("system"),
-                             node.get("code") or node.get("value"), None, None, None, None,
-                             None, None))
+                rows.append(
+                    (
+                        rtype,
+                        rid,
+                        key,
+                        "token",
+                        node.get("system"),
+                        node.get("code") or node.get("value"),
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                    )
+                )
             for k, v in node.items():
                 walk(v, k)
         elif isinstance(node, list):
             for item in node:
                 walk(item, key)
-        elif isinstance(node, str) and key in ("effectiveDateTime", "issued", "birthDate",
-                                                "collectedDateTime"):
-            rows.append((rtype, rid, key, "date", None, None, None, None, node[:19],
-                         node[:19], None, None))
+        elif isinstance(node, str) and key in (
+            "effectiveDateTime",
+            "issued",
+            "birthDate",
+            "collectedDateTime",
+        ):
+            rows.append(
+                (rtype, rid, key, "date", None, None, None, None, node[:19], node[:19], None, None)
+            )
         elif key in ("family", "text") and isinstance(node, str):
-            rows.append((rtype, rid, key, "string", None, None, node, node.casefold(), None,
-                         None, None, None))
+            rows.append(
+                (
+                    rtype,
+                    rid,
+                    key,
+                    "string",
+                    None,
+                    None,
+                    node,
+                    node.casefold(),
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
 
     walk(resource, "")
     return rows
@@ -333,8 +463,10 @@ class Floor:
         if self.sqlite:
             cur.execute("BEGIN IMMEDIATE")
         marks = ",".join([self.p] * len(resources))
-        cur.execute(self._sql(f"SELECT id, content_hash, version_id FROM resource "
-                              f"WHERE id IN ({marks})"), [r["id"] for r in resources])
+        cur.execute(
+            self._sql(f"SELECT id, content_hash, version_id FROM resource WHERE id IN ({marks})"),
+            [r["id"] for r in resources],
+        )
         existing = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
         new, changed, versions, index, outbox = [], [], [], [], []
         for r, digest in hashed:
@@ -342,51 +474,113 @@ class Floor:
             if old is not None and old[0] == digest:
                 continue
             version = 1 if old is None else old[1] + 1
-            body = orjson.dumps({**r, "meta": {"versionId": str(version),
-                                              "lastUpdated": moment.isoformat()}}).decode()
+            body = orjson.dumps(
+                {**r, "meta": {"versionId": str(version), "lastUpdated": moment.isoformat()}}
+            ).decode()
             patient = r["subject"]["reference"] if "subject" in r else None
             (new if old is None else changed).append(
-                (version, now, digest, body, message_id, patient, facility.id,
-                 r["resourceType"], r["id"]))
+                (
+                    version,
+                    now,
+                    digest,
+                    body,
+                    message_id,
+                    patient,
+                    facility.id,
+                    r["resourceType"],
+                    r["id"],
+                )
+            )
             versions.append((r["resourceType"], r["id"], version, now, False, body, message_id))
             index.extend(floor_index_rows(r["resourceType"], r["id"], r))
             for destination in self.consortium.destinations_for(facility.id, r["resourceType"]):
-                outbox.append((destination, r["resourceType"], r["id"], version, patient,
-                               patient or f"{r['resourceType']}/{r['id']}", "pending", 0, now,
-                               now, message_id))
+                outbox.append(
+                    (
+                        destination,
+                        r["resourceType"],
+                        r["id"],
+                        version,
+                        patient,
+                        patient or f"{r['resourceType']}/{r['id']}",
+                        "pending",
+                        0,
+                        now,
+                        now,
+                        message_id,
+                    )
+                )
         refs = orjson.dumps([f"{r['resourceType']}/{r['id']}" for r in resources]).decode()
-        cur.execute(self._sql(
-            "INSERT INTO inbound_message (id, source_system, facility_id, received_at, "
-            "content_type, detected_format, encoding, sha256, raw, size, status, issues, "
-            "resources, processed_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"),
-            (message_id, source, facility.id, now, None, "hl7v2", "utf-8",
-             hashlib.sha256(raw).hexdigest(), raw, len(raw), "processed", "[]", refs, now, 1))
+        cur.execute(
+            self._sql(
+                "INSERT INTO inbound_message (id, source_system, facility_id, received_at, "
+                "content_type, detected_format, encoding, sha256, raw, size, status, issues, "
+                "resources, processed_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            ),
+            (
+                message_id,
+                source,
+                facility.id,
+                now,
+                None,
+                "hl7v2",
+                "utf-8",
+                hashlib.sha256(raw).hexdigest(),
+                raw,
+                len(raw),
+                "processed",
+                "[]",
+                refs,
+                now,
+                1,
+            ),
+        )
         if new:
-            cur.executemany(self._sql(
-                "INSERT INTO resource (version_id, last_updated, content_hash, body, "
-                "message_id, patient_key, facility_id, resource_type, id, deleted) "
-                "VALUES (?,?,?,?,?,?,?,?,?,FALSE)"), new)
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO resource (version_id, last_updated, content_hash, body, "
+                    "message_id, patient_key, facility_id, resource_type, id, deleted) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,FALSE)"
+                ),
+                new,
+            )
         if changed:
-            cur.executemany(self._sql(
-                "UPDATE resource SET version_id=?, last_updated=?, content_hash=?, body=?, "
-                "message_id=?, patient_key=?, facility_id=? WHERE resource_type=? AND id=?"),
-                changed)
-            cur.executemany(self._sql("DELETE FROM search_index WHERE resource_type=? AND "
-                                      "resource_id=?"), [(c[7], c[8]) for c in changed])
+            cur.executemany(
+                self._sql(
+                    "UPDATE resource SET version_id=?, last_updated=?, content_hash=?, body=?, "
+                    "message_id=?, patient_key=?, facility_id=? WHERE resource_type=? AND id=?"
+                ),
+                changed,
+            )
+            cur.executemany(
+                self._sql("DELETE FROM search_index WHERE resource_type=? AND resource_id=?"),
+                [(c[7], c[8]) for c in changed],
+            )
         if versions:
-            cur.executemany(self._sql(
-                "INSERT INTO resource_version (resource_type, id, version_id, last_updated, "
-                "deleted, body, message_id) VALUES (?,?,?,?,?,?,?)"), versions)
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO resource_version (resource_type, id, version_id, last_updated, "
+                    "deleted, body, message_id) VALUES (?,?,?,?,?,?,?)"
+                ),
+                versions,
+            )
         if index:
-            cur.executemany(self._sql(
-                "INSERT INTO search_index (resource_type, resource_id, param, kind, system, "
-                "code, value, value_norm, value_date_start, value_date_end, value_number, "
-                "reference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"), index)
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO search_index (resource_type, resource_id, param, kind, system, "
+                    "code, value, value_norm, value_date_start, value_date_end, value_number, "
+                    "reference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                ),
+                index,
+            )
         if outbox:
-            cur.executemany(self._sql(
-                "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
-                "patient_key, order_key, state, attempts, next_attempt_at, created_at, "
-                "message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"), outbox)
+            cur.executemany(
+                self._sql(
+                    "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
+                    "patient_key, order_key, state, attempts, next_attempt_at, created_at, "
+                    "message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                ),
+                outbox,
+            )
         if self.sqlite:
             cur.execute("COMMIT")
         else:
@@ -416,8 +610,7 @@ def floor_tables(pipeline: Pipeline, consortium: Consortium) -> Tables:
 STAGES = ("parse", "map", "check", "store")
 
 
-def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str,
-                  clock: dict[str, float]) -> None:
+def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str, clock: dict[str, float]) -> None:
     """What Pipeline.ingest does for a new, valid message, one stage at a time."""
     facility, source = pipeline.consortium.source(source_id)  # type: ignore[misc]
     mappings = pipeline.mapping_set(facility, source)
@@ -428,17 +621,25 @@ def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str,
     t2 = time.perf_counter()
     issues = [*translation.issues, *check_resources(translation.resources)]
     t3 = time.perf_counter()
-    outcome = Outcome(document.format, document.encoding, translation.resources, issues,
-                      False, translation.unread)
+    outcome = Outcome(
+        document.format, document.encoding, translation.resources, issues, False, translation.unread
+    )
     moment = datetime.now(UTC)
     digest = hashlib.sha256(raw).hexdigest()
     with pipeline.factory() as session:
         assert find_message(session, source.id, digest) is None
     with pipeline.factory.begin() as session:
         message = create_message(
-            session, source_system=source.id, facility_id=facility.id, raw=raw,
-            content_type=None, sha256=digest, detected_format=outcome.format,
-            encoding=outcome.encoding, received_at=moment)
+            session,
+            source_system=source.id,
+            facility_id=facility.id,
+            raw=raw,
+            content_type=None,
+            sha256=digest,
+            detected_format=outcome.format,
+            encoding=outcome.encoding,
+            received_at=moment,
+        )
         pipeline._store(session, message, facility, outcome, moment)
     t4 = time.perf_counter()
     for name, spent in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
@@ -446,6 +647,7 @@ def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str,
 
 
 # -- running -------------------------------------------------------------------------------------
+
 
 @dataclass(slots=True)
 class Row:
@@ -459,8 +661,9 @@ class Row:
     skipped: str | None = None
 
 
-def timed(fn: Callable[[str, bytes], int], messages: list[tuple[str, bytes]]) -> tuple[
-        float, float]:
+def timed(
+    fn: Callable[[str, bytes], int], messages: list[tuple[str, bytes]]
+) -> tuple[float, float]:
     resources = 0
     start = time.perf_counter()
     for source, raw in messages:
@@ -485,8 +688,9 @@ def counted(engine: Engine, run: Callable[[], Any], messages: int) -> dict[str, 
     return {t: (after[t] - before[t]) / messages for t in COUNTED}
 
 
-def run_backend(row: Row, engine: Engine, settings: Settings, fixtures: list[Fixture],
-                rounds: int, copies: int) -> None:
+def run_backend(
+    row: Row, engine: Engine, settings: Settings, fixtures: list[Fixture], rounds: int, copies: int
+) -> None:
     migrate(engine)
     consortium = load_consortium(settings.config)
     pipeline = make_pipeline(settings, consortium, make_session_factory(engine))
@@ -504,10 +708,12 @@ def run_backend(row: Row, engine: Engine, settings: Settings, fixtures: list[Fix
         timed(floor.ingest, batch(fixtures, 1, "fw"))
         # what each writes per message (patients already stored, as in the timed rounds)
         row.rows_written = {
-            "pipeline": counted(engine, lambda: timed(through_pipeline,
-                                                      batch(fixtures, 1, "cw")), len(fixtures)),
-            "floor": counted(engine, lambda: timed(floor.ingest, batch(fixtures, 1, "cf")),
-                             len(fixtures)),
+            "pipeline": counted(
+                engine, lambda: timed(through_pipeline, batch(fixtures, 1, "cw")), len(fixtures)
+            ),
+            "floor": counted(
+                engine, lambda: timed(floor.ingest, batch(fixtures, 1, "cf")), len(fixtures)
+            ),
         }
         for n in range(rounds):
             row.pipeline.append(timed(through_pipeline, batch(fixtures, copies, f"p{n}.")))
@@ -542,13 +748,16 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
     return engine, drop
 
 
-def report(rows: list[Row], fixtures: list[Fixture], rounds: int, copies: int,
-           spent: float) -> None:
+def report(
+    rows: list[Row], fixtures: list[Fixture], rounds: int, copies: int, spent: float
+) -> None:
     med = statistics.median
     sources = len({f.source for f in fixtures})
-    print(f"ingest benchmark: {len(fixtures)} ORU fixtures from {sources} sources x {copies} "
-          f"unique copies per row and round, {rounds} rounds, medians; "
-          f"Python {sys.version.split()[0]}, {spent:.0f} s")
+    print(
+        f"ingest benchmark: {len(fixtures)} ORU fixtures from {sources} sources x {copies} "
+        f"unique copies per row and round, {rounds} rounds, medians; "
+        f"Python {sys.version.split()[0]}, {spent:.0f} s"
+    )
     for row in rows:
         print(f"\n== {row.label}")
         if row.skipped:
@@ -557,14 +766,17 @@ def report(rows: list[Row], fixtures: list[Fixture], rounds: int, copies: int,
         p_msg, p_res = med(m for m, _ in row.pipeline), med(r for _, r in row.pipeline)
         f_msg, f_res = med(m for m, _ in row.floor), med(r for _, r in row.floor)
         print(f"   {'':44} {'msg/s':>8} {'res/s':>8} {'ms/msg':>8}")
-        print(f"   {'pipeline (Pipeline.ingest)':44} {p_msg:8.0f} {p_res:8.0f} "
-              f"{1000 / p_msg:8.2f}")
-        print(f"   {'floor (split + dicts + orjson + bulk insert)':44} {f_msg:8.0f} "
-              f"{f_res:8.0f} {1000 / f_msg:8.2f}")
+        print(f"   {'pipeline (Pipeline.ingest)':44} {p_msg:8.0f} {p_res:8.0f} {1000 / p_msg:8.2f}")
+        print(
+            f"   {'floor (split + dicts + orjson + bulk insert)':44} {f_msg:8.0f} "
+            f"{f_res:8.0f} {1000 / f_msg:8.2f}"
+        )
         print(f"   pipeline / floor: {f_msg / p_msg:.1f}x the time per message")
         for name, written in row.rows_written.items():
-            print(f"   rows per message, {name}: " + ", ".join(
-                f"{v:.1f} {t}" for t, v in written.items()))
+            print(
+                f"   rows per message, {name}: "
+                + ", ".join(f"{v:.1f} {t}" for t, v in written.items())
+            )
         stages = {k: med(s[k] for s in row.stages) * 1000 for k in STAGES}
         total = sum(stages.values())
         parts = "  ".join(f"{k} {v:.2f} ms ({v / total:.0%})" for k, v in stages.items())
@@ -572,16 +784,22 @@ def report(rows: list[Row], fixtures: list[Fixture], rounds: int, copies: int,
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--rounds", type=int, default=5, help="rounds (default 5)")
-    ap.add_argument("--copies", type=int, default=2,
-                    help="unique copies of every fixture per row and round (default 2)")
+    ap.add_argument(
+        "--copies",
+        type=int,
+        default=2,
+        help="unique copies of every fixture per row and round (default 2)",
+    )
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
     args = ap.parse_args()
 
     import logging
+
     logging.disable(logging.WARNING)  # the pipeline logs one INFO line per message
     started = time.perf_counter()
     rows: list[Row] = []
@@ -589,16 +807,25 @@ def main() -> None:
         # the example consortium with its destinations enabled, so the routes write outbox
         # rows as in production (nothing is sent: no delivery worker runs)
         config = Path(tmp) / "consortium.yaml"
-        config.write_text(Settings().config.read_text(encoding="utf-8").replace(
-            "enabled: false", "enabled: true"), encoding="utf-8")
+        config.write_text(
+            Settings()
+            .config.read_text(encoding="utf-8")
+            .replace("enabled: false", "enabled: true"),
+            encoding="utf-8",
+        )
         settings = Settings(config=config)
         fixtures = load_fixtures(load_consortium(settings.config))
         run_all(rows, settings, fixtures, Path(tmp), args)
     report(rows, fixtures, args.rounds, args.copies, time.perf_counter() - started)
 
 
-def run_all(rows: list[Row], settings: Settings, fixtures: list[Fixture], tmp: Path,
-            args: argparse.Namespace) -> None:
+def run_all(
+    rows: list[Row],
+    settings: Settings,
+    fixtures: list[Fixture],
+    tmp: Path,
+    args: argparse.Namespace,
+) -> None:
     row = Row("SQLite (WAL, synchronous=NORMAL, temp file)")
     engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
     try:

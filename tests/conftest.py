@@ -102,10 +102,16 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _empty_tables(engine: Engine) -> None:
     with engine.begin() as conn:
-        tables = conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-            "AND tablename <> 'alembic_version'"
-        )).scalars().all()
+        tables = (
+            conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+                    "AND tablename <> 'alembic_version'"
+                )
+            )
+            .scalars()
+            .all()
+        )
         if tables:
             names = ", ".join(f'"{t}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
@@ -125,8 +131,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def module_database_url(request: pytest.FixtureRequest,
-                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def module_database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """URL of an empty, migrated database shared by the tests of one module: seed it in a
     module-scoped fixture and only read it in the tests. A schema of its own on
     PostgreSQL, so the per-test emptying of ``database_url`` does not touch it."""
@@ -205,11 +212,16 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 def save(session_factory: sessionmaker[Session]) -> Callable[..., list[Saved]]:
     """``save(resources, now=...)``: store resources in one committed transaction."""
 
-    def _save(resources: list[dict[str, Any]], *, now: datetime | None = None,
-              message_id: str | None = None) -> list[Saved]:
+    def _save(
+        resources: list[dict[str, Any]],
+        *,
+        now: datetime | None = None,
+        message_id: str | None = None,
+    ) -> list[Saved]:
         with session_factory.begin() as session:
-            return save_resources(session, resources, message_id=message_id,
-                                  now=now or datetime.now(UTC))
+            return save_resources(
+                session, resources, message_id=message_id, now=now or datetime.now(UTC)
+            )
 
     return _save
 

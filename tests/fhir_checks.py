@@ -89,6 +89,7 @@ JSON_RULES = "FHIR JSON rules"
 
 # ---- paths -----------------------------------------------------------------------------
 
+
 def _path(base: str, parts: Sequence[str | int]) -> str:
     """``Observation`` + (code, coding, 0, system) -> ``Observation.code.coding[0].system``."""
     out = base
@@ -102,6 +103,7 @@ def _short(text: str) -> str:
 
 
 # ---- the R4 JSON schema -----------------------------------------------------------------
+
 
 @cache
 def _schema() -> tuple[dict[str, Any], Registry]:
@@ -171,11 +173,16 @@ _XSD_STRING_PATTERNS = {r"^[ \r\n\t\S]+$"}
 
 
 def _xsd_string_pattern_ok(error: Any) -> bool:
-    return (error.validator == "pattern" and error.validator_value in _XSD_STRING_PATTERNS
-            and isinstance(error.instance, str) and len(error.instance) > 0)
+    return (
+        error.validator == "pattern"
+        and error.validator_value in _XSD_STRING_PATTERNS
+        and isinstance(error.instance, str)
+        and len(error.instance) > 0
+    )
 
 
 # ---- fhir.resources R4B -------------------------------------------------------------------
+
 
 def _model_problems(resource: Any, path: str) -> Iterator[str]:
     if not isinstance(resource, dict):
@@ -198,6 +205,7 @@ def _model_problems(resource: Any, path: str) -> Iterator[str]:
 
 
 # ---- JSON representation rules ----------------------------------------------------------
+
 
 def _json_rule_problems(value: Any, path: str, *, in_aligned_array: bool = False) -> Iterator[str]:
     if value is None:
@@ -224,6 +232,7 @@ def _json_rule_problems(value: Any, path: str, *, in_aligned_array: bool = False
 
 # ---- the public helpers -----------------------------------------------------------------
 
+
 def validate_r4(resource: dict[str, Any]) -> list[str]:
     """Every problem the three checks find in ``resource`` (a resource or a Bundle)."""
     root = resource.get("resourceType", "?") if isinstance(resource, dict) else "?"
@@ -242,6 +251,5 @@ def assert_valid_r4(resource: dict[str, Any]) -> None:
         rid = resource.get("id") if isinstance(resource, dict) else None
         head = f"{resource.get('resourceType', '?')}/{rid}" if rid else "resource"
         raise AssertionError(
-            f"{head} is not valid FHIR R4 ({len(problems)} problems):\n  "
-            + "\n  ".join(problems)
+            f"{head} is not valid FHIR R4 ({len(problems)} problems):\n  " + "\n  ".join(problems)
         )

@@ -49,7 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(publish, app.state.session_factory)
         if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
-                start_in_process, delivery_worker, engine, app.state.session_factory)
+                start_in_process, delivery_worker, engine, app.state.session_factory
+            )
         try:
             yield
         finally:
@@ -69,8 +70,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.consortium = consortium
     app.state.pipeline = make_pipeline(settings, consortium, app.state.session_factory)
     # built here so that bad destination settings stop start-up like a bad consortium file
-    delivery_worker = build_worker(consortium, app.state.session_factory) \
-        if settings.deliver_in_process else None
+    delivery_worker = (
+        build_worker(consortium, app.state.session_factory) if settings.deliver_in_process else None
+    )
     app.state.started_at = format_instant(datetime.now(UTC))
     app.state.delivery = None  # the in-process delivery worker, once it runs
     install_error_handlers(app)

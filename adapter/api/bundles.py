@@ -28,8 +28,9 @@ def searchset(
 ) -> dict[str, Any]:
     """A searchset Bundle with self/first/previous/next links carrying ``params``."""
     kept = [(k, v) for k, v in params if k not in PAGING_PARAMS]
-    links = _paging_links(f"{base}/{resource_type}", kept, total=total, count=count,
-                          offset=offset, first=True)
+    links = _paging_links(
+        f"{base}/{resource_type}", kept, total=total, count=count, offset=offset, first=True
+    )
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": f"{base}/{body['resourceType']}/{body['id']}",
@@ -39,11 +40,13 @@ def searchset(
         for body in bodies
     ]
     if warnings:
-        entries.append({
-            "fullUrl": f"urn:uuid:{uuid.uuid4()}",
-            "resource": operation_outcome(warnings),
-            "search": {"mode": "outcome"},
-        })
+        entries.append(
+            {
+                "fullUrl": f"urn:uuid:{uuid.uuid4()}",
+                "resource": operation_outcome(warnings),
+                "search": {"mode": "outcome"},
+            }
+        )
     return _bundle("searchset", total, links, entries)
 
 
@@ -58,8 +61,14 @@ def history(
     offset: int,
 ) -> dict[str, Any]:
     """A history Bundle of one resource, newest version first."""
-    links = _paging_links(f"{base}/{resource_type}/{resource_id}/_history", [],
-                          total=total, count=count, offset=offset, first=False)
+    links = _paging_links(
+        f"{base}/{resource_type}/{resource_id}/_history",
+        [],
+        total=total,
+        count=count,
+        offset=offset,
+        first=False,
+    )
     entries = [
         {
             "fullUrl": f"{base}/{resource_type}/{resource_id}",
@@ -76,8 +85,9 @@ def history(
     return _bundle("history", total, links, entries)
 
 
-def _paging_links(url: str, kept: list[tuple[str, str]], *, total: int, count: int,
-                  offset: int, first: bool) -> list[dict[str, str]]:
+def _paging_links(
+    url: str, kept: list[tuple[str, str]], *, total: int, count: int, offset: int, first: bool
+) -> list[dict[str, str]]:
     """self (and first), previous and next links, each carrying ``kept`` and the paging."""
 
     def link(relation: str, at: int) -> dict[str, str]:
@@ -94,8 +104,9 @@ def _paging_links(url: str, kept: list[tuple[str, str]], *, total: int, count: i
     return links
 
 
-def _bundle(kind: str, total: int, links: list[dict[str, str]],
-            entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _bundle(
+    kind: str, total: int, links: list[dict[str, str]], entries: list[dict[str, Any]]
+) -> dict[str, Any]:
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
         "id": str(uuid.uuid4()),

@@ -1,9 +1,9 @@
 """Deliveries (outbox rows): list, show with every attempt, replay.
 
-    GET  /deliveries?state=dead&destination=X     newest first, paged
-    GET  /deliveries/{id}                         one, with its attempts
-    POST /deliveries/{id}/replay                  send it again (its current version)
-    POST /deliveries/replay?destination=X&since=T every dead letter of X (since T) again
+GET  /deliveries?state=dead&destination=X     newest first, paged
+GET  /deliveries/{id}                         one, with its attempts
+POST /deliveries/{id}/replay                  send it again (its current version)
+POST /deliveries/replay?destination=X&since=T every dead letter of X (since T) again
 """
 
 from __future__ import annotations
@@ -30,36 +30,53 @@ router = APIRouter(tags=["deliveries"])
 
 
 @router.get("/deliveries")
-def deliveries(session: SessionDep, state: str | None = None, destination: str | None = None,
-               limit: Annotated[int, Query(ge=1, le=500)] = 50,
-               offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+def deliveries(
+    session: SessionDep,
+    state: str | None = None,
+    destination: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JSONResponse:
     """Outbox rows, newest first, optionally of one state and one destination."""
-    total, rows = list_deliveries(session, state=state, destination=destination, limit=limit,
-                                  offset=offset)
-    return JSONResponse({"total": total, "limit": limit, "offset": offset,
-                         "items": [delivery_summary(r) for r in rows]})
+    total, rows = list_deliveries(
+        session, state=state, destination=destination, limit=limit, offset=offset
+    )
+    return JSONResponse(
+        {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "items": [delivery_summary(r) for r in rows],
+        }
+    )
 
 
 @router.get("/deliveries/{delivery_id}")
 def delivery(delivery_id: int, session: SessionDep) -> JSONResponse:
     """One delivery and every attempt: time, status, error, duration, worker."""
     row = get_delivery(session, delivery_id)
-    return JSONResponse({**delivery_summary(row),
-                         "attempt_log": [attempt_summary(a)
-                                         for a in attempts_of(session, delivery_id)]})
+    return JSONResponse(
+        {
+            **delivery_summary(row),
+            "attempt_log": [attempt_summary(a) for a in attempts_of(session, delivery_id)],
+        }
+    )
 
 
 @router.post("/deliveries/replay")
-def replay_destination(factory: SessionFactoryDep, destination: str,
-                       since: datetime | None = None, state: str = "dead") -> JSONResponse:
+def replay_destination(
+    factory: SessionFactoryDep, destination: str, since: datetime | None = None, state: str = "dead"
+) -> JSONResponse:
     """Queue every dead letter of a destination again (whose last attempt was at or after
     ``since``); ``state=delivered`` sends delivered ones again (after a restore there)."""
     if since is not None and since.tzinfo is None:
-        raise InvalidRequestError("since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00",
-                                    location="since")
+        raise InvalidRequestError(
+            "since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00", location="since"
+        )
     with factory.begin() as session:
-        count = replay_many(session, destination=destination, since=since, state=state,
-                            now=datetime.now(UTC))
+        count = replay_many(
+            session, destination=destination, since=since, state=state, now=datetime.now(UTC)
+        )
     return JSONResponse({"destination": destination, "replayed": count})
 
 

@@ -14,12 +14,18 @@ from adapter.errors import AdapterError, Issue, operation_outcome
 
 log = logging.getLogger("adapter.api")
 
-_HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported",
-               413: "too-long", 415: "not-supported"}
+_HTTP_CODES = {
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    413: "too-long",
+    415: "not-supported",
+}
 
 
-def outcome_response(status: int, issues: list[Issue],
-                     headers: dict[str, str] | None = None) -> FHIRResponse:
+def outcome_response(
+    status: int, issues: list[Issue], headers: dict[str, str] | None = None
+) -> FHIRResponse:
     return FHIRResponse(operation_outcome(issues), status_code=status, headers=headers)
 
 
@@ -31,8 +37,12 @@ async def _adapter_error(_request: Request, exc: Exception) -> FHIRResponse:
 async def _validation_error(_request: Request, exc: Exception) -> FHIRResponse:
     assert isinstance(exc, RequestValidationError)
     issues = [
-        Issue("error", "invalid", str(err.get("msg", "invalid value")),
-              location=".".join(str(p) for p in err.get("loc", ())) or None)
+        Issue(
+            "error",
+            "invalid",
+            str(err.get("msg", "invalid value")),
+            location=".".join(str(p) for p in err.get("loc", ())) or None,
+        )
         for err in exc.errors()
     ]
     return outcome_response(400, issues)
@@ -44,17 +54,30 @@ async def _http_error(_request: Request, exc: Exception) -> FHIRResponse:
     detail = exc.detail if isinstance(exc.detail, str) else "request failed"
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such endpoint"
-    return outcome_response(exc.status_code, [Issue("error", code, detail)],
-                            headers=getattr(exc, "headers", None))
+    return outcome_response(
+        exc.status_code, [Issue("error", code, detail)], headers=getattr(exc, "headers", None)
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> FHIRResponse:
     ref = uuid.uuid4().hex[:12]
     # the path only: query strings may carry names or identifiers
-    log.error("unhandled %s on %s %s (ref %s)", type(exc).__name__, request.method,
-              request.url.path, ref, exc_info=exc)
-    return outcome_response(500, [Issue(
-        "fatal", "exception", f"Internal error; the server log has the details (ref {ref})")])
+    log.error(
+        "unhandled %s on %s %s (ref %s)",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        ref,
+        exc_info=exc,
+    )
+    return outcome_response(
+        500,
+        [
+            Issue(
+                "fatal", "exception", f"Internal error; the server log has the details (ref {ref})"
+            )
+        ],
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

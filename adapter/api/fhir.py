@@ -41,16 +41,21 @@ def fhir_base(request: Request) -> str:
 @router.get("/metadata", name="fhir_metadata", summary="CapabilityStatement")
 def metadata(request: Request) -> FHIRResponse:
     started = request.app.state.started_at
-    return FHIRResponse(capability_statement(
-        base_url=fhir_base(request), software_version=__version__, date=started))
+    return FHIRResponse(
+        capability_statement(
+            base_url=fhir_base(request), software_version=__version__, date=started
+        )
+    )
 
 
 @router.get("/{resource_type}", name="fhir_search", summary="Search (GET)")
-def search_get(resource_type: str, request: Request, session: SessionDep,
-               settings: SettingsDep) -> FHIRResponse:
+def search_get(
+    resource_type: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> FHIRResponse:
     _check_type(resource_type)
-    return _search(request, session, settings, resource_type,
-                   list(request.query_params.multi_items()))
+    return _search(
+        request, session, settings, resource_type, list(request.query_params.multi_items())
+    )
 
 
 async def _form_params(request: Request) -> list[tuple[str, str]]:
@@ -63,19 +68,26 @@ FormParams = Annotated[list[tuple[str, str]], Depends(_form_params)]
 
 
 @router.post("/{resource_type}/_search", name="fhir_search_post", summary="Search (POST)")
-def search_post(resource_type: str, request: Request, form: FormParams, session: SessionDep,
-                settings: SettingsDep) -> FHIRResponse:
+def search_post(
+    resource_type: str,
+    request: Request,
+    form: FormParams,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> FHIRResponse:
     _check_type(resource_type)
-    return _search(request, session, settings, resource_type,
-                   list(request.query_params.multi_items()) + form)
+    return _search(
+        request, session, settings, resource_type, list(request.query_params.multi_items()) + form
+    )
 
 
 @router.get("/{resource_type}/{resource_id}", name="fhir_read", summary="Read")
 def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRResponse:
     _check_type(resource_type)
     if resource_id == "_history":
-        raise UnsupportedError("Type-level history is not supported; use "
-                                   f"{resource_type}/<id>/_history")
+        raise UnsupportedError(
+            f"Type-level history is not supported; use {resource_type}/<id>/_history"
+        )
     _check_id(resource_id)
     row = resource_state(session, resource_type, resource_id)
     if row is None:
@@ -85,29 +97,48 @@ def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRRespo
     return FHIRResponse(row.body, headers=_version_headers(row.version_id, row.last_updated))
 
 
-@router.get("/{resource_type}/{resource_id}/_history", name="fhir_history",
-            summary="History of one resource")
-def history(resource_type: str, resource_id: str, request: Request, session: SessionDep,
-            settings: SettingsDep) -> FHIRResponse:
+@router.get(
+    "/{resource_type}/{resource_id}/_history",
+    name="fhir_history",
+    summary="History of one resource",
+)
+def history(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> FHIRResponse:
     _check_type(resource_type)
     _check_id(resource_id)
     params = dict(request.query_params)
     count = _paging_number(params, "_count", settings.page_size_default)
     count = min(count, settings.page_size_max)
     offset = _paging_number(params, "_offset", 0)
-    total, versions = read_history(session, resource_type, resource_id, count=count,
-                                   offset=offset)
+    total, versions = read_history(session, resource_type, resource_id, count=count, offset=offset)
     if total == 0:
         raise NotFoundError(f"{resource_type}/{resource_id} is not known")
-    return FHIRResponse(bundles.history(
-        base=fhir_base(request), resource_type=resource_type, resource_id=resource_id,
-        total=total, versions=versions, count=count, offset=offset))
+    return FHIRResponse(
+        bundles.history(
+            base=fhir_base(request),
+            resource_type=resource_type,
+            resource_id=resource_id,
+            total=total,
+            versions=versions,
+            count=count,
+            offset=offset,
+        )
+    )
 
 
-@router.get("/{resource_type}/{resource_id}/_history/{version_id}", name="fhir_vread",
-            summary="Read one version")
-def vread(resource_type: str, resource_id: str, version_id: str,
-          session: SessionDep) -> FHIRResponse:
+@router.get(
+    "/{resource_type}/{resource_id}/_history/{version_id}",
+    name="fhir_vread",
+    summary="Read one version",
+)
+def vread(
+    resource_type: str, resource_id: str, version_id: str, session: SessionDep
+) -> FHIRResponse:
     _check_type(resource_type)
     _check_id(resource_id)
     if not version_id.isdigit():
@@ -119,8 +150,13 @@ def vread(resource_type: str, resource_id: str, version_id: str,
     return FHIRResponse(body, headers=_version_headers(int(version_id), last_updated))
 
 
-def _search(request: Request, session: Session, settings: Settings, resource_type: str,
-            params: list[tuple[str, str]]) -> FHIRResponse:
+def _search(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    resource_type: str,
+    params: list[tuple[str, str]],
+) -> FHIRResponse:
     lenient = _prefers_lenient(request.headers.get("prefer", ""))
     # the zone the store indexed dates without a zone in: the consortium's (the pipeline's)
     pipeline = getattr(request.app.state, "pipeline", None)
@@ -128,26 +164,39 @@ def _search(request: Request, session: Session, settings: Settings, resource_typ
     parsed = parse_search(resource_type, params, zone=zone, lenient=lenient)
     count = settings.page_size_default if parsed.count is None else parsed.count
     count = 0 if parsed.summary_count else min(count, settings.page_size_max)
-    total, bodies = run_search(session, resource_type, parsed.criteria, count=count,
-                               offset=parsed.offset, sort=parsed.sort)
+    total, bodies = run_search(
+        session, resource_type, parsed.criteria, count=count, offset=parsed.offset, sort=parsed.sort
+    )
     ignored = set(parsed.ignored)
     warnings = [
-        Issue("warning", "not-supported",
-              f"Search parameter '{name}' is not supported for {resource_type} and was "
-              "ignored", location=name)
+        Issue(
+            "warning",
+            "not-supported",
+            f"Search parameter '{name}' is not supported for {resource_type} and was ignored",
+            location=name,
+        )
         for name in parsed.ignored
     ]
-    return FHIRResponse(bundles.searchset(
-        base=fhir_base(request), resource_type=resource_type, total=total, bodies=bodies,
-        params=[(k, v) for k, v in params if k not in ignored], count=count,
-        offset=parsed.offset, warnings=warnings))
+    return FHIRResponse(
+        bundles.searchset(
+            base=fhir_base(request),
+            resource_type=resource_type,
+            total=total,
+            bodies=bodies,
+            params=[(k, v) for k, v in params if k not in ignored],
+            count=count,
+            offset=parsed.offset,
+            warnings=warnings,
+        )
+    )
 
 
 def _check_type(resource_type: str) -> None:
     if not is_supported(resource_type):
         raise UnsupportedError(
             f"Resource type '{resource_type}' is not supported by this server "
-            f"(supported: {', '.join(SUPPORTED_TYPES)})")
+            f"(supported: {', '.join(SUPPORTED_TYPES)})"
+        )
 
 
 def _check_id(resource_id: str) -> None:
@@ -156,8 +205,10 @@ def _check_id(resource_id: str) -> None:
 
 
 def _version_headers(version_id: int, last_updated: Any) -> dict[str, str]:
-    return {"ETag": f'W/"{version_id}"',
-            "Last-Modified": format_datetime(last_updated, usegmt=True)}
+    return {
+        "ETag": f'W/"{version_id}"',
+        "Last-Modified": format_datetime(last_updated, usegmt=True),
+    }
 
 
 def _prefers_lenient(prefer: str) -> bool:
@@ -170,7 +221,15 @@ def _paging_number(params: dict[str, str], name: str, default: int) -> int:
         return default
     value = params[name]
     if not value.isdigit():
-        raise InvalidRequestError(f"{name}={value!r}: expected a whole number >= 0",
-                                  issues=[Issue("error", "value", f"{name}={value!r}: expected "
-                                                "a whole number >= 0", location=name)])
+        raise InvalidRequestError(
+            f"{name}={value!r}: expected a whole number >= 0",
+            issues=[
+                Issue(
+                    "error",
+                    "value",
+                    f"{name}={value!r}: expected a whole number >= 0",
+                    location=name,
+                )
+            ],
+        )
     return int(value)

@@ -32,8 +32,10 @@ def health(request: Request) -> JSONResponse:
     try:
         with state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        checks["database"] = {"status": "ok",
-                              "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        checks["database"] = {
+            "status": "ok",
+            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
+        }
     except Exception as exc:  # any driver error means: not able to store messages
         checks["database"] = {"status": "down", "error": type(exc).__name__}
     pipeline = state.pipeline
@@ -42,9 +44,15 @@ def health(request: Request) -> JSONResponse:
         checks["delivery"] = _delivery(request)
     statuses = {c["status"] for c in checks.values()}
     status = "down" if "down" in statuses else "degraded" if "degraded" in statuses else "ok"
-    return JSONResponse({"status": status, "version": __version__,
-                         "started_at": state.started_at, "checks": checks},
-                        status_code=503 if status == "down" else 200)
+    return JSONResponse(
+        {
+            "status": status,
+            "version": __version__,
+            "started_at": state.started_at,
+            "checks": checks,
+        },
+        status_code=503 if status == "down" else 200,
+    )
 
 
 def _delivery(request: Request) -> dict[str, Any]:

@@ -31,29 +31,43 @@ def _answer(result: IngestResult, max_status: int = 422) -> Response:
         return JSONResponse(result.as_dict(), status_code=202, headers=headers)
     # quarantined: an OperationOutcome that locates every problem and says where the
     # message is kept
-    issues = [*result.issues, Issue(
-        "information", "informational",
-        f"the message is kept as {result.message_id}, status {result.status}; fix the mapping "
-        f"or the sender and reprocess it (POST {location}/reprocess)")]
+    issues = [
+        *result.issues,
+        Issue(
+            "information",
+            "informational",
+            f"the message is kept as {result.message_id}, status {result.status}; fix the mapping "
+            f"or the sender and reprocess it (POST {location}/reprocess)",
+        ),
+    ]
     status = max_status
     if any(i.code == "too-long" for i in result.issues):
         status = 413
-    return Response(content=_json(operation_outcome(issues)), status_code=status,
-                    media_type="application/fhir+json; charset=utf-8", headers=headers)
+    return Response(
+        content=_json(operation_outcome(issues)),
+        status_code=status,
+        media_type="application/fhir+json; charset=utf-8",
+        headers=headers,
+    )
 
 
 def _json(content: Any) -> bytes:
     import orjson
+
     return orjson.dumps(content)
 
 
 @router.post("/ingest", status_code=202)
-async def ingest(request: Request, pipeline: PipelineDep,
-                 x_source_system: Annotated[str | None, Header()] = None) -> Response:
+async def ingest(
+    request: Request, pipeline: PipelineDep, x_source_system: Annotated[str | None, Header()] = None
+) -> Response:
     """Receive one document as raw bytes; the source system is named in ``X-Source-System``."""
     if not x_source_system:
-        raise InvalidRequestError("the X-Source-System header names the sending system",
-                                  code="required", location="X-Source-System")
+        raise InvalidRequestError(
+            "the X-Source-System header names the sending system",
+            code="required",
+            location="X-Source-System",
+        )
     raw = await request.body()
     content_type = request.headers.get("content-type")
     result = await run_in_threadpool(pipeline.ingest, raw, x_source_system, content_type)
@@ -80,15 +94,19 @@ def message_summary(message: InboundMessage) -> dict[str, Any]:
 
 
 @router.get("/messages")
-def messages(session: SessionDep, status: str | None = None,
-             limit: Annotated[int, Query(ge=1, le=500)] = 50,
-             offset: Annotated[int, Query(ge=0)] = 0) -> JSONResponse:
+def messages(
+    session: SessionDep,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JSONResponse:
     """Received messages, newest first, optionally only those with one status."""
     if status is not None and status not in STATUSES:
         raise InvalidRequestError(f"status must be one of {', '.join(STATUSES)}", location="status")
     items = [message_summary(m) for m in list_messages(session, status, limit, offset)]
-    return JSONResponse({"total": count_messages(session, status), "limit": limit,
-                         "offset": offset, "items": items})
+    return JSONResponse(
+        {"total": count_messages(session, status), "limit": limit, "offset": offset, "items": items}
+    )
 
 
 @router.get("/messages/{message_id}")
@@ -97,8 +115,9 @@ def message(message_id: str, session: SessionDep) -> JSONResponse:
     found = get_message(session, message_id)
     if found is None:
         raise NotFoundError(f"no message {message_id}", location="message_id")
-    return JSONResponse({**message_summary(found), "issues": found.issues or [],
-                         "resources": found.resources or []})
+    return JSONResponse(
+        {**message_summary(found), "issues": found.issues or [], "resources": found.resources or []}
+    )
 
 
 @router.get("/messages/{message_id}/raw")
@@ -107,8 +126,7 @@ def message_raw(message_id: str, session: SessionDep) -> Response:
     found = get_message(session, message_id)
     if found is None:
         raise NotFoundError(f"no message {message_id}", location="message_id")
-    return Response(content=found.raw, media_type=found.content_type or
-                    "application/octet-stream")
+    return Response(content=found.raw, media_type=found.content_type or "application/octet-stream")
 
 
 @router.post("/messages/{message_id}/reprocess")
@@ -119,8 +137,9 @@ async def reprocess(message_id: str, pipeline: PipelineDep) -> Response:
 
 
 @router.post("/messages/reprocess")
-async def reprocess_by_status(pipeline: PipelineDep, session: SessionDep,
-                              status: str = QUARANTINED) -> JSONResponse:
+async def reprocess_by_status(
+    pipeline: PipelineDep, session: SessionDep, status: str = QUARANTINED
+) -> JSONResponse:
     """Reprocess every message with a status (default: quarantined)."""
     if status not in STATUSES:
         raise InvalidRequestError(f"status must be one of {', '.join(STATUSES)}", location="status")

@@ -40,61 +40,109 @@ class Exposition:
     def __init__(self) -> None:
         self.lines: list[str] = []
 
-    def family(self, name: str, kind: str, help_text: str,
-               samples: Iterable[tuple[dict[str, str], float]]) -> None:
+    def family(
+        self, name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, str], float]]
+    ) -> None:
         self.lines.append(f"# HELP {name} {help_text}")
         self.lines.append(f"# TYPE {name} {kind}")
         for labels, value in samples:
             rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-            self.lines.append(f"{name}{{{rendered}}} {_number(value)}" if rendered
-                              else f"{name} {_number(value)}")
+            self.lines.append(
+                f"{name}{{{rendered}}} {_number(value)}" if rendered else f"{name} {_number(value)}"
+            )
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
 
 
-def _per_destination(statuses: list[DestinationStatus], value: str
-                     ) -> list[tuple[dict[str, str], float]]:
+def _per_destination(
+    statuses: list[DestinationStatus], value: str
+) -> list[tuple[dict[str, str], float]]:
     return [({"destination": s.id}, float(getattr(s, value) or 0)) for s in statuses]
 
 
 def render(statuses: list[DestinationStatus], messages: dict[str, int]) -> str:
     out = Exposition()
-    out.family("adapter_info", "gauge", "Version of the adapter.",
-               [({"version": __version__}, 1)])
-    out.family("adapter_messages", "gauge", "Inbound messages kept, by status.",
-               [({"status": k}, v) for k, v in sorted(messages.items())])
-    out.family("adapter_delivery_queue_depth", "gauge",
-               "Outbox rows not yet delivered (pending + in-flight).",
-               [({"destination": s.id}, s.queue_depth) for s in statuses])
-    out.family("adapter_delivery_in_flight", "gauge", "Outbox rows being sent now.",
-               _per_destination(statuses, "in_flight"))
-    out.family("adapter_delivery_oldest_pending_age_seconds", "gauge",
-               "Age of the oldest undelivered outbox row (0 when none).",
-               _per_destination(statuses, "oldest_pending_age_seconds"))
-    out.family("adapter_delivery_dead_letters", "gauge",
-               "Dead letters waiting for a replay.", _per_destination(statuses, "dead_letters"))
-    out.family("adapter_delivery_attempts_total", "counter", "Delivery attempts made.",
-               _per_destination(statuses, "attempts_total"))
-    out.family("adapter_delivery_delivered_total", "counter", "Outbox rows delivered.",
-               _per_destination(statuses, "delivered_total"))
-    out.family("adapter_delivery_retries_total", "counter",
-               "Failed attempts rescheduled for a retry.",
-               _per_destination(statuses, "retried_total"))
-    out.family("adapter_delivery_dead_letters_total", "counter",
-               "Outbox rows that became dead letters.", _per_destination(statuses, "dead_total"))
-    out.family("adapter_delivery_last_success_timestamp_seconds", "gauge",
-               "Unix time of the last successful delivery (0: never).",
-               [({"destination": s.id},
-                 s.last_success_at.timestamp() if s.last_success_at else 0.0)
-                for s in statuses])
-    out.family("adapter_delivery_breaker_state", "gauge",
-               "Circuit breaker of the destination: 1 for its current state.",
-               [({"destination": s.id, "state": state}, 1.0 if s.breaker_state == state else 0.0)
-                for s in statuses for state in BREAKER_STATES])
-    out.family("adapter_delivery_destination_up", "gauge",
-               "1 when the destination is enabled and not degraded.",
-               [({"destination": s.id}, 1.0 if s.status == "ok" else 0.0) for s in statuses])
+    out.family("adapter_info", "gauge", "Version of the adapter.", [({"version": __version__}, 1)])
+    out.family(
+        "adapter_messages",
+        "gauge",
+        "Inbound messages kept, by status.",
+        [({"status": k}, v) for k, v in sorted(messages.items())],
+    )
+    out.family(
+        "adapter_delivery_queue_depth",
+        "gauge",
+        "Outbox rows not yet delivered (pending + in-flight).",
+        [({"destination": s.id}, s.queue_depth) for s in statuses],
+    )
+    out.family(
+        "adapter_delivery_in_flight",
+        "gauge",
+        "Outbox rows being sent now.",
+        _per_destination(statuses, "in_flight"),
+    )
+    out.family(
+        "adapter_delivery_oldest_pending_age_seconds",
+        "gauge",
+        "Age of the oldest undelivered outbox row (0 when none).",
+        _per_destination(statuses, "oldest_pending_age_seconds"),
+    )
+    out.family(
+        "adapter_delivery_dead_letters",
+        "gauge",
+        "Dead letters waiting for a replay.",
+        _per_destination(statuses, "dead_letters"),
+    )
+    out.family(
+        "adapter_delivery_attempts_total",
+        "counter",
+        "Delivery attempts made.",
+        _per_destination(statuses, "attempts_total"),
+    )
+    out.family(
+        "adapter_delivery_delivered_total",
+        "counter",
+        "Outbox rows delivered.",
+        _per_destination(statuses, "delivered_total"),
+    )
+    out.family(
+        "adapter_delivery_retries_total",
+        "counter",
+        "Failed attempts rescheduled for a retry.",
+        _per_destination(statuses, "retried_total"),
+    )
+    out.family(
+        "adapter_delivery_dead_letters_total",
+        "counter",
+        "Outbox rows that became dead letters.",
+        _per_destination(statuses, "dead_total"),
+    )
+    out.family(
+        "adapter_delivery_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last successful delivery (0: never).",
+        [
+            ({"destination": s.id}, s.last_success_at.timestamp() if s.last_success_at else 0.0)
+            for s in statuses
+        ],
+    )
+    out.family(
+        "adapter_delivery_breaker_state",
+        "gauge",
+        "Circuit breaker of the destination: 1 for its current state.",
+        [
+            ({"destination": s.id, "state": state}, 1.0 if s.breaker_state == state else 0.0)
+            for s in statuses
+            for state in BREAKER_STATES
+        ],
+    )
+    out.family(
+        "adapter_delivery_destination_up",
+        "gauge",
+        "1 when the destination is enabled and not degraded.",
+        [({"destination": s.id}, 1.0 if s.status == "ok" else 0.0) for s in statuses],
+    )
     return out.text()
 
 
@@ -104,6 +152,10 @@ def metrics(request: Request) -> Response:
     with state.session_factory() as session:
         read_only(session)
         statuses = destination_statuses(session, state.consortium, now=datetime.now(UTC))
-        messages = {status: int(count) for status, count in session.execute(
-            select(InboundMessage.status, func.count()).group_by(InboundMessage.status))}
+        messages = {
+            status: int(count)
+            for status, count in session.execute(
+                select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
+            )
+        }
     return Response(render(statuses, messages), media_type=CONTENT_TYPE)

@@ -27,14 +27,18 @@ from adapter.errors import ConfigError, RetriableDeliveryError
 
 
 # -- secrets ----------------------------------------------------------------------------------
-def resolve_secret(model: ConnectorSettings, name: str, *, where: str,
-                   required: bool = True) -> str | None:
+def resolve_secret(
+    model: ConnectorSettings, name: str, *, where: str, required: bool = True
+) -> str | None:
     """The value of secret ``name`` of ``model``: literal, ``<name>_env`` or ``<name>_file``."""
     literal = getattr(model, name, None)
     env = getattr(model, f"{name}_env", None)
     file = getattr(model, f"{name}_file", None)
-    given = [k for k, v in ((name, literal), (f"{name}_env", env), (f"{name}_file", file))
-             if v is not None]
+    given = [
+        k
+        for k, v in ((name, literal), (f"{name}_env", env), (f"{name}_file", file))
+        if v is not None
+    ]
     if len(given) > 1:
         raise ConfigError(f"give only one of {', '.join(given)}", key=f"{where}.{given[1]}")
     if literal is not None:
@@ -42,18 +46,17 @@ def resolve_secret(model: ConnectorSettings, name: str, *, where: str,
     if env is not None:
         value = os.environ.get(env)
         if value is None or value == "":
-            raise ConfigError(f"environment variable {env} is not set",
-                              key=f"{where}.{name}_env")
+            raise ConfigError(f"environment variable {env} is not set", key=f"{where}.{name}_env")
         return value
     if file is not None:
         try:
             return Path(file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"cannot read {file}: {exc.strerror}",
-                              key=f"{where}.{name}_file") from None
+            raise ConfigError(
+                f"cannot read {file}: {exc.strerror}", key=f"{where}.{name}_file"
+            ) from None
     if required:
-        raise ConfigError(f"missing: give {name}, {name}_env or {name}_file",
-                          key=f"{where}.{name}")
+        raise ConfigError(f"missing: give {name}, {name}_env or {name}_file", key=f"{where}.{name}")
     return None
 
 
@@ -94,16 +97,17 @@ class OAuth2Auth(ConnectorSettings):
     refresh_margin_seconds: float = Field(30.0, ge=0)
 
 
-AuthSettings = Annotated[NoAuth | BearerAuth | BasicAuth | OAuth2Auth,
-                         Field(discriminator="type")]
+AuthSettings = Annotated[NoAuth | BearerAuth | BasicAuth | OAuth2Auth, Field(discriminator="type")]
 
 
 class TlsSettings(ConnectorSettings):
     """TLS for https URLs. Verification is on unless ``verify: false`` is written out."""
 
     verify: bool = True
-    ca_file: str | None = Field(None, description="CA bundle (PEM) to trust instead of the "
-                                                  "system's, e.g. the hospital's own CA")
+    ca_file: str | None = Field(
+        None,
+        description="CA bundle (PEM) to trust instead of the system's, e.g. the hospital's own CA",
+    )
     client_cert: str | None = Field(None, description="client certificate (PEM), for mutual TLS")
     client_key: str | None = Field(None, description="its private key (PEM)")
     client_key_password_env: str | None = None
@@ -129,13 +133,16 @@ def ssl_context(tls: TlsSettings, *, where: str) -> ssl.SSLContext:
         if tls.client_key_password_env:
             password = os.environ.get(tls.client_key_password_env)
             if password is None:
-                raise ConfigError(f"environment variable {tls.client_key_password_env} is not "
-                                  "set", key=f"{where}.tls.client_key_password_env")
+                raise ConfigError(
+                    f"environment variable {tls.client_key_password_env} is not set",
+                    key=f"{where}.tls.client_key_password_env",
+                )
         try:
             context.load_cert_chain(tls.client_cert, tls.client_key, password)
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot load the client certificate: {exc}",
-                              key=f"{where}.tls.client_cert") from None
+            raise ConfigError(
+                f"cannot load the client certificate: {exc}", key=f"{where}.tls.client_cert"
+            ) from None
     return context
 
 
@@ -158,8 +165,14 @@ class TokenSource:
     once when a server answers 401 with it (revoked or expired early).
     """
 
-    def __init__(self, settings: OAuth2Auth, secret: str, *, verify: ssl.SSLContext | bool,
-                 timeout: httpx.Timeout) -> None:
+    def __init__(
+        self,
+        settings: OAuth2Auth,
+        secret: str,
+        *,
+        verify: ssl.SSLContext | bool,
+        timeout: httpx.Timeout,
+    ) -> None:
         self.settings = settings
         self._secret = secret
         self._client = httpx.Client(verify=verify, timeout=timeout)
@@ -199,17 +212,20 @@ class TokenSource:
             response = self._client.post(s.token_url, data=form, headers=headers)
         except httpx.HTTPError as exc:
             raise RetriableDeliveryError(
-                f"token endpoint {s.token_url} unreachable: {type(exc).__name__}") from None
+                f"token endpoint {s.token_url} unreachable: {type(exc).__name__}"
+            ) from None
         if response.status_code != 200:
             raise RetriableDeliveryError(
                 f"token endpoint {s.token_url} answered {response.status_code}",
-                status=response.status_code)
+                status=response.status_code,
+            )
         try:
             body: dict[str, Any] = response.json()
             token = str(body["access_token"])
         except (ValueError, KeyError, TypeError):
             raise RetriableDeliveryError(
-                f"token endpoint {s.token_url} gave no access_token") from None
+                f"token endpoint {s.token_url} gave no access_token"
+            ) from None
         self.fetched += 1
         try:
             lifetime = float(body.get("expires_in", 3600))
@@ -224,6 +240,7 @@ class TokenSource:
 def _form_quote(value: str) -> str:
     # RFC 6749 2.3.1: client id and secret are form-urlencoded before the basic encoding
     from urllib.parse import quote_plus
+
     return quote_plus(value)
 
 
@@ -243,8 +260,13 @@ class OAuth2ClientCredentials(httpx.Auth):
             yield request
 
 
-def build_auth(auth: NoAuth | BearerAuth | BasicAuth | OAuth2Auth, *, where: str,
-               verify: ssl.SSLContext | bool, timeout: httpx.Timeout) -> httpx.Auth | None:
+def build_auth(
+    auth: NoAuth | BearerAuth | BasicAuth | OAuth2Auth,
+    *,
+    where: str,
+    verify: ssl.SSLContext | bool,
+    timeout: httpx.Timeout,
+) -> httpx.Auth | None:
     """The httpx auth for the settings; secrets resolved now (ConfigError if missing)."""
     here = f"{where}.auth"
     if isinstance(auth, BearerAuth):

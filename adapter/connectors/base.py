@@ -41,7 +41,7 @@ class DeliveryItem:
     destination: str
     resource_type: str
     resource_id: str
-    version_id: int           # the version the row was written for
+    version_id: int  # the version the row was written for
     resource: dict[str, Any]  # the CURRENT stored body (meta stamped): a replay sends it
     patient_key: str | None = None
     message_id: str | None = None  # the inbound message it came from (MLLP resends its bytes)
@@ -52,7 +52,7 @@ class ItemResult:
     outbox_id: int
     ok: bool
     error: DeliveryError | None = None  # RetriableDeliveryError / FatalDeliveryError
-    status: int | str | None = None     # HTTP status or ACK code
+    status: int | str | None = None  # HTTP status or ACK code
     duration_ms: float = 0.0
 
 
@@ -95,7 +95,7 @@ class Destination(Protocol):
 
 @runtime_checkable
 class Source(Protocol):
-    id: str    # the source system id (consortium file)
+    id: str  # the source system id (consortium file)
     kind: str  # "file" | "fhir-pull"
     interval_seconds: float
 
@@ -108,8 +108,9 @@ class Source(Protocol):
 
     def read(self, bookmark: str | None) -> Iterator[SourceDocument]: ...
 
-    def finish(self, document: SourceDocument, result: IngestResult | None,
-               error: Exception | None = None) -> None:
+    def finish(
+        self, document: SourceDocument, result: IngestResult | None, error: Exception | None = None
+    ) -> None:
         """Called after the pipeline took the document (``result``) or failed to store it
         (``error``: nothing was stored, the document must be offered again later)."""
         ...
@@ -134,8 +135,11 @@ def parse_settings(model: type[S], data: dict[str, Any] | None, *, where: str) -
         return model.model_validate(data or {})
     except PydanticValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"] if not str(p).startswith(
-            ("literal[", "function-", "tagged-union[")))
+        key = ".".join(
+            str(p)
+            for p in first["loc"]
+            if not str(p).startswith(("literal[", "function-", "tagged-union["))
+        )
         message = first["msg"]
         if first["type"] == "extra_forbidden":
             message = "unknown setting (a typo?)"
@@ -149,12 +153,16 @@ SourceFactory = Callable[..., "Source"]
 _DESTINATIONS: dict[str, DestinationFactory] = {}
 _SOURCES: dict[str, SourceFactory] = {}
 # kinds whose modules register themselves when imported (imported on first use)
-_DESTINATION_MODULES = {"fhir": "adapter.connectors.fhir_rest",
-                        "mllp": "adapter.connectors.mllp",
-                        "file": "adapter.connectors.file_drop"}
-_SOURCE_MODULES = {"file": "adapter.connectors.file_drop",
-                   "fhir-pull": "adapter.connectors.fhir_pull",
-                   "mllp": "adapter.connectors.mllp"}
+_DESTINATION_MODULES = {
+    "fhir": "adapter.connectors.fhir_rest",
+    "mllp": "adapter.connectors.mllp",
+    "file": "adapter.connectors.file_drop",
+}
+_SOURCE_MODULES = {
+    "file": "adapter.connectors.file_drop",
+    "fhir-pull": "adapter.connectors.fhir_pull",
+    "mllp": "adapter.connectors.mllp",
+}
 LISTENER_KINDS = frozenset({"mllp"})
 
 
@@ -162,6 +170,7 @@ def register_destination(kind: str) -> Callable[[DestinationFactory], Destinatio
     def decorate(factory: DestinationFactory) -> DestinationFactory:
         _DESTINATIONS[kind] = factory
         return factory
+
     return decorate
 
 
@@ -169,6 +178,7 @@ def register_source(kind: str) -> Callable[[SourceFactory], SourceFactory]:
     def decorate(factory: SourceFactory) -> SourceFactory:
         _SOURCES[kind] = factory
         return factory
+
     return decorate
 
 
@@ -181,8 +191,12 @@ class ConnectorContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def build_destination(facility: Facility, config: DestinationConfig, *,
-                      session_factory: sessionmaker[Session] | None = None) -> Destination:
+def build_destination(
+    facility: Facility,
+    config: DestinationConfig,
+    *,
+    session_factory: sessionmaker[Session] | None = None,
+) -> Destination:
     """The destination for one configured entry; ``ConfigError`` if its settings are wrong.
 
     ``session_factory`` is needed by MLLP destinations (they resend the inbound message's
@@ -192,8 +206,9 @@ def build_destination(facility: Facility, config: DestinationConfig, *,
         importlib.import_module(_DESTINATION_MODULES[config.kind])
     factory = _DESTINATIONS.get(config.kind)
     if factory is None:
-        raise ConfigError(f"unknown destination kind {config.kind!r}",
-                          key=f"destinations.{config.id}.kind")
+        raise ConfigError(
+            f"unknown destination kind {config.kind!r}", key=f"destinations.{config.id}.kind"
+        )
     return factory(facility, config, ConnectorContext(session_factory=session_factory))
 
 
@@ -203,8 +218,9 @@ def connector_kind(source: SourceSystem) -> str | None:
     kind = source.connector.get("kind")
     if not isinstance(kind, str) or kind not in _SOURCE_MODULES:
         known = ", ".join(sorted(_SOURCE_MODULES))
-        raise ConfigError(f"connector kind must be one of: {known}",
-                          key=f"sources.{source.id}.connector.kind")
+        raise ConfigError(
+            f"connector kind must be one of: {known}", key=f"sources.{source.id}.connector.kind"
+        )
     return kind
 
 
@@ -249,14 +265,15 @@ def describe_exception(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def failed_results(batch: list[DeliveryItem], error: DeliveryError,
-                   *, duration_ms: float = 0.0) -> list[ItemResult]:
-    return [ItemResult(item.outbox_id, False, error, error.status, duration_ms)
-            for item in batch]
+def failed_results(
+    batch: list[DeliveryItem], error: DeliveryError, *, duration_ms: float = 0.0
+) -> list[ItemResult]:
+    return [ItemResult(item.outbox_id, False, error, error.status, duration_ms) for item in batch]
 
 
 def issue_outcome(severity: str, code: str, diagnostics: str) -> dict[str, Any]:
     from adapter.errors import operation_outcome
+
     return operation_outcome([Issue(severity, code, diagnostics)])  # type: ignore[arg-type]
 
 

@@ -17,8 +17,9 @@ import typer
 
 from adapter.errors import AdapterError
 
-connectors_app = typer.Typer(help="Sources and destinations of the consortium file.",
-                             no_args_is_help=True)
+connectors_app = typer.Typer(
+    help="Sources and destinations of the consortium file.", no_args_is_help=True
+)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -29,6 +30,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 def _settings() -> Any:
     from adapter.logs import configure_logging
     from adapter.settings import get_settings
+
     settings = get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
     return settings
@@ -36,6 +38,7 @@ def _settings() -> Any:
 
 def _runtime() -> Any:
     from adapter.runtime import build_runtime
+
     try:
         return build_runtime(_settings())
     except AdapterError as exc:
@@ -52,10 +55,12 @@ def _wait_for_signal() -> None:
 
 # -- connectors check -------------------------------------------------------------------------
 @connectors_app.command("check")
-def check(as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")]
-          = False,
-          timeout: Annotated[float, typer.Option(help="Give up on one endpoint after this "
-                                                      "many seconds")] = 15.0) -> None:
+def check(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Give up on one endpoint after this many seconds")
+    ] = 15.0,
+) -> None:
     """Try every configured destination and source; print name, kind, reachable, latency,
     error. Exit 1 when an enabled one is unreachable, 2 when the settings are wrong."""
     from adapter.connectors.base import (
@@ -91,8 +96,15 @@ def check(as_json: Annotated[bool, typer.Option("--json", help="One JSON object 
                 try:
                     results.append(future.result(timeout=timeout))
                 except Exception as exc:  # a timeout or a crash of the probe itself
-                    results.append(CheckResult(endpoint.id, endpoint.kind, False, None,
-                                               f"{type(exc).__name__}: no answer"))
+                    results.append(
+                        CheckResult(
+                            endpoint.id,
+                            endpoint.kind,
+                            False,
+                            None,
+                            f"{type(exc).__name__}: no answer",
+                        )
+                    )
     finally:
         for endpoint, _ in endpoints:
             close = getattr(endpoint, "close", None)
@@ -110,17 +122,24 @@ def check(as_json: Annotated[bool, typer.Option("--json", help="One JSON object 
             continue
         name = result.name + ("" if enabled else " (disabled)")
         latency = f"{result.latency_ms:.1f} ms" if result.latency_ms is not None else "-"
-        colour = typer.colors.GREEN if result.reachable else (
-            typer.colors.RED if enabled else typer.colors.YELLOW)
-        typer.secho(f"{name:32}  {result.kind:14}  {'yes' if result.reachable else 'no':9}  "
-                    f"{latency:>9}  {result.error or ''}", fg=colour)
+        colour = (
+            typer.colors.GREEN
+            if result.reachable
+            else (typer.colors.RED if enabled else typer.colors.YELLOW)
+        )
+        typer.secho(
+            f"{name:32}  {result.kind:14}  {'yes' if result.reachable else 'no':9}  "
+            f"{latency:>9}  {result.error or ''}",
+            fg=colour,
+        )
     if not endpoints and not as_json:
         typer.echo("(no destinations or source connectors configured)")
     raise typer.Exit(1 if failed else 0)
 
 
-def _connectors_of(runtime: Any, wanted: list[str] | None,
-                   build: Callable[[Any, Any], Any]) -> tuple[list[Any], set[str]]:
+def _connectors_of(
+    runtime: Any, wanted: list[str] | None, build: Callable[[Any, Any], Any]
+) -> tuple[list[Any], set[str]]:
     """The connectors ``build`` makes for the chosen sources, and the chosen ids it made none
     for."""
     built: list[Any] = []
@@ -135,9 +154,12 @@ def _connectors_of(runtime: Any, wanted: list[str] | None,
 
 
 # -- listen -----------------------------------------------------------------------------------
-def listen(source: Annotated[list[str] | None, typer.Option(
-        "--source", "-s", help="Only these source systems (default: every MLLP one)")] = None,
-           ) -> None:
+def listen(
+    source: Annotated[
+        list[str] | None,
+        typer.Option("--source", "-s", help="Only these source systems (default: every MLLP one)"),
+    ] = None,
+) -> None:
     """Run the MLLP listeners of the consortium file's sources until stopped (Ctrl-C)."""
     from adapter.connectors.base import build_listener
 
@@ -164,12 +186,17 @@ def listen(source: Annotated[list[str] | None, typer.Option(
 
 
 # -- poll -------------------------------------------------------------------------------------
-def poll(source: Annotated[list[str] | None, typer.Option(
-        "--source", "-s", help="Only these source systems (default: every polled one)")]
-         = None,
-         once: Annotated[bool, typer.Option("--once", help="One round, then exit (1 if a "
-                                                           "round stopped on an error)")]
-         = False) -> None:
+def poll(
+    source: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--source", "-s", help="Only these source systems (default: every polled one)"
+        ),
+    ] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="One round, then exit (1 if a round stopped on an error)")
+    ] = False,
+) -> None:
     """Poll the file-drop and FHIR-pull sources of the consortium file (until stopped)."""
     from adapter.connectors.base import build_source
     from adapter.connectors.poller import poll_once, run_forever
@@ -179,8 +206,7 @@ def poll(source: Annotated[list[str] | None, typer.Option(
     try:
         sources, missing = _connectors_of(runtime, source, build_source)
         if missing:
-            raise _fail(f"no polled connector (file, fhir-pull) for: "
-                        f"{', '.join(sorted(missing))}")
+            raise _fail(f"no polled connector (file, fhir-pull) for: {', '.join(sorted(missing))}")
         if not sources:
             raise _fail("no source has a file or fhir-pull connector")
         if once:
@@ -193,11 +219,18 @@ def poll(source: Annotated[list[str] | None, typer.Option(
         stop = threading.Event()
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
-        typer.echo("polling " + ", ".join(f"{s.id} ({s.kind}, every {s.interval_seconds:g} s)"
-                                          for s in sources))
-        run_forever(sources, runtime.pipeline, stop,
-                    on_round=lambda summary: typer.echo(str(summary))
-                    if summary.read or summary.error else None)
+        typer.echo(
+            "polling "
+            + ", ".join(f"{s.id} ({s.kind}, every {s.interval_seconds:g} s)" for s in sources)
+        )
+        run_forever(
+            sources,
+            runtime.pipeline,
+            stop,
+            on_round=lambda summary: (
+                typer.echo(str(summary)) if summary.read or summary.error else None
+            ),
+        )
     except AdapterError as exc:
         raise _fail(f"cannot start: {exc.message}") from None
     finally:

@@ -55,13 +55,17 @@ class FhirPullSettings(HttpSettings):
     resource_types: list[str] = Field(min_length=1)
     page_size: int = Field(100, ge=1, le=1000)
     interval_seconds: float = Field(60.0, gt=0)
-    since: str | None = Field(None, description="first bookmark (an instant) when nothing "
-                                                "was pulled yet; default: everything")
-    overlap_seconds: float = Field(0.0, ge=0, description="search this much before the "
-                                                          "bookmark (lagging servers)")
+    since: str | None = Field(
+        None,
+        description="first bookmark (an instant) when nothing was pulled yet; default: everything",
+    )
+    overlap_seconds: float = Field(
+        0.0, ge=0, description="search this much before the bookmark (lagging servers)"
+    )
     max_pages: int = Field(1000, ge=1, description="pages per resource type in one poll")
-    params: dict[str, str] = Field(default_factory=dict,
-                                   description="extra search parameters for every type")
+    params: dict[str, str] = Field(
+        default_factory=dict, description="extra search parameters for every type"
+    )
 
     @field_validator("resource_types")
     @classmethod
@@ -87,8 +91,9 @@ def _instant(value: str) -> datetime:
 
 
 def canonical_bytes(resource: dict[str, Any]) -> bytes:
-    return json.dumps(resource, ensure_ascii=False, sort_keys=True,
-                      separators=(",", ":")).encode("utf-8")
+    return json.dumps(resource, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode(
+        "utf-8"
+    )
 
 
 class FhirPullSource:
@@ -98,8 +103,9 @@ class FhirPullSource:
         self.id = source_id
         self.settings = settings
         self.interval_seconds = settings.interval_seconds
-        self._client = http_client(settings, where=f"sources.{source_id}.connector",
-                                   max_connections=2)
+        self._client = http_client(
+            settings, where=f"sources.{source_id}.connector", max_connections=2
+        )
         self._origin = _origin(settings.base_url)
 
     # -- contract ---------------------------------------------------------------------------
@@ -109,6 +115,7 @@ class FhirPullSource:
             if response.status_code != 200:
                 return str(error_for_response(response, what="GET metadata"))
             return None
+
         return timed_check(self.id, "fhir-pull", probe)
 
     def bookmark(self, factory: sessionmaker[Session] | None) -> str | None:
@@ -118,12 +125,16 @@ class FhirPullSource:
         from sqlalchemy import select
 
         from adapter.store.models import InboundMessage
+
         newest: tuple[datetime, str] | None = None
         with factory() as session:
             # documents are stored in lastUpdated order: the newest few hold the maximum
             rows = session.scalars(
-                select(InboundMessage.raw).where(InboundMessage.source_system == self.id)
-                .order_by(InboundMessage.received_at.desc()).limit(50))
+                select(InboundMessage.raw)
+                .where(InboundMessage.source_system == self.id)
+                .order_by(InboundMessage.received_at.desc())
+                .limit(50)
+            )
             for raw in rows:
                 stamp = _last_updated(bytes(raw))
                 if stamp is not None and (newest is None or stamp[0] > newest[0]):
@@ -142,12 +153,16 @@ class FhirPullSource:
                 # of that type, or the bookmark would pass it by
                 return
             stamp = (resource.get("meta") or {}).get("lastUpdated")
-            yield SourceDocument(raw=canonical_bytes(resource), content_type=FHIR_JSON,
-                                 bookmark=stamp,
-                                 name=f"{resource.get('resourceType')}/{resource.get('id')}")
+            yield SourceDocument(
+                raw=canonical_bytes(resource),
+                content_type=FHIR_JSON,
+                bookmark=stamp,
+                name=f"{resource.get('resourceType')}/{resource.get('id')}",
+            )
 
-    def finish(self, document: SourceDocument, result: IngestResult | None,
-               error: Exception | None = None) -> None:
+    def finish(
+        self, document: SourceDocument, result: IngestResult | None, error: Exception | None = None
+    ) -> None:
         pass  # the stored message is the bookmark
 
     def close(self) -> None:
@@ -157,12 +172,16 @@ class FhirPullSource:
             tokens.close()
 
     # -- paging -----------------------------------------------------------------------------
-    def _resources(self, resource_type: str, since: str | None
-                   ) -> Iterator[tuple[datetime, str, dict[str, Any] | None]]:
+    def _resources(
+        self, resource_type: str, since: str | None
+    ) -> Iterator[tuple[datetime, str, dict[str, Any] | None]]:
         """(lastUpdated, "Type/id", resource) of one type, page by page, in server order;
         a last (lastUpdated, "\uffff", None) when max_pages cut it short."""
-        params: dict[str, str] = {**self.settings.params, "_sort": "_lastUpdated",
-                                  "_count": str(self.settings.page_size)}
+        params: dict[str, str] = {
+            **self.settings.params,
+            "_sort": "_lastUpdated",
+            "_count": str(self.settings.page_size),
+        }
         if since:
             params["_lastUpdated"] = f"ge{since}"
         url: str | None = resource_type
@@ -171,8 +190,12 @@ class FhirPullSource:
         last: datetime | None = None
         while url:
             if pages == self.settings.max_pages:
-                log.warning("FHIR pull %s: %s has more than %d pages; the rest next time",
-                            self.id, resource_type, pages)
+                log.warning(
+                    "FHIR pull %s: %s has more than %d pages; the rest next time",
+                    self.id,
+                    resource_type,
+                    pages,
+                )
                 if last is not None:
                     yield last, "\uffff", None
                 return
@@ -180,20 +203,27 @@ class FhirPullSource:
             pages += 1
             for entry in bundle.get("entry") or []:
                 resource = entry.get("resource") if isinstance(entry, dict) else None
-                if not isinstance(resource, dict) or entry.get("search", {}).get(
-                        "mode", "match") != "match":
+                if (
+                    not isinstance(resource, dict)
+                    or entry.get("search", {}).get("mode", "match") != "match"
+                ):
                     continue  # included resources and outcomes are not results
                 stamp = (resource.get("meta") or {}).get("lastUpdated")
                 if not stamp:
-                    log.warning("FHIR pull %s: %s/%s has no meta.lastUpdated; skipped",
-                                self.id, resource.get("resourceType"), resource.get("id"))
+                    log.warning(
+                        "FHIR pull %s: %s/%s has no meta.lastUpdated; skipped",
+                        self.id,
+                        resource.get("resourceType"),
+                        resource.get("id"),
+                    )
                     continue
                 moment = _instant(stamp)
                 if last is not None and moment < last:
                     # unsorted results would let the bookmark pass resources not yet read
                     raise RetriableDeliveryError(
                         f"{resource_type}: the server does not sort by _lastUpdated; "
-                        "a FHIR pull needs it")
+                        "a FHIR pull needs it"
+                    )
                 last = moment
                 yield last, f"{resource_type}/{resource.get('id')}", resource
             url = _next_link(bundle)
@@ -201,7 +231,8 @@ class FhirPullSource:
             if url and _origin(url) != self._origin:
                 raise RetriableDeliveryError(
                     f"the server's next link leaves {self._origin}; not followed (credentials "
-                    "are only sent to the configured server)")
+                    "are only sent to the configured server)"
+                )
 
     def _get(self, url: str, params: dict[str, str] | None) -> dict[str, Any]:
         try:
@@ -241,6 +272,7 @@ def _last_updated(raw: bytes) -> tuple[datetime, str] | None:
 
 @register_source("fhir-pull")
 def build_source(facility: Facility, source: SourceSystem) -> FhirPullSource:
-    settings = parse_settings(FhirPullSettings, source.connector,
-                              where=f"sources.{source.id}.connector")
+    settings = parse_settings(
+        FhirPullSettings, source.connector, where=f"sources.{source.id}.connector"
+    )
     return FhirPullSource(source.id, settings)

@@ -49,8 +49,9 @@ _SERVER_META = ("versionId", "lastUpdated")
 class FhirDestinationSettings(HttpSettings):
     bundle: Literal["transaction", "batch", "none"] = "transaction"
     batch_size: int = Field(50, ge=1, le=1000, description="resources per Bundle")
-    max_concurrency: int = Field(4, ge=1, le=64,
-                                 description="requests in flight to this destination at once")
+    max_concurrency: int = Field(
+        4, ge=1, le=64, description="requests in flight to this destination at once"
+    )
     prefer_minimal: bool = Field(True, description="ask for Prefer: return=minimal answers")
 
 
@@ -61,8 +62,7 @@ class FhirRestDestination:
         self.id = destination_id
         self.settings = settings
         where = f"destinations.{destination_id}.settings"
-        self._client = http_client(settings, where=where,
-                                   max_connections=settings.max_concurrency)
+        self._client = http_client(settings, where=where, max_connections=settings.max_concurrency)
         self._slots = threading.BoundedSemaphore(settings.max_concurrency)
         self._headers = {"Content-Type": FHIR_JSON}
         if settings.prefer_minimal:
@@ -82,13 +82,14 @@ class FhirRestDestination:
             if kind != "CapabilityStatement":
                 return "GET metadata gave no CapabilityStatement (is base_url the FHIR base?)"
             return None
+
         return timed_check(self.id, self.kind, probe)
 
     def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
         results: list[ItemResult] = []
         size = self.settings.batch_size
         for start in range(0, len(batch), size):
-            results.extend(self._send_chunk(batch[start:start + size]))
+            results.extend(self._send_chunk(batch[start : start + size]))
         return results
 
     def close(self) -> None:
@@ -112,21 +113,20 @@ class FhirRestDestination:
         results: list[ItemResult] = []
         for key, (status, error, duration) in zip(keys, outcomes, strict=True):
             for item in unique[key]:
-                results.append(ItemResult(item.outbox_id, error is None, error, status,
-                                          duration))
+                results.append(ItemResult(item.outbox_id, error is None, error, status, duration))
         order = {item.outbox_id: n for n, item in enumerate(chunk)}
         results.sort(key=lambda r: order[r.outbox_id])
         return results
 
-    def _request(self, method: str, url: str, body: dict[str, Any]
-                 ) -> tuple[httpx.Response | None, DeliveryError | None, float]:
+    def _request(
+        self, method: str, url: str, body: dict[str, Any]
+    ) -> tuple[httpx.Response | None, DeliveryError | None, float]:
         started = time.perf_counter()
         try:
             with self._slots:
                 response = self._client.request(method, url, json=body, headers=self._headers)
         except Exception as exc:  # transport failures and token endpoint errors
-            return None, error_for_exception(exc, what=f"{method} {self._where(url)}"), \
-                _ms(started)
+            return None, error_for_exception(exc, what=f"{method} {self._where(url)}"), _ms(started)
         return response, None, _ms(started)
 
     def _put(self, item: DeliveryItem) -> tuple[int | None, DeliveryError | None, float]:
@@ -136,20 +136,23 @@ class FhirRestDestination:
             return None, error, duration
         if response.is_success:
             return response.status_code, None, duration
-        return response.status_code, error_for_response(
-            response, what=f"PUT {url}"), duration
+        return response.status_code, error_for_response(response, what=f"PUT {url}"), duration
 
-    def _post_bundle(self, items: list[DeliveryItem]
-                     ) -> list[tuple[int | str | None, DeliveryError | None, float]]:
+    def _post_bundle(
+        self, items: list[DeliveryItem]
+    ) -> list[tuple[int | str | None, DeliveryError | None, float]]:
         bundle_type = self.settings.bundle
         bundle = {
             "resourceType": "Bundle",
             "type": bundle_type,
-            "entry": [{
-                "fullUrl": f"{self.settings.base_url}/{i.resource_type}/{i.resource_id}",
-                "resource": outgoing(i.resource),
-                "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"},
-            } for i in items],
+            "entry": [
+                {
+                    "fullUrl": f"{self.settings.base_url}/{i.resource_type}/{i.resource_id}",
+                    "resource": outgoing(i.resource),
+                    "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"},
+                }
+                for i in items
+            ],
         }
         response, error, duration = self._request("POST", "", bundle)
         what = f"{bundle_type} of {len(items)}"
@@ -165,9 +168,9 @@ class FhirRestDestination:
             return [(response.status_code, error, duration)] * len(items)
         return self._entry_results(response, items, what, duration)
 
-    def _entry_results(self, response: httpx.Response, items: list[DeliveryItem], what: str,
-                       duration: float
-                       ) -> list[tuple[int | str | None, DeliveryError | None, float]]:
+    def _entry_results(
+        self, response: httpx.Response, items: list[DeliveryItem], what: str, duration: float
+    ) -> list[tuple[int | str | None, DeliveryError | None, float]]:
         try:
             body = response.json()
             entries = body.get("entry") or []
@@ -177,22 +180,38 @@ class FhirRestDestination:
             # stored or not, we cannot tell; PUT makes another try harmless
             error = RetriableDeliveryError(
                 f"{what}: the answer is not a Bundle with one entry per request",
-                status=response.status_code)
+                status=response.status_code,
+            )
             return [(response.status_code, error, duration)] * len(items)
         out: list[tuple[int | str | None, DeliveryError | None, float]] = []
         for item, entry in zip(items, entries, strict=True):
             answer = (entry or {}).get("response") or {}
             status = _entry_status(answer.get("status"))
             if status is None:
-                out.append((None, RetriableDeliveryError(
-                    f"{what}: entry for {item.resource_type}/{item.resource_id} has no status"),
-                    duration))
+                out.append(
+                    (
+                        None,
+                        RetriableDeliveryError(
+                            f"{what}: entry for {item.resource_type}/{item.resource_id} "
+                            "has no status"
+                        ),
+                        duration,
+                    )
+                )
             elif 200 <= status < 300:
                 out.append((status, None, duration))
             else:
-                out.append((status, error_for_status(
-                    status, what=f"{item.resource_type}/{item.resource_id} in {what}",
-                    outcome=answer.get("outcome")), duration))
+                out.append(
+                    (
+                        status,
+                        error_for_status(
+                            status,
+                            what=f"{item.resource_type}/{item.resource_id} in {what}",
+                            outcome=answer.get("outcome"),
+                        ),
+                        duration,
+                    )
+                )
         return out
 
     def _where(self, url: str) -> str:
@@ -224,8 +243,10 @@ def _ms(started: float) -> float:
 
 
 @register_destination("fhir")
-def build(facility: Facility, config: DestinationConfig,
-          context: ConnectorContext) -> FhirRestDestination:
-    settings = parse_settings(FhirDestinationSettings, config.settings,
-                              where=f"destinations.{config.id}.settings")
+def build(
+    facility: Facility, config: DestinationConfig, context: ConnectorContext
+) -> FhirRestDestination:
+    settings = parse_settings(
+        FhirDestinationSettings, config.settings, where=f"destinations.{config.id}.settings"
+    )
     return FhirRestDestination(config.id, settings)

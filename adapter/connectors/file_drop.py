@@ -55,18 +55,30 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_RESOURCE_FIELDS = {"resource_type": "Observation", "resource_id": "x", "version_id": 1,
-                    "outbox_id": 1, "destination": "d", "timestamp": "20260101T000000000000"}
-_BUNDLE_FIELDS = {"first_outbox_id": 1, "count": 1, "destination": "d",
-                  "timestamp": "20260101T000000000000"}
+_RESOURCE_FIELDS = {
+    "resource_type": "Observation",
+    "resource_id": "x",
+    "version_id": 1,
+    "outbox_id": 1,
+    "destination": "d",
+    "timestamp": "20260101T000000000000",
+}
+_BUNDLE_FIELDS = {
+    "first_outbox_id": 1,
+    "count": 1,
+    "destination": "d",
+    "timestamp": "20260101T000000000000",
+}
 
 
 def _check_template(template: str, fields: dict[str, Any]) -> str:
     try:
         name = template.format(**fields)
     except KeyError as exc:
-        raise ValueError(f"unknown placeholder {{{exc.args[0]}}}; known: "
-                         + ", ".join(f"{{{k}}}" for k in fields)) from None
+        raise ValueError(
+            f"unknown placeholder {{{exc.args[0]}}}; known: "
+            + ", ".join(f"{{{k}}}" for k in fields)
+        ) from None
     except (IndexError, ValueError) as exc:
         raise ValueError(f"not a valid name template: {exc}") from None
     if "/" in name or "\\" in name or name.startswith(".") or not name:
@@ -78,13 +90,17 @@ def _check_template(template: str, fields: dict[str, Any]) -> str:
 class FileDestinationSettings(ConnectorSettings):
     path: str = Field(description="folder the files are written to")
     layout: Literal["resource", "bundle"] = Field(
-        "resource", description="one file per resource, or one transaction Bundle per batch")
-    naming: str = Field("{resource_type}-{resource_id}.json",
-                        description="file name; {resource_type} {resource_id} {version_id} "
-                                    "{outbox_id} {destination} {timestamp}")
-    bundle_naming: str = Field("bundle-{timestamp}-{first_outbox_id}.json",
-                               description="file name of a batch; {first_outbox_id} {count} "
-                                           "{destination} {timestamp}")
+        "resource", description="one file per resource, or one transaction Bundle per batch"
+    )
+    naming: str = Field(
+        "{resource_type}-{resource_id}.json",
+        description="file name; {resource_type} {resource_id} {version_id} "
+        "{outbox_id} {destination} {timestamp}",
+    )
+    bundle_naming: str = Field(
+        "bundle-{timestamp}-{first_outbox_id}.json",
+        description="file name of a batch; {first_outbox_id} {count} {destination} {timestamp}",
+    )
     create_directory: bool = False
     fsync: bool = Field(True, description="flush each file to disk before renaming it")
 
@@ -143,10 +159,12 @@ class FileDestination:
         def probe() -> str | None:
             if not self.folder.is_dir():
                 return f"no folder {self.folder}"
-            probe_file = write_atomically(self.folder, f"check-{uuid.uuid4().hex}.probe", b"",
-                                          fsync=False)
+            probe_file = write_atomically(
+                self.folder, f"check-{uuid.uuid4().hex}.probe", b"", fsync=False
+            )
             probe_file.unlink()
             return None
+
         return timed_check(self.id, self.kind, probe)
 
     def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
@@ -157,9 +175,13 @@ class FileDestination:
         for item in batch:
             started = time.perf_counter()
             name = self.settings.naming.format(
-                resource_type=item.resource_type, resource_id=item.resource_id,
-                version_id=item.version_id, outbox_id=item.outbox_id, destination=self.id,
-                timestamp=stamp)
+                resource_type=item.resource_type,
+                resource_id=item.resource_id,
+                version_id=item.version_id,
+                outbox_id=item.outbox_id,
+                destination=self.id,
+                timestamp=stamp,
+            )
             results.append(self._write(name, outgoing(item.resource), [item], started)[0])
         return results
 
@@ -170,23 +192,36 @@ class FileDestination:
         seen: dict[tuple[str, str], DeliveryItem] = {}
         for item in batch:
             seen[(item.resource_type, item.resource_id)] = item
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-            {"fullUrl": f"{i.resource_type}/{i.resource_id}", "resource": outgoing(i.resource),
-             "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"}}
-            for i in seen.values()]}
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": f"{i.resource_type}/{i.resource_id}",
+                    "resource": outgoing(i.resource),
+                    "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"},
+                }
+                for i in seen.values()
+            ],
+        }
         name = self.settings.bundle_naming.format(
-            first_outbox_id=batch[0].outbox_id, count=len(batch), destination=self.id,
-            timestamp=stamp)
+            first_outbox_id=batch[0].outbox_id,
+            count=len(batch),
+            destination=self.id,
+            timestamp=stamp,
+        )
         return self._write(name, bundle, batch, started)
 
-    def _write(self, name: str, body: dict[str, Any], items: list[DeliveryItem],
-               started: float) -> list[ItemResult]:
+    def _write(
+        self, name: str, body: dict[str, Any], items: list[DeliveryItem], started: float
+    ) -> list[ItemResult]:
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         try:
             write_atomically(self.folder, name, data, fsync=self.settings.fsync)
         except OSError as exc:  # full disk, permissions, folder gone: fixable, try again later
-            error = RetriableDeliveryError(f"cannot write {self.folder / name}: "
-                                           f"{exc.strerror or exc}")
+            error = RetriableDeliveryError(
+                f"cannot write {self.folder / name}: {exc.strerror or exc}"
+            )
             return [ItemResult(i.outbox_id, False, error, None, _ms(started)) for i in items]
         return [ItemResult(i.outbox_id, True, None, "written", _ms(started)) for i in items]
 
@@ -195,10 +230,12 @@ class FileDestination:
 
 
 @register_destination("file")
-def build_destination(facility: Facility, config: DestinationConfig,
-                      context: ConnectorContext) -> FileDestination:
-    settings = parse_settings(FileDestinationSettings, config.settings,
-                              where=f"destinations.{config.id}.settings")
+def build_destination(
+    facility: Facility, config: DestinationConfig, context: ConnectorContext
+) -> FileDestination:
+    settings = parse_settings(
+        FileDestinationSettings, config.settings, where=f"destinations.{config.id}.settings"
+    )
     return FileDestination(config.id, settings)
 
 
@@ -209,8 +246,11 @@ class FileSourceSettings(ConnectorSettings):
     pattern: str = Field("*", description="only names matching this (e.g. *.hl7)")
     interval_seconds: float = Field(5.0, gt=0)
     min_age_seconds: float = Field(
-        2.0, ge=0, description="leave files younger than this (they may still be written); "
-                               "senders that write a temporary name and rename need 0")
+        2.0,
+        ge=0,
+        description="leave files younger than this (they may still be written); "
+        "senders that write a temporary name and rename need 0",
+    )
     content_type: str | None = None
     keep_done: bool = Field(True, description="false: delete a file once it is stored")
     create_directories: bool = True
@@ -240,6 +280,7 @@ class FileSource:
             if not os.access(self.inbox, os.R_OK | os.W_OK | os.X_OK):
                 return f"{self.inbox} is not readable and writable"
             return None
+
         return timed_check(self.id, "file-source", probe)
 
     def bookmark(self, factory: sessionmaker[Session] | None) -> str | None:
@@ -264,13 +305,18 @@ class FileSource:
             if claimed is not None:
                 yield self._document(claimed)
 
-    def finish(self, document: SourceDocument, result: IngestResult | None,
-               error: Exception | None = None) -> None:
+    def finish(
+        self, document: SourceDocument, result: IngestResult | None, error: Exception | None = None
+    ) -> None:
         path: Path = document.ref
         if result is None:
             # not stored (database down ...): it stays claimed and is offered again next time
-            log.warning("file source %s: %s not stored (%s); will retry", self.id, path.name,
-                        type(error).__name__ if error else "no result")
+            log.warning(
+                "file source %s: %s not stored (%s); will retry",
+                self.id,
+                path.name,
+                type(error).__name__ if error else "no result",
+            )
             return
         if result.accepted:
             if self.settings.keep_done:
@@ -278,12 +324,19 @@ class FileSource:
             else:
                 path.unlink(missing_ok=True)
             return
-        report = {"file": path.name, "message_id": result.message_id, "status": result.status,
-                  "issues": [i.as_dict() for i in result.issues]}
+        report = {
+            "file": path.name,
+            "message_id": result.message_id,
+            "status": result.status,
+            "issues": [i.as_dict() for i in result.issues],
+        }
         target = _free_name(self.error, path.name)
         # the report first: a crash between the two leaves the file claimed, to be redone
-        write_atomically(self.error, target.name + ERROR_SUFFIX,
-                         json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"))
+        write_atomically(
+            self.error,
+            target.name + ERROR_SUFFIX,
+            json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"),
+        )
         os.replace(path, target)
 
     def close(self) -> None:
@@ -308,8 +361,11 @@ class FileSource:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             handle.close()
-            log.warning("file source %s: another poller holds %s; skipped", self.id,
-                        self.processing / ".lock")
+            log.warning(
+                "file source %s: another poller holds %s; skipped",
+                self.id,
+                self.processing / ".lock",
+            )
             return False
         self._lock = handle
         return True
@@ -319,8 +375,11 @@ class FileSource:
             entries = list(os.scandir(folder))
         except FileNotFoundError:
             return []
-        return [Path(e.path) for e in entries
-                if e.is_file(follow_symlinks=False) and not e.name.startswith(".")]
+        return [
+            Path(e.path)
+            for e in entries
+            if e.is_file(follow_symlinks=False) and not e.name.startswith(".")
+        ]
 
     def _claim(self, path: Path) -> Path | None:
         target = _free_name(self.processing, path.name)
@@ -331,8 +390,9 @@ class FileSource:
         return target
 
     def _document(self, path: Path) -> SourceDocument:
-        return SourceDocument(raw=path.read_bytes(), content_type=self.settings.content_type,
-                              name=path.name, ref=path)
+        return SourceDocument(
+            raw=path.read_bytes(), content_type=self.settings.content_type, name=path.name, ref=path
+        )
 
 
 def _age_key(path: Path) -> tuple[float, str]:
@@ -364,8 +424,9 @@ def _ms(started: float) -> float:
 
 @register_source("file")
 def build_source(facility: Facility, source: SourceSystem) -> FileSource:
-    settings = parse_settings(FileSourceSettings, source.connector,
-                              where=f"sources.{source.id}.connector")
+    settings = parse_settings(
+        FileSourceSettings, source.connector, where=f"sources.{source.id}.connector"
+    )
     if Path(settings.path).resolve() == Path("/").resolve():
         raise ConfigError("a file source may not poll /", key=f"sources.{source.id}.connector.path")
     return FileSource(source.id, settings)

@@ -63,12 +63,18 @@ def header_of(raw: bytes, message: Message | None = None) -> MessageHeader:
     if message is not None:
         msh = message.msh
         return MessageHeader(
-            delimiters=message.delimiters, codec=message.charset,
-            sending_application=msh.raw(3), sending_facility=msh.raw(4),
-            receiving_application=msh.raw(5), receiving_facility=msh.raw(6),
-            trigger=msh.get(9, 1, 2), control_id=msh.get(10),
-            processing_id=msh.raw(11) or "P", version=msh.raw(12) or "2.5.1",
-            charset=msh.raw(18))
+            delimiters=message.delimiters,
+            codec=message.charset,
+            sending_application=msh.raw(3),
+            sending_facility=msh.raw(4),
+            receiving_application=msh.raw(5),
+            receiving_facility=msh.raw(6),
+            trigger=msh.get(9, 1, 2),
+            control_id=msh.get(10),
+            processing_id=msh.raw(11) or "P",
+            version=msh.raw(12) or "2.5.1",
+            charset=msh.raw(18),
+        )
     # unreadable: take what can be found in the first MSH line. Its bytes are decoded with
     # the declared charset when they are valid in it, else as latin-1 (one character per
     # byte, so echoed fields still go back exactly as they came)
@@ -99,40 +105,77 @@ def header_of(raw: bytes, message: Message | None = None) -> MessageHeader:
 
     trigger = f(9).split(delimiters.component)
     return MessageHeader(
-        delimiters=delimiters, codec=codec,
-        sending_application=f(3), sending_facility=f(4), receiving_application=f(5),
-        receiving_facility=f(6), trigger=trigger[1] if len(trigger) > 1 else "",
-        control_id=f(10).split(delimiters.component)[0][:50], processing_id=f(11) or "P",
-        version=f(12) or "2.5.1", charset=f(18))
+        delimiters=delimiters,
+        codec=codec,
+        sending_application=f(3),
+        sending_facility=f(4),
+        receiving_application=f(5),
+        receiving_facility=f(6),
+        trigger=trigger[1] if len(trigger) > 1 else "",
+        control_id=f(10).split(delimiters.component)[0][:50],
+        processing_id=f(11) or "P",
+        version=f(12) or "2.5.1",
+        charset=f(18),
+    )
 
 
-def build_ack(header: MessageHeader, code: AckCode, issues: list[Issue] | None = None, *,
-              now: datetime | None = None, zone: str = "Asia/Shanghai") -> bytes:
+def build_ack(
+    header: MessageHeader,
+    code: AckCode,
+    issues: list[Issue] | None = None,
+    *,
+    now: datetime | None = None,
+    zone: str = "Asia/Shanghai",
+) -> bytes:
     """The ACK message (without MLLP framing), encoded in the acknowledged message's charset."""
     d = header.delimiters
     fs = d.field
     moment = (now or datetime.now(ZoneInfo(zone))).strftime("%Y%m%d%H%M%S%z")
     msh = [
-        "MSH", d.encoding_characters, header.receiving_application,
-        header.receiving_facility, header.sending_application, header.sending_facility,
-        moment, "", d.component.join(["ACK", header.trigger, "ACK"]) if header.trigger
-        else "ACK", uuid.uuid4().hex[:20], header.processing_id, header.version,
-        "", "", "", "", "", header.charset,
+        "MSH",
+        d.encoding_characters,
+        header.receiving_application,
+        header.receiving_facility,
+        header.sending_application,
+        header.sending_facility,
+        moment,
+        "",
+        d.component.join(["ACK", header.trigger, "ACK"]) if header.trigger else "ACK",
+        uuid.uuid4().hex[:20],
+        header.processing_id,
+        header.version,
+        "",
+        "",
+        "",
+        "",
+        "",
+        header.charset,
     ]
     while msh and msh[-1] == "":
         msh.pop()
-    errors = [i for i in issues or [] if i.severity in ("fatal", "error")] if code != "AA" \
-        else []
+    errors = [i for i in issues or [] if i.severity in ("fatal", "error")] if code != "AA" else []
     text = _short(errors[0].diagnostics) if errors else ""
-    segments = [fs.join(msh), fs.join(["MSA", code, escape(header.control_id, d),
-                                       escape(text, d)]).rstrip(fs)]
+    segments = [
+        fs.join(msh),
+        fs.join(["MSA", code, escape(header.control_id, d), escape(text, d)]).rstrip(fs),
+    ]
     for issue in errors[:20]:
         number, name = _ERROR_CODES.get(issue.code, _INTERNAL)
-        segments.append(fs.join([
-            "ERR", "", _erl(issue.location, d), d.component.join([number, name, "HL70357"]),
-            "E" if issue.severity in ("fatal", "error") else "W", "", "", "",
-            escape(issue.diagnostics, d),
-        ]))
+        segments.append(
+            fs.join(
+                [
+                    "ERR",
+                    "",
+                    _erl(issue.location, d),
+                    d.component.join([number, name, "HL70357"]),
+                    "E" if issue.severity in ("fatal", "error") else "W",
+                    "",
+                    "",
+                    "",
+                    escape(issue.diagnostics, d),
+                ]
+            )
+        )
     return ("\r".join(segments) + "\r").encode(header.codec, errors="replace")
 
 
@@ -168,8 +211,9 @@ class Ack:
 
     def outcome(self) -> dict[str, object]:
         """The ACK's errors as an OperationOutcome (kept with a failed delivery)."""
-        issues = self.issues or [Issue("error", "processing",
-                                       self.text or f"the receiver answered {self.code}")]
+        issues = self.issues or [
+            Issue("error", "processing", self.text or f"the receiver answered {self.code}")
+        ]
         return operation_outcome(issues)
 
 
@@ -179,14 +223,21 @@ def read_ack(raw: bytes) -> Ack:
     msa = message.first("MSA")
     if msa is None:
         from adapter.errors import ParseError
+
         raise ParseError("the answer has no MSA segment", location="MSA")
     issues = []
     for err in message.segments_named("ERR"):
         text = err.get(8) or err.get(3, 1, 2) or err.get(1, 1, 4) or "error"
         where = _location_of_erl(err.components(2)) if err.raw(2) else None
         severity = {"W": "warning", "I": "information"}.get(err.get(4), "error")
-        issues.append(Issue(severity, "processing", text,  # type: ignore[arg-type]
-                            location=where))
+        issues.append(
+            Issue(
+                severity,
+                "processing",
+                text,  # type: ignore[arg-type]
+                location=where,
+            )
+        )
     return Ack(msa.get(1).upper(), msa.get(2), msa.get(3), issues)
 
 

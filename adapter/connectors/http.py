@@ -27,8 +27,9 @@ class HttpSettings(ConnectorSettings):
     tls: TlsSettings = Field(default_factory=TlsSettings)
     connect_timeout_seconds: float = Field(5.0, gt=0)
     timeout_seconds: float = Field(30.0, gt=0, description="read / write timeout")
-    headers: dict[str, str] = Field(default_factory=dict,
-                                    description="extra HTTP headers sent with every request")
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="extra HTTP headers sent with every request"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -50,9 +51,11 @@ def http_client(settings: HttpSettings, *, where: str, max_connections: int) -> 
         auth=build_auth(settings.auth, where=where, verify=verify, timeout=timeout),
         verify=verify,
         timeout=timeout,
-        limits=httpx.Limits(max_connections=max_connections,
-                            max_keepalive_connections=max_connections,
-                            keepalive_expiry=60.0),
+        limits=httpx.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=60.0,
+        ),
         headers={"Accept": FHIR_JSON, **settings.headers},
         follow_redirects=False,
     )
@@ -82,8 +85,9 @@ def outcome_of(response: httpx.Response) -> dict[str, Any] | None:
         body = response.json()
     except ValueError:
         return None
-    return body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" \
-        else None
+    return (
+        body if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome" else None
+    )
 
 
 def outcome_summary(outcome: dict[str, Any] | None, *, limit: int = 200) -> str:
@@ -105,20 +109,33 @@ def outcome_summary(outcome: dict[str, Any] | None, *, limit: int = 200) -> str:
     return " ".join(p for p in parts if p) + more
 
 
-def error_for_status(status: int, *, what: str, outcome: dict[str, Any] | None = None,
-                     retry_after_header: str | None = None) -> DeliveryError:
+def error_for_status(
+    status: int,
+    *,
+    what: str,
+    outcome: dict[str, Any] | None = None,
+    retry_after_header: str | None = None,
+) -> DeliveryError:
     """The delivery error for a non-2xx status (of a whole request or a Bundle entry)."""
     summary = outcome_summary(outcome)
     message = f"{what} answered HTTP {status}" + (f": {summary}" if summary else "")
     if status >= 500 or status in RETRIABLE_STATUSES:
-        return RetriableDeliveryError(message, status=status, outcome_body=outcome,
-                                      retry_after=retry_after(retry_after_header))
+        return RetriableDeliveryError(
+            message,
+            status=status,
+            outcome_body=outcome,
+            retry_after=retry_after(retry_after_header),
+        )
     return FatalDeliveryError(message, status=status, outcome_body=outcome)
 
 
 def error_for_response(response: httpx.Response, *, what: str) -> DeliveryError:
-    return error_for_status(response.status_code, what=what, outcome=outcome_of(response),
-                            retry_after_header=response.headers.get("Retry-After"))
+    return error_for_status(
+        response.status_code,
+        what=what,
+        outcome=outcome_of(response),
+        retry_after_header=response.headers.get("Retry-After"),
+    )
 
 
 def error_for_exception(exc: Exception, *, what: str) -> DeliveryError:
@@ -127,9 +144,12 @@ def error_for_exception(exc: Exception, *, what: str) -> DeliveryError:
     if isinstance(exc, DeliveryError):  # e.g. from the OAuth2 token endpoint
         return exc
     if isinstance(exc, httpx.TimeoutException):
-        kind = {httpx.ConnectTimeout: "connect timeout", httpx.ReadTimeout: "read timeout",
-                httpx.WriteTimeout: "write timeout",
-                httpx.PoolTimeout: "no free connection"}.get(type(exc), "timeout")
+        kind = {
+            httpx.ConnectTimeout: "connect timeout",
+            httpx.ReadTimeout: "read timeout",
+            httpx.WriteTimeout: "write timeout",
+            httpx.PoolTimeout: "no free connection",
+        }.get(type(exc), "timeout")
         return RetriableDeliveryError(f"{what}: {kind}")
     if isinstance(exc, httpx.ConnectError):
         return RetriableDeliveryError(f"{what}: cannot connect ({_reason(exc)})")

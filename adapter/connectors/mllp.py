@@ -99,8 +99,8 @@ class FrameReader:
                     self._buffer.clear()
                     raise FrameTooLarge(f"a frame is longer than {self.max_bytes} bytes")
                 break
-            frames.append(bytes(self._buffer[start + 1:end]))
-            del self._buffer[:end + len(END)]
+            frames.append(bytes(self._buffer[start + 1 : end]))
+            del self._buffer[: end + len(END)]
         return frames
 
     @property
@@ -139,8 +139,9 @@ class MllpDestinationSettings(ConnectorSettings):
     host: str
     port: int = Field(ge=1, le=65535)
     connect_timeout_seconds: float = Field(5.0, gt=0)
-    ack_timeout_seconds: float = Field(30.0, gt=0,
-                                       description="wait this long for the ACK, then retry")
+    ack_timeout_seconds: float = Field(
+        30.0, gt=0, description="wait this long for the ACK, then retry"
+    )
     message: Literal["original", "rewrite-header"] = "original"
     sending_application: str | None = None
     sending_facility: str | None = None
@@ -153,13 +154,20 @@ class MllpDestinationSettings(ConnectorSettings):
 class MllpDestination:
     kind = "mllp"
 
-    def __init__(self, destination_id: str, settings: MllpDestinationSettings,
-                 session_factory: sessionmaker[Session] | None) -> None:
+    def __init__(
+        self,
+        destination_id: str,
+        settings: MllpDestinationSettings,
+        session_factory: sessionmaker[Session] | None,
+    ) -> None:
         self.id = destination_id
         self.settings = settings
         self._factory = session_factory
-        self._ssl = ssl_context(settings.tls, where=f"destinations.{destination_id}.settings") \
-            if settings.tls else None
+        self._ssl = (
+            ssl_context(settings.tls, where=f"destinations.{destination_id}.settings")
+            if settings.tls
+            else None
+        )
         self._lock = threading.Lock()  # one exchange at a time on the one connection
         self._sock: socket.socket | None = None
 
@@ -168,6 +176,7 @@ class MllpDestination:
         def probe() -> str | None:
             with self._connect():
                 return None
+
         return timed_check(self.id, self.kind, probe)
 
     def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
@@ -189,16 +198,22 @@ class MllpDestination:
                 except DeliveryError as exc:
                     error, status = exc, exc.status if isinstance(exc.status, str) else None
                 except Exception as exc:  # e.g. the message store is unreachable
-                    log.warning("MLLP %s: cannot send message %s (%s)", self.id, message_id,
-                                type(exc).__name__)
+                    log.warning(
+                        "MLLP %s: cannot send message %s (%s)",
+                        self.id,
+                        message_id,
+                        type(exc).__name__,
+                    )
                     error = RetriableDeliveryError(f"cannot send: {type(exc).__name__}")
                 if isinstance(error, RetriableDeliveryError):
                     stop = RetriableDeliveryError(
-                        f"not sent: an earlier message failed ({error.message})")
+                        f"not sent: an earlier message failed ({error.message})"
+                    )
             duration = round((time.perf_counter() - started) * 1000, 1)
             for item in items:
-                results[item.outbox_id] = ItemResult(item.outbox_id, error is None, error,
-                                                     status, duration)
+                results[item.outbox_id] = ItemResult(
+                    item.outbox_id, error is None, error, status, duration
+                )
         return [results[item.outbox_id] for item in batch]
 
     def close(self) -> None:
@@ -208,8 +223,10 @@ class MllpDestination:
     # -- one message ------------------------------------------------------------------------
     def _deliver(self, message_id: str | None) -> str:
         if message_id is None:
-            raise FatalDeliveryError("the resource came from no inbound message: an MLLP "
-                                     "destination can only forward HL7 v2 messages")
+            raise FatalDeliveryError(
+                "the resource came from no inbound message: an MLLP "
+                "destination can only forward HL7 v2 messages"
+            )
         payload = self._payload(message_id)
         control_id = header_of(payload).control_id
         with self._lock:
@@ -222,31 +239,42 @@ class MllpDestination:
             return ack.code
         raise FatalDeliveryError(
             f"the receiver answered {ack.code} to {control_id}: {ack.text or 'no text'}",
-            status=ack.code, outcome_body=ack.outcome())
+            status=ack.code,
+            outcome_body=ack.outcome(),
+        )
 
     def _payload(self, message_id: str) -> bytes:
         if self._factory is None:
-            raise FatalDeliveryError("this MLLP destination was built without the database "
-                                     "(build_destination(..., session_factory=...))")
+            raise FatalDeliveryError(
+                "this MLLP destination was built without the database "
+                "(build_destination(..., session_factory=...))"
+            )
         from adapter.store import get_message
+
         with self._factory() as session:
             message = get_message(session, message_id)
             if message is None:
                 raise FatalDeliveryError(f"inbound message {message_id} is not stored")
             if message.detected_format not in (None, "hl7v2"):
                 raise FatalDeliveryError(
-                    f"inbound message {message_id} is {message.detected_format}, not HL7 v2")
+                    f"inbound message {message_id} is {message.detected_format}, not HL7 v2"
+                )
             raw = bytes(message.raw)
         body = normalise_for_sending(raw)
         if self.settings.message == "rewrite-header":
             s = self.settings
-            wanted = {3: s.sending_application, 4: s.sending_facility,
-                      5: s.receiving_application, 6: s.receiving_facility}
+            wanted = {
+                3: s.sending_application,
+                4: s.sending_facility,
+                5: s.receiving_application,
+                6: s.receiving_facility,
+            }
             try:
                 body = rewrite_header(body, {k: v for k, v in wanted.items() if v is not None})
             except AdapterError as exc:
-                raise FatalDeliveryError(f"cannot rebuild message {message_id}: "
-                                         f"{exc.message}") from None
+                raise FatalDeliveryError(
+                    f"cannot rebuild message {message_id}: {exc.message}"
+                ) from None
         return body
 
     def _exchange(self, payload: bytes, control_id: str) -> Any:
@@ -263,11 +291,13 @@ class MllpDestination:
                 if reused and attempt == 1:
                     continue
                 raise RetriableDeliveryError(
-                    f"{self._where()}: connection closed without an ACK") from None
+                    f"{self._where()}: connection closed without an ACK"
+                ) from None
             except TimeoutError:
                 raise RetriableDeliveryError(
                     f"{self._where()}: no ACK within {self.settings.ack_timeout_seconds:g} s "
-                    f"for {control_id}") from None
+                    f"for {control_id}"
+                ) from None
             except OSError as exc:
                 self._drop()
                 if reused and attempt == 1:
@@ -287,21 +317,22 @@ class MllpDestination:
             chunk = sock.recv(65536)
             if not chunk:
                 if got_bytes:
-                    raise RetriableDeliveryError(f"{self._where()}: connection closed in the "
-                                                 "middle of the ACK")
+                    raise RetriableDeliveryError(
+                        f"{self._where()}: connection closed in the middle of the ACK"
+                    )
                 raise _ClosedBeforeAnswer
             got_bytes = True
             try:
                 frames = reader.feed(chunk)
             except FrameTooLarge:
-                raise RetriableDeliveryError(f"{self._where()}: the answer is too large") \
-                    from None
+                raise RetriableDeliveryError(f"{self._where()}: the answer is too large") from None
             for data in frames:
                 try:
                     ack = read_ack(data)
                 except AdapterError as exc:
                     raise RetriableDeliveryError(
-                        f"{self._where()}: the answer is not an ACK ({exc.message})") from None
+                        f"{self._where()}: the answer is not an ACK ({exc.message})"
+                    ) from None
                 if ack.control_id == control_id:
                     return ack
                 # an ACK for an earlier message (answered late): not ours, keep waiting
@@ -342,10 +373,12 @@ class _ClosedBeforeAnswer(Exception):
 
 
 @register_destination("mllp")
-def build_destination(facility: Facility, config: DestinationConfig,
-                      context: ConnectorContext) -> MllpDestination:
-    settings = parse_settings(MllpDestinationSettings, config.settings,
-                              where=f"destinations.{config.id}.settings")
+def build_destination(
+    facility: Facility, config: DestinationConfig, context: ConnectorContext
+) -> MllpDestination:
+    settings = parse_settings(
+        MllpDestinationSettings, config.settings, where=f"destinations.{config.id}.settings"
+    )
     return MllpDestination(config.id, settings, context.session_factory)
 
 
@@ -355,11 +388,14 @@ class MllpListenerSettings(ConnectorSettings):
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
     port: int = Field(ge=0, le=65535)
     max_connections: int = Field(64, ge=1)
-    idle_timeout_seconds: float = Field(600.0, gt=0,
-                                        description="close a connection silent this long")
+    idle_timeout_seconds: float = Field(
+        600.0, gt=0, description="close a connection silent this long"
+    )
     max_frame_bytes: int | None = Field(
-        None, gt=0, description="refuse frames longer than this (default: twice "
-                                "ADAPTER_MAX_MESSAGE_BYTES)")
+        None,
+        gt=0,
+        description="refuse frames longer than this (default: twice ADAPTER_MAX_MESSAGE_BYTES)",
+    )
     content_type: str = HL7_CONTENT_TYPE
 
 
@@ -392,6 +428,7 @@ class MllpListener:
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.bind((s.host, s.port))
             return None
+
         return timed_check(self.id, "mllp-listener", probe)
 
     # -- running ----------------------------------------------------------------------------
@@ -404,9 +441,13 @@ class MllpListener:
         def on_ready(port: int) -> None:
             bound.set()
 
-        self._thread = threading.Thread(target=self.serve, args=(pipeline,),
-                                        kwargs={"ready": on_ready}, daemon=True,
-                                        name=f"mllp-{self.id}")
+        self._thread = threading.Thread(
+            target=self.serve,
+            args=(pipeline,),
+            kwargs={"ready": on_ready},
+            daemon=True,
+            name=f"mllp-{self.id}",
+        )
         self._thread.start()
         if not bound.wait(timeout):
             raise RuntimeError(f"MLLP listener {self.id} did not start")
@@ -442,15 +483,21 @@ class MllpListener:
             server.close()
             await server.wait_closed()
 
-    async def _connection(self, pipeline: Pipeline, reader: asyncio.StreamReader,
-                          writer: asyncio.StreamWriter, limit: int) -> None:
+    async def _connection(
+        self,
+        pipeline: Pipeline,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        limit: int,
+    ) -> None:
         frames = FrameReader(limit)
         peer = writer.get_extra_info("peername")
         try:
             while True:
                 try:
-                    data = await asyncio.wait_for(reader.read(65536),
-                                                  self.settings.idle_timeout_seconds)
+                    data = await asyncio.wait_for(
+                        reader.read(65536), self.settings.idle_timeout_seconds
+                    )
                 except TimeoutError:
                     return
                 if not data:
@@ -462,7 +509,8 @@ class MllpListener:
                     return
                 for raw in messages:
                     ack = await asyncio.get_running_loop().run_in_executor(
-                        None, self._ingest, pipeline, raw)
+                        None, self._ingest, pipeline, raw
+                    )
                     if ack is None:
                         return  # not stored: no ACK, the sender must send it again
                     writer.write(frame(ack))
@@ -479,8 +527,7 @@ class MllpListener:
         try:
             result = pipeline.ingest(raw, self.id, self.settings.content_type)
         except Exception as exc:  # storage or configuration failure: nothing was stored
-            log.error("MLLP %s: message not stored (%s); no ACK sent", self.id,
-                      type(exc).__name__)
+            log.error("MLLP %s: message not stored (%s); no ACK sent", self.id, type(exc).__name__)
             return None
         return ack_for(raw, result)
 
@@ -490,7 +537,8 @@ def ack_for(raw: bytes, result: IngestResult) -> bytes:
     if result.accepted:
         return build_ack(header, "AA")
     errors = [i for i in result.issues if i.severity in ("fatal", "error")] or [
-        Issue("error", "processing", f"message {result.message_id} is {result.status}")]
+        Issue("error", "processing", f"message {result.message_id} is {result.status}")
+    ]
     return build_ack(header, "AE", errors)
 
 
@@ -500,6 +548,7 @@ def _connect_host(host: str) -> str:
 
 @register_source("mllp")
 def build_listener(facility: Facility, source: SourceSystem) -> MllpListener:
-    settings = parse_settings(MllpListenerSettings, source.connector,
-                              where=f"sources.{source.id}.connector")
+    settings = parse_settings(
+        MllpListenerSettings, source.connector, where=f"sources.{source.id}.connector"
+    )
     return MllpListener(source.id, settings)

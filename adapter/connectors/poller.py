@@ -32,8 +32,10 @@ class PollSummary:
     error: str | None = None  # why the round stopped early
 
     def __str__(self) -> str:
-        text = (f"{self.source}: {self.read} read, {self.stored} stored, {self.duplicates} "
-                f"already received, {self.quarantined} quarantined")
+        text = (
+            f"{self.source}: {self.read} read, {self.stored} stored, {self.duplicates} "
+            f"already received, {self.quarantined} quarantined"
+        )
         return text + (f"; stopped: {self.error}" if self.error else "")
 
 
@@ -62,8 +64,12 @@ def poll_once(source: Source, pipeline: Pipeline) -> PollSummary:
             except Exception as exc:  # not stored: keep it for the next round, stop here
                 summary.failed += 1
                 summary.error = f"not stored: {type(exc).__name__}"
-                log.error("source %s: %s not stored (%s); stopping this round", source.id,
-                          document.name, type(exc).__name__)
+                log.error(
+                    "source %s: %s not stored (%s); stopping this round",
+                    source.id,
+                    document.name,
+                    type(exc).__name__,
+                )
                 source.finish(document, None, exc)
                 break
             if result.duplicate:
@@ -80,8 +86,9 @@ def poll_once(source: Source, pipeline: Pipeline) -> PollSummary:
     return summary
 
 
-def run_forever(sources: list[Source], pipeline: Pipeline, stop: threading.Event, *,
-                on_round: object = None) -> None:
+def run_forever(
+    sources: list[Source], pipeline: Pipeline, stop: threading.Event, *, on_round: object = None
+) -> None:
     """Poll each source at its own interval until ``stop`` is set."""
     due = {source.id: 0.0 for source in sources}
     while not stop.is_set():

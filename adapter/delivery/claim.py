@@ -44,8 +44,15 @@ class ClaimedRow:
     first_attempt_at: datetime | None
 
 
-def claim(session: Session, *, destination: str, worker: str, now: datetime,
-          lease_seconds: float, limit: int) -> list[ClaimedRow]:
+def claim(
+    session: Session,
+    *,
+    destination: str,
+    worker: str,
+    now: datetime,
+    lease_seconds: float,
+    limit: int,
+) -> list[ClaimedRow]:
     """Claim up to ``limit`` due rows of one destination (heads of their order keys) for
     ``lease_seconds``; they become ``in-flight``, owned by ``worker``."""
     head = _o.alias("head")
@@ -60,51 +67,71 @@ def claim(session: Session, *, destination: str, worker: str, now: datetime,
         and_(head.c.state == "pending", head.c.next_attempt_at <= now),
         and_(head.c.state == "in-flight", head.c.claimed_until < now),
     )
-    candidates = (select(head.c.id)
-                  .where(head.c.destination == destination, due, ~blocked)
-                  .order_by(head.c.id).limit(limit))
+    candidates = (
+        select(head.c.id)
+        .where(head.c.destination == destination, due, ~blocked)
+        .order_by(head.c.id)
+        .limit(limit)
+    )
     if session.get_bind().dialect.name == "postgresql":
         candidates = candidates.with_for_update(skip_locked=True, of=head)
     statement = (
         update(_o)
         .where(_o.c.id.in_(candidates.scalar_subquery()))
-        .values(state="in-flight", claimed_by=worker,
-                claimed_until=now + timedelta(seconds=lease_seconds))
-        .returning(_o.c.id, _o.c.destination, _o.c.resource_type, _o.c.resource_id,
-                   _o.c.version_id, _o.c.patient_key, _o.c.message_id, _o.c.attempts,
-                   _o.c.first_attempt_at)
+        .values(
+            state="in-flight",
+            claimed_by=worker,
+            claimed_until=now + timedelta(seconds=lease_seconds),
+        )
+        .returning(
+            _o.c.id,
+            _o.c.destination,
+            _o.c.resource_type,
+            _o.c.resource_id,
+            _o.c.version_id,
+            _o.c.patient_key,
+            _o.c.message_id,
+            _o.c.attempts,
+            _o.c.first_attempt_at,
+        )
     )
     rows = [ClaimedRow(*row) for row in session.execute(statement)]
     rows.sort(key=lambda r: r.id)
     return rows
 
 
-def current_bodies(session: Session, rows: list[ClaimedRow]
-                   ) -> dict[tuple[str, str], tuple[int, bool, dict[str, Any]]]:
+def current_bodies(
+    session: Session, rows: list[ClaimedRow]
+) -> dict[tuple[str, str], tuple[int, bool, dict[str, Any]]]:
     """(type, id) -> (version, deleted, body) of the resources the rows are about."""
     keys = {(r.resource_type, r.resource_id) for r in rows}
     if not keys:
         return {}
     found = session.execute(
-        select(_r.c.resource_type, _r.c.id, _r.c.version_id, _r.c.deleted, _r.c.body)
-        .where(tuple_(_r.c.resource_type, _r.c.id).in_(list(keys)))
+        select(_r.c.resource_type, _r.c.id, _r.c.version_id, _r.c.deleted, _r.c.body).where(
+            tuple_(_r.c.resource_type, _r.c.id).in_(list(keys))
+        )
     )
     return {(t, i): (v, bool(d), b) for t, i, v, d, b in found}
 
 
 def extend_lease(session: Session, ids: list[int], *, worker: str, until: datetime) -> None:
     if ids:
-        session.execute(update(_o).where(_o.c.id.in_(ids), _o.c.claimed_by == worker,
-                                         _o.c.state == "in-flight")
-                        .values(claimed_until=until))
+        session.execute(
+            update(_o)
+            .where(_o.c.id.in_(ids), _o.c.claimed_by == worker, _o.c.state == "in-flight")
+            .values(claimed_until=until)
+        )
 
 
 def release(session: Session, ids: list[int], *, worker: str) -> None:
     """Give claimed rows back untouched (no attempt made), e.g. when stopping."""
     if ids:
-        session.execute(update(_o).where(_o.c.id.in_(ids), _o.c.claimed_by == worker,
-                                         _o.c.state == "in-flight")
-                        .values(state="pending", claimed_by=None, claimed_until=None))
+        session.execute(
+            update(_o)
+            .where(_o.c.id.in_(ids), _o.c.claimed_by == worker, _o.c.state == "in-flight")
+            .values(state="pending", claimed_by=None, claimed_until=None)
+        )
 
 
 def release_all(session: Session, *, destination: str | None = None) -> int:
@@ -112,8 +139,7 @@ def release_all(session: Session, *, destination: str | None = None) -> int:
     statement = update(_o).where(_o.c.state == "in-flight")
     if destination is not None:
         statement = statement.where(_o.c.destination == destination)
-    result = session.execute(statement.values(state="pending", claimed_by=None,
-                                              claimed_until=None))
+    result = session.execute(statement.values(state="pending", claimed_by=None, claimed_until=None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -122,7 +148,7 @@ class Settlement:
     """What became of one claimed row after one try."""
 
     row: ClaimedRow
-    outcome: str                 # delivered | retry | dead
+    outcome: str  # delivered | retry | dead
     attempted_at: datetime
     status: str | None = None
     error: str | None = None
@@ -130,7 +156,7 @@ class Settlement:
     duration_ms: float = 0.0
     sent_version: int | None = None
     next_attempt_at: datetime | None = None
-    cause: str | None = None     # of a dead letter: refused | exhausted | local
+    cause: str | None = None  # of a dead letter: refused | exhausted | local
 
 
 def settle(session: Session, settlement: Settlement, *, worker: str) -> bool:
@@ -138,27 +164,48 @@ def settle(session: Session, settlement: Settlement, *, worker: str) -> bool:
     worker's (its lease ran out and another worker took it): the attempt is still recorded."""
     s, row = settlement, settlement.row
     error = _clip(s.error)
-    session.execute(_a.insert().values(
-        outbox_id=row.id, destination=row.destination, attempted_at=s.attempted_at,
-        version_id=s.sent_version, outcome=s.outcome, status=s.status, error=error,
-        operation_outcome=s.operation_outcome, duration_ms=round(s.duration_ms, 3),
-        worker=worker,
-    ))
+    session.execute(
+        _a.insert().values(
+            outbox_id=row.id,
+            destination=row.destination,
+            attempted_at=s.attempted_at,
+            version_id=s.sent_version,
+            outcome=s.outcome,
+            status=s.status,
+            error=error,
+            operation_outcome=s.operation_outcome,
+            duration_ms=round(s.duration_ms, 3),
+            worker=worker,
+        )
+    )
     values: dict[str, Any] = {
-        "attempts": _o.c.attempts + 1, "last_attempt_at": s.attempted_at,
+        "attempts": _o.c.attempts + 1,
+        "last_attempt_at": s.attempted_at,
         "first_attempt_at": row.first_attempt_at or s.attempted_at,
-        "last_status": s.status, "claimed_by": None, "claimed_until": None,
+        "last_status": s.status,
+        "claimed_by": None,
+        "claimed_until": None,
     }
     if s.outcome == "delivered":
-        values.update(state="delivered", delivered_at=s.attempted_at, last_error=None,
-                      sent_version_id=s.sent_version)
+        values.update(
+            state="delivered",
+            delivered_at=s.attempted_at,
+            last_error=None,
+            sent_version_id=s.sent_version,
+        )
     elif s.outcome == "retry":
         values.update(state="pending", next_attempt_at=s.next_attempt_at, last_error=error)
     else:
         values.update(state="dead", last_error=error)
-    result = session.execute(update(_o).where(
-        _o.c.id == row.id, _o.c.claimed_by == worker, _o.c.state == "in-flight",
-    ).values(**values))
+    result = session.execute(
+        update(_o)
+        .where(
+            _o.c.id == row.id,
+            _o.c.claimed_by == worker,
+            _o.c.state == "in-flight",
+        )
+        .values(**values)
+    )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -168,28 +215,58 @@ def settle_coalesced(session: Session, settlement: Settlement, *, worker: str) -
     s, row = settlement, settlement.row
     if s.sent_version is None:
         return 0
-    ids = session.execute(select(_o.c.id).where(
-        _o.c.destination == row.destination, _o.c.resource_type == row.resource_type,
-        _o.c.resource_id == row.resource_id, _o.c.state == "pending",
-        _o.c.version_id <= s.sent_version, _o.c.id != row.id,
-    )).scalars().all()
+    ids = (
+        session.execute(
+            select(_o.c.id).where(
+                _o.c.destination == row.destination,
+                _o.c.resource_type == row.resource_type,
+                _o.c.resource_id == row.resource_id,
+                _o.c.state == "pending",
+                _o.c.version_id <= s.sent_version,
+                _o.c.id != row.id,
+            )
+        )
+        .scalars()
+        .all()
+    )
     if not ids:
         return 0
-    session.execute(_a.insert(), [{
-        "outbox_id": i, "destination": row.destination, "attempted_at": s.attempted_at,
-        "version_id": s.sent_version, "outcome": "delivered", "status": s.status,
-        "error": None, "operation_outcome": None, "duration_ms": 0.0, "worker": worker,
-    } for i in ids])
-    session.execute(update(_o).where(_o.c.id.in_(ids), _o.c.state == "pending").values(
-        state="delivered", delivered_at=s.attempted_at, sent_version_id=s.sent_version,
-        attempts=_o.c.attempts + 1, last_attempt_at=s.attempted_at,
-        first_attempt_at=func.coalesce(_o.c.first_attempt_at, s.attempted_at),
-        last_status=s.status, last_error=None,
-    ))
+    session.execute(
+        _a.insert(),
+        [
+            {
+                "outbox_id": i,
+                "destination": row.destination,
+                "attempted_at": s.attempted_at,
+                "version_id": s.sent_version,
+                "outcome": "delivered",
+                "status": s.status,
+                "error": None,
+                "operation_outcome": None,
+                "duration_ms": 0.0,
+                "worker": worker,
+            }
+            for i in ids
+        ],
+    )
+    session.execute(
+        update(_o)
+        .where(_o.c.id.in_(ids), _o.c.state == "pending")
+        .values(
+            state="delivered",
+            delivered_at=s.attempted_at,
+            sent_version_id=s.sent_version,
+            attempts=_o.c.attempts + 1,
+            last_attempt_at=s.attempted_at,
+            first_attempt_at=func.coalesce(_o.c.first_attempt_at, s.attempted_at),
+            last_status=s.status,
+            last_error=None,
+        )
+    )
     return len(ids)
 
 
 def _clip(text: str | None) -> str | None:
     if text is None or len(text) <= ERROR_MAX:
         return text
-    return text[:ERROR_MAX - 1] + "…"
+    return text[: ERROR_MAX - 1] + "…"

@@ -50,21 +50,26 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _fail(f"--since {value!r}: give an ISO date or time, e.g. 2026-03-01T08:00+08:00"
-                    ) from None
+        raise _fail(
+            f"--since {value!r}: give an ISO date or time, e.g. 2026-03-01T08:00+08:00"
+        ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def worker(
-    once: Annotated[bool, typer.Option(
-        "--once", help="Deliver what is due now, then exit (cron, tests)")] = False,
-    destination: Annotated[list[str] | None, typer.Option(
-        "--destination", "-d", help="Only this destination (repeatable)")] = None,
+    once: Annotated[
+        bool, typer.Option("--once", help="Deliver what is due now, then exit (cron, tests)")
+    ] = False,
+    destination: Annotated[
+        list[str] | None,
+        typer.Option("--destination", "-d", help="Only this destination (repeatable)"),
+    ] = None,
     batch: Annotated[int, typer.Option(min=1, max=1000, help="Rows per claim")] = 20,
-    lease_seconds: Annotated[float, typer.Option(
-        min=1.0, help="How long a claimed row stays this worker's without an answer")] = 120.0,
-    poll_seconds: Annotated[float, typer.Option(
-        min=0.05, help="Wait when nothing is due")] = 1.0,
+    lease_seconds: Annotated[
+        float,
+        typer.Option(min=1.0, help="How long a claimed row stays this worker's without an answer"),
+    ] = 120.0,
+    poll_seconds: Annotated[float, typer.Option(min=0.05, help="Wait when nothing is due")] = 1.0,
 ) -> None:
     """Deliver the outbox: claim due rows, send them, retry, dead-letter.
 
@@ -76,8 +81,9 @@ def worker(
 
     _settings, consortium, engine = _open(logs=True)
     factory = session_factory(engine)
-    options = WorkerOptions(batch_size=batch, lease_seconds=lease_seconds,
-                            poll_seconds=poll_seconds)
+    options = WorkerOptions(
+        batch_size=batch, lease_seconds=lease_seconds, poll_seconds=poll_seconds
+    )
     try:
         lock = start_exclusive(engine, factory)
         try:
@@ -96,8 +102,10 @@ def worker(
             delivered = sum(r.tally.delivered for r in reports)
             retried = sum(r.tally.retried for r in reports)
             dead = sum(r.tally.dead for r in reports)
-            typer.echo(f"{sum(r.claimed for r in reports)} sent: {delivered} delivered, "
-                       f"{retried} to retry, {dead} dead")
+            typer.echo(
+                f"{sum(r.claimed for r in reports)} sent: {delivered} delivered, "
+                f"{retried} to retry, {dead} dead"
+            )
             return
         stop = threading.Event()
 
@@ -107,8 +115,7 @@ def worker(
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        log.info("delivery worker %s for %s", delivery.worker_id,
-                 ", ".join(delivery.destinations))
+        log.info("delivery worker %s for %s", delivery.worker_id, ", ".join(delivery.destinations))
         delivery.run(stop)
     finally:
         delivery.close()
@@ -117,10 +124,10 @@ def worker(
 
 
 def deliveries(
-    delivery_id: Annotated[int | None, typer.Argument(
-        help="Show this delivery with every attempt")] = None,
-    state: Annotated[str | None, typer.Option(
-        help="pending, in-flight, delivered or dead")] = None,
+    delivery_id: Annotated[
+        int | None, typer.Argument(help="Show this delivery with every attempt")
+    ] = None,
+    state: Annotated[str | None, typer.Option(help="pending, in-flight, delivered or dead")] = None,
     destination: Annotated[str | None, typer.Option("--destination", "-d")] = None,
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
@@ -136,15 +143,20 @@ def deliveries(
                 row = get_delivery(session, delivery_id)
                 _show(row, attempts_of(session, delivery_id))
                 return
-            total, rows = list_deliveries(session, state=state, destination=destination,
-                                          limit=limit)
-            typer.echo(f"{'id':>8}  {'destination':20}  {'resource':40}  {'v':>3}  "
-                       f"{'state':9}  {'tries':>5}  {'status':6}  error")
+            total, rows = list_deliveries(
+                session, state=state, destination=destination, limit=limit
+            )
+            typer.echo(
+                f"{'id':>8}  {'destination':20}  {'resource':40}  {'v':>3}  "
+                f"{'state':9}  {'tries':>5}  {'status':6}  error"
+            )
             for r in rows:
                 resource = f"{r.resource_type}/{r.resource_id}"
                 error = (r.last_error or "").replace("\n", " ")[:60]
-                typer.echo(f"{r.id:>8}  {r.destination:20}  {resource:40}  {r.version_id:>3}  "
-                           f"{r.state:9}  {r.attempts:>5}  {r.last_status or '':6}  {error}")
+                typer.echo(
+                    f"{r.id:>8}  {r.destination:20}  {resource:40}  {r.version_id:>3}  "
+                    f"{r.state:9}  {r.attempts:>5}  {r.last_status or '':6}  {error}"
+                )
             typer.echo(f"{len(rows)} of {total}")
     except AdapterError as exc:
         raise _fail(exc.message, 1) from None
@@ -153,30 +165,37 @@ def deliveries(
 
 
 def _show(row: Any, attempts: list[Any]) -> None:
-    typer.echo(f"delivery {row.id}: {row.resource_type}/{row.resource_id} version "
-               f"{row.version_id} -> {row.destination}")
-    typer.echo(f"  state {row.state}, {row.attempts} attempts, queued "
-               f"{row.created_at.isoformat()}")
+    typer.echo(
+        f"delivery {row.id}: {row.resource_type}/{row.resource_id} version "
+        f"{row.version_id} -> {row.destination}"
+    )
+    typer.echo(f"  state {row.state}, {row.attempts} attempts, queued {row.created_at.isoformat()}")
     if row.state == "pending":
         typer.echo(f"  next attempt {row.next_attempt_at.isoformat()}")
     if row.delivered_at:
-        typer.echo(f"  delivered {row.delivered_at.isoformat()} (version "
-                   f"{row.sent_version_id})")
+        typer.echo(f"  delivered {row.delivered_at.isoformat()} (version {row.sent_version_id})")
     if row.last_error:
         typer.echo(f"  last error: {row.last_error}")
     for a in attempts:
-        typer.echo(f"  {a.attempted_at.isoformat()}  {a.outcome:9}  {a.status or '-':6}  "
-                   f"{a.duration_ms:8.1f} ms  {a.worker or ''}  {a.error or ''}")
+        typer.echo(
+            f"  {a.attempted_at.isoformat()}  {a.outcome:9}  {a.status or '-':6}  "
+            f"{a.duration_ms:8.1f} ms  {a.worker or ''}  {a.error or ''}"
+        )
 
 
 def replay(
     delivery_id: Annotated[int | None, typer.Argument(help="The delivery to send again")] = None,
-    destination: Annotated[str | None, typer.Option(
-        "--destination", "-d", help="Every dead letter of this destination")] = None,
-    since: Annotated[str | None, typer.Option(
-        help="Only those whose last attempt was at or after this time (ISO)")] = None,
-    state: Annotated[str, typer.Option(
-        help="dead, or delivered to send delivered ones again")] = "dead",
+    destination: Annotated[
+        str | None,
+        typer.Option("--destination", "-d", help="Every dead letter of this destination"),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only those whose last attempt was at or after this time (ISO)"),
+    ] = None,
+    state: Annotated[
+        str, typer.Option(help="dead, or delivered to send delivered ones again")
+    ] = "dead",
 ) -> None:
     """Send dead letters again (the resource's current version): one, or a destination's."""
     from adapter.delivery.replay import replay_many, replay_one
@@ -191,12 +210,15 @@ def replay(
         with session_factory(engine).begin() as session:
             if delivery_id is not None:
                 row = replay_one(session, delivery_id, now=now)
-                typer.echo(f"delivery {row.id} queued again ({row.resource_type}/"
-                           f"{row.resource_id} -> {row.destination})")
+                typer.echo(
+                    f"delivery {row.id} queued again ({row.resource_type}/"
+                    f"{row.resource_id} -> {row.destination})"
+                )
             else:
                 assert destination is not None
-                count = replay_many(session, destination=destination, since=moment,
-                                    state=state, now=now)
+                count = replay_many(
+                    session, destination=destination, since=moment, state=state, now=now
+                )
                 typer.echo(f"{count} deliveries to {destination} queued again")
     except AdapterError as exc:
         raise _fail(exc.message, 1) from None

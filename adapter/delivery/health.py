@@ -60,13 +60,19 @@ class DestinationStatus:
             return value.isoformat() if value else None
 
         out: dict[str, Any] = {
-            "status": self.status, "kind": self.kind, "queue_depth": self.queue_depth,
+            "status": self.status,
+            "kind": self.kind,
+            "queue_depth": self.queue_depth,
             "in_flight": self.in_flight,
-            "oldest_pending_age_seconds": None if self.oldest_pending_age_seconds is None
+            "oldest_pending_age_seconds": None
+            if self.oldest_pending_age_seconds is None
             else round(self.oldest_pending_age_seconds, 1),
-            "dead_letters": self.dead_letters, "attempts": self.attempts_total,
-            "delivered": self.delivered_total, "last_success": instant(self.last_success_at),
-            "last_failure": instant(self.last_failure_at), "breaker": self.breaker_state,
+            "dead_letters": self.dead_letters,
+            "attempts": self.attempts_total,
+            "delivered": self.delivered_total,
+            "last_success": instant(self.last_success_at),
+            "last_failure": instant(self.last_failure_at),
+            "breaker": self.breaker_state,
         }
         if self.open_until is not None and self.breaker_state == "open":
             out["breaker_open_until"] = instant(self.open_until)
@@ -77,11 +83,17 @@ class DestinationStatus:
         return out
 
 
-def destination_statuses(session: Session, consortium: Consortium, *, now: datetime,
-                         behind_seconds: float = BEHIND_SECONDS) -> list[DestinationStatus]:
+def destination_statuses(
+    session: Session,
+    consortium: Consortium,
+    *,
+    now: datetime,
+    behind_seconds: float = BEHIND_SECONDS,
+) -> list[DestinationStatus]:
     """Every configured destination, and any other one the outbox still holds rows for."""
-    statuses = {d.id: DestinationStatus(d.id, d.kind, d.enabled)
-                for _, d in consortium.destinations()}
+    statuses = {
+        d.id: DestinationStatus(d.id, d.kind, d.enabled) for _, d in consortium.destinations()
+    }
 
     def status_of(name: str) -> DestinationStatus:
         if name not in statuses:  # removed from the consortium file, rows left behind
@@ -91,7 +103,8 @@ def destination_statuses(session: Session, consortium: Consortium, *, now: datet
     counts = session.execute(
         select(_o.c.destination, _o.c.state, func.count(), func.min(_o.c.created_at))
         .where(_o.c.state.in_(("pending", "in-flight", "dead")))
-        .group_by(_o.c.destination, _o.c.state))
+        .group_by(_o.c.destination, _o.c.state)
+    )
     for name, state, count, oldest in counts:
         status = status_of(name)
         if state == "dead":
@@ -101,8 +114,9 @@ def destination_statuses(session: Session, consortium: Consortium, *, now: datet
             status.pending = int(count)
         else:
             status.in_flight = int(count)
-        if oldest is not None and (status.oldest_pending_at is None
-                                   or oldest < status.oldest_pending_at):
+        if oldest is not None and (
+            status.oldest_pending_at is None or oldest < status.oldest_pending_at
+        ):
             status.oldest_pending_at = oldest
     for row in session.execute(select(_d)).mappings():
         if row["destination"] not in statuses and not row["attempts_total"]:
@@ -119,15 +133,18 @@ def destination_statuses(session: Session, consortium: Consortium, *, now: datet
     for status in statuses.values():
         if status.oldest_pending_at is not None:
             status.oldest_pending_age_seconds = max(
-                0.0, (now - status.oldest_pending_at).total_seconds())
+                0.0, (now - status.oldest_pending_at).total_seconds()
+            )
         if not status.enabled:
             continue
         if status.breaker_state != "closed":
-            status.problems.append(f"circuit breaker {status.breaker_state}: the destination "
-                                   "keeps failing")
+            status.problems.append(
+                f"circuit breaker {status.breaker_state}: the destination keeps failing"
+            )
         if (status.oldest_pending_age_seconds or 0.0) > behind_seconds:
-            status.problems.append(f"behind: oldest undelivered item is "
-                                   f"{status.oldest_pending_age_seconds:.0f} s old")
+            status.problems.append(
+                f"behind: oldest undelivered item is {status.oldest_pending_age_seconds:.0f} s old"
+            )
         if not status.configured and status.queue_depth:
             status.problems.append("not in the consortium file: its queue is not delivered")
     return sorted(statuses.values(), key=lambda s: s.id)

@@ -54,21 +54,35 @@ class Schedule:
         """Seconds to wait after the ``attempts``-th failed try (1-based), with jitter."""
         return float(self._wait(_state(attempts, 0.0)))
 
-    def after_failure(self, *, attempts: int, first_attempt_at: datetime, now: datetime,
-                      retry_after: float | None = None) -> Decision:
+    def after_failure(
+        self,
+        *,
+        attempts: int,
+        first_attempt_at: datetime,
+        now: datetime,
+        retry_after: float | None = None,
+    ) -> Decision:
         """What to do after the ``attempts``-th try failed with a retriable error."""
         age = max(0.0, (now - first_attempt_at).total_seconds())
         if self._stop_attempts(_state(attempts, age)):
-            return Decision(None, reason=f"gave up after {attempts} attempts "
-                                         f"(max_attempts {self.policy.max_attempts})")
+            return Decision(
+                None,
+                reason=f"gave up after {attempts} attempts "
+                f"(max_attempts {self.policy.max_attempts})",
+            )
         wait = self.backoff(attempts)
         if retry_after is not None and retry_after > wait:
             wait = retry_after
         if self._stop_age(_state(attempts, age, upcoming=wait)):
-            return Decision(None, wait, reason=(
-                f"gave up after {attempts} attempts: the next one would come "
-                f"{age + wait:.0f} s after the first (max_age_seconds "
-                f"{self.policy.max_age_seconds:g})"))
+            return Decision(
+                None,
+                wait,
+                reason=(
+                    f"gave up after {attempts} attempts: the next one would come "
+                    f"{age + wait:.0f} s after the first (max_age_seconds "
+                    f"{self.policy.max_age_seconds:g})"
+                ),
+            )
         return Decision(now + timedelta(seconds=wait), wait)
 
 
@@ -79,4 +93,3 @@ def _state(attempts: int, age: float, upcoming: float = 0.0) -> RetryCallState:
     state.outcome_timestamp = age
     state.upcoming_sleep = upcoming
     return state
-

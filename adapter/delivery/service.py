@@ -26,9 +26,14 @@ from adapter.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def build_worker(consortium: Consortium, factory: sessionmaker[Session], *,
-                 only: Iterable[str] | None = None, options: WorkerOptions | None = None,
-                 worker_id: str | None = None) -> DeliveryWorker:
+def build_worker(
+    consortium: Consortium,
+    factory: sessionmaker[Session],
+    *,
+    only: Iterable[str] | None = None,
+    options: WorkerOptions | None = None,
+    worker_id: str | None = None,
+) -> DeliveryWorker:
     """A worker for the enabled destinations (or the ``only`` ones); ``ConfigError`` for an
     unknown or disabled destination name or bad connector settings."""
     from adapter.connectors.base import build_destination
@@ -37,11 +42,12 @@ def build_worker(consortium: Consortium, factory: sessionmaker[Session], *,
     wanted = list(only) if only else [i for i, (_, d) in configured.items() if d.enabled]
     for name in wanted:
         if name not in configured:
-            raise ConfigError(f"no destination {name!r} in the consortium file",
-                              key="destinations")
+            raise ConfigError(f"no destination {name!r} in the consortium file", key="destinations")
         if not configured[name][1].enabled:
-            raise ConfigError(f"destination {name!r} is disabled (enabled: false)",
-                              key=f"destinations.{name}.enabled")
+            raise ConfigError(
+                f"destination {name!r} is disabled (enabled: false)",
+                key=f"destinations.{name}.enabled",
+            )
     destinations = {}
     try:
         for name in wanted:
@@ -52,8 +58,7 @@ def build_worker(consortium: Consortium, factory: sessionmaker[Session], *,
             built.close()
         raise
     policies = {name: configured[name][1].retry for name in wanted}
-    return DeliveryWorker(factory, destinations, policies, options=options,
-                          worker_id=worker_id)
+    return DeliveryWorker(factory, destinations, policies, options=options, worker_id=worker_id)
 
 
 class SingleWorkerLock:
@@ -113,7 +118,8 @@ def start_exclusive(engine: Engine, factory: sessionmaker[Session]) -> SingleWor
         raise ConfigError(
             "another delivery worker already runs on this SQLite database"
             + (f" (pid {holder})" if holder else "")
-            + "; SQLite takes one worker: stop it, or use PostgreSQL for several")
+            + "; SQLite takes one worker: stop it, or use PostgreSQL for several"
+        )
     if lock.exclusive:
         with factory.begin() as session:
             taken = release_all(session)
@@ -130,12 +136,16 @@ class BackgroundDelivery:
         self.worker = worker
         self.lock = lock
         self.stop_event = threading.Event()
-        self.thread = threading.Thread(target=worker.run, args=(self.stop_event,),
-                                       daemon=True, name="delivery")
+        self.thread = threading.Thread(
+            target=worker.run, args=(self.stop_event,), daemon=True, name="delivery"
+        )
 
     def start(self) -> None:
-        log.info("delivery worker %s started in-process for %s", self.worker.worker_id,
-                 ", ".join(self.worker.destinations) or "no destinations")
+        log.info(
+            "delivery worker %s started in-process for %s",
+            self.worker.worker_id,
+            ", ".join(self.worker.destinations) or "no destinations",
+        )
         self.thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -145,8 +155,9 @@ class BackgroundDelivery:
         self.lock.release()
 
 
-def start_in_process(worker: DeliveryWorker, engine: Engine,
-                     factory: sessionmaker[Session]) -> BackgroundDelivery | None:
+def start_in_process(
+    worker: DeliveryWorker, engine: Engine, factory: sessionmaker[Session]
+) -> BackgroundDelivery | None:
     """Start the delivery worker of ``adapter serve`` (ADAPTER_DELIVER_IN_PROCESS=true);
     None when another worker already holds the SQLite database (it delivers instead)."""
     try:

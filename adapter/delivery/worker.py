@@ -62,7 +62,7 @@ def new_worker_id() -> str:
 @dataclass(slots=True)
 class BatchReport:
     destination: str
-    admission: str = "send"   # send | probe | wait
+    admission: str = "send"  # send | probe | wait
     claimed: int = 0
     tally: Tally = field(default_factory=Tally)
     breaker: str | None = None
@@ -71,8 +71,8 @@ class BatchReport:
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     batch_size: int = 20
-    lease_seconds: float = 120.0   # an in-flight row is another worker's to take after this
-    poll_seconds: float = 1.0      # idle wait when nothing was due
+    lease_seconds: float = 120.0  # an in-flight row is another worker's to take after this
+    poll_seconds: float = 1.0  # idle wait when nothing was due
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
 
@@ -80,9 +80,16 @@ class DeliveryWorker:
     """Delivers the outbox of some destinations; safe to run in several processes and hosts
     on PostgreSQL (one process on SQLite)."""
 
-    def __init__(self, factory: sessionmaker[Session], destinations: Mapping[str, Destination],
-                 policies: Mapping[str, RetryPolicy], *, worker_id: str | None = None,
-                 options: WorkerOptions | None = None, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        destinations: Mapping[str, Destination],
+        policies: Mapping[str, RetryPolicy],
+        *,
+        worker_id: str | None = None,
+        options: WorkerOptions | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self.factory = factory
         self.destinations = dict(destinations)
         self.schedules = {d: Schedule(policies.get(d) or RetryPolicy()) for d in destinations}
@@ -98,13 +105,20 @@ class DeliveryWorker:
         options = self.options
         now = self.clock()
         with self.factory.begin() as session:
-            report.admission = breakers.admit(session, destination_id, worker=self.worker_id,
-                                              now=now, config=options.breaker)
+            report.admission = breakers.admit(
+                session, destination_id, worker=self.worker_id, now=now, config=options.breaker
+            )
             if report.admission == "wait":
                 return report
             limit = 1 if report.admission == "probe" else options.batch_size
-            rows = claim(session, destination=destination_id, worker=self.worker_id,
-                         now=now, lease_seconds=options.lease_seconds, limit=limit)
+            rows = claim(
+                session,
+                destination=destination_id,
+                worker=self.worker_id,
+                now=now,
+                lease_seconds=options.lease_seconds,
+                limit=limit,
+            )
             bodies = current_bodies(session, rows)
         report.claimed = len(rows)
         if not rows:
@@ -118,16 +132,29 @@ class DeliveryWorker:
             found = bodies.get((row.resource_type, row.resource_id))
             if found is None or found[1]:
                 gone = "deleted" if found else "no longer stored"
-                settlements.append(Settlement(
-                    row, "dead", now, cause="local",
-                    error=f"{row.resource_type}/{row.resource_id} is {gone}; nothing to send"))
+                settlements.append(
+                    Settlement(
+                        row,
+                        "dead",
+                        now,
+                        cause="local",
+                        error=f"{row.resource_type}/{row.resource_id} is {gone}; nothing to send",
+                    )
+                )
                 continue
-            items.append(DeliveryItem(
-                outbox_id=row.id, destination=destination_id, resource_type=row.resource_type,
-                resource_id=row.resource_id, version_id=row.version_id, resource=found[2],
-                patient_key=row.patient_key, message_id=row.message_id))
-        versions = {i.outbox_id: int(bodies[(i.resource_type, i.resource_id)][0])
-                    for i in items}
+            items.append(
+                DeliveryItem(
+                    outbox_id=row.id,
+                    destination=destination_id,
+                    resource_type=row.resource_type,
+                    resource_id=row.resource_id,
+                    version_id=row.version_id,
+                    resource=found[2],
+                    patient_key=row.patient_key,
+                    message_id=row.message_id,
+                )
+            )
+        versions = {i.outbox_id: int(bodies[(i.resource_type, i.resource_id)][0]) for i in items}
         by_id = {row.id: row for row in rows}
 
         started = self.clock()
@@ -138,17 +165,26 @@ class DeliveryWorker:
             schedule = self.schedules[destination_id]
             for result in results:
                 row = by_id[result.outbox_id]
-                settlements.append(self._settlement(
-                    row, result, schedule, started=started, finished=finished,
-                    sent_version=versions[row.id],
-                    duration_ms=result.duration_ms or elapsed_ms / len(items)))
+                settlements.append(
+                    self._settlement(
+                        row,
+                        result,
+                        schedule,
+                        started=started,
+                        finished=finished,
+                        sent_version=versions[row.id],
+                        duration_ms=result.duration_ms or elapsed_ms / len(items),
+                    )
+                )
 
         last_error = None
         with self.factory.begin() as session:
             for s in settlements:
                 if not settle(session, s, worker=self.worker_id):
-                    log.warning("outbox %d: the lease ran out during the send; another worker "
-                                "has it now", s.row.id)
+                    log.warning(
+                        "outbox %d: the lease ran out during the send; another worker has it now",
+                        s.row.id,
+                    )
                 self._count(report.tally, s)
                 if s.outcome == "delivered":
                     coalesced = settle_coalesced(session, s, worker=self.worker_id)
@@ -156,14 +192,20 @@ class DeliveryWorker:
                     report.tally.coalesced += coalesced
                 elif s.cause != "local":
                     last_error = s.error
-            report.breaker = breakers.record(session, destination_id, now=self.clock(),
-                                             config=options.breaker, tally=report.tally,
-                                             error=last_error)
+            report.breaker = breakers.record(
+                session,
+                destination_id,
+                now=self.clock(),
+                config=options.breaker,
+                tally=report.tally,
+                error=last_error,
+            )
         self._log(report, settlements)
         return report
 
-    def _send(self, destination: Destination, items: list[DeliveryItem]
-              ) -> tuple[list[ItemResult], float]:
+    def _send(
+        self, destination: Destination, items: list[DeliveryItem]
+    ) -> tuple[list[ItemResult], float]:
         started = time.perf_counter()
         try:
             results = destination.send(items)
@@ -178,37 +220,82 @@ class DeliveryWorker:
         first: dict[int, ItemResult] = {}
         for result in results:
             first.setdefault(result.outbox_id, result)
-        return [first.get(i.outbox_id) or ItemResult(
-            i.outbox_id, False, DeliveryError("the destination returned no result"))
-            for i in items], elapsed_ms
+        return [
+            first.get(i.outbox_id)
+            or ItemResult(i.outbox_id, False, DeliveryError("the destination returned no result"))
+            for i in items
+        ], elapsed_ms
 
-    def _settlement(self, row: ClaimedRow, result: ItemResult, schedule: Schedule, *,
-                    started: datetime, finished: datetime, sent_version: int,
-                    duration_ms: float) -> Settlement:
+    def _settlement(
+        self,
+        row: ClaimedRow,
+        result: ItemResult,
+        schedule: Schedule,
+        *,
+        started: datetime,
+        finished: datetime,
+        sent_version: int,
+        duration_ms: float,
+    ) -> Settlement:
         error = result.error
-        status = result.status if result.status is not None else (
-            error.status if error is not None else None)
+        status = (
+            result.status
+            if result.status is not None
+            else (error.status if error is not None else None)
+        )
         status_text = None if status is None else str(status)[:32]
         if result.ok:
-            return Settlement(row, "delivered", started, status=status_text,
-                              duration_ms=duration_ms, sent_version=sent_version)
+            return Settlement(
+                row,
+                "delivered",
+                started,
+                status=status_text,
+                duration_ms=duration_ms,
+                sent_version=sent_version,
+            )
         message = str(error) if error is not None else "failed without an error"
         outcome_body = error.outcome_body if error is not None else None
         if isinstance(error, FatalDeliveryError):
-            return Settlement(row, "dead", started, status=status_text, error=message,
-                              operation_outcome=outcome_body, duration_ms=duration_ms,
-                              sent_version=sent_version, cause="refused")
+            return Settlement(
+                row,
+                "dead",
+                started,
+                status=status_text,
+                error=message,
+                operation_outcome=outcome_body,
+                duration_ms=duration_ms,
+                sent_version=sent_version,
+                cause="refused",
+            )
         decision = schedule.after_failure(
-            attempts=row.attempts + 1, first_attempt_at=row.first_attempt_at or started,
-            now=finished, retry_after=error.retry_after if error is not None else None)
+            attempts=row.attempts + 1,
+            first_attempt_at=row.first_attempt_at or started,
+            now=finished,
+            retry_after=error.retry_after if error is not None else None,
+        )
         if decision.retry_at is None:
-            return Settlement(row, "dead", started, status=status_text,
-                              error=f"{message}; {decision.reason}",
-                              operation_outcome=outcome_body, duration_ms=duration_ms,
-                              sent_version=sent_version, cause="exhausted")
-        return Settlement(row, "retry", started, status=status_text, error=message,
-                          operation_outcome=outcome_body, duration_ms=duration_ms,
-                          sent_version=sent_version, next_attempt_at=decision.retry_at)
+            return Settlement(
+                row,
+                "dead",
+                started,
+                status=status_text,
+                error=f"{message}; {decision.reason}",
+                operation_outcome=outcome_body,
+                duration_ms=duration_ms,
+                sent_version=sent_version,
+                cause="exhausted",
+            )
+        return Settlement(
+            row,
+            "retry",
+            started,
+            status=status_text,
+            error=message,
+            operation_outcome=outcome_body,
+            duration_ms=duration_ms,
+            sent_version=sent_version,
+            next_attempt_at=decision.retry_at,
+        )
 
     @staticmethod
     def _count(tally: Tally, s: Settlement) -> None:
@@ -234,24 +321,39 @@ class DeliveryWorker:
             reachable, error = False, type(exc).__name__
         with self.factory.begin() as session:
             state = breakers.record_probe_check(
-                session, destination.id, now=self.clock(), config=self.options.breaker,
-                reachable=reachable, error=error)
+                session,
+                destination.id,
+                now=self.clock(),
+                config=self.options.breaker,
+                reachable=reachable,
+                error=error,
+            )
         log.info("destination %s: probe by check -> breaker %s", destination.id, state)
         return state
 
     def _log(self, report: BatchReport, settlements: list[Settlement]) -> None:
         t = report.tally
-        log.info("destination %s: %d claimed, %d delivered (%d coalesced), %d retry, %d dead; "
-                 "breaker %s", report.destination, report.claimed, t.delivered, t.coalesced,
-                 t.retried, t.dead, report.breaker)
+        log.info(
+            "destination %s: %d claimed, %d delivered (%d coalesced), %d retry, %d dead; "
+            "breaker %s",
+            report.destination,
+            report.claimed,
+            t.delivered,
+            t.coalesced,
+            t.retried,
+            t.dead,
+            report.breaker,
+        )
         for s in settlements:
             if s.outcome == "dead":
-                log.warning("outbox %d -> %s: dead letter (%s)", s.row.id, report.destination,
-                            s.cause)
+                log.warning(
+                    "outbox %d -> %s: dead letter (%s)", s.row.id, report.destination, s.cause
+                )
 
     # -- loops ----------------------------------------------------------------------------------
-    def drain(self, destinations: Iterable[str] | None = None, *,
-              max_batches: int | None = None) -> list[BatchReport]:
+    def drain(
+        self, destinations: Iterable[str] | None = None, *, max_batches: int | None = None
+    ) -> list[BatchReport]:
         """Process batches until nothing is due in any of ``destinations`` (``--once``)."""
         chosen = list(destinations or self.destinations)
         reports: list[BatchReport] = []
@@ -270,9 +372,10 @@ class DeliveryWorker:
     def run(self, stop: threading.Event, destinations: Iterable[str] | None = None) -> None:
         """Until ``stop`` is set: one thread per destination, so that a slow hospital holds up
         only its own queue."""
-        threads = [threading.Thread(target=self._loop, args=(d, stop), daemon=True,
-                                    name=f"deliver-{d}")
-                   for d in (destinations or self.destinations)]
+        threads = [
+            threading.Thread(target=self._loop, args=(d, stop), daemon=True, name=f"deliver-{d}")
+            for d in (destinations or self.destinations)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -323,8 +426,11 @@ class _LeaseKeeper:
         while not self.stop.wait(lease / 3):
             try:
                 with self.worker.factory.begin() as session:
-                    extend_lease(session, self.ids, worker=self.worker.worker_id,
-                                 until=self.worker.clock() + timedelta(seconds=lease))
+                    extend_lease(
+                        session,
+                        self.ids,
+                        worker=self.worker.worker_id,
+                        until=self.worker.clock() + timedelta(seconds=lease),
+                    )
             except Exception:  # the next round tries again; the lease still has 2/3 left
                 log.exception("could not extend the lease of %d rows", len(self.ids))
-

@@ -20,18 +20,20 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
     resources = []
     for rtype in SUPPORTED_TYPES:
         params = RESOURCES[rtype].params.values()
-        resources.append({
-            "type": rtype,
-            "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
-            "interaction": [{"code": code} for code in INTERACTIONS],
-            "versioning": "versioned",
-            "readHistory": True,
-            "updateCreate": False,
-            "searchParam": [
-                _search_param(p.name, p.type, p.documentation or _describe(p.paths))
-                for p in sorted(params, key=lambda p: (not p.name.startswith("_"), p.name))
-            ],
-        })
+        resources.append(
+            {
+                "type": rtype,
+                "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+                "interaction": [{"code": code} for code in INTERACTIONS],
+                "versioning": "versioned",
+                "readHistory": True,
+                "updateCreate": False,
+                "searchParam": [
+                    _search_param(p.name, p.type, p.documentation or _describe(p.paths))
+                    for p in sorted(params, key=lambda p: (not p.name.startswith("_"), p.name))
+                ],
+            }
+        )
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -45,16 +47,18 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
         },
         "fhirVersion": FHIR_VERSION,
         "format": ["json"],
-        "rest": [{
-            "mode": "server",
-            "documentation": (
-                "Read-only FHIR API over the resources the adapter produced. Searches take "
-                "_count, _offset, _sort (_lastUpdated, -_lastUpdated, _id, -_id), _total and "
-                "_summary=count; unknown parameters are refused unless the request says "
-                "Prefer: handling=lenient."
-            ),
-            "resource": resources,
-        }],
+        "rest": [
+            {
+                "mode": "server",
+                "documentation": (
+                    "Read-only FHIR API over the resources the adapter produced. Searches take "
+                    "_count, _offset, _sort (_lastUpdated, -_lastUpdated, _id, -_id), _total and "
+                    "_summary=count; unknown parameters are refused unless the request says "
+                    "Prefer: handling=lenient."
+                ),
+                "resource": resources,
+            }
+        ],
     }
 
 

@@ -185,8 +185,10 @@ def _dates(name: str, node: Any, zone: tzinfo) -> Iterator[IndexValue]:
 
 
 def _references(param: SearchParam, node: Any) -> Iterator[IndexValue]:
-    text = node if isinstance(node, str) else (
-        node.get("reference") if isinstance(node, dict) else None
+    text = (
+        node
+        if isinstance(node, str)
+        else (node.get("reference") if isinstance(node, dict) else None)
     )
     if not isinstance(text, str):
         return

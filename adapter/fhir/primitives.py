@@ -77,9 +77,7 @@ _NON_WS = r"[^ \t\r\n]"
 _CODE_RE = re.compile(rf"{_NON_WS}+(?:[ \t\r\n]{_NON_WS}+)*")  # single whitespace inside
 _URI_RE = re.compile(rf"{_NON_WS}+")  # the spec's \S*, non-empty as JSON requires
 _OID_RE = re.compile(r"urn:oid:[0-2](?:\.(?:0|[1-9][0-9]*))+")
-_UUID_RE = re.compile(
-    r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-)
+_UUID_RE = re.compile(r"urn:uuid:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _DECIMAL_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _INTEGER_RE = re.compile(r"0|[-+]?[1-9][0-9]*")
 _POSITIVE_INT_RE = re.compile(r"\+?[1-9][0-9]*")

@@ -23,9 +23,11 @@ _PACKAGE = "adapter.data"
 def published_resources() -> list[dict[str, Any]]:
     """Every resource file in adapter/data/fhir/, in name order."""
     folder = resources.files(_PACKAGE).joinpath("fhir")
-    return [json.loads(item.read_text(encoding="utf-8"))
-            for item in sorted(folder.iterdir(), key=lambda i: i.name)
-            if item.name.endswith(".json")]
+    return [
+        json.loads(item.read_text(encoding="utf-8"))
+        for item in sorted(folder.iterdir(), key=lambda i: i.name)
+        if item.name.endswith(".json")
+    ]
 
 
 def publish(factory: sessionmaker[Session], *, now: datetime | None = None) -> list[str]:

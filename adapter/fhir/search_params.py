@@ -68,7 +68,10 @@ def ref(name: str, *paths: str, to: str = "", doc: str = "") -> SearchParam:
 COMMON: tuple[SearchParam, ...] = (
     SearchParam("_id", "token", ("id",), column="id", documentation="Logical id"),
     SearchParam(
-        "_lastUpdated", "date", ("meta.lastUpdated",), column="last_updated",
+        "_lastUpdated",
+        "date",
+        ("meta.lastUpdated",),
+        column="last_updated",
         documentation="When the adapter last changed the resource",
     ),
 )
@@ -97,8 +100,11 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         string("address-postalcode", "address.postalCode"),
         string("address-country", "address.country"),
         token("language", "communication.language"),
-        ref("general-practitioner", "generalPractitioner",
-            to="Organization,Practitioner,PractitionerRole"),
+        ref(
+            "general-practitioner",
+            "generalPractitioner",
+            to="Organization,Practitioner,PractitionerRole",
+        ),
         ref("organization", "managingOrganization", to="Organization"),
         ref("link", "link.other", to="Patient,RelatedPerson"),
     ),
@@ -148,8 +154,11 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         ref("subject", "subject", to="Patient,Group"),
         ref("patient", "subject", to=_PATIENT),
         date("date", "period"),
-        ref("participant", "participant.individual",
-            to="Practitioner,PractitionerRole,RelatedPerson"),
+        ref(
+            "participant",
+            "participant.individual",
+            to="Practitioner,PractitionerRole,RelatedPerson",
+        ),
         ref("practitioner", "participant.individual", to="Practitioner"),
         token("participant-type", "participant.type"),
         ref("service-provider", "serviceProvider", to="Organization"),
@@ -232,13 +241,19 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         date("date", "effectiveDateTime", "effectivePeriod"),
         date("issued", "issued"),
         ref("performer", "performer", to="Practitioner,PractitionerRole,Organization,CareTeam"),
-        ref("results-interpreter", "resultsInterpreter",
-            to="Practitioner,PractitionerRole,Organization,CareTeam"),
+        ref(
+            "results-interpreter",
+            "resultsInterpreter",
+            to="Practitioner,PractitionerRole,Organization,CareTeam",
+        ),
         ref("result", "result", to="Observation"),
         ref("specimen", "specimen", to="Specimen"),
-        ref("based-on", "basedOn",
+        ref(
+            "based-on",
+            "basedOn",
             to="CarePlan,ImmunizationRecommendation,MedicationRequest,NutritionOrder,"
-               "ServiceRequest"),
+            "ServiceRequest",
+        ),
         ref("media", "media.link", to="Media"),
     ),
     "Observation": (
@@ -259,9 +274,12 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         ref("encounter", "encounter", to="Encounter"),
         date("date", "effectiveDateTime", "effectivePeriod", "effectiveInstant"),
         ref("performer", "performer", to=_AGENTS.replace(",Device", "") + ",CareTeam"),
-        ref("based-on", "basedOn",
+        ref(
+            "based-on",
+            "basedOn",
             to="CarePlan,DeviceRequest,ImmunizationRecommendation,MedicationRequest,"
-               "NutritionOrder,ServiceRequest"),
+            "NutritionOrder,ServiceRequest",
+        ),
         ref("part-of", "partOf"),
         ref("specimen", "specimen", to="Specimen"),
         ref("device", "device", to="Device,DeviceMetric"),
@@ -301,8 +319,11 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         date("date", "date"),
         date("period", "event.period"),
         ref("author", "author", to=_AGENTS),
-        ref("attester", "attester.party", to="Patient,RelatedPerson,Practitioner,"
-                                              "PractitionerRole,Organization"),
+        ref(
+            "attester",
+            "attester.party",
+            to="Patient,RelatedPerson,Practitioner,PractitionerRole,Organization",
+        ),
         ref("entry", "section.entry"),
         string("title", "title"),
     ),

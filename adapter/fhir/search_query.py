@@ -115,10 +115,14 @@ def parse_search(
             if lenient:
                 request.ignored.append(raw_name)
             else:
-                problems.append(Issue(
-                    "error", "not-supported",
-                    f"{what} '{raw_name}' for {resource_type}", location=raw_name,
-                ))
+                problems.append(
+                    Issue(
+                        "error",
+                        "not-supported",
+                        f"{what} '{raw_name}' for {resource_type}",
+                        location=raw_name,
+                    )
+                )
             continue
         try:
             request.criteria.append(_criterion(param, modifier or None, raw_value, zone))
@@ -147,7 +151,8 @@ def _result_param(request: SearchRequest, name: str, value: str, problems: list[
             if bad or not keys:
                 raise _BadValue(
                     f"_sort={value!r}: only {', '.join(SORTABLE)} (optionally with '-') "
-                    "are supported", "not-supported",
+                    "are supported",
+                    "not-supported",
                 )
             request.sort = keys
         elif name == "_total":
@@ -156,8 +161,9 @@ def _result_param(request: SearchRequest, name: str, value: str, problems: list[
             request.total = value != "none"
         elif name == "_summary":
             if value not in ("count", "false"):
-                raise _BadValue(f"_summary={value!r}: only 'count' and 'false' are supported",
-                                "not-supported")
+                raise _BadValue(
+                    f"_summary={value!r}: only 'count' and 'false' are supported", "not-supported"
+                )
             request.summary_count = value == "count"
         elif name == "_format" and value not in _JSON_FORMATS:
             raise _BadValue(f"_format={value!r}: this server only speaks JSON", "not-supported")
@@ -178,8 +184,10 @@ def _criterion(param: SearchParam, modifier: str | None, raw: str, zone: tzinfo)
         and modifier not in _MODIFIERS[param.type]
         and not (param.type == "reference" and _is_target_modifier(param, modifier))
     ):
-        raise _BadValue(f"{label}: modifier ':{modifier}' is not supported for this "
-                        f"{param.type} parameter", "not-supported")
+        raise _BadValue(
+            f"{label}: modifier ':{modifier}' is not supported for this {param.type} parameter",
+            "not-supported",
+        )
     if modifier == "missing":
         if raw not in ("true", "false"):
             raise _BadValue(f"{label}: :missing takes true or false")
@@ -187,8 +195,10 @@ def _criterion(param: SearchParam, modifier: str | None, raw: str, zone: tzinfo)
     parts = split_escaped(raw, ",")
     if not parts or any(p == "" for p in parts):
         raise _BadValue(f"{label}: empty value")
-    values = tuple(_value(param, modifier, unescape(p) if param.type in ("string", "uri")
-                          else p, zone, label) for p in parts)
+    values = tuple(
+        _value(param, modifier, unescape(p) if param.type in ("string", "uri") else p, zone, label)
+        for p in parts
+    )
     return Criterion(param, modifier, values)
 
 
@@ -198,8 +208,7 @@ def _is_target_modifier(param: SearchParam, modifier: str) -> bool:
     return not param.targets or modifier in param.targets
 
 
-def _value(param: SearchParam, modifier: str | None, text: str, zone: tzinfo,
-           label: str) -> Value:
+def _value(param: SearchParam, modifier: str | None, text: str, zone: tzinfo, label: str) -> Value:
     kind = param.type
     if kind == "token":
         return _token(text)
@@ -217,8 +226,9 @@ def _value(param: SearchParam, modifier: str | None, text: str, zone: tzinfo,
         try:
             start, end = parse_range(rest, zone)
         except DateFormatError:
-            raise _BadValue(f"{label}: {rest!r} is not a FHIR date "
-                            "(YYYY, YYYY-MM, YYYY-MM-DD or a dateTime)") from None
+            raise _BadValue(
+                f"{label}: {rest!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime)"
+            ) from None
         return DateValue(prefix, start, end)
     if kind == "quantity":
         return _quantity(text, label)
@@ -239,8 +249,9 @@ def _prefix(text: str) -> tuple[Prefix, str]:
     if len(text) > 2 and text[:2] in PREFIXES and not text[:2].isdigit():
         return text[:2], text[2:]  # type: ignore[return-value]
     if len(text) > 2 and text[:2].isalpha():
-        raise _BadValue(f"unknown prefix {text[:2]!r} in {text!r} "
-                        f"(use one of {', '.join(PREFIXES)})")
+        raise _BadValue(
+            f"unknown prefix {text[:2]!r} in {text!r} (use one of {', '.join(PREFIXES)})"
+        )
     return "eq", text
 
 
@@ -274,8 +285,9 @@ def _reference(param: SearchParam, modifier: str | None, text: str, label: str) 
         if modifier and rtype != modifier:
             raise _BadValue(f"{label}: the value names type {rtype}, the modifier {modifier}")
         if param.targets and "/" in reference and rtype not in param.targets:
-            raise _BadValue(f"{label}: {param.name} refers to {', '.join(param.targets)}, "
-                            f"not {rtype}")
+            raise _BadValue(
+                f"{label}: {param.name} refers to {', '.join(param.targets)}, not {rtype}"
+            )
         return ReferenceValue((reference,))
     if modifier:
         return ReferenceValue((f"{modifier}/{text}",))

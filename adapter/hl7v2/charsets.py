@@ -72,7 +72,7 @@ def decode_declared(data: bytes, declared: str, codec: str, base_offset: int) ->
     except UnicodeDecodeError as exc:
         _raise_if_truncated(data, codec, exc, base_offset)
         offset = base_offset + exc.start
-        bad = data[exc.start:exc.start + 4].hex(" ")
+        bad = data[exc.start : exc.start + 4].hex(" ")
         raise ParseError(
             f"MSH-18 declares {declared!r} ({codec}) but the bytes at offset {offset} "
             f"({bad}) are not valid {codec}: {exc.reason}",
@@ -87,7 +87,7 @@ def decode_undeclared(data: bytes, base_offset: int) -> tuple[str, str]:
     except UnicodeDecodeError as exc:
         utf8_error = exc
     # valid UTF-8 with non-ASCII characters before the error: UTF-8 text, maybe cut short
-    if not data[:utf8_error.start].isascii():
+    if not data[: utf8_error.start].isascii():
         _raise_if_truncated(data, "utf-8", utf8_error, base_offset)
     try:
         return data.decode("gb18030"), "gb18030"
@@ -102,16 +102,17 @@ def decode_undeclared(data: bytes, base_offset: int) -> tuple[str, str]:
         ) from None
 
 
-def _raise_if_truncated(data: bytes, codec: str, exc: UnicodeDecodeError,
-                        base_offset: int) -> None:
+def _raise_if_truncated(data: bytes, codec: str, exc: UnicodeDecodeError, base_offset: int) -> None:
     """Bytes valid up to an incomplete last character: the input was cut, not mis-declared."""
     if exc.end != len(data):
         return
     prefix = decoded_prefix(data, codec)
     if prefix is not None:
         raise truncated_error(
-            prefix, f"it ends at byte offset {base_offset + len(data)} inside a {codec} "
-            "character (unexpected end of data)")
+            prefix,
+            f"it ends at byte offset {base_offset + len(data)} inside a {codec} "
+            "character (unexpected end of data)",
+        )
 
 
 def looks_like_utf8(data: bytes) -> bool:

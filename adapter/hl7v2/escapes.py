@@ -22,12 +22,24 @@ class Delimiters:
     compare and hash by their characters and codec.
     """
 
-    __slots__ = ("codec", "component", "escape", "field", "repetition", "simple",
-                 "special", "subcomponent", "truncation")
+    __slots__ = (
+        "codec",
+        "component",
+        "escape",
+        "field",
+        "repetition",
+        "simple",
+        "special",
+        "subcomponent",
+        "truncation",
+    )
 
-    def __init__(self, field: str = DEFAULT_FIELD_SEPARATOR,
-                 encoding_characters: str = DEFAULT_ENCODING_CHARACTERS,
-                 codec: str = "utf-8") -> None:
+    def __init__(
+        self,
+        field: str = DEFAULT_FIELD_SEPARATOR,
+        encoding_characters: str = DEFAULT_ENCODING_CHARACTERS,
+        codec: str = "utf-8",
+    ) -> None:
         enc = encoding_characters
         self.field = field
         self.component, self.repetition, self.escape, self.subcomponent = enc[:4]
@@ -51,8 +63,13 @@ class Delimiters:
 
     @property
     def encoding_characters(self) -> str:
-        return (self.component + self.repetition + self.escape + self.subcomponent
-                + (self.truncation or ""))
+        return (
+            self.component
+            + self.repetition
+            + self.escape
+            + self.subcomponent
+            + (self.truncation or "")
+        )
 
     def _key(self) -> tuple[str, str, str]:
         return (self.field, self.encoding_characters, self.codec)

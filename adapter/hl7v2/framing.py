@@ -50,8 +50,11 @@ def unframe(raw: bytes) -> Unframed:
         end = len(tail) - 1
     # other trailing whitespace stays: blank last lines are skipped when splitting segments,
     # and spaces at the end of the last field are data
-    return Unframed(data=raw[start:end] if (start, end) != (0, len(raw)) else raw,
-                    offset=start, open_frame=not closed and b"\x0b" in raw[:start])
+    return Unframed(
+        data=raw[start:end] if (start, end) != (0, len(raw)) else raw,
+        offset=start,
+        open_frame=not closed and b"\x0b" in raw[:start],
+    )
 
 
 def _skip_leading(raw: bytes, start: int) -> int:
@@ -77,7 +80,7 @@ def _unframe_utf16(raw: bytes, start: int, codec: str) -> Unframed:
             location="message",
         ) from None
     stripped = text.lstrip(_WS_STR + "\ufeff")
-    started = b"\x0b" in raw[:start] or "\x0b" in text[:len(text) - len(stripped)]
+    started = b"\x0b" in raw[:start] or "\x0b" in text[: len(text) - len(stripped)]
     text = stripped
     tail = text.rstrip(_WS_STR)
     closed = tail.endswith("\x1c") or ended

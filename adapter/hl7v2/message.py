@@ -25,8 +25,15 @@ def _is_deep(value: str, d: Delimiters) -> bool:
 class Segment:
     __slots__ = ("_cache", "_cs", "_d", "_f", "_flat", "index", "name", "occurrence")
 
-    def __init__(self, name: str, occurrence: int, index: int, fields: list[str],
-                 delimiters: Delimiters, flat: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        occurrence: int,
+        index: int,
+        fields: list[str],
+        delimiters: Delimiters,
+        flat: bool,
+    ) -> None:
         self.name = name
         self.occurrence = occurrence  # 1-based among segments of this name: OBX[3]
         self.index = index  # 0-based position in the message
@@ -151,8 +158,13 @@ class Segment:
                         if leaf:
                             yield (f, r, c, s)
 
-    def location(self, field: int | None = None, rep: int | None = None,
-                 comp: int | None = None, sub: int | None = None) -> str:
+    def location(
+        self,
+        field: int | None = None,
+        rep: int | None = None,
+        comp: int | None = None,
+        sub: int | None = None,
+    ) -> str:
         """``OBX[3]-5[1].2``; parts not given are left out (a sub without comp adds ``.1``)."""
         out = f"{self.name}[{self.occurrence}]"
         if field is None:
@@ -177,12 +189,26 @@ class Segment:
 class Message:
     """One parsed HL7 v2 message."""
 
-    __slots__ = ("_by_name", "_lines", "_text", "charset", "declared_charset", "delimiters",
-                 "issues", "segments")
+    __slots__ = (
+        "_by_name",
+        "_lines",
+        "_text",
+        "charset",
+        "declared_charset",
+        "delimiters",
+        "issues",
+        "segments",
+    )
 
-    def __init__(self, segments: list[Segment], lines: list[str], delimiters: Delimiters,
-                 charset: str, declared_charset: str | None,
-                 issues: list[Issue] | None = None) -> None:
+    def __init__(
+        self,
+        segments: list[Segment],
+        lines: list[str],
+        delimiters: Delimiters,
+        charset: str,
+        declared_charset: str | None,
+        issues: list[Issue] | None = None,
+    ) -> None:
         self.segments = segments
         self.charset = charset  # the Python codec actually used
         self.declared_charset = declared_charset  # MSH-18 as written, None when empty
@@ -236,5 +262,6 @@ class Message:
         return len(self.segments)
 
     def __repr__(self) -> str:
-        return (f"<Message {self.message_type()} segments={len(self.segments)} "
-                f"charset={self.charset}>")
+        return (
+            f"<Message {self.message_type()} segments={len(self.segments)} charset={self.charset}>"
+        )

@@ -68,7 +68,7 @@ Decoded = tuple[str, str, str, str, str, bool]
 def _decode_bytes(data: bytes, offset: int, issues: list[Issue]) -> Decoded:
     if not data:
         raise ParseError("empty input: no HL7 v2 message", location="message")
-    header_bytes = data[:_line_end(data, b"\r", b"\n")]
+    header_bytes = data[: _line_end(data, b"\r", b"\n")]
     fs, enc, header = _read_header(header_bytes.decode("latin-1"))
     declared = _declared_charset(header, enc)
     if (not declared or codec_for(declared) is None) and not header_bytes.isascii():
@@ -85,12 +85,15 @@ def _decode_bytes(data: bytes, offset: int, issues: list[Issue]) -> Decoded:
             )
         text = decode_declared(data, declared, codec, offset)
         if codec in GB_CODECS and looks_like_utf8(data):
-            issues.append(Issue(
-                "warning", "value",
-                f"MSH-18 declares {declared!r} but the bytes are also valid UTF-8; read as "
-                "declared. If Chinese text looks garbled the sender's MSH-18 is wrong.",
-                location="MSH-18",
-            ))
+            issues.append(
+                Issue(
+                    "warning",
+                    "value",
+                    f"MSH-18 declares {declared!r} but the bytes are also valid UTF-8; read as "
+                    "declared. If Chinese text looks garbled the sender's MSH-18 is wrong.",
+                    location="MSH-18",
+                )
+            )
     # checked on the bytes (fast): no supported codec has control bytes inside a character
     maybe_control = len(data.translate(None, _CONTROL_BYTES)) != len(data)
     return text, codec, declared, fs, enc, maybe_control
@@ -99,15 +102,18 @@ def _decode_bytes(data: bytes, offset: int, issues: list[Issue]) -> Decoded:
 def _check_utf16(text: str, codec: str, issues: list[Issue]) -> Decoded:
     if not text:
         raise ParseError("empty input: no HL7 v2 message", location="message")
-    fs, enc, header = _read_header(text[:_line_end(text, "\r", "\n")])
+    fs, enc, header = _read_header(text[: _line_end(text, "\r", "\n")])
     declared = _declared_charset(header, enc)
     if declared and not _codec_or_error(declared).startswith("utf-16"):
-        issues.append(Issue(
-            "warning", "value",
-            f"MSH-18 declares {declared!r} but the input is {codec.upper()} (byte order mark "
-            "or byte pattern); read as UTF-16",
-            location="MSH-18",
-        ))
+        issues.append(
+            Issue(
+                "warning",
+                "value",
+                f"MSH-18 declares {declared!r} but the input is {codec.upper()} (byte order mark "
+                "or byte pattern); read as UTF-16",
+                location="MSH-18",
+            )
+        )
     return text, codec, declared, fs, enc, True
 
 
@@ -120,8 +126,9 @@ def _read_header(header: str) -> tuple[str, str, list[str]]:
     """MSH-1, MSH-2 and the MSH fields (index = field number - 1 for fields >= 2)."""
     if not header.startswith("MSH"):
         found = header[:3]
-        hint = "; batches (FHS/BHS) are not read, send one message" if found in (
-            "FHS", "BHS") else ""
+        hint = (
+            "; batches (FHS/BHS) are not read, send one message" if found in ("FHS", "BHS") else ""
+        )
         raise ParseError(
             f"the message must start with an MSH segment, found {_shown(found)}{hint}",
             location="segment 1",
@@ -138,8 +145,12 @@ def _read_header(header: str) -> tuple[str, str, list[str]]:
     enc = fields[1]
     if not enc:
         raise ParseError("MSH-2 (encoding characters) is missing", location="MSH-2")
-    if (len(enc) not in (4, 5) or len(set(enc)) != len(enc) or fs in enc
-            or not set(enc) <= _DELIMITER_CHARS):
+    if (
+        len(enc) not in (4, 5)
+        or len(set(enc)) != len(enc)
+        or fs in enc
+        or not set(enc) <= _DELIMITER_CHARS
+    ):
         raise ParseError(
             f"MSH-2 encoding characters {enc[:8]!r} are not usable: expected 4 distinct "
             "punctuation characters (component, repetition, escape, subcomponent), "
@@ -251,7 +262,7 @@ def _check_required(msh: Segment) -> None:
     for number, label in _REQUIRED_MSH:
         if not msh.get(number):
             have = msh.field_count()
-            why = (f"the MSH segment ends after MSH-{have}" if have < number
-                   else "the field is empty")
-            raise ParseError(f"MSH-{number} ({label}) is missing: {why}",
-                             location=f"MSH-{number}")
+            why = (
+                f"the MSH segment ends after MSH-{have}" if have < number else "the field is empty"
+            )
+            raise ParseError(f"MSH-{number} ({label}) is missing: {why}", location=f"MSH-{number}")

@@ -44,5 +44,7 @@ def last_segment_location(text: str) -> str:
 
 
 def truncated_error(text: str, why: str) -> ParseError:
-    return ParseError(f"the message is truncated: {why}; ask the sender to send it again",
-                      location=last_segment_location(text))
+    return ParseError(
+        f"the message is truncated: {why}; ask the sender to send it again",
+        location=last_segment_location(text),
+    )

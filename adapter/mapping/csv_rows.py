@@ -38,8 +38,10 @@ def compile_path(text: str) -> CsvColumn:
     if not text:
         raise ValueError("an empty column name")
     if text.startswith("@"):
-        raise ValueError(f"{text!r}: @name is a variable; a column whose name starts with @ is "
-                         f"written in brackets: [{text}]")
+        raise ValueError(
+            f"{text!r}: @name is a variable; a column whose name starts with @ is "
+            f"written in brackets: [{text}]"
+        )
     return CsvColumn(text)
 
 
@@ -77,7 +79,8 @@ def _delimiter(line: str) -> str:
 def read_csv(raw: bytes, *, max_bytes: int | None = None) -> CsvTable:
     if max_bytes is not None and len(raw) > max_bytes:
         raise InputTooLargeError(
-            f"the document is {len(raw)} bytes; the limit is {max_bytes}", location="body")
+            f"the document is {len(raw)} bytes; the limit is {max_bytes}", location="body"
+        )
     issues: list[Issue] = []
     text, encoding = decode_text(raw, issues, what="CSV", warn_gb18030=False)
     lines = text.splitlines()
@@ -100,8 +103,9 @@ def read_csv(raw: bytes, *, max_bytes: int | None = None) -> CsvTable:
                 continue
             rows.append(_row(number, record, header))
     except csv.Error as exc:
-        raise ParseError(f"the CSV text cannot be read: {exc}",
-                         location=f"row {number + 1}") from None
+        raise ParseError(
+            f"the CSV text cannot be read: {exc}", location=f"row {number + 1}"
+        ) from None
     if header is None:
         raise ParseError("empty input: no CSV header", location="row 1")
     return CsvTable(header, rows, delimiter, encoding, issues)
@@ -111,8 +115,10 @@ def _check_header(header: list[str], number: int) -> None:
     seen: set[str] = set()
     for position, name in enumerate(header, start=1):
         if name and name in seen:
-            raise ParseError(f"column name {name!r} appears twice in the header; columns are "
-                             "read by name", location=f"row {number}, column {position}")
+            raise ParseError(
+                f"column name {name!r} appears twice in the header; columns are read by name",
+                location=f"row {number}, column {position}",
+            )
         seen.add(name)
 
 
@@ -121,12 +127,17 @@ def _row(number: int, record: list[str], header: list[str]) -> CsvRow:
     for position, value in enumerate(record):
         if position < len(header):
             row.cells[header[position] or f"#{position + 1}"] = value
-    extra = [v for v in record[len(header):] if v.strip()]
+    extra = [v for v in record[len(header) :] if v.strip()]
     if extra:
-        row.problems.append(Issue(
-            "error", "structure",
-            f"row {number} has {len(record)} cells but the header has {len(header)} columns; "
-            "the extra cells would be lost", location=f"row {number}"))
+        row.problems.append(
+            Issue(
+                "error",
+                "structure",
+                f"row {number} has {len(record)} cells but the header has {len(header)} columns; "
+                "the extra cells would be lost",
+                location=f"row {number}",
+            )
+        )
     return row
 
 

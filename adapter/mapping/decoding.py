@@ -15,8 +15,7 @@ _BOMS = (
 )
 
 
-def utf8_or_gb18030(raw: bytes, subject: str, *, location: str,
-                    hint: str = "") -> tuple[str, str]:
+def utf8_or_gb18030(raw: bytes, subject: str, *, location: str, hint: str = "") -> tuple[str, str]:
     """Undeclared bytes: UTF-8 when they are valid UTF-8, else GB18030 (what Chinese Windows
     software writes); neither is a ParseError naming both offending bytes."""
     try:
@@ -29,11 +28,14 @@ def utf8_or_gb18030(raw: bytes, subject: str, *, location: str,
         raise ParseError(
             f"{subject} are neither UTF-8 (invalid byte 0x{raw[utf8_error.start]:02x} at "
             f"offset {utf8_error.start}) nor GB18030 (invalid byte 0x{raw[exc.start]:02x} at "
-            f"offset {exc.start}){hint}", location=location) from None
+            f"offset {exc.start}){hint}",
+            location=location,
+        ) from None
 
 
-def decode_text(raw: bytes, issues: list[Issue], *, what: str,
-                warn_gb18030: bool = True) -> tuple[str, str]:
+def decode_text(
+    raw: bytes, issues: list[Issue], *, what: str, warn_gb18030: bool = True
+) -> tuple[str, str]:
     """Text files without a declared encoding: a byte order mark wins, else UTF-8 when the
     bytes are valid UTF-8, else GB18030 (what Chinese Windows software writes)."""
     for bom, codec in _BOMS:
@@ -41,14 +43,21 @@ def decode_text(raw: bytes, issues: list[Issue], *, what: str,
             try:
                 return raw.decode(codec), codec.removesuffix("-sig")
             except UnicodeDecodeError as exc:
-                raise ParseError(f"the byte order mark says {codec.removesuffix('-sig')} but "
-                                 f"the bytes at offset {exc.start} are not: {exc.reason}",
-                                 location="document") from None
+                raise ParseError(
+                    f"the byte order mark says {codec.removesuffix('-sig')} but "
+                    f"the bytes at offset {exc.start} are not: {exc.reason}",
+                    location="document",
+                ) from None
     text, codec = utf8_or_gb18030(raw, f"the {what} bytes", location="document")
     if codec == "utf-8":
         return text, codec
     if warn_gb18030:
-        issues.append(Issue("warning", "value",
-                            f"the {what} document is not UTF-8; read as GB18030",
-                            location="document"))
+        issues.append(
+            Issue(
+                "warning",
+                "value",
+                f"the {what} document is not UTF-8; read as GB18030",
+                location="document",
+            )
+        )
     return text, "gb18030"

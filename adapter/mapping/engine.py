@@ -268,8 +268,9 @@ class Evaluation:
             if isinstance(value, dict):
                 value = value.get(part)
             elif isinstance(value, list):
-                value = value[int(part) - 1] if part.isdigit() and 0 < int(part) <= len(value) \
-                    else None
+                value = (
+                    value[int(part) - 1] if part.isdigit() and 0 < int(part) <= len(value) else None
+                )
             elif hasattr(value, "child") and part.isdigit():
                 value = value.child(int(part))
             else:
@@ -302,8 +303,11 @@ class Evaluation:
         value = _materialize(self.expr(node))
         if is_position_without_text(value):
             where = value.location() if callable(getattr(value, "location", None)) else None
-            self.error(f"{where or 'this path'} is a whole segment, not a value: name a field "
-                       f"(e.g. {getattr(value, 'name', 'PID')}-3)", where)
+            self.error(
+                f"{where or 'this path'} is a whole segment, not a value: name a field "
+                f"(e.g. {getattr(value, 'name', 'PID')}-3)",
+                where,
+            )
             return None
         return value
 
@@ -375,7 +379,7 @@ def _lazy_first(ev: Evaluation, args: tuple[Expr, ...]) -> Any:
         if not is_empty(value) and _truthy(value):
             # the alternatives not taken are still read by this rule (for the unread report),
             # also paths inside calls: first(OBX-5, text(OBX-7)) looked at OBX-7 and chose
-            for rest in args[position + 1:]:
+            for rest in args[position + 1 :]:
                 for path in _paths_in(rest):
                     ev.state.source.resolve(path.compiled, ev.scope)
             return value
@@ -512,8 +516,11 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     for name, value in template.lets:
         child.vars[name] = child.let_value(value)
     if template.skip is not None and _truthy(child.expr(template.skip[0])):
-        child.information(f"{template.resource_type} not made from {where}: {template.skip[1]}",
-                          where, code="informational")
+        child.information(
+            f"{template.resource_type} not made from {where}: {template.skip[1]}",
+            where,
+            code="informational",
+        )
         return None
     for condition, severity, message, at in template.checks:
         if _truthy(child.expr(condition)):
@@ -522,13 +529,20 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     resource_id = _resource_id(child, template)
     body = child.build(template.body) or {}
     if resource_id is None:
-        child.error(f"cannot make a {template.resource_type} id: the business identifiers it is "
-                    f"made from are empty ({template.file})", where, code="required")
+        child.error(
+            f"cannot make a {template.resource_type} id: the business identifiers it is "
+            f"made from are empty ({template.file})",
+            where,
+            code="required",
+        )
         return None
     missing = [name for name in template.required if is_empty(_dig(body, name))]
     for name in missing:
-        child.error(f"{template.resource_type}.{name} is required but the source gives no value",
-                    where, code="required")
+        child.error(
+            f"{template.resource_type}.{name} is required but the source gives no value",
+            where,
+            code="required",
+        )
     if missing or state.errors_met > errors_before:
         return None
     resource = {"resourceType": template.resource_type, "id": resource_id, **body}
@@ -538,9 +552,13 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
         if template.resource_type in FIRST_MENTION_WINS:
             # the same person or place named twice in one message: first mention wins
             return previous
-        child.error(f"{template.resource_type}/{resource_id} is made twice from different content "
-                    f"(second at {where}, first at {state.produced_from.get(key)}): the business "
-                    f"identifiers of {template.file} are not unique here", where, code="duplicate")
+        child.error(
+            f"{template.resource_type}/{resource_id} is made twice from different content "
+            f"(second at {where}, first at {state.produced_from.get(key)}): the business "
+            f"identifiers of {template.file} are not unique here",
+            where,
+            code="duplicate",
+        )
         return None
     state.resources[key] = resource
     if template.on_conflict:
@@ -561,24 +579,39 @@ def make_bundle(ev: Evaluation, step: BundleStep) -> dict[str, Any] | None:
         leading = [r for r in members if r["resourceType"] == step.first]
         if len(leading) != 1:
             where = ev.state.source.describe(ev.scope)
-            ev.error(f"a Bundle from {step.template} needs exactly one {step.first} to put "
-                     f"first; {len(leading)} made", where, code="required")
+            ev.error(
+                f"a Bundle from {step.template} needs exactly one {step.first} to put "
+                f"first; {len(leading)} made",
+                where,
+                code="required",
+            )
             return None
         members = leading + [r for r in members if r["resourceType"] != step.first]
     bundle = make_resource(ev, ev.state.templates[step.template])
     if bundle is None:
         return None
     full_urls = {f"{r['resourceType']}/{r['id']}": f"urn:uuid:{r['id']}" for r in members}
-    bundle["entry"] = [{"fullUrl": full_urls[f"{r['resourceType']}/{r['id']}"],
-                        "resource": _with_references(r, full_urls)} for r in members]
+    bundle["entry"] = [
+        {
+            "fullUrl": full_urls[f"{r['resourceType']}/{r['id']}"],
+            "resource": _with_references(r, full_urls),
+        }
+        for r in members
+    ]
     return bundle
 
 
 def _with_references(value: Any, full_urls: dict[str, str]) -> Any:
     """A deep copy of ``value`` with ``reference`` values found in ``full_urls`` replaced."""
     if isinstance(value, dict):
-        return {key: (full_urls.get(item, item) if key == "reference" and isinstance(item, str)
-                      else _with_references(item, full_urls)) for key, item in value.items()}
+        return {
+            key: (
+                full_urls.get(item, item)
+                if key == "reference" and isinstance(item, str)
+                else _with_references(item, full_urls)
+            )
+            for key, item in value.items()
+        }
     if isinstance(value, list):
         return [_with_references(item, full_urls) for item in value]
     return value

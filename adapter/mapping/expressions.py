@@ -85,7 +85,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             written = out[-1][1] + match.group(kind)
             raise ExpressionSyntaxError(
                 f"{written!r}: @name is a variable; an attribute of the current element is "
-                f"written ./{written}")
+                f"written ./{written}"
+            )
         out.append((kind, match.group(kind)))
         pos = match.end()
     return out

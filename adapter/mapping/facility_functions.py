@@ -40,8 +40,8 @@ def facility_of(ev: Evaluation, key: Any) -> dict[str, Any] | None:
     facilities = _facilities(ev)
     for facility in facilities:
         if wanted == _normal(str(facility.get("id", ""))) or any(
-                wanted == _normal(str(i.get("value", "")))
-                for i in facility.get("identifiers") or []):
+            wanted == _normal(str(i.get("value", ""))) for i in facility.get("identifiers") or []
+        ):
             return facility
     for facility in facilities:
         if wanted == _normal(str(facility.get("name", ""))):

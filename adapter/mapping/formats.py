@@ -39,9 +39,11 @@ def namespaces_of(declared: list[tuple[str, dict[str, str]]]) -> dict[str, str]:
     for file, namespaces in declared:
         for prefix, uri in namespaces.items():
             if prefix in out and out[prefix] != uri:
-                raise ValueError(f"namespace prefix {prefix!r} is {uri!r} here but "
-                                 f"{out[prefix]!r} in {origin[prefix]}; a prefix means one "
-                                 "namespace in every xml file of a mapping set")
+                raise ValueError(
+                    f"namespace prefix {prefix!r} is {uri!r} here but "
+                    f"{out[prefix]!r} in {origin[prefix]}; a prefix means one "
+                    "namespace in every xml file of a mapping set"
+                )
             out[prefix] = uri
             origin.setdefault(prefix, file)
     return out
@@ -61,19 +63,24 @@ def compile_match(fmt: str, match: dict[str, Any], namespaces: dict[str, str]) -
     if fmt == "xml":
         for key in ("root", "xpath"):
             try:
-                xml_paths.compile_match(match.get("root") if key == "root" else None,
-                                        match.get("xpath") if key == "xpath" else None,
-                                        namespaces)
+                xml_paths.compile_match(
+                    match.get("root") if key == "root" else None,
+                    match.get("xpath") if key == "xpath" else None,
+                    namespaces,
+                )
             except ValueError as exc:
                 raise MatchError(key, str(exc)) from None
         return xml_paths.compile_match(match.get("root"), match.get("xpath"), namespaces)
     if fmt == "json":
-        for key, entries in (("when", list(match.get("when") or {})),
-                             ("exists", list(match.get("exists") or []))):
+        for key, entries in (
+            ("when", list(match.get("when") or {})),
+            ("exists", list(match.get("exists") or [])),
+        ):
             for entry in entries:
                 try:
-                    json_paths.compile_match({entry: ""} if key == "when" else None,
-                                             [entry] if key == "exists" else None)
+                    json_paths.compile_match(
+                        {entry: ""} if key == "when" else None, [entry] if key == "exists" else None
+                    )
                 except ValueError as exc:
                     raise MatchError(key, str(exc)) from None
         return json_paths.compile_match(match.get("when"), match.get("exists"))

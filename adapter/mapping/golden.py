@@ -53,8 +53,10 @@ def diff_json(expected: Any, actual: Any, path: str = "") -> list[str]:
             out.extend(diff_json(e, a, f"{path}[{index}]"))
         return out
     if expected != actual:
-        return [f"{path}: {json.dumps(actual, ensure_ascii=False)} != expected "
-                f"{json.dumps(expected, ensure_ascii=False)}"]
+        return [
+            f"{path}: {json.dumps(actual, ensure_ascii=False)} != expected "
+            f"{json.dumps(expected, ensure_ascii=False)}"
+        ]
     return []
 
 
@@ -69,8 +71,8 @@ def golden_path(folder: Path, file: str) -> Path:
 
 @dataclass(slots=True)
 class Case:
-    label: str            # the input's path relative to the fixtures root (printed)
-    folder: Path          # the folder of its cases.yaml
+    label: str  # the input's path relative to the fixtures root (printed)
+    folder: Path  # the folder of its cases.yaml
     entry: dict[str, Any]
 
     @property
@@ -90,8 +92,8 @@ class Case:
 class CaseResult:
     label: str
     ok: bool
-    lines: list[str] = field(default_factory=list)   # the field diff or the reason
-    written: Path | None = None                      # --update: the golden file rewritten
+    lines: list[str] = field(default_factory=list)  # the field diff or the reason
+    written: Path | None = None  # --update: the golden file rewritten
 
 
 def find_cases(root: Path) -> tuple[list[Case], list[str]]:
@@ -110,8 +112,11 @@ def find_cases(root: Path) -> tuple[list[Case], list[str]]:
             broken.append(f"{where}: must be a list of cases")
             continue
         for number, entry in enumerate(entries, 1):
-            if not (isinstance(entry, dict) and isinstance(entry.get("file"), str)
-                    and isinstance(entry.get("source"), str)):
+            if not (
+                isinstance(entry, dict)
+                and isinstance(entry.get("file"), str)
+                and isinstance(entry.get("source"), str)
+            ):
                 broken.append(f"{where}: case {number} needs `file` and `source`")
                 continue
             label = (cases_file.parent.relative_to(root) / entry["file"]).as_posix()
@@ -119,7 +124,7 @@ def find_cases(root: Path) -> tuple[list[Case], list[str]]:
     return cases, broken
 
 
-Translate = Callable[[bytes, str], Any]   # Pipeline.translate: (raw, source) -> Outcome
+Translate = Callable[[bytes, str], Any]  # Pipeline.translate: (raw, source) -> Outcome
 
 
 def run_case(case: Case, translate: Translate, *, update: bool = False) -> CaseResult:
@@ -134,11 +139,11 @@ def run_case(case: Case, translate: Translate, *, update: bool = False) -> CaseR
         return CaseResult(case.label, False, [exc.message])
     issues = [i.as_dict() for i in outcome.issues]
     if case.entry.get("quarantined"):
-        return CaseResult(case.label, *_check_refused(case.entry["quarantined"],
-                                                      outcome.failed, outcome.issues))
+        return CaseResult(
+            case.label, *_check_refused(case.entry["quarantined"], outcome.failed, outcome.issues)
+        )
     if case.is_outcome_case:
-        return CaseResult(case.label, *_check_outcome(case.entry, outcome.failed,
-                                                      outcome.issues))
+        return CaseResult(case.label, *_check_outcome(case.entry, outcome.failed, outcome.issues))
     actual = {"resources": outcome.resources, "issues": issues}
     golden = case.golden
     if update:
@@ -150,14 +155,20 @@ def run_case(case: Case, translate: Translate, *, update: bool = False) -> CaseR
         note = [f"the output has {errors} errors: is that what is right?"] if errors else []
         return CaseResult(case.label, True, note, written=golden)
     if not golden.exists():
-        return CaseResult(case.label, False, [
-            f"no golden file {golden.name}: write it with --update, then read it before "
-            "committing (it is a claim about what is right)"])
+        return CaseResult(
+            case.label,
+            False,
+            [
+                f"no golden file {golden.name}: write it with --update, then read it before "
+                "committing (it is a claim about what is right)"
+            ],
+        )
     try:
         expected = _read(golden)
     except (OSError, ValueError) as exc:
-        return CaseResult(case.label, False,
-                          [f"{golden.name} is not readable JSON ({type(exc).__name__})"])
+        return CaseResult(
+            case.label, False, [f"{golden.name} is not readable JSON ({type(exc).__name__})"]
+        )
     lines = diff_json(expected, actual)
     return CaseResult(case.label, not lines, lines)
 
@@ -166,8 +177,9 @@ def _read(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _check_outcome(entry: dict[str, Any], failed: bool,
-                   issues: list[Issue]) -> tuple[bool, list[str]]:
+def _check_outcome(
+    entry: dict[str, Any], failed: bool, issues: list[Issue]
+) -> tuple[bool, list[str]]:
     """A bad-input case: quarantined (or accepted with a warning) with the issue it names.
     What is printed names locations and codes only: diagnostics may quote patient data."""
     want_failed = entry["outcome"] == QUARANTINED
@@ -179,8 +191,10 @@ def _check_outcome(entry: dict[str, Any], failed: bool,
     if any(_matches(i, entry) for i in candidates):
         return True, []
     found = ", ".join(f"{i.severity}:{i.code}@{i.location or '-'}" for i in candidates) or "none"
-    return False, [f"no {'/'.join(severities)} at {entry.get('location') or 'the message'} "
-                   f"saying {_texts(entry)}; found: {found}"]
+    return False, [
+        f"no {'/'.join(severities)} at {entry.get('location') or 'the message'} "
+        f"saying {_texts(entry)}; found: {found}"
+    ]
 
 
 def _check_refused(texts: Any, failed: bool, issues: list[Issue]) -> tuple[bool, list[str]]:
@@ -192,8 +206,14 @@ def _check_refused(texts: Any, failed: bool, issues: list[Issue]) -> tuple[bool,
     missing = [str(t) for t in wanted if not any(str(t) in e for e in errors)]
     if not missing:
         return True, []
-    found = ", ".join(f"{i.severity}:{i.code}@{i.location or '-'}" for i in issues
-                      if i.severity in ("error", "fatal")) or "none"
+    found = (
+        ", ".join(
+            f"{i.severity}:{i.code}@{i.location or '-'}"
+            for i in issues
+            if i.severity in ("error", "fatal")
+        )
+        or "none"
+    )
     return False, [f"no error saying {t!r}; found: {found}" for t in missing]
 
 
@@ -213,5 +233,12 @@ def _matches(issue: Issue, entry: dict[str, Any]) -> bool:
     return located and said
 
 
-__all__ = ["Case", "CaseResult", "diff_json", "find_cases", "golden_path", "run_case",
-           "write_golden"]
+__all__ = [
+    "Case",
+    "CaseResult",
+    "diff_json",
+    "find_cases",
+    "golden_path",
+    "run_case",
+    "write_golden",
+]

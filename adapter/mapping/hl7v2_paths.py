@@ -88,8 +88,14 @@ class Node:
 
     __slots__ = ("comp", "field", "rep", "segment", "sub")
 
-    def __init__(self, segment: Segment, field_no: int, rep: int = 1,
-                 comp: int | None = None, sub: int | None = None) -> None:
+    def __init__(
+        self,
+        segment: Segment,
+        field_no: int,
+        rep: int = 1,
+        comp: int | None = None,
+        sub: int | None = None,
+    ) -> None:
         self.segment = segment
         self.field = field_no
         self.rep = rep
@@ -105,16 +111,18 @@ class Node:
         segment = self.segment
         if self.comp is None:
             count = len(segment.components(self.field, self.rep))
-            return not any(any(segment.subcomponents(self.field, self.rep, c))
-                           for c in range(1, count + 1))
+            return not any(
+                any(segment.subcomponents(self.field, self.rep, c)) for c in range(1, count + 1)
+            )
         if self.sub is None:
             return not any(segment.subcomponents(self.field, self.rep, self.comp))
         return not self.text
 
     @property
     def location(self) -> str:
-        return self.segment.location(self.field, self.rep if self.rep != 1 or self.comp else None,
-                                     self.comp, self.sub)
+        return self.segment.location(
+            self.field, self.rep if self.rep != 1 or self.comp else None, self.comp, self.sub
+        )
 
     def child(self, index: int) -> Node:
         if self.comp is None:
@@ -166,8 +174,11 @@ def compile_structure(items: list[Any], name: str = "MESSAGE") -> GroupSpec:
             if not match:
                 raise ValueError(f"{item!r} is not a segment (e.g. OBX, NTE*, PID!)")
             flag = match.group(2)
-            children.append(SegmentSpec(match.group(1), repeat=flag in "*+" and flag != "",
-                                        required=flag in ("!", "+")))
+            children.append(
+                SegmentSpec(
+                    match.group(1), repeat=flag in "*+" and flag != "", required=flag in ("!", "+")
+                )
+            )
         else:
             children.append(compile_structure(item["items"], item["group"]))
             children[-1].repeat = bool(item.get("repeat", False))  # type: ignore[union-attr]
@@ -227,7 +238,8 @@ def _place(group: Group, segment: Segment) -> Group | None:
             if child.name != segment.name:
                 continue
             already = index == group.position and any(
-                s.name == segment.name for s in group.segments)
+                s.name == segment.name for s in group.segments
+            )
             if already and not child.repeat:
                 continue
             group.segments.append(segment)
@@ -256,8 +268,11 @@ def build_groups(message: Message, structure: GroupSpec) -> tuple[Group, list[Se
             if placed is not None:
                 break
             # a repeating group that this segment can begin again: a new repetition
-            if group.spec.repeat and group.parent is not None and \
-                    segment.name in group.spec.first_names():
+            if (
+                group.spec.repeat
+                and group.parent is not None
+                and segment.name in group.spec.first_names()
+            ):
                 sibling = Group(group.spec, group.parent)
                 group.parent.groups.append(sibling)
                 placed = _place(sibling, segment)

@@ -28,7 +28,8 @@ from adapter.mapping.decoding import decode_text
 Location = tuple[str | int, ...]
 _KEY = re.compile(r"\.([^.\[\]'\"(),\s]+)")
 _BRACKET = re.compile(
-    r"\[\s*(?:(?P<index>-?\d+)|(?P<all>\*)|'(?P<sq>[^']*)'|\"(?P<dq>[^\"]*)\")\s*\]")
+    r"\[\s*(?:(?P<index>-?\d+)|(?P<all>\*)|'(?P<sq>[^']*)'|\"(?P<dq>[^\"]*)\")\s*\]"
+)
 _ALL = object()  # the [*] step
 
 
@@ -51,8 +52,10 @@ def compile_path(text: str) -> JsonPath:
         if text == ".":
             return JsonPath(text, False, ())
     else:
-        raise ValueError(f"{text!r} is not a JSON path: it starts with $ (the document) or "
-                         ". (the current item), e.g. $.patient.name or .code")
+        raise ValueError(
+            f"{text!r} is not a JSON path: it starts with $ (the document) or "
+            ". (the current item), e.g. $.patient.name or .code"
+        )
     steps: list[Any] = []
     while pos < len(text):
         key = _KEY.match(text, pos)
@@ -67,12 +70,15 @@ def compile_path(text: str) -> JsonPath:
             elif bracket.group("all"):
                 steps.append(_ALL)
             else:
-                steps.append(bracket.group("sq") if bracket.group("sq") is not None
-                             else bracket.group("dq"))
+                steps.append(
+                    bracket.group("sq") if bracket.group("sq") is not None else bracket.group("dq")
+                )
             pos = bracket.end()
             continue
-        raise ValueError(f"{text!r} is not a JSON path: cannot read {text[pos:]!r} (keys are "
-                         ".name or ['name'], elements [0] or [*])")
+        raise ValueError(
+            f"{text!r} is not a JSON path: cannot read {text[pos:]!r} (keys are "
+            ".name or ['name'], elements [0] or [*])"
+        )
     return JsonPath(text, absolute, tuple(steps))
 
 
@@ -107,7 +113,8 @@ def parse_json(raw: bytes, *, max_bytes: int | None = None) -> JsonDocumentData:
     written; duplicate keys are reported."""
     if max_bytes is not None and len(raw) > max_bytes:
         raise InputTooLargeError(
-            f"the document is {len(raw)} bytes; the limit is {max_bytes}", location="body")
+            f"the document is {len(raw)} bytes; the limit is {max_bytes}", location="body"
+        )
     issues: list[Issue] = []
     text, encoding = decode_text(raw, issues, what="JSON")
     if not text.strip():
@@ -123,19 +130,27 @@ def parse_json(raw: bytes, *, max_bytes: int | None = None) -> JsonDocumentData:
         return out
 
     try:
-        data = json.loads(text, parse_float=Decimal, parse_constant=_reject_constant,
-                          object_pairs_hook=pairs)
+        data = json.loads(
+            text, parse_float=Decimal, parse_constant=_reject_constant, object_pairs_hook=pairs
+        )
     except json.JSONDecodeError as exc:
-        raise ParseError(f"the document is not valid JSON: {exc.msg}",
-                         location=f"line {exc.lineno}, column {exc.colno}") from None
+        raise ParseError(
+            f"the document is not valid JSON: {exc.msg}",
+            location=f"line {exc.lineno}, column {exc.colno}",
+        ) from None
     except RecursionError:
         raise ParseError("the JSON document is nested too deeply", location="document") from None
     except ValueError as exc:  # NaN / Infinity, integers longer than Python reads
         raise ParseError(f"the document is not valid JSON: {exc}", location="document") from None
     for key in dict.fromkeys(duplicates):
-        issues.append(Issue("warning", "value",
-                            f"key {key!r} appears twice in one object; the last value is used",
-                            location="document"))
+        issues.append(
+            Issue(
+                "warning",
+                "value",
+                f"key {key!r} appears twice in one object; the last value is used",
+                location="document",
+            )
+        )
     return JsonDocumentData(data, encoding, issues)
 
 
@@ -186,8 +201,9 @@ class JsonNode:
 
 
 def evaluate(path: JsonPath, root: Any, scope: JsonScope) -> list[tuple[Any, Location]]:
-    current: list[tuple[Any, Location]] = [(root, ()) if path.absolute
-                                           else (scope.value, scope.location)]
+    current: list[tuple[Any, Location]] = [
+        (root, ()) if path.absolute else (scope.value, scope.location)
+    ]
     for step in path.steps:
         following: list[tuple[Any, Location]] = []
         for value, loc in current:
@@ -228,8 +244,11 @@ class JsonSource:
         scope its relative paths start from."""
         out: list[tuple[Any, Any]] = []
         for value, loc in evaluate(path, self.root, scope):
-            items = [(v, (*loc, i)) for i, v in enumerate(value)] if isinstance(value, list) \
+            items = (
+                [(v, (*loc, i)) for i, v in enumerate(value)]
+                if isinstance(value, list)
                 else [(value, loc)]
+            )
             for item, item_loc in items:
                 if item is None:
                     continue
@@ -325,8 +344,16 @@ def unread(root: Any, tracker: JsonReadTracker, ignore: list[JsonPath]) -> list[
             return  # an object or array read as a value does not count for what is inside
         if loc not in touched:
             if _carries(_without_ignored(value, loc, ignored)):
-                out.append((format_location(loc), "value" if not isinstance(value, dict | list)
-                            else "object" if isinstance(value, dict) else "array"))
+                out.append(
+                    (
+                        format_location(loc),
+                        "value"
+                        if not isinstance(value, dict | list)
+                        else "object"
+                        if isinstance(value, dict)
+                        else "array",
+                    )
+                )
             return
         if isinstance(value, dict):
             for key, item in value.items():
@@ -343,9 +370,15 @@ def _without_ignored(value: Any, loc: Location, ignored: set[Location]) -> Any:
     if not ignored:
         return value
     if isinstance(value, dict):
-        return {k: _without_ignored(v, (*loc, k), ignored) for k, v in value.items()
-                if (*loc, k) not in ignored}
+        return {
+            k: _without_ignored(v, (*loc, k), ignored)
+            for k, v in value.items()
+            if (*loc, k) not in ignored
+        }
     if isinstance(value, list):
-        return [_without_ignored(v, (*loc, i), ignored) for i, v in enumerate(value)
-                if (*loc, i) not in ignored]
+        return [
+            _without_ignored(v, (*loc, i), ignored)
+            for i, v in enumerate(value)
+            if (*loc, i) not in ignored
+        ]
     return value

@@ -67,8 +67,9 @@ def _arity(func: Any) -> tuple[int, int | None]:
     """(fewest, most) arguments a transform takes after the evaluation; most None: any."""
     params = list(inspect.signature(func).parameters.values())[1:]
     if any(p.kind is p.VAR_POSITIONAL for p in params):
-        return sum(1 for p in params if p.kind is not p.VAR_POSITIONAL
-                   and p.default is p.empty), None
+        return sum(
+            1 for p in params if p.kind is not p.VAR_POSITIONAL and p.default is p.empty
+        ), None
     return sum(1 for p in params if p.default is p.empty), len(params)
 
 
@@ -115,8 +116,11 @@ class MappingSet:
         mappings = self.formats.get(fmt)
         if mappings is None:
             return []
-        return [m for _, m in sorted(mappings.messages.items())
-                if m.match is not None and m.match.matches(document)]
+        return [
+            m
+            for _, m in sorted(mappings.messages.items())
+            if m.match is not None and m.match.matches(document)
+        ]
 
     def message_for(self, fmt: str, message_type: str) -> MessageMapping | None:
         mappings = self.formats.get(fmt)
@@ -156,8 +160,9 @@ def _read(path: Path) -> tuple[dict[str, Any], LineIndex]:
     except YamlSyntaxError as exc:
         raise MappingDefinitionError(exc.message, file=exc.file, line=exc.line) from None
     if not isinstance(data, dict):
-        raise MappingDefinitionError("a mapping file must be a YAML mapping", file=str(path),
-                                     line=1)
+        raise MappingDefinitionError(
+            "a mapping file must be a YAML mapping", file=str(path), line=1
+        )
     return data, index
 
 
@@ -182,8 +187,9 @@ def _collect(root: Path, folders: list[str]) -> dict[str, _File]:
         if not base_dir.is_dir():
             if position == 0:
                 continue
-            raise MappingDefinitionError(f"mapping folder {folder!r} does not exist under {root}",
-                                         file=str(base_dir))
+            raise MappingDefinitionError(
+                f"mapping folder {folder!r} does not exist under {root}", file=str(base_dir)
+            )
         for path in sorted(base_dir.rglob("*.yaml")):
             rel = path.relative_to(base_dir).as_posix()
             data, index = _read(path)
@@ -191,8 +197,10 @@ def _collect(root: Path, folders: list[str]) -> dict[str, _File]:
                 base = files.get(rel)
                 if base is None:
                     raise MappingDefinitionError(
-                        f"extends {SHARED} but no earlier folder has {rel}", file=str(path),
-                        line=index.lines.get(("extends",)))
+                        f"extends {SHARED} but no earlier folder has {rel}",
+                        file=str(path),
+                        line=index.lines.get(("extends",)),
+                    )
                 merged = _merge(base.data, data)
                 merged.pop("extends", None)
                 files[rel] = _File(rel, merged, [index, *base.indexes])
@@ -220,12 +228,16 @@ def _check_schema(file: _File) -> str:
 
 
 class _Compiler:
-    def __init__(self, file: _File, fmt: str | None,
-                 namespaces: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, file: _File, fmt: str | None, namespaces: dict[str, str] | None = None
+    ) -> None:
         self.file = file
         self.fmt = fmt
-        self.compile_path = source_formats.path_compiler(fmt, namespaces or {}) \
-            if fmt in source_formats.FORMATS else _no_paths
+        self.compile_path = (
+            source_formats.path_compiler(fmt, namespaces or {})
+            if fmt in source_formats.FORMATS
+            else _no_paths
+        )
         self.variables: list[tuple[str, tuple[Any, ...]]] = []  # (@name used, where)
         self.bound: set[str] = set()  # names this file binds (let, as, bind, collect, params)
         self.tables: list[tuple[str, tuple[Any, ...]]] = []
@@ -248,10 +260,16 @@ class _Compiler:
         if isinstance(node, Call):
             least, most = _ARITY[node.name]
             if not least <= len(node.args) <= (most if most is not None else len(node.args)):
-                wanted = (f"{least}" if least == most else
-                          f"at least {least}" if most is None else f"{least} to {most}")
-                raise self.file.fail(f"{node.name}() takes {wanted} argument(s), "
-                                     f"{len(node.args)} given", key_path)
+                wanted = (
+                    f"{least}"
+                    if least == most
+                    else f"at least {least}"
+                    if most is None
+                    else f"{least} to {most}"
+                )
+                raise self.file.fail(
+                    f"{node.name}() takes {wanted} argument(s), {len(node.args)} given", key_path
+                )
             if node.name in _TABLE_FUNCTIONS and node.args and isinstance(node.args[0], Literal):
                 self.tables.append((str(node.args[0].value), key_path))
             if node.name == "apply" and node.args and isinstance(node.args[0], Literal):
@@ -271,10 +289,15 @@ class _Compiler:
             if "first_of" in node:
                 extra = set(node) - {"first_of"}
                 if extra or not isinstance(node["first_of"], list):
-                    raise self.file.fail("first_of takes a list of alternatives and nothing else",
-                                         key_path)
-                return FirstOf([self.template(option, (*key_path, "first_of", i))
-                                for i, option in enumerate(node["first_of"])])
+                    raise self.file.fail(
+                        "first_of takes a list of alternatives and nothing else", key_path
+                    )
+                return FirstOf(
+                    [
+                        self.template(option, (*key_path, "first_of", i))
+                        for i, option in enumerate(node["first_of"])
+                    ]
+                )
             if "if" in node:
                 cond = self.condition(node["if"], (*key_path, "if"))
                 rest = {k: v for k, v in node.items() if k != "if"}
@@ -291,7 +314,9 @@ class _Compiler:
         if extra or "emit" not in node:
             raise self.file.fail(
                 "each takes 'each', 'as', 'if' and 'emit' (the template of one item); "
-                f"unexpected: {', '.join(sorted(extra)) or 'no emit'}", key_path)
+                f"unexpected: {', '.join(sorted(extra)) or 'no emit'}",
+                key_path,
+            )
         target = node["each"]
         compiled_target: Any
         if isinstance(target, str) and target.startswith("="):
@@ -310,8 +335,11 @@ class _Compiler:
         """``each: PATIENT_RESULT`` names an HL7 v2 group or segment; other formats iterate
         paths, written as expressions."""
         if self.fmt not in (None, "hl7v2"):
-            raise self.file.fail(f"each: {target!r}: {self.fmt} has no groups; iterate a path, "
-                                 f"written as an expression (each: ={target})", key_path)
+            raise self.file.fail(
+                f"each: {target!r}: {self.fmt} has no groups; iterate a path, "
+                f"written as an expression (each: ={target})",
+                key_path,
+            )
         return target
 
     def lets(self, data: dict[str, Any] | None, key_path: tuple[Any, ...]) -> list[tuple[str, Any]]:
@@ -325,14 +353,18 @@ class _Compiler:
             cond = self.condition(step["if"], (*here, "if")) if "if" in step else None
             if "each" in step:
                 target = step["each"]
-                compiled = self.expr(target, (*here, "each")) if target.startswith("=") \
+                compiled = (
+                    self.expr(target, (*here, "each"))
+                    if target.startswith("=")
                     else self.group_name(target, (*here, "each"))
+                )
                 out.append(EachStep(compiled, self.steps(step["do"], (*here, "do")), cond))
             elif "resource" in step:
                 self.resources.append((step["resource"], (*here, "resource")))
                 self.bound.update(n for n in (step.get("bind"), step.get("collect")) if n)
-                out.append(ResourceStep(step["resource"], step.get("bind"), step.get("collect"),
-                                        cond))
+                out.append(
+                    ResourceStep(step["resource"], step.get("bind"), step.get("collect"), cond)
+                )
             elif "bundle" in step:
                 self.resources.append((step["bundle"], (*here, "bundle")))
                 self.bundles.append((step["bundle"], (*here, "bundle")))
@@ -363,7 +395,8 @@ def _namespaces(files: dict[str, _File]) -> dict[str, str]:
         value = file.data.get("namespaces")
         if rel.startswith("xml/") and file.data.get("kind") == "message" and value is not None:
             if not isinstance(value, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
                 raise file.fail("namespaces maps prefixes to namespace URIs", ("namespaces",))
             declared.append((file.indexes[0].file, value))
             try:
@@ -377,8 +410,12 @@ def _no_paths(text: str) -> Any:
     raise ValueError(f"{text!r}: paths are only allowed in format-specific files")
 
 
-def _check_each_targets(file: _File, steps: list[dict[str, Any]], scope: hl7v2_paths.GroupSpec,
-                        key_path: tuple[Any, ...]) -> None:
+def _check_each_targets(
+    file: _File,
+    steps: list[dict[str, Any]],
+    scope: hl7v2_paths.GroupSpec,
+    key_path: tuple[Any, ...],
+) -> None:
     """``each: OBSERVATIONS`` (a typo) would silently make nothing: a step's group or segment
     must be a part of the group the step runs in."""
     for i, step in enumerate(steps):
@@ -390,10 +427,16 @@ def _check_each_targets(file: _File, steps: list[dict[str, Any]], scope: hl7v2_p
             child = next((c for c in scope.children if c.name == target), None)
             if child is None:
                 parts = ", ".join(c.name for c in scope.children) or "nothing"
-                raise file.fail(f"each: {target!r} is not a group or segment of {scope.name} "
-                                f"(its parts: {parts})", (*key_path, i, "each"))
-            inner = child if isinstance(child, hl7v2_paths.GroupSpec) else \
-                hl7v2_paths.GroupSpec(child.name, [])
+                raise file.fail(
+                    f"each: {target!r} is not a group or segment of {scope.name} "
+                    f"(its parts: {parts})",
+                    (*key_path, i, "each"),
+                )
+            inner = (
+                child
+                if isinstance(child, hl7v2_paths.GroupSpec)
+                else hl7v2_paths.GroupSpec(child.name, [])
+            )
         _check_each_targets(file, step.get("do") or [], inner, (*key_path, i, "do"))
 
 
@@ -405,8 +448,11 @@ def _check_codes(file: _File) -> None:
     a code would never match what a message says."""
     for code in file.data.get("map") or {}:
         if not isinstance(code, str):
-            raise file.fail(f"code {code!r} is read by YAML as {type(code).__name__}, not as "
-                            "text: write codes in quotes (\"0010\": ...)", ("map", code))
+            raise file.fail(
+                f"code {code!r} is read by YAML as {type(code).__name__}, not as "
+                'text: write codes in quotes ("0010": ...)',
+                ("map", code),
+            )
 
 
 _Stamp = tuple[tuple[str, int, int], ...]
@@ -426,8 +472,7 @@ def _stamp(root: Path, folders: list[str]) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-def cached_mapping_set(root: Path, folder: str, *,
-                       overlays: tuple[str, ...] = ()) -> MappingSet:
+def cached_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ()) -> MappingSet:
     """``load_mapping_set`` once per process and per content of the files (several apps or
     pipelines in one process share the compiled set; a changed file is loaded again)."""
     key = (str(root.resolve()), folder, overlays)
@@ -466,11 +511,15 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             continue
         fmt = parts[0]
         if fmt not in source_formats.FORMATS:
-            raise file.fail(f"unknown format folder {fmt!r}; known: "
-                            f"{', '.join(source_formats.FORMATS)}")
+            raise file.fail(
+                f"unknown format folder {fmt!r}; known: {', '.join(source_formats.FORMATS)}"
+            )
         if len(parts) != 3 or parts[1] != _KIND_FOLDERS[kind]:
-            raise file.fail(f"a {kind} file lives in {fmt}/{_KIND_FOLDERS[kind]}/, not in "
-                            f"{'/'.join(parts[:-1])}/", ("kind",))
+            raise file.fail(
+                f"a {kind} file lives in {fmt}/{_KIND_FOLDERS[kind]}/, not in "
+                f"{'/'.join(parts[:-1])}/",
+                ("kind",),
+            )
         compiler = _Compiler(file, fmt, namespaces)
         bucket = formats.setdefault(fmt, FormatMappings())
         data = file.data
@@ -479,26 +528,38 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 merge_policies.setdefault(data["resourceType"], data["on_conflict"])
             skip = None
             if "skip" in data:
-                skip = (compiler.condition(data["skip"]["if"], ("skip", "if")),
-                        data["skip"]["reason"])
+                skip = (
+                    compiler.condition(data["skip"]["if"], ("skip", "if")),
+                    data["skip"]["reason"],
+                )
             body = compiler.template(data["body"], ("body",))
             if not isinstance(body, DictNode):
-                raise file.fail("body holds the resource's elements; a condition on the whole "
-                                "resource is written as skip: {if: ..., reason: ...}", ("body",))
+                raise file.fail(
+                    "body holds the resource's elements; a condition on the whole "
+                    "resource is written as skip: {if: ..., reason: ...}",
+                    ("body",),
+                )
             bucket.templates[name] = ResourceTemplate(
                 name=name,
                 file=file.indexes[0].file,
                 resource_type=data["resourceType"],
                 lets=compiler.lets(data.get("let"), ("let",)),
-                id_from=[[compiler.template(p, ("id_from", i, j)) for j, p in enumerate(alt)]
-                         for i, alt in enumerate(data["id_from"])],
+                id_from=[
+                    [compiler.template(p, ("id_from", i, j)) for j, p in enumerate(alt)]
+                    for i, alt in enumerate(data["id_from"])
+                ],
                 required=list(data.get("required", [])),
                 skip=skip,
                 body=body,
-                checks=[(compiler.condition(c["if"], ("checks", i, "if")), c["severity"],
-                         c["message"],
-                         compiler.condition(c["at"], ("checks", i, "at")) if "at" in c else None)
-                        for i, c in enumerate(data.get("checks", []))],
+                checks=[
+                    (
+                        compiler.condition(c["if"], ("checks", i, "if")),
+                        c["severity"],
+                        c["message"],
+                        compiler.condition(c["at"], ("checks", i, "at")) if "at" in c else None,
+                    )
+                    for i, c in enumerate(data.get("checks", []))
+                ],
                 on_conflict=data.get("on_conflict"),
             )
         elif kind == "datatype":
@@ -512,8 +573,9 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             )
         elif kind == "message":
             if data["format"] != fmt:
-                raise file.fail(f"format {data['format']!r} does not match folder {fmt!r}",
-                                ("format",))
+                raise file.fail(
+                    f"format {data['format']!r} does not match folder {fmt!r}", ("format",)
+                )
             for key, only in (("structure", "hl7v2"), ("namespaces", "xml")):
                 if key in data and fmt != only:
                     raise file.fail(f"{key} is for {only} message mappings only", (key,))
@@ -538,8 +600,9 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                 format=fmt,
                 message_types=list(data["match"].get("message_type", [])),
                 structure=structure,
-                ignore={str(p) for p in ignore_paths} if fmt == "csv" else
-                set(data.get("ignore", [])),
+                ignore={str(p) for p in ignore_paths}
+                if fmt == "csv"
+                else set(data.get("ignore", [])),
                 steps=compiler.steps(data["produce"], ("produce",)),
                 match=match,
                 ignore_paths=ignore_paths,
@@ -553,31 +616,48 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     for file, compiler, fmt in references:
         for variable, key_path in compiler.variables:
             if variable not in bound:
-                hint = f"; an attribute of the current element is written ./@{variable}" \
-                    if fmt == "xml" else ""
-                raise file.fail(f"@{variable} is not a variable: no let, each (as), bind, "
-                                f"collect or datatype param names it{hint}", key_path)
+                hint = (
+                    f"; an attribute of the current element is written ./@{variable}"
+                    if fmt == "xml"
+                    else ""
+                )
+                raise file.fail(
+                    f"@{variable} is not a variable: no let, each (as), bind, "
+                    f"collect or datatype param names it{hint}",
+                    key_path,
+                )
         for table, key_path in compiler.tables:
             if table not in concept_maps:
-                raise file.fail(f"no concept map named {table!r} (concept-maps/{table}.yaml)",
-                                key_path)
+                raise file.fail(
+                    f"no concept map named {table!r} (concept-maps/{table}.yaml)", key_path
+                )
         for datatype, given, key_path in compiler.datatypes:
             found = formats[fmt].datatypes.get(datatype)
             if found is None:
-                raise file.fail(f"no datatype template named {datatype!r} "
-                                f"({fmt}/datatypes/{datatype}.yaml)", key_path)
+                raise file.fail(
+                    f"no datatype template named {datatype!r} ({fmt}/datatypes/{datatype}.yaml)",
+                    key_path,
+                )
             if given != len(found.params):
-                raise file.fail(f"datatype {datatype!r} takes {len(found.params)} argument(s) "
-                                f"({', '.join(found.params)}), {given} given", key_path)
+                raise file.fail(
+                    f"datatype {datatype!r} takes {len(found.params)} argument(s) "
+                    f"({', '.join(found.params)}), {given} given",
+                    key_path,
+                )
         for template, key_path in compiler.resources:
             if template not in formats[fmt].templates:
-                raise file.fail(f"no resource template named {template!r} "
-                                f"({fmt}/resources/{template}.yaml)", key_path)
+                raise file.fail(
+                    f"no resource template named {template!r} ({fmt}/resources/{template}.yaml)",
+                    key_path,
+                )
         for template, key_path in compiler.bundles:
             found_type = formats[fmt].templates[template].resource_type
             if found_type != "Bundle":
-                raise file.fail(f"a bundle step needs a Bundle template; {template!r} makes "
-                                f"{found_type}", key_path)
+                raise file.fail(
+                    f"a bundle step needs a Bundle template; {template!r} makes {found_type}",
+                    key_path,
+                )
     name = "+".join([folder, *overlays])
-    return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions,
-                      merge_policies)
+    return MappingSet(
+        name, formats, concept_maps, digest.hexdigest()[:16], versions, merge_policies
+    )

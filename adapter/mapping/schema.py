@@ -179,8 +179,11 @@ _TARGET = {
         {
             "type": "object",
             "required": ["code"],
-            "properties": {"code": {"type": ["string", "number"]}, "display": {"type": "string"},
-                           "system": {"type": "string"}},
+            "properties": {
+                "code": {"type": ["string", "number"]},
+                "display": {"type": "string"},
+                "system": {"type": "string"},
+            },
             "additionalProperties": False,
         },
     ]

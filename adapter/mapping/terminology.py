@@ -64,8 +64,9 @@ def concept_map_from_data(name: str, file: str, data: dict) -> ConceptMap:
     entries: dict[str, Target] = {}
     for source, target in (data.get("map") or {}).items():
         if isinstance(target, dict):
-            entries[str(source)] = Target(str(target["code"]), target.get("display"),
-                                          target.get("system"))
+            entries[str(source)] = Target(
+                str(target["code"]), target.get("display"), target.get("system")
+            )
         else:
             entries[str(source)] = Target(str(target))
     unmapped = data.get("unmapped") or {}

@@ -32,6 +32,7 @@ def transform(name: str) -> Callable[[Transform], Transform]:
     def register(func: Transform) -> Transform:
         FUNCTIONS[name] = func
         return func
+
     return register
 
 
@@ -59,8 +60,11 @@ def text(value: Any) -> str:
 def is_position_without_text(value: Any) -> bool:
     """A source position that is not a value, such as a whole HL7 v2 segment (``=ZPI``):
     it can only be there or not."""
-    return value is not None and not isinstance(value, str | int | float | Decimal | dict | list) \
+    return (
+        value is not None
+        and not isinstance(value, str | int | float | Decimal | dict | list)
         and not isinstance(getattr(value, "text", None), str)
+    )
 
 
 def location(value: Any) -> str | None:
@@ -107,8 +111,12 @@ def one_of(ev: Evaluation, value: Any, *options: Any) -> bool:
 def exists(ev: Evaluation, *values: Any) -> bool:
     if any(is_position_without_text(v) for v in values):
         return True
-    return any(not is_empty(v) and text(v).strip() != "" if not isinstance(v, dict | list)
-               else not is_empty(v) for v in values)
+    return any(
+        not is_empty(v) and text(v).strip() != ""
+        if not isinstance(v, dict | list)
+        else not is_empty(v)
+        for v in values
+    )
 
 
 @transform("empty")
@@ -214,7 +222,7 @@ def strip_prefix(ev: Evaluation, value: Any, *prefixes: Any) -> str | None:
     for prefix in prefixes:
         wanted = text(prefix)
         if wanted and raw.startswith(wanted):
-            return raw[len(wanted):].strip() or None
+            return raw[len(wanted) :].strip() or None
     return raw or None
 
 
@@ -248,8 +256,9 @@ def _decimal(raw: str) -> Decimal | None:
 
 def _json_number(value: Decimal) -> int | float:
     """FHIR decimals keep their precision on the wire; orjson writes floats shortest-exact."""
-    return int(value) if value == value.to_integral_value() and "." not in str(value) \
-        else float(value)
+    return (
+        int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    )
 
 
 @transform("text_to_decimal")
@@ -294,7 +303,7 @@ def _fhir_comparator(match: re.Match[str]) -> str:
 def has_comparator(ev: Evaluation, value: Any) -> bool:
     raw = text(value)
     match = _COMPARATOR.match(raw)
-    return bool(match) and _decimal(raw[match.end():]) is not None
+    return bool(match) and _decimal(raw[match.end() :]) is not None
 
 
 _RANGE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:-|－|—|~|～|--|至)\s*([+-]?\d+(?:\.\d+)?)\s*$")
@@ -304,11 +313,15 @@ def _range_text(value: Any) -> str:
     """A reference range as written: "3.5~9.5" with an unescaped tilde reads in HL7 as two
     repetitions of a field that does not repeat; they are joined back."""
     segment = getattr(value, "segment", None)
-    if segment is None or getattr(value, "comp", None) is not None or \
-            segment.repetitions(value.field) < 2:
+    if (
+        segment is None
+        or getattr(value, "comp", None) is not None
+        or segment.repetitions(value.field) < 2
+    ):
         return text(value)
-    return "~".join(segment.get(value.field, rep)
-                    for rep in range(1, segment.repetitions(value.field) + 1))
+    return "~".join(
+        segment.get(value.field, rep) for rep in range(1, segment.repetitions(value.field) + 1)
+    )
 
 
 @transform("range_low")
@@ -320,7 +333,7 @@ def range_low(ev: Evaluation, value: Any) -> int | float | None:
         return _json_number(Decimal(match.group(1)))
     comp = _COMPARATOR.match(raw)
     if comp and _fhir_comparator(comp) in (">", ">="):
-        number = _decimal(raw[comp.end():])
+        number = _decimal(raw[comp.end() :])
         return _json_number(number) if number is not None else None
     return None
 
@@ -333,7 +346,7 @@ def range_high(ev: Evaluation, value: Any) -> int | float | None:
         return _json_number(Decimal(match.group(2)))
     comp = _COMPARATOR.match(raw)
     if comp and _fhir_comparator(comp) in ("<", "<="):
-        number = _decimal(raw[comp.end():])
+        number = _decimal(raw[comp.end() :])
         return _json_number(number) if number is not None else None
     return None
 
@@ -362,20 +375,28 @@ def _parse_dtm(ev: Evaluation, value: Any) -> tuple[dict[str, str | None], str] 
         return None
     match = (_ISO if re.match(r"^\d{4}-\d{2}", raw) else _DTM).match(raw)
     if not match:
-        ev.error(f"{raw!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])", location(value),
-                 code="value")
+        ev.error(
+            f"{raw!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])",
+            location(value),
+            code="value",
+        )
         return None
     parts = match.groupdict()
     zone = parts["z"]
     if zone and zone != "Z":
         zone = parts["z"] = zone.replace(":", "")
         if int(zone[1:3]) > 14 or int(zone[3:]) > 59:
-            ev.error(f"{raw!r} has an impossible time zone offset", location(value),
-                     code="value")
+            ev.error(f"{raw!r} has an impossible time zone offset", location(value), code="value")
             return None
     try:
-        datetime(int(parts["y"]), int(parts["mo"] or 1), int(parts["d"] or 1),
-                 int(parts["h"] or 0), int(parts["mi"] or 0), int(parts["s"] or 0))
+        datetime(
+            int(parts["y"]),
+            int(parts["mo"] or 1),
+            int(parts["d"] or 1),
+            int(parts["h"] or 0),
+            int(parts["mi"] or 0),
+            int(parts["s"] or 0),
+        )
         if parts["h"] and int(parts["h"]) > 23:
             raise ValueError
     except ValueError:
@@ -410,8 +431,14 @@ def dtm_to_datetime(ev: Evaluation, value: Any) -> str | None:
     date = f"{p['y']}-{p['mo']}-{p['d']}"
     if not p["h"]:
         return date
-    naive = datetime(int(p["y"]), int(p["mo"]), int(p["d"]), int(p["h"]),  # type: ignore[arg-type]
-                     int(p["mi"] or 0), int(p["s"] or 0))
+    naive = datetime(
+        int(p["y"]),
+        int(p["mo"]),
+        int(p["d"]),
+        int(p["h"]),  # type: ignore[arg-type]
+        int(p["mi"] or 0),
+        int(p["s"] or 0),
+    )
     fraction = f".{p['f']}" if p["f"] else ""
     clock = f"{p['h']}:{p['mi'] or '00'}:{p['s'] or '00'}{fraction}"
     return f"{date}T{clock}{_zone(ev, p, naive)}"
@@ -433,8 +460,11 @@ def dtm_to_instant(ev: Evaluation, value: Any) -> str | None:
     if result is None:
         return None
     if "T" not in result:
-        ev.warning(f"{text(value).strip()!r} has no time of day; an instant needs one",
-                   location(value), code="value")
+        ev.warning(
+            f"{text(value).strip()!r} has no time of day; an instant needs one",
+            location(value),
+            code="value",
+        )
         return None
     return result
 
@@ -479,12 +509,18 @@ def national_id(ev: Evaluation, value: Any) -> str | None:
         return None
     parsed = parse_national_id(raw)
     for problem in parsed.problems:
-        message = (f"national ID checksum is wrong ({problem})" if "checksum" in problem
-                   else f"national ID: {problem}")
+        message = (
+            f"national ID checksum is wrong ({problem})"
+            if "checksum" in problem
+            else f"national ID: {problem}"
+        )
         ev.warning(message, location(value), code="value")
     if parsed.length == 15 and not parsed.problems:
-        ev.warning("old 15-digit national ID: kept as written and also given in its 18-digit "
-                   "form", location(value), code="informational")
+        ev.warning(
+            "old 15-digit national ID: kept as written and also given in its 18-digit form",
+            location(value),
+            code="informational",
+        )
     return parsed.value
 
 

@@ -69,16 +69,24 @@ class TranslationContext:
     timezone: tzinfo
 
 
-def translate_hl7v2(mappings: MappingSet, message: Message,
-                    context: TranslationContext) -> Translation:
+def translate_hl7v2(
+    mappings: MappingSet, message: Message, context: TranslationContext
+) -> Translation:
     message_type = message.message_type()
     mapping = mappings.message_for("hl7v2", message_type)
     if mapping is None:
-        supported = sorted(t for m in mappings.formats.get("hl7v2", _EMPTY).messages.values()
-                           for t in m.message_types)
-        issue = Issue("error", "not-supported",
-                      f"message type {message_type or '(empty)'} has no mapping for this source "
-                      f"(supported: {', '.join(supported) or 'none'})", location="MSH-9")
+        supported = sorted(
+            t
+            for m in mappings.formats.get("hl7v2", _EMPTY).messages.values()
+            for t in m.message_types
+        )
+        issue = Issue(
+            "error",
+            "not-supported",
+            f"message type {message_type or '(empty)'} has no mapping for this source "
+            f"(supported: {', '.join(supported) or 'none'})",
+            location="MSH-9",
+        )
         return Translation([], [issue])
     root, unplaced = v2.build_groups(message, mapping.structure)
     tracker = v2.ReadTracker()
@@ -93,27 +101,41 @@ def translate_hl7v2(mappings: MappingSet, message: Message,
     )
     for group, name in v2.missing_required(root):
         where = Hl7v2Source(tracker).describe(group) or group.name
-        kind = "group" if any(isinstance(c, v2.GroupSpec) and c.name == name
-                              for c in group.spec.children) else "segment"
-        state.issues.append(Issue("error", "required",
-                                  f"group {group.name} has no {name} {kind}", location=where))
+        kind = (
+            "group"
+            if any(isinstance(c, v2.GroupSpec) and c.name == name for c in group.spec.children)
+            else "segment"
+        )
+        state.issues.append(
+            Issue("error", "required", f"group {group.name} has no {name} {kind}", location=where)
+        )
     if not state.issues:
         run_steps(Evaluation(state, root, dict(context.variables)), mapping.steps)
     unread = _unread(message, tracker, mapping, unplaced)
     for where, what in unread:
-        state.issues.append(Issue("warning" if what == "segment" else "information",
-                                  "informational", f"{what} not read by any mapping rule",
-                                  location=where))
-    return Translation(list(state.resources.values()), state.issues,
-                       mapping=f"{mapping.file}@v{mapping.version}",
-                       unread=[where for where, _ in unread], policies=dict(state.policies))
+        state.issues.append(
+            Issue(
+                "warning" if what == "segment" else "information",
+                "informational",
+                f"{what} not read by any mapping rule",
+                location=where,
+            )
+        )
+    return Translation(
+        list(state.resources.values()),
+        state.issues,
+        mapping=f"{mapping.file}@v{mapping.version}",
+        unread=[where for where, _ in unread],
+        policies=dict(state.policies),
+    )
 
 
 _EMPTY = type("_Empty", (), {"messages": {}})()
 
 
-def _unread(message: Message, tracker: v2.ReadTracker, mapping: MessageMapping,
-            unplaced: list[Segment]) -> list[tuple[str, str]]:
+def _unread(
+    message: Message, tracker: v2.ReadTracker, mapping: MessageMapping, unplaced: list[Segment]
+) -> list[tuple[str, str]]:
     """Content present in the message that no rule looked at, unless the mapping ignores it."""
     ignore = mapping.ignore
     out: list[tuple[str, str]] = []
@@ -121,15 +143,19 @@ def _unread(message: Message, tracker: v2.ReadTracker, mapping: MessageMapping,
     for segment in message.segments:
         if segment.name in ignore:
             continue
-        fields = [f for f in segment.populated_fields()
-                  if not (segment.name == "MSH" and f in (1, 2))
-                  and f"{segment.name}-{f}" not in ignore]
-        if segment.index in unplaced_ids or (
-                segment.index not in tracker.segments and fields):
+        fields = [
+            f
+            for f in segment.populated_fields()
+            if not (segment.name == "MSH" and f in (1, 2)) and f"{segment.name}-{f}" not in ignore
+        ]
+        if segment.index in unplaced_ids or (segment.index not in tracker.segments and fields):
             out.append((f"{segment.name}[{segment.occurrence}]", "segment"))
             continue
-        out.extend((segment.location(f), "field") for f in fields
-                   if (segment.index, f) not in tracker.fields)
+        out.extend(
+            (segment.location(f), "field")
+            for f in fields
+            if (segment.index, f) not in tracker.fields
+        )
     return out
 
 
@@ -138,47 +164,76 @@ def _unread(message: Message, tracker: v2.ReadTracker, mapping: MessageMapping,
 ResourceCheck = Callable[[list[dict[str, Any]]], list[Issue]]
 
 
-def _select(mappings: MappingSet, fmt: str, document: Any, what: str,
-            where: str) -> MessageMapping | Issue:
+def _select(
+    mappings: MappingSet, fmt: str, document: Any, what: str, where: str
+) -> MessageMapping | Issue:
     """The one message mapping whose ``match:`` holds, or the issue saying why there is none."""
     found = mappings.matching(fmt, document)
     if len(found) == 1:
         return found[0]
     if found:
         names = ", ".join(f"{m.name} ({m.match.describe()})" for m in found)
-        return Issue("error", "multiple-matches",
-                     f"{what} matches several {fmt} message mappings: {names}; their match: "
-                     "must exclude each other", location=where)
-    tried = sorted(f"{m.name} ({m.match.describe()})"
-                   for m in mappings.formats.get(fmt, _EMPTY).messages.values())
-    return Issue("error", "not-supported",
-                 f"{what} matches no {fmt} message mapping of this source "
-                 f"(tried: {'; '.join(tried) or 'none'})", location=where)
+        return Issue(
+            "error",
+            "multiple-matches",
+            f"{what} matches several {fmt} message mappings: {names}; their match: "
+            "must exclude each other",
+            location=where,
+        )
+    tried = sorted(
+        f"{m.name} ({m.match.describe()})"
+        for m in mappings.formats.get(fmt, _EMPTY).messages.values()
+    )
+    return Issue(
+        "error",
+        "not-supported",
+        f"{what} matches no {fmt} message mapping of this source "
+        f"(tried: {'; '.join(tried) or 'none'})",
+        location=where,
+    )
 
 
-def _state(mappings: MappingSet, fmt: str, source: Any,
-           context: TranslationContext) -> TranslationState:
+def _state(
+    mappings: MappingSet, fmt: str, source: Any, context: TranslationContext
+) -> TranslationState:
     formats = mappings.formats[fmt]
-    return TranslationState(source=source, concept_maps=mappings.concept_maps,
-                            datatypes=formats.datatypes, templates=formats.templates,
-                            timezone=context.timezone, facility_system=context.facility_system)
+    return TranslationState(
+        source=source,
+        concept_maps=mappings.concept_maps,
+        datatypes=formats.datatypes,
+        templates=formats.templates,
+        timezone=context.timezone,
+        facility_system=context.facility_system,
+    )
 
 
-def _finish(state: TranslationState, mapping: MessageMapping,
-            unread: list[tuple[str, str]]) -> Translation:
+def _finish(
+    state: TranslationState, mapping: MessageMapping, unread: list[tuple[str, str]]
+) -> Translation:
     for where, what in unread:
-        state.issues.append(Issue("information", "informational",
-                                  f"{what} not read by any mapping rule", location=where))
-    return Translation(list(state.resources.values()), state.issues,
-                       mapping=f"{mapping.file}@v{mapping.version}",
-                       unread=[where for where, _ in unread], policies=dict(state.policies))
+        state.issues.append(
+            Issue(
+                "information",
+                "informational",
+                f"{what} not read by any mapping rule",
+                location=where,
+            )
+        )
+    return Translation(
+        list(state.resources.values()),
+        state.issues,
+        mapping=f"{mapping.file}@v{mapping.version}",
+        unread=[where for where, _ in unread],
+        policies=dict(state.policies),
+    )
 
 
 def translate_xml(mappings: MappingSet, root: Any, context: TranslationContext) -> Translation:
     """Translate an XML document (its root element) with the xml mapping its match selects."""
     name = etree.QName(root).localname
-    mapping = _select(mappings, "xml", root, f"the document (root element {name})",
-                      xml_paths.element_path(root))
+    mapping = _select(
+        mappings, "xml", root, f"the document (root element {name})", xml_paths.element_path(root)
+    )
     if isinstance(mapping, Issue):
         return Translation([], [mapping])
     tracker = xml_paths.XmlReadTracker()
@@ -194,13 +249,18 @@ def translate_json(mappings: MappingSet, data: Any, context: TranslationContext)
         return Translation([], [mapping])
     tracker = json_paths.JsonReadTracker()
     state = _state(mappings, "json", json_paths.JsonSource(data, tracker), context)
-    run_steps(Evaluation(state, json_paths.JsonScope(data, ()), dict(context.variables)),
-              mapping.steps)
+    run_steps(
+        Evaluation(state, json_paths.JsonScope(data, ()), dict(context.variables)), mapping.steps
+    )
     return _finish(state, mapping, json_paths.unread(data, tracker, mapping.ignore_paths))
 
 
-def translate_csv(mappings: MappingSet, table: csv_rows.CsvTable, context: TranslationContext,
-                  check: ResourceCheck | None = None) -> Translation:
+def translate_csv(
+    mappings: MappingSet,
+    table: csv_rows.CsvTable,
+    context: TranslationContext,
+    check: ResourceCheck | None = None,
+) -> Translation:
     """Translate each row of a CSV table as its own item: its own resources and issues.
 
     A row with an error (a mapping error, a resource ``check`` rejects, a resource another row
@@ -233,9 +293,15 @@ def translate_csv(mappings: MappingSet, table: csv_rows.CsvTable, context: Trans
             for key, resource in zip(keys, produced, strict=True):
                 earlier = resources.get(key)
                 if earlier is not None and earlier != resource and key[0] not in FIRST_MENTION_WINS:
-                    issues.append(Issue(
-                        "error", "duplicate", f"{key[0]}/{key[1]} is also made by row "
-                        f"{made_by[key]} with different content", location=f"row {row.number}"))
+                    issues.append(
+                        Issue(
+                            "error",
+                            "duplicate",
+                            f"{key[0]}/{key[1]} is also made by row "
+                            f"{made_by[key]} with different content",
+                            location=f"row {row.number}",
+                        )
+                    )
         imported = not _has_errors(issues)
         if imported:
             for key, resource in zip(keys, produced, strict=True):
@@ -249,22 +315,48 @@ def translate_csv(mappings: MappingSet, table: csv_rows.CsvTable, context: Trans
         for issue in issues:
             where = issue.location or f"row {number}"
             if not imported and partial and issue.severity in ("error", "fatal"):
-                issue = Issue("warning", issue.code, f"row {number} not imported: "
-                              f"{issue.diagnostics}", location=where, expression=issue.expression)
+                issue = Issue(
+                    "warning",
+                    issue.code,
+                    f"row {number} not imported: {issue.diagnostics}",
+                    location=where,
+                    expression=issue.expression,
+                )
             elif issue.location is None:
-                issue = Issue(issue.severity, issue.code, issue.diagnostics, location=where,
-                              expression=issue.expression)
+                issue = Issue(
+                    issue.severity,
+                    issue.code,
+                    issue.diagnostics,
+                    location=where,
+                    expression=issue.expression,
+                )
             out.append(issue)
     if not table.rows:
-        out.append(Issue("information", "informational", "the file has a header and no rows",
-                         location="row 1"))
+        out.append(
+            Issue(
+                "information",
+                "informational",
+                "the file has a header and no rows",
+                location="row 1",
+            )
+        )
     unread = csv_rows.unread(table, tracker, mapping.ignore)
     for where, what in unread:
-        out.append(Issue("information", "informational", f"{what} not read by any mapping rule",
-                         location=where))
-    return Translation(list(resources.values()), out,
-                       mapping=f"{mapping.file}@v{mapping.version}",
-                       unread=[where for where, _ in unread], policies=policies)
+        out.append(
+            Issue(
+                "information",
+                "informational",
+                f"{what} not read by any mapping rule",
+                location=where,
+            )
+        )
+    return Translation(
+        list(resources.values()),
+        out,
+        mapping=f"{mapping.file}@v{mapping.version}",
+        unread=[where for where, _ in unread],
+        policies=policies,
+    )
 
 
 def _has_errors(issues: list[Issue]) -> bool:

@@ -52,30 +52,36 @@ def compile_path(text: str, namespaces: dict[str, str]) -> XmlPath:
     """Compile an XPath; ``ValueError`` with a readable reason when it is not one."""
     text = text.strip()
     if text.startswith("@"):
-        raise ValueError(f"{text!r}: @name is a variable in mappings; an attribute of the "
-                         f"current element is written ./{text}")
+        raise ValueError(
+            f"{text!r}: @name is a variable in mappings; an attribute of the "
+            f"current element is written ./{text}"
+        )
     unquoted = _STRING.sub("''", text)
     for prefix in _PREFIX.findall(unquoted):
         if prefix not in namespaces:
             known = ", ".join(sorted(namespaces)) or "none"
-            raise ValueError(f"{text!r}: namespace prefix {prefix!r} is not declared "
-                             f"(declared: {known}; declare it under namespaces: in a message "
-                             "mapping of this format)")
+            raise ValueError(
+                f"{text!r}: namespace prefix {prefix!r} is not declared "
+                f"(declared: {known}; declare it under namespaces: in a message "
+                "mapping of this format)"
+            )
     try:
         xpath = etree.XPath(text, namespaces=namespaces, smart_strings=True)
         xpath(_PROBE)
     except (etree.XPathSyntaxError, etree.XPathEvalError) as exc:
         raise ValueError(f"{text!r} is not a valid XPath: {exc}") from None
-    attrs = frozenset(name.split(":")[-1] for inside in re.findall(r"\[([^\]]*)\]", unquoted)
-                      for name in _PREDICATE_ATTR.findall(inside))
+    attrs = frozenset(
+        name.split(":")[-1]
+        for inside in re.findall(r"\[([^\]]*)\]", unquoted)
+        for name in _PREDICATE_ATTR.findall(inside)
+    )
     return XmlPath(text, xpath, attrs)
 
 
 # -- locations -----------------------------------------------------------------------------
 
 
-def element_path(element: etree._Element,
-                 cache: dict[etree._Element, str] | None = None) -> str:
+def element_path(element: etree._Element, cache: dict[etree._Element, str] | None = None) -> str:
     """``/ClinicalDocument/component[1]/section[2]``: local names, positions among siblings
     of the same name (the root has none). ``cache`` keeps the paths of elements met before."""
     if cache is not None:
@@ -128,8 +134,14 @@ class XmlNode:
 
     __slots__ = ("attr", "element", "kind", "tracker", "value")
 
-    def __init__(self, kind: str, element: etree._Element, tracker: XmlReadTracker,
-                 attr: str | None = None, value: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        element: etree._Element,
+        tracker: XmlReadTracker,
+        attr: str | None = None,
+        value: str | None = None,
+    ) -> None:
         self.kind = kind  # "element" | "attribute" | "text"
         self.element = element  # the element itself, or the owner of the attribute / text
         self.attr = attr
@@ -182,8 +194,9 @@ def _wrap(result: Any, tracker: XmlReadTracker) -> Any:
     return result  # a number, a boolean or a plain string from an XPath expression
 
 
-def _mark_predicates(path: XmlPath, node: Any, scope: etree._Element,
-                     tracker: XmlReadTracker) -> None:
+def _mark_predicates(
+    path: XmlPath, node: Any, scope: etree._Element, tracker: XmlReadTracker
+) -> None:
     """``id[@root='x']/@extension`` read ``root`` too: mark the predicate's attributes on the
     elements between the result and the context element."""
     if not path.predicate_attrs or not isinstance(node, XmlNode):
@@ -202,8 +215,10 @@ def evaluate(path: XmlPath, scope: etree._Element, tracker: XmlReadTracker) -> l
     try:
         result = path.xpath(scope)
     except etree.XPathError as exc:  # e.g. an unknown function inside a predicate
-        raise MappingError(f"the mapping's XPath {path.text!r} cannot be evaluated: {exc}",
-                           location=element_path(scope)) from None
+        raise MappingError(
+            f"the mapping's XPath {path.text!r} cannot be evaluated: {exc}",
+            location=element_path(scope),
+        ) from None
     items = result if isinstance(result, list) else [result]
     out = []
     for item in items:
@@ -264,8 +279,10 @@ class XmlMatch:
         try:
             return bool(self.condition.xpath(root))  # a node-set: true when not empty
         except etree.XPathError as exc:
-            raise MappingError(f"match: xpath {self.condition.text!r} cannot be evaluated: "
-                               f"{exc}", location=element_path(root)) from None
+            raise MappingError(
+                f"match: xpath {self.condition.text!r} cannot be evaluated: {exc}",
+                location=element_path(root),
+            ) from None
 
     def describe(self) -> str:
         parts = []
@@ -276,8 +293,7 @@ class XmlMatch:
         return ", ".join(parts)
 
 
-def compile_match(root: str | None, condition: str | None,
-                  namespaces: dict[str, str]) -> XmlMatch:
+def compile_match(root: str | None, condition: str | None, namespaces: dict[str, str]) -> XmlMatch:
     namespace: str | None = None
     name: str | None = None
     if root is not None:
@@ -336,8 +352,9 @@ def _children(element: etree._Element) -> list[etree._Element]:
     return [child for child in element if isinstance(child.tag, str)]
 
 
-def unread(root: etree._Element, tracker: XmlReadTracker,
-           ignore: list[XmlPath]) -> list[tuple[str, str]]:
+def unread(
+    root: etree._Element, tracker: XmlReadTracker, ignore: list[XmlPath]
+) -> list[tuple[str, str]]:
     """(location, what) for every value no rule read, unless ignored: ``element`` for an
     element nothing inside which was read, ``attribute`` and ``text`` otherwise."""
     ignored = _ignored(root, ignore)
@@ -347,8 +364,10 @@ def unread(root: etree._Element, tracker: XmlReadTracker,
     def carries(element: etree._Element, count_text: bool) -> bool:
         if element in ignored.elements:
             return False
-        if any(value.strip() and (element, name) not in ignored.attrs
-               for name, value in element.attrib.items()):
+        if any(
+            value.strip() and (element, name) not in ignored.attrs
+            for name, value in element.attrib.items()
+        ):
             return True
         if count_text and element not in ignored.texts and _own_text(element):
             return True
@@ -365,8 +384,11 @@ def unread(root: etree._Element, tracker: XmlReadTracker,
         if element not in tracker.touched and not carries(element, False):
             return  # its text was read with an enclosing element and it has no attributes
         for name, value in element.attrib.items():
-            if value.strip() and (element, name) not in tracker.attrs and \
-                    (element, name) not in ignored.attrs:
+            if (
+                value.strip()
+                and (element, name) not in tracker.attrs
+                and (element, name) not in ignored.attrs
+            ):
                 out.append((f"{element_path(element, paths)}/@{_attr_local(name)}", "attribute"))
         if not text_read and element not in ignored.texts and _own_text(element):
             out.append((f"{element_path(element, paths)}/text()", "text"))

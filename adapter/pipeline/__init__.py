@@ -10,5 +10,12 @@ from adapter.pipeline.ingest import (
     Pipeline,
 )
 
-__all__ = ["PROCESSED", "QUARANTINED", "RECEIVED", "STATUSES", "WARNINGS", "IngestResult",
-           "Pipeline"]
+__all__ = [
+    "PROCESSED",
+    "QUARANTINED",
+    "RECEIVED",
+    "STATUSES",
+    "WARNINGS",
+    "IngestResult",
+    "Pipeline",
+]

@@ -69,11 +69,11 @@ def _walk(node: Any, path: str, prefix: str, issues: list[Issue], *, top: bool =
             elif isinstance(value, str):
                 problem = check_primitive(_type_of(key, top), value)
                 if problem:
-                    issues.append(Issue("error", "value", f"{prefix}: {problem}",
-                                        expression=child))
+                    issues.append(Issue("error", "value", f"{prefix}: {problem}", expression=child))
             elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
-                issues.append(Issue("error", "value", f"{prefix}: not a finite number",
-                                    expression=child))
+                issues.append(
+                    Issue("error", "value", f"{prefix}: not a finite number", expression=child)
+                )
     elif isinstance(node, list):
         for index, item in enumerate(node):
             _walk(item, f"{path}[{index}]", prefix, issues)

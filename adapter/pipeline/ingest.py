@@ -85,8 +85,15 @@ class IngestResult:
 class Pipeline:
     """Translates and stores documents from the consortium's configured source systems."""
 
-    def __init__(self, consortium: Consortium, factory: sessionmaker[Session], *,
-                 mappings_dir: Path, max_bytes: int, default_timezone: str) -> None:
+    def __init__(
+        self,
+        consortium: Consortium,
+        factory: sessionmaker[Session],
+        *,
+        mappings_dir: Path,
+        max_bytes: int,
+        default_timezone: str,
+    ) -> None:
         self.consortium = consortium
         self.factory = factory
         self.mappings_dir = mappings_dir
@@ -104,8 +111,11 @@ class Pipeline:
         return cached
 
     def _load_mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
-        overlays = tuple(folder for folder in (f"facilities/{facility.id}",)
-                         if (self.mappings_dir / folder).is_dir())
+        overlays = tuple(
+            folder
+            for folder in (f"facilities/{facility.id}",)
+            if (self.mappings_dir / folder).is_dir()
+        )
         return cached_mapping_set(self.mappings_dir, source.mapping, overlays=overlays)
 
     def load_all_mappings(self) -> None:
@@ -122,14 +132,21 @@ class Pipeline:
         self.load_all_mappings()
 
     # -- ingest ------------------------------------------------------------------------------
-    def ingest(self, raw: bytes, source_system: str, content_type: str | None = None,
-               *, now: datetime | None = None) -> IngestResult:
+    def ingest(
+        self,
+        raw: bytes,
+        source_system: str,
+        content_type: str | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> IngestResult:
         found = self.consortium.source(source_system)
         if found is None:
             known = ", ".join(s.id for f in self.consortium.facilities for s in f.sources)
             raise UnknownSourceError(
                 f"unknown source system {source_system!r} (X-Source-System); known: {known}",
-                location="X-Source-System")
+                location="X-Source-System",
+            )
         facility, source = found
         moment = now or datetime.now(UTC)
         digest = hashlib.sha256(raw).hexdigest()
@@ -153,15 +170,29 @@ class Pipeline:
                 log.info("retrying a message from %s after a concurrent insert", source.id)
         raise AssertionError("unreachable")
 
-    def _process_new(self, raw: bytes, digest: str, facility: Facility, source: SourceSystem,
-                     content_type: str | None, moment: datetime) -> IngestResult:
+    def _process_new(
+        self,
+        raw: bytes,
+        digest: str,
+        facility: Facility,
+        source: SourceSystem,
+        content_type: str | None,
+        moment: datetime,
+    ) -> IngestResult:
         outcome = self._translate(raw, facility, source)
         try:
             with self.factory.begin() as session:
                 message = create_message(
-                    session, source_system=source.id, facility_id=facility.id, raw=raw,
-                    content_type=content_type, sha256=digest, detected_format=outcome.format,
-                    encoding=outcome.encoding, received_at=moment)
+                    session,
+                    source_system=source.id,
+                    facility_id=facility.id,
+                    raw=raw,
+                    content_type=content_type,
+                    sha256=digest,
+                    detected_format=outcome.format,
+                    encoding=outcome.encoding,
+                    received_at=moment,
+                )
                 if outcome.failed:
                     return self._quarantine(session, message, outcome.issues, moment)
                 return self._store(session, message, facility, outcome, moment)
@@ -171,11 +202,17 @@ class Pipeline:
             log.exception("unexpected error storing a message from %s", source.id)
             with self.factory.begin() as session:
                 message = create_message(
-                    session, source_system=source.id, facility_id=facility.id, raw=raw,
-                    content_type=content_type, sha256=digest, detected_format=outcome.format,
-                    encoding=outcome.encoding, received_at=moment)
-                return self._quarantine(session, message, [_internal_error("storing", exc)],
-                                        moment)
+                    session,
+                    source_system=source.id,
+                    facility_id=facility.id,
+                    raw=raw,
+                    content_type=content_type,
+                    sha256=digest,
+                    detected_format=outcome.format,
+                    encoding=outcome.encoding,
+                    received_at=moment,
+                )
+                return self._quarantine(session, message, [_internal_error("storing", exc)], moment)
 
     def reprocess(self, message_id: str, *, now: datetime | None = None) -> IngestResult:
         """Translate a stored message again (after a mapping fix) with the current mappings."""
@@ -184,6 +221,7 @@ class Pipeline:
             message = get_message(session, message_id)
             if message is None:
                 from adapter.errors import NotFoundError
+
                 raise NotFoundError(f"no message {message_id}")
             raw, source_id = message.raw, message.source_system
         found = self.consortium.source(source_id)
@@ -210,8 +248,7 @@ class Pipeline:
             with self.factory.begin() as session:
                 message = get_message(session, message_id)
                 assert message is not None
-                return self._quarantine(session, message, [_internal_error("storing", exc)],
-                                        moment)
+                return self._quarantine(session, message, [_internal_error("storing", exc)], moment)
 
     def translate(self, raw: bytes, source_system: str) -> Outcome:
         """Translate without storing anything (golden tests, ``adapter mappings test``)."""
@@ -225,14 +262,19 @@ class Pipeline:
         if len(raw) > self.max_bytes:
             error = InputTooLargeError(
                 f"the document is {len(raw)} bytes; the limit is {self.max_bytes} "
-                "(ADAPTER_MAX_MESSAGE_BYTES)", location="body")
+                "(ADAPTER_MAX_MESSAGE_BYTES)",
+                location="body",
+            )
             return Outcome.failure(error.issues, source.format)
         try:
             mappings = self.mapping_set(facility, source)
             document = read_document(source.format, raw, max_bytes=self.max_bytes)
-            extra = {"consortium": self._consortium_vars,
-                     "original": original_variables(raw, CONTENT_TYPES.get(source.format,
-                                                                           "application/octet-stream"))}
+            extra = {
+                "consortium": self._consortium_vars,
+                "original": original_variables(
+                    raw, CONTENT_TYPES.get(source.format, "application/octet-stream")
+                ),
+            }
             translation = document.translate(mappings, facility, self.timezone, extra)
         except MessageError as exc:
             return Outcome.failure(exc.issues, source.format)
@@ -244,48 +286,94 @@ class Pipeline:
         issues = list(translation.issues)
         issues.extend(check_resources(translation.resources))
         failed = any(i.severity in ("error", "fatal") for i in issues)
-        return Outcome(document.format, document.encoding, translation.resources, issues,
-                        failed, translation.unread, dict(translation.policies))
+        return Outcome(
+            document.format,
+            document.encoding,
+            translation.resources,
+            issues,
+            failed,
+            translation.unread,
+            dict(translation.policies),
+        )
 
-    def _quarantine(self, session: Session, message: InboundMessage, issues: list[Issue],
-                    moment: datetime) -> IngestResult:
-        set_message_result(session, message, status=QUARANTINED,
-                           issues=[i.as_dict() for i in issues], resources=[], now=moment)
-        log.warning("message %s from %s quarantined: %s", message.id, message.source_system,
-                    _summary(issues))
+    def _quarantine(
+        self, session: Session, message: InboundMessage, issues: list[Issue], moment: datetime
+    ) -> IngestResult:
+        set_message_result(
+            session,
+            message,
+            status=QUARANTINED,
+            issues=[i.as_dict() for i in issues],
+            resources=[],
+            now=moment,
+        )
+        log.warning(
+            "message %s from %s quarantined: %s",
+            message.id,
+            message.source_system,
+            _summary(issues),
+        )
         return _result_of(message)
 
-    def _store(self, session: Session, message: InboundMessage, facility: Facility,
-               outcome: Outcome, moment: datetime) -> IngestResult:
+    def _store(
+        self,
+        session: Session,
+        message: InboundMessage,
+        facility: Facility,
+        outcome: Outcome,
+        moment: datetime,
+    ) -> IngestResult:
         resources: list[dict[str, Any]] = []
         issues = list(outcome.issues)
         for resource in outcome.resources:
-            merged, conflicts = merge_stored(resource, lambda t, i: read_resource(session, t, i),
-                                             outcome.policies)
+            merged, conflicts = merge_stored(
+                resource, lambda t, i: read_resource(session, t, i), outcome.policies
+            )
             resources.append(merged)
             issues.extend(conflicts)
         outcome.issues = issues
-        saved = save_resources(session, resources, message_id=message.id, now=moment,
-                               facility_id=facility.id, zone=self.timezone)
+        saved = save_resources(
+            session,
+            resources,
+            message_id=message.id,
+            now=moment,
+            facility_id=facility.id,
+            zone=self.timezone,
+        )
         outbox: list[dict[str, Any]] = []
         for item in saved:
             if not item.changed:
                 continue  # identical content: nothing new to deliver
             for destination in self.consortium.destinations_for(facility.id, item.resource_type):
-                outbox.append({
-                    "destination": destination, "resource_type": item.resource_type,
-                    "resource_id": item.id, "version_id": item.version_id,
-                    "patient_key": item.patient_key, "message_id": message.id,
-                })
+                outbox.append(
+                    {
+                        "destination": destination,
+                        "resource_type": item.resource_type,
+                        "resource_id": item.id,
+                        "version_id": item.version_id,
+                        "patient_key": item.patient_key,
+                        "message_id": message.id,
+                    }
+                )
         enqueue_many(session, outbox, now=moment)
         warned = any(i.severity == "warning" for i in outcome.issues)
         refs = [f"{s.resource_type}/{s.id}" for s in saved]
-        set_message_result(session, message, status=WARNINGS if warned else PROCESSED,
-                           issues=[i.as_dict() for i in outcome.issues], resources=refs,
-                           now=moment)
-        log.info("message %s from %s: %d resources (%d changed), %d outbox rows",
-                 message.id, message.source_system, len(saved),
-                 sum(1 for s in saved if s.changed), len(outbox))
+        set_message_result(
+            session,
+            message,
+            status=WARNINGS if warned else PROCESSED,
+            issues=[i.as_dict() for i in outcome.issues],
+            resources=refs,
+            now=moment,
+        )
+        log.info(
+            "message %s from %s: %d resources (%d changed), %d outbox rows",
+            message.id,
+            message.source_system,
+            len(saved),
+            sum(1 for s in saved if s.changed),
+            len(outbox),
+        )
         return _result_of(message)
 
 
@@ -319,9 +407,12 @@ def _result_of(message: InboundMessage, *, duplicate: bool = False) -> IngestRes
 
 def _internal_error(stage: str, exc: Exception) -> Issue:
     # the exception's text is left out: it may quote the message (names, ID numbers)
-    return Issue("fatal", "exception",
-                 f"internal error while {stage} ({type(exc).__name__}); the message is kept "
-                 "and can be reprocessed once fixed")
+    return Issue(
+        "fatal",
+        "exception",
+        f"internal error while {stage} ({type(exc).__name__}); the message is kept "
+        "and can be reprocessed once fixed",
+    )
 
 
 def _summary(issues: list[Issue]) -> str:

@@ -23,8 +23,9 @@ ACCUMULATING: dict[str, tuple[str, ...]] = {
 }
 
 
-def merge_with_stored(resource: dict[str, Any],
-                      read: Callable[[str, str], dict[str, Any] | None]) -> dict[str, Any]:
+def merge_with_stored(
+    resource: dict[str, Any], read: Callable[[str, str], dict[str, Any] | None]
+) -> dict[str, Any]:
     elements = ACCUMULATING.get(resource["resourceType"])
     if not elements:
         return resource
@@ -52,8 +53,9 @@ def _key(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def keep_first(resource: dict[str, Any], stored: dict[str, Any] | None,
-               policy: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
+def keep_first(
+    resource: dict[str, Any], stored: dict[str, Any] | None, policy: dict[str, Any]
+) -> tuple[dict[str, Any], list[Issue]]:
     """The ``keep-first-and-warn`` policy of a resource template (``on_conflict``): several
     copies of one document (a referral's stub and its slip) make the same resource. The copy
     stored first wins: a later copy only adds elements the stored one lacks, and the lists
@@ -79,15 +81,21 @@ def keep_first(resource: dict[str, Any], stored: dict[str, Any] | None,
     kind = resource["resourceType"]
     for name in policy.get("compare") or []:
         if name in stored and name in resource and _key(stored[name]) != _key(resource[name]):
-            issues.append(Issue(
-                "warning", "conflict",
-                f"{kind}/{resource['id']}: this copy gives a different {name} than the copy "
-                f"stored before; the stored {name} is kept", expression=f"{kind}.{name}"))
+            issues.append(
+                Issue(
+                    "warning",
+                    "conflict",
+                    f"{kind}/{resource['id']}: this copy gives a different {name} than the copy "
+                    f"stored before; the stored {name} is kept",
+                    expression=f"{kind}.{name}",
+                )
+            )
     return merged, issues
 
 
-def keep_newer(resource: dict[str, Any], stored: dict[str, Any] | None,
-               policy: dict[str, Any]) -> tuple[dict[str, Any], list[Issue]]:
+def keep_newer(
+    resource: dict[str, Any], stored: dict[str, Any] | None, policy: dict[str, Any]
+) -> tuple[dict[str, Any], list[Issue]]:
     """The ``keep-newer-and-warn`` policy: versions of one document (a corrected discharge
     summary replacing the first) update the same resource; a version older than the stored
     one by the dateTime element ``by`` (a resend, a queue out of order) must not undo the
@@ -99,10 +107,15 @@ def keep_newer(resource: dict[str, Any], stored: dict[str, Any] | None,
         return resource, []
     kind = resource["resourceType"]
     kept = {k: v for k, v in stored.items() if k != "meta"}
-    return kept, [Issue(
-        "warning", "conflict",
-        f"{kind}/{resource['id']}: this version ({name} {resource[name]}) is older than the one "
-        f"stored ({stored[name]}); the stored one is kept", expression=f"{kind}.{name}")]
+    return kept, [
+        Issue(
+            "warning",
+            "conflict",
+            f"{kind}/{resource['id']}: this version ({name} {resource[name]}) is older than "
+            f"the one stored ({stored[name]}); the stored one is kept",
+            expression=f"{kind}.{name}",
+        )
+    ]
 
 
 def _instant(value: Any) -> datetime | None:
@@ -118,15 +131,18 @@ def _instant(value: Any) -> datetime | None:
 _POLICIES = {"keep-first-and-warn": keep_first, "keep-newer-and-warn": keep_newer}
 
 
-def merge_stored(resource: dict[str, Any], read: Callable[[str, str], dict[str, Any] | None],
-                 policies: Mapping[Any, dict[str, Any]],
-                 ) -> tuple[dict[str, Any], list[Issue]]:
+def merge_stored(
+    resource: dict[str, Any],
+    read: Callable[[str, str], dict[str, Any] | None],
+    policies: Mapping[Any, dict[str, Any]],
+) -> tuple[dict[str, Any], list[Issue]]:
     """A resource as it is to be stored: the ``on_conflict`` policy of the template that made
     it when it has one, else ``merge_with_stored``. ``policies`` is keyed by (type, id), as
     a translation gives them (``Translation.policies``: only the resources of templates that
     declare one); a key that is just the type applies to every resource of that type."""
-    policy = policies.get((resource["resourceType"], resource["id"])) \
-        or policies.get(resource["resourceType"])
+    policy = policies.get((resource["resourceType"], resource["id"])) or policies.get(
+        resource["resourceType"]
+    )
     if policy is None:
         return merge_with_stored(resource, read), []
     apply = _POLICIES[policy["policy"]]

@@ -53,7 +53,8 @@ def create_message(
 def find_message(session: Session, source_system: str, sha256: str) -> InboundMessage | None:
     return session.scalars(
         select(InboundMessage).where(
-            InboundMessage.source_system == source_system, InboundMessage.sha256 == sha256)
+            InboundMessage.source_system == source_system, InboundMessage.sha256 == sha256
+        )
     ).first()
 
 

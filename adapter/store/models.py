@@ -53,8 +53,16 @@ _WORKER = 128  # "host:pid:n"
 
 def _kind_index(kind: str, *columns: str, **kw: Any) -> Index:
     where = text(f"kind = '{kind}'")
-    return Index(f"ix_search_index_{kind}", "resource_type", "param", *columns, "resource_id",
-                 postgresql_where=where, sqlite_where=where, **kw)
+    return Index(
+        f"ix_search_index_{kind}",
+        "resource_type",
+        "param",
+        *columns,
+        "resource_id",
+        postgresql_where=where,
+        sqlite_where=where,
+        **kw,
+    )
 
 
 class Base(DeclarativeBase):
@@ -114,7 +122,8 @@ class ResourceVersion(Base):
     __tablename__ = "resource_version"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["resource_type", "id"], ["resource.resource_type", "resource.id"],
+            ["resource_type", "id"],
+            ["resource.resource_type", "resource.id"],
             ondelete="CASCADE",
         ),
     )
@@ -142,7 +151,8 @@ class SearchIndex(Base):
     __tablename__ = "search_index"
     __table_args__ = (
         ForeignKeyConstraint(
-            ["resource_type", "resource_id"], ["resource.resource_type", "resource.id"],
+            ["resource_type", "resource_id"],
+            ["resource.resource_type", "resource.id"],
             ondelete="CASCADE",
         ),
         # partial indexes: a row only enters the index of its kind, which keeps writes cheap
@@ -181,9 +191,7 @@ class Outbox(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint(
-            "state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"
-        ),
+        CheckConstraint("state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"),
         Index(None, "state", "next_attempt_at"),
         Index(None, "destination", "state", "next_attempt_at"),
         Index(None, "destination", "order_key", "id"),
@@ -244,8 +252,7 @@ class DeliveryDestination(Base):
 
     __tablename__ = "delivery_destination"
     __table_args__ = (
-        CheckConstraint("breaker_state IN ('closed', 'open', 'half-open')",
-                        name="breaker_state"),
+        CheckConstraint("breaker_state IN ('closed', 'open', 'half-open')", name="breaker_state"),
     )
 
     destination: Mapped[str] = mapped_column(String(_ID), primary_key=True)

@@ -25,11 +25,20 @@ def enqueue(
     now: datetime | None = None,
 ) -> None:
     """One pending delivery, due now."""
-    enqueue_many(session, [{
-        "destination": destination, "resource_type": resource_type,
-        "resource_id": resource_id, "version_id": version_id, "patient_key": patient_key,
-        "message_id": message_id,
-    }], now=now)
+    enqueue_many(
+        session,
+        [
+            {
+                "destination": destination,
+                "resource_type": resource_type,
+                "resource_id": resource_id,
+                "version_id": version_id,
+                "patient_key": patient_key,
+                "message_id": message_id,
+            }
+        ],
+        now=now,
+    )
 
 
 def enqueue_many(
@@ -41,13 +50,20 @@ def enqueue_many(
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     rows = [
         {
-            "destination": item["destination"], "resource_type": item["resource_type"],
-            "resource_id": item["resource_id"], "version_id": item["version_id"],
-            "patient_key": item.get("patient_key"), "message_id": item.get("message_id"),
-            "order_key": order_key(item["resource_type"], item["resource_id"],
-                                   item.get("patient_key")),
-            "state": "pending", "attempts": 0, "next_attempt_at": moment,
-            "created_at": moment, "last_error": None,
+            "destination": item["destination"],
+            "resource_type": item["resource_type"],
+            "resource_id": item["resource_id"],
+            "version_id": item["version_id"],
+            "patient_key": item.get("patient_key"),
+            "message_id": item.get("message_id"),
+            "order_key": order_key(
+                item["resource_type"], item["resource_id"], item.get("patient_key")
+            ),
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": moment,
+            "created_at": moment,
+            "last_error": None,
         }
         for item in items
     ]

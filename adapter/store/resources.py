@@ -37,8 +37,9 @@ class Saved:
 
 def content_hash(resource: dict[str, Any]) -> str:
     """sha256 of the canonical JSON (sorted keys) without meta.versionId/lastUpdated."""
-    return hashlib.sha256(orjson.dumps(_without_stamps(resource),
-                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(
+        orjson.dumps(_without_stamps(resource), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
 
 
 def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:
@@ -101,9 +102,15 @@ def save_resources(
     existing = {
         (row.resource_type, row.id): row
         for row in session.execute(
-            select(_resource.c.resource_type, _resource.c.id, _resource.c.version_id,
-                   _resource.c.content_hash, _resource.c.last_updated, _resource.c.deleted,
-                   _resource.c.patient_key)
+            select(
+                _resource.c.resource_type,
+                _resource.c.id,
+                _resource.c.version_id,
+                _resource.c.content_hash,
+                _resource.c.last_updated,
+                _resource.c.deleted,
+                _resource.c.patient_key,
+            )
             .where(tuple_(_resource.c.resource_type, _resource.c.id).in_(keys))
             .with_for_update()
         )
@@ -118,25 +125,42 @@ def save_resources(
         digest = content_hash(resource)
         old = existing.get(key)
         if old is not None and old.content_hash == digest and not old.deleted:
-            saved[key] = Saved(key[0], key[1], old.version_id, False,
-                               _stamped(resource, old.version_id, old.last_updated),
-                               old.patient_key)
+            saved[key] = Saved(
+                key[0],
+                key[1],
+                old.version_id,
+                False,
+                _stamped(resource, old.version_id, old.last_updated),
+                old.patient_key,
+            )
             continue
         version_id = 1 if old is None else old.version_id + 1
         body = _stamped(resource, version_id, last_updated)
         pkey = patient_key(resource)
         row = {
-            "resource_type": key[0], "id": key[1], "version_id": version_id,
-            "last_updated": last_updated, "deleted": False, "content_hash": digest,
-            "body": body, "message_id": message_id, "patient_key": pkey,
+            "resource_type": key[0],
+            "id": key[1],
+            "version_id": version_id,
+            "last_updated": last_updated,
+            "deleted": False,
+            "content_hash": digest,
+            "body": body,
+            "message_id": message_id,
+            "patient_key": pkey,
             "facility_id": facility_id,
         }
         (new_rows if old is None else changed_rows).append(row)
-        version_rows.append({
-            "resource_type": key[0], "id": key[1], "version_id": version_id,
-            "last_updated": last_updated, "deleted": False, "body": body,
-            "message_id": message_id,
-        })
+        version_rows.append(
+            {
+                "resource_type": key[0],
+                "id": key[1],
+                "version_id": version_id,
+                "last_updated": last_updated,
+                "deleted": False,
+                "body": body,
+                "message_id": message_id,
+            }
+        )
         index_rows.extend(_index_rows(key[0], key[1], index_values(resource, zone)))
         saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
 
@@ -144,12 +168,21 @@ def save_resources(
         session.execute(insert(_resource), new_rows)
     if changed_rows:
         session.execute(
-            update(_resource)
-            .where(and_(_resource.c.resource_type == bindparam("b_type"),
-                        _resource.c.id == bindparam("b_id"))),
+            update(_resource).where(
+                and_(
+                    _resource.c.resource_type == bindparam("b_type"),
+                    _resource.c.id == bindparam("b_id"),
+                )
+            ),
             # SET takes the remaining keys of the parameter sets
-            [{**{k: v for k, v in row.items() if k not in ("resource_type", "id")},
-              "b_type": row["resource_type"], "b_id": row["id"]} for row in changed_rows],
+            [
+                {
+                    **{k: v for k, v in row.items() if k not in ("resource_type", "id")},
+                    "b_type": row["resource_type"],
+                    "b_id": row["id"],
+                }
+                for row in changed_rows
+            ],
         )
         _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
     if version_rows:
@@ -162,10 +195,18 @@ def save_resources(
 def _index_rows(rtype: str, rid: str, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
     return [
         {
-            "resource_type": rtype, "resource_id": rid, "param": v.param, "kind": v.kind,
-            "system": v.system, "code": v.code, "value": v.value, "value_norm": v.value_norm,
-            "value_date_start": v.date_start, "value_date_end": v.date_end,
-            "value_number": v.number, "reference": v.reference,
+            "resource_type": rtype,
+            "resource_id": rid,
+            "param": v.param,
+            "kind": v.kind,
+            "system": v.system,
+            "code": v.code,
+            "value": v.value,
+            "value_norm": v.value_norm,
+            "value_date_start": v.date_start,
+            "value_date_end": v.date_end,
+            "value_number": v.number,
+            "reference": v.reference,
         }
         for v in values
     ]
@@ -181,11 +222,11 @@ def _delete_index_rows(session: Session, keys: list[tuple[str, str]]) -> None:
         )
 
 
-def reindex(session: Session, resource_type: str | None = None,
-            zone: tzinfo = DEFAULT_ZONE) -> int:
+def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = DEFAULT_ZONE) -> int:
     """Rebuild the index rows (after search parameters were added); returns resources done."""
     query = select(_resource.c.resource_type, _resource.c.id, _resource.c.body).where(
-        _resource.c.deleted.is_(False))
+        _resource.c.deleted.is_(False)
+    )
     if resource_type:
         query = query.where(_resource.c.resource_type == resource_type)
     done = 0
@@ -202,7 +243,8 @@ def read_resource(session: Session, resource_type: str, resource_id: str) -> dic
     """The current version, or None when unknown or deleted."""
     row = session.execute(
         select(_resource.c.body, _resource.c.deleted).where(
-            _resource.c.resource_type == resource_type, _resource.c.id == resource_id)
+            _resource.c.resource_type == resource_type, _resource.c.id == resource_id
+        )
     ).first()
     if row is None or row.deleted:
         return None
@@ -220,8 +262,10 @@ def read_version(
     """One version from the history, or None."""
     return session.execute(
         select(_version.c.body).where(
-            _version.c.resource_type == resource_type, _version.c.id == resource_id,
-            _version.c.version_id == version_id)
+            _version.c.resource_type == resource_type,
+            _version.c.id == resource_id,
+            _version.c.version_id == version_id,
+        )
     ).scalar_one_or_none()
 
 
@@ -232,8 +276,10 @@ def read_history(
     where = (_version.c.resource_type == resource_type, _version.c.id == resource_id)
     total = session.execute(select(func.count()).select_from(_version).where(*where)).scalar_one()
     rows = session.scalars(
-        select(ResourceVersion).where(
-            ResourceVersion.resource_type == resource_type, ResourceVersion.id == resource_id)
-        .order_by(ResourceVersion.version_id.desc()).limit(count).offset(offset)
+        select(ResourceVersion)
+        .where(ResourceVersion.resource_type == resource_type, ResourceVersion.id == resource_id)
+        .order_by(ResourceVersion.version_id.desc())
+        .limit(count)
+        .offset(offset)
     ).all()
     return total, list(rows)

@@ -57,9 +57,13 @@ def search(
     total = session.execute(select(func.count()).select_from(_r).where(*where)).scalar_one()
     if count <= 0 or offset >= total:
         return total, []
-    page = session.execute(
-        select(_r.c.body).where(*where).order_by(*_order(sort)).limit(count).offset(offset)
-    ).scalars().all()
+    page = (
+        session.execute(
+            select(_r.c.body).where(*where).order_by(*_order(sort)).limit(count).offset(offset)
+        )
+        .scalars()
+        .all()
+    )
     return total, list(page)
 
 
@@ -82,22 +86,35 @@ def _criterion(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
         return or_(*(_last_updated(v) for v in criterion.values if isinstance(v, DateValue)))
     if modifier == "missing":
         if criterion.values[0] is True:
-            return not_(exists(_probe(param.name, param.type).where(
-                _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id)))
-        return _r.c.id.in_(_probe(param.name, param.type)
-                           .where(_si.c.resource_type == resource_type))
+            return not_(
+                exists(
+                    _probe(param.name, param.type).where(
+                        _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id
+                    )
+                )
+            )
+        return _r.c.id.in_(
+            _probe(param.name, param.type).where(_si.c.resource_type == resource_type)
+        )
     condition = or_(*(_value(param.type, modifier, v) for v in criterion.values))
     if modifier == "not":
-        return not_(exists(_probe(param.name, param.type, condition).where(
-            _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id)))
-    return _r.c.id.in_(_probe(param.name, param.type, condition)
-                       .where(_si.c.resource_type == resource_type))
+        return not_(
+            exists(
+                _probe(param.name, param.type, condition).where(
+                    _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id
+                )
+            )
+        )
+    return _r.c.id.in_(
+        _probe(param.name, param.type, condition).where(_si.c.resource_type == resource_type)
+    )
 
 
 def _probe(param: str, kind: str, condition: ColumnElement[bool] | None = None) -> Select[Any]:
     # the kind as a literal lets the planner pick the partial index of that kind
     probe = select(_si.c.resource_id).where(
-        _si.c.kind == literal_column(f"'{kind}'"), _si.c.param == param)
+        _si.c.kind == literal_column(f"'{kind}'"), _si.c.param == param
+    )
     return probe if condition is None else probe.where(condition)
 
 
@@ -203,5 +220,6 @@ def _quantity(value: QuantityValue) -> ColumnElement[bool]:
 
 
 def _like_escape(text: str) -> str:
-    return text.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace(
-        "_", _ESCAPE + "_")
+    return (
+        text.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace("_", _ESCAPE + "_")
+    )

@@ -43,7 +43,10 @@ def capability(client: TestClient, fhir_valid) -> dict:
 def test_statement_header(capability: dict) -> None:
     assert capability["resourceType"] == "CapabilityStatement"
     assert (capability["fhirVersion"], capability["kind"], capability["status"]) == (
-        "4.0.1", "instance", "active")
+        "4.0.1",
+        "instance",
+        "active",
+    )
     assert capability["format"] == ["json"]
     assert capability["software"]["version"] == __version__
     assert capability["implementation"]["url"] == "http://testserver/fhir"
@@ -56,14 +59,17 @@ def test_resources_interactions_and_parameters_match_the_table(capability: dict)
     assert sorted(listed) == sorted(SUPPORTED_TYPES)
     for rtype, resource in listed.items():
         assert [i["code"] for i in resource["interaction"]] == [
-            "read", "vread", "search-type", "history-instance"]
+            "read",
+            "vread",
+            "search-type",
+            "history-instance",
+        ]
         params = {p["name"]: p["type"] for p in resource["searchParam"]}
         assert params == {name: p.type for name, p in RESOURCES[rtype].params.items()}
         assert {"_id", "_lastUpdated"} <= params.keys()
 
 
-def test_every_listed_parameter_is_accepted_by_search(capability: dict,
-                                                      client: TestClient) -> None:
+def test_every_listed_parameter_is_accepted_by_search(capability: dict, client: TestClient) -> None:
     for resource in capability["rest"][0]["resource"]:
         for param in resource["searchParam"]:
             value = "2026" if param["name"] == "_lastUpdated" else SAMPLE[param["type"]]
@@ -73,11 +79,24 @@ def test_every_listed_parameter_is_accepted_by_search(capability: dict,
 
 def test_the_covered_types(capability: dict) -> None:
     assert set(SUPPORTED_TYPES) == {
-        "Patient", "Practitioner", "PractitionerRole", "Organization", "Encounter",
-        "ServiceRequest", "Task", "Condition", "DiagnosticReport", "Observation", "Specimen",
-        "Composition", "DocumentReference", "MedicationRequest", "Provenance", "CodeSystem",
-        "Bundle"}
+        "Patient",
+        "Practitioner",
+        "PractitionerRole",
+        "Organization",
+        "Encounter",
+        "ServiceRequest",
+        "Task",
+        "Condition",
+        "DiagnosticReport",
+        "Observation",
+        "Specimen",
+        "Composition",
+        "DocumentReference",
+        "MedicationRequest",
+        "Provenance",
+        "CodeSystem",
+        "Bundle",
+    }
     observation = RESOURCES["Observation"].params
-    assert observation["date"].paths == ("effectiveDateTime", "effectivePeriod",
-                                         "effectiveInstant")
+    assert observation["date"].paths == ("effectiveDateTime", "effectivePeriod", "effectiveInstant")
     assert observation["patient"].targets == ("Patient",)

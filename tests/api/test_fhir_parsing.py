@@ -42,21 +42,31 @@ def utc(*parts: int) -> datetime:
     return datetime(*parts, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("text", "start", "end"), [
-    ("2026", utc(2025, 12, 31, 16), utc(2026, 12, 31, 16)),
-    ("2026-02", utc(2026, 1, 31, 16), utc(2026, 2, 28, 16)),
-    ("2026-12", utc(2026, 11, 30, 16), utc(2026, 12, 31, 16)),
-    ("2026-05-03", utc(2026, 5, 2, 16), utc(2026, 5, 3, 16)),
-    ("2026-05-03T10:00+08:00", utc(2026, 5, 3, 2), utc(2026, 5, 3, 2, 1)),
-    ("2026-05-03T10:00:00Z", utc(2026, 5, 3, 10), utc(2026, 5, 3, 10, 0, 1)),
-    ("2026-05-03T10:00:00.5-05:00", utc(2026, 5, 3, 15, 0, 0, 500000),
-     utc(2026, 5, 3, 15, 0, 0, 600000)),
-    ("2026-05-03T10:00:00.123456789Z", utc(2026, 5, 3, 10, 0, 0, 123456),
-     utc(2026, 5, 3, 10, 0, 0, 123457)),
-    ("2026-05-03T10:00:00", utc(2026, 5, 3, 2), utc(2026, 5, 3, 2, 0, 1)),  # zone assumed
-])
-def test_parse_range_covers_the_written_precision(text: str, start: datetime,
-                                                  end: datetime) -> None:
+@pytest.mark.parametrize(
+    ("text", "start", "end"),
+    [
+        ("2026", utc(2025, 12, 31, 16), utc(2026, 12, 31, 16)),
+        ("2026-02", utc(2026, 1, 31, 16), utc(2026, 2, 28, 16)),
+        ("2026-12", utc(2026, 11, 30, 16), utc(2026, 12, 31, 16)),
+        ("2026-05-03", utc(2026, 5, 2, 16), utc(2026, 5, 3, 16)),
+        ("2026-05-03T10:00+08:00", utc(2026, 5, 3, 2), utc(2026, 5, 3, 2, 1)),
+        ("2026-05-03T10:00:00Z", utc(2026, 5, 3, 10), utc(2026, 5, 3, 10, 0, 1)),
+        (
+            "2026-05-03T10:00:00.5-05:00",
+            utc(2026, 5, 3, 15, 0, 0, 500000),
+            utc(2026, 5, 3, 15, 0, 0, 600000),
+        ),
+        (
+            "2026-05-03T10:00:00.123456789Z",
+            utc(2026, 5, 3, 10, 0, 0, 123456),
+            utc(2026, 5, 3, 10, 0, 0, 123457),
+        ),
+        ("2026-05-03T10:00:00", utc(2026, 5, 3, 2), utc(2026, 5, 3, 2, 0, 1)),  # zone assumed
+    ],
+)
+def test_parse_range_covers_the_written_precision(
+    text: str, start: datetime, end: datetime
+) -> None:
     assert parse_range(text, SHANGHAI) == (start, end)
 
 
@@ -64,9 +74,20 @@ def test_date_only_values_follow_the_zone() -> None:
     assert parse_range("2026-05-03", UTC) == (utc(2026, 5, 3), utc(2026, 5, 4))
 
 
-@pytest.mark.parametrize("text", ["", "26", "2026-5", "2026-13", "2026-02-30",
-                                  "2026-05-03T24:00:00Z", "2026-05-03T10:00:00+15:00",
-                                  "2026-05-03 10:00", "now"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "26",
+        "2026-5",
+        "2026-13",
+        "2026-02-30",
+        "2026-05-03T24:00:00Z",
+        "2026-05-03T10:00:00+15:00",
+        "2026-05-03 10:00",
+        "now",
+    ],
+)
 def test_parse_range_rejects_non_dates(text: str) -> None:
     with pytest.raises(DateFormatError):
         parse_range(text)
@@ -87,13 +108,16 @@ def test_format_instant_is_utc_with_milliseconds() -> None:
     assert format_instant(moment) == "2026-11-25T13:40:00.123+00:00"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("Patient/p1", "Patient/p1"),
-    ("http://h/fhir/Patient/p1", "Patient/p1"),
-    ("Patient/p1/_history/3", "Patient/p1"),
-    ("urn:uuid:8d3c0b06-5c8e-4f0e", "urn:uuid:8d3c0b06-5c8e-4f0e"),
-    ("#contained", None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Patient/p1", "Patient/p1"),
+        ("http://h/fhir/Patient/p1", "Patient/p1"),
+        ("Patient/p1/_history/3", "Patient/p1"),
+        ("urn:uuid:8d3c0b06-5c8e-4f0e", "urn:uuid:8d3c0b06-5c8e-4f0e"),
+        ("#contained", None),
+    ],
+)
 def test_normalize_reference(text: str, expected: str | None) -> None:
     assert normalize_reference(text) == expected
 
@@ -113,7 +137,10 @@ def test_elements_walk_lists_and_filters() -> None:
 
 def test_index_values_of_a_patient() -> None:
     patient = {
-        "resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1980-05-03",
+        "resourceType": "Patient",
+        "id": "p1",
+        "gender": "male",
+        "birthDate": "1980-05-03",
         "name": [{"family": "张", "given": ["三"], "text": "张三"}],
         "identifier": [{"system": "urn:oid:2.16.156.10011.1.1", "value": "X1"}],
         "telecom": [{"system": "phone", "value": "13800000000"}],
@@ -123,7 +150,8 @@ def test_index_values_of_a_patient() -> None:
     by_param: dict[str, set] = {}
     for v in values:
         by_param.setdefault(v.param, set()).add(
-            (v.system, v.code, v.value, v.reference, v.date_start))
+            (v.system, v.code, v.value, v.reference, v.date_start)
+        )
     assert by_param["gender"] == {(None, "male", None, None, None)}
     assert by_param["identifier"] == {("urn:oid:2.16.156.10011.1.1", "X1", None, None, None)}
     assert by_param["phone"] == {("phone", "13800000000", None, None, None)}
@@ -141,15 +169,30 @@ def test_patient_only_references_are_filtered_by_target() -> None:
     assert patient_key(group_obs) is None
 
 
-@pytest.mark.parametrize(("resource", "key"), [
-    ({"resourceType": "Patient", "id": "p9"}, "Patient/p9"),
-    ({"resourceType": "Task", "id": "t", "for": {"reference": "Patient/p1"}}, "Patient/p1"),
-    ({"resourceType": "Provenance", "id": "v",
-      "target": [{"reference": "Observation/o"}, {"reference": "Patient/p2"}]}, "Patient/p2"),
-    ({"resourceType": "Organization", "id": "org"}, None),
-    ({"resourceType": "Observation", "id": "o",
-      "subject": {"reference": "http://x/fhir/Patient/p3"}}, "Patient/p3"),
-])
+@pytest.mark.parametrize(
+    ("resource", "key"),
+    [
+        ({"resourceType": "Patient", "id": "p9"}, "Patient/p9"),
+        ({"resourceType": "Task", "id": "t", "for": {"reference": "Patient/p1"}}, "Patient/p1"),
+        (
+            {
+                "resourceType": "Provenance",
+                "id": "v",
+                "target": [{"reference": "Observation/o"}, {"reference": "Patient/p2"}],
+            },
+            "Patient/p2",
+        ),
+        ({"resourceType": "Organization", "id": "org"}, None),
+        (
+            {
+                "resourceType": "Observation",
+                "id": "o",
+                "subject": {"reference": "http://x/fhir/Patient/p3"},
+            },
+            "Patient/p3",
+        ),
+    ],
+)
 def test_patient_key(resource: dict, key: str | None) -> None:
     assert patient_key(resource) == key
 
@@ -160,21 +203,29 @@ def test_invalid_dates_in_a_resource_are_not_indexed() -> None:
 
 
 def test_token_forms_and_escapes() -> None:
-    request = parse_search("Observation", [
-        ("code", "http://loinc.org|718-7,|x,s|,plain"),
-        ("identifier", "urn:a\\|b|v\\,1"),
-    ])
+    request = parse_search(
+        "Observation",
+        [
+            ("code", "http://loinc.org|718-7,|x,s|,plain"),
+            ("identifier", "urn:a\\|b|v\\,1"),
+        ],
+    )
     code, ident = request.criteria
     assert code.values == (
-        TokenValue("718-7", "http://loinc.org", "given"), TokenValue("x", None, "none"),
-        TokenValue(None, "s", "given"), TokenValue("plain", None, "any"))
+        TokenValue("718-7", "http://loinc.org", "given"),
+        TokenValue("x", None, "none"),
+        TokenValue(None, "s", "given"),
+        TokenValue("plain", None, "any"),
+    )
     assert ident.values == (TokenValue("v,1", "urn:a|b", "given"),)
     assert split_escaped("a\\,b,c", ",") == ["a\\,b", "c"]
 
 
 def test_references_expand_bare_ids_to_the_target_types() -> None:
-    request = parse_search("Observation", [("patient", "p1"), ("subject", "p2"),
-                                           ("subject:Group", "g1"), ("focus", "x")])
+    request = parse_search(
+        "Observation",
+        [("patient", "p1"), ("subject", "p2"), ("subject:Group", "g1"), ("focus", "x")],
+    )
     patient, subject, group, focus = (c.values[0] for c in request.criteria)
     assert patient == ReferenceValue(("Patient/p1",))
     assert "Patient/p2" in subject.references and "Group/p2" in subject.references
@@ -183,8 +234,7 @@ def test_references_expand_bare_ids_to_the_target_types() -> None:
 
 
 def test_date_prefixes() -> None:
-    request = parse_search("Observation", [("date", "ge2026-05"), ("date", "2026")],
-                           zone=UTC)
+    request = parse_search("Observation", [("date", "ge2026-05"), ("date", "2026")], zone=UTC)
     assert request.criteria[0].values == (DateValue("ge", utc(2026, 5, 1), utc(2026, 6, 1)),)
     assert request.criteria[1].values[0].prefix == "eq"
 
@@ -200,18 +250,33 @@ def test_quantity_precision() -> None:
 
 
 def test_result_parameters() -> None:
-    request = parse_search("Patient", [("_count", "5"), ("_offset", "10"),
-                                       ("_sort", "_lastUpdated,-_id"), ("_format", "json")])
+    request = parse_search(
+        "Patient",
+        [("_count", "5"), ("_offset", "10"), ("_sort", "_lastUpdated,-_id"), ("_format", "json")],
+    )
     assert (request.count, request.offset, request.sort) == (5, 10, ("_lastUpdated", "-_id"))
 
 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(SearchError) as caught:
-        parse_search("Patient", [("birthdate", "soon"), ("nope", "1"), ("_count", "x"),
-                                 ("gender:below", "m"), ("_format", "xml")])
+        parse_search(
+            "Patient",
+            [
+                ("birthdate", "soon"),
+                ("nope", "1"),
+                ("_count", "x"),
+                ("gender:below", "m"),
+                ("_format", "xml"),
+            ],
+        )
     issues = caught.value.issues
-    assert [i.location for i in issues] == ["birthdate", "nope", "_count", "gender:below",
-                                           "_format"]
+    assert [i.location for i in issues] == [
+        "birthdate",
+        "nope",
+        "_count",
+        "gender:below",
+        "_format",
+    ]
     assert caught.value.http_status == 400
 
 
@@ -223,8 +288,7 @@ def test_lenient_collects_unknown_parameters() -> None:
 
 
 def test_search_values_use_the_given_zone() -> None:
-    (criterion,) = parse_search("Patient", [("birthdate", "2026-05-03")],
-                                zone=SHANGHAI).criteria
+    (criterion,) = parse_search("Patient", [("birthdate", "2026-05-03")], zone=SHANGHAI).criteria
     assert criterion.values[0].start == utc(2026, 5, 2, 16)
     assert criterion.values[0].end - criterion.values[0].start == timedelta(days=1)
 

@@ -16,8 +16,12 @@ from adapter.store import save_resources
 
 T1 = datetime(2026, 5, 3, 2, 0, 0, 250000, tzinfo=UTC)
 T2 = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
-PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "female",
-           "name": [{"family": "李", "given": ["秀英"]}]}
+PATIENT = {
+    "resourceType": "Patient",
+    "id": "p1",
+    "gender": "female",
+    "name": [{"family": "李", "given": ["秀英"]}],
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +46,9 @@ def outcome(response, status: int, fhir_valid) -> dict:
 
 
 class TestRead:
-    def test_read_current_version_with_etag_and_last_modified(self, client: TestClient,
-                                                              fhir_valid) -> None:
+    def test_read_current_version_with_etag_and_last_modified(
+        self, client: TestClient, fhir_valid
+    ) -> None:
         response = client.get("/fhir/Patient/p1")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("application/fhir+json")
@@ -83,12 +88,19 @@ class TestRead:
         second = client.get(nxt.removeprefix("http://testserver")).json()
         assert second["entry"][0]["resource"]["meta"]["versionId"] == "1"
 
-    @pytest.mark.parametrize("path", ["/fhir/Patient/p1/_history/3",
-                                      "/fhir/Patient/p1/_history/abc",
-                                      "/fhir/Patient/nobody", "/fhir/Patient/nobody/_history",
-                                      "/fhir/Observation/p1"])
-    def test_unknown_ids_and_versions_are_404(self, client: TestClient, fhir_valid,
-                                              path: str) -> None:
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/fhir/Patient/p1/_history/3",
+            "/fhir/Patient/p1/_history/abc",
+            "/fhir/Patient/nobody",
+            "/fhir/Patient/nobody/_history",
+            "/fhir/Observation/p1",
+        ],
+    )
+    def test_unknown_ids_and_versions_are_404(
+        self, client: TestClient, fhir_valid, path: str
+    ) -> None:
         body = outcome(client.get(path), 404, fhir_valid)
         assert body["issue"][0]["code"] == "not-found"
 
@@ -101,13 +113,13 @@ class TestRead:
         body = outcome(client.get("/fhir/Patient/" + "x" * 65), 400, fhir_valid)
         assert "not a valid FHIR id" in body["issue"][0]["diagnostics"]
 
-    def test_type_level_history_is_not_supported(self, client: TestClient,
-                                                 fhir_valid) -> None:
+    def test_type_level_history_is_not_supported(self, client: TestClient, fhir_valid) -> None:
         outcome(client.get("/fhir/Patient/_history"), 404, fhir_valid)
 
 
-def test_unknown_route_and_wrong_method_are_operation_outcomes(client: TestClient,
-                                                               fhir_valid) -> None:
+def test_unknown_route_and_wrong_method_are_operation_outcomes(
+    client: TestClient, fhir_valid
+) -> None:
     body = outcome(client.get("/no/such/thing"), 404, fhir_valid)
     assert body["issue"][0]["code"] == "not-found"
     body = outcome(client.delete("/fhir/Patient/p1"), 405, fhir_valid)
@@ -131,23 +143,22 @@ def app_with_failing_routes(app: FastAPI) -> FastAPI:
     return app
 
 
-def test_adapter_errors_keep_their_status(app_with_failing_routes: FastAPI,
-                                          fhir_valid) -> None:
+def test_adapter_errors_keep_their_status(app_with_failing_routes: FastAPI, fhir_valid) -> None:
     with TestClient(app_with_failing_routes) as client:
         body = outcome(client.get("/test/too-large"), 413, fhir_valid)
     assert body["issue"][0]["code"] == "too-long"
     assert body["issue"][0]["location"] == ["body"]
 
 
-def test_request_validation_errors_are_400(app_with_failing_routes: FastAPI,
-                                           fhir_valid) -> None:
+def test_request_validation_errors_are_400(app_with_failing_routes: FastAPI, fhir_valid) -> None:
     with TestClient(app_with_failing_routes) as client:
         body = outcome(client.get("/test/typed?limit=many"), 400, fhir_valid)
     assert body["issue"][0]["location"] == ["query.limit"]
 
 
-def test_unexpected_errors_are_500_without_patient_data(app_with_failing_routes: FastAPI,
-                                                        fhir_valid, caplog) -> None:
+def test_unexpected_errors_are_500_without_patient_data(
+    app_with_failing_routes: FastAPI, fhir_valid, caplog
+) -> None:
     with TestClient(app_with_failing_routes, raise_server_exceptions=False) as client:
         response = client.get("/test/boom?name=李秀英")
     body = outcome(response, 500, fhir_valid)

@@ -25,28 +25,64 @@ T0 = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 
 def patients() -> list[dict]:
     return [
-        {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1980-05-03",
-         "name": [{"family": "王", "given": ["芳"]}],
-         "identifier": [{"system": ID_SYSTEM, "value": "11010119800503002X"},
-                        {"system": MRN_SYSTEM, "value": "MRN-001"}],
-         "telecom": [{"system": "phone", "value": "13800000001"}],
-         "address": [{"city": "青山县", "line": ["城关镇解放路1号"]}]},
-        {"resourceType": "Patient", "id": "p2", "gender": "male", "birthDate": "1975-12",
-         "name": [{"family": "Müller", "given": ["Zoë"]}],
-         "identifier": [{"value": "LOCAL-7"}]},
-        {"resourceType": "Patient", "id": "p3", "gender": "male", "birthDate": "2000-01-01",
-         "name": [{"family": "张", "given": ["三"]}],
-         "identifier": [{"system": MRN_SYSTEM, "value": "MRN-003"}], "active": True},
+        {
+            "resourceType": "Patient",
+            "id": "p1",
+            "gender": "female",
+            "birthDate": "1980-05-03",
+            "name": [{"family": "王", "given": ["芳"]}],
+            "identifier": [
+                {"system": ID_SYSTEM, "value": "11010119800503002X"},
+                {"system": MRN_SYSTEM, "value": "MRN-001"},
+            ],
+            "telecom": [{"system": "phone", "value": "13800000001"}],
+            "address": [{"city": "青山县", "line": ["城关镇解放路1号"]}],
+        },
+        {
+            "resourceType": "Patient",
+            "id": "p2",
+            "gender": "male",
+            "birthDate": "1975-12",
+            "name": [{"family": "Müller", "given": ["Zoë"]}],
+            "identifier": [{"value": "LOCAL-7"}],
+        },
+        {
+            "resourceType": "Patient",
+            "id": "p3",
+            "gender": "male",
+            "birthDate": "2000-01-01",
+            "name": [{"family": "张", "given": ["三"]}],
+            "identifier": [{"system": MRN_SYSTEM, "value": "MRN-003"}],
+            "active": True,
+        },
     ]
 
 
-def obs(oid: str, patient: str, code: str, when: str, *, system: str | None = LOINC,
-        value: float | None = None, category: str = "laboratory", **extra) -> dict:
+def obs(
+    oid: str,
+    patient: str,
+    code: str,
+    when: str,
+    *,
+    system: str | None = LOINC,
+    value: float | None = None,
+    category: str = "laboratory",
+    **extra,
+) -> dict:
     body = {
-        "resourceType": "Observation", "id": oid, "status": "final",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": category}]}],
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": category,
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": system, "code": code} if system else {"code": code}]},
         "subject": {"reference": f"Patient/{patient}"},
         "effectiveDateTime": when,
@@ -63,23 +99,30 @@ def observations() -> list[dict]:
         obs("o2", "p1", "2345-7", "2026-05-04T08:30:00+08:00", value=5.4),
         obs("o3", "p2", "718-7", "2026-04-30T23:59:59+08:00", value=98.5),
         obs("o4", "p3", "HB", "2025-12-31", system=LOCAL, category="vital-signs"),
-        obs("o5", "p3", "718-7", "2026-05-03T00:30:00+08:00", system=None,
-            status="amended"),  # a code without a system
+        obs(
+            "o5", "p3", "718-7", "2026-05-03T00:30:00+08:00", system=None, status="amended"
+        ),  # a code without a system
     ]
 
 
 def encounters() -> list[dict]:
     return [
-        {"resourceType": "Encounter", "id": "e1", "status": "finished",
-         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                   "code": "IMP"},
-         "subject": {"reference": "Patient/p1"},
-         "period": {"start": "2026-05-01T08:00:00+08:00", "end": "2026-05-05T10:00:00+08:00"}},
-        {"resourceType": "Encounter", "id": "e2", "status": "in-progress",
-         "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-                   "code": "AMB"},
-         "subject": {"reference": "http://other.example/fhir/Patient/p2"},
-         "period": {"start": "2026-05-10T08:00:00+08:00"}},
+        {
+            "resourceType": "Encounter",
+            "id": "e1",
+            "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+            "subject": {"reference": "Patient/p1"},
+            "period": {"start": "2026-05-01T08:00:00+08:00", "end": "2026-05-05T10:00:00+08:00"},
+        },
+        {
+            "resourceType": "Encounter",
+            "id": "e2",
+            "status": "in-progress",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": "http://other.example/fhir/Patient/p2"},
+            "period": {"start": "2026-05-10T08:00:00+08:00"},
+        },
     ]
 
 
@@ -87,8 +130,7 @@ def seed(factory: sessionmaker[Session]) -> None:
     # distinct lastUpdated times: p1 oldest ... e2 newest
     for i, resource in enumerate(patients() + observations() + encounters()):
         with factory.begin() as session:
-            save_resources(session, [resource], message_id=None,
-                           now=T0 + timedelta(minutes=i))
+            save_resources(session, [resource], message_id=None, now=T0 + timedelta(minutes=i))
 
 
 @pytest.fixture(scope="module")
@@ -145,30 +187,36 @@ class TestTokens:
         assert ids(search(client, "/fhir/Patient?_id=p2")) == ["p2"]
         assert sorted(ids(search(client, "/fhir/Patient?_id=p1,p3,nope"))) == ["p1", "p3"]
 
-    @pytest.mark.parametrize(("query", "expected"), [
-        (f"{ID_SYSTEM}|11010119800503002X", ["p1"]),
-        ("11010119800503002X", ["p1"]),  # any system
-        ("|LOCAL-7", ["p2"]),  # identifier without a system
-        ("|MRN-001", []),  # MRN-001 has a system
-        (f"{MRN_SYSTEM}|", ["p1", "p3"]),  # any value in that system
-        (f"{MRN_SYSTEM}|MRN-003", ["p3"]),
-        (f"{ID_SYSTEM}|MRN-003", []),
-    ])
-    def test_identifier_forms(self, client: TestClient, query: str,
-                              expected: list[str]) -> None:
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            (f"{ID_SYSTEM}|11010119800503002X", ["p1"]),
+            ("11010119800503002X", ["p1"]),  # any system
+            ("|LOCAL-7", ["p2"]),  # identifier without a system
+            ("|MRN-001", []),  # MRN-001 has a system
+            (f"{MRN_SYSTEM}|", ["p1", "p3"]),  # any value in that system
+            (f"{MRN_SYSTEM}|MRN-003", ["p3"]),
+            (f"{ID_SYSTEM}|MRN-003", []),
+        ],
+    )
+    def test_identifier_forms(self, client: TestClient, query: str, expected: list[str]) -> None:
         body = search(client, "/fhir/Patient", params={"identifier": query})
         assert sorted(ids(body)) == expected
 
-    @pytest.mark.parametrize(("query", "expected"), [
-        (f"{LOINC}|718-7", ["o1", "o3"]),
-        ("718-7", ["o1", "o3", "o5"]),
-        ("|718-7", ["o5"]),
-        (f"{LOCAL}|", ["o4"]),
-        (f"{LOINC}|718-7,{LOCAL}|HB", ["o1", "o3", "o4"]),  # comma = OR
-    ])
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            (f"{LOINC}|718-7", ["o1", "o3"]),
+            ("718-7", ["o1", "o3", "o5"]),
+            ("|718-7", ["o5"]),
+            (f"{LOCAL}|", ["o4"]),
+            (f"{LOINC}|718-7,{LOCAL}|HB", ["o1", "o3", "o4"]),  # comma = OR
+        ],
+    )
     def test_code_forms(self, client: TestClient, query: str, expected: list[str]) -> None:
         assert sorted(ids(search(client, "/fhir/Observation", params={"code": query}))) == (
-            expected)
+            expected
+        )
 
     def test_gender_status_category_active_telecom(self, client: TestClient) -> None:
         assert sorted(ids(search(client, "/fhir/Patient?gender=male"))) == ["p2", "p3"]
@@ -188,18 +236,17 @@ class TestTokens:
 
 
 class TestReferences:
-    @pytest.mark.parametrize("value", ["Patient/p1", "p1",
-                                       "http://elsewhere.example/fhir/Patient/p1"])
+    @pytest.mark.parametrize(
+        "value", ["Patient/p1", "p1", "http://elsewhere.example/fhir/Patient/p1"]
+    )
     def test_patient_forms(self, client: TestClient, value: str) -> None:
         body = search(client, "/fhir/Observation", params={"patient": value})
         assert sorted(ids(body)) == ["o1", "o2"]
 
     def test_subject_with_bare_id_and_type_modifier(self, client: TestClient) -> None:
         assert sorted(ids(search(client, "/fhir/Observation?subject=p3"))) == ["o4", "o5"]
-        assert sorted(ids(search(client, "/fhir/Observation?subject:Patient=p3"))) == [
-            "o4", "o5"]
-        assert sorted(ids(search(client, "/fhir/Observation?subject=Patient/p3"))) == [
-            "o4", "o5"]
+        assert sorted(ids(search(client, "/fhir/Observation?subject:Patient=p3"))) == ["o4", "o5"]
+        assert sorted(ids(search(client, "/fhir/Observation?subject=Patient/p3"))) == ["o4", "o5"]
 
     def test_absolute_references_are_indexed_as_type_and_id(self, client: TestClient) -> None:
         assert ids(search(client, "/fhir/Encounter?patient=p2")) == ["e2"]
@@ -215,24 +262,26 @@ class TestReferences:
 
 
 class TestDates:
-    @pytest.mark.parametrize(("query", "expected"), [
-        ("2026", ["o1", "o2", "o3", "o5"]),
-        ("2026-05", ["o1", "o2", "o5"]),  # o3 is 30 April in China
-        ("2026-05-03", ["o1", "o5"]),
-        ("eq2026-05-03", ["o1", "o5"]),
-        ("2026-05-03T10:00:00+08:00", ["o1"]),
-        ("2026-05-03T02:00:00Z", ["o1"]),  # the same instant in UTC
-        ("ge2026-05-03", ["o1", "o2", "o5"]),
-        ("gt2026-05-03", ["o2"]),
-        ("le2026-04-30", ["o3", "o4"]),
-        ("lt2026-05-01", ["o3", "o4"]),
-        ("lt2026", ["o4"]),
-        ("ne2026-05-03", ["o2", "o3", "o4"]),
-        ("sa2026-05-03", ["o2"]),
-        ("eb2026-01-01", ["o4"]),
-    ])
-    def test_observation_date(self, client: TestClient, query: str,
-                              expected: list[str]) -> None:
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("2026", ["o1", "o2", "o3", "o5"]),
+            ("2026-05", ["o1", "o2", "o5"]),  # o3 is 30 April in China
+            ("2026-05-03", ["o1", "o5"]),
+            ("eq2026-05-03", ["o1", "o5"]),
+            ("2026-05-03T10:00:00+08:00", ["o1"]),
+            ("2026-05-03T02:00:00Z", ["o1"]),  # the same instant in UTC
+            ("ge2026-05-03", ["o1", "o2", "o5"]),
+            ("gt2026-05-03", ["o2"]),
+            ("le2026-04-30", ["o3", "o4"]),
+            ("lt2026-05-01", ["o3", "o4"]),
+            ("lt2026", ["o4"]),
+            ("ne2026-05-03", ["o2", "o3", "o4"]),
+            ("sa2026-05-03", ["o2"]),
+            ("eb2026-01-01", ["o4"]),
+        ],
+    )
+    def test_observation_date(self, client: TestClient, query: str, expected: list[str]) -> None:
         body = search(client, "/fhir/Observation", params={"date": query})
         assert sorted(ids(body)) == expected
 
@@ -252,33 +301,40 @@ class TestDates:
         assert "p2" in ids(search(client, "/fhir/Patient?birthdate=ge1975-12-10"))
         assert "p2" in ids(search(client, "/fhir/Patient?birthdate=ap1975-12-10"))
 
-    @pytest.mark.parametrize(("query", "expected"), [
-        ("2026-05-03", []),  # a 4-day stay is not within one day
-        ("ge2026-05-03", ["e1", "e2"]),  # ends after that day / open end
-        ("le2026-05-03", ["e1"]),  # started before
-        ("ap2026-05-03", ["e1"]),  # overlaps
-        ("gt2026-06-01", ["e2"]),  # still open
-    ])
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("2026-05-03", []),  # a 4-day stay is not within one day
+            ("ge2026-05-03", ["e1", "e2"]),  # ends after that day / open end
+            ("le2026-05-03", ["e1"]),  # started before
+            ("ap2026-05-03", ["e1"]),  # overlaps
+            ("gt2026-06-01", ["e2"]),  # still open
+        ],
+    )
     def test_period_ranges(self, client: TestClient, query: str, expected: list[str]) -> None:
-        assert sorted(ids(search(client, "/fhir/Encounter", params={"date": query}))) == (
-            expected)
+        assert sorted(ids(search(client, "/fhir/Encounter", params={"date": query}))) == (expected)
 
     def test_last_updated(self, client: TestClient) -> None:
         # p1 saved at T0, p2 at T0+1min, p3 at T0+2min
-        assert ids(search(client, "/fhir/Patient?_lastUpdated=lt2026-05-01T00:01:00Z")) == [
-            "p1"]
-        assert sorted(ids(search(client,
-                                 "/fhir/Patient?_lastUpdated=ge2026-05-01T00:01:00Z"))) == [
-            "p2", "p3"]
+        assert ids(search(client, "/fhir/Patient?_lastUpdated=lt2026-05-01T00:01:00Z")) == ["p1"]
+        assert sorted(ids(search(client, "/fhir/Patient?_lastUpdated=ge2026-05-01T00:01:00Z"))) == [
+            "p2",
+            "p3",
+        ]
         assert sorted(ids(search(client, "/fhir/Patient?_lastUpdated=2026-05-01"))) == [
-            "p1", "p2", "p3"]
+            "p1",
+            "p2",
+            "p3",
+        ]
         assert ids(search(client, "/fhir/Patient?_lastUpdated=2026-05-02")) == []
         assert ids(search(client, "/fhir/Patient?_lastUpdated=2026-05-01T00:01:00Z")) == ["p2"]
 
-    @pytest.mark.parametrize("value", ["2026-13", "yesterday", "2026-02-30", "xx2026",
-                                       "2026-05-03T25:00:00Z"])
-    def test_malformed_dates_name_parameter_and_value(self, client: TestClient, value: str,
-                                                      fhir_valid) -> None:
+    @pytest.mark.parametrize(
+        "value", ["2026-13", "yesterday", "2026-02-30", "xx2026", "2026-05-03T25:00:00Z"]
+    )
+    def test_malformed_dates_name_parameter_and_value(
+        self, client: TestClient, value: str, fhir_valid
+    ) -> None:
         body = error(client, "/fhir/Observation", params={"date": value})
         fhir_valid(body)
         issue = body["issue"][0]
@@ -288,14 +344,17 @@ class TestDates:
 
 
 class TestStrings:
-    @pytest.mark.parametrize(("query", "expected"), [
-        ("王", ["p1"]),
-        ("张三", ["p3"]),  # family + given written together, as in Chinese
-        ("mül", ["p2"]),  # starts-with, case-insensitive
-        ("MULLER", ["p2"]),  # accents ignored
-        ("zoe", ["p2"]),
-        ("ller", []),  # not starts-with
-    ])
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("王", ["p1"]),
+            ("张三", ["p3"]),  # family + given written together, as in Chinese
+            ("mül", ["p2"]),  # starts-with, case-insensitive
+            ("MULLER", ["p2"]),  # accents ignored
+            ("zoe", ["p2"]),
+            ("ller", []),  # not starts-with
+        ],
+    )
     def test_name(self, client: TestClient, query: str, expected: list[str]) -> None:
         assert ids(search(client, "/fhir/Patient", params={"name": query})) == expected
 
@@ -316,46 +375,51 @@ class TestStrings:
 
 
 class TestQuantity:
-    @pytest.mark.parametrize(("query", "expected"), [
-        ("135", ["o1"]),
-        ("5.4", ["o2"]),
-        ("5.43", []),  # 5.4 is not within [5.425, 5.435)
-        ("gt100", ["o1"]),
-        ("le98.5", ["o2", "o3"]),
-        (f"135|{UCUM}|g/L", ["o1"]),
-        ("135||g/L", ["o1"]),
-        ("135||mmol/L", []),
-        ("ap100", ["o3"]),
-    ])
-    def test_value_quantity(self, client: TestClient, query: str,
-                            expected: list[str]) -> None:
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ("135", ["o1"]),
+            ("5.4", ["o2"]),
+            ("5.43", []),  # 5.4 is not within [5.425, 5.435)
+            ("gt100", ["o1"]),
+            ("le98.5", ["o2", "o3"]),
+            (f"135|{UCUM}|g/L", ["o1"]),
+            ("135||g/L", ["o1"]),
+            ("135||mmol/L", []),
+            ("ap100", ["o3"]),
+        ],
+    )
+    def test_value_quantity(self, client: TestClient, query: str, expected: list[str]) -> None:
         body = search(client, "/fhir/Observation", params={"value-quantity": query})
         assert sorted(ids(body)) == expected
 
 
 class TestPagingAndSorting:
-    def test_default_sort_is_last_updated_descending(self, client: TestClient,
-                                                     fhir_valid) -> None:
+    def test_default_sort_is_last_updated_descending(self, client: TestClient, fhir_valid) -> None:
         body = search(client, "/fhir/Patient", fhir_valid)
         assert ids(body) == ["p3", "p2", "p1"] and body["total"] == 3
         assert [e["fullUrl"] for e in body["entry"]] == [
-            f"http://testserver/fhir/Patient/{i}" for i in ("p3", "p2", "p1")]
+            f"http://testserver/fhir/Patient/{i}" for i in ("p3", "p2", "p1")
+        ]
 
     def test_sort_ascending_and_by_id(self, client: TestClient) -> None:
         assert ids(search(client, "/fhir/Patient?_sort=_lastUpdated")) == ["p1", "p2", "p3"]
         assert ids(search(client, "/fhir/Patient?_sort=-_id")) == ["p3", "p2", "p1"]
         error(client, "/fhir/Patient?_sort=birthdate")
 
-    def test_ties_on_last_updated_are_broken_by_id(self, app: FastAPI,
-                                                   save: Callable) -> None:
+    def test_ties_on_last_updated_are_broken_by_id(self, app: FastAPI, save: Callable) -> None:
         same = datetime(2026, 6, 1, tzinfo=UTC)
-        save([{"resourceType": "Organization", "id": i, "name": f"卫生院{i}"}
-              for i in ("c", "a", "b")], now=same)
+        save(
+            [
+                {"resourceType": "Organization", "id": i, "name": f"卫生院{i}"}
+                for i in ("c", "a", "b")
+            ],
+            now=same,
+        )
         with TestClient(app) as fresh:
             assert ids(search(fresh, "/fhir/Organization")) == ["a", "b", "c"]
 
-    def test_pages_follow_next_and_previous_links(self, client: TestClient,
-                                                  fhir_valid) -> None:
+    def test_pages_follow_next_and_previous_links(self, client: TestClient, fhir_valid) -> None:
         first = search(client, "/fhir/Observation?_count=2&status=final,amended", fhir_valid)
         assert first["total"] == 5 and len(ids(first)) == 2
         assert "previous" not in links(first)
@@ -378,8 +442,7 @@ class TestPagingAndSorting:
         body = search(client, "/fhir/Patient?_offset=10")
         assert body["total"] == 3 and ids(body) == [] and "next" not in links(body)
 
-    def test_count_zero_and_summary_count_give_only_the_total(self,
-                                                              client: TestClient) -> None:
+    def test_count_zero_and_summary_count_give_only_the_total(self, client: TestClient) -> None:
         for query in ("_count=0", "_summary=count"):
             body = search(client, f"/fhir/Patient?{query}")
             assert body["total"] == 3 and "entry" not in body
@@ -406,8 +469,9 @@ def test_count_default_and_maximum_come_from_settings(small_pages_client: TestCl
 
 
 class TestUnknownParameters:
-    def test_strict_by_default_names_every_unknown_parameter(self, client: TestClient,
-                                                             fhir_valid) -> None:
+    def test_strict_by_default_names_every_unknown_parameter(
+        self, client: TestClient, fhir_valid
+    ) -> None:
         body = error(client, "/fhir/Patient?foo=1&gender=male&bar:exact=2&_include=x")
         fhir_valid(body)
         text = " ".join(i["diagnostics"] for i in body["issue"])
@@ -415,8 +479,12 @@ class TestUnknownParameters:
         assert {i["code"] for i in body["issue"]} == {"not-supported"}
 
     def test_lenient_ignores_and_reports_them(self, client: TestClient, fhir_valid) -> None:
-        body = search(client, "/fhir/Patient?foo=1&gender=male", fhir_valid,
-                      headers={"Prefer": "handling=lenient"})
+        body = search(
+            client,
+            "/fhir/Patient?foo=1&gender=male",
+            fhir_valid,
+            headers={"Prefer": "handling=lenient"},
+        )
         assert sorted(ids(body)) == ["p2", "p3"]
         outcome = [e["resource"] for e in body["entry"] if e["search"]["mode"] == "outcome"]
         assert len(outcome) == 1 and "'foo'" in outcome[0]["issue"][0]["diagnostics"]
@@ -443,8 +511,9 @@ class TestUnknownParameters:
 
 
 def test_post_search_takes_form_parameters(client: TestClient, fhir_valid) -> None:
-    response = client.post("/fhir/Observation/_search",
-                           data={"patient": "p1", "code": f"{LOINC}|718-7"})
+    response = client.post(
+        "/fhir/Observation/_search", data={"patient": "p1", "code": f"{LOINC}|718-7"}
+    )
     assert response.status_code == 200
     body = response.json()
     fhir_valid(body)
@@ -453,8 +522,9 @@ def test_post_search_takes_form_parameters(client: TestClient, fhir_valid) -> No
 
 @pytest.mark.usefixtures("seeded")
 def test_configured_base_url_is_used_for_links(settings: Settings) -> None:
-    public = Settings(**{**settings.model_dump(),
-                         "base_url": "https://fhir.qs-yigongti.example/r4/"})
+    public = Settings(
+        **{**settings.model_dump(), "base_url": "https://fhir.qs-yigongti.example/r4/"}
+    )
     with TestClient(create_app(public)) as client:
         body = search(client, "/fhir/Patient?_count=1")
     assert links(body)["next"].startswith("https://fhir.qs-yigongti.example/r4/Patient?")

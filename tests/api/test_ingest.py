@@ -15,11 +15,16 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "hl7v2"
 ORU = FIXTURES / "oru"
 
 
-def _post(client: TestClient, path: Path | bytes, source: str = "std-hl7v2",
-          content_type: str = "x-application/hl7-v2+er7"):
+def _post(
+    client: TestClient,
+    path: Path | bytes,
+    source: str = "std-hl7v2",
+    content_type: str = "x-application/hl7-v2+er7",
+):
     body = path if isinstance(path, bytes) else path.read_bytes()
-    return client.post("/ingest", content=body,
-                       headers={"X-Source-System": source, "Content-Type": content_type})
+    return client.post(
+        "/ingest", content=body, headers={"X-Source-System": source, "Content-Type": content_type}
+    )
 
 
 def test_ingest_stores_resources_and_serves_them_over_fhir(client: TestClient) -> None:
@@ -29,8 +34,16 @@ def test_ingest_stores_resources_and_serves_them_over_fhir(client: TestClient) -
     assert body["status"] == "processed"
     assert response.headers["Location"] == f"/messages/{body['message_id']}"
     types = sorted(ref.split("/")[0] for ref in body["resources"])
-    assert types == ["DiagnosticReport", "Observation", "Observation", "Observation",
-                     "Observation", "Organization", "Patient", "Specimen"]
+    assert types == [
+        "DiagnosticReport",
+        "Observation",
+        "Observation",
+        "Observation",
+        "Observation",
+        "Organization",
+        "Patient",
+        "Specimen",
+    ]
     for ref in body["resources"]:
         read = client.get(f"/fhir/{ref}")
         assert read.status_code == 200
@@ -41,13 +54,15 @@ def test_ingest_stores_resources_and_serves_them_over_fhir(client: TestClient) -
     patient_ref = next(r for r in body["resources"] if r.startswith("Patient/"))
     found = client.get("/fhir/Observation", params={"patient": patient_ref}).json()
     assert found["total"] == 4
-    by_id = client.get("/fhir/Patient",
-                       params={"identifier": "urn:oid:2.16.156.10011.1.3|430999196803151231"})
+    by_id = client.get(
+        "/fhir/Patient", params={"identifier": "urn:oid:2.16.156.10011.1.3|430999196803151231"}
+    )
     assert by_id.json()["total"] == 1
 
 
 def test_same_bytes_twice_answer_the_first_message_and_store_nothing_new(
-        client: TestClient, session_factory: sessionmaker[Session]) -> None:
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
     first = _post(client, ORU / "std-hl7v2" / "two-orders.hl7").json()
     again = _post(client, ORU / "std-hl7v2" / "two-orders.hl7").json()
     assert again["message_id"] == first["message_id"]
@@ -56,8 +71,9 @@ def test_same_bytes_twice_answer_the_first_message_and_store_nothing_new(
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(InboundMessage)) == 1
         # the adapter's own CodeSystems are stored when the app starts
-        stored = select(func.count()).select_from(Resource).where(
-            Resource.resource_type != "CodeSystem")
+        stored = (
+            select(func.count()).select_from(Resource).where(Resource.resource_type != "CodeSystem")
+        )
         assert session.scalar(stored) == len(set(first["resources"]))
 
 
@@ -103,10 +119,12 @@ def test_unknown_source_and_missing_header_are_refused(client: TestClient) -> No
     assert missing.json()["issue"][0]["location"] == ["X-Source-System"]
 
 
-def test_oversize_document_is_refused_with_413_and_kept(client: TestClient,
-                                                        settings) -> None:
-    raw = b"MSH|^~\\&|A|B|C|D|20261125||ORU^R01|1|P|2.5.1\r" + b"NTE|1||" + b"x" * (
-        settings.max_message_bytes + 10)
+def test_oversize_document_is_refused_with_413_and_kept(client: TestClient, settings) -> None:
+    raw = (
+        b"MSH|^~\\&|A|B|C|D|20261125||ORU^R01|1|P|2.5.1\r"
+        + b"NTE|1||"
+        + b"x" * (settings.max_message_bytes + 10)
+    )
     response = _post(client, raw)
     assert response.status_code == 413
     assert response.json()["issue"][0]["code"] == "too-long"
@@ -115,8 +133,9 @@ def test_oversize_document_is_refused_with_413_and_kept(client: TestClient,
     assert stored["size"] == len(raw)
 
 
-def test_outbox_rows_written_with_the_resources(client: TestClient,
-                                                session_factory: sessionmaker[Session]) -> None:
+def test_outbox_rows_written_with_the_resources(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
     """Routes in the example consortium send township lab results to the county hospital."""
     body = _post(client, ORU / "shiqiao-lis" / "cbc-18-st.hl7", source="shiqiao-lis").json()
     assert body["status"] in ("processed", "processed-with-warnings")
@@ -138,13 +157,15 @@ def test_correction_updates_the_same_resources_to_a_new_version(client: TestClie
     assert report["meta"]["versionId"] == "2"
     first = client.get(f"/fhir/{report_ref}/_history/1").json()
     assert first["status"] == "final"
-    statuses = {client.get(f"/fhir/{r}").json().get("status")
-                for r in corrected["resources"] if r.startswith("Observation/")}
+    statuses = {
+        client.get(f"/fhir/{r}").json().get("status")
+        for r in corrected["resources"]
+        if r.startswith("Observation/")
+    }
     assert {"corrected", "entered-in-error"} <= statuses
 
 
-def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path,
-                                       app) -> None:
+def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path, app) -> None:
     """A message quarantined for an unknown result status goes through once the code table
     knows the code: the fix is a data change, then POST /messages/{id}/reprocess."""
     raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|||F|||", b"|||Q|||", 1)
@@ -155,11 +176,14 @@ def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path,
     message_id = response.headers["X-Message-Id"]
 
     import shutil
+
     mappings = tmp_path / "mappings"
     shutil.copytree(app.state.pipeline.mappings_dir, mappings)
     table = mappings / "_shared" / "concept-maps" / "observation-status.yaml"
-    table.write_text(table.read_text(encoding="utf-8").replace(
-        "  F: final\n", "  F: final\n  Q: preliminary\n"), encoding="utf-8")
+    table.write_text(
+        table.read_text(encoding="utf-8").replace("  F: final\n", "  F: final\n  Q: preliminary\n"),
+        encoding="utf-8",
+    )
     app.state.pipeline.mappings_dir = mappings
 
     again = client.post(f"/messages/{message_id}/reprocess")
@@ -177,17 +201,20 @@ def test_health_reports_database_and_mappings(client: TestClient) -> None:
 
 def test_health_is_503_when_the_database_is_gone(app, client: TestClient) -> None:
     from sqlalchemy import create_engine
+
     app.state.engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
     response = client.get("/health")
     assert response.status_code == 503
     assert response.json()["checks"]["database"]["status"] == "down"
 
 
-def test_reprocess_with_a_broken_mapping_changes_nothing(client: TestClient, tmp_path: Path,
-                                                         app) -> None:
+def test_reprocess_with_a_broken_mapping_changes_nothing(
+    client: TestClient, tmp_path: Path, app
+) -> None:
     """A mapping file being edited and broken: reprocess answers 409 naming file and line;
     the message stays as it was and new messages still use the mappings that loaded."""
     import shutil
+
     raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|||F|||", b"|||Q|||", 1)
     message_id = _post(client, raw).headers["X-Message-Id"]
     mappings = tmp_path / "mappings"
@@ -208,30 +235,34 @@ def test_reprocess_with_a_broken_mapping_changes_nothing(client: TestClient, tmp
 
 def test_a_discharge_summary_bundle_is_served_over_fhir(client: TestClient) -> None:
     cda = Path(__file__).resolve().parents[2] / "fixtures" / "cda" / "discharge" / "std-cda"
-    response = client.post("/ingest", content=(cda / "basic.xml").read_bytes(),
-                           headers={"X-Source-System": "std-cda",
-                                    "Content-Type": "application/xml"})
+    response = client.post(
+        "/ingest",
+        content=(cda / "basic.xml").read_bytes(),
+        headers={"X-Source-System": "std-cda", "Content-Type": "application/xml"},
+    )
     assert response.status_code == 202, response.text
     bundle_ref = next(r for r in response.json()["resources"] if r.startswith("Bundle/"))
     found = client.get("/fhir/Bundle", params={"type": "document"}).json()
-    assert [e["fullUrl"].rsplit("/", 1)[-1] for e in found["entry"]] == [
-        bundle_ref.split("/")[1]]
+    assert [e["fullUrl"].rsplit("/", 1)[-1] for e in found["entry"]] == [bundle_ref.split("/")[1]]
     bundle = client.get(f"/fhir/{bundle_ref}").json()
     assert bundle["entry"][0]["resource"]["resourceType"] == "Composition"
     assert validate_r4(bundle) == []
 
 
-def test_searches_read_dates_in_the_consortium_time_zone(tmp_path: Path,
-                                                         database_url: str) -> None:
+def test_searches_read_dates_in_the_consortium_time_zone(tmp_path: Path, database_url: str) -> None:
     """The store indexes a date without a zone in the consortium's zone; searches must read
     the search date in the same zone, whatever ADAPTER_DEFAULT_TIMEZONE says."""
     from adapter.api.app import create_app
     from adapter.settings import Settings
+
     config = tmp_path / "consortium.yaml"
-    config.write_text((ORU.parents[1] / "consortium.yaml").read_text(encoding="utf-8").replace(
-        "timezone: Asia/Shanghai", "timezone: America/New_York"), encoding="utf-8")
-    settings = Settings(database_url=database_url, config=config,
-                        default_timezone="Asia/Shanghai")
+    config.write_text(
+        (ORU.parents[1] / "consortium.yaml")
+        .read_text(encoding="utf-8")
+        .replace("timezone: Asia/Shanghai", "timezone: America/New_York"),
+        encoding="utf-8",
+    )
+    settings = Settings(database_url=database_url, config=config, default_timezone="Asia/Shanghai")
     with TestClient(create_app(settings)) as other:
         assert _post(other, ORU / "std-hl7v2" / "cbc-basic.hl7").status_code == 202
         found = other.get("/fhir/Patient", params={"birthdate": "1968-03-15"}).json()

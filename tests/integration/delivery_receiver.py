@@ -47,8 +47,9 @@ class Receiver:
     before: Callable[[str, str], None] | None = None  # called as each PUT arrives
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def put(self, resource_type: str, resource_id: str, body: dict[str, Any]
-            ) -> tuple[int, dict[str, str], Any]:
+    def put(
+        self, resource_type: str, resource_id: str, body: dict[str, Any]
+    ) -> tuple[int, dict[str, str], Any]:
         if self.before is not None:
             self.before(resource_type, resource_id)
         ref = f"{resource_type}/{resource_id}"
@@ -75,8 +76,9 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *_args: object) -> None:  # quiet
             pass
 
-        def _reply(self, status: int, body: Any = None, headers: dict[str, str] | None = None
-                   ) -> None:
+        def _reply(
+            self, status: int, body: Any = None, headers: dict[str, str] | None = None
+        ) -> None:
             data = b"" if body is None else json.dumps(body).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/fhir+json")
@@ -107,14 +109,16 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
             entries = []
             for entry in bundle.get("entry") or []:
                 resource_type, resource_id = entry["request"]["url"].split("/")[-2:]
-                status, _headers, outcome = receiver.put(resource_type, resource_id,
-                                                         entry["resource"])
+                status, _headers, outcome = receiver.put(
+                    resource_type, resource_id, entry["resource"]
+                )
                 answer: dict[str, Any] = {"status": str(status)}
                 if outcome is not None:
                     answer["outcome"] = outcome
                 entries.append({"response": answer})
-            kind = "transaction-response" if bundle.get("type") == "transaction" \
-                else "batch-response"
+            kind = (
+                "transaction-response" if bundle.get("type") == "transaction" else "batch-response"
+            )
             self._reply(200, {"resourceType": "Bundle", "type": kind, "entry": entries})
 
     return Handler
@@ -144,5 +148,7 @@ def running_receiver(port: int = 0) -> Iterator[Receiver]:
 
 
 def outcome(code: str, text: str) -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": text}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }

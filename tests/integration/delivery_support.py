@@ -38,23 +38,39 @@ class Clock:
         return self.now
 
 
-def consortium_data(base_url: str, *, retry: dict[str, Any] | None = None,
-                    bundle: str = "none", timeout: float = 5.0) -> dict[str, Any]:
+def consortium_data(
+    base_url: str,
+    *,
+    retry: dict[str, Any] | None = None,
+    bundle: str = "none",
+    timeout: float = 5.0,
+) -> dict[str, Any]:
     destination: dict[str, Any] = {
-        "id": DEST, "kind": "fhir",
-        "settings": {"base_url": base_url, "bundle": bundle, "timeout_seconds": timeout,
-                     "connect_timeout_seconds": 1.0},
+        "id": DEST,
+        "kind": "fhir",
+        "settings": {
+            "base_url": base_url,
+            "bundle": bundle,
+            "timeout_seconds": timeout,
+            "connect_timeout_seconds": 1.0,
+        },
     }
     if retry:
         destination["retry"] = retry
     return {
-        "version": 1, "id": "test-ygt", "name": "测试医共体",
-        "facilities": [{
-            "id": "county", "name": "县医院", "level": "county",
-            "namespace": "https://example.cn/fhir/sid/county",
-            "sources": [{"id": "lis", "format": "hl7v2", "mapping": "_shared"}],
-            "destinations": [destination],
-        }],
+        "version": 1,
+        "id": "test-ygt",
+        "name": "测试医共体",
+        "facilities": [
+            {
+                "id": "county",
+                "name": "县医院",
+                "level": "county",
+                "namespace": "https://example.cn/fhir/sid/county",
+                "sources": [{"id": "lis", "format": "hl7v2", "mapping": "_shared"}],
+                "destinations": [destination],
+            }
+        ],
         "routes": [{"from": ["*"], "to": [DEST]}],
     }
 
@@ -64,8 +80,9 @@ def consortium(base_url: str, **kw: Any) -> Consortium:
 
 
 def write_consortium(path: Path, base_url: str, **kw: Any) -> Path:
-    path.write_text(yaml.safe_dump(consortium_data(base_url, **kw), allow_unicode=True),
-                    encoding="utf-8")
+    path.write_text(
+        yaml.safe_dump(consortium_data(base_url, **kw), allow_unicode=True), encoding="utf-8"
+    )
     return path
 
 
@@ -86,15 +103,29 @@ def receiving() -> Iterator[Receiver]:
     close_workers()
 
 
-def worker(factory: sessionmaker[Session], base_url: str, *, clock: Clock | None = None,
-           batch_size: int = 20, lease_seconds: float = 60.0, worker_id: str = "w1",
-           breaker: BreakerConfig | None = None, poll_seconds: float = 1.0,
-           **kw: Any) -> DeliveryWorker:
-    built = build_worker(consortium(base_url, **kw), factory, worker_id=worker_id,
-                         options=WorkerOptions(batch_size=batch_size,
-                                               lease_seconds=lease_seconds,
-                                               poll_seconds=poll_seconds,
-                                               breaker=breaker or BreakerConfig()))
+def worker(
+    factory: sessionmaker[Session],
+    base_url: str,
+    *,
+    clock: Clock | None = None,
+    batch_size: int = 20,
+    lease_seconds: float = 60.0,
+    worker_id: str = "w1",
+    breaker: BreakerConfig | None = None,
+    poll_seconds: float = 1.0,
+    **kw: Any,
+) -> DeliveryWorker:
+    built = build_worker(
+        consortium(base_url, **kw),
+        factory,
+        worker_id=worker_id,
+        options=WorkerOptions(
+            batch_size=batch_size,
+            lease_seconds=lease_seconds,
+            poll_seconds=poll_seconds,
+            breaker=breaker or BreakerConfig(),
+        ),
+    )
     if clock is not None:
         built.clock = clock
     _OPEN.append(built)
@@ -104,8 +135,11 @@ def worker(factory: sessionmaker[Session], base_url: str, *, clock: Clock | None
 def observation(oid: str, patient: str | None, mark: str) -> dict[str, Any]:
     """An Observation whose ``valueString`` marks the version the test wrote."""
     body: dict[str, Any] = {
-        "resourceType": "Observation", "id": oid, "status": "final",
-        "code": {"text": "test"}, "valueString": mark,
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"text": "test"},
+        "valueString": mark,
     }
     if patient:
         body["subject"] = {"reference": f"Patient/{patient}"}
@@ -113,23 +147,44 @@ def observation(oid: str, patient: str | None, mark: str) -> dict[str, Any]:
 
 
 def patient(pid: str, mark: str) -> dict[str, Any]:
-    return {"resourceType": "Patient", "id": pid, "valueString": mark,
-            "identifier": [{"system": "urn:test", "value": pid}]}
+    return {
+        "resourceType": "Patient",
+        "id": pid,
+        "valueString": mark,
+        "identifier": [{"system": "urn:test", "value": pid}],
+    }
 
 
-def queue(factory: sessionmaker[Session], resources: list[dict[str, Any]], *,
-          now: datetime = T0, destination: str = DEST) -> list[int]:
+def queue(
+    factory: sessionmaker[Session],
+    resources: list[dict[str, Any]],
+    *,
+    now: datetime = T0,
+    destination: str = DEST,
+) -> list[int]:
     """Store the resources and queue each changed one for the destination (as ingest does);
     returns the new outbox ids."""
     with factory.begin() as session:
         saved = save_resources(session, resources, message_id=None, now=now)
         before = session.scalar(select(Outbox.id).order_by(Outbox.id.desc()).limit(1)) or 0
-        enqueue_many(session, [{
-            "destination": destination, "resource_type": s.resource_type,
-            "resource_id": s.id, "version_id": s.version_id, "patient_key": s.patient_key,
-        } for s in saved if s.changed], now=now)
-        return list(session.scalars(select(Outbox.id).where(Outbox.id > before)
-                                    .order_by(Outbox.id)))
+        enqueue_many(
+            session,
+            [
+                {
+                    "destination": destination,
+                    "resource_type": s.resource_type,
+                    "resource_id": s.id,
+                    "version_id": s.version_id,
+                    "patient_key": s.patient_key,
+                }
+                for s in saved
+                if s.changed
+            ],
+            now=now,
+        )
+        return list(
+            session.scalars(select(Outbox.id).where(Outbox.id > before).order_by(Outbox.id))
+        )
 
 
 def rows(factory: sessionmaker[Session]) -> dict[int, Outbox]:
@@ -139,6 +194,10 @@ def rows(factory: sessionmaker[Session]) -> dict[int, Outbox]:
 
 def attempts(factory: sessionmaker[Session], outbox_id: int) -> list[DeliveryAttempt]:
     with factory() as session:
-        return list(session.scalars(select(DeliveryAttempt)
-                                    .where(DeliveryAttempt.outbox_id == outbox_id)
-                                    .order_by(DeliveryAttempt.id)))
+        return list(
+            session.scalars(
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.outbox_id == outbox_id)
+                .order_by(DeliveryAttempt.id)
+            )
+        )

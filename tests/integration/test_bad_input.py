@@ -68,9 +68,11 @@ def _count(session: Session, table: type) -> int:
 
 # -- every entry through the pipeline -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("case", CASES, ids=_ids)
-def test_case_through_the_pipeline(case: dict[str, Any], pipeline: Pipeline,
-                                   session_factory: sessionmaker[Session]) -> None:
+def test_case_through_the_pipeline(
+    case: dict[str, Any], pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     raw = (BAD / case["file"]).read_bytes()
     result = pipeline.ingest(raw, case["source"], "x-application/hl7-v2+er7")
 
@@ -124,7 +126,8 @@ def test_error_class(case: dict[str, Any], pipeline: Pipeline) -> None:
         return
     # the reader accepted it: only a problem of content (mapping, values) may remain
     assert wanted is None or (wanted is MessageError), (
-        f"{case['file']}: the reader should raise {case['error']}")
+        f"{case['file']}: the reader should raise {case['error']}"
+    )
     outcome = pipeline.translate(raw, case["source"])
     assert outcome.failed is (wanted is not None)
     assert all(i.code != ParseError.issue_code for i in outcome.issues)
@@ -132,8 +135,8 @@ def test_error_class(case: dict[str, Any], pipeline: Pipeline) -> None:
 
 @pytest.mark.parametrize("case", QUARANTINED, ids=_ids)
 def test_reprocessing_without_a_fix_keeps_it_quarantined(
-        case: dict[str, Any], pipeline: Pipeline,
-        session_factory: sessionmaker[Session]) -> None:
+    case: dict[str, Any], pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     raw = (BAD / case["file"]).read_bytes()
     first = pipeline.ingest(raw, case["source"])
     again = pipeline.reprocess(first.message_id)
@@ -162,10 +165,11 @@ def _with_charset(charset: str, tail: str = "") -> str:
     return text.replace("|UNICODE UTF-8\r", f"|{charset}\r", 1)
 
 
-@pytest.mark.parametrize(("charset", "codec"), [
-    ("UNICODE UTF-8", "utf-8"), ("", "utf-8"), ("GB 18030-2000", "gb18030"), ("", "gb18030")])
-def test_cut_inside_a_character_is_truncation_at_the_last_segment(charset: str,
-                                                                  codec: str) -> None:
+@pytest.mark.parametrize(
+    ("charset", "codec"),
+    [("UNICODE UTF-8", "utf-8"), ("", "utf-8"), ("GB 18030-2000", "gb18030"), ("", "gb18030")],
+)
+def test_cut_inside_a_character_is_truncation_at_the_last_segment(charset: str, codec: str) -> None:
     raw = _with_charset(charset, "\rNTE|2||标本溶血").encode(codec)[:-1]
     with pytest.raises(ParseError) as caught:
         parse_hl7v2(raw)
@@ -200,13 +204,19 @@ def test_mllp_start_block_without_end_block_is_truncation(codec: str) -> None:
 
 # -- HTTP ------------------------------------------------------------------------------------
 
+
 def _post(client: TestClient, body: bytes, source: str = "std-hl7v2"):
-    return client.post("/ingest", content=body, headers={
-        "X-Source-System": source, "Content-Type": "x-application/hl7-v2+er7"})
+    return client.post(
+        "/ingest",
+        content=body,
+        headers={"X-Source-System": source, "Content-Type": "x-application/hl7-v2+er7"},
+    )
 
 
-@pytest.mark.parametrize("name", ["truncated-obx.hl7", "truncated-mllp.hl7",
-                                  "binary-garbage.hl7", "empty.hl7", "no-msh.hl7"])
+@pytest.mark.parametrize(
+    "name",
+    ["truncated-obx.hl7", "truncated-mllp.hl7", "binary-garbage.hl7", "empty.hl7", "no-msh.hl7"],
+)
 def test_bad_bodies_answer_a_located_4xx_outcome(name: str, client: TestClient) -> None:
     raw = (BAD / name).read_bytes()
     response = _post(client, raw)
@@ -223,9 +233,18 @@ def test_bad_bodies_answer_a_located_4xx_outcome(name: str, client: TestClient) 
 
 
 def test_garbage_of_every_kind_never_answers_500(client: TestClient) -> None:
-    bodies = [b"\x00" * 64, b"MSH", b"MSH|", b"\x0b\x1c\r", b"\xff\xfe\x00", "张三".encode(),
-              b"MSH|^~\\&|" + bytes(range(256)), b"\x0bMSH|^~\\&|A|B", GOOD[:57],
-              GOOD[:GOOD.index("张".encode()) + 1]]
+    bodies = [
+        b"\x00" * 64,
+        b"MSH",
+        b"MSH|",
+        b"\x0b\x1c\r",
+        b"\xff\xfe\x00",
+        "张三".encode(),
+        b"MSH|^~\\&|" + bytes(range(256)),
+        b"\x0bMSH|^~\\&|A|B",
+        GOOD[:57],
+        GOOD[: GOOD.index("张".encode()) + 1],
+    ]
     for body in bodies:
         response = _post(client, body)
         assert 400 <= response.status_code < 500, (body[:20], response.status_code)
@@ -235,7 +254,8 @@ def test_garbage_of_every_kind_never_answers_500(client: TestClient) -> None:
 
 
 def test_a_crash_while_translating_quarantines_and_the_server_keeps_serving(
-        app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(self: MappingSet, fmt: str, message_type: str) -> None:
         raise RuntimeError("simulated bug in a mapping set")
 
@@ -269,8 +289,11 @@ def test_a_crash_while_translating_quarantines_and_the_server_keeps_serving(
 
 
 def test_a_crash_while_storing_quarantines_instead_of_losing_the_message(
-        app: FastAPI, client: TestClient, monkeypatch: pytest.MonkeyPatch,
-        session_factory: sessionmaker[Session]) -> None:
+    app: FastAPI,
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    session_factory: sessionmaker[Session],
+) -> None:
     """A bug after translation (here: saving the resources fails with a non-database error)
     rolls back what was half written, keeps the message quarantined with a fatal issue, and
     a reprocess after the fix stores it."""

@@ -80,16 +80,24 @@ def _nm_text() -> Path:
 
 # -- ingest, messages, show ---------------------------------------------------------------------
 
+
 def test_ingest_prints_status_and_resource_counts(
-        env: pytest.MonkeyPatch, session_factory: sessionmaker[Session]) -> None:
+    env: pytest.MonkeyPatch, session_factory: sessionmaker[Session]
+) -> None:
     two = ORU / "std-hl7v2" / "two-orders.hl7"
     result = run("ingest", CBC, two, "--source", "std-hl7v2")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert any(line.startswith(f"{CBC}: processed -> ") and "4 Observation" in line
-               and "1 Patient" in line and "1 DiagnosticReport" in line for line in lines)
-    assert any(line.startswith(f"{two}: processed") and "2 DiagnosticReport" in line
-               for line in lines)
+    assert any(
+        line.startswith(f"{CBC}: processed -> ")
+        and "4 Observation" in line
+        and "1 Patient" in line
+        and "1 DiagnosticReport" in line
+        for line in lines
+    )
+    assert any(
+        line.startswith(f"{two}: processed") and "2 DiagnosticReport" in line for line in lines
+    )
     ids = _message_ids(result.output)
     assert len(ids) == 2
     with session_factory() as session:
@@ -142,8 +150,13 @@ def test_show_prints_issues_with_locations_and_resources(env: pytest.MonkeyPatch
     shown = run("show", good)
     assert "status processed" in shown.output
     refs = re.findall(r"-> (\w+)/[0-9a-f-]{36}", shown.output)
-    assert sorted(set(refs)) == ["DiagnosticReport", "Observation", "Organization", "Patient",
-                                 "Specimen"]
+    assert sorted(set(refs)) == [
+        "DiagnosticReport",
+        "Observation",
+        "Organization",
+        "Patient",
+        "Specimen",
+    ]
     assert refs.count("Observation") == 4
     missing = run("show", "00000000-0000-0000-0000-000000000000")
     assert missing.exit_code == 1
@@ -151,6 +164,7 @@ def test_show_prints_issues_with_locations_and_resources(env: pytest.MonkeyPatch
 
 
 # -- reprocess ----------------------------------------------------------------------------------
+
 
 def _fixable(tmp_path: Path) -> Path:
     """cbc-basic with result status Q, unknown to the shared code table."""
@@ -165,13 +179,15 @@ def _fixed_mappings(tmp_path: Path) -> Path:
     table = mappings / "_shared" / "concept-maps" / "observation-status.yaml"
     text = table.read_text(encoding="utf-8")
     assert "  F: final\n" in text
-    table.write_text(text.replace("  F: final\n", "  F: final\n  Q: preliminary\n"),
-                     encoding="utf-8")
+    table.write_text(
+        text.replace("  F: final\n", "  F: final\n  Q: preliminary\n"), encoding="utf-8"
+    )
     return mappings
 
 
-def test_reprocess_one_message_and_by_status(env: pytest.MonkeyPatch, tmp_path: Path,
-                                             session_factory: sessionmaker[Session]) -> None:
+def test_reprocess_one_message_and_by_status(
+    env: pytest.MonkeyPatch, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     first = run("ingest", _fixable(tmp_path), _nm_text(), "--source", "std-hl7v2")
     fixable, hopeless = _message_ids(first.output)
     assert first.output.count("quarantined") == 2
@@ -202,14 +218,17 @@ def test_reprocess_one_message_and_by_status(env: pytest.MonkeyPatch, tmp_path: 
 
 # -- demo ----------------------------------------------------------------------------------------
 
+
 def test_demo_ingests_the_fixtures_and_prints_each_message(
-        env: pytest.MonkeyPatch, session_factory: sessionmaker[Session]) -> None:
+    env: pytest.MonkeyPatch, session_factory: sessionmaker[Session]
+) -> None:
     result = run("demo")
     assert result.exit_code == 0, result.output
     files = sorted(p.relative_to(ORU).as_posix() for p in ORU.glob("*/*.hl7"))
     assert len(files) >= 20
-    printed = re.findall(r"^(\S+\.hl7): (processed|processed-with-warnings) -> ",
-                         result.output, re.MULTILINE)
+    printed = re.findall(
+        r"^(\S+\.hl7): (processed|processed-with-warnings) -> ", result.output, re.MULTILINE
+    )
     assert sorted(name for name, _ in printed) == files
     assert f"{len(files)} messages:" in result.output
     with session_factory() as session:
@@ -219,14 +238,16 @@ def test_demo_ingests_the_fixtures_and_prints_each_message(
         assert run("show", message_id).exit_code == 0
 
 
-def test_demo_never_prints_the_database_password(env: pytest.MonkeyPatch,
-                                                  database_url: str) -> None:
+def test_demo_never_prints_the_database_password(
+    env: pytest.MonkeyPatch, database_url: str
+) -> None:
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
         pytest.skip("SQLite URLs carry no password")
     # trust authentication accepts any password
-    env.setenv("ADAPTER_DATABASE_URL",
-               url.set(password="s3cret-pw").render_as_string(hide_password=False))
+    env.setenv(
+        "ADAPTER_DATABASE_URL", url.set(password="s3cret-pw").render_as_string(hide_password=False)
+    )
     get_settings.cache_clear()
     result = run("demo")
     assert result.exit_code == 0, result.output
@@ -236,14 +257,16 @@ def test_demo_never_prints_the_database_password(env: pytest.MonkeyPatch,
 
 # -- mappings check ---------------------------------------------------------------------------
 
+
 def test_mappings_check_passes_on_the_project_mappings(env: pytest.MonkeyPatch) -> None:
     result = run("mappings", "check")
     assert result.exit_code == 0, result.output
     assert re.search(r"^_shared: \d+ files ok$", result.output, re.MULTILINE)
 
 
-def test_mappings_check_names_file_and_line_of_a_broken_copy(env: pytest.MonkeyPatch,
-                                                             tmp_path: Path) -> None:
+def test_mappings_check_names_file_and_line_of_a_broken_copy(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     mappings = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mappings)
     broken = mappings / "_shared" / "hl7v2" / "resources" / "lab-organization.yaml"
@@ -271,10 +294,13 @@ def test_mappings_check_names_file_and_line_of_a_broken_copy(env: pytest.MonkeyP
 
 # -- a bad consortium file --------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (FIXTURES / "consortium-bad").glob(
-    "*.yaml")))
+
+@pytest.mark.parametrize(
+    "name", sorted(p.name for p in (FIXTURES / "consortium-bad").glob("*.yaml"))
+)
 def test_a_bad_consortium_file_stops_with_exit_2_naming_file_and_line(
-        name: str, env: pytest.MonkeyPatch) -> None:
+    name: str, env: pytest.MonkeyPatch
+) -> None:
     path = FIXTURES / "consortium-bad" / name
     env.setenv("ADAPTER_CONFIG", str(path))
     get_settings.cache_clear()
@@ -290,6 +316,7 @@ def test_bad_setting_and_unreachable_database_are_one_line_errors(monkeypatch) -
 
     from adapter.cli import app
     from adapter.settings import get_settings
+
     runner = CliRunner()
     monkeypatch.setenv("ADAPTER_MAX_MESSAGE_BYTES", "lots")
     get_settings.cache_clear()
@@ -310,6 +337,7 @@ def test_demo_with_a_missing_folder_says_so() -> None:
     from typer.testing import CliRunner
 
     from adapter.cli import app
+
     result = CliRunner().invoke(app, ["demo", "--folder", "/no/such/folder"])
     assert result.exit_code == 2
     assert "is not a folder" in result.output

@@ -28,8 +28,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CBC = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "cbc-basic.hl7"
 
 
-def _write_consortium(path: Path, *, destinations: list[dict[str, Any]],
-                      connectors: dict[str, dict[str, Any]] | None = None) -> Path:
+def _write_consortium(
+    path: Path,
+    *,
+    destinations: list[dict[str, Any]],
+    connectors: dict[str, dict[str, Any]] | None = None,
+) -> Path:
     data = yaml.safe_load((ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8"))
     county = data["facilities"][0]
     county["destinations"] = destinations
@@ -44,8 +48,9 @@ def _write_consortium(path: Path, *, destinations: list[dict[str, Any]],
 
 
 @pytest.fixture
-def env(database_url: str, monkeypatch: pytest.MonkeyPatch,
-        tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
+def env(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[pytest.MonkeyPatch]:
     monkeypatch.setenv("ADAPTER_DATABASE_URL", database_url)
     monkeypatch.setenv("ADAPTER_MAPPINGS_DIR", str(ROOT / "mappings"))
     get_settings.cache_clear()
@@ -61,24 +66,42 @@ def _run(*args: str) -> Any:
 def _table(output: str) -> dict[str, str]:
     """The check table's rows by name (log lines around it are skipped)."""
     lines = output.splitlines()
-    start = next(n for n, line in enumerate(lines)
-                 if line.split() == ["name", "kind", "reachable", "latency", "error"])
-    return {line.split()[0]: line for line in lines[start + 1:] if line.strip()}
+    start = next(
+        n
+        for n, line in enumerate(lines)
+        if line.split() == ["name", "kind", "reachable", "latency", "error"]
+    )
+    return {line.split()[0]: line for line in lines[start + 1 :] if line.strip()}
 
 
-def test_connectors_check_prints_every_endpoint(env: pytest.MonkeyPatch, tmp_path: Path,
-                                                fault_server: FaultServer,
-                                                mllp_peer: MllpPeer) -> None:
+def test_connectors_check_prints_every_endpoint(
+    env: pytest.MonkeyPatch, tmp_path: Path, fault_server: FaultServer, mllp_peer: MllpPeer
+) -> None:
     outbox = tmp_path / "outbox"
     outbox.mkdir()
-    config = _write_consortium(tmp_path / "consortium.yaml", destinations=[
-        {"id": "hospital-fhir", "kind": "fhir", "settings": {"base_url": fault_server.base_url}},
-        {"id": "lis-mllp", "kind": "mllp",
-         "settings": {"host": mllp_peer.host, "port": mllp_peer.port}},
-        {"id": "drop", "kind": "file", "settings": {"path": str(outbox)}},
-        {"id": "old-server", "kind": "fhir", "enabled": False,
-         "settings": {"base_url": "http://127.0.0.1:9/fhir"}},
-    ], connectors={"county-lis": {"kind": "file", "path": str(tmp_path / "inbox")}})
+    config = _write_consortium(
+        tmp_path / "consortium.yaml",
+        destinations=[
+            {
+                "id": "hospital-fhir",
+                "kind": "fhir",
+                "settings": {"base_url": fault_server.base_url},
+            },
+            {
+                "id": "lis-mllp",
+                "kind": "mllp",
+                "settings": {"host": mllp_peer.host, "port": mllp_peer.port},
+            },
+            {"id": "drop", "kind": "file", "settings": {"path": str(outbox)}},
+            {
+                "id": "old-server",
+                "kind": "fhir",
+                "enabled": False,
+                "settings": {"base_url": "http://127.0.0.1:9/fhir"},
+            },
+        ],
+        connectors={"county-lis": {"kind": "file", "path": str(tmp_path / "inbox")}},
+    )
     env.setenv("ADAPTER_CONFIG", str(config))
     result = _run("connectors", "check")
     assert result.exit_code == 1, result.output  # the file source has no inbox folder yet
@@ -95,8 +118,11 @@ def test_connectors_check_prints_every_endpoint(env: pytest.MonkeyPatch, tmp_pat
     assert result.exit_code == 0, result.output
     assert _table(result.output)["county-lis"].split()[1:3] == ["file-source", "yes"]
 
-    as_json = [json.loads(line) for line in _run("connectors", "check", "--json").output
-               .splitlines() if line.startswith("{")]
+    as_json = [
+        json.loads(line)
+        for line in _run("connectors", "check", "--json").output.splitlines()
+        if line.startswith("{")
+    ]
     assert {r["name"]: r["reachable"] for r in as_json}["hospital-fhir"] is True
     assert set(as_json[0]) == {"name", "kind", "reachable", "latency_ms", "error", "enabled"}
 
@@ -107,9 +133,16 @@ def test_connectors_check_prints_every_endpoint(env: pytest.MonkeyPatch, tmp_pat
 
 
 def test_connectors_check_names_a_bad_setting(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    config = _write_consortium(tmp_path / "consortium.yaml", destinations=[
-        {"id": "hospital-fhir", "kind": "fhir",
-         "settings": {"base_url": "http://127.0.0.1:9/fhir", "timeout": 5}}])
+    config = _write_consortium(
+        tmp_path / "consortium.yaml",
+        destinations=[
+            {
+                "id": "hospital-fhir",
+                "kind": "fhir",
+                "settings": {"base_url": "http://127.0.0.1:9/fhir", "timeout": 5},
+            }
+        ],
+    )
     env.setenv("ADAPTER_CONFIG", str(config))
     result = _run("connectors", "check")
     assert result.exit_code == 2
@@ -121,8 +154,11 @@ def test_poll_once_ingests_a_file_drop(env: pytest.MonkeyPatch, tmp_path: Path) 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (inbox / "cbc.hl7").write_bytes(CBC.read_bytes())
-    config = _write_consortium(tmp_path / "consortium.yaml", destinations=[], connectors={
-        "std-hl7v2": {"kind": "file", "path": str(inbox), "min_age_seconds": 0}})
+    config = _write_consortium(
+        tmp_path / "consortium.yaml",
+        destinations=[],
+        connectors={"std-hl7v2": {"kind": "file", "path": str(inbox), "min_age_seconds": 0}},
+    )
     env.setenv("ADAPTER_CONFIG", str(config))
     result = _run("poll", "--once")
     assert result.exit_code == 0, result.output
@@ -138,16 +174,29 @@ def _free_port() -> int:
 
 
 def test_listen_acknowledges_after_storing_and_stops_on_sigterm(
-        env: pytest.MonkeyPatch, tmp_path: Path, database_url: str) -> None:
+    env: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
     port = _free_port()
-    config = _write_consortium(tmp_path / "consortium.yaml", destinations=[], connectors={
-        "std-hl7v2": {"kind": "mllp", "host": "127.0.0.1", "port": port}})
-    environment = {**os.environ, "ADAPTER_CONFIG": str(config),
-                   "ADAPTER_DATABASE_URL": database_url,
-                   "ADAPTER_MAPPINGS_DIR": str(ROOT / "mappings"), "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-c", "from adapter.cli import app; app()",
-                                "listen"], env=environment, cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    config = _write_consortium(
+        tmp_path / "consortium.yaml",
+        destinations=[],
+        connectors={"std-hl7v2": {"kind": "mllp", "host": "127.0.0.1", "port": port}},
+    )
+    environment = {
+        **os.environ,
+        "ADAPTER_CONFIG": str(config),
+        "ADAPTER_DATABASE_URL": database_url,
+        "ADAPTER_MAPPINGS_DIR": str(ROOT / "mappings"),
+        "PYTHONPATH": str(ROOT),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from adapter.cli import app; app()", "listen"],
+        env=environment,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -177,13 +226,25 @@ def test_validate_connectors_stops_on_the_first_bad_setting(tmp_path: Path) -> N
     from adapter.connectors import validate_connectors
     from adapter.consortium import load_consortium
     from adapter.errors import ConfigError
-    good = _write_consortium(tmp_path / "good.yaml", destinations=[
-        {"id": "drop", "kind": "file", "settings": {"path": str(tmp_path)}}],
-        connectors={"county-lis": {"kind": "mllp", "port": 2575}})
+
+    good = _write_consortium(
+        tmp_path / "good.yaml",
+        destinations=[{"id": "drop", "kind": "file", "settings": {"path": str(tmp_path)}}],
+        connectors={"county-lis": {"kind": "mllp", "port": 2575}},
+    )
     validate_connectors(load_consortium(good))
-    bad = _write_consortium(tmp_path / "bad.yaml", destinations=[], connectors={
-        "county-lis": {"kind": "fhir-pull", "base_url": "http://x/fhir",
-                       "resource_types": ["Patient"], "auth": {"type": "bearer"}}})
+    bad = _write_consortium(
+        tmp_path / "bad.yaml",
+        destinations=[],
+        connectors={
+            "county-lis": {
+                "kind": "fhir-pull",
+                "base_url": "http://x/fhir",
+                "resource_types": ["Patient"],
+                "auth": {"type": "bearer"},
+            }
+        },
+    )
     with pytest.raises(ConfigError) as caught:
         validate_connectors(load_consortium(bad))
     assert caught.value.key == "sources.county-lis.connector.auth.token"

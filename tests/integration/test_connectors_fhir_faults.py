@@ -106,8 +106,9 @@ def test_an_answer_that_is_no_bundle_is_retriable(fault_server: FaultServer) -> 
 
 
 # -- credentials ------------------------------------------------------------------------------
-def test_bearer_token_from_the_environment(fault_server: FaultServer,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bearer_token_from_the_environment(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOSPITAL_TOKEN", "s3cret")
     fault_server.require_auth = ("bearer", "s3cret")
     assert _send_one(fault_server, auth={"type": "bearer", "token_env": "HOSPITAL_TOKEN"}).ok
@@ -121,23 +122,30 @@ def test_basic_credentials(fault_server: FaultServer, tmp_path) -> None:
     fault_server.require_auth = ("basic", "adapter", "pa:ss")
     secret = tmp_path / "password"
     secret.write_text("pa:ss\n")
-    assert _send_one(fault_server, auth={"type": "basic", "username": "adapter",
-                                         "password_file": str(secret)}).ok
-    assert not _send_one(fault_server, auth={"type": "basic", "username": "adapter",
-                                             "password": "nope"}).ok
+    assert _send_one(
+        fault_server, auth={"type": "basic", "username": "adapter", "password_file": str(secret)}
+    ).ok
+    assert not _send_one(
+        fault_server, auth={"type": "basic", "username": "adapter", "password": "nope"}
+    ).ok
 
 
 def _oauth2(server: FaultServer, **extra: object) -> dict[str, object]:
-    return {"type": "oauth2", "token_url": server.token_url, "client_id": "adapter",
-            "client_secret_env": "HOSPITAL_CLIENT_SECRET", **extra}
+    return {
+        "type": "oauth2",
+        "token_url": server.token_url,
+        "client_id": "adapter",
+        "client_secret_env": "HOSPITAL_CLIENT_SECRET",
+        **extra,
+    }
 
 
-def test_oauth2_token_is_cached_and_renewed_after_401(fault_server: FaultServer,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oauth2_token_is_cached_and_renewed_after_401(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOSPITAL_CLIENT_SECRET", fault_server.client_secret)
     fault_server.require_auth = ("oauth2",)
-    dest = destination("fhir", {"base_url": fault_server.base_url,
-                                "auth": _oauth2(fault_server)})
+    dest = destination("fhir", {"base_url": fault_server.base_url, "auth": _oauth2(fault_server)})
     try:
         assert dest.send(items(observation("o1")))[0].ok
         assert dest.send(items(observation("o2")))[0].ok
@@ -152,14 +160,19 @@ def test_oauth2_token_is_cached_and_renewed_after_401(fault_server: FaultServer,
     assert auth == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]
 
 
-def test_oauth2_token_is_renewed_before_it_expires(fault_server: FaultServer,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oauth2_token_is_renewed_before_it_expires(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOSPITAL_CLIENT_SECRET", fault_server.client_secret)
     fault_server.require_auth = ("oauth2",)
     fault_server.token_lifetime = 1
-    dest = destination("fhir", {"base_url": fault_server.base_url,
-                                "auth": _oauth2(fault_server, client_auth="post",
-                                                scope="system/*.write")})
+    dest = destination(
+        "fhir",
+        {
+            "base_url": fault_server.base_url,
+            "auth": _oauth2(fault_server, client_auth="post", scope="system/*.write"),
+        },
+    )
     try:
         assert dest.send(items(observation("o1")))[0].ok
         time.sleep(0.6)  # past half of the 1 s lifetime: renewed without a 401
@@ -170,11 +183,14 @@ def test_oauth2_token_is_renewed_before_it_expires(fault_server: FaultServer,
     assert fault_server.token_requests[0]["client_id"] == "adapter"
     assert fault_server.token_requests[0]["scope"] == "system/*.write"
     assert [r.headers["Authorization"] for r in fault_server.requests] == [
-        "Bearer tok-1", "Bearer tok-2"]
+        "Bearer tok-1",
+        "Bearer tok-2",
+    ]
 
 
-def test_oauth2_bad_client_secret_is_retriable(fault_server: FaultServer,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_oauth2_bad_client_secret_is_retriable(
+    fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOSPITAL_CLIENT_SECRET", "wrong")
     result = _send_one(fault_server, auth=_oauth2(fault_server))
     assert isinstance(result.error, RetriableDeliveryError)
@@ -193,8 +209,13 @@ def test_a_typo_in_settings_names_the_destination_and_key() -> None:
 def test_a_missing_secret_variable_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NO_SUCH_TOKEN", raising=False)
     with pytest.raises(ConfigError) as caught:
-        destination("fhir", {"base_url": "http://127.0.0.1:1/fhir",
-                             "auth": {"type": "bearer", "token_env": "NO_SUCH_TOKEN"}})
+        destination(
+            "fhir",
+            {
+                "base_url": "http://127.0.0.1:1/fhir",
+                "auth": {"type": "bearer", "token_env": "NO_SUCH_TOKEN"},
+            },
+        )
     assert caught.value.key == "destinations.hospital.settings.auth.token_env"
     assert "NO_SUCH_TOKEN" in caught.value.message
 
@@ -238,9 +259,14 @@ def test_mutual_tls_client_certificate(tls_files: TlsFiles) -> None:
         without = _send_one(server, tls={"ca_file": str(tls_files.ca)})
         assert isinstance(without.error, RetriableDeliveryError)
         assert server.requests == []
-        with_cert = _send_one(server, tls={"ca_file": str(tls_files.ca),
-                                           "client_cert": str(tls_files.client_cert),
-                                           "client_key": str(tls_files.client_key)})
+        with_cert = _send_one(
+            server,
+            tls={
+                "ca_file": str(tls_files.ca),
+                "client_cert": str(tls_files.client_cert),
+                "client_key": str(tls_files.client_key),
+            },
+        )
         assert with_cert.ok, with_cert.error
         assert len(server.requests) == 1
     finally:
@@ -249,17 +275,21 @@ def test_mutual_tls_client_certificate(tls_files: TlsFiles) -> None:
 
 def test_missing_certificate_file_is_a_config_error(tmp_path) -> None:
     with pytest.raises(ConfigError) as caught:
-        destination("fhir", {"base_url": "https://x/fhir",
-                             "tls": {"client_cert": str(tmp_path / "none.pem")}})
+        destination(
+            "fhir",
+            {"base_url": "https://x/fhir", "tls": {"client_cert": str(tmp_path / "none.pem")}},
+        )
     assert caught.value.key == "destinations.hospital.settings.tls"
     assert "none.pem" in caught.value.message
 
 
 # -- concurrency ------------------------------------------------------------------------------
 @pytest.mark.parametrize("limit", [1, 3])
-def test_requests_in_flight_never_exceed_max_concurrency(fault_server: FaultServer,
-                                                         limit: int) -> None:
+def test_requests_in_flight_never_exceed_max_concurrency(
+    fault_server: FaultServer, limit: int
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
+
     fault_server.default = Answer(delay=0.15)
     dest = destination("fhir", {"base_url": fault_server.base_url, "max_concurrency": limit})
     try:

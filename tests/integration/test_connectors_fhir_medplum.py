@@ -10,8 +10,7 @@ from tests.peers.fixtures import Medplum
 
 
 @pytest.mark.parametrize("mode", ["transaction", "batch", "none"])
-def test_put_read_back_and_resend_keeps_one_resource_per_id(medplum: Medplum,
-                                                             mode: str) -> None:
+def test_put_read_back_and_resend_keeps_one_resource_per_id(medplum: Medplum, mode: str) -> None:
     dest = destination("fhir", {"base_url": medplum.base_url, "bundle": mode})
     try:
         batch = items(patient("p1"), observation("o1", 5.1), observation("o2", 7.2))
@@ -28,8 +27,9 @@ def test_put_read_back_and_resend_keeps_one_resource_per_id(medplum: Medplum,
         assert stored["meta"]["profile"] == ["http://example.cn/StructureDefinition/lab"]
 
         # a resend (retry or replay) with a changed value updates, never duplicates
-        again = dest.send(items(patient("p1"), observation("o1", 6.0), observation("o2", 7.2),
-                                first_id=10))
+        again = dest.send(
+            items(patient("p1"), observation("o1", 6.0), observation("o2", 7.2), first_id=10)
+        )
         assert all(r.ok for r in again), again
         assert medplum.count("Patient") == 1
         assert medplum.count("Observation") == 2
@@ -43,8 +43,7 @@ def test_put_read_back_and_resend_keeps_one_resource_per_id(medplum: Medplum,
         assert log[0]["url"] == "/fhir/Patient/p1"
     else:
         assert [r["bundleType"] for r in log] == [mode, mode]
-        assert log[0]["entries"] == ["PUT Patient/p1", "PUT Observation/o1",
-                                     "PUT Observation/o2"]
+        assert log[0]["entries"] == ["PUT Patient/p1", "PUT Observation/o1", "PUT Observation/o2"]
     # one kept-alive connection served every request
     assert len({r["remotePort"] for r in log}) == 1
 
@@ -73,12 +72,10 @@ def test_two_rows_of_one_resource_go_as_one_entry(medplum: Medplum) -> None:
     assert post["entries"] == ["PUT Observation/o1", "PUT Patient/p1"]
 
 
-def test_transaction_refused_for_one_bad_resource_delivers_the_others(
-        medplum: Medplum) -> None:
+def test_transaction_refused_for_one_bad_resource_delivers_the_others(medplum: Medplum) -> None:
     dest = destination("fhir", {"base_url": medplum.base_url, "bundle": "transaction"})
     try:
-        results = dest.send(items(patient("p1"), observation("bad", code=False),
-                                  observation("o2")))
+        results = dest.send(items(patient("p1"), observation("bad", code=False), observation("o2")))
     finally:
         dest.close()
     by_id = {r.outbox_id: r for r in results}
@@ -92,8 +89,11 @@ def test_transaction_refused_for_one_bad_resource_delivers_the_others(
     assert medplum.count("Observation") == 1
     assert medplum.count("Patient") == 1
     # first the transaction (refused as a whole: the server kept nothing of it) ...
-    methods = [(r["method"], r.get("bundleType")) for r in medplum.requests()
-               if r["method"] in ("PUT", "POST")]
+    methods = [
+        (r["method"], r.get("bundleType"))
+        for r in medplum.requests()
+        if r["method"] in ("PUT", "POST")
+    ]
     assert methods[0] == ("POST", "transaction")
     # ... then one PUT each to find the bad one
     assert methods[1:] == [("PUT", None)] * 3
@@ -102,27 +102,32 @@ def test_transaction_refused_for_one_bad_resource_delivers_the_others(
 def test_batch_answers_each_entry_on_its_own(medplum: Medplum) -> None:
     dest = destination("fhir", {"base_url": medplum.base_url, "bundle": "batch"})
     try:
-        results = dest.send(items(patient("p1"), observation("bad", code=False),
-                                  observation("o2")))
+        results = dest.send(items(patient("p1"), observation("bad", code=False), observation("o2")))
     finally:
         dest.close()
     assert [r.ok for r in results] == [True, False, True]
     assert isinstance(results[1].error, FatalDeliveryError)
     assert results[1].error.outcome_body["issue"][0]["expression"] == ["Observation.code"]
     # one request: the batch
-    assert [r["method"] for r in medplum.requests() if r["method"] in ("PUT", "POST")] == [
-        "POST"]
+    assert [r["method"] for r in medplum.requests() if r["method"] in ("PUT", "POST")] == ["POST"]
     assert medplum.count("Observation") == 1
 
 
 def test_medplum_transaction_is_all_or_nothing(medplum: Medplum) -> None:
     """The launcher's snapshot/restore: a refused transaction leaves nothing behind."""
     import httpx
-    bundle = {"resourceType": "Bundle", "type": "transaction", "entry": [
-        {"resource": patient("p9"), "request": {"method": "PUT", "url": "Patient/p9"}},
-        {"resource": observation("bad", code=False),
-         "request": {"method": "PUT", "url": "Observation/bad"}},
-    ]}
+
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {"resource": patient("p9"), "request": {"method": "PUT", "url": "Patient/p9"}},
+            {
+                "resource": observation("bad", code=False),
+                "request": {"method": "PUT", "url": "Observation/bad"},
+            },
+        ],
+    }
     response = httpx.post(medplum.base_url, json=bundle)
     assert response.status_code == 400
     assert medplum.count("Patient") == 0
@@ -130,8 +135,11 @@ def test_medplum_transaction_is_all_or_nothing(medplum: Medplum) -> None:
 
 def test_check_reports_reachable_and_unreachable(medplum: Medplum) -> None:
     dest = destination("fhir", {"base_url": medplum.base_url})
-    down = destination("fhir", {"base_url": "http://127.0.0.1:9/fhir",
-                                "connect_timeout_seconds": 1}, destination_id="down")
+    down = destination(
+        "fhir",
+        {"base_url": "http://127.0.0.1:9/fhir", "connect_timeout_seconds": 1},
+        destination_id="down",
+    )
     try:
         ok, bad = dest.check(), down.check()
     finally:

@@ -30,18 +30,31 @@ SOURCE_ID = "county-his-pull"
 
 def _consortium(connector: dict[str, Any]) -> Consortium:
     data = yaml.safe_load((ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8"))
-    data["facilities"][0]["sources"].append({
-        "id": SOURCE_ID, "format": "json", "mapping": "_shared", "connector": connector})
+    data["facilities"][0]["sources"].append(
+        {"id": SOURCE_ID, "format": "json", "mapping": "_shared", "connector": connector}
+    )
     return Consortium.model_validate(data)
 
 
-def _setup(base_url: str, factory: sessionmaker[Session], **connector: Any
-           ) -> tuple[FhirPullSource, Pipeline]:
-    consortium = _consortium({"kind": "fhir-pull", "base_url": base_url,
-                              "resource_types": ["Patient", "Observation"], "page_size": 2,
-                              **connector})
-    pipeline = Pipeline(consortium, factory, mappings_dir=ROOT / "mappings",
-                        max_bytes=5_000_000, default_timezone="Asia/Shanghai")
+def _setup(
+    base_url: str, factory: sessionmaker[Session], **connector: Any
+) -> tuple[FhirPullSource, Pipeline]:
+    consortium = _consortium(
+        {
+            "kind": "fhir-pull",
+            "base_url": base_url,
+            "resource_types": ["Patient", "Observation"],
+            "page_size": 2,
+            **connector,
+        }
+    )
+    pipeline = Pipeline(
+        consortium,
+        factory,
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5_000_000,
+        default_timezone="Asia/Shanghai",
+    )
     facility, system = consortium.source(SOURCE_ID)  # type: ignore[misc]
     source = build_source(facility, system)
     assert isinstance(source, FhirPullSource)
@@ -49,15 +62,21 @@ def _setup(base_url: str, factory: sessionmaker[Session], **connector: Any
 
 
 def _put(medplum: Medplum, resource: dict[str, Any]) -> dict[str, Any]:
-    response = httpx.put(f"{medplum.base_url}/{resource['resourceType']}/{resource['id']}",
-                         json=resource)
+    response = httpx.put(
+        f"{medplum.base_url}/{resource['resourceType']}/{resource['id']}", json=resource
+    )
     assert response.status_code in (200, 201), response.text
     return response.json()
 
 
 def _observation(oid: str, value: float) -> dict[str, Any]:
-    return {"resourceType": "Observation", "id": oid, "status": "final",
-            "code": {"text": "glucose"}, "valueQuantity": {"value": value}}
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"text": "glucose"},
+        "valueQuantity": {"value": value},
+    }
 
 
 def _seed(medplum: Medplum) -> None:
@@ -69,18 +88,19 @@ def _seed(medplum: Medplum) -> None:
 
 def _stored(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
     with factory() as session:
-        raws = session.scalars(select(InboundMessage.raw).where(
-            InboundMessage.source_system == SOURCE_ID)).all()
+        raws = session.scalars(
+            select(InboundMessage.raw).where(InboundMessage.source_system == SOURCE_ID)
+        ).all()
     return [json.loads(bytes(r)) for r in raws]
 
 
 def _keys(resources: list[dict[str, Any]]) -> list[str]:
-    return sorted(f"{r['resourceType']}/{r['id']}@{r['meta']['versionId'][:8]}"
-                  for r in resources)
+    return sorted(f"{r['resourceType']}/{r['id']}@{r['meta']['versionId'][:8]}" for r in resources)
 
 
 def test_pull_follows_pages_and_reads_only_changes_after_the_bookmark(
-        medplum: Medplum, session_factory: sessionmaker[Session]) -> None:
+    medplum: Medplum, session_factory: sessionmaker[Session]
+) -> None:
     _seed(medplum)
     source, pipeline = _setup(medplum.base_url, session_factory)
     try:
@@ -107,8 +127,9 @@ def test_pull_follows_pages_and_reads_only_changes_after_the_bookmark(
     stored = _stored(session_factory)
     assert len(stored) == 11
     assert changed in stored and added in stored
-    assert source.bookmark(session_factory) == max(added["meta"]["lastUpdated"],
-                                                   changed["meta"]["lastUpdated"])
+    assert source.bookmark(session_factory) == max(
+        added["meta"]["lastUpdated"], changed["meta"]["lastUpdated"]
+    )
 
     gets = [r["url"] for r in medplum.requests() if r["method"] == "GET"]
     # page by page: 5 patients in pages of 2 (offsets 0, 2, 4), 4 observations (0, 2)
@@ -118,31 +139,36 @@ def test_pull_follows_pages_and_reads_only_changes_after_the_bookmark(
 
 
 def test_the_bookmark_never_passes_what_was_not_stored(
-        medplum: Medplum, session_factory: sessionmaker[Session]) -> None:
+    medplum: Medplum, session_factory: sessionmaker[Session]
+) -> None:
     _seed(medplum)
     source, pipeline = _setup(medplum.base_url, session_factory)
 
     class FailingThird(Pipeline):
         calls = 0
 
-        def ingest(self, raw: bytes, source_system: str, content_type: str | None = None,
-                   **kw: Any) -> IngestResult:
+        def ingest(
+            self, raw: bytes, source_system: str, content_type: str | None = None, **kw: Any
+        ) -> IngestResult:
             FailingThird.calls += 1
             if FailingThird.calls == 3:
                 raise OSError("database went away")
             return super().ingest(raw, source_system, content_type, **kw)
 
-    failing = FailingThird(pipeline.consortium, session_factory,
-                           mappings_dir=ROOT / "mappings", max_bytes=5_000_000,
-                           default_timezone="Asia/Shanghai")
+    failing = FailingThird(
+        pipeline.consortium,
+        session_factory,
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5_000_000,
+        default_timezone="Asia/Shanghai",
+    )
     try:
         interrupted = poll_once(source, failing)
         assert (interrupted.read, interrupted.failed) == (3, 1)
         stored = _stored(session_factory)
         assert len(stored) == 2
         # the bookmark is what the two stored documents cover, nothing more
-        assert source.bookmark(session_factory) == max(r["meta"]["lastUpdated"]
-                                                       for r in stored)
+        assert source.bookmark(session_factory) == max(r["meta"]["lastUpdated"] for r in stored)
         resumed = poll_once(source, pipeline)
         assert resumed.error is None
     finally:
@@ -154,7 +180,8 @@ def test_the_bookmark_never_passes_what_was_not_stored(
 
 
 def test_pull_stops_on_a_server_error_and_keeps_what_it_stored(
-        fault_server: FaultServer, session_factory: sessionmaker[Session]) -> None:
+    fault_server: FaultServer, session_factory: sessionmaker[Session]
+) -> None:
     fault_server.plan(Answer(503, headers={"Retry-After": "30"}))
     source, pipeline = _setup(fault_server.base_url, session_factory)
     try:
@@ -166,15 +193,25 @@ def test_pull_stops_on_a_server_error_and_keeps_what_it_stored(
 
 
 def test_next_links_to_another_server_are_not_followed(
-        fault_server: FaultServer, session_factory: sessionmaker[Session]) -> None:
-    page = {"resourceType": "Bundle", "type": "searchset", "entry": [
-        {"resource": {"resourceType": "Patient", "id": "p1",
-                      "meta": {"lastUpdated": "2026-11-20T00:00:00Z"}}}],
-        "link": [{"relation": "next", "url": "http://other.invalid/fhir/Patient?page=2"}]}
+    fault_server: FaultServer, session_factory: sessionmaker[Session]
+) -> None:
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "p1",
+                    "meta": {"lastUpdated": "2026-11-20T00:00:00Z"},
+                }
+            }
+        ],
+        "link": [{"relation": "next", "url": "http://other.invalid/fhir/Patient?page=2"}],
+    }
     fault_server.default = Answer(200, body={"resourceType": "Bundle", "type": "searchset"})
     fault_server.plan(Answer(200, body=page))
-    source, pipeline = _setup(fault_server.base_url, session_factory,
-                              resource_types=["Patient"])
+    source, pipeline = _setup(fault_server.base_url, session_factory, resource_types=["Patient"])
     try:
         summary = poll_once(source, pipeline)
     finally:
@@ -190,8 +227,9 @@ def test_pull_settings_are_checked(session_factory: sessionmaker[Session]) -> No
     with pytest.raises(ConfigError) as caught:
         _setup("http://127.0.0.1:9/fhir", session_factory, since="2026-01-01T00:00:00")
     assert caught.value.key == f"sources.{SOURCE_ID}.connector.since"
-    source, _ = _setup("http://127.0.0.1:9/fhir", session_factory,
-                       since="2026-01-01T00:00:00+08:00")
+    source, _ = _setup(
+        "http://127.0.0.1:9/fhir", session_factory, since="2026-01-01T00:00:00+08:00"
+    )
     try:
         assert source.bookmark(session_factory) == "2026-01-01T00:00:00+08:00"
         assert not source.check().reachable

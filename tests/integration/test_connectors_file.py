@@ -33,12 +33,16 @@ BAD = ROOT / "fixtures" / "hl7v2" / "bad"
 
 # -- destination ------------------------------------------------------------------------------
 def test_one_file_per_resource_named_by_the_template(tmp_path: Path) -> None:
-    dest = destination("file", {"path": str(tmp_path),
-                                "naming": "{destination}_{resource_type}_{resource_id}.json"})
+    dest = destination(
+        "file",
+        {"path": str(tmp_path), "naming": "{destination}_{resource_type}_{resource_id}.json"},
+    )
     results = dest.send(items(patient("p1"), observation("o1", 5.1)))
     assert [(r.ok, r.status) for r in results] == [(True, "written"), (True, "written")]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "hospital_Observation_o1.json", "hospital_Patient_p1.json"]
+        "hospital_Observation_o1.json",
+        "hospital_Patient_p1.json",
+    ]
     body = json.loads((tmp_path / "hospital_Observation_o1.json").read_text())
     assert body["valueQuantity"]["value"] == 5.1
     assert body["meta"] == {"profile": ["http://example.cn/StructureDefinition/lab"]}
@@ -50,8 +54,14 @@ def test_one_file_per_resource_named_by_the_template(tmp_path: Path) -> None:
 
 
 def test_bundle_layout_writes_one_transaction_per_batch(tmp_path: Path) -> None:
-    dest = destination("file", {"path": str(tmp_path), "layout": "bundle",
-                                "bundle_naming": "batch-{first_outbox_id}-{count}.json"})
+    dest = destination(
+        "file",
+        {
+            "path": str(tmp_path),
+            "layout": "bundle",
+            "bundle_naming": "batch-{first_outbox_id}-{count}.json",
+        },
+    )
     results = dest.send(items(patient("p1"), observation("o1"), first_id=40))
     assert all(r.ok for r in results)
     [written] = list(tmp_path.iterdir())
@@ -59,7 +69,9 @@ def test_bundle_layout_writes_one_transaction_per_batch(tmp_path: Path) -> None:
     bundle = json.loads(written.read_text())
     assert bundle["type"] == "transaction"
     assert [e["request"] for e in bundle["entry"]] == [
-        {"method": "PUT", "url": "Patient/p1"}, {"method": "PUT", "url": "Observation/o1"}]
+        {"method": "PUT", "url": "Patient/p1"},
+        {"method": "PUT", "url": "Observation/o1"},
+    ]
 
 
 def test_a_failed_write_leaves_no_partial_file_and_is_retriable(tmp_path: Path) -> None:
@@ -87,8 +99,13 @@ def test_file_destination_settings_are_checked(tmp_path: Path) -> None:
 @functools.cache
 def _loaded_pipeline() -> Pipeline:
     consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(consortium, None, mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
-                        max_bytes=5 * 1024 * 1024, default_timezone="Asia/Shanghai")
+    pipeline = Pipeline(
+        consortium,
+        None,
+        mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
     pipeline.load_all_mappings()
     return pipeline
 
@@ -123,7 +140,8 @@ def _drop(inbox: Path, *files: Path) -> None:
 
 
 def test_files_go_to_done_or_to_error_with_the_error_beside_them(
-        tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     inbox = tmp_path / "inbox"
     _drop(inbox, ORU / "cbc-basic.hl7", BAD / "bad-segment-name.hl7")
     (inbox / "notes.txt").write_text("not for us")
@@ -148,7 +166,8 @@ def test_files_go_to_done_or_to_error_with_the_error_beside_them(
 
 
 def test_young_files_wait_and_same_names_never_overwrite(
-        tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     inbox = tmp_path / "inbox"
     _drop(inbox, ORU / "cbc-basic.hl7")
     young = _source(inbox, min_age_seconds=3600)
@@ -169,7 +188,8 @@ def test_young_files_wait_and_same_names_never_overwrite(
 
 
 def test_a_claimed_file_not_yet_ingested_when_the_process_died_is_ingested_next_time(
-        tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     inbox = tmp_path / "inbox"
     _drop(inbox, ORU / "cbc-basic.hl7")
     dying = _source(inbox)
@@ -212,12 +232,18 @@ os._exit(9)  # killed after the commit, before the file was moved to done/
 
 
 def test_a_process_killed_after_storing_a_file_does_not_store_it_twice(
-        tmp_path: Path, database_url: str, session_factory: sessionmaker[Session]) -> None:
+    tmp_path: Path, database_url: str, session_factory: sessionmaker[Session]
+) -> None:
     inbox = tmp_path / "inbox"
     _drop(inbox, ORU / "cbc-basic.hl7")
-    done = subprocess.run([sys.executable, "-c", _DIE_AFTER_INGEST, str(ROOT), database_url,
-                           str(inbox)], capture_output=True, text=True, timeout=120,
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    done = subprocess.run(
+        [sys.executable, "-c", _DIE_AFTER_INGEST, str(ROOT), database_url, str(inbox)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert done.returncode == 9, done.stderr
     assert done.stdout.strip() == "processed"
     assert _names(inbox / "processing") == ["cbc-basic.hl7"]  # the dead process's claim
@@ -233,7 +259,8 @@ def test_a_process_killed_after_storing_a_file_does_not_store_it_twice(
 
 
 def test_a_file_that_cannot_be_stored_stays_claimed_and_the_round_stops(
-        tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     inbox = tmp_path / "inbox"
     _drop(inbox, ORU / "cbc-basic.hl7")
     os.utime(inbox / "cbc-basic.hl7", (1, 1))  # the older one: read first
@@ -255,7 +282,8 @@ def test_a_file_that_cannot_be_stored_stays_claimed_and_the_round_stops(
 
 
 def test_a_second_poller_on_the_same_folder_reads_nothing(
-        tmp_path: Path, session_factory: sessionmaker[Session]) -> None:
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
     inbox = tmp_path / "inbox"
     _drop(inbox, ORU / "cbc-basic.hl7")
     first, second = _source(inbox), _source(inbox)

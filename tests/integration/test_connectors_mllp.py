@@ -34,21 +34,32 @@ BAD = ROOT / "fixtures" / "hl7v2" / "bad"
 def _store(factory: sessionmaker[Session], raw: bytes, source: str = "std-hl7v2") -> str:
     with factory.begin() as session:
         message = create_message(
-            session, source_system=source, facility_id="qingshan-county-hospital", raw=raw,
-            content_type=None, sha256=hashlib.sha256(raw).hexdigest(), detected_format="hl7v2",
-            encoding="utf-8", received_at=datetime.now(UTC))
+            session,
+            source_system=source,
+            facility_id="qingshan-county-hospital",
+            raw=raw,
+            content_type=None,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            detected_format="hl7v2",
+            encoding="utf-8",
+            received_at=datetime.now(UTC),
+        )
         return message.id
 
 
 def _mllp(peer: MllpPeer, factory: sessionmaker[Session], **settings: object):
-    return destination("mllp", {"host": peer.host, "port": peer.port,
-                                "ack_timeout_seconds": 2, **settings},
-                       destination_id="county-lis-out", session_factory=factory)
+    return destination(
+        "mllp",
+        {"host": peer.host, "port": peer.port, "ack_timeout_seconds": 2, **settings},
+        destination_id="county-lis-out",
+        session_factory=factory,
+    )
 
 
 # -- destination ------------------------------------------------------------------------------
-def test_aa_delivers_the_original_message(mllp_peer: MllpPeer,
-                                          session_factory: sessionmaker[Session]) -> None:
+def test_aa_delivers_the_original_message(
+    mllp_peer: MllpPeer, session_factory: sessionmaker[Session]
+) -> None:
     raw = (ORU / "cbc-basic.hl7").read_bytes()
     message_id = _store(session_factory, raw)
     dest = _mllp(mllp_peer, session_factory)
@@ -64,8 +75,9 @@ def test_aa_delivers_the_original_message(mllp_peer: MllpPeer,
     assert control_id(sent) == "QSLIS202611200001"
 
 
-def test_ae_is_fatal_and_keeps_the_ack_error(mllp_peer: MllpPeer,
-                                            session_factory: sessionmaker[Session]) -> None:
+def test_ae_is_fatal_and_keeps_the_ack_error(
+    mllp_peer: MllpPeer, session_factory: sessionmaker[Session]
+) -> None:
     message_id = _store(session_factory, (ORU / "cbc-basic.hl7").read_bytes())
     mllp_peer.plan("AE:unknown test code CBC")
     dest = _mllp(mllp_peer, session_factory)
@@ -94,7 +106,8 @@ def test_ar_is_fatal(mllp_peer: MllpPeer, session_factory: sessionmaker[Session]
 
 @pytest.mark.parametrize("late", [Delay(1.0, "AA"), NO_ACK])
 def test_no_ack_in_time_is_retriable_and_the_resend_is_one_message(
-        mllp_peer: MllpPeer, session_factory: sessionmaker[Session], late: object) -> None:
+    mllp_peer: MllpPeer, session_factory: sessionmaker[Session], late: object
+) -> None:
     message_id = _store(session_factory, (ORU / "cbc-basic.hl7").read_bytes())
     mllp_peer.plan(late)
     dest = _mllp(mllp_peer, session_factory, ack_timeout_seconds=0.3)
@@ -112,8 +125,9 @@ def test_no_ack_in_time_is_retriable_and_the_resend_is_one_message(
     assert mllp_peer.connections == 2  # the timed-out connection was not reused
 
 
-def test_peer_closing_without_ack_is_retriable(mllp_peer: MllpPeer,
-                                               session_factory: sessionmaker[Session]) -> None:
+def test_peer_closing_without_ack_is_retriable(
+    mllp_peer: MllpPeer, session_factory: sessionmaker[Session]
+) -> None:
     message_id = _store(session_factory, (ORU / "cbc-basic.hl7").read_bytes())
     mllp_peer.plan(CLOSE)
     dest = _mllp(mllp_peer, session_factory)
@@ -126,7 +140,8 @@ def test_peer_closing_without_ack_is_retriable(mllp_peer: MllpPeer,
 
 
 def test_a_kept_connection_closed_by_the_peer_is_replaced(
-        mllp_peer: MllpPeer, session_factory: sessionmaker[Session]) -> None:
+    mllp_peer: MllpPeer, session_factory: sessionmaker[Session]
+) -> None:
     first = _store(session_factory, (ORU / "cbc-basic.hl7").read_bytes())
     second = _store(session_factory, (ORU / "two-orders.hl7").read_bytes())
     dest = _mllp(mllp_peer, session_factory)
@@ -144,18 +159,23 @@ def test_a_kept_connection_closed_by_the_peer_is_replaced(
 
 
 def test_unreachable_receiver_fails_the_batch_in_order(
-        session_factory: sessionmaker[Session]) -> None:
+    session_factory: sessionmaker[Session],
+) -> None:
     first = _store(session_factory, (ORU / "cbc-basic.hl7").read_bytes())
     second = _store(session_factory, (ORU / "two-orders.hl7").read_bytes())
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again: nothing listens there
-    dest = destination("mllp", {"host": "127.0.0.1", "port": port,
-                                "connect_timeout_seconds": 1},
-                       session_factory=session_factory)
+    dest = destination(
+        "mllp",
+        {"host": "127.0.0.1", "port": port, "connect_timeout_seconds": 1},
+        session_factory=session_factory,
+    )
     try:
-        results = dest.send(items(observation("o1"), message_id=first)
-                            + items(observation("o2"), message_id=second, first_id=2))
+        results = dest.send(
+            items(observation("o1"), message_id=first)
+            + items(observation("o2"), message_id=second, first_id=2)
+        )
         check = dest.check()
     finally:
         dest.close()
@@ -165,8 +185,9 @@ def test_unreachable_receiver_fails_the_batch_in_order(
     assert not check.reachable and check.kind == "mllp"
 
 
-def test_resources_without_an_hl7_message_are_fatal(mllp_peer: MllpPeer,
-                                                    session_factory: sessionmaker[Session]) -> None:
+def test_resources_without_an_hl7_message_are_fatal(
+    mllp_peer: MllpPeer, session_factory: sessionmaker[Session]
+) -> None:
     dest = _mllp(mllp_peer, session_factory)
     try:
         [result] = dest.send(items(observation("o1"), message_id=None))
@@ -176,13 +197,20 @@ def test_resources_without_an_hl7_message_are_fatal(mllp_peer: MllpPeer,
     assert mllp_peer.received == []
 
 
-def test_rewrite_header_changes_msh_3_to_6_only(mllp_peer: MllpPeer,
-                                               session_factory: sessionmaker[Session]) -> None:
+def test_rewrite_header_changes_msh_3_to_6_only(
+    mllp_peer: MllpPeer, session_factory: sessionmaker[Session]
+) -> None:
     raw = (ORU / "cbc-basic.hl7").read_bytes()
     message_id = _store(session_factory, raw)
-    dest = _mllp(mllp_peer, session_factory, message="rewrite-header",
-                 sending_application="YGT-ADAPTER", sending_facility="QSYGT",
-                 receiving_application="XZ|LIS", receiving_facility="SQWSY")
+    dest = _mllp(
+        mllp_peer,
+        session_factory,
+        message="rewrite-header",
+        sending_application="YGT-ADAPTER",
+        sending_facility="QSYGT",
+        receiving_application="XZ|LIS",
+        receiving_facility="SQWSY",
+    )
     try:
         assert dest.send(items(observation("o1"), message_id=message_id))[0].ok
     finally:
@@ -196,13 +224,14 @@ def test_rewrite_header_changes_msh_3_to_6_only(mllp_peer: MllpPeer,
     assert rest == original[1].rstrip(b"\r\n") + b"\r"
 
 
-def test_an_unreachable_message_store_is_retriable(mllp_peer: MllpPeer,
-                                                   tmp_path: Path) -> None:
+def test_an_unreachable_message_store_is_retriable(mllp_peer: MllpPeer, tmp_path: Path) -> None:
     broken = make_engine(f"sqlite:///{tmp_path / 'missing' / 'adapter.db'}")
     dest = _mllp(mllp_peer, session_factory(broken))
     try:
-        results = dest.send(items(observation("o1"), message_id="m-1")
-                            + items(observation("o2"), message_id="m-2", first_id=2))
+        results = dest.send(
+            items(observation("o1"), message_id="m-1")
+            + items(observation("o2"), message_id="m-2", first_id=2)
+        )
     finally:
         dest.close()
         broken.dispose()
@@ -224,8 +253,13 @@ def test_check_connects(mllp_peer: MllpPeer) -> None:
 def _loaded_pipeline() -> Pipeline:
     """The example consortium's pipeline with its mappings loaded once (no database)."""
     consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(consortium, None, mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
-                        max_bytes=5 * 1024 * 1024, default_timezone="Asia/Shanghai")
+    pipeline = Pipeline(
+        consortium,
+        None,
+        mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
     pipeline.load_all_mappings()
     return pipeline
 
@@ -278,15 +312,19 @@ def _messages(factory: sessionmaker[Session]) -> list[InboundMessage]:
         return list(session.scalars(select(InboundMessage).order_by(InboundMessage.received_at)))
 
 
-def test_listener_stores_then_acknowledges_aa(listening: tuple[int, MllpListener],
-                                              session_factory: sessionmaker[Session]) -> None:
+def test_listener_stores_then_acknowledges_aa(
+    listening: tuple[int, MllpListener], session_factory: sessionmaker[Session]
+) -> None:
     port, _ = listening
     cbc = (ORU / "cbc-basic.hl7").read_bytes()
     two = (ORU / "two-orders.hl7").read_bytes()
     answers = _exchange(port, cbc, two, cbc)  # the third is a resend of the first
     acks = [read_ack(a) for a in answers if a is not None]
     assert [(a.code, a.control_id) for a in acks] == [
-        ("AA", "QSLIS202611200001"), ("AA", control_id(two)), ("AA", "QSLIS202611200001")]
+        ("AA", "QSLIS202611200001"),
+        ("AA", control_id(two)),
+        ("AA", "QSLIS202611200001"),
+    ]
     stored = _messages(session_factory)
     assert len(stored) == 2  # the resend was recognised, not stored twice
     assert {m.status for m in stored} == {"processed"}
@@ -297,7 +335,8 @@ def test_listener_stores_then_acknowledges_aa(listening: tuple[int, MllpListener
 
 
 def test_listener_answers_ae_and_quarantines_what_it_cannot_parse(
-        listening: tuple[int, MllpListener], session_factory: sessionmaker[Session]) -> None:
+    listening: tuple[int, MllpListener], session_factory: sessionmaker[Session]
+) -> None:
     port, _ = listening
     bad = (BAD / "bad-segment-name.hl7").read_bytes()
     [answer] = _exchange(port, bad)
@@ -311,8 +350,9 @@ def test_listener_answers_ae_and_quarantines_what_it_cannot_parse(
     assert stored.issues[0]["diagnostics"] == ack.issues[0].diagnostics
 
 
-def test_listener_answers_garbage_with_ae(listening: tuple[int, MllpListener],
-                                         session_factory: sessionmaker[Session]) -> None:
+def test_listener_answers_garbage_with_ae(
+    listening: tuple[int, MllpListener], session_factory: sessionmaker[Session]
+) -> None:
     port, _ = listening
     [answer] = _exchange(port, b"\x00\x01 not a message at all")
     ack = read_ack(answer)
@@ -335,6 +375,7 @@ def test_listener_sends_no_aa_when_the_message_cannot_be_stored(tmp_path: Path) 
 
 def test_listener_check_and_settings(session_factory: sessionmaker[Session]) -> None:
     from adapter.errors import ConfigError
+
     pipeline = _pipeline(session_factory)
     with pytest.raises(ConfigError) as caught:
         _listener(pipeline, prot=2575)

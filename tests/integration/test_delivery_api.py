@@ -54,10 +54,12 @@ def _now() -> datetime:
 
 
 def test_list_filter_and_show_a_dead_letter_with_its_attempts(
-        api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     now = _now()
-    ids = queue(session_factory, [observation("good", "p1", "v1"),
-                                  observation("bad", "p2", "v1")], now=now)
+    ids = queue(
+        session_factory, [observation("good", "p1", "v1"), observation("bad", "p2", "v1")], now=now
+    )
     refusal = outcome("required", "Observation.code: minimum required = 1")
     receiver.rule = lambda t, i, body, n: (400, {}, refusal) if i == "bad" else None
     worker(session_factory, receiver.base_url, clock=Clock(now)).drain()
@@ -68,14 +70,16 @@ def test_list_filter_and_show_a_dead_letter_with_its_attempts(
     assert dead["total"] == 1
     [item] = dead["items"]
     assert (item["resource"], item["state"], item["last_status"]) == (
-        "Observation/bad", "dead", "400")
+        "Observation/bad",
+        "dead",
+        "400",
+    )
     assert api.get("/deliveries", params={"destination": "other"}).json()["total"] == 0
     assert api.get("/deliveries", params={"state": "lost"}).status_code == 400
 
     shown = api.get(f"/deliveries/{ids[1]}").json()
     [attempt] = shown["attempt_log"]
-    assert (attempt["outcome"], attempt["status"], attempt["destination"]) == (
-        "dead", "400", DEST)
+    assert (attempt["outcome"], attempt["status"], attempt["destination"]) == ("dead", "400", DEST)
     assert attempt["operation_outcome"] == refusal
     assert attempt["duration_ms"] > 0 and attempt["worker"] == "w1"
     assert attempt["attempted_at"] == now.isoformat()
@@ -83,7 +87,8 @@ def test_list_filter_and_show_a_dead_letter_with_its_attempts(
 
 
 def test_replay_over_http_sends_the_current_version(
-        api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     now = _now()
     [oid] = queue(session_factory, [observation("o1", "p1", "v1")], now=now)
     receiver.rule = lambda t, i, body, n: (422, {}, None) if n == 1 else None
@@ -105,7 +110,8 @@ def test_replay_over_http_sends_the_current_version(
 
 
 def test_replay_a_destination_since_a_time(
-        api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     early, late = _now() - timedelta(hours=2), _now() - timedelta(minutes=5)
     [first] = queue(session_factory, [observation("o1", "p1", "v1")], now=early)
     receiver.rule = lambda t, i, body, n: (404, {}, None)
@@ -120,23 +126,34 @@ def test_replay_a_destination_since_a_time(
     state = rows(session_factory)
     assert (state[first].state, state[second].state) == ("dead", "pending")
     assert api.post("/deliveries/replay", params={"destination": DEST}).json()["replayed"] == 1
-    assert api.post("/deliveries/replay", params={"destination": DEST, "state": "pending"}
-                    ).status_code == 400
+    assert (
+        api.post("/deliveries/replay", params={"destination": DEST, "state": "pending"}).status_code
+        == 400
+    )
 
 
 def test_health_reports_each_destination_and_degrades_when_its_breaker_opens(
-        api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     now = _now()
     queue(session_factory, [observation("o1", "p1", "v1")], now=now)
-    w = worker(session_factory, receiver.base_url, clock=Clock(now),
-               breaker=BreakerConfig(failure_threshold=2, cool_down_seconds=600))
+    w = worker(
+        session_factory,
+        receiver.base_url,
+        clock=Clock(now),
+        breaker=BreakerConfig(failure_threshold=2, cool_down_seconds=600),
+    )
     w.drain()
     body = api.get("/health").json()
     assert body["status"] == "ok"
     destination = body["checks"]["delivery"]["destinations"][DEST]
     assert destination["status"] == "ok" and destination["breaker"] == "closed"
-    assert (destination["queue_depth"], destination["dead_letters"], destination["attempts"],
-            destination["delivered"]) == (0, 0, 1, 1)
+    assert (
+        destination["queue_depth"],
+        destination["dead_letters"],
+        destination["attempts"],
+        destination["delivered"],
+    ) == (0, 0, 1, 1)
     assert destination["last_success"] == now.isoformat()
 
     receiver.rule = lambda t, i, body, n: (503, {}, None)
@@ -152,7 +169,8 @@ def test_health_reports_each_destination_and_degrades_when_its_breaker_opens(
 
 
 def test_health_degrades_when_a_destination_is_far_behind(
-        api: TestClient, session_factory: sessionmaker[Session]) -> None:
+    api: TestClient, session_factory: sessionmaker[Session]
+) -> None:
     queue(session_factory, [observation("o1", "p1", "v1")], now=_now() - timedelta(hours=1))
     body = api.get("/health").json()
     destination = body["checks"]["delivery"]["destinations"][DEST]
@@ -162,7 +180,8 @@ def test_health_degrades_when_a_destination_is_far_behind(
 
 
 def test_metrics_in_prometheus_text_format(
-        api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    api: TestClient, session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     now = _now()
     queue(session_factory, [observation(f"o{n}", f"p{n}", "v1") for n in range(3)], now=now)
     receiver.rule = lambda t, i, body, n: (422, {}, None) if i == "o0" else None
@@ -185,22 +204,18 @@ def test_metrics_in_prometheus_text_format(
     assert samples[f"adapter_delivery_delivered_total{label}"] == 2
     assert samples[f"adapter_delivery_dead_letters_total{label}"] == 1
     assert samples[f"adapter_delivery_oldest_pending_age_seconds{label}"] >= 30
-    assert samples[f"adapter_delivery_last_success_timestamp_seconds{label}"] == \
-        now.timestamp()
-    assert samples[f'adapter_delivery_breaker_state{{destination="{DEST}",state="closed"}}'] \
-        == 1
+    assert samples[f"adapter_delivery_last_success_timestamp_seconds{label}"] == now.timestamp()
+    assert samples[f'adapter_delivery_breaker_state{{destination="{DEST}",state="closed"}}'] == 1
     assert samples[f'adapter_delivery_breaker_state{{destination="{DEST}",state="open"}}'] == 0
     assert "# TYPE adapter_delivery_attempts_total counter" in response.text
 
 
 def test_serve_delivers_in_process_when_asked(
-        database_url: str, tmp_path: Path, receiver: Receiver,
-        session_factory: sessionmaker[Session]) -> None:
+    database_url: str, tmp_path: Path, receiver: Receiver, session_factory: sessionmaker[Session]
+) -> None:
     config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
-    app = create_app(Settings(database_url=database_url, config=config,
-                              deliver_in_process=True))
-    ids = queue(session_factory, [observation(f"o{n}", "p1", "v1") for n in range(3)],
-                now=_now())
+    app = create_app(Settings(database_url=database_url, config=config, deliver_in_process=True))
+    ids = queue(session_factory, [observation(f"o{n}", "p1", "v1") for n in range(3)], now=_now())
     try:
         with TestClient(app) as client:
             assert app.state.delivery is not None
@@ -217,7 +232,8 @@ def test_serve_delivers_in_process_when_asked(
 
 
 def test_bad_destination_settings_stop_an_in_process_start(
-        database_url: str, tmp_path: Path, receiver: Receiver) -> None:
+    database_url: str, tmp_path: Path, receiver: Receiver
+) -> None:
     config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
     config.write_text(config.read_text().replace("bundle: none", "bundel: none"))
     with pytest.raises(ConfigError, match="bundel"):

@@ -31,8 +31,14 @@ def receiver() -> Iterator[Receiver]:
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """``adapter ...`` in a process of its own (the worker: signals, logging, locks)."""
-    return subprocess.run([*_adapter_command(), *args], env=env, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [*_adapter_command(), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -51,8 +57,12 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., Result]]:
 
 
 def test_ingest_deliver_inspect_and_replay_from_the_command_line(
-        database_url: str, session_factory: sessionmaker[Session], receiver: Receiver,
-        tmp_path: Path, cli: Callable[..., Result]) -> None:
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    receiver: Receiver,
+    tmp_path: Path,
+    cli: Callable[..., Result],
+) -> None:
     config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
     runtime = build_runtime(Settings(database_url=database_url, config=config))
     try:
@@ -66,10 +76,15 @@ def test_ingest_deliver_inspect_and_replay_from_the_command_line(
     observation = next(r for r in queued if r.resource_type == "Observation")
     refusal = outcome("code-invalid", "unknown LOINC code")
     receiver.rule = lambda t, i, body, n: (
-        (422, {}, refusal) if i == observation.resource_id and n == 1 else None)
+        (422, {}, refusal) if i == observation.resource_id and n == 1 else None
+    )
 
-    env = {**os.environ, "ADAPTER_DATABASE_URL": database_url, "ADAPTER_CONFIG": str(config),
-           "ADAPTER_LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "ADAPTER_DATABASE_URL": database_url,
+        "ADAPTER_CONFIG": str(config),
+        "ADAPTER_LOG_LEVEL": "WARNING",
+    }
     done = _run(env, "worker", "--once")
     assert done.returncode == 0, done.stderr
     assert f"{len(queued)} sent: {len(queued) - 1} delivered, 0 to retry, 1 dead" in done.stdout
@@ -92,12 +107,12 @@ def test_ingest_deliver_inspect_and_replay_from_the_command_line(
     with session_factory() as session:
         states = set(session.scalars(select(Outbox.state)))
     assert states == {"delivered"}
-    assert [r.ref for r in receiver.requests].count(f"Observation/{observation.resource_id}") \
-        == 2
+    assert [r.ref for r in receiver.requests].count(f"Observation/{observation.resource_id}") == 2
 
 
-def test_worker_refuses_an_unknown_destination(database_url: str, receiver: Receiver,
-                                               tmp_path: Path) -> None:
+def test_worker_refuses_an_unknown_destination(
+    database_url: str, receiver: Receiver, tmp_path: Path
+) -> None:
     config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
     env = {**os.environ, "ADAPTER_DATABASE_URL": database_url, "ADAPTER_CONFIG": str(config)}
     refused = _run(env, "worker", "--once", "--destination", "nowhere")

@@ -50,50 +50,60 @@ def _breaker(factory: sessionmaker[Session]) -> DeliveryDestination:
 
 
 def test_breaker_opens_after_failures_pauses_and_probes(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     ids = queue(session_factory, [observation(f"o{n}", f"p{n}", "v1") for n in range(6)])
     receiver.rule = lambda t, i, body, n: (503, {}, None)
     clock = Clock()
-    w = worker(session_factory, receiver.base_url, clock=clock, batch_size=2,
-               breaker=BreakerConfig(failure_threshold=3, cool_down_seconds=30))
+    w = worker(
+        session_factory,
+        receiver.base_url,
+        clock=clock,
+        batch_size=2,
+        breaker=BreakerConfig(failure_threshold=3, cool_down_seconds=30),
+    )
 
-    assert w.process(DEST).breaker == "closed"     # 2 failures in a row
-    assert w.process(DEST).breaker == "open"       # 4 >= 3
+    assert w.process(DEST).breaker == "closed"  # 2 failures in a row
+    assert w.process(DEST).breaker == "open"  # 4 >= 3
     assert len(receiver.requests) == 4
     clock.advance(20)
     paused = w.process(DEST)
     assert (paused.admission, paused.claimed) == ("wait", 0)
-    assert len(receiver.requests) == 4             # nothing sent while open
+    assert len(receiver.requests) == 4  # nothing sent while open
 
-    clock.advance(10)                              # cool-down over: one probe
+    clock.advance(10)  # cool-down over: one probe
     probe = w.process(DEST)
     assert (probe.admission, probe.claimed, probe.breaker) == ("probe", 1, "open")
     assert len(receiver.requests) == 5
     state = _breaker(session_factory)
     assert state.open_until == clock.now + timedelta(seconds=60)
 
-    clock.advance(59)                              # the failed probe doubled the pause
+    clock.advance(59)  # the failed probe doubled the pause
     assert w.process(DEST).admission == "wait"
-    receiver.rule = None                           # the destination is back
+    receiver.rule = None  # the destination is back
     clock.advance(1)
     probe = w.process(DEST)
     assert (probe.admission, probe.claimed, probe.breaker) == ("probe", 1, "closed")
     w.drain()
     assert {rows(session_factory)[i].state for i in ids} == {"delivered"}
     state = _breaker(session_factory)
-    assert (state.breaker_state, state.consecutive_failures, state.opened_count) == (
-        "closed", 0, 0)
+    assert (state.breaker_state, state.consecutive_failures, state.opened_count) == ("closed", 0, 0)
     # the rows that waited behind the open breaker used no tries
     assert max(rows(session_factory)[i].attempts for i in ids) <= 3
 
 
 def test_a_probe_with_nothing_due_checks_the_destination(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     [oid] = queue(session_factory, [observation("o1", "p1", "v1")])
     receiver.rule = lambda t, i, body, n: (503, {"Retry-After": "3600"}, None)
     clock = Clock()
-    w = worker(session_factory, receiver.base_url, clock=clock,
-               breaker=BreakerConfig(failure_threshold=1, cool_down_seconds=30))
+    w = worker(
+        session_factory,
+        receiver.base_url,
+        clock=clock,
+        breaker=BreakerConfig(failure_threshold=1, cool_down_seconds=30),
+    )
     assert w.process(DEST).breaker == "open"
     clock.advance(30)
     probe = w.process(DEST)  # the row waits an hour: GET metadata is the probe
@@ -102,18 +112,32 @@ def test_a_probe_with_nothing_due_checks_the_destination(
 
 
 def test_two_workers_on_postgresql_share_one_queue_without_sending_twice(
-        engine: Engine, database_url: str, receiver: Receiver) -> None:
+    engine: Engine, database_url: str, receiver: Receiver
+) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("several workers need PostgreSQL (SQLite runs one)")
     patients, per_patient = 100, 3
     setup = store.session_factory(engine)
-    queue(setup, [observation(f"o{p}-{k}", f"p{p}", "v1")
-                  for k in range(per_patient) for p in range(patients)])
+    queue(
+        setup,
+        [
+            observation(f"o{p}-{k}", f"p{p}", "v1")
+            for k in range(per_patient)
+            for p in range(patients)
+        ],
+    )
     receiver.before = lambda t, i: time.sleep(0.001)  # a little server time: overlap
     engines = [make_engine(database_url) for _ in range(2)]
-    workers = [worker(store.session_factory(e), receiver.base_url, worker_id=name,
-                      batch_size=10, poll_seconds=0.02)
-               for e, name in zip(engines, ("wA", "wB"), strict=True)]
+    workers = [
+        worker(
+            store.session_factory(e),
+            receiver.base_url,
+            worker_id=name,
+            batch_size=10,
+            poll_seconds=0.02,
+        )
+        for e, name in zip(engines, ("wA", "wB"), strict=True)
+    ]
     stop = threading.Event()
     threads = [threading.Thread(target=w.run, args=(stop,)) for w in workers]
     for thread in threads:
@@ -123,8 +147,9 @@ def test_two_workers_on_postgresql_share_one_queue_without_sending_twice(
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with setup() as session:
-                done = session.scalar(select(func.count()).select_from(Outbox)
-                                      .where(Outbox.state == "delivered"))
+                done = session.scalar(
+                    select(func.count()).select_from(Outbox).where(Outbox.state == "delivered")
+                )
             if done == total:
                 break
             time.sleep(0.05)
@@ -142,11 +167,16 @@ def test_two_workers_on_postgresql_share_one_queue_without_sending_twice(
         mine = [ref for ref in order if ref.startswith(f"Observation/o{p}-")]
         assert mine == [f"Observation/o{p}-{k}" for k in range(per_patient)]
     with setup() as session:
-        by_worker = dict(session.execute(select(DeliveryAttempt.worker, func.count())
-                                         .group_by(DeliveryAttempt.worker)).all())
+        by_worker = dict(
+            session.execute(
+                select(DeliveryAttempt.worker, func.count()).group_by(DeliveryAttempt.worker)
+            ).all()
+        )
     assert set(by_worker) == {"wA", "wB"} and sum(by_worker.values()) == total
-    print(f"\ntwo workers: {total} rows, {len(receiver.requests)} PUTs received, "
-          f"{len(sent)} distinct, 0 twice; wA {by_worker['wA']}, wB {by_worker['wB']}")
+    print(
+        f"\ntwo workers: {total} rows, {len(receiver.requests)} PUTs received, "
+        f"{len(sent)} distinct, 0 twice; wA {by_worker['wA']}, wB {by_worker['wB']}"
+    )
 
 
 def _adapter_command() -> list[str]:
@@ -159,16 +189,23 @@ def _adapter_command() -> list[str]:
 
 def _count_states(factory: sessionmaker[Session]) -> Counter[str]:
     with factory() as session:
-        return Counter(dict(session.execute(select(Outbox.state, func.count())
-                                            .group_by(Outbox.state)).all()))
+        return Counter(
+            dict(session.execute(select(Outbox.state, func.count()).group_by(Outbox.state)).all())
+        )
 
 
 def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
-        database_url: str, session_factory: sessionmaker[Session], receiver: Receiver,
-        tmp_path: Path) -> None:
+    database_url: str, session_factory: sessionmaker[Session], receiver: Receiver, tmp_path: Path
+) -> None:
     patients, batch, kill_at = 60, 10, 25
-    ids = queue(session_factory, [observation(f"o{p}-{k}", f"p{p}", f"v1-{p}-{k}")
-                                  for k in range(2) for p in range(patients)])
+    ids = queue(
+        session_factory,
+        [
+            observation(f"o{p}-{k}", f"p{p}", f"v1-{p}-{k}")
+            for k in range(2)
+            for p in range(patients)
+        ],
+    )
     reached, release = threading.Event(), threading.Event()
     arrived = Counter[str]()
 
@@ -180,10 +217,22 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
 
     receiver.before = hold
     config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
-    env = {**os.environ, "ADAPTER_DATABASE_URL": database_url, "ADAPTER_CONFIG": str(config),
-           "ADAPTER_LOG_LEVEL": "WARNING"}
-    command = [*_adapter_command(), "worker", "--batch", str(batch), "--lease-seconds", "3",
-               "--poll-seconds", "0.05"]
+    env = {
+        **os.environ,
+        "ADAPTER_DATABASE_URL": database_url,
+        "ADAPTER_CONFIG": str(config),
+        "ADAPTER_LOG_LEVEL": "WARNING",
+    }
+    command = [
+        *_adapter_command(),
+        "worker",
+        "--batch",
+        str(batch),
+        "--lease-seconds",
+        "3",
+        "--poll-seconds",
+        "0.05",
+    ]
     logs = tmp_path / "worker.log"
     with logs.open("w") as out:
         first = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -197,8 +246,11 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
             release.set()
         after_kill = _count_states(session_factory)
         # two batches were recorded; the third was in flight: its rows wait for their lease
-        assert after_kill == {"delivered": 2 * batch, "in-flight": batch,
-                              "pending": len(ids) - 3 * batch}, logs.read_text()
+        assert after_kill == {
+            "delivered": 2 * batch,
+            "in-flight": batch,
+            "pending": len(ids) - 3 * batch,
+        }, logs.read_text()
 
         second = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -222,13 +274,14 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_duplicates_nothing(
     # only the batch in flight at the kill went again (PUT: an update, not a second resource)
     assert 1 <= len(resent) <= batch and set(resent.values()) == {2}
     assert _count_states(session_factory) == {"delivered": len(ids)}
-    print(f"\nSIGKILL mid-batch: {len(ids)} rows, {sum(received.values())} PUTs received, "
-          f"{len(stored_marks)} resources stored, 0 lost, {len(resent)} resent from the "
-          f"killed batch, 0 duplicate resources")
+    print(
+        f"\nSIGKILL mid-batch: {len(ids)} rows, {sum(received.values())} PUTs received, "
+        f"{len(stored_marks)} resources stored, 0 lost, {len(resent)} resent from the "
+        f"killed batch, 0 duplicate resources"
+    )
 
 
-def test_sqlite_takes_one_worker(engine: Engine,
-                                 session_factory: sessionmaker[Session]) -> None:
+def test_sqlite_takes_one_worker(engine: Engine, session_factory: sessionmaker[Session]) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL takes several workers")
     first = start_exclusive(engine, session_factory)

@@ -46,11 +46,16 @@ ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
 DEST = "county-hospital-fhir"  # the township centres' results go to the county hospital
 SOURCES = ("shiqiao-lis", "liuhe-lis")
-RETRY = {"max_attempts": 50, "max_age_seconds": 86400, "initial_backoff_seconds": 5,
-         "max_backoff_seconds": 120}
+RETRY = {
+    "max_attempts": 50,
+    "max_age_seconds": 86400,
+    "initial_backoff_seconds": 5,
+    "max_backoff_seconds": 120,
+}
 
 
 # -- the gate between the worker and the FHIR server ---------------------------------------------
+
 
 class Gate:
     """A loopback HTTP front for the FHIR server: ``mode`` is ``forward``, ``fail`` (503
@@ -61,9 +66,9 @@ class Gate:
         self.target = target.rstrip("/")  # http://127.0.0.1:N (the server's root)
         self.port = 0
         self.mode = "forward"
-        self.lose_next = 0      # in forward mode: lose the answers of this many requests
+        self.lose_next = 0  # in forward mode: lose the answers of this many requests
         self.seen = Counter[str]()  # requests that reached the gate, by what it did
-        self.lost_entries = 0       # resources in the requests whose answers were lost
+        self.lost_entries = 0  # resources in the requests whose answers were lost
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._client = httpx.Client(timeout=30)
@@ -113,24 +118,35 @@ def _gate_handler(gate: Gate) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(length) if length else b""
             action = gate.action()
             if action == "fail":
-                self._answer(503, b'{"resourceType":"OperationOutcome","issue":[{"severity":'
-                                  b'"error","code":"transient","diagnostics":"down"}]}',
-                             "application/fhir+json")
+                self._answer(
+                    503,
+                    b'{"resourceType":"OperationOutcome","issue":[{"severity":'
+                    b'"error","code":"transient","diagnostics":"down"}]}',
+                    "application/fhir+json",
+                )
                 return
-            headers = {k: v for k, v in self.headers.items()
-                       if k.lower() in ("content-type", "accept", "prefer")}
-            answer = gate._client.request(self.command, gate.target + self.path,
-                                          content=body, headers=headers)
+            headers = {
+                k: v
+                for k, v in self.headers.items()
+                if k.lower() in ("content-type", "accept", "prefer")
+            }
+            answer = gate._client.request(
+                self.command, gate.target + self.path, content=body, headers=headers
+            )
             if action == "lose":  # stored at the server; the client hears nothing
                 with gate._lock:
-                    gate.lost_entries += len(json.loads(body).get("entry") or []) \
-                        if self.command == "POST" else 1
+                    gate.lost_entries += (
+                        len(json.loads(body).get("entry") or []) if self.command == "POST" else 1
+                    )
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
-            self._answer(answer.status_code, answer.content,
-                         answer.headers.get("content-type", "application/fhir+json"))
+            self._answer(
+                answer.status_code,
+                answer.content,
+                answer.headers.get("content-type", "application/fhir+json"),
+            )
 
         def _answer(self, status: int, data: bytes, content_type: str) -> None:
             self.send_response(status)
@@ -154,6 +170,7 @@ def gate(medplum: Medplum) -> Iterator[Gate]:
 
 
 # -- the adapter side ----------------------------------------------------------------------------
+
 
 @dataclass
 class Adapter:
@@ -187,21 +204,32 @@ class Adapter:
                 break
             lines[n] = fs.join(fields)
         pipeline = make_pipeline(self.settings, self.consortium, self.factory)
-        result = pipeline.ingest("\r".join(lines).encode(message.charset), "shiqiao-lis",
-                                 now=T0 + timedelta(seconds=90))
+        result = pipeline.ingest(
+            "\r".join(lines).encode(message.charset), "shiqiao-lis", now=T0 + timedelta(seconds=90)
+        )
         assert result.accepted and not result.duplicate, result.as_dict()
 
     def worker(self, clock: Clock, failure_threshold: int = 5) -> DeliveryWorker:
-        built = build_worker(self.consortium, self.factory, only=[DEST], worker_id="w1",
-                             options=WorkerOptions(batch_size=20, breaker=BreakerConfig(
-                                 failure_threshold=failure_threshold, cool_down_seconds=30)))
+        built = build_worker(
+            self.consortium,
+            self.factory,
+            only=[DEST],
+            worker_id="w1",
+            options=WorkerOptions(
+                batch_size=20,
+                breaker=BreakerConfig(failure_threshold=failure_threshold, cool_down_seconds=30),
+            ),
+        )
         built.clock = clock
         return built
 
     def states(self) -> Counter[str]:
         with self.factory() as session:
-            return Counter(dict(session.execute(select(Outbox.state, func.count())
-                                                .group_by(Outbox.state)).all()))
+            return Counter(
+                dict(
+                    session.execute(select(Outbox.state, func.count()).group_by(Outbox.state)).all()
+                )
+            )
 
     def breaker(self) -> DeliveryDestination:
         with self.factory() as session:
@@ -212,8 +240,11 @@ class Adapter:
     def expected(self) -> dict[tuple[str, str], dict[str, Any]]:
         """Every resource queued for the destination, with its current stored body."""
         with self.factory() as session:
-            keys = session.execute(select(Outbox.resource_type, Outbox.resource_id)
-                                   .where(Outbox.destination == DEST).distinct()).all()
+            keys = session.execute(
+                select(Outbox.resource_type, Outbox.resource_id)
+                .where(Outbox.destination == DEST)
+                .distinct()
+            ).all()
             out = {}
             for resource_type, resource_id in keys:
                 body = read_resource(session, resource_type, resource_id)
@@ -223,16 +254,19 @@ class Adapter:
 
 
 @pytest.fixture
-def adapter(tmp_path: Path, database_url: str, session_factory: sessionmaker[Session],
-            gate: Gate) -> Adapter:
+def adapter(
+    tmp_path: Path, database_url: str, session_factory: sessionmaker[Session], gate: Gate
+) -> Adapter:
     """The example consortium with the county hospital's FHIR destination switched on and
     pointed at the gate (fixtures/consortium.yaml itself is not touched)."""
     data = yaml.safe_load((ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8"))
-    [destination] = [d for f in data["facilities"] for d in f.get("destinations") or []
-                     if d["id"] == DEST]
+    [destination] = [
+        d for f in data["facilities"] for d in f.get("destinations") or [] if d["id"] == DEST
+    ]
     destination["enabled"] = True
-    destination["settings"].update(base_url=gate.base_url, timeout_seconds=5,
-                                   connect_timeout_seconds=1)
+    destination["settings"].update(
+        base_url=gate.base_url, timeout_seconds=5, connect_timeout_seconds=1
+    )
     destination["retry"] = RETRY
     path = tmp_path / "consortium.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
@@ -242,27 +276,32 @@ def adapter(tmp_path: Path, database_url: str, session_factory: sessionmaker[Ses
 
 # -- counting at the server ----------------------------------------------------------------------
 
+
 def _without_meta(body: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != "meta"}
 
 
 @dataclass
 class Count:
-    sent: int        # resource entries (PUTs) that reached the server
-    delivered: int   # resources the server holds, exactly as the adapter's current version
+    sent: int  # resource entries (PUTs) that reached the server
+    delivered: int  # resources the server holds, exactly as the adapter's current version
     duplicated: int  # extra copies: more resources of a type, or of one identifier, than ours
-    lost: int        # ours the server does not hold (or holds at another version)
+    lost: int  # ours the server does not hold (or holds at another version)
     stale: list[str]
 
     def line(self, what: str) -> str:
-        return (f"{what}: sent {self.sent}, delivered {self.delivered}, "
-                f"duplicated {self.duplicated}, lost {self.lost}")
+        return (
+            f"{what}: sent {self.sent}, delivered {self.delivered}, "
+            f"duplicated {self.duplicated}, lost {self.lost}"
+        )
 
 
-def count_on_server(medplum: Medplum, expected: dict[tuple[str, str], dict[str, Any]]
-                    ) -> Count:
-    sent = sum(len(r["entries"] or []) if r["method"] == "POST" else 1
-               for r in medplum.requests() if r["method"] in ("POST", "PUT"))
+def count_on_server(medplum: Medplum, expected: dict[tuple[str, str], dict[str, Any]]) -> Count:
+    sent = sum(
+        len(r["entries"] or []) if r["method"] == "POST" else 1
+        for r in medplum.requests()
+        if r["method"] in ("POST", "PUT")
+    )
     delivered, stale = 0, []
     for (resource_type, resource_id), body in expected.items():
         held = medplum.get(f"{resource_type}/{resource_id}")
@@ -288,8 +327,9 @@ def count_on_server(medplum: Medplum, expected: dict[tuple[str, str], dict[str, 
     return Count(sent, delivered, duplicated, len(expected) - delivered, stale)
 
 
-def run_until_drained(worker: DeliveryWorker, adapter: Adapter, clock: Clock,
-                      step: float = 10.0, limit: int = 300) -> int:
+def run_until_drained(
+    worker: DeliveryWorker, adapter: Adapter, clock: Clock, step: float = 10.0, limit: int = 300
+) -> int:
     """Worker rounds, the clock moving ``step`` seconds between them, until nothing is left
     to deliver; the number of rounds."""
     for rounds in range(1, limit + 1):
@@ -303,8 +343,10 @@ def run_until_drained(worker: DeliveryWorker, adapter: Adapter, clock: Clock,
 
 # -- the scenarios -------------------------------------------------------------------------------
 
+
 def test_destination_down_for_a_while_then_back_delivers_everything_once(
-        adapter: Adapter, gate: Gate, medplum: Medplum) -> None:
+    adapter: Adapter, gate: Gate, medplum: Medplum
+) -> None:
     messages = adapter.ingest_fixtures()
     gate.down()  # the county hospital's server is unreachable ...
     clock = Clock()
@@ -329,16 +371,24 @@ def test_destination_down_for_a_while_then_back_delivers_everything_once(
         assert medplum.requests() == [] and gate.seen["fail"] >= 1
         with adapter.factory() as session:
             tried = session.scalars(select(Outbox).where(Outbox.attempts > 0)).all()
-            failures = session.scalar(select(func.count()).select_from(DeliveryAttempt)
-                                      .where(DeliveryAttempt.outcome == "retry"))
+            failures = session.scalar(
+                select(func.count())
+                .select_from(DeliveryAttempt)
+                .where(DeliveryAttempt.outcome == "retry")
+            )
         assert tried and failures == sum(r.attempts for r in tried)
         assert max(r.attempts for r in tried) >= 4
         for row in tried:  # rescheduled with the exponential backoff, jitter included
-            base = min(RETRY["initial_backoff_seconds"] * 2 ** (row.attempts - 1),
-                       RETRY["max_backoff_seconds"])
+            base = min(
+                RETRY["initial_backoff_seconds"] * 2 ** (row.attempts - 1),
+                RETRY["max_backoff_seconds"],
+            )
             wait = (row.next_attempt_at - row.last_attempt_at).total_seconds()
-            assert base <= wait <= min(base + RETRY["initial_backoff_seconds"],
-                                       RETRY["max_backoff_seconds"]), (row.attempts, wait)
+            assert (
+                base
+                <= wait
+                <= min(base + RETRY["initial_backoff_seconds"], RETRY["max_backoff_seconds"])
+            ), (row.attempts, wait)
 
         gate.mode = "forward"  # back
         rounds = run_until_drained(worker, adapter, clock)
@@ -354,15 +404,18 @@ def test_destination_down_for_a_while_then_back_delivers_everything_once(
     # the corrected result went as its second version only (both rows delivered by one PUT)
     [corrected] = [b for b in expected.values() if b["meta"]["versionId"] != "1"]
     assert corrected["resourceType"] == "Observation" and corrected["meta"]["versionId"] == "2"
-    print(f"\n{messages} messages + 1 correction, {len(expected)} resources, "
-          f"{sum(states.values())} outbox rows; down {admissions['send']} batches + "
-          f"{admissions['probe']} probes failed, {admissions['wait']} rounds paused by the "
-          f"breaker, {gate.seen['fail']} answered 503; back: drained in {rounds} rounds\n"
-          + count.line("counted on the server"))
+    print(
+        f"\n{messages} messages + 1 correction, {len(expected)} resources, "
+        f"{sum(states.values())} outbox rows; down {admissions['send']} batches + "
+        f"{admissions['probe']} probes failed, {admissions['wait']} rounds paused by the "
+        f"breaker, {gate.seen['fail']} answered 503; back: drained in {rounds} rounds\n"
+        + count.line("counted on the server")
+    )
 
 
 def test_answers_lost_after_the_server_stored_the_bundle_are_resent_as_updates(
-        adapter: Adapter, gate: Gate, medplum: Medplum) -> None:
+    adapter: Adapter, gate: Gate, medplum: Medplum
+) -> None:
     adapter.ingest_fixtures()
     gate.lose_next = 2  # the first two transactions are stored, their answers cut off
     clock = Clock()
@@ -378,8 +431,7 @@ def test_answers_lost_after_the_server_stored_the_bundle_are_resent_as_updates(
         worker.close()
 
     assert gate.seen["lose"] == 2
-    entries = Counter(e for r in medplum.requests() if r["method"] == "POST"
-                      for e in r["entries"])
+    entries = Counter(e for r in medplum.requests() if r["method"] == "POST" for e in r["entries"])
     resent = [e for e, n in entries.items() if n > 1]
     # what was lost went again, and nothing else did
     assert len(resent) >= first.claimed
@@ -394,6 +446,8 @@ def test_answers_lost_after_the_server_stored_the_bundle_are_resent_as_updates(
         assert history["resourceType"] == "Bundle" and len(history["entry"]) >= 2
     states = adapter.states()
     assert states == {"delivered": sum(states.values())}
-    print(f"\nanswers lost after storing: {gate.seen['lose']} requests, "
-          f"{gate.lost_entries} resources; {len(resent)} resources sent again, drained in "
-          f"{rounds} rounds\n" + count.line("counted on the server"))
+    print(
+        f"\nanswers lost after storing: {gate.seen['lose']} requests, "
+        f"{gate.lost_entries} resources; {len(resent)} resources sent again, drained in "
+        f"{rounds} rounds\n" + count.line("counted on the server")
+    )

@@ -35,9 +35,13 @@ def receiver() -> Iterator[Receiver]:
 
 
 def test_deliveries_about_one_patient_keep_their_order_while_one_waits_for_a_retry(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
-    ids = queue(session_factory, [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)]
-                + [observation(f"b{n}", "pb", "v1") for n in (1, 2)])
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = queue(
+        session_factory,
+        [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)]
+        + [observation(f"b{n}", "pb", "v1") for n in (1, 2)],
+    )
     # a2 fails once (503): a3 must wait for it, patient b goes on
     receiver.rule = lambda t, i, body, n: (503, {}, None) if i == "a2" and n == 1 else None
     clock = Clock()
@@ -47,8 +51,13 @@ def test_deliveries_about_one_patient_keep_their_order_while_one_waits_for_a_ret
     assert receiver.refs() == ["Observation/a1", "Observation/b1", "Observation/b2"]
     assert all(r.claimed <= 2 for r in reports)  # at most one head per patient per batch
     state = rows(session_factory)
-    assert [state[i].state for i in ids] == ["delivered", "pending", "pending",
-                                             "delivered", "delivered"]
+    assert [state[i].state for i in ids] == [
+        "delivered",
+        "pending",
+        "pending",
+        "delivered",
+        "delivered",
+    ]
     retry_at = state[ids[1]].next_attempt_at
     assert T0 + timedelta(seconds=1) <= retry_at <= T0 + timedelta(seconds=2)
 
@@ -60,13 +69,15 @@ def test_deliveries_about_one_patient_keep_their_order_while_one_waits_for_a_ret
 
 
 def test_a_poison_item_dies_with_its_reason_and_blocks_nothing(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     resources = [observation(f"o{n}", f"p{n % 3}", "v1") for n in range(9)]
     resources[4]["valueString"] = "poison"
     ids = queue(session_factory, resources)
     refusal = outcome("invariant", "obs-6: dataAbsentReason SHALL only be present if value[x]")
     receiver.rule = lambda t, i, body, n: (
-        (422, {}, refusal) if body.get("valueString") == "poison" else None)
+        (422, {}, refusal) if body.get("valueString") == "poison" else None
+    )
     w = worker(session_factory, receiver.base_url, clock=Clock())
     w.drain()
 
@@ -84,12 +95,17 @@ def test_a_poison_item_dies_with_its_reason_and_blocks_nothing(
 
 
 def test_retry_then_success_records_every_attempt(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     [oid] = queue(session_factory, [observation("o1", "p1", "v1")])
     receiver.rule = lambda t, i, body, n: (503, {}, None) if n <= 2 else None
     clock = Clock()
-    w = worker(session_factory, receiver.base_url, clock=clock,
-               retry={"initial_backoff_seconds": 10, "max_backoff_seconds": 100})
+    w = worker(
+        session_factory,
+        receiver.base_url,
+        clock=clock,
+        retry={"initial_backoff_seconds": 10, "max_backoff_seconds": 100},
+    )
     w.drain()
     first_retry = rows(session_factory)[oid].next_attempt_at
     assert T0 + timedelta(seconds=10) <= first_retry <= T0 + timedelta(seconds=20)
@@ -97,27 +113,35 @@ def test_retry_then_success_records_every_attempt(
     w.drain()
     second_retry = rows(session_factory)[oid].next_attempt_at
     # exponential: the second wait is 20 s plus up to 10 s of jitter
-    assert first_retry + timedelta(seconds=20) <= second_retry <= first_retry + timedelta(
-        seconds=30)
+    assert (
+        first_retry + timedelta(seconds=20) <= second_retry <= first_retry + timedelta(seconds=30)
+    )
     clock.now = second_retry
     w.drain()
 
     row = rows(session_factory)[oid]
     assert (row.state, row.attempts, row.last_status, row.sent_version_id) == (
-        "delivered", 3, "201", 1)
+        "delivered",
+        3,
+        "201",
+        1,
+    )
     assert row.first_attempt_at == T0 and row.delivered_at == second_retry
     log = attempts(session_factory, oid)
-    assert [(a.outcome, a.status) for a in log] == [("retry", "503"), ("retry", "503"),
-                                                   ("delivered", "201")]
+    assert [(a.outcome, a.status) for a in log] == [
+        ("retry", "503"),
+        ("retry", "503"),
+        ("delivered", "201"),
+    ]
     assert [a.attempted_at for a in log] == [T0, first_retry, second_retry]
     assert all(a.destination == DEST for a in log)
 
 
 def test_retry_after_is_honoured_when_longer_than_the_backoff(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     [oid] = queue(session_factory, [observation("o1", "p1", "v1")])
-    receiver.rule = lambda t, i, body, n: (429, {"Retry-After": "120"}, None) if n == 1 \
-        else None
+    receiver.rule = lambda t, i, body, n: (429, {"Retry-After": "120"}, None) if n == 1 else None
     clock = Clock()
     w = worker(session_factory, receiver.base_url, clock=clock)
     w.drain()
@@ -132,12 +156,17 @@ def test_retry_after_is_honoured_when_longer_than_the_backoff(
 
 
 def test_max_attempts_makes_a_dead_letter_with_the_reason(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     [oid] = queue(session_factory, [observation("o1", "p1", "v1")])
     receiver.rule = lambda t, i, body, n: (500, {}, None)
     clock = Clock()
-    w = worker(session_factory, receiver.base_url, clock=clock,
-               retry={"max_attempts": 3, "initial_backoff_seconds": 1})
+    w = worker(
+        session_factory,
+        receiver.base_url,
+        clock=clock,
+        retry={"max_attempts": 3, "initial_backoff_seconds": 1},
+    )
     for _ in range(3):
         w.drain()
         clock.advance(60)
@@ -150,13 +179,18 @@ def test_max_attempts_makes_a_dead_letter_with_the_reason(
     assert w.drain() == []  # a dead letter is never picked up again on its own
 
 
-def test_max_age_makes_a_dead_letter(session_factory: sessionmaker[Session],
-                                     receiver: Receiver) -> None:
+def test_max_age_makes_a_dead_letter(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     [oid] = queue(session_factory, [observation("o1", "p1", "v1")])
     receiver.rule = lambda t, i, body, n: (503, {"Retry-After": "40"}, None)
     clock = Clock()
-    w = worker(session_factory, receiver.base_url, clock=clock,
-               retry={"max_age_seconds": 100, "initial_backoff_seconds": 1})
+    w = worker(
+        session_factory,
+        receiver.base_url,
+        clock=clock,
+        retry={"max_age_seconds": 100, "initial_backoff_seconds": 1},
+    )
     for _ in range(5):
         w.drain()
         clock.advance(40)
@@ -167,25 +201,33 @@ def test_max_age_makes_a_dead_letter(session_factory: sessionmaker[Session],
 
 
 def test_pending_versions_of_one_resource_go_once_as_the_current_version(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
-    ids = [*queue(session_factory, [observation("o1", "p1", "v1")]),
-           *queue(session_factory, [observation("o1", "p1", "v2")]),
-           *queue(session_factory, [observation("o1", "p1", "v3")])]
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = [
+        *queue(session_factory, [observation("o1", "p1", "v1")]),
+        *queue(session_factory, [observation("o1", "p1", "v2")]),
+        *queue(session_factory, [observation("o1", "p1", "v3")]),
+    ]
     w = worker(session_factory, receiver.base_url, clock=Clock())
     w.drain()
     assert [(r.ref, r.mark) for r in receiver.requests] == [("Observation/o1", "v3")]
     state = rows(session_factory)
     assert [(state[i].state, state[i].version_id, state[i].sent_version_id) for i in ids] == [
-        ("delivered", 1, 3), ("delivered", 2, 3), ("delivered", 3, 3)]
+        ("delivered", 1, 3),
+        ("delivered", 2, 3),
+        ("delivered", 3, 3),
+    ]
     assert [a.outcome for a in attempts(session_factory, ids[2])] == ["delivered"]
 
 
 def test_a_row_whose_worker_died_is_sent_again_when_its_lease_runs_out(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     [oid] = queue(session_factory, [observation("o1", "p1", "v1")])
     with session_factory.begin() as session:  # a worker claims it, then dies
-        [taken] = claim(session, destination=DEST, worker="dead-worker", now=T0,
-                        lease_seconds=60, limit=10)
+        [taken] = claim(
+            session, destination=DEST, worker="dead-worker", now=T0, lease_seconds=60, limit=10
+        )
     assert taken.id == oid
     clock = Clock()
     w = worker(session_factory, receiver.base_url, clock=clock)
@@ -199,7 +241,8 @@ def test_a_row_whose_worker_died_is_sent_again_when_its_lease_runs_out(
 
 
 def test_a_resource_no_longer_stored_is_a_dead_letter_without_a_send(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     ids = queue(session_factory, [observation("o1", "p1", "v1"), observation("o2", "p2", "v1")])
     with session_factory.begin() as session:
         session.execute(update(Resource).where(Resource.id == "o1").values(deleted=True))
@@ -212,7 +255,8 @@ def test_a_resource_no_longer_stored_is_a_dead_letter_without_a_send(
 
 
 def test_transaction_bundles_deliver_a_batch_in_one_request(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     ids = queue(session_factory, [observation(f"o{n}", f"p{n}", "v1") for n in range(6)])
     w = worker(session_factory, receiver.base_url, clock=Clock(), bundle="transaction")
     reports = w.drain()
@@ -222,7 +266,8 @@ def test_transaction_bundles_deliver_a_batch_in_one_request(
 
 
 def test_outbox_rows_are_untouched_by_other_destinations(
-        session_factory: sessionmaker[Session], receiver: Receiver) -> None:
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
     [other] = queue(session_factory, [observation("o1", "p1", "v1")], destination="elsewhere")
     w = worker(session_factory, receiver.base_url, clock=Clock())
     assert w.drain() == []
@@ -254,19 +299,22 @@ class _Misbehaving:
 
 
 def test_a_destination_that_breaks_its_contract_loses_nothing(
-        session_factory: sessionmaker[Session]) -> None:
+    session_factory: sessionmaker[Session],
+) -> None:
     ids = queue(session_factory, [observation("o1", "p1", "v1"), observation("o2", "p2", "v1")])
     clock = Clock()
-    w = DeliveryWorker(session_factory, {DEST: _Misbehaving()}, {}, worker_id="w1",
-                       clock=clock)
+    w = DeliveryWorker(session_factory, {DEST: _Misbehaving()}, {}, worker_id="w1", clock=clock)
     w.drain()  # send raised: both rows wait for a retry
     state = rows(session_factory)
     assert [(state[i].state, state[i].last_error) for i in ids] == [
-        ("pending", "send raised RuntimeError")] * 2
+        ("pending", "send raised RuntimeError")
+    ] * 2
     clock.advance(10)
     w.drain()  # o1 answered (twice: the first answer counts), o2 skipped: retried
     state = rows(session_factory)
     assert (state[ids[0]].state, state[ids[0]].attempts) == ("delivered", 2)
     assert (state[ids[1]].state, state[ids[1]].last_error) == (
-        "pending", "the destination returned no result")
+        "pending",
+        "the destination returned no result",
+    )
     assert len(attempts(session_factory, ids[0])) == 2

@@ -33,24 +33,37 @@ def pipeline(settings: Settings, session_factory: sessionmaker[Session]) -> Pipe
 def _ingest(pipeline: Pipeline, name: str) -> dict[str, str]:
     result = pipeline.ingest((CDA / name).read_bytes(), "std-cda")
     assert result.status == "processed", [i.as_dict() for i in result.issues]
-    return {ref.split("/")[0]: ref.split("/")[1] for ref in result.resources
-            if ref.split("/")[0] in ("Composition", "Bundle")}
+    return {
+        ref.split("/")[0]: ref.split("/")[1]
+        for ref in result.resources
+        if ref.split("/")[0] in ("Composition", "Bundle")
+    }
 
 
 def _count(session: Session, resource_type: str) -> int:
-    return session.scalar(select(func.count()).select_from(Resource)
-                          .where(Resource.resource_type == resource_type)) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Resource)
+            .where(Resource.resource_type == resource_type)
+        )
+        or 0
+    )
 
 
 def _metformin(bundle: dict[str, Any]) -> dict[str, Any]:
-    [request] = [e["resource"] for e in bundle["entry"]
-                 if e["resource"]["resourceType"] == "MedicationRequest"
-                 and e["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "YP0203117"]
+    [request] = [
+        e["resource"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "MedicationRequest"
+        and e["resource"]["medicationCodeableConcept"]["coding"][0]["code"] == "YP0203117"
+    ]
     return request
 
 
 def test_the_corrected_summary_replaces_the_first(
-        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     first = _ingest(pipeline, "basic.xml")
     second = _ingest(pipeline, "corrected-rplc.xml")
     assert first == second  # same Composition and Bundle ids
@@ -60,19 +73,28 @@ def test_the_corrected_summary_replaces_the_first(
         bundle = read_resource(session, "Bundle", first["Bundle"])
         earlier = read_version(session, "Composition", first["Composition"], 1)
         earlier_bundle = read_version(session, "Bundle", first["Bundle"], 1)
-        counts = {t: _count(session, t) for t in
-                  ("Composition", "Bundle", "Encounter", "Condition", "MedicationRequest")}
-        patient = read_resource(session, "Patient",
-                                composition["subject"]["reference"].split("/")[1])
+        counts = {
+            t: _count(session, t)
+            for t in ("Composition", "Bundle", "Encounter", "Condition", "MedicationRequest")
+        }
+        patient = read_resource(
+            session, "Patient", composition["subject"]["reference"].split("/")[1]
+        )
     assert composition is not None and bundle is not None and earlier is not None
     assert earlier_bundle is not None and patient is not None
 
     # the current version is the correction, the first one stays in the history
     assert composition["meta"]["versionId"] == "2"
     assert composition["status"] == "amended"
-    assert composition["relatesTo"] == [{"code": "replaces", "targetIdentifier": {
-        "system": "https://qingshan.example.cn/fhir/sid/county-hospital/document",
-        "value": "CYXJ-20261118-0001"}}]
+    assert composition["relatesTo"] == [
+        {
+            "code": "replaces",
+            "targetIdentifier": {
+                "system": "https://qingshan.example.cn/fhir/sid/county-hospital/document",
+                "value": "CYXJ-20261118-0001",
+            },
+        }
+    ]
     assert earlier["status"] == "final" and "relatesTo" not in earlier
 
     # the document Bundle: same id, new version, this version's identifier and content
@@ -85,13 +107,19 @@ def test_the_corrected_summary_replaces_the_first(
     assert validate_r4(bundle) == []
 
     # nothing duplicated; the unchanged Patient keeps its version
-    assert counts == {"Composition": 1, "Bundle": 1, "Encounter": 1, "Condition": 3,
-                      "MedicationRequest": 2}
+    assert counts == {
+        "Composition": 1,
+        "Bundle": 1,
+        "Encounter": 1,
+        "Condition": 3,
+        "MedicationRequest": 2,
+    }
     assert patient["meta"]["versionId"] == "1"
 
 
 def test_the_same_summary_again_changes_nothing(
-        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     ids = _ingest(pipeline, "basic.xml")
     raw = (CDA / "basic.xml").read_bytes()
     # byte-identical: recognised as already received
@@ -108,7 +136,8 @@ def test_the_same_summary_again_changes_nothing(
 
 
 def test_the_first_version_arriving_after_its_correction_does_not_undo_it(
-        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     """Out of order (a resend, a queue): the correction is stored first; the older version
     then keeps the stored Composition, Bundle and MedicationRequests (on_conflict
     keep-newer-and-warn), with a warning per kept resource."""
@@ -116,8 +145,12 @@ def test_the_first_version_arriving_after_its_correction_does_not_undo_it(
     late = pipeline.ingest((CDA / "basic.xml").read_bytes(), "std-cda")
     assert late.status == "processed-with-warnings"
     kept = sorted(i.expression for i in late.issues if i.code == "conflict")
-    assert kept == ["Bundle.timestamp", "Composition.date", "MedicationRequest.authoredOn",
-                    "MedicationRequest.authoredOn"]
+    assert kept == [
+        "Bundle.timestamp",
+        "Composition.date",
+        "MedicationRequest.authoredOn",
+        "MedicationRequest.authoredOn",
+    ]
     with session_factory() as session:
         composition = read_resource(session, "Composition", ids["Composition"])
         bundle = read_resource(session, "Bundle", ids["Bundle"])

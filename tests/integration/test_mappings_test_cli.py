@@ -88,12 +88,13 @@ def _edit_birth_date(root: Path) -> str:
     """Change the first Patient's birthDate in the ledger's golden file; its original value."""
     path = _golden(root)
     data = json.loads(path.read_text(encoding="utf-8"))
-    index, patient = next((i, r) for i, r in enumerate(data["resources"])
-                          if r["resourceType"] == "Patient")
+    index, patient = next(
+        (i, r) for i, r in enumerate(data["resources"]) if r["resourceType"] == "Patient"
+    )
     original = patient["birthDate"]
     patient["birthDate"] = "1900-01-01"
     path.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return f"resources[{index}].birthDate: \"{original}\" != expected \"1900-01-01\""
+    return f'resources[{index}].birthDate: "{original}" != expected "1900-01-01"'
 
 
 def test_every_real_case_passes(env: pytest.MonkeyPatch) -> None:
@@ -104,7 +105,7 @@ def test_every_real_case_passes(env: pytest.MonkeyPatch) -> None:
     assert f"{total} passed, 0 failed" in result.output
     assert "FAIL" not in result.output
     assert "ok    hl7v2/oru/std-hl7v2/cbc-basic.hl7" in result.output
-    assert "ok    hl7v2/bad/nm-text.hl7" in result.output      # an outcome: case
+    assert "ok    hl7v2/bad/nm-text.hl7" in result.output  # an outcome: case
     assert "ok    csv/referral/liuhe-his-csv/all-rows-bad.csv" in result.output  # quarantined:
     _no_personal_data(result.output)
 
@@ -119,7 +120,7 @@ def test_an_edited_golden_fails_with_the_field_diff(copy: Path) -> None:
     lines = result.output.splitlines()
     at = lines.index(f"FAIL  {LEDGER.as_posix()}.csv")
     assert lines[at + 1].strip() == diff_line
-    assert lines[at + 2].startswith("ok    ")       # one differing field, one line
+    assert lines[at + 2].startswith("ok    ")  # one differing field, one line
     assert "5 passed, 1 failed" in result.output
     # a check never writes: the other goldens are as they were
     assert all(p.read_bytes() == data for p, data in before.items() if p != _golden(copy))
@@ -138,7 +139,7 @@ def test_update_rewrites_the_golden_and_lists_it(copy: Path) -> None:
     assert "GOLDEN FILES REWRITTEN: 1;" in result.output
     assert f"  {_golden(copy)}" in result.output.splitlines()
     assert _golden(copy).read_text(encoding="utf-8") == original
-    assert untouched.stat().st_mtime_ns == stamp   # files that already match are left alone
+    assert untouched.stat().st_mtime_ns == stamp  # files that already match are left alone
     again = run()
     assert again.exit_code == 0 and "6 passed, 0 failed" in again.output
 
@@ -153,7 +154,7 @@ def test_a_missing_golden_fails_with_a_hint(copy: Path) -> None:
     at = lines.index(f"FAIL  {LEDGER.as_posix()}.csv")
     assert "ledger-two-slips.expected.json" in lines[at + 1]
     assert "--update" in lines[at + 1]
-    assert not _golden(copy).exists()    # only --update writes
+    assert not _golden(copy).exists()  # only --update writes
 
 
 def test_case_filters_by_path(copy: Path) -> None:
@@ -168,9 +169,12 @@ def test_case_filters_by_path(copy: Path) -> None:
 
 def test_a_broken_quarantine_case_fails_naming_the_missing_text(copy: Path) -> None:
     cases = copy / CSV / "cases.yaml"
-    cases.write_text(cases.read_text(encoding="utf-8").replace(
-        "[the referral names no patient identifier]", "[a text no error says]"),
-        encoding="utf-8")
+    cases.write_text(
+        cases.read_text(encoding="utf-8").replace(
+            "[the referral names no patient identifier]", "[a text no error says]"
+        ),
+        encoding="utf-8",
+    )
     result = run("--case", "all-rows-bad")
     assert result.exit_code == 1
     assert "no error saying 'a text no error says'" in result.output
@@ -183,10 +187,10 @@ def test_an_explicit_folder_and_bad_folders(env: pytest.MonkeyPatch, tmp_path: P
     assert result.exit_code == 0, result.output
     total = len(yaml.safe_load((bad / "cases.yaml").read_text(encoding="utf-8")))
     assert f"{total} passed, 0 failed" in result.output
-    assert "ok    empty.hl7" in result.output   # labels relative to the folder given
+    assert "ok    empty.hl7" in result.output  # labels relative to the folder given
 
     assert run(tmp_path / "missing").exit_code == 2
-    assert run(tmp_path).exit_code == 2          # a folder without any cases.yaml
+    assert run(tmp_path).exit_code == 2  # a folder without any cases.yaml
 
 
 def test_a_bad_consortium_file_cannot_start(env: pytest.MonkeyPatch) -> None:

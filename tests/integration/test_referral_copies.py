@@ -25,8 +25,13 @@ NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def pipeline(session_factory: sessionmaker[Session]) -> Pipeline:
     consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    return Pipeline(consortium, session_factory, mappings_dir=ROOT / "mappings",
-                    max_bytes=5 << 20, default_timezone="Asia/Shanghai")
+    return Pipeline(
+        consortium,
+        session_factory,
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5 << 20,
+        default_timezone="Asia/Shanghai",
+    )
 
 
 def _ids(refs: list[str], kind: str) -> list[str]:
@@ -39,7 +44,8 @@ def _all(factory: sessionmaker[Session], kind: str) -> list[dict]:
 
 
 def test_slip_then_stub_one_service_request_two_originals(
-        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     slip = (CDA / "up-slip.xml").read_bytes()
     stub = (CDA / "up-stub.xml").read_bytes()
     first = pipeline.ingest(slip, "std-cda", now=NOW)
@@ -47,8 +53,7 @@ def test_slip_then_stub_one_service_request_two_originals(
     second = pipeline.ingest(stub, "std-cda", now=NOW)
     assert second.status == "processed-with-warnings"
     conflicts = [i for i in second.issues if i.code == "conflict"]
-    assert [i.expression for i in conflicts] == ["ServiceRequest.authoredOn",
-                                                 "Task.authoredOn"]
+    assert [i.expression for i in conflicts] == ["ServiceRequest.authoredOn", "Task.authoredOn"]
     assert all(i.severity == "warning" and "authoredOn" in i.diagnostics for i in conflicts)
 
     (sr_id,) = _ids(first.resources, "ServiceRequest")
@@ -56,8 +61,9 @@ def test_slip_then_stub_one_service_request_two_originals(
     requests = _all(session_factory, "ServiceRequest")
     assert len(requests) == 1
     docs = _all(session_factory, "DocumentReference")
-    assert sorted(base64.b64decode(d["content"][0]["attachment"]["data"]) for d in docs) \
-        == sorted([slip, stub])
+    assert sorted(base64.b64decode(d["content"][0]["attachment"]["data"]) for d in docs) == sorted(
+        [slip, stub]
+    )
     assert sorted(d["type"]["text"] for d in docs) == ["转诊单", "转诊单存根"]
 
     with session_factory() as session:
@@ -65,14 +71,18 @@ def test_slip_then_stub_one_service_request_two_originals(
     assert stored is not None
     assert stored["authoredOn"] == "2026-11-24T10:00:00+08:00"  # the slip's, stored first
     assert stored["meta"]["versionId"] == "2"  # the stub added its original
-    originals = sorted(s["reference"] for s in stored["supportingInfo"]
-                       if s.get("reference", "").startswith("DocumentReference/"))
+    originals = sorted(
+        s["reference"]
+        for s in stored["supportingInfo"]
+        if s.get("reference", "").startswith("DocumentReference/")
+    )
     assert originals == sorted(f"DocumentReference/{d['id']}" for d in docs)
     assert len(_all(session_factory, "Task")) == 1
 
 
-def test_stub_first_keeps_the_stub_values(pipeline: Pipeline,
-                                          session_factory: sessionmaker[Session]) -> None:
+def test_stub_first_keeps_the_stub_values(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     stub = pipeline.ingest((CDA / "up-stub.xml").read_bytes(), "std-cda", now=NOW)
     slip = pipeline.ingest((CDA / "up-slip.xml").read_bytes(), "std-cda", now=NOW)
     assert stub.status == "processed" and slip.status == "processed-with-warnings"
@@ -82,8 +92,9 @@ def test_stub_first_keeps_the_stub_values(pipeline: Pipeline,
     assert stored is not None and stored["authoredOn"] == "2026-11-25T08:30:00+08:00"
 
 
-def test_same_copy_twice_changes_nothing(pipeline: Pipeline,
-                                         session_factory: sessionmaker[Session]) -> None:
+def test_same_copy_twice_changes_nothing(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     raw = (V2 / "up-slip.hl7").read_bytes()
     first = pipeline.ingest(raw, "std-hl7v2", now=NOW)
     again = pipeline.reprocess(first.message_id, now=NOW)
@@ -96,7 +107,8 @@ def test_same_copy_twice_changes_nothing(pipeline: Pipeline,
 
 
 def test_answer_from_the_receiver_joins_the_referral(
-        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     slip = pipeline.ingest((V2 / "up-slip.hl7").read_bytes(), "std-hl7v2", now=NOW)
     answer = pipeline.ingest((V2 / "up-answer.hl7").read_bytes(), "std-hl7v2", now=NOW)
     assert _ids(slip.resources, "ServiceRequest") == _ids(answer.resources, "ServiceRequest")
@@ -109,7 +121,8 @@ def test_answer_from_the_receiver_joins_the_referral(
 
 
 def test_copies_disagreeing_on_receiver_and_reason_are_each_named(
-        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     slip = (CDA / "up-slip.xml").read_bytes()
     # a stub whose receiving department and diagnosis were written differently
     stub = (CDA / "up-stub.xml").read_text(encoding="utf-8")
@@ -117,18 +130,25 @@ def test_copies_disagreeing_on_receiver_and_reason_are_each_named(
     assert pipeline.ingest(slip, "std-cda", now=NOW).status == "processed"
     second = pipeline.ingest(stub.encode("utf-8"), "std-cda", now=NOW)
     named = {i.expression for i in second.issues if i.code == "conflict"}
-    assert named == {"ServiceRequest.performer", "ServiceRequest.reasonCode",
-                     "ServiceRequest.authoredOn", "Task.authoredOn"}
+    assert named == {
+        "ServiceRequest.performer",
+        "ServiceRequest.reasonCode",
+        "ServiceRequest.authoredOn",
+        "Task.authoredOn",
+    }
     stored = _all(session_factory, "ServiceRequest")[0]
     assert stored["reasonCode"][0]["coding"][0]["code"] == "J18.900"  # the first copy's
     assert any("呼吸内科" in p.get("display", "") for p in stored["performer"])
 
 
 def test_up_slip_stub_and_down_slip_of_one_referral_are_tied_together(
-        pipeline: Pipeline, session_factory: sessionmaker[Session]) -> None:
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
     folder = ROOT / "fixtures" / "json" / "referral" / "liuhe-his-json"
-    results = [pipeline.ingest((folder / name).read_bytes(), "liuhe-his-json", now=NOW)
-               for name in ("up-slip.json", "up-stub.json", "down-slip.json")]
+    results = [
+        pipeline.ingest((folder / name).read_bytes(), "liuhe-his-json", now=NOW)
+        for name in ("up-slip.json", "up-stub.json", "down-slip.json")
+    ]
     assert [r.status for r in results] == ["processed"] * 3
     requests = {r["id"]: r for r in _all(session_factory, "ServiceRequest")}
     assert len(requests) == 2  # the up-referral (slip + stub) and the down-referral
@@ -137,7 +157,12 @@ def test_up_slip_stub_and_down_slip_of_one_referral_are_tied_together(
     up, down = requests[up_id], requests[down_id]
     assert down["basedOn"] == [{"reference": f"ServiceRequest/{up_id}"}]
     assert down["requisition"] == up["requisition"]
-    directions = [c["code"] for r in (up, down) for cat in r["category"]
-                  for c in cat["coding"] if c["system"].endswith("referral-direction")]
+    directions = [
+        c["code"]
+        for r in (up, down)
+        for cat in r["category"]
+        for c in cat["coding"]
+        if c["system"].endswith("referral-direction")
+    ]
     assert directions == ["up", "down"]
     assert len(_all(session_factory, "DocumentReference")) == 3

@@ -30,7 +30,10 @@ T1 = T0 + timedelta(hours=1)
 
 def patient(**extra) -> dict:
     base = {
-        "resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1980-05-03",
+        "resourceType": "Patient",
+        "id": "p1",
+        "gender": "female",
+        "birthDate": "1980-05-03",
         "name": [{"family": "王", "given": ["芳"]}],
         "identifier": [{"system": "urn:oid:2.16.156.10011.1.1", "value": "11010119800503002X"}],
     }
@@ -39,7 +42,9 @@ def patient(**extra) -> dict:
 
 def observation(**extra) -> dict:
     base = {
-        "resourceType": "Observation", "id": "o1", "status": "final",
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
         "code": {"coding": [{"system": "http://loinc.org", "code": "718-7"}]},
         "subject": {"reference": "Patient/p1"},
         "effectiveDateTime": "2026-05-03T10:00:00+08:00",
@@ -56,9 +61,14 @@ def count(session: Session, model, **where) -> int:
 
 def index_values(session: Session, rtype: str, rid: str, param: str) -> set[tuple]:
     rows = session.execute(
-        select(SearchIndex.system, SearchIndex.code, SearchIndex.value, SearchIndex.reference)
-        .where(SearchIndex.resource_type == rtype, SearchIndex.resource_id == rid,
-               SearchIndex.param == param)).all()
+        select(
+            SearchIndex.system, SearchIndex.code, SearchIndex.value, SearchIndex.reference
+        ).where(
+            SearchIndex.resource_type == rtype,
+            SearchIndex.resource_id == rid,
+            SearchIndex.param == param,
+        )
+    ).all()
     return {tuple(r) for r in rows}
 
 
@@ -66,7 +76,9 @@ def test_new_resources_get_version_1_and_meta_stamps(session_factory: sessionmak
     with session_factory.begin() as session:
         saved = save_resources(session, [patient(), observation()], message_id=None, now=T0)
     assert [(s.resource_type, s.id, s.version_id, s.changed) for s in saved] == [
-        ("Patient", "p1", 1, True), ("Observation", "o1", 1, True)]
+        ("Patient", "p1", 1, True),
+        ("Observation", "o1", 1, True),
+    ]
     body = saved[0].body
     assert body["meta"] == {"versionId": "1", "lastUpdated": "2026-05-03T02:00:00.123+00:00"}
     assert list(body)[:3] == ["resourceType", "id", "meta"]
@@ -93,8 +105,7 @@ def test_unchanged_content_keeps_version_and_time(session_factory: sessionmaker)
         assert read_resource(session, "Patient", "p1")["meta"]["versionId"] == "1"
 
 
-def test_changed_content_gets_version_2_and_history_keeps_v1(
-        session_factory: sessionmaker) -> None:
+def test_changed_content_gets_version_2_and_history_keeps_v1(session_factory: sessionmaker) -> None:
     with session_factory.begin() as session:
         save_resources(session, [patient()], message_id=None, now=T0)
     with session_factory.begin() as session:
@@ -132,17 +143,26 @@ def test_index_rows_are_rebuilt_when_the_resource_changes(session_factory: sessi
         save_resources(session, [changed], message_id=None, now=T1)
     with session_factory() as session:
         assert index_values(session, "Observation", "o1", "code") == {
-            ("http://loinc.org", "2345-7", None, None)}
+            ("http://loinc.org", "2345-7", None, None)
+        }
         assert index_values(session, "Observation", "o1", "patient") == {
-            (None, None, None, "Patient/p1")}
+            (None, None, None, "Patient/p1")
+        }
 
 
-def test_rollback_of_the_callers_transaction_stores_nothing(
-        session_factory: sessionmaker) -> None:
+def test_rollback_of_the_callers_transaction_stores_nothing(session_factory: sessionmaker) -> None:
     with pytest.raises(RuntimeError), session_factory.begin() as session:
         message = create_message(
-            session, source_system="lis", facility_id="f1", raw=b"MSH|", content_type="x",
-            sha256="0" * 64, detected_format="hl7v2", encoding="utf-8", received_at=T0)
+            session,
+            source_system="lis",
+            facility_id="f1",
+            raw=b"MSH|",
+            content_type="x",
+            sha256="0" * 64,
+            detected_format="hl7v2",
+            encoding="utf-8",
+            received_at=T0,
+        )
         save_resources(session, [patient(), observation()], message_id=message.id, now=T0)
         raise RuntimeError("mapping failed after the save")
     with session_factory() as session:
@@ -165,22 +185,26 @@ def test_save_does_not_commit_by_itself(session_factory: sessionmaker) -> None:
 def test_one_batch_with_new_changed_and_unchanged(session_factory: sessionmaker) -> None:
     with session_factory.begin() as session:
         save_resources(session, [patient(), observation()], message_id=None, now=T0)
-    batch = [patient(), observation(status="amended"),
-             observation(id="o2", status="preliminary")]
+    batch = [patient(), observation(status="amended"), observation(id="o2", status="preliminary")]
     with session_factory.begin() as session:
         saved = save_resources(session, batch, message_id=None, now=T1)
     assert [(s.id, s.version_id, s.changed) for s in saved] == [
-        ("p1", 1, False), ("o1", 2, True), ("o2", 1, True)]
+        ("p1", 1, False),
+        ("o1", 2, True),
+        ("o2", 1, True),
+    ]
     with session_factory() as session:
         assert count(session, ResourceVersion) == 4
         assert count(session, Resource) == 3
 
 
 def test_a_resource_twice_in_one_batch_is_stored_once_last_wins(
-        session_factory: sessionmaker) -> None:
+    session_factory: sessionmaker,
+) -> None:
     with session_factory.begin() as session:
-        saved = save_resources(session, [patient(), patient(gender="male")],
-                               message_id=None, now=T0)
+        saved = save_resources(
+            session, [patient(), patient(gender="male")], message_id=None, now=T0
+        )
     assert [s.version_id for s in saved] == [1, 1]
     with session_factory() as session:
         assert read_resource(session, "Patient", "p1")["gender"] == "male"
@@ -190,10 +214,17 @@ def test_a_resource_twice_in_one_batch_is_stored_once_last_wins(
 def test_resources_record_the_message_that_changed_them(session_factory: sessionmaker) -> None:
     with session_factory.begin() as session:
         message = create_message(
-            session, source_system="his", facility_id="f1", raw=b"x", content_type="x",
-            sha256="1" * 64, detected_format="json", encoding="utf-8", received_at=T0)
-        save_resources(session, [patient()], message_id=message.id, now=T0,
-                       facility_id="f1")
+            session,
+            source_system="his",
+            facility_id="f1",
+            raw=b"x",
+            content_type="x",
+            sha256="1" * 64,
+            detected_format="json",
+            encoding="utf-8",
+            received_at=T0,
+        )
+        save_resources(session, [patient()], message_id=message.id, now=T0, facility_id="f1")
     with session_factory() as session:
         row = session.get(Resource, ("Patient", "p1"))
         assert (row.message_id, row.facility_id) == (message.id, "f1")
@@ -223,12 +254,10 @@ def test_reindex_rebuilds_index_rows(session_factory: sessionmaker) -> None:
     with session_factory.begin() as session:
         assert reindex(session) == 2
     with session_factory() as session:
-        assert index_values(session, "Patient", "p1", "gender") == {
-            (None, "female", None, None)}
+        assert index_values(session, "Patient", "p1", "gender") == {(None, "female", None, None)}
 
 
-def test_concurrent_read_then_write_transactions_do_not_fail(
-        session_factory: sessionmaker) -> None:
+def test_concurrent_read_then_write_transactions_do_not_fail(session_factory: sessionmaker) -> None:
     # on SQLite a deferred transaction that reads first fails with "database is locked"
     # when another writer commits in between; the store begins write transactions early
     errors: list[BaseException] = []
@@ -238,8 +267,7 @@ def test_concurrent_read_then_write_transactions_do_not_fail(
             try:
                 with session_factory.begin() as session:
                     read_resource(session, "Patient", "p1")
-                    save_resources(session, [patient(id=f"w{worker}-{n}")],
-                                   message_id=None, now=T0)
+                    save_resources(session, [patient(id=f"w{worker}-{n}")], message_id=None, now=T0)
             except BaseException as exc:
                 errors.append(exc)
 

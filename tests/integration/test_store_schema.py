@@ -16,13 +16,19 @@ def test_migrate_builds_schema_matching_models_and_is_idempotent(blank_database_
         migrate(engine)  # second run at head: nothing to do, no error
         with engine.connect() as conn:
             diff = compare_metadata(
-                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
             version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
         assert diff == []
         assert version
         tables = set(inspect(engine).get_table_names())
-        assert {"inbound_message", "resource", "resource_version", "search_index",
-                "outbox"} <= tables
+        assert {
+            "inbound_message",
+            "resource",
+            "resource_version",
+            "search_index",
+            "outbox",
+        } <= tables
     finally:
         engine.dispose()
 

@@ -15,7 +15,12 @@ FIXTURES = ROOT / "fixtures"
 def translator() -> Pipeline:
     """The example consortium's pipeline, used only to translate (no database)."""
     consortium = load_consortium(FIXTURES / "consortium.yaml")
-    pipeline = Pipeline(consortium, None, mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
-                        max_bytes=5 * 1024 * 1024, default_timezone="Asia/Shanghai")
+    pipeline = Pipeline(
+        consortium,
+        None,
+        mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
     pipeline.load_all_mappings()
     return pipeline

@@ -16,8 +16,9 @@ DIRECTION = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/referral-di
 SNOMED_REFERRAL = ("http://snomed.info/sct", "3457005")
 
 
-def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
-               expect: dict[str, Any]) -> list[str]:
+def check_case(
+    resources: list[dict[str, Any]], issues: list[dict[str, Any]], expect: dict[str, Any]
+) -> list[str]:
     by_type: dict[str, list[dict[str, Any]]] = {}
     for resource in resources:
         by_type.setdefault(resource["resourceType"], []).append(resource)
@@ -34,12 +35,14 @@ def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
     if "conditions" in expect:
         problems += _conditions(by_type.get("Condition", []), expect["conditions"])
     problems += _medications(by_type.get("MedicationRequest", []), expect.get("medications"))
-    problems += _referral(by_type.get("ServiceRequest", []), index, composition,
-                          expect.get("referral", "none"))
+    problems += _referral(
+        by_type.get("ServiceRequest", []), index, composition, expect.get("referral", "none")
+    )
     warnings = [i["diagnostics"] for i in issues if i["severity"] == "warning"]
     wanted = expect.get("warnings", [])
     if len(warnings) != len(wanted) or not all(
-            any(piece in w for w in warnings) for piece in wanted):
+        any(piece in w for w in warnings) for piece in wanted
+    ):
         problems.append(f"warnings {warnings} != {wanted}")
     return problems
 
@@ -61,13 +64,15 @@ def _patient(patients: list[dict[str, Any]], want: dict[str, Any]) -> list[str]:
         if patient.get(key) != want[key]:
             out.append(f"Patient.{key} {patient.get(key)!r} != {want[key]!r}")
     if "inpatient_no" in want and want["inpatient_no"] not in [
-            i["value"] for i in patient.get("identifier", [])]:
+        i["value"] for i in patient.get("identifier", [])
+    ]:
         out.append(f"住院号 {want['inpatient_no']} not on the Patient")
     return out
 
 
-def _composition(composition: dict[str, Any], index: dict[str, dict[str, Any]],
-                 want: dict[str, Any]) -> list[str]:
+def _composition(
+    composition: dict[str, Any], index: dict[str, dict[str, Any]], want: dict[str, Any]
+) -> list[str]:
     if not composition:
         return ["no Composition"]
     out = []
@@ -79,8 +84,11 @@ def _composition(composition: dict[str, Any], index: dict[str, dict[str, Any]],
             out.append(f"Composition.{element} {composition.get(element)!r} != {want[key]!r}")
     if composition.get("identifier", {}).get("value") != want["set_id"]:
         out.append(f"Composition.identifier {composition.get('identifier')} != {want['set_id']}")
-    relates = [r.get("targetIdentifier", {}).get("value") for r in composition.get("relatesTo", [])
-               if r.get("code") == "replaces"]
+    relates = [
+        r.get("targetIdentifier", {}).get("value")
+        for r in composition.get("relatesTo", [])
+        if r.get("code") == "replaces"
+    ]
     if relates != ([want["replaces"]] if "replaces" in want else []):
         out.append(f"relatesTo replaces {relates} != {want.get('replaces')}")
     if "author" in want:
@@ -110,8 +118,9 @@ def _composition(composition: dict[str, Any], index: dict[str, dict[str, Any]],
     return out
 
 
-def _section(section: dict[str, Any], want: dict[str, Any],
-             index: dict[str, dict[str, Any]]) -> list[str]:
+def _section(
+    section: dict[str, Any], want: dict[str, Any], index: dict[str, dict[str, Any]]
+) -> list[str]:
     out = []
     code = section.get("code", {}).get("coding", [{}])[0]
     where = f"section {want['code']}"
@@ -121,8 +130,11 @@ def _section(section: dict[str, Any], want: dict[str, Any],
         out.append(f"{where}: title {section.get('title')!r} != {want['title']!r}")
     entries = section.get("entry", [])
     if want.get("empty"):
-        if entries or section.get("text", {}).get("status") != "empty" or \
-                section.get("emptyReason", {}).get("coding", [{}])[0].get("code") != "nilknown":
+        if (
+            entries
+            or section.get("text", {}).get("status") != "empty"
+            or section.get("emptyReason", {}).get("coding", [{}])[0].get("code") != "nilknown"
+        ):
             out.append(f"{where}: not marked empty: {section}")
         return out
     if section.get("emptyReason"):
@@ -134,13 +146,19 @@ def _section(section: dict[str, Any], want: dict[str, Any],
             out.append(f"{where}: entry {entry} is not a resource of the document")
     if "text" in want:
         div = section.get("text", {}).get("div", "")
-        if want["text"] not in div or not div.startswith('<div xmlns="http://www.w3.org/1999/xhtml">'):
+        if want["text"] not in div or not div.startswith(
+            '<div xmlns="http://www.w3.org/1999/xhtml">'
+        ):
             out.append(f"{where}: narrative {div!r} lacks {want['text']!r}")
     return out
 
 
-def _bundle(bundles: list[dict[str, Any]], composition: dict[str, Any],
-            resources: list[dict[str, Any]], want: dict[str, Any]) -> list[str]:
+def _bundle(
+    bundles: list[dict[str, Any]],
+    composition: dict[str, Any],
+    resources: list[dict[str, Any]],
+    want: dict[str, Any],
+) -> list[str]:
     if len(bundles) != 1:
         return [f"{len(bundles)} Bundles"]
     bundle = bundles[0]
@@ -160,8 +178,9 @@ def _bundle(bundles: list[dict[str, Any]], composition: dict[str, Any],
     return out
 
 
-def _encounter(encounters: list[dict[str, Any]], index: dict[str, dict[str, Any]],
-               want: dict[str, Any]) -> list[str]:
+def _encounter(
+    encounters: list[dict[str, Any]], index: dict[str, dict[str, Any]], want: dict[str, Any]
+) -> list[str]:
     if len(encounters) != 1:
         return [f"{len(encounters)} Encounters"]
     encounter = encounters[0]
@@ -172,8 +191,10 @@ def _encounter(encounters: list[dict[str, Any]], index: dict[str, dict[str, Any]
     if (period.get("start"), period.get("end")) != (want["start"], want["end"]):
         out.append(f"Encounter.period {period}")
     hospitalization = encounter.get("hospitalization", {})
-    for key, element in (("admit_source", "admitSource"),
-                         ("discharge_disposition", "dischargeDisposition")):
+    for key, element in (
+        ("admit_source", "admitSource"),
+        ("discharge_disposition", "dischargeDisposition"),
+    ):
         codes = [c.get("code") for c in hospitalization.get(element, {}).get("coding", [])]
         if codes != [want[key]]:
             out.append(f"{element} {codes} != {want[key]}")
@@ -183,8 +204,9 @@ def _encounter(encounters: list[dict[str, Any]], index: dict[str, dict[str, Any]
         if condition is None:
             out.append(f"diagnosis {diagnosis} points to no Condition of the document")
             continue
-        diagnoses.append([condition["code"]["coding"][0]["code"],
-                          diagnosis["use"]["coding"][0]["code"]])
+        diagnoses.append(
+            [condition["code"]["coding"][0]["code"], diagnosis["use"]["coding"][0]["code"]]
+        )
     if diagnoses != want["diagnoses"]:
         out.append(f"Encounter.diagnosis {diagnoses} != {want['diagnoses']}")
     return out
@@ -200,14 +222,18 @@ def _conditions(conditions: list[dict[str, Any]], want: list[dict[str, Any]]) ->
             continue
         codings = condition["code"]["coding"]
         first = codings[0]
-        if first.get("system") != "urn:oid:2.16.156.10011.2.3.3.11" or \
-                first.get("display") != expected["display"]:
+        if (
+            first.get("system") != "urn:oid:2.16.156.10011.2.3.3.11"
+            or first.get("display") != expected["display"]
+        ):
             out.append(f"Condition {expected['code']}: ICD-10 coding {first}")
         tcm = [c["code"] for c in codings[1:] if c.get("system") == TCM]
         if tcm != ([expected["tcm"]] if "tcm" in expected else []):
             out.append(f"Condition {expected['code']}: GB/T 15657 codings {tcm}")
-        if condition.get("category", [{}])[0].get("coding", [{}])[0].get("code") != \
-                "encounter-diagnosis":
+        if (
+            condition.get("category", [{}])[0].get("coding", [{}])[0].get("code")
+            != "encounter-diagnosis"
+        ):
             out.append(f"Condition {expected['code']}: category {condition.get('category')}")
     return out
 
@@ -228,32 +254,42 @@ def _medications(requests: list[dict[str, Any]], want: list[dict[str, Any]] | No
         if request is None:
             continue
         where = f"MedicationRequest {expected['code']}"
-        if request.get("category", [{}])[0].get("coding", [{}])[0].get("code") != "discharge" or \
-                request.get("intent") != "order":
+        if (
+            request.get("category", [{}])[0].get("coding", [{}])[0].get("code") != "discharge"
+            or request.get("intent") != "order"
+        ):
             out.append(f"{where}: not a discharge order")
         dosage = request.get("dosageInstruction", [{}])[0]
         dose = dosage.get("doseAndRate", [{}])[0].get("doseQuantity", {})
         repeat = dosage.get("timing", {}).get("repeat", {})
         facts = {
-            "dose": _number(dose.get("value")), "dose_unit": dose.get("unit"),
-            "period": _number(repeat.get("period")), "period_unit": repeat.get("periodUnit"),
-            "quantity": _number(request.get("dispenseRequest", {}).get("quantity", {})
-                                .get("value")),
+            "dose": _number(dose.get("value")),
+            "dose_unit": dose.get("unit"),
+            "period": _number(repeat.get("period")),
+            "period_unit": repeat.get("periodUnit"),
+            "quantity": _number(
+                request.get("dispenseRequest", {}).get("quantity", {}).get("value")
+            ),
             "text": dosage.get("text"),
-            "frequency": next((c.get("code") for c in dosage.get("timing", {}).get("code", {})
-                               .get("coding", [])), None),
+            "frequency": next(
+                (c.get("code") for c in dosage.get("timing", {}).get("code", {}).get("coding", [])),
+                None,
+            ),
         }
         for key, value in facts.items():
             if key in expected:
-                wanted = expected[key] if isinstance(expected[key], str) else \
-                    _number(expected[key])
+                wanted = expected[key] if isinstance(expected[key], str) else _number(expected[key])
                 if value != wanted:
                     out.append(f"{where}: {key} {value} != {wanted}")
     return out
 
 
-def _referral(requests: list[dict[str, Any]], index: dict[str, dict[str, Any]],
-              composition: dict[str, Any], want: Any) -> list[str]:
+def _referral(
+    requests: list[dict[str, Any]],
+    index: dict[str, dict[str, Any]],
+    composition: dict[str, Any],
+    want: Any,
+) -> list[str]:
     if want == "none":
         return [f"unexpected ServiceRequest {r['id']}" for r in requests]
     if len(requests) != 1:
@@ -262,8 +298,11 @@ def _referral(requests: list[dict[str, Any]], index: dict[str, dict[str, Any]],
     out = []
     if request.get("intent") != "order":
         out.append(f"ServiceRequest.intent {request.get('intent')}")
-    categories = [(c.get("system"), c.get("code")) for cat in request.get("category", [])
-                  for c in cat.get("coding", [])]
+    categories = [
+        (c.get("system"), c.get("code"))
+        for cat in request.get("category", [])
+        for c in cat.get("coding", [])
+    ]
     if SNOMED_REFERRAL not in categories:
         out.append(f"ServiceRequest.category {categories} lacks SNOMED CT 3457005")
     directions = [code for system, code in categories if system == DIRECTION]
@@ -277,12 +316,15 @@ def _referral(requests: list[dict[str, Any]], index: dict[str, dict[str, Any]],
         codes = [i["value"] for i in performer.get("identifier", []) if i["system"] == ORG_CODE]
         if codes != [want["performer_code"]] or performer.get("name") != want["performer_name"]:
             out.append(f"performer {performer}")
-    reasons = [index.get(r["reference"], {}).get("code", {}).get("coding", [{}])[0].get("code")
-               for r in request.get("reasonReference", [])]
+    reasons = [
+        index.get(r["reference"], {}).get("code", {}).get("coding", [{}])[0].get("code")
+        for r in request.get("reasonReference", [])
+    ]
     if reasons != want["reasons"]:
         out.append(f"reasons {reasons} != {want['reasons']}")
-    if [s.get("reference") for s in request.get("supportingInfo", [])] != \
-            [f"Composition/{composition.get('id')}"]:
+    if [s.get("reference") for s in request.get("supportingInfo", [])] != [
+        f"Composition/{composition.get('id')}"
+    ]:
         out.append(f"supportingInfo {request.get('supportingInfo')} is not the summary")
     notes = " ".join(n.get("text", "") for n in request.get("note", []))
     if want["note"] not in notes:
@@ -290,8 +332,9 @@ def _referral(requests: list[dict[str, Any]], index: dict[str, dict[str, Any]],
     return out
 
 
-def _resolves(reference: dict[str, Any], index: dict[str, dict[str, Any]], resource_type: str,
-              what: str) -> list[str]:
+def _resolves(
+    reference: dict[str, Any], index: dict[str, dict[str, Any]], resource_type: str, what: str
+) -> list[str]:
     target = reference.get("reference", "")
     if not target.startswith(f"{resource_type}/") or target not in index:
         return [f"{what} {reference} is not a {resource_type} of the document"]

@@ -46,23 +46,26 @@ def check_patient(patient: dict[str, Any], facts: dict[str, Any], where: str) ->
     identifiers = patient.get("identifier") or []
     wanted_ids = _as_list(facts.get("national_id"))
     if wanted_ids and not any(
-            i.get("system") == NATIONAL_ID and i.get("value") in wanted_ids
-            for i in identifiers):
+        i.get("system") == NATIONAL_ID and i.get("value") in wanted_ids for i in identifiers
+    ):
         out.append(f"{where}: no national ID identifier {facts['national_id']}")
     if "national_id_18" in facts and not any(
-            i.get("system") == NATIONAL_ID and i.get("value") == facts["national_id_18"]
-            for i in identifiers):
+        i.get("system") == NATIONAL_ID and i.get("value") == facts["national_id_18"]
+        for i in identifiers
+    ):
         out.append(f"{where}: no 18-digit national ID {facts['national_id_18']}")
     if "health_card" in facts and not any(
-            i.get("system") == HEALTH_CARD and i.get("value") == facts["health_card"]
-            for i in identifiers):
+        i.get("system") == HEALTH_CARD and i.get("value") == facts["health_card"]
+        for i in identifiers
+    ):
         out.append(f"{where}: no health card identifier {facts['health_card']}")
     for wanted in facts.get("identifiers", []):
         match = [i for i in identifiers if i.get("value") == wanted["value"]]
         if not match:
             out.append(f"{where}: no identifier {wanted['value']}")
         elif "type" in wanted and not any(
-                c.get("code") == wanted["type"] for i in match for c in _codes(i.get("type"))):
+            c.get("code") == wanted["type"] for i in match for c in _codes(i.get("type"))
+        ):
             out.append(f"{where}: identifier {wanted['value']} is not of type {wanted['type']}")
     names = patient.get("name") or [{}]
     name = names[0]
@@ -76,19 +79,24 @@ def check_patient(patient: dict[str, Any], facts: dict[str, Any], where: str) ->
     for key in ("gender", "birthDate"):
         if key in facts and patient.get(key) != facts[key]:
             out.append(f"{where}: {key} {patient.get(key)!r} != {facts[key]!r}")
-    if "phone" in facts and not any(t.get("value") == str(facts["phone"])
-                                    for t in patient.get("telecom") or []):
+    if "phone" in facts and not any(
+        t.get("value") == str(facts["phone"]) for t in patient.get("telecom") or []
+    ):
         out.append(f"{where}: no phone {facts['phone']}")
     if "address" in facts and not any(
-            facts["address"] in (a.get("text", "") + " ".join(a.get("line", [])))
-            for a in patient.get("address") or []):
+        facts["address"] in (a.get("text", "") + " ".join(a.get("line", [])))
+        for a in patient.get("address") or []
+    ):
         out.append(f"{where}: no address containing {facts['address']!r}")
     return out
 
 
 def _report_notes(report: dict[str, Any]) -> str:
-    texts = [e.get("valueAnnotation", {}).get("text", "") for e in report.get("extension") or []
-             if e.get("url") == REPORT_NOTE_EXT]
+    texts = [
+        e.get("valueAnnotation", {}).get("text", "")
+        for e in report.get("extension") or []
+        if e.get("url") == REPORT_NOTE_EXT
+    ]
     return "\n".join([report.get("conclusion", ""), *texts])
 
 
@@ -99,8 +107,11 @@ def check_report(report: dict[str, Any], facts: dict[str, Any], where: str) -> l
         out.append(f"{where}: no code {facts['code']} in {[c.get('code') for c in codings]}")
     if "display" in facts and not any(c.get("display") == facts["display"] for c in codings):
         out.append(f"{where}: no display {facts['display']}")
-    checks = {"status": report.get("status"), "effective": report.get("effectiveDateTime"),
-              "issued": report.get("issued")}
+    checks = {
+        "status": report.get("status"),
+        "effective": report.get("effectiveDateTime"),
+        "issued": report.get("issued"),
+    }
     for key, actual in checks.items():
         if key in facts and actual != facts[key]:
             out.append(f"{where}: {key} {actual!r} != {facts[key]!r}")
@@ -120,19 +131,29 @@ def check_specimen(specimen: dict[str, Any], facts: dict[str, Any], where: str) 
     if "type_code" in facts and not any(c.get("code") == facts["type_code"] for c in codings):
         out.append(f"{where}: type code {facts['type_code']} not in {codings}")
     if "type_text" in facts and facts["type_text"] not in (
-            [concept.get("text")] + [c.get("display") for c in codings]):
+        [concept.get("text")] + [c.get("display") for c in codings]
+    ):
         out.append(f"{where}: type text {facts['type_text']!r} not in {concept}")
     collected = (specimen.get("collection") or {}).get("collectedDateTime")
     if "collected" in facts and collected != facts["collected"]:
         out.append(f"{where}: collected {collected!r} != {facts['collected']!r}")
     if "identifier" in facts and facts["identifier"] not in {
-            i.get("value") for i in specimen.get("identifier") or []}:
+        i.get("value") for i in specimen.get("identifier") or []
+    }:
         out.append(f"{where}: no identifier {facts['identifier']}")
     return out
 
 
-_VALUE_KEYS = ("valueQuantity", "valueString", "valueCodeableConcept", "valueRange",
-               "valueRatio", "valueDateTime", "valueInteger", "valueBoolean")
+_VALUE_KEYS = (
+    "valueQuantity",
+    "valueString",
+    "valueCodeableConcept",
+    "valueRange",
+    "valueRatio",
+    "valueDateTime",
+    "valueInteger",
+    "valueBoolean",
+)
 
 
 def check_observation(obs: dict[str, Any], facts: dict[str, Any], where: str) -> list[str]:
@@ -144,31 +165,42 @@ def check_observation(obs: dict[str, Any], facts: dict[str, Any], where: str) ->
         out.append(f"{where}: no display {facts['display']}")
     quantity = obs.get("valueQuantity") or {}
     if "value" in facts and not ("value" in quantity and _same(quantity["value"], facts["value"])):
-        out.append(f"{where}: value {quantity.get('value')!r} != {facts['value']!r} "
-                   f"({obs.get('valueString') or ''})")
+        out.append(
+            f"{where}: value {quantity.get('value')!r} != {facts['value']!r} "
+            f"({obs.get('valueString') or ''})"
+        )
     if "comparator" in facts and quantity.get("comparator") != facts["comparator"]:
         out.append(f"{where}: comparator {quantity.get('comparator')!r} != {facts['comparator']!r}")
-    if "unit" in facts and not (quantity.get("code") == facts["unit"]
-                                and quantity.get("system") == UCUM):
+    if "unit" in facts and not (
+        quantity.get("code") == facts["unit"] and quantity.get("system") == UCUM
+    ):
         out.append(f"{where}: UCUM unit {quantity.get('code')!r} != {facts['unit']!r}")
     if "original_unit" in facts and quantity.get("unit") != facts["original_unit"]:
-        out.append(f"{where}: unit as written {quantity.get('unit')!r} "
-                   f"!= {facts['original_unit']!r}")
+        out.append(
+            f"{where}: unit as written {quantity.get('unit')!r} != {facts['original_unit']!r}"
+        )
     if "text" in facts:
         concept = obs.get("valueCodeableConcept") or {}
-        texts = [obs.get("valueString"), concept.get("text"),
-                 *[c.get("display") for c in _codes(concept)]]
+        texts = [
+            obs.get("valueString"),
+            concept.get("text"),
+            *[c.get("display") for c in _codes(concept)],
+        ]
         if facts["text"] not in texts:
             out.append(f"{where}: text {facts['text']!r} not in {texts}")
     if "value_code" in facts and not any(
-            c.get("code") == str(facts["value_code"])
-            for c in _codes(obs.get("valueCodeableConcept"))):
+        c.get("code") == str(facts["value_code"]) for c in _codes(obs.get("valueCodeableConcept"))
+    ):
         out.append(f"{where}: value code {facts['value_code']} missing")
     if "interpretation" in facts and not any(
-            c.get("code") == facts["interpretation"]
-            for i in obs.get("interpretation") or [] for c in _codes(i)):
-        out.append(f"{where}: interpretation {facts['interpretation']} missing "
-                   f"({obs.get('interpretation')})")
+        c.get("code") == facts["interpretation"]
+        for i in obs.get("interpretation") or []
+        for c in _codes(i)
+    ):
+        out.append(
+            f"{where}: interpretation {facts['interpretation']} missing "
+            f"({obs.get('interpretation')})"
+        )
     ranges = obs.get("referenceRange") or [{}]
     for key, element in (("low", "low"), ("high", "high")):
         if key in facts:
@@ -181,8 +213,9 @@ def check_observation(obs: dict[str, Any], facts: dict[str, Any], where: str) ->
         out.append(f"{where}: status {obs.get('status')!r} != {facts['status']!r}")
     if "effective" in facts and obs.get("effectiveDateTime") != facts["effective"]:
         out.append(f"{where}: effective {obs.get('effectiveDateTime')!r} != {facts['effective']!r}")
-    if "note" in facts and not any(facts["note"] in n.get("text", "")
-                                   for n in obs.get("note") or []):
+    if "note" in facts and not any(
+        facts["note"] in n.get("text", "") for n in obs.get("note") or []
+    ):
         out.append(f"{where}: no note containing {facts['note']!r}")
     if facts.get("absent") and any(k in obs for k in _VALUE_KEYS):
         out.append(f"{where}: expected no value, got {[k for k in _VALUE_KEYS if k in obs]}")
@@ -193,8 +226,9 @@ def _subject(index: dict[str, dict[str, Any]], resource: dict[str, Any]) -> dict
     return index.get(resource.get("subject", {}).get("reference"), {})
 
 
-def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
-               expect: dict[str, Any]) -> list[str]:
+def check_case(
+    resources: list[dict[str, Any]], issues: list[dict[str, Any]], expect: dict[str, Any]
+) -> list[str]:
     out: list[str] = []
     index = {_ref(r): r for r in resources}
     for rtype, count in (expect.get("counts") or {}).items():
@@ -207,56 +241,86 @@ def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
         if number >= len(patients):
             out.append(f"patient {number + 1}: missing")
             continue
-        match = [p for p in patients if any(i.get("value") in _as_list(facts.get("national_id"))
-                                            for i in p.get("identifier") or [])]
-        out.extend(check_patient(match[0] if match else patients[number], facts,
-                                 f"patient {number + 1}"))
+        match = [
+            p
+            for p in patients
+            if any(
+                i.get("value") in _as_list(facts.get("national_id"))
+                for i in p.get("identifier") or []
+            )
+        ]
+        out.extend(
+            check_patient(match[0] if match else patients[number], facts, f"patient {number + 1}")
+        )
     reports = by_type(resources, "DiagnosticReport")
     report_facts = expect.get("reports") or ([expect["report"]] if "report" in expect else [])
     for number, facts in enumerate(report_facts):
         where = f"report {number + 1}"
-        candidates = [r for r in reports if any(
-            c.get("code") == facts.get("code") for c in _codes(r.get("code")))]
+        candidates = [
+            r
+            for r in reports
+            if any(c.get("code") == facts.get("code") for c in _codes(r.get("code")))
+        ]
         if "patient" in facts:
-            candidates = [r for r in candidates if any(
-                i.get("value") == facts["patient"]
-                for i in _subject(index, r).get("identifier", []))]
+            candidates = [
+                r
+                for r in candidates
+                if any(
+                    i.get("value") == facts["patient"]
+                    for i in _subject(index, r).get("identifier", [])
+                )
+            ]
         if not candidates:
             out.append(f"{where}: no DiagnosticReport with code {facts.get('code')}")
             continue
         report = candidates[0]
         out.extend(check_report(report, facts, where))
-        observations = [index[r["reference"]] for r in report.get("result") or []
-                        if r["reference"] in index]
+        observations = [
+            index[r["reference"]] for r in report.get("result") or [] if r["reference"] in index
+        ]
         out.extend(_check_observations(observations, facts.get("observations") or [], where))
     if "report" in expect and "observations" in expect:
         observations = by_type(resources, "Observation")
         out.extend(_check_observations(observations, expect["observations"], "observations"))
     if "specimen" in expect:
         specimens = by_type(resources, "Specimen")
-        out.extend(check_specimen(specimens[0], expect["specimen"], "specimen") if specimens
-                   else ["specimen: none made"])
+        out.extend(
+            check_specimen(specimens[0], expect["specimen"], "specimen")
+            if specimens
+            else ["specimen: none made"]
+        )
     warnings = [i["diagnostics"] for i in issues if i["severity"] == "warning"]
     for wanted in expect.get("warnings", []):
         if not any(wanted.lower() in w.lower() for w in warnings):
             out.append(f"warnings: none mentions {wanted!r} (warnings: {warnings})")
     for segment in expect.get("unread", []):
-        if not any((i.get("location") or "").startswith(f"{segment}[") and
-                   "not read" in i["diagnostics"] for i in issues):
+        if not any(
+            (i.get("location") or "").startswith(f"{segment}[") and "not read" in i["diagnostics"]
+            for i in issues
+        ):
             out.append(f"unread: {segment} not reported")
     return out
 
 
-def _check_observations(observations: list[dict[str, Any]], facts_list: list[dict[str, Any]],
-                        where: str) -> list[str]:
+def _check_observations(
+    observations: list[dict[str, Any]], facts_list: list[dict[str, Any]], where: str
+) -> list[str]:
     out: list[str] = []
     remaining = list(observations)
     for number, facts in enumerate(facts_list, 1):
-        match = next((o for o in remaining if "code" not in facts or any(
-            c.get("code") == str(facts["code"]) for c in _codes(o.get("code")))), None)
+        match = next(
+            (
+                o
+                for o in remaining
+                if "code" not in facts
+                or any(c.get("code") == str(facts["code"]) for c in _codes(o.get("code")))
+            ),
+            None,
+        )
         if match is None:
-            out.append(f"{where} observation {number}: no Observation with code "
-                       f"{facts.get('code')}")
+            out.append(
+                f"{where} observation {number}: no Observation with code {facts.get('code')}"
+            )
             continue
         remaining.remove(match)
         label = f"{where} observation {number} ({facts.get('code')})"

@@ -34,12 +34,17 @@ def _index(resources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _org_codes(org: dict[str, Any] | None) -> set[str]:
-    return {i.get("value") for i in (org or {}).get("identifier", [])
-            if i.get("system") == ORG_CODE}
+    return {
+        i.get("value") for i in (org or {}).get("identifier", []) if i.get("system") == ORG_CODE
+    }
 
 
-def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
-               expect: dict[str, Any], raw: bytes) -> list[str]:
+def check_case(
+    resources: list[dict[str, Any]],
+    issues: list[dict[str, Any]],
+    expect: dict[str, Any],
+    raw: bytes,
+) -> list[str]:
     problems: list[str] = []
     counts: dict[str, int] = {}
     for r in resources:
@@ -56,8 +61,9 @@ def check_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
             problems.append(f"{found} warnings, expected {expect['warning_count']}")
     if "patient" in expect:
         problems += _patient(by_type(resources, "Patient"), expect["patient"])
-    for item, fact in zip(by_type(resources, "ServiceRequest"), expect.get("referrals", []),
-                          strict=False):
+    for item, fact in zip(
+        by_type(resources, "ServiceRequest"), expect.get("referrals", []), strict=False
+    ):
         problems += _referral(item, fact, index)
     if "encounter" in expect:
         problems += _encounter(by_type(resources, "Encounter"), expect["encounter"], index)
@@ -74,8 +80,11 @@ def _patient(patients: list[dict[str, Any]], fact: dict[str, Any]) -> list[str]:
     patient = patients[0]
     out: list[str] = []
     ids = [i["value"] for i in patient.get("identifier", []) if i.get("system") == NATIONAL_ID]
-    for nid in ([fact["national_id"]] if isinstance(fact.get("national_id"), str)
-                else fact.get("national_id", [])):
+    for nid in (
+        [fact["national_id"]]
+        if isinstance(fact.get("national_id"), str)
+        else fact.get("national_id", [])
+    ):
         if nid not in ids:
             out.append(f"Patient lacks national ID {nid} (has {ids})")
     names = [n.get("text") for n in patient.get("name", [])]
@@ -87,8 +96,9 @@ def _patient(patients: list[dict[str, Any]], fact: dict[str, Any]) -> list[str]:
     return out
 
 
-def _referral(sr: dict[str, Any], fact: dict[str, Any],
-              index: dict[str, dict[str, Any]]) -> list[str]:
+def _referral(
+    sr: dict[str, Any], fact: dict[str, Any], index: dict[str, dict[str, Any]]
+) -> list[str]:
     out: list[str] = []
     if sr.get("status") != "active" or sr.get("intent") != "order":
         out.append(f"ServiceRequest status/intent {sr.get('status')}/{sr.get('intent')}")
@@ -120,10 +130,15 @@ def _referral(sr: dict[str, Any], fact: dict[str, Any],
         out.append(f"sending Organization codes {_org_codes(sender_org)} lack {fact['sender']}")
     performers = [index.get(p.get("reference", "")) for p in sr.get("performer", [])]
     receiver = next((p for p in performers if p and p["resourceType"] == "Organization"), None)
-    if fact.get("receiver") and fact["receiver"] not in _org_codes(receiver) \
-            and (receiver or {}).get("name") != fact["receiver"]:
-        out.append(f"receiving Organization {receiver and receiver.get('name')} "
-                   f"{_org_codes(receiver)} is not {fact['receiver']}")
+    if (
+        fact.get("receiver")
+        and fact["receiver"] not in _org_codes(receiver)
+        and (receiver or {}).get("name") != fact["receiver"]
+    ):
+        out.append(
+            f"receiving Organization {receiver and receiver.get('name')} "
+            f"{_org_codes(receiver)} is not {fact['receiver']}"
+        )
     if fact.get("receiver") is None and receiver is not None:
         out.append("a receiving Organization was made, the slip names none")
     displays = " ".join(p.get("display", "") for p in sr.get("performer", []))
@@ -145,14 +160,18 @@ def _referral(sr: dict[str, Any], fact: dict[str, Any],
     listed = [s.get("display") for s in sr.get("supportingInfo", []) if "display" in s]
     if listed != list(fact.get("supporting", [])):
         out.append(f"supportingInfo {listed} != {fact.get('supporting', [])}")
-    originals = [s for s in sr.get("supportingInfo", [])
-                 if s.get("reference", "").startswith("DocumentReference/")]
+    originals = [
+        s
+        for s in sr.get("supportingInfo", [])
+        if s.get("reference", "").startswith("DocumentReference/")
+    ]
     if len(originals) != 1:
         out.append(f"{len(originals)} originals in supportingInfo, expected 1")
     if "based_on" in fact:
         sender, number = fact["based_on"]
-        wanted = "ServiceRequest/" + deterministic_id("ServiceRequest",
-                                                      ["referral", sender, number])
+        wanted = "ServiceRequest/" + deterministic_id(
+            "ServiceRequest", ["referral", sender, number]
+        )
         if [b.get("reference") for b in sr.get("basedOn", [])] != [wanted]:
             out.append(f"basedOn {sr.get('basedOn')} does not name {sender} {number}")
     elif sr.get("basedOn"):
@@ -167,10 +186,14 @@ def _referral(sr: dict[str, Any], fact: dict[str, Any],
     return out
 
 
-def _task(sr: dict[str, Any], receiver: dict[str, Any] | None,
-          index: dict[str, dict[str, Any]]) -> list[str]:
-    tasks = [r for r in index.values() if r["resourceType"] == "Task"
-             and r.get("focus", {}).get("reference") == _ref(sr)]
+def _task(
+    sr: dict[str, Any], receiver: dict[str, Any] | None, index: dict[str, dict[str, Any]]
+) -> list[str]:
+    tasks = [
+        r
+        for r in index.values()
+        if r["resourceType"] == "Task" and r.get("focus", {}).get("reference") == _ref(sr)
+    ]
     if len(tasks) != 1:
         return [f"{len(tasks)} Tasks focus the ServiceRequest, expected 1"]
     task, out = tasks[0], []
@@ -196,13 +219,16 @@ def _original(docs: list[dict[str, Any]], fact: dict[str, Any], raw: bytes) -> l
     if attachment.get("size") != len(raw):
         out.append(f"attachment.size {attachment.get('size')} != {len(raw)}")
     if doc.get("type", {}).get("text") != fact.get("type"):
-        out.append(f"DocumentReference.type.text {doc.get('type', {}).get('text')!r} != "
-                   f"{fact.get('type')!r}")
+        out.append(
+            f"DocumentReference.type.text {doc.get('type', {}).get('text')!r} != "
+            f"{fact.get('type')!r}"
+        )
     return out
 
 
-def _encounter(encounters: list[dict[str, Any]], fact: dict[str, Any],
-               index: dict[str, dict[str, Any]]) -> list[str]:
+def _encounter(
+    encounters: list[dict[str, Any]], fact: dict[str, Any], index: dict[str, dict[str, Any]]
+) -> list[str]:
     if len(encounters) != 1:
         return [f"{len(encounters)} Encounters, expected the receiver's admission"]
     enc, out = encounters[0], []

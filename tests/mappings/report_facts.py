@@ -49,29 +49,37 @@ def check_document_report(report: dict[str, Any], facts: dict[str, Any]) -> list
             out.append(f"report: performer {name} not in {_displays(report.get('performer'))}")
     for name in facts.get("interpreters", []):
         if name not in _displays(report.get("resultsInterpreter")):
-            out.append(f"report: interpreter {name} not in "
-                       f"{_displays(report.get('resultsInterpreter'))}")
+            out.append(
+                f"report: interpreter {name} not in {_displays(report.get('resultsInterpreter'))}"
+            )
     if "code_text" in facts and (report.get("code") or {}).get("text") != facts["code_text"]:
-        out.append(f"report: code text {(report.get('code') or {}).get('text')!r} "
-                   f"!= {facts['code_text']!r}")
+        out.append(
+            f"report: code text {(report.get('code') or {}).get('text')!r} "
+            f"!= {facts['code_text']!r}"
+        )
     if facts.get("no_code") and _codings(report.get("code")):
         out.append(f"report: expected a code with text only, got {_codings(report.get('code'))}")
-    if "loinc" in facts and not any(c.get("system") == "http://loinc.org"
-                                    and c.get("code") == facts["loinc"]
-                                    for c in _codings(report.get("code"))):
+    if "loinc" in facts and not any(
+        c.get("system") == "http://loinc.org" and c.get("code") == facts["loinc"]
+        for c in _codings(report.get("code"))
+    ):
         out.append(f"report: no LOINC {facts['loinc']} in the code")
     return out
 
 
 def _findings(resources: list[dict[str, Any]], report: dict[str, Any]) -> list[dict[str, Any]]:
     ids = {r["reference"] for r in report.get("result") or []}
-    return [o for o in by_type(resources, "Observation")
-            if f"Observation/{o['id']}" in ids
-            and any(c.get("code") == FINDINGS_CODE for c in _codings(o.get("code")))]
+    return [
+        o
+        for o in by_type(resources, "Observation")
+        if f"Observation/{o['id']}" in ids
+        and any(c.get("code") == FINDINGS_CODE for c in _codings(o.get("code")))
+    ]
 
 
-def check_exam(resources: list[dict[str, Any]], facts: dict[str, Any],
-               report: dict[str, Any]) -> list[str]:
+def check_exam(
+    resources: list[dict[str, Any]], facts: dict[str, Any], report: dict[str, Any]
+) -> list[str]:
     """Facts under `exam:`: findings and impression apart, modality, body site."""
     out: list[str] = []
     findings = _findings(resources, report)
@@ -90,15 +98,22 @@ def check_exam(resources: list[dict[str, Any]], facts: dict[str, Any],
         out.append(f"exam: impression (conclusion) {conclusion!r} != {facts['impression']!r}")
     if "modality" in facts:
         wanted = facts["modality"]
-        in_report = [c.get("code") for c in _codings(report.get("category"))
-                     if c.get("system") == DCM]
+        in_report = [
+            c.get("code") for c in _codings(report.get("category")) if c.get("system") == DCM
+        ]
         if wanted is None:
             if in_report:
                 out.append(f"exam: expected no modality, got {in_report}")
         elif wanted not in in_report:
             out.append(f"exam: modality {wanted} not in the report category ({in_report})")
-        if wanted and findings and not any(c.get("system") == DCM and c.get("code") == wanted
-                                           for c in _codings(findings[0].get("method"))):
+        if (
+            wanted
+            and findings
+            and not any(
+                c.get("system") == DCM and c.get("code") == wanted
+                for c in _codings(findings[0].get("method"))
+            )
+        ):
             out.append(f"exam: modality {wanted} not the findings' method")
     site = (findings[0].get("bodySite") or {}) if findings else {}
     if "body_site_text" in facts and site.get("text") != facts["body_site_text"]:
@@ -108,17 +123,23 @@ def check_exam(resources: list[dict[str, Any]], facts: dict[str, Any],
         wanted = facts["body_site_snomed"]
         if (wanted is None and snomed) or (wanted is not None and snomed != [str(wanted)]):
             out.append(f"exam: body site SNOMED {snomed} != {wanted}")
-    if "observation_category" in facts and findings and facts["observation_category"] not in {
-            c.get("code") for c in _codings(findings[0].get("category"))}:
+    if (
+        "observation_category" in facts
+        and findings
+        and facts["observation_category"]
+        not in {c.get("code") for c in _codings(findings[0].get("category"))}
+    ):
         out.append(f"exam: findings category is not {facts['observation_category']}")
     if "result_code" in facts and facts["result_code"] not in {
-            c.get("code") for c in _codings(report.get("conclusionCode"))}:
+        c.get("code") for c in _codings(report.get("conclusionCode"))
+    }:
         out.append(f"exam: conclusionCode {facts['result_code']} missing")
     return out
 
 
-def check_report_case(resources: list[dict[str, Any]], issues: list[dict[str, Any]],
-                      expect: dict[str, Any]) -> list[str]:
+def check_report_case(
+    resources: list[dict[str, Any]], issues: list[dict[str, Any]], expect: dict[str, Any]
+) -> list[str]:
     reports = by_type(resources, "DiagnosticReport")
     if len(reports) != 1:
         return [f"{len(reports)} DiagnosticReports, expected 1"]
@@ -130,8 +151,13 @@ def check_report_case(resources: list[dict[str, Any]], issues: list[dict[str, An
         out = check_case(resources, issues, {k: v for k, v in expect.items() if k != "report"})
         index = {f"{r['resourceType']}/{r['id']}": r for r in resources}
         out.extend(check_report(report, facts, "report"))
-        out.extend(_check_observations([index[r["reference"]] for r in report.get("result") or []],
-                                       facts.get("observations") or [], "report"))
+        out.extend(
+            _check_observations(
+                [index[r["reference"]] for r in report.get("result") or []],
+                facts.get("observations") or [],
+                "report",
+            )
+        )
     out.extend(check_document_report(report, expect.get("report") or {}))
     if "exam" in expect:
         out.extend(check_exam(resources, expect["exam"], report))

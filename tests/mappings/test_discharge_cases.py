@@ -31,8 +31,9 @@ def _cases() -> list[tuple[str, dict[str, Any]]]:
 CASES = _cases()
 
 
-def _translate(translator: Pipeline, kind: str,
-               case: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+def _translate(
+    translator: Pipeline, kind: str, case: dict[str, Any]
+) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate((KINDS[kind] / case["file"]).read_bytes(), case["source"])
     return outcome.resources, [i.as_dict() for i in outcome.issues]
 
@@ -52,8 +53,9 @@ def test_discharge_case(translator: Pipeline, kind: str, case: dict[str, Any]) -
     assert not errors, f"{case['file']} failed: {errors}"
     problems = check_case(resources, issues, case["expect"])
     for resource in resources:
-        problems.extend(f"{resource['resourceType']}/{resource['id']}: {p}"
-                        for p in validate_r4(resource))
+        problems.extend(
+            f"{resource['resourceType']}/{resource['id']}: {p}" for p in validate_r4(resource)
+        )
     golden = KINDS[kind] / (case["file"].removesuffix(".xml") + ".expected.json")
     problems.extend(check_golden(golden, {"resources": resources, "issues": issues}))
     assert not problems, "\n".join([case["file"], *problems])
@@ -63,8 +65,9 @@ def test_a_new_version_keeps_the_ids_of_the_one_it_replaces(translator: Pipeline
     """RPLC: the corrected summary updates the same Composition, Bundle and stay (ids from
     setId / 住院号); the Bundle's identifier is the new document's."""
     first, _ = _translate(translator, "cda", {"file": "std-cda/basic.xml", "source": "std-cda"})
-    second, _ = _translate(translator, "cda",
-                           {"file": "std-cda/corrected-rplc.xml", "source": "std-cda"})
+    second, _ = _translate(
+        translator, "cda", {"file": "std-cda/corrected-rplc.xml", "source": "std-cda"}
+    )
     ids = {(r["resourceType"], r["id"]) for r in first}
     assert ids == {(r["resourceType"], r["id"]) for r in second}
     bundles = [r for r in first + second if r["resourceType"] == "Bundle"]
@@ -74,21 +77,37 @@ def test_a_new_version_keeps_the_ids_of_the_one_it_replaces(translator: Pipeline
 
 def test_a_summary_of_another_document_kind_is_not_taken(translator: Pipeline) -> None:
     """match: only templateId 2.16.156.10011.2.1.1.73 is a discharge summary."""
-    raw = (KINDS["cda"] / "std-cda" / "basic.xml").read_bytes().replace(
-        b"2.16.156.10011.2.1.1.73", b"2.16.156.10011.2.1.1.99")
+    raw = (
+        (KINDS["cda"] / "std-cda" / "basic.xml")
+        .read_bytes()
+        .replace(b"2.16.156.10011.2.1.1.73", b"2.16.156.10011.2.1.1.99")
+    )
     outcome = translator.translate(raw, "std-cda")
     assert not outcome.resources
     assert [i.code for i in outcome.issues if i.severity == "error"] == ["not-supported"]
 
 
-@pytest.mark.parametrize(("kind", "file", "source", "cut"), [
-    ("cda", "std-cda/basic.xml", "std-cda",
-     b'<id root="2.16.156.10011.1.12" extension="ZY2611020015"/>'),
-    ("xml", "county-emr/basic.xml", "county-emr", b"<\xe4\xbd\x8f\xe9\x99\xa2\xe5\x8f\xb7>"
-     b"ZY2611060021</\xe4\xbd\x8f\xe9\x99\xa2\xe5\x8f\xb7>"),
-])
-def test_a_summary_without_inpatient_number_is_refused(translator: Pipeline, kind: str, file: str,
-                                                       source: str, cut: bytes) -> None:
+@pytest.mark.parametrize(
+    ("kind", "file", "source", "cut"),
+    [
+        (
+            "cda",
+            "std-cda/basic.xml",
+            "std-cda",
+            b'<id root="2.16.156.10011.1.12" extension="ZY2611020015"/>',
+        ),
+        (
+            "xml",
+            "county-emr/basic.xml",
+            "county-emr",
+            b"<\xe4\xbd\x8f\xe9\x99\xa2\xe5\x8f\xb7>"
+            b"ZY2611060021</\xe4\xbd\x8f\xe9\x99\xa2\xe5\x8f\xb7>",
+        ),
+    ],
+)
+def test_a_summary_without_inpatient_number_is_refused(
+    translator: Pipeline, kind: str, file: str, source: str, cut: bytes
+) -> None:
     """Without the 住院号 the stay, its diagnoses and medications cannot be identified: an
     error that names it (the document is quarantined, never half stored)."""
     raw = (KINDS[kind] / file).read_bytes()

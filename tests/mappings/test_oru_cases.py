@@ -41,8 +41,9 @@ def test_oru_case(translator: Pipeline, case: dict[str, Any]) -> None:
     assert not errors, f"{case['file']} failed: {errors}"
     problems = check_case(resources, issues, case["expect"])
     for resource in resources:
-        problems.extend(f"{resource['resourceType']}/{resource['id']}: {p}"
-                        for p in validate_r4(resource))
+        problems.extend(
+            f"{resource['resourceType']}/{resource['id']}: {p}" for p in validate_r4(resource)
+        )
     problems.extend(check_golden(golden_path(case), {"resources": resources, "issues": issues}))
     assert not problems, "\n".join([case["file"], *problems])
 
@@ -52,12 +53,17 @@ def test_every_obx_is_accounted_for(translator: Pipeline, case: dict[str, Any]) 
     """No silent drop: each OBX becomes an Observation or an issue names it."""
     raw = (ORU / case["file"]).read_bytes()
     from adapter.hl7v2 import parse_hl7v2
+
     message = parse_hl7v2(raw)
     resources, issues = translate(translator, case)
     observations = [r for r in resources if r["resourceType"] == "Observation"]
-    named = {i.get("location", "").split("-")[0] for i in issues
-             if "not made" in i["diagnostics"] or "not read" in i["diagnostics"]}
+    named = {
+        i.get("location", "").split("-")[0]
+        for i in issues
+        if "not made" in i["diagnostics"] or "not read" in i["diagnostics"]
+    }
     obx = message.segments_named("OBX")
-    unaccounted = len(obx) - len(observations) - sum(
-        1 for s in obx if f"OBX[{s.occurrence}]" in named)
+    unaccounted = (
+        len(obx) - len(observations) - sum(1 for s in obx if f"OBX[{s.occurrence}]" in named)
+    )
     assert unaccounted == 0, f"{case['file']}: {len(obx)} OBX, {len(observations)} Observations"

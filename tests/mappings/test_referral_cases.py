@@ -17,8 +17,11 @@ from tests.mappings.referral_facts import check_case
 
 FOLDERS = [FIXTURES / fmt / "referral" for fmt in ("hl7v2", "cda", "xml", "json", "csv")]
 CASES: list[tuple[Path, dict[str, Any]]] = [
-    (folder, case) for folder in FOLDERS if (folder / "cases.yaml").exists()
-    for case in yaml.safe_load((folder / "cases.yaml").read_text(encoding="utf-8"))]
+    (folder, case)
+    for folder in FOLDERS
+    if (folder / "cases.yaml").exists()
+    for case in yaml.safe_load((folder / "cases.yaml").read_text(encoding="utf-8"))
+]
 IDS = [f"{folder.parent.name}/{case['file']}" for folder, case in CASES]
 
 
@@ -30,9 +33,13 @@ def test_every_fixture_file_has_a_case() -> None:
     for folder in FOLDERS:
         if not (folder / "cases.yaml").exists():
             continue
-        files = {p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                 if p.is_file() and p.name not in ("cases.yaml", "README.md")
-                 and not p.name.endswith(".expected.json")}
+        files = {
+            p.relative_to(folder).as_posix()
+            for p in folder.rglob("*")
+            if p.is_file()
+            and p.name not in ("cases.yaml", "README.md")
+            and not p.name.endswith(".expected.json")
+        }
         assert files == {c["file"] for f, c in CASES if f == folder}, folder
 
 
@@ -56,10 +63,12 @@ def test_referral_case(translator: Pipeline, folder: Path, case: dict[str, Any])
     assert not errors, f"{case['file']} failed: {errors}"
     problems = check_case(outcome.resources, issues, case["expect"], raw)
     for resource in outcome.resources:
-        problems.extend(f"{resource['resourceType']}/{resource['id']}: {p}"
-                        for p in validate_r4(resource))
-    problems.extend(check_golden(golden_path(folder, case),
-                                 {"resources": outcome.resources, "issues": issues}))
+        problems.extend(
+            f"{resource['resourceType']}/{resource['id']}: {p}" for p in validate_r4(resource)
+        )
+    problems.extend(
+        check_golden(golden_path(folder, case), {"resources": outcome.resources, "issues": issues})
+    )
     assert not problems, "\n".join([case["file"], *problems])
 
 
@@ -68,12 +77,17 @@ def test_referral_templates_are_the_same_in_every_format_folder() -> None:
     format; the copies (the loader compiles each folder's files with its own paths) must not
     drift apart."""
     mappings = FIXTURES.parent / "mappings"
-    folders = [mappings / "_shared" / "hl7v2", mappings / "_shared" / "xml",
-               mappings / "kangning-his" / "json", mappings / "kangning-his" / "csv"]
+    folders = [
+        mappings / "_shared" / "hl7v2",
+        mappings / "_shared" / "xml",
+        mappings / "kangning-his" / "json",
+        mappings / "kangning-his" / "csv",
+    ]
     texts: dict[str, set[str]] = {}
     for folder in folders:
         for path in (folder / "resources").glob("referral-*.yaml"):
             texts.setdefault(path.name, set()).add(path.read_text(encoding="utf-8"))
     assert len(texts) == 8
-    assert all(len(versions) == 1 for versions in texts.values()), \
-        [name for name, versions in texts.items() if len(versions) > 1]
+    assert all(len(versions) == 1 for versions in texts.values()), [
+        name for name, versions in texts.items() if len(versions) > 1
+    ]

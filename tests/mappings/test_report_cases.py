@@ -20,8 +20,12 @@ from tests.golden import check_golden
 from tests.mappings.conftest import FIXTURES, ROOT
 from tests.mappings.report_facts import check_exam, check_report_case
 
-KINDS = [FIXTURES / "cda" / "lab", FIXTURES / "cda" / "exam",
-         FIXTURES / "xml" / "lab", FIXTURES / "xml" / "exam"]
+KINDS = [
+    FIXTURES / "cda" / "lab",
+    FIXTURES / "cda" / "exam",
+    FIXTURES / "xml" / "lab",
+    FIXTURES / "xml" / "exam",
+]
 
 
 def _cases() -> list[tuple[Path, dict[str, Any]]]:
@@ -36,8 +40,9 @@ CASES = _cases()
 IDS = [f"{folder.parent.name}/{folder.name}/{case['file']}" for folder, case in CASES]
 
 
-def translate(translator: Pipeline, folder: Path, case: dict[str, Any]
-              ) -> tuple[list[dict], list[dict]]:
+def translate(
+    translator: Pipeline, folder: Path, case: dict[str, Any]
+) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate((folder / case["file"]).read_bytes(), case["source"])
     return outcome.resources, [i.as_dict() for i in outcome.issues]
 
@@ -57,8 +62,9 @@ def test_report_case(translator: Pipeline, folder: Path, case: dict[str, Any]) -
     assert not errors, f"{case['file']} failed: {errors}"
     problems = check_report_case(resources, issues, case["expect"])
     for resource in resources:
-        problems.extend(f"{resource['resourceType']}/{resource['id']}: {p}"
-                        for p in validate_r4(resource))
+        problems.extend(
+            f"{resource['resourceType']}/{resource['id']}: {p}" for p in validate_r4(resource)
+        )
     golden = folder / (case["file"].removesuffix(".xml") + ".expected.json")
     problems.extend(check_golden(golden, {"resources": resources, "issues": issues}))
     assert not problems, "\n".join([case["file"], *problems])
@@ -80,16 +86,24 @@ def _ids(resources: list[dict[str, Any]]) -> dict[str, set[str]]:
 SAME_REPORT = [
     # (HL7 v2 file, its source, the same report as a document, its source, results)
     (ORU, "std-hl7v2", CDA, "std-cda", 4),
-    (FIXTURES / "hl7v2" / "oru" / "county-lis" / "cbc-gb18030.hl7", "county-lis",
-     FIXTURES / "xml" / "lab" / "county-lis-xml" / "cbc-same-as-hl7.xml", "county-lis-xml", 6),
+    (
+        FIXTURES / "hl7v2" / "oru" / "county-lis" / "cbc-gb18030.hl7",
+        "county-lis",
+        FIXTURES / "xml" / "lab" / "county-lis-xml" / "cbc-same-as-hl7.xml",
+        "county-lis-xml",
+        6,
+    ),
 ]
 
 
-@pytest.mark.parametrize(("v2", "v2_source", "doc", "doc_source", "results"), SAME_REPORT,
-                         ids=["national-cda", "huikang-xml"])
+@pytest.mark.parametrize(
+    ("v2", "v2_source", "doc", "doc_source", "results"),
+    SAME_REPORT,
+    ids=["national-cda", "huikang-xml"],
+)
 def test_same_report_as_hl7v2_and_document_has_the_same_ids(
-        translator: Pipeline, v2: Path, v2_source: str, doc: Path, doc_source: str,
-        results: int) -> None:
+    translator: Pipeline, v2: Path, v2_source: str, doc: Path, doc_source: str, results: int
+) -> None:
     oru = translator.translate(v2.read_bytes(), v2_source)
     other = translator.translate(doc.read_bytes(), doc_source)
     assert not [i for i in [*oru.issues, *other.issues] if i.severity in ("error", "fatal")]
@@ -109,10 +123,16 @@ def test_a_different_report_number_is_a_different_report(translator: Pipeline) -
 
 
 def test_cda_after_hl7v2_updates_the_stored_report(
-        session_factory: sessionmaker[Session], tmp_path: Path) -> None:
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
     consortium = load_consortium(FIXTURES / "consortium.yaml")
-    pipeline = Pipeline(consortium, session_factory, mappings_dir=ROOT / "mappings",
-                        max_bytes=5 * 1024 * 1024, default_timezone="Asia/Shanghai")
+    pipeline = Pipeline(
+        consortium,
+        session_factory,
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
     first = pipeline.ingest(ORU.read_bytes(), "std-hl7v2")
     second = pipeline.ingest(CDA.read_bytes(), "std-cda")
     assert first.status.startswith("processed") and second.status.startswith("processed")
@@ -129,6 +149,7 @@ def test_cda_after_hl7v2_updates_the_stored_report(
 
 # -- the facts checker itself: a merged report must fail ----------------------------------------
 
+
 def test_the_exam_facts_catch_findings_merged_into_the_conclusion(translator: Pipeline) -> None:
     path = FIXTURES / "cda" / "exam" / "std-cda" / "us-abdomen.xml"
     resources = translator.translate(path.read_bytes(), "std-cda").resources
@@ -144,6 +165,7 @@ def test_the_exam_facts_catch_findings_merged_into_the_conclusion(translator: Pi
 
 # -- documents that must not pass ----------------------------------------------------------------
 
+
 def _errors(translator: Pipeline, raw: bytes, source: str) -> list[dict[str, Any]]:
     issues = [i.as_dict() for i in translator.translate(raw, source).issues]
     return [i for i in issues if i["severity"] in ("error", "fatal")]
@@ -152,16 +174,19 @@ def _errors(translator: Pipeline, raw: bytes, source: str) -> list[dict[str, Any
 def test_a_lab_document_without_report_number_is_refused(translator: Pipeline) -> None:
     raw = CDA.read_bytes().replace(b'root="2.16.156.10011.1.33"', b'root="2.16.156.10011.1.99"')
     errors = _errors(translator, raw, "std-cda")
-    assert any("检验报告单号" in e["diagnostics"] and "patientRole" in e.get("location", "")
-               for e in errors), errors
+    assert any(
+        "检验报告单号" in e["diagnostics"] and "patientRole" in e.get("location", "")
+        for e in errors
+    ), errors
 
 
 def test_an_unknown_cda_item_status_is_refused(translator: Pipeline) -> None:
     path = FIXTURES / "cda" / "lab" / "std-cda" / "no-national-id-traditional.xml"
     raw = path.read_bytes().replace(b'<statusCode code="aborted"/>', b'<statusCode code="held"/>')
     errors = _errors(translator, raw, "std-cda")
-    assert any("'held'" in e["diagnostics"] and "statusCode" in e.get("location", "")
-               for e in errors), errors
+    assert any(
+        "'held'" in e["diagnostics"] and "statusCode" in e.get("location", "") for e in errors
+    ), errors
 
 
 def test_a_cda_of_another_template_is_not_taken_for_a_report(translator: Pipeline) -> None:
@@ -172,8 +197,9 @@ def test_a_cda_of_another_template_is_not_taken_for_a_report(translator: Pipelin
 
 def test_an_unknown_vendor_report_state_is_refused(translator: Pipeline) -> None:
     path = FIXTURES / "xml" / "exam" / "county-pacs" / "us-thyroid.xml"
-    raw = path.read_bytes().replace("<报告状态>已审核</报告状态>".encode(),
-                                    "<报告状态>待定</报告状态>".encode())
+    raw = path.read_bytes().replace(
+        "<报告状态>已审核</报告状态>".encode(), "<报告状态>待定</报告状态>".encode()
+    )
     errors = _errors(translator, raw, "county-pacs")
     where = "/检查报告单/报告[1]/报告状态[1]"
     assert any("'待定'" in e["diagnostics"] and e.get("location") == where for e in errors), errors
@@ -185,7 +211,7 @@ def test_an_exam_report_never_puts_findings_in_the_conclusion(translator: Pipeli
     text = path.read_bytes().decode("utf-8")
     start = text.index('<code code="DE04.50.132.00"')
     cut = text.rindex("<entry>", 0, start), text.index("</entry>", start) + len("</entry>")
-    outcome = translator.translate((text[:cut[0]] + text[cut[1]:]).encode(), "std-cda")
+    outcome = translator.translate((text[: cut[0]] + text[cut[1] :]).encode(), "std-cda")
     report = next(r for r in outcome.resources if r["resourceType"] == "DiagnosticReport")
     findings = [r for r in outcome.resources if r["resourceType"] == "Observation"]
     assert "conclusion" not in report

@@ -21,20 +21,25 @@ from pathlib import Path
 from typing import Any
 
 UCUM = "http://unitsofmeasure.org"
-STANDARD_SYSTEMS = frozenset({
-    "http://loinc.org",
-    "http://snomed.info/sct",
-    UCUM,
-    "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
-})
+STANDARD_SYSTEMS = frozenset(
+    {
+        "http://loinc.org",
+        "http://snomed.info/sct",
+        UCUM,
+        "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation",
+    }
+)
 FIELDS = ("code", "status", "value", "unit", "ucum", "interpretation", "low", "high")
 
 
 def load_bundle_observations(path: Path) -> list[dict[str, Any]]:
     """The Observations of a peer's Bundle, in entry order."""
     bundle = json.loads(path.read_text(encoding="utf-8-sig"))
-    return [e["resource"] for e in bundle.get("entry", [])
-            if e.get("resource", {}).get("resourceType") == "Observation"]
+    return [
+        e["resource"]
+        for e in bundle.get("entry", [])
+        if e.get("resource", {}).get("resourceType") == "Observation"
+    ]
 
 
 def _number(value: Any) -> Decimal | None:
@@ -53,9 +58,10 @@ def _codings(concept: dict[str, Any] | None) -> list[dict[str, Any]]:
 def coded(concept: dict[str, Any] | None) -> tuple[frozenset[str], frozenset[tuple[str, str]]]:
     """(every code, the (system, code) pairs of standard code systems)."""
     codings = _codings(concept)
-    return (frozenset(c["code"] for c in codings),
-            frozenset((c["system"], c["code"]) for c in codings
-                      if c.get("system") in STANDARD_SYSTEMS))
+    return (
+        frozenset(c["code"] for c in codings),
+        frozenset((c["system"], c["code"]) for c in codings if c.get("system") in STANDARD_SYSTEMS),
+    )
 
 
 def key_code(observation: dict[str, Any]) -> str:
@@ -66,8 +72,10 @@ def key_code(observation: dict[str, Any]) -> str:
 
 def facts(observation: dict[str, Any]) -> dict[str, Any]:
     """The compared fields of one Observation, normalised (numbers as Decimal)."""
-    out: dict[str, Any] = {"code": coded(observation.get("code")),
-                           "status": observation.get("status")}
+    out: dict[str, Any] = {
+        "code": coded(observation.get("code")),
+        "status": observation.get("status"),
+    }
     quantity = observation.get("valueQuantity")
     if quantity is not None:
         out["value"] = ("Quantity", quantity.get("comparator"), _number(quantity.get("value")))
@@ -83,8 +91,8 @@ def facts(observation: dict[str, Any]) -> dict[str, Any]:
     out.setdefault("unit", None)
     out.setdefault("ucum", None)
     out["interpretation"] = frozenset(
-        code for concept in observation.get("interpretation") or []
-        for code in coded(concept)[0])
+        code for concept in observation.get("interpretation") or [] for code in coded(concept)[0]
+    )
     ranges = observation.get("referenceRange") or [{}]
     out["low"] = _number((ranges[0].get("low") or {}).get("value"))
     out["high"] = _number((ranges[0].get("high") or {}).get("value"))
@@ -94,7 +102,7 @@ def facts(observation: dict[str, Any]) -> dict[str, Any]:
 def show(value: Any, limit: int = 120) -> str:
     """Facts as short readable text for diff lines."""
     text = _show(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _show(value: Any) -> str:
@@ -111,18 +119,24 @@ def show_pair(ours: Any, peer: Any) -> tuple[str, str]:
     """Both sides as text; two long strings are shown from a little before where they part."""
     if isinstance(ours, tuple) and isinstance(peer, tuple) and ours[:1] == peer[:1] == ("string",):
         a, b = ours[1], peer[1]
-        start = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
-                     min(len(a), len(b)))
+        start = next(
+            (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
+        )
         if start > 30:
-            return (show("..." + a[start - 20:]), show("..." + b[start - 20:]))
+            return (show("..." + a[start - 20 :]), show("..." + b[start - 20 :]))
     return show(ours), show(peer)
 
 
 def _same(field_name: str, ours: Any, peer: Any) -> bool:
-    if field_name == "code" or (field_name == "value" and isinstance(ours, tuple)
-                                and ours and ours[0] == "CodeableConcept"
-                                and isinstance(peer, tuple) and peer
-                                and peer[0] == "CodeableConcept"):
+    if field_name == "code" or (
+        field_name == "value"
+        and isinstance(ours, tuple)
+        and ours
+        and ours[0] == "CodeableConcept"
+        and isinstance(peer, tuple)
+        and peer
+        and peer[0] == "CodeableConcept"
+    ):
         ours_c = ours if field_name == "code" else ours[1]
         peer_c = peer if field_name == "code" else peer[1]
         # every code equal; standard systems equal where either side names one
@@ -132,27 +146,28 @@ def _same(field_name: str, ours: Any, peer: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Difference:
-    code: str       # the OBX-3 code the Observations were matched by
+    code: str  # the OBX-3 code the Observations were matched by
     occurrence: int  # 1 for the first Observation with that code, 2 for the next ...
-    field: str      # one of FIELDS, or "presence"
+    field: str  # one of FIELDS, or "presence"
     ours: str
     peer: str
     peer_absent: bool  # the peer gives nothing for this field (we give more)
 
     def __str__(self) -> str:
-        return (f"OBX {self.code or '(no code)'} #{self.occurrence} {self.field}: "
-                f"ours {self.ours}, peer {self.peer}")
+        return (
+            f"OBX {self.code or '(no code)'} #{self.occurrence} {self.field}: "
+            f"ours {self.ours}, peer {self.peer}"
+        )
 
 
 @dataclass(slots=True)
 class Comparison:
-    compared: int = 0                       # Observation pairs
-    agreements: int = 0                     # (pair, field) agreeing
+    compared: int = 0  # Observation pairs
+    agreements: int = 0  # (pair, field) agreeing
     differences: list[Difference] = field(default_factory=list)
 
 
-def compare_observations(ours: list[dict[str, Any]],
-                         peer: list[dict[str, Any]]) -> Comparison:
+def compare_observations(ours: list[dict[str, Any]], peer: list[dict[str, Any]]) -> Comparison:
     """Match by OBX-3 code and order; compare every field of FIELDS."""
     result = Comparison()
     mine: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -172,9 +187,16 @@ def compare_observations(ours: list[dict[str, Any]],
         a, b = mine.get(code, []), theirs.get(code, [])
         for n in range(max(len(a), len(b))):
             if n >= len(a) or n >= len(b):
-                result.differences.append(Difference(
-                    code, n + 1, "presence", "present" if n < len(a) else "absent",
-                    "present" if n < len(b) else "absent", n >= len(b)))
+                result.differences.append(
+                    Difference(
+                        code,
+                        n + 1,
+                        "presence",
+                        "present" if n < len(a) else "absent",
+                        "present" if n < len(b) else "absent",
+                        n >= len(b),
+                    )
+                )
                 continue
             result.compared += 1
             fa, fb = facts(a[n]), facts(b[n])
@@ -183,6 +205,7 @@ def compare_observations(ours: list[dict[str, Any]],
                     result.agreements += 1
                 else:
                     ours_text, peer_text = show_pair(fa[name], fb[name])
-                    result.differences.append(Difference(
-                        code, n + 1, name, ours_text, peer_text, fb[name] is None))
+                    result.differences.append(
+                        Difference(code, n + 1, name, ours_text, peer_text, fb[name] is None)
+                    )
     return result

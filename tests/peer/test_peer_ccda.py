@@ -38,62 +38,91 @@ CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 # what differs: (ours, peer, why)
 KNOWN_DIFFERENCES = {
     "Encounter.class": (
-        "v3 ActCode IMP (Discharge Summary) / AMB", "the CPT code of encompassingEncounter/code,"
-        " or nothing", "R4 binds class to v3 ActEncounterCode and requires it; the peer's "
-        "Encounter without class fails the R4 schema. We put the CPT code in Encounter.type"),
+        "v3 ActCode IMP (Discharge Summary) / AMB",
+        "the CPT code of encompassingEncounter/code, or nothing",
+        "R4 binds class to v3 ActEncounterCode and requires it; the peer's "
+        "Encounter without class fails the R4 schema. We put the CPT code in Encounter.type",
+    ),
     "Encounter.status": (
-        "finished when effectiveTime/high is given", "always unknown",
-        "an encounter with an end time in a signed document is over"),
+        "finished when effectiveTime/high is given",
+        "always unknown",
+        "an encounter with an end time in a signed document is over",
+    ),
     "Condition.clinicalStatus": (
         "condition-clinical from the Problem Status observation, else the concern act status",
         "nothing, or the SNOMED health-status value (81323004 'Alive and well')",
         "R4 binds clinicalStatus to condition-clinical (required); the peer reads the wrong "
-        "observation (Health Status, 4.5) in History_and_Physical"),
+        "observation (Health Status, 4.5) in History_and_Physical",
+    ),
     "Condition duplicates": (
-        "one Condition per problem code per patient", "one per Problem Observation, also "
-        "for the same code twice (Procedure_Note)", "a problem repeated in one document "
-        "is one problem"),
+        "one Condition per problem code per patient",
+        "one per Problem Observation, also for the same code twice (Procedure_Note)",
+        "a problem repeated in one document is one problem",
+    ),
     "Condition from a Preoperative Diagnosis act (4.65)": (
-        "made (encounter-diagnosis)", "left out", "a diagnosis the note states is a "
-        "Condition; the peer's template for the Preoperative Diagnosis section makes none"),
+        "made (encounter-diagnosis)",
+        "left out",
+        "a diagnosis the note states is a "
+        "Condition; the peer's template for the Preoperative Diagnosis section makes none",
+    ),
     "medication resource type": (
         "MedicationStatement for a Medication Activity done (moodCode EVN), MedicationRequest "
         "(intent plan) for one intended (INT: discharge medications)",
         "MedicationAdministration in Discharge_Summary and Procedure_Note, MedicationStatement"
-        " elsewhere", "a discharge medication (INT) has not been given; a C-CDA medication "
-        "list says what the patient takes, not an administration record"),
+        " elsewhere",
+        "a discharge medication (INT) has not been given; a C-CDA medication "
+        "list says what the patient takes, not an administration record",
+    ),
     "MedicationStatement.status": (
-        "statusCode mapped (active, completed ...)", "missing",
-        "R4 requires MedicationStatement.status; the peer's fails the R4 schema"),
+        "statusCode mapped (active, completed ...)",
+        "missing",
+        "R4 requires MedicationStatement.status; the peer's fails the R4 schema",
+    ),
     "medication code": (
-        "medicationCodeableConcept", "a contained-style Medication resource referenced",
-        "one coded drug needs no resource of its own; the RxNorm code is the same"),
+        "medicationCodeableConcept",
+        "a contained-style Medication resource referenced",
+        "one coded drug needs no resource of its own; the RxNorm code is the same",
+    ),
     "MedicationRequest from supply orders": (
-        "not made", "two MedicationRequests (History_and_Physical) from the Medication Supply "
-        "Order entries", "the supply order repeats the medication; not mapped yet"),
+        "not made",
+        "two MedicationRequests (History_and_Physical) from the Medication Supply Order entries",
+        "the supply order repeats the medication; not mapped yet",
+    ),
     "result UCUM code": (
-        "valueQuantity.system UCUM and code = the PQ unit", "unit only",
-        "C-CDA PQ units are UCUM by definition (the peer keeps the unit text only)"),
+        "valueQuantity.system UCUM and code = the PQ unit",
+        "unit only",
+        "C-CDA PQ units are UCUM by definition (the peer keeps the unit text only)",
+    ),
     "result status of an active observation": (
-        "preliminary (statusCode active)", "missing", "R4 requires Observation.status; "
-        "the peer's Observation fails the R4 schema"),
+        "preliminary (statusCode active)",
+        "missing",
+        "R4 requires Observation.status; the peer's Observation fails the R4 schema",
+    ),
     "ServiceRequest intent and subject": (
-        "intent plan (moodCode INT), subject the Patient", "neither",
-        "R4 requires both; the peer's referral ServiceRequest fails the R4 schema"),
+        "intent plan (moodCode INT), subject the Patient",
+        "neither",
+        "R4 requires both; the peer's referral ServiceRequest fails the R4 schema",
+    ),
     "ServiceRequest category and reasonCode": (
         "SNOMED 3457005 patient referral; the reason observation's value (268528005)",
-        "neither", "a receiving system finds referrals by category; the SUBJ observation "
-        "says what the referral is for"),
+        "neither",
+        "a receiving system finds referrals by category; the SUBJ observation "
+        "says what the referral is for",
+    ),
     "Encounter.diagnosis": (
         "the admission (AD) and discharge (DD) diagnoses, referring to their Conditions",
-        "nothing", "the roles of a stay's diagnoses are what a discharge summary says"),
+        "nothing",
+        "the roles of a stay's diagnoses are what a discharge summary says",
+    ),
 }
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 # the resource type the peer uses for each sample's medication activities
-PEER_MEDICATION_TYPE = {"Discharge_Summary": "MedicationAdministration",
-                        "Referral_Note": "MedicationStatement",
-                        "History_and_Physical": "MedicationStatement",
-                        "Procedure_Note": "MedicationAdministration"}
+PEER_MEDICATION_TYPE = {
+    "Discharge_Summary": "MedicationAdministration",
+    "Referral_Note": "MedicationStatement",
+    "History_and_Physical": "MedicationStatement",
+    "Procedure_Note": "MedicationAdministration",
+}
 # problem codes only we give, by sample (see KNOWN_DIFFERENCES)
 OURS_ONLY = {"Procedure_Note": {("http://snomed.info/sct", "74400008")}}
 
@@ -114,8 +143,9 @@ def _one(resources: list[dict[str, Any]], rtype: str) -> dict[str, Any]:
 
 
 def _codes(concept: dict[str, Any] | None) -> set[tuple[str, str]]:
-    return {(c.get("system", ""), c["code"]) for c in (concept or {}).get("coding", [])
-            if c.get("code")}
+    return {
+        (c.get("system", ""), c["code"]) for c in (concept or {}).get("coding", []) if c.get("code")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +161,10 @@ def translated(translator: Pipeline) -> dict[str, list[dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("name", SAMPLES)
-def test_every_resource_is_valid_r4(translated: dict[str, list[dict[str, Any]]],
-                                    name: str) -> None:
-    problems = [f"{r['resourceType']}/{r['id']}: {p}" for r in translated[name]
-                for p in validate_r4(r)]
+def test_every_resource_is_valid_r4(translated: dict[str, list[dict[str, Any]]], name: str) -> None:
+    problems = [
+        f"{r['resourceType']}/{r['id']}: {p}" for r in translated[name] for p in validate_r4(r)
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -143,8 +173,9 @@ def test_patient_agrees(translated: dict[str, list[dict[str, Any]]], name: str) 
     ours, peer = _one(translated[name], "Patient"), _one(_peer(name), "Patient")
     assert ours["gender"] == peer["gender"]
     assert ours["birthDate"] == peer["birthDate"]
-    assert ({(i["system"], i["value"]) for i in ours["identifier"]}
-            == {(i["system"], i["value"]) for i in peer["identifier"]})
+    assert {(i["system"], i["value"]) for i in ours["identifier"]} == {
+        (i["system"], i["value"]) for i in peer["identifier"]
+    }
     assert ours["name"][0]["family"] == peer["name"][0]["family"]
     assert ours["name"][0]["given"] == peer["name"][0]["given"]
     assert ours["address"][0]["line"] == peer["address"][0]["line"]
@@ -176,13 +207,20 @@ def test_encounter_agrees(translated: dict[str, list[dict[str, Any]]], name: str
     assert encounter["subject"]["reference"] == f"Patient/{_one(translated[name], 'Patient')['id']}"
     # known difference Encounter.diagnosis
     assert "diagnosis" not in peer_encounter
-    roles = [(d["condition"]["reference"], d["use"]["coding"][0]["code"])
-             for d in encounter.get("diagnosis", [])]
+    roles = [
+        (d["condition"]["reference"], d["use"]["coding"][0]["code"])
+        for d in encounter.get("diagnosis", [])
+    ]
     if name == "Discharge_Summary":
-        appendicitis = next(c for c in _of(translated[name], "Condition")
-                            if ("http://snomed.info/sct", "74400008") in _codes(c["code"]))
-        assert roles == [(f"Condition/{appendicitis['id']}", "AD"),
-                         (f"Condition/{appendicitis['id']}", "DD")]
+        appendicitis = next(
+            c
+            for c in _of(translated[name], "Condition")
+            if ("http://snomed.info/sct", "74400008") in _codes(c["code"])
+        )
+        assert roles == [
+            (f"Condition/{appendicitis['id']}", "AD"),
+            (f"Condition/{appendicitis['id']}", "DD"),
+        ]
         assert appendicitis["encounter"]["reference"] == f"Encounter/{encounter['id']}"
     else:
         assert roles == []
@@ -220,9 +258,13 @@ def test_conditions_agree(translated: dict[str, list[dict[str, Any]]], name: str
 def test_referral_note_problem_status(translated: dict[str, list[dict[str, Any]]]) -> None:
     """Diabetes carries a Problem Status observation (55561003 active), pneumonia sits in a
     completed concern (resolved, with its abatement date); the peer gives no status."""
-    status = {next(iter(_codes(c["code"])))[1]: (next(iter(_codes(c["clinicalStatus"])))[1],
-                                                 c.get("abatementDateTime"))
-              for c in _of(translated["Referral_Note"], "Condition")}
+    status = {
+        next(iter(_codes(c["code"])))[1]: (
+            next(iter(_codes(c["clinicalStatus"])))[1],
+            c.get("abatementDateTime"),
+        )
+        for c in _of(translated["Referral_Note"], "Condition")
+    }
     assert status["190389009"] == ("active", None)
     assert status["233604007"] == ("resolved", "1998-03-16")
     assert all("clinicalStatus" not in c for c in _of(_peer("Referral_Note"), "Condition"))
@@ -248,8 +290,11 @@ def _dose(resource: dict[str, Any]) -> tuple[Decimal | None, str | None]:
 @pytest.mark.parametrize("name", SAMPLES)
 def test_medications_agree(translated: dict[str, list[dict[str, Any]]], name: str) -> None:
     peer_all = _peer(name)
-    ours = {frozenset(_drug(r, [])): r for r in translated[name]
-            if r["resourceType"] in ("MedicationStatement", "MedicationRequest")}
+    ours = {
+        frozenset(_drug(r, [])): r
+        for r in translated[name]
+        if r["resourceType"] in ("MedicationStatement", "MedicationRequest")
+    }
     peer = {frozenset(_drug(r, peer_all)): r for r in _of(peer_all, PEER_MEDICATION_TYPE[name])}
     assert set(ours) == set(peer)
     assert ours, "every sample has a medication"
@@ -259,7 +304,10 @@ def test_medications_agree(translated: dict[str, list[dict[str, Any]]], name: st
         assert _dose(resource) == _dose(peer_resource), drug
         if resource["resourceType"] == "MedicationRequest":  # the discharge medication (INT)
             assert (name, resource["intent"], resource["status"]) == (
-                "Discharge_Summary", "plan", "active")
+                "Discharge_Summary",
+                "plan",
+                "active",
+            )
             assert peer_resource["status"] == "in-progress"
         elif PEER_MEDICATION_TYPE[name] == "MedicationStatement":
             assert "status" not in peer_resource  # known difference MedicationStatement.status
@@ -288,7 +336,10 @@ def test_results_agree(translated: dict[str, list[dict[str, Any]]], name: str) -
             assert difference.peer_absent, str(difference)
         elif difference.field == "status":  # known difference: active result
             assert (difference.code, difference.ours, difference.peer_absent) == (
-                "3094-0", "'preliminary'", True), str(difference)
+                "3094-0",
+                "'preliminary'",
+                True,
+            ), str(difference)
         else:
             pytest.fail(str(difference))
     reports = {frozenset(_codes(r["code"])): r for r in _of(translated[name], "DiagnosticReport")}
@@ -301,28 +352,33 @@ def test_results_agree(translated: dict[str, list[dict[str, Any]]], name: str) -
         assert report.get("effectivePeriod") == peer_report.get("effectivePeriod"), code
         # the peer gives no status for the active organizer (known difference, as results)
         assert report["status"] == peer_report.get("status", "preliminary"), code
-        assert ([_codes(by_id[r["reference"]]["code"]) for r in report["result"]]
-                == [_codes(peer_by_id[r["reference"]]["code"]) for r in peer_report["result"]])
+        assert [_codes(by_id[r["reference"]]["code"]) for r in report["result"]] == [
+            _codes(peer_by_id[r["reference"]]["code"]) for r in peer_report["result"]
+        ]
         assert report["subject"]["reference"].startswith("Patient/")
 
 
 @pytest.mark.parametrize("name", SAMPLES)
-def test_referral_request_agrees(translated: dict[str, list[dict[str, Any]]],
-                                 name: str) -> None:
+def test_referral_request_agrees(translated: dict[str, list[dict[str, Any]]], name: str) -> None:
     ours, peer = translated[name], _peer(name)
     requests, peer_requests = _of(ours, "ServiceRequest"), _of(peer, "ServiceRequest")
     assert len(requests) == len(peer_requests) == (1 if name == "Referral_Note" else 0)
     if not requests:
         return
     request, peer_request = requests[0], peer_requests[0]
-    assert _codes(request["code"]) == _codes(peer_request["code"]) == {
-        ("http://snomed.info/sct", "44383000")}
+    assert (
+        _codes(request["code"])
+        == _codes(peer_request["code"])
+        == {("http://snomed.info/sct", "44383000")}
+    )
     for key in ("status", "priority", "occurrenceDateTime", "identifier"):
         assert request[key] == peer_request[key], key
-    requester = next(r for r in ours if f"Practitioner/{r['id']}"
-                     == request["requester"]["reference"])
-    peer_requester = next(r for r in peer if f"Practitioner/{r['id']}"
-                          == peer_request["requester"]["reference"])
+    requester = next(
+        r for r in ours if f"Practitioner/{r['id']}" == request["requester"]["reference"]
+    )
+    peer_requester = next(
+        r for r in peer if f"Practitioner/{r['id']}" == peer_request["requester"]["reference"]
+    )
     assert requester["name"][0]["family"] == peer_requester["name"][0]["family"]
     assert requester["identifier"] == peer_requester["identifier"]
     # known difference: intent and subject
@@ -340,10 +396,16 @@ def test_reused_entry_ids_give_distinct_resources(translator: Pipeline) -> None:
     assert [i for i in outcome.issues if i.severity != "information"] == []
     ours = outcome.resources
     assert all(validate_r4(r) == [] for r in ours)
-    counts = {t: len(_of(ours, t)) for t in ("MedicationStatement", "Observation",
-                                             "DiagnosticReport", "Condition")}
-    assert counts == {"MedicationStatement": 8, "Observation": 11, "DiagnosticReport": 5,
-                      "Condition": 4}
+    counts = {
+        t: len(_of(ours, t))
+        for t in ("MedicationStatement", "Observation", "DiagnosticReport", "Condition")
+    }
+    assert counts == {
+        "MedicationStatement": 8,
+        "Observation": 11,
+        "DiagnosticReport": 5,
+        "Condition": 4,
+    }
     statements = _of(ours, "MedicationStatement")
     assert len({s["identifier"][0]["value"] for s in statements}) == 1
     patient, peer_patient = _one(ours, "Patient"), _one(_peer("Patient-1"), "Patient")
@@ -358,8 +420,7 @@ def _by_reference(resources: list[dict[str, Any]], reference: str) -> dict[str, 
 
 
 @pytest.mark.parametrize("name", SAMPLES)
-def test_custodian_and_author_agree(translated: dict[str, list[dict[str, Any]]],
-                                    name: str) -> None:
+def test_custodian_and_author_agree(translated: dict[str, list[dict[str, Any]]], name: str) -> None:
     """The custodian Organization and the first author Practitioner: the peer's are those its
     Composition names."""
     ours, peer = translated[name], _peer(name)
@@ -370,22 +431,30 @@ def test_custodian_and_author_agree(translated: dict[str, list[dict[str, Any]]],
         assert custodian[key] == peer_custodian[key], key
     assert custodian["address"][0]["city"] == peer_custodian["address"][0]["city"]
     peer_author = _by_reference(peer, composition["author"][0]["reference"])
-    author = next(r for r in _of(ours, "Practitioner")
-                  if r["identifier"] == peer_author["identifier"])
+    author = next(
+        r for r in _of(ours, "Practitioner") if r["identifier"] == peer_author["identifier"]
+    )
     assert author["name"][0]["family"] == peer_author["name"][0]["family"]
     assert author["name"][0]["given"][0] == peer_author["name"][0]["given"][0]
 
 
 def test_documents_of_one_patient_are_stored_as_one_patient(
-        session_factory: sessionmaker[Session]) -> None:
+    session_factory: sessionmaker[Session],
+) -> None:
     """Through the stored pipeline: the Discharge Summary, then the History and Physical of
     the same patient (same first id) update one Patient; the referral of another patient is
     stored with its requester."""
-    pipeline = Pipeline(load_consortium(FIXTURES / "consortium.yaml"), session_factory,
-                        mappings_dir=ROOT / "mappings", max_bytes=5 * 1024 * 1024,
-                        default_timezone="Asia/Shanghai")
-    results = [pipeline.ingest((FOLDER / f"{name}.ccda").read_bytes(), "ccda-gateway")
-               for name in ("Discharge_Summary", "History_and_Physical", "Referral_Note")]
+    pipeline = Pipeline(
+        load_consortium(FIXTURES / "consortium.yaml"),
+        session_factory,
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
+    results = [
+        pipeline.ingest((FOLDER / f"{name}.ccda").read_bytes(), "ccda-gateway")
+        for name in ("Discharge_Summary", "History_and_Physical", "Referral_Note")
+    ]
     assert all(r.accepted for r in results), [r.status for r in results]
     patients = [{x for x in r.resources if x.startswith("Patient/")} for r in results]
     assert patients[0] == patients[1] != patients[2]
@@ -394,8 +463,9 @@ def test_documents_of_one_patient_are_stored_as_one_patient(
         patient = read_resource(session, "Patient", patient_ref.split("/")[1])
         request_ref = next(x for x in results[2].resources if x.startswith("ServiceRequest/"))
         request = read_resource(session, "ServiceRequest", request_ref.split("/")[1])
-        requester = read_resource(session, "Practitioner",
-                                  request["requester"]["reference"].split("/")[1])
+        requester = read_resource(
+            session, "Practitioner", request["requester"]["reference"].split("/")[1]
+        )
     assert patient["meta"]["versionId"] == "2"  # the H&P adds the given name "Isa"
     assert patient["name"][0]["given"] == ["Isabella", "Isa"]
     assert patient["birthDate"] == "2005-05-01"

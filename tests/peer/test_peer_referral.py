@@ -27,13 +27,22 @@ PEER_REFERRAL_CATEGORY = "patient-referral-request"
 
 # field: (ours, peer, why they differ)
 KNOWN_DIFFERENCES = {
-    "reasonCode": ("DG1-3 diagnoses (ICD-10)", "RF1-10 referral reason (HL7 0336)",
-                   "a Chinese slip's reason is its diagnosis (初步诊断); the peer puts the "
-                   "diagnosis in a Condition, compared below"),
-    "performer": ("the PRD RT facility (PRD-4.4)", "RF1-19 and the RT providers",
-                  "the consortium's messages name the receiving facility in the RT PRD"),
-    "basedOn": ("RF1-11 read as the up-referral this one answers", "RF1-11 a second identifier",
-                "the consortium's convention for down-referrals; harmless for the sample"),
+    "reasonCode": (
+        "DG1-3 diagnoses (ICD-10)",
+        "RF1-10 referral reason (HL7 0336)",
+        "a Chinese slip's reason is its diagnosis (初步诊断); the peer puts the "
+        "diagnosis in a Condition, compared below",
+    ),
+    "performer": (
+        "the PRD RT facility (PRD-4.4)",
+        "RF1-19 and the RT providers",
+        "the consortium's messages name the receiving facility in the RT PRD",
+    ),
+    "basedOn": (
+        "RF1-11 read as the up-referral this one answers",
+        "RF1-11 a second identifier",
+        "the consortium's convention for down-referrals; harmless for the sample",
+    ),
 }
 
 
@@ -49,9 +58,16 @@ def _one(resources: list[dict[str, Any]], rtype: str) -> dict[str, Any]:
 
 
 def _peer_referral(resources: list[dict[str, Any]]) -> dict[str, Any]:
-    return next(r for r in resources if r["resourceType"] == "ServiceRequest"
-                and any(c.get("code") == PEER_REFERRAL_CATEGORY
-                        for cat in r.get("category", []) for c in cat.get("coding", [])))
+    return next(
+        r
+        for r in resources
+        if r["resourceType"] == "ServiceRequest"
+        and any(
+            c.get("code") == PEER_REFERRAL_CATEGORY
+            for cat in r.get("category", [])
+            for c in cat.get("coding", [])
+        )
+    )
 
 
 @pytest.mark.parametrize("name", SAMPLES)
@@ -79,8 +95,12 @@ def test_peer_referral_main_fields_agree(translator: Pipeline, name: str) -> Non
     assert request["subject"]["reference"] == f"Patient/{patient['id']}"
 
     diagnoses = {c["code"] for rc in request["reasonCode"] for c in rc["coding"]}
-    peer_conditions = {c["code"] for r in peer if r["resourceType"] == "Condition"
-                       for c in r.get("code", {}).get("coding", [])}
+    peer_conditions = {
+        c["code"]
+        for r in peer
+        if r["resourceType"] == "Condition"
+        for c in r.get("code", {}).get("coding", [])
+    }
     assert diagnoses and diagnoses <= peer_conditions
 
     task = _one(ours, "Task")
@@ -91,8 +111,10 @@ def test_peer_referral_main_fields_agree(translator: Pipeline, name: str) -> Non
 @pytest.mark.parametrize("name", SAMPLES)
 def test_known_differences_still_differ(translator: Pipeline, name: str) -> None:
     """If one of these starts to agree, the table (and docs/referrals.md) is out of date."""
-    ours = _one(translator.translate((FOLDER / f"{name}.hl7").read_bytes(),
-                                     "std-hl7v2").resources, "ServiceRequest")
+    ours = _one(
+        translator.translate((FOLDER / f"{name}.hl7").read_bytes(), "std-hl7v2").resources,
+        "ServiceRequest",
+    )
     peer = _peer_referral(_bundle(name))
     assert ours.get("reasonCode") != peer.get("reasonCode")
     assert "basedOn" in ours and "basedOn" not in peer

@@ -46,9 +46,9 @@ from urllib.parse import parse_qs
 class Answer:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
-    body: Any = None            # None: the normal body for the status
-    delay: float = 0.0          # seconds before answering
-    drop: bool = False          # close the connection without answering
+    body: Any = None  # None: the normal body for the status
+    delay: float = 0.0  # seconds before answering
+    drop: bool = False  # close the connection without answering
     entry_status: dict[str, int] = field(default_factory=dict)  # "Type/id" -> status
 
 
@@ -62,8 +62,10 @@ class Received:
 
 
 def outcome(code: str, text: str, severity: str = "error") -> dict[str, Any]:
-    return {"resourceType": "OperationOutcome",
-            "issue": [{"severity": severity, "code": code, "diagnostics": text}]}
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": severity, "code": code, "diagnostics": text}],
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -122,30 +124,42 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(answer.delay)
         refusal = fault._auth_refusal(self.headers.get("Authorization"))
         if refusal is not None:
-            self._send(401, outcome("login", refusal),
-                       {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            self._send(
+                401, outcome("login", refusal), {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+            )
             return
         if answer.status != 200 or answer.body is not None:
-            default = outcome("exception" if answer.status >= 500 else "processing",
-                              f"planned answer {answer.status}")
-            self._send(answer.status, default if answer.body is None else answer.body,
-                       answer.headers)
+            default = outcome(
+                "exception" if answer.status >= 500 else "processing",
+                f"planned answer {answer.status}",
+            )
+            self._send(
+                answer.status, default if answer.body is None else answer.body, answer.headers
+            )
             return
         self._send(*self._normal(path, body, answer), answer.headers)
 
     def _normal(self, path: str, body: Any, answer: Answer) -> tuple[int, Any]:
         if self.command == "GET" and path.endswith("/metadata"):
-            return 200, {"resourceType": "CapabilityStatement", "status": "active",
-                         "kind": "instance", "fhirVersion": "4.0.1", "format": ["json"],
-                         "date": "2026-01-01"}
+            return 200, {
+                "resourceType": "CapabilityStatement",
+                "status": "active",
+                "kind": "instance",
+                "fhirVersion": "4.0.1",
+                "format": ["json"],
+                "date": "2026-01-01",
+            }
         if self.command == "PUT" and isinstance(body, dict):
             key = path.split("/fhir/", 1)[-1]
             status = answer.entry_status.get(key, 200)
             if status >= 300:
                 return status, outcome("invalid", f"{key} refused")
             return 200, {**body, "meta": {"versionId": "1"}}
-        if self.command == "POST" and isinstance(body, dict) and \
-                body.get("resourceType") == "Bundle":
+        if (
+            self.command == "POST"
+            and isinstance(body, dict)
+            and body.get("resourceType") == "Bundle"
+        ):
             entries = []
             for entry in body.get("entry") or []:
                 key = (entry.get("request") or {}).get("url", "")
@@ -156,8 +170,11 @@ class _Handler(BaseHTTPRequestHandler):
                 if status >= 300:
                     response["outcome"] = outcome("invalid", f"{key} refused")
                 entries.append({"response": response})
-            return 200, {"resourceType": "Bundle", "type": f"{body.get('type')}-response",
-                         "entry": entries}
+            return 200, {
+                "resourceType": "Bundle",
+                "type": f"{body.get('type')}-response",
+                "entry": entries,
+            }
         if self.command == "GET":
             return 200, {"resourceType": "Bundle", "type": "searchset", "total": 0}
         return 400, outcome("not-supported", "the fault server does not do that")
@@ -170,8 +187,9 @@ class _Handler(BaseHTTPRequestHandler):
             client_id, _, secret = base64.b64decode(header[6:]).decode().partition(":")
         with fault._lock:
             fault.token_requests.append(form)
-            ok = (client_id, secret) == (fault.client_id, fault.client_secret) \
-                and form.get("grant_type") == "client_credentials"
+            ok = (client_id, secret) == (fault.client_id, fault.client_secret) and form.get(
+                "grant_type"
+            ) == "client_credentials"
             if ok:
                 fault._issued += 1
                 token = f"tok-{fault._issued}"
@@ -179,8 +197,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not ok:
             self._send(401, {"error": "invalid_client"})
             return
-        self._send(200, {"access_token": token, "token_type": "Bearer",
-                         "expires_in": fault.token_lifetime}, content_type="application/json")
+        self._send(
+            200,
+            {"access_token": token, "token_type": "Bearer", "expires_in": fault.token_lifetime},
+            content_type="application/json",
+        )
 
     def _control(self, fault: FaultServer, path: str, raw: bytes) -> None:
         if self.command == "GET" and path == "/_control/requests":
@@ -197,8 +218,13 @@ class _Handler(BaseHTTPRequestHandler):
             fault.reset()
         self._send(200, {"ok": True}, content_type="application/json")
 
-    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None,
-              content_type: str = "application/fhir+json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: Any,
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/fhir+json",
+    ) -> None:
         data = json.dumps(body).encode()
         try:
             self.send_response(status)
@@ -219,8 +245,9 @@ class _Server(ThreadingHTTPServer):
 
 
 class FaultServer:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *,
-                 tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.host = host
         self.port = port
         self.tls = tls
@@ -233,7 +260,7 @@ class FaultServer:
         self.token_lifetime = 3600
         self.token_requests: list[dict[str, str]] = []
         self._issued = 0
-        self.in_flight = 0      # FHIR requests being answered now
+        self.in_flight = 0  # FHIR requests being answered now
         self.max_in_flight = 0  # the most at once (a client's concurrency limit)
         self._valid_tokens: set[str] = set()
         self._server: _Server | None = None
@@ -297,9 +324,15 @@ class FaultServer:
 
     def _record(self, handler: _Handler, body: Any) -> None:
         with self._lock:
-            self.requests.append(Received(handler.command, handler.path,
-                                          dict(handler.headers.items()), body,
-                                          handler.client_address[1]))
+            self.requests.append(
+                Received(
+                    handler.command,
+                    handler.path,
+                    dict(handler.headers.items()),
+                    body,
+                    handler.client_address[1],
+                )
+            )
 
     def _auth_refusal(self, header: str | None) -> str | None:
         """Why the Authorization header is refused, or None when it is accepted."""
@@ -322,6 +355,7 @@ class FaultServer:
 
 def main() -> None:  # pragma: no cover - manual use
     import argparse
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args()

@@ -35,9 +35,12 @@ NODE_MAJOR_MIN = 20
 def _need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        pytest.fail(f"{tool} is not installed: the FHIR test peer (Medplum, tests/tools/medplum) "
-                    f"needs Node.js >= {NODE_MAJOR_MIN} with npm (Debian: apt-get install nodejs "
-                    "npm)", pytrace=False)
+        pytest.fail(
+            f"{tool} is not installed: the FHIR test peer (Medplum, tests/tools/medplum) "
+            f"needs Node.js >= {NODE_MAJOR_MIN} with npm (Debian: apt-get install nodejs "
+            "npm)",
+            pytrace=False,
+        )
     return path
 
 
@@ -56,24 +59,36 @@ def install_medplum() -> Path:
     """npm ci into tests/tools/medplum once (a file lock serialises xdist workers)."""
     node = _need("node")
     npm = _need("npm")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True,
-                             check=False).stdout.strip()
+    version = subprocess.run(
+        [node, "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
     try:
         major = int(version.lstrip("v").split(".")[0])
     except ValueError:
         major = 0
     if major < NODE_MAJOR_MIN:
-        pytest.fail(f"node {version or '?'} is too old for the Medplum test peer: it needs "
-                    f">= {NODE_MAJOR_MIN}", pytrace=False)
+        pytest.fail(
+            f"node {version or '?'} is too old for the Medplum test peer: it needs "
+            f">= {NODE_MAJOR_MIN}",
+            pytrace=False,
+        )
     lock_path = Path(tempfile.gettempdir()) / "yigongti-medplum-install.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _installed():
-            done = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=MEDPLUM_DIR,
-                                  capture_output=True, text=True, check=False, timeout=600)
+            done = subprocess.run(
+                [npm, "ci", "--no-audit", "--no-fund"],
+                cwd=MEDPLUM_DIR,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=600,
+            )
             if done.returncode != 0 or not _installed():
-                pytest.fail("npm ci in tests/tools/medplum failed:\n"
-                            + (done.stdout + done.stderr)[-3000:], pytrace=False)
+                pytest.fail(
+                    "npm ci in tests/tools/medplum failed:\n" + (done.stdout + done.stderr)[-3000:],
+                    pytrace=False,
+                )
     return MEDPLUM_DIR
 
 
@@ -89,8 +104,9 @@ class Medplum:
         return self.base_url.removesuffix("/fhir")
 
     def _call(self, method: str, path: str) -> Any:
-        request = urllib.request.Request(self.root + path, method=method, data=b"" if
-                                         method == "POST" else None)
+        request = urllib.request.Request(
+            self.root + path, method=method, data=b"" if method == "POST" else None
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read() or b"null")
 
@@ -123,21 +139,25 @@ class Medplum:
 def start_medplum() -> Medplum:
     install_medplum()
     node = _need("node")
-    process = subprocess.Popen([node, "server.mjs", "--host", "127.0.0.1", "--port", "0"],
-                               cwd=MEDPLUM_DIR, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [node, "server.mjs", "--host", "127.0.0.1", "--port", "0"],
+        cwd=MEDPLUM_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert process.stdout is not None
     line: list[str] = []
-    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()),
-                              daemon=True)
+    reader = threading.Thread(target=lambda: line.append(process.stdout.readline()), daemon=True)
     reader.start()
     reader.join(60)
     first = line[0].strip() if line else ""
     if not first.startswith("listening "):
         process.kill()
         rest = process.stdout.read() if process.poll() is not None else ""
-        pytest.fail(f"the Medplum test server did not start: {first}\n{rest[-2000:]}",
-                    pytrace=False)
+        pytest.fail(
+            f"the Medplum test server did not start: {first}\n{rest[-2000:]}", pytrace=False
+        )
     # drain its output so that it never blocks on a full pipe
     threading.Thread(target=lambda: process.stdout.read(), daemon=True).start()
     return Medplum(first.split(" ", 1)[1], process)
@@ -196,13 +216,10 @@ class TlsFiles:
 def _openssl(*args: str, cwd: Path) -> None:
     openssl = shutil.which("openssl")
     if openssl is None:
-        pytest.fail("openssl is not installed (needed to make test certificates)",
-                    pytrace=False)
-    done = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True,
-                          check=False)
+        pytest.fail("openssl is not installed (needed to make test certificates)", pytrace=False)
+    done = subprocess.run([openssl, *args], cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        pytest.fail(f"openssl {' '.join(args[:2])} failed: {done.stderr[-1000:]}",
-                    pytrace=False)
+        pytest.fail(f"openssl {' '.join(args[:2])} failed: {done.stderr[-1000:]}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -210,17 +227,59 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate."""
     d = tmp_path_factory.mktemp("tls")
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    _openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
-             "-subj", "/CN=adapter test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
-                      ("client", "extendedKeyUsage=clientAuth")):
+    _openssl(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=adapter test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+        ("client", "extendedKeyUsage=clientAuth"),
+    ):
         (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN=adapter test {name}", cwd=d)
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                 "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
-                 "-extfile", f"{name}.ext", cwd=d)
+        _openssl(
+            "req",
+            *ec,
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN=adapter test {name}",
+            cwd=d,
+        )
+        _openssl(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+            cwd=d,
+        )
     os.chmod(d / "client.key", 0o600)
-    return TlsFiles(d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem",
-                    d / "client.key")
+    return TlsFiles(
+        d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
+    )

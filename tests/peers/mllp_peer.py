@@ -57,9 +57,22 @@ def ack(message: bytes, code: str, text: str = "") -> bytes:
     def f(n: int) -> bytes:
         return fields[n - 1] if len(fields) >= n else b""
 
-    msh = b"|".join([b"MSH", b"^~\\&", f(5), f(6), f(3), f(4),
-                     time.strftime("%Y%m%d%H%M%S").encode(), b"", b"ACK",
-                     uuid.uuid4().hex[:20].encode(), b"P", f(12) or b"2.5.1"])
+    msh = b"|".join(
+        [
+            b"MSH",
+            b"^~\\&",
+            f(5),
+            f(6),
+            f(3),
+            f(4),
+            time.strftime("%Y%m%d%H%M%S").encode(),
+            b"",
+            b"ACK",
+            uuid.uuid4().hex[:20].encode(),
+            b"P",
+            f(12) or b"2.5.1",
+        ]
+    )
     msa = b"|".join([b"MSA", code.encode(), f(10), text.encode()])
     segments = [msh, msa]
     if code != "AA" and text:
@@ -89,8 +102,8 @@ class _Handler(socketserver.BaseRequestHandler):
                 end = buffer.find(END, start + 1) if start >= 0 else -1
                 if start < 0 or end < 0:
                     break
-                message = bytes(buffer[start + 1:end])
-                del buffer[:end + 2]
+                message = bytes(buffer[start + 1 : end])
+                del buffer[: end + 2]
                 answer = peer._take(message)
                 if not self._answer(sock, message, answer):
                     return
@@ -133,8 +146,9 @@ class MllpPeer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> MllpPeer:
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
         self._thread.start()
         return self
 
@@ -154,8 +168,7 @@ class MllpPeer:
             key = control_id(message)
             # kept: answered AA, or stored with its ACK lost; AE/AR and CLOSE keep nothing.
             # A resend of a kept message is dropped (and answered again)
-            if (final == NO_ACK or str(final).startswith(("AA", "CA"))) \
-                    and key not in self._seen:
+            if (final == NO_ACK or str(final).startswith(("AA", "CA"))) and key not in self._seen:
                 self._seen.add(key)
                 self.messages.append(message)
             return answer

@@ -85,8 +85,9 @@ def write(root: Path, files: dict[str, str]) -> Path:
     return root
 
 
-def mapping_root(root: Path, files: dict[str, str] | None = None, *,
-                 body: str | None = None) -> Path:
+def mapping_root(
+    root: Path, files: dict[str, str] | None = None, *, body: str | None = None
+) -> Path:
     """A mapping root with ``_shared/hl7v2/messages/oru.yaml`` (MESSAGE) and, when ``body``
     is given, the template ``thing`` with that body (indented YAML below ``body:``)."""
     base = {"_shared/hl7v2/messages/oru.yaml": MESSAGE}
@@ -105,11 +106,16 @@ def hl7(*segments: str) -> Message:
 
 
 def context(variables: dict[str, Any] | None = None) -> TranslationContext:
-    facility = {"id": "test-lab", "name": "测试检验科",
-                "identifiers": [{"system": "urn:oid:2.16.156.10011.1.5", "value": "123456789"}]}
-    return TranslationContext(facility_system=lambda kind: f"{NAMESPACE}/{kind}",
-                              variables={"facility": facility, **(variables or {})},
-                              timezone=SHANGHAI)
+    facility = {
+        "id": "test-lab",
+        "name": "测试检验科",
+        "identifiers": [{"system": "urn:oid:2.16.156.10011.1.5", "value": "123456789"}],
+    }
+    return TranslationContext(
+        facility_system=lambda kind: f"{NAMESPACE}/{kind}",
+        variables={"facility": facility, **(variables or {})},
+        timezone=SHANGHAI,
+    )
 
 
 def translate(mappings: MappingSet, message: Message, **variables: Any) -> Translation:
@@ -132,15 +138,21 @@ def table(name: str, data: dict[str, Any]) -> ConceptMap:
     return concept_map_from_data(name, f"{name}.yaml", {"version": 1, **data})
 
 
-def evaluation(message: Message | None = None,
-               concept_maps: dict[str, ConceptMap] | None = None) -> Evaluation:
+def evaluation(
+    message: Message | None = None, concept_maps: dict[str, ConceptMap] | None = None
+) -> Evaluation:
     """An Evaluation whose scope is the whole message (every segment at the top), to call
     transforms directly with source positions (``node(...)``)."""
     message = message or hl7()
     root = v2.Group(v2.GroupSpec("MESSAGE", []), None, segments=list(message.segments))
     state = TranslationState(
-        source=Hl7v2Source(v2.ReadTracker()), concept_maps=concept_maps or {}, datatypes={},
-        templates={}, timezone=SHANGHAI, facility_system=lambda kind: f"{NAMESPACE}/{kind}")
+        source=Hl7v2Source(v2.ReadTracker()),
+        concept_maps=concept_maps or {},
+        datatypes={},
+        templates={},
+        timezone=SHANGHAI,
+        facility_system=lambda kind: f"{NAMESPACE}/{kind}",
+    )
     return Evaluation(state, root, {})
 
 

@@ -37,7 +37,9 @@ def test_frames_split_over_reads_and_garbage_between_them() -> None:
     reader = FrameReader(1000)
     assert reader.feed(b"noise" + START + b"MSH|one") == []
     assert reader.feed(b"\r" + END + b"junk" + START + b"MSH|two\r" + END + START) == [
-        b"MSH|one\r", b"MSH|two\r"]
+        b"MSH|one\r",
+        b"MSH|two\r",
+    ]
     assert reader.pending
     assert reader.feed(b"MSH|three" + b"\x1c") == []  # the end block is split
     assert reader.feed(b"\r") == [b"MSH|three"]
@@ -70,9 +72,14 @@ def test_rewrite_header_escapes_and_keeps_other_bytes() -> None:
 def test_ack_in_the_message_charset_names_the_message() -> None:
     raw = (ORU / "county-lis" / "cbc-gb18030.hl7").read_bytes()
     message = parse_hl7v2(raw)
-    ack = build_ack(header_of(raw, message), "AE",
-                    [Issue("error", "code-invalid", "检验项目代码未知", location="OBX[2]-3"),
-                     Issue("warning", "informational", "not an error")])
+    ack = build_ack(
+        header_of(raw, message),
+        "AE",
+        [
+            Issue("error", "code-invalid", "检验项目代码未知", location="OBX[2]-3"),
+            Issue("warning", "informational", "not an error"),
+        ],
+    )
     text = ack.decode("gb18030")
     segments = text.rstrip("\r").split("\r")
     assert [s[:3] for s in segments] == ["MSH", "MSA", "ERR"]  # warnings are no ERR
@@ -86,13 +93,11 @@ def test_ack_in_the_message_charset_names_the_message() -> None:
 
 def test_ack_for_bytes_that_do_not_parse() -> None:
     header = header_of(b"MSH|^~\\&|LIS|HOSP|YGT|PT|20260101||ORU^R01|C123|P|2.4\rZZZ bad")
-    assert (header.control_id, header.trigger, header.sending_application) == (
-        "C123", "R01", "LIS")
+    assert (header.control_id, header.trigger, header.sending_application) == ("C123", "R01", "LIS")
     ack = read_ack(build_ack(header, "AA"))
     assert (ack.code, ack.control_id) == ("AA", "C123")
     nothing = header_of(b"\x00garbage")
-    assert read_ack(build_ack(nothing, "AE", [Issue("error", "structure", "no MSH")])).code \
-        == "AE"
+    assert read_ack(build_ack(nothing, "AE", [Issue("error", "structure", "no MSH")])).code == "AE"
 
 
 # -- HTTP answers -----------------------------------------------------------------------------
@@ -106,9 +111,21 @@ def test_retry_after_seconds_and_dates() -> None:
     assert retry_after(formatdate(now - 60, usegmt=True), now=now) == 0.0
 
 
-@pytest.mark.parametrize(("status", "retriable"), [
-    (400, False), (404, False), (409, False), (422, False), (401, True), (403, True),
-    (408, True), (429, True), (500, True), (503, True)])
+@pytest.mark.parametrize(
+    ("status", "retriable"),
+    [
+        (400, False),
+        (404, False),
+        (409, False),
+        (422, False),
+        (401, True),
+        (403, True),
+        (408, True),
+        (429, True),
+        (500, True),
+        (503, True),
+    ],
+)
 def test_which_statuses_are_worth_another_try(status: int, retriable: bool) -> None:
     error = error_for_status(status, what="PUT x")
     expected = RetriableDeliveryError if retriable else FatalDeliveryError
@@ -116,11 +133,16 @@ def test_which_statuses_are_worth_another_try(status: int, retriable: bool) -> N
 
 
 def test_what_is_sent_leaves_the_server_meta_out() -> None:
-    resource = {"resourceType": "Patient", "id": "p1",
-                "meta": {"versionId": "4", "lastUpdated": "2026-01-01T00:00:00Z",
-                         "tag": [{"code": "x"}]}}
-    assert outgoing(resource) == {"resourceType": "Patient", "id": "p1",
-                                  "meta": {"tag": [{"code": "x"}]}}
+    resource = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "meta": {"versionId": "4", "lastUpdated": "2026-01-01T00:00:00Z", "tag": [{"code": "x"}]},
+    }
+    assert outgoing(resource) == {
+        "resourceType": "Patient",
+        "id": "p1",
+        "meta": {"tag": [{"code": "x"}]},
+    }
     assert resource["meta"]["versionId"] == "4"  # the stored body is not changed
     bare = {"resourceType": "Patient", "id": "p1", "meta": {"versionId": "1"}}
     assert outgoing(bare) == {"resourceType": "Patient", "id": "p1"}
@@ -129,24 +151,33 @@ def test_what_is_sent_leaves_the_server_meta_out() -> None:
 
 
 # -- secrets ----------------------------------------------------------------------------------
-def test_secrets_literal_environment_or_file(monkeypatch: pytest.MonkeyPatch,
-                                             tmp_path: Path) -> None:
+def test_secrets_literal_environment_or_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("T_TOKEN", "from-env")
     (tmp_path / "token").write_text("from-file\n")
     where = "destinations.d.settings.auth"
     assert resolve_secret(BearerAuth(type="bearer", token="lit"), "token", where=where) == "lit"
-    assert resolve_secret(BearerAuth(type="bearer", token_env="T_TOKEN"), "token",
-                          where=where) == "from-env"
-    assert resolve_secret(BearerAuth(type="bearer", token_file=str(tmp_path / "token")),
-                          "token", where=where) == "from-file"
+    assert (
+        resolve_secret(BearerAuth(type="bearer", token_env="T_TOKEN"), "token", where=where)
+        == "from-env"
+    )
+    assert (
+        resolve_secret(
+            BearerAuth(type="bearer", token_file=str(tmp_path / "token")), "token", where=where
+        )
+        == "from-file"
+    )
     with pytest.raises(ConfigError) as caught:
-        resolve_secret(BearerAuth(type="bearer", token="a", token_env="T_TOKEN"), "token",
-                       where=where)
+        resolve_secret(
+            BearerAuth(type="bearer", token="a", token_env="T_TOKEN"), "token", where=where
+        )
     assert caught.value.key == f"{where}.token_env"
     with pytest.raises(ConfigError) as caught:
         resolve_secret(BearerAuth(type="bearer"), "token", where=where)
     assert caught.value.key == f"{where}.token"
     with pytest.raises(ConfigError) as caught:
-        resolve_secret(BearerAuth(type="bearer", token_file=str(tmp_path / "none")), "token",
-                       where=where)
+        resolve_secret(
+            BearerAuth(type="bearer", token_file=str(tmp_path / "none")), "token", where=where
+        )
     assert caught.value.key == f"{where}.token_file"

@@ -12,10 +12,13 @@ from adapter.delivery.policy import Schedule
 NOW = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("attempts", "low", "high"), [
-    (1, 2.0, 4.0), (2, 4.0, 6.0), (3, 8.0, 10.0), (4, 16.0, 18.0), (6, 50.0, 50.0)])
+@pytest.mark.parametrize(
+    ("attempts", "low", "high"),
+    [(1, 2.0, 4.0), (2, 4.0, 6.0), (3, 8.0, 10.0), (4, 16.0, 18.0), (6, 50.0, 50.0)],
+)
 def test_backoff_doubles_with_up_to_one_initial_wait_of_jitter_and_is_capped(
-        attempts: int, low: float, high: float) -> None:
+    attempts: int, low: float, high: float
+) -> None:
     schedule = Schedule(RetryPolicy(initial_backoff_seconds=2, max_backoff_seconds=50))
     waits = {schedule.backoff(attempts) for _ in range(200)}
     assert all(low <= w <= high for w in waits)
@@ -40,10 +43,12 @@ def test_gives_up_after_max_attempts() -> None:
 
 
 def test_gives_up_when_the_next_try_would_pass_max_age() -> None:
-    schedule = Schedule(RetryPolicy(max_age_seconds=100, initial_backoff_seconds=5,
-                                    max_backoff_seconds=5))
+    schedule = Schedule(
+        RetryPolicy(max_age_seconds=100, initial_backoff_seconds=5, max_backoff_seconds=5)
+    )
     first = NOW - timedelta(seconds=80)
     assert schedule.after_failure(attempts=2, first_attempt_at=first, now=NOW).retry_at
-    late = schedule.after_failure(attempts=2, first_attempt_at=first, now=NOW,
-                                  retry_after=30)  # would be 110 s after the first try
+    late = schedule.after_failure(
+        attempts=2, first_attempt_at=first, now=NOW, retry_after=30
+    )  # would be 110 s after the first try
     assert late.retry_at is None and "max_age_seconds 100" in late.reason

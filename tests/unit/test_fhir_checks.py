@@ -20,10 +20,16 @@ def observation(**changes: Any) -> dict[str, Any]:
         "resourceType": "Observation",
         "id": "obs-glu-1",
         "status": "final",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "laboratory",
-        }]}],
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
         "code": {
             "coding": [{"system": "http://loinc.org", "code": "2345-7", "display": "Glucose"}],
             "text": "血糖",
@@ -31,13 +37,17 @@ def observation(**changes: Any) -> dict[str, Any]:
         "subject": {"reference": "Patient/pat-1"},
         "effectiveDateTime": "2026-11-25T13:40:00+08:00",
         "valueQuantity": {
-            "value": 6.1, "unit": "mmol/L", "system": "http://unitsofmeasure.org",
+            "value": 6.1,
+            "unit": "mmol/L",
+            "system": "http://unitsofmeasure.org",
             "code": "mmol/L",
         },
-        "referenceRange": [{
-            "low": {"value": 3.9, "unit": "mmol/L"},
-            "high": {"value": 6.1, "unit": "mmol/L"},
-        }],
+        "referenceRange": [
+            {
+                "low": {"value": 3.9, "unit": "mmol/L"},
+                "high": {"value": 6.1, "unit": "mmol/L"},
+            }
+        ],
     }
     resource.update(changes)
     return resource
@@ -86,6 +96,7 @@ def by(validator: str, problems: list[str]) -> list[str]:
 
 # ---- valid input -----------------------------------------------------------------------
 
+
 def test_valid_observation_passes() -> None:
     assert validate_r4(observation()) == []
     assert_valid_r4(observation())
@@ -104,11 +115,11 @@ def test_validation_does_not_change_the_resource() -> None:
 
 # ---- the three cases every golden test relies on ----------------------------------------
 
+
 def test_patient_gender_outside_the_required_value_set() -> None:
     problems = validate_r4(patient(gender="男"))
     assert by(SCHEMA, problems) == [
-        "R4 JSON schema: Patient.gender: '男' is not one of "
-        "['male', 'female', 'other', 'unknown']"
+        "R4 JSON schema: Patient.gender: '男' is not one of ['male', 'female', 'other', 'unknown']"
     ]
     # Pinned gap: the R4B models do not check required bindings.
     assert by(MODEL, problems) == []
@@ -147,6 +158,7 @@ def test_bad_date_time_is_reported_by_both(value: str) -> None:
 
 # ---- nested resources: precise paths ----------------------------------------------------
 
+
 def test_bad_bundle_entry_is_located_by_both() -> None:
     bundle = oru_bundle(3)
     bundle["entry"][3]["resource"]["effectiveDateTime"] = "2026-13-01"
@@ -175,15 +187,20 @@ def test_entry_gender_and_contained_resources_are_checked_by_the_schema() -> Non
 
 # ---- further pinned differences ---------------------------------------------------------
 
+
 def test_schema_only_findings() -> None:
     cases = {
         "long id": patient(id="p" * 65),
         "number as string": observation(valueQuantity={"value": "6.1", "unit": "mmol/L"}),
         "boolean as string": patient(active="true"),
-        "R4B-only extension type": patient(extension=[{
-            "url": "http://example.org/ext",
-            "valueCodeableReference": {"reference": {"reference": "Patient/pat-2"}},
-        }]),
+        "R4B-only extension type": patient(
+            extension=[
+                {
+                    "url": "http://example.org/ext",
+                    "valueCodeableReference": {"reference": {"reference": "Patient/pat-2"}},
+                }
+            ]
+        ),
     }
     for name, resource in cases.items():
         problems = validate_r4(resource)
@@ -222,6 +239,7 @@ def test_unknown_resource_type() -> None:
 
 # ---- JSON representation rules --------------------------------------------------------------
 
+
 def test_json_rules_catch_what_neither_validator_does() -> None:
     problems = validate_r4(patient(name=[], telecom=[{}]))
     assert by(MODEL, problems) == [] and by(SCHEMA, problems) == []
@@ -244,10 +262,17 @@ def test_json_rules_null() -> None:
 
 
 def test_json_rules_allow_null_in_aligned_arrays() -> None:
-    resource = patient(name=[{
-        "given": ["试", None],
-        "_given": [None, {"extension": [{"url": "http://example.org/x", "valueString": "y"}]}],
-    }])
+    resource = patient(
+        name=[
+            {
+                "given": ["试", None],
+                "_given": [
+                    None,
+                    {"extension": [{"url": "http://example.org/x", "valueString": "y"}]},
+                ],
+            }
+        ]
+    )
     assert by(JSON_RULES, validate_r4(resource)) == []
     # ... but the R4 schema refuses them, and it wins (see tests/fhir_checks.py).
     assert by(SCHEMA, validate_r4(resource))

@@ -95,12 +95,15 @@ def test_source_systems(consortium):
 def test_local_identifier_systems(consortium):
     county = consortium.facility("qingshan-county-hospital")
     assert county.identifier_system("patient") == (
-        "https://qingshan.example.cn/fhir/sid/county-hospital/patient")
+        "https://qingshan.example.cn/fhir/sid/county-hospital/patient"
+    )
     shiqiao = consortium.facility("shiqiao-township-centre")
     assert shiqiao.identifier_system("patient") == (
-        "https://qingshan.example.cn/fhir/sid/shiqiao-his-patient")
+        "https://qingshan.example.cn/fhir/sid/shiqiao-his-patient"
+    )
     assert shiqiao.identifier_system("lab-report") == (
-        "https://qingshan.example.cn/fhir/sid/shiqiao/lab-report")
+        "https://qingshan.example.cn/fhir/sid/shiqiao/lab-report"
+    )
 
 
 def test_one_disabled_loopback_fhir_destination_per_facility(consortium):
@@ -115,16 +118,30 @@ def test_one_disabled_loopback_fhir_destination_per_facility(consortium):
 
 
 def test_routes_with_destinations_enabled(consortium):
-    enabled = consortium.model_copy(update={"facilities": [
-        f.model_copy(update={"destinations": [
-            d.model_copy(update={"enabled": True}) for d in f.destinations]})
-        for f in consortium.facilities]})
+    enabled = consortium.model_copy(
+        update={
+            "facilities": [
+                f.model_copy(
+                    update={
+                        "destinations": [
+                            d.model_copy(update={"enabled": True}) for d in f.destinations
+                        ]
+                    }
+                )
+                for f in consortium.facilities
+            ]
+        }
+    )
     assert enabled.destinations_for("shiqiao-township-centre", "Observation") == [
-        "county-hospital-fhir"]
+        "county-hospital-fhir"
+    ]
     assert enabled.destinations_for("liuhe-township-centre", "DiagnosticReport") == [
-        "county-hospital-fhir"]
+        "county-hospital-fhir"
+    ]
     assert enabled.destinations_for("qingshan-county-hospital", "Observation") == [
-        "shiqiao-fhir", "liuhe-fhir"]
+        "shiqiao-fhir",
+        "liuhe-fhir",
+    ]
     # routes carry lab results only
     assert enabled.destinations_for("shiqiao-township-centre", "ServiceRequest") == []
 
@@ -191,13 +208,17 @@ def test_fixture_cases_name_configured_sources_and_existing_files(consortium, ca
 
 
 def test_unknown_time_zone_names_the_key_and_line(tmp_path):
-    text = (FIXTURES / "consortium.yaml").read_text(encoding="utf-8").replace(
-        "timezone: Asia/Shanghai", "timezone: Asia/Beijing")
+    text = (
+        (FIXTURES / "consortium.yaml")
+        .read_text(encoding="utf-8")
+        .replace("timezone: Asia/Shanghai", "timezone: Asia/Beijing")
+    )
     bad = tmp_path / "consortium.yaml"
     bad.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
         load_consortium(bad)
     assert caught.value.key == "timezone"
     assert "Asia/Beijing" in caught.value.message
-    assert caught.value.file.endswith(":" + str(text.splitlines().index(
-        "timezone: Asia/Beijing") + 1))
+    assert caught.value.file.endswith(
+        ":" + str(text.splitlines().index("timezone: Asia/Beijing") + 1)
+    )

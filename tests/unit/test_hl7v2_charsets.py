@@ -12,16 +12,23 @@ from adapter.hl7v2 import CHARSET_TABLE, codec_for, parse_hl7v2
 NAMES = ["张三", "𠮷", "䶮", "血红蛋白", "镕"]  # 𠮷: outside the BMP; 䶮, 镕: outside GB2312
 
 
-def message(charset: str | None, name: str = "张三", item: str = "血红蛋白",
-            msh4: str = "县医院", msh6: str = "平台") -> str:
+def message(
+    charset: str | None,
+    name: str = "张三",
+    item: str = "血红蛋白",
+    msh4: str = "县医院",
+    msh6: str = "平台",
+) -> str:
     msh = f"MSH|^~\\&|LIS|{msh4}|HIS|{msh6}|20240101||ORU^R01|M1|P|2.5"
     if charset is not None:
         msh += f"|||||CHN|{charset}"
-    return "\r".join([
-        msh,
-        f"PID|1||P1^^^HIS^MR||{name}",
-        f"OBX|1|NM|718-7^{item}^LN||135|g/L",
-    ])
+    return "\r".join(
+        [
+            msh,
+            f"PID|1||P1^^^HIS^MR||{name}",
+            f"OBX|1|NM|718-7^{item}^LN||135|g/L",
+        ]
+    )
 
 
 def read_names(raw: bytes) -> tuple[str, str]:
@@ -29,19 +36,22 @@ def read_names(raw: bytes) -> tuple[str, str]:
     return msg.segments[1].get(5), msg.segments[2].get(3, 1, 2)
 
 
-@pytest.mark.parametrize(("declared", "codec"), [
-    ("UNICODE UTF-8", "utf-8"),
-    ("UTF-8", "utf-8"),
-    ("GB 18030-2000", "gb18030"),
-    ("GB18030", "gb18030"),
-    ("GBK", "gb18030"),
-    ("GB2312", "gb18030"),
-    ("ASCII", "ascii"),
-    ("8859/1", "latin-1"),
-    ("unicode utf-8", "utf-8"),
-    ("gb18030-2005", "gb18030"),
-    (" GB 2312 ", "gb18030"),
-])
+@pytest.mark.parametrize(
+    ("declared", "codec"),
+    [
+        ("UNICODE UTF-8", "utf-8"),
+        ("UTF-8", "utf-8"),
+        ("GB 18030-2000", "gb18030"),
+        ("GB18030", "gb18030"),
+        ("GBK", "gb18030"),
+        ("GB2312", "gb18030"),
+        ("ASCII", "ascii"),
+        ("8859/1", "latin-1"),
+        ("unicode utf-8", "utf-8"),
+        ("gb18030-2005", "gb18030"),
+        (" GB 2312 ", "gb18030"),
+    ],
+)
 def test_charset_table(declared: str, codec: str) -> None:
     assert codec_for(declared) == codec
 

@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 from adapter.errors import InputTooLargeError, MessageError, ParseError
 from adapter.hl7v2 import Message, parse_hl7v2
 
-GOOD = ("MSH|^~\\&|HIS|卫生院|LIS|县医院|20240101||ORU^R01|M1|P|2.5|||||CHN|UNICODE UTF-8\r"
-        "PID|1||P1^^^HIS^MR~X1||张三\rOBX|1|ST|A^血红蛋白||135\\S\\1|g/L\r").encode()
+GOOD = (
+    "MSH|^~\\&|HIS|卫生院|LIS|县医院|20240101||ORU^R01|M1|P|2.5|||||CHN|UNICODE UTF-8\r"
+    "PID|1||P1^^^HIS^MR~X1||张三\rOBX|1|ST|A^血红蛋白||135\\S\\1|g/L\r"
+).encode()
 
 
 def parse_error(raw: bytes) -> ParseError:
@@ -22,47 +24,64 @@ def parse_error(raw: bytes) -> ParseError:
     return err
 
 
-@pytest.mark.parametrize("raw", [b"", b"   ", b"\r\n\r\n", b"\x0b\x1c\x0d", b"\xef\xbb\xbf",
-                                 b"\xef\xbb\xbf\x0b  \x1c\r", b"\xff\xfe", b"\xff\xfe\r\x00"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"   ",
+        b"\r\n\r\n",
+        b"\x0b\x1c\x0d",
+        b"\xef\xbb\xbf",
+        b"\xef\xbb\xbf\x0b  \x1c\r",
+        b"\xff\xfe",
+        b"\xff\xfe\r\x00",
+    ],
+)
 def test_empty_input(raw: bytes) -> None:
     err = parse_error(raw)
     assert err.location == "message"
     assert "empty" in err.message
 
 
-@pytest.mark.parametrize(("raw", "found"), [
-    (b"PID|1||P1", "PID"),
-    (b"msh|^~\\&|A", "msh"),
-    (b"FHS|^~\\&|A\rBHS|^~\\&\r" + GOOD, "FHS"),
-    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "(3 characters"),
-    ("张三|1".encode(), "(3 characters"),
-    (b"MS", "MS"),
-])
+@pytest.mark.parametrize(
+    ("raw", "found"),
+    [
+        (b"PID|1||P1", "PID"),
+        (b"msh|^~\\&|A", "msh"),
+        (b"FHS|^~\\&|A\rBHS|^~\\&\r" + GOOD, "FHS"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "(3 characters"),
+        ("张三|1".encode(), "(3 characters"),
+        (b"MS", "MS"),
+    ],
+)
 def test_no_msh_first(raw: bytes, found: str) -> None:
     err = parse_error(raw)
     assert err.location == "segment 1"
     assert (repr(found) if found.isalnum() and found.isascii() else found) in err.message
 
 
-@pytest.mark.parametrize(("raw", "location"), [
-    (b"MSH", "MSH-1"),
-    (b"MSH\rPID|1", "MSH-1"),
-    (b"MSHA^~\\&|X", "MSH-1"),  # a letter cannot separate fields
-    (b"MSH ^~\\&|X", "MSH-1"),
-    (b"MSH|", "MSH-2"),
-    (b"MSH||A|B", "MSH-2"),
-    (b"MSH|^~|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # too few encoding characters
-    (b"MSH|^~\\&#@|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # too many
-    (b"MSH|^^\\&|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # not distinct
-    (b"MSH|^~a&|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # not punctuation
-    (b"MSH|^~\\&|A|B|C|D|2024", "MSH-9"),
-    (b"MSH|^~\\&|A|B|C|D|2024||", "MSH-9"),
-    (b"MSH|^~\\&|A|B|C|D|2024||^A01|1|P|2.5", "MSH-9"),
-    (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01", "MSH-10"),
-    (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01||P|2.5", "MSH-10"),
-    (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P", "MSH-12"),
-    (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|\rPID|1", "MSH-12"),
-])
+@pytest.mark.parametrize(
+    ("raw", "location"),
+    [
+        (b"MSH", "MSH-1"),
+        (b"MSH\rPID|1", "MSH-1"),
+        (b"MSHA^~\\&|X", "MSH-1"),  # a letter cannot separate fields
+        (b"MSH ^~\\&|X", "MSH-1"),
+        (b"MSH|", "MSH-2"),
+        (b"MSH||A|B", "MSH-2"),
+        (b"MSH|^~|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # too few encoding characters
+        (b"MSH|^~\\&#@|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # too many
+        (b"MSH|^^\\&|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # not distinct
+        (b"MSH|^~a&|A|B|C|D|2024||ADT^A01|1|P|2.5", "MSH-2"),  # not punctuation
+        (b"MSH|^~\\&|A|B|C|D|2024", "MSH-9"),
+        (b"MSH|^~\\&|A|B|C|D|2024||", "MSH-9"),
+        (b"MSH|^~\\&|A|B|C|D|2024||^A01|1|P|2.5", "MSH-9"),
+        (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01", "MSH-10"),
+        (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01||P|2.5", "MSH-10"),
+        (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P", "MSH-12"),
+        (b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|1|P|\rPID|1", "MSH-12"),
+    ],
+)
 def test_msh_too_short_or_malformed(raw: bytes, location: str) -> None:
     err = parse_error(raw)
     assert err.location == location
@@ -74,16 +93,19 @@ def test_missing_field_says_how_far_the_msh_goes() -> None:
     assert "ends after MSH-9" in err.message
 
 
-@pytest.mark.parametrize(("second_line", "shown"), [
-    ("pid|1", "'pid'"),
-    ("PI|1", "'PI'"),
-    ("PIDX|1", "'PIDX'"),
-    ("P-D|1", "(3 characters"),
-    ("PID^1", "(5 characters"),
-    # a line broken inside a name or ID number: its text is never repeated
-    ("张三|1", "(2 characters"),
-    ("11010519491231002X|1", "(18 characters"),
-])
+@pytest.mark.parametrize(
+    ("second_line", "shown"),
+    [
+        ("pid|1", "'pid'"),
+        ("PI|1", "'PI'"),
+        ("PIDX|1", "'PIDX'"),
+        ("P-D|1", "(3 characters"),
+        ("PID^1", "(5 characters"),
+        # a line broken inside a name or ID number: its text is never repeated
+        ("张三|1", "(2 characters"),
+        ("11010519491231002X|1", "(18 characters"),
+    ],
+)
 def test_invalid_segment_name(second_line: str, shown: str) -> None:
     raw = GOOD + ("PV1|1\r" + second_line + "\r").encode()
     err = parse_error(raw)
@@ -108,11 +130,14 @@ def test_second_msh() -> None:
     assert "MSH" in err.message
 
 
-@pytest.mark.parametrize(("garbage", "location"), [
-    (b"PID|1|\x00\x01\x02", "segment 4"),
-    (b"OBX|2|ED|X||\x1c\x0bMSH|^~\\&|2", "segment 4"),  # two MLLP frames
-    (b"\x07", "segment 4"),
-])
+@pytest.mark.parametrize(
+    ("garbage", "location"),
+    [
+        (b"PID|1|\x00\x01\x02", "segment 4"),
+        (b"OBX|2|ED|X||\x1c\x0bMSH|^~\\&|2", "segment 4"),  # two MLLP frames
+        (b"\x07", "segment 4"),
+    ],
+)
 def test_binary_content(garbage: bytes, location: str) -> None:
     raw = GOOD + garbage
     err = parse_error(raw)
@@ -185,16 +210,56 @@ def test_fuzz_any_bytes(raw: bytes) -> None:
     parse_or_error(raw)
 
 
-header_prefixes = st.sampled_from([
-    b"MSH|^~\\&|", b"\x0bMSH|^~\\&|", b"\xef\xbb\xbfMSH|^~\\&|", b"MSH#$*@%#", b"MSH|^~\\&#|",
-    b"\xff\xfeM\x00S\x00H\x00|\x00", b"MSH", b"MSH|", GOOD[:60],
-])
-hl7ish = st.lists(st.sampled_from([
-    b"|", b"^", b"~", b"\\", b"&", b"#", b"\r", b"\n", b"\r\n", b"\x1c", b"\x0b", b"PID", b"OBX",
-    b"MSH", b"\\X", b"\\XE5BC", b"\\.br\\", b"\\F\\", b"ORU^R01", b"2.5", b"UNICODE UTF-8",
-    b"GB18030", b"\xe5\xbc\xa0", b"\xd5\xc5", b"\x95\x34\xb2\x35", b"\xff", b"\x00", b"A",
-    b"1", b" ",
-]), max_size=60).map(b"".join)
+header_prefixes = st.sampled_from(
+    [
+        b"MSH|^~\\&|",
+        b"\x0bMSH|^~\\&|",
+        b"\xef\xbb\xbfMSH|^~\\&|",
+        b"MSH#$*@%#",
+        b"MSH|^~\\&#|",
+        b"\xff\xfeM\x00S\x00H\x00|\x00",
+        b"MSH",
+        b"MSH|",
+        GOOD[:60],
+    ]
+)
+hl7ish = st.lists(
+    st.sampled_from(
+        [
+            b"|",
+            b"^",
+            b"~",
+            b"\\",
+            b"&",
+            b"#",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"\x1c",
+            b"\x0b",
+            b"PID",
+            b"OBX",
+            b"MSH",
+            b"\\X",
+            b"\\XE5BC",
+            b"\\.br\\",
+            b"\\F\\",
+            b"ORU^R01",
+            b"2.5",
+            b"UNICODE UTF-8",
+            b"GB18030",
+            b"\xe5\xbc\xa0",
+            b"\xd5\xc5",
+            b"\x95\x34\xb2\x35",
+            b"\xff",
+            b"\x00",
+            b"A",
+            b"1",
+            b" ",
+        ]
+    ),
+    max_size=60,
+).map(b"".join)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

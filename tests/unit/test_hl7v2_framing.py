@@ -63,8 +63,7 @@ def test_utf8_bom() -> None:
     assert_read(b"\xef\xbb\xbf\r\n" + TEXT.encode() + b"\r\n")
 
 
-@pytest.mark.parametrize(("codec", "bom"), [("utf-16-le", b"\xff\xfe"),
-                                            ("utf-16-be", b"\xfe\xff")])
+@pytest.mark.parametrize(("codec", "bom"), [("utf-16-le", b"\xff\xfe"), ("utf-16-be", b"\xfe\xff")])
 def test_utf16_with_bom(codec: str, bom: bytes) -> None:
     assert_read(bom + (TEXT + "\r\n").encode(codec), codec)
     # a single-byte MLLP frame around it

@@ -6,18 +6,23 @@ import pytest
 
 from adapter.hl7v2 import Message, parse_hl7v2
 
-ORU = "\r".join([
-    "MSH|^~\\&|LIS|县人民医院|HIS|县医共体平台|20240315103000||ORU^R01^ORU_R01|MSG0001|P|2.5"
-    "|||||CHN|UNICODE UTF-8",
-    "PID|1||P001^^^HIS^MR~330781198001011234^^^&2.16.156.10011.1.2&ISO^NI||张三^^^^^^L||"
-    "19800101|M",
-    "PV1|1|O|内科门诊",
-    "OBR|1|O1|F1|CBC^血常规^LOCAL",
-    "OBX|1|NM|718-7^血红蛋白^LN||135|g/L|130-175|N|||F",
-    "OBX|2|NM|789-8^红细胞计数^LN||4.52|10*12/L|4.3-5.8|N|||F",
-    "OBX|3|ST|8251-1^备注^LN||第一行\\.br\\第二行 5\\S\\6|||||F|||||",
-    "NTE|1||血常规备注",
-]) + "\r"
+ORU = (
+    "\r".join(
+        [
+            "MSH|^~\\&|LIS|县人民医院|HIS|县医共体平台|20240315103000||ORU^R01^ORU_R01|MSG0001|P|2.5"
+            "|||||CHN|UNICODE UTF-8",
+            "PID|1||P001^^^HIS^MR~330781198001011234^^^&2.16.156.10011.1.2&ISO^NI||张三^^^^^^L||"
+            "19800101|M",
+            "PV1|1|O|内科门诊",
+            "OBR|1|O1|F1|CBC^血常规^LOCAL",
+            "OBX|1|NM|718-7^血红蛋白^LN||135|g/L|130-175|N|||F",
+            "OBX|2|NM|789-8^红细胞计数^LN||4.52|10*12/L|4.3-5.8|N|||F",
+            "OBX|3|ST|8251-1^备注^LN||第一行\\.br\\第二行 5\\S\\6|||||F|||||",
+            "NTE|1||血常规备注",
+        ]
+    )
+    + "\r"
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +36,16 @@ def test_message_helpers(oru: Message) -> None:
     assert oru.version() == "2.5"
     assert oru.charset == "utf-8"
     assert oru.declared_charset == "UNICODE UTF-8"
-    assert [s.name for s in oru.segments] == ["MSH", "PID", "PV1", "OBR", "OBX", "OBX", "OBX",
-                                              "NTE"]
+    assert [s.name for s in oru.segments] == [
+        "MSH",
+        "PID",
+        "PV1",
+        "OBR",
+        "OBX",
+        "OBX",
+        "OBX",
+        "NTE",
+    ]
     assert oru.issues == []
     assert len(oru) == 8 and list(oru) == oru.segments
 
@@ -105,12 +118,23 @@ def test_components_in_a_segment_without_repetitions(oru: Message) -> None:
     assert obx.repetitions(3) == 1
 
 
-@pytest.mark.parametrize(("field", "rep", "comp", "sub"), [
-    (0, 1, 1, 1), (-1, 1, 1, 1), (-3, 1, 1, 1), (99, 1, 1, 1),
-    (3, 0, 1, 1), (3, 1, 0, 1), (3, 1, 1, 0), (3, -1, 1, 1), (3, 1, -1, 1),
-])
-def test_out_of_range_positions_read_as_empty(oru: Message, field: int, rep: int, comp: int,
-                                              sub: int) -> None:
+@pytest.mark.parametrize(
+    ("field", "rep", "comp", "sub"),
+    [
+        (0, 1, 1, 1),
+        (-1, 1, 1, 1),
+        (-3, 1, 1, 1),
+        (99, 1, 1, 1),
+        (3, 0, 1, 1),
+        (3, 1, 0, 1),
+        (3, 1, 1, 0),
+        (3, -1, 1, 1),
+        (3, 1, -1, 1),
+    ],
+)
+def test_out_of_range_positions_read_as_empty(
+    oru: Message, field: int, rep: int, comp: int, sub: int
+) -> None:
     for seg in (oru.segments_named("PID")[0], oru.segments_named("OBX")[0], oru.msh):
         assert seg.get(field, rep, comp, sub) == ""
     assert oru.msh.raw(0) == "" and oru.msh.raw(-1) == ""
@@ -170,9 +194,11 @@ def test_message_type_without_trigger_event() -> None:
 
 def test_other_separators() -> None:
     # field '#', component '$', repetition '*', escape '@', subcomponent '%'
-    raw = ("MSH#$*@%#HIS#H1#LIS#L1#20240101##ORU$R01#C42#P#2.5\r"
-           "PID#1##P1$$$HIS%1.2.3*P2$$$X##王五$$$$$$L\r"
-           "OBX#1#ST#A$B#1#x@F@y@S@z@R@w@T@v@E@u |^~\\&").encode()
+    raw = (
+        "MSH#$*@%#HIS#H1#LIS#L1#20240101##ORU$R01#C42#P#2.5\r"
+        "PID#1##P1$$$HIS%1.2.3*P2$$$X##王五$$$$$$L\r"
+        "OBX#1#ST#A$B#1#x@F@y@S@z@R@w@T@v@E@u |^~\\&"
+    ).encode()
     msg = parse_hl7v2(raw)
     assert msg.message_type() == "ORU^R01"  # always written with '^'
     assert msg.control_id() == "C42"
@@ -192,8 +218,9 @@ def test_other_separators() -> None:
 
 
 def test_truncation_character_of_v27_is_data() -> None:
-    raw = ("MSH|^~\\&#|A|B|C|D|20240101||ADT^A01|C1|P|2.7\r"
-           "PID|1||ID#1^^^HIS||李#四||||||门牌\\P\\号").encode()
+    raw = (
+        "MSH|^~\\&#|A|B|C|D|20240101||ADT^A01|C1|P|2.7\rPID|1||ID#1^^^HIS||李#四||||||门牌\\P\\号"
+    ).encode()
     msg = parse_hl7v2(raw)
     assert msg.msh.get(2) == "^~\\&#"
     assert msg.delimiters.truncation == "#"
@@ -209,8 +236,13 @@ def test_same_answers_with_and_without_the_flat_fast_path() -> None:
     base = "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|C1|P|2.5\rPID|1|{}|a^b^^c|d||e^f\r"
     flat = parse_hl7v2(base.format("x").encode()).segments[1]
     deep = parse_hl7v2(base.format("x~y").encode()).segments[1]
-    positions = [(f, r, c, s) for f in range(0, 8) for r in range(0, 3)
-                 for c in range(0, 5) for s in range(0, 3)]
+    positions = [
+        (f, r, c, s)
+        for f in range(0, 8)
+        for r in range(0, 3)
+        for c in range(0, 5)
+        for s in range(0, 3)
+    ]
     for pos in positions:
         if pos[0] == 2:
             continue
@@ -218,5 +250,4 @@ def test_same_answers_with_and_without_the_flat_fast_path() -> None:
     for f in (3, 4, 6):
         assert flat.components(f) == deep.components(f)
         assert flat.repetitions(f) == deep.repetitions(f)
-    assert ([p for p in flat.populated() if p[0] != 2]
-            == [p for p in deep.populated() if p[0] != 2])
+    assert [p for p in flat.populated() if p[0] != 2] == [p for p in deep.populated() if p[0] != 2]

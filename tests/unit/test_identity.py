@@ -60,8 +60,19 @@ def test_every_remainder_maps_to_the_standard_check_char() -> None:
             weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
             rem = sum(int(d) * w for d, w in zip(first17, weights, strict=True)) % 11
             seen[str(rem)] = national_id_check_char(first17)
-    assert seen == {"0": "1", "1": "0", "2": "X", "3": "9", "4": "8", "5": "7",
-                    "6": "6", "7": "5", "8": "4", "9": "3", "10": "2"}
+    assert seen == {
+        "0": "1",
+        "1": "0",
+        "2": "X",
+        "3": "9",
+        "4": "8",
+        "5": "7",
+        "6": "6",
+        "7": "5",
+        "8": "4",
+        "9": "3",
+        "10": "2",
+    }
 
 
 @pytest.mark.parametrize("bad", ["", "1234567890123456", "1101051949123100A", "１" * 17])
@@ -173,7 +184,7 @@ def test_property_computed_check_char_is_valid(first17: str) -> None:
 def test_property_changing_one_digit_breaks_validity(first17: str, pos: int, delta: int) -> None:
     value = make_id(first17)
     changed = str((int(value[pos]) + delta) % 10)
-    mutated = value[:pos] + changed + value[pos + 1:]
+    mutated = value[:pos] + changed + value[pos + 1 :]
     assert parse_national_id(mutated).valid_checksum is False
 
 
@@ -188,8 +199,9 @@ def test_property_changing_the_check_char_breaks_validity(first17: str, other: s
 def test_property_never_raises_and_mask_hides_the_middle(value: str) -> None:
     nid = parse_national_id(value)
     assert isinstance(nid.problems, list)
-    assert (nid.valid_checksum is True) == (nid.length == 18 and not any(
-        "checksum" in p or "non-digit" in p for p in nid.problems))
+    assert (nid.valid_checksum is True) == (
+        nid.length == 18 and not any("checksum" in p or "non-digit" in p for p in nid.problems)
+    )
     masked = mask_national_id(value)
     assert len(masked) == len(nid.value)
     if len(nid.value) > 10:

@@ -44,6 +44,7 @@ def logging_state() -> Iterator[None]:
 
 # ---- redact() on text ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -58,8 +59,10 @@ def logging_state() -> Iterator[None]:
         ("call 008613812345678", f"call {PHONE_MASK}"),
         ("office 0571-87654321", f"office {PHONE_MASK}"),
         ("office 01087654321 or (010)8765432", f"office {PHONE_MASK} or {PHONE_MASK}"),
-        ('{"family": "张", "given": ["三", "丰"]}',
-         f'{{"family": "{NAME_MASK}", "given": "{NAME_MASK}"}}'),
+        (
+            '{"family": "张", "given": ["三", "丰"]}',
+            f'{{"family": "{NAME_MASK}", "given": "{NAME_MASK}"}}',
+        ),
         ("{'family': '王'}", f"{{'family': \"{NAME_MASK}\"}}"),
         ("姓名：张三，性别：男", f"姓名：{NAME_MASK}，性别：男"),
         ("patient_name=Zhang San", f"patient_name={NAME_MASK} San"),
@@ -117,6 +120,7 @@ def test_redact_is_idempotent() -> None:
 
 # ---- real log records ------------------------------------------------------------------
 
+
 def test_records_are_redacted_before_any_handler_sees_them(
     logging_state: None, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -132,9 +136,7 @@ def test_records_are_redacted_before_any_handler_sees_them(
     assert ID18 not in caplog.text and MOBILE not in caplog.text
 
 
-def test_exception_text_is_redacted(
-    logging_state: None, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_exception_text_is_redacted(logging_state: None, caplog: pytest.LogCaptureFixture) -> None:
     configure_logging("INFO")
     log = logging.getLogger("adapter.test.errors")
     with caplog.at_level(logging.INFO):

@@ -112,14 +112,12 @@ def test_references_inside_the_bundle_point_to_full_urls_stored_ones_stay(tmp_pa
     [bundle] = of_type(result, "Bundle")
     inside = bundle["entry"][0]["resource"]
     assert inside["subject"] == {"reference": f"urn:uuid:{patient['id']}"}
-    assert all(ref["reference"].startswith("urn:uuid:")
-               for ref in inside["section"][0]["entry"])
+    assert all(ref["reference"].startswith("urn:uuid:") for ref in inside["section"][0]["entry"])
 
 
 def test_bundle_without_the_first_type_is_an_error(tmp_path: Path) -> None:
     message = MESSAGE.replace("  - resource: composition\n", "")
-    result = translate_xml(_set(tmp_path, message), parse_xml(DOC.encode()).root,
-                           context())
+    result = translate_xml(_set(tmp_path, message), parse_xml(DOC.encode()).root, context())
     assert not of_type(result, "Bundle")
     assert any("needs exactly one Composition" in i.diagnostics for i in errors(result.issues))
 
@@ -142,6 +140,8 @@ def test_xhtml_escapes_text_and_keeps_lines() -> None:
 
     assert FUNCTIONS["xhtml"] is xhtml
     div = xhtml(None, "血压 <140/90 & 心率正常\n\n 第二行 ")  # type: ignore[arg-type]
-    assert div == ('<div xmlns="http://www.w3.org/1999/xhtml"><p>血压 &lt;140/90 &amp; '
-                   '心率正常</p><p>第二行</p></div>')
+    assert div == (
+        '<div xmlns="http://www.w3.org/1999/xhtml"><p>血压 &lt;140/90 &amp; '
+        "心率正常</p><p>第二行</p></div>"
+    )
     assert xhtml(None, "  ") is None  # type: ignore[arg-type]

@@ -75,23 +75,31 @@ unmapped: {action: keep}
 """
 
 HEADER = "报告单号,身份证号,姓名,性别,项目代码,结果,单位 (UCUM),备注,医生"
-TABLE = "\n".join([
-    HEADER,
-    f"R1,{ZHANG},张三,1,GLU,5.6,mmol/L,,王医生",
-    f"R1,{ZHANG},张三,1,K,abc,mmol/L,复查,",
-    "",
-    f"R2,{LI},李四,2,GLU,4.9,mmol/L,,",
-]) + "\n"
+TABLE = (
+    "\n".join(
+        [
+            HEADER,
+            f"R1,{ZHANG},张三,1,GLU,5.6,mmol/L,,王医生",
+            f"R1,{ZHANG},张三,1,K,abc,mmol/L,复查,",
+            "",
+            f"R2,{LI},李四,2,GLU,4.9,mmol/L,,",
+        ]
+    )
+    + "\n"
+)
 
 
 def csv_root(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
-    return write(tmp_path / "mappings", {
-        "_shared/csv/messages/lab-results.yaml": MESSAGE,
-        "_shared/csv/resources/patient.yaml": PATIENT,
-        "_shared/csv/resources/observation.yaml": OBSERVATION,
-        "_shared/concept-maps/gender.yaml": GENDER,
-        **(extra or {}),
-    })
+    return write(
+        tmp_path / "mappings",
+        {
+            "_shared/csv/messages/lab-results.yaml": MESSAGE,
+            "_shared/csv/resources/patient.yaml": PATIENT,
+            "_shared/csv/resources/observation.yaml": OBSERVATION,
+            "_shared/concept-maps/gender.yaml": GENDER,
+            **(extra or {}),
+        },
+    )
 
 
 @pytest.fixture
@@ -104,17 +112,21 @@ def run(mappings: MappingSet, text: str) -> Translation:
 
 
 def test_each_row_is_its_own_item_and_a_bad_row_does_not_sink_the_file(
-        mappings: MappingSet) -> None:
+    mappings: MappingSet,
+) -> None:
     translation = run(mappings, TABLE)
 
     patients = of_type(translation, "Patient")
     assert sorted(p["name"][0]["text"] for p in patients) == ["张三", "李四"]
     observations = of_type(translation, "Observation")
-    assert [(o["code"]["coding"][0]["code"], o["valueQuantity"]["value"])
-            for o in observations] == [("GLU", 5.6), ("GLU", 4.9)]
+    assert [
+        (o["code"]["coding"][0]["code"], o["valueQuantity"]["value"]) for o in observations
+    ] == [("GLU", 5.6), ("GLU", 4.9)]
     by_patient = {p["id"]: p["name"][0]["text"] for p in patients}
     assert [by_patient[o["subject"]["reference"].split("/")[1]] for o in observations] == [
-        "张三", "李四"]
+        "张三",
+        "李四",
+    ]
     # row 3 (the third line: the header is row 1) is listed, not imported, and not an error
     assert errors(translation.issues) == []
     [bad] = [i for i in translation.issues if "not imported" in i.diagnostics]
@@ -132,22 +144,32 @@ def test_unread_columns_are_listed_once(mappings: MappingSet) -> None:
 
 
 def test_when_no_row_can_be_imported_the_errors_stay_errors(mappings: MappingSet) -> None:
-    translation = run(mappings, "\n".join([HEADER, f"R1,{ZHANG},张三,1,K,abc,mmol/L,,",
-                                           f"R1,{ZHANG},张三,1,NA,x,mmol/L,,"]))
+    translation = run(
+        mappings,
+        "\n".join(
+            [HEADER, f"R1,{ZHANG},张三,1,K,abc,mmol/L,,", f"R1,{ZHANG},张三,1,NA,x,mmol/L,,"]
+        ),
+    )
     assert translation.resources == []
     assert [(i.severity, i.location) for i in errors(translation.issues)] == [
-        ("error", "row 2, column 结果"), ("error", "row 3, column 结果")]
+        ("error", "row 2, column 结果"),
+        ("error", "row 3, column 结果"),
+    ]
 
 
 def test_a_row_that_contradicts_an_earlier_row_is_not_imported(mappings: MappingSet) -> None:
-    translation = run(mappings, "\n".join([
-        HEADER,
-        f"R1,{ZHANG},张三,1,GLU,5.6,mmol/L,,",
-        f"R1,{ZHANG},张三,1,GLU,7.0,mmol/L,,",    # the same result, another value
-        f"R1,{ZHANG},张三丰,1,K,4.1,mmol/L,,",     # the same patient, another name: first wins
-    ]))
-    assert [o["valueQuantity"]["value"] for o in of_type(translation, "Observation")] == [
-        5.6, 4.1]
+    translation = run(
+        mappings,
+        "\n".join(
+            [
+                HEADER,
+                f"R1,{ZHANG},张三,1,GLU,5.6,mmol/L,,",
+                f"R1,{ZHANG},张三,1,GLU,7.0,mmol/L,,",  # the same result, another value
+                f"R1,{ZHANG},张三丰,1,K,4.1,mmol/L,,",  # the same patient, another name: first wins
+            ]
+        ),
+    )
+    assert [o["valueQuantity"]["value"] for o in of_type(translation, "Observation")] == [5.6, 4.1]
     assert [p["name"][0]["text"] for p in of_type(translation, "Patient")] == ["张三"]
     [conflict] = [i for i in translation.issues if "not imported" in i.diagnostics]
     assert conflict.location == "row 3" and "also made by row 2" in conflict.diagnostics
@@ -160,8 +182,7 @@ def test_a_row_with_more_cells_than_the_header_is_a_bad_row(mappings: MappingSet
     assert len(of_type(translation, "Observation")) == 1
 
 
-def test_a_checked_resource_error_makes_the_row_bad(mappings: MappingSet,
-                                                    tmp_path: Path) -> None:
+def test_a_checked_resource_error_makes_the_row_bad(mappings: MappingSet, tmp_path: Path) -> None:
     # a control character in a name passes the mapping but not the resource check
     translation = run(mappings, TABLE.replace("李四", "李\x01四"))
     [bad] = [i for i in translation.issues if "row 5 not imported" in i.diagnostics]
@@ -170,10 +191,12 @@ def test_a_checked_resource_error_makes_the_row_bad(mappings: MappingSet,
 
 
 def test_match_by_header_columns(tmp_path: Path) -> None:
-    other = MESSAGE.replace("columns: [身份证号, 姓名, 项目代码, 结果]",
-                            "columns: [转诊单号, 身份证号]")
-    mappings = load_mapping_set(csv_root(tmp_path, {
-        "_shared/csv/messages/referrals.yaml": other}), "_shared")
+    other = MESSAGE.replace(
+        "columns: [身份证号, 姓名, 项目代码, 结果]", "columns: [转诊单号, 身份证号]"
+    )
+    mappings = load_mapping_set(
+        csv_root(tmp_path, {"_shared/csv/messages/referrals.yaml": other}), "_shared"
+    )
     assert run(mappings, TABLE).mapping.endswith("lab-results.yaml@v1")  # type: ignore[union-attr]
     [error] = run(mappings, "编号,姓名\n1,张三\n").issues
     assert error.code == "not-supported" and error.location == "row 1"
@@ -193,7 +216,9 @@ def test_delimiters_quotes_and_row_numbers() -> None:
     table = read_csv('a;b\n"x;1";"多行\n文本"\n\n3;4\n'.encode())
     assert table.delimiter == ";" and table.header == ["a", "b"]
     assert [(r.number, r.cells) for r in table.rows] == [
-        (2, {"a": "x;1", "b": "多行\n文本"}), (4, {"a": "3", "b": "4"})]
+        (2, {"a": "x;1", "b": "多行\n文本"}),
+        (4, {"a": "3", "b": "4"}),
+    ]
 
 
 def test_excel_unicode_text_and_gbk_exports() -> None:
@@ -228,8 +253,9 @@ def test_column_paths() -> None:
 def test_a_column_reference_that_breaks_the_expression_names_its_line(tmp_path: Path) -> None:
     observation = OBSERVATION.replace("unit: =[单位 (UCUM)]", "unit: =单位 (UCUM)")
     with pytest.raises(MappingDefinitionError) as info:
-        load_mapping_set(csv_root(tmp_path, {
-            "_shared/csv/resources/observation.yaml": observation}), "_shared")
+        load_mapping_set(
+            csv_root(tmp_path, {"_shared/csv/resources/observation.yaml": observation}), "_shared"
+        )
     assert info.value.line == 15 and info.value.file.endswith("observation.yaml")
 
 
@@ -256,22 +282,32 @@ facilities:
 def pipeline(tmp_path: Path, session_factory: sessionmaker[Session]) -> Pipeline:
     config = tmp_path / "consortium.yaml"
     config.write_text(CONSORTIUM, encoding="utf-8")
-    return Pipeline(load_consortium(config), session_factory, mappings_dir=csv_root(tmp_path),
-                    max_bytes=100_000, default_timezone="Asia/Shanghai")
+    return Pipeline(
+        load_consortium(config),
+        session_factory,
+        mappings_dir=csv_root(tmp_path),
+        max_bytes=100_000,
+        default_timezone="Asia/Shanghai",
+    )
 
 
 def test_a_file_with_a_bad_row_is_processed_with_warnings(pipeline: Pipeline) -> None:
     result = pipeline.ingest(TABLE.encode("gbk"), "test-csv", "text/csv")
     assert result.status == "processed-with-warnings"
     assert sorted(r.split("/")[0] for r in result.resources) == [
-        "Observation", "Observation", "Patient", "Patient"]
-    assert any(i.location == "row 3, column 结果" and i.severity == "warning"
-               for i in result.issues)
+        "Observation",
+        "Observation",
+        "Patient",
+        "Patient",
+    ]
+    assert any(
+        i.location == "row 3, column 结果" and i.severity == "warning" for i in result.issues
+    )
 
 
 def test_a_file_whose_rows_are_all_bad_is_quarantined(pipeline: Pipeline) -> None:
-    result = pipeline.ingest(f"{HEADER}\nR1,{ZHANG},张三,1,K,abc,mmol/L,,\n".encode(),
-                             "test-csv", "text/csv")
+    result = pipeline.ingest(
+        f"{HEADER}\nR1,{ZHANG},张三,1,K,abc,mmol/L,,\n".encode(), "test-csv", "text/csv"
+    )
     assert result.status == "quarantined" and result.resources == []
-    assert [i.location for i in result.issues if i.severity == "error"] == [
-        "row 2, column 结果"]
+    assert [i.location for i in result.issues if i.severity == "error"] == ["row 2, column 结果"]

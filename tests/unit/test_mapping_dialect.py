@@ -54,8 +54,12 @@ def test_numbers_typed_num_become_quantities_and_vendor_flags_map(acme: MappingS
     assert not errors(translation.issues), translation.issues
     results = observations(translation)
     wbc = results["白细胞计数"]
-    assert wbc["valueQuantity"] == {"value": 12.4, "unit": "10^9/L",
-                                    "system": "http://unitsofmeasure.org", "code": "10*9/L"}
+    assert wbc["valueQuantity"] == {
+        "value": 12.4,
+        "unit": "10^9/L",
+        "system": "http://unitsofmeasure.org",
+        "code": "10*9/L",
+    }
     assert wbc["status"] == "final"  # OBX-11 empty: the dialect's default
     assert wbc["interpretation"][0]["coding"][0]["code"] == "H"
     assert results["血小板计数"]["interpretation"][0]["coding"][0]["code"] == "AA"
@@ -84,7 +88,8 @@ def test_without_the_dialect_the_same_message_loses_its_values(mappings_root: Pa
     translation = run(shared, "acme-cbc.hl7")
     results = observations(translation)
     assert all("valueQuantity" not in o for o in results.values())
-    assert any(i.severity == "warning" and "OBX-2 value type" in i.diagnostics
-               for i in translation.issues)
+    assert any(
+        i.severity == "warning" and "OBX-2 value type" in i.diagnostics for i in translation.issues
+    )
     # and the vendor flags are unknown codes there
     assert all("coding" not in o["interpretation"][0] for o in results.values())

@@ -30,25 +30,28 @@ def compile_(text: object) -> object:
 # -- literals ----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("written", "value"), [
-    ("plain text", "plain text"),
-    ("检验科", "检验科"),
-    ("==OBX-5", "=OBX-5"),  # a literal that starts with '='
-    ("==", "="),
-    (3, 3),
-    (True, True),
-    (None, None),
-    ("='quoted'", "quoted"),
-    ('="double"', "double"),
-    ("=3.5", 3.5),
-    ("=-2", -2),
-    ("=42", 42),
-    ("='血清'", "血清"),
-    ("='it\\'s'", "it's"),
-    ("='血清\\'s'", "血清's"),  # an escape next to Chinese text keeps the Chinese text
-    ("='a\\tb'", "a\tb"),
-    ("='\\d+(\\.\\d+)?'", "\\d+(\\.\\d+)?"),  # other backslashes stay: regular expressions
-])
+@pytest.mark.parametrize(
+    ("written", "value"),
+    [
+        ("plain text", "plain text"),
+        ("检验科", "检验科"),
+        ("==OBX-5", "=OBX-5"),  # a literal that starts with '='
+        ("==", "="),
+        (3, 3),
+        (True, True),
+        (None, None),
+        ("='quoted'", "quoted"),
+        ('="double"', "double"),
+        ("=3.5", 3.5),
+        ("=-2", -2),
+        ("=42", 42),
+        ("='血清'", "血清"),
+        ("='it\\'s'", "it's"),
+        ("='血清\\'s'", "血清's"),  # an escape next to Chinese text keeps the Chinese text
+        ("='a\\tb'", "a\tb"),
+        ("='\\d+(\\.\\d+)?'", "\\d+(\\.\\d+)?"),  # other backslashes stay: regular expressions
+    ],
+)
 def test_literals(written: object, value: object) -> None:
     compiled = compile_(written)
     assert isinstance(compiled, Literal)
@@ -62,13 +65,16 @@ def test_a_path_is_compiled_by_the_format() -> None:
     assert str(compiled.compiled) == "PID-3[2].4.2"
 
 
-@pytest.mark.parametrize(("written", "name", "path"), [
-    ("=@cx", "cx", ()),
-    ("=@cx.4.2", "cx", ("4", "2")),
-    ("=@facility.id", "facility", ("id",)),
-    ("=@list.1", "list", ("1",)),
-    ("=@national_ids", "national_ids", ()),
-])
+@pytest.mark.parametrize(
+    ("written", "name", "path"),
+    [
+        ("=@cx", "cx", ()),
+        ("=@cx.4.2", "cx", ("4", "2")),
+        ("=@facility.id", "facility", ("id",)),
+        ("=@list.1", "list", ("1",)),
+        ("=@national_ids", "national_ids", ()),
+    ],
+)
 def test_variables_with_sub_paths(written: str, name: str, path: tuple[str, ...]) -> None:
     assert compile_(written) == Var(name, path)
 
@@ -82,41 +88,53 @@ def test_nested_calls() -> None:
     assert compile_("=concat()") == Call("concat", ())
 
 
-@pytest.mark.parametrize(("written", "words"), [
-    ("=frobnicate(OBX-5)", "unknown function 'frobnicate'"),
-    ("=first(OBX-5", "expected ',' or ')'"),
-    ("=first(OBX-5))", "unexpected ')'"),
-    ("=first(OBX-5,)", "unexpected ')'"),
-    ("=first(,OBX-5)", "unexpected ','"),
-    ("=OBX-5.1.2.3", "not an HL7 v2 path"),
-    ("=obx-5", "not an HL7 v2 path"),
-    ("=OBX[2]-5", "segment occurrences"),
-    ("=OBX-5 OBX-6", "unexpected 'OBX-6'"),
-    ("=", "ends too early"),
-    ("='unterminated", "cannot read expression"),
-])
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        ("=frobnicate(OBX-5)", "unknown function 'frobnicate'"),
+        ("=first(OBX-5", "expected ',' or ')'"),
+        ("=first(OBX-5))", "unexpected ')'"),
+        ("=first(OBX-5,)", "unexpected ')'"),
+        ("=first(,OBX-5)", "unexpected ','"),
+        ("=OBX-5.1.2.3", "not an HL7 v2 path"),
+        ("=obx-5", "not an HL7 v2 path"),
+        ("=OBX[2]-5", "segment occurrences"),
+        ("=OBX-5 OBX-6", "unexpected 'OBX-6'"),
+        ("=", "ends too early"),
+        ("='unterminated", "cannot read expression"),
+    ],
+)
 def test_syntax_errors(written: str, words: str) -> None:
-    with pytest.raises(ExpressionSyntaxError, match=words.replace("(", r"\(").replace(")", r"\)")
-                       .replace("[", r"\[")):
+    with pytest.raises(
+        ExpressionSyntaxError,
+        match=words.replace("(", r"\(").replace(")", r"\)").replace("[", r"\["),
+    ):
         compile_(written)
 
 
 # -- syntax errors through the loader: file and line -------------------------------------------
 
 
-@pytest.mark.parametrize(("expression", "words"), [
-    ("=frobnicate(OBX-5)", "unknown function"),
-    ("=first(OBX-5", "expected ',' or ')'"),
-    ("=OBX-5.1.2.3", "not an HL7 v2 path"),
-    ("=concat(OBX-5, 'a'))", "unexpected ')'"),
-])
+@pytest.mark.parametrize(
+    ("expression", "words"),
+    [
+        ("=frobnicate(OBX-5)", "unknown function"),
+        ("=first(OBX-5", "expected ',' or ')'"),
+        ("=OBX-5.1.2.3", "not an HL7 v2 path"),
+        ("=concat(OBX-5, 'a'))", "unexpected ')'"),
+    ],
+)
 def test_loader_names_file_and_line_of_a_bad_expression(
-        tmp_path: Path, expression: str, words: str) -> None:
-    root = mapping_root(tmp_path, body=f"""
+    tmp_path: Path, expression: str, words: str
+) -> None:
+    root = mapping_root(
+        tmp_path,
+        body=f"""
         status: final
         code:
           text: "{expression}"
-    """)
+    """,
+    )
     with pytest.raises(MappingDefinitionError) as caught:
         load(root)
     error = caught.value
@@ -138,9 +156,12 @@ def test_a_path_in_a_concept_map_file_is_not_allowed_anywhere_but_format_folders
 def test_wrong_number_of_arguments_is_a_load_error(tmp_path: Path) -> None:
     """A call with too many or too few arguments fails at load time with its line, not as an
     internal error on every message."""
-    root = mapping_root(tmp_path, body="""
+    root = mapping_root(
+        tmp_path,
+        body="""
         status: =text_to_decimal(OBX-5, OBX-6)
-    """)
+    """,
+    )
     with pytest.raises(MappingDefinitionError) as caught:
         load(root)
     assert caught.value.line == 7  # the first line of the body
@@ -152,7 +173,9 @@ def test_wrong_number_of_arguments_is_a_load_error(tmp_path: Path) -> None:
 
 
 def test_forms_evaluate_against_a_message(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, body="""
+    root = mapping_root(
+        tmp_path,
+        body="""
         literal: 检验
         escaped: ==OBX-5
         number: =3.5
@@ -167,12 +190,16 @@ def test_forms_evaluate_against_a_message(tmp_path: Path) -> None:
             emit:
               value: =@cx.1
               authority: =@cx.4.2
-    """)
-    translation = translate(load(root), hl7(
-        "PID|1||P001^^^LAB&2.16.1&ISO~ID9^^^GA&2.16.156.10011.1.3&ISO",
-        "OBR|1||R1|CBC",
-        "OBX|1|NM|WBC||6.5|g/l",
-    ))
+    """,
+    )
+    translation = translate(
+        load(root),
+        hl7(
+            "PID|1||P001^^^LAB&2.16.1&ISO~ID9^^^GA&2.16.156.10011.1.3&ISO",
+            "OBR|1||R1|CBC",
+            "OBX|1|NM|WBC||6.5|g/l",
+        ),
+    )
     (thing,) = of_type(translation, "Basic")
     assert thing["literal"] == "检验"
     assert thing["escaped"] == "=OBX-5"
@@ -182,13 +209,17 @@ def test_forms_evaluate_against_a_message(tmp_path: Path) -> None:
     assert thing["second_rep"] == "ID9"
     assert thing["facility"] == "test-lab"
     assert thing["nested"] == "G/L"
-    assert thing["identifiers"] == [{"value": "P001", "authority": "2.16.1"},
-                                    {"value": "ID9", "authority": "2.16.156.10011.1.3"}]
+    assert thing["identifiers"] == [
+        {"value": "P001", "authority": "2.16.1"},
+        {"value": "ID9", "authority": "2.16.156.10011.1.3"},
+    ]
 
 
 def test_list_variable_index(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": """\
+    root = mapping_root(
+        tmp_path,
+        {
+            "_shared/hl7v2/resources/thing.yaml": """\
             version: 1
             kind: resource
             resourceType: Basic
@@ -204,7 +235,9 @@ def test_list_variable_index(tmp_path: Path) -> None:
               second: =@reps.2
               beyond: =@reps.3
               zero: =@reps.0
-        """})
+        """
+        },
+    )
     translation = translate(load(root), hl7("PID|1||A~B", "OBR|1||R1", "OBX|1|ST|X||v"))
     (thing,) = of_type(translation, "Basic")
     assert thing == {"resourceType": "Basic", "id": thing["id"], "first": "A", "second": "B"}

@@ -88,13 +88,16 @@ unmapped: {action: keep}
 
 
 def json_root(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
-    return write(tmp_path / "mappings", {
-        "_shared/json/messages/lab-report.yaml": MESSAGE,
-        "_shared/json/resources/patient.yaml": PATIENT,
-        "_shared/json/resources/observation.yaml": OBSERVATION,
-        "_shared/concept-maps/gender.yaml": GENDER,
-        **(extra or {}),
-    })
+    return write(
+        tmp_path / "mappings",
+        {
+            "_shared/json/messages/lab-report.yaml": MESSAGE,
+            "_shared/json/resources/patient.yaml": PATIENT,
+            "_shared/json/resources/observation.yaml": OBSERVATION,
+            "_shared/concept-maps/gender.yaml": GENDER,
+            **(extra or {}),
+        },
+    )
 
 
 @pytest.fixture
@@ -120,7 +123,9 @@ def test_json_becomes_a_patient_and_observations(mappings: MappingSet) -> None:
     assert patient["identifier"][0]["value"] == NATIONAL_ID
     observations = of_type(translation, "Observation")
     assert [(o["code"]["coding"][0]["code"], o["valueQuantity"]) for o in observations] == [
-        ("GLU", {"value": 5.6, "unit": "mmol/L"}), ("HGB", {"value": 135, "unit": "g/L"})]
+        ("GLU", {"value": 5.6, "unit": "mmol/L"}),
+        ("HGB", {"value": 135, "unit": "g/L"}),
+    ]
     assert {o["effectiveDateTime"] for o in observations} == {"2026-11-20T08:30:00+08:00"}
     assert {o["subject"]["reference"] for o in observations} == {f"Patient/{patient['id']}"}
     # the flag of the second item was read by no rule; the phone is ignored on purpose
@@ -130,8 +135,10 @@ def test_json_becomes_a_patient_and_observations(mappings: MappingSet) -> None:
 
 
 def test_an_unread_object_is_listed_once(mappings: MappingSet) -> None:
-    translation = run(mappings, {**REPORT, "doctor": {"name": "王医生", "code": "D01"},
-                                 "empty": {"a": None, "b": ""}})
+    translation = run(
+        mappings,
+        {**REPORT, "doctor": {"name": "王医生", "code": "D01"}, "empty": {"a": None, "b": ""}},
+    )
     assert "$.doctor" in translation.unread
     assert not any(where.startswith("$.doctor.") for where in translation.unread)
     assert not any(where.startswith("$.empty") for where in translation.unread)
@@ -143,15 +150,16 @@ def test_value_errors_name_the_json_path(mappings: MappingSet) -> None:
     translation = run(mappings, report)
     [error] = errors(translation.issues)
     assert error.location == "$.items[1].result"
-    assert [o["code"]["coding"][0]["code"] for o in of_type(translation, "Observation")] == [
-        "GLU"]
+    assert [o["code"]["coding"][0]["code"] for o in of_type(translation, "Observation")] == ["GLU"]
 
 
 def test_match_selects_between_document_kinds(tmp_path: Path) -> None:
-    other = MESSAGE.replace("lab-report}", "exam-report}").replace("exists: [$.items]",
-                                                                  "exists: [$.findings]")
-    mappings = load_mapping_set(json_root(tmp_path, {
-        "_shared/json/messages/exam-report.yaml": other}), "_shared")
+    other = MESSAGE.replace("lab-report}", "exam-report}").replace(
+        "exists: [$.items]", "exists: [$.findings]"
+    )
+    mappings = load_mapping_set(
+        json_root(tmp_path, {"_shared/json/messages/exam-report.yaml": other}), "_shared"
+    )
     assert run(mappings, REPORT).mapping.endswith("lab-report.yaml@v1")  # type: ignore[union-attr]
     [error] = run(mappings, {**REPORT, "docType": "referral"}).issues
     assert error.code == "not-supported" and error.location == "$"
@@ -161,15 +169,17 @@ def test_match_selects_between_document_kinds(tmp_path: Path) -> None:
 
 
 def test_scalar_arrays_and_wildcards(tmp_path: Path) -> None:
-    root = write(tmp_path / "m", {
-        "_shared/json/messages/tags.yaml": """\
+    root = write(
+        tmp_path / "m",
+        {
+            "_shared/json/messages/tags.yaml": """\
             version: 1
             kind: message
             format: json
             match: {exists: [$.id]}
             produce: [{resource: basic}]
             """,
-        "_shared/json/resources/basic.yaml": """\
+            "_shared/json/resources/basic.yaml": """\
             version: 1
             kind: resource
             resourceType: Basic
@@ -188,10 +198,16 @@ def test_scalar_arrays_and_wildcards(tmp_path: Path) -> None:
               identifier:
                 - value: =$.orders[-1].no
             """,
-    })
-    data = {"id": "b1", "tags": ["a", "", "c"],
-            "orders": [{"no": "o1", "items": [{"code": "x"}, {"code": "y"}]},
-                       {"no": "o2", "items": [{"code": "z"}]}]}
+        },
+    )
+    data = {
+        "id": "b1",
+        "tags": ["a", "", "c"],
+        "orders": [
+            {"no": "o1", "items": [{"code": "x"}, {"code": "y"}]},
+            {"no": "o2", "items": [{"code": "z"}]},
+        ],
+    }
     translation = run(load_mapping_set(root, "_shared"), data)
     [basic] = translation.resources
     assert basic["code"]["coding"] == [{"code": "a"}, {"code": "c"}]
@@ -208,8 +224,10 @@ def test_path_syntax() -> None:
     assert path.absolute and path.steps == ("patient", "home address", "lines", 0)
     assert not compile_path(".code").absolute
     assert compile_path(".").steps == ()
-    assert format_location(("patient", "home address", "lines", 0)) == \
-        "$.patient['home address'].lines[0]"
+    assert (
+        format_location(("patient", "home address", "lines", 0))
+        == "$.patient['home address'].lines[0]"
+    )
     assert format_location(("患者", "姓名")) == "$.患者.姓名"
     for bad in ("patient.name", "$.a[", "$.a..b", "$[x]"):
         with pytest.raises(ValueError):
@@ -221,11 +239,14 @@ def test_numbers_keep_how_they_were_written() -> None:
     assert str(data["a"]) == "12.50" and data["b"] == 3 and data["c"] is True
 
 
-@pytest.mark.parametrize(("raw", "where"), [
-    (b'{"a": 1,\n "b": }', "line 2, column 7"),
-    (b'{"a": NaN}', "document"),
-    (b"[" * 100000 + b"]" * 100000, "document"),
-])
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (b'{"a": 1,\n "b": }', "line 2, column 7"),
+        (b'{"a": NaN}', "document"),
+        (b"[" * 100000 + b"]" * 100000, "document"),
+    ],
+)
 def test_bad_json_is_a_parse_error_with_a_location(raw: bytes, where: str) -> None:
     with pytest.raises(ParseError) as info:
         parse_json(raw)
@@ -234,8 +255,11 @@ def test_bad_json_is_a_parse_error_with_a_location(raw: bytes, where: str) -> No
 
 def test_encodings_and_duplicate_keys() -> None:
     text = '{"姓名": "张三", "姓名": "李四"}'
-    for encoded, codec in ((text.encode("utf-8"), "utf-8"), (text.encode("utf-16"), "utf-16"),
-                           (b"\xef\xbb\xbf" + text.encode(), "utf-8")):
+    for encoded, codec in (
+        (text.encode("utf-8"), "utf-8"),
+        (text.encode("utf-16"), "utf-16"),
+        (b"\xef\xbb\xbf" + text.encode(), "utf-8"),
+    ):
         document = parse_json(encoded)
         assert document.data == {"姓名": "李四"} and document.encoding == codec
         assert [i.severity for i in document.issues] == ["warning"]  # the duplicate key
@@ -259,19 +283,43 @@ def load_error(tmp_path: Path, files: dict[str, str]) -> MappingDefinitionError:
 
 
 def test_bad_json_path_names_file_and_line(tmp_path: Path) -> None:
-    error = load_error(tmp_path, {"_shared/json/resources/observation.yaml":
-                                  OBSERVATION.replace("unit: =.unit", "unit: =.unit[x]")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/json/resources/observation.yaml": OBSERVATION.replace(
+                "unit: =.unit", "unit: =.unit[x]"
+            )
+        },
+    )
     assert error.file.endswith("observation.yaml") and error.line == 17
     assert "not a JSON path" in error.message
-    error = load_error(tmp_path, {"_shared/json/resources/observation.yaml":
-                                  OBSERVATION.replace("unit: =.unit", "unit: =unit")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/json/resources/observation.yaml": OBSERVATION.replace(
+                "unit: =.unit", "unit: =unit"
+            )
+        },
+    )
     assert "starts with $" in error.message and error.line == 17
 
 
 def test_bad_match_and_ignore_paths_name_their_line(tmp_path: Path) -> None:
-    error = load_error(tmp_path, {"_shared/json/messages/lab-report.yaml":
-                                  MESSAGE.replace("exists: [$.items]", "exists: [.items]")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/json/messages/lab-report.yaml": MESSAGE.replace(
+                "exists: [$.items]", "exists: [.items]"
+            )
+        },
+    )
     assert "match" in error.message and error.line == 6
-    error = load_error(tmp_path, {"_shared/json/messages/lab-report.yaml":
-                                  MESSAGE.replace("$.patient.phone]", "$.patient[phone]]")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/json/messages/lab-report.yaml": MESSAGE.replace(
+                "$.patient.phone]", "$.patient[phone]]"
+            )
+        },
+    )
     assert "ignore" in error.message and error.line == 7

@@ -59,8 +59,9 @@ def line_of(path: Path, text: str) -> int:
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": RESOURCE + "bodyy:\n  status: final\n"})
+    root = mapping_root(
+        tmp_path, {"_shared/hl7v2/resources/thing.yaml": RESOURCE + "bodyy:\n  status: final\n"}
+    )
     error = failure(root)
     assert error.file.endswith("resources/thing.yaml")
     assert "bodyy" in error.message
@@ -69,8 +70,14 @@ def test_unknown_top_level_key(tmp_path: Path) -> None:
 
 
 def test_wrong_kind(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": RESOURCE.replace("kind: resource", "kind: resourse")})
+    root = mapping_root(
+        tmp_path,
+        {
+            "_shared/hl7v2/resources/thing.yaml": RESOURCE.replace(
+                "kind: resource", "kind: resourse"
+            )
+        },
+    )
     error = failure(root)
     assert error.line == 2
     assert "kind must be one of" in error.message and "resourse" in error.message
@@ -85,16 +92,18 @@ def test_missing_id_from(tmp_path: Path) -> None:
 
 
 def test_wrong_type_of_a_value_names_its_line(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": RESOURCE + "required: status\n"})
+    root = mapping_root(
+        tmp_path, {"_shared/hl7v2/resources/thing.yaml": RESOURCE + "required: status\n"}
+    )
     error = failure(root)
     assert error.line == 9
     assert "required" in error.message
 
 
 def test_bad_unmapped_action(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/concept-maps/flags.yaml": TABLE.replace("action: omit", "action: drop")})
+    root = mapping_root(
+        tmp_path, {"_shared/concept-maps/flags.yaml": TABLE.replace("action: omit", "action: drop")}
+    )
     error = failure(root)
     assert error.file.endswith("concept-maps/flags.yaml")
     assert error.line == 8
@@ -102,8 +111,10 @@ def test_bad_unmapped_action(tmp_path: Path) -> None:
 
 
 def test_fixed_without_code(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/concept-maps/flags.yaml": TABLE.replace("action: omit", "action: fixed")})
+    root = mapping_root(
+        tmp_path,
+        {"_shared/concept-maps/flags.yaml": TABLE.replace("action: omit", "action: fixed")},
+    )
     error = failure(root)
     assert error.line == 7  # "unmapped:"
     assert "'code' is a required property" in error.message
@@ -143,10 +154,13 @@ def test_a_quoted_numeric_code_is_fine(tmp_path: Path) -> None:
 
 def test_a_body_with_if_at_the_top_is_an_error(tmp_path: Path) -> None:
     """A condition on the whole resource is ``skip:``; a gated body would silently be empty."""
-    root = mapping_root(tmp_path, body="""
+    root = mapping_root(
+        tmp_path,
+        body="""
         if: =exists(OBX-5)
         status: final
-    """)
+    """,
+    )
     error = failure(root)
     assert "skip" in error.message
     assert error.line == 6
@@ -156,8 +170,9 @@ def test_a_body_with_if_at_the_top_is_an_error(tmp_path: Path) -> None:
 
 
 def test_yaml_syntax_error_with_line(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": RESOURCE + "  status: [final\n"})
+    root = mapping_root(
+        tmp_path, {"_shared/hl7v2/resources/thing.yaml": RESOURCE + "  status: [final\n"}
+    )
     error = failure(root)
     assert error.file.endswith("thing.yaml")
     assert error.line is not None and error.line >= 9
@@ -165,22 +180,28 @@ def test_yaml_syntax_error_with_line(tmp_path: Path) -> None:
 
 def test_a_flow_list_with_an_unquoted_comma(tmp_path: Path) -> None:
     """Decision 0006: `[=first(A, B)]` splits on the comma; the loader names the line."""
-    root = mapping_root(tmp_path, body="""
+    root = mapping_root(
+        tmp_path,
+        body="""
         status: final
         code:
           coding: [=first(OBX-3.1, OBX-3.2)]
-    """)
+    """,
+    )
     error = failure(root)
     assert error.line == 9
 
 
 def test_duplicate_keys(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, body="""
+    root = mapping_root(
+        tmp_path,
+        body="""
         status: final
         code:
           text: =OBX-3.2
         status: amended
-    """)
+    """,
+    )
     error = failure(root)
     assert "duplicate key 'status'" in error.message
     assert error.line == 10
@@ -196,20 +217,26 @@ def test_a_file_that_is_not_a_mapping(tmp_path: Path) -> None:
 
 
 def test_missing_concept_map(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, body="""
+    root = mapping_root(
+        tmp_path,
+        body="""
         status: final
         flag: =map('flagz', OBX-8)
-    """)
+    """,
+    )
     error = failure(root)
     assert "no concept map named 'flagz'" in error.message
     assert error.file.endswith("thing.yaml") and error.line == 8
 
 
 def test_missing_datatype(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, body="""
+    root = mapping_root(
+        tmp_path,
+        body="""
         status: final
         valueQuantity: =apply('quantty', OBX-5, OBX-6)
-    """)
+    """,
+    )
     error = failure(root)
     assert "no datatype template named 'quantty'" in error.message
     assert error.line == 8
@@ -217,18 +244,23 @@ def test_missing_datatype(tmp_path: Path) -> None:
 
 def test_datatype_called_with_the_wrong_number_of_arguments(tmp_path: Path) -> None:
     """Missing arguments would silently read same-named variables of the caller."""
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/datatypes/qty.yaml": """\
+    root = mapping_root(
+        tmp_path,
+        {
+            "_shared/hl7v2/datatypes/qty.yaml": """\
             version: 1
             kind: datatype
             params: [number, unit]
             body:
               value: =text_to_decimal(@number)
               unit: =@unit
-        """}, body="""
+        """
+        },
+        body="""
         status: final
         valueQuantity: =apply('qty', OBX-5)
-    """)
+    """,
+    )
     error = failure(root)
     assert "qty" in error.message and "2" in error.message
     assert error.line == 8
@@ -254,8 +286,10 @@ def test_missing_system_folder(tmp_path: Path) -> None:
 
 
 def test_extends_merges_dicts_replaces_lists_and_null_removes(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": """\
+    root = mapping_root(
+        tmp_path,
+        {
+            "_shared/hl7v2/resources/thing.yaml": """\
             version: 1
             kind: resource
             resourceType: Basic
@@ -272,7 +306,7 @@ def test_extends_merges_dicts_replaces_lists_and_null_removes(tmp_path: Path) ->
                 - text: shared note
               subject: =OBX-4
         """,
-        "acme/hl7v2/resources/thing.yaml": """\
+            "acme/hl7v2/resources/thing.yaml": """\
             version: 2
             extends: _shared
             kind: resource
@@ -286,37 +320,48 @@ def test_extends_merges_dicts_replaces_lists_and_null_removes(tmp_path: Path) ->
               subject: null
               issued: =dtm_to_instant(OBX-14)
         """,
-    })
+        },
+    )
     mappings = load(root, "acme")
     assert mappings.files["hl7v2/resources/thing.yaml"] == 2
-    translation = translate(mappings, hl7("PID|1||P1", "OBR|1||R1",
-                                          "OBX|1|NM|GLU^葡萄糖|1|5.2||||||F|||20261120083000"))
+    translation = translate(
+        mappings, hl7("PID|1||P1", "OBR|1||R1", "OBX|1|NM|GLU^葡萄糖|1|5.2||||||F|||20261120083000")
+    )
     (thing,) = of_type(translation, "Basic")
     assert thing["status"] == "final"  # kept from _shared
-    assert thing["code"] == {"text": "葡萄糖",  # merged key by key
-                             "coding": [{"system": "http://example.org/b", "code": "GLU"}]}
+    assert thing["code"] == {
+        "text": "葡萄糖",  # merged key by key
+        "coding": [{"system": "http://example.org/b", "code": "GLU"}],
+    }
     assert thing["note"] == [{"text": "acme note"}]  # the list replaced, not appended
     assert "subject" not in thing  # removed by null
     assert thing["issued"] == "2026-11-20T08:30:00+08:00"
 
 
 def test_errors_in_a_merged_file_name_the_file_that_wrote_the_line(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "acme/hl7v2/resources/thing.yaml": """\
+    root = mapping_root(
+        tmp_path,
+        {
+            "acme/hl7v2/resources/thing.yaml": """\
             version: 1
             extends: _shared
             kind: resource
             body:
               issued: =dtm_to_instant(OBX-14
-        """}, body="status: =OBX-11")
+        """
+        },
+        body="status: =OBX-11",
+    )
     error = failure(root, "acme")
     assert error.file.endswith("acme/hl7v2/resources/thing.yaml")
     assert error.line == 5
 
 
 def test_a_system_file_without_extends_replaces_the_shared_one(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "acme/hl7v2/resources/thing.yaml": """\
+    root = mapping_root(
+        tmp_path,
+        {
+            "acme/hl7v2/resources/thing.yaml": """\
             version: 1
             kind: resource
             resourceType: Basic
@@ -325,29 +370,38 @@ def test_a_system_file_without_extends_replaces_the_shared_one(tmp_path: Path) -
             body:
               code:
                 text: acme
-        """}, body="""
+        """
+        },
+        body="""
         status: final
         code:
           text: shared
-    """)
+    """,
+    )
     translation = translate(load(root, "acme"), hl7("PID|1||P1", "OBR|1||R1", "OBX|1|NM|GLU|1|5"))
     (thing,) = of_type(translation, "Basic")
     assert thing["code"] == {"text": "acme"}
     assert "status" not in thing
     # _shared alone still has its own
-    (shared,) = of_type(translate(load(root), hl7("PID|1||P1", "OBR|1||R1", "OBX|1|NM|GLU|1|5")),
-                        "Basic")
+    (shared,) = of_type(
+        translate(load(root), hl7("PID|1||P1", "OBR|1||R1", "OBX|1|NM|GLU|1|5")), "Basic"
+    )
     assert shared["code"] == {"text": "shared"} and shared["status"] == "final"
 
 
 def test_extends_without_a_shared_base_is_an_error(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "acme/hl7v2/resources/extra.yaml": """\
+    root = mapping_root(
+        tmp_path,
+        {
+            "acme/hl7v2/resources/extra.yaml": """\
             version: 1
             # a comment
             extends: _shared
             kind: resource
-        """}, body="status: final")
+        """
+        },
+        body="status: final",
+    )
     error = failure(root, "acme")
     assert error.file.endswith("acme/hl7v2/resources/extra.yaml")
     assert error.line == 3
@@ -355,25 +409,29 @@ def test_extends_without_a_shared_base_is_an_error(tmp_path: Path) -> None:
 
 
 def test_extends_something_else_is_a_schema_error(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "acme/hl7v2/resources/thing.yaml": RESOURCE.replace("kind:", "extends: _sharde\nkind:")},
-        body="status: final")
+    root = mapping_root(
+        tmp_path,
+        {"acme/hl7v2/resources/thing.yaml": RESOURCE.replace("kind:", "extends: _sharde\nkind:")},
+        body="status: final",
+    )
     error = failure(root, "acme")
     assert error.line == 2 and "_shared" in error.message
 
 
 def test_facility_overlay_extends_a_system_table(tmp_path: Path) -> None:
     """_shared, then the system folder, then the facility: each extends what came before."""
-    root = mapping_root(tmp_path, {
-        "_shared/concept-maps/flags.yaml": TABLE,
-        "acme/concept-maps/flags.yaml": """\
+    root = mapping_root(
+        tmp_path,
+        {
+            "_shared/concept-maps/flags.yaml": TABLE,
+            "acme/concept-maps/flags.yaml": """\
             version: 2
             extends: _shared
             kind: concept-map
             map:
               偏高: high
         """,
-        "facilities/town/concept-maps/flags.yaml": """\
+            "facilities/town/concept-maps/flags.yaml": """\
             version: 3
             extends: _shared
             kind: concept-map
@@ -384,13 +442,19 @@ def test_facility_overlay_extends_a_system_table(tmp_path: Path) -> None:
               action: fixed
               code: unknown
         """,
-    }, body="status: final")
+        },
+        body="status: final",
+    )
     plain = load(root, "acme").concept_maps["flags"]
     assert plain.lookup("↑") is None and plain.lookup("L").code == "low"  # type: ignore[union-attr]
     mappings = load(root, "acme", overlays=("facilities/town",))
     flags = mappings.concept_maps["flags"]
     assert {code: flags.lookup(code).code for code in ("H", "偏高", "↑", "L")} == {  # type: ignore[union-attr]
-        "H": "high", "偏高": "high", "↑": "high", "L": "very-low"}
+        "H": "high",
+        "偏高": "high",
+        "↑": "high",
+        "L": "very-low",
+    }
     assert flags.action == "fixed" and flags.fixed is not None and flags.fixed.code == "unknown"
     assert mappings.files["concept-maps/flags.yaml"] == 3
     assert mappings.folder == "acme+facilities/town"
@@ -425,9 +489,12 @@ def test_each_step_naming_no_part_of_its_group(tmp_path: Path) -> None:
 def test_each_step_over_a_segment_or_a_path(tmp_path: Path) -> None:
     root = mapping_root(tmp_path, body="status: final")
     message = root / "_shared/hl7v2/messages/oru.yaml"
-    message.write_text(message.read_text().replace(
-        "          - each: OBSERVATION\n",
-        "          - each: NTE\n            do: []\n"
-        "          - each: =OBR-3\n            do: []\n"
-        "          - each: OBSERVATION\n"))
+    message.write_text(
+        message.read_text().replace(
+            "          - each: OBSERVATION\n",
+            "          - each: NTE\n            do: []\n"
+            "          - each: =OBR-3\n            do: []\n"
+            "          - each: OBSERVATION\n",
+        )
+    )
     assert load(root).message_for("hl7v2", "ORU^R01") is not None

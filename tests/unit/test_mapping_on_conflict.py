@@ -27,19 +27,26 @@ KEEP_FIRST = "  policy: keep-first-and-warn\n  compare: [code]\n  accumulate: [i
 
 
 def test_policy_travels_with_the_resources_its_template_makes(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": TEMPLATE.format(policy=KEEP_FIRST)})
+    root = mapping_root(
+        tmp_path, {"_shared/hl7v2/resources/thing.yaml": TEMPLATE.format(policy=KEEP_FIRST)}
+    )
     mappings = load_mapping_set(root, "_shared")
     assert mappings.formats["hl7v2"].templates["thing"].on_conflict == {
-        "policy": "keep-first-and-warn", "compare": ["code"], "accumulate": ["identifier"]}
+        "policy": "keep-first-and-warn",
+        "compare": ["code"],
+        "accumulate": ["identifier"],
+    }
     translation = translate(mappings, hl7("PID|1||P1", "OBR|1||R1|PANEL", "OBX|1|NM|A^甲||1"))
-    made = [(r["resourceType"], r["id"]) for r in translation.resources
-            if r["resourceType"] == "Basic"]
+    made = [
+        (r["resourceType"], r["id"]) for r in translation.resources if r["resourceType"] == "Basic"
+    ]
     assert made and set(translation.policies) == set(made)
 
 
 def test_unknown_policy_is_a_load_error(tmp_path: Path) -> None:
-    root = mapping_root(tmp_path, {
-        "_shared/hl7v2/resources/thing.yaml": TEMPLATE.format(policy="  policy: last-wins")})
+    root = mapping_root(
+        tmp_path,
+        {"_shared/hl7v2/resources/thing.yaml": TEMPLATE.format(policy="  policy: last-wins")},
+    )
     with pytest.raises(MappingDefinitionError, match=r"thing\.yaml"):
         load_mapping_set(root, "_shared")

@@ -23,47 +23,53 @@ def call(name: str, *args: Any, ev: Evaluation | None = None) -> tuple[Any, list
 # -- dates and times ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("written", "expected"), [
-    ("2026", "2026"),
-    ("202611", "2026-11"),
-    ("20261120", "2026-11-20"),
-    ("2026112008", "2026-11-20T08:00:00+08:00"),
-    ("202611200830", "2026-11-20T08:30:00+08:00"),
-    ("20261120083015", "2026-11-20T08:30:15+08:00"),
-    ("20261120083015.1", "2026-11-20T08:30:15.1+08:00"),
-    ("20261120083015.1234", "2026-11-20T08:30:15.1234+08:00"),
-    ("20261120083015+0800", "2026-11-20T08:30:15+08:00"),
-    ("20261120083015-0500", "2026-11-20T08:30:15-05:00"),
-    ("202611200830+0530", "2026-11-20T08:30:00+05:30"),
-    ("20261120083015Z", "2026-11-20T08:30:15Z"),
-    (" 20261120083015 ", "2026-11-20T08:30:15+08:00"),
-    # ISO forms some vendors write instead of HL7 DTM
-    ("2026-11-20", "2026-11-20"),
-    ("2026-11-20 08:30:00", "2026-11-20T08:30:00+08:00"),
-    ("2026-11-20T08:30", "2026-11-20T08:30:00+08:00"),
-    ("2026-11-20T08:30:00+08:00", "2026-11-20T08:30:00+08:00"),
-    ("2026-11-20T08:30:00-05:00", "2026-11-20T08:30:00-05:00"),
-    ("2026-11-20T08:30:00Z", "2026-11-20T08:30:00Z"),
-    ("2026-11-20T08:30:00.123456+08:00", "2026-11-20T08:30:00.123456+08:00"),
-])
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("2026", "2026"),
+        ("202611", "2026-11"),
+        ("20261120", "2026-11-20"),
+        ("2026112008", "2026-11-20T08:00:00+08:00"),
+        ("202611200830", "2026-11-20T08:30:00+08:00"),
+        ("20261120083015", "2026-11-20T08:30:15+08:00"),
+        ("20261120083015.1", "2026-11-20T08:30:15.1+08:00"),
+        ("20261120083015.1234", "2026-11-20T08:30:15.1234+08:00"),
+        ("20261120083015+0800", "2026-11-20T08:30:15+08:00"),
+        ("20261120083015-0500", "2026-11-20T08:30:15-05:00"),
+        ("202611200830+0530", "2026-11-20T08:30:00+05:30"),
+        ("20261120083015Z", "2026-11-20T08:30:15Z"),
+        (" 20261120083015 ", "2026-11-20T08:30:15+08:00"),
+        # ISO forms some vendors write instead of HL7 DTM
+        ("2026-11-20", "2026-11-20"),
+        ("2026-11-20 08:30:00", "2026-11-20T08:30:00+08:00"),
+        ("2026-11-20T08:30", "2026-11-20T08:30:00+08:00"),
+        ("2026-11-20T08:30:00+08:00", "2026-11-20T08:30:00+08:00"),
+        ("2026-11-20T08:30:00-05:00", "2026-11-20T08:30:00-05:00"),
+        ("2026-11-20T08:30:00Z", "2026-11-20T08:30:00Z"),
+        ("2026-11-20T08:30:00.123456+08:00", "2026-11-20T08:30:00.123456+08:00"),
+    ],
+)
 def test_dtm_to_datetime(written: str, expected: str) -> None:
     assert call("dtm_to_datetime", node(written, field=14)) == (expected, [])
 
 
-@pytest.mark.parametrize(("written", "words"), [
-    ("20261345", "not a real date"),
-    ("20260230", "not a real date"),
-    ("20270229", "not a real date"),
-    ("20261120250000", "not a real date"),
-    ("20261120086000", "not a real date"),
-    ("20261120083015+2500", "zone"),
-    ("20261120083015+0875", "zone"),
-    ("2026112", "not an HL7 date/time"),
-    ("20261120 0830", "not an HL7 date/time"),
-    ("2026/11/20", "not an HL7 date/time"),
-    ("yesterday", "not an HL7 date/time"),
-    ("2026-13-01", "not a real date"),
-])
+@pytest.mark.parametrize(
+    ("written", "words"),
+    [
+        ("20261345", "not a real date"),
+        ("20260230", "not a real date"),
+        ("20270229", "not a real date"),
+        ("20261120250000", "not a real date"),
+        ("20261120086000", "not a real date"),
+        ("20261120083015+2500", "zone"),
+        ("20261120083015+0875", "zone"),
+        ("2026112", "not an HL7 date/time"),
+        ("20261120 0830", "not an HL7 date/time"),
+        ("2026/11/20", "not an HL7 date/time"),
+        ("yesterday", "not an HL7 date/time"),
+        ("2026-13-01", "not a real date"),
+    ],
+)
 def test_impossible_dates_are_errors_at_the_field(written: str, words: str) -> None:
     result, issues = call("dtm_to_datetime", node(written, field=14))
     assert result is None
@@ -79,18 +85,19 @@ def test_leap_day_is_a_real_date() -> None:
 def test_local_times_take_the_zone_of_the_consortium_with_its_summer_time() -> None:
     ev = evaluation()
     ev.state.timezone = ZoneInfo("America/New_York")
-    assert call("dtm_to_datetime", node("20260115083000"), ev=ev)[0] == \
-        "2026-01-15T08:30:00-05:00"
-    assert call("dtm_to_datetime", node("20260715083000"), ev=ev)[0] == \
-        "2026-07-15T08:30:00-04:00"
+    assert call("dtm_to_datetime", node("20260115083000"), ev=ev)[0] == "2026-01-15T08:30:00-05:00"
+    assert call("dtm_to_datetime", node("20260715083000"), ev=ev)[0] == "2026-07-15T08:30:00-04:00"
 
 
-@pytest.mark.parametrize(("written", "expected"), [
-    ("20261120083015+0800", "2026-11-20"),
-    ("202611", "2026-11"),
-    ("1987", "1987"),
-    ("1987-06-05", "1987-06-05"),
-])
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("20261120083015+0800", "2026-11-20"),
+        ("202611", "2026-11"),
+        ("1987", "1987"),
+        ("1987-06-05", "1987-06-05"),
+    ],
+)
 def test_dtm_to_date(written: str, expected: str) -> None:
     assert call("dtm_to_date", node(written, "PID", 7)) == (expected, [])
 
@@ -102,7 +109,9 @@ def test_dtm_to_date_impossible() -> None:
 
 def test_dtm_to_instant() -> None:
     assert call("dtm_to_instant", node("20261120083015", field=19)) == (
-        "2026-11-20T08:30:15+08:00", [])
+        "2026-11-20T08:30:15+08:00",
+        [],
+    )
     result, issues = call("dtm_to_instant", node("20261120", field=19))
     assert result is None
     ((severity, where, message),) = issues
@@ -118,16 +127,19 @@ def test_empty_dates_are_nothing_without_issue() -> None:
 # -- numbers ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("written", "expected"), [
-    ("6.5", 6.5),
-    ("150", 150),
-    (" 7 ", 7),
-    ("-0.5", -0.5),
-    ("+5", 5),
-    (".5", 0.5),
-    ("0", 0),
-    ("１２.５", 12.5),  # full-width digits typed with a Chinese input method
-])
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("6.5", 6.5),
+        ("150", 150),
+        (" 7 ", 7),
+        ("-0.5", -0.5),
+        ("+5", 5),
+        (".5", 0.5),
+        ("0", 0),
+        ("１２.５", 12.5),  # full-width digits typed with a Chinese input method
+    ],
+)
 def test_text_to_decimal(written: str, expected: float) -> None:
     result, issues = call("text_to_decimal", node(written))
     assert result == expected and type(result) is type(expected) and issues == []
@@ -145,22 +157,24 @@ def test_text_to_decimal_of_nothing() -> None:
     assert call("text_to_decimal", node("")) == (None, [])
 
 
-@pytest.mark.parametrize(("written", "value", "comparator"), [
-    ("<0.5", 0.5, "<"),
-    ("< 0.5", 0.5, "<"),
-    (">60", 60, ">"),
-    ("<=5", 5, "<="),
-    (">=5", 5, ">="),
-    ("≤5", 5, "<="),
-    ("≥5", 5, ">="),
-    ("＜0.5", 0.5, "<"),  # full-width signs, as a Chinese input method types them
-    ("＞60", 60, ">"),
-    ("≦5", 5, "<="),
-    ("≧5", 5, ">="),
-    ("5.2", 5.2, None),
-])
-def test_quantity_value_and_comparator(written: str, value: float, comparator: str | None
-                                       ) -> None:
+@pytest.mark.parametrize(
+    ("written", "value", "comparator"),
+    [
+        ("<0.5", 0.5, "<"),
+        ("< 0.5", 0.5, "<"),
+        (">60", 60, ">"),
+        ("<=5", 5, "<="),
+        (">=5", 5, ">="),
+        ("≤5", 5, "<="),
+        ("≥5", 5, ">="),
+        ("＜0.5", 0.5, "<"),  # full-width signs, as a Chinese input method types them
+        ("＞60", 60, ">"),
+        ("≦5", 5, "<="),
+        ("≧5", 5, ">="),
+        ("5.2", 5.2, None),
+    ],
+)
+def test_quantity_value_and_comparator(written: str, value: float, comparator: str | None) -> None:
     assert call("quantity_value", node(written)) == (value, [])
     assert call("quantity_comparator", node(written)) == (comparator, [])
     assert call("has_comparator", node(written))[0] is (comparator is not None)
@@ -173,37 +187,49 @@ def test_quantity_value_of_text_is_an_error() -> None:
     assert call("quantity_value", node("<")) == (None, [])
 
 
-@pytest.mark.parametrize(("written", "low", "high"), [
-    ("3.5-9.5", 3.5, 9.5),
-    ("3.5 - 9.5", 3.5, 9.5),
-    ("3.5～9.5", 3.5, 9.5),
-    ("3.5~9.5", 3.5, 9.5),
-    ("3.5－9.5", 3.5, 9.5),
-    ("3.5—9.5", 3.5, 9.5),
-    ("3.5至9.5", 3.5, 9.5),
-    ("0-40", 0, 40),
-    ("-2-2", -2, 2),
-    ("<5", None, 5),
-    ("<=5", None, 5),
-    ("≤5", None, 5),
-    (">60", 60, None),
-    ("≥60", 60, None),
-    ("＜5", None, 5),
-    ("阴性", None, None),
-    ("", None, None),
-    ("3.5-", None, None),
-])
+@pytest.mark.parametrize(
+    ("written", "low", "high"),
+    [
+        ("3.5-9.5", 3.5, 9.5),
+        ("3.5 - 9.5", 3.5, 9.5),
+        ("3.5～9.5", 3.5, 9.5),
+        ("3.5~9.5", 3.5, 9.5),
+        ("3.5－9.5", 3.5, 9.5),
+        ("3.5—9.5", 3.5, 9.5),
+        ("3.5至9.5", 3.5, 9.5),
+        ("0-40", 0, 40),
+        ("-2-2", -2, 2),
+        ("<5", None, 5),
+        ("<=5", None, 5),
+        ("≤5", None, 5),
+        (">60", 60, None),
+        ("≥60", 60, None),
+        ("＜5", None, 5),
+        ("阴性", None, None),
+        ("", None, None),
+        ("3.5-", None, None),
+    ],
+)
 def test_range_bounds(written: str, low: float | None, high: float | None) -> None:
     assert call("range_low", node(written, field=7)) == (low, [])
     assert call("range_high", node(written, field=7)) == (high, [])
     assert call("is_numeric_range", node(written, field=7))[0] is (
-        low is not None or high is not None)
+        low is not None or high is not None
+    )
 
 
-@pytest.mark.parametrize(("written", "numeric"), [
-    ("6.5", True), ("-1", True), ("0", True), ("<5", False), ("阴性", False), ("", False),
-    ("1.2.3", False),
-])
+@pytest.mark.parametrize(
+    ("written", "numeric"),
+    [
+        ("6.5", True),
+        ("-1", True),
+        ("0", True),
+        ("<5", False),
+        ("阴性", False),
+        ("", False),
+        ("1.2.3", False),
+    ],
+)
 def test_is_numeric(written: str, numeric: bool) -> None:
     assert call("is_numeric", node(written))[0] is numeric
 
@@ -211,15 +237,18 @@ def test_is_numeric(written: str, numeric: bool) -> None:
 # -- units ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("field6", "unit"), [
-    ("10^9/L", "10^9/L"),  # caret not escaped: read as components "10" and "9/L", rejoined
-    ("×10^9/L", "×10^9/L"),
-    ("10^12/L", "10^12/L"),
-    ("10\\S\\9/L", "10^9/L"),  # escaped properly: one component
-    ("mmol/L^mmol/L^UCUM", "mmol/L"),  # coded: the code
-    ("g/L", "g/L"),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    ("field6", "unit"),
+    [
+        ("10^9/L", "10^9/L"),  # caret not escaped: read as components "10" and "9/L", rejoined
+        ("×10^9/L", "×10^9/L"),
+        ("10^12/L", "10^12/L"),
+        ("10\\S\\9/L", "10^9/L"),  # escaped properly: one component
+        ("mmol/L^mmol/L^UCUM", "mmol/L"),  # coded: the code
+        ("g/L", "g/L"),
+        ("", None),
+    ],
+)
 def test_unit_as_written(field6: str, unit: str | None) -> None:
     assert call("unit_as_written", node(field6, field=6)) == (unit, [])
 
@@ -269,16 +298,23 @@ def test_national_id_garbage() -> None:
 
 # -- concept maps ---------------------------------------------------------------------------------
 
-ENTRIES = {"H": {"code": "high", "display": "High"}, "L": "low",
-           "X": {"code": "x", "system": "http://example.org/other"}}
+ENTRIES = {
+    "H": {"code": "high", "display": "High"},
+    "L": "low",
+    "X": {"code": "x", "system": "http://example.org/other"},
+}
 
 
 def tables(action: str, report: str | None = None, **extra: Any) -> dict:
     unmapped: dict[str, Any] = {"action": action, **extra}
     if report:
         unmapped["report"] = report
-    return {"flags": table("flags", {"target_system": "http://example.org/flags",
-                                     "map": ENTRIES, "unmapped": unmapped})}
+    return {
+        "flags": table(
+            "flags",
+            {"target_system": "http://example.org/flags", "map": ENTRIES, "unmapped": unmapped},
+        )
+    }
 
 
 def test_mapped_codes() -> None:
@@ -290,29 +326,48 @@ def test_mapped_codes() -> None:
     assert FUNCTIONS["map_system"](ev, "flags", flag) == "http://example.org/flags"
     assert FUNCTIONS["map_system"](ev, "flags", node("X", field=8)) == "http://example.org/other"
     assert FUNCTIONS["coding"](ev, "flags", flag) == {
-        "system": "http://example.org/flags", "code": "high", "display": "High"}
+        "system": "http://example.org/flags",
+        "code": "high",
+        "display": "High",
+    }
     assert FUNCTIONS["coding"](ev, "flags", node("L", field=8)) == {
-        "system": "http://example.org/flags", "code": "low"}
+        "system": "http://example.org/flags",
+        "code": "low",
+    }
     assert ev.state.issues == []
 
 
 def test_case_sensitive_table() -> None:
-    maps = {"flags": table("flags", {"map": {"H": "high"}, "case_sensitive": True,
-                                     "unmapped": {"action": "omit", "report": "none"}})}
+    maps = {
+        "flags": table(
+            "flags",
+            {
+                "map": {"H": "high"},
+                "case_sensitive": True,
+                "unmapped": {"action": "omit", "report": "none"},
+            },
+        )
+    }
     ev = evaluation(concept_maps=maps)
     assert FUNCTIONS["map"](ev, "flags", "h") is None
     assert FUNCTIONS["map"](ev, "flags", "H") == "high"
 
 
-@pytest.mark.parametrize(("action", "code", "coding", "suffix"), [
-    # a kept code is the source's own code: it is not labelled with the target system
-    ("keep", "Q9", {"code": "Q9"}, "kept as is"),
-    ("fixed", "unknown", {"system": "http://example.org/flags", "code": "unknown",
-                          "display": "Unknown"}, "default used"),
-    ("omit", None, None, "left out"),
-])
-def test_unmapped_actions(action: str, code: str | None, coding: dict | None, suffix: str
-                          ) -> None:
+@pytest.mark.parametrize(
+    ("action", "code", "coding", "suffix"),
+    [
+        # a kept code is the source's own code: it is not labelled with the target system
+        ("keep", "Q9", {"code": "Q9"}, "kept as is"),
+        (
+            "fixed",
+            "unknown",
+            {"system": "http://example.org/flags", "code": "unknown", "display": "Unknown"},
+            "default used",
+        ),
+        ("omit", None, None, "left out"),
+    ],
+)
+def test_unmapped_actions(action: str, code: str | None, coding: dict | None, suffix: str) -> None:
     extra = {"code": "unknown", "display": "Unknown"} if action == "fixed" else {}
     ev = evaluation(concept_maps=tables(action, **extra))
     flag = node("Q9", field=8)
@@ -320,7 +375,8 @@ def test_unmapped_actions(action: str, code: str | None, coding: dict | None, su
     assert FUNCTIONS["coding"](ev, "flags", flag) == coding
     # reported once (a value read twice is reported once), as information by default
     assert [(i.severity, i.code, i.location) for i in ev.state.issues] == [
-        ("information", "code-invalid", "OBX[1]-8")]
+        ("information", "code-invalid", "OBX[1]-8")
+    ]
     assert "'Q9'" in ev.state.issues[0].diagnostics
     assert suffix in ev.state.issues[0].diagnostics
 
@@ -332,8 +388,10 @@ def test_unmapped_error() -> None:
     assert (issue.severity, issue.code, issue.location) == ("error", "code-invalid", "OBX[1]-8")
 
 
-@pytest.mark.parametrize(("report", "severities"), [
-    ("none", []), ("information", ["information"]), ("warning", ["warning"])])
+@pytest.mark.parametrize(
+    ("report", "severities"),
+    [("none", []), ("information", ["information"]), ("warning", ["warning"])],
+)
 def test_report_level(report: str, severities: list[str]) -> None:
     ev = evaluation(concept_maps=tables("omit", report))
     FUNCTIONS["map"](ev, "flags", node("Q9", field=8))
@@ -363,43 +421,50 @@ def test_join_repetitions() -> None:
     assert call("join_repetitions", "plain")[0] == "plain"
 
 
-@pytest.mark.parametrize(("name", "args", "expected"), [
-    ("eq", (" NM ", "NM"), True),
-    ("ne", ("NM", "ST"), True),
-    ("one_of", ("nm", "ST", "NM"), True),
-    ("one_of", ("CE", "ST", "NM"), False),
-    ("exists", ("", None, "x"), True),
-    ("exists", ("", None, "  "), False),
-    ("exists", ([],), False),
-    ("exists", ({"a": 1},), True),
-    ("empty", ("  ",), True),
-    ("not", ("",), True),
-    ("not", (False,), True),
-    ("matches", ("AB12", "[A-Z]+\\d+"), True),
-    ("matches", ("AB12x", "[A-Z]+\\d+"), False),
-    ("concat", ("张", None, "三"), "张三"),
-    ("join", ("-", "R1", "", "WBC", None, "1"), "R1-WBC-1"),
-    ("trim", ("  a  ",), "a"),
-    ("upper", ("st",), "ST"),
-    ("text", (3.5,), "3.5"),
-    ("first", (None, "", "b", "c"), "b"),
-    ("when", (True, "v"), "v"),
-    ("when", ("", "v"), None),
-    ("all", (True, "x"), True),
-    ("all", (True, ""), False),
-    ("any", ("", False, "x"), True),
-    ("facility_system", ("patient",), "https://example.cn/sid/test-lab/patient"),
-    ("ref", ({"resourceType": "Patient", "id": "p1"},), {"reference": "Patient/p1"}),
-    ("ref", (None,), None),
-    ("refs", ([{"resourceType": "Specimen", "id": "s1"}, None],),
-     [{"reference": "Specimen/s1"}]),
-])
+@pytest.mark.parametrize(
+    ("name", "args", "expected"),
+    [
+        ("eq", (" NM ", "NM"), True),
+        ("ne", ("NM", "ST"), True),
+        ("one_of", ("nm", "ST", "NM"), True),
+        ("one_of", ("CE", "ST", "NM"), False),
+        ("exists", ("", None, "x"), True),
+        ("exists", ("", None, "  "), False),
+        ("exists", ([],), False),
+        ("exists", ({"a": 1},), True),
+        ("empty", ("  ",), True),
+        ("not", ("",), True),
+        ("not", (False,), True),
+        ("matches", ("AB12", "[A-Z]+\\d+"), True),
+        ("matches", ("AB12x", "[A-Z]+\\d+"), False),
+        ("concat", ("张", None, "三"), "张三"),
+        ("join", ("-", "R1", "", "WBC", None, "1"), "R1-WBC-1"),
+        ("trim", ("  a  ",), "a"),
+        ("upper", ("st",), "ST"),
+        ("text", (3.5,), "3.5"),
+        ("first", (None, "", "b", "c"), "b"),
+        ("when", (True, "v"), "v"),
+        ("when", ("", "v"), None),
+        ("all", (True, "x"), True),
+        ("all", (True, ""), False),
+        ("any", ("", False, "x"), True),
+        ("facility_system", ("patient",), "https://example.cn/sid/test-lab/patient"),
+        ("ref", ({"resourceType": "Patient", "id": "p1"},), {"reference": "Patient/p1"}),
+        ("ref", (None,), None),
+        (
+            "refs",
+            ([{"resourceType": "Specimen", "id": "s1"}, None],),
+            [{"reference": "Specimen/s1"}],
+        ),
+    ],
+)
 def test_helpers(name: str, args: tuple, expected: Any) -> None:
     assert call(name, *args) == (expected, [])
 
 
 def test_hash_id() -> None:
     from adapter.mapping.ids import deterministic_id
+
     assert call("hash_id", "Patient", "a", node("b"))[0] == deterministic_id("Patient", ["a", "b"])
     assert call("hash_id", "Patient", "a", "")[0] is None
 

@@ -21,84 +21,137 @@ BODY = """
 """
 
 
-def run(tmp_path: Path, *segments: str, body: str = BODY, ignore: str = "[MSH, PV1]"
-        ) -> Translation:
+def run(
+    tmp_path: Path, *segments: str, body: str = BODY, ignore: str = "[MSH, PV1]"
+) -> Translation:
     message = MESSAGE.replace("ignore: [MSH, PV1]", f"ignore: {ignore}")
     root = mapping_root(tmp_path, {"_shared/hl7v2/messages/oru.yaml": message}, body=body)
     return translate(load(root), hl7(*(segments or SEGMENTS)))
 
 
 def unread(translation: Translation) -> list[tuple[str, str | None]]:
-    return [(i.severity, i.location) for i in translation.issues
-            if "not read by any mapping rule" in i.diagnostics]
+    return [
+        (i.severity, i.location)
+        for i in translation.issues
+        if "not read by any mapping rule" in i.diagnostics
+    ]
 
 
 def test_fields_no_rule_reads_are_information(tmp_path: Path) -> None:
     translation = run(tmp_path)
     assert unread(translation) == [
-        ("information", "PID[1]-1"), ("information", "OBR[1]-1"),
-        ("information", "OBX[1]-1"), ("information", "OBX[1]-2"),
-        ("information", "OBX[1]-6"), ("information", "OBX[1]-7")]
-    assert translation.unread == ["PID[1]-1", "OBR[1]-1", "OBX[1]-1", "OBX[1]-2", "OBX[1]-6",
-                                  "OBX[1]-7"]
+        ("information", "PID[1]-1"),
+        ("information", "OBR[1]-1"),
+        ("information", "OBX[1]-1"),
+        ("information", "OBX[1]-2"),
+        ("information", "OBX[1]-6"),
+        ("information", "OBX[1]-7"),
+    ]
+    assert translation.unread == [
+        "PID[1]-1",
+        "OBR[1]-1",
+        "OBX[1]-1",
+        "OBX[1]-2",
+        "OBX[1]-6",
+        "OBX[1]-7",
+    ]
     messages = {i.diagnostics for i in translation.issues if i.location == "OBX[1]-6"}
     assert messages == {"field not read by any mapping rule"}
 
 
 def test_an_unplaced_z_segment_is_a_warning(tmp_path: Path) -> None:
-    translation = run(tmp_path, *SEGMENTS, "ZRS|1|vendor data",
-                      ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, OBX-6, OBX-7]")
+    translation = run(
+        tmp_path,
+        *SEGMENTS,
+        "ZRS|1|vendor data",
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, OBX-6, OBX-7]",
+    )
     assert unread(translation) == [("warning", "ZRS[1]")]
     (issue,) = [i for i in translation.issues if i.location == "ZRS[1]"]
     assert issue.diagnostics == "segment not read by any mapping rule"
 
 
 def test_a_placed_segment_no_rule_looks_at_is_a_warning(tmp_path: Path) -> None:
-    translation = run(tmp_path, "PID|1||P1", "PV1|1|O", "OBR|1||R1", "NTE|1||order note",
-                      "OBX|1|NM|WBC||6.5", ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]")
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "PV1|1|O",
+        "OBR|1||R1",
+        "NTE|1||order note",
+        "OBX|1|NM|WBC||6.5",
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]",
+    )
     assert unread(translation) == [("warning", "NTE[1]")]
 
 
 def test_ignore_suppresses_fields_and_segments(tmp_path: Path) -> None:
-    translation = run(tmp_path, *SEGMENTS, "ZRS|1|vendor data",
-                      ignore="[MSH, PV1, ZRS, PID-1, OBR-1, OBX-1, OBX-2, OBX-6, OBX-7]")
+    translation = run(
+        tmp_path,
+        *SEGMENTS,
+        "ZRS|1|vendor data",
+        ignore="[MSH, PV1, ZRS, PID-1, OBR-1, OBX-1, OBX-2, OBX-6, OBX-7]",
+    )
     assert unread(translation) == []
     assert translation.unread == []
 
 
 def test_empty_fields_are_not_listed(tmp_path: Path) -> None:
-    translation = run(tmp_path, "PID|1||P1", "OBR|1||R1", "OBX|1||WBC||6.5|||||||",
-                      ignore="[MSH, PV1, PID-1, OBR-1, OBX-1]")
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1||WBC||6.5|||||||",
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1]",
+    )
     assert unread(translation) == []
 
 
 def test_alternatives_in_first_not_taken_still_count_as_read(tmp_path: Path) -> None:
     """``first(OBX-14, OBR-7)`` reads OBR-7 even when OBX-14 is there: the rule looked at it
     and chose; the same holds for an alternative inside a function call."""
-    translation = run(tmp_path, "PID|1||P1", "OBR|1||R1||||20261120",
-                      "OBX|1|NM|WBC||6.5|g/L|3.5-9.5|||||||20261121",
-                      body=BODY + """
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1||||20261120",
+        "OBX|1|NM|WBC||6.5|g/L|3.5-9.5|||||||20261121",
+        body=BODY
+        + """
     when: =first(OBX-14, OBR-7)
     range: =first(OBX-5, text(OBX-7), upper(OBX-6))
-    """, ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]")
+    """,
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]",
+    )
     assert unread(translation) == []
 
 
 def test_each_over_a_segment_reads_it(tmp_path: Path) -> None:
-    translation = run(tmp_path, "PID|1||P1", "OBR|1||R1", "OBX|1|NM|WBC||6.5",
-                      "NTE|1||note", body=BODY + """
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5",
+        "NTE|1||note",
+        body=BODY
+        + """
     note:
       - each: NTE
         emit:
           text: =NTE-3
-    """, ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, NTE-1]")
+    """,
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, NTE-1]",
+    )
     assert unread(translation) == []
 
 
 def test_a_rule_in_a_gate_not_taken_does_not_read(tmp_path: Path) -> None:
-    translation = run(tmp_path, body=BODY + """
+    translation = run(
+        tmp_path,
+        body=BODY
+        + """
     range:
       if: =eq(OBX-2, 'SN')
       text: =OBX-7
-    """, ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-6]")
+    """,
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-6]",
+    )
     assert unread(translation) == [("information", "OBX[1]-7")]

@@ -136,13 +136,16 @@ unmapped: {action: keep}
 
 
 def lab_root(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
-    return write(tmp_path / "mappings", {
-        "_shared/xml/messages/lab-report.yaml": LAB_MESSAGE,
-        "_shared/xml/resources/patient.yaml": PATIENT,
-        "_shared/xml/resources/observation.yaml": OBSERVATION,
-        "_shared/concept-maps/gender.yaml": GENDER,
-        **(extra or {}),
-    })
+    return write(
+        tmp_path / "mappings",
+        {
+            "_shared/xml/messages/lab-report.yaml": LAB_MESSAGE,
+            "_shared/xml/resources/patient.yaml": PATIENT,
+            "_shared/xml/resources/observation.yaml": OBSERVATION,
+            "_shared/concept-maps/gender.yaml": GENDER,
+            **(extra or {}),
+        },
+    )
 
 
 def run(mappings: MappingSet, text: str) -> Translation:
@@ -159,8 +162,7 @@ def test_cda_becomes_a_patient_and_observations(lab: MappingSet) -> None:
 
     assert errors(translation.issues) == []
     [patient] = of_type(translation, "Patient")
-    assert patient["identifier"] == [{"system": "urn:oid:2.16.156.10011.1.3",
-                                      "value": NATIONAL_ID}]
+    assert patient["identifier"] == [{"system": "urn:oid:2.16.156.10011.1.3", "value": NATIONAL_ID}]
     assert patient["name"] == [{"text": "张三"}]
     assert patient["gender"] == "male"
     assert patient["birthDate"] == "1990-03-07"
@@ -169,7 +171,9 @@ def test_cda_becomes_a_patient_and_observations(lab: MappingSet) -> None:
     assert [o["code"]["coding"][0]["display"] for o in observations] == ["葡萄糖", "钾"]
     # relative paths start at each observation; absolute ones at the document
     assert [o["valueQuantity"] for o in observations] == [
-        {"value": 5.6, "unit": "mmol/L"}, {"value": 4.1, "unit": "mmol/L"}]
+        {"value": 5.6, "unit": "mmol/L"},
+        {"value": 4.1, "unit": "mmol/L"},
+    ]
     assert {o["effectiveDateTime"] for o in observations} == {"2026-11-20T08:30:00+08:00"}
     assert {o["subject"]["reference"] for o in observations} == {f"Patient/{patient['id']}"}
     assert translation.mapping is not None and translation.mapping.endswith("lab-report.yaml@v1")
@@ -179,10 +183,10 @@ def test_unread_values_are_listed_with_xpath_locations(lab: MappingSet) -> None:
     translation = run(lab, LAB_CDA)
 
     assert set(translation.unread) == {
-        "/ClinicalDocument/id[1]/@root",            # the extension was read, not the root
-        "/ClinicalDocument/code[1]",                # nothing inside was read: listed whole
+        "/ClinicalDocument/id[1]/@root",  # the extension was read, not the root
+        "/ClinicalDocument/code[1]",  # nothing inside was read: listed whole
         "/ClinicalDocument/title[1]",
-        "/ClinicalDocument/recordTarget[1]/patientRole[1]/id[2]",    # the inpatient number
+        "/ClinicalDocument/recordTarget[1]/patientRole[1]/id[2]",  # the inpatient number
         "/ClinicalDocument/component[1]/structuredBody[1]/component[1]/section[1]/code[1]",
         "/ClinicalDocument/component[1]/structuredBody[1]/component[1]/section[1]/entry[2]"
         "/observation[1]/interpretationCode[1]",
@@ -195,25 +199,35 @@ def test_unread_values_are_listed_with_xpath_locations(lab: MappingSet) -> None:
 
 
 def test_ignore_paths_silence_the_unread_report(tmp_path: Path) -> None:
-    extra = ["cda:id/@root", "cda:code", "cda:title", "cda:recordTarget/cda:patientRole/cda:id[2]",
-             "//cda:section/cda:code", "//cda:interpretationCode"]
-    message = LAB_MESSAGE.replace("  - cda:templateId\n", "".join(
-        f"  - {entry}\n" for entry in ["cda:templateId", *extra]))
-    mappings = load_mapping_set(lab_root(tmp_path, {
-        "_shared/xml/messages/lab-report.yaml": message}), "_shared")
+    extra = [
+        "cda:id/@root",
+        "cda:code",
+        "cda:title",
+        "cda:recordTarget/cda:patientRole/cda:id[2]",
+        "//cda:section/cda:code",
+        "//cda:interpretationCode",
+    ]
+    message = LAB_MESSAGE.replace(
+        "  - cda:templateId\n", "".join(f"  - {entry}\n" for entry in ["cda:templateId", *extra])
+    )
+    mappings = load_mapping_set(
+        lab_root(tmp_path, {"_shared/xml/messages/lab-report.yaml": message}), "_shared"
+    )
     assert run(mappings, LAB_CDA).unread == []
 
 
 def test_element_text_is_normalised_and_read_with_everything_inside(tmp_path: Path) -> None:
-    root = write(tmp_path / "m", {
-        "_shared/xml/messages/note.yaml": """\
+    root = write(
+        tmp_path / "m",
+        {
+            "_shared/xml/messages/note.yaml": """\
             version: 1
             kind: message
             format: xml
             match: {root: note}
             produce: [{resource: basic}]
             """,
-        "_shared/xml/resources/basic.yaml": """\
+            "_shared/xml/resources/basic.yaml": """\
             version: 1
             kind: resource
             resourceType: Basic
@@ -224,11 +238,16 @@ def test_element_text_is_normalised_and_read_with_everything_inside(tmp_path: Pa
                 - url: https://example.cn/text-node
                   valueString: =title/text()
             """,
-    })
+        },
+    )
     translation = translate_xml(
         load_mapping_set(root, "_shared"),
-        parse_xml("<note id='n1'><title>A</title><body>\n  第一行\n  <b>加粗</b>  第二行 </body>"
-                  "</note>".encode()).root, context())
+        parse_xml(
+            "<note id='n1'><title>A</title><body>\n  第一行\n  <b>加粗</b>  第二行 </body>"
+            "</note>".encode()
+        ).root,
+        context(),
+    )
     [basic] = translation.resources
     assert basic["code"] == {"text": "第一行 加粗 第二行"}
     assert basic["extension"][0]["valueString"] == "A"
@@ -236,8 +255,10 @@ def test_element_text_is_normalised_and_read_with_everything_inside(tmp_path: Pa
 
 
 def test_vendor_xml_without_namespace_with_chinese_names_in_gbk(tmp_path: Path) -> None:
-    root = write(tmp_path / "m", {
-        "_shared/xml/messages/vendor.yaml": """\
+    root = write(
+        tmp_path / "m",
+        {
+            "_shared/xml/messages/vendor.yaml": """\
             version: 1
             kind: message
             format: xml
@@ -246,7 +267,7 @@ def test_vendor_xml_without_namespace_with_chinese_names_in_gbk(tmp_path: Path) 
               - each: =检验结果/项目
                 do: [{resource: item}]
             """,
-        "_shared/xml/resources/item.yaml": """\
+            "_shared/xml/resources/item.yaml": """\
             version: 1
             kind: resource
             resourceType: Observation
@@ -256,20 +277,28 @@ def test_vendor_xml_without_namespace_with_chinese_names_in_gbk(tmp_path: Path) 
               code: {text: =名称}
               valueString: =结果
             """,
-    })
-    document = ('<?xml version="1.0" encoding="GBK"?>\n<检验报告><报告单号>R9</报告单号>'
-                '<检验结果><项目 代码="WBC"><名称>白细胞</名称><结果>6.1</结果></项目>'
-                '<项目 代码="RBC"><名称>红细胞</名称><结果>4.5</结果><备注>复查</备注></项目>'
-                '</检验结果></检验报告>').encode("gbk")
-    translation = translate_xml(load_mapping_set(root, "_shared"), parse_xml(document).root,
-                                context())
+        },
+    )
+    document = (
+        '<?xml version="1.0" encoding="GBK"?>\n<检验报告><报告单号>R9</报告单号>'
+        '<检验结果><项目 代码="WBC"><名称>白细胞</名称><结果>6.1</结果></项目>'
+        '<项目 代码="RBC"><名称>红细胞</名称><结果>4.5</结果><备注>复查</备注></项目>'
+        "</检验结果></检验报告>"
+    ).encode("gbk")
+    translation = translate_xml(
+        load_mapping_set(root, "_shared"), parse_xml(document).root, context()
+    )
     assert [(r["code"]["text"], r["valueString"]) for r in translation.resources] == [
-        ("白细胞", "6.1"), ("红细胞", "4.5")]
+        ("白细胞", "6.1"),
+        ("红细胞", "4.5"),
+    ]
     assert translation.unread == ["/检验报告/检验结果[1]/项目[2]/备注[1]"]
 
 
 def test_each_in_a_template_iterates_elements_with_relative_paths(tmp_path: Path) -> None:
-    patient = PATIENT.replace("body:\n", textwrap.dedent("""\
+    patient = PATIENT.replace(
+        "body:\n",
+        textwrap.dedent("""\
         body:
           telecom:
             - each: =cda:recordTarget/cda:patientRole/cda:telecom
@@ -279,27 +308,32 @@ def test_each_in_a_template_iterates_elements_with_relative_paths(tmp_path: Path
                 system: phone
                 value: =./@value
                 use: =first(when(eq(./@use, 'MC'), 'mobile'), 'home')
-        """))
-    mappings = load_mapping_set(lab_root(tmp_path, {"_shared/xml/resources/patient.yaml":
-                                                    patient}), "_shared")
+        """),
+    )
+    mappings = load_mapping_set(
+        lab_root(tmp_path, {"_shared/xml/resources/patient.yaml": patient}), "_shared"
+    )
     document = LAB_CDA.replace(
         '<id root="2.16.156.10011.1.12" extension="ZY-7788"/>',
         '<telecom use="MC" value="tel:13800000000"/><telecom value=""/>'
-        '<telecom use="H" value="tel:0731-1234567"/>')
+        '<telecom use="H" value="tel:0731-1234567"/>',
+    )
     [patient_out] = of_type(run(mappings, document), "Patient")
     assert patient_out["telecom"] == [
         {"system": "phone", "value": "tel:13800000000", "use": "mobile"},
-        {"system": "phone", "value": "tel:0731-1234567", "use": "home"}]
+        {"system": "phone", "value": "tel:0731-1234567", "use": "home"},
+    ]
 
 
 def test_value_errors_name_the_xpath_location(lab: MappingSet) -> None:
     document = LAB_CDA.replace('value="4.10"', 'value="四点一"')
     translation = run(lab, document)
     [error] = errors(translation.issues)
-    assert error.location == ("/ClinicalDocument/component[1]/structuredBody[1]/component[1]"
-                              "/section[1]/entry[2]/observation[1]/value[1]/@value")
-    assert [o["code"]["coding"][0]["code"] for o in of_type(translation, "Observation")] == [
-        "GLU"]
+    assert error.location == (
+        "/ClinicalDocument/component[1]/structuredBody[1]/component[1]"
+        "/section[1]/entry[2]/observation[1]/value[1]/@value"
+    )
+    assert [o["code"]["coding"][0]["code"] for o in of_type(translation, "Observation")] == ["GLU"]
 
 
 # -- choosing the message mapping --------------------------------------------------------------
@@ -318,13 +352,14 @@ produce:
 
 
 def test_match_selects_the_mapping_of_each_document_kind(tmp_path: Path) -> None:
-    mappings = load_mapping_set(lab_root(tmp_path, {
-        "_shared/xml/messages/discharge-summary.yaml": DISCHARGE_MESSAGE}), "_shared")
+    mappings = load_mapping_set(
+        lab_root(tmp_path, {"_shared/xml/messages/discharge-summary.yaml": DISCHARGE_MESSAGE}),
+        "_shared",
+    )
     lab = run(mappings, LAB_CDA)
     assert lab.mapping is not None and lab.mapping.endswith("lab-report.yaml@v1")
     assert len(lab.resources) == 3
-    discharge = run(mappings, LAB_CDA.replace("2.16.156.10011.2.1.1.27",
-                                              "2.16.156.10011.2.1.1.73"))
+    discharge = run(mappings, LAB_CDA.replace("2.16.156.10011.2.1.1.27", "2.16.156.10011.2.1.1.73"))
     assert discharge.mapping is not None and discharge.mapping.endswith("discharge-summary.yaml@v1")
     assert [r["resourceType"] for r in discharge.resources] == ["Patient"]
     assert discharge.unread == []
@@ -334,33 +369,47 @@ def test_a_document_no_mapping_matches_is_an_error(lab: MappingSet) -> None:
     translation = run(lab, LAB_CDA.replace("2.16.156.10011.2.1.1.27", "9.9.9"))
     [error] = translation.issues
     assert error.code == "not-supported" and error.location == "/ClinicalDocument"
-    assert "lab-report" in error.diagnostics and "root element ClinicalDocument" in \
-        error.diagnostics
+    assert (
+        "lab-report" in error.diagnostics and "root element ClinicalDocument" in error.diagnostics
+    )
     assert translation.resources == []
-    other_root = run(lab, "<ClinicalDocument><templateId root='2.16.156.10011.2.1.1.27'/>"
-                          "</ClinicalDocument>")  # right name, no namespace
+    other_root = run(
+        lab, "<ClinicalDocument><templateId root='2.16.156.10011.2.1.1.27'/></ClinicalDocument>"
+    )  # right name, no namespace
     assert other_root.issues[0].code == "not-supported"
 
 
 def test_a_document_two_mappings_match_is_an_error(tmp_path: Path) -> None:
-    mappings = load_mapping_set(lab_root(tmp_path, {
-        "_shared/xml/messages/any-cda.yaml": "version: 1\nkind: message\nformat: xml\n"
-                                             "match: {root: ClinicalDocument}\n"
-                                             "produce: [{resource: patient}]\n"}), "_shared")
+    mappings = load_mapping_set(
+        lab_root(
+            tmp_path,
+            {
+                "_shared/xml/messages/any-cda.yaml": "version: 1\nkind: message\nformat: xml\n"
+                "match: {root: ClinicalDocument}\n"
+                "produce: [{resource: patient}]\n"
+            },
+        ),
+        "_shared",
+    )
     [error] = run(mappings, LAB_CDA).issues
     assert error.code == "multiple-matches"
     assert "any-cda" in error.diagnostics and "lab-report" in error.diagnostics
 
 
 def test_a_system_folder_overrides_a_shared_xml_template(tmp_path: Path) -> None:
-    root = lab_root(tmp_path, {"vendor/xml/resources/patient.yaml": """\
+    root = lab_root(
+        tmp_path,
+        {
+            "vendor/xml/resources/patient.yaml": """\
         version: 1
         extends: _shared
         kind: resource
         body:
           name:
             - text: =concat('患者 ', cda:recordTarget/cda:patientRole/cda:patient/cda:name)
-        """})
+        """
+        },
+    )
     [patient] = of_type(run(load_mapping_set(root, "vendor"), LAB_CDA), "Patient")
     assert patient["name"] == [{"text": "患者 张三"}]
     assert patient["gender"] == "male"  # the rest of the shared template stays
@@ -381,8 +430,9 @@ def _with_line(template: str, old: str, new: str) -> str:
 
 
 def test_bad_xpath_names_file_and_line(tmp_path: Path) -> None:
-    observation = _with_line(OBSERVATION, "unit: =cda:value/@unit",
-                             "unit: =cda:value[@unit='x'/@unit")
+    observation = _with_line(
+        OBSERVATION, "unit: =cda:value/@unit", "unit: =cda:value[@unit='x'/@unit"
+    )
     error = load_error(tmp_path, {"_shared/xml/resources/observation.yaml": observation})
     assert error.file.endswith("observation.yaml") and error.line == 17
     assert "XPath" in error.message or "expression" in error.message
@@ -393,10 +443,11 @@ def test_undeclared_prefix_is_a_load_error(tmp_path: Path) -> None:
     error = load_error(tmp_path, {"_shared/xml/resources/observation.yaml": observation})
     assert "'v3' is not declared" in error.message and error.line == 17
     # ... also when it only appears inside a predicate
-    observation = _with_line(OBSERVATION, "unit: =cda:value/@unit",
-                             "unit: =cda:value[v3:x]/@unit")
-    assert "'v3'" in load_error(tmp_path, {
-        "_shared/xml/resources/observation.yaml": observation}).message
+    observation = _with_line(OBSERVATION, "unit: =cda:value/@unit", "unit: =cda:value[v3:x]/@unit")
+    assert (
+        "'v3'"
+        in load_error(tmp_path, {"_shared/xml/resources/observation.yaml": observation}).message
+    )
 
 
 def test_attribute_written_as_a_variable_is_a_load_error(tmp_path: Path) -> None:
@@ -404,13 +455,21 @@ def test_attribute_written_as_a_variable_is_a_load_error(tmp_path: Path) -> None
     error = load_error(tmp_path, {"_shared/xml/resources/observation.yaml": observation})
     assert "./@unit" in error.message and error.line == 17
     observation = _with_line(OBSERVATION, "unit: =cda:value/@unit", "unit: =@xsi:type")
-    assert "./@xsi:type" in load_error(tmp_path, {
-        "_shared/xml/resources/observation.yaml": observation}).message
+    assert (
+        "./@xsi:type"
+        in load_error(tmp_path, {"_shared/xml/resources/observation.yaml": observation}).message
+    )
 
 
 def test_namespace_prefix_bound_twice_is_a_load_error(tmp_path: Path) -> None:
-    error = load_error(tmp_path, {"_shared/xml/messages/other.yaml": DISCHARGE_MESSAGE.replace(
-        "match:", "namespaces: {cda: 'urn:example:not-cda'}\nmatch:")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/xml/messages/other.yaml": DISCHARGE_MESSAGE.replace(
+                "match:", "namespaces: {cda: 'urn:example:not-cda'}\nmatch:"
+            )
+        },
+    )
     assert "'cda'" in error.message and error.file.endswith("other.yaml")
 
 
@@ -421,23 +480,43 @@ def test_each_step_needs_a_path_expression(tmp_path: Path) -> None:
 
 
 def test_bad_match_and_ignore_paths_are_load_errors(tmp_path: Path) -> None:
-    error = load_error(tmp_path, {"_shared/xml/messages/lab-report.yaml": LAB_MESSAGE.replace(
-        "'2.16.156.10011.2.1.1.27'\"", "'2.16.156.10011.2.1.1.27'] \"")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/xml/messages/lab-report.yaml": LAB_MESSAGE.replace(
+                "'2.16.156.10011.2.1.1.27'\"", "'2.16.156.10011.2.1.1.27'] \""
+            )
+        },
+    )
     assert error.message.startswith(f"{error.file}:8: match:")
-    error = load_error(tmp_path, {"_shared/xml/messages/lab-report.yaml": LAB_MESSAGE.replace(
-        "  - cda:realmCode", "  - cda:realmCode[")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/xml/messages/lab-report.yaml": LAB_MESSAGE.replace(
+                "  - cda:realmCode", "  - cda:realmCode["
+            )
+        },
+    )
     assert "ignore" in error.message and error.line == 16
-    error = load_error(tmp_path, {"_shared/xml/messages/lab-report.yaml": LAB_MESSAGE.replace(
-        "  xpath:", "  message_type: [ORU^R01]\n  xpath:")})
+    error = load_error(
+        tmp_path,
+        {
+            "_shared/xml/messages/lab-report.yaml": LAB_MESSAGE.replace(
+                "  xpath:", "  message_type: [ORU^R01]\n  xpath:"
+            )
+        },
+    )
     assert "message_type" in error.message
 
 
 def test_an_xpath_failing_at_run_time_is_a_located_mapping_error(tmp_path: Path) -> None:
     # an unknown function inside a predicate is only met when the predicate is evaluated
-    observation = _with_line(OBSERVATION, "unit: =cda:value/@unit",
-                             "unit: =cda:value[no-such-function()]/@unit")
-    mappings = load_mapping_set(lab_root(tmp_path, {
-        "_shared/xml/resources/observation.yaml": observation}), "_shared")
+    observation = _with_line(
+        OBSERVATION, "unit: =cda:value/@unit", "unit: =cda:value[no-such-function()]/@unit"
+    )
+    mappings = load_mapping_set(
+        lab_root(tmp_path, {"_shared/xml/resources/observation.yaml": observation}), "_shared"
+    )
     with pytest.raises(MappingError) as info:
         run(mappings, LAB_CDA)
     assert "no-such-function" in info.value.message
@@ -467,25 +546,35 @@ facilities:
 def pipeline(tmp_path: Path, session_factory: sessionmaker[Session]) -> Pipeline:
     config = tmp_path / "consortium.yaml"
     config.write_text(CONSORTIUM, encoding="utf-8")
-    return Pipeline(load_consortium(config), session_factory, mappings_dir=lab_root(tmp_path),
-                    max_bytes=4000, default_timezone="Asia/Shanghai")
+    return Pipeline(
+        load_consortium(config),
+        session_factory,
+        mappings_dir=lab_root(tmp_path),
+        max_bytes=4000,
+        default_timezone="Asia/Shanghai",
+    )
 
 
 HOSTILE: dict[str, tuple[bytes, str, str]] = {
-    "billion-laughs": (b'<?xml version="1.0"?>\n<!DOCTYPE l [<!ENTITY a "aaaa">'
-                       b'<!ENTITY b "&a;&a;&a;&a;">]>\n<l>&b;</l>', "structure", "line 2"),
-    "xxe-file": (b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>',
-                 "structure", "line 1"),
-    "xxe-http": (b'<!DOCTYPE r SYSTEM "http://127.0.0.1:9/evil.dtd"><r/>', "structure",
-                 "line 1"),
+    "billion-laughs": (
+        b'<?xml version="1.0"?>\n<!DOCTYPE l [<!ENTITY a "aaaa">'
+        b'<!ENTITY b "&a;&a;&a;&a;">]>\n<l>&b;</l>',
+        "structure",
+        "line 2",
+    ),
+    "xxe-file": (
+        b'<!DOCTYPE r [<!ENTITY x SYSTEM "file:///etc/passwd">]><r>&x;</r>',
+        "structure",
+        "line 1",
+    ),
+    "xxe-http": (b'<!DOCTYPE r SYSTEM "http://127.0.0.1:9/evil.dtd"><r/>', "structure", "line 1"),
     "oversize": (b"<r>" + b"x" * 5000 + b"</r>", "too-long", "body"),
     "malformed": (b"<r>\n<a></r>", "structure", "line 2"),
 }
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_documents_are_quarantined_with_an_outcome(name: str,
-                                                           pipeline: Pipeline) -> None:
+def test_hostile_documents_are_quarantined_with_an_outcome(name: str, pipeline: Pipeline) -> None:
     raw, code, where = HOSTILE[name]
     result = pipeline.ingest(raw, "test-cda", "application/xml")
     assert result.status == "quarantined"
@@ -498,6 +587,9 @@ def test_a_cda_document_is_stored_with_its_unread_report(pipeline: Pipeline) -> 
     result = pipeline.ingest(LAB_CDA.encode(), "test-cda", "application/xml")
     assert result.status == "processed", [i.as_dict() for i in result.issues]
     assert sorted(r.split("/")[0] for r in result.resources) == [
-        "Observation", "Observation", "Patient"]
+        "Observation",
+        "Observation",
+        "Patient",
+    ]
     informational: list[dict[str, Any]] = [i.as_dict() for i in result.issues]
     assert any(i["location"] == "/ClinicalDocument/title[1]" for i in informational)

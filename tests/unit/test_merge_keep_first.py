@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from adapter.pipeline.merge import keep_first, merge_stored
 
-POLICY = {"policy": "keep-first-and-warn", "compare": ["subject", "reasonCode", "authoredOn"],
-          "accumulate": ["supportingInfo"]}
-STORED = {"resourceType": "ServiceRequest", "id": "sr1", "meta": {"versionId": "1"},
-          "subject": {"reference": "Patient/a"}, "authoredOn": "2026-11-20",
-          "supportingInfo": [{"reference": "DocumentReference/d1"}]}
+POLICY = {
+    "policy": "keep-first-and-warn",
+    "compare": ["subject", "reasonCode", "authoredOn"],
+    "accumulate": ["supportingInfo"],
+}
+STORED = {
+    "resourceType": "ServiceRequest",
+    "id": "sr1",
+    "meta": {"versionId": "1"},
+    "subject": {"reference": "Patient/a"},
+    "authoredOn": "2026-11-20",
+    "supportingInfo": [{"reference": "DocumentReference/d1"}],
+}
 
 
 def test_first_copy_is_stored_as_is() -> None:
@@ -17,18 +25,28 @@ def test_first_copy_is_stored_as_is() -> None:
 
 
 def test_later_copy_adds_and_accumulates_but_never_overwrites() -> None:
-    new = {"resourceType": "ServiceRequest", "id": "sr1", "subject": {"reference": "Patient/b"},
-           "authoredOn": "2026-11-20", "note": [{"text": "存根"}],
-           "supportingInfo": [{"reference": "DocumentReference/d2"},
-                              {"reference": "DocumentReference/d1"}]}
+    new = {
+        "resourceType": "ServiceRequest",
+        "id": "sr1",
+        "subject": {"reference": "Patient/b"},
+        "authoredOn": "2026-11-20",
+        "note": [{"text": "存根"}],
+        "supportingInfo": [
+            {"reference": "DocumentReference/d2"},
+            {"reference": "DocumentReference/d1"},
+        ],
+    }
     merged, issues = keep_first(new, STORED, POLICY)
     assert merged["subject"] == {"reference": "Patient/a"}  # the stored copy wins
     assert merged["note"] == [{"text": "存根"}]  # what the first lacked is added
-    assert merged["supportingInfo"] == [{"reference": "DocumentReference/d1"},
-                                        {"reference": "DocumentReference/d2"}]
+    assert merged["supportingInfo"] == [
+        {"reference": "DocumentReference/d1"},
+        {"reference": "DocumentReference/d2"},
+    ]
     assert "meta" not in merged
     assert [(i.severity, i.code, i.expression) for i in issues] == [
-        ("warning", "conflict", "ServiceRequest.subject")]
+        ("warning", "conflict", "ServiceRequest.subject")
+    ]
     assert "subject" in issues[0].diagnostics
 
 
@@ -52,6 +70,7 @@ def test_the_policy_is_that_of_the_resource_made() -> None:
     assert kept["subject"] == {"reference": "Patient/a"} and len(issues) == 1
     # another ServiceRequest (made by a template without on_conflict) is replaced as usual
     other = {"resourceType": "ServiceRequest", "id": "sr2", "subject": {"reference": "Patient/b"}}
-    replaced, issues = merge_stored(other, lambda t, i: {**STORED, "id": "sr2"},
-                                    {("ServiceRequest", "sr1"): POLICY})
+    replaced, issues = merge_stored(
+        other, lambda t, i: {**STORED, "id": "sr2"}, {("ServiceRequest", "sr1"): POLICY}
+    )
     assert replaced == other and issues == []

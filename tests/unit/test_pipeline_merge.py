@@ -26,10 +26,19 @@ def store(*resources: dict[str, Any]) -> Any:
 
 
 def test_patient_identifiers_accumulate_new_first_without_duplicates() -> None:
-    stored = {"resourceType": "Patient", "id": "p1", "identifier": [NID, COUNTY_MR],
-              "telecom": [{"system": "phone", "value": "0731-1"}], "gender": "female"}
-    new = {"resourceType": "Patient", "id": "p1", "identifier": [TOWN_HC, dict(NID)],
-           "gender": "unknown"}
+    stored = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [NID, COUNTY_MR],
+        "telecom": [{"system": "phone", "value": "0731-1"}],
+        "gender": "female",
+    }
+    new = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [TOWN_HC, dict(NID)],
+        "gender": "unknown",
+    }
     merged = merge_with_stored(new, store(stored))
     assert merged["identifier"] == [TOWN_HC, NID, COUNTY_MR]
     assert merged["telecom"] == [{"system": "phone", "value": "0731-1"}]
@@ -38,8 +47,7 @@ def test_patient_identifiers_accumulate_new_first_without_duplicates() -> None:
 
 
 def test_key_order_does_not_make_a_duplicate() -> None:
-    stored = {"resourceType": "Patient", "id": "p1",
-              "identifier": [{"value": "1", "system": "s"}]}
+    stored = {"resourceType": "Patient", "id": "p1", "identifier": [{"value": "1", "system": "s"}]}
     new = {"resourceType": "Patient", "id": "p1", "identifier": [{"system": "s", "value": "1"}]}
     assert merge_with_stored(new, store(stored))["identifier"] == [{"system": "s", "value": "1"}]
 
@@ -54,30 +62,40 @@ def test_other_types_and_unknown_patients_are_replaced() -> None:
 
 # -- through the pipeline: two facilities, one database ---------------------------------------
 
-COUNTY = "\r".join([
-    "MSH|^~\\&|QSLIS|QSXRMYY|QSYGT|QSYGTPT|20261120093600||ORU^R01^ORU_R01|M1|P|2.5.1"
-    "|||AL|NE|CHN|UNICODE UTF-8",
-    "PID|1||430999195001150822^^^&2.16.156.10011.1.3&ISO^NNCHN~0000356721^^^QSXRMYY^PI"
-    "||韩^秀兰||19500115|F",
-    "OBR|1|SQ1|L1|CBC^血常规^99QSLIS|||20261120083000||||||||||||||20261120093512|||F",
-    "OBX|1|NM|WBC^白细胞计数^99QSLIS||6.2|×10\\S\\9/L|3.5-9.5|N|||F|||20261120091500",
-]).encode("utf-8")
+COUNTY = "\r".join(
+    [
+        "MSH|^~\\&|QSLIS|QSXRMYY|QSYGT|QSYGTPT|20261120093600||ORU^R01^ORU_R01|M1|P|2.5.1"
+        "|||AL|NE|CHN|UNICODE UTF-8",
+        "PID|1||430999195001150822^^^&2.16.156.10011.1.3&ISO^NNCHN~0000356721^^^QSXRMYY^PI"
+        "||韩^秀兰||19500115|F",
+        "OBR|1|SQ1|L1|CBC^血常规^99QSLIS|||20261120083000||||||||||||||20261120093512|||F",
+        "OBX|1|NM|WBC^白细胞计数^99QSLIS||6.2|×10\\S\\9/L|3.5-9.5|N|||F|||20261120091500",
+    ]
+).encode("utf-8")
 
-TOWNSHIP = "\r".join([
-    "MSH|^~\\&|YYLIS|SQZWSY|QSYGT|QSYGTPT|20261124104522||ORU^R01^ORU_R01|M2|P|2.5"
-    "|||||CHN|UTF-8",
-    "PID|1||430999195001150822^^^公安部^ID~JK4309990000816^^^青山县卫生健康局^HC"
-    "||韩^秀兰||19500115000000|F",
-    "OBR|1|SQ2|YY1|SHCG^生化常规|||20261124081000||||||||||||||20261124104300|||F",
-    "OBX|1|ST|GLU^葡萄糖||6.1|mmol/L|3.9-6.1|正常||||||20261124101000",
-]).encode("utf-8")
+TOWNSHIP = "\r".join(
+    [
+        "MSH|^~\\&|YYLIS|SQZWSY|QSYGT|QSYGTPT|20261124104522||ORU^R01^ORU_R01|M2|P|2.5"
+        "|||||CHN|UTF-8",
+        "PID|1||430999195001150822^^^公安部^ID~JK4309990000816^^^青山县卫生健康局^HC"
+        "||韩^秀兰||19500115000000|F",
+        "OBR|1|SQ2|YY1|SHCG^生化常规|||20261124081000||||||||||||||20261124104300|||F",
+        "OBX|1|ST|GLU^葡萄糖||6.1|mmol/L|3.9-6.1|正常||||||20261124101000",
+    ]
+).encode("utf-8")
 
 
 def test_a_patient_known_to_two_facilities_keeps_both_numbers(
-        session_factory: sessionmaker[Session]) -> None:
+    session_factory: sessionmaker[Session],
+) -> None:
     consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(consortium, session_factory, mappings_dir=ROOT / "mappings",
-                        max_bytes=1024 * 1024, default_timezone="Asia/Shanghai")
+    pipeline = Pipeline(
+        consortium,
+        session_factory,
+        mappings_dir=ROOT / "mappings",
+        max_bytes=1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
     county = pipeline.ingest(COUNTY, "std-hl7v2")
     township = pipeline.ingest(TOWNSHIP, "shiqiao-lis")
     assert county.accepted and township.accepted, (county.issues, township.issues)

@@ -25,6 +25,7 @@ def _stored(resource: dict[str, Any] | None):  # type: ignore[no-untyped-def]
         if resource is None:
             return None
         return {**resource, "meta": {"versionId": "2"}}
+
     return read
 
 
@@ -38,8 +39,9 @@ def test_an_older_version_keeps_the_stored_one_with_a_warning() -> None:
     assert issue.expression == "Composition.date"
 
 
-@pytest.mark.parametrize("new", ["2026-11-19T09:15:00+08:00", "2026-11-20T00:00:00Z",
-                                 "2026-11-18T16:30:00+08:00"])
+@pytest.mark.parametrize(
+    "new", ["2026-11-19T09:15:00+08:00", "2026-11-20T00:00:00Z", "2026-11-18T16:30:00+08:00"]
+)
 def test_a_newer_or_equal_version_replaces(new: str) -> None:
     # 2026-11-18T16:30+08:00 is 08:30Z: equal to the stored 08:30Z
     stored = _comp("2026-11-18T08:30:00Z")
@@ -47,10 +49,15 @@ def test_a_newer_or_equal_version_replaces(new: str) -> None:
     assert merged["status"] == "amended" and issues == []
 
 
-@pytest.mark.parametrize(("new", "old"), [("2026-11-18", "2026-11-19T09:15:00+08:00"),
-                                          ("2026-11-18T10:00:00", "2026-11-19T09:15:00+08:00"),
-                                          (None, "2026-11-19T09:15:00+08:00"),
-                                          ("2026-11-18T10:00:00+08:00", "2026-11")])
+@pytest.mark.parametrize(
+    ("new", "old"),
+    [
+        ("2026-11-18", "2026-11-19T09:15:00+08:00"),
+        ("2026-11-18T10:00:00", "2026-11-19T09:15:00+08:00"),
+        (None, "2026-11-19T09:15:00+08:00"),
+        ("2026-11-18T10:00:00+08:00", "2026-11"),
+    ],
+)
 def test_values_that_cannot_be_compared_replace(new: Any, old: Any) -> None:
     merged, issues = merge_stored(_comp(new, "amended"), _stored(_comp(old)), POLICY)
     assert merged["status"] == "amended" and issues == []
@@ -81,7 +88,8 @@ def test_keep_newer_needs_by(tmp_path: Path) -> None:
 
 
 def test_keep_newer_with_by_loads(tmp_path: Path) -> None:
-    files = {"_shared/hl7v2/resources/thing.yaml":
-             _template("{policy: keep-newer-and-warn, by: date}")}
+    files = {
+        "_shared/hl7v2/resources/thing.yaml": _template("{policy: keep-newer-and-warn, by: date}")
+    }
     mappings = load(write(tmp_path, files))
     assert mappings.merge_policies == {"Basic": {"policy": "keep-newer-and-warn", "by": "date"}}

@@ -26,16 +26,42 @@ LEXICAL: dict[str, tuple[Any, list[str], list[str]]] = {
     "date": (
         p.is_valid_date,
         ["2026", "2026-11", "2026-11-25", "2024-02-29", "0001-01-01"],
-        ["26", "2026-1", "2026-13", "2026-11-32", "2026-02-30", "2025-02-29", "20261125",
-         "0000", "2026-11-25T10:00:00Z", "2026-11-25 ", ""],
+        [
+            "26",
+            "2026-1",
+            "2026-13",
+            "2026-11-32",
+            "2026-02-30",
+            "2025-02-29",
+            "20261125",
+            "0000",
+            "2026-11-25T10:00:00Z",
+            "2026-11-25 ",
+            "",
+        ],
     ),
     "dateTime": (
         p.is_valid_date_time,
-        ["2026", "2026-11", "2026-11-25", "2026-11-25T13:40:00+08:00",
-         "2026-11-25T13:40:00.123Z", "2026-11-25T23:59:60Z", "2026-11-25T00:00:00-14:00"],
-        ["2026-11-25T13:40:00", "2026-11-25T13:40+08:00", "2026-11-25T24:00:00Z",
-         "2026-11-25T13:40:00+0800", "2026-11-25T13:40:00+15:00", "20261125134000",
-         "2026-11-25 13:40:00+08:00", "2026-02-30T00:00:00Z", "2026-11-25T13:40:00Z\n"],
+        [
+            "2026",
+            "2026-11",
+            "2026-11-25",
+            "2026-11-25T13:40:00+08:00",
+            "2026-11-25T13:40:00.123Z",
+            "2026-11-25T23:59:60Z",
+            "2026-11-25T00:00:00-14:00",
+        ],
+        [
+            "2026-11-25T13:40:00",
+            "2026-11-25T13:40+08:00",
+            "2026-11-25T24:00:00Z",
+            "2026-11-25T13:40:00+0800",
+            "2026-11-25T13:40:00+15:00",
+            "20261125134000",
+            "2026-11-25 13:40:00+08:00",
+            "2026-02-30T00:00:00Z",
+            "2026-11-25T13:40:00Z\n",
+        ],
     ),
     "instant": (
         p.is_valid_instant,
@@ -158,6 +184,7 @@ def test_schema_patterns_accept_our_valid_examples() -> None:
 
 # ---- check_primitive: JSON values --------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     ("type_name", "value"),
     [
@@ -250,8 +277,24 @@ def test_unknown_type_is_a_programming_error() -> None:
 
 def test_every_listed_type_is_checked() -> None:
     expected = {
-        "boolean", "integer", "unsignedInt", "positiveInt", "decimal", "string", "markdown",
-        "date", "dateTime", "instant", "time", "id", "code", "uri", "url", "canonical",
-        "oid", "uuid", "base64Binary",
+        "boolean",
+        "integer",
+        "unsignedInt",
+        "positiveInt",
+        "decimal",
+        "string",
+        "markdown",
+        "date",
+        "dateTime",
+        "instant",
+        "time",
+        "id",
+        "code",
+        "uri",
+        "url",
+        "canonical",
+        "oid",
+        "uuid",
+        "base64Binary",
     }
     assert expected == p.PRIMITIVE_TYPES

@@ -41,8 +41,10 @@ def test_billion_laughs_is_refused_at_the_first_entity_declaration() -> None:
 
 @pytest.mark.parametrize("target", ["file:///etc/passwd", "http://127.0.0.1:9/evil"])
 def test_external_entity_is_refused_and_never_fetched(target: str) -> None:
-    raw = (f'<?xml version="1.0"?>\n<!DOCTYPE foo [\n<!ELEMENT foo ANY>\n'
-           f'<!ENTITY xxe SYSTEM "{target}">]>\n<foo>&xxe;</foo>').encode()
+    raw = (
+        f'<?xml version="1.0"?>\n<!DOCTYPE foo [\n<!ELEMENT foo ANY>\n'
+        f'<!ENTITY xxe SYSTEM "{target}">]>\n<foo>&xxe;</foo>'
+    ).encode()
     error = refused(raw)
     assert "entities" in error.message
     assert error.location == "line 4, column 1"
@@ -55,10 +57,13 @@ def test_parameter_entity_inside_a_comment_trick_is_refused() -> None:
     assert "entities" in refused(raw).message
 
 
-@pytest.mark.parametrize("doctype", [
-    '<!DOCTYPE foo SYSTEM "http://127.0.0.1:9/x.dtd">',
-    '<!DOCTYPE foo PUBLIC "-//X//DTD X//EN" "file:///etc/passwd">',
-])
+@pytest.mark.parametrize(
+    "doctype",
+    [
+        '<!DOCTYPE foo SYSTEM "http://127.0.0.1:9/x.dtd">',
+        '<!DOCTYPE foo PUBLIC "-//X//DTD X//EN" "file:///etc/passwd">',
+    ],
+)
 def test_external_dtd_is_refused(doctype: str) -> None:
     raw = f'<?xml version="1.0"?>\n<!-- sent by a HIS -->\n{doctype}\n<foo/>'.encode()
     error = refused(raw)
@@ -106,8 +111,10 @@ def test_empty_input_is_a_parse_error() -> None:
 
 
 def test_gbk_declared_document_with_chinese_element_names() -> None:
-    text = ('<?xml version="1.0" encoding="GBK"?>\n'
-            '<患者信息><患者姓名>张三</患者姓名><性别 代码="1">男</性别></患者信息>')
+    text = (
+        '<?xml version="1.0" encoding="GBK"?>\n'
+        '<患者信息><患者姓名>张三</患者姓名><性别 代码="1">男</性别></患者信息>'
+    )
     document = parse_xml(text.encode("gbk"))
     assert document.encoding == "gb18030" and document.declared_encoding == "GBK"
     assert document.root.tag == "患者信息"

@@ -45,11 +45,13 @@ def upgrade() -> None:
         sa.Column("processed_at", UTC_TIME, nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_inbound_message"),
-        sa.UniqueConstraint("source_system", "sha256",
-                            name="uq_inbound_message_source_system_sha256"),
+        sa.UniqueConstraint(
+            "source_system", "sha256", name="uq_inbound_message_source_system_sha256"
+        ),
     )
-    op.create_index("ix_inbound_message_status_received_at", "inbound_message",
-                    ["status", "received_at"])
+    op.create_index(
+        "ix_inbound_message_status_received_at", "inbound_message", ["status", "received_at"]
+    )
     op.create_index("ix_inbound_message_received_at", "inbound_message", ["received_at"])
 
     op.create_table(
@@ -64,12 +66,19 @@ def upgrade() -> None:
         sa.Column("message_id", sa.String(36), nullable=True),
         sa.Column("patient_key", KEY, nullable=True),
         sa.Column("facility_id", ID, nullable=True),
-        sa.ForeignKeyConstraint(["message_id"], ["inbound_message.id"], ondelete="SET NULL",
-                                name="fk_resource_message_id_inbound_message"),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["inbound_message.id"],
+            ondelete="SET NULL",
+            name="fk_resource_message_id_inbound_message",
+        ),
         sa.PrimaryKeyConstraint("resource_type", "id", name="pk_resource"),
     )
-    op.create_index("ix_resource_resource_type_last_updated_id", "resource",
-                    ["resource_type", "last_updated", "id"])
+    op.create_index(
+        "ix_resource_resource_type_last_updated_id",
+        "resource",
+        ["resource_type", "last_updated", "id"],
+    )
     op.create_index("ix_resource_patient_key", "resource", ["patient_key"])
     op.create_index("ix_resource_message_id", "resource", ["message_id"])
 
@@ -82,11 +91,18 @@ def upgrade() -> None:
         sa.Column("deleted", sa.Boolean(), nullable=False),
         sa.Column("body", JSON_TEXT, nullable=False),
         sa.Column("message_id", sa.String(36), nullable=True),
-        sa.ForeignKeyConstraint(["resource_type", "id"], ["resource.resource_type", "resource.id"],
-                                ondelete="CASCADE",
-                                name="fk_resource_version_resource_type_id_resource"),
-        sa.ForeignKeyConstraint(["message_id"], ["inbound_message.id"], ondelete="SET NULL",
-                                name="fk_resource_version_message_id_inbound_message"),
+        sa.ForeignKeyConstraint(
+            ["resource_type", "id"],
+            ["resource.resource_type", "resource.id"],
+            ondelete="CASCADE",
+            name="fk_resource_version_resource_type_id_resource",
+        ),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["inbound_message.id"],
+            ondelete="SET NULL",
+            name="fk_resource_version_message_id_inbound_message",
+        ),
         sa.PrimaryKeyConstraint("resource_type", "id", "version_id", name="pk_resource_version"),
     )
     op.create_index("ix_resource_version_message_id", "resource_version", ["message_id"])
@@ -106,9 +122,12 @@ def upgrade() -> None:
         sa.Column("value_date_end", UTC_TIME, nullable=True),
         sa.Column("value_number", sa.Float(), nullable=True),
         sa.Column("reference", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(["resource_type", "resource_id"],
-                                ["resource.resource_type", "resource.id"], ondelete="CASCADE",
-                                name="fk_search_index_resource_type_resource_id_resource"),
+        sa.ForeignKeyConstraint(
+            ["resource_type", "resource_id"],
+            ["resource.resource_type", "resource.id"],
+            ondelete="CASCADE",
+            name="fk_search_index_resource_type_resource_id_resource",
+        ),
         sa.PrimaryKeyConstraint("row_id", name="pk_search_index"),
     )
     for kind, columns, extra in (
@@ -120,9 +139,14 @@ def upgrade() -> None:
         ("reference", ["reference"], {}),
     ):
         where = sa.text(f"kind = '{kind}'")
-        op.create_index(f"ix_search_index_{kind}", "search_index",
-                        ["resource_type", "param", *columns, "resource_id"],
-                        postgresql_where=where, sqlite_where=where, **extra)
+        op.create_index(
+            f"ix_search_index_{kind}",
+            "search_index",
+            ["resource_type", "param", *columns, "resource_id"],
+            postgresql_where=where,
+            sqlite_where=where,
+            **extra,
+        )
     op.create_index("ix_search_index_resource", "search_index", ["resource_type", "resource_id"])
 
     op.create_table(
@@ -139,17 +163,24 @@ def upgrade() -> None:
         sa.Column("created_at", UTC_TIME, nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column("message_id", sa.String(36), nullable=True),
-        sa.CheckConstraint("state IN ('pending', 'in-flight', 'delivered', 'dead')",
-                           name="ck_outbox_state"),
-        sa.ForeignKeyConstraint(["message_id"], ["inbound_message.id"], ondelete="SET NULL",
-                                name="fk_outbox_message_id_inbound_message"),
+        sa.CheckConstraint(
+            "state IN ('pending', 'in-flight', 'delivered', 'dead')", name="ck_outbox_state"
+        ),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["inbound_message.id"],
+            ondelete="SET NULL",
+            name="fk_outbox_message_id_inbound_message",
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_outbox"),
     )
     op.create_index("ix_outbox_state_next_attempt_at", "outbox", ["state", "next_attempt_at"])
-    op.create_index("ix_outbox_destination_patient_key_id", "outbox",
-                    ["destination", "patient_key", "id"])
-    op.create_index("ix_outbox_resource_type_resource_id", "outbox",
-                    ["resource_type", "resource_id"])
+    op.create_index(
+        "ix_outbox_destination_patient_key_id", "outbox", ["destination", "patient_key", "id"]
+    )
+    op.create_index(
+        "ix_outbox_resource_type_resource_id", "outbox", ["resource_type", "resource_id"]
+    )
     op.create_index("ix_outbox_message_id", "outbox", ["message_id"])
 
 

@@ -37,15 +37,17 @@ def upgrade() -> None:
         batch.add_column(sa.Column("last_status", sa.String(32), nullable=True))
         batch.add_column(sa.Column("sent_version_id", sa.Integer(), nullable=True))
     # rows written before this migration: the patient, else the resource itself
-    op.execute("UPDATE outbox SET order_key = COALESCE(patient_key, "
-               "resource_type || '/' || resource_id)")
+    op.execute(
+        "UPDATE outbox SET order_key = COALESCE(patient_key, resource_type || '/' || resource_id)"
+    )
     with op.batch_alter_table("outbox") as batch:
         batch.alter_column("order_key", existing_type=KEY, nullable=False)
         batch.drop_index("ix_outbox_destination_patient_key_id")
-        batch.create_index("ix_outbox_destination_order_key_id",
-                           ["destination", "order_key", "id"])
-        batch.create_index("ix_outbox_destination_state_next_attempt_at",
-                           ["destination", "state", "next_attempt_at"])
+        batch.create_index("ix_outbox_destination_order_key_id", ["destination", "order_key", "id"])
+        batch.create_index(
+            "ix_outbox_destination_state_next_attempt_at",
+            ["destination", "state", "next_attempt_at"],
+        )
 
     op.create_table(
         "delivery_attempt",
@@ -60,15 +62,23 @@ def upgrade() -> None:
         sa.Column("operation_outcome", JSON_TEXT, nullable=True),
         sa.Column("duration_ms", sa.Float(), nullable=False),
         sa.Column("worker", WORKER, nullable=True),
-        sa.CheckConstraint("outcome IN ('delivered', 'retry', 'dead')",
-                           name=op.f("ck_delivery_attempt_outcome")),
-        sa.ForeignKeyConstraint(["outbox_id"], ["outbox.id"], ondelete="CASCADE",
-                                name="fk_delivery_attempt_outbox_id_outbox"),
+        sa.CheckConstraint(
+            "outcome IN ('delivered', 'retry', 'dead')", name=op.f("ck_delivery_attempt_outcome")
+        ),
+        sa.ForeignKeyConstraint(
+            ["outbox_id"],
+            ["outbox.id"],
+            ondelete="CASCADE",
+            name="fk_delivery_attempt_outbox_id_outbox",
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_delivery_attempt"),
     )
     op.create_index("ix_delivery_attempt_outbox_id", "delivery_attempt", ["outbox_id"])
-    op.create_index("ix_delivery_attempt_destination_attempted_at", "delivery_attempt",
-                    ["destination", "attempted_at"])
+    op.create_index(
+        "ix_delivery_attempt_destination_attempted_at",
+        "delivery_attempt",
+        ["destination", "attempted_at"],
+    )
 
     op.create_table(
         "delivery_destination",
@@ -86,8 +96,10 @@ def upgrade() -> None:
         sa.Column("delivered_total", sa.BigInteger(), nullable=False),
         sa.Column("retried_total", sa.BigInteger(), nullable=False),
         sa.Column("dead_total", sa.BigInteger(), nullable=False),
-        sa.CheckConstraint("breaker_state IN ('closed', 'open', 'half-open')",
-                           name=op.f("ck_delivery_destination_breaker_state")),
+        sa.CheckConstraint(
+            "breaker_state IN ('closed', 'open', 'half-open')",
+            name=op.f("ck_delivery_destination_breaker_state"),
+        ),
         sa.PrimaryKeyConstraint("destination", name="pk_delivery_destination"),
     )
 
@@ -100,8 +112,17 @@ def downgrade() -> None:
     with op.batch_alter_table("outbox") as batch:
         batch.drop_index("ix_outbox_destination_state_next_attempt_at")
         batch.drop_index("ix_outbox_destination_order_key_id")
-        batch.create_index("ix_outbox_destination_patient_key_id",
-                           ["destination", "patient_key", "id"])
-        for column in ("sent_version_id", "last_status", "delivered_at", "last_attempt_at",
-                       "first_attempt_at", "claimed_until", "claimed_by", "order_key"):
+        batch.create_index(
+            "ix_outbox_destination_patient_key_id", ["destination", "patient_key", "id"]
+        )
+        for column in (
+            "sent_version_id",
+            "last_status",
+            "delivered_at",
+            "last_attempt_at",
+            "first_attempt_at",
+            "claimed_until",
+            "claimed_by",
+            "order_key",
+        ):
             batch.drop_column(column)
