@@ -435,3 +435,7 @@ _register_connectors(app)
 
 def main() -> None:  # pragma: no cover - console entry point
     sys.exit(app())
+
+
+if __name__ == "__main__":  # python -m adapter.cli (tests start the real server this way)
+    app()
