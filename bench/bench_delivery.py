@@ -51,9 +51,9 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from adapter.connectors.fhir_rest import outgoing
 from adapter.consortium import load_consortium
 from adapter.identity import national_id_check_char
+from adapter.outbound.fhir_rest import outgoing
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, read_resource

@@ -154,14 +154,14 @@ _DESTINATIONS: dict[str, DestinationFactory] = {}
 _SOURCES: dict[str, SourceFactory] = {}
 # kinds whose modules register themselves when imported (imported on first use)
 _DESTINATION_MODULES = {
-    "fhir": "adapter.connectors.fhir_rest",
-    "mllp": "adapter.connectors.mllp",
-    "file": "adapter.connectors.file_drop",
+    "fhir": "adapter.outbound.fhir_rest",
+    "mllp": "adapter.inbound.mllp",  # its destination half moves to adapter.outbound next
+    "file": "adapter.inbound.file_drop",  # its destination half moves to adapter.outbound next
 }
 _SOURCE_MODULES = {
-    "file": "adapter.connectors.file_drop",
-    "fhir-pull": "adapter.connectors.fhir_pull",
-    "mllp": "adapter.connectors.mllp",
+    "file": "adapter.inbound.file_drop",
+    "fhir-pull": "adapter.inbound.fhir_pull",
+    "mllp": "adapter.inbound.mllp",
 }
 LISTENER_KINDS = frozenset({"mllp"})
 
@@ -235,7 +235,7 @@ def build_source(facility: Facility, source: SourceSystem) -> Source | None:
 
 def build_listener(facility: Facility, source: SourceSystem) -> Any | None:
     """The listener (MLLP) for a source system, or None when it has no listener connector.
-    Its ``serve(pipeline)`` runs it; see :mod:`adapter.connectors.mllp`."""
+    Its ``serve(pipeline)`` runs it; see :mod:`adapter.inbound.mllp`."""
     kind = connector_kind(source)
     if kind is None or kind not in LISTENER_KINDS:
         return None

@@ -199,7 +199,7 @@ def poll(
 ) -> None:
     """Poll the file-drop and FHIR-pull sources of the consortium file (until stopped)."""
     from adapter.connectors.base import build_source
-    from adapter.connectors.poller import poll_once, run_forever
+    from adapter.inbound.poller import poll_once, run_forever
 
     runtime = _runtime()
     sources: list[Any] = []

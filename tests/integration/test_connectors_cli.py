@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from adapter.cli import app
 from adapter.connectors.hl7_ack import read_ack
-from adapter.connectors.mllp import END, START, FrameReader
+from adapter.inbound.mllp import END, START, FrameReader
 from adapter.settings import get_settings
 from tests.peers.fault_server import FaultServer
 from tests.peers.mllp_peer import MllpPeer

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors import build_source
-from adapter.connectors.fhir_pull import FhirPullSource
-from adapter.connectors.poller import poll_once
 from adapter.consortium import Consortium
 from adapter.errors import ConfigError
+from adapter.inbound.fhir_pull import FhirPullSource
+from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline
 from adapter.pipeline.ingest import IngestResult
 from adapter.store.models import InboundMessage

@@ -16,10 +16,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors import build_source
-from adapter.connectors.file_drop import FileSource
-from adapter.connectors.poller import poll_once
 from adapter.consortium import load_consortium
 from adapter.errors import ConfigError, RetriableDeliveryError
+from adapter.inbound.file_drop import FileSource
+from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline
 from adapter.store import make_engine
 from adapter.store import session_factory as factory_for

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors import build_listener
 from adapter.connectors.hl7_ack import read_ack
-from adapter.connectors.mllp import END, START, FrameReader, MllpListener
 from adapter.consortium import load_consortium
 from adapter.errors import FatalDeliveryError, RetriableDeliveryError
+from adapter.inbound.mllp import END, START, FrameReader, MllpListener
 from adapter.pipeline import Pipeline
 from adapter.store import create_message, make_engine, session_factory
 from adapter.store.models import InboundMessage

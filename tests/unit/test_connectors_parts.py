@@ -9,17 +9,8 @@ from pathlib import Path
 import pytest
 
 from adapter.connectors.auth import BearerAuth, resolve_secret
-from adapter.connectors.fhir_rest import _entry_status, outgoing
 from adapter.connectors.hl7_ack import build_ack, header_of, read_ack
 from adapter.connectors.http import error_for_status, retry_after
-from adapter.connectors.mllp import (
-    END,
-    START,
-    FrameReader,
-    FrameTooLarge,
-    normalise_for_sending,
-    rewrite_header,
-)
 from adapter.errors import (
     ConfigError,
     FatalDeliveryError,
@@ -27,6 +18,15 @@ from adapter.errors import (
     RetriableDeliveryError,
 )
 from adapter.hl7v2 import parse_hl7v2
+from adapter.inbound.mllp import (
+    END,
+    START,
+    FrameReader,
+    FrameTooLarge,
+    normalise_for_sending,
+    rewrite_header,
+)
+from adapter.outbound.fhir_rest import _entry_status, outgoing
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"

@@ -43,10 +43,10 @@ from adapter.connectors.base import (
     register_source,
     timed_check,
 )
-from adapter.connectors.fhir_rest import outgoing
 from adapter.consortium import Destination as DestinationConfig
 from adapter.consortium import Facility, SourceSystem
 from adapter.errors import ConfigError, RetriableDeliveryError
+from adapter.outbound.fhir_rest import outgoing
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
