@@ -3,6 +3,9 @@
 Layout (see docs/mapping-language.md)::
 
     mappings/_shared/concept-maps/<name>.yaml        code tables, shared by every format
+    mappings/_shared/common/resources/<name>.yaml     format-neutral resource templates and
+    mappings/_shared/common/datatypes/<name>.yaml     datatypes (variables only, no paths):
+                                                      usable by every format's files
     mappings/_shared/<format>/messages/<name>.yaml    message mappings (structure + steps)
     mappings/_shared/<format>/resources/<name>.yaml   one resource template each
     mappings/_shared/<format>/datatypes/<name>.yaml   reusable datatype templates
@@ -57,6 +60,9 @@ from adapter.mapping.transforms import FUNCTIONS
 from adapter.yamlsource import LineIndex, YamlSyntaxError, load_yaml
 
 SHARED = "_shared"
+# the folder of format-neutral templates and datatypes: they read variables only (no paths),
+# are compiled once and are available to the files of every format
+COMMON = "common"
 _FUNCTION_NAMES = set(FUNCTIONS)
 # variables a translation gives every mapping (adapter.pipeline.readers.translation_context)
 CONTEXT_VARIABLES = frozenset({"facility", "consortium", "original"})
@@ -334,6 +340,12 @@ class _Compiler:
     def group_name(self, target: str, key_path: tuple[Any, ...]) -> str:
         """``each: PATIENT_RESULT`` names an HL7 v2 group or segment; other formats iterate
         paths, written as expressions."""
+        if self.fmt == COMMON:
+            raise self.file.fail(
+                f"each: {target!r}: a file in {COMMON}/ has no groups; iterate a variable, "
+                "written as an expression (each: =@name)",
+                key_path,
+            )
         if self.fmt not in (None, "hl7v2"):
             raise self.file.fail(
                 f"each: {target!r}: {self.fmt} has no groups; iterate a path, "
@@ -407,7 +419,10 @@ def _namespaces(files: dict[str, _File]) -> dict[str, str]:
 
 
 def _no_paths(text: str) -> Any:
-    raise ValueError(f"{text!r}: paths are only allowed in format-specific files")
+    raise ValueError(
+        f"{text!r}: a file in {COMMON}/ reads variables only (@name); paths belong in a "
+        f"format folder ({', '.join(source_formats.FORMATS)})"
+    )
 
 
 def _check_each_targets(
@@ -453,6 +468,24 @@ def _check_codes(file: _File) -> None:
                 'text: write codes in quotes ("0010": ...)',
                 ("map", code),
             )
+
+
+def _add_common(
+    common: FormatMappings, formats: dict[str, FormatMappings], files: dict[str, _File]
+) -> None:
+    """Give every format the templates and datatypes of ``common/``; a format file of the same
+    name would make a name mean two things, so it is an error."""
+    for fmt, bucket in formats.items():
+        for kind, own, shared in (
+            ("resources", bucket.templates, common.templates),
+            ("datatypes", bucket.datatypes, common.datatypes),
+        ):
+            for name in sorted(set(own) & set(shared)):
+                raise files[f"{fmt}/{kind}/{name}.yaml"].fail(
+                    f"{name!r} is also {COMMON}/{kind}/{name}.yaml: a template name means one "
+                    f"template for every format (rename one, or override the {COMMON} file)"
+                )
+            own.update(shared)
 
 
 _Stamp = tuple[tuple[str, int, int], ...]
@@ -510,9 +543,16 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             concept_maps[name] = concept_map_from_data(name, file.indexes[0].file, file.data)
             continue
         fmt = parts[0]
-        if fmt not in source_formats.FORMATS:
+        if fmt not in source_formats.FORMATS and fmt != COMMON:
             raise file.fail(
-                f"unknown format folder {fmt!r}; known: {', '.join(source_formats.FORMATS)}"
+                f"unknown format folder {fmt!r}; known: "
+                f"{', '.join([COMMON, *source_formats.FORMATS])}"
+            )
+        if fmt == COMMON and kind == "message":
+            raise file.fail(
+                f"a message mapping reads one format: it lives in <format>/messages/, "
+                f"not in {COMMON}/ (which holds resources/ and datatypes/)",
+                ("kind",),
             )
         if len(parts) != 3 or parts[1] != _KIND_FOLDERS[kind]:
             raise file.fail(
@@ -611,6 +651,9 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             if fmt == "hl7v2":
                 _check_each_targets(file, data["produce"], structure, ("produce",))
         references.append((file, compiler, fmt))
+    common = formats.pop(COMMON, FormatMappings())
+    _add_common(common, formats, files)
+    buckets = {**formats, COMMON: common}
     # every name used must exist
     bound = set(CONTEXT_VARIABLES).union(*(c.bound for _, c, _ in references))
     for file, compiler, fmt in references:
@@ -632,7 +675,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                     f"no concept map named {table!r} (concept-maps/{table}.yaml)", key_path
                 )
         for datatype, given, key_path in compiler.datatypes:
-            found = formats[fmt].datatypes.get(datatype)
+            found = buckets[fmt].datatypes.get(datatype)
             if found is None:
                 raise file.fail(
                     f"no datatype template named {datatype!r} ({fmt}/datatypes/{datatype}.yaml)",
@@ -645,13 +688,13 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
                     key_path,
                 )
         for template, key_path in compiler.resources:
-            if template not in formats[fmt].templates:
+            if template not in buckets[fmt].templates:
                 raise file.fail(
                     f"no resource template named {template!r} ({fmt}/resources/{template}.yaml)",
                     key_path,
                 )
         for template, key_path in compiler.bundles:
-            found_type = formats[fmt].templates[template].resource_type
+            found_type = buckets[fmt].templates[template].resource_type
             if found_type != "Bundle":
                 raise file.fail(
                     f"a bundle step needs a Bundle template; {template!r} makes {found_type}",

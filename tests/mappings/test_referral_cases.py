@@ -70,24 +70,3 @@ def test_referral_case(translator: Pipeline, folder: Path, case: dict[str, Any])
         check_golden(golden_path(folder, case), {"resources": outcome.resources, "issues": issues})
     )
     assert not problems, "\n".join([case["file"], *problems])
-
-
-def test_referral_templates_are_the_same_in_every_format_folder() -> None:
-    """The referral-*.yaml resource templates read variables only, so one text serves every
-    format; the copies (the loader compiles each folder's files with its own paths) must not
-    drift apart."""
-    mappings = FIXTURES.parent / "mappings"
-    folders = [
-        mappings / "_shared" / "hl7v2",
-        mappings / "_shared" / "xml",
-        mappings / "kangning-his" / "json",
-        mappings / "kangning-his" / "csv",
-    ]
-    texts: dict[str, set[str]] = {}
-    for folder in folders:
-        for path in (folder / "resources").glob("referral-*.yaml"):
-            texts.setdefault(path.name, set()).add(path.read_text(encoding="utf-8"))
-    assert len(texts) == 8
-    assert all(len(versions) == 1 for versions in texts.values()), [
-        name for name, versions in texts.items() if len(versions) > 1
-    ]
