@@ -16,6 +16,7 @@ from adapter import __version__
 from adapter.api import deliveries, fhir, health, ingest, metrics
 from adapter.api.errors import install_error_handlers
 from adapter.api.responses import FHIRResponse
+from adapter.api.security_headers import NoSniffMiddleware
 from adapter.connectors.base import validate_connectors
 from adapter.consortium import load_consortium
 from adapter.delivery.service import build_worker, start_in_process
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.started_at = format_instant(datetime.now(UTC))
     app.state.delivery = None  # the in-process delivery worker, once it runs
     install_error_handlers(app)
+    app.add_middleware(NoSniffMiddleware)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -77,6 +77,8 @@ async def _unexpected(request: Request, exc: Exception) -> FHIRResponse:
                 "fatal", "exception", f"Internal error; the server log has the details (ref {ref})"
             )
         ],
+        # answered outside the middleware stack: the header must be set here
+        headers={"X-Content-Type-Options": "nosniff"},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -120,13 +121,36 @@ def message(message_id: str, session: SessionDep) -> JSONResponse:
     )
 
 
+# file name extensions of downloads, by detected format; anything else is .bin
+_EXTENSIONS = {"hl7v2": "hl7", "xml": "xml", "cda": "xml", "json": "json", "csv": "csv"}
+# what may stand in a header value echoing the sender's Content-Type
+_UNSAFE_HEADER_CHARS = re.compile(r"[^A-Za-z0-9!#$%&'*+\-.^_`|~/;=, ]")
+
+
+def original_content_type(declared: str | None) -> str | None:
+    """The sender's Content-Type reduced to header-safe ASCII (at most 200 characters)."""
+    if not declared:
+        return None
+    return _UNSAFE_HEADER_CHARS.sub("", declared)[:200].strip() or None
+
+
 @router.get("/messages/{message_id}/raw")
 def message_raw(message_id: str, session: SessionDep) -> Response:
-    """The exact bytes received."""
+    """The exact bytes received, as a download (never rendered: the sender chose the type)."""
     found = get_message(session, message_id)
     if found is None:
         raise NotFoundError(f"no message {message_id}", location="message_id")
-    return Response(content=found.raw, media_type=found.content_type or "application/octet-stream")
+    extension = _EXTENSIONS.get(found.detected_format or "", "bin")
+    headers = {
+        # the id is a uuid4 of our own: nothing in the file name comes from the sender
+        "Content-Disposition": f'attachment; filename="message-{found.id}.{extension}"',
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
+    original = original_content_type(found.content_type)
+    if original:
+        headers["X-Original-Content-Type"] = original
+    return Response(content=found.raw, media_type="application/octet-stream", headers=headers)
 
 
 @router.post("/messages/{message_id}/reprocess")
