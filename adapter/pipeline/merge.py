@@ -131,6 +131,22 @@ def _instant(value: Any) -> datetime | None:
 _POLICIES = {"keep-first-and-warn": keep_first, "keep-newer-and-warn": keep_newer}
 
 
+def _policy_of(
+    resource: dict[str, Any], policies: Mapping[Any, dict[str, Any]]
+) -> dict[str, Any] | None:
+    return policies.get((resource["resourceType"], resource["id"])) or policies.get(
+        resource["resourceType"]
+    )
+
+
+def reads_stored(resource: dict[str, Any], policies: Mapping[Any, dict[str, Any]]) -> bool:
+    """Whether storing this resource depends on the stored one (a merge or a policy): the
+    store must then hold the resource's row from the read to the write, so that two
+    messages about one patient at the same moment cannot both merge with the same old
+    version (the later write would drop what the earlier one added)."""
+    return resource["resourceType"] in ACCUMULATING or _policy_of(resource, policies) is not None
+
+
 def merge_stored(
     resource: dict[str, Any],
     read: Callable[[str, str], dict[str, Any] | None],
@@ -139,10 +155,10 @@ def merge_stored(
     """A resource as it is to be stored: the ``on_conflict`` policy of the template that made
     it when it has one, else ``merge_with_stored``. ``policies`` is keyed by (type, id), as
     a translation gives them (``Translation.policies``: only the resources of templates that
-    declare one); a key that is just the type applies to every resource of that type."""
-    policy = policies.get((resource["resourceType"], resource["id"])) or policies.get(
-        resource["resourceType"]
-    )
+    declare one); a key that is just the type applies to every resource of that type.
+    ``read`` must give the stored version as locked by the caller's transaction
+    (``adapter.store.lock_resources``), never an earlier read."""
+    policy = _policy_of(resource, policies)
     if policy is None:
         return merge_with_stored(resource, read), []
     apply = _POLICIES[policy["policy"]]

@@ -26,8 +26,10 @@ from adapter.store.models import (
 )
 from adapter.store.outbox import enqueue, enqueue_many
 from adapter.store.resources import (
+    LockedRows,
     Saved,
     content_hash,
+    lock_resources,
     read_history,
     read_resource,
     read_version,
@@ -41,6 +43,7 @@ __all__ = [
     "Base",
     "Criterion",
     "InboundMessage",
+    "LockedRows",
     "Outbox",
     "Resource",
     "ResourceVersion",
@@ -54,6 +57,7 @@ __all__ = [
     "find_message",
     "get_message",
     "list_messages",
+    "lock_resources",
     "make_engine",
     "migrate",
     "read_history",

@@ -1,19 +1,25 @@
 """Writing and reading FHIR resources with their versions and index rows.
 
-``save_resources`` is on the hot path (every message): one SELECT for the existing rows of
-all the resources of the message, then bulk Core INSERT/UPDATE/DELETE statements.
+``save_resources`` is on the hot path (every message): one SELECT ... FOR UPDATE for the
+existing rows of all the resources of the message (or the rows ``lock_resources`` locked
+already), then bulk Core INSERT/UPDATE/DELETE statements.
+
+Read-merge-write (a Patient whose identifiers accumulate over messages) must read the stored
+version under the lock the write holds: ``lock_resources`` first, merge what it returns,
+then ``save_resources(..., locked=)`` (docs/decisions/0009-merge-locking.md).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
@@ -33,6 +39,89 @@ class Saved:
     changed: bool  # False: identical to the stored version, which was kept
     body: dict[str, Any]  # as stored, meta.versionId and meta.lastUpdated stamped
     patient_key: str | None = None
+
+
+Key = tuple[str, str]  # (resourceType, id)
+
+
+@dataclass(frozen=True, slots=True)
+class LockedRows:
+    """The rows of some resources, locked by this transaction until it ends (FOR UPDATE on
+    PostgreSQL; on SQLite the transaction holds the database write lock from BEGIN
+    IMMEDIATE). ``rows`` has the existing ones, with their body; absent keys are new."""
+
+    keys: frozenset[Key]
+    rows: dict[Key, Row[Any]]
+
+    def body(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
+        """The stored version as locked, or None when unknown or deleted."""
+        row = self.rows.get((resource_type, resource_id))
+        return None if row is None or row.deleted else row.body
+
+
+def lock_resources(
+    session: Session,
+    keys: Iterable[Key],
+    *,
+    create_missing: Collection[Key] = (),
+    now: datetime,
+) -> LockedRows:
+    """Lock the rows of these resources for the rest of the transaction and read them.
+
+    Rows are locked in (type, id) order, so two messages sharing several resources queue
+    behind each other instead of deadlocking. A row that does not exist yet cannot be
+    locked: for the keys in ``create_missing`` (the resources whose new version depends on
+    the stored one) an empty placeholder row is inserted first when absent, on PostgreSQL
+    with ON CONFLICT DO NOTHING, which waits for a concurrent creator to commit. The
+    placeholder (version 0, deleted, so read as absent) only lives inside this transaction:
+    the caller must pass every key of ``create_missing`` to ``save_resources`` in the same
+    transaction, which replaces it with version 1.
+    """
+    wanted = frozenset(keys)
+    if not wanted:
+        return LockedRows(wanted, {})
+    missing = sorted(set(create_missing) & wanted)
+    if missing and session.get_bind().dialect.name == "postgresql":
+        stamp = truncate_to_millis(now)
+        session.execute(
+            postgresql.insert(_resource).on_conflict_do_nothing(
+                index_elements=[_resource.c.resource_type, _resource.c.id]
+            ),
+            [
+                {
+                    "resource_type": rtype,
+                    "id": rid,
+                    "version_id": 0,
+                    "last_updated": stamp,
+                    "deleted": True,
+                    "content_hash": "",
+                    "body": {},
+                }
+                for rtype, rid in missing
+            ],
+        )
+    return LockedRows(wanted, _locked_rows(session, sorted(wanted), with_body=True))
+
+
+def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[Key, Row[Any]]:
+    columns = [
+        _resource.c.resource_type,
+        _resource.c.id,
+        _resource.c.version_id,
+        _resource.c.content_hash,
+        _resource.c.last_updated,
+        _resource.c.deleted,
+        _resource.c.patient_key,
+    ]
+    if with_body:
+        columns.append(_resource.c.body)
+    query = (
+        select(*columns)
+        .where(tuple_(_resource.c.resource_type, _resource.c.id).in_(keys))
+        .order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
+        .with_for_update()
+    )
+    return {(row.resource_type, row.id): row for row in session.execute(query)}
 
 
 def content_hash(resource: dict[str, Any]) -> str:
@@ -78,13 +167,16 @@ def save_resources(
     now: datetime,
     facility_id: str | None = None,
     zone: tzinfo = DEFAULT_ZONE,
+    locked: LockedRows | None = None,
 ) -> list[Saved]:
     """Store the resources of one message; unchanged content keeps its version.
 
     Returns one ``Saved`` per input resource, in input order (a resource given twice is
     stored once, the last one wins). ``zone`` reads dates without a zone for the index and
-    must be the zone the searches use. Never commits. Two transactions creating the same
-    new resource at once: the later one fails with IntegrityError and can be retried.
+    must be the zone the searches use. ``locked``: the rows ``lock_resources`` locked for
+    these resources in this transaction (else they are locked here). Never commits. Two
+    transactions creating the same new resource at once without ``create_missing``: the
+    later one fails with IntegrityError and can be retried.
     """
     if now.tzinfo is None:
         raise ValueError("save_resources needs a timezone-aware now (naive datetime given)")
@@ -98,23 +190,12 @@ def save_resources(
             raise ValueError("every resource needs a resourceType and an id")
         latest[(rtype, rid)] = resource
 
-    keys = list(latest)
-    existing = {
-        (row.resource_type, row.id): row
-        for row in session.execute(
-            select(
-                _resource.c.resource_type,
-                _resource.c.id,
-                _resource.c.version_id,
-                _resource.c.content_hash,
-                _resource.c.last_updated,
-                _resource.c.deleted,
-                _resource.c.patient_key,
-            )
-            .where(tuple_(_resource.c.resource_type, _resource.c.id).in_(keys))
-            .with_for_update()
-        )
-    }
+    if locked is None:
+        existing = _locked_rows(session, sorted(latest), with_body=False)
+    else:
+        if not locked.keys >= latest.keys():
+            raise ValueError("save_resources: resources given that lock_resources did not lock")
+        existing = locked.rows
 
     saved: dict[tuple[str, str], Saved] = {}
     new_rows: list[dict[str, Any]] = []
@@ -165,6 +246,8 @@ def save_resources(
         saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
 
     if new_rows:
+        # in key order too: two messages inserting the same new rows wait, never deadlock
+        new_rows.sort(key=lambda r: (r["resource_type"], r["id"]))
         session.execute(insert(_resource), new_rows)
     if changed_rows:
         session.execute(

@@ -1,0 +1,147 @@
+"""lock_resources: the rows a read-merge-write depends on are held from the read to the
+commit (docs/decisions/0009-merge-locking.md)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.pipeline.ingest import _lost_race
+from adapter.store import (
+    LockedRows,
+    lock_resources,
+    read_history,
+    read_resource,
+    resource_state,
+    save_resources,
+)
+
+T0 = datetime(2026, 5, 3, 2, 0, tzinfo=UTC)
+KEY = ("Patient", "p1")
+
+
+def patient(*numbers: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [{"system": "urn:example:mrn", "value": n} for n in numbers],
+    }
+
+
+def _postgres_only(engine: Engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip(
+            "row locks between concurrent transactions: PostgreSQL only (SQLite runs "
+            "one writer at a time from BEGIN IMMEDIATE)"
+        )
+
+
+def test_a_new_merged_resource_is_saved_as_version_1(session_factory: sessionmaker) -> None:
+    with session_factory.begin() as session:
+        locked = lock_resources(session, [KEY], create_missing=[KEY], now=T0)
+        assert locked.body(*KEY) is None  # a placeholder, if any, reads as absent
+        save_resources(session, [patient("A")], message_id=None, now=T0, locked=locked)
+    with session_factory() as session:
+        stored = read_resource(session, *KEY)
+        total, versions = read_history(session, *KEY)
+    assert stored is not None and stored["meta"]["versionId"] == "1"
+    assert total == 1 and versions[0].version_id == 1
+
+
+def test_a_placeholder_never_outlives_its_transaction(session_factory: sessionmaker) -> None:
+    with session_factory() as session:
+        lock_resources(session, [KEY], create_missing=[KEY], now=T0)
+        session.rollback()
+    with session_factory() as session:
+        assert resource_state(session, *KEY) is None
+
+
+def test_locked_rows_give_the_stored_body(session_factory: sessionmaker) -> None:
+    with session_factory.begin() as session:
+        save_resources(session, [patient("A")], message_id=None, now=T0)
+    with session_factory.begin() as session:
+        locked = lock_resources(session, [KEY, ("Observation", "o1")], now=T0)
+        body = locked.body(*KEY)
+        assert body is not None and body["identifier"][0]["value"] == "A"
+        assert locked.body("Observation", "o1") is None
+
+
+def test_save_refuses_resources_that_were_not_locked(session_factory: sessionmaker) -> None:
+    with session_factory.begin() as session:
+        locked = LockedRows(frozenset(), {})
+        with pytest.raises(ValueError, match="did not lock"):
+            save_resources(session, [patient("A")], message_id=None, now=T0, locked=locked)
+
+
+def test_a_second_writer_waits_and_reads_what_the_first_wrote(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """The second transaction locks the (new) patient while the first holds it: it gets its
+    lock only after the first committed, and then reads the first one's version."""
+    _postgres_only(engine)
+    seen: list[dict[str, Any] | None] = []
+    locked_by_second = threading.Event()
+
+    def second() -> None:
+        with session_factory.begin() as session:
+            locked = lock_resources(session, [KEY], create_missing=[KEY], now=T0)
+            locked_by_second.set()
+            seen.append(locked.body(*KEY))
+            stored = locked.body(*KEY) or {"identifier": []}
+            merged = patient(*[i["value"] for i in stored["identifier"]], "B")
+            save_resources(session, [merged], message_id=None, now=T0, locked=locked)
+
+    with session_factory.begin() as first:
+        locked = lock_resources(first, [KEY], create_missing=[KEY], now=T0)
+        thread = threading.Thread(target=second)
+        thread.start()
+        # the second transaction is queued behind this one's placeholder
+        assert not locked_by_second.wait(1.0)
+        save_resources(first, [patient("A")], message_id=None, now=T0, locked=locked)
+    thread.join(timeout=30)
+    assert seen and seen[0] is not None and seen[0]["identifier"][0]["value"] == "A"
+    with session_factory() as session:
+        stored = read_resource(session, *KEY)
+    assert stored is not None
+    assert [i["value"] for i in stored["identifier"]] == ["A", "B"]
+    assert stored["meta"]["versionId"] == "2"
+
+
+def test_a_deadlock_rollback_is_a_lost_race_to_retry(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """The pipeline retries a message PostgreSQL rolled back to break a deadlock; a real
+    one, made on purpose by locking two rows in opposite orders, is recognised as such."""
+    _postgres_only(engine)
+    with session_factory.begin() as session:
+        save_resources(
+            session, [patient("A"), {**patient("B"), "id": "p2"}], message_id=None, now=T0
+        )
+    errors: list[BaseException] = []
+    both_hold_one = threading.Barrier(2)
+
+    def lock(first: str, then: str) -> None:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("SELECT 1 FROM resource WHERE id = :i FOR UPDATE"), {"i": first})
+                both_hold_one.wait()
+                conn.execute(text("SELECT 1 FROM resource WHERE id = :i FOR UPDATE"), {"i": then})
+        except OperationalError as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=lock, args=("p1", "p2")),
+        threading.Thread(target=lock, args=("p2", "p1")),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(errors) == 1
+    assert _lost_race(errors[0])  # type: ignore[arg-type]
