@@ -53,7 +53,7 @@ from sqlalchemy.pool import NullPool
 
 from adapter.consortium import load_consortium
 from adapter.identity import national_id_check_char
-from adapter.outbound.fhir_rest import outgoing
+from adapter.outbound.bundle import outgoing
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, read_resource

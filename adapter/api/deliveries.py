@@ -15,16 +15,8 @@ from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse
 
 from adapter.api.deps import SessionDep, SessionFactoryDep  # SessionDep reads only
-from adapter.delivery.replay import (
-    attempt_summary,
-    attempts_of,
-    delivery_summary,
-    get_delivery,
-    list_deliveries,
-    replay_many,
-    replay_one,
-)
 from adapter.errors import InvalidRequestError
+from adapter.store import outbox
 
 router = APIRouter(tags=["deliveries"])
 
@@ -38,7 +30,7 @@ def deliveries(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> JSONResponse:
     """Outbox rows, newest first, optionally of one state and one destination."""
-    total, rows = list_deliveries(
+    total, rows = outbox.list_deliveries(
         session, state=state, destination=destination, limit=limit, offset=offset
     )
     return JSONResponse(
@@ -46,7 +38,7 @@ def deliveries(
             "total": total,
             "limit": limit,
             "offset": offset,
-            "items": [delivery_summary(r) for r in rows],
+            "items": [r.summary() for r in rows],
         }
     )
 
@@ -54,11 +46,11 @@ def deliveries(
 @router.get("/deliveries/{delivery_id}")
 def delivery(delivery_id: int, session: SessionDep) -> JSONResponse:
     """One delivery and every attempt: time, status, error, duration, worker."""
-    row = get_delivery(session, delivery_id)
+    row = outbox.get_delivery(session, delivery_id)
     return JSONResponse(
         {
-            **delivery_summary(row),
-            "attempt_log": [attempt_summary(a) for a in attempts_of(session, delivery_id)],
+            **row.summary(),
+            "attempt_log": [a.summary() for a in outbox.attempts_of(session, delivery_id)],
         }
     )
 
@@ -74,7 +66,7 @@ def replay_destination(
             "since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00", location="since"
         )
     with factory.begin() as session:
-        count = replay_many(
+        count = outbox.replay_many(
             session, destination=destination, since=since, state=state, now=datetime.now(UTC)
         )
     return JSONResponse({"destination": destination, "replayed": count})
@@ -84,6 +76,6 @@ def replay_destination(
 def replay(delivery_id: int, factory: SessionFactoryDep) -> JSONResponse:
     """Queue one dead (or delivered) delivery again; 409 while it is still queued."""
     with factory.begin() as session:
-        row = replay_one(session, delivery_id, now=datetime.now(UTC))
-        body = delivery_summary(row)
+        row = outbox.replay_one(session, delivery_id, now=datetime.now(UTC))
+        body = row.summary()
     return JSONResponse(body)

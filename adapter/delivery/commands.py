@@ -132,18 +132,17 @@ def deliveries(
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """List deliveries (newest first), or show one with its attempts."""
-    from adapter.delivery.replay import attempts_of, get_delivery, list_deliveries
-    from adapter.store import read_only, session_factory
+    from adapter.store import outbox, read_only, session_factory
 
     _settings, _consortium, engine = _open()
     try:
         with session_factory(engine)() as session:
             read_only(session)
             if delivery_id is not None:
-                row = get_delivery(session, delivery_id)
-                _show(row, attempts_of(session, delivery_id))
+                row = outbox.get_delivery(session, delivery_id)
+                _show(row, outbox.attempts_of(session, delivery_id))
                 return
-            total, rows = list_deliveries(
+            total, rows = outbox.list_deliveries(
                 session, state=state, destination=destination, limit=limit
             )
             typer.echo(
@@ -198,8 +197,7 @@ def replay(
     ] = "dead",
 ) -> None:
     """Send dead letters again (the resource's current version): one, or a destination's."""
-    from adapter.delivery.replay import replay_many, replay_one
-    from adapter.store import session_factory
+    from adapter.store import outbox, session_factory
 
     if (delivery_id is None) == (destination is None):
         raise _fail("give a delivery id or --destination")
@@ -209,14 +207,14 @@ def replay(
     try:
         with session_factory(engine).begin() as session:
             if delivery_id is not None:
-                row = replay_one(session, delivery_id, now=now)
+                row = outbox.replay_one(session, delivery_id, now=now)
                 typer.echo(
                     f"delivery {row.id} queued again ({row.resource_type}/"
                     f"{row.resource_id} -> {row.destination})"
                 )
             else:
                 assert destination is not None
-                count = replay_many(
+                count = outbox.replay_many(
                     session, destination=destination, since=moment, state=state, now=now
                 )
                 typer.echo(f"{count} deliveries to {destination} queued again")

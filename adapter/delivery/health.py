@@ -11,17 +11,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapter.consortium import Consortium
-from adapter.store.models import DeliveryDestination, Outbox
+from adapter.store import outbox
+from adapter.store.outbox import OutboxState
 
 # a destination whose oldest undelivered row is older than this is "behind"
 BEHIND_SECONDS = 900.0
-
-_o = Outbox.__table__
-_d = DeliveryDestination.__table__
 
 
 @dataclass(slots=True)
@@ -100,36 +97,32 @@ def destination_statuses(
             statuses[name] = DestinationStatus(name, None, True, configured=False)
         return statuses[name]
 
-    counts = session.execute(
-        select(_o.c.destination, _o.c.state, func.count(), func.min(_o.c.created_at))
-        .where(_o.c.state.in_(("pending", "in-flight", "dead")))
-        .group_by(_o.c.destination, _o.c.state)
-    )
-    for name, state, count, oldest in counts:
-        status = status_of(name)
-        if state == "dead":
-            status.dead_letters = int(count)
+    for figure in outbox.queue_figures(session):
+        status = status_of(figure.destination)
+        oldest = figure.oldest_created_at
+        if figure.state == OutboxState.DEAD:
+            status.dead_letters = figure.count
             continue
-        if state == "pending":
-            status.pending = int(count)
+        if figure.state == OutboxState.PENDING:
+            status.pending = figure.count
         else:
-            status.in_flight = int(count)
+            status.in_flight = figure.count
         if oldest is not None and (
             status.oldest_pending_at is None or oldest < status.oldest_pending_at
         ):
             status.oldest_pending_at = oldest
-    for row in session.execute(select(_d)).mappings():
-        if row["destination"] not in statuses and not row["attempts_total"]:
+    for record in outbox.destination_records(session):
+        if record.destination not in statuses and not record.attempts_total:
             continue
-        status = status_of(row["destination"])
-        status.attempts_total = int(row["attempts_total"])
-        status.delivered_total = int(row["delivered_total"])
-        status.retried_total = int(row["retried_total"])
-        status.dead_total = int(row["dead_total"])
-        status.last_success_at = row["last_success_at"]
-        status.last_failure_at = row["last_failure_at"]
-        status.breaker_state = row["breaker_state"]
-        status.open_until = row["open_until"]
+        status = status_of(record.destination)
+        status.attempts_total = int(record.attempts_total)
+        status.delivered_total = int(record.delivered_total)
+        status.retried_total = int(record.retried_total)
+        status.dead_total = int(record.dead_total)
+        status.last_success_at = record.last_success_at
+        status.last_failure_at = record.last_failure_at
+        status.breaker_state = record.breaker_state
+        status.open_until = record.open_until
     for status in statuses.values():
         if status.oldest_pending_at is not None:
             status.oldest_pending_age_seconds = max(

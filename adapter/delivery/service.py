@@ -19,9 +19,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium
-from adapter.delivery.claim import release_all
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
 from adapter.errors import ConfigError
+from adapter.store import outbox
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def start_exclusive(engine: Engine, factory: sessionmaker[Session]) -> SingleWor
         )
     if lock.exclusive:
         with factory.begin() as session:
-            taken = release_all(session)
+            taken = outbox.release_all(session)
         if taken:
             log.info("took back %d in-flight deliveries left by a stopped worker", taken)
     return lock

@@ -33,17 +33,10 @@ from adapter.connectors.base import DeliveryItem, Destination, ItemResult
 from adapter.consortium import RetryPolicy
 from adapter.delivery import breaker as breakers
 from adapter.delivery.breaker import BreakerConfig, Tally
-from adapter.delivery.claim import (
-    ClaimedRow,
-    Settlement,
-    claim,
-    current_bodies,
-    extend_lease,
-    settle,
-    settle_coalesced,
-)
 from adapter.delivery.policy import Schedule
 from adapter.errors import DeliveryError, FatalDeliveryError
+from adapter.store import outbox
+from adapter.store.outbox import OutboxRow, Settlement
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +104,7 @@ class DeliveryWorker:
             if report.admission == "wait":
                 return report
             limit = 1 if report.admission == "probe" else options.batch_size
-            rows = claim(
+            rows = outbox.claim(
                 session,
                 destination=destination_id,
                 worker=self.worker_id,
@@ -119,7 +112,7 @@ class DeliveryWorker:
                 lease_seconds=options.lease_seconds,
                 limit=limit,
             )
-            bodies = current_bodies(session, rows)
+            bodies = outbox.current_bodies(session, rows)
         report.claimed = len(rows)
         if not rows:
             if report.admission == "probe":
@@ -180,14 +173,14 @@ class DeliveryWorker:
         last_error = None
         with self.factory.begin() as session:
             for s in settlements:
-                if not settle(session, s, worker=self.worker_id):
+                if not outbox.settle(session, s, worker=self.worker_id):
                     log.warning(
                         "outbox %d: the lease ran out during the send; another worker has it now",
                         s.row.id,
                     )
                 self._count(report.tally, s)
                 if s.outcome == "delivered":
-                    coalesced = settle_coalesced(session, s, worker=self.worker_id)
+                    coalesced = outbox.settle_coalesced(session, s, worker=self.worker_id)
                     report.tally.delivered += coalesced
                     report.tally.coalesced += coalesced
                 elif s.cause != "local":
@@ -228,7 +221,7 @@ class DeliveryWorker:
 
     def _settlement(
         self,
-        row: ClaimedRow,
+        row: OutboxRow,
         result: ItemResult,
         schedule: Schedule,
         *,
@@ -426,7 +419,7 @@ class _LeaseKeeper:
         while not self.stop.wait(lease / 3):
             try:
                 with self.worker.factory.begin() as session:
-                    extend_lease(
+                    outbox.extend_lease(
                         session,
                         self.ids,
                         worker=self.worker.worker_id,

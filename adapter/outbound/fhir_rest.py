@@ -40,10 +40,7 @@ from adapter.connectors.http import (
 from adapter.consortium import Destination as DestinationConfig
 from adapter.consortium import Facility
 from adapter.errors import DeliveryError, FatalDeliveryError, RetriableDeliveryError
-
-# meta elements the destination stamps itself; sending ours could be taken for a version
-# precondition or simply be wrong there
-_SERVER_META = ("versionId", "lastUpdated")
+from adapter.outbound.bundle import outgoing, put_bundle
 
 
 class FhirDestinationSettings(HttpSettings):
@@ -142,18 +139,8 @@ class FhirRestDestination:
         self, items: list[DeliveryItem]
     ) -> list[tuple[int | str | None, DeliveryError | None, float]]:
         bundle_type = self.settings.bundle
-        bundle = {
-            "resourceType": "Bundle",
-            "type": bundle_type,
-            "entry": [
-                {
-                    "fullUrl": f"{self.settings.base_url}/{i.resource_type}/{i.resource_id}",
-                    "resource": outgoing(i.resource),
-                    "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"},
-                }
-                for i in items
-            ],
-        }
+        assert bundle_type != "none"
+        bundle = put_bundle(items, bundle_type=bundle_type, base_url=self.settings.base_url)
         response, error, duration = self._request("POST", "", bundle)
         what = f"{bundle_type} of {len(items)}"
         if response is None:
@@ -216,18 +203,6 @@ class FhirRestDestination:
 
     def _where(self, url: str) -> str:
         return f"{self.settings.base_url}/{url}".rstrip("/")
-
-
-def outgoing(resource: dict[str, Any]) -> dict[str, Any]:
-    """The body to send: the stored resource without the meta the destination stamps."""
-    meta = resource.get("meta")
-    if not isinstance(meta, dict) or not any(k in meta for k in _SERVER_META):
-        return resource
-    kept = {k: v for k, v in meta.items() if k not in _SERVER_META}
-    body = {k: v for k, v in resource.items() if k != "meta"}
-    if kept:
-        body["meta"] = kept
-    return body
 
 
 def _entry_status(value: Any) -> int | None:

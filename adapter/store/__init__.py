@@ -4,6 +4,8 @@ Every function takes a Session and never commits; the caller owns the transactio
 
     with factory.begin() as session:
         saved = save_resources(session, resources, message_id=m.id, now=now)
+
+The outbox and delivery tables belong to one repository, :mod:`adapter.store.outbox`.
 """
 
 from adapter.fhir.search_query import Criterion
@@ -19,7 +21,6 @@ from adapter.store.messages import (
 from adapter.store.models import (
     Base,
     InboundMessage,
-    Outbox,
     Resource,
     ResourceVersion,
     SearchIndex,
@@ -44,7 +45,6 @@ __all__ = [
     "Criterion",
     "InboundMessage",
     "LockedRows",
-    "Outbox",
     "Resource",
     "ResourceVersion",
     "Saved",

@@ -12,6 +12,7 @@ delivery_destination  per destination: circuit breaker state and last success (s
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -44,7 +45,20 @@ NAMING = {
 }
 
 MESSAGE_STATUSES = ("received", "processed", "processed-with-warnings", "quarantined")
-OUTBOX_STATES = ("pending", "in-flight", "delivered", "dead")
+
+
+class OutboxState(StrEnum):
+    """Where an outbox row stands. pending -> in-flight (claimed, under a lease) ->
+    delivered | pending again (retry) | dead (refused or out of tries); a replay puts a
+    dead or delivered row back to pending."""
+
+    PENDING = "pending"
+    IN_FLIGHT = "in-flight"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+OUTBOX_STATES = tuple(state.value for state in OutboxState)
 
 _TYPE = 64  # FHIR resource type names are short
 _ID = 64  # FHIR ids are at most 64 characters
@@ -191,7 +205,9 @@ class Outbox(Base):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        CheckConstraint("state IN ('pending', 'in-flight', 'delivered', 'dead')", name="state"),
+        CheckConstraint(
+            "state IN (" + ", ".join(f"'{state}'" for state in OUTBOX_STATES) + ")", name="state"
+        ),
         Index(None, "state", "next_attempt_at"),
         Index(None, "destination", "state", "next_attempt_at"),
         Index(None, "destination", "order_key", "id"),
@@ -205,7 +221,7 @@ class Outbox(Base):
     version_id: Mapped[int] = mapped_column(Integer())
     patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))
     order_key: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID))
-    state: Mapped[str] = mapped_column(String(16), default="pending")
+    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

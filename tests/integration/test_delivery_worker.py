@@ -12,9 +12,9 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors.base import CheckResult, DeliveryItem, ItemResult
-from adapter.delivery.claim import claim
 from adapter.delivery.worker import DeliveryWorker
 from adapter.store.models import Outbox, Resource
+from adapter.store.outbox import claim
 from tests.integration.delivery_receiver import Receiver, outcome
 from tests.integration.delivery_support import (
     DEST,

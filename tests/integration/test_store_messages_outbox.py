@@ -10,7 +10,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
 from adapter.store import (
-    Outbox,
     count_messages,
     create_message,
     enqueue,
@@ -20,6 +19,7 @@ from adapter.store import (
     list_messages,
     set_message_result,
 )
+from adapter.store.models import Outbox
 
 T0 = datetime(2026, 5, 3, 2, 0, tzinfo=UTC)
 RAW = "MSH|^~\\&|LIS|青山县人民医院|||20260503100000||ORU^R01|1|P|2.5\r".encode("gb18030")

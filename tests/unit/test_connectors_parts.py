@@ -26,7 +26,8 @@ from adapter.inbound.mllp import (
     normalise_for_sending,
     rewrite_header,
 )
-from adapter.outbound.fhir_rest import _entry_status, outgoing
+from adapter.outbound.bundle import outgoing
+from adapter.outbound.fhir_rest import _entry_status
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"

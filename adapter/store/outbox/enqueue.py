@@ -1,4 +1,4 @@
-"""The outbox: resource versions still to deliver, written in the ingest transaction."""
+"""Queueing deliveries: resource versions still to deliver, written in the ingest transaction."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from adapter.store.models import Outbox
+from adapter.store.models import Outbox, OutboxState
 
 _outbox = Outbox.__table__
 
@@ -59,7 +59,7 @@ def enqueue_many(
             "order_key": order_key(
                 item["resource_type"], item["resource_id"], item.get("patient_key")
             ),
-            "state": "pending",
+            "state": OutboxState.PENDING.value,
             "attempts": 0,
             "next_attempt_at": moment,
             "created_at": moment,

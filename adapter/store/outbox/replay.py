@@ -14,11 +14,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from adapter.errors import ConflictError, InvalidRequestError, NotFoundError
-from adapter.store.models import OUTBOX_STATES, DeliveryAttempt, Outbox
+from adapter.store.models import OUTBOX_STATES, DeliveryAttempt, Outbox, OutboxState
+from adapter.store.outbox.rows import AttemptRow, OutboxRow
 
 _o = Outbox.__table__
+_a = DeliveryAttempt.__table__
 
-REPLAYABLE = ("dead", "delivered")
+REPLAYABLE = (OutboxState.DEAD.value, OutboxState.DELIVERED.value)
 
 
 def check_state(state: str | None) -> None:
@@ -35,41 +37,41 @@ def list_deliveries(
     destination: str | None = None,
     limit: int = 50,
     offset: int = 0,
-) -> tuple[int, list[Outbox]]:
+) -> tuple[int, list[OutboxRow]]:
     """Total and one page of outbox rows, newest first."""
     check_state(state)
     where = []
     if state is not None:
-        where.append(Outbox.state == state)
+        where.append(_o.c.state == state)
     if destination is not None:
-        where.append(Outbox.destination == destination)
-    total = session.scalar(select(func.count()).select_from(Outbox).where(*where)) or 0
-    page = session.scalars(
-        select(Outbox).where(*where).order_by(Outbox.id.desc()).limit(limit).offset(offset)
-    ).all()
-    return int(total), list(page)
+        where.append(_o.c.destination == destination)
+    total = session.scalar(select(func.count()).select_from(_o).where(*where)) or 0
+    page = session.execute(
+        select(_o).where(*where).order_by(_o.c.id.desc()).limit(limit).offset(offset)
+    ).mappings()
+    return int(total), [OutboxRow.of(row) for row in page]
 
 
-def get_delivery(session: Session, outbox_id: int) -> Outbox:
-    found = session.get(Outbox, outbox_id)
+def find_delivery(session: Session, outbox_id: int) -> OutboxRow | None:
+    found = session.execute(select(_o).where(_o.c.id == outbox_id)).mappings().first()
+    return None if found is None else OutboxRow.of(found)
+
+
+def get_delivery(session: Session, outbox_id: int) -> OutboxRow:
+    found = find_delivery(session, outbox_id)
     if found is None:
         raise NotFoundError(f"no delivery {outbox_id}", location="id")
     return found
 
 
-def attempts_of(session: Session, outbox_id: int) -> list[DeliveryAttempt]:
-    return list(
-        session.scalars(
-            select(DeliveryAttempt)
-            .where(DeliveryAttempt.outbox_id == outbox_id)
-            .order_by(DeliveryAttempt.id)
-        )
-    )
+def attempts_of(session: Session, outbox_id: int) -> list[AttemptRow]:
+    found = session.execute(select(_a).where(_a.c.outbox_id == outbox_id).order_by(_a.c.id))
+    return [AttemptRow.of(row) for row in found.mappings()]
 
 
 def _reset(now: datetime) -> dict[str, Any]:
     return {
-        "state": "pending",
+        "state": OutboxState.PENDING.value,
         "next_attempt_at": now,
         "attempts": 0,
         "first_attempt_at": None,
@@ -82,7 +84,7 @@ def _reset(now: datetime) -> dict[str, Any]:
     }
 
 
-def replay_one(session: Session, outbox_id: int, *, now: datetime) -> Outbox:
+def replay_one(session: Session, outbox_id: int, *, now: datetime) -> OutboxRow:
     """Send one dead (or delivered) delivery again."""
     row = get_delivery(session, outbox_id)
     if row.state not in REPLAYABLE:
@@ -92,8 +94,7 @@ def replay_one(session: Session, outbox_id: int, *, now: datetime) -> Outbox:
     session.execute(
         update(_o).where(_o.c.id == outbox_id, _o.c.state.in_(REPLAYABLE)).values(**_reset(now))
     )
-    session.refresh(row)
-    return row
+    return get_delivery(session, outbox_id)
 
 
 def replay_many(
@@ -102,7 +103,7 @@ def replay_many(
     destination: str,
     now: datetime,
     since: datetime | None = None,
-    state: str = "dead",
+    state: str = OutboxState.DEAD.value,
 ) -> int:
     """Send again every ``state`` delivery of a destination whose last attempt was at or
     after ``since``; returns how many."""
@@ -115,44 +116,3 @@ def replay_many(
         statement = statement.where(func.coalesce(_o.c.last_attempt_at, _o.c.created_at) >= since)
     result = session.execute(statement.values(**_reset(now)))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def delivery_summary(row: Outbox) -> dict[str, Any]:
-    def instant(value: datetime | None) -> str | None:
-        return value.isoformat() if value else None
-
-    return {
-        "id": row.id,
-        "destination": row.destination,
-        "resource": f"{row.resource_type}/{row.resource_id}",
-        "version_id": row.version_id,
-        "sent_version_id": row.sent_version_id,
-        "patient": row.patient_key,
-        "state": row.state,
-        "attempts": row.attempts,
-        "last_status": row.last_status,
-        "last_error": row.last_error,
-        "created_at": instant(row.created_at),
-        "first_attempt_at": instant(row.first_attempt_at),
-        "last_attempt_at": instant(row.last_attempt_at),
-        "next_attempt_at": instant(row.next_attempt_at) if row.state == "pending" else None,
-        "delivered_at": instant(row.delivered_at),
-        "claimed_by": row.claimed_by,
-        "message_id": row.message_id,
-    }
-
-
-def attempt_summary(attempt: DeliveryAttempt) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "attempted_at": attempt.attempted_at.isoformat(),
-        "destination": attempt.destination,
-        "outcome": attempt.outcome,
-        "status": attempt.status,
-        "error": attempt.error,
-        "duration_ms": attempt.duration_ms,
-        "version_id": attempt.version_id,
-        "worker": attempt.worker,
-    }
-    if attempt.operation_outcome is not None:
-        out["operation_outcome"] = attempt.operation_outcome
-    return out

@@ -1,4 +1,5 @@
-"""Claiming due outbox rows, and writing back what became of them.
+"""Claiming due outbox rows, keeping them under a lease, and writing back what became of
+them (the attempt row, the outbox row moved on).
 
 A row is *claimable* when it is due (``pending`` and ``next_attempt_at`` passed, or
 ``in-flight`` under an expired lease: its worker died) and no earlier row (lower id) of the
@@ -14,34 +15,22 @@ single write lock.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from adapter.store.models import DeliveryAttempt, Outbox, Resource
+from adapter.store.models import DeliveryAttempt, Outbox, OutboxState, Resource
+from adapter.store.outbox.rows import OutboxRow, Settlement
 
 _o = Outbox.__table__
 _r = Resource.__table__
 _a = DeliveryAttempt.__table__
 
-ACTIVE = ("pending", "in-flight")
+PENDING, IN_FLIGHT = OutboxState.PENDING.value, OutboxState.IN_FLIGHT.value
+ACTIVE = (PENDING, IN_FLIGHT)
 ERROR_MAX = 4000  # characters of an error text kept in the database
-
-
-@dataclass(slots=True)
-class ClaimedRow:
-    id: int
-    destination: str
-    resource_type: str
-    resource_id: str
-    version_id: int
-    patient_key: str | None
-    message_id: str | None
-    attempts: int
-    first_attempt_at: datetime | None
 
 
 def claim(
@@ -52,7 +41,7 @@ def claim(
     now: datetime,
     lease_seconds: float,
     limit: int,
-) -> list[ClaimedRow]:
+) -> list[OutboxRow]:
     """Claim up to ``limit`` due rows of one destination (heads of their order keys) for
     ``lease_seconds``; they become ``in-flight``, owned by ``worker``."""
     head = _o.alias("head")
@@ -64,8 +53,8 @@ def claim(
         earlier.c.state.in_(ACTIVE),
     )
     due = or_(
-        and_(head.c.state == "pending", head.c.next_attempt_at <= now),
-        and_(head.c.state == "in-flight", head.c.claimed_until < now),
+        and_(head.c.state == PENDING, head.c.next_attempt_at <= now),
+        and_(head.c.state == IN_FLIGHT, head.c.claimed_until < now),
     )
     candidates = (
         select(head.c.id)
@@ -79,29 +68,19 @@ def claim(
         update(_o)
         .where(_o.c.id.in_(candidates.scalar_subquery()))
         .values(
-            state="in-flight",
+            state=IN_FLIGHT,
             claimed_by=worker,
             claimed_until=now + timedelta(seconds=lease_seconds),
         )
-        .returning(
-            _o.c.id,
-            _o.c.destination,
-            _o.c.resource_type,
-            _o.c.resource_id,
-            _o.c.version_id,
-            _o.c.patient_key,
-            _o.c.message_id,
-            _o.c.attempts,
-            _o.c.first_attempt_at,
-        )
+        .returning(*_o.c)
     )
-    rows = [ClaimedRow(*row) for row in session.execute(statement)]
+    rows = [OutboxRow.of(row) for row in session.execute(statement).mappings()]
     rows.sort(key=lambda r: r.id)
     return rows
 
 
 def current_bodies(
-    session: Session, rows: list[ClaimedRow]
+    session: Session, rows: list[OutboxRow]
 ) -> dict[tuple[str, str], tuple[int, bool, dict[str, Any]]]:
     """(type, id) -> (version, deleted, body) of the resources the rows are about."""
     keys = {(r.resource_type, r.resource_id) for r in rows}
@@ -119,7 +98,7 @@ def extend_lease(session: Session, ids: list[int], *, worker: str, until: dateti
     if ids:
         session.execute(
             update(_o)
-            .where(_o.c.id.in_(ids), _o.c.claimed_by == worker, _o.c.state == "in-flight")
+            .where(_o.c.id.in_(ids), _o.c.claimed_by == worker, _o.c.state == IN_FLIGHT)
             .values(claimed_until=until)
         )
 
@@ -129,34 +108,18 @@ def release(session: Session, ids: list[int], *, worker: str) -> None:
     if ids:
         session.execute(
             update(_o)
-            .where(_o.c.id.in_(ids), _o.c.claimed_by == worker, _o.c.state == "in-flight")
-            .values(state="pending", claimed_by=None, claimed_until=None)
+            .where(_o.c.id.in_(ids), _o.c.claimed_by == worker, _o.c.state == IN_FLIGHT)
+            .values(state=PENDING, claimed_by=None, claimed_until=None)
         )
 
 
 def release_all(session: Session, *, destination: str | None = None) -> int:
     """Every in-flight row back to pending (SQLite: the only worker starting up)."""
-    statement = update(_o).where(_o.c.state == "in-flight")
+    statement = update(_o).where(_o.c.state == IN_FLIGHT)
     if destination is not None:
         statement = statement.where(_o.c.destination == destination)
-    result = session.execute(statement.values(state="pending", claimed_by=None, claimed_until=None))
+    result = session.execute(statement.values(state=PENDING, claimed_by=None, claimed_until=None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-@dataclass(slots=True)
-class Settlement:
-    """What became of one claimed row after one try."""
-
-    row: ClaimedRow
-    outcome: str  # delivered | retry | dead
-    attempted_at: datetime
-    status: str | None = None
-    error: str | None = None
-    operation_outcome: dict[str, Any] | None = None
-    duration_ms: float = 0.0
-    sent_version: int | None = None
-    next_attempt_at: datetime | None = None
-    cause: str | None = None  # of a dead letter: refused | exhausted | local
 
 
 def settle(session: Session, settlement: Settlement, *, worker: str) -> bool:
@@ -188,21 +151,21 @@ def settle(session: Session, settlement: Settlement, *, worker: str) -> bool:
     }
     if s.outcome == "delivered":
         values.update(
-            state="delivered",
+            state=OutboxState.DELIVERED.value,
             delivered_at=s.attempted_at,
             last_error=None,
             sent_version_id=s.sent_version,
         )
     elif s.outcome == "retry":
-        values.update(state="pending", next_attempt_at=s.next_attempt_at, last_error=error)
+        values.update(state=PENDING, next_attempt_at=s.next_attempt_at, last_error=error)
     else:
-        values.update(state="dead", last_error=error)
+        values.update(state=OutboxState.DEAD.value, last_error=error)
     result = session.execute(
         update(_o)
         .where(
             _o.c.id == row.id,
             _o.c.claimed_by == worker,
-            _o.c.state == "in-flight",
+            _o.c.state == IN_FLIGHT,
         )
         .values(**values)
     )
@@ -221,7 +184,7 @@ def settle_coalesced(session: Session, settlement: Settlement, *, worker: str) -
                 _o.c.destination == row.destination,
                 _o.c.resource_type == row.resource_type,
                 _o.c.resource_id == row.resource_id,
-                _o.c.state == "pending",
+                _o.c.state == PENDING,
                 _o.c.version_id <= s.sent_version,
                 _o.c.id != row.id,
             )
@@ -251,9 +214,9 @@ def settle_coalesced(session: Session, settlement: Settlement, *, worker: str) -
     )
     session.execute(
         update(_o)
-        .where(_o.c.id.in_(ids), _o.c.state == "pending")
+        .where(_o.c.id.in_(ids), _o.c.state == PENDING)
         .values(
-            state="delivered",
+            state=OutboxState.DELIVERED.value,
             delivered_at=s.attempted_at,
             sent_version_id=s.sent_version,
             attempts=_o.c.attempts + 1,

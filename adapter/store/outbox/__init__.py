@@ -1,0 +1,97 @@
+"""The outbox repository: the one owner of the ``outbox``, ``delivery_attempt`` and
+``delivery_destination`` tables. Nothing else in the adapter touches them; every function
+takes a Session and never commits (the caller owns the transaction).
+
+rows.py          OutboxRow (the one row type), AttemptRow, Settlement; states are OutboxState
+enqueue.py       enqueue / enqueue_many: written in the ingest transaction
+claim.py         claim (leases, per-patient order), current_bodies, extend_lease, release,
+                 release_all, settle, settle_coalesced: the worker's side
+replay.py        list_deliveries, get_delivery, attempts_of, replay_one, replay_many
+destinations.py  the per-destination row (breaker state, running totals) and queue_figures
+
+    from adapter.store import outbox
+    with factory.begin() as session:
+        rows = outbox.claim(session, destination="d", worker=w, now=now, lease_seconds=120,
+                            limit=20)
+"""
+
+from adapter.store.models import OUTBOX_STATES, OutboxState
+from adapter.store.outbox.claim import (
+    ERROR_MAX,
+    claim,
+    current_bodies,
+    extend_lease,
+    release,
+    release_all,
+    settle,
+    settle_coalesced,
+)
+from adapter.store.outbox.destinations import (
+    DestinationRecord,
+    QueueFigure,
+    add_totals,
+    breaker_state,
+    close_breaker,
+    count_failures,
+    destination_records,
+    ensure,
+    note_failure,
+    open_breaker,
+    queue_figures,
+    read_breaker,
+    take_over_probe,
+    take_probe,
+)
+from adapter.store.outbox.enqueue import enqueue, enqueue_many, order_key
+from adapter.store.outbox.replay import (
+    REPLAYABLE,
+    attempts_of,
+    check_state,
+    find_delivery,
+    get_delivery,
+    list_deliveries,
+    replay_many,
+    replay_one,
+)
+from adapter.store.outbox.rows import AttemptRow, OutboxRow, Settlement
+
+__all__ = [
+    "ERROR_MAX",
+    "OUTBOX_STATES",
+    "REPLAYABLE",
+    "AttemptRow",
+    "DestinationRecord",
+    "OutboxRow",
+    "OutboxState",
+    "QueueFigure",
+    "Settlement",
+    "add_totals",
+    "attempts_of",
+    "breaker_state",
+    "check_state",
+    "claim",
+    "close_breaker",
+    "count_failures",
+    "current_bodies",
+    "destination_records",
+    "enqueue",
+    "enqueue_many",
+    "ensure",
+    "extend_lease",
+    "find_delivery",
+    "get_delivery",
+    "list_deliveries",
+    "note_failure",
+    "open_breaker",
+    "order_key",
+    "queue_figures",
+    "read_breaker",
+    "release",
+    "release_all",
+    "replay_many",
+    "replay_one",
+    "settle",
+    "settle_coalesced",
+    "take_over_probe",
+    "take_probe",
+]

@@ -1,0 +1,218 @@
+"""The ``delivery_destination`` table (per destination, shared by every worker: circuit
+breaker state and running totals) and the queue figures read for /health and /metrics.
+
+The breaker's decisions live in :mod:`adapter.delivery.breaker`; this module only reads
+and writes its row. The conditional updates (``take_probe``, ``take_over_probe``) are how
+workers on several hosts agree on who probes: the first to switch the row wins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from adapter.store.models import DeliveryDestination, Outbox, OutboxState
+
+_o = Outbox.__table__
+_d = DeliveryDestination.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class DestinationRecord:
+    """One ``delivery_destination`` row."""
+
+    destination: str
+    breaker_state: str  # closed | open | half-open
+    consecutive_failures: int
+    opened_count: int  # opens since the last close
+    open_until: datetime | None
+    probe_by: str | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_error: str | None
+    updated_at: datetime
+    attempts_total: int
+    delivered_total: int
+    retried_total: int
+    dead_total: int
+
+    @classmethod
+    def of(cls, row: RowMapping) -> DestinationRecord:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFigure:
+    """How many rows of one destination are in one state, and the oldest one's age."""
+
+    destination: str
+    state: OutboxState
+    count: int
+    oldest_created_at: datetime | None
+
+
+def queue_figures(session: Session) -> list[QueueFigure]:
+    """Pending, in-flight and dead rows per destination (delivered ones are history)."""
+    counted = (OutboxState.PENDING, OutboxState.IN_FLIGHT, OutboxState.DEAD)
+    found = session.execute(
+        select(_o.c.destination, _o.c.state, func.count(), func.min(_o.c.created_at))
+        .where(_o.c.state.in_([s.value for s in counted]))
+        .group_by(_o.c.destination, _o.c.state)
+    )
+    return [
+        QueueFigure(name, OutboxState(state), int(count), oldest)
+        for name, state, count, oldest in found
+    ]
+
+
+def destination_records(session: Session) -> list[DestinationRecord]:
+    return [DestinationRecord.of(row) for row in session.execute(select(_d)).mappings()]
+
+
+# -- the breaker's row ------------------------------------------------------------------------
+def ensure(session: Session, destination: str, now: datetime) -> None:
+    """The destination's row exists (closed) after this."""
+    dialect = session.get_bind().dialect.name
+    values = {
+        "destination": destination,
+        "breaker_state": "closed",
+        "consecutive_failures": 0,
+        "opened_count": 0,
+        "updated_at": now,
+        "attempts_total": 0,
+        "delivered_total": 0,
+        "retried_total": 0,
+        "dead_total": 0,
+    }
+    if dialect == "postgresql":
+        session.execute(postgresql.insert(_d).values(**values).on_conflict_do_nothing())
+    elif dialect == "sqlite":
+        session.execute(sqlite.insert(_d).values(**values).on_conflict_do_nothing())
+    elif session.get(DeliveryDestination, destination) is None:  # pragma: no cover
+        session.execute(_d.insert().values(**values))
+
+
+def read_breaker(
+    session: Session, destination: str
+) -> tuple[str, datetime | None, str | None, datetime]:
+    """(state, open_until, probe_by, updated_at) of an existing row."""
+    state, open_until, probe_by, updated_at = session.execute(
+        select(_d.c.breaker_state, _d.c.open_until, _d.c.probe_by, _d.c.updated_at).where(
+            _d.c.destination == destination
+        )
+    ).one()
+    return state, open_until, probe_by, updated_at
+
+
+def take_probe(session: Session, destination: str, *, worker: str, now: datetime) -> bool:
+    """open -> half-open with ``worker`` as the prober; False when another worker was first."""
+    taken = session.execute(
+        update(_d)
+        .where(_d.c.destination == destination, _d.c.breaker_state == "open")
+        .values(breaker_state="half-open", probe_by=worker, updated_at=now)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def take_over_probe(
+    session: Session, destination: str, *, worker: str, now: datetime, seen_updated_at: datetime
+) -> bool:
+    """A half-open probe nobody answered: ``worker`` takes it over, unless another worker
+    changed the row since it was read (``seen_updated_at``)."""
+    taken = session.execute(
+        update(_d)
+        .where(
+            _d.c.destination == destination,
+            _d.c.breaker_state == "half-open",
+            _d.c.updated_at == seen_updated_at,
+        )
+        .values(probe_by=worker, updated_at=now)
+    )
+    return bool(taken.rowcount)  # type: ignore[attr-defined]
+
+
+def add_totals(
+    session: Session, destination: str, *, attempts: int, delivered: int, retried: int, dead: int
+) -> None:
+    session.execute(
+        update(_d)
+        .where(_d.c.destination == destination)
+        .values(
+            attempts_total=_d.c.attempts_total + attempts,
+            delivered_total=_d.c.delivered_total + delivered,
+            retried_total=_d.c.retried_total + retried,
+            dead_total=_d.c.dead_total + dead,
+        )
+    )
+
+
+def close_breaker(session: Session, destination: str, *, now: datetime, success: bool) -> None:
+    """Closed, failures forgotten; ``success`` also stamps ``last_success_at``."""
+    values: dict[str, Any] = {
+        "breaker_state": "closed",
+        "consecutive_failures": 0,
+        "opened_count": 0,
+        "open_until": None,
+        "probe_by": None,
+        "updated_at": now,
+    }
+    if success:
+        values["last_success_at"] = now
+    session.execute(update(_d).where(_d.c.destination == destination).values(**values))
+
+
+def count_failures(
+    session: Session, destination: str, *, failed: int, now: datetime, error: str | None
+) -> tuple[str, int, int]:
+    """Add ``failed`` to the failures in a row; (state, failures in a row, opened_count)
+    after it. The UPDATE locks the row (PostgreSQL) so the read sees every worker's count."""
+    where = _d.c.destination == destination
+    session.execute(
+        update(_d)
+        .where(where)
+        .values(
+            consecutive_failures=_d.c.consecutive_failures + failed,
+            last_failure_at=now,
+            last_error=error,
+            updated_at=now,
+        )
+    )
+    state, failures, opened = session.execute(
+        select(_d.c.breaker_state, _d.c.consecutive_failures, _d.c.opened_count).where(where)
+    ).one()
+    return str(state), int(failures), int(opened)
+
+
+def note_failure(session: Session, destination: str, *, now: datetime, error: str | None) -> int:
+    """A failed check (not an attempt): stamped, and the row's ``opened_count`` returned."""
+    where = _d.c.destination == destination
+    opened = session.execute(select(_d.c.opened_count).where(where)).scalar_one()
+    session.execute(update(_d).where(where).values(last_failure_at=now, last_error=error))
+    return int(opened)
+
+
+def open_breaker(
+    session: Session, destination: str, *, now: datetime, pause_seconds: float, opened: int
+) -> None:
+    session.execute(
+        update(_d)
+        .where(_d.c.destination == destination)
+        .values(
+            breaker_state="open",
+            opened_count=opened + 1,
+            probe_by=None,
+            updated_at=now,
+            open_until=now + timedelta(seconds=pause_seconds),
+        )
+    )
+
+
+def breaker_state(session: Session, destination: str) -> str | None:
+    return session.execute(
+        select(_d.c.breaker_state).where(_d.c.destination == destination)
+    ).scalar_one_or_none()

@@ -1,0 +1,132 @@
+"""The outbox's one row type, its attempts, and what a worker reports about a claimed row.
+
+Every reader of the outbox (the worker, the operator commands, the API) gets
+:class:`OutboxRow` values, never ORM objects or the table itself; the states are
+:class:`adapter.store.models.OutboxState`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping
+
+from adapter.store.models import OutboxState
+
+
+def _instant(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One ``outbox`` row: a resource version to deliver (or delivered) to one destination."""
+
+    id: int
+    destination: str
+    resource_type: str
+    resource_id: str
+    version_id: int
+    patient_key: str | None
+    order_key: str
+    state: OutboxState
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    last_error: str | None
+    message_id: str | None
+    claimed_by: str | None
+    claimed_until: datetime | None
+    first_attempt_at: datetime | None
+    last_attempt_at: datetime | None
+    delivered_at: datetime | None
+    last_status: str | None  # HTTP status or ACK code
+    sent_version_id: int | None  # the version that was delivered
+
+    @classmethod
+    def of(cls, row: RowMapping) -> OutboxRow:
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["state"] = OutboxState(values["state"])
+        return cls(**values)
+
+    def summary(self) -> dict[str, Any]:
+        """As listed by ``GET /deliveries``."""
+        return {
+            "id": self.id,
+            "destination": self.destination,
+            "resource": f"{self.resource_type}/{self.resource_id}",
+            "version_id": self.version_id,
+            "sent_version_id": self.sent_version_id,
+            "patient": self.patient_key,
+            "state": str(self.state),
+            "attempts": self.attempts,
+            "last_status": self.last_status,
+            "last_error": self.last_error,
+            "created_at": _instant(self.created_at),
+            "first_attempt_at": _instant(self.first_attempt_at),
+            "last_attempt_at": _instant(self.last_attempt_at),
+            "next_attempt_at": _instant(self.next_attempt_at)
+            if self.state == OutboxState.PENDING
+            else None,
+            "delivered_at": _instant(self.delivered_at),
+            "claimed_by": self.claimed_by,
+            "message_id": self.message_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    """One ``delivery_attempt`` row: one try to deliver an outbox row."""
+
+    id: int
+    outbox_id: int
+    destination: str
+    attempted_at: datetime
+    version_id: int | None  # the version sent
+    outcome: str  # delivered | retry | dead
+    status: str | None
+    error: str | None
+    operation_outcome: dict[str, Any] | None
+    duration_ms: float
+    worker: str | None
+
+    @classmethod
+    def of(cls, row: RowMapping) -> AttemptRow:
+        return cls(**{f.name: row[f.name] for f in fields(cls)})
+
+    def summary(self) -> dict[str, Any]:
+        """As listed in ``GET /deliveries/{id}`` (``attempt_log``)."""
+        out: dict[str, Any] = {
+            "attempted_at": self.attempted_at.isoformat(),
+            "destination": self.destination,
+            "outcome": self.outcome,
+            "status": self.status,
+            "error": self.error,
+            "duration_ms": self.duration_ms,
+            "version_id": self.version_id,
+            "worker": self.worker,
+        }
+        if self.operation_outcome is not None:
+            out["operation_outcome"] = self.operation_outcome
+        return out
+
+
+@dataclass(slots=True)
+class Settlement:
+    """What became of one claimed row after one try."""
+
+    row: OutboxRow
+    outcome: str  # delivered | retry | dead
+    attempted_at: datetime
+    status: str | None = None
+    error: str | None = None
+    operation_outcome: dict[str, Any] | None = None
+    duration_ms: float = 0.0
+    sent_version: int | None = None
+    next_attempt_at: datetime | None = None
+    cause: str | None = None  # of a dead letter: refused | exhausted | local
+
+
+__all__ = ["AttemptRow", "OutboxRow", "OutboxState", "Settlement"]
