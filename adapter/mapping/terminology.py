@@ -1,7 +1,8 @@
 """Code tables (concept maps) as data, each with an explicit rule for codes it does not know.
 
 A table maps source codes to target codings. What happens to an unknown code is a decision
-written in the table (``unmapped.action``), never an accident of the code:
+written in the table (``unmapped.action``), never an accident of the code, and this module
+is where that rule is applied (``ConceptMap.translate``):
 
 * ``keep``   the source code itself is used as the target code;
 * ``fixed``  a given target code (e.g. ``unknown``);
@@ -19,6 +20,7 @@ from typing import Literal
 
 Action = Literal["keep", "fixed", "omit", "error"]
 Report = Literal["none", "information", "warning"]
+_OUTCOME = {"keep": "; kept as is", "fixed": "; default used", "omit": "; left out"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,15 @@ class Target:
     code: str
     display: str | None = None
     system: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Unmapped:
+    """What to report about a code the table does not know: an error (``action: error``: the
+    input is quarantined) or a notice (``report: warning`` / ``information``)."""
+
+    severity: Literal["error", "warning", "information"]
+    message: str
 
 
 @dataclass(slots=True)
@@ -57,6 +68,26 @@ class ConceptMap:
         if target.system or not self.system:
             return target
         return Target(target.code, target.display, self.system)
+
+    def translate(self, code: str, *, report: bool = True) -> tuple[Target | None, Unmapped | None]:
+        """The target of ``code`` (with the table's system), and what to report when the
+        table does not know it: the table's ``unmapped`` rule decides both. ``report=False``
+        (a display or system looked up beside the code) reports nothing but an error."""
+        target = self.lookup(code)
+        if target is not None:
+            return self.with_system(target), None
+        message = f"code {code!r} is not in concept map {self.name!r}"
+        if self.action == "error":
+            return None, Unmapped("error", message)
+        notice = None
+        if report and self.report != "none":
+            notice = Unmapped(self.report, message + _OUTCOME[self.action])
+        if self.action == "keep":
+            # the source code as is: not a code of the table's target system
+            return Target(code, None, None), notice
+        if self.action == "fixed" and self.fixed is not None:
+            return self.with_system(self.fixed), notice
+        return None, notice
 
 
 def concept_map_from_data(name: str, file: str, data: dict) -> ConceptMap:

@@ -13,8 +13,10 @@ from adapter.errors import Issue
 from adapter.hl7v2 import Message, Segment
 from adapter.mapping import csv_rows, json_paths, xml_paths
 from adapter.mapping import hl7v2_paths as v2
-from adapter.mapping.engine import FIRST_MENTION_WINS, Evaluation, TranslationState, run_steps
-from adapter.mapping.loader import MappingSet, MessageMapping
+from adapter.mapping.engine import FIRST_MENTION_WINS, run_steps
+from adapter.mapping.evaluation import Evaluation, TranslationState
+from adapter.mapping.loader import MappingSet
+from adapter.mapping.nodes import MessageMapping
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from adapter.errors import Issue
 from adapter.hl7v2 import Message, parse_hl7v2
 from adapter.mapping import hl7v2_paths as v2
-from adapter.mapping.engine import Evaluation, TranslationState
+from adapter.mapping.evaluation import Evaluation, TranslationState
 from adapter.mapping.loader import MappingSet, load_mapping_set
 from adapter.mapping.terminology import ConceptMap, concept_map_from_data
 from adapter.mapping.translate import (

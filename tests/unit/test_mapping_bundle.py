@@ -135,8 +135,8 @@ def test_bundle_step_unknown_key_is_a_load_error(tmp_path: Path) -> None:
 
 
 def test_xhtml_escapes_text_and_keeps_lines() -> None:
-    from adapter.mapping.narrative import xhtml
-    from adapter.mapping.transforms import FUNCTIONS
+    from adapter.mapping.functions import FUNCTIONS
+    from adapter.mapping.functions.narrative import xhtml
 
     assert FUNCTIONS["xhtml"] is xhtml
     div = xhtml(None, "血压 <140/90 & 心率正常\n\n 第二行 ")  # type: ignore[arg-type]

@@ -16,8 +16,8 @@ from adapter.mapping.expressions import (
     compile_value,
 )
 from adapter.mapping.expressions import Path as PathExpr
+from adapter.mapping.functions import FUNCTIONS
 from adapter.mapping.hl7v2_paths import Hl7Path, compile_path
-from adapter.mapping.transforms import FUNCTIONS
 from tests.unit.mapping_support import hl7, load, mapping_root, of_type, translate
 
 FUNCS = set(FUNCTIONS)

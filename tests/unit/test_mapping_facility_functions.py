@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from adapter.consortium import load_consortium
-from adapter.mapping.facility_functions import facility_of, level_direction
+from adapter.mapping.functions.facilities import facility_of, level_direction
 from adapter.pipeline.readers import consortium_variables, original_variables
 
 ROOT = Path(__file__).resolve().parents[2]

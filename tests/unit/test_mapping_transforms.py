@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from adapter.identity import national_id_check_char
-from adapter.mapping.engine import Evaluation
-from adapter.mapping.transforms import FUNCTIONS
+from adapter.mapping.evaluation import Evaluation
+from adapter.mapping.functions import FUNCTIONS
 from tests.unit.mapping_support import evaluation, node, table
 
 

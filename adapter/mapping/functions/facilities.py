@@ -3,21 +3,18 @@
 The consortium file is given to every translation as the variable ``@consortium``
 (``facilities``: id, name, level, rank, namespace, identifiers of each member), so a
 mapping can recognise the other facility a document names (a referral's receiver, the
-sender of a copy) without any facility written into code. Registered into the function list
-of ``adapter.mapping.transforms``.
+sender of a copy) without any facility written into code.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from adapter.mapping.transforms import text, transform
-
-if TYPE_CHECKING:
-    from adapter.mapping.engine import Evaluation
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.values import text
 
 
-def _facilities(ev: Evaluation) -> list[dict[str, Any]]:
+def _facilities(ev: FunctionContext) -> list[dict[str, Any]]:
     consortium = ev.vars.get("consortium")
     found = consortium.get("facilities") if isinstance(consortium, dict) else None
     return found if isinstance(found, list) else []
@@ -28,7 +25,7 @@ def _normal(value: str) -> str:
 
 
 @transform("facility_of")
-def facility_of(ev: Evaluation, key: Any) -> dict[str, Any] | None:
+def facility_of(ev: FunctionContext, key: Any) -> dict[str, Any] | None:
     """The member facility whose id, name or one of whose identifier values is ``key``
     (spaces ignored, case folded); a facility data mapping (as ``@facility``) or nothing.
     An identifier value matches before a name, so a code is never confused with a name."""
@@ -50,7 +47,7 @@ def facility_of(ev: Evaluation, key: Any) -> dict[str, Any] | None:
 
 
 @transform("level_direction")
-def level_direction(ev: Evaluation, sender: Any, receiver: Any) -> str | None:
+def level_direction(ev: FunctionContext, sender: Any, receiver: Any) -> str | None:
     """``up`` when the receiving facility's care level is higher than the sender's (village <
     township < county < city < province), ``down`` when lower; nothing when the levels are
     equal or either facility is not a member (looked up as ``facility_of`` does)."""

@@ -5,18 +5,16 @@ FHIR narrative is XHTML: text taken from a document must be escaped, never paste
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from adapter.mapping.transforms import text, transform
-
-if TYPE_CHECKING:
-    from adapter.mapping.engine import Evaluation
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.values import text
 
 _XHTML = "http://www.w3.org/1999/xhtml"
 
 
 @transform("xhtml")
-def xhtml(ev: Evaluation, value: Any) -> str | None:
+def xhtml(ev: FunctionContext, value: Any) -> str | None:
     """``<div xmlns="...xhtml">`` with one ``<p>`` per non-blank line, special characters
     escaped; nothing for blank text."""
     lines = [line.strip() for line in text(value).splitlines() if line.strip()]

@@ -1,0 +1,106 @@
+"""Codes (concept maps), identifiers (national ID, facility systems, hashed ids),
+references and datatypes (``apply``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapter.identity import parse_national_id
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.ids import deterministic_id
+from adapter.mapping.values import location, text
+
+
+@transform("map")
+def map_code(ev: FunctionContext, table: Any, value: Any) -> str | None:
+    target = ev.lookup(text(table), value)
+    return target.code if target else None
+
+
+@transform("map_display")
+def map_display(ev: FunctionContext, table: Any, value: Any) -> str | None:
+    target = ev.lookup(text(table), value, report=False)
+    return target.display if target else None
+
+
+@transform("map_system")
+def map_system(ev: FunctionContext, table: Any, value: Any) -> str | None:
+    """The target system of a mapped code (nothing when the code is not mapped)."""
+    target = ev.lookup(text(table), value, report=False)
+    return target.system if target else None
+
+
+@transform("coding")
+def coding(ev: FunctionContext, table: Any, value: Any) -> dict[str, str] | None:
+    """A Coding from a concept map: system, code and display of the target."""
+    target = ev.lookup(text(table), value)
+    if target is None:
+        return None
+    out = {"system": target.system, "code": target.code, "display": target.display}
+    return {k: v for k, v in out.items() if v}
+
+
+@transform("national_id")
+def national_id(ev: FunctionContext, value: Any) -> str | None:
+    """A resident ID number, normalised; problems (checksum, length, date) are warnings."""
+    raw = text(value).strip()
+    if not raw:
+        return None
+    parsed = parse_national_id(raw)
+    for problem in parsed.problems:
+        message = (
+            f"national ID checksum is wrong ({problem})"
+            if "checksum" in problem
+            else f"national ID: {problem}"
+        )
+        ev.warning(message, location(value), code="value")
+    if parsed.length == 15 and not parsed.problems:
+        ev.warning(
+            "old 15-digit national ID: kept as written and also given in its 18-digit form",
+            location(value),
+            code="informational",
+        )
+    return parsed.value
+
+
+@transform("national_id_18")
+def national_id_18(ev: FunctionContext, value: Any) -> str | None:
+    """The 18-character form of a 15-digit ID (None for other IDs)."""
+    raw = text(value).strip()
+    if not raw:
+        return None
+    return parse_national_id(raw).eighteen
+
+
+@transform("facility_system")
+def facility_system(ev: FunctionContext, kind: Any) -> str:
+    """The URI of the current facility's own identifier system of a kind (patient, order...)."""
+    return ev.facility_system(text(kind))
+
+
+@transform("hash_id")
+def hash_id(ev: FunctionContext, resource_type: Any, *parts: Any) -> str | None:
+    values = [text(p).strip() for p in parts]
+    if not all(values):
+        return None
+    return deterministic_id(text(resource_type), values)
+
+
+@transform("ref")
+def ref(ev: FunctionContext, resource: Any) -> dict[str, str] | None:
+    """A Reference to a resource made earlier in this translation (a bound variable)."""
+    if isinstance(resource, dict) and resource.get("resourceType") and resource.get("id"):
+        return {"reference": f"{resource['resourceType']}/{resource['id']}"}
+    return None
+
+
+@transform("refs")
+def refs(ev: FunctionContext, resources: Any) -> list[dict[str, str]]:
+    items = resources if isinstance(resources, list) else [resources]
+    return [r for r in (ref(ev, item) for item in items) if r]
+
+
+@transform("apply")
+def apply(ev: FunctionContext, name: Any, *args: Any) -> Any:
+    """Apply a datatype template (``datatypes/<name>.yaml``) to arguments."""
+    return ev.apply_datatype(text(name), list(args))

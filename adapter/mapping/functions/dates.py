@@ -1,0 +1,121 @@
+"""Dates and times: HL7 DTM and the ISO forms some vendors write, to FHIR date, dateTime
+and instant; a time without zone is in the consortium's time zone."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from typing import Any
+
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.values import location, text
+
+_DTM = re.compile(
+    r"^(?P<y>\d{4})(?:(?P<mo>\d{2})(?:(?P<d>\d{2})(?:(?P<h>\d{2})(?:(?P<mi>\d{2})"
+    r"(?:(?P<s>\d{2})(?:\.(?P<f>\d{1,4}))?)?)?)?)?)?(?P<z>[+-]\d{4}|Z)?$"
+)
+# ISO forms written by some vendors: "2026-11-20 08:30:00", "2026-11-20T08:30:00.123-05:00"
+_ISO = re.compile(
+    r"^(?P<y>\d{4})-(?P<mo>\d{2})(?:-(?P<d>\d{2})(?:[T ](?P<h>\d{2}):(?P<mi>\d{2})"
+    r"(?::(?P<s>\d{2})(?:\.(?P<f>\d+))?)?)?)?\s*(?P<z>[+-]\d{2}:?\d{2}|Z)?$"
+)
+
+
+def _parse_dtm(ev: FunctionContext, value: Any) -> tuple[dict[str, str | None], str] | None:
+    raw = text(value).strip()
+    if not raw:
+        return None
+    match = (_ISO if re.match(r"^\d{4}-\d{2}", raw) else _DTM).match(raw)
+    if not match:
+        ev.error(
+            f"{raw!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])",
+            location(value),
+            code="value",
+        )
+        return None
+    parts = match.groupdict()
+    zone = parts["z"]
+    if zone and zone != "Z":
+        zone = parts["z"] = zone.replace(":", "")
+        if int(zone[1:3]) > 14 or int(zone[3:]) > 59:
+            ev.error(f"{raw!r} has an impossible time zone offset", location(value), code="value")
+            return None
+    try:
+        datetime(
+            int(parts["y"]),
+            int(parts["mo"] or 1),
+            int(parts["d"] or 1),
+            int(parts["h"] or 0),
+            int(parts["mi"] or 0),
+            int(parts["s"] or 0),
+        )
+        if parts["h"] and int(parts["h"]) > 23:
+            raise ValueError
+    except ValueError:
+        ev.error(f"{raw!r} is not a real date/time", location(value), code="value")
+        return None
+    return parts, raw
+
+
+def _zone(ev: FunctionContext, parts: dict[str, str | None], naive: datetime) -> str:
+    zone = parts["z"]
+    if zone == "Z":
+        return "Z"
+    if zone:
+        return f"{zone[:3]}:{zone[3:]}"
+    offset = ev.timezone.utcoffset(naive) or timedelta(0)
+    total = int(offset.total_seconds() // 60)
+    sign = "+" if total >= 0 else "-"
+    return f"{sign}{abs(total) // 60:02d}:{abs(total) % 60:02d}"
+
+
+@transform("dtm_to_datetime")
+def dtm_to_datetime(ev: FunctionContext, value: Any) -> str | None:
+    """HL7 DTM to FHIR dateTime; a time without zone is in the consortium's zone."""
+    parsed = _parse_dtm(ev, value)
+    if parsed is None:
+        return None
+    p, _ = parsed
+    if not p["mo"]:
+        return p["y"]
+    if not p["d"]:
+        return f"{p['y']}-{p['mo']}"
+    date = f"{p['y']}-{p['mo']}-{p['d']}"
+    if not p["h"]:
+        return date
+    naive = datetime(
+        int(p["y"]),
+        int(p["mo"]),
+        int(p["d"]),
+        int(p["h"]),  # type: ignore[arg-type]
+        int(p["mi"] or 0),
+        int(p["s"] or 0),
+    )
+    fraction = f".{p['f']}" if p["f"] else ""
+    clock = f"{p['h']}:{p['mi'] or '00'}:{p['s'] or '00'}{fraction}"
+    return f"{date}T{clock}{_zone(ev, p, naive)}"
+
+
+@transform("dtm_to_date")
+def dtm_to_date(ev: FunctionContext, value: Any) -> str | None:
+    parsed = _parse_dtm(ev, value)
+    if parsed is None:
+        return None
+    p, _ = parsed
+    return "-".join(x for x in (p["y"], p["mo"], p["d"]) if x)
+
+
+@transform("dtm_to_instant")
+def dtm_to_instant(ev: FunctionContext, value: Any) -> str | None:
+    """An instant needs a full time: an HL7 value with only a date is reported and omitted."""
+    result = dtm_to_datetime(ev, value)
+    if result is None:
+        return None
+    if "T" not in result:
+        ev.warning(
+            f"{text(value).strip()!r} has no time of day; an instant needs one",
+            location(value),
+            code="value",
+        )
+        return None
+    return result

@@ -1,0 +1,83 @@
+"""Choice and logic: ``first``, ``eq``, ``one_of``, ``exists``, ``when``, ``all`` ...
+
+``first``, ``when``, ``all`` and ``any`` are also evaluated lazily by the engine
+(``adapter.mapping.evaluation``): these are their plain forms, for values already read."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.values import is_empty, is_position_without_text, text
+
+
+@transform("first")
+def first(ev: FunctionContext, *values: Any) -> Any:
+    """The first argument that is not empty."""
+    return next((v for v in values if not is_empty(v)), None)
+
+
+@transform("eq")
+def eq(ev: FunctionContext, a: Any, b: Any) -> bool:
+    return text(a).strip() == text(b).strip()
+
+
+@transform("ne")
+def ne(ev: FunctionContext, a: Any, b: Any) -> bool:
+    return not eq(ev, a, b)
+
+
+@transform("one_of")
+def one_of(ev: FunctionContext, value: Any, *options: Any) -> bool:
+    wanted = text(value).strip().casefold()
+    return any(wanted == text(o).strip().casefold() for o in options)
+
+
+@transform("exists")
+def exists(ev: FunctionContext, *values: Any) -> bool:
+    if any(is_position_without_text(v) for v in values):
+        return True
+    return any(
+        not is_empty(v) and text(v).strip() != ""
+        if not isinstance(v, dict | list)
+        else not is_empty(v)
+        for v in values
+    )
+
+
+@transform("empty")
+def empty(ev: FunctionContext, value: Any) -> bool:
+    return not exists(ev, value)
+
+
+@transform("not")
+def not_(ev: FunctionContext, value: Any) -> bool:
+    return not _truthy(value)
+
+
+@transform("all")
+def all_(ev: FunctionContext, *values: Any) -> bool:
+    return all(_truthy(v) for v in values)
+
+
+@transform("any")
+def any_(ev: FunctionContext, *values: Any) -> bool:
+    return any(_truthy(v) for v in values)
+
+
+@transform("matches")
+def matches(ev: FunctionContext, value: Any, pattern: Any) -> bool:
+    return re.fullmatch(text(pattern), text(value).strip()) is not None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    return exists(None, value)  # type: ignore[arg-type]
+
+
+@transform("when")
+def when(ev: FunctionContext, condition: Any, value: Any) -> Any:
+    """``value`` when the condition holds, else nothing."""
+    return value if _truthy(condition) else None

@@ -1,0 +1,132 @@
+"""Numbers, quantities with comparators, reference ranges as written by Chinese LIS."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.values import location, text
+
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+# full-width ＜ ＞ and ≦ ≧ are what a Chinese input method types
+_COMPARATOR = re.compile(r"^\s*(<=|>=|≤|≥|≦|≧|<|>|＜|＞)\s*")
+_COMPARATOR_FHIR = {"≤": "<=", "≥": ">=", "≦": "<=", "≧": ">=", "＜": "<", "＞": ">"}
+
+
+def _decimal(raw: str) -> Decimal | None:
+    raw = raw.strip()
+    if not _NUMBER.fullmatch(raw):
+        return None
+    try:
+        return Decimal(raw)
+    except InvalidOperation:
+        return None
+
+
+def _json_number(value: Decimal) -> int | float:
+    """FHIR decimals keep their precision on the wire; orjson writes floats shortest-exact."""
+    return (
+        int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
+    )
+
+
+@transform("is_numeric")
+def is_numeric(ev: FunctionContext, value: Any) -> bool:
+    return _NUMBER.fullmatch(text(value).strip()) is not None
+
+
+@transform("text_to_decimal")
+def text_to_decimal(ev: FunctionContext, value: Any) -> int | float | None:
+    """A number, or an error at the value's location when it is not one."""
+    raw = text(value)
+    if not raw.strip():
+        return None
+    number = _decimal(raw)
+    if number is None:
+        ev.error(f"{raw.strip()!r} is not a number", location(value), code="value")
+        return None
+    return _json_number(number)
+
+
+@transform("quantity_value")
+def quantity_value(ev: FunctionContext, value: Any) -> int | float | None:
+    """The number of a result written with or without a comparator: '<0.5' -> 0.5."""
+    raw = _COMPARATOR.sub("", text(value), count=1)
+    if not raw.strip():
+        return None
+    number = _decimal(raw)
+    if number is None:
+        ev.error(f"{text(value).strip()!r} is not a number", location(value), code="value")
+        return None
+    return _json_number(number)
+
+
+@transform("quantity_comparator")
+def quantity_comparator(ev: FunctionContext, value: Any) -> str | None:
+    match = _COMPARATOR.match(text(value))
+    if not match:
+        return None
+    return _fhir_comparator(match)
+
+
+def _fhir_comparator(match: re.Match[str]) -> str:
+    return _COMPARATOR_FHIR.get(match.group(1), match.group(1))
+
+
+@transform("has_comparator")
+def has_comparator(ev: FunctionContext, value: Any) -> bool:
+    raw = text(value)
+    match = _COMPARATOR.match(raw)
+    return bool(match) and _decimal(raw[match.end() :]) is not None
+
+
+_RANGE = re.compile(r"^\s*([+-]?\d+(?:\.\d+)?)\s*(?:-|－|—|~|～|--|至)\s*([+-]?\d+(?:\.\d+)?)\s*$")
+
+
+def _range_text(value: Any) -> str:
+    """A reference range as written: "3.5~9.5" with an unescaped tilde reads in HL7 as two
+    repetitions of a field that does not repeat; they are joined back."""
+    segment = getattr(value, "segment", None)
+    if (
+        segment is None
+        or getattr(value, "comp", None) is not None
+        or segment.repetitions(value.field) < 2
+    ):
+        return text(value)
+    return "~".join(
+        segment.get(value.field, rep) for rep in range(1, segment.repetitions(value.field) + 1)
+    )
+
+
+@transform("range_low")
+def range_low(ev: FunctionContext, value: Any) -> int | float | None:
+    """Lower bound of '3.5-9.5' or '>60'; None for '<5' or text ranges."""
+    raw = _range_text(value)
+    match = _RANGE.match(raw)
+    if match:
+        return _json_number(Decimal(match.group(1)))
+    comp = _COMPARATOR.match(raw)
+    if comp and _fhir_comparator(comp) in (">", ">="):
+        number = _decimal(raw[comp.end() :])
+        return _json_number(number) if number is not None else None
+    return None
+
+
+@transform("range_high")
+def range_high(ev: FunctionContext, value: Any) -> int | float | None:
+    raw = _range_text(value)
+    match = _RANGE.match(raw)
+    if match:
+        return _json_number(Decimal(match.group(2)))
+    comp = _COMPARATOR.match(raw)
+    if comp and _fhir_comparator(comp) in ("<", "<="):
+        number = _decimal(raw[comp.end() :])
+        return _json_number(number) if number is not None else None
+    return None
+
+
+@transform("is_numeric_range")
+def is_numeric_range(ev: FunctionContext, value: Any) -> bool:
+    return range_low(ev, value) is not None or range_high(ev, value) is not None

@@ -1,0 +1,81 @@
+"""Text: ``text``, ``concat``, ``join``, ``trim``, ``upper``, units as written, prefixes."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.values import text
+
+
+@transform("text")
+def text_(ev: FunctionContext, value: Any) -> str:
+    return text(value)
+
+
+@transform("concat")
+def concat(ev: FunctionContext, *values: Any) -> str:
+    return "".join(text(v) for v in values)
+
+
+@transform("join")
+def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
+    return text(separator).join(t for t in (text(v).strip() for v in values) if t)
+
+
+@transform("trim")
+def trim(ev: FunctionContext, value: Any) -> str:
+    return text(value).strip()
+
+
+@transform("join_repetitions")
+def join_repetitions(ev: FunctionContext, value: Any, separator: Any = "\n") -> str:
+    """All repetitions of a field as one text (NTE-3, TX results written over several lines)."""
+    segment = getattr(value, "segment", None)
+    if segment is None:
+        return text(value)
+    field_no = value.field
+    reps = (segment.get(field_no, rep) for rep in range(1, segment.repetitions(field_no) + 1))
+    return text(separator).join(r for r in reps if r.strip())
+
+
+_EXPONENT_TAIL = re.compile(r"^\d+\s*/")
+
+
+@transform("unit_as_written")
+def unit_as_written(ev: FunctionContext, value: Any) -> str | None:
+    """The unit of OBX-6 as the lab wrote it. Many LIS write "10^9/L" without escaping the
+    caret, which HL7 then reads as two components ("10" and "9/L"); those are joined back.
+    A unit coded properly (code^text^system) gives its code."""
+    first_part = text(value).strip()
+    child = getattr(value, "child", None)
+    if child is None or getattr(value, "comp", None) is not None:
+        return first_part or None
+    second = child(2).text.strip()
+    third = child(3).text.strip()
+    if not third and first_part.endswith("10") and _EXPONENT_TAIL.match(second):
+        return f"{first_part}^{second}"
+    return first_part or None
+
+
+@transform("strip_prefix")
+def strip_prefix(ev: FunctionContext, value: Any, *prefixes: Any) -> str | None:
+    """The text without the first of ``prefixes`` it starts with ("tel:+1 555" -> "+1 555");
+    the text unchanged when it starts with none of them."""
+    raw = text(value).strip()
+    for prefix in prefixes:
+        wanted = text(prefix)
+        if wanted and raw.startswith(wanted):
+            return raw[len(wanted) :].strip() or None
+    return raw or None
+
+
+@transform("starts_with")
+def starts_with(ev: FunctionContext, value: Any, prefix: Any) -> bool:
+    return text(value).strip().startswith(text(prefix))
+
+
+@transform("upper")
+def upper(ev: FunctionContext, value: Any) -> str:
+    return text(value).upper()

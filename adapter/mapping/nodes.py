@@ -1,0 +1,145 @@
+"""Compiled mappings: what the compiler (``compiler.py``) makes of the YAML files and the
+engine (``evaluation.py``, ``engine.py``) walks. Plain data, no behaviour.
+
+* template nodes: ``DictNode``, ``ListNode``, ``Each``, ``FirstOf``, ``Gate`` (expressions
+  are ``adapter.mapping.expressions`` nodes);
+* templates: ``ResourceTemplate`` (one resource), ``DatatypeTemplate`` (``apply()``);
+* steps of a message mapping: ``LetStep``, ``EachStep``, ``ResourceStep``, ``BundleStep``;
+* ``MessageMapping``: one message mapping, its steps and what selects it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapter.mapping.expressions import Call, Expr, Literal, Path, Var
+
+# -- template nodes -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Each:
+    """``{each: <expr or group>, as: name, if: <expr>, emit: <template>}``: one value per item."""
+
+    target: Any  # Expr, or a str naming a group / segment
+    name: str
+    cond: Expr | None
+    emit: Any
+    line: int | None = None
+
+
+@dataclass(slots=True)
+class FirstOf:
+    options: list[Any]
+
+
+@dataclass(slots=True)
+class Gate:
+    """A dict with ``if:``: the dict exists only when the condition holds."""
+
+    cond: Expr
+    body: Any
+
+
+@dataclass(slots=True)
+class DictNode:
+    items: list[tuple[str, Any]]
+    dynamic: bool  # has any expression below it; a dynamic dict with no values is dropped
+
+
+@dataclass(slots=True)
+class ListNode:
+    items: list[Any]
+    dynamic: bool = True  # has any expression below it (set by the compiler)
+
+
+def is_dynamic(node: Any) -> bool:
+    """Whether anything below ``node`` is read from the document or the variables."""
+    if isinstance(node, Literal):
+        return False
+    if isinstance(node, Path | Var | Call | Each | Gate | FirstOf):
+        return True
+    if isinstance(node, DictNode | ListNode):
+        return node.dynamic
+    return False
+
+
+# -- templates ------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResourceTemplate:
+    name: str
+    file: str
+    resource_type: str
+    lets: list[tuple[str, Any]]
+    id_from: list[list[Any]]
+    required: list[str]
+    skip: tuple[Expr, str] | None
+    body: DictNode
+    # (if, severity, message, at): ``at`` is an expression whose location the issue names
+    checks: list[tuple[Expr, str, str, Expr | None]] = field(default_factory=list)
+    # what storing does when the resource is already stored (adapter/pipeline/merge.py)
+    on_conflict: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class DatatypeTemplate:
+    name: str
+    file: str
+    params: list[str]
+    lets: list[tuple[str, Any]]
+    body: Any
+
+
+# -- steps of a message mapping ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ResourceStep:
+    template: str
+    bind: str | None = None
+    collect: str | None = None
+    cond: Expr | None = None
+
+
+@dataclass(slots=True)
+class EachStep:
+    target: Any  # a group or segment name, or an expression
+    steps: list[Any]
+    cond: Expr | None = None
+
+
+@dataclass(slots=True)
+class BundleStep:
+    """A Bundle (from a template) whose entries are every resource made so far."""
+
+    template: str
+    first: str | None = None  # the resource type that must be entry[0] (Composition)
+    cond: Expr | None = None
+
+
+@dataclass(slots=True)
+class LetStep:
+    name: str
+    value: Any
+
+
+@dataclass(slots=True)
+class MessageMapping:
+    name: str
+    file: str
+    version: int
+    format: str
+    message_types: list[str]
+    structure: Any
+    ignore: set[str]
+    steps: list[Any]
+    match: Any = None  # the format's matcher (adapter.mapping.formats)
+    ignore_paths: list[Any] = field(default_factory=list)  # compiled ignore entries
+
+    @property
+    def label(self) -> str:
+        """``<file>@v<version>``: which mapping a translation used."""
+        return f"{self.file}@v{self.version}"

@@ -1,0 +1,54 @@
+"""What a value read from a document is, for the engine and the functions alike.
+
+Values are source positions (an HL7 v2 ``Node``, an ``XmlNode``, a ``JsonNode``, a
+``CsvCell``: each knows its ``text`` and its ``location``), strings, numbers, dicts (bound
+resources, facility data) or lists of them. These helpers read any of them the same way.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+
+def text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float | Decimal):
+        return str(value)
+    if isinstance(value, list):
+        return text(value[0]) if value else ""
+    if isinstance(value, dict):
+        return ""
+    as_text = getattr(value, "text", None)
+    # a whole segment (``=PID``) has no text: never its inner representation
+    return as_text if isinstance(as_text, str) else ""
+
+
+def is_position_without_text(value: Any) -> bool:
+    """A source position that is not a value, such as a whole HL7 v2 segment (``=ZPI``):
+    it can only be there or not."""
+    return (
+        value is not None
+        and not isinstance(value, str | int | float | Decimal | dict | list)
+        and not isinstance(getattr(value, "text", None), str)
+    )
+
+
+def location(value: Any) -> str | None:
+    if isinstance(value, list):
+        return location(value[0]) if value else None
+    return getattr(value, "location", None)
+
+
+def is_empty(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str | list | dict | tuple):
+        return len(value) == 0
+    check = getattr(value, "is_empty", None)
+    return bool(check()) if check else False
