@@ -72,6 +72,7 @@ def test_source_systems(consortium):
     expected = {
         "std-hl7v2": ("qingshan-county-hospital", "hl7v2", "_shared"),
         "county-lis": ("qingshan-county-hospital", "hl7v2", "huikang-lis"),
+        "county-lis-xinda": ("qingshan-county-hospital", "hl7v2", "xinda-lis"),
         "std-cda": ("qingshan-county-hospital", "cda", "_shared"),
         "county-lis-xml": ("qingshan-county-hospital", "xml", "huikang-lis"),
         "county-pacs": ("qingshan-county-hospital", "xml", "ruiying-pacs"),
