@@ -71,6 +71,7 @@ def test_organisation_identifiers_are_well_formed_and_distinct(consortium):
 def test_source_systems(consortium):
     expected = {
         "std-hl7v2": ("qingshan-county-hospital", "hl7v2", "_shared"),
+        "county-his": ("qingshan-county-hospital", "hl7v2", "_shared"),
         "county-lis": ("qingshan-county-hospital", "hl7v2", "huikang-lis"),
         "county-lis-xinda": ("qingshan-county-hospital", "hl7v2", "xinda-lis"),
         "std-cda": ("qingshan-county-hospital", "cda", "_shared"),
