@@ -144,7 +144,7 @@ def ingest(
     try:
         for path in files:
             try:
-                result = runtime.pipeline.ingest(path.read_bytes(), source, content_type)
+                result = _ingest_file(runtime.pipeline, path, source, content_type)
             except AdapterError as exc:
                 typer.secho(f"{path}: {exc.message}", fg=typer.colors.RED)
                 failed += 1
@@ -154,6 +154,18 @@ def ingest(
     finally:
         runtime.close()
     raise typer.Exit(1 if failed else 0)
+
+
+def _ingest_file(pipeline, path: Path, source: str, content_type: str | None):
+    """A file over ADAPTER_MAX_MESSAGE_BYTES is not read whole: its first bytes are kept."""
+    from adapter.pipeline.oversize import Oversize
+
+    with path.open("rb") as handle:
+        size = path.stat().st_size
+        if size > pipeline.max_bytes:
+            prefix = handle.read(pipeline.keep_bytes)
+            return pipeline.refuse_oversize(Oversize(prefix, size), source, content_type)
+        return pipeline.ingest(handle.read(), source, content_type)
 
 
 @app.command()

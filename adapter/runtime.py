@@ -41,6 +41,7 @@ def make_pipeline(
         mappings_dir=settings.mappings_dir,
         max_bytes=settings.max_message_bytes,
         default_timezone=settings.default_timezone,
+        keep_bytes=settings.oversize_keep_bytes,
     )
     pipeline.load_all_mappings()
     return pipeline

@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         5 * 1024 * 1024, gt=0, description="Inputs larger than this are refused and quarantined"
     )
+    oversize_keep_bytes: int = Field(
+        65536,
+        gt=0,
+        le=16 * 1024 * 1024,
+        description="Of a refused oversize input, only this many first bytes are kept",
+    )
     default_timezone: str = Field(
         "Asia/Shanghai", description="Zone given to source times that carry none"
     )

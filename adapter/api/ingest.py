@@ -7,11 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
+from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep
 from adapter.errors import InvalidRequestError, Issue, NotFoundError, operation_outcome
 from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
+from adapter.pipeline.oversize import Oversize
 from adapter.store import count_messages, get_message, list_messages
 from adapter.store.models import InboundMessage
 
@@ -69,9 +72,22 @@ async def ingest(
             code="required",
             location="X-Source-System",
         )
-    raw = await request.body()
     content_type = request.headers.get("content-type")
-    result = await run_in_threadpool(pipeline.ingest, raw, x_source_system, content_type)
+    try:
+        body = await read_limited_body(
+            request, limit=pipeline.max_bytes, keep=pipeline.keep_bytes
+        )
+    except ClientDisconnect:  # the sender went away (or was timed out): nothing to answer
+        return Response(status_code=400)
+    if isinstance(body, Oversize):
+        result = await run_in_threadpool(
+            pipeline.refuse_oversize, body, x_source_system, content_type
+        )
+        answer = _answer(result)
+        # the rest of the body is not read: the connection cannot carry another request
+        answer.headers["Connection"] = "close"
+        return answer
+    result = await run_in_threadpool(pipeline.ingest, body, x_source_system, content_type)
     return _answer(result)
 
 

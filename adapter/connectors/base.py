@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from adapter.pipeline.ingest import IngestResult
+    from adapter.pipeline.oversize import Oversize
 
 
 # -- what moves through the contract ----------------------------------------------------------
@@ -71,7 +72,9 @@ class SourceDocument:
 
     ``bookmark`` is where the source stands once this document is stored (FHIR pull: the
     document's ``meta.lastUpdated``); ``name`` says where it came from in log lines and
-    ``ref`` is the source's own handle (the claimed file for a file drop).
+    ``ref`` is the source's own handle (the claimed file for a file drop). ``oversize`` is
+    set instead of the whole ``raw`` when the document is over ``ADAPTER_MAX_MESSAGE_BYTES``
+    (``raw`` then holds only its first bytes).
     """
 
     raw: bytes
@@ -79,6 +82,7 @@ class SourceDocument:
     bookmark: str | None = None
     name: str = ""
     ref: Any = None
+    oversize: Oversize | None = None
 
 
 @runtime_checkable

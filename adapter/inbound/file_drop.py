@@ -22,6 +22,7 @@ import fnmatch
 import json
 import logging
 import os
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from adapter.consortium import Destination as DestinationConfig
 from adapter.consortium import Facility, SourceSystem
 from adapter.errors import ConfigError, RetriableDeliveryError
 from adapter.outbound.fhir_rest import outgoing
+from adapter.pipeline.oversize import Oversize
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -259,6 +261,10 @@ class FileSourceSettings(ConnectorSettings):
 ERROR_SUFFIX = ".error.json"
 
 
+class NotARegularFile(OSError):
+    pass
+
+
 class FileSource:
     kind = "file"
 
@@ -271,6 +277,9 @@ class FileSource:
         self.done = self.inbox / "done"
         self.error = self.inbox / "error"
         self._lock: IO[str] | None = None
+        # ADAPTER_MAX_MESSAGE_BYTES and ADAPTER_OVERSIZE_KEEP_BYTES, set by the poller
+        self.max_bytes = 5 * 1024 * 1024
+        self.keep_bytes = 65536
 
     # -- contract ---------------------------------------------------------------------------
     def check(self) -> CheckResult:
@@ -339,6 +348,9 @@ class FileSource:
         )
         os.replace(path, target)
 
+    def limit_reads(self, max_bytes: int, keep_bytes: int) -> None:
+        self.max_bytes, self.keep_bytes = max_bytes, min(keep_bytes, max_bytes)
+
     def close(self) -> None:
         if self._lock is not None:
             self._lock.close()  # releases the flock
@@ -390,8 +402,28 @@ class FileSource:
         return target
 
     def _document(self, path: Path) -> SourceDocument:
+        """Read a claimed file; one over the size limit only as far as its first bytes."""
+        oversize = None
+        # O_NONBLOCK: something that is not a regular file (a FIFO) must not hang the poller
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise NotARegularFile(f"{path.name} is not a regular file")
+            if info.st_size > self.max_bytes:
+                raw = handle.read(self.keep_bytes)
+                oversize = Oversize(raw, info.st_size)
+            else:
+                raw = handle.read(self.max_bytes + 1)
+                if len(raw) > self.max_bytes:  # it grew after it was listed
+                    raw = raw[: self.keep_bytes]
+                    oversize = Oversize(raw, self.max_bytes + 1, size_exact=False)
         return SourceDocument(
-            raw=path.read_bytes(), content_type=self.settings.content_type, name=path.name, ref=path
+            raw=raw,
+            content_type=self.settings.content_type,
+            name=path.name,
+            ref=path,
+            oversize=oversize,
         )
 
 

@@ -54,6 +54,7 @@ from adapter.errors import (
     RetriableDeliveryError,
 )
 from adapter.hl7v2 import escape, parse_hl7v2
+from adapter.pipeline.oversize import Oversize
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -77,15 +78,25 @@ class FrameTooLarge(Exception):
 
 
 class FrameReader:
-    """Cuts a byte stream into MLLP frames. Bytes outside a frame are dropped."""
+    """Cuts a byte stream into MLLP frames. Bytes outside a frame are dropped.
 
-    def __init__(self, max_bytes: int) -> None:
+    A frame longer than ``max_bytes`` raises ``FrameTooLarge``, or, when ``keep`` is given,
+    is read to its end without being held: it comes out as an ``Oversize`` with its first
+    ``keep`` bytes and its length, and the frames after it are read as usual. The reader
+    never holds more than ``max_bytes`` plus one read.
+    """
+
+    def __init__(self, max_bytes: int, *, keep: int | None = None) -> None:
         self.max_bytes = max_bytes
+        self.keep = keep
         self._buffer = bytearray()
+        self._skipping: _Skipping | None = None
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes) -> list[bytes | Oversize]:
+        frames: list[bytes | Oversize] = []
+        if self._skipping is not None:
+            data = self._skip(data, frames)
         self._buffer.extend(data)
-        frames: list[bytes] = []
         while True:
             start = self._buffer.find(START)
             if start < 0:
@@ -96,16 +107,58 @@ class FrameReader:
                 if start:
                     del self._buffer[:start]
                 if len(self._buffer) > self.max_bytes + 1:
+                    self._too_large(bytes(self._buffer[1:]))
                     self._buffer.clear()
-                    raise FrameTooLarge(f"a frame is longer than {self.max_bytes} bytes")
                 break
-            frames.append(bytes(self._buffer[start + 1 : end]))
+            body = bytes(self._buffer[start + 1 : end])
             del self._buffer[: end + len(END)]
+            if len(body) > self.max_bytes:
+                self._too_large(body)
+                assert self._skipping is not None
+                frames.append(self._skipping.done(0))
+                self._skipping = None
+            else:
+                frames.append(body)
         return frames
+
+    def _too_large(self, start_of_frame: bytes) -> None:
+        if self.keep is None:
+            raise FrameTooLarge(f"a frame is longer than {self.max_bytes} bytes")
+        self._skipping = _Skipping(start_of_frame[: self.keep], len(start_of_frame))
+        self._skipping.last = start_of_frame[-1:]
+
+    def _skip(self, data: bytes, frames: list[bytes | Oversize]) -> bytes:
+        """Count the bytes of an oversize frame up to its end; what follows it."""
+        skipping = self._skipping
+        assert skipping is not None
+        if skipping.last == END[:1] and data[:1] == END[1:]:  # the end block was split
+            frames.append(skipping.done(-1))
+            self._skipping = None
+            return data[1:]
+        end = data.find(END)
+        if end < 0:
+            skipping.size += len(data)
+            skipping.last = data[-1:] or skipping.last
+            return b""
+        frames.append(skipping.done(end))
+        self._skipping = None
+        return data[end + len(END) :]
 
     @property
     def pending(self) -> bool:
-        return bool(self._buffer)
+        return bool(self._buffer) or self._skipping is not None
+
+
+class _Skipping:
+    """An oversize frame being read to its end: its first bytes and the bytes counted."""
+
+    def __init__(self, prefix: bytes, size: int) -> None:
+        self.prefix = prefix
+        self.size = size
+        self.last = b""
+
+    def done(self, more: int) -> Oversize:
+        return Oversize(self.prefix, self.size + more)
 
 
 def normalise_for_sending(raw: bytes) -> bytes:
@@ -394,7 +447,7 @@ class MllpListenerSettings(ConnectorSettings):
     max_frame_bytes: int | None = Field(
         None,
         gt=0,
-        description="refuse frames longer than this (default: twice ADAPTER_MAX_MESSAGE_BYTES)",
+        description="refuse frames longer than this (default: ADAPTER_MAX_MESSAGE_BYTES)",
     )
     content_type: str = HL7_CONTENT_TYPE
 
@@ -466,7 +519,7 @@ class MllpListener:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
         self._slots = asyncio.Semaphore(self.settings.max_connections)
-        limit = self.settings.max_frame_bytes or 2 * pipeline.max_bytes
+        limit = min(self.settings.max_frame_bytes or pipeline.max_bytes, pipeline.max_bytes)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             assert self._slots is not None
@@ -490,7 +543,7 @@ class MllpListener:
         writer: asyncio.StreamWriter,
         limit: int,
     ) -> None:
-        frames = FrameReader(limit)
+        frames = FrameReader(limit, keep=pipeline.keep_bytes)
         peer = writer.get_extra_info("peername")
         try:
             while True:
@@ -502,12 +555,7 @@ class MllpListener:
                     return
                 if not data:
                     return
-                try:
-                    messages = frames.feed(data)
-                except FrameTooLarge as exc:
-                    log.warning("MLLP %s from %s: %s; connection closed", self.id, peer, exc)
-                    return
-                for raw in messages:
+                for raw in frames.feed(data):
                     ack = await asyncio.get_running_loop().run_in_executor(
                         None, self._ingest, pipeline, raw
                     )
@@ -522,9 +570,13 @@ class MllpListener:
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
-    def _ingest(self, pipeline: Pipeline, raw: bytes) -> bytes | None:
-        """Store the message through the pipeline; the ACK to send, or None if not stored."""
+    def _ingest(self, pipeline: Pipeline, raw: bytes | Oversize) -> bytes | None:
+        """Store the message through the pipeline; the ACK to send, or None if not stored.
+        A frame over the limit is kept as its first bytes and answered AR."""
         try:
+            if isinstance(raw, Oversize):
+                result = pipeline.refuse_oversize(raw, self.id, self.settings.content_type)
+                return ack_for(raw.prefix, result, refused="AR")
             result = pipeline.ingest(raw, self.id, self.settings.content_type)
         except Exception as exc:  # storage or configuration failure: nothing was stored
             log.error("MLLP %s: message not stored (%s); no ACK sent", self.id, type(exc).__name__)
@@ -532,14 +584,14 @@ class MllpListener:
         return ack_for(raw, result)
 
 
-def ack_for(raw: bytes, result: IngestResult) -> bytes:
+def ack_for(raw: bytes, result: IngestResult, *, refused: Literal["AE", "AR"] = "AE") -> bytes:
     header = header_of(raw)
     if result.accepted:
         return build_ack(header, "AA")
     errors = [i for i in result.issues if i.severity in ("fatal", "error")] or [
         Issue("error", "processing", f"message {result.message_id} is {result.status}")
     ]
-    return build_ack(header, "AE", errors)
+    return build_ack(header, refused, errors)
 
 
 def _connect_host(host: str) -> str:

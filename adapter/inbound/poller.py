@@ -41,6 +41,9 @@ class PollSummary:
 
 def poll_once(source: Source, pipeline: Pipeline) -> PollSummary:
     summary = PollSummary(source.id)
+    limit_reads = getattr(source, "limit_reads", None)
+    if limit_reads is not None:  # sources that read files stop at the message size limit
+        limit_reads(pipeline.max_bytes, pipeline.keep_bytes)
     try:
         bookmark = source.bookmark(pipeline.factory)
         documents = source.read(bookmark)
@@ -60,7 +63,12 @@ def poll_once(source: Source, pipeline: Pipeline) -> PollSummary:
                 break
             summary.read += 1
             try:
-                result = pipeline.ingest(document.raw, source.id, document.content_type)
+                if document.oversize is not None:
+                    result = pipeline.refuse_oversize(
+                        document.oversize, source.id, document.content_type
+                    )
+                else:
+                    result = pipeline.ingest(document.raw, source.id, document.content_type)
             except Exception as exc:  # not stored: keep it for the next round, stop here
                 summary.failed += 1
                 summary.error = f"not stored: {type(exc).__name__}"

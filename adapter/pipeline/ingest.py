@@ -32,6 +32,7 @@ from adapter.errors import (
 from adapter.mapping.loader import MappingSet, cached_mapping_set
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.merge import merge_stored, reads_stored
+from adapter.pipeline.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline.readers import (
     CONTENT_TYPES,
     consortium_variables,
@@ -93,11 +94,14 @@ class Pipeline:
         mappings_dir: Path,
         max_bytes: int,
         default_timezone: str,
+        keep_bytes: int = 65536,
     ) -> None:
         self.consortium = consortium
         self.factory = factory
         self.mappings_dir = mappings_dir
         self.max_bytes = max_bytes
+        # what is kept of a refused oversize document (never more than the limit)
+        self.keep_bytes = min(keep_bytes, max_bytes)
         self.timezone = ZoneInfo(consortium.timezone or default_timezone)
         self._mapping_sets: dict[str, MappingSet] = {}
         self._consortium_vars = consortium_variables(consortium)
@@ -140,14 +144,10 @@ class Pipeline:
         *,
         now: datetime | None = None,
     ) -> IngestResult:
-        found = self.consortium.source(source_system)
-        if found is None:
-            known = ", ".join(s.id for f in self.consortium.facilities for s in f.sources)
-            raise UnknownSourceError(
-                f"unknown source system {source_system!r} (X-Source-System); known: {known}",
-                location="X-Source-System",
-            )
-        facility, source = found
+        if len(raw) > self.max_bytes:  # the callers stop reading before; this is the backstop
+            oversize = Oversize(raw[: self.keep_bytes], len(raw))
+            return self.refuse_oversize(oversize, source_system, content_type, now=now)
+        facility, source = self._configured_source(source_system)
         moment = now or datetime.now(UTC)
         digest = hashlib.sha256(raw).hexdigest()
         with self.factory() as session:
@@ -173,6 +173,56 @@ class Pipeline:
                 # but harmless): do it again
                 log.info("retrying a message from %s after a concurrent insert", source.id)
         raise AssertionError("unreachable")
+
+    def refuse_oversize(
+        self,
+        oversize: Oversize,
+        source_system: str,
+        content_type: str | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> IngestResult:
+        """Keep a document over the limit as a quarantined message holding only its first
+        bytes and its size (see adapter/pipeline/oversize.py)."""
+        facility, source = self._configured_source(source_system)
+        moment = now or datetime.now(UTC)
+        prefix = oversize.prefix[: self.keep_bytes]
+        digest = hashlib.sha256(prefix).hexdigest()  # of the bytes kept, as for every message
+        issue = oversize_issue(oversize, self.max_bytes, len(prefix))
+        try:
+            with self.factory.begin() as session:
+                existing = find_message(session, source.id, digest)
+                if existing is not None:  # sent again: the same refusal
+                    return _result_of(existing, duplicate=True)
+                message = create_message(
+                    session,
+                    source_system=source.id,
+                    facility_id=facility.id,
+                    raw=prefix,
+                    content_type=content_type,
+                    sha256=digest,
+                    detected_format=source.format,
+                    encoding=None,
+                    received_at=moment,
+                )
+                message.size = oversize.size
+                return self._quarantine(session, message, [issue], moment)
+        except IntegrityError:
+            with self.factory() as session:
+                existing = find_message(session, source.id, digest)
+            if existing is None:
+                raise
+            return _result_of(existing, duplicate=True)
+
+    def _configured_source(self, source_system: str) -> tuple[Facility, SourceSystem]:
+        found = self.consortium.source(source_system)
+        if found is None:
+            known = ", ".join(s.id for f in self.consortium.facilities for s in f.sources)
+            raise UnknownSourceError(
+                f"unknown source system {source_system!r} (X-Source-System); known: {known}",
+                location="X-Source-System",
+            )
+        return found
 
     def _process_new(
         self,
@@ -228,6 +278,9 @@ class Pipeline:
 
                 raise NotFoundError(f"no message {message_id}")
             raw, source_id = message.raw, message.source_system
+            if is_prefix_only(message.size, raw):
+                # only the first bytes of an oversize document were kept: nothing to redo
+                return _result_of(message)
         found = self.consortium.source(source_id)
         if found is None:
             raise UnknownSourceError(f"source system {source_id!r} is no longer configured")

@@ -268,3 +268,30 @@ def test_searches_read_dates_in_the_consortium_time_zone(tmp_path: Path, databas
         found = other.get("/fhir/Patient", params={"birthdate": "1968-03-15"}).json()
         assert found["total"] == 1
         assert other.get("/fhir/Patient", params={"birthdate": "1968-03-16"}).json()["total"] == 0
+
+
+def test_a_chunked_oversize_body_is_cut_kept_as_a_prefix_and_not_reprocessed(
+    client: TestClient, settings, session_factory: sessionmaker[Session]
+) -> None:
+    head = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes()
+
+    def chunks():  # no Content-Length: the size is only known by counting
+        yield head
+        for _ in range(settings.max_message_bytes // 65536 + 20):
+            yield b"x" * 65536
+
+    response = client.post(
+        "/ingest", content=chunks(), headers={"X-Source-System": "std-hl7v2"}
+    )
+    assert response.status_code == 413
+    assert "reading stopped after" in response.json()["issue"][0]["diagnostics"]
+    message_id = response.headers["X-Message-Id"]
+    with session_factory() as session:
+        kept = session.get(InboundMessage, message_id)
+        assert kept is not None
+        assert kept.raw == (head + b"x" * 65536)[: settings.oversize_keep_bytes]
+        assert kept.size > settings.max_message_bytes  # read before reading stopped
+    # only a prefix is kept: reprocessing cannot make it whole, the refusal stands
+    again = client.post(f"/messages/{message_id}/reprocess")
+    assert again.status_code == 413
+    assert client.get(f"/messages/{message_id}").json()["status"] == "quarantined"

@@ -304,3 +304,30 @@ def test_file_source_settings_are_checked(tmp_path: Path) -> None:
     assert caught.value.key == "sources.std-hl7v2.connector.interval"
     assert not _source(tmp_path / "missing").check().reachable
     assert _source(tmp_path).check().reachable
+
+
+def test_an_oversize_file_is_kept_as_its_first_bytes_and_moved_aside_whole(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    inbox = tmp_path / "inbox"
+    _drop(inbox, ORU / "two-orders.hl7")
+    cbc = (ORU / "cbc-basic.hl7").read_bytes()
+    huge = cbc + b"NTE|2||" + b"x" * 300_000 + b"\r"
+    (inbox / "huge.hl7").write_bytes(huge)
+    pipeline = _pipeline(session_factory)
+    pipeline.max_bytes, pipeline.keep_bytes = 100_000, 2000
+    source = _source(inbox)
+    try:
+        summary = poll_once(source, pipeline)
+    finally:
+        source.close()
+    assert (summary.read, summary.stored, summary.quarantined) == (2, 1, 1)
+    assert _names(inbox / "error") == ["huge.hl7", "huge.hl7.error.json"]
+    assert (inbox / "error" / "huge.hl7").read_bytes() == huge  # the file itself is intact
+    report = json.loads((inbox / "error" / "huge.hl7.error.json").read_text())
+    assert report["issues"][0]["code"] == "too-long"
+    assert f"the document is {len(huge)} bytes" in report["issues"][0]["diagnostics"]
+    with session_factory() as session:
+        kept = session.get(InboundMessage, report["message_id"])
+        assert kept is not None
+        assert (kept.status, kept.size, kept.raw) == ("quarantined", len(huge), huge[:2000])

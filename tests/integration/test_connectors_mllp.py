@@ -382,3 +382,31 @@ def test_listener_check_and_settings(session_factory: sessionmaker[Session]) -> 
     assert caught.value.key == "sources.std-hl7v2.connector.prot"
     listener = _listener(pipeline)
     assert listener.check().reachable  # port 0: always free
+
+
+def test_an_oversize_frame_is_answered_ar_kept_as_its_first_bytes_and_framing_recovers(
+    session_factory: sessionmaker[Session],
+) -> None:
+    pipeline = _pipeline(session_factory)
+    pipeline.max_bytes, pipeline.keep_bytes = 100_000, 1000
+    listener = _listener(pipeline)
+    port = listener.start(pipeline)
+    cbc = (ORU / "cbc-basic.hl7").read_bytes()
+    huge = cbc + b"NTE|2||" + b"x" * 3_000_000 + b"\r"
+    try:
+        answers = _exchange(port, huge, (ORU / "two-orders.hl7").read_bytes())
+    finally:
+        listener.stop()
+    refused, accepted = (read_ack(a) for a in answers if a is not None)
+    assert (refused.code, refused.control_id) == ("AR", "QSLIS202611200001")
+    assert "100000 bytes (ADAPTER_MAX_MESSAGE_BYTES)" in refused.issues[0].diagnostics
+    assert accepted.code == "AA"  # the same connection goes on after the refused frame
+    with session_factory() as session:
+        rows = session.execute(
+            select(InboundMessage.status, InboundMessage.size, InboundMessage.raw).order_by(
+                InboundMessage.received_at
+            )
+        ).all()
+    assert [r.status for r in rows] == ["quarantined", "processed"]
+    assert rows[0].size == len(huge)  # the true size: the frame was counted to its end
+    assert rows[0].raw == huge[:1000]

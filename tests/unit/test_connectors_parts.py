@@ -28,6 +28,7 @@ from adapter.inbound.mllp import (
 )
 from adapter.outbound.bundle import outgoing
 from adapter.outbound.fhir_rest import _entry_status
+from adapter.pipeline.oversize import Oversize
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -50,6 +51,24 @@ def test_a_frame_over_the_limit_is_refused() -> None:
     reader = FrameReader(10)
     with pytest.raises(FrameTooLarge):
         reader.feed(START + b"x" * 20)
+
+
+def test_an_oversize_frame_is_counted_to_its_end_and_framing_recovers() -> None:
+    reader = FrameReader(10, keep=4)
+    assert reader.feed(START + b"MSH|ok" + END + START + b"0123456789ABC") == [b"MSH|ok"]
+    assert reader.feed(b"x" * 1000) == []  # discarded while counted, not held
+    assert len(reader._buffer) == 0
+    assert reader.feed(b"yy\x1c") == []  # the end block split over two reads
+    assert reader.feed(b"\r" + START + b"MSH|next" + END) == [
+        Oversize(b"0123", 13 + 1000 + 2),
+        b"MSH|next",
+    ]
+    # a whole oversize frame in one read
+    assert reader.feed(START + b"z" * 11 + END + START + b"a" + END) == [
+        Oversize(b"zzzz", 11),
+        b"a",
+    ]
+    assert not reader.pending
 
 
 def test_stored_messages_are_sent_with_cr_segments_and_no_framing() -> None:
