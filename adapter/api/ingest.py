@@ -74,9 +74,7 @@ async def ingest(
         )
     content_type = request.headers.get("content-type")
     try:
-        body = await read_limited_body(
-            request, limit=pipeline.max_bytes, keep=pipeline.keep_bytes
-        )
+        body = await read_limited_body(request, limit=pipeline.max_bytes, keep=pipeline.keep_bytes)
     except ClientDisconnect:  # the sender went away (or was timed out): nothing to answer
         return Response(status_code=400)
     if isinstance(body, Oversize):

@@ -544,7 +544,6 @@ class MllpListener:
         limit: int,
     ) -> None:
         frames = FrameReader(limit, keep=pipeline.keep_bytes)
-        peer = writer.get_extra_info("peername")
         try:
             while True:
                 try:

@@ -280,9 +280,7 @@ def test_a_chunked_oversize_body_is_cut_kept_as_a_prefix_and_not_reprocessed(
         for _ in range(settings.max_message_bytes // 65536 + 20):
             yield b"x" * 65536
 
-    response = client.post(
-        "/ingest", content=chunks(), headers={"X-Source-System": "std-hl7v2"}
-    )
+    response = client.post("/ingest", content=chunks(), headers={"X-Source-System": "std-hl7v2"})
     assert response.status_code == 413
     assert "reading stopped after" in response.json()["issue"][0]["diagnostics"]
     message_id = response.headers["X-Message-Id"]
