@@ -33,7 +33,7 @@ class LiveServer:
         *,
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
-        start_timeout: float = 30.0,
+        start_timeout: float = 120.0,  # a loaded machine (2 cores, parallel runs) is slow
     ) -> None:
         self.database_url = database_url
         self.workdir = workdir
