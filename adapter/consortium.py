@@ -1,7 +1,7 @@
 """The consortium file: facilities, their source systems, destinations and routes.
 
 Loaded once at start-up; any mistake stops the adapter with the file, the key path, the
-line and what is wrong.
+line and what is wrong. Data only: what the routes mean is decided in adapter.routing.
 """
 
 from __future__ import annotations
@@ -88,7 +88,8 @@ class Facility(Strict):
 
 
 class Route(Strict):
-    """Which destinations receive what: resources produced from ``from_`` facilities."""
+    """Which destinations receive what: resources produced from ``from_`` facilities.
+    Declared here; applied by :func:`adapter.routing.destinations_for`."""
 
     from_: list[str] = Field(alias="from", default_factory=lambda: ["*"])
     to: list[str]
@@ -190,18 +191,6 @@ class Consortium(Strict):
 
     def destinations(self) -> list[tuple[Facility, Destination]]:
         return [(f, d) for f in self.facilities for d in f.destinations]
-
-    def destinations_for(self, facility_id: str, resource_type: str) -> list[str]:
-        """Destination ids that receive a resource of this type produced at this facility."""
-        enabled = {d.id for _, d in self.destinations() if d.enabled}
-        chosen: list[str] = []
-        for route in self.routes:
-            if "*" not in route.from_ and facility_id not in route.from_:
-                continue
-            if "*" not in route.resource_types and resource_type not in route.resource_types:
-                continue
-            chosen.extend(d for d in route.to if d in enabled and d not in chosen)
-        return chosen
 
 
 def _key_path(loc: tuple[Any, ...]) -> list[str | int]:

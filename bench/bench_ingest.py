@@ -47,6 +47,7 @@ from adapter.pipeline import Pipeline
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.ingest import Outcome
 from adapter.pipeline.readers import read_document
+from adapter.routing import destinations_for
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import create_message, find_message, make_engine, migrate
@@ -493,7 +494,7 @@ class Floor:
             )
             versions.append((r["resourceType"], r["id"], version, now, False, body, message_id))
             index.extend(floor_index_rows(r["resourceType"], r["id"], r))
-            for destination in self.consortium.destinations_for(facility.id, r["resourceType"]):
+            for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
                     (
                         destination,

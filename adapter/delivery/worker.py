@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter import audit
 from adapter.connectors.base import DeliveryItem, Destination, ItemResult
 from adapter.consortium import RetryPolicy
 from adapter.delivery import breaker as breakers
@@ -41,6 +42,13 @@ from adapter.store.outbox import OutboxRow, Settlement
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# a settlement's outcome -> (audit action, audit outcome)
+_AUDITED: dict[str, tuple[audit.AuditAction, audit.AuditOutcome]] = {
+    "delivered": ("delivery.delivered", "success"),
+    "retry": ("delivery.retry", "warning"),
+    "dead": ("delivery.dead", "failure"),
+}
 
 
 def utc_now() -> datetime:
@@ -179,6 +187,7 @@ class DeliveryWorker:
                         s.row.id,
                     )
                 self._count(report.tally, s)
+                audit.record(self._audit_event(s), session=session)
                 if s.outcome == "delivered":
                     coalesced = outbox.settle_coalesced(session, s, worker=self.worker_id)
                     report.tally.delivered += coalesced
@@ -305,6 +314,20 @@ class DeliveryWorker:
                 tally.failed += 1  # an exhausted policy ends on a retriable failure
             else:
                 tally.local += 1
+
+    def _audit_event(self, s: Settlement) -> audit.AuditEvent:
+        action, result = _AUDITED[s.outcome]
+        return audit.delivery_event(
+            action,
+            result,
+            outbox_id=s.row.id,
+            destination=s.row.destination,
+            worker=self.worker_id,
+            message_id=s.row.message_id,
+            at=s.attempted_at,
+            status=s.status,
+            cause=s.cause,
+        )
 
     def _probe_by_check(self, destination: Destination) -> str:
         try:

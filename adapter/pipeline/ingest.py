@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter import audit
 from adapter.consortium import Consortium, Facility, SourceSystem
 from adapter.errors import (
     AdapterError,
@@ -39,6 +40,7 @@ from adapter.pipeline.readers import (
     original_variables,
     read_document,
 )
+from adapter.routing import destinations_for
 from adapter.store import (
     create_message,
     enqueue_many,
@@ -370,6 +372,17 @@ class Pipeline:
             message.source_system,
             _summary(issues),
         )
+        audit.record(
+            audit.message_event(
+                "message.quarantined",
+                "failure",
+                message_id=message.id,
+                source_system=message.source_system,
+                at=moment,
+                issues=len(issues),
+            ),
+            session=session,
+        )
         return _result_of(message)
 
     def _store(
@@ -412,7 +425,7 @@ class Pipeline:
         for item in saved:
             if not item.changed:
                 continue  # identical content: nothing new to deliver
-            for destination in self.consortium.destinations_for(facility.id, item.resource_type):
+            for destination in destinations_for(self.consortium, facility.id, item.resource_type):
                 outbox.append(
                     {
                         "destination": destination,
@@ -441,6 +454,18 @@ class Pipeline:
             len(saved),
             sum(1 for s in saved if s.changed),
             len(outbox),
+        )
+        audit.record(
+            audit.message_event(
+                "message.stored",
+                "warning" if warned else "success",
+                message_id=message.id,
+                source_system=message.source_system,
+                at=moment,
+                resources=len(saved),
+                outbox_rows=len(outbox),
+            ),
+            session=session,
         )
         return _result_of(message)
 

@@ -11,6 +11,7 @@ import yaml
 
 from adapter.consortium import Level, load_consortium
 from adapter.errors import ConfigError
+from adapter.routing import destinations_for
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CONSORTIUM = FIXTURES / "consortium.yaml"
@@ -116,7 +117,7 @@ def test_one_disabled_loopback_fhir_destination_per_facility(consortium):
         assert destination.enabled is False
         assert destination.settings["base_url"].startswith("http://127.0.0.1:")
     # nothing is delivered while every destination is disabled
-    assert consortium.destinations_for("shiqiao-township-centre", "Observation") == []
+    assert destinations_for(consortium, "shiqiao-township-centre", "Observation") == []
 
 
 def test_routes_with_destinations_enabled(consortium):
@@ -134,18 +135,18 @@ def test_routes_with_destinations_enabled(consortium):
             ]
         }
     )
-    assert enabled.destinations_for("shiqiao-township-centre", "Observation") == [
+    assert destinations_for(enabled, "shiqiao-township-centre", "Observation") == [
         "county-hospital-fhir"
     ]
-    assert enabled.destinations_for("liuhe-township-centre", "DiagnosticReport") == [
+    assert destinations_for(enabled, "liuhe-township-centre", "DiagnosticReport") == [
         "county-hospital-fhir"
     ]
-    assert enabled.destinations_for("qingshan-county-hospital", "Observation") == [
+    assert destinations_for(enabled, "qingshan-county-hospital", "Observation") == [
         "shiqiao-fhir",
         "liuhe-fhir",
     ]
     # routes carry lab results only
-    assert enabled.destinations_for("shiqiao-township-centre", "ServiceRequest") == []
+    assert destinations_for(enabled, "shiqiao-township-centre", "ServiceRequest") == []
 
 
 def _error_for(name: str) -> ConfigError:

@@ -1,0 +1,26 @@
+"""Identity: who a person is across the consortium's facilities.
+
+national_id.py   resident identity numbers (GB 11643): check character, 15 -> 18 digits,
+                 birth date and sex, masking for logs and listings
+
+This is where patient resolution will go (matching one person's records from several
+facilities, the consortium's patient index); nothing of it exists yet. Identity depends on
+nothing but the standard library and adapter.errors: the mapping transforms, the pipeline
+and later the routing use it, never the other way round.
+"""
+
+from adapter.identity.national_id import (
+    NationalId,
+    mask_national_id,
+    national_id_check_char,
+    normalise_national_id,
+    parse_national_id,
+)
+
+__all__ = [
+    "NationalId",
+    "mask_national_id",
+    "national_id_check_char",
+    "normalise_national_id",
+    "parse_national_id",
+]

@@ -1,0 +1,94 @@
+"""The audit seam (adapter.audit.record): the pipeline and the delivery worker report who
+did what, when, with what outcome and which message it belongs to, inside their own
+transaction. Nothing keeps the events yet; a test sink listens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter import audit
+from adapter.consortium import load_consortium
+from adapter.runtime import make_pipeline
+from adapter.settings import Settings
+from tests.integration.delivery_receiver import Receiver
+from tests.integration.delivery_support import DEST, Clock, observation, queue, receiving, worker
+
+ROOT = Path(__file__).resolve().parents[2]
+ORU = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "two-orders.hl7"
+BAD = ROOT / "fixtures" / "hl7v2" / "bad" / "nm-text.hl7"
+MOMENT = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[tuple[audit.AuditEvent, Session | None]] = []
+
+    def __call__(self, event: audit.AuditEvent, session: Session | None) -> None:
+        self.events.append((event, session))
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    listener = Sink()
+    with audit.listening(listener):
+        yield listener
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    yield from receiving()
+
+
+def test_the_pipeline_reports_each_stored_and_quarantined_message(
+    settings: Settings, session_factory: sessionmaker[Session], sink: Sink
+) -> None:
+    pipeline = make_pipeline(settings, load_consortium(settings.config), session_factory)
+    stored = pipeline.ingest(ORU.read_bytes(), "std-hl7v2", now=MOMENT)
+    kept = pipeline.ingest(BAD.read_bytes(), "std-hl7v2", now=MOMENT)
+    again = pipeline.ingest(ORU.read_bytes(), "std-hl7v2", now=MOMENT)
+    assert stored.accepted and kept.status == "quarantined" and again.duplicate
+
+    events = [event for event, _ in sink.events]
+    assert [(e.action, e.outcome, e.subject) for e in events] == [
+        ("message.stored", "success", f"InboundMessage/{stored.message_id}"),
+        ("message.quarantined", "failure", f"InboundMessage/{kept.message_id}"),
+    ]  # a duplicate stores nothing, so it reports nothing
+    assert all(e.actor == "source:std-hl7v2" and e.at == MOMENT for e in events)
+    assert [e.correlation_id for e in events] == [stored.message_id, kept.message_id]
+    assert events[0].detail["resources"] == len(stored.resources)
+    assert all(session is not None for _, session in sink.events)  # in the transaction
+
+
+def test_the_worker_reports_each_settled_delivery(
+    session_factory: sessionmaker[Session], receiver: Receiver, sink: Sink
+) -> None:
+    ids = queue(session_factory, [observation("a1", "pa", "v1"), observation("b1", "pb", "v1")])
+    receiver.rule = lambda t, i, body, n: (503, {}, None) if i == "b1" else None
+    w = worker(session_factory, receiver.base_url, clock=Clock())
+    w.drain(max_batches=1)
+
+    by_subject = {e.subject: e for e, _ in sink.events}
+    delivered, retried = by_subject[f"outbox/{ids[0]}"], by_subject[f"outbox/{ids[1]}"]
+    assert (delivered.action, delivered.outcome) == ("delivery.delivered", "success")
+    assert (retried.action, retried.outcome) == ("delivery.retry", "warning")
+    assert delivered.actor == retried.actor == f"worker:{w.worker_id}"
+    assert delivered.detail["destination"] == DEST
+    assert retried.detail["status"] == "503"
+    assert all(session is not None for _, session in sink.events)
+
+
+def test_a_failing_sink_does_not_break_ingest(
+    settings: Settings, session_factory: sessionmaker[Session]
+) -> None:
+    def broken(event: audit.AuditEvent, session: Session | None) -> None:
+        raise RuntimeError("audit store down")
+
+    pipeline = make_pipeline(settings, load_consortium(settings.config), session_factory)
+    with audit.listening(broken):
+        result = pipeline.ingest(ORU.read_bytes(), "std-hl7v2", now=MOMENT)
+    assert result.accepted
