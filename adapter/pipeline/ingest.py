@@ -51,6 +51,7 @@ from adapter.store import (
     set_message_result,
 )
 from adapter.store.models import InboundMessage
+from adapter.store.refusals import describe, is_refusal, is_unique_violation, locate_refusal
 
 log = logging.getLogger(__name__)
 
@@ -156,19 +157,25 @@ class Pipeline:
             existing = find_message(session, source.id, digest)
             if existing is not None:
                 return _result_of(existing, duplicate=True)
+        new = _NewMessage(raw, digest, facility, source, content_type, moment)
         for attempt in range(_RACE_RETRIES + 1):
+            outcome = self._translate(raw, facility, source)
             try:
-                return self._process_new(raw, digest, facility, source, content_type, moment)
+                return self._process_new(new, outcome)
             except (IntegrityError, OperationalError) as exc:
                 if isinstance(exc, OperationalError) and not _lost_race(exc):
                     raise
+                if isinstance(exc, IntegrityError) and not is_unique_violation(exc):
+                    return self._keep_refused(new, outcome, exc)
                 with self.factory() as session:
                     existing = find_message(session, source.id, digest)
                 if existing is not None:
                     # the same bytes arrived twice at once: the other one won the unique key
                     return _result_of(existing, duplicate=True)
                 if attempt == _RACE_RETRIES:
-                    raise
+                    if isinstance(exc, OperationalError):
+                        raise
+                    return self._keep_refused(new, outcome, exc)
                 # another message created the same new resource in the same instant, or
                 # the database broke a deadlock by rolling this transaction back whole
                 # (resources are locked in one order, docs/decisions/0009: not expected,
@@ -226,49 +233,79 @@ class Pipeline:
             )
         return found
 
-    def _process_new(
-        self,
-        raw: bytes,
-        digest: str,
-        facility: Facility,
-        source: SourceSystem,
-        content_type: str | None,
-        moment: datetime,
-    ) -> IngestResult:
-        outcome = self._translate(raw, facility, source)
+    def _process_new(self, new: _NewMessage, outcome: Outcome) -> IngestResult:
         try:
             with self.factory.begin() as session:
-                message = create_message(
-                    session,
-                    source_system=source.id,
-                    facility_id=facility.id,
-                    raw=raw,
-                    content_type=content_type,
-                    sha256=digest,
-                    detected_format=outcome.format,
-                    encoding=outcome.encoding,
-                    received_at=moment,
-                )
+                message = self._create(session, new, outcome)
                 if outcome.failed:
-                    return self._quarantine(session, message, outcome.issues, moment)
-                return self._store(session, message, facility, outcome, moment)
-        except (SQLAlchemyError, AdapterError):
-            raise  # the database is down, or the unique key race (handled by the caller)
+                    return self._quarantine(session, message, outcome.issues, new.moment)
+                return self._store(session, message, new.facility, outcome, new.moment)
+        except IntegrityError:
+            raise  # the unique key race, or a constraint: the caller decides
+        except SQLAlchemyError as exc:
+            if not is_refusal(exc):
+                raise  # the database is unavailable: nothing can be kept, send again
+            return self._keep_refused(new, outcome, exc)
+        except AdapterError:
+            raise
         except Exception as exc:  # a bug while storing must not lose the message either
-            log.exception("unexpected error storing a message from %s", source.id)
+            log.exception("unexpected error storing a message from %s", new.source.id)
             with self.factory.begin() as session:
-                message = create_message(
-                    session,
-                    source_system=source.id,
-                    facility_id=facility.id,
-                    raw=raw,
-                    content_type=content_type,
-                    sha256=digest,
-                    detected_format=outcome.format,
-                    encoding=outcome.encoding,
-                    received_at=moment,
-                )
-                return self._quarantine(session, message, [_internal_error("storing", exc)], moment)
+                message = self._create(session, new, outcome)
+                issue = _internal_error("storing", exc)
+                return self._quarantine(session, message, [issue], new.moment)
+
+    def _create(self, session: Session, new: _NewMessage, outcome: Outcome) -> InboundMessage:
+        return create_message(
+            session,
+            source_system=new.source.id,
+            facility_id=new.facility.id,
+            raw=new.raw,
+            content_type=new.content_type,
+            sha256=new.digest,
+            detected_format=outcome.format,
+            encoding=outcome.encoding,
+            received_at=new.moment,
+        )
+
+    def _keep_refused(
+        self, new: _NewMessage, outcome: Outcome, failure: SQLAlchemyError
+    ) -> IngestResult:
+        """The database refused what the message produced: keep the message, quarantined,
+        with the resource and element the database refused."""
+        log.warning("message from %s refused by the database: %s", new.source.id, describe(failure))
+        with self.factory.begin() as session:
+            message = self._create(session, new, outcome)
+            return self._quarantine_refused(
+                session, message, new.facility, outcome, failure, new.moment
+            )
+
+    def _quarantine_refused(
+        self,
+        session: Session,
+        message: InboundMessage,
+        facility: Facility,
+        outcome: Outcome,
+        failure: SQLAlchemyError,
+        moment: datetime,
+    ) -> IngestResult:
+        refusal = locate_refusal(
+            session,
+            outcome.stored if outcome.stored is not None else outcome.resources,
+            failure,
+            message_id=message.id,
+            now=moment,
+            facility_id=facility.id,
+            zone=self.timezone,
+        )
+        issue = Issue(
+            "error",
+            "processing",
+            f"{refusal.text()}; the message is kept and can be reprocessed once fixed",
+            location=refusal.resource,
+            expression=refusal.expression,
+        )
+        return self._quarantine(session, message, [issue, *outcome.issues], moment)
 
     def reprocess(self, message_id: str, *, now: datetime | None = None) -> IngestResult:
         """Translate a stored message again (after a mapping fix) with the current mappings."""
@@ -300,7 +337,15 @@ class Pipeline:
                 if outcome.failed:
                     return self._quarantine(session, message, outcome.issues, moment)
                 return self._store(session, message, facility, outcome, moment)
-        except (SQLAlchemyError, AdapterError):
+        except SQLAlchemyError as exc:
+            if not is_refusal(exc) or is_unique_violation(exc):
+                raise
+            log.warning("message %s refused by the database: %s", message_id, describe(exc))
+            with self.factory.begin() as session:
+                message = get_message(session, message_id)
+                assert message is not None
+                return self._quarantine_refused(session, message, facility, outcome, exc, moment)
+        except AdapterError:
             raise
         except Exception as exc:
             log.exception("unexpected error storing message %s again", message_id)
@@ -412,6 +457,7 @@ class Pipeline:
             resources.append(merged)
             issues.extend(conflicts)
         outcome.issues = issues
+        outcome.stored = resources
         saved = save_resources(
             session,
             resources,
@@ -470,6 +516,18 @@ class Pipeline:
         return _result_of(message)
 
 
+@dataclass(frozen=True, slots=True)
+class _NewMessage:
+    """A received document not stored yet, and where it came from."""
+
+    raw: bytes
+    digest: str
+    facility: Facility
+    source: SourceSystem
+    content_type: str | None
+    moment: datetime
+
+
 @dataclass(slots=True)
 class Outcome:
     """What translating one document gave: resources, located issues, whether it failed."""
@@ -482,6 +540,8 @@ class Outcome:
     unread: list[str] = field(default_factory=list)
     # (type, id) -> on_conflict policy of the template that made it (adapter/pipeline/merge.py)
     policies: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    # the resources as merged with the stored ones, once storing began
+    stored: list[dict[str, Any]] | None = None
 
     @classmethod
     def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:

@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from adapter.store.models import InboundMessage
 
+_CONTENT_TYPE_CHARS = 255  # inbound_message.content_type
+
 
 def create_message(
     session: Session,
@@ -34,7 +36,8 @@ def create_message(
         source_system=source_system,
         facility_id=facility_id,
         received_at=received_at.astimezone(UTC),
-        content_type=content_type,
+        # a header, whatever its length: cut to the column (a refused row would lose the message)
+        content_type=content_type[:_CONTENT_TYPE_CHARS] if content_type else content_type,
         detected_format=detected_format,
         encoding=encoding,
         sha256=sha256,

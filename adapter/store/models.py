@@ -158,6 +158,8 @@ class SearchIndex(Base):
 
     token: system + code; uri: code; string: value + value_norm; date: value_date_start/end
     (half-open UTC range); quantity: value_number + system + code; reference: reference.
+    ``system``, ``code``, ``value_norm`` and ``reference`` hold bounded keys; a longer value
+    is kept whole in ``<column>_full`` (adapter/store/index_keys.py).
     The per-kind indexes are partial (``WHERE kind = '...'``): searches name the kind.
     Every index ends with resource_id so EXISTS probes are index-only on PostgreSQL.
     """
@@ -192,6 +194,11 @@ class SearchIndex(Base):
     value_date_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
     value_number: Mapped[float | None] = mapped_column(Float())
     reference: Mapped[str | None] = mapped_column(Text())
+    # the whole value where the key column above holds only a bounded part of it
+    system_full: Mapped[str | None] = mapped_column(Text())
+    code_full: Mapped[str | None] = mapped_column(Text())
+    value_norm_full: Mapped[str | None] = mapped_column(Text())
+    reference_full: Mapped[str | None] = mapped_column(Text())
 
 
 class Outbox(Base):

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import IndexValue, index_values, patient_key
+from adapter.store.index_keys import head_key, tail_key
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 
 _resource = Resource.__table__
@@ -168,15 +169,18 @@ def save_resources(
     facility_id: str | None = None,
     zone: tzinfo = DEFAULT_ZONE,
     locked: LockedRows | None = None,
+    with_index: bool = True,
 ) -> list[Saved]:
     """Store the resources of one message; unchanged content keeps its version.
 
     Returns one ``Saved`` per input resource, in input order (a resource given twice is
     stored once, the last one wins). ``zone`` reads dates without a zone for the index and
     must be the zone the searches use. ``locked``: the rows ``lock_resources`` locked for
-    these resources in this transaction (else they are locked here). Never commits. Two
-    transactions creating the same new resource at once without ``create_missing``: the
-    later one fails with IntegrityError and can be retried.
+    these resources in this transaction (else they are locked here). ``with_index=False``
+    leaves the index rows out (to find which part of a resource the database refuses:
+    adapter/store/refusals.py). Never commits. Two transactions creating the same new
+    resource at once without ``create_missing``: the later one fails with IntegrityError
+    and can be retried.
     """
     if now.tzinfo is None:
         raise ValueError("save_resources needs a timezone-aware now (naive datetime given)")
@@ -242,7 +246,8 @@ def save_resources(
                 "message_id": message_id,
             }
         )
-        index_rows.extend(_index_rows(key[0], key[1], index_values(resource, zone)))
+        if with_index:
+            index_rows.extend(_index_rows(key[0], key[1], index_values(resource, zone)))
         saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
 
     if new_rows:
@@ -276,23 +281,33 @@ def save_resources(
 
 
 def _index_rows(rtype: str, rid: str, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
-    return [
-        {
-            "resource_type": rtype,
-            "resource_id": rid,
-            "param": v.param,
-            "kind": v.kind,
-            "system": v.system,
-            "code": v.code,
-            "value": v.value,
-            "value_norm": v.value_norm,
-            "value_date_start": v.date_start,
-            "value_date_end": v.date_end,
-            "value_number": v.number,
-            "reference": v.reference,
-        }
-        for v in values
-    ]
+    return [index_row(rtype, rid, v) for v in values]
+
+
+def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
+    """The search_index row of one value: long texts cut to bounded keys (index_keys)."""
+    system, system_full = head_key(v.system)
+    code, code_full = head_key(v.code)
+    value_norm, value_norm_full = head_key(v.value_norm)
+    reference, reference_full = tail_key(v.reference)
+    return {
+        "resource_type": rtype,
+        "resource_id": rid,
+        "param": v.param,
+        "kind": v.kind,
+        "system": system,
+        "code": code,
+        "value": v.value,
+        "value_norm": value_norm,
+        "value_date_start": v.date_start,
+        "value_date_end": v.date_end,
+        "value_number": v.number,
+        "reference": reference,
+        "system_full": system_full,
+        "code_full": code_full,
+        "value_norm_full": value_norm_full,
+        "reference_full": reference_full,
+    }
 
 
 def _delete_index_rows(session: Session, keys: list[tuple[str, str]]) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
+from adapter.fhir.index_values import normalize_text
 from adapter.fhir.search_query import (
     Criterion,
     DateValue,
@@ -35,11 +36,11 @@ from adapter.fhir.search_query import (
     ReferenceValue,
     TokenValue,
 )
+from adapter.store import index_keys as keys
 from adapter.store.models import Resource, SearchIndex
 
 _r = Resource.__table__
 _si = SearchIndex.__table__
-_ESCAPE = "\\"
 
 
 def search(
@@ -131,13 +132,14 @@ def _value(kind: str, modifier: str | None, value: Any) -> ColumnElement[bool]:
         return _token(value)
     if kind == "string":
         if modifier == "exact":
-            return _si.c.value == value
-        pattern = _like_escape(value) + "%"
+            # the normalised key narrows the index range; the text as written decides
+            near = keys.equals(_si.c.value_norm, _si.c.value_norm_full, normalize_text(value))
+            return and_(near, _si.c.value == value)
         if modifier == "contains":
-            pattern = "%" + pattern
-        return _si.c.value_norm.like(pattern, escape=_ESCAPE)
+            return keys.contains(_si.c.value_norm, _si.c.value_norm_full, value)
+        return keys.starts_with(_si.c.value_norm, _si.c.value_norm_full, value)
     if kind == "uri":
-        return _si.c.code == value
+        return keys.equals(_si.c.code, _si.c.code_full, value)
     if kind == "date":
         return _date(value)
     if kind == "quantity":
@@ -148,18 +150,24 @@ def _value(kind: str, modifier: str | None, value: Any) -> ColumnElement[bool]:
 def _token(value: TokenValue) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     if value.code is not None:
-        parts.append(_si.c.code == value.code)
+        parts.append(keys.equals(_si.c.code, _si.c.code_full, value.code))
     if value.system_mode == "none":
         parts.append(_si.c.system.is_(None))
-    elif value.system_mode == "given":
-        parts.append(_si.c.system == value.system)
+    elif value.system_mode == "given" and value.system is not None:
+        parts.append(keys.equals(_si.c.system, _si.c.system_full, value.system))
     return and_(true(), *parts)
 
 
 def _reference(value: ReferenceValue) -> ColumnElement[bool]:
     if value.id_only is not None:
-        return _si.c.reference.like("%/" + _like_escape(value.id_only), escape=_ESCAPE)
-    return _si.c.reference.in_(value.references)
+        return keys.ends_with(_si.c.reference, _si.c.reference_full, "/" + value.id_only)
+    short = [r for r in value.references if len(r) < keys.KEY_CHARS]
+    long = [
+        keys.equals_tail(_si.c.reference, _si.c.reference_full, r)
+        for r in value.references
+        if len(r) >= keys.KEY_CHARS
+    ]
+    return or_(_si.c.reference.in_(short), *long) if long else _si.c.reference.in_(short)
 
 
 def _date(value: DateValue) -> ColumnElement[bool]:
@@ -213,13 +221,7 @@ def _quantity(value: QuantityValue) -> ColumnElement[bool]:
     }[value.prefix]()
     parts = [condition]
     if value.system is not None:
-        parts.append(_si.c.system == value.system)
+        parts.append(keys.equals(_si.c.system, _si.c.system_full, value.system))
     if value.code is not None:
-        parts.append(_si.c.code == value.code)
+        parts.append(keys.equals(_si.c.code, _si.c.code_full, value.code))
     return and_(*parts)
-
-
-def _like_escape(text: str) -> str:
-    return (
-        text.replace(_ESCAPE, _ESCAPE * 2).replace("%", _ESCAPE + "%").replace("_", _ESCAPE + "_")
-    )
