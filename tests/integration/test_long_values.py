@@ -12,8 +12,8 @@ the ``-m db`` pass on PostgreSQL is where the index limit bites.
 from __future__ import annotations
 
 import copy
-import hashlib
 import functools
+import hashlib
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,11 +25,11 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors import build_listener, build_source
-from adapter.connectors.file_drop import FileSource
 from adapter.connectors.hl7_ack import read_ack
-from adapter.connectors.mllp import END, START, FrameReader, MllpListener
-from adapter.connectors.poller import poll_once
 from adapter.consortium import load_consortium
+from adapter.inbound.file_drop import FileSource
+from adapter.inbound.mllp import END, START, FrameReader, MllpListener
+from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline
 from adapter.store.models import InboundMessage
 from tests.live.server import LiveServer
