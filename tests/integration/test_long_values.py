@@ -40,32 +40,16 @@ URINE = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "urine-cwe.hl7"
 THYROID = ROOT / "fixtures" / "xml" / "exam" / "county-pacs" / "us-thyroid.xml"
 CT_CHEST = ROOT / "fixtures" / "xml" / "exam" / "county-pacs" / "ct-chest-no-zone.xml"
 
-# 尿沉渣镜检 described in full, the way a LIS sends a manual microscopy result as TX
-_SEDIMENT = (
-    "尿沉渣镜检：高倍视野下红细胞形态大小不一，可见棘形及面包圈形红细胞，畸形红细胞约占百分之七十，"
-    "提示肾小球源性血尿可能；白细胞偶见，未见白细胞管型；可见少量透明管型及颗粒管型，"
-    "未见蜡样管型；上皮细胞以鳞状上皮为主，偶见小圆上皮细胞；结晶以草酸钙结晶为主，"
-    "未见胱氨酸及酪氨酸结晶；未见真菌及滴虫；细菌少量。"
-)
-
-
-def _chinese(length: int, seed: str) -> str:
-    """A real-shaped narrative of exactly ``length`` characters, numbered by field of view."""
-    parts: list[str] = []
-    field = 1
-    while sum(map(len, parts)) < length:
-        parts.append(f"第{field}视野{seed}{_SEDIMENT}")
-        field += 1
-    return "".join(parts)[:length]
-
-
-OBX5_900 = _chinese(900, "")
-# a LIS without a code table for the result sends its wording as the CWE identifier
-LONG_CODE = "镜检结论" + _chinese(996, "编码")
-FINDINGS_2000 = (
-    "甲状腺左叶大小约4.5cm×1.6cm×1.5cm，右叶大小约4.6cm×1.7cm×1.6cm，峡部厚约0.3cm。"
-    + _chinese(2000, "声像")
+LONG_TEXT = ROOT / "fixtures" / "long-text"  # written to be real-shaped, not repetitive
+OBX5_900 = (LONG_TEXT / "bone-marrow-morphology.txt").read_text(encoding="utf-8").strip()[:900]
+# the paragraphs as one run of text: the exam mapping reads the element's text normalised
+FINDINGS_2000 = "".join(
+    (LONG_TEXT / "ct-chest-abdomen-findings.txt").read_text(encoding="utf-8").split()
 )[:2000]
+# a LIS without a code table for a result sends its wording as the CWE identifier
+LONG_CODE = "".join(FINDINGS_2000[1000:1900].split())  # natural text, no spaces
+# the findings of a follow-up report: the same first 1,500 characters, then other text
+FOLLOW_UP = FINDINGS_2000[:1500] + OBX5_900[:500]
 
 
 def long_oru(obx5: str = OBX5_900, code: str = LONG_CODE, control: str = "LONG0001") -> bytes:
@@ -150,7 +134,7 @@ def test_long_exam_findings_over_http_are_stored_and_found(
             == []
         )
         # another report whose findings share the first 1,500 characters is a different hit
-        other = FINDINGS_2000[:1500] + _chinese(500, "复查")
+        other = FOLLOW_UP
         answer = _ingest(server, "county-pacs", long_exam(other, CT_CHEST), "application/xml")
         assert answer.status_code == 202, answer.text
         assert len(_search(server, "Observation", **{"value-string": FINDINGS_2000[:1500]})) == 2
