@@ -1,0 +1,286 @@
+"""Benchmark: three designs of the search_index text keys on PostgreSQL (decision 0010).
+
+    .venv/bin/python bench/bench_search_index.py [--messages 1500] [--rounds 30] [--pg URL]
+
+The index rows are the real ones: every ORU fixture under fixtures/hl7v2/oru translated by
+the pipeline, ``index_values`` of each resource, the message copied ``--messages`` times
+under new resource ids (about 90 rows a copy). In the "long" data set one copy in ten also
+carries an Observation whose valueString is the 2,000-character text of
+fixtures/long-text/ct-chest-abdomen-findings.txt, and a code of 900 characters.
+
+Designs, each a table of its own with the partial per-kind indexes of migration 0001:
+  full     the text columns indexed whole (before issue 8): the long data set fails
+  bounded  the chosen design: keys of at most 200 characters, the whole value in
+           <column>_full when cut (adapter/store/index_keys.py)
+  expr     expression indexes on left(column, 200), the whole value in the column, and the
+           queries repeat the expression (the alternative without extra columns)
+
+Per design: insert time (one transaction per message, executemany, as save_resources
+does), total size of its indexes, and the median time of three searches, with whether
+PostgreSQL answered from the index alone (Index Only Scan): a token search with many hits,
+a selective token search, a string prefix search. Results are printed as a table; the
+"full" design has no long row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import psycopg
+
+from adapter.consortium import load_consortium
+from adapter.fhir.index_values import IndexValue, index_values, normalize_text
+from adapter.pipeline import Pipeline
+from adapter.store.index_keys import KEY_CHARS
+from adapter.store.resources import index_row
+
+ROOT = Path(__file__).resolve().parent.parent
+ORU = ROOT / "fixtures" / "hl7v2" / "oru"
+LONG = (ROOT / "fixtures" / "long-text" / "ct-chest-abdomen-findings.txt").read_text("utf-8")
+LONG_TEXT = "".join(LONG.split())[:2000]  # a 检查所见 of 2,000 characters
+LONG_CODE = LONG_TEXT[1000:1900]  # a 900-character code
+DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
+COLUMNS = (
+    "resource_type",
+    "resource_id",
+    "param",
+    "kind",
+    "system",
+    "code",
+    "value",
+    "value_norm",
+    "reference",
+    "system_full",
+    "code_full",
+    "value_norm_full",
+    "reference_full",
+)
+
+
+def base_rows() -> list[tuple[str, str, IndexValue]]:
+    consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
+    pipeline = Pipeline(
+        consortium,
+        None,  # type: ignore[arg-type]
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
+    rows: list[tuple[str, str, IndexValue]] = []
+    for path in sorted(ORU.glob("*/*.hl7")):
+        source = path.parent.name
+        outcome = pipeline.translate(path.read_bytes(), source)
+        for resource in outcome.resources:
+            for value in index_values(resource):
+                rows.append((resource["resourceType"], resource["id"], value))
+    return rows
+
+
+def long_rows(rid: str) -> list[tuple[str, str, IndexValue]]:
+    return [
+        (
+            "Observation",
+            rid,
+            IndexValue(
+                "value-string", "string", value=LONG_TEXT, value_norm=normalize_text(LONG_TEXT)
+            ),
+        ),
+        (
+            "Observation",
+            rid,
+            IndexValue("value-concept", "token", system="https://example.cn/lis", code=LONG_CODE),
+        ),
+    ]
+
+
+def message_rows(
+    base: list[tuple[str, str, IndexValue]], n: int, design: str, with_long: bool
+) -> list[tuple[Any, ...]]:
+    suffix = f"-{n}"
+    values = [(t, i + suffix, v) for t, i, v in base]
+    if with_long and n % 10 == 0:
+        values += long_rows(f"long{suffix}")
+    out = []
+    for rtype, rid, value in values:
+        row = index_row(rtype, rid, value)
+        if design != "bounded":  # whole values in the indexed columns
+            for column in ("system", "code", "value_norm", "reference"):
+                row[column] = getattr(value, column)
+                row[f"{column}_full"] = None
+        out.append(tuple(row[c] for c in COLUMNS))
+    return out
+
+
+def create(conn: psycopg.Connection, design: str) -> None:
+    conn.execute(f"""CREATE TABLE si_{design} (
+        row_id bigserial PRIMARY KEY, resource_type varchar(64), resource_id varchar(64),
+        param varchar(64), kind varchar(16), system text, code text, value text,
+        value_norm text, reference text, system_full text, code_full text,
+        value_norm_full text, reference_full text)""")
+    t = f"si_{design}"
+    if design == "expr":
+        code, system, norm, ref = (
+            f"left(code, {KEY_CHARS})",
+            f"left(system, {KEY_CHARS})",
+            f"left(value_norm, {KEY_CHARS})",
+            f"right(reference, {KEY_CHARS})",
+        )
+    else:
+        code, system, norm, ref = "code", "system", "value_norm", "reference"
+    conn.execute(
+        f"CREATE INDEX {t}_token ON {t} (resource_type, param, {code}, {system}, "
+        "resource_id) WHERE kind = 'token'"
+    )
+    conn.execute(
+        f"CREATE INDEX {t}_string ON {t} (resource_type, param, "
+        f"({norm}) text_pattern_ops, resource_id) WHERE kind = 'string'"
+    )
+    conn.execute(
+        f"CREATE INDEX {t}_reference ON {t} (resource_type, param, {ref}, "
+        "resource_id) WHERE kind = 'reference'"
+    )
+    conn.execute(f"CREATE INDEX {t}_resource ON {t} (resource_type, resource_id)")
+
+
+def insert(conn: psycopg.Connection, design: str, rows: list[tuple[Any, ...]]) -> None:
+    marks = ", ".join(["%s"] * len(COLUMNS))
+    with conn.transaction(), conn.cursor() as cur:
+        cur.executemany(f"INSERT INTO si_{design} ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+
+
+def searches(
+    design: str, common_code: str, rare_code: str, prefix: str
+) -> dict[str, tuple[str, tuple[Any, ...]]]:
+    t = f"si_{design}"
+    if design == "expr":
+        code_eq = f"left(code, {KEY_CHARS}) = left(%s, {KEY_CHARS}) AND code = %s"
+        norm_like = f"left(value_norm, {KEY_CHARS}) LIKE %s"
+        return {
+            "token, many hits": (
+                f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+                f"resource_type = 'Observation' AND param = 'code' AND {code_eq}",
+                (common_code, common_code),
+            ),
+            "token, selective": (
+                f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+                f"resource_type = 'Observation' AND param = 'code' AND {code_eq}",
+                (rare_code, rare_code),
+            ),
+            "string prefix": (
+                f"SELECT resource_id FROM {t} WHERE kind = 'string' AND "
+                f"resource_type = 'Patient' AND param = 'name' AND {norm_like}",
+                (prefix + "%",),
+            ),
+        }
+    return {
+        "token, many hits": (
+            f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+            "resource_type = 'Observation' AND param = 'code' AND code = %s",
+            (common_code,),
+        ),
+        "token, selective": (
+            f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+            "resource_type = 'Observation' AND param = 'code' AND code = %s",
+            (rare_code,),
+        ),
+        "string prefix": (
+            f"SELECT resource_id FROM {t} WHERE kind = 'string' AND "
+            "resource_type = 'Patient' AND param = 'name' AND value_norm LIKE %s",
+            (prefix + "%",),
+        ),
+    }
+
+
+def run(url: str, messages: int, rounds: int) -> None:
+    base = base_rows()
+    codes = [v.code for t, _, v in base if t == "Observation" and v.param == "code" and v.code]
+    common = max(set(codes), key=codes.count)
+    rare = min(set(codes), key=codes.count)
+    names = [v.value_norm for t, _, v in base if t == "Patient" and v.param == "name"]
+    prefix = (names[0] or "")[:1]
+    print(
+        f"{len(base)} index rows a copy (all ORU fixtures), {messages} copies; token code "
+        f"{common!r} ({codes.count(common)} a copy), {rare!r} ({codes.count(rare)}); "
+        f"name prefix {prefix!r}"
+    )
+    schema = f"bench_si_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+        conn.execute(f'SET search_path TO "{schema}"')
+        try:
+            results = []
+            for design, with_long in (
+                ("full", False),
+                ("bounded", False),
+                ("expr", False),
+                ("bounded", True),
+                ("expr", True),
+            ):
+                label = f"{design}{' + long' if with_long else ''}"
+                conn.execute(f"DROP TABLE IF EXISTS si_{design}")
+                create(conn, design)
+                batches = [message_rows(base, n, design, with_long) for n in range(messages)]
+                started = time.perf_counter()
+                for rows in batches:
+                    insert(conn, design, rows)
+                elapsed = time.perf_counter() - started
+                conn.execute(f"VACUUM ANALYZE si_{design}")
+                size = conn.execute(
+                    f"SELECT pg_indexes_size('si_{design}'), pg_table_size('si_{design}')"
+                ).fetchone()
+                timings = {}
+                for name, (sql, params) in searches(design, common, rare, prefix).items():
+                    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
+                    samples = []
+                    for _ in range(rounds):
+                        t0 = time.perf_counter()
+                        conn.execute(sql, params).fetchall()
+                        samples.append(time.perf_counter() - t0)
+                    timings[name] = (statistics.median(samples) * 1000, "Index Only" in plan)
+                rows_total = sum(len(b) for b in batches)
+                results.append((label, rows_total, elapsed / messages * 1000, size, timings))
+            conn.execute("DROP TABLE IF EXISTS si_full")
+            create(conn, "full")
+            try:
+                insert(conn, "full", message_rows(base, 0, "full", True))
+                print("full + long: stored (unexpected)")
+            except psycopg.errors.ProgramLimitExceeded as exc:
+                print(f"full + long: refused, {str(exc).splitlines()[0]}")
+            print()
+            print(
+                "| design | rows | insert ms / message | indexes MB | table MB | "
+                + " | ".join(f"{n} ms (index-only)" for n in results[0][4])
+                + " |"
+            )
+            print("|---" * (5 + len(results[0][4])) + "|")
+            for label, rows_total, per_message, (index_bytes, table_bytes), timings in results:
+                cells = " | ".join(
+                    f"{ms:.2f} ({'yes' if only else 'no'})" for ms, only in timings.values()
+                )
+                print(
+                    f"| {label} | {rows_total} | {per_message:.2f} | "
+                    f"{index_bytes / 1e6:.1f} | {table_bytes / 1e6:.1f} | {cells} |"
+                )
+        finally:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=1500)
+    parser.add_argument("--rounds", type=int, default=30)
+    parser.add_argument("--pg", default=DEFAULT_PG)
+    args = parser.parse_args()
+    run(args.pg, args.messages, args.rounds)
+
+
+if __name__ == "__main__":
+    main()
