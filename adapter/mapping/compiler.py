@@ -9,12 +9,13 @@ templates) are noted and checked by the loader once the whole set is compiled.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from adapter.mapping import formats as source_formats
-from adapter.mapping import hl7v2_paths
 from adapter.mapping.expressions import Call, ExpressionSyntaxError, Literal, Var, compile_value
 from adapter.mapping.folders import COMMON, MappingFile
+from adapter.mapping.formats import FORMATS, MatchError, SourceFormat
 from adapter.mapping.functions import FUNCTIONS
 from adapter.mapping.nodes import (
     BundleStep,
@@ -54,14 +55,16 @@ class Compiler:
     use (variables, concept maps, datatypes, templates) for the loader to check once the
     whole set is compiled."""
 
-    def __init__(
-        self, file: MappingFile, fmt: str | None, namespaces: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, file: MappingFile, fmt: str | None, options: Any = None) -> None:
+        """``fmt``: the folder the file is in (a format, or ``common``); ``options``: what the
+        format's paths need from the whole set (``SourceFormat.options``)."""
         self.file = file
         self.fmt = fmt
-        self.compile_path = (
-            source_formats.path_compiler(fmt, namespaces or {})
-            if fmt in source_formats.FORMATS
+        source_format = FORMATS.get(fmt or "")
+        self.has_groups = fmt is None or (source_format is not None and source_format.has_groups)
+        self.compile_path: Callable[[str], Any] = (
+            partial(source_format.compile_path, options=options)
+            if source_format is not None
             else no_paths
         )
         self.variables: list[tuple[str, tuple[Any, ...]]] = []  # (@name used, where)
@@ -166,7 +169,7 @@ class Compiler:
                 "written as an expression (each: =@name)",
                 key_path,
             )
-        if self.fmt not in (None, "hl7v2"):
+        if not self.has_groups:
             raise self.file.fail(
                 f"each: {target!r}: {self.fmt} has no groups; iterate a path, "
                 f"written as an expression (each: ={target})",
@@ -211,7 +214,7 @@ class Compiler:
 def no_paths(text: str) -> Any:
     raise ValueError(
         f"{text!r}: a file in {COMMON}/ reads variables only (@name); paths belong in a "
-        f"format folder ({', '.join(source_formats.FORMATS)})"
+        f"format folder ({', '.join(FORMATS)})"
     )
 
 
@@ -268,91 +271,40 @@ def compile_datatype(file: MappingFile, compiler: Compiler, name: str) -> Dataty
 
 
 def compile_message(
-    file: MappingFile, compiler: Compiler, name: str, fmt: str, namespaces: dict[str, str]
+    file: MappingFile, compiler: Compiler, name: str, fmt: SourceFormat, options: Any
 ) -> MessageMapping:
     data = file.data
-    if data["format"] != fmt:
-        raise file.fail(f"format {data['format']!r} does not match folder {fmt!r}", ("format",))
-    for key, only in (("structure", "hl7v2"), ("namespaces", "xml")):
-        if key in data and fmt != only:
+    if data["format"] != fmt.name:
+        raise file.fail(
+            f"format {data['format']!r} does not match folder {fmt.name!r}", ("format",)
+        )
+    for key in ("structure", "namespaces"):
+        if key in data and key not in fmt.message_keys:
+            only = next(f.name for f in FORMATS.values() if key in f.message_keys)
             raise file.fail(f"{key} is for {only} message mappings only", (key,))
+    structure = fmt.compile_structure(file)
     try:
-        structure = hl7v2_paths.compile_structure(data.get("structure") or [])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise file.fail(f"structure: {exc}", ("structure",)) from None
-    try:
-        match = source_formats.compile_match(fmt, data["match"], namespaces)
-    except source_formats.MatchError as exc:
+        match = fmt.compile_match(data["match"], options)
+    except MatchError as exc:
         raise file.fail(f"match: {exc}", ("match", exc.key)) from None
-    ignore_paths = []
+    ignore = []
     for i, entry in enumerate(data.get("ignore", [])):
         try:
-            ignore_paths.append(source_formats.compile_ignore(fmt, entry, namespaces))
+            ignore.append(fmt.compile_ignore(entry, options))
         except ValueError as exc:
             raise file.fail(f"ignore: {exc}", ("ignore", i)) from None
     mapping = MessageMapping(
         name=name,
         file=file.indexes[0].file,
         version=int(data["version"]),
-        format=fmt,
-        message_types=list(data["match"].get("message_type", [])),
-        structure=structure,
-        ignore={str(p) for p in ignore_paths} if fmt == "csv" else set(data.get("ignore", [])),
-        steps=compiler.steps(data["produce"], ("produce",)),
+        format=fmt.name,
         match=match,
-        ignore_paths=ignore_paths,
+        structure=structure,
+        ignore=ignore,
+        steps=compiler.steps(data["produce"], ("produce",)),
     )
-    if fmt == "hl7v2":
-        _check_each_targets(file, data["produce"], structure, ("produce",))
+    fmt.check_steps(file, mapping)
     return mapping
-
-
-def _check_each_targets(
-    file: MappingFile,
-    steps: list[dict[str, Any]],
-    scope: hl7v2_paths.GroupSpec,
-    key_path: tuple[Any, ...],
-) -> None:
-    """``each: OBSERVATIONS`` (a typo) would silently make nothing: a step's group or segment
-    must be a part of the group the step runs in."""
-    for i, step in enumerate(steps):
-        target = step.get("each")
-        if not isinstance(target, str):
-            continue
-        inner = scope
-        if not target.startswith("="):
-            child = next((c for c in scope.children if c.name == target), None)
-            if child is None:
-                parts = ", ".join(c.name for c in scope.children) or "nothing"
-                raise file.fail(
-                    f"each: {target!r} is not a group or segment of {scope.name} "
-                    f"(its parts: {parts})",
-                    (*key_path, i, "each"),
-                )
-            inner = (
-                child
-                if isinstance(child, hl7v2_paths.GroupSpec)
-                else hl7v2_paths.GroupSpec(child.name, [])
-            )
-        _check_each_targets(file, step.get("do") or [], inner, (*key_path, i, "do"))
-
-
-def xml_namespaces(files: dict[str, MappingFile]) -> dict[str, str]:
-    """XML prefixes, declared in the xml message mappings, for every xml file of the set."""
-    declared: list[tuple[str, dict[str, str]]] = []
-    for rel, file in sorted(files.items()):
-        value = file.data.get("namespaces")
-        if rel.startswith("xml/") and file.data.get("kind") == "message" and value is not None:
-            if not isinstance(value, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-            ):
-                raise file.fail("namespaces maps prefixes to namespace URIs", ("namespaces",))
-            declared.append((file.indexes[0].file, value))
-            try:
-                source_formats.namespaces_of(declared)
-            except ValueError as exc:
-                raise file.fail(str(exc), ("namespaces",)) from None
-    return source_formats.namespaces_of(declared)
 
 
 def check_codes(file: MappingFile) -> None:

@@ -26,7 +26,6 @@ from typing import Any
 import jsonschema
 
 from adapter.errors import MappingDefinitionError
-from adapter.mapping.schema import SCHEMAS
 from adapter.yamlsource import LineIndex, YamlSyntaxError, load_yaml
 
 SHARED = "_shared"
@@ -116,11 +115,13 @@ def collect(root: Path, folders: list[str]) -> dict[str, MappingFile]:
     return files
 
 
-def check_schema(file: MappingFile) -> str:
+def check_schema(file: MappingFile, schemas: dict[str, dict[str, Any]]) -> str:
+    """The file's ``kind``, after checking the file against that kind's schema
+    (``adapter.mapping.schema.mapping_schemas``)."""
     kind = file.data.get("kind")
-    schema = SCHEMAS.get(kind) if isinstance(kind, str) else None
+    schema = schemas.get(kind) if isinstance(kind, str) else None
     if schema is None:
-        raise file.fail(f"kind must be one of {', '.join(SCHEMAS)} (got {kind!r})", ("kind",))
+        raise file.fail(f"kind must be one of {', '.join(schemas)} (got {kind!r})", ("kind",))
     validator = jsonschema.Draft7Validator(schema)
     errors = sorted(validator.iter_errors(file.data), key=lambda e: len(list(e.absolute_path)))
     if errors:

@@ -8,18 +8,15 @@ mapping error stops start-up with its file and line instead of failing message b
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from adapter.mapping import formats as source_formats
 from adapter.mapping.compiler import (
     Compiler,
     check_codes,
     compile_datatype,
     compile_message,
     compile_resource,
-    xml_namespaces,
 )
 from adapter.mapping.folders import (
     COMMON,
@@ -32,55 +29,15 @@ from adapter.mapping.folders import (
     collect,
     stamp,
 )
-from adapter.mapping.nodes import DatatypeTemplate, MessageMapping, ResourceTemplate
+from adapter.mapping.formats import FORMATS
+from adapter.mapping.nodes import FormatMappings, MappingSet
+from adapter.mapping.schema import mapping_schemas
 from adapter.mapping.terminology import ConceptMap, concept_map_from_data
 
 __all__ = ["SHARED", "FormatMappings", "MappingSet", "cached_mapping_set", "load_mapping_set"]
 
 # variables a translation gives every mapping (adapter.pipeline.readers.translation_context)
 CONTEXT_VARIABLES = frozenset({"facility", "consortium", "original"})
-
-
-@dataclass(slots=True)
-class FormatMappings:
-    messages: dict[str, MessageMapping] = field(default_factory=dict)
-    templates: dict[str, ResourceTemplate] = field(default_factory=dict)
-    datatypes: dict[str, DatatypeTemplate] = field(default_factory=dict)
-
-
-@dataclass(slots=True)
-class MappingSet:
-    """Everything one source system's documents are translated with."""
-
-    folder: str
-    formats: dict[str, FormatMappings]
-    concept_maps: dict[str, ConceptMap]
-    fingerprint: str  # changes whenever any file of the set changes
-    files: dict[str, int]  # relative path -> version
-    # resource type -> the ``on_conflict`` its templates declare (the first, by file name);
-    # storing applies the policy of the template that made each resource (Translation.policies)
-    merge_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def matching(self, fmt: str, document: Any) -> list[MessageMapping]:
-        """The message mappings of an xml / json / csv folder whose ``match:`` holds for
-        ``document`` (root element, parsed JSON, CSV table), in file name order."""
-        mappings = self.formats.get(fmt)
-        if mappings is None:
-            return []
-        return [
-            m
-            for _, m in sorted(mappings.messages.items())
-            if m.match is not None and m.match.matches(document)
-        ]
-
-    def message_for(self, fmt: str, message_type: str) -> MessageMapping | None:
-        mappings = self.formats.get(fmt)
-        if mappings is None:
-            return None
-        for mapping in mappings.messages.values():
-            if message_type in mapping.message_types:
-                return mapping
-        return None
 
 
 _CACHE: dict[tuple[str, str, tuple[str, ...]], tuple[Stamp, MappingSet]] = {}
@@ -108,10 +65,12 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     references: list[tuple[MappingFile, Compiler, str]] = []
     digest = hashlib.sha256()
     versions: dict[str, int] = {}
-    namespaces = xml_namespaces(files)
+    # what compiling each format's files needs from the whole set (XML namespace prefixes)
+    options = {name: fmt.options(files) for name, fmt in FORMATS.items()}
+    schemas = mapping_schemas({name: fmt.match_schema for name, fmt in FORMATS.items()})
     merge_policies: dict[str, dict[str, Any]] = {}
     for rel, file in sorted(files.items()):
-        kind = check_schema(file)
+        kind = check_schema(file, schemas)
         digest.update(rel.encode())
         digest.update(repr(file.data).encode())
         versions[rel] = int(file.data["version"])
@@ -124,7 +83,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
             concept_maps[name] = concept_map_from_data(name, file.indexes[0].file, file.data)
             continue
         fmt = _format_folder(file, kind, parts)
-        compiler = Compiler(file, fmt, namespaces)
+        compiler = Compiler(file, fmt, options.get(fmt))
         bucket = formats.setdefault(fmt, FormatMappings())
         if kind == "resource":
             if "on_conflict" in file.data:
@@ -133,7 +92,9 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
         elif kind == "datatype":
             bucket.datatypes[name] = compile_datatype(file, compiler, name)
         elif kind == "message":
-            bucket.messages[name] = compile_message(file, compiler, name, fmt, namespaces)
+            bucket.messages[name] = compile_message(
+                file, compiler, name, FORMATS[fmt], options[fmt]
+            )
         references.append((file, compiler, fmt))
     common = formats.pop(COMMON, FormatMappings())
     _add_common(common, formats, files)
@@ -147,10 +108,8 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
 def _format_folder(file: MappingFile, kind: str, parts: list[str]) -> str:
     """The format folder a template or message file is in (``common`` included), checked."""
     fmt = parts[0]
-    if fmt not in source_formats.FORMATS and fmt != COMMON:
-        raise file.fail(
-            f"unknown format folder {fmt!r}; known: {', '.join([COMMON, *source_formats.FORMATS])}"
-        )
+    if fmt not in FORMATS and fmt != COMMON:
+        raise file.fail(f"unknown format folder {fmt!r}; known: {', '.join([COMMON, *FORMATS])}")
     if fmt == COMMON and kind == "message":
         raise file.fail(
             f"a message mapping reads one format: it lives in <format>/messages/, "
@@ -194,11 +153,7 @@ def _check_references(
     for file, compiler, fmt in references:
         for variable, key_path in compiler.variables:
             if variable not in bound:
-                hint = (
-                    f"; an attribute of the current element is written ./@{variable}"
-                    if fmt == "xml"
-                    else ""
-                )
+                hint = FORMATS[fmt].variable_hint(variable) if fmt in FORMATS else ""
                 raise file.fail(
                     f"@{variable} is not a variable: no let, each (as), bind, "
                     f"collect or datatype param names it{hint}",

@@ -5,7 +5,8 @@ engine (``evaluation.py``, ``engine.py``) walks. Plain data, no behaviour.
   are ``adapter.mapping.expressions`` nodes);
 * templates: ``ResourceTemplate`` (one resource), ``DatatypeTemplate`` (``apply()``);
 * steps of a message mapping: ``LetStep``, ``EachStep``, ``ResourceStep``, ``BundleStep``;
-* ``MessageMapping``: one message mapping, its steps and what selects it.
+* ``MessageMapping``: one message mapping, its steps and what selects it;
+* ``MappingSet``: everything one source system's documents are translated with.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.mapping.expressions import Call, Expr, Literal, Path, Var
+from adapter.mapping.terminology import ConceptMap
 
 # -- template nodes -------------------------------------------------------------------------
 
@@ -132,14 +134,47 @@ class MessageMapping:
     file: str
     version: int
     format: str
-    message_types: list[str]
-    structure: Any
-    ignore: set[str]
+    match: Any  # the format's matcher: ``.matches(document)``, ``.describe()``
+    structure: Any  # what the format makes of ``structure:`` (HL7 v2 groups), else None
+    ignore: list[Any]  # ``ignore:`` entries as the format compiled them
     steps: list[Any]
-    match: Any = None  # the format's matcher (adapter.mapping.formats)
-    ignore_paths: list[Any] = field(default_factory=list)  # compiled ignore entries
 
     @property
     def label(self) -> str:
         """``<file>@v<version>``: which mapping a translation used."""
         return f"{self.file}@v{self.version}"
+
+
+# -- a loaded set ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FormatMappings:
+    """The files of one format folder (the ``common/`` templates and datatypes included)."""
+
+    messages: dict[str, MessageMapping] = field(default_factory=dict)
+    templates: dict[str, ResourceTemplate] = field(default_factory=dict)
+    datatypes: dict[str, DatatypeTemplate] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MappingSet:
+    """Everything one source system's documents are translated with."""
+
+    folder: str
+    formats: dict[str, FormatMappings]
+    concept_maps: dict[str, ConceptMap]
+    fingerprint: str  # changes whenever any file of the set changes
+    files: dict[str, int]  # relative path -> version
+    # resource type -> the ``on_conflict`` its templates declare (the first, by file name);
+    # storing applies the policy of the template that made each resource (Translation.policies)
+    merge_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def message_for(self, fmt: str, message_type: str) -> MessageMapping | None:
+        """The first message mapping of ``fmt`` whose ``match:`` names ``message_type``
+        (formats that select by message type: HL7 v2 MSH-9)."""
+        bucket = self.formats.get(fmt)
+        for mapping in bucket.messages.values() if bucket is not None else ():
+            if message_type in getattr(mapping.match, "types", ()):
+                return mapping
+        return None

@@ -6,11 +6,12 @@ mapping file is an error with its file and line, not a rule that silently does n
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 _VERSION = {"type": "integer", "minimum": 1}
 _NAME = {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_\-]*$"}
-_SCALAR = {"type": ["string", "number", "boolean"]}
+SCALAR = {"type": ["string", "number", "boolean"]}
 
 _STEP: dict[str, Any] = {
     "type": "object",
@@ -62,51 +63,39 @@ _COMMON = {
     "description": {"type": "string"},
 }
 
-_STRINGS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
+STRINGS = {"type": "array", "items": {"type": "string"}, "minItems": 1}
 
-# what ``match:`` may say, per format (docs/mapping-formats.md)
-_MATCH: dict[str, dict[str, Any]] = {
-    "hl7v2": {"required": ["message_type"], "properties": {"message_type": _STRINGS}},
-    "xml": {
-        "anyOf": [{"required": ["root"]}, {"required": ["xpath"]}],
-        "properties": {"root": {"type": "string"}, "xpath": {"type": "string"}},
-    },
-    "json": {
-        "anyOf": [{"required": ["when"]}, {"required": ["exists"]}],
+
+def message_schema(match: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The schema of message mappings, given what ``match:`` may say in each format
+    (``SourceFormat.match_schema``, docs/mapping-formats.md)."""
+    return {
+        "type": "object",
+        "required": ["version", "kind", "format", "match", "produce"],
         "properties": {
-            "when": {"type": "object", "minProperties": 1, "additionalProperties": _SCALAR},
-            "exists": _STRINGS,
+            **_COMMON,
+            "format": {"enum": list(match)},
+            "match": {"type": "object"},
+            "structure": {"type": "array"},  # hl7v2
+            "namespaces": {  # xml: prefix -> namespace URI, for every xml file of the set
+                "type": "object",
+                "propertyNames": {"pattern": r"^[^\W\d][\w.\-]*$"},
+                "additionalProperties": {"type": "string", "minLength": 1},
+            },
+            "ignore": {"type": "array", "items": {"type": "string"}},
+            "produce": {"type": "array", "items": {"$ref": "#/definitions/step"}},
         },
-    },
-    "csv": {"required": ["columns"], "properties": {"columns": _STRINGS}},
-}
+        "additionalProperties": False,
+        "allOf": [
+            {
+                "if": {"required": ["format"], "properties": {"format": {"const": fmt}}},
+                "then": {"properties": {"match": {**spec, "additionalProperties": False}}},
+            }
+            for fmt, spec in match.items()
+        ],
+        "definitions": {"step": _STEP},
+    }
 
-MESSAGE = {
-    "type": "object",
-    "required": ["version", "kind", "format", "match", "produce"],
-    "properties": {
-        **_COMMON,
-        "format": {"enum": list(_MATCH)},
-        "match": {"type": "object"},
-        "structure": {"type": "array"},  # hl7v2
-        "namespaces": {  # xml: prefix -> namespace URI, for every xml file of the set
-            "type": "object",
-            "propertyNames": {"pattern": r"^[^\W\d][\w.\-]*$"},
-            "additionalProperties": {"type": "string", "minLength": 1},
-        },
-        "ignore": {"type": "array", "items": {"type": "string"}},
-        "produce": {"type": "array", "items": {"$ref": "#/definitions/step"}},
-    },
-    "additionalProperties": False,
-    "allOf": [
-        {
-            "if": {"required": ["format"], "properties": {"format": {"const": fmt}}},
-            "then": {"properties": {"match": {**spec, "additionalProperties": False}}},
-        }
-        for fmt, spec in _MATCH.items()
-    ],
-    "definitions": {"step": _STEP},
-}
 
 RESOURCE = {
     "type": "object",
@@ -118,7 +107,7 @@ RESOURCE = {
         "id_from": {
             "type": "array",
             "minItems": 1,
-            "items": {"type": "array", "minItems": 1, "items": _SCALAR},
+            "items": {"type": "array", "minItems": 1, "items": SCALAR},
         },
         "required": {"type": "array", "items": {"type": "string"}},
         "skip": {
@@ -216,9 +205,13 @@ CONCEPT_MAP = {
     "additionalProperties": False,
 }
 
-SCHEMAS: dict[str, dict[str, Any]] = {
-    "message": MESSAGE,
-    "resource": RESOURCE,
-    "datatype": DATATYPE,
-    "concept-map": CONCEPT_MAP,
-}
+
+def mapping_schemas(match: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The schema of each ``kind`` of file, for a set read by formats whose ``match:`` may say
+    ``match`` (format name -> schema of its ``match:``)."""
+    return {
+        "message": message_schema(match),
+        "resource": RESOURCE,
+        "datatype": DATATYPE,
+        "concept-map": CONCEPT_MAP,
+    }

@@ -11,20 +11,10 @@ from typing import Any, Protocol
 
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue, ParseError
-from adapter.hl7v2 import parse_hl7v2
-from adapter.mapping.csv_rows import read_csv
-from adapter.mapping.json_paths import parse_json
-from adapter.mapping.loader import MappingSet
-from adapter.mapping.translate import (
-    Translation,
-    TranslationContext,
-    translate_csv,
-    translate_hl7v2,
-    translate_json,
-    translate_xml,
-)
+from adapter.mapping.formats import BY_SOURCE_FORMAT, MEDIA_TYPES
+from adapter.mapping.nodes import MappingSet
+from adapter.mapping.translation import Translation, TranslationContext
 from adapter.pipeline.checks import check_resources
-from adapter.xmlsafe import parse_xml
 
 
 class Document(Protocol):
@@ -75,13 +65,7 @@ def original_variables(raw: bytes, content_type: str) -> dict[str, Any]:
 
 
 # the media type of each source format, as an Attachment.contentType of the original
-CONTENT_TYPES = {
-    "hl7v2": "x-application/hl7-v2+er7",
-    "cda": "application/hl7-cda+xml",
-    "xml": "application/xml",
-    "json": "application/json",
-    "csv": "text/csv",
-}
+CONTENT_TYPES = MEDIA_TYPES
 
 
 def translation_context(
@@ -117,30 +101,17 @@ class ParsedDocument:
 
 
 def read_document(fmt: str, raw: bytes, *, max_bytes: int) -> Document:
-    """Parse ``raw`` as the source's format (``SourceSystem.format``); ParseError or
-    InputTooLargeError (both quarantine the input) when it cannot be read."""
-    if fmt == "hl7v2":
-        message = parse_hl7v2(raw, max_bytes=max_bytes)
-        return ParsedDocument(
-            fmt, message.charset, message.issues, lambda m, c: translate_hl7v2(m, message, c)
-        )
-    if fmt in ("cda", "xml"):
-        xml = parse_xml(raw, max_bytes=max_bytes)
-        return ParsedDocument(
-            fmt, xml.encoding, xml.issues, lambda m, c: translate_xml(m, xml.root, c)
-        )
-    if fmt == "json":
-        parsed = parse_json(raw, max_bytes=max_bytes)
-        return ParsedDocument(
-            fmt, parsed.encoding, parsed.issues, lambda m, c: translate_json(m, parsed.data, c)
-        )
-    if fmt == "csv":
-        # each row is translated, checked and imported on its own (see translate_csv)
-        table = read_csv(raw, max_bytes=max_bytes)
-        return ParsedDocument(
-            fmt,
-            table.encoding,
-            table.issues,
-            lambda m, c: translate_csv(m, table, c, check=check_resources),
-        )
-    raise ParseError(f"source format {fmt!r} is not supported", location="format")
+    """Parse ``raw`` as the source's format (``SourceSystem.format``, read by the format of
+    ``adapter.mapping.formats``); ParseError or InputTooLargeError (both quarantine the input)
+    when it cannot be read."""
+    source_format = BY_SOURCE_FORMAT.get(fmt)
+    if source_format is None:
+        raise ParseError(f"source format {fmt!r} is not supported", location="format")
+    parsed = source_format.parse(raw, max_bytes=max_bytes)
+    # a format that imports item by item (CSV rows) checks each item's resources itself
+    return ParsedDocument(
+        fmt,
+        parsed.encoding,
+        parsed.issues,
+        lambda m, c: source_format.translate(m, parsed.document, c, check=check_resources),
+    )

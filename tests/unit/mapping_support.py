@@ -12,14 +12,11 @@ from adapter.errors import Issue
 from adapter.hl7v2 import Message, parse_hl7v2
 from adapter.mapping import hl7v2_paths as v2
 from adapter.mapping.evaluation import Evaluation, TranslationState
+from adapter.mapping.formats import FORMATS
+from adapter.mapping.formats.hl7v2 import Hl7v2Source
 from adapter.mapping.loader import MappingSet, load_mapping_set
 from adapter.mapping.terminology import ConceptMap, concept_map_from_data
-from adapter.mapping.translate import (
-    Hl7v2Source,
-    Translation,
-    TranslationContext,
-    translate_hl7v2,
-)
+from adapter.mapping.translation import Translation, TranslationContext
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 NAMESPACE = "https://example.cn/sid/test-lab"
@@ -119,7 +116,7 @@ def context(variables: dict[str, Any] | None = None) -> TranslationContext:
 
 
 def translate(mappings: MappingSet, message: Message, **variables: Any) -> Translation:
-    return translate_hl7v2(mappings, message, context(variables))
+    return FORMATS["hl7v2"].translate(mappings, message, context(variables))
 
 
 def load(root: Path, folder: str = "_shared", **kwargs: Any) -> MappingSet:

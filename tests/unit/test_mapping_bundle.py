@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from adapter.errors import MappingDefinitionError
+from adapter.mapping.formats import FORMATS
 from adapter.mapping.loader import MappingSet, load_mapping_set
-from adapter.mapping.translate import translate_xml
 from adapter.xmlsafe import parse_xml
 from tests.fhir_checks import validate_r4
 from tests.unit.mapping_support import context, errors, of_type, write
@@ -92,7 +92,7 @@ def _set(tmp_path: Path, message: str = MESSAGE, **extra: str) -> MappingSet:
 
 
 def test_bundle_lists_every_resource_composition_first(tmp_path: Path) -> None:
-    result = translate_xml(_set(tmp_path), parse_xml(DOC.encode()).root, context())
+    result = FORMATS["xml"].translate(_set(tmp_path), parse_xml(DOC.encode()).root, context())
     assert not errors(result.issues), result.issues
     [bundle] = of_type(result, "Bundle")
     types = [e["resource"]["resourceType"] for e in bundle["entry"]]
@@ -105,7 +105,7 @@ def test_bundle_lists_every_resource_composition_first(tmp_path: Path) -> None:
 
 
 def test_references_inside_the_bundle_point_to_full_urls_stored_ones_stay(tmp_path: Path) -> None:
-    result = translate_xml(_set(tmp_path), parse_xml(DOC.encode()).root, context())
+    result = FORMATS["xml"].translate(_set(tmp_path), parse_xml(DOC.encode()).root, context())
     [patient] = of_type(result, "Patient")
     [composition] = of_type(result, "Composition")
     assert composition["subject"] == {"reference": f"Patient/{patient['id']}"}
@@ -117,7 +117,9 @@ def test_references_inside_the_bundle_point_to_full_urls_stored_ones_stay(tmp_pa
 
 def test_bundle_without_the_first_type_is_an_error(tmp_path: Path) -> None:
     message = MESSAGE.replace("  - resource: composition\n", "")
-    result = translate_xml(_set(tmp_path, message), parse_xml(DOC.encode()).root, context())
+    result = FORMATS["xml"].translate(
+        _set(tmp_path, message), parse_xml(DOC.encode()).root, context()
+    )
     assert not of_type(result, "Bundle")
     assert any("needs exactly one Composition" in i.diagnostics for i in errors(result.issues))
 

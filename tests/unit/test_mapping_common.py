@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from adapter.errors import MappingDefinitionError
+from adapter.mapping.formats import FORMATS
 from adapter.mapping.json_paths import parse_json
 from adapter.mapping.loader import load_mapping_set
-from adapter.mapping.translate import translate_json
 from tests.unit.mapping_support import context, errors, hl7, load, of_type, translate, write
 
 # an HL7 v2 message mapping and a JSON one, both making the same common template
@@ -97,7 +97,7 @@ def test_one_common_template_serves_every_format(tmp_path: Path) -> None:
     root = common_root(tmp_path)
     from_v2 = translate(load(root), hl7("PID|1||P-1||||||||||||||||110101199003078515"))
     data = parse_json(json.dumps({"who": "P-1", "nid": "110101199003078515"}).encode()).data
-    from_json = translate_json(load(root, "vendor"), data, context())
+    from_json = FORMATS["json"].translate(load(root, "vendor"), data, context())
     assert not errors(from_v2.issues) and not errors(from_json.issues)
     (v2_patient,) = of_type(from_v2, "Patient")
     (json_patient,) = of_type(from_json, "Patient")
@@ -162,6 +162,8 @@ def test_a_system_folder_overrides_a_common_file(tmp_path: Path) -> None:
     override = "version: 1\nextends: _shared\nkind: resource\nbody:\n  active: true\n"
     root = common_root(tmp_path, {"vendor/common/resources/person.yaml": override})
     data = parse_json(json.dumps({"who": "P-1"}).encode()).data
-    (patient,) = of_type(translate_json(load(root, "vendor"), data, context()), "Patient")
+    (patient,) = of_type(
+        FORMATS["json"].translate(load(root, "vendor"), data, context()), "Patient"
+    )
     assert patient["active"] is True
     assert patient["identifier"] == [{"value": "P-1"}]

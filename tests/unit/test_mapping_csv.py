@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.consortium import load_consortium
 from adapter.errors import MappingDefinitionError, ParseError
 from adapter.mapping.csv_rows import compile_path, read_csv
+from adapter.mapping.formats import FORMATS
 from adapter.mapping.loader import MappingSet, load_mapping_set
-from adapter.mapping.translate import Translation, translate_csv
+from adapter.mapping.translation import Translation
 from adapter.pipeline import Pipeline
 from adapter.pipeline.checks import check_resources
 from tests.unit.mapping_support import context, errors, of_type, write
@@ -108,7 +109,9 @@ def mappings(tmp_path: Path) -> MappingSet:
 
 
 def run(mappings: MappingSet, text: str) -> Translation:
-    return translate_csv(mappings, read_csv(text.encode()), context(), check=check_resources)
+    return FORMATS["csv"].translate(
+        mappings, read_csv(text.encode()), context(), check=check_resources
+    )
 
 
 def test_each_row_is_its_own_item_and_a_bad_row_does_not_sink_the_file(

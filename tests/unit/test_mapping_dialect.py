@@ -10,7 +10,7 @@ import pytest
 
 from adapter.hl7v2 import parse_hl7v2
 from adapter.mapping.loader import MappingSet, load_mapping_set
-from adapter.mapping.translate import Translation
+from adapter.mapping.translation import Translation
 from tests.fhir_checks import validate_r4
 from tests.unit.mapping_support import errors, of_type, translate
 

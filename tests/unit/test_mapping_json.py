@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from adapter.errors import InputTooLargeError, MappingDefinitionError, ParseError
+from adapter.mapping.formats import FORMATS
 from adapter.mapping.json_paths import compile_path, format_location, parse_json
 from adapter.mapping.loader import MappingSet, load_mapping_set
-from adapter.mapping.translate import Translation, translate_json
+from adapter.mapping.translation import Translation
 from tests.unit.mapping_support import context, errors, of_type, write
 
 NATIONAL_ID = "110101199003078515"
@@ -110,7 +111,7 @@ def run(mappings: MappingSet, raw: bytes | str | dict) -> Translation:
         raw = json.dumps(raw, ensure_ascii=False)
     if isinstance(raw, str):
         raw = raw.encode()
-    return translate_json(mappings, parse_json(raw).data, context())
+    return FORMATS["json"].translate(mappings, parse_json(raw).data, context())
 
 
 def test_json_becomes_a_patient_and_observations(mappings: MappingSet) -> None:

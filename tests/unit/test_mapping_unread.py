@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from adapter.mapping.translate import Translation
+from adapter.mapping.translation import Translation
 from tests.unit.mapping_support import MESSAGE, hl7, load, mapping_root, translate
 
 SEGMENTS = (

@@ -13,8 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
 from adapter.errors import MappingDefinitionError, MappingError
+from adapter.mapping.formats import FORMATS
 from adapter.mapping.loader import MappingSet, load_mapping_set
-from adapter.mapping.translate import Translation, translate_xml
+from adapter.mapping.translation import Translation
 from adapter.pipeline import Pipeline
 from adapter.xmlsafe import parse_xml
 from tests.unit.mapping_support import context, errors, of_type, write
@@ -149,7 +150,7 @@ def lab_root(tmp_path: Path, extra: dict[str, str] | None = None) -> Path:
 
 
 def run(mappings: MappingSet, text: str) -> Translation:
-    return translate_xml(mappings, parse_xml(text.encode("utf-8")).root, context())
+    return FORMATS["xml"].translate(mappings, parse_xml(text.encode("utf-8")).root, context())
 
 
 @pytest.fixture
@@ -240,7 +241,7 @@ def test_element_text_is_normalised_and_read_with_everything_inside(tmp_path: Pa
             """,
         },
     )
-    translation = translate_xml(
+    translation = FORMATS["xml"].translate(
         load_mapping_set(root, "_shared"),
         parse_xml(
             "<note id='n1'><title>A</title><body>\n  第一行\n  <b>加粗</b>  第二行 </body>"
@@ -285,7 +286,7 @@ def test_vendor_xml_without_namespace_with_chinese_names_in_gbk(tmp_path: Path) 
         '<项目 代码="RBC"><名称>红细胞</名称><结果>4.5</结果><备注>复查</备注></项目>'
         "</检验结果></检验报告>"
     ).encode("gbk")
-    translation = translate_xml(
+    translation = FORMATS["xml"].translate(
         load_mapping_set(root, "_shared"), parse_xml(document).root, context()
     )
     assert [(r["code"]["text"], r["valueString"]) for r in translation.resources] == [

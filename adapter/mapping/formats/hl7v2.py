@@ -1,0 +1,187 @@
+"""HL7 v2 (ER7) as a source format: messages sorted into groups by the structure a message
+mapping declares, paths ``PID-3[2].1`` (``adapter.mapping.hl7v2_paths``), selected by message
+type (MSH-9), unread segments and fields reported with their place (``ZLS[1]``, ``PV1[1]-3``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from adapter.errors import Issue
+from adapter.hl7v2 import Message, Segment, parse_hl7v2
+from adapter.mapping import hl7v2_paths as v2
+from adapter.mapping.folders import MappingFile
+from adapter.mapping.formats.base import Parsed, SourceFormat
+from adapter.mapping.nodes import MappingSet, MessageMapping
+from adapter.mapping.schema import STRINGS
+
+
+class Hl7v2Source:
+    """The engine's view of an HL7 v2 message sorted into groups (``SourceAdapter``)."""
+
+    def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
+        self.tracker = tracker
+        self.unplaced = unplaced or []  # segments the structure has no place for
+
+    def resolve(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
+        return v2.resolve(path, scope, self.tracker)
+
+    def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
+        return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
+
+    def scope_for(self, item: Any, scope: v2.Group) -> v2.Group:
+        return scope
+
+    def iterate_name(self, name: str, scope: v2.Group) -> list[v2.Group]:
+        groups = scope.groups_named(name)
+        if groups:
+            return groups
+        segments = scope.segments_named(name)
+        for segment in segments:
+            self.tracker.mark(segment, None)
+        return [v2.segment_scope(segment, scope) for segment in segments]
+
+    def describe(self, scope: v2.Group) -> str | None:
+        segment = scope.first_segment
+        return f"{segment.name}[{segment.occurrence}]" if segment else None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageTypes:
+    """``match: {message_type: [ORU^R01, ...]}``: MSH-9 is one of them."""
+
+    types: tuple[str, ...]
+
+    def matches(self, message: Message) -> bool:
+        return message.message_type() in self.types
+
+    def describe(self) -> str:
+        return "message_type " + ", ".join(self.types)
+
+
+class Hl7v2Format(SourceFormat):
+    name = "hl7v2"
+    media_types: ClassVar[Mapping[str, str]] = {"hl7v2": "x-application/hl7-v2+er7"}
+    match_schema: ClassVar[dict[str, Any]] = {
+        "required": ["message_type"],
+        "properties": {"message_type": STRINGS},
+    }
+    message_keys = frozenset({"structure"})
+    has_groups = True
+
+    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
+        message = parse_hl7v2(raw, max_bytes=max_bytes)
+        return Parsed(message, message.charset, message.issues)
+
+    def compile_path(self, text: str, options: Any) -> v2.Hl7Path:
+        return v2.compile_path(text)
+
+    def compile_match(self, match: dict[str, Any], options: Any) -> MessageTypes:
+        return MessageTypes(tuple(match.get("message_type", [])))
+
+    def compile_structure(self, file: MappingFile) -> v2.GroupSpec:
+        try:
+            return v2.compile_structure(file.data.get("structure") or [])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise file.fail(f"structure: {exc}", ("structure",)) from None
+
+    def check_steps(self, file: MappingFile, mapping: MessageMapping) -> None:
+        _check_each_targets(file, file.data["produce"], mapping.structure, ("produce",))
+
+    def select(self, mappings: MappingSet, document: Message) -> MessageMapping | Issue:
+        """The mapping of the message type (MSH-9)."""
+        message_type = document.message_type()
+        mapping = mappings.message_for(self.name, message_type)
+        if mapping is not None:
+            return mapping
+        bucket = mappings.formats.get(self.name)
+        messages = bucket.messages.values() if bucket is not None else ()
+        supported = sorted(t for m in messages for t in m.match.types)
+        return Issue(
+            "error",
+            "not-supported",
+            f"message type {message_type or '(empty)'} has no mapping for this source "
+            f"(supported: {', '.join(supported) or 'none'})",
+            location="MSH-9",
+        )
+
+    def start(
+        self, document: Message, mapping: MessageMapping
+    ) -> tuple[Hl7v2Source, v2.Group, list[Issue]]:
+        root, unplaced = v2.build_groups(document, mapping.structure)
+        source = Hl7v2Source(v2.ReadTracker(), unplaced)
+        problems = []
+        for group, name in v2.missing_required(root):
+            where = source.describe(group) or group.name
+            kind = (
+                "group"
+                if any(isinstance(c, v2.GroupSpec) and c.name == name for c in group.spec.children)
+                else "segment"
+            )
+            problems.append(
+                Issue(
+                    "error", "required", f"group {group.name} has no {name} {kind}", location=where
+                )
+            )
+        return source, root, problems
+
+    def unread(
+        self, document: Message, source: Any, mapping: MessageMapping
+    ) -> list[tuple[str, str]]:
+        """Segments and fields present that no rule looked at, unless the mapping ignores them
+        (``PV1``, ``MSH-7``); a segment the structure has no place for is always listed."""
+        ignore = set(mapping.ignore)
+        tracker = source.tracker
+        out: list[tuple[str, str]] = []
+        unplaced_ids = {s.index for s in source.unplaced}
+        for segment in document.segments:
+            if segment.name in ignore:
+                continue
+            fields = [
+                f
+                for f in segment.populated_fields()
+                if not (segment.name == "MSH" and f in (1, 2))
+                and f"{segment.name}-{f}" not in ignore
+            ]
+            if segment.index in unplaced_ids or (segment.index not in tracker.segments and fields):
+                out.append((f"{segment.name}[{segment.occurrence}]", "segment"))
+                continue
+            out.extend(
+                (segment.location(f), "field")
+                for f in fields
+                if (segment.index, f) not in tracker.fields
+            )
+        return out
+
+    def unread_severity(self, what: str) -> str:
+        return "warning" if what == "segment" else "information"
+
+
+def _check_each_targets(
+    file: MappingFile,
+    steps: list[dict[str, Any]],
+    scope: v2.GroupSpec,
+    key_path: tuple[Any, ...],
+) -> None:
+    """``each: OBSERVATIONS`` (a typo) would silently make nothing: a step's group or segment
+    must be a part of the group the step runs in."""
+    for i, step in enumerate(steps):
+        target = step.get("each")
+        if not isinstance(target, str):
+            continue
+        inner = scope
+        if not target.startswith("="):
+            child = next((c for c in scope.children if c.name == target), None)
+            if child is None:
+                parts = ", ".join(c.name for c in scope.children) or "nothing"
+                raise file.fail(
+                    f"each: {target!r} is not a group or segment of {scope.name} "
+                    f"(its parts: {parts})",
+                    (*key_path, i, "each"),
+                )
+            inner = child if isinstance(child, v2.GroupSpec) else v2.GroupSpec(child.name, [])
+        _check_each_targets(file, step.get("do") or [], inner, (*key_path, i, "do"))
+
+
+FORMAT = Hl7v2Format()

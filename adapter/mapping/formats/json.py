@@ -1,0 +1,68 @@
+"""JSON as a source format: UTF-8 or GB18030 bytes with numbers kept as written, paths
+``$.items[0].code`` / ``.code``, ``match:`` on values and presence, unread values listed with
+their path (``adapter.mapping.json_paths``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from adapter.errors import Issue
+from adapter.mapping import json_paths
+from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat
+from adapter.mapping.nodes import MessageMapping
+from adapter.mapping.schema import SCALAR, STRINGS
+
+
+class JsonFormat(SourceFormat):
+    name = "json"
+    media_types: ClassVar[Mapping[str, str]] = {"json": "application/json"}
+    match_schema: ClassVar[dict[str, Any]] = {
+        "anyOf": [{"required": ["when"]}, {"required": ["exists"]}],
+        "properties": {
+            "when": {"type": "object", "minProperties": 1, "additionalProperties": SCALAR},
+            "exists": STRINGS,
+        },
+    }
+
+    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
+        parsed = json_paths.parse_json(raw, max_bytes=max_bytes)
+        return Parsed(parsed.data, parsed.encoding, parsed.issues)
+
+    def compile_path(self, text: str, options: Any) -> json_paths.JsonPath:
+        return json_paths.compile_path(text)
+
+    def compile_match(self, match: dict[str, Any], options: Any) -> json_paths.JsonMatch:
+        for key, entries in (
+            ("when", list(match.get("when") or {})),
+            ("exists", list(match.get("exists") or [])),
+        ):
+            for entry in entries:
+                try:
+                    json_paths.compile_match(
+                        {entry: ""} if key == "when" else None, [entry] if key == "exists" else None
+                    )
+                except ValueError as exc:
+                    raise MatchError(key, str(exc)) from None
+        return json_paths.compile_match(match.get("when"), match.get("exists"))
+
+    def compile_ignore(self, entry: str, options: Any) -> json_paths.JsonPath:
+        path = json_paths.compile_path(entry)
+        if not path.absolute:
+            raise ValueError(f"{entry!r}: ignore paths start at the document ($)")
+        return path
+
+    def describe(self, document: Any) -> tuple[str, str]:
+        return "the document", "$"
+
+    def start(
+        self, document: Any, mapping: MessageMapping
+    ) -> tuple[json_paths.JsonSource, Any, list[Issue]]:
+        source = json_paths.JsonSource(document, json_paths.JsonReadTracker())
+        return source, json_paths.JsonScope(document, ()), []
+
+    def unread(self, document: Any, source: Any, mapping: MessageMapping) -> list[tuple[str, str]]:
+        return json_paths.unread(document, source.tracker, mapping.ignore)
+
+
+FORMAT = JsonFormat()

@@ -1,0 +1,89 @@
+"""What translating one document gives (``Translation``), what it may know besides the
+document (``TranslationContext``), and the parts every format's translation shares: a fresh
+state for the engine, the unread-content issues, the result.
+
+How a format selects its message mapping, walks its document and finds what no rule read
+is the format's own (``adapter.mapping.formats``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import tzinfo
+from typing import Any
+
+from adapter.errors import Issue
+from adapter.mapping.evaluation import SourceAdapter, TranslationState
+from adapter.mapping.nodes import MappingSet, MessageMapping
+
+# the pipeline's resource check (FHIR R4 validity), for formats that import item by item
+ResourceCheck = Callable[[list[dict[str, Any]]], list[Issue]]
+
+
+@dataclass(slots=True)
+class Translation:
+    resources: list[dict[str, Any]]
+    issues: list[Issue]
+    mapping: str | None = None  # the message mapping used, "file@version"
+    unread: list[str] = field(default_factory=list)  # locations of content no rule read
+    # (type, id) -> on_conflict policy of the template that made the resource
+    policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def has_errors(self) -> bool:
+        return any(i.severity in ("error", "fatal") for i in self.issues)
+
+
+@dataclass(slots=True)
+class TranslationContext:
+    """What a translation may know besides the document: the facility and the time zone."""
+
+    facility_system: Callable[[str], str]
+    variables: dict[str, Any]
+    timezone: tzinfo
+
+
+def new_state(
+    mappings: MappingSet, fmt: str, source: SourceAdapter, context: TranslationContext
+) -> TranslationState:
+    """The engine's state for one document (or one CSV row) of format ``fmt``."""
+    formats = mappings.formats[fmt]
+    return TranslationState(
+        source=source,
+        concept_maps=mappings.concept_maps,
+        datatypes=formats.datatypes,
+        templates=formats.templates,
+        timezone=context.timezone,
+        facility_system=context.facility_system,
+    )
+
+
+def unread_issue(where: str, what: str, severity: str = "information") -> Issue:
+    """``<what> not read by any mapping rule`` at ``where`` (the silent-drop report)."""
+    return Issue(
+        severity,  # type: ignore[arg-type]
+        "informational",
+        f"{what} not read by any mapping rule",
+        location=where,
+    )
+
+
+def result(
+    resources: list[dict[str, Any]],
+    issues: list[Issue],
+    mapping: MessageMapping,
+    unread: list[tuple[str, str]],
+    policies: dict[tuple[str, str], dict[str, Any]],
+) -> Translation:
+    return Translation(
+        resources,
+        issues,
+        mapping=mapping.label,
+        unread=[where for where, _ in unread],
+        policies=dict(policies),
+    )
+
+
+def has_errors(issues: list[Issue]) -> bool:
+    return any(i.severity in ("error", "fatal") for i in issues)
