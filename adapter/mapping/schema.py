@@ -137,7 +137,7 @@ RESOURCE = {
             "type": "object",
             "required": ["policy"],
             "properties": {
-                "policy": {"enum": ["keep-first-and-warn", "keep-newer-and-warn"]},
+                "policy": {"enum": ["keep-first-and-warn", "keep-newer-and-warn", "update-given"]},
                 "by": {"type": "string", "minLength": 1},  # keep-newer: the dateTime compared
                 "compare": {"type": "array", "items": {"type": "string", "minLength": 1}},
                 "accumulate": {"type": "array", "items": {"type": "string", "minLength": 1}},

@@ -118,6 +118,33 @@ def keep_newer(
     ]
 
 
+def update_given(
+    resource: dict[str, Any], stored: dict[str, Any] | None, policy: dict[str, Any]
+) -> tuple[dict[str, Any], list[Issue]]:
+    """The ``update-given`` policy: later messages about one thing carry only part of it (an
+    order's cancel or status change gives the order number and the new status, not the
+    requester or the reason). Each element the new message gives replaces the stored one;
+    an element it does not give keeps its stored value; the lists named in ``accumulate``
+    are joined (new items first, duplicates dropped), so a cancel note adds to the order's
+    notes instead of replacing them."""
+    if not stored:
+        return resource, []
+    merged = dict(resource)
+    for name, value in stored.items():
+        if name not in merged and name != "meta":
+            merged[name] = value
+    for name in policy.get("accumulate") or []:
+        items = list(resource.get(name) or [])
+        seen = {_key(i) for i in items}
+        for item in stored.get(name) or []:
+            if _key(item) not in seen:
+                seen.add(_key(item))
+                items.append(item)
+        if items:
+            merged[name] = items
+    return merged, []
+
+
 def _instant(value: Any) -> datetime | None:
     if not isinstance(value, str) or "T" not in value:
         return None
@@ -128,7 +155,11 @@ def _instant(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-_POLICIES = {"keep-first-and-warn": keep_first, "keep-newer-and-warn": keep_newer}
+_POLICIES = {
+    "keep-first-and-warn": keep_first,
+    "keep-newer-and-warn": keep_newer,
+    "update-given": update_given,
+}
 
 
 def _policy_of(

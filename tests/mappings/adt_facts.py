@@ -174,3 +174,85 @@ def _check_merge(patients: list[dict[str, Any]], facts: dict[str, Any]) -> list[
     if "name" in facts and (old.get("name") or [{}])[0].get("text") != facts["name"]:
         out.append(f"merged Patient name {old.get('name')} != {facts['name']}")
     return out
+
+
+def check_service_request(sr: dict[str, Any], facts: dict[str, Any], where: str) -> list[str]:
+    out: list[str] = []
+    ids = {
+        c.get("code"): i.get("value")
+        for i in sr.get("identifier") or []
+        for c in (i.get("type") or {}).get("coding") or []
+    }
+    for key, code in (("placer", "PLAC"), ("filler", "FILL")):
+        if key in facts and ids.get(code) != facts[key]:
+            out.append(f"{where}: {key} {ids.get(code)} != {facts[key]}")
+    for key in ("status", "priority", "authoredOn", "occurrenceDateTime"):
+        if key in facts and sr.get(key) != facts[key]:
+            out.append(f"{where}: {key} {sr.get(key)!r} != {facts[key]!r}")
+    if (
+        "requisition" in facts
+        and (sr.get("requisition") or {}).get("value") != facts["requisition"]
+    ):
+        out.append(f"{where}: requisition {sr.get('requisition')} != {facts['requisition']}")
+    if "category" in facts and not any(
+        facts["category"] in _codes(c) for c in sr.get("category") or []
+    ):
+        out.append(f"{where}: category {sr.get('category')} has no {facts['category']}")
+    if "code" in facts and facts["code"] not in _codes(sr.get("code")):
+        out.append(f"{where}: code {sr.get('code')} != {facts['code']}")
+    if "display" in facts and (sr.get("code") or {}).get("text") != facts["display"]:
+        out.append(f"{where}: code text {sr.get('code')} != {facts['display']}")
+    if "requester" in facts:
+        who, wanted = sr.get("requester") or {}, facts["requester"]
+        if who.get("display") != wanted["name"]:
+            out.append(f"{where}: requester {who} != {wanted['name']}")
+        elif (who.get("identifier") or {}).get("value") != wanted.get("code"):
+            out.append(f"{where}: requester number {who.get('identifier')} != {wanted.get('code')}")
+    reasons = " ".join(
+        r.get("text", "") + " ".join(c.get("code", "") for c in r.get("coding") or [])
+        for r in sr.get("reasonCode") or []
+    )
+    for text in facts.get("reasons", []):
+        if text not in reasons:
+            out.append(f"{where}: no reason {text!r} in {reasons!r}")
+    notes = " ".join(n.get("text", "") for n in sr.get("note") or [])
+    for text in facts.get("notes", []):
+        if text not in notes:
+            out.append(f"{where}: no note {text!r} in {notes!r}")
+    if "body_site" in facts and facts["body_site"] not in [
+        b.get("text") for b in sr.get("bodySite") or []
+    ]:
+        out.append(f"{where}: bodySite {sr.get('bodySite')} != {facts['body_site']}")
+    if "instruction" in facts and sr.get("patientInstruction") != facts["instruction"]:
+        out.append(f"{where}: patientInstruction {sr.get('patientInstruction')!r}")
+    return out
+
+
+def check_order_case(resources: list[dict], expect: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    for rtype, count in (expect.get("counts") or {}).items():
+        got = len(by_type(resources, rtype))
+        if got != count:
+            out.append(f"{got} {rtype}, expected {count}")
+    patients = by_type(resources, "Patient")
+    if "patient" in expect and patients:
+        out.extend(check_patient_more(patients[0], expect["patient"], "Patient"))
+    requests = by_type(resources, "ServiceRequest")
+    for index, facts in enumerate(expect.get("orders", [])):
+        if index >= len(requests):
+            out.append(f"ServiceRequest {index + 1} missing")
+            continue
+        sr, where = requests[index], f"ServiceRequest[{index}]"
+        out.extend(check_service_request(sr, facts, where))
+        if patients and sr.get("subject", {}).get("reference") != f"Patient/{patients[0]['id']}":
+            out.append(f"{where}: subject is not the Patient")
+        if "specimen_type" in facts:
+            specimens = {f"Specimen/{s['id']}": s for s in by_type(resources, "Specimen")}
+            kinds = [
+                c.get("code")
+                for ref in sr.get("specimen") or []
+                for c in (specimens.get(ref["reference"], {}).get("type") or {}).get("coding") or []
+            ]
+            if facts["specimen_type"] not in kinds:
+                out.append(f"{where}: specimen types {kinds} lack {facts['specimen_type']}")
+    return out
