@@ -47,6 +47,8 @@ from adapter.connectors.base import (
 from adapter.consortium import Destination as DestinationConfig
 from adapter.consortium import Facility, SourceSystem
 from adapter.errors import ConfigError, RetriableDeliveryError
+from adapter.inbound.file_poison import AttemptLedger, fitting_name, name_bytes, printable_name
+from adapter.inbound.poller import StoreUnavailable
 from adapter.outbound.fhir_rest import outgoing
 from adapter.pipeline.oversize import Oversize
 
@@ -120,7 +122,8 @@ class FileDestinationSettings(ConnectorSettings):
 def write_atomically(folder: Path, name: str, data: bytes, *, fsync: bool = True) -> Path:
     """Write ``folder/name`` so that it appears complete or not at all."""
     target = folder / name
-    temporary = folder / f".{name}.{uuid.uuid4().hex[:8]}.tmp"
+    # hidden, and short enough for any name that fits (a name may use all 255 bytes)
+    temporary = folder / f".{fitting_name(name, 14)}.{uuid.uuid4().hex[:8]}.tmp"
     try:
         with open(temporary, "xb") as handle:
             handle.write(data)
@@ -256,9 +259,16 @@ class FileSourceSettings(ConnectorSettings):
     content_type: str | None = None
     keep_done: bool = Field(True, description="false: delete a file once it is stored")
     create_directories: bool = True
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="a file that could not be stored this many times (while the database "
+        "answered) is moved to error/ with the last error",
+    )
 
 
 ERROR_SUFFIX = ".error.json"
+_OWN_FOLDERS = frozenset({"processing", "done", "error"})
 
 
 class NotARegularFile(OSError):
@@ -277,6 +287,7 @@ class FileSource:
         self.done = self.inbox / "done"
         self.error = self.inbox / "error"
         self._lock: IO[str] | None = None
+        self._attempts = AttemptLedger(self.processing / ".attempts.json")
         # ADAPTER_MAX_MESSAGE_BYTES and ADAPTER_OVERSIZE_KEEP_BYTES, set by the poller
         self.max_bytes = 5 * 1024 * 1024
         self.keep_bytes = 65536
@@ -298,55 +309,67 @@ class FileSource:
     def read(self, bookmark: str | None) -> Iterator[SourceDocument]:
         if not self._take_lock():
             return
-        # files left claimed by a process that died come first, in the order they came
-        for path in sorted(self._files(self.processing), key=_age_key):
-            yield self._document(path)
+        # files left claimed (the process died, or they could not be stored) come first,
+        # in the order they came
+        for path in sorted(self._entries(self.processing), key=_age_key):
+            document = self._offer(path)
+            if document is not None:
+                yield document
         now = time.time()
-        for path in sorted(self._files(self.inbox), key=_age_key):
-            if not fnmatch.fnmatch(path.name, self.settings.pattern):
+        for path in sorted(self._entries(self.inbox), key=_age_key):
+            if path.name in _OWN_FOLDERS or not fnmatch.fnmatch(path.name, self.settings.pattern):
                 continue
             try:
-                if now - path.stat().st_mtime < self.settings.min_age_seconds:
-                    continue
+                info = os.lstat(path)
             except FileNotFoundError:
                 continue
-            claimed = self._claim(path)
+            if now - info.st_mtime < self.settings.min_age_seconds or stat.S_ISDIR(info.st_mode):
+                continue  # young, or a sub-folder (left alone)
+            if not stat.S_ISREG(info.st_mode):
+                self._set_aside(path, f"not a regular file ({_kind(info.st_mode)})")
+                continue
+            try:
+                claimed = self._claim(path)
+            except OSError as exc:
+                self._set_aside(path, f"cannot be claimed: {_describe(exc)}")
+                continue
             if claimed is not None:
-                yield self._document(claimed)
+                document = self._offer(claimed)
+                if document is not None:
+                    yield document
 
     def finish(
         self, document: SourceDocument, result: IngestResult | None, error: Exception | None = None
     ) -> None:
         path: Path = document.ref
         if result is None:
-            # not stored (database down ...): it stays claimed and is offered again next time
+            # not stored: it stays claimed and is offered again next time; a file that fails
+            # while the database answers is set aside after max_attempts
+            counts = not isinstance(error, StoreUnavailable)
+            reason = _describe(error) if error is not None else "no result"
+            self._attempts.failed(path.name, reason, counts=counts)
             log.warning(
                 "file source %s: %s not stored (%s); will retry",
                 self.id,
-                path.name,
-                type(error).__name__ if error else "no result",
+                printable_name(path.name),
+                reason,
             )
             return
+        self._attempts.forget(path.name)
         if result.accepted:
             if self.settings.keep_done:
                 _move(path, self.done)
             else:
                 path.unlink(missing_ok=True)
             return
-        report = {
-            "file": path.name,
-            "message_id": result.message_id,
-            "status": result.status,
-            "issues": [i.as_dict() for i in result.issues],
-        }
-        target = _free_name(self.error, path.name)
-        # the report first: a crash between the two leaves the file claimed, to be redone
-        write_atomically(
-            self.error,
-            target.name + ERROR_SUFFIX,
-            json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"),
+        self._to_error(
+            path,
+            {
+                "message_id": result.message_id,
+                "status": result.status,
+                "issues": [i.as_dict() for i in result.issues],
+            },
         )
-        os.replace(path, target)
 
     def limit_reads(self, max_bytes: int, keep_bytes: int) -> None:
         self.max_bytes, self.keep_bytes = max_bytes, min(keep_bytes, max_bytes)
@@ -382,24 +405,73 @@ class FileSource:
         self._lock = handle
         return True
 
-    def _files(self, folder: Path) -> list[Path]:
+    def _entries(self, folder: Path) -> list[Path]:
         try:
             entries = list(os.scandir(folder))
         except FileNotFoundError:
             return []
-        return [
-            Path(e.path)
-            for e in entries
-            if e.is_file(follow_symlinks=False) and not e.name.startswith(".")
-        ]
+        return [Path(e.path) for e in entries if not e.name.startswith(".")]
 
     def _claim(self, path: Path) -> Path | None:
-        target = _free_name(self.processing, path.name)
+        target = _free_name(self.processing, path.name, room=0)
         try:
             os.rename(path, target)
         except FileNotFoundError:  # taken meanwhile
             return None
         return target
+
+    def _offer(self, path: Path) -> SourceDocument | None:
+        """Read a claimed file for the pipeline, counting the attempt first; a file tried
+        too often, or that cannot be read, is set aside instead."""
+        tried = self._attempts.get(path.name)
+        if tried["count"] >= self.settings.max_attempts:
+            self._set_aside(
+                path,
+                f"could not be stored in {tried['count']} attempts "
+                f"(last error: {tried['last_error'] or 'the process stopped while storing it'})",
+            )
+            return None
+        self._attempts.begin(path.name)
+        try:
+            return self._document(path)
+        except OSError as exc:
+            self._set_aside(path, f"cannot be read: {_describe(exc)}")
+            return None
+
+    def _set_aside(self, path: Path, reason: str) -> None:
+        """Move a file that cannot go through the pipeline to error/ with the reason."""
+        log.warning(
+            "file source %s: %s moved to %s: %s",
+            self.id,
+            printable_name(path.name),
+            self.error,
+            reason,
+        )
+        try:
+            self._to_error(path, {"status": "not stored", "reason": reason})
+        except OSError as exc:  # it stays where it is; the next round tries again
+            log.error(
+                "file source %s: cannot move %s aside (%s)",
+                self.id,
+                printable_name(path.name),
+                _describe(exc),
+            )
+        self._attempts.forget(path.name)
+
+    def _to_error(self, path: Path, report: dict[str, Any]) -> None:
+        report = {"file": printable_name(path.name), **report}
+        if printable_name(path.name) != path.name:
+            report["file_name_bytes_hex"] = name_bytes(path.name).hex()
+        target = _free_name(self.error, path.name, room=len(ERROR_SUFFIX))
+        if target.name != path.name:
+            report["moved_as"] = printable_name(target.name)
+        # the report first: a crash between the two leaves the file claimed, to be redone
+        write_atomically(
+            self.error,
+            target.name + ERROR_SUFFIX,
+            json.dumps(report, ensure_ascii=False, indent=2).encode("utf-8"),
+        )
+        os.replace(path, target)
 
     def _document(self, path: Path) -> SourceDocument:
         """Read a claimed file; one over the size limit only as far as its first bytes."""
@@ -421,7 +493,7 @@ class FileSource:
         return SourceDocument(
             raw=raw,
             content_type=self.settings.content_type,
-            name=path.name,
+            name=printable_name(path.name),
             ref=path,
             oversize=oversize,
         )
@@ -434,13 +506,16 @@ def _age_key(path: Path) -> tuple[float, str]:
         return (0.0, path.name)
 
 
-def _free_name(folder: Path, name: str) -> Path:
-    """``folder/name``, or ``folder/name.1`` ... when that is taken (never overwrite)."""
-    target = folder / name
+def _free_name(folder: Path, name: str, *, room: int = 0) -> Path:
+    """``folder/name``, or ``folder/name.1`` ... when that is taken (never overwrite); a
+    name too long to take the suffix and ``room`` more bytes is shortened."""
+    target = folder / fitting_name(name, room)
     number = 0
-    while target.exists() or (folder / (target.name + ERROR_SUFFIX)).exists():
+    # lexists: False (not an error) for a name the file system cannot hold
+    while os.path.lexists(target) or os.path.lexists(folder / (target.name + ERROR_SUFFIX)):
         number += 1
-        target = folder / f"{name}.{number}"
+        suffix = f".{number}"
+        target = folder / (fitting_name(name, room + len(suffix)) + suffix)
     return target
 
 
@@ -448,6 +523,27 @@ def _move(path: Path, folder: Path) -> Path:
     target = _free_name(folder, path.name)
     os.replace(path, target)
     return target
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, StoreUnavailable):
+        return f"the database did not answer ({type(exc.cause).__name__})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{type(exc).__name__}: {exc.strerror}"
+    return type(exc).__name__  # not its text: it may quote the document
 
 
 def _ms(started: float) -> float:

@@ -13,10 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from adapter.connectors.base import Source, describe_exception
+from sqlalchemy import text
+
+from adapter.connectors.base import Source, SourceDocument, describe_exception
 
 if TYPE_CHECKING:
-    from adapter.pipeline.ingest import Pipeline
+    from adapter.pipeline.ingest import IngestResult, Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +80,9 @@ def poll_once(source: Source, pipeline: Pipeline) -> PollSummary:
                     document.name,
                     type(exc).__name__,
                 )
-                source.finish(document, None, exc)
+                if not _store_answers(pipeline):
+                    exc = StoreUnavailable(exc)
+                _finish(source, document, None, exc, summary)
                 break
             if result.duplicate:
                 summary.duplicates += 1
@@ -86,12 +90,47 @@ def poll_once(source: Source, pipeline: Pipeline) -> PollSummary:
                 summary.stored += 1
             else:
                 summary.quarantined += 1
-            source.finish(document, result)
+            if not _finish(source, document, result, None, summary):
+                break
     finally:
         close = getattr(documents, "close", None)
         if close is not None:
             close()
     return summary
+
+
+class StoreUnavailable(Exception):
+    """A document was not stored because the database did not answer: not its fault."""
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+
+
+def _store_answers(pipeline: Pipeline) -> bool:
+    try:
+        with pipeline.factory() as session:
+            session.execute(text("SELECT 1"))
+        return True
+    except Exception:
+        return False
+
+
+def _finish(
+    source: Source,
+    document: SourceDocument,
+    result: IngestResult | None,
+    error: Exception | None,
+    summary: PollSummary,
+) -> bool:
+    """Tell the source; False (and the round stops) if even that failed."""
+    try:
+        source.finish(document, result, error)
+        return True
+    except Exception as exc:  # e.g. a full disk: the document stays claimed, offered again
+        summary.error = f"cannot finish {document.name}: {describe_exception(exc)}"
+        log.error("source %s: %s", source.id, summary.error)
+        return False
 
 
 def run_forever(
@@ -103,7 +142,11 @@ def run_forever(
         now = time.monotonic()
         for source in sources:
             if due[source.id] <= now:
-                summary = poll_once(source, pipeline)
+                try:
+                    summary = poll_once(source, pipeline)
+                except Exception as exc:  # a bug in one source must not stop the others
+                    log.error("source %s: round failed (%s)", source.id, type(exc).__name__)
+                    summary = PollSummary(source.id, error=type(exc).__name__)
                 if summary.read or summary.error:
                     log.info("%s", summary)
                 if callable(on_round):
