@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from adapter.errors import Issue
 from adapter.mapping.expressions import Call, Expr, Literal, Path, Var
@@ -32,28 +32,29 @@ from adapter.mapping.values import is_empty, is_position_without_text, location,
 # -- evaluation ------------------------------------------------------------------------------
 
 
-class SourceAdapter:
-    """What the engine needs of a source format (implemented per format)."""
+class SourceAdapter(Protocol):
+    """What the engine needs of a source format (each format module has one)."""
 
-    def resolve(self, path: Any, scope: Any) -> Any:  # pragma: no cover - interface
-        raise NotImplementedError
+    def resolve(self, path: Any, scope: Any) -> Any:
+        """The value a compiled path reaches from ``scope`` (first match), read-recorded."""
+        ...
 
-    def iterate_path(self, path: Any, scope: Any) -> list[tuple[Any, Any]]:  # pragma: no cover
+    def iterate_path(self, path: Any, scope: Any) -> list[tuple[Any, Any]]:
         """(item, scope) pairs: HL7 v2 field repetitions keep the scope; an XML element, a
         JSON array element becomes the scope its relative paths start from."""
-        raise NotImplementedError
+        ...
 
-    def scope_for(self, item: Any, scope: Any) -> Any:  # pragma: no cover
+    def scope_for(self, item: Any, scope: Any) -> Any:
         """The scope of an ``each`` item that came from a variable or a function."""
-        raise NotImplementedError
+        ...
 
-    def iterate_name(self, name: str, scope: Any) -> list[Any]:  # pragma: no cover
+    def iterate_name(self, name: str, scope: Any) -> list[Any]:
         """Group instances or segments called ``name`` directly in ``scope``, as scopes."""
-        raise NotImplementedError
+        ...
 
-    def describe(self, scope: Any) -> str | None:  # pragma: no cover
+    def describe(self, scope: Any) -> str | None:
         """A location for issues about a whole scope (``OBX[3]``)."""
-        raise NotImplementedError
+        ...
 
 
 @dataclass(slots=True)
