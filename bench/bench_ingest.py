@@ -623,7 +623,12 @@ def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str, clock: dict[st
     issues = [*translation.issues, *check_resources(translation.resources)]
     t3 = time.perf_counter()
     outcome = Outcome(
-        document.format, document.encoding, translation.resources, issues, False, translation.unread
+        document.format,
+        document.encoding,
+        translation.resources,
+        issues,
+        False,
+        dict(translation.policies),
     )
     moment = datetime.now(UTC)
     digest = hashlib.sha256(raw).hexdigest()

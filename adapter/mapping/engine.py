@@ -17,9 +17,12 @@ from adapter.mapping.values import is_empty, location, text
 
 # -- running a message mapping -----------------------------------------------------------------
 
-# the same person or place named twice in one document (or in two rows of one file): the first
-# mention wins instead of being an error
-FIRST_MENTION_WINS = frozenset({"Patient", "Organization", "Practitioner"})
+
+def first_mention_wins(policy: dict[str, Any] | None) -> bool:
+    """Whether a resource made twice in one document (or in two rows of one file) with
+    different content keeps the first one made instead of being an error: the template's
+    ``on_conflict: {in_message: first-wins}`` (the same person or place named twice)."""
+    return bool(policy) and policy.get("in_message") == "first-wins"
 
 
 def run_steps(ev: Evaluation, steps: list[Any]) -> None:
@@ -114,8 +117,7 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     key = (template.resource_type, resource_id)
     previous = state.resources.get(key)
     if previous is not None and previous != resource:
-        if template.resource_type in FIRST_MENTION_WINS:
-            # the same person or place named twice in one message: first mention wins
+        if first_mention_wins(template.on_conflict):
             return previous
         child.error(
             f"{template.resource_type}/{resource_id} is made twice from different content "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
 
 from adapter.mapping.compiler import (
     Compiler,
@@ -68,7 +67,6 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     # what compiling each format's files needs from the whole set (XML namespace prefixes)
     options = {name: fmt.options(files) for name, fmt in FORMATS.items()}
     schemas = mapping_schemas({name: fmt.match_schema for name, fmt in FORMATS.items()})
-    merge_policies: dict[str, dict[str, Any]] = {}
     for rel, file in sorted(files.items()):
         kind = check_schema(file, schemas)
         digest.update(rel.encode())
@@ -86,8 +84,6 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
         compiler = Compiler(file, fmt, options.get(fmt))
         bucket = formats.setdefault(fmt, FormatMappings())
         if kind == "resource":
-            if "on_conflict" in file.data:
-                merge_policies.setdefault(file.data["resourceType"], file.data["on_conflict"])
             bucket.templates[name] = compile_resource(file, compiler, name)
         elif kind == "datatype":
             bucket.datatypes[name] = compile_datatype(file, compiler, name)
@@ -100,9 +96,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     _add_common(common, formats, files)
     _check_references(references, {**formats, COMMON: common}, concept_maps)
     name = "+".join([folder, *overlays])
-    return MappingSet(
-        name, formats, concept_maps, digest.hexdigest()[:16], versions, merge_policies
-    )
+    return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions)
 
 
 def _format_folder(file: MappingFile, kind: str, parts: list[str]) -> str:

@@ -166,9 +166,6 @@ class MappingSet:
     concept_maps: dict[str, ConceptMap]
     fingerprint: str  # changes whenever any file of the set changes
     files: dict[str, int]  # relative path -> version
-    # resource type -> the ``on_conflict`` its templates declare (the first, by file name);
-    # storing applies the policy of the template that made each resource (Translation.policies)
-    merge_policies: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def message_for(self, fmt: str, message_type: str) -> MessageMapping | None:
         """The first message mapping of ``fmt`` whose ``match:`` names ``message_type``

@@ -131,13 +131,22 @@ RESOURCE = {
             },
         },
         "body": {"type": "object"},
-        # what storing does when this resource is already stored (another copy of one
-        # document, e.g. a referral's stub and slip): adapter/pipeline/merge.py
+        # what storing does when this resource is already stored (a Patient known to several
+        # facilities, another copy of one document): adapter/pipeline/merge.py; and whether
+        # the same resource made twice in one document keeps the first (in_message)
         "on_conflict": {
             "type": "object",
             "required": ["policy"],
             "properties": {
-                "policy": {"enum": ["keep-first-and-warn", "keep-newer-and-warn", "update-given"]},
+                "policy": {
+                    "enum": [
+                        "replace",
+                        "update-given",
+                        "keep-first-and-warn",
+                        "keep-newer-and-warn",
+                    ]
+                },
+                "in_message": {"enum": ["error", "first-wins"]},
                 "by": {"type": "string", "minLength": 1},  # keep-newer: the dateTime compared
                 "compare": {"type": "array", "items": {"type": "string", "minLength": 1}},
                 "accumulate": {"type": "array", "items": {"type": "string", "minLength": 1}},

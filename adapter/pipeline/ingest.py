@@ -70,7 +70,6 @@ class IngestResult:
     resources: list[str]
     issues: list[Issue]
     duplicate: bool = False
-    unread: list[str] = field(default_factory=list)
 
     @property
     def accepted(self) -> bool:
@@ -396,7 +395,6 @@ class Pipeline:
             translation.resources,
             issues,
             failed,
-            translation.unread,
             dict(translation.policies),
         )
 
@@ -537,7 +535,6 @@ class Outcome:
     resources: list[dict[str, Any]]
     issues: list[Issue]
     failed: bool
-    unread: list[str] = field(default_factory=list)
     # (type, id) -> on_conflict policy of the template that made it (adapter/pipeline/merge.py)
     policies: dict[Any, dict[str, Any]] = field(default_factory=dict)
     # the resources as merged with the stored ones, once storing began

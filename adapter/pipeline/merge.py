@@ -1,11 +1,14 @@
-"""Merging a newly made resource with the stored one where facts accumulate.
+"""What storing does when a resource with the same id is already stored: the ``on_conflict``
+policy of the template that made it (data, docs/mapping-language.md), one of
 
-A person is known to several facilities: each message names them with the numbers its
-own facility uses. The Patient made from a township's message must not erase the county
-hospital's record number, so for these types the listed elements are the union of what
-is stored and what is new (new first, duplicates dropped); an element the new message does
-not give at all (a township LIS that sends no birth date) keeps its stored value; an
-element it gives replaces the stored one.
+replace               the new resource replaces the stored one (also the rule without a policy)
+update-given          an element the new resource gives replaces the stored one, one it does
+                      not give keeps its stored value, the lists named in ``accumulate`` are
+                      joined (new first, duplicates dropped): a Patient known to several
+                      facilities keeps every facility's numbers (a township's message must not
+                      erase the county hospital's record number); an order's status change
+keep-first-and-warn   copies of one document: the copy stored first wins
+keep-newer-and-warn   versions of one document: an older version never undoes a newer one
 """
 
 from __future__ import annotations
@@ -17,36 +20,6 @@ from typing import Any
 import orjson
 
 from adapter.errors import Issue
-
-ACCUMULATING: dict[str, tuple[str, ...]] = {
-    "Patient": ("identifier", "telecom", "address"),
-}
-
-
-def merge_with_stored(
-    resource: dict[str, Any], read: Callable[[str, str], dict[str, Any] | None]
-) -> dict[str, Any]:
-    elements = ACCUMULATING.get(resource["resourceType"])
-    if not elements:
-        return resource
-    stored = read(resource["resourceType"], resource["id"])
-    if not stored:
-        return resource
-    merged = dict(resource)
-    for name, value in stored.items():
-        if name not in merged and name != "meta":
-            merged[name] = value
-    for name in elements:
-        items = list(resource.get(name) or [])
-        seen = {orjson.dumps(i, option=orjson.OPT_SORT_KEYS) for i in items}
-        for item in stored.get(name) or []:
-            key = orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
-            if key not in seen:
-                seen.add(key)
-                items.append(item)
-        if items:
-            merged[name] = items
-    return merged
 
 
 def _key(value: Any) -> bytes:
@@ -171,11 +144,12 @@ def _policy_of(
 
 
 def reads_stored(resource: dict[str, Any], policies: Mapping[Any, dict[str, Any]]) -> bool:
-    """Whether storing this resource depends on the stored one (a merge or a policy): the
-    store must then hold the resource's row from the read to the write, so that two
-    messages about one patient at the same moment cannot both merge with the same old
-    version (the later write would drop what the earlier one added)."""
-    return resource["resourceType"] in ACCUMULATING or _policy_of(resource, policies) is not None
+    """Whether storing this resource depends on the stored one (every policy but
+    ``replace``): the store must then hold the resource's row from the read to the write, so
+    that two messages about one patient at the same moment cannot both merge with the same
+    old version (the later write would drop what the earlier one added)."""
+    policy = _policy_of(resource, policies)
+    return policy is not None and policy["policy"] in _POLICIES
 
 
 def merge_stored(
@@ -183,14 +157,14 @@ def merge_stored(
     read: Callable[[str, str], dict[str, Any] | None],
     policies: Mapping[Any, dict[str, Any]],
 ) -> tuple[dict[str, Any], list[Issue]]:
-    """A resource as it is to be stored: the ``on_conflict`` policy of the template that made
-    it when it has one, else ``merge_with_stored``. ``policies`` is keyed by (type, id), as
-    a translation gives them (``Translation.policies``: only the resources of templates that
+    """A resource as it is to be stored, by the ``on_conflict`` policy of the template that
+    made it (none, or ``replace``: as made). ``policies`` is keyed by (type, id), as a
+    translation gives them (``Translation.policies``: only the resources of templates that
     declare one); a key that is just the type applies to every resource of that type.
     ``read`` must give the stored version as locked by the caller's transaction
     (``adapter.store.lock_resources``), never an earlier read."""
     policy = _policy_of(resource, policies)
-    if policy is None:
-        return merge_with_stored(resource, read), []
-    apply = _POLICIES[policy["policy"]]
+    apply = _POLICIES.get(policy["policy"]) if policy is not None else None
+    if apply is None:
+        return resource, []
     return apply(resource, read(resource["resourceType"], resource["id"]), policy)

@@ -39,6 +39,10 @@ PATIENT = """\
 version: 1
 kind: resource
 resourceType: Patient
+on_conflict:
+  policy: update-given
+  accumulate: [identifier]
+  in_message: first-wins
 id_from:
   - [national-id, =身份证号]
 body:

@@ -596,6 +596,8 @@ def test_the_same_resource_twice_with_the_same_content_is_made_once(tmp_path: Pa
 
 
 def test_the_same_patient_twice_first_wins(tmp_path: Path) -> None:
+    # the template says so (on_conflict in_message: first-wins); without it this is the
+    # "made twice" error of the test above
     root = mapping_root(
         tmp_path,
         {
@@ -608,6 +610,9 @@ def test_the_same_patient_twice_first_wins(tmp_path: Path) -> None:
             version: 1
             kind: resource
             resourceType: Patient
+            on_conflict:
+              policy: update-given
+              in_message: first-wins
             id_from:
               - [=PID-3.1]
             body:

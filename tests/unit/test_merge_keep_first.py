@@ -57,11 +57,17 @@ def test_an_element_only_the_later_copy_gives_is_no_conflict() -> None:
     assert merged["reasonCode"] == [{"text": "肺炎"}] and issues == []
 
 
-def test_resources_without_a_policy_use_the_accumulating_merge() -> None:
+def test_resources_without_a_policy_of_their_own_use_their_types() -> None:
     stored = {"resourceType": "Patient", "id": "p", "identifier": [{"value": "1"}]}
     new = {"resourceType": "Patient", "id": "p", "identifier": [{"value": "2"}]}
-    merged, issues = merge_stored(new, lambda t, i: stored, {("Patient", "other"): POLICY})
+    policies = {
+        ("Patient", "other"): POLICY,
+        "Patient": {"policy": "update-given", "accumulate": ["identifier"]},
+    }
+    merged, issues = merge_stored(new, lambda t, i: stored, policies)
     assert merged["identifier"] == [{"value": "2"}, {"value": "1"}] and issues == []
+    # and without any policy the new resource replaces the stored one
+    assert merge_stored(new, lambda t, i: stored, {}) == (new, [])
 
 
 def test_the_policy_is_that_of_the_resource_made() -> None:

@@ -1,16 +1,18 @@
-"""Facts that accumulate across facilities (adapter/pipeline/merge.py): the Patient known to
-the county hospital and to a township centre keeps the numbers both gave it."""
+"""Facts that accumulate across facilities (the ``accumulate`` on_conflict policy of the Patient
+templates, adapter/pipeline/merge.py): the Patient known to the county hospital and to a
+township centre keeps the numbers both gave it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline
-from adapter.pipeline.merge import merge_with_stored
+from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.store import read_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +20,22 @@ ROOT = Path(__file__).resolve().parents[2]
 NID = {"system": "urn:oid:2.16.156.10011.1.3", "value": "430999195001150822"}
 COUNTY_MR = {"system": "https://county/sid/medical-record", "value": "MR001"}
 TOWN_HC = {"system": "urn:oid:2.16.156.10011.1.19", "value": "JK001"}
+
+
+# the policy every Patient template declares (mappings/*/resources/*patient*.yaml)
+PATIENT_POLICY = {
+    "Patient": {
+        "policy": "update-given",
+        "accumulate": ["identifier", "telecom", "address"],
+        "in_message": "first-wins",
+    }
+}
+
+
+def merge_with_stored(new: dict[str, Any], read: Any) -> dict[str, Any]:
+    merged, issues = merge_stored(new, read, PATIENT_POLICY)
+    assert issues == []
+    return merged
 
 
 def store(*resources: dict[str, Any]) -> Any:
@@ -58,6 +76,25 @@ def test_other_types_and_unknown_patients_are_replaced() -> None:
     assert merge_with_stored(new, store(stored)) is new
     patient = {"resourceType": "Patient", "id": "p2", "identifier": [NID]}
     assert merge_with_stored(patient, store(stored)) is patient
+
+
+def test_only_policies_that_merge_read_the_stored_resource() -> None:
+    patient = {"resourceType": "Patient", "id": "p1"}
+    organization = {"resourceType": "Organization", "id": "o1"}
+    replace = {"Organization": {"policy": "replace", "in_message": "first-wins"}}
+    assert reads_stored(patient, PATIENT_POLICY)
+    assert not reads_stored(organization, replace)
+    assert not reads_stored(patient, {})  # no policy: replaced, nothing read
+
+
+def test_every_patient_template_declares_the_accumulate_policy() -> None:
+    for path in sorted((ROOT / "mappings").rglob("resources/*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        kind = data.get("resourceType")
+        if kind == "Patient":
+            assert data.get("on_conflict") == PATIENT_POLICY["Patient"], path
+        elif kind in ("Organization", "Practitioner"):
+            assert data.get("on_conflict", {}).get("in_message") == "first-wins", path
 
 
 # -- through the pipeline: two facilities, one database ---------------------------------------

@@ -92,4 +92,5 @@ def test_keep_newer_with_by_loads(tmp_path: Path) -> None:
         "_shared/hl7v2/resources/thing.yaml": _template("{policy: keep-newer-and-warn, by: date}")
     }
     mappings = load(write(tmp_path, files))
-    assert mappings.merge_policies == {"Basic": {"policy": "keep-newer-and-warn", "by": "date"}}
+    (template,) = mappings.formats["hl7v2"].templates.values()
+    assert template.on_conflict == {"policy": "keep-newer-and-warn", "by": "date"}

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from adapter.errors import Issue
 from adapter.mapping import csv_rows
-from adapter.mapping.engine import FIRST_MENTION_WINS, run_steps
+from adapter.mapping.engine import first_mention_wins, run_steps
 from adapter.mapping.evaluation import Evaluation
 from adapter.mapping.formats.base import Parsed, SourceFormat
 from adapter.mapping.nodes import MappingSet, MessageMapping
@@ -94,7 +94,9 @@ class CsvFormat(SourceFormat):
                 issues.extend(check(produced))
             keys = [(r["resourceType"], r["id"]) for r in produced]
             if not has_errors(issues):
-                issues.extend(_conflicts(keys, produced, resources, made_by, row.number))
+                issues.extend(
+                    _conflicts(keys, produced, resources, made_by, row.number, state.policies)
+                )
             imported = not has_errors(issues)
             if imported:
                 for key, resource in zip(keys, produced, strict=True):
@@ -123,20 +125,23 @@ def _conflicts(
     resources: dict[tuple[str, str], dict[str, Any]],
     made_by: dict[tuple[str, str], int],
     number: int,
+    policies: dict[tuple[str, str], dict[str, Any]],
 ) -> list[Issue]:
-    """A resource an earlier row made with different content (people and places excepted)."""
+    """A resource an earlier row made with different content, unless its template keeps the
+    first mention (``on_conflict: {in_message: first-wins}``: people and places)."""
     out = []
     for key, resource in zip(keys, produced, strict=True):
         earlier = resources.get(key)
-        if earlier is not None and earlier != resource and key[0] not in FIRST_MENTION_WINS:
-            out.append(
-                Issue(
-                    "error",
-                    "duplicate",
-                    f"{key[0]}/{key[1]} is also made by row {made_by[key]} with different content",
-                    location=f"row {number}",
-                )
+        if earlier is None or earlier == resource or first_mention_wins(policies.get(key)):
+            continue
+        out.append(
+            Issue(
+                "error",
+                "duplicate",
+                f"{key[0]}/{key[1]} is also made by row {made_by[key]} with different content",
+                location=f"row {number}",
             )
+        )
     return out
 
 
