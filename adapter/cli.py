@@ -383,6 +383,7 @@ def mappings_test(
         mappings_dir=settings.mappings_dir,
         max_bytes=settings.max_message_bytes,
         default_timezone=settings.default_timezone,
+        original_inline_max_bytes=settings.original_inline_max_bytes,
     )
     for source_id in sorted({c.entry["source"] for c in cases}):
         found = consortium.source(source_id)

@@ -15,7 +15,7 @@ from adapter.connectors.base import validate_connectors
 from adapter.consortium import Consortium, load_consortium
 from adapter.fhir.published import publish
 from adapter.pipeline import Pipeline
-from adapter.settings import Settings
+from adapter.settings import Settings, originals_base
 from adapter.store import make_engine, migrate, session_factory
 
 
@@ -42,6 +42,8 @@ def make_pipeline(
         max_bytes=settings.max_message_bytes,
         default_timezone=settings.default_timezone,
         keep_bytes=settings.oversize_keep_bytes,
+        original_inline_max_bytes=settings.original_inline_max_bytes,
+        originals_base=originals_base(settings),
     )
     pipeline.load_all_mappings()
     return pipeline

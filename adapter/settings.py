@@ -13,6 +13,10 @@ DEFAULT_CONSORTIUM = PROJECT_ROOT / "fixtures" / "consortium.yaml"
 DEFAULT_MAPPINGS = PROJECT_ROOT / "mappings"
 
 
+# base64 of this many bytes is exactly 1 MiB, the largest FHIR string the checks allow
+ORIGINAL_INLINE_LIMIT = 786_432
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ADAPTER_", env_file=None, extra="ignore")
 
@@ -34,6 +38,13 @@ class Settings(BaseSettings):
         le=16 * 1024 * 1024,
         description="Of a refused oversize input, only this many first bytes are kept",
     )
+    original_inline_max_bytes: int = Field(
+        256 * 1024,
+        ge=0,
+        le=ORIGINAL_INLINE_LIMIT,
+        description="A kept original up to this size is carried inline (base64) in its "
+        "DocumentReference; a larger one is linked to /messages/{id}/raw",
+    )
     default_timezone: str = Field(
         "Asia/Shanghai", description="Zone given to source times that carry none"
     )
@@ -52,3 +63,12 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def originals_base(settings: Settings) -> str:
+    """Where links to kept originals point: the API root beside ``/fhir`` when
+    ``ADAPTER_BASE_URL`` is set (``https://host/fhir`` -> ``https://host``), else "" (links
+    relative to the adapter's own address, ``/messages/{id}/raw``)."""
+    if "base_url" not in settings.model_fields_set:
+        return ""
+    return settings.base_url.rstrip("/").removesuffix("/fhir")

@@ -111,7 +111,7 @@ def message_rows(
     out = []
     for rtype, rid, value in values:
         row = index_row(rtype, rid, value)
-        if design != "bounded":  # whole values in the indexed columns
+        if not design.startswith("bounded"):  # whole values in the indexed columns
             for column in ("system", "code", "value_norm", "reference"):
                 row[column] = getattr(value, column)
                 row[f"{column}_full"] = None
@@ -126,7 +126,7 @@ def create(conn: psycopg.Connection, design: str) -> None:
         value_norm text, reference text, system_full text, code_full text,
         value_norm_full text, reference_full text)""")
     t = f"si_{design}"
-    if design == "expr":
+    if design.startswith("expr"):
         code, system, norm, ref = (
             f"left(code, {KEY_CHARS})",
             f"left(system, {KEY_CHARS})",
@@ -160,7 +160,7 @@ def searches(
     design: str, common_code: str, rare_code: str, prefix: str
 ) -> dict[str, tuple[str, tuple[Any, ...]]]:
     t = f"si_{design}"
-    if design == "expr":
+    if design.startswith("expr"):
         code_eq = f"left(code, {KEY_CHARS}) = left(%s, {KEY_CHARS}) AND code = %s"
         norm_like = f"left(value_norm, {KEY_CHARS}) LIKE %s"
         return {
@@ -199,6 +199,9 @@ def searches(
     }
 
 
+DESIGNS = ("full", "bounded", "expr", "bounded_long", "expr_long")
+
+
 def run(url: str, messages: int, rounds: int) -> None:
     base = base_rows()
     codes = [v.code for t, _, v in base if t == "Observation" and v.param == "code" and v.code]
@@ -216,61 +219,79 @@ def run(url: str, messages: int, rounds: int) -> None:
         conn.execute(f'CREATE SCHEMA "{schema}"')
         conn.execute(f'SET search_path TO "{schema}"')
         try:
-            results = []
-            for design, with_long in (
-                ("full", False),
-                ("bounded", False),
-                ("expr", False),
-                ("bounded", True),
-                ("expr", True),
-            ):
-                label = f"{design}{' + long' if with_long else ''}"
-                conn.execute(f"DROP TABLE IF EXISTS si_{design}")
-                create(conn, design)
-                batches = [message_rows(base, n, design, with_long) for n in range(messages)]
-                started = time.perf_counter()
-                for rows in batches:
-                    insert(conn, design, rows)
-                elapsed = time.perf_counter() - started
-                conn.execute(f"VACUUM ANALYZE si_{design}")
-                size = conn.execute(
-                    f"SELECT pg_indexes_size('si_{design}'), pg_table_size('si_{design}')"
-                ).fetchone()
-                timings = {}
-                for name, (sql, params) in searches(design, common, rare, prefix).items():
-                    plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
-                    samples = []
-                    for _ in range(rounds):
-                        t0 = time.perf_counter()
-                        conn.execute(sql, params).fetchall()
-                        samples.append(time.perf_counter() - t0)
-                    timings[name] = (statistics.median(samples) * 1000, "Index Only" in plan)
-                rows_total = sum(len(b) for b in batches)
-                results.append((label, rows_total, elapsed / messages * 1000, size, timings))
-            conn.execute("DROP TABLE IF EXISTS si_full")
-            create(conn, "full")
-            try:
-                insert(conn, "full", message_rows(base, 0, "full", True))
-                print("full + long: stored (unexpected)")
-            except psycopg.errors.ProgramLimitExceeded as exc:
-                print(f"full + long: refused, {str(exc).splitlines()[0]}")
-            print()
-            print(
-                "| design | rows | insert ms / message | indexes MB | table MB | "
-                + " | ".join(f"{n} ms (index-only)" for n in results[0][4])
-                + " |"
-            )
-            print("|---" * (5 + len(results[0][4])) + "|")
-            for label, rows_total, per_message, (index_bytes, table_bytes), timings in results:
-                cells = " | ".join(
-                    f"{ms:.2f} ({'yes' if only else 'no'})" for ms, only in timings.values()
-                )
-                print(
-                    f"| {label} | {rows_total} | {per_message:.2f} | "
-                    f"{index_bytes / 1e6:.1f} | {table_bytes / 1e6:.1f} | {cells} |"
-                )
+            _run(conn, base, messages, rounds, (common, rare, prefix))
         finally:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _run(
+    conn: psycopg.Connection,
+    base: list[tuple[str, str, IndexValue]],
+    messages: int,
+    rounds: int,
+    probes: tuple[str, str, str],
+) -> None:
+    create(conn, "full")
+    try:
+        insert(conn, "full", message_rows(base, 0, "full", True))
+        print("full + long: stored (unexpected)")
+    except psycopg.errors.ProgramLimitExceeded as exc:
+        print(f"full + long: refused, {str(exc).splitlines()[0]}")
+    conn.execute("DROP TABLE si_full")
+    for design in DESIGNS:
+        create(conn, design)
+    # the designs take turns, copy by copy, so machine noise hits them alike
+    spent = dict.fromkeys(DESIGNS, 0.0)
+    rows_total = dict.fromkeys(DESIGNS, 0)
+    for n in range(messages):
+        for design in DESIGNS:
+            rows = message_rows(base, n, design, design.endswith("_long"))
+            started = time.perf_counter()
+            insert(conn, design, rows)
+            spent[design] += time.perf_counter() - started
+            rows_total[design] += len(rows)
+    sizes = {}
+    for design in DESIGNS:
+        conn.execute(f"VACUUM ANALYZE si_{design}")
+        sizes[design] = conn.execute(
+            f"SELECT pg_indexes_size('si_{design}'), pg_table_size('si_{design}')"
+        ).fetchone()
+    queries = {d: searches(d, *probes) for d in DESIGNS}
+    samples: dict[tuple[str, str], list[float]] = {}
+    index_only: dict[tuple[str, str], bool] = {}
+    for design, named in queries.items():
+        for name, (sql, params) in named.items():
+            plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params))
+            index_only[(design, name)] = "Index Only" in plan
+            conn.execute(sql, params).fetchall()  # warm
+    for _ in range(rounds):
+        for design, named in queries.items():
+            for name, (sql, params) in named.items():
+                t0 = time.perf_counter()
+                conn.execute(sql, params).fetchall()
+                samples.setdefault((design, name), []).append(time.perf_counter() - t0)
+    names = list(queries["full"])
+    floor = spent["full"] / messages * 1000
+    print()
+    print(
+        "| design | rows | insert ms / copy (x full) | indexes MB | table MB | "
+        + " | ".join(f"{n}: ms (index-only)" for n in names)
+        + " |"
+    )
+    print("|---" * (5 + len(names)) + "|")
+    for design in DESIGNS:
+        per_copy = spent[design] / messages * 1000
+        cells = " | ".join(
+            f"{statistics.median(samples[(design, n)]) * 1000:.2f} "
+            f"({'yes' if index_only[(design, n)] else 'no'})"
+            for n in names
+        )
+        index_bytes, table_bytes = sizes[design]
+        print(
+            f"| {design.replace('_long', ' + long')} | {rows_total[design]} | "
+            f"{per_copy:.1f} ({per_copy / floor:.2f}) | {index_bytes / 1e6:.1f} | "
+            f"{table_bytes / 1e6:.1f} | {cells} |"
+        )
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ from adapter.pipeline.readers import (
     read_document,
 )
 from adapter.routing import destinations_for
+from adapter.settings import ORIGINAL_INLINE_LIMIT
 from adapter.store import (
     create_message,
     enqueue_many,
@@ -97,6 +99,8 @@ class Pipeline:
         max_bytes: int,
         default_timezone: str,
         keep_bytes: int = 65536,
+        original_inline_max_bytes: int = 256 * 1024,
+        originals_base: str = "",
     ) -> None:
         self.consortium = consortium
         self.factory = factory
@@ -104,6 +108,9 @@ class Pipeline:
         self.max_bytes = max_bytes
         # what is kept of a refused oversize document (never more than the limit)
         self.keep_bytes = min(keep_bytes, max_bytes)
+        # a larger original is linked (originals_base + /messages/{id}/raw), not inlined
+        self.original_inline_max_bytes = min(original_inline_max_bytes, ORIGINAL_INLINE_LIMIT)
+        self.originals_base = originals_base.rstrip("/")
         self.timezone = ZoneInfo(consortium.timezone or default_timezone)
         self._mapping_sets: dict[str, MappingSet] = {}
         self._consortium_vars = consortium_variables(consortium)
@@ -156,9 +163,9 @@ class Pipeline:
             existing = find_message(session, source.id, digest)
             if existing is not None:
                 return _result_of(existing, duplicate=True)
-        new = _NewMessage(raw, digest, facility, source, content_type, moment)
+        new = _NewMessage(raw, digest, facility, source, content_type, moment, str(uuid.uuid4()))
         for attempt in range(_RACE_RETRIES + 1):
-            outcome = self._translate(raw, facility, source)
+            outcome = self._translate(raw, facility, source, new.message_id)
             try:
                 return self._process_new(new, outcome)
             except (IntegrityError, OperationalError) as exc:
@@ -254,9 +261,17 @@ class Pipeline:
                 issue = _internal_error("storing", exc)
                 return self._quarantine(session, message, [issue], new.moment)
 
+    def original_url(self, message_id: str | None) -> str | None:
+        """Where the API serves a stored message's bytes (a kept original too large to carry
+        inline links there); None before the message has an id (a dry-run translation)."""
+        if message_id is None:
+            return None
+        return f"{self.originals_base}/messages/{message_id}/raw"
+
     def _create(self, session: Session, new: _NewMessage, outcome: Outcome) -> InboundMessage:
         return create_message(
             session,
+            message_id=new.message_id,
             source_system=new.source.id,
             facility_id=new.facility.id,
             raw=new.raw,
@@ -326,7 +341,7 @@ class Pipeline:
         # pick up mapping fixes; a mapping that does not load raises here (409 over HTTP) and
         # leaves both the message and the mappings in use for new messages as they were
         self._mapping_sets[source.id] = self._load_mapping_set(facility, source)
-        outcome = self._translate(raw, facility, source)
+        outcome = self._translate(raw, facility, source, message_id)
         try:
             with self.factory.begin() as session:
                 message = get_message(session, message_id)
@@ -361,7 +376,13 @@ class Pipeline:
         return self._translate(raw, *found)
 
     # -- the parts ---------------------------------------------------------------------------
-    def _translate(self, raw: bytes, facility: Facility, source: SourceSystem) -> Outcome:
+    def _translate(
+        self,
+        raw: bytes,
+        facility: Facility,
+        source: SourceSystem,
+        message_id: str | None = None,
+    ) -> Outcome:
         if len(raw) > self.max_bytes:
             error = InputTooLargeError(
                 f"the document is {len(raw)} bytes; the limit is {self.max_bytes} "
@@ -375,7 +396,10 @@ class Pipeline:
             extra = {
                 "consortium": self._consortium_vars,
                 "original": original_variables(
-                    raw, CONTENT_TYPES.get(source.format, "application/octet-stream")
+                    raw,
+                    CONTENT_TYPES.get(source.format, "application/octet-stream"),
+                    inline=len(raw) <= self.original_inline_max_bytes,
+                    url=self.original_url(message_id),
                 ),
             }
             translation = document.translate(mappings, facility, self.timezone, extra)
@@ -524,6 +548,7 @@ class _NewMessage:
     source: SourceSystem
     content_type: str | None
     moment: datetime
+    message_id: str  # chosen before translating: a linked original names it
 
 
 @dataclass(slots=True)

@@ -51,12 +51,16 @@ def consortium_variables(consortium: Consortium) -> dict[str, Any]:
     }
 
 
-def original_variables(raw: bytes, content_type: str) -> dict[str, Any]:
+def original_variables(
+    raw: bytes, content_type: str, *, inline: bool = True, url: str | None = None
+) -> dict[str, Any]:
     """``@original``: the bytes as received, for a template that keeps the original document
-    (a DocumentReference whose attachment carries them): base64 ``data``, ``size``, ``sha1``
-    (base64, as Attachment.hash wants), ``sha256`` (hex, for ids), ``content_type``."""
+    (a DocumentReference whose attachment carries them): base64 ``data`` when ``inline``,
+    else ``url`` (where the stored message's bytes are served), ``size``, ``sha1`` (base64,
+    as Attachment.hash wants), ``sha256`` (hex, for ids), ``content_type``."""
     return {
-        "data": base64.b64encode(raw).decode("ascii"),
+        "data": base64.b64encode(raw).decode("ascii") if inline else None,
+        "url": None if inline else url,
         "size": len(raw),
         "sha1": base64.b64encode(hashlib.sha1(raw).digest()).decode("ascii"),
         "sha256": hashlib.sha256(raw).hexdigest(),

@@ -25,6 +25,7 @@ def create_message(
     detected_format: str | None,
     encoding: str | None,
     received_at: datetime,
+    message_id: str | None = None,
 ) -> InboundMessage:
     """Insert a message with status ``received`` (flushed, so its id can be referenced).
 
@@ -32,7 +33,7 @@ def create_message(
     constraint: look them up with ``find_message`` first.
     """
     message = InboundMessage(
-        id=str(uuid.uuid4()),
+        id=message_id or str(uuid.uuid4()),
         source_system=source_system,
         facility_id=facility_id,
         received_at=received_at.astimezone(UTC),
