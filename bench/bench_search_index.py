@@ -1,4 +1,4 @@
-"""Benchmark: three designs of the search_index text keys on PostgreSQL (decision 0010).
+"""Benchmark: three designs of the search_index text keys on PostgreSQL (decision 0012).
 
     .venv/bin/python bench/bench_search_index.py [--messages 1500] [--rounds 30] [--pg URL]
 

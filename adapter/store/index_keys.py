@@ -1,4 +1,4 @@
-"""Bounded keys for the text columns of ``search_index`` (decision 0009).
+"""Bounded keys for the text columns of ``search_index`` (decision 0012).
 
 A btree index row on PostgreSQL must fit in about 2.7 KB, so an indexed column cannot hold
 an unbounded text: a 900-character Chinese result (2,700 UTF-8 bytes) used to fail the

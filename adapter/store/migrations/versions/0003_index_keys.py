@@ -1,7 +1,7 @@
 """Bounded search_index keys: a long text keeps its whole value in ``<column>_full``.
 
 The indexed text columns (system, code, value_norm, reference) hold at most 200 characters
-(adapter/store/index_keys.py, decision 0009); existing rows with longer values (possible on
+(adapter/store/index_keys.py, decision 0012); existing rows with longer values (possible on
 SQLite, and between 200 characters and the btree limit on PostgreSQL) are cut here the way
 new rows are: the beginning of system / code / value_norm, the end of reference.
 
