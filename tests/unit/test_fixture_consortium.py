@@ -73,6 +73,7 @@ def test_source_systems(consortium):
     expected = {
         "std-hl7v2": ("qingshan-county-hospital", "hl7v2", "_shared"),
         "county-his": ("qingshan-county-hospital", "hl7v2", "_shared"),
+        "county-pacs-hl7": ("qingshan-county-hospital", "hl7v2", "ruiying-pacs"),
         "county-lis": ("qingshan-county-hospital", "hl7v2", "huikang-lis"),
         "county-lis-xinda": ("qingshan-county-hospital", "hl7v2", "xinda-lis"),
         "std-cda": ("qingshan-county-hospital", "cda", "_shared"),

@@ -21,7 +21,10 @@ def concat(ev: FunctionContext, *values: Any) -> str:
 
 @transform("join")
 def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
-    return text(separator).join(t for t in (text(v).strip() for v in values) if t)
+    """The non-blank texts joined; a list argument (a ``let`` built with ``each``, such as the
+    findings lines of an exam report) gives each of its items, not only the first."""
+    items = (item for v in values for item in (v if isinstance(v, list) else [v]))
+    return text(separator).join(t for t in (text(i).strip() for i in items) if t)
 
 
 @transform("trim")
