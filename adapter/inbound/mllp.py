@@ -27,6 +27,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -77,6 +78,15 @@ class FrameTooLarge(Exception):
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class CutFrame:
+    """The bytes of a frame that never ended: a start block came before its end block (the
+    sender stopped in the middle of a message and began the next one). 0x0B never occurs in
+    HL7 text, so the new start block is the next frame; these bytes are not a message."""
+
+    data: bytes
+
+
 class FrameReader:
     """Cuts a byte stream into MLLP frames. Bytes outside a frame are dropped.
 
@@ -92,8 +102,8 @@ class FrameReader:
         self._buffer = bytearray()
         self._skipping: _Skipping | None = None
 
-    def feed(self, data: bytes) -> list[bytes | Oversize]:
-        frames: list[bytes | Oversize] = []
+    def feed(self, data: bytes) -> list[bytes | Oversize | CutFrame]:
+        frames: list[bytes | Oversize | CutFrame] = []
         if self._skipping is not None:
             data = self._skip(data, frames)
         self._buffer.extend(data)
@@ -103,6 +113,11 @@ class FrameReader:
                 self._buffer.clear()
                 break
             end = self._buffer.find(END, start + 1)
+            restart = self._buffer.find(START, start + 1, end if end >= 0 else len(self._buffer))
+            if restart > 0:  # a frame cut off: what follows the new start block is the next
+                frames.append(CutFrame(bytes(self._buffer[start + 1 : restart])))
+                del self._buffer[:restart]
+                continue
             if end < 0:
                 if start:
                     del self._buffer[:start]
@@ -127,7 +142,7 @@ class FrameReader:
         self._skipping = _Skipping(start_of_frame[: self.keep], len(start_of_frame))
         self._skipping.last = start_of_frame[-1:]
 
-    def _skip(self, data: bytes, frames: list[bytes | Oversize]) -> bytes:
+    def _skip(self, data: bytes, frames: list[bytes | Oversize | CutFrame]) -> bytes:
         """Count the bytes of an oversize frame up to its end; what follows it."""
         skipping = self._skipping
         assert skipping is not None
@@ -380,6 +395,8 @@ class MllpDestination:
             except FrameTooLarge:
                 raise RetriableDeliveryError(f"{self._where()}: the answer is too large") from None
             for data in frames:
+                if isinstance(data, CutFrame):
+                    continue  # a cut answer: the whole one may follow
                 try:
                     ack = read_ack(data)
                 except AdapterError as exc:
@@ -569,10 +586,16 @@ class MllpListener:
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
-    def _ingest(self, pipeline: Pipeline, raw: bytes | Oversize) -> bytes | None:
+    def _ingest(self, pipeline: Pipeline, raw: bytes | Oversize | CutFrame) -> bytes | None:
         """Store the message through the pipeline; the ACK to send, or None if not stored.
-        A frame over the limit is kept as its first bytes and answered AR."""
+        A frame over the limit is kept as its first bytes and answered AR; a frame cut off
+        is kept as received, not translated, and answered AE."""
         try:
+            if isinstance(raw, CutFrame):
+                result = pipeline.refuse(
+                    raw.data, self.id, cut_frame_issue(len(raw.data)), self.settings.content_type
+                )
+                return ack_for(raw.data, result)
             if isinstance(raw, Oversize):
                 result = pipeline.refuse_oversize(raw, self.id, self.settings.content_type)
                 return ack_for(raw.prefix, result, refused="AR")
@@ -581,6 +604,17 @@ class MllpListener:
             log.error("MLLP %s: message not stored (%s); no ACK sent", self.id, type(exc).__name__)
             return None
         return ack_for(raw, result)
+
+
+def cut_frame_issue(size: int) -> Issue:
+    return Issue(
+        "error",
+        "incomplete",
+        f"the MLLP frame was cut off after {size} bytes: a new start block came before its end "
+        "block. The bytes are kept as received and not translated; the sender must send the "
+        "message again",
+        location="body",
+    )
 
 
 def ack_for(raw: bytes, result: IngestResult, *, refused: Literal["AE", "AR"] = "AE") -> bytes:

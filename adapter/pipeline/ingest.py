@@ -199,11 +199,26 @@ class Pipeline:
     ) -> IngestResult:
         """Keep a document over the limit as a quarantined message holding only its first
         bytes and its size (see adapter/pipeline/oversize.py)."""
+        prefix = oversize.prefix[: self.keep_bytes]
+        issue = oversize_issue(oversize, self.max_bytes, len(prefix))
+        return self.refuse(prefix, source_system, issue, content_type, size=oversize.size, now=now)
+
+    def refuse(
+        self,
+        raw: bytes,
+        source_system: str,
+        issue: Issue,
+        content_type: str | None = None,
+        *,
+        size: int | None = None,
+        now: datetime | None = None,
+    ) -> IngestResult:
+        """Keep bytes that must not be translated (a document over the limit, an MLLP frame
+        cut off in transit) as a quarantined message with the issue that says why; ``size``
+        when ``raw`` holds only the first bytes of what was received."""
         facility, source = self._configured_source(source_system)
         moment = now or datetime.now(UTC)
-        prefix = oversize.prefix[: self.keep_bytes]
-        digest = hashlib.sha256(prefix).hexdigest()  # of the bytes kept, as for every message
-        issue = oversize_issue(oversize, self.max_bytes, len(prefix))
+        digest = hashlib.sha256(raw).hexdigest()  # of the bytes kept, as for every message
         try:
             with self.factory.begin() as session:
                 existing = find_message(session, source.id, digest)
@@ -213,14 +228,15 @@ class Pipeline:
                     session,
                     source_system=source.id,
                     facility_id=facility.id,
-                    raw=prefix,
+                    raw=raw,
                     content_type=content_type,
                     sha256=digest,
                     detected_format=source.format,
                     encoding=None,
                     received_at=moment,
                 )
-                message.size = oversize.size
+                if size is not None:
+                    message.size = size
                 return self._quarantine(session, message, [issue], moment)
         except IntegrityError:
             with self.factory() as session:

@@ -201,3 +201,15 @@ def test_secrets_literal_environment_or_file(
             BearerAuth(type="bearer", token_file=str(tmp_path / "none")), "token", where=where
         )
     assert caught.value.key == f"{where}.token_file"
+
+
+def test_frame_reader_a_new_start_block_ends_a_cut_frame() -> None:
+    from adapter.inbound.mllp import END, START, CutFrame, FrameReader
+
+    reader = FrameReader(1000)
+    frames = reader.feed(START + b"MSH|cut off" + START + b"MSH|whole" + END)
+    assert frames == [CutFrame(b"MSH|cut off"), b"MSH|whole"]
+    # the start block of the next message arrives in a later read
+    reader = FrameReader(1000)
+    assert reader.feed(START + b"MSH|half") == []
+    assert reader.feed(START + b"MSH|next" + END) == [CutFrame(b"MSH|half"), b"MSH|next"]
