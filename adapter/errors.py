@@ -14,6 +14,7 @@
     ├── UnsupportedError              a resource type or interaction not served (404)
     ├── GoneError                     the resource existed and was deleted (410)
     ├── ConflictError                 the request conflicts with the current state (409)
+    │   └── AlteredBytesError         a stored message's bytes no longer match their sha256
     ├── SearchError                   unsupported or malformed search parameter
     └── DeliveryError                 sending to a destination failed
         ├── RetriableDeliveryError    timeouts, connection errors, 408, 429, 5xx
@@ -193,6 +194,20 @@ class GoneError(AdapterError):
 class ConflictError(AdapterError):
     http_status = 409
     issue_code = "conflict"
+
+
+class AlteredBytesError(ConflictError):
+    """A stored message's raw bytes no longer hash to the sha256 recorded at receipt: they
+    were changed in the database. Neither served nor reprocessed as if genuine."""
+
+    def __init__(self, message_id: str) -> None:
+        super().__init__(
+            f"message {message_id}: the stored bytes no longer match their sha256 (they were "
+            "changed after receipt); refused. Restore the row from a backup, or have the "
+            "sender send the message again",
+            location="message_id",
+        )
+        self.message_id = message_id
 
 
 class SearchError(AdapterError):

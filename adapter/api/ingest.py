@@ -12,10 +12,16 @@ from starlette.responses import JSONResponse, Response
 
 from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep
-from adapter.errors import InvalidRequestError, Issue, NotFoundError, operation_outcome
+from adapter.errors import (
+    AdapterError,
+    InvalidRequestError,
+    Issue,
+    NotFoundError,
+    operation_outcome,
+)
 from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
 from adapter.pipeline.oversize import Oversize
-from adapter.store import count_messages, get_message, list_messages
+from adapter.store import count_messages, get_message, list_messages, verified_raw
 from adapter.store.models import InboundMessage
 
 router = APIRouter(tags=["ingest"])
@@ -164,7 +170,9 @@ def message_raw(message_id: str, session: SessionDep) -> Response:
     original = original_content_type(found.content_type)
     if original:
         headers["X-Original-Content-Type"] = original
-    return Response(content=found.raw, media_type="application/octet-stream", headers=headers)
+    return Response(
+        content=verified_raw(found), media_type="application/octet-stream", headers=headers
+    )
 
 
 @router.post("/messages/{message_id}/reprocess")
@@ -182,8 +190,12 @@ async def reprocess_by_status(
     if status not in STATUSES:
         raise InvalidRequestError(f"status must be one of {', '.join(STATUSES)}", location="status")
     ids = [m.id for m in list_messages(session, status, limit=100_000)]
-    results = []
+    results: list[dict[str, Any]] = []
     for message_id in ids:
-        result = await run_in_threadpool(pipeline.reprocess, message_id)
+        try:
+            result = await run_in_threadpool(pipeline.reprocess, message_id)
+        except AdapterError as exc:  # one refused message does not stop the others
+            results.append({"message_id": message_id, "status": "refused", "error": exc.message})
+            continue
         results.append({"message_id": message_id, "status": result.status})
     return JSONResponse({"reprocessed": len(results), "items": results})

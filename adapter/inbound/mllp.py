@@ -317,7 +317,8 @@ class MllpDestination:
                 "this MLLP destination was built without the database "
                 "(build_destination(..., session_factory=...))"
             )
-        from adapter.store import get_message
+        from adapter.errors import AlteredBytesError
+        from adapter.store import get_message, verified_raw
 
         with self._factory() as session:
             message = get_message(session, message_id)
@@ -327,7 +328,10 @@ class MllpDestination:
                 raise FatalDeliveryError(
                     f"inbound message {message_id} is {message.detected_format}, not HL7 v2"
                 )
-            raw = bytes(message.raw)
+            try:
+                raw = verified_raw(message)
+            except AlteredBytesError as exc:
+                raise FatalDeliveryError(exc.message) from None
         body = normalise_for_sending(raw)
         if self.settings.message == "rewrite-header":
             s = self.settings

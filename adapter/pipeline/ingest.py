@@ -51,6 +51,7 @@ from adapter.store import (
     lock_resources,
     save_resources,
     set_message_result,
+    verified_raw,
 )
 from adapter.store.models import InboundMessage
 from adapter.store.refusals import describe, is_refusal, is_unique_violation, locate_refusal
@@ -346,7 +347,7 @@ class Pipeline:
                 from adapter.errors import NotFoundError
 
                 raise NotFoundError(f"no message {message_id}")
-            raw, source_id = message.raw, message.source_system
+            raw, source_id = verified_raw(message), message.source_system
             if is_prefix_only(message.size, raw):
                 # only the first bytes of an oversize document were kept: nothing to redo
                 return _result_of(message)

@@ -16,6 +16,7 @@ from adapter.store.messages import (
     find_message,
     get_message,
     list_messages,
+    verified_raw,
     set_message_result,
 )
 from adapter.store.models import (
@@ -58,6 +59,7 @@ __all__ = [
     "get_message",
     "list_messages",
     "lock_resources",
+    "verified_raw",
     "make_engine",
     "migrate",
     "read_history",

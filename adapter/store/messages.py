@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -9,8 +11,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from adapter.errors import AlteredBytesError
 from adapter.store.models import InboundMessage
 
+log = logging.getLogger(__name__)
 _CONTENT_TYPE_CHARS = 255  # inbound_message.content_type
 
 
@@ -64,6 +68,26 @@ def find_message(session: Session, source_system: str, sha256: str) -> InboundMe
 
 def get_message(session: Session, message_id: str) -> InboundMessage | None:
     return session.get(InboundMessage, message_id)
+
+
+def verified_raw(message: InboundMessage) -> bytes:
+    """The message's raw bytes, after checking them against the sha256 taken at receipt.
+
+    Raises ``AlteredBytesError`` (and logs it at error level, with the id and digests only)
+    when they were changed in the database: such bytes are never served or reprocessed.
+    """
+    raw = bytes(message.raw)
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != message.sha256:
+        log.error(
+            "message %s: stored bytes no longer match their sha256 (recorded %s, now %s); "
+            "refusing to serve or reprocess them",
+            message.id,
+            message.sha256,
+            actual,
+        )
+        raise AlteredBytesError(message.id)
+    return raw
 
 
 def list_messages(
