@@ -16,8 +16,8 @@ from adapter.store.messages import (
     find_message,
     get_message,
     list_messages,
-    verified_raw,
     set_message_result,
+    verified_raw,
 )
 from adapter.store.models import (
     Base,
@@ -59,7 +59,6 @@ __all__ = [
     "get_message",
     "list_messages",
     "lock_resources",
-    "verified_raw",
     "make_engine",
     "migrate",
     "read_history",
@@ -72,4 +71,5 @@ __all__ = [
     "search",
     "session_factory",
     "set_message_result",
+    "verified_raw",
 ]

@@ -12,8 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 
 from adapter.store.models import InboundMessage
-from tests.integration.test_cli import CBC, ORU, env, run  # noqa: F401 (env: a fixture)
+from tests.integration import test_cli
+from tests.integration.test_cli import CBC, ORU, run
 
+env = test_cli.env  # the CLI tests' fixture: ADAPTER_* settings for the test database
 EDITED_NAME = "篡改"  # written into PID-5 by the "edit"
 
 
