@@ -127,7 +127,9 @@ def serve(
         raise _cannot_start(
             f"the database {_safe_url(settings.database_url)} cannot be used ({type(exc).__name__})"
         ) from None
-    uvicorn.run(application, host=host, port=port, log_config=None)
+    # access_log=False: uvicorn's own line prints query strings (names, birth dates);
+    # adapter.api.access_log logs each request with the query values masked
+    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
 
 
 @app.command()

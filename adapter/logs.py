@@ -18,7 +18,15 @@ be recognised:
 * the fields of HL7 v2 segments that describe a person (``PID``, ``PD1``, ``NK1``, ``MRG``,
   ``GT1``, ``IN1``, ``IN2``): everything after ``PID|`` up to the end of the segment;
 * names where their place gives them away: FHIR ``"family"`` / ``"given"`` values of a
-  logged dict and ``姓名: ...`` / ``name=...`` labels.
+  logged dict and ``姓名: ...`` / ``name=...`` labels;
+* the values databases quote in their error texts: PostgreSQL's ``DETAIL:`` and
+  ``CONTEXT:`` lines (``Failing row contains (...)``, ``Key (value)=(欧阳) already
+  exists``), MariaDB's ``Duplicate entry '...'`` and ``Incorrect string value: '...'``, and
+  the quoted input of ``invalid input syntax for type ...: "..."``. (Statement parameters
+  never reach a log: engines are made with ``hide_parameters=True``.)
+* credentials: ``Authorization`` / ``Proxy-Authorization`` header values, ``Bearer`` and
+  ``Basic`` credentials, ``access_token`` / ``refresh_token`` / ``client_secret`` /
+  ``password`` values in JSON or form text (see :mod:`adapter.credentials`).
 
 Ordinary numbers are left alone: lab values (``6.1``), HL7 timestamps
 (``20261125134000``), counts and durations.
@@ -39,6 +47,8 @@ import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+
+from adapter.credentials import redact_credentials
 
 __all__ = ["RedactingFilter", "configure_logging", "redact", "redact_record"]
 
@@ -78,8 +88,17 @@ _NAME_LABEL_RE = re.compile(
     r"(?![\"'\[{])[^\s,;，；|^&\"')}\]]+",
     re.IGNORECASE,
 )
+# What databases quote from the row or the input in their error texts.
+DB_VALUES_MASK = "[REDACTED-DB-VALUES]"
+_DB_DETAIL_RE = re.compile(r"((?:DETAIL|CONTEXT):\s*)[^\r\n]*")
+_DB_QUOTED_RE = re.compile(
+    r"((?:Duplicate entry|Incorrect \w+ value:?|invalid input syntax for(?: type)? [\w ]+:)"
+    r"\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
+)
 _QUICK_CHECK_RE = re.compile(
-    r"\d|PID|PD1|NK1|MRG|GT1|IN1|IN2|family|given|prefix|suffix|姓名|name", re.IGNORECASE
+    r"\d|PID|PD1|NK1|MRG|GT1|IN1|IN2|family|given|prefix|suffix|姓名|name|DETAIL|CONTEXT"
+    r"|Duplicate|Incorrect|invalid input|auth|bearer|basic|token|secret|password",
+    re.IGNORECASE,
 )
 
 
@@ -87,6 +106,9 @@ def redact(text: str) -> str:
     """Return ``text`` with national IDs, phone numbers, person segments and names masked."""
     if not text or not _QUICK_CHECK_RE.search(text):
         return text
+    text = redact_credentials(text)
+    text = _DB_DETAIL_RE.sub(lambda m: f"{m.group(1)}{DB_VALUES_MASK}", text)
+    text = _DB_QUOTED_RE.sub(lambda m: f"{m.group(1)}{DB_VALUES_MASK}", text)
     text = _SEGMENT_RE.sub(lambda m: f"{m.group(1)}|{SEGMENT_MASK}", text)
     text = _HUMAN_NAME_RE.sub(lambda m: f'{m.group(1)}"{NAME_MASK}"', text)
     text = _NAME_LABEL_RE.sub(lambda m: f"{m.group(1)}{NAME_MASK}", text)

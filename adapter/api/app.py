@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
 from adapter.api import deliveries, fhir, health, ingest, metrics
+from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.errors import install_error_handlers
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.delivery = None  # the in-process delivery worker, once it runs
     install_error_handlers(app)
     app.add_middleware(NoSniffMiddleware)
+    app.add_middleware(AccessLogMiddleware)  # added last: the outermost, sees every answer
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -19,6 +19,9 @@ SQLITE_BEGIN = "sqlite_begin"  # execution option: "IMMEDIATE" (default) or "DEF
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``: SQLite (WAL, foreign keys) or PostgreSQL via psycopg 3."""
     parsed = make_url(url)
+    # statement parameters hold patient data (names, ID numbers, addresses): never put them
+    # into exception texts, which end up in logs and tracebacks
+    kwargs.setdefault("hide_parameters", True)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() == "sqlite":
