@@ -93,3 +93,19 @@ def redact_credentials_in(value: Any, secrets: Iterable[str | None] = ()) -> Any
     if isinstance(value, str):
         return redact_credentials(value, forms)
     return value
+
+
+_SECRET_HEADER = re.compile(r"key|token|secret|auth|password|signature|cookie", re.IGNORECASE)
+
+
+def header_secrets(headers: dict[str, str]) -> list[str]:
+    """The values of configured extra headers whose names say they carry a secret."""
+    return [value for name, value in headers.items() if _SECRET_HEADER.search(name)]
+
+
+def destination_secrets(destination: object) -> list[str]:
+    """The secrets a destination (or source) holds, if it says: its ``secrets()``."""
+    getter = getattr(destination, "secrets", None)
+    if not callable(getter):
+        return []
+    return [s for s in getter() if s]

@@ -150,8 +150,13 @@ def ssl_context(tls: TlsSettings, *, where: str) -> ssl.SSLContext:
 class StaticAuth(httpx.Auth):
     """A fixed Authorization header (bearer token or basic credentials)."""
 
-    def __init__(self, header: str) -> None:
+    def __init__(self, header: str, secrets: tuple[str, ...] = ()) -> None:
         self._header = header
+        self._secrets = secrets
+
+    def secrets(self) -> list[str]:
+        """What must never be stored or shown: the credential and its parts."""
+        return [self._header.split(" ", 1)[-1], *self._secrets]
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         request.headers["Authorization"] = self._header
@@ -188,6 +193,11 @@ class TokenSource:
                 margin = min(self.settings.refresh_margin_seconds, lifetime / 2)
                 self._expires_at = time.monotonic() + lifetime - margin
             return self._token
+
+    def secrets(self) -> list[str]:
+        """The client secret and the access token in use (never to be stored or shown)."""
+        with self._lock:
+            return [self._secret, *([self._token] if self._token else [])]
 
     def invalidate(self, token: str) -> None:
         with self._lock:
@@ -250,6 +260,9 @@ class OAuth2ClientCredentials(httpx.Auth):
     def __init__(self, tokens: TokenSource) -> None:
         self.tokens = tokens
 
+    def secrets(self) -> list[str]:
+        return self.tokens.secrets()
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         token = self.tokens.token()
         request.headers["Authorization"] = f"Bearer {token}"
@@ -274,7 +287,7 @@ def build_auth(
     if isinstance(auth, BasicAuth):
         password = resolve_secret(auth, "password", where=here) or ""
         pair = f"{auth.username}:{password}".encode()
-        return StaticAuth("Basic " + base64.b64encode(pair).decode())
+        return StaticAuth("Basic " + base64.b64encode(pair).decode(), (password,))
     if isinstance(auth, OAuth2Auth):
         secret = resolve_secret(auth, "client_secret", where=here) or ""
         return OAuth2ClientCredentials(TokenSource(auth, secret, verify=verify, timeout=timeout))

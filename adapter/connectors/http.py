@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -12,6 +13,7 @@ from pydantic import Field, field_validator
 
 from adapter.connectors.auth import AuthSettings, NoAuth, TlsSettings, build_auth, ssl_context
 from adapter.connectors.base import ConnectorSettings
+from adapter.credentials import redact_credentials_in
 from adapter.errors import DeliveryError, FatalDeliveryError, RetriableDeliveryError
 
 FHIR_JSON = "application/fhir+json"
@@ -115,8 +117,14 @@ def error_for_status(
     what: str,
     outcome: dict[str, Any] | None = None,
     retry_after_header: str | None = None,
+    secrets: Sequence[str] = (),
 ) -> DeliveryError:
-    """The delivery error for a non-2xx status (of a whole request or a Bundle entry)."""
+    """The delivery error for a non-2xx status (of a whole request or a Bundle entry).
+
+    The answer is kept (stored, shown): credentials it quotes are taken out here, before
+    the summary is clipped, so that no clipped remainder of one survives."""
+    if outcome is not None:
+        outcome = redact_credentials_in(outcome, secrets)
     summary = outcome_summary(outcome)
     message = f"{what} answered HTTP {status}" + (f": {summary}" if summary else "")
     if status >= 500 or status in RETRIABLE_STATUSES:
@@ -129,12 +137,15 @@ def error_for_status(
     return FatalDeliveryError(message, status=status, outcome_body=outcome)
 
 
-def error_for_response(response: httpx.Response, *, what: str) -> DeliveryError:
+def error_for_response(
+    response: httpx.Response, *, what: str, secrets: Sequence[str] = ()
+) -> DeliveryError:
     return error_for_status(
         response.status_code,
         what=what,
         outcome=outcome_of(response),
         retry_after_header=response.headers.get("Retry-After"),
+        secrets=secrets,
     )
 
 

@@ -23,7 +23,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter import audit
 from adapter.connectors.base import DeliveryItem, Destination, ItemResult
 from adapter.consortium import RetryPolicy
+from adapter.credentials import destination_secrets, redact_credentials, redact_credentials_in
 from adapter.delivery import breaker as breakers
 from adapter.delivery.breaker import BreakerConfig, Tally
 from adapter.delivery.policy import Schedule
@@ -164,6 +165,9 @@ class DeliveryWorker:
                 results, elapsed_ms = self._send(destination, items)
             finished = self.clock()
             schedule = self.schedules[destination_id]
+            # answers are stored and shown: what the destination echoes of our credentials
+            # (and their current values, e.g. a fresh OAuth2 token) is taken out first
+            secrets = destination_secrets(destination)
             for result in results:
                 row = by_id[result.outbox_id]
                 settlements.append(
@@ -175,6 +179,7 @@ class DeliveryWorker:
                         finished=finished,
                         sent_version=versions[row.id],
                         duration_ms=result.duration_ms or elapsed_ms / len(items),
+                        secrets=secrets,
                     )
                 )
 
@@ -238,6 +243,7 @@ class DeliveryWorker:
         finished: datetime,
         sent_version: int,
         duration_ms: float,
+        secrets: Sequence[str] = (),
     ) -> Settlement:
         error = result.error
         status = (
@@ -255,8 +261,14 @@ class DeliveryWorker:
                 duration_ms=duration_ms,
                 sent_version=sent_version,
             )
-        message = str(error) if error is not None else "failed without an error"
-        outcome_body = error.outcome_body if error is not None else None
+        message = redact_credentials(
+            str(error) if error is not None else "failed without an error", secrets
+        )
+        outcome_body = (
+            redact_credentials_in(error.outcome_body, secrets)
+            if error is not None and error.outcome_body is not None
+            else None
+        )
         if isinstance(error, FatalDeliveryError):
             return Settlement(
                 row,
@@ -332,7 +344,8 @@ class DeliveryWorker:
     def _probe_by_check(self, destination: Destination) -> str:
         try:
             check = destination.check()
-            reachable, error = check.reachable, check.error
+            reachable = check.reachable
+            error = redact_credentials(check.error, destination_secrets(destination))
         except Exception as exc:  # a failing check is a finding
             reachable, error = False, type(exc).__name__
         with self.factory.begin() as session:

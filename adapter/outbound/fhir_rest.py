@@ -39,6 +39,7 @@ from adapter.connectors.http import (
 )
 from adapter.consortium import Destination as DestinationConfig
 from adapter.consortium import Facility
+from adapter.credentials import header_secrets
 from adapter.errors import DeliveryError, FatalDeliveryError, RetriableDeliveryError
 from adapter.outbound.bundle import outgoing, put_bundle
 
@@ -66,12 +67,20 @@ class FhirRestDestination:
             self._headers["Prefer"] = "return=minimal"
 
     # -- contract ---------------------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        """Credentials this destination sends (stripped from any answer that is stored)."""
+        auth = self._client.auth
+        held = auth.secrets() if hasattr(auth, "secrets") else []
+        return [*held, *header_secrets(self.settings.headers)]
+
     def check(self) -> CheckResult:
         def probe() -> str | None:
             with self._slots:
                 response = self._client.get("metadata")
             if response.status_code != 200:
-                return str(error_for_response(response, what="GET metadata"))
+                return str(
+                    error_for_response(response, what="GET metadata", secrets=self.secrets())
+                )
             try:
                 kind = response.json().get("resourceType")
             except ValueError:
@@ -133,7 +142,11 @@ class FhirRestDestination:
             return None, error, duration
         if response.is_success:
             return response.status_code, None, duration
-        return response.status_code, error_for_response(response, what=f"PUT {url}"), duration
+        return (
+            response.status_code,
+            error_for_response(response, what=f"PUT {url}", secrets=self.secrets()),
+            duration,
+        )
 
     def _post_bundle(
         self, items: list[DeliveryItem]
@@ -147,7 +160,7 @@ class FhirRestDestination:
             assert error is not None
             return [(None, error, duration)] * len(items)
         if not response.is_success:
-            error = error_for_response(response, what=f"POST {what}")
+            error = error_for_response(response, what=f"POST {what}", secrets=self.secrets())
             if isinstance(error, FatalDeliveryError) and len(items) > 1:
                 # which entry was refused is not said reliably (or the Bundle as a whole was
                 # too large): find out with one PUT each
@@ -195,6 +208,7 @@ class FhirRestDestination:
                             status,
                             what=f"{item.resource_type}/{item.resource_id} in {what}",
                             outcome=answer.get("outcome"),
+                            secrets=self.secrets(),
                         ),
                         duration,
                     )

@@ -9,6 +9,7 @@ whose answers the test chooses:
     server.plan(Answer(drop=True))                 # cut the connection mid-request
     server.plan(Answer(400, body=outcome))         # refuse with an OperationOutcome
     server.plan(Answer(entry_status={"Observation/o2": 422}))   # one entry of a batch fails
+    server.plan(Answer(400, echo_headers=True))    # the refusal quotes the request headers
     server.down(); server.up()                     # nothing listening, then again
     server.require_auth = ("bearer", "s3cret")     # or ("basic", user, password), ("oauth2",)
     server.requests                                # what arrived: method, path, headers, body
@@ -50,6 +51,7 @@ class Answer:
     delay: float = 0.0  # seconds before answering
     drop: bool = False  # close the connection without answering
     entry_status: dict[str, int] = field(default_factory=dict)  # "Type/id" -> status
+    echo_headers: bool = False  # the error body quotes the request's headers (some gateways do)
 
 
 @dataclass
@@ -133,6 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
                 "exception" if answer.status >= 500 else "processing",
                 f"planned answer {answer.status}",
             )
+            if answer.echo_headers:
+                headers = dict(self.headers.items())
+                quoted = "; ".join(f"{k}: {v}" for k, v in headers.items())
+                default["issue"][0]["diagnostics"] = f"cannot process the request ({quoted})"
+                default["request"] = {"method": self.command, "headers": headers}
             self._send(
                 answer.status, default if answer.body is None else answer.body, answer.headers
             )

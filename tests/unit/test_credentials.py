@@ -61,3 +61,15 @@ def test_the_log_redaction_removes_credentials_and_database_values() -> None:
     assert "欧阳" not in redact("DETAIL:  Key (value)=(欧阳) already exists.")
     assert "欧阳" not in redact("(1062, \"Duplicate entry '欧阳' for key 'uq'\")")
     assert "欧阳" not in redact('invalid input syntax for type integer: "欧阳"')
+
+
+def test_a_clipped_error_summary_keeps_no_piece_of_a_credential() -> None:
+    from adapter.connectors.http import error_for_status
+
+    # the Authorization header straddles the 200 characters the summary keeps
+    quoted = "x" * 170 + f"; Authorization: Basic {BASIC}; Host: h"
+    body = {"resourceType": "OperationOutcome", "issue": [{"code": "x", "diagnostics": quoted}]}
+    error = error_for_status(400, what="PUT Observation/o1", outcome=body, secrets=["s3cret-pw"])
+    assert BASIC[:6] not in error.message
+    assert BASIC not in str(error.outcome_body)
+    assert body["issue"][0]["diagnostics"] == quoted  # the caller's copy is untouched
