@@ -91,5 +91,5 @@ def test_xlsx_streams_many_rows(tmp_path: Path) -> None:
     rows = ([f"=r{i}", i, -i] for i in range(20_000))  # a generator: never a list in memory
     assert write_xlsx(path, ["a", "b", "c"], rows) == 20_000
     sheet = load_workbook(path, read_only=True).active
-    last = list(sheet.iter_rows(min_row=20_001, max_row=20_001, values_only=True))[0]
+    [last] = list(sheet.iter_rows(min_row=20_001, max_row=20_001, values_only=True))
     assert last == ("'=r19999", 19999, -19999)
