@@ -97,3 +97,20 @@ def test_cli_reprocess_refuses_edited_bytes(
         result.output
     )
     assert "1 reprocessed, 1 still failing" in result.output
+
+
+def test_mllp_forwarding_refuses_edited_bytes(mllp_peer, session_factory, engine: Engine) -> None:
+    from adapter.errors import FatalDeliveryError
+    from tests.integration.connector_helpers import items, observation
+    from tests.integration.test_connectors_mllp import _mllp, _store
+
+    message_id = _store(session_factory, CBC.read_bytes())
+    _edit_in_database(engine, message_id)
+    dest = _mllp(mllp_peer, session_factory)
+    try:
+        [result] = dest.send(items(observation("o1"), message_id=message_id))
+    finally:
+        dest.close()
+    assert not result.ok and isinstance(result.error, FatalDeliveryError)
+    assert "no longer match their sha256" in result.error.message
+    assert mllp_peer.received == []  # nothing altered went out
