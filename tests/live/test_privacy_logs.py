@@ -64,6 +64,28 @@ def _fail_name_index_rows(database_url: str) -> None:
         engine.dispose()
 
 
+def _remove_probe(database_url: str) -> None:
+    """Drop the trigger again: on PostgreSQL the schema is shared by the tests of one worker
+    (tables are emptied between tests, triggers are not)."""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    f"DROP TRIGGER IF EXISTS {PROBE}"
+                    + (
+                        ""
+                        if make_url(database_url).get_backend_name() == "sqlite"
+                        else " ON search_index"
+                    )
+                )
+            )
+            if make_url(database_url).get_backend_name() != "sqlite":
+                connection.execute(text(f"DROP FUNCTION IF EXISTS {PROBE}()"))
+    finally:
+        engine.dispose()
+
+
 def _forms(value: str) -> list[str]:
     """A value as it may appear in a log line: as is, percent-encoded, JSON-escaped."""
     forms = {value, quote(value), quote(value, safe=""), quote(value).lower()}
@@ -79,6 +101,13 @@ def _leaks(log: str, *values: str) -> list[str]:
 def test_database_errors_and_search_queries_are_logged_masked(
     database_url: str, tmp_path: Path
 ) -> None:
+    try:
+        _run_failing_ingest_and_search(database_url, tmp_path)
+    finally:
+        _remove_probe(database_url)
+
+
+def _run_failing_ingest_and_search(database_url: str, tmp_path: Path) -> None:
     with LiveServer(database_url, tmp_path, start_timeout=120) as server:
         _fail_name_index_rows(database_url)  # after start-up, which writes index rows too
         answer = httpx.post(
