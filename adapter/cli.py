@@ -111,10 +111,10 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
 ) -> None:
     """Run the HTTP API (ingest, messages, FHIR) with uvicorn."""
-    import uvicorn
     from sqlalchemy.exc import SQLAlchemyError
 
     from adapter.api.app import create_app
+    from adapter.api.server import run
     from adapter.logs import configure_logging
 
     settings = _settings()
@@ -127,9 +127,7 @@ def serve(
         raise _cannot_start(
             f"the database {_safe_url(settings.database_url)} cannot be used ({type(exc).__name__})"
         ) from None
-    # access_log=False: uvicorn's own line prints query strings (names, birth dates);
-    # adapter.api.access_log logs each request with the query values masked
-    uvicorn.run(application, host=host, port=port, log_config=None, access_log=False)
+    run(application, settings, host=host, port=port)
 
 
 @app.command()

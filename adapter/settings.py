@@ -45,6 +45,21 @@ class Settings(BaseSettings):
         description="A kept original up to this size is carried inline (base64) in its "
         "DocumentReference; a larger one is linked to /messages/{id}/raw",
     )
+    http_max_connections: int = Field(
+        256, gt=0, description="Open connections adapter serve accepts (see docs/operations.md)"
+    )
+    http_header_timeout_seconds: float = Field(
+        10.0, gt=0, description="The request line and headers must arrive within this"
+    )
+    http_body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest silence between two reads of a request body"
+    )
+    http_keep_alive_seconds: float = Field(
+        5.0, gt=0, description="An idle kept-alive connection is closed after this"
+    )
+    http_max_header_bytes: int = Field(
+        16384, gt=0, description="Request line plus headers larger than this are refused"
+    )
     default_timezone: str = Field(
         "Asia/Shanghai", description="Zone given to source times that carry none"
     )

@@ -55,6 +55,7 @@ from adapter.errors import (
     RetriableDeliveryError,
 )
 from adapter.hl7v2 import escape, parse_hl7v2
+from adapter.netlimits import SaidOnce, longest_silent
 from adapter.pipeline.oversize import Oversize
 
 if TYPE_CHECKING:
@@ -461,9 +462,17 @@ class MllpListenerSettings(ConnectorSettings):
     kind: Literal["mllp"]
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
     port: int = Field(ge=0, le=65535)
-    max_connections: int = Field(64, ge=1)
+    max_connections: int = Field(
+        64,
+        ge=1,
+        description="at the limit, the longest-silent connection not sending a message is "
+        "closed to make room; when none is, the new one is closed",
+    )
     idle_timeout_seconds: float = Field(
-        600.0, gt=0, description="close a connection silent this long"
+        600.0, gt=0, description="close a connection silent this long between messages"
+    )
+    frame_timeout_seconds: float = Field(
+        60.0, gt=0, description="a message begun must be complete within this (slow senders)"
     )
     max_frame_bytes: int | None = Field(
         None,
@@ -486,7 +495,8 @@ class MllpListener:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Event | None = None
         self._thread: threading.Thread | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._open: set[_Peer] = set()
+        self._said = SaidOnce(log)
 
     # -- check ------------------------------------------------------------------------------
     def check(self) -> CheckResult:
@@ -539,13 +549,18 @@ class MllpListener:
     async def _serve(self, pipeline: Pipeline, ready: Callable[[int], None] | None) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopped = asyncio.Event()
-        self._slots = asyncio.Semaphore(self.settings.max_connections)
         limit = min(self.settings.max_frame_bytes or pipeline.max_bytes, pipeline.max_bytes)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            assert self._slots is not None
-            async with self._slots:
-                await self._connection(pipeline, reader, writer, limit)
+            peer = _Peer(writer)
+            self._open.add(peer)
+            try:
+                if len(self._open) > self.settings.max_connections and not self._make_room(peer):
+                    writer.close()
+                    return
+                await self._connection(pipeline, reader, peer, limit)
+            finally:
+                self._open.discard(peer)
 
         server = await asyncio.start_server(handle, self.settings.host, self.settings.port)
         self.port = server.sockets[0].getsockname()[1]
@@ -557,28 +572,61 @@ class MllpListener:
             server.close()
             await server.wait_closed()
 
+    def _make_room(self, newcomer: _Peer) -> bool:
+        """Close the longest-silent idle connection for ``newcomer``; False: none may be."""
+        victim = longest_silent(p for p in self._open if p is not newcomer)
+        self._said.warning(
+            "too-many",
+            f"MLLP {self.id}: too many connections (max_connections="
+            f"{self.settings.max_connections}): closing the longest-silent ones that are not "
+            "sending a message, refusing new ones when every connection is busy",
+        )
+        if victim is None:
+            return False
+        victim.writer.close()
+        return True
+
     async def _connection(
         self,
         pipeline: Pipeline,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        peer: _Peer,
         limit: int,
     ) -> None:
+        writer = peer.writer
         frames = FrameReader(limit, keep=pipeline.keep_bytes)
+        frame_began: float | None = None
         try:
             while True:
+                wait = self.settings.idle_timeout_seconds
+                if frame_began is not None:  # a message has begun: it must end in time
+                    left = frame_began + self.settings.frame_timeout_seconds - time.monotonic()
+                    wait = max(0.0, min(wait, left))
                 try:
-                    data = await asyncio.wait_for(
-                        reader.read(65536), self.settings.idle_timeout_seconds
-                    )
+                    data = await asyncio.wait_for(reader.read(65536), wait)
                 except TimeoutError:
+                    if frame_began is not None:
+                        self._said.warning(
+                            "frame-timeout",
+                            f"MLLP {self.id}: closed a connection whose message was not "
+                            f"complete within {self.settings.frame_timeout_seconds:g} s "
+                            "(frame_timeout_seconds)",
+                        )
                     return
                 if not data:
                     return
-                for raw in frames.feed(data):
+                peer.active = time.monotonic()
+                received = frames.feed(data)
+                if not frames.pending:
+                    frame_began = None
+                elif received or frame_began is None:
+                    frame_began = peer.active
+                for raw in received:
+                    peer.busy = True
                     ack = await asyncio.get_running_loop().run_in_executor(
                         None, self._ingest, pipeline, raw
                     )
+                    peer.busy = False
                     if ack is None:
                         return  # not stored: no ACK, the sender must send it again
                     writer.write(frame(ack))
@@ -619,6 +667,19 @@ def cut_frame_issue(size: int) -> Issue:
         "message again",
         location="body",
     )
+
+
+class _Peer:
+    """One connection to the listener: when it last sent something, whether a message of
+    it is being stored (then it is never closed to make room)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.active = time.monotonic()
+        self.busy = False
+
+    def silent_since(self) -> float | None:
+        return None if self.busy or self.writer.is_closing() else self.active
 
 
 def ack_for(raw: bytes, result: IngestResult, *, refused: Literal["AE", "AR"] = "AE") -> bytes:

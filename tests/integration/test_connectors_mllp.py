@@ -7,6 +7,7 @@ import copy
 import functools
 import hashlib
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -410,3 +411,53 @@ def test_an_oversize_frame_is_answered_ar_kept_as_its_first_bytes_and_framing_re
     assert [r.status for r in rows] == ["quarantined", "processed"]
     assert rows[0].size == len(huge)  # the true size: the frame was counted to its end
     assert rows[0].raw == huge[:1000]
+
+
+def test_slow_and_idle_connections_are_timed_out_and_the_limit_makes_room(
+    session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8, finding 6: 30 connections against a limit of 5, half of them stuck in the
+    middle of a message; a real sender still gets its ACK at once, and every stuck one is
+    closed within the timeouts, with one log line per kind, not one per connection."""
+    pipeline = _pipeline(session_factory)
+    listener = _listener(
+        pipeline, max_connections=5, idle_timeout_seconds=3, frame_timeout_seconds=1.5
+    )
+    port = listener.start(pipeline)
+    stuck: list[socket.socket] = []
+    try:
+        with caplog.at_level("INFO"):
+            opened = time.monotonic()
+            for number in range(30):
+                sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+                if number % 2:
+                    sock.sendall(START + b"MSH|^~\\&|half a message")  # never ended
+                stuck.append(sock)
+            time.sleep(1.2)  # silent for a while now: they give way to a real sender
+            started = time.monotonic()
+            [answer] = _exchange(port, (ORU / "cbc-basic.hl7").read_bytes())
+            took = time.monotonic() - started
+            assert answer is not None and read_ack(answer).code == "AA"
+            assert took < 10, f"the ACK took {took:.1f} s"
+            left = list(stuck)
+            while left and time.monotonic() < opened + 3 + 10:
+                left = [s for s in left if not _closed_by_peer(s)]
+                time.sleep(0.2)
+            assert not left, f"{len(left)} stuck connections still open"
+    finally:
+        for sock in stuck:
+            sock.close()
+        listener.stop()
+    text = caplog.text
+    assert text.count("too many connections") == 1, text[-2000:]
+    assert text.count("was not complete within 1.5 s") == 1, text[-2000:]
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    sock.setblocking(False)
+    try:
+        return sock.recv(65536) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
