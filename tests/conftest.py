@@ -15,6 +15,7 @@ Read-only tests over the same seeded data can share one database per module thro
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -63,6 +64,19 @@ def _new_schema_name(prefix: str) -> str:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     run = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
     return f"{prefix}_{run}_{worker}".lower()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Commands under test (``adapter worker``, ``connectors``) configure logging for the
+    whole process; undo it after each test so a later test's output is not changed."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")
