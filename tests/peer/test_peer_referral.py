@@ -94,7 +94,9 @@ def test_peer_referral_main_fields_agree(translator: Pipeline, name: str) -> Non
     assert ours_ids & peer_ids == {"226839"}
     assert request["subject"]["reference"] == f"Patient/{patient['id']}"
 
-    diagnoses = {c["code"] for rc in request["reasonCode"] for c in rc["coding"]}
+    diagnoses = {c["code"] for rc in request["reasonCode"] for c in rc.get("coding", [])}
+    # the referral reason of RF1-10 (table 0336) is kept as text beside the diagnoses
+    assert "Provider Ordered" in [rc.get("text") for rc in request["reasonCode"]]
     peer_conditions = {
         c["code"]
         for r in peer
