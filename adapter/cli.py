@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from adapter.errors import AdapterError, MappingDefinitionError
+from adapter.input_limits import InputLimits
 from adapter.settings import Settings, get_settings
 
 app = typer.Typer(
@@ -384,6 +385,7 @@ def mappings_test(
         max_bytes=settings.max_message_bytes,
         default_timezone=settings.default_timezone,
         original_inline_max_bytes=settings.original_inline_max_bytes,
+        limits=InputLimits.from_settings(settings),
     )
     for source_id in sorted({c.entry["source"] for c in cases}):
         found = consortium.source(source_id)

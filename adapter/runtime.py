@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.connectors.base import validate_connectors
 from adapter.consortium import Consortium, load_consortium
 from adapter.fhir.published import publish
+from adapter.input_limits import InputLimits
 from adapter.pipeline import Pipeline
 from adapter.settings import Settings, originals_base
 from adapter.store import make_engine, migrate, session_factory
@@ -44,6 +45,7 @@ def make_pipeline(
         keep_bytes=settings.oversize_keep_bytes,
         original_inline_max_bytes=settings.original_inline_max_bytes,
         originals_base=originals_base(settings),
+        limits=InputLimits.from_settings(settings),
     )
     pipeline.load_all_mappings()
     return pipeline

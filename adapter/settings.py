@@ -60,6 +60,17 @@ class Settings(BaseSettings):
     http_max_header_bytes: int = Field(
         16384, gt=0, description="Request line plus headers larger than this are refused"
     )
+    max_segments: int = Field(
+        10_000, gt=0, description="HL7 v2 segments in one message; more are quarantined"
+    )
+    max_fields: int = Field(1_000, gt=0, description="Fields in one HL7 v2 segment")
+    max_repetitions: int = Field(1_000, gt=0, description="Repetitions of one HL7 v2 field")
+    max_components: int = Field(
+        100, gt=0, description="Components of one HL7 v2 field repetition (and subcomponents)"
+    )
+    max_nesting_depth: int = Field(
+        100, gt=0, description="JSON objects and arrays nested inside each other"
+    )
     default_timezone: str = Field(
         "Asia/Shanghai", description="Zone given to source times that carry none"
     )

@@ -23,6 +23,7 @@ from adapter.hl7v2.escapes import Delimiters, delimiters_for
 from adapter.hl7v2.framing import unframe
 from adapter.hl7v2.message import Message, Segment
 from adapter.hl7v2.truncation import truncated_error
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits, over_limit
 
 _DELIMITER_CHARS = frozenset(string.punctuation)
 _SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
@@ -35,8 +36,12 @@ _REQUIRED_MSH = ((9, "message type"), (10, "message control id"), (12, "version 
 _known_names: set[str] = set()  # segment names already validated (bounded below)
 
 
-def parse_hl7v2(raw: bytes, *, max_bytes: int | None = None) -> Message:
-    """Read one HL7 v2 message. Raises only ParseError or InputTooLargeError for bad bytes."""
+def parse_hl7v2(
+    raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+) -> Message:
+    """Read one HL7 v2 message. Raises only ParseError or InputTooLargeError for bad bytes;
+    a message over one of ``limits`` (segments, fields, repetitions, components) is a
+    ParseError with code ``too-costly`` at the first place over the limit."""
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise TypeError(f"parse_hl7v2 takes bytes, not {type(raw).__name__}")
     if max_bytes is not None and len(raw) > max_bytes:
@@ -56,7 +61,7 @@ def parse_hl7v2(raw: bytes, *, max_bytes: int | None = None) -> Message:
     if maybe_control and (bad := _CONTROL.search(text)) is not None:
         _raise_control(text, bad.start(), codec, framed.offset)
     delimiters = delimiters_for(fs, enc, codec)
-    segments, lines = _split_segments(text, delimiters)
+    segments, lines = _split_segments(text, delimiters, limits)
     _check_required(segments[0])
     return Message(segments, lines, delimiters, codec, declared or None, issues)
 
@@ -214,10 +219,15 @@ def _raise_control(text: str, pos: int, codec: str, base_offset: int) -> None:
     )
 
 
-def _split_segments(text: str, d: Delimiters) -> tuple[list[Segment], list[str]]:
+def _split_segments(
+    text: str, d: Delimiters, limits: InputLimits
+) -> tuple[list[Segment], list[str]]:
     if "\n" in text:
         text = text.replace("\r\n", "\r").replace("\n", "\r")
     fs, rs, ss, esc = d.field, d.repetition, d.subcomponent, d.escape
+    max_segments = limits.segments
+    # a line no longer than every per-segment limit cannot be over any of them
+    short = min(limits.fields, limits.repetitions, limits.components)
     known = _known_names
     segments: list[Segment] = []
     lines: list[str] = []
@@ -252,10 +262,67 @@ def _split_segments(text: str, d: Delimiters) -> tuple[list[Segment], list[str]]
             flat = False
         else:
             flat = rs not in line and ss not in line and esc not in line
+        if len(segments) >= max_segments:
+            raise over_limit(
+                f"the message has more than {max_segments} segments",
+                max_segments,
+                "max_segments",
+                f"segment {max_segments + 1}",
+            )
         n = occurrences[name] = occurrences.get(name, 0) + 1
+        if len(line) > short:
+            _check_shape(name, n, fields, d, limits)
         segments.append(Segment(name, n, len(segments), fields, d, flat))
         lines.append(line)
     return segments, lines
+
+
+def _check_shape(
+    name: str, occurrence: int, fields: list[str], d: Delimiters, limits: InputLimits
+) -> None:
+    """Fields per segment, repetitions per field, components per repetition and
+    subcomponents per component within ``limits``; str.count first, so a segment under
+    every limit costs a few C-level scans of its line."""
+    where = f"{name}[{occurrence}]"
+    start = 3 if name == "MSH" else 1  # MSH-1 and MSH-2 are the separators themselves
+    if len(fields) - 1 > limits.fields:
+        raise over_limit(
+            f"segment {where} has {len(fields) - 1} fields",
+            limits.fields,
+            "max_fields",
+            f"{where}-{limits.fields + 1}",
+        )
+    rs, cs, ss = d.repetition, d.component, d.subcomponent
+    for number in range(start, len(fields)):
+        value = fields[number]
+        if len(value) <= limits.components and len(value) <= limits.repetitions:
+            continue
+        if value.count(rs) >= limits.repetitions:
+            raise over_limit(
+                f"field {where}-{number} has {value.count(rs) + 1} repetitions",
+                limits.repetitions,
+                "max_repetitions",
+                f"{where}-{number}",
+            )
+        if value.count(cs) < limits.components and value.count(ss) < limits.components:
+            continue
+        for rep_no, rep in enumerate(value.split(rs), 1):
+            if rep.count(cs) >= limits.components:
+                raise over_limit(
+                    f"field {where}-{number}[{rep_no}] has {rep.count(cs) + 1} components",
+                    limits.components,
+                    "max_components",
+                    f"{where}-{number}[{rep_no}]",
+                )
+            for comp_no, comp in enumerate(rep.split(cs), 1):
+                if comp.count(ss) >= limits.components:
+                    raise over_limit(
+                        f"component {where}-{number}[{rep_no}].{comp_no} has "
+                        f"{comp.count(ss) + 1} subcomponents",
+                        limits.components,
+                        "max_components",
+                        f"{where}-{number}[{rep_no}].{comp_no}",
+                    )
 
 
 def _check_required(msh: Segment) -> None:

@@ -23,6 +23,7 @@ from decimal import Decimal
 from typing import Any
 
 from adapter.errors import InputTooLargeError, Issue, ParseError
+from adapter.input_limits import TOO_COSTLY, over_limit
 from adapter.mapping.decoding import decode_text
 
 Location = tuple[str | int, ...]
@@ -108,9 +109,12 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
-def parse_json(raw: bytes, *, max_bytes: int | None = None) -> JsonDocumentData:
+def parse_json(
+    raw: bytes, *, max_bytes: int | None = None, max_depth: int = 100
+) -> JsonDocumentData:
     """Read JSON bytes: BOM or UTF-8, else GB18030 (with a warning); numbers keep how they were
-    written; duplicate keys are reported."""
+    written; duplicate keys are reported; objects and arrays nested deeper than ``max_depth``
+    are a ParseError (``too-costly``) at the JSON path where the limit is crossed."""
     if max_bytes is not None and len(raw) > max_bytes:
         raise InputTooLargeError(
             f"the document is {len(raw)} bytes; the limit is {max_bytes}", location="body"
@@ -139,9 +143,14 @@ def parse_json(raw: bytes, *, max_bytes: int | None = None) -> JsonDocumentData:
             location=f"line {exc.lineno}, column {exc.colno}",
         ) from None
     except RecursionError:
-        raise ParseError("the JSON document is nested too deeply", location="document") from None
+        raise ParseError(
+            "the JSON document is nested too deeply to read",
+            location="document",
+            code=TOO_COSTLY,
+        ) from None
     except ValueError as exc:  # NaN / Infinity, integers longer than Python reads
         raise ParseError(f"the document is not valid JSON: {exc}", location="document") from None
+    _check_depth(data, max_depth)
     for key in dict.fromkeys(duplicates):
         issues.append(
             Issue(
@@ -152,6 +161,28 @@ def parse_json(raw: bytes, *, max_bytes: int | None = None) -> JsonDocumentData:
             )
         )
     return JsonDocumentData(data, encoding, issues)
+
+
+def _check_depth(data: Any, max_depth: int) -> None:
+    """Objects and arrays nested at most ``max_depth`` deep (iteratively: a deep document must
+    not exhaust the stack of the check meant to stop it)."""
+    stack: list[tuple[Any, Location]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if isinstance(value, dict):
+            items: Any = value.items()
+        elif isinstance(value, list):
+            items = enumerate(value)
+        else:
+            continue
+        if len(loc) >= max_depth:
+            raise over_limit(
+                f"objects and arrays are nested more than {max_depth} deep",
+                max_depth,
+                "max_nesting_depth",
+                format_location(loc[:max_depth]),
+            )
+        stack.extend((item, (*loc, key)) for key, item in items)
 
 
 # -- values and scopes ---------------------------------------------------------------------------

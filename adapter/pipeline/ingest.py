@@ -31,6 +31,7 @@ from adapter.errors import (
     ParseError,
     UnknownSourceError,
 )
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.loader import MappingSet, cached_mapping_set
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.merge import merge_stored, reads_stored
@@ -102,8 +103,10 @@ class Pipeline:
         keep_bytes: int = 65536,
         original_inline_max_bytes: int = 256 * 1024,
         originals_base: str = "",
+        limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
         self.consortium = consortium
+        self.limits = limits
         self.factory = factory
         self.mappings_dir = mappings_dir
         self.max_bytes = max_bytes
@@ -409,7 +412,9 @@ class Pipeline:
             return Outcome.failure(error.issues, source.format)
         try:
             mappings = self.mapping_set(facility, source)
-            document = read_document(source.format, raw, max_bytes=self.max_bytes)
+            document = read_document(
+                source.format, raw, max_bytes=self.max_bytes, limits=self.limits
+            )
             extra = {
                 "consortium": self._consortium_vars,
                 "original": original_variables(

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue, ParseError
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.formats import BY_SOURCE_FORMAT, MEDIA_TYPES
 from adapter.mapping.nodes import MappingSet
 from adapter.mapping.translation import Translation, TranslationContext
@@ -104,14 +105,16 @@ class ParsedDocument:
         return translation
 
 
-def read_document(fmt: str, raw: bytes, *, max_bytes: int) -> Document:
+def read_document(
+    fmt: str, raw: bytes, *, max_bytes: int, limits: InputLimits = DEFAULT_LIMITS
+) -> Document:
     """Parse ``raw`` as the source's format (``SourceSystem.format``, read by the format of
     ``adapter.mapping.formats``); ParseError or InputTooLargeError (both quarantine the input)
-    when it cannot be read."""
+    when it cannot be read or is over ``limits``."""
     source_format = BY_SOURCE_FORMAT.get(fmt)
     if source_format is None:
         raise ParseError(f"source format {fmt!r} is not supported", location="format")
-    parsed = source_format.parse(raw, max_bytes=max_bytes)
+    parsed = source_format.parse(raw, max_bytes=max_bytes, limits=limits)
     # a format that imports item by item (CSV rows) checks each item's resources itself
     return ParsedDocument(
         fmt,

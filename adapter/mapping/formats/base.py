@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.engine import run_steps
 from adapter.mapping.evaluation import Evaluation, SourceAdapter
 from adapter.mapping.folders import MappingFile
@@ -69,7 +70,9 @@ class SourceFormat(ABC):
     # -- reading --------------------------------------------------------------------------
 
     @abstractmethod
-    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
+    def parse(
+        self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+    ) -> Parsed:
         """The document; ParseError / InputTooLargeError (both quarantine) when unreadable."""
 
     # -- compiling (load time) --------------------------------------------------------------

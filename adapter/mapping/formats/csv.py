@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import csv_rows
 from adapter.mapping.engine import first_mention_wins, run_steps
 from adapter.mapping.evaluation import Evaluation
@@ -33,7 +34,9 @@ class CsvFormat(SourceFormat):
         "properties": {"columns": STRINGS},
     }
 
-    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
+    def parse(
+        self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+    ) -> Parsed:
         table = csv_rows.read_csv(raw, max_bytes=max_bytes)
         return Parsed(table, table.encoding, table.issues)
 

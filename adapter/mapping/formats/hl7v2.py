@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from adapter.errors import Issue
 from adapter.hl7v2 import Message, Segment, parse_hl7v2
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import hl7v2_paths as v2
 from adapter.mapping.folders import MappingFile
 from adapter.mapping.formats.base import Parsed, SourceFormat
@@ -70,8 +71,10 @@ class Hl7v2Format(SourceFormat):
     message_keys = frozenset({"structure"})
     has_groups = True
 
-    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
-        message = parse_hl7v2(raw, max_bytes=max_bytes)
+    def parse(
+        self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+    ) -> Parsed:
+        message = parse_hl7v2(raw, max_bytes=max_bytes, limits=limits)
         return Parsed(message, message.charset, message.issues)
 
     def compile_path(self, text: str, options: Any) -> v2.Hl7Path:

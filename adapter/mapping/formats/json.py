@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import json_paths
 from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat
 from adapter.mapping.nodes import MessageMapping
@@ -25,8 +26,12 @@ class JsonFormat(SourceFormat):
         },
     }
 
-    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
-        parsed = json_paths.parse_json(raw, max_bytes=max_bytes)
+    def parse(
+        self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+    ) -> Parsed:
+        parsed = json_paths.parse_json(
+            raw, max_bytes=max_bytes, max_depth=limits.nesting_depth
+        )
         return Parsed(parsed.data, parsed.encoding, parsed.issues)
 
     def compile_path(self, text: str, options: Any) -> json_paths.JsonPath:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from lxml import etree
 
 from adapter.errors import Issue
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import xml_paths
 from adapter.mapping.folders import MappingFile
 from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat
@@ -48,7 +49,9 @@ class XmlFormat(SourceFormat):
     }
     message_keys = frozenset({"namespaces"})
 
-    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
+    def parse(
+        self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+    ) -> Parsed:
         xml = parse_xml(raw, max_bytes=max_bytes)
         return Parsed(xml.root, xml.encoding, xml.issues)
 
