@@ -16,6 +16,7 @@ from adapter import __version__
 from adapter.api import deliveries, fhir, health, ingest, metrics
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.errors import install_error_handlers
+from adapter.api.request_checks import RequestChecks
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
 from adapter.connectors.base import validate_connectors
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.started_at = format_instant(datetime.now(UTC))
     app.state.delivery = None  # the in-process delivery worker, once it runs
     install_error_handlers(app)
-    app.add_middleware(NoSniffMiddleware)
+    app.add_middleware(RequestChecks)
+    app.add_middleware(NoSniffMiddleware)  # also on RequestChecks' answers
     app.add_middleware(AccessLogMiddleware)  # added last: the outermost, sees every answer
     for router in ROUTERS:
         app.include_router(router)

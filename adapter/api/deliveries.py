@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 
 from adapter.api.deps import SessionDep, SessionFactoryDep  # SessionDep reads only
 from adapter.errors import InvalidRequestError
+from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.store import outbox
 
 router = APIRouter(tags=["deliveries"])
@@ -27,7 +28,7 @@ def deliveries(
     state: str | None = None,
     destination: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGING_NUMBER)] = 0,
 ) -> JSONResponse:
     """Outbox rows, newest first, optionally of one state and one destination."""
     total, rows = outbox.list_deliveries(

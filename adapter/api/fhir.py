@@ -19,7 +19,7 @@ from adapter.api.responses import FHIRResponse
 from adapter.errors import GoneError, InvalidRequestError, Issue, NotFoundError, UnsupportedError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_params import SUPPORTED_TYPES, is_supported
-from adapter.fhir.search_query import parse_search
+from adapter.fhir.search_query import PAGING_NUMBER_EXPECTED, paging_number, parse_search
 from adapter.settings import Settings
 from adapter.store import read_history, read_version, resource_state
 from adapter.store import search as run_search
@@ -220,16 +220,17 @@ def _paging_number(params: dict[str, str], name: str, default: int) -> int:
     if name not in params:
         return default
     value = params[name]
-    if not value.isdigit():
+    number = paging_number(value)
+    if number is None:
         raise InvalidRequestError(
-            f"{name}={value!r}: expected a whole number >= 0",
+            f"{name}={value!r}: {PAGING_NUMBER_EXPECTED}",
             issues=[
                 Issue(
                     "error",
                     "value",
-                    f"{name}={value!r}: expected a whole number >= 0",
+                    f"{name}={value!r}: {PAGING_NUMBER_EXPECTED}",
                     location=name,
                 )
             ],
         )
-    return int(value)
+    return number

@@ -19,6 +19,7 @@ from adapter.errors import (
     NotFoundError,
     operation_outcome,
 )
+from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
 from adapter.pipeline.oversize import Oversize
 from adapter.store import count_messages, get_message, list_messages, verified_raw
@@ -119,7 +120,7 @@ def messages(
     session: SessionDep,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_PAGING_NUMBER)] = 0,
 ) -> JSONResponse:
     """Received messages, newest first, optionally only those with one status."""
     if status is not None and status not in STATUSES:

@@ -10,6 +10,7 @@ returned in ``ignored``.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -35,6 +36,8 @@ _MODIFIERS: dict[str, tuple[str, ...]] = {
     "uri": ("missing",),
 }
 _PLUS_AS_SPACE = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
+# the largest _count / _offset / offset taken: a 32-bit signed integer, far beyond any result
+MAX_PAGING_NUMBER = 2**31 - 1
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _JSON_FORMATS = ("json", "application/json", "application/fhir+json")
 
@@ -172,9 +175,22 @@ def _result_param(request: SearchRequest, name: str, value: str, problems: list[
 
 
 def _non_negative(name: str, value: str) -> int:
-    if not value.isdigit():
-        raise _BadValue(f"{name}={value!r}: expected a whole number >= 0")
-    return int(value)
+    number = paging_number(value)
+    if number is None:
+        raise _BadValue(f"{name}={value!r}: {PAGING_NUMBER_EXPECTED}")
+    return number
+
+
+PAGING_NUMBER_EXPECTED = f"expected a whole number from 0 to {MAX_PAGING_NUMBER}"
+
+
+def paging_number(value: str) -> int | None:
+    """``_count`` / ``_offset`` as a number, None when it is not one the server takes (ASCII
+    digits only: ``str.isdigit`` also admits ``²`` and other scripts' digits)."""
+    if not (value.isascii() and value.isdigit()) or len(value) > 10:
+        return None
+    number = int(value)
+    return number if number <= MAX_PAGING_NUMBER else None
 
 
 def _criterion(param: SearchParam, modifier: str | None, raw: str, zone: tzinfo) -> Criterion:
@@ -264,12 +280,17 @@ def _quantity(text: str, label: str) -> QuantityValue:
     number_text = pieces[0]
     if not _NUMBER_RE.match(number_text):
         raise _BadValue(f"{label}: {number_text!r} is not a number")
-    number = float(number_text)
-    # the precision written is the precision meant: 5.4 covers [5.35, 5.45)
-    mantissa = number_text.lower().split("e")[0]
-    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
-    exponent = int(number_text.lower().split("e")[1]) if "e" in number_text.lower() else 0
-    half = 0.5 * 10.0 ** (exponent - decimals)
+    try:
+        number = float(number_text)
+        # the precision written is the precision meant: 5.4 covers [5.35, 5.45)
+        mantissa = number_text.lower().split("e")[0]
+        decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
+        exponent = int(number_text.lower().split("e")[1]) if "e" in number_text.lower() else 0
+        half = 0.5 * 10.0 ** (exponent - decimals)
+    except (OverflowError, ValueError):  # 0e999, an exponent of thousands of digits
+        half = math.inf
+    if not (math.isfinite(number) and math.isfinite(half)):
+        raise _BadValue(f"{label}: {number_text!r} is out of the range of numbers searched")
     system = unescape(pieces[1]) if len(pieces) > 1 and pieces[1] else None
     code = unescape("|".join(pieces[2:])) if len(pieces) > 2 and pieces[2] else None
     return QuantityValue(prefix, number, number - half, number + half, system, code)

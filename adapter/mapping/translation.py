@@ -29,6 +29,8 @@ class Translation:
     unread: list[str] = field(default_factory=list)  # locations of content no rule read
     # (type, id) -> on_conflict policy of the template that made the resource
     policies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    # (type, id) -> where in the input it was made from (OBX[3], an XPath, $.items[2], row 4)
+    origins: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     @property
     def has_errors(self) -> bool:
@@ -75,6 +77,7 @@ def result(
     mapping: MessageMapping,
     unread: list[tuple[str, str]],
     policies: dict[tuple[str, str], dict[str, Any]],
+    origins: dict[tuple[str, str], str | None],
 ) -> Translation:
     return Translation(
         resources,
@@ -82,6 +85,7 @@ def result(
         mapping=mapping.label,
         unread=[where for where, _ in unread],
         policies=dict(policies),
+        origins=dict(origins),
     )
 
 

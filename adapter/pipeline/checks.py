@@ -50,11 +50,24 @@ def _type_of(key: str, top: bool) -> str:
     return "string"
 
 
-def check_resources(resources: list[dict[str, Any]]) -> list[Issue]:
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_resources(
+    resources: list[dict[str, Any]], origins: dict[tuple[str, str], str | None] | None = None
+) -> list[Issue]:
+    """Issues name the element (``expression``) and, when ``origins`` knows it, the place in
+    the input the resource was made from (``location``: ``OBX[3]``, an XPath, ``$.items[2]``)."""
     issues: list[Issue] = []
     for resource in resources:
         prefix = f"{resource.get('resourceType')}/{resource.get('id')}"
-        _walk(resource, resource.get("resourceType", ""), prefix, issues, top=True)
+        found: list[Issue] = []
+        _walk(resource, resource.get("resourceType", ""), prefix, found, top=True)
+        if found and origins:
+            where = origins.get((resource.get("resourceType", ""), resource.get("id", "")))
+            for issue in found:
+                issue.location = where
+        issues.extend(found)
     return issues
 
 
@@ -73,6 +86,10 @@ def _walk(node: Any, path: str, prefix: str, issues: list[Issue], *, top: bool =
             elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
                 issues.append(
                     Issue("error", "value", f"{prefix}: not a finite number", expression=child)
+                )
+            elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                issues.append(
+                    Issue("error", "value", f"{prefix}: integer beyond 64 bits", expression=child)
                 )
     elif isinstance(node, list):
         for index, item in enumerate(node):

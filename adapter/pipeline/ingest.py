@@ -65,6 +65,8 @@ WARNINGS = "processed-with-warnings"
 QUARANTINED = "quarantined"
 STATUSES = (RECEIVED, PROCESSED, WARNINGS, QUARANTINED)
 _RACE_RETRIES = 3
+# the location of a problem that is about no one place in the input
+WHOLE_MESSAGE = "the whole message"
 
 
 @dataclass(slots=True)
@@ -433,7 +435,7 @@ class Pipeline:
             log.exception("unexpected error translating a message from %s", source.id)
             return Outcome.failure([_internal_error("translating", exc)], source.format)
         issues = list(translation.issues)
-        issues.extend(check_resources(translation.resources))
+        issues.extend(check_resources(translation.resources, translation.origins))
         failed = any(i.severity in ("error", "fatal") for i in issues)
         return Outcome(
             document.format,
@@ -615,6 +617,7 @@ def _internal_error(stage: str, exc: Exception) -> Issue:
         "exception",
         f"internal error while {stage} ({type(exc).__name__}); the message is kept "
         "and can be reprocessed once fixed",
+        location=WHOLE_MESSAGE,
     )
 
 

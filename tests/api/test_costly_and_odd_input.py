@@ -89,3 +89,61 @@ def test_json_nested_deep_is_quarantined_at_its_path(client: TestClient) -> None
     assert issue["code"] == "too-costly"
     assert issue["location"][0].startswith("$.extra.a.a.a")
     assert "internal error" not in issue["diagnostics"]
+
+
+# -- finding 8: located errors instead of 500 and "internal error" -------------------------------
+
+
+@pytest.mark.parametrize("digits", ["99999999999999999999", "12345678901234567890.123456789"])
+def test_a_result_with_too_many_digits_is_quarantined_at_obx_5(
+    app: FastAPI, client: TestClient, digits: str
+) -> None:
+    body = TWO_ORDERS.replace(b"||6.3|", b"||" + digits.encode() + b"|")
+    response = _post(client, body)
+    assert response.status_code == 422, response.text
+    (issue,) = _issues(response)
+    assert issue["location"] == ["OBX[1]-5"]
+    assert issue["code"] == "value" and "internal error" not in issue["diagnostics"]
+    assert _stored(app, response.headers["X-Message-Id"]) == ("quarantined", body)
+
+
+def test_a_reference_range_with_too_many_digits_is_located(client: TestClient) -> None:
+    body = TWO_ORDERS.replace(b"|3.5-9.5|", b"|3.5-99999999999999999999|")
+    response = _post(client, body)
+    assert response.status_code == 422, response.text
+    assert [i["location"] for i in _issues(response)] == [["OBX[1]-7"]]
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [
+        ("/fhir/Patient?name=a%00b", "name"),
+        ("/fhir/Patient?_id=%00", "_id"),
+        ("/fhir/Patient?identifier=x%7C%00", "identifier"),
+        ("/fhir/Patient?na%00me=a", "na%00me"),
+        ("/messages?status=%00", "status"),
+        ("/messages/%00", "path"),
+        ("/fhir/Observation?value-quantity=1e309", "value-quantity"),
+        ("/fhir/Observation?value-quantity=0e999", "value-quantity"),
+        ("/fhir/Observation?value-quantity=1e" + "9" * 5000, "value-quantity"),
+        ("/fhir/Patient?_offset=100000000000000000000", "_offset"),
+        ("/fhir/Patient?_count=%C2%B2", "_count"),
+        ("/fhir/Patient/x/_history?_offset=100000000000000000000", "_offset"),
+        ("/messages?offset=100000000000000000000", "query.offset"),
+        ("/deliveries?offset=100000000000000000000", "query.offset"),
+    ],
+)
+def test_odd_query_values_answer_a_located_400(client: TestClient, query: str, where: str) -> None:
+    response = client.get(query)
+    assert response.status_code == 400, response.text
+    issue = response.json()["issue"][0]
+    assert issue["location"] == [where]
+
+
+def test_a_content_type_over_255_characters_answers_a_located_400(client: TestClient) -> None:
+    response = _post(client, TWO_ORDERS, ctype="application/hl7-v2; x=" + "a" * 300)
+    assert response.status_code == 400, response.text
+    assert response.json()["issue"][0]["location"] == ["Content-Type"]
+    # and a Content-Type of 255 characters is taken as before
+    response = _post(client, TWO_ORDERS, ctype="application/hl7-v2; x=" + "a" * 233)
+    assert response.status_code == 202, response.text

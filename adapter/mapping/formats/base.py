@@ -132,7 +132,14 @@ class SourceFormat(ABC):
         state.issues.extend(
             unread_issue(where, what, self.unread_severity(what)) for where, what in unread
         )
-        return result(list(state.resources.values()), state.issues, mapping, unread, state.policies)
+        return result(
+            list(state.resources.values()),
+            state.issues,
+            mapping,
+            unread,
+            state.policies,
+            state.produced_from,
+        )
 
     def select(self, mappings: MappingSet, document: Any) -> MessageMapping | Issue:
         """The one message mapping whose ``match:`` holds, or the issue saying why there is

@@ -119,7 +119,8 @@ class CsvFormat(SourceFormat):
             )
         unread = self.unread(table, source, mapping)
         out.extend(unread_issue(where, what) for where, what in unread)
-        return result(list(resources.values()), out, mapping, unread, policies)
+        origins = {key: f"row {number}" for key, number in made_by.items()}
+        return result(list(resources.values()), out, mapping, unread, policies, origins)
 
 
 def _conflicts(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -25,11 +26,32 @@ def _decimal(raw: str) -> Decimal | None:
         return None
 
 
-def _json_number(value: Decimal) -> int | float:
-    """FHIR decimals keep their precision on the wire; orjson writes floats shortest-exact."""
-    return (
-        int(value) if value == value.to_integral_value() and "." not in str(value) else float(value)
-    )
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _exact_json_number(value: Decimal) -> int | float | None:
+    """The JSON number for ``value`` (orjson writes floats shortest-exact), or None when no
+    JSON number the store can write holds it exactly: an integer beyond 64 bits, more
+    significant digits than a double keeps."""
+    if value == value.to_integral_value() and "." not in str(value):
+        whole = int(value)
+        return whole if INT64_MIN <= whole <= INT64_MAX else None
+    as_float = float(value)
+    if not math.isfinite(as_float) or Decimal(repr(as_float)) != value:
+        return None
+    return as_float
+
+
+def _json_number(ev: FunctionContext, number: Decimal, value: Any) -> int | float | None:
+    exact = _exact_json_number(number)
+    if exact is None:
+        ev.error(
+            f"{str(number)[:40]!r} has more digits than a number can keep exactly (integers "
+            f"up to {INT64_MAX}, about 15 significant digits)",
+            location(value),
+            code="value",
+        )
+    return exact
 
 
 @transform("is_numeric")
@@ -47,7 +69,7 @@ def text_to_decimal(ev: FunctionContext, value: Any) -> int | float | None:
     if number is None:
         ev.error(f"{raw.strip()!r} is not a number", location(value), code="value")
         return None
-    return _json_number(number)
+    return _json_number(ev, number, value)
 
 
 @transform("quantity_value")
@@ -60,7 +82,7 @@ def quantity_value(ev: FunctionContext, value: Any) -> int | float | None:
     if number is None:
         ev.error(f"{text(value).strip()!r} is not a number", location(value), code="value")
         return None
-    return _json_number(number)
+    return _json_number(ev, number, value)
 
 
 @transform("quantity_comparator")
@@ -106,11 +128,11 @@ def range_low(ev: FunctionContext, value: Any) -> int | float | None:
     raw = _range_text(value)
     match = _RANGE.match(raw)
     if match:
-        return _json_number(Decimal(match.group(1)))
+        return _json_number(ev, Decimal(match.group(1)), value)
     comp = _COMPARATOR.match(raw)
     if comp and _fhir_comparator(comp) in (">", ">="):
         number = _decimal(raw[comp.end() :])
-        return _json_number(number) if number is not None else None
+        return _json_number(ev, number, value) if number is not None else None
     return None
 
 
@@ -119,11 +141,11 @@ def range_high(ev: FunctionContext, value: Any) -> int | float | None:
     raw = _range_text(value)
     match = _RANGE.match(raw)
     if match:
-        return _json_number(Decimal(match.group(2)))
+        return _json_number(ev, Decimal(match.group(2)), value)
     comp = _COMPARATOR.match(raw)
     if comp and _fhir_comparator(comp) in ("<", "<="):
         number = _decimal(raw[comp.end() :])
-        return _json_number(number) if number is not None else None
+        return _json_number(ev, number, value) if number is not None else None
     return None
 
 
