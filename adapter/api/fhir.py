@@ -86,14 +86,15 @@ def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRRespo
     _check_type(resource_type)
     if resource_id == "_history":
         raise UnsupportedError(
-            f"Type-level history is not supported; use {resource_type}/<id>/_history"
+            f"Type-level history is not supported; use {resource_type}/<id>/_history",
+            location="id",
         )
     _check_id(resource_id)
     row = resource_state(session, resource_type, resource_id)
     if row is None:
-        raise NotFoundError(f"{resource_type}/{resource_id} is not known")
+        raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
     if row.deleted:
-        raise GoneError(f"{resource_type}/{resource_id} was deleted")
+        raise GoneError(f"{resource_type}/{resource_id} was deleted", location="id")
     return FHIRResponse(row.body, headers=_version_headers(row.version_id, row.last_updated))
 
 
@@ -117,7 +118,7 @@ def history(
     offset = _paging_number(params, "_offset", 0)
     total, versions = read_history(session, resource_type, resource_id, count=count, offset=offset)
     if total == 0:
-        raise NotFoundError(f"{resource_type}/{resource_id} is not known")
+        raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
     return FHIRResponse(
         bundles.history(
             base=fhir_base(request),
@@ -141,11 +142,15 @@ def vread(
 ) -> FHIRResponse:
     _check_type(resource_type)
     _check_id(resource_id)
-    if not version_id.isdigit():
-        raise NotFoundError(f"{resource_type}/{resource_id} has no version {version_id!r}")
+    if paging_number(version_id) is None:  # ASCII digits, at most 2**31 - 1
+        raise NotFoundError(
+            f"{resource_type}/{resource_id} has no version {version_id[:40]!r}", location="vid"
+        )
     body = read_version(session, resource_type, resource_id, int(version_id))
     if body is None:
-        raise NotFoundError(f"{resource_type}/{resource_id} has no version {version_id}")
+        raise NotFoundError(
+            f"{resource_type}/{resource_id} has no version {version_id}", location="vid"
+        )
     last_updated = datetime.fromisoformat(body["meta"]["lastUpdated"])
     return FHIRResponse(body, headers=_version_headers(int(version_id), last_updated))
 
@@ -194,14 +199,15 @@ def _search(
 def _check_type(resource_type: str) -> None:
     if not is_supported(resource_type):
         raise UnsupportedError(
-            f"Resource type '{resource_type}' is not supported by this server "
-            f"(supported: {', '.join(SUPPORTED_TYPES)})"
+            f"Resource type {resource_type[:80]!r} is not supported by this server "
+            f"(supported: {', '.join(SUPPORTED_TYPES)})",
+            location="type",
         )
 
 
 def _check_id(resource_id: str) -> None:
     if not _ID_RE.match(resource_id):
-        raise InvalidRequestError(f"{resource_id!r} is not a valid FHIR id")
+        raise InvalidRequestError(f"{resource_id[:80]!r} is not a valid FHIR id", location="id")
 
 
 def _version_headers(version_id: int, last_updated: Any) -> dict[str, str]:

@@ -108,6 +108,12 @@ def parse_search(
     request = SearchRequest(resource_type)
     problems: list[Issue] = []
     for raw_name, raw_value in params:
+        if "\x00" in raw_name or "\x00" in raw_value:  # PostgreSQL cannot even compare it
+            where = raw_name.replace("\x00", "%00")
+            problems.append(
+                Issue("error", "value", f"{where!r} contains a NUL character", location=where)
+            )
+            continue
         name, _, modifier = raw_name.partition(":")
         if name in RESULT_PARAMS:
             _result_param(request, raw_name, raw_value, problems)

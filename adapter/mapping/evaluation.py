@@ -99,6 +99,10 @@ class Evaluation:
         self.issue("information", code, message, where)
 
     def issue(self, severity: str, code: str, message: str, where: str | None) -> None:
+        if where is None:
+            # a value computed by a function has no position of its own: the issue is
+            # about the scope the rule was evaluated in (OBX[3], an element, $.items[2])
+            where = self.state.source.describe(self.scope)
         key = (severity, message, where or "")
         if severity == "error":
             self.state.errors_met += 1

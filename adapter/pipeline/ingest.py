@@ -444,6 +444,7 @@ class Pipeline:
             issues,
             failed,
             dict(translation.policies),
+            origins=dict(translation.origins),
         )
 
     def _quarantine(
@@ -501,6 +502,9 @@ class Pipeline:
         for resource in outcome.resources:
             merged, conflicts = merge_stored(resource, locked.body, outcome.policies)
             resources.append(merged)
+            where = outcome.origins.get((resource["resourceType"], resource["id"]))
+            for conflict in conflicts:
+                conflict.location = conflict.location or where or WHOLE_MESSAGE
             issues.extend(conflicts)
         outcome.issues = issues
         outcome.stored = resources
@@ -586,6 +590,8 @@ class Outcome:
     failed: bool
     # (type, id) -> on_conflict policy of the template that made it (adapter/pipeline/merge.py)
     policies: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    # (type, id) -> where in the input it was made from, for issues found later (merge)
+    origins: dict[Any, str | None] = field(default_factory=dict)
     # the resources as merged with the stored ones, once storing began
     stored: list[dict[str, Any]] | None = None
 
