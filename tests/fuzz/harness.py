@@ -26,7 +26,7 @@ class Tally:
 
     def line(self) -> str:
         return (
-            f"inputs {self.inputs}, stored {len(self.ids)} distinct messages: "
+            f"inputs {self.inputs} (database now holds {len(self.ids)} distinct messages): "
             f"processed {self.statuses['processed']}, "
             f"with warnings {self.statuses['processed-with-warnings']}, "
             f"quarantined {self.statuses['quarantined']}; issues {self.issues}, "
