@@ -29,9 +29,7 @@ class JsonFormat(SourceFormat):
     def parse(
         self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
     ) -> Parsed:
-        parsed = json_paths.parse_json(
-            raw, max_bytes=max_bytes, max_depth=limits.nesting_depth
-        )
+        parsed = json_paths.parse_json(raw, max_bytes=max_bytes, max_depth=limits.nesting_depth)
         return Parsed(parsed.data, parsed.encoding, parsed.issues)
 
     def compile_path(self, text: str, options: Any) -> json_paths.JsonPath:
