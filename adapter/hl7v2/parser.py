@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Iterator
 from typing import AnyStr
 
 from adapter.errors import InputTooLargeError, Issue, ParseError
@@ -232,7 +233,7 @@ def _split_segments(
     segments: list[Segment] = []
     lines: list[str] = []
     occurrences: dict[str, int] = {}
-    for line in text.split("\r"):
+    for line in _lines(text, max_segments + 64):
         if not line:
             continue
         fields = line.split(fs)
@@ -275,6 +276,19 @@ def _split_segments(
         segments.append(Segment(name, n, len(segments), fields, d, flat))
         lines.append(line)
     return segments, lines
+
+
+def _lines(text: str, chunk: int) -> Iterator[str]:
+    """The CR-separated lines of ``text``, split ``chunk`` at a time: a message of a million
+    tiny segments is refused at the segment limit without first splitting all of it."""
+    rest = text
+    while True:
+        parts = rest.split("\r", chunk)
+        if len(parts) <= chunk:
+            yield from parts
+            return
+        rest = parts.pop()
+        yield from parts
 
 
 def _check_shape(

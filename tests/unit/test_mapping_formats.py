@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import pytest
 
 from adapter.errors import Issue, MappingDefinitionError
+from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.formats import BY_SOURCE_FORMAT, FORMATS, MEDIA_TYPES
 from adapter.mapping.formats.base import Parsed, SourceFormat
 from adapter.mapping.nodes import MessageMapping
@@ -99,7 +100,9 @@ class KeyValueFormat(SourceFormat):
         "properties": {"keys": {"type": "array", "items": {"type": "string"}}},
     }
 
-    def parse(self, raw: bytes, *, max_bytes: int | None = None) -> Parsed:
+    def parse(
+        self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
+    ) -> Parsed:
         lines = {}
         for number, line in enumerate(raw.decode("utf-8").splitlines(), 1):
             key, _, value = line.partition("=")
