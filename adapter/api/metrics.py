@@ -8,6 +8,8 @@ lines; its registry, multiprocess mode and instrumentation would go unused.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -17,6 +19,7 @@ from starlette.responses import Response
 
 from adapter import __version__
 from adapter.delivery.health import DestinationStatus, destination_statuses
+from adapter.mapping.translation import UNREAD
 from adapter.store import read_only
 from adapter.store.models import InboundMessage
 
@@ -61,7 +64,35 @@ def _per_destination(
     return [({"destination": s.id}, float(getattr(s, value) or 0)) for s in statuses]
 
 
-def render(statuses: list[DestinationStatus], messages: dict[str, int]) -> str:
+_OCCURRENCE = re.compile(r"\[\d+\]")
+
+
+def unread_path(location: str) -> str:
+    """A location without its occurrences (``OBX[3]-5`` -> ``OBX-5``, ``/a[1]/b[2]`` ->
+    ``/a/b``): one series per place in the message layout, not per message."""
+    return _OCCURRENCE.sub("", location)
+
+
+def count_unread_warnings(
+    rows: Iterable[tuple[str, list[dict] | None]],
+) -> Counter[tuple[str, str]]:
+    """(source, path) -> how many stored messages' issues say clinical content there was read
+    by no rule (the unread-content warnings, docs/mapping-language.md section 14)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for source, issues in rows:
+        for issue in issues or []:
+            if issue.get("severity") == "warning" and str(issue.get("diagnostics", "")).endswith(
+                UNREAD
+            ):
+                counts[(source, unread_path(issue.get("location") or "?"))] += 1
+    return counts
+
+
+def render(
+    statuses: list[DestinationStatus],
+    messages: dict[str, int],
+    unread: Counter[tuple[str, str]] | None = None,
+) -> str:
     out = Exposition()
     out.family("adapter_info", "gauge", "Version of the adapter.", [({"version": __version__}, 1)])
     out.family(
@@ -69,6 +100,12 @@ def render(statuses: list[DestinationStatus], messages: dict[str, int]) -> str:
         "gauge",
         "Inbound messages kept, by status.",
         [({"status": k}, v) for k, v in sorted(messages.items())],
+    )
+    out.family(
+        "adapter_unread_content_warnings",
+        "gauge",
+        "Clinical content no mapping rule read, in kept messages, by source and path.",
+        [({"source": k[0], "path": k[1]}, v) for k, v in sorted((unread or {}).items())],
     )
     out.family(
         "adapter_delivery_queue_depth",
@@ -158,4 +195,12 @@ def metrics(request: Request) -> Response:
                 select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
             )
         }
-    return Response(render(statuses, messages), media_type=CONTENT_TYPE)
+        # only messages with warnings can hold one; their issue lists are read at scrape time
+        unread = count_unread_warnings(
+            session.execute(
+                select(InboundMessage.source_system, InboundMessage.issues).where(
+                    InboundMessage.status == "processed-with-warnings"
+                )
+            ).tuples()
+        )
+    return Response(render(statuses, messages, unread), media_type=CONTENT_TYPE)

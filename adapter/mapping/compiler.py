@@ -293,6 +293,10 @@ def compile_message(
             ignore.append(fmt.compile_ignore(entry, options))
         except ValueError as exc:
             raise file.fail(f"ignore: {exc}", ("ignore", i)) from None
+    try:
+        clinical = fmt.compile_clinical(data.get("clinical", list(fmt.default_clinical)))
+    except ValueError as exc:
+        raise file.fail(f"clinical: {exc}", ("clinical",)) from None
     mapping = MessageMapping(
         name=name,
         file=file.indexes[0].file,
@@ -301,6 +305,7 @@ def compile_message(
         match=match,
         structure=structure,
         ignore=ignore,
+        clinical=clinical,
         steps=compiler.steps(data["produce"], ("produce",)),
     )
     fmt.check_steps(file, mapping)

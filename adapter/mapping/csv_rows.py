@@ -214,13 +214,20 @@ class CsvMatch:
         return "columns " + ", ".join(self.columns)
 
 
-def unread(table: CsvTable, tracker: CsvReadTracker, ignore: set[str]) -> list[tuple[str, str]]:
-    """Columns holding a value in some row that no rule read (one entry per column)."""
-    out: list[tuple[str, str]] = []
+def unread(
+    table: CsvTable,
+    tracker: CsvReadTracker,
+    ignore: set[str],
+    clinical: frozenset[str] = frozenset(),
+) -> list[tuple[str, str, bool]]:
+    """Columns holding a value in some row that no rule read (one entry per column), and
+    whether ``clinical`` names the column (``*``: every column)."""
+    out: list[tuple[str, str, bool]] = []
     for position, name in enumerate(table.header, start=1):
         key = name or f"#{position}"
         if key in tracker.columns or key in ignore:
             continue
         if any(row.cells.get(key, "").strip() for row in table.rows):
-            out.append((f"column {name}" if name else f"column {position} (no name)", "column"))
+            where = f"column {name}" if name else f"column {position} (no name)"
+            out.append((where, "column", "*" in clinical or key in clinical))
     return out

@@ -360,31 +360,45 @@ def _carries(value: Any) -> bool:
     return value is not None and not (isinstance(value, str) and not value.strip())
 
 
-def unread(root: Any, tracker: JsonReadTracker, ignore: list[JsonPath]) -> list[tuple[str, str]]:
-    """(location, what) for every value no rule read, unless ignored; an object or array
-    nothing inside which was read is listed once."""
+def unread(
+    root: Any,
+    tracker: JsonReadTracker,
+    ignore: list[JsonPath],
+    clinical: frozenset[str] = frozenset(),
+) -> list[tuple[str, str, bool]]:
+    """(location, what, clinical) for every value no rule read, unless ignored; an object or
+    array nothing inside which was read is listed once. ``clinical`` names the keys whose
+    values carry clinical content (``*``: every key and array item)."""
     ignored = {loc for path in ignore for _, loc in evaluate(path, root, JsonScope(root, ()))}
     touched: set[Location] = set()
     for loc in tracker.read:
         for end in range(len(loc) + 1):
             touched.add(loc[:end])
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, bool]] = []
+
+    def clinical_inside(value: Any, loc: Location) -> bool:
+        if "*" in clinical or any(isinstance(k, str) and k in clinical for k in loc):
+            return _carries(value)
+        if isinstance(value, dict):
+            return any(clinical_inside(v, (*loc, k)) for k, v in value.items())
+        if isinstance(value, list):
+            return any(clinical_inside(v, (*loc, i)) for i, v in enumerate(value))
+        return False
 
     def walk(value: Any, loc: Location) -> None:
         if loc in ignored or (loc in tracker.read and not isinstance(value, dict | list)):
             return  # an object or array read as a value does not count for what is inside
         if loc not in touched:
-            if _carries(_without_ignored(value, loc, ignored)):
-                out.append(
-                    (
-                        format_location(loc),
-                        "value"
-                        if not isinstance(value, dict | list)
-                        else "object"
-                        if isinstance(value, dict)
-                        else "array",
-                    )
+            kept = _without_ignored(value, loc, ignored)
+            if _carries(kept):
+                what = (
+                    "value"
+                    if not isinstance(value, dict | list)
+                    else "object"
+                    if isinstance(value, dict)
+                    else "array"
                 )
+                out.append((format_location(loc), what, clinical_inside(kept, loc)))
             return
         if isinstance(value, dict):
             for key, item in value.items():

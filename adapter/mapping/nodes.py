@@ -137,6 +137,7 @@ class MessageMapping:
     match: Any  # the format's matcher: ``.matches(document)``, ``.describe()``
     structure: Any  # what the format makes of ``structure:`` (HL7 v2 groups), else None
     ignore: list[Any]  # ``ignore:`` entries as the format compiled them
+    clinical: Any  # ``clinical:`` as the format compiled it (or the format's default)
     steps: list[Any]
 
     @property

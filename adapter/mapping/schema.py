@@ -83,6 +83,8 @@ def message_schema(match: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
                 "additionalProperties": {"type": "string", "minLength": 1},
             },
             "ignore": {"type": "array", "items": {"type": "string"}},
+            # what, when no rule reads it, is a warning (the format's default when absent)
+            "clinical": {"type": "array", "items": {"type": "string"}},
             "produce": {"type": "array", "items": {"$ref": "#/definitions/step"}},
         },
         "additionalProperties": False,

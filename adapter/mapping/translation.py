@@ -61,21 +61,22 @@ def new_state(
     )
 
 
-def unread_issue(where: str, what: str, severity: str = "information") -> Issue:
-    """``<what> not read by any mapping rule`` at ``where`` (the silent-drop report)."""
-    return Issue(
-        severity,  # type: ignore[arg-type]
-        "informational",
-        f"{what} not read by any mapping rule",
-        location=where,
-    )
+UNREAD = "not read by any mapping rule"
+
+
+def unread_issue(where: str, what: str, clinical: bool) -> Issue:
+    """``<what> not read by any mapping rule`` at ``where`` (the silent-drop report): a
+    warning when the content carries clinical text or a value, else an information
+    (structural or administrative leftovers)."""
+    severity = "warning" if clinical else "information"
+    return Issue(severity, "informational", f"{what} {UNREAD}", location=where)
 
 
 def result(
     resources: list[dict[str, Any]],
     issues: list[Issue],
     mapping: MessageMapping,
-    unread: list[tuple[str, str]],
+    unread: list[tuple[str, str, bool]],
     policies: dict[tuple[str, str], dict[str, Any]],
     origins: dict[tuple[str, str], str | None],
 ) -> Translation:
@@ -83,7 +84,7 @@ def result(
         resources,
         issues,
         mapping=mapping.label,
-        unread=[where for where, _ in unread],
+        unread=[item[0] for item in unread],
         policies=dict(policies),
         origins=dict(origins),
     )

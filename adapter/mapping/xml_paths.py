@@ -34,6 +34,7 @@ BUILTIN_NAMESPACES: dict[str, str] = {
 _STRING = re.compile(r"'[^']*'|\"[^\"]*\"")
 _PREFIX = re.compile(r"(?<![\w.\-$])([^\W\d][\w.\-]*):(?=[^\W\d]|\*)")
 _PREDICATE_ATTR = re.compile(r"@([^\W\d][\w.\-]*(?::[^\W\d][\w.\-]*)?)")
+NAME = re.compile(r"[^\W\d][\w.\-]*")  # an XML local name (no prefix)
 _PROBE = etree.Element("probe")  # evaluated once at load time: finds undeclared prefixes
 
 
@@ -352,26 +353,59 @@ def _children(element: etree._Element) -> list[etree._Element]:
     return [child for child in element if isinstance(child.tag, str)]
 
 
+@dataclass(frozen=True, slots=True)
+class XmlClinical:
+    """What unread XML content carries clinical text or a value (a warning when unread):
+    elements and attributes with one of ``names`` as local name (``value``: a CDA entry's
+    ``<value value="6.5" unit="g/L"/>``, all its attributes included), and non-empty text
+    when ``text`` (section text, a vendor element's text)."""
+
+    names: frozenset[str]
+    text: bool
+
+    def attribute(self, element: etree._Element, name: str) -> bool:
+        return _attr_local(name) in self.names or _local(element) in self.names
+
+    def own_text(self, element: etree._Element) -> bool:
+        return self.text or _local(element) in self.names
+
+
+def _local(element: etree._Element) -> str:
+    return etree.QName(element).localname
+
+
 def unread(
-    root: etree._Element, tracker: XmlReadTracker, ignore: list[XmlPath]
-) -> list[tuple[str, str]]:
-    """(location, what) for every value no rule read, unless ignored: ``element`` for an
-    element nothing inside which was read, ``attribute`` and ``text`` otherwise."""
+    root: etree._Element,
+    tracker: XmlReadTracker,
+    ignore: list[XmlPath],
+    clinical: XmlClinical | None = None,
+) -> list[tuple[str, str, bool]]:
+    """(location, what, clinical) for every value no rule read, unless ignored: ``element``
+    for an element nothing inside which was read, ``attribute`` and ``text`` otherwise;
+    ``clinical`` when the content is what ``clinical`` names (an element: anything inside)."""
+    rule = clinical or XmlClinical(frozenset(), False)
     ignored = _ignored(root, ignore)
     paths: dict[etree._Element, str] = {}
-    out: list[tuple[str, str]] = []
+    out: list[tuple[str, str, bool]] = []
 
-    def carries(element: etree._Element, count_text: bool) -> bool:
+    def carries(element: etree._Element, count_text: bool, only_clinical: bool = False) -> bool:
         if element in ignored.elements:
             return False
         if any(
-            value.strip() and (element, name) not in ignored.attrs
+            value.strip()
+            and (element, name) not in ignored.attrs
+            and (not only_clinical or rule.attribute(element, name))
             for name, value in element.attrib.items()
         ):
             return True
-        if count_text and element not in ignored.texts and _own_text(element):
+        if (
+            count_text
+            and element not in ignored.texts
+            and _own_text(element)
+            and (not only_clinical or rule.own_text(element))
+        ):
             return True
-        return any(carries(child, count_text) for child in _children(element))
+        return any(carries(child, count_text, only_clinical) for child in _children(element))
 
     def walk(element: etree._Element, text_read: bool) -> None:
         if element in ignored.elements:
@@ -379,7 +413,7 @@ def unread(
         text_read = text_read or element in tracker.texts
         if element not in tracker.touched and not text_read:
             if carries(element, True):
-                out.append((element_path(element, paths), "element"))
+                out.append((element_path(element, paths), "element", carries(element, True, True)))
             return
         if element not in tracker.touched and not carries(element, False):
             return  # its text was read with an enclosing element and it has no attributes
@@ -389,9 +423,15 @@ def unread(
                 and (element, name) not in tracker.attrs
                 and (element, name) not in ignored.attrs
             ):
-                out.append((f"{element_path(element, paths)}/@{_attr_local(name)}", "attribute"))
+                out.append(
+                    (
+                        f"{element_path(element, paths)}/@{_attr_local(name)}",
+                        "attribute",
+                        rule.attribute(element, name),
+                    )
+                )
         if not text_read and element not in ignored.texts and _own_text(element):
-            out.append((f"{element_path(element, paths)}/text()", "text"))
+            out.append((f"{element_path(element, paths)}/text()", "text", rule.own_text(element)))
         for child in _children(element):
             walk(child, text_read)
 

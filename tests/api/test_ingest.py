@@ -293,3 +293,13 @@ def test_a_chunked_oversize_body_is_cut_kept_as_a_prefix_and_not_reprocessed(
     again = client.post(f"/messages/{message_id}/reprocess")
     assert again.status_code == 413
     assert client.get(f"/messages/{message_id}").json()["status"] == "quarantined"
+
+
+def test_metrics_count_unread_clinical_content_by_source_and_path(client: TestClient) -> None:
+    # a ZLS segment (the instrument's review) no rule reads: a warning, counted per path
+    response = _post(client, ORU / "county-lis" / "zls-segment.hl7", source="county-lis")
+    assert response.json()["status"] == "processed-with-warnings", response.text
+    metrics = client.get("/metrics").text
+    assert 'adapter_unread_content_warnings{source="county-lis",path="ZLS"} 1' in metrics
+    # an information-only leftover (a field of a read segment) is not counted
+    assert "path=\"PID-" not in metrics

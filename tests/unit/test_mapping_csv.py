@@ -145,7 +145,8 @@ def test_unread_columns_are_listed_once(mappings: MappingSet) -> None:
     translation = run(mappings, TABLE)
     assert translation.unread == ["column 医生"]  # 备注 is ignored on purpose
     [note] = [i for i in translation.issues if "not read" in i.diagnostics]
-    assert (note.severity, note.location) == ("information", "column 医生")
+    # a filled column left behind is content lost: a warning (CSV's default clinical: ["*"])
+    assert (note.severity, note.location) == ("warning", "column 医生")
     # a column empty in every row carries nothing: not listed
     assert run(mappings, TABLE.replace("王医生", "")).unread == []
 
@@ -318,3 +319,13 @@ def test_a_file_whose_rows_are_all_bad_is_quarantined(pipeline: Pipeline) -> Non
     )
     assert result.status == "quarantined" and result.resources == []
     assert [i.location for i in result.issues if i.severity == "error"] == ["row 2, column 结果"]
+
+
+def test_a_mapping_s_clinical_names_the_columns_whose_loss_is_a_warning(tmp_path: Path) -> None:
+    message = MESSAGE.replace("ignore: [备注]", "ignore: [备注]\nclinical: [结果]")
+    mappings = load_mapping_set(
+        csv_root(tmp_path, {"_shared/csv/messages/lab-results.yaml": message}), "_shared"
+    )
+    [note] = [i for i in run(mappings, TABLE).issues if "not read" in i.diagnostics]
+    # the doctor's name is administrative for this source: an information
+    assert (note.severity, note.location) == ("information", "column 医生")

@@ -124,10 +124,10 @@ class KeyValueFormat(SourceFormat):
 
     def unread(
         self, document: dict[str, Line], source: Any, mapping: MessageMapping
-    ) -> list[tuple[str, str]]:
+    ) -> list[tuple[str, str, bool]]:
         ignored = set(mapping.ignore)
         return [
-            (line.location, "line")
+            (line.location, "line", "*" in mapping.clinical or key in mapping.clinical)
             for key, line in document.items()
             if key not in source.read and key not in ignored
         ]

@@ -132,7 +132,8 @@ def test_json_becomes_a_patient_and_observations(mappings: MappingSet) -> None:
     # the flag of the second item was read by no rule; the phone is ignored on purpose
     assert translation.unread == ["$.items[1].flag"]
     [note] = [i for i in translation.issues if "not read" in i.diagnostics]
-    assert note.severity == "information" and note.location == "$.items[1].flag"
+    # a value left behind is content lost: a warning (JSON's default clinical: ["*"])
+    assert note.severity == "warning" and note.location == "$.items[1].flag"
 
 
 def test_an_unread_object_is_listed_once(mappings: MappingSet) -> None:
@@ -324,3 +325,13 @@ def test_bad_match_and_ignore_paths_name_their_line(tmp_path: Path) -> None:
         },
     )
     assert "ignore" in error.message and error.line == 7
+
+
+def test_a_mapping_s_clinical_names_the_keys_whose_loss_is_a_warning(tmp_path: Path) -> None:
+    message = MESSAGE.replace("ignore: [", "clinical: [value]\nignore: [")
+    mappings = load_mapping_set(
+        json_root(tmp_path, {"_shared/json/messages/lab-report.yaml": message}), "_shared"
+    )
+    [note] = [i for i in run(mappings, REPORT).issues if "not read" in i.diagnostics]
+    # flag is not named: an information for this source
+    assert (note.severity, note.location) == ("information", "$.items[1].flag")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from adapter.errors import MappingDefinitionError
 from adapter.mapping.translation import Translation
 from tests.unit.mapping_support import MESSAGE, hl7, load, mapping_root, translate
 
@@ -155,3 +158,71 @@ def test_a_rule_in_a_gate_not_taken_does_not_read(tmp_path: Path) -> None:
         ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-6]",
     )
     assert unread(translation) == [("information", "OBX[1]-7")]
+
+
+# -- clinical content: its loss is a warning, the rest an information ----------------------
+
+BODY_WITHOUT_VALUE = """
+    code: =OBX-3
+    order: =OBR-3
+    patient: =PID-3
+"""
+
+
+def test_an_unread_observation_value_is_a_warning(tmp_path: Path) -> None:
+    translation = run(
+        tmp_path, body=BODY_WITHOUT_VALUE, ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, OBX-7]"
+    )
+    # OBX-5 (the value) is clinical by default; OBX-6 (its unit) is not
+    assert unread(translation) == [("warning", "OBX[1]-5"), ("information", "OBX[1]-6")]
+
+
+def test_an_unread_note_in_a_read_segment_is_a_warning(tmp_path: Path) -> None:
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5",
+        "NTE|1|L|复查建议",
+        body=BODY + "    source: =NTE-2\n",
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, NTE-1]",
+    )
+    assert unread(translation) == [("warning", "NTE[1]-3")]
+
+
+def test_a_read_z_segment_s_unread_fields_are_warnings(tmp_path: Path) -> None:
+    message = MESSAGE.replace("items: [OBX!, NTE*]", "items: [OBX!, NTE*, ZRS?]")
+    root = mapping_root(
+        tmp_path,
+        {
+            "_shared/hl7v2/messages/oru.yaml": message.replace(
+                "ignore: [MSH, PV1]", "ignore: [MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, OBX-6, OBX-7]"
+            )
+        },
+        body=BODY + "    vendor: =ZRS-1\n",
+    )
+    translation = translate(load(root), hl7(*SEGMENTS, "ZRS|1|仪器复核: 异常"))
+    assert unread(translation) == [("warning", "ZRS[1]-2")]
+
+
+def test_clinical_in_the_mapping_replaces_the_format_default(tmp_path: Path) -> None:
+    message = MESSAGE.replace(
+        "ignore: [MSH, PV1]",
+        "ignore: [MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]\nclinical: [OBX-7]",
+    )
+    root = mapping_root(
+        tmp_path, {"_shared/hl7v2/messages/oru.yaml": message}, body=BODY_WITHOUT_VALUE
+    )
+    translation = translate(load(root), hl7(*SEGMENTS))
+    assert unread(translation) == [
+        ("information", "OBX[1]-5"),
+        ("information", "OBX[1]-6"),
+        ("warning", "OBX[1]-7"),
+    ]
+
+
+def test_a_bad_clinical_entry_is_a_load_error(tmp_path: Path) -> None:
+    message = MESSAGE.replace("ignore: [MSH, PV1]", "ignore: [MSH, PV1]\nclinical: [OBX.5]")
+    root = mapping_root(tmp_path, {"_shared/hl7v2/messages/oru.yaml": message})
+    with pytest.raises(MappingDefinitionError, match=r"clinical: 'OBX\.5' is not a segment"):
+        load(root)

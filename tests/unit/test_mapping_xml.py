@@ -195,8 +195,10 @@ def test_unread_values_are_listed_with_xpath_locations(lab: MappingSet) -> None:
     # the root of the national ID was tested by the path's predicate: it counts as read
     assert not any("patientRole[1]/id[1]" in where for where in translation.unread)
     unread_issues = [i for i in translation.issues if "not read" in i.diagnostics]
-    assert {i.severity for i in unread_issues} == {"information"}
     assert len(unread_issues) == len(translation.unread)
+    # the title's text is content (a warning); identifiers and codes are structure
+    warned = {i.location for i in unread_issues if i.severity == "warning"}
+    assert warned == {"/ClinicalDocument/title[1]"}
 
 
 def test_ignore_paths_silence_the_unread_report(tmp_path: Path) -> None:
@@ -586,11 +588,74 @@ def test_hostile_documents_are_quarantined_with_an_outcome(name: str, pipeline: 
 
 def test_a_cda_document_is_stored_with_its_unread_report(pipeline: Pipeline) -> None:
     result = pipeline.ingest(LAB_CDA.encode(), "test-cda", "application/xml")
-    assert result.status == "processed", [i.as_dict() for i in result.issues]
+    # the title's text is read by no rule: content left behind, so a warning
+    assert result.status == "processed-with-warnings", [i.as_dict() for i in result.issues]
     assert sorted(r.split("/")[0] for r in result.resources) == [
         "Observation",
         "Observation",
         "Patient",
     ]
     informational: list[dict[str, Any]] = [i.as_dict() for i in result.issues]
-    assert any(i["location"] == "/ClinicalDocument/title[1]" for i in informational)
+    assert any(
+        i["location"] == "/ClinicalDocument/title[1]" and i["severity"] == "warning"
+        for i in informational
+    )
+
+
+# -- clinical content left unread: a warning, structure an information ----------------------
+
+NARRATIVE_AND_ENTRY = (
+    "<component>\n"
+    "      <section>\n"
+    '        <code code="10164-2"/>\n'
+    "        <text>患者3天前无明显诱因出现发热</text>\n"
+    "        <entry>\n"
+    "          <observation>\n"
+    '            <templateId root="2.16.156.10011.2.1.1.99"/>\n'
+    '            <code code="HBSAG" displayName="乙肝表面抗原"/>\n'
+    '            <value xsi:type="CD" code="P" displayName="阳性"/>\n'
+    "          </observation>\n"
+    "        </entry>\n"
+    "      </section>\n"
+    "    </component>\n"
+    "  </structuredBody>"
+)
+
+
+def test_unread_section_text_and_entry_values_are_warnings(lab: MappingSet) -> None:
+    document = LAB_CDA.replace("</structuredBody>", NARRATIVE_AND_ENTRY, 1)
+    translation = run(lab, document)
+    section = "/ClinicalDocument/component[1]/structuredBody[1]/component[2]/section[1]"
+    found = {i.location: i.severity for i in translation.issues if "not read" in i.diagnostics}
+    value = f"{section}/entry[1]/observation[1]/value[1]"
+    assert {k: v for k, v in found.items() if k.startswith(section)} == {
+        f"{section}/code[1]": "information",  # a code: structure
+        f"{section}/text[1]": "warning",  # the section's narrative
+        f"{section}/entry[1]/observation[1]/templateId[1]": "information",
+        value: "warning",  # a coded value (code, displayName): clinical
+    }
+
+
+def test_a_mapping_s_clinical_replaces_the_xml_default(tmp_path: Path) -> None:
+    message = LAB_MESSAGE.replace("produce:", "clinical: [interpretationCode]\nproduce:")
+    lab = load_mapping_set(
+        lab_root(tmp_path, {"_shared/xml/messages/lab-report.yaml": message}), "_shared"
+    )
+    translation = run(lab, LAB_CDA)
+    found = {i.location: i.severity for i in translation.issues if "not read" in i.diagnostics}
+    assert found["/ClinicalDocument/title[1]"] == "information"  # text() not named
+    assert (
+        found[
+            "/ClinicalDocument/component[1]/structuredBody[1]/component[1]/section[1]/entry[2]"
+            "/observation[1]/interpretationCode[1]"
+        ]
+        == "warning"
+    )
+
+
+def test_a_bad_xml_clinical_entry_is_a_load_error(tmp_path: Path) -> None:
+    message = LAB_MESSAGE.replace("produce:", "clinical: ['@value']\nproduce:")
+    with pytest.raises(MappingDefinitionError, match="neither an element or attribute name"):
+        load_mapping_set(
+            lab_root(tmp_path, {"_shared/xml/messages/lab-report.yaml": message}), "_shared"
+        )

@@ -66,6 +66,9 @@ class SourceFormat(ABC):
     message_keys: ClassVar[frozenset[str]] = frozenset()
     # ``each: NAME`` iterates named groups of the document (HL7 v2); else each needs a path
     has_groups: ClassVar[bool] = False
+    # what carries clinical text or a value, so that leaving it unread is a warning, when a
+    # message mapping has no ``clinical:`` of its own (docs/mapping-language.md section 14)
+    default_clinical: ClassVar[tuple[str, ...]] = ("*",)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -94,6 +97,11 @@ class SourceFormat(ABC):
     def compile_ignore(self, entry: str, options: Any) -> Any:
         """One ``ignore:`` entry as the format's ``unread`` compares it; ``ValueError``."""
         return entry
+
+    def compile_clinical(self, entries: list[str]) -> Any:
+        """``clinical:`` as ``unread`` uses it (default: the names, ``*`` for all);
+        ``ValueError`` with a readable reason."""
+        return frozenset(entries)
 
     def compile_structure(self, file: MappingFile) -> Any:
         """The message structure a message mapping declares (HL7 v2 groups); ``None``."""
@@ -129,9 +137,7 @@ class SourceFormat(ABC):
         if not problems:
             run_steps(Evaluation(state, scope, dict(context.variables)), mapping.steps)
         unread = self.unread(document, source, mapping)
-        state.issues.extend(
-            unread_issue(where, what, self.unread_severity(what)) for where, what in unread
-        )
+        state.issues.extend(unread_issue(*item) for item in unread)
         return result(
             list(state.resources.values()),
             state.issues,
@@ -182,8 +188,7 @@ class SourceFormat(ABC):
     @abstractmethod
     def unread(
         self, document: Any, source: SourceAdapter, mapping: MessageMapping
-    ) -> list[tuple[str, str]]:
-        """(location, what) of content present that no rule read, unless ``ignore:`` names it."""
-
-    def unread_severity(self, what: str) -> str:
-        return "information"
+    ) -> list[tuple[str, str, bool]]:
+        """(location, what, clinical) of content present that no rule read, unless
+        ``ignore:`` names it; ``clinical`` when it carries clinical text or a value (what the
+        mapping's ``clinical:`` names): its loss is a warning, not an information."""

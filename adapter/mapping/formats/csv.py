@@ -60,7 +60,7 @@ class CsvFormat(SourceFormat):
     def unread(
         self, document: csv_rows.CsvTable, source: Any, mapping: MessageMapping
     ) -> list[tuple[str, str]]:
-        return csv_rows.unread(document, source.tracker, set(mapping.ignore))
+        return csv_rows.unread(document, source.tracker, set(mapping.ignore), mapping.clinical)
 
     def translate(
         self,
@@ -118,7 +118,7 @@ class CsvFormat(SourceFormat):
                 )
             )
         unread = self.unread(table, source, mapping)
-        out.extend(unread_issue(where, what) for where, what in unread)
+        out.extend(unread_issue(*item) for item in unread)
         origins = {key: f"row {number}" for key, number in made_by.items()}
         return result(list(resources.values()), out, mapping, unread, policies, origins)
 

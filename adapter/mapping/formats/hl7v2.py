@@ -4,6 +4,7 @@ type (MSH-9), unread segments and fields reported with their place (``ZLS[1]``, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -109,6 +110,19 @@ class Hl7v2Format(SourceFormat):
             location="MSH-9",
         )
 
+    # observation values and notes: OBX-5 value, NTE-3 comment, OBR-13 relevant clinical
+    # information, DG1-3/-4 diagnosis code and text, AL1-3/-5 allergen and reaction
+    default_clinical: ClassVar[tuple[str, ...]] = (
+        "OBX-5",
+        "NTE-3",
+        "OBR-13",
+        "DG1-3",
+        "DG1-4",
+        "AL1-3",
+        "AL1-5",
+        "Z*",
+    )
+
     def start(
         self, document: Message, mapping: MessageMapping
     ) -> tuple[Hl7v2Source, v2.Group, list[Issue]]:
@@ -129,14 +143,25 @@ class Hl7v2Format(SourceFormat):
             )
         return source, root, problems
 
+    def compile_clinical(self, entries: list[str]) -> frozenset[str]:
+        """Fields (``OBX-5``), segments (``ZRS``: any of its fields) and ``Z*`` (every
+        Z-segment's fields)."""
+        for entry in entries:
+            if entry != "Z*" and not _CLINICAL.fullmatch(entry):
+                raise ValueError(f"{entry!r} is not a segment (ZRS), a field (OBX-5) or Z*")
+        return frozenset(entries)
+
     def unread(
         self, document: Message, source: Any, mapping: MessageMapping
-    ) -> list[tuple[str, str]]:
+    ) -> list[tuple[str, str, bool]]:
         """Segments and fields present that no rule looked at, unless the mapping ignores them
-        (``PV1``, ``MSH-7``); a segment the structure has no place for is always listed."""
+        (``PV1``, ``MSH-7``); a segment the structure has no place for is always listed. A
+        whole segment left unread is clinical (a warning) whatever it holds; a field is
+        when ``clinical:`` names it, its segment, or ``Z*`` and it is in a Z-segment."""
         ignore = set(mapping.ignore)
+        clinical = mapping.clinical
         tracker = source.tracker
-        out: list[tuple[str, str]] = []
+        out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
         for segment in document.segments:
             if segment.name in ignore:
@@ -148,17 +173,18 @@ class Hl7v2Format(SourceFormat):
                 and f"{segment.name}-{f}" not in ignore
             ]
             if segment.index in unplaced_ids or (segment.index not in tracker.segments and fields):
-                out.append((f"{segment.name}[{segment.occurrence}]", "segment"))
+                out.append((f"{segment.name}[{segment.occurrence}]", "segment", True))
                 continue
+            whole = segment.name in clinical or ("Z*" in clinical and segment.name.startswith("Z"))
             out.extend(
-                (segment.location(f), "field")
+                (segment.location(f), "field", whole or f"{segment.name}-{f}" in clinical)
                 for f in fields
                 if (segment.index, f) not in tracker.fields
             )
         return out
 
-    def unread_severity(self, what: str) -> str:
-        return "warning" if what == "segment" else "information"
+
+_CLINICAL = re.compile(r"[A-Z][A-Z0-9]{2}(-[1-9][0-9]*)?")
 
 
 def _check_each_targets(

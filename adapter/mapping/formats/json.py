@@ -64,8 +64,10 @@ class JsonFormat(SourceFormat):
         source = json_paths.JsonSource(document, json_paths.JsonReadTracker())
         return source, json_paths.JsonScope(document, ()), []
 
-    def unread(self, document: Any, source: Any, mapping: MessageMapping) -> list[tuple[str, str]]:
-        return json_paths.unread(document, source.tracker, mapping.ignore)
+    def unread(
+        self, document: Any, source: Any, mapping: MessageMapping
+    ) -> list[tuple[str, str, bool]]:
+        return json_paths.unread(document, source.tracker, mapping.ignore, mapping.clinical)
 
 
 FORMAT = JsonFormat()

@@ -49,6 +49,9 @@ class XmlFormat(SourceFormat):
     }
     message_keys = frozenset({"namespaces"})
 
+    # a CDA entry's <value value=".." unit=".."/>, section text, a vendor element's text
+    default_clinical: ClassVar[tuple[str, ...]] = ("value", "text()")
+
     def parse(
         self, raw: bytes, *, max_bytes: int | None = None, limits: InputLimits = DEFAULT_LIMITS
     ) -> Parsed:
@@ -103,8 +106,20 @@ class XmlFormat(SourceFormat):
     ) -> tuple[xml_paths.XmlSource, Any, list[Issue]]:
         return xml_paths.XmlSource(xml_paths.XmlReadTracker()), document, []
 
-    def unread(self, document: Any, source: Any, mapping: MessageMapping) -> list[tuple[str, str]]:
-        return xml_paths.unread(document, source.tracker, mapping.ignore)
+    def compile_clinical(self, entries: list[str]) -> xml_paths.XmlClinical:
+        """Local names of elements and attributes (``value``) and ``text()`` for any text."""
+        names = set()
+        for entry in entries:
+            if entry != "text()" and not xml_paths.NAME.fullmatch(entry):
+                raise ValueError(f"{entry!r} is neither an element or attribute name nor text()")
+            if entry != "text()":
+                names.add(entry)
+        return xml_paths.XmlClinical(frozenset(names), "text()" in entries)
+
+    def unread(
+        self, document: Any, source: Any, mapping: MessageMapping
+    ) -> list[tuple[str, str, bool]]:
+        return xml_paths.unread(document, source.tracker, mapping.ignore, mapping.clinical)
 
 
 FORMAT = XmlFormat()
