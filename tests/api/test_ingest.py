@@ -302,4 +302,4 @@ def test_metrics_count_unread_clinical_content_by_source_and_path(client: TestCl
     metrics = client.get("/metrics").text
     assert 'adapter_unread_content_warnings{source="county-lis",path="ZLS"} 1' in metrics
     # an information-only leftover (a field of a read segment) is not counted
-    assert "path=\"PID-" not in metrics
+    assert 'path="PID-' not in metrics
