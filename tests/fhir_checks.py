@@ -5,7 +5,7 @@
     assert_valid_r4(resource)          # a resource or a Bundle; fails with every problem
     problems = validate_r4(resource)   # ["R4 JSON schema: Patient.gender: '男' is not one of ..."]
 
-Three independent checks, each message prefixed with the one that found it:
+Four independent checks, each message prefixed with the one that found it:
 
 ``fhir.resources R4B``
     ``fhir.resources.R4B.get_fhir_model_class(type).model_validate(resource)``. R4B is FHIR
@@ -21,6 +21,11 @@ Three independent checks, each message prefixed with the one that found it:
     The representation rules neither of the above enforces (hl7.org/fhir/R4/json.html): no
     ``null`` outside the arrays that align primitive values with their ``_name`` twins, no
     empty strings, arrays or objects.
+``R4 invariant``
+    The error-level FHIRPath constraints of the R4 StructureDefinitions of the resources this
+    project produces (``cmp-1``: a Composition section has text, entries or sub-sections;
+    ``obs-6``, ``dom-3``, ``bdl-7`` ...), copied into tests/data/fhir-r4-invariants, evaluated
+    with fhirpathpy on every element at the constraint's path, nested resources on their own.
 
 Where R4B and R4 disagree, **the R4 schema wins**: a resource is valid only if every check
 passes, so R4B-only content is refused by the R4 schema's ``additionalProperties: false``
@@ -56,7 +61,8 @@ schema; tests/unit/test_fhir_checks.py pins these):
 * the schema refuses ``null`` even inside arrays aligned with a ``_name`` twin, which the
   JSON format allows: produced resources must not use such arrays;
 * neither: empty arrays and objects (hence the JSON rules), FHIRPath invariants
-  (``obs-6``, ``dom-3``), terminology beyond the schema's enums, reference targets.
+  (``obs-6``, ``dom-3``: hence the invariant check), terminology beyond the schema's
+  enums, reference targets.
 
 Also note that R4B reports missing required elements only once the present fields are
 valid: a missing ``status`` is not reported while another field of the same Observation
@@ -230,6 +236,67 @@ def _json_rule_problems(value: Any, path: str, *, in_aligned_array: bool = False
             yield from _json_rule_problems(item, f"{path}.{key}", in_aligned_array=aligned)
 
 
+# ---- FHIRPath invariants ------------------------------------------------------------------
+
+INVARIANTS = "R4 invariant"
+INVARIANTS_PATH = (
+    Path(__file__).resolve().parent / "data" / "fhir-r4-invariants" / "constraints.json"
+)
+
+
+@cache
+def _invariants() -> dict[str, list[dict[str, str]]]:
+    """resourceType -> its error-level constraints (path, key, human, expression), from the
+    R4 StructureDefinitions (tests/data/fhir-r4-invariants)."""
+    data = json.loads(INVARIANTS_PATH.read_text(encoding="utf-8"))
+    return {
+        kind: [c for c in rows if c["severity"] == "error"]
+        for kind, rows in data["constraints"].items()
+    }
+
+
+@cache
+def _compiled(path: str, expression: str) -> Any:
+    """``path.all(expression)`` compiled once: the constraint holds on every element at its
+    path (on the resource itself when the path is the type)."""
+    from fhirpathpy import compile as fhirpath_compile
+    from fhirpathpy.models import models
+
+    # choice elements (value[x]) hold their constraint wherever the element is present
+    steps = path.replace("[x]", "").split(".")
+    where = ".".join(steps[1:])
+    # fhirpathpy 2.2 lacks hasValue(); on JSON primitives exists() says the same (a value
+    # present), extensions aside, which this project never writes on primitives
+    expression = expression.replace("hasValue()", "exists()")
+    text = f"{where}.all({expression})" if where else f"({expression})"
+    # dom-3 calls trace(): keep its output off stdout
+    return fhirpath_compile(text, models["r4"], {"traceFn": lambda *_: None})
+
+
+def _invariant_problems(resource: Any, path: str) -> Iterator[str]:
+    if not isinstance(resource, dict):
+        return
+    _, nested = _nested_resources(resource, path)
+    kind = resource.get("resourceType")
+    for constraint in _invariants().get(str(kind), []):
+        if "[x]" in constraint["path"]:
+            continue  # a choice element's own constraints (none at error level we produce)
+        try:
+            result = _compiled(constraint["path"], constraint["expression"])(
+                resource, {"resource": resource, "rootResource": resource}
+            )
+        except Exception as exc:  # an expression fhirpathpy cannot evaluate: say so, loudly
+            yield f"{INVARIANTS}: {path}: {constraint['key']} could not be evaluated: {exc}"
+            continue
+        if result != [True] and result != []:
+            yield _short(
+                f"{INVARIANTS}: {path}: {constraint['key']} ({constraint['path']}): "
+                f"{constraint['human']}"
+            )
+    for child, child_path in nested:
+        yield from _invariant_problems(child, child_path)
+
+
 # ---- the public helpers -----------------------------------------------------------------
 
 
@@ -241,6 +308,7 @@ def validate_r4(resource: dict[str, Any]) -> list[str]:
         *_model_problems(resource, path),
         *_schema_problems(resource, path),
         *_json_rule_problems(resource, path),
+        *_invariant_problems(resource, path),
     ]
 
 

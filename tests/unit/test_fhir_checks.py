@@ -276,3 +276,52 @@ def test_json_rules_allow_null_in_aligned_arrays() -> None:
     assert by(JSON_RULES, validate_r4(resource)) == []
     # ... but the R4 schema refuses them, and it wins (see tests/fhir_checks.py).
     assert by(SCHEMA, validate_r4(resource))
+
+
+# -- the R4 invariants (FHIRPath constraints of the StructureDefinitions) --------------------
+
+COMPOSITION = {
+    "resourceType": "Composition",
+    "id": "c1",
+    "status": "final",
+    "type": {"text": "出院小结"},
+    "date": "2026-11-20",
+    "author": [{"display": "王医生"}],
+    "title": "出院小结",
+}
+
+
+def test_a_section_with_only_an_empty_reason_breaks_cmp_1() -> None:
+    bad = {**COMPOSITION, "section": [{"title": "出院带药", "emptyReason": {"text": "无"}}]}
+    assert [p for p in validate_r4(bad) if "cmp-1" in p] == [
+        "R4 invariant: Composition: cmp-1 (Composition.section): A section must contain at "
+        "least one of text, entries, or sub-sections"
+    ]
+    text = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml">无</div>'}
+    good = {**COMPOSITION, "section": [{**bad["section"][0], "text": text}]}
+    assert validate_r4(good) == []
+
+
+def test_a_value_and_a_data_absent_reason_break_obs_6() -> None:
+    observation = {
+        "resourceType": "Observation",
+        "id": "o1",
+        "status": "final",
+        "code": {"text": "WBC"},
+        "valueQuantity": {"value": 6.5},
+        "dataAbsentReason": {"text": "unknown"},
+    }
+    assert any("obs-6" in p for p in validate_r4(observation))
+
+
+def test_invariants_of_resources_inside_a_bundle_are_checked() -> None:
+    bad = {**COMPOSITION, "section": [{"title": "空"}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "id": "b1",
+        "type": "collection",
+        "entry": [{"fullUrl": "urn:uuid:1", "resource": bad}],
+    }
+    assert any(
+        p.startswith("R4 invariant: Bundle.entry[0].resource: cmp-1") for p in validate_r4(bundle)
+    )
