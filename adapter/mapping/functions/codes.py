@@ -3,6 +3,7 @@ references and datatypes (``apply``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from adapter.identity import parse_national_id
@@ -28,6 +29,48 @@ def map_system(ev: FunctionContext, table: Any, value: Any) -> str | None:
     """The target system of a mapped code (nothing when the code is not mapped)."""
     target = ev.lookup(text(table), value, report=False)
     return target.system if target else None
+
+
+LOINC = "http://loinc.org"
+_LOINC_SHAPE = re.compile(r"(\d{1,7})-(\d)")
+
+
+def loinc_shaped(code: str) -> bool:
+    """A LOINC code: digits, a hyphen and the mod-10 check digit of the digits (LOINC's own
+    rule: from the right, every other digit doubled, the digits of the results summed)."""
+    match = _LOINC_SHAPE.fullmatch(code.strip())
+    if match is None:
+        return False
+    total = 0
+    for i, digit in enumerate(int(d) for d in reversed(match.group(1))):
+        doubled = digit * 2 if i % 2 == 0 else digit
+        total += doubled // 10 + doubled % 10
+    return (10 - total % 10) % 10 == int(match.group(2))
+
+
+# what a code must look like to be emitted in a system (only standard systems' own rules)
+_SHAPES = {LOINC: loinc_shaped}
+
+
+@transform("code_system")
+def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | None:
+    """The system URI the concept map ``table`` gives the coding-system name ``name`` (its
+    target system, else its target code), unless ``code`` cannot be a code of that system
+    (``LN`` with a code that is not LOINC-shaped): then nothing, so the caller keeps the
+    code as a local one, and a warning at the code."""
+    target = ev.lookup(text(table), name, report=False)
+    system = (target.system or target.code) if target else None
+    check = _SHAPES.get(system or "")
+    value = text(code)
+    if check is not None and value and not check(value):
+        ev.warning(
+            f"code {value!r} is labelled {text(name)} but is not a {system} code "
+            "(digits, hyphen, check digit): kept as a local code",
+            location(code),
+            code="code-invalid",
+        )
+        return None
+    return system
 
 
 @transform("coding")
