@@ -14,7 +14,9 @@ from tests.mappings.conftest import FIXTURES
 CBC = (FIXTURES / "hl7v2" / "oru" / "std-hl7v2" / "cbc-basic.hl7").read_bytes()
 
 
-@pytest.mark.parametrize("code", ["718-7", "2345-7", "6690-2", "26464-8", "777-3", "1-8"])
+@pytest.mark.parametrize(
+    "code", ["718-7", "2345-7", "6690-2", "26464-8", "777-3", "1-8", "LA12432-3", "LP7753-9"]
+)
 def test_real_loinc_codes_are_loinc_shaped(code: str) -> None:
     assert loinc_shaped(code)
 

@@ -33,11 +33,15 @@ def map_system(ev: FunctionContext, table: Any, value: Any) -> str | None:
 
 LOINC = "http://loinc.org"
 _LOINC_SHAPE = re.compile(r"(\d{1,7})-(\d)")
+# answer (LA), part (LP) and group (LG) codes: a prefix, digits, hyphen, a digit
+_LOINC_OTHER = re.compile(r"L[APG]\d{1,8}-\d")
 
 
 def loinc_shaped(code: str) -> bool:
     """A LOINC code: digits, a hyphen and the mod-10 check digit of the digits (LOINC's own
     rule: from the right, every other digit doubled, the digits of the results summed)."""
+    if _LOINC_OTHER.fullmatch(code.strip()):
+        return True
     match = _LOINC_SHAPE.fullmatch(code.strip())
     if match is None:
         return False
