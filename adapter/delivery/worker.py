@@ -10,6 +10,10 @@ One pass for one destination (``process``):
    older pending rows of the same resource: coalesced), rescheduled with the destination's
    retry policy, or dead; then count the batch into the breaker.
 
+The decisions of step 3 are in :mod:`adapter.delivery.settlement`, the lease keeping of
+step 2 in :mod:`adapter.delivery.lease`, the SQL in the outbox repository
+(:mod:`adapter.store.outbox`).
+
 A worker killed between 1 and 3 leaves ``in-flight`` rows whose lease runs out; another
 worker (or this one restarted) sends them again. Destinations receive PUTs on deterministic
 ids, so a resend updates, it never duplicates.
@@ -23,33 +27,28 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import audit
 from adapter.connectors.base import DeliveryItem, Destination, ItemResult
 from adapter.consortium import RetryPolicy
-from adapter.credentials import destination_secrets, redact_credentials, redact_credentials_in
+from adapter.credentials import destination_secrets, redact_credentials
 from adapter.delivery import breaker as breakers
+from adapter.delivery import settlement
 from adapter.delivery.breaker import BreakerConfig, Tally
+from adapter.delivery.lease import LeaseKeeper
 from adapter.delivery.policy import Schedule
-from adapter.errors import DeliveryError, FatalDeliveryError
+from adapter.errors import DeliveryError
 from adapter.store import outbox
-from adapter.store.outbox import OutboxRow, Settlement
+from adapter.store.outbox import Settlement
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-
-# a settlement's outcome -> (audit action, audit outcome)
-_AUDITED: dict[str, tuple[audit.AuditAction, audit.AuditOutcome]] = {
-    "delivered": ("delivery.delivered", "success"),
-    "retry": ("delivery.retry", "warning"),
-    "dead": ("delivery.dead", "failure"),
-}
 
 
 def utc_now() -> datetime:
@@ -161,7 +160,14 @@ class DeliveryWorker:
 
         started = self.clock()
         if items:
-            with _LeaseKeeper(self, [i.outbox_id for i in items]):
+            keeper = LeaseKeeper(
+                self.factory,
+                [i.outbox_id for i in items],
+                worker=self.worker_id,
+                lease_seconds=options.lease_seconds,
+                clock=self.clock,
+            )
+            with keeper:
                 results, elapsed_ms = self._send(destination, items)
             finished = self.clock()
             schedule = self.schedules[destination_id]
@@ -171,7 +177,7 @@ class DeliveryWorker:
             for result in results:
                 row = by_id[result.outbox_id]
                 settlements.append(
-                    self._settlement(
+                    settlement.decide(
                         row,
                         result,
                         schedule,
@@ -191,8 +197,8 @@ class DeliveryWorker:
                         "outbox %d: the lease ran out during the send; another worker has it now",
                         s.row.id,
                     )
-                self._count(report.tally, s)
-                audit.record(self._audit_event(s), session=session)
+                settlement.count(report.tally, s)
+                audit.record(settlement.audit_event(s, worker=self.worker_id), session=session)
                 if s.outcome == "delivered":
                     coalesced = outbox.settle_coalesced(session, s, worker=self.worker_id)
                     report.tally.delivered += coalesced
@@ -232,114 +238,6 @@ class DeliveryWorker:
             or ItemResult(i.outbox_id, False, DeliveryError("the destination returned no result"))
             for i in items
         ], elapsed_ms
-
-    def _settlement(
-        self,
-        row: OutboxRow,
-        result: ItemResult,
-        schedule: Schedule,
-        *,
-        started: datetime,
-        finished: datetime,
-        sent_version: int,
-        duration_ms: float,
-        secrets: Sequence[str] = (),
-    ) -> Settlement:
-        error = result.error
-        status = (
-            result.status
-            if result.status is not None
-            else (error.status if error is not None else None)
-        )
-        status_text = None if status is None else str(status)[:32]
-        if result.ok:
-            return Settlement(
-                row,
-                "delivered",
-                started,
-                status=status_text,
-                duration_ms=duration_ms,
-                sent_version=sent_version,
-            )
-        message = redact_credentials(
-            str(error) if error is not None else "failed without an error", secrets
-        )
-        outcome_body = (
-            redact_credentials_in(error.outcome_body, secrets)
-            if error is not None and error.outcome_body is not None
-            else None
-        )
-        if isinstance(error, FatalDeliveryError):
-            return Settlement(
-                row,
-                "dead",
-                started,
-                status=status_text,
-                error=message,
-                operation_outcome=outcome_body,
-                duration_ms=duration_ms,
-                sent_version=sent_version,
-                cause="refused",
-            )
-        decision = schedule.after_failure(
-            attempts=row.attempts + 1,
-            first_attempt_at=row.first_attempt_at or started,
-            now=finished,
-            retry_after=error.retry_after if error is not None else None,
-        )
-        if decision.retry_at is None:
-            return Settlement(
-                row,
-                "dead",
-                started,
-                status=status_text,
-                error=f"{message}; {decision.reason}",
-                operation_outcome=outcome_body,
-                duration_ms=duration_ms,
-                sent_version=sent_version,
-                cause="exhausted",
-            )
-        return Settlement(
-            row,
-            "retry",
-            started,
-            status=status_text,
-            error=message,
-            operation_outcome=outcome_body,
-            duration_ms=duration_ms,
-            sent_version=sent_version,
-            next_attempt_at=decision.retry_at,
-        )
-
-    @staticmethod
-    def _count(tally: Tally, s: Settlement) -> None:
-        if s.outcome == "delivered":
-            tally.delivered += 1
-        elif s.outcome == "retry":
-            tally.failed += 1
-            tally.retried += 1
-        else:
-            tally.dead += 1
-            if s.cause == "refused":
-                tally.refused += 1
-            elif s.cause == "exhausted":
-                tally.failed += 1  # an exhausted policy ends on a retriable failure
-            else:
-                tally.local += 1
-
-    def _audit_event(self, s: Settlement) -> audit.AuditEvent:
-        action, result = _AUDITED[s.outcome]
-        return audit.delivery_event(
-            action,
-            result,
-            outbox_id=s.row.id,
-            destination=s.row.destination,
-            worker=self.worker_id,
-            message_id=s.row.message_id,
-            at=s.attempted_at,
-            status=s.status,
-            cause=s.cause,
-        )
 
     def _probe_by_check(self, destination: Destination) -> str:
         try:
@@ -430,36 +328,3 @@ class DeliveryWorker:
                 destination.close()
             except Exception:  # closing is best effort
                 log.exception("destination %s: close failed", destination.id)
-
-
-class _LeaseKeeper:
-    """Extends the lease of rows being sent every third of the lease, so a slow batch is not
-    taken over by another worker while this one is still working on it."""
-
-    def __init__(self, worker: DeliveryWorker, ids: list[int]) -> None:
-        self.worker = worker
-        self.ids = ids
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="lease-keeper")
-
-    def __enter__(self) -> _LeaseKeeper:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self.stop.set()
-        self.thread.join()
-
-    def _run(self) -> None:
-        lease = self.worker.options.lease_seconds
-        while not self.stop.wait(lease / 3):
-            try:
-                with self.worker.factory.begin() as session:
-                    outbox.extend_lease(
-                        session,
-                        self.ids,
-                        worker=self.worker.worker_id,
-                        until=self.worker.clock() + timedelta(seconds=lease),
-                    )
-            except Exception:  # the next round tries again; the lease still has 2/3 left
-                log.exception("could not extend the lease of %d rows", len(self.ids))
