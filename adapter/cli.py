@@ -159,7 +159,7 @@ def ingest(
 
 def _ingest_file(pipeline, path: Path, source: str, content_type: str | None):
     """A file over ADAPTER_MAX_MESSAGE_BYTES is not read whole: its first bytes are kept."""
-    from adapter.pipeline.oversize import Oversize
+    from adapter.oversize import Oversize
 
     with path.open("rb") as handle:
         size = path.stat().st_size

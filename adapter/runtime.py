@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.connectors.base import validate_connectors
 from adapter.consortium import Consortium, load_consortium
 from adapter.fhir.published import publish
+from adapter.inbound.base import validate_sources
 from adapter.input_limits import InputLimits
+from adapter.outbound.base import validate_destinations
 from adapter.pipeline import Pipeline
 from adapter.settings import Settings, originals_base
 from adapter.store import make_engine, migrate, session_factory
@@ -30,6 +31,13 @@ class Runtime:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def validate_connectors(consortium: Consortium) -> None:
+    """Build (and close) every destination, source and listener of the consortium, so that
+    a wrong connector setting or a missing secret stops start-up (``ConfigError``)."""
+    validate_destinations(consortium)
+    validate_sources(consortium)
 
 
 def make_pipeline(

@@ -19,12 +19,11 @@ from adapter.api.errors import install_error_handlers
 from adapter.api.request_checks import RequestChecks
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
-from adapter.connectors.base import validate_connectors
 from adapter.consortium import load_consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.fhir.published import publish
-from adapter.runtime import make_pipeline
+from adapter.runtime import make_pipeline, validate_connectors
 from adapter.settings import Settings, get_settings
 from adapter.store import make_engine, migrate, session_factory
 

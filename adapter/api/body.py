@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
-from adapter.pipeline.oversize import Oversize
+from adapter.oversize import Oversize
 
 
 async def read_limited_body(request: Request, *, limit: int, keep: int) -> bytes | Oversize:

@@ -20,8 +20,8 @@ from adapter.errors import (
     operation_outcome,
 )
 from adapter.fhir.search_query import MAX_PAGING_NUMBER
+from adapter.oversize import Oversize
 from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
-from adapter.pipeline.oversize import Oversize
 from adapter.store import count_messages, get_message, list_messages, verified_raw
 from adapter.store.models import InboundMessage
 

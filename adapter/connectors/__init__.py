@@ -1,35 +1,7 @@
-"""Sources and destinations: FHIR REST, HL7 v2 over MLLP, file drops, FHIR REST pull.
+"""What inbound drivers (adapter.inbound) and outbound transports (adapter.outbound) share:
+settings models and checks (base.py), the HTTP client and its error classification
+(http.py), credentials and TLS (auth.py), HL7 v2 ACKs (hl7_ack.py), MLLP frames
+(mllp_framing.py), atomic file writes (files.py), and the ``adapter connectors`` commands.
 
-destination = build_destination(facility, config, session_factory=factory)
-results = destination.send(batch)        # one ItemResult per DeliveryItem, never raises
-source = build_source(facility, source_system)   # polled: file drop, FHIR pull
-listener = build_listener(facility, source_system)  # MLLP
+Nothing here imports either side: both depend on this package, never the other way.
 """
-
-from adapter.connectors.base import (
-    CheckResult,
-    ConnectorContext,
-    DeliveryItem,
-    Destination,
-    ItemResult,
-    Source,
-    SourceDocument,
-    build_destination,
-    build_listener,
-    build_source,
-    validate_connectors,
-)
-
-__all__ = [
-    "CheckResult",
-    "ConnectorContext",
-    "DeliveryItem",
-    "Destination",
-    "ItemResult",
-    "Source",
-    "SourceDocument",
-    "build_destination",
-    "build_listener",
-    "build_source",
-    "validate_connectors",
-]

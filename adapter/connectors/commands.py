@@ -63,13 +63,10 @@ def check(
 ) -> None:
     """Try every configured destination and source; print name, kind, reachable, latency,
     error. Exit 1 when an enabled one is unreachable, 2 when the settings are wrong."""
-    from adapter.connectors.base import (
-        CheckResult,
-        build_destination,
-        build_listener,
-        build_source,
-    )
+    from adapter.connectors.base import CheckResult
     from adapter.consortium import load_consortium
+    from adapter.inbound.base import build_listener, build_source
+    from adapter.outbound.base import build_destination
 
     settings = _settings()
     try:
@@ -161,7 +158,7 @@ def listen(
     ] = None,
 ) -> None:
     """Run the MLLP listeners of the consortium file's sources until stopped (Ctrl-C)."""
-    from adapter.connectors.base import build_listener
+    from adapter.inbound.base import build_listener
 
     runtime = _runtime()
     listeners: list[Any] = []
@@ -198,7 +195,7 @@ def poll(
     ] = False,
 ) -> None:
     """Poll the file-drop and FHIR-pull sources of the consortium file (until stopped)."""
-    from adapter.connectors.base import build_source
+    from adapter.inbound.base import build_source
     from adapter.inbound.poller import poll_once, run_forever
 
     runtime = _runtime()

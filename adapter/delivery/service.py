@@ -36,7 +36,7 @@ def build_worker(
 ) -> DeliveryWorker:
     """A worker for the enabled destinations (or the ``only`` ones); ``ConfigError`` for an
     unknown or disabled destination name or bad connector settings."""
-    from adapter.connectors.base import build_destination
+    from adapter.outbound.base import build_destination
 
     configured = {d.id: (f, d) for f, d in consortium.destinations()}
     wanted = list(only) if only else [i for i, (_, d) in configured.items() if d.enabled]

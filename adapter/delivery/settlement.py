@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from adapter import audit
-from adapter.connectors.base import ItemResult
 from adapter.credentials import redact_credentials, redact_credentials_in
 from adapter.delivery.breaker import Tally
 from adapter.delivery.policy import Schedule
 from adapter.errors import FatalDeliveryError
+from adapter.outbound.base import ItemResult
 from adapter.store.outbox import OutboxRow, Settlement
 
 # a settlement's outcome -> (audit action, audit outcome)

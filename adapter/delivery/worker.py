@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import audit
-from adapter.connectors.base import DeliveryItem, Destination, ItemResult
 from adapter.consortium import RetryPolicy
 from adapter.credentials import destination_secrets, redact_credentials
 from adapter.delivery import breaker as breakers
@@ -43,6 +42,7 @@ from adapter.delivery.breaker import BreakerConfig, Tally
 from adapter.delivery.lease import LeaseKeeper
 from adapter.delivery.policy import Schedule
 from adapter.errors import DeliveryError
+from adapter.outbound.base import DeliveryItem, Destination, ItemResult
 from adapter.store import outbox
 from adapter.store.outbox import Settlement
 

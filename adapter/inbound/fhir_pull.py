@@ -25,13 +25,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
-from adapter.connectors.base import (
-    CheckResult,
-    SourceDocument,
-    parse_settings,
-    register_source,
-    timed_check,
-)
+from adapter.connectors.base import CheckResult, parse_settings, timed_check
 from adapter.connectors.http import (
     FHIR_JSON,
     HttpSettings,
@@ -41,6 +35,7 @@ from adapter.connectors.http import (
 )
 from adapter.consortium import Facility, SourceSystem
 from adapter.errors import RetriableDeliveryError
+from adapter.inbound.base import SourceDocument, register_source
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker

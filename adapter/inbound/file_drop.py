@@ -1,22 +1,17 @@
-"""File drops: a folder as a destination (one file per resource or per batch) and a folder
-as a source (each file is one document).
+"""File drop, inbound: a folder as a source (each file is one document).
 
-Destination: each file is written to a hidden temporary name in the target folder, flushed
-to disk and renamed into place, so a reader of the folder never sees half a file. Names
-come from a template (``{resource_type}-{resource_id}.json`` by default), so a resend
-replaces the file rather than adding one.
-
-Source: a file is claimed by renaming it into ``processing/`` (atomic on one file system,
-so no second poller and no crash can make it be read twice or lost), ingested, then moved
-to ``done/`` or, when it was quarantined, to ``error/`` with ``<name>.error.json`` beside it.
+A file is claimed by renaming it into ``processing/`` (atomic on one file system, so no
+second poller and no crash can make it be read twice or lost), ingested, then moved to
+``done/`` or, when it was quarantined, to ``error/`` with ``<name>.error.json`` beside it.
 A file left in ``processing/`` by a process that died is ingested again on the next poll:
 if it had been stored, the pipeline knows its bytes (sha256) and answers with the stored
 message instead of storing it twice. A lock file keeps a second poller off the folder.
+
+The destination side (writing files) is :mod:`adapter.outbound.file_drop`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import fnmatch
 import json
@@ -24,33 +19,20 @@ import logging
 import os
 import stat
 import time
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from adapter.connectors.base import (
-    CheckResult,
-    ConnectorContext,
-    ConnectorSettings,
-    DeliveryItem,
-    ItemResult,
-    SourceDocument,
-    parse_settings,
-    register_destination,
-    register_source,
-    timed_check,
-)
-from adapter.consortium import Destination as DestinationConfig
+from adapter.connectors.base import CheckResult, ConnectorSettings, parse_settings, timed_check
+from adapter.connectors.files import write_atomically
 from adapter.consortium import Facility, SourceSystem
-from adapter.errors import ConfigError, RetriableDeliveryError
+from adapter.errors import ConfigError
+from adapter.inbound.base import SourceDocument, register_source
 from adapter.inbound.file_poison import AttemptLedger, fitting_name, name_bytes, printable_name
 from adapter.inbound.poller import StoreUnavailable
-from adapter.outbound.fhir_rest import outgoing
-from adapter.pipeline.oversize import Oversize
+from adapter.oversize import Oversize
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -58,190 +40,6 @@ if TYPE_CHECKING:
     from adapter.pipeline.ingest import IngestResult
 
 log = logging.getLogger(__name__)
-
-_RESOURCE_FIELDS = {
-    "resource_type": "Observation",
-    "resource_id": "x",
-    "version_id": 1,
-    "outbox_id": 1,
-    "destination": "d",
-    "timestamp": "20260101T000000000000",
-}
-_BUNDLE_FIELDS = {
-    "first_outbox_id": 1,
-    "count": 1,
-    "destination": "d",
-    "timestamp": "20260101T000000000000",
-}
-
-
-def _check_template(template: str, fields: dict[str, Any]) -> str:
-    try:
-        name = template.format(**fields)
-    except KeyError as exc:
-        raise ValueError(
-            f"unknown placeholder {{{exc.args[0]}}}; known: "
-            + ", ".join(f"{{{k}}}" for k in fields)
-        ) from None
-    except (IndexError, ValueError) as exc:
-        raise ValueError(f"not a valid name template: {exc}") from None
-    if "/" in name or "\\" in name or name.startswith(".") or not name:
-        raise ValueError("a file name may not contain / or \\ nor start with a dot")
-    return template
-
-
-# -- destination ------------------------------------------------------------------------------
-class FileDestinationSettings(ConnectorSettings):
-    path: str = Field(description="folder the files are written to")
-    layout: Literal["resource", "bundle"] = Field(
-        "resource", description="one file per resource, or one transaction Bundle per batch"
-    )
-    naming: str = Field(
-        "{resource_type}-{resource_id}.json",
-        description="file name; {resource_type} {resource_id} {version_id} "
-        "{outbox_id} {destination} {timestamp}",
-    )
-    bundle_naming: str = Field(
-        "bundle-{timestamp}-{first_outbox_id}.json",
-        description="file name of a batch; {first_outbox_id} {count} {destination} {timestamp}",
-    )
-    create_directory: bool = False
-    fsync: bool = Field(True, description="flush each file to disk before renaming it")
-
-    @field_validator("naming")
-    @classmethod
-    def _naming(cls, value: str) -> str:
-        return _check_template(value, _RESOURCE_FIELDS)
-
-    @field_validator("bundle_naming")
-    @classmethod
-    def _bundle_naming(cls, value: str) -> str:
-        return _check_template(value, _BUNDLE_FIELDS)
-
-
-def write_atomically(folder: Path, name: str, data: bytes, *, fsync: bool = True) -> Path:
-    """Write ``folder/name`` so that it appears complete or not at all."""
-    target = folder / name
-    # hidden, and short enough for any name that fits (a name may use all 255 bytes)
-    temporary = folder / f".{fitting_name(name, 14)}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(temporary, "xb") as handle:
-            handle.write(data)
-            if fsync:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise
-    if fsync:
-        _fsync_dir(folder)
-    return target
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    except OSError:  # some file systems cannot sync a directory; the rename still stands
-        pass
-    finally:
-        os.close(fd)
-
-
-class FileDestination:
-    kind = "file"
-
-    def __init__(self, destination_id: str, settings: FileDestinationSettings) -> None:
-        self.id = destination_id
-        self.settings = settings
-        self.folder = Path(settings.path)
-        if settings.create_directory:
-            self.folder.mkdir(parents=True, exist_ok=True)
-
-    def check(self) -> CheckResult:
-        def probe() -> str | None:
-            if not self.folder.is_dir():
-                return f"no folder {self.folder}"
-            probe_file = write_atomically(
-                self.folder, f"check-{uuid.uuid4().hex}.probe", b"", fsync=False
-            )
-            probe_file.unlink()
-            return None
-
-        return timed_check(self.id, self.kind, probe)
-
-    def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-        if self.settings.layout == "bundle":
-            return self._send_bundle(batch, stamp)
-        results = []
-        for item in batch:
-            started = time.perf_counter()
-            name = self.settings.naming.format(
-                resource_type=item.resource_type,
-                resource_id=item.resource_id,
-                version_id=item.version_id,
-                outbox_id=item.outbox_id,
-                destination=self.id,
-                timestamp=stamp,
-            )
-            results.append(self._write(name, outgoing(item.resource), [item], started)[0])
-        return results
-
-    def _send_bundle(self, batch: list[DeliveryItem], stamp: str) -> list[ItemResult]:
-        if not batch:
-            return []
-        started = time.perf_counter()
-        seen: dict[tuple[str, str], DeliveryItem] = {}
-        for item in batch:
-            seen[(item.resource_type, item.resource_id)] = item
-        bundle = {
-            "resourceType": "Bundle",
-            "type": "transaction",
-            "entry": [
-                {
-                    "fullUrl": f"{i.resource_type}/{i.resource_id}",
-                    "resource": outgoing(i.resource),
-                    "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"},
-                }
-                for i in seen.values()
-            ],
-        }
-        name = self.settings.bundle_naming.format(
-            first_outbox_id=batch[0].outbox_id,
-            count=len(batch),
-            destination=self.id,
-            timestamp=stamp,
-        )
-        return self._write(name, bundle, batch, started)
-
-    def _write(
-        self, name: str, body: dict[str, Any], items: list[DeliveryItem], started: float
-    ) -> list[ItemResult]:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        try:
-            write_atomically(self.folder, name, data, fsync=self.settings.fsync)
-        except OSError as exc:  # full disk, permissions, folder gone: fixable, try again later
-            error = RetriableDeliveryError(
-                f"cannot write {self.folder / name}: {exc.strerror or exc}"
-            )
-            return [ItemResult(i.outbox_id, False, error, None, _ms(started)) for i in items]
-        return [ItemResult(i.outbox_id, True, None, "written", _ms(started)) for i in items]
-
-    def close(self) -> None:
-        pass
-
-
-@register_destination("file")
-def build_destination(
-    facility: Facility, config: DestinationConfig, context: ConnectorContext
-) -> FileDestination:
-    settings = parse_settings(
-        FileDestinationSettings, config.settings, where=f"destinations.{config.id}.settings"
-    )
-    return FileDestination(config.id, settings)
 
 
 # -- source -----------------------------------------------------------------------------------
@@ -544,10 +342,6 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return f"{type(exc).__name__}: {exc.strerror}"
     return type(exc).__name__  # not its text: it may quote the document
-
-
-def _ms(started: float) -> float:
-    return round((time.perf_counter() - started) * 1000, 1)
 
 
 @register_source("file")

@@ -14,17 +14,14 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-NAME_MAX = 255  # bytes in one name (ext4, xfs, btrfs)
+from adapter.connectors.files import NAME_MAX, fitting_name, name_bytes
 
-
-def name_bytes(name: str) -> bytes:
-    return os.fsencode(name)
+__all__ = ["NAME_MAX", "AttemptLedger", "fitting_name", "name_bytes", "printable_name"]
 
 
 def printable_name(name: str) -> str:
@@ -37,17 +34,6 @@ def printable_name(name: str) -> str:
         except UnicodeDecodeError:
             continue
     return raw.decode("utf-8", "backslashreplace")
-
-
-def fitting_name(name: str, room: int) -> str:
-    """``name``, or a shortened one, so that ``room`` more bytes still fit in a name."""
-    raw = name_bytes(name)
-    if len(raw) + room <= NAME_MAX:
-        return name
-    tag = "~" + hashlib.sha1(raw).hexdigest()[:12]
-    keep = NAME_MAX - room - len(tag)
-    # cut on bytes: a broken multibyte character stays bytes (surrogate escapes), as before
-    return os.fsdecode(raw[:keep]) + tag
 
 
 class AttemptLedger:

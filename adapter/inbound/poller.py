@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import text
 
-from adapter.connectors.base import Source, SourceDocument, describe_exception
+from adapter.connectors.base import describe_exception
+from adapter.inbound.base import Source, SourceDocument
 
 if TYPE_CHECKING:
     from adapter.pipeline.ingest import IngestResult, Pipeline

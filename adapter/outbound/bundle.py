@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from adapter.connectors.base import DeliveryItem
+from adapter.outbound.base import DeliveryItem
 
 # meta elements the destination stamps itself; sending ours could be taken for a version
 # precondition or simply be wrong there

@@ -20,15 +20,7 @@ from typing import Any, Literal
 import httpx
 from pydantic import Field
 
-from adapter.connectors.base import (
-    CheckResult,
-    ConnectorContext,
-    DeliveryItem,
-    ItemResult,
-    parse_settings,
-    register_destination,
-    timed_check,
-)
+from adapter.connectors.base import CheckResult, parse_settings, timed_check
 from adapter.connectors.http import (
     FHIR_JSON,
     HttpSettings,
@@ -41,6 +33,7 @@ from adapter.consortium import Destination as DestinationConfig
 from adapter.consortium import Facility
 from adapter.credentials import header_secrets
 from adapter.errors import DeliveryError, FatalDeliveryError, RetriableDeliveryError
+from adapter.outbound.base import ConnectorContext, DeliveryItem, ItemResult, register_destination
 from adapter.outbound.bundle import outgoing, put_bundle
 
 

@@ -33,9 +33,9 @@ from adapter.errors import (
 )
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.loader import MappingSet, cached_mapping_set
+from adapter.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.merge import merge_stored, reads_stored
-from adapter.pipeline.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline.readers import (
     CONTENT_TYPES,
     consortium_variables,
@@ -204,7 +204,7 @@ class Pipeline:
         now: datetime | None = None,
     ) -> IngestResult:
         """Keep a document over the limit as a quarantined message holding only its first
-        bytes and its size (see adapter/pipeline/oversize.py)."""
+        bytes and its size (see adapter/oversize.py)."""
         prefix = oversize.prefix[: self.keep_bytes]
         issue = oversize_issue(oversize, self.max_bytes, len(prefix))
         return self.refuse(prefix, source_system, issue, content_type, size=oversize.size, now=now)

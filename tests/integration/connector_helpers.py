@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.connectors import DeliveryItem, build_destination
 from adapter.consortium import Destination, Facility
+from adapter.outbound import DeliveryItem, build_destination
 
 FACILITY = Facility.model_validate(
     {

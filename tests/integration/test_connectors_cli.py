@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from adapter.cli import app
 from adapter.connectors.hl7_ack import read_ack
-from adapter.inbound.mllp import END, START, FrameReader
+from adapter.connectors.mllp_framing import END, START, FrameReader
 from adapter.settings import get_settings
 from tests.peers.fault_server import FaultServer
 from tests.peers.mllp_peer import MllpPeer
@@ -223,9 +223,9 @@ def test_listen_acknowledges_after_storing_and_stops_on_sigterm(
 
 
 def test_validate_connectors_stops_on_the_first_bad_setting(tmp_path: Path) -> None:
-    from adapter.connectors import validate_connectors
     from adapter.consortium import load_consortium
     from adapter.errors import ConfigError
+    from adapter.runtime import validate_connectors
 
     good = _write_consortium(
         tmp_path / "good.yaml",

@@ -13,9 +13,9 @@ import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.connectors import build_source
 from adapter.consortium import Consortium
 from adapter.errors import ConfigError
+from adapter.inbound import build_source
 from adapter.inbound.fhir_pull import FhirPullSource
 from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline

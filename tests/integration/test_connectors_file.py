@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.connectors import build_source
 from adapter.consortium import load_consortium
 from adapter.errors import ConfigError, RetriableDeliveryError
+from adapter.inbound import build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline
@@ -212,7 +212,7 @@ def test_a_claimed_file_not_yet_ingested_when_the_process_died_is_ingested_next_
 _DIE_AFTER_INGEST = """
 import copy, os, sys
 from pathlib import Path
-from adapter.connectors import build_source
+from adapter.inbound import build_source
 from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline
 from adapter.store import make_engine, session_factory

@@ -16,11 +16,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.connectors import build_listener
 from adapter.connectors.hl7_ack import read_ack
+from adapter.connectors.mllp_framing import END, START, FrameReader
 from adapter.consortium import load_consortium
 from adapter.errors import FatalDeliveryError, RetriableDeliveryError
-from adapter.inbound.mllp import END, START, FrameReader, MllpListener
+from adapter.inbound import build_listener
+from adapter.inbound.mllp import MllpListener
 from adapter.pipeline import Pipeline
 from adapter.store import create_message, make_engine, session_factory
 from adapter.store.models import InboundMessage

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.connectors.base import CheckResult, DeliveryItem, ItemResult
+from adapter.connectors.base import CheckResult
 from adapter.delivery.worker import DeliveryWorker
+from adapter.outbound.base import DeliveryItem, ItemResult
 from adapter.store.models import Outbox, Resource
 from adapter.store.outbox import claim
 from tests.integration.delivery_receiver import Receiver, outcome

@@ -11,6 +11,7 @@ import pytest
 from adapter.connectors.auth import BearerAuth, resolve_secret
 from adapter.connectors.hl7_ack import build_ack, header_of, read_ack
 from adapter.connectors.http import error_for_status, retry_after
+from adapter.connectors.mllp_framing import END, START, FrameReader, FrameTooLarge
 from adapter.errors import (
     ConfigError,
     FatalDeliveryError,
@@ -18,17 +19,10 @@ from adapter.errors import (
     RetriableDeliveryError,
 )
 from adapter.hl7v2 import parse_hl7v2
-from adapter.inbound.mllp import (
-    END,
-    START,
-    FrameReader,
-    FrameTooLarge,
-    normalise_for_sending,
-    rewrite_header,
-)
 from adapter.outbound.bundle import outgoing
 from adapter.outbound.fhir_rest import _entry_status
-from adapter.pipeline.oversize import Oversize
+from adapter.outbound.mllp import normalise_for_sending, rewrite_header
+from adapter.oversize import Oversize
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -204,7 +198,7 @@ def test_secrets_literal_environment_or_file(
 
 
 def test_frame_reader_a_new_start_block_ends_a_cut_frame() -> None:
-    from adapter.inbound.mllp import END, START, CutFrame, FrameReader
+    from adapter.connectors.mllp_framing import END, START, CutFrame, FrameReader
 
     reader = FrameReader(1000)
     frames = reader.feed(START + b"MSH|cut off" + START + b"MSH|whole" + END)

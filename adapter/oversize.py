@@ -7,6 +7,9 @@ the message type and the patient) and whose ``size`` is the document's true size
 by Content-Length, the file's size, the whole MLLP frame counted while it was discarded),
 or, when the end was never read, the bytes read before reading stopped.
 
+The value (``Oversize``) is read by every way in and by the shared MLLP framing, so it sits
+at the bottom of the layers, next to adapter.errors.
+
 A stored message is a prefix exactly when ``size > len(raw)``: such a message cannot be
 reprocessed; the sender has to send the document again (smaller, or after the limit was
 raised).
