@@ -24,11 +24,12 @@ import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.connectors import build_listener, build_source
 from adapter.connectors.hl7_ack import read_ack
+from adapter.connectors.mllp_framing import END, START, FrameReader
 from adapter.consortium import load_consortium
+from adapter.inbound import build_listener, build_source
 from adapter.inbound.file_drop import FileSource
-from adapter.inbound.mllp import END, START, FrameReader, MllpListener
+from adapter.inbound.mllp import MllpListener
 from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline
 from adapter.store.models import InboundMessage
