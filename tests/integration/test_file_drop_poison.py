@@ -19,8 +19,8 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.connectors import build_source
 from adapter.consortium import load_consortium
+from adapter.inbound import build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline
