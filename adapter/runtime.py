@@ -1,7 +1,9 @@
 """Building the running adapter from settings: consortium, database, mappings, pipeline.
 
-Both the HTTP app and the CLI start here, so both refuse to start on the same mistakes:
-a bad consortium file, an unreachable database, a mapping file that does not check.
+The HTTP app, every CLI command and the delivery worker start here (build_runtime), so
+they refuse to start on the same mistakes: a bad consortium file, a wrong connector
+setting, an unreachable database, a mapping file that does not check. This is also the
+composition root: the one module that knows both the inbound and the outbound side.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium, load_consortium
-from adapter.fhir.published import publish
+from adapter.fhir.published import publish as publish_code_systems
 from adapter.inbound.base import validate_sources
 from adapter.input_limits import InputLimits
 from adapter.outbound.base import validate_destinations
@@ -27,7 +29,13 @@ class Runtime:
     consortium: Consortium
     engine: Engine
     factory: sessionmaker[Session]
-    pipeline: Pipeline
+    loaded_pipeline: Pipeline | None = None  # None when built with load_mappings=False
+
+    @property
+    def pipeline(self) -> Pipeline:
+        if self.loaded_pipeline is None:
+            raise RuntimeError("this runtime was built without its mappings (load_mappings)")
+        return self.loaded_pipeline
 
     def close(self) -> None:
         self.engine.dispose()
@@ -60,16 +68,28 @@ def make_pipeline(
 
 
 def build_runtime(
-    settings: Settings, *, engine: Engine | None = None, run_migrations: bool = True
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    run_migrations: bool = True,
+    check_connectors: bool = True,
+    load_mappings: bool = True,
+    publish: bool = True,
 ) -> Runtime:
+    """The one start-up path: ``adapter serve`` (create_app, which migrates in its lifespan:
+    ``run_migrations=False``), every CLI command that starts the adapter, and the delivery
+    worker. In this order, each step stopping start-up on a mistake: the consortium file,
+    every connector's settings and secrets, the database (migrated), the adapter's own
+    CodeSystems, the mappings. The worker and the message listings skip the connectors
+    check, the CodeSystems and the mappings (``False``): they need none of them."""
     consortium = load_consortium(settings.config)
-    validate_connectors(consortium)  # a wrong connector setting or missing secret stops here
+    if check_connectors:
+        validate_connectors(consortium)  # a wrong connector setting or missing secret stops here
     engine = engine or make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
     factory = session_factory(engine)
-    if run_migrations:
-        publish(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
-    return Runtime(
-        settings, consortium, engine, factory, make_pipeline(settings, consortium, factory)
-    )
+    if run_migrations and publish:
+        publish_code_systems(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
+    pipeline = make_pipeline(settings, consortium, factory) if load_mappings else None
+    return Runtime(settings, consortium, engine, factory, pipeline)

@@ -19,13 +19,12 @@ from adapter.api.errors import install_error_handlers
 from adapter.api.request_checks import RequestChecks
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
-from adapter.consortium import load_consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.fhir.published import publish
-from adapter.runtime import make_pipeline, validate_connectors
+from adapter.runtime import build_runtime
 from adapter.settings import Settings, get_settings
-from adapter.store import make_engine, migrate, session_factory
+from adapter.store import migrate
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -39,10 +38,10 @@ ROUTERS: tuple[APIRouter, ...] = (
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The adapter's HTTP API. The schema is migrated at start-up (lifespan)."""
     settings = settings or get_settings()
-    # a bad consortium file or mapping stops start-up here, with file, line and key
-    consortium = load_consortium(settings.config)
-    validate_connectors(consortium)
-    engine = make_engine(settings.database_url)
+    # a bad consortium file, connector setting or mapping stops start-up here, with file,
+    # line and key; the schema is migrated in the lifespan
+    runtime = build_runtime(settings, run_migrations=False)
+    engine, consortium = runtime.engine, runtime.consortium
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,9 +67,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.session_factory = session_factory(engine)
+    app.state.session_factory = runtime.factory
     app.state.consortium = consortium
-    app.state.pipeline = make_pipeline(settings, consortium, app.state.session_factory)
+    app.state.pipeline = runtime.pipeline
     # built here so that bad destination settings stop start-up like a bad consortium file
     delivery_worker = (
         build_worker(consortium, app.state.session_factory) if settings.deliver_in_process else None

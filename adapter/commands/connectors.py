@@ -1,6 +1,7 @@
 """The connector commands of ``adapter``: ``connectors check``, ``listen``, ``poll``.
 
-Registered on the main typer app by :func:`register` (adapter/cli.py).
+Registered on the main typer app by :func:`register` (adapter/cli.py). ``listen`` and
+``poll`` start the whole adapter (commands.common.start), with logging.
 """
 
 from __future__ import annotations
@@ -15,34 +16,12 @@ from typing import Annotated, Any
 
 import typer
 
+from adapter.commands import common
 from adapter.errors import AdapterError
 
 connectors_app = typer.Typer(
     help="Sources and destinations of the consortium file.", no_args_is_help=True
 )
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
-def _settings() -> Any:
-    from adapter.logs import configure_logging
-    from adapter.settings import get_settings
-
-    settings = get_settings()
-    configure_logging(settings.log_level, json=settings.log_json)
-    return settings
-
-
-def _runtime() -> Any:
-    from adapter.runtime import build_runtime
-
-    try:
-        return build_runtime(_settings())
-    except AdapterError as exc:
-        raise _fail(f"cannot start: {exc.message}") from None
 
 
 def _wait_for_signal() -> None:
@@ -68,7 +47,8 @@ def check(
     from adapter.inbound.base import build_listener, build_source
     from adapter.outbound.base import build_destination
 
-    settings = _settings()
+    settings = common.settings()
+    common.configure_logs(settings)
     try:
         consortium = load_consortium(settings.config)
         endpoints: list[tuple[Any, bool]] = []
@@ -80,7 +60,7 @@ def check(
                 if built is not None:
                     endpoints.append((built, True))
     except AdapterError as exc:
-        raise _fail(f"cannot start: {exc.message}") from None
+        raise common.fail(f"cannot start: {exc.message}") from None
 
     def run(endpoint: Any) -> CheckResult:
         return endpoint.check()
@@ -160,22 +140,22 @@ def listen(
     """Run the MLLP listeners of the consortium file's sources until stopped (Ctrl-C)."""
     from adapter.inbound.base import build_listener
 
-    runtime = _runtime()
+    runtime = common.start(logs=True)
     listeners: list[Any] = []
     try:
         listeners, missing = _connectors_of(runtime, source, build_listener)
         if missing:
-            raise _fail(f"no MLLP connector for: {', '.join(sorted(missing))}")
+            raise common.fail(f"no MLLP connector for: {', '.join(sorted(missing))}")
         if not listeners:
-            raise _fail("no source has an MLLP connector (sources[].connector.kind: mllp)")
+            raise common.fail("no source has an MLLP connector (sources[].connector.kind: mllp)")
         for listener in listeners:
             port = listener.start(runtime.pipeline)
             typer.echo(f"{listener.id}: listening on {listener.settings.host}:{port}")
         _wait_for_signal()
     except AdapterError as exc:
-        raise _fail(f"cannot start: {exc.message}") from None
+        raise common.fail(f"cannot start: {exc.message}") from None
     except OSError as exc:
-        raise _fail(f"cannot listen: {exc}") from None
+        raise common.fail(f"cannot listen: {exc}") from None
     finally:
         for listener in listeners:
             listener.stop()
@@ -198,14 +178,16 @@ def poll(
     from adapter.inbound.base import build_source
     from adapter.inbound.poller import poll_once, run_forever
 
-    runtime = _runtime()
+    runtime = common.start(logs=True)
     sources: list[Any] = []
     try:
         sources, missing = _connectors_of(runtime, source, build_source)
         if missing:
-            raise _fail(f"no polled connector (file, fhir-pull) for: {', '.join(sorted(missing))}")
+            raise common.fail(
+                f"no polled connector (file, fhir-pull) for: {', '.join(sorted(missing))}"
+            )
         if not sources:
-            raise _fail("no source has a file or fhir-pull connector")
+            raise common.fail("no source has a file or fhir-pull connector")
         if once:
             errors = 0
             for polled in sources:
@@ -229,7 +211,7 @@ def poll(
             ),
         )
     except AdapterError as exc:
-        raise _fail(f"cannot start: {exc.message}") from None
+        raise common.fail(f"cannot start: {exc.message}") from None
     finally:
         for polled in sources:
             polled.close()

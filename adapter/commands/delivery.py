@@ -1,7 +1,7 @@
 """The delivery commands of ``adapter``: ``worker``, ``deliveries``, ``replay``.
 
 Registered on the main typer app by :func:`register` (adapter/cli.py). They need the
-consortium file and the database, not the mappings.
+consortium file and the database, not the mappings (commands.common.start without them).
 """
 
 from __future__ import annotations
@@ -10,38 +10,24 @@ import logging
 import signal
 import threading
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from adapter.commands import common
 from adapter.errors import AdapterError
+
+if TYPE_CHECKING:
+    from adapter.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
-def _open(*, logs: bool = False) -> tuple[Any, Any, Any]:
-    """(settings, consortium, engine), the schema migrated; exit 2 on a bad start. Only
-    the long-running worker sets up logging; the inspecting commands print and stay quiet."""
-    from adapter.consortium import load_consortium
-    from adapter.logs import configure_logging
-    from adapter.settings import get_settings
-    from adapter.store import make_engine, migrate
-
-    settings = get_settings()
-    try:
-        if logs:
-            configure_logging(settings.log_level, json=settings.log_json)
-        consortium = load_consortium(settings.config)
-        engine = make_engine(settings.database_url)
-        migrate(engine)
-    except AdapterError as exc:
-        raise _fail(f"cannot start: {exc.message}") from None
-    return settings, consortium, engine
+def _open(*, logs: bool = False) -> Runtime:
+    """The consortium file and the database (migrated): neither the mappings nor the other
+    connectors are needed to deliver or to inspect deliveries. Only the long-running worker
+    sets up logging; the inspecting commands print and stay quiet."""
+    return common.start(logs=logs, check_connectors=False, load_mappings=False, publish=False)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -50,7 +36,7 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _fail(
+        raise common.fail(
             f"--since {value!r}: give an ISO date or time, e.g. 2026-03-01T08:00+08:00"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
@@ -77,10 +63,9 @@ def worker(
     """
     from adapter.delivery.service import build_worker, start_exclusive
     from adapter.delivery.worker import WorkerOptions
-    from adapter.store import session_factory
 
-    _settings, consortium, engine = _open(logs=True)
-    factory = session_factory(engine)
+    runtime = _open(logs=True)
+    consortium, engine, factory = runtime.consortium, runtime.engine, runtime.factory
     options = WorkerOptions(
         batch_size=batch, lease_seconds=lease_seconds, poll_seconds=poll_seconds
     )
@@ -93,7 +78,7 @@ def worker(
             raise
     except AdapterError as exc:
         engine.dispose()
-        raise _fail(f"cannot start: {exc.message}") from None
+        raise common.fail(f"cannot start: {exc.message}") from None
     if not delivery.destinations:
         typer.echo("no enabled destination in the consortium file: nothing to deliver")
     try:
@@ -132,11 +117,11 @@ def deliveries(
     limit: Annotated[int, typer.Option(min=1)] = 50,
 ) -> None:
     """List deliveries (newest first), or show one with its attempts."""
-    from adapter.store import outbox, read_only, session_factory
+    from adapter.store import outbox, read_only
 
-    _settings, _consortium, engine = _open()
+    runtime = _open()
     try:
-        with session_factory(engine)() as session:
+        with runtime.factory() as session:
             read_only(session)
             if delivery_id is not None:
                 row = outbox.get_delivery(session, delivery_id)
@@ -158,9 +143,9 @@ def deliveries(
                 )
             typer.echo(f"{len(rows)} of {total}")
     except AdapterError as exc:
-        raise _fail(exc.message, 1) from None
+        raise common.fail(exc.message, 1) from None
     finally:
-        engine.dispose()
+        runtime.close()
 
 
 def _show(row: Any, attempts: list[Any]) -> None:
@@ -197,15 +182,15 @@ def replay(
     ] = "dead",
 ) -> None:
     """Send dead letters again (the resource's current version): one, or a destination's."""
-    from adapter.store import outbox, session_factory
+    from adapter.store import outbox
 
     if (delivery_id is None) == (destination is None):
-        raise _fail("give a delivery id or --destination")
+        raise common.fail("give a delivery id or --destination")
     moment = _parse_time(since)
-    _settings, _consortium, engine = _open()
+    runtime = _open()
     now = datetime.now(UTC)
     try:
-        with session_factory(engine).begin() as session:
+        with runtime.factory.begin() as session:
             if delivery_id is not None:
                 row = outbox.replay_one(session, delivery_id, now=now)
                 typer.echo(
@@ -219,9 +204,9 @@ def replay(
                 )
                 typer.echo(f"{count} deliveries to {destination} queued again")
     except AdapterError as exc:
-        raise _fail(exc.message, 1) from None
+        raise common.fail(exc.message, 1) from None
     finally:
-        engine.dispose()
+        runtime.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,9 @@
+"""The ``adapter`` commands by area; adapter/cli.py assembles them into one typer app.
+
+common.py      settings, the one start-up path (build_runtime), ``cannot start`` errors
+serve.py       adapter serve
+messages.py    adapter ingest, messages, show, reprocess, demo
+mappings.py    adapter mappings check, mappings test
+connectors.py  adapter connectors check, listen, poll
+delivery.py    adapter worker, deliveries, replay
+"""

@@ -1,0 +1,195 @@
+"""The message commands of ``adapter``: ``ingest``, ``messages``, ``show``, ``reprocess``,
+``demo``. Listing and showing start without the mappings (they must work while a broken
+mapping is being fixed); ingesting and reprocessing start the whole adapter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adapter.commands import common
+from adapter.errors import AdapterError
+
+
+def _print_result(name: str, result) -> None:
+    counts = Counter(ref.split("/", 1)[0] for ref in result.resources)
+    produced = ", ".join(f"{n} {t}" for t, n in sorted(counts.items())) or "nothing"
+    colour = typer.colors.GREEN if result.accepted else typer.colors.RED
+    note = " (already received)" if result.duplicate else ""
+    typer.secho(f"{name}: {result.status}{note} -> {produced}", fg=colour)
+    typer.echo(f"  message {result.message_id}")
+    for issue in result.issues:
+        if issue.severity == "information":
+            continue
+        where = f" at {issue.location}" if issue.location else ""
+        typer.echo(f"  {issue.severity}{where}: {issue.diagnostics}")
+    quiet = sum(1 for i in result.issues if i.severity == "information")
+    if quiet:
+        typer.echo(f"  ({quiet} informational notes: adapter show {result.message_id})")
+
+
+def ingest(
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    source: Annotated[
+        str, typer.Option("--source", "-s", help="Source system id (consortium file)")
+    ],
+    content_type: Annotated[str | None, typer.Option(help="Content type to record")] = None,
+) -> None:
+    """Ingest files from one source system; exit 1 if any was quarantined."""
+    runtime = common.start()
+    failed = 0
+    try:
+        for path in files:
+            try:
+                result = _ingest_file(runtime.pipeline, path, source, content_type)
+            except AdapterError as exc:
+                typer.secho(f"{path}: {exc.message}", fg=typer.colors.RED)
+                failed += 1
+                continue
+            _print_result(str(path), result)
+            failed += 0 if result.accepted else 1
+    finally:
+        runtime.close()
+    raise typer.Exit(1 if failed else 0)
+
+
+def _ingest_file(pipeline, path: Path, source: str, content_type: str | None):
+    """A file over ADAPTER_MAX_MESSAGE_BYTES is not read whole: its first bytes are kept."""
+    from adapter.oversize import Oversize
+
+    with path.open("rb") as handle:
+        size = path.stat().st_size
+        if size > pipeline.max_bytes:
+            prefix = handle.read(pipeline.keep_bytes)
+            return pipeline.refuse_oversize(Oversize(prefix, size), source, content_type)
+        return pipeline.ingest(handle.read(), source, content_type)
+
+
+def messages(
+    status: Annotated[str | None, typer.Option(help="Only this status")] = None,
+    limit: Annotated[int, typer.Option(min=1)] = 50,
+) -> None:
+    """List received messages, newest first."""
+    from adapter.pipeline import STATUSES
+    from adapter.store import list_messages
+
+    if status is not None and status not in STATUSES:
+        typer.secho(f"--status must be one of {', '.join(STATUSES)}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    try:
+        with runtime.factory() as session:
+            rows = list_messages(session, status, limit)
+            typer.echo(
+                f"{'message':36}  {'received (UTC)':19}  {'source':14}  "
+                f"{'status':24}  resources  issues"
+            )
+            for m in rows:
+                typer.echo(
+                    f"{m.id:36}  {m.received_at:%Y-%m-%d %H:%M:%S}  "
+                    f"{m.source_system:14}  {m.status:24}  "
+                    f"{len(m.resources or []):9}  {len(m.issues or []):6}"
+                )
+    finally:
+        runtime.close()
+
+
+def show(message_id: str) -> None:
+    """Show one message: status, every issue with its location, the resources it made."""
+    from adapter.store import get_message
+
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    try:
+        with runtime.factory() as session:
+            m = get_message(session, message_id)
+            if m is None:
+                typer.secho(f"no message {message_id}", fg=typer.colors.RED, err=True)
+                raise typer.Exit(1)
+            typer.echo(f"message {m.id} from {m.source_system} ({m.facility_id})")
+            typer.echo(
+                f"received {m.received_at.isoformat()}, {m.size} bytes, "
+                f"{m.detected_format}/{m.encoding}, status {m.status}"
+            )
+            for issue in m.issues or []:
+                where = f" at {issue.get('location')}" if issue.get("location") else ""
+                typer.echo(f"  {issue['severity']}{where}: {issue['diagnostics']}")
+            for ref in m.resources or []:
+                typer.echo(f"  -> {ref}")
+    finally:
+        runtime.close()
+
+
+def reprocess(
+    message_id: Annotated[str | None, typer.Argument()] = None,
+    status: Annotated[
+        str | None, typer.Option(help="Reprocess every message with this status, e.g. quarantined")
+    ] = None,
+) -> None:
+    """Translate stored messages again with the current mappings (after a mapping fix)."""
+    from adapter.store import list_messages
+
+    if bool(message_id) == bool(status):
+        typer.secho("give a message id or --status", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    runtime = common.start()
+    failed = 0
+    try:
+        if message_id:
+            ids = [message_id]
+        else:
+            with runtime.factory() as session:
+                ids = [m.id for m in list_messages(session, status, limit=1_000_000)]
+        for mid in ids:
+            try:
+                result = runtime.pipeline.reprocess(mid)
+            except AdapterError as exc:
+                typer.secho(f"{mid}: {exc.message}", fg=typer.colors.RED)
+                failed += 1
+                continue
+            _print_result(mid, result)
+            failed += 0 if result.accepted else 1
+        typer.echo(f"{len(ids)} reprocessed, {failed} still failing")
+    finally:
+        runtime.close()
+    raise typer.Exit(1 if failed else 0)
+
+
+def demo(
+    folder: Annotated[
+        Path | None, typer.Option(help="Folder whose sub-folders are named after source systems")
+    ] = None,
+) -> None:
+    """Ingest the example consortium's sample messages and print what each produced."""
+    settings = common.settings()
+    root = folder or settings.config.parent / "hl7v2" / "oru"
+    runtime = common.start()  # a bad consortium file is reported first
+    if not root.is_dir():
+        runtime.close()
+        typer.secho(f"{root} is not a folder", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    known = {s.id for f in runtime.consortium.facilities for s in f.sources}
+    totals: Counter[str] = Counter()
+    typer.echo(f"database: {common.safe_url(settings.database_url)}")
+    try:
+        for source_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in known):
+            for path in sorted(source_dir.glob("*.hl7")):
+                result = runtime.pipeline.ingest(path.read_bytes(), source_dir.name)
+                _print_result(f"{source_dir.name}/{path.name}", result)
+                totals[result.status] += 1
+    finally:
+        runtime.close()
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
+    typer.echo(f"\n{sum(totals.values())} messages: {summary}")
+    typer.echo("Read them back: adapter serve, then GET http://127.0.0.1:8080/fhir/Patient")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(ingest)
+    app.command()(messages)
+    app.command()(show)
+    app.command()(reprocess)
+    app.command()(demo)
