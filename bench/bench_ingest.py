@@ -43,9 +43,8 @@ from sqlalchemy.pool import NullPool
 
 from adapter.consortium import Consortium, Facility, load_consortium
 from adapter.hl7v2 import codec_for, parse_hl7v2
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Outcome, Pipeline, steps
 from adapter.pipeline.checks import check_resources
-from adapter.pipeline.ingest import Outcome
 from adapter.pipeline.readers import read_document
 from adapter.routing import destinations_for
 from adapter.runtime import make_pipeline
@@ -646,7 +645,19 @@ def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str, clock: dict[st
             encoding=outcome.encoding,
             received_at=moment,
         )
-        pipeline._store(session, message, facility, outcome, moment)
+        steps.store(
+            steps.Work(
+                session=session,
+                message=message,
+                consortium=pipeline.consortium,
+                facility=facility,
+                zone=pipeline.timezone,
+                moment=moment,
+                resources=list(outcome.resources),
+                policies=outcome.policies,
+                issues=list(outcome.issues),
+            )
+        )
     t4 = time.perf_counter()
     for name, spent in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
         clock[name] += spent

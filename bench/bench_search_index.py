@@ -38,7 +38,7 @@ import psycopg
 
 from adapter.consortium import load_consortium
 from adapter.fhir.index_values import IndexValue, index_values, normalize_text
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from adapter.store.index_keys import KEY_CHARS
 from adapter.store.resources import index_row
 
@@ -67,9 +67,8 @@ COLUMNS = (
 
 def base_rows() -> list[tuple[str, str, IndexValue]]:
     consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(
+    translator = Translator(
         consortium,
-        None,  # type: ignore[arg-type]
         mappings_dir=ROOT / "mappings",
         max_bytes=5 * 1024 * 1024,
         default_timezone="Asia/Shanghai",
@@ -77,7 +76,7 @@ def base_rows() -> list[tuple[str, str, IndexValue]]:
     rows: list[tuple[str, str, IndexValue]] = []
     for path in sorted(ORU.glob("*/*.hl7")):
         source = path.parent.name
-        outcome = pipeline.translate(path.read_bytes(), source)
+        outcome = translator.translate(path.read_bytes(), source)
         for resource in outcome.resources:
             for value in index_values(resource):
                 rows.append((resource["resourceType"], resource["id"], value))

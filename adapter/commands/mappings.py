@@ -87,7 +87,7 @@ def mappings_test(
     .expected.json field by field. Exit 1 if any case fails."""
     from adapter.consortium import load_consortium
     from adapter.mapping.golden import find_cases, run_case
-    from adapter.pipeline import Pipeline
+    from adapter.pipeline import Translator
 
     settings = common.settings()
     root = directory or settings.config.parent
@@ -105,9 +105,8 @@ def mappings_test(
         broken = []
         if not cases:
             raise common.cannot_start(f"no case path contains {case!r}")
-    pipeline = Pipeline(
+    translator = Translator(
         consortium,
-        None,  # type: ignore[arg-type]  # translate only
         mappings_dir=settings.mappings_dir,
         max_bytes=settings.max_message_bytes,
         default_timezone=settings.default_timezone,
@@ -119,7 +118,7 @@ def mappings_test(
         if found is None:
             continue  # its cases fail, naming the source
         try:
-            pipeline.mapping_set(*found)
+            translator.mapping_set(*found)
         except MappingDefinitionError as exc:
             raise common.cannot_start(
                 f"{exc.message} (adapter mappings check lists every error)"
@@ -135,7 +134,7 @@ def mappings_test(
     for line in broken:
         typer.secho(f"FAIL  {line}", fg=typer.colors.RED)
     for item in cases:
-        result = run_case(item, pipeline.translate, update=update)
+        result = run_case(item, translator.translate, update=update)
         if result.written is not None:
             written.append(result.written)
         if result.ok:

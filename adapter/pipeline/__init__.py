@@ -1,14 +1,16 @@
-"""The spine of the adapter: ingest(), one transaction per message."""
+"""The spine of the adapter: a Translator (no database) and the Pipeline that stores, one
+transaction per message (adapter/pipeline/steps.py names its steps)."""
 
-from adapter.pipeline.ingest import (
+from adapter.pipeline.ingest import Pipeline
+from adapter.pipeline.results import (
     PROCESSED,
     QUARANTINED,
     RECEIVED,
     STATUSES,
     WARNINGS,
     IngestResult,
-    Pipeline,
 )
+from adapter.pipeline.translator import Outcome, Translator
 
 __all__ = [
     "PROCESSED",
@@ -17,5 +19,7 @@ __all__ = [
     "STATUSES",
     "WARNINGS",
     "IngestResult",
+    "Outcome",
     "Pipeline",
+    "Translator",
 ]

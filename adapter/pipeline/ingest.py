@@ -1,10 +1,13 @@
-"""The spine: receive -> keep the raw bytes -> parse -> map -> check -> store -> outbox.
+"""The unit of work that stores: receive -> translate -> resolve identity -> merge with
+stored -> save -> route -> enqueue -> audit (adapter/pipeline/steps.py names each step).
 
 One transaction stores the inbound message, the resources (with history and search index
 rows), the outbox rows and the message's status, so the sender's acknowledgement (HTTP 202,
 MLLP AA) is only given for what is durably stored. A document that cannot be translated is
 stored on its own, quarantined with its located issues, in a transaction of its own: bad
-input is never lost and never blocks what comes after it.
+input is never lost and never blocks what comes after it. Ingest, reprocess and an oversize
+refusal settle a message through one path (``Pipeline._settle``). Translating needs no
+database: adapter/pipeline/translator.py.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,74 +25,54 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter import audit
 from adapter.consortium import Consortium, Facility, SourceSystem
-from adapter.errors import (
-    AdapterError,
-    InputTooLargeError,
-    Issue,
-    MessageError,
-    ParseError,
-    UnknownSourceError,
-)
+from adapter.errors import AdapterError, Issue, NotFoundError, ParseError, UnknownSourceError
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
-from adapter.mapping.loader import MappingSet, cached_mapping_set
+from adapter.mapping.loader import MappingSet
 from adapter.oversize import Oversize, is_prefix_only, oversize_issue
-from adapter.pipeline.checks import check_resources
-from adapter.pipeline.merge import merge_stored, reads_stored
-from adapter.pipeline.readers import (
-    CONTENT_TYPES,
-    consortium_variables,
-    original_variables,
-    read_document,
+from adapter.pipeline import steps
+from adapter.pipeline.results import (
+    PROCESSED,
+    QUARANTINED,
+    RECEIVED,
+    STATUSES,
+    WARNINGS,
+    IngestResult,
+    result_of,
 )
-from adapter.routing import destinations_for
-from adapter.settings import ORIGINAL_INLINE_LIMIT
-from adapter.store import (
-    create_message,
-    enqueue_many,
-    find_message,
-    get_message,
-    lock_resources,
-    save_resources,
-    set_message_result,
-    verified_raw,
-)
+from adapter.pipeline.translator import Outcome, Translator, internal_error
+from adapter.store import create_message, find_message, get_message, verified_raw
 from adapter.store.models import InboundMessage
 from adapter.store.refusals import describe, is_refusal, is_unique_violation, locate_refusal
 
 log = logging.getLogger(__name__)
 
-RECEIVED = "received"
-PROCESSED = "processed"
-WARNINGS = "processed-with-warnings"
-QUARANTINED = "quarantined"
-STATUSES = (RECEIVED, PROCESSED, WARNINGS, QUARANTINED)
 _RACE_RETRIES = 3
-# the location of a problem that is about no one place in the input
-WHOLE_MESSAGE = "the whole message"
+
+OpenMessage = Callable[[Session], InboundMessage]
 
 
 @dataclass(slots=True)
-class IngestResult:
-    message_id: str
-    status: str
-    resources: list[str]
-    issues: list[Issue]
-    duplicate: bool = False
+class _Job:
+    """One message to settle: how to get its row (create it, or load it again), and what
+    translating it gave."""
 
-    @property
-    def accepted(self) -> bool:
-        return self.status in (PROCESSED, WARNINGS)
+    open_message: OpenMessage
+    facility: Facility
+    source_id: str
+    outcome: Outcome
+    moment: datetime
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "message_id": self.message_id,
-            "status": self.status,
-            "duplicate": self.duplicate,
-            "resources": self.resources,
-            "issues": [i.as_dict() for i in self.issues],
-        }
+
+class _LostRace(Exception):
+    """Another transaction took a unique key first (the same bytes, or a new resource two
+    messages made in the same instant): the caller retries, answers the duplicate, or keeps
+    the message refused."""
+
+    def __init__(self, error: IntegrityError, tried: list[dict[str, Any]]) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.tried = tried
 
 
 class Pipeline:
@@ -107,50 +91,75 @@ class Pipeline:
         originals_base: str = "",
         limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
-        self.consortium = consortium
-        self.limits = limits
-        self.factory = factory
-        self.mappings_dir = mappings_dir
-        self.max_bytes = max_bytes
-        # what is kept of a refused oversize document (never more than the limit)
-        self.keep_bytes = min(keep_bytes, max_bytes)
-        # a larger original is linked (originals_base + /messages/{id}/raw), not inlined
-        self.original_inline_max_bytes = min(original_inline_max_bytes, ORIGINAL_INLINE_LIMIT)
-        self.originals_base = originals_base.rstrip("/")
-        self.timezone = ZoneInfo(consortium.timezone or default_timezone)
-        self._mapping_sets: dict[str, MappingSet] = {}
-        self._consortium_vars = consortium_variables(consortium)
-
-    # -- mapping sets ------------------------------------------------------------------------
-    def mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
-        cached = self._mapping_sets.get(source.id)
-        if cached is None:
-            cached = self._load_mapping_set(facility, source)
-            self._mapping_sets[source.id] = cached
-        return cached
-
-    def _load_mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
-        overlays = tuple(
-            folder
-            for folder in (f"facilities/{facility.id}",)
-            if (self.mappings_dir / folder).is_dir()
+        self.translator = Translator(
+            consortium,
+            mappings_dir=mappings_dir,
+            max_bytes=max_bytes,
+            default_timezone=default_timezone,
+            original_inline_max_bytes=original_inline_max_bytes,
+            originals_base=originals_base,
+            limits=limits,
         )
-        return cached_mapping_set(self.mappings_dir, source.mapping, overlays=overlays)
+        self._setup(self.translator, factory, keep_bytes)
+
+    @classmethod
+    def of(
+        cls, translator: Translator, factory: sessionmaker[Session], *, keep_bytes: int = 65536
+    ) -> Pipeline:
+        """A pipeline storing with ``factory`` what ``translator`` translates (its loaded
+        mapping sets shared, e.g. by tests that store into a database per test)."""
+        pipeline = cls.__new__(cls)
+        pipeline._setup(translator, factory, keep_bytes)
+        return pipeline
+
+    def _setup(
+        self, translator: Translator, factory: sessionmaker[Session], keep_bytes: int
+    ) -> None:
+        self.translator = translator
+        self.factory = factory
+        # what is kept of a refused oversize document (never more than the limit)
+        self.keep_bytes = min(keep_bytes, translator.max_bytes)
+
+    # -- the translator's, for the callers that hold a pipeline ------------------------------
+    @property
+    def consortium(self) -> Consortium:
+        return self.translator.consortium
+
+    @property
+    def max_bytes(self) -> int:
+        return self.translator.max_bytes
+
+    @property
+    def timezone(self) -> ZoneInfo:
+        return self.translator.timezone
+
+    @property
+    def mappings_dir(self) -> Path:
+        return self.translator.mappings_dir
+
+    @mappings_dir.setter
+    def mappings_dir(self, folder: Path) -> None:
+        self.translator.mappings_dir = folder
+
+    def mapping_set(self, facility: Facility, source: SourceSystem) -> MappingSet:
+        return self.translator.mapping_set(facility, source)
 
     def load_all_mappings(self) -> None:
-        """Load every source's mappings now, so a broken mapping stops start-up."""
-        for facility in self.consortium.facilities:
-            for source in facility.sources:
-                self.mapping_set(facility, source)
+        self.translator.load_all_mappings()
 
     def loaded_sources(self) -> list[str]:
-        return list(self._mapping_sets)
+        return self.translator.loaded_sources()
 
     def reload_mappings(self) -> None:
-        self._mapping_sets.clear()
-        self.load_all_mappings()
+        self.translator.reload_mappings()
 
-    # -- ingest ------------------------------------------------------------------------------
+    def translate(self, raw: bytes, source_system: str) -> Outcome:
+        return self.translator.translate(raw, source_system)
+
+    def original_url(self, message_id: str | None) -> str | None:
+        return self.translator.original_url(message_id)
+
+    # -- receive -----------------------------------------------------------------------------
     def ingest(
         self,
         raw: bytes,
@@ -162,32 +171,32 @@ class Pipeline:
         if len(raw) > self.max_bytes:  # the callers stop reading before; this is the backstop
             oversize = Oversize(raw[: self.keep_bytes], len(raw))
             return self.refuse_oversize(oversize, source_system, content_type, now=now)
-        facility, source = self._configured_source(source_system)
+        facility, source = self.translator.source(source_system)
         moment = now or datetime.now(UTC)
         digest = hashlib.sha256(raw).hexdigest()
-        with self.factory() as session:
-            existing = find_message(session, source.id, digest)
-            if existing is not None:
-                return _result_of(existing, duplicate=True)
-        new = _NewMessage(raw, digest, facility, source, content_type, moment, str(uuid.uuid4()))
+        duplicate = self._duplicate(source.id, digest)
+        if duplicate is not None:
+            return duplicate
+        message_id = str(uuid.uuid4())  # chosen before translating: a linked original names it
         for attempt in range(_RACE_RETRIES + 1):
-            outcome = self._translate(raw, facility, source, new.message_id)
+            outcome = self.translator.translate_for(raw, facility, source, message_id)
+            create = _creator(
+                raw, digest, facility, source, content_type, moment, outcome, message_id
+            )
+            job = _Job(create, facility, source.id, outcome, moment)
             try:
-                return self._process_new(new, outcome)
-            except (IntegrityError, OperationalError) as exc:
+                return self._settle(job)
+            except (_LostRace, OperationalError) as exc:
                 if isinstance(exc, OperationalError) and not _lost_race(exc):
                     raise
-                if isinstance(exc, IntegrityError) and not is_unique_violation(exc):
-                    return self._keep_refused(new, outcome, exc)
-                with self.factory() as session:
-                    existing = find_message(session, source.id, digest)
-                if existing is not None:
+                duplicate = self._duplicate(source.id, digest)
+                if duplicate is not None:
                     # the same bytes arrived twice at once: the other one won the unique key
-                    return _result_of(existing, duplicate=True)
+                    return duplicate
                 if attempt == _RACE_RETRIES:
                     if isinstance(exc, OperationalError):
                         raise
-                    return self._keep_refused(new, outcome, exc)
+                    return self._keep_refused(job, exc.tried, exc.error)
                 # another message created the same new resource in the same instant, or
                 # the database broke a deadlock by rolling this transaction back whole
                 # (resources are locked in one order, docs/decisions/0009: not expected,
@@ -222,126 +231,28 @@ class Pipeline:
         """Keep bytes that must not be translated (a document over the limit, an MLLP frame
         cut off in transit) as a quarantined message with the issue that says why; ``size``
         when ``raw`` holds only the first bytes of what was received."""
-        facility, source = self._configured_source(source_system)
+        facility, source = self.translator.source(source_system)
         moment = now or datetime.now(UTC)
         digest = hashlib.sha256(raw).hexdigest()  # of the bytes kept, as for every message
+        refused = Outcome.failure([issue], source.format)
+        duplicate = self._duplicate(source.id, digest)
+        if duplicate is not None:  # sent again: the same refusal
+            return duplicate
+        create = _creator(raw, digest, facility, source, content_type, moment, refused)
+
+        def create_with_size(session: Session) -> InboundMessage:
+            message = create(session)
+            if size is not None:
+                message.size = size
+            return message
+
         try:
-            with self.factory.begin() as session:
-                existing = find_message(session, source.id, digest)
-                if existing is not None:  # sent again: the same refusal
-                    return _result_of(existing, duplicate=True)
-                message = create_message(
-                    session,
-                    source_system=source.id,
-                    facility_id=facility.id,
-                    raw=raw,
-                    content_type=content_type,
-                    sha256=digest,
-                    detected_format=source.format,
-                    encoding=None,
-                    received_at=moment,
-                )
-                if size is not None:
-                    message.size = size
-                return self._quarantine(session, message, [issue], moment)
-        except IntegrityError:
-            with self.factory() as session:
-                existing = find_message(session, source.id, digest)
-            if existing is None:
-                raise
-            return _result_of(existing, duplicate=True)
-
-    def _configured_source(self, source_system: str) -> tuple[Facility, SourceSystem]:
-        found = self.consortium.source(source_system)
-        if found is None:
-            known = ", ".join(s.id for f in self.consortium.facilities for s in f.sources)
-            raise UnknownSourceError(
-                f"unknown source system {source_system!r} (X-Source-System); known: {known}",
-                location="X-Source-System",
-            )
-        return found
-
-    def _process_new(self, new: _NewMessage, outcome: Outcome) -> IngestResult:
-        try:
-            with self.factory.begin() as session:
-                message = self._create(session, new, outcome)
-                if outcome.failed:
-                    return self._quarantine(session, message, outcome.issues, new.moment)
-                return self._store(session, message, new.facility, outcome, new.moment)
-        except IntegrityError:
-            raise  # the unique key race, or a constraint: the caller decides
-        except SQLAlchemyError as exc:
-            if not is_refusal(exc):
-                raise  # the database is unavailable: nothing can be kept, send again
-            return self._keep_refused(new, outcome, exc)
-        except AdapterError:
-            raise
-        except Exception as exc:  # a bug while storing must not lose the message either
-            log.exception("unexpected error storing a message from %s", new.source.id)
-            with self.factory.begin() as session:
-                message = self._create(session, new, outcome)
-                issue = _internal_error("storing", exc)
-                return self._quarantine(session, message, [issue], new.moment)
-
-    def original_url(self, message_id: str | None) -> str | None:
-        """Where the API serves a stored message's bytes (a kept original too large to carry
-        inline links there); None before the message has an id (a dry-run translation)."""
-        if message_id is None:
-            return None
-        return f"{self.originals_base}/messages/{message_id}/raw"
-
-    def _create(self, session: Session, new: _NewMessage, outcome: Outcome) -> InboundMessage:
-        return create_message(
-            session,
-            message_id=new.message_id,
-            source_system=new.source.id,
-            facility_id=new.facility.id,
-            raw=new.raw,
-            content_type=new.content_type,
-            sha256=new.digest,
-            detected_format=outcome.format,
-            encoding=outcome.encoding,
-            received_at=new.moment,
-        )
-
-    def _keep_refused(
-        self, new: _NewMessage, outcome: Outcome, failure: SQLAlchemyError
-    ) -> IngestResult:
-        """The database refused what the message produced: keep the message, quarantined,
-        with the resource and element the database refused."""
-        log.warning("message from %s refused by the database: %s", new.source.id, describe(failure))
-        with self.factory.begin() as session:
-            message = self._create(session, new, outcome)
-            return self._quarantine_refused(
-                session, message, new.facility, outcome, failure, new.moment
-            )
-
-    def _quarantine_refused(
-        self,
-        session: Session,
-        message: InboundMessage,
-        facility: Facility,
-        outcome: Outcome,
-        failure: SQLAlchemyError,
-        moment: datetime,
-    ) -> IngestResult:
-        refusal = locate_refusal(
-            session,
-            outcome.stored if outcome.stored is not None else outcome.resources,
-            failure,
-            message_id=message.id,
-            now=moment,
-            facility_id=facility.id,
-            zone=self.timezone,
-        )
-        issue = Issue(
-            "error",
-            "processing",
-            f"{refusal.text()}; the message is kept and can be reprocessed once fixed",
-            location=refusal.resource,
-            expression=refusal.expression,
-        )
-        return self._quarantine(session, message, [issue, *outcome.issues], moment)
+            return self._settle(_Job(create_with_size, facility, source.id, refused, moment))
+        except _LostRace as race:
+            duplicate = self._duplicate(source.id, digest)
+            if duplicate is None:
+                raise race.error from None
+            return duplicate
 
     def reprocess(self, message_id: str, *, now: datetime | None = None) -> IngestResult:
         """Translate a stored message again (after a mapping fix) with the current mappings."""
@@ -349,265 +260,143 @@ class Pipeline:
         with self.factory() as session:
             message = get_message(session, message_id)
             if message is None:
-                from adapter.errors import NotFoundError
-
                 raise NotFoundError(f"no message {message_id}")
             raw, source_id = verified_raw(message), message.source_system
             if is_prefix_only(message.size, raw):
                 # only the first bytes of an oversize document were kept: nothing to redo
-                return _result_of(message)
+                return result_of(message)
         found = self.consortium.source(source_id)
         if found is None:
             raise UnknownSourceError(f"source system {source_id!r} is no longer configured")
         facility, source = found
         # pick up mapping fixes; a mapping that does not load raises here (409 over HTTP) and
         # leaves both the message and the mappings in use for new messages as they were
-        self._mapping_sets[source.id] = self._load_mapping_set(facility, source)
-        outcome = self._translate(raw, facility, source, message_id)
+        self.translator.reload_source(facility, source)
+        outcome = self.translator.translate_for(raw, facility, source, message_id)
+
+        def reopen(session: Session) -> InboundMessage:
+            stored = get_message(session, message_id)
+            assert stored is not None
+            stored.detected_format = outcome.format
+            stored.encoding = outcome.encoding
+            return stored
+
+        try:
+            return self._settle(_Job(reopen, facility, source.id, outcome, moment))
+        except _LostRace as race:
+            raise race.error from None
+
+    # -- settle: the one path from a translation to a stored or quarantined message ----------
+    def _settle(self, job: _Job) -> IngestResult:
+        """Store the message's resources through the named steps, or quarantine it; a bug or
+        a value the database refuses quarantines it too, in a transaction of its own."""
+        work: steps.Work | None = None
         try:
             with self.factory.begin() as session:
-                message = get_message(session, message_id)
-                assert message is not None
-                message.detected_format = outcome.format
-                message.encoding = outcome.encoding
-                if outcome.failed:
-                    return self._quarantine(session, message, outcome.issues, moment)
-                return self._store(session, message, facility, outcome, moment)
+                message = job.open_message(session)
+                if job.outcome.failed:
+                    steps.quarantine(session, message, job.outcome.issues, job.moment)
+                else:
+                    work = self._work(session, message, job)
+                    steps.store(work)
+                return result_of(message)
+        except IntegrityError as exc:
+            tried = work.resources if work is not None else job.outcome.resources
+            if is_unique_violation(exc):
+                raise _LostRace(exc, tried) from exc
+            return self._keep_refused(job, tried, exc)
         except SQLAlchemyError as exc:
-            if not is_refusal(exc) or is_unique_violation(exc):
-                raise
-            log.warning("message %s refused by the database: %s", message_id, describe(exc))
-            with self.factory.begin() as session:
-                message = get_message(session, message_id)
-                assert message is not None
-                return self._quarantine_refused(session, message, facility, outcome, exc, moment)
+            if not is_refusal(exc):
+                raise  # the database is unavailable: nothing can be kept, send again
+            tried = work.resources if work is not None else job.outcome.resources
+            return self._keep_refused(job, tried, exc)
         except AdapterError:
             raise
-        except Exception as exc:
-            log.exception("unexpected error storing message %s again", message_id)
-            with self.factory.begin() as session:
-                message = get_message(session, message_id)
-                assert message is not None
-                return self._quarantine(session, message, [_internal_error("storing", exc)], moment)
+        except Exception as exc:  # a bug while storing must not lose the message either
+            log.exception("unexpected error storing a message from %s", job.source_id)
+            return self._quarantine_apart(job, [internal_error("storing", exc)])
 
-    def translate(self, raw: bytes, source_system: str) -> Outcome:
-        """Translate without storing anything (golden tests, ``adapter mappings test``)."""
-        found = self.consortium.source(source_system)
-        if found is None:
-            raise UnknownSourceError(f"unknown source system {source_system!r}")
-        return self._translate(raw, *found)
-
-    # -- the parts ---------------------------------------------------------------------------
-    def _translate(
-        self,
-        raw: bytes,
-        facility: Facility,
-        source: SourceSystem,
-        message_id: str | None = None,
-    ) -> Outcome:
-        if len(raw) > self.max_bytes:
-            error = InputTooLargeError(
-                f"the document is {len(raw)} bytes; the limit is {self.max_bytes} "
-                "(ADAPTER_MAX_MESSAGE_BYTES)",
-                location="body",
-            )
-            return Outcome.failure(error.issues, source.format)
-        try:
-            mappings = self.mapping_set(facility, source)
-            document = read_document(
-                source.format, raw, max_bytes=self.max_bytes, limits=self.limits
-            )
-            extra = {
-                "consortium": self._consortium_vars,
-                "original": original_variables(
-                    raw,
-                    CONTENT_TYPES.get(source.format, "application/octet-stream"),
-                    inline=len(raw) <= self.original_inline_max_bytes,
-                    url=self.original_url(message_id),
-                ),
-            }
-            translation = document.translate(mappings, facility, self.timezone, extra)
-        except MessageError as exc:
-            return Outcome.failure(exc.issues, source.format)
-        except AdapterError:
-            raise
-        except Exception as exc:  # a bug must not lose the message: quarantine it, say where
-            log.exception("unexpected error translating a message from %s", source.id)
-            return Outcome.failure([_internal_error("translating", exc)], source.format)
-        issues = list(translation.issues)
-        issues.extend(check_resources(translation.resources, translation.origins))
-        failed = any(i.severity in ("error", "fatal") for i in issues)
-        return Outcome(
-            document.format,
-            document.encoding,
-            translation.resources,
-            issues,
-            failed,
-            dict(translation.policies),
-            origins=dict(translation.origins),
-        )
-
-    def _quarantine(
-        self, session: Session, message: InboundMessage, issues: list[Issue], moment: datetime
+    def _keep_refused(
+        self, job: _Job, tried: list[dict[str, Any]], failure: SQLAlchemyError
     ) -> IngestResult:
-        set_message_result(
-            session,
-            message,
-            status=QUARANTINED,
-            issues=[i.as_dict() for i in issues],
-            resources=[],
-            now=moment,
-        )
-        log.warning(
-            "message %s from %s quarantined: %s",
-            message.id,
-            message.source_system,
-            _summary(issues),
-        )
-        audit.record(
-            audit.message_event(
-                "message.quarantined",
-                "failure",
+        """The database refused what the message produced: keep the message, quarantined,
+        with the resource and element the database refused (``tried``: the resources as
+        they were to be stored)."""
+        log.warning("message from %s refused by the database: %s", job.source_id, describe(failure))
+        with self.factory.begin() as session:
+            message = job.open_message(session)
+            refusal = locate_refusal(
+                session,
+                tried,
+                failure,
                 message_id=message.id,
-                source_system=message.source_system,
-                at=moment,
-                issues=len(issues),
-            ),
-            session=session,
-        )
-        return _result_of(message)
+                now=job.moment,
+                facility_id=job.facility.id,
+                zone=self.timezone,
+            )
+            issue = Issue(
+                "error",
+                "processing",
+                f"{refusal.text()}; the message is kept and can be reprocessed once fixed",
+                location=refusal.resource,
+                expression=refusal.expression,
+            )
+            steps.quarantine(session, message, [issue, *job.outcome.issues], job.moment)
+            return result_of(message)
 
-    def _store(
-        self,
-        session: Session,
-        message: InboundMessage,
-        facility: Facility,
-        outcome: Outcome,
-        moment: datetime,
-    ) -> IngestResult:
-        # lock first, then read, merge and write under that lock: another message about the
-        # same patient waits here until this one commits, then merges with what it wrote
-        locked = lock_resources(
-            session,
-            ((r["resourceType"], r["id"]) for r in outcome.resources),
-            create_missing=[
-                (r["resourceType"], r["id"])
-                for r in outcome.resources
-                if reads_stored(r, outcome.policies)
-            ],
-            now=moment,
-        )
-        resources: list[dict[str, Any]] = []
-        issues = list(outcome.issues)
-        for resource in outcome.resources:
-            merged, conflicts = merge_stored(resource, locked.body, outcome.policies)
-            resources.append(merged)
-            where = outcome.origins.get((resource["resourceType"], resource["id"]))
-            for conflict in conflicts:
-                conflict.location = conflict.location or where or WHOLE_MESSAGE
-            issues.extend(conflicts)
-        outcome.issues = issues
-        outcome.stored = resources
-        saved = save_resources(
-            session,
-            resources,
-            message_id=message.id,
-            now=moment,
-            facility_id=facility.id,
+    def _quarantine_apart(self, job: _Job, issues: list[Issue]) -> IngestResult:
+        with self.factory.begin() as session:
+            message = job.open_message(session)
+            steps.quarantine(session, message, issues, job.moment)
+            return result_of(message)
+
+    def _work(self, session: Session, message: InboundMessage, job: _Job) -> steps.Work:
+        return steps.Work(
+            session=session,
+            message=message,
+            consortium=self.consortium,
+            facility=job.facility,
             zone=self.timezone,
-            locked=locked,
+            moment=job.moment,
+            resources=list(job.outcome.resources),
+            policies=job.outcome.policies,
+            origins=job.outcome.origins,
+            issues=list(job.outcome.issues),
         )
-        outbox: list[dict[str, Any]] = []
-        for item in saved:
-            if not item.changed:
-                continue  # identical content: nothing new to deliver
-            for destination in destinations_for(self.consortium, facility.id, item.resource_type):
-                outbox.append(
-                    {
-                        "destination": destination,
-                        "resource_type": item.resource_type,
-                        "resource_id": item.id,
-                        "version_id": item.version_id,
-                        "patient_key": item.patient_key,
-                        "message_id": message.id,
-                    }
-                )
-        enqueue_many(session, outbox, now=moment)
-        warned = any(i.severity == "warning" for i in outcome.issues)
-        refs = [f"{s.resource_type}/{s.id}" for s in saved]
-        set_message_result(
+
+    def _duplicate(self, source_id: str, digest: str) -> IngestResult | None:
+        with self.factory() as session:
+            existing = find_message(session, source_id, digest)
+            return None if existing is None else result_of(existing, duplicate=True)
+
+
+def _creator(
+    raw: bytes,
+    digest: str,
+    facility: Facility,
+    source: SourceSystem,
+    content_type: str | None,
+    moment: datetime,
+    outcome: Outcome,
+    message_id: str | None = None,
+) -> OpenMessage:
+    """Receive: the inbound message row, status ``received`` until it is settled."""
+
+    def create(session: Session) -> InboundMessage:
+        return create_message(
             session,
-            message,
-            status=WARNINGS if warned else PROCESSED,
-            issues=[i.as_dict() for i in outcome.issues],
-            resources=refs,
-            now=moment,
+            message_id=message_id,
+            source_system=source.id,
+            facility_id=facility.id,
+            raw=raw,
+            content_type=content_type,
+            sha256=digest,
+            detected_format=outcome.format,
+            encoding=outcome.encoding,
+            received_at=moment,
         )
-        log.info(
-            "message %s from %s: %d resources (%d changed), %d outbox rows",
-            message.id,
-            message.source_system,
-            len(saved),
-            sum(1 for s in saved if s.changed),
-            len(outbox),
-        )
-        audit.record(
-            audit.message_event(
-                "message.stored",
-                "warning" if warned else "success",
-                message_id=message.id,
-                source_system=message.source_system,
-                at=moment,
-                resources=len(saved),
-                outbox_rows=len(outbox),
-            ),
-            session=session,
-        )
-        return _result_of(message)
 
-
-@dataclass(frozen=True, slots=True)
-class _NewMessage:
-    """A received document not stored yet, and where it came from."""
-
-    raw: bytes
-    digest: str
-    facility: Facility
-    source: SourceSystem
-    content_type: str | None
-    moment: datetime
-    message_id: str  # chosen before translating: a linked original names it
-
-
-@dataclass(slots=True)
-class Outcome:
-    """What translating one document gave: resources, located issues, whether it failed."""
-
-    format: str | None
-    encoding: str | None
-    resources: list[dict[str, Any]]
-    issues: list[Issue]
-    failed: bool
-    # (type, id) -> on_conflict policy of the template that made it (adapter/pipeline/merge.py)
-    policies: dict[Any, dict[str, Any]] = field(default_factory=dict)
-    # (type, id) -> where in the input it was made from, for issues found later (merge)
-    origins: dict[Any, str | None] = field(default_factory=dict)
-    # the resources as merged with the stored ones, once storing began
-    stored: list[dict[str, Any]] | None = None
-
-    @classmethod
-    def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:
-        return cls(fmt, None, [], issues, True)
-
-
-def _result_of(message: InboundMessage, *, duplicate: bool = False) -> IngestResult:
-    return IngestResult(
-        message_id=message.id,
-        status=message.status,
-        resources=list(message.resources or []),
-        issues=[Issue.from_dict(i) for i in message.issues or []],
-        duplicate=duplicate,
-    )
+    return create
 
 
 def _lost_race(exc: OperationalError) -> bool:
@@ -616,20 +405,14 @@ def _lost_race(exc: OperationalError) -> bool:
     return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
 
 
-def _internal_error(stage: str, exc: Exception) -> Issue:
-    # the exception's text is left out: it may quote the message (names, ID numbers)
-    return Issue(
-        "fatal",
-        "exception",
-        f"internal error while {stage} ({type(exc).__name__}); the message is kept "
-        "and can be reprocessed once fixed",
-        location=WHOLE_MESSAGE,
-    )
-
-
-def _summary(issues: list[Issue]) -> str:
-    """Issue locations and codes only: diagnostics may quote patient data."""
-    return ", ".join(f"{i.severity}:{i.code}@{i.location or '-'}" for i in issues[:5])
-
-
-__all__ = ["STATUSES", "IngestResult", "Outcome", "ParseError", "Pipeline"]
+__all__ = [
+    "PROCESSED",
+    "QUARANTINED",
+    "RECEIVED",
+    "STATUSES",
+    "WARNINGS",
+    "IngestResult",
+    "Outcome",
+    "ParseError",
+    "Pipeline",
+]

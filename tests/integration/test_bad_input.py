@@ -297,12 +297,12 @@ def test_a_crash_while_storing_quarantines_instead_of_losing_the_message(
     """A bug after translation (here: saving the resources fails with a non-database error)
     rolls back what was half written, keeps the message quarantined with a fatal issue, and
     a reprocess after the fix stores it."""
-    import adapter.pipeline.ingest as ingest_module
+    import adapter.pipeline.steps as steps_module
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise KeyError("simulated bug while storing")
 
-    monkeypatch.setattr(ingest_module, "save_resources", broken)
+    monkeypatch.setattr(steps_module, "save_resources", broken)
     raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes()
     response = _post(client, raw)
     assert response.status_code == 422, response.text

@@ -3,7 +3,6 @@ safety by claiming into processing/ and the pipeline's sha256 deduplication)."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import os
@@ -20,7 +19,7 @@ from adapter.errors import ConfigError, RetriableDeliveryError
 from adapter.inbound import build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.poller import poll_once
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Pipeline, Translator
 from adapter.store import make_engine
 from adapter.store import session_factory as factory_for
 from adapter.store.models import InboundMessage
@@ -97,27 +96,24 @@ def test_file_destination_settings_are_checked(tmp_path: Path) -> None:
 
 # -- source -----------------------------------------------------------------------------------
 @functools.cache
-def _loaded_pipeline() -> Pipeline:
-    consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(
-        consortium,
-        None,
-        mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
+def _translator() -> Translator:
+    """The example consortium's translator with its mappings loaded once (no database)."""
+    translator = Translator(
+        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
+        mappings_dir=ROOT / "mappings",
         max_bytes=5 * 1024 * 1024,
         default_timezone="Asia/Shanghai",
     )
-    pipeline.load_all_mappings()
-    return pipeline
+    translator.load_all_mappings()
+    return translator
 
 
 def _pipeline(factory: sessionmaker[Session]) -> Pipeline:
-    pipeline = copy.copy(_loaded_pipeline())
-    pipeline.factory = factory
-    return pipeline
+    return Pipeline.of(_translator(), factory)  # shares the loaded mapping sets
 
 
 def _source(inbox: Path, **settings: object) -> FileSource:
-    facility, source = _loaded_pipeline().consortium.source("std-hl7v2")  # type: ignore[misc]
+    facility, source = _translator().consortium.source("std-hl7v2")  # type: ignore[misc]
     connector = {"kind": "file", "path": str(inbox), "min_age_seconds": 0, **settings}
     built = build_source(facility, source.model_copy(update={"connector": connector}))
     assert isinstance(built, FileSource)

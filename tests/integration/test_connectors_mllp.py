@@ -3,7 +3,6 @@ and the adapter's listener against a real TCP sender, with a real database."""
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import socket
@@ -22,7 +21,7 @@ from adapter.consortium import load_consortium
 from adapter.errors import FatalDeliveryError, RetriableDeliveryError
 from adapter.inbound import build_listener
 from adapter.inbound.mllp import MllpListener
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Pipeline, Translator
 from adapter.store import create_message, make_engine, session_factory
 from adapter.store.models import InboundMessage
 from tests.integration.connector_helpers import destination, items, observation, patient
@@ -252,24 +251,20 @@ def test_check_connects(mllp_peer: MllpPeer) -> None:
 
 # -- listener ---------------------------------------------------------------------------------
 @functools.cache
-def _loaded_pipeline() -> Pipeline:
-    """The example consortium's pipeline with its mappings loaded once (no database)."""
-    consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(
-        consortium,
-        None,
-        mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
+def _translator() -> Translator:
+    """The example consortium's translator with its mappings loaded once (no database)."""
+    translator = Translator(
+        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
+        mappings_dir=ROOT / "mappings",
         max_bytes=5 * 1024 * 1024,
         default_timezone="Asia/Shanghai",
     )
-    pipeline.load_all_mappings()
-    return pipeline
+    translator.load_all_mappings()
+    return translator
 
 
 def _pipeline(factory: sessionmaker[Session]) -> Pipeline:
-    pipeline = copy.copy(_loaded_pipeline())  # shares the loaded mapping sets
-    pipeline.factory = factory
-    return pipeline
+    return Pipeline.of(_translator(), factory)  # shares the loaded mapping sets
 
 
 def _listener(pipeline: Pipeline, **settings: object) -> MllpListener:

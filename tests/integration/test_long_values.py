@@ -11,7 +11,6 @@ the ``-m db`` pass on PostgreSQL is where the index limit bites.
 
 from __future__ import annotations
 
-import copy
 import functools
 import hashlib
 import socket
@@ -31,7 +30,7 @@ from adapter.inbound import build_listener, build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.mllp import MllpListener
 from adapter.inbound.poller import poll_once
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Pipeline, Translator
 from adapter.store.models import InboundMessage
 from tests.live.server import LiveServer
 
@@ -147,23 +146,20 @@ def test_long_exam_findings_over_http_are_stored_and_found(
 
 # -- through the MLLP listener and a file drop ----------------------------------------------
 @functools.cache
-def _loaded_pipeline() -> Pipeline:
-    consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(
-        consortium,
-        None,  # type: ignore[arg-type]
+def _translator() -> Translator:
+    """The example consortium's translator with its mappings loaded once (no database)."""
+    translator = Translator(
+        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
         mappings_dir=ROOT / "mappings",
         max_bytes=5 * 1024 * 1024,
         default_timezone="Asia/Shanghai",
     )
-    pipeline.load_all_mappings()
-    return pipeline
+    translator.load_all_mappings()
+    return translator
 
 
 def _pipeline(factory: sessionmaker[Session]) -> Pipeline:
-    pipeline = copy.copy(_loaded_pipeline())  # shares the loaded mapping sets
-    pipeline.factory = factory
-    return pipeline
+    return Pipeline.of(_translator(), factory)  # shares the loaded mapping sets
 
 
 @pytest.fixture
@@ -199,7 +195,7 @@ def _exchange(port: int, *messages: bytes) -> list[bytes | None]:
 
 
 def _file_source(inbox: Path, source_id: str) -> FileSource:
-    facility, source = _loaded_pipeline().consortium.source(source_id)  # type: ignore[misc]
+    facility, source = _translator().consortium.source(source_id)  # type: ignore[misc]
     connector = {"kind": "file", "path": str(inbox), "min_age_seconds": 0}
     built = build_source(facility, source.model_copy(update={"connector": connector}))
     assert isinstance(built, FileSource)

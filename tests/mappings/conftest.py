@@ -5,22 +5,21 @@ from pathlib import Path
 import pytest
 
 from adapter.consortium import load_consortium
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def translator() -> Pipeline:
-    """The example consortium's pipeline, used only to translate (no database)."""
+def translator() -> Translator:
+    """The example consortium's translator (no database)."""
     consortium = load_consortium(FIXTURES / "consortium.yaml")
-    pipeline = Pipeline(
+    translator = Translator(
         consortium,
-        None,
-        mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
+        mappings_dir=ROOT / "mappings",
         max_bytes=5 * 1024 * 1024,
         default_timezone="Asia/Shanghai",
     )
-    pipeline.load_all_mappings()
-    return pipeline
+    translator.load_all_mappings()
+    return translator

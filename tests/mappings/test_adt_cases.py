@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from adapter.hl7v2 import parse_hl7v2
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.adt_facts import check_adt_case
@@ -21,7 +21,7 @@ CASES: list[dict[str, Any]] = yaml.safe_load((ADT / "cases.yaml").read_text(enco
 IDS = [c["file"] for c in CASES]
 
 
-def translate(translator: Pipeline, file: str, source: str) -> tuple[list[dict], list[dict]]:
+def translate(translator: Translator, file: str, source: str) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate((ADT / file).read_bytes(), source)
     return outcome.resources, [i.as_dict() for i in outcome.issues]
 
@@ -35,7 +35,7 @@ def test_every_fixture_file_has_a_case_and_every_event_is_covered() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_adt_case(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_adt_case(translator: Translator, case: dict[str, Any]) -> None:
     resources, issues = translate(translator, case["file"], case["source"])
     errors = [i for i in issues if i["severity"] in ("error", "fatal")]
     assert not errors, f"{case['file']} failed: {errors}"
@@ -49,7 +49,7 @@ def test_adt_case(translator: Pipeline, case: dict[str, Any]) -> None:
     assert not problems, "\n".join([case["file"], *problems])
 
 
-def _encounter_id(translator: Pipeline, file: str, source: str) -> str:
+def _encounter_id(translator: Translator, file: str, source: str) -> str:
     resources, _ = translate(translator, file, source)
     return next(r["id"] for r in resources if r["resourceType"] == "Encounter")
 
@@ -58,14 +58,14 @@ def _encounter_id(translator: Pipeline, file: str, source: str) -> str:
     "case", [c for c in CASES if "same_encounter_as" in c], ids=lambda c: c["file"]
 )
 def test_events_of_one_stay_update_one_encounter(
-    translator: Pipeline, case: dict[str, Any]
+    translator: Translator, case: dict[str, Any]
 ) -> None:
     assert _encounter_id(translator, case["file"], case["source"]) == _encounter_id(
         translator, case["same_encounter_as"], case["source"]
     )
 
 
-def test_merge_points_at_the_record_that_was_stored(translator: Pipeline) -> None:
+def test_merge_points_at_the_record_that_was_stored(translator: Translator) -> None:
     case = next(c for c in CASES if "merges" in c)
     merge, _ = translate(translator, case["file"], case["source"])
     earlier, _ = translate(translator, case["merges"], case["source"])
@@ -74,7 +74,7 @@ def test_merge_points_at_the_record_that_was_stored(translator: Pipeline) -> Non
     assert merged["id"] == stored["id"]
 
 
-def test_merge_of_a_record_into_itself_is_refused(translator: Pipeline) -> None:
+def test_merge_of_a_record_into_itself_is_refused(translator: Translator) -> None:
     raw = (ADT / "county-his" / "a40-merge.hl7").read_bytes()
     raw = raw.replace(b"MRG|MZ0000599871", b"MRG|MZ0000500120")
     raw = raw.replace(b"430999197004052127^^^&2.16.156.10011.1.3&ISO^NNCHN~", b"")
@@ -86,7 +86,7 @@ def test_merge_of_a_record_into_itself_is_refused(translator: Pipeline) -> None:
     ), errors
 
 
-def test_a_visit_without_number_is_refused_with_its_place(translator: Pipeline) -> None:
+def test_a_visit_without_number_is_refused_with_its_place(translator: Translator) -> None:
     raw = (ADT / "county-his" / "a04-register-gb18030.hl7").read_bytes()
     raw = raw.replace(b"MZ2612030411", b"")
     outcome = translator.translate(raw, "county-his")

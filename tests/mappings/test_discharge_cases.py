@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.conftest import FIXTURES
@@ -32,7 +32,7 @@ CASES = _cases()
 
 
 def _translate(
-    translator: Pipeline, kind: str, case: dict[str, Any]
+    translator: Translator, kind: str, case: dict[str, Any]
 ) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate((KINDS[kind] / case["file"]).read_bytes(), case["source"])
     return outcome.resources, [i.as_dict() for i in outcome.issues]
@@ -47,7 +47,7 @@ def test_every_fixture_file_has_a_case(kind: str) -> None:
 
 
 @pytest.mark.parametrize(("kind", "case"), CASES, ids=[f"{k}/{c['file']}" for k, c in CASES])
-def test_discharge_case(translator: Pipeline, kind: str, case: dict[str, Any]) -> None:
+def test_discharge_case(translator: Translator, kind: str, case: dict[str, Any]) -> None:
     resources, issues = _translate(translator, kind, case)
     errors = [i for i in issues if i["severity"] in ("error", "fatal")]
     assert not errors, f"{case['file']} failed: {errors}"
@@ -61,7 +61,7 @@ def test_discharge_case(translator: Pipeline, kind: str, case: dict[str, Any]) -
     assert not problems, "\n".join([case["file"], *problems])
 
 
-def test_a_new_version_keeps_the_ids_of_the_one_it_replaces(translator: Pipeline) -> None:
+def test_a_new_version_keeps_the_ids_of_the_one_it_replaces(translator: Translator) -> None:
     """RPLC: the corrected summary updates the same Composition, Bundle and stay (ids from
     setId / 住院号); the Bundle's identifier is the new document's."""
     first, _ = _translate(translator, "cda", {"file": "std-cda/basic.xml", "source": "std-cda"})
@@ -75,7 +75,7 @@ def test_a_new_version_keeps_the_ids_of_the_one_it_replaces(translator: Pipeline
     assert bundles[0]["identifier"] != bundles[1]["identifier"]
 
 
-def test_a_summary_of_another_document_kind_is_not_taken(translator: Pipeline) -> None:
+def test_a_summary_of_another_document_kind_is_not_taken(translator: Translator) -> None:
     """match: only templateId 2.16.156.10011.2.1.1.73 is a discharge summary."""
     raw = (
         (KINDS["cda"] / "std-cda" / "basic.xml")
@@ -106,7 +106,7 @@ def test_a_summary_of_another_document_kind_is_not_taken(translator: Pipeline) -
     ],
 )
 def test_a_summary_without_inpatient_number_is_refused(
-    translator: Pipeline, kind: str, file: str, source: str, cut: bytes
+    translator: Translator, kind: str, file: str, source: str, cut: bytes
 ) -> None:
     """Without the 住院号 the stay, its diagnoses and medications cannot be identified: an
     error that names it (the document is quarantined, never half stored)."""

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from adapter.hl7v2 import parse_hl7v2
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.adt_facts import check_order_case
@@ -22,7 +22,7 @@ CASES: list[dict[str, Any]] = yaml.safe_load((ORDERS / "cases.yaml").read_text(e
 IDS = [c["file"] for c in CASES]
 
 
-def translate(translator: Pipeline, path, source: str) -> tuple[list[dict], list[dict]]:
+def translate(translator: Translator, path, source: str) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate(path.read_bytes(), source)
     return outcome.resources, [i.as_dict() for i in outcome.issues]
 
@@ -35,7 +35,7 @@ def test_every_fixture_file_has_a_case() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_order_case(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_order_case(translator: Translator, case: dict[str, Any]) -> None:
     resources, issues = translate(translator, ORDERS / case["file"], case["source"])
     errors = [i for i in issues if i["severity"] in ("error", "fatal")]
     assert not errors, f"{case['file']} failed: {errors}"
@@ -56,14 +56,14 @@ def _first(resources: list[dict], kind: str) -> dict:
 @pytest.mark.parametrize(
     "case", [c for c in CASES if "same_order_as" in c], ids=lambda c: c["file"]
 )
-def test_a_later_message_names_the_same_order(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_a_later_message_names_the_same_order(translator: Translator, case: dict[str, Any]) -> None:
     later, _ = translate(translator, ORDERS / case["file"], case["source"])
     first, _ = translate(translator, ORDERS / case["same_order_as"], case["source"])
     assert _first(later, "ServiceRequest")["id"] == _first(first, "ServiceRequest")["id"]
 
 
 @pytest.mark.parametrize("case", [c for c in CASES if "encounter_of" in c], ids=lambda c: c["file"])
-def test_orders_point_at_the_adt_encounter(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_orders_point_at_the_adt_encounter(translator: Translator, case: dict[str, Any]) -> None:
     orders, _ = translate(translator, ORDERS / case["file"], case["source"])
     adt, _ = translate(translator, V2 / case["encounter_of"], case["source"])
     encounter = f"Encounter/{_first(adt, 'Encounter')['id']}"
@@ -71,7 +71,7 @@ def test_orders_point_at_the_adt_encounter(translator: Pipeline, case: dict[str,
     assert requests and all(r["encounter"]["reference"] == encounter for r in requests)
 
 
-def test_a_new_order_without_item_is_refused_with_its_place(translator: Pipeline) -> None:
+def test_a_new_order_without_item_is_refused_with_its_place(translator: Translator) -> None:
     raw = (ORDERS / "county-his" / "orm-exam-ct-gbk.hl7").read_bytes()
     raw = raw.replace("CT0102^胸部CT平扫^99QSHIS".encode("gbk"), b"")
     outcome = translator.translate(raw, "county-his")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.conftest import FIXTURES
@@ -23,7 +23,7 @@ def golden_path(case: dict[str, Any]) -> Path:
     return ORU / (case["file"].removesuffix(".hl7") + ".expected.json")
 
 
-def translate(translator: Pipeline, case: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+def translate(translator: Translator, case: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate((ORU / case["file"]).read_bytes(), case["source"])
     return outcome.resources, [i.as_dict() for i in outcome.issues]
 
@@ -35,7 +35,7 @@ def test_every_fixture_file_has_a_case() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
-def test_oru_case(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_oru_case(translator: Translator, case: dict[str, Any]) -> None:
     resources, issues = translate(translator, case)
     errors = [i for i in issues if i["severity"] in ("error", "fatal")]
     assert not errors, f"{case['file']} failed: {errors}"
@@ -49,7 +49,7 @@ def test_oru_case(translator: Pipeline, case: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
-def test_every_obx_is_accounted_for(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_every_obx_is_accounted_for(translator: Translator, case: dict[str, Any]) -> None:
     """No silent drop: each OBX becomes an Observation or an issue names it."""
     raw = (ORU / case["file"]).read_bytes()
     from adapter.hl7v2 import parse_hl7v2

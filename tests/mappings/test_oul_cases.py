@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from adapter.hl7v2 import parse_hl7v2
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.conftest import FIXTURES
@@ -27,7 +27,7 @@ def golden_path(case: dict[str, Any]) -> Path:
     return OUL / (case["file"].removesuffix(".hl7") + ".expected.json")
 
 
-def translate(translator: Pipeline, path: Path, source: str) -> tuple[list[dict], list[dict]]:
+def translate(translator: Translator, path: Path, source: str) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate(path.read_bytes(), source)
     return outcome.resources, [i.as_dict() for i in outcome.issues]
 
@@ -40,7 +40,7 @@ def test_every_fixture_file_has_a_case() -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_oul_case(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_oul_case(translator: Translator, case: dict[str, Any]) -> None:
     resources, issues = translate(translator, OUL / case["file"], case["source"])
     errors = [i for i in issues if i["severity"] in ("error", "fatal")]
     assert not errors, f"{case['file']} failed: {errors}"
@@ -55,7 +55,7 @@ def test_oul_case(translator: Pipeline, case: dict[str, Any]) -> None:
 
 @pytest.mark.parametrize("case", [c for c in CASES if "same_as" in c], ids=lambda c: c["file"])
 def test_same_report_as_oru_gives_identical_resources(
-    translator: Pipeline, case: dict[str, Any]
+    translator: Translator, case: dict[str, Any]
 ) -> None:
     oul, _ = translate(translator, OUL / case["file"], case["source"])
     oru, _ = translate(translator, ORU / case["same_as"], case["source"])
@@ -68,7 +68,7 @@ def test_same_report_as_oru_gives_identical_resources(
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
-def test_every_obx_is_accounted_for(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_every_obx_is_accounted_for(translator: Translator, case: dict[str, Any]) -> None:
     """No silent drop: each OBX becomes an Observation or an issue names it."""
     message = parse_hl7v2((OUL / case["file"]).read_bytes())
     resources, issues = translate(translator, OUL / case["file"], case["source"])
@@ -85,7 +85,7 @@ def test_every_obx_is_accounted_for(translator: Pipeline, case: dict[str, Any]) 
     assert unaccounted == 0, f"{case['file']}: {len(obx)} OBX, {len(observations)} Observations"
 
 
-def test_orc_after_obr_in_r21_needs_the_dialect(translator: Pipeline) -> None:
+def test_orc_after_obr_in_r21_needs_the_dialect(translator: Translator) -> None:
     """The shared OUL^R21 follows the standard (ORC before OBR): the 信达 message, whose ORC
     follows its OBR, is refused there with the place named, and read by its dialect."""
     raw = (OUL / "county-lis-xinda" / "emergency-two-orders-gbk.hl7").read_bytes()

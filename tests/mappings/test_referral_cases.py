@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.conftest import FIXTURES
@@ -51,7 +51,7 @@ def test_enough_cases_per_format() -> None:
 
 
 @pytest.mark.parametrize(("folder", "case"), CASES, ids=IDS)
-def test_referral_case(translator: Pipeline, folder: Path, case: dict[str, Any]) -> None:
+def test_referral_case(translator: Translator, folder: Path, case: dict[str, Any]) -> None:
     raw = (folder / case["file"]).read_bytes()
     outcome = translator.translate(raw, case["source"])
     issues = [i.as_dict() for i in outcome.issues]

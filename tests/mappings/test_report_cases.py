@@ -13,7 +13,7 @@ import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Pipeline, Translator
 from adapter.store import read_resource
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
@@ -41,7 +41,7 @@ IDS = [f"{folder.parent.name}/{folder.name}/{case['file']}" for folder, case in 
 
 
 def translate(
-    translator: Pipeline, folder: Path, case: dict[str, Any]
+    translator: Translator, folder: Path, case: dict[str, Any]
 ) -> tuple[list[dict], list[dict]]:
     outcome = translator.translate((folder / case["file"]).read_bytes(), case["source"])
     return outcome.resources, [i.as_dict() for i in outcome.issues]
@@ -56,7 +56,7 @@ def test_every_fixture_file_has_a_case(folder: Path) -> None:
 
 
 @pytest.mark.parametrize(("folder", "case"), CASES, ids=IDS)
-def test_report_case(translator: Pipeline, folder: Path, case: dict[str, Any]) -> None:
+def test_report_case(translator: Translator, folder: Path, case: dict[str, Any]) -> None:
     resources, issues = translate(translator, folder, case)
     errors = [i for i in issues if i["severity"] in ("error", "fatal")]
     assert not errors, f"{case['file']} failed: {errors}"
@@ -102,7 +102,7 @@ SAME_REPORT = [
     ids=["national-cda", "huikang-xml"],
 )
 def test_same_report_as_hl7v2_and_document_has_the_same_ids(
-    translator: Pipeline, v2: Path, v2_source: str, doc: Path, doc_source: str, results: int
+    translator: Translator, v2: Path, v2_source: str, doc: Path, doc_source: str, results: int
 ) -> None:
     oru = translator.translate(v2.read_bytes(), v2_source)
     other = translator.translate(doc.read_bytes(), doc_source)
@@ -113,7 +113,7 @@ def test_same_report_as_hl7v2_and_document_has_the_same_ids(
     assert len(doc_ids["Observation"]) == results
 
 
-def test_a_different_report_number_is_a_different_report(translator: Pipeline) -> None:
+def test_a_different_report_number_is_a_different_report(translator: Translator) -> None:
     oru = translator.translate(ORU.read_bytes(), "std-hl7v2")
     other = CDA.read_bytes().replace(b'extension="L2611200015"', b'extension="L2611200016"')
     cda = translator.translate(other, "std-cda")
@@ -150,7 +150,7 @@ def test_cda_after_hl7v2_updates_the_stored_report(
 # -- the facts checker itself: a merged report must fail ----------------------------------------
 
 
-def test_the_exam_facts_catch_findings_merged_into_the_conclusion(translator: Pipeline) -> None:
+def test_the_exam_facts_catch_findings_merged_into_the_conclusion(translator: Translator) -> None:
     path = FIXTURES / "cda" / "exam" / "std-cda" / "us-abdomen.xml"
     resources = translator.translate(path.read_bytes(), "std-cda").resources
     report = next(r for r in resources if r["resourceType"] == "DiagnosticReport")
@@ -166,12 +166,12 @@ def test_the_exam_facts_catch_findings_merged_into_the_conclusion(translator: Pi
 # -- documents that must not pass ----------------------------------------------------------------
 
 
-def _errors(translator: Pipeline, raw: bytes, source: str) -> list[dict[str, Any]]:
+def _errors(translator: Translator, raw: bytes, source: str) -> list[dict[str, Any]]:
     issues = [i.as_dict() for i in translator.translate(raw, source).issues]
     return [i for i in issues if i["severity"] in ("error", "fatal")]
 
 
-def test_a_lab_document_without_report_number_is_refused(translator: Pipeline) -> None:
+def test_a_lab_document_without_report_number_is_refused(translator: Translator) -> None:
     raw = CDA.read_bytes().replace(b'root="2.16.156.10011.1.33"', b'root="2.16.156.10011.1.99"')
     errors = _errors(translator, raw, "std-cda")
     assert any(
@@ -180,7 +180,7 @@ def test_a_lab_document_without_report_number_is_refused(translator: Pipeline) -
     ), errors
 
 
-def test_an_unknown_cda_item_status_is_refused(translator: Pipeline) -> None:
+def test_an_unknown_cda_item_status_is_refused(translator: Translator) -> None:
     path = FIXTURES / "cda" / "lab" / "std-cda" / "no-national-id-traditional.xml"
     raw = path.read_bytes().replace(b'<statusCode code="aborted"/>', b'<statusCode code="held"/>')
     errors = _errors(translator, raw, "std-cda")
@@ -189,13 +189,13 @@ def test_an_unknown_cda_item_status_is_refused(translator: Pipeline) -> None:
     ), errors
 
 
-def test_a_cda_of_another_template_is_not_taken_for_a_report(translator: Pipeline) -> None:
+def test_a_cda_of_another_template_is_not_taken_for_a_report(translator: Translator) -> None:
     raw = CDA.read_bytes().replace(b"2.16.156.10011.2.1.1.27", b"2.16.156.10011.2.1.1.99")
     errors = _errors(translator, raw, "std-cda")
     assert [e["code"] for e in errors] == ["not-supported"], errors
 
 
-def test_an_unknown_vendor_report_state_is_refused(translator: Pipeline) -> None:
+def test_an_unknown_vendor_report_state_is_refused(translator: Translator) -> None:
     path = FIXTURES / "xml" / "exam" / "county-pacs" / "us-thyroid.xml"
     raw = path.read_bytes().replace(
         "<报告状态>已审核</报告状态>".encode(), "<报告状态>待定</报告状态>".encode()
@@ -205,7 +205,7 @@ def test_an_unknown_vendor_report_state_is_refused(translator: Pipeline) -> None
     assert any("'待定'" in e["diagnostics"] and e.get("location") == where for e in errors), errors
 
 
-def test_an_exam_report_never_puts_findings_in_the_conclusion(translator: Pipeline) -> None:
+def test_an_exam_report_never_puts_findings_in_the_conclusion(translator: Translator) -> None:
     """Without an impression the report has no conclusion; the findings stay an Observation."""
     path = FIXTURES / "cda" / "exam" / "std-cda" / "us-abdomen.xml"
     text = path.read_bytes().decode("utf-8")

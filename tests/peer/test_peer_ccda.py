@@ -23,8 +23,12 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
+<<<<<<< HEAD
 from adapter.mapping.translation import UNREAD
 from adapter.pipeline import Pipeline
+=======
+from adapter.pipeline import Pipeline, Translator
+>>>>>>> 590a7c2 (The pipeline as named steps (issue 9, item 1): a Translator without a database, one settle path)
 from adapter.store import read_resource
 from tests.fhir_checks import validate_r4
 from tests.mappings.conftest import FIXTURES, ROOT
@@ -150,7 +154,7 @@ def _codes(concept: dict[str, Any] | None) -> set[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def translated(translator: Pipeline) -> dict[str, list[dict[str, Any]]]:
+def translated(translator: Translator) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for name in SAMPLES:
         outcome = translator.translate((FOLDER / f"{name}.ccda").read_bytes(), "ccda-gateway")
@@ -393,7 +397,7 @@ def test_referral_request_agrees(translated: dict[str, list[dict[str, Any]]], na
     assert request["subject"]["reference"] == f"Patient/{_one(ours, 'Patient')['id']}"
 
 
-def test_reused_entry_ids_give_distinct_resources(translator: Pipeline) -> None:
+def test_reused_entry_ids_give_distinct_resources(translator: Translator) -> None:
     """Patient-1 (a CCD) reuses one id for all its medication activities and one for all its
     results, over two dates: each drug and result of each date is its own resource, and
     nothing is 'made twice from different content'. The peer converted this sample with its

@@ -31,7 +31,7 @@ import pytest
 
 from adapter.errors import Issue, MessageError
 from adapter.hl7v2 import parse_hl7v2
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.mappings.conftest import FIXTURES
 from tests.peer.peer_compare import (
@@ -322,7 +322,7 @@ PAIRS = _pairs()
 # -- helpers ---------------------------------------------------------------------------------
 
 
-def translate(translator: Pipeline, raw: bytes) -> tuple[list[dict[str, Any]], list[Issue], bool]:
+def translate(translator: Translator, raw: bytes) -> tuple[list[dict[str, Any]], list[Issue], bool]:
     outcome = translator.translate(raw, SOURCE)
     return outcome.resources, outcome.issues, outcome.failed
 
@@ -385,7 +385,7 @@ def unaccounted_obx(raw: bytes, resources: list[dict[str, Any]], issues: list[Is
     return out
 
 
-def compare_pair(translator: Pipeline, pair: Pair) -> Comparison:
+def compare_pair(translator: Translator, pair: Pair) -> Comparison:
     raw = (PEER / pair.input).read_bytes()
     resources, _, _ = translate(translator, unwrap_batch(raw) if pair.unwrap else raw)
     ours = [r for r in resources if r["resourceType"] == "Observation"]
@@ -413,7 +413,7 @@ def test_every_expected_quarantine_is_a_manifest_input() -> None:
 
 @pytest.mark.parametrize("path", INPUTS, ids=[Path(p).name for p in INPUTS])
 def test_peer_message_translates_or_is_quarantined_for_cause(
-    translator: Pipeline, path: str
+    translator: Translator, path: str
 ) -> None:
     raw = (PEER / path).read_bytes()
     resources, issues, failed = translate(translator, raw)  # no exception is the first check
@@ -438,7 +438,7 @@ def test_peer_message_translates_or_is_quarantined_for_cause(
 
 
 @pytest.mark.parametrize("path", INPUTS, ids=[Path(p).name for p in INPUTS])
-def test_every_obx_is_accounted_for(translator: Pipeline, path: str) -> None:
+def test_every_obx_is_accounted_for(translator: Translator, path: str) -> None:
     raw = (PEER / path).read_bytes()
     resources, issues, failed = translate(translator, raw)
     try:
@@ -451,7 +451,7 @@ def test_every_obx_is_accounted_for(translator: Pipeline, path: str) -> None:
 
 
 @pytest.mark.parametrize("pair", PAIRS, ids=[p.name for p in PAIRS])
-def test_observations_agree_with_the_peer(translator: Pipeline, pair: Pair) -> None:
+def test_observations_agree_with_the_peer(translator: Translator, pair: Pair) -> None:
     result = compare_pair(translator, pair)
     assert result.compared > 0 or any(
         k.file == pair.name and k.field == "presence" for k in KNOWN_DIFFERENCES
@@ -495,7 +495,7 @@ COUNT_CASES = [
 
 
 @pytest.mark.parametrize("case", COUNT_CASES, ids=[c["fixture"] for c in COUNT_CASES])
-def test_linuxforhealth_resource_counts(translator: Pipeline, case: dict[str, Any]) -> None:
+def test_linuxforhealth_resource_counts(translator: Translator, case: dict[str, Any]) -> None:
     path = f"{LFH}/{case['fixture']}"
     resources, _, failed = translate(translator, (PEER / path).read_bytes())
     if path in EXPECTED_QUARANTINE:

@@ -1,0 +1,47 @@
+"""What ingesting a message answers: its status and what it made (the same for every way in)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from adapter.errors import Issue
+from adapter.store.models import InboundMessage
+
+RECEIVED = "received"
+PROCESSED = "processed"
+WARNINGS = "processed-with-warnings"
+QUARANTINED = "quarantined"
+STATUSES = (RECEIVED, PROCESSED, WARNINGS, QUARANTINED)
+
+
+@dataclass(slots=True)
+class IngestResult:
+    message_id: str
+    status: str
+    resources: list[str]
+    issues: list[Issue]
+    duplicate: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in (PROCESSED, WARNINGS)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "message_id": self.message_id,
+            "status": self.status,
+            "duplicate": self.duplicate,
+            "resources": self.resources,
+            "issues": [i.as_dict() for i in self.issues],
+        }
+
+
+def result_of(message: InboundMessage, *, duplicate: bool = False) -> IngestResult:
+    return IngestResult(
+        message_id=message.id,
+        status=message.status,
+        resources=list(message.resources or []),
+        issues=[Issue.from_dict(i) for i in message.issues or []],
+        duplicate=duplicate,
+    )
