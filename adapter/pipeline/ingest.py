@@ -117,6 +117,8 @@ class Pipeline:
     ) -> None:
         self.translator = translator
         self.factory = factory
+        # the receiving limit (a test may lower it for one pipeline sharing a translator)
+        self.max_bytes = translator.max_bytes
         # what is kept of a refused oversize document (never more than the limit)
         self.keep_bytes = min(keep_bytes, translator.max_bytes)
 
@@ -124,10 +126,6 @@ class Pipeline:
     @property
     def consortium(self) -> Consortium:
         return self.translator.consortium
-
-    @property
-    def max_bytes(self) -> int:
-        return self.translator.max_bytes
 
     @property
     def timezone(self) -> ZoneInfo:
