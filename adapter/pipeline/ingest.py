@@ -8,6 +8,10 @@ stored on its own, quarantined with its located issues, in a transaction of its 
 input is never lost and never blocks what comes after it. Ingest, reprocess and an oversize
 refusal settle a message through one path (``Pipeline._settle``). Translating needs no
 database: adapter/pipeline/translator.py.
+
+About 400 lines on purpose: the ways to settle a message (ingest with its race retries,
+refuse, reprocess, a database refusal, a bug) share private helpers that are easiest to
+check side by side; each storing concern is a step in steps.py, not code here.
 """
 
 from __future__ import annotations
