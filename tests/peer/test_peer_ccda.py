@@ -23,12 +23,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
-<<<<<<< HEAD
 from adapter.mapping.translation import UNREAD
-from adapter.pipeline import Pipeline
-=======
 from adapter.pipeline import Pipeline, Translator
->>>>>>> 590a7c2 (The pipeline as named steps (issue 9, item 1): a Translator without a database, one settle path)
 from adapter.store import read_resource
 from tests.fhir_checks import validate_r4
 from tests.mappings.conftest import FIXTURES, ROOT
