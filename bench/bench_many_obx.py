@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapter.consortium import load_consortium
 from adapter.hl7v2 import parse_hl7v2
 from adapter.input_limits import InputLimits
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Translator
 from adapter.settings import Settings
 
 HEAD = [
@@ -83,9 +83,8 @@ def main() -> None:
     biggest = max(args.sizes) + 100
     settings = Settings(max_segments=biggest, max_message_bytes=1 << 30)
     limits = InputLimits.from_settings(settings)
-    pipeline = Pipeline(
+    pipeline = Translator(  # translate only: no database
         load_consortium(settings.config),
-        None,  # type: ignore[arg-type]  # translate only: no database
         mappings_dir=settings.mappings_dir,
         max_bytes=settings.max_message_bytes,
         default_timezone=settings.default_timezone,

@@ -11,6 +11,10 @@ element ``effective[x]`` is written as its concrete names (``effectiveDateTime``
 target types (FHIRPath ``where(resolve() is Patient)``); without it any type matches.
 
 Names, types and expressions follow the FHIR R4 (4.0.1) search parameter registry.
+
+Why one module of about 440 lines: most of it is the ``_TABLE`` data (one line per search
+parameter); splitting the table by resource type would scatter what the CapabilityStatement
+and the store must agree on.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ prefixes: ``/ClinicalDocument/recordTarget[1]/patientRole[1]/id[2]/@extension``.
 
 The read record feeds the silent-drop report: attributes and text that no rule read are
 listed (an element nothing inside which was read is listed once, as a whole).
+
+Why one module of about 440 lines: paths, located values and the read-tracking of the XML
+source share one compiled-XPath cache and one notion of a node's location; split, each part
+would need the others' internals.
 """
 
 from __future__ import annotations

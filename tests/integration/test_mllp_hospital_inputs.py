@@ -4,7 +4,6 @@ loopback socket with a real database: several messages in one connection and one
 
 from __future__ import annotations
 
-import copy
 import functools
 import socket
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from adapter.connectors.mllp_framing import END, START, FrameReader
 from adapter.consortium import load_consortium
 from adapter.inbound import build_listener
 from adapter.inbound.mllp import MllpListener
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Pipeline, Translator
 from adapter.store.models import InboundMessage
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,22 +27,20 @@ V2 = ROOT / "fixtures" / "hl7v2"
 
 
 @functools.cache
-def _loaded_pipeline() -> Pipeline:
+def _loaded_translator() -> Translator:
     consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    pipeline = Pipeline(
+    translator = Translator(
         consortium,
-        None,
-        mappings_dir=ROOT / "mappings",  # type: ignore[arg-type]
+        mappings_dir=ROOT / "mappings",
         max_bytes=5 * 1024 * 1024,
         default_timezone="Asia/Shanghai",
     )
-    pipeline.load_all_mappings()
-    return pipeline
+    translator.load_all_mappings()
+    return translator
 
 
 def _listen(factory: sessionmaker[Session], source_id: str) -> tuple[int, MllpListener]:
-    pipeline = copy.copy(_loaded_pipeline())
-    pipeline.factory = factory
+    pipeline = Pipeline.of(_loaded_translator(), factory)
     facility, source = pipeline.consortium.source(source_id)  # type: ignore[misc]
     source = source.model_copy(update={"connector": {"kind": "mllp", "port": 0}})
     listener = build_listener(facility, source)
