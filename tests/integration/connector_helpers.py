@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import Any
 
-from adapter.consortium import Destination, Facility
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.consortium import Destination, Facility, load_consortium
 from adapter.outbound import DeliveryItem, build_destination
+from adapter.pipeline import Pipeline, Translator
+
+ROOT = Path(__file__).resolve().parents[2]
 
 FACILITY = Facility.model_validate(
     {
@@ -15,6 +22,24 @@ FACILITY = Facility.model_validate(
         "namespace": "https://example.cn/fhir/sid/test-hospital",
     }
 )
+
+
+@functools.cache
+def example_translator() -> Translator:
+    """The example consortium's translator with its mappings loaded once (no database)."""
+    translator = Translator(
+        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
+    translator.load_all_mappings()
+    return translator
+
+
+def example_pipeline(factory: sessionmaker[Session]) -> Pipeline:
+    """A pipeline storing with ``factory``, sharing the loaded mapping sets."""
+    return Pipeline.of(example_translator(), factory)
 
 
 def destination(

@@ -3,7 +3,6 @@ safety by claiming into processing/ and the pipeline's sha256 deduplication)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -14,16 +13,16 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.consortium import load_consortium
 from adapter.errors import ConfigError, RetriableDeliveryError
 from adapter.inbound import build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.poller import poll_once
-from adapter.pipeline import Pipeline, Translator
 from adapter.store import make_engine
 from adapter.store import session_factory as factory_for
 from adapter.store.models import InboundMessage
 from tests.integration.connector_helpers import destination, items, observation, patient
+from tests.integration.connector_helpers import example_pipeline as _pipeline
+from tests.integration.connector_helpers import example_translator as _translator
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2"
@@ -95,23 +94,6 @@ def test_file_destination_settings_are_checked(tmp_path: Path) -> None:
 
 
 # -- source -----------------------------------------------------------------------------------
-@functools.cache
-def _translator() -> Translator:
-    """The example consortium's translator with its mappings loaded once (no database)."""
-    translator = Translator(
-        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
-        mappings_dir=ROOT / "mappings",
-        max_bytes=5 * 1024 * 1024,
-        default_timezone="Asia/Shanghai",
-    )
-    translator.load_all_mappings()
-    return translator
-
-
-def _pipeline(factory: sessionmaker[Session]) -> Pipeline:
-    return Pipeline.of(_translator(), factory)  # shares the loaded mapping sets
-
-
 def _source(inbox: Path, **settings: object) -> FileSource:
     facility, source = _translator().consortium.source("std-hl7v2")  # type: ignore[misc]
     connector = {"kind": "file", "path": str(inbox), "min_age_seconds": 0, **settings}

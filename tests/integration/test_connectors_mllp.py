@@ -3,7 +3,6 @@ and the adapter's listener against a real TCP sender, with a real database."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import socket
 import time
@@ -17,14 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors.hl7_ack import read_ack
 from adapter.connectors.mllp_framing import END, START, FrameReader
-from adapter.consortium import load_consortium
 from adapter.errors import FatalDeliveryError, RetriableDeliveryError
 from adapter.inbound import build_listener
 from adapter.inbound.mllp import MllpListener
-from adapter.pipeline import Pipeline, Translator
+from adapter.pipeline import Pipeline
 from adapter.store import create_message, make_engine, session_factory
 from adapter.store.models import InboundMessage
 from tests.integration.connector_helpers import destination, items, observation, patient
+from tests.integration.connector_helpers import example_pipeline as _pipeline
 from tests.peers.mllp_peer import CLOSE, NO_ACK, Delay, MllpPeer, control_id
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -250,23 +249,6 @@ def test_check_connects(mllp_peer: MllpPeer) -> None:
 
 
 # -- listener ---------------------------------------------------------------------------------
-@functools.cache
-def _translator() -> Translator:
-    """The example consortium's translator with its mappings loaded once (no database)."""
-    translator = Translator(
-        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
-        mappings_dir=ROOT / "mappings",
-        max_bytes=5 * 1024 * 1024,
-        default_timezone="Asia/Shanghai",
-    )
-    translator.load_all_mappings()
-    return translator
-
-
-def _pipeline(factory: sessionmaker[Session]) -> Pipeline:
-    return Pipeline.of(_translator(), factory)  # shares the loaded mapping sets
-
-
 def _listener(pipeline: Pipeline, **settings: object) -> MllpListener:
     facility, source = pipeline.consortium.source("std-hl7v2")  # type: ignore[misc]
     source = source.model_copy(update={"connector": {"kind": "mllp", "port": 0, **settings}})

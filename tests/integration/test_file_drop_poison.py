@@ -5,7 +5,6 @@ running and starts again without crashing. Real files on disk, a real database."
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -18,14 +17,14 @@ import yaml
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.consortium import load_consortium
 from adapter.inbound import build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.poller import poll_once
-from adapter.pipeline import Pipeline, Translator
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as factory_for
 from adapter.store.models import InboundMessage
+from tests.integration.connector_helpers import example_pipeline as _pipeline
+from tests.integration.connector_helpers import example_translator as _translator
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2"
@@ -34,23 +33,6 @@ GBK_GOOD = "检验结果.hl7".encode("gbk")
 GBK_BAD = "坏消息.hl7".encode("gbk")
 LONG_GOOD = "g" * 246 + ".hl7"  # 250 bytes: name + ".error.json" is over 255
 LONG_BAD = "b" * 246 + ".hl7"
-
-
-@functools.cache
-def _translator() -> Translator:
-    """The example consortium's translator with its mappings loaded once (no database)."""
-    translator = Translator(
-        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
-        mappings_dir=ROOT / "mappings",
-        max_bytes=5 * 1024 * 1024,
-        default_timezone="Asia/Shanghai",
-    )
-    translator.load_all_mappings()
-    return translator
-
-
-def _pipeline(factory: sessionmaker[Session]) -> Pipeline:
-    return Pipeline.of(_translator(), factory)  # shares the loaded mapping sets
 
 
 def _source(inbox: Path, **settings: object) -> FileSource:

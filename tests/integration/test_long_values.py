@@ -11,7 +11,6 @@ the ``-m db`` pass on PostgreSQL is where the index limit bites.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import socket
 from collections.abc import Iterator
@@ -25,13 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors.hl7_ack import read_ack
 from adapter.connectors.mllp_framing import END, START, FrameReader
-from adapter.consortium import load_consortium
 from adapter.inbound import build_listener, build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.mllp import MllpListener
 from adapter.inbound.poller import poll_once
-from adapter.pipeline import Pipeline, Translator
 from adapter.store.models import InboundMessage
+from tests.integration.connector_helpers import example_pipeline as _pipeline
+from tests.integration.connector_helpers import example_translator as _translator
 from tests.live.server import LiveServer
 
 SERVER_START = 120.0  # seconds for adapter serve to answer /health on a busy shared machine
@@ -145,23 +144,6 @@ def test_long_exam_findings_over_http_are_stored_and_found(
 
 
 # -- through the MLLP listener and a file drop ----------------------------------------------
-@functools.cache
-def _translator() -> Translator:
-    """The example consortium's translator with its mappings loaded once (no database)."""
-    translator = Translator(
-        load_consortium(ROOT / "fixtures" / "consortium.yaml"),
-        mappings_dir=ROOT / "mappings",
-        max_bytes=5 * 1024 * 1024,
-        default_timezone="Asia/Shanghai",
-    )
-    translator.load_all_mappings()
-    return translator
-
-
-def _pipeline(factory: sessionmaker[Session]) -> Pipeline:
-    return Pipeline.of(_translator(), factory)  # shares the loaded mapping sets
-
-
 @pytest.fixture
 def listening(session_factory: sessionmaker[Session]) -> Iterator[int]:
     pipeline = _pipeline(session_factory)

@@ -4,7 +4,6 @@ loopback socket with a real database: several messages in one connection and one
 
 from __future__ import annotations
 
-import functools
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,31 +15,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors.hl7_ack import read_ack
 from adapter.connectors.mllp_framing import END, START, FrameReader
-from adapter.consortium import load_consortium
 from adapter.inbound import build_listener
 from adapter.inbound.mllp import MllpListener
-from adapter.pipeline import Pipeline, Translator
 from adapter.store.models import InboundMessage
+from tests.integration.connector_helpers import example_pipeline as _pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 V2 = ROOT / "fixtures" / "hl7v2"
 
 
-@functools.cache
-def _loaded_translator() -> Translator:
-    consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
-    translator = Translator(
-        consortium,
-        mappings_dir=ROOT / "mappings",
-        max_bytes=5 * 1024 * 1024,
-        default_timezone="Asia/Shanghai",
-    )
-    translator.load_all_mappings()
-    return translator
-
-
 def _listen(factory: sessionmaker[Session], source_id: str) -> tuple[int, MllpListener]:
-    pipeline = Pipeline.of(_loaded_translator(), factory)
+    pipeline = _pipeline(factory)
     facility, source = pipeline.consortium.source(source_id)  # type: ignore[misc]
     source = source.model_copy(update={"connector": {"kind": "mllp", "port": 0}})
     listener = build_listener(facility, source)
