@@ -2,6 +2,8 @@
 
 national_id.py   resident identity numbers (GB 11643): check character, 15 -> 18 digits,
                  birth date and sex, masking for logs and listings
+persons.py       the seam other parts use: person_of(session, patient_id) and
+                 records_of(session, person_id)
 
 This is where patient resolution will go (matching one person's records from several
 facilities, the consortium's patient index); nothing of it exists yet. Identity depends on
@@ -16,6 +18,7 @@ from adapter.identity.national_id import (
     normalise_national_id,
     parse_national_id,
 )
+from adapter.identity.persons import person_of, records_of
 
 __all__ = [
     "NationalId",
@@ -23,4 +26,6 @@ __all__ = [
     "national_id_check_char",
     "normalise_national_id",
     "parse_national_id",
+    "person_of",
+    "records_of",
 ]
