@@ -1,10 +1,15 @@
 """A circuit breaker per destination, kept in ``delivery_destination`` so that every worker
 (on every host) pauses a failing destination together.
 
-closed     deliveries go out; ``failure_threshold`` retriable failures in a row open it
+closed     deliveries go out; ``failure_threshold`` failed requests in a row open it
 open       nothing is sent until ``open_until``; the outbox rows wait without using tries
 half-open  one worker (the first to switch the row) sends one item as a probe: success
            closes the breaker, failure opens it again for twice the previous cool-down
+
+Failures are counted per request, not per row: a transaction Bundle of 5 rows answered 503
+is one failure (before, it was 5 and one bad answer opened the breaker). A destination that
+says how long to wait (``Retry-After`` on every failed request of the batch) is believed
+when that is shorter than the cool-down: a short overload is not paused for minutes.
 
 A refusal (fatal 4xx) is an answer, so it counts as the destination being up.
 """
@@ -24,7 +29,7 @@ Admission = Literal["send", "probe", "wait"]
 
 @dataclass(frozen=True, slots=True)
 class BreakerConfig:
-    failure_threshold: int = 5  # retriable failures in a row that open the breaker
+    failure_threshold: int = 5  # failed requests in a row that open the breaker
     cool_down_seconds: float = 30.0  # first pause; doubled after each failed probe ...
     max_cool_down_seconds: float = 600.0  # ... up to this
     probe_timeout_seconds: float = 300.0  # a probe not answered by then may be taken over
@@ -58,7 +63,9 @@ def admit(
 class Tally:
     """One batch's items: ``delivered`` (rows, coalesced ones included), ``refused`` (a
     fatal answer), ``failed`` (retriable failures), of which ``retried`` were rescheduled;
-    ``dead`` letters made (refusals, exhausted policies, local errors)."""
+    ``dead`` letters made (refusals, exhausted policies, local errors). ``failed_requests``
+    is how many requests those ``failed`` rows went out in (what the breaker counts), and
+    ``retry_after`` the longest ``Retry-After`` among them when every one carried one."""
 
     delivered: int = 0
     coalesced: int = 0
@@ -67,6 +74,8 @@ class Tally:
     retried: int = 0
     dead: int = 0
     local: int = 0  # rows settled without sending (resource gone)
+    failed_requests: int = 0
+    retry_after: float | None = None
 
     @property
     def sent(self) -> int:
@@ -98,10 +107,17 @@ def record(
     if not tally.failed:
         return outbox.breaker_state(session, destination) or "closed"
     state, failures, opened = outbox.count_failures(
-        session, destination, failed=tally.failed, now=now, error=error
+        session, destination, failed=max(1, tally.failed_requests), now=now, error=error
     )
     if state == "half-open" or (state == "closed" and failures >= config.failure_threshold):
-        return _open(session, destination, now=now, config=config, opened=opened)
+        return _open(
+            session,
+            destination,
+            now=now,
+            config=config,
+            opened=opened,
+            retry_after=tally.retry_after,
+        )
     return state
 
 
@@ -123,9 +139,17 @@ def record_probe_check(
 
 
 def _open(
-    session: Session, destination: str, *, now: datetime, config: BreakerConfig, opened: int
+    session: Session,
+    destination: str,
+    *,
+    now: datetime,
+    config: BreakerConfig,
+    opened: int,
+    retry_after: float | None = None,
 ) -> str:
     pause = min(config.cool_down_seconds * 2**opened, config.max_cool_down_seconds)
+    if retry_after is not None:
+        pause = min(pause, max(retry_after, 0.0))
     outbox.open_breaker(session, destination, now=now, pause_seconds=pause, opened=opened)
     return "open"
 

@@ -41,7 +41,7 @@ from adapter.delivery import settlement
 from adapter.delivery.breaker import BreakerConfig, Tally
 from adapter.delivery.lease import LeaseKeeper
 from adapter.delivery.policy import Schedule
-from adapter.errors import DeliveryError
+from adapter.errors import DeliveryError, FatalDeliveryError
 from adapter.outbound.base import DeliveryItem, Destination, ItemResult
 from adapter.store import outbox
 from adapter.store.outbox import Settlement
@@ -75,6 +75,22 @@ class WorkerOptions:
     lease_seconds: float = 120.0  # an in-flight row is another worker's to take after this
     poll_seconds: float = 1.0  # idle wait when nothing was due
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+
+def failed_requests(results: list[ItemResult]) -> tuple[int, float | None]:
+    """How many requests the retriable failures went out in, and the longest Retry-After
+    among them (None unless each one said). Rows failed by one request (a Bundle, a batch
+    the connector gave up as a whole) share one error object: that is one failure."""
+    errors: dict[int, DeliveryError | None] = {}
+    for n, result in enumerate(results):
+        if result.ok or isinstance(result.error, FatalDeliveryError):
+            continue
+        key = id(result.error) if result.error is not None else -1 - n
+        errors.setdefault(key, result.error)
+    waits = [e.retry_after if e is not None else None for e in errors.values()]
+    if not waits or any(w is None for w in waits):
+        return len(errors), None
+    return len(errors), max(w for w in waits if w is not None)
 
 
 class DeliveryWorker:
@@ -174,6 +190,7 @@ class DeliveryWorker:
             # answers are stored and shown: what the destination echoes of our credentials
             # (and their current values, e.g. a fresh OAuth2 token) is taken out first
             secrets = destination_secrets(destination)
+            report.tally.failed_requests, report.tally.retry_after = failed_requests(results)
             for result in results:
                 row = by_id[result.outbox_id]
                 settlements.append(

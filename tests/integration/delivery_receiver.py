@@ -45,6 +45,10 @@ class Receiver:
     stored: dict[str, dict[str, Any]] = field(default_factory=dict)
     rule: Rule | None = None
     before: Callable[[str, str], None] | None = None  # called as each PUT arrives
+    # (number of this Bundle POST) -> None (take its entries) or (status, headers, body) to
+    # answer the whole Bundle instead, storing nothing
+    bundle_rule: Callable[[int], tuple[int, dict[str, str], Any] | None] | None = None
+    bundles: list[int] = field(default_factory=list)  # the status of each Bundle POST
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(
@@ -106,6 +110,14 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             bundle = self._body()
+            with receiver.lock:
+                number = len(receiver.bundles) + 1
+            whole = receiver.bundle_rule(number) if receiver.bundle_rule else None
+            with receiver.lock:
+                receiver.bundles.append(whole[0] if whole else 200)
+            if whole is not None:
+                self._reply(whole[0], whole[2], whole[1])
+                return
             entries = []
             for entry in bundle.get("entry") or []:
                 resource_type, resource_id = entry["request"]["url"].split("/")[-2:]

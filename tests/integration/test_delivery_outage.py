@@ -350,8 +350,8 @@ def test_destination_down_for_a_while_then_back_delivers_everything_once(
     messages = adapter.ingest_fixtures()
     gate.down()  # the county hospital's server is unreachable ...
     clock = Clock()
-    # 6 patients' heads per batch: the third batch of failures opens the breaker
-    worker = adapter.worker(clock, failure_threshold=15)
+    # one transaction per batch, one failure per request: the third opens the breaker
+    worker = adapter.worker(clock, failure_threshold=3)
     admissions = Counter[str]()
     try:
         for n in range(40):  # ... for 40 rounds, 20 s apart: more than 13 minutes
