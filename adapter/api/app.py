@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import deliveries, fhir, health, ingest, metrics
+from adapter.api import deliveries, fhir, fhir_search, health, ingest, metrics
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.errors import install_error_handlers
 from adapter.api.request_checks import RequestChecks
@@ -32,6 +32,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     ingest.router,
     deliveries.router,
     fhir.router,
+    fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )
 
 

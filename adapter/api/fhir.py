@@ -1,16 +1,13 @@
-"""The FHIR read API under /fhir: metadata, read, vread, history, search."""
+"""The FHIR read API under /fhir: metadata, read, vread, history (search: fhir_search.py)."""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Annotated, Any
-from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from sqlalchemy.orm import Session
+from fastapi import APIRouter, Request
 
 from adapter import __version__
 from adapter.api import bundles
@@ -19,10 +16,9 @@ from adapter.api.responses import FHIRResponse
 from adapter.errors import GoneError, InvalidRequestError, Issue, NotFoundError, UnsupportedError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_params import SUPPORTED_TYPES, is_supported
-from adapter.fhir.search_query import PAGING_NUMBER_EXPECTED, paging_number, parse_search
+from adapter.fhir.search_query import PAGING_NUMBER_EXPECTED, paging_number
 from adapter.settings import Settings
 from adapter.store import read_history, read_version, resource_state
-from adapter.store import search as run_search
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
@@ -48,42 +44,9 @@ def metadata(request: Request) -> FHIRResponse:
     )
 
 
-@router.get("/{resource_type}", name="fhir_search", summary="Search (GET)")
-def search_get(
-    resource_type: str, request: Request, session: SessionDep, settings: SettingsDep
-) -> FHIRResponse:
-    _check_type(resource_type)
-    return _search(
-        request, session, settings, resource_type, list(request.query_params.multi_items())
-    )
-
-
-async def _form_params(request: Request) -> list[tuple[str, str]]:
-    """The application/x-www-form-urlencoded body of a POST search."""
-    body = (await request.body()).decode("utf-8", errors="replace")
-    return parse_qsl(body, keep_blank_values=True)
-
-
-FormParams = Annotated[list[tuple[str, str]], Depends(_form_params)]
-
-
-@router.post("/{resource_type}/_search", name="fhir_search_post", summary="Search (POST)")
-def search_post(
-    resource_type: str,
-    request: Request,
-    form: FormParams,
-    session: SessionDep,
-    settings: SettingsDep,
-) -> FHIRResponse:
-    _check_type(resource_type)
-    return _search(
-        request, session, settings, resource_type, list(request.query_params.multi_items()) + form
-    )
-
-
 @router.get("/{resource_type}/{resource_id}", name="fhir_read", summary="Read")
 def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRResponse:
-    _check_type(resource_type)
+    check_type(resource_type)
     if resource_id == "_history":
         raise UnsupportedError(
             f"Type-level history is not supported; use {resource_type}/<id>/_history",
@@ -110,7 +73,7 @@ def history(
     session: SessionDep,
     settings: SettingsDep,
 ) -> FHIRResponse:
-    _check_type(resource_type)
+    check_type(resource_type)
     _check_id(resource_id)
     params = dict(request.query_params)
     count = _paging_number(params, "_count", settings.page_size_default)
@@ -140,7 +103,7 @@ def history(
 def vread(
     resource_type: str, resource_id: str, version_id: str, session: SessionDep
 ) -> FHIRResponse:
-    _check_type(resource_type)
+    check_type(resource_type)
     _check_id(resource_id)
     if paging_number(version_id) is None:  # ASCII digits, at most 2**31 - 1
         raise NotFoundError(
@@ -155,48 +118,7 @@ def vread(
     return FHIRResponse(body, headers=_version_headers(int(version_id), last_updated))
 
 
-def _search(
-    request: Request,
-    session: Session,
-    settings: Settings,
-    resource_type: str,
-    params: list[tuple[str, str]],
-) -> FHIRResponse:
-    lenient = _prefers_lenient(request.headers.get("prefer", ""))
-    # the zone the store indexed dates without a zone in: the consortium's (the pipeline's)
-    pipeline = getattr(request.app.state, "pipeline", None)
-    zone = pipeline.timezone if pipeline is not None else ZoneInfo(settings.default_timezone)
-    parsed = parse_search(resource_type, params, zone=zone, lenient=lenient)
-    count = settings.page_size_default if parsed.count is None else parsed.count
-    count = 0 if parsed.summary_count else min(count, settings.page_size_max)
-    total, bodies = run_search(
-        session, resource_type, parsed.criteria, count=count, offset=parsed.offset, sort=parsed.sort
-    )
-    ignored = set(parsed.ignored)
-    warnings = [
-        Issue(
-            "warning",
-            "not-supported",
-            f"Search parameter '{name}' is not supported for {resource_type} and was ignored",
-            location=name,
-        )
-        for name in parsed.ignored
-    ]
-    return FHIRResponse(
-        bundles.searchset(
-            base=fhir_base(request),
-            resource_type=resource_type,
-            total=total,
-            bodies=bodies,
-            params=[(k, v) for k, v in params if k not in ignored],
-            count=count,
-            offset=parsed.offset,
-            warnings=warnings,
-        )
-    )
-
-
-def _check_type(resource_type: str) -> None:
+def check_type(resource_type: str) -> None:
     if not is_supported(resource_type):
         raise UnsupportedError(
             f"Resource type {resource_type[:80]!r} is not supported by this server "
@@ -215,11 +137,6 @@ def _version_headers(version_id: int, last_updated: Any) -> dict[str, str]:
         "ETag": f'W/"{version_id}"',
         "Last-Modified": format_datetime(last_updated, usegmt=True),
     }
-
-
-def _prefers_lenient(prefer: str) -> bool:
-    tokens = {t.strip().replace(" ", "") for t in re.split(r"[;,]", prefer)}
-    return "handling=lenient" in tokens
 
 
 def _paging_number(params: dict[str, str], name: str, default: int) -> int:

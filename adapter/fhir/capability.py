@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES
+from adapter.fhir.search_definitions import definition_url
+from adapter.fhir.search_params import COMMON, RESOURCES, SUPPORTED_TYPES
 
 FHIR_VERSION = "4.0.1"
 INTERACTIONS: tuple[str, ...] = ("read", "vread", "search-type", "history-instance")
@@ -28,8 +29,19 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
                 "versioning": "versioned",
                 "readHistory": True,
                 "updateCreate": False,
+                "searchInclude": [f"{rtype}:{n}" for n in _references(rtype)] + [f"{rtype}:*"],
+                "searchRevInclude": sorted(
+                    f"{other}:{n}"
+                    for other in SUPPORTED_TYPES
+                    for n in _references(other, pointing_to=rtype)
+                ),
                 "searchParam": [
-                    _search_param(p.name, p.type, p.documentation or _describe(p.paths))
+                    _search_param(
+                        p.name,
+                        p.type,
+                        p.documentation or _describe(p.paths),
+                        definition_url(rtype, p.name),
+                    )
                     for p in sorted(params, key=lambda p: (not p.name.startswith("_"), p.name))
                 ],
             }
@@ -52,18 +64,39 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
                 "mode": "server",
                 "documentation": (
                     "Read-only FHIR API over the resources the adapter produced. Searches take "
-                    "_count, _offset, _sort (_lastUpdated, -_lastUpdated, _id, -_id), _total and "
-                    "_summary=count; unknown parameters are refused unless the request says "
-                    "Prefer: handling=lenient."
+                    "_count, _offset, _sort (any search parameter of the type, several, '-' "
+                    "for descending), _total (none, estimate, accurate), _summary (true, text, "
+                    "data, count), _elements, _include / _revinclude (with :iterate, one more "
+                    "level), chains one level deep and _has. Unknown parameters are refused "
+                    "with 400 (handling=strict is the default) unless the request says "
+                    "Prefer: handling=lenient; then they are ignored and listed in an "
+                    "OperationOutcome entry of the Bundle."
                 ),
                 "resource": resources,
+                "interaction": [{"code": "search-system"}],
+                "searchParam": [
+                    _search_param(
+                        p.name, p.type, p.documentation, definition_url("Resource", p.name)
+                    )
+                    for p in COMMON
+                ],
             }
         ],
     }
 
 
-def _search_param(name: str, ptype: str, documentation: str) -> dict[str, Any]:
-    return {"name": name, "type": ptype, "documentation": documentation}
+def _search_param(name: str, ptype: str, documentation: str, definition: str) -> dict[str, Any]:
+    return {"name": name, "definition": definition, "type": ptype, "documentation": documentation}
+
+
+def _references(rtype: str, pointing_to: str | None = None) -> list[str]:
+    """Reference parameters of ``rtype`` (that may point to ``pointing_to``)."""
+    return sorted(
+        p.name
+        for p in RESOURCES[rtype].params.values()
+        if p.type == "reference"
+        and (pointing_to is None or not p.targets or pointing_to in p.targets)
+    )
 
 
 def _describe(paths: tuple[str, ...]) -> str:

@@ -22,6 +22,7 @@ from adapter.fhir.search_params import RESOURCES, ParamType, SearchParam
 _FILTER_RE = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?:\[(?P<key>[A-Za-z]+)=(?P<value>[^\]]*)\])?$")
 _TYPE_RE = re.compile(r"^[A-Z][A-Za-z]+$")
 _ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+OF_TYPE = ":of-type"  # the param suffix of identifier:of-type rows
 # parts of HumanName and Address that the "name" / "address" string parameters match
 _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 _ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
@@ -136,18 +137,54 @@ def _convert(param: SearchParam, node: Any, zone: tzinfo) -> Iterator[IndexValue
 
 
 def _tokens(name: str, node: Any) -> Iterator[IndexValue]:
+    # ``value``/``value_norm`` of a token row hold its text (Coding.display,
+    # CodeableConcept.text, Identifier.type.text) for the ``:text`` modifier
     if isinstance(node, bool):
         yield IndexValue(name, "token", code="true" if node else "false")
     elif isinstance(node, str | int):
         yield IndexValue(name, "token", code=str(node))
     elif isinstance(node, dict):
-        if "coding" in node:  # CodeableConcept
-            for coding in node["coding"] or []:
+        if "coding" in node or "text" in node:  # CodeableConcept
+            for coding in node.get("coding") or []:
                 yield from _tokens(name, coding)
+            text = node.get("text")
+            if isinstance(text, str) and text.strip():
+                # a concept with only text is still there (:missing, :text)
+                yield IndexValue(name, "token", value=text, value_norm=normalize_text(text))
         elif "code" in node and isinstance(node["code"], str):  # Coding
-            yield IndexValue(name, "token", system=node.get("system"), code=node["code"])
+            yield IndexValue(
+                name,
+                "token",
+                system=node.get("system"),
+                code=node["code"],
+                **_text(node, "display"),
+            )
         elif isinstance(node.get("value"), str):  # Identifier, ContactPoint
-            yield IndexValue(name, "token", system=node.get("system"), code=node["value"])
+            kind = node.get("type")
+            yield IndexValue(
+                name,
+                "token",
+                system=node.get("system"),
+                code=node["value"],
+                **(_text(kind, "text") if isinstance(kind, dict) else {}),
+            )
+            for coding in (kind or {}).get("coding") or [] if isinstance(kind, dict) else []:
+                if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                    # identifier:of-type=<type system>|<type code>|<value>
+                    yield IndexValue(
+                        name + OF_TYPE,
+                        "token",
+                        system=coding.get("system"),
+                        code=coding["code"],
+                        value=node["value"],
+                    )
+
+
+def _text(node: dict[str, Any], key: str) -> dict[str, str]:
+    text = node.get(key)
+    if not isinstance(text, str) or not text.strip():
+        return {}
+    return {"value": text, "value_norm": normalize_text(text)}
 
 
 def _strings(name: str, node: Any) -> Iterator[IndexValue]:
@@ -185,19 +222,28 @@ def _dates(name: str, node: Any, zone: tzinfo) -> Iterator[IndexValue]:
 
 
 def _references(param: SearchParam, node: Any) -> Iterator[IndexValue]:
-    text = (
-        node
-        if isinstance(node, str)
-        else (node.get("reference") if isinstance(node, dict) else None)
-    )
-    if not isinstance(text, str):
+    """One row per Reference: its literal reference as ``Type/id`` (None when it has only a
+    display, an identifier or a contained ``#id``) and its identifier as system / code
+    (``:identifier``). A ``narrow`` parameter (R4 ``where(resolve() is Patient)``) only
+    counts literal references to its target types."""
+    if isinstance(node, str):
+        node = {"reference": node}
+    if not isinstance(node, dict):
         return
-    reference = normalize_reference(text)
-    if reference is None:
+    text = node.get("reference")
+    reference = normalize_reference(text) if isinstance(text, str) else None
+    identifier = node.get("identifier")
+    system = code = None
+    if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
+        system, code = identifier.get("system"), identifier["value"]
+    if reference is not None and param.targets and "/" in reference:
+        if reference.split("/", 1)[0] not in param.targets and param.narrow:
+            return
+    elif param.narrow:
         return
-    if param.targets and reference.split("/", 1)[0] not in param.targets:
+    if reference is None and code is None and not node:
         return
-    yield IndexValue(param.name, "reference", reference=reference)
+    yield IndexValue(param.name, "reference", system=system, code=code, reference=reference)
 
 
 def _quantities(name: str, node: Any) -> Iterator[IndexValue]:

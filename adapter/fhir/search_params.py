@@ -31,6 +31,9 @@ class SearchParam:
     type: ParamType
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()  # reference parameters: allowed target types, () = any
+    # reference parameters whose R4 expression is ``.where(resolve() is <Type>)``: only
+    # references to ``targets`` count; the others select every reference (display-only too)
+    narrow: bool = False
     # "_id" and "_lastUpdated" are answered from resource columns, not from index rows
     column: str | None = None
     documentation: str = ""
@@ -64,9 +67,11 @@ def quantity(name: str, *paths: str, doc: str = "") -> SearchParam:
     return SearchParam(name, "quantity", paths, documentation=doc)
 
 
-def ref(name: str, *paths: str, to: str = "", doc: str = "") -> SearchParam:
+def ref(name: str, *paths: str, to: str = "", doc: str = "", narrow: bool = False) -> SearchParam:
     targets = tuple(t.strip() for t in to.split(",") if t.strip())
-    return SearchParam(name, "reference", paths, targets=targets, documentation=doc)
+    # every "patient" parameter is R4's ``<path>.where(resolve() is Patient)``
+    narrow = narrow or name == "patient"
+    return SearchParam(name, "reference", paths, targets=targets, narrow=narrow, documentation=doc)
 
 
 COMMON: tuple[SearchParam, ...] = (
@@ -77,6 +82,19 @@ COMMON: tuple[SearchParam, ...] = (
         ("meta.lastUpdated",),
         column="last_updated",
         documentation="When the adapter last changed the resource",
+    ),
+    SearchParam("_tag", "token", ("meta.tag",), documentation="Tags in meta.tag"),
+    SearchParam("_profile", "uri", ("meta.profile",), documentation="Profiles in meta.profile"),
+    SearchParam(
+        "_security", "token", ("meta.security",), documentation="Security labels in meta.security"
+    ),
+    SearchParam(
+        "_source",
+        "uri",
+        (),
+        column="message_id",
+        documentation="The id of the inbound message the current version came from "
+        "(as in /messages/{id}); also urn:uuid:<id>",
     ),
 )
 
@@ -163,7 +181,7 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
             "participant.individual",
             to="Practitioner,PractitionerRole,RelatedPerson",
         ),
-        ref("practitioner", "participant.individual", to="Practitioner"),
+        ref("practitioner", "participant.individual", to="Practitioner", narrow=True),
         token("participant-type", "participant.type"),
         ref("service-provider", "serviceProvider", to="Organization"),
         token("reason-code", "reasonCode"),
@@ -269,7 +287,7 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         token("component-code", "component.code"),
         token("value-concept", "valueCodeableConcept"),
         quantity("value-quantity", "valueQuantity"),
-        string("value-string", "valueString"),
+        string("value-string", "valueString", "valueCodeableConcept.text"),
         date("value-date", "valueDateTime", "valuePeriod"),
         token("method", "method"),
         token("data-absent-reason", "dataAbsentReason"),

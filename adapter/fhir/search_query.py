@@ -19,19 +19,41 @@ from typing import Literal
 from adapter.errors import Issue, SearchError
 from adapter.fhir.dates import DEFAULT_ZONE, DateFormatError, parse_range
 from adapter.fhir.index_values import normalize_reference, normalize_text
-from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES, SearchParam
+from adapter.fhir.search_params import COMMON, RESOURCES, SUPPORTED_TYPES, SearchParam
+from adapter.fhir.search_results import (
+    BadValue,
+    Include,
+    SortKey,
+    SummaryMode,
+    TotalMode,
+    parse_elements,
+    parse_include,
+    parse_sort,
+    parse_summary,
+    parse_total,
+)
+from adapter.fhir.value_sets import expand, known_value_sets
 
 Prefix = Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
 PREFIXES: tuple[str, ...] = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-SORTABLE = ("_lastUpdated", "_id")
 # Result parameters this server understands; the rest of "_..." is unsupported.
-RESULT_PARAMS = ("_count", "_offset", "_sort", "_total", "_summary", "_format")
+RESULT_PARAMS = (
+    "_count",
+    "_offset",
+    "_sort",
+    "_total",
+    "_summary",
+    "_elements",
+    "_format",
+    "_include",
+    "_revinclude",
+)
 
 _MODIFIERS: dict[str, tuple[str, ...]] = {
-    "token": ("missing", "not"),
+    "token": ("missing", "not", "text", "of-type", "in", "not-in"),
     "string": ("missing", "exact", "contains"),
     "date": ("missing",),
-    "reference": ("missing",),  # plus a target type, e.g. subject:Patient
+    "reference": ("missing", "identifier"),  # plus a target type, e.g. subject:Patient
     "quantity": ("missing",),
     "uri": ("missing",),
 }
@@ -47,6 +69,23 @@ class TokenValue:
     code: str | None  # None: any code ("system|")
     system: str | None  # with system_mode "given"
     system_mode: Literal["any", "none", "given"]  # "code", "|code", "system|code"
+
+
+@dataclass(frozen=True, slots=True)
+class OfTypeValue:
+    """``identifier:of-type=<type system>|<type code>|<value>``."""
+
+    system: str
+    code: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class CodesValue:
+    """``:in`` / ``:not-in``: the (system, code) pairs of a value set."""
+
+    url: str
+    codes: frozenset[tuple[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,39 +111,65 @@ class ReferenceValue:
     id_only: str | None = None  # bare id on a parameter that may point to any type
 
 
-Value = TokenValue | DateValue | QuantityValue | ReferenceValue | str | bool
+Value = (
+    TokenValue | OfTypeValue | CodesValue | DateValue | QuantityValue | ReferenceValue | str | bool
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Criterion:
-    """One search parameter occurrence: any of ``values`` must match (OR)."""
+    """One search parameter occurrence: any of ``values`` must match (OR).
+
+    A chained one (``subject:Patient.identifier=x``) has ``chain``: the types the reference
+    may point to and the criterion those resources must meet; ``values`` is then empty."""
 
     param: SearchParam
     modifier: str | None
-    values: tuple[Value, ...]  # str for string/uri, bool for :missing
+    values: tuple[Value, ...]  # str for string/uri (and token :text), bool for :missing
+    chain: tuple[tuple[str, ...], Criterion] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HasCriterion:
+    """``_has:Source:reference:criterion``: some ``source`` resource whose reference
+    parameter ``reference`` points here meets ``inner``."""
+
+    source: str
+    reference: SearchParam
+    inner: Criterion
 
 
 @dataclass(slots=True)
 class SearchRequest:
-    resource_type: str
-    criteria: list[Criterion] = field(default_factory=list)
+    resource_type: str | None  # None: system-level search (``types``)
+    criteria: list[Criterion | HasCriterion] = field(default_factory=list)
     count: int | None = None
     offset: int = 0
-    sort: tuple[str, ...] = ("-_lastUpdated",)
-    total: bool = True
-    summary_count: bool = False
+    sort: tuple[SortKey, ...] = ()
+    total: TotalMode | None = None
+    summary: SummaryMode | None = None
+    elements: tuple[str, ...] | None = None
+    includes: list[Include] = field(default_factory=list)
+    types: tuple[str, ...] = ()  # _type of a system-level search
     ignored: list[str] = field(default_factory=list)  # lenient: parameters not applied
+
+    @property
+    def summary_count(self) -> bool:
+        return self.summary == "count"
 
 
 def parse_search(
-    resource_type: str,
+    resource_type: str | None,
     params: list[tuple[str, str]],
     *,
     zone: tzinfo = DEFAULT_ZONE,
     lenient: bool = False,
 ) -> SearchRequest:
-    """Criteria and result options of a search; SearchError lists every problem."""
-    table = RESOURCES[resource_type].params
+    """Criteria and result options of a search; SearchError lists every problem.
+
+    ``resource_type`` None is a system-level search: ``_type`` names the types and only
+    the parameters every type has (``_id``, ``_lastUpdated``, ``_tag`` ...) apply."""
+    table = RESOURCES[resource_type].params if resource_type else _common_table()
     request = SearchRequest(resource_type)
     problems: list[Issue] = []
     for raw_name, raw_value in params:
@@ -114,76 +179,131 @@ def parse_search(
                 Issue("error", "value", f"{where!r} contains a NUL character", location=where)
             )
             continue
-        name, _, modifier = raw_name.partition(":")
-        if name in RESULT_PARAMS:
-            _result_param(request, raw_name, raw_value, problems)
-            continue
-        param = table.get(name)
-        if param is None or "." in name:
-            what = "Chained search" if "." in name else "Unknown search parameter"
+        try:
+            if raw_name.partition(":")[0] in RESULT_PARAMS:
+                _result_param(request, raw_name, raw_value)
+            elif raw_name == "_type" and resource_type is None:
+                request.types = _types(raw_value)
+            elif raw_name.startswith("_has:") and resource_type is not None:
+                request.criteria.append(_has(resource_type, raw_name, raw_value, zone))
+            elif "." in raw_name and resource_type is not None:
+                request.criteria.append(_chain(resource_type, raw_name, raw_value, zone))
+            else:
+                name, _, modifier = raw_name.partition(":")
+                param = table.get(name)
+                if param is None:
+                    raise _Unknown(f"Unknown search parameter '{raw_name}' for {resource_type}")
+                request.criteria.append(_criterion(param, modifier or None, raw_value, zone))
+        except _Unknown as exc:
             if lenient:
                 request.ignored.append(raw_name)
             else:
-                problems.append(
-                    Issue(
-                        "error",
-                        "not-supported",
-                        f"{what} '{raw_name}' for {resource_type}",
-                        location=raw_name,
-                    )
-                )
-            continue
-        try:
-            request.criteria.append(_criterion(param, modifier or None, raw_value, zone))
-        except _BadValue as exc:
+                problems.append(Issue("error", "not-supported", str(exc), location=raw_name))
+        except BadValue as exc:
             problems.append(Issue("error", exc.code, str(exc), location=raw_name))
     if problems:
         raise SearchError(problems[0].diagnostics, issues=problems)
     return request
 
 
-class _BadValue(ValueError):
-    def __init__(self, message: str, code: str = "value") -> None:
-        super().__init__(message)
-        self.code = code
+class _Unknown(ValueError):
+    """A parameter the server does not know (ignored when the search is lenient)."""
 
 
-def _result_param(request: SearchRequest, name: str, value: str, problems: list[Issue]) -> None:
-    try:
-        if name == "_count":
-            request.count = _non_negative(name, value)
-        elif name == "_offset":
-            request.offset = _non_negative(name, value)
-        elif name == "_sort":
-            keys = tuple(k.strip() for k in value.split(",") if k.strip())
-            bad = [k for k in keys if k.lstrip("-") not in SORTABLE]
-            if bad or not keys:
-                raise _BadValue(
-                    f"_sort={value!r}: only {', '.join(SORTABLE)} (optionally with '-') "
-                    "are supported",
-                    "not-supported",
-                )
-            request.sort = keys
-        elif name == "_total":
-            if value not in ("none", "estimate", "accurate"):
-                raise _BadValue(f"_total={value!r}: expected none, estimate or accurate")
-            request.total = value != "none"
-        elif name == "_summary":
-            if value not in ("count", "false"):
-                raise _BadValue(
-                    f"_summary={value!r}: only 'count' and 'false' are supported", "not-supported"
-                )
-            request.summary_count = value == "count"
-        elif name == "_format" and value not in _JSON_FORMATS:
-            raise _BadValue(f"_format={value!r}: this server only speaks JSON", "not-supported")
-    except _BadValue as exc:
-        problems.append(Issue("error", exc.code, str(exc), location=name))
+def _common_table() -> dict[str, SearchParam]:
+    return {p.name: p for p in COMMON}
+
+
+def _types(value: str) -> tuple[str, ...]:
+    types = tuple(t.strip() for t in value.split(",") if t.strip())
+    unknown = [t for t in types if t not in RESOURCES]
+    if unknown or not types:
+        raise BadValue(
+            f"_type={value!r}: {', '.join(unknown) or 'no type'} not served "
+            f"(served: {', '.join(SUPPORTED_TYPES)})",
+            "not-supported",
+        )
+    return types
+
+
+def _chain(resource_type: str, raw_name: str, raw_value: str, zone: tzinfo) -> Criterion:
+    """``ref[:Type].param[:modifier]=value``, one level deep."""
+    head, _, tail = raw_name.partition(".")
+    name, _, target = head.partition(":")
+    param = RESOURCES[resource_type].params.get(name)
+    if param is None or param.type != "reference":
+        raise _Unknown(f"Chained search '{raw_name}': {name!r} is not a reference parameter")
+    if "." in tail:
+        raise _Unknown(f"Chained search '{raw_name}': only one level of chaining is supported")
+    inner_name, _, inner_modifier = tail.partition(":")
+    if target:
+        if (param.targets and target not in param.targets) or target not in RESOURCES:
+            raise BadValue(f"{raw_name}: {name} cannot refer to {target!r}")
+        candidates: tuple[str, ...] = (target,)
+    else:
+        candidates = param.targets or SUPPORTED_TYPES
+    types = tuple(t for t in candidates if t in RESOURCES and inner_name in RESOURCES[t].params)
+    if not types:
+        raise _Unknown(
+            f"Chained search '{raw_name}': no type {name} refers to has a parameter {inner_name!r}"
+        )
+    inner_params = {RESOURCES[t].params[inner_name] for t in types}
+    inner_kinds = {p.type for p in inner_params}
+    if len(inner_kinds) > 1:
+        raise BadValue(f"{raw_name}: {inner_name!r} differs between {', '.join(types)}; name one")
+    inner = _criterion(
+        RESOURCES[types[0]].params[inner_name], inner_modifier or None, raw_value, zone
+    )
+    return Criterion(param, None, (), chain=(types, inner))
+
+
+def _has(resource_type: str, raw_name: str, raw_value: str, zone: tzinfo) -> HasCriterion:
+    """``_has:Source:reference:param[:modifier]=value``, one level."""
+    pieces = raw_name.split(":")
+    if len(pieces) not in (4, 5) or pieces[1] == "_has" or pieces[3] == "_has":
+        raise _Unknown(f"'{raw_name}': expected _has:Type:reference:parameter (one level of _has)")
+    source, ref_name, inner_name = pieces[1], pieces[2], pieces[3]
+    inner_modifier = pieces[4] if len(pieces) == 5 else None
+    if source not in RESOURCES:
+        raise _Unknown(f"'{raw_name}': type {source!r} is not served")
+    reference = RESOURCES[source].params.get(ref_name)
+    if reference is None or reference.type != "reference":
+        raise _Unknown(f"'{raw_name}': {source} has no reference parameter {ref_name!r}")
+    if reference.targets and resource_type not in reference.targets:
+        raise BadValue(f"'{raw_name}': {source}.{ref_name} does not refer to {resource_type}")
+    inner_param = RESOURCES[source].params.get(inner_name)
+    if inner_param is None:
+        raise _Unknown(f"'{raw_name}': {source} has no search parameter {inner_name!r}")
+    return HasCriterion(source, reference, _criterion(inner_param, inner_modifier, raw_value, zone))
+
+
+def _result_param(request: SearchRequest, name: str, value: str) -> None:
+    base = name.partition(":")[0]
+    if base in ("_include", "_revinclude"):
+        request.includes.append(parse_include(name, value))
+        return
+    if ":" in name:
+        raise BadValue(f"{name}: result parameters take no modifier", "not-supported")
+    if name == "_count":
+        request.count = _non_negative(name, value)
+    elif name == "_offset":
+        request.offset = _non_negative(name, value)
+    elif name == "_sort":
+        request.sort = parse_sort(request.resource_type, value)
+    elif name == "_total":
+        request.total = parse_total(value)
+    elif name == "_summary":
+        request.summary = parse_summary(value)
+    elif name == "_elements":
+        request.elements = parse_elements(value)
+    elif name == "_format" and value not in _JSON_FORMATS:
+        raise BadValue(f"_format={value!r}: this server only speaks JSON", "not-supported")
 
 
 def _non_negative(name: str, value: str) -> int:
     number = paging_number(value)
     if number is None:
-        raise _BadValue(f"{name}={value!r}: {PAGING_NUMBER_EXPECTED}")
+        raise BadValue(f"{name}={value!r}: {PAGING_NUMBER_EXPECTED}")
     return number
 
 
@@ -206,17 +326,17 @@ def _criterion(param: SearchParam, modifier: str | None, raw: str, zone: tzinfo)
         and modifier not in _MODIFIERS[param.type]
         and not (param.type == "reference" and _is_target_modifier(param, modifier))
     ):
-        raise _BadValue(
+        raise BadValue(
             f"{label}: modifier ':{modifier}' is not supported for this {param.type} parameter",
             "not-supported",
         )
     if modifier == "missing":
         if raw not in ("true", "false"):
-            raise _BadValue(f"{label}: :missing takes true or false")
+            raise BadValue(f"{label}: :missing takes true or false")
         return Criterion(param, modifier, (raw == "true",))
     parts = split_escaped(raw, ",")
     if not parts or any(p == "" for p in parts):
-        raise _BadValue(f"{label}: empty value")
+        raise BadValue(f"{label}: empty value")
     values = tuple(
         _value(param, modifier, unescape(p) if param.type in ("string", "uri") else p, zone, label)
         for p in parts
@@ -233,7 +353,7 @@ def _is_target_modifier(param: SearchParam, modifier: str) -> bool:
 def _value(param: SearchParam, modifier: str | None, text: str, zone: tzinfo, label: str) -> Value:
     kind = param.type
     if kind == "token":
-        return _token(text)
+        return _token_value(modifier, text, label)
     if kind == "string":
         return text if modifier == "exact" else normalize_text(text)
     if kind == "uri":
@@ -243,18 +363,39 @@ def _value(param: SearchParam, modifier: str | None, text: str, zone: tzinfo, la
         text = _PLUS_AS_SPACE.sub(r"+\1", text)
         try:
             prefix, rest = _prefix(text)
-        except _BadValue as exc:
-            raise _BadValue(f"{label}: {exc}") from None
+        except BadValue as exc:
+            raise BadValue(f"{label}: {exc}") from None
         try:
             start, end = parse_range(rest, zone)
         except DateFormatError:
-            raise _BadValue(
+            raise BadValue(
                 f"{label}: {rest!r} is not a FHIR date (YYYY, YYYY-MM, YYYY-MM-DD or a dateTime)"
             ) from None
         return DateValue(prefix, start, end)
     if kind == "quantity":
         return _quantity(text, label)
     return _reference(param, modifier, text, label)
+
+
+def _token_value(modifier: str | None, text: str, label: str) -> Value:
+    if modifier == "text":
+        return normalize_text(unescape(text))
+    if modifier == "of-type":
+        pieces = [unescape(p) for p in split_escaped(text, "|")]
+        if len(pieces) != 3 or not all(pieces):
+            raise BadValue(f"{label}: :of-type takes <type system>|<type code>|<value>")
+        return OfTypeValue(*pieces)
+    if modifier in ("in", "not-in"):
+        url = unescape(text)
+        codes = expand(url)
+        if codes is None:
+            raise BadValue(
+                f"{label}: value set {url!r} is not one of the adapter's "
+                f"({', '.join(sorted(known_value_sets())) or 'none'})",
+                "not-supported",
+            )
+        return CodesValue(url, codes)
+    return _token(text)
 
 
 def _token(text: str) -> TokenValue:
@@ -271,7 +412,7 @@ def _prefix(text: str) -> tuple[Prefix, str]:
     if len(text) > 2 and text[:2] in PREFIXES and not text[:2].isdigit():
         return text[:2], text[2:]  # type: ignore[return-value]
     if len(text) > 2 and text[:2].isalpha():
-        raise _BadValue(
+        raise BadValue(
             f"unknown prefix {text[:2]!r} in {text!r} (use one of {', '.join(PREFIXES)})"
         )
     return "eq", text
@@ -280,12 +421,12 @@ def _prefix(text: str) -> tuple[Prefix, str]:
 def _quantity(text: str, label: str) -> QuantityValue:
     try:
         prefix, rest = _prefix(text)
-    except _BadValue as exc:
-        raise _BadValue(f"{label}: {exc}") from None
+    except BadValue as exc:
+        raise BadValue(f"{label}: {exc}") from None
     pieces = split_escaped(rest, "|")
     number_text = pieces[0]
     if not _NUMBER_RE.match(number_text):
-        raise _BadValue(f"{label}: {number_text!r} is not a number")
+        raise BadValue(f"{label}: {number_text!r} is not a number")
     try:
         number = float(number_text)
         # the precision written is the precision meant: 5.4 covers [5.35, 5.45)
@@ -296,23 +437,27 @@ def _quantity(text: str, label: str) -> QuantityValue:
     except (OverflowError, ValueError):  # 0e999, an exponent of thousands of digits
         half = math.inf
     if not (math.isfinite(number) and math.isfinite(half)):
-        raise _BadValue(f"{label}: {number_text!r} is out of the range of numbers searched")
+        raise BadValue(f"{label}: {number_text!r} is out of the range of numbers searched")
     system = unescape(pieces[1]) if len(pieces) > 1 and pieces[1] else None
     code = unescape("|".join(pieces[2:])) if len(pieces) > 2 and pieces[2] else None
     return QuantityValue(prefix, number, number - half, number + half, system, code)
 
 
-def _reference(param: SearchParam, modifier: str | None, text: str, label: str) -> ReferenceValue:
+def _reference(
+    param: SearchParam, modifier: str | None, text: str, label: str
+) -> ReferenceValue | TokenValue:
+    if modifier == "identifier":  # Reference.identifier, as a token
+        return _token(text)
     text = unescape(text)
     if "/" in text or ":" in text:
         reference = normalize_reference(text)
         if reference is None:
-            raise _BadValue(f"{label}: {text!r} is not a reference")
+            raise BadValue(f"{label}: {text!r} is not a reference")
         rtype = reference.split("/", 1)[0]
         if modifier and rtype != modifier:
-            raise _BadValue(f"{label}: the value names type {rtype}, the modifier {modifier}")
+            raise BadValue(f"{label}: the value names type {rtype}, the modifier {modifier}")
         if param.targets and "/" in reference and rtype not in param.targets:
-            raise _BadValue(
+            raise BadValue(
                 f"{label}: {param.name} refers to {', '.join(param.targets)}, not {rtype}"
             )
         return ReferenceValue((reference,))

@@ -1,24 +1,34 @@
 """Running FHIR searches: criteria become subqueries on search_index.
 
 A criterion that must hold is ``resource.id IN (SELECT resource_id FROM search_index ...)``,
-a negated one (``:not``, ``:missing=true``) is ``NOT EXISTS (...)``. Both run as semi/anti
-joins on PostgreSQL; SQLite only drives the search from the index with the IN form (an
-EXISTS there probes once per row of the type: 72 ms against 8 ms on 20 000 Observations).
+a negated one (``:not``, ``:not-in``, ``:missing=true``) is ``NOT EXISTS (...)``. Both run
+as semi/anti joins on PostgreSQL; SQLite only drives the search from the index with the IN
+form (an EXISTS there probes once per row of the type: 72 ms against 8 ms on 20 000
+Observations). A system-level search (several types) correlates on the type with EXISTS.
+
+Every probe reads its own alias of search_index: a chain or ``_has`` nests probes inside
+probes, and one shared table would be correlated away by SQLAlchemy.
 
 Dates are compared as ranges the way FHIR R4 describes for each prefix, with the stored
 value covering ``[value_date_start, value_date_end)`` and the search value ``[start, end)``.
+Sorting, totals and included resources are in ``search_order``, ``search_total`` and
+``search_include``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    FromClause,
     and_,
     exists,
     false,
     func,
+    literal,
     literal_column,
     not_,
     or_,
@@ -28,19 +38,62 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from adapter.fhir.index_values import normalize_text
+from adapter.fhir.index_values import OF_TYPE, normalize_text
 from adapter.fhir.search_query import (
+    CodesValue,
     Criterion,
     DateValue,
+    HasCriterion,
+    OfTypeValue,
     QuantityValue,
     ReferenceValue,
     TokenValue,
 )
+from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.search_order import order_by
+from adapter.store.search_total import count_matches
 
 _r = Resource.__table__
 _si = SearchIndex.__table__
+_NEGATED = ("not", "not-in")
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    total: int | None  # None: not counted (``_total=none``, or too many to count cheaply)
+    bodies: list[dict[str, Any]]
+    has_more: bool  # a next page exists
+
+
+def find(
+    session: Session,
+    types: Sequence[str],
+    criteria: Sequence[Criterion | HasCriterion],
+    *,
+    count: int,
+    offset: int = 0,
+    sort: tuple[SortKey, ...] = (),
+    total: TotalMode | None = None,
+) -> Page:
+    """One page of matches of ``types`` (one type, or several for a system search)."""
+    single = types[0] if len(types) == 1 else None
+    where = [
+        _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types)),
+        _r.c.deleted.is_(False),
+    ]
+    where.extend(condition(single, c, _r) for c in criteria)
+    bodies: list[dict[str, Any]] = []
+    if count > 0:
+        query = select(_r.c.body).where(*where).order_by(*order_by(sort, _r))
+        bodies = list(session.execute(query.limit(count + 1).offset(offset)).scalars())
+    has_more = len(bodies) > count
+    bodies = bodies[:count]
+    matched = count_matches(
+        session, _r, where, mode=total, count=count, offset=offset, page=len(bodies), more=has_more
+    )
+    return Page(matched, bodies, has_more)
 
 
 def search(
@@ -50,128 +103,191 @@ def search(
     *,
     count: int,
     offset: int = 0,
-    sort: tuple[str, ...] = ("-_lastUpdated",),
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Total number of matches and one page of bodies; criteria are ANDed."""
-    where = [_r.c.resource_type == resource_type, _r.c.deleted.is_(False)]
-    where.extend(_criterion(resource_type, c) for c in criteria)
-    total = session.execute(select(func.count()).select_from(_r).where(*where)).scalar_one()
-    if count <= 0 or offset >= total:
-        return total, []
-    page = (
-        session.execute(
-            select(_r.c.body).where(*where).order_by(*_order(sort)).limit(count).offset(offset)
-        )
-        .scalars()
-        .all()
-    )
-    return total, list(page)
+    """Exact number of matches and one page of bodies, newest first (criteria ANDed)."""
+    page = find(session, [resource_type], criteria, count=count, offset=offset, total="accurate")
+    return page.total or 0, page.bodies
 
 
-def _order(sort: tuple[str, ...]) -> list[Any]:
-    columns = {"_lastUpdated": _r.c.last_updated, "_id": _r.c.id}
-    order: list[Any] = []
-    for key in sort:
-        column = columns[key.lstrip("-")]
-        order.append(column.desc() if key.startswith("-") else column.asc())
-    if not any(k.lstrip("-") == "_id" for k in sort):
-        order.append(_r.c.id.asc())  # stable paging
-    return order
-
-
-def _criterion(resource_type: str, criterion: Criterion) -> ColumnElement[bool]:
+def condition(
+    rtype: str | None, criterion: Criterion | HasCriterion, r: FromClause
+) -> ColumnElement[bool]:
+    """The criterion as a condition on the resource table (or alias) ``r``; ``rtype`` None
+    for a system-level search (the type is taken from ``r``)."""
+    if isinstance(criterion, HasCriterion):
+        return _has(rtype, criterion, r)
     param, modifier = criterion.param, criterion.modifier
-    if param.column == "id":
-        return _id_condition(criterion)
-    if param.column == "last_updated":
-        return or_(*(_last_updated(v) for v in criterion.values if isinstance(v, DateValue)))
+    if param.column:
+        return _column(param.column, criterion, r)
+    if criterion.chain is not None:
+        return _matching(rtype, r, _chain(criterion))
     if modifier == "missing":
-        if criterion.values[0] is True:
-            return not_(
-                exists(
-                    _probe(param.name, param.type).where(
-                        _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id
-                    )
-                )
-            )
-        return _r.c.id.in_(
-            _probe(param.name, param.type).where(_si.c.resource_type == resource_type)
-        )
-    condition = or_(*(_value(param.type, modifier, v) for v in criterion.values))
-    if modifier == "not":
-        return not_(
-            exists(
-                _probe(param.name, param.type, condition).where(
-                    _si.c.resource_type == _r.c.resource_type, _si.c.resource_id == _r.c.id
-                )
-            )
-        )
-    return _r.c.id.in_(
-        _probe(param.name, param.type, condition).where(_si.c.resource_type == resource_type)
-    )
+        probe = _probe(param.name, param.type)
+        return _absent(r, probe) if criterion.values[0] is True else _matching(rtype, r, probe)
+    si = _si.alias()
+    name = param.name + OF_TYPE if modifier == "of-type" else param.name
+    matched = or_(*(_value(si, param.type, modifier, v) for v in criterion.values))
+    probe = _probe(name, param.type, si).where(matched)
+    return _absent(r, probe) if modifier in _NEGATED else _matching(rtype, r, probe)
 
 
-def _probe(param: str, kind: str, condition: ColumnElement[bool] | None = None) -> Select[Any]:
+def _probe(param: str, kind: str, si: FromClause | None = None) -> Select[Any]:
+    si = si if si is not None else _si.alias()
     # the kind as a literal lets the planner pick the partial index of that kind
-    probe = select(_si.c.resource_id).where(
-        _si.c.kind == literal_column(f"'{kind}'"), _si.c.param == param
+    return select(si.c.resource_id).where(
+        si.c.kind == literal_column(f"'{kind}'"), si.c.param == param
     )
-    return probe if condition is None else probe.where(condition)
 
 
-def _id_condition(criterion: Criterion) -> ColumnElement[bool]:
+def _si_of(probe: Select[Any]) -> FromClause:
+    return probe.selected_columns[0].table
+
+
+def _matching(rtype: str | None, r: FromClause, probe: Select[Any]) -> ColumnElement[bool]:
+    si = _si_of(probe)
+    if rtype is not None:
+        return r.c.id.in_(probe.where(si.c.resource_type == rtype))
+    return exists(probe.where(si.c.resource_type == r.c.resource_type, si.c.resource_id == r.c.id))
+
+
+def _absent(r: FromClause, probe: Select[Any]) -> ColumnElement[bool]:
+    si = _si_of(probe)
+    return not_(
+        exists(probe.where(si.c.resource_type == r.c.resource_type, si.c.resource_id == r.c.id))
+    )
+
+
+def _live_ids(rtype: str, criterion: Criterion) -> Select[Any]:
+    """Ids of live ``rtype`` resources that meet ``criterion`` (inside a chain or _has)."""
+    r2 = _r.alias()
+    return select(r2.c.id).where(
+        r2.c.resource_type == rtype, r2.c.deleted.is_(False), condition(rtype, criterion, r2)
+    )
+
+
+def _chain(criterion: Criterion) -> Select[Any]:
+    """``ref.param=x``: rows of ``ref`` whose reference is a resource meeting the inner one."""
+    assert criterion.chain is not None
+    types, inner = criterion.chain
+    probe = _probe(criterion.param.name, "reference")
+    si = _si_of(probe)
+    targets = []
+    for target in types:
+        ids = _live_ids(target, inner).subquery()
+        targets.append(
+            si.c.reference.in_(select(literal(f"{target}/") + ids.c.id).scalar_subquery())
+        )
+    return probe.where(or_(*targets))
+
+
+def _has(rtype: str | None, criterion: HasCriterion, r: FromClause) -> ColumnElement[bool]:
+    """``_has:Source:ref:param=x``: this resource is referred to by a matching Source."""
+    probe = _probe(criterion.reference.name, "reference")
+    si = _si_of(probe)
+    referring = probe.where(
+        si.c.resource_type == criterion.source,
+        si.c.resource_id.in_(_live_ids(criterion.source, criterion.inner)),
+    )
+    if rtype is None:
+        return (r.c.resource_type + literal("/") + r.c.id).in_(
+            referring.with_only_columns(si.c.reference)
+        )
+    # the id part of "Type/id", so that the outer side stays a plain id (index) lookup
+    ids = func.substr(si.c.reference, len(rtype) + 2)
+    return r.c.id.in_(referring.with_only_columns(ids).where(si.c.reference.like(f"{rtype}/%")))
+
+
+def _column(column: str, criterion: Criterion, r: FromClause) -> ColumnElement[bool]:
+    if column == "last_updated":
+        return or_(*(_last_updated(r, v) for v in criterion.values if isinstance(v, DateValue)))
+    target = r.c.id if column == "id" else r.c.message_id
     if criterion.modifier == "missing":
-        return false() if criterion.values[0] is True else true()
-    ids = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code]
-    condition = _r.c.id.in_(ids)
-    return not_(condition) if criterion.modifier == "not" else condition
+        if column == "id":
+            return false() if criterion.values[0] is True else true()
+        return target.is_(None) if criterion.values[0] is True else target.is_not(None)
+    if column == "id":
+        wanted = [v.code for v in criterion.values if isinstance(v, TokenValue) and v.code]
+    else:
+        wanted = [_message_id(v) for v in criterion.values if isinstance(v, str)]
+    matched = target.in_(wanted)
+    return not_(matched) if criterion.modifier == "not" else matched
 
 
-def _value(kind: str, modifier: str | None, value: Any) -> ColumnElement[bool]:
+def _message_id(value: str) -> str:
+    """``_source``: the message id, also as ``urn:uuid:<id>`` or ``.../messages/<id>``."""
+    return value.removeprefix("urn:uuid:").rstrip("/").rsplit("/", 1)[-1]
+
+
+def _value(si: FromClause, kind: str, modifier: str | None, value: Any) -> ColumnElement[bool]:
     if kind == "token":
-        return _token(value)
+        return _token_value(si, modifier, value)
     if kind == "string":
         if modifier == "exact":
             # the normalised key narrows the index range; the text as written decides
-            near = keys.equals(_si.c.value_norm, _si.c.value_norm_full, normalize_text(value))
-            return and_(near, _si.c.value == value)
+            near = keys.equals(si.c.value_norm, si.c.value_norm_full, normalize_text(value))
+            return and_(near, si.c.value == value)
         if modifier == "contains":
-            return keys.contains(_si.c.value_norm, _si.c.value_norm_full, value)
-        return keys.starts_with(_si.c.value_norm, _si.c.value_norm_full, value)
+            return keys.contains(si.c.value_norm, si.c.value_norm_full, value)
+        return keys.starts_with(si.c.value_norm, si.c.value_norm_full, value)
     if kind == "uri":
-        return keys.equals(_si.c.code, _si.c.code_full, value)
+        return keys.equals(si.c.code, si.c.code_full, value)
     if kind == "date":
-        return _date(value)
+        return _date(si, value)
     if kind == "quantity":
-        return _quantity(value)
-    return _reference(value)
+        return _quantity(si, value)
+    if isinstance(value, TokenValue):  # reference:identifier
+        return _token(si, value)
+    return _reference(si, value)
 
 
-def _token(value: TokenValue) -> ColumnElement[bool]:
+def _token_value(si: FromClause, modifier: str | None, value: Any) -> ColumnElement[bool]:
+    if modifier == "text":
+        return keys.starts_with(si.c.value_norm, si.c.value_norm_full, value)
+    if isinstance(value, OfTypeValue):
+        return and_(
+            keys.equals(si.c.system, si.c.system_full, value.system),
+            keys.equals(si.c.code, si.c.code_full, value.code),
+            si.c.value == value.value,
+        )
+    if isinstance(value, CodesValue):
+        return or_(
+            false(),
+            *(
+                and_(
+                    keys.equals(si.c.system, si.c.system_full, system),
+                    keys.equals(si.c.code, si.c.code_full, code),
+                )
+                for system, code in sorted(value.codes)
+            ),
+        )
+    return _token(si, value)
+
+
+def _token(si: FromClause, value: TokenValue) -> ColumnElement[bool]:
     parts: list[ColumnElement[bool]] = []
     if value.code is not None:
-        parts.append(keys.equals(_si.c.code, _si.c.code_full, value.code))
+        parts.append(keys.equals(si.c.code, si.c.code_full, value.code))
     if value.system_mode == "none":
-        parts.append(_si.c.system.is_(None))
+        parts.append(si.c.system.is_(None))
     elif value.system_mode == "given" and value.system is not None:
-        parts.append(keys.equals(_si.c.system, _si.c.system_full, value.system))
+        parts.append(keys.equals(si.c.system, si.c.system_full, value.system))
     return and_(true(), *parts)
 
 
-def _reference(value: ReferenceValue) -> ColumnElement[bool]:
+def _reference(si: FromClause, value: ReferenceValue) -> ColumnElement[bool]:
     if value.id_only is not None:
-        return keys.ends_with(_si.c.reference, _si.c.reference_full, "/" + value.id_only)
+        return keys.ends_with(si.c.reference, si.c.reference_full, "/" + value.id_only)
     short = [r for r in value.references if len(r) < keys.KEY_CHARS]
     long = [
-        keys.equals_tail(_si.c.reference, _si.c.reference_full, r)
+        keys.equals_tail(si.c.reference, si.c.reference_full, r)
         for r in value.references
         if len(r) >= keys.KEY_CHARS
     ]
-    return or_(_si.c.reference.in_(short), *long) if long else _si.c.reference.in_(short)
+    return or_(si.c.reference.in_(short), *long) if long else si.c.reference.in_(short)
 
 
-def _date(value: DateValue) -> ColumnElement[bool]:
-    lo, hi = _si.c.value_date_start, _si.c.value_date_end
+def _date(si: FromClause, value: DateValue) -> ColumnElement[bool]:
+    lo, hi = si.c.value_date_start, si.c.value_date_end
     start, end = value.start, value.end
     within = and_(lo >= start, hi <= end)
     return {
@@ -187,10 +303,10 @@ def _date(value: DateValue) -> ColumnElement[bool]:
     }[value.prefix]()
 
 
-def _last_updated(value: DateValue) -> ColumnElement[bool]:
+def _last_updated(r: FromClause, value: DateValue) -> ColumnElement[bool]:
     # a stored time is one millisecond [t, t + 1 ms); at that grain the range rules reduce
     # to comparisons of t alone
-    t, start, end = _r.c.last_updated, value.start, value.end
+    t, start, end = r.c.last_updated, value.start, value.end
     return {
         "eq": lambda: and_(t >= start, t < end),
         "ap": lambda: and_(t >= start, t < end),
@@ -204,8 +320,8 @@ def _last_updated(value: DateValue) -> ColumnElement[bool]:
     }[value.prefix]()
 
 
-def _quantity(value: QuantityValue) -> ColumnElement[bool]:
-    n = _si.c.value_number
+def _quantity(si: FromClause, value: QuantityValue) -> ColumnElement[bool]:
+    n = si.c.value_number
     number = value.number
     margin = abs(number) * 0.1
     condition = {
@@ -221,7 +337,7 @@ def _quantity(value: QuantityValue) -> ColumnElement[bool]:
     }[value.prefix]()
     parts = [condition]
     if value.system is not None:
-        parts.append(keys.equals(_si.c.system, _si.c.system_full, value.system))
+        parts.append(keys.equals(si.c.system, si.c.system_full, value.system))
     if value.code is not None:
-        parts.append(keys.equals(_si.c.code, _si.c.code_full, value.code))
+        parts.append(keys.equals(si.c.code, si.c.code_full, value.code))
     return and_(*parts)

@@ -100,3 +100,30 @@ def test_the_covered_types(capability: dict) -> None:
     observation = RESOURCES["Observation"].params
     assert observation["date"].paths == ("effectiveDateTime", "effectivePeriod", "effectiveInstant")
     assert observation["patient"].targets == ("Patient",)
+
+
+def test_every_search_parameter_names_its_definition(capability: dict) -> None:
+    rest = capability["rest"][0]
+    params = list(rest["searchParam"]) + [
+        p for resource in rest["resource"] for p in resource["searchParam"]
+    ]
+    r4 = "http://hl7.org/fhir/SearchParameter/"
+    own = "https://yigongti-fhir-adapter.github.io/fhir/SearchParameter/"
+    assert all(p["definition"].startswith((r4, own)) for p in params)
+    by_type = {
+        r["type"]: {p["name"]: p["definition"] for p in r["searchParam"]} for r in rest["resource"]
+    }
+    assert by_type["Observation"]["patient"] == r4 + "clinical-patient"
+    assert by_type["Observation"]["value-string"] == r4 + "Observation-value-string"
+    assert by_type["Observation"]["_source"] == own + "Observation-source"
+    assert by_type["DocumentReference"]["doc-status"] == own + "DocumentReference-doc-status"
+
+
+def test_includes_and_lenient_handling_are_stated(capability: dict) -> None:
+    rest = capability["rest"][0]
+    observation = next(r for r in rest["resource"] if r["type"] == "Observation")
+    assert "Observation:patient" in observation["searchInclude"]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    assert "Observation:patient" in patient["searchRevInclude"]
+    assert "handling=lenient" in rest["documentation"]
+    assert {"code": "search-system"} in rest["interaction"]

@@ -254,7 +254,9 @@ def test_result_parameters() -> None:
         "Patient",
         [("_count", "5"), ("_offset", "10"), ("_sort", "_lastUpdated,-_id"), ("_format", "json")],
     )
-    assert (request.count, request.offset, request.sort) == (5, 10, ("_lastUpdated", "-_id"))
+    sort = [(key.name, key.descending) for key in request.sort]
+    assert (request.count, request.offset) == (5, 10)
+    assert sort == [("_lastUpdated", False), ("_id", True)]
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -1,0 +1,100 @@
+"""``_include`` and ``_revinclude``: the resources a page of matches refers to, or that
+refer to it, read from the reference rows of search_index.
+
+Only the page's own matches are followed (paging never brings another page's includes);
+``:iterate`` follows the same parameter once more from what the first round brought in.
+A resource is returned once: matches are never repeated as includes, and an include found
+twice is listed once. At most ``MAX_INCLUDED`` are returned; the caller says so when the
+limit cut the list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import literal_column, select, tuple_
+from sqlalchemy.orm import Session
+
+from adapter.fhir.search_results import Include
+from adapter.store.models import Resource, SearchIndex
+
+_r = Resource.__table__
+_si = SearchIndex.__table__
+MAX_INCLUDED = 1000
+_CHUNK = 500  # keys per IN list: well under every database's bound-parameter limit
+
+Key = tuple[str, str]  # (type, id)
+
+
+def included(
+    session: Session, matches: Sequence[dict[str, Any]], includes: Sequence[Include]
+) -> tuple[list[dict[str, Any]], bool]:
+    """The included resources of a page (in a stable order) and whether the limit cut them."""
+    seen: set[Key] = {(b["resourceType"], b["id"]) for b in matches}
+    found: dict[Key, None] = {}
+    frontier: list[Key] = list(seen)
+    for level in (1, 2):
+        wanted = [i for i in includes if level == 1 or i.iterate]
+        if not wanted or not frontier:
+            break
+        new: dict[Key, None] = {}
+        for include in wanted:
+            for key in _follow(session, include, frontier):
+                if key not in seen:
+                    seen.add(key)
+                    new[key] = None
+        found.update(new)
+        frontier = list(new)
+    keys = list(found)
+    cut = len(keys) > MAX_INCLUDED
+    return _bodies(session, keys[:MAX_INCLUDED]), cut
+
+
+def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key]:
+    sources = [k for k in frontier if k[0] == include.source]
+    out: list[Key] = []
+    if include.reverse:
+        targets = [f"{t}/{i}" for t, i in frontier]
+        for chunk in _chunks(targets):
+            query = select(_si.c.resource_type, _si.c.resource_id).where(
+                _si.c.kind == literal_column("'reference'"),
+                _si.c.resource_type == include.source,
+                _si.c.reference.in_(chunk),
+            )
+            if include.param is not None:
+                query = query.where(_si.c.param == include.param)
+            if include.target is not None:
+                query = query.where(_si.c.reference.like(f"{include.target}/%"))
+            out.extend((t, i) for t, i in session.execute(query.distinct()))
+        return sorted(out)
+    for chunk in _chunks([i for _, i in sources]):
+        query = select(_si.c.reference).where(
+            _si.c.kind == literal_column("'reference'"),
+            _si.c.resource_type == include.source,
+            _si.c.resource_id.in_(chunk),
+            _si.c.reference.is_not(None),
+        )
+        if include.param is not None:
+            query = query.where(_si.c.param == include.param)
+        for (reference,) in session.execute(query.distinct()):
+            rtype, _, rid = reference.partition("/")
+            if rid and "/" not in rid and (include.target in (None, rtype)):
+                out.append((rtype, rid))
+    return sorted(set(out))
+
+
+def _bodies(session: Session, keys: list[Key]) -> list[dict[str, Any]]:
+    by_key: dict[Key, dict[str, Any]] = {}
+    for chunk in _chunks(keys):
+        query = select(_r.c.resource_type, _r.c.id, _r.c.body).where(
+            tuple_(_r.c.resource_type, _r.c.id).in_(chunk), _r.c.deleted.is_(False)
+        )
+        for rtype, rid, body in session.execute(query):
+            by_key[(rtype, rid)] = body
+    return [by_key[k] for k in keys if k in by_key]
+
+
+def _chunks(items: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
