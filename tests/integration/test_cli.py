@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from click.testing import Result
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -341,3 +342,31 @@ def test_demo_with_a_missing_folder_says_so() -> None:
     result = CliRunner().invoke(app, ["demo", "--folder", "/no/such/folder"])
     assert result.exit_code == 2
     assert "is not a folder" in result.output
+
+
+def test_reindex_rebuilds_rows_of_resources_written_before(env: pytest.MonkeyPatch) -> None:
+    from adapter.store import save_resources
+    from adapter.store.models import SearchIndex
+
+    factory = sessionmaker(get_settings_engine())
+    with factory.begin() as session:
+        save_resources(
+            session,
+            [{"resourceType": "Patient", "id": "old", "meta": {"tag": [{"code": "vip"}]}}],
+            message_id=None,
+            now=datetime.now(UTC),
+        )
+        # as an older version of the adapter left it: no _tag rows
+        session.execute(delete(SearchIndex).where(SearchIndex.param == "_tag"))
+    result = run("reindex", "--type", "Patient")
+    assert result.exit_code == 0, result.output
+    assert "reindexed" in result.output
+    with factory() as session:
+        rows = session.scalars(select(SearchIndex.code).where(SearchIndex.param == "_tag")).all()
+    assert rows == ["vip"]
+
+
+def get_settings_engine():
+    from adapter.store import make_engine
+
+    return make_engine(get_settings().database_url)
