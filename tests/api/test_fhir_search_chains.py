@@ -162,7 +162,7 @@ class TestSystemLevelAndMeta:
     def test_system_search_links_and_errors(self, client: TestClient) -> None:
         body = client.get("/fhir?_type=Observation&_count=2").json()
         assert body["total"] == 5
-        assert [link["url"] for link in body["link"] if link["relation"] == "next"][0].startswith(
+        assert next(link["url"] for link in body["link"] if link["relation"] == "next").startswith(
             "http://testserver/fhir?_type=Observation"
         )
         assert "Nope" in refused(client, "/fhir", _type="Nope")
