@@ -1,0 +1,268 @@
+"""Benchmark: a patient's latest results, ``Observation?patient=X&_sort=-date&_count=50``,
+on PostgreSQL, against the same answer in hand-written SQL on the same tables (the floor).
+
+    .venv/bin/python bench/bench_search.py [--observations 200000] [--per-patient 100]
+                                           [--queries 300] [--pg URL]
+
+Data: ``--observations`` Observations over ``observations / per-patient`` patients, each
+with an effectiveDateTime spread over three years, a LOINC code out of 20, a value, a
+status (one in 50 ``amended``), one in 10 without a value. Resource rows and their real
+index rows (``index_values`` + ``index_row``, as the store writes them) are loaded with
+COPY into a schema made for the run (migrated like the adapter's), then ANALYZEd.
+
+Rows printed (milliseconds, p50 / p95 over ``--queries`` random patients):
+  api     GET through the real FastAPI app (TestClient: routing, parsing, the query,
+          the Bundle, JSON), total counted as the default does
+  store   adapter.store.search.find alone (page + total)
+  floor   the least SQL that gives the same page and total: the patient's index rows
+          joined to the resource, ordered by a LATERAL max(date end), LIMIT 50; and a
+          count(*) of the patient's rows
+and, for the negated forms the issue measured (``status:not=final``,
+``value-quantity:missing=true``), the store with the default total (bounded) and with
+``_total=accurate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+import psycopg
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from adapter.api.app import create_app
+from adapter.fhir.index_values import index_values
+from adapter.fhir.search_query import parse_search
+from adapter.settings import Settings
+from adapter.store import make_engine, migrate, session_factory
+from adapter.store.resources import index_row
+from adapter.store.search import find
+
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+CODES = [f"{1000 + i}-{i % 10}" for i in range(20)]
+T0 = datetime(2023, 1, 1, tzinfo=UTC)
+INDEX_COLUMNS = (
+    "resource_type",
+    "resource_id",
+    "param",
+    "kind",
+    "system",
+    "code",
+    "value",
+    "value_norm",
+    "value_date_start",
+    "value_date_end",
+    "value_number",
+    "reference",
+    "system_full",
+    "code_full",
+    "value_norm_full",
+    "reference_full",
+)
+
+
+def observation(i: int, patient: int, rng: random.Random) -> dict[str, Any]:
+    when = T0 + timedelta(minutes=rng.randrange(3 * 365 * 24 * 60))
+    body: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": f"o{i}",
+        "status": "amended" if i % 50 == 0 else "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "laboratory",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": rng.choice(CODES)}]},
+        "subject": {"reference": f"Patient/p{patient}"},
+        "effectiveDateTime": when.isoformat(),
+        "meta": {"versionId": "1", "lastUpdated": when.isoformat()},
+    }
+    if i % 10:
+        body["valueQuantity"] = {"value": rng.randrange(50, 200), "unit": "g/L"}
+    return body
+
+
+def _copy_value(value: Any) -> str:
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text_value = str(value)
+    return text_value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+def load(conn: psycopg.Connection, observations: int, per_patient: int) -> None:
+    rng = random.Random(7)
+    patients = max(1, observations // per_patient)
+    batch = 20_000
+    for start in range(0, observations, batch):
+        resources, index = io.StringIO(), io.StringIO()
+        for i in range(start, min(start + batch, observations)):
+            body = observation(i, rng.randrange(patients), rng)
+            last = body["meta"]["lastUpdated"]
+            resources.write(
+                "\t".join(
+                    _copy_value(v)
+                    for v in (
+                        "Observation",
+                        body["id"],
+                        1,
+                        last,
+                        "f",
+                        "h",
+                        orjson.dumps(body).decode(),
+                        None,
+                        body["subject"]["reference"],
+                        None,
+                    )
+                )
+                + "\n"
+            )
+            for value in index_values(body):
+                row = index_row("Observation", body["id"], value)
+                index.write("\t".join(_copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY resource (resource_type, id, version_id, last_updated, deleted, "
+                "content_hash, body, message_id, patient_key, facility_id) FROM STDIN"
+            ) as copy:
+                copy.write(resources.getvalue())
+            with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(index.getvalue())
+        conn.commit()
+    with conn.cursor() as cur:
+        cur.execute("ANALYZE resource")
+        cur.execute("ANALYZE search_index")
+    conn.commit()
+
+
+FLOOR_PAGE = """
+SELECT r.body FROM search_index p
+JOIN resource r ON r.resource_type = 'Observation' AND r.id = p.resource_id
+LEFT JOIN LATERAL (
+  SELECT max(d.value_date_end) AS at FROM search_index d
+  WHERE d.resource_type = 'Observation' AND d.resource_id = r.id
+    AND d.kind = 'date' AND d.param = 'date') s ON true
+WHERE p.resource_type = 'Observation' AND p.kind = 'reference' AND p.param = 'patient'
+  AND p.reference = %(ref)s AND NOT r.deleted
+ORDER BY s.at DESC NULLS LAST, r.last_updated DESC, r.id LIMIT 50
+"""
+FLOOR_COUNT = """
+SELECT count(*) FROM search_index p
+WHERE p.resource_type = 'Observation' AND p.kind = 'reference' AND p.param = 'patient'
+  AND p.reference = %(ref)s
+"""
+
+
+def pct(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--observations", type=int, default=200_000)
+    parser.add_argument("--per-patient", type=int, default=100)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--pg", default=DEFAULT_PG)
+    args = parser.parse_args()
+    schema = f"bench_search_{uuid.uuid4().hex[:8]}"
+    plain = make_url(args.pg).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = psycopg.connect(plain, autocommit=True)
+    admin.execute(f"CREATE SCHEMA {schema}")
+    url = make_url(args.pg).update_query_dict({"options": f"-csearch_path={schema}"})
+    url_text = url.render_as_string(hide_password=False)
+    try:
+        engine = make_engine(url_text)
+        migrate(engine)
+        started = time.perf_counter()
+        with psycopg.connect(plain, options=f"-csearch_path={schema}") as conn:
+            load(conn, args.observations, args.per_patient)
+        loaded = time.perf_counter() - started
+        patients = max(1, args.observations // args.per_patient)
+        rng = random.Random(11)
+        refs = [f"p{rng.randrange(patients)}" for _ in range(args.queries)]
+        factory = session_factory(engine)
+        rows: dict[str, list[float]] = {"api": [], "store": [], "floor": []}
+        app = create_app(Settings(database_url=url_text))
+        with (
+            TestClient(app) as client,
+            factory() as session,
+            psycopg.connect(plain, options=f"-csearch_path={schema}") as conn,
+        ):
+            for warm in refs[:20]:  # warm caches and connections
+                client.get(f"/fhir/Observation?patient={warm}&_sort=-date&_count=50")
+            for ref in refs:
+                t = time.perf_counter()
+                response = client.get(f"/fhir/Observation?patient={ref}&_sort=-date&_count=50")
+                rows["api"].append((time.perf_counter() - t) * 1000)
+                assert response.status_code == 200
+                parsed = parse_search(
+                    "Observation", [("patient", ref), ("_sort", "-date"), ("_count", "50")]
+                )
+                t = time.perf_counter()
+                page = find(session, ["Observation"], parsed.criteria, count=50, sort=parsed.sort)
+                rows["store"].append((time.perf_counter() - t) * 1000)
+                session.rollback()
+                t = time.perf_counter()
+                bodies = conn.execute(FLOOR_PAGE, {"ref": f"Patient/{ref}"}).fetchall()
+                total = conn.execute(FLOOR_COUNT, {"ref": f"Patient/{ref}"}).fetchone()
+                rows["floor"].append((time.perf_counter() - t) * 1000)
+                assert [orjson.loads(b[0])["id"] for b in bodies] == [b["id"] for b in page.bodies]
+                assert total is not None and total[0] == page.total
+            negated: dict[str, float] = {}
+            for label, params in (
+                ("status:not=final", [("status:not", "final")]),
+                ("value-quantity:missing=true", [("value-quantity:missing", "true")]),
+            ):
+                parsed = parse_search("Observation", [*params, ("_count", "50")])
+                for mode in (None, "accurate"):
+                    samples = []
+                    for _ in range(5):
+                        t = time.perf_counter()
+                        find(session, ["Observation"], parsed.criteria, count=50, total=mode)
+                        samples.append((time.perf_counter() - t) * 1000)
+                        session.rollback()
+                    negated[f"{label} total={mode or 'default'}"] = statistics.median(samples)
+        app.state.engine.dispose()
+        with engine.connect() as c:
+            index_rows = c.execute(text("SELECT count(*) FROM search_index")).scalar_one()
+        engine.dispose()
+        print(
+            f"\n{args.observations:,} Observations, {patients:,} patients, "
+            f"{index_rows:,} index rows; loaded in {loaded:.0f} s"
+        )
+        print(f"Observation?patient=X&_sort=-date&_count=50, {args.queries} patients (ms)")
+        print(f"{'':8}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
+        floor95 = pct(rows["floor"])[1]
+        for name, samples in rows.items():
+            p50, p95 = pct(samples)
+            print(f"{name:8}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
+        print("negated forms, store, median of 5 (ms)")
+        for label, ms in negated.items():
+            print(f"  {label:48}{ms:9.1f}")
+    finally:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
