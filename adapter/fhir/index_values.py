@@ -144,40 +144,50 @@ def _tokens(name: str, node: Any) -> Iterator[IndexValue]:
     elif isinstance(node, str | int):
         yield IndexValue(name, "token", code=str(node))
     elif isinstance(node, dict):
-        if "coding" in node or "text" in node:  # CodeableConcept
-            for coding in node.get("coding") or []:
-                yield from _tokens(name, coding)
-            text = node.get("text")
-            if isinstance(text, str) and text.strip():
-                # a concept with only text is still there (:missing, :text)
-                yield IndexValue(name, "token", value=text, value_norm=normalize_text(text))
-        elif "code" in node and isinstance(node["code"], str):  # Coding
-            yield IndexValue(
-                name,
-                "token",
-                system=node.get("system"),
-                code=node["code"],
-                **_text(node, "display"),
-            )
-        elif isinstance(node.get("value"), str):  # Identifier, ContactPoint
-            kind = node.get("type")
-            yield IndexValue(
-                name,
-                "token",
-                system=node.get("system"),
-                code=node["value"],
-                **(_text(kind, "text") if isinstance(kind, dict) else {}),
-            )
-            for coding in (kind or {}).get("coding") or [] if isinstance(kind, dict) else []:
-                if isinstance(coding, dict) and isinstance(coding.get("code"), str):
-                    # identifier:of-type=<type system>|<type code>|<value>
-                    yield IndexValue(
-                        name + OF_TYPE,
-                        "token",
-                        system=coding.get("system"),
-                        code=coding["code"],
-                        value=node["value"],
-                    )
+        rows = list(_dict_tokens(name, node))
+        if not rows and any(v not in (None, "", [], {}) for v in node.values()):
+            # still selected by the R4 expression (an Identifier with only a system, a
+            # Coding with only a display): a row without a code keeps :missing right
+            system = node.get("system")
+            rows = [IndexValue(name, "token", system=system if isinstance(system, str) else None)]
+        yield from rows
+
+
+def _dict_tokens(name: str, node: dict[str, Any]) -> Iterator[IndexValue]:
+    if "coding" in node or "text" in node:  # CodeableConcept
+        for coding in node.get("coding") or []:
+            yield from _tokens(name, coding)
+        text = node.get("text")
+        if isinstance(text, str) and text.strip():
+            # a concept with only text is still there (:missing, :text)
+            yield IndexValue(name, "token", value=text, value_norm=normalize_text(text))
+    elif "code" in node and isinstance(node["code"], str):  # Coding
+        yield IndexValue(
+            name,
+            "token",
+            system=node.get("system"),
+            code=node["code"],
+            **_text(node, "display"),
+        )
+    elif isinstance(node.get("value"), str):  # Identifier, ContactPoint
+        kind = node.get("type")
+        yield IndexValue(
+            name,
+            "token",
+            system=node.get("system"),
+            code=node["value"],
+            **(_text(kind, "text") if isinstance(kind, dict) else {}),
+        )
+        for coding in (kind or {}).get("coding") or [] if isinstance(kind, dict) else []:
+            if isinstance(coding, dict) and isinstance(coding.get("code"), str):
+                # identifier:of-type=<type system>|<type code>|<value>
+                yield IndexValue(
+                    name + OF_TYPE,
+                    "token",
+                    system=coding.get("system"),
+                    code=coding["code"],
+                    value=node["value"],
+                )
 
 
 def _text(node: dict[str, Any], key: str) -> dict[str, str]:
