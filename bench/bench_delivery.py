@@ -54,6 +54,7 @@ from sqlalchemy.pool import NullPool
 from adapter.consortium import load_consortium
 from adapter.identity import national_id_check_char
 from adapter.outbound.bundle import outgoing
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, read_resource
@@ -246,7 +247,7 @@ def fill(
         settings = Settings(config=config, database_url=database.url)
         pipeline = make_pipeline(settings, load_consortium(config), make_session_factory(engine))
         for source, raw in batch:
-            result = pipeline.ingest(raw, source)
+            result = pipeline.ingest(raw, Receipt(source, "cli"))
             if not result.accepted or result.duplicate:
                 raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
         if analyze and engine.dialect.name == "postgresql":

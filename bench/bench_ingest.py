@@ -46,6 +46,7 @@ from adapter.hl7v2 import codec_for, parse_hl7v2
 from adapter.pipeline import Outcome, Pipeline, steps
 from adapter.pipeline.checks import check_resources
 from adapter.pipeline.readers import read_document
+from adapter.pipeline.receipt import Receipt
 from adapter.routing import destinations_for
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
@@ -714,7 +715,7 @@ def run_backend(
     floor = Floor(engine, consortium, floor_tables(pipeline, consortium))
 
     def through_pipeline(source: str, raw: bytes) -> int:
-        result = pipeline.ingest(raw, source)
+        result = pipeline.ingest(raw, Receipt(source, "cli"))
         if not result.accepted or result.duplicate:
             raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
         return len(result.resources)

@@ -22,6 +22,7 @@ from adapter.errors import (
 from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.oversize import Oversize
 from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
+from adapter.pipeline.receipt import Channel, Receipt, address
 from adapter.store import count_messages, get_message, list_messages, verified_raw
 from adapter.store.models import InboundMessage
 
@@ -79,20 +80,25 @@ async def ingest(
             code="required",
             location="X-Source-System",
         )
-    content_type = request.headers.get("content-type")
+    client = request.client
+    receipt = Receipt(
+        x_source_system,
+        Channel.HTTP,
+        # the connection's peer: behind a reverse proxy, the proxy (headers are not trusted)
+        peer=address(client.host, client.port) if client else None,
+        content_type=request.headers.get("content-type"),
+    )
     try:
         body = await read_limited_body(request, limit=pipeline.max_bytes, keep=pipeline.keep_bytes)
     except ClientDisconnect:  # the sender went away (or was timed out): nothing to answer
         return Response(status_code=400)
     if isinstance(body, Oversize):
-        result = await run_in_threadpool(
-            pipeline.refuse_oversize, body, x_source_system, content_type
-        )
+        result = await run_in_threadpool(pipeline.refuse_oversize, body, receipt)
         answer = _answer(result)
         # the rest of the body is not read: the connection cannot carry another request
         answer.headers["Connection"] = "close"
         return answer
-    result = await run_in_threadpool(pipeline.ingest, body, x_source_system, content_type)
+    result = await run_in_threadpool(pipeline.ingest, body, receipt)
     return _answer(result)
 
 
@@ -102,6 +108,8 @@ def message_summary(message: InboundMessage) -> dict[str, Any]:
         "source_system": message.source_system,
         "facility_id": message.facility_id,
         "received_at": message.received_at.isoformat(),
+        "channel": message.channel,
+        "peer": message.peer,
         "processed_at": message.processed_at.isoformat() if message.processed_at else None,
         "status": message.status,
         "format": message.detected_format,

@@ -60,13 +60,15 @@ def ingest(
 def _ingest_file(pipeline, path: Path, source: str, content_type: str | None):
     """A file over ADAPTER_MAX_MESSAGE_BYTES is not read whole: its first bytes are kept."""
     from adapter.oversize import Oversize
+    from adapter.pipeline import Channel, Receipt
 
+    receipt = Receipt(source, Channel.CLI, peer=path.name, content_type=content_type)
     with path.open("rb") as handle:
         size = path.stat().st_size
         if size > pipeline.max_bytes:
             prefix = handle.read(pipeline.keep_bytes)
-            return pipeline.refuse_oversize(Oversize(prefix, size), source, content_type)
-        return pipeline.ingest(handle.read(), source, content_type)
+            return pipeline.refuse_oversize(Oversize(prefix, size), receipt)
+        return pipeline.ingest(handle.read(), receipt)
 
 
 def messages(
@@ -85,14 +87,14 @@ def messages(
         with runtime.factory() as session:
             rows = list_messages(session, status, limit)
             typer.echo(
-                f"{'message':36}  {'received (UTC)':19}  {'source':14}  "
-                f"{'status':24}  resources  issues"
+                f"{'message':36}  {'received (UTC)':19}  {'source':14}  {'channel':9}  "
+                f"{'status':24}  resources  issues  peer"
             )
             for m in rows:
                 typer.echo(
                     f"{m.id:36}  {m.received_at:%Y-%m-%d %H:%M:%S}  "
-                    f"{m.source_system:14}  {m.status:24}  "
-                    f"{len(m.resources or []):9}  {len(m.issues or []):6}"
+                    f"{m.source_system:14}  {m.channel or '-':9}  {m.status:24}  "
+                    f"{len(m.resources or []):9}  {len(m.issues or []):6}  {m.peer or '-'}"
                 )
     finally:
         runtime.close()
@@ -110,6 +112,8 @@ def show(message_id: str) -> None:
                 typer.secho(f"no message {message_id}", fg=typer.colors.RED, err=True)
                 raise typer.Exit(1)
             typer.echo(f"message {m.id} from {m.source_system} ({m.facility_id})")
+            if m.channel:  # not recorded for messages stored before migration 0004
+                typer.echo(f"via {m.channel}" + (f" from {m.peer}" if m.peer else ""))
             typer.echo(
                 f"received {m.received_at.isoformat()}, {m.size} bytes, "
                 f"{m.detected_format}/{m.encoding}, status {m.status}"
@@ -171,13 +175,16 @@ def demo(
         runtime.close()
         typer.secho(f"{root} is not a folder", fg=typer.colors.RED, err=True)
         raise typer.Exit(2)
+    from adapter.pipeline import Channel, Receipt
+
     known = {s.id for f in runtime.consortium.facilities for s in f.sources}
     totals: Counter[str] = Counter()
     typer.echo(f"database: {common.safe_url(settings.database_url)}")
     try:
         for source_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in known):
             for path in sorted(source_dir.glob("*.hl7")):
-                result = runtime.pipeline.ingest(path.read_bytes(), source_dir.name)
+                receipt = Receipt(source_dir.name, Channel.CLI, peer=path.name)
+                result = runtime.pipeline.ingest(path.read_bytes(), receipt)
                 _print_result(f"{source_dir.name}/{path.name}", result)
                 totals[result.status] += 1
     finally:

@@ -29,7 +29,8 @@ class SourceDocument:
     """One document read from a polled source.
 
     ``bookmark`` is where the source stands once this document is stored (FHIR pull: the
-    document's ``meta.lastUpdated``); ``name`` says where it came from in log lines and
+    document's ``meta.lastUpdated``); ``name`` says where it came from in log lines,
+    ``peer`` on the stored message (default: ``name``; a pulled resource's URL), and
     ``ref`` is the source's own handle (the claimed file for a file drop). ``oversize`` is
     set instead of the whole ``raw`` when the document is over ``ADAPTER_MAX_MESSAGE_BYTES``
     (``raw`` then holds only its first bytes).
@@ -41,12 +42,14 @@ class SourceDocument:
     name: str = ""
     ref: Any = None
     oversize: Oversize | None = None
+    peer: str | None = None
 
 
 @runtime_checkable
 class Source(Protocol):
     id: str  # the source system id (consortium file)
     kind: str  # "file" | "fhir-pull"
+    channel: str  # the Receipt's channel (adapter/pipeline/receipt.py): file-drop, fhir-pull
     interval_seconds: float
 
     def check(self) -> CheckResult: ...

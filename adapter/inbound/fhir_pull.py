@@ -93,6 +93,7 @@ def canonical_bytes(resource: dict[str, Any]) -> bytes:
 
 class FhirPullSource:
     kind = "fhir-pull"
+    channel = "fhir-pull"
 
     def __init__(self, source_id: str, settings: FhirPullSettings) -> None:
         self.id = source_id
@@ -148,11 +149,14 @@ class FhirPullSource:
                 # of that type, or the bookmark would pass it by
                 return
             stamp = (resource.get("meta") or {}).get("lastUpdated")
+            name = f"{resource.get('resourceType')}/{resource.get('id')}"
             yield SourceDocument(
                 raw=canonical_bytes(resource),
                 content_type=FHIR_JSON,
                 bookmark=stamp,
-                name=f"{resource.get('resourceType')}/{resource.get('id')}",
+                name=name,
+                # the Receipt drops any user, password or query of the configured base URL
+                peer=f"{str(self.settings.base_url).rstrip('/')}/{name}",
             )
 
     def finish(

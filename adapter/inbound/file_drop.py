@@ -75,6 +75,7 @@ class NotARegularFile(OSError):
 
 class FileSource:
     kind = "file"
+    channel = "file-drop"
 
     def __init__(self, source_id: str, settings: FileSourceSettings) -> None:
         self.id = source_id

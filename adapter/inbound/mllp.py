@@ -32,6 +32,7 @@ from adapter.errors import Issue
 from adapter.inbound.base import register_source
 from adapter.netlimits import SaidOnce, longest_silent
 from adapter.oversize import Oversize
+from adapter.pipeline.receipt import Channel, Receipt, address
 
 if TYPE_CHECKING:
     from adapter.pipeline.ingest import IngestResult, Pipeline
@@ -208,7 +209,7 @@ class MllpListener:
                 for raw in received:
                     peer.busy = True
                     ack = await asyncio.get_running_loop().run_in_executor(
-                        None, self._ingest, pipeline, raw
+                        None, self._ingest, pipeline, raw, peer.address
                     )
                     peer.busy = False
                     if ack is None:
@@ -222,20 +223,22 @@ class MllpListener:
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
 
-    def _ingest(self, pipeline: Pipeline, raw: bytes | Oversize | CutFrame) -> bytes | None:
+    def _ingest(
+        self, pipeline: Pipeline, raw: bytes | Oversize | CutFrame, peer: str | None = None
+    ) -> bytes | None:
         """Store the message through the pipeline; the ACK to send, or None if not stored.
         A frame over the limit is kept as its first bytes and answered AR; a frame cut off
         is kept as received, not translated, and answered AE."""
+        receipt = Receipt(self.id, Channel.MLLP, peer, self.settings.content_type)
         try:
             if isinstance(raw, CutFrame):
-                result = pipeline.refuse(
-                    raw.data, self.id, cut_frame_issue(len(raw.data)), self.settings.content_type
-                )
+                issue = cut_frame_issue(len(raw.data))
+                result = pipeline.refuse(raw.data, receipt, issue)
                 return ack_for(raw.data, result)
             if isinstance(raw, Oversize):
-                result = pipeline.refuse_oversize(raw, self.id, self.settings.content_type)
+                result = pipeline.refuse_oversize(raw, receipt)
                 return ack_for(raw.prefix, result, refused="AR")
-            result = pipeline.ingest(raw, self.id, self.settings.content_type)
+            result = pipeline.ingest(raw, receipt)
         except Exception as exc:  # storage or configuration failure: nothing was stored
             log.error("MLLP %s: message not stored (%s); no ACK sent", self.id, type(exc).__name__)
             return None
@@ -259,6 +262,8 @@ class _Peer:
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
+        peername = writer.get_extra_info("peername")
+        self.address = address(*peername[:2]) if isinstance(peername, tuple) else None
         self.active = time.monotonic()
         self.busy = False
 

@@ -17,6 +17,7 @@ from sqlalchemy import text
 
 from adapter.connectors.base import describe_exception
 from adapter.inbound.base import Source, SourceDocument
+from adapter.pipeline.receipt import Receipt
 
 if TYPE_CHECKING:
     from adapter.pipeline.ingest import IngestResult, Pipeline
@@ -65,13 +66,17 @@ def poll_once(source: Source, pipeline: Pipeline) -> PollSummary:
                 log.warning("source %s: reading stopped (%s)", source.id, summary.error)
                 break
             summary.read += 1
+            receipt = Receipt(
+                source.id,
+                source.channel,
+                peer=document.peer or document.name,
+                content_type=document.content_type,
+            )
             try:
                 if document.oversize is not None:
-                    result = pipeline.refuse_oversize(
-                        document.oversize, source.id, document.content_type
-                    )
+                    result = pipeline.refuse_oversize(document.oversize, receipt)
                 else:
-                    result = pipeline.ingest(document.raw, source.id, document.content_type)
+                    result = pipeline.ingest(document.raw, receipt)
             except Exception as exc:  # not stored: keep it for the next round, stop here
                 summary.failed += 1
                 summary.error = f"not stored: {type(exc).__name__}"

@@ -2,6 +2,7 @@
 transaction per message (adapter/pipeline/steps.py names its steps)."""
 
 from adapter.pipeline.ingest import Pipeline
+from adapter.pipeline.receipt import Channel, Receipt
 from adapter.pipeline.results import (
     PROCESSED,
     QUARANTINED,
@@ -18,8 +19,10 @@ __all__ = [
     "RECEIVED",
     "STATUSES",
     "WARNINGS",
+    "Channel",
     "IngestResult",
     "Outcome",
     "Pipeline",
+    "Receipt",
     "Translator",
 ]

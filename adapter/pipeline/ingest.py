@@ -35,6 +35,7 @@ from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.loader import MappingSet
 from adapter.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline import steps
+from adapter.pipeline.receipt import Channel, Receipt
 from adapter.pipeline.results import (
     PROCESSED,
     QUARANTINED,
@@ -66,6 +67,7 @@ class _Job:
     source_id: str
     outcome: Outcome
     moment: datetime
+    channel: str  # how it came in (the audit event's); reprocess for a reprocess
 
 
 class _LostRace(Exception):
@@ -162,19 +164,13 @@ class Pipeline:
         return self.translator.original_url(message_id)
 
     # -- receive -----------------------------------------------------------------------------
-    def ingest(
-        self,
-        raw: bytes,
-        source_system: str,
-        content_type: str | None = None,
-        *,
-        now: datetime | None = None,
-    ) -> IngestResult:
+    def ingest(self, raw: bytes, receipt: Receipt) -> IngestResult:
+        """Receive ``raw`` as ``receipt`` says (every way in builds one: receipt.py)."""
         if len(raw) > self.max_bytes:  # the callers stop reading before; this is the backstop
             oversize = Oversize(raw[: self.keep_bytes], len(raw))
-            return self.refuse_oversize(oversize, source_system, content_type, now=now)
-        facility, source = self.translator.source(source_system)
-        moment = now or datetime.now(UTC)
+            return self.refuse_oversize(oversize, receipt)
+        facility, source = self.translator.source(receipt.source_system)
+        moment = receipt.received_at
         digest = hashlib.sha256(raw).hexdigest()
         duplicate = self._duplicate(source.id, digest)
         if duplicate is not None:
@@ -182,10 +178,8 @@ class Pipeline:
         message_id = str(uuid.uuid4())  # chosen before translating: a linked original names it
         for attempt in range(_RACE_RETRIES + 1):
             outcome = self.translator.translate_for(raw, facility, source, message_id)
-            create = _creator(
-                raw, digest, facility, source, content_type, moment, outcome, message_id
-            )
-            job = _Job(create, facility, source.id, outcome, moment)
+            create = _creator(raw, digest, facility, source, receipt, outcome, message_id)
+            job = _Job(create, facility, source.id, outcome, moment, receipt.channel)
             try:
                 return self._settle(job)
             except (_LostRace, OperationalError) as exc:
@@ -206,41 +200,27 @@ class Pipeline:
                 log.info("retrying a message from %s after a concurrent insert", source.id)
         raise AssertionError("unreachable")
 
-    def refuse_oversize(
-        self,
-        oversize: Oversize,
-        source_system: str,
-        content_type: str | None = None,
-        *,
-        now: datetime | None = None,
-    ) -> IngestResult:
+    def refuse_oversize(self, oversize: Oversize, receipt: Receipt) -> IngestResult:
         """Keep a document over the limit as a quarantined message holding only its first
         bytes and its size (see adapter/oversize.py)."""
         prefix = oversize.prefix[: self.keep_bytes]
         issue = oversize_issue(oversize, self.max_bytes, len(prefix))
-        return self.refuse(prefix, source_system, issue, content_type, size=oversize.size, now=now)
+        return self.refuse(prefix, receipt, issue, size=oversize.size)
 
     def refuse(
-        self,
-        raw: bytes,
-        source_system: str,
-        issue: Issue,
-        content_type: str | None = None,
-        *,
-        size: int | None = None,
-        now: datetime | None = None,
+        self, raw: bytes, receipt: Receipt, issue: Issue, *, size: int | None = None
     ) -> IngestResult:
         """Keep bytes that must not be translated (a document over the limit, an MLLP frame
         cut off in transit) as a quarantined message with the issue that says why; ``size``
         when ``raw`` holds only the first bytes of what was received."""
-        facility, source = self.translator.source(source_system)
-        moment = now or datetime.now(UTC)
+        facility, source = self.translator.source(receipt.source_system)
+        moment = receipt.received_at
         digest = hashlib.sha256(raw).hexdigest()  # of the bytes kept, as for every message
         refused = Outcome.failure([issue], source.format)
         duplicate = self._duplicate(source.id, digest)
         if duplicate is not None:  # sent again: the same refusal
             return duplicate
-        create = _creator(raw, digest, facility, source, content_type, moment, refused)
+        create = _creator(raw, digest, facility, source, receipt, refused)
 
         def create_with_size(session: Session) -> InboundMessage:
             message = create(session)
@@ -249,7 +229,8 @@ class Pipeline:
             return message
 
         try:
-            return self._settle(_Job(create_with_size, facility, source.id, refused, moment))
+            job = _Job(create_with_size, facility, source.id, refused, moment, receipt.channel)
+            return self._settle(job)
         except _LostRace as race:
             duplicate = self._duplicate(source.id, digest)
             if duplicate is None:
@@ -284,7 +265,9 @@ class Pipeline:
             return stored
 
         try:
-            return self._settle(_Job(reopen, facility, source.id, outcome, moment))
+            return self._settle(
+                _Job(reopen, facility, source.id, outcome, moment, Channel.REPROCESS)
+            )
         except _LostRace as race:
             raise race.error from None
 
@@ -297,7 +280,9 @@ class Pipeline:
             with self.factory.begin() as session:
                 message = job.open_message(session)
                 if job.outcome.failed:
-                    steps.quarantine(session, message, job.outcome.issues, job.moment)
+                    steps.quarantine(
+                        session, message, job.outcome.issues, job.moment, channel=job.channel
+                    )
                 else:
                     work = self._work(session, message, job)
                     steps.store(work)
@@ -343,13 +328,14 @@ class Pipeline:
                 location=refusal.resource,
                 expression=refusal.expression,
             )
-            steps.quarantine(session, message, [issue, *job.outcome.issues], job.moment)
+            issues = [issue, *job.outcome.issues]
+            steps.quarantine(session, message, issues, job.moment, channel=job.channel)
             return result_of(message)
 
     def _quarantine_apart(self, job: _Job, issues: list[Issue]) -> IngestResult:
         with self.factory.begin() as session:
             message = job.open_message(session)
-            steps.quarantine(session, message, issues, job.moment)
+            steps.quarantine(session, message, issues, job.moment, channel=job.channel)
             return result_of(message)
 
     def _work(self, session: Session, message: InboundMessage, job: _Job) -> steps.Work:
@@ -364,6 +350,7 @@ class Pipeline:
             policies=job.outcome.policies,
             origins=job.outcome.origins,
             issues=list(job.outcome.issues),
+            channel=job.channel,
         )
 
     def _duplicate(self, source_id: str, digest: str) -> IngestResult | None:
@@ -377,12 +364,12 @@ def _creator(
     digest: str,
     facility: Facility,
     source: SourceSystem,
-    content_type: str | None,
-    moment: datetime,
+    receipt: Receipt,
     outcome: Outcome,
     message_id: str | None = None,
 ) -> OpenMessage:
-    """Receive: the inbound message row, status ``received`` until it is settled."""
+    """Receive: the inbound message row, status ``received`` until it is settled, with how
+    it came in (channel, peer, content type, when)."""
 
     def create(session: Session) -> InboundMessage:
         return create_message(
@@ -391,11 +378,13 @@ def _creator(
             source_system=source.id,
             facility_id=facility.id,
             raw=raw,
-            content_type=content_type,
+            content_type=receipt.content_type,
             sha256=digest,
             detected_format=outcome.format,
             encoding=outcome.encoding,
-            received_at=moment,
+            received_at=receipt.received_at,
+            channel=receipt.channel,
+            peer=receipt.peer,
         )
 
     return create
@@ -413,8 +402,10 @@ __all__ = [
     "RECEIVED",
     "STATUSES",
     "WARNINGS",
+    "Channel",
     "IngestResult",
     "Outcome",
     "ParseError",
     "Pipeline",
+    "Receipt",
 ]

@@ -48,6 +48,7 @@ class Work:
     policies: dict[Any, dict[str, Any]]  # (type, id) -> the template's on_conflict
     issues: list[Issue]
     origins: dict[Any, str | None] = field(default_factory=dict)  # (type, id) -> made from
+    channel: str | None = None  # how it came in (receipt.py); "reprocess" for a reprocess
     locked: LockedRows | None = None
     saved: list[Saved] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
@@ -150,6 +151,7 @@ def audit_stored(work: Work) -> None:
             message_id=work.message.id,
             source_system=work.message.source_system,
             at=work.moment,
+            channel=work.channel,
             resources=len(work.saved),
             outbox_rows=len(work.outbox),
         ),
@@ -174,7 +176,12 @@ def store(work: Work) -> None:
 
 
 def quarantine(
-    session: Session, message: InboundMessage, issues: list[Issue], moment: datetime
+    session: Session,
+    message: InboundMessage,
+    issues: list[Issue],
+    moment: datetime,
+    *,
+    channel: str | None = None,
 ) -> None:
     """Settle a message that is not stored as resources: quarantined with its located issues,
     kept to be reprocessed."""
@@ -196,6 +203,7 @@ def quarantine(
             message_id=message.id,
             source_system=message.source_system,
             at=moment,
+            channel=channel,
             issues=len(issues),
         ),
         session=session,

@@ -16,6 +16,7 @@ from adapter.store.models import InboundMessage
 
 log = logging.getLogger(__name__)
 _CONTENT_TYPE_CHARS = 255  # inbound_message.content_type
+_PEER_CHARS = 255  # inbound_message.peer
 
 
 def create_message(
@@ -30,10 +31,13 @@ def create_message(
     encoding: str | None,
     received_at: datetime,
     message_id: str | None = None,
+    channel: str | None = None,
+    peer: str | None = None,
 ) -> InboundMessage:
     """Insert a message with status ``received`` (flushed, so its id can be referenced).
 
-    The same bytes from the same source violate the unique (source_system, sha256)
+    ``channel`` and ``peer`` say how it came in (adapter/pipeline/receipt.py makes the peer
+    safe to list). The same bytes from the same source violate the unique (source_system, sha256)
     constraint: look them up with ``find_message`` first.
     """
     message = InboundMessage(
@@ -45,6 +49,8 @@ def create_message(
         content_type=content_type[:_CONTENT_TYPE_CHARS] if content_type else content_type,
         detected_format=detected_format,
         encoding=encoding,
+        channel=channel,
+        peer=peer[:_PEER_CHARS] if peer else None,
         sha256=sha256,
         raw=raw,
         size=len(raw),

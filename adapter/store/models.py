@@ -98,6 +98,10 @@ class InboundMessage(Base):
     content_type: Mapped[str | None] = mapped_column(String(255))
     detected_format: Mapped[str | None] = mapped_column(String(32))
     encoding: Mapped[str | None] = mapped_column(String(32))
+    # how it came in (adapter/pipeline/receipt.py): http, mllp, file-drop, fhir-pull, cli;
+    # the peer address, file name or URL (no credentials); None for rows older than 0004
+    channel: Mapped[str | None] = mapped_column(String(16))
+    peer: Mapped[str | None] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
     # the exact bytes; deferred so listings do not load them
     raw: Mapped[bytes] = mapped_column(LargeBinary(), deferred=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import audit
 from adapter.consortium import load_consortium
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from tests.integration.delivery_receiver import Receiver
@@ -48,9 +49,9 @@ def test_the_pipeline_reports_each_stored_and_quarantined_message(
     settings: Settings, session_factory: sessionmaker[Session], sink: Sink
 ) -> None:
     pipeline = make_pipeline(settings, load_consortium(settings.config), session_factory)
-    stored = pipeline.ingest(ORU.read_bytes(), "std-hl7v2", now=MOMENT)
-    kept = pipeline.ingest(BAD.read_bytes(), "std-hl7v2", now=MOMENT)
-    again = pipeline.ingest(ORU.read_bytes(), "std-hl7v2", now=MOMENT)
+    stored = pipeline.ingest(ORU.read_bytes(), Receipt("std-hl7v2", "cli", received_at=MOMENT))
+    kept = pipeline.ingest(BAD.read_bytes(), Receipt("std-hl7v2", "cli", received_at=MOMENT))
+    again = pipeline.ingest(ORU.read_bytes(), Receipt("std-hl7v2", "cli", received_at=MOMENT))
     assert stored.accepted and kept.status == "quarantined" and again.duplicate
 
     events = [event for event, _ in sink.events]
@@ -62,6 +63,11 @@ def test_the_pipeline_reports_each_stored_and_quarantined_message(
     assert [e.correlation_id for e in events] == [stored.message_id, kept.message_id]
     assert events[0].detail["resources"] == len(stored.resources)
     assert all(session is not None for _, session in sink.events)  # in the transaction
+    assert [e.detail["channel"] for e in events] == ["cli", "cli"]  # how each came in
+
+    pipeline.reprocess(kept.message_id, now=MOMENT)
+    redone = sink.events[-1][0]
+    assert (redone.correlation_id, redone.detail["channel"]) == (kept.message_id, "reprocess")
 
 
 def test_the_worker_reports_each_settled_delivery(
@@ -90,5 +96,5 @@ def test_a_failing_sink_does_not_break_ingest(
 
     pipeline = make_pipeline(settings, load_consortium(settings.config), session_factory)
     with audit.listening(broken):
-        result = pipeline.ingest(ORU.read_bytes(), "std-hl7v2", now=MOMENT)
+        result = pipeline.ingest(ORU.read_bytes(), Receipt("std-hl7v2", "cli", received_at=MOMENT))
     assert result.accepted

@@ -21,6 +21,7 @@ from adapter.errors import Issue, MessageError, ParseError
 from adapter.hl7v2 import parse_hl7v2
 from adapter.mapping.loader import MappingSet
 from adapter.pipeline import Pipeline
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store.models import InboundMessage, Outbox, Resource, ResourceVersion
@@ -74,7 +75,9 @@ def test_case_through_the_pipeline(
     case: dict[str, Any], pipeline: Pipeline, session_factory: sessionmaker[Session]
 ) -> None:
     raw = (BAD / case["file"]).read_bytes()
-    result = pipeline.ingest(raw, case["source"], "x-application/hl7-v2+er7")
+    result = pipeline.ingest(
+        raw, Receipt(case["source"], "cli", content_type="x-application/hl7-v2+er7")
+    )
 
     assert result.status == case["outcome"], [i.as_dict() for i in result.issues]
     assert not result.duplicate
@@ -138,7 +141,7 @@ def test_reprocessing_without_a_fix_keeps_it_quarantined(
     case: dict[str, Any], pipeline: Pipeline, session_factory: sessionmaker[Session]
 ) -> None:
     raw = (BAD / case["file"]).read_bytes()
-    first = pipeline.ingest(raw, case["source"])
+    first = pipeline.ingest(raw, Receipt(case["source"], "cli"))
     again = pipeline.reprocess(first.message_id)
     assert again.message_id == first.message_id
     assert again.status == "quarantined"
@@ -151,7 +154,7 @@ def test_reprocessing_without_a_fix_keeps_it_quarantined(
         assert _count(session, Resource) == 0
         assert _count(session, InboundMessage) == 1
     # sending the same bytes again does not make a second message, nor a retry
-    assert pipeline.ingest(raw, case["source"]).duplicate
+    assert pipeline.ingest(raw, Receipt(case["source"], "cli")).duplicate
 
 
 # -- truncation (the reader) ----------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import IngestResult, Pipeline
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import read_history, read_resource
@@ -84,14 +85,16 @@ def test_referral_copies_racing_keep_the_first_and_lose_no_original(
         stub_again = stub.replace(b"<title>", b" <title>")
         if round_no % 2:
             # the slip is stored before the two stubs race: both update the stored request
-            seed = pipeline.ingest(slip, "std-cda")
+            seed = pipeline.ingest(slip, Receipt("std-cda", "cli"))
             assert seed.status == "processed"
             racing = [stub, stub_again]
         else:
             # nothing stored yet: the slip and a stub race to create the request
             seed = None
             racing = [slip, stub]
-        results = _together([lambda raw=raw: pipeline.ingest(raw, "std-cda") for raw in racing])
+        results = _together(
+            [lambda raw=raw: pipeline.ingest(raw, Receipt("std-cda", "cli")) for raw in racing]
+        )
         everything = ([seed] if seed else []) + results
         sent = ([slip] if seed else []) + racing
         assert all(r.accepted for r in everything), [r.issues for r in everything]
@@ -128,9 +131,11 @@ def test_discharge_summary_and_its_correction_racing_leave_the_correction(
             draft = basic.replace("20261118163000", "20261117163000").replace(
                 "CYXJ-20261118-0001", "CYXJ-20261117-0000"
             )
-            assert pipeline.ingest(draft.encode("utf-8"), "std-cda").accepted
+            assert pipeline.ingest(draft.encode("utf-8"), Receipt("std-cda", "cli")).accepted
         racing = [basic.encode("utf-8"), corrected]
-        results = _together([lambda raw=raw: pipeline.ingest(raw, "std-cda") for raw in racing])
+        results = _together(
+            [lambda raw=raw: pipeline.ingest(raw, Receipt("std-cda", "cli")) for raw in racing]
+        )
         assert all(r.accepted for r in results), [r.issues for r in results]
         composition_id = _ref(results[1], "Composition")
         bundle_id = _ref(results[1], "Bundle")

@@ -20,6 +20,7 @@ from adapter.inbound.fhir_pull import FhirPullSource
 from adapter.inbound.poller import poll_once
 from adapter.pipeline import Pipeline
 from adapter.pipeline.ingest import IngestResult
+from adapter.pipeline.receipt import Receipt
 from adapter.store.models import InboundMessage
 from tests.peers.fault_server import Answer, FaultServer
 from tests.peers.fixtures import Medplum
@@ -147,13 +148,11 @@ def test_the_bookmark_never_passes_what_was_not_stored(
     class FailingThird(Pipeline):
         calls = 0
 
-        def ingest(
-            self, raw: bytes, source_system: str, content_type: str | None = None, **kw: Any
-        ) -> IngestResult:
+        def ingest(self, raw: bytes, receipt: Receipt) -> IngestResult:
             FailingThird.calls += 1
             if FailingThird.calls == 3:
                 raise OSError("database went away")
-            return super().ingest(raw, source_system, content_type, **kw)
+            return super().ingest(raw, receipt)
 
     failing = FailingThird(
         pipeline.consortium,

@@ -192,7 +192,7 @@ import copy, os, sys
 from pathlib import Path
 from adapter.inbound import build_source
 from adapter.consortium import load_consortium
-from adapter.pipeline import Pipeline
+from adapter.pipeline import Pipeline, Receipt
 from adapter.store import make_engine, session_factory
 root, url, inbox = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 consortium = load_consortium(root / "fixtures" / "consortium.yaml")
@@ -203,7 +203,7 @@ facility, system = consortium.source("std-hl7v2")
 source = build_source(facility, system.model_copy(update={"connector": {
     "kind": "file", "path": inbox, "min_age_seconds": 0}}))
 document = next(source.read(None))
-result = pipeline.ingest(document.raw, "std-hl7v2", None)
+result = pipeline.ingest(document.raw, Receipt("std-hl7v2", "file-drop", document.name))
 print(result.status, flush=True)
 os._exit(9)  # killed after the commit, before the file was moved to done/
 """

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
 from adapter.cli import app
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import build_runtime
 from adapter.settings import PROJECT_ROOT, Settings, get_settings
 from adapter.store.models import Outbox
@@ -66,7 +67,7 @@ def test_ingest_deliver_inspect_and_replay_from_the_command_line(
     config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
     runtime = build_runtime(Settings(database_url=database_url, config=config))
     try:
-        result = runtime.pipeline.ingest(ORU.read_bytes(), "lis")
+        result = runtime.pipeline.ingest(ORU.read_bytes(), Receipt("lis", "cli"))
     finally:
         runtime.close()
     assert result.accepted

@@ -35,6 +35,7 @@ from adapter.delivery.breaker import BreakerConfig
 from adapter.delivery.service import build_worker
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
 from adapter.hl7v2 import parse_hl7v2
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import read_resource
@@ -183,7 +184,7 @@ class Adapter:
         count = 0
         for source in SOURCES:
             for path in sorted((ORU / source).glob("*.hl7")):
-                result = pipeline.ingest(path.read_bytes(), source, now=T0)
+                result = pipeline.ingest(path.read_bytes(), Receipt(source, "cli", received_at=T0))
                 assert result.accepted and not result.duplicate, result.as_dict()
                 count += 1
         return count
@@ -205,7 +206,8 @@ class Adapter:
             lines[n] = fs.join(fields)
         pipeline = make_pipeline(self.settings, self.consortium, self.factory)
         result = pipeline.ingest(
-            "\r".join(lines).encode(message.charset), "shiqiao-lis", now=T0 + timedelta(seconds=90)
+            "\r".join(lines).encode(message.charset),
+            Receipt("shiqiao-lis", "cli", received_at=T0 + timedelta(seconds=90)),
         )
         assert result.accepted and not result.duplicate, result.as_dict()
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import read_resource, read_version
@@ -31,7 +32,7 @@ def pipeline(settings: Settings, session_factory: sessionmaker[Session]) -> Pipe
 
 
 def _ingest(pipeline: Pipeline, name: str) -> dict[str, str]:
-    result = pipeline.ingest((CDA / name).read_bytes(), "std-cda")
+    result = pipeline.ingest((CDA / name).read_bytes(), Receipt("std-cda", "cli"))
     assert result.status == "processed", [i.as_dict() for i in result.issues]
     return {
         ref.split("/")[0]: ref.split("/")[1]
@@ -123,9 +124,9 @@ def test_the_same_summary_again_changes_nothing(
     ids = _ingest(pipeline, "basic.xml")
     raw = (CDA / "basic.xml").read_bytes()
     # byte-identical: recognised as already received
-    assert pipeline.ingest(raw, "std-cda").duplicate
+    assert pipeline.ingest(raw, Receipt("std-cda", "cli")).duplicate
     # re-sent with different bytes (whitespace) but the same content: no new version
-    again = pipeline.ingest(raw.replace(b"<title>", b"  <title>"), "std-cda")
+    again = pipeline.ingest(raw.replace(b"<title>", b"  <title>"), Receipt("std-cda", "cli"))
     assert again.status == "processed" and not again.duplicate
     with session_factory() as session:
         composition = read_resource(session, "Composition", ids["Composition"])
@@ -142,7 +143,7 @@ def test_the_first_version_arriving_after_its_correction_does_not_undo_it(
     then keeps the stored Composition, Bundle and MedicationRequests (on_conflict
     keep-newer-and-warn), with a warning per kept resource."""
     ids = _ingest(pipeline, "corrected-rplc.xml")
-    late = pipeline.ingest((CDA / "basic.xml").read_bytes(), "std-cda")
+    late = pipeline.ingest((CDA / "basic.xml").read_bytes(), Receipt("std-cda", "cli"))
     assert late.status == "processed-with-warnings"
     kept = sorted(i.expression for i in late.issues if i.code == "conflict")
     assert kept == [

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline
+from adapter.pipeline.receipt import Receipt
 from adapter.store import read_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +35,7 @@ def pipeline(session_factory: sessionmaker[Session]) -> Pipeline:
 
 
 def _ingest(pipeline: Pipeline, path: Path) -> list[str]:
-    result = pipeline.ingest(path.read_bytes(), "county-his", now=NOW)
+    result = pipeline.ingest(path.read_bytes(), Receipt("county-his", "cli", received_at=NOW))
     assert result.status in ("processed", "processed-with-warnings"), result.issues
     return result.resources
 

@@ -28,6 +28,7 @@ from adapter.inbound import build_listener, build_source
 from adapter.inbound.file_drop import FileSource
 from adapter.inbound.mllp import MllpListener
 from adapter.inbound.poller import poll_once
+from adapter.pipeline.receipt import Receipt
 from adapter.store.models import InboundMessage
 from tests.integration.connector_helpers import example_pipeline as _pipeline
 from tests.integration.connector_helpers import example_translator as _translator
@@ -337,7 +338,7 @@ def test_a_refused_message_is_processed_by_reprocess_once_the_database_accepts_i
     pipeline = _pipeline(session_factory)
     _refuse(engine)
     try:
-        first = pipeline.ingest(_refused_oru("REFUSE0004"), "std-hl7v2")
+        first = pipeline.ingest(_refused_oru("REFUSE0004"), Receipt("std-hl7v2", "cli"))
     finally:
         _accept(engine)
     assert first.status == "quarantined"

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline
+from adapter.pipeline.receipt import Receipt
 from adapter.store import read_resource
 from adapter.store import search as store_search
 
@@ -48,9 +49,9 @@ def test_slip_then_stub_one_service_request_two_originals(
 ) -> None:
     slip = (CDA / "up-slip.xml").read_bytes()
     stub = (CDA / "up-stub.xml").read_bytes()
-    first = pipeline.ingest(slip, "std-cda", now=NOW)
+    first = pipeline.ingest(slip, Receipt("std-cda", "cli", received_at=NOW))
     assert first.status == "processed", first.issues
-    second = pipeline.ingest(stub, "std-cda", now=NOW)
+    second = pipeline.ingest(stub, Receipt("std-cda", "cli", received_at=NOW))
     assert second.status == "processed-with-warnings"
     conflicts = [i for i in second.issues if i.code == "conflict"]
     assert [i.expression for i in conflicts] == ["ServiceRequest.authoredOn", "Task.authoredOn"]
@@ -83,8 +84,12 @@ def test_slip_then_stub_one_service_request_two_originals(
 def test_stub_first_keeps_the_stub_values(
     pipeline: Pipeline, session_factory: sessionmaker[Session]
 ) -> None:
-    stub = pipeline.ingest((CDA / "up-stub.xml").read_bytes(), "std-cda", now=NOW)
-    slip = pipeline.ingest((CDA / "up-slip.xml").read_bytes(), "std-cda", now=NOW)
+    stub = pipeline.ingest(
+        (CDA / "up-stub.xml").read_bytes(), Receipt("std-cda", "cli", received_at=NOW)
+    )
+    slip = pipeline.ingest(
+        (CDA / "up-slip.xml").read_bytes(), Receipt("std-cda", "cli", received_at=NOW)
+    )
     assert stub.status == "processed" and slip.status == "processed-with-warnings"
     (sr_id,) = _ids(stub.resources, "ServiceRequest")
     with session_factory() as session:
@@ -96,7 +101,7 @@ def test_same_copy_twice_changes_nothing(
     pipeline: Pipeline, session_factory: sessionmaker[Session]
 ) -> None:
     raw = (V2 / "up-slip.hl7").read_bytes()
-    first = pipeline.ingest(raw, "std-hl7v2", now=NOW)
+    first = pipeline.ingest(raw, Receipt("std-hl7v2", "cli", received_at=NOW))
     again = pipeline.reprocess(first.message_id, now=NOW)
     assert again.status == "processed"
     assert not [i for i in again.issues if i.code == "conflict"]
@@ -109,8 +114,12 @@ def test_same_copy_twice_changes_nothing(
 def test_answer_from_the_receiver_joins_the_referral(
     pipeline: Pipeline, session_factory: sessionmaker[Session]
 ) -> None:
-    slip = pipeline.ingest((V2 / "up-slip.hl7").read_bytes(), "std-hl7v2", now=NOW)
-    answer = pipeline.ingest((V2 / "up-answer.hl7").read_bytes(), "std-hl7v2", now=NOW)
+    slip = pipeline.ingest(
+        (V2 / "up-slip.hl7").read_bytes(), Receipt("std-hl7v2", "cli", received_at=NOW)
+    )
+    answer = pipeline.ingest(
+        (V2 / "up-answer.hl7").read_bytes(), Receipt("std-hl7v2", "cli", received_at=NOW)
+    )
     assert _ids(slip.resources, "ServiceRequest") == _ids(answer.resources, "ServiceRequest")
     assert len(_all(session_factory, "ServiceRequest")) == 1
     assert len(_all(session_factory, "DocumentReference")) == 2
@@ -127,8 +136,8 @@ def test_copies_disagreeing_on_receiver_and_reason_are_each_named(
     # a stub whose receiving department and diagnosis were written differently
     stub = (CDA / "up-stub.xml").read_text(encoding="utf-8")
     stub = stub.replace("呼吸内科", "感染科").replace('code="J18.900"', 'code="J15.900"')
-    assert pipeline.ingest(slip, "std-cda", now=NOW).status == "processed"
-    second = pipeline.ingest(stub.encode("utf-8"), "std-cda", now=NOW)
+    assert pipeline.ingest(slip, Receipt("std-cda", "cli", received_at=NOW)).status == "processed"
+    second = pipeline.ingest(stub.encode("utf-8"), Receipt("std-cda", "cli", received_at=NOW))
     named = {i.expression for i in second.issues if i.code == "conflict"}
     assert named == {
         "ServiceRequest.performer",
@@ -146,7 +155,9 @@ def test_up_slip_stub_and_down_slip_of_one_referral_are_tied_together(
 ) -> None:
     folder = ROOT / "fixtures" / "json" / "referral" / "liuhe-his-json"
     results = [
-        pipeline.ingest((folder / name).read_bytes(), "liuhe-his-json", now=NOW)
+        pipeline.ingest(
+            (folder / name).read_bytes(), Receipt("liuhe-his-json", "cli", received_at=NOW)
+        )
         for name in ("up-slip.json", "up-stub.json", "down-slip.json")
     ]
     assert [r.status for r in results] == ["processed"] * 3

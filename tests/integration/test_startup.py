@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from adapter.cli import app
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import build_runtime
 from adapter.settings import PROJECT_ROOT, Settings, get_settings
 from tests.integration.delivery_receiver import Receiver
@@ -49,7 +50,7 @@ def test_a_broken_mapping_stops_ingest_but_not_the_worker_or_the_listings(
     config = write_consortium(tmp_path / "consortium.yaml", receiver.base_url)
     runtime = build_runtime(Settings(database_url=database_url, config=config))
     try:
-        stored = runtime.pipeline.ingest(ORU.read_bytes(), "lis")
+        stored = runtime.pipeline.ingest(ORU.read_bytes(), Receipt("lis", "cli"))
     finally:
         runtime.close()
     broken = tmp_path / "mappings"

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline, Translator
+from adapter.pipeline.receipt import Receipt
 from adapter.store import read_resource
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
@@ -133,8 +134,8 @@ def test_cda_after_hl7v2_updates_the_stored_report(
         max_bytes=5 * 1024 * 1024,
         default_timezone="Asia/Shanghai",
     )
-    first = pipeline.ingest(ORU.read_bytes(), "std-hl7v2")
-    second = pipeline.ingest(CDA.read_bytes(), "std-cda")
+    first = pipeline.ingest(ORU.read_bytes(), Receipt("std-hl7v2", "cli"))
+    second = pipeline.ingest(CDA.read_bytes(), Receipt("std-cda", "cli"))
     assert first.status.startswith("processed") and second.status.startswith("processed")
     reports = [r for r in first.resources if r.startswith("DiagnosticReport/")]
     assert reports == [r for r in second.resources if r.startswith("DiagnosticReport/")]

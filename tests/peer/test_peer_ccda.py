@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.consortium import load_consortium
 from adapter.mapping.translation import UNREAD
 from adapter.pipeline import Pipeline, Translator
+from adapter.pipeline.receipt import Receipt
 from adapter.store import read_resource
 from tests.fhir_checks import validate_r4
 from tests.mappings.conftest import FIXTURES, ROOT
@@ -462,7 +463,7 @@ def test_documents_of_one_patient_are_stored_as_one_patient(
         default_timezone="Asia/Shanghai",
     )
     results = [
-        pipeline.ingest((FOLDER / f"{name}.ccda").read_bytes(), "ccda-gateway")
+        pipeline.ingest((FOLDER / f"{name}.ccda").read_bytes(), Receipt("ccda-gateway", "cli"))
         for name in ("Discharge_Summary", "History_and_Physical", "Referral_Note")
     ]
     assert all(r.accepted for r in results), [r.status for r in results]

@@ -175,6 +175,21 @@ def test_no_import_against_the_layers():
     assert violations() == []
 
 
+def test_inbound_drivers_hand_the_pipeline_a_receipt():
+    """The allowed direction is used: inbound depends on the pipeline (its Receipt), while
+    outbound depends on neither inbound nor the pipeline (checked above)."""
+    known = modules(ROOT)
+    uses = {
+        name
+        for name, path in known.items()
+        if _under(name, "adapter.inbound")
+        for target, _ in imports_of(path, name)
+        if _under(target, "adapter.pipeline.receipt")
+    }
+    assert {"adapter.inbound.mllp", "adapter.inbound.poller"} <= uses
+    assert "adapter.pipeline.receipt" in known
+
+
 def test_only_the_outbox_repository_touches_the_delivery_tables():
     assert outbox_table_importers() == []
 

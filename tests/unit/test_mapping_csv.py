@@ -17,6 +17,7 @@ from adapter.mapping.loader import MappingSet, load_mapping_set
 from adapter.mapping.translation import Translation
 from adapter.pipeline import Pipeline
 from adapter.pipeline.checks import check_resources
+from adapter.pipeline.receipt import Receipt
 from tests.unit.mapping_support import context, errors, of_type, write
 
 ZHANG = "110101199003078515"
@@ -300,7 +301,9 @@ def pipeline(tmp_path: Path, session_factory: sessionmaker[Session]) -> Pipeline
 
 
 def test_a_file_with_a_bad_row_is_processed_with_warnings(pipeline: Pipeline) -> None:
-    result = pipeline.ingest(TABLE.encode("gbk"), "test-csv", "text/csv")
+    result = pipeline.ingest(
+        TABLE.encode("gbk"), Receipt("test-csv", "cli", content_type="text/csv")
+    )
     assert result.status == "processed-with-warnings"
     assert sorted(r.split("/")[0] for r in result.resources) == [
         "Observation",
@@ -315,7 +318,8 @@ def test_a_file_with_a_bad_row_is_processed_with_warnings(pipeline: Pipeline) ->
 
 def test_a_file_whose_rows_are_all_bad_is_quarantined(pipeline: Pipeline) -> None:
     result = pipeline.ingest(
-        f"{HEADER}\nR1,{ZHANG},张三,1,K,abc,mmol/L,,\n".encode(), "test-csv", "text/csv"
+        f"{HEADER}\nR1,{ZHANG},张三,1,K,abc,mmol/L,,\n".encode(),
+        Receipt("test-csv", "cli", content_type="text/csv"),
     )
     assert result.status == "quarantined" and result.resources == []
     assert [i.location for i in result.issues if i.severity == "error"] == ["row 2, column 结果"]

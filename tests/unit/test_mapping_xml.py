@@ -17,6 +17,7 @@ from adapter.mapping.formats import FORMATS
 from adapter.mapping.loader import MappingSet, load_mapping_set
 from adapter.mapping.translation import Translation
 from adapter.pipeline import Pipeline
+from adapter.pipeline.receipt import Receipt
 from adapter.xmlsafe import parse_xml
 from tests.unit.mapping_support import context, errors, of_type, write
 
@@ -579,7 +580,7 @@ HOSTILE: dict[str, tuple[bytes, str, str]] = {
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_hostile_documents_are_quarantined_with_an_outcome(name: str, pipeline: Pipeline) -> None:
     raw, code, where = HOSTILE[name]
-    result = pipeline.ingest(raw, "test-cda", "application/xml")
+    result = pipeline.ingest(raw, Receipt("test-cda", "cli", content_type="application/xml"))
     assert result.status == "quarantined"
     [issue] = result.issues
     assert issue.code == code and (issue.location or "").startswith(where)
@@ -587,7 +588,9 @@ def test_hostile_documents_are_quarantined_with_an_outcome(name: str, pipeline: 
 
 
 def test_a_cda_document_is_stored_with_its_unread_report(pipeline: Pipeline) -> None:
-    result = pipeline.ingest(LAB_CDA.encode(), "test-cda", "application/xml")
+    result = pipeline.ingest(
+        LAB_CDA.encode(), Receipt("test-cda", "cli", content_type="application/xml")
+    )
     # the title's text is read by no rule: content left behind, so a warning
     assert result.status == "processed-with-warnings", [i.as_dict() for i in result.issues]
     assert sorted(r.split("/")[0] for r in result.resources) == [

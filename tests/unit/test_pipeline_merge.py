@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.consortium import load_consortium
 from adapter.pipeline import Pipeline
 from adapter.pipeline.merge import merge_stored, reads_stored
+from adapter.pipeline.receipt import Receipt
 from adapter.store import read_resource
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,8 +134,8 @@ def test_a_patient_known_to_two_facilities_keeps_both_numbers(
         max_bytes=1024 * 1024,
         default_timezone="Asia/Shanghai",
     )
-    county = pipeline.ingest(COUNTY, "std-hl7v2")
-    township = pipeline.ingest(TOWNSHIP, "shiqiao-lis")
+    county = pipeline.ingest(COUNTY, Receipt("std-hl7v2", "cli"))
+    township = pipeline.ingest(TOWNSHIP, Receipt("shiqiao-lis", "cli"))
     assert county.accepted and township.accepted, (county.issues, township.issues)
     patients = {r for r in county.resources if r.startswith("Patient/")}
     assert patients == {r for r in township.resources if r.startswith("Patient/")}
