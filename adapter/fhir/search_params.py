@@ -392,6 +392,24 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         date("authoredon", "authoredOn"),
         date("date", "dosageInstruction.timing.event"),
     ),
+    "MedicationStatement": (
+        token("identifier", "identifier"),
+        token("status", "status"),
+        token("category", "category"),
+        token("code", "medicationCodeableConcept"),
+        ref("medication", "medicationReference", to="Medication"),
+        ref("subject", "subject", to="Patient,Group"),
+        ref("patient", "subject", to=_PATIENT),
+        ref("context", "context", to="Encounter,EpisodeOfCare"),
+        date("effective", "effectiveDateTime", "effectivePeriod"),
+        ref("source", "informationSource", to=_AGENTS.replace(",Device", "")),
+        ref(
+            "part-of",
+            "partOf",
+            to="MedicationAdministration,MedicationDispense,MedicationStatement,Procedure,"
+            "Observation",
+        ),
+    ),
     "Provenance": (
         ref("target", "target"),
         ref("patient", "target", to=_PATIENT),
@@ -433,6 +451,7 @@ _PATIENT_PARAMS: dict[str, tuple[str, ...]] = {
     "Composition": ("patient",),
     "DocumentReference": ("patient",),
     "MedicationRequest": ("patient",),
+    "MedicationStatement": ("patient",),
     "Provenance": ("patient",),
 }
 
