@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import deliveries, fhir, fhir_search, health, ingest, metrics
+from adapter.api import deliveries, fhir, fhir_search, health, history, ingest, metrics
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.errors import install_error_handlers
 from adapter.api.request_checks import RequestChecks
@@ -31,6 +31,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     metrics.router,
     ingest.router,
     deliveries.router,
+    history.router,  # before fhir.router: /fhir/_history is not a search
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )

@@ -53,36 +53,38 @@ def searchset(
 def history(
     *,
     base: str,
-    resource_type: str,
-    resource_id: str,
+    path: str,
+    params: Sequence[tuple[str, str]],
     total: int,
     versions: list[ResourceVersion],
     count: int,
     offset: int,
 ) -> dict[str, Any]:
-    """A history Bundle of one resource, newest version first."""
+    """A history Bundle (``path``: ``_history``, ``Type/_history`` or ``Type/id/_history``),
+    newest version first, with paging links carrying ``params``."""
+    kept = [(k, v) for k, v in params if k not in PAGING_PARAMS]
     links = _paging_links(
-        f"{base}/{resource_type}/{resource_id}/_history",
-        [],
-        total=total,
-        count=count,
-        offset=offset,
-        first=False,
+        f"{base}/{path}", kept, total=total, count=count, offset=offset, first=True
     )
-    entries = [
-        {
-            "fullUrl": f"{base}/{resource_type}/{resource_id}",
-            "resource": version.body,
-            "request": {"method": "PUT", "url": f"{resource_type}/{resource_id}"},
-            "response": {
-                "status": "201 Created" if version.version_id == 1 else "200 OK",
-                "etag": f'W/"{version.version_id}"',
-                "lastModified": format_instant(version.last_updated),
-            },
-        }
-        for version in versions
-    ]
-    return _bundle("history", total, links, entries)
+    return _bundle("history", total, links, [_history_entry(base, v) for v in versions])
+
+
+def _history_entry(base: str, version: ResourceVersion) -> dict[str, Any]:
+    key = f"{version.resource_type}/{version.id}"
+    entry: dict[str, Any] = {"fullUrl": f"{base}/{key}"}
+    if version.deleted:
+        entry["request"] = {"method": "DELETE", "url": key}
+        status = "204 No Content"
+    else:
+        entry["resource"] = version.body
+        entry["request"] = {"method": "PUT", "url": key}
+        status = "201 Created" if version.version_id == 1 else "200 OK"
+    entry["response"] = {
+        "status": status,
+        "etag": f'W/"{version.version_id}"',
+        "lastModified": format_instant(version.last_updated),
+    }
+    return entry
 
 
 def _paging_links(

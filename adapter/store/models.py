@@ -144,6 +144,9 @@ class ResourceVersion(Base):
             ["resource.resource_type", "resource.id"],
             ondelete="CASCADE",
         ),
+        # type-level and system-level history, newest first
+        Index(None, "resource_type", "last_updated"),
+        Index(None, "last_updated"),
     )
 
     resource_type: Mapped[str] = mapped_column(String(_TYPE), primary_key=True)

@@ -18,12 +18,13 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import IndexValue, index_values, patient_key
+from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 
@@ -371,13 +372,5 @@ def read_history(
     session: Session, resource_type: str, resource_id: str, *, count: int = 100, offset: int = 0
 ) -> tuple[int, list[ResourceVersion]]:
     """Total and a page of versions of one resource, newest first."""
-    where = (_version.c.resource_type == resource_type, _version.c.id == resource_id)
-    total = session.execute(select(func.count()).select_from(_version).where(*where)).scalar_one()
-    rows = session.scalars(
-        select(ResourceVersion)
-        .where(ResourceVersion.resource_type == resource_type, ResourceVersion.id == resource_id)
-        .order_by(ResourceVersion.version_id.desc())
-        .limit(count)
-        .offset(offset)
-    ).all()
-    return total, list(rows)
+    query = HistoryQuery(resource_type, resource_id, count=count, offset=offset)
+    return read_history_page(session, query)

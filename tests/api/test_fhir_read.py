@@ -113,9 +113,6 @@ class TestRead:
         body = outcome(client.get("/fhir/Patient/" + "x" * 65), 400, fhir_valid)
         assert "not a valid FHIR id" in body["issue"][0]["diagnostics"]
 
-    def test_type_level_history_is_not_supported(self, client: TestClient, fhir_valid) -> None:
-        outcome(client.get("/fhir/Patient/_history"), 404, fhir_valid)
-
 
 def test_unknown_route_and_wrong_method_are_operation_outcomes(
     client: TestClient, fhir_valid

@@ -1,0 +1,88 @@
+"""What every FHIR interaction checks the same way: the type, the id, paging numbers,
+strictness about unknown parameters, and the zone dates without one are read in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime, tzinfo
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+
+from adapter.errors import InvalidRequestError, Issue, UnsupportedError
+from adapter.fhir.dates import DateFormatError, parse_range
+from adapter.fhir.search_params import SUPPORTED_TYPES, is_supported
+from adapter.fhir.search_query import PAGING_NUMBER_EXPECTED, paging_number
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+# parameters every interaction takes (FHIR R4 http.html#parameters, search.html#summary)
+GENERAL_PARAMS = frozenset({"_format", "_pretty", "_summary", "_elements"})
+
+
+def check_type(resource_type: str) -> None:
+    if not is_supported(resource_type):
+        raise UnsupportedError(
+            f"Resource type {resource_type[:80]!r} is not supported by this server "
+            f"(supported: {', '.join(SUPPORTED_TYPES)})",
+            location="type",
+        )
+
+
+def check_id(resource_id: str) -> None:
+    if not ID_RE.match(resource_id):
+        raise InvalidRequestError(f"{resource_id[:80]!r} is not a valid FHIR id", location="id")
+
+
+def prefers_lenient(request: Request) -> bool:
+    prefer = request.headers.get("prefer", "")
+    tokens = {t.strip().replace(" ", "") for t in re.split(r"[;,]", prefer)}
+    return "handling=lenient" in tokens
+
+
+def check_known(request: Request, params: Iterable[str], known: Iterable[str]) -> list[str]:
+    """Unknown parameters: a 400 naming them (strict, the default), or with
+    ``Prefer: handling=lenient`` the list of those to ignore."""
+    allowed = GENERAL_PARAMS | set(known)
+    unknown = sorted({p for p in params if p not in allowed})
+    if unknown and not prefers_lenient(request):
+        message = (
+            f"Parameter(s) {', '.join(unknown)} not supported here (supported: "
+            f"{', '.join(sorted(allowed))}); send Prefer: handling=lenient to ignore them"
+        )
+        raise InvalidRequestError(
+            message,
+            issues=[Issue("error", "not-supported", message, location=name) for name in unknown],
+        )
+    return unknown
+
+
+def paging_param(params: dict[str, str], name: str, default: int) -> int:
+    if name not in params:
+        return default
+    value = params[name]
+    number = paging_number(value)
+    if number is None:
+        message = f"{name}={value!r}: {PAGING_NUMBER_EXPECTED}"
+        raise InvalidRequestError(message, issues=[Issue("error", "value", message, location=name)])
+    return number
+
+
+def request_zone(request: Request) -> tzinfo:
+    """The zone the store read dates without a zone in: the consortium's (the pipeline's)."""
+    pipeline = getattr(request.app.state, "pipeline", None)
+    if pipeline is not None:
+        return pipeline.timezone
+    return ZoneInfo(request.app.state.settings.default_timezone)
+
+
+def date_range_param(name: str, value: str, zone: tzinfo) -> tuple[datetime, datetime]:
+    """A date / dateTime / instant parameter as the UTC range it covers."""
+    try:
+        return parse_range(value, zone)
+    except DateFormatError as exc:
+        message = f"{name}={value[:60]!r}: {exc}"
+        raise InvalidRequestError(
+            message, issues=[Issue("error", "value", message, location=name)]
+        ) from None

@@ -1,0 +1,103 @@
+"""History: of one resource, of a type and of the whole server (FHIR R4 http.html#history).
+
+Each takes ``_since`` (versions written at or after an instant), ``_at`` (versions current
+at some moment of a date's range), ``_count`` and ``_offset`` (the paging links), newest
+first. This router is included before the read and search routes: ``/fhir/_history`` and
+``/fhir/{type}/_history`` would otherwise be taken for a search and a read.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from adapter.api import bundles
+from adapter.api.deps import SessionDep, SettingsDep
+from adapter.api.fhir import fhir_base
+from adapter.api.fhir_request import (
+    check_id,
+    check_known,
+    check_type,
+    date_range_param,
+    paging_param,
+    request_zone,
+)
+from adapter.api.responses import FHIRResponse
+from adapter.errors import NotFoundError
+from adapter.store.history import HistoryQuery, read_history_page
+
+router = APIRouter(prefix="/fhir", tags=["FHIR"])
+
+HISTORY_PARAMS = ("_since", "_at", "_count", "_offset")
+
+
+@router.get("/_history", name="fhir_history_system", summary="History of every resource")
+def history_system(request: Request, session: SessionDep, settings: SettingsDep) -> FHIRResponse:
+    return _history(request, session, settings, None, None)
+
+
+@router.get(
+    "/{resource_type}/_history", name="fhir_history_type", summary="History of a resource type"
+)
+def history_type(
+    resource_type: str, request: Request, session: SessionDep, settings: SettingsDep
+) -> FHIRResponse:
+    check_type(resource_type)
+    return _history(request, session, settings, resource_type, None)
+
+
+@router.get(
+    "/{resource_type}/{resource_id}/_history",
+    name="fhir_history",
+    summary="History of one resource",
+)
+def history_instance(
+    resource_type: str,
+    resource_id: str,
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+) -> FHIRResponse:
+    check_type(resource_type)
+    check_id(resource_id)
+    return _history(request, session, settings, resource_type, resource_id)
+
+
+def _history(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    resource_type: str | None,
+    resource_id: str | None,
+) -> FHIRResponse:
+    pairs = list(request.query_params.multi_items())
+    ignored = check_known(request, (k for k, _ in pairs), HISTORY_PARAMS)
+    params = dict(pairs)
+    zone = request_zone(request)
+    since = date_range_param("_since", params["_since"], zone)[0] if "_since" in params else None
+    at = date_range_param("_at", params["_at"], zone) if "_at" in params else None
+    count = min(paging_param(params, "_count", settings.page_size_default), settings.page_size_max)
+    offset = paging_param(params, "_offset", 0)
+    query = HistoryQuery(resource_type, resource_id, since, at, count, offset)
+    total, versions = read_history_page(session, query)
+    if resource_id is not None and total == 0 and not _ever_existed(session, query):
+        raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
+    path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
+    return FHIRResponse(
+        bundles.history(
+            base=fhir_base(request),
+            path=path,
+            params=[(k, v) for k, v in pairs if k not in ignored],
+            total=total,
+            versions=versions,
+            count=count,
+            offset=offset,
+        )
+    )
+
+
+def _ever_existed(session: SessionDep, query: HistoryQuery) -> bool:
+    """A known resource with no version in the window answers an empty Bundle, not 404."""
+    if query.since is None and query.at is None:
+        return False
+    unfiltered = HistoryQuery(query.resource_type, query.resource_id, count=0)
+    return read_history_page(session, unfiltered)[0] > 0
