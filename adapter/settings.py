@@ -79,6 +79,15 @@ class Settings(BaseSettings):
     )
     page_size_default: int = Field(50, gt=0)
     page_size_max: int = Field(500, gt=0)
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins allowed to call the API (CORS), as a JSON list "
+        '(\'["https://app.example.cn"]\', \'["*"]\' for any); empty: CORS off',
+    )
+    cors_allow_credentials: bool = Field(
+        False, description="CORS: browsers may send cookies / Authorization (never with *)"
+    )
+    cors_max_age_seconds: int = Field(600, ge=0, description="CORS: how long a preflight holds")
     log_level: str = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line (for log shippers)")
     deliver_in_process: bool = Field(

@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
 from adapter.api import deliveries, fhir, fhir_search, health, history, ingest, metrics
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.errors import install_error_handlers
+from adapter.api.negotiation import FhirNegotiation
 from adapter.api.request_checks import RequestChecks
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
@@ -79,8 +81,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.started_at = format_instant(datetime.now(UTC))
     app.state.delivery = None  # the in-process delivery worker, once it runs
     install_error_handlers(app)
+    app.add_middleware(FhirNegotiation)  # innermost: sees the routes' FHIR JSON answers
     app.add_middleware(RequestChecks)
     app.add_middleware(NoSniffMiddleware)  # also on RequestChecks' answers
+    if settings.cors_origins:  # off unless configured (docs/configuration.md)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=settings.cors_allow_credentials and "*" not in settings.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Last-Modified", "Location", "Content-Location"],
+            max_age=settings.cors_max_age_seconds,
+        )
     app.add_middleware(AccessLogMiddleware)  # added last: the outermost, sees every answer
     for router in ROUTERS:
         app.include_router(router)
