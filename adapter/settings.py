@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     cors_origins: list[str] = Field(
         default_factory=list,
         description="Browser origins allowed to call the API (CORS), as a JSON list "
-        '(\'["https://app.example.cn"]\', \'["*"]\' for any); empty: CORS off',
+        "('[\"https://app.example.cn\"]', '[\"*\"]' for any); empty: CORS off",
     )
     cors_allow_credentials: bool = Field(
         False, description="CORS: browsers may send cookies / Authorization (never with *)"

@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import deliveries, fhir, fhir_search, health, history, ingest, metrics
+from adapter.api import deliveries, fhir, fhir_search, health, history, ingest, metrics, operations
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.errors import install_error_handlers
 from adapter.api.negotiation import FhirNegotiation
@@ -34,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     ingest.router,
     deliveries.router,
     history.router,  # before fhir.router: /fhir/_history is not a search
+    operations.router,
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )

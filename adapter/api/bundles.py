@@ -50,6 +50,41 @@ def searchset(
     return _bundle("searchset", total, links, entries)
 
 
+def operation_searchset(
+    *,
+    base: str,
+    path: str,
+    params: Sequence[tuple[str, str]],
+    total: int,
+    matches: list[dict[str, Any]],
+    included: list[dict[str, Any]],
+    count: int,
+    offset: int,
+) -> dict[str, Any]:
+    """The searchset Bundle of an operation (``Patient/1/$everything``): one page of
+    matches, the resources they refer to as ``include`` entries, paging links."""
+    kept = [(k, v) for k, v in params if k not in PAGING_PARAMS]
+    links = _paging_links(
+        f"{base}/{path}", kept, total=total, count=count, offset=offset, first=True
+    )
+    seen = {(b["resourceType"], b["id"]) for b in matches}
+    entries = [_search_entry(base, body, "match") for body in matches]
+    entries += [
+        _search_entry(base, body, "include")
+        for body in included
+        if (body["resourceType"], body["id"]) not in seen
+    ]
+    return _bundle("searchset", total, links, entries)
+
+
+def _search_entry(base: str, body: dict[str, Any], mode: str) -> dict[str, Any]:
+    return {
+        "fullUrl": f"{base}/{body['resourceType']}/{body['id']}",
+        "resource": body,
+        "search": {"mode": mode},
+    }
+
+
 def history(
     *,
     base: str,
