@@ -12,7 +12,19 @@ from adapter.fhir.search_definitions import definition_url
 from adapter.fhir.search_params import COMMON, RESOURCES, SUPPORTED_TYPES
 
 FHIR_VERSION = "4.0.1"
-INTERACTIONS: tuple[str, ...] = ("read", "vread", "search-type", "history-instance")
+INTERACTIONS: tuple[str, ...] = (
+    "read",
+    "vread",
+    "search-type",
+    "history-instance",
+    "history-type",
+)
+# operations: name -> (OperationDefinition, the types it is defined on; () = every type)
+OPERATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "everything": ("http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
+    "document": ("http://hl7.org/fhir/OperationDefinition/Composition-document", ("Composition",)),
+    "validate": ("http://hl7.org/fhir/OperationDefinition/Resource-validate", ()),
+}
 SOFTWARE_NAME = "yigongti-fhir-adapter"
 
 
@@ -35,6 +47,11 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
                     for other in SUPPORTED_TYPES
                     for n in _references(other, pointing_to=rtype)
                 ),
+                "operation": [
+                    {"name": name, "definition": definition}
+                    for name, (definition, types) in OPERATIONS.items()
+                    if not types or rtype in types
+                ],
                 "searchParam": [
                     _search_param(
                         p.name,
@@ -58,7 +75,7 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
             "url": base_url,
         },
         "fhirVersion": FHIR_VERSION,
-        "format": ["json"],
+        "format": ["json", "xml"],
         "rest": [
             {
                 "mode": "server",
@@ -73,7 +90,7 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
                     "OperationOutcome entry of the Bundle."
                 ),
                 "resource": resources,
-                "interaction": [{"code": "search-system"}],
+                "interaction": [{"code": "search-system"}, {"code": "history-system"}],
                 "searchParam": [
                     _search_param(
                         p.name, p.type, p.documentation, definition_url("Resource", p.name)

@@ -47,7 +47,7 @@ def test_statement_header(capability: dict) -> None:
         "instance",
         "active",
     )
-    assert capability["format"] == ["json"]
+    assert capability["format"] == ["json", "xml"]
     assert capability["software"]["version"] == __version__
     assert capability["implementation"]["url"] == "http://testserver/fhir"
 
@@ -55,6 +55,7 @@ def test_statement_header(capability: dict) -> None:
 def test_resources_interactions_and_parameters_match_the_table(capability: dict) -> None:
     (rest,) = capability["rest"]
     assert rest["mode"] == "server"
+    assert {"code": "history-system"} in rest["interaction"]
     listed = {r["type"]: r for r in rest["resource"]}
     assert sorted(listed) == sorted(SUPPORTED_TYPES)
     for rtype, resource in listed.items():
@@ -63,7 +64,13 @@ def test_resources_interactions_and_parameters_match_the_table(capability: dict)
             "vread",
             "search-type",
             "history-instance",
+            "history-type",
         ]
+        operations = {o["name"] for o in resource["operation"]}
+        expected = {"validate"} | {"Patient": {"everything"}, "Composition": {"document"}}.get(
+            rtype, set()
+        )
+        assert operations == expected, rtype
         params = {p["name"]: p["type"] for p in resource["searchParam"]}
         assert params == {name: p.type for name, p in RESOURCES[rtype].params.items()}
         assert {"_id", "_lastUpdated"} <= params.keys()
@@ -93,6 +100,7 @@ def test_the_covered_types(capability: dict) -> None:
         "Composition",
         "DocumentReference",
         "MedicationRequest",
+        "MedicationStatement",
         "Provenance",
         "CodeSystem",
         "Bundle",
