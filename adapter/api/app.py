@@ -14,10 +14,22 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
-from adapter.api import deliveries, fhir, fhir_search, health, history, ingest, metrics, operations
+from adapter.api import (
+    deliveries,
+    docs,
+    fhir,
+    fhir_search,
+    health,
+    history,
+    ingest,
+    metrics,
+    operations,
+)
 from adapter.api.access_log import AccessLogMiddleware
+from adapter.api.docs import mount_assets
 from adapter.api.errors import install_error_handlers
 from adapter.api.negotiation import FhirNegotiation
+from adapter.api.openapi import install_openapi
 from adapter.api.request_checks import RequestChecks
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
@@ -29,6 +41,7 @@ from adapter.settings import Settings, get_settings
 from adapter.store import migrate
 
 ROUTERS: tuple[APIRouter, ...] = (
+    docs.router,
     health.router,
     metrics.router,
     ingest.router,
@@ -69,6 +82,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         default_response_class=FHIRResponse,
         lifespan=lifespan,
+        # FastAPI's pages load their scripts from a CDN: adapter/api/docs.py serves its own
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -98,4 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)  # added last: the outermost, sees every answer
     for router in ROUTERS:
         app.include_router(router)
+    mount_assets(app)
+    install_openapi(app, ROUTERS)
     return app

@@ -1,0 +1,49 @@
+"""The OpenAPI description tells what the API does (adapter/api/openapi.py)."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES
+
+FHIR_MEDIA = {"application/fhir+json", "application/fhir+xml"}
+
+
+def test_openapi_tells_the_truth(client: TestClient) -> None:
+    document = client.get("/openapi.json").json()
+    paths = document["paths"]
+    # one search per served type, with that type's parameters
+    assert "/fhir/{resource_type}" not in paths
+    for rtype in SUPPORTED_TYPES:
+        names = {p["name"] for p in paths[f"/fhir/{rtype}"]["get"]["parameters"]}
+        assert set(RESOURCES[rtype].params) <= names, rtype
+        assert {"_count", "_format"} <= names
+    birthdate = next(
+        p for p in paths["/fhir/Patient"]["get"]["parameters"] if p["name"] == "birthdate"
+    )
+    assert birthdate["in"] == "query" and birthdate["description"].startswith("date")
+    # FHIR answers in both formats; errors are OperationOutcomes, with the codes returned
+    read = paths["/fhir/{resource_type}/{resource_id}"]["get"]["responses"]
+    assert set(read["200"]["content"]) == FHIR_MEDIA
+    assert {"304", "400", "404", "405", "406", "410"} <= set(read)
+    outcome = read["404"]["content"]["application/fhir+xml"]["schema"]
+    assert outcome == {"$ref": "#/components/schemas/OperationOutcome"}
+    validate = paths["/fhir/{resource_type}/$validate"]["post"]["responses"]
+    assert {"413", "415"} <= set(validate)
+    assert {"400", "409", "413", "422"} <= set(paths["/ingest"]["post"]["responses"])
+    for path, operations in paths.items():
+        for operation in operations.values():
+            if path.startswith("/fhir"):
+                # FastAPI's own 422 "Validation Error": the FHIR API answers 400 instead
+                assert "422" not in operation["responses"], path
+            # no authentication and no conditional writes exist yet: never answered
+            assert not {"401", "403", "412"} & set(operation["responses"]), path
+    assert "/fhir/Patient/{patient_id}/$everything" in paths
+    assert "/fhir/_history" in paths
+    metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain; version=0.0.4"]
+
+
+def test_metrics_is_text(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.headers["content-type"].startswith("text/plain")
