@@ -4,6 +4,8 @@
   request that accepts neither gets a 406 OperationOutcome naming what is served, never
   JSON with a 200;
 * ``_pretty=true``: indented JSON or XML;
+* both parameters are taken out of the query the routes see (so paging links do not carry
+  them: clients that page in XML send ``Accept``);
 * ``HEAD``: the GET answer's status and headers without its body;
 * conditional reads: ``If-None-Match`` equal to the answer's ETag, or ``If-Modified-Since``
   not older than its Last-Modified, turn a 200 into a 304 without a body.
@@ -119,11 +121,21 @@ class FhirNegotiation:
             await FHIRResponse(operation_outcome([issue]), status_code=406)(scope, receive, send)
             return
         pretty = query.get("_pretty", "").lower() == "true"
+        # answered here in full: the routes (search's strict parameter check) never see them
+        scope = {**scope, "query_string": _without_format(scope.get("query_string", b""))}
         head = scope["method"] == "HEAD"
         if head:
-            scope = {**scope, "method": "GET"}
+            scope["method"] = "GET"
         answer = _Answer(send, request, fmt=fmt, pretty=pretty, head=head)
         await self.app(scope, receive, answer.send)
+
+
+def _without_format(query: bytes) -> bytes:
+    parts = [p for p in query.split(b"&") if p.split(b"=", 1)[0] not in _OWN_PARAMS]
+    return b"&".join(parts)
+
+
+_OWN_PARAMS = (b"_format", b"_pretty")
 
 
 class _Answer:

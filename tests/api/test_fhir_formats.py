@@ -103,6 +103,18 @@ class TestXml:
             resource = root.find(f"{FHIR}entry/{FHIR}resource")[0]
             assert resource.tag in (f"{FHIR}Observation", f"{FHIR}Patient")
 
+    def test_format_and_pretty_on_search_history_and_operations(self, client: TestClient) -> None:
+        for path in (
+            "/fhir/Observation?subject=Patient/p1",
+            "/fhir/Observation/_history",
+            "/fhir/Patient/p1/$everything",
+        ):
+            response = client.get(f"{path}{'&' if '?' in path else '?'}_format=xml&_pretty=true")
+            assert response.status_code == 200, (path, response.text)
+            assert xml_of(response).tag == f"{FHIR}Bundle"
+            pretty = client.get(f"{path}{'&' if '?' in path else '?'}_pretty=true")
+            assert pretty.status_code == 200 and pretty.text.startswith("{\n")
+
     def test_errors_are_xml_operation_outcomes_too(self, client: TestClient) -> None:
         response = client.get("/fhir/Patient/nobody?_format=xml")
         assert response.status_code == 404
