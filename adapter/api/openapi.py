@@ -30,8 +30,11 @@ RESULT_PARAMS = {
     "_count": "Page size",
     "_offset": "Where the page starts (the paging links carry it)",
     "_sort": "Sort order, e.g. -_lastUpdated",
-    "_summary": "count: the total only",
+    "_summary": "true | text | data | count | false",
+    "_elements": "Top-level elements to return, comma-separated",
     "_total": "none | estimate | accurate",
+    "_include": "Referenced resources to add, e.g. Observation:patient (:iterate)",
+    "_revinclude": "Referring resources to add, e.g. Provenance:target (:iterate)",
 }
 COMMON_PARAMS = {
     "_format": "json | xml (or a media type); overrides Accept",

@@ -5,7 +5,7 @@ attributes, their ``_name`` extensions), where a nested resource goes and how th
 narrative ``div`` is kept as XHTML; the adapter does not re-describe FHIR's structure. They
 are the R4B models (the R4 ones are not maintained in fhir.resources 8): for the types
 the adapter serves, R4 and R4B elements are the same. Rendering costs far more than JSON
-(docs/decisions/0020-fhir-xml.md): XML is served when asked for, JSON stays the default.
+(docs/decisions/0021-fhir-xml.md): XML is served when asked for, JSON stays the default.
 """
 
 from __future__ import annotations
