@@ -1,4 +1,4 @@
-"""The consortium file: facilities, their source systems, destinations and routes.
+"""The consortium file: facilities, their source systems, destinations, routes and care.
 
 Loaded once at start-up; any mistake stops the adapter with the file, the key path, the
 line and what is wrong. Data only: what the routes mean is decided in adapter.routing.
@@ -96,6 +96,37 @@ class Route(Strict):
     resource_types: list[str] = Field(default_factory=lambda: ["*"])
 
 
+class CareWindows(Strict):
+    """How long a care relationship lasts (days)."""
+
+    activity_days: float = Field(365.0, gt=0, description="after the last item sent or ordered")
+    referral_after_close_days: float = Field(
+        30.0, ge=0, description="after the referral's loop closes"
+    )
+
+
+class CatchUp(Strict):
+    """What a facility receives of a person's history, once, when it starts caring."""
+
+    enabled: bool = True
+    results_days: float = Field(90.0, ge=0, description="results of the last N days")
+    result_types: list[str] = Field(
+        default_factory=lambda: ["DiagnosticReport", "Observation", "Specimen"]
+    )
+    last_discharge_summary: bool = True
+
+
+class Care(Strict):
+    """Care relationships and routing by care (docs/routing.md). Data only: what they mean
+    is decided in adapter.routing."""
+
+    # route by care: None = on when the file has no ``routes``, off when it has some (the
+    # routes then decide alone, as before); true combines both
+    routing: bool | None = None
+    windows: CareWindows = Field(default_factory=CareWindows)
+    catch_up: CatchUp = Field(default_factory=CatchUp)
+
+
 class Consortium(Strict):
     version: int = 1
     id: str = Field(pattern=FHIR_ID_PATTERN)
@@ -119,6 +150,7 @@ class Consortium(Strict):
 
     facilities: list[Facility]
     routes: list[Route] = Field(default_factory=list)
+    care: Care = Field(default_factory=Care)
 
     @model_validator(mode="after")
     def _check_references(self) -> Consortium:

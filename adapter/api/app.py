@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
 from adapter.api import (
+    care,
     deliveries,
     docs,
     fhir,
@@ -46,6 +47,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     metrics.router,
     ingest.router,
     deliveries.router,
+    care.router,
     history.router,  # before fhir.router: /fhir/_history is not a search
     operations.router,
     fhir.router,

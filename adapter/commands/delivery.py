@@ -154,6 +154,10 @@ def _show(row: Any, attempts: list[Any]) -> None:
         f"{row.version_id} -> {row.destination}"
     )
     typer.echo(f"  state {row.state}, {row.attempts} attempts, queued {row.created_at.isoformat()}")
+    if row.reason:
+        typer.echo(f"  why: {row.reason}")
+    if row.sequence is not None:
+        typer.echo(f"  sequence number {row.sequence} (of {row.destination})")
     if row.state == "pending":
         typer.echo(f"  next attempt {row.next_attempt_at.isoformat()}")
     if row.delivered_at:

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,9 +43,10 @@ from adapter.delivery.breaker import BreakerConfig, Tally
 from adapter.delivery.lease import LeaseKeeper
 from adapter.delivery.policy import Schedule
 from adapter.errors import DeliveryError, FatalDeliveryError
+from adapter.identity import person_of, records_of
 from adapter.outbound.base import DeliveryItem, Destination, ItemResult
-from adapter.store import outbox
-from adapter.store.outbox import Settlement
+from adapter.store import care, outbox
+from adapter.store.outbox import OutboxRow, Settlement
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,34 @@ class WorkerOptions:
     lease_seconds: float = 120.0  # an in-flight row is another worker's to take after this
     poll_seconds: float = 1.0  # idle wait when nothing was due
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
+
+
+def _unsendable(
+    session: Session,
+    rows: list[OutboxRow],
+    bodies: Mapping[tuple[str, str], tuple[int, bool, dict[str, Any]]],
+    now: datetime,
+) -> list[Settlement]:
+    """Claimed rows settled without sending: the resource is gone (``local``), or the row was
+    routed by a facility's care of a person and that care has ended or was revoked since
+    (``withdrawn``: deliveries stop within one worker cycle)."""
+    out: list[Settlement] = []
+    for row in rows:
+        found = bodies.get((row.resource_type, row.resource_id))
+        if found is None or found[1]:
+            gone = "deleted" if found else "no longer stored"
+            error = f"{row.resource_type}/{row.resource_id} is {gone}; nothing to send"
+            out.append(Settlement(row, "dead", now, cause="local", error=error))
+        elif row.care_facility and row.person_id:
+            person = person_of(session, row.person_id)
+            persons = {row.person_id, person, *records_of(session, person)}
+            if not care.is_caring(session, persons, row.care_facility, now):
+                error = (
+                    f"withdrawn: {row.care_facility} no longer cares for person "
+                    f"{row.person_id} (routed for: {row.reason})"
+                )
+                out.append(Settlement(row, "dead", now, cause="withdrawn", error=error))
+    return out
 
 
 def failed_requests(results: list[ItemResult]) -> tuple[int, float | None]:
@@ -137,40 +167,32 @@ class DeliveryWorker:
                 limit=limit,
             )
             bodies = outbox.current_bodies(session, rows)
+            settlements = _unsendable(session, rows, bodies, now)
+            left = {s.row.id for s in settlements}
+            numbers = outbox.number(
+                session, destination_id, [r.id for r in rows if r.id not in left]
+            )
         report.claimed = len(rows)
         if not rows:
             if report.admission == "probe":
                 report.breaker = self._probe_by_check(destination)
             return report
 
-        items: list[DeliveryItem] = []
-        settlements: list[Settlement] = []
-        for row in rows:
-            found = bodies.get((row.resource_type, row.resource_id))
-            if found is None or found[1]:
-                gone = "deleted" if found else "no longer stored"
-                settlements.append(
-                    Settlement(
-                        row,
-                        "dead",
-                        now,
-                        cause="local",
-                        error=f"{row.resource_type}/{row.resource_id} is {gone}; nothing to send",
-                    )
-                )
-                continue
-            items.append(
-                DeliveryItem(
-                    outbox_id=row.id,
-                    destination=destination_id,
-                    resource_type=row.resource_type,
-                    resource_id=row.resource_id,
-                    version_id=row.version_id,
-                    resource=found[2],
-                    patient_key=row.patient_key,
-                    message_id=row.message_id,
-                )
+        items = [
+            DeliveryItem(
+                outbox_id=row.id,
+                destination=destination_id,
+                resource_type=row.resource_type,
+                resource_id=row.resource_id,
+                version_id=row.version_id,
+                resource=bodies[(row.resource_type, row.resource_id)][2],
+                patient_key=row.patient_key,
+                message_id=row.message_id,
+                sequence=numbers.get(row.id),
             )
+            for row in rows
+            if row.id not in left
+        ]
         versions = {i.outbox_id: int(bodies[(i.resource_type, i.resource_id)][0]) for i in items}
         by_id = {row.id: row for row in rows}
 

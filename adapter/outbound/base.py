@@ -33,6 +33,7 @@ class DeliveryItem:
     resource: dict[str, Any]  # the CURRENT stored body (meta stamped): a replay sends it
     patient_key: str | None = None
     message_id: str | None = None  # the inbound message it came from (MLLP resends its bytes)
+    sequence: int | None = None  # the destination's sequence number (a resend keeps it)
 
 
 @dataclass

@@ -12,6 +12,11 @@ from typing import Any, Literal
 
 from adapter.outbound.base import DeliveryItem
 
+# each entry's sequence number for its destination: an extension on the Bundle entry, and
+# on a single PUT the header (docs/routing.md, "Sequence numbers")
+SEQUENCE_URL = "https://yigongti-fhir-adapter.github.io/fhir/StructureDefinition/delivery-sequence"
+SEQUENCE_HEADER = "X-Delivery-Sequence"
+
 # meta elements the destination stamps itself; sending ours could be taken for a version
 # precondition or simply be wrong there
 _SERVER_META = ("versionId", "lastUpdated")
@@ -47,15 +52,21 @@ def put_bundle(
     """A ``transaction`` (or ``batch``) Bundle of one PUT per resource. ``fullUrl`` is
     ``<base_url>/Type/id`` for a server, ``Type/id`` when there is no base (a file)."""
     prefix = f"{base_url}/" if base_url else ""
-    return {
-        "resourceType": "Bundle",
-        "type": bundle_type,
-        "entry": [
-            {
-                "fullUrl": f"{prefix}{i.resource_type}/{i.resource_id}",
-                "resource": outgoing(i.resource),
-                "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"},
-            }
-            for i in unique_resources(items)
-        ],
-    }
+    listed = list(items)
+    # two rows of one resource go as one entry: it carries every number they were given
+    numbers: dict[tuple[str, str], list[int]] = {}
+    for i in listed:
+        if i.sequence is not None:
+            numbers.setdefault((i.resource_type, i.resource_id), []).append(i.sequence)
+    entries = []
+    for i in unique_resources(listed):
+        entry: dict[str, Any] = {
+            "fullUrl": f"{prefix}{i.resource_type}/{i.resource_id}",
+            "resource": outgoing(i.resource),
+            "request": {"method": "PUT", "url": f"{i.resource_type}/{i.resource_id}"},
+        }
+        given = numbers.get((i.resource_type, i.resource_id))
+        if given:
+            entry["extension"] = [{"url": SEQUENCE_URL, "valueInteger": n} for n in sorted(given)]
+        entries.append(entry)
+    return {"resourceType": "Bundle", "type": bundle_type, "entry": entries}

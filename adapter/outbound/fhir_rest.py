@@ -34,7 +34,7 @@ from adapter.consortium import Facility
 from adapter.credentials import header_secrets
 from adapter.errors import DeliveryError, FatalDeliveryError, RetriableDeliveryError
 from adapter.outbound.base import ConnectorContext, DeliveryItem, ItemResult, register_destination
-from adapter.outbound.bundle import outgoing, put_bundle
+from adapter.outbound.bundle import SEQUENCE_HEADER, outgoing, put_bundle
 
 
 class FhirDestinationSettings(HttpSettings):
@@ -118,19 +118,24 @@ class FhirRestDestination:
         return results
 
     def _request(
-        self, method: str, url: str, body: dict[str, Any]
+        self, method: str, url: str, body: dict[str, Any], sequence: int | None = None
     ) -> tuple[httpx.Response | None, DeliveryError | None, float]:
         started = time.perf_counter()
+        headers = self._headers
+        if sequence is not None:  # the destination's sequence number (docs/routing.md)
+            headers = {**headers, SEQUENCE_HEADER: str(sequence)}
         try:
             with self._slots:
-                response = self._client.request(method, url, json=body, headers=self._headers)
+                response = self._client.request(method, url, json=body, headers=headers)
         except Exception as exc:  # transport failures and token endpoint errors
             return None, error_for_exception(exc, what=f"{method} {self._where(url)}"), _ms(started)
         return response, None, _ms(started)
 
     def _put(self, item: DeliveryItem) -> tuple[int | None, DeliveryError | None, float]:
         url = f"{item.resource_type}/{item.resource_id}"
-        response, error, duration = self._request("PUT", url, outgoing(item.resource))
+        response, error, duration = self._request(
+            "PUT", url, outgoing(item.resource), item.sequence
+        )
         if response is None:
             return None, error, duration
         if response.is_success:

@@ -34,9 +34,11 @@ _RESOURCE_FIELDS = {
     "outbox_id": 1,
     "destination": "d",
     "timestamp": "20260101T000000000000",
+    "sequence": 1,
 }
 _BUNDLE_FIELDS = {
     "first_outbox_id": 1,
+    "first_sequence": 1,
     "count": 1,
     "destination": "d",
     "timestamp": "20260101T000000000000",
@@ -67,11 +69,12 @@ class FileDestinationSettings(ConnectorSettings):
     naming: str = Field(
         "{resource_type}-{resource_id}.json",
         description="file name; {resource_type} {resource_id} {version_id} "
-        "{outbox_id} {destination} {timestamp}",
+        "{outbox_id} {destination} {timestamp} {sequence} (the destination's sequence number)",
     )
     bundle_naming: str = Field(
         "bundle-{timestamp}-{first_outbox_id}.json",
-        description="file name of a batch; {first_outbox_id} {count} {destination} {timestamp}",
+        description="file name of a batch; {first_outbox_id} {first_sequence} {count} "
+        "{destination} {timestamp}",
     )
     create_directory: bool = False
     fsync: bool = Field(True, description="flush each file to disk before renaming it")
@@ -123,6 +126,7 @@ class FileDestination:
                 outbox_id=item.outbox_id,
                 destination=self.id,
                 timestamp=stamp,
+                sequence=item.sequence or 0,
             )
             results.append(self._write(name, outgoing(item.resource), [item], started)[0])
         return results
@@ -134,6 +138,7 @@ class FileDestination:
         bundle = put_bundle(batch)  # one entry per resource; fullUrl Type/id (no server base)
         name = self.settings.bundle_naming.format(
             first_outbox_id=batch[0].outbox_id,
+            first_sequence=min((i.sequence for i in batch if i.sequence is not None), default=0),
             count=len(batch),
             destination=self.id,
             timestamp=stamp,

@@ -1,7 +1,8 @@
 """The named steps of storing one translated message, each a small function with one job,
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
-    resolve_identity -> merge_with_stored -> save -> route -> enqueue -> record_result -> audit
+    resolve_identity -> merge_with_stored -> save -> note_care -> route -> enqueue
+    -> record_result -> audit
 
 Each step reads and extends one ``Work``. A new concern (patient resolution across the
 consortium, routing by the patient's registered facility) is a new or richer step here,
@@ -14,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,15 +24,19 @@ from sqlalchemy.orm import Session
 from adapter import audit
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue
+from adapter.identity import person_of, records_of
 from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE
-from adapter.routing import destinations_for
-from adapter.store import enqueue_many, lock_resources, save_resources, set_message_result
+from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
+from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
 from adapter.store.resources import LockedRows, Saved
 
 log = logging.getLogger(__name__)
+
+DISCHARGE_SUMMARY = "18842-5"  # LOINC: the discharge summary Composition's type
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -52,10 +57,31 @@ class Work:
     locked: LockedRows | None = None
     saved: list[Saved] = field(default_factory=list)
     outbox: list[dict[str, Any]] = field(default_factory=list)
+    # facilities that started caring for a person in this message: (person, facility, rows)
+    started: list[tuple[str, str, list[care.CareRow]]] = field(default_factory=list)
+    _persons: dict[str, str] = field(default_factory=dict)
+    _caring: dict[str, dict[str, list[care.CareRow]]] = field(default_factory=dict)
 
     @property
     def warned(self) -> bool:
         return any(i.severity == "warning" for i in self.issues)
+
+    def person(self, patient_key: str) -> str:
+        """The consortium person of ``Patient/<id>`` (adapter.identity.person_of)."""
+        if patient_key not in self._persons:
+            self._persons[patient_key] = person_of(self.session, patient_key.split("/", 1)[-1])
+        return self._persons[patient_key]
+
+    def caring(self, person: str) -> dict[str, list[care.CareRow]]:
+        """Facility -> its relationships open now with the person (under the person's id or
+        any record linked to it: care follows a merge)."""
+        if person not in self._caring:
+            ids = {person, *records_of(self.session, person)}
+            self._caring[person] = care.caring(self.session, ids, self.moment)
+        return self._caring[person]
+
+    def forget_care(self, person: str) -> None:
+        self._caring.pop(person, None)
 
 
 def resolve_identity(work: Work) -> None:
@@ -101,22 +127,131 @@ def save(work: Work) -> None:
     )
 
 
+def note_care(work: Work) -> None:
+    """The care relationships the message shows (adapter.routing.care), kept by consortium
+    person (adapter.identity.person_of). A facility that starts caring for a person here is
+    remembered in ``work.started``: it gets the person's recent history (``route``)."""
+    facts = care_facts(work.consortium, work.facility.id, [s.body for s in work.saved], work.moment)
+    if not facts:
+        return
+    persons = {work.person(f.patient) for f in facts}
+    before = {p: set(work.caring(p)) for p in persons}
+    for fact in facts:
+        person = work.person(fact.patient)
+        if fact.source == "activity":
+            assert fact.end is not None
+            care.note_activity(
+                work.session,
+                person,
+                fact.facility,
+                at=fact.start,
+                until=fact.end,
+                detail=fact.detail,
+            )
+        elif fact.source == "referral":
+            care.note_referral(
+                work.session,
+                person,
+                fact.facility,
+                fact.ref,
+                at=fact.start,
+                end=fact.end,
+                detail=fact.detail,
+            )
+        elif fact.source == "registered":
+            care.register(work.session, person, fact.facility, at=fact.start, detail=fact.detail)
+    for person in persons:
+        work.forget_care(person)
+        now = work.caring(person)
+        for facility in sorted(set(now) - before[person]):
+            work.started.append((person, facility, now[facility]))
+
+
 def route(work: Work) -> None:
-    """One outbox row per changed resource and destination that receives it (adapter/routing)."""
+    """One outbox row per changed resource and destination that receives it, with the
+    reason (adapter/routing): the static routes, and, routing by care, every facility
+    caring for the resource's person. Resources about no patient (Organization, the
+    document Bundle) go with the message's patients. A facility that started caring in
+    this message first gets the person's recent history, once (``catch_up``)."""
+    by_care = routes_by_care(work.consortium)
+    sent = {(s.resource_type, s.id) for s in work.saved if s.changed}
+    if by_care:
+        for person, facility, rows in work.started:
+            catch_up(work, person, facility, rows, skip=sent)
+    with_message: dict[str, tuple[Recipient, str]] = {}
+    loose: list[Saved] = []
     for item in work.saved:
         if not item.changed:
             continue  # identical content: nothing new to deliver
-        for destination in destinations_for(work.consortium, work.facility.id, item.resource_type):
+        person, caring = None, None
+        if by_care and item.patient_key:
+            person = work.person(item.patient_key)
+            caring = work.caring(person)
+        chosen = recipients(work.consortium, work.facility.id, item.resource_type, caring)
+        if by_care and not item.patient_key:
+            loose.append(item)
+        for recipient in chosen:
+            if recipient.care_facility is not None and person is not None:
+                with_message.setdefault(recipient.destination, (recipient, person))
+            _queue(work, item, recipient, person)
+    for item in loose:  # after every patient's resource: their care is known
+        static = {d for d, _ in routed(work.consortium, work.facility.id, item.resource_type)}
+        for recipient, person in with_message.values():
+            if recipient.destination not in static:
+                _queue(work, item, recipient, person)
+
+
+def catch_up(
+    work: Work, person: str, facility: str, rows: list[care.CareRow], *, skip: set[Any]
+) -> None:
+    """What a facility that starts caring for a person gets of the person's history, once:
+    the Patient records, results of the last ``care.catch_up.results_days`` days and the
+    newest discharge summary (consortium file ``care.catch_up``)."""
+    settings = work.consortium.care.catch_up
+    config = work.consortium.facility(facility)
+    destinations = [d.id for d in config.destinations if d.enabled] if config else []
+    if not settings.enabled or not destinations:
+        return
+    patients = [f"Patient/{r}" for r in {person, *records_of(work.session, person)}]
+    found = care.history_of(work.session, patients, types=["Patient"], since=_EPOCH)
+    since = work.moment - timedelta(days=settings.results_days)
+    found += care.history_of(work.session, patients, types=settings.result_types, since=since)
+    if settings.last_discharge_summary:
+        found += care.last_document(work.session, patients, loinc=DISCHARGE_SUMMARY)
+    why = f"catch-up: {facility} started caring ({describe(rows[0])})"
+    for resource_type, resource_id, version, patient in found:
+        if (resource_type, resource_id) in skip:
+            continue  # sent with this message anyway
+        for destination in destinations:
             work.outbox.append(
                 {
                     "destination": destination,
-                    "resource_type": item.resource_type,
-                    "resource_id": item.id,
-                    "version_id": item.version_id,
-                    "patient_key": item.patient_key,
+                    "resource_type": resource_type,
+                    "resource_id": resource_id,
+                    "version_id": version,
+                    "patient_key": patient,
                     "message_id": work.message.id,
+                    "reason": why,
+                    "person_id": person,
+                    "care_facility": facility,
                 }
             )
+
+
+def _queue(work: Work, item: Saved, recipient: Recipient, person: str | None) -> None:
+    work.outbox.append(
+        {
+            "destination": recipient.destination,
+            "resource_type": item.resource_type,
+            "resource_id": item.id,
+            "version_id": item.version_id,
+            "patient_key": item.patient_key,
+            "message_id": work.message.id,
+            "reason": recipient.reason,
+            "person_id": person if recipient.care_facility else None,
+            "care_facility": recipient.care_facility,
+        }
+    )
 
 
 def enqueue(work: Work) -> None:
@@ -163,6 +298,7 @@ STEPS: tuple[Callable[[Work], None], ...] = (
     resolve_identity,
     merge_with_stored,
     save,
+    note_care,
     route,
     enqueue,
     record_result,

@@ -1,13 +1,33 @@
-"""Routing: who receives what. The consortium file declares facilities, destinations and
-routes as data (adapter.consortium); deciding which destinations a resource goes to is here.
+"""Routing: who receives what. The consortium file declares facilities, destinations,
+routes and care settings as data (adapter.consortium); deciding which destinations a
+resource goes to, and why, is here (pure decisions: no database).
 
-    destinations_for(consortium, facility_id, resource_type) -> list[str]
+    routes.py   destinations_for / routed: the static routes (producing facility, type)
+    care.py     care_facts: the care relationships a message shows;
+                recipients: static routes plus, routing by care, every facility caring
+                for the resource's person, each with its reason (docs/routing.md)
 
-Today a route matches on the producing facility and the resource type, and only enabled
-destinations are chosen. This is where consortium-wide routing (by patient, by the
-patient's registered facility, by referral) will be decided.
+The care rows themselves are kept by adapter.store.care; the pipeline's note_care and
+route steps bring both together.
 """
 
-from adapter.routing.routes import destinations_for
+from adapter.routing.care import (
+    CareFact,
+    Recipient,
+    care_facts,
+    describe,
+    recipients,
+    routes_by_care,
+)
+from adapter.routing.routes import destinations_for, routed
 
-__all__ = ["destinations_for"]
+__all__ = [
+    "CareFact",
+    "Recipient",
+    "care_facts",
+    "describe",
+    "destinations_for",
+    "recipients",
+    "routed",
+    "routes_by_care",
+]

@@ -7,6 +7,7 @@ search_index      one row per searchable value of a current resource
 outbox            one row per resource version and destination still to deliver
 delivery_attempt  every try to deliver an outbox row: when, by whom, status, error, duration
 delivery_destination  per destination: circuit breaker state and last success (shared by workers)
+care_relationship  which facility cares for which consortium person, since when, until when, why
 """
 
 from __future__ import annotations
@@ -226,6 +227,7 @@ class Outbox(Base):
         Index(None, "destination", "state", "next_attempt_at"),
         Index(None, "destination", "order_key", "id"),
         Index(None, "resource_type", "resource_id"),
+        UniqueConstraint("destination", "sequence", name="uq_outbox_destination_sequence"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -250,6 +252,14 @@ class Outbox(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_status: Mapped[str | None] = mapped_column(String(32))  # HTTP status or ACK code
     sent_version_id: Mapped[int | None] = mapped_column(Integer())  # what was delivered
+    # why the destination gets it (a static route, or which care relationship); routed by
+    # care, the person and the facility whose care it was (checked again before sending)
+    reason: Mapped[str | None] = mapped_column(Text())
+    person_id: Mapped[str | None] = mapped_column(String(_ID))
+    care_facility: Mapped[str | None] = mapped_column(String(_ID))
+    # the destination's sequence number, given when the row is first sent (a receiver sees
+    # 1, 2, 3 ... without a gap; a resend carries the same number)
+    sequence: Mapped[int | None] = mapped_column(BigInteger())
 
 
 class DeliveryAttempt(Base):
@@ -300,3 +310,38 @@ class DeliveryDestination(Base):
     delivered_total: Mapped[int] = mapped_column(BigInteger(), default=0)
     retried_total: Mapped[int] = mapped_column(BigInteger(), default=0)
     dead_total: Mapped[int] = mapped_column(BigInteger(), default=0)
+    last_sequence: Mapped[int] = mapped_column(BigInteger(), default=0)  # the last one given
+
+
+CARE_SOURCES = ("activity", "referral", "registered", "grant", "revocation")
+
+
+class CareRelationship(Base):
+    """A facility caring for a consortium person, from ``start_at`` until ``end_at`` (open
+    when empty), and why (``source``, ``ref``): activity (it sent or ordered something for
+    the person; one row per person and facility, extended by each new item), referral (a
+    party of a referral, ``ref`` the ServiceRequest), registered (the primary facility),
+    grant (the API, with ``actor`` and ``note``); a revocation (the API) withholds the
+    person from the facility whatever else says so while it lasts."""
+
+    __tablename__ = "care_relationship"
+    __table_args__ = (
+        CheckConstraint(
+            "source IN (" + ", ".join(f"'{s}'" for s in CARE_SOURCES) + ")", name="source"
+        ),
+        UniqueConstraint("person_id", "facility_id", "source", "ref", name="uq_care_key"),
+        Index("ix_care_relationship_facility", "facility_id", "person_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    person_id: Mapped[str] = mapped_column(String(_ID))
+    facility_id: Mapped[str] = mapped_column(String(_ID))
+    source: Mapped[str] = mapped_column(String(16))
+    ref: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID), default="")
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    actor: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text())
+    detail: Mapped[str | None] = mapped_column(Text())  # e.g. the last item that extended it
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -49,6 +49,7 @@ class Receiver:
     # answer the whole Bundle instead, storing nothing
     bundle_rule: Callable[[int], tuple[int, dict[str, str], Any] | None] | None = None
     bundles: list[int] = field(default_factory=list)  # the status of each Bundle POST
+    entries: list[dict[str, Any]] = field(default_factory=list)  # of each Bundle taken
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(
@@ -119,6 +120,8 @@ def _handler(receiver: Receiver) -> type[BaseHTTPRequestHandler]:
                 self._reply(whole[0], whole[2], whole[1])
                 return
             entries = []
+            with receiver.lock:
+                receiver.entries.extend(bundle.get("entry") or [])
             for entry in bundle.get("entry") or []:
                 resource_type, resource_id = entry["request"]["url"].split("/")[-2:]
                 status, _headers, outcome = receiver.put(

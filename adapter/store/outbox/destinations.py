@@ -40,6 +40,7 @@ class DestinationRecord:
     delivered_total: int
     retried_total: int
     dead_total: int
+    last_sequence: int = 0  # the last sequence number given to a row of this destination
 
     @classmethod
     def of(cls, row: RowMapping) -> DestinationRecord:
@@ -88,6 +89,7 @@ def ensure(session: Session, destination: str, now: datetime) -> None:
         "delivered_total": 0,
         "retried_total": 0,
         "dead_total": 0,
+        "last_sequence": 0,
     }
     if dialect == "postgresql":
         session.execute(postgresql.insert(_d).values(**values).on_conflict_do_nothing())
@@ -216,3 +218,29 @@ def breaker_state(session: Session, destination: str) -> str | None:
     return session.execute(
         select(_d.c.breaker_state).where(_d.c.destination == destination)
     ).scalar_one_or_none()
+
+
+def number(session: Session, destination: str, ids: list[int]) -> dict[int, int]:
+    """Give the rows ``ids`` (claimed, about to be sent; in id order) the destination's next
+    sequence numbers, unless they have one already (a resend keeps its number). The UPDATE of
+    the destination's row serialises the workers of one destination (PostgreSQL)."""
+    if not ids:
+        return {}
+    have = dict(
+        session.execute(
+            select(_o.c.id, _o.c.sequence).where(_o.c.id.in_(ids), _o.c.sequence.is_not(None))
+        ).all()
+    )
+    fresh = sorted(i for i in ids if i not in have)
+    if fresh:
+        last = session.execute(
+            update(_d)
+            .where(_d.c.destination == destination)
+            .values(last_sequence=_d.c.last_sequence + len(fresh))
+            .returning(_d.c.last_sequence)
+        ).scalar_one()
+        first = int(last) - len(fresh) + 1
+        for offset, row_id in enumerate(fresh):
+            session.execute(update(_o).where(_o.c.id == row_id).values(sequence=first + offset))
+            have[row_id] = first + offset
+    return {int(k): int(v) for k, v in have.items()}

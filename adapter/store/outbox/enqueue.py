@@ -44,7 +44,9 @@ def enqueue(
 def enqueue_many(
     session: Session, items: list[dict[str, Any]], *, now: datetime | None = None
 ) -> None:
-    """Several pending deliveries in one statement; each item has the ``enqueue`` fields."""
+    """Several pending deliveries in one statement; each item has the ``enqueue`` fields,
+    and may have ``reason`` (why the destination gets it), ``person_id`` and
+    ``care_facility`` (routed by that facility's care of that person)."""
     if not items:
         return
     moment = (now or datetime.now(UTC)).astimezone(UTC)
@@ -56,6 +58,9 @@ def enqueue_many(
             "version_id": item["version_id"],
             "patient_key": item.get("patient_key"),
             "message_id": item.get("message_id"),
+            "reason": item.get("reason"),
+            "person_id": item.get("person_id"),
+            "care_facility": item.get("care_facility"),
             "order_key": order_key(
                 item["resource_type"], item["resource_id"], item.get("patient_key")
             ),

@@ -44,6 +44,10 @@ class OutboxRow:
     delivered_at: datetime | None
     last_status: str | None  # HTTP status or ACK code
     sent_version_id: int | None  # the version that was delivered
+    reason: str | None = None  # why the destination gets it (a route, a care relationship)
+    person_id: str | None = None  # routed by care: the person ...
+    care_facility: str | None = None  # ... and the facility whose care chose it
+    sequence: int | None = None  # the destination's sequence number, given at the first send
 
     @classmethod
     def of(cls, row: RowMapping) -> OutboxRow:
@@ -73,6 +77,10 @@ class OutboxRow:
             "delivered_at": _instant(self.delivered_at),
             "claimed_by": self.claimed_by,
             "message_id": self.message_id,
+            "reason": self.reason,
+            "care_facility": self.care_facility,
+            "person": self.person_id,
+            "sequence": self.sequence,
         }
 
 
@@ -126,7 +134,7 @@ class Settlement:
     duration_ms: float = 0.0
     sent_version: int | None = None
     next_attempt_at: datetime | None = None
-    cause: str | None = None  # of a dead letter: refused | exhausted | local
+    cause: str | None = None  # of a dead letter: refused | exhausted | local | withdrawn
 
 
 __all__ = ["AttemptRow", "OutboxRow", "OutboxState", "Settlement"]

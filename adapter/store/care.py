@@ -1,0 +1,379 @@
+"""The ``care_relationship`` table: which facility cares for which consortium person,
+since when, until when, and why. What the rows mean for routing is decided in
+adapter.routing.care; the pipeline writes them in the message's transaction, the API and
+the ``adapter care`` commands read them and write grants, revocations and registrations.
+
+Functions take a Session and never commit. A relationship is *open* at ``t`` when
+``start_at <= t`` and (``end_at`` is empty or later than ``t``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import RowMapping, and_, bindparam, case, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from adapter.store.models import CareRelationship, Resource
+
+_c = CareRelationship.__table__
+_r = Resource.__table__
+POSITIVE = ("activity", "referral", "registered", "grant")
+
+
+@dataclass(frozen=True, slots=True)
+class CareRow:
+    """One ``care_relationship`` row."""
+
+    id: int
+    person_id: str
+    facility_id: str
+    source: str
+    ref: str
+    start_at: datetime
+    end_at: datetime | None
+    actor: str | None
+    note: str | None
+    detail: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, row: RowMapping) -> CareRow:
+        return cls(**{name: row[name] for name in _FIELDS})
+
+    def open_at(self, moment: datetime) -> bool:
+        return self.start_at <= moment and (self.end_at is None or self.end_at > moment)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "person": self.person_id,
+            "facility": self.facility_id,
+            "source": self.source,
+            "ref": self.ref or None,
+            "start": self.start_at.isoformat(),
+            "end": self.end_at.isoformat() if self.end_at else None,
+            "actor": self.actor,
+            "note": self.note,
+            "detail": self.detail,
+        }
+
+
+_FIELDS = tuple(f.name for f in fields(CareRow))
+
+
+def _open(moment: datetime) -> Any:
+    return and_(_c.c.start_at <= moment, or_(_c.c.end_at.is_(None), _c.c.end_at > moment))
+
+
+def _insert_new(session: Session, values: dict[str, Any]) -> bool:
+    """Insert unless the key (person, facility, source, ref) exists; True when inserted."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        statement: Any = postgresql.insert(_c).values(**values).on_conflict_do_nothing()
+    else:
+        statement = sqlite.insert(_c).values(**values).on_conflict_do_nothing()
+    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+
+
+def _values(
+    person: str,
+    facility: str,
+    source: str,
+    ref: str,
+    start: datetime,
+    end: datetime | None,
+    now: datetime,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "person_id": person,
+        "facility_id": facility,
+        "source": source,
+        "ref": ref,
+        "start_at": start,
+        "end_at": end,
+        "created_at": now,
+        "updated_at": now,
+        **extra,
+    }
+
+
+def _key(person: str, facility: str, source: str, ref: str) -> Any:
+    return and_(
+        _c.c.person_id == person,
+        _c.c.facility_id == facility,
+        _c.c.source == source,
+        _c.c.ref == ref,
+    )
+
+
+# -- written by the pipeline ------------------------------------------------------------------
+def note_activity(
+    session: Session, person: str, facility: str, *, at: datetime, until: datetime, detail: str
+) -> None:
+    """The facility sent or ordered something for the person at ``at``: its one activity
+    row runs until ``until`` (a lapsed one starts again)."""
+    if _insert_new(
+        session, _values(person, facility, "activity", "", at, until, at, detail=detail)
+    ):
+        return
+    session.execute(
+        update(_c)
+        .where(_key(person, facility, "activity", ""))
+        .values(
+            start_at=case((_c.c.end_at <= at, at), else_=_c.c.start_at),
+            end_at=case((_c.c.end_at < until, until), else_=_c.c.end_at),
+            detail=detail,
+            updated_at=at,
+        )
+    )
+
+
+def note_referral(
+    session: Session,
+    person: str,
+    facility: str,
+    ref: str,
+    *,
+    at: datetime,
+    end: datetime | None,
+    detail: str,
+) -> None:
+    """The facility is a party of referral ``ref``; ``end`` set once its loop closed."""
+    if _insert_new(session, _values(person, facility, "referral", ref, at, end, at, detail=detail)):
+        return
+    if end is not None:  # closed now: the first close counts
+        session.execute(
+            update(_c)
+            .where(_key(person, facility, "referral", ref), _c.c.end_at.is_(None))
+            .values(end_at=end, detail=detail, updated_at=at)
+        )
+
+
+def register(
+    session: Session,
+    person: str,
+    facility: str,
+    *,
+    at: datetime,
+    detail: str,
+    actor: str | None = None,
+    note: str | None = None,
+) -> None:
+    """The person's registered primary facility is ``facility`` from ``at`` (签约 / 健康档案):
+    a registration elsewhere that is still open ends."""
+    session.execute(
+        update(_c)
+        .where(
+            _c.c.person_id == person,
+            _c.c.source == "registered",
+            _c.c.facility_id != facility,
+            _open(at),
+        )
+        .values(end_at=at, updated_at=at)
+    )
+    values = _values(
+        person, facility, "registered", "", at, None, at, detail=detail, actor=actor, note=note
+    )
+    if not _insert_new(session, values):
+        session.execute(
+            update(_c)
+            .where(_key(person, facility, "registered", ""), _c.c.end_at.is_not(None))
+            .values(start_at=at, end_at=None, detail=detail, actor=actor, note=note, updated_at=at)
+        )
+
+
+def close_referral(session: Session, ref: str, *, at: datetime, end: datetime, detail: str) -> int:
+    """The loop of referral ``ref`` closed at ``at``: its parties' rows end at ``end``."""
+    result = session.execute(
+        update(_c)
+        .where(_c.c.source == "referral", _c.c.ref == ref, _c.c.end_at.is_(None))
+        .values(end_at=end, detail=detail, updated_at=at)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+# -- written through the API --------------------------------------------------------------------
+def grant(
+    session: Session,
+    person: str,
+    facility: str,
+    *,
+    at: datetime,
+    until: datetime | None,
+    actor: str,
+    note: str,
+) -> CareRow:
+    """An explicit grant (who, why): ends an open revocation of the pair."""
+    _end_open(session, person, facility, "revocation", at)
+    ref = f"grant-{uuid.uuid4().hex[:12]}"
+    values = _values(person, facility, "grant", ref, at, until, at, actor=actor, note=note)
+    session.execute(_c.insert().values(**values))
+    return _one(session, person, facility, "grant", ref)
+
+
+def revoke(
+    session: Session, person: str, facility: str, *, at: datetime, actor: str, note: str
+) -> CareRow:
+    """An explicit revocation (who, why): the facility no longer receives the person's
+    resources, whatever else says so, until a new grant. Open grants of the pair end."""
+    _end_open(session, person, facility, "grant", at)
+    _end_open(session, person, facility, "revocation", at)
+    ref = f"revocation-{uuid.uuid4().hex[:12]}"
+    values = _values(person, facility, "revocation", ref, at, None, at, actor=actor, note=note)
+    session.execute(_c.insert().values(**values))
+    return _one(session, person, facility, "revocation", ref)
+
+
+def _end_open(session: Session, person: str, facility: str, source: str, at: datetime) -> None:
+    session.execute(
+        update(_c)
+        .where(
+            _c.c.person_id == person,
+            _c.c.facility_id == facility,
+            _c.c.source == source,
+            _open(at),
+        )
+        .values(end_at=at, updated_at=at)
+    )
+
+
+def _one(session: Session, person: str, facility: str, source: str, ref: str) -> CareRow:
+    row = session.execute(select(_c).where(_key(person, facility, source, ref))).mappings().one()
+    return CareRow.of(row)
+
+
+# -- read ---------------------------------------------------------------------------------------
+# built once: routing asks this for every routed resource (bench/bench_routing.py)
+_AT = bindparam("at")
+_CARING = (
+    select(_c)
+    .where(
+        _c.c.person_id.in_(bindparam("persons", expanding=True)),
+        _c.c.start_at <= _AT,
+        or_(_c.c.end_at.is_(None), _c.c.end_at > _AT),
+    )
+    .order_by(_c.c.id)
+)
+
+
+def caring(session: Session, persons: Iterable[str], at: datetime) -> dict[str, list[CareRow]]:
+    """Facility -> its relationships open at ``at`` with any of ``persons`` (a person's ids:
+    the index's person and the records linked to it); facilities with an open revocation
+    are left out."""
+    keys = sorted(set(persons))
+    if not keys:
+        return {}
+    found = session.execute(_CARING, {"persons": keys, "at": at}).mappings()
+    out: dict[str, list[CareRow]] = {}
+    revoked: set[str] = set()
+    for row in found:
+        care = CareRow.of(row)
+        if care.source == "revocation":
+            revoked.add(care.facility_id)
+        else:
+            out.setdefault(care.facility_id, []).append(care)
+    return {f: rows for f, rows in out.items() if f not in revoked}
+
+
+def is_caring(session: Session, persons: Iterable[str], facility: str, at: datetime) -> bool:
+    keys = sorted(set(persons))
+    sources = (
+        session.execute(
+            select(_c.c.source).where(
+                _c.c.person_id.in_(keys), _c.c.facility_id == facility, _open(at)
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return "revocation" not in sources and any(s in POSITIVE for s in sources)
+
+
+def list_care(
+    session: Session,
+    *,
+    persons: Iterable[str] | None = None,
+    facility: str | None = None,
+    open_at: datetime | None = None,
+    limit: int = 500,
+) -> list[CareRow]:
+    """Relationships of a person (its ids) and/or a facility, newest first; only those open
+    at ``open_at`` when given."""
+    statement = select(_c)
+    if persons is not None:
+        statement = statement.where(_c.c.person_id.in_(sorted(set(persons))))
+    if facility is not None:
+        statement = statement.where(_c.c.facility_id == facility)
+    if open_at is not None:
+        statement = statement.where(_open(open_at))
+    statement = statement.order_by(_c.c.start_at.desc(), _c.c.id.desc()).limit(limit)
+    return [CareRow.of(r) for r in session.execute(statement).mappings()]
+
+
+def history_of(
+    session: Session,
+    patients: Iterable[str],
+    *,
+    types: Iterable[str],
+    since: datetime,
+) -> list[tuple[str, str, int, str | None]]:
+    """(type, id, version, patient key) of the stored resources of ``types`` about
+    ``patients`` ("Patient/<id>") changed since ``since``, oldest first."""
+    keys, kinds = sorted(set(patients)), sorted(set(types))
+    if not keys or not kinds:
+        return []
+    found = session.execute(
+        select(_r.c.resource_type, _r.c.id, _r.c.version_id, _r.c.patient_key)
+        .where(
+            _r.c.patient_key.in_(keys),
+            _r.c.resource_type.in_(kinds),
+            _r.c.last_updated >= since,
+            _r.c.deleted.is_(False),
+        )
+        .order_by(_r.c.last_updated, _r.c.resource_type, _r.c.id)
+    )
+    return [(t, i, int(v), p) for t, i, v, p in found]
+
+
+def last_document(
+    session: Session, patients: Iterable[str], *, loinc: str
+) -> list[tuple[str, str, int, str | None]]:
+    """The person's newest Composition of LOINC type ``loinc`` (a discharge summary is
+    18842-5) and the document Bundle stored from the same message: (type, id, version,
+    patient key) each; empty when there is none."""
+    keys = sorted(set(patients))
+    if not keys:
+        return []
+    rows = session.execute(
+        select(_r.c.id, _r.c.version_id, _r.c.body, _r.c.message_id, _r.c.patient_key)
+        .where(
+            _r.c.patient_key.in_(keys),
+            _r.c.resource_type == "Composition",
+            _r.c.deleted.is_(False),
+        )
+        .order_by(_r.c.last_updated.desc())
+    )
+    for cid, version, body, message_id, pkey in rows:
+        codes = {c.get("code") for c in ((body or {}).get("type") or {}).get("coding") or []}
+        if loinc not in codes:
+            continue
+        found = [("Composition", cid, int(version), pkey)]
+        if message_id is not None:
+            bundles = session.execute(
+                select(_r.c.id, _r.c.version_id).where(
+                    _r.c.message_id == message_id,
+                    _r.c.resource_type == "Bundle",
+                    _r.c.deleted.is_(False),
+                )
+            )
+            found.extend(("Bundle", bid, int(bv), None) for bid, bv in bundles)
+        return found
+    return []
