@@ -76,6 +76,7 @@ def test_storing_runs_the_named_steps_in_order() -> None:
         "resolve_identity",
         "merge_with_stored",
         "save",
+        "note_care",
         "route",
         "enqueue",
         "record_result",
