@@ -37,7 +37,7 @@ from adapter.consortium import Consortium
 from adapter.delivery.service import build_worker
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
 from adapter.outbound.bundle import SEQUENCE_URL
-from adapter.pipeline import Pipeline, Translator
+from adapter.pipeline import Pipeline, Receipt, Translator
 from adapter.store import care
 from adapter.store.models import Outbox
 from tests.integration.delivery_receiver import Receiver, running_receiver
@@ -97,7 +97,7 @@ class World:
     def ingest(self, raw: bytes, source: str, day: float) -> str:
         """Ingest on that day; the Patient id of the message."""
         self.clock.now = T0 + timedelta(days=day)
-        result = self.pipeline.ingest(raw, source, now=self.clock.now)
+        result = self.pipeline.ingest(raw, Receipt(source, "cli", received_at=self.clock.now))
         assert result.status.startswith("processed"), result.issues
         return next(r for r in result.resources if r.startswith("Patient/")).split("/", 1)[1]
 
