@@ -127,6 +127,26 @@ class Care(Strict):
     catch_up: CatchUp = Field(default_factory=CatchUp)
 
 
+class PatientIndex(Strict):
+    """The consortium patient index (docs/patient-index.md): its matching rules file (a path
+    relative to the consortium file; the packaged default when absent); whether each
+    consortium person is also stored as a FHIR Patient (searchable, versioned; decision
+    0023) and which destinations receive those persons (identity changes) through the
+    outbox."""
+
+    matching_rules: str | None = None
+    publish_persons: bool = False
+    deliver_to: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _deliver_needs_publish(self) -> PatientIndex:
+        if self.deliver_to and not self.publish_persons:
+            raise ValueError(
+                "deliver_to needs publish_persons: true (persons are delivered as stored)"
+            )
+        return self
+
+
 class Consortium(Strict):
     version: int = 1
     id: str = Field(pattern=FHIR_ID_PATTERN)
@@ -151,6 +171,7 @@ class Consortium(Strict):
     facilities: list[Facility]
     routes: list[Route] = Field(default_factory=list)
     care: Care = Field(default_factory=Care)
+    patient_index: PatientIndex = Field(default_factory=PatientIndex)
 
     @model_validator(mode="after")
     def _check_references(self) -> Consortium:
@@ -208,6 +229,14 @@ class Consortium(Strict):
                             f"routes[{number}].to names unknown destination {name!r}",
                         )
                     )
+        for i, name in enumerate(self.patient_index.deliver_to):
+            if name not in destination_ids:
+                problems.append(
+                    (
+                        ("patient_index", "deliver_to", i),
+                        f"patient_index.deliver_to names unknown destination {name!r}",
+                    )
+                )
         return problems
 
     # -- look-ups ---------------------------------------------------------------------------
@@ -245,7 +274,7 @@ def load_consortium(path: Path) -> Consortium:
     if not isinstance(data, dict):
         raise ConfigError("the consortium file must be a YAML mapping", file=str(path))
     try:
-        return Consortium.model_validate(data)
+        consortium = Consortium.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         key_path = _key_path(first["loc"])
@@ -263,6 +292,30 @@ def load_consortium(path: Path) -> Consortium:
         key = ".".join(str(p) for p in key_path) or "(top)"
         file = f"{path}:{line}" if line else str(path)
         raise ConfigError(message, file=file, key=key) from None
+    return _with_rules(consortium, path, index)
+
+
+def _with_rules(consortium: Consortium, path: Path, index: Any) -> Consortium:
+    """The matching rules file made absolute (relative to the consortium file) and checked
+    now, so a mistake in it stops start-up with its own file and line."""
+    from adapter.identity.rules import rules_at
+
+    name = consortium.patient_index.matching_rules
+    if name is None:
+        rules_at(None)
+        return consortium
+    rules_path = (path.parent / name).resolve()
+    if not rules_path.is_file():
+        line = index.line_of(["patient_index", "matching_rules"])
+        raise ConfigError(
+            f"matching rules file {name!r} not found",
+            file=f"{path}:{line}" if line else str(path),
+            key="patient_index.matching_rules",
+        )
+    rules_at.cache_clear()  # a reload reads the file again
+    rules_at(str(rules_path))
+    updated = consortium.patient_index.model_copy(update={"matching_rules": str(rules_path)})
+    return consortium.model_copy(update={"patient_index": updated})
 
 
 def _fields_ok(data: dict[str, Any]) -> bool:
@@ -272,6 +325,7 @@ def _fields_ok(data: dict[str, Any]) -> bool:
             Facility.model_validate(facility)
         for route in data.get("routes") or []:
             Route.model_validate(route)
+        PatientIndex.model_validate(data.get("patient_index") or {})
     except ValidationError:
         return False
     return True
@@ -282,4 +336,5 @@ def _shallow(data: dict[str, Any]) -> dict[str, Any]:
         **data,
         "facilities": [Facility.model_validate(f) for f in data.get("facilities") or []],
         "routes": [Route.model_validate(r) for r in data.get("routes") or []],
+        "patient_index": PatientIndex.model_validate(data.get("patient_index") or {}),
     }

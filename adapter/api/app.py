@@ -25,6 +25,7 @@ from adapter.api import (
     ingest,
     metrics,
     operations,
+    patients,
 )
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.docs import mount_assets
@@ -50,6 +51,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     care.router,
     history.router,  # before fhir.router: /fhir/_history is not a search
     operations.router,
+    patients.router,  # before fhir: /fhir/Patient/$match is not a read of id "$match"
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )

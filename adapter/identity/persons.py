@@ -5,21 +5,35 @@ person has.
     person_of(session, patient_id) -> person id
     records_of(session, person_id) -> the Patient ids linked to that person
 
-Until the consortium patient index exists, each Patient record is its own person (its id is
-the person id). The index replaces these two functions' bodies, not their signatures, so
-callers written against them need no change.
+Both read the index in the caller's transaction (the message's, when the pipeline routes),
+so a record linked earlier in the same transaction is seen. A Patient id the index does not
+know (not a Patient record, or stored before the index existed) is its own person.
 """
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from adapter.store.identity_tables import IdentityRecord
 
 
 def person_of(session: Session, patient_id: str) -> str:
-    """The consortium person a Patient record belongs to."""
-    return patient_id
+    """The consortium person a Patient record belongs to (a person id gives itself)."""
+    person = session.scalar(
+        select(IdentityRecord.person_id).where(IdentityRecord.patient_id == patient_id)
+    )
+    return person or patient_id
 
 
 def records_of(session: Session, person_id: str) -> list[str]:
-    """The Patient record ids linked to a consortium person (the person's own first)."""
-    return [person_id]
+    """The Patient record ids linked to a consortium person, oldest link first; a record
+    id the index does not know as a person gives itself."""
+    found = list(
+        session.scalars(
+            select(IdentityRecord.patient_id)
+            .where(IdentityRecord.person_id == person_id)
+            .order_by(IdentityRecord.created_at, IdentityRecord.patient_id)
+        )
+    )
+    return found or [person_id]

@@ -25,6 +25,10 @@ from adapter import audit
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue
 from adapter.identity import person_of, records_of
+from adapter.identity.features import national_id_warnings
+from adapter.identity.index.publish import outbox_rows, publish_persons
+from adapter.identity.index.resolve import index_patients
+from adapter.identity.rules import rules_at
 from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE
@@ -85,10 +89,36 @@ class Work:
 
 
 def resolve_identity(work: Work) -> None:
-    """Who the message's patients are across the consortium. Today the translator already
-    gives a Patient its consortium-wide id (the national ID makes it, whichever facility
-    sends it: mappings/_shared/common/datatypes/national-id-key.yaml), so the resources go
-    on as made. Matching records without a national ID (adapter/identity) belongs here."""
+    """Who the message's patients are across the consortium (adapter/identity/index): each
+    Patient record is checked (the birth date and sex in its national ID against its own:
+    a disagreement is a located warning) and linked to a consortium person under the
+    matching rules, serialised on its keys (one writer per person). With publish_persons, the
+    persons that changed are saved as Patients and go to the destinations subscribed to
+    identity changes."""
+    patients = [r for r in work.resources if r.get("resourceType") == "Patient"]
+    if not patients:
+        return
+    rules = rules_at(work.consortium.patient_index.matching_rules)
+    for patient in patients:
+        where = work.origins.get(("Patient", patient["id"])) or WHOLE_MESSAGE
+        for text in national_id_warnings(patient, rules.identifiers.national_id):
+            work.issues.append(
+                Issue("warning", "business-rule", text, location=where, expression="Patient")
+            )
+    outcome = index_patients(
+        work.session, patients, facility_id=work.facility.id, rules=rules, now=work.moment
+    )
+    for record, text in outcome.conflicts.items():
+        where = work.origins.get(("Patient", record)) or WHOLE_MESSAGE
+        work.issues.append(
+            Issue("warning", "business-rule", text, location=where, expression="Patient")
+        )
+    config = work.consortium.patient_index
+    if config.publish_persons:
+        saved = publish_persons(
+            work.session, outcome.changed_persons, now=work.moment, message_id=work.message.id
+        )
+        work.outbox.extend(outbox_rows(saved, config.deliver_to, work.message.id))
 
 
 def merge_with_stored(work: Work) -> None:

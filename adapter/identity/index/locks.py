@@ -1,0 +1,35 @@
+"""One writer per person: the index serialises on the normalised keys of the records it
+touches (docs/decisions: the patient index).
+
+Each key (a national ID in its 18-digit form, a card number, birth date + surname reading, the
+record itself) is hashed; on PostgreSQL the transaction takes ``pg_advisory_xact_lock`` on
+each hash, in ascending order so that two transactions wanting overlapping keys queue
+instead of deadlocking, and holds them until it ends. On SQLite every writing transaction
+holds the database write lock from BEGIN IMMEDIATE, which serialises the index already.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+
+def key_hash(key: str) -> str:
+    """The stored form of a blocking key (no national ID or card number in clear)."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _lock_id(hashed: str) -> int:
+    value = int(hashed[:16], 16)
+    return value - (1 << 64) if value >= (1 << 63) else value  # a signed bigint
+
+
+def serialise(session: Session, hashes: Iterable[str]) -> None:
+    """Hold the lock of every key hash until the transaction ends."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for lock in sorted({_lock_id(h) for h in hashes}):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
