@@ -14,6 +14,7 @@ Printed per database:
                  are the same true person; goal >= 99.9 %
   twin false     automatic links between twins / siblings (same household); goal 0
   recall         true pairs (records of one person) linked automatically; goal >= 95 %
+  ... with review  true pairs linked, or whose persons a review item joins
   review share   records in at least one open review item; goal <= 5 %
   time / match   p50 / p95 of one record's transaction, in the first and the last tenth of
                  the run (index sizes in brackets), against the floor: one primary-key read
@@ -90,15 +91,16 @@ def run(url: str, items: list[dict], label: str) -> None:
         links = dict(
             session.execute(select(IdentityRecord.patient_id, IdentityRecord.person_id)).all()
         )
-        reviewed: set[str] = set()
-        for a, b in session.execute(
-            select(IdentityReview.patient_id, IdentityReview.other_id).where(
-                IdentityReview.state == "open"
+        review_pairs = [
+            (a, b)
+            for a, b in session.execute(
+                select(IdentityReview.patient_id, IdentityReview.other_id).where(
+                    IdentityReview.state == "open"
+                )
             )
-        ):
-            reviewed |= {a, b}
+        ]
         open_items = session.scalar(select(func.count()).select_from(IdentityReview))
-    figures = score(items, links, reviewed)
+    figures = score(items, links, review_pairs)
     tenth = max(1, len(items) // 10)
     first, last = durations[:tenth], durations[-tenth:]
     size_first, size_last = tenth // 2, len(items) - tenth // 2
@@ -112,6 +114,7 @@ def run(url: str, items: list[dict], label: str) -> None:
         "twin_false_links": figures["twin_false_links"] == GOALS["twin_false_links"],
         "recall": figures["recall"] >= GOALS["recall"],
         "review_share": figures["review_share"] <= GOALS["review_share"],
+        "recall_with_review": figures["recall_with_review"] >= GOALS["recall"],
     }
 
     def mark(key: str) -> str:
@@ -122,6 +125,7 @@ def run(url: str, items: list[dict], label: str) -> None:
         ("precision", f"{figures['precision'] * 100:8.3f} %", ">= 99.9 %"),
         ("twin_false_links", f"{figures['twin_false_links']:8d}  ", "0"),
         ("recall", f"{figures['recall'] * 100:8.3f} %", ">= 95 %"),
+        ("recall_with_review", f"{figures['recall_with_review'] * 100:8.3f} %", ">= 95 %"),
         ("review_share", f"{figures['review_share'] * 100:8.3f} %", "<= 5 %"),
     )
     lines = [
