@@ -1,7 +1,8 @@
 """The ``adapter`` command: one typer app assembled from the command modules by area
 (adapter/commands/): serve, messages (ingest, messages, show, reprocess, demo), mappings,
 connectors (connectors check, listen, poll), delivery (worker, deliveries, replay) and
-search (reindex), care (care list, grant, revoke, register, close-referral).
+search (reindex), care (care list, grant, revoke, register, close-referral), patients
+(the patient index: show, reviews, merge, unmerge, rematch).
 Every command that starts the adapter goes through commands.common.start, that is
 adapter.runtime.build_runtime, as ``adapter serve`` does (adapter.api.app.create_app).
 """
@@ -12,14 +13,23 @@ import sys
 
 import typer
 
-from adapter.commands import care, connectors, delivery, mappings, messages, search, serve
+from adapter.commands import (
+    care,
+    connectors,
+    delivery,
+    mappings,
+    messages,
+    patients,
+    search,
+    serve,
+)
 
 app = typer.Typer(
     help="HL7 FHIR R4 adapter for county medical consortia (医共体).",
     no_args_is_help=True,
     add_completion=False,
 )
-for area in (serve, messages, mappings, delivery, connectors, search, care):
+for area in (serve, messages, mappings, delivery, connectors, search, care, patients):
     area.register(app)
 
 
