@@ -84,7 +84,7 @@ def features_of(patient: dict[str, Any], facility: str, rules: MatchingRules) ->
     name_text, family = _official_name(patient)
     name = parse_name(name_text, family)
     birth = patient.get("birthDate")
-    birth = birth[:10] if isinstance(birth, str) and len(birth) >= 10 else None
+    birth = birth[:10] if isinstance(birth, str) and len(birth) >= 10 else None  # a day
     sex = patient.get("gender") if patient.get("gender") in ("male", "female") else None
     out = Features(
         record=patient["id"],
@@ -95,9 +95,9 @@ def features_of(patient: dict[str, Any], facility: str, rules: MatchingRules) ->
         sex=sex,
     )
     card_systems = rules.card_systems
-    for ident in patient.get("identifier") or []:
-        system = ident.get("system") or ""
-        value = (ident.get("value") or "").strip()
+    for ident in _dicts(patient.get("identifier")):
+        system = _text(ident.get("system"))
+        value = _text(ident.get("value")).strip()
         if not value:
             continue  # an identifier with no value never matches anything
         pair = {"system": system, "value": value}
@@ -119,17 +119,17 @@ def features_of(patient: dict[str, Any], facility: str, rules: MatchingRules) ->
             card = [system, value.upper()]
             if card not in out.cards:
                 out.cards.append(card)
-    for telecom in patient.get("telecom") or []:
+    for telecom in _dicts(patient.get("telecom")):
         if telecom.get("system") in (None, "phone", "sms"):
-            digits = _DIGITS.sub("", telecom.get("value") or "")
+            digits = _DIGITS.sub("", _text(telecom.get("value")))
             if len(digits) >= 7:
                 phone = digits[-11:]
                 if phone not in out.phones:
                     out.phones.append(phone)
-    for address in patient.get("address") or []:
-        text = address.get("text") or "".join(
-            address.get(k) or "" for k in ("state", "city", "district")
-        ) + "".join(address.get("line") or [])
+    for address in _dicts(patient.get("address")):
+        text = _text(address.get("text")) or "".join(
+            _text(address.get(k)) for k in ("state", "city", "district")
+        ) + "".join(_text(x) for x in address.get("line") or [] if isinstance(x, str))
         found = _TOWNSHIP.match(text.replace(" ", ""))
         if found:
             out.township = found.group(1)
@@ -144,8 +144,8 @@ def national_id_warnings(patient: dict[str, Any], national_id_system: str) -> li
     sex = patient.get("gender")
     found: list[str] = []
     seen: set[str] = set()
-    for number, ident in enumerate(patient.get("identifier") or []):
-        if ident.get("system") != national_id_system or not ident.get("value"):
+    for number, ident in enumerate(_dicts(patient.get("identifier"))):
+        if ident.get("system") != national_id_system or not _text(ident.get("value")):
             continue
         nid = parse_national_id(ident["value"])
         key = nid.eighteen or nid.value
@@ -166,10 +166,20 @@ def national_id_warnings(patient: dict[str, Any], national_id_system: str) -> li
     return found
 
 
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list element (a malformed element is skipped, never a crash)."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
 def _official_name(patient: dict[str, Any]) -> tuple[str | None, str | None]:
-    names = patient.get("name") or []
+    names = _dicts(patient.get("name"))
     chosen = next((n for n in names if n.get("use") == "official"), names[0] if names else None)
     if not chosen:
         return None, None
-    text = chosen.get("text") or (chosen.get("family") or "") + "".join(chosen.get("given") or [])
-    return text, chosen.get("family")
+    given = "".join(g for g in chosen.get("given") or [] if isinstance(g, str))
+    text = _text(chosen.get("text")) or _text(chosen.get("family")) + given
+    return text, _text(chosen.get("family")) or None

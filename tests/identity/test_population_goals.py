@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +20,7 @@ from tests.identity.population import population, score
 NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
 
 
+@pytest.mark.slow
 def test_small_population_meets_the_goals(session_factory: sessionmaker[Session]) -> None:
     items = population(1500, seed=11)
     rules = rules_at(None)
