@@ -25,6 +25,7 @@ from adapter.identity.features import Features, features_of
 from adapter.identity.index import records as rows
 from adapter.identity.index.locks import key_hash, serialise
 from adapter.identity.matcher import ID_CONFLICT, Decision, classify
+from adapter.identity.names import compare_names
 from adapter.identity.rules import MatchingRules
 from adapter.store.identity_tables import IdentityRecord, IdentityReview
 
@@ -75,12 +76,22 @@ def resolve_record(
     if existing is not None:
         stored = Features.from_json(existing.features)
         # one resource id, two people? (a child sent under a parent's national ID, which
-        # the translator turns into the same Patient id): the message is told
+        # the translator turns into the same Patient id): the message is told. An update
+        # correcting a spelling or a date of the same person shares part of the name.
         again = classify(features, stored, rules)
-        if again.reason == ID_CONFLICT:
+        if (
+            again.reason == ID_CONFLICT
+            and again.evidence["name"] == "disagree"
+            and compare_names(features.parsed_name, stored.parsed_name).nothing_in_common
+        ):
             outcome.conflicts[features.record] = (
-                "the stored Patient with this national ID has another "
-                + ", ".join(k for k, v in again.evidence.items() if v == "disagree")
+                "the stored Patient with this national ID has another name with nothing in "
+                "common"
+                + "".join(
+                    f", another {k}"
+                    for k in ("birthDate", "gender")
+                    if again.evidence[k] == "disagree"
+                )
                 + ": another person registered under the same ID? (review the record)"
             )
         features = features.union(stored)
