@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.identity import person_of, records_of
 from adapter.identity.index.person import PERSON_SYSTEM, person_resource
+from adapter.pipeline import Receipt
 from adapter.store import read_resource
 from adapter.store.identity_tables import IdentityHistory, IdentityRecord
 from tests.identity.hl7 import national_id, oru
@@ -35,7 +36,7 @@ def test_one_person_from_three_facilities(session_factory: sessionmaker[Session]
         ("liuhe-lis", None, "LH1"),
     ):
         msg = oru(name="韩秀兰", birth="19500115", sex="F", nid=nid, local=local, card="JK77")
-        result = pipeline.ingest(msg, source, now=NOW)
+        result = pipeline.ingest(msg, Receipt(source, "cli", received_at=NOW))
         assert result.status == "processed", result.issues
         ids.append(_patient(result))
     assert len(set(ids)) == 3  # each facility's record stays its own
@@ -67,10 +68,12 @@ def test_same_id_other_person_is_a_located_warning(session_factory: sessionmaker
     is the mother's resource; the message says so (and the ID disagrees with the record)."""
     pipeline = example_pipeline(session_factory)
     pipeline.ingest(
-        oru(name="韩秀兰", birth="19500115", sex="F", nid=NID, local="M1"), "std-hl7v2", now=NOW
+        oru(name="韩秀兰", birth="19500115", sex="F", nid=NID, local="M1"),
+        Receipt("std-hl7v2", "cli", received_at=NOW),
     )
     child = pipeline.ingest(
-        oru(name="李小宝", birth="20250301", sex="M", nid=NID, local="C1"), "shiqiao-lis", now=NOW
+        oru(name="李小宝", birth="20250301", sex="M", nid=NID, local="C1"),
+        Receipt("shiqiao-lis", "cli", received_at=NOW),
     )
     assert child.status == "processed-with-warnings"
     warnings = [i for i in child.issues if i.code == "business-rule"]
@@ -85,7 +88,7 @@ def test_same_id_other_person_is_a_located_warning(session_factory: sessionmaker
 def test_reprocessing_keeps_the_person(session_factory: sessionmaker[Session]) -> None:
     pipeline = example_pipeline(session_factory)
     msg = oru(name="韩秀兰", birth="19500115", sex="F", nid=NID, local="M1")
-    first = pipeline.ingest(msg, "std-hl7v2", now=NOW)
+    first = pipeline.ingest(msg, Receipt("std-hl7v2", "cli", received_at=NOW))
     again = pipeline.reprocess(first.message_id)
     with session_factory() as session:
         assert person_of(session, _patient(first)) == person_of(session, _patient(again))
@@ -115,13 +118,11 @@ def test_published_persons_are_stored_and_delivered(session_factory: sessionmake
     )
     first = pipeline.ingest(
         oru(name="韩秀兰", birth="19500115", sex="F", nid=NID, local="A9", card="JK5"),
-        "std-hl7v2",
-        now=NOW,
+        Receipt("std-hl7v2", "cli", received_at=NOW),
     )
     second = pipeline.ingest(
         oru(name="韩秀兰", birth="19500115", sex="F", local="B9", card="JK5"),
-        "shiqiao-lis",
-        now=NOW,
+        Receipt("shiqiao-lis", "cli", received_at=NOW),
     )
     with session_factory() as session:
         person = person_of(session, _patient(first))

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.consortium import Consortium
 from adapter.delivery.service import build_worker
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
+from adapter.identity import person_of
 from adapter.outbound.bundle import SEQUENCE_URL
 from adapter.pipeline import Pipeline, Receipt, Translator
 from adapter.store import care
@@ -95,11 +96,16 @@ class World:
         self.worker.clock = self.clock
 
     def ingest(self, raw: bytes, source: str, day: float) -> str:
-        """Ingest on that day; the Patient id of the message."""
+        """Ingest on that day; the consortium person of the message's patient."""
         self.clock.now = T0 + timedelta(days=day)
         result = self.pipeline.ingest(raw, Receipt(source, "cli", received_at=self.clock.now))
         assert result.status.startswith("processed"), result.issues
-        return next(r for r in result.resources if r.startswith("Patient/")).split("/", 1)[1]
+        return self.person(next(r for r in result.resources if r.startswith("Patient/")))
+
+    def person(self, patient: str) -> str:
+        """The consortium person of ``Patient/<id>`` (care is kept per person)."""
+        with self.factory() as session:
+            return person_of(session, patient.split("/", 1)[1])
 
     def deliver(self) -> None:
         self.worker.drain()
@@ -165,7 +171,7 @@ def test_results_follow_the_patient_to_the_facilities_caring_for_her(world: Worl
     assert len(a_report) == 1
     assert world.refs(COUNTY) == set() and world.refs(B) == set()
     patient = next(r for r in world.refs(A) if r.startswith("Patient/"))
-    person = patient.split("/", 1)[1]
+    person = world.person(patient)
 
     # day 10: A refers her up; the county starts caring and gets her history once
     world.ingest(_up_slip(), "shiqiao-his", 10)
