@@ -2,7 +2,8 @@
 (adapter/commands/): serve, messages (ingest, messages, show, reprocess, demo), mappings,
 connectors (connectors check, listen, poll), delivery (worker, deliveries, replay) and
 search (reindex), care (care list, grant, revoke, register, close-referral), patients
-(the patient index: show, reviews, merge, unmerge, rematch).
+(the patient index: show, reviews, merge, unmerge, rematch), sync (the nightly
+synchronisation) and remap.
 Every command that starts the adapter goes through commands.common.start, that is
 adapter.runtime.build_runtime, as ``adapter serve`` does (adapter.api.app.create_app).
 """
@@ -22,6 +23,7 @@ from adapter.commands import (
     patients,
     search,
     serve,
+    sync,
 )
 
 app = typer.Typer(
@@ -29,7 +31,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for area in (serve, messages, mappings, delivery, connectors, search, care, patients):
+for area in (serve, messages, mappings, delivery, connectors, search, care, patients, sync):
     area.register(app)
 
 

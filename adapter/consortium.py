@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from adapter.errors import ConfigError
+from adapter.sync.config import SyncConfig, sync_problems
 from adapter.yamlsource import YamlSyntaxError, load_yaml
 
 FHIR_ID_PATTERN = r"^[A-Za-z0-9\-\.]{1,64}$"
@@ -172,6 +173,7 @@ class Consortium(Strict):
     routes: list[Route] = Field(default_factory=list)
     care: Care = Field(default_factory=Care)
     patient_index: PatientIndex = Field(default_factory=PatientIndex)
+    sync: SyncConfig | None = None  # the sources of a night (adapter sync, docs/sync.md)
 
     @model_validator(mode="after")
     def _check_references(self) -> Consortium:
@@ -237,6 +239,9 @@ class Consortium(Strict):
                         f"patient_index.deliver_to names unknown destination {name!r}",
                     )
                 )
+        if self.sync is not None:
+            owned = {f.id: {s.id for s in f.sources} for f in self.facilities}
+            problems.extend(sync_problems(self.sync, owned))
         return problems
 
     # -- look-ups ---------------------------------------------------------------------------
@@ -326,6 +331,8 @@ def _fields_ok(data: dict[str, Any]) -> bool:
         for route in data.get("routes") or []:
             Route.model_validate(route)
         PatientIndex.model_validate(data.get("patient_index") or {})
+        if data.get("sync"):
+            SyncConfig.model_validate(data["sync"])
     except ValidationError:
         return False
     return True
@@ -337,4 +344,5 @@ def _shallow(data: dict[str, Any]) -> dict[str, Any]:
         "facilities": [Facility.model_validate(f) for f in data.get("facilities") or []],
         "routes": [Route.model_validate(r) for r in data.get("routes") or []],
         "patient_index": PatientIndex.model_validate(data.get("patient_index") or {}),
+        "sync": SyncConfig.model_validate(data["sync"]) if data.get("sync") else None,
     }

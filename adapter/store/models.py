@@ -345,3 +345,69 @@ class CareRelationship(Base):
     detail: Mapped[str | None] = mapped_column(Text())  # e.g. the last item that extended it
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# -- nightly synchronisation (adapter/sync, docs/sync.md) -----------------------------------------
+class SyncRun(Base):
+    """One ``adapter sync`` run: its window per source (fixed at the start, so a resumed
+    run reads what the interrupted one would have), its checkpoints and its report."""
+
+    __tablename__ = "sync_run"
+    __table_args__ = (Index(None, "state", "started_at"), Index(None, "day"))
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10))  # the business day, YYYY-MM-DD
+    sources: Mapped[list[str]] = mapped_column(JSON(), default=list)
+    state: Mapped[str] = mapped_column(String(16), default="running")  # running|done|failed
+    replay: Mapped[bool] = mapped_column(Boolean(), default=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    windows: Mapped[dict[str, Any]] = mapped_column(JSONText(), default=dict)
+    checkpoints: Mapped[dict[str, Any]] = mapped_column(JSONText(), default=dict)
+    attempts: Mapped[int] = mapped_column(Integer(), default=1)  # starts, resumes included
+    exit_code: Mapped[int | None] = mapped_column(Integer())
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSONText())
+
+
+class SyncItem(Base):
+    """What the adapter received of one business key of one sync source: the ledger the
+    reconciliation reads (source list vs this vs the outbox)."""
+
+    __tablename__ = "sync_item"
+    __table_args__ = (Index(None, "sync_source", "day"), Index(None, "message_id"))
+
+    sync_source: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    item_key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    facility_id: Mapped[str] = mapped_column(String(_ID))
+    document_kind: Mapped[str] = mapped_column(String(64))
+    day: Mapped[str] = mapped_column(String(10))
+    op: Mapped[str] = mapped_column(String(16))  # new | corrected | deleted
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str | None] = mapped_column(String(32))  # the message's status
+    versions: Mapped[int] = mapped_column(Integer(), default=1)  # different bytes seen
+    replayed: Mapped[bool] = mapped_column(Boolean(), default=False)
+    run_id: Mapped[str] = mapped_column(String(36))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SyncBookmark(Base):
+    """Per sync source: the watermark the next run starts from (minus the overlap)."""
+
+    __tablename__ = "sync_bookmark"
+
+    sync_source: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    watermark: Mapped[str] = mapped_column(Text())
+    run_id: Mapped[str] = mapped_column(String(36))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SyncLease(Base):
+    """Who runs the scheduled sync now, until when (one process among several)."""
+
+    __tablename__ = "sync_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(_WORKER))
+    until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_run_day: Mapped[str | None] = mapped_column(String(10))

@@ -1,0 +1,320 @@
+"""One ``adapter sync`` run: read each source's window, store, reconcile, report.
+
+Why a killed run gives the same result as an uninterrupted one:
+
+* the window of each source (since = bookmark minus the overlap, until = the start of the
+  run) is written in the run row before anything is read; a started-again run with the same
+  day and sources takes that row up (``attempts`` + 1) and reads the same window;
+* every ``checkpoint_every`` documents the position of the last one stored is saved; the
+  resumed run starts after it. What was stored after the checkpoint is read again and the
+  pipeline recognises its bytes (sha256 per source): no second message, no second version,
+  no second outbox row;
+* the bookmark of a source moves only when its whole window is stored, in the same
+  transaction that marks it done; the report is built from the ledger, not from what this
+  process happened to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.consortium import Consortium
+from adapter.errors import AdapterError
+from adapter.store.outbox.acks import requeue_dead
+from adapter.sync import ledger
+from adapter.sync.config import SyncConfig, SyncSource
+from adapter.sync.fetch import Claim, Fetcher, Item, SourceDown
+from adapter.sync.reconcile import has_gaps, reconcile, volume_alert
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_GAPS, EXIT_UNREACHABLE = 0, 1, 2
+
+
+@dataclass
+class Progress:
+    """Told of every stored document; adapter/sync/progress.py draws it."""
+
+    start: Callable[[str, int | None], None] = lambda source, total: None
+    step: Callable[[int], None] = lambda done: None
+    end: Callable[[], None] = lambda: None
+
+
+@dataclass
+class Outcome:
+    report: dict[str, Any]
+    exit_code: int
+    run_id: str
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def build_fetcher(item: SyncSource, zone: ZoneInfo) -> Fetcher:
+    if item.files is not None:
+        from adapter.sync.files import FileFetcher
+
+        return FileFetcher(item.files)
+    if item.fhir is not None:
+        from adapter.sync.fhir import FhirFetcher
+
+        return FhirFetcher(item.id, item.fhir, zone)
+    from adapter.sync.database import DatabaseFetcher
+
+    assert item.database is not None
+    return DatabaseFetcher(item.id, item.database, zone)
+
+
+class SyncRunner:
+    def __init__(
+        self,
+        consortium: Consortium,
+        pipeline: Any,
+        factory: sessionmaker[Session],
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        if consortium.sync is None or not consortium.sync.sources:
+            raise AdapterError("the consortium file has no sync sources (sync.sources)")
+        self.config: SyncConfig = consortium.sync
+        self.zone = ZoneInfo(consortium.timezone or "Asia/Shanghai")
+        self.pipeline = pipeline
+        self.factory = factory
+        self.progress = progress or Progress()
+
+    def yesterday(self) -> date:
+        return datetime.now(self.zone).date() - timedelta(days=1)
+
+    def select(self, ids: list[str] | None) -> list[SyncSource]:
+        chosen = [s for s in self.config.sources if not ids or s.id in ids]
+        unknown = set(ids or ()) - {s.id for s in chosen}
+        if unknown:
+            known = ", ".join(s.id for s in self.config.sources)
+            raise AdapterError(f"unknown sync source {sorted(unknown)[0]!r}; known: {known}")
+        return chosen
+
+    # -- the run -----------------------------------------------------------------------------
+    def run(self, day: date, ids: list[str] | None = None, *, replay_gaps: bool = False) -> Outcome:
+        sources = self.select(ids)
+        fetchers: dict[str, Fetcher] = {}
+        errors: dict[str, str] = {}
+        try:
+            for item in sources:
+                fetchers[item.id] = build_fetcher(item, self.zone)
+            run_id, windows, checkpoints = self._open(day, sources, fetchers, replay_gaps, errors)
+            for item in sources:
+                if item.id in errors:
+                    continue
+                try:
+                    if replay_gaps:
+                        self._replay(run_id, item, fetchers[item.id], day)
+                    else:
+                        self._read(
+                            run_id,
+                            item,
+                            fetchers[item.id],
+                            windows[item.id],
+                            checkpoints.get(item.id),
+                        )
+                except SourceDown as exc:
+                    errors[item.id] = exc.message
+                    log.warning("sync source %s: %s", item.id, exc.message)
+            report = self._report(run_id, day, sources, fetchers, errors)
+        finally:
+            for fetcher in fetchers.values():
+                fetcher.close()
+        code = EXIT_UNREACHABLE if errors else EXIT_GAPS if report["totals"]["gaps"] else EXIT_OK
+        report["exit_code"] = code
+        with self.factory.begin() as session:
+            ledger.finish_run(session, run_id, report=report, exit_code=code, now=datetime.now(UTC))
+        return Outcome(report, code, run_id, errors)
+
+    def _open(
+        self,
+        day: date,
+        sources: list[SyncSource],
+        fetchers: dict[str, Fetcher],
+        replay: bool,
+        errors: dict[str, str],
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        names = [s.id for s in sources]
+        with self.factory.begin() as session:
+            found = ledger.open_run(session, day.isoformat(), names, replay)
+            if found is not None:
+                found.attempts += 1
+                if found.attempts > self.config.max_attempts + 10 * len(names):
+                    # a run that keeps dying is given up visibly instead of looping forever
+                    found.state = "failed"
+                    raise AdapterError(
+                        f"sync run {found.id} was started {found.attempts - 1} times without "
+                        "finishing; given up (see adapter sync history)"
+                    )
+                log.info("sync: resuming run %s (start %d)", found.id, found.attempts)
+                windows, checkpoints = dict(found.windows), dict(found.checkpoints)
+                for item in sources:
+                    if item.id not in windows:
+                        errors[item.id] = windows.get(f"!{item.id}", "not read")
+                return found.id, windows, checkpoints
+            windows: dict[str, Any] = {}
+            for item in sources:
+                overlap = timedelta(
+                    minutes=item.overlap_minutes
+                    if item.overlap_minutes is not None
+                    else self.config.overlap_minutes
+                )
+                try:
+                    fetchers[item.id].check()
+                    windows[item.id] = fetchers[item.id].window(
+                        day, ledger.bookmark(session, item.id), overlap
+                    )
+                except SourceDown as exc:
+                    errors[item.id] = exc.message
+            run = ledger.new_run(
+                session, day.isoformat(), names, replay, windows, datetime.now(UTC)
+            )
+            return run.id, windows, {}
+
+    def _read(
+        self,
+        run_id: str,
+        item: SyncSource,
+        fetcher: Fetcher,
+        window: dict[str, Any],
+        checkpoint: dict[str, Any] | None,
+    ) -> None:
+        if checkpoint and checkpoint.get("done"):
+            return
+        after = checkpoint.get("after") if checkpoint else None
+        done = int(checkpoint.get("stored", 0)) if checkpoint else 0
+        self.progress.start(item.id, fetcher.total(window))
+        self.progress.step(done)
+        since_checkpoint = 0
+        last: Item | None = None
+        for document in fetcher.items(window, after):
+            self._store(run_id, item, document, replayed=False)
+            done += 1
+            since_checkpoint += 1
+            last = document
+            self.progress.step(done)
+            if since_checkpoint >= self.config.checkpoint_every:
+                with self.factory.begin() as session:
+                    ledger.save_checkpoint(
+                        session, run_id, item.id, {"after": document.position, "stored": done}
+                    )
+                since_checkpoint = 0
+        self.progress.end()
+        with self.factory.begin() as session:
+            final = {"done": True, "stored": done}
+            if last is not None:
+                final["after"] = last.position
+            ledger.save_checkpoint(session, run_id, item.id, final)
+            watermark = window.get("until")
+            if watermark:
+                ledger.set_bookmark(session, item.id, watermark, run_id, datetime.now(UTC))
+
+    def _replay(self, run_id: str, item: SyncSource, fetcher: Fetcher, day: date) -> None:
+        """Fetch and send only the gaps of the day: missing and quarantined keys; dead
+        deliveries of received keys are queued again."""
+        claim = fetcher.claim(day)
+        with self.factory() as session:
+            part = reconcile(session, item, day.isoformat(), claim, None)
+        keys = set(part["gaps"]["missing"]) | set(part["gaps"]["quarantined"])
+        self.progress.start(item.id, len(keys))
+        done = 0
+        for document in fetcher.fetch_keys(day, keys):
+            if document.key in keys:
+                self._store(run_id, item, document, replayed=True)
+                done += 1
+                self.progress.step(done)
+        self.progress.end()
+        if part["gaps"]["undelivered"]:
+            with self.factory.begin() as session:
+                rows = ledger.items_of_day(session, item.id, day.isoformat())
+                ids = [
+                    r.message_id
+                    for r in rows
+                    if r.item_key in set(part["gaps"]["undelivered"]) and r.message_id
+                ]
+                requeue_dead(session, ids, now=datetime.now(UTC))
+        with self.factory.begin() as session:
+            ledger.save_checkpoint(session, run_id, item.id, {"done": True, "stored": done})
+
+    def _store(self, run_id: str, item: SyncSource, document: Item, *, replayed: bool) -> None:
+        message_id = status = digest = None
+        if document.raw is not None:
+            result = self.pipeline.ingest(document.raw, item.source, item.content_type)
+            message_id, status = result.message_id, result.status
+            digest = hashlib.sha256(document.raw).hexdigest()
+        with self.factory.begin() as session:
+            ledger.record_item(
+                session,
+                source=item.id,
+                facility=item.facility,
+                kind=item.document_kind,
+                key=document.key,
+                day=document.day,
+                op=document.op,
+                sha256=digest,
+                message_id=message_id,
+                status=status,
+                run_id=run_id,
+                replayed=replayed,
+                now=datetime.now(UTC),
+            )
+
+    # -- the report --------------------------------------------------------------------------
+    def _report(
+        self,
+        run_id: str,
+        day: date,
+        sources: list[SyncSource],
+        fetchers: dict[str, Fetcher],
+        errors: dict[str, str],
+    ) -> dict[str, Any]:
+        parts = []
+        started = time.monotonic()
+        for item in sources:
+            claim: Claim | None = None
+            error = errors.get(item.id)
+            if error is None:
+                try:
+                    claim = fetchers[item.id].claim(day)
+                except SourceDown as exc:
+                    error = errors[item.id] = exc.message
+            with self.factory() as session:
+                part = reconcile(session, item, day.isoformat(), claim, error)
+                history = ledger.past_counts(
+                    session, item.id, day.isoformat(), self.config.volume_history_runs
+                )
+            part["volume_alert"] = volume_alert(part, history, self.config.volume_drop_percent)
+            parts.append(part)
+        gaps = sum(
+            len(p["gaps"]["missing"])
+            + len(p["gaps"]["quarantined"])
+            + len(p["gaps"]["undelivered"])
+            + (p["gaps"]["count_shortfall"] if not p["gaps"]["missing"] else 0)
+            for p in parts
+        )
+        return {
+            "run": {
+                "id": run_id,
+                "day": day.isoformat(),
+                "reconciled_in_ms": round((time.monotonic() - started) * 1000),
+            },
+            "sources": parts,
+            "totals": {
+                "sources": len(parts),
+                "unreachable": sum(1 for p in parts if p["error"]),
+                "received": sum(p["received"]["total"] for p in parts),
+                "gaps": gaps,
+                "alerts": sum(1 for p in parts if p["volume_alert"]),
+            },
+            "with_gaps": [p["sync_source"] for p in parts if has_gaps(p)],
+        }

@@ -1,0 +1,128 @@
+"""adapter sync over a night of files: a dated export folder with a manifest; 1 % of the
+listed files missing are found by report number and replayed; corrections and deletions."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store.models import InboundMessage, SyncItem
+from tests.sync.support import (
+    FACILITY,
+    SOURCE_SYSTEM,
+    consortium_file,
+    environment,
+    lab_report,
+    report_key,
+    run_cli,
+    sync_json,
+)
+
+DAY = date(2026, 11, 20)
+
+
+def _night(folder: Path, numbers: range, missing: set[int]) -> None:
+    folder.mkdir(parents=True)
+    lines = ["file,key,op"]
+    for number in numbers:
+        name = f"{report_key(number)}.hl7"
+        lines.append(f"{name},{report_key(number)},new")
+        if number not in missing:
+            (folder / name).write_bytes(lab_report(number))
+    (folder / "manifest.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _source(root: Path) -> dict[str, object]:
+    return {
+        "id": "county-lab-night",
+        "facility": FACILITY,
+        "source": SOURCE_SYSTEM,
+        "document_kind": "lab-report",
+        "files": {"path": str(root / "{date:%Y%m%d}"), "manifest": "manifest.csv"},
+    }
+
+
+def test_a_file_night_with_1_percent_missing_lists_them_by_key_and_replays_only_them(
+    tmp_path: Path,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "exports"
+    folder = root / "20261120"
+    _night(folder, range(1, 101), missing={37})
+    env = environment(database_url, consortium_file(tmp_path, [_source(root)]))
+
+    code, report = sync_json(env, "--day", DAY.isoformat(), monkeypatch=monkeypatch)
+    assert code == 1  # gaps remain
+    [part] = report["sources"]
+    assert part["source"] == {"how": "manifest", "count": 100, "listed": 100}
+    assert part["received"]["total"] == 99
+    assert part["received"]["processed"] == 99
+    assert part["gaps"]["missing"] == [report_key(37)]
+
+    # the file arrives late; the replay reads only it
+    (folder / f"{report_key(37)}.hl7").write_bytes(lab_report(37))
+    with session_factory() as session:
+        before = session.scalar(select(func.count()).select_from(InboundMessage))
+    code, report = sync_json(
+        env, "--day", DAY.isoformat(), "--replay-gaps", monkeypatch=monkeypatch
+    )
+    assert code == 0, report
+    [part] = report["sources"]
+    assert part["gaps"]["missing"] == []
+    assert part["replayed"] == [report_key(37)]
+    with session_factory() as session:
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == before + 1
+
+    code, text = run_cli(env, "sync", "--day", DAY.isoformat(), monkeypatch=monkeypatch)
+    assert code == 0
+    assert "全部对平" in text and "适配器接收: 100" in text
+
+
+def test_a_corrected_and_a_deleted_report_are_reported_and_the_correction_stored(
+    tmp_path: Path,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = tmp_path / "exports"
+    folder = root / "20261120"
+    _night(folder, range(1, 4), missing=set())
+    env = environment(database_url, consortium_file(tmp_path, [_source(root)]))
+    assert sync_json(env, "--day", DAY.isoformat(), monkeypatch=monkeypatch)[0] == 0
+
+    # the LIS re-exports report 2 corrected and voids report 3 (its file removed)
+    (folder / f"{report_key(2)}.hl7").write_bytes(lab_report(2, wbc="9.8"))
+    (folder / f"{report_key(3)}.hl7").unlink()
+    manifest = (folder / "manifest.csv").read_text(encoding="utf-8")
+    manifest = manifest.replace(f"{report_key(2)},new", f"{report_key(2)},corrected")
+    manifest = manifest.replace(f"{report_key(3)},new", f"{report_key(3)},deleted")
+    (folder / "manifest.csv").write_text(manifest, encoding="utf-8")
+
+    code, report = sync_json(env, "--day", DAY.isoformat(), "--lang", "en", monkeypatch=monkeypatch)
+    assert code == 0, report
+    [part] = report["sources"]
+    assert part["corrected"] == [report_key(2)]
+    assert part["deleted"] == [report_key(3)]
+    with session_factory() as session:
+        item = session.get(SyncItem, ("county-lab-night", report_key(2)))
+        assert item is not None and item.versions == 2
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 4
+
+
+def test_a_missing_export_folder_exits_2_with_the_reason(
+    tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "exports"
+    root.mkdir()
+    env = environment(database_url, consortium_file(tmp_path, [_source(root)]))
+    code, text = run_cli(
+        env, "sync", "--day", DAY.isoformat(), "--lang", "en", monkeypatch=monkeypatch
+    )
+    assert code == 2
+    assert f"source unreachable: no export folder {root / '20261120'}" in text
