@@ -49,9 +49,14 @@ def validate_connectors(consortium: Consortium) -> None:
 
 
 def make_pipeline(
-    settings: Settings, consortium: Consortium, factory: sessionmaker[Session]
+    settings: Settings,
+    consortium: Consortium,
+    factory: sessionmaker[Session],
+    *,
+    only_sources: list[str] | None = None,
 ) -> Pipeline:
-    """The pipeline with every source's mappings loaded (a broken mapping stops start-up)."""
+    """The pipeline with every source's mappings loaded (a broken mapping stops start-up);
+    ``only_sources``: just these (``adapter sync`` reads a few sources, and starts often)."""
     pipeline = Pipeline(
         consortium,
         factory,
@@ -63,7 +68,11 @@ def make_pipeline(
         originals_base=originals_base(settings),
         limits=InputLimits.from_settings(settings),
     )
-    pipeline.load_all_mappings()
+    if only_sources is None:
+        pipeline.load_all_mappings()
+    for source_id in only_sources or ():
+        facility, source = pipeline.translator.source(source_id)
+        pipeline.mapping_set(facility, source)
     return pipeline
 
 

@@ -71,12 +71,12 @@ def run_sync(
 
     if lang not in ("zh", "en"):
         raise common.fail("--lang must be zh or en")
-    runtime = common.start(logs=True)
+    runtime = common.start(logs=True, load_mappings=False, publish=False)
     try:
         try:
             progress = Progress() if quiet or as_json else terminal_progress()
             runner = SyncRunner(
-                runtime.consortium, runtime.pipeline, runtime.factory, progress=progress
+                runtime.consortium, _pipeline(runtime, source), runtime.factory, progress=progress
             )
             chosen = _day(day) if day else runner.yesterday()
             outcome = runner.run(chosen, source, replay_gaps=replay_gaps)
@@ -93,6 +93,20 @@ def run_sync(
     else:
         typer.echo(render(outcome.report, lang))
     return outcome.exit_code
+
+
+def _pipeline(runtime, chosen: list[str] | None):  # type: ignore[no-untyped-def]
+    """The pipeline with the mappings of the synchronised sources only (a broken one stops
+    the run, exit 2): the others are not needed and loading them all slows every start."""
+    from adapter.runtime import make_pipeline
+
+    sync = runtime.consortium.sync
+    systems = sorted(
+        {s.source for s in (sync.sources if sync else []) if not chosen or s.id in chosen}
+    )
+    return make_pipeline(
+        runtime.settings, runtime.consortium, runtime.factory, only_sources=systems
+    )
 
 
 def _day(value: str) -> date:

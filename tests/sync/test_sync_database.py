@@ -43,7 +43,9 @@ def _server(url: str, what: str) -> Engine:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
-        pytest.fail(f"{what} is needed on {url.split('@')[-1]} ({type(exc).__name__})", pytrace=False)
+        pytest.fail(
+            f"{what} is needed on {url.split('@')[-1]} ({type(exc).__name__})", pytrace=False
+        )
     return engine
 
 
@@ -137,7 +139,9 @@ def _scenario(
         assert part["gaps"]["missing"] == [report_key(37)]
         assert part["deleted"] == [report_key(5)]
 
-        code, report = sync_json(env, "--day", DAY.isoformat(), "--replay-gaps", monkeypatch=monkeypatch)
+        code, report = sync_json(
+            env, "--day", DAY.isoformat(), "--replay-gaps", monkeypatch=monkeypatch
+        )
         assert code == 0, report
         [part] = report["sources"]
         assert part["replayed"] == [report_key(37)]
@@ -172,7 +176,9 @@ def test_an_unreachable_database_exits_2_naming_it_without_the_password(
 ) -> None:
     url = "mysql+pymysql://lis:s3cret-pw@127.0.0.1:1/lis"
     env = environment(database_url, consortium_file(tmp_path, [_source(url, "nothing")]))
-    code, text_out = run_cli(env, "sync", "--day", DAY.isoformat(), "--lang", "en", monkeypatch=monkeypatch)
+    code, text_out = run_cli(
+        env, "sync", "--day", DAY.isoformat(), "--lang", "en", monkeypatch=monkeypatch
+    )
     assert code == 2
     assert "source unreachable: database mysql+pymysql://lis:***@127.0.0.1:1/lis" in text_out
     assert "s3cret-pw" not in text_out
