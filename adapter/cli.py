@@ -21,6 +21,7 @@ from adapter.commands import (
     mappings,
     messages,
     patients,
+    remap,
     search,
     serve,
     sync,
@@ -31,7 +32,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for area in (serve, messages, mappings, delivery, connectors, search, care, patients, sync):
+for area in (serve, messages, mappings, delivery, connectors, search, care, patients, sync, remap):
     area.register(app)
 
 

@@ -43,6 +43,8 @@ class Outcome:
     policies: dict[Any, dict[str, Any]] = field(default_factory=dict)
     # (type, id) -> where in the input it was made from, for issues found later (merge)
     origins: dict[Any, str | None] = field(default_factory=dict)
+    # the message mapping used ("file@version"): remap names the rule behind each change
+    mapping: str | None = None
 
     @classmethod
     def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:
@@ -183,6 +185,7 @@ class Translator:
             failed,
             dict(translation.policies),
             origins=dict(translation.origins),
+            mapping=translation.mapping,
         )
 
 
