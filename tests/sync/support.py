@@ -36,10 +36,26 @@ def report_key(number: int) -> str:
     return f"L{number:09d}"
 
 
+FHIR_SOURCE = "county-fhir-json"  # lab Observations from a FHIR server (tests/sync/mappings)
+
+
+def mappings_dir(tmp: Path) -> Path:
+    """The project's mappings with the sync tests' fhir-lab folder beside them."""
+    folder = tmp / "mappings"
+    folder.mkdir()
+    for entry in (ROOT / "mappings").iterdir():
+        (folder / entry.name).symlink_to(entry)
+    (folder / "fhir-lab").symlink_to(Path(__file__).parent / "mappings" / "fhir-lab")
+    return folder
+
+
 def consortium_file(
     tmp: Path, sources: list[dict[str, Any]], *, receiver: str | None = None, **sync: Any
 ) -> Path:
     data = yaml.safe_load((ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8"))
+    data["facilities"][0]["sources"].append(
+        {"id": FHIR_SOURCE, "format": "json", "mapping": "fhir-lab"}
+    )
     if receiver is not None:
         hospital = data["facilities"][0]
         for destination in hospital["destinations"]:
@@ -63,10 +79,13 @@ def consortium_file(
 
 
 def environment(database_url: str, config: Path) -> dict[str, str]:
+    mappings = config.parent / "mappings"
+    if not mappings.exists():
+        mappings_dir(config.parent)
     return {
         "ADAPTER_DATABASE_URL": database_url,
         "ADAPTER_CONFIG": str(config),
-        "ADAPTER_MAPPINGS_DIR": str(ROOT / "mappings"),
+        "ADAPTER_MAPPINGS_DIR": str(mappings),
     }
 
 
@@ -85,6 +104,7 @@ def run_cli(env: dict[str, str], *args: str, monkeypatch: Any) -> tuple[int, str
 
 def sync_json(env: dict[str, str], *args: str, monkeypatch: Any) -> tuple[int, dict[str, Any]]:
     code, output = run_cli(env, "sync", "--json", *args, monkeypatch=monkeypatch)
+    assert "{" in output, output
     start = output.index("{")
     return code, json.loads(output[start:])
 
