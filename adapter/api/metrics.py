@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Request
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ from adapter.delivery.health import DestinationStatus, destination_statuses
 from adapter.mapping.translation import UNREAD
 from adapter.store import read_only
 from adapter.store.models import InboundMessage
+from adapter.sync.metrics import sync_families
 
 router = APIRouter(tags=["health"])
 
@@ -86,6 +88,14 @@ def count_unread_warnings(
             ):
                 counts[(source, unread_path(issue.get("location") or "?"))] += 1
     return counts
+
+
+def render_sync(families: list[Any]) -> str:
+    """The nightly sync figures (adapter/sync/metrics.py) in the same exposition format."""
+    out = Exposition()
+    for name, kind, help_text, samples in families:
+        out.family(name, kind, help_text, samples)
+    return out.text()
 
 
 def render(
@@ -196,6 +206,7 @@ def metrics(request: Request) -> Response:
             )
         }
         # only messages with warnings can hold one; their issue lists are read at scrape time
+        sync = render_sync(sync_families(session))
         unread = count_unread_warnings(
             session.execute(
                 select(InboundMessage.source_system, InboundMessage.issues).where(
@@ -203,4 +214,4 @@ def metrics(request: Request) -> Response:
                 )
             ).tuples()
         )
-    return Response(render(statuses, messages, unread), media_type=CONTENT_TYPE)
+    return Response(render(statuses, messages, unread) + sync, media_type=CONTENT_TYPE)
