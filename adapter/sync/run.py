@@ -145,6 +145,7 @@ class SyncRunner:
         errors: dict[str, str],
     ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         names = [s.id for s in sources]
+        given_up: tuple[str, int] | None = None
         with self.factory.begin() as session:
             found = ledger.open_run(session, day.isoformat(), names, replay)
             if found is not None:
@@ -152,34 +153,50 @@ class SyncRunner:
                 if found.attempts > self.config.max_attempts + 10 * len(names):
                     # a run that keeps dying is given up visibly instead of looping forever
                     found.state = "failed"
-                    raise AdapterError(
-                        f"sync run {found.id} was started {found.attempts - 1} times without "
-                        "finishing; given up (see adapter sync history)"
-                    )
+                    found.finished_at = datetime.now(UTC)
+                    given_up = (found.id, found.attempts - 1)
+        if given_up is not None:  # raised after the commit, so the row says "failed"
+            raise AdapterError(
+                f"sync run {given_up[0]} was started {given_up[1]} times without "
+                "finishing; given up (see adapter sync history)"
+            )
+        with self.factory.begin() as session:
+            found = ledger.open_run(session, day.isoformat(), names, replay)
+            if found is not None:
                 log.info("sync: resuming run %s (start %d)", found.id, found.attempts)
                 windows, checkpoints = dict(found.windows), dict(found.checkpoints)
-                for item in sources:
-                    if item.id not in windows:
-                        errors[item.id] = windows.get(f"!{item.id}", "not read")
+                # a source that could not be reached when the run began: try it again now
+                missing = [item for item in sources if item.id not in windows]
+                windows.update(self._windows(session, day, missing, fetchers, errors))
+                found.windows = windows
                 return found.id, windows, checkpoints
-            windows: dict[str, Any] = {}
-            for item in sources:
-                overlap = timedelta(
-                    minutes=item.overlap_minutes
-                    if item.overlap_minutes is not None
-                    else self.config.overlap_minutes
-                )
-                try:
-                    fetchers[item.id].check()
-                    windows[item.id] = fetchers[item.id].window(
-                        day, ledger.bookmark(session, item.id), overlap
-                    )
-                except SourceDown as exc:
-                    errors[item.id] = exc.message
+            windows = self._windows(session, day, sources, fetchers, errors)
             run = ledger.new_run(
                 session, day.isoformat(), names, replay, windows, datetime.now(UTC)
             )
             return run.id, windows, {}
+
+    def _windows(
+        self,
+        session: Session,
+        day: date,
+        sources: list[SyncSource],
+        fetchers: dict[str, Fetcher],
+        errors: dict[str, str],
+    ) -> dict[str, Any]:
+        windows: dict[str, Any] = {}
+        for item in sources:
+            minutes = item.overlap_minutes
+            if minutes is None:
+                minutes = self.config.overlap_minutes
+            try:
+                fetchers[item.id].check()
+                windows[item.id] = fetchers[item.id].window(
+                    day, ledger.bookmark(session, item.id), timedelta(minutes=minutes)
+                )
+            except SourceDown as exc:
+                errors[item.id] = exc.message
+        return windows
 
     def _read(
         self,

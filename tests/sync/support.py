@@ -37,6 +37,7 @@ def report_key(number: int) -> str:
 
 
 FHIR_SOURCE = "county-fhir-json"  # lab Observations from a FHIR server (tests/sync/mappings)
+ROW_SOURCE = "county-lis-rows"  # a LIS view's rows as documents (tests/sync/mappings/view-lab)
 
 
 def mappings_dir(tmp: Path) -> Path:
@@ -45,7 +46,8 @@ def mappings_dir(tmp: Path) -> Path:
     folder.mkdir()
     for entry in (ROOT / "mappings").iterdir():
         (folder / entry.name).symlink_to(entry)
-    (folder / "fhir-lab").symlink_to(Path(__file__).parent / "mappings" / "fhir-lab")
+    for entry in (Path(__file__).parent / "mappings").iterdir():
+        (folder / entry.name).symlink_to(entry)
     return folder
 
 
@@ -53,9 +55,10 @@ def consortium_file(
     tmp: Path, sources: list[dict[str, Any]], *, receiver: str | None = None, **sync: Any
 ) -> Path:
     data = yaml.safe_load((ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8"))
-    data["facilities"][0]["sources"].append(
-        {"id": FHIR_SOURCE, "format": "json", "mapping": "fhir-lab"}
-    )
+    data["facilities"][0]["sources"] += [
+        {"id": FHIR_SOURCE, "format": "json", "mapping": "fhir-lab"},
+        {"id": ROW_SOURCE, "format": "json", "mapping": "view-lab"},
+    ]
     if receiver is not None:
         hospital = data["facilities"][0]
         for destination in hospital["destinations"]:

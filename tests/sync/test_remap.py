@@ -32,7 +32,8 @@ def test_a_mapping_change_is_shown_then_stored_as_new_versions_of_the_changed_on
 ) -> None:
     mappings = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mappings)
-    (mappings / "fhir-lab").symlink_to(Path(__file__).parent / "mappings" / "fhir-lab")
+    for entry in (Path(__file__).parent / "mappings").iterdir():
+        (mappings / entry.name).symlink_to(entry)
     config = consortium_file(tmp_path, [], receiver="http://127.0.0.1:9/fhir")
     env = {**environment(database_url, config), "ADAPTER_MAPPINGS_DIR": str(mappings)}
     reports = []

@@ -17,12 +17,15 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from adapter.store.models import Resource
 from tests.sync.support import (
     FACILITY,
+    ROW_SOURCE,
     SOURCE_SYSTEM,
     consortium_file,
     environment,
@@ -182,3 +185,60 @@ def test_an_unreachable_database_exits_2_naming_it_without_the_password(
     assert code == 2
     assert "source unreachable: database mysql+pymysql://lis:***@127.0.0.1:1/lis" in text_out
     assert "s3cret-pw" not in text_out
+
+
+def test_a_view_row_is_the_document_read_through_a_json_mapping(
+    mariadb: tuple[str, Engine],
+    tmp_path: Path,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, engine = mariadb
+    table = f"lisrow_{uuid.uuid4().hex[:8]}"
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                f"CREATE TABLE {table} (report_no VARCHAR(32) PRIMARY KEY, report_date DATE, "
+                "updated_at DATETIME, item_name VARCHAR(32), result_value DOUBLE, "
+                "unit VARCHAR(16), state VARCHAR(8))"
+            )
+        )
+        for number in range(1, 6):
+            conn.execute(
+                text(f"INSERT INTO {table} VALUES (:k, :d, :u, '葡萄糖', :v, 'mmol/L', '正常')"),
+                {
+                    "k": report_key(number),
+                    "d": DAY,
+                    "u": datetime(2026, 11, 20, 9, number),
+                    "v": 5 + number / 10,
+                },
+            )
+    source = {
+        "id": "county-lis-rows",
+        "facility": FACILITY,
+        "source": ROW_SOURCE,
+        "document_kind": "lab-result",
+        "database": {
+            "url": url,
+            "view": table,
+            "key_column": "report_no",
+            "watermark_column": "updated_at",
+            "day_column": "report_date",
+        },
+    }
+    env = environment(database_url, consortium_file(tmp_path, [source]))
+    try:
+        code, report = sync_json(env, "--day", DAY.isoformat(), monkeypatch=monkeypatch)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    assert code == 0, report
+    assert report["sources"][0]["received"]["processed"] == 5
+    with session_factory() as session:
+        bodies = [r.body for r in session.scalars(select(Resource))]
+    values = sorted(
+        b["valueQuantity"]["value"] for b in bodies if b["resourceType"] == "Observation"
+    )
+    assert values == [5.1, 5.2, 5.3, 5.4, 5.5]
+    assert {b["code"]["text"] for b in bodies} == {"葡萄糖"}

@@ -101,3 +101,34 @@ def test_the_schedule_lease_lets_one_process_run_each_day(
     later = now + timedelta(days=1, hours=2)  # host-b died holding it: the lease runs out
     with session_factory.begin() as session:
         assert take(session, "sync", "host-a:1", "2026-11-21", 3600, later)
+
+
+def test_a_run_that_keeps_dying_is_given_up_visibly(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    from adapter.errors import AdapterError
+    from adapter.store.models import SyncRun
+    from adapter.sync import ledger
+
+    (tmp_path / "exports" / "20261120").mkdir(parents=True)
+    source = {
+        "id": "county-lab-night",
+        "facility": FACILITY,
+        "source": SOURCE_SYSTEM,
+        "document_kind": "lab-report",
+        "files": {"path": str(tmp_path / "exports" / "{date:%Y%m%d}")},
+    }
+    consortium = load_consortium(consortium_file(tmp_path, [source], max_attempts=2))
+    with session_factory.begin() as session:
+        run = ledger.new_run(
+            session, "2026-11-20", ["county-lab-night"], False, {}, datetime.now(UTC)
+        )
+        run.attempts = 12  # started 12 times, never finished (2 + 10 per source allowed)
+        run_id = run.id
+    runner = SyncRunner(consortium, None, session_factory)
+    with pytest.raises(AdapterError, match="started 12 times without finishing; given up"):
+        runner.run(date(2026, 11, 20))
+    with session_factory() as session:
+        assert session.get(SyncRun, run_id).state == "failed"
+    # the next start is a new run, not the given-up one
+    assert runner.run(date(2026, 11, 20)).run_id != run_id
