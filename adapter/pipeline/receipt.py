@@ -32,6 +32,7 @@ class Channel(StrEnum):
     FILE_DROP = "file-drop"  # a polled folder
     FHIR_PULL = "fhir-pull"  # a polled FHIR server
     CLI = "cli"  # adapter ingest / adapter demo
+    SYNC = "sync"  # adapter sync: a document of a night (peer: the sync source and its key)
     REPROCESS = "reprocess"  # a stored message translated again (audit only)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium
 from adapter.errors import AdapterError
+from adapter.pipeline.receipt import Channel, Receipt
 from adapter.store.outbox.acks import requeue_dead
 from adapter.sync import ledger
 from adapter.sync.config import SyncConfig, SyncSource
@@ -266,7 +267,10 @@ class SyncRunner:
     def _store(self, run_id: str, item: SyncSource, document: Item, *, replayed: bool) -> None:
         message_id = status = digest = None
         if document.raw is not None:
-            result = self.pipeline.ingest(document.raw, item.source, item.content_type)
+            receipt = Receipt(
+                item.source, Channel.SYNC, f"{item.id}:{document.key}", item.content_type
+            )
+            result = self.pipeline.ingest(document.raw, receipt)
             message_id, status = result.message_id, result.status
             digest = hashlib.sha256(document.raw).hexdigest()
         with self.factory.begin() as session:

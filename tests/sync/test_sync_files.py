@@ -78,6 +78,11 @@ def test_a_file_night_with_1_percent_missing_lists_them_by_key_and_replays_only_
     assert part["replayed"] == [report_key(37)]
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(InboundMessage)) == before + 1
+        # each document's receipt names the way in and which item of the night it was
+        late = session.scalars(
+            select(InboundMessage).order_by(InboundMessage.received_at.desc()).limit(1)
+        ).one()
+        assert (late.channel, late.peer) == ("sync", f"county-lab-night:{report_key(37)}")
 
     code, text = run_cli(env, "sync", "--day", DAY.isoformat(), monkeypatch=monkeypatch)
     assert code == 0
