@@ -139,10 +139,10 @@ class Compiler:
         return self.expr(node, key_path)
 
     def _each(self, node: dict[str, Any], key_path: tuple[Any, ...]) -> Each:
-        extra = set(node) - {"each", "as", "if", "emit"}
+        extra = set(node) - {"each", "as", "let", "if", "emit"}
         if extra or "emit" not in node:
             raise self.file.fail(
-                "each takes 'each', 'as', 'if' and 'emit' (the template of one item); "
+                "each takes 'each', 'as', 'let', 'if' and 'emit' (the template of one item); "
                 f"unexpected: {', '.join(sorted(extra)) or 'no emit'}",
                 key_path,
             )
@@ -156,9 +156,13 @@ class Compiler:
             raise self.file.fail("each names a group or segment, or is an expression", key_path)
         name = node.get("as", "it")
         self.bound.add(str(name))
+        lets = node.get("let")
+        if lets is not None and not isinstance(lets, dict):
+            raise self.file.fail("let inside each is a block of name: value", (*key_path, "let"))
+        compiled_lets = self.lets(lets, (*key_path, "let"))
         cond = self.condition(node["if"], (*key_path, "if")) if "if" in node else None
         emit = self.template(node["emit"], (*key_path, "emit"))
-        return Each(compiled_target, str(name), cond, emit)
+        return Each(compiled_target, str(name), cond, emit, lets=compiled_lets)
 
     def group_name(self, target: str, key_path: tuple[Any, ...]) -> str:
         """``each: PATIENT_RESULT`` names an HL7 v2 group or segment; other formats iterate

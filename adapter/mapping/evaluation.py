@@ -185,7 +185,7 @@ class Evaluation:
         if isinstance(node, Each) and isinstance(node.emit, Path | Var | Call):
             items = []
             for item, scope in self.items_of(node.target):
-                child = Evaluation(self.state, scope, {**self.vars, node.name: item})
+                child = self._item(node, item, scope)
                 if node.cond is not None and not truthy(child.expr(node.cond)):
                     continue
                 value = child.expr(node.emit)
@@ -251,13 +251,20 @@ class Evaluation:
     def _build_each(self, node: Each) -> list[Any] | None:
         out: list[Any] = []
         for item, scope in self.items_of(node.target):
-            child = Evaluation(self.state, scope, {**self.vars, node.name: item})
+            child = self._item(node, item, scope)
             if node.cond is not None and not truthy(child.expr(node.cond)):
                 continue
             built = child.build(node.emit)
             if not is_empty(built):
                 out.append(built)
         return out or None
+
+    def _item(self, node: Each, item: Any, scope: Any) -> Evaluation:
+        """The evaluation of one ``each`` item: its name bound, then its own ``let`` values."""
+        child = Evaluation(self.state, scope, {**self.vars, node.name: item})
+        for let_name, let_node in node.lets:
+            child.vars[let_name] = child.let_value(let_node)
+        return child
 
     def items_of(self, target: Any) -> list[tuple[Any, Any]]:
         """(item, scope) pairs for ``each``: a group / segment name or an expression."""

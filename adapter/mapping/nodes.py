@@ -22,13 +22,15 @@ from adapter.mapping.terminology import ConceptMap
 
 @dataclass(slots=True)
 class Each:
-    """``{each: <expr or group>, as: name, if: <expr>, emit: <template>}``: one value per item."""
+    """``{each: <expr or group>, as: name, let: {...}, if: <expr>, emit: <template>}``: one
+    value per item; ``let`` values are worked out per item, before ``if`` and ``emit``."""
 
     target: Any  # Expr, or a str naming a group / segment
     name: str
     cond: Expr | None
     emit: Any
     line: int | None = None
+    lets: list[tuple[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -143,8 +143,14 @@ def ref(ev: FunctionContext, resource: Any) -> dict[str, str] | None:
 
 @transform("refs")
 def refs(ev: FunctionContext, resources: Any) -> list[dict[str, str]]:
+    """References to each resource, once each: several items of one document may name the
+    same resource (one Specimen under every test item), which a list must not repeat."""
     items = resources if isinstance(resources, list) else [resources]
-    return [r for r in (ref(ev, item) for item in items) if r]
+    out: list[dict[str, str]] = []
+    for made in (ref(ev, item) for item in items):
+        if made and made not in out:
+            out.append(made)
+    return out
 
 
 @transform("apply")
