@@ -190,6 +190,8 @@ def _encounter(
     period = encounter.get("period", {})
     if (period.get("start"), period.get("end")) != (want["start"], want["end"]):
         out.append(f"Encounter.period {period}")
+    if "length_days" in want and encounter.get("length", {}).get("value") != want["length_days"]:
+        out.append(f"Encounter.length {encounter.get('length')} != {want['length_days']} days")
     hospitalization = encounter.get("hospitalization", {})
     for key, element in (
         ("admit_source", "admitSource"),

@@ -1,0 +1,71 @@
+"""Every WS/T 500 shared document fixture of fixtures/cda/documents (the documents of the
+generic mapping, mappings/_shared/xml/messages/wst500-document.yaml): translated without
+errors, every resource valid FHIR R4 (invariants included), the hand-written facts hold, the
+output equals its golden file; plus the same stay sent as 入院记录 and 出院记录 is one
+Encounter and one Condition per diagnosis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from adapter.pipeline import Translator
+from tests.fhir_checks import validate_r4
+from tests.golden import check_golden
+from tests.mappings.conftest import FIXTURES
+from tests.mappings.document_facts import check_document_case
+
+FOLDER = FIXTURES / "cda" / "documents"
+CASES: list[dict[str, Any]] = yaml.safe_load((FOLDER / "cases.yaml").read_text(encoding="utf-8"))
+
+
+def _translate(translator: Translator, file: str) -> tuple[list[dict], list[dict]]:
+    outcome = translator.translate((FOLDER / file).read_bytes(), "std-cda")
+    return outcome.resources, [i.as_dict() for i in outcome.issues]
+
+
+def test_every_fixture_file_has_a_case() -> None:
+    files = {p.relative_to(FOLDER).as_posix() for p in FOLDER.rglob("*.xml")}
+    assert files == {c["file"] for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_document_case(translator: Translator, case: dict[str, Any]) -> None:
+    resources, issues = _translate(translator, case["file"])
+    errors = [i for i in issues if i["severity"] in ("error", "fatal")]
+    assert not errors, f"{case['file']} failed: {errors}"
+    problems = check_document_case(resources, issues, case["expect"])
+    for resource in resources:
+        problems.extend(
+            f"{resource['resourceType']}/{resource['id']}: {p}" for p in validate_r4(resource)
+        )
+    golden = FOLDER / (case["file"].removesuffix(".xml") + ".expected.json")
+    problems.extend(check_golden(golden, {"resources": resources, "issues": issues}))
+    assert not problems, "\n".join([case["file"], *problems])
+
+
+def test_admission_and_discharge_records_of_one_stay_share_encounter_and_diagnoses(
+    translator: Translator,
+) -> None:
+    admission, _ = _translate(translator, "std-cda/admission-record-gb18030.xml")
+    discharge, _ = _translate(translator, "std-cda/discharge-record.xml")
+
+    def ids(resources: list[dict], rtype: str) -> set[str]:
+        return {r["id"] for r in resources if r["resourceType"] == rtype}
+
+    assert ids(admission, "Encounter") == ids(discharge, "Encounter")
+    assert ids(discharge, "Condition") <= ids(admission, "Condition")
+    assert ids(admission, "Composition").isdisjoint(ids(discharge, "Composition"))
+
+
+def test_a_data_element_value_is_never_left_unread(translator: Translator) -> None:
+    """Decision 0016: a data element's value the mapping does not carry is a warning; here a
+    section whose <text/> is empty carries every value into its narrative instead."""
+    raw = (FOLDER / "std-cda" / "discharge-record.xml").read_bytes()
+    outcome = translator.translate(raw, "std-cda")
+    composition = next(r for r in outcome.resources if r["resourceType"] == "Composition")
+    course = next(s for s in composition["section"] if s["code"]["coding"][0]["code"] == "8648-8")
+    assert "诊疗过程描述：入院后予抗感染" in course["text"]["div"]
+    assert not [i for i in outcome.issues if "not read" in i.diagnostics]
