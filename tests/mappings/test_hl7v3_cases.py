@@ -1,0 +1,103 @@
+"""HL7 v3 patient-registry messages of the national 互联互通 standard (PRPA_IN201311UV02,
+PRPA_IN201314UV02, PRPA_IN201304UV02): translated without errors, valid FHIR R4, the
+hand-written facts hold, the output equals its golden file, and each gives the same Patient
+ids as the HL7 v2 ADT message of the same person (the same FHIR whatever the format)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from adapter.pipeline import Translator
+from tests.fhir_checks import validate_r4
+from tests.golden import check_golden
+from tests.mappings.conftest import FIXTURES
+from tests.mappings.oru_facts import check_patient
+
+FOLDER = FIXTURES / "xml" / "hl7v3"
+CASES: list[dict[str, Any]] = yaml.safe_load((FOLDER / "cases.yaml").read_text(encoding="utf-8"))
+ETHNIC = "https://yigongti-fhir-adapter.github.io/fhir/StructureDefinition/ethnic-group"
+
+
+def _patients(resources: list[dict]) -> list[dict]:
+    return [r for r in resources if r["resourceType"] == "Patient"]
+
+
+def test_every_fixture_file_has_a_case() -> None:
+    files = {p.relative_to(FOLDER).as_posix() for p in FOLDER.rglob("*.xml")}
+    assert files == {c["file"] for c in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["file"] for c in CASES])
+def test_hl7v3_case(translator: Translator, case: dict[str, Any]) -> None:
+    outcome = translator.translate((FOLDER / case["file"]).read_bytes(), "std-cda")
+    resources, issues = outcome.resources, [i.as_dict() for i in outcome.issues]
+    expect = case["expect"]
+    assert not [i for i in issues if i["severity"] in ("error", "fatal")], issues
+    problems: list[str] = []
+    counts: dict[str, int] = {}
+    for r in resources:
+        counts[r["resourceType"]] = counts.get(r["resourceType"], 0) + 1
+        problems.extend(f"{r['resourceType']}/{r['id']}: {p}" for p in validate_r4(r))
+    if counts != expect["counts"]:
+        problems.append(f"counts {counts} != {expect['counts']}")
+    if expect.get("no_unread"):
+        problems.extend(i["location"] for i in issues if "not read" in i["diagnostics"])
+    survivor = next(p for p in _patients(resources) if p["active"])
+    problems.extend(check_patient(survivor, expect["patient"], "Patient"))
+    if "ethnic_group" in expect:
+        codes = [
+            c["code"]
+            for e in survivor.get("extension", [])
+            if e["url"] == ETHNIC
+            for c in e["valueCodeableConcept"].get("coding", [])
+        ]
+        if codes != [expect["ethnic_group"]]:
+            problems.append(f"ethnic group {codes}")
+    if "marital" in expect:
+        codes = [c["code"] for c in survivor["maritalStatus"]["coding"]]
+        if codes != [expect["marital"]]:
+            problems.append(f"marital status {codes}")
+    if "contact" in expect:
+        contact = survivor["contact"][0]
+        got = [contact["relationship"][0]["coding"][0]["code"], contact["name"]["text"]]
+        if got != expect["contact"]:
+            problems.append(f"contact {got}")
+    if "merged" in expect:
+        merged = next(p for p in _patients(resources) if not p["active"])
+        values = [i["value"] for i in merged["identifier"]]
+        if expect["merged"]["identifier"] not in values:
+            problems.append(f"merged identifiers {values}")
+        if merged["link"] != [{"other": {"reference": f"Patient/{survivor['id']}"}, "type": "replaced-by"}]:
+            problems.append(f"merged link {merged['link']}")
+        if survivor["link"] != [{"other": {"reference": f"Patient/{merged['id']}"}, "type": "replaces"}]:
+            problems.append(f"survivor link {survivor.get('link')}")
+    if "same_patient_as" in expect:
+        raw = (FIXTURES / "hl7v2" / "adt" / expect["same_patient_as"]).read_bytes()
+        v2 = translator.translate(raw, "county-his").resources
+        if {p["id"] for p in _patients(v2)} != {p["id"] for p in _patients(resources)}:
+            problems.append(f"Patient ids differ from {expect['same_patient_as']}")
+    golden = FOLDER / (case["file"].removesuffix(".xml") + ".expected.json")
+    problems.extend(check_golden(golden, {"resources": resources, "issues": issues}))
+    assert not problems, "\n".join([case["file"], *problems])
+
+
+def test_a_registration_without_any_identifier_is_refused(translator: Translator) -> None:
+    raw = (FOLDER / "std-cda" / "register-no-id-card.xml").read_bytes()
+    raw = raw.replace(b'extension="MZ0000599871"', b'extension=""')
+    outcome = translator.translate(raw, "std-cda")
+    errors = [i for i in outcome.issues if i.severity == "error"]
+    assert errors and "no patient identifier" in errors[0].diagnostics
+    assert errors[0].location == "/PRPA_IN201311UV02/controlActProcess[1]"
+
+
+def test_a_merge_of_a_record_into_itself_is_refused(translator: Translator) -> None:
+    raw = (FOLDER / "std-cda" / "merge.xml").read_bytes()
+    raw = raw.replace(
+        b'<priorRegisteredRole classCode="PAT">\n                <id><item root="2.16.156.10011.2.5.1.4" extension="MZ0000599871"/>',
+        b'<priorRegisteredRole classCode="PAT">\n                <id><item root="2.16.156.10011.1.3" extension="430999197004052127"/>',
+    )
+    outcome = translator.translate(raw, "std-cda")
+    assert any("nothing to merge" in i.diagnostics for i in outcome.issues if i.severity == "error")
