@@ -46,7 +46,7 @@ def test_small_population_meets_the_goals(session_factory: sessionmaker[Session]
     assert figures["precision"] >= 0.999, figures
     assert figures["twin_false_links"] == 0, figures
     # found: linked, or the two persons joined by a review item (recall with review); the
-    # automatic links alone reach ~95 % at these fault rates (decision 0020, the benchmark)
+    # automatic links alone reach ~95 % at these fault rates (decision 0023, the benchmark)
     assert figures["recall_with_review"] >= 0.95, figures
     assert figures["recall"] >= 0.93, figures
     assert figures["review_share"] <= 0.05, figures
