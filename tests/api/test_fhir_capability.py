@@ -101,6 +101,8 @@ def test_the_covered_types(capability: dict) -> None:
         "DocumentReference",
         "MedicationRequest",
         "MedicationStatement",
+        "AllergyIntolerance",
+        "Procedure",
         "Provenance",
         "CodeSystem",
         "Bundle",
