@@ -3,7 +3,7 @@
 connectors (connectors check, listen, poll), delivery (worker, deliveries, replay) and
 search (reindex), care (care list, grant, revoke, register, close-referral), patients
 (the patient index: show, reviews, merge, unmerge, rematch), sync (the nightly
-synchronisation) and remap.
+synchronisation), remap and audit (verify, checkpoints, disclosures, grants).
 Every command that starts the adapter goes through commands.common.start, that is
 adapter.runtime.build_runtime, as ``adapter serve`` does (adapter.api.app.create_app).
 """
@@ -15,6 +15,7 @@ import sys
 import typer
 
 from adapter.commands import (
+    audit,
     care,
     connectors,
     delivery,
@@ -32,7 +33,19 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-for area in (serve, messages, mappings, delivery, connectors, search, care, patients, sync, remap):
+for area in (
+    serve,
+    messages,
+    mappings,
+    delivery,
+    connectors,
+    search,
+    care,
+    patients,
+    sync,
+    remap,
+    audit,
+):
     area.register(app)
 
 

@@ -102,3 +102,40 @@ def build_runtime(
         publish_code_systems(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
     pipeline = make_pipeline(settings, consortium, factory) if load_mappings else None
     return Runtime(settings, consortium, engine, factory, pipeline)
+
+
+def record_config_loaded(runtime: Runtime, process: str) -> None:
+    """Audit that ``process`` started with this consortium file (its sha256) and these
+    mapping sets (folder and fingerprint of each source's set)."""
+    import hashlib
+    from datetime import UTC, datetime
+
+    from adapter import audit
+    from adapter.audit.writer import record_now
+
+    config = runtime.settings.config
+    mappings = []
+    if runtime.loaded_pipeline is not None:
+        for facility in runtime.consortium.facilities:
+            for source in facility.sources:
+                found = runtime.loaded_pipeline.mapping_set(facility, source)
+                mappings.append(f"{source.id}={found.folder}@{found.fingerprint}")
+    record_now(
+        runtime.factory,
+        audit.AuditEvent(
+            action="config.loaded",
+            outcome="success",
+            actor=f"adapter:{process}",
+            subject=None,
+            correlation_id=None,
+            at=datetime.now(UTC),
+            client=None,
+            channel=process,
+            detail={
+                "config": config.name,
+                "config_sha256": hashlib.sha256(config.read_bytes()).hexdigest(),
+                "mappings": ",".join(mappings)[:2000] or None,
+                "facilities": len(runtime.consortium.facilities),
+            },
+        ),
+    )

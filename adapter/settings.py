@@ -90,6 +90,25 @@ class Settings(BaseSettings):
     cors_max_age_seconds: int = Field(600, ge=0, description="CORS: how long a preflight holds")
     log_level: str = "INFO"
     log_json: bool = Field(False, description="One JSON object per log line (for log shippers)")
+    audit_signing_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs audit checkpoints and archives "
+        "(adapter audit keygen; docs/audit.md)",
+    )
+    audit_public_key: Path | None = Field(
+        None,
+        description="Public key that adapter audit verify checks signatures with "
+        "(default: the public half of ADAPTER_AUDIT_SIGNING_KEY)",
+    )
+    audit_checkpoint_minutes: float = Field(
+        60.0, gt=0, description="adapter serve signs a checkpoint of the audit log this often"
+    )
+    audit_retention_days: int = Field(
+        180,
+        ge=180,
+        description="Audit records stay in the database at least this long (等保 level 3: "
+        "at least 180 days); older ones may be archived and purged",
+    )
     deliver_in_process: bool = Field(
         False, description="adapter serve also runs the delivery worker (embedded default)"
     )

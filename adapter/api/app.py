@@ -33,12 +33,13 @@ from adapter.api.errors import install_error_handlers
 from adapter.api.negotiation import FhirNegotiation
 from adapter.api.openapi import install_openapi
 from adapter.api.request_checks import RequestChecks
+from adapter.api.request_id import RequestIdMiddleware
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.fhir.published import publish
-from adapter.runtime import build_runtime
+from adapter.runtime import build_runtime, record_config_loaded
 from adapter.settings import Settings, get_settings
 from adapter.store import migrate
 
@@ -70,6 +71,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await run_in_threadpool(migrate, engine)
         # the adapter's own CodeSystems, readable at /fhir/CodeSystem/{id}
         await run_in_threadpool(publish, app.state.session_factory)
+        await run_in_threadpool(record_config_loaded, runtime, "serve")
         if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
                 start_in_process, delivery_worker, engine, app.state.session_factory
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Last-Modified", "Location", "Content-Location"],
             max_age=settings.cors_max_age_seconds,
         )
+    app.add_middleware(RequestIdMiddleware)  # every answer carries X-Request-Id
     app.add_middleware(AccessLogMiddleware)  # added last: the outermost, sees every answer
     for router in ROUTERS:
         app.include_router(router)

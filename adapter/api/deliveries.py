@@ -14,7 +14,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse
 
+from adapter import audit
 from adapter.api.deps import SessionDep, SessionFactoryDep  # SessionDep reads only
+from adapter.audit.context import ANONYMOUS
 from adapter.errors import InvalidRequestError
 from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.store import outbox
@@ -66,9 +68,16 @@ def replay_destination(
         raise InvalidRequestError(
             "since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00", location="since"
         )
+    now = datetime.now(UTC)
     with factory.begin() as session:
         count = outbox.replay_many(
-            session, destination=destination, since=since, state=state, now=datetime.now(UTC)
+            session, destination=destination, since=since, state=state, now=now
+        )
+        audit.record(
+            audit.replay_event(
+                actor=ANONYMOUS, at=now, destination=destination, count=count, state=state
+            ),
+            session=session,
         )
     return JSONResponse({"destination": destination, "replayed": count})
 
@@ -76,7 +85,21 @@ def replay_destination(
 @router.post("/deliveries/{delivery_id}/replay")
 def replay(delivery_id: int, factory: SessionFactoryDep) -> JSONResponse:
     """Queue one dead (or delivered) delivery again; 409 while it is still queued."""
+    now = datetime.now(UTC)
     with factory.begin() as session:
-        row = outbox.replay_one(session, delivery_id, now=datetime.now(UTC))
+        row = outbox.replay_one(session, delivery_id, now=now)
+        audit.record(_replayed_one(row, ANONYMOUS, now), session=session)
         body = row.summary()
     return JSONResponse(body)
+
+
+def _replayed_one(row: outbox.OutboxRow, actor: str, now: datetime) -> audit.AuditEvent:
+    return audit.replay_event(
+        actor=actor,
+        at=now,
+        destination=row.destination,
+        count=1,
+        delivery_id=row.id,
+        entity=f"{row.resource_type}/{row.resource_id}",
+        message_id=row.message_id,
+    )

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 
 from adapter import __version__
 from adapter.api.deps import SessionDep
+from adapter.api.disclosure import disclosed
 from adapter.api.fhir_request import check_id as _check_id
 from adapter.api.fhir_request import check_type
 from adapter.api.responses import FHIRResponse
@@ -45,7 +46,9 @@ def metadata(request: Request) -> FHIRResponse:
 
 
 @router.get("/{resource_type}/{resource_id}", name="fhir_read", summary="Read")
-def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRResponse:
+def read(
+    resource_type: str, resource_id: str, request: Request, session: SessionDep
+) -> FHIRResponse:
     check_type(resource_type)
     _check_id(resource_id)
     row = resource_state(session, resource_type, resource_id)
@@ -53,6 +56,7 @@ def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRRespo
         raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
     if row.deleted:
         raise GoneError(f"{resource_type}/{resource_id} was deleted", location="id")
+    disclosed(request, "fhir.read", [row.body], interaction="read", resource_type=resource_type)
     return FHIRResponse(row.body, headers=_version_headers(row.version_id, row.last_updated))
 
 
@@ -62,7 +66,7 @@ def read(resource_type: str, resource_id: str, session: SessionDep) -> FHIRRespo
     summary="Read one version",
 )
 def vread(
-    resource_type: str, resource_id: str, version_id: str, session: SessionDep
+    resource_type: str, resource_id: str, version_id: str, request: Request, session: SessionDep
 ) -> FHIRResponse:
     check_type(resource_type)
     _check_id(resource_id)
@@ -75,6 +79,7 @@ def vread(
         raise NotFoundError(
             f"{resource_type}/{resource_id} has no version {version_id}", location="vid"
         )
+    disclosed(request, "fhir.read", [body], interaction="vread", resource_type=resource_type)
     last_updated = datetime.fromisoformat(body["meta"]["lastUpdated"])
     return FHIRResponse(body, headers=_version_headers(int(version_id), last_updated))
 

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from adapter.api.deps import SessionDep, SettingsDep
+from adapter.api.disclosure import disclosed
 from adapter.api.fhir import check_type, fhir_base
 from adapter.api.responses import FHIRResponse
 from adapter.api.search_bundle import searchset
@@ -108,6 +109,15 @@ def run(
             )
         )
     ignored = set(parsed.ignored)
+    disclosed(
+        request,
+        "fhir.search",
+        [*page.bodies, *extra],
+        interaction="search-type" if resource_type else "search-system",
+        resource_type=resource_type or "*",
+        params=params,
+        total=page.total,
+    )
     return FHIRResponse(
         searchset(
             base=fhir_base(request),

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 
 from adapter.api import bundles
 from adapter.api.deps import SessionDep, SettingsDep
+from adapter.api.disclosure import disclosed
 from adapter.api.fhir import fhir_base
 from adapter.api.fhir_request import (
     check_id,
@@ -81,6 +82,18 @@ def _history(
     total, versions = read_history_page(session, query)
     if resource_id is not None and total == 0 and not _ever_existed(session, query):
         raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
+    disclosed(
+        request,
+        "fhir.read",
+        [v.body for v in versions if not v.deleted],
+        interaction="history-system"
+        if resource_type is None
+        else "history-type"
+        if resource_id is None
+        else "history-instance",
+        resource_type=resource_type or "*",
+        params=pairs,
+    )
     path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
     return FHIRResponse(
         bundles.history(

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from adapter.api import bundles
 from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep, SettingsDep
+from adapter.api.disclosure import disclosed
 from adapter.api.fhir import fhir_base
 from adapter.api.fhir_request import (
     check_id,
@@ -92,6 +93,16 @@ def everything(
         for key in referenced_keys(bodies)
         if _shared_type(key[0]) and (types is None or key[0] in types)
     ]
+    included = read_many(session, shared)
+    disclosed(
+        request,
+        "fhir.search",
+        [*bodies, *included],
+        interaction="operation:everything",
+        resource_type="Patient",
+        params=pairs,
+        total=total,
+    )
     return FHIRResponse(
         bundles.operation_searchset(
             base=fhir_base(request),
@@ -99,7 +110,7 @@ def everything(
             params=[(k, v) for k, v in pairs if k not in ignored],
             total=total,
             matches=bodies,
-            included=read_many(session, shared),
+            included=included,
             count=count,
             offset=offset,
         )
@@ -140,9 +151,15 @@ def document(composition_id: str, request: Request, session: SessionDep) -> FHIR
         )
     composition = _current(session, "Composition", composition_id)
     stored = stored_document(session, composition_id)
-    if stored is not None:
-        return FHIRResponse(stored)
-    return FHIRResponse(_assembled(session, composition, fhir_base(request)))
+    bundle = stored if stored is not None else _assembled(session, composition, fhir_base(request))
+    disclosed(
+        request,
+        "fhir.read",
+        [e["resource"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)],
+        interaction="operation:document",
+        resource_type="Composition",
+    )
+    return FHIRResponse(bundle)
 
 
 def _assembled(session: SessionDep, composition: dict[str, Any], base: str) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Audit: the one seam through which the adapter reports who did what, when, with what
-outcome. Nothing is kept yet (no sink listens by default); the audit issue decides where
-the events go (a table, FHIR AuditEvent resources, a log) without touching the callers.
+outcome. Every recorded event is kept in the hash-chained audit log (adapter/audit/writer.py)
+in the transaction it was recorded in; docs/audit.md says what is recorded and how to check it.
 
     from adapter import audit
     audit.record(
@@ -15,19 +15,26 @@ the events go (a table, FHIR AuditEvent resources, a log) without touching the c
         session=session,          # optional: the transaction the event belongs to
     )
 
-Callers today: the pipeline (a message stored or quarantined, in its transaction) and the
-delivery worker (an attempt settled, in its transaction).
+Callers: the pipeline (received, translated, stored, quarantined, reprocessed, in its
+transaction), the delivery worker (each attempt settled, in its transaction), the FHIR API
+(reads and searches: what was disclosed to whom), the CLI and the start-up (replay,
+configuration loaded).
 """
 
+from adapter.audit import writer as _writer
 from adapter.audit.events import (
     AuditAction,
     AuditEvent,
     AuditOutcome,
+    _sinks,
     delivery_event,
     listening,
     message_event,
     record,
+    replay_event,
 )
+
+_sinks.append(_writer.sink)  # the audit log listens always
 
 __all__ = [
     "AuditAction",
@@ -37,4 +44,5 @@ __all__ = [
     "listening",
     "message_event",
     "record",
+    "replay_event",
 ]

@@ -1,8 +1,9 @@
 """The audit event shape and the ``record`` seam.
 
-``record`` hands each event to the sinks that listen; none does by default, so it keeps
-nothing until the audit issue adds one (a table written in ``session``, AuditEvent
-resources ...). Tests listen with :func:`listening` to see what the callers report.
+``record`` hands each event to the sinks that listen. The audit log's writer
+(adapter/audit/writer.py) is always one of them: it keeps each event in the audit_record
+table, in ``session``'s transaction. Tests listen with :func:`listening` to see what the
+callers report.
 """
 
 from __future__ import annotations
@@ -18,13 +19,26 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-# what happened; the audit issue may add actions (reads, exports, operator commands)
+# what happened (docs/audit.md lists each with its BALP pattern)
 AuditAction = Literal[
+    "message.received",  # an inbound message's bytes were kept (or a duplicate answered)
+    "message.translated",  # it was translated (mapping folder and fingerprint in detail)
     "message.stored",  # an inbound message and its resources were committed
     "message.quarantined",  # an inbound message was kept, not translated
+    "message.reprocessed",  # an operator had a stored message translated again
     "delivery.delivered",  # an outbox row reached its destination
     "delivery.retry",  # an attempt failed and was rescheduled
     "delivery.dead",  # an outbox row became a dead letter
+    "delivery.replayed",  # an operator put deliveries back in the queue
+    "fhir.read",  # resources were disclosed by read, vread or history
+    "fhir.search",  # resources were disclosed by a search
+    "config.loaded",  # the adapter started with a consortium file and mappings
+    "audit.read",  # the audit log itself was read (once per request, not per record)
+    "audit.verified",  # the audit log was verified
+    "audit.checkpoint",  # a signed checkpoint was made
+    "audit.archived",  # records were archived
+    "audit.purged",  # archived and verified records were removed from the table
+    "audit.refused",  # a change of the audit log was refused (PUT / DELETE AuditEvent)
 ]
 AuditOutcome = Literal["success", "warning", "failure"]
 
@@ -38,9 +52,19 @@ class AuditEvent:
     outcome: AuditOutcome
     actor: str  # who: "source:<source id>", "worker:<worker id>", later "user:<id>"
     subject: str | None  # what it is about: "InboundMessage/<id>", "outbox/<id>"
-    correlation_id: str | None  # ties one message's events together: the inbound message id
+    correlation_id: str | None  # ties one message's events together (the writer fills it)
     at: datetime  # when (timezone-aware)
     detail: Mapping[str, str | int | None] = field(default_factory=dict)
+    # who, beyond ``actor``: left None, the writer takes them from the request being served
+    # (adapter/audit/context.py); authentication will fill ``client`` and ``facility``
+    client: str | None = None
+    facility: str | None = None
+    address: str | None = None
+    channel: str | None = None
+    message_id: str | None = None  # the inbound message it belongs to
+    # what: references only ("Observation/x/_history/2"), never content
+    entities: tuple[str, ...] = ()
+    patients: tuple[str, ...] = ()  # "Patient/<id>" whose data this event touched
 
 
 Sink = Callable[[AuditEvent, "Session | None"], None]
@@ -80,17 +104,29 @@ def message_event(
     message_id: str,
     source_system: str,
     at: datetime,
+    facility: str | None = None,
+    channel: str | None = None,
+    address: str | None = None,
+    entities: tuple[str, ...] = (),
+    patients: tuple[str, ...] = (),
     **detail: str | int | None,
 ) -> AuditEvent:
-    """An event about one inbound message, sent by ``source_system``."""
+    """An event about one inbound message, sent by ``source_system``. The correlation id
+    is the one its receipt was recorded with (the writer looks it up)."""
     return AuditEvent(
         action=action,
         outcome=outcome,
         actor=f"source:{source_system}",
         subject=f"InboundMessage/{message_id}",
-        correlation_id=message_id,
+        correlation_id=None,
         at=at,
         detail=detail,
+        facility=facility,
+        channel=channel,
+        address=address,
+        message_id=message_id,
+        entities=entities,
+        patients=patients,
     )
 
 
@@ -103,15 +139,47 @@ def delivery_event(
     worker: str,
     message_id: str | None,
     at: datetime,
+    entities: tuple[str, ...] = (),
+    patients: tuple[str, ...] = (),
     **detail: str | int | None,
 ) -> AuditEvent:
-    """An event about one outbox row, settled by ``worker``."""
+    """An event about one outbox row, settled by ``worker``: a disclosure to
+    ``destination`` of ``entities`` about ``patients``."""
     return AuditEvent(
         action=action,
         outcome=outcome,
         actor=f"worker:{worker}",
         subject=f"outbox/{outbox_id}",
-        correlation_id=message_id,
+        correlation_id=None,
         at=at,
         detail={"destination": destination, **detail},
+        channel="delivery",
+        message_id=message_id,
+        entities=entities,
+        patients=patients,
+    )
+
+
+def replay_event(
+    *,
+    actor: str,
+    at: datetime,
+    destination: str | None,
+    count: int,
+    delivery_id: int | None = None,
+    entity: str | None = None,
+    message_id: str | None = None,
+    **detail: str | int | None,
+) -> AuditEvent:
+    """An operator put deliveries back in the queue (one, or a destination's)."""
+    return AuditEvent(
+        action="delivery.replayed",
+        outcome="success",
+        actor=actor,
+        subject=f"outbox/{delivery_id}" if delivery_id is not None else None,
+        correlation_id=None,
+        at=at,
+        detail={"destination": destination, "replayed": count, **detail},
+        message_id=message_id,
+        entities=(entity,) if entity else (),
     )

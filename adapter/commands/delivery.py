@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from adapter import audit
+from adapter.audit.context import Caller, serving
 from adapter.commands import common
 from adapter.errors import AdapterError
 
@@ -66,6 +68,9 @@ def worker(
 
     runtime = _open(logs=True)
     consortium, engine, factory = runtime.consortium, runtime.engine, runtime.factory
+    from adapter.runtime import record_config_loaded
+
+    record_config_loaded(runtime, "worker")
     options = WorkerOptions(
         batch_size=batch, lease_seconds=lease_seconds, poll_seconds=poll_seconds
     )
@@ -194,9 +199,21 @@ def replay(
     runtime = _open()
     now = datetime.now(UTC)
     try:
-        with runtime.factory.begin() as session:
+        with serving(Caller(client=None, channel="cli")), runtime.factory.begin() as session:
             if delivery_id is not None:
                 row = outbox.replay_one(session, delivery_id, now=now)
+                audit.record(
+                    audit.replay_event(
+                        actor="cli",
+                        at=now,
+                        destination=row.destination,
+                        count=1,
+                        delivery_id=row.id,
+                        entity=f"{row.resource_type}/{row.resource_id}",
+                        message_id=row.message_id,
+                    ),
+                    session=session,
+                )
                 typer.echo(
                     f"delivery {row.id} queued again ({row.resource_type}/"
                     f"{row.resource_id} -> {row.destination})"
@@ -205,6 +222,12 @@ def replay(
                 assert destination is not None
                 count = outbox.replay_many(
                     session, destination=destination, since=moment, state=state, now=now
+                )
+                audit.record(
+                    audit.replay_event(
+                        actor="cli", at=now, destination=destination, count=count, state=state
+                    ),
+                    session=session,
                 )
                 typer.echo(f"{count} deliveries to {destination} queued again")
     except AdapterError as exc:

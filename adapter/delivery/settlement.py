@@ -127,6 +127,8 @@ def count(tally: Tally, s: Settlement) -> None:
 
 def audit_event(s: Settlement, *, worker: str) -> audit.AuditEvent:
     action, result = _AUDITED[s.outcome]
+    row = s.row
+    version = s.sent_version if s.sent_version is not None else row.version_id
     return audit.delivery_event(
         action,
         result,
@@ -135,6 +137,8 @@ def audit_event(s: Settlement, *, worker: str) -> audit.AuditEvent:
         worker=worker,
         message_id=s.row.message_id,
         at=s.attempted_at,
+        entities=(f"{row.resource_type}/{row.resource_id}/_history/{version}",),
+        patients=(row.patient_key,) if row.patient_key else (),
         status=s.status,
         cause=s.cause,
     )

@@ -262,6 +262,7 @@ class Pipeline:
             assert stored is not None
             stored.detected_format = outcome.format
             stored.encoding = outcome.encoding
+            steps.audit_reprocess(session, stored, moment)
             return stored
 
         try:
@@ -279,6 +280,7 @@ class Pipeline:
         try:
             with self.factory.begin() as session:
                 message = job.open_message(session)
+                steps.audit_translated(session, message, job.outcome, job.moment)
                 if job.outcome.failed:
                     steps.quarantine(
                         session, message, job.outcome.issues, job.moment, channel=job.channel
@@ -356,7 +358,11 @@ class Pipeline:
     def _duplicate(self, source_id: str, digest: str) -> IngestResult | None:
         with self.factory() as session:
             existing = find_message(session, source_id, digest)
-            return None if existing is None else result_of(existing, duplicate=True)
+            if existing is None:
+                return None
+            steps.audit_received(session, existing, datetime.now(UTC), duplicate=True)
+            session.commit()  # the answer is given only once its audit record is kept
+            return result_of(existing, duplicate=True)
 
 
 def _creator(
@@ -372,7 +378,7 @@ def _creator(
     it came in (channel, peer, content type, when)."""
 
     def create(session: Session) -> InboundMessage:
-        return create_message(
+        message = create_message(
             session,
             message_id=message_id,
             source_system=source.id,
@@ -386,6 +392,8 @@ def _creator(
             channel=receipt.channel,
             peer=receipt.peer,
         )
+        steps.audit_received(session, message, receipt.received_at)
+        return message
 
     return create
 

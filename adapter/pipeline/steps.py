@@ -31,7 +31,7 @@ from adapter.identity.index.resolve import index_patients
 from adapter.identity.rules import rules_at
 from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
-from adapter.pipeline.translator import WHOLE_MESSAGE
+from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
@@ -309,6 +309,7 @@ def record_result(work: Work) -> None:
 
 
 def audit_stored(work: Work) -> None:
+    """What was stored, as references: each resource version and the patients it is about."""
     audit.record(
         audit.message_event(
             "message.stored",
@@ -316,12 +317,93 @@ def audit_stored(work: Work) -> None:
             message_id=work.message.id,
             source_system=work.message.source_system,
             at=work.moment,
+            facility=work.facility.id,
             channel=work.channel,
+            address=work.message.peer,
+            entities=tuple(f"{s.resource_type}/{s.id}/_history/{s.version_id}" for s in work.saved),
+            patients=_patients(work.saved),
             resources=len(work.saved),
+            changed=sum(1 for s in work.saved if s.changed),
             outbox_rows=len(work.outbox),
         ),
         session=work.session,
     )
+
+
+def _who(message: InboundMessage) -> dict[str, Any]:
+    """The sender as the message row knows it (channel and peer once receipts record them)."""
+    return {
+        "facility": message.facility_id,
+        "channel": getattr(message, "channel", None),
+        "address": getattr(message, "peer", None),
+    }
+
+
+def audit_received(
+    session: Session, message: InboundMessage, moment: datetime, *, duplicate: bool = False
+) -> None:
+    """Receive: the bytes were kept (or, ``duplicate``, were already kept and are answered
+    as before)."""
+    audit.record(
+        audit.message_event(
+            "message.received",
+            "success",
+            message_id=message.id,
+            source_system=message.source_system,
+            at=moment,
+            **_who(message),
+            sha256=message.sha256,
+            size=message.size,
+            duplicate=1 if duplicate else None,
+        ),
+        session=session,
+    )
+
+
+def audit_translated(
+    session: Session, message: InboundMessage, outcome: Outcome, moment: datetime
+) -> None:
+    """Translate: with the mapping set (folder and fingerprint of its files) that did it."""
+    errors = sum(1 for i in outcome.issues if i.severity in ("error", "fatal"))
+    warnings = sum(1 for i in outcome.issues if i.severity == "warning")
+    audit.record(
+        audit.message_event(
+            "message.translated",
+            "failure" if outcome.failed else ("warning" if warnings else "success"),
+            message_id=message.id,
+            source_system=message.source_system,
+            at=moment,
+            **_who(message),
+            mapping=outcome.mapping_set,
+            format=outcome.format,
+            resources=len(outcome.resources),
+            errors=errors,
+            warnings=warnings,
+        ),
+        session=session,
+    )
+
+
+def audit_reprocess(session: Session, message: InboundMessage, moment: datetime) -> None:
+    """Reprocess: who asked (the request being served) to translate a kept message again."""
+    audit.record(
+        audit.message_event(
+            "message.reprocessed",
+            "success",
+            message_id=message.id,
+            source_system=message.source_system,
+            at=moment,
+            facility=message.facility_id,
+            attempts=message.attempts,
+        ),
+        session=session,
+    )
+
+
+def _patients(saved: list[Saved]) -> tuple[str, ...]:
+    found = [s.patient_key for s in saved if s.patient_key]
+    found += [f"Patient/{s.id}" for s in saved if s.resource_type == "Patient"]
+    return tuple(dict.fromkeys(found))
 
 
 STEPS: tuple[Callable[[Work], None], ...] = (
@@ -369,8 +451,11 @@ def quarantine(
             message_id=message.id,
             source_system=message.source_system,
             at=moment,
+            facility=message.facility_id,
             channel=channel,
+            address=message.peer,
             issues=len(issues),
+            codes=",".join(sorted({i.code for i in issues}))[:200],
         ),
         session=session,
     )

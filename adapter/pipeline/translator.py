@@ -45,6 +45,8 @@ class Outcome:
     origins: dict[Any, str | None] = field(default_factory=dict)
     # the message mapping used ("file@version"): remap names the rule behind each change
     mapping: str | None = None
+    # the mapping set that translated it, "<folder>@<fingerprint>" (for the audit log)
+    mapping_set: str | None = None
 
     @classmethod
     def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:
@@ -152,6 +154,7 @@ class Translator:
                 location="body",
             )
             return Outcome.failure(error.issues, source.format)
+        mappings: MappingSet | None = None
         try:
             mappings = self.mapping_set(facility, source)
             document = read_document(
@@ -168,7 +171,9 @@ class Translator:
             }
             translation = document.translate(mappings, facility, self.timezone, extra)
         except MessageError as exc:
-            return Outcome.failure(exc.issues, source.format)
+            failure = Outcome.failure(exc.issues, source.format)
+            failure.mapping_set = _mapping_name(mappings)
+            return failure
         except AdapterError:
             raise
         except Exception as exc:  # a bug must not lose the message: quarantine it, say where
@@ -186,7 +191,12 @@ class Translator:
             dict(translation.policies),
             origins=dict(translation.origins),
             mapping=translation.mapping,
+            mapping_set=_mapping_name(mappings),
         )
+
+
+def _mapping_name(mappings: MappingSet | None) -> str | None:
+    return None if mappings is None else f"{mappings.folder}@{mappings.fingerprint}"
 
 
 def internal_error(stage: str, exc: Exception) -> Issue:

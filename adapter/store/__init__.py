@@ -10,8 +10,8 @@ The outbox and delivery tables belong to one repository, :mod:`adapter.store.out
 
 from adapter.fhir.search_query import Criterion
 
-# the patient index's tables: imported so that Base.metadata knows them
-from adapter.store import identity_tables  # noqa: F401
+# the audit and patient index tables: imported so that Base.metadata knows them
+from adapter.store import audit_log, identity_tables  # noqa: F401
 from adapter.store.engine import make_engine, migrate, read_only, session_factory
 from adapter.store.messages import (
     count_messages,

@@ -55,13 +55,20 @@ def test_the_pipeline_reports_each_stored_and_quarantined_message(
     assert stored.accepted and kept.status == "quarantined" and again.duplicate
 
     events = [event for event, _ in sink.events]
+    stored_as, kept_as = f"InboundMessage/{stored.message_id}", f"InboundMessage/{kept.message_id}"
     assert [(e.action, e.outcome, e.subject) for e in events] == [
-        ("message.stored", "success", f"InboundMessage/{stored.message_id}"),
-        ("message.quarantined", "failure", f"InboundMessage/{kept.message_id}"),
-    ]  # a duplicate stores nothing, so it reports nothing
-    assert all(e.actor == "source:std-hl7v2" and e.at == MOMENT for e in events)
-    assert [e.correlation_id for e in events] == [stored.message_id, kept.message_id]
-    assert events[0].detail["resources"] == len(stored.resources)
+        ("message.received", "success", stored_as),
+        ("message.translated", "success", stored_as),
+        ("message.stored", "success", stored_as),
+        ("message.received", "success", kept_as),
+        ("message.translated", "failure", kept_as),
+        ("message.quarantined", "failure", kept_as),
+        ("message.received", "success", stored_as),  # the duplicate, answered as before
+    ]
+    assert all(e.actor == "source:std-hl7v2" for e in events)
+    assert all(e.at == MOMENT for e in events[:-1])
+    assert events[-1].detail["duplicate"] == 1
+    assert events[2].detail["resources"] == len(stored.resources)
     assert all(session is not None for _, session in sink.events)  # in the transaction
     assert [e.detail["channel"] for e in events] == ["cli", "cli"]  # how each came in
 

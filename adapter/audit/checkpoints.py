@@ -1,0 +1,60 @@
+"""Making, listing and exporting the signed checkpoints of the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session
+
+from adapter.audit.signing import Checkpoint, sign
+from adapter.audit.writer import LOCK_KEY
+from adapter.store.audit_log import AuditCheckpoint, AuditRecord
+
+
+def make_checkpoint(
+    session: Session, key: Ed25519PrivateKey, *, now: datetime
+) -> Checkpoint | None:
+    """Sign the log's current head (under the chain lock, so the head is a committed one);
+    None if the log is empty or the head is already signed."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    head = session.execute(
+        select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+    ).first()
+    if head is None or session.get(AuditCheckpoint, head[0]) is not None:
+        return None
+    checkpoint = sign(key, seq=head[0], head=head[1], made_at=now)
+    session.add(
+        AuditCheckpoint(
+            seq=checkpoint.seq,
+            hash=checkpoint.hash,
+            made_at=checkpoint.made_at,
+            key_id=checkpoint.key_id,
+            statement=checkpoint.statement,
+            signature=checkpoint.signature,
+        )
+    )
+    return checkpoint
+
+
+def stored_checkpoints(session: Session) -> list[tuple[str, str]]:
+    """(statement, signature) of every checkpoint in the table, oldest first."""
+    rows = session.execute(
+        select(AuditCheckpoint.statement, AuditCheckpoint.signature).order_by(AuditCheckpoint.seq)
+    )
+    return [(statement, signature) for statement, signature in rows]
+
+
+def read_exported(lines: Iterable[str]) -> list[tuple[str, str]]:
+    """Checkpoints from an export (one JSON object per line: statement, signature)."""
+    import orjson
+
+    found = []
+    for line in lines:
+        if line.strip():
+            item = orjson.loads(line)
+            found.append((item["statement"], item["signature"]))
+    return found

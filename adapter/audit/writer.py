@@ -1,0 +1,188 @@
+"""The audit log's writer: every recorded event becomes an audit_record row in the
+transaction it was recorded in.
+
+``record(event, session=s)`` queues the event on ``s``; just before ``s`` commits, the
+queued events are chained and inserted (``before_commit``), so they are kept exactly when
+the work they describe is kept, and the chain lock is held only for the commit itself.
+On PostgreSQL the lock is a transaction-scoped advisory lock (no UPDATE right on any
+audit table is needed: the service's user may only INSERT and SELECT them, docs/audit.md);
+on SQLite every writing transaction already holds the database's write lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import event as sa_event
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+from adapter.audit import context
+from adapter.audit.chain import GENESIS, canonical, chain_hash, links_of
+from adapter.audit.events import AuditEvent
+from adapter.fhir.dates import format_instant
+from adapter.store.audit_log import AuditLink, AuditRecord
+
+log = logging.getLogger(__name__)
+
+PENDING = "adapter.audit.pending"
+LOCK_KEY = 0x41554454  # pg_advisory_xact_lock key of the chain ("AUDT")
+
+# the correlation id each recent message's receipt was recorded with
+_correlations: OrderedDict[str, str] = OrderedDict()
+_correlations_lock = threading.Lock()
+_CACHE = 10_000
+
+_enabled = True  # bench/bench_audit.py measures ingest without the writer
+
+
+def set_enabled(on: bool) -> None:
+    """For the benchmark only: with ``False`` the writer keeps nothing."""
+    global _enabled
+    _enabled = on
+
+
+def sink(event: AuditEvent, session: Session | None) -> None:
+    """The writer's side of ``audit.record``: queue ``event`` on ``session``."""
+    if not _enabled:
+        return
+    if session is None:
+        log.error("audit event %s recorded without a transaction: not kept", event.action)
+        return
+    session.info.setdefault(PENDING, []).append(_body(event, context.current()))
+
+
+def _body(event: AuditEvent, caller: context.Caller | None) -> dict[str, Any]:
+    """What the record says, resolved now (the caller is bound to this thread now)."""
+    return {
+        "recorded": format_instant(event.at),
+        "action": event.action,
+        "outcome": event.outcome,
+        "actor": event.actor,
+        "client": event.client if event.client is not None else caller and caller.client,
+        "facility": event.facility if event.facility is not None else caller and caller.facility,
+        "address": event.address if event.address is not None else caller and caller.address,
+        "channel": event.channel if event.channel is not None else caller and caller.channel,
+        "request": caller.request_id if caller else None,
+        "correlation": event.correlation_id,
+        "message": event.message_id,
+        "subject": event.subject,
+        "entities": list(dict.fromkeys(event.entities)),
+        "patients": list(dict.fromkeys(event.patients)),
+        "detail": dict(event.detail),
+    }
+
+
+def write(session: Session, bodies: list[dict[str, Any]]) -> None:
+    """Chain and insert ``bodies`` after the log's last record (under the chain lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+    head = session.execute(
+        select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
+    ).first()
+    seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS)
+    rows: list[dict[str, Any]] = []
+    links: list[dict[str, Any]] = []
+    batch: dict[str, str] = {}  # message -> correlation, for receipts in this batch
+    for body in bodies:
+        body["correlation"] = _correlation(session, body, batch)
+        seq += 1
+        text_body = canonical(body)
+        digest = chain_hash(prev, text_body)
+        rows.append(row_of(seq, body, text_body, prev, digest))
+        links.extend({"seq": seq, "kind": k, "reference": r} for k, r in sorted(links_of(body)))
+        prev = digest
+    session.execute(insert(AuditRecord), rows)
+    if links:
+        session.execute(insert(AuditLink), links)
+
+
+def row_of(
+    seq: int, body: dict[str, Any], text_body: str, prev: str, digest: str
+) -> dict[str, Any]:
+    """The audit_record row of ``body``: the indexed columns are copies of body fields."""
+    return {
+        "seq": seq,
+        "recorded": datetime.fromisoformat(body["recorded"]),
+        "action": body["action"],
+        "outcome": body["outcome"],
+        "actor": body["actor"][:160],
+        "client": _clip(body.get("client"), 160),
+        "facility": _clip(body.get("facility"), 64),
+        "address": _clip(body.get("address"), 255),
+        "channel": _clip(body.get("channel"), 16),
+        "correlation_id": _clip(body.get("correlation"), 64),
+        "request_id": _clip(body.get("request"), 64),
+        "message_id": _clip(body.get("message"), 36),
+        "body": text_body,
+        "prev_hash": prev,
+        "hash": digest,
+    }
+
+
+def _clip(value: Any, size: int) -> str | None:
+    return None if value is None else str(value)[:size]
+
+
+def _correlation(session: Session, body: dict[str, Any], batch: dict[str, str]) -> str | None:
+    """One correlation id for every record of one message: the one its receipt got (the
+    request's X-Request-Id, else the message id); other events keep the request's."""
+    if body.get("correlation"):
+        return body["correlation"]
+    message = body.get("message")
+    if message is None:
+        return body.get("request")
+    if body["action"] == "message.received":
+        found = body.get("request") or message
+        batch[message] = found
+        _remember(message, found)
+        return found
+    found = batch.get(message) or _recall(message)
+    if found is None:
+        found = session.execute(
+            select(AuditRecord.correlation_id)
+            .where(AuditRecord.message_id == message, AuditRecord.action == "message.received")
+            .order_by(AuditRecord.seq)
+            .limit(1)
+        ).scalar()
+        found = found or message  # received before the audit log existed
+        _remember(message, found)
+    return found
+
+
+def _remember(message: str, correlation: str) -> None:
+    with _correlations_lock:
+        _correlations[message] = correlation
+        _correlations.move_to_end(message)
+        while len(_correlations) > _CACHE:
+            _correlations.popitem(last=False)
+
+
+def _recall(message: str) -> str | None:
+    with _correlations_lock:
+        return _correlations.get(message)
+
+
+@sa_event.listens_for(Session, "before_commit")
+def _flush_pending(session: Session) -> None:
+    bodies = session.info.pop(PENDING, None)
+    if bodies:
+        write(session, bodies)
+
+
+@sa_event.listens_for(Session, "after_rollback")
+def _drop_pending(session: Session) -> None:
+    session.info.pop(PENDING, None)
+
+
+def record_now(factory: Any, event: AuditEvent) -> None:
+    """Record ``event`` in a transaction of its own (reads, CLI commands), committed
+    before returning: the answer is given only once its record is kept."""
+    from adapter.audit.events import record
+
+    with factory.begin() as session:
+        record(event, session=session)

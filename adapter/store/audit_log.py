@@ -1,0 +1,77 @@
+"""The audit log's tables: append-only records, their search links, signed checkpoints.
+
+audit_record      one row per audited fact, in ``seq`` order, each carrying the hash chain
+                  (``prev_hash`` -> ``hash``) over its canonical ``body`` (adapter/audit/chain.py)
+audit_link        the patients and resources a record names, for searching by them
+                  (derived from ``body``; ``adapter audit verify`` checks they agree)
+audit_checkpoint  a signed statement "the log had ``seq`` records ending in ``hash``"
+
+Only adapter.audit writes here. The columns beside ``body`` are copies for indexing:
+``body`` is what the chain protects, and verify checks every copy against it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from adapter.store.models import Base
+from adapter.store.types import UTCDateTime
+
+_REF = 160  # "Observation/<64>/_history/<n>" and similar
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_record"
+    __table_args__ = (
+        Index(None, "recorded"),
+        Index(None, "correlation_id"),
+        Index(None, "message_id"),
+        Index(None, "action", "recorded"),
+        Index(None, "actor"),
+    )
+
+    # assigned by the writer under the chain lock: gapless, in commit order
+    seq: Mapped[int] = mapped_column(BigInteger(), primary_key=True, autoincrement=False)
+    recorded: Mapped[datetime] = mapped_column(UTCDateTime())
+    action: Mapped[str] = mapped_column(String(40))
+    outcome: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(160))  # "source:<id>", "worker:<id>", "anonymous"
+    client: Mapped[str | None] = mapped_column(String(160))  # the authenticated client, later
+    facility: Mapped[str | None] = mapped_column(String(64))
+    address: Mapped[str | None] = mapped_column(String(255))  # peer host:port, file, URL
+    channel: Mapped[str | None] = mapped_column(String(16))  # http, mllp, file-drop, cli ...
+    correlation_id: Mapped[str | None] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    message_id: Mapped[str | None] = mapped_column(String(36))
+    body: Mapped[str] = mapped_column(Text())  # canonical JSON: what the chain protects
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditLink(Base):
+    """A patient (``kind = 'patient'``) or resource (``'entity'``) a record names."""
+
+    __tablename__ = "audit_link"
+    __table_args__ = (Index(None, "kind", "reference", "seq"),)
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger(), ForeignKey("audit_record.seq"), primary_key=True, autoincrement=False
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(_REF), primary_key=True)
+
+
+class AuditCheckpoint(Base):
+    """The log's size and head hash at one moment, signed with the adapter's audit key."""
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: Mapped[int] = mapped_column(BigInteger(), primary_key=True, autoincrement=False)
+    hash: Mapped[str] = mapped_column(String(64))
+    made_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    key_id: Mapped[str] = mapped_column(String(64))  # sha256 of the public key, 16 hex
+    signature: Mapped[str] = mapped_column(Text())  # base64 Ed25519 over the statement
+    statement: Mapped[str] = mapped_column(Text())  # the exact signed text

@@ -1,0 +1,100 @@
+"""Shared by the audit tests: a log with a few messages in it, and ways to tamper with it
+the way someone with the database's owner rights could."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.audit.chain import canonical, chain_hash
+from adapter.audit.verify import Report, verify
+from adapter.audit.writer import row_of
+from adapter.store.audit_log import AuditLink, AuditRecord
+from tests.integration.connector_helpers import example_pipeline
+
+ROOT = Path(__file__).resolve().parents[2]
+ORU = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "two-orders.hl7"
+BAD = ROOT / "fixtures" / "hl7v2" / "bad" / "nm-text.hl7"
+
+
+def fill(factory: sessionmaker[Session]) -> list[str]:
+    """Three messages: stored, quarantined, a duplicate; their message ids."""
+    pipeline = example_pipeline(factory)
+    stored = pipeline.ingest(ORU.read_bytes(), "std-hl7v2")
+    kept = pipeline.ingest(BAD.read_bytes(), "std-hl7v2")
+    pipeline.ingest(ORU.read_bytes(), "std-hl7v2")
+    assert stored.message_id and kept.message_id
+    return [stored.message_id, kept.message_id]
+
+
+def check(factory: sessionmaker[Session], **kw: Any) -> Report:
+    with factory() as session:
+        return verify(session, **kw)
+
+
+def records(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
+    with factory() as session:
+        rows = session.execute(text("SELECT * FROM audit_record ORDER BY seq")).mappings()
+        return [dict(r) for r in rows]
+
+
+def flip_byte(factory: sessionmaker[Session], seq: int) -> None:
+    """Change one character of a record's body (one byte: ASCII)."""
+    with factory.begin() as session:
+        body = session.execute(
+            text("SELECT body FROM audit_record WHERE seq = :s"), {"s": seq}
+        ).scalar_one()
+        at = body.index('"outcome":"') + len('"outcome":"')
+        changed = body[:at] + ("X" if body[at] != "X" else "Y") + body[at + 1 :]
+        assert len(changed.encode()) == len(body.encode())
+        session.execute(
+            text("UPDATE audit_record SET body = :b WHERE seq = :s"), {"b": changed, "s": seq}
+        )
+
+
+def delete_row(factory: sessionmaker[Session], seq: int) -> None:
+    with factory.begin() as session:
+        session.execute(text("DELETE FROM audit_link WHERE seq = :s"), {"s": seq})
+        session.execute(text("DELETE FROM audit_record WHERE seq = :s"), {"s": seq})
+
+
+def insert_row(factory: sessionmaker[Session], after: int) -> None:
+    """A forged record after ``after``, chained correctly to it, the rest renumbered: the
+    best an intruder without the checkpoint key can do."""
+    with factory.begin() as session:
+        links = session.execute(
+            text("SELECT seq, kind, reference FROM audit_link WHERE seq > :a"), {"a": after}
+        ).all()
+        session.execute(text("DELETE FROM audit_link WHERE seq > :a"), {"a": after})
+        # renumber in two steps: the key must hold after every row on PostgreSQL
+        session.execute(text("UPDATE audit_record SET seq = -seq - 1 WHERE seq > :a"), {"a": after})
+        session.execute(text("UPDATE audit_record SET seq = -seq WHERE seq < 0"))
+        session.execute(
+            insert(AuditLink), [{"seq": q + 1, "kind": k, "reference": r} for q, k, r in links]
+        )
+        prev = session.execute(
+            text("SELECT hash FROM audit_record WHERE seq = :a"), {"a": after}
+        ).scalar_one()
+        fields = {
+            "recorded": "2026-03-01T08:00:00.000+00:00",
+            "action": "fhir.read",
+            "outcome": "success",
+            "actor": "anonymous",
+            "client": "anonymous",
+            "facility": None,
+            "address": None,
+            "channel": "http",
+            "request": None,
+            "correlation": None,
+            "message": None,
+            "subject": None,
+            "entities": [],
+            "patients": [],
+            "detail": {},
+        }
+        body = canonical(fields)
+        digest = chain_hash(prev, body)
+        session.execute(insert(AuditRecord), [row_of(after + 1, fields, body, prev, digest)])
