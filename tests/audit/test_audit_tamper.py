@@ -4,6 +4,7 @@ after a signed checkpoint: ``verify`` names the exact record (SQLite and Postgre
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ def filled(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
 def test_an_untouched_log_verifies_and_chains_every_record(filled: sessionmaker[Session]) -> None:
     rows = records(filled)
     assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
-    assert all(b["prev_hash"] == a["hash"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b["prev_hash"] == a["hash"] for a, b in pairwise(rows))
     report = check(filled)
     assert report.ok and report.records == len(rows) == 7
     assert report.head == rows[-1]["hash"]
