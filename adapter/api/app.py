@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
 from adapter.api import (
+    audit_events,
     care,
     deliveries,
     docs,
@@ -49,6 +50,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     metrics.router,
     ingest.router,
     deliveries.router,
+    audit_events.router,  # before fhir.router: /fhir/AuditEvent is not a stored type
     care.router,
     history.router,  # before fhir.router: /fhir/_history is not a search
     operations.router,
