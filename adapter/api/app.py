@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from adapter import __version__
 from adapter.api import (
     audit_events,
+    binary,
     care,
     deliveries,
     docs,
@@ -51,6 +52,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     ingest.router,
     deliveries.router,
     audit_events.router,  # before fhir.router: /fhir/AuditEvent is not a stored type
+    binary.router,  # nor is /fhir/Binary (the inbound messages as received)
     care.router,
     history.router,  # before fhir.router: /fhir/_history is not a search
     operations.router,

@@ -35,11 +35,15 @@ def disclosed(
     interaction: str,
     resource_type: str,
     params: Sequence[tuple[str, str]] = (),
+    patients: Sequence[str] = (),
+    message_id: str | None = None,
     **detail: str | int | None,
 ) -> None:
+    """Record one disclosure; ``patients`` beside those the bodies are about (a raw
+    message names its patients only through what it made)."""
     bodies = list(bodies)
     caller = current()
-    patients = [key for body in bodies if (key := patient_key(body))]
+    patients = [*patients, *(key for body in bodies if (key := patient_key(body)))]
     names = sorted({name for name, _ in params})
     record_now(
         request.app.state.session_factory,
@@ -56,6 +60,7 @@ def disclosed(
                 "results": len(bodies),
                 **detail,
             },
+            message_id=message_id,
             entities=tuple(reference(body) for body in bodies),
             patients=tuple(dict.fromkeys(patients)),
         ),

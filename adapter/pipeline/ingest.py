@@ -353,6 +353,7 @@ class Pipeline:
             origins=job.outcome.origins,
             issues=list(job.outcome.issues),
             channel=job.channel,
+            mapping=job.outcome.mapping_set,
         )
 
     def _duplicate(self, source_id: str, digest: str) -> IngestResult | None:

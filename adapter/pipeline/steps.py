@@ -1,7 +1,7 @@
 """The named steps of storing one translated message, each a small function with one job,
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
-    resolve_identity -> merge_with_stored -> save -> note_care -> route -> enqueue
+    resolve_identity -> merge_with_stored -> save -> note_care -> route -> trace -> enqueue
     -> record_result -> audit
 
 Each step reads and extends one ``Work``. A new concern (patient resolution across the
@@ -30,6 +30,7 @@ from adapter.identity.index.publish import outbox_rows, publish_persons
 from adapter.identity.index.resolve import index_patients
 from adapter.identity.rules import rules_at
 from adapter.pipeline.merge import merge_stored, reads_stored
+from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
@@ -65,6 +66,7 @@ class Work:
     started: list[tuple[str, str, list[care.CareRow]]] = field(default_factory=list)
     _persons: dict[str, str] = field(default_factory=dict)
     _caring: dict[str, dict[str, list[care.CareRow]]] = field(default_factory=dict)
+    mapping: str | None = None  # the mapping set that translated it: "<folder>@<fingerprint>"
 
     @property
     def warned(self) -> bool:
@@ -268,6 +270,32 @@ def catch_up(
             )
 
 
+def trace(work: Work) -> None:
+    """Provenance of the versions this message made (adapter/pipeline/provenance.py). It is
+    delivered only where a route names Provenance among its resource types: a route for
+    every type (``*``) and routing by care carry the clinical resources, not their trail."""
+    made = [s for s in work.saved if s.changed]
+    if not made:
+        return  # nothing new: the versions already have their Provenance
+    body = provenance_for(work.message, made, mapping=work.mapping, recorded=work.moment)
+    named = [
+        (destination, number)
+        for destination, number in routed(work.consortium, work.facility.id, "Provenance")
+        if "Provenance" in work.consortium.routes[number - 1].resource_types
+    ]
+    for item in save_resources(
+        work.session,
+        [body],
+        message_id=work.message.id,
+        now=work.moment,
+        facility_id=work.facility.id,
+        zone=work.zone,
+    ):
+        if item.changed:
+            for destination, number in named:
+                _queue(work, item, Recipient(destination, f"route {number}"), None)
+
+
 def _queue(work: Work, item: Saved, recipient: Recipient, person: str | None) -> None:
     work.outbox.append(
         {
@@ -412,6 +440,7 @@ STEPS: tuple[Callable[[Work], None], ...] = (
     save,
     note_care,
     route,
+    trace,
     enqueue,
     record_result,
     audit_stored,
