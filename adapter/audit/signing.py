@@ -108,11 +108,19 @@ def sign(key: Ed25519PrivateKey, *, seq: int, head: str, made_at: datetime) -> C
     return Checkpoint(seq, head, made_at, kid, statement, signature)
 
 
-def check(statement: str, signature: str, public: Ed25519PublicKey) -> dict[str, Any] | None:
-    """The statement's fields if ``signature`` is ``public``'s over it, else None."""
+def sign_text(key: Ed25519PrivateKey, statement: str) -> tuple[str, str]:
+    """(base64 signature, key id) of ``statement``."""
+    return base64.b64encode(key.sign(statement.encode())).decode(), key_id(key.public_key())
+
+
+def check(
+    statement: str, signature: str, public: Ed25519PublicKey, *, log: str = LOG_NAME
+) -> dict[str, Any] | None:
+    """The statement's fields if ``signature`` is ``public``'s over it and it is a
+    statement about ``log``, else None."""
     try:
         public.verify(base64.b64decode(signature, validate=True), statement.encode())
     except (InvalidSignature, ValueError):
         return None
     fields = orjson.loads(statement)
-    return fields if fields.get("log") == LOG_NAME else None
+    return fields if isinstance(fields, dict) and fields.get("log") == log else None

@@ -1,5 +1,5 @@
 """The audit commands of ``adapter audit``: keygen, checkpoint, checkpoints, verify,
-disclosures, grants (docs/audit.md).
+archive, purge, disclosures, grants (docs/audit.md).
 
 They need the consortium file and the database, not the mappings. ``verify`` exits 1 and
 names the first record changed, inserted or removed when the log does not hold.
@@ -129,9 +129,15 @@ def verify(
         Path | None,
         typer.Option("--checkpoints", help="Checkpoints exported earlier (NDJSON), also checked"),
     ] = None,
+    archives: Annotated[
+        Path | None,
+        typer.Option("--archive", help="Folder of archives (adapter audit archive), also checked"),
+    ] = None,
 ) -> None:
     """Walk the audit log; name the first record changed, inserted or removed (exit 1)."""
+    from adapter.audit.archive import check_archives
     from adapter.audit.checkpoints import read_exported
+    from adapter.audit.verify import Report
     from adapter.audit.verify import verify as walk
 
     runtime = _open()
@@ -142,8 +148,18 @@ def verify(
             if checkpoints_file is not None
             else []
         )
+        start = None
+        archived = Report()
+        if archives is not None:
+            good = check_archives(archives, public, archived)
+            for finding in archived.findings:
+                typer.secho(f"archive: {finding}", fg=typer.colors.RED)
+            typer.echo(f"{archived.records} archived records in {len(good)} archives")
+            if good:
+                start = (good[-1].last, good[-1].last_hash)
         with runtime.factory() as session:
-            report = walk(session, public=public, external=external)
+            report = walk(session, public=public, external=external, start=start)
+        report.findings[:0] = archived.findings
         if public is None:
             typer.echo("no public key (ADAPTER_AUDIT_PUBLIC_KEY): checkpoints not checked")
         for finding in report.findings:
@@ -163,6 +179,66 @@ def verify(
         runtime.close()
     if not report.ok:
         raise typer.Exit(1)
+
+
+@group.command()
+def archive(
+    out: Annotated[Path, typer.Option("--out", help="Folder of the archives")],
+) -> None:
+    """Write the records older than the retention (ADAPTER_AUDIT_RETENTION_DAYS) to a
+    signed, compressed NDJSON archive in --out. Removes nothing (see purge)."""
+    from datetime import timedelta
+
+    from adapter.audit.archive import archive as write
+
+    runtime = _open()
+    try:
+        key = _signing_key(runtime)
+        now = datetime.now(UTC)
+        older = now - timedelta(days=runtime.settings.audit_retention_days)
+        with runtime.factory() as session:
+            made = write(session, out, key, older_than=older, now=now)
+        if made is None:
+            typer.echo("nothing older than the retention to archive")
+            return
+        typer.echo(f"records {made.first}..{made.last} archived to {made.data}")
+        _record(runtime, "audit.archived", "success", first=made.first, last=made.last)
+    finally:
+        runtime.close()
+
+
+@group.command()
+def purge(
+    archives: Annotated[Path, typer.Option("--archive", help="Folder of the archives")],
+) -> None:
+    """Remove from the table the records older than the retention that the archives in
+    --archive hold, after verifying them (run as the audit administrator's database role)."""
+    from adapter.audit.archive import ArchiveError, check_archives
+    from adapter.audit.archive import purge as remove
+    from adapter.audit.verify import Report
+
+    runtime = _open()
+    try:
+        report = Report()
+        good = check_archives(archives, _public_key(runtime), report)
+        if not report.ok:
+            for finding in report.findings:
+                typer.secho(f"archive: {finding}", fg=typer.colors.RED)
+            raise common.fail("the archives do not verify: nothing purged", 1)
+        try:
+            with runtime.factory.begin() as session:
+                count = remove(
+                    session,
+                    good,
+                    retention_days=runtime.settings.audit_retention_days,
+                    now=datetime.now(UTC),
+                )
+        except ArchiveError as exc:
+            raise common.fail(exc.message, 1) from None
+        typer.echo(f"{count} archived and verified records purged")
+        _record(runtime, "audit.purged", "success", records=count)
+    finally:
+        runtime.close()
 
 
 @group.command()
