@@ -38,6 +38,7 @@ from adapter.api.request_checks import RequestChecks
 from adapter.api.request_id import RequestIdMiddleware
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
+from adapter.audit.checkpoints import start_checkpoints
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.fhir.published import publish
@@ -76,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # the adapter's own CodeSystems, readable at /fhir/CodeSystem/{id}
         await run_in_threadpool(publish, app.state.session_factory)
         await run_in_threadpool(record_config_loaded, runtime, "serve")
+        checkpoints = start_checkpoints(settings, app.state.session_factory)
         if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
                 start_in_process, delivery_worker, engine, app.state.session_factory
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            if checkpoints is not None:
+                checkpoints.stop()
             if app.state.delivery is not None:
                 await run_in_threadpool(app.state.delivery.stop)
             engine.dispose()
