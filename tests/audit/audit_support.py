@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.audit.chain import canonical, chain_hash
 from adapter.audit.verify import Report, verify
 from adapter.audit.writer import row_of
+from adapter.pipeline import Receipt
 from adapter.store.audit_log import AuditLink, AuditRecord
 from tests.integration.connector_helpers import example_pipeline
 
@@ -23,9 +24,9 @@ BAD = ROOT / "fixtures" / "hl7v2" / "bad" / "nm-text.hl7"
 def fill(factory: sessionmaker[Session]) -> list[str]:
     """Three messages: stored, quarantined, a duplicate; their message ids."""
     pipeline = example_pipeline(factory)
-    stored = pipeline.ingest(ORU.read_bytes(), "std-hl7v2")
-    kept = pipeline.ingest(BAD.read_bytes(), "std-hl7v2")
-    pipeline.ingest(ORU.read_bytes(), "std-hl7v2")
+    stored = pipeline.ingest(ORU.read_bytes(), Receipt("std-hl7v2", "cli"))
+    kept = pipeline.ingest(BAD.read_bytes(), Receipt("std-hl7v2", "cli"))
+    pipeline.ingest(ORU.read_bytes(), Receipt("std-hl7v2", "cli"))
     assert stored.message_id and kept.message_id
     return [stored.message_id, kept.message_id]
 

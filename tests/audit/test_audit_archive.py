@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.audit.archive import ArchiveError, archive, check_archives, purge
 from adapter.audit.signing import new_key
 from adapter.audit.verify import Report
+from adapter.pipeline import Receipt
 from tests.audit.audit_support import BAD, ORU, check, records
 from tests.integration.connector_helpers import example_pipeline
 
@@ -23,9 +24,10 @@ OLD = NOW - timedelta(days=200)
 @pytest.fixture
 def log(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
     pipeline = example_pipeline(session_factory)
-    pipeline.ingest(ORU.read_bytes(), "std-hl7v2", now=OLD)  # records 1-3, 200 days old
-    pipeline.ingest(BAD.read_bytes(), "std-hl7v2", now=OLD)  # 4-6
-    pipeline.ingest(ORU.read_bytes().replace(b"QSLIS", b"QSLIX", 1), "std-hl7v2")  # 7-9, now
+    old, now = Receipt("std-hl7v2", "cli", received_at=OLD), Receipt("std-hl7v2", "cli")
+    pipeline.ingest(ORU.read_bytes(), old)  # records 1-3, 200 days old
+    pipeline.ingest(BAD.read_bytes(), old)  # 4-6
+    pipeline.ingest(ORU.read_bytes().replace(b"QSLIS", b"QSLIX", 1), now)  # 7-9, now
     return session_factory
 
 

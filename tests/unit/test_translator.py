@@ -78,6 +78,7 @@ def test_storing_runs_the_named_steps_in_order() -> None:
         "save",
         "note_care",
         "route",
+        "trace",
         "enqueue",
         "record_result",
         "audit_stored",
