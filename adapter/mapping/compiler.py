@@ -17,6 +17,7 @@ from adapter.mapping.expressions import Call, ExpressionSyntaxError, Literal, Va
 from adapter.mapping.folders import COMMON, MappingFile
 from adapter.mapping.formats import FORMATS, MatchError, SourceFormat
 from adapter.mapping.functions import FUNCTIONS
+from adapter.mapping.functions.placeholders import placeholder_table
 from adapter.mapping.nodes import (
     BundleStep,
     DatatypeTemplate,
@@ -101,6 +102,9 @@ class Compiler:
                 )
             if node.name in _TABLE_FUNCTIONS and node.args and isinstance(node.args[0], Literal):
                 self.tables.append((str(node.args[0].value), key_path))
+            if node.name == "present" and node.args and isinstance(node.args[0], Literal):
+                # present(kind, x) reads the concept map placeholder-<kind>
+                self.tables.append((placeholder_table(str(node.args[0].value)), key_path))
             if node.name == "apply" and node.args and isinstance(node.args[0], Literal):
                 self.datatypes.append((str(node.args[0].value), len(node.args) - 1, key_path))
             for arg in node.args:

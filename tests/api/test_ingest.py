@@ -171,10 +171,12 @@ def test_correction_updates_the_same_resources_to_a_new_version(client: TestClie
 
 
 def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path, app) -> None:
-    """A message quarantined for an unknown result status goes through once the code table
-    knows the code: the fix is a data change, then POST /messages/{id}/reprocess."""
-    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|||F|||", b"|||Q|||", 1)
-    response = _post(client, raw)
+    """A message quarantined for an unknown patient class goes through once the code table
+    knows the code: the fix is a data change, then POST /messages/{id}/reprocess. (An
+    unknown result status is no longer a quarantine: it is `unknown` with a warning.)"""
+    admit = FIXTURES / "adt" / "county-his" / "a01-admit.hl7"
+    raw = admit.read_bytes().replace(b"PV1|1|I|", b"PV1|1|Q|", 1)
+    response = _post(client, raw, source="county-his")
     assert response.status_code == 422
     issue = next(i for i in response.json()["issue"] if i["severity"] == "error")
     assert "'Q'" in issue["diagnostics"]
@@ -184,9 +186,10 @@ def test_reprocess_after_a_mapping_fix(client: TestClient, tmp_path: Path, app) 
 
     mappings = tmp_path / "mappings"
     shutil.copytree(app.state.pipeline.mappings_dir, mappings)
-    table = mappings / "_shared" / "concept-maps" / "observation-status.yaml"
+    table = mappings / "_shared" / "concept-maps" / "patient-class.yaml"
+    known = "  I: {code: IMP, display: inpatient encounter}\n"
     table.write_text(
-        table.read_text(encoding="utf-8").replace("  F: final\n", "  F: final\n  Q: preliminary\n"),
+        table.read_text(encoding="utf-8").replace(known, known + known.replace("I:", "Q:")),
         encoding="utf-8",
     )
     app.state.pipeline.mappings_dir = mappings
@@ -220,18 +223,19 @@ def test_reprocess_with_a_broken_mapping_changes_nothing(
     the message stays as it was and new messages still use the mappings that loaded."""
     import shutil
 
-    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|||F|||", b"|||Q|||", 1)
-    message_id = _post(client, raw).headers["X-Message-Id"]
+    admit = FIXTURES / "adt" / "county-his" / "a01-admit.hl7"
+    raw = admit.read_bytes().replace(b"PV1|1|I|", b"PV1|1|Q|", 1)  # quarantined: class Q
+    message_id = _post(client, raw, source="county-his").headers["X-Message-Id"]
     mappings = tmp_path / "mappings"
     shutil.copytree(app.state.pipeline.mappings_dir, mappings)
-    broken = mappings / "_shared" / "concept-maps" / "observation-status.yaml"
+    broken = mappings / "_shared" / "concept-maps" / "patient-class.yaml"
     broken.write_text("version: 1\nkind: concept-map\nmap: [unclosed\n", encoding="utf-8")
     app.state.pipeline.mappings_dir = mappings
 
     response = client.post(f"/messages/{message_id}/reprocess")
     assert response.status_code == 409
     diagnostics = response.json()["issue"][0]["diagnostics"]
-    assert "observation-status.yaml:" in diagnostics and "expected" in diagnostics
+    assert "patient-class.yaml:" in diagnostics and "expected" in diagnostics
     stored = client.get(f"/messages/{message_id}").json()
     assert stored["status"] == "quarantined" and stored["attempts"] == 1
     fine = _post(client, ORU / "std-hl7v2" / "two-orders.hl7")

@@ -168,30 +168,32 @@ def test_show_prints_issues_with_locations_and_resources(env: pytest.MonkeyPatch
 
 
 def _fixable(tmp_path: Path) -> Path:
-    """cbc-basic with result status Q, unknown to the shared code table."""
-    path = tmp_path / "status-q.hl7"
-    path.write_bytes(CBC.read_bytes().replace(b"|||F|||", b"|||Q|||", 1))
+    """An admission with patient class Q, unknown to the shared code table (an unknown
+    result status is no quarantine: it is `unknown` with a warning)."""
+    path = tmp_path / "class-q.hl7"
+    admit = FIXTURES / "hl7v2" / "adt" / "county-his" / "a01-admit.hl7"
+    path.write_bytes(admit.read_bytes().replace(b"PV1|1|I|", b"PV1|1|Q|", 1))
     return path
 
 
 def _fixed_mappings(tmp_path: Path) -> Path:
     mappings = tmp_path / "mappings"
     shutil.copytree(ROOT / "mappings", mappings)
-    table = mappings / "_shared" / "concept-maps" / "observation-status.yaml"
+    table = mappings / "_shared" / "concept-maps" / "patient-class.yaml"
     text = table.read_text(encoding="utf-8")
-    assert "  F: final\n" in text
-    table.write_text(
-        text.replace("  F: final\n", "  F: final\n  Q: preliminary\n"), encoding="utf-8"
-    )
+    known = "  I: {code: IMP, display: inpatient encounter}\n"
+    assert known in text
+    table.write_text(text.replace(known, known + known.replace("I:", "Q:")), encoding="utf-8")
     return mappings
 
 
 def test_reprocess_one_message_and_by_status(
     env: pytest.MonkeyPatch, tmp_path: Path, session_factory: sessionmaker[Session]
 ) -> None:
-    first = run("ingest", _fixable(tmp_path), _nm_text(), "--source", "std-hl7v2")
-    fixable, hopeless = _message_ids(first.output)
-    assert first.output.count("quarantined") == 2
+    first = run("ingest", _fixable(tmp_path), "--source", "county-his")
+    second = run("ingest", _nm_text(), "--source", "std-hl7v2")
+    [fixable], [hopeless] = _message_ids(first.output), _message_ids(second.output)
+    assert "quarantined" in first.output and "quarantined" in second.output
 
     # no fix yet: still quarantined, exit 1
     same = run("reprocess", fixable)
@@ -204,7 +206,7 @@ def test_reprocess_one_message_and_by_status(
     get_settings.cache_clear()
     fixed = run("reprocess", "--status", "quarantined")
     assert fixed.exit_code == 1, fixed.output  # nm-text.hl7 is still wrong
-    assert re.search(rf"{fixable}: processed(-with-warnings)? -> .*4 Observation", fixed.output)
+    assert re.search(rf"{fixable}: processed(-with-warnings)? -> .*1 Encounter", fixed.output)
     assert f"{hopeless}: quarantined" in fixed.output
     assert "2 reprocessed, 1 still failing" in fixed.output
     with session_factory() as session:

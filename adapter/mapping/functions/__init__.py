@@ -15,6 +15,7 @@ from adapter.mapping.functions import (  # noqa: F401
     logic,
     narrative,
     numbers,
+    placeholders,
     strings,
 )
 from adapter.mapping.functions.registry import FUNCTIONS, FunctionContext, transform

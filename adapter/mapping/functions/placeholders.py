@@ -1,0 +1,40 @@
+"""Placeholders: text a Chinese HIS / LIS export writes where it has no value (无, -, /,
+00000000, 未知 ...), per field kind, as data.
+
+``present(kind, value)`` gives ``value`` unless the source's ``placeholder-<kind>`` concept
+map lists its text; then nothing, with an information note at the value's position. The
+lists are per kind because the same text means a value in one field and nothing in
+another: ``-`` is a negative result in OBX-5 and no unit in OBX-6, so results are never
+passed through ``present``. A dialect adds or removes entries in its own
+``concept-maps/placeholder-<kind>.yaml`` (``extends: _shared``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from adapter.mapping.functions.registry import FunctionContext, transform
+from adapter.mapping.values import location, text
+
+TABLE_PREFIX = "placeholder-"
+
+
+def placeholder_table(kind: str) -> str:
+    return f"{TABLE_PREFIX}{kind}"
+
+
+@transform("present")
+def present(ev: FunctionContext, kind: Any, value: Any) -> Any:
+    """``value``, or nothing when its text is a placeholder of this kind (with a note)."""
+    written = text(value).strip()
+    if not written:
+        return value
+    table = placeholder_table(text(kind))
+    if ev.lookup(table, written, report=False) is None:
+        return value
+    ev.information(
+        f"{written!r} stands for no value here ({table}); left out",
+        location(value),
+        code="informational",
+    )
+    return None
