@@ -13,11 +13,12 @@ from adapter import __version__
 from adapter.api.deps import SessionDep
 from adapter.api.disclosure import disclosed
 from adapter.api.fhir_request import check_id as _check_id
-from adapter.api.fhir_request import check_type
+from adapter.api.fhir_request import check_type, subset_params
 from adapter.api.responses import FHIRResponse
 from adapter.errors import GoneError, NotFoundError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_query import paging_number
+from adapter.fhir.subset import subset
 from adapter.settings import Settings
 from adapter.store import read_version, resource_state
 
@@ -51,13 +52,17 @@ def read(
 ) -> FHIRResponse:
     check_type(resource_type)
     _check_id(resource_id)
+    summary, elements = subset_params(request)
     row = resource_state(session, resource_type, resource_id)
     if row is None:
         raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
     if row.deleted:
         raise GoneError(f"{resource_type}/{resource_id} was deleted", location="id")
     disclosed(request, "fhir.read", [row.body], interaction="read", resource_type=resource_type)
-    return FHIRResponse(row.body, headers=_version_headers(row.version_id, row.last_updated))
+    return FHIRResponse(
+        subset(row.body, summary, elements),
+        headers=_version_headers(row.version_id, row.last_updated),
+    )
 
 
 @router.get(
@@ -70,6 +75,7 @@ def vread(
 ) -> FHIRResponse:
     check_type(resource_type)
     _check_id(resource_id)
+    summary, elements = subset_params(request)
     if paging_number(version_id) is None:  # ASCII digits, at most 2**31 - 1
         raise NotFoundError(
             f"{resource_type}/{resource_id} has no version {version_id[:40]!r}", location="vid"
@@ -81,7 +87,9 @@ def vread(
         )
     disclosed(request, "fhir.read", [body], interaction="vread", resource_type=resource_type)
     last_updated = datetime.fromisoformat(body["meta"]["lastUpdated"])
-    return FHIRResponse(body, headers=_version_headers(int(version_id), last_updated))
+    return FHIRResponse(
+        subset(body, summary, elements), headers=_version_headers(int(version_id), last_updated)
+    )
 
 
 def _version_headers(version_id: int, last_updated: Any) -> dict[str, str]:

@@ -1,5 +1,6 @@
 """What every FHIR interaction checks the same way: the type, the id, paging numbers,
-strictness about unknown parameters, and the zone dates without one are read in."""
+strictness about unknown parameters, ``_summary`` / ``_elements`` of a read, and the zone
+dates without one are read in."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from adapter.errors import InvalidRequestError, Issue, UnsupportedError
 from adapter.fhir.dates import DateFormatError, parse_range
 from adapter.fhir.search_params import SUPPORTED_TYPES, is_supported
 from adapter.fhir.search_query import PAGING_NUMBER_EXPECTED, paging_number
+from adapter.fhir.search_results import BadValue, SummaryMode, parse_elements, parse_summary
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -67,6 +69,28 @@ def paging_param(params: dict[str, str], name: str, default: int) -> int:
         message = f"{name}={value!r}: {PAGING_NUMBER_EXPECTED}"
         raise InvalidRequestError(message, issues=[Issue("error", "value", message, location=name)])
     return number
+
+
+def subset_params(request: Request) -> tuple[SummaryMode | None, tuple[str, ...] | None]:
+    """``_summary`` and ``_elements`` of a read or vread (``adapter.fhir.subset`` applies
+    them). ``_summary=count`` counts the matches of a search: a read has none to count."""
+    params = request.query_params
+    summary: SummaryMode | None = None
+    elements: tuple[str, ...] | None = None
+    name = "_summary"
+    try:
+        if name in params:
+            summary = parse_summary(params[name])
+            if summary == "count":
+                raise BadValue("_summary=count counts the matches of a search; a read has none")
+        name = "_elements"
+        if name in params:
+            elements = parse_elements(params[name])
+    except BadValue as exc:
+        raise InvalidRequestError(
+            str(exc), issues=[Issue("error", exc.code, str(exc), location=name)]
+        ) from None
+    return summary, elements
 
 
 def request_zone(request: Request) -> tzinfo:
