@@ -251,6 +251,25 @@ class TestTotal:
         estimate = get(client, "/fhir/Observation?_count=1&_total=estimate")["total"]
         assert isinstance(estimate, int) and estimate >= 2  # the planner's figure on PostgreSQL
 
+    @pytest.mark.parametrize(
+        "criterion", ["status:not=amended", "code:not=none-such", "category:missing=true"]
+    )
+    def test_an_excluding_search_is_not_counted_unless_asked(
+        self, client: TestClient, criterion: str
+    ) -> None:
+        """Counting the matches of :not / :missing=true probes every resource of the type:
+        by default the total is left out while pages remain, exact once a page shows the
+        end, and counted when _total=accurate (or _summary=count) asks for it."""
+        first = get(client, f"/fhir/Observation?{criterion}&_count=2")
+        assert "total" not in first and "next" in links(first)
+        assert len(entries(first, "match")) == 2
+        assert get(client, f"/fhir/Observation?{criterion}&_count=50")["total"] == 5
+        assert get(client, f"/fhir/Observation?{criterion}&_count=2&_offset=4")["total"] == 5
+        assert get(client, f"/fhir/Observation?{criterion}&_count=2&_total=accurate")["total"] == 5
+        assert get(client, f"/fhir/Observation?{criterion}&_summary=count")["total"] == 5
+        # the same search without exclusion still counts up to the cap
+        assert get(client, "/fhir/Observation?status=final&_count=2")["total"] == 5
+
     def test_past_the_count_cap_the_default_total_is_left_out(
         self, client: TestClient, monkeypatch: pytest.MonkeyPatch
     ) -> None:
