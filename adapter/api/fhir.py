@@ -13,16 +13,16 @@ from adapter import __version__
 from adapter.api.deps import SessionDep
 from adapter.api.disclosure import disclosed
 from adapter.api.fhir_request import check_id as _check_id
-from adapter.api.fhir_request import check_type, subset_params
+from adapter.api.fhir_request import check_type, current, subset_params
 from adapter.api.responses import FHIRResponse
-from adapter.errors import GoneError, NotFoundError
+from adapter.errors import NotFoundError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_query import paging_number
 from adapter.fhir.subset import subset
 from adapter.settings import Settings
-from adapter.store import read_version, resource_state
+from adapter.store import read_version
 
-__all__ = ["check_type", "fhir_base", "router"]
+__all__ = ["fhir_base", "router"]
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
@@ -53,11 +53,7 @@ def read(
     check_type(resource_type)
     _check_id(resource_id)
     summary, elements = subset_params(request)
-    row = resource_state(session, resource_type, resource_id)
-    if row is None:
-        raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
-    if row.deleted:
-        raise GoneError(f"{resource_type}/{resource_id} was deleted", location="id")
+    row = current(session, resource_type, resource_id)
     disclosed(request, "fhir.read", [row.body], interaction="read", resource_type=resource_type)
     return FHIRResponse(
         subset(row.body, summary, elements),
