@@ -17,7 +17,7 @@ from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from tests.integration.delivery_receiver import Receiver
-from tests.integration.delivery_support import DEST, Clock, observation, queue, receiving, worker
+from tests.integration.delivery_support import DEST, Clock, observation, queue, worker
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "two-orders.hl7"
@@ -38,11 +38,6 @@ def sink() -> Iterator[Sink]:
     listener = Sink()
     with audit.listening(listener):
         yield listener
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from receiving()
 
 
 def test_the_pipeline_reports_each_stored_and_quarantined_message(
