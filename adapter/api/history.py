@@ -86,7 +86,7 @@ def _history(
         if resource_id is None
         else "history-instance",
         resource_type=resource_type or "*",
-        params=pairs,
+        params=asked.applied,
     )
     path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
     return FHIRResponse(

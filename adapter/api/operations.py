@@ -92,7 +92,7 @@ def everything(
         [*bodies, *included],
         interaction="operation:everything",
         resource_type="Patient",
-        params=pairs,
+        params=asked.applied,
         total=total,
     )
     return FHIRResponse(
