@@ -28,6 +28,7 @@ from adapter.api import (
     metrics,
     operations,
     patients,
+    recognition,
 )
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.docs import mount_assets
@@ -58,6 +59,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     history.router,  # before fhir.router: /fhir/_history is not a search
     operations.router,
     patients.router,  # before fhir: /fhir/Patient/$match is not a read of id "$match"
+    recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = runtime.factory
     app.state.consortium = consortium
+    app.state.recognition = runtime.recognition  # the 互认 catalogue, None when off
     app.state.pipeline = runtime.pipeline
     # built here so that bad destination settings stop start-up like a bad consortium file
     delivery_worker = (

@@ -6,4 +6,5 @@ messages.py    adapter ingest, messages, show, reprocess, demo
 mappings.py    adapter mappings check, mappings test
 connectors.py  adapter connectors check, listen, poll
 delivery.py    adapter worker, deliveries, replay
+recognition.py adapter recognition check, query, decide, rate (检查检验结果互认)
 """
