@@ -60,6 +60,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     operations.router,
     patients.router,  # before fhir: /fhir/Patient/$match is not a read of id "$match"
     recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
+    recognition.stats_router,
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )
