@@ -2,6 +2,8 @@
 
 check    load the catalogue (file:line errors) and print what it holds
 query    a person's recognisable results per item, and why the others are not
+decide   record a doctor's decision (互认 / 不互认 with a reason) as a Task
+rate     the monthly 互认率 per facility and item
 """
 
 from __future__ import annotations
@@ -132,6 +134,102 @@ def query(
                 typer.echo(f"  {c.reference}  {c.facility_id or '-'}  {taken}  {mark}{detail}")
     if not any(a.recognisable for a in answers):
         raise typer.Exit(1)
+
+
+@app.command()
+def decide(
+    patient: Annotated[str, typer.Argument(help="Patient id")],
+    item: Annotated[str, typer.Option("--item", "-i", help="Catalogue item code")],
+    order: Annotated[str, typer.Option(help="The new order: HIS order number or reference")],
+    facility: Annotated[str, typer.Option("--facility", "-f", help="The ordering facility")],
+    doctor: Annotated[str, typer.Option(help="The ordering doctor's staff number (工号)")],
+    recognised: Annotated[
+        bool, typer.Option("--recognised/--not-recognised", help="互认 / 不互认")
+    ],
+    prior: Annotated[
+        str | None, typer.Option(help="The prior result, e.g. Observation/<id>")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Reason code when not recognised")] = None,
+    text: Annotated[str | None, typer.Option(help="Reason text (needed for 'other')")] = None,
+    department: Annotated[str | None, typer.Option(help="The ordering department")] = None,
+    at: Annotated[str | None, typer.Option(help="When decided (ISO, with zone)")] = None,
+) -> None:
+    """Record a doctor's decision on one ordered item; the same decision twice is kept once."""
+    from adapter.errors import AdapterError
+    from adapter.recognition.decisions import DecisionInput, record
+    from adapter.store import resource_state
+
+    decided_at = _time(at, "--at") if at else None
+    runtime = _open()
+    try:
+        catalogue = _catalogue(runtime)
+        decision = DecisionInput(
+            patient_id=patient,
+            order_id=order,
+            item_code=item,
+            facility_id=facility,
+            doctor=doctor,
+            decision="recognised" if recognised else "not-recognised",
+            prior=prior,
+            reason_code=reason,
+            reason_text=text,
+            department=department,
+            decided_at=decided_at,
+        )
+        try:
+            with runtime.factory.begin() as session:
+                state = resource_state(session, "Patient", patient)
+                if state is None or state.deleted:
+                    raise common.fail(f"Patient/{patient} is not known", code=1)
+                done = record(
+                    session, catalogue, runtime.consortium, decision, now=datetime.now(UTC)
+                )
+        except AdapterError as exc:
+            raise common.fail(exc.message, code=1) from None
+    finally:
+        runtime.close()
+    task = done.task
+    what = "recorded" if done.created else ("revised" if done.changed else "already recorded")
+    typer.echo(f"{what}: Task/{task['id']} version {task['meta']['versionId']}")
+
+
+@app.command()
+def rate(
+    month: Annotated[str, typer.Option(help="The month, YYYY-MM (consortium time zone)")],
+    facility: Annotated[str | None, typer.Option("--facility", "-f")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The monthly 互认率 per facility and item: recognised / eligible, and the reasons."""
+    from adapter.recognition.query import zone_of
+    from adapter.recognition.rate import monthly_rates
+
+    runtime = _open()
+    try:
+        _catalogue(runtime)
+        try:
+            with runtime.factory() as session:
+                rates = monthly_rates(
+                    session, month, zone_of(runtime.consortium), facility_id=facility
+                )
+        except ValueError as exc:
+            raise common.fail(str(exc)) from None
+    finally:
+        runtime.close()
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rates], ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{'facility':<28} {'item':<12} {'eligible':>8} {'recog.':>7} {'rate':>7}  reasons")
+    for r in rates:
+        shown = "-" if r.rate is None else f"{r.rate:.1%}"
+        reasons = ", ".join(f"{k} {n}" for k, n in sorted(r.reasons.items()))
+        typer.echo(
+            f"{r.facility_id:<28} {r.item_code:<12} {r.eligible:>8} {r.recognised:>7} "
+            f"{shown:>7}  {reasons}"
+        )
+    eligible = sum(r.eligible for r in rates)
+    recognised = sum(r.recognised for r in rates)
+    total = f"{recognised / eligible:.1%}" if eligible else "-"
+    typer.echo(f"{month}: {recognised} of {eligible} recognised ({total})")
 
 
 def register(main: typer.Typer) -> None:

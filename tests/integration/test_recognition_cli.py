@@ -100,3 +100,48 @@ def test_a_broken_catalogue_stops_the_command_with_file_and_line(
     result = run("recognition", "check")
     assert result.exit_code == 2
     assert f"cannot start: {broken}:{line}:items." in result.output
+
+
+def test_decide_records_once_and_rate_counts_it(env) -> None:
+    args = [
+        "recognition",
+        "decide",
+        PATIENT,
+        "-i",
+        "QS-JY-001",
+        "--order",
+        "ZY2026112601",
+        "-f",
+        "qingshan-county-hospital",
+        "--doctor",
+        "D0412",
+        "--recognised",
+        "--prior",
+        "Observation/sq-wbc-new",
+        "--at",
+        "2026-11-26T10:05:00+08:00",
+    ]
+    first = run(*args)
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("recorded: Task/") and "version 1" in first.output
+    again = run(*args)
+    assert again.output.startswith("already recorded: Task/") and "version 1" in again.output
+    refused = run(
+        "recognition", "decide", PATIENT, "-i", "QS-JC-001", "--order", "ZY2026112601",
+        "-f", "qingshan-county-hospital", "--doctor", "D0412", "--not-recognised",
+        "--reason", "other", "--at", "2026-11-26T10:06:00+08:00",
+    )  # fmt: skip
+    assert refused.exit_code == 1 and "needs reason-text" in refused.output
+    other = run(
+        "recognition", "decide", PATIENT, "-i", "QS-JC-001", "--order", "ZY2026112601",
+        "-f", "qingshan-county-hospital", "--doctor", "D0412", "--not-recognised",
+        "--reason", "other", "--text", "患者要求复查", "--at", "2026-11-26T10:06:00+08:00",
+    )  # fmt: skip
+    assert other.exit_code == 0, other.output
+    rates = run("recognition", "rate", "--month", "2026-11")
+    assert rates.exit_code == 0, rates.output
+    assert "2026-11: 1 of 2 recognised (50.0%)" in rates.output
+    assert any("QS-JC-001" in line and "other 1" in line for line in rates.output.splitlines())
+    as_json = json.loads(run("recognition", "rate", "--month", "2026-11", "--json").output)
+    assert {r["item"]: r["rate"] for r in as_json} == {"QS-JC-001": 0.0, "QS-JY-001": 1.0}
+    assert run("recognition", "rate", "--month", "November").exit_code == 2
