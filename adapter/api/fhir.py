@@ -41,7 +41,10 @@ def metadata(request: Request) -> FHIRResponse:
     started = request.app.state.started_at
     return FHIRResponse(
         capability_statement(
-            base_url=fhir_base(request), software_version=__version__, date=started
+            base_url=fhir_base(request),
+            software_version=__version__,
+            date=started,
+            recognition=getattr(request.app.state, "recognition", None) is not None,
         )
     )
 

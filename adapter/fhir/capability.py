@@ -28,8 +28,31 @@ OPERATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 SOFTWARE_NAME = "yigongti-fhir-adapter"
 
 
-def capability_statement(*, base_url: str, software_version: str, date: str) -> dict[str, Any]:
-    """An R4 CapabilityStatement (kind instance) for the server at ``base_url``."""
+# served only when a recognition catalogue is configured (docs/recognition.md)
+RECOGNITION_OPERATIONS: tuple[dict[str, str], ...] = (
+    {
+        "name": "recognisable",
+        "definition": "https://yigongti-fhir-adapter.github.io/fhir/OperationDefinition/"
+        "Patient-recognisable",
+        "documentation": "检查检验结果互认: the person's prior results recognisable now, per "
+        "catalogue item, with the item's mark (HR, ★ ...) and the reason for each result "
+        "that is not; answers a Parameters (docs/recognition.md)",
+    },
+    {
+        "name": "recognition-decision",
+        "definition": "https://yigongti-fhir-adapter.github.io/fhir/OperationDefinition/"
+        "Patient-recognition-decision",
+        "documentation": "Records a doctor's decision (互认 / 不互认 with a coded reason) on "
+        "one ordered item as a Task; a recognised one carries the mark in meta.tag",
+    },
+)
+
+
+def capability_statement(
+    *, base_url: str, software_version: str, date: str, recognition: bool = False
+) -> dict[str, Any]:
+    """An R4 CapabilityStatement (kind instance) for the server at ``base_url``;
+    ``recognition``: the recognition operations are served (a catalogue is configured)."""
     resources = []
     for rtype in SUPPORTED_TYPES:
         params = RESOURCES[rtype].params.values()
@@ -51,7 +74,8 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
                     {"name": name, "definition": definition}
                     for name, (definition, types) in OPERATIONS.items()
                     if not types or rtype in types
-                ],
+                ]
+                + (list(RECOGNITION_OPERATIONS) if recognition and rtype == "Patient" else []),
                 "searchParam": [
                     _search_param(
                         p.name,

@@ -19,12 +19,12 @@ part of what is recognised; each answer says so.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import or_, select
+from sqlalchemy import ARRAY, Column, ColumnElement, String, any_, bindparam, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from adapter.consortium import Consortium
@@ -60,6 +60,7 @@ WHY = {
 
 _r = Resource.__table__
 _si = SearchIndex.__table__
+_CHUNK = 2000  # resource ids per IN list (SQLite allows 32766 parameters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,30 +188,80 @@ def _results(
             wanted.setdefault(pair, item)
     if not wanted or not patient_keys:
         return []
-    codes = or_(
-        *(
-            keys.equals(_si.c.system, _si.c.system_full, system)
-            & keys.equals(_si.c.code, _si.c.code_full, code)
-            for system, code in wanted
-        )
-    )
     out: list[tuple[Item, StoredResult]] = []
     for rtype in RESULT_TYPES:
-        ids = select(_si.c.resource_id).where(
-            _si.c.resource_type == rtype, _si.c.param == "code", _si.c.kind == "token", codes
-        )
-        query = select(_r.c.id, _r.c.facility_id, _r.c.body).where(
+        # in two steps, so that both databases work per person whatever their planners
+        # estimate: the person's rows (patient_key index), then which of them carry an
+        # item's code (the token index ends with resource_id). As one join, SQLite scanned
+        # every row of the codes and PostgreSQL hashed them all: work growing with the
+        # consortium instead of the person (docs/decisions/0027-recognition.md).
+        mine = select(_r.c.id).where(
             _r.c.resource_type == rtype,
-            _r.c.deleted.is_(False),
             _r.c.patient_key.in_(patient_keys),
-            _r.c.id.in_(ids),
+            _r.c.deleted.is_(False),
         )
-        for row in session.execute(query):
-            result = StoredResult(rtype, row.id, row.facility_id, row.body)
-            item = _item_of(row.body, wanted)
-            if item is not None:
-                out.append((item, result))
+        person_ids = list(session.execute(mine).scalars())
+        codes = _code_condition(wanted)
+        found: list[str] = []
+        for chunk in _chunks(session, person_ids):
+            ids = (
+                select(_si.c.resource_id)
+                .distinct()
+                .where(
+                    _si.c.resource_type == rtype,
+                    _si.c.param == "code",
+                    _si.c.kind == "token",
+                    _one_of(session, _si.c.resource_id, chunk),
+                    codes,
+                )
+            )
+            found.extend(session.execute(ids).scalars())
+        for chunk in _chunks(session, found):
+            query = select(_r.c.id, _r.c.facility_id, _r.c.body).where(
+                _r.c.resource_type == rtype, _one_of(session, _r.c.id, chunk)
+            )
+            for row in session.execute(query):
+                item = _item_of(row.body, wanted)
+                if item is not None:
+                    out.append((item, StoredResult(rtype, row.id, row.facility_id, row.body)))
     return out
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _chunks(session: Session, ids: list[str]) -> Iterator[list[str]]:
+    """PostgreSQL takes the ids as one array; SQLite as IN lists of a bounded length."""
+    size = len(ids) if _postgres(session) else _CHUNK
+    for start in range(0, len(ids), size or 1):
+        yield ids[start : start + size]
+
+
+def _one_of(session: Session, column: Column[str], ids: list[str]) -> ColumnElement[bool]:
+    # one array parameter: the same statement text for any number of ids (no per-call
+    # conversion of thousands of placeholders, and the server can reuse its plan)
+    if _postgres(session):
+        return column == any_(bindparam(None, ids, type_=ARRAY(String())))
+    return column.in_(ids)
+
+
+def _code_condition(pairs: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
+    """(system, code) is one of ``pairs``: one tuple IN for the usual short values, the
+    bounded-key comparison (adapter/store/index_keys.py) for any longer one."""
+    every = list(pairs)
+    short = [(s, c) for s, c in every if len(s) <= keys.KEY_CHARS and len(c) <= keys.KEY_CHARS]
+    shorts = set(short)
+    longer = [
+        keys.equals(_si.c.system, _si.c.system_full, s)
+        & keys.equals(_si.c.code, _si.c.code_full, c)
+        for s, c in every
+        if (s, c) not in shorts
+    ]
+    conditions: list[ColumnElement[bool]] = longer
+    if short:
+        conditions.insert(0, tuple_(_si.c.system, _si.c.code).in_(short))
+    return or_(*conditions)
 
 
 def _item_of(body: dict[str, Any], wanted: dict[tuple[str, str], Item]) -> Item | None:
