@@ -188,3 +188,41 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 def test_not_a_mapping_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="must be a YAML mapping"):
         load_catalogue(_write(tmp_path, "- a\n- b\n"), FACILITIES)
+
+
+def test_a_catalogue_of_300_items_loads_and_finds_every_local_code(tmp_path):
+    """The 2027 target is over 300 items per province: a generated catalogue of that size."""
+    lines = [
+        "version: 1",
+        "kind: recognition-catalogue",
+        'edition: "gen"',
+        "effective: 2026-01-01",
+        "items:",
+    ]
+    for n in range(300):
+        lines += [
+            f"  - code: G{n:03d}",
+            f"    name: 项目 {n}",
+            f"    kind: {'检验' if n % 3 else '检查'}",
+            f"    group: g{n % 7}",
+            f"    local: {{liuhe-township-centre: [L{n}], shiqiao-township-centre: S{n}}}",
+            f"    validity_days: {1 + n % 90}",
+        ]
+    lines += [
+        "qualifications:",
+        "  - facility: liuhe-township-centre",
+        "    eqa:",
+        "      - groups: [g0, g1, g2, g3, g4, g5, g6]",
+        "        programme: p",
+        "        result: pass",
+        "        date: 2026-01-01",
+        "        valid_until: 2026-12-31",
+        "reasons:",
+        "  - code: other",
+        "    display: 其他",
+    ]
+    catalogue = load_catalogue(_write(tmp_path, "\n".join(lines) + "\n"), FACILITIES)
+    assert len(catalogue.items) == 300
+    for n in (0, 151, 299):
+        item = catalogue.item_for_local("shiqiao-township-centre", f"S{n}")
+        assert item is not None and item.code == f"G{n:03d}" and item.days_for("x") == 1 + n % 90
