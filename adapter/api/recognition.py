@@ -72,6 +72,14 @@ def known_facility(consortium: Consortium, facility_id: str, name: str = "facili
     return facility_id
 
 
+def _setting(setting: str) -> str:
+    if setting not in SETTINGS:
+        raise InvalidRequestError(
+            f"setting={setting[:32]!r}: one of {', '.join(SETTINGS)}", location="setting"
+        )
+    return setting
+
+
 def _list(values: list[str]) -> list[str]:
     """Repeated parameters and comma-separated lists alike (``code=A,B&code=C``)."""
     return [part.strip() for value in values for part in value.split(",") if part.strip()]
@@ -96,11 +104,7 @@ def recognisable(patient_id: str, request: Request, session: SessionDep) -> FHIR
         raise InvalidRequestError(
             "local-code needs facility= (whose code it is)", location="local-code"
         )
-    setting = query.get("setting", "outpatient")
-    if setting not in SETTINGS:
-        raise InvalidRequestError(
-            f"setting={setting[:32]!r}: one of {', '.join(SETTINGS)}", location="setting"
-        )
+    setting = _setting(query.get("setting", "outpatient"))
     at = datetime.now(UTC)
     if "at" in query:
         at = date_range_param("at", query["at"], request_zone(request))[0]
@@ -127,6 +131,7 @@ DECISION_PARAMS = {
     "reason-text": ("valueString",),
     "prior": ("valueReference", "valueString"),
     "decided-at": ("valueDateTime", "valueInstant"),
+    "setting": ("valueCode", "valueString"),
 }
 
 
@@ -203,6 +208,7 @@ async def recognition_decision(
         reason_text=given.get("reason-text"),
         department=given.get("department"),
         decided_at=decided_at,
+        setting=_setting(given.get("setting", "outpatient")),
     )
     consortium: Consortium = request.app.state.consortium
 

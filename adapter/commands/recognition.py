@@ -152,13 +152,17 @@ def decide(
     reason: Annotated[str | None, typer.Option(help="Reason code when not recognised")] = None,
     text: Annotated[str | None, typer.Option(help="Reason text (needed for 'other')")] = None,
     department: Annotated[str | None, typer.Option(help="The ordering department")] = None,
+    setting: Annotated[str, typer.Option(help="Care setting (picks the window)")] = "outpatient",
     at: Annotated[str | None, typer.Option(help="When decided (ISO, with zone)")] = None,
 ) -> None:
     """Record a doctor's decision on one ordered item; the same decision twice is kept once."""
     from adapter.errors import AdapterError
+    from adapter.recognition.catalogue import SETTINGS
     from adapter.recognition.decisions import DecisionInput, record
     from adapter.store import resource_state
 
+    if setting not in SETTINGS:
+        raise common.fail(f"--setting {setting!r}: one of {', '.join(SETTINGS)}")
     decided_at = _time(at, "--at") if at else None
     runtime = _open()
     try:
@@ -175,6 +179,7 @@ def decide(
             reason_text=text,
             department=department,
             decided_at=decided_at,
+            setting=setting,
         )
         try:
             with runtime.factory.begin() as session:

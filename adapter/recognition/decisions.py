@@ -23,7 +23,14 @@ from adapter.fhir.dates import format_instant, truncate_to_millis
 from adapter.identity import person_of, records_of
 from adapter.recognition.catalogue import Catalogue
 from adapter.recognition.parameters import ITEM_SYSTEM, MARK_SYSTEM, REASON_SYSTEM
-from adapter.recognition.query import RESULT_TYPES
+from adapter.recognition.query import (
+    RESULT_TYPES,
+    WHY,
+    StoredResult,
+    is_result_of,
+    judge,
+    zone_of,
+)
 from adapter.store import lock_resources, resource_state, save_resources
 from adapter.store.models import RecognitionDecision
 
@@ -47,6 +54,7 @@ class DecisionInput:
     reason_text: str | None = None
     department: str | None = None
     decided_at: datetime | None = None  # None: now (kept as first recorded on a repeat)
+    setting: str = "outpatient"  # the care setting: picks the validity window
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,11 +74,15 @@ def _bad(message: str, location: str) -> InvalidRequestError:
     )
 
 
-def check(session: Session, catalogue: Catalogue, consortium: Consortium, d: DecisionInput) -> None:
-    """Refuse a decision the catalogue does not allow (400 with the parameter's name)."""
+def check(
+    session: Session, catalogue: Catalogue, consortium: Consortium, d: DecisionInput, at: datetime
+) -> None:
+    """Refuse a decision the catalogue does not allow (400 with the parameter's name); a
+    recognised prior result must be recognisable at ``at`` (when the decision is made)."""
     if consortium.facility(d.facility_id) is None:
         raise _bad(f"facility {d.facility_id!r} is not a facility of the consortium", "facility")
-    if catalogue.item(d.item_code) is None:
+    item = catalogue.item(d.item_code)
+    if item is None:
         raise _bad(f"item {d.item_code!r} is not in the catalogue {catalogue.edition}", "item")
     if not d.order_id.strip() or not d.doctor.strip():
         raise _bad("order and doctor are required", "order" if not d.order_id.strip() else "doctor")
@@ -96,6 +108,19 @@ def check(session: Session, catalogue: Catalogue, consortium: Consortium, d: Dec
         records = records_of(session, person_of(session, d.patient_id))
         if row.patient_key not in {f"Patient/{r}" for r in records}:
             raise _bad(f"prior {d.prior!r} is not a result of Patient/{d.patient_id}", "prior")
+        if not is_result_of(catalogue, consortium, item, row.body):
+            raise _bad(f"prior {d.prior!r} is not a result of item {item.code}", "prior")
+        if d.decision == "recognised":
+            # the rules allow recognising only what is recognisable when deciding
+            result = StoredResult(rtype, rid, row.facility_id, row.body)
+            judged = judge(catalogue, item, result, at, d.setting, zone_of(consortium))
+            if not judged.recognisable:
+                why = judged.reason or ""
+                detail = f" ({judged.detail})" if judged.detail else ""
+                raise _bad(
+                    f"prior {d.prior!r} cannot be recognised: {why}, {WHY.get(why, '')}{detail}",
+                    "prior",
+                )
 
 
 def record(
@@ -107,7 +132,6 @@ def record(
     now: datetime,
 ) -> Recorded:
     """Check and store one decision (row and Task) in the caller's transaction."""
-    check(session, catalogue, consortium, d)
     tid = task_id(d.patient_id, d.order_id, d.item_code)
     # the Task's row lock serialises two requests recording the same decision
     locked = lock_resources(session, [("Task", tid)], create_missing=[("Task", tid)], now=now)
@@ -115,6 +139,7 @@ def record(
         select(RecognitionDecision).where(RecognitionDecision.task_id == tid)
     ).scalar_one_or_none()
     decided_at = truncate_to_millis(d.decided_at or (row.decided_at if row else now))
+    check(session, catalogue, consortium, d, decided_at)
     values = {
         "patient_id": d.patient_id,
         "order_id": d.order_id,

@@ -134,6 +134,8 @@ def ask(
     by_item: dict[str, list[Candidate]] = {}
     for item, row in found:
         judged = judge(catalogue, item, row, question.at, question.setting, zone)
+        if judged.taken is not None and judged.taken > question.at:
+            continue  # not a prior result when asking about an earlier moment
         by_item.setdefault(item.code, []).append(judged)
     for candidates in by_item.values():
         candidates.sort(key=lambda c: c.taken or dt.datetime.min.replace(tzinfo=dt.UTC))
@@ -262,6 +264,15 @@ def _code_condition(pairs: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
     if short:
         conditions.insert(0, tuple_(_si.c.system, _si.c.code).in_(short))
     return or_(*conditions)
+
+
+def is_result_of(
+    catalogue: Catalogue, consortium: Consortium, item: Item, body: dict[str, Any]
+) -> bool:
+    """Whether a stored result's code is one of the item's (LOINC or a local code)."""
+    wanted = {(LOINC, code): item for code in item.loinc}
+    wanted.update((pair, item) for pair in _local_pairs(catalogue, consortium, item))
+    return _item_of(body, wanted) is not None
 
 
 def _item_of(body: dict[str, Any], wanted: dict[tuple[str, str], Item]) -> Item | None:

@@ -140,6 +140,7 @@ def test_not_recognised_carries_the_coded_reason_and_the_patient_text(seeded, fh
         ({"prior": "Observation/nothing"}, "prior", "not a stored result"),
         ({"prior": "Observation/sq-wbc-p2"}, "prior", f"not a result of Patient/{PATIENT}"),
         ({"colour": "red"}, "colour", "not known here"),
+        ({"prior": "Observation/sq-wbc-new"}, "prior", "not a result of item QS-JC-001"),
     ],
 )
 def test_a_decision_the_catalogue_does_not_allow_is_refused(seeded, app, change, location, needle):
@@ -206,3 +207,46 @@ def test_decisions_of_another_patient_stay_theirs(seeded, app):
     assert post(seeded, body, url).status_code == 201
     assert post(seeded, params(**RECOGNISED)).status_code == 201  # same order and item
     assert rows(app) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        # taken 2026-10-01: its 7-day outpatient window is over
+        ({"prior": "Observation/sq-wbc-old"}, "cannot be recognised: expired"),
+        # the same result inpatient (3 days) on 2026-11-28 is over too
+        (
+            {"setting": "inpatient", "decided_at": "2026-11-28T09:00:00+08:00"},
+            "cannot be recognised: expired",
+        ),
+        # 柳河's RBC after its EQA lapsed
+        (
+            {"item": "QS-JY-002", "prior": "Observation/lh-rbc"},
+            "cannot be recognised: eqa-expired",
+        ),
+        ({"setting": "ward"}, "setting='ward'"),
+    ],
+)
+def test_only_a_recognisable_result_can_be_recognised(seeded, app, change, needle):
+    response = post(seeded, params(**{**RECOGNISED, **change}))
+    assert response.status_code == 400, response.text
+    assert needle in response.text
+    assert rows(app) == 0
+    # the same result may still be declined with a reason
+    declined = {**RECOGNISED, **change, "decision": "not-recognised", "reason": "too-old"}
+    if "setting" not in change or change["setting"] != "ward":
+        assert post(seeded, params(**declined)).status_code == 201
+
+
+def test_results_after_the_asked_moment_are_not_prior_results(seeded):
+    url = f"/fhir/Patient/{PATIENT}/$recognisable"
+    body = seeded.get(url, params={"code": "QS-JY-001", "at": "2026-10-02T09:00:00+08:00"}).json()
+    item = next(p["part"] for p in body["parameter"] if p["name"] == "item")
+    refs = [
+        q["valueReference"]["reference"]
+        for r in item
+        if r["name"] == "result"
+        for q in r["part"]
+        if q["name"] == "reference"
+    ]
+    assert refs == ["Observation/sq-wbc-old"]
