@@ -51,7 +51,13 @@ def _item(answer: ItemAnswer, consortium: Consortium, zone: ZoneInfo) -> list[di
     if answer.reason:
         out.append({"name": "reason", "valueCoding": why(answer.reason)})
     for candidate in answer.candidates:
-        out.append({"name": "result", "part": _result(candidate, consortium, zone)})
+        part = _result(candidate, consortium, zone)
+        if candidate.recognisable and item is not None:
+            # what a receiving HIS shows beside the recognised result (HR, 鄂HR, ★ ...)
+            part.insert(
+                2, {"name": "mark", "valueCoding": {"system": MARK_SYSTEM, "code": item.mark}}
+            )
+        out.append({"name": "result", "part": part})
     return out
 
 

@@ -79,6 +79,7 @@ def test_recent_result_from_a_qualified_lab_is_recognisable_with_its_mark(client
     assert list(found) == ["Observation/sq-wbc-new", "Observation/sq-wbc-old"]
     new = found["Observation/sq-wbc-new"]
     assert _part(new, "recognisable") is True and reason(new) is None
+    assert _part(new, "mark")["code"] == "HR"
     assert _part(new, "issuer")["display"] == "青山县石桥镇卫生院"
     assert _part(new, "date") == "2026-11-24T08:45:00+08:00"
     # outpatient: 7 days after the result's day, until midnight in Asia/Shanghai
@@ -88,6 +89,7 @@ def test_recent_result_from_a_qualified_lab_is_recognisable_with_its_mark(client
 def test_expired_window(client):
     old = results(items(ask(client, code="QS-JY-001"))["QS-JY-001"])["Observation/sq-wbc-old"]
     assert _part(old, "recognisable") is False
+    assert _part(old, "mark") is None  # only recognisable results carry the mark
     assert reason(old) == "expired"
     assert "2026-10-09" in _part(old, "detail")
 
