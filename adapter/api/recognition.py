@@ -3,6 +3,8 @@
 * ``GET /fhir/Patient/{id}/$recognisable``: the person's stored results that can be
   recognised now, per item asked (or, with no item, every catalogue item the person has a
   result of: the encounter-start reminder), and why the others cannot; a ``Parameters``.
+* ``GET /fhir/$recognisable?patient-identifier=system|value``: the same for the person
+  with that identifier (every Patient record carrying it).
 * ``POST /fhir/Patient/{id}/$recognition-decision``: a doctor's decision on one item of a
   new order (a ``Parameters`` body), answered with the ``Task`` that records it: 201 when
   new, 200 when the same decision was recorded before or is revised.
@@ -31,6 +33,7 @@ from adapter.errors import (
     NotFoundError,
     UnsupportedError,
 )
+from adapter.fhir.search_query import parse_search
 from adapter.oversize import Oversize
 from adapter.recognition.catalogue import SETTINGS, Catalogue
 from adapter.recognition.decisions import DECISIONS, DecisionInput, record
@@ -38,6 +41,7 @@ from adapter.recognition.parameters import parameters
 from adapter.recognition.query import Question, ask, zone_of
 from adapter.recognition.rate import monthly_rates
 from adapter.store import resource_state
+from adapter.store.search import find
 
 router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
 stats_router = APIRouter(tags=["Recognition"])
@@ -93,8 +97,38 @@ def _list(values: list[str]) -> list[str]:
 def recognisable(patient_id: str, request: Request, session: SessionDep) -> FHIRResponse:
     catalogue = catalogue_of(request)
     known_patient(session, patient_id)
+    check_known(request, request.query_params.keys(), RECOGNISABLE_PARAMS)
+    return _answer(request, session, catalogue, [patient_id])
+
+
+@router.get(
+    "/$recognisable",
+    name="fhir_recognisable_by_identifier",
+    summary="$recognisable for the person with an identifier (居民身份证号, 就诊卡号 ...)",
+)
+def recognisable_by_identifier(request: Request, session: SessionDep) -> FHIRResponse:
+    catalogue = catalogue_of(request)
+    check_known(request, request.query_params.keys(), (*RECOGNISABLE_PARAMS, "patient-identifier"))
+    identifier = request.query_params.get("patient-identifier")
+    if not identifier or "|" not in identifier:
+        raise InvalidRequestError(
+            "patient-identifier=system|value is required", location="patient-identifier"
+        )
+    parsed = parse_search("Patient", [("identifier", identifier)])
+    page = find(session, ["Patient"], parsed.criteria, count=100)
+    if not page.bodies:
+        # the value is personal data (an ID number): never echoed
+        system = identifier.partition("|")[0][:120]
+        raise NotFoundError(
+            f"no Patient has this identifier of system {system!r}", location="patient-identifier"
+        )
+    return _answer(request, session, catalogue, [body["id"] for body in page.bodies])
+
+
+def _answer(
+    request: Request, session: SessionDep, catalogue: Catalogue, patient_ids: list[str]
+) -> FHIRResponse:
     query = request.query_params
-    check_known(request, query.keys(), RECOGNISABLE_PARAMS)
     consortium: Consortium = request.app.state.consortium
     facility = query.get("facility")
     if facility is not None:
@@ -109,7 +143,8 @@ def recognisable(patient_id: str, request: Request, session: SessionDep) -> FHIR
     if "at" in query:
         at = date_range_param("at", query["at"], request_zone(request))[0]
     question = Question(
-        patient_id=patient_id,
+        patient_id=patient_ids[0],
+        other_records=patient_ids[1:],
         at=at,
         codes=_list(query.getlist("code")),
         local_codes=local_codes,

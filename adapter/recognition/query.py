@@ -100,6 +100,8 @@ class Question:
     local_codes: Sequence[str] = ()  # the asking facility's own codes
     facility_id: str | None = None  # the asking (ordering) facility
     setting: str = "outpatient"
+    # more Patient records of the person (found by an identifier), beside patient_id's
+    other_records: Sequence[str] = ()
 
 
 def zone_of(consortium: Consortium, default: str = "Asia/Shanghai") -> ZoneInfo:
@@ -127,9 +129,13 @@ def ask(
         else list({a.item.code: a.item for a in answers if a.item}.values())
     )
     zone = zone_of(consortium)
-    patient_keys = [
-        f"Patient/{p}" for p in records_of(session, person_of(session, question.patient_id))
-    ]
+    patient_keys = sorted(
+        {
+            f"Patient/{record}"
+            for patient in (question.patient_id, *question.other_records)
+            for record in records_of(session, person_of(session, patient))
+        }
+    )
     found = _results(session, catalogue, consortium, items, patient_keys)
     by_item: dict[str, list[Candidate]] = {}
     for item, row in found:

@@ -235,3 +235,21 @@ def test_recognition_off_without_a_catalogue(tmp_path, database_url):
         assert "recognition is not configured" in response.text
     finally:
         app.state.engine.dispose()
+
+
+def test_the_person_is_found_by_any_identifier(client):
+    national_id = "urn:oid:2.16.156.10011.1.3|430999196409301289"  # the ingested CBC's
+    body = ask(
+        client, "/fhir/$recognisable", **{"patient-identifier": national_id, "code": "QS-JY-001"}
+    )
+    wbc = items(body)["QS-JY-001"]
+    assert _part(wbc, "outcome") == "recognisable"
+    assert len(results(wbc)) == 1
+    unknown = client.get(
+        "/fhir/$recognisable",
+        params={"patient-identifier": "urn:oid:2.16.156.10011.1.3|430999190001011234"},
+    )
+    assert unknown.status_code == 404
+    assert "430999190001011234" not in unknown.text  # an ID number is never echoed
+    missing = client.get("/fhir/$recognisable", params={"code": "QS-JY-001"})
+    assert missing.status_code == 400 and "patient-identifier" in missing.text
