@@ -3,6 +3,9 @@
 * ``GET /fhir/Patient/{id}/$recognisable``: the person's stored results that can be
   recognised now, per item asked (or, with no item, every catalogue item the person has a
   result of: the encounter-start reminder), and why the others cannot; a ``Parameters``.
+* ``POST /fhir/Patient/{id}/$recognisable`` (a ``Parameters`` body with the same names,
+  plus ``context``, the order or encounter number, and ``trigger``): the same answer, as
+  shown to a doctor, and logged as a reminder (an operation that changes state is POSTed).
 * ``GET /fhir/$recognisable?patient-identifier=system|value``: the same for the person
   with that identifier (every Patient record carrying it).
 * ``POST /fhir/Patient/{id}/$recognition-decision``: a doctor's decision on one item of a
@@ -38,8 +41,9 @@ from adapter.oversize import Oversize
 from adapter.recognition.catalogue import SETTINGS, Catalogue
 from adapter.recognition.decisions import DECISIONS, DecisionInput, record
 from adapter.recognition.parameters import parameters
-from adapter.recognition.query import Question, ask, zone_of
+from adapter.recognition.query import ItemAnswer, Question, ask, zone_of
 from adapter.recognition.rate import monthly_rates
+from adapter.recognition.reminders import Shown, log_shown
 from adapter.store import resource_state
 from adapter.store.search import find
 
@@ -129,30 +133,105 @@ def _answer(
     request: Request, session: SessionDep, catalogue: Catalogue, patient_ids: list[str]
 ) -> FHIRResponse:
     query = request.query_params
+    values = {name: query.getlist(name) for name in query}
+    question = _question(request, values, patient_ids)
+    answers = ask(session, catalogue, request.app.state.consortium, question)
+    return FHIRResponse(parameters(answers, catalogue, request.app.state.consortium))
+
+
+def _question(request: Request, values: dict[str, list[str]], patient_ids: list[str]) -> Question:
+    """The question from the parameters (query or posted Parameters, as lists of text)."""
     consortium: Consortium = request.app.state.consortium
-    facility = query.get("facility")
+    facility = (values.get("facility") or [None])[0]
     if facility is not None:
         known_facility(consortium, facility)
-    local_codes = _list(query.getlist("local-code"))
+    local_codes = _list(values.get("local-code", []))
     if local_codes and facility is None:
         raise InvalidRequestError(
             "local-code needs facility= (whose code it is)", location="local-code"
         )
-    setting = _setting(query.get("setting", "outpatient"))
+    setting = _setting((values.get("setting") or ["outpatient"])[0])
     at = datetime.now(UTC)
-    if "at" in query:
-        at = date_range_param("at", query["at"], request_zone(request))[0]
-    question = Question(
+    if values.get("at"):
+        at = date_range_param("at", values["at"][0], request_zone(request))[0]
+    return Question(
         patient_id=patient_ids[0],
         other_records=patient_ids[1:],
         at=at,
-        codes=_list(query.getlist("code")),
+        codes=_list(values.get("code", [])),
         local_codes=local_codes,
         facility_id=facility,
         setting=setting,
     )
-    answers = ask(session, catalogue, consortium, question)
+
+
+SHOWN_PARAMS = (*RECOGNISABLE_PARAMS, "context", "trigger", "doctor")
+
+
+@router.post(
+    "/Patient/{patient_id}/$recognisable",
+    name="fhir_recognisable_shown",
+    summary="Patient/$recognisable as shown to a doctor: the same answer, and the reminder "
+    "logged (for the 互认率)",
+)
+async def recognisable_shown(
+    patient_id: str, request: Request, factory: SessionFactoryDep, settings: SettingsDep
+) -> FHIRResponse:
+    catalogue = catalogue_of(request)
+    body = await read_limited_body(request, limit=settings.max_message_bytes, keep=0)
+    if isinstance(body, Oversize):
+        raise InputTooLargeError(f"the body is over {settings.max_message_bytes} bytes")
+    values = _posted(body, SHOWN_PARAMS)
+    for required in ("facility", "context"):
+        if not values.get(required):
+            raise InvalidRequestError(f"parameter {required!r} is required", location=required)
+    asked = values.get("code") or values.get("local-code")
+    trigger = (values.get("trigger") or ["order" if asked else "encounter"])[0]
+    if trigger not in ("order", "encounter"):
+        raise InvalidRequestError(
+            f"trigger {trigger[:32]!r}: one of order, encounter", location="trigger"
+        )
+    question = _question(request, values, [patient_id])
+    consortium: Consortium = request.app.state.consortium
+    shown = Shown(
+        patient_id=patient_id,
+        context=values["context"][0],
+        trigger=trigger,  # type: ignore[arg-type]  # checked above
+        facility_id=values["facility"][0],
+        doctor=(values.get("doctor") or [None])[0],
+    )
+
+    def answer_and_log() -> list[ItemAnswer]:
+        with factory.begin() as session:
+            known_patient(session, patient_id)
+            answers = ask(session, catalogue, consortium, question)
+            # shown at the moment asked about (now, unless the HIS gave the time)
+            log_shown(session, catalogue, shown, answers, now=question.at)
+            return answers
+
+    answers = await run_in_threadpool(answer_and_log)
     return FHIRResponse(parameters(answers, catalogue, consortium))
+
+
+def _posted(body: bytes, known: tuple[str, ...]) -> dict[str, list[str]]:
+    """A posted Parameters as {name: [text, ...]}; an unknown parameter is refused."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"the body is not JSON: {exc}", code="structure") from None
+    if not isinstance(data, dict) or data.get("resourceType") != "Parameters":
+        raise InvalidRequestError("post a FHIR Parameters resource", code="structure")
+    out: dict[str, list[str]] = {}
+    for parameter in data.get("parameter") or []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if name not in known:
+            raise InvalidRequestError(
+                f"parameter {str(name)[:40]!r} is not known here (known: {', '.join(known)})",
+                location=str(name)[:40],
+            )
+        value = next((v for k, v in parameter.items() if k.startswith("value")), None)
+        out.setdefault(name, []).append(_text(name, value))
+    return out
 
 
 DECISION_PARAMS = {
@@ -286,6 +365,7 @@ def recognition_rate(request: Request, session: SessionDep) -> JSONResponse:
     return JSONResponse(
         {
             "month": month,
+            "shown": sum(r.shown for r in rates),
             "eligible": eligible,
             "recognised": recognised,
             "rate": round(recognised / eligible, 4) if eligible else None,

@@ -223,13 +223,16 @@ def rate(
     if as_json:
         typer.echo(json.dumps([r.as_dict() for r in rates], ensure_ascii=False, indent=2))
         return
-    typer.echo(f"{'facility':<28} {'item':<12} {'eligible':>8} {'recog.':>7} {'rate':>7}  reasons")
+    typer.echo(
+        f"{'facility':<28} {'item':<12} {'shown':>6} {'eligible':>8} {'recog.':>7} {'rate':>7}"
+        "  reasons"
+    )
     for r in rates:
         shown = "-" if r.rate is None else f"{r.rate:.1%}"
         reasons = ", ".join(f"{k} {n}" for k, n in sorted(r.reasons.items()))
         typer.echo(
-            f"{r.facility_id:<28} {r.item_code:<12} {r.eligible:>8} {r.recognised:>7} "
-            f"{shown:>7}  {reasons}"
+            f"{r.facility_id:<28} {r.item_code:<12} {r.shown:>6} {r.eligible:>8} "
+            f"{r.recognised:>7} {shown:>7}  {reasons}"
         )
     eligible = sum(r.eligible for r in rates)
     recognised = sum(r.recognised for r in rates)

@@ -9,6 +9,7 @@ delivery_attempt  every try to deliver an outbox row: when, by whom, status, err
 delivery_destination  per destination: circuit breaker state and last success (shared by workers)
 care_relationship  which facility cares for which consortium person, since when, until when, why
 recognition_decision  a doctor's 互认 decision per (patient, order, item), also stored as a Task
+recognition_reminder  a $recognisable answer shown (POST) per (patient, order or encounter, item)
 """
 
 from __future__ import annotations
@@ -441,3 +442,28 @@ class RecognitionDecision(Base):
     edition: Mapped[str] = mapped_column(String(_ID))
     decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RecognitionReminder(Base):
+    """An answer of ``$recognisable`` shown to a doctor (POST, with the order or encounter it
+    was shown for): one row per (patient, context, item, trigger), the first showing kept.
+    ``recognisable``: a recognisable prior result was shown (the item was eligible)."""
+
+    __tablename__ = "recognition_reminder"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "context", "item_code", "trigger"),
+        CheckConstraint("trigger IN ('encounter', 'order')", name="trigger"),
+        Index(None, "facility_id", "shown_at"),
+        Index(None, "shown_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(String(_ID))
+    context: Mapped[str] = mapped_column(String(255))  # the order or encounter number
+    item_code: Mapped[str] = mapped_column(String(_ID))
+    trigger: Mapped[str] = mapped_column(String(16))
+    facility_id: Mapped[str] = mapped_column(String(_ID))
+    doctor: Mapped[str | None] = mapped_column(String(255))
+    recognisable: Mapped[bool] = mapped_column(Boolean())
+    edition: Mapped[str] = mapped_column(String(_ID))
+    shown_at: Mapped[datetime] = mapped_column(UTCDateTime())

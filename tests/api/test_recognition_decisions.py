@@ -189,6 +189,7 @@ def test_monthly_rate_per_facility_and_item(seeded):
     assert by_item["QS-JC-001"] == {
         "facility": "qingshan-county-hospital",
         "item": "QS-JC-001",
+        "shown": 0,
         "eligible": 2,
         "recognised": 0,
         "not_recognised": 2,
@@ -250,3 +251,81 @@ def test_results_after_the_asked_moment_are_not_prior_results(seeded):
         if q["name"] == "reference"
     ]
     assert refs == ["Observation/sq-wbc-old"]
+
+
+def shown(client, **values: Any):
+    parts: list[dict[str, Any]] = []
+    for key, value in values.items():
+        for one in value if isinstance(value, list) else [value]:
+            parts.append({"name": key.replace("_", "-"), "valueString": one})
+    return client.post(
+        f"/fhir/Patient/{PATIENT}/$recognisable",
+        json={"resourceType": "Parameters", "parameter": parts},
+        headers={"Content-Type": "application/fhir+json"},
+    )
+
+
+def reminders(app) -> list[tuple[str, str, str, bool]]:
+    from adapter.store.models import RecognitionReminder as R
+
+    with app.state.session_factory() as session:
+        rows = session.execute(select(R.context, R.item_code, R.trigger, R.recognisable))
+        return sorted(tuple(r) for r in rows)
+
+
+def test_posted_question_answers_the_same_and_logs_the_reminder_once(seeded, app):
+    asked = dict(
+        code=["QS-JY-001", "QS-JC-004"],
+        facility="qingshan-county-hospital",
+        context="MZ20261126-0007",
+        doctor="D0412",
+        at="2026-11-26T10:00:00+08:00",
+    )
+    first = shown(seeded, **asked)
+    assert first.status_code == 200, first.text
+    got = seeded.get(
+        f"/fhir/Patient/{PATIENT}/$recognisable",
+        params={"code": "QS-JY-001,QS-JC-004", "at": "2026-11-26T10:00:00+08:00"},
+    )
+    assert first.json() == got.json()  # the same answer as the GET
+    assert shown(seeded, **asked).status_code == 200  # the HIS asks again: logged once
+    assert reminders(app) == [
+        ("MZ20261126-0007", "QS-JC-004", "order", False),
+        ("MZ20261126-0007", "QS-JY-001", "order", True),
+    ]
+    # encounter start: no item asked, every item with a result is logged for the encounter
+    start = shown(
+        seeded, facility="qingshan-county-hospital", context="JZ001", at="2026-11-26T09:00:00+08:00"
+    )
+    assert start.status_code == 200
+    assert {(c, t) for c, _, t, _ in reminders(app)} == {
+        ("MZ20261126-0007", "order"),
+        ("JZ001", "encounter"),
+    }
+    # shown and eligible (the WBC reminder), not decided: counts against the rate
+    body = seeded.get("/recognition/rate", params={"month": "2026-11"}).json()
+    wbc = next(i for i in body["items"] if i["item"] == "QS-JY-001")
+    assert (wbc["shown"], wbc["eligible"], wbc["recognised"], wbc["rate"]) == (2, 1, 0, 0.0)
+    # the doctor then recognises it for the same order: still one eligible item
+    assert post(seeded, params(**RECOGNISED)).status_code == 201
+    body = seeded.get("/recognition/rate", params={"month": "2026-11"}).json()
+    wbc = next(i for i in body["items"] if i["item"] == "QS-JY-001")
+    assert (wbc["eligible"], wbc["recognised"], wbc["rate"]) == (1, 1, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("values", "needle"),
+    [
+        ({"code": "QS-JY-001", "facility": "qingshan-county-hospital"}, "'context' is required"),
+        ({"code": "QS-JY-001", "context": "X"}, "'facility' is required"),
+        (
+            {"context": "X", "facility": "qingshan-county-hospital", "trigger": "maybe"},
+            "trigger 'maybe'",
+        ),
+        ({"context": "X", "facility": "qingshan-county-hospital", "colour": "red"}, "not known"),
+    ],
+)
+def test_posted_question_needs_its_context_and_facility(seeded, app, values, needle):
+    response = shown(seeded, **values)
+    assert response.status_code == 400 and needle in response.text
+    assert reminders(app) == []

@@ -1,5 +1,7 @@
-"""Doctors' recognition decisions (检查检验结果互认, issue 13): one row per patient, order and
-item, with the coded reason when not recognised and the catalogue edition used.
+"""Recognition (检查检验结果互认, issue 13): the doctors' decisions, one row per patient, order
+and item, with the coded reason when not recognised and the catalogue edition used; and
+the reminders shown (``$recognisable`` by POST), one row per patient, order or encounter,
+item and trigger.
 
 Revision ID: 0010
 Revises: 0009
@@ -20,6 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 UTC_TIME = sa.DateTime(timezone=True)  # adapter.store.types.UTCDateTime
 ID = sa.String(64)
+BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # adapter.store.types.BigId
 
 
 def upgrade() -> None:
@@ -62,8 +65,42 @@ def upgrade() -> None:
         ["item_code", "decided_at"],
     )
 
+    op.create_table(
+        "recognition_reminder",
+        sa.Column("id", BIG_ID, autoincrement=True, nullable=False),
+        sa.Column("patient_id", ID, nullable=False),
+        sa.Column("context", sa.String(255), nullable=False),
+        sa.Column("item_code", ID, nullable=False),
+        sa.Column("trigger", sa.String(16), nullable=False),
+        sa.Column("facility_id", ID, nullable=False),
+        sa.Column("doctor", sa.String(255), nullable=True),
+        sa.Column("recognisable", sa.Boolean(), nullable=False),
+        sa.Column("edition", ID, nullable=False),
+        sa.Column("shown_at", UTC_TIME, nullable=False),
+        sa.CheckConstraint(
+            "trigger IN ('encounter', 'order')", name=op.f("ck_recognition_reminder_trigger")
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_recognition_reminder"),
+        sa.UniqueConstraint(
+            "patient_id",
+            "context",
+            "item_code",
+            "trigger",
+            name="uq_recognition_reminder_patient_id_context_item_code_trigger",
+        ),
+    )
+    op.create_index(
+        "ix_recognition_reminder_facility_id_shown_at",
+        "recognition_reminder",
+        ["facility_id", "shown_at"],
+    )
+    op.create_index("ix_recognition_reminder_shown_at", "recognition_reminder", ["shown_at"])
+
 
 def downgrade() -> None:
+    op.drop_index("ix_recognition_reminder_shown_at", "recognition_reminder")
+    op.drop_index("ix_recognition_reminder_facility_id_shown_at", "recognition_reminder")
+    op.drop_table("recognition_reminder")
     op.drop_index("ix_recognition_decision_item_code_decided_at", "recognition_decision")
     op.drop_index("ix_recognition_decision_facility_id_decided_at", "recognition_decision")
     op.drop_table("recognition_decision")
