@@ -29,6 +29,7 @@ from adapter.api import (
     operations,
     patients,
     recognition,
+    recognition_decisions,
 )
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.docs import mount_assets
@@ -60,7 +61,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     operations.router,
     patients.router,  # before fhir: /fhir/Patient/$match is not a read of id "$match"
     recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
-    recognition.stats_router,
+    recognition_decisions.router,
+    recognition_decisions.stats_router,
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )

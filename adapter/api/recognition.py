@@ -8,10 +8,8 @@
   shown to a doctor, and logged as a reminder (an operation that changes state is POSTed).
 * ``GET /fhir/$recognisable?patient-identifier=system|value``: the same for the person
   with that identifier (every Patient record carrying it).
-* ``POST /fhir/Patient/{id}/$recognition-decision``: a doctor's decision on one item of a
-  new order (a ``Parameters`` body), answered with the ``Task`` that records it: 201 when
-  new, 200 when the same decision was recorded before or is revised.
-* ``GET /recognition/rate?month=YYYY-MM``: the monthly 互认率 per facility and item (JSON).
+
+Decisions and the monthly 互认率: adapter/api/recognition_decisions.py.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
 
 from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
@@ -39,16 +36,13 @@ from adapter.errors import (
 from adapter.fhir.search_query import parse_search
 from adapter.oversize import Oversize
 from adapter.recognition.catalogue import SETTINGS, Catalogue
-from adapter.recognition.decisions import DECISIONS, DecisionInput, record
 from adapter.recognition.parameters import parameters
-from adapter.recognition.query import ItemAnswer, Question, ask, zone_of
-from adapter.recognition.rate import monthly_rates
+from adapter.recognition.query import ItemAnswer, Question, ask
 from adapter.recognition.reminders import Shown, log_shown
 from adapter.store import resource_state
 from adapter.store.search import find
 
 router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
-stats_router = APIRouter(tags=["Recognition"])
 
 RECOGNISABLE_PARAMS = ("code", "local-code", "facility", "setting", "at")
 
@@ -80,7 +74,7 @@ def known_facility(consortium: Consortium, facility_id: str, name: str = "facili
     return facility_id
 
 
-def _setting(setting: str) -> str:
+def setting_param(setting: str) -> str:
     if setting not in SETTINGS:
         raise InvalidRequestError(
             f"setting={setting[:32]!r}: one of {', '.join(SETTINGS)}", location="setting"
@@ -150,7 +144,7 @@ def _question(request: Request, values: dict[str, list[str]], patient_ids: list[
         raise InvalidRequestError(
             "local-code needs facility= (whose code it is)", location="local-code"
         )
-    setting = _setting((values.get("setting") or ["outpatient"])[0])
+    setting = setting_param((values.get("setting") or ["outpatient"])[0])
     at = datetime.now(UTC)
     if values.get("at"):
         at = date_range_param("at", values["at"][0], request_zone(request))[0]
@@ -230,26 +224,11 @@ def _posted(body: bytes, known: tuple[str, ...]) -> dict[str, list[str]]:
                 location=str(name)[:40],
             )
         value = next((v for k, v in parameter.items() if k.startswith("value")), None)
-        out.setdefault(name, []).append(_text(name, value))
+        out.setdefault(name, []).append(posted_text(name, value))
     return out
 
 
-DECISION_PARAMS = {
-    "order": ("valueString", "valueIdentifier", "valueReference"),
-    "item": ("valueCode", "valueString", "valueCoding"),
-    "facility": ("valueString", "valueCode", "valueId"),
-    "doctor": ("valueString", "valueIdentifier"),
-    "department": ("valueString",),
-    "decision": ("valueCode", "valueString"),
-    "reason": ("valueCode", "valueString", "valueCoding"),
-    "reason-text": ("valueString",),
-    "prior": ("valueReference", "valueString"),
-    "decided-at": ("valueDateTime", "valueInstant"),
-    "setting": ("valueCode", "valueString"),
-}
-
-
-def _text(name: str, value: Any) -> str:
+def posted_text(name: str, value: Any) -> str:
     """One parameter's value as text: a string, a Coding's / Identifier's code or value, a
     Reference's reference."""
     if isinstance(value, dict):
@@ -257,118 +236,3 @@ def _text(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequestError(f"parameter {name!r} has no usable value", location=name)
     return value.strip()
-
-
-def decision_parameters(body: bytes) -> dict[str, str]:
-    """The posted Parameters as {name: text}; unknown or repeated parameters are refused."""
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequestError(f"the body is not JSON: {exc}", code="structure") from None
-    if not isinstance(data, dict) or data.get("resourceType") != "Parameters":
-        raise InvalidRequestError("post a FHIR Parameters resource", code="structure")
-    out: dict[str, str] = {}
-    for parameter in data.get("parameter") or []:
-        name = parameter.get("name") if isinstance(parameter, dict) else None
-        if name not in DECISION_PARAMS:
-            known = ", ".join(DECISION_PARAMS)
-            raise InvalidRequestError(
-                f"parameter {str(name)[:40]!r} is not known here (known: {known})",
-                location=str(name)[:40],
-            )
-        if name in out:
-            raise InvalidRequestError(f"parameter {name!r} is given twice", location=name)
-        value = next((parameter[k] for k in DECISION_PARAMS[name] if k in parameter), None)
-        out[name] = _text(name, value)
-    for required in ("order", "item", "facility", "doctor", "decision"):
-        if required not in out:
-            raise InvalidRequestError(f"parameter {required!r} is required", location=required)
-    if out["decision"] not in DECISIONS:
-        raise InvalidRequestError(
-            f"decision {out['decision'][:32]!r}: one of {', '.join(DECISIONS)}",
-            location="decision",
-        )
-    return out
-
-
-@router.post(
-    "/Patient/{patient_id}/$recognition-decision",
-    name="fhir_recognition_decision",
-    summary="Record a doctor's recognition decision (互认 / 不互认) as a Task",
-)
-async def recognition_decision(
-    patient_id: str,
-    request: Request,
-    factory: SessionFactoryDep,
-    settings: SettingsDep,
-) -> FHIRResponse:
-    catalogue = catalogue_of(request)
-    body = await read_limited_body(request, limit=settings.max_message_bytes, keep=0)
-    if isinstance(body, Oversize):
-        raise InputTooLargeError(f"the body is over {settings.max_message_bytes} bytes")
-    given = decision_parameters(body)
-    decided_at = None
-    if "decided-at" in given:
-        decided_at = date_range_param("decided-at", given["decided-at"], request_zone(request))[0]
-    decision = DecisionInput(
-        patient_id=patient_id,
-        order_id=given["order"],
-        item_code=given["item"],
-        facility_id=given["facility"],
-        doctor=given["doctor"],
-        decision=given["decision"],  # type: ignore[arg-type]  # checked above
-        prior=given.get("prior"),
-        reason_code=given.get("reason"),
-        reason_text=given.get("reason-text"),
-        department=given.get("department"),
-        decided_at=decided_at,
-        setting=_setting(given.get("setting", "outpatient")),
-    )
-    consortium: Consortium = request.app.state.consortium
-
-    def write():
-        with factory.begin() as session:
-            known_patient(session, patient_id)
-            return record(session, catalogue, consortium, decision, now=datetime.now(UTC))
-
-    recorded = await run_in_threadpool(write)
-    task = recorded.task
-    location = f"{str(request.base_url).rstrip('/')}/fhir/Task/{task['id']}"
-    return FHIRResponse(
-        task,
-        status_code=201 if recorded.created else 200,
-        headers={"Location": f"{location}/_history/{task['meta']['versionId']}"},
-    )
-
-
-@stats_router.get(
-    "/recognition/rate",
-    name="recognition_rate",
-    summary="Monthly 互认率 per facility and item (recognised / eligible)",
-)
-def recognition_rate(request: Request, session: SessionDep) -> JSONResponse:
-    catalogue_of(request)
-    query = request.query_params
-    month = query.get("month")
-    if not month:
-        raise InvalidRequestError("month=YYYY-MM is required", location="month")
-    consortium: Consortium = request.app.state.consortium
-    facility = query.get("facility")
-    if facility is not None:
-        known_facility(consortium, facility)
-    try:
-        rates = monthly_rates(session, month, zone_of(consortium), facility_id=facility)
-    except ValueError as exc:
-        raise InvalidRequestError(str(exc), location="month") from None
-    recognised = sum(r.recognised for r in rates)
-    eligible = sum(r.eligible for r in rates)
-    return JSONResponse(
-        {
-            "month": month,
-            "shown": sum(r.shown for r in rates),
-            "eligible": eligible,
-            "recognised": recognised,
-            "rate": round(recognised / eligible, 4) if eligible else None,
-            "items": [r.as_dict() for r in rates],
-        }
-    )
