@@ -64,6 +64,10 @@ class Item(Strict):
     # data: only the measured values / images; result: the report's findings too.
     # The physician's conclusion (诊断意见) is never recognised.
     recognises: Literal["data", "result"] = "data"
+    # where the catalogue says it matters: the specimen types (codes of Specimen.type, e.g.
+    # HL7 v2-0487 SER, PLAS) and methods (codes of Observation.method) a result must have
+    specimen: list[str] = Field(default_factory=list)
+    method: list[str] = Field(default_factory=list)
 
     @field_validator("kind", mode="before")
     @classmethod

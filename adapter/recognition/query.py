@@ -4,7 +4,8 @@ cannot (the `$recognisable` operation and ``adapter recognition query``).
 A result (Observation or DiagnosticReport) counts when, in this order:
 
 1. its status is final (``final``, ``amended``, ``corrected``, ``appended``); a cancelled or
-   entered-in-error one is ``cancelled``, a preliminary one ``not-final``;
+   entered-in-error one is ``cancelled``, a preliminary one ``not-final``; where the item
+   names the specimen types or methods it needs, the result has one of them;
 2. it is inside the item's validity window: the result's calendar day in the consortium's
    zone is day 0, and it counts through day N (until 00:00 of day N + 1);
 3. its issuing facility (the facility whose source sent it) has qualifications in the
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -48,6 +49,8 @@ WHY = {
     "no-prior-result": "无既往结果",
     "cancelled": "结果已作废或撤销",
     "not-final": "结果尚未审核发布",
+    "specimen-differs": "标本类型与互认要求不符",
+    "method-differs": "检测方法与互认要求不符",
     "no-date": "结果无检查检验时间",
     "expired": "结果已超过互认时限",
     "facility-unknown": "出具机构不在医共体内",
@@ -136,7 +139,7 @@ def ask(
             for record in records_of(session, person_of(session, patient))
         }
     )
-    found = _results(session, catalogue, consortium, items, patient_keys)
+    found = _with_specimens(session, _results(session, catalogue, consortium, items, patient_keys))
     by_item: dict[str, list[Candidate]] = {}
     for item, row in found:
         judged = judge(catalogue, item, row, question.at, question.setting, zone)
@@ -165,6 +168,7 @@ class StoredResult:
     id: str
     facility_id: str | None
     body: dict[str, Any]
+    specimen_codes: frozenset[str] = frozenset()  # codes of its Specimen's type, when read
 
 
 def _local_pairs(catalogue: Catalogue, consortium: Consortium, item: Item) -> list[tuple[str, str]]:
@@ -331,6 +335,14 @@ def judge(
         return no("cancelled", f"status {status}")
     if status not in FINAL:
         return no("not-final", f"status {status}")
+    if item.specimen and not (result.specimen_codes & set(item.specimen)):
+        shown = ", ".join(sorted(result.specimen_codes)) or "not recorded"
+        return no(
+            "specimen-differs", f"specimen {shown}; the item needs {', '.join(item.specimen)}"
+        )
+    if item.method and not (_codes(body.get("method")) & set(item.method)):
+        shown = ", ".join(sorted(_codes(body.get("method")))) or "not recorded"
+        return no("method-differs", f"method {shown}; the item needs {', '.join(item.method)}")
     if taken is None or expires is None:
         return no("no-date")
     if at >= expires:
@@ -355,6 +367,42 @@ def judge(
             return no("eqa-expired", f"{latest.programme}, valid until {latest.valid_until}")
         return no("eqa-missing", item.group or item.code)
     return Candidate(reference, result.facility_id, taken, expires, status, None)
+
+
+def _codes(concept: Any) -> frozenset[str]:
+    """The codes of a CodeableConcept's codings."""
+    if not isinstance(concept, dict):
+        return frozenset()
+    return frozenset(
+        c["code"] for c in concept.get("coding") or [] if isinstance(c.get("code"), str)
+    )
+
+
+def _with_specimens(
+    session: Session, found: list[tuple[Item, StoredResult]]
+) -> list[tuple[Item, StoredResult]]:
+    """Read the Specimen types of the results whose item names the specimens it needs."""
+    wanted: set[str] = set()  # Specimen ids
+    for item, result in found:
+        reference = (result.body.get("specimen") or {}).get("reference")
+        if item.specimen and isinstance(reference, str) and reference.startswith("Specimen/"):
+            wanted.add(reference.removeprefix("Specimen/"))
+    if not wanted:
+        return found
+    types: dict[str, frozenset[str]] = {}
+    ids = sorted(wanted)
+    for chunk in _chunks(session, ids):
+        query = select(_r.c.id, _r.c.body).where(
+            _r.c.resource_type == "Specimen", _one_of(session, _r.c.id, chunk)
+        )
+        for row in session.execute(query):
+            types[f"Specimen/{row.id}"] = _codes(row.body.get("type"))
+    out: list[tuple[Item, StoredResult]] = []
+    for item, result in found:
+        reference = (result.body.get("specimen") or {}).get("reference")
+        codes = types.get(reference) if isinstance(reference, str) else None
+        out.append((item, replace(result, specimen_codes=codes) if codes else result))
+    return out
 
 
 def _covers(assessment: Assessment, item: Item) -> bool:

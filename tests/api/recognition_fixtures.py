@@ -41,6 +41,20 @@ def lab(
     }
 
 
+def specimen(sid: str, code: str) -> dict[str, Any]:
+    v2_0487 = "http://terminology.hl7.org/CodeSystem/v2-0487"
+    return {
+        "resourceType": "Specimen",
+        "id": sid,
+        "type": {"coding": [{"system": v2_0487, "code": code}]},
+        "subject": {"reference": f"Patient/{PATIENT}"},
+    }
+
+
+def with_specimen(body: dict[str, Any], sid: str) -> dict[str, Any]:
+    return {**body, "specimen": {"reference": f"Specimen/{sid}"}}
+
+
 def exam(rid: str, local_code: str, when: str) -> dict[str, Any]:
     return {
         "resourceType": "DiagnosticReport",
@@ -81,6 +95,17 @@ RESULTS: list[tuple[str | None, list[dict[str, Any]]]] = [
                 "GLU",
                 "2026-11-25T09:00:00+08:00",
                 status="preliminary",
+            ),
+            # glucose needs serum or plasma: a fingertip whole-blood one is not recognised
+            specimen("sq-sp-bld", "BLD"),
+            specimen("sq-sp-ser", "SER"),
+            with_specimen(
+                lab("sq-glu-poct", "shiqiao/lab-item", "GLU", "2026-11-24T07:00:00+08:00"),
+                "sq-sp-bld",
+            ),
+            with_specimen(
+                lab("sq-glu-ser", "shiqiao/lab-item", "GLU", "2026-11-23T07:00:00+08:00"),
+                "sq-sp-ser",
             ),
             # another person's WBC: never part of this person's answer
             lab(

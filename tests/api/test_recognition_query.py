@@ -253,3 +253,16 @@ def test_the_person_is_found_by_any_identifier(client):
     assert "430999190001011234" not in unknown.text  # an ID number is never echoed
     missing = client.get("/fhir/$recognisable", params={"code": "QS-JY-001"})
     assert missing.status_code == 400 and "patient-identifier" in missing.text
+
+
+def test_specimen_differs_where_the_catalogue_says_it_matters(client):
+    glu = items(ask(client, code="QS-JY-101"))["QS-JY-101"]
+    found = results(glu)
+    poct = found["Observation/sq-glu-poct"]
+    assert reason(poct) == "specimen-differs"
+    assert _part(poct, "detail") == "specimen BLD; the item needs SER, PLAS"
+    assert _part(found["Observation/sq-glu-ser"], "recognisable") is True
+    assert _part(glu, "outcome") == "recognisable"
+    # the WBC item names no specimen: its results have none recorded and still count
+    wbc = results(items(ask(client, code="QS-JY-001"))["QS-JY-001"])
+    assert _part(wbc["Observation/sq-wbc-new"], "recognisable") is True

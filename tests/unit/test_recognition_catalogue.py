@@ -76,6 +76,7 @@ def test_example_catalogue_loads_with_what_the_tests_rely_on():
     assert catalogue.item_for_local("qingshan-county-hospital", "1001") is wbc
     assert catalogue.item_for_loinc("6690-2") is wbc
     assert catalogue.item_for_local("shiqiao-township-centre", "1001") is None
+    assert catalogue.item("QS-JY-101").specimen == ["SER", "PLAS"]
     liuhe = catalogue.qualification("liuhe-township-centre")
     assert liuhe is not None and {a.result for a in liuhe.eqa} == {"pass", "fail"}
     codes = {r.code for r in catalogue.reasons}
