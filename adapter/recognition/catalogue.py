@@ -172,16 +172,23 @@ class Catalogue(Strict):
 
     # -- checks across entries ------------------------------------------------------------
     def problems(self, facility_ids: set[str] | None) -> list[Problem]:
-        """Codes used twice, local codes claimed by two items, references to unknown items,
+        """Codes used twice, local or LOINC codes claimed by two items, unknown items,
         groups or facilities, date ranges backwards, each with the key path of the value."""
         found: list[Problem] = []
         codes: dict[str, int] = {}
         groups: set[str] = set()
         claimed: dict[tuple[str, str], str] = {}
+        loincs: dict[str, str] = {}
         for n, item in enumerate(self.items):
             if item.code in codes:
                 found.append((("items", n, "code"), f"item code {item.code!r} is used twice"))
             codes[item.code] = n
+            for loinc in item.loinc:
+                other = loincs.setdefault(loinc, item.code)
+                if other != item.code:
+                    found.append(
+                        (("items", n, "loinc"), f"LOINC {loinc} is already item {other}'s")
+                    )
             if item.group:
                 groups.add(item.group)
             for facility, local_codes in item.local.items():

@@ -179,6 +179,14 @@ def test_local_code_claimed_by_two_items_is_refused(tmp_path):
         load_catalogue(path, FACILITIES)
 
 
+def test_loinc_code_claimed_by_two_items_is_refused(tmp_path):
+    text = GOOD.replace("    group: 放射\n", "    group: 放射\n    loinc: 6690-2\n")
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match="LOINC 6690-2 is already item A's") as caught:
+        load_catalogue(path, FACILITIES)
+    assert caught.value.file == f"{path}:18"
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path):
     path = _write(tmp_path, GOOD.replace("    loinc: 6690-2\n", "    loinc: [6690-2\n"))
     with pytest.raises(ConfigError) as caught:
