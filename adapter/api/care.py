@@ -8,7 +8,9 @@ POST /care/registrations   {person, facility, by?, why?}         the registered 
 POST /care/referrals/close {referral, at?}                       a referral's loop closed
 
 ``person`` is a Patient id: the consortium person it belongs to is looked up
-(adapter.identity.person_of), so every record of a person finds the same relationships.
+(adapter.identity.person_of), so every record of a person finds the same relationships
+(adapter.identity.keys_of: the person's records, and persons merged into it). Grants,
+revocations and registrations are kept under the person.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from adapter.api.deps import SessionDep, SessionFactoryDep
 from adapter.api.responses import FHIRResponse
 from adapter.consortium import Consortium
 from adapter.errors import InvalidRequestError
-from adapter.identity import person_of, records_of
+from adapter.identity import keys_of, person_of
 from adapter.store import care
 
 router = APIRouter(tags=["care"])
@@ -94,8 +96,7 @@ def list_care(
         _facility(_consortium(request), facility)
     persons = None
     if person is not None:
-        found = person_of(session, person)
-        persons = {person, found, *records_of(session, found)}
+        persons = keys_of(session, person)
     rows = care.list_care(
         session,
         persons=persons,
@@ -113,7 +114,7 @@ def care_team(request: Request, session: SessionDep, person: str) -> FHIRRespons
     consortium = _consortium(request)
     found = person_of(session, person)
     now = datetime.now(UTC)
-    caring = care.caring(session, {person, found, *records_of(session, found)}, now)
+    caring = care.caring(session, keys_of(session, person), now)
     return FHIRResponse(as_care_team(consortium, found, caring))
 
 
@@ -196,6 +197,7 @@ def register(body: Registration, request: Request, factory: SessionFactoryDep) -
             session,
             person,
             body.facility,
+            also=keys_of(session, person),
             at=datetime.now(UTC),
             detail="API",
             actor=body.by,

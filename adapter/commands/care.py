@@ -65,7 +65,7 @@ def list_care(
     limit: Annotated[int, typer.Option(min=1)] = 100,
 ) -> None:
     """Care relationships of a person and/or a facility, newest first."""
-    from adapter.identity import person_of, records_of
+    from adapter.identity import keys_of
     from adapter.store import care, read_only
 
     if person is None and facility is None:
@@ -78,8 +78,7 @@ def list_care(
             read_only(session)
             persons = None
             if person is not None:
-                found = person_of(session, person)
-                persons = {person, found, *records_of(session, found)}
+                persons = keys_of(session, person)
             rows = care.list_care(
                 session,
                 persons=persons,
@@ -164,7 +163,7 @@ def register_primary(
     why: Annotated[str | None, typer.Option(help="Why (签约, 健康档案 ...)")] = None,
 ) -> None:
     """The person's registered primary facility (签约 / 健康档案) from now on."""
-    from adapter.identity import person_of
+    from adapter.identity import keys_of, person_of
     from adapter.store import care
 
     runtime = _open()
@@ -180,6 +179,7 @@ def register_primary(
                 detail="command line",
                 actor=by,
                 note=why,
+                also=keys_of(session, found),
             )
             rows = care.list_care(session, persons={found}, facility=facility, limit=50)
         for row in rows:

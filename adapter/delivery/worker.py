@@ -43,7 +43,7 @@ from adapter.delivery.breaker import BreakerConfig, Tally
 from adapter.delivery.lease import LeaseKeeper
 from adapter.delivery.policy import Schedule
 from adapter.errors import DeliveryError, FatalDeliveryError
-from adapter.identity import person_of, records_of
+from adapter.identity import keys_of
 from adapter.outbound.base import DeliveryItem, Destination, ItemResult
 from adapter.store import care, outbox
 from adapter.store.outbox import OutboxRow, Settlement
@@ -96,8 +96,7 @@ def _unsendable(
             error = f"{row.resource_type}/{row.resource_id} is {gone}; nothing to send"
             out.append(Settlement(row, "dead", now, cause="local", error=error))
         elif row.care_facility and row.person_id:
-            person = person_of(session, row.person_id)
-            persons = {row.person_id, person, *records_of(session, person)}
+            persons = keys_of(session, row.person_id)
             if not care.is_caring(session, persons, row.care_facility, now):
                 error = (
                     f"withdrawn: {row.care_facility} no longer cares for person "

@@ -2,13 +2,13 @@
 
 national_id.py   resident identity numbers (GB 11643): check character, 15 -> 18 digits,
                  birth date and sex, masking for logs and listings
-persons.py       the seam other parts use: person_of(session, patient_id) and
-                 records_of(session, person_id)
+persons.py       the seam other parts use: person_of(session, patient_id),
+                 records_of(session, person_id) and keys_of(session, id) (every id a
+                 person's care is kept under, merges included)
+index/           the consortium patient index (docs/patient-index.md): resolving records
+                 to persons, the review queue, merge and unmerge, $match / $ihe-pix
 
-This is where patient resolution will go (matching one person's records from several
-facilities, the consortium's patient index); nothing of it exists yet. Identity depends on
-nothing but the standard library and adapter.errors: the mapping transforms, the pipeline
-and later the routing use it, never the other way round.
+The mapping transforms, the pipeline and the routing use identity, never the other way round.
 """
 
 from adapter.identity.national_id import (
@@ -18,10 +18,11 @@ from adapter.identity.national_id import (
     normalise_national_id,
     parse_national_id,
 )
-from adapter.identity.persons import person_of, records_of
+from adapter.identity.persons import keys_of, person_of, records_of
 
 __all__ = [
     "NationalId",
+    "keys_of",
     "mask_national_id",
     "national_id_check_char",
     "normalise_national_id",

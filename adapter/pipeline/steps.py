@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from adapter import audit
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue
-from adapter.identity import person_of, records_of
+from adapter.identity import keys_of, person_of, records_of
 from adapter.identity.features import national_id_warnings
 from adapter.identity.index.publish import outbox_rows, publish_persons
 from adapter.identity.index.resolve import index_patients
@@ -79,10 +79,10 @@ class Work:
         return self._persons[patient_key]
 
     def caring(self, person: str) -> dict[str, list[care.CareRow]]:
-        """Facility -> its relationships open now with the person (under the person's id or
-        any record linked to it: care follows a merge)."""
+        """Facility -> its relationships open now with the person (under the person's id,
+        any record linked to it or a person merged into it: care follows a merge)."""
         if person not in self._caring:
-            ids = {person, *records_of(self.session, person)}
+            ids = keys_of(self.session, person)
             self._caring[person] = care.caring(self.session, ids, self.moment)
         return self._caring[person]
 
@@ -160,8 +160,10 @@ def save(work: Work) -> None:
 
 
 def note_care(work: Work) -> None:
-    """The care relationships the message shows (adapter.routing.care), kept by consortium
-    person (adapter.identity.person_of). A facility that starts caring for a person here is
+    """The care relationships the message shows (adapter.routing.care), kept under the
+    Patient record they are about and read for its consortium person (every record of it:
+    adapter.identity.keys_of), so that a merge brings them to the person and an unmerge
+    takes them away with the record. A facility that starts caring for a person here is
     remembered in ``work.started``: it gets the person's recent history (``route``)."""
     facts = care_facts(work.consortium, work.facility.id, [s.body for s in work.saved], work.moment)
     if not facts:
@@ -169,12 +171,12 @@ def note_care(work: Work) -> None:
     persons = {work.person(f.patient) for f in facts}
     before = {p: set(work.caring(p)) for p in persons}
     for fact in facts:
-        person = work.person(fact.patient)
+        record = fact.patient.split("/", 1)[-1]
         if fact.source == "activity":
             assert fact.end is not None
             care.note_activity(
                 work.session,
-                person,
+                record,
                 fact.facility,
                 at=fact.start,
                 until=fact.end,
@@ -183,7 +185,7 @@ def note_care(work: Work) -> None:
         elif fact.source == "referral":
             care.note_referral(
                 work.session,
-                person,
+                record,
                 fact.facility,
                 fact.ref,
                 at=fact.start,
@@ -191,7 +193,14 @@ def note_care(work: Work) -> None:
                 detail=fact.detail,
             )
         elif fact.source == "registered":
-            care.register(work.session, person, fact.facility, at=fact.start, detail=fact.detail)
+            care.register(
+                work.session,
+                record,
+                fact.facility,
+                at=fact.start,
+                detail=fact.detail,
+                also=keys_of(work.session, record),
+            )
     for person in persons:
         work.forget_care(person)
         now = work.caring(person)

@@ -166,13 +166,15 @@ def register(
     detail: str,
     actor: str | None = None,
     note: str | None = None,
+    also: Iterable[str] = (),
 ) -> None:
     """The person's registered primary facility is ``facility`` from ``at`` (签约 / 健康档案):
-    a registration elsewhere that is still open ends."""
+    a registration elsewhere that is still open ends, under ``person`` or any id in
+    ``also`` (the person's other ids: adapter.identity.keys_of)."""
     session.execute(
         update(_c)
         .where(
-            _c.c.person_id == person,
+            _c.c.person_id.in_(sorted({person, *also})),
             _c.c.source == "registered",
             _c.c.facility_id != facility,
             _open(at),

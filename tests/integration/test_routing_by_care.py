@@ -36,7 +36,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.consortium import Consortium
 from adapter.delivery.service import build_worker
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
-from adapter.identity import person_of
+from adapter.identity import keys_of, person_of
+from adapter.identity.index import review
 from adapter.outbound.bundle import SEQUENCE_URL
 from adapter.pipeline import Pipeline, Receipt, Translator
 from adapter.store import care
@@ -50,10 +51,10 @@ ID_CARD, NAME, BORN = "430999196704151244", "张秀英", "19670415"  # the up-sl
 OTHER = "430999197603182425"  # 何春梅, the county result's own patient
 
 
-def _consortium(tmp_path: Path, county_url: str) -> Consortium:
+def _consortium(tmp_path: Path, county_url: str, activity_days: int) -> Consortium:
     data = yaml.safe_load((ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8"))
     data.pop("routes")  # routing by care: the default without routes
-    data["care"] = {"windows": {"activity_days": 60}}
+    data["care"] = {"windows": {"activity_days": activity_days}}
     for facility in data["facilities"]:
         if facility["id"] == COUNTY:
             facility["destinations"] = [
@@ -79,9 +80,16 @@ def _consortium(tmp_path: Path, county_url: str) -> Consortium:
 class World:
     """The pipeline, the worker and what each facility has received."""
 
-    def __init__(self, tmp_path: Path, factory: sessionmaker[Session], receiver: Receiver):
+    def __init__(
+        self,
+        tmp_path: Path,
+        factory: sessionmaker[Session],
+        receiver: Receiver,
+        *,
+        activity_days: int = 60,
+    ):
         self.tmp_path, self.factory, self.receiver = tmp_path, factory, receiver
-        self.consortium = _consortium(tmp_path, receiver.base_url)
+        self.consortium = _consortium(tmp_path, receiver.base_url, activity_days)
         translator = Translator(
             self.consortium,
             mappings_dir=ROOT / "mappings",
@@ -182,7 +190,7 @@ def test_results_follow_the_patient_to_the_facilities_caring_for_her(world: Worl
     assert patient in world.refs(COUNTY)
     assert world.refs(B) == set()
     with world.factory() as session:
-        rows = care.list_care(session, persons={person})
+        rows = care.list_care(session, persons=keys_of(session, person))
         why = {
             r.reason
             for r in session.scalars(
@@ -249,6 +257,48 @@ def test_results_follow_the_patient_to_the_facilities_caring_for_her(world: Worl
     assert all(r.reason and r.reason.startswith(("care: ", "catch-up: ")) for r in to_a)
 
 
+def test_a_closed_referral_keeps_a_receiving_for_30_days_then_stops(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    """The referral alone: A's activity window (20 days here) is over before the loop
+    closes, so what A receives after day 30 it receives through the referral."""
+    with running_receiver() as receiver:
+        world = World(tmp_path, session_factory, receiver, activity_days=20)
+        try:
+            world.ingest(_shiqiao_result(), "shiqiao-lis", 0)
+            world.ingest(_up_slip(), "shiqiao-his", 10)  # A's activity runs to day 30
+            world.deliver()
+            [referral] = {r for r in world.refs(A) if r.startswith("ServiceRequest/")}
+            with world.factory.begin() as session:
+                moment = T0 + timedelta(days=30)
+                care.close_referral(
+                    session, referral, at=moment, end=moment + timedelta(days=30), detail="test"
+                )
+
+            before = _reports(world.refs(A))
+            world.ingest(_county_result(ours=True, number="0011"), "county-lis", 59)
+            world.deliver()
+            [still] = _reports(world.refs(A)) - before  # day 59: closed 29 days ago
+            with world.factory() as session:
+                [row] = session.scalars(
+                    select(Outbox).where(
+                        Outbox.destination == f"{A}-files",
+                        Outbox.resource_id == still.split("/", 1)[1],
+                    )
+                ).all()
+            until = (T0 + timedelta(days=60)).date().isoformat()
+            assert row.reason == f"care: referral {referral} (until {until})"  # nothing else
+
+            county_before = world.refs(COUNTY)
+            before = world.refs(A)
+            world.ingest(_county_result(ours=True, number="0012"), "county-lis", 61)
+            world.deliver()
+            assert len(_reports(world.refs(COUNTY)) - county_before) == 1
+            assert world.refs(A) == before  # day 61: closed 31 days ago, nothing more
+        finally:
+            world.close()
+
+
 def test_a_revocation_withdraws_what_is_queued_within_one_worker_pass(world: World) -> None:
     person = world.ingest(_shiqiao_result(), "shiqiao-lis", 0)
     world.ingest(_up_slip(), "shiqiao-his", 1)
@@ -296,3 +346,99 @@ def test_a_destination_down_for_a_day_catches_up_without_gap_or_repeat(world: Wo
     # what arrived: every number given, each once (a resend after 503 keeps its number)
     assert sorted(numbers) == sorted(sent) == list(range(1, len(sent) + 1))
     assert len(_reports(set(receiver.refs()))) == 5  # A's result (catch-up) + the county's 4
+
+
+# -- a merge and an unmerge (issue 10 §4) ------------------------------------------------------
+# 李桂兰 is known at 石桥 (A) and at 柳河 (B) under each facility's own patient number, with no
+# national ID and another phone and village at each: the index cannot tell they are one
+# person (not even a review item), until someone merges them.
+_LI_AT_A = "PID|1||SQ20260001^^^^PI||李^桂兰||19580307000000|F|||石桥镇石桥村一组||13900000001"
+_LI_AT_B = "PID|1||LH20260002^^^^PI||李^桂兰||19580307000000|F|||柳河镇杨家湾村9组||13900000002"
+
+
+def _lab(facility: str, n: int) -> bytes:
+    """A lab result of 李桂兰 from the facility's LIS, numbered ``n`` (its own order,
+    specimen and message numbers: a new report each time)."""
+    if facility == A:
+        raw = (ROOT / "fixtures/hl7v2/oru/shiqiao-lis/cbc-18-st.hl7").read_text(encoding="utf-8")
+        numbers = {"YY0000123457": "MSG", "SQ20261124005": "ORD", "YY2611240003": "FIL"}
+        numbers["SQ26112400031"], pid = "SPM", _LI_AT_A
+    else:
+        raw = (ROOT / "fixtures/hl7v2/oru/liuhe-lis/cardiac-st.hl7").read_text(encoding="utf-8")
+        numbers = {"YY0000088301": "MSG", "LH20261125001": "ORD", "YY2611250001": "FIL"}
+        numbers["LH26112500002"], pid = "SPM", _LI_AT_B
+    for old, kind in numbers.items():
+        raw = raw.replace(old, f"{kind}{facility[:2].upper()}{n:04d}")
+    return re.sub(r"PID\|[^\r\n]*", pid, raw).encode("utf-8")
+
+
+def test_a_merge_makes_both_facilities_receive_and_an_unmerge_undoes_it(world: World) -> None:
+    source = {A: "shiqiao-lis", B: "liuhe-lis"}
+    sent: dict[str, set[str]] = {A: set(), B: set()}
+
+    def result(facility: str, n: int, day: float) -> tuple[str, set[str]]:
+        """Ingest and deliver one result; (its person, the reports each facility got)."""
+        before = {f: _reports(world.refs(f)) for f in (A, B)}
+        person = world.ingest(_lab(facility, n), source[facility], day)
+        world.deliver()
+        new = {f: _reports(world.refs(f)) - before[f] for f in (A, B)}
+        sent[facility] |= new[facility]
+        return person, {f for f in (A, B) if new[f]}
+
+    # day 0 / 1: each facility's own result reaches that facility only
+    person_a, got = result(A, 1, 0)
+    assert got == {A}
+    person_b, got = result(B, 1, 1)
+    assert got == {B}
+    assert person_a != person_b  # not linked by the index
+    with world.factory() as session:
+        assert review.list_reviews(session)[0] == 0  # not even a possible match
+
+    # day 2: a reviewer merges B's record into A's person
+    with world.factory.begin() as session:
+        merge_id, _ = review.merge_persons(
+            session,
+            person_a,
+            person_b,
+            actor="信息科 陈工",
+            reason="同一患者 (身份证核对)",
+            rule_version=1,
+            now=T0 + timedelta(days=2),
+        )
+
+    with world.factory() as session:  # what is kept under B's old person follows too
+        assert person_b in keys_of(session, person_a)
+
+    # day 3 / 4: a result at either facility reaches both
+    person, got = result(A, 2, 3)
+    assert person == person_a and got == {A, B}
+    person, got = result(B, 2, 4)
+    assert person == person_a and got == {A, B}
+    with world.factory() as session:
+        to_b = session.scalars(
+            select(Outbox).where(
+                Outbox.destination == f"{B}-files", Outbox.resource_type == "DiagnosticReport"
+            )
+        ).all()
+    from_a = [r for r in to_b if f"DiagnosticReport/{r.resource_id}" in sent[A]]
+    assert from_a and all(r.person_id == person_a and r.care_facility == B for r in from_a)
+    assert all(r.reason and "activity" in r.reason for r in from_a)
+
+    # day 5: the merge is undone; day 6 / 7: each facility's results stay there again
+    with world.factory.begin() as session:
+        review.unmerge(
+            session,
+            merge_id,
+            actor="信息科 陈工",
+            reason="合并错误",
+            block=True,
+            rule_version=1,
+            now=T0 + timedelta(days=5),
+        )
+    with world.factory() as session:
+        assert person_b not in keys_of(session, person_a)
+    person, got = result(A, 3, 6)
+    assert person == person_a and got == {A}
+    person, got = result(B, 3, 7)
+    assert person == person_b and got == {B}
+    assert world.refs(COUNTY) == set()  # the county never cared for her
