@@ -9,6 +9,8 @@ The tiers, in order (docs/patient-index.md):
               nothing; review (possible-match) for a partly different name (a typo)
   different   two different valid national IDs: two people, never linked
   T1 card key the same health card / insurance number, name and birth date equal: match
+  near ID     an invalid ID one typing slip from the other record's valid ID, name, birth
+              date and sex agreeing as for the hard key: ``near_id.outcome``
   T2          name pinyin, birth date, sex and (phone or township) equal: review
 A match without national-ID agreement between twins or siblings (same surname, birth date
 and household, given names one character apart) becomes a review (twin-guard), and a name
@@ -99,6 +101,28 @@ def _score(evidence: dict[str, str]) -> float:
     return round(agree / compared, 3) if compared else 0.0
 
 
+def one_slip_apart(weak: str, valid: str) -> bool:
+    """``weak`` (an ID failing its check) is ``valid`` typed with one wrong character or two
+    neighbouring characters swapped; a 15-digit ``weak`` is compared with the 15-digit form
+    of ``valid``."""
+    weak, valid = weak.upper(), valid.upper()
+    if len(weak) == 15 and len(valid) == 18:
+        valid = valid[:6] + valid[8:17]
+    if len(weak) != len(valid) or weak == valid:
+        return False
+    diff = [i for i, (x, y) in enumerate(zip(weak, valid, strict=True)) if x != y]
+    if len(diff) == 1:
+        return True
+    i, j = diff[0], diff[-1]
+    return len(diff) == 2 and j == i + 1 and weak[i] == valid[j] and weak[j] == valid[i]
+
+
+def _near_id(a: Features, b: Features) -> bool:
+    return any(one_slip_apart(w, v) for w in a.weak_ids for v in b.national_ids) or any(
+        one_slip_apart(w, v) for w in b.weak_ids for v in a.national_ids
+    )
+
+
 def twins_or_siblings(a: Features, b: Features, names: NameComparison) -> bool:
     """Same surname and birth date, one household (phone or township), given names one
     character apart: the guard's picture of twins and siblings."""
@@ -161,6 +185,27 @@ def classify(a: Features, b: Features, rules: MatchingRules) -> Decision:
         return decide("none", "card-key-conflict")
 
     if (
+        rules.near_id.outcome != "none"
+        and not placeholder
+        and a.id_birth_sex_agree
+        and b.id_birth_sex_agree
+        and evidence["birthDate"] == "agree"
+        and evidence["gender"] == "agree"
+        and (
+            names.equal
+            or (
+                names.differences == 0
+                and names.wildcards == 0
+                and names.sound_differences <= rules.hard_key.same_sound_differences
+            )
+        )
+        and _near_id(a, b)
+    ):
+        if rules.guards.twins and twins_or_siblings(a, b, names):
+            return decide("review", "near-id", TWIN_GUARD)
+        return decide(rules.near_id.outcome, "near-id")
+
+    if (
         names.same_sound
         and len(na.text) >= 2
         and evidence["birthDate"] == "agree"
@@ -181,4 +226,4 @@ def classify(a: Features, b: Features, rules: MatchingRules) -> Decision:
     return decide("none", "no-rule")
 
 
-__all__ = ["UNKNOWN_NAMES", "Decision", "classify", "twins_or_siblings"]
+__all__ = ["UNKNOWN_NAMES", "Decision", "classify", "one_slip_apart", "twins_or_siblings"]

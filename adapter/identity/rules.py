@@ -62,6 +62,16 @@ class CardKey(_Strict):
     same_sound_differences: int = Field(0, ge=0, le=2)
 
 
+class NearId(_Strict):
+    """An invalid national ID one typing slip (one character, or two neighbours swapped)
+    away from the other record's valid ID, with name, birth date and sex agreeing as the
+    hard key asks. The invalid ID is never a key (it finds no candidate): it is evidence
+    added to the demographics of a pair found by birth date and surname. Off (``none``)
+    unless the rules file names an outcome."""
+
+    outcome: Outcome = "none"
+
+
 class Demographics(_Strict):
     """T2: name pinyin, birth date and sex equal, and phone or township equal."""
 
@@ -92,6 +102,7 @@ class MatchingRules(_Strict):
     identifiers: Identifiers = Field(default_factory=Identifiers)
     hard_key: HardKey = Field(default_factory=HardKey)
     card_key: CardKey = Field(default_factory=CardKey)
+    near_id: NearId = Field(default_factory=NearId)
     demographics: Demographics = Field(default_factory=Demographics)
     guards: Guards = Field(default_factory=Guards)
     # a pair scoring this or less (fraction of compared fields agreeing) is never reviewed

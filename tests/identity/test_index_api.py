@@ -144,7 +144,7 @@ def test_review_claim_conflict_merge_and_unmerge(client: TestClient) -> None:
     info = client.get(f"/patient-index/persons/{person_id}").json()
     merge_id = info["merges"][0]["id"]
     assert [h["action"] for h in info["history"]][-1] == "merge"
-    assert info["history"][-1]["actor"] == "li" and info["history"][-1]["ruleVersion"] == 1
+    assert info["history"][-1]["actor"] == "li" and info["history"][-1]["ruleVersion"] == 2
 
     undone = client.post(
         f"/patient-index/merges/{merge_id}/unmerge",

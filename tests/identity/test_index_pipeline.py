@@ -57,7 +57,7 @@ def test_one_person_from_three_facilities(session_factory: sessionmaker[Session]
     assert any(i.get("value") == NID for i in body["identifier"])
     # the first record founded the person; the others joined under the card key
     assert [r.rule for r in links] == ["no-match", "card-key", "card-key"]
-    assert all(r.rule_version == 1 for r in links)
+    assert all(r.rule_version == 2 for r in links)
     assert links[1].evidence["card"] == "agree" and links[1].evidence["nationalId"] == "missing"
     assert links[2].score == 1.0
     assert len(history) == 3 and {h.person_id for h in history} == {person}

@@ -10,7 +10,7 @@ import pytest
 from adapter.consortium import load_consortium
 from adapter.errors import ConfigError
 from adapter.identity.features import features_of, national_id_warnings
-from adapter.identity.matcher import classify
+from adapter.identity.matcher import classify, one_slip_apart
 from adapter.identity.names import compare_names, parse_name, surname_keys
 from adapter.identity.rules import load_rules, rules_at
 from tests.identity.hl7 import national_id
@@ -21,7 +21,7 @@ RULES = rules_at(None)
 
 
 def test_the_example_rules_load_and_a_mistake_names_file_and_line(tmp_path: Path) -> None:
-    assert load_rules(ROOT / "fixtures" / "matching-rules.yaml").version == 1
+    assert load_rules(ROOT / "fixtures" / "matching-rules.yaml").version == 2
     bad = tmp_path / "rules.yaml"
     bad.write_text(
         "version: 2\nkind: matching-rules\nhard_key:\n  outcome: maybe\n", encoding="utf-8"
@@ -155,6 +155,29 @@ def test_tiers_and_guards() -> None:
     assert rare.outcome == "review"
     # ... but the national ID still links a rare character typed as a placeholder
     assert _classify(_patient("a", "王?", "1980-01-01", "female", nid=NID), w).outcome == "match"
+
+
+def test_an_invalid_id_one_slip_from_a_valid_one_is_evidence_with_the_demographics() -> None:
+    w = _patient("a", "王芳", "1980-01-01", "female", nid=NID)
+    slip = NID[:14] + str((int(NID[14]) + 3) % 10) + NID[15:]  # one digit mistyped
+    swapped = NID[:7] + NID[8] + NID[7] + NID[9:]  # 1980 typed 1890
+    assert one_slip_apart(slip, NID) and one_slip_apart(swapped, NID)
+    assert one_slip_apart(NID[:6] + NID[8:14] + "9" + NID[15:17], NID)  # a 15-digit one
+    assert not one_slip_apart(NID, NID) and not one_slip_apart(slip[:16] + "77", NID)
+    other_phone = {"phone": "13900000000"}
+    near = _classify(_patient("b", "王芳", "1980-01-01", "female", nid=slip, **other_phone), w)
+    assert (near.outcome, near.rule) == ("match", "near-id")
+    # not without the name, the birth date and the sex of the hard key
+    assert _classify(_patient("b", "王芬", "1980-01-01", "female", nid=slip), w).rule != "near-id"
+    assert _classify(_patient("b", "王芳", "1980-01-02", "female", nid=slip), w).rule != "near-id"
+    assert _classify(_patient("b", "王?", "1980-01-01", "female", nid=slip), w).rule != "near-id"
+    # two slips away: demographics only (review)
+    far = slip[:3] + str((int(slip[3]) + 1) % 10) + slip[4:]
+    assert _classify(_patient("b", "王芳", "1980-01-01", "female", nid=far), w).outcome == "review"
+    # off unless the rules file names an outcome
+    off = RULES.model_copy(update={"near_id": RULES.near_id.model_copy(update={"outcome": "none"})})
+    a = features_of(_patient("b", "王芳", "1980-01-01", "female", nid=slip), "f1", off)
+    assert classify(a, features_of(w, "f2", off), off).rule != "near-id"
 
 
 def test_national_id_against_the_record() -> None:
