@@ -16,7 +16,9 @@ from tests.api.recognition_fixtures import OTHER_PATIENT, PATIENT, seed
 
 ROOT = Path(__file__).resolve().parents[2]
 CBC = ROOT / "fixtures" / "hl7v2" / "oru" / "shiqiao-lis" / "cbc-18-st.hl7"
-CBC_PATIENT = "2f60e90a-7c2d-557d-a289-0a3a04c5aeb6"
+CBC_PATIENT = (
+    "e6e6aecc-c180-5269-8b01-018bc848a1ad"  # 石桥's record (decision 0030: keyed by the facility)
+)
 URL = f"/fhir/Patient/{PATIENT}/$recognisable"
 AT = "2026-11-26T10:00:00+08:00"
 

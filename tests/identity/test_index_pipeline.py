@@ -14,7 +14,7 @@ from adapter.identity import person_of, records_of
 from adapter.identity.index.person import PERSON_SYSTEM, person_resource
 from adapter.pipeline import Receipt
 from adapter.store import read_resource
-from adapter.store.identity_tables import IdentityHistory, IdentityRecord
+from adapter.store.identity_tables import IdentityHistory, IdentityRecord, IdentityReview
 from tests.identity.hl7 import national_id, oru
 from tests.integration.connector_helpers import example_pipeline
 
@@ -64,10 +64,11 @@ def test_one_person_from_three_facilities(session_factory: sessionmaker[Session]
 
 
 def test_same_id_other_person_is_a_located_warning(session_factory: sessionmaker[Session]) -> None:
-    """A child sent under the mother's ID: the translator keys the Patient by the ID, so it
-    is the mother's resource; the message says so (and the ID disagrees with the record)."""
+    """A child sent under the mother's ID at another facility: its own record (the
+    facility's number keys it, decision 0030), never linked to the mother's, an ID conflict
+    for review; the message says the ID disagrees with the record."""
     pipeline = example_pipeline(session_factory)
-    pipeline.ingest(
+    mother = pipeline.ingest(
         oru(name="韩秀兰", birth="19500115", sex="F", nid=NID, local="M1"),
         Receipt("std-hl7v2", "cli", received_at=NOW),
     )
@@ -80,9 +81,27 @@ def test_same_id_other_person_is_a_located_warning(session_factory: sessionmaker
     texts = " / ".join(i.diagnostics for i in warnings)
     assert "birth date in the national ID differs" in texts
     assert "sex in the national ID" in texts
-    assert "another person registered under the same ID" in texts
     assert all(i.location for i in warnings)
     assert NID not in texts and "李小宝" not in texts and "2025" not in texts
+    assert _patient(child) != _patient(mother)
+    with session_factory() as session:
+        assert person_of(session, _patient(child)) != person_of(session, _patient(mother))
+        [item] = session.scalars(select(IdentityReview)).all()
+    assert (item.reason, item.state) == ("id-conflict", "open")
+
+
+def test_one_facility_sending_a_child_under_the_mothers_id_is_told(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Without a local number the facility's record is keyed by the ID alone: the child
+    becomes the mother's record at that facility, and the message says so."""
+    pipeline = example_pipeline(session_factory)
+    source = Receipt("std-hl7v2", "cli", received_at=NOW)
+    pipeline.ingest(oru(name="韩秀兰", birth="19500115", sex="F", nid=NID), source)
+    child = pipeline.ingest(oru(name="李小宝", birth="20250301", sex="M", nid=NID), source)
+    texts = " / ".join(i.diagnostics for i in child.issues if i.code == "business-rule")
+    assert "another person registered under the same ID" in texts
+    assert NID not in texts and "李小宝" not in texts
 
 
 def test_reprocessing_keeps_the_person(session_factory: sessionmaker[Session]) -> None:

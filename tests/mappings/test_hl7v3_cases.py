@@ -98,9 +98,9 @@ def test_a_registration_without_any_identifier_is_refused(translator: Translator
 def test_a_merge_of_a_record_into_itself_is_refused(translator: Translator) -> None:
     raw = (FOLDER / "std-cda" / "merge.xml").read_bytes()
     prior = b'<priorRegisteredRole classCode="PAT">\n                <id><item root='
-    raw = raw.replace(
+    raw = raw.replace(  # the survivor's own number at this facility (its record's key)
         prior + b'"2.16.156.10011.2.5.1.4" extension="MZ0000599871"/>',
-        prior + b'"2.16.156.10011.1.3" extension="430999197004052127"/>',
+        prior + b'"2.16.156.10011.2.5.1.4" extension="MZ0000500120"/>',
     )
     outcome = translator.translate(raw, "std-cda")
     assert any("nothing to merge" in i.diagnostics for i in outcome.issues if i.severity == "error")

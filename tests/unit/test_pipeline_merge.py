@@ -1,6 +1,7 @@
-"""Facts that accumulate across facilities (the ``accumulate`` on_conflict policy of the Patient
-templates, adapter/pipeline/merge.py): the Patient known to the county hospital and to a
-township centre keeps the numbers both gave it."""
+"""Facts that accumulate (the ``accumulate`` on_conflict policy of the Patient templates,
+adapter/pipeline/merge.py): a record sent again keeps the numbers each message gave it; a
+person known to the county hospital and to a township centre has two records, and the
+consortium person has the numbers both gave."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import yaml
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
+from adapter.identity import person_of
+from adapter.identity.index.person import person_resource
 from adapter.pipeline import Pipeline
 from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.receipt import Receipt
@@ -126,6 +129,9 @@ TOWNSHIP = "\r".join(
 def test_a_patient_known_to_two_facilities_keeps_both_numbers(
     session_factory: sessionmaker[Session],
 ) -> None:
+    """Each facility's record stays its own (decision 0030); the patient index links them
+    (same valid ID, birth date, sex and name), and the consortium person has both
+    facilities' numbers, the national ID once."""
     consortium = load_consortium(ROOT / "fixtures" / "consortium.yaml")
     pipeline = Pipeline(
         consortium,
@@ -137,14 +143,16 @@ def test_a_patient_known_to_two_facilities_keeps_both_numbers(
     county = pipeline.ingest(COUNTY, Receipt("std-hl7v2", "cli"))
     township = pipeline.ingest(TOWNSHIP, Receipt("shiqiao-lis", "cli"))
     assert county.accepted and township.accepted, (county.issues, township.issues)
-    patients = {r for r in county.resources if r.startswith("Patient/")}
-    assert patients == {r for r in township.resources if r.startswith("Patient/")}
-    (reference,) = patients
+    (ours,) = {r.split("/")[1] for r in county.resources if r.startswith("Patient/")}
+    (theirs,) = {r.split("/")[1] for r in township.resources if r.startswith("Patient/")}
+    assert ours != theirs  # two facilities' records
     with session_factory() as session:
-        patient = read_resource(session, "Patient", reference.split("/")[1])
-    assert patient is not None
-    values = [i["value"] for i in patient["identifier"]]
+        record = read_resource(session, "Patient", ours)
+        person = person_of(session, ours)
+        assert person == person_of(session, theirs)
+        body = person_resource(session, person)
+    assert record is not None and "JK4309990000816" not in str(record["identifier"])
+    values = [i["value"] for i in body["identifier"]]
     assert "0000356721" in values  # the county hospital's patient number
     assert "JK4309990000816" in values  # the township's health card
     assert values.count("430999195001150822") == 1  # the national ID once
-    assert values.index("JK4309990000816") < values.index("0000356721")  # newest first
