@@ -10,6 +10,8 @@ GET  /patient-index/reviews/{id}               one item, both records side by si
 POST /patient-index/reviews/{id}/claim         {"reviewer", "version"}; 409 on a stale version
 POST /patient-index/reviews/{id}/resolve       {"reviewer", "version", "decision", "note"}
 POST /patient-index/merges                     {"survivor", "merged", "actor", "reason"}
+                                               (a merge or a "match" sends each caring
+                                               facility the other side's recent history)
 POST /patient-index/merges/{id}/unmerge        {"actor", "reason", "block"}
 """
 
@@ -30,6 +32,7 @@ from adapter.identity.index import lookup, review
 from adapter.identity.index import records as rows
 from adapter.identity.index.publish import publish_and_enqueue
 from adapter.identity.rules import MatchingRules, rules_at
+from adapter.pipeline.catchup import IdentityCare
 
 router = APIRouter(tags=["patient index"])
 
@@ -179,6 +182,10 @@ def resolve(
 ) -> JSONResponse:
     now = datetime.now(UTC)
     with factory.begin() as session:
+        item = review.get_review(session, item_id)
+        watch = IdentityCare(
+            session, request.app.state.consortium, [item.patient_id, item.other_id], now
+        )
         changed = review.resolve(
             session,
             item_id,
@@ -189,6 +196,7 @@ def resolve(
             rule_version=_rules(request).version,
             now=now,
         )
+        watch.finish(changed, reason=f"review {item_id}: {body.decision}")
         _publish(request, session, changed, now)
         return JSONResponse(review.item_summary(review.get_review(session, item_id)))
 
@@ -214,15 +222,17 @@ def _bare(ref: str) -> str:
 def merge(request: Request, factory: SessionFactoryDep, body: Merge) -> JSONResponse:
     now = datetime.now(UTC)
     with factory.begin() as session:
+        persons = [_bare(body.survivor), _bare(body.merged)]
+        watch = IdentityCare(session, request.app.state.consortium, persons, now)
         merge_id, changed = review.merge_persons(
             session,
-            _bare(body.survivor),
-            _bare(body.merged),
+            *persons,
             actor=body.actor,
             reason=body.reason,
             rule_version=_rules(request).version,
             now=now,
         )
+        watch.finish(changed, reason=f"merge {merge_id}")
         _publish(request, session, changed, now)
     return JSONResponse({"merge": merge_id, "persons": sorted(f"Patient/{p}" for p in changed)})
 

@@ -106,20 +106,23 @@ def merge(
     """Merge the person MERGED into SURVIVOR (every record of MERGED, as manual links)."""
     from adapter.identity.index import review
     from adapter.identity.rules import rules_at
+    from adapter.pipeline.catchup import IdentityCare
 
     runtime = _open()
     now = datetime.now(UTC)
     try:
         with runtime.factory.begin() as session:
+            persons = [survivor.removeprefix("Patient/"), merged.removeprefix("Patient/")]
+            watch = IdentityCare(session, runtime.consortium, persons, now)
             merge_id, changed = review.merge_persons(
                 session,
-                survivor.removeprefix("Patient/"),
-                merged.removeprefix("Patient/"),
+                *persons,
                 actor=actor,
                 reason=reason,
                 rule_version=rules_at(runtime.consortium.patient_index.matching_rules).version,
                 now=now,
             )
+            watch.finish(changed, reason=f"merge {merge_id}")
             _publish(runtime, session, changed, now)
     except AdapterError as exc:
         raise common.fail(exc.message, code=1) from None

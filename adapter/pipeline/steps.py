@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,6 +29,7 @@ from adapter.identity.features import national_id_warnings
 from adapter.identity.index.publish import outbox_rows, publish_persons
 from adapter.identity.index.resolve import index_patients
 from adapter.identity.rules import rules_at
+from adapter.pipeline.catchup import history_rows
 from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
@@ -39,9 +40,6 @@ from adapter.store.models import InboundMessage
 from adapter.store.resources import LockedRows, Saved
 
 log = logging.getLogger(__name__)
-
-DISCHARGE_SUMMARY = "18842-5"  # LOINC: the discharge summary Composition's type
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(slots=True)
@@ -245,38 +243,20 @@ def route(work: Work) -> None:
 def catch_up(
     work: Work, person: str, facility: str, rows: list[care.CareRow], *, skip: set[Any]
 ) -> None:
-    """What a facility that starts caring for a person gets of the person's history, once:
-    the Patient records, results of the last ``care.catch_up.results_days`` days and the
-    newest discharge summary (consortium file ``care.catch_up``)."""
-    settings = work.consortium.care.catch_up
-    config = work.consortium.facility(facility)
-    destinations = [d.id for d in config.destinations if d.enabled] if config else []
-    if not settings.enabled or not destinations:
-        return
+    """What a facility that starts caring for a person gets of the person's history, once
+    (adapter/pipeline/catchup.py)."""
     patients = [f"Patient/{r}" for r in {person, *records_of(work.session, person)}]
-    found = care.history_of(work.session, patients, types=["Patient"], since=_EPOCH)
-    since = work.moment - timedelta(days=settings.results_days)
-    found += care.history_of(work.session, patients, types=settings.result_types, since=since)
-    if settings.last_discharge_summary:
-        found += care.last_document(work.session, patients, loinc=DISCHARGE_SUMMARY)
-    why = f"catch-up: {facility} started caring ({describe(rows[0])})"
-    for resource_type, resource_id, version, patient in found:
-        if (resource_type, resource_id) in skip:
-            continue  # sent with this message anyway
-        for destination in destinations:
-            work.outbox.append(
-                {
-                    "destination": destination,
-                    "resource_type": resource_type,
-                    "resource_id": resource_id,
-                    "version_id": version,
-                    "patient_key": patient,
-                    "message_id": work.message.id,
-                    "reason": why,
-                    "person_id": person,
-                    "care_facility": facility,
-                }
-            )
+    work.outbox += history_rows(
+        work.session,
+        work.consortium,
+        facility,
+        patients,
+        moment=work.moment,
+        why=f"catch-up: {facility} started caring ({describe(rows[0])})",
+        person=person,
+        message_id=work.message.id,
+        skip=skip,
+    )
 
 
 def trace(work: Work) -> None:

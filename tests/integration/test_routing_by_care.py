@@ -40,6 +40,7 @@ from adapter.identity import keys_of, person_of
 from adapter.identity.index import review
 from adapter.outbound.bundle import SEQUENCE_URL
 from adapter.pipeline import Pipeline, Receipt, Translator
+from adapter.pipeline.catchup import IdentityCare
 from adapter.store import care
 from adapter.store.models import Outbox
 from tests.integration.delivery_receiver import Receiver, running_receiver
@@ -394,17 +395,35 @@ def test_a_merge_makes_both_facilities_receive_and_an_unmerge_undoes_it(world: W
     with world.factory() as session:
         assert review.list_reviews(session)[0] == 0  # not even a possible match
 
-    # day 2: a reviewer merges B's record into A's person
+    # day 2: a reviewer merges B's record into A's person (as POST /patient-index/merges
+    # and `adapter patients merge` do: the index's merge, then the catch-up it starts)
+    day2 = T0 + timedelta(days=2)
     with world.factory.begin() as session:
-        merge_id, _ = review.merge_persons(
+        watch = IdentityCare(session, world.consortium, [person_a, person_b], day2)
+        merge_id, changed = review.merge_persons(
             session,
             person_a,
             person_b,
             actor="信息科 陈工",
             reason="同一患者 (身份证核对)",
             rule_version=1,
-            now=T0 + timedelta(days=2),
+            now=day2,
         )
+        assert watch.finish(changed, reason=f"merge {merge_id}") > 0
+    world.clock.now = day2
+    world.deliver()
+    # both facilities' histories follow: each gets the other's earlier result, once
+    assert sent[A] <= _reports(world.refs(B)) and sent[B] <= _reports(world.refs(A))
+    with world.factory() as session:
+        caught = session.scalars(
+            select(Outbox).where(
+                Outbox.reason.like("catch-up: %"), Outbox.resource_type == "DiagnosticReport"
+            )
+        ).all()
+    assert {(r.destination, r.reason) for r in caught} == {
+        (f"{A}-files", f"catch-up: {A} started caring (merge {merge_id})"),
+        (f"{B}-files", f"catch-up: {B} started caring (merge {merge_id})"),
+    }
 
     with world.factory() as session:  # what is kept under B's old person follows too
         assert person_b in keys_of(session, person_a)
@@ -422,7 +441,8 @@ def test_a_merge_makes_both_facilities_receive_and_an_unmerge_undoes_it(world: W
         ).all()
     from_a = [r for r in to_b if f"DiagnosticReport/{r.resource_id}" in sent[A]]
     assert from_a and all(r.person_id == person_a and r.care_facility == B for r in from_a)
-    assert all(r.reason and "activity" in r.reason for r in from_a)
+    routed = [r for r in from_a if r.reason and not r.reason.startswith("catch-up: ")]
+    assert routed and all(r.reason and "activity" in r.reason for r in routed)
 
     # day 5: the merge is undone; day 6 / 7: each facility's results stay there again
     with world.factory.begin() as session:
