@@ -65,3 +65,17 @@ def outbox_of(factory: sessionmaker[Session], ref: str) -> list[tuple[str, int]]
             .order_by(Outbox.id)
         ).all()
     return [(r.destination, r.version_id) for r in rows]
+
+
+def pipeline_for(config: Path, factory: sessionmaker[Session]) -> Any:
+    """The real pipeline on the consortium file ``config`` and the repository's mappings."""
+    from adapter.consortium import load_consortium
+    from adapter.pipeline import Pipeline, Translator
+
+    translator = Translator(
+        load_consortium(config),
+        mappings_dir=ROOT / "mappings",
+        max_bytes=5 * 1024 * 1024,
+        default_timezone="Asia/Shanghai",
+    )
+    return Pipeline.of(translator, factory)
