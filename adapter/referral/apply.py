@@ -7,6 +7,7 @@ versions for delivery like any change (static routes and routing by care: both p
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,7 +19,15 @@ from adapter.consortium import Consortium
 from adapter.errors import AdapterError, ConflictError, Issue, NotFoundError
 from adapter.fhir.search_query import parse_search
 from adapter.identity import person_of, records_of
-from adapter.referral.machine import ADAPTER, RECEIVER, SENDER, Change, Refusal, transition
+from adapter.referral.machine import (
+    ADAPTER,
+    RECEIVER,
+    SENDER,
+    Change,
+    Outcome,
+    Refusal,
+    transition,
+)
 from adapter.referral.machine import request_status as next_request_status
 from adapter.routing import recipients
 from adapter.routing.care import member_of
@@ -66,6 +75,7 @@ class Applied:
     notes: tuple[str, ...] = ()
     outbox: list[dict[str, Any]] = field(default_factory=list)
     request: str | None = None  # the ServiceRequest's new status, when it moved
+    saved: list[Saved] = field(default_factory=list)  # the new versions (Task, ServiceRequest)
 
 
 def facility_of(session: Session, consortium: Consortium, reference: Any) -> str | None:
@@ -112,11 +122,16 @@ def apply_change(
     now: datetime,
     expected_version: int | None = None,
     message_id: str | None = None,
+    then: Sequence[Change] = (),
+    queue: bool = True,
 ) -> Applied:
     """Change the Task ``task_id`` as ``facility`` (a member facility id, or ``adapter``).
     ``expected_version``: the version the change was made against (If-Match); a stale one
     is refused unless the change is already made (then the current version is answered:
-    the same change twice, one new version)."""
+    the same change twice, one new version). ``then``: more changes after ``change``, one
+    new version for all (an arrival by message is received, then in progress).
+    ``queue=False`` leaves delivery to the caller (the pipeline routes ``Applied.saved``
+    with its message)."""
     locked = lock_resources(session, [("Task", task_id)], now=now)
     task = locked.body("Task", task_id)
     if task is None:
@@ -124,6 +139,15 @@ def apply_change(
     version = int(task["meta"]["versionId"])
     party = party_of(session, consortium, task, facility)
     result = transition(task, change, party)
+    for more in then:
+        if isinstance(result, Refusal):
+            break
+        following = transition(result.task, more, party)
+        if isinstance(following, Outcome):
+            following = Outcome(
+                following.task, following.changed or result.changed, result.notes + following.notes
+            )
+        result = following
     stale = expected_version is not None and expected_version != version
     if stale and (isinstance(result, Refusal) or result.changed):
         raise StaleVersionError(
@@ -145,6 +169,7 @@ def apply_change(
         message_id,
         result.notes,
         locked,
+        queue=queue,
     )
 
 
@@ -203,12 +228,14 @@ def _store(
     message_id: str | None,
     notes: tuple[str, ...],
     locked: Any,
+    *,
+    queue: bool = True,
 ) -> Applied:
     saved = save_resources(session, [task], message_id=message_id, now=now, locked=locked)
     moved = _move_request(session, task, now, message_id)
     made = [s for s in [*saved, *moved] if s.changed]
     _note_care(session, consortium, task, now, closed=bool(moved) and _closed(moved[0].body))
-    rows = _route(session, consortium, made, facility, now, message_id)
+    rows = _route(session, consortium, made, facility, now, message_id) if queue else []
     enqueue_many(session, rows, now=now)
     return Applied(
         saved[0].body,
@@ -218,6 +245,7 @@ def _store(
         notes,
         rows,
         moved[0].body.get("status") if moved else None,
+        made,
     )
 
 

@@ -7,7 +7,7 @@ adapter/referral/machine.py only applies it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -62,6 +62,9 @@ class Table:
     default_business: dict[str, str]
     reasons: dict[str, str]  # code -> display
     evidence: tuple[tuple[str, ...], ...]
+    window_days: int = 30
+    encounter: dict[str, dict[str, str]] = field(default_factory=dict)  # status -> class -> code
+    discharge_summary: str = "18842-5"
 
 
 FILE = "adapter/data/referral-states.yaml"
@@ -133,7 +136,24 @@ def parse_table(text: str, file: str = FILE) -> Table:
     evidence = data.get("evidence") or []
     if not all(isinstance(g, list) and g for g in evidence):
         raise _fail(index, ("evidence",), "expected a list of lists of resource types")
+    messages = data.get("messages") or {}
+    encounter: dict[str, dict[str, str]] = {}
+    for state, by_class in (messages.get("encounter") or {}).items():
+        for kind, code in (by_class or {}).items():
+            if code not in business:
+                raise _fail(
+                    index,
+                    ("messages", "encounter", state, kind),
+                    f"unknown businessStatus {code!r}",
+                )
+        encounter[str(state)] = {str(k): str(v) for k, v in (by_class or {}).items()}
+    window = messages.get("window_days", 30)
+    if not isinstance(window, int) or window < 1:
+        raise _fail(index, ("messages", "window_days"), "window_days must be a whole number >= 1")
     return Table(
+        window_days=window,
+        encounter=encounter,
+        discharge_summary=str(messages.get("discharge_summary") or "18842-5"),
         final=frozenset(states(data.get("final") or [], ("final",))),
         open=frozenset(states(data.get("open") or [], ("open",))),
         status=status,
