@@ -173,7 +173,10 @@ def _change(
                     session, task_id, facility, at=now, applied=applied, interaction=interaction
                 )
     except RefusedError as refused:
-        audit_change(None, task_id, facility, at=now, refused=refused.rule, interaction=interaction)
+        with factory.begin() as session:  # the refused transaction was rolled back
+            audit_change(
+                session, task_id, facility, at=now, refused=refused.rule, interaction=interaction
+            )
         raise
     return _answer(request, applied, status_code)
 

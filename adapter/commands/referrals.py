@@ -57,7 +57,8 @@ def _apply(task: str, facility: str, change: Change) -> None:
                         session, _id(task), facility, at=now, applied=applied, interaction="cli"
                     )
         except RefusedError as refused:
-            audit_change(None, _id(task), facility, at=now, refused=refused.rule)
+            with runtime.factory.begin() as session:  # the refused one was rolled back
+                audit_change(session, _id(task), facility, at=now, refused=refused.rule)
             raise common.fail(refused.message, code=1) from None
         except common.AdapterError as error:  # not found
             raise common.fail(error.message, code=1) from None

@@ -339,7 +339,7 @@ def _route(
 
 
 def audit_change(
-    session: Session | None,
+    session: Session,
     task_id: str,
     facility: str,
     *,
@@ -349,7 +349,7 @@ def audit_change(
     interaction: str = "update",
 ) -> None:
     """A referral change (or its refusal, naming the rule) in the audit log: references and
-    codes only. A refusal is recorded outside the refused transaction (``session`` None)."""
+    codes only. Record a refusal in a transaction of its own (the refused one rolls back)."""
     task = applied.task if applied else {}
     patient = str((task.get("for") or {}).get("reference") or "")
     audit.record(

@@ -131,3 +131,22 @@ def test_put_with_prefer_minimal_and_rejection_leaves_the_request(client: TestCl
     refused = client.put(url, json=moved, headers={"X-Facility": RECEIVER})
     assert refused.status_code == 422
     assert "owner" in refused.json()["issue"][0]["diagnostics"]
+
+
+def test_changes_and_refusals_are_audited(client: TestClient) -> None:
+    from tests.audit.audit_support import records
+
+    task, _ = _referral(client)
+    url = f"/fhir/Task/{task}"
+    assert client.patch(url, json=status_ops("received"), headers=as_facility(RECEIVER)).is_success
+    client.patch(url, json=status_ops("received"), headers=as_facility(RECEIVER))  # no change
+    client.patch(url, json=status_ops("accepted"), headers=as_facility(SENDER))  # refused
+    found = [
+        r
+        for r in records(client.app.state.session_factory)  # type: ignore[attr-defined]
+        if r["action"].startswith("referral.")
+    ]
+    assert [r["action"] for r in found] == ["referral.changed", "referral.refused"]
+    assert f"Task/{task}/_history/2" in found[0]["body"]
+    assert "accepted-by-receiver" in found[1]["body"]
+    assert "张秀英" not in "".join(r["body"] for r in found)

@@ -224,3 +224,14 @@ def test_cancellation_by_the_sender(loop: Loop) -> None:
     # an arrival by message after the cancellation moves nothing
     loop.ingest(_adt("a01-admit.hl7", "REF0009"), "county-his")
     assert _state(loop.get()) == ("cancelled", "已取消", "3")
+
+
+def test_an_admission_outside_the_window_moves_nothing(loop: Loop) -> None:
+    # the slip was written 2026-11-27; an admission 2027-02-01 is past the 30-day window
+    raw = _adt("a01-admit.hl7", "REF0010").replace(b"|20261201103000", b"|20270201103000")
+    result = loop.ingest(raw, "county-his")
+    assert "referral Task" not in _notes(result)
+    assert _state(loop.get()) == ("requested", "-", "1")
+    # within the window it would (the same message, dated inside)
+    loop.ingest(_adt("a01-admit.hl7", "REF0011"), "county-his")
+    assert _state(loop.get()) == ("in-progress", "已入院", "2")
