@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from adapter import audit
 from adapter.consortium import Consortium
-from adapter.errors import AdapterError, ConflictError, Issue, NotFoundError
+from adapter.errors import AdapterError, ConflictError, Issue, MessageError, NotFoundError
 from adapter.fhir.search_query import parse_search
 from adapter.identity import person_of, records_of
 from adapter.referral.machine import (
@@ -191,16 +191,24 @@ def create_task(
     if locked.body("Task", task_id) is not None:
         raise ConflictError(f"Task/{task_id} exists already", location="id")
     focus = str((task.get("focus") or {}).get("reference") or "")
-    if (
-        not focus.startswith("ServiceRequest/")
-        or read_resource(session, *focus.split("/", 1)) is None
-    ):
+    request = (
+        read_resource(session, "ServiceRequest", focus.split("/", 1)[1])
+        if focus.startswith("ServiceRequest/")
+        else None
+    )
+    if request is None:
         raise NotFoundError(
             "Task.focus must name a stored referral ServiceRequest", location="Task.focus"
         )
-    party = party_of(session, consortium, task, facility)
-    if party == RECEIVER:
-        party = None  # a receiver does not refer to itself
+    if task.get("for") != request.get("subject"):
+        raise MessageError("Task.for must be the referral's patient", location="Task.for")
+    # the sender of the referral (its ServiceRequest's requester) makes Tasks for it
+    sender = facility_of(session, consortium, request.get("requester"))
+    party = (
+        SENDER
+        if sender == facility and party_of(session, consortium, task, facility) == SENDER
+        else None
+    )
     base = {k: v for k, v in task.items() if k not in ("status", "businessStatus", "meta")}
     result = transition(None, Change(status=str(task.get("status") or "requested"), at=now), party)
     if isinstance(result, Refusal):

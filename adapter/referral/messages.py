@@ -49,10 +49,14 @@ def advance_referrals(work: Work) -> None:
     furthest businessStatus with every output."""
     rules = table()
     by_task: dict[str, tuple[dict[str, Any], list[Event]]] = {}
+    stored = {f"{s.resource_type}/{s.id}": s.body for s in work.saved}
     for item in list(work.saved):
         if not item.changed:
             continue  # the same content again: nothing new happened
-        event = event_of(item.body, rules, work.zone)
+        try:
+            event = event_of(item.body, rules, work.zone, stored)
+        except ValueError:  # a date the index could not read either: not an event
+            continue
         if event is None:
             continue
         task = open_task(work, event, rules)
@@ -68,7 +72,15 @@ def advance_referrals(work: Work) -> None:
         )
 
 
-def event_of(resource: dict[str, Any], rules: Table, zone: Any) -> Event | None:
+def event_of(
+    resource: dict[str, Any],
+    rules: Table,
+    zone: Any,
+    stored: dict[str, dict[str, Any]] | None = None,
+) -> Event | None:
+    """The event a stored resource is (an Encounter by its status and class, a discharge
+    summary), or None. ``stored``: the message's resources by reference (a summary's stay
+    began when its Encounter began)."""
     kind = resource.get("resourceType")
     patient = str((resource.get("subject") or {}).get("reference") or "")
     if not patient.startswith("Patient/"):
@@ -85,11 +97,11 @@ def event_of(resource: dict[str, Any], rules: Table, zone: Any) -> Event | None:
         return Event(ref, patient, code, parse_range(start, zone)[0], (ref,))
     if kind == "Composition" and _is_discharge_summary(resource, rules):
         encounter = str((resource.get("encounter") or {}).get("reference") or "")
-        when = resource.get("date")
+        stay = ((stored or {}).get(encounter) or {}).get("period") or {}
+        when = stay.get("start") or resource.get("date")  # the stay began, else written
         if not when:
             return None
         output = (encounter, ref) if encounter.startswith("Encounter/") else (ref,)
-        # a summary is written at the end: the stay began before it, up to the window
         return Event(ref, patient, "discharged", parse_range(when, zone)[0], output)
     return None
 
