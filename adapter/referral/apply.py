@@ -29,6 +29,7 @@ from adapter.referral.machine import (
     transition,
 )
 from adapter.referral.machine import request_status as next_request_status
+from adapter.referral.rules import DIRECTION_SYSTEM
 from adapter.routing import recipients
 from adapter.routing.care import member_of
 from adapter.store import care, enqueue_many, lock_resources, read_resource, save_resources, search
@@ -97,6 +98,23 @@ def facility_of(session: Session, consortium: Consortium, reference: Any) -> str
     return member_of(consortium, start, found)
 
 
+def direction_of(session: Session, task: dict[str, Any]) -> str | None:
+    """up or down: the referral-direction code of the Task's ServiceRequest, if any."""
+    focus = str((task.get("focus") or {}).get("reference") or "")
+    if not focus.startswith("ServiceRequest/"):
+        return None
+    request = read_resource(session, "ServiceRequest", focus.split("/", 1)[1]) or {}
+    return next(
+        (
+            c.get("code")
+            for concept in request.get("category") or []
+            for c in concept.get("coding") or []
+            if c.get("system") == DIRECTION_SYSTEM
+        ),
+        None,
+    )
+
+
 def party_of(
     session: Session, consortium: Consortium, task: dict[str, Any], facility: str | None
 ) -> str | None:
@@ -138,11 +156,12 @@ def apply_change(
         raise NotFoundError(f"Task/{task_id} is not known", location="id")
     version = int(task["meta"]["versionId"])
     party = party_of(session, consortium, task, facility)
-    result = transition(task, change, party)
+    direction = direction_of(session, task)
+    result = transition(task, change, party, direction=direction)
     for more in then:
         if isinstance(result, Refusal):
             break
-        following = transition(result.task, more, party)
+        following = transition(result.task, more, party, direction=direction)
         if isinstance(following, Outcome):
             following = Outcome(
                 following.task, following.changed or result.changed, result.notes + following.notes

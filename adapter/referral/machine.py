@@ -68,10 +68,16 @@ def has_evidence(references: Iterable[str], rules: Table | None = None) -> bool:
 
 
 def transition(
-    task: dict[str, Any] | None, change: Change, party: str | None, rules: Table | None = None
+    task: dict[str, Any] | None,
+    change: Change,
+    party: str | None,
+    rules: Table | None = None,
+    *,
+    direction: str | None = None,
 ) -> Outcome | Refusal:
     """The Task after ``change`` by ``party`` (sender, receiver, adapter; None: neither), or
-    the refusal. ``task`` None is a Task not made yet (the sender creates it)."""
+    the refusal. ``task`` None is a Task not made yet (the sender creates it).
+    ``direction``: the referral's (up, down; its ServiceRequest's category)."""
     rules = rules or table()
     if party not in (SENDER, RECEIVER, ADAPTER):
         return Refusal(
@@ -132,6 +138,18 @@ def transition(
         refused = _check_business(code, target, current, before, party, change, rules)
         if refused is not None:
             return refused
+    needed = rules.business.get(rules.down_completed_after or "")
+    if direction == "down" and target == "completed" and current != "completed" and needed:
+        reached = max(
+            (rules.business[c].rank for c in (before, change.business) if c in rules.business),
+            default=-1,
+        )
+        if reached < needed.rank:
+            return Refusal(
+                "down-referral-follow-up",
+                f"a down-referral is completed only after the first follow-up at the primary "
+                f"facility is recorded ({needed.code}, {needed.display})",
+            )
     return Outcome(new, True, tuple(notes))
 
 

@@ -17,6 +17,7 @@ from adapter.yamlsource import LineIndex, YamlSyntaxError, parse_yaml
 
 BASE = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/"
 BUSINESS_SYSTEM = BASE + "referral-business-status"
+DIRECTION_SYSTEM = BASE + "referral-direction"
 REASON_SYSTEM = BASE + "referral-rejection-reason"
 TASK_STATUSES = (
     "draft",
@@ -65,6 +66,7 @@ class Table:
     window_days: int = 30
     encounter: dict[str, dict[str, str]] = field(default_factory=dict)  # status -> class -> code
     discharge_summary: str = "18842-5"
+    down_completed_after: str | None = None  # a businessStatus code
 
 
 FILE = "adapter/data/referral-states.yaml"
@@ -150,7 +152,11 @@ def parse_table(text: str, file: str = FILE) -> Table:
     window = messages.get("window_days", 30)
     if not isinstance(window, int) or window < 1:
         raise _fail(index, ("messages", "window_days"), "window_days must be a whole number >= 1")
+    after = data.get("down_referral_completed_after")
+    if after is not None and after not in business:
+        raise _fail(index, ("down_referral_completed_after",), f"unknown businessStatus {after!r}")
     return Table(
+        down_completed_after=after,
         window_days=window,
         encounter=encounter,
         discharge_summary=str(messages.get("discharge_summary") or "18842-5"),

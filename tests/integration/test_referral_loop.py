@@ -235,3 +235,19 @@ def test_an_admission_outside_the_window_moves_nothing(loop: Loop) -> None:
     # within the window it would (the same message, dated inside)
     loop.ingest(_adt("a01-admit.hl7", "REF0011"), "county-his")
     assert _state(loop.get()) == ("in-progress", "已入院", "2")
+
+
+def test_a_down_referral_closes_after_the_follow_up(loop: Loop) -> None:
+    raw = (ROOT / "fixtures/xml/referral/county-emr/down-slip.xml").read_bytes()
+    result = loop.ingest(raw, "county-emr")
+    task = next(r for r in result.resources if r.startswith("Task/")).split("/", 1)[1]
+    assert loop.patch(SENDER, status_ops("accepted"), task).status_code == 200  # 石桥 receives
+    assert loop.patch(SENDER, status_ops("in-progress", "arrived"), task).status_code == 200
+    early = loop.patch(SENDER, status_ops("completed"), task)
+    assert early.status_code == 409
+    assert "down-referral-follow-up" in early.json()["issue"][0]["diagnostics"]
+    followed = loop.patch(SENDER, status_ops("in-progress", "followed-up"), task)
+    assert followed.status_code == 200, followed.text
+    closed = loop.patch(SENDER, status_ops("completed"), task)
+    assert closed.status_code == 200, closed.text
+    assert _state(closed.json())[:2] == ("completed", "无反馈关闭")  # no Encounter, no note

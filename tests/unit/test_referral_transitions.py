@@ -590,3 +590,25 @@ def test_a_wrong_table_names_file_and_line() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_table("version: 1\nstatus:\n  accepted: {by: nurse, from: [requested]}\n", "s.yaml")
     assert "s.yaml:3" in str(caught.value) and "nurse" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("business", "change", "direction", "expected"),
+    [
+        ("discharged", Change("completed"), "down", "down-referral-follow-up"),
+        ("arrived", Change("completed"), "down", "down-referral-follow-up"),
+        ("followed-up", Change("completed"), "down", "completed"),
+        ("arrived", Change("completed", "followed-up"), "down", "completed"),
+        ("discharged", Change("completed"), "up", "completed"),  # up: no follow-up needed
+        ("discharged", Change("completed"), None, "completed"),
+    ],
+)
+def test_a_down_referral_closes_after_the_first_follow_up(
+    business: str, change: Change, direction: str | None, expected: str
+) -> None:
+    task = _task("in-progress", business, EVIDENCE)
+    result = transition(task, change, R, direction=direction)
+    if expected == "completed":
+        assert isinstance(result, Outcome) and result.task["status"] == "completed", result
+    else:
+        assert isinstance(result, Refusal) and result.rule == expected
