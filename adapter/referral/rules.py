@@ -18,6 +18,7 @@ from adapter.yamlsource import LineIndex, YamlSyntaxError, parse_yaml
 BASE = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/"
 BUSINESS_SYSTEM = BASE + "referral-business-status"
 DIRECTION_SYSTEM = BASE + "referral-direction"
+FLAG_SYSTEM = BASE + "referral-flag"
 REASON_SYSTEM = BASE + "referral-rejection-reason"
 TASK_STATUSES = (
     "draft",
@@ -223,5 +224,25 @@ def code_systems(rules: Table | None = None) -> list[dict[str, Any]]:
             ),
             "count": len(reasons),
             "concept": reasons,
+        },
+        {
+            **common,
+            "id": "referral-flag",
+            "url": FLAG_SYSTEM,
+            "name": "ReferralFlag",
+            "title": "转诊标记 (Referral flag)",
+            "description": (
+                "Tags of a referral ServiceRequest the adapter kept but flagged "
+                "(meta.tag; docs/referral-loop.md)."
+            ),
+            "count": 1,
+            "concept": [
+                {
+                    "code": "outside-allowed-paths",
+                    "display": "转诊路径不在允许范围",
+                    "definition": "The referral goes between two member facilities by a path "
+                    "the consortium file does not allow (referrals.paths).",
+                }
+            ],
         },
     ]

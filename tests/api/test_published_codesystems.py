@@ -17,6 +17,7 @@ def test_shipped_codesystems_are_valid_r4() -> None:
         "referral-direction",
         "referral-business-status",
         "referral-rejection-reason",
+        "referral-flag",
     ]
     for item in items:
         assert validate_r4(item) == []

@@ -251,3 +251,20 @@ def test_a_down_referral_closes_after_the_follow_up(loop: Loop) -> None:
     closed = loop.patch(SENDER, status_ops("completed"), task)
     assert closed.status_code == 200, closed.text
     assert _state(closed.json())[:2] == ("completed", "无反馈关闭")  # no Encounter, no note
+
+
+def test_a_slip_outside_the_allowed_paths_is_kept_and_flagged(loop: Loop) -> None:
+    # the county's down-slip to 石桥, written as an up-referral (上转 to a lower level)
+    raw = (ROOT / "fixtures/xml/referral/county-emr/down-slip.xml").read_text(encoding="utf-8")
+    result = loop.ingest(raw.replace("<转诊方向>下转<", "<转诊方向>上转<").encode(), "county-emr")
+    assert result.status == "processed-with-warnings"
+    assert "referral outside the allowed paths: 上转 from qingshan-county-hospital" in _notes(
+        result
+    )
+    request = next(r for r in result.resources if r.startswith("ServiceRequest/"))
+    flag = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/referral-flag"
+    found = loop.client.get(
+        "/fhir/ServiceRequest", params={"_tag": f"{flag}|outside-allowed-paths"}
+    ).json()
+    assert [e["fullUrl"].rsplit("/", 2)[-2:] for e in found["entry"]] == [request.split("/", 1)]
+    assert loop.request_status() == "active"  # the up-slip of the fixture is not flagged
