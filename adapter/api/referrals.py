@@ -181,7 +181,52 @@ def _change(
     return _answer(request, applied, status_code)
 
 
-@router.put("/fhir/Task/{task_id}", summary="Change (or make) a referral Task")
+_HEADERS = [
+    {
+        "name": FACILITY_HEADER,
+        "in": "header",
+        "required": True,
+        "description": "the facility asking (a facility id of the consortium file)",
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "description": 'the version the change is made on, W/"<version>"',
+        "schema": {"type": "string"},
+    },
+    {
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
+        "description": "return=minimal (no body) or return=representation (the default)",
+        "schema": {"type": "string"},
+    },
+]
+
+
+def _body(media: str, description: str) -> dict[str, Any]:
+    return {
+        "parameters": _HEADERS,
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {media: {"schema": {"type": "object" if "fhir" in media else "array"}}},
+        },
+    }
+
+
+@router.put(
+    "/fhir/Task/{task_id}",
+    name="referral_task_put",
+    summary="Change (or make) a referral Task",
+    status_code=200,
+    openapi_extra=_body(
+        "application/fhir+json",
+        "the Task; only status, businessStatus, statusReason and output may differ",
+    ),
+)
 async def put_task(task_id: str, request: Request, factory: SessionFactoryDep) -> Response:
     check_id(task_id)
     body = await _json(request)
@@ -192,7 +237,15 @@ async def put_task(task_id: str, request: Request, factory: SessionFactoryDep) -
     return _change(request, factory, task_id, lambda _stored: body, "update")
 
 
-@router.patch("/fhir/Task/{task_id}", summary="Change a referral Task by JSON Patch")
+@router.patch(
+    "/fhir/Task/{task_id}",
+    name="referral_task_patch",
+    summary="Change a referral Task by JSON Patch",
+    openapi_extra=_body(
+        "application/json-patch+json",
+        "JSON Patch operations on /status, /businessStatus, /statusReason, /output",
+    ),
+)
 async def patch_task(task_id: str, request: Request, factory: SessionFactoryDep) -> Response:
     check_id(task_id)
     kind = request.headers.get("content-type", "").split(";")[0].strip()
