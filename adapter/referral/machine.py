@@ -113,18 +113,18 @@ def transition(
     elif code == "closed" and not has_evidence(outputs + added, rules):
         code = "closed-without-feedback"
     new = _content(task, target, code, change, added, rules)
+    rule = rules.status[target]
+    if party != ADAPTER and rule.by not in (party, "either"):
+        return Refusal(
+            f"{target}-by-{rule.by}",
+            f"Task.status {target} is set by the {rule.by}, not the {party}",
+        )
     if task is not None and _same(task, new):
         return Outcome(task, False)  # the same change again: nothing new
     if current in rules.final:
         return Refusal(
             f"final-{current}",
             f"the Task is {current}: nothing changes after {' or '.join(sorted(rules.final))}",
-        )
-    rule = rules.status[target]
-    if party != ADAPTER and rule.by not in (party, "either"):
-        return Refusal(
-            f"{target}-by-{rule.by}",
-            f"Task.status {target} is set by the {rule.by}, not the {party}",
         )
     if target != current or current == NEW:
         if current not in rule.sources:

@@ -485,6 +485,24 @@ CASES: list[tuple[str, str | None, str | None, tuple[str, ...], Change, str | No
         "accepted-from",
     ),
     ("request-again-is-same", "requested", "requested", (), Change("requested"), S, "same"),
+    (
+        "receiver-requested-on-requested",
+        "requested",
+        "requested",
+        (),
+        Change("requested"),
+        R,
+        "requested-by-sender",
+    ),
+    (
+        "sender-accepted-on-accepted",
+        "accepted",
+        "accepted",
+        (),
+        Change("accepted"),
+        S,
+        "accepted-by-receiver",
+    ),
     ("accepted-again-is-same", "accepted", "accepted", (), Change("accepted"), R, "same"),
 ]
 
