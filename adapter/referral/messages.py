@@ -3,7 +3,8 @@ STEPS, after ``save``). An Encounter stored from the receiving facility (ADT^A01
 arrival or admission, ADT^A03: discharge) or its discharge summary (a Composition of
 LOINC 18842-5) moves the open referral Task of that patient owned by that facility and
 authored within the table's window before the encounter began (messages: in
-adapter/data/referral-states.yaml).
+adapter/data/referral-states.yaml). A down-slip (回转单) whose ``basedOn`` names the
+up-referral moves that referral's Task owned by the facility writing it.
 
 A message that changes nothing new (a duplicate) makes no new Task version; one that
 would move a Task backwards (an admission after the discharge, out of order) or that the
@@ -21,9 +22,9 @@ from adapter.errors import Issue
 from adapter.fhir.dates import parse_range
 from adapter.fhir.search_query import parse_search
 from adapter.identity import records_of
-from adapter.referral.apply import RefusedError, apply_change, facility_of
+from adapter.referral.apply import RefusedError, apply_change, facility_of, tasks_of
 from adapter.referral.machine import Change
-from adapter.referral.rules import Table, table
+from adapter.referral.rules import DIRECTION_SYSTEM, Table, table
 from adapter.store import search
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ def advance_referrals(work: Work) -> None:
         except ValueError:  # a date the index could not read either: not an event
             continue
         if event is None:
+            for task, answer in answered(work, item.body, rules):
+                by_task.setdefault(task["id"], (task, []))[1].append(answer)
             continue
         task = open_task(work, event, rules)
         if task is not None:
@@ -104,6 +107,48 @@ def event_of(
         output = (encounter, ref) if encounter.startswith("Encounter/") else (ref,)
         return Event(ref, patient, "discharged", parse_range(when, zone)[0], output)
     return None
+
+
+def answered(
+    work: Work, resource: dict[str, Any], rules: Table
+) -> list[tuple[dict[str, Any], Event]]:
+    """The down-slip (回转单) a receiver writes back: a referral ServiceRequest of direction
+    down whose ``basedOn`` names the up-referral. Each open Task of that up-referral owned
+    by the message's facility is discharged, the down-slip's original document (and the
+    down-slip itself) in its output."""
+    if resource.get("resourceType") != "ServiceRequest" or _direction(resource) != "down":
+        return []
+    ref = f"ServiceRequest/{resource.get('id')}"
+    found = []
+    for based in resource.get("basedOn") or []:
+        up = str((based or {}).get("reference") or "")
+        if not up.startswith("ServiceRequest/"):
+            continue
+        for task in tasks_of(work.session, up):
+            if task.get("status") not in rules.open:
+                continue
+            if facility_of(work.session, work.consortium, task.get("owner")) != work.facility.id:
+                continue
+            documents = tuple(
+                str(s["reference"])
+                for s in resource.get("supportingInfo") or []
+                if str((s or {}).get("reference") or "").startswith("DocumentReference/")
+            )
+            patient = str((resource.get("subject") or {}).get("reference") or "")
+            found.append((task, Event(ref, patient, "discharged", work.moment, (*documents, ref))))
+    return found
+
+
+def _direction(resource: dict[str, Any]) -> str | None:
+    return next(
+        (
+            c.get("code")
+            for concept in resource.get("category") or []
+            for c in concept.get("coding") or []
+            if c.get("system") == DIRECTION_SYSTEM
+        ),
+        None,
+    )
 
 
 def _is_discharge_summary(resource: dict[str, Any], rules: Table) -> bool:

@@ -268,3 +268,22 @@ def test_a_slip_outside_the_allowed_paths_is_kept_and_flagged(loop: Loop) -> Non
     ).json()
     assert [e["fullUrl"].rsplit("/", 2)[-2:] for e in found["entry"]] == [request.split("/", 1)]
     assert loop.request_status() == "active"  # the up-slip of the fixture is not flagged
+
+
+def test_the_down_slip_answers_the_up_referral(loop: Loop) -> None:
+    """The county's down-slip (回转单, county-emr) names the up-slip it answers: the
+    up-referral's Task is discharged with the down-slip's original as feedback, and the
+    loop can close with evidence (the Encounter of the admission and that document)."""
+    assert loop.patch(RECEIVER, status_ops("accepted")).status_code == 200
+    loop.ingest(_adt("a01-admit.hl7", "REF0020"), "county-his")
+    assert _state(loop.get()) == ("in-progress", "已入院", "3")
+    raw = (ROOT / "fixtures/xml/referral/county-emr/down-slip.xml").read_bytes()
+    answer = loop.ingest(raw, "county-emr")
+    assert f"referral Task/{loop.task} moved to in-progress / discharged" in _notes(answer)
+    task = loop.get()
+    assert _state(task) == ("in-progress", "已出院回转", "4")
+    assert _outputs(task) == ["Encounter", "DocumentReference", "ServiceRequest"]
+    loop.ingest(raw, "county-emr")  # the same down-slip again: recognised, nothing new
+    assert loop.get()["meta"]["versionId"] == "4"
+    closed = loop.patch(RECEIVER, status_ops("completed"))
+    assert _state(closed.json()) == ("completed", "已关闭", "5")
