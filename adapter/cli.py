@@ -4,7 +4,8 @@ connectors (connectors check, listen, poll), delivery (worker, deliveries, repla
 search (reindex), care (care list, grant, revoke, register, close-referral), patients
 (the patient index: show, reviews, merge, unmerge, rematch), sync (the nightly
 synchronisation), remap, audit (verify, checkpoints, disclosures, grants) and recognition
-(recognition check, query, decide, rate).
+(recognition check, query, decide, rate) and referrals (show, accept, reject, arrive,
+close, cancel).
 Every command that starts the adapter goes through commands.common.start, that is
 adapter.runtime.build_runtime, as ``adapter serve`` does (adapter.api.app.create_app).
 """
@@ -24,6 +25,7 @@ from adapter.commands import (
     messages,
     patients,
     recognition,
+    referrals,
     remap,
     search,
     serve,
@@ -48,6 +50,7 @@ for area in (
     remap,
     audit,
     recognition,
+    referrals,
 ):
     area.register(app)
 

@@ -128,6 +128,34 @@ class Care(Strict):
     catch_up: CatchUp = Field(default_factory=CatchUp)
 
 
+class ReferralPath(Strict):
+    """One allowed referral path: from a care level to a care level, for one direction as
+    the slip states it (any when not given)."""
+
+    from_: Level = Field(alias="from")
+    to: Level
+    direction: Literal["up", "down"] | None = None
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _level_by_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return Level[value]
+            except KeyError:
+                names = ", ".join(level.name for level in Level)
+                raise ValueError(f"unknown level {value!r}; one of: {names}") from None
+        return value
+
+
+class Referrals(Strict):
+    """The referral loop (docs/referral-loop.md). ``paths`` not set: up from a lower to a
+    higher level, down from a higher to a lower, same level both ways. A slip outside the
+    allowed paths is kept and flagged, never dropped."""
+
+    paths: list[ReferralPath] | None = None
+
+
 class PatientIndex(Strict):
     """The consortium patient index (docs/patient-index.md): its matching rules file (a path
     relative to the consortium file; the packaged default when absent); whether each
@@ -172,6 +200,7 @@ class Consortium(Strict):
     facilities: list[Facility]
     routes: list[Route] = Field(default_factory=list)
     care: Care = Field(default_factory=Care)
+    referrals: Referrals = Field(default_factory=Referrals)
     patient_index: PatientIndex = Field(default_factory=PatientIndex)
     sync: SyncConfig | None = None  # the sources of a night (adapter sync, docs/sync.md)
 

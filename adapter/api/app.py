@@ -30,6 +30,7 @@ from adapter.api import (
     patients,
     recognition,
     recognition_decisions,
+    referrals,
 )
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.docs import mount_assets
@@ -63,6 +64,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
     recognition_decisions.router,
     recognition_decisions.stats_router,
+    referrals.router,  # PUT / PATCH /fhir/Task/{id}: the referral state machine
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )
@@ -126,7 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_credentials=settings.cors_allow_credentials and "*" not in settings.cors_origins,
-            allow_methods=["GET", "HEAD", "POST", "OPTIONS"],
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "OPTIONS"],
             allow_headers=["*"],
             expose_headers=["ETag", "Last-Modified", "Location", "Content-Location"],
             max_age=settings.cors_max_age_seconds,

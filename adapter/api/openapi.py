@@ -49,11 +49,14 @@ ERRORS = {
     404: "Unknown resource, type or version",
     405: "Method not allowed on this path",
     406: "None of the accepted formats is served (JSON and XML are)",
-    409: "Conflict with the stored state (mapping files, altered bytes)",
+    409: "Conflict with the stored state (mapping files, altered bytes; a referral change the "
+    "state machine refuses, naming the rule)",
     410: "The resource was deleted",
     413: "The request body is over the size limit",
     415: "The body's media type is not accepted",
     422: "The input could not be processed (quarantined, reprocessable)",
+    403: "The facility asking is neither the referral's sender nor its receiver",
+    412: "If-Match names a version that is no longer the current one",
 }
 # which errors each kind of route answers, besides 400, 405 and 406 that any can give
 _ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
@@ -66,6 +69,8 @@ _ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "fhir_everything": (404, 410),
     "fhir_document": (404, 410),
     "fhir_validate": (404, 413, 415),
+    "referral_task_put": (403, 409, 412, 422),
+    "referral_task_patch": (403, 404, 409, 412, 422),
 }
 # the routes outside /fhir (JSON only; no content negotiation there)
 _PATH_ERRORS: dict[str, tuple[int, ...]] = {

@@ -32,6 +32,8 @@ AuditAction = Literal[
     "delivery.replayed",  # an operator put deliveries back in the queue
     "fhir.read",  # resources were disclosed by read, vread or history
     "fhir.search",  # resources were disclosed by a search
+    "referral.changed",  # a referral Task moved (API, CLI or message; docs/referral-loop.md)
+    "referral.refused",  # a change of a referral Task was refused, naming the rule
     "config.loaded",  # the adapter started with a consortium file and mappings
     "audit.read",  # the audit log itself was read (once per request, not per record)
     "audit.verified",  # the audit log was verified

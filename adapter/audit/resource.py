@@ -44,6 +44,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], str, str | None, str | None]] = {
     "delivery.replayed": (_EXPORT, "E", None, None),
     "fhir.read": (_REST, "R", "Read", "PatientRead"),
     "fhir.search": (_REST, "E", "Query", "PatientQuery"),
+    "referral.changed": (_REST, "U", "Update", "PatientUpdate"),
+    "referral.refused": (_REST, "U", None, None),
     "config.loaded": (_ACTIVITY, "E", None, None),
 }
 

@@ -19,6 +19,13 @@ INTERACTIONS: tuple[str, ...] = (
     "history-instance",
     "history-type",
 )
+# the writes: a referral Task's state changes (adapter/api/referrals.py, docs/referral-loop.md)
+WRITES: dict[str, tuple[str, ...]] = {"Task": ("update", "patch")}
+WRITE_DOCS = {
+    "Task": "PUT / PATCH change a referral Task's status, businessStatus, statusReason and "
+    "output by the referral state machine (docs/referral-loop.md); PUT of a new id makes "
+    "a Task of a stored referral for another receiver (its sender only)",
+}
 # operations: name -> (OperationDefinition, the types it is defined on; () = every type)
 OPERATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "everything": ("http://hl7.org/fhir/OperationDefinition/Patient-everything", ("Patient",)),
@@ -60,10 +67,11 @@ def capability_statement(
             {
                 "type": rtype,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
-                "interaction": [{"code": code} for code in INTERACTIONS],
+                "interaction": [{"code": code} for code in (*INTERACTIONS, *WRITES.get(rtype, ()))],
+                **({"documentation": WRITE_DOCS[rtype]} if rtype in WRITE_DOCS else {}),
                 "versioning": "versioned",
                 "readHistory": True,
-                "updateCreate": False,
+                "updateCreate": rtype in WRITES,
                 "searchInclude": [f"{rtype}:{n}" for n in _references(rtype)] + [f"{rtype}:*"],
                 "searchRevInclude": sorted(
                     f"{other}:{n}"

@@ -21,13 +21,17 @@ _PACKAGE = "adapter.data"
 
 
 def published_resources() -> list[dict[str, Any]]:
-    """Every resource file in adapter/data/fhir/, in name order."""
+    """Every resource file in adapter/data/fhir/, in name order, then the CodeSystems of the
+    referral state machine's table (adapter/data/referral-states.yaml: one source for the
+    codes the machine checks and the codes served)."""
+    from adapter.referral.rules import code_systems
+
     folder = resources.files(_PACKAGE).joinpath("fhir")
     return [
         json.loads(item.read_text(encoding="utf-8"))
         for item in sorted(folder.iterdir(), key=lambda i: i.name)
         if item.name.endswith(".json")
-    ]
+    ] + code_systems()
 
 
 def publish(factory: sessionmaker[Session], *, now: datetime | None = None) -> list[str]:

@@ -1,8 +1,8 @@
 """The named steps of storing one translated message, each a small function with one job,
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
-    resolve_identity -> merge_with_stored -> save -> note_care -> route -> trace -> enqueue
-    -> record_result -> audit
+    resolve_identity -> merge_with_stored -> flag_referral_paths -> save -> advance_referrals
+    -> note_care -> route -> trace -> enqueue -> record_result -> audit
 
 Each step reads and extends one ``Work``. A new concern (patient resolution across the
 consortium, routing by the patient's registered facility) is a new or richer step here,
@@ -34,6 +34,8 @@ from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
+from adapter.referral.messages import advance_referrals
+from adapter.referral.paths import flag_referral_paths
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
@@ -426,7 +428,9 @@ def _patients(saved: list[Saved]) -> tuple[str, ...]:
 STEPS: tuple[Callable[[Work], None], ...] = (
     resolve_identity,
     merge_with_stored,
+    flag_referral_paths,  # adapter/referral/paths.py: a slip outside the allowed paths
     save,
+    advance_referrals,  # adapter/referral/messages.py: arrival, admission, discharge
     note_care,
     route,
     trace,

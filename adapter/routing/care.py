@@ -121,7 +121,7 @@ def care_facts(
             facts.extend(_referral_facts(consortium, resource, resources, by_ref, patient, moment))
         if kind == "Patient":
             for gp in resource.get("generalPractitioner") or []:
-                member = _member(consortium, gp, by_ref)
+                member = member_of(consortium, gp, by_ref)
                 if member is not None:
                     facts.append(CareFact(patient, member, "registered", "", moment, None, ref))
     return facts
@@ -162,14 +162,14 @@ def _referral_facts(
     )
     members: list[str] = []
     for party in parties:
-        member = _member(consortium, party, by_ref)
+        member = member_of(consortium, party, by_ref)
         if member is not None and member not in members:
             members.append(member)
     for member in members:
         yield CareFact(patient, member, "referral", ref, moment, end, detail)
 
 
-def _member(
+def member_of(
     consortium: Consortium, reference: Any, by_ref: Mapping[str, dict[str, Any]]
 ) -> str | None:
     """The member facility an Organization (or a PractitionerRole's organization) of the

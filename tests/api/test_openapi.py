@@ -37,12 +37,22 @@ def test_openapi_tells_the_truth(client: TestClient) -> None:
     validate = paths["/fhir/{resource_type}/$validate"]["post"]["responses"]
     assert {"413", "415"} <= set(validate)
     assert {"400", "409", "413", "422"} <= set(paths["/ingest"]["post"]["responses"])
+    # the referral Task writes (docs/referral-loop.md) refuse a party (403), a transition
+    # (409), a stale If-Match (412) and an element that may not change (422)
+    task = paths["/fhir/Task/{task_id}"]
+    for method in ("put", "patch"):
+        assert {"403", "409", "412", "422"} <= set(task[method]["responses"]), method
+        headers = {p["name"] for p in task[method]["parameters"] if p["in"] == "header"}
+        assert headers == {"X-Facility", "If-Match", "Prefer"}
+    assert "application/json-patch+json" in task["patch"]["requestBody"]["content"]
     for path, operations in paths.items():
-        for operation in operations.values():
+        for method, operation in operations.items():
+            if path == "/fhir/Task/{task_id}" and method in ("put", "patch"):
+                continue
             if path.startswith("/fhir"):
                 # FastAPI's own 422 "Validation Error": the FHIR API answers 400 instead
                 assert "422" not in operation["responses"], path
-            # no authentication and no conditional writes exist yet: never answered
+            # no authentication and no other conditional writes exist yet: never answered
             assert not {"401", "403", "412"} & set(operation["responses"]), path
     assert "/fhir/Patient/{patient_id}/$everything" in paths
     assert "/fhir/_history" in paths

@@ -123,6 +123,21 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
         "adapter.cli",
         "adapter.runtime",
     ),
+    # the referral loop: its state machine and table are pure; apply.py and messages.py use
+    # the store (messages.py is the pipeline's step, typed on its Work only)
+    "adapter.referral": (
+        "adapter.delivery",
+        "adapter.inbound",
+        "adapter.outbound",
+        "adapter.api",
+        "adapter.commands",
+        "adapter.cli",
+        "adapter.runtime",
+    ),
+    **{
+        pure: ("adapter.store", "adapter.pipeline", "adapter.identity", "adapter.routing")
+        for pure in ("adapter.referral.machine", "adapter.referral.rules")
+    },
 }
 
 OUTBOX_TABLES = {"Outbox", "DeliveryAttempt", "DeliveryDestination"}

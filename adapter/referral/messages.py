@@ -1,0 +1,225 @@
+"""The changes messages make to referral Tasks: a pipeline step (adapter/pipeline/steps.py
+STEPS, after ``save``). An Encounter stored from the receiving facility (ADT^A01 / A04:
+arrival or admission, ADT^A03: discharge) or its discharge summary (a Composition of
+LOINC 18842-5) moves the open referral Task of that patient owned by that facility and
+authored within the table's window before the encounter began (messages: in
+adapter/data/referral-states.yaml). A down-slip (回转单) whose ``basedOn`` names the
+up-referral moves that referral's Task owned by the facility writing it.
+
+A message that changes nothing new (a duplicate) makes no new Task version; one that
+would move a Task backwards (an admission after the discharge, out of order) or that the
+table refuses leaves it as it is and says so as an information issue of the message.
+The new versions join ``work.saved``, so ``route`` queues them with the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from adapter.errors import Issue
+from adapter.fhir.dates import parse_range
+from adapter.fhir.search_query import parse_search
+from adapter.identity import records_of
+from adapter.referral.apply import RefusedError, apply_change, facility_of, tasks_of
+from adapter.referral.machine import Change
+from adapter.referral.rules import DIRECTION_SYSTEM, Table, table
+from adapter.store import search
+
+if TYPE_CHECKING:
+    from adapter.pipeline.steps import Work
+
+LOINC = "http://loinc.org"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """What one stored resource says of a referred patient at the receiver."""
+
+    source: str  # "Encounter/<id>"
+    patient: str  # "Patient/<id>"
+    business: str
+    began: datetime  # when the encounter began (ties it to a referral authored before)
+    output: tuple[str, ...]
+
+
+def advance_referrals(work: Work) -> None:
+    """One new version per Task and message: the events of one message about one referral
+    (the discharge summary's Encounter and its Composition) are applied together, the
+    furthest businessStatus with every output."""
+    rules = table()
+    by_task: dict[str, tuple[dict[str, Any], list[Event]]] = {}
+    stored = {f"{s.resource_type}/{s.id}": s.body for s in work.saved}
+    for item in list(work.saved):
+        if not item.changed:
+            continue  # the same content again: nothing new happened
+        try:
+            event = event_of(item.body, rules, work.zone, stored)
+        except ValueError:  # a date the index could not read either: not an event
+            continue
+        if event is None:
+            for task, answer in answered(work, item.body, rules):
+                by_task.setdefault(task["id"], (task, []))[1].append(answer)
+            continue
+        task = open_task(work, event, rules)
+        if task is not None:
+            by_task.setdefault(task["id"], (task, []))[1].append(event)
+    for task, events in by_task.values():
+        furthest = max(events, key=lambda e: rules.business[e.business].rank)
+        outputs = tuple(dict.fromkeys(r for e in events for r in e.output))
+        _advance(
+            work,
+            task,
+            Event(furthest.source, furthest.patient, furthest.business, furthest.began, outputs),
+        )
+
+
+def event_of(
+    resource: dict[str, Any],
+    rules: Table,
+    zone: Any,
+    stored: dict[str, dict[str, Any]] | None = None,
+) -> Event | None:
+    """The event a stored resource is (an Encounter by its status and class, a discharge
+    summary), or None. ``stored``: the message's resources by reference (a summary's stay
+    began when its Encounter began)."""
+    kind = resource.get("resourceType")
+    patient = str((resource.get("subject") or {}).get("reference") or "")
+    if not patient.startswith("Patient/"):
+        return None
+    ref = f"{kind}/{resource.get('id')}"
+    if kind == "Encounter":
+        by_class = rules.encounter.get(str(resource.get("status")))
+        if not by_class:
+            return None
+        code = by_class.get(str((resource.get("class") or {}).get("code")), by_class["default"])
+        start = (resource.get("period") or {}).get("start")
+        if not start:
+            return None
+        return Event(ref, patient, code, parse_range(start, zone)[0], (ref,))
+    if kind == "Composition" and _is_discharge_summary(resource, rules):
+        encounter = str((resource.get("encounter") or {}).get("reference") or "")
+        stay = ((stored or {}).get(encounter) or {}).get("period") or {}
+        when = stay.get("start") or resource.get("date")  # the stay began, else written
+        if not when:
+            return None
+        output = (encounter, ref) if encounter.startswith("Encounter/") else (ref,)
+        return Event(ref, patient, "discharged", parse_range(when, zone)[0], output)
+    return None
+
+
+def answered(
+    work: Work, resource: dict[str, Any], rules: Table
+) -> list[tuple[dict[str, Any], Event]]:
+    """The down-slip (回转单) a receiver writes back: a referral ServiceRequest of direction
+    down whose ``basedOn`` names the up-referral. Each open Task of that up-referral owned
+    by the message's facility is discharged, the down-slip's original document (and the
+    down-slip itself) in its output."""
+    if resource.get("resourceType") != "ServiceRequest" or _direction(resource) != "down":
+        return []
+    ref = f"ServiceRequest/{resource.get('id')}"
+    found = []
+    for based in resource.get("basedOn") or []:
+        up = str((based or {}).get("reference") or "")
+        if not up.startswith("ServiceRequest/"):
+            continue
+        for task in tasks_of(work.session, up):
+            if task.get("status") not in rules.open:
+                continue
+            if facility_of(work.session, work.consortium, task.get("owner")) != work.facility.id:
+                continue
+            documents = tuple(
+                str(s["reference"])
+                for s in resource.get("supportingInfo") or []
+                if str((s or {}).get("reference") or "").startswith("DocumentReference/")
+            )
+            patient = str((resource.get("subject") or {}).get("reference") or "")
+            found.append((task, Event(ref, patient, "discharged", work.moment, (*documents, ref))))
+    return found
+
+
+def _direction(resource: dict[str, Any]) -> str | None:
+    return next(
+        (
+            c.get("code")
+            for concept in resource.get("category") or []
+            for c in concept.get("coding") or []
+            if c.get("system") == DIRECTION_SYSTEM
+        ),
+        None,
+    )
+
+
+def _is_discharge_summary(resource: dict[str, Any], rules: Table) -> bool:
+    return any(
+        c.get("system") == LOINC and c.get("code") == rules.discharge_summary
+        for c in (resource.get("type") or {}).get("coding") or []
+    )
+
+
+def open_task(work: Work, event: Event, rules: Table) -> dict[str, Any] | None:
+    """The newest open referral Task of the patient (any record of the person) owned by the
+    message's facility, authored within the window before the event."""
+    person = work.person(event.patient)
+    records = sorted({person, *records_of(work.session, person), event.patient.split("/", 1)[1]})
+    statuses = ",".join(sorted(rules.open))
+    found: dict[str, dict[str, Any]] = {}
+    for record in records:
+        request = parse_search("Task", [("patient", f"Patient/{record}"), ("status", statuses)])
+        _, bodies = search(work.session, "Task", request.criteria, count=100)
+        found.update({b["id"]: b for b in bodies})
+    earliest = event.began - timedelta(days=rules.window_days)
+    fitting = []
+    for task in found.values():
+        authored = task.get("authoredOn")
+        when = parse_range(authored, work.zone)[0] if authored else None
+        if when is None or not (earliest <= when <= event.began + timedelta(days=1)):
+            continue
+        if facility_of(work.session, work.consortium, task.get("owner")) != work.facility.id:
+            continue
+        fitting.append((when, task["id"], task))
+    return max(fitting, key=lambda f: (f[0], f[1]))[2] if fitting else None
+
+
+def _advance(work: Work, task: dict[str, Any], event: Event) -> None:
+    chain: list[Change] = []
+    if task.get("status") == "requested":
+        chain.append(Change("received", at=work.moment))  # arrival implies receipt
+    chain.append(Change("in-progress", event.business, output=event.output, at=work.moment))
+    where = work.origins.get(tuple(event.source.split("/", 1))) or event.source
+    try:
+        applied = apply_change(
+            work.session,
+            work.consortium,
+            task["id"],
+            chain[0],
+            work.facility.id,
+            now=work.moment,
+            message_id=work.message.id,
+            then=chain[1:],
+            queue=False,
+        )
+    except RefusedError as refused:
+        work.issues.append(
+            Issue(
+                "information",
+                "informational",
+                f"referral Task/{task['id']} left as it is ({event.business} from "
+                f"{event.source}): refused by rule {refused.rule}",
+                location=where,
+                expression="Task.status",
+            )
+        )
+        return
+    if applied.changed:
+        work.saved.extend(s for s in applied.saved if s.changed)
+        work.issues.append(
+            Issue(
+                "information",
+                "informational",
+                f"referral Task/{task['id']} moved to {applied.task['status']} / "
+                f"{event.business} by {event.source}",
+                location=where,
+            )
+        )

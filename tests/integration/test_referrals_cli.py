@@ -1,0 +1,90 @@
+"""``adapter referrals ...`` run in-process with CliRunner against the test database, the
+up-slip of 石桥 to the county hospital ingested through the real pipeline first."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import Result
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from adapter.cli import app
+from adapter.pipeline import Receipt
+from adapter.settings import get_settings
+from adapter.store import read_resource
+from tests.integration.referral_support import (
+    RECEIVER,
+    SENDER,
+    UP_SLIP,
+    consortium_by_care,
+    outbox_of,
+    pipeline_for,
+)
+
+
+@pytest.fixture
+def task(
+    tmp_path: Path,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[str]:
+    config = consortium_by_care(tmp_path)
+    result = pipeline_for(config, session_factory).ingest(
+        UP_SLIP.read_bytes(), Receipt("shiqiao-his", "cli", received_at=datetime.now(UTC))
+    )
+    assert result.status.startswith("processed"), result.issues
+    monkeypatch.setenv("ADAPTER_DATABASE_URL", database_url)
+    monkeypatch.setenv("ADAPTER_CONFIG", str(config))
+    get_settings.cache_clear()
+    yield next(r for r in result.resources if r.startswith("Task/"))
+    get_settings.cache_clear()
+
+
+def run(*args: Any) -> Result:
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def test_accept_arrive_close_and_show(task: str, session_factory: sessionmaker[Session]) -> None:
+    accepted = run("referrals", "accept", task, "--facility", RECEIVER)
+    assert accepted.exit_code == 0, accepted.output
+    assert "version 2, accepted / 已同意; 2 deliveries queued" in accepted.output
+    again = run("referrals", "accept", task, "--facility", RECEIVER)
+    assert again.exit_code == 0 and "unchanged (already so): version 2" in again.output
+    arrived = run("referrals", "arrive", task, "--facility", RECEIVER, "--admitted")
+    assert "in-progress / 已入院" in arrived.output, arrived.output
+    closed = run("referrals", "close", task, "--facility", RECEIVER)
+    assert closed.exit_code == 0, closed.output
+    assert "completed / 无反馈关闭" in closed.output
+    assert "note: closed without feedback" in closed.output
+    assert "ServiceRequest is now completed" in closed.output
+    shown = run("referrals", "show", task)
+    assert shown.exit_code == 0, shown.output
+    assert "(completed)" in shown.output.splitlines()[0]
+    assert f"* {task}  v4  completed / 无反馈关闭" in shown.output
+    assert "张秀英" not in shown.output and "430999196704151244" not in shown.output
+    versions = {v for _, v in outbox_of(session_factory, task)}
+    assert versions >= {2, 3, 4}
+
+
+def test_refusal_prints_the_rule_and_changes_nothing(
+    task: str, session_factory: sessionmaker[Session]
+) -> None:
+    refused = run("referrals", "accept", task, "--facility", SENDER)
+    assert refused.exit_code == 1
+    assert "refused by rule accepted-by-receiver" in refused.output
+    reject = run("referrals", "reject", task, "--facility", RECEIVER, "--reason", "tired")
+    assert reject.exit_code == 1 and "unknown-reason" in reject.output
+    with session_factory() as session:
+        body = read_resource(session, "Task", task.split("/", 1)[1])
+    assert body is not None and body["meta"]["versionId"] == "1"
+    rejected = run("referrals", "reject", task, "--facility", RECEIVER, "--reason", "bed-full")
+    assert rejected.exit_code == 0 and "rejected / 已拒绝" in rejected.output
