@@ -32,6 +32,8 @@ AuditAction = Literal[
     "delivery.replayed",  # an operator put deliveries back in the queue
     "fhir.read",  # resources were disclosed by read, vread or history
     "fhir.search",  # resources were disclosed by a search
+    "auth.token",  # a client asked for an access token (issued: success; refused: failure)
+    "auth.denied",  # an authenticated client was refused a call (role or facility)
     "config.loaded",  # the adapter started with a consortium file and mappings
     "audit.read",  # the audit log itself was read (once per request, not per record)
     "audit.verified",  # the audit log was verified
