@@ -15,6 +15,7 @@ from adapter.api.disclosure import disclosed
 from adapter.api.fhir_request import check_id as _check_id
 from adapter.api.fhir_request import check_type
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import check_visible
 from adapter.errors import GoneError, NotFoundError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_query import paging_number
@@ -54,6 +55,7 @@ def read(
     row = resource_state(session, resource_type, resource_id)
     if row is None:
         raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
+    check_visible(request, session, resource_type, resource_id)
     if row.deleted:
         raise GoneError(f"{resource_type}/{resource_id} was deleted", location="id")
     disclosed(request, "fhir.read", [row.body], interaction="read", resource_type=resource_type)
@@ -74,6 +76,7 @@ def vread(
         raise NotFoundError(
             f"{resource_type}/{resource_id} has no version {version_id[:40]!r}", location="vid"
         )
+    check_visible(request, session, resource_type, resource_id)
     body = read_version(session, resource_type, resource_id, int(version_id))
     if body is None:
         raise NotFoundError(

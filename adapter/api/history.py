@@ -23,6 +23,7 @@ from adapter.api.fhir_request import (
     request_zone,
 )
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import care_scope, check_visible
 from adapter.errors import NotFoundError
 from adapter.store.history import HistoryQuery, read_history_page
 
@@ -79,7 +80,10 @@ def _history(
     count = min(paging_param(params, "_count", settings.page_size_default), settings.page_size_max)
     offset = paging_param(params, "_offset", 0)
     query = HistoryQuery(resource_type, resource_id, since, at, count, offset)
-    total, versions = read_history_page(session, query)
+    scope = care_scope(request)
+    if resource_id is not None and resource_type is not None:
+        check_visible(request, session, resource_type, resource_id)
+    total, versions = read_history_page(session, query, scope=scope)
     if resource_id is not None and total == 0 and not _ever_existed(session, query):
         raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
     disclosed(

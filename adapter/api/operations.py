@@ -36,6 +36,7 @@ from adapter.api.fhir_request import (
     request_zone,
 )
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import check_visible
 from adapter.errors import (
     GoneError,
     InputTooLargeError,
@@ -53,6 +54,7 @@ from adapter.pipeline.validate import validate_resource
 from adapter.store import resource_state
 from adapter.store.documents import stored_document
 from adapter.store.everything import EverythingQuery, everything_page, read_many, referenced_keys
+from adapter.store.visibility import is_visible
 
 router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
 
@@ -69,6 +71,9 @@ def everything(
     patient_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> FHIRResponse:
     check_id(patient_id)
+    # a reader: the person must be in its facility's care (then every record of the
+    # person is: adapter/store/visibility.py), and shared resources are limited the same
+    scope = check_visible(request, session, "Patient", patient_id)
     _current(session, "Patient", patient_id)
     pairs = list(request.query_params.multi_items())
     ignored = check_known(request, (k for k, _ in pairs), EVERYTHING_PARAMS)
@@ -93,6 +98,8 @@ def everything(
         for key in referenced_keys(bodies)
         if _shared_type(key[0]) and (types is None or key[0] in types)
     ]
+    if scope is not None:
+        shared = [k for k in shared if is_visible(session, scope, *k)]
     included = read_many(session, shared)
     disclosed(
         request,
@@ -149,6 +156,7 @@ def document(composition_id: str, request: Request, session: SessionDep) -> FHIR
             "persist=true is not supported: the adapter serves documents read-only",
             location="persist",
         )
+    check_visible(request, session, "Composition", composition_id)
     composition = _current(session, "Composition", composition_id)
     stored = stored_document(session, composition_id)
     bundle = stored if stored is not None else _assembled(session, composition, fhir_base(request))

@@ -45,7 +45,9 @@ def secret_of(client_id: str) -> str:
     return f"secret-{client_id}"
 
 
-def consortium_with_clients(folder: Path) -> Path:
+def consortium_with_clients(folder: Path, *, deliveries: bool = False) -> Path:
+    """The example consortium plus CLIENTS; ``deliveries``: its destinations enabled (the
+    outbox gets rows; nothing sends them unless a worker runs)."""
     lines = ["", "clients:"]
     for client_id, (facility, roles, scope) in CLIENTS.items():
         lines += [
@@ -62,16 +64,18 @@ def consortium_with_clients(folder: Path) -> Path:
         f"    secret: env:{ENV_NAME}",
     ]
     path = folder / "consortium.yaml"
-    path.write_text(
-        DEFAULT_CONSORTIUM.read_text(encoding="utf-8") + "\n".join(lines) + "\n", encoding="utf-8"
-    )
+    text = DEFAULT_CONSORTIUM.read_text(encoding="utf-8")
+    if deliveries:
+        text = text.replace("enabled: false", "enabled: true")
+    path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-def auth_settings(database_url: str, folder: Path, **extra: Any) -> Settings:
-    return Settings(
-        database_url=database_url, config=consortium_with_clients(folder), auth=True, **extra
-    )
+def auth_settings(
+    database_url: str, folder: Path, *, deliveries: bool = False, **extra: Any
+) -> Settings:
+    config = consortium_with_clients(folder, deliveries=deliveries)
+    return Settings(database_url=database_url, config=config, auth=True, **extra)
 
 
 def token(client: TestClient, client_id: str, secret: str | None = None) -> str:
@@ -104,8 +108,10 @@ class Tokens:
 
 
 @contextmanager
-def auth_client(database_url: str, folder: Path, **extra: Any) -> Iterator[tuple[FastAPI, Tokens]]:
-    app = create_app(auth_settings(database_url, folder, **extra))
+def auth_client(
+    database_url: str, folder: Path, *, deliveries: bool = False, **extra: Any
+) -> Iterator[tuple[FastAPI, Tokens]]:
+    app = create_app(auth_settings(database_url, folder, deliveries=deliveries, **extra))
     try:
         with TestClient(app) as client:
             yield app, Tokens(client)
