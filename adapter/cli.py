@@ -16,6 +16,7 @@ import typer
 
 from adapter.commands import (
     audit,
+    auth,
     care,
     connectors,
     delivery,
@@ -45,6 +46,7 @@ for area in (
     sync,
     remap,
     audit,
+    auth,
 ):
     area.register(app)
 

@@ -6,4 +6,5 @@ messages.py    adapter ingest, messages, show, reprocess, demo
 mappings.py    adapter mappings check, mappings test
 connectors.py  adapter connectors check, listen, poll
 delivery.py    adapter worker, deliveries, replay
+auth.py        adapter auth keygen, hash-secret (API clients, docs/security.md)
 """

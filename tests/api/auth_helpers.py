@@ -48,7 +48,11 @@ def secret_of(client_id: str) -> str:
 def consortium_with_clients(folder: Path, *, deliveries: bool = False) -> Path:
     """The example consortium plus CLIENTS; ``deliveries``: its destinations enabled (the
     outbox gets rows; nothing sends them unless a worker runs)."""
-    lines = ["", "clients:"]
+    text = DEFAULT_CONSORTIUM.read_text(encoding="utf-8")
+    # the example file's clients: block is its last: these are added to it
+    lines = [""]
+    if "\nclients:" not in text:
+        lines.append("clients:")
     for client_id, (facility, roles, scope) in CLIENTS.items():
         lines += [
             f"  - id: {client_id}",
@@ -64,7 +68,6 @@ def consortium_with_clients(folder: Path, *, deliveries: bool = False) -> Path:
         f"    secret: env:{ENV_NAME}",
     ]
     path = folder / "consortium.yaml"
-    text = DEFAULT_CONSORTIUM.read_text(encoding="utf-8")
     if deliveries:
         text = text.replace("enabled: false", "enabled: true")
     path.write_text(text + "\n".join(lines) + "\n", encoding="utf-8")

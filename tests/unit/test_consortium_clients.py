@@ -14,8 +14,14 @@ from adapter.settings import DEFAULT_CONSORTIUM
 HASH = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$8sX1kZ3m1bC9r3wV0QvX0Q"
 
 
+def _with_clients(client_yaml: str) -> str:
+    """The example file with ``client_yaml`` as its only clients (its own block is last)."""
+    text = DEFAULT_CONSORTIUM.read_text(encoding="utf-8")
+    return text[: text.index("\nclients:")] + "\nclients:\n" + client_yaml
+
+
 def _load(tmp_path: Path, client_yaml: str) -> ConfigError:
-    text = DEFAULT_CONSORTIUM.read_text(encoding="utf-8") + "\nclients:\n" + client_yaml
+    text = _with_clients(client_yaml)
     path = tmp_path / "consortium.yaml"
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as caught:
@@ -94,8 +100,8 @@ def test_consortium_scope_is_for_operators_and_admins(tmp_path: Path) -> None:
 
 
 def test_good_clients_load(tmp_path: Path) -> None:
-    text = DEFAULT_CONSORTIUM.read_text(encoding="utf-8") + (
-        "\nclients:\n  - id: a\n    facility: liuhe-township-centre\n    roles: [reader, source]\n"
+    text = _with_clients(
+        "  - id: a\n    facility: liuhe-township-centre\n    roles: [reader, source]\n"
         f"    secret_hash: '{HASH}'\n"
     )
     path = tmp_path / "consortium.yaml"
