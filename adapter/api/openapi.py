@@ -8,10 +8,11 @@ generated document is corrected once, at first request:
   table the store and the CapabilityStatement use);
 * FHIR answers in both media types (``application/fhir+json``, ``application/fhir+xml``);
 * the error answers each route really gives, each an OperationOutcome, instead of 422;
-* ``/metrics`` as Prometheus text.
+* ``/metrics`` as Prometheus text;
+* the bearer token every route but the public ones needs (adapter/auth/rules.py), with its
+  401 and 403 answers.
 
-401, 403 and 412 are not listed: the adapter has no authentication and no conditional
-writes yet, so it never answers them.
+412 is not listed: the adapter has no conditional writes yet, so it never answers it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from adapter.auth.rules import RULES
 from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES
 
 FHIR_MEDIA = ("application/fhir+json", "application/fhir+xml")
@@ -42,6 +44,8 @@ COMMON_PARAMS = {
 }
 ERRORS = {
     400: "Bad request: an unknown or malformed parameter, id or body",
+    401: "No usable bearer token (WWW-Authenticate: Bearer)",
+    403: "The client's roles or facility do not allow this",
     404: "Unknown resource, type or version",
     405: "Method not allowed on this path",
     406: "None of the accepted formats is served (JSON and XML are)",
@@ -113,8 +117,19 @@ def corrected(document: dict[str, Any], names: dict[tuple[str, str], str]) -> di
             responses = operation.setdefault("responses", {})
             if responses.get("422", {}).get("description") == "Validation Error":
                 del responses["422"]  # FastAPI's own; the API answers such input with 400
+            name = names.get((path, method), "")
             if path.startswith("/fhir"):
-                _fhir_operation(operation, names.get((path, method), ""), outcome)
+                _fhir_operation(operation, name, outcome)
+            if name in RULES and RULES[name].limit != "public":
+                operation["security"] = [{"bearer": []}]
+                for code in (401, 403):
+                    responses.setdefault(
+                        str(code),
+                        {
+                            "description": ERRORS[code],
+                            "content": {FHIR_MEDIA[0]: {"schema": outcome}},
+                        },
+                    )
             for code in _PATH_ERRORS.get(path, ()):
                 responses.setdefault(
                     str(code),
@@ -123,6 +138,12 @@ def corrected(document: dict[str, Any], names: dict[tuple[str, str], str]) -> di
                         "content": {FHIR_MEDIA[0]: {"schema": outcome}},
                     },
                 )
+    document.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "POST /auth/token (client credentials); docs/security.md",
+    }
     generic = paths.pop("/fhir/{resource_type}", None)
     if generic is not None and "get" in generic:
         for rtype in SUPPORTED_TYPES:
