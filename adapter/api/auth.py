@@ -49,8 +49,12 @@ def _basic(request: Request) -> tuple[str, str] | None:
     return (unquote(client_id), unquote(secret)) if sep else None
 
 
-def _record(request: Request, client_id: str, outcome: audit.AuditOutcome, **detail: str | None):
-    record_now(
+async def _record(
+    request: Request, client_id: str, outcome: audit.AuditOutcome, **detail: str | None
+) -> None:
+    """The auth.token record, committed (off the event loop) before the answer."""
+    await run_in_threadpool(
+        record_now,
         request.app.state.session_factory,
         audit.AuditEvent(
             action="auth.token",
@@ -79,14 +83,14 @@ async def token(request: Request) -> JSONResponse:
     peer = request.client
     address = peer.host if peer else "-"
     if form.get("grant_type") != "client_credentials":
-        _record(request, client_id, "failure", reason="unsupported_grant_type")
+        await _record(request, client_id, "failure", reason="unsupported_grant_type")
         return _oauth_error(400, "unsupported_grant_type", "grant_type must be client_credentials")
     if not client_id or not secret:
-        _record(request, client_id, "failure", reason="invalid_request")
+        await _record(request, client_id, "failure", reason="invalid_request")
         return _oauth_error(400, "invalid_request", "client_id and client_secret are required")
     wait = authority.limiter.retry_after(client_id, address)
     if wait is not None:
-        _record(request, client_id, "failure", reason="rate_limited")
+        await _record(request, client_id, "failure", reason="rate_limited")
         return _oauth_error(
             429, "slow_down", "too many failed attempts; try later", **{"Retry-After": str(wait)}
         )
@@ -94,7 +98,7 @@ async def token(request: Request) -> JSONResponse:
     # argon2 is slow on purpose: off the event loop
     if not await run_in_threadpool(authority.secrets.check, client, secret):
         authority.limiter.failed(client_id, address)
-        _record(request, client_id, "failure", reason="invalid_client")
+        await _record(request, client_id, "failure", reason="invalid_client")
         # one answer for an unknown client and a wrong secret: which ids exist is not said
         return _oauth_error(
             401,
@@ -105,7 +109,7 @@ async def token(request: Request) -> JSONResponse:
     assert client is not None
     authority.limiter.succeeded(client_id, address)
     access_token, jti = authority.tokens.issue(client)
-    _record(request, client_id, "success", jti=jti, roles=",".join(sorted(client.roles)))
+    await _record(request, client_id, "success", jti=jti, roles=",".join(sorted(client.roles)))
     return JSONResponse(
         {
             "access_token": access_token,

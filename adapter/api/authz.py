@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import Request
+from starlette.concurrency import run_in_threadpool
 
 from adapter import audit
 from adapter.audit.context import authenticated
@@ -56,7 +57,18 @@ def _bearer(request: Request) -> str:
 
 
 def deny(request: Request, principal: Principal, message: str, **detail: str | None) -> None:
-    """Record the refusal (who tried what) and answer 403."""
+    """Record the refusal (who tried what) and answer 403 (from a handler's thread)."""
+    _record_denial(request, principal, detail)
+    raise ForbiddenError(message)
+
+
+async def _deny(request: Request, principal: Principal, message: str, **detail: str | None):
+    """:func:`deny` from the event loop: the record is written off it."""
+    await run_in_threadpool(_record_denial, request, principal, detail)
+    raise ForbiddenError(message)
+
+
+def _record_denial(request: Request, principal: Principal, detail: dict[str, str | None]) -> None:
     record_now(
         request.app.state.session_factory,
         audit.AuditEvent(
@@ -69,7 +81,6 @@ def deny(request: Request, principal: Principal, message: str, **detail: str | N
             detail={"method": request.method, "path": request.url.path[:200], **detail},
         ),
     )
-    raise ForbiddenError(message)
 
 
 async def authorize(request: Request) -> None:
@@ -91,14 +102,14 @@ async def authorize(request: Request) -> None:
     request.state.principal = principal
     authenticated(principal.client, principal.facility)
     if not principal.roles & rule.roles:
-        deny(request, principal, f"client {principal.client} has no role for this call")
+        await _deny(request, principal, f"client {principal.client} has no role for this call")
     if rule.limit == "consortium" and not principal.consortium_scope:
-        deny(request, principal, "this call needs a client with scope: consortium")
+        await _deny(request, principal, "this call needs a client with scope: consortium")
     if rule.limit == "source":
         source = request.headers.get("x-source-system")
         found = request.app.state.consortium.source(source) if source else None
         if found is not None and found[0].id != principal.facility:
-            deny(
+            await _deny(
                 request,
                 principal,
                 f"source system {source} is not of facility {principal.facility}",
