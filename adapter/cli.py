@@ -1,9 +1,10 @@
 """The ``adapter`` command: one typer app assembled from the command modules by area
 (adapter/commands/): serve, messages (ingest, messages, show, reprocess, demo), mappings,
-connectors (connectors check, listen, poll), delivery (worker, deliveries, replay) and
+connectors (connectors check, listen, poll), delivery (worker, deliveries, replay),
 search (reindex), care (care list, grant, revoke, register, close-referral), patients
 (the patient index: show, reviews, merge, unmerge, rematch), sync (the nightly
-synchronisation), remap and audit (verify, checkpoints, disclosures, grants).
+synchronisation), remap, audit (verify, checkpoints, disclosures, grants) and recognition
+(recognition check, query, decide, rate).
 Every command that starts the adapter goes through commands.common.start, that is
 adapter.runtime.build_runtime, as ``adapter serve`` does (adapter.api.app.create_app).
 """
@@ -23,6 +24,7 @@ from adapter.commands import (
     mappings,
     messages,
     patients,
+    recognition,
     remap,
     search,
     serve,
@@ -47,6 +49,7 @@ for area in (
     remap,
     audit,
     auth,
+    recognition,
 ):
     area.register(app)
 

@@ -19,6 +19,7 @@ from adapter.inbound.base import validate_sources
 from adapter.input_limits import InputLimits
 from adapter.outbound.base import validate_destinations
 from adapter.pipeline import Pipeline
+from adapter.recognition.catalogue import Catalogue, load_configured_catalogue
 from adapter.settings import Settings, originals_base
 from adapter.store import make_engine, migrate, session_factory
 
@@ -30,6 +31,7 @@ class Runtime:
     engine: Engine
     factory: sessionmaker[Session]
     loaded_pipeline: Pipeline | None = None  # None when built with load_mappings=False
+    recognition: Catalogue | None = None  # the 互认 catalogue; None: recognition is off
 
     @property
     def pipeline(self) -> Pipeline:
@@ -87,11 +89,15 @@ def build_runtime(
 ) -> Runtime:
     """The one start-up path: ``adapter serve`` (create_app, which migrates in its lifespan:
     ``run_migrations=False``), every CLI command that starts the adapter, and the delivery
-    worker. In this order, each step stopping start-up on a mistake: the consortium file,
+    worker. In this order, each step stopping start-up on a mistake: the consortium file
+    and the recognition catalogue beside it,
     every connector's settings and secrets, the database (migrated), the adapter's own
     CodeSystems, the mappings. The worker and the message listings skip the connectors
     check, the CodeSystems and the mappings (``False``): they need none of them."""
     consortium = load_consortium(settings.config)
+    recognition = load_configured_catalogue(
+        settings.recognition_catalogue, settings.config, consortium
+    )
     if check_connectors:
         validate_connectors(consortium)  # a wrong connector setting or missing secret stops here
     engine = engine or make_engine(settings.database_url)
@@ -101,7 +107,7 @@ def build_runtime(
     if run_migrations and publish:
         publish_code_systems(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
     pipeline = make_pipeline(settings, consortium, factory) if load_mappings else None
-    return Runtime(settings, consortium, engine, factory, pipeline)
+    return Runtime(settings, consortium, engine, factory, pipeline, recognition)
 
 
 def record_config_loaded(runtime: Runtime, process: str) -> None:

@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         description="Consortium file (YAML): facilities, source systems, destinations, routes",
     )
     mappings_dir: Path = Field(DEFAULT_MAPPINGS, description="Root of the mapping folders")
+    recognition_catalogue: Path | None = Field(
+        None,
+        description="Recognition catalogue (互认目录, YAML); unset: recognition.yaml beside the "
+        "consortium file when there is one, else recognition is off",
+    )
     max_message_bytes: int = Field(
         5 * 1024 * 1024, gt=0, description="Inputs larger than this are refused and quarantined"
     )

@@ -18,8 +18,10 @@ Rows printed (milliseconds, p50 / p95 over ``--queries`` random patients):
           joined to the resource, ordered by a LATERAL max(date end), LIMIT 50; and a
           count(*) of the patient's rows
 and, for the negated forms the issue measured (``status:not=final``,
-``value-quantity:missing=true``), the store with the default total (bounded) and with
-``_total=accurate``.
+``value-quantity:missing=true``), the store with the default total and with
+``_total=accurate``; then the whole type sorted with no criterion (``_sort=-date``,
+``_sort=-_lastUpdated``). The schema is made for the run and dropped after it
+(``bench/pg_schema.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ import random
 import statistics
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,6 @@ import orjson
 import psycopg
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from adapter.api.app import create_app
 from adapter.fhir.index_values import index_values
@@ -50,6 +50,7 @@ from adapter.settings import Settings
 from adapter.store import make_engine, migrate, session_factory
 from adapter.store.resources import index_row
 from adapter.store.search import find
+from bench.pg_schema import Schema, scratch_schema
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CODES = [f"{1000 + i}-{i % 10}" for i in range(20)]
@@ -177,6 +178,14 @@ def pct(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[int(0.95 * (len(ordered) - 1))]
 
 
+EXTRA_FORMS: tuple[tuple[str, list[tuple[str, str]], tuple[str | None, ...]], ...] = (
+    ("status:not=final", [("status:not", "final")], (None, "accurate")),
+    ("value-quantity:missing=true", [("value-quantity:missing", "true")], (None, "accurate")),
+    ("_sort=-date (whole type)", [("_sort", "-date")], (None,)),
+    ("_sort=-_lastUpdated (whole type)", [("_sort", "-_lastUpdated")], (None,)),
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--observations", type=int, default=200_000)
@@ -184,84 +193,82 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--pg", default=DEFAULT_PG)
     args = parser.parse_args()
-    schema = f"bench_search_{uuid.uuid4().hex[:8]}"
-    plain = make_url(args.pg).set(drivername="postgresql").render_as_string(hide_password=False)
-    admin = psycopg.connect(plain, autocommit=True)
-    admin.execute(f"CREATE SCHEMA {schema}")
-    url = make_url(args.pg).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    try:
-        engine = make_engine(url_text)
-        migrate(engine)
-        started = time.perf_counter()
-        with psycopg.connect(plain, options=f"-csearch_path={schema}") as conn:
-            load(conn, args.observations, args.per_patient)
-        loaded = time.perf_counter() - started
-        patients = max(1, args.observations // args.per_patient)
-        rng = random.Random(11)
-        refs = [f"p{rng.randrange(patients)}" for _ in range(args.queries)]
-        factory = session_factory(engine)
-        rows: dict[str, list[float]] = {"api": [], "store": [], "floor": []}
-        app = create_app(Settings(database_url=url_text))
-        with (
-            TestClient(app) as client,
-            factory() as session,
-            psycopg.connect(plain, options=f"-csearch_path={schema}") as conn,
-        ):
-            for warm in refs[:20]:  # warm caches and connections
-                client.get(f"/fhir/Observation?patient={warm}&_sort=-date&_count=50")
-            for ref in refs:
-                t = time.perf_counter()
-                response = client.get(f"/fhir/Observation?patient={ref}&_sort=-date&_count=50")
-                rows["api"].append((time.perf_counter() - t) * 1000)
-                assert response.status_code == 200
-                parsed = parse_search(
-                    "Observation", [("patient", ref), ("_sort", "-date"), ("_count", "50")]
+    with scratch_schema(args.pg, "bench_search") as schema:
+        run(schema, args)
+
+
+def run(schema: Schema, args: argparse.Namespace) -> None:
+    engine = make_engine(schema.url)
+    migrate(engine)
+    started = time.perf_counter()
+    with schema.connect() as conn:
+        load(conn, args.observations, args.per_patient)
+    loaded = time.perf_counter() - started
+    patients = max(1, args.observations // args.per_patient)
+    rng = random.Random(11)
+    refs = [f"p{rng.randrange(patients)}" for _ in range(args.queries)]
+    factory = session_factory(engine)
+    rows: dict[str, list[float]] = {"api": [], "store": [], "floor": []}
+    app = create_app(Settings(database_url=schema.url))
+    with TestClient(app) as client, factory() as session, schema.connect() as conn:
+        for warm in refs[:20]:  # warm caches and connections
+            client.get(f"/fhir/Observation?patient={warm}&_sort=-date&_count=50")
+        for ref in refs:
+            t = time.perf_counter()
+            response = client.get(f"/fhir/Observation?patient={ref}&_sort=-date&_count=50")
+            rows["api"].append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200
+            parsed = parse_search(
+                "Observation", [("patient", ref), ("_sort", "-date"), ("_count", "50")]
+            )
+            t = time.perf_counter()
+            page = find(session, ["Observation"], parsed.criteria, count=50, sort=parsed.sort)
+            rows["store"].append((time.perf_counter() - t) * 1000)
+            session.rollback()
+            t = time.perf_counter()
+            bodies = conn.execute(FLOOR_PAGE, {"ref": f"Patient/{ref}"}).fetchall()
+            total = conn.execute(FLOOR_COUNT, {"ref": f"Patient/{ref}"}).fetchone()
+            rows["floor"].append((time.perf_counter() - t) * 1000)
+            assert [orjson.loads(b[0])["id"] for b in bodies] == [b["id"] for b in page.bodies]
+            assert total is not None and total[0] == page.total
+        extra: dict[str, tuple[float, int | None]] = {}
+        for label, params, modes in EXTRA_FORMS:
+            parsed = parse_search("Observation", [*params, ("_count", "50")])
+            for mode in modes:
+                samples = []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    page = find(
+                        session,
+                        ["Observation"],
+                        parsed.criteria,
+                        count=50,
+                        sort=parsed.sort,
+                        total=mode,
+                    )
+                    samples.append((time.perf_counter() - t) * 1000)
+                    session.rollback()
+                extra[f"{label} total={mode or 'default'}"] = (
+                    statistics.median(samples),
+                    page.total,
                 )
-                t = time.perf_counter()
-                page = find(session, ["Observation"], parsed.criteria, count=50, sort=parsed.sort)
-                rows["store"].append((time.perf_counter() - t) * 1000)
-                session.rollback()
-                t = time.perf_counter()
-                bodies = conn.execute(FLOOR_PAGE, {"ref": f"Patient/{ref}"}).fetchall()
-                total = conn.execute(FLOOR_COUNT, {"ref": f"Patient/{ref}"}).fetchone()
-                rows["floor"].append((time.perf_counter() - t) * 1000)
-                assert [orjson.loads(b[0])["id"] for b in bodies] == [b["id"] for b in page.bodies]
-                assert total is not None and total[0] == page.total
-            negated: dict[str, float] = {}
-            for label, params in (
-                ("status:not=final", [("status:not", "final")]),
-                ("value-quantity:missing=true", [("value-quantity:missing", "true")]),
-            ):
-                parsed = parse_search("Observation", [*params, ("_count", "50")])
-                for mode in (None, "accurate"):
-                    samples = []
-                    for _ in range(5):
-                        t = time.perf_counter()
-                        find(session, ["Observation"], parsed.criteria, count=50, total=mode)
-                        samples.append((time.perf_counter() - t) * 1000)
-                        session.rollback()
-                    negated[f"{label} total={mode or 'default'}"] = statistics.median(samples)
-        app.state.engine.dispose()
-        with engine.connect() as c:
-            index_rows = c.execute(text("SELECT count(*) FROM search_index")).scalar_one()
-        engine.dispose()
-        print(
-            f"\n{args.observations:,} Observations, {patients:,} patients, "
-            f"{index_rows:,} index rows; loaded in {loaded:.0f} s"
-        )
-        print(f"Observation?patient=X&_sort=-date&_count=50, {args.queries} patients (ms)")
-        print(f"{'':8}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
-        floor95 = pct(rows["floor"])[1]
-        for name, samples in rows.items():
-            p50, p95 = pct(samples)
-            print(f"{name:8}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
-        print("negated forms, store, median of 5 (ms)")
-        for label, ms in negated.items():
-            print(f"  {label:48}{ms:9.1f}")
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+    app.state.engine.dispose()
+    with engine.connect() as c:
+        index_rows = c.execute(text("SELECT count(*) FROM search_index")).scalar_one()
+    engine.dispose()
+    print(
+        f"\n{args.observations:,} Observations, {patients:,} patients, "
+        f"{index_rows:,} index rows; loaded in {loaded:.0f} s"
+    )
+    print(f"Observation?patient=X&_sort=-date&_count=50, {args.queries} patients (ms)")
+    print(f"{'':8}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
+    floor95 = pct(rows["floor"])[1]
+    for name, samples in rows.items():
+        p50, p95 = pct(samples)
+        print(f"{name:8}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
+    print("other forms, store, _count=50, median of 5 (ms; Bundle.total)")
+    for label, (ms, total) in extra.items():
+        print(f"  {label:52}{ms:9.1f}   total {total}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ import argparse
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ from adapter.fhir.index_values import IndexValue, index_values, normalize_text
 from adapter.pipeline import Translator
 from adapter.store.index_keys import KEY_CHARS
 from adapter.store.resources import index_row
+from bench.pg_schema import scratch_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -213,14 +213,8 @@ def run(url: str, messages: int, rounds: int) -> None:
         f"{common!r} ({codes.count(common)} a copy), {rare!r} ({codes.count(rare)}); "
         f"name prefix {prefix!r}"
     )
-    schema = f"bench_si_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-        conn.execute(f'SET search_path TO "{schema}"')
-        try:
-            _run(conn, base, messages, rounds, (common, rare, prefix))
-        finally:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with scratch_schema(url, "bench_si") as schema, schema.connect(autocommit=True) as conn:
+        _run(conn, base, messages, rounds, (common, rare, prefix))
 
 
 def _run(

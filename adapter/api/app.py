@@ -30,6 +30,8 @@ from adapter.api import (
     metrics,
     operations,
     patients,
+    recognition,
+    recognition_decisions,
 )
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.authz import Authority, authorize
@@ -69,6 +71,9 @@ ROUTERS: tuple[APIRouter, ...] = (
     history.router,  # before fhir.router: /fhir/_history is not a search
     operations.router,
     patients.router,  # before fhir: /fhir/Patient/$match is not a read of id "$match"
+    recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
+    recognition_decisions.router,
+    recognition_decisions.stats_router,
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
 )
@@ -115,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.session_factory = runtime.factory
     app.state.consortium = consortium
+    app.state.recognition = runtime.recognition  # the 互认 catalogue, None when off
     app.state.pipeline = runtime.pipeline
     app.state.auth = build_authority(settings, consortium) if settings.auth else None
     # built here so that bad destination settings stop start-up like a bad consortium file

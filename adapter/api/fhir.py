@@ -13,16 +13,17 @@ from adapter import __version__
 from adapter.api.deps import SessionDep
 from adapter.api.disclosure import disclosed
 from adapter.api.fhir_request import check_id as _check_id
-from adapter.api.fhir_request import check_type
+from adapter.api.fhir_request import check_type, current, subset_params
 from adapter.api.responses import FHIRResponse
 from adapter.api.scope import check_visible
-from adapter.errors import GoneError, NotFoundError
+from adapter.errors import NotFoundError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_query import paging_number
+from adapter.fhir.subset import subset
 from adapter.settings import Settings
-from adapter.store import read_version, resource_state
+from adapter.store import read_version
 
-__all__ = ["check_type", "fhir_base", "router"]
+__all__ = ["fhir_base", "router"]
 
 router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
@@ -41,7 +42,10 @@ def metadata(request: Request) -> FHIRResponse:
     started = request.app.state.started_at
     return FHIRResponse(
         capability_statement(
-            base_url=fhir_base(request), software_version=__version__, date=started
+            base_url=fhir_base(request),
+            software_version=__version__,
+            date=started,
+            recognition=getattr(request.app.state, "recognition", None) is not None,
         )
     )
 
@@ -52,14 +56,14 @@ def read(
 ) -> FHIRResponse:
     check_type(resource_type)
     _check_id(resource_id)
-    row = resource_state(session, resource_type, resource_id)
-    if row is None:
-        raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
-    check_visible(request, session, resource_type, resource_id)
-    if row.deleted:
-        raise GoneError(f"{resource_type}/{resource_id} was deleted", location="id")
+    summary, elements = subset_params(request)
+    check_visible(request, session, resource_type, resource_id)  # a reader: its care only
+    row = current(session, resource_type, resource_id)
     disclosed(request, "fhir.read", [row.body], interaction="read", resource_type=resource_type)
-    return FHIRResponse(row.body, headers=_version_headers(row.version_id, row.last_updated))
+    return FHIRResponse(
+        subset(row.body, summary, elements),
+        headers=_version_headers(row.version_id, row.last_updated),
+    )
 
 
 @router.get(
@@ -72,6 +76,7 @@ def vread(
 ) -> FHIRResponse:
     check_type(resource_type)
     _check_id(resource_id)
+    summary, elements = subset_params(request)
     if paging_number(version_id) is None:  # ASCII digits, at most 2**31 - 1
         raise NotFoundError(
             f"{resource_type}/{resource_id} has no version {version_id[:40]!r}", location="vid"
@@ -84,7 +89,9 @@ def vread(
         )
     disclosed(request, "fhir.read", [body], interaction="vread", resource_type=resource_type)
     last_updated = datetime.fromisoformat(body["meta"]["lastUpdated"])
-    return FHIRResponse(body, headers=_version_headers(int(version_id), last_updated))
+    return FHIRResponse(
+        subset(body, summary, elements), headers=_version_headers(int(version_id), last_updated)
+    )
 
 
 def _version_headers(version_id: int, last_updated: Any) -> dict[str, str]:

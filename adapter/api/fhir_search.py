@@ -4,17 +4,16 @@ adapter/store/search.py, the Bundle adapter/api/search_bundle.py."""
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 from urllib.parse import parse_qsl
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from adapter.api.deps import SessionDep, SettingsDep
 from adapter.api.disclosure import disclosed
-from adapter.api.fhir import check_type, fhir_base
+from adapter.api.fhir import fhir_base
+from adapter.api.fhir_request import check_type, prefers_lenient, request_zone
 from adapter.api.responses import FHIRResponse
 from adapter.api.scope import care_scope
 from adapter.api.search_bundle import searchset
@@ -71,11 +70,9 @@ def run(
     resource_type: str | None,
     params: list[tuple[str, str]],
 ) -> FHIRResponse:
-    lenient = prefers_lenient(request.headers.get("prefer", ""))
-    # the zone the store indexed dates without a zone in: the consortium's (the pipeline's)
-    pipeline = getattr(request.app.state, "pipeline", None)
-    zone = pipeline.timezone if pipeline is not None else ZoneInfo(settings.default_timezone)
-    parsed = parse_search(resource_type, params, zone=zone, lenient=lenient)
+    parsed = parse_search(
+        resource_type, params, zone=request_zone(request), lenient=prefers_lenient(request)
+    )
     count = settings.page_size_default if parsed.count is None else parsed.count
     count = 0 if parsed.summary_count else min(count, settings.page_size_max)
     types = (resource_type,) if resource_type else (parsed.types or SUPPORTED_TYPES)
@@ -139,8 +136,3 @@ def run(
             warnings=warnings,
         )
     )
-
-
-def prefers_lenient(prefer: str) -> bool:
-    tokens = {t.strip().replace(" ", "") for t in re.split(r"[;,]", prefer)}
-    return "handling=lenient" in tokens

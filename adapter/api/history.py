@@ -14,14 +14,7 @@ from adapter.api import bundles
 from adapter.api.deps import SessionDep, SettingsDep
 from adapter.api.disclosure import disclosed
 from adapter.api.fhir import fhir_base
-from adapter.api.fhir_request import (
-    check_id,
-    check_known,
-    check_type,
-    date_range_param,
-    paging_param,
-    request_zone,
-)
+from adapter.api.fhir_request import check_id, check_type, paged_query
 from adapter.api.responses import FHIRResponse
 from adapter.api.scope import care_scope, check_visible
 from adapter.errors import NotFoundError
@@ -71,15 +64,16 @@ def _history(
     resource_type: str | None,
     resource_id: str | None,
 ) -> FHIRResponse:
-    pairs = list(request.query_params.multi_items())
-    ignored = check_known(request, (k for k, _ in pairs), HISTORY_PARAMS)
-    params = dict(pairs)
-    zone = request_zone(request)
-    since = date_range_param("_since", params["_since"], zone)[0] if "_since" in params else None
-    at = date_range_param("_at", params["_at"], zone) if "_at" in params else None
-    count = min(paging_param(params, "_count", settings.page_size_default), settings.page_size_max)
-    offset = paging_param(params, "_offset", 0)
-    query = HistoryQuery(resource_type, resource_id, since, at, count, offset)
+    asked = paged_query(
+        request,
+        HISTORY_PARAMS,
+        page_default=settings.page_size_default,
+        page_max=settings.page_size_max,
+    )
+    count, offset = asked.count, asked.offset
+    query = HistoryQuery(
+        resource_type, resource_id, asked.start("_since"), asked.range("_at"), count, offset
+    )
     scope = care_scope(request)
     if resource_id is not None and resource_type is not None:
         check_visible(request, session, resource_type, resource_id)
@@ -96,14 +90,14 @@ def _history(
         if resource_id is None
         else "history-instance",
         resource_type=resource_type or "*",
-        params=pairs,
+        params=asked.applied,
     )
     path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
     return FHIRResponse(
         bundles.history(
             base=fhir_base(request),
             path=path,
-            params=[(k, v) for k, v in pairs if k not in ignored],
+            params=asked.applied,
             total=total,
             versions=versions,
             count=count,

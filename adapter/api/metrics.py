@@ -212,6 +212,6 @@ def metrics(request: Request) -> Response:
                 select(InboundMessage.source_system, InboundMessage.issues).where(
                     InboundMessage.status == "processed-with-warnings"
                 )
-            ).tuples()
+            )
         )
     return Response(render(statuses, messages, unread) + sync, media_type=CONTENT_TYPE)

@@ -42,6 +42,10 @@ COMMON_PARAMS = {
     "_format": "json | xml (or a media type); overrides Accept",
     "_pretty": "true: indented output",
 }
+READ_PARAMS = {
+    "_summary": "true | text | data | false (count only on a search)",
+    "_elements": RESULT_PARAMS["_elements"],
+}
 ERRORS = {
     400: "Bad request: an unknown or malformed parameter, id or body",
     401: "No usable bearer token (WWW-Authenticate: Bearer)",
@@ -189,7 +193,8 @@ def _fhir_operation(operation: dict[str, Any], name: str, outcome: dict[str, Any
         }
     parameters = operation.setdefault("parameters", [])
     known = {p.get("name") for p in parameters}
-    for pname, text in COMMON_PARAMS.items():
+    read = READ_PARAMS if name in ("fhir_read", "fhir_vread") else {}
+    for pname, text in {**COMMON_PARAMS, **read}.items():
         if pname not in known:
             parameters.append(_query(pname, text))
 

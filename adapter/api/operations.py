@@ -27,22 +27,13 @@ from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep, SettingsDep
 from adapter.api.disclosure import disclosed
 from adapter.api.fhir import fhir_base
-from adapter.api.fhir_request import (
-    check_id,
-    check_known,
-    check_type,
-    date_range_param,
-    paging_param,
-    request_zone,
-)
+from adapter.api.fhir_request import check_id, check_known, check_type, current, paged_query
 from adapter.api.responses import FHIRResponse
 from adapter.api.scope import check_visible
 from adapter.errors import (
-    GoneError,
     InputTooLargeError,
     InvalidRequestError,
     Issue,
-    NotFoundError,
     UnsupportedError,
     operation_outcome,
 )
@@ -51,7 +42,6 @@ from adapter.fhir.search_params import RESOURCES, is_supported
 from adapter.identity import person_of, records_of
 from adapter.oversize import Oversize
 from adapter.pipeline.validate import validate_resource
-from adapter.store import resource_state
 from adapter.store.documents import stored_document
 from adapter.store.everything import EverythingQuery, everything_page, read_many, referenced_keys
 from adapter.store.visibility import is_visible
@@ -74,23 +64,25 @@ def everything(
     # a reader: the person must be in its facility's care (then every record of the
     # person is: adapter/store/visibility.py), and shared resources are limited the same
     scope = check_visible(request, session, "Patient", patient_id)
-    _current(session, "Patient", patient_id)
-    pairs = list(request.query_params.multi_items())
-    ignored = check_known(request, (k for k, _ in pairs), EVERYTHING_PARAMS)
-    params = dict(pairs)
-    zone = request_zone(request)
+    current(session, "Patient", patient_id)
+    asked = paged_query(
+        request,
+        EVERYTHING_PARAMS,
+        page_default=settings.page_size_default,
+        page_max=settings.page_size_max,
+    )
     care = None
-    if "start" in params or "end" in params:
-        start = date_range_param("start", params["start"], zone)[0] if "start" in params else None
-        end = date_range_param("end", params["end"], zone)[1] if "end" in params else None
-        care = (start or datetime(1, 1, 2, tzinfo=UTC), end or datetime(9999, 12, 30, tzinfo=UTC))
-    since = date_range_param("_since", params["_since"], zone)[0] if "_since" in params else None
-    types = _types(params.get("_type"))
-    count = min(paging_param(params, "_count", settings.page_size_default), settings.page_size_max)
-    offset = paging_param(params, "_offset", 0)
+    start, end = asked.range("start"), asked.range("end")
+    if start is not None or end is not None:
+        care = (
+            start[0] if start else datetime(1, 1, 2, tzinfo=UTC),
+            end[1] if end else datetime(9999, 12, 30, tzinfo=UTC),
+        )
+    types = _types(asked.params.get("_type"))
+    count, offset = asked.count, asked.offset
     records = records_of(session, person_of(session, patient_id))
     query = EverythingQuery(
-        [f"Patient/{rid}" for rid in records], types, since, care, count, offset
+        [f"Patient/{rid}" for rid in records], types, asked.start("_since"), care, count, offset
     )
     total, bodies = everything_page(session, query)
     shared = [
@@ -107,14 +99,14 @@ def everything(
         [*bodies, *included],
         interaction="operation:everything",
         resource_type="Patient",
-        params=pairs,
+        params=asked.applied,
         total=total,
     )
     return FHIRResponse(
         bundles.operation_searchset(
             base=fhir_base(request),
             path=f"Patient/{patient_id}/$everything",
-            params=[(k, v) for k, v in pairs if k not in ignored],
+            params=asked.applied,
             total=total,
             matches=bodies,
             included=included,
@@ -157,7 +149,7 @@ def document(composition_id: str, request: Request, session: SessionDep) -> FHIR
             location="persist",
         )
     check_visible(request, session, "Composition", composition_id)
-    composition = _current(session, "Composition", composition_id)
+    composition = current(session, "Composition", composition_id).body
     stored = stored_document(session, composition_id)
     bundle = stored if stored is not None else _assembled(session, composition, fhir_base(request))
     disclosed(
@@ -262,12 +254,3 @@ def _posted_resource(body: bytes) -> tuple[dict[str, Any], str | None]:
             "Parameters without a 'resource' parameter holding the resource", location="resource"
         )
     return resource, profile
-
-
-def _current(session: SessionDep, resource_type: str, resource_id: str) -> dict[str, Any]:
-    row = resource_state(session, resource_type, resource_id)
-    if row is None:
-        raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
-    if row.deleted:
-        raise GoneError(f"{resource_type}/{resource_id} was deleted", location="id")
-    return row.body

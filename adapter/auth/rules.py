@@ -96,4 +96,11 @@ RULES: dict[str, Rule] = {
     "fhir_everything": _FHIR,
     "fhir_document": _FHIR,
     "fhir_validate": _rule("none", "reader", "source"),  # checks a body, discloses nothing
+    # 检查检验结果互认: a doctor's application asks about, and decides for, persons in its
+    # facility's care, for its own facility; the monthly rates are aggregates (no person)
+    "fhir_recognisable": _FHIR,
+    "fhir_recognisable_by_identifier": _FHIR,
+    "fhir_recognisable_shown": _FHIR,
+    "fhir_recognition_decision": _FHIR,
+    "recognition_rate": _rule("none", *_RUN),
 }

@@ -28,8 +28,31 @@ OPERATIONS: dict[str, tuple[str, tuple[str, ...]]] = {
 SOFTWARE_NAME = "yigongti-fhir-adapter"
 
 
-def capability_statement(*, base_url: str, software_version: str, date: str) -> dict[str, Any]:
-    """An R4 CapabilityStatement (kind instance) for the server at ``base_url``."""
+# served only when a recognition catalogue is configured (docs/recognition.md)
+RECOGNITION_OPERATIONS: tuple[dict[str, str], ...] = (
+    {
+        "name": "recognisable",
+        "definition": "https://yigongti-fhir-adapter.github.io/fhir/OperationDefinition/"
+        "Patient-recognisable",
+        "documentation": "检查检验结果互认: the person's prior results recognisable now, per "
+        "catalogue item, with the item's mark (HR, ★ ...) and the reason for each result "
+        "that is not; answers a Parameters (docs/recognition.md)",
+    },
+    {
+        "name": "recognition-decision",
+        "definition": "https://yigongti-fhir-adapter.github.io/fhir/OperationDefinition/"
+        "Patient-recognition-decision",
+        "documentation": "Records a doctor's decision (互认 / 不互认 with a coded reason) on "
+        "one ordered item as a Task; a recognised one carries the mark in meta.tag",
+    },
+)
+
+
+def capability_statement(
+    *, base_url: str, software_version: str, date: str, recognition: bool = False
+) -> dict[str, Any]:
+    """An R4 CapabilityStatement (kind instance) for the server at ``base_url``;
+    ``recognition``: the recognition operations are served (a catalogue is configured)."""
     resources = []
     for rtype in SUPPORTED_TYPES:
         params = RESOURCES[rtype].params.values()
@@ -51,7 +74,8 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
                     {"name": name, "definition": definition}
                     for name, (definition, types) in OPERATIONS.items()
                     if not types or rtype in types
-                ],
+                ]
+                + (list(RECOGNITION_OPERATIONS) if recognition and rtype == "Patient" else []),
                 "searchParam": [
                     _search_param(
                         p.name,
@@ -84,7 +108,10 @@ def capability_statement(*, base_url: str, software_version: str, date: str) -> 
                     "_count, _offset, _sort (any search parameter of the type, several, '-' "
                     "for descending), _total (none, estimate, accurate), _summary (true, text, "
                     "data, count), _elements, _include / _revinclude (with :iterate, one more "
-                    "level), chains one level deep and _has. Unknown parameters are refused "
+                    "level), chains one level deep and _has. Without _total, a search with "
+                    ":not, :not-in or :missing=true gives total only on a page that reaches "
+                    "the end. Reads and version reads take _summary (true, text, data) and "
+                    "_elements. Unknown parameters are refused "
                     "with 400 (handling=strict is the default) unless the request says "
                     "Prefer: handling=lenient; then they are ignored and listed in an "
                     "OperationOutcome entry of the Bundle."

@@ -36,7 +36,10 @@ from adapter.fhir.value_sets import expand, known_value_sets
 
 Prefix = Literal["eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap"]
 PREFIXES: tuple[str, ...] = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
-# Result parameters this server understands; the rest of "_..." is unsupported.
+# Result parameters this server understands; the rest of "_..." is unsupported. ``_format``
+# (JSON or XML) and ``_pretty`` are answered by adapter/api/negotiation.py, which takes them
+# out of the query before a search is parsed; ``_format`` is listed so that a search given
+# it here anyway (a direct caller) does not refuse it.
 RESULT_PARAMS = (
     "_count",
     "_offset",
@@ -61,7 +64,6 @@ _PLUS_AS_SPACE = re.compile(r"(?<=\d) (\d{2}:\d{2})$")
 # the largest _count / _offset / offset taken: a 32-bit signed integer, far beyond any result
 MAX_PAGING_NUMBER = 2**31 - 1
 _NUMBER_RE = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_JSON_FORMATS = ("json", "application/json", "application/fhir+json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,8 +298,7 @@ def _result_param(request: SearchRequest, name: str, value: str) -> None:
         request.summary = parse_summary(value)
     elif name == "_elements":
         request.elements = parse_elements(value)
-    elif name == "_format" and value not in _JSON_FORMATS:
-        raise BadValue(f"_format={value!r}: this server only speaks JSON", "not-supported")
+    # _format: the negotiation's (see RESULT_PARAMS), nothing to do here
 
 
 def _non_negative(name: str, value: str) -> int:

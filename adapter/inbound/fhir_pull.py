@@ -40,7 +40,7 @@ from adapter.inbound.base import SourceDocument, register_source
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from adapter.pipeline.ingest import IngestResult
+    from adapter.pipeline import IngestResult
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from adapter.oversize import Oversize
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
-    from adapter.pipeline.ingest import IngestResult
+    from adapter.pipeline import IngestResult
 
 log = logging.getLogger(__name__)
 

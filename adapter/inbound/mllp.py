@@ -35,7 +35,7 @@ from adapter.oversize import Oversize
 from adapter.pipeline.receipt import Channel, Receipt, address
 
 if TYPE_CHECKING:
-    from adapter.pipeline.ingest import IngestResult, Pipeline
+    from adapter.pipeline import IngestResult, Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from adapter.inbound.base import Source, SourceDocument
 from adapter.pipeline.receipt import Receipt
 
 if TYPE_CHECKING:
-    from adapter.pipeline.ingest import IngestResult, Pipeline
+    from adapter.pipeline import IngestResult, Pipeline
 
 log = logging.getLogger(__name__)
 

@@ -30,18 +30,13 @@ from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium, Facility, SourceSystem
-from adapter.errors import AdapterError, Issue, NotFoundError, ParseError, UnknownSourceError
+from adapter.errors import AdapterError, Issue, NotFoundError, UnknownSourceError
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.loader import MappingSet
 from adapter.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline import steps
 from adapter.pipeline.receipt import Channel, Receipt
 from adapter.pipeline.results import (
-    PROCESSED,
-    QUARANTINED,
-    RECEIVED,
-    STATUSES,
-    WARNINGS,
     IngestResult,
     result_of,
 )
@@ -403,18 +398,3 @@ def _lost_race(exc: OperationalError) -> bool:
     """PostgreSQL rolled the transaction back to break a deadlock (40P01) or a
     serialization conflict (40001): doing it again is the documented remedy."""
     return getattr(exc.orig, "sqlstate", None) in ("40P01", "40001")
-
-
-__all__ = [
-    "PROCESSED",
-    "QUARANTINED",
-    "RECEIVED",
-    "STATUSES",
-    "WARNINGS",
-    "Channel",
-    "IngestResult",
-    "Outcome",
-    "ParseError",
-    "Pipeline",
-    "Receipt",
-]

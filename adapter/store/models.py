@@ -8,6 +8,8 @@ outbox            one row per resource version and destination still to deliver
 delivery_attempt  every try to deliver an outbox row: when, by whom, status, error, duration
 delivery_destination  per destination: circuit breaker state and last success (shared by workers)
 care_relationship  which facility cares for which consortium person, since when, until when, why
+recognition_decision  a doctor's 互认 decision per (patient, order, item), also stored as a Task
+recognition_reminder  a $recognisable answer shown (POST) per (patient, order or encounter, item)
 """
 
 from __future__ import annotations
@@ -411,3 +413,57 @@ class SyncLease(Base):
     holder: Mapped[str | None] = mapped_column(String(_WORKER))
     until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_run_day: Mapped[str | None] = mapped_column(String(10))
+
+
+class RecognitionDecision(Base):
+    """A doctor's decision on one item of an order (检查检验结果互认): recognise a prior
+    result, or not, with a coded reason; one row per (patient, order, item), kept as a FHIR
+    Task too (``task_id``). ``edition`` is the recognition catalogue's edition used."""
+
+    __tablename__ = "recognition_decision"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "order_id", "item_code"),
+        CheckConstraint("decision IN ('recognised', 'not-recognised')", name="decision"),
+        Index(None, "facility_id", "decided_at"),
+        Index(None, "item_code", "decided_at"),
+    )
+
+    task_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(String(_ID))
+    order_id: Mapped[str] = mapped_column(String(255))  # the new order: HIS number or reference
+    item_code: Mapped[str] = mapped_column(String(_ID))
+    facility_id: Mapped[str] = mapped_column(String(_ID))  # the ordering facility
+    department: Mapped[str | None] = mapped_column(String(255))
+    doctor: Mapped[str] = mapped_column(String(255))
+    decision: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str | None] = mapped_column(String(_ID))
+    reason_text: Mapped[str | None] = mapped_column(Text())
+    prior: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # "Observation/<id>"
+    edition: Mapped[str] = mapped_column(String(_ID))
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RecognitionReminder(Base):
+    """An answer of ``$recognisable`` shown to a doctor (POST, with the order or encounter it
+    was shown for): one row per (patient, context, item, trigger), the first showing kept.
+    ``recognisable``: a recognisable prior result was shown (the item was eligible)."""
+
+    __tablename__ = "recognition_reminder"
+    __table_args__ = (
+        UniqueConstraint("patient_id", "context", "item_code", "trigger"),
+        CheckConstraint("trigger IN ('encounter', 'order')", name="trigger"),
+        Index(None, "facility_id", "shown_at"),
+        Index(None, "shown_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(String(_ID))
+    context: Mapped[str] = mapped_column(String(255))  # the order or encounter number
+    item_code: Mapped[str] = mapped_column(String(_ID))
+    trigger: Mapped[str] = mapped_column(String(16))
+    facility_id: Mapped[str] = mapped_column(String(_ID))
+    doctor: Mapped[str | None] = mapped_column(String(255))
+    recognisable: Mapped[bool] = mapped_column(Boolean())
+    edition: Mapped[str] = mapped_column(String(_ID))
+    shown_at: Mapped[datetime] = mapped_column(UTCDateTime())

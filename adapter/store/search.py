@@ -96,9 +96,27 @@ def find(
     has_more = len(bodies) > count
     bodies = bodies[:count]
     matched = count_matches(
-        session, _r, where, mode=total, count=count, offset=offset, page=len(bodies), more=has_more
+        session,
+        _r,
+        where,
+        mode=total,
+        count=count,
+        offset=offset,
+        page=len(bodies),
+        more=has_more,
+        negated=any(excludes(c) for c in criteria),
     )
     return Page(matched, bodies, has_more)
+
+
+def excludes(criterion: Criterion | HasCriterion) -> bool:
+    """Whether the criterion is an anti-join on the search index (``NOT EXISTS``): its
+    matches can only be counted by probing every resource of the type."""
+    if not isinstance(criterion, Criterion) or criterion.param.column:
+        return False
+    if criterion.modifier == "missing":
+        return criterion.values[0] is True
+    return criterion.modifier in _NEGATED
 
 
 def search(

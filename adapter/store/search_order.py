@@ -6,6 +6,10 @@ that parameter, so a resource with several values sorts by the first / last of t
 FHIR asks. A date sorts by the start of its range ascending and by the end descending
 (``_sort=-date``: the latest clinical time first). Resources without a value come last
 either way. Ties are broken by last change (newest first) and then id, so paging is stable.
+
+``_id`` and ``_lastUpdated`` are never null: no ``NULLS LAST`` on them, which would keep
+PostgreSQL from reading the (type, last_updated, id) index in order (``_sort=-_lastUpdated``
+on a whole type: a scan and a sort of every row instead of the first rows of the index).
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ _SORT_COLUMNS = {
 }
 
 
+_NOT_NULL = ("_id", "_lastUpdated")
+
+
 def order_by(sort: tuple[SortKey, ...], r: FromClause) -> list[Any]:
     columns = {"_lastUpdated": r.c.last_updated, "_id": r.c.id, "_source": r.c.message_id}
     order: list[Any] = []
     for key in sort:
         value = columns[key.name] if key.name in columns else _index_value(key, r)
-        order.append((value.desc() if key.descending else value.asc()).nulls_last())
+        ordered = value.desc() if key.descending else value.asc()
+        order.append(ordered if key.name in _NOT_NULL else ordered.nulls_last())
     names = {k.name for k in sort}
     if "_lastUpdated" not in names:
         order.append(r.c.last_updated.desc())

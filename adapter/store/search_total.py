@@ -8,6 +8,12 @@
 * ``_total=estimate``: exact when the page shows the end; else, on PostgreSQL, the
   planner's row estimate for the query (``EXPLAIN``, no rows read); SQLite has no
   estimate to ask for, so there it is the bounded count, or left out past the cap.
+* no ``_total`` on a search that excludes (``:not``, ``:not-in``, ``:missing=true``,
+  ``negated``): counting its matches, even up to the cap, is an anti-join over every
+  resource of the type (1-1.6 s at 100,000 Observations under load) when the matches are
+  few, so the total is left out unless the page shows the end (the ``next`` link pages
+  on); ``_total=accurate`` counts. Not the planner's estimate: PostgreSQL misjudges an
+  anti-join badly (93,526 for 2,000 matches of ``status:not=final`` in bench_search).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ def count_matches(
     offset: int,
     page: int,
     more: bool,
+    negated: bool = False,
 ) -> int | None:
     if mode == "none":
         return None
@@ -44,6 +51,8 @@ def count_matches(
         return offset + page  # the page reached the end of the results
     if mode == "estimate" and session.get_bind().dialect.name == "postgresql":
         return max(_planner_estimate(session, r, where), offset + page + int(more))
+    if negated and mode is None:
+        return None
     return _bounded_count(session, r, where)
 
 

@@ -9,6 +9,7 @@ Each client's secret is ``secret-<id>``, hashed with argon2 at the cheapest para
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,6 +68,9 @@ def consortium_with_clients(folder: Path, *, deliveries: bool = False) -> Path:
         "    roles: [reader]",
         f"    secret: env:{ENV_NAME}",
     ]
+    recognition = DEFAULT_CONSORTIUM.parent / "recognition.yaml"
+    if recognition.is_file():  # the 互认 catalogue is read from beside the consortium file
+        shutil.copyfile(recognition, folder / "recognition.yaml")
     path = folder / "consortium.yaml"
     if deliveries:
         text = text.replace("enabled: false", "enabled: true")

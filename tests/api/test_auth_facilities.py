@@ -275,3 +275,33 @@ def test_disclosures_name_the_authenticated_client(world: World) -> None:
             .limit(1)
         ).one()
     assert tuple(rows) == ("county-reader", COUNTY, "county-reader")
+
+
+def test_recognition_asks_and_decides_within_the_care_of_one_s_own_facility(
+    world: World,
+) -> None:
+    own, other = world.patients("county")[0], world.patients("shiqiao")[0]
+    assert world.get("county-reader", f"/fhir/{own}/$recognisable").status_code == 200
+    answer = world.get("county-reader", f"/fhir/{other}/$recognisable")
+    assert answer.status_code == 404, answer.text
+    assert world.get("shiqiao-reader", f"/fhir/{other}/$recognisable").status_code == 200
+
+    def decide(patient: str, facility: str) -> Any:
+        parameters = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "order", "valueString": "ORD-1"},
+                {"name": "item", "valueString": "CBC"},
+                {"name": "facility", "valueString": facility},
+                {"name": "doctor", "valueString": "D-1"},
+                {"name": "decision", "valueString": "not-recognised"},
+            ],
+        }
+        return world.client.post(
+            f"/fhir/{patient}/$recognition-decision",
+            json=parameters,
+            headers=world.tokens.headers("county-reader"),
+        )
+
+    assert decide(own, SHIQIAO).status_code == 403  # for another facility
+    assert decide(other, COUNTY).status_code == 404  # about a person not in its care

@@ -67,7 +67,9 @@ def test_resources_interactions_and_parameters_match_the_table(capability: dict)
             "history-type",
         ]
         operations = {o["name"] for o in resource["operation"]}
-        expected = {"validate"} | {"Patient": {"everything"}, "Composition": {"document"}}.get(
+        # the example consortium has a recognition catalogue: its operations are served
+        patient = {"everything", "recognisable", "recognition-decision"}
+        expected = {"validate"} | {"Patient": patient, "Composition": {"document"}}.get(
             rtype, set()
         )
         assert operations == expected, rtype

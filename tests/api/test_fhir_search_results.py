@@ -134,6 +134,28 @@ class TestSort:
         ascending = get(client, "/fhir/Observation?_sort=date")
         assert entries(ascending, "match") == entries(body, "match")[::-1]
 
+    @pytest.mark.parametrize("sort", ["-date", "date", "-_lastUpdated", "_id", "status", ""])
+    def test_a_whole_type_pages_through_in_one_stable_order(
+        self, client: TestClient, sort: str
+    ) -> None:
+        """No criterion but the sort: pages of 2 give every Observation once, in the order
+        of the unpaged answer; equal keys (every status is final) fall back to the default
+        order, newest change first, and ask twice, answer the same."""
+        query = f"_sort={sort}&" if sort else ""
+        whole = entries(get(client, f"/fhir/Observation?{query}_count=50"), "match")
+        assert len(whole) == 5
+        assert entries(get(client, f"/fhir/Observation?{query}_count=50"), "match") == whole
+        paged: list[str] = []
+        url: str | None = f"/fhir/Observation?{query}_count=2"
+        while url:
+            body = get(client, url)
+            paged += entries(body, "match")
+            url = links(body).get("next")
+        assert paged == whole
+        if sort in ("status", ""):
+            # saved one by one, a minute apart, in the order oa1, oa2, oa3, ob1, ob2
+            assert whole == [f"Observation/{i}" for i in ("ob2", "ob1", "oa3", "oa2", "oa1")]
+
     def test_several_keys_and_missing_values_last(self, client: TestClient) -> None:
         body = get(client, "/fhir/Observation?_sort=patient,-date")
         assert entries(body, "match") == [
@@ -228,6 +250,25 @@ class TestTotal:
         assert get(client, "/fhir/Observation?_count=1&_total=accurate")["total"] == 5
         estimate = get(client, "/fhir/Observation?_count=1&_total=estimate")["total"]
         assert isinstance(estimate, int) and estimate >= 2  # the planner's figure on PostgreSQL
+
+    @pytest.mark.parametrize(
+        "criterion", ["status:not=amended", "code:not=none-such", "category:missing=true"]
+    )
+    def test_an_excluding_search_is_not_counted_unless_asked(
+        self, client: TestClient, criterion: str
+    ) -> None:
+        """Counting the matches of :not / :missing=true probes every resource of the type:
+        by default the total is left out while pages remain, exact once a page shows the
+        end, and counted when _total=accurate (or _summary=count) asks for it."""
+        first = get(client, f"/fhir/Observation?{criterion}&_count=2")
+        assert "total" not in first and "next" in links(first)
+        assert len(entries(first, "match")) == 2
+        assert get(client, f"/fhir/Observation?{criterion}&_count=50")["total"] == 5
+        assert get(client, f"/fhir/Observation?{criterion}&_count=2&_offset=4")["total"] == 5
+        assert get(client, f"/fhir/Observation?{criterion}&_count=2&_total=accurate")["total"] == 5
+        assert get(client, f"/fhir/Observation?{criterion}&_summary=count")["total"] == 5
+        # the same search without exclusion still counts up to the cap
+        assert get(client, "/fhir/Observation?status=final&_count=2")["total"] == 5
 
     def test_past_the_count_cap_the_default_total_is_left_out(
         self, client: TestClient, monkeypatch: pytest.MonkeyPatch

@@ -23,6 +23,12 @@ def test_openapi_tells_the_truth(client: TestClient) -> None:
     )
     assert birthdate["in"] == "query" and birthdate["description"].startswith("date")
     # FHIR answers in both formats; errors are OperationOutcomes, with the codes returned
+    for path in (
+        "/fhir/{resource_type}/{resource_id}",
+        "/fhir/{resource_type}/{resource_id}/_history/{version_id}",
+    ):
+        names = {p["name"] for p in paths[path]["get"]["parameters"]}
+        assert {"_summary", "_elements", "_format"} <= names, path
     read = paths["/fhir/{resource_type}/{resource_id}"]["get"]["responses"]
     assert set(read["200"]["content"]) == FHIR_MEDIA
     assert {"304", "400", "404", "405", "406", "410"} <= set(read)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from adapter.audit.grants import service_grants
+from adapter.pipeline import Receipt
 from adapter.store import make_engine, session_factory
 from tests.audit.audit_support import ORU, check
 from tests.integration.connector_helpers import example_pipeline
@@ -44,7 +45,7 @@ def test_the_service_user_appends_but_cannot_change_the_audit_log(
     service_engine: Engine,
 ) -> None:
     factory = session_factory(service_engine)
-    result = example_pipeline(factory).ingest(ORU.read_bytes(), "std-hl7v2")
+    result = example_pipeline(factory).ingest(ORU.read_bytes(), Receipt("std-hl7v2", "cli"))
     assert result.accepted  # the service works with these grants, audit records included
     with factory() as session:
         assert session.execute(text("SELECT count(*) FROM audit_record")).scalar_one() == 3

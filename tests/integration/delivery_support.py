@@ -17,7 +17,7 @@ from adapter.delivery.breaker import BreakerConfig
 from adapter.delivery.service import build_worker
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
 from adapter.store import enqueue_many, save_resources
-from adapter.store.models import DeliveryAttempt, Outbox
+from adapter.store.models import DeliveryAttempt, DeliveryDestination, Outbox
 from tests.integration.delivery_receiver import Receiver, running_receiver
 
 DEST = "hospital-fhir"
@@ -185,6 +185,14 @@ def queue(
         return list(
             session.scalars(select(Outbox.id).where(Outbox.id > before).order_by(Outbox.id))
         )
+
+
+def breaker_state(factory: sessionmaker[Session]) -> DeliveryDestination:
+    """The destination's row: its circuit breaker's state, failures, open-until."""
+    with factory() as session:
+        destination = session.get(DeliveryDestination, DEST)
+        assert destination is not None
+        return destination
 
 
 def rows(factory: sessionmaker[Session]) -> dict[int, Outbox]:

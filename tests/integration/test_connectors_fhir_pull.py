@@ -18,8 +18,7 @@ from adapter.errors import ConfigError
 from adapter.inbound import build_source
 from adapter.inbound.fhir_pull import FhirPullSource
 from adapter.inbound.poller import poll_once
-from adapter.pipeline import Pipeline
-from adapter.pipeline.ingest import IngestResult
+from adapter.pipeline import IngestResult, Pipeline
 from adapter.pipeline.receipt import Receipt
 from adapter.store.models import InboundMessage
 from tests.peers.fault_server import Answer, FaultServer

@@ -23,16 +23,10 @@ from tests.integration.delivery_support import (
     Clock,
     observation,
     queue,
-    receiving,
     rows,
     worker,
     write_consortium,
 )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from receiving()
 
 
 @pytest.fixture

@@ -19,15 +19,10 @@ from adapter.runtime import build_runtime
 from adapter.settings import PROJECT_ROOT, Settings, get_settings
 from adapter.store.models import Outbox
 from tests.integration.delivery_receiver import Receiver, outcome
-from tests.integration.delivery_support import receiving, write_consortium
+from tests.integration.delivery_support import write_consortium
 from tests.integration.test_delivery_faults import _adapter_command
 
 ORU = PROJECT_ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "biochem-zones.hl7"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from receiving()
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

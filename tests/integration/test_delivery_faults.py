@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,28 +24,18 @@ from adapter.delivery.breaker import BreakerConfig
 from adapter.delivery.service import SingleWorkerLock, start_exclusive
 from adapter.errors import ConfigError
 from adapter.store import make_engine
-from adapter.store.models import DeliveryAttempt, DeliveryDestination, Outbox
+from adapter.store.models import DeliveryAttempt, Outbox
 from tests.integration.delivery_receiver import Receiver
 from tests.integration.delivery_support import (
     DEST,
     Clock,
+    breaker_state,
     observation,
     queue,
-    receiving,
     rows,
     worker,
     write_consortium,
 )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from receiving()
-
-
-def _breaker(factory: sessionmaker[Session]) -> DeliveryDestination:
-    with factory() as session:
-        return session.get(DeliveryDestination, DEST)
 
 
 def test_breaker_opens_after_failures_pauses_and_probes(
@@ -75,7 +64,7 @@ def test_breaker_opens_after_failures_pauses_and_probes(
     probe = w.process(DEST)
     assert (probe.admission, probe.claimed, probe.breaker) == ("probe", 1, "open")
     assert len(receiver.requests) == 5
-    state = _breaker(session_factory)
+    state = breaker_state(session_factory)
     assert state.open_until == clock.now + timedelta(seconds=60)
 
     clock.advance(59)  # the failed probe doubled the pause
@@ -86,7 +75,7 @@ def test_breaker_opens_after_failures_pauses_and_probes(
     assert (probe.admission, probe.claimed, probe.breaker) == ("probe", 1, "closed")
     w.drain()
     assert {rows(session_factory)[i].state for i in ids} == {"delivered"}
-    state = _breaker(session_factory)
+    state = breaker_state(session_factory)
     assert (state.breaker_state, state.consecutive_failures, state.opened_count) == ("closed", 0, 0)
     # the rows that waited behind the open breaker used no tries
     assert max(rows(session_factory)[i].attempts for i in ids) <= 3

@@ -9,37 +9,24 @@ the worker's own time between the first try and the last delivery, not the wall 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.delivery.breaker import BreakerConfig
 from adapter.delivery.worker import DeliveryWorker
-from adapter.store.models import DeliveryDestination
 from tests.integration.delivery_receiver import Receiver
 from tests.integration.delivery_support import (
     DEST,
     Clock,
+    breaker_state,
     observation,
     queue,
-    receiving,
     rows,
     worker,
 )
 
 RETRY_AFTER_1 = (503, {"Retry-After": "1"}, None)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from receiving()
-
-
-def _breaker(factory: sessionmaker[Session]) -> DeliveryDestination:
-    with factory() as session:
-        return session.get(DeliveryDestination, DEST)
 
 
 def _run(w: DeliveryWorker, clock: Clock, factory: sessionmaker[Session], ids: list[int]):
@@ -56,7 +43,7 @@ def _run(w: DeliveryWorker, clock: Clock, factory: sessionmaker[Session], ids: l
     raise AssertionError(f"not delivered: {[rows(factory)[i].state for i in ids]}")
 
 
-def test_four_503_answers_to_a_bundle_of_five_do_not_open_the_breaker(
+def test_four_503_answers_to_a_bundle_of_five_do_not_open_thebreaker_state(
     session_factory: sessionmaker[Session], receiver: Receiver
 ) -> None:
     ids = queue(session_factory, [observation(f"o{n}", f"p{n}", "v1") for n in range(5)])
@@ -71,7 +58,7 @@ def test_four_503_answers_to_a_bundle_of_five_do_not_open_the_breaker(
     assert "open" not in states  # 4 failed requests < failure_threshold 5
     assert sorted(receiver.refs()) == [f"Observation/o{n}" for n in range(5)]
     assert max(rows(session_factory)[i].attempts for i in ids) <= 5
-    state = _breaker(session_factory)
+    state = breaker_state(session_factory)
     assert (state.breaker_state, state.consecutive_failures) == ("closed", 0)
     # the rows' own backoff only (1 s doubled, up to 1 s jitter: at most 2+3+5+9 s, and the
     # test's half-second steps); before, the breaker paused 30 + 60 + 120 + 240 s
@@ -96,13 +83,13 @@ def test_a_short_retry_after_shortens_the_breakers_cool_down(
     assert w.process(DEST).breaker == "closed"  # one failed request (5 rows)
     clock.advance(1.5)
     assert w.process(DEST).breaker == "open"  # the second
-    state = _breaker(session_factory)
+    state = breaker_state(session_factory)
     # the destination asked for 1 s: the cool-down is 1 s, not 30
     assert state.open_until == clock.now + timedelta(seconds=1)
     clock.advance(1)
     probe = w.process(DEST)  # the probe (one row) meets the third 503 ...
     assert (probe.admission, probe.claimed, probe.breaker) == ("probe", 1, "open")
-    assert _breaker(session_factory).open_until == clock.now + timedelta(seconds=1)
+    assert breaker_state(session_factory).open_until == clock.now + timedelta(seconds=1)
 
     states, took = _run(w, clock, session_factory, ids)  # ... and the next one gets through
 

@@ -4,10 +4,8 @@ coalescing, leases. Time is a clock the test moves: nothing sleeps."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -24,15 +22,9 @@ from tests.integration.delivery_support import (
     attempts,
     observation,
     queue,
-    receiving,
     rows,
     worker,
 )
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from receiving()
 
 
 def test_deliveries_about_one_patient_keep_their_order_while_one_waits_for_a_retry(

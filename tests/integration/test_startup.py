@@ -17,15 +17,10 @@ from adapter.pipeline.receipt import Receipt
 from adapter.runtime import build_runtime
 from adapter.settings import PROJECT_ROOT, Settings, get_settings
 from tests.integration.delivery_receiver import Receiver
-from tests.integration.delivery_support import receiving, write_consortium
+from tests.integration.delivery_support import write_consortium
 from tests.integration.test_delivery_faults import _adapter_command
 
 ORU = PROJECT_ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "biochem-zones.hl7"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    yield from receiving()
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Two well-known Python FHIR clients, fhirpy and fhirclient (SMART on FHIR), against a real
-``adapter serve``: read, search, paging, history, $everything, $document. fhirclient parses
-every answer into its strict R4 models, so a malformed Bundle or resource fails here."""
+``adapter serve``: read, search, paging, _include, _sort, chained parameters, history,
+$everything, $document. fhirclient parses every answer into its strict R4 models, so a
+malformed Bundle or resource fails here."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DISCHARGE = ROOT / "fixtures" / "xml" / "discharge" / "county-emr" / "basic.xml"
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 OBSERVATIONS = 7
+MRN = "http://hospital.example.cn/mrn"  # the county hospital's patient numbers (病案号)
+LATEST_FIRST = [f"o{n}" for n in reversed(range(OBSERVATIONS))]  # o6 is on 7 May
 
 
 def _observation(n: int) -> dict:
@@ -43,7 +46,12 @@ def server(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -
     """A live server over: Patient p1 in two versions, seven of its Observations, and a
     discharge summary ingested over HTTP (its Composition and document Bundle)."""
     engine = make_engine(module_database_url, poolclass=NullPool)
-    patient = {"resourceType": "Patient", "id": "p1", "gender": "female"}
+    patient = {
+        "resourceType": "Patient",
+        "id": "p1",
+        "identifier": [{"system": MRN, "value": "BA-0001"}],
+        "gender": "female",
+    }
     writes = [([patient], T0), ([{**patient, "gender": "unknown"}], T0 + timedelta(days=1))]
     writes.append(([_observation(n) for n in range(OBSERVATIONS)], T0 + timedelta(days=2)))
     for resources, now in writes:
@@ -77,6 +85,29 @@ class TestFhirpy:
         assert sorted(o["id"] for o in everything) == [f"o{n}" for n in range(OBSERVATIONS)]
         # (fhirpy's .count() adds Aidbox's _totalMethod, which a strict server refuses)
         assert search.fetch_raw()["total"] == OBSERVATIONS
+
+    def test_include_sort_chain(self, server: str) -> None:
+        client = SyncFHIRClient(server)
+        search = client.resources("Observation").search(subject="Patient/p1")
+        with_patient = search.include("Observation", "subject").limit(50).fetch_raw()
+        modes = {(e["search"]["mode"], e["resource"]["resourceType"]) for e in with_patient.entry}
+        assert modes == {("match", "Observation"), ("include", "Patient")}
+        included = [e["resource"] for e in with_patient.entry if e["search"]["mode"] == "include"]
+        assert [p["id"] for p in included] == ["p1"]
+        assert with_patient["total"] == OBSERVATIONS  # included resources are not counted
+        latest = search.sort("-date").limit(3).fetch()
+        assert [o["id"] for o in latest] == LATEST_FIRST[:3]
+        oldest = search.sort("date", "_id").fetch_all()
+        assert [o["id"] for o in oldest] == LATEST_FIRST[::-1]
+        # subject:Patient.identifier=... (SQ's subject__Patient__identifier) and patient.identifier
+        chained = client.resources("Observation").search(
+            subject__Patient__identifier=f"{MRN}|BA-0001"
+        )
+        assert sorted(o["id"] for o in chained.fetch_all()) == sorted(LATEST_FIRST)
+        by_patient = client.resources("Observation").search(patient__identifier="BA-0001")
+        assert len(by_patient.fetch_all()) == OBSERVATIONS
+        nobody = client.resources("Observation").search(patient__identifier=f"{MRN}|BA-9999")
+        assert nobody.fetch_all() == []
 
     def test_history_everything_document(self, server: str) -> None:
         client = SyncFHIRClient(server)
@@ -112,6 +143,29 @@ class TestFhirclient:
         found = list(search.perform_resources_iter(smart.server))  # follows the next links
         assert sorted(o.id for o in found) == [f"o{n}" for n in range(OBSERVATIONS)]
         assert all(o.valueQuantity.unit == "g/L" for o in found)
+
+    def test_include_sort_chain(self, smart: smart_client.FHIRClient) -> None:
+        search = SmartObservation.where(struct={"subject": "Patient/p1", "_count": "50"})
+        bundle = search.include("subject").perform(smart.server)  # _include=Observation:subject
+        included = [e.resource for e in bundle.entry if e.search.mode == "include"]
+        assert [(r.resource_type, r.id) for r in included] == [("Patient", "p1")]
+        assert included[0].identifier[0].value == "BA-0001"
+        assert bundle.total == OBSERVATIONS
+        sorted_search = SmartObservation.where(
+            struct={"subject": "Patient/p1", "_sort": "-date", "_count": "3"}
+        )
+        pages = list(sorted_search.perform_iter(smart.server))  # the first page, then next
+        latest = [e.resource for e in pages[0].entry]
+        assert [o.id for o in latest] == LATEST_FIRST[:3]
+        assert [e.resource.id for page in pages for e in page.entry] == LATEST_FIRST
+        assert latest[0].effectiveDateTime.isostring.startswith("2026-05-07")
+        chained = SmartObservation.where(
+            struct={"subject:Patient.identifier": f"{MRN}|BA-0001", "_sort": "date"}
+        )
+        found = list(chained.perform_resources_iter(smart.server))
+        assert [o.id for o in found] == LATEST_FIRST[::-1]
+        other = SmartObservation.where(struct={"subject:Patient.identifier": f"{MRN}|BA-9999"})
+        assert list(other.perform_resources_iter(smart.server)) == []
 
     def test_history_everything_document(self, smart: smart_client.FHIRClient) -> None:
         history = SmartBundle(smart.server.request_json("Patient/p1/_history"))

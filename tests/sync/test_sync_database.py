@@ -241,4 +241,4 @@ def test_a_view_row_is_the_document_read_through_a_json_mapping(
         b["valueQuantity"]["value"] for b in bodies if b["resourceType"] == "Observation"
     )
     assert values == [5.1, 5.2, 5.3, 5.4, 5.5]
-    assert {b["code"]["text"] for b in bodies} == {"葡萄糖"}
+    assert {b["code"]["text"] for b in bodies if b["resourceType"] == "Observation"} == {"葡萄糖"}

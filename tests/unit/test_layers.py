@@ -113,6 +113,16 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
             "adapter.identity.matcher",
         )
     },
+    "adapter.recognition": (
+        "adapter.pipeline",
+        "adapter.delivery",
+        "adapter.inbound",
+        "adapter.outbound",
+        "adapter.api",
+        "adapter.commands",
+        "adapter.cli",
+        "adapter.runtime",
+    ),
 }
 
 OUTBOX_TABLES = {"Outbox", "DeliveryAttempt", "DeliveryDestination"}

@@ -1,0 +1,251 @@
+"""检查检验结果互认 over HTTP (docs/recognition.md, docs/decisions/0027-recognition.md).
+
+* ``GET /fhir/Patient/{id}/$recognisable``: the person's stored results that can be
+  recognised now, per item asked (or, with no item, every catalogue item the person has a
+  result of: the encounter-start reminder), and why the others cannot; a ``Parameters``.
+* ``POST /fhir/Patient/{id}/$recognisable`` (a ``Parameters`` body with the same names,
+  plus ``context``, the order or encounter number, and ``trigger``): the same answer, as
+  shown to a doctor, and logged as a reminder (an operation that changes state is POSTed).
+* ``GET /fhir/$recognisable?patient-identifier=system|value``: the same for the person
+  with that identifier (every Patient record carrying it).
+
+Decisions and the monthly 互认率: adapter/api/recognition_decisions.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from adapter.api.body import read_limited_body
+from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
+from adapter.api.facility import check_named
+from adapter.api.fhir_request import check_id, check_known, date_range_param, request_zone
+from adapter.api.responses import FHIRResponse
+from adapter.api.scope import care_scope, check_visible
+from adapter.consortium import Consortium
+from adapter.errors import (
+    GoneError,
+    InputTooLargeError,
+    InvalidRequestError,
+    NotFoundError,
+    UnsupportedError,
+)
+from adapter.fhir.search_query import parse_search
+from adapter.oversize import Oversize
+from adapter.recognition.catalogue import SETTINGS, Catalogue
+from adapter.recognition.parameters import parameters
+from adapter.recognition.query import ItemAnswer, Question, ask
+from adapter.recognition.reminders import Shown, log_shown
+from adapter.store import resource_state
+from adapter.store.search import find
+
+router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
+
+RECOGNISABLE_PARAMS = ("code", "local-code", "facility", "setting", "at")
+
+
+def catalogue_of(request: Request) -> Catalogue:
+    catalogue = getattr(request.app.state, "recognition", None)
+    if catalogue is None:
+        raise UnsupportedError(
+            "recognition is not configured: no recognition catalogue "
+            "(ADAPTER_RECOGNITION_CATALOGUE, or recognition.yaml beside the consortium file)"
+        )
+    return catalogue
+
+
+def known_patient(session: SessionDep, patient_id: str) -> None:
+    check_id(patient_id)
+    row = resource_state(session, "Patient", patient_id)
+    if row is None:
+        raise NotFoundError(f"Patient/{patient_id} is not known", location="id")
+    if row.deleted:
+        raise GoneError(f"Patient/{patient_id} was deleted", location="id")
+
+
+def known_facility(consortium: Consortium, facility_id: str, name: str = "facility") -> str:
+    if consortium.facility(facility_id) is None:
+        raise InvalidRequestError(
+            f"{name}={facility_id[:64]!r} is not a facility of the consortium", location=name
+        )
+    return facility_id
+
+
+def setting_param(setting: str) -> str:
+    if setting not in SETTINGS:
+        raise InvalidRequestError(
+            f"setting={setting[:32]!r}: one of {', '.join(SETTINGS)}", location="setting"
+        )
+    return setting
+
+
+def _list(values: list[str]) -> list[str]:
+    """Repeated parameters and comma-separated lists alike (``code=A,B&code=C``)."""
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@router.get(
+    "/Patient/{patient_id}/$recognisable",
+    name="fhir_recognisable",
+    summary="Patient/$recognisable: prior results that mutual recognition (互认) accepts now",
+)
+def recognisable(patient_id: str, request: Request, session: SessionDep) -> FHIRResponse:
+    catalogue = catalogue_of(request)
+    check_visible(request, session, "Patient", patient_id)  # a reader: its care only
+    known_patient(session, patient_id)
+    check_known(request, request.query_params.keys(), RECOGNISABLE_PARAMS)
+    return _answer(request, session, catalogue, [patient_id])
+
+
+@router.get(
+    "/$recognisable",
+    name="fhir_recognisable_by_identifier",
+    summary="$recognisable for the person with an identifier (居民身份证号, 就诊卡号 ...)",
+)
+def recognisable_by_identifier(request: Request, session: SessionDep) -> FHIRResponse:
+    catalogue = catalogue_of(request)
+    check_known(request, request.query_params.keys(), (*RECOGNISABLE_PARAMS, "patient-identifier"))
+    identifier = request.query_params.get("patient-identifier")
+    if not identifier or "|" not in identifier:
+        raise InvalidRequestError(
+            "patient-identifier=system|value is required", location="patient-identifier"
+        )
+    parsed = parse_search("Patient", [("identifier", identifier)])
+    page = find(session, ["Patient"], parsed.criteria, count=100, scope=care_scope(request))
+    if not page.bodies:
+        # the value is personal data (an ID number): never echoed
+        system = identifier.partition("|")[0][:120]
+        raise NotFoundError(
+            f"no Patient has this identifier of system {system!r}", location="patient-identifier"
+        )
+    return _answer(request, session, catalogue, [body["id"] for body in page.bodies])
+
+
+def _answer(
+    request: Request, session: SessionDep, catalogue: Catalogue, patient_ids: list[str]
+) -> FHIRResponse:
+    query = request.query_params
+    values = {name: query.getlist(name) for name in query}
+    question = _question(request, values, patient_ids)
+    answers = ask(session, catalogue, request.app.state.consortium, question)
+    return FHIRResponse(parameters(answers, catalogue, request.app.state.consortium))
+
+
+def _question(request: Request, values: dict[str, list[str]], patient_ids: list[str]) -> Question:
+    """The question from the parameters (query or posted Parameters, as lists of text)."""
+    consortium: Consortium = request.app.state.consortium
+    facility = (values.get("facility") or [None])[0]
+    if facility is not None:
+        known_facility(consortium, facility)
+    local_codes = _list(values.get("local-code", []))
+    if local_codes and facility is None:
+        raise InvalidRequestError(
+            "local-code needs facility= (whose code it is)", location="local-code"
+        )
+    setting = setting_param((values.get("setting") or ["outpatient"])[0])
+    at = datetime.now(UTC)
+    if values.get("at"):
+        at = date_range_param("at", values["at"][0], request_zone(request))[0]
+    return Question(
+        patient_id=patient_ids[0],
+        other_records=patient_ids[1:],
+        at=at,
+        codes=_list(values.get("code", [])),
+        local_codes=local_codes,
+        facility_id=facility,
+        setting=setting,
+    )
+
+
+SHOWN_PARAMS = (*RECOGNISABLE_PARAMS, "context", "trigger", "doctor")
+
+
+@router.post(
+    "/Patient/{patient_id}/$recognisable",
+    name="fhir_recognisable_shown",
+    summary="Patient/$recognisable as shown to a doctor: the same answer, and the reminder "
+    "logged (for the 互认率)",
+)
+async def recognisable_shown(
+    patient_id: str, request: Request, factory: SessionFactoryDep, settings: SettingsDep
+) -> FHIRResponse:
+    catalogue = catalogue_of(request)
+    body = await read_limited_body(request, limit=settings.max_message_bytes, keep=0)
+    if isinstance(body, Oversize):
+        raise InputTooLargeError(f"the body is over {settings.max_message_bytes} bytes")
+    values = _posted(body, SHOWN_PARAMS)
+    for required in ("facility", "context"):
+        if not values.get(required):
+            raise InvalidRequestError(f"parameter {required!r} is required", location=required)
+    await run_in_threadpool(for_own_care, request, factory, patient_id, values["facility"][0])
+    asked = values.get("code") or values.get("local-code")
+    trigger = (values.get("trigger") or ["order" if asked else "encounter"])[0]
+    if trigger not in ("order", "encounter"):
+        raise InvalidRequestError(
+            f"trigger {trigger[:32]!r}: one of order, encounter", location="trigger"
+        )
+    question = _question(request, values, [patient_id])
+    consortium: Consortium = request.app.state.consortium
+    shown = Shown(
+        patient_id=patient_id,
+        context=values["context"][0],
+        trigger=trigger,  # type: ignore[arg-type]  # checked above
+        facility_id=values["facility"][0],
+        doctor=(values.get("doctor") or [None])[0],
+    )
+
+    def answer_and_log() -> list[ItemAnswer]:
+        with factory.begin() as session:
+            known_patient(session, patient_id)
+            answers = ask(session, catalogue, consortium, question)
+            # shown at the moment asked about (now, unless the HIS gave the time)
+            log_shown(session, catalogue, shown, answers, now=question.at)
+            return answers
+
+    answers = await run_in_threadpool(answer_and_log)
+    return FHIRResponse(parameters(answers, catalogue, consortium))
+
+
+def for_own_care(
+    request: Request, factory: SessionFactoryDep, patient_id: str, facility: str
+) -> None:
+    """A reader acts for its own facility (403) about persons in its care (404)."""
+    check_named(request, facility)
+    with factory() as session:
+        check_visible(request, session, "Patient", patient_id)
+
+
+def _posted(body: bytes, known: tuple[str, ...]) -> dict[str, list[str]]:
+    """A posted Parameters as {name: [text, ...]}; an unknown parameter is refused."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"the body is not JSON: {exc}", code="structure") from None
+    if not isinstance(data, dict) or data.get("resourceType") != "Parameters":
+        raise InvalidRequestError("post a FHIR Parameters resource", code="structure")
+    out: dict[str, list[str]] = {}
+    for parameter in data.get("parameter") or []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if name not in known:
+            raise InvalidRequestError(
+                f"parameter {str(name)[:40]!r} is not known here (known: {', '.join(known)})",
+                location=str(name)[:40],
+            )
+        value = next((v for k, v in parameter.items() if k.startswith("value")), None)
+        out.setdefault(name, []).append(posted_text(name, value))
+    return out
+
+
+def posted_text(name: str, value: Any) -> str:
+    """One parameter's value as text: a string, a Coding's / Identifier's code or value, a
+    Reference's reference."""
+    if isinstance(value, dict):
+        value = value.get("code") or value.get("value") or value.get("reference")
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequestError(f"parameter {name!r} has no usable value", location=name)
+    return value.strip()

@@ -1,0 +1,169 @@
+"""Doctors' recognition decisions and the monthly 互认率 over HTTP (docs/recognition.md).
+
+* ``POST /fhir/Patient/{id}/$recognition-decision``: a doctor's decision on one item of a
+  new order (a ``Parameters`` body), answered with the ``Task`` that records it: 201 when
+  new, 200 when the same decision was recorded before or is revised.
+* ``GET /recognition/rate?month=YYYY-MM``: the monthly 互认率 per facility and item (JSON).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from adapter.api.body import read_limited_body
+from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
+from adapter.api.fhir_request import date_range_param, request_zone
+from adapter.api.recognition import (
+    catalogue_of,
+    for_own_care,
+    known_facility,
+    known_patient,
+    posted_text,
+    setting_param,
+)
+from adapter.api.responses import FHIRResponse
+from adapter.consortium import Consortium
+from adapter.errors import InputTooLargeError, InvalidRequestError
+from adapter.oversize import Oversize
+from adapter.recognition.decisions import DECISIONS, DecisionInput, record
+from adapter.recognition.query import zone_of
+from adapter.recognition.rate import monthly_rates
+
+router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
+stats_router = APIRouter(tags=["Recognition"])
+
+
+DECISION_PARAMS = {
+    "order": ("valueString", "valueIdentifier", "valueReference"),
+    "item": ("valueCode", "valueString", "valueCoding"),
+    "facility": ("valueString", "valueCode", "valueId"),
+    "doctor": ("valueString", "valueIdentifier"),
+    "department": ("valueString",),
+    "decision": ("valueCode", "valueString"),
+    "reason": ("valueCode", "valueString", "valueCoding"),
+    "reason-text": ("valueString",),
+    "prior": ("valueReference", "valueString"),
+    "decided-at": ("valueDateTime", "valueInstant"),
+    "setting": ("valueCode", "valueString"),
+}
+
+
+def decision_parameters(body: bytes) -> dict[str, str]:
+    """The posted Parameters as {name: text}; unknown or repeated parameters are refused."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequestError(f"the body is not JSON: {exc}", code="structure") from None
+    if not isinstance(data, dict) or data.get("resourceType") != "Parameters":
+        raise InvalidRequestError("post a FHIR Parameters resource", code="structure")
+    out: dict[str, str] = {}
+    for parameter in data.get("parameter") or []:
+        name = parameter.get("name") if isinstance(parameter, dict) else None
+        if name not in DECISION_PARAMS:
+            known = ", ".join(DECISION_PARAMS)
+            raise InvalidRequestError(
+                f"parameter {str(name)[:40]!r} is not known here (known: {known})",
+                location=str(name)[:40],
+            )
+        if name in out:
+            raise InvalidRequestError(f"parameter {name!r} is given twice", location=name)
+        value = next((parameter[k] for k in DECISION_PARAMS[name] if k in parameter), None)
+        out[name] = posted_text(name, value)
+    for required in ("order", "item", "facility", "doctor", "decision"):
+        if required not in out:
+            raise InvalidRequestError(f"parameter {required!r} is required", location=required)
+    if out["decision"] not in DECISIONS:
+        raise InvalidRequestError(
+            f"decision {out['decision'][:32]!r}: one of {', '.join(DECISIONS)}",
+            location="decision",
+        )
+    return out
+
+
+@router.post(
+    "/Patient/{patient_id}/$recognition-decision",
+    name="fhir_recognition_decision",
+    summary="Record a doctor's recognition decision (互认 / 不互认) as a Task",
+)
+async def recognition_decision(
+    patient_id: str,
+    request: Request,
+    factory: SessionFactoryDep,
+    settings: SettingsDep,
+) -> FHIRResponse:
+    catalogue = catalogue_of(request)
+    body = await read_limited_body(request, limit=settings.max_message_bytes, keep=0)
+    if isinstance(body, Oversize):
+        raise InputTooLargeError(f"the body is over {settings.max_message_bytes} bytes")
+    given = decision_parameters(body)
+    decided_at = None
+    if "decided-at" in given:
+        decided_at = date_range_param("decided-at", given["decided-at"], request_zone(request))[0]
+    decision = DecisionInput(
+        patient_id=patient_id,
+        order_id=given["order"],
+        item_code=given["item"],
+        facility_id=given["facility"],
+        doctor=given["doctor"],
+        decision=given["decision"],  # type: ignore[arg-type]  # checked above
+        prior=given.get("prior"),
+        reason_code=given.get("reason"),
+        reason_text=given.get("reason-text"),
+        department=given.get("department"),
+        decided_at=decided_at,
+        setting=setting_param(given.get("setting", "outpatient")),
+    )
+    consortium: Consortium = request.app.state.consortium
+    await run_in_threadpool(for_own_care, request, factory, patient_id, decision.facility_id)
+
+    def write():
+        with factory.begin() as session:
+            known_patient(session, patient_id)
+            return record(session, catalogue, consortium, decision, now=datetime.now(UTC))
+
+    recorded = await run_in_threadpool(write)
+    task = recorded.task
+    location = f"{str(request.base_url).rstrip('/')}/fhir/Task/{task['id']}"
+    return FHIRResponse(
+        task,
+        status_code=201 if recorded.created else 200,
+        headers={"Location": f"{location}/_history/{task['meta']['versionId']}"},
+    )
+
+
+@stats_router.get(
+    "/recognition/rate",
+    name="recognition_rate",
+    summary="Monthly 互认率 per facility and item (recognised / eligible)",
+)
+def recognition_rate(request: Request, session: SessionDep) -> JSONResponse:
+    catalogue_of(request)
+    query = request.query_params
+    month = query.get("month")
+    if not month:
+        raise InvalidRequestError("month=YYYY-MM is required", location="month")
+    consortium: Consortium = request.app.state.consortium
+    facility = query.get("facility")
+    if facility is not None:
+        known_facility(consortium, facility)
+    try:
+        rates = monthly_rates(session, month, zone_of(consortium), facility_id=facility)
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), location="month") from None
+    recognised = sum(r.recognised for r in rates)
+    eligible = sum(r.eligible for r in rates)
+    return JSONResponse(
+        {
+            "month": month,
+            "shown": sum(r.shown for r in rates),
+            "eligible": eligible,
+            "recognised": recognised,
+            "rate": round(recognised / eligible, 4) if eligible else None,
+            "items": [r.as_dict() for r in rates],
+        }
+    )

@@ -1,0 +1,244 @@
+"""``adapter recognition ...``: 检查检验结果互认 from the command line (docs/recognition.md).
+
+check    load the catalogue (file:line errors) and print what it holds
+query    a person's recognisable results per item, and why the others are not
+decide   record a doctor's decision (互认 / 不互认 with a reason) as a Task
+rate     the monthly 互认率 per facility and item
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from adapter.commands import common
+
+if TYPE_CHECKING:
+    from adapter.recognition.catalogue import Catalogue
+    from adapter.runtime import Runtime
+
+app = typer.Typer(help="检查检验结果互认: the catalogue, recognisable results, decisions.")
+
+
+def _open() -> Runtime:
+    return common.start(check_connectors=False, load_mappings=False, publish=False)
+
+
+def _catalogue(runtime: Runtime) -> Catalogue:
+    if runtime.recognition is None:
+        runtime.close()
+        raise common.fail(
+            "recognition is not configured: no recognition catalogue "
+            "(ADAPTER_RECOGNITION_CATALOGUE, or recognition.yaml beside the consortium file)"
+        )
+    return runtime.recognition
+
+
+def _time(value: str | None, name: str) -> datetime:
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise common.fail(
+            f"{name} {value!r}: give an ISO time, e.g. 2026-11-26T10:00+08:00"
+        ) from None
+    if moment.tzinfo is None:
+        raise common.fail(f"{name} {value!r}: give the zone too, e.g. +08:00")
+    return moment
+
+
+@app.command()
+def check() -> None:
+    """Load the recognition catalogue and print its edition, items and qualifications."""
+    runtime = _open()
+    try:
+        catalogue = _catalogue(runtime)
+        kinds: dict[str, int] = {}
+        for item in catalogue.items:
+            kinds[item.kind.value] = kinds.get(item.kind.value, 0) + 1
+        typer.echo(f"edition {catalogue.edition} (effective {catalogue.effective})")
+        typer.echo(
+            f"{len(catalogue.items)} items ("
+            + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+            + f"), {len(catalogue.qualifications)} qualified facilities, "
+            f"{len(catalogue.reasons)} reasons"
+        )
+    finally:
+        runtime.close()
+
+
+@app.command()
+def query(
+    patient: Annotated[str, typer.Argument(help="Patient id (any record of the person)")],
+    code: Annotated[
+        list[str] | None, typer.Option("--code", "-c", help="Catalogue item code (repeatable)")
+    ] = None,
+    local_code: Annotated[
+        list[str] | None,
+        typer.Option("--local-code", help="The ordering facility's own item code (repeatable)"),
+    ] = None,
+    facility: Annotated[
+        str | None, typer.Option("--facility", "-f", help="The ordering facility's id")
+    ] = None,
+    setting: Annotated[
+        str, typer.Option(help="Care setting: outpatient, inpatient, emergency, physical-exam")
+    ] = "outpatient",
+    at: Annotated[str | None, typer.Option(help="As at this time (ISO, with zone)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the FHIR Parameters")] = False,
+) -> None:
+    """A person's prior results that are recognisable now, per item (none given: every item
+    the person has a result of), and why the others are not. Exit 1 when none is."""
+    from adapter.recognition.catalogue import SETTINGS
+    from adapter.recognition.parameters import parameters
+    from adapter.recognition.query import WHY, Question, ask, zone_of
+    from adapter.store import resource_state
+
+    if setting not in SETTINGS:
+        raise common.fail(f"--setting {setting!r}: one of {', '.join(SETTINGS)}")
+    if local_code and not facility:
+        raise common.fail("--local-code needs --facility (whose code it is)")
+    moment = _time(at, "--at")
+    runtime = _open()
+    try:
+        catalogue = _catalogue(runtime)
+        consortium = runtime.consortium
+        if facility and consortium.facility(facility) is None:
+            raise common.fail(f"--facility {facility!r} is not a facility of the consortium")
+        question = Question(patient, moment, code or (), local_code or (), facility, setting)
+        with runtime.factory() as session:
+            state = resource_state(session, "Patient", patient)
+            if state is None or state.deleted:
+                raise common.fail(f"Patient/{patient} is not known", code=1)
+            answers = ask(session, catalogue, consortium, question)
+    finally:
+        runtime.close()
+    if as_json:
+        body = parameters(answers, catalogue, consortium)
+        typer.echo(json.dumps(body, ensure_ascii=False, indent=2))
+    else:
+        zone = zone_of(consortium)
+        typer.echo(f"catalogue {catalogue.edition}, as at {moment.astimezone(zone).isoformat()}")
+        for answer in answers:
+            item = answer.item
+            title = f"{item.code} {item.name} [{item.mark}]" if item else answer.asked
+            state_text = "recognisable" if answer.recognisable else f"not: {answer.reason}"
+            typer.echo(f"{title}: {state_text}")
+            for c in answer.candidates:
+                taken = c.taken.astimezone(zone).strftime("%Y-%m-%d %H:%M") if c.taken else "-"
+                mark = "yes" if c.recognisable else f"no  {c.reason} ({WHY[c.reason or '']})"
+                detail = f": {c.detail}" if c.detail else ""
+                typer.echo(f"  {c.reference}  {c.facility_id or '-'}  {taken}  {mark}{detail}")
+    if not any(a.recognisable for a in answers):
+        raise typer.Exit(1)
+
+
+@app.command()
+def decide(
+    patient: Annotated[str, typer.Argument(help="Patient id")],
+    item: Annotated[str, typer.Option("--item", "-i", help="Catalogue item code")],
+    order: Annotated[str, typer.Option(help="The new order: HIS order number or reference")],
+    facility: Annotated[str, typer.Option("--facility", "-f", help="The ordering facility")],
+    doctor: Annotated[str, typer.Option(help="The ordering doctor's staff number (工号)")],
+    recognised: Annotated[
+        bool, typer.Option("--recognised/--not-recognised", help="互认 / 不互认")
+    ],
+    prior: Annotated[
+        str | None, typer.Option(help="The prior result, e.g. Observation/<id>")
+    ] = None,
+    reason: Annotated[str | None, typer.Option(help="Reason code when not recognised")] = None,
+    text: Annotated[str | None, typer.Option(help="Reason text (needed for 'other')")] = None,
+    department: Annotated[str | None, typer.Option(help="The ordering department")] = None,
+    setting: Annotated[str, typer.Option(help="Care setting (picks the window)")] = "outpatient",
+    at: Annotated[str | None, typer.Option(help="When decided (ISO, with zone)")] = None,
+) -> None:
+    """Record a doctor's decision on one ordered item; the same decision twice is kept once."""
+    from adapter.errors import AdapterError
+    from adapter.recognition.catalogue import SETTINGS
+    from adapter.recognition.decisions import DecisionInput, record
+    from adapter.store import resource_state
+
+    if setting not in SETTINGS:
+        raise common.fail(f"--setting {setting!r}: one of {', '.join(SETTINGS)}")
+    decided_at = _time(at, "--at") if at else None
+    runtime = _open()
+    try:
+        catalogue = _catalogue(runtime)
+        decision = DecisionInput(
+            patient_id=patient,
+            order_id=order,
+            item_code=item,
+            facility_id=facility,
+            doctor=doctor,
+            decision="recognised" if recognised else "not-recognised",
+            prior=prior,
+            reason_code=reason,
+            reason_text=text,
+            department=department,
+            decided_at=decided_at,
+            setting=setting,
+        )
+        try:
+            with runtime.factory.begin() as session:
+                state = resource_state(session, "Patient", patient)
+                if state is None or state.deleted:
+                    raise common.fail(f"Patient/{patient} is not known", code=1)
+                done = record(
+                    session, catalogue, runtime.consortium, decision, now=datetime.now(UTC)
+                )
+        except AdapterError as exc:
+            raise common.fail(exc.message, code=1) from None
+    finally:
+        runtime.close()
+    task = done.task
+    what = "recorded" if done.created else ("revised" if done.changed else "already recorded")
+    typer.echo(f"{what}: Task/{task['id']} version {task['meta']['versionId']}")
+
+
+@app.command()
+def rate(
+    month: Annotated[str, typer.Option(help="The month, YYYY-MM (consortium time zone)")],
+    facility: Annotated[str | None, typer.Option("--facility", "-f")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """The monthly 互认率 per facility and item: recognised / eligible, and the reasons."""
+    from adapter.recognition.query import zone_of
+    from adapter.recognition.rate import monthly_rates
+
+    runtime = _open()
+    try:
+        _catalogue(runtime)
+        try:
+            with runtime.factory() as session:
+                rates = monthly_rates(
+                    session, month, zone_of(runtime.consortium), facility_id=facility
+                )
+        except ValueError as exc:
+            raise common.fail(str(exc)) from None
+    finally:
+        runtime.close()
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rates], ensure_ascii=False, indent=2))
+        return
+    typer.echo(
+        f"{'facility':<28} {'item':<12} {'shown':>6} {'eligible':>8} {'recog.':>7} {'rate':>7}"
+        "  reasons"
+    )
+    for r in rates:
+        shown = "-" if r.rate is None else f"{r.rate:.1%}"
+        reasons = ", ".join(f"{k} {n}" for k, n in sorted(r.reasons.items()))
+        typer.echo(
+            f"{r.facility_id:<28} {r.item_code:<12} {r.shown:>6} {r.eligible:>8} "
+            f"{r.recognised:>7} {shown:>7}  {reasons}"
+        )
+    eligible = sum(r.eligible for r in rates)
+    recognised = sum(r.recognised for r in rates)
+    total = f"{recognised / eligible:.1%}" if eligible else "-"
+    typer.echo(f"{month}: {recognised} of {eligible} recognised ({total})")
+
+
+def register(main: typer.Typer) -> None:
+    main.add_typer(app, name="recognition")
