@@ -18,6 +18,7 @@ import typer
 
 from adapter.commands import (
     audit,
+    auth,
     care,
     connectors,
     delivery,
@@ -49,6 +50,7 @@ for area in (
     sync,
     remap,
     audit,
+    auth,
     recognition,
     referrals,
 ):

@@ -6,6 +6,7 @@ line and what is wrong. Data only: what the routes mean is decided in adapter.ro
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -176,6 +177,56 @@ class PatientIndex(Strict):
         return self
 
 
+Role = Literal["source", "reader", "operator", "auditor", "admin"]
+# a secret named by environment variable, or a hash string of argon2 (argon2-cffi)
+SECRET_REF_PATTERN = r"^env:[A-Za-z_][A-Za-z0-9_]{0,127}$"
+SECRET_HASH_PATTERN = (
+    r"^\$argon2(id|i|d)\$v=\d+\$m=\d+,t=\d+,p=\d+\$[A-Za-z0-9+/]+\$[A-Za-z0-9+/]+$"
+)
+
+
+class Client(Strict):
+    """A caller of the HTTP API (docs/security.md): what it may do, for which facility,
+    and how it proves who it is. Data only: the checks are in adapter.auth."""
+
+    id: str = Field(pattern=FHIR_ID_PATTERN)
+    facility: str
+    roles: list[Role] = Field(min_length=1)
+    # facility: its own facility's data; consortium: every facility's (operator, admin)
+    scope: Literal["facility", "consortium"] = "facility"
+    secret: str | None = None
+    secret_hash: str | None = None
+    description: str | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_ref(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(SECRET_REF_PATTERN, value):
+            raise ValueError(
+                "secret must name an environment variable, e.g. env:SHIQIAO_LIS_SECRET "
+                "(the secret itself never stands in this file)"
+            )
+        return value
+
+    @field_validator("secret_hash")
+    @classmethod
+    def _hash_string(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(SECRET_HASH_PATTERN, value):
+            raise ValueError(
+                "secret_hash must be an argon2 hash string ($argon2id$v=19$m=...), "
+                "as made by adapter auth hash-secret"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Client:
+        if (self.secret is None) == (self.secret_hash is None):
+            raise ValueError("give exactly one of secret (env:NAME) and secret_hash")
+        if self.scope == "consortium" and not {"operator", "admin"} & set(self.roles):
+            raise ValueError("scope consortium is for operator or admin clients")
+        return self
+
+
 class Consortium(Strict):
     version: int = 1
     id: str = Field(pattern=FHIR_ID_PATTERN)
@@ -203,6 +254,7 @@ class Consortium(Strict):
     referrals: Referrals = Field(default_factory=Referrals)
     patient_index: PatientIndex = Field(default_factory=PatientIndex)
     sync: SyncConfig | None = None  # the sources of a night (adapter sync, docs/sync.md)
+    clients: list[Client] = Field(default_factory=list)  # API callers (docs/security.md)
 
     @model_validator(mode="after")
     def _check_references(self) -> Consortium:
@@ -268,6 +320,20 @@ class Consortium(Strict):
                         f"patient_index.deliver_to names unknown destination {name!r}",
                     )
                 )
+        client_ids: set[str] = set()
+        for number, client in enumerate(self.clients):
+            if client.id in client_ids:
+                problems.append(
+                    (("clients", number, "id"), f"client id {client.id!r} is used twice")
+                )
+            client_ids.add(client.id)
+            if client.facility not in facility_ids:
+                problems.append(
+                    (
+                        ("clients", number, "facility"),
+                        f"clients[{number}] names unknown facility {client.facility!r}",
+                    )
+                )
         if self.sync is not None:
             owned = {f.id: {s.id for s in f.sources} for f in self.facilities}
             problems.extend(sync_problems(self.sync, owned))
@@ -283,6 +349,9 @@ class Consortium(Strict):
 
     def facility(self, facility_id: str) -> Facility | None:
         return next((f for f in self.facilities if f.id == facility_id), None)
+
+    def client(self, client_id: str) -> Client | None:
+        return next((c for c in self.clients if c.id == client_id), None)
 
     def destinations(self) -> list[tuple[Facility, Destination]]:
         return [(f, d) for f in self.facilities for d in f.destinations]
@@ -360,6 +429,8 @@ def _fields_ok(data: dict[str, Any]) -> bool:
         for route in data.get("routes") or []:
             Route.model_validate(route)
         PatientIndex.model_validate(data.get("patient_index") or {})
+        for client in data.get("clients") or []:
+            Client.model_validate(client)
         if data.get("sync"):
             SyncConfig.model_validate(data["sync"])
     except ValidationError:
@@ -374,4 +445,5 @@ def _shallow(data: dict[str, Any]) -> dict[str, Any]:
         "routes": [Route.model_validate(r) for r in data.get("routes") or []],
         "patient_index": PatientIndex.model_validate(data.get("patient_index") or {}),
         "sync": SyncConfig.model_validate(data["sync"]) if data.get("sync") else None,
+        "clients": [Client.model_validate(c) for c in data.get("clients") or []],
     }

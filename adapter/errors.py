@@ -10,6 +10,8 @@
     │   └── ValidationError           the produced FHIR would be invalid
     ├── UnknownSourceError            the X-Source-System is not configured
     ├── InvalidRequestError           a malformed request: missing header, bad query value (400)
+    ├── UnauthorizedError             no usable bearer token (401, WWW-Authenticate: Bearer)
+    ├── ForbiddenError                the client's roles or facility do not allow this (403)
     ├── NotFoundError                 an unknown resource, message or delivery (404)
     ├── UnsupportedError              a resource type or interaction not served (404)
     ├── GoneError                     the resource existed and was deleted (410)
@@ -170,6 +172,27 @@ class UnknownSourceError(AdapterError):
 class InvalidRequestError(AdapterError):
     http_status = 400
     issue_code = "value"
+
+
+class UnauthorizedError(AdapterError):
+    """No usable bearer token: 401 with ``WWW-Authenticate: Bearer`` (RFC 6750)."""
+
+    http_status = 401
+    issue_code = "login"
+
+    def __init__(self, message: str, *, error: str | None = None) -> None:
+        super().__init__(message)
+        challenge = 'Bearer realm="yigongti-fhir-adapter"'
+        if error:  # RFC 6750 section 3: the value is ours, never the caller's text
+            challenge += f', error="{error}"'
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class ForbiddenError(AdapterError):
+    """The client is known but may not do this (role, facility)."""
+
+    http_status = 403
+    issue_code = "forbidden"
 
 
 class NotFoundError(AdapterError):

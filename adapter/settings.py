@@ -114,6 +114,34 @@ class Settings(BaseSettings):
         description="Audit records stay in the database at least this long (等保 level 3: "
         "at least 180 days); older ones may be archived and purged",
     )
+    auth: bool = Field(
+        True,
+        description="on: every API call needs a bearer token of a client of the consortium "
+        "file (docs/security.md); off: no authentication (local trials only)",
+    )
+    auth_signing_key: Path | None = Field(
+        None,
+        description="Ed25519 private key (PEM) that signs access tokens (adapter auth keygen); "
+        "unset: a key made at start-up, lost (with every token) at restart",
+    )
+    auth_verify_keys: list[Path] = Field(
+        default_factory=list,
+        description="Public keys (PEM) of earlier signing keys whose tokens are still "
+        "accepted, as a JSON list (key rotation, docs/security.md)",
+    )
+    auth_issuer: str = Field("yigongti-fhir-adapter", description="iss of the tokens made")
+    auth_audience: str = Field(
+        "yigongti-fhir-adapter", description="aud of the tokens made, and required of tokens"
+    )
+    auth_token_seconds: int = Field(
+        900, gt=0, le=86400, description="How long an access token is valid"
+    )
+    auth_max_failures: int = Field(
+        5, gt=0, description="Failed token requests per client and address before 429"
+    )
+    auth_failure_window_seconds: float = Field(
+        300.0, gt=0, description="The window those failures are counted in"
+    )
     deliver_in_process: bool = Field(
         False, description="adapter serve also runs the delivery worker (embedded default)"
     )

@@ -39,6 +39,11 @@ from adapter.store import Saved, make_engine, migrate, save_resources
 
 TEST_DATABASE_ENV = "ADAPTER_TEST_DATABASE_URL"
 
+# The suite runs with authentication off (ADAPTER_AUTH=off) for the app, the CLI and the
+# servers it starts; a test about authentication turns it on for itself
+# (Settings(auth=True), or ADAPTER_AUTH=on in a LiveServer's env): tests/api/test_auth*.py
+os.environ["ADAPTER_AUTH"] = "off"
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -5,17 +5,19 @@ Routers are split by area; adding one is one line in ``ROUTERS``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
 from adapter.api import (
     audit_events,
+    auth,
     binary,
     care,
     deliveries,
@@ -33,6 +35,7 @@ from adapter.api import (
     referrals,
 )
 from adapter.api.access_log import AccessLogMiddleware
+from adapter.api.authz import Authority, authorize
 from adapter.api.docs import mount_assets
 from adapter.api.errors import install_error_handlers
 from adapter.api.negotiation import FhirNegotiation
@@ -42,6 +45,11 @@ from adapter.api.request_id import RequestIdMiddleware
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
 from adapter.audit.checkpoints import start_checkpoints
+from adapter.auth.client_secrets import Secrets
+from adapter.auth.keys import load_keys
+from adapter.auth.ratelimit import FailureLimiter
+from adapter.auth.tokens import TokenService
+from adapter.consortium import Consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.fhir.published import publish
@@ -49,7 +57,10 @@ from adapter.runtime import build_runtime, record_config_loaded
 from adapter.settings import Settings, get_settings
 from adapter.store import migrate
 
+log = logging.getLogger(__name__)
+
 ROUTERS: tuple[APIRouter, ...] = (
+    auth.router,
     docs.router,
     health.router,
     metrics.router,
@@ -113,6 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.consortium = consortium
     app.state.recognition = runtime.recognition  # the 互认 catalogue, None when off
     app.state.pipeline = runtime.pipeline
+    app.state.auth = build_authority(settings, consortium) if settings.auth else None
     # built here so that bad destination settings stop start-up like a bad consortium file
     delivery_worker = (
         build_worker(consortium, app.state.session_factory) if settings.deliver_in_process else None
@@ -136,7 +148,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestIdMiddleware)  # every answer carries X-Request-Id
     app.add_middleware(AccessLogMiddleware)  # added last: the outermost, sees every answer
     for router in ROUTERS:
-        app.include_router(router)
+        # every route runs the one authorisation dependency (adapter/auth/rules.py)
+        app.include_router(router, dependencies=[Depends(authorize)])
     mount_assets(app)
     install_openapi(app, ROUTERS)
     return app
+
+
+def build_authority(settings: Settings, consortium: Consortium) -> Authority:
+    """Keys, client secrets and the failure limiter; a bad key file stops start-up."""
+    keys = load_keys(settings)
+    if keys.ephemeral:
+        log.warning(
+            "ADAPTER_AUTH_SIGNING_KEY is not set: tokens are signed with a key made now and "
+            "lost at restart (adapter auth keygen makes one to keep; docs/security.md)"
+        )
+    return Authority(
+        tokens=TokenService(
+            keys, settings.auth_issuer, settings.auth_audience, settings.auth_token_seconds
+        ),
+        secrets=Secrets(consortium),
+        limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
+    )

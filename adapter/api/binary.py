@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 
 from adapter.api.deps import SessionDep
 from adapter.api.disclosure import disclosed
+from adapter.api.facility import check_owned
 from adapter.api.ingest import original_content_type
 from adapter.api.responses import FHIRResponse
 from adapter.errors import NotFoundError
@@ -27,6 +28,7 @@ def binary(message_id: str, request: Request, session: SessionDep) -> FHIRRespon
     found = get_message(session, message_id[:64])
     if found is None:
         raise NotFoundError(f"Binary/{message_id[:64]} is not known", location="id")
+    check_owned(request, found.facility_id, f"Binary/{message_id[:64]}")
     raw = verified_raw(found)  # 409 if the kept bytes no longer match their sha256
     body = {
         "resourceType": "Binary",

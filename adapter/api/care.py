@@ -23,9 +23,10 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from adapter.api.deps import SessionDep, SessionFactoryDep
+from adapter.api.facility import check_named, own_facility
 from adapter.api.responses import FHIRResponse
 from adapter.consortium import Consortium
-from adapter.errors import InvalidRequestError
+from adapter.errors import InvalidRequestError, NotFoundError
 from adapter.identity import keys_of, person_of
 from adapter.store import care
 
@@ -94,6 +95,8 @@ def list_care(
         raise InvalidRequestError("give person or facility (or both)", location="person")
     if facility is not None:
         _facility(_consortium(request), facility)
+        check_named(request, facility)
+    facility = facility or own_facility(request)  # a facility's operator sees its own care
     persons = None
     if person is not None:
         persons = keys_of(session, person)
@@ -115,6 +118,9 @@ def care_team(request: Request, session: SessionDep, person: str) -> FHIRRespons
     found = person_of(session, person)
     now = datetime.now(UTC)
     caring = care.caring(session, keys_of(session, person), now)
+    own = own_facility(request)
+    if own is not None and own not in caring:  # who cares for others' patients is not said
+        raise NotFoundError(f"person {person} is not in the care of {own}", location="person")
     return FHIRResponse(as_care_team(consortium, found, caring))
 
 
@@ -155,6 +161,7 @@ def grant(body: Grant, request: Request, factory: SessionFactoryDep) -> JSONResp
     """An explicit grant: the facility cares for the person (until ``until``, or a
     revocation), whatever else says."""
     _facility(_consortium(request), body.facility)
+    check_named(request, body.facility)
     now = datetime.now(UTC)
     until = _instant(body.until, "until")
     with factory.begin() as session:
@@ -175,6 +182,7 @@ def revoke(body: Revocation, request: Request, factory: SessionFactoryDep) -> JS
     """An explicit revocation: the facility no longer receives the person's resources, and
     what is queued for it is withdrawn at the next worker pass."""
     _facility(_consortium(request), body.facility)
+    check_named(request, body.facility)
     with factory.begin() as session:
         row = care.revoke(
             session,
@@ -191,6 +199,7 @@ def revoke(body: Revocation, request: Request, factory: SessionFactoryDep) -> JS
 def register(body: Registration, request: Request, factory: SessionFactoryDep) -> JSONResponse:
     """The person's registered primary facility (签约 / 健康档案) from now on."""
     _facility(_consortium(request), body.facility)
+    check_named(request, body.facility)
     with factory.begin() as session:
         person = person_of(session, body.person)
         care.register(

@@ -11,12 +11,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import JSONResponse
 
 from adapter import audit
 from adapter.api.deps import SessionDep, SessionFactoryDep  # SessionDep reads only
-from adapter.audit.context import ANONYMOUS
+from adapter.api.facility import (
+    check_named,
+    check_owned,
+    destination_facility,
+    destinations_of,
+)
+from adapter.audit.context import ANONYMOUS, current
 from adapter.errors import InvalidRequestError
 from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.store import outbox
@@ -26,6 +32,7 @@ router = APIRouter(tags=["deliveries"])
 
 @router.get("/deliveries")
 def deliveries(
+    request: Request,
     session: SessionDep,
     state: str | None = None,
     destination: str | None = None,
@@ -34,7 +41,12 @@ def deliveries(
 ) -> JSONResponse:
     """Outbox rows, newest first, optionally of one state and one destination."""
     total, rows = outbox.list_deliveries(
-        session, state=state, destination=destination, limit=limit, offset=offset
+        session,
+        state=state,
+        destination=destination,
+        limit=limit,
+        offset=offset,
+        among=destinations_of(request),
     )
     return JSONResponse(
         {
@@ -47,9 +59,10 @@ def deliveries(
 
 
 @router.get("/deliveries/{delivery_id}")
-def delivery(delivery_id: int, session: SessionDep) -> JSONResponse:
+def delivery(delivery_id: int, request: Request, session: SessionDep) -> JSONResponse:
     """One delivery and every attempt: time, status, error, duration, worker."""
     row = outbox.get_delivery(session, delivery_id)
+    check_owned(request, destination_facility(request, row.destination), "such delivery")
     return JSONResponse(
         {
             **row.summary(),
@@ -60,7 +73,11 @@ def delivery(delivery_id: int, session: SessionDep) -> JSONResponse:
 
 @router.post("/deliveries/replay")
 def replay_destination(
-    factory: SessionFactoryDep, destination: str, since: datetime | None = None, state: str = "dead"
+    request: Request,
+    factory: SessionFactoryDep,
+    destination: str,
+    since: datetime | None = None,
+    state: str = "dead",
 ) -> JSONResponse:
     """Queue every dead letter of a destination again (whose last attempt was at or after
     ``since``); ``state=delivered`` sends delivered ones again (after a restore there)."""
@@ -68,6 +85,9 @@ def replay_destination(
         raise InvalidRequestError(
             "since needs a zone offset, e.g. 2026-03-01T08:00:00+08:00", location="since"
         )
+    owner = destination_facility(request, destination)
+    if owner is not None:
+        check_named(request, owner)
     now = datetime.now(UTC)
     with factory.begin() as session:
         count = outbox.replay_many(
@@ -75,7 +95,7 @@ def replay_destination(
         )
         audit.record(
             audit.replay_event(
-                actor=ANONYMOUS, at=now, destination=destination, count=count, state=state
+                actor=_actor(), at=now, destination=destination, count=count, state=state
             ),
             session=session,
         )
@@ -83,14 +103,22 @@ def replay_destination(
 
 
 @router.post("/deliveries/{delivery_id}/replay")
-def replay(delivery_id: int, factory: SessionFactoryDep) -> JSONResponse:
+def replay(delivery_id: int, request: Request, factory: SessionFactoryDep) -> JSONResponse:
     """Queue one dead (or delivered) delivery again; 409 while it is still queued."""
+    with factory() as session:
+        found = outbox.get_delivery(session, delivery_id)
+    check_owned(request, destination_facility(request, found.destination), "such delivery")
     now = datetime.now(UTC)
     with factory.begin() as session:
         row = outbox.replay_one(session, delivery_id, now=now)
-        audit.record(_replayed_one(row, ANONYMOUS, now), session=session)
+        audit.record(_replayed_one(row, _actor(), now), session=session)
         body = row.summary()
     return JSONResponse(body)
+
+
+def _actor() -> str:
+    caller = current()
+    return caller.client if caller and caller.client else ANONYMOUS
 
 
 def _replayed_one(row: outbox.OutboxRow, actor: str, now: datetime) -> audit.AuditEvent:

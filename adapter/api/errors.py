@@ -31,7 +31,8 @@ def outcome_response(
 
 async def _adapter_error(_request: Request, exc: Exception) -> FHIRResponse:
     assert isinstance(exc, AdapterError)
-    return FHIRResponse(exc.outcome(), status_code=exc.http_status)
+    headers = getattr(exc, "headers", None)
+    return FHIRResponse(exc.outcome(), status_code=exc.http_status, headers=headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> FHIRResponse:

@@ -15,6 +15,7 @@ from adapter.api.disclosure import disclosed
 from adapter.api.fhir_request import check_id as _check_id
 from adapter.api.fhir_request import check_type, current, subset_params
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import check_visible
 from adapter.errors import NotFoundError
 from adapter.fhir.capability import capability_statement
 from adapter.fhir.search_query import paging_number
@@ -56,6 +57,7 @@ def read(
     check_type(resource_type)
     _check_id(resource_id)
     summary, elements = subset_params(request)
+    check_visible(request, session, resource_type, resource_id)  # a reader: its care only
     row = current(session, resource_type, resource_id)
     disclosed(request, "fhir.read", [row.body], interaction="read", resource_type=resource_type)
     return FHIRResponse(
@@ -79,6 +81,7 @@ def vread(
         raise NotFoundError(
             f"{resource_type}/{resource_id} has no version {version_id[:40]!r}", location="vid"
         )
+    check_visible(request, session, resource_type, resource_id)
     body = read_version(session, resource_type, resource_id, int(version_id))
     if body is None:
         raise NotFoundError(

@@ -15,6 +15,7 @@ from adapter.api.disclosure import disclosed
 from adapter.api.fhir import fhir_base
 from adapter.api.fhir_request import check_type, prefers_lenient, request_zone
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import care_scope
 from adapter.api.search_bundle import searchset
 from adapter.errors import Issue
 from adapter.fhir.search_params import SUPPORTED_TYPES
@@ -75,6 +76,7 @@ def run(
     count = settings.page_size_default if parsed.count is None else parsed.count
     count = 0 if parsed.summary_count else min(count, settings.page_size_max)
     types = (resource_type,) if resource_type else (parsed.types or SUPPORTED_TYPES)
+    scope = care_scope(request)  # a reader's facility's care (adapter/api/scope.py)
     page = find(
         session,
         types,
@@ -83,6 +85,7 @@ def run(
         offset=parsed.offset,
         sort=parsed.sort,
         total="accurate" if parsed.summary_count else parsed.total,
+        scope=scope,
     )
     warnings = [
         Issue(
@@ -94,7 +97,11 @@ def run(
         )
         for name in parsed.ignored
     ]
-    extra, cut = included(session, page.bodies, parsed.includes) if parsed.includes else ([], 0)
+    extra, cut = (
+        included(session, page.bodies, parsed.includes, scope=scope)
+        if parsed.includes
+        else ([], False)
+    )
     if cut:
         warnings.append(
             Issue(

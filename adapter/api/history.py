@@ -16,6 +16,7 @@ from adapter.api.disclosure import disclosed
 from adapter.api.fhir import fhir_base
 from adapter.api.fhir_request import check_id, check_type, paged_query
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import care_scope, check_visible
 from adapter.errors import NotFoundError
 from adapter.store.history import HistoryQuery, read_history_page
 
@@ -73,7 +74,10 @@ def _history(
     query = HistoryQuery(
         resource_type, resource_id, asked.start("_since"), asked.range("_at"), count, offset
     )
-    total, versions = read_history_page(session, query)
+    scope = care_scope(request)
+    if resource_id is not None and resource_type is not None:
+        check_visible(request, session, resource_type, resource_id)
+    total, versions = read_history_page(session, query, scope=scope)
     if resource_id is not None and total == 0 and not _ever_existed(session, query):
         raise NotFoundError(f"{resource_type}/{resource_id} is not known", location="id")
     disclosed(

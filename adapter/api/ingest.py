@@ -11,7 +11,8 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import JSONResponse, Response
 
 from adapter.api.body import read_limited_body
-from adapter.api.deps import SessionDep
+from adapter.api.deps import SessionDep, SessionFactoryDep
+from adapter.api.facility import check_owned, own_facility
 from adapter.errors import (
     AdapterError,
     InvalidRequestError,
@@ -125,6 +126,7 @@ def message_summary(message: InboundMessage) -> dict[str, Any]:
 
 @router.get("/messages")
 def messages(
+    request: Request,
     session: SessionDep,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -133,18 +135,20 @@ def messages(
     """Received messages, newest first, optionally only those with one status."""
     if status is not None and status not in STATUSES:
         raise InvalidRequestError(f"status must be one of {', '.join(STATUSES)}", location="status")
-    items = [message_summary(m) for m in list_messages(session, status, limit, offset)]
-    return JSONResponse(
-        {"total": count_messages(session, status), "limit": limit, "offset": offset, "items": items}
-    )
+    facility = own_facility(request)
+    found = list_messages(session, status, limit, offset, facility=facility)
+    total = count_messages(session, status, facility=facility)
+    items = [message_summary(m) for m in found]
+    return JSONResponse({"total": total, "limit": limit, "offset": offset, "items": items})
 
 
 @router.get("/messages/{message_id}")
-def message(message_id: str, session: SessionDep) -> JSONResponse:
+def message(message_id: str, request: Request, session: SessionDep) -> JSONResponse:
     """One message: status, located issues and the resources it produced."""
     found = get_message(session, message_id)
     if found is None:
         raise NotFoundError(f"no message {message_id}", location="message_id")
+    check_owned(request, found.facility_id, f"message {message_id}")
     return JSONResponse(
         {**message_summary(found), "issues": found.issues or [], "resources": found.resources or []}
     )
@@ -164,11 +168,12 @@ def original_content_type(declared: str | None) -> str | None:
 
 
 @router.get("/messages/{message_id}/raw")
-def message_raw(message_id: str, session: SessionDep) -> Response:
+def message_raw(message_id: str, request: Request, session: SessionDep) -> Response:
     """The exact bytes received, as a download (never rendered: the sender chose the type)."""
     found = get_message(session, message_id)
     if found is None:
         raise NotFoundError(f"no message {message_id}", location="message_id")
+    check_owned(request, found.facility_id, f"message {message_id}")
     extension = _EXTENSIONS.get(found.detected_format or "", "bin")
     headers = {
         # the id is a uuid4 of our own: nothing in the file name comes from the sender
@@ -185,20 +190,28 @@ def message_raw(message_id: str, session: SessionDep) -> Response:
 
 
 @router.post("/messages/{message_id}/reprocess")
-async def reprocess(message_id: str, pipeline: PipelineDep) -> Response:
+async def reprocess(
+    message_id: str, request: Request, pipeline: PipelineDep, factory: SessionFactoryDep
+) -> Response:
     """Translate a stored message again with the current mappings (after a fix)."""
+    if own_facility(request) is not None:
+        with factory() as session:
+            found = get_message(session, message_id)
+            facility_id = found.facility_id if found is not None else None
+        check_owned(request, facility_id, f"message {message_id}")
     result = await run_in_threadpool(pipeline.reprocess, message_id)
     return _answer(result)
 
 
 @router.post("/messages/reprocess")
 async def reprocess_by_status(
-    pipeline: PipelineDep, session: SessionDep, status: str = QUARANTINED
+    request: Request, pipeline: PipelineDep, session: SessionDep, status: str = QUARANTINED
 ) -> JSONResponse:
     """Reprocess every message with a status (default: quarantined)."""
     if status not in STATUSES:
         raise InvalidRequestError(f"status must be one of {', '.join(STATUSES)}", location="status")
-    ids = [m.id for m in list_messages(session, status, limit=100_000)]
+    facility = own_facility(request)
+    ids = [m.id for m in list_messages(session, status, limit=100_000, facility=facility)]
     results: list[dict[str, Any]] = []
     for message_id in ids:
         try:

@@ -8,10 +8,11 @@ generated document is corrected once, at first request:
   table the store and the CapabilityStatement use);
 * FHIR answers in both media types (``application/fhir+json``, ``application/fhir+xml``);
 * the error answers each route really gives, each an OperationOutcome, instead of 422;
-* ``/metrics`` as Prometheus text.
+* ``/metrics`` as Prometheus text;
+* the bearer token every route but the public ones needs (adapter/auth/rules.py), with its
+  401 and 403 answers.
 
-401, 403 and 412 are not listed: the adapter has no authentication and no conditional
-writes yet, so it never answers them.
+412 is not listed: the adapter has no conditional writes yet, so it never answers it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from adapter.auth.rules import RULES
 from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES
 
 FHIR_MEDIA = ("application/fhir+json", "application/fhir+xml")
@@ -46,6 +48,9 @@ READ_PARAMS = {
 }
 ERRORS = {
     400: "Bad request: an unknown or malformed parameter, id or body",
+    401: "No usable bearer token (WWW-Authenticate: Bearer)",
+    403: "The client's roles or facility do not allow this (a referral change: the facility "
+    "asking is neither the referral's sender nor its receiver)",
     404: "Unknown resource, type or version",
     405: "Method not allowed on this path",
     406: "None of the accepted formats is served (JSON and XML are)",
@@ -55,7 +60,6 @@ ERRORS = {
     413: "The request body is over the size limit",
     415: "The body's media type is not accepted",
     422: "The input could not be processed (quarantined, reprocessable)",
-    403: "The facility asking is neither the referral's sender nor its receiver",
     412: "If-Match names a version that is no longer the current one",
 }
 # which errors each kind of route answers, besides 400, 405 and 406 that any can give
@@ -122,8 +126,19 @@ def corrected(document: dict[str, Any], names: dict[tuple[str, str], str]) -> di
             responses = operation.setdefault("responses", {})
             if responses.get("422", {}).get("description") == "Validation Error":
                 del responses["422"]  # FastAPI's own; the API answers such input with 400
+            name = names.get((path, method), "")
             if path.startswith("/fhir"):
-                _fhir_operation(operation, names.get((path, method), ""), outcome)
+                _fhir_operation(operation, name, outcome)
+            if name in RULES and RULES[name].limit != "public":
+                operation["security"] = [{"bearer": []}]
+                for code in (401, 403):
+                    responses.setdefault(
+                        str(code),
+                        {
+                            "description": ERRORS[code],
+                            "content": {FHIR_MEDIA[0]: {"schema": outcome}},
+                        },
+                    )
             for code in _PATH_ERRORS.get(path, ()):
                 responses.setdefault(
                     str(code),
@@ -132,6 +147,12 @@ def corrected(document: dict[str, Any], names: dict[tuple[str, str], str]) -> di
                         "content": {FHIR_MEDIA[0]: {"schema": outcome}},
                     },
                 )
+    document.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "POST /auth/token (client credentials); docs/security.md",
+    }
     generic = paths.pop("/fhir/{resource_type}", None)
     if generic is not None and "get" in generic:
         for rtype in SUPPORTED_TYPES:

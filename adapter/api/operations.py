@@ -29,6 +29,7 @@ from adapter.api.disclosure import disclosed
 from adapter.api.fhir import fhir_base
 from adapter.api.fhir_request import check_id, check_known, check_type, current, paged_query
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import check_visible
 from adapter.errors import (
     InputTooLargeError,
     InvalidRequestError,
@@ -43,6 +44,7 @@ from adapter.oversize import Oversize
 from adapter.pipeline.validate import validate_resource
 from adapter.store.documents import stored_document
 from adapter.store.everything import EverythingQuery, everything_page, read_many, referenced_keys
+from adapter.store.visibility import is_visible
 
 router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
 
@@ -59,6 +61,9 @@ def everything(
     patient_id: str, request: Request, session: SessionDep, settings: SettingsDep
 ) -> FHIRResponse:
     check_id(patient_id)
+    # a reader: the person must be in its facility's care (then every record of the
+    # person is: adapter/store/visibility.py), and shared resources are limited the same
+    scope = check_visible(request, session, "Patient", patient_id)
     current(session, "Patient", patient_id)
     asked = paged_query(
         request,
@@ -85,6 +90,8 @@ def everything(
         for key in referenced_keys(bodies)
         if _shared_type(key[0]) and (types is None or key[0] in types)
     ]
+    if scope is not None:
+        shared = [k for k in shared if is_visible(session, scope, *k)]
     included = read_many(session, shared)
     disclosed(
         request,
@@ -141,6 +148,7 @@ def document(composition_id: str, request: Request, session: SessionDep) -> FHIR
             "persist=true is not supported: the adapter serves documents read-only",
             location="persist",
         )
+    check_visible(request, session, "Composition", composition_id)
     composition = current(session, "Composition", composition_id).body
     stored = stored_document(session, composition_id)
     bundle = stored if stored is not None else _assembled(session, composition, fhir_base(request))

@@ -23,8 +23,10 @@ from starlette.concurrency import run_in_threadpool
 
 from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
+from adapter.api.facility import check_named
 from adapter.api.fhir_request import check_id, check_known, date_range_param, request_zone
 from adapter.api.responses import FHIRResponse
+from adapter.api.scope import care_scope, check_visible
 from adapter.consortium import Consortium
 from adapter.errors import (
     GoneError,
@@ -94,6 +96,7 @@ def _list(values: list[str]) -> list[str]:
 )
 def recognisable(patient_id: str, request: Request, session: SessionDep) -> FHIRResponse:
     catalogue = catalogue_of(request)
+    check_visible(request, session, "Patient", patient_id)  # a reader: its care only
     known_patient(session, patient_id)
     check_known(request, request.query_params.keys(), RECOGNISABLE_PARAMS)
     return _answer(request, session, catalogue, [patient_id])
@@ -113,7 +116,7 @@ def recognisable_by_identifier(request: Request, session: SessionDep) -> FHIRRes
             "patient-identifier=system|value is required", location="patient-identifier"
         )
     parsed = parse_search("Patient", [("identifier", identifier)])
-    page = find(session, ["Patient"], parsed.criteria, count=100)
+    page = find(session, ["Patient"], parsed.criteria, count=100, scope=care_scope(request))
     if not page.bodies:
         # the value is personal data (an ID number): never echoed
         system = identifier.partition("|")[0][:120]
@@ -179,6 +182,7 @@ async def recognisable_shown(
     for required in ("facility", "context"):
         if not values.get(required):
             raise InvalidRequestError(f"parameter {required!r} is required", location=required)
+    await run_in_threadpool(for_own_care, request, factory, patient_id, values["facility"][0])
     asked = values.get("code") or values.get("local-code")
     trigger = (values.get("trigger") or ["order" if asked else "encounter"])[0]
     if trigger not in ("order", "encounter"):
@@ -205,6 +209,15 @@ async def recognisable_shown(
 
     answers = await run_in_threadpool(answer_and_log)
     return FHIRResponse(parameters(answers, catalogue, consortium))
+
+
+def for_own_care(
+    request: Request, factory: SessionFactoryDep, patient_id: str, facility: str
+) -> None:
+    """A reader acts for its own facility (403) about persons in its care (404)."""
+    check_named(request, facility)
+    with factory() as session:
+        check_visible(request, session, "Patient", patient_id)
 
 
 def _posted(body: bytes, known: tuple[str, ...]) -> dict[str, list[str]]:

@@ -20,6 +20,7 @@ from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
 from adapter.api.fhir_request import date_range_param, request_zone
 from adapter.api.recognition import (
     catalogue_of,
+    for_own_care,
     known_facility,
     known_patient,
     posted_text,
@@ -118,6 +119,7 @@ async def recognition_decision(
         setting=setting_param(given.get("setting", "outpatient")),
     )
     consortium: Consortium = request.app.state.consortium
+    await run_in_threadpool(for_own_care, request, factory, patient_id, decision.facility_id)
 
     def write():
         with factory.begin() as session:

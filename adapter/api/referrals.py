@@ -25,6 +25,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from adapter.api.authz import deny, principal_of
 from adapter.api.deps import SessionFactoryDep
 from adapter.api.fhir_request import check_id
 from adapter.api.responses import FHIRResponse
@@ -51,16 +52,22 @@ MAX_BODY = 256 * 1024
 
 
 def asking_facility(request: Request) -> str:
-    """The facility asking. For now a header; the auth issue replaces this with the
-    facility of the client's token."""
-    facility = request.headers.get(FACILITY_HEADER, "").strip()
+    """The facility asking: the facility of the client's token (docs/security.md); with
+    authentication off, the ``X-Facility`` header. A header naming another facility than
+    the token's is refused (403)."""
+    named = request.headers.get(FACILITY_HEADER, "").strip()
+    principal = principal_of(request)
+    if principal is not None:
+        if named and named != principal.facility:
+            deny(request, principal, f"client {principal.client} acts for {principal.facility}")
+        return principal.facility
     consortium: Consortium = request.app.state.consortium
-    if consortium.facility(facility) is None:
+    if consortium.facility(named) is None:
         raise InvalidRequestError(
             f"{FACILITY_HEADER} must name a member facility of the consortium",
             location=FACILITY_HEADER,
         )
-    return facility
+    return named
 
 
 def _expected_version(request: Request) -> int | None:

@@ -33,6 +33,21 @@ def current() -> Caller | None:
     return _current.get()
 
 
+def authenticated(client: str, facility: str) -> None:
+    """The request being served is by ``client`` of ``facility`` (the API's authorisation
+    dependency says so once the token is checked; the request's binding ends with it)."""
+    bound = _current.get() or Caller()
+    _current.set(
+        Caller(
+            request_id=bound.request_id,
+            client=client,
+            facility=facility,
+            address=bound.address,
+            channel=bound.channel,
+        )
+    )
+
+
 @contextmanager
 def serving(caller: Caller) -> Iterator[Caller]:
     """Bind ``caller`` while the block runs (one request, one CLI command)."""

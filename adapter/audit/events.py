@@ -34,6 +34,8 @@ AuditAction = Literal[
     "fhir.search",  # resources were disclosed by a search
     "referral.changed",  # a referral Task moved (API, CLI or message; docs/referral-loop.md)
     "referral.refused",  # a change of a referral Task was refused, naming the rule
+    "auth.token",  # a client asked for an access token (issued: success; refused: failure)
+    "auth.denied",  # an authenticated client was refused a call (role or facility)
     "config.loaded",  # the adapter started with a consortium file and mappings
     "audit.read",  # the audit log itself was read (once per request, not per record)
     "audit.verified",  # the audit log was verified

@@ -30,6 +30,8 @@ _IMPORT = (DCM, "110107", "Import")
 _EXPORT = (DCM, "110106", "Export")
 _ACTIVITY = (DCM, "110100", "Application Activity")
 _AUDIT_USED = (DCM, "110101", "Audit Log Used")
+_AUTHENTICATION = (DCM, "110114", "User Authentication")
+_SECURITY_ALERT = (DCM, "110113", "Security Alert")
 
 # action -> (type, AuditEvent.action, BALP profile without / with patients)
 KINDS: dict[str, tuple[tuple[str, str, str], str, str | None, str | None]] = {
@@ -47,6 +49,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], str, str | None, str | None]] = {
     "referral.changed": (_REST, "U", "Update", "PatientUpdate"),
     "referral.refused": (_REST, "U", None, None),
     "config.loaded": (_ACTIVITY, "E", None, None),
+    "auth.token": (_AUTHENTICATION, "E", None, None),
+    "auth.denied": (_SECURITY_ALERT, "E", None, None),
 }
 
 

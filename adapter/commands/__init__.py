@@ -6,5 +6,6 @@ messages.py    adapter ingest, messages, show, reprocess, demo
 mappings.py    adapter mappings check, mappings test
 connectors.py  adapter connectors check, listen, poll
 delivery.py    adapter worker, deliveries, replay
+auth.py        adapter auth keygen, hash-secret (API clients, docs/security.md)
 recognition.py adapter recognition check, query, decide, rate (检查检验结果互认)
 """

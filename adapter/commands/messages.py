@@ -191,7 +191,10 @@ def demo(
         runtime.close()
     summary = ", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
     typer.echo(f"\n{sum(totals.values())} messages: {summary}")
-    typer.echo("Read them back: adapter serve, then GET http://127.0.0.1:8080/fhir/Patient")
+    typer.echo(
+        "Read them back: ADAPTER_AUTH=off adapter serve (a local trial; with authentication: "
+        "docs/security.md), then GET http://127.0.0.1:8080/fhir/Patient"
+    )
 
 
 def register(app: typer.Typer) -> None:

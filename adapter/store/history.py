@@ -15,6 +15,7 @@ from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from adapter.store.models import ResourceVersion
+from adapter.store.visibility import Visibility, visible_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +28,15 @@ class HistoryQuery:
     offset: int = 0
 
 
-def read_history_page(session: Session, query: HistoryQuery) -> tuple[int, list[ResourceVersion]]:
+def read_history_page(
+    session: Session, query: HistoryQuery, *, scope: Visibility | None = None
+) -> tuple[int, list[ResourceVersion]]:
     """The number of versions that match and one page of them, newest first (ties in a
-    fixed order so pages never overlap)."""
+    fixed order so pages never overlap); only versions of resources ``scope`` may read."""
     v = ResourceVersion
     where: list[ColumnElement[bool]] = []
+    if scope is not None:
+        where.append(visible_key(scope, v.resource_type, v.id))
     if query.resource_type is not None:
         where.append(v.resource_type == query.resource_type)
     if query.resource_id is not None:

@@ -97,20 +97,32 @@ def verified_raw(message: InboundMessage) -> bytes:
 
 
 def list_messages(
-    session: Session, status: str | None = None, limit: int = 50, offset: int = 0
+    session: Session,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+    *,
+    facility: str | None = None,
 ) -> list[InboundMessage]:
-    """Newest first; the raw bytes are not loaded until touched."""
+    """Newest first (of one facility's sources when ``facility`` is given); the raw bytes
+    are not loaded until touched."""
     query = select(InboundMessage)
     if status is not None:
         query = query.where(InboundMessage.status == status)
+    if facility is not None:
+        query = query.where(InboundMessage.facility_id == facility)
     query = query.order_by(InboundMessage.received_at.desc(), InboundMessage.id)
     return list(session.scalars(query.limit(limit).offset(offset)))
 
 
-def count_messages(session: Session, status: str | None = None) -> int:
+def count_messages(
+    session: Session, status: str | None = None, *, facility: str | None = None
+) -> int:
     query = select(func.count()).select_from(InboundMessage)
     if status is not None:
         query = query.where(InboundMessage.status == status)
+    if facility is not None:
+        query = query.where(InboundMessage.facility_id == facility)
     return session.execute(query).scalar_one()
 
 

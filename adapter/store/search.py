@@ -54,6 +54,7 @@ from adapter.store import index_keys as keys
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.search_order import order_by
 from adapter.store.search_total import count_matches
+from adapter.store.visibility import Visibility, visible
 
 _r = Resource.__table__
 _si = SearchIndex.__table__
@@ -76,14 +77,18 @@ def find(
     offset: int = 0,
     sort: tuple[SortKey, ...] = (),
     total: TotalMode | None = None,
+    scope: Visibility | None = None,
 ) -> Page:
-    """One page of matches of ``types`` (one type, or several for a system search)."""
+    """One page of matches of ``types`` (one type, or several for a system search); only
+    what ``scope`` may read when given (adapter/store/visibility.py)."""
     single = types[0] if len(types) == 1 else None
     where = [
         _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types)),
         _r.c.deleted.is_(False),
     ]
     where.extend(condition(single, c, _r) for c in criteria)
+    if scope is not None:
+        where.append(visible(scope, _r))
     bodies: list[dict[str, Any]] = []
     if count > 0:
         query = select(_r.c.body).where(*where).order_by(*order_by(sort, _r))

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.visibility import Visibility, visible
 
 _r = Resource.__table__
 _si = SearchIndex.__table__
@@ -28,9 +29,14 @@ Key = tuple[str, str]  # (type, id)
 
 
 def included(
-    session: Session, matches: Sequence[dict[str, Any]], includes: Sequence[Include]
+    session: Session,
+    matches: Sequence[dict[str, Any]],
+    includes: Sequence[Include],
+    *,
+    scope: Visibility | None = None,
 ) -> tuple[list[dict[str, Any]], bool]:
-    """The included resources of a page (in a stable order) and whether the limit cut them."""
+    """The included resources of a page (in a stable order) and whether the limit cut them;
+    with ``scope``, only what it may read (and only that is followed by ``:iterate``)."""
     seen: set[Key] = {(b["resourceType"], b["id"]) for b in matches}
     found: dict[Key, None] = {}
     frontier: list[Key] = list(seen)
@@ -44,6 +50,8 @@ def included(
                 if key not in seen:
                     seen.add(key)
                     new[key] = None
+        if scope is not None:
+            new = dict.fromkeys(_readable(session, list(new), scope))
         found.update(new)
         frontier = list(new)
     keys = list(found)
@@ -82,6 +90,16 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
             if rid and "/" not in rid and (include.target in (None, rtype)):
                 out.append((rtype, rid))
     return sorted(set(out))
+
+
+def _readable(session: Session, keys: list[Key], scope: Visibility) -> list[Key]:
+    found: set[Key] = set()
+    for chunk in _chunks(keys):
+        query = select(_r.c.resource_type, _r.c.id).where(
+            tuple_(_r.c.resource_type, _r.c.id).in_(chunk), visible(scope, _r)
+        )
+        found.update((t, i) for t, i in session.execute(query))
+    return [k for k in keys if k in found]
 
 
 def _bodies(session: Session, keys: list[Key]) -> list[dict[str, Any]]:

@@ -52,8 +52,17 @@ def test_openapi_tells_the_truth(client: TestClient) -> None:
             if path.startswith("/fhir"):
                 # FastAPI's own 422 "Validation Error": the FHIR API answers 400 instead
                 assert "422" not in operation["responses"], path
-            # no authentication and no other conditional writes exist yet: never answered
-            assert not {"401", "403", "412"} & set(operation["responses"]), path
+            # no conditional writes exist yet: never answered
+            assert "412" not in operation["responses"], path
+    # a bearer token everywhere but the public routes, with its 401 and 403
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    for path, method in (("/fhir/{resource_type}/{resource_id}", "get"), ("/ingest", "post")):
+        operation = paths[path][method]
+        assert operation["security"] == [{"bearer": []}]
+        assert {"401", "403"} <= set(operation["responses"]), path
+    for path in ("/health", "/fhir/metadata"):
+        assert "security" not in paths[path]["get"]
+        assert not {"401", "403"} & set(paths[path]["get"]["responses"]), path
     assert "/fhir/Patient/{patient_id}/$everything" in paths
     assert "/fhir/_history" in paths
     metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]

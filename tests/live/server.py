@@ -58,6 +58,7 @@ class LiveServer:
                 "ADAPTER_DATABASE_URL": self.database_url,
                 "ADAPTER_BASE_URL": f"{self.base_url}/fhir",
                 "PYTHONUNBUFFERED": "1",
+                "ADAPTER_AUTH": "off",  # tests about authentication give "on" in env
             }
         )
         env.update(self.extra_env)

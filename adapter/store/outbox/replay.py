@@ -37,10 +37,14 @@ def list_deliveries(
     destination: str | None = None,
     limit: int = 50,
     offset: int = 0,
+    among: list[str] | None = None,
 ) -> tuple[int, list[OutboxRow]]:
-    """Total and one page of outbox rows, newest first."""
+    """Total and one page of outbox rows, newest first (only to the destinations ``among``
+    when given: one facility's)."""
     check_state(state)
     where = []
+    if among is not None:
+        where.append(_o.c.destination.in_(among))
     if state is not None:
         where.append(_o.c.state == state)
     if destination is not None:
