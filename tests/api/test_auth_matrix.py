@@ -35,6 +35,7 @@ FILL = {
     "item_id": "999999",
     "merge_id": "999999",
     "person_id": "p-none",
+    "task_id": "t-none",
 }
 # one client per role, of the county hospital's facility, facility scope
 BY_ROLE = {role: f"county-{role}" for role in ROLES}
