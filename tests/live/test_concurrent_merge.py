@@ -24,7 +24,9 @@ from tests.live.server import LiveServer
 
 SENDERS = 8
 ROUNDS = 4
-FACILITIES = 4  # two sources each: a facility's two systems and the other facilities' numbers
+# one facility, two systems: a facility's Patient is its own record (decision 0030), keyed on
+# its local number, so the race is on one row only when the senders share the facility
+FACILITIES = 1
 DESTINATION = "county-fhir"
 
 
@@ -70,12 +72,14 @@ def _national_id(round_no: int) -> str:
 
 def _message(round_no: int, sender: int, national_id: str) -> bytes:
     """An ORU^R01 of its own (control id, order and specimen numbers) naming the patient by
-    the national ID and by this sender's own local number, with this sender's phone."""
+    the facility's local number of the round, the national ID and this sender's own extra
+    number, with this sender's phone."""
     tag = f"{round_no:02d}{sender:02d}"
     segments = [
         "MSH|^~\\&|LIS|HOSP|YGT|YGT|20261122110405||ORU^R01^ORU_R01|"
         f"RACE{tag}|P|2.5.1|||AL|NE|CHN|UNICODE UTF-8",
-        f"PID|1||{national_id}^^^&2.16.156.10011.1.3&ISO^NNCHN~MRN{tag}^^^HOSP^MR||"
+        f"PID|1||MRN{round_no:02d}^^^HOSP^MR~{national_id}^^^&2.16.156.10011.1.3&ISO^NNCHN"
+        f"~MRN{tag}^^^HOSP^MR||"
         f"张^三||19850101|M|||||1390000{tag}^PRN^CP",
         f"ORC|RE|SQ{tag}^HIS|L{tag}^LIS||CM",
         f"OBR|1|SQ{tag}^HIS|L{tag}^LIS|GLU^葡萄糖^99LIS|||20261122063000|||||||"

@@ -75,7 +75,9 @@ def test_storing_runs_the_named_steps_in_order() -> None:
     assert [step.__name__ for step in steps.STEPS] == [
         "resolve_identity",
         "merge_with_stored",
+        "flag_referral_paths",
         "save",
+        "advance_referrals",
         "note_care",
         "route",
         "trace",
