@@ -13,9 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from adapter.errors import ConfigError
+from adapter.config_file import first_problem, located, read_config
 from adapter.sync.config import SyncConfig, sync_problems
-from adapter.yamlsource import YamlSyntaxError, load_yaml
 
 FHIR_ID_PATTERN = r"^[A-Za-z0-9\-\.]{1,64}$"
 
@@ -357,31 +356,13 @@ class Consortium(Strict):
         return [(f, d) for f in self.facilities for d in f.destinations]
 
 
-def _key_path(loc: tuple[Any, ...]) -> list[str | int]:
-    # pydantic reports the alias for "from"; union/literal tags are not keys of the file
-    return [
-        part
-        for part in loc
-        if isinstance(part, int) or not str(part).startswith(("literal[", "function-"))
-    ]
-
-
 def load_consortium(path: Path) -> Consortium:
     """Read and check a consortium file; raise ``ConfigError`` naming file, key and line."""
-    try:
-        data, index = load_yaml(path)
-    except YamlSyntaxError as exc:
-        raise ConfigError(
-            exc.message, file=f"{exc.file}:{exc.line}" if exc.line else exc.file
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError("the consortium file must be a YAML mapping", file=str(path))
+    data, index = read_config(path, "the consortium file")
     try:
         consortium = Consortium.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key_path = _key_path(first["loc"])
-        message = first["msg"]
+        key_path, message = first_problem(exc)
         if not key_path:
             # a cross-reference problem found after the fields: name its own key and line
             problems = (
@@ -391,10 +372,7 @@ def load_consortium(path: Path) -> Consortium:
             )
             if problems:
                 key_path, message = list(problems[0][0]), problems[0][1]
-        line = index.line_of(key_path)
-        key = ".".join(str(p) for p in key_path) or "(top)"
-        file = f"{path}:{line}" if line else str(path)
-        raise ConfigError(message, file=file, key=key) from None
+        raise located(path, index, key_path, message) from None
     return _with_rules(consortium, path, index)
 
 
@@ -409,11 +387,11 @@ def _with_rules(consortium: Consortium, path: Path, index: Any) -> Consortium:
         return consortium
     rules_path = (path.parent / name).resolve()
     if not rules_path.is_file():
-        line = index.line_of(["patient_index", "matching_rules"])
-        raise ConfigError(
+        raise located(
+            path,
+            index,
+            ["patient_index", "matching_rules"],
             f"matching rules file {name!r} not found",
-            file=f"{path}:{line}" if line else str(path),
-            key="patient_index.matching_rules",
         )
     rules_at.cache_clear()  # a reload reads the file again
     rules_at(str(rules_path))

@@ -14,8 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from adapter.errors import ConfigError
-from adapter.yamlsource import YamlSyntaxError, load_yaml
+from adapter.config_file import first_problem, located, read_config
 
 NATIONAL_ID_SYSTEM = "urn:oid:2.16.156.10011.1.3"
 HEALTH_CARD_SYSTEM = "urn:oid:2.16.156.10011.1.19"
@@ -118,27 +117,11 @@ DEFAULT_RULES_FILE = Path(__file__).parents[1] / "data" / "matching-rules.yaml"
 
 def load_rules(path: Path) -> MatchingRules:
     """Read and check a rules file; ``ConfigError`` names the file, line and key."""
-    try:
-        data, index = load_yaml(path)
-    except YamlSyntaxError as exc:
-        raise ConfigError(
-            exc.message, file=f"{exc.file}:{exc.line}" if exc.line else exc.file
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError("the matching rules file must be a YAML mapping", file=str(path))
+    data, index = read_config(path, "the matching rules file")
     try:
         return MatchingRules.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        key_path = [
-            p for p in first["loc"] if isinstance(p, int) or not str(p).startswith("literal[")
-        ]
-        line = index.line_of(key_path)
-        raise ConfigError(
-            first["msg"],
-            file=f"{path}:{line}" if line else str(path),
-            key=".".join(str(p) for p in key_path) or "(top)",
-        ) from None
+        raise located(path, index, *first_problem(exc)) from None
 
 
 @lru_cache(maxsize=16)

@@ -16,9 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from adapter.config_file import first_problem, located, read_config
 from adapter.consortium import Consortium
-from adapter.errors import ConfigError
-from adapter.yamlsource import LineIndex, YamlSyntaxError, load_yaml
 
 KeyPath = tuple[str | int, ...]
 Problem = tuple[KeyPath, str]
@@ -254,42 +253,18 @@ class Catalogue(Strict):
         return next((r for r in self.reasons if r.code == code), None)
 
 
-def _key_path(loc: tuple[Any, ...]) -> list[str | int]:
-    # union / literal / validator tags in pydantic locations are not keys of the file
-    return [
-        p
-        for p in loc
-        if isinstance(p, int)
-        or not str(p).startswith(("literal[", "function-", "int", "dict[", "list["))
-    ]
-
-
-def _located(path: Path, index: LineIndex, key_path: KeyPath | list[str | int], message: str):
-    line = index.line_of(key_path)
-    key = ".".join(str(p) for p in key_path) or "(top)"
-    return ConfigError(message, file=f"{path}:{line}" if line else str(path), key=key)
-
-
 def load_catalogue(path: Path, facility_ids: set[str] | None = None) -> Catalogue:
     """Read and check a recognition catalogue; ``ConfigError`` naming file:line and key.
     ``facility_ids``: the consortium's facilities, which the file may name."""
-    try:
-        data, index = load_yaml(path)
-    except YamlSyntaxError as exc:
-        raise ConfigError(
-            exc.message, file=f"{exc.file}:{exc.line}" if exc.line else exc.file
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError("the recognition catalogue must be a YAML mapping", file=str(path))
+    data, index = read_config(path, "the recognition catalogue")
     try:
         catalogue = Catalogue.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise _located(path, index, _key_path(first["loc"]), first["msg"]) from None
+        raise located(path, index, *first_problem(exc)) from None
     problems = catalogue.problems(facility_ids)
     if problems:
         key_path, message = problems[0]
-        raise _located(path, index, key_path, message)
+        raise located(path, index, key_path, message)
     return catalogue
 
 
