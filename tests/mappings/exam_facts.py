@@ -49,7 +49,7 @@ def check_report(report: dict[str, Any], facts: dict[str, Any]) -> list[str]:
         got = [
             {
                 "name": i.get("display"),
-                **({"code": i["identifier"]["value"]} if "identifier" in i else {}),
+                **({"code": i["identifier"].get("value")} if "identifier" in i else {}),
             }
             for i in report.get("resultsInterpreter") or []
         ]

@@ -15,6 +15,7 @@ from adapter.mapping.ids import deterministic_id
 NATIONAL_ID = "urn:oid:2.16.156.10011.1.3"
 ORG_CODE = "urn:oid:2.16.156.10011.1.5"
 ICD10 = "urn:oid:2.16.156.10011.2.3.3.11"
+REASON_KIND = "http://terminology.hl7.org/CodeSystem/v2-0336"
 SNOMED = "http://snomed.info/sct"
 DIRECTION = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/referral-direction"
 INCOMPLETE = "https://yigongti-fhir-adapter.github.io/fhir/StructureDefinition/incomplete-source"
@@ -150,6 +151,16 @@ def _referral(
         reasons.append([codes[0] if codes else None, rc.get("text")])
     if reasons != [list(r) for r in fact.get("reasons", [])]:
         out.append(f"reasons {reasons} != {fact.get('reasons', [])}")
+    if "reason_kinds" in fact:
+        kinds = [
+            next(
+                (c.get("code") for c in rc.get("coding", []) if c.get("system") == REASON_KIND),
+                None,
+            )
+            for rc in sr.get("reasonCode", [])
+        ]
+        if kinds != fact["reason_kinds"]:
+            out.append(f"reason kinds (v2-0336) {kinds} != {fact['reason_kinds']}")
     notes = [n["text"] for n in sr.get("note", [])]
     headings = [h for h in NOTE_HEADINGS if any(n.startswith(h + "：") for n in notes)]
     if headings != list(fact.get("notes", [])):

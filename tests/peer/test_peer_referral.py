@@ -94,9 +94,22 @@ def test_peer_referral_main_fields_agree(translator: Translator, name: str) -> N
     assert ours_ids & peer_ids == {"226839"}
     assert request["subject"]["reference"] == f"Patient/{patient['id']}"
 
-    diagnoses = {c["code"] for rc in request["reasonCode"] for c in rc.get("coding", [])}
-    # the referral reason of RF1-10 (table 0336) is kept as text beside the diagnoses
-    assert "Provider Ordered" in [rc.get("text") for rc in request["reasonCode"]]
+    diagnoses = {
+        c["code"]
+        for rc in request["reasonCode"]
+        for c in rc.get("coding", [])
+        if c.get("system") == "urn:oid:2.16.156.10011.2.3.3.11"
+    }
+    # the referral reason of RF1-10 (table 0336) is kept beside the diagnoses: its text, and
+    # its code as the reason's kind (v2-0336), never as a diagnosis code
+    reason = next(rc for rc in request["reasonCode"] if rc.get("text") == "Provider Ordered")
+    assert reason["coding"] == [
+        {
+            "system": "http://terminology.hl7.org/CodeSystem/v2-0336",
+            "code": "O",
+            "display": "Provider Ordered",
+        }
+    ]
     peer_conditions = {
         c["code"]
         for r in peer
