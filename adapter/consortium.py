@@ -395,7 +395,37 @@ def load_consortium(path: Path) -> Consortium:
         key = ".".join(str(p) for p in key_path) or "(top)"
         file = f"{path}:{line}" if line else str(path)
         raise ConfigError(message, file=file, key=key) from None
+    _check_allow_lists(consortium, path, index)
     return _with_rules(consortium, path, index)
+
+
+def _check_allow_lists(consortium: Consortium, path: Path, index: Any) -> None:
+    """Each MLLP source's ``connector.allow_from`` (peer addresses it accepts) is read now,
+    so a wrong entry stops start-up with the file line of that entry."""
+    from adapter.peer_allow import AllowListError, parse_allow_from
+
+    for f_no, facility in enumerate(consortium.facilities):
+        for s_no, source in enumerate(facility.sources):
+            connector = source.connector or {}
+            if "allow_from" not in connector:
+                continue
+            key_path: list[str | int] = [
+                *("facilities", f_no, "sources", s_no),
+                *("connector", "allow_from"),
+            ]
+            try:
+                if connector.get("kind") != "mllp":
+                    raise AllowListError("allow_from is a setting of MLLP sources (kind: mllp)")
+                parse_allow_from(connector["allow_from"])
+            except AllowListError as exc:
+                if exc.position is not None:
+                    key_path.append(exc.position)
+                line = index.line_of(key_path)
+                raise ConfigError(
+                    str(exc),
+                    file=f"{path}:{line}" if line else str(path),
+                    key=".".join(str(p) for p in key_path),
+                ) from None
 
 
 def _with_rules(consortium: Consortium, path: Path, index: Any) -> Consortium:
