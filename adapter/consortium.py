@@ -373,7 +373,32 @@ def load_consortium(path: Path) -> Consortium:
             if problems:
                 key_path, message = list(problems[0][0]), problems[0][1]
         raise located(path, index, key_path, message) from None
+    _check_allow_lists(consortium, path, index)
     return _with_rules(consortium, path, index)
+
+
+def _check_allow_lists(consortium: Consortium, path: Path, index: Any) -> None:
+    """Each MLLP source's ``connector.allow_from`` (peer addresses it accepts) is read now,
+    so a wrong entry stops start-up with the file line of that entry."""
+    from adapter.peer_allow import AllowListError, parse_allow_from
+
+    for f_no, facility in enumerate(consortium.facilities):
+        for s_no, source in enumerate(facility.sources):
+            connector = source.connector or {}
+            if "allow_from" not in connector:
+                continue
+            key_path: list[str | int] = [
+                *("facilities", f_no, "sources", s_no),
+                *("connector", "allow_from"),
+            ]
+            try:
+                if connector.get("kind") != "mllp":
+                    raise AllowListError("allow_from is a setting of MLLP sources (kind: mllp)")
+                parse_allow_from(connector["allow_from"])
+            except AllowListError as exc:
+                if exc.position is not None:
+                    key_path.append(exc.position)
+                raise located(path, index, key_path, str(exc)) from None
 
 
 def _with_rules(consortium: Consortium, path: Path, index: Any) -> Consortium:

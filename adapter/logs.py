@@ -13,6 +13,8 @@ be recognised:
 * Chinese resident ID numbers: 18 characters (17 digits and a digit or ``X``) and the old
   15-digit form, when they stand alone (not part of a longer run of digits) and carry a
   plausible birth date;
+  full-width digits (１１０１０５…, typed with a Chinese input method) count, and every
+  full-width digit of a redacted line is written as its ASCII digit;
 * mainland mobile numbers (``1[3-9]`` + 9 digits, optionally ``+86``/``0086`` and ``-`` or
   space groups) and landline numbers (``0`` + 2-3 digit area code, optional ``-``, 7-8 digits);
 * the fields of HL7 v2 segments that describe a person (``PID``, ``PD1``, ``NK1``, ``MRG``,
@@ -71,7 +73,10 @@ _DATE_MMDD = r"(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])"
 _START = r"(?<!\d)(?<!\d\.)"
 _END = r"(?!\d)(?!\.\d)"
 # 18 characters: 6-digit area, YYYYMMDD, 3-digit sequence, check digit or X.
-_ID18_RE = re.compile(rf"{_START}[1-9]\d{{5}}(?:18|19|20)\d\d{_DATE_MMDD}\d{{3}}[\dXx]{_END}")
+_ID18_RE = re.compile(rf"{_START}[1-9]\d{{5}}(?:18|19|20)\d\d{_DATE_MMDD}\d{{3}}[\dXxＸｘ]{_END}")
+# full-width digits (typed with a Chinese input method) are written as ASCII digits before
+# the number patterns run: those patterns spell their first digits in ASCII
+_FULL_WIDTH_DIGITS = str.maketrans({0xFF10 + i: str(i) for i in range(10)})
 # 15 digits (issued before 1999): 6-digit area, YYMMDD, 3-digit sequence.
 _ID15_RE = re.compile(rf"{_START}[1-9]\d{{5}}\d\d{_DATE_MMDD}\d{{3}}{_END}")
 _MOBILE_RE = re.compile(rf"{_START}(?:(?:\+|00)86[- ]?)?1[3-9]\d[- ]?\d{{4}}[- ]?\d{{4}}{_END}")
@@ -112,6 +117,7 @@ def redact(text: str) -> str:
     text = _SEGMENT_RE.sub(lambda m: f"{m.group(1)}|{SEGMENT_MASK}", text)
     text = _HUMAN_NAME_RE.sub(lambda m: f'{m.group(1)}"{NAME_MASK}"', text)
     text = _NAME_LABEL_RE.sub(lambda m: f"{m.group(1)}{NAME_MASK}", text)
+    text = text.translate(_FULL_WIDTH_DIGITS)
     text = _ID18_RE.sub(ID_MASK, text)
     text = _ID15_RE.sub(ID_MASK, text)
     text = _MOBILE_RE.sub(PHONE_MASK, text)

@@ -45,6 +45,11 @@ TEST_DATABASE_ENV = "ADAPTER_TEST_DATABASE_URL"
 os.environ["ADAPTER_AUTH"] = "off"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # no log line of the suite may hold a national ID or a mobile number (docs/security.md)
+    config.pluginmanager.import_plugin("tests.log_scan")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # before -m selection runs, so `pytest -m db` sees these marks

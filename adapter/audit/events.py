@@ -36,6 +36,7 @@ AuditAction = Literal[
     "referral.refused",  # a change of a referral Task was refused, naming the rule
     "auth.token",  # a client asked for an access token (issued: success; refused: failure)
     "auth.denied",  # an authenticated client was refused a call (role or facility)
+    "connection.refused",  # a listener closed a connection from a peer not in allow_from
     "config.loaded",  # the adapter started with a consortium file and mappings
     "audit.read",  # the audit log itself was read (once per request, not per record)
     "audit.verified",  # the audit log was verified

@@ -51,6 +51,7 @@ KINDS: dict[str, tuple[tuple[str, str, str], str, str | None, str | None]] = {
     "config.loaded": (_ACTIVITY, "E", None, None),
     "auth.token": (_AUTHENTICATION, "E", None, None),
     "auth.denied": (_SECURITY_ALERT, "E", None, None),
+    "connection.refused": (_SECURITY_ALERT, "E", None, None),
 }
 
 

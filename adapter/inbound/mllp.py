@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from adapter import audit
+from adapter.audit.writer import record_now
 from adapter.connectors.base import CheckResult, ConnectorSettings, parse_settings, timed_check
 from adapter.connectors.hl7_ack import build_ack, header_of
 from adapter.connectors.mllp_framing import CutFrame, FrameReader, frame
@@ -32,6 +36,7 @@ from adapter.errors import Issue
 from adapter.inbound.base import register_source
 from adapter.netlimits import SaidOnce, longest_silent
 from adapter.oversize import Oversize
+from adapter.peer_allow import AllowList, parse_allow_from
 from adapter.pipeline.receipt import Channel, Receipt, address
 
 if TYPE_CHECKING:
@@ -65,6 +70,18 @@ class MllpListenerSettings(ConnectorSettings):
         description="refuse frames longer than this (default: ADAPTER_MAX_MESSAGE_BYTES)",
     )
     content_type: str = HL7_CONTENT_TYPE
+    allow_from: list[str] | None = Field(
+        None,
+        description="peer addresses or networks that may connect (10.12.0.0/16, 127.0.0.1); "
+        "a connection from any other is closed unread, logged and audited. Left out: any peer",
+    )
+
+    @field_validator("allow_from")
+    @classmethod
+    def _allow_list(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None:
+            parse_allow_from(value)  # checked with its file line at load (adapter.consortium)
+        return value
 
 
 class MllpListener:
@@ -82,6 +99,8 @@ class MllpListener:
         self._thread: threading.Thread | None = None
         self._open: set[_Peer] = set()
         self._said = SaidOnce(log)
+        allow = settings.allow_from
+        self._allowed: AllowList | None = None if allow is None else parse_allow_from(allow)
 
     # -- check ------------------------------------------------------------------------------
     def check(self) -> CheckResult:
@@ -137,6 +156,9 @@ class MllpListener:
         limit = min(self.settings.max_frame_bytes or pipeline.max_bytes, pipeline.max_bytes)
 
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            if self._allowed is not None and not self._allowed.allows(_peer_host(writer)):
+                await self._refuse(pipeline, writer)
+                return
             peer = _Peer(writer)
             self._open.add(peer)
             try:
@@ -150,12 +172,51 @@ class MllpListener:
         server = await asyncio.start_server(handle, self.settings.host, self.settings.port)
         self.port = server.sockets[0].getsockname()[1]
         log.info("MLLP listener for %s on %s:%s", self.id, self.settings.host, self.port)
+        if self._allowed is None and not _is_loopback(self.settings.host):
+            log.warning(
+                "MLLP listener for %s accepts connections from any address on %s: "
+                "set allow_from to the senders' addresses (docs/security.md)",
+                self.id,
+                self.settings.host,
+            )
         if ready is not None:
             ready(self.port)
         async with server:
             await self._stopped.wait()
             server.close()
             await server.wait_closed()
+
+    async def _refuse(self, pipeline: Pipeline, writer: asyncio.StreamWriter) -> None:
+        """Close a connection from a peer not in ``allow_from`` before reading a byte; log
+        its address (nothing else is known of it) and audit the refusal."""
+        peername = writer.get_extra_info("peername")
+        peer = address(*peername[:2]) if isinstance(peername, tuple) else None
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+        log.warning("MLLP %s: refused a connection from %s (not in allow_from)", self.id, peer)
+        # written in a worker thread, not awaited: the connection is done with, and a
+        # listener stopping meanwhile still lets the record finish (asyncio.run waits)
+        asyncio.get_running_loop().run_in_executor(None, self._audit_refusal, pipeline, peer)
+
+    def _audit_refusal(self, pipeline: Pipeline, peer: str | None) -> None:
+        try:
+            record_now(
+                pipeline.factory,
+                audit.AuditEvent(
+                    action="connection.refused",
+                    outcome="failure",
+                    actor="anonymous",
+                    subject=None,
+                    correlation_id=None,
+                    at=datetime.now(UTC),
+                    detail={"source": self.id, "reason": "not in allow_from"},
+                    address=peer,
+                    channel=Channel.MLLP.value,
+                ),
+            )
+        except Exception as exc:  # the database is down: the refusal stands, logged above
+            log.error("MLLP %s: refusal not audited (%s)", self.id, type(exc).__name__)
 
     def _make_room(self, newcomer: _Peer) -> bool:
         """Close the longest-silent idle connection for ``newcomer``; False: none may be."""
@@ -279,6 +340,20 @@ def ack_for(raw: bytes, result: IngestResult, *, refused: Literal["AE", "AR"] = 
         Issue("error", "processing", f"message {result.message_id} is {result.status}")
     ]
     return build_ack(header, refused, errors)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def _peer_host(writer: asyncio.StreamWriter) -> str | None:
+    peername = writer.get_extra_info("peername")
+    return str(peername[0]) if isinstance(peername, tuple) and peername else None
 
 
 def _connect_host(host: str) -> str:

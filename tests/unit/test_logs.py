@@ -112,6 +112,16 @@ def test_redact_pid_segment_in_repr_and_other_person_segments() -> None:
     assert out == "'PID|[REDACTED]\\rNK1|[REDACTED]\\rPV1|1|O'"
 
 
+def _full_width(text: str) -> str:
+    return "".join(chr(0xFF10 + int(c)) if c.isdigit() else {"X": "Ｘ"}.get(c, c) for c in text)
+
+
+def test_redact_masks_full_width_ids_and_mobiles() -> None:
+    """Typed with a Chinese input method: the log line shows the mask, no digit of them."""
+    text = f"身份证号 {_full_width(ID18_X)} 电话 {_full_width(MOBILE)} 第５组"
+    assert redact(text) == f"身份证号 {ID_MASK} 电话 {PHONE_MASK} 第5组"
+
+
 def test_redact_is_idempotent() -> None:
     text = f"PID|1||x\r{ID18} {MOBILE} 0571-87654321 姓名:张三"
     once = redact(text)
