@@ -336,11 +336,8 @@ def test_bad_setting_and_unreachable_database_are_one_line_errors(monkeypatch) -
     get_settings.cache_clear()
 
 
-def test_demo_with_a_missing_folder_says_so() -> None:
-    from typer.testing import CliRunner
-
-    from adapter.cli import app
-
+def test_demo_with_a_missing_folder_says_so(env: pytest.MonkeyPatch) -> None:
+    # the test database: the default (./adapter.db) would be written in the working folder
     result = CliRunner().invoke(app, ["demo", "--folder", "/no/such/folder"])
     assert result.exit_code == 2
     assert "is not a folder" in result.output
