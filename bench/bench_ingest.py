@@ -131,8 +131,11 @@ def _uid(*parts: str) -> str:
 
 
 def _ts(value: str) -> str | None:
-    """HL7 TS -> FHIR dateTime (naive: digits only, local zone)."""
+    """HL7 TS -> FHIR dateTime (naive: digits only, local zone); a placeholder such as
+    00000000 is no date, as in the pipeline (the database refuses month 00)."""
     v = value[:14]
+    if not v[:8].isdigit() or v[4:6] == "00" or v[6:8] == "00":
+        return None
     if len(v) >= 14:
         return f"{v[:4]}-{v[4:6]}-{v[6:8]}T{v[8:10]}:{v[10:12]}:{v[12:14]}{TZ}"
     if len(v) >= 8:
