@@ -24,32 +24,27 @@ and the encounter-start question (every item, no code given) through ``ask``.
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import sys
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import orjson
 import psycopg
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from adapter.api.app import create_app
 from adapter.consortium import load_consortium
-from adapter.fhir.index_values import index_values
 from adapter.recognition.catalogue import load_catalogue
 from adapter.recognition.query import Question, ask
 from adapter.settings import DEFAULT_CONSORTIUM, Settings
 from adapter.store import make_engine, migrate, session_factory
-from adapter.store.resources import index_row
-from bench.bench_search import INDEX_COLUMNS, _copy_value, pct
+from bench.bench_search import pct
+from bench.pg_schema import ResourceCopy, Schema, analyze, scratch_schema
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LOCAL = "https://qingshan.example.cn/fhir/sid/shiqiao/lab-item"
@@ -93,42 +88,23 @@ def observation(person: int, n: int, per_person: int) -> dict[str, Any]:
 
 
 def load(conn: psycopg.Connection, persons: int, per_person: int) -> None:
+    rows = ResourceCopy()
     for person in range(persons):
-        resources, index = io.StringIO(), io.StringIO()
-        patient = {"resourceType": "Patient", "id": f"bp{person}"}
-        bodies = [patient] + [observation(person, n, per_person) for n in range(per_person)]
-        for body in bodies:
-            rtype = body["resourceType"]
-            key = f"Patient/bp{person}"
-            values = (
-                rtype,
-                body["id"],
-                1,
-                AT.isoformat(),
-                "f",
-                "h",
-                orjson.dumps(body).decode(),
-                None,
-                key,
-                "shiqiao-township-centre" if rtype == "Observation" else None,
+        key = f"Patient/bp{person}"
+        rows.add(
+            {"resourceType": "Patient", "id": f"bp{person}"},
+            last_updated=AT.isoformat(),
+            patient_key=key,
+        )
+        for n in range(per_person):
+            rows.add(
+                observation(person, n, per_person),
+                last_updated=AT.isoformat(),
+                patient_key=key,
+                facility_id="shiqiao-township-centre",
             )
-            resources.write("\t".join(_copy_value(v) for v in values) + "\n")
-            for value in index_values(body):
-                row = index_row(rtype, body["id"], value)
-                index.write("\t".join(_copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
-        with conn.cursor() as cur:
-            with cur.copy(
-                "COPY resource (resource_type, id, version_id, last_updated, deleted, "
-                "content_hash, body, message_id, patient_key, facility_id) FROM STDIN"
-            ) as copy:
-                copy.write(resources.getvalue())
-            with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
-                copy.write(index.getvalue())
-        conn.commit()
-    with conn.cursor() as cur:
-        cur.execute("ANALYZE resource")
-        cur.execute("ANALYZE search_index")
-    conn.commit()
+        rows.flush(conn)
+    analyze(conn)
 
 
 FLOOR = """
@@ -156,75 +132,72 @@ def main() -> None:
     catalogue = load_catalogue(
         root / "fixtures" / "recognition.yaml", {f.id for f in consortium.facilities}
     )
-    schema = f"bench_recognition_{uuid.uuid4().hex[:8]}"
-    plain = make_url(args.pg).set(drivername="postgresql").render_as_string(hide_password=False)
-    admin = psycopg.connect(plain, autocommit=True)
-    admin.execute(f"CREATE SCHEMA {schema}")
-    url = make_url(args.pg).update_query_dict({"options": f"-csearch_path={schema}"})
-    url_text = url.render_as_string(hide_password=False)
-    try:
-        engine = make_engine(url_text)
-        migrate(engine)
-        started = time.perf_counter()
-        with psycopg.connect(plain, options=f"-csearch_path={schema}") as conn:
-            load(conn, args.persons, args.per_person)
-        loaded = time.perf_counter() - started
-        rng = random.Random(11)
-        people = [f"bp{rng.randrange(args.persons)}" for _ in range(args.queries)]
-        factory = session_factory(engine)
-        rows: dict[str, list[float]] = {"api": [], "store": [], "floor": []}
-        encounter: list[float] = []
-        app = create_app(Settings(database_url=url_text))
-        query = "&".join(f"code={c}" for c in ASKED) + "&at=2026-12-01T00:00:00Z"
-        with (
-            TestClient(app) as client,
-            factory() as session,
-            psycopg.connect(plain, options=f"-csearch_path={schema}") as conn,
-        ):
-            for warm in people[:20]:
-                client.get(f"/fhir/Patient/{warm}/$recognisable?{query}")
-            for person in people:
-                t = time.perf_counter()
-                response = client.get(f"/fhir/Patient/{person}/$recognisable?{query}")
-                rows["api"].append((time.perf_counter() - t) * 1000)
-                assert response.status_code == 200, response.text
-                question = Question(person, AT, codes=ASKED)
-                t = time.perf_counter()
-                answers = ask(session, catalogue, consortium, question)
-                rows["store"].append((time.perf_counter() - t) * 1000)
-                session.rollback()
-                t = time.perf_counter()
-                found = conn.execute(FLOOR, {"key": f"Patient/{person}", "local": LOCAL}).fetchall()
-                rows["floor"].append((time.perf_counter() - t) * 1000)
-                judged = sorted(c.reference for a in answers for c in a.candidates)
-                assert judged == sorted(f"Observation/{r[0]}" for r in found)
-                t = time.perf_counter()
-                ask(session, catalogue, consortium, Question(person, AT))
-                encounter.append((time.perf_counter() - t) * 1000)
-                session.rollback()
-        app.state.engine.dispose()
-        with engine.connect() as c:
-            observations = c.execute(
-                text("SELECT count(*) FROM resource WHERE resource_type = 'Observation'")
-            ).scalar_one()
-            index_rows = c.execute(text("SELECT count(*) FROM search_index")).scalar_one()
-        engine.dispose()
-        print(
-            f"\n{observations:,} Observations, {args.persons:,} persons x {args.per_person:,} "
-            f"results over 5 years, {index_rows:,} index rows; loaded in {loaded:.0f} s"
-        )
-        judged_each = 2 * args.per_person // len(ITEMS)
-        print(f"$recognisable for 2 items ({judged_each} results judged), {args.queries} persons")
-        print(f"{'':10}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
-        floor95 = pct(rows["floor"])[1]
-        for name, samples in rows.items():
-            p50, p95 = pct(samples)
-            print(f"{name:10}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
-        p50, p95 = pct(encounter)
-        print(f"{'encounter':10}{p50:8.2f}{p95:8.2f}   (store, every item: all results judged)")
-    finally:
-        admin.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        admin.close()
+    with scratch_schema(args.pg, "bench_recognition") as schema:
+        run(args, consortium, catalogue, schema)
+
+
+def run(args: argparse.Namespace, consortium: Any, catalogue: Any, schema: Schema) -> None:
+    url_text = schema.url
+    engine = make_engine(url_text)
+    migrate(engine)
+    started = time.perf_counter()
+    with schema.connect() as conn:
+        load(conn, args.persons, args.per_person)
+    loaded = time.perf_counter() - started
+    rng = random.Random(11)
+    people = [f"bp{rng.randrange(args.persons)}" for _ in range(args.queries)]
+    factory = session_factory(engine)
+    rows: dict[str, list[float]] = {"api": [], "store": [], "floor": []}
+    encounter: list[float] = []
+    # authentication off: the figures measure the query path, as before tokens existed
+    app = create_app(Settings(database_url=url_text, auth=False))
+    query = "&".join(f"code={c}" for c in ASKED) + "&at=2026-12-01T00:00:00Z"
+    with (
+        TestClient(app) as client,
+        factory() as session,
+        schema.connect() as conn,
+    ):
+        for warm in people[:20]:
+            client.get(f"/fhir/Patient/{warm}/$recognisable?{query}")
+        for person in people:
+            t = time.perf_counter()
+            response = client.get(f"/fhir/Patient/{person}/$recognisable?{query}")
+            rows["api"].append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200, response.text
+            question = Question(person, AT, codes=ASKED)
+            t = time.perf_counter()
+            answers = ask(session, catalogue, consortium, question)
+            rows["store"].append((time.perf_counter() - t) * 1000)
+            session.rollback()
+            t = time.perf_counter()
+            found = conn.execute(FLOOR, {"key": f"Patient/{person}", "local": LOCAL}).fetchall()
+            rows["floor"].append((time.perf_counter() - t) * 1000)
+            judged = sorted(c.reference for a in answers for c in a.candidates)
+            assert judged == sorted(f"Observation/{r[0]}" for r in found)
+            t = time.perf_counter()
+            ask(session, catalogue, consortium, Question(person, AT))
+            encounter.append((time.perf_counter() - t) * 1000)
+            session.rollback()
+    app.state.engine.dispose()
+    with engine.connect() as c:
+        observations = c.execute(
+            text("SELECT count(*) FROM resource WHERE resource_type = 'Observation'")
+        ).scalar_one()
+        index_rows = c.execute(text("SELECT count(*) FROM search_index")).scalar_one()
+    engine.dispose()
+    print(
+        f"\n{observations:,} Observations, {args.persons:,} persons x {args.per_person:,} "
+        f"results over 5 years, {index_rows:,} index rows; loaded in {loaded:.0f} s"
+    )
+    judged_each = 2 * args.per_person // len(ITEMS)
+    print(f"$recognisable for 2 items ({judged_each} results judged), {args.queries} persons")
+    print(f"{'':10}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
+    floor95 = pct(rows["floor"])[1]
+    for name, samples in rows.items():
+        p50, p95 = pct(samples)
+        print(f"{name:10}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
+    p50, p95 = pct(encounter)
+    print(f"{'encounter':10}{p50:8.2f}{p95:8.2f}   (store, every item: all results judged)")
 
 
 if __name__ == "__main__":

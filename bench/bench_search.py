@@ -27,7 +27,6 @@ and, for the negated forms the issue measured (``status:not=final``,
 from __future__ import annotations
 
 import argparse
-import io
 import random
 import statistics
 import sys
@@ -44,35 +43,15 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from adapter.api.app import create_app
-from adapter.fhir.index_values import index_values
 from adapter.fhir.search_query import parse_search
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, session_factory
-from adapter.store.resources import index_row
 from adapter.store.search import find
-from bench.pg_schema import Schema, scratch_schema
+from bench.pg_schema import ResourceCopy, Schema, analyze, scratch_schema
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CODES = [f"{1000 + i}-{i % 10}" for i in range(20)]
 T0 = datetime(2023, 1, 1, tzinfo=UTC)
-INDEX_COLUMNS = (
-    "resource_type",
-    "resource_id",
-    "param",
-    "kind",
-    "system",
-    "code",
-    "value",
-    "value_norm",
-    "value_date_start",
-    "value_date_end",
-    "value_number",
-    "reference",
-    "system_full",
-    "code_full",
-    "value_norm_full",
-    "reference_full",
-)
 
 
 def observation(i: int, patient: int, rng: random.Random) -> dict[str, Any]:
@@ -101,58 +80,21 @@ def observation(i: int, patient: int, rng: random.Random) -> dict[str, Any]:
     return body
 
 
-def _copy_value(value: Any) -> str:
-    if value is None:
-        return "\\N"
-    if isinstance(value, datetime):
-        return value.isoformat()
-    text_value = str(value)
-    return text_value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
-
-
 def load(conn: psycopg.Connection, observations: int, per_patient: int) -> None:
     rng = random.Random(7)
     patients = max(1, observations // per_patient)
     batch = 20_000
+    rows = ResourceCopy()
     for start in range(0, observations, batch):
-        resources, index = io.StringIO(), io.StringIO()
         for i in range(start, min(start + batch, observations)):
             body = observation(i, rng.randrange(patients), rng)
-            last = body["meta"]["lastUpdated"]
-            resources.write(
-                "\t".join(
-                    _copy_value(v)
-                    for v in (
-                        "Observation",
-                        body["id"],
-                        1,
-                        last,
-                        "f",
-                        "h",
-                        orjson.dumps(body).decode(),
-                        None,
-                        body["subject"]["reference"],
-                        None,
-                    )
-                )
-                + "\n"
+            rows.add(
+                body,
+                last_updated=body["meta"]["lastUpdated"],
+                patient_key=body["subject"]["reference"],
             )
-            for value in index_values(body):
-                row = index_row("Observation", body["id"], value)
-                index.write("\t".join(_copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
-        with conn.cursor() as cur:
-            with cur.copy(
-                "COPY resource (resource_type, id, version_id, last_updated, deleted, "
-                "content_hash, body, message_id, patient_key, facility_id) FROM STDIN"
-            ) as copy:
-                copy.write(resources.getvalue())
-            with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
-                copy.write(index.getvalue())
-        conn.commit()
-    with conn.cursor() as cur:
-        cur.execute("ANALYZE resource")
-        cur.execute("ANALYZE search_index")
-    conn.commit()
+        rows.flush(conn)
+    analyze(conn)
 
 
 FLOOR_PAGE = """
@@ -209,7 +151,8 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
     refs = [f"p{rng.randrange(patients)}" for _ in range(args.queries)]
     factory = session_factory(engine)
     rows: dict[str, list[float]] = {"api": [], "store": [], "floor": []}
-    app = create_app(Settings(database_url=schema.url))
+    # authentication off: the figures measure the query path, as before tokens existed
+    app = create_app(Settings(database_url=schema.url, auth=False))
     with TestClient(app) as client, factory() as session, schema.connect() as conn:
         for warm in refs[:20]:  # warm caches and connections
             client.get(f"/fhir/Observation?patient={warm}&_sort=-date&_count=50")

@@ -1,16 +1,22 @@
 """A PostgreSQL schema of one benchmark run: made at the start, dropped at the end (also when
-the run fails), so runs never see each other's tables or leave any behind."""
+the run fails), so runs never see each other's tables or leave any behind; and the COPY
+loader of resource rows with their real search-index rows that the search benchmarks share."""
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import make_url
+
+from adapter.fhir.index_values import index_values
+from adapter.store.resources import index_row
 
 
 @dataclass(frozen=True)
@@ -39,3 +45,82 @@ def scratch_schema(url: str, prefix: str) -> Iterator[Schema]:
             yield Schema(name, libpq, engine_url.render_as_string(hide_password=False))
         finally:
             admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+INDEX_COLUMNS = (
+    "resource_type",
+    "resource_id",
+    "param",
+    "kind",
+    "system",
+    "code",
+    "value",
+    "value_norm",
+    "value_date_start",
+    "value_date_end",
+    "value_number",
+    "reference",
+    "system_full",
+    "code_full",
+    "value_norm_full",
+    "reference_full",
+)
+_RESOURCE_COPY = (
+    "COPY resource (resource_type, id, version_id, last_updated, deleted, "
+    "content_hash, body, message_id, patient_key, facility_id) FROM STDIN"
+)
+
+
+def copy_value(value: Any) -> str:
+    """One value in COPY's text format."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, datetime):
+        return value.isoformat()
+    text_value = str(value)
+    return text_value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+
+
+class ResourceCopy:
+    """Resource rows (version 1) and the index rows the store would write for them,
+    gathered in memory and written with COPY by ``flush``."""
+
+    def __init__(self) -> None:
+        self._resources, self._index = io.StringIO(), io.StringIO()
+
+    def add(
+        self,
+        body: dict[str, Any],
+        *,
+        last_updated: str,
+        patient_key: str | None,
+        facility_id: str | None = None,
+    ) -> None:
+        import orjson
+
+        rtype, rid = body["resourceType"], body["id"]
+        values = (
+            rtype, rid, 1, last_updated, "f", "h", orjson.dumps(body).decode(), None,
+            patient_key, facility_id,
+        )  # fmt: skip
+        self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
+        for value in index_values(body):
+            row = index_row(rtype, rid, value)
+            self._index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
+
+    def flush(self, conn: psycopg.Connection) -> None:
+        """COPY what was added, commit, and start again empty."""
+        with conn.cursor() as cur:
+            with cur.copy(_RESOURCE_COPY) as copy:
+                copy.write(self._resources.getvalue())
+            with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
+                copy.write(self._index.getvalue())
+        conn.commit()
+        self._resources, self._index = io.StringIO(), io.StringIO()
+
+
+def analyze(conn: psycopg.Connection) -> None:
+    with conn.cursor() as cur:
+        cur.execute("ANALYZE resource")
+        cur.execute("ANALYZE search_index")
+    conn.commit()
