@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from adapter.audit import writer
 from adapter.consortium import load_consortium
 from adapter.pipeline import steps
+from adapter.pipeline.receipt import Receipt
 from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate
@@ -58,7 +59,7 @@ def run_backend(
     )
 
     def ingest(source: str, raw: bytes) -> int:
-        result = pipeline.ingest(raw, source)
+        result = pipeline.ingest(raw, Receipt(source, "cli"))
         if not result.accepted or result.duplicate:
             raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
         return len(result.resources)
