@@ -12,7 +12,10 @@ COPY into a schema made for the run (migrated like the adapter's), then ANALYZEd
 
 Rows printed (milliseconds, p50 / p95 over ``--queries`` random patients):
   api     GET through the real FastAPI app (TestClient: routing, parsing, the query,
-          the Bundle, JSON), total counted as the default does
+          the Bundle, JSON, and the audit record of the disclosure, committed before the
+          answer: issue 11), total counted as the default does
+  api-noaudit  the same GET with the audit writer off (what the query path alone costs;
+          not how the adapter runs)
   store   adapter.store.search.find alone (page + total)
   floor   the least SQL that gives the same page and total: the patient's index rows
           joined to the resource, ordered by a LATERAL max(date end), LIMIT 50; and a
@@ -45,6 +48,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from adapter.api.app import create_app
+from adapter.audit import writer
 from adapter.fhir.search_query import parse_search
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, session_factory
@@ -160,7 +164,7 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
     rng = random.Random(11)
     refs = [f"p{rng.randrange(patients)}" for _ in range(args.queries)]
     factory = session_factory(engine)
-    rows: dict[str, list[float]] = {"api": [], "store": [], "floor": []}
+    rows: dict[str, list[float]] = {"api": [], "api-noaudit": [], "store": [], "floor": []}
     # authentication off: the figures measure the query path, as before tokens existed
     app = create_app(Settings(database_url=schema.url, auth=False))
     with TestClient(app) as client, factory() as session, schema.connect() as conn:
@@ -170,6 +174,12 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
             t = time.perf_counter()
             response = client.get(f"/fhir/Observation?patient={ref}&_sort=-date&_count=50")
             rows["api"].append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200
+            writer.set_enabled(False)
+            t = time.perf_counter()
+            response = client.get(f"/fhir/Observation?patient={ref}&_sort=-date&_count=50")
+            rows["api-noaudit"].append((time.perf_counter() - t) * 1000)
+            writer.set_enabled(True)
             assert response.status_code == 200
             parsed = parse_search(
                 "Observation", [("patient", ref), ("_sort", "-date"), ("_count", "50")]
@@ -220,11 +230,11 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
         f"{index_rows:,} index rows; loaded in {loaded:.0f} s"
     )
     print(f"Observation?patient=X&_sort=-date&_count=50, {args.queries} patients (ms)")
-    print(f"{'':8}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
+    print(f"{'':12}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
     floor95 = pct(rows["floor"])[1]
     for name, samples in rows.items():
         p50, p95 = pct(samples)
-        print(f"{name:8}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
+        print(f"{name:12}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
     print("other forms, store, _count=50, median of 5 (ms; Bundle.total)")
     for label, (ms, total) in extra.items():
         print(f"  {label:52}{ms:9.1f}   total {total}")
