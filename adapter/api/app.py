@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
 from adapter.api import (
+    audit_disclosures,
     audit_events,
     auth,
     binary,
@@ -45,6 +46,7 @@ from adapter.api.request_id import RequestIdMiddleware
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
 from adapter.audit.checkpoints import start_checkpoints
+from adapter.auth.assertions import Assertions
 from adapter.auth.client_secrets import Secrets
 from adapter.auth.keys import load_keys
 from adapter.auth.ratelimit import FailureLimiter
@@ -61,6 +63,7 @@ log = logging.getLogger(__name__)
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
+    audit_disclosures.router,
     docs.router,
     health.router,
     metrics.router,
@@ -169,4 +172,5 @@ def build_authority(settings: Settings, consortium: Consortium) -> Authority:
         ),
         secrets=Secrets(consortium),
         limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
+        assertions=Assertions(consortium),
     )

@@ -20,6 +20,8 @@ from starlette.concurrency import run_in_threadpool
 from adapter import audit
 from adapter.audit.context import authenticated
 from adapter.audit.writer import record_now
+from adapter.auth import certificates
+from adapter.auth.assertions import Assertions
 from adapter.auth.client_secrets import Secrets
 from adapter.auth.ratelimit import FailureLimiter
 from adapter.auth.rules import RULES, Rule
@@ -34,6 +36,7 @@ class Authority:
     tokens: TokenService
     secrets: Secrets
     limiter: FailureLimiter
+    assertions: Assertions
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -96,7 +99,12 @@ async def authorize(request: Request) -> None:
         request.state.principal = None
         return
     try:
-        principal = authority.tokens.check(_bearer(request), request.app.state.consortium)
+        presented = certificates.of_request(request)
+        principal = authority.tokens.check(
+            _bearer(request),
+            request.app.state.consortium,
+            presented.thumbprint if presented is not None else None,
+        )
     except TokenError as exc:
         raise UnauthorizedError(str(exc), error="invalid_token") from None
     request.state.principal = principal

@@ -46,6 +46,8 @@ _FHIR = _rule("care", "reader")
 RULES: dict[str, Rule] = {
     # no token
     "token": PUBLIC,
+    "jwks": PUBLIC,
+    "smart_configuration": PUBLIC,
     "docs_page": PUBLIC,
     "health": PUBLIC,
     "fhir_metadata": PUBLIC,
@@ -83,6 +85,7 @@ RULES: dict[str, Rule] = {
     # the audit log: read by the auditor only; changes refused (405) to everyone
     "audit_search": _rule("none", "auditor"),
     "audit_read": _rule("none", "auditor"),
+    "audit_disclosures": _rule("none", "auditor"),
     "_refuse": _rule("none", *ROLES),
     # FHIR reads within the facility's care
     "fhir_read": _FHIR,
