@@ -36,11 +36,18 @@ def key_set(client: Client) -> jwt.PyJWKSet | None:
     if client.jwks is None:
         return None
     try:
-        return jwt.PyJWKSet.from_dict(client.jwks)
+        found = jwt.PyJWKSet.from_dict(client.jwks)
     except jwt.PyJWTError as exc:
         raise ConfigError(
             f"client {client.id}: its jwks holds no usable public key ({exc})"
         ) from None
+    for key in found.keys:
+        if key.key_type == "oct" or hasattr(key.key, "private_bytes"):
+            raise ConfigError(
+                f"client {client.id}: jwks must hold public keys only "
+                "(a private or symmetric key was found)"
+            )
+    return found
 
 
 class Assertions:
@@ -51,12 +58,6 @@ class Assertions:
         for client in consortium.clients:
             found = key_set(client)
             if found is not None:
-                for key in found.keys:
-                    if key.key_type in ("oct",) or _is_private(key):
-                        raise ConfigError(
-                            f"client {client.id}: jwks must hold public keys only "
-                            "(a private or symmetric key was found)"
-                        )
                 self._keys[client.id] = found
         self._seen: dict[str, float] = {}  # "client jti" -> when it may be forgotten
         self._lock = threading.Lock()
@@ -123,7 +124,3 @@ def _pick(keys: jwt.PyJWKSet, kid: Any) -> jwt.PyJWK:
     if len(keys.keys) == 1:
         return keys.keys[0]
     raise AssertionRefused("the assertion names no kid and the client has several keys")
-
-
-def _is_private(key: jwt.PyJWK) -> bool:
-    return hasattr(key.key, "private_bytes")
