@@ -18,10 +18,12 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
@@ -32,7 +34,7 @@ from adapter.connectors.base import CheckResult, ConnectorSettings, parse_settin
 from adapter.connectors.hl7_ack import build_ack, header_of
 from adapter.connectors.mllp_framing import CutFrame, FrameReader, frame
 from adapter.consortium import Facility, SourceSystem
-from adapter.errors import Issue
+from adapter.errors import ConfigError, Issue
 from adapter.inbound.base import register_source
 from adapter.netlimits import SaidOnce, longest_silent
 from adapter.oversize import Oversize
@@ -48,6 +50,33 @@ HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 
 
 # -- listener ---------------------------------------------------------------------------------
+class MllpTls(ConnectorSettings):
+    """MLLP over TLS (IHE ATNA secure node style): the listener's certificate and key, and
+    optionally the CA whose client certificates it requires (mutual TLS)."""
+
+    cert_file: Path = Field(description="the listener's certificate (PEM, chain first)")
+    key_file: Path = Field(description="its private key (PEM)")
+    client_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM): given, a sender must present a certificate "
+        "issued by one of them, or the connection is closed in the handshake",
+    )
+
+    def context(self, where: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file)
+            if self.client_ca_file is not None:
+                context.load_verify_locations(self.client_ca_file)
+                context.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{where}.tls: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        return context
+
+
 class MllpListenerSettings(ConnectorSettings):
     kind: Literal["mllp"]
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
@@ -70,6 +99,9 @@ class MllpListenerSettings(ConnectorSettings):
         description="refuse frames longer than this (default: ADAPTER_MAX_MESSAGE_BYTES)",
     )
     content_type: str = HL7_CONTENT_TYPE
+    tls: MllpTls | None = Field(
+        None, description="TLS on this port (certificate, key, optional client CA)"
+    )
     allow_from: list[str] | None = Field(
         None,
         description="peer addresses or networks that may connect (10.12.0.0/16, 127.0.0.1); "
@@ -101,6 +133,8 @@ class MllpListener:
         self._said = SaidOnce(log)
         allow = settings.allow_from
         self._allowed: AllowList | None = None if allow is None else parse_allow_from(allow)
+        tls = settings.tls
+        self._tls = None if tls is None else tls.context(f"sources.{source_id}.connector")
 
     # -- check ------------------------------------------------------------------------------
     def check(self) -> CheckResult:
@@ -169,9 +203,17 @@ class MllpListener:
             finally:
                 self._open.discard(peer)
 
-        server = await asyncio.start_server(handle, self.settings.host, self.settings.port)
+        server = await asyncio.start_server(
+            handle, self.settings.host, self.settings.port, ssl=self._tls
+        )
         self.port = server.sockets[0].getsockname()[1]
-        log.info("MLLP listener for %s on %s:%s", self.id, self.settings.host, self.port)
+        log.info(
+            "MLLP listener for %s on %s:%s%s",
+            self.id,
+            self.settings.host,
+            self.port,
+            " (TLS)" if self._tls is not None else "",
+        )
         if self._allowed is None and not _is_loopback(self.settings.host):
             log.warning(
                 "MLLP listener for %s accepts connections from any address on %s: "

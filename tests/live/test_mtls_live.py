@@ -6,98 +6,33 @@ not the client's, or from another CA, gets nothing. Certificates are made here w
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import ssl
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from adapter.auth.keys import new_key_file
 from tests.api.auth_helpers import COUNTY, SHIQIAO, consortium_with_clients, secret_of
 from tests.live.server import LiveServer
-
-Pair = tuple[Path, Path]  # certificate, key
-
-
-def _name(common: str) -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COMMON_NAME, common),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "青山县医共体"),
-        ]
-    )
-
-
-def _make(
-    folder: Path,
-    stem: str,
-    subject: x509.Name,
-    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
-    *,
-    ca: bool = False,
-    server: bool = False,
-) -> tuple[Pair, x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    issuer_name, issuer_key = issuer or (subject, key)
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if ca:
-        builder = builder.add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-    cert = builder.sign(issuer_key, hashes.SHA256())
-    cert_path, key_path = folder / f"{stem}.pem", folder / f"{stem}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return (cert_path, key_path), cert, key
-
-
-def _fingerprint(cert: x509.Certificate) -> str:
-    return ":".join(f"{b:02X}" for b in cert.fingerprint(hashes.SHA256()))
+from tests.pki import Pair, fingerprint, make, name
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Pair]:
     folder = tmp_path_factory.mktemp("pki")
-    ca_name = _name("青山县医共体 CA")
-    (ca, _, ca_key) = _make(folder, "ca", ca_name, None, ca=True)
+    ca_name = name("青山县医共体 CA")
+    (ca, _, ca_key) = make(folder, "ca", ca_name, None, ca=True)
     issuer = (ca_name, ca_key)
     made = {"ca": ca}
-    made["server"] = _make(folder, "server", _name("adapter"), issuer, server=True)[0]
-    made["lis"], lis_cert, _ = _make(folder, "lis", _name("shiqiao-lis"), issuer)
-    made["reader"] = _make(folder, "reader", _name("county-his"), issuer)[0]
-    made["stranger"] = _make(folder, "stranger", _name("stranger"), issuer)[0]
-    other_name = _name("another CA")
-    (_, _, other_key) = _make(folder, "other-ca", other_name, None, ca=True)
-    made["foreign"] = _make(folder, "foreign", _name("shiqiao-lis"), (other_name, other_key))[0]
-    (folder / "lis.sha256").write_text(_fingerprint(lis_cert))
+    made["server"] = make(folder, "server", name("adapter"), issuer, server=True)[0]
+    made["lis"], lis_cert, _ = make(folder, "lis", name("shiqiao-lis"), issuer)
+    made["reader"] = make(folder, "reader", name("county-his"), issuer)[0]
+    made["stranger"] = make(folder, "stranger", name("stranger"), issuer)[0]
+    other_name = name("another CA")
+    (_, _, other_key) = make(folder, "other-ca", other_name, None, ca=True)
+    made["foreign"] = make(folder, "foreign", name("shiqiao-lis"), (other_name, other_key))[0]
+    (folder / "lis.sha256").write_text(fingerprint(lis_cert))
     return made
 
 
