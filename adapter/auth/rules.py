@@ -105,6 +105,7 @@ RULES: dict[str, Rule] = {
     "fhir_recognisable_by_identifier": _FHIR,
     "fhir_recognisable_shown": _FHIR,
     "fhir_recognition_decision": _FHIR,
+    "fhir_recognition_viewed": _FHIR,
     "recognition_rate": _rule("none", *_RUN),
     # referral Task changes (docs/referral-loop.md): the facility of the token must be the
     # referral's sender or receiver, which the state machine checks (403 otherwise)

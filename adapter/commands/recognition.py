@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -202,42 +203,67 @@ def decide(
 def rate(
     month: Annotated[str, typer.Option(help="The month, YYYY-MM (consortium time zone)")],
     facility: Annotated[str | None, typer.Option("--facility", "-f")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(help="Group by facility, department, doctor, item (comma separated)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write a spreadsheet: a .csv or .xlsx file")
+    ] = None,
 ) -> None:
-    """The monthly 互认率 per facility and item: recognised / eligible, and the reasons."""
+    """The monthly 互认率: recognised / eligible, the reasons, viewed, tests and cost avoided."""
+    from adapter.export import write_csv, write_xlsx
     from adapter.recognition.query import zone_of
-    from adapter.recognition.rate import monthly_rates
+    from adapter.recognition.rate import monthly_rates, parse_by, prices_of, table
 
+    if out is not None and out.suffix.lower() not in (".csv", ".xlsx"):
+        raise common.fail(f"--out {out.name}: a .csv or .xlsx file")
     runtime = _open()
     try:
-        _catalogue(runtime)
+        catalogue = _catalogue(runtime)
         try:
+            groups = parse_by(by)
             with runtime.factory() as session:
                 rates = monthly_rates(
-                    session, month, zone_of(runtime.consortium), facility_id=facility
+                    session,
+                    month,
+                    zone_of(runtime.consortium),
+                    facility_id=facility,
+                    by=groups,
+                    prices=prices_of(catalogue.items),
                 )
         except ValueError as exc:
             raise common.fail(str(exc)) from None
     finally:
         runtime.close()
+    if out is not None:
+        headers, rows = table(rates, groups)
+        write = write_csv if out.suffix.lower() == ".csv" else write_xlsx
+        written = write(out, headers, rows)
+        typer.echo(f"{written} rows written to {out}")
+        return
     if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in rates], ensure_ascii=False, indent=2))
+        typer.echo(json.dumps([r.as_dict(groups) for r in rates], ensure_ascii=False, indent=2))
         return
     typer.echo(
-        f"{'facility':<28} {'item':<12} {'shown':>6} {'eligible':>8} {'recog.':>7} {'rate':>7}"
+        f"{'group':<40} {'shown':>6} {'viewed':>6} {'eligible':>8} {'recog.':>7} {'rate':>7}"
         "  reasons"
     )
     for r in rates:
+        group = " ".join(str(v) for k, v in r.as_dict(groups).items() if k in groups)
         shown = "-" if r.rate is None else f"{r.rate:.1%}"
         reasons = ", ".join(f"{k} {n}" for k, n in sorted(r.reasons.items()))
         typer.echo(
-            f"{r.facility_id:<28} {r.item_code:<12} {r.shown:>6} {r.eligible:>8} "
+            f"{group:<40} {r.shown:>6} {r.viewed:>6} {r.eligible:>8} "
             f"{r.recognised:>7} {shown:>7}  {reasons}"
         )
     eligible = sum(r.eligible for r in rates)
     recognised = sum(r.recognised for r in rates)
     total = f"{recognised / eligible:.1%}" if eligible else "-"
-    typer.echo(f"{month}: {recognised} of {eligible} recognised ({total})")
+    saved = [r.saved for r in rates if r.priced]
+    cost = f", {sum(saved)} yuan of tests avoided" if saved else ""
+    typer.echo(f"{month}: {recognised} of {eligible} recognised ({total}){cost}")
 
 
 def register(main: typer.Typer) -> None:

@@ -467,3 +467,7 @@ class RecognitionReminder(Base):
     recognisable: Mapped[bool] = mapped_column(Boolean())
     edition: Mapped[str] = mapped_column(String(_ID))
     shown_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    department: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # 已查阅: when a doctor first opened a prior result the reminder showed, and which
+    viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    viewed_result: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID), nullable=True)
