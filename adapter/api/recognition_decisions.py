@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
+from adapter.api.facility import check_named, own_facility
 from adapter.api.fhir_request import date_range_param, request_zone
 from adapter.api.recognition import (
     catalogue_of,
@@ -33,6 +34,7 @@ from adapter.consortium import Consortium
 from adapter.errors import InputTooLargeError, InvalidRequestError
 from adapter.export import write_csv, write_xlsx
 from adapter.oversize import Oversize
+from adapter.recognition.corrections import changed_after_recognition
 from adapter.recognition.decisions import DECISIONS, DecisionInput, record
 from adapter.recognition.query import zone_of
 from adapter.recognition.rate import monthly_rates, parse_by, prices_of, table, yuan
@@ -206,5 +208,33 @@ def recognition_rate(request: Request, session: SessionDep) -> Response:
             "tests_avoided": recognised,
             "cost_avoided": yuan(sum(priced, Decimal(0))) if priced else None,
             "items": [r.as_dict(by) for r in rates],
+        }
+    )
+
+
+@stats_router.get(
+    "/recognition/corrections",
+    name="recognition_corrections",
+    summary="Recognised results that their lab changed afterwards (corrected, cancelled ...)",
+)
+def recognition_corrections(request: Request, session: SessionDep) -> JSONResponse:
+    """The caller's facility's decisions 互认 whose prior result was stored again after the
+    decision (adapter/recognition/corrections.py); every facility's for the consortium."""
+    catalogue_of(request)
+    facility = own_facility(request)
+    named = request.query_params.get("facility")
+    if named is not None:
+        known_facility(request.app.state.consortium, named)
+        check_named(request, named)
+        facility = named
+    since = None
+    if "since" in request.query_params:
+        since = date_range_param("since", request.query_params["since"], request_zone(request))[0]
+    found = changed_after_recognition(session, facility_id=facility, since=since)
+    return JSONResponse(
+        {
+            "total": len(found),
+            "withdrawn": sum(1 for c in found if c.withdrawn),
+            "decisions": [c.as_dict() for c in found],
         }
     )

@@ -107,6 +107,8 @@ RULES: dict[str, Rule] = {
     "fhir_recognition_decision": _FHIR,
     "fhir_recognition_viewed": _FHIR,
     "recognition_rate": _rule("none", *_RUN),
+    # names patients (ids only): the operators of the ordering facility, or the consortium's
+    "recognition_corrections": _rule("facility", "operator"),
     # referral Task changes (docs/referral-loop.md): the facility of the token must be the
     # referral's sender or receiver, which the state machine checks (403 otherwise)
     "referral_task_put": _rule("none", "reader", "operator"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -215,7 +216,7 @@ def rate(
     """The monthly 互认率: recognised / eligible, the reasons, viewed, tests and cost avoided."""
     from adapter.export import write_csv, write_xlsx
     from adapter.recognition.query import zone_of
-    from adapter.recognition.rate import monthly_rates, parse_by, prices_of, table
+    from adapter.recognition.rate import monthly_rates, parse_by, prices_of, table, yuan
 
     if out is not None and out.suffix.lower() not in (".csv", ".xlsx"):
         raise common.fail(f"--out {out.name}: a .csv or .xlsx file")
@@ -262,8 +263,48 @@ def rate(
     recognised = sum(r.recognised for r in rates)
     total = f"{recognised / eligible:.1%}" if eligible else "-"
     saved = [r.saved for r in rates if r.priced]
-    cost = f", {sum(saved)} yuan of tests avoided" if saved else ""
+    cost = f", {yuan(sum(saved, Decimal(0)))} yuan of tests avoided" if saved else ""
     typer.echo(f"{month}: {recognised} of {eligible} recognised ({total}){cost}")
+
+
+@app.command()
+def corrections(
+    facility: Annotated[str | None, typer.Option("--facility", "-f")] = None,
+    since: Annotated[str | None, typer.Option(help="Decisions from this date (ISO)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Recognised results their lab changed afterwards (corrected, amended, withdrawn): the
+    decisions to review. Exit 1 when there are any."""
+    from adapter.recognition.corrections import changed_after_recognition
+
+    moment = None
+    if since is not None:
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError:
+            raise common.fail(f"--since {since!r}: give an ISO date or time") from None
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    runtime = _open()
+    try:
+        _catalogue(runtime)
+        with runtime.factory() as session:
+            found = changed_after_recognition(session, facility_id=facility, since=moment)
+    finally:
+        runtime.close()
+    for entry in found:
+        if as_json:
+            typer.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
+        else:
+            typer.echo(
+                f"{entry.recognised_at:%Y-%m-%d %H:%M}  {entry.facility_id}  {entry.doctor}  "
+                f"order {entry.order_id}  {entry.item_code}  {entry.prior} is now "
+                f"{entry.status or '?'} (version {entry.version}, "
+                f"{entry.changed_at:%Y-%m-%d %H:%M})"
+            )
+    if not as_json:
+        typer.echo(f"{len(found)} recognised results changed afterwards")
+    if found:
+        raise typer.Exit(1)
 
 
 def register(main: typer.Typer) -> None:

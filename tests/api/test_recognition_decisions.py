@@ -408,3 +408,53 @@ def test_viewed_breakdowns_cost_and_spreadsheets(seeded, app):
     cells = [[c.value for c in row] for row in sheet.iter_rows()]
     assert cells[0][0] == "医生 doctor" and cells[1][:3] == ["D0412", 1, 1]
     assert cells[1][7] == 1 and float(cells[1][8]) == 20.0  # tests and yuan avoided
+
+
+def test_a_result_changed_after_recognition_is_listed(seeded, app):
+    """The lab corrects, then withdraws, the WBC a doctor recognised: the decision is listed
+    with the result's status now; a result that did not change, or a decision not to
+    recognise, is not."""
+    from datetime import UTC, datetime
+
+    from adapter.store import save_resources
+    from tests.api.recognition_fixtures import RESULTS
+
+    assert post(seeded, params(**RECOGNISED)).status_code == 201
+    assert post(seeded, params(**REFUSED)).status_code == 201
+    assert seeded.get("/recognition/corrections").json()["total"] == 0
+
+    wbc = next(r for _, rs in RESULTS for r in rs if r["id"] == "sq-wbc-new")
+    corrected = {**wbc, "status": "corrected", "valueQuantity": {**wbc["valueQuantity"]}}
+    corrected["valueQuantity"]["value"] = wbc["valueQuantity"]["value"] + 3
+    with app.state.session_factory.begin() as session:
+        save_resources(
+            session,
+            [corrected],
+            message_id=None,
+            now=datetime.now(UTC),
+            facility_id="shiqiao-township-centre",
+        )
+    body = seeded.get("/recognition/corrections").json()
+    assert (body["total"], body["withdrawn"]) == (1, 0)
+    [entry] = body["decisions"]
+    assert entry["prior"] == "Observation/sq-wbc-new" and entry["status"] == "corrected"
+    assert entry["order"] == RECOGNISED["order"] and entry["item"] == "QS-JY-001"
+    assert entry["version"] == 2
+
+    withdrawn = {**corrected, "status": "entered-in-error"}
+    with app.state.session_factory.begin() as session:
+        save_resources(
+            session,
+            [withdrawn],
+            message_id=None,
+            now=datetime.now(UTC),
+            facility_id="shiqiao-township-centre",
+        )
+    body = seeded.get(
+        "/recognition/corrections", params={"facility": "qingshan-county-hospital"}
+    ).json()
+    assert body["withdrawn"] == 1 and body["decisions"][0]["status"] == "entered-in-error"
+    assert (
+        seeded.get("/recognition/corrections", params={"since": "2026-12-01"}).json()["total"] == 0
+    )
+    assert seeded.get("/recognition/corrections", params={"facility": "x"}).status_code == 400
