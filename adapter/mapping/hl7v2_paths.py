@@ -72,21 +72,35 @@ def compile_path(text: str) -> Hl7Path:
 
 @dataclass(slots=True)
 class ReadTracker:
-    """Which (segment index, field) positions a mapping looked at."""
+    """What a mapping read: the segments it looked at (``segments``), the fields whose
+    value it read at least in part (``fields``: segment index, field) and, to the
+    component, which parts (``parts``: segment index, field, repetition, component).
+
+    A part is read when a rule's path names it (``PID-11`` names the first repetition's
+    first component, ``PID-11[2].3`` that component; an iterated ``PID-3`` each repetition)
+    or its value is read (``Node.text``, also through ``child``). A rule on ``PID-11``
+    that reads the field as text so leaves an address in ``PID-11[1].3`` or a second
+    repetition ``PID-11[2]`` unread, and it is reported (decision 0016). Below the
+    component nothing is told apart: reading a component reads all its subcomponents."""
 
     fields: set[tuple[int, int]] = field(default_factory=set)
     segments: set[int] = field(default_factory=set)
+    parts: set[tuple[int, int, int, int]] = field(default_factory=set)
 
     def mark(self, segment: Segment, field_no: int | None) -> None:
+        """The segment was looked at (its presence, or a path into it)."""
         self.segments.add(segment.index)
-        if field_no is not None:
-            self.fields.add((segment.index, field_no))
+
+    def read(self, segment: Segment, field_no: int, rep: int, comp: int) -> None:
+        index = segment.index
+        self.fields.add((index, field_no))
+        self.parts.add((index, field_no, rep, comp))
 
 
 class Node:
     """A position in one segment: a field repetition, a component or a subcomponent."""
 
-    __slots__ = ("comp", "field", "rep", "segment", "sub")
+    __slots__ = ("comp", "field", "rep", "segment", "sub", "tracker")
 
     def __init__(
         self,
@@ -95,17 +109,32 @@ class Node:
         rep: int = 1,
         comp: int | None = None,
         sub: int | None = None,
+        tracker: ReadTracker | None = None,
     ) -> None:
         self.segment = segment
         self.field = field_no
         self.rep = rep
         self.comp = comp
         self.sub = sub
+        self.tracker = tracker
 
     @property
     def text(self) -> str:
-        """The value as text: a field or component reads as its first component/subcomponent."""
-        return self.segment.get(self.field, self.rep, self.comp or 1, self.sub or 1)
+        """The value as text: a field or component reads as its first component/subcomponent
+        (and only that part counts as read)."""
+        comp = self.comp or 1
+        if self.tracker is not None:
+            self.tracker.read(self.segment, self.field, self.rep, comp)
+        return self.segment.get(self.field, self.rep, comp, self.sub or 1)
+
+    def repetition_texts(self) -> list[str]:
+        """The first component of every repetition of the field (each counts as read)."""
+        segment, field_no = self.segment, self.field
+        reps = range(1, segment.repetitions(field_no) + 1)
+        if self.tracker is not None:
+            for rep in reps:
+                self.tracker.read(segment, field_no, rep, 1)
+        return [segment.get(field_no, rep) for rep in reps]
 
     def is_empty(self) -> bool:
         segment = self.segment
@@ -126,9 +155,9 @@ class Node:
 
     def child(self, index: int) -> Node:
         if self.comp is None:
-            return Node(self.segment, self.field, self.rep, index)
+            return Node(self.segment, self.field, self.rep, index, tracker=self.tracker)
         if self.sub is None:
-            return Node(self.segment, self.field, self.rep, self.comp, index)
+            return Node(self.segment, self.field, self.rep, self.comp, index, self.tracker)
         raise ValueError(f"{self.location} has no parts below subcomponent")
 
     def __str__(self) -> str:
@@ -313,7 +342,10 @@ def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment
     tracker.mark(segment, path.field)
     if path.field is None:
         return segment
-    return Node(segment, path.field, path.rep or 1, path.comp, path.sub)
+    # the part the path names counts as read once a rule consults it, also as a fallback
+    # that was not taken (``first(OBR-2.1, ORC-2.1)``); parts below it when they are read
+    tracker.read(segment, path.field, path.rep or 1, path.comp or 1)
+    return Node(segment, path.field, path.rep or 1, path.comp, path.sub, tracker)
 
 
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
@@ -323,8 +355,11 @@ def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
         return []
     tracker.mark(segment, path.field)
     reps = [path.rep] if path.rep else range(1, segment.repetitions(path.field) + 1)
-    nodes = [Node(segment, path.field, rep, path.comp, path.sub) for rep in reps]
-    return [n for n in nodes if not n.is_empty()]
+    nodes = [Node(segment, path.field, rep, path.comp, path.sub, tracker) for rep in reps]
+    present = [n for n in nodes if not n.is_empty()]
+    for node in present:
+        tracker.read(segment, path.field, node.rep, path.comp or 1)
+    return present
 
 
 def segment_scope(segment: Segment, parent: Group) -> Group:

@@ -186,6 +186,16 @@ class SearchIndex(Base):
         _kind_index("uri", "code"),
         _kind_index("string", "value_norm", postgresql_ops={"value_norm": "text_pattern_ops"}),
         _kind_index("date", "value_date_start", "value_date_end"),
+        # ``_sort=-date``: the latest date end first, read in index order (migration 0011)
+        Index(
+            "ix_search_index_date_end",
+            "resource_type",
+            "param",
+            "value_date_end",
+            "resource_id",
+            postgresql_where=text("kind = 'date'"),
+            sqlite_where=text("kind = 'date'"),
+        ),
         _kind_index("quantity", "value_number"),
         _kind_index("reference", "reference"),
         Index("ix_search_index_resource", "resource_type", "resource_id"),

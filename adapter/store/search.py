@@ -52,7 +52,7 @@ from adapter.fhir.search_query import (
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
 from adapter.store.models import Resource, SearchIndex
-from adapter.store.search_order import order_by
+from adapter.store.search_order import leading_rows, led_by_index, order_by, without_value
 from adapter.store.search_total import count_matches
 from adapter.store.visibility import Visibility, visible
 
@@ -90,7 +90,9 @@ def find(
     if scope is not None:
         where.append(visible(scope, _r))
     bodies: list[dict[str, Any]] = []
-    if count > 0:
+    if count > 0 and single and led_by_index(sort):
+        bodies = _index_led_page(session, where, sort, limit=count + 1, offset=offset)
+    elif count > 0:
         query = select(_r.c.body).where(*where).order_by(*order_by(sort, _r))
         bodies = list(session.execute(query.limit(count + 1).offset(offset)).scalars())
     has_more = len(bodies) > count
@@ -107,6 +109,32 @@ def find(
         negated=any(excludes(c) for c in criteria),
     )
     return Page(matched, bodies, has_more)
+
+
+def _index_led_page(
+    session: Session,
+    where: list[ColumnElement[bool]],
+    sort: tuple[SortKey, ...],
+    *,
+    limit: int,
+    offset: int,
+) -> list[dict[str, Any]]:
+    """A page sorted first by an index parameter (search_order.leading_rows): the resources
+    with a value in index order, then, if the page is not full, those without one."""
+    lead = leading_rows(sort, _r)
+    valued = select(_r.c.body).select_from(lead.joined).where(*where, lead.where)
+    query = valued.order_by(*lead.order).limit(limit).offset(offset)
+    bodies = list(session.execute(query).scalars())
+    if len(bodies) == limit:
+        return bodies
+    skip = 0
+    if not bodies and offset:  # the page starts past the valued ones: how many were they?
+        counted = select(func.count()).select_from(lead.joined).where(*where, lead.where)
+        skip = max(0, offset - session.execute(counted).scalar_one())
+    missing, order = without_value(sort, _r)
+    rest = select(_r.c.body).where(*where, missing).order_by(*order)
+    bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
+    return bodies
 
 
 def excludes(criterion: Criterion | HasCriterion) -> bool:

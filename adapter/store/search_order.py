@@ -10,13 +10,22 @@ either way. Ties are broken by last change (newest first) and then id, so paging
 ``_id`` and ``_lastUpdated`` are never null: no ``NULLS LAST`` on them, which would keep
 PostgreSQL from reading the (type, last_updated, id) index in order (``_sort=-_lastUpdated``
 on a whole type: a scan and a sort of every row instead of the first rows of the index).
+
+A search of one type whose first sort key is an index parameter is read in two parts
+(``leading_rows``, ``without_value``; decision 0035): the resources with a value, through
+the one index row that places each of them (its latest / earliest value, ties by row id),
+ordered by that row's column, so that the database can read the kind's index in order
+and stop after the page (``_sort=-date`` on a whole type reads the first rows of
+``ix_search_index_date_end`` instead of computing the latest date of every resource and
+sorting them all); then, when the page is not full, the resources without a value.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import FromClause, func, literal_column, select
+from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal_column, or_, select
 
 from adapter.fhir.search_results import SortKey
 from adapter.store.models import SearchIndex
@@ -35,6 +44,69 @@ _SORT_COLUMNS = {
 
 
 _NOT_NULL = ("_id", "_lastUpdated")
+_OWN_COLUMNS = ("_lastUpdated", "_id", "_source")
+
+
+def led_by_index(sort: tuple[SortKey, ...]) -> bool:
+    """Whether the first sort key is read from the search index (not a resource column)."""
+    return bool(sort) and sort[0].name not in _OWN_COLUMNS
+
+
+@dataclass(frozen=True, slots=True)
+class LeadingRows:
+    """The index rows that place resources for the first sort key: ``joined`` is the
+    resource table ``r`` joined to them, ``where`` keeps one row per resource (the latest
+    value descending, the earliest ascending; the lowest row id among equal values), and
+    ``order`` is the full ORDER BY (that row's column, then the other keys)."""
+
+    joined: FromClause
+    where: ColumnElement[bool]
+    order: list[Any]
+
+
+def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
+    key = sort[0]
+    kind = key.param.type
+    name = _SORT_COLUMNS[kind][1 if key.descending else 0]
+    row, other = _si.alias("sort_row"), _si.alias("sort_other")
+    value, rival = row.c[name], other.c[name]
+    better = rival > value if key.descending else rival < value
+    placed_higher = exists().where(
+        other.c.resource_type == row.c.resource_type,
+        other.c.resource_id == row.c.resource_id,
+        other.c.kind == literal_column(f"'{kind}'"),
+        other.c.param == key.param.name,
+        or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
+    )
+    joined = r.join(
+        row, and_(row.c.resource_type == r.c.resource_type, row.c.resource_id == r.c.id)
+    )
+    where = and_(
+        row.c.kind == literal_column(f"'{kind}'"),
+        row.c.param == key.param.name,
+        value.is_not(None),
+        ~placed_higher,
+    )
+    first = value.desc() if key.descending else value.asc()
+    return LeadingRows(joined, where, [first, *order_by(sort[1:], r)])
+
+
+def without_value(
+    sort: tuple[SortKey, ...], r: FromClause
+) -> tuple[ColumnElement[bool], list[Any]]:
+    """The resources with no value for the first sort key, and their ORDER BY."""
+    key = sort[0]
+    kind = key.param.type
+    si = _si.alias("sort_none")
+    column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
+    has_value = exists().where(
+        si.c.resource_type == r.c.resource_type,
+        si.c.resource_id == r.c.id,
+        si.c.kind == literal_column(f"'{kind}'"),
+        si.c.param == key.param.name,
+        column.is_not(None),
+    )
+    return ~has_value, order_by(sort[1:], r)
 
 
 def order_by(sort: tuple[SortKey, ...], r: FromClause) -> list[Any]:

@@ -134,7 +134,9 @@ class TestSort:
         ascending = get(client, "/fhir/Observation?_sort=date")
         assert entries(ascending, "match") == entries(body, "match")[::-1]
 
-    @pytest.mark.parametrize("sort", ["-date", "date", "-_lastUpdated", "_id", "status", ""])
+    @pytest.mark.parametrize(
+        "sort", ["-date", "date", "-_lastUpdated", "_id", "status", "", "patient", "-patient,date"]
+    )
     def test_a_whole_type_pages_through_in_one_stable_order(
         self, client: TestClient, sort: str
     ) -> None:
@@ -168,6 +170,19 @@ class TestSort:
         body = get(client, "/fhir/Observation?_sort=-patient,date")
         assert entries(body, "match")[:2] == ["Observation/ob2", "Observation/oa3"]
         assert entries(body, "match")[-1] == "Observation/ob1"
+
+    @pytest.mark.parametrize("sort", ["patient,-date", "-patient", "-date"])
+    def test_pages_of_one_cross_from_valued_to_missing_values(
+        self, client: TestClient, sort: str
+    ) -> None:
+        """A sort led by an index parameter reads the resources with a value and then those
+        without one (search_order.leading_rows): every offset gives the resource at that
+        place of the unpaged answer, also the ones past the last valued resource."""
+        whole = entries(get(client, f"/fhir/Observation?_sort={sort}&_count=50"), "match")
+        for offset in range(len(whole) + 1):
+            page = get(client, f"/fhir/Observation?_sort={sort}&_count=1&_offset={offset}")
+            assert entries(page, "match") == whole[offset : offset + 1]
+            assert page["total"] == len(whole)
 
     def test_string_token_and_date_parameters(self, client: TestClient) -> None:
         assert entries(get(client, "/fhir/Patient?_sort=birthdate"), "match") == [

@@ -226,3 +226,97 @@ def test_a_bad_clinical_entry_is_a_load_error(tmp_path: Path) -> None:
     root = mapping_root(tmp_path, {"_shared/hl7v2/messages/oru.yaml": message})
     with pytest.raises(MappingDefinitionError, match=r"clinical: 'OBX\.5' is not a segment"):
         load(root)
+
+
+# -- to the repetition and the component ----------------------------------------------------
+
+PRECISE = "[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, OBX-6, OBX-7]"
+
+
+def test_a_second_repetition_of_a_value_read_once_is_a_warning(tmp_path: Path) -> None:
+    """``value: =OBX-5`` reads the first repetition only: a second result in OBX-5[2] would
+    be lost quietly if the field counted as read."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5",
+        "OBX|2|ST|HBsAg||阴性~弱阳性",
+        body="""
+    code: =OBX-3
+    order: =OBR-3
+    patient: =PID-3
+    value:
+      - each: OBX
+        emit: =OBX-5
+    """,
+        ignore=PRECISE,
+    )
+    assert unread(translation) == [("warning", "OBX[2]-5[2]")]
+    assert translation.unread == ["OBX[2]-5[2]"]
+    issue = next(i for i in translation.issues if i.location == "OBX[2]-5[2]")
+    assert issue.diagnostics == "field not read by any mapping rule"
+
+
+def test_every_repetition_read_leaves_nothing(tmp_path: Path) -> None:
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1|TX|IMP||第一行~第二行",
+        body=BODY.replace("=OBX-5", "=join_repetitions(OBX-5)"),
+        ignore=PRECISE,
+    )
+    assert unread(translation) == []
+
+
+def test_a_component_no_rule_read_is_listed_with_its_place(tmp_path: Path) -> None:
+    """``PID-11`` read as text is its first component (the street); the city in
+    ``PID-11[1].3`` is listed (administrative: information), the second address whole."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1||||||||石桥村六组3号^^青山县^湖南省~县城新街8号",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5",
+        body=BODY + "    address: =PID-11\n",
+        ignore=PRECISE,
+    )
+    assert unread(translation) == [
+        ("information", "PID[1]-11[1].3"),
+        ("information", "PID[1]-11[1].4"),
+        ("information", "PID[1]-11[2]"),
+    ]
+
+
+def test_components_read_one_by_one_count(tmp_path: Path) -> None:
+    translation = run(
+        tmp_path,
+        "PID|1||P1||||||||石桥村六组3号^^青山县^湖南省",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5",
+        body=BODY + "    address: =join(' ', PID-11.4, PID-11.3, PID-11.1)\n",
+        ignore=PRECISE,
+    )
+    assert unread(translation) == []
+
+
+def test_a_clinical_component_is_a_warning_its_code_system_information(
+    tmp_path: Path,
+) -> None:
+    """Of a coded diagnosis (DG1-3) the code and its text are clinical, the code system in
+    component 3 is not (clinical default ``DG1-3.1``, ``DG1-3.2``)."""
+    message = MESSAGE.replace("items: [OBX!, NTE*]", "items: [OBX!, NTE*, DG1*]")
+    root = mapping_root(
+        tmp_path,
+        {
+            "_shared/hl7v2/messages/oru.yaml": message.replace(
+                "ignore: [MSH, PV1]", f"ignore: {PRECISE[:-1]}, DG1-1]"
+            )
+        },
+        body=BODY + "    diagnosis: =DG1-3\n",
+    )
+    translation = translate(load(root), hl7(*SEGMENTS, "DG1|1||I20.000^不稳定型心绞痛^ICD10"))
+    assert unread(translation) == [
+        ("warning", "DG1[1]-3[1].2"),
+        ("information", "DG1[1]-3[1].3"),
+    ]

@@ -111,14 +111,17 @@ class Hl7v2Format(SourceFormat):
         )
 
     # observation values and notes: OBX-5 value, NTE-3 comment, OBR-13 relevant clinical
-    # information, DG1-3/-4 diagnosis code and text, AL1-3/-5 allergen and reaction
+    # information, DG1-3/-4 diagnosis code and text, AL1-3/-5 allergen and reaction; of a
+    # coded diagnosis or allergen the code and its text (component 3 names the code system)
     default_clinical: ClassVar[tuple[str, ...]] = (
         "OBX-5",
         "NTE-3",
         "OBR-13",
-        "DG1-3",
+        "DG1-3.1",
+        "DG1-3.2",
         "DG1-4",
-        "AL1-3",
+        "AL1-3.1",
+        "AL1-3.2",
         "AL1-5",
         "Z*",
     )
@@ -144,22 +147,29 @@ class Hl7v2Format(SourceFormat):
         return source, root, problems
 
     def compile_clinical(self, entries: list[str]) -> frozenset[str]:
-        """Fields (``OBX-5``), segments (``ZRS``: any of its fields) and ``Z*`` (every
-        Z-segment's fields)."""
+        """Fields (``OBX-5``), components (``DG1-3.2``), segments (``ZRS``: any of its
+        fields) and ``Z*`` (every Z-segment's fields)."""
         for entry in entries:
             if entry != "Z*" and not _CLINICAL.fullmatch(entry):
-                raise ValueError(f"{entry!r} is not a segment (ZRS), a field (OBX-5) or Z*")
+                raise ValueError(
+                    f"{entry!r} is not a segment (ZRS), a field (OBX-5), a component "
+                    "(DG1-3.2) or Z*"
+                )
         return frozenset(entries)
 
     def unread(
         self, document: Message, source: Any, mapping: MessageMapping
     ) -> list[tuple[str, str, bool]]:
         """Segments and fields present that no rule looked at, unless the mapping ignores them
-        (``PV1``, ``MSH-7``); a segment the structure has no place for is always listed. A
-        whole segment left unread is clinical (a warning) whatever it holds; a field is
-        when ``clinical:`` names it, its segment, or ``Z*`` and it is in a Z-segment."""
+        (``PV1``, ``MSH-7``), and in fields a rule read in part, the repetitions and
+        components with a value that none read (``OBX[2]-5[2]``, ``PID[1]-11[1].3``); a
+        segment the structure has no place for is always listed. A whole segment left
+        unread is clinical (a warning) whatever it holds; a field or a repetition is when
+        ``clinical:`` names it, a component of it, its segment, or ``Z*`` and it is in a
+        Z-segment; a component when ``clinical:`` names it, its field or its segment."""
         ignore = set(mapping.ignore)
         clinical = mapping.clinical
+        with_parts = {entry.partition(".")[0] for entry in clinical if "." in entry}
         tracker = source.tracker
         out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
@@ -176,15 +186,44 @@ class Hl7v2Format(SourceFormat):
                 out.append((f"{segment.name}[{segment.occurrence}]", "segment", True))
                 continue
             whole = segment.name in clinical or ("Z*" in clinical and segment.name.startswith("Z"))
-            out.extend(
-                (segment.location(f), "field", whole or f"{segment.name}-{f}" in clinical)
-                for f in fields
-                if (segment.index, f) not in tracker.fields
-            )
+            for f in fields:
+                name = f"{segment.name}-{f}"
+                flag = whole or name in clinical
+                if (segment.index, f) not in tracker.fields:
+                    out.append((segment.location(f), "field", flag or name in with_parts))
+                    continue
+                for place, comps in _unread_parts(segment, f, tracker):
+                    held = any(f"{name}.{c}" in clinical for c in comps)
+                    out.append((place, "field", flag or held))
         return out
 
 
-_CLINICAL = re.compile(r"[A-Z][A-Z0-9]{2}(-[1-9][0-9]*)?")
+def _unread_parts(
+    segment: Segment, field_no: int, tracker: v2.ReadTracker
+) -> list[tuple[str, tuple[int, ...]]]:
+    """Places in a field a rule read in part that hold a value no rule read, each with the
+    components holding it: a repetition none of whose components was read
+    (``OBX[2]-5[2]``), or a component of a repetition read in part (``PID[1]-11[1].3``)."""
+    index, parts = segment.index, tracker.parts
+    raw = segment.raw(field_no)
+    d = segment.delimiters
+    if d.repetition not in raw and d.component not in raw:  # one value: read or not at all
+        return [] if (index, field_no, 1, 1) in parts else [(segment.location(field_no), (1,))]
+    out: list[tuple[str, tuple[int, ...]]] = []
+    for rep in range(1, segment.repetitions(field_no) + 1):
+        count = len(segment.components(field_no, rep))
+        held = [c for c in range(1, count + 1) if any(segment.subcomponents(field_no, rep, c))]
+        unread = [c for c in held if (index, field_no, rep, c) not in parts]
+        if not unread:
+            continue
+        if len(unread) == len(held):
+            out.append((segment.location(field_no, rep), tuple(held)))
+        else:
+            out.extend((segment.location(field_no, rep, c), (c,)) for c in unread)
+    return out
+
+
+_CLINICAL = re.compile(r"[A-Z][A-Z0-9]{2}(-[1-9][0-9]*(\.[1-9][0-9]*)?)?")
 
 
 def _check_each_targets(

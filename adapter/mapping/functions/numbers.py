@@ -117,9 +117,7 @@ def _range_text(value: Any) -> str:
         or segment.repetitions(value.field) < 2
     ):
         return text(value)
-    return "~".join(
-        segment.get(value.field, rep) for rep in range(1, segment.repetitions(value.field) + 1)
-    )
+    return "~".join(value.repetition_texts())
 
 
 @transform("range_low")

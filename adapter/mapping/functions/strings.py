@@ -35,12 +35,9 @@ def trim(ev: FunctionContext, value: Any) -> str:
 @transform("join_repetitions")
 def join_repetitions(ev: FunctionContext, value: Any, separator: Any = "\n") -> str:
     """All repetitions of a field as one text (NTE-3, TX results written over several lines)."""
-    segment = getattr(value, "segment", None)
-    if segment is None:
+    if not hasattr(value, "repetition_texts"):
         return text(value)
-    field_no = value.field
-    reps = (segment.get(field_no, rep) for rep in range(1, segment.repetitions(field_no) + 1))
-    return text(separator).join(r for r in reps if r.strip())
+    return text(separator).join(r for r in value.repetition_texts() if r.strip())
 
 
 _EXPONENT_TAIL = re.compile(r"^\d+\s*/")
