@@ -10,7 +10,7 @@ pauses are in the audit log (``delivery.replayed``, ``delivery.paused`` / ``.res
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
@@ -188,7 +188,7 @@ def console_replay_many(
     request: Request,
     destination: Annotated[str, Form()],
     state: Annotated[str, Form()] = "dead",
-    since: Annotated[date | None, Form()] = None,
+    since: Annotated[str | None, Form()] = None,
 ) -> Response:
     """A destination's dead letters (or delivered rows), since a day when given."""
     if destination not in _visible(request):

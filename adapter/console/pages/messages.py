@@ -134,20 +134,21 @@ def console_messages(
     session: SessionDep,
     source: str | None = None,
     status: str | None = None,
-    since: Annotated[date | None, Query()] = None,
-    until: Annotated[date | None, Query()] = None,
+    since: str | None = None,
+    until: str | None = None,
     id: str | None = None,
     patient: str | None = None,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> HTMLResponse:
     status = status if status in STATUSES else None
+    since_day, until_day = parse_day(since), parse_day(until)
     total, rows = search(
         request,
         session,
         source=source or None,
         status=status,
-        since=since,
-        until=until,
+        since=since_day,
+        until=until_day,
         message_id=id or None,
         patient=patient or None,
         offset=offset,
@@ -155,8 +156,8 @@ def console_messages(
     filters = {
         "source": source or "",
         "status": status or "",
-        "since": since.isoformat() if since else "",
-        "until": until.isoformat() if until else "",
+        "since": since_day.isoformat() if since_day else "",
+        "until": until_day.isoformat() if until_day else "",
         "id": id or "",
         "patient": patient or "",
     }
@@ -177,6 +178,14 @@ def console_messages(
         next=urlencode({**query, "offset": offset + PAGE_SIZE}),
         zone=_zone(request),
     )
+
+
+def parse_day(value: str | None) -> date | None:
+    """A form's date field: empty or not a date is no filter."""
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
 
 
 def _owned(request: Request, session: Session, message_id: str) -> InboundMessage:
