@@ -136,4 +136,11 @@ RULES: dict[str, Rule] = {
     "console_replay": _page("facility", *_RUN),
     "console_replay_many": _page("facility", *_RUN),
     "console_pause": _page("facility", *_RUN),
+    "console_patients": _page("consortium", *_RUN),
+    "console_review": _page("consortium", *_RUN),
+    "console_review_claim": _page("consortium", *_RUN),
+    "console_review_resolve": _page("consortium", *_RUN),
+    "console_person": _page("consortium", *_RUN),
+    "console_merge": _page("consortium", *_RUN),
+    "console_unmerge": _page("consortium", *_RUN),
 }

@@ -40,6 +40,7 @@ NAVIGATION: list[tuple[str, str, frozenset[str]]] = [
     ("overview", "/console/overview", frozenset({"operator", "admin"})),
     ("messages", "/console/messages", frozenset({"operator", "admin"})),
     ("deliveries", "/console/deliveries", frozenset({"operator", "admin"})),
+    ("patients", "/console/patients", frozenset({"operator", "admin"})),
 ]
 
 _env = Environment(
@@ -48,6 +49,13 @@ _env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+CONSORTIUM_PAGES = frozenset({"patients"})  # the patient index: scope consortium only
+
+
+def _scoped(key: str, session: object) -> bool:
+    return key not in CONSORTIUM_PAGES or bool(getattr(session, "consortium_scope", False))
 
 
 def page(
@@ -62,7 +70,9 @@ def page(
         languages=LANGUAGES,
         session=session,
         csrf=session.csrf if session is not None else "",
-        navigation=[(k, url) for k, url, allowed in NAVIGATION if roles & allowed],
+        navigation=[
+            (k, url) for k, url, allowed in NAVIGATION if roles & allowed and _scoped(k, session)
+        ],
         active=active,
         static=STATIC_URL,
         version=__version__,

@@ -26,6 +26,7 @@ import pytest
 
 from adapter.settings import DEFAULT_MAPPINGS, PROJECT_ROOT
 from tests.api.auth_helpers import consortium_with_clients, secret_of
+from tests.identity.hl7 import national_id, oru
 from tests.live.server import LiveServer
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -98,10 +99,10 @@ class Site:
         answer.raise_for_status()
         return str(answer.json()["access_token"])
 
-    def ingest(self, client_id: str, source: str, path: Path) -> str:
+    def ingest(self, client_id: str, source: str, path: Path | bytes) -> str:
         answer = httpx.post(
             self.url("/ingest"),
-            content=path.read_bytes(),
+            content=path if isinstance(path, bytes) else path.read_bytes(),
             headers={
                 "Authorization": f"Bearer {self.token(client_id)}",
                 "X-Source-System": source,
@@ -139,6 +140,12 @@ def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         found = Site(server, mappings, folder)
         found.messages["quarantined"] = found.ingest("county-source", "std-hl7v2", URINE)
         found.messages["township"] = found.ingest("shiqiao-source", "shiqiao-lis", TOWNSHIP)
+        # two records a rule cannot decide alone: a review-queue item (twin guard)
+        nid = national_id("430999", "19800101", "022")
+        twin = oru(name="王芳", birth="19800101", sex="F", nid=nid, local="A2")
+        found.ingest("county-source", "std-hl7v2", twin)
+        other = oru(name="王方", birth="19800101", sex="F", local="B2")
+        found.ingest("shiqiao-source", "shiqiao-lis", other)
         yield found
     fhir.shutdown()
 
@@ -286,6 +293,39 @@ def test_a_destination_is_paused_and_resumed(page: Any, site: Site) -> None:
     page.wait_for_selector("#done")
     row = page.locator('#destination-table tr[data-destination="county-hospital-fhir"]')
     assert row.locator('[data-field="breaker"]').inner_text() == "正常"
+
+
+def test_a_review_queue_item_is_resolved(page: Any, site: Site) -> None:
+    log_in(page, site, "consortium-operator", "/console/patients")
+    rows = page.locator("#review-list tbody tr[data-review]")
+    assert rows.count() == 1
+    assert "王*" in rows.first.inner_text() and "王芳" not in rows.first.inner_text()
+    shot(page, "patients")
+    item = rows.first.get_attribute("data-review")
+    rows.first.get_by_role("link", name=item).click()
+    page.wait_for_url(f"**/console/patients/reviews/{item}")
+    # both records side by side, the names in full for the comparison, IDs masked
+    names = page.locator('dd[data-field="name"]').all_inner_texts()
+    assert sorted(names) == ["王方", "王芳"]
+    assert national_id("430999", "19800101", "022") not in page.content()
+    shot(page, "review")
+    page.get_by_role("button", name="认领").click()
+    page.wait_for_selector("#review-state:text('已认领')")
+    page.get_by_label("备注").fill("同一人: 电话与住址一致")
+    page.get_by_role("button", name="是同一人 (关联)").click()
+    try:
+        page.wait_for_selector("#review-resolution", timeout=15_000)
+    except Exception:
+        raise AssertionError(page.content()[-3000:]) from None
+    assert page.locator("#review-state").inner_text() == "已完成"
+    assert "consortium-operator" in page.locator("#review-resolution").inner_text()
+
+
+def test_a_facility_operator_does_not_see_the_patient_index(page: Any, site: Site) -> None:
+    log_in(page, site, "county-operator", "/console/overview")
+    assert page.get_by_role("link", name="患者", exact=True).count() == 0
+    page.goto(site.url("/console/patients"))
+    assert page.get_by_role("heading", name="无权访问").is_visible()
 
 
 def test_a_role_without_the_page_is_refused(page: Any, site: Site) -> None:
