@@ -328,12 +328,29 @@ def test_a_facility_operator_does_not_see_the_patient_index(page: Any, site: Sit
     assert page.get_by_role("heading", name="无权访问").is_visible()
 
 
-def test_a_role_without_the_page_is_refused(page: Any, site: Site) -> None:
+def test_the_auditor_reads_and_verifies_the_log_and_nothing_else(page: Any, site: Site) -> None:
     log_in(page, site, "county-auditor")
-    assert page.get_by_role("navigation", name="主导航").count() == 0
+    assert page.url.endswith("/console/audit")
+    nav = page.get_by_role("navigation", name="主导航")
+    assert nav.get_by_role("link").all_inner_texts() == ["审计"]
+    page.get_by_label("做了什么 (动作)").fill("message.quarantined")
+    page.get_by_role("button", name="查询").click()
+    page.wait_for_url("**action=message.quarantined**")
+    assert page.locator("#audit-list tbody tr").count() == 1
+    shot(page, "audit")
+    page.get_by_role("button", name="校验审计链").click()
+    page.wait_for_selector("#verify-result")
+    assert page.locator("#verify-result").inner_text().startswith("审计链完整")
     page.goto(site.url("/console/deliveries"))
     assert page.get_by_role("heading", name="无权访问").is_visible()
     shot(page, "refused")
+
+
+def test_a_reader_has_no_console_page(page: Any, site: Site) -> None:
+    log_in(page, site, "county-reader")
+    assert page.get_by_role("navigation", name="主导航").count() == 0
+    page.goto(site.url("/console/messages"))
+    assert page.get_by_role("heading", name="无权访问").is_visible()
 
 
 def test_the_language_switches_to_english(page: Any, site: Site) -> None:
