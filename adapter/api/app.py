@@ -51,6 +51,7 @@ from adapter.auth.client_secrets import Secrets
 from adapter.auth.keys import load_keys
 from adapter.auth.ratelimit import FailureLimiter
 from adapter.auth.tokens import TokenService
+from adapter.console.setup import install_console
 from adapter.consortium import Consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
@@ -154,6 +155,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # every route runs the one authorisation dependency (adapter/auth/rules.py)
         app.include_router(router, dependencies=[Depends(authorize)])
     mount_assets(app)
+    install_console(app, settings)  # /console/: the web console (docs/console.md)
     install_openapi(app, ROUTERS)
     return app
 

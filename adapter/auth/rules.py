@@ -15,6 +15,9 @@ Limits:
 * ``care``      FHIR reads: resources of persons in the care of the client's facility, and
                 the directory (Organization, Practitioner ...) (adapter/api/scope.py)
 
+Rules made with ``_page`` are the console's (adapter/console): a session cookie instead of
+a bearer token, a CSRF token on every POST; the limits mean the same.
+
 Separation of duties (三员分立): the auditor reads the audit log and nothing else; no role
 may change it (PUT / DELETE AuditEvent answer 405 to every role); admin runs the adapter
 (metrics, messages, deliveries, care) but reads no clinical data and no audit records.
@@ -33,10 +36,17 @@ ROLES = ("source", "reader", "operator", "auditor", "admin")
 class Rule:
     roles: frozenset[str]
     limit: Limit
+    # the console's pages (adapter/console): authenticated by its session cookie, not a
+    # bearer token; a POST needs the session's CSRF token (adapter/console/access.py)
+    session: bool = False
 
 
 def _rule(limit: Limit, *roles: str) -> Rule:
     return Rule(frozenset(roles), limit)
+
+
+def _page(limit: Limit, *roles: str) -> Rule:
+    return Rule(frozenset(roles), limit, session=True)
 
 
 PUBLIC = _rule("public")
@@ -113,4 +123,33 @@ RULES: dict[str, Rule] = {
     # referral's sender or receiver, which the state machine checks (403 otherwise)
     "referral_task_put": _rule("none", "reader", "operator"),
     "referral_task_patch": _rule("none", "reader", "operator"),
+    # the console (docs/console.md): the same roles and limits, by session cookie. Its login
+    # and language pages are public; each page shows only what the rule's limit allows
+    "console_login": PUBLIC,
+    "console_login_post": PUBLIC,
+    "console_language": PUBLIC,
+    "console_logout": _page("none", *ROLES),
+    "console_home": _page("none", *ROLES),
+    "console_overview": _page("facility", *_RUN),
+    "console_overview_data": _page("facility", *_RUN),
+    "console_messages": _page("facility", *_RUN),
+    "console_message": _page("facility", *_RUN),
+    "console_message_raw": _page("facility", "operator"),  # raw content: operators only
+    "console_reprocess": _page("facility", *_RUN),
+    "console_reprocess_many": _page("facility", *_RUN),
+    "console_deliveries": _page("facility", *_RUN),
+    "console_delivery": _page("facility", *_RUN),
+    "console_replay": _page("facility", *_RUN),
+    "console_replay_many": _page("facility", *_RUN),
+    "console_pause": _page("facility", *_RUN),
+    "console_patients": _page("consortium", *_RUN),
+    "console_review": _page("consortium", *_RUN),
+    "console_review_claim": _page("consortium", *_RUN),
+    "console_review_resolve": _page("consortium", *_RUN),
+    "console_person": _page("consortium", *_RUN),
+    "console_merge": _page("consortium", *_RUN),
+    "console_unmerge": _page("consortium", *_RUN),
+    "console_audit": _page("none", "auditor"),
+    "console_audit_verify": _page("none", "auditor"),
+    "console_disclosures": _page("none", "auditor"),
 }

@@ -323,6 +323,9 @@ class DeliveryDestination(Base):
     retried_total: Mapped[int] = mapped_column(BigInteger(), default=0)
     dead_total: Mapped[int] = mapped_column(BigInteger(), default=0)
     last_sequence: Mapped[int] = mapped_column(BigInteger(), default=0)  # the last one given
+    # paused by an operator (the console): nothing is sent while set (migration 0014)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_by: Mapped[str | None] = mapped_column(String(128))
 
 
 CARE_SOURCES = ("activity", "referral", "registered", "grant", "revocation")
