@@ -2,6 +2,7 @@
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
     resolve_identity -> merge_with_stored -> flag_referral_paths -> save -> advance_referrals
+    -> note_referral_ledger
     -> note_care -> route -> trace -> enqueue -> record_result -> audit
 
 Each step reads and extends one ``Work``. A new concern (patient resolution across the
@@ -34,6 +35,7 @@ from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
+from adapter.referral.ledger_step import note_referral_ledger
 from adapter.referral.messages import advance_referrals
 from adapter.referral.paths import flag_referral_paths
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
@@ -431,6 +433,7 @@ STEPS: tuple[Callable[[Work], None], ...] = (
     flag_referral_paths,  # adapter/referral/paths.py: a slip outside the allowed paths
     save,
     advance_referrals,  # adapter/referral/messages.py: arrival, admission, discharge
+    note_referral_ledger,  # adapter/referral/ledger_step.py: the 转诊台账, follow-ups
     note_care,
     route,
     trace,

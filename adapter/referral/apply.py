@@ -19,6 +19,7 @@ from adapter.consortium import Consortium
 from adapter.errors import AdapterError, ConflictError, Issue, MessageError, NotFoundError
 from adapter.fhir.search_query import parse_search
 from adapter.identity import person_of, records_of
+from adapter.referral import ledger
 from adapter.referral.machine import (
     ADAPTER,
     RECEIVER,
@@ -262,6 +263,7 @@ def _store(
     moved = _move_request(session, task, now, message_id)
     made = [s for s in [*saved, *moved] if s.changed]
     _note_care(session, consortium, task, now, closed=bool(moved) and _closed(moved[0].body))
+    ledger.note_task(session, consortium, saved[0].body, at=now)
     rows = _route(session, consortium, made, facility, now, message_id) if queue else []
     enqueue_many(session, rows, now=now)
     return Applied(
