@@ -107,4 +107,10 @@ RULES: dict[str, Rule] = {
     # referral's sender or receiver, which the state machine checks (403 otherwise)
     "referral_task_put": _rule("none", "reader", "operator"),
     "referral_task_patch": _rule("none", "reader", "operator"),
+    # the 转诊台账, its analysis and the overdue worklist (docs/ledger.md): a facility's
+    # medical affairs office sees the referrals its facility sent or received
+    "referral_ledger": _rule("facility", "reader", "operator"),
+    "referral_incomplete": _rule("facility", "reader", "operator"),
+    "referral_analysis": _rule("facility", "reader", "operator"),
+    "referral_worklist": _rule("facility", "reader", "operator"),
 }
