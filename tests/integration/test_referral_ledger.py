@@ -16,12 +16,8 @@ from sqlalchemy import select
 
 from adapter.store.models import ReferralLedger
 from tests.integration.referral_support import RECEIVER, ROOT, SENDER, status_ops
-from tests.integration.test_referral_loop import (  # noqa: F401 - the fixture
-    Loop,
-    _adt,
-    _discharge_summary,
-    loop,
-)
+from tests.integration.test_referral_loop import Loop, _adt, _discharge_summary
+from tests.integration.test_referral_loop import loop as loop  # the fixture
 
 PERIOD = {"from": "2026-11-01", "to": "2026-12-31"}
 
