@@ -1,0 +1,141 @@
+"""The issue's scenarios through the real pipeline and app (issue 12 §4; SQLite, and
+PostgreSQL with ``-m db``):
+
+* up-referral -> received -> accepted -> arrival by ADT -> discharge summary -> down-slip
+  (回转单, county-emr) -> the primary facility's follow-up -> closed, both Tasks, the
+  ledger rows and the analysis;
+* rejection and re-referral elsewhere (a new Task for another receiver);
+* the sender's follow-up owed after discharge, on the worklist when late.
+
+Expiry, green channel / emergency, duplicates and out-of-order messages, cancellation and
+two receivers: test_referral_deadlines.py, test_referral_status_messages.py,
+test_referral_loop.py.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from adapter.referral.scheduler import run_once
+from adapter.store import save_resources
+from adapter.store.models import ReferralLedger, ReferralOverdue
+from tests.integration.referral_support import OTHER, RECEIVER, ROOT, SENDER, status_ops
+from tests.integration.test_referral_loop import Loop, _adt, _discharge_summary
+from tests.integration.test_referral_loop import loop as loop  # the fixture
+
+DOWN_SLIP = ROOT / "fixtures/xml/referral/county-emr/down-slip.xml"
+
+
+def _rows(loop: Loop) -> dict[str, ReferralLedger]:
+    with loop.app.state.session_factory() as session:
+        return {r.task_id: r for r in session.scalars(select(ReferralLedger))}
+
+
+def test_up_down_follow_up_closed(loop: Loop) -> None:
+    assert loop.patch(RECEIVER, status_ops("received")).status_code == 200
+    assert loop.patch(RECEIVER, status_ops("accepted")).status_code == 200
+    loop.ingest(_adt("a01-admit.hl7", "SCN001"), "county-his")
+    loop.ingest(_adt("a03-discharge-gbk.hl7", "SCN002", "gbk"), "county-his")
+    loop.ingest(_discharge_summary(), "county-emr")
+    down = loop.ingest(DOWN_SLIP.read_bytes(), "county-emr")
+    down_task = next(r for r in down.resources if r.startswith("Task/")).split("/", 1)[1]
+    up = loop.get()
+    assert (up["status"], up["businessStatus"]["text"]) == ("in-progress", "已出院回转")
+
+    closed = loop.patch(RECEIVER, status_ops("completed"))
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["businessStatus"]["text"] == "已关闭"
+
+    # the down-referral at the township centre: not closed before the first follow-up
+    for ops in (status_ops("accepted"), status_ops("in-progress", "arrived")):
+        assert loop.patch(SENDER, ops, down_task).status_code == 200
+    early = loop.patch(SENDER, status_ops("completed"), down_task)
+    assert early.status_code == 409
+    assert "down-referral-follow-up" in early.json()["issue"][0]["diagnostics"]
+    assert (
+        loop.patch(SENDER, status_ops("in-progress", "followed-up"), down_task).status_code == 200
+    )
+    done = loop.patch(SENDER, status_ops("completed"), down_task)
+    assert done.status_code == 200, done.text
+
+    rows = _rows(loop)
+    up_row, down_row = rows[loop.task], rows[down_task]
+    assert up_row.direction == "up" and up_row.status == "completed"
+    assert up_row.admitted_at and up_row.discharged_at and up_row.feedback_document
+    assert down_row.direction == "down" and down_row.follow_ups == 1
+    assert down_row.followed_up_at is not None and down_row.status == "completed"
+    # the up-referral still owes the sender's follow-up (5 days after the discharge)
+    assert up_row.next_due_kind == "follow-up"
+
+    result = loop.client.get(
+        "/referrals/analysis", params={"from": "2026-11-01", "to": "2026-12-31"}
+    )
+    figures = result.json()
+    assert figures["counts"]["up"] == 1 and figures["counts"]["down"] == 1
+    assert figures["down_ratio"] == 1.0
+    assert figures["arrival_rate"] == 1.0
+
+    # five days after the discharge without the sender's follow-up: on the worklist
+    assert up_row.discharged_at is not None
+    late = up_row.discharged_at + timedelta(days=5, minutes=30)
+    run_once(loop.app.state.session_factory, loop.app.state.consortium, now=late)
+    items = loop.client.get("/referrals/worklist", params={"facility": SENDER}).json()["rows"]
+    assert any(i["task"] == f"Task/{loop.task}" and i["deadline"] == "follow-up" for i in items)
+    assert next(i for i in items if i["deadline"] == "follow-up")["facility"] == SENDER
+
+
+def test_rejection_and_re_referral_elsewhere(loop: Loop) -> None:
+    factory = loop.app.state.session_factory
+    with factory.begin() as session:
+        save_resources(
+            session,
+            [
+                {
+                    "resourceType": "Organization",
+                    "id": "liuhe-township-centre",
+                    "identifier": [{"system": "urn:oid:2.16.156.10011.1.5", "value": "453103053"}],
+                    "name": "青山县柳河镇卫生院",
+                }
+            ],
+            message_id=None,
+            now=datetime.now(UTC),
+        )
+    rejected = loop.patch(RECEIVER, status_ops("rejected", reason="bed-full"))
+    assert rejected.status_code == 200
+    assert loop.request_status() == "revoked"  # no Task of it is open any more
+    elsewhere = {
+        **{k: v for k, v in loop.get().items() if k not in ("meta", "identifier", "statusReason")},
+        "id": "re-referral",
+        "status": "requested",
+        "businessStatus": None,
+        "owner": {"reference": "Organization/liuhe-township-centre"},
+    }
+    elsewhere = {k: v for k, v in elsewhere.items() if v is not None}
+    made = loop.client.put("/fhir/Task/re-referral", json=elsewhere, headers={"X-Facility": SENDER})
+    assert made.status_code == 201, made.text
+    accepted = loop.patch(OTHER, status_ops("accepted"), "re-referral")
+    assert accepted.status_code == 200, accepted.text
+    rows = _rows(loop)
+    assert rows[loop.task].rejection_reason == "bed-full"
+    assert rows["re-referral"].receiver_facility == OTHER
+    assert rows["re-referral"].accepted_at is not None
+    answer = loop.client.get(
+        "/referrals/analysis", params={"from": "2026-11-01", "to": "2026-12-31"}
+    ).json()
+    assert answer["referrals"] == 1 and answer["tasks"] == 2
+    assert answer["acceptance_rate"] == 0.5
+    assert answer["rejection_reasons"] == [{"key": "床位已满", "count": 1}]
+
+
+def test_no_worklist_for_answered_in_time(loop: Loop) -> None:
+    assert loop.patch(RECEIVER, status_ops("accepted")).status_code == 200
+    with loop.app.state.session_factory() as session:
+        row = session.get(ReferralLedger, loop.task)
+        assert row is not None
+        accepted: Any = row.accepted_at
+    run_once(loop.app.state.session_factory, loop.app.state.consortium, now=accepted)
+    with loop.app.state.session_factory() as session:
+        assert session.scalars(select(ReferralOverdue)).all() == []
