@@ -348,7 +348,8 @@ def record_follow_up(
 
 def schedule(session: Session, consortium: Consortium, row: ReferralLedger, now: datetime) -> None:
     """The next deadline not yet on the worklist (the scheduler's index); the worklist rows
-    of steps now done are resolved."""
+    of steps now done (or no longer owed) are resolved, but for the expiry of a Task the
+    adapter cancelled as 已过期: the referral was lost, it stays on the worklist."""
     due = owed(row, consortium.referrals.deadlines)
     kinds = {d.kind for d in due}
     listed = {
@@ -358,6 +359,8 @@ def schedule(session: Session, consortium: Consortium, row: ReferralLedger, now:
         )
     }
     for kind, item in listed.items():
+        if kind == "expire" and row.business_status == "expired":
+            continue  # the referral was lost: it stays on the worklist
         if kind not in kinds and item.resolved_at is None:
             item.resolved_at = now
     waiting = [d for d in due if d.kind not in listed]
