@@ -38,9 +38,7 @@ TaskArgument = Annotated[str, typer.Argument(help="The Task id (or Task/<id>)")]
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="referrals")
     # ``adapter scheduler``: the same as ``adapter referrals scheduler``
-    root.command("scheduler", help="Watch the referral deadlines (adapter referrals scheduler).")(
-        lambda once=typer.Option(False, "--once", help="One pass, then exit"): scheduler(once)
-    )
+    root.command("scheduler")(scheduler)
 
 
 def _id(task: str) -> str:
