@@ -129,3 +129,34 @@ def test_scheduler_runs_twice_lists_once(app: Any) -> None:
         item = session.scalars(select(ReferralOverdue)).one()
     assert item.resolved_at is not None and item.facility_id == RECEIVER
     assert SENDER  # the sender is the other party of the notice
+
+
+def test_schedulers_at_once_list_each_breach_once(app: Any) -> None:
+    """Four schedulers at the same moment (threads, each its own connections): every
+    breach listed and notified once, none lost (PostgreSQL: FOR UPDATE SKIP LOCKED)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tasks = {
+        ingest(app, slip(f"PAR-{n}", id_card=f"43099919800{n + 1:03d}0000"[:17] + "X"), SLIP_AT)
+        for n in range(8)
+    }
+    later = SLIP_AT + timedelta(days=2)  # late to accept, not yet expired
+    with ThreadPoolExecutor(4) as pool:
+        reports = list(
+            pool.map(
+                lambda _: run_once(
+                    app.state.session_factory, app.state.consortium, now=later, batch=3
+                ),
+                range(4),
+            )
+        )
+    listed = [item for report in reports for item in report.listed]
+    assert sorted(listed) == sorted((task, "accept") for task in tasks)
+    with app.state.session_factory() as session:
+        rows = session.scalars(select(ReferralOverdue)).all()
+        notices = session.scalars(
+            select(Outbox.resource_id).where(Outbox.resource_type == "Communication")
+        ).all()
+    assert len(rows) == len(tasks)
+    assert len(set(notices)) == len(tasks)  # one Communication per breach
+    assert len(notices) == sum(r.notices for r in reports)
