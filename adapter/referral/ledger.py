@@ -300,9 +300,11 @@ def note_task(
     *,
     at: datetime,
     zone: Any = None,
+    step_at: datetime | None = None,
 ) -> ReferralLedger | None:
     """Write the row of a referral Task (one whose focus is a ServiceRequest) after it
-    changed at ``at``; None for another Task (a recognition decision ...)."""
+    changed at ``at``; None for another Task (a recognition decision ...). ``step_at``:
+    when the step happened, when a message says (an admission's or a discharge's time)."""
     if not _ref(task.get("focus")).startswith("ServiceRequest/") or not task.get("id"):
         return None
     from zoneinfo import ZoneInfo
@@ -322,7 +324,7 @@ def note_task(
     row.rejection_reason = _reason(task)
     if row.backfilled is False and row.arrived_at is not None and row.created_at > row.arrived_at:
         row.backfilled = True
-    _steps(row, task, max(at, row.created_at))
+    _steps(row, task, max(step_at or at, row.created_at))
     row.updated_at = at
     schedule(session, consortium, row, at)
     return row

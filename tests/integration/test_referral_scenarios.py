@@ -14,16 +14,30 @@ test_referral_loop.py.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from adapter.api.app import create_app
 from adapter.referral.scheduler import run_once
+from adapter.settings import Settings
 from adapter.store import save_resources
 from adapter.store.models import ReferralLedger, ReferralOverdue
-from tests.integration.referral_support import OTHER, RECEIVER, ROOT, SENDER, status_ops
-from tests.integration.test_referral_loop import Loop, _adt, _discharge_summary
+from tests.integration.referral_support import (
+    OTHER,
+    RECEIVER,
+    ROOT,
+    SENDER,
+    consortium_by_care,
+    status_ops,
+)
+from tests.integration.test_referral_loop import Loop, _adt, _discharge_summary, _notes
 from tests.integration.test_referral_loop import loop as loop  # the fixture
 
 DOWN_SLIP = ROOT / "fixtures/xml/referral/county-emr/down-slip.xml"
@@ -139,3 +153,37 @@ def test_no_worklist_for_answered_in_time(loop: Loop) -> None:
     run_once(loop.app.state.session_factory, loop.app.state.consortium, now=accepted)
     with loop.app.state.session_factory() as session:
         assert session.scalars(select(ReferralOverdue)).all() == []
+
+
+@pytest.fixture
+def with_shiqiao_adt(tmp_path: Path, database_url: str) -> Iterator[Loop]:
+    """The loop's consortium where 石桥 also sends ADT (a registration after discharge is
+    its follow-up of the patient)."""
+    config = consortium_by_care(tmp_path)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    shiqiao = next(f for f in data["facilities"] if f["id"] == SENDER)
+    shiqiao["sources"].append({"id": "shiqiao-adt", "format": "hl7v2", "mapping": "_shared"})
+    config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    app = create_app(Settings(database_url=database_url, config=config))
+    with TestClient(app) as client:
+        yield Loop(client)
+    app.state.engine.dispose()
+
+
+def test_the_sender_s_visit_after_discharge_is_its_follow_up(with_shiqiao_adt: Loop) -> None:
+    loop = with_shiqiao_adt
+    assert loop.patch(RECEIVER, status_ops("accepted")).status_code == 200
+    loop.ingest(_adt("a01-admit.hl7", "FUP001"), "county-his")
+    loop.ingest(_adt("a03-discharge-gbk.hl7", "FUP002", "gbk"), "county-his")
+    row = _rows(loop)[loop.task]
+    # the ledger has the ADT's times: admitted 12-01 10:30, discharged 12-08 09:00 (+08:00)
+    assert row.admitted_at == datetime(2026, 12, 1, 2, 30, tzinfo=UTC)
+    assert row.discharged_at == datetime(2026, 12, 8, 1, 0, tzinfo=UTC)
+    before = _adt("a01-admit.hl7", "FUP003").replace(b"ADT^A01^ADT_A01", b"ADT^A04^ADT_A01")
+    visit = before.replace(b"|1|I|", b"|1|O|").replace(b"20261201103000", b"20261210090000")
+    followed = loop.ingest(visit, "shiqiao-adt")
+    assert "the sender's follow-up is Encounter/" in _notes(followed)
+    row = _rows(loop)[loop.task]
+    assert row.followed_up_at == datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
+    assert row.follow_up_record is not None and row.follow_up_record.startswith("Encounter/")
+    assert row.follow_ups == 1 and row.next_due_kind is None
