@@ -322,9 +322,11 @@ def note_task(
         "requested" if row.status in ("draft", "requested") else None
     )
     row.rejection_reason = _reason(task)
-    if row.backfilled is False and row.arrived_at is not None and row.created_at > row.arrived_at:
+    # an event's own time stands (a slip written after the patient arrived: 补录); the
+    # adapter's own times are never before the slip
+    _steps(row, task, step_at if step_at is not None else max(at, row.created_at))
+    if not row.backfilled and row.arrived_at is not None and row.created_at > row.arrived_at:
         row.backfilled = True
-    _steps(row, task, max(step_at or at, row.created_at))
     row.updated_at = at
     schedule(session, consortium, row, at)
     return row

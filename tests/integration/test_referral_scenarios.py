@@ -187,3 +187,24 @@ def test_the_sender_s_visit_after_discharge_is_its_follow_up(with_shiqiao_adt: L
     assert row.followed_up_at == datetime(2026, 12, 10, 1, 0, tzinfo=UTC)
     assert row.follow_up_record is not None and row.follow_up_record.startswith("Encounter/")
     assert row.follow_ups == 1 and row.next_due_kind is None
+
+
+def test_a_slip_written_after_the_admission_is_late(with_shiqiao_adt: Loop) -> None:
+    """补录: the slip is dated 12-01 20:00, the county admitted the patient at 10:30."""
+    loop = with_shiqiao_adt
+    text = (ROOT / "fixtures/xml/referral/shiqiao-his/up-slip.xml").read_bytes().decode("gbk")
+    late = text.replace("SQ-ZZ-2026-0201", "SQ-ZZ-2026-0299").replace(
+        "2026-11-27 09:10:00", "2026-12-01 20:00:00"
+    )
+    made = loop.ingest(late.encode("gbk"), "shiqiao-his")
+    task = next(r for r in made.resources if r.startswith("Task/")).split("/", 1)[1]
+    loop.ingest(_adt("a01-admit.hl7", "LATE01"), "county-his")
+    row = _rows(loop)[task]
+    assert row.backfilled and row.arrived_at == datetime(2026, 12, 1, 2, 30, tzinfo=UTC)
+    slips = loop.client.get(
+        "/referrals/incomplete", params={"from": "2026-12-01", "to": "2026-12-01"}
+    ).json()["rows"]
+    assert [(s["slip_number"], s["late"]) for s in slips] == [("SQ-ZZ-2026-0299", True)]
+    ledger = loop.client.get("/referrals/ledger", params={"backfilled": "true"}).json()["rows"]
+    assert [r["slip_number"] for r in ledger] == ["SQ-ZZ-2026-0299"]
+    assert ledger[0]["backfilled"] == "是"
