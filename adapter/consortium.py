@@ -148,12 +148,41 @@ class ReferralPath(Strict):
         return value
 
 
+class Deadlines(Strict):
+    """The referral loop's deadlines (docs/referral-loop.md, 时限); the defaults are the
+    consortium's rules the issue names. Each is counted from the step before it."""
+
+    accept_emergency_minutes: float = Field(30, gt=0, description="急诊 / 绿色通道: to accept")
+    accept_routine_hours: float = Field(24, gt=0, description="routine: to accept")
+    arrive_days: float = Field(3, gt=0, description="accepted -> the patient arrives")
+    feedback_days: float = Field(
+        7, gt=0, description="arrival -> the receiver's diagnosis / summary back (回转)"
+    )
+    follow_up_days: float = Field(
+        5, gt=0, description="discharge -> the sender's follow-up of an up-referred patient"
+    )
+    down_follow_up_days: list[float] = Field(
+        default_factory=lambda: [2, 7, 30],
+        description="down-referral -> the primary facility's follow-ups",
+    )
+    expire_untouched_days: float = Field(
+        3, gt=0, description="a Task nobody touched (still requested) is cancelled as 已过期"
+    )
+    scheduler_interval_minutes: float = Field(
+        5, gt=0, le=55, description="how often the scheduler looks (under 1 h)"
+    )
+
+
 class Referrals(Strict):
     """The referral loop (docs/referral-loop.md). ``paths`` not set: up from a lower to a
     higher level, down from a higher to a lower, same level both ways. A slip outside the
     allowed paths is kept and flagged, never dropped."""
 
     paths: list[ReferralPath] | None = None
+    deadlines: Deadlines = Field(default_factory=lambda: Deadlines())
+    # facilities of the county (县域内): a receiver not among them makes a referral out of
+    # the county; None: every member facility is in the county
+    county_facilities: list[str] | None = None
 
 
 class PatientIndex(Strict):

@@ -33,6 +33,7 @@ from adapter.api import (
     patients,
     recognition,
     recognition_decisions,
+    referral_ledger,
     referrals,
 )
 from adapter.api.access_log import AccessLogMiddleware
@@ -79,6 +80,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
     recognition_decisions.router,
     recognition_decisions.stats_router,
+    referral_ledger.router,  # the 转诊台账, analysis, worklist
     referrals.router,  # PUT / PATCH /fhir/Task/{id}: the referral state machine
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata

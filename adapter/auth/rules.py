@@ -152,4 +152,10 @@ RULES: dict[str, Rule] = {
     "console_audit": _page("none", "auditor"),
     "console_audit_verify": _page("none", "auditor"),
     "console_disclosures": _page("none", "auditor"),
+    # the 转诊台账, its analysis and the overdue worklist (docs/ledger.md): a facility's
+    # medical affairs office sees the referrals its facility sent or received
+    "referral_ledger": _rule("facility", "reader", "operator"),
+    "referral_incomplete": _rule("facility", "reader", "operator"),
+    "referral_analysis": _rule("facility", "reader", "operator"),
+    "referral_worklist": _rule("facility", "reader", "operator"),
 }

@@ -1,7 +1,8 @@
 """The named steps of storing one translated message, each a small function with one job,
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
-    resolve_identity -> merge_with_stored -> flag_referral_paths -> save -> advance_referrals
+    resolve_identity -> merge_with_stored -> flag_referral_paths -> save -> apply_referral_status
+    -> advance_referrals -> note_referral_ledger
     -> note_care -> route -> trace -> enqueue -> record_result -> audit
 
 Each step reads and extends one ``Work``. A new concern (patient resolution across the
@@ -34,8 +35,10 @@ from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
+from adapter.referral.ledger_step import note_referral_ledger
 from adapter.referral.messages import advance_referrals
 from adapter.referral.paths import flag_referral_paths
+from adapter.referral.status_messages import apply_referral_status
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
@@ -430,7 +433,9 @@ STEPS: tuple[Callable[[Work], None], ...] = (
     merge_with_stored,
     flag_referral_paths,  # adapter/referral/paths.py: a slip outside the allowed paths
     save,
+    apply_referral_status,  # adapter/referral/status_messages.py: RRI^I12, REF^I14 ...
     advance_referrals,  # adapter/referral/messages.py: arrival, admission, discharge
+    note_referral_ledger,  # adapter/referral/ledger_step.py: the 转诊台账, follow-ups
     note_care,
     route,
     trace,
