@@ -18,7 +18,7 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,7 @@ from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import IndexValue, index_values, patient_key
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
+from adapter.store.keys import keys_in
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 
 _resource = Resource.__table__
@@ -119,7 +120,7 @@ def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[
         columns.append(_resource.c.body)
     query = (
         select(*columns)
-        .where(tuple_(_resource.c.resource_type, _resource.c.id).in_(keys))
+        .where(keys_in(_resource.c.resource_type, _resource.c.id, keys))
         .order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
         .with_for_update()
     )
