@@ -704,6 +704,7 @@ class Row:
     bulk: list[tuple[float, float]] = field(default_factory=list)
     floor_bulk: list[tuple[float, float]] = field(default_factory=list)
     slices: list[float] = field(default_factory=list)
+    kb_per_message: float = 0.0
     stages: list[dict[str, float]] = field(default_factory=list)
     rows_written: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped: str | None = None
@@ -810,7 +811,7 @@ def run_backend(
         bulk = bulk_ingest(pipeline, args.batch)
         timed_many(bulk, make_input(fixtures, 1, "bw", patients))
         if args.slices:
-            run_slices(row, fixtures, bulk, args, patients)
+            run_slices(row, engine, fixtures, bulk, args, patients)
             return
         for n in range(rounds):
             row.pipeline.append(
@@ -835,6 +836,7 @@ def run_backend(
 
 def run_slices(
     row: Row,
+    engine: Engine,
     fixtures: list[Fixture],
     bulk: Callable[[list[tuple[str, bytes]]], int],
     args: argparse.Namespace,
@@ -842,12 +844,33 @@ def run_slices(
 ) -> None:
     """Cost as the tables grow: ``--slices`` slices of ``--slice-size`` messages, bulk."""
     copies = max(1, args.slice_size // len(fixtures))
+    before = database_kb(engine)
     for n in range(args.slices):
         rate, _ = timed_many(bulk, make_input(fixtures, copies, f"z{n}.", patients))
         row.slices.append(rate)
         print(
-            f"   slice {n + 1}/{args.slices}: {copies * len(fixtures)} messages, {rate:.1f} msg/s"
+            f"   slice {n + 1}/{args.slices}: {copies * len(fixtures)} messages, {rate:.1f} msg/s",
+            flush=True,
         )
+    row.kb_per_message = (database_kb(engine) - before) / (copies * len(fixtures) * args.slices)
+
+
+def database_kb(engine: Engine) -> float:
+    """The database's size: SQLite's pages (those still in the WAL too), or the schema's
+    tables with their indexes and TOAST on PostgreSQL."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+            return pages * size / 1024
+        total = conn.execute(
+            text(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            )
+        ).scalar_one()
+        return float(total) / 1024
 
 
 def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
@@ -894,6 +917,10 @@ def report(
                 "   bulk msg/s per slice: "
                 + " ".join(f"{r:.0f}" for r in row.slices)
                 + f"; last slice {slower:+.0%} slower than the first: goal (<= 20 %) {verdict}"
+            )
+            print(
+                f"   database per message: {row.kb_per_message:.1f} KB (goal <= 20 KB: "
+                f"{'met' if row.kb_per_message <= 20 else 'NOT met'})"
             )
             continue
         p_msg, p_res = med(m for m, _ in row.pipeline), med(r for _, r in row.pipeline)
