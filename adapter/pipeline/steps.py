@@ -69,6 +69,7 @@ class Work:
     started: list[tuple[str, str, list[care.CareRow]]] = field(default_factory=list)
     _persons: dict[str, str] = field(default_factory=dict)
     _caring: dict[str, dict[str, list[care.CareRow]]] = field(default_factory=dict)
+    _keys: dict[str, set[str]] = field(default_factory=dict)
     mapping: str | None = None  # the mapping set that translated it: "<folder>@<fingerprint>"
 
     @property
@@ -85,9 +86,15 @@ class Work:
         """Facility -> its relationships open now with the person (under the person's id,
         any record linked to it or a person merged into it: care follows a merge)."""
         if person not in self._caring:
-            ids = keys_of(self.session, person)
-            self._caring[person] = care.caring(self.session, ids, self.moment)
+            self._caring[person] = care.caring(self.session, self.keys(person), self.moment)
         return self._caring[person]
+
+    def keys(self, patient_or_person: str) -> set[str]:
+        """adapter.identity.keys_of, read once per message: the steps after
+        resolve_identity write care and resources, never links between records."""
+        if patient_or_person not in self._keys:
+            self._keys[patient_or_person] = keys_of(self.session, patient_or_person)
+        return self._keys[patient_or_person]
 
     def forget_care(self, person: str) -> None:
         self._caring.pop(person, None)
@@ -202,7 +209,7 @@ def note_care(work: Work) -> None:
                 fact.facility,
                 at=fact.start,
                 detail=fact.detail,
-                also=keys_of(work.session, record),
+                also=work.keys(record),
             )
     for person in persons:
         work.forget_care(person)
