@@ -148,12 +148,41 @@ class ReferralPath(Strict):
         return value
 
 
+class Deadlines(Strict):
+    """The referral loop's deadlines (docs/referral-loop.md, 时限); the defaults are the
+    consortium's rules the issue names. Each is counted from the step before it."""
+
+    accept_emergency_minutes: float = Field(30, gt=0, description="急诊 / 绿色通道: to accept")
+    accept_routine_hours: float = Field(24, gt=0, description="routine: to accept")
+    arrive_days: float = Field(3, gt=0, description="accepted -> the patient arrives")
+    feedback_days: float = Field(
+        7, gt=0, description="arrival -> the receiver's diagnosis / summary back (回转)"
+    )
+    follow_up_days: float = Field(
+        5, gt=0, description="discharge -> the sender's follow-up of an up-referred patient"
+    )
+    down_follow_up_days: list[float] = Field(
+        default_factory=lambda: [2, 7, 30],
+        description="down-referral -> the primary facility's follow-ups",
+    )
+    expire_untouched_days: float = Field(
+        3, gt=0, description="a Task nobody touched (still requested) is cancelled as 已过期"
+    )
+    scheduler_interval_minutes: float = Field(
+        5, gt=0, le=55, description="how often the scheduler looks (under 1 h)"
+    )
+
+
 class Referrals(Strict):
     """The referral loop (docs/referral-loop.md). ``paths`` not set: up from a lower to a
     higher level, down from a higher to a lower, same level both ways. A slip outside the
     allowed paths is kept and flagged, never dropped."""
 
     paths: list[ReferralPath] | None = None
+    deadlines: Deadlines = Field(default_factory=lambda: Deadlines())
+    # facilities of the county (县域内): a receiver not among them makes a referral out of
+    # the county; None: every member facility is in the county
+    county_facilities: list[str] | None = None
 
 
 class PatientIndex(Strict):
@@ -184,9 +213,29 @@ SECRET_HASH_PATTERN = (
 )
 
 
+FINGERPRINT_PATTERN = r"^(?:[0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$"
+
+
+class ClientCertificate(Strict):
+    """The TLS client certificate a client presents (mTLS, RFC 8705 ``tls_client_auth``):
+    its SHA-256 fingerprint, or its subject as an RFC 4514 string (then the certificate
+    must also be issued by the CA of ``ADAPTER_TLS_CLIENT_CA``, which TLS checks)."""
+
+    sha256: str | None = Field(None, pattern=FINGERPRINT_PATTERN)
+    subject: str | None = Field(None, min_length=3)
+
+    @model_validator(mode="after")
+    def _one(self) -> ClientCertificate:
+        if (self.sha256 is None) == (self.subject is None):
+            raise ValueError("give exactly one of sha256 (fingerprint) and subject")
+        return self
+
+
 class Client(Strict):
     """A caller of the HTTP API (docs/security.md): what it may do, for which facility,
-    and how it proves who it is. Data only: the checks are in adapter.auth."""
+    and how it proves who it is: a secret, a client certificate (mTLS) or a key pair whose
+    public half is listed here (signed JWT client assertions, SMART Backend Services).
+    Data only: the checks are in adapter.auth."""
 
     id: str = Field(pattern=FHIR_ID_PATTERN)
     facility: str
@@ -195,6 +244,11 @@ class Client(Strict):
     scope: Literal["facility", "consortium"] = "facility"
     secret: str | None = None
     secret_hash: str | None = None
+    certificate: ClientCertificate | None = None
+    # public keys of signed client assertions: a JWK Set inline, or a file of one beside
+    # the consortium file (read at start-up; adapter.auth.assertions)
+    jwks: dict[str, Any] | None = None
+    jwks_file: str | None = None
     description: str | None = None
 
     @field_validator("secret")
@@ -219,8 +273,15 @@ class Client(Strict):
 
     @model_validator(mode="after")
     def _one_secret(self) -> Client:
-        if (self.secret is None) == (self.secret_hash is None):
+        if self.secret is not None and self.secret_hash is not None:
             raise ValueError("give exactly one of secret (env:NAME) and secret_hash")
+        if self.jwks is not None and self.jwks_file is not None:
+            raise ValueError("give jwks or jwks_file, not both")
+        if not any((self.secret, self.secret_hash, self.certificate, self.jwks, self.jwks_file)):
+            raise ValueError(
+                "give exactly one of secret (env:NAME) and secret_hash, or a certificate "
+                "(mTLS), or jwks / jwks_file (signed client assertions)"
+            )
         if self.scope == "consortium" and not {"operator", "admin"} & set(self.roles):
             raise ValueError("scope consortium is for operator or admin clients")
         return self
@@ -374,7 +435,38 @@ def load_consortium(path: Path) -> Consortium:
                 key_path, message = list(problems[0][0]), problems[0][1]
         raise located(path, index, key_path, message) from None
     _check_allow_lists(consortium, path, index)
+    consortium = _with_client_keys(consortium, path, index)
     return _with_rules(consortium, path, index)
+
+
+def _with_client_keys(consortium: Consortium, path: Path, index: Any) -> Consortium:
+    """Each client's ``jwks_file`` (relative to the consortium file) read into ``jwks`` and
+    every client's keys checked now, so a bad key stops start-up with its file line."""
+    import json
+
+    from adapter.auth.assertions import key_set
+    from adapter.errors import ConfigError
+
+    clients = []
+    for number, client in enumerate(consortium.clients):
+        key_path: list[str | int] = ["clients", number, "jwks_file" if client.jwks_file else "jwks"]
+        if client.jwks_file is not None:
+            jwks_path = (path.parent / client.jwks_file).resolve()
+            try:
+                loaded = json.loads(jwks_path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) else "not JSON"
+                raise located(path, index, key_path, f"{client.jwks_file}: {why}") from None
+            if not isinstance(loaded, dict):
+                raise located(path, index, key_path, f"{client.jwks_file}: not a JWK Set")
+            client = client.model_copy(update={"jwks": loaded})
+        if client.jwks is not None:
+            try:
+                key_set(client)
+            except ConfigError as exc:
+                raise located(path, index, key_path, exc.message) from None
+        clients.append(client)
+    return consortium.model_copy(update={"clients": clients})
 
 
 def _check_allow_lists(consortium: Consortium, path: Path, index: Any) -> None:

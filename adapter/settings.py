@@ -142,6 +142,17 @@ class Settings(BaseSettings):
     auth_failure_window_seconds: float = Field(
         300.0, gt=0, description="The window those failures are counted in"
     )
+    tls_cert_file: Path | None = Field(
+        None,
+        description="adapter serve speaks HTTPS with this certificate (PEM, chain first); "
+        "unset: plain HTTP (behind a TLS-terminating proxy, or a local trial)",
+    )
+    tls_key_file: Path | None = Field(None, description="The private key of ADAPTER_TLS_CERT_FILE")
+    tls_client_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM) whose client certificates the HTTPS listener "
+        "accepts (mTLS; clients with certificate: in the consortium file); unset: none asked",
+    )
     deliver_in_process: bool = Field(
         False, description="adapter serve also runs the delivery worker (embedded default)"
     )

@@ -453,7 +453,23 @@ class Floor:
     def _stamp(self, moment: datetime) -> Any:
         return moment.replace(tzinfo=None).isoformat(" ") if self.sqlite else moment
 
-    def ingest(self, source: str, raw: bytes) -> int:
+    def ingest_many(self, messages: list[tuple[str, bytes]], per: int = 100) -> int:
+        """The true floor of bulk work: ``per`` messages per transaction."""
+        done = 0
+        for start in range(0, len(messages), per):
+            cur = self.conn.cursor()
+            if self.sqlite:
+                cur.execute("BEGIN IMMEDIATE")
+            for source, raw in messages[start : start + per]:
+                done += self.ingest(source, raw, commit=False)
+            if self.sqlite:
+                cur.execute("COMMIT")
+            else:
+                self.conn.commit()
+            cur.close()
+        return done
+
+    def ingest(self, source: str, raw: bytes, *, commit: bool = True) -> int:
         facility, _ = self.consortium.source(source)  # type: ignore[misc]
         resources = floor_translate(raw, facility, self.tables)
         moment = datetime.now(UTC)
@@ -464,12 +480,19 @@ class Floor:
             canonical = orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
             hashed.append((r, hashlib.sha256(canonical).hexdigest()))
         cur = self.conn.cursor()
-        if self.sqlite:
+        if self.sqlite and commit:
             cur.execute("BEGIN IMMEDIATE")
-        marks = ",".join([self.p] * len(resources))
+        by_type: dict[str, list[str]] = {}
+        for r in resources:
+            by_type.setdefault(r["resourceType"], []).append(r["id"])
+        # by primary key (resource_type, id): an id alone is no key lookup on SQLite
+        where = " OR ".join(
+            f"(resource_type = ? AND id IN ({','.join('?' * len(ids))}))"
+            for ids in by_type.values()
+        )
         cur.execute(
-            self._sql(f"SELECT id, content_hash, version_id FROM resource WHERE id IN ({marks})"),
-            [r["id"] for r in resources],
+            self._sql(f"SELECT id, content_hash, version_id FROM resource WHERE {where}"),
+            [v for rtype, ids in by_type.items() for v in (rtype, *ids)],
         )
         existing = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
         new, changed, versions, index, outbox = [], [], [], [], []
@@ -585,10 +608,11 @@ class Floor:
                 ),
                 outbox,
             )
-        if self.sqlite:
-            cur.execute("COMMIT")
-        else:
-            self.conn.commit()
+        if commit:
+            if self.sqlite:
+                cur.execute("COMMIT")
+            else:
+                self.conn.commit()
         cur.close()
         return len(resources)
 
@@ -677,6 +701,10 @@ class Row:
     label: str
     pipeline: list[tuple[float, float]] = field(default_factory=list)
     floor: list[tuple[float, float]] = field(default_factory=list)
+    bulk: list[tuple[float, float]] = field(default_factory=list)
+    floor_bulk: list[tuple[float, float]] = field(default_factory=list)
+    slices: list[float] = field(default_factory=list)
+    kb_per_message: float = 0.0
     stages: list[dict[str, float]] = field(default_factory=list)
     rows_written: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped: str | None = None
@@ -691,6 +719,39 @@ def timed(
         resources += fn(source, raw)
     spent = time.perf_counter() - start
     return len(messages) / spent, resources / spent
+
+
+def timed_many(fn: Callable[[list[tuple[str, bytes]]], int], messages: list[tuple[str, bytes]]):
+    start = time.perf_counter()
+    resources = fn(messages)
+    spent = time.perf_counter() - start
+    return len(messages) / spent, resources / spent
+
+
+def bulk_ingest(pipeline: Pipeline, size: int) -> Callable[[list[tuple[str, bytes]]], int]:
+    """Pipeline.ingest_many, ``size`` messages per transaction."""
+
+    def run(messages: list[tuple[str, bytes]]) -> int:
+        items = [(raw, Receipt(source, "cli")) for source, raw in messages]
+        resources = 0
+        for result in pipeline.ingest_many(items, batch=size):
+            if not result.accepted or result.duplicate:
+                raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
+            resources += len(result.resources)
+        return resources
+
+    return run
+
+
+def make_input(
+    fixtures: list[Fixture], copies: int, prefix: str, unique_patients: Any
+) -> list[tuple[str, bytes]]:
+    """Unique copies; with ``unique_patients`` (bench_delivery.Patients) a new patient too."""
+    if unique_patients is None:
+        return batch(fixtures, copies, prefix)
+    from bench_delivery import messages
+
+    return messages(fixtures, copies, prefix, unique_patients)
 
 
 COUNTED = ("resource_version", "search_index", "outbox")
@@ -710,7 +771,13 @@ def counted(engine: Engine, run: Callable[[], Any], messages: int) -> dict[str, 
 
 
 def run_backend(
-    row: Row, engine: Engine, settings: Settings, fixtures: list[Fixture], rounds: int, copies: int
+    row: Row,
+    engine: Engine,
+    settings: Settings,
+    fixtures: list[Fixture],
+    rounds: int,
+    copies: int,
+    args: argparse.Namespace,
 ) -> None:
     migrate(engine)
     consortium = load_consortium(settings.config)
@@ -736,9 +803,28 @@ def run_backend(
                 engine, lambda: timed(floor.ingest, batch(fixtures, 1, "cf")), len(fixtures)
             ),
         }
+        patients = None
+        if args.unique_patients:
+            from bench_delivery import Patients
+
+            patients = Patients()
+        bulk = bulk_ingest(pipeline, args.batch)
+        timed_many(bulk, make_input(fixtures, 1, "bw", patients))
+        if args.slices:
+            run_slices(row, engine, fixtures, bulk, args, patients)
+            return
         for n in range(rounds):
-            row.pipeline.append(timed(through_pipeline, batch(fixtures, copies, f"p{n}.")))
-            row.floor.append(timed(floor.ingest, batch(fixtures, copies, f"f{n}.")))
+            row.pipeline.append(
+                timed(through_pipeline, make_input(fixtures, copies, f"p{n}.", patients))
+            )
+            row.floor.append(timed(floor.ingest, make_input(fixtures, copies, f"f{n}.", patients)))
+            row.bulk.append(timed_many(bulk, make_input(fixtures, copies, f"b{n}.", patients)))
+            row.floor_bulk.append(
+                timed_many(
+                    lambda m: floor.ingest_many(m, args.batch),
+                    make_input(fixtures, copies, f"g{n}.", patients),
+                )
+            )
             clock = dict.fromkeys(STAGES, 0.0)
             staged = batch(fixtures, copies, f"s{n}.")
             for source, raw in staged:
@@ -746,6 +832,45 @@ def run_backend(
             row.stages.append({k: v / len(staged) for k, v in clock.items()})
     finally:
         floor.close()
+
+
+def run_slices(
+    row: Row,
+    engine: Engine,
+    fixtures: list[Fixture],
+    bulk: Callable[[list[tuple[str, bytes]]], int],
+    args: argparse.Namespace,
+    patients: Any,
+) -> None:
+    """Cost as the tables grow: ``--slices`` slices of ``--slice-size`` messages, bulk."""
+    copies = max(1, args.slice_size // len(fixtures))
+    before = database_kb(engine)
+    for n in range(args.slices):
+        rate, _ = timed_many(bulk, make_input(fixtures, copies, f"z{n}.", patients))
+        row.slices.append(rate)
+        print(
+            f"   slice {n + 1}/{args.slices}: {copies * len(fixtures)} messages, {rate:.1f} msg/s",
+            flush=True,
+        )
+    row.kb_per_message = (database_kb(engine) - before) / (copies * len(fixtures) * args.slices)
+
+
+def database_kb(engine: Engine) -> float:
+    """The database's size: SQLite's pages (those still in the WAL too), or the schema's
+    tables with their indexes and TOAST on PostgreSQL."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+            return pages * size / 1024
+        total = conn.execute(
+            text(
+                "SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+            )
+        ).scalar_one()
+        return float(total) / 1024
 
 
 def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
@@ -784,6 +909,20 @@ def report(
         if row.skipped:
             print(f"   skipped: {row.skipped}")
             continue
+        if row.slices:
+            first, last = row.slices[0], row.slices[-1]
+            slower = 1 - last / first
+            verdict = "met" if slower <= 0.20 else "NOT met"
+            print(
+                "   bulk msg/s per slice: "
+                + " ".join(f"{r:.0f}" for r in row.slices)
+                + f"; last slice {slower:+.0%} slower than the first: goal (<= 20 %) {verdict}"
+            )
+            print(
+                f"   database per message: {row.kb_per_message:.1f} KB (goal <= 20 KB: "
+                f"{'met' if row.kb_per_message <= 20 else 'NOT met'})"
+            )
+            continue
         p_msg, p_res = med(m for m, _ in row.pipeline), med(r for _, r in row.pipeline)
         f_msg, f_res = med(m for m, _ in row.floor), med(r for _, r in row.floor)
         print(f"   {'':44} {'msg/s':>8} {'res/s':>8} {'ms/msg':>8}")
@@ -793,6 +932,20 @@ def report(
             f"{f_res:8.0f} {1000 / f_msg:8.2f}"
         )
         print(f"   pipeline / floor: {f_msg / p_msg:.1f}x the time per message")
+        b_msg, b_res = med(m for m, _ in row.bulk), med(r for _, r in row.bulk)
+        g_msg, g_res = med(m for m, _ in row.floor_bulk), med(r for _, r in row.floor_bulk)
+        print(
+            f"   {'bulk (Pipeline.ingest_many)':44} {b_msg:8.0f} {b_res:8.0f} {1000 / b_msg:8.2f}"
+        )
+        print(
+            f"   {'floor, bulk (the same, N per transaction)':44} {g_msg:8.0f} {g_res:8.0f} "
+            f"{1000 / g_msg:8.2f}"
+        )
+        verdict = "met" if b_msg / g_msg >= 0.3 else "NOT met"
+        print(
+            f"   bulk / bulk floor: {b_msg / g_msg:.2f}x the floor's rate "
+            f"(goal >= 0.3: {verdict}); bulk / one per transaction: {b_msg / p_msg:.2f}x"
+        )
         for name, written in row.rows_written.items():
             print(
                 f"   rows per message, {name}: "
@@ -817,6 +970,22 @@ def main() -> None:
     )
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
+    ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    ap.add_argument(
+        "--batch", type=int, default=100, help="messages per transaction of the bulk rows (100)"
+    )
+    ap.add_argument(
+        "--unique-patients",
+        action="store_true",
+        help="a new patient (national ID, local numbers) in every copy, as bench_delivery",
+    )
+    ap.add_argument(
+        "--slices",
+        type=int,
+        default=0,
+        help="instead of the rounds: this many slices of bulk ingest into one growing store",
+    )
+    ap.add_argument("--slice-size", type=int, default=2000, help="messages per slice (2000)")
     args = ap.parse_args()
 
     import logging
@@ -848,11 +1017,14 @@ def run_all(
     args: argparse.Namespace,
 ) -> None:
     row = Row("SQLite (WAL, synchronous=NORMAL, temp file)")
-    engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
-    try:
-        run_backend(row, engine, settings, fixtures, args.rounds, args.copies)
-    finally:
-        engine.dispose()
+    if args.no_sqlite:
+        row.skipped = "--no-sqlite given"
+    else:
+        engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
+        try:
+            run_backend(row, engine, settings, fixtures, args.rounds, args.copies, args)
+        finally:
+            engine.dispose()
     rows.append(row)
 
     row = Row("PostgreSQL (psycopg 3, default synchronous_commit=on)")
@@ -862,7 +1034,7 @@ def run_all(
     else:
         engine, drop = made
         try:
-            run_backend(row, engine, settings, fixtures, args.rounds, args.copies)
+            run_backend(row, engine, settings, fixtures, args.rounds, args.copies, args)
         finally:
             drop()
     rows.append(row)

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapter import __version__
 from adapter.api import (
+    audit_disclosures,
     audit_events,
     auth,
     binary,
@@ -32,6 +33,7 @@ from adapter.api import (
     patients,
     recognition,
     recognition_decisions,
+    referral_ledger,
     referrals,
 )
 from adapter.api.access_log import AccessLogMiddleware
@@ -45,10 +47,12 @@ from adapter.api.request_id import RequestIdMiddleware
 from adapter.api.responses import FHIRResponse
 from adapter.api.security_headers import NoSniffMiddleware
 from adapter.audit.checkpoints import start_checkpoints
+from adapter.auth.assertions import Assertions
 from adapter.auth.client_secrets import Secrets
 from adapter.auth.keys import load_keys
 from adapter.auth.ratelimit import FailureLimiter
 from adapter.auth.tokens import TokenService
+from adapter.console.setup import install_console
 from adapter.consortium import Consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
@@ -61,6 +65,7 @@ log = logging.getLogger(__name__)
 
 ROUTERS: tuple[APIRouter, ...] = (
     auth.router,
+    audit_disclosures.router,
     docs.router,
     health.router,
     metrics.router,
@@ -75,6 +80,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
     recognition_decisions.router,
     recognition_decisions.stats_router,
+    referral_ledger.router,  # the 转诊台账, analysis, worklist
     referrals.router,  # PUT / PATCH /fhir/Task/{id}: the referral state machine
     fhir.router,
     fhir_search.router,  # after fhir.router: /fhir/{type} must not shadow /fhir/metadata
@@ -151,6 +157,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # every route runs the one authorisation dependency (adapter/auth/rules.py)
         app.include_router(router, dependencies=[Depends(authorize)])
     mount_assets(app)
+    install_console(app, settings)  # /console/: the web console (docs/console.md)
     install_openapi(app, ROUTERS)
     return app
 
@@ -169,4 +176,5 @@ def build_authority(settings: Settings, consortium: Consortium) -> Authority:
         ),
         secrets=Secrets(consortium),
         limiter=FailureLimiter(settings.auth_max_failures, settings.auth_failure_window_seconds),
+        assertions=Assertions(consortium),
     )

@@ -20,10 +20,13 @@ from starlette.concurrency import run_in_threadpool
 from adapter import audit
 from adapter.audit.context import authenticated
 from adapter.audit.writer import record_now
+from adapter.auth import certificates
+from adapter.auth.assertions import Assertions
 from adapter.auth.client_secrets import Secrets
 from adapter.auth.ratelimit import FailureLimiter
 from adapter.auth.rules import RULES, Rule
 from adapter.auth.tokens import Principal, TokenError, TokenService
+from adapter.console.access import ConsoleRefused, check_csrf, session_of
 from adapter.errors import ForbiddenError, UnauthorizedError
 
 
@@ -34,6 +37,7 @@ class Authority:
     tokens: TokenService
     secrets: Secrets
     limiter: FailureLimiter
+    assertions: Assertions
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -86,17 +90,25 @@ def _record_denial(request: Request, principal: Principal, detail: dict[str, str
 async def authorize(request: Request) -> None:
     """The dependency of every route (async: the audit binding it makes is the request's)."""
     authority: Authority | None = request.app.state.auth
+    rule = rule_of(request)
+    if rule is not None and rule.session:
+        await _authorize_session(request, rule)
+        return
     if authority is None:
         request.state.principal = None
         return
-    rule = rule_of(request)
     if rule is None:  # fail closed; the matrix test names the route
         raise ForbiddenError("this endpoint has no access rule")
     if rule.limit == "public":
         request.state.principal = None
         return
     try:
-        principal = authority.tokens.check(_bearer(request), request.app.state.consortium)
+        presented = certificates.of_request(request)
+        principal = authority.tokens.check(
+            _bearer(request),
+            request.app.state.consortium,
+            presented.thumbprint if presented is not None else None,
+        )
     except TokenError as exc:
         raise UnauthorizedError(str(exc), error="invalid_token") from None
     request.state.principal = principal
@@ -115,3 +127,23 @@ async def authorize(request: Request) -> None:
                 f"source system {source} is not of facility {principal.facility}",
                 source=source,
             )
+
+
+async def _authorize_session(request: Request, rule: Rule) -> None:
+    """A console page: its session cookie (even with authentication off, for the CSRF
+    token), the rule's roles and scope, and the CSRF token on a POST."""
+    session = session_of(request)
+    request.state.console_session = session
+    principal = session.principal
+    request.state.principal = principal
+    if principal is not None:
+        authenticated(principal.client, principal.facility)
+    allowed = bool(session.roles & rule.roles)
+    if allowed and rule.limit == "consortium":
+        allowed = session.consortium_scope
+    if not allowed:
+        if principal is not None:
+            await run_in_threadpool(_record_denial, request, principal, {"via": "console"})
+        raise ConsoleRefused("role")
+    if request.method not in ("GET", "HEAD"):
+        await check_csrf(request, session)

@@ -40,7 +40,7 @@ from adapter.oversize import Oversize
 from adapter.recognition.catalogue import SETTINGS, Catalogue
 from adapter.recognition.parameters import parameters
 from adapter.recognition.query import ItemAnswer, Question, ask
-from adapter.recognition.reminders import Shown, log_shown
+from adapter.recognition.reminders import Shown, log_shown, log_viewed
 from adapter.store import resource_state
 from adapter.store.search import find
 
@@ -162,7 +162,7 @@ def _question(request: Request, values: dict[str, list[str]], patient_ids: list[
     )
 
 
-SHOWN_PARAMS = (*RECOGNISABLE_PARAMS, "context", "trigger", "doctor")
+SHOWN_PARAMS = (*RECOGNISABLE_PARAMS, "context", "trigger", "doctor", "department")
 
 
 @router.post(
@@ -197,6 +197,7 @@ async def recognisable_shown(
         trigger=trigger,  # type: ignore[arg-type]  # checked above
         facility_id=values["facility"][0],
         doctor=(values.get("doctor") or [None])[0],
+        department=(values.get("department") or [None])[0],
     )
 
     def answer_and_log() -> list[ItemAnswer]:
@@ -209,6 +210,60 @@ async def recognisable_shown(
 
     answers = await run_in_threadpool(answer_and_log)
     return FHIRResponse(parameters(answers, catalogue, consortium))
+
+
+VIEWED_PARAMS = ("facility", "context", "item", "result", "doctor", "viewed-at")
+
+
+@router.post(
+    "/Patient/{patient_id}/$recognition-viewed",
+    name="fhir_recognition_viewed",
+    summary="A doctor opened a prior result a reminder showed (已查阅), for the statistics",
+)
+async def recognition_viewed(
+    patient_id: str, request: Request, factory: SessionFactoryDep, settings: SettingsDep
+) -> FHIRResponse:
+    catalogue_of(request)
+    body = await read_limited_body(request, limit=settings.max_message_bytes, keep=0)
+    if isinstance(body, Oversize):
+        raise InputTooLargeError(f"the body is over {settings.max_message_bytes} bytes")
+    values = _posted(body, VIEWED_PARAMS)
+    for required in ("facility", "context", "item", "result"):
+        if not values.get(required):
+            raise InvalidRequestError(f"parameter {required!r} is required", location=required)
+    await run_in_threadpool(for_own_care, request, factory, patient_id, values["facility"][0])
+    at = datetime.now(UTC)
+    if values.get("viewed-at"):
+        at = date_range_param("viewed-at", values["viewed-at"][0], request_zone(request))[0]
+
+    def record() -> int:
+        with factory.begin() as session:
+            return log_viewed(
+                session,
+                patient_id,
+                values["context"][0],
+                values["item"][0],
+                values["result"][0],
+                at=at,
+            )
+
+    if not await run_in_threadpool(record):
+        raise NotFoundError(
+            "no reminder was shown for this patient, context and item: nothing to have viewed",
+            location="item",
+        )
+    return FHIRResponse(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "information",
+                    "code": "informational",
+                    "diagnostics": "viewed: recorded (the first view of each reminder is kept)",
+                }
+            ],
+        }
+    )
 
 
 def for_own_care(

@@ -8,15 +8,18 @@
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
+from adapter.api.facility import check_named, own_facility
 from adapter.api.fhir_request import date_range_param, request_zone
 from adapter.api.recognition import (
     catalogue_of,
@@ -29,10 +32,12 @@ from adapter.api.recognition import (
 from adapter.api.responses import FHIRResponse
 from adapter.consortium import Consortium
 from adapter.errors import InputTooLargeError, InvalidRequestError
+from adapter.export import write_csv, write_xlsx
 from adapter.oversize import Oversize
+from adapter.recognition.corrections import changed_after_recognition
 from adapter.recognition.decisions import DECISIONS, DecisionInput, record
 from adapter.recognition.query import zone_of
-from adapter.recognition.rate import monthly_rates
+from adapter.recognition.rate import monthly_rates, parse_by, prices_of, table, yuan
 
 router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
 stats_router = APIRouter(tags=["Recognition"])
@@ -136,13 +141,17 @@ async def recognition_decision(
     )
 
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
 @stats_router.get(
     "/recognition/rate",
     name="recognition_rate",
-    summary="Monthly 互认率 per facility and item (recognised / eligible)",
+    summary="Monthly 互认率 per facility and item, or department / doctor "
+    "(recognised / eligible), as JSON, CSV or XLSX",
 )
-def recognition_rate(request: Request, session: SessionDep) -> JSONResponse:
-    catalogue_of(request)
+def recognition_rate(request: Request, session: SessionDep) -> Response:
+    catalogue = catalogue_of(request)
     query = request.query_params
     month = query.get("month")
     if not month:
@@ -152,18 +161,80 @@ def recognition_rate(request: Request, session: SessionDep) -> JSONResponse:
     if facility is not None:
         known_facility(consortium, facility)
     try:
-        rates = monthly_rates(session, month, zone_of(consortium), facility_id=facility)
+        by = parse_by(query.get("by"))
+    except ValueError as exc:
+        raise InvalidRequestError(str(exc), location="by") from None
+    shape = query.get("format", "json")
+    if shape not in ("json", "csv", "xlsx"):
+        raise InvalidRequestError("format: json, csv or xlsx", location="format")
+    try:
+        rates = monthly_rates(
+            session,
+            month,
+            zone_of(consortium),
+            facility_id=facility,
+            by=by,
+            prices=prices_of(catalogue.items),
+        )
     except ValueError as exc:
         raise InvalidRequestError(str(exc), location="month") from None
+    if shape != "json":
+        headers, rows = table(rates, by)
+        out = io.BytesIO()
+        if shape == "csv":
+            write_csv(out, headers, rows)
+            media = "text/csv; charset=utf-8"
+        else:
+            write_xlsx(out, headers, rows, sheet_title=f"互认率 {month}")
+            media = XLSX
+        name = f"recognition-rate-{month}.{shape}"
+        return Response(
+            out.getvalue(),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     recognised = sum(r.recognised for r in rates)
     eligible = sum(r.eligible for r in rates)
+    priced = [r.saved for r in rates if r.priced]
     return JSONResponse(
         {
             "month": month,
+            "by": list(by),
             "shown": sum(r.shown for r in rates),
+            "viewed": sum(r.viewed for r in rates),
             "eligible": eligible,
             "recognised": recognised,
             "rate": round(recognised / eligible, 4) if eligible else None,
-            "items": [r.as_dict() for r in rates],
+            "tests_avoided": recognised,
+            "cost_avoided": yuan(sum(priced, Decimal(0))) if priced else None,
+            "items": [r.as_dict(by) for r in rates],
+        }
+    )
+
+
+@stats_router.get(
+    "/recognition/corrections",
+    name="recognition_corrections",
+    summary="Recognised results that their lab changed afterwards (corrected, cancelled ...)",
+)
+def recognition_corrections(request: Request, session: SessionDep) -> JSONResponse:
+    """The caller's facility's decisions 互认 whose prior result was stored again after the
+    decision (adapter/recognition/corrections.py); every facility's for the consortium."""
+    catalogue_of(request)
+    facility = own_facility(request)
+    named = request.query_params.get("facility")
+    if named is not None:
+        known_facility(request.app.state.consortium, named)
+        check_named(request, named)
+        facility = named
+    since = None
+    if "since" in request.query_params:
+        since = date_range_param("since", request.query_params["since"], request_zone(request))[0]
+    found = changed_after_recognition(session, facility_id=facility, since=since)
+    return JSONResponse(
+        {
+            "total": len(found),
+            "withdrawn": sum(1 for c in found if c.withdrawn),
+            "decisions": [c.as_dict() for c in found],
         }
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -29,6 +30,9 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from adapter.auth import certificates
+from adapter.auth.certificates import PeerCertificate
+from adapter.errors import ConfigError
 from adapter.netlimits import RepeatFilter, SaidOnce, longest_silent
 from adapter.settings import Settings
 
@@ -66,6 +70,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        presented = _client_certificate(transport)
+        if presented is not None:  # each request of this connection finds it in its state
+            self.app_state = {**self.app_state, certificates.STATE_KEY: presented}
         self._phase = _HEADERS
         self._active = time.monotonic()
         self._timer: asyncio.TimerHandle | None = None
@@ -168,6 +175,31 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+def _client_certificate(transport: asyncio.Transport) -> PeerCertificate | None:
+    """The certificate the TLS handshake accepted from the client (mTLS), if any."""
+    ssl_object = transport.get_extra_info("ssl_object")
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return PeerCertificate.from_der(der) if der else None
+
+
+def tls_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's TLS arguments: HTTPS with ``ADAPTER_TLS_CERT_FILE``, and client
+    certificates asked for (not required: clients with secrets connect too) and checked
+    against ``ADAPTER_TLS_CLIENT_CA_FILE``."""
+    if settings.tls_cert_file is None:
+        if settings.tls_client_ca_file is not None:
+            raise ConfigError("ADAPTER_TLS_CLIENT_CA_FILE needs ADAPTER_TLS_CERT_FILE (HTTPS)")
+        return {}
+    options: dict[str, Any] = {
+        "ssl_certfile": str(settings.tls_cert_file),
+        "ssl_keyfile": str(settings.tls_key_file) if settings.tls_key_file else None,
+    }
+    if settings.tls_client_ca_file is not None:
+        options["ssl_ca_certs"] = str(settings.tls_client_ca_file)
+        options["ssl_cert_reqs"] = ssl.CERT_OPTIONAL
+    return options
+
+
 def guarded_protocol(limits: HttpLimits) -> type[GuardedH11Protocol]:
     """A protocol class for one server: its limits and its once-said log lines."""
     attributes: dict[str, Any] = {"limits": limits, "said": SaidOnce(log)}
@@ -211,4 +243,5 @@ def run(application: Any, settings: Settings, *, host: str, port: int) -> None:
         http=guarded_protocol(limits),
         timeout_keep_alive=settings.http_keep_alive_seconds,
         h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        **tls_options(settings),
     )

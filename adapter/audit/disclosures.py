@@ -20,22 +20,34 @@ def patient_reference(value: str) -> str:
     return value if value.startswith("Patient/") else f"Patient/{value}"
 
 
+def person_references(session: Session, patient: str) -> list[str]:
+    """``patient`` and every other Patient record the patient index links to the same
+    person (a PIPL request is about the person, whichever facility's record it names)."""
+    from adapter.identity.persons import person_of, records_of
+
+    given = patient_reference(patient).removeprefix("Patient/")
+    records = records_of(session, person_of(session, given))
+    return [patient_reference(r) for r in dict.fromkeys([given, *records])]
+
+
 def disclosures(
     session: Session,
-    patient: str,
+    patient: str | list[str],
     *,
     since: datetime | None = None,
     until: datetime | None = None,
     every_action: bool = False,
 ) -> list[dict[str, Any]]:
-    """One entry per disclosure of ``patient``'s data, oldest first (``every_action``: every
-    audited event about the patient, attempts and receipts included)."""
-    query = (
-        select(AuditRecord)
-        .join(AuditLink, AuditLink.seq == AuditRecord.seq)
-        .where(AuditLink.kind == "patient", AuditLink.reference == patient_reference(patient))
-        .order_by(AuditRecord.seq)
+    """One entry per disclosure of the data of ``patient`` (one reference or several: a
+    person's records), oldest first (``every_action``: every audited event about the
+    patient, attempts and receipts included)."""
+    references = [
+        patient_reference(p) for p in ([patient] if isinstance(patient, str) else patient)
+    ]
+    about = select(AuditLink.seq).where(
+        AuditLink.kind == "patient", AuditLink.reference.in_(references)
     )
+    query = select(AuditRecord).where(AuditRecord.seq.in_(about)).order_by(AuditRecord.seq)
     if not every_action:
         query = query.where(AuditRecord.action.in_(DISCLOSING))
     if since is not None:

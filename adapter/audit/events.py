@@ -30,6 +30,8 @@ AuditAction = Literal[
     "delivery.retry",  # an attempt failed and was rescheduled
     "delivery.dead",  # an outbox row became a dead letter
     "delivery.replayed",  # an operator put deliveries back in the queue
+    "delivery.paused",  # an operator paused a destination (nothing is sent to it)
+    "delivery.resumed",  # an operator resumed a paused destination
     "fhir.read",  # resources were disclosed by read, vread or history
     "fhir.search",  # resources were disclosed by a search
     "referral.changed",  # a referral Task moved (API, CLI or message; docs/referral-loop.md)

@@ -44,6 +44,8 @@ KINDS: dict[str, tuple[tuple[str, str, str], str, str | None, str | None]] = {
     "delivery.retry": (_EXPORT, "R", None, None),
     "delivery.dead": (_EXPORT, "R", None, None),
     "delivery.replayed": (_EXPORT, "E", None, None),
+    "delivery.paused": (_EXPORT, "E", None, None),
+    "delivery.resumed": (_EXPORT, "E", None, None),
     "fhir.read": (_REST, "R", "Read", "PatientRead"),
     "fhir.search": (_REST, "E", "Query", "PatientQuery"),
     "referral.changed": (_REST, "U", "Update", "PatientUpdate"),

@@ -15,6 +15,9 @@ Limits:
 * ``care``      FHIR reads: resources of persons in the care of the client's facility, and
                 the directory (Organization, Practitioner ...) (adapter/api/scope.py)
 
+Rules made with ``_page`` are the console's (adapter/console): a session cookie instead of
+a bearer token, a CSRF token on every POST; the limits mean the same.
+
 Separation of duties (三员分立): the auditor reads the audit log and nothing else; no role
 may change it (PUT / DELETE AuditEvent answer 405 to every role); admin runs the adapter
 (metrics, messages, deliveries, care) but reads no clinical data and no audit records.
@@ -33,10 +36,17 @@ ROLES = ("source", "reader", "operator", "auditor", "admin")
 class Rule:
     roles: frozenset[str]
     limit: Limit
+    # the console's pages (adapter/console): authenticated by its session cookie, not a
+    # bearer token; a POST needs the session's CSRF token (adapter/console/access.py)
+    session: bool = False
 
 
 def _rule(limit: Limit, *roles: str) -> Rule:
     return Rule(frozenset(roles), limit)
+
+
+def _page(limit: Limit, *roles: str) -> Rule:
+    return Rule(frozenset(roles), limit, session=True)
 
 
 PUBLIC = _rule("public")
@@ -46,6 +56,8 @@ _FHIR = _rule("care", "reader")
 RULES: dict[str, Rule] = {
     # no token
     "token": PUBLIC,
+    "jwks": PUBLIC,
+    "smart_configuration": PUBLIC,
     "docs_page": PUBLIC,
     "health": PUBLIC,
     "fhir_metadata": PUBLIC,
@@ -83,6 +95,7 @@ RULES: dict[str, Rule] = {
     # the audit log: read by the auditor only; changes refused (405) to everyone
     "audit_search": _rule("none", "auditor"),
     "audit_read": _rule("none", "auditor"),
+    "audit_disclosures": _rule("none", "auditor"),
     "_refuse": _rule("none", *ROLES),
     # FHIR reads within the facility's care
     "fhir_read": _FHIR,
@@ -102,9 +115,47 @@ RULES: dict[str, Rule] = {
     "fhir_recognisable_by_identifier": _FHIR,
     "fhir_recognisable_shown": _FHIR,
     "fhir_recognition_decision": _FHIR,
+    "fhir_recognition_viewed": _FHIR,
     "recognition_rate": _rule("none", *_RUN),
+    # names patients (ids only): the operators of the ordering facility, or the consortium's
+    "recognition_corrections": _rule("facility", "operator"),
     # referral Task changes (docs/referral-loop.md): the facility of the token must be the
     # referral's sender or receiver, which the state machine checks (403 otherwise)
     "referral_task_put": _rule("none", "reader", "operator"),
     "referral_task_patch": _rule("none", "reader", "operator"),
+    # the console (docs/console.md): the same roles and limits, by session cookie. Its login
+    # and language pages are public; each page shows only what the rule's limit allows
+    "console_login": PUBLIC,
+    "console_login_post": PUBLIC,
+    "console_language": PUBLIC,
+    "console_logout": _page("none", *ROLES),
+    "console_home": _page("none", *ROLES),
+    "console_overview": _page("facility", *_RUN),
+    "console_overview_data": _page("facility", *_RUN),
+    "console_messages": _page("facility", *_RUN),
+    "console_message": _page("facility", *_RUN),
+    "console_message_raw": _page("facility", "operator"),  # raw content: operators only
+    "console_reprocess": _page("facility", *_RUN),
+    "console_reprocess_many": _page("facility", *_RUN),
+    "console_deliveries": _page("facility", *_RUN),
+    "console_delivery": _page("facility", *_RUN),
+    "console_replay": _page("facility", *_RUN),
+    "console_replay_many": _page("facility", *_RUN),
+    "console_pause": _page("facility", *_RUN),
+    "console_patients": _page("consortium", *_RUN),
+    "console_review": _page("consortium", *_RUN),
+    "console_review_claim": _page("consortium", *_RUN),
+    "console_review_resolve": _page("consortium", *_RUN),
+    "console_person": _page("consortium", *_RUN),
+    "console_merge": _page("consortium", *_RUN),
+    "console_unmerge": _page("consortium", *_RUN),
+    "console_audit": _page("none", "auditor"),
+    "console_audit_verify": _page("none", "auditor"),
+    "console_disclosures": _page("none", "auditor"),
+    # the 转诊台账, its analysis and the overdue worklist (docs/ledger.md): a facility's
+    # medical affairs office sees the referrals its facility sent or received
+    "referral_ledger": _rule("facility", "reader", "operator"),
+    "referral_incomplete": _rule("facility", "reader", "operator"),
+    "referral_analysis": _rule("facility", "reader", "operator"),
+    "referral_worklist": _rule("facility", "reader", "operator"),
 }

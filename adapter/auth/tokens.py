@@ -48,8 +48,12 @@ class TokenService:
     audience: str
     lifetime: int  # seconds
 
-    def issue(self, client: Client, now: datetime | None = None) -> tuple[str, str]:
-        """A signed token for ``client`` and its ``jti``."""
+    def issue(
+        self, client: Client, now: datetime | None = None, *, bound_to: str | None = None
+    ) -> tuple[str, str]:
+        """A signed token for ``client`` and its ``jti``; ``bound_to``: the thumbprint of
+        the client certificate it was asked with (RFC 8705 §3: only usable over a connection
+        presenting that certificate)."""
         now = now or datetime.now(UTC)
         jti = str(uuid.uuid4())
         claims: dict[str, Any] = {
@@ -64,12 +68,16 @@ class TokenService:
             "roles": sorted(client.roles),
             "scope": client.scope,
         }
+        if bound_to is not None:
+            claims["cnf"] = {"x5t#S256": bound_to}
         token = jwt.encode(
             claims, self.keys.signing, algorithm=ALGORITHM, headers={"kid": self.keys.signing_id}
         )
         return token, jti
 
-    def check(self, token: str, consortium: Consortium) -> Principal:
+    def check(self, token: str, consortium: Consortium, presented: str | None = None) -> Principal:
+        """The caller of a token; ``presented``: the thumbprint of the client certificate
+        of the connection, if it presented one."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -97,6 +105,11 @@ class TokenService:
             raise TokenError("the bearer token's signature is wrong") from None
         except jwt.PyJWTError as exc:
             raise TokenError(f"the bearer token is not valid ({type(exc).__name__})") from None
+        bound = (claims.get("cnf") or {}).get("x5t#S256")
+        if bound is not None and bound != presented:
+            raise TokenError(
+                "the bearer token is bound to a client certificate this connection did not present"
+            )
         client = consortium.client(str(claims["sub"]))
         if client is None or client.facility != claims.get("facility"):
             raise TokenError("the bearer token's client is not (or no longer) known")

@@ -249,11 +249,19 @@ def disclosures(
         bool, typer.Option("--all", help="Every audited event about the patient")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+    record_only: Annotated[
+        bool,
+        typer.Option(
+            "--record-only", help="Only this Patient record, not the person's other records"
+        ),
+    ] = False,
 ) -> None:
-    """Who received or read this patient's data, when and why (PIPL requests)."""
+    """Who received or read this person's data, when and why (PIPL requests): the Patient
+    record named and every record the patient index links to the same person."""
     import orjson
 
     from adapter.audit.disclosures import disclosures as report
+    from adapter.audit.disclosures import person_references
 
     moment = None
     if since is not None:
@@ -265,7 +273,8 @@ def disclosures(
     runtime = _open()
     try:
         with runtime.factory() as session:
-            found = report(session, patient, since=moment, every_action=every_action)
+            records = [patient] if record_only else person_references(session, patient)
+            found = report(session, records, since=moment, every_action=every_action)
         _record(runtime, "audit.read", "success", report="disclosures", entries=len(found))
     finally:
         runtime.close()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -202,42 +204,107 @@ def decide(
 def rate(
     month: Annotated[str, typer.Option(help="The month, YYYY-MM (consortium time zone)")],
     facility: Annotated[str | None, typer.Option("--facility", "-f")] = None,
+    by: Annotated[
+        str | None,
+        typer.Option(help="Group by facility, department, doctor, item (comma separated)"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write a spreadsheet: a .csv or .xlsx file")
+    ] = None,
 ) -> None:
-    """The monthly 互认率 per facility and item: recognised / eligible, and the reasons."""
+    """The monthly 互认率: recognised / eligible, the reasons, viewed, tests and cost avoided."""
+    from adapter.export import write_csv, write_xlsx
     from adapter.recognition.query import zone_of
-    from adapter.recognition.rate import monthly_rates
+    from adapter.recognition.rate import monthly_rates, parse_by, prices_of, table, yuan
 
+    if out is not None and out.suffix.lower() not in (".csv", ".xlsx"):
+        raise common.fail(f"--out {out.name}: a .csv or .xlsx file")
     runtime = _open()
     try:
-        _catalogue(runtime)
+        catalogue = _catalogue(runtime)
         try:
+            groups = parse_by(by)
             with runtime.factory() as session:
                 rates = monthly_rates(
-                    session, month, zone_of(runtime.consortium), facility_id=facility
+                    session,
+                    month,
+                    zone_of(runtime.consortium),
+                    facility_id=facility,
+                    by=groups,
+                    prices=prices_of(catalogue.items),
                 )
         except ValueError as exc:
             raise common.fail(str(exc)) from None
     finally:
         runtime.close()
+    if out is not None:
+        headers, rows = table(rates, groups)
+        write = write_csv if out.suffix.lower() == ".csv" else write_xlsx
+        written = write(out, headers, rows)
+        typer.echo(f"{written} rows written to {out}")
+        return
     if as_json:
-        typer.echo(json.dumps([r.as_dict() for r in rates], ensure_ascii=False, indent=2))
+        typer.echo(json.dumps([r.as_dict(groups) for r in rates], ensure_ascii=False, indent=2))
         return
     typer.echo(
-        f"{'facility':<28} {'item':<12} {'shown':>6} {'eligible':>8} {'recog.':>7} {'rate':>7}"
+        f"{'group':<40} {'shown':>6} {'viewed':>6} {'eligible':>8} {'recog.':>7} {'rate':>7}"
         "  reasons"
     )
     for r in rates:
+        group = " ".join(str(v) for k, v in r.as_dict(groups).items() if k in groups)
         shown = "-" if r.rate is None else f"{r.rate:.1%}"
         reasons = ", ".join(f"{k} {n}" for k, n in sorted(r.reasons.items()))
         typer.echo(
-            f"{r.facility_id:<28} {r.item_code:<12} {r.shown:>6} {r.eligible:>8} "
+            f"{group:<40} {r.shown:>6} {r.viewed:>6} {r.eligible:>8} "
             f"{r.recognised:>7} {shown:>7}  {reasons}"
         )
     eligible = sum(r.eligible for r in rates)
     recognised = sum(r.recognised for r in rates)
     total = f"{recognised / eligible:.1%}" if eligible else "-"
-    typer.echo(f"{month}: {recognised} of {eligible} recognised ({total})")
+    saved = [r.saved for r in rates if r.priced]
+    cost = f", {yuan(sum(saved, Decimal(0)))} yuan of tests avoided" if saved else ""
+    typer.echo(f"{month}: {recognised} of {eligible} recognised ({total}){cost}")
+
+
+@app.command()
+def corrections(
+    facility: Annotated[str | None, typer.Option("--facility", "-f")] = None,
+    since: Annotated[str | None, typer.Option(help="Decisions from this date (ISO)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line")] = False,
+) -> None:
+    """Recognised results their lab changed afterwards (corrected, amended, withdrawn): the
+    decisions to review. Exit 1 when there are any."""
+    from adapter.recognition.corrections import changed_after_recognition
+
+    moment = None
+    if since is not None:
+        try:
+            moment = datetime.fromisoformat(since)
+        except ValueError:
+            raise common.fail(f"--since {since!r}: give an ISO date or time") from None
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    runtime = _open()
+    try:
+        _catalogue(runtime)
+        with runtime.factory() as session:
+            found = changed_after_recognition(session, facility_id=facility, since=moment)
+    finally:
+        runtime.close()
+    for entry in found:
+        if as_json:
+            typer.echo(json.dumps(entry.as_dict(), ensure_ascii=False))
+        else:
+            typer.echo(
+                f"{entry.recognised_at:%Y-%m-%d %H:%M}  {entry.facility_id}  {entry.doctor}  "
+                f"order {entry.order_id}  {entry.item_code}  {entry.prior} is now "
+                f"{entry.status or '?'} (version {entry.version}, "
+                f"{entry.changed_at:%Y-%m-%d %H:%M})"
+            )
+    if not as_json:
+        typer.echo(f"{len(found)} recognised results changed afterwards")
+    if found:
+        raise typer.Exit(1)
 
 
 def register(main: typer.Typer) -> None:

@@ -8,13 +8,19 @@ outbox, like the FHIR PATCH; a refusal prints the rule and exits 1.
     adapter referrals arrive TASK --facility F [--admitted] [--encounter Encounter/ID]
     adapter referrals close TASK --facility F [--output Type/ID ...]
     adapter referrals cancel TASK --facility F
+    adapter referrals ledger [--facility F] [--from D --to D | --week FRIDAY] --format csv|xlsx|html
+    adapter referrals analysis [--facility F] --from D --to D --format json|csv|xlsx
+    adapter referrals worklist [--facility F] [--department D]
+    adapter referrals follow-up TASK --facility F [--record Encounter/ID]
+    adapter referrals scheduler [--once]
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -31,6 +37,8 @@ TaskArgument = Annotated[str, typer.Argument(help="The Task id (or Task/<id>)")]
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app, name="referrals")
+    # ``adapter scheduler``: the same as ``adapter referrals scheduler``
+    root.command("scheduler")(scheduler)
 
 
 def _id(task: str) -> str:
@@ -170,3 +178,204 @@ def cancel(task: TaskArgument, facility: FacilityOption) -> None:
     from adapter.referral.machine import Change
 
     _apply(task, facility, Change("cancelled"))
+
+
+# -- the 转诊台账, the analysis, the worklist, the scheduler (docs/ledger.md) -----------------
+
+FormatOption = Annotated[str, typer.Option("--format", help="csv, xlsx, html (ledger) or json")]
+
+
+def _period(start: str | None, end: str | None, week: str | None, zone: Any) -> tuple[Any, Any]:
+    from datetime import date, time, timedelta
+
+    from adapter.referral.report import week_ending
+
+    try:
+        if week:
+            return week_ending(date.fromisoformat(week), zone)
+        first = datetime.combine(date.fromisoformat(start), time(), zone) if start else None
+        last = (
+            datetime.combine(date.fromisoformat(end) + timedelta(days=1), time(), zone)
+            if end
+            else None
+        )
+    except ValueError as error:
+        raise common.fail(str(error)) from None
+    return first, last
+
+
+def _progress(count: int) -> None:
+    typer.echo(f"  {count} rows ...", err=True)
+
+
+@app.command("ledger")
+def ledger(
+    facility: Annotated[str | None, typer.Option(help="Sender or receiver")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (included)")] = None,
+    week: Annotated[str | None, typer.Option(help="The week ending this Friday")] = None,
+    department: Annotated[str | None, typer.Option(help="Sending or receiving department")] = None,
+    direction: Annotated[str | None, typer.Option(help="up, down or same")] = None,
+    status: Annotated[str | None, typer.Option(help="Task.status or businessStatus code")] = None,
+    keyword: Annotated[str | None, typer.Option("--q", help="Keyword")] = None,
+    fmt: FormatOption = "csv",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write")] = None,
+) -> None:
+    """Export the 转诊台账 (CSV, XLSX or printable HTML; progress every 1000 rows)."""
+    from zoneinfo import ZoneInfo
+
+    from adapter.referral import report
+
+    if fmt not in ("csv", "xlsx", "html"):
+        raise common.fail("--format is csv, xlsx or html")
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    try:
+        zone = ZoneInfo(runtime.consortium.timezone or "Asia/Shanghai")
+        first, last = _period(start, end, week, zone)
+        filters = report.Filters(
+            facility=facility,
+            department=department,
+            direction=direction,
+            status=status,
+            start=first,
+            end=last,
+            keyword=keyword,
+        )
+        target = output or Path(f"referral-ledger.{fmt}")
+        with runtime.factory() as session:
+            count = report.export(
+                runtime.consortium, report.rows(session, filters), fmt, target, progress=_progress
+            )
+    finally:
+        runtime.close()
+    typer.echo(f"{count} referrals written to {target}")
+
+
+@app.command("analysis")
+def analysis_command(
+    facility: Annotated[str | None, typer.Option(help="One facility (else the consortium)")] = None,
+    start: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day (included)")] = None,
+    fmt: FormatOption = "json",
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write")] = None,
+) -> None:
+    """The quarterly analysis (docs/ledger.md) as JSON, CSV or XLSX."""
+    import json
+    from zoneinfo import ZoneInfo
+
+    from adapter.export import write_csv, write_xlsx
+    from adapter.referral import analysis
+
+    if fmt not in ("json", "csv", "xlsx"):
+        raise common.fail("--format is json, csv or xlsx")
+    if not start or not end:
+        raise common.fail("give --from and --to (YYYY-MM-DD)")
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    try:
+        zone = ZoneInfo(runtime.consortium.timezone or "Asia/Shanghai")
+        first, last = _period(start, end, None, zone)
+        typer.echo(f"analysing {start} .. {end} ...", err=True)
+        with runtime.factory() as session:
+            result = analysis.analyse(session, runtime.consortium, first, last, facility=facility)
+    finally:
+        runtime.close()
+    if fmt == "json":
+        text = json.dumps(result, ensure_ascii=False, indent=2)
+        if output:
+            output.write_text(text, encoding="utf-8")
+        else:
+            typer.echo(text)
+        return
+    target = output or Path(f"referral-analysis.{fmt}")
+    (write_csv if fmt == "csv" else write_xlsx)(target, analysis.headers(), analysis.flat(result))
+    typer.echo(f"analysis of {result['referrals']} referrals written to {target}")
+
+
+@app.command("worklist")
+def worklist(
+    facility: Annotated[str | None, typer.Option(help="The facility that must act")] = None,
+    department: Annotated[str | None, typer.Option(help="Its department")] = None,
+) -> None:
+    """The overdue worklist: deadlines breached and not yet done."""
+    from sqlalchemy import select
+
+    from adapter.referral.deadlines import label
+    from adapter.store.models import ReferralOverdue
+
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    try:
+        with runtime.factory() as session:
+            q = select(ReferralOverdue).where(ReferralOverdue.resolved_at.is_(None))
+            if facility:
+                q = q.where(ReferralOverdue.facility_id == facility)
+            if department:
+                q = q.where(ReferralOverdue.department == department)
+            items = session.scalars(q.order_by(ReferralOverdue.due_at)).all()
+    finally:
+        runtime.close()
+    for o in items:
+        typer.echo(
+            f"Task/{o.task_id}  {label(o.kind)}  due {o.due_at.isoformat(timespec='minutes')}"
+            f"  {o.facility_id or '-'} {o.department or ''}"
+        )
+    typer.echo(f"{len(items)} overdue")
+
+
+@app.command("follow-up")
+def follow_up(
+    task: TaskArgument,
+    facility: FacilityOption,
+    record: Annotated[str | None, typer.Option(help="The follow-up record, Type/id")] = None,
+) -> None:
+    """Record a follow-up of the referred patient: the sender's after an up-referral, the
+    primary facility's after a down-referral."""
+    from adapter.referral import ledger as ledger_rows
+    from adapter.store.models import ReferralLedger
+
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    try:
+        now = datetime.now(UTC)
+        with runtime.factory.begin() as session:
+            row = session.get(ReferralLedger, _id(task))
+            if row is None:
+                raise common.fail(f"Task/{_id(task)} is not in the referral ledger", code=1)
+            side = row.receiver_facility if row.direction == "down" else row.sender_facility
+            if facility != side:
+                raise common.fail(
+                    f"the follow-up of this referral is recorded by {side}, not {facility}", code=1
+                )
+            ledger_rows.record_follow_up(session, runtime.consortium, row, at=now, record=record)
+            count = row.follow_ups
+    finally:
+        runtime.close()
+    typer.echo(f"Task/{_id(task)}: follow-up {count} recorded")
+
+
+@app.command("scheduler")
+def scheduler(
+    once: Annotated[bool, typer.Option("--once", help="One pass, then exit")] = False,
+) -> None:
+    """Watch the deadlines: breaches to the worklist, both parties notified, untouched Tasks
+    expired. Several may run (PostgreSQL: rows are taken FOR UPDATE SKIP LOCKED)."""
+    import time as clock
+
+    from adapter.referral.scheduler import run_once
+
+    runtime = common.start(
+        logs=not once, check_connectors=False, load_mappings=False, publish=False
+    )
+    interval = runtime.consortium.referrals.deadlines.scheduler_interval_minutes * 60
+    try:
+        while True:
+            report = run_once(runtime.factory, runtime.consortium, now=datetime.now(UTC))
+            typer.echo(
+                f"{len(report.listed)} deadlines listed, {len(report.expired)} expired, "
+                f"{report.notices} notices queued"
+            )
+            if once:
+                return
+            clock.sleep(interval)
+    except KeyboardInterrupt:
+        return
+    finally:
+        runtime.close()

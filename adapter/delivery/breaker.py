@@ -11,6 +11,9 @@ is one failure (before, it was 5 and one bad answer opened the breaker). A desti
 says how long to wait (``Retry-After`` on every failed request of the batch) is believed
 when that is shorter than the cool-down: a short overload is not paused for minutes.
 
+An operator's pause (``delivery_destination.paused_at``, the console) is a ``wait`` too,
+until resumed.
+
 A refusal (fatal 4xx) is an answer, so it counts as the destination being up.
 """
 
@@ -40,6 +43,8 @@ def admit(
 ) -> Admission:
     """``send`` a normal batch, send one item as a ``probe``, or ``wait``."""
     outbox.ensure(session, destination, now)
+    if outbox.is_paused(session, destination):  # an operator paused it (the console)
+        return "wait"
     state, open_until, probe_by, updated_at = outbox.read_breaker(session, destination)
     if state == "closed":
         return "send"

@@ -52,6 +52,13 @@ RECOGNITION_OPERATIONS: tuple[dict[str, str], ...] = (
         "documentation": "Records a doctor's decision (互认 / 不互认 with a coded reason) on "
         "one ordered item as a Task; a recognised one carries the mark in meta.tag",
     },
+    {
+        "name": "recognition-viewed",
+        "definition": "https://yigongti-fhir-adapter.github.io/fhir/OperationDefinition/"
+        "Patient-recognition-viewed",
+        "documentation": "Records that a doctor opened a prior result a reminder showed "
+        "(已查阅), for the 互认率 statistics",
+    },
 )
 
 

@@ -475,6 +475,23 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         token("jurisdiction", "jurisdiction"),
         date("date", "date"),
     ),
+    # the adapter's own operations ($recognisable ...), published at start-up
+    "OperationDefinition": (
+        uri("url", "url"),
+        token("version", "version"),
+        string("name", "name"),
+        string("title", "title"),
+        token("status", "status"),
+        string("publisher", "publisher"),
+        string("description", "description"),
+        token("jurisdiction", "jurisdiction"),
+        date("date", "date"),
+        token("code", "code"),
+        token("kind", "kind"),
+        token("type", "type"),
+        token("system", "system"),
+        token("instance", "instance"),
+    ),
 }
 
 # Which reference says whom the resource is about (the Patient compartment key).

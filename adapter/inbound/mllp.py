@@ -18,10 +18,12 @@ import contextlib
 import ipaddress
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
@@ -32,7 +34,7 @@ from adapter.connectors.base import CheckResult, ConnectorSettings, parse_settin
 from adapter.connectors.hl7_ack import build_ack, header_of
 from adapter.connectors.mllp_framing import CutFrame, FrameReader, frame
 from adapter.consortium import Facility, SourceSystem
-from adapter.errors import Issue
+from adapter.errors import ConfigError, Issue
 from adapter.inbound.base import register_source
 from adapter.netlimits import SaidOnce, longest_silent
 from adapter.oversize import Oversize
@@ -48,6 +50,33 @@ HL7_CONTENT_TYPE = "x-application/hl7-v2+er7"
 
 
 # -- listener ---------------------------------------------------------------------------------
+class MllpTls(ConnectorSettings):
+    """MLLP over TLS (IHE ATNA secure node style): the listener's certificate and key, and
+    optionally the CA whose client certificates it requires (mutual TLS)."""
+
+    cert_file: Path = Field(description="the listener's certificate (PEM, chain first)")
+    key_file: Path = Field(description="its private key (PEM)")
+    client_ca_file: Path | None = Field(
+        None,
+        description="CA certificates (PEM): given, a sender must present a certificate "
+        "issued by one of them, or the connection is closed in the handshake",
+    )
+
+    def context(self, where: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(self.cert_file, self.key_file)
+            if self.client_ca_file is not None:
+                context.load_verify_locations(self.client_ca_file)
+                context.verify_mode = ssl.CERT_REQUIRED
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"{where}.tls: {type(exc).__name__}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+        return context
+
+
 class MllpListenerSettings(ConnectorSettings):
     kind: Literal["mllp"]
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
@@ -70,10 +99,20 @@ class MllpListenerSettings(ConnectorSettings):
         description="refuse frames longer than this (default: ADAPTER_MAX_MESSAGE_BYTES)",
     )
     content_type: str = HL7_CONTENT_TYPE
+    tls: MllpTls | None = Field(
+        None, description="TLS on this port (certificate, key, optional client CA)"
+    )
     allow_from: list[str] | None = Field(
         None,
         description="peer addresses or networks that may connect (10.12.0.0/16, 127.0.0.1); "
         "a connection from any other is closed unread, logged and audited. Left out: any peer",
+    )
+
+    refusal_digest_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a refused address is logged and audited once; its repeats within this "
+        "window are written as one digest record",
     )
 
     @field_validator("allow_from")
@@ -101,6 +140,9 @@ class MllpListener:
         self._said = SaidOnce(log)
         allow = settings.allow_from
         self._allowed: AllowList | None = None if allow is None else parse_allow_from(allow)
+        self._refusals = RefusalWindows(settings.refusal_digest_seconds)
+        tls = settings.tls
+        self._tls = None if tls is None else tls.context(f"sources.{source_id}.connector")
 
     # -- check ------------------------------------------------------------------------------
     def check(self) -> CheckResult:
@@ -169,9 +211,17 @@ class MllpListener:
             finally:
                 self._open.discard(peer)
 
-        server = await asyncio.start_server(handle, self.settings.host, self.settings.port)
+        server = await asyncio.start_server(
+            handle, self.settings.host, self.settings.port, ssl=self._tls
+        )
         self.port = server.sockets[0].getsockname()[1]
-        log.info("MLLP listener for %s on %s:%s", self.id, self.settings.host, self.port)
+        log.info(
+            "MLLP listener for %s on %s:%s%s",
+            self.id,
+            self.settings.host,
+            self.port,
+            " (TLS)" if self._tls is not None else "",
+        )
         if self._allowed is None and not _is_loopback(self.settings.host):
             log.warning(
                 "MLLP listener for %s accepts connections from any address on %s: "
@@ -185,21 +235,53 @@ class MllpListener:
             await self._stopped.wait()
             server.close()
             await server.wait_closed()
+        for host in self._refusals.pending():  # counted repeats are recorded, not lost
+            self._digest_refusals(pipeline, host)
 
     async def _refuse(self, pipeline: Pipeline, writer: asyncio.StreamWriter) -> None:
         """Close a connection from a peer not in ``allow_from`` before reading a byte; log
-        its address (nothing else is known of it) and audit the refusal."""
+        its address (nothing else is known of it) and audit the refusal.
+
+        A peer that keeps reconnecting (a misconfigured sender retrying in a loop, a port
+        scan) must not flood the log and the audit chain: the first refusal of an address
+        is logged and audited at once, further ones within ``refusal_digest_seconds`` are
+        counted and written as one digest record when that window ends (or the listener
+        stops)."""
         peername = writer.get_extra_info("peername")
         peer = address(*peername[:2]) if isinstance(peername, tuple) else None
+        host = peername[0] if isinstance(peername, tuple) else "?"
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-        log.warning("MLLP %s: refused a connection from %s (not in allow_from)", self.id, peer)
+        if self._refusals.first(host):
+            log.warning("MLLP %s: refused a connection from %s (not in allow_from)", self.id, peer)
+            self._record_refusal(pipeline, peer, 1)
+            return
+        due = self._refusals.count(host)
+        if due is not None:  # the window's first repeat: its digest when the window ends
+            asyncio.get_running_loop().call_later(due, self._digest_refusals, pipeline, host)
+
+    def _digest_refusals(self, pipeline: Pipeline, host: str) -> None:
+        repeated = self._refusals.close(host)
+        if repeated:
+            log.warning(
+                "MLLP %s: refused %d more connections from %s in %g s (not in allow_from)",
+                self.id,
+                repeated,
+                host,
+                self.settings.refusal_digest_seconds,
+            )
+            self._record_refusal(pipeline, host, repeated)
+
+    def _record_refusal(self, pipeline: Pipeline, peer: str | None, times: int) -> None:
         # written in a worker thread, not awaited: the connection is done with, and a
         # listener stopping meanwhile still lets the record finish (asyncio.run waits)
-        asyncio.get_running_loop().run_in_executor(None, self._audit_refusal, pipeline, peer)
+        asyncio.get_running_loop().run_in_executor(None, self._audit_refusal, pipeline, peer, times)
 
-    def _audit_refusal(self, pipeline: Pipeline, peer: str | None) -> None:
+    def _audit_refusal(self, pipeline: Pipeline, peer: str | None, times: int = 1) -> None:
+        detail: dict[str, str | int] = {"source": self.id, "reason": "not in allow_from"}
+        if times > 1:
+            detail["connections"] = times
         try:
             record_now(
                 pipeline.factory,
@@ -210,7 +292,7 @@ class MllpListener:
                     subject=None,
                     correlation_id=None,
                     at=datetime.now(UTC),
-                    detail={"source": self.id, "reason": "not in allow_from"},
+                    detail=detail,
                     address=peer,
                     channel=Channel.MLLP.value,
                 ),
@@ -304,6 +386,51 @@ class MllpListener:
             log.error("MLLP %s: message not stored (%s); no ACK sent", self.id, type(exc).__name__)
             return None
         return ack_for(raw, result)
+
+
+class RefusalWindows:
+    """Per peer address: when its refusal was last recorded, and the repeats counted since.
+    A window lasts ``seconds``; its repeats are written when it ends (the caller's timer
+    calls :meth:`close`). At most ``MAX_ADDRESSES`` are followed (a scan from a whole
+    network): past that, quiet windows are forgotten first, else refusals are recorded
+    one by one."""
+
+    MAX_ADDRESSES = 4096
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._windows: dict[str, tuple[float, int]] = {}  # host -> (opened, repeats)
+
+    def first(self, host: str) -> bool:
+        """True: record this refusal now; False: it was counted (:meth:`count`)."""
+        now = time.monotonic()
+        window = self._windows.get(host)
+        if window is not None and (window[1] or now - window[0] < self.seconds):
+            return False  # inside the window, or its digest is still to be written
+        if window is None and len(self._windows) >= self.MAX_ADDRESSES:
+            quiet = next((h for h, (_, n) in self._windows.items() if not n), None)
+            if quiet is None:
+                return True
+            del self._windows[quiet]
+        self._windows[host] = (now, 0)
+        return True
+
+    def count(self, host: str) -> float | None:
+        """Count a repeat; for the window's first repeat, the seconds until it ends (when
+        the digest is due), else None."""
+        opened, repeats = self._windows[host]
+        self._windows[host] = (opened, repeats + 1)
+        if repeats:
+            return None
+        return max(0.0, opened + self.seconds - time.monotonic())
+
+    def close(self, host: str) -> int:
+        """End ``host``'s window: the repeats counted in it."""
+        _, repeats = self._windows.pop(host, (0.0, 0))
+        return repeats
+
+    def pending(self) -> list[str]:
+        return [host for host, (_, repeats) in self._windows.items() if repeats]
 
 
 def cut_frame_issue(size: int) -> Issue:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +34,7 @@ from adapter.errors import AdapterError, Issue, NotFoundError, UnknownSourceErro
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.loader import MappingSet
 from adapter.oversize import Oversize, is_prefix_only, oversize_issue
-from adapter.pipeline import steps
+from adapter.pipeline import bulk, steps
 from adapter.pipeline.receipt import Channel, Receipt
 from adapter.pipeline.results import (
     IngestResult,
@@ -194,6 +194,14 @@ class Pipeline:
                 # but harmless): do it again
                 log.info("retrying a message from %s after a concurrent insert", source.id)
         raise AssertionError("unreachable")
+
+    def ingest_many(
+        self, items: Iterable[tuple[bytes, Receipt]], *, batch: int = 100
+    ) -> Iterator[IngestResult]:
+        """Ingest many documents, ``batch`` per transaction with a savepoint each (one bad
+        document never costs the others their work: adapter/pipeline/bulk.py); one result
+        per item, in order, as each batch is committed."""
+        return bulk.ingest_many(self, items, batch=batch)
 
     def refuse_oversize(self, oversize: Oversize, receipt: Receipt) -> IngestResult:
         """Keep a document over the limit as a quarantined message holding only its first

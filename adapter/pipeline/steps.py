@@ -1,7 +1,8 @@
 """The named steps of storing one translated message, each a small function with one job,
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
-    resolve_identity -> merge_with_stored -> flag_referral_paths -> save -> advance_referrals
+    resolve_identity -> merge_with_stored -> flag_referral_paths -> save -> apply_referral_status
+    -> advance_referrals -> note_referral_ledger
     -> note_care -> route -> trace -> enqueue -> record_result -> audit
 
 Each step reads and extends one ``Work``. A new concern (patient resolution across the
@@ -34,8 +35,10 @@ from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
+from adapter.referral.ledger_step import note_referral_ledger
 from adapter.referral.messages import advance_referrals
 from adapter.referral.paths import flag_referral_paths
+from adapter.referral.status_messages import apply_referral_status
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
@@ -66,6 +69,7 @@ class Work:
     started: list[tuple[str, str, list[care.CareRow]]] = field(default_factory=list)
     _persons: dict[str, str] = field(default_factory=dict)
     _caring: dict[str, dict[str, list[care.CareRow]]] = field(default_factory=dict)
+    _keys: dict[str, set[str]] = field(default_factory=dict)
     mapping: str | None = None  # the mapping set that translated it: "<folder>@<fingerprint>"
 
     @property
@@ -82,9 +86,15 @@ class Work:
         """Facility -> its relationships open now with the person (under the person's id,
         any record linked to it or a person merged into it: care follows a merge)."""
         if person not in self._caring:
-            ids = keys_of(self.session, person)
-            self._caring[person] = care.caring(self.session, ids, self.moment)
+            self._caring[person] = care.caring(self.session, self.keys(person), self.moment)
         return self._caring[person]
+
+    def keys(self, patient_or_person: str) -> set[str]:
+        """adapter.identity.keys_of, read once per message: the steps after
+        resolve_identity write care and resources, never links between records."""
+        if patient_or_person not in self._keys:
+            self._keys[patient_or_person] = keys_of(self.session, patient_or_person)
+        return self._keys[patient_or_person]
 
     def forget_care(self, person: str) -> None:
         self._caring.pop(person, None)
@@ -199,7 +209,7 @@ def note_care(work: Work) -> None:
                 fact.facility,
                 at=fact.start,
                 detail=fact.detail,
-                also=keys_of(work.session, record),
+                also=work.keys(record),
             )
     for person in persons:
         work.forget_care(person)
@@ -430,7 +440,9 @@ STEPS: tuple[Callable[[Work], None], ...] = (
     merge_with_stored,
     flag_referral_paths,  # adapter/referral/paths.py: a slip outside the allowed paths
     save,
+    apply_referral_status,  # adapter/referral/status_messages.py: RRI^I12, REF^I14 ...
     advance_referrals,  # adapter/referral/messages.py: arrival, admission, discharge
+    note_referral_ledger,  # adapter/referral/ledger_step.py: the 转诊台账, follow-ups
     note_care,
     route,
     trace,

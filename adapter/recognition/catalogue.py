@@ -10,6 +10,7 @@ docs/recognition.md describes the file; docs/decisions/0027-recognition.md the c
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -67,6 +68,8 @@ class Item(Strict):
     # HL7 v2-0487 SER, PLAS) and methods (codes of Observation.method) a result must have
     specimen: list[str] = Field(default_factory=list)
     method: list[str] = Field(default_factory=list)
+    # the price of the test in yuan (the local price list), for the cost avoided
+    price: Decimal | None = Field(None, ge=0, max_digits=12, decimal_places=2)
 
     @field_validator("kind", mode="before")
     @classmethod

@@ -1,7 +1,8 @@
 """The reminders shown (接诊历史提醒 at encounter start, 开单重复提醒 at ordering): each
 ``$recognisable`` answer invoked by POST is logged, one row per (patient, order or
 encounter, item, trigger), the first showing kept. An item with a recognisable result
-shown is *eligible* for the 互认率 (adapter/recognition/rate.py).
+shown is *eligible* for the 互认率 (adapter/recognition/rate.py). When the doctor opens a
+prior result from the reminder (``$recognition-viewed``), the row records it (已查阅).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adapter.recognition.catalogue import Catalogue
@@ -27,6 +28,7 @@ class Shown:
     trigger: Trigger
     facility_id: str
     doctor: str | None
+    department: str | None = None
 
 
 def log_shown(
@@ -65,6 +67,7 @@ def log_shown(
                 trigger=shown.trigger,
                 facility_id=shown.facility_id,
                 doctor=shown.doctor,
+                department=shown.department,
                 recognisable=bool(answer.recognisable),
                 edition=catalogue.edition,
                 shown_at=now,
@@ -73,3 +76,21 @@ def log_shown(
         added += 1
     session.flush()
     return added
+
+
+def log_viewed(
+    session: Session, patient_id: str, context: str, item_code: str, result: str, *, at: datetime
+) -> int:
+    """A doctor opened ``result``, shown by the reminder for (patient, context, item): 已查阅.
+    The first view is kept; returns how many reminder rows were shown for that item (0:
+    nothing was shown, so nothing can have been viewed)."""
+    r = RecognitionReminder
+    shown = [r.patient_id == patient_id, r.context == context, r.item_code == item_code]
+    found = len(session.execute(select(r.id).where(*shown)).all())
+    if found:
+        session.execute(
+            update(r)
+            .where(*shown, r.viewed_at.is_(None))
+            .values(viewed_at=at, viewed_result=result[:130])
+        )
+    return found

@@ -19,6 +19,7 @@ from adapter.consortium import Consortium
 from adapter.errors import AdapterError, ConflictError, Issue, MessageError, NotFoundError
 from adapter.fhir.search_query import parse_search
 from adapter.identity import person_of, records_of
+from adapter.referral import ledger
 from adapter.referral.machine import (
     ADAPTER,
     RECEIVER,
@@ -142,6 +143,7 @@ def apply_change(
     message_id: str | None = None,
     then: Sequence[Change] = (),
     queue: bool = True,
+    step_at: datetime | None = None,
 ) -> Applied:
     """Change the Task ``task_id`` as ``facility`` (a member facility id, or ``adapter``).
     ``expected_version``: the version the change was made against (If-Match); a stale one
@@ -149,7 +151,8 @@ def apply_change(
     the same change twice, one new version). ``then``: more changes after ``change``, one
     new version for all (an arrival by message is received, then in progress).
     ``queue=False`` leaves delivery to the caller (the pipeline routes ``Applied.saved``
-    with its message)."""
+    with its message). ``step_at``: when the step happened, if not ``now`` (an ADT's
+    admission or discharge time), for the referral ledger."""
     locked = lock_resources(session, [("Task", task_id)], now=now)
     task = locked.body("Task", task_id)
     if task is None:
@@ -189,6 +192,7 @@ def apply_change(
         result.notes,
         locked,
         queue=queue,
+        step_at=step_at,
     )
 
 
@@ -257,11 +261,13 @@ def _store(
     locked: Any,
     *,
     queue: bool = True,
+    step_at: datetime | None = None,
 ) -> Applied:
     saved = save_resources(session, [task], message_id=message_id, now=now, locked=locked)
     moved = _move_request(session, task, now, message_id)
     made = [s for s in [*saved, *moved] if s.changed]
     _note_care(session, consortium, task, now, closed=bool(moved) and _closed(moved[0].body))
+    ledger.note_task(session, consortium, saved[0].body, at=now, step_at=step_at)
     rows = _route(session, consortium, made, facility, now, message_id) if queue else []
     enqueue_many(session, rows, now=now)
     return Applied(

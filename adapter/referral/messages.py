@@ -42,6 +42,7 @@ class Event:
     business: str
     began: datetime  # when the encounter began (ties it to a referral authored before)
     output: tuple[str, ...]
+    when: datetime | None = None  # when the step happened (the ledger's time of the step)
 
 
 def advance_referrals(work: Work) -> None:
@@ -71,7 +72,14 @@ def advance_referrals(work: Work) -> None:
         _advance(
             work,
             task,
-            Event(furthest.source, furthest.patient, furthest.business, furthest.began, outputs),
+            Event(
+                furthest.source,
+                furthest.patient,
+                furthest.business,
+                furthest.began,
+                outputs,
+                furthest.when,
+            ),
         )
 
 
@@ -94,10 +102,14 @@ def event_of(
         if not by_class:
             return None
         code = by_class.get(str((resource.get("class") or {}).get("code")), by_class["default"])
-        start = (resource.get("period") or {}).get("start")
+        period = resource.get("period") or {}
+        start = period.get("start")
         if not start:
             return None
-        return Event(ref, patient, code, parse_range(start, zone)[0], (ref,))
+        began = parse_range(start, zone)[0]
+        ended = period.get("end") if code == "discharged" else None
+        when = parse_range(ended, zone)[0] if ended else began
+        return Event(ref, patient, code, began, (ref,), when)
     if kind == "Composition" and _is_discharge_summary(resource, rules):
         encounter = str((resource.get("encounter") or {}).get("reference") or "")
         stay = ((stored or {}).get(encounter) or {}).get("period") or {}
@@ -105,7 +117,9 @@ def event_of(
         if not when:
             return None
         output = (encounter, ref) if encounter.startswith("Encounter/") else (ref,)
-        return Event(ref, patient, "discharged", parse_range(when, zone)[0], output)
+        ended = stay.get("end")
+        written = parse_range(ended, zone)[0] if ended else None
+        return Event(ref, patient, "discharged", parse_range(when, zone)[0], output, written)
     return None
 
 
@@ -199,6 +213,7 @@ def _advance(work: Work, task: dict[str, Any], event: Event) -> None:
             message_id=work.message.id,
             then=chain[1:],
             queue=False,
+            step_at=event.when,
         )
     except RefusedError as refused:
         work.issues.append(

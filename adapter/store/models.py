@@ -10,6 +10,8 @@ delivery_destination  per destination: circuit breaker state and last success (s
 care_relationship  which facility cares for which consortium person, since when, until when, why
 recognition_decision  a doctor's 互认 decision per (patient, order, item), also stored as a Task
 recognition_reminder  a $recognisable answer shown (POST) per (patient, order or encounter, item)
+referral_ledger   the 转诊台账: one row per referral Task, kept in step with the Task
+referral_overdue  the overdue worklist: one row per referral Task and deadline breached
 """
 
 from __future__ import annotations
@@ -323,6 +325,9 @@ class DeliveryDestination(Base):
     retried_total: Mapped[int] = mapped_column(BigInteger(), default=0)
     dead_total: Mapped[int] = mapped_column(BigInteger(), default=0)
     last_sequence: Mapped[int] = mapped_column(BigInteger(), default=0)  # the last one given
+    # paused by an operator (the console): nothing is sent while set (migration 0014)
+    paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    paused_by: Mapped[str | None] = mapped_column(String(128))
 
 
 CARE_SOURCES = ("activity", "referral", "registered", "grant", "revocation")
@@ -477,3 +482,91 @@ class RecognitionReminder(Base):
     recognisable: Mapped[bool] = mapped_column(Boolean())
     edition: Mapped[str] = mapped_column(String(_ID))
     shown_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    department: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # 已查阅: when a doctor first opened a prior result the reminder showed, and which
+    viewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    viewed_result: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID), nullable=True)
+
+
+class ReferralLedger(Base):
+    """The 转诊台账 (docs/ledger.md): one row per referral Task (a referral sent to two
+    receivers has two rows), kept in step with the Task and its ServiceRequest by
+    adapter/referral/ledger.py. The times are the first time the Task reached each step.
+    ``next_due_at`` / ``next_due_kind``: the next deadline not yet on the worklist (the
+    scheduler's index). The patient is stored masked only."""
+
+    __tablename__ = "referral_ledger"
+    __table_args__ = (
+        Index(None, "created_at"),
+        Index(None, "sender_facility", "created_at"),
+        Index(None, "receiver_facility", "created_at"),
+        Index(None, "next_due_at"),
+        Index(None, "request_id"),
+    )
+
+    task_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(_ID))
+    slip_number: Mapped[str | None] = mapped_column(String(255))
+    direction: Mapped[str] = mapped_column(String(8))  # up, down, same
+    emergency: Mapped[bool] = mapped_column(Boolean(), default=False)
+    green_channel: Mapped[bool] = mapped_column(Boolean(), default=False)
+    backfilled: Mapped[bool] = mapped_column(Boolean(), default=False)  # 补录 (late slip)
+    patient_id: Mapped[str | None] = mapped_column(String(_ID))
+    patient_masked: Mapped[str | None] = mapped_column(String(64))
+    sex: Mapped[str | None] = mapped_column(String(16))
+    age: Mapped[int | None] = mapped_column(Integer())
+    insurance: Mapped[str | None] = mapped_column(String(64))
+    diagnosis_code: Mapped[str | None] = mapped_column(String(32))
+    diagnosis_text: Mapped[str | None] = mapped_column(String(255))
+    reason: Mapped[str | None] = mapped_column(Text())
+    sender_facility: Mapped[str | None] = mapped_column(String(_ID))
+    sender_department: Mapped[str | None] = mapped_column(String(255))
+    sender_doctor: Mapped[str | None] = mapped_column(String(255))
+    receiver_facility: Mapped[str | None] = mapped_column(String(_ID))
+    receiver_department: Mapped[str | None] = mapped_column(String(255))
+    receiver_doctor: Mapped[str | None] = mapped_column(String(255))
+    out_of_county: Mapped[bool] = mapped_column(Boolean(), default=False)
+    status: Mapped[str] = mapped_column(String(32))
+    business_status: Mapped[str | None] = mapped_column(String(32))
+    rejection_reason: Mapped[str | None] = mapped_column(String(_ID))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    rejected_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    arrived_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    admitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    discharged_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    followed_up_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    follow_ups: Mapped[int] = mapped_column(Integer(), default=0)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    feedback_document: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))
+    follow_up_record: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))
+    missing: Mapped[list[str]] = mapped_column(JSON(), default=list)  # incomplete slip
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_due_kind: Mapped[str | None] = mapped_column(String(32))
+
+
+class ReferralOverdue(Base):
+    """The overdue worklist (docs/referral-loop.md): one row per referral Task and deadline
+    breached, for the responsible facility and department; ``resolved_at`` once the step
+    is done (late)."""
+
+    __tablename__ = "referral_overdue"
+    __table_args__ = (
+        UniqueConstraint("task_id", "kind"),
+        Index(None, "facility_id", "resolved_at"),
+        Index(None, "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(_ID))
+    kind: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    noticed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    facility_id: Mapped[str | None] = mapped_column(String(_ID))  # the party that must act
+    department: Mapped[str | None] = mapped_column(String(255))
+    other_facility: Mapped[str | None] = mapped_column(String(_ID))
+    notice: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # Communication/<id>
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -18,14 +18,16 @@ from datetime import datetime, tzinfo
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, and_, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import IndexValue, index_values, patient_key
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
+from adapter.store.keys import keys_in
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 
 _resource = Resource.__table__
@@ -119,7 +121,7 @@ def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[
         columns.append(_resource.c.body)
     query = (
         select(*columns)
-        .where(tuple_(_resource.c.resource_type, _resource.c.id).in_(keys))
+        .where(keys_in(_resource.c.resource_type, _resource.c.id, keys))
         .order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
         .with_for_update()
     )
@@ -277,8 +279,31 @@ def save_resources(
     if version_rows:
         session.execute(insert(_version), version_rows)
     if index_rows:
-        session.execute(insert(_index), index_rows)
+        insert_index_rows(session, index_rows)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
+
+
+_INDEX_COLUMNS = tuple(c.name for c in _index.columns if c.name != "row_id")
+_COPY_INDEX = f"COPY search_index ({', '.join(_INDEX_COLUMNS)}) FROM STDIN"
+
+
+def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert search_index rows: on PostgreSQL with COPY (binary rows over the connection,
+    no statement per row: docs/decisions/0034-bulk-ingest.md), elsewhere executemany."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(_index), rows)
+        return
+    from psycopg import Error as PsycopgError
+
+    session.flush()
+    raw = session.connection().connection.driver_connection
+    assert raw is not None
+    try:
+        with raw.cursor() as cur, cur.copy(_COPY_INDEX) as copy:
+            for row in rows:
+                copy.write_row(tuple(row[c] for c in _INDEX_COLUMNS))
+    except PsycopgError as exc:  # classified like any statement's (adapter/store/refusals.py)
+        raise DBAPIError.instance(_COPY_INDEX, None, exc, PsycopgError) from exc
 
 
 def _index_rows(rtype: str, rid: str, values: Iterable[IndexValue]) -> list[dict[str, Any]]:

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import literal_column, select, tuple_
+from sqlalchemy import literal_column, select
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
+from adapter.store.keys import keys_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.visibility import Visibility, visible
 
@@ -96,7 +97,7 @@ def _readable(session: Session, keys: list[Key], scope: Visibility) -> list[Key]
     found: set[Key] = set()
     for chunk in _chunks(keys):
         query = select(_r.c.resource_type, _r.c.id).where(
-            tuple_(_r.c.resource_type, _r.c.id).in_(chunk), visible(scope, _r)
+            keys_in(_r.c.resource_type, _r.c.id, chunk), visible(scope, _r)
         )
         found.update((t, i) for t, i in session.execute(query))
     return [k for k in keys if k in found]
@@ -106,7 +107,7 @@ def _bodies(session: Session, keys: list[Key]) -> list[dict[str, Any]]:
     by_key: dict[Key, dict[str, Any]] = {}
     for chunk in _chunks(keys):
         query = select(_r.c.resource_type, _r.c.id, _r.c.body).where(
-            tuple_(_r.c.resource_type, _r.c.id).in_(chunk), _r.c.deleted.is_(False)
+            keys_in(_r.c.resource_type, _r.c.id, chunk), _r.c.deleted.is_(False)
         )
         for rtype, rid, body in session.execute(query):
             by_key[(rtype, rid)] = body

@@ -4,7 +4,8 @@ of persons in its care, its own records about no person, and the consortium's di
 A condition on the ``resource`` table (or an alias), so that a search's matches, totals
 and pages, history and includes are limited in the database, never after paging:
 
-* the directory types (Organization, Practitioner, PractitionerRole, CodeSystem): always;
+* the directory types (Organization, Practitioner, PractitionerRole, CodeSystem,
+  OperationDefinition): always;
 * a resource about a patient (``patient_key``): when the facility has an open, positive
   care relationship (activity, referral, registration, grant) with that patient's
   consortium person and no open revocation; every record linked to the person counts,
@@ -25,7 +26,13 @@ from adapter.store.care import POSITIVE
 from adapter.store.identity_tables import IdentityRecord
 from adapter.store.models import CareRelationship, Resource
 
-DIRECTORY_TYPES = ("Organization", "Practitioner", "PractitionerRole", "CodeSystem")
+DIRECTORY_TYPES = (
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "CodeSystem",
+    "OperationDefinition",
+)
 
 _c = CareRelationship.__table__
 _i = IdentityRecord.__table__

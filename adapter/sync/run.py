@@ -213,20 +213,16 @@ class SyncRunner:
         done = int(checkpoint.get("stored", 0)) if checkpoint else 0
         self.progress.start(item.id, fetcher.total(window))
         self.progress.step(done)
-        since_checkpoint = 0
         last: Item | None = None
+        pending: list[Item] = []
         for document in fetcher.items(window, after):
-            self._store(run_id, item, document, replayed=False)
-            done += 1
-            since_checkpoint += 1
-            last = document
-            self.progress.step(done)
-            if since_checkpoint >= self.config.checkpoint_every:
-                with self.factory.begin() as session:
-                    ledger.save_checkpoint(
-                        session, run_id, item.id, {"after": document.position, "stored": done}
-                    )
-                since_checkpoint = 0
+            pending.append(document)
+            if len(pending) >= self.config.checkpoint_every:
+                done = self._stored_batch(run_id, item, pending, done)
+                last, pending = pending[-1], []
+        if pending:
+            done = self._stored_batch(run_id, item, pending, done)
+            last = pending[-1]
         self.progress.end()
         with self.factory.begin() as session:
             final = {"done": True, "stored": done}
@@ -246,11 +242,17 @@ class SyncRunner:
         keys = set(part["gaps"]["missing"]) | set(part["gaps"]["quarantined"])
         self.progress.start(item.id, len(keys))
         done = 0
+        pending: list[Item] = []
         for document in fetcher.fetch_keys(day, keys):
             if document.key in keys:
-                self._store(run_id, item, document, replayed=True)
-                done += 1
+                pending.append(document)
+            if len(pending) >= self.config.checkpoint_every:
+                done += self._store(run_id, item, pending, replayed=True)
                 self.progress.step(done)
+                pending = []
+        if pending:
+            done += self._store(run_id, item, pending, replayed=True)
+            self.progress.step(done)
         self.progress.end()
         if part["gaps"]["undelivered"]:
             with self.factory.begin() as session:
@@ -264,31 +266,60 @@ class SyncRunner:
         with self.factory.begin() as session:
             ledger.save_checkpoint(session, run_id, item.id, {"done": True, "stored": done})
 
-    def _store(self, run_id: str, item: SyncSource, document: Item, *, replayed: bool) -> None:
-        message_id = status = digest = None
-        if document.raw is not None:
-            receipt = Receipt(
-                item.source, Channel.SYNC, f"{item.id}:{document.key}", item.content_type
-            )
-            result = self.pipeline.ingest(document.raw, receipt)
-            message_id, status = result.message_id, result.status
-            digest = hashlib.sha256(document.raw).hexdigest()
+    def _stored_batch(self, run_id: str, item: SyncSource, documents: list[Item], done: int) -> int:
+        """Store ``documents`` (one transaction, a savepoint each: Pipeline.ingest_many),
+        record them in the ledger, then checkpoint after the last: a run killed at any point
+        reads again from the previous checkpoint and the pipeline recognises what it stored."""
+        done += self._store(run_id, item, documents, replayed=False)
+        self.progress.step(done)
         with self.factory.begin() as session:
-            ledger.record_item(
-                session,
-                source=item.id,
-                facility=item.facility,
-                kind=item.document_kind,
-                key=document.key,
-                day=document.day,
-                op=document.op,
-                sha256=digest,
-                message_id=message_id,
-                status=status,
-                run_id=run_id,
-                replayed=replayed,
-                now=datetime.now(UTC),
+            ledger.save_checkpoint(
+                session, run_id, item.id, {"after": documents[-1].position, "stored": done}
             )
+        return done
+
+    def _store(
+        self, run_id: str, item: SyncSource, documents: list[Item], *, replayed: bool
+    ) -> int:
+        """Ingest the documents that carry bytes in one batch, then write what became of
+        every one of them in the ledger, in one transaction; returns how many."""
+        carried = [d for d in documents if d.raw is not None]
+        receipts = [
+            (d.raw, Receipt(item.source, Channel.SYNC, f"{item.id}:{d.key}", item.content_type))
+            for d in carried
+            if d.raw is not None
+        ]
+        results = dict(
+            zip(
+                (id(d) for d in carried),
+                self.pipeline.ingest_many(receipts, batch=max(1, len(receipts))),
+                strict=True,
+            )
+        )
+        with self.factory.begin() as session:
+            for document in documents:
+                message_id = status = digest = None
+                result = results.get(id(document))
+                if result is not None and document.raw is not None:
+                    message_id, status = result.message_id, result.status
+                    digest = hashlib.sha256(document.raw).hexdigest()
+                ledger.record_item(
+                    session,
+                    source=item.id,
+                    facility=item.facility,
+                    kind=item.document_kind,
+                    key=document.key,
+                    day=document.day,
+                    op=document.op,
+                    sha256=digest,
+                    message_id=message_id,
+                    status=status,
+                    run_id=run_id,
+                    replayed=replayed,
+                    now=datetime.now(UTC),
+                )
+                session.flush()  # the same key twice in one batch finds its first row
+        return len(documents)
 
     # -- the report --------------------------------------------------------------------------
     def _report(

@@ -213,11 +213,24 @@ def test_operators_see_and_change_their_own_facility_s_care(world: World) -> Non
     assert world.get("county-operator", "/care/CareTeam", person=person).status_code == 200
 
 
+def test_recognition_corrections_are_the_operator_s_facility_s(world: World) -> None:
+    url = "/recognition/corrections"
+    own = world.get("county-operator", url)
+    assert own.status_code == 200 and own.json()["total"] == 0
+    assert world.get("county-operator", url, facility=COUNTY).status_code == 200
+    other = world.get("county-operator", url, facility=SHIQIAO)
+    assert other.status_code == 403
+    assert world.get("consortium-operator", url, facility=SHIQIAO).status_code == 200
+    # names patients: not for readers or the administrator
+    assert world.get("county-reader", url).status_code == 403
+    assert world.get("county-admin", url).status_code == 403
+
+
 def test_every_facility_limited_route_is_covered_here() -> None:
     covered = {
         "messages", "message", "message_raw", "fhir_binary", "reprocess", "reprocess_by_status",
         "deliveries", "delivery", "replay", "replay_destination",
-        "list_care", "care_team", "grant", "revoke", "register",
+        "list_care", "care_team", "grant", "revoke", "register", "recognition_corrections",
     }  # fmt: skip
     limited = {name for name, rule in RULES.items() if rule.limit == "facility"}
     assert limited == covered, "a route limited by facility needs an own / other test here"

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from adapter.api.app import ROUTERS
 from adapter.auth.rules import ROLES, RULES
+from adapter.console.setup import CONSOLE_ROUTERS
 from adapter.settings import PROJECT_ROOT
 from tests.api.auth_helpers import CLIENTS, Tokens, auth_client
 
@@ -36,6 +37,7 @@ FILL = {
     "merge_id": "999999",
     "person_id": "p-none",
     "task_id": "t-none",
+    "lang": "en",
 }
 # one client per role, of the county hospital's facility, facility scope
 BY_ROLE = {role: f"county-{role}" for role in ROLES}
@@ -43,9 +45,10 @@ CONSORTIUM = {"operator": "consortium-operator", "admin": "consortium-admin"}
 
 
 def _routes() -> list[tuple[str, str, str]]:
-    """(route name, method, path) of every route the app serves from ROUTERS."""
+    """(route name, method, path) of every route the app serves from ROUTERS and the
+    console's routers (whose session rules tests/console/test_console_access.py checks)."""
     found = []
-    for router in ROUTERS:
+    for router in (*ROUTERS, *CONSOLE_ROUTERS):
         for route in router.routes:
             assert isinstance(route, APIRoute), route
             for method in sorted(route.methods):
@@ -54,6 +57,8 @@ def _routes() -> list[tuple[str, str, str]]:
 
 
 ROUTES = _routes()
+# bearer-token routes; the console's (session cookie) are in tests/console/
+API_ROUTES = [r for r in ROUTES if not RULES[r[0]].session]
 
 
 def test_every_route_has_a_rule_and_every_rule_a_route() -> None:
@@ -83,7 +88,9 @@ def _forbidden(answer: object) -> None:
     assert outcome["issue"][0]["code"] == "forbidden"
 
 
-@pytest.mark.parametrize(("name", "method", "path"), ROUTES, ids=[f"{m} {p}" for _, m, p in ROUTES])
+@pytest.mark.parametrize(
+    ("name", "method", "path"), API_ROUTES, ids=[f"{m} {p}" for _, m, p in API_ROUTES]
+)
 def test_route_by_role(
     matrix: tuple[TestClient, Tokens], name: str, method: str, path: str
 ) -> None:

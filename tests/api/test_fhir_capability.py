@@ -71,7 +71,7 @@ def test_resources_interactions_and_parameters_match_the_table(capability: dict)
         assert resource["updateCreate"] is (rtype == "Task")
         operations = {o["name"] for o in resource["operation"]}
         # the example consortium has a recognition catalogue: its operations are served
-        patient = {"everything", "recognisable", "recognition-decision"}
+        patient = {"everything", "recognisable", "recognition-decision", "recognition-viewed"}
         expected = {"validate"} | {"Patient": patient, "Composition": {"document"}}.get(
             rtype, set()
         )
@@ -110,6 +110,7 @@ def test_the_covered_types(capability: dict) -> None:
         "Procedure",
         "Provenance",
         "CodeSystem",
+        "OperationDefinition",
         "Bundle",
     }
     observation = RESOURCES["Observation"].params

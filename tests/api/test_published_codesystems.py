@@ -15,6 +15,9 @@ def test_shipped_codesystems_are_valid_r4() -> None:
     items = published_resources()
     assert [r["id"] for r in items] == [
         "referral-direction",
+        "Patient-recognisable",
+        "Patient-recognition-decision",
+        "Patient-recognition-viewed",
         "referral-business-status",
         "referral-rejection-reason",
         "referral-flag",
@@ -57,3 +60,30 @@ def test_referral_business_status_and_reasons_are_served(client: TestClient) -> 
         "资料不全",
         "患者拒绝",
     }
+
+
+def test_the_recognition_operations_are_defined_where_the_capability_says(
+    client: TestClient,
+) -> None:
+    """Each operation the CapabilityStatement names (with a catalogue configured) resolves
+    to an OperationDefinition served here, whose parameters are the ones the API takes."""
+    from adapter.api.recognition import RECOGNISABLE_PARAMS, SHOWN_PARAMS, VIEWED_PARAMS
+    from adapter.api.recognition_decisions import DECISION_PARAMS
+
+    rest = client.get("/fhir/metadata").json()["rest"][0]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    defined = {o["name"]: o["definition"] for o in patient["operation"]}
+    takes = {
+        "recognisable": {*RECOGNISABLE_PARAMS, *SHOWN_PARAMS, "patient-identifier"},
+        "recognition-decision": set(DECISION_PARAMS),
+        "recognition-viewed": set(VIEWED_PARAMS),
+    }
+    for name, params in takes.items():
+        found = client.get("/fhir/OperationDefinition", params={"url": defined[name]}).json()
+        [entry] = found["entry"]
+        definition = entry["resource"]
+        assert definition["code"] == name
+        inputs = {p["name"] for p in definition["parameter"] if p["use"] == "in"}
+        assert inputs == params, name
+    by_code = client.get("/fhir/OperationDefinition", params={"code": "recognition-viewed"})
+    assert by_code.json()["total"] == 1

@@ -190,12 +190,16 @@ def test_monthly_rate_per_facility_and_item(seeded):
         "facility": "qingshan-county-hospital",
         "item": "QS-JC-001",
         "shown": 0,
+        "viewed": 0,
         "eligible": 2,
         "recognised": 0,
         "not_recognised": 2,
         "rate": 0.0,
+        "tests_avoided": 0,
+        "cost_avoided": None,
         "reasons": {"condition-changed": 1, "emergency": 1},
     }
+    assert by_item["QS-JY-001"]["cost_avoided"] == "20.00"
     dec = seeded.get("/recognition/rate", params={"month": "2026-12"}).json()
     assert (dec["eligible"], dec["recognised"]) == (1, 1)
     assert seeded.get("/recognition/rate", params={"month": "2026-13"}).status_code == 400
@@ -329,3 +333,128 @@ def test_posted_question_needs_its_context_and_facility(seeded, app, values, nee
     response = shown(seeded, **values)
     assert response.status_code == 400 and needle in response.text
     assert reminders(app) == []
+
+
+def viewed(client, **values: Any):
+    parts = [{"name": k.replace("_", "-"), "valueString": v} for k, v in values.items()]
+    return client.post(
+        f"/fhir/Patient/{PATIENT}/$recognition-viewed",
+        json={"resourceType": "Parameters", "parameter": parts},
+        headers={"Content-Type": "application/fhir+json"},
+    )
+
+
+def test_viewed_breakdowns_cost_and_spreadsheets(seeded, app):
+    """已查阅 is recorded once per reminder; the rate is broken down by department and
+    doctor; the cost avoided uses the catalogue's prices; CSV and XLSX hold the same."""
+    import io
+
+    from openpyxl import load_workbook
+
+    asked = dict(
+        code="QS-JY-001",
+        facility="qingshan-county-hospital",
+        context="MZ20261126-0007",
+        doctor="D0412",
+        department="全科医学科",
+        at="2026-11-26T10:00:00+08:00",
+    )
+    assert shown(seeded, **asked).status_code == 200
+    seen = dict(
+        facility="qingshan-county-hospital",
+        context="MZ20261126-0007",
+        item="QS-JY-001",
+        result="Observation/sq-wbc-new",
+    )
+    assert viewed(seeded, **seen).status_code == 200
+    assert viewed(seeded, **seen).status_code == 200  # again: the first view is kept
+    nothing = viewed(seeded, **{**seen, "context": "MZ-NEVER-SHOWN"})
+    assert nothing.status_code == 404 and "no reminder was shown" in nothing.text
+    assert viewed(seeded, facility="qingshan-county-hospital").status_code == 400
+    assert post(seeded, params(**RECOGNISED)).status_code == 201
+    other_doctor = {**REFUSED, "doctor": "D0999", "department": "呼吸内科"}
+    assert post(seeded, params(**other_doctor)).status_code == 201
+
+    body = seeded.get(
+        "/recognition/rate", params={"month": "2026-11", "by": "department,doctor"}
+    ).json()
+    assert body["by"] == ["department", "doctor"] and body["viewed"] == 1
+    assert body["tests_avoided"] == 1 and body["cost_avoided"] == "20.00"
+    groups = {(g["department"], g["doctor"]): g for g in body["items"]}
+    assert set(groups) == {("全科医学科", "D0412"), ("呼吸内科", "D0999")}
+    general = groups[("全科医学科", "D0412")]
+    assert (general["shown"], general["viewed"], general["eligible"], general["rate"]) == (
+        1,
+        1,
+        1,
+        1.0,
+    )
+    assert groups[("呼吸内科", "D0999")]["reasons"] == {"condition-changed": 1}
+    assert "item" not in general and "facility" not in general
+    bad = seeded.get("/recognition/rate", params={"month": "2026-11", "by": "ward"})
+    assert bad.status_code == 400
+
+    csv_answer = seeded.get(
+        "/recognition/rate", params={"month": "2026-11", "by": "doctor", "format": "csv"}
+    )
+    assert csv_answer.headers["content-type"].startswith("text/csv")
+    lines = csv_answer.content.decode("utf-8-sig").splitlines()
+    assert lines[0].startswith("医生 doctor,提醒 shown,查阅 viewed")
+    assert lines[1].startswith("D0412,1,1,1,1,0,1.0,1,20.00")
+    xlsx = seeded.get(
+        "/recognition/rate", params={"month": "2026-11", "by": "doctor", "format": "xlsx"}
+    )
+    sheet = load_workbook(io.BytesIO(xlsx.content)).active
+    cells = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert cells[0][0] == "医生 doctor" and cells[1][:3] == ["D0412", 1, 1]
+    assert cells[1][7] == 1 and float(cells[1][8]) == 20.0  # tests and yuan avoided
+
+
+def test_a_result_changed_after_recognition_is_listed(seeded, app):
+    """The lab corrects, then withdraws, the WBC a doctor recognised: the decision is listed
+    with the result's status now; a result that did not change, or a decision not to
+    recognise, is not."""
+    from datetime import UTC, datetime
+
+    from adapter.store import save_resources
+    from tests.api.recognition_fixtures import RESULTS
+
+    assert post(seeded, params(**RECOGNISED)).status_code == 201
+    assert post(seeded, params(**REFUSED)).status_code == 201
+    assert seeded.get("/recognition/corrections").json()["total"] == 0
+
+    wbc = next(r for _, rs in RESULTS for r in rs if r["id"] == "sq-wbc-new")
+    corrected = {**wbc, "status": "corrected", "valueQuantity": {**wbc["valueQuantity"]}}
+    corrected["valueQuantity"]["value"] = wbc["valueQuantity"]["value"] + 3
+    with app.state.session_factory.begin() as session:
+        save_resources(
+            session,
+            [corrected],
+            message_id=None,
+            now=datetime.now(UTC),
+            facility_id="shiqiao-township-centre",
+        )
+    body = seeded.get("/recognition/corrections").json()
+    assert (body["total"], body["withdrawn"]) == (1, 0)
+    [entry] = body["decisions"]
+    assert entry["prior"] == "Observation/sq-wbc-new" and entry["status"] == "corrected"
+    assert entry["order"] == RECOGNISED["order"] and entry["item"] == "QS-JY-001"
+    assert entry["version"] == 2
+
+    withdrawn = {**corrected, "status": "entered-in-error"}
+    with app.state.session_factory.begin() as session:
+        save_resources(
+            session,
+            [withdrawn],
+            message_id=None,
+            now=datetime.now(UTC),
+            facility_id="shiqiao-township-centre",
+        )
+    body = seeded.get(
+        "/recognition/corrections", params={"facility": "qingshan-county-hospital"}
+    ).json()
+    assert body["withdrawn"] == 1 and body["decisions"][0]["status"] == "entered-in-error"
+    assert (
+        seeded.get("/recognition/corrections", params={"since": "2026-12-01"}).json()["total"] == 0
+    )
+    assert seeded.get("/recognition/corrections", params={"facility": "x"}).status_code == 400

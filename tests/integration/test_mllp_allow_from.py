@@ -125,3 +125,37 @@ def test_the_listener_settings_refuse_a_wrong_entry(session_factory: sessionmake
         _listener(pipeline, allow_from=["10.12.0.300"])
     assert caught.value.key == "sources.std-hl7v2.connector.allow_from"
     assert "'10.12.0.300' is not an address or network" in str(caught.value)
+
+
+def _wait_for(factory: sessionmaker[Session], count: int, seconds: float = 15) -> list[AuditRecord]:
+    deadline = time.monotonic() + seconds
+    while len(_refusals(factory)) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return sorted(_refusals(factory), key=lambda r: r.seq)
+
+
+def test_a_peer_that_keeps_reconnecting_is_recorded_once_per_window(
+    session_factory: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sender retrying in a loop (or a scan) does not flood the log and the audit chain:
+    its first refusal is recorded, the next 29 within the window become one digest record
+    with their count, and a refusal after the window is recorded at once again."""
+    pipeline = example_pipeline(session_factory)
+    listener = _listener(pipeline, allow_from=["192.0.2.0/24"], refusal_digest_seconds=1.0)
+    port = listener.start(pipeline)
+    try:
+        with caplog.at_level(logging.WARNING, logger="adapter.inbound.mllp"):
+            for _ in range(30):
+                assert _refused(port)
+            first, digest = _wait_for(session_factory, 2)
+            assert "connections" not in orjson.loads(first.body)["detail"]
+            assert orjson.loads(digest.body)["detail"]["connections"] == 29
+            assert digest.address == "127.0.0.1"
+            assert _refused(port)  # the window has ended: recorded at once
+            assert len(_wait_for(session_factory, 3)) == 3
+        lines = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+        assert len(lines) == 3
+        assert "refused 29 more connections from 127.0.0.1 in 1 s" in lines[1]
+    finally:
+        listener.stop()
+    assert _stored(session_factory) == []

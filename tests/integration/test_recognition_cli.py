@@ -145,3 +145,51 @@ def test_decide_records_once_and_rate_counts_it(env) -> None:
     as_json = json.loads(run("recognition", "rate", "--month", "2026-11", "--json").output)
     assert {r["item"]: r["rate"] for r in as_json} == {"QS-JC-001": 0.0, "QS-JY-001": 1.0}
     assert run("recognition", "rate", "--month", "November").exit_code == 2
+    assert "20.00 yuan of tests avoided" in rates.output
+    by_doctor = run("recognition", "rate", "--month", "2026-11", "--by", "doctor,item")
+    assert any(line.startswith("D0412 QS-JY-001") for line in by_doctor.output.splitlines())
+    assert run("recognition", "rate", "--month", "2026-11", "--by", "ward").exit_code == 2
+
+
+def test_rate_spreadsheets_and_corrections(env, tmp_path, session_factory) -> None:
+    from datetime import UTC, datetime
+
+    from openpyxl import load_workbook
+
+    from adapter.store import save_resources
+    from tests.api.recognition_fixtures import RESULTS
+
+    decided = run(
+        "recognition", "decide", PATIENT, "-i", "QS-JY-001", "--order", "ZY2026112602",
+        "-f", "qingshan-county-hospital", "--doctor", "D0412", "--recognised",
+        "--prior", "Observation/sq-wbc-new", "--at", "2026-11-26T10:05:00+08:00",
+    )  # fmt: skip
+    assert decided.exit_code == 0, decided.output
+    sheet = tmp_path / "rate.xlsx"
+    written = run("recognition", "rate", "--month", "2026-11", "--out", sheet)
+    assert written.exit_code == 0 and "1 rows written" in written.output
+    rows = list(load_workbook(sheet).active.iter_rows(values_only=True))
+    assert rows[0][:2] == ("机构 facility", "项目 item") and rows[1][1] == "QS-JY-001"
+    csv_file = tmp_path / "rate.csv"
+    assert run("recognition", "rate", "--month", "2026-11", "--out", csv_file).exit_code == 0
+    assert csv_file.read_bytes().startswith(b"\xef\xbb\xbf")  # UTF-8 with BOM for Excel
+    assert run("recognition", "rate", "--month", "2026-11", "--out", "x.pdf").exit_code == 2
+
+    none = run("recognition", "corrections")
+    assert none.exit_code == 0 and "0 recognised results changed afterwards" in none.output
+    wbc = next(r for _, rs in RESULTS for r in rs if r["id"] == "sq-wbc-new")
+    with session_factory.begin() as session:
+        save_resources(
+            session,
+            [{**wbc, "status": "cancelled"}],
+            message_id=None,
+            now=datetime.now(UTC),
+            facility_id="shiqiao-township-centre",
+        )
+    listed = run("recognition", "corrections")
+    assert listed.exit_code == 1
+    assert "Observation/sq-wbc-new is now cancelled" in listed.output
+    as_json = [
+        json.loads(line) for line in run("recognition", "corrections", "--json").output.splitlines()
+    ]
+    assert as_json[0]["withdrawn"] is True and as_json[0]["order"] == "ZY2026112602"

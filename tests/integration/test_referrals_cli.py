@@ -88,3 +88,44 @@ def test_refusal_prints_the_rule_and_changes_nothing(
     assert body is not None and body["meta"]["versionId"] == "1"
     rejected = run("referrals", "reject", task, "--facility", RECEIVER, "--reason", "bed-full")
     assert rejected.exit_code == 0 and "rejected / 已拒绝" in rejected.output
+
+
+def test_ledger_analysis_worklist_follow_up_and_scheduler(
+    task: str, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    import csv
+    import json
+
+    import openpyxl
+
+    target = tmp_path / "ledger.xlsx"
+    made = run(
+        "referrals", "ledger", "--from", "2026-11-01", "--to", "2026-11-30",
+        "--format", "xlsx", "-o", target,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "1 referrals written" in made.output
+    sheet = openpyxl.load_workbook(target).active
+    assert sheet is not None and sheet["A1"].value == "转诊单号"
+    week = run("referrals", "ledger", "--week", "2026-11-27", "-o", tmp_path / "week.csv")
+    assert week.exit_code == 0, week.output
+    with (tmp_path / "week.csv").open(encoding="utf-8-sig") as stream:
+        assert len(list(csv.reader(stream))) == 2
+    assert run("referrals", "ledger", "--week", "2026-11-26").exit_code != 0  # not a Friday
+
+    analysed = run("referrals", "analysis", "--from", "2026-11-01", "--to", "2026-11-30")
+    assert analysed.exit_code == 0, analysed.output
+    assert json.loads(analysed.stdout[analysed.stdout.index("{") :])["counts"]["up"] == 1
+
+    once = run("referrals", "scheduler", "--once")  # the slip of 11-27: late to accept, expired
+    assert once.exit_code == 0, once.output
+    assert "2 deadlines listed, 1 expired" in once.output
+    listed = run("referrals", "worklist", "--facility", RECEIVER)
+    assert "过期" in listed.output and "1 overdue" in listed.output  # the lost referral
+    top = run("scheduler", "--once")  # the same as ``adapter referrals scheduler``
+    assert "0 deadlines listed" in top.output
+
+    refused = run("referrals", "follow-up", task, "--facility", RECEIVER)
+    assert refused.exit_code == 1  # an up-referral's follow-up is the sender's
+    noted = run("referrals", "follow-up", task, "--facility", SENDER, "--record", "Encounter/x")
+    assert noted.exit_code == 0 and "follow-up 1 recorded" in noted.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -34,6 +35,7 @@ class LiveServer:
         env: dict[str, str] | None = None,
         args: list[str] | None = None,
         start_timeout: float = 120.0,  # a loaded machine (2 cores, parallel runs) is slow
+        ca: Path | None = None,  # HTTPS: the CA that signed the server's certificate
     ) -> None:
         self.database_url = database_url
         self.workdir = workdir
@@ -41,12 +43,22 @@ class LiveServer:
         self.extra_env = env or {}
         self.extra_args = args or []
         self.start_timeout = start_timeout
+        self.ca = ca
         self.log_path = workdir / f"server-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        scheme = "https" if self.ca is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
+
+    def tls(self, cert: tuple[Path, Path] | None = None) -> ssl.SSLContext:
+        """A client TLS context trusting the server's CA, presenting ``cert`` if given."""
+        assert self.ca is not None
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if cert is not None:
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+        return context
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -76,7 +88,8 @@ class LiveServer:
             if self.process.poll() is not None:
                 raise RuntimeError(f"adapter serve exited at start:\n{self.log_text()}")
             try:
-                if httpx.get(self.url("/health"), timeout=1.0).status_code < 500:
+                verify = self.tls() if self.ca is not None else True
+                if httpx.get(self.url("/health"), timeout=1.0, verify=verify).status_code < 500:
                     return self
             except httpx.HTTPError:
                 pass

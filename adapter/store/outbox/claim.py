@@ -18,9 +18,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, tuple_, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from adapter.store.keys import keys_in
 from adapter.store.models import DeliveryAttempt, Outbox, OutboxState, Resource
 from adapter.store.outbox.rows import OutboxRow, Settlement
 
@@ -88,7 +89,7 @@ def current_bodies(
         return {}
     found = session.execute(
         select(_r.c.resource_type, _r.c.id, _r.c.version_id, _r.c.deleted, _r.c.body).where(
-            tuple_(_r.c.resource_type, _r.c.id).in_(list(keys))
+            keys_in(_r.c.resource_type, _r.c.id, keys)
         )
     )
     return {(t, i): (v, bool(d), b) for t, i, v, d, b in found}

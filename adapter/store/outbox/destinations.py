@@ -41,6 +41,8 @@ class DestinationRecord:
     retried_total: int
     dead_total: int
     last_sequence: int = 0  # the last sequence number given to a row of this destination
+    paused_at: datetime | None = None  # paused by an operator (nothing is sent) ...
+    paused_by: str | None = None  # ... and by whom
 
     @classmethod
     def of(cls, row: RowMapping) -> DestinationRecord:
@@ -69,6 +71,19 @@ def queue_figures(session: Session) -> list[QueueFigure]:
         QueueFigure(name, OutboxState(state), int(count), oldest)
         for name, state, count, oldest in found
     ]
+
+
+def state_counts(session: Session, destinations: list[str]) -> dict[str, dict[str, int]]:
+    """Rows per state (delivered ones included) of each of ``destinations``."""
+    counts: dict[str, dict[str, int]] = {name: {} for name in destinations}
+    found = session.execute(
+        select(_o.c.destination, _o.c.state, func.count())
+        .where(_o.c.destination.in_(destinations))
+        .group_by(_o.c.destination, _o.c.state)
+    )
+    for name, state, count in found:
+        counts[name][state] = int(count)
+    return counts
 
 
 def destination_records(session: Session) -> list[DestinationRecord]:
@@ -211,6 +226,25 @@ def open_breaker(
             updated_at=now,
             open_until=now + timedelta(seconds=pause_seconds),
         )
+    )
+
+
+def set_paused(session: Session, destination: str, *, paused: bool, by: str, now: datetime) -> None:
+    """Pause (nothing is sent, rows wait without using tries) or resume a destination."""
+    ensure(session, destination, now)
+    session.execute(
+        update(_d)
+        .where(_d.c.destination == destination)
+        .values(paused_at=now if paused else None, paused_by=by if paused else None)
+    )
+
+
+def is_paused(session: Session, destination: str) -> bool:
+    return (
+        session.execute(
+            select(_d.c.paused_at).where(_d.c.destination == destination)
+        ).scalar_one_or_none()
+        is not None
     )
 
 

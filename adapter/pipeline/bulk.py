@@ -1,0 +1,175 @@
+"""Bulk ingest: many messages in one transaction, each in a savepoint of its own
+(``adapter ingest`` of many files, ``adapter sync``; docs/decisions/0034-bulk-ingest.md).
+
+One transaction per message pays a commit (a WAL fsync on PostgreSQL, a WAL append and now
+and then a checkpoint on SQLite), a duplicate lookup in a transaction of its own and an
+audit-chain write per message. Here a batch of messages shares them:
+
+* one SELECT finds which of the batch's bytes were already received (per source, by
+  sha256); those are answered as duplicates, as ``Pipeline.ingest`` answers them;
+* each message is translated, then stored through the same steps as ``Pipeline.ingest``
+  (adapter/pipeline/steps.py) inside ``SAVEPOINT``: a message that fails in any way (a
+  value the database refuses, a concurrent insert, a bug) is rolled back to its savepoint
+  alone, with the audit events it queued, and the others' work stays;
+* one commit; the audit log's records of the whole batch are chained in it;
+* every message that failed in its savepoint is then ingested again on its own through
+  ``Pipeline.ingest``, which retries races, quarantines what the database refuses with
+  the located issue, and keeps the bytes in every case: nothing is lost, and one bad
+  message never costs the others their work.
+
+If the batch's commit itself fails (the database went away), every message of the batch
+goes the single-message way, which reports the failure as ``Pipeline.ingest`` does.
+A message over the size limit, and the second of two identical byte strings in one batch,
+also go the single-message way (a refusal, a duplicate answer).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from adapter.audit.writer import PENDING
+from adapter.errors import AdapterError
+from adapter.pipeline import steps
+from adapter.pipeline.receipt import Receipt
+from adapter.pipeline.results import IngestResult, result_of
+from adapter.store.keys import keys_in
+from adapter.store.models import InboundMessage
+
+if TYPE_CHECKING:
+    from adapter.pipeline.ingest import Pipeline, _Job
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 100  # messages per transaction: see the decision for the measured curve
+
+Item = tuple[bytes, Receipt]
+
+
+def ingest_many(
+    pipeline: Pipeline, items: Iterable[Item], *, batch: int = DEFAULT_BATCH
+) -> Iterator[IngestResult]:
+    """Ingest ``items`` in transactions of up to ``batch`` messages; yields one result per
+    item, in order, once its batch is committed."""
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= batch:
+            yield from ingest_batch(pipeline, chunk)
+            chunk = []
+    if chunk:
+        yield from ingest_batch(pipeline, chunk)
+
+
+def ingest_batch(pipeline: Pipeline, items: list[Item]) -> list[IngestResult]:
+    """Ingest ``items`` in one transaction, one savepoint each (the module's docstring)."""
+    try:
+        results, alone = _batch(pipeline, items)
+    except SQLAlchemyError as exc:  # the commit itself failed: each on its own
+        log.warning("bulk ingest: a batch of %d failed (%s)", len(items), type(exc).__name__)
+        results, alone = [None] * len(items), list(range(len(items)))
+    for i in sorted(alone):
+        raw, receipt = items[i]
+        results[i] = pipeline.ingest(raw, receipt)
+    out = [r for r in results if r is not None]
+    assert len(out) == len(items)
+    return out
+
+
+def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | None], list[int]]:
+    """The batch's transaction: its results, and the items to ingest on their own."""
+    from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
+
+    results: list[IngestResult | None] = [None] * len(items)
+    alone: list[int] = []  # ingested on their own after the batch
+    keys: dict[int, tuple[str, str]] = {}
+    for i, (raw, receipt) in enumerate(items):
+        try:
+            _, source = pipeline.translator.source(receipt.source_system)
+        except AdapterError:  # an unknown source: the single path says so for this item
+            alone.append(i)
+            continue
+        key = (source.id, hashlib.sha256(raw).hexdigest())
+        if len(raw) > pipeline.max_bytes or key in keys.values():
+            alone.append(i)  # refused as oversize / the duplicate of one in this batch
+            continue
+        keys[i] = key
+    with pipeline.factory() as session:  # a read: nothing is locked while translating
+        known_ids = {k: m.id for k, m in _known(session, list(keys.values())).items()}
+    jobs: list[tuple[int, _Job]] = []
+    for i, key in keys.items():
+        if key in known_ids:
+            continue
+        raw, receipt = items[i]
+        facility, source = pipeline.translator.source(receipt.source_system)
+        message_id = str(uuid.uuid4())
+        outcome = pipeline.translator.translate_for(raw, facility, source, message_id)
+        create = _creator(raw, key[1], facility, source, receipt, outcome, message_id)
+        job = _Job(create, facility, source.id, outcome, receipt.received_at, receipt.channel)
+        jobs.append((i, job))
+    with pipeline.factory.begin() as session:
+        for i, key in keys.items():
+            if key in known_ids:
+                existing = session.get(InboundMessage, known_ids[key])
+                assert existing is not None
+                steps.audit_received(session, existing, items[i][1].received_at, duplicate=True)
+                results[i] = result_of(existing, duplicate=True)
+        alone.extend(_store_jobs(pipeline, session, jobs, results))
+    return results, alone
+
+
+def _store_jobs(
+    pipeline: Pipeline,
+    session: Session,
+    jobs: list[tuple[int, _Job]],
+    results: list[IngestResult | None],
+) -> list[int]:
+    """Store each job in a savepoint; the indexes of those rolled back."""
+    failed: list[int] = []
+    for i, job in jobs:
+        queued = len(session.info.get(PENDING, ()))
+        savepoint = session.begin_nested()
+        try:
+            message = job.open_message(session)
+            steps.audit_translated(session, message, job.outcome, job.moment)
+            if job.outcome.failed:
+                steps.quarantine(
+                    session, message, job.outcome.issues, job.moment, channel=job.channel
+                )
+            else:
+                steps.store(pipeline._work(session, message, job))
+            savepoint.commit()
+            results[i] = result_of(message)
+        except Exception as exc:  # every failure goes the single-message way
+            log.info(
+                "bulk ingest: a message from %s goes on its own (%s)",
+                job.source_id,
+                type(exc).__name__,
+            )
+            if savepoint.is_active:
+                savepoint.rollback()
+            pending = session.info.get(PENDING)
+            if pending is not None:
+                del pending[queued:]  # the rolled-back message's audit events
+            failed.append(i)
+    return failed
+
+
+def _known(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], InboundMessage]:
+    """The messages already received with these (source, sha256): one query."""
+    if not keys:
+        return {}
+    found = session.scalars(
+        # grouped by source: a key lookup on both databases (adapter/store/keys.py)
+        select(InboundMessage).where(
+            keys_in(InboundMessage.source_system, InboundMessage.sha256, keys)
+        )
+    )
+    return {(m.source_system, m.sha256): m for m in found}

@@ -1,0 +1,66 @@
+"""The pipeline step ``note_referral_ledger`` (after ``advance_referrals``): every referral
+Task the message stored or moved gets its ledger row (adapter/referral/ledger.py), and an
+Encounter of the sending facility after an up-referred patient's discharge is the
+sender's follow-up (随访) of that referral.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from adapter.errors import Issue
+from adapter.fhir.dates import parse_range
+from adapter.identity import records_of
+from adapter.referral import ledger
+from adapter.store.models import ReferralLedger
+
+if TYPE_CHECKING:
+    from adapter.pipeline.steps import Work
+
+
+def note_referral_ledger(work: Work) -> None:
+    for item in list(work.saved):
+        if item.resource_type == "Task" and item.changed:
+            ledger.note_task(
+                work.session, work.consortium, item.body, at=work.moment, zone=work.zone
+            )
+        elif item.resource_type == "Encounter" and item.changed:
+            _follow_up(work, item.body)
+
+
+def _follow_up(work: Work, encounter: dict[str, object]) -> None:
+    """An Encounter at the sender after the receiver discharged the up-referred patient:
+    the sender's follow-up (the first one counts for the 5-day deadline)."""
+    subject = str((encounter.get("subject") or {}).get("reference") or "")  # type: ignore[union-attr]
+    start = ((encounter.get("period") or {}) or {}).get("start")  # type: ignore[union-attr]
+    if not subject.startswith("Patient/") or not start:
+        return
+    try:
+        began = parse_range(str(start), work.zone)[0]
+    except ValueError:
+        return
+    person = work.person(subject)
+    records = {person, *records_of(work.session, person), subject.split("/", 1)[1]}
+    rows = work.session.scalars(
+        select(ReferralLedger).where(
+            ReferralLedger.patient_id.in_(sorted(records)),
+            ReferralLedger.direction != "down",
+            ReferralLedger.sender_facility == work.facility.id,
+            ReferralLedger.discharged_at.is_not(None),
+            ReferralLedger.followed_up_at.is_(None),
+        )
+    )
+    for row in rows:
+        if row.discharged_at is not None and began >= row.discharged_at:
+            reference = f"Encounter/{encounter.get('id')}"
+            ledger.record_follow_up(work.session, work.consortium, row, at=began, record=reference)
+            work.issues.append(
+                Issue(
+                    "information",
+                    "informational",
+                    f"referral Task/{row.task_id}: the sender's follow-up is {reference}",
+                    location=reference,
+                )
+            )

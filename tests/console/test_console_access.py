@@ -1,0 +1,258 @@
+"""The console's access rules, over HTTP (TestClient) with authentication on: every console
+route by role (from the rule table, like tests/api/test_auth_matrix.py), the session
+cookie's flags, CSRF on every POST, the secure headers, facility scoping and masking."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from adapter.auth.rules import ROLES, RULES
+from adapter.console.i18n import catalogue
+from adapter.console.setup import CONSOLE_ROUTERS
+from adapter.settings import PROJECT_ROOT
+from adapter.store.audit_log import AuditRecord
+from tests.api.auth_helpers import Tokens, auth_client
+from tests.console.helpers import csrf_of, login
+
+ORU = PROJECT_ROOT / "fixtures/hl7v2/oru"
+BAD = PROJECT_ROOT / "fixtures/hl7v2/bad"
+NATIONAL_ID = "430999196803151231"  # in fixtures/hl7v2/bad/nm-text.hl7 (fictitious)
+BY_ROLE = {role: f"county-{role}" for role in ROLES}
+CONSORTIUM = {"operator": "consortium-operator", "admin": "consortium-admin"}
+FILL = {
+    "message_id": "00000000-0000-4000-8000-000000000000",
+    "delivery_id": "999999",
+    "destination": "county-hospital-fhir",
+    "item_id": "999999",
+    "person_id": "p-none",
+    "merge_id": "999999",
+}
+
+
+def _session_routes() -> list[tuple[str, str, str]]:
+    found = []
+    for router in CONSOLE_ROUTERS:
+        for route in router.routes:
+            assert isinstance(route, APIRoute)
+            if RULES[route.name].session:
+                found += [(route.name, m, route.path) for m in sorted(route.methods)]
+    return found
+
+
+ROUTES = _session_routes()
+
+
+@pytest.fixture(scope="module")
+def console(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FastAPI, dict[str, str]]]:
+    """The app with a quarantined message of each of two facilities."""
+    folder = tmp_path_factory.mktemp("console")
+    with auth_client(module_database_url, folder, deliveries=True) as (app, tokens):
+        ids = {
+            "county": _ingest(tokens, "county-source", "std-hl7v2", BAD / "nm-text.hl7"),
+            "shiqiao": _ingest(
+                tokens,
+                "shiqiao-source",
+                "shiqiao-lis",
+                ORU / "shiqiao-lis/biochem-lf.hl7",
+            ),
+        }
+        yield app, ids
+
+
+def _ingest(tokens: Tokens, client_id: str, source: str, path: Path) -> str:
+    answer = tokens.client.post(
+        "/ingest",
+        content=path.read_bytes(),
+        headers=tokens.headers(
+            client_id, **{"X-Source-System": source, "Content-Type": "application/hl7-v2"}
+        ),
+    )
+    assert answer.status_code in (202, 422), answer.text
+    return answer.headers["X-Message-Id"]
+
+
+def _browser(app: FastAPI, client_id: str | None = None) -> TestClient:
+    browser = TestClient(app, base_url="http://console.test")
+    if client_id is not None:
+        answer = login(browser, client_id)
+        assert answer.status_code == 303, answer.text
+    return browser
+
+
+def _url(path: str) -> str:
+    return path.format(**{k: v for k, v in FILL.items() if "{" + k + "}" in path})
+
+
+def test_every_console_route_has_a_session_rule() -> None:
+    names = {route.name for router in CONSOLE_ROUTERS for route in router.routes}
+    assert names <= set(RULES)
+    assert {n for n, rule in RULES.items() if rule.session} <= names
+
+
+@pytest.mark.parametrize(("name", "method", "path"), ROUTES, ids=[f"{m} {p}" for _, m, p in ROUTES])
+def test_console_route_by_role(
+    console: tuple[FastAPI, dict[str, str]], name: str, method: str, path: str
+) -> None:
+    app, _ = console
+    rule = RULES[name]
+    anonymous = _browser(app).request(method, _url(path), follow_redirects=False)
+    if method == "GET":
+        assert anonymous.status_code == 303
+        assert anonymous.headers["location"].startswith("/console/login?next=")
+    else:
+        assert anonymous.status_code == 401
+    for role in ROLES:
+        browser = _browser(app, BY_ROLE[role])
+        page = browser.get("/console/")
+        token = csrf_of(page.text) if page.status_code == 200 else _token(browser)
+        answer = browser.request(
+            method, _url(path), headers={"X-CSRF-Token": token}, follow_redirects=False
+        )
+        if role in rule.roles and rule.limit != "consortium":
+            assert answer.status_code not in (401, 403), (role, answer.text[:500])
+        else:
+            assert answer.status_code == 403, (role, answer.status_code)
+            assert "无权访问" in answer.text
+        if role in CONSORTIUM and role in rule.roles:
+            wide = _browser(app, CONSORTIUM[role])
+            token = csrf_of(wide.get("/console/overview").text)
+            answer = wide.request(
+                method, _url(path), headers={"X-CSRF-Token": token}, follow_redirects=False
+            )
+            assert answer.status_code not in (401, 403), (role, answer.text[:500])
+
+
+def _token(browser: TestClient) -> str:
+    """The CSRF token of a session that may open no page: from the home page."""
+    answer = browser.get("/console/", follow_redirects=True)
+    return csrf_of(answer.text)
+
+
+def test_session_cookie_flags_and_secure_headers(console: tuple[FastAPI, dict[str, str]]) -> None:
+    app, _ = console
+    answer = login(_browser(app), "county-operator")
+    cookie = answer.headers["set-cookie"].lower()
+    assert "yigongti_console=" in cookie
+    assert "httponly" in cookie and "samesite=strict" in cookie and "path=/console" in cookie
+    page = _browser(app, "county-operator").get("/console/overview")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "script-src 'self'" in csp
+    assert "frame-ancestors 'none'" in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert page.headers["x-content-type-options"] == "nosniff"
+    # every asset is local: no URL of another host in the page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page.text)
+
+
+def test_wrong_secret_is_refused_and_audited(console: tuple[FastAPI, dict[str, str]]) -> None:
+    app, _ = console
+    answer = login(_browser(app), "county-operator", secret="not-the-secret")
+    assert answer.status_code == 401
+    assert "yigongti_console=" not in answer.headers.get("set-cookie", "")
+    with app.state.session_factory() as session:
+        bodies = session.scalars(select(AuditRecord.body).order_by(AuditRecord.seq.desc())).all()
+    assert any('"via":"console"' in b and '"invalid_client"' in b for b in bodies[:20])
+
+
+def test_an_api_token_is_no_session(console: tuple[FastAPI, dict[str, str]]) -> None:
+    app, _ = console
+    browser = _browser(app)
+    token = Tokens(browser).get("county-operator")
+    browser.cookies.set("yigongti_console", token, path="/console")
+    answer = browser.get("/console/overview", follow_redirects=False)
+    assert answer.status_code == 303  # to the login page
+
+
+def test_csrf_token_and_origin_are_checked(console: tuple[FastAPI, dict[str, str]]) -> None:
+    app, ids = console
+    browser = _browser(app, "county-operator")
+    page = browser.get(f"/console/messages/{ids['county']}")
+    token = csrf_of(page.text)
+    target = f"/console/messages/{ids['county']}/reprocess"
+    missing = browser.post(target, follow_redirects=False)
+    assert missing.status_code == 403 and "CSRF" in missing.text
+    wrong = browser.post(target, data={"csrf_token": "x" + token}, follow_redirects=False)
+    assert wrong.status_code == 403
+    elsewhere = browser.post(
+        target,
+        data={"csrf_token": token},
+        headers={"Origin": "http://evil.example"},
+        follow_redirects=False,
+    )
+    assert elsewhere.status_code == 403
+    good = browser.post(target, data={"csrf_token": token}, follow_redirects=False)
+    assert good.status_code == 303
+    assert "result=quarantined" in good.headers["location"]
+    # another session's token is not this session's
+    other = csrf_of(_browser(app, "county-operator").get("/console/overview").text)
+    assert browser.post(target, data={"csrf_token": other}).status_code == 403
+
+
+def test_a_facility_sees_its_own_messages_and_destinations(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, ids = console
+    township = _browser(app, "shiqiao-operator")
+    listing = township.get("/console/messages")
+    assert ids["shiqiao"] in listing.text and ids["county"] not in listing.text
+    assert township.get(f"/console/messages/{ids['county']}").status_code == 404
+    assert township.get(f"/console/messages/{ids['county']}/raw").status_code == 404
+    deliveries = township.get("/console/deliveries").text
+    assert "shiqiao-fhir" in deliveries and "county-hospital-fhir" not in deliveries
+    overview = township.get("/console/overview.json").json()
+    assert [d["destination"] for d in overview["destinations"]] == ["shiqiao-fhir"]
+    assert overview["reviews"] is None  # the patient index is consortium-wide
+    token = csrf_of(listing.text)
+    pause = township.post(
+        "/console/destinations/county-hospital-fhir/pause",
+        data={"csrf_token": token, "action": "pause"},
+    )
+    assert pause.status_code == 404
+    wide = _browser(app, "consortium-operator")
+    assert ids["county"] in wide.get("/console/messages").text
+    assert wide.get("/console/overview.json").json()["reviews"] == 0
+
+
+def test_identifiers_are_masked_and_content_is_for_operators(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, ids = console
+    operator = _browser(app, "county-operator").get(f"/console/messages/{ids['county']}")
+    assert operator.status_code == 200
+    assert NATIONAL_ID not in operator.text
+    assert "张^伟" not in operator.text and "张^*" in operator.text
+    # the located issue is marked in place
+    assert re.search(r'<mark id="issue-0" class="error"[^>]*>阴性</mark>', operator.text)
+    admin = _browser(app, "county-admin").get(f"/console/messages/{ids['county']}")
+    assert admin.status_code == 200 and "阴性</mark>" not in admin.text
+    assert (
+        _browser(app, "county-admin").get(f"/console/messages/{ids['county']}/raw").status_code
+        == 403
+    )
+
+
+def test_language_switch_and_catalogues() -> None:
+    assert set(catalogue("zh-CN")) == set(catalogue("en"))
+
+
+def test_english_pages(console: tuple[FastAPI, dict[str, str]]) -> None:
+    app, _ = console
+    browser = _browser(app, "county-operator")
+    assert "总览" in browser.get("/console/overview").text
+    switched = browser.get("/console/lang/en?next=/console/overview")
+    assert switched.status_code == 200 and "Overview" in switched.text
+    elsewhere = browser.get("/console/lang/en?next=//evil.example/", follow_redirects=False)
+    assert elsewhere.headers["location"] == "/console/"
