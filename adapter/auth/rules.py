@@ -143,6 +143,7 @@ RULES: dict[str, Rule] = {
     "console_person": _page("consortium", *_RUN),
     "console_merge": _page("consortium", *_RUN),
     "console_unmerge": _page("consortium", *_RUN),
+    "console_recognition": _page("facility", *_RUN),
     "console_audit": _page("none", "auditor"),
     "console_audit_verify": _page("none", "auditor"),
     "console_disclosures": _page("none", "auditor"),

@@ -113,6 +113,35 @@ class Site:
         return answer.headers["X-Message-Id"]
 
 
+    def decide_twice(self, message_id: str) -> None:
+        """Two doctors' 不互认 decisions about the message's patient (the 互认 page's figures)."""
+        operator = {"Authorization": f"Bearer {self.token('county-operator')}"}
+        made = httpx.get(self.url(f"/messages/{message_id}"), headers=operator).json()
+        patient = next(r for r in made["resources"] if r.startswith("Patient/"))
+        reader = {
+            "Authorization": f"Bearer {self.token('county-reader')}",
+            "Content-Type": "application/fhir+json",
+        }
+        for order, reason in (("MZ-1", "condition-changed"), ("MZ-2", "fast-changing")):
+            parameters = {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "order", "valueString": order},
+                    {"name": "item", "valueCode": "QS-JY-001"},
+                    {"name": "facility", "valueString": "qingshan-county-hospital"},
+                    {"name": "doctor", "valueString": "D0412"},
+                    {"name": "decision", "valueCode": "not-recognised"},
+                    {"name": "reason", "valueCode": reason},
+                ],
+            }
+            answer = httpx.post(
+                self.url(f"/fhir/{patient}/$recognition-decision"),
+                json=parameters,
+                headers=reader,
+            )
+            assert answer.status_code in (200, 201), answer.text
+
+
 @pytest.fixture(scope="module")
 def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("console-site")
@@ -143,7 +172,7 @@ def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         # two records a rule cannot decide alone: a review-queue item (twin guard)
         nid = national_id("430999", "19800101", "022")
         twin = oru(name="王芳", birth="19800101", sex="F", nid=nid, local="A2")
-        found.ingest("county-source", "std-hl7v2", twin)
+        found.decide_twice(found.ingest("county-source", "std-hl7v2", twin))
         other = oru(name="王方", birth="19800101", sex="F", local="B2")
         found.ingest("shiqiao-source", "shiqiao-lis", other)
         yield found
@@ -326,6 +355,21 @@ def test_a_facility_operator_does_not_see_the_patient_index(page: Any, site: Sit
     assert page.get_by_role("link", name="患者", exact=True).count() == 0
     page.goto(site.url("/console/patients"))
     assert page.get_by_role("heading", name="无权访问").is_visible()
+
+
+def test_the_recognition_charts_show_their_numbers(page: Any, site: Site) -> None:
+    log_in(page, site, "county-operator", "/console/recognition")
+    reasons = page.locator("#reason-table tbody tr")
+    assert reasons.count() == 2
+    assert sorted(r.split("\t")[-1] for r in reasons.all_inner_texts()) == ["1", "1"]
+    assert page.locator("#facility-table tbody").inner_text().split("\t")[1:] == ["0", "2", "0.0%"]
+    # Apache ECharts (served by the adapter) drew the charts with the same numbers
+    page.wait_for_selector("#chart-reasons svg")
+    drawn = page.locator("#chart-reasons svg").text_content() or ""
+    assert drawn.count("×1") == 2, drawn
+    page.wait_for_selector("#chart-facility svg")
+    assert "0%" in (page.locator("#chart-facility svg").text_content() or "")
+    shot(page, "recognition")
 
 
 def test_the_auditor_reads_and_verifies_the_log_and_nothing_else(page: Any, site: Site) -> None:
