@@ -112,7 +112,6 @@ class Site:
         assert answer.status_code in (202, 422), answer.text
         return answer.headers["X-Message-Id"]
 
-
     def decide_twice(self, message_id: str) -> None:
         """Two doctors' 不互认 decisions about the message's patient (the 互认 page's figures)."""
         operator = {"Authorization": f"Bearer {self.token('county-operator')}"}
