@@ -42,6 +42,7 @@ NAVIGATION: list[tuple[str, str, frozenset[str]]] = [
     ("deliveries", "/console/deliveries", frozenset({"operator", "admin"})),
     ("patients", "/console/patients", frozenset({"operator", "admin"})),
     ("recognition", "/console/recognition", frozenset({"operator", "admin"})),
+    ("mappings", "/console/mappings", frozenset({"operator", "admin"})),
     ("audit", "/console/audit", frozenset({"auditor"})),
 ]
 

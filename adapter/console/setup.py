@@ -12,6 +12,7 @@ from adapter.console.pages import (
     audit,
     deliveries,
     login,
+    mappings,
     messages,
     overview,
     patients,
@@ -28,6 +29,7 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     deliveries.router,
     patients.router,
     recognition.router,
+    mappings.router,
     audit.router,
 )
 SESSION_SECONDS = 8 * 3600  # one working shift

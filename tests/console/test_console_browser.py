@@ -371,6 +371,17 @@ def test_the_recognition_charts_show_their_numbers(page: Any, site: Site) -> Non
     shot(page, "recognition")
 
 
+def test_the_mappings_are_checked_on_request(page: Any, site: Site) -> None:
+    log_in(page, site, "county-operator", "/console/mappings")
+    sources = page.locator("#source-table tbody").inner_text()
+    assert "std-hl7v2" in sources and "shiqiao-lis" not in sources  # its own facility's
+    page.get_by_role("button", name="检查映射并运行黄金用例").click()
+    page.wait_for_selector("#check-summary")
+    assert " 0 项失败" in page.locator("#check-summary").inner_text()
+    assert page.locator("#check-table tbody tr").count() >= 5
+    shot(page, "mappings")
+
+
 def test_the_auditor_reads_and_verifies_the_log_and_nothing_else(page: Any, site: Site) -> None:
     log_in(page, site, "county-auditor")
     assert page.url.endswith("/console/audit")
