@@ -144,6 +144,8 @@ RULES: dict[str, Rule] = {
     "console_merge": _page("consortium", *_RUN),
     "console_unmerge": _page("consortium", *_RUN),
     "console_recognition": _page("facility", *_RUN),
+    "console_referrals": _page("facility", "reader", "operator"),
+    "console_referral": _page("facility", "reader", "operator"),
     "console_mappings": _page("facility", *_RUN),
     "console_mappings_run": _page("none", *_RUN),
     "console_audit": _page("none", "auditor"),

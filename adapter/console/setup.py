@@ -17,6 +17,7 @@ from adapter.console.pages import (
     overview,
     patients,
     recognition,
+    referrals,
 )
 from adapter.console.render import STATIC, STATIC_URL
 from adapter.console.session import SessionSigner
@@ -28,6 +29,7 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     messages.router,
     deliveries.router,
     patients.router,
+    referrals.router,
     recognition.router,
     mappings.router,
     audit.router,

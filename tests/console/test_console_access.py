@@ -34,6 +34,7 @@ FILL = {
     "item_id": "999999",
     "person_id": "p-none",
     "merge_id": "999999",
+    "task_id": "t-none",
 }
 
 

@@ -40,6 +40,7 @@ SHOTS = PROJECT_ROOT / "test-artifacts" / "console"
 HELD_BACK = Path("_shared/hl7v2/messages/oul_r24.yaml")  # the "mapping fix" of the journey
 URINE = PROJECT_ROOT / "fixtures/hl7v2/oul/std-hl7v2/urine-r24.hl7"
 TOWNSHIP = PROJECT_ROOT / "fixtures/hl7v2/oru/shiqiao-lis/biochem-lf.hl7"
+DOWN_SLIP = PROJECT_ROOT / "fixtures/hl7v2/referral/std-hl7v2/down-slip-15-digit-id.hl7"
 WAIT_MS = 60_000  # a loaded machine (2 cores, parallel runs) is slow: waits, not timings
 
 
@@ -168,6 +169,7 @@ def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         found = Site(server, mappings, folder)
         found.messages["quarantined"] = found.ingest("county-source", "std-hl7v2", URINE)
         found.messages["township"] = found.ingest("shiqiao-source", "shiqiao-lis", TOWNSHIP)
+        found.ingest("county-source", "std-hl7v2", DOWN_SLIP)  # a 下转 referral Task
         # two records a rule cannot decide alone: a review-queue item (twin guard)
         nid = national_id("430999", "19800101", "022")
         twin = oru(name="王芳", birth="19800101", sex="F", nid=nid, local="A2")
@@ -400,9 +402,19 @@ def test_the_auditor_reads_and_verifies_the_log_and_nothing_else(page: Any, site
     shot(page, "refused")
 
 
-def test_a_reader_has_no_console_page(page: Any, site: Site) -> None:
+def test_a_reader_sees_the_referrals_only(page: Any, site: Site) -> None:
     log_in(page, site, "county-reader")
-    assert page.get_by_role("navigation", name="主导航").count() == 0
+    assert page.url.endswith("/console/referrals")
+    nav = page.get_by_role("navigation", name="主导航")
+    assert nav.get_by_role("link").all_inner_texts() == ["转诊"]
+    rows = page.locator("#referral-list tbody tr[data-task]")
+    assert rows.count() == 1
+    assert "下转" in rows.first.inner_text()
+    shot(page, "referrals")
+    rows.first.get_by_role("link").click()
+    page.wait_for_selector("#timeline")
+    assert page.locator("#timeline tbody tr").count() >= 1
+    assert "requested" in page.locator("#referral-status").inner_text()
     page.goto(site.url("/console/messages"))
     assert page.get_by_role("heading", name="无权访问").is_visible()
 
