@@ -227,6 +227,54 @@ def test_a_facility_sees_its_own_messages_and_destinations(
     assert wide.get("/console/overview.json").json()["reviews"] == 0
 
 
+def test_another_facility_s_message_and_delivery_cannot_be_acted_on(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, ids = console
+    county = _browser(app, "county-operator")
+    with app.state.session_factory() as session:
+        from adapter.store import outbox
+
+        _, rows = outbox.list_deliveries(session, destination="county-hospital-fhir", limit=1)
+    assert rows, "the township's results are routed to the county hospital's destination"
+    delivery = rows[0].id
+    assert county.get(f"/console/deliveries/{delivery}").status_code == 200
+    township = _browser(app, "shiqiao-operator")
+    token = csrf_of(township.get("/console/overview").text)
+    form = {"csrf_token": token}
+    assert township.get("/console/overview").status_code == 200
+    assert township.get(f"/console/deliveries/{delivery}").status_code == 404
+    assert township.post(f"/console/deliveries/{delivery}/replay", data=form).status_code == 404
+    replay_many = township.post(
+        "/console/deliveries/replay", data={**form, "destination": "county-hospital-fhir"}
+    )
+    assert replay_many.status_code == 404
+    reprocess = township.post(f"/console/messages/{ids['county']}/reprocess", data=form)
+    assert reprocess.status_code == 404
+    many = township.post("/console/messages/reprocess", data={**form, "ids": [ids["county"]]})
+    assert many.status_code == 200 and ids["county"][:8] not in many.text
+    mappings = township.get("/console/mappings").text
+    assert "shiqiao-lis" in mappings and "std-hl7v2" not in mappings
+    # (the recognition rates by facility: the browser test's county figures; here no decision)
+    assert township.get("/console/recognition").status_code == 200
+    referrals = township.get("/console/referrals?show=all")
+    assert referrals.status_code == 200 and "data-task=" not in referrals.text
+    assert township.get("/console/referrals/t-none").status_code == 404
+
+
+FACILITY_COVERED = {
+    "console_overview", "console_overview_data", "console_messages", "console_message",
+    "console_message_raw", "console_reprocess", "console_reprocess_many", "console_deliveries",
+    "console_delivery", "console_replay", "console_replay_many", "console_pause",
+    "console_recognition", "console_mappings", "console_referrals", "console_referral",
+}  # fmt: skip
+
+
+def test_every_facility_limited_console_route_is_covered_here() -> None:
+    limited = {n for n, rule in RULES.items() if rule.limit == "facility" and rule.session}
+    assert limited == FACILITY_COVERED, "a console route limited by facility needs a test here"
+
+
 def test_identifiers_are_masked_and_content_is_for_operators(
     console: tuple[FastAPI, dict[str, str]],
 ) -> None:

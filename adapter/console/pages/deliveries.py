@@ -9,7 +9,6 @@ pauses are in the audit log (``delivery.replayed``, ``delivery.paused`` / ``.res
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import UTC, datetime, time
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -17,7 +16,6 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from adapter import audit
@@ -28,7 +26,7 @@ from adapter.console.access import current_session
 from adapter.console.render import SECURITY_HEADERS, page
 from adapter.errors import AdapterError, NotFoundError
 from adapter.store import outbox
-from adapter.store.models import OUTBOX_STATES, Outbox
+from adapter.store.models import OUTBOX_STATES
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
@@ -46,14 +44,7 @@ def _visible(request: Request) -> list[str]:
 
 def destination_table(request: Request, session: Session) -> list[dict[str, Any]]:
     names = _visible(request)
-    o = Outbox.__table__.c
-    counts: dict[str, dict[str, int]] = defaultdict(dict)
-    for name, state, count in session.execute(
-        select(o.destination, o.state, func.count())
-        .where(o.destination.in_(names))
-        .group_by(o.destination, o.state)
-    ):
-        counts[name][state] = int(count)
+    counts = outbox.state_counts(session, names)
     records = {r.destination: r for r in outbox.destination_records(session)}
     enabled = {d.id: d.enabled for _, d in request.app.state.consortium.destinations()}
     out = []

@@ -42,6 +42,7 @@ from adapter.store.outbox.destinations import (
     queue_figures,
     read_breaker,
     set_paused,
+    state_counts,
     take_over_probe,
     take_probe,
 )
@@ -98,6 +99,7 @@ __all__ = [
     "set_paused",
     "settle",
     "settle_coalesced",
+    "state_counts",
     "take_over_probe",
     "take_probe",
 ]

@@ -73,6 +73,19 @@ def queue_figures(session: Session) -> list[QueueFigure]:
     ]
 
 
+def state_counts(session: Session, destinations: list[str]) -> dict[str, dict[str, int]]:
+    """destination -> state -> rows, every state (delivered included: the console's table)."""
+    counts: dict[str, dict[str, int]] = {name: {} for name in destinations}
+    found = session.execute(
+        select(_o.c.destination, _o.c.state, func.count())
+        .where(_o.c.destination.in_(destinations))
+        .group_by(_o.c.destination, _o.c.state)
+    )
+    for name, state, count in found:
+        counts[name][str(state)] = int(count)
+    return counts
+
+
 def destination_records(session: Session) -> list[DestinationRecord]:
     return [DestinationRecord.of(row) for row in session.execute(select(_d)).mappings()]
 
