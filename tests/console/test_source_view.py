@@ -43,6 +43,10 @@ def test_a_segment_without_a_field_is_marked_whole() -> None:
     assert _marked(build(raw, "hl7v2", "utf-8", [issue])) == [(2, "ZLS|1|x", 0)]
 
 
+def _issue(severity: str, location: str) -> dict[str, str]:
+    return {"severity": severity, "code": "x", "diagnostics": "d", "location": location}
+
+
 def test_xml_paths_mark_the_element_line_whatever_the_namespace() -> None:
     raw = (
         '<?xml version="1.0" encoding="UTF-8"?><ClinicalDocument xmlns="urn:hl7-org:v3">'
@@ -51,9 +55,9 @@ def test_xml_paths_mark_the_element_line_whatever_the_namespace() -> None:
         "<component><y>1</y></component></ClinicalDocument>"
     ).encode()
     issues = [
-        {"severity": "warning", "code": "x", "diagnostics": "t", "location": "/ClinicalDocument/title[1]"},
-        {"severity": "error", "code": "x", "diagnostics": "c", "location": "/ClinicalDocument/component[2]/y/@value"},
-    ]  # fmt: skip
+        _issue("warning", "/ClinicalDocument/title[1]"),
+        _issue("error", "/ClinicalDocument/component[2]/y/@value"),
+    ]
     view = build(raw, "cda", "utf-8", issues)
     marked = {issue: text.strip() for _, text, issue in _marked(view)}
     assert marked == {0: "<title>出院小结</title>", 1: "<y>1</y>"}
