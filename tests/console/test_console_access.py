@@ -275,6 +275,21 @@ def test_every_facility_limited_console_route_is_covered_here() -> None:
     assert limited == FACILITY_COVERED, "a console route limited by facility needs a test here"
 
 
+def test_messages_are_found_by_a_patient_identifier_and_listed_masked(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, ids = console
+    township = _browser(app, "shiqiao-operator")
+    found = township.get("/console/messages", params={"patient": "430999195001150822"})
+    assert re.findall(r'data-message="([^"]+)"', found.text) == [ids["shiqiao"]]
+    assert "430999195001150822" not in found.text.split("<table", 1)[1]  # the list: masked
+    assert "430999********0822" in found.text and "韩**" in found.text
+    card = township.get("/console/messages", params={"patient": "JK4309990000816"})
+    assert re.findall(r'data-message="([^"]+)"', card.text) == [ids["shiqiao"]]
+    nobody = township.get("/console/messages", params={"patient": "000000000000000000"})
+    assert "data-message=" not in nobody.text
+
+
 def test_identifiers_are_masked_and_content_is_for_operators(
     console: tuple[FastAPI, dict[str, str]],
 ) -> None:
