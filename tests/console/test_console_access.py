@@ -320,3 +320,15 @@ def test_english_pages(console: tuple[FastAPI, dict[str, str]]) -> None:
     assert switched.status_code == 200 and "Overview" in switched.text
     elsewhere = browser.get("/console/lang/en?next=//evil.example/", follow_redirects=False)
     assert elsewhere.headers["location"] == "/console/"
+
+
+def test_no_page_or_script_of_the_console_names_another_host() -> None:
+    """Offline hospitals: templates, the script and the style sheet load nothing from the
+    internet (the vendored ECharts is checked by its README's hash, not here)."""
+    console = PROJECT_ROOT / "adapter/console"
+    files = [*console.glob("templates/*.html"), *console.glob("static/console.*")]
+    assert len(files) > 10
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text), path
+        assert "@import" not in text, path
