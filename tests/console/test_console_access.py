@@ -262,6 +262,25 @@ def test_another_facility_s_message_and_delivery_cannot_be_acted_on(
     assert township.get("/console/referrals/t-none").status_code == 404
 
 
+def test_reprocessing_many_shows_each_result(console: tuple[FastAPI, dict[str, str]]) -> None:
+    app, ids = console
+    county = _browser(app, "county-operator")
+    token = csrf_of(county.get("/console/messages").text)
+    ticked = county.post(
+        "/console/messages/reprocess", data={"csrf_token": token, "ids": [ids["county"]]}
+    )
+    assert ticked.status_code == 200
+    rows = re.findall(r"<tr><td><a href=\"/console/messages/([^\"]+)\">", ticked.text)
+    assert rows == [ids["county"]]
+    assert "已重新处理 1 条消息" in ticked.text and ticked.text.count("已隔离") == 2
+    by_status = county.post(
+        "/console/messages/reprocess", data={"csrf_token": token, "status": "quarantined"}
+    )
+    assert re.findall(r"<tr><td><a href=\"/console/messages/([^\"]+)\">", by_status.text) == [
+        ids["county"]
+    ]
+
+
 FACILITY_COVERED = {
     "console_overview", "console_overview_data", "console_messages", "console_message",
     "console_message_raw", "console_reprocess", "console_reprocess_many", "console_deliveries",
