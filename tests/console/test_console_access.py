@@ -19,6 +19,7 @@ from adapter.console.i18n import catalogue
 from adapter.console.setup import CONSOLE_ROUTERS
 from adapter.settings import PROJECT_ROOT
 from adapter.store.audit_log import AuditRecord
+from adapter.store.identity_tables import IdentityRecord
 from tests.api.auth_helpers import Tokens, auth_client
 from tests.console.helpers import csrf_of, login
 
@@ -65,6 +66,9 @@ def console(
                 "shiqiao-source",
                 "shiqiao-lis",
                 ORU / "shiqiao-lis/biochem-lf.hl7",
+            ),
+            "county-result": _ingest(
+                tokens, "county-source", "std-hl7v2", ORU / "std-hl7v2/cbc-basic.hl7"
             ),
         }
         yield app, ids
@@ -279,6 +283,40 @@ def test_reprocessing_many_shows_each_result(console: tuple[FastAPI, dict[str, s
     assert re.findall(r"<tr><td><a href=\"/console/messages/([^\"]+)\">", by_status.text) == [
         ids["county"]
     ]
+
+
+def test_two_persons_are_merged_and_unmerged_with_history(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, _ = console
+    with app.state.session_factory() as session:
+        persons = sorted({r.person_id for r in session.scalars(select(IdentityRecord))})
+    assert len(persons) == 2
+    survivor, merged = persons
+    wide = _browser(app, "consortium-operator")
+    token = csrf_of(wide.get("/console/patients").text)
+    done = wide.post(
+        "/console/patients/merges",
+        data={"csrf_token": token, "survivor": f"Patient/{survivor}", "merged": merged},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/console/patients/persons/{survivor}"
+    page = wide.get(done.headers["location"]).text
+    assert page.count("<code>Patient/") >= 2 and "撤销合并" in page
+    assert "430999195001150822" not in page
+    merge_id = re.search(r"/console/patients/merges/(\d+)/unmerge", page)
+    assert merge_id is not None
+    undone = wide.post(
+        f"/console/patients/merges/{merge_id.group(1)}/unmerge",
+        data={"csrf_token": token, "person": survivor},
+        follow_redirects=False,
+    )
+    assert undone.status_code == 303
+    after = wide.get(f"/console/patients/persons/{survivor}").text
+    assert "撤销合并" not in after  # the merge is undone, its history kept
+    history = after.split('id="history-h"', 1)[1]
+    assert "<td>merge " in history and "<td>unmerge " in history
 
 
 FACILITY_COVERED = {
