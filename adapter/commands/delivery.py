@@ -1,4 +1,5 @@
-"""The delivery commands of ``adapter``: ``worker``, ``deliveries``, ``replay``.
+"""The delivery commands of ``adapter``: ``worker``, ``deliveries``, ``replay``, ``pause``,
+``resume``.
 
 Registered on the main typer app by :func:`register` (adapter/cli.py). They need the
 consortium file and the database, not the mappings (commands.common.start without them).
@@ -236,7 +237,48 @@ def replay(
         runtime.close()
 
 
+def _set_paused(destination: str, paused: bool) -> None:
+    from adapter.audit.events import AuditEvent
+    from adapter.store import outbox
+
+    runtime = _open()
+    now = datetime.now(UTC)
+    try:
+        known = {d.id for _, d in runtime.consortium.destinations()}
+        if destination not in known:
+            raise common.fail(f"no destination {destination} in the consortium file", 1)
+        with serving(Caller(client=None, channel="cli")), runtime.factory.begin() as session:
+            outbox.set_paused(session, destination, paused=paused, by="cli", now=now)
+            audit.record(
+                AuditEvent(
+                    action="delivery.paused" if paused else "delivery.resumed",
+                    outcome="success",
+                    actor="cli",
+                    subject=None,
+                    correlation_id=None,
+                    at=now,
+                    detail={"destination": destination},
+                ),
+                session=session,
+            )
+    finally:
+        runtime.close()
+    typer.echo(f"{destination} {'paused: nothing is sent to it' if paused else 'resumed'}")
+
+
+def pause(destination: Annotated[str, typer.Argument(help="The destination to pause")]) -> None:
+    """Send a destination nothing until resumed (its deliveries wait without using tries)."""
+    _set_paused(destination, True)
+
+
+def resume(destination: Annotated[str, typer.Argument(help="The destination to resume")]) -> None:
+    """Resume a paused destination."""
+    _set_paused(destination, False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(worker)
     app.command()(deliveries)
     app.command()(replay)
+    app.command()(pause)
+    app.command()(resume)

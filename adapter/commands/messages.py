@@ -232,6 +232,7 @@ def demo(
         "Read them back: ADAPTER_AUTH=off adapter serve (a local trial; with authentication: "
         "docs/security.md), then GET http://127.0.0.1:8080/fhir/Patient"
     )
+    typer.echo("The console: open http://127.0.0.1:8080/console/ (docs/console.md)")
 
 
 def register(app: typer.Typer) -> None:

@@ -68,6 +68,30 @@ def mask_markup(text: str) -> str:
     return redact_numbers(text)
 
 
+CSV_NAME_COLUMNS = frozenset({"姓名", "患者姓名", "病人姓名", "name", "patient_name", "xm"})
+
+
+def mask_csv(text: str) -> str:
+    """CSV: the cells of name columns (by header) masked, IDs and phones anywhere. Cells are
+    split on the header's delimiter (a quoted delimiter inside a cell is not understood:
+    such a row keeps its IDs and phones masked, its name maybe not)."""
+    lines = text.splitlines()
+    header = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if header is None:
+        return redact_numbers(text)
+    delimiter = max(",\t;|", key=lines[header].count)
+    names = {
+        i
+        for i, cell in enumerate(lines[header].split(delimiter))
+        if cell.strip().strip('"').lower() in CSV_NAME_COLUMNS
+    }
+    out = lines[: header + 1]
+    for line in lines[header + 1 :]:
+        cells = line.split(delimiter)
+        out.append(delimiter.join(mask_name(c) if i in names else c for i, c in enumerate(cells)))
+    return redact_numbers("\n".join(out))
+
+
 def masked_patient(body: dict[str, Any] | None) -> str:
     """A Patient resource as one listing cell: masked name and masked national ID."""
     if not body:

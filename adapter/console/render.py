@@ -41,6 +41,9 @@ NAVIGATION: list[tuple[str, str, frozenset[str]]] = [
     ("messages", "/console/messages", frozenset({"operator", "admin"})),
     ("deliveries", "/console/deliveries", frozenset({"operator", "admin"})),
     ("patients", "/console/patients", frozenset({"operator", "admin"})),
+    ("referrals", "/console/referrals", frozenset({"reader", "operator"})),
+    ("recognition", "/console/recognition", frozenset({"operator", "admin"})),
+    ("mappings", "/console/mappings", frozenset({"operator", "admin"})),
     ("audit", "/console/audit", frozenset({"auditor"})),
 ]
 

@@ -8,7 +8,17 @@ from fastapi.staticfiles import StaticFiles
 
 from adapter.api.authz import authorize
 from adapter.console.access import ConsoleState, install_handlers
-from adapter.console.pages import audit, deliveries, login, messages, overview, patients
+from adapter.console.pages import (
+    audit,
+    deliveries,
+    login,
+    mappings,
+    messages,
+    overview,
+    patients,
+    recognition,
+    referrals,
+)
 from adapter.console.render import STATIC, STATIC_URL
 from adapter.console.session import SessionSigner
 from adapter.settings import Settings
@@ -19,6 +29,9 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     messages.router,
     deliveries.router,
     patients.router,
+    referrals.router,
+    recognition.router,
+    mappings.router,
     audit.router,
 )
 SESSION_SECONDS = 8 * 3600  # one working shift

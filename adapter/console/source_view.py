@@ -21,7 +21,7 @@ from typing import Any
 
 from lxml import etree
 
-from adapter.console.masking import mask_hl7_line, mask_markup
+from adapter.console.masking import mask_csv, mask_hl7_line, mask_markup
 from adapter.errors import AdapterError
 from adapter.xmlsafe import parse_xml
 
@@ -73,6 +73,8 @@ def build(
         with contextlib.suppress(ValueError):
             text = json.dumps(json.loads(text), ensure_ascii=False, indent=2)
         return _plain(mask_markup(text), issues, "json")
+    if fmt == "csv":
+        return _plain(mask_csv(text), issues, "csv")
     return _plain(mask_markup(text), issues, "text")
 
 

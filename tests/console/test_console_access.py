@@ -19,6 +19,7 @@ from adapter.console.i18n import catalogue
 from adapter.console.setup import CONSOLE_ROUTERS
 from adapter.settings import PROJECT_ROOT
 from adapter.store.audit_log import AuditRecord
+from adapter.store.identity_tables import IdentityRecord
 from tests.api.auth_helpers import Tokens, auth_client
 from tests.console.helpers import csrf_of, login
 
@@ -34,6 +35,7 @@ FILL = {
     "item_id": "999999",
     "person_id": "p-none",
     "merge_id": "999999",
+    "task_id": "t-none",
 }
 
 
@@ -64,6 +66,9 @@ def console(
                 "shiqiao-source",
                 "shiqiao-lis",
                 ORU / "shiqiao-lis/biochem-lf.hl7",
+            ),
+            "county-result": _ingest(
+                tokens, "county-source", "std-hl7v2", ORU / "std-hl7v2/cbc-basic.hl7"
             ),
         }
         yield app, ids
@@ -226,6 +231,122 @@ def test_a_facility_sees_its_own_messages_and_destinations(
     assert wide.get("/console/overview.json").json()["reviews"] == 0
 
 
+def test_another_facility_s_message_and_delivery_cannot_be_acted_on(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, ids = console
+    county = _browser(app, "county-operator")
+    with app.state.session_factory() as session:
+        from adapter.store import outbox
+
+        _, rows = outbox.list_deliveries(session, destination="county-hospital-fhir", limit=1)
+    assert rows, "the township's results are routed to the county hospital's destination"
+    delivery = rows[0].id
+    assert county.get(f"/console/deliveries/{delivery}").status_code == 200
+    township = _browser(app, "shiqiao-operator")
+    token = csrf_of(township.get("/console/overview").text)
+    form = {"csrf_token": token}
+    assert township.get("/console/overview").status_code == 200
+    assert township.get(f"/console/deliveries/{delivery}").status_code == 404
+    assert township.post(f"/console/deliveries/{delivery}/replay", data=form).status_code == 404
+    replay_many = township.post(
+        "/console/deliveries/replay", data={**form, "destination": "county-hospital-fhir"}
+    )
+    assert replay_many.status_code == 404
+    reprocess = township.post(f"/console/messages/{ids['county']}/reprocess", data=form)
+    assert reprocess.status_code == 404
+    many = township.post("/console/messages/reprocess", data={**form, "ids": [ids["county"]]})
+    assert many.status_code == 200 and ids["county"][:8] not in many.text
+    mappings = township.get("/console/mappings").text
+    assert "shiqiao-lis" in mappings and "std-hl7v2" not in mappings
+    # (the recognition rates by facility: the browser test's county figures; here no decision)
+    assert township.get("/console/recognition").status_code == 200
+    referrals = township.get("/console/referrals?show=all")
+    assert referrals.status_code == 200 and "data-task=" not in referrals.text
+    assert township.get("/console/referrals/t-none").status_code == 404
+
+
+def test_reprocessing_many_shows_each_result(console: tuple[FastAPI, dict[str, str]]) -> None:
+    app, ids = console
+    county = _browser(app, "county-operator")
+    token = csrf_of(county.get("/console/messages").text)
+    ticked = county.post(
+        "/console/messages/reprocess", data={"csrf_token": token, "ids": [ids["county"]]}
+    )
+    assert ticked.status_code == 200
+    rows = re.findall(r"<tr><td><a href=\"/console/messages/([^\"]+)\">", ticked.text)
+    assert rows == [ids["county"]]
+    assert "已重新处理 1 条消息" in ticked.text and ticked.text.count("已隔离") == 2
+    by_status = county.post(
+        "/console/messages/reprocess", data={"csrf_token": token, "status": "quarantined"}
+    )
+    assert re.findall(r"<tr><td><a href=\"/console/messages/([^\"]+)\">", by_status.text) == [
+        ids["county"]
+    ]
+
+
+def test_two_persons_are_merged_and_unmerged_with_history(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, _ = console
+    with app.state.session_factory() as session:
+        persons = sorted({r.person_id for r in session.scalars(select(IdentityRecord))})
+    assert len(persons) == 2
+    survivor, merged = persons
+    wide = _browser(app, "consortium-operator")
+    token = csrf_of(wide.get("/console/patients").text)
+    done = wide.post(
+        "/console/patients/merges",
+        data={"csrf_token": token, "survivor": f"Patient/{survivor}", "merged": merged},
+        follow_redirects=False,
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/console/patients/persons/{survivor}"
+    page = wide.get(done.headers["location"]).text
+    assert page.count("<code>Patient/") >= 2 and "撤销合并" in page
+    assert "430999195001150822" not in page
+    merge_id = re.search(r"/console/patients/merges/(\d+)/unmerge", page)
+    assert merge_id is not None
+    undone = wide.post(
+        f"/console/patients/merges/{merge_id.group(1)}/unmerge",
+        data={"csrf_token": token, "person": survivor},
+        follow_redirects=False,
+    )
+    assert undone.status_code == 303
+    after = wide.get(f"/console/patients/persons/{survivor}").text
+    assert "撤销合并" not in after  # the merge is undone, its history kept
+    history = after.split('id="history-h"', 1)[1]
+    assert "<td>merge " in history and "<td>unmerge " in history
+
+
+FACILITY_COVERED = {
+    "console_overview", "console_overview_data", "console_messages", "console_message",
+    "console_message_raw", "console_reprocess", "console_reprocess_many", "console_deliveries",
+    "console_delivery", "console_replay", "console_replay_many", "console_pause",
+    "console_recognition", "console_mappings", "console_referrals", "console_referral",
+}  # fmt: skip
+
+
+def test_every_facility_limited_console_route_is_covered_here() -> None:
+    limited = {n for n, rule in RULES.items() if rule.limit == "facility" and rule.session}
+    assert limited == FACILITY_COVERED, "a console route limited by facility needs a test here"
+
+
+def test_messages_are_found_by_a_patient_identifier_and_listed_masked(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    app, ids = console
+    township = _browser(app, "shiqiao-operator")
+    found = township.get("/console/messages", params={"patient": "430999195001150822"})
+    assert re.findall(r'data-message="([^"]+)"', found.text) == [ids["shiqiao"]]
+    assert "430999195001150822" not in found.text.split("<table", 1)[1]  # the list: masked
+    assert "430999********0822" in found.text and "韩**" in found.text
+    card = township.get("/console/messages", params={"patient": "JK4309990000816"})
+    assert re.findall(r'data-message="([^"]+)"', card.text) == [ids["shiqiao"]]
+    nobody = township.get("/console/messages", params={"patient": "000000000000000000"})
+    assert "data-message=" not in nobody.text
+
+
 def test_identifiers_are_masked_and_content_is_for_operators(
     console: tuple[FastAPI, dict[str, str]],
 ) -> None:
@@ -256,3 +377,15 @@ def test_english_pages(console: tuple[FastAPI, dict[str, str]]) -> None:
     assert switched.status_code == 200 and "Overview" in switched.text
     elsewhere = browser.get("/console/lang/en?next=//evil.example/", follow_redirects=False)
     assert elsewhere.headers["location"] == "/console/"
+
+
+def test_no_page_or_script_of_the_console_names_another_host() -> None:
+    """Offline hospitals: templates, the script and the style sheet load nothing from the
+    internet (the vendored ECharts is checked by its README's hash, not here)."""
+    console = PROJECT_ROOT / "adapter/console"
+    files = [*console.glob("templates/*.html"), *console.glob("static/console.*")]
+    assert len(files) > 10
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text), path
+        assert "@import" not in text, path

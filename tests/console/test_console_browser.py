@@ -40,6 +40,7 @@ SHOTS = PROJECT_ROOT / "test-artifacts" / "console"
 HELD_BACK = Path("_shared/hl7v2/messages/oul_r24.yaml")  # the "mapping fix" of the journey
 URINE = PROJECT_ROOT / "fixtures/hl7v2/oul/std-hl7v2/urine-r24.hl7"
 TOWNSHIP = PROJECT_ROOT / "fixtures/hl7v2/oru/shiqiao-lis/biochem-lf.hl7"
+DOWN_SLIP = PROJECT_ROOT / "fixtures/hl7v2/referral/std-hl7v2/down-slip-15-digit-id.hl7"
 WAIT_MS = 60_000  # a loaded machine (2 cores, parallel runs) is slow: waits, not timings
 
 
@@ -112,6 +113,34 @@ class Site:
         assert answer.status_code in (202, 422), answer.text
         return answer.headers["X-Message-Id"]
 
+    def decide_twice(self, message_id: str) -> None:
+        """Two doctors' 不互认 decisions about the message's patient (the 互认 page's figures)."""
+        operator = {"Authorization": f"Bearer {self.token('county-operator')}"}
+        made = httpx.get(self.url(f"/messages/{message_id}"), headers=operator).json()
+        patient = next(r for r in made["resources"] if r.startswith("Patient/"))
+        reader = {
+            "Authorization": f"Bearer {self.token('county-reader')}",
+            "Content-Type": "application/fhir+json",
+        }
+        for order, reason in (("MZ-1", "condition-changed"), ("MZ-2", "fast-changing")):
+            parameters = {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "order", "valueString": order},
+                    {"name": "item", "valueCode": "QS-JY-001"},
+                    {"name": "facility", "valueString": "qingshan-county-hospital"},
+                    {"name": "doctor", "valueString": "D0412"},
+                    {"name": "decision", "valueCode": "not-recognised"},
+                    {"name": "reason", "valueCode": reason},
+                ],
+            }
+            answer = httpx.post(
+                self.url(f"/fhir/{patient}/$recognition-decision"),
+                json=parameters,
+                headers=reader,
+            )
+            assert answer.status_code in (200, 201), answer.text
+
 
 @pytest.fixture(scope="module")
 def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
@@ -140,10 +169,11 @@ def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         found = Site(server, mappings, folder)
         found.messages["quarantined"] = found.ingest("county-source", "std-hl7v2", URINE)
         found.messages["township"] = found.ingest("shiqiao-source", "shiqiao-lis", TOWNSHIP)
+        found.ingest("county-source", "std-hl7v2", DOWN_SLIP)  # a 下转 referral Task
         # two records a rule cannot decide alone: a review-queue item (twin guard)
         nid = national_id("430999", "19800101", "022")
         twin = oru(name="王芳", birth="19800101", sex="F", nid=nid, local="A2")
-        found.ingest("county-source", "std-hl7v2", twin)
+        found.decide_twice(found.ingest("county-source", "std-hl7v2", twin))
         other = oru(name="王方", birth="19800101", sex="F", local="B2")
         found.ingest("shiqiao-source", "shiqiao-lis", other)
         yield found
@@ -190,11 +220,16 @@ def test_log_in_and_the_overview_refreshes_itself(page: Any, site: Site) -> None
     assert page.evaluate("document.activeElement.id") == "secret"
     log_in(page, site, "consortium-operator")
     assert page.url.endswith("/console/overview")
+    # keyboard: the first Tab reaches the skip link, which moves the focus to the content
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
     assert page.locator("#tile-quarantined").inner_text() == "1"
     # the figures come as JSON into the same page: no navigation happens
     page.evaluate("window.__still_here = true")
     page.get_by_role("button", name="立即刷新").click()
-    page.wait_for_function("document.getElementById('overview-at').dataset.refreshed === '1'")
+    page.wait_for_selector('#overview-at[data-refreshed="1"]')  # (CSP: no eval in the page)
     assert page.evaluate("window.__still_here") is True
     assert page.locator('#destinations tr[data-destination="county-hospital-fhir"]').count() == 1
     shot(page, "overview")
@@ -328,6 +363,32 @@ def test_a_facility_operator_does_not_see_the_patient_index(page: Any, site: Sit
     assert page.get_by_role("heading", name="无权访问").is_visible()
 
 
+def test_the_recognition_charts_show_their_numbers(page: Any, site: Site) -> None:
+    log_in(page, site, "county-operator", "/console/recognition")
+    reasons = page.locator("#reason-table tbody tr")
+    assert reasons.count() == 2
+    assert sorted(r.split("\t")[-1] for r in reasons.all_inner_texts()) == ["1", "1"]
+    assert page.locator("#facility-table tbody").inner_text().split("\t")[1:] == ["0", "2", "0.0%"]
+    # Apache ECharts (served by the adapter) drew the charts with the same numbers
+    page.wait_for_selector("#chart-reasons svg")
+    drawn = page.locator("#chart-reasons svg").text_content() or ""
+    assert drawn.count("×1") == 2, drawn
+    page.wait_for_selector("#chart-facility svg")
+    assert "0%" in (page.locator("#chart-facility svg").text_content() or "")
+    shot(page, "recognition")
+
+
+def test_the_mappings_are_checked_on_request(page: Any, site: Site) -> None:
+    log_in(page, site, "county-operator", "/console/mappings")
+    sources = page.locator("#source-table tbody").inner_text()
+    assert "std-hl7v2" in sources and "shiqiao-lis" not in sources  # its own facility's
+    page.get_by_role("button", name="检查映射并运行黄金用例").click()
+    page.wait_for_selector("#check-summary")
+    assert " 0 项失败" in page.locator("#check-summary").inner_text()
+    assert page.locator("#check-table tbody tr").count() >= 5
+    shot(page, "mappings")
+
+
 def test_the_auditor_reads_and_verifies_the_log_and_nothing_else(page: Any, site: Site) -> None:
     log_in(page, site, "county-auditor")
     assert page.url.endswith("/console/audit")
@@ -346,9 +407,19 @@ def test_the_auditor_reads_and_verifies_the_log_and_nothing_else(page: Any, site
     shot(page, "refused")
 
 
-def test_a_reader_has_no_console_page(page: Any, site: Site) -> None:
+def test_a_reader_sees_the_referrals_only(page: Any, site: Site) -> None:
     log_in(page, site, "county-reader")
-    assert page.get_by_role("navigation", name="主导航").count() == 0
+    assert page.url.endswith("/console/referrals")
+    nav = page.get_by_role("navigation", name="主导航")
+    assert nav.get_by_role("link").all_inner_texts() == ["转诊"]
+    rows = page.locator("#referral-list tbody tr[data-task]")
+    assert rows.count() == 1
+    assert "下转" in rows.first.inner_text()
+    shot(page, "referrals")
+    rows.first.get_by_role("link").click()
+    page.wait_for_selector("#timeline")
+    assert page.locator("#timeline tbody tr").count() >= 1
+    assert "requested" in page.locator("#referral-status").inner_text()
     page.goto(site.url("/console/messages"))
     assert page.get_by_role("heading", name="无权访问").is_visible()
 

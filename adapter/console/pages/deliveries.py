@@ -26,7 +26,7 @@ from adapter.console.access import current_session
 from adapter.console.render import SECURITY_HEADERS, page
 from adapter.errors import AdapterError, NotFoundError
 from adapter.store import outbox
-from adapter.store.outbox import OUTBOX_STATES
+from adapter.store.models import OUTBOX_STATES
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50

@@ -74,7 +74,7 @@ def queue_figures(session: Session) -> list[QueueFigure]:
 
 
 def state_counts(session: Session, destinations: list[str]) -> dict[str, dict[str, int]]:
-    """Rows per state (delivered ones included) of each of ``destinations``."""
+    """destination -> state -> rows, every state (delivered included: the console's table)."""
     counts: dict[str, dict[str, int]] = {name: {} for name in destinations}
     found = session.execute(
         select(_o.c.destination, _o.c.state, func.count())
@@ -82,7 +82,7 @@ def state_counts(session: Session, destinations: list[str]) -> dict[str, dict[st
         .group_by(_o.c.destination, _o.c.state)
     )
     for name, state, count in found:
-        counts[name][state] = int(count)
+        counts[name][str(state)] = int(count)
     return counts
 
 

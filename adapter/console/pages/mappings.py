@@ -1,0 +1,126 @@
+"""映射 Mappings: each source with its mapping folder, the last check of the mapping
+folders and the last run of the golden cases (run here on request, as ``adapter mappings
+check`` / ``adapter mappings test`` do: they translate only, nothing is stored). The last
+results are kept in memory by this process, with who ran them and when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from adapter.api.facility import own_facility
+from adapter.console.access import current_session
+from adapter.console.render import SECURITY_HEADERS, page
+from adapter.errors import AdapterError, MappingDefinitionError
+from adapter.input_limits import InputLimits
+from adapter.mapping.golden import find_cases, run_case
+from adapter.mapping.loader import SHARED, load_mapping_set
+
+router = APIRouter(include_in_schema=False)
+
+
+@dataclass
+class Run:
+    at: datetime
+    by: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.rows if not r["ok"])
+
+
+def _last(request: Request) -> dict[str, Run]:
+    state = request.app.state
+    if not hasattr(state, "console_mappings"):
+        state.console_mappings = {}
+    return state.console_mappings
+
+
+def check_folders(request: Request) -> list[dict[str, Any]]:
+    root = request.app.state.settings.mappings_dir
+    folders = [
+        SHARED,
+        *sorted(
+            {s.mapping for f in request.app.state.consortium.facilities for s in f.sources}
+            - {SHARED}
+        ),
+    ]
+    rows = []
+    for folder in folders:
+        try:
+            loaded = load_mapping_set(root, folder)
+            rows.append({"name": folder, "ok": True, "text": f"{len(loaded.files)}"})
+        except MappingDefinitionError as exc:
+            rows.append({"name": folder, "ok": False, "text": exc.message})
+    return rows
+
+
+def run_golden(request: Request) -> list[dict[str, Any]]:
+    from adapter.pipeline import Translator
+
+    settings = request.app.state.settings
+    cases, broken = find_cases(settings.config.parent)
+    rows = [{"name": line, "ok": False, "text": line} for line in broken]
+    if not cases:
+        return rows
+    translator = Translator(
+        request.app.state.consortium,
+        mappings_dir=settings.mappings_dir,
+        max_bytes=settings.max_message_bytes,
+        default_timezone=settings.default_timezone,
+        original_inline_max_bytes=settings.original_inline_max_bytes,
+        limits=InputLimits.from_settings(settings),
+    )
+    for case in cases:
+        try:
+            result = run_case(case, translator.translate)
+            rows.append(
+                {"name": result.label, "ok": result.ok, "text": "; ".join(result.lines[:3])}
+            )
+        except AdapterError as exc:
+            rows.append({"name": case.label, "ok": False, "text": exc.message})
+    return rows
+
+
+@router.get("/console/mappings", name="console_mappings", response_class=HTMLResponse)
+def console_mappings(request: Request) -> HTMLResponse:
+    facility = own_facility(request)
+    sources = [
+        {
+            "facility": f.name,
+            "id": s.id,
+            "format": s.format,
+            "mapping": s.mapping,
+            "description": s.description or "",
+        }
+        for f in request.app.state.consortium.facilities
+        if facility is None or f.id == facility
+        for s in f.sources
+    ]
+    last = _last(request)
+    return page(
+        request,
+        "mappings.html",
+        active="mappings",
+        sources=sources,
+        check=last.get("check"),
+        golden=last.get("golden"),
+        root=request.app.state.settings.mappings_dir,
+    )
+
+
+@router.post("/console/mappings/run", name="console_mappings_run")
+async def console_mappings_run(request: Request) -> Response:
+    """Check every mapping folder and run the golden cases now."""
+    by = current_session(request).client
+    check = await run_in_threadpool(check_folders, request)
+    golden = await run_in_threadpool(run_golden, request)
+    now = datetime.now(UTC)
+    _last(request).update({"check": Run(now, by, check), "golden": Run(now, by, golden)})
+    return RedirectResponse("/console/mappings", status_code=303, headers=SECURITY_HEADERS)
