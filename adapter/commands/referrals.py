@@ -8,7 +8,8 @@ outbox, like the FHIR PATCH; a refusal prints the rule and exits 1.
     adapter referrals arrive TASK --facility F [--admitted] [--encounter Encounter/ID]
     adapter referrals close TASK --facility F [--output Type/ID ...]
     adapter referrals cancel TASK --facility F
-    adapter referrals ledger [--facility F] [--from D --to D | --week FRIDAY] --format csv|xlsx|html
+    adapter referrals ledger [--facility F] [--from D --to D | --week FRIDAY] [--incomplete]
+                             [--late] --format csv|xlsx|html
     adapter referrals analysis [--facility F] --from D --to D --format json|csv|xlsx
     adapter referrals worklist [--facility F] [--department D]
     adapter referrals follow-up TASK --facility F [--record Encounter/ID]
@@ -218,6 +219,10 @@ def ledger(
     direction: Annotated[str | None, typer.Option(help="up, down or same")] = None,
     status: Annotated[str | None, typer.Option(help="Task.status or businessStatus code")] = None,
     keyword: Annotated[str | None, typer.Option("--q", help="Keyword")] = None,
+    incomplete: Annotated[
+        bool, typer.Option("--incomplete", help="Only incomplete slips (缺项 says what)")
+    ] = False,
+    late: Annotated[bool, typer.Option("--late", help="Only late slips (补录)")] = False,
     fmt: FormatOption = "csv",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write")] = None,
 ) -> None:
@@ -240,6 +245,8 @@ def ledger(
             start=first,
             end=last,
             keyword=keyword,
+            incomplete=True if incomplete else None,
+            backfilled=True if late else None,
         )
         target = output or Path(f"referral-ledger.{fmt}")
         with runtime.factory() as session:

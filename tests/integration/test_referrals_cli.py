@@ -112,6 +112,8 @@ def test_ledger_analysis_worklist_follow_up_and_scheduler(
     with (tmp_path / "week.csv").open(encoding="utf-8-sig") as stream:
         assert len(list(csv.reader(stream))) == 2
     assert run("referrals", "ledger", "--week", "2026-11-26").exit_code != 0  # not a Friday
+    late = run("referrals", "ledger", "--late", "-o", tmp_path / "late.csv")
+    assert late.exit_code == 0 and "0 referrals written" in late.output
 
     analysed = run("referrals", "analysis", "--from", "2026-11-01", "--to", "2026-11-30")
     assert analysed.exit_code == 0, analysed.output
