@@ -120,6 +120,10 @@ def test_analysis_and_incomplete_slips(loop: Loop) -> None:
 
     slips = loop.client.get("/referrals/incomplete", params=PERIOD).json()["rows"]
     down = next(s for s in slips if s["direction"] == "down")
+    flagged = loop.client.get("/referrals/ledger", params={**PERIOD, "incomplete": "true"})
+    assert [r["direction_code"] for r in flagged.json()["rows"]] == ["down"]
+    complete = loop.client.get("/referrals/ledger", params={**PERIOD, "incomplete": "false"})
+    assert [r["direction_code"] for r in complete.json()["rows"]] == ["up"]
     assert "诊断" in down["missing"] and "住院号" in down["missing"]
 
     sheet = loop.client.get("/referrals/analysis", params={**PERIOD, "format": "xlsx"})
