@@ -14,6 +14,7 @@ outbox, like the FHIR PATCH; a refusal prints the rule and exits 1.
     adapter referrals worklist [--facility F] [--department D]
     adapter referrals follow-up TASK --facility F [--record Encounter/ID]
     adapter referrals scheduler [--once]
+    adapter referrals rebuild-ledger
 """
 
 from __future__ import annotations
@@ -386,3 +387,38 @@ def scheduler(
         return
     finally:
         runtime.close()
+
+
+@app.command("rebuild-ledger")
+def rebuild_ledger() -> None:
+    """Write the ledger row of every stored referral Task (after an upgrade to migration
+    0012: referrals made before it have none). A step reached before the rebuild is dated
+    by the Task's last change; rows already there keep their step times."""
+    from sqlalchemy import select
+
+    from adapter.referral import ledger as ledger_rows
+    from adapter.store.models import Resource
+
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    count = 0
+    try:
+        with runtime.factory() as reading:
+            stored = reading.execute(
+                select(Resource.id, Resource.last_updated).where(
+                    Resource.resource_type == "Task", Resource.deleted.is_(False)
+                )
+            ).all()
+        for task_id, changed in stored:
+            with runtime.factory.begin() as session:
+                task = session.get(Resource, ("Task", task_id))
+                if task is None:
+                    continue
+                row = ledger_rows.note_task(
+                    session, runtime.consortium, task.body, at=changed, step_at=changed
+                )
+                count += row is not None
+            if count and count % 1000 == 0:
+                _progress(count)
+    finally:
+        runtime.close()
+    typer.echo(f"{count} referral Tasks in the ledger")

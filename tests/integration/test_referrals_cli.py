@@ -131,3 +131,19 @@ def test_ledger_analysis_worklist_follow_up_and_scheduler(
     assert refused.exit_code == 1  # an up-referral's follow-up is the sender's
     noted = run("referrals", "follow-up", task, "--facility", SENDER, "--record", "Encounter/x")
     assert noted.exit_code == 0 and "follow-up 1 recorded" in noted.output
+
+
+def test_rebuild_ledger(task: str, session_factory: sessionmaker[Session]) -> None:
+    """A database from before migration 0012: the ledger rebuilt from the stored Tasks."""
+    from sqlalchemy import delete
+
+    from adapter.store.models import ReferralLedger
+
+    with session_factory.begin() as session:
+        session.execute(delete(ReferralLedger))
+    rebuilt = run("referrals", "rebuild-ledger")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "1 referral Tasks in the ledger" in rebuilt.output
+    with session_factory() as session:
+        row = session.get(ReferralLedger, task.split("/", 1)[1])
+        assert row is not None and row.slip_number == "SQ-ZZ-2026-0201"
