@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
@@ -188,11 +189,9 @@ def ledger(request: Request, session: SessionDep) -> Any:
 )
 def incomplete(request: Request, session: SessionDep) -> JSONResponse:
     consortium: Consortium = request.app.state.consortium
-    filters = filters_of(request)
+    filters = replace(filters_of(request), incomplete_or_late=True)
     count, offset = _page(request)
-    found = [r for r in report.rows(session, filters) if r.missing or r.backfilled][
-        offset : offset + count
-    ]
+    found = list(report.rows(session, filters, limit=count, offset=offset))
     return JSONResponse(
         {
             "rows": [

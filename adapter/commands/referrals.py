@@ -8,11 +8,13 @@ outbox, like the FHIR PATCH; a refusal prints the rule and exits 1.
     adapter referrals arrive TASK --facility F [--admitted] [--encounter Encounter/ID]
     adapter referrals close TASK --facility F [--output Type/ID ...]
     adapter referrals cancel TASK --facility F
-    adapter referrals ledger [--facility F] [--from D --to D | --week FRIDAY] --format csv|xlsx|html
+    adapter referrals ledger [--facility F] [--from D --to D | --week FRIDAY] [--incomplete]
+                             [--late] --format csv|xlsx|html
     adapter referrals analysis [--facility F] --from D --to D --format json|csv|xlsx
     adapter referrals worklist [--facility F] [--department D]
     adapter referrals follow-up TASK --facility F [--record Encounter/ID]
     adapter referrals scheduler [--once]
+    adapter referrals rebuild-ledger
 """
 
 from __future__ import annotations
@@ -218,6 +220,10 @@ def ledger(
     direction: Annotated[str | None, typer.Option(help="up, down or same")] = None,
     status: Annotated[str | None, typer.Option(help="Task.status or businessStatus code")] = None,
     keyword: Annotated[str | None, typer.Option("--q", help="Keyword")] = None,
+    incomplete: Annotated[
+        bool, typer.Option("--incomplete", help="Only incomplete slips (缺项 says what)")
+    ] = False,
+    late: Annotated[bool, typer.Option("--late", help="Only late slips (补录)")] = False,
     fmt: FormatOption = "csv",
     output: Annotated[Path | None, typer.Option("--output", "-o", help="File to write")] = None,
 ) -> None:
@@ -240,6 +246,8 @@ def ledger(
             start=first,
             end=last,
             keyword=keyword,
+            incomplete=True if incomplete else None,
+            backfilled=True if late else None,
         )
         target = output or Path(f"referral-ledger.{fmt}")
         with runtime.factory() as session:
@@ -379,3 +387,38 @@ def scheduler(
         return
     finally:
         runtime.close()
+
+
+@app.command("rebuild-ledger")
+def rebuild_ledger() -> None:
+    """Write the ledger row of every stored referral Task (after an upgrade to migration
+    0012: referrals made before it have none). A step reached before the rebuild is dated
+    by the Task's last change; rows already there keep their step times."""
+    from sqlalchemy import select
+
+    from adapter.referral import ledger as ledger_rows
+    from adapter.store.models import Resource
+
+    runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
+    count = 0
+    try:
+        with runtime.factory() as reading:
+            stored = reading.execute(
+                select(Resource.id, Resource.last_updated).where(
+                    Resource.resource_type == "Task", Resource.deleted.is_(False)
+                )
+            ).all()
+        for task_id, changed in stored:
+            with runtime.factory.begin() as session:
+                task = session.get(Resource, ("Task", task_id))
+                if task is None:
+                    continue
+                row = ledger_rows.note_task(
+                    session, runtime.consortium, task.body, at=changed, step_at=changed
+                )
+                count += row is not None
+            if count and count % 1000 == 0:
+                _progress(count)
+    finally:
+        runtime.close()
+    typer.echo(f"{count} referral Tasks in the ledger")

@@ -1,7 +1,8 @@
 """The named steps of storing one translated message, each a small function with one job,
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
-    resolve_identity -> merge_with_stored -> flag_referral_paths -> save -> apply_referral_status
+    resolve_identity -> read_referral_status -> merge_with_stored -> flag_referral_paths -> save
+    -> apply_referral_status
     -> advance_referrals -> note_referral_ledger
     -> note_care -> route -> trace -> enqueue -> record_result -> audit
 
@@ -38,7 +39,7 @@ from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
 from adapter.referral.ledger_step import note_referral_ledger
 from adapter.referral.messages import advance_referrals
 from adapter.referral.paths import flag_referral_paths
-from adapter.referral.status_messages import apply_referral_status
+from adapter.referral.status_messages import apply_referral_status, read_referral_status
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
@@ -71,6 +72,9 @@ class Work:
     _caring: dict[str, dict[str, list[care.CareRow]]] = field(default_factory=dict)
     _keys: dict[str, set[str]] = field(default_factory=dict)
     mapping: str | None = None  # the mapping set that translated it: "<folder>@<fingerprint>"
+    # referral Task id -> (status, businessStatus) as the source wrote them, before the
+    # merge keeps the stored Task (adapter/referral/status_messages.py)
+    written_status: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     @property
     def warned(self) -> bool:
@@ -437,6 +441,7 @@ def _patients(saved: list[Saved]) -> tuple[str, ...]:
 
 STEPS: tuple[Callable[[Work], None], ...] = (
     resolve_identity,
+    read_referral_status,  # adapter/referral/status_messages.py: a status the source wrote
     merge_with_stored,
     flag_referral_paths,  # adapter/referral/paths.py: a slip outside the allowed paths
     save,

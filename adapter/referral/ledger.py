@@ -197,9 +197,10 @@ def _insurance(session: Session, request: dict[str, Any]) -> str | None:
 
 
 def describe(
-    session: Session, consortium: Consortium, task: dict[str, Any], zone: Any
+    session: Session, consortium: Consortium, task: dict[str, Any], zone: Any, at: datetime
 ) -> dict[str, Any]:
-    """The descriptive columns of a Task's row (all but the step times)."""
+    """The descriptive columns of a Task's row (all but the step times). The slip's date
+    is its ``authoredOn``; without one, when the Task was stored (``at``)."""
     request = _read(session, _ref(task.get("focus"))) or {}
     sender, sender_department, sender_doctor = _facility(
         session, consortium, task.get("requester") or request.get("requester")
@@ -211,8 +212,7 @@ def describe(
     direction = _direction(request, levels.get(sender or ""), levels.get(receiver or ""))
     patient = _read(session, _ref(task.get("for") or request.get("subject"))) or {}
     created = _when(request.get("authoredOn") or task.get("authoredOn"), zone)
-    created = created or _when(str((task.get("meta") or {}).get("lastUpdated") or ""), zone)
-    assert created is not None
+    created = created or _when(str((task.get("meta") or {}).get("lastUpdated") or ""), zone) or at
     codes = [
         c
         for r in request.get("reasonCode") or []
@@ -310,7 +310,7 @@ def note_task(
     from zoneinfo import ZoneInfo
 
     zone = zone or ZoneInfo(consortium.timezone or "Asia/Shanghai")
-    described = describe(session, consortium, task, zone)
+    described = describe(session, consortium, task, zone, at)
     row = session.get(ReferralLedger, str(task["id"]))
     if row is None:
         row = ReferralLedger(task_id=str(task["id"]), follow_ups=0, updated_at=at)

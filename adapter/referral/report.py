@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, Text, cast, or_, select
 from sqlalchemy.orm import Session
 
 from adapter.consortium import Consortium
@@ -52,7 +52,8 @@ class Filters:
     emergency: bool | None = None
     green_channel: bool | None = None
     backfilled: bool | None = None
-    incomplete: bool | None = None
+    incomplete: bool | None = None  # something missing (缺项)
+    incomplete_or_late: bool = False  # something missing, or written after the transfer
 
 
 def week_ending(friday: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
@@ -93,6 +94,13 @@ def query(filters: Filters) -> Select[tuple[ReferralLedger]]:
         q = q.where(ReferralLedger.created_at >= filters.start)
     if filters.end:
         q = q.where(ReferralLedger.created_at < filters.end)
+    if filters.incomplete is not None:
+        empty = cast(ReferralLedger.missing, Text) == "[]"
+        q = q.where(~empty if filters.incomplete else empty)
+    if filters.incomplete_or_late:
+        q = q.where(
+            or_(cast(ReferralLedger.missing, Text) != "[]", ReferralLedger.backfilled.is_(True))
+        )
     for flag in ("emergency", "green_channel", "backfilled"):
         value = getattr(filters, flag)
         if value is not None:
@@ -124,9 +132,7 @@ def rows(
     q = query(filters)
     if limit is not None:
         q = q.limit(limit).offset(offset)
-    for row in session.scalars(q.execution_options(yield_per=500)):
-        if filters.incomplete is None or bool(row.missing) == filters.incomplete:
-            yield row
+    yield from session.scalars(q.execution_options(yield_per=500))
 
 
 def _local(value: datetime | None, zone: ZoneInfo) -> str | None:

@@ -57,18 +57,29 @@ def change_of(message_type: str, msa: str, rf1: str, reason: str) -> Change | No
     return Change(status)
 
 
-def apply_referral_status(work: Work) -> None:
-    tasks = [
+def _referral_tasks(work: Work) -> list[dict[str, Any]]:
+    return [
         r
         for r in work.resources
         if r.get("resourceType") == "Task"
         and str((r.get("focus") or {}).get("reference") or "").startswith("ServiceRequest/")
     ]
+
+
+def read_referral_status(work: Work) -> None:
+    """Before the merge (which keeps the stored Task, keep-first): the status and
+    businessStatus the source wrote on each referral Task."""
+    for task in _referral_tasks(work):
+        work.written_status[str(task["id"])] = (task.get("status"), business_of(task))
+
+
+def apply_referral_status(work: Work) -> None:
+    tasks = _referral_tasks(work)
     if not tasks:
         return
     change = _hl7_change(work)
     for translated in tasks:
-        asked = change or _written_change(work, translated)
+        asked = change or _written_change(work, str(translated["id"]))
         if asked is not None:
             _apply(work, str(translated["id"]), asked)
 
@@ -90,14 +101,13 @@ def _hl7_change(work: Work) -> Change | None:
     )
 
 
-def _written_change(work: Work, translated: dict[str, Any]) -> Change | None:
+def _written_change(work: Work, task_id: str) -> Change | None:
     """A status the source wrote on the Task (a vendor export's status column)."""
-    status = translated.get("status")
-    business = business_of(translated)
+    status, business = work.written_status.get(task_id, (None, None))
     if status in (None, "requested", "draft") and business in (None, "requested"):
         return None
-    stored = read_resource(work.session, "Task", str(translated["id"])) or {}
-    if stored.get("status") == status and business_of(stored) == business:
+    stored = read_resource(work.session, "Task", task_id) or {}
+    if stored.get("status") == status and business in (None, business_of(stored)):
         return None
     return Change(str(status), business)
 

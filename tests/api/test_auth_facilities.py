@@ -12,6 +12,7 @@ Operators see their own facility's messages, raw bytes, deliveries and care.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -231,6 +232,7 @@ def test_every_facility_limited_route_is_covered_here() -> None:
         "messages", "message", "message_raw", "fhir_binary", "reprocess", "reprocess_by_status",
         "deliveries", "delivery", "replay", "replay_destination",
         "list_care", "care_team", "grant", "revoke", "register", "recognition_corrections",
+        "referral_ledger", "referral_incomplete", "referral_analysis", "referral_worklist",
     }  # fmt: skip
     # the console's pages: tests/console/test_console_access.py
     limited = {n for n, rule in RULES.items() if rule.limit == "facility" and not rule.session}
@@ -319,3 +321,47 @@ def test_recognition_asks_and_decides_within_the_care_of_one_s_own_facility(
 
     assert decide(own, SHIQIAO).status_code == 403  # for another facility
     assert decide(other, COUNTY).status_code == 404  # about a person not in its care
+
+
+def test_the_referral_ledger_routes_stay_inside_the_facility(
+    database_url: str, tmp_path: Path
+) -> None:
+    """石桥 -> county and 柳河 -> county: the county's office sees both referrals, 石桥's its
+    own; naming another facility is refused on every ledger route (test_auth_referrals.py
+    has the ledger's roles)."""
+    from datetime import UTC, datetime, timedelta
+
+    from adapter.pipeline import Receipt
+    from adapter.referral.scheduler import run_once
+
+    slips = PROJECT_ROOT / "fixtures"
+    with auth_client(database_url, tmp_path) as (app, tokens):
+        for path, source in (
+            ("xml/referral/shiqiao-his/up-slip.xml", "shiqiao-his"),
+            ("json/referral/liuhe-his-json/up-slip.json", "liuhe-his-json"),
+        ):
+            made = app.state.pipeline.ingest(
+                (slips / path).read_bytes(), Receipt(source, "cli", received_at=datetime.now(UTC))
+            )
+            assert made.status.startswith("processed"), made.issues
+        late = datetime(2026, 12, 5, tzinfo=UTC) + timedelta(days=2)
+        run_once(app.state.session_factory, app.state.consortium, now=late)
+
+        def get(who: str, path: str, **params: str) -> Any:
+            return tokens.client.get(path, params=params, headers=tokens.headers(who))
+
+        period = {"from": "2026-11-01", "to": "2026-12-31"}
+        for who, seen in (("county-reader", 2), ("shiqiao-reader", 1)):
+            assert len(get(who, "/referrals/ledger", **period).json()["rows"]) == seen
+            analysis = get(who, "/referrals/analysis", **period).json()
+            assert analysis["referrals"] == seen, who
+            worklist = get(who, "/referrals/worklist").json()["rows"]
+            assert len(worklist) == seen, who  # the receiver must act, the sender is told
+            incomplete = get(who, "/referrals/incomplete", **period)
+            assert incomplete.status_code == 200
+        for path in ("/referrals/ledger", "/referrals/incomplete", "/referrals/worklist"):
+            assert get("shiqiao-reader", path, facility=COUNTY).status_code == 403, path
+        assert (
+            get("shiqiao-reader", "/referrals/analysis", facility=COUNTY, **period).status_code
+            == 403
+        )

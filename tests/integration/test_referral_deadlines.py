@@ -2,7 +2,10 @@
 real pipeline stores the slips, the real store moves the Tasks, the scheduler runs every
 30 simulated minutes over 40 days. **0 orphan referrals**: at every tick, every deadline
 a referral owes is either still ahead or on the worklist, listed within deadline + 1 h.
-SQLite; PostgreSQL with ``-m db``.
+Seven referrals cover every deadline: untouched (accept, then expiry), urgent (30 min),
+accepted and never come (arrive), come without feedback (feedback), discharged without
+the sender's follow-up (follow-up), answered in time (nothing), and a down-referral
+(its 2 / 7 / 30-day follow-ups). SQLite; PostgreSQL with ``-m db``.
 """
 
 from __future__ import annotations
@@ -24,7 +27,13 @@ from adapter.referral.machine import Change
 from adapter.referral.scheduler import run_once
 from adapter.settings import Settings
 from adapter.store.models import Outbox, ReferralLedger, ReferralOverdue
-from tests.integration.referral_support import RECEIVER, SENDER, UP_SLIP, consortium_by_care
+from tests.integration.referral_support import (
+    RECEIVER,
+    ROOT,
+    SENDER,
+    UP_SLIP,
+    consortium_by_care,
+)
 
 SLIP_AT = datetime(2026, 11, 27, 1, 10, tzinfo=UTC)  # 09:10 in Shanghai, the slip's date
 
@@ -48,6 +57,13 @@ def app(tmp_path: Path, database_url: str) -> Iterator[Any]:
 
 def ingest(app: Any, raw: bytes, at: datetime) -> str:
     result = app.state.pipeline.ingest(raw, Receipt("shiqiao-his", "cli", received_at=at))
+    assert result.status.startswith("processed"), result.issues
+    return next(r for r in result.resources if r.startswith("Task/")).split("/", 1)[1]
+
+
+def ingest_down(app: Any, at: datetime) -> str:
+    raw = (ROOT / "fixtures/xml/referral/county-emr/down-slip.xml").read_bytes()
+    result = app.state.pipeline.ingest(raw, Receipt("county-emr", "cli", received_at=at))
     assert result.status.startswith("processed"), result.issues
     return next(r for r in result.resources if r.startswith("Task/")).split("/", 1)[1]
 
@@ -80,6 +96,8 @@ def test_zero_orphan_referrals_with_a_simulated_clock(app: Any) -> None:
     accepted = ingest(app, slip("DL-3", id_card="430999198001021231"), SLIP_AT)
     arrived = ingest(app, slip("DL-4", id_card="430999198001031237"), SLIP_AT)
     answered = ingest(app, slip("DL-5", id_card="430999198001041233"), SLIP_AT)
+    discharged = ingest(app, slip("DL-6", id_card="430999198001051239"), SLIP_AT)
+    down = ingest_down(app, SLIP_AT)  # 县医院 -> 石桥, dated 12-03 10:00
 
     plan = {  # simulated hour -> the changes made then
         2: [(accepted, Change("accepted"))],
@@ -87,12 +105,19 @@ def test_zero_orphan_referrals_with_a_simulated_clock(app: Any) -> None:
         5: [(answered, Change("received"))],
         20: [(arrived, Change("in-progress", "arrived"))],
         10: [(answered, Change("rejected", "rejected", reason="bed-full"))],
+        4: [(discharged, Change("accepted"))],
+        8: [(discharged, Change("in-progress", "arrived"))],
+        30: [(discharged, Change("in-progress", "discharged"))],
+        160: [(down, Change("accepted"))],
+        170: [(down, Change("in-progress", "arrived"))],
+        200: [(down, Change("in-progress", "followed-up"))],  # the first, late (due at +2 d)
     }
+    party = {down: SENDER}  # the down-referral's receiver is 石桥
     now = SLIP_AT
     for tick in range(40 * 48):
         now = SLIP_AT + timedelta(minutes=30 * tick)
         for task, change in plan.pop(tick // 2, []) if tick % 2 == 0 else []:
-            move(app, task, RECEIVER, change, now)
+            move(app, task, party.get(task, RECEIVER), change, now)
         run_once(app.state.session_factory, app.state.consortium, now=now)
         assert orphans(app, now) == [], now
 
@@ -111,6 +136,8 @@ def test_zero_orphan_referrals_with_a_simulated_clock(app: Any) -> None:
     assert (arrived, "feedback") in listed  # came, no feedback in 7 days
     assert not any(task == answered for task, _ in listed)  # answered in time: nothing
     assert rows["DL-5"].status == "rejected"
+    assert (discharged, "follow-up") in listed  # the sender never followed up
+    assert {(down, "follow-up"), (down, "follow-up-2"), (down, "follow-up-3")} <= listed
     # both parties told: the sender's and the receiver's destinations
     assert {"shiqiao-fhir", "county-hospital-fhir"} <= set(notices)
     assert orphans(app, now) == []

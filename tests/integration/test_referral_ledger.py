@@ -79,6 +79,15 @@ def test_filters_week_and_exports(loop: Loop) -> None:
     )
     assert len(client.get("/referrals/ledger", params={**PERIOD, "q": "I25"}).json()["rows"]) == 1
     assert len(client.get("/referrals/ledger", params={"facility": SENDER}).json()["rows"]) == 1
+    for params, seen in (
+        ({"status": "requested"}, 1),
+        ({"status": "accepted"}, 0),
+        ({"department": "全科"}, 1),  # the sending department
+        ({"department": "心内科"}, 1),  # the receiving department
+        ({"department": "骨科"}, 0),
+    ):
+        found = client.get("/referrals/ledger", params={**PERIOD, **params}).json()["rows"]
+        assert len(found) == seen, params
     # the slip of 2026-11-27 (a Friday) is in the week ending that Friday, not the next
     assert len(client.get("/referrals/ledger", params={"week": "2026-11-27"}).json()["rows"]) == 1
     assert client.get("/referrals/ledger", params={"week": "2026-12-04"}).json()["rows"] == []
@@ -120,6 +129,10 @@ def test_analysis_and_incomplete_slips(loop: Loop) -> None:
 
     slips = loop.client.get("/referrals/incomplete", params=PERIOD).json()["rows"]
     down = next(s for s in slips if s["direction"] == "down")
+    flagged = loop.client.get("/referrals/ledger", params={**PERIOD, "incomplete": "true"})
+    assert [r["direction_code"] for r in flagged.json()["rows"]] == ["down"]
+    complete = loop.client.get("/referrals/ledger", params={**PERIOD, "incomplete": "false"})
+    assert [r["direction_code"] for r in complete.json()["rows"]] == ["up"]
     assert "诊断" in down["missing"] and "住院号" in down["missing"]
 
     sheet = loop.client.get("/referrals/analysis", params={**PERIOD, "format": "xlsx"})

@@ -112,6 +112,8 @@ def test_ledger_analysis_worklist_follow_up_and_scheduler(
     with (tmp_path / "week.csv").open(encoding="utf-8-sig") as stream:
         assert len(list(csv.reader(stream))) == 2
     assert run("referrals", "ledger", "--week", "2026-11-26").exit_code != 0  # not a Friday
+    late = run("referrals", "ledger", "--late", "-o", tmp_path / "late.csv")
+    assert late.exit_code == 0 and "0 referrals written" in late.output
 
     analysed = run("referrals", "analysis", "--from", "2026-11-01", "--to", "2026-11-30")
     assert analysed.exit_code == 0, analysed.output
@@ -129,3 +131,19 @@ def test_ledger_analysis_worklist_follow_up_and_scheduler(
     assert refused.exit_code == 1  # an up-referral's follow-up is the sender's
     noted = run("referrals", "follow-up", task, "--facility", SENDER, "--record", "Encounter/x")
     assert noted.exit_code == 0 and "follow-up 1 recorded" in noted.output
+
+
+def test_rebuild_ledger(task: str, session_factory: sessionmaker[Session]) -> None:
+    """A database from before migration 0012: the ledger rebuilt from the stored Tasks."""
+    from sqlalchemy import delete
+
+    from adapter.store.models import ReferralLedger
+
+    with session_factory.begin() as session:
+        session.execute(delete(ReferralLedger))
+    rebuilt = run("referrals", "rebuild-ledger")
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "1 referral Tasks in the ledger" in rebuilt.output
+    with session_factory() as session:
+        row = session.get(ReferralLedger, task.split("/", 1)[1])
+        assert row is not None and row.slip_number == "SQ-ZZ-2026-0201"

@@ -74,10 +74,13 @@ def test_reload_source_picks_up_a_mapping_fix(tmp_path: Path) -> None:
 def test_storing_runs_the_named_steps_in_order() -> None:
     assert [step.__name__ for step in steps.STEPS] == [
         "resolve_identity",
+        "read_referral_status",
         "merge_with_stored",
         "flag_referral_paths",
         "save",
+        "apply_referral_status",
         "advance_referrals",
+        "note_referral_ledger",
         "note_care",
         "route",
         "trace",
