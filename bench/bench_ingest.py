@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import statistics
 import sys
 import tempfile
@@ -704,6 +705,7 @@ class Row:
     bulk: list[tuple[float, float]] = field(default_factory=list)
     floor_bulk: list[tuple[float, float]] = field(default_factory=list)
     slices: list[float] = field(default_factory=list)
+    slice_cpu: list[float] = field(default_factory=list)  # ms of this process's CPU per message
     kb_per_message: float = 0.0
     stages: list[dict[str, float]] = field(default_factory=list)
     rows_written: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -846,10 +848,15 @@ def run_slices(
     copies = max(1, args.slice_size // len(fixtures))
     before = database_kb(engine)
     for n in range(args.slices):
-        rate, _ = timed_many(bulk, make_input(fixtures, copies, f"z{n}.", patients))
+        messages = make_input(fixtures, copies, f"z{n}.", patients)
+        cpu = time.process_time()
+        rate, _ = timed_many(bulk, messages)
+        cpu_ms = (time.process_time() - cpu) * 1000 / len(messages)
         row.slices.append(rate)
+        row.slice_cpu.append(cpu_ms)
         print(
-            f"   slice {n + 1}/{args.slices}: {copies * len(fixtures)} messages, {rate:.1f} msg/s",
+            f"   slice {n + 1}/{args.slices}: {len(messages)} messages, {rate:.1f} msg/s, "
+            f"this process's CPU {cpu_ms:.2f} ms/msg, load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
     row.kb_per_message = (database_kb(engine) - before) / (copies * len(fixtures) * args.slices)
@@ -917,6 +924,12 @@ def report(
                 "   bulk msg/s per slice: "
                 + " ".join(f"{r:.0f}" for r in row.slices)
                 + f"; last slice {slower:+.0%} slower than the first: goal (<= 20 %) {verdict}"
+            )
+            growth = row.slice_cpu[-1] / row.slice_cpu[0] - 1
+            print(
+                "   this process's CPU ms/msg per slice: "
+                + " ".join(f"{c:.1f}" for c in row.slice_cpu)
+                + f"; last slice {growth:+.0%} against the first (the figure load does not move)"
             )
             print(
                 f"   database per message: {row.kb_per_message:.1f} KB (goal <= 20 KB: "
