@@ -809,7 +809,7 @@ def run_backend(
         if args.unique_patients:
             from bench_delivery import Patients
 
-            patients = Patients()
+            patients = Patients(spread_births=args.spread_births)
         bulk = bulk_ingest(pipeline, args.batch)
         timed_many(bulk, make_input(fixtures, 1, "bw", patients))
         if args.slices:
@@ -991,6 +991,12 @@ def main() -> None:
         "--unique-patients",
         action="store_true",
         help="a new patient (national ID, local numbers) in every copy, as bench_delivery",
+    )
+    ap.add_argument(
+        "--spread-births",
+        action="store_true",
+        help="with --unique-patients: a new birth date too (the patient index's blocks "
+        "stay small, as in a real population)",
     )
     ap.add_argument(
         "--slices",
