@@ -37,6 +37,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +132,23 @@ _NATIONAL = re.compile(r"[0-9]{17}[0-9X]|[0-9]{15}")
 
 class Patients:
     """A new, valid resident ID number per copy of a patient (same region prefix, birth
-    date and sex digit parity; new sequence and check character)."""
+    date and sex digit parity; new sequence and check character), in PID-3 and PID-19.
+    With ``spread_births`` the birth date changes too (PID-7 and the ID's date, spread over
+    80 years): the patient index blocks records by birth date and surname, and copies that
+    keep the fixture's birth date would put hundreds of persons in one block."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, spread_births: bool = False) -> None:
         self.serial = 0
+        self.spread_births = spread_births
+        self.birth: str | None = None  # the birth date of the copy being made
 
     def national(self, old: str) -> str:
         self.serial += 1
         birth = old[6:14] if len(old) == 18 else "19" + old[6:12]
+        if self.spread_births:
+            day = date(1930, 1, 1) + timedelta(days=self.serial * 7919 % 29000)
+            birth = day.strftime("%Y%m%d")
+        self.birth = birth
         parity = int(old[16] if len(old) == 18 else old[14]) % 2
         region = old[:4] + f"{self.serial // 500 % 100:02d}"
         first17 = f"{region}{birth}{(self.serial % 500) * 2 + parity:03d}"
@@ -151,15 +161,23 @@ class Patients:
             fields = line.split(fs)
             if fields[0] != "PID" or len(fields) <= 3:
                 continue
+            self.birth = None
+            made: dict[str, str] = {}  # old ID -> new, so PID-19 carries PID-3's new ID
             reps = []
             for repetition in fields[3].split(rep):
                 parts = repetition.split(comp)
                 if _NATIONAL.fullmatch(parts[0]):
-                    parts[0] = self.national(parts[0])
+                    made[parts[0]] = parts[0] = self.national(parts[0])
                 elif parts[0]:
                     parts[0] += tag
                 reps.append(comp.join(parts))
             fields[3] = rep.join(reps)
+            if len(fields) > 19 and _NATIONAL.fullmatch(fields[19]):
+                fields[19] = made.get(fields[19]) or self.national(fields[19])
+            birth = fields[7][:8] if len(fields) > 7 else ""
+            # a placeholder (00000000) stays a placeholder
+            if self.spread_births and self.birth and birth.isdigit() and birth != "00000000":
+                fields[7] = self.birth + fields[7][8:]
             lines[n] = fs.join(fields)
         return "\r".join(lines).encode(codec)
 

@@ -30,6 +30,7 @@ from adapter.store.audit_log import AuditLink, AuditRecord
 log = logging.getLogger(__name__)
 
 PENDING = "adapter.audit.pending"
+MARKS = "adapter.audit.savepoint-marks"  # id(savepoint) -> events queued before it
 LOCK_KEY = 0x41554454  # pg_advisory_xact_lock key of the chain ("AUDT")
 
 # the correlation id each recent message's receipt was recorded with
@@ -169,14 +170,36 @@ def _recall(message: str) -> str | None:
 
 @sa_event.listens_for(Session, "before_commit")
 def _flush_pending(session: Session) -> None:
+    if session.in_nested_transaction():
+        # a savepoint is released (bulk ingest: one per message): the events wait for the
+        # transaction's own commit, so the chain lock is taken once, for that commit only,
+        # and not held from the first message of a batch to its end
+        return
     bodies = session.info.pop(PENDING, None)
     if bodies:
         write(session, bodies)
 
 
+@sa_event.listens_for(Session, "after_transaction_create")
+def _mark_savepoint(session: Session, transaction: Any) -> None:
+    """A savepoint begins: remember how many events were queued before it."""
+    if transaction.nested:
+        session.info.setdefault(MARKS, {})[id(transaction)] = len(session.info.get(PENDING, ()))
+
+
 @sa_event.listens_for(Session, "after_rollback")
 def _drop_pending(session: Session) -> None:
+    """A rollback drops the events of the work it undoes: a savepoint's own (SQLAlchemy
+    reports a savepoint's rollback here too, with the savepoint still current), or all."""
+    savepoint = session.get_nested_transaction()
+    if savepoint is not None:
+        mark = session.info.get(MARKS, {}).pop(id(savepoint), None)
+        pending = session.info.get(PENDING)
+        if mark is not None and pending is not None:
+            del pending[mark:]
+        return
     session.info.pop(PENDING, None)
+    session.info.pop(MARKS, None)
 
 
 def record_now(factory: Any, event: AuditEvent) -> None:

@@ -10,8 +10,9 @@ audit-chain write per message. Here a batch of messages shares them:
 * each message is translated, then stored through the same steps as ``Pipeline.ingest``
   (adapter/pipeline/steps.py) inside ``SAVEPOINT``: a message that fails in any way (a
   value the database refuses, a concurrent insert, a bug) is rolled back to its savepoint
-  alone, with the audit events it queued, and the others' work stays;
-* one commit; the audit log's records of the whole batch are chained in it;
+  alone, with the audit events it queued, and the others' work stays (the audit log's
+  records of the whole batch are chained once, at the transaction's commit);
+* one commit;
 * every message that failed in its savepoint is then ingested again on its own through
   ``Pipeline.ingest``, which retries races, quarantines what the database refuses with
   the located issue, and keeps the bytes in every case: nothing is lost, and one bad
@@ -35,7 +36,6 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from adapter.audit.writer import PENDING
 from adapter.errors import AdapterError
 from adapter.pipeline import steps
 from adapter.pipeline.receipt import Receipt
@@ -134,7 +134,6 @@ def _store_jobs(
     """Store each job in a savepoint; the indexes of those rolled back."""
     failed: list[int] = []
     for i, job in jobs:
-        queued = len(session.info.get(PENDING, ()))
         savepoint = session.begin_nested()
         try:
             message = job.open_message(session)
@@ -154,10 +153,7 @@ def _store_jobs(
                 type(exc).__name__,
             )
             if savepoint.is_active:
-                savepoint.rollback()
-            pending = session.info.get(PENDING)
-            if pending is not None:
-                del pending[queued:]  # the rolled-back message's audit events
+                savepoint.rollback()  # with the audit events it queued (adapter/audit/writer.py)
             failed.append(i)
     return failed
 

@@ -154,6 +154,7 @@ def test_one_bad_message_in_a_batch_costs_the_others_nothing(
         received = Counter(r.message_id for r in records if r.action == "message.received")
         assert received[results[0].message_id] == 2  # received, then the duplicate answered
         assert received[results[3].message_id] == 1
+        assert received[results[1].message_id] == 1  # kept on its own: its receipt too
 
 
 def test_a_batch_sent_again_is_answered_as_duplicates(

@@ -1,0 +1,131 @@
+"""Benchmark: single-document POST /ingest through the real server (adapter serve on
+loopback), with 1 and with 4 concurrent clients (issue 14 §2 goal: >= 150 messages/s with
+4 clients).
+
+    .venv/bin/python bench/bench_post_ingest.py [--messages 400] [--pg URL | --no-pg]
+
+Input: the ORU fixtures made unique as in bench_ingest.py, a new patient per copy
+(bench_delivery.Patients). Each client is one kept-alive httpx.Client posting one message
+at a time (as a LIS interface does) and checking the 202. The server is the example
+consortium with authentication off, on a fresh SQLite file and on a fresh PostgreSQL
+schema. Printed per database: messages/s and p50 / p95 ms per request for 1 and 4 clients,
+and 4 clients / 1 client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_delivery import Patients, messages
+from bench_ingest import DEFAULT_PG, load_fixtures, postgres_engine
+
+from adapter.consortium import load_consortium
+from adapter.settings import Settings
+from adapter.store import make_engine, migrate
+from tests.live.server import LiveServer
+
+
+def post_all(url: str, items: list[tuple[str, bytes]], clients: int) -> tuple[float, list[float]]:
+    """Post ``items`` with ``clients`` threads; messages/s and each request's ms."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    parts = [items[n::clients] for n in range(clients)]
+    failures: list[str] = []
+
+    def client(part: list[tuple[str, bytes]]) -> None:
+        with httpx.Client(timeout=120) as http:
+            for source, raw in part:
+                start = time.perf_counter()
+                answer = http.post(
+                    url,
+                    content=raw,
+                    headers={"X-Source-System": source, "Content-Type": "application/hl7-v2"},
+                )
+                spent = (time.perf_counter() - start) * 1000
+                if answer.status_code != 202:
+                    failures.append(f"{answer.status_code} {answer.text[:200]}")
+                with lock:
+                    latencies.append(spent)
+
+    threads = [threading.Thread(target=client, args=(p,)) for p in parts]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    spent = time.perf_counter() - start
+    if failures:
+        raise SystemExit(f"{len(failures)} requests failed, first: {failures[0]}")
+    return len(items) / spent, latencies
+
+
+def run(label: str, url: str, tmp: Path, items: list[tuple[str, bytes]]) -> None:
+    half = len(items) // 2
+    with LiveServer(url, tmp) as server:
+        post_all(server.url("/ingest"), items[:8], 1)  # warm-up
+        rows = {}
+        for clients, chunk in ((1, items[8:half]), (4, items[half:])):
+            rows[clients] = post_all(server.url("/ingest"), chunk, clients)
+    print(f"\n== {label} (load average {os.getloadavg()[0]:.1f})")
+    for clients, (rate, lat) in rows.items():
+        p95 = statistics.quantiles(lat, n=20)[18]
+        print(
+            f"   {clients} client(s): {rate:7.1f} msg/s   p50 {statistics.median(lat):7.1f} ms   "
+            f"p95 {p95:7.1f} ms"
+        )
+    ratio = rows[4][0] / rows[1][0]
+    verdict = "met" if rows[4][0] >= 150 else "NOT met"
+    print(f"   4 clients / 1 client: {ratio:.2f}x; goal >= 150 msg/s with 4 clients: {verdict}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--messages", type=int, default=400, help="messages per database (400)")
+    ap.add_argument("--pg", default=DEFAULT_PG)
+    ap.add_argument("--no-pg", action="store_true")
+    args = ap.parse_args()
+    fixtures = load_fixtures(load_consortium(Settings().config))
+    copies = max(1, args.messages // len(fixtures))
+    patients = Patients()
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        url = f"sqlite:///{tmp / 'post.db'}"
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()
+        run("SQLite", url, tmp, messages(fixtures, copies, "s", patients))
+        if args.no_pg:
+            return
+        made = postgres_engine(args.pg)
+        if isinstance(made, str):
+            print(f"\n== PostgreSQL: skipped, {made}")
+            return
+        engine, drop = made
+        try:
+            migrate(engine)
+            run(
+                "PostgreSQL",
+                engine.url.render_as_string(hide_password=False),
+                tmp,
+                messages(fixtures, copies, "p", patients),
+            )
+        finally:
+            drop()
+
+
+if __name__ == "__main__":
+    main()
