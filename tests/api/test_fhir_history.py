@@ -37,7 +37,7 @@ def versions(body: dict) -> list[str]:
     return [
         f"{e['resource']['resourceType']}/{e['resource']['id']}/{e['resource']['meta']['versionId']}"
         for e in body.get("entry", [])
-        if e["resource"]["resourceType"] != "CodeSystem"
+        if e["resource"]["resourceType"] not in ("CodeSystem", "OperationDefinition")
     ]
 
 

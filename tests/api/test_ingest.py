@@ -75,7 +75,9 @@ def test_same_bytes_twice_answer_the_first_message_and_store_nothing_new(
         stored = (
             select(func.count())
             .select_from(Resource)
-            .where(Resource.resource_type.not_in(("CodeSystem", "Provenance")))
+            .where(
+                Resource.resource_type.not_in(("CodeSystem", "OperationDefinition", "Provenance"))
+            )
         )
         assert session.scalar(stored) == len(set(first["resources"]))
 

@@ -63,7 +63,7 @@ def _matches(issue: Issue, case: dict[str, Any]) -> bool:
 def _count(session: Session, table: type) -> int:
     query = select(func.count()).select_from(table)
     if table is Resource:  # the adapter's own CodeSystems, stored when the app starts
-        query = query.where(Resource.resource_type != "CodeSystem")
+        query = query.where(Resource.resource_type.not_in(("CodeSystem", "OperationDefinition")))
     return session.scalar(query) or 0
 
 
