@@ -96,13 +96,15 @@ _NAME_LABEL_RE = re.compile(
 # What databases quote from the row or the input in their error texts.
 DB_VALUES_MASK = "[REDACTED-DB-VALUES]"
 _DB_DETAIL_RE = re.compile(r"((?:DETAIL|CONTEXT):\s*)[^\r\n]*")
+# PostgreSQL names the COPY input line it failed on, with that line's values
+_DB_COPY_RE = re.compile(r"(COPY [\w.\"]+, line \d+(?:, column [\w\"]+)?:\s*)[^\r\n]*")
 _DB_QUOTED_RE = re.compile(
     r"((?:Duplicate entry|Incorrect \w+ value:?|invalid input syntax for(?: type)? [\w ]+:)"
     r"\s*)(?:'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")"
 )
 _QUICK_CHECK_RE = re.compile(
     r"\d|PID|PD1|NK1|MRG|GT1|IN1|IN2|family|given|prefix|suffix|姓名|name|DETAIL|CONTEXT"
-    r"|Duplicate|Incorrect|invalid input|auth|bearer|basic|token|secret|password",
+    r"|Duplicate|Incorrect|invalid input|COPY|auth|bearer|basic|token|secret|password",
     re.IGNORECASE,
 )
 
@@ -114,6 +116,7 @@ def redact(text: str) -> str:
     text = redact_credentials(text)
     text = _DB_DETAIL_RE.sub(lambda m: f"{m.group(1)}{DB_VALUES_MASK}", text)
     text = _DB_QUOTED_RE.sub(lambda m: f"{m.group(1)}{DB_VALUES_MASK}", text)
+    text = _DB_COPY_RE.sub(lambda m: f"{m.group(1)}{DB_VALUES_MASK}", text)
     text = _SEGMENT_RE.sub(lambda m: f"{m.group(1)}|{SEGMENT_MASK}", text)
     text = _HUMAN_NAME_RE.sub(lambda m: f'{m.group(1)}"{NAME_MASK}"', text)
     text = _NAME_LABEL_RE.sub(lambda m: f"{m.group(1)}{NAME_MASK}", text)

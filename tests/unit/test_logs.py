@@ -264,3 +264,19 @@ def test_any_national_id_between_non_digits_is_masked(
 def test_lab_values_survive(value: float) -> None:
     text = f"OBX[1]-5 value {value} mmol/L at 20261125134000"
     assert redact(text) == text
+
+
+def test_a_copy_error_s_input_line_is_masked() -> None:
+    """PostgreSQL quotes the COPY line it failed on (index rows: names, IDs): masked."""
+    from adapter.logs import redact
+
+    text = (
+        "privacy_probe: could not extend file\n"
+        'COPY search_index, line 14: "Patient\te34\tfamily\tstring\t欧阳\t欧阳"\n'
+        'COPY search_index, line 3, column value: "110101199003077777"\n'
+        "[SQL: COPY search_index (resource_type) FROM STDIN]"
+    )
+    masked = redact(text)
+    assert "欧阳" not in masked and "110101199003077777" not in masked
+    assert "COPY search_index, line 14: [REDACTED-DB-VALUES]" in masked
+    assert "[SQL: COPY search_index (resource_type) FROM STDIN]" in masked
