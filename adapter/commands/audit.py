@@ -263,13 +263,7 @@ def disclosures(
     from adapter.audit.disclosures import disclosures as report
     from adapter.audit.disclosures import person_references
 
-    moment = None
-    if since is not None:
-        try:
-            moment = datetime.fromisoformat(since)
-        except ValueError:
-            raise common.fail(f"--since {since!r}: give an ISO date or time") from None
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = common.since_option(since)
     runtime = _open()
     try:
         with runtime.factory() as session:

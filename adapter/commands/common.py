@@ -6,6 +6,7 @@ A command that cannot start prints ``cannot start: <reason>`` in red and exits w
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import typer
@@ -20,6 +21,17 @@ if TYPE_CHECKING:
 def fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(message, fg=typer.colors.RED, err=True)
     return typer.Exit(code)
+
+
+def since_option(value: str | None, name: str = "--since") -> datetime | None:
+    """An ISO date or time option as an aware moment (UTC when it names no zone)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(f"{name} {value!r}: give an ISO date or time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def cannot_start(reason: str) -> typer.Exit:

@@ -277,13 +277,7 @@ def corrections(
     decisions to review. Exit 1 when there are any."""
     from adapter.recognition.corrections import changed_after_recognition
 
-    moment = None
-    if since is not None:
-        try:
-            moment = datetime.fromisoformat(since)
-        except ValueError:
-            raise common.fail(f"--since {since!r}: give an ISO date or time") from None
-        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = common.since_option(since)
     runtime = _open()
     try:
         _catalogue(runtime)
