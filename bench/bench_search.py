@@ -53,7 +53,7 @@ from adapter.fhir.search_query import parse_search
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, session_factory
 from adapter.store.search import find
-from bench.pg_schema import ResourceCopy, Schema, analyze, scratch_schema
+from bench.pg_schema import ResourceCopy, Schema, analyze, loaded_rows, scratch_schema
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CODES = [f"{1000 + i}-{i % 10}" for i in range(20)]
@@ -148,8 +148,14 @@ def main() -> None:
     parser.add_argument("--per-patient", type=int, default=100)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--pg", default=DEFAULT_PG)
+    parser.add_argument(
+        "--keep-schema",
+        metavar="NAME",
+        help="load into schema NAME and keep it; a later run with the same NAME and "
+        "--observations reuses the rows (load once, measure when the machine is quiet)",
+    )
     args = parser.parse_args()
-    with scratch_schema(args.pg, "bench_search") as schema:
+    with scratch_schema(args.pg, "bench_search", keep=args.keep_schema) as schema:
         run(schema, args)
 
 
@@ -157,8 +163,12 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
     engine = make_engine(schema.url)
     migrate(engine)
     started = time.perf_counter()
-    with schema.connect() as conn:
-        load(conn, args.observations, args.per_patient)
+    held = loaded_rows(schema, "Observation")
+    if held and held != args.observations:
+        sys.exit(f"schema {schema.name} holds {held:,} Observations, not {args.observations:,}")
+    if not held:
+        with schema.connect() as conn:
+            load(conn, args.observations, args.per_patient)
     loaded = time.perf_counter() - started
     patients = max(1, args.observations // args.per_patient)
     rng = random.Random(11)

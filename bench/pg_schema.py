@@ -31,20 +31,35 @@ class Schema:
 
 
 @contextmanager
-def scratch_schema(url: str, prefix: str) -> Iterator[Schema]:
-    """``url``: a PostgreSQL URL, with or without a SQLAlchemy driver (``+psycopg``)."""
+def scratch_schema(url: str, prefix: str, keep: str | None = None) -> Iterator[Schema]:
+    """``url``: a PostgreSQL URL, with or without a SQLAlchemy driver (``+psycopg``).
+    ``keep``: a schema name to make if missing and leave behind (a large data set loaded
+    once and queried by later runs, e.g. on a quieter machine); drop it by hand after."""
     parsed = make_url(url)
     libpq = parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    name = keep or f"{prefix}_{uuid.uuid4().hex[:8]}"
     engine_url = parsed.set(drivername="postgresql+psycopg").update_query_dict(
         {"options": f"-csearch_path={name}"}
     )
     with psycopg.connect(libpq, autocommit=True) as admin:
-        admin.execute(f'CREATE SCHEMA "{name}"')
+        admin.execute(f'CREATE SCHEMA IF NOT EXISTS "{name}"')
         try:
             yield Schema(name, libpq, engine_url.render_as_string(hide_password=False))
         finally:
-            admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+            if keep is None:
+                admin.execute(f'DROP SCHEMA "{name}" CASCADE')
+
+
+def loaded_rows(schema: Schema, resource_type: str) -> int:
+    """How many ``resource_type`` rows a kept schema holds already (0 when new)."""
+    with schema.connect() as conn:
+        found = conn.execute("SELECT to_regclass('resource') IS NOT NULL").fetchone()
+        if not found or not found[0]:
+            return 0
+        row = conn.execute(
+            "SELECT count(*) FROM resource WHERE resource_type = %s", (resource_type,)
+        ).fetchone()
+        return int(row[0]) if row else 0
 
 
 INDEX_COLUMNS = (
