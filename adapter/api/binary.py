@@ -45,5 +45,6 @@ def binary(message_id: str, request: Request, session: SessionDep) -> FHIRRespon
         resource_type="Binary",
         patients=patients,
         message_id=found.id,
+        session=session,
     )
     return FHIRResponse(body)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request
+from sqlalchemy.orm import Session
 
 from adapter import audit
 from adapter.audit.context import ANONYMOUS, current
@@ -37,10 +38,13 @@ def disclosed(
     params: Sequence[tuple[str, str]] = (),
     patients: Sequence[str] = (),
     message_id: str | None = None,
+    session: Session | None = None,
     **detail: str | int | None,
 ) -> None:
     """Record one disclosure; ``patients`` beside those the bodies are about (a raw
-    message names its patients only through what it made)."""
+    message names its patients only through what it made). ``session``: the request's
+    reading session, committed with the record where the database allows it
+    (``record_now``)."""
     bodies = list(bodies)
     caller = current()
     patients = [*patients, *(key for body in bodies if (key := patient_key(body)))]
@@ -64,4 +68,5 @@ def disclosed(
             entities=tuple(reference(body) for body in bodies),
             patients=tuple(dict.fromkeys(patients)),
         ),
+        session=session,
     )

@@ -59,7 +59,14 @@ def read(
     summary, elements = subset_params(request)
     check_visible(request, session, resource_type, resource_id)  # a reader: its care only
     row = current(session, resource_type, resource_id)
-    disclosed(request, "fhir.read", [row.body], interaction="read", resource_type=resource_type)
+    disclosed(
+        request,
+        "fhir.read",
+        [row.body],
+        interaction="read",
+        resource_type=resource_type,
+        session=session,
+    )
     return FHIRResponse(
         subset(row.body, summary, elements),
         headers=_version_headers(row.version_id, row.last_updated),
@@ -87,7 +94,14 @@ def vread(
         raise NotFoundError(
             f"{resource_type}/{resource_id} has no version {version_id}", location="vid"
         )
-    disclosed(request, "fhir.read", [body], interaction="vread", resource_type=resource_type)
+    disclosed(
+        request,
+        "fhir.read",
+        [body],
+        interaction="vread",
+        resource_type=resource_type,
+        session=session,
+    )
     last_updated = datetime.fromisoformat(body["meta"]["lastUpdated"])
     return FHIRResponse(
         subset(body, summary, elements), headers=_version_headers(int(version_id), last_updated)

@@ -121,6 +121,7 @@ def run(
         resource_type=resource_type or "*",
         params=params,
         total=page.total,
+        session=session,
     )
     return FHIRResponse(
         searchset(

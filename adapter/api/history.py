@@ -91,6 +91,7 @@ def _history(
         else "history-instance",
         resource_type=resource_type or "*",
         params=asked.applied,
+        session=session,
     )
     path = "/".join(p for p in (resource_type, resource_id, "_history") if p)
     return FHIRResponse(

@@ -101,6 +101,7 @@ def everything(
         resource_type="Patient",
         params=asked.applied,
         total=total,
+        session=session,
     )
     return FHIRResponse(
         bundles.operation_searchset(
@@ -158,6 +159,7 @@ def document(composition_id: str, request: Request, session: SessionDep) -> FHIR
         [e["resource"] for e in bundle.get("entry") or [] if isinstance(e.get("resource"), dict)],
         interaction="operation:document",
         resource_type="Composition",
+        session=session,
     )
     return FHIRResponse(bundle)
 

@@ -202,10 +202,21 @@ def _drop_pending(session: Session) -> None:
     session.info.pop(MARKS, None)
 
 
-def record_now(factory: Any, event: AuditEvent) -> None:
+def record_now(factory: Any, event: AuditEvent, *, session: Session | None = None) -> None:
     """Record ``event`` in a transaction of its own (reads, CLI commands), committed
-    before returning: the answer is given only once its record is kept."""
+    before returning: the answer is given only once its record is kept.
+
+    ``session``: the caller's session, which has only read so far (an API read or
+    search). On PostgreSQL the record is written and committed there: one connection and
+    one transaction per request instead of a second checkout, ping and BEGIN (bench
+    figures in bench/README.md, bench_search). SQLite keeps a transaction of its own: a
+    read transaction that starts writing must take the write lock late, and can fail
+    where an IMMEDIATE one waits its turn."""
     from adapter.audit.events import record
 
-    with factory.begin() as session:
+    if session is not None and session.get_bind().dialect.name == "postgresql":
         record(event, session=session)
+        session.commit()
+        return
+    with factory.begin() as own:
+        record(event, session=own)

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store import enqueue_many
@@ -134,3 +134,67 @@ def test_the_adapter_start_is_recorded_with_its_configuration(
     detail = orjson.loads(loaded[0]["body"])["detail"]
     assert detail["config"] == "consortium.yaml" and len(detail["config_sha256"]) == 64
     assert "shiqiao-lis=yunyi-lis" in detail["mappings"]
+
+
+def _refuse_audit(engine: Engine) -> None:
+    """The database really refuses every new audit record (a full disk would, or a
+    revoked grant): a trigger on both databases."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION test_refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_record "
+                    "FOR EACH ROW EXECUTE FUNCTION test_refuse_audit()"
+                )
+            )
+        else:
+            conn.execute(
+                text(
+                    "CREATE TRIGGER test_refuse_audit BEFORE INSERT ON audit_record "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+
+
+def _accept_audit(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("DROP TRIGGER IF EXISTS test_refuse_audit ON audit_record"))
+            conn.execute(text("DROP FUNCTION IF EXISTS test_refuse_audit()"))
+        else:
+            conn.execute(text("DROP TRIGGER IF EXISTS test_refuse_audit"))
+
+
+def test_a_disclosure_that_cannot_be_recorded_is_not_answered(
+    client: TestClient, session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """The record of a search or read is committed before the answer (on PostgreSQL in
+    the request's own transaction): when the database refuses it, the caller gets an
+    error and no results, and the log stays whole; once it accepts again, so do reads."""
+    posted = client.post(
+        "/ingest", content=CBC.read_bytes(), headers={"X-Source-System": "shiqiao-lis"}
+    )
+    patient = next(r for r in posted.json()["resources"] if r.startswith("Patient/"))
+    before = len(records(session_factory))
+    _refuse_audit(engine)
+    try:
+        # the same running app (no second start-up: that is an audited event too)
+        failing = TestClient(client.app, raise_server_exceptions=False)
+        found = failing.get("/fhir/Observation", params={"patient": patient})
+        read = failing.get(f"/fhir/{patient}")
+        for answer in (found, read):
+            assert answer.status_code == 500
+            assert "entry" not in answer.json() and "name" not in answer.json()
+    finally:
+        _accept_audit(engine)
+    assert len(records(session_factory)) == before
+    again = client.get("/fhir/Observation", params={"patient": patient})
+    assert again.status_code == 200 and again.json()["entry"]
+    assert len(records(session_factory)) == before + 1
+    assert check(session_factory).ok
