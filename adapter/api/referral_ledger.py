@@ -11,6 +11,9 @@ office (医务科):
     GET /referrals/analysis   facility, from, to (or year + quarter); format json | csv | xlsx
     GET /referrals/worklist   the overdue worklist: facility, department, all=true for the
                               resolved rows too
+    POST /referrals/{task}/follow-up
+                              a follow-up (随访) of the referred patient, by the facility that
+                              follows up: body {"record": "Encounter/<id>"} or empty
 
 A client limited to its facility (docs/security.md) sees the referrals where its facility
 is the sender or the receiver; naming another facility is refused (403).
@@ -21,23 +24,28 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import or_, select
 from starlette.background import BackgroundTask
 
-from adapter.api.deps import SessionDep
+from adapter.api.deps import SessionDep, SessionFactoryDep
 from adapter.api.facility import check_named, own_facility
+from adapter.api.fhir_request import check_id
+from adapter.api.referrals import FACILITY_HEADER, asking_facility
 from adapter.consortium import Consortium
-from adapter.errors import InvalidRequestError
+from adapter.errors import InvalidRequestError, MessageError
 from adapter.export import write_csv, write_xlsx
 from adapter.referral import analysis, report
+from adapter.referral.apply import RefusedError
 from adapter.referral.deadlines import label
+from adapter.referral.follow_up import audit_follow_up, record_follow_up
 from adapter.store.models import ReferralOverdue
 
 router = APIRouter(tags=["referrals"])
@@ -271,3 +279,65 @@ def worklist(request: Request, session: SessionDep) -> JSONResponse:
             "offset": offset,
         }
     )
+
+
+MAX_FOLLOW_UP_BODY = 4096
+
+
+@router.post(
+    "/referrals/{task_id}/follow-up",
+    name="referral_follow_up",
+    summary="Record a follow-up (随访) of a referred patient",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": FACILITY_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "the facility recording (with authentication off only; else "
+                "the token's facility)",
+                "schema": {"type": "string"},
+            }
+        ],
+        "requestBody": {
+            "required": False,
+            "description": 'optional: {"record": "Encounter/<id>"}, the follow-up\'s record',
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
+async def follow_up(task_id: str, request: Request, factory: SessionFactoryDep) -> JSONResponse:
+    """The sender follows up an up- or same-level referred patient, the primary facility a
+    down-referred one: counted on the ledger row, its follow-up deadline met. Refused
+    (naming the rule) for the other party (409) or a facility that is neither (403)."""
+    check_id(task_id)
+    facility = asking_facility(request)
+    body = await request.body()
+    if len(body) > MAX_FOLLOW_UP_BODY:
+        raise InvalidRequestError(f"body over {MAX_FOLLOW_UP_BODY} bytes", location="body")
+    record = None
+    if body.strip():
+        try:
+            given = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MessageError(f"body is not JSON: {exc}", location="body") from None
+        if not isinstance(given, dict) or not isinstance(given.get("record", ""), str | None):
+            raise InvalidRequestError('the body is {"record": "Type/id"}', location="body")
+        record = given.get("record") or None
+    consortium: Consortium = request.app.state.consortium
+    now = datetime.now(UTC)
+    try:
+        with factory.begin() as session:
+            row = record_follow_up(session, consortium, task_id, facility, at=now, record=record)
+            answer = {
+                "task": f"Task/{row.task_id}",
+                "follow_ups": row.follow_ups,
+                "followed_up_at": row.followed_up_at.isoformat() if row.followed_up_at else None,
+                "follow_up_record": row.follow_up_record,
+                "next_deadline": row.next_due_kind,
+            }
+    except RefusedError as refused:
+        with factory.begin() as session:  # the refused transaction was rolled back
+            audit_follow_up(session, task_id, facility, at=now, refused=refused.rule)
+        raise
+    return JSONResponse(answer)
