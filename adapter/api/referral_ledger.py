@@ -57,6 +57,65 @@ MEDIA = {
 MAX_PAGE = 1000
 
 
+def _q(name: str, description: str, enum: tuple[str, ...] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if enum:
+        schema["enum"] = list(enum)
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+# the query parameters each route reads from request.query_params, for the OpenAPI
+# document (FastAPI cannot see them: they are read by hand to answer 400, not 422)
+_FACILITY = _q("facility", "a member facility id: the referrals it sent or received")
+_PERIOD = [
+    _q("from", "first day (local, YYYY-MM-DD), included"),
+    _q("to", "last day (local, YYYY-MM-DD), included"),
+]
+_PAGE = [
+    _q("_count", "page size, 1 to 1000 (default 100)"),
+    _q("_offset", "where the page starts (default 0)"),
+]
+_FLAGS = ("true", "false")
+LEDGER_PARAMS = [
+    _FACILITY,
+    _q("department", "the sending or receiving department"),
+    _q("direction", "the referral's type: up 上转, down 下转, same 平转", tuple(report.DIRECTIONS)),
+    _q("status", "a Task.status or a businessStatus code (referral-business-status)"),
+    *_PERIOD,
+    _q("week", "a Friday (YYYY-MM-DD): the reporting week ending that day, instead of from/to"),
+    _q("q", "a keyword in the slip number, diagnosis, reason, doctors, masked patient"),
+    _q("emergency", "急诊 only (true) or none (false)", _FLAGS),
+    _q("green-channel", "绿色通道 only (true) or none (false)", _FLAGS),
+    _q("backfilled", "补录 (written after the transfer) only, or none", _FLAGS),
+    _q("incomplete", "slips with something missing (缺项) only, or none", _FLAGS),
+    _q("format", "json (paged), or the whole ledger as a file", ("json", "csv", "xlsx", "html")),
+    *_PAGE,
+]
+INCOMPLETE_PARAMS = [
+    p for p in LEDGER_PARAMS if p["name"] not in ("incomplete", "backfilled", "format")
+]
+ANALYSIS_PARAMS = [
+    _FACILITY,
+    _q("year", "with quarter: the quarter's period"),
+    _q("quarter", "1 to 4, with year", ("1", "2", "3", "4")),
+    *_PERIOD,
+    _q("week", "a Friday: the week ending that day"),
+    _q("format", "json, or rows 指标 / 分组 / 数值 as a file", ("json", "csv", "xlsx")),
+]
+WORKLIST_PARAMS = [
+    _q("facility", "the facility that must act, or the other party told"),
+    _q("department", "the department that must act"),
+    _q("all", "true: the resolved rows too", _FLAGS),
+    *_PAGE,
+]
+
+
 def _zone(consortium: Consortium) -> ZoneInfo:
     return ZoneInfo(consortium.timezone or "Asia/Shanghai")
 
@@ -167,7 +226,12 @@ def _page(request: Request) -> tuple[int, int]:
     return count, offset
 
 
-@router.get("/referrals/ledger", name="referral_ledger", summary="The 转诊台账, filtered")
+@router.get(
+    "/referrals/ledger",
+    name="referral_ledger",
+    summary="The 转诊台账, filtered",
+    openapi_extra={"parameters": LEDGER_PARAMS},
+)
 def ledger(request: Request, session: SessionDep) -> Any:
     consortium: Consortium = request.app.state.consortium
     filters = filters_of(request)
@@ -194,6 +258,7 @@ def ledger(request: Request, session: SessionDep) -> Any:
     "/referrals/incomplete",
     name="referral_incomplete",
     summary="Incomplete and late referral slips, with what is missing",
+    openapi_extra={"parameters": INCOMPLETE_PARAMS},
 )
 def incomplete(request: Request, session: SessionDep) -> JSONResponse:
     consortium: Consortium = request.app.state.consortium
@@ -223,7 +288,10 @@ def incomplete(request: Request, session: SessionDep) -> JSONResponse:
 
 
 @router.get(
-    "/referrals/analysis", name="referral_analysis", summary="The quarterly referral analysis"
+    "/referrals/analysis",
+    name="referral_analysis",
+    summary="The quarterly referral analysis",
+    openapi_extra={"parameters": ANALYSIS_PARAMS},
 )
 def analyse(request: Request, session: SessionDep) -> Any:
     consortium: Consortium = request.app.state.consortium
@@ -244,7 +312,12 @@ def analyse(request: Request, session: SessionDep) -> Any:
     )
 
 
-@router.get("/referrals/worklist", name="referral_worklist", summary="The overdue worklist")
+@router.get(
+    "/referrals/worklist",
+    name="referral_worklist",
+    summary="The overdue worklist",
+    openapi_extra={"parameters": WORKLIST_PARAMS},
+)
 def worklist(request: Request, session: SessionDep) -> JSONResponse:
     facility = _facility(request)
     department = request.query_params.get("department") or None
