@@ -284,7 +284,14 @@ def analysis_command(
         first, last = _period(start, end, None, zone)
         typer.echo(f"analysing {start} .. {end} ...", err=True)
         with runtime.factory() as session:
-            result = analysis.analyse(session, runtime.consortium, first, last, facility=facility)
+            result = analysis.analyse(
+                session,
+                runtime.consortium,
+                first,
+                last,
+                facility=facility,
+                progress=lambda text: typer.echo(f"  {text}", err=True),
+            )
     finally:
         runtime.close()
     if fmt == "json":

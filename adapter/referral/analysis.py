@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,13 +88,29 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _fetch(session: Session, start: datetime, end: datetime, facility: str | None) -> list[Any]:
+PROGRESS_EVERY = 1000
+
+
+def _fetch(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    facility: str | None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Any]:
     q = select(*(T.c[name] for name in COLUMNS)).where(
         T.c.created_at >= start, T.c.created_at < end
     )
     if facility:
         q = q.where(or_(T.c.sender_facility == facility, T.c.receiver_facility == facility))
-    return list(session.execute(q))
+    if progress is None:
+        return list(session.execute(q))
+    found: list[Any] = []
+    for row in session.execute(q.execution_options(yield_per=PROGRESS_EVERY)):
+        found.append(row)
+        if len(found) % PROGRESS_EVERY == 0:
+            progress(len(found))
+    return found
 
 
 def _top(counter: Counter[str], n: int = 10) -> list[dict[str, Any]]:
@@ -108,12 +124,26 @@ def analyse(
     end: datetime,
     *,
     facility: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the quarterly analysis for [start, end) (docs/ledger.md)."""
+    """Every figure of the quarterly analysis for [start, end) (docs/ledger.md).
+    ``progress``: told the rows read every 1000 and each of the two periods read (the
+    period, and the one before it for the trend), for a command's long runs."""
     zone = ZoneInfo(consortium.timezone or "Asia/Shanghai")
     rules = consortium.referrals.deadlines
-    rows = _fetch(session, start, end, facility)
-    before = _fetch(session, start - (end - start), start, facility)
+    tell = progress or (lambda _text: None)
+    rows = _fetch(
+        session, start, end, facility, progress and (lambda n: tell(f"{n} rows read ..."))
+    )
+    tell(f"period 1/2 read: {len(rows)} rows")
+    before = _fetch(
+        session,
+        start - (end - start),
+        start,
+        facility,
+        progress and (lambda n: tell(f"{n} rows of the period before read ...")),
+    )
+    tell(f"period 2/2 read (the period before, for the trend): {len(before)} rows")
     names = {f.id: f.name for f in consortium.facilities}
     reasons = table().reasons
     # one referral (ServiceRequest) counts once for directions, whatever its receivers
