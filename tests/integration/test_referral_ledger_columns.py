@@ -89,3 +89,23 @@ def test_a_cda_slip_with_them_fills_them(ingest: Any) -> None:
         "emergency": True,  # 紧急: urgent
         "green_channel": True,  # RF-GREEN-CHANNEL true
     }
+
+
+def test_the_receiver_s_answer_names_the_doctor(
+    tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    """REF^I12 without a receiving doctor, then the county's RRI^I12 naming the doctor in
+    its RT PRD: the doctor joins the stored referral (no performer conflict), the ledger
+    row shows it."""
+    pipeline = pipeline_for(consortium_by_care(tmp_path), session_factory)
+    at = Receipt("std-hl7v2", "cli", received_at=datetime.now(UTC))
+    slip = pipeline.ingest((HL7 / "up-slip.hl7").read_bytes(), at)
+    assert slip.status.startswith("processed"), slip.issues
+    assert _columns(session_factory, slip)["receiver_doctor"] is None
+    answer = (HL7 / "up-answer.hl7").read_bytes().decode()
+    named = answer.replace("PRD|RT^转入机构^HL70286|||", "PRD|RT^转入机构^HL70286|赵^明||")
+    assert named != answer
+    made = pipeline.ingest(named.encode(), at)
+    assert made.status.startswith("processed"), made.issues
+    assert not [i for i in made.issues if i.expression == "ServiceRequest.performer"]
+    assert _columns(session_factory, made)["receiver_doctor"] == "赵明"
