@@ -394,6 +394,14 @@ class Consortium(Strict):
                         f"clients[{number}] names unknown facility {client.facility!r}",
                     )
                 )
+        for i, name in enumerate(self.referrals.county_facilities or []):
+            if name not in facility_ids:
+                problems.append(
+                    (
+                        ("referrals", "county_facilities", i),
+                        f"referrals.county_facilities names unknown facility {name!r}",
+                    )
+                )
         if self.sync is not None:
             owned = {f.id: {s.id for s in f.sources} for f in self.facilities}
             problems.extend(sync_problems(self.sync, owned))
@@ -528,6 +536,7 @@ def _fields_ok(data: dict[str, Any]) -> bool:
             Client.model_validate(client)
         if data.get("sync"):
             SyncConfig.model_validate(data["sync"])
+        Referrals.model_validate(data.get("referrals") or {})
     except ValidationError:
         return False
     return True
@@ -541,4 +550,5 @@ def _shallow(data: dict[str, Any]) -> dict[str, Any]:
         "patient_index": PatientIndex.model_validate(data.get("patient_index") or {}),
         "sync": SyncConfig.model_validate(data["sync"]) if data.get("sync") else None,
         "clients": [Client.model_validate(c) for c in data.get("clients") or []],
+        "referrals": Referrals.model_validate(data.get("referrals") or {}),
     }

@@ -88,6 +88,11 @@ _PATH_ERRORS: dict[str, tuple[int, ...]] = {
     "/deliveries/{delivery_id}": (404,),
     "/deliveries/{delivery_id}/replay": (404, 409),
     "/deliveries/replay": (400,),
+    "/referrals/ledger": (400,),
+    "/referrals/incomplete": (400,),
+    "/referrals/analysis": (400,),
+    "/referrals/worklist": (400,),
+    "/referrals/{task_id}/follow-up": (400, 404, 409),
 }
 
 

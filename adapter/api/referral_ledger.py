@@ -11,6 +11,9 @@ office (医务科):
     GET /referrals/analysis   facility, from, to (or year + quarter); format json | csv | xlsx
     GET /referrals/worklist   the overdue worklist: facility, department, all=true for the
                               resolved rows too
+    POST /referrals/{task}/follow-up
+                              a follow-up (随访) of the referred patient, by the facility that
+                              follows up: body {"record": "Encounter/<id>"} or empty
 
 A client limited to its facility (docs/security.md) sees the referrals where its facility
 is the sender or the receiver; naming another facility is refused (403).
@@ -21,23 +24,28 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import replace
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import or_, select
 from starlette.background import BackgroundTask
 
-from adapter.api.deps import SessionDep
+from adapter.api.deps import SessionDep, SessionFactoryDep
 from adapter.api.facility import check_named, own_facility
+from adapter.api.fhir_request import check_id
+from adapter.api.referrals import FACILITY_HEADER, asking_facility
 from adapter.consortium import Consortium
-from adapter.errors import InvalidRequestError
+from adapter.errors import InvalidRequestError, MessageError
 from adapter.export import write_csv, write_xlsx
 from adapter.referral import analysis, report
+from adapter.referral.apply import RefusedError
 from adapter.referral.deadlines import label
+from adapter.referral.follow_up import audit_follow_up, record_follow_up
 from adapter.store.models import ReferralOverdue
 
 router = APIRouter(tags=["referrals"])
@@ -47,6 +55,65 @@ MEDIA = {
     "html": "text/html; charset=utf-8",
 }
 MAX_PAGE = 1000
+
+
+def _q(name: str, description: str, enum: tuple[str, ...] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string"}
+    if enum:
+        schema["enum"] = list(enum)
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+# the query parameters each route reads from request.query_params, for the OpenAPI
+# document (FastAPI cannot see them: they are read by hand to answer 400, not 422)
+_FACILITY = _q("facility", "a member facility id: the referrals it sent or received")
+_PERIOD = [
+    _q("from", "first day (local, YYYY-MM-DD), included"),
+    _q("to", "last day (local, YYYY-MM-DD), included"),
+]
+_PAGE = [
+    _q("_count", "page size, 1 to 1000 (default 100)"),
+    _q("_offset", "where the page starts (default 0)"),
+]
+_FLAGS = ("true", "false")
+LEDGER_PARAMS = [
+    _FACILITY,
+    _q("department", "the sending or receiving department"),
+    _q("direction", "the referral's type: up 上转, down 下转, same 平转", tuple(report.DIRECTIONS)),
+    _q("status", "a Task.status or a businessStatus code (referral-business-status)"),
+    *_PERIOD,
+    _q("week", "a Friday (YYYY-MM-DD): the reporting week ending that day, instead of from/to"),
+    _q("q", "a keyword in the slip number, diagnosis, reason, doctors, masked patient"),
+    _q("emergency", "急诊 only (true) or none (false)", _FLAGS),
+    _q("green-channel", "绿色通道 only (true) or none (false)", _FLAGS),
+    _q("backfilled", "补录 (written after the transfer) only, or none", _FLAGS),
+    _q("incomplete", "slips with something missing (缺项) only, or none", _FLAGS),
+    _q("format", "json (paged), or the whole ledger as a file", ("json", "csv", "xlsx", "html")),
+    *_PAGE,
+]
+INCOMPLETE_PARAMS = [
+    p for p in LEDGER_PARAMS if p["name"] not in ("incomplete", "backfilled", "format")
+]
+ANALYSIS_PARAMS = [
+    _FACILITY,
+    _q("year", "with quarter: the quarter's period"),
+    _q("quarter", "1 to 4, with year", ("1", "2", "3", "4")),
+    *_PERIOD,
+    _q("week", "a Friday: the week ending that day"),
+    _q("format", "json, or rows 指标 / 分组 / 数值 as a file", ("json", "csv", "xlsx")),
+]
+WORKLIST_PARAMS = [
+    _q("facility", "the facility that must act, or the other party told"),
+    _q("department", "the department that must act"),
+    _q("all", "true: the resolved rows too", _FLAGS),
+    *_PAGE,
+]
 
 
 def _zone(consortium: Consortium) -> ZoneInfo:
@@ -159,7 +226,12 @@ def _page(request: Request) -> tuple[int, int]:
     return count, offset
 
 
-@router.get("/referrals/ledger", name="referral_ledger", summary="The 转诊台账, filtered")
+@router.get(
+    "/referrals/ledger",
+    name="referral_ledger",
+    summary="The 转诊台账, filtered",
+    openapi_extra={"parameters": LEDGER_PARAMS},
+)
 def ledger(request: Request, session: SessionDep) -> Any:
     consortium: Consortium = request.app.state.consortium
     filters = filters_of(request)
@@ -186,6 +258,7 @@ def ledger(request: Request, session: SessionDep) -> Any:
     "/referrals/incomplete",
     name="referral_incomplete",
     summary="Incomplete and late referral slips, with what is missing",
+    openapi_extra={"parameters": INCOMPLETE_PARAMS},
 )
 def incomplete(request: Request, session: SessionDep) -> JSONResponse:
     consortium: Consortium = request.app.state.consortium
@@ -215,7 +288,10 @@ def incomplete(request: Request, session: SessionDep) -> JSONResponse:
 
 
 @router.get(
-    "/referrals/analysis", name="referral_analysis", summary="The quarterly referral analysis"
+    "/referrals/analysis",
+    name="referral_analysis",
+    summary="The quarterly referral analysis",
+    openapi_extra={"parameters": ANALYSIS_PARAMS},
 )
 def analyse(request: Request, session: SessionDep) -> Any:
     consortium: Consortium = request.app.state.consortium
@@ -236,7 +312,12 @@ def analyse(request: Request, session: SessionDep) -> Any:
     )
 
 
-@router.get("/referrals/worklist", name="referral_worklist", summary="The overdue worklist")
+@router.get(
+    "/referrals/worklist",
+    name="referral_worklist",
+    summary="The overdue worklist",
+    openapi_extra={"parameters": WORKLIST_PARAMS},
+)
 def worklist(request: Request, session: SessionDep) -> JSONResponse:
     facility = _facility(request)
     department = request.query_params.get("department") or None
@@ -271,3 +352,65 @@ def worklist(request: Request, session: SessionDep) -> JSONResponse:
             "offset": offset,
         }
     )
+
+
+MAX_FOLLOW_UP_BODY = 4096
+
+
+@router.post(
+    "/referrals/{task_id}/follow-up",
+    name="referral_follow_up",
+    summary="Record a follow-up (随访) of a referred patient",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": FACILITY_HEADER,
+                "in": "header",
+                "required": False,
+                "description": "the facility recording (with authentication off only; else "
+                "the token's facility)",
+                "schema": {"type": "string"},
+            }
+        ],
+        "requestBody": {
+            "required": False,
+            "description": 'optional: {"record": "Encounter/<id>"}, the follow-up\'s record',
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+    },
+)
+async def follow_up(task_id: str, request: Request, factory: SessionFactoryDep) -> JSONResponse:
+    """The sender follows up an up- or same-level referred patient, the primary facility a
+    down-referred one: counted on the ledger row, its follow-up deadline met. Refused
+    (naming the rule) for the other party (409) or a facility that is neither (403)."""
+    check_id(task_id)
+    facility = asking_facility(request)
+    body = await request.body()
+    if len(body) > MAX_FOLLOW_UP_BODY:
+        raise InvalidRequestError(f"body over {MAX_FOLLOW_UP_BODY} bytes", location="body")
+    record = None
+    if body.strip():
+        try:
+            given = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MessageError(f"body is not JSON: {exc}", location="body") from None
+        if not isinstance(given, dict) or not isinstance(given.get("record", ""), str | None):
+            raise InvalidRequestError('the body is {"record": "Type/id"}', location="body")
+        record = given.get("record") or None
+    consortium: Consortium = request.app.state.consortium
+    now = datetime.now(UTC)
+    try:
+        with factory.begin() as session:
+            row = record_follow_up(session, consortium, task_id, facility, at=now, record=record)
+            answer = {
+                "task": f"Task/{row.task_id}",
+                "follow_ups": row.follow_ups,
+                "followed_up_at": row.followed_up_at.isoformat() if row.followed_up_at else None,
+                "follow_up_record": row.follow_up_record,
+                "next_deadline": row.next_due_kind,
+            }
+    except RefusedError as refused:
+        with factory.begin() as session:  # the refused transaction was rolled back
+            audit_follow_up(session, task_id, facility, at=now, refused=refused.rule)
+        raise
+    return JSONResponse(answer)

@@ -163,4 +163,6 @@ RULES: dict[str, Rule] = {
     "referral_incomplete": _rule("facility", "reader", "operator"),
     "referral_analysis": _rule("facility", "reader", "operator"),
     "referral_worklist": _rule("facility", "reader", "operator"),
+    # a follow-up (随访) by the facility that follows the patient up: its own referrals only
+    "referral_follow_up": _rule("facility", "reader", "operator"),
 }

@@ -284,7 +284,14 @@ def analysis_command(
         first, last = _period(start, end, None, zone)
         typer.echo(f"analysing {start} .. {end} ...", err=True)
         with runtime.factory() as session:
-            result = analysis.analyse(session, runtime.consortium, first, last, facility=facility)
+            result = analysis.analyse(
+                session,
+                runtime.consortium,
+                first,
+                last,
+                facility=facility,
+                progress=lambda text: typer.echo(f"  {text}", err=True),
+            )
     finally:
         runtime.close()
     if fmt == "json":
@@ -337,23 +344,24 @@ def follow_up(
 ) -> None:
     """Record a follow-up of the referred patient: the sender's after an up-referral, the
     primary facility's after a down-referral."""
-    from adapter.referral import ledger as ledger_rows
-    from adapter.store.models import ReferralLedger
+    from adapter.referral.apply import RefusedError
+    from adapter.referral.follow_up import audit_follow_up, record_follow_up
 
     runtime = common.start(check_connectors=False, load_mappings=False, publish=False)
     try:
         now = datetime.now(UTC)
-        with runtime.factory.begin() as session:
-            row = session.get(ReferralLedger, _id(task))
-            if row is None:
-                raise common.fail(f"Task/{_id(task)} is not in the referral ledger", code=1)
-            side = row.receiver_facility if row.direction == "down" else row.sender_facility
-            if facility != side:
-                raise common.fail(
-                    f"the follow-up of this referral is recorded by {side}, not {facility}", code=1
+        try:
+            with runtime.factory.begin() as session:
+                row = record_follow_up(
+                    session, runtime.consortium, _id(task), facility, at=now, record=record
                 )
-            ledger_rows.record_follow_up(session, runtime.consortium, row, at=now, record=record)
-            count = row.follow_ups
+                count = row.follow_ups
+        except RefusedError as refused:
+            with runtime.factory.begin() as session:  # the refused one was rolled back
+                audit_follow_up(session, _id(task), facility, at=now, refused=refused.rule)
+            raise common.fail(refused.message, code=1) from None
+        except common.AdapterError as error:  # not in the ledger, a malformed record
+            raise common.fail(error.message, code=1) from None
     finally:
         runtime.close()
     typer.echo(f"Task/{_id(task)}: follow-up {count} recorded")

@@ -34,14 +34,23 @@ def keep_first(
     stored first wins: a later copy only adds elements the stored one lacks, and the lists
     named in ``accumulate`` are joined (stored items first). Each element named in
     ``compare`` that both copies give with different values is a warning naming the element,
-    so the disagreement is reported, never silently settled."""
+    so the disagreement is reported, never silently settled. A list both compared and
+    accumulated is joined only when the later copy keeps every stored item (it adds, e.g.
+    the receiving doctor an answer names); otherwise the stored list is kept and warned."""
     if not stored:
         return resource, []
     merged = {k: v for k, v in stored.items() if k != "meta"}
     for name, value in resource.items():
         if name not in merged:
             merged[name] = value
+    compared = set(policy.get("compare") or [])
+    added: set[str] = set()  # compared lists the later copy only adds to: no conflict
     for name in policy.get("accumulate") or []:
+        if name in compared and name in stored and name in resource:
+            new = {_key(i) for i in resource.get(name) or []}
+            if not all(_key(i) in new for i in stored.get(name) or []):
+                continue  # the copy drops or changes a stored item: kept, warned below
+            added.add(name)
         items = list(stored.get(name) or [])
         seen = {_key(i) for i in items}
         for item in resource.get(name) or []:
@@ -53,6 +62,8 @@ def keep_first(
     issues: list[Issue] = []
     kind = resource["resourceType"]
     for name in policy.get("compare") or []:
+        if name in added:
+            continue
         if name in stored and name in resource and _key(stored[name]) != _key(resource[name]):
             issues.append(
                 Issue(

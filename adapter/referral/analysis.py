@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,13 +88,29 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
 
-def _fetch(session: Session, start: datetime, end: datetime, facility: str | None) -> list[Any]:
+PROGRESS_EVERY = 1000
+
+
+def _fetch(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    facility: str | None,
+    progress: Callable[[int], None] | None = None,
+) -> list[Any]:
     q = select(*(T.c[name] for name in COLUMNS)).where(
         T.c.created_at >= start, T.c.created_at < end
     )
     if facility:
         q = q.where(or_(T.c.sender_facility == facility, T.c.receiver_facility == facility))
-    return list(session.execute(q))
+    if progress is None:
+        return list(session.execute(q))
+    found: list[Any] = []
+    for row in session.execute(q.execution_options(yield_per=PROGRESS_EVERY)):
+        found.append(row)
+        if len(found) % PROGRESS_EVERY == 0:
+            progress(len(found))
+    return found
 
 
 def _top(counter: Counter[str], n: int = 10) -> list[dict[str, Any]]:
@@ -108,12 +124,26 @@ def analyse(
     end: datetime,
     *,
     facility: str | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the quarterly analysis for [start, end) (docs/ledger.md)."""
+    """Every figure of the quarterly analysis for [start, end) (docs/ledger.md).
+    ``progress``: told the rows read every 1000 and each of the two periods read (the
+    period, and the one before it for the trend), for a command's long runs."""
     zone = ZoneInfo(consortium.timezone or "Asia/Shanghai")
     rules = consortium.referrals.deadlines
-    rows = _fetch(session, start, end, facility)
-    before = _fetch(session, start - (end - start), start, facility)
+    tell = progress or (lambda _text: None)
+    rows = _fetch(
+        session, start, end, facility, progress and (lambda n: tell(f"{n} rows read ..."))
+    )
+    tell(f"period 1/2 read: {len(rows)} rows")
+    before = _fetch(
+        session,
+        start - (end - start),
+        start,
+        facility,
+        progress and (lambda n: tell(f"{n} rows of the period before read ...")),
+    )
+    tell(f"period 2/2 read (the period before, for the trend): {len(before)} rows")
     names = {f.id: f.name for f in consortium.facilities}
     reasons = table().reasons
     # one referral (ServiceRequest) counts once for directions, whatever its receivers
@@ -152,7 +182,6 @@ def analyse(
         if r.followed_up_at is not None
         and r.followed_up_at <= r.discharged_at + timedelta(days=rules.follow_up_days)
     ]
-    up_rows = [r for r in referrals.values() if r.direction == "up"]
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat(), "facility": facility},
         "referrals": len(referrals),
@@ -217,12 +246,71 @@ def analyse(
         "incomplete_slips": sum(1 for r in referrals.values() if r.missing),
         "late_slips": sum(1 for r in referrals.values() if r.backfilled),
         "emergency": sum(1 for r in referrals.values() if r.emergency or r.green_channel),
-        "county": {
-            "up_referrals": len(up_rows),
-            "out_of_county": sum(1 for r in up_rows if r.out_of_county),
-            "out_of_county_share": _rate(sum(1 for r in up_rows if r.out_of_county), len(up_rows)),
-            "in_county_share": _rate(sum(1 for r in up_rows if not r.out_of_county), len(up_rows)),
-        },
+        "county": county_figures(rows, consortium, facility),
+    }
+
+
+def county_facilities(consortium: Consortium) -> set[str]:
+    """The facilities inside the county (县域内): ``referrals.county_facilities``, else
+    every member facility of the consortium file."""
+    members = {f.id for f in consortium.facilities}
+    listed = consortium.referrals.county_facilities
+    return members if listed is None else members & set(listed)
+
+
+def county_figures(rows: list[Any], consortium: Consortium, facility: str | None) -> dict[str, Any]:
+    """The referral part of 县域内就诊率 (docs/ledger.md): of the referrals a facility
+    inside the county sent, the share whose every receiver is inside the county too; for
+    all directions and for up-referrals, for the consortium (or ``facility``) and per
+    sending facility. Referrals that came from outside the county are counted apart."""
+    inside = county_facilities(consortium)
+    names = {f.id: f.name for f in consortium.facilities}
+    referrals: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        item = referrals.setdefault(
+            r.request_id,
+            {"sender": r.sender_facility, "direction": r.direction, "out": False},
+        )
+        item["out"] = item["out"] or r.receiver_facility not in inside
+    sent = [
+        item
+        for item in referrals.values()
+        if item["sender"] in inside and (facility is None or item["sender"] == facility)
+    ]
+
+    def shares(items: list[dict[str, Any]]) -> dict[str, Any]:
+        out = sum(1 for item in items if item["out"])
+        return {
+            "sent": len(items),
+            "in_county": len(items) - out,
+            "out_of_county": out,
+            "in_county_share": _rate(len(items) - out, len(items)),
+            "out_of_county_share": _rate(out, len(items)),
+        }
+
+    by_sender: dict[str, list[dict[str, Any]]] = {}
+    for item in sent:
+        by_sender.setdefault(item["sender"], []).append(item)
+    return {
+        **shares(sent),
+        "up": shares([item for item in sent if item["direction"] == "up"]),
+        "from_outside": sum(
+            1
+            for item in referrals.values()
+            if item["sender"] not in inside and (facility is None or item["sender"] != facility)
+        ),
+        "by_facility": [
+            {
+                "facility": sender,
+                "name": names.get(sender, sender),
+                **{
+                    f"up_{k}": v
+                    for k, v in shares([i for i in items if i["direction"] == "up"]).items()
+                },
+                **shares(items),
+            }
+            for sender, items in sorted(by_sender.items())
+        ],
     }
 
 
@@ -247,18 +335,26 @@ def _flat(prefix: str, value: Any) -> Iterator[list[Any]]:
     elif isinstance(value, list):
         for item in value:
             if isinstance(item, dict) and not ("key" in item and "count" in item):
+                # the group is the item's words (a facility, a month); its figures (a rate
+                # with nothing to divide is None: an empty cell) are the rows
+                figures = [k for k, v in item.items() if _figure(k, v)]
                 group = " / ".join(
-                    str(v)
-                    for k, v in item.items()
-                    if not isinstance(v, int | float) or k == "month"
+                    str(v) for k, v in item.items() if k not in figures and v is not None
                 )
-                for key, number in item.items():
-                    if isinstance(number, int | float) and key != "month":
-                        yield [f"{prefix}.{key}", group, number]
+                for key in figures:
+                    yield [f"{prefix}.{key}", group, item[key]]
             else:
                 yield from _flat(prefix, item)
     else:
         yield [prefix, "", value]
+
+
+def _figure(key: str, value: Any) -> bool:
+    if key == "month":
+        return False
+    if value is None:
+        return key.endswith(("_share", "_rate", "_ratio"))
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def headers() -> list[str]:

@@ -185,14 +185,34 @@ def _receiver_department(request: dict[str, Any]) -> str | None:
 
 
 def _insurance(session: Session, request: dict[str, Any]) -> str | None:
+    """The insurance type: the ``Coverage.type`` a slip's ``insurance`` names, else the
+    reference's display (the slip mappings write the 医疗付费方式 name there)."""
     for item in request.get("insurance") or []:
         coverage = _read(session, _ref(item)) or {}
         kind = coverage.get("type") or {}
         text = kind.get("text") or next(
             (c.get("display") or c.get("code") for c in kind.get("coding") or []), None
         )
+        text = text or (item.get("display") if isinstance(item, dict) else None)
         if text:
             return str(text)[:64]
+    return None
+
+
+def _receiving_doctor(session: Session, request: dict[str, Any]) -> str | None:
+    """The doctor a slip sends the patient to (接诊医生): a Practitioner (or a
+    PractitionerRole's) among the ServiceRequest's performers."""
+    for performer in request.get("performer") or []:
+        ref = _ref(performer)
+        if ref.startswith("Practitioner/"):
+            name = _person_name(_read(session, ref))
+        elif ref.startswith("PractitionerRole/"):
+            role = _read(session, ref) or {}
+            name = _person_name(_read(session, _ref(role.get("practitioner"))))
+        else:
+            continue
+        if name:
+            return name[:255]
     return None
 
 
@@ -247,7 +267,7 @@ def describe(
         "sender_doctor": sender_doctor,
         "receiver_facility": receiver,
         "receiver_department": receiver_department or _receiver_department(request),
-        "receiver_doctor": receiver_doctor,
+        "receiver_doctor": receiver_doctor or _receiving_doctor(session, request),
         "out_of_county": not in_county,
         "missing": missing_of(request, direction),
         "created_at": created,

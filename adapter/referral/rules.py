@@ -232,17 +232,28 @@ def code_systems(rules: Table | None = None) -> list[dict[str, Any]]:
             "name": "ReferralFlag",
             "title": "转诊标记 (Referral flag)",
             "description": (
-                "Tags of a referral ServiceRequest the adapter kept but flagged "
-                "(meta.tag; docs/referral-loop.md)."
+                "Flags of a referral ServiceRequest: kept but flagged by the adapter "
+                "(meta.tag), or marked on the slip (category; docs/referral-loop.md)."
             ),
-            "count": 1,
+            "count": 3,
             "concept": [
                 {
                     "code": "outside-allowed-paths",
                     "display": "转诊路径不在允许范围",
                     "definition": "The referral goes between two member facilities by a path "
                     "the consortium file does not allow (referrals.paths).",
-                }
+                },
+                {
+                    "code": "green-channel",
+                    "display": "绿色通道",
+                    "definition": "The slip sends the patient by the green channel (a "
+                    "ServiceRequest.category set by the slip mappings; docs/ledger.md).",
+                },
+                {
+                    "code": "backfilled",
+                    "display": "补录",
+                    "definition": "The slip was written after the transfer (docs/ledger.md).",
+                },
             ],
         },
     ]

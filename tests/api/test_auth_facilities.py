@@ -233,6 +233,7 @@ def test_every_facility_limited_route_is_covered_here() -> None:
         "deliveries", "delivery", "replay", "replay_destination",
         "list_care", "care_team", "grant", "revoke", "register", "recognition_corrections",
         "referral_ledger", "referral_incomplete", "referral_analysis", "referral_worklist",
+        "referral_follow_up",
     }  # fmt: skip
     # the console's pages: tests/console/test_console_access.py
     limited = {n for n, rule in RULES.items() if rule.limit == "facility" and not rule.session}
@@ -335,6 +336,7 @@ def test_the_referral_ledger_routes_stay_inside_the_facility(
     from adapter.referral.scheduler import run_once
 
     slips = PROJECT_ROOT / "fixtures"
+    tasks: list[str] = []
     with auth_client(database_url, tmp_path) as (app, tokens):
         for path, source in (
             ("xml/referral/shiqiao-his/up-slip.xml", "shiqiao-his"),
@@ -344,6 +346,7 @@ def test_the_referral_ledger_routes_stay_inside_the_facility(
                 (slips / path).read_bytes(), Receipt(source, "cli", received_at=datetime.now(UTC))
             )
             assert made.status.startswith("processed"), made.issues
+            tasks += [r for r in made.resources if r.startswith("Task/")]
         late = datetime(2026, 12, 5, tzinfo=UTC) + timedelta(days=2)
         run_once(app.state.session_factory, app.state.consortium, now=late)
 
@@ -365,3 +368,22 @@ def test_the_referral_ledger_routes_stay_inside_the_facility(
             get("shiqiao-reader", "/referrals/analysis", facility=COUNTY, **period).status_code
             == 403
         )
+
+        # the follow-up of 石桥's up-referral is 石桥's: the token's facility decides
+        def follow_up(who: str, task: str, **headers: str) -> Any:
+            return tokens.client.post(
+                f"/referrals/{task.split('/', 1)[1]}/follow-up",
+                json={"record": "Encounter/f-1"},
+                headers=tokens.headers(who, **headers),
+            )
+
+        shiqiao_task, liuhe_task = tasks
+        assert follow_up("county-reader", shiqiao_task).status_code == 409  # the receiver
+        assert follow_up("shiqiao-reader", liuhe_task).status_code == 403  # not a party
+        assert (
+            follow_up("shiqiao-reader", shiqiao_task, **{"X-Facility": COUNTY}).status_code == 403
+        )
+        assert follow_up("county-admin", shiqiao_task).status_code == 403  # not its role
+        done = follow_up("shiqiao-operator", shiqiao_task)
+        assert done.status_code == 200, done.text
+        assert done.json()["follow_ups"] == 1

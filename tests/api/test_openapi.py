@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from adapter.fhir.search_params import RESOURCES, SUPPORTED_TYPES
@@ -72,3 +74,55 @@ def test_openapi_tells_the_truth(client: TestClient) -> None:
 def test_metrics_is_text(client: TestClient) -> None:
     response = client.get("/metrics")
     assert response.headers["content-type"].startswith("text/plain")
+
+
+def test_the_referral_routes_declare_their_query_parameters(client: TestClient) -> None:
+    """The ledger, analysis and worklist read their filters by hand (400, not 422): the
+    document still lists each one, and the follow-up its answers."""
+    paths = client.get("/openapi.json").json()["paths"]
+
+    def names(path: str, method: str = "get") -> dict[str, Any]:
+        return {p["name"]: p for p in paths[path][method].get("parameters", [])}
+
+    ledger = names("/referrals/ledger")
+    assert {
+        "facility", "department", "direction", "status", "from", "to", "week", "q",
+        "emergency", "green-channel", "backfilled", "incomplete", "format", "_count", "_offset",
+    } <= set(ledger)  # fmt: skip
+    assert all(p["in"] == "query" and not p["required"] for p in ledger.values())
+    assert ledger["format"]["schema"]["enum"] == ["json", "csv", "xlsx", "html"]
+    assert ledger["direction"]["schema"]["enum"] == ["up", "down", "same"]
+    assert {"facility", "from", "to", "week", "q", "department"} <= set(
+        names("/referrals/incomplete")
+    )
+    analysis = names("/referrals/analysis")
+    assert {"facility", "year", "quarter", "from", "to", "format"} <= set(analysis)
+    assert analysis["format"]["schema"]["enum"] == ["json", "csv", "xlsx"]
+    assert {"facility", "department", "all"} <= set(names("/referrals/worklist"))
+    for path in ("/referrals/ledger", "/referrals/analysis", "/referrals/worklist"):
+        operation = paths[path]["get"]
+        assert {"400", "401", "403"} <= set(operation["responses"]), path
+        assert operation["security"] == [{"bearer": []}], path
+    follow_up = paths["/referrals/{task_id}/follow-up"]["post"]
+    assert {"400", "403", "404", "409"} <= set(follow_up["responses"])
+    assert "application/json" in follow_up["requestBody"]["content"]
+
+
+def test_the_declared_ledger_parameters_are_the_ones_read(client: TestClient) -> None:
+    """Each declared filter is really read: a bad value of it is refused naming it."""
+    for name, bad in (
+        ("direction", "sideways"),
+        ("emergency", "maybe"),
+        ("green-channel", "maybe"),
+        ("backfilled", "maybe"),
+        ("incomplete", "maybe"),
+        ("format", "pdf"),
+        ("week", "2026-11-26"),
+        ("from", "yesterday"),
+        ("to", "tomorrow"),
+        ("facility", "nowhere"),
+        ("_count", "0"),
+    ):
+        answer = client.get("/referrals/ledger", params={name: bad})
+        assert answer.status_code == 400, (name, answer.text)
+        assert answer.json()["issue"][0].get("location") == [name] or name in answer.text

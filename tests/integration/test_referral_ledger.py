@@ -163,3 +163,64 @@ def test_worklist_by_facility(loop: Loop) -> None:
         ]
         == []
     )
+
+
+def test_the_sender_records_its_follow_up_over_http(loop: Loop) -> None:
+    """POST /referrals/{task}/follow-up: the up-referral's follow-up is the sender's; the
+    receiver and a third facility are refused naming the rule; the row counts it, the
+    follow-up deadline is met and the worklist row of a late one is resolved; audited."""
+    from datetime import timedelta
+
+    from adapter.referral.scheduler import run_once
+    from adapter.store.audit_log import AuditRecord
+    from tests.integration.referral_support import OTHER
+
+    _full_loop(loop)
+    factory = loop.app.state.session_factory
+    with factory() as session:
+        discharged = session.get(ReferralLedger, loop.task).discharged_at  # type: ignore[union-attr]
+    run_once(factory, loop.app.state.consortium, now=discharged + timedelta(days=6))
+    late = loop.client.get("/referrals/worklist", params={"facility": SENDER}).json()["rows"]
+    assert [(r["deadline"], r["facility"]) for r in late] == [("follow-up", SENDER)]
+
+    url = f"/referrals/{loop.task}/follow-up"
+    body = {"record": "Encounter/visit-1"}
+    receiver = loop.client.post(url, json=body, headers={"X-Facility": RECEIVER})
+    assert receiver.status_code == 409, receiver.text
+    assert "follow-up-by-sender" in receiver.text
+    other = loop.client.post(url, json=body, headers={"X-Facility": OTHER})
+    assert other.status_code == 403 and "party-not-involved" in other.text
+    assert loop.client.post(url, headers={"X-Facility": "nowhere"}).status_code == 400
+    bad = loop.client.post(url, json={"record": "javascript:x"}, headers={"X-Facility": SENDER})
+    assert bad.status_code == 400
+    unknown = loop.client.post("/referrals/nope/follow-up", headers={"X-Facility": SENDER})
+    assert unknown.status_code == 404
+    assert _row(loop)["follow_ups"] == 0  # nothing counted by the refusals
+
+    done = loop.client.post(url, json=body, headers={"X-Facility": SENDER})
+    assert done.status_code == 200, done.text
+    assert done.json()["follow_ups"] == 1
+    assert done.json()["follow_up_record"] == "Encounter/visit-1"
+    row = _row(loop)
+    assert (row["follow_ups"], row["follow_up_record"]) == (1, "Encounter/visit-1")
+    assert row["followed_up_at"]
+    again = loop.client.post(url, headers={"X-Facility": SENDER})  # a second visit, no record
+    assert again.json()["follow_ups"] == 2
+    assert _row(loop)["follow_up_record"] == "Encounter/visit-1"
+    # the late follow-up resolves its worklist row; nothing more is owed
+    assert loop.client.get("/referrals/worklist", params={"facility": SENDER}).json()["rows"] == []
+    with factory() as session:
+        assert session.get(ReferralLedger, loop.task).next_due_kind is None  # type: ignore[union-attr]
+        audited = session.execute(
+            select(AuditRecord.action, AuditRecord.facility, AuditRecord.body)
+            .where(AuditRecord.action.like("referral.%"))
+            .order_by(AuditRecord.seq)
+        ).all()
+    follow_ups = [(a, f) for a, f, body in audited if '"follow-up"' in body]
+    assert all(f"Task/{loop.task}" in body for _, _, body in audited)
+    assert follow_ups == [
+        ("referral.refused", RECEIVER),
+        ("referral.refused", OTHER),
+        ("referral.changed", SENDER),
+        ("referral.changed", SENDER),
+    ]

@@ -147,3 +147,61 @@ def test_rebuild_ledger(task: str, session_factory: sessionmaker[Session]) -> No
     with session_factory() as session:
         row = session.get(ReferralLedger, task.split("/", 1)[1])
         assert row is not None and row.slip_number == "SQ-ZZ-2026-0201"
+
+
+def _many_rows(session_factory: sessionmaker[Session], n: int) -> None:
+    """``n`` ledger rows of November 2026 (the analysis and the export read only the
+    ledger table; the pipeline that fills it is tested elsewhere)."""
+    from datetime import timedelta
+
+    from adapter.store.models import ReferralLedger
+
+    start = datetime(2026, 11, 2, tzinfo=UTC)
+    with session_factory.begin() as session:
+        session.add_all(
+            ReferralLedger(
+                task_id=f"bulk-{i}",
+                request_id=f"bulk-sr-{i}",
+                slip_number=f"BULK-{i:05d}",
+                direction="up" if i % 4 else "down",
+                patient_masked="王*",
+                sender_facility=SENDER,
+                receiver_facility=RECEIVER,
+                status="requested",
+                business_status="requested",
+                created_at=start + timedelta(minutes=10 * i),
+                updated_at=start,
+                follow_ups=0,
+                missing=[],
+            )
+            for i in range(n)
+        )
+
+
+def test_long_runs_print_progress_to_stderr(
+    task: str, tmp_path: Path, session_factory: sessionmaker[Session]
+) -> None:
+    """2,500 more rows: the export tells every 1000 rows, the analysis the rows read and
+    each of its two periods; stdout keeps only the result."""
+    import json
+
+    _many_rows(session_factory, 2500)
+    made = run(
+        "referrals", "ledger", "--from", "2026-11-01", "--to", "2026-11-30",
+        "--format", "csv", "-o", tmp_path / "big.csv",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert made.stderr.splitlines() == ["  1000 rows ...", "  2000 rows ..."]
+    assert made.stdout.strip() == f"2501 referrals written to {tmp_path / 'big.csv'}"
+
+    analysed = run("referrals", "analysis", "--from", "2026-11-01", "--to", "2026-11-30")
+    assert analysed.exit_code == 0, analysed.output
+    assert analysed.stderr.splitlines() == [
+        "analysing 2026-11-01 .. 2026-11-30 ...",
+        "  1000 rows read ...",
+        "  2000 rows read ...",
+        "  period 1/2 read: 2501 rows",
+        "  period 2/2 read (the period before, for the trend): 0 rows",
+    ]
+    result = json.loads(analysed.stdout)
+    assert result["tasks"] == 2501 and result["counts"]["down"] == 625

@@ -18,6 +18,7 @@ ICD10 = "urn:oid:2.16.156.10011.2.3.3.11"
 REASON_KIND = "http://terminology.hl7.org/CodeSystem/v2-0336"
 SNOMED = "http://snomed.info/sct"
 DIRECTION = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/referral-direction"
+FLAG = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/referral-flag"
 INCOMPLETE = "https://yigongti-fhir-adapter.github.io/fhir/StructureDefinition/incomplete-source"
 NOTE_HEADINGS = ("主要现病史", "主要既往史", "治疗经过", "下一步治疗方案及康复建议")
 
@@ -142,6 +143,22 @@ def _referral(
         )
     if fact.get("receiver") is None and receiver is not None:
         out.append("a receiving Organization was made, the slip names none")
+    # the receiving doctor (接诊医生), the insurance type (医保类型), the green channel: every
+    # case says what the slip has; a slip without them must not get them
+    doctors = [
+        n.get("text")
+        for p in performers
+        if p and p["resourceType"] == "Practitioner"
+        for n in p.get("name", [])
+    ]
+    if doctors != ([fact["receiver_doctor"]] if fact.get("receiver_doctor") else []):
+        out.append(f"receiving doctor {doctors} != {fact.get('receiver_doctor')!r}")
+    insurance = [i.get("display") for i in sr.get("insurance", [])]
+    if insurance != ([fact["insurance"]] if fact.get("insurance") else []):
+        out.append(f"insurance {insurance} != {fact.get('insurance')!r}")
+    green = [c for c in codings if c.get("system") == FLAG and c.get("code") == "green-channel"]
+    if bool(green) != bool(fact.get("green_channel")):
+        out.append(f"green-channel flag {bool(green)} != {bool(fact.get('green_channel'))}")
     displays = " ".join(p.get("display", "") for p in sr.get("performer", []))
     if fact.get("receiver_dept") and fact["receiver_dept"] not in displays:
         out.append(f"performer {displays!r} does not name department {fact['receiver_dept']}")

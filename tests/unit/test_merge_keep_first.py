@@ -80,3 +80,21 @@ def test_the_policy_is_that_of_the_resource_made() -> None:
         other, lambda t, i: {**STORED, "id": "sr2"}, {("ServiceRequest", "sr1"): POLICY}
     )
     assert replaced == other and issues == []
+
+
+def test_a_compared_list_that_is_only_added_to_is_joined_without_a_warning() -> None:
+    """performer of a referral: the receiver's answer naming the receiving doctor adds to
+    it; an answer naming another receiver is a conflict and the stored list is kept."""
+    policy = {"compare": ["performer"], "accumulate": ["performer"]}
+    org = {"reference": "Organization/county"}
+    dept = {"display": "青山县人民医院 心内科"}
+    stored = {**STORED, "performer": [org, dept]}
+    doctor = {"reference": "Practitioner/zhao"}
+    added, issues = keep_first({**STORED, "performer": [org, dept, doctor]}, stored, policy)
+    assert added["performer"] == [org, dept, doctor] and issues == []
+    other = {"reference": "Organization/city"}
+    kept, issues = keep_first({**STORED, "performer": [other, doctor]}, stored, policy)
+    assert kept["performer"] == [org, dept]  # nothing of the disagreeing copy joins
+    assert [i.expression for i in issues] == ["ServiceRequest.performer"]
+    fewer, issues = keep_first({**STORED, "performer": [org]}, stored, policy)
+    assert fewer["performer"] == [org, dept] and len(issues) == 1  # a stub without the dept
