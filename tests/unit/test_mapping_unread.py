@@ -109,9 +109,10 @@ def test_empty_fields_are_not_listed(tmp_path: Path) -> None:
     assert unread(translation) == []
 
 
-def test_alternatives_in_first_not_taken_still_count_as_read(tmp_path: Path) -> None:
-    """``first(OBX-14, OBR-7)`` reads OBR-7 even when OBX-14 is there: the rule looked at it
-    and chose; the same holds for an alternative inside a function call."""
+def test_an_alternative_of_first_with_another_value_stays_unread(tmp_path: Path) -> None:
+    """``first(OBX-14, OBR-7)`` takes OBX-14; OBR-7 holding another time was not used, so
+    it is listed (it used to count as read because the rule looked at it). The same for a
+    path inside a call: the reference range in OBX-7 is not the value taken."""
     translation = run(
         tmp_path,
         "PID|1||P1",
@@ -124,7 +125,51 @@ def test_alternatives_in_first_not_taken_still_count_as_read(tmp_path: Path) -> 
     """,
         ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]",
     )
+    assert unread(translation) == [
+        ("information", "OBR[1]-7"),
+        ("information", "OBX[1]-6"),
+        ("information", "OBX[1]-7"),
+    ]
+
+
+def test_an_alternative_of_first_with_the_same_value_or_none_counts_as_read(
+    tmp_path: Path,
+) -> None:
+    """The same time in OBR-7 and OBX-14, an empty OBX-6: nothing was lost by choosing."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1||||20261121",
+        "OBX|1|NM|WBC||6.5||6.5|||||||20261121",
+        body=BODY
+        + """
+    when: =first(OBX-14, OBR-7)
+    range: =first(OBX-5, text(OBX-7), upper(OBX-6))
+    """,
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]",
+    )
     assert unread(translation) == []
+
+
+def test_an_unused_clinical_alternative_is_a_warning(tmp_path: Path) -> None:
+    """A note written in the result field and again, differently, in an NTE: a rule taking
+    ``first(OBX-5, NTE-3)`` uses OBX-5; the note is not read, so its segment (nothing else
+    of it read) is listed as a warning."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1|ST|WBC||见备注",
+        "NTE|1||镜检见异型淋巴细胞",
+        body="""
+    code: =OBX-3
+    order: =OBR-3
+    patient: =PID-3
+    value: =first(OBX-5, NTE-3)
+    """,
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, NTE-1]",
+    )
+    assert unread(translation) == [("warning", "NTE[1]")]
 
 
 def test_each_over_a_segment_reads_it(tmp_path: Path) -> None:

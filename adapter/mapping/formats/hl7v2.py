@@ -17,6 +17,7 @@ from adapter.mapping.folders import MappingFile
 from adapter.mapping.formats.base import Parsed, SourceFormat
 from adapter.mapping.nodes import MappingSet, MessageMapping
 from adapter.mapping.schema import STRINGS
+from adapter.mapping.values import text
 
 
 class Hl7v2Source:
@@ -28,6 +29,9 @@ class Hl7v2Source:
 
     def resolve(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
         return v2.resolve(path, scope, self.tracker)
+
+    def peek(self, path: v2.Hl7Path, scope: v2.Group) -> str:
+        return text(v2.resolve(path, scope, v2.ReadTracker()))
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
