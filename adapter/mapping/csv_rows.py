@@ -186,6 +186,9 @@ class CsvSource:
         value = scope.cells.get(path.name)
         return None if value is None else CsvCell(scope.number, path.name, value)
 
+    def peek(self, path: CsvColumn, scope: CsvRow) -> str:
+        return scope.cells.get(path.name) or ""
+
     def iterate_path(self, path: CsvColumn, scope: CsvRow) -> list[tuple[Any, Any]]:
         cell = self.resolve(path, scope)
         return [(cell, scope)] if cell is not None and not cell.is_empty() else []

@@ -39,6 +39,11 @@ class SourceAdapter(Protocol):
         """The value a compiled path reaches from ``scope`` (first match), read-recorded."""
         ...
 
+    def peek(self, path: Any, scope: Any) -> str:
+        """The text a compiled path reaches from ``scope``, not recorded as read (``first``
+        compares an alternative it did not take with the value it took)."""
+        ...
+
     def iterate_path(self, path: Any, scope: Any) -> list[tuple[Any, Any]]:
         """(item, scope) pairs: HL7 v2 field repetitions keep the scope; an XML element, a
         JSON array element becomes the scope its relative paths start from."""
@@ -284,13 +289,23 @@ def _lazy_first(ev: Evaluation, args: tuple[Expr, ...]) -> Any:
     for position, arg in enumerate(args):
         value = ev.expr(arg)
         if not is_empty(value) and truthy(value):
-            # the alternatives not taken are still read by this rule (for the unread report),
-            # also paths inside calls: first(OBX-5, text(OBX-7)) looked at OBX-7 and chose
-            for rest in args[position + 1 :]:
-                for path in _paths_in(rest):
-                    ev.state.source.resolve(path.compiled, ev.scope)
+            _read_alternatives(ev, args[position + 1 :], text(value).strip())
             return value
     return None
+
+
+def _read_alternatives(ev: Evaluation, rest: tuple[Expr, ...], chosen: str) -> None:
+    """The alternatives ``first`` did not take, for the unread report (decision 0016): a
+    path there (also inside a call: ``first(OBX-5, text(OBX-7))``) that is empty or gives
+    the value taken lost nothing and counts as read; one with another value is left
+    unread, so ``first(OBR-7, OBR-8)`` with two different times lists OBR-8 unless another
+    rule reads it."""
+    source = ev.state.source
+    for arg in rest:
+        for path in _paths_in(arg):
+            other = source.peek(path.compiled, ev.scope).strip()
+            if not other or other == chosen:
+                source.resolve(path.compiled, ev.scope)
 
 
 def _paths_in(node: Expr) -> list[Path]:

@@ -7,6 +7,11 @@ path with the extension replaced by ``.expected.json``, holding
 state how a bad input must fail have no golden file: ``outcome:`` (quarantined or
 processed-with-warnings) with the issue's ``location`` and ``diagnostics``
 (fixtures/hl7v2/bad), or ``quarantined: [texts]``, texts the errors must contain.
+
+A case with ``capture: mllp`` is a capture of a connection: MLLP frames back to back
+(``0x0B message 0x1C 0x0D`` ...), cut into messages by the MLLP listener's own frame reader,
+each translated; its golden file holds ``{"messages": [{"resources": [...], "issues":
+[...]}, ...]}`` in the order of the capture.
 Used by ``adapter mappings test`` and the pytest golden tests (tests/golden.py), so both
 diff the same way.
 """
@@ -21,9 +26,11 @@ from typing import Any
 
 import yaml
 
+from adapter.connectors.mllp_framing import FrameReader
 from adapter.errors import AdapterError, Issue
 
 CASES_FILE = "cases.yaml"
+CAPTURES = ("mllp",)  # the kinds of capture a case may be (``capture:``)
 GOLDEN_SUFFIX = ".expected.json"
 QUARANTINED = "quarantined"
 
@@ -84,6 +91,10 @@ class Case:
         return golden_path(self.folder, self.entry["file"])
 
     @property
+    def capture(self) -> str | None:
+        return self.entry.get("capture")
+
+    @property
     def is_outcome_case(self) -> bool:
         return "outcome" in self.entry or bool(self.entry.get("quarantined"))
 
@@ -127,24 +138,62 @@ def find_cases(root: Path) -> tuple[list[Case], list[str]]:
 Translate = Callable[[bytes, str], Any]  # Pipeline.translate: (raw, source) -> Outcome
 
 
+def split_capture(raw: bytes, kind: str) -> list[bytes]:
+    """The messages of a capture, in order: for ``mllp`` the frames the MLLP listener would
+    cut out of these bytes (``adapter.connectors.mllp_framing.FrameReader``). A frame cut
+    off or left open is a ``ValueError``: a golden capture holds whole messages."""
+    if kind not in CAPTURES:
+        raise ValueError(f"capture: {kind!r} is not one of {', '.join(CAPTURES)}")
+    reader = FrameReader(len(raw) + 1)
+    frames = reader.feed(raw)
+    if reader.pending or any(not isinstance(f, bytes) for f in frames):
+        raise ValueError("the capture holds a frame cut off or not ended")
+    if not frames:
+        raise ValueError("the capture holds no MLLP frame")
+    return [f for f in frames if isinstance(f, bytes)]
+
+
+def translate_capture(raw: bytes, kind: str, source: str, translate: Translate) -> Any:
+    """``{"messages": [{"resources", "issues"}, ...]}`` of a capture, one per message."""
+    messages = []
+    for message in split_capture(raw, kind):
+        outcome = translate(message, source)
+        messages.append(
+            {"resources": outcome.resources, "issues": [i.as_dict() for i in outcome.issues]}
+        )
+    return {"messages": messages}
+
+
 def run_case(case: Case, translate: Translate, *, update: bool = False) -> CaseResult:
     """Translate one case and compare (or, with update, rewrite its golden file)."""
     try:
         raw = case.input.read_bytes()
     except OSError as exc:
         return CaseResult(case.label, False, [f"input not readable ({type(exc).__name__})"])
-    try:
-        outcome = translate(raw, case.entry["source"])
-    except AdapterError as exc:  # an unknown source, a mapping that does not load
-        return CaseResult(case.label, False, [exc.message])
-    issues = [i.as_dict() for i in outcome.issues]
-    if case.entry.get("quarantined"):
-        return CaseResult(
-            case.label, *_check_refused(case.entry["quarantined"], outcome.failed, outcome.issues)
-        )
-    if case.is_outcome_case:
-        return CaseResult(case.label, *_check_outcome(case.entry, outcome.failed, outcome.issues))
-    actual = {"resources": outcome.resources, "issues": issues}
+    if case.capture is not None:
+        try:
+            actual = translate_capture(raw, case.capture, case.entry["source"], translate)
+        except ValueError as exc:
+            return CaseResult(case.label, False, [str(exc)])
+        except AdapterError as exc:
+            return CaseResult(case.label, False, [exc.message])
+        issues = [i for m in actual["messages"] for i in m["issues"]]
+    else:
+        try:
+            outcome = translate(raw, case.entry["source"])
+        except AdapterError as exc:  # an unknown source, a mapping that does not load
+            return CaseResult(case.label, False, [exc.message])
+        issues = [i.as_dict() for i in outcome.issues]
+        if case.entry.get("quarantined"):
+            return CaseResult(
+                case.label,
+                *_check_refused(case.entry["quarantined"], outcome.failed, outcome.issues),
+            )
+        if case.is_outcome_case:
+            return CaseResult(
+                case.label, *_check_outcome(case.entry, outcome.failed, outcome.issues)
+            )
+        actual = {"resources": outcome.resources, "issues": issues}
     golden = case.golden
     if update:
         exists = golden.exists()
@@ -240,5 +289,7 @@ __all__ = [
     "find_cases",
     "golden_path",
     "run_case",
+    "split_capture",
+    "translate_capture",
     "write_golden",
 ]

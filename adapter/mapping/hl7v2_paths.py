@@ -342,8 +342,9 @@ def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment
     tracker.mark(segment, path.field)
     if path.field is None:
         return segment
-    # the part the path names counts as read once a rule consults it, also as a fallback
-    # that was not taken (``first(OBR-2.1, ORC-2.1)``); parts below it when they are read
+    # the part the path names counts as read once a rule consults it (a fallback of
+    # ``first`` not taken is resolved only when it held nothing else); parts below it when
+    # they are read
     tracker.read(segment, path.field, path.rep or 1, path.comp or 1)
     return Node(segment, path.field, path.rep or 1, path.comp, path.sub, tracker)
 

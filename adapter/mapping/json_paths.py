@@ -28,6 +28,7 @@ from typing import Any
 from adapter.errors import InputTooLargeError, Issue, ParseError
 from adapter.input_limits import TOO_COSTLY, over_limit
 from adapter.mapping.decoding import decode_text
+from adapter.mapping.values import text as value_text
 
 Location = tuple[str | int, ...]
 _KEY = re.compile(r"\.([^.\[\]'\"(),\s]+)")
@@ -272,6 +273,10 @@ class JsonSource:
         value, loc = found[0]
         self.tracker.read.add(loc)
         return _value(value, loc)
+
+    def peek(self, path: JsonPath, scope: JsonScope) -> str:
+        found = evaluate(path, self.root, scope)
+        return value_text(_value(*found[0])) if found else ""
 
     def iterate_path(self, path: JsonPath, scope: JsonScope) -> list[tuple[Any, Any]]:
         """Every match; a match that is an array gives its elements. Each item becomes the

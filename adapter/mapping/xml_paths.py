@@ -27,6 +27,7 @@ from typing import Any
 from lxml import etree
 
 from adapter.errors import MappingError
+from adapter.mapping.values import text as value_text
 
 # prefixes every XML mapping may use without declaring them; a mapping may not rebind them
 BUILTIN_NAMESPACES: dict[str, str] = {
@@ -245,6 +246,10 @@ class XmlSource:
     def resolve(self, path: XmlPath, scope: etree._Element) -> Any:
         items = evaluate(path, scope, self.tracker)
         return items[0] if items else None
+
+    def peek(self, path: XmlPath, scope: etree._Element) -> str:
+        items = evaluate(path, scope, XmlReadTracker())
+        return value_text(items[0]) if items else ""
 
     def iterate_path(self, path: XmlPath, scope: etree._Element) -> list[tuple[Any, Any]]:
         """Every match; an element becomes the scope of its item (relative paths start there)."""

@@ -48,6 +48,8 @@ def fixture_resources() -> dict[tuple[str, str], dict[str, Any]]:
     for path in sorted((ROOT / "fixtures").rglob("*.expected.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         items = data.get("resources", []) if isinstance(data, dict) else data
+        if isinstance(data, dict):  # an MLLP capture's golden: one output per message
+            items = [*items, *(r for m in data.get("messages", []) for r in m["resources"])]
         for resource in items:
             if isinstance(resource, dict) and resource.get("resourceType") in RESOURCES:
                 out[(resource["resourceType"], resource["id"])] = resource

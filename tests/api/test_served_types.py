@@ -47,7 +47,10 @@ def golden_examples() -> dict[str, dict[str, Any]]:
     """resource type -> one resource of that type from a golden output."""
     out: dict[str, dict[str, Any]] = {}
     for path in sorted((ROOT / "fixtures").rglob("*.expected.json")):
-        for resource in json.loads(path.read_text(encoding="utf-8")).get("resources", []):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        # an MLLP capture's golden holds one output per message
+        outputs = [data, *data.get("messages", [])]
+        for resource in (r for output in outputs for r in output.get("resources", [])):
             out.setdefault(resource["resourceType"], resource)
     return out
 

@@ -1,15 +1,18 @@
 """The messages Chinese hospital systems send, through the adapter's real MLLP listener on a
 loopback socket with a real database: several messages in one connection and one write
-(ADT, an order, OUL results), GBK bytes without MSH-18, and a message cut off mid-frame."""
+(ADT, an order, OUL results), GBK bytes without MSH-18, a message cut off mid-frame, and the
+golden MLLP captures (fixtures/hl7v2/mllp) sent as captured."""
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +20,9 @@ from adapter.connectors.hl7_ack import read_ack
 from adapter.connectors.mllp_framing import END, START, FrameReader
 from adapter.inbound import build_listener
 from adapter.inbound.mllp import MllpListener
+from adapter.mapping.golden import golden_path, split_capture
 from adapter.store.models import InboundMessage
+from adapter.store.resources import read_resource
 from tests.integration.connector_helpers import example_pipeline as _pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,3 +149,48 @@ def test_a_connection_closed_mid_frame_stores_nothing_and_the_listener_goes_on(
         [answer] = _read_answers(sock, 1)
     assert read_ack(answer).code == "AA"
     assert [m.raw for m in _stored(session_factory)] == [raw]
+
+
+CAPTURES = V2 / "mllp"
+CAPTURE_CASES: list[dict[str, Any]] = yaml.safe_load(
+    (CAPTURES / "cases.yaml").read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("case", CAPTURE_CASES, ids=[c["file"] for c in CAPTURE_CASES])
+def test_a_capture_through_the_listener_gives_its_golden_output(
+    session_factory: sessionmaker[Session], case: dict[str, Any]
+) -> None:
+    """The capture's bytes as captured, in one write: one ACK per message with its control
+    id, each message stored byte for byte with the resources and issues of the golden file
+    (the same output as ``adapter mappings test``), the resources stored as made."""
+    raw = (CAPTURES / case["file"]).read_bytes()
+    golden = json.loads(golden_path(CAPTURES, case["file"]).read_text(encoding="utf-8"))
+    expected = golden["messages"]
+    port, listener = _listen(session_factory, case["source"])
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+            sock.sendall(raw)
+            answers = _read_answers(sock, len(expected))
+    finally:
+        listener.stop()
+    acks = [read_ack(a) for a in answers]
+    assert [(a.code, a.control_id) for a in acks] == [
+        ("AA", m["control_id"]) for m in case["messages"]
+    ]
+    stored = _stored(session_factory)
+    assert [m.raw for m in stored] == split_capture(raw, case["capture"])
+    for row, made in zip(stored, expected, strict=True):
+        warned = any(i["severity"] == "warning" for i in made["issues"])
+        assert row.status == ("processed-with-warnings" if warned else "processed")
+        assert row.issues == made["issues"]
+        assert sorted(row.resources) == sorted(
+            f"{r['resourceType']}/{r['id']}" for r in made["resources"]
+        )
+    with session_factory() as session:
+        for made in expected:
+            for resource in made["resources"]:
+                kept = read_resource(session, resource["resourceType"], resource["id"])
+                assert kept is not None
+                kept.pop("meta", None)
+                assert kept == {k: v for k, v in resource.items() if k != "meta"}

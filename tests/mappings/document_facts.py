@@ -33,6 +33,21 @@ def check_document_case(
         unread = [i["location"] for i in issues if "not read" in i["diagnostics"]]
         if unread:
             out.append(f"unread: {unread}")
+    if expect.get("unread_codes_only"):
+        other = [
+            i["location"]
+            for i in issues
+            if "not read" in i["diagnostics"]
+            and not (
+                i["severity"] == "information"
+                and re.search(
+                    r"(/observation\[\d+\]/code\[1\]/@code|/section\[1\]/code\[1\]/@displayName)$",
+                    i["location"] or "",
+                )
+            )
+        ]
+        if other:
+            out.append(f"unread beyond element codes and section code names: {other}")
     for number, facts in enumerate(expect.get("patients") or [expect.get("patient") or {}]):
         patients = by_type(resources, "Patient")
         if facts and len(patients) > number:

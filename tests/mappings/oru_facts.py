@@ -290,6 +290,8 @@ def check_case(
             else ["specimen: none made"]
         )
     warnings = [i["diagnostics"] for i in issues if i["severity"] == "warning"]
+    if expect.get("no_warnings") and warnings:
+        out.append(f"warnings: {warnings}, expected none")
     for wanted in expect.get("warnings", []):
         if not any(wanted.lower() in w.lower() for w in warnings):
             out.append(f"warnings: none mentions {wanted!r} (warnings: {warnings})")

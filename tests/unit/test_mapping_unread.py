@@ -109,9 +109,10 @@ def test_empty_fields_are_not_listed(tmp_path: Path) -> None:
     assert unread(translation) == []
 
 
-def test_alternatives_in_first_not_taken_still_count_as_read(tmp_path: Path) -> None:
-    """``first(OBX-14, OBR-7)`` reads OBR-7 even when OBX-14 is there: the rule looked at it
-    and chose; the same holds for an alternative inside a function call."""
+def test_an_alternative_of_first_with_another_value_stays_unread(tmp_path: Path) -> None:
+    """``first(OBX-14, OBR-7)`` takes OBX-14; OBR-7 holding another time was not used, so
+    it is listed (it used to count as read because the rule looked at it). The same for a
+    path inside a call: the reference range in OBX-7 is not the value taken."""
     translation = run(
         tmp_path,
         "PID|1||P1",
@@ -124,7 +125,51 @@ def test_alternatives_in_first_not_taken_still_count_as_read(tmp_path: Path) -> 
     """,
         ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]",
     )
+    assert unread(translation) == [
+        ("information", "OBR[1]-7"),
+        ("information", "OBX[1]-6"),
+        ("information", "OBX[1]-7"),
+    ]
+
+
+def test_an_alternative_of_first_with_the_same_value_or_none_counts_as_read(
+    tmp_path: Path,
+) -> None:
+    """The same time in OBR-7 and OBX-14, an empty OBX-6: nothing was lost by choosing."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1||||20261121",
+        "OBX|1|NM|WBC||6.5||6.5|||||||20261121",
+        body=BODY
+        + """
+    when: =first(OBX-14, OBR-7)
+    range: =first(OBX-5, text(OBX-7), upper(OBX-6))
+    """,
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2]",
+    )
     assert unread(translation) == []
+
+
+def test_an_unused_clinical_alternative_is_a_warning(tmp_path: Path) -> None:
+    """A note written in the result field and again, differently, in an NTE: a rule taking
+    ``first(OBX-5, NTE-3)`` uses OBX-5; the note is not read, so its segment (nothing else
+    of it read) is listed as a warning."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1|ST|WBC||见备注",
+        "NTE|1||镜检见异型淋巴细胞",
+        body="""
+    code: =OBX-3
+    order: =OBR-3
+    patient: =PID-3
+    value: =first(OBX-5, NTE-3)
+    """,
+        ignore="[MSH, PV1, PID-1, OBR-1, OBX-1, OBX-2, NTE-1]",
+    )
+    assert unread(translation) == [("warning", "NTE[1]")]
 
 
 def test_each_over_a_segment_reads_it(tmp_path: Path) -> None:
@@ -320,3 +365,60 @@ def test_a_clinical_component_is_a_warning_its_code_system_information(
         ("warning", "DG1[1]-3[1].2"),
         ("information", "DG1[1]-3[1].3"),
     ]
+
+
+# -- ignore: a component ---------------------------------------------------------------------
+
+
+def test_an_ignored_component_is_not_listed_its_sibling_is(tmp_path: Path) -> None:
+    """``ignore: [PID-11.4]`` (the province, known to every consortium member) leaves the
+    city in ``PID-11[1].3`` listed, in every repetition of the field."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1||||||||石桥村六组3号^^青山县^湖南省~县城新街8号^^^湖南省",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5",
+        body=BODY + "    address: =PID-11\n",
+        ignore=f"{PRECISE[:-1]}, PID-11.4]",
+    )
+    assert unread(translation) == [
+        ("information", "PID[1]-11[1].3"),
+        ("information", "PID[1]-11[2].1"),
+    ]
+
+
+def test_an_ignored_component_of_a_field_no_rule_reads(tmp_path: Path) -> None:
+    """A field no rule reads is listed whole; with one of its components ignored, its other
+    filled components are listed one by one (never the ignored one); a field holding only
+    ignored components is not listed."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1||||||小张^^^^^^A|||||||||||13907310012^^^QSXRMYY",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5",
+        ignore=f"{PRECISE[:-1]}, PID-9.7, PID-20.4, PID-20.1]",
+    )
+    assert unread(translation) == [("information", "PID[1]-9[1].1")]
+
+
+def test_an_ignored_clinical_component_is_not_a_warning_the_value_still_is(
+    tmp_path: Path,
+) -> None:
+    """A second result in OBX-5 is clinical; ignoring a component of it (``OBX-5.2``, a
+    vendor's unit echo) silences that component only."""
+    translation = run(
+        tmp_path,
+        "PID|1||P1",
+        "OBR|1||R1",
+        "OBX|1|NM|WBC||6.5^g/L~6.7^g/L",
+        ignore=f"{PRECISE[:-1]}, OBX-5.2]",
+    )
+    assert unread(translation) == [("warning", "OBX[1]-5[2].1")]
+
+
+def test_a_bad_ignore_entry_is_a_load_error(tmp_path: Path) -> None:
+    """``PID.11`` (a dot for the hyphen) would silently ignore nothing."""
+    message = MESSAGE.replace("ignore: [MSH, PV1]", "ignore: [MSH, PV1, PID.11]")
+    root = mapping_root(tmp_path, {"_shared/hl7v2/messages/oru.yaml": message})
+    with pytest.raises(MappingDefinitionError, match=r"ignore: 'PID\.11' is not a segment"):
+        load(root)

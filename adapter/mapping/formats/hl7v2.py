@@ -17,6 +17,7 @@ from adapter.mapping.folders import MappingFile
 from adapter.mapping.formats.base import Parsed, SourceFormat
 from adapter.mapping.nodes import MappingSet, MessageMapping
 from adapter.mapping.schema import STRINGS
+from adapter.mapping.values import text
 
 
 class Hl7v2Source:
@@ -28,6 +29,9 @@ class Hl7v2Source:
 
     def resolve(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
         return v2.resolve(path, scope, self.tracker)
+
+    def peek(self, path: v2.Hl7Path, scope: v2.Group) -> str:
+        return text(v2.resolve(path, scope, v2.ReadTracker()))
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
@@ -146,6 +150,16 @@ class Hl7v2Format(SourceFormat):
             )
         return source, root, problems
 
+    def compile_ignore(self, entry: str, options: Any) -> str:
+        """A segment (``PV1``), a field (``MSH-10``) or a component (``PID-11.4``): the
+        component in every repetition of the field. A misspelt entry (``PID.11``) would
+        silently ignore nothing, so it is a load error."""
+        if not _CLINICAL.fullmatch(entry):
+            raise ValueError(
+                f"{entry!r} is not a segment (PV1), a field (MSH-10) or a component (PID-11.4)"
+            )
+        return entry
+
     def compile_clinical(self, entries: list[str]) -> frozenset[str]:
         """Fields (``OBX-5``), components (``DG1-3.2``), segments (``ZRS``: any of its
         fields) and ``Z*`` (every Z-segment's fields)."""
@@ -168,6 +182,7 @@ class Hl7v2Format(SourceFormat):
         ``clinical:`` names it, a component of it, its segment, or ``Z*`` and it is in a
         Z-segment; a component when ``clinical:`` names it, its field or its segment."""
         ignore = set(mapping.ignore)
+        ignored_parts = {entry for entry in ignore if "." in entry}
         clinical = mapping.clinical
         with_parts = {entry.partition(".")[0] for entry in clinical if "." in entry}
         tracker = source.tracker
@@ -189,34 +204,43 @@ class Hl7v2Format(SourceFormat):
             for f in fields:
                 name = f"{segment.name}-{f}"
                 flag = whole or name in clinical
-                if (segment.index, f) not in tracker.fields:
+                skip = {
+                    int(e.rpartition(".")[2]) for e in ignored_parts if e.startswith(name + ".")
+                }
+                if (segment.index, f) not in tracker.fields and not skip:
                     out.append((segment.location(f), "field", flag or name in with_parts))
                     continue
-                for place, comps in _unread_parts(segment, f, tracker):
+                for place, comps in _unread_parts(segment, f, tracker, skip):
                     held = any(f"{name}.{c}" in clinical for c in comps)
                     out.append((place, "field", flag or held))
         return out
 
 
 def _unread_parts(
-    segment: Segment, field_no: int, tracker: v2.ReadTracker
+    segment: Segment, field_no: int, tracker: v2.ReadTracker, skip: set[int] | None = None
 ) -> list[tuple[str, tuple[int, ...]]]:
-    """Places in a field a rule read in part that hold a value no rule read, each with the
-    components holding it: a repetition none of whose components was read
-    (``OBX[2]-5[2]``), or a component of a repetition read in part (``PID[1]-11[1].3``)."""
+    """Places in a field that hold a value no rule read, each with the components holding
+    it: a repetition none of whose components was read (``OBX[2]-5[2]``), or a component
+    of a repetition read in part (``PID[1]-11[1].3``). Components in ``skip`` (ignored by
+    the mapping, ``PID-11.4``) are neither reported nor needed for a repetition to count
+    as read whole."""
     index, parts = segment.index, tracker.parts
+    skip = skip or set()
     raw = segment.raw(field_no)
     d = segment.delimiters
     if d.repetition not in raw and d.component not in raw:  # one value: read or not at all
-        return [] if (index, field_no, 1, 1) in parts else [(segment.location(field_no), (1,))]
+        if (index, field_no, 1, 1) in parts or 1 in skip:
+            return []
+        return [(segment.location(field_no), (1,))]
     out: list[tuple[str, tuple[int, ...]]] = []
     for rep in range(1, segment.repetitions(field_no) + 1):
         count = len(segment.components(field_no, rep))
-        held = [c for c in range(1, count + 1) if any(segment.subcomponents(field_no, rep, c))]
+        filled = [c for c in range(1, count + 1) if any(segment.subcomponents(field_no, rep, c))]
+        held = [c for c in filled if c not in skip]
         unread = [c for c in held if (index, field_no, rep, c) not in parts]
         if not unread:
             continue
-        if len(unread) == len(held):
+        if len(unread) == len(filled):  # nothing of it read, nothing ignored: name it whole
             out.append((segment.location(field_no, rep), tuple(held)))
         else:
             out.extend((segment.location(field_no, rep, c), (c,)) for c in unread)
