@@ -269,6 +269,7 @@ def charts_of(result: dict[str, Any], spread: dict[str, Any], t: Translator) -> 
             "xAxis": {
                 "type": "category",
                 "data": [t("analysis." + b["key"]) for b in spread["bands"]],
+                "axisLabel": {"interval": 0},
             },
             "yAxis": {"type": "value", "minInterval": 1},
             "series": [
@@ -283,7 +284,11 @@ def charts_of(result: dict[str, Any], spread: dict[str, Any], t: Translator) -> 
         "chart-loop": {
             **base,
             "tooltip": {},
-            "xAxis": {"type": "category", "data": [name for name, _ in rates]},
+            "xAxis": {
+                "type": "category",
+                "data": [name for name, _ in rates],
+                "axisLabel": {"interval": 0, "width": 90, "overflow": "break"},
+            },
             "yAxis": {
                 "type": "value",
                 "min": 0,
