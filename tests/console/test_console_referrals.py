@@ -31,10 +31,13 @@ PERIOD = {"from": "2026-01-01", "to": "2026-12-31"}
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FastAPI, Tokens, str]]:
-    """Its own SQLite database: two referrals, the up one accepted by the county hospital."""
+def site(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FastAPI, Tokens, str]]:
+    """Two referrals, the up one accepted by the county hospital (the last test runs the
+    deadline scheduler)."""
     folder = tmp_path_factory.mktemp("console-referrals")
-    with auth_client(f"sqlite:///{folder}/adapter.db", folder) as (app, tokens):
+    with auth_client(module_database_url, folder) as (app, tokens):
         up = _ingest(tokens, "shiqiao-source", "shiqiao-his", UP_SLIP, "application/xml")
         _ingest(tokens, "county-source", "std-hl7v2", DOWN_SLIP, "application/hl7-v2")
         for status in ("received", "accepted"):
