@@ -420,6 +420,14 @@ def test_the_recognition_charts_show_their_numbers(page: Any, site: Site) -> Non
     assert drawn.count("×1") == 2, drawn
     page.wait_for_selector("#chart-facility svg")
     assert "0%" in (page.locator("#chart-facility svg").text_content() or "")
+    # by item: the one item decided, 0 of 2 recognised, as the item table says
+    page.wait_for_selector("#chart-items svg")
+    items = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-items')).getOption()"
+    )
+    assert items["series"][0]["data"] == [0]
+    assert items["yAxis"][0]["data"] == ["白细胞计数 (WBC)"]
+    assert page.locator("#item-table tbody tr").count() == 1
     shot(page, "recognition")
 
 
