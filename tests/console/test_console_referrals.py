@@ -102,6 +102,23 @@ def test_the_ledger_is_filtered_and_limited_to_the_facility(
     assert wrong.status_code == 200 and 'id="ledger-error"' in wrong.text  # not a Friday
 
 
+def test_a_referral_s_page_has_its_copies_and_timeline(
+    site: tuple[FastAPI, Tokens, str],
+) -> None:
+    app, _, up = site
+    page = _browser(app, "shiqiao-reader").get(f"/console/referrals/{up}").text
+    copies = page.split('id="copies"', 1)[1].split("</table>", 1)[0]
+    assert "<td>转诊单</td>" in copies and "上转 SQ-ZZ-2026-0201" in copies
+    assert copies.count("<code>DocumentReference/") == 1
+    timeline = page.split('id="timeline"', 1)[1].split("</table>", 1)[0]
+    assert [v for v in re.findall(r"<tr><td>(\d+)</td>", timeline)] == [
+        "1",
+        "2",
+        "3",
+    ]  # oldest first
+    assert "accepted" in timeline and "received" in timeline and "requested" in timeline
+
+
 def test_the_exports_are_the_api_s(site: tuple[FastAPI, Tokens, str]) -> None:
     app, tokens, up = site
     township = _browser(app, "shiqiao-operator")

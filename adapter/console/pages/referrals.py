@@ -133,6 +133,28 @@ def console_referrals(request: Request, session: SessionDep, show: str = "open")
     )
 
 
+def _copies(session: Session, slip: dict[str, Any]) -> list[dict[str, Any]]:
+    """The copies of the slip as received (转诊单, 存根, 回执 ...: docs/referrals.md), each
+    kept as a DocumentReference the ServiceRequest names in ``supportingInfo``."""
+    found = []
+    for info in slip.get("supportingInfo") or []:
+        reference = str(info.get("reference") or "")
+        if not reference.startswith("DocumentReference/"):
+            continue
+        doc = read_resource(session, "DocumentReference", reference.split("/", 1)[1]) or {}
+        attachment = ((doc.get("content") or [{}])[0]).get("attachment") or {}
+        found.append(
+            {
+                "reference": reference,
+                "kind": (doc.get("type") or {}).get("text") or "",
+                "description": doc.get("description") or "",
+                "size": attachment.get("size"),
+                "type": attachment.get("contentType") or "",
+            }
+        )
+    return found
+
+
 @router.get("/console/referrals/{task_id}", name="console_referral", response_class=HTMLResponse)
 def console_referral(task_id: str, request: Request, session: SessionDep) -> HTMLResponse:
     task = read_resource(session, "Task", task_id)
@@ -162,6 +184,7 @@ def console_referral(task_id: str, request: Request, session: SessionDep) -> HTM
     return page(
         request,
         "referral.html",
+        copies=_copies(session, slip),
         active="referrals",
         summary=summary,
         timeline=timeline,
