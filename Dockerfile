@@ -39,6 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ADAPTER_DATABASE_URL=sqlite:////data/adapter.db \
+    ADAPTER_DATA_DIR=/data \
     ADAPTER_MAPPINGS_DIR=/app/mappings \
     ADAPTER_CONFIG=/app/fixtures/consortium.yaml
 

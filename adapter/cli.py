@@ -1,5 +1,5 @@
 """The ``adapter`` command: one typer app assembled from the command modules by area
-(adapter/commands/): serve, messages (ingest, messages, show, reprocess, demo), mappings,
+(adapter/commands/): serve, messages (ingest, messages, show, reprocess), demo, mappings,
 connectors (connectors check, listen, poll), delivery (worker, deliveries, replay),
 search (reindex), care (care list, grant, revoke, register, close-referral), patients
 (the patient index: show, reviews, merge, unmerge, rematch), sync (the nightly
@@ -22,6 +22,7 @@ from adapter.commands import (
     care,
     connectors,
     delivery,
+    demo,
     mappings,
     messages,
     patients,
@@ -41,6 +42,7 @@ app = typer.Typer(
 for area in (
     serve,
     messages,
+    demo,
     mappings,
     delivery,
     connectors,

@@ -156,6 +156,11 @@ class Settings(BaseSettings):
     deliver_in_process: bool = Field(
         False, description="adapter serve also runs the delivery worker (embedded default)"
     )
+    data_dir: Path = Field(
+        Path("./adapter-data"),
+        description="This host's small state files (the console's last mapping check); "
+        "created when first needed",
+    )
 
 
 @lru_cache(maxsize=1)

@@ -2,7 +2,8 @@
 
 common.py      settings, the one start-up path (build_runtime), ``cannot start`` errors
 serve.py       adapter serve
-messages.py    adapter ingest, messages, show, reprocess, demo
+messages.py    adapter ingest, messages, show, reprocess
+demo.py        adapter demo: the consortium's story (lab, referral loop, 互认, file drops)
 mappings.py    adapter mappings check, mappings test
 connectors.py  adapter connectors check, listen, poll
 delivery.py    adapter worker, deliveries, replay

@@ -63,6 +63,7 @@ def start(
     check_connectors: bool = True,
     load_mappings: bool = True,
     publish: bool = True,
+    chosen: Settings | None = None,
 ) -> Runtime:
     """The adapter, built by :func:`adapter.runtime.build_runtime`; ``cannot start`` on a
     bad consortium file, connector setting, mapping or database. Commands that only read
@@ -72,7 +73,7 @@ def start(
 
     from adapter.runtime import build_runtime
 
-    chosen = settings()
+    chosen = chosen or settings()
     try:
         if logs:
             configure_logs(chosen)

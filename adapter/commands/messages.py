@@ -1,5 +1,5 @@
-"""The message commands of ``adapter``: ``ingest``, ``messages``, ``show``, ``reprocess``,
-``demo``. Listing and showing start without the mappings (they must work while a broken
+"""The message commands of ``adapter``: ``ingest``, ``messages``, ``show``, ``reprocess``
+(``demo``: demo.py). Listing and showing start without the mappings (they must work while a broken
 mapping is being fixed); ingesting and reprocessing start the whole adapter.
 """
 
@@ -199,45 +199,8 @@ def reprocess(
     raise typer.Exit(1 if failed else 0)
 
 
-def demo(
-    folder: Annotated[
-        Path | None, typer.Option(help="Folder whose sub-folders are named after source systems")
-    ] = None,
-) -> None:
-    """Ingest the example consortium's sample messages and print what each produced."""
-    settings = common.settings()
-    root = folder or settings.config.parent / "hl7v2" / "oru"
-    runtime = common.start()  # a bad consortium file is reported first
-    if not root.is_dir():
-        runtime.close()
-        typer.secho(f"{root} is not a folder", fg=typer.colors.RED, err=True)
-        raise typer.Exit(2)
-    from adapter.pipeline import Channel, Receipt
-
-    known = {s.id for f in runtime.consortium.facilities for s in f.sources}
-    totals: Counter[str] = Counter()
-    typer.echo(f"database: {common.safe_url(settings.database_url)}")
-    try:
-        for source_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in known):
-            for path in sorted(source_dir.glob("*.hl7")):
-                receipt = Receipt(source_dir.name, Channel.CLI, peer=path.name)
-                result = runtime.pipeline.ingest(path.read_bytes(), receipt)
-                _print_result(f"{source_dir.name}/{path.name}", result)
-                totals[result.status] += 1
-    finally:
-        runtime.close()
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
-    typer.echo(f"\n{sum(totals.values())} messages: {summary}")
-    typer.echo(
-        "Read them back: ADAPTER_AUTH=off adapter serve (a local trial; with authentication: "
-        "docs/security.md), then GET http://127.0.0.1:8080/fhir/Patient"
-    )
-    typer.echo("The console: open http://127.0.0.1:8080/console/ (docs/console.md)")
-
-
 def register(app: typer.Typer) -> None:
     app.command()(ingest)
     app.command()(messages)
     app.command()(show)
     app.command()(reprocess)
-    app.command()(demo)

@@ -17,6 +17,7 @@ from adapter.console.pages import (
     overview,
     patients,
     recognition,
+    referral_ledger,
     referrals,
 )
 from adapter.console.render import STATIC, STATIC_URL
@@ -29,6 +30,7 @@ CONSOLE_ROUTERS: tuple[APIRouter, ...] = (
     messages.router,
     deliveries.router,
     patients.router,
+    referral_ledger.router,  # before referrals: /console/referrals/ledger is not a Task id
     referrals.router,
     recognition.router,
     mappings.router,

@@ -82,6 +82,7 @@ def auth_settings(
     database_url: str, folder: Path, *, deliveries: bool = False, **extra: Any
 ) -> Settings:
     config = consortium_with_clients(folder, deliveries=deliveries)
+    extra.setdefault("data_dir", folder / "data")  # not the working directory's
     return Settings(database_url=database_url, config=config, auth=True, **extra)
 
 

@@ -324,6 +324,8 @@ FACILITY_COVERED = {
     "console_message_raw", "console_reprocess", "console_reprocess_many", "console_deliveries",
     "console_delivery", "console_replay", "console_replay_many", "console_pause",
     "console_recognition", "console_mappings", "console_referrals", "console_referral",
+    # the ledger, its export and the analysis: tests/console/test_console_referrals.py
+    "console_referral_ledger", "console_referral_ledger_export", "console_referral_analysis",
 }  # fmt: skip
 
 
@@ -389,3 +391,30 @@ def test_no_page_or_script_of_the_console_names_another_host() -> None:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"""(src|href|url)\s*[=(]\s*["']?(https?:)?//""", text), path
         assert "@import" not in text, path
+
+
+def test_the_last_mapping_check_survives_a_restart(
+    module_database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("mappings-restart")
+    with auth_client(module_database_url, folder) as (app, _):
+        browser = _browser(app, "county-operator")
+        token = csrf_of(browser.get("/console/mappings").text)
+        assert "尚未运行" in browser.get("/console/mappings").text
+        ran = browser.post("/console/mappings/run", data={"csrf_token": token})
+        assert ran.status_code == 200 and 'id="check-summary"' in ran.text
+        summary = re.search(r'id="check-summary"[^>]*>([^<]+)<', ran.text)
+        assert summary is not None and "county-operator" in summary.group(1)
+    kept = folder / "data" / "console" / "mappings-last-run.json"
+    assert kept.is_file()
+    # a new process (a new app on the same data directory) shows the same result
+    with auth_client(module_database_url, folder) as (app, _):
+        page = _browser(app, "consortium-operator").get("/console/mappings").text
+        again = re.search(r'id="check-summary"[^>]*>([^<]+)<', page)
+        assert again is not None and again.group(1) == summary.group(1)
+        assert page.count("<tr><td><code>") == ran.text.count("<tr><td><code>")
+    # an unreadable file is ignored (logged), the page still answers
+    kept.write_text("{not json", encoding="utf-8")
+    with auth_client(module_database_url, folder) as (app, _):
+        page = _browser(app, "county-operator").get("/console/mappings").text
+        assert "尚未运行" in page

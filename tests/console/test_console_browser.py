@@ -5,13 +5,16 @@ until told otherwise (the network edge: the only stand-in).
 
 Journeys: log in and watch the overview refresh itself; find a quarantined message, see
 its located error marked in the content, fix the mapping, reprocess it; see a dead letter's
-answer and replay it; pause and resume a destination; a role without the page is refused;
-the language switch. Each page's screenshot is saved under ``test-artifacts/console/``
-(git-ignored). Skipped when /usr/bin/chromium is missing (``.ci/run`` installs it).
+answer and replay it; pause and resume a destination; resolve a review-queue item; export
+the 转诊台账 and open the XLSX; read the referral analysis's and the 互认 charts' numbers
+(against the API's); a role without the page is refused; the language switch. Each
+page's screenshot is saved under ``test-artifacts/console/`` (git-ignored). Skipped when
+/usr/bin/chromium is missing (``.ci/run`` installs it).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import threading
@@ -22,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openpyxl
 import pytest
 
 from adapter.settings import DEFAULT_MAPPINGS, PROJECT_ROOT
@@ -41,6 +45,8 @@ HELD_BACK = Path("_shared/hl7v2/messages/oul_r24.yaml")  # the "mapping fix" of 
 URINE = PROJECT_ROOT / "fixtures/hl7v2/oul/std-hl7v2/urine-r24.hl7"
 TOWNSHIP = PROJECT_ROOT / "fixtures/hl7v2/oru/shiqiao-lis/biochem-lf.hl7"
 DOWN_SLIP = PROJECT_ROOT / "fixtures/hl7v2/referral/std-hl7v2/down-slip-15-digit-id.hl7"
+UP_SLIP = PROJECT_ROOT / "fixtures/xml/referral/shiqiao-his/up-slip.xml"  # 石桥 -> 县医院
+PERIOD = "from=2026-01-01&to=2026-12-31"
 WAIT_MS = 60_000  # a loaded machine (2 cores, parallel runs) is slow: waits, not timings
 
 
@@ -100,18 +106,51 @@ class Site:
         answer.raise_for_status()
         return str(answer.json()["access_token"])
 
-    def ingest(self, client_id: str, source: str, path: Path | bytes) -> str:
+    def ingest(
+        self, client_id: str, source: str, path: Path | bytes, media: str = "application/hl7-v2"
+    ) -> str:
         answer = httpx.post(
             self.url("/ingest"),
             content=path if isinstance(path, bytes) else path.read_bytes(),
             headers={
                 "Authorization": f"Bearer {self.token(client_id)}",
                 "X-Source-System": source,
-                "Content-Type": "application/hl7-v2",
+                "Content-Type": media,
             },
         )
         assert answer.status_code in (202, 422), answer.text
         return answer.headers["X-Message-Id"]
+
+    def get(self, client_id: str, path: str) -> Any:
+        answer = httpx.get(
+            self.url(path), headers={"Authorization": f"Bearer {self.token(client_id)}"}
+        )
+        answer.raise_for_status()
+        return answer.json()
+
+    def accept_up_referral(self) -> None:
+        answer = httpx.post(
+            self.url("/ingest"),
+            content=UP_SLIP.read_bytes(),
+            headers={
+                "Authorization": f"Bearer {self.token('shiqiao-source')}",
+                "X-Source-System": "shiqiao-his",
+                "Content-Type": "application/xml",
+            },
+        )
+        assert answer.status_code == 202, answer.text
+        task = next(r for r in answer.json()["resources"] if r.startswith("Task/"))
+        self.messages["up-task"] = task.split("/", 1)[1]
+        for status in ("received", "accepted"):
+            answer = httpx.patch(
+                self.url(f"/fhir/{task}"),
+                json=[{"op": "replace", "path": "/status", "value": status}],
+                headers={
+                    "Authorization": f"Bearer {self.token('county-reader')}",
+                    "Content-Type": "application/json-patch+json",
+                },
+            )
+            assert answer.status_code == 200, answer.text
 
     def decide_twice(self, message_id: str) -> None:
         """Two doctors' 不互认 decisions about the message's patient (the 互认 page's figures)."""
@@ -170,6 +209,7 @@ def site(module_database_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
         found.messages["quarantined"] = found.ingest("county-source", "std-hl7v2", URINE)
         found.messages["township"] = found.ingest("shiqiao-source", "shiqiao-lis", TOWNSHIP)
         found.ingest("county-source", "std-hl7v2", DOWN_SLIP)  # a 下转 referral Task
+        found.accept_up_referral()  # a 上转 referral Task, accepted by the county hospital
         # two records a rule cannot decide alone: a review-queue item (twin guard)
         nid = national_id("430999", "19800101", "022")
         twin = oru(name="王芳", birth="19800101", sex="F", nid=nid, local="A2")
@@ -226,6 +266,11 @@ def test_log_in_and_the_overview_refreshes_itself(page: Any, site: Site) -> None
     page.keyboard.press("Enter")
     assert page.evaluate("document.activeElement.id") == "main"
     assert page.locator("#tile-quarantined").inner_text() == "1"
+    # no deadline scheduler runs here: nothing overdue (its figures: test_console_referrals.py)
+    assert page.locator("#tile-overdue").inner_text() == "0"
+    assert page.get_by_role("link", name="超时转诊").get_attribute("href") == (
+        "/console/referrals?show=overdue"
+    )
     # the figures come as JSON into the same page: no navigation happens
     page.evaluate("window.__still_here = true")
     page.get_by_role("button", name="立即刷新").click()
@@ -375,6 +420,14 @@ def test_the_recognition_charts_show_their_numbers(page: Any, site: Site) -> Non
     assert drawn.count("×1") == 2, drawn
     page.wait_for_selector("#chart-facility svg")
     assert "0%" in (page.locator("#chart-facility svg").text_content() or "")
+    # by item: the one item decided, 0 of 2 recognised, as the item table says
+    page.wait_for_selector("#chart-items svg")
+    items = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-items')).getOption()"
+    )
+    assert items["series"][0]["data"] == [0]
+    assert items["yAxis"][0]["data"] == ["白细胞计数 (WBC)"]
+    assert page.locator("#item-table tbody tr").count() == 1
     shot(page, "recognition")
 
 
@@ -413,9 +466,11 @@ def test_a_reader_sees_the_referrals_only(page: Any, site: Site) -> None:
     nav = page.get_by_role("navigation", name="主导航")
     assert nav.get_by_role("link").all_inner_texts() == ["转诊"]
     rows = page.locator("#referral-list tbody tr[data-task]")
-    assert rows.count() == 1
-    assert "下转" in rows.first.inner_text()
+    assert rows.count() == 2  # the county sends the 下转 and receives the 上转
+    assert "下转" in rows.all_inner_texts()[0] + rows.all_inner_texts()[1]
+    assert page.locator("#overdue-list").is_visible()
     shot(page, "referrals")
+    rows = page.locator("#referral-list tbody tr[data-task]", has_text="下转")
     rows.first.get_by_role("link").click()
     page.wait_for_selector("#timeline")
     assert page.locator("#timeline tbody tr").count() >= 1
@@ -430,3 +485,76 @@ def test_the_language_switches_to_english(page: Any, site: Site) -> None:
     page.wait_for_selector("h1:text('Overview')")
     assert page.get_by_role("link", name="Messages", exact=True).is_visible()
     shot(page, "overview-en")
+
+
+def test_the_ledger_is_exported_and_the_xlsx_opened(page: Any, site: Site, tmp_path: Path) -> None:
+    log_in(page, site, "county-reader", "/console/referrals/ledger")
+    rows = page.locator("#ledger-table tbody tr[data-task]")
+    assert rows.count() == 2
+    page.get_by_label("方向").select_option("up")
+    page.get_by_role("button", name="查询").click()
+    page.wait_for_url("**direction=up**")
+    rows = page.locator("#ledger-table tbody tr[data-task]")
+    assert rows.count() == 1
+    assert rows.first.get_attribute("data-task") == site.messages["up-task"]
+    slip = rows.first.locator('[data-field="slip_number"]').inner_text()
+    shown = rows.first.locator('[data-field="patient"]').inner_text()
+    assert "*" in shown  # masked
+    shot(page, "referral-ledger")
+    with page.expect_download() as waiting:
+        page.get_by_role("link", name="XLSX").click()
+    download = waiting.value
+    assert download.suggested_filename == "referral-ledger.xlsx"
+    target = tmp_path / "ledger.xlsx"
+    download.save_as(str(target))
+    sheet = openpyxl.load_workbook(target).active
+    values = list(sheet.values)
+    headers = list(values[0])
+    assert headers[:2] == ["转诊单号", "转诊类型"] and len(values) == 2
+    row = dict(zip(headers, values[1], strict=True))
+    assert row["转诊单号"] == slip and row["转诊类型"] == "上转" and row["患者"] == shown
+    assert row["状态"] == "已同意" and row["Task"] == f"Task/{site.messages['up-task']}"
+    # the same file as the API's for the same filter
+    api = httpx.get(
+        site.url("/referrals/ledger?format=xlsx&direction=up"),
+        headers={"Authorization": f"Bearer {site.token('county-reader')}"},
+    )
+    assert list(openpyxl.load_workbook(io.BytesIO(api.content)).active.values) == values
+
+
+def test_the_referral_analysis_charts_show_the_api_s_numbers(page: Any, site: Site) -> None:
+    log_in(page, site, "county-reader", f"/console/referrals/analysis?{PERIOD}")
+    api = site.get("county-reader", f"/referrals/analysis?{PERIOD}")
+    assert api["counts"]["up"] == 1 and api["counts"]["down"] == 1
+    page.wait_for_selector("#chart-flows svg")
+    # the numbers ECharts holds (its option as drawn) are the API's
+    drawn = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-flows')).getOption()"
+    )
+    assert drawn["series"][0]["data"] == [p["count"] for p in api["pairs"]]
+    table = [r.split("\t") for r in page.locator("#flow-table tbody tr").all_inner_texts()]
+    assert [int(r[-1]) for r in table] == [p["count"] for p in api["pairs"]]
+    assert sorted(r[2] for r in table) == ["上转", "下转"]
+    page.wait_for_selector("#chart-down-ratio svg")
+    months = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-down-ratio')).getOption()"
+    )
+    by_month = api["down_ratio_trend"]["by_month"]
+    assert months["xAxis"][0]["data"] == [m["month"] for m in by_month]
+    assert months["series"][0]["data"] == [m["up"] for m in by_month]
+    assert months["series"][1]["data"] == [m["down"] for m in by_month]
+    assert page.locator('[data-figure="down_ratio"]').inner_text() == str(api["down_ratio"])
+    median = page.locator('[data-figure="median_minutes_to_accept"]').inner_text()
+    assert median == str(api["median_minutes_to_accept"])
+    rate = page.locator('#rate-table tr[data-rate="acceptance_rate"] td.num').inner_text()
+    assert rate == f"{api['acceptance_rate'] * 100:.1f}%"
+    page.wait_for_selector("#chart-loop svg")
+    loop = page.evaluate(
+        "echarts.getInstanceByDom(document.getElementById('chart-loop')).getOption()"
+    )
+    assert loop["series"][0]["data"][0] == round(api["acceptance_rate"] * 100, 1)
+    drawn_text = page.locator("#chart-loop svg").text_content() or ""
+    assert f"{api['acceptance_rate'] * 100:g}%" in drawn_text and "到诊率" in drawn_text
+    page.wait_for_selector("#chart-accept svg")
+    page.wait_for_selector("#chart-diagnoses svg")
+    shot(page, "referral-analysis")

@@ -223,8 +223,9 @@ def test_reprocess_one_message_and_by_status(
 
 
 def test_demo_ingests_the_fixtures_and_prints_each_message(
-    env: pytest.MonkeyPatch, session_factory: sessionmaker[Session]
+    env: pytest.MonkeyPatch, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
+    env.chdir(tmp_path)  # the deliveries go to ./out/ (the whole story: test_demo.py)
     result = run("demo")
     assert result.exit_code == 0, result.output
     files = sorted(p.relative_to(ORU).as_posix() for p in ORU.glob("*/*.hl7"))
@@ -234,15 +235,15 @@ def test_demo_ingests_the_fixtures_and_prints_each_message(
     )
     assert sorted(name for name, _ in printed) == files
     assert f"{len(files)} messages:" in result.output
-    with session_factory() as session:
-        assert session.scalar(select(func.count()).select_from(InboundMessage)) == len(files)
+    with session_factory() as session:  # the lab results and the referral story's 7
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == len(files) + 7
     # every message printed can be shown, and nothing shown names a patient
     for message_id in _message_ids(result.output):
         assert run("show", message_id).exit_code == 0
 
 
 def test_demo_never_prints_the_database_password(
-    env: pytest.MonkeyPatch, database_url: str
+    env: pytest.MonkeyPatch, database_url: str, tmp_path: Path
 ) -> None:
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
@@ -252,6 +253,7 @@ def test_demo_never_prints_the_database_password(
         "ADAPTER_DATABASE_URL", url.set(password="s3cret-pw").render_as_string(hide_password=False)
     )
     get_settings.cache_clear()
+    env.chdir(tmp_path)
     result = run("demo")
     assert result.exit_code == 0, result.output
     assert "s3cret-pw" not in result.output

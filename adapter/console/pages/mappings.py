@@ -1,12 +1,19 @@
 """映射 Mappings: each source with its mapping folder, the last check of the mapping
 folders and the last run of the golden cases (run here on request, as ``adapter mappings
 check`` / ``adapter mappings test`` do: they translate only, nothing is stored). The last
-results are kept in memory by this process, with who ran them and when."""
+results, with who ran them and when, are kept in a small file of this host
+(``<ADAPTER_DATA_DIR>/console/mappings-last-run.json``): they survive a restart. A file,
+not a table: the mapping folders are this host's files too, so the result is this host's."""
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -22,6 +29,8 @@ from adapter.mapping.golden import find_cases, run_case
 from adapter.mapping.loader import SHARED, load_mapping_set
 
 router = APIRouter(include_in_schema=False)
+log = logging.getLogger(__name__)
+LAST_RUN = Path("console") / "mappings-last-run.json"
 
 
 @dataclass
@@ -34,12 +43,48 @@ class Run:
     def failed(self) -> int:
         return sum(1 for r in self.rows if not r["ok"])
 
+    def as_json(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "by": self.by, "rows": self.rows}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        return cls(datetime.fromisoformat(data["at"]), str(data["by"]), list(data["rows"]))
+
+
+def last_run_file(request: Request) -> Path:
+    return Path(request.app.state.settings.data_dir) / LAST_RUN
+
 
 def _last(request: Request) -> dict[str, Run]:
+    """The last runs: this process's, else the file's (written by an earlier process)."""
     state = request.app.state
     if not hasattr(state, "console_mappings"):
-        state.console_mappings = {}
+        state.console_mappings = read_last(last_run_file(request))
     return state.console_mappings
+
+
+def read_last(path: Path) -> dict[str, Run]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return {key: Run.from_json(value) for key, value in data.items()}
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable: start afresh
+        log.warning("the last mapping check in %s is unreadable (%s); ignored", path, exc)
+        return {}
+
+
+def write_last(path: Path, runs: dict[str, Run]) -> None:
+    """Atomically (a half-written file is never read): a temporary file, then a rename."""
+    text = json.dumps({k: r.as_json() for k, r in runs.items()}, ensure_ascii=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except OSError as exc:  # kept in memory: the page still shows it until a restart
+        log.warning("cannot keep the last mapping check in %s: %s", path, exc)
 
 
 def check_folders(request: Request) -> list[dict[str, Any]]:
@@ -122,5 +167,7 @@ async def console_mappings_run(request: Request) -> Response:
     check = await run_in_threadpool(check_folders, request)
     golden = await run_in_threadpool(run_golden, request)
     now = datetime.now(UTC)
-    _last(request).update({"check": Run(now, by, check), "golden": Run(now, by, golden)})
+    last = _last(request)
+    last.update({"check": Run(now, by, check), "golden": Run(now, by, golden)})
+    await run_in_threadpool(write_last, last_run_file(request), dict(last))
     return RedirectResponse("/console/mappings", status_code=303, headers=SECURITY_HEADERS)

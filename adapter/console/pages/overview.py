@@ -1,6 +1,7 @@
 """总览 Overview: today's messages by source and status, the quarantine, deliveries per
-destination with their breaker, the review queue and the last nightly sync. The page
-refreshes its figures from ``/console/overview.json`` without reloading."""
+destination with their breaker, the overdue referrals (the worklist of the deadline
+scheduler, adapter/referral/scheduler.py), the review queue and the last nightly sync. The
+page refreshes its figures from ``/console/overview.json`` without reloading."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from adapter.api.deps import SessionDep
@@ -21,7 +22,7 @@ from adapter.console.render import SECURITY_HEADERS, page
 from adapter.pipeline import QUARANTINED, STATUSES
 from adapter.store import outbox
 from adapter.store.identity_tables import IdentityReview
-from adapter.store.models import InboundMessage, SyncRun
+from adapter.store.models import InboundMessage, ReferralOverdue, SyncRun
 
 router = APIRouter(include_in_schema=False)
 
@@ -75,6 +76,16 @@ def destination_figures(request: Request, session: Session) -> list[dict[str, An
     return out
 
 
+def overdue_referrals(session: Session, facility: str | None) -> int:
+    """Open items of the overdue worklist (as ``GET /referrals/worklist``: the facility as
+    the party that must act or the other party)."""
+    o = ReferralOverdue
+    query = select(func.count()).select_from(o).where(o.resolved_at.is_(None))
+    if facility is not None:
+        query = query.where(or_(o.facility_id == facility, o.other_facility == facility))
+    return int(session.scalar(query) or 0)
+
+
 def _instant(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds") if value else None
 
@@ -86,6 +97,7 @@ def figures(request: Request, session: Session) -> dict[str, Any]:
         "at": _instant(datetime.now(UTC)),
         "messages": message_figures(session, start_of_today(request), facility),
         "destinations": destination_figures(request, session),
+        "overdue": overdue_referrals(session, facility),
         "reviews": None,  # the patient index spans the consortium: consortium scope only
         "sync": None,
     }

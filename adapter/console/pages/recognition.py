@@ -69,11 +69,15 @@ def console_recognition(
             }
         )
     by_facility: dict[str, list[int]] = {}
+    by_item: dict[str, list[int]] = {}
     reasons: Counter[str] = Counter()
     for r in rates:
         pair = by_facility.setdefault(r.facility_id, [0, 0])
         pair[0] += r.recognised
         pair[1] += r.eligible
+        item = by_item.setdefault(r.item_code, [0, 0])
+        item[0] += r.recognised
+        item[1] += r.eligible
         reasons.update(r.reasons)
     names = {f.id: f.name for f in consortium.facilities}
     reason_names = {r.code: r.display for r in catalogue.reasons} if catalogue else {}
@@ -126,6 +130,28 @@ def console_recognition(
                         None if f["rate"] is None else round(f["rate"] * 100, 1) for f in facilities
                     ],
                     "label": {"show": True, "position": "top", "formatter": "{c}%"},
+                }
+            ],
+        },
+        "chart-items": {
+            "aria": {"enabled": True},
+            "tooltip": {},
+            "grid": {"left": 8, "right": 48, "containLabel": True},
+            "xAxis": {"type": "value", "min": 0, "max": 100},
+            "yAxis": {
+                "type": "category",
+                "inverse": True,
+                "data": [items.get(code, code) for code in sorted(by_item)],
+            },
+            "series": [
+                {
+                    "name": t("recognition.rate"),
+                    "type": "bar",
+                    "data": [
+                        None if (r := _ratio(*by_item[code])) is None else round(r * 100, 1)
+                        for code in sorted(by_item)
+                    ],
+                    "label": {"show": True, "position": "right", "formatter": "{c}%"},
                 }
             ],
         },

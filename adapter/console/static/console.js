@@ -45,6 +45,11 @@ function refreshOverview(stamp) {
       stamp.textContent = data.at;
       const q = document.getElementById("tile-quarantined");
       if (q) q.textContent = data.messages.quarantined;
+      const overdue = document.getElementById("tile-overdue");
+      if (overdue) {
+        overdue.textContent = data.overdue;
+        overdue.parentElement.classList.toggle("bad", data.overdue > 0);
+      }
       const reviews = document.getElementById("tile-reviews");
       if (reviews && data.reviews !== null) reviews.textContent = data.reviews;
       const today = document.querySelector("#today tbody");

@@ -1,0 +1,273 @@
+"""``adapter demo``: the consortium's story on the embedded default (README "Two commands").
+
+1. the example consortium's sample lab results (fixtures/hl7v2/oru, 25 messages);
+2. one patient's referral loop, 张秀英 (fixtures/demo/README.md): her blood count at the
+   石桥 township centre, the township's up-referral slip to the county hospital, the county
+   accepting it, her admission, a blood count at the county (the result goes back to the
+   township that follows her: 结果回传基层), her discharge, the discharge summary and the
+   down-referral slip back to 石桥;
+3. a recognition query (互认): at her admission, which of her earlier results the county
+   hospital may recognise instead of repeating the test;
+4. every delivery written to a file-drop folder per destination under ``./out/`` (the
+   consortium's destinations are replaced by folders for the demo: nothing is sent);
+5. where to open the console.
+
+Run it again: every message is recognised as already received, nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from adapter.commands import common
+
+OUT = Path("out")
+COUNTY, TOWNSHIP = "qingshan-county-hospital", "shiqiao-township-centre"
+# the story's moments (the messages carry their own times; these are the API's changes)
+ACCEPTED_AT = datetime(2026, 11, 27, 2, 40, tzinfo=UTC)  # 10:40 in Qingshan
+ADMITTED_AT = datetime(2026, 12, 1, 2, 35, tzinfo=UTC)  # the ADT^A01's time
+
+
+@dataclass(frozen=True)
+class Step:
+    say: str  # what happens, for the reader
+    source: str
+    path: str  # under the consortium file's folder (fixtures/)
+
+
+STORY = (
+    Step("石桥镇卫生院: 张秀英的血常规", "shiqiao-lis", "demo/1-shiqiao-lis-cbc.hl7"),
+    Step(
+        "石桥镇卫生院: 上转单 (转县医院心内科)",
+        "shiqiao-his",
+        "xml/referral/shiqiao-his/up-slip.xml",
+    ),
+    Step("县医院: 入院 (ADT^A01)", "county-his", "demo/3-county-his-admit.hl7"),
+    Step("县医院: 住院期间的血常规", "std-hl7v2", "demo/4-county-lis-cbc.hl7"),
+    Step("县医院: 出院 (ADT^A03, GBK)", "county-his", "demo/5-county-his-discharge.hl7"),
+    Step("县医院: 出院小结", "county-emr", "demo/6-county-emr-discharge-summary.xml"),
+    Step("县医院: 下转单 (回转石桥)", "county-emr", "xml/referral/county-emr/down-slip.xml"),
+)
+
+
+def file_drop_consortium(config: Path, out: Path, target: Path) -> Path:
+    """The consortium file with each destination replaced by an enabled folder
+    ``<out>/<destination id>`` (created when first written)."""
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    for facility in data.get("facilities") or []:
+        for destination in facility.get("destinations") or []:
+            destination["kind"] = "file"
+            destination["enabled"] = True
+            destination["settings"] = {
+                "path": str((out / destination["id"]).resolve()),
+                "create_directory": True,
+            }
+    target.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), "utf-8")
+    return target
+
+
+def demo(
+    folder: Annotated[
+        Path | None,
+        typer.Option(help="Folder whose sub-folders are named after source systems (lab only)"),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Where the deliveries are written")] = OUT,
+) -> None:
+    """The consortium's story: lab results, a referral up and back down with its results,
+    the discharge summary, a recognition query, deliveries to folders under ./out/."""
+    from adapter.consortium import load_consortium
+    from adapter.errors import AdapterError
+
+    chosen = common.settings()
+    root = folder or chosen.config.parent / "hl7v2" / "oru"
+    try:
+        load_consortium(chosen.config)  # its mistakes are named in the file itself
+    except AdapterError as exc:
+        raise common.cannot_start(exc.message) from None
+    if not root.is_dir():
+        typer.secho(f"{root} is not a folder", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2)
+    with tempfile.TemporaryDirectory(prefix="adapter-demo-") as scratch:
+        config = file_drop_consortium(chosen.config, out, Path(scratch) / chosen.config.name)
+        catalogue = chosen.recognition_catalogue
+        if catalogue is None and (chosen.config.parent / "recognition.yaml").is_file():
+            catalogue = chosen.config.parent / "recognition.yaml"  # beside the original
+        settings = chosen.model_copy(update={"config": config, "recognition_catalogue": catalogue})
+        runtime = common.start(chosen=settings)
+        try:
+            typer.echo(f"database: {common.safe_url(settings.database_url)}")
+            totals = _lab_results(runtime, root)
+            results: dict[str, str] = {}
+            if folder is None and _has_story_sources(runtime):
+                results = _story(runtime, chosen.config.parent)
+            _deliver(runtime, out, results)
+        finally:
+            runtime.close()
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(totals.items()))
+    typer.echo(f"\n{sum(totals.values())} messages: {summary}")
+    typer.echo(
+        "Read them back: ADAPTER_AUTH=off adapter serve (a local trial; with authentication: "
+        "docs/security.md), then GET http://127.0.0.1:8080/fhir/Patient"
+    )
+    typer.echo(
+        "The console: open http://127.0.0.1:8080/console/ (docs/console.md): 转诊 shows the "
+        "referrals, the 台账 and the quarterly analysis; 投递 the deliveries above"
+    )
+
+
+def _lab_results(runtime: Any, root: Path) -> Counter[str]:
+    from adapter.commands.messages import _print_result
+    from adapter.pipeline import Channel, Receipt
+
+    known = {s.id for f in runtime.consortium.facilities for s in f.sources}
+    totals: Counter[str] = Counter()
+    for source_dir in sorted(p for p in root.iterdir() if p.is_dir() and p.name in known):
+        for path in sorted(source_dir.glob("*.hl7")):
+            receipt = Receipt(source_dir.name, Channel.CLI, peer=path.name)
+            result = runtime.pipeline.ingest(path.read_bytes(), receipt)
+            _print_result(f"{source_dir.name}/{path.name}", result)
+            totals[result.status] += 1
+    return totals
+
+
+def _has_story_sources(runtime: Any) -> bool:
+    known = {s.id for f in runtime.consortium.facilities for s in f.sources}
+    facilities = {f.id for f in runtime.consortium.facilities}
+    return {s.source for s in STORY} <= known and {COUNTY, TOWNSHIP} <= facilities
+
+
+def _story(runtime: Any, fixtures: Path) -> dict[str, str]:
+    from adapter.pipeline import Channel, Receipt
+
+    typer.secho("\n== 一位患者的双向转诊 (张秀英) ==", bold=True)
+    made: dict[str, list[str]] = {}
+    for number, step in enumerate(STORY, start=1):
+        path = fixtures / step.path
+        result = runtime.pipeline.ingest(path.read_bytes(), Receipt(step.source, Channel.CLI))
+        note = " (already received)" if result.duplicate else ""
+        kinds = Counter(r.split("/", 1)[0] for r in result.resources)
+        produced = ", ".join(f"{n} {t}" for t, n in sorted(kinds.items())) or "nothing"
+        colour = typer.colors.GREEN if result.accepted else typer.colors.RED
+        typer.secho(f"{number}. {step.say}: {result.status}{note} -> {produced}", fg=colour)
+        for issue in result.issues:
+            text = str(issue.diagnostics)
+            if issue.severity != "information" or "referral" in text or "Task" in text:
+                typer.echo(f"   {text}")
+        made[step.path] = list(result.resources)
+        if step.source == "shiqiao-his":
+            _accept(runtime, _one(made[step.path], "Task"))
+    up = _one(made[STORY[1].path], "Task")
+    down = _one(made[STORY[-1].path], "Task")
+    typer.secho("\n== 转诊状态 ==", bold=True)
+    for name, task in (("上转 (石桥 -> 县医院)", up), ("下转 (县医院 -> 石桥)", down)):
+        typer.echo(f"{name}: {_state(runtime, task)}")
+    patient = _one(made[STORY[2].path], "Patient")
+    _recognition(runtime, patient)
+    return {
+        "township result": _one(made[STORY[0].path], "DiagnosticReport"),
+        "county result": _one(made[STORY[3].path], "DiagnosticReport"),
+    }
+
+
+def _one(resources: list[str], kind: str) -> str:
+    return next(r for r in resources if r.startswith(f"{kind}/")).split("/", 1)[1]
+
+
+def _accept(runtime: Any, task: str) -> None:
+    """The county hospital accepts the referral (as ``adapter referrals accept`` does)."""
+    from adapter.referral.apply import RefusedError, apply_change, audit_change
+    from adapter.referral.machine import Change
+
+    now = datetime.now(UTC)
+    try:
+        with runtime.factory.begin() as session:
+            applied = apply_change(
+                session,
+                runtime.consortium,
+                task,
+                Change("accepted", at=ACCEPTED_AT),
+                COUNTY,
+                now=now,
+                step_at=ACCEPTED_AT,
+            )
+            if applied.changed:
+                audit_change(session, task, COUNTY, at=now, applied=applied, interaction="cli")
+        word = "同意接收" if applied.changed else "已同意 (unchanged)"
+    except RefusedError:  # a second run: the referral has moved on already
+        word = "已在后续状态 (unchanged)"
+    typer.secho(f"   县医院 {word}: Task/{task}", fg=typer.colors.GREEN)
+
+
+def _state(runtime: Any, task_id: str) -> str:
+    from adapter.store import read_resource
+
+    with runtime.factory() as session:
+        task = read_resource(session, "Task", task_id) or {}
+    business = (task.get("businessStatus") or {}).get("text", "已申请")
+    outputs = [o["valueReference"]["reference"] for o in task.get("output") or []]
+    listed = f", output {', '.join(outputs)}" if outputs else ""
+    return f"Task/{task_id} {task.get('status')} / {business}{listed}"
+
+
+def _recognition(runtime: Any, patient: str) -> None:
+    from adapter.recognition.query import WHY, Question, ask, zone_of
+
+    catalogue = runtime.recognition
+    typer.secho("\n== 检查检验结果互认 (入院时, 县医院) ==", bold=True)
+    if catalogue is None:
+        typer.echo("no recognition catalogue (docs/recognition.md): skipped")
+        return
+    question = Question(patient, ADMITTED_AT, facility_id=COUNTY, setting="inpatient")
+    with runtime.factory() as session:
+        answers = ask(session, catalogue, runtime.consortium, question)
+    zone = zone_of(runtime.consortium)
+    typer.echo(
+        f"Patient/{patient} as at {ADMITTED_AT.astimezone(zone).isoformat()} "
+        f"(adapter recognition query {patient} --facility {COUNTY} --setting inpatient "
+        f"--at {ADMITTED_AT.isoformat()})"
+    )
+    names = {f.id: f.name for f in runtime.consortium.facilities}
+    for answer in answers:
+        name = answer.item.name if answer.item else answer.asked
+        usable = answer.recognisable
+        if usable:
+            best = usable[0]
+            last = (best.expires - timedelta(seconds=1)).astimezone(zone) if best.expires else None
+            typer.echo(
+                f"  {name}: 可互认 ({names.get(best.facility_id or '', best.facility_id)}, "
+                f"through {last.date() if last else '?'})"
+            )
+        else:
+            typer.echo(f"  {name}: 不可互认 ({WHY.get(answer.reason or '', answer.reason)})")
+
+
+def _deliver(runtime: Any, out: Path, results: dict[str, str]) -> None:
+    from adapter.delivery.service import build_worker
+
+    worker = build_worker(runtime.consortium, runtime.factory)
+    try:
+        worker.drain()
+    finally:
+        worker.close()
+    typer.secho(f"\n== 投递 (file drops under {out}/) ==", bold=True)
+    for _, destination in runtime.consortium.destinations():
+        folder = out / destination.id
+        files = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        kinds = Counter(f.name.split("-", 1)[0] for f in files)
+        listed = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing"
+        typer.echo(f"{folder}/: {len(files)} files ({listed})")
+        for what, report in results.items():
+            if (folder / f"DiagnosticReport-{report}.json").is_file():
+                typer.echo(f"  张秀英's {what}: DiagnosticReport-{report}.json")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(demo)
