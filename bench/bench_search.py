@@ -16,6 +16,8 @@ Rows printed (milliseconds, p50 / p95 over ``--queries`` random patients):
           answer: issue 11), total counted as the default does
   api-noaudit  the same GET with the audit writer off (what the query path alone costs;
           not how the adapter runs)
+  http    the same GET to a real ``adapter serve`` process (uvicorn) on loopback, over
+          one kept-alive connection, as a receiving system sees it (audit on)
   store   adapter.store.search.find alone (page + total)
   floor   the least SQL that gives the same page and total: the patient's index rows
           joined to the resource, ordered by a LATERAL max(date end), LIMIT 50; and a
@@ -35,6 +37,7 @@ import argparse
 import random
 import statistics
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,6 +45,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import httpx
 import orjson
 import psycopg
 from fastapi.testclient import TestClient
@@ -54,6 +58,7 @@ from adapter.settings import Settings
 from adapter.store import make_engine, migrate, session_factory
 from adapter.store.search import find
 from bench.pg_schema import ResourceCopy, Schema, analyze, loaded_rows, scratch_schema
+from tests.live.server import LiveServer
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 CODES = [f"{1000 + i}-{i % 10}" for i in range(20)]
@@ -174,13 +179,31 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
     rng = random.Random(11)
     refs = [f"p{rng.randrange(patients)}" for _ in range(args.queries)]
     factory = session_factory(engine)
-    rows: dict[str, list[float]] = {"api": [], "api-noaudit": [], "store": [], "floor": []}
+    rows: dict[str, list[float]] = {
+        "api": [],
+        "api-noaudit": [],
+        "http": [],
+        "store": [],
+        "floor": [],
+    }
     # authentication off: the figures measure the query path, as before tokens existed
     app = create_app(Settings(database_url=schema.url, auth=False))
-    with TestClient(app) as client, factory() as session, schema.connect() as conn:
+    workdir = Path(tempfile.mkdtemp(prefix="bench_search_"))
+    with (
+        TestClient(app) as client,
+        factory() as session,
+        schema.connect() as conn,
+        LiveServer(schema.url, workdir) as server,
+        httpx.Client(base_url=server.base_url, timeout=30) as http,
+    ):
         for warm in refs[:20]:  # warm caches and connections
             client.get(f"/fhir/Observation?patient={warm}&_sort=-date&_count=50")
+            http.get(f"/fhir/Observation?patient={warm}&_sort=-date&_count=50")
         for ref in refs:
+            t = time.perf_counter()
+            response = http.get(f"/fhir/Observation?patient={ref}&_sort=-date&_count=50")
+            rows["http"].append((time.perf_counter() - t) * 1000)
+            assert response.status_code == 200
             t = time.perf_counter()
             response = client.get(f"/fhir/Observation?patient={ref}&_sort=-date&_count=50")
             rows["api"].append((time.perf_counter() - t) * 1000)
