@@ -384,7 +384,36 @@ def audit_change(
     """A referral change (or its refusal, naming the rule) in the audit log: references and
     codes only. Record a refusal in a transaction of its own (the refused one rolls back)."""
     task = applied.task if applied else {}
-    patient = str((task.get("for") or {}).get("reference") or "")
+    audit_referral(
+        session,
+        task_id,
+        facility,
+        at=at,
+        refused=refused,
+        interaction=interaction,
+        detail={
+            "status": task.get("status"),
+            "changed": (1 if applied.changed else 0) if applied else None,
+        },
+        entities=(f"Task/{task_id}/_history/{applied.version}",) if applied else (),
+        patient=str((task.get("for") or {}).get("reference") or ""),
+    )
+
+
+def audit_referral(
+    session: Session,
+    task_id: str,
+    facility: str,
+    *,
+    at: datetime,
+    refused: str | None,
+    interaction: str,
+    detail: dict[str, str | int | None],
+    entities: tuple[str, ...] = (),
+    patient: str = "",
+) -> None:
+    """One ``referral.changed`` / ``referral.refused`` record: the party, the Task, the
+    rule refused (if any) and ``detail`` (codes and counts, never clinical text)."""
     audit.record(
         audit.AuditEvent(
             action="referral.refused" if refused else "referral.changed",
@@ -393,14 +422,9 @@ def audit_change(
             subject=f"Task/{task_id}",
             correlation_id=None,
             at=at,
-            detail={
-                "interaction": interaction,
-                "rule": refused,
-                "status": task.get("status"),
-                "changed": (1 if applied.changed else 0) if applied else None,
-            },
+            detail={"interaction": interaction, "rule": refused, **detail},
             facility=facility if facility != ADAPTER else None,
-            entities=(f"Task/{task_id}/_history/{applied.version}",) if applied else (),
+            entities=entities,
             patients=(patient,) if patient.startswith("Patient/") else (),
         ),
         session=session,

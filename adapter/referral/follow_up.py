@@ -12,11 +12,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from adapter import audit
 from adapter.consortium import Consortium
 from adapter.errors import InvalidRequestError, NotFoundError
 from adapter.referral import ledger
-from adapter.referral.apply import RefusedError
+from adapter.referral.apply import RefusedError, audit_referral
 from adapter.referral.machine import Refusal
 from adapter.store.models import ReferralLedger
 
@@ -79,22 +78,13 @@ def audit_follow_up(
     """The follow-up (or its refusal, naming the rule) in the audit log: references and
     counts only. Record a refusal in a transaction of its own (the refused one rolls back)."""
     patient = row.patient_id if row is not None else None
-    audit.record(
-        audit.AuditEvent(
-            action="referral.refused" if refused else "referral.changed",
-            outcome="failure" if refused else "success",
-            actor=f"facility:{facility}",
-            subject=f"Task/{task_id}",
-            correlation_id=None,
-            at=at,
-            detail={
-                "interaction": "follow-up",
-                "rule": refused,
-                "follow_ups": row.follow_ups if row is not None else None,
-            },
-            facility=facility,
-            entities=(),
-            patients=(f"Patient/{patient}",) if patient else (),
-        ),
-        session=session,
+    audit_referral(
+        session,
+        task_id,
+        facility,
+        at=at,
+        refused=refused,
+        interaction="follow-up",
+        detail={"follow_ups": row.follow_ups if row is not None else None},
+        patient=f"Patient/{patient}" if patient else "",
     )
