@@ -134,8 +134,9 @@ def fill_observations(
                 _insert(conn, group, len(shapes), first, last, facility_id, start, span_seconds)
                 done += (last - first) * group.persons
         conn.commit()
-        rate = done / (time.perf_counter() - started)
-        print(f"  {done:,} / {total:,} Observations ({rate:,.0f}/s)", flush=True)
+        if (s + 1) % 10 == 0 or s + 1 == slices:
+            rate = done / (time.perf_counter() - started)
+            print(f"  {done:,} / {total:,} Observations ({rate:,.0f}/s)", flush=True)
     for group in groups:
         conn.execute(
             "INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, "
