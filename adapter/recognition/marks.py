@@ -35,6 +35,7 @@ from adapter.recognition.query import (
     result_codes,
     result_time,
     specimen_codes,
+    specimen_references,
     specimen_types,
     zone_of,
 )
@@ -90,15 +91,9 @@ class ResultMarks:
             taken = result_time(body, zone)
             if taken is None:
                 continue
-            reference = (body.get("specimen") or {}).get("reference")
+            codes = frozenset().union(*(specimens.get(r, ()) for r in specimen_references(body)))
             result = StoredResult(
-                body["resourceType"],
-                body.get("id", ""),
-                facility_id,
-                body,
-                specimens.get(reference, frozenset())
-                if isinstance(reference, str)
-                else frozenset(),
+                body["resourceType"], body.get("id", ""), facility_id, body, codes
             )
             # judged at its own time: the window is not the question, the qualification is
             verdict = judge(self.catalogue, item, result, taken, "outpatient", zone)
@@ -111,13 +106,7 @@ class ResultMarks:
         resources: list[dict[str, Any]],
         found: list[tuple[dict[str, Any], Item]],
     ) -> dict[str, frozenset[str]]:
-        wanted = {
-            ref
-            for body, item in found
-            if item.specimen
-            and isinstance(ref := (body.get("specimen") or {}).get("reference"), str)
-            and ref.startswith("Specimen/")
-        }
+        wanted = {ref for body, item in found if item.specimen for ref in specimen_references(body)}
         if not wanted:
             return {}
         here = {

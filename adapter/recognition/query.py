@@ -417,16 +417,14 @@ def _with_specimens(
     """Read the Specimen types of the results whose item names the specimens it needs."""
     wanted: set[str] = set()  # Specimen ids
     for item, result in found:
-        reference = (result.body.get("specimen") or {}).get("reference")
-        if item.specimen and isinstance(reference, str) and reference.startswith("Specimen/"):
-            wanted.add(reference.removeprefix("Specimen/"))
+        if item.specimen:
+            wanted.update(r.removeprefix("Specimen/") for r in specimen_references(result.body))
     if not wanted:
         return found
     types = specimen_types(session, wanted)
     out: list[tuple[Item, StoredResult]] = []
     for item, result in found:
-        reference = (result.body.get("specimen") or {}).get("reference")
-        codes = types.get(reference) if isinstance(reference, str) else None
+        codes = frozenset().union(*(types.get(r, ()) for r in specimen_references(result.body)))
         out.append((item, replace(result, specimen_codes=codes) if codes else result))
     return out
 
@@ -441,6 +439,20 @@ def specimen_types(session: Session, ids: Iterable[str]) -> dict[str, frozenset[
         for row in session.execute(query):
             types[f"Specimen/{row.id}"] = specimen_codes(row.body)
     return types
+
+
+def specimen_references(body: dict[str, Any]) -> list[str]:
+    """``Specimen/<id>`` references of a result: ``Observation.specimen`` is one Reference,
+    ``DiagnosticReport.specimen`` a list of them."""
+    value = body.get("specimen")
+    found = value if isinstance(value, list) else [value]
+    return [
+        ref
+        for r in found
+        if isinstance(r, dict)
+        and isinstance(ref := r.get("reference"), str)
+        and ref.startswith("Specimen/")
+    ]
 
 
 def specimen_codes(specimen: dict[str, Any]) -> frozenset[str]:

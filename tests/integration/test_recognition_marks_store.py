@@ -82,6 +82,17 @@ def test_specimen_from_the_message_or_the_store(session: Session, marks: ResultM
     assert tags(message[2]) == []
     assert tags(message[3]) == []
     assert tags(message[0]) == []  # not a result
+    # a report names its specimens as a list (DiagnosticReport.specimen is 0..*)
+    report = {
+        **glucose("g-report", None),
+        "resourceType": "DiagnosticReport",
+        "specimen": [{"reference": "Specimen/s-bld"}, {"reference": "Specimen/s-ser"}],
+    }
+    marks.mark(session, [specimen("s-ser", "SER"), report], SHIQIAO)
+    assert tags(report) == [(MARK_SYSTEM, "HR")]
+    only_blood = {**report, "id": "g-report-2", "specimen": [{"reference": "Specimen/s-bld"}]}
+    marks.mark(session, [only_blood], SHIQIAO)
+    assert tags(only_blood) == []
 
 
 def test_a_mark_the_message_claims_is_not_kept(session: Session, marks: ResultMarks) -> None:
