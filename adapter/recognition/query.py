@@ -211,9 +211,10 @@ def _results(
     for rtype in RESULT_TYPES:
         # in two steps, so that both databases work per person whatever their planners
         # estimate: the person's rows (patient_key index), then which of them carry an
-        # item's code (the token index ends with resource_id). As one join, SQLite scanned
-        # every row of the codes and PostgreSQL hashed them all: work growing with the
-        # consortium instead of the person (docs/decisions/0027-recognition.md).
+        # item's code (SQLite: the token index, which ends with resource_id; PostgreSQL: the
+        # person's code rows, matched here, _coded_rows). As one join, SQLite scanned every
+        # row of the codes and PostgreSQL hashed them all: work growing with the consortium
+        # instead of the person (docs/decisions/0027-recognition.md, 0039).
         mine = select(_r.c.id).where(
             _r.c.resource_type == rtype,
             _r.c.patient_key.in_(patient_keys),
