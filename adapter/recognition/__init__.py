@@ -9,6 +9,7 @@ parameters.py  the answer as a FHIR Parameters (and the code system URLs)
 decisions.py   a doctor's decision, checked, stored as a row and a Task
 rate.py        the monthly 互认率 per facility and item
 
-Recognition reads the store and the patient index seam (adapter.identity.persons); the API
-and the ``adapter recognition`` commands call it, never the other way round.
+Recognition reads the store and the patient index seam (adapter.identity.persons); the API,
+the ``adapter recognition`` commands and the pipeline's marking step call it, never the other
+way round.
 """
