@@ -56,9 +56,11 @@ def make_pipeline(
     factory: sessionmaker[Session],
     *,
     only_sources: list[str] | None = None,
+    recognition: Catalogue | None = None,
 ) -> Pipeline:
     """The pipeline with every source's mappings loaded (a broken mapping stops start-up);
-    ``only_sources``: just these (``adapter sync`` reads a few sources, and starts often)."""
+    ``only_sources``: just these (``adapter sync`` reads a few sources, and starts often);
+    ``recognition``: the catalogue whose marks the stored results get."""
     pipeline = Pipeline(
         consortium,
         factory,
@@ -69,6 +71,7 @@ def make_pipeline(
         original_inline_max_bytes=settings.original_inline_max_bytes,
         originals_base=originals_base(settings),
         limits=InputLimits.from_settings(settings),
+        recognition=recognition,
     )
     if only_sources is None:
         pipeline.load_all_mappings()
@@ -106,7 +109,11 @@ def build_runtime(
     factory = session_factory(engine)
     if run_migrations and publish:
         publish_code_systems(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
-    pipeline = make_pipeline(settings, consortium, factory) if load_mappings else None
+    pipeline = (
+        make_pipeline(settings, consortium, factory, recognition=recognition)
+        if load_mappings
+        else None
+    )
     return Runtime(settings, consortium, engine, factory, pipeline, recognition)
 
 

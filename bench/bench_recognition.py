@@ -2,13 +2,17 @@
 person with five years of results, on PostgreSQL, against hand-written SQL (the floor).
 
     .venv/bin/python bench/bench_recognition.py [--persons 300] [--per-person 1000]
-                                                [--queries 200] [--pg URL]
+        [--observations N] [--filler-per-person 50] [--queries 200] [--pg URL]
 
-Data: ``--persons`` people, each with ``--per-person`` Observations spread evenly over five
-years (2022-2026), cycling through ten catalogue items of fixtures/recognition.yaml (local
-code of 石桥 plus LOINC, as the mappings write them), sent by 石桥镇卫生院. Resource rows and
-their real index rows are loaded with COPY (as bench_search.py does) into a schema made for
-the run, migrated like the adapter's, then ANALYZEd.
+Data: ``--persons`` people (the ones asked), each with ``--per-person`` Observations spread
+evenly over the five years before the question, cycling through ten catalogue items of
+fixtures/recognition.yaml (local code of 石桥 plus LOINC, as the mappings write them), sent
+by 石桥镇卫生院; with ``--observations N``, other persons' results (``--filler-per-person``
+each, same shapes) up to N Observations in all. Not through the pipeline: one Observation of
+each shape and its real index rows are built in Python and copied server-side by PostgreSQL
+(bench/pg_fill.py), in time order with the persons interleaved (a person's results on
+different pages, as in a store filled over years), the indexes built after the load, into
+a schema made for the run and migrated like the adapter's, then ANALYZEd.
 
 Rows printed (milliseconds, p50 / p95 over ``--queries`` random persons, asked at
 2026-12-01 for WBC and glucose: 2 x per-person / 10 results judged each time):
@@ -24,18 +28,19 @@ and the encounter-start question (every item, no code given) through ``ask``.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import psycopg
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from adapter.api.app import create_app
 from adapter.consortium import load_consortium
@@ -44,7 +49,8 @@ from adapter.recognition.query import Question, ask
 from adapter.settings import DEFAULT_CONSORTIUM, Settings
 from adapter.store import make_engine, migrate, session_factory
 from bench.bench_search import pct
-from bench.pg_schema import ResourceCopy, Schema, analyze, scratch_schema
+from bench.pg_fill import Group, Shape, fill_observations, indexes_dropped
+from bench.pg_schema import Schema, analyze, scratch_schema
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LOCAL = "https://qingshan.example.cn/fhir/sid/shiqiao/lab-item"
@@ -63,17 +69,17 @@ ITEMS = [
 ]
 ASKED = ["QS-JY-001", "QS-JY-101"]  # WBC and glucose
 AT = datetime(2026, 12, 1, tzinfo=UTC)
-T0 = datetime(2022, 1, 1, tzinfo=UTC)
 FIVE_YEARS = timedelta(days=5 * 365)
+T0 = AT - FIVE_YEARS  # five years of results before the question (all of them prior)
 
 
-def observation(person: int, n: int, per_person: int) -> dict[str, Any]:
+def body(n: int, oid: str, patient: str, when: str) -> dict[str, Any]:
+    """An Observation of the ``n % 10``-th item, as the mappings write it."""
     local, loinc = ITEMS[n % len(ITEMS)]
-    when = T0 + FIVE_YEARS * n / per_person
     return {
         "resourceType": "Observation",
-        "id": f"b{person}-{n}",
-        "meta": {"versionId": "1", "lastUpdated": when.isoformat()},
+        "id": oid,
+        "meta": {"versionId": "1", "lastUpdated": when},
         "status": "final",
         "code": {
             "coding": [
@@ -81,30 +87,13 @@ def observation(person: int, n: int, per_person: int) -> dict[str, Any]:
                 {"system": "http://loinc.org", "code": loinc},
             ]
         },
-        "subject": {"reference": f"Patient/bp{person}"},
-        "effectiveDateTime": when.isoformat(),
+        "subject": {"reference": f"Patient/{patient}"},
+        "effectiveDateTime": when,
         "valueQuantity": {"value": 5.0, "unit": "mmol/L"},
     }
 
 
-def load(conn: psycopg.Connection, persons: int, per_person: int) -> None:
-    rows = ResourceCopy()
-    for person in range(persons):
-        key = f"Patient/bp{person}"
-        rows.add(
-            {"resourceType": "Patient", "id": f"bp{person}"},
-            last_updated=AT.isoformat(),
-            patient_key=key,
-        )
-        for n in range(per_person):
-            rows.add(
-                observation(person, n, per_person),
-                last_updated=AT.isoformat(),
-                patient_key=key,
-                facility_id="shiqiao-township-centre",
-            )
-        rows.flush(conn)
-    analyze(conn)
+SHAPES = [Shape(partial(body, n)) for n in range(len(ITEMS))]
 
 
 FLOOR = """
@@ -125,6 +114,16 @@ def main() -> None:
     parser.add_argument("--persons", type=int, default=300)
     parser.add_argument("--per-person", type=int, default=1000)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument(
+        "--observations",
+        type=int,
+        default=0,
+        help="Observations in the store in all (at least persons x per-person): the rest "
+        "are other persons' results, generated server-side (bench/pg_fill.py)",
+    )
+    parser.add_argument(
+        "--filler-per-person", type=int, default=50, help="results per other person"
+    )
     parser.add_argument("--pg", default=DEFAULT_PG)
     args = parser.parse_args()
     root = Path(__file__).resolve().parent.parent
@@ -141,9 +140,24 @@ def run(args: argparse.Namespace, consortium: Any, catalogue: Any, schema: Schem
     engine = make_engine(url_text)
     migrate(engine)
     started = time.perf_counter()
+    timed = args.persons * args.per_person
+    filler = max(0, args.observations - timed)
+    groups = [Group("b", args.persons, args.per_person)]
+    if filler:
+        groups.append(Group("f", filler // args.filler_per_person, args.filler_per_person))
     with schema.connect() as conn:
-        load(conn, args.persons, args.per_person)
+        with indexes_dropped(conn):
+            fill_observations(
+                conn,
+                SHAPES,
+                groups,
+                facility_id="shiqiao-township-centre",
+                start=T0,
+                span_seconds=int(FIVE_YEARS.total_seconds()),
+            )
+        analyze(conn)
     loaded = time.perf_counter() - started
+    load_before = os.getloadavg()
     rng = random.Random(11)
     people = [f"bp{rng.randrange(args.persons)}" for _ in range(args.queries)]
     factory = session_factory(engine)
@@ -179,6 +193,8 @@ def run(args: argparse.Namespace, consortium: Any, catalogue: Any, schema: Schem
             encounter.append((time.perf_counter() - t) * 1000)
             session.rollback()
     app.state.engine.dispose()
+    load_after = os.getloadavg()
+    plans = explain(engine, catalogue, consortium, people[0])
     with engine.connect() as c:
         observations = c.execute(
             text("SELECT count(*) FROM resource WHERE resource_type = 'Observation'")
@@ -189,6 +205,14 @@ def run(args: argparse.Namespace, consortium: Any, catalogue: Any, schema: Schem
         f"\n{observations:,} Observations, {args.persons:,} persons x {args.per_person:,} "
         f"results over 5 years, {index_rows:,} index rows; loaded in {loaded:.0f} s"
     )
+    if filler:
+        print(f"  of which {filler:,} other persons' ({args.filler_per_person} each, generated)")
+    print(
+        "load average (1, 5, 15 min) before the queries "
+        + " ".join(f"{x:.1f}" for x in load_before)
+        + ", after "
+        + " ".join(f"{x:.1f}" for x in load_after)
+    )
     judged_each = 2 * args.per_person // len(ITEMS)
     print(f"$recognisable for 2 items ({judged_each} results judged), {args.queries} persons")
     print(f"{'':10}{'p50':>8}{'p95':>8}{'p95 / floor':>13}")
@@ -198,6 +222,45 @@ def run(args: argparse.Namespace, consortium: Any, catalogue: Any, schema: Schem
         print(f"{name:10}{p50:8.2f}{p95:8.2f}{p95 / floor95:13.1f}")
     p50, p95 = pct(encounter)
     print(f"{'encounter':10}{p50:8.2f}{p95:8.2f}   (store, every item: all results judged)")
+    print("\nthe statements of one ordering-time ask, EXPLAIN (ANALYZE, BUFFERS):")
+    for line in plans:
+        print(line)
+
+
+def explain(engine: Any, catalogue: Any, consortium: Any, person: str) -> list[str]:
+    """The statements ``ask`` runs for one person, each planned and run again under EXPLAIN
+    ANALYZE: which index each uses, and how many rows and buffers it touches."""
+    captured: list[tuple[str, Any]] = []
+
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            captured.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", keep)
+    factory = session_factory(engine)
+    with factory() as session:
+        ask(session, catalogue, consortium, Question(person, AT, codes=ASKED))
+        session.rollback()
+    event.remove(engine, "before_cursor_execute", keep)
+    lines: list[str] = []
+    with engine.connect() as conn:
+        for statement, parameters in captured:
+            lines.append("-- " + " ".join(statement.split())[:160])
+            plan = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
+            ).scalars()
+            lines.extend("   " + _cut(row) for row in plan if _shown(row))
+    return lines
+
+
+def _cut(row: str, width: int = 150) -> str:
+    return row if len(row) <= width else row[: width - 5] + " ..."
+
+
+def _shown(row: str) -> bool:
+    """The plan lines that tell how the rows were found and what it cost."""
+    words = ("Scan", "Join", "Loop", "Hash", "Buffers", "Execution Time", "Index Cond")
+    return any(w in row for w in words)
 
 
 if __name__ == "__main__":

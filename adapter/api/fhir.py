@@ -40,12 +40,14 @@ def fhir_base(request: Request) -> str:
 @router.get("/metadata", name="fhir_metadata", summary="CapabilityStatement")
 def metadata(request: Request) -> FHIRResponse:
     started = request.app.state.started_at
+    catalogue = getattr(request.app.state, "recognition", None)
     return FHIRResponse(
         capability_statement(
             base_url=fhir_base(request),
             software_version=__version__,
             date=started,
-            recognition=getattr(request.app.state, "recognition", None) is not None,
+            recognition=catalogue is not None,
+            marks=catalogue is not None and catalogue.mark_results,
         )
     )
 

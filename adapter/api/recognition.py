@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from adapter.api.body import read_limited_body
 from adapter.api.deps import SessionDep, SessionFactoryDep, SettingsDep
+from adapter.api.disclosure import disclosed
 from adapter.api.facility import check_named
 from adapter.api.fhir_request import check_id, check_known, date_range_param, request_zone
 from adapter.api.responses import FHIRResponse
@@ -133,7 +134,34 @@ def _answer(
     values = {name: query.getlist(name) for name in query}
     question = _question(request, values, patient_ids)
     answers = ask(session, catalogue, request.app.state.consortium, question)
+    _disclosed(request, answers, patient_ids, values)
     return FHIRResponse(parameters(answers, catalogue, request.app.state.consortium))
+
+
+def _disclosed(
+    request: Request,
+    answers: list[ItemAnswer],
+    patient_ids: list[str],
+    values: dict[str, list[str]],
+) -> None:
+    """The answer names a person's results (which tests, when, where): recorded in the
+    audit log like a search (``fhir.search``, interaction ``operation:recognisable``), the
+    results named as references, the parameters by name only (never their values)."""
+    shown = [
+        {"resourceType": kind, "id": rid}
+        for answer in answers
+        for candidate in answer.candidates
+        for kind, rid in [candidate.reference.split("/", 1)]
+    ]
+    disclosed(
+        request,
+        "fhir.search",
+        shown,
+        interaction="operation:recognisable",
+        resource_type="Patient",
+        params=[(name, "") for name in values],
+        patients=[f"Patient/{pid}" for pid in patient_ids],
+    )
 
 
 def _question(request: Request, values: dict[str, list[str]], patient_ids: list[str]) -> Question:
@@ -209,6 +237,7 @@ async def recognisable_shown(
             return answers
 
     answers = await run_in_threadpool(answer_and_log)
+    await run_in_threadpool(_disclosed, request, answers, [patient_id], values)
     return FHIRResponse(parameters(answers, catalogue, consortium))
 
 

@@ -69,6 +69,11 @@ def check() -> None:
             + f"), {len(catalogue.qualifications)} qualified facilities, "
             f"{len(catalogue.reasons)} reasons"
         )
+        typer.echo(
+            "stored results recognisable when issued carry the mark in meta.tag"
+            if catalogue.mark_results
+            else "stored results are not marked (mark_results: false)"
+        )
     finally:
         runtime.close()
 

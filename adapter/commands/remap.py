@@ -47,7 +47,11 @@ def remap(
     try:
         try:
             pipeline = make_pipeline(
-                runtime.settings, runtime.consortium, runtime.factory, only_sources=[source]
+                runtime.settings,
+                runtime.consortium,
+                runtime.factory,
+                only_sources=[source],
+                recognition=runtime.recognition,
             )
             plan = plan_remap(pipeline, runtime.factory, source, first, last)
             results = [] if dry_run else apply_remap(pipeline, plan)

@@ -105,7 +105,11 @@ def _pipeline(runtime, chosen: list[str] | None):  # type: ignore[no-untyped-def
         {s.source for s in (sync.sources if sync else []) if not chosen or s.id in chosen}
     )
     return make_pipeline(
-        runtime.settings, runtime.consortium, runtime.factory, only_sources=systems
+        runtime.settings,
+        runtime.consortium,
+        runtime.factory,
+        only_sources=systems,
+        recognition=runtime.recognition,
     )
 
 

@@ -62,20 +62,43 @@ RECOGNITION_OPERATIONS: tuple[dict[str, str], ...] = (
 )
 
 
+# results a recognition catalogue marks (mark_results), said on their types
+MARK_DOC = (
+    "检查检验结果互认: a result of an item of the recognition catalogue, final, from a "
+    "facility qualified for the item (室间质评 passed and in force on the result's day), "
+    "carries meta.tag {system "
+    "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/recognition-mark, code: the "
+    "catalogue's mark such as HR}, for the receiving system to show beside it; search with "
+    "_tag=<system>|HR. It states recognisability when the version was issued: a cancelled "
+    "or preliminary version has none; whether it still counts at an order (validity window) "
+    "is answered by Patient/$recognisable (docs/recognition.md)"
+)
+MARKED_TYPES = ("Observation", "DiagnosticReport")
+
+
 def capability_statement(
-    *, base_url: str, software_version: str, date: str, recognition: bool = False
+    *,
+    base_url: str,
+    software_version: str,
+    date: str,
+    recognition: bool = False,
+    marks: bool = False,
 ) -> dict[str, Any]:
     """An R4 CapabilityStatement (kind instance) for the server at ``base_url``;
-    ``recognition``: the recognition operations are served (a catalogue is configured)."""
+    ``recognition``: the recognition operations are served (a catalogue is configured);
+    ``marks``: the stored results carry the catalogue's mark (its ``mark_results``)."""
     resources = []
     for rtype in SUPPORTED_TYPES:
         params = RESOURCES[rtype].params.values()
+        docs = [WRITE_DOCS[rtype]] if rtype in WRITE_DOCS else []
+        if marks and rtype in MARKED_TYPES:
+            docs.append(MARK_DOC)
         resources.append(
             {
                 "type": rtype,
                 "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
                 "interaction": [{"code": code} for code in (*INTERACTIONS, *WRITES.get(rtype, ()))],
-                **({"documentation": WRITE_DOCS[rtype]} if rtype in WRITE_DOCS else {}),
+                **({"documentation": "; ".join(docs)} if docs else {}),
                 "versioning": "versioned",
                 "readHistory": True,
                 "updateCreate": rtype in WRITES,

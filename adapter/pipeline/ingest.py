@@ -41,6 +41,8 @@ from adapter.pipeline.results import (
     result_of,
 )
 from adapter.pipeline.translator import Outcome, Translator, internal_error
+from adapter.recognition.catalogue import Catalogue
+from adapter.recognition.marks import ResultMarks
 from adapter.store import create_message, find_message, get_message, verified_raw
 from adapter.store.models import InboundMessage
 from adapter.store.refusals import describe, is_refusal, is_unique_violation, locate_refusal
@@ -91,6 +93,7 @@ class Pipeline:
         original_inline_max_bytes: int = 256 * 1024,
         originals_base: str = "",
         limits: InputLimits = DEFAULT_LIMITS,
+        recognition: Catalogue | None = None,
     ) -> None:
         self.translator = Translator(
             consortium,
@@ -101,20 +104,29 @@ class Pipeline:
             originals_base=originals_base,
             limits=limits,
         )
-        self._setup(self.translator, factory, keep_bytes)
+        self._setup(self.translator, factory, keep_bytes, recognition)
 
     @classmethod
     def of(
-        cls, translator: Translator, factory: sessionmaker[Session], *, keep_bytes: int = 65536
+        cls,
+        translator: Translator,
+        factory: sessionmaker[Session],
+        *,
+        keep_bytes: int = 65536,
+        recognition: Catalogue | None = None,
     ) -> Pipeline:
         """A pipeline storing with ``factory`` what ``translator`` translates (its loaded
         mapping sets shared, e.g. by tests that store into a database per test)."""
         pipeline = cls.__new__(cls)
-        pipeline._setup(translator, factory, keep_bytes)
+        pipeline._setup(translator, factory, keep_bytes, recognition)
         return pipeline
 
     def _setup(
-        self, translator: Translator, factory: sessionmaker[Session], keep_bytes: int
+        self,
+        translator: Translator,
+        factory: sessionmaker[Session],
+        keep_bytes: int,
+        recognition: Catalogue | None,
     ) -> None:
         self.translator = translator
         self.factory = factory
@@ -122,6 +134,12 @@ class Pipeline:
         self.max_bytes = translator.max_bytes
         # what is kept of a refused oversize document (never more than the limit)
         self.keep_bytes = min(keep_bytes, translator.max_bytes)
+        # the recognition catalogue's marks on stored results (adapter/recognition/marks.py)
+        self.marks = (
+            ResultMarks(recognition, translator.consortium)
+            if recognition is not None and recognition.mark_results
+            else None
+        )
 
     # -- the translator's, for the callers that hold a pipeline ------------------------------
     @property
@@ -357,6 +375,7 @@ class Pipeline:
             issues=list(job.outcome.issues),
             channel=job.channel,
             mapping=job.outcome.mapping_set,
+            marks=self.marks,
         )
 
     def _duplicate(self, source_id: str, digest: str) -> IngestResult | None:

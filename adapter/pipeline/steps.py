@@ -1,7 +1,8 @@
 """The named steps of storing one translated message, each a small function with one job,
 run in order in the message's transaction (adapter/pipeline/ingest.py opens it):
 
-    resolve_identity -> read_referral_status -> merge_with_stored -> flag_referral_paths -> save
+    resolve_identity -> read_referral_status -> merge_with_stored -> flag_referral_paths
+    -> mark_recognisable_results -> save
     -> apply_referral_status
     -> advance_referrals -> note_referral_ledger
     -> note_care -> route -> trace -> enqueue -> record_result -> audit
@@ -36,6 +37,7 @@ from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
+from adapter.recognition.marks import ResultMarks, mark_recognisable_results
 from adapter.referral.ledger_step import note_referral_ledger
 from adapter.referral.messages import advance_referrals
 from adapter.referral.paths import flag_referral_paths
@@ -75,6 +77,8 @@ class Work:
     # referral Task id -> (status, businessStatus) as the source wrote them, before the
     # merge keeps the stored Task (adapter/referral/status_messages.py)
     written_status: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    # the recognition catalogue's marks (adapter/recognition/marks.py); None: not marked
+    marks: ResultMarks | None = None
 
     @property
     def warned(self) -> bool:
@@ -444,6 +448,7 @@ STEPS: tuple[Callable[[Work], None], ...] = (
     read_referral_status,  # adapter/referral/status_messages.py: a status the source wrote
     merge_with_stored,
     flag_referral_paths,  # adapter/referral/paths.py: a slip outside the allowed paths
+    mark_recognisable_results,  # adapter/recognition/marks.py: 互认标识 in meta.tag
     save,
     apply_referral_status,  # adapter/referral/status_messages.py: RRI^I12, REF^I14 ...
     advance_referrals,  # adapter/referral/messages.py: arrival, admission, discharge

@@ -164,6 +164,9 @@ class Catalogue(Strict):
     edition: str = Field(min_length=1, max_length=64)  # recorded with every decision
     effective: dt.date
     description: str | None = None
+    # the stored results recognisable when issued carry the item's mark in meta.tag
+    # (adapter/recognition/marks.py); false: only the $recognisable answers show it
+    mark_results: bool = True
     # which identifier kind of a facility holds its local item codes (Facility.identifier_system)
     local_code_systems: dict[Kind, str] = Field(
         default_factory=lambda: {Kind.lab: "lab-item", Kind.exam: "exam-item"}

@@ -183,6 +183,18 @@ def _local_pairs(catalogue: Catalogue, consortium: Consortium, item: Item) -> li
     return pairs
 
 
+def _wanted(
+    catalogue: Catalogue, consortium: Consortium, items: Iterable[Item]
+) -> dict[tuple[str, str], Item]:
+    wanted: dict[tuple[str, str], Item] = {}
+    for item in items:
+        for loinc in item.loinc:
+            wanted.setdefault((LOINC, loinc), item)
+        for pair in _local_pairs(catalogue, consortium, item):
+            wanted.setdefault(pair, item)
+    return wanted
+
+
 def _results(
     session: Session,
     catalogue: Catalogue,
@@ -192,42 +204,41 @@ def _results(
 ) -> list[tuple[Item, StoredResult]]:
     """The person's stored results whose code is one of the items' (LOINC or a facility's
     local code), found through the search index, each with the item it is a result of."""
-    wanted: dict[tuple[str, str], Item] = {}
-    for item in items:
-        for loinc in item.loinc:
-            wanted.setdefault((LOINC, loinc), item)
-        for pair in _local_pairs(catalogue, consortium, item):
-            wanted.setdefault(pair, item)
+    wanted = _wanted(catalogue, consortium, items)
     if not wanted or not patient_keys:
         return []
     out: list[tuple[Item, StoredResult]] = []
     for rtype in RESULT_TYPES:
         # in two steps, so that both databases work per person whatever their planners
         # estimate: the person's rows (patient_key index), then which of them carry an
-        # item's code (the token index ends with resource_id). As one join, SQLite scanned
-        # every row of the codes and PostgreSQL hashed them all: work growing with the
-        # consortium instead of the person (docs/decisions/0027-recognition.md).
+        # item's code (SQLite: the token index, which ends with resource_id; PostgreSQL: the
+        # person's code rows, matched here, _coded_rows). As one join, SQLite scanned every
+        # row of the codes and PostgreSQL hashed them all: work growing with the consortium
+        # instead of the person (docs/decisions/0027-recognition.md, 0039).
         mine = select(_r.c.id).where(
             _r.c.resource_type == rtype,
             _r.c.patient_key.in_(patient_keys),
             _r.c.deleted.is_(False),
         )
         person_ids = list(session.execute(mine).scalars())
-        codes = _code_condition(wanted)
         found: list[str] = []
-        for chunk in _chunks(session, person_ids):
-            ids = (
-                select(_si.c.resource_id)
-                .distinct()
-                .where(
-                    _si.c.resource_type == rtype,
-                    _si.c.param == "code",
-                    _si.c.kind == "token",
-                    _one_of(session, _si.c.resource_id, chunk),
-                    codes,
+        if _postgres(session) and person_ids:
+            found = _coded_rows(session, rtype, person_ids, wanted)
+        else:
+            codes = _code_condition(wanted)
+            for chunk in _chunks(session, person_ids):
+                ids = (
+                    select(_si.c.resource_id)
+                    .distinct()
+                    .where(
+                        _si.c.resource_type == rtype,
+                        _si.c.param == "code",
+                        _si.c.kind == "token",
+                        _one_of(session, _si.c.resource_id, chunk),
+                        codes,
+                    )
                 )
-            )
-            found.extend(session.execute(ids).scalars())
+                found.extend(session.execute(ids).scalars())
         for chunk in _chunks(session, found):
             query = select(_r.c.id, _r.c.facility_id, _r.c.body).where(
                 _r.c.resource_type == rtype, _one_of(session, _r.c.id, chunk)
@@ -237,6 +248,29 @@ def _results(
                 if item is not None:
                     out.append((item, StoredResult(rtype, row.id, row.facility_id, row.body)))
     return out
+
+
+def _coded_rows(
+    session: Session, rtype: str, person_ids: list[str], wanted: dict[tuple[str, str], Item]
+) -> list[str]:
+    """PostgreSQL: the person's code rows through the (resource_type, resource_id) index,
+    matched here. With the codes in the statement, PostgreSQL planned from 1 million rows on
+    a scan of the token index over every row of each asked code (the whole consortium's
+    blood counts) with the ids as a filter: 40,000 buffers for one person at 1 million
+    Observations, growing with the store (bench/README.md, bench_recognition.py)."""
+    rows = select(_si.c.resource_id, _si.c.system, _si.c.code, _si.c.system_full, _si.c.code_full)
+    rows = rows.where(
+        _si.c.resource_type == rtype,
+        _si.c.param == "code",
+        _si.c.kind == "token",
+        _one_of(session, _si.c.resource_id, person_ids),
+    )
+    found: dict[str, None] = {}
+    for row in session.execute(rows):
+        pair = (row.system_full or row.system, row.code_full or row.code)
+        if pair in wanted:
+            found[row.resource_id] = None
+    return list(found)
 
 
 def _postgres(session: Session) -> bool:
@@ -384,25 +418,58 @@ def _with_specimens(
     """Read the Specimen types of the results whose item names the specimens it needs."""
     wanted: set[str] = set()  # Specimen ids
     for item, result in found:
-        reference = (result.body.get("specimen") or {}).get("reference")
-        if item.specimen and isinstance(reference, str) and reference.startswith("Specimen/"):
-            wanted.add(reference.removeprefix("Specimen/"))
+        if item.specimen:
+            wanted.update(r.removeprefix("Specimen/") for r in specimen_references(result.body))
     if not wanted:
         return found
+    types = specimen_types(session, wanted)
+    out: list[tuple[Item, StoredResult]] = []
+    for item, result in found:
+        codes = frozenset().union(*(types.get(r, ()) for r in specimen_references(result.body)))
+        out.append((item, replace(result, specimen_codes=codes) if codes else result))
+    return out
+
+
+def specimen_types(session: Session, ids: Iterable[str]) -> dict[str, frozenset[str]]:
+    """``Specimen/<id>`` -> the codes of its stored ``type``, for the ids stored."""
     types: dict[str, frozenset[str]] = {}
-    ids = sorted(wanted)
-    for chunk in _chunks(session, ids):
+    for chunk in _chunks(session, sorted(set(ids))):
         query = select(_r.c.id, _r.c.body).where(
             _r.c.resource_type == "Specimen", _one_of(session, _r.c.id, chunk)
         )
         for row in session.execute(query):
-            types[f"Specimen/{row.id}"] = _codes(row.body.get("type"))
-    out: list[tuple[Item, StoredResult]] = []
-    for item, result in found:
-        reference = (result.body.get("specimen") or {}).get("reference")
-        codes = types.get(reference) if isinstance(reference, str) else None
-        out.append((item, replace(result, specimen_codes=codes) if codes else result))
-    return out
+            types[f"Specimen/{row.id}"] = specimen_codes(row.body)
+    return types
+
+
+def specimen_references(body: dict[str, Any]) -> list[str]:
+    """``Specimen/<id>`` references of a result: ``Observation.specimen`` is one Reference,
+    ``DiagnosticReport.specimen`` a list of them."""
+    value = body.get("specimen")
+    found = value if isinstance(value, list) else [value]
+    return [
+        ref
+        for r in found
+        if isinstance(r, dict)
+        and isinstance(ref := r.get("reference"), str)
+        and ref.startswith("Specimen/")
+    ]
+
+
+def specimen_codes(specimen: dict[str, Any]) -> frozenset[str]:
+    """The codes of a Specimen's type (what an item's ``specimen`` names)."""
+    return _codes(specimen.get("type"))
+
+
+def result_codes(catalogue: Catalogue, consortium: Consortium) -> dict[tuple[str, str], Item]:
+    """(system, code) -> the item whose result carries it: every item's LOINC codes and the
+    facilities' local codes in their local code systems."""
+    return _wanted(catalogue, consortium, catalogue.items)
+
+
+def item_of(body: dict[str, Any], codes: dict[tuple[str, str], Item]) -> Item | None:
+    """The item a stored result is a result of (its ``code``), or None."""
+    return _item_of(body, codes)
 
 
 def _covers(assessment: Assessment, item: Item) -> bool:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from adapter.store.models import RecognitionDecision
 from tests.api.recognition_fixtures import OTHER_PATIENT, PATIENT, seed
@@ -458,3 +459,24 @@ def test_a_result_changed_after_recognition_is_listed(seeded, app):
         seeded.get("/recognition/corrections", params={"since": "2026-12-01"}).json()["total"] == 0
     )
     assert seeded.get("/recognition/corrections", params={"facility": "x"}).status_code == 400
+
+
+def test_a_posted_question_is_recorded_in_the_audit_log_too(seeded, app):
+    answer = shown(
+        seeded,
+        code="QS-JY-001",
+        facility="qingshan-county-hospital",
+        context="MZ20261126-0099",
+        at="2026-11-26T10:00:00+08:00",
+    )
+    assert answer.status_code == 200, answer.text
+    with app.state.session_factory() as session:
+        bodies = [
+            orjson.loads(b)
+            for b in session.execute(text("SELECT body FROM audit_record ORDER BY seq")).scalars()
+        ]
+    [record] = [b for b in bodies if b["detail"].get("interaction") == "operation:recognisable"]
+    assert record["action"] == "fhir.search" and record["patients"] == [f"Patient/{PATIENT}"]
+    assert "Observation/sq-wbc-new" in record["entities"]
+    assert record["detail"]["params"] == "at,code,context,facility"
+    assert "MZ20261126-0099" not in orjson.dumps(record).decode()

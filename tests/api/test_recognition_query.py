@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
 from adapter.api.app import create_app
 from adapter.settings import Settings
@@ -268,3 +270,22 @@ def test_specimen_differs_where_the_catalogue_says_it_matters(client):
     # the WBC item names no specimen: its results have none recorded and still count
     wbc = results(items(ask(client, code="QS-JY-001"))["QS-JY-001"])
     assert _part(wbc["Observation/sq-wbc-new"], "recognisable") is True
+
+
+def test_each_answer_is_recorded_in_the_audit_log(client):
+    factory = client.app.state.session_factory
+    with factory() as session:
+        before = session.execute(text("SELECT max(seq) FROM audit_record")).scalar_one()
+    ask(client, code="QS-JY-001", facility="qingshan-county-hospital")
+    with factory() as session:
+        rows = session.execute(
+            text("SELECT body FROM audit_record WHERE seq > :s ORDER BY seq"), {"s": before}
+        ).scalars()
+        bodies = [orjson.loads(b) for b in rows]
+    [record] = [b for b in bodies if b["detail"].get("interaction") == "operation:recognisable"]
+    assert record["action"] == "fhir.search"
+    assert record["patients"] == [f"Patient/{PATIENT}"]
+    assert {"Observation/sq-wbc-new", "Observation/sq-wbc-old"} <= set(record["entities"])
+    # the parameters by name, never their values
+    assert record["detail"]["params"] == "at,code,facility"
+    assert "QS-JY-001" not in orjson.dumps(record).decode()

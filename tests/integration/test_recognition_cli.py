@@ -43,6 +43,7 @@ def test_check_prints_the_catalogue(env) -> None:
     assert result.exit_code == 0, result.output
     assert "edition 2026.2" in result.output
     assert "20 items (6 exam, 14 lab), 3 qualified facilities, 8 reasons" in result.output
+    assert "stored results recognisable when issued carry the mark in meta.tag" in result.output
 
 
 def test_query_prints_each_result_with_its_reason(env) -> None:
