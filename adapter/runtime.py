@@ -108,7 +108,7 @@ def build_runtime(
         migrate(engine)
     factory = session_factory(engine)
     if run_migrations and publish:
-        publish_code_systems(factory)  # the adapter's own CodeSystems (adapter/data/fhir/)
+        publish_code_systems(factory, recognition=recognition)  # the adapter's own CodeSystems
     pipeline = (
         make_pipeline(settings, consortium, factory, recognition=recognition)
         if load_mappings

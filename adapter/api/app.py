@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -99,7 +100,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(migrate, engine)
         # the adapter's own CodeSystems, readable at /fhir/CodeSystem/{id}
-        await run_in_threadpool(publish, app.state.session_factory)
+        await run_in_threadpool(
+            partial(publish, recognition=runtime.recognition), app.state.session_factory
+        )
         await run_in_threadpool(record_config_loaded, runtime, "serve")
         checkpoints = start_checkpoints(settings, app.state.session_factory)
         if delivery_worker is not None:

@@ -21,9 +21,32 @@ def test_shipped_codesystems_are_valid_r4() -> None:
         "referral-business-status",
         "referral-rejection-reason",
         "referral-flag",
+        "recognition-unavailable",
     ]
     for item in items:
         assert validate_r4(item) == []
+
+
+def test_recognition_code_systems_resolve_every_url_the_answers_use(client: TestClient) -> None:
+    """With the example catalogue (fixtures/recognition.yaml) the items, marks and reasons
+    are served too, so a result's mark tag and a $recognisable answer's systems resolve."""
+    from adapter.recognition.parameters import ITEM_SYSTEM, MARK_SYSTEM, REASON_SYSTEM, WHY_SYSTEM
+
+    catalogue = client.app.state.recognition  # type: ignore[attr-defined]
+    assert catalogue is not None
+    served = {}
+    for url in (WHY_SYSTEM, ITEM_SYSTEM, MARK_SYSTEM, REASON_SYSTEM):
+        found = client.get("/fhir/CodeSystem", params={"url": url}).json()
+        assert [e["resource"]["url"] for e in found.get("entry", [])] == [url], url
+        body = found["entry"][0]["resource"]
+        assert validate_r4(body) == []
+        served[url] = {c["code"]: c["display"] for c in body["concept"]}
+    assert served[WHY_SYSTEM]["eqa-expired"] == "出具机构室间质评已过期"
+    assert served[ITEM_SYSTEM] == {item.code: item.name for item in catalogue.items}
+    assert set(served[MARK_SYSTEM]) == {item.mark for item in catalogue.items}
+    assert set(served[REASON_SYSTEM]) == {r.code for r in catalogue.reasons}
+    item = client.get("/fhir/CodeSystem/recognition-item").json()
+    assert item["version"] == catalogue.edition
 
 
 def test_referral_direction_is_readable_and_searchable(client: TestClient) -> None:

@@ -30,9 +30,11 @@ from fhirpathpy import evaluate
 from fhirpathpy.models import models
 
 from adapter.api.app import create_app
+from adapter.consortium import load_consortium
 from adapter.fhir.index_values import normalize_reference
 from adapter.fhir.published import published_resources
 from adapter.fhir.search_params import RESOURCES
+from adapter.recognition.catalogue import Catalogue, load_configured_catalogue
 from adapter.settings import Settings
 from adapter.store import save_resources
 from tests.api import search_fixtures
@@ -41,6 +43,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = ROOT / "tests" / "data" / "fhir-r4-search-parameters" / "search-parameters.json"
 _RESOLVE = re.compile(r"\.where\(resolve\(\) is (\w+)\)")
 VALUES_PER_PARAM = 3
+
+
+def example_catalogue() -> Catalogue | None:
+    """The recognition catalogue an app with the default settings loads."""
+    settings = Settings()
+    consortium = load_consortium(settings.config)
+    return load_configured_catalogue(settings.recognition_catalogue, settings.config, consortium)
 
 
 def fixture_resources() -> dict[tuple[str, str], dict[str, Any]]:
@@ -53,8 +62,9 @@ def fixture_resources() -> dict[tuple[str, str], dict[str, Any]]:
         for resource in items:
             if isinstance(resource, dict) and resource.get("resourceType") in RESOURCES:
                 out[(resource["resourceType"], resource["id"])] = resource
-    # the adapter's own CodeSystems, which every app publishes at start-up
-    for resource in [*published_resources(), *search_fixtures.resources()]:
+    # the adapter's own CodeSystems, which every app publishes at start-up (with the
+    # example catalogue's recognition code systems: fixtures/recognition.yaml)
+    for resource in [*published_resources(example_catalogue()), *search_fixtures.resources()]:
         out[(resource["resourceType"], resource["id"])] = resource
     return out
 
