@@ -63,8 +63,8 @@ def test_admission_and_discharge_records_of_one_stay_share_encounter_and_diagnos
 def test_a_data_element_value_is_never_left_unread(translator: Translator) -> None:
     """Decision 0016: a data element's value the mapping does not carry is a warning; here a
     section whose <text/> is empty carries every value into its narrative instead. (What
-    stays unread is information only: a data element's code when its displayName named
-    the line, a section code's displayName beside its title.)"""
+    stays unread is information only: a section code's displayName beside its title; a data
+    element's code is carried on its section, decision 0038.)"""
     raw = (FOLDER / "std-cda" / "discharge-record.xml").read_bytes()
     outcome = translator.translate(raw, "std-cda")
     composition = next(r for r in outcome.resources if r["resourceType"] == "Composition")
@@ -73,3 +73,7 @@ def test_a_data_element_value_is_never_left_unread(translator: Translator) -> No
     unread = [i for i in outcome.issues if "not read" in i.diagnostics]
     assert unread and not [i for i in unread if i.severity != "information"]
     assert not [i for i in unread if "/value" in (i.location or "")]
+    assert not [i for i in unread if (i.location or "").endswith("/code[1]/@code")]
+    # the narrative-only 诊疗过程描述 keeps its data-element code where a reader sees it
+    codes = [e["valueCoding"]["code"] for e in course.get("extension", [])]
+    assert "DE06.00.296.00" in codes
