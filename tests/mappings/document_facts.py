@@ -107,6 +107,53 @@ def check_document_case(
             out.append(f"{wanted['name']}: dose {dose}")
         if "group" in wanted and (med.get("groupIdentifier") or {}).get("value") != wanted["group"]:
             out.append(f"{wanted['name']}: groupIdentifier {med.get('groupIdentifier')}")
+        out.extend(_check_order_people(med, wanted, resources))
+    services = by_type(resources, "ServiceRequest")
+    for wanted in expect.get("service_orders") or []:
+        match = [s for s in services if (s.get("code") or {}).get("text") == wanted["name"]]
+        if not match:
+            out.append(f"no ServiceRequest {wanted['name']}")
+            continue
+        order = match[0]
+        if "intent" in wanted and order.get("intent") != wanted["intent"]:
+            out.append(f"{wanted['name']}: intent {order.get('intent')}")
+        requisition = (order.get("requisition") or {}).get("value")
+        if "requisition" in wanted and requisition != wanted["requisition"]:
+            out.append(f"{wanted['name']}: requisition {requisition}")
+        out.extend(_check_order_people(order, wanted, resources))
+    return out
+
+
+def _check_order_people(
+    order: dict[str, Any], wanted: dict[str, Any], resources: list[dict[str, Any]]
+) -> list[str]:
+    """status, requester (name), performer (name) and acts: {role as written: [agent type,
+    name]} — the Provenances whose target is the order."""
+    out: list[str] = []
+    name = wanted["name"]
+    if "status" in wanted and order.get("status") != wanted["status"]:
+        out.append(f"{name}: status {order.get('status')}")
+    if (
+        "requester" in wanted
+        and (order.get("requester") or {}).get("display") != wanted["requester"]
+    ):
+        out.append(f"{name}: requester {order.get('requester')}")
+    performer = order.get("performer")
+    performer = performer[0] if isinstance(performer, list) and performer else performer or {}
+    if "performer" in wanted and performer.get("display") != wanted["performer"]:
+        out.append(f"{name}: performer {performer}")
+    if "acts" in wanted:
+        ref = f"{order['resourceType']}/{order['id']}"
+        acts = {
+            p["activity"]["text"]: [
+                p["agent"][0]["type"]["coding"][0]["code"],
+                p["agent"][0]["who"]["display"],
+            ]
+            for p in by_type(resources, "Provenance")
+            if any(t.get("reference") == ref for t in p.get("target") or [])
+        }
+        if acts != wanted["acts"]:
+            out.append(f"{name}: acts {acts}, expected {wanted['acts']}")
     return out
 
 

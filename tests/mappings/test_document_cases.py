@@ -77,3 +77,22 @@ def test_a_data_element_value_is_never_left_unread(translator: Translator) -> No
     # the narrative-only 诊疗过程描述 keeps its data-element code where a reader sees it
     codes = [e["valueCoding"]["code"] for e in course.get("extension", [])]
     assert "DE06.00.296.00" in codes
+
+
+@pytest.mark.parametrize(
+    ("template", "code", "intent"),
+    [("72", "C0052", "order"), ("24", "C0004", "order"), ("54", "C0034", "plan")],
+)
+def test_a_drug_of_the_inpatient_orders_is_an_order_as_in_a_prescription(
+    translator: Translator, template: str, code: str, intent: str
+) -> None:
+    """wst500-medication's intent rule (data): a substanceAdministration in a 住院医嘱 is a
+    physician's order, as in a 处方; in a record (入院记录) it is a plan."""
+    raw = (FOLDER / "std-cda" / "prescription-child.xml").read_bytes()
+    raw = raw.replace(
+        b'root="2.16.156.10011.2.1.1.24"', f'root="2.16.156.10011.2.1.1.{template}"'.encode()
+    )
+    raw = raw.replace(b'code="C0004"', f'code="{code}"'.encode())
+    outcome = translator.translate(raw, "std-cda")
+    medications = [r for r in outcome.resources if r["resourceType"] == "MedicationRequest"]
+    assert medications and {m["intent"] for m in medications} == {intent}
