@@ -91,6 +91,13 @@ def check_document_case(
             out.append(f"no Procedure {wanted['code']}")
         elif "performed" in wanted and match[0].get("performedDateTime") != wanted["performed"]:
             out.append(f"Procedure {wanted['code']} performed {match[0].get('performedDateTime')}")
+        if match and "performers" in wanted:
+            got = [
+                [(p.get("function") or {}).get("text"), (p.get("actor") or {}).get("display")]
+                for p in match[0].get("performer") or []
+            ]
+            if got != wanted["performers"]:
+                out.append(f"Procedure {wanted['code']} performers {got}")
     medications = by_type(resources, "MedicationRequest")
     for wanted in expect.get("medications") or []:
         match = [
