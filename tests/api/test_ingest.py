@@ -345,3 +345,19 @@ def test_a_lab_report_published_as_an_hl7v3_document_registration_is_the_oru_rep
     assert oru.status_code == 202, oru.text
     shared = {r for r in oru.json()["resources"] if not r.startswith(("Patient/", "Organization/"))}
     assert shared and shared <= published  # the same report, observations and specimen
+
+
+def test_inpatient_orders_are_stored_with_their_provenances(client: TestClient) -> None:
+    """住院医嘱 C0052: the orders and the Provenances of who reviewed, checked, stopped or
+    cancelled them are stored and served; a Provenance names its order."""
+    cda = Path(__file__).resolve().parents[2] / "fixtures" / "cda" / "documents" / "std-cda"
+    response = _post(
+        client, cda / "inpatient-orders.xml", source="std-cda", content_type="application/xml"
+    )
+    assert response.status_code == 202, response.text
+    refs = response.json()["resources"]
+    provenances = [client.get(f"/fhir/{r}").json() for r in refs if r.startswith("Provenance/")]
+    assert len(provenances) == 5
+    for provenance in provenances:
+        target = provenance["target"][0]["reference"]
+        assert target in refs and client.get(f"/fhir/{target}").status_code == 200
