@@ -286,7 +286,7 @@ def compile_message(
         raise file.fail(
             f"format {data['format']!r} does not match folder {fmt.name!r}", ("format",)
         )
-    for key in ("structure", "namespaces"):
+    for key in ("structure", "namespaces", "embedded"):
         if key in data and key not in fmt.message_keys:
             only = next(f.name for f in FORMATS.values() if key in f.message_keys)
             raise file.fail(f"{key} is for {only} message mappings only", (key,))
@@ -305,6 +305,12 @@ def compile_message(
         clinical = fmt.compile_clinical(data.get("clinical", list(fmt.default_clinical)))
     except ValueError as exc:
         raise file.fail(f"clinical: {exc}", ("clinical",)) from None
+    embedded = None
+    if "embedded" in data:
+        try:
+            embedded = fmt.compile_path(data["embedded"]["xpath"], options)
+        except ValueError as exc:
+            raise file.fail(f"embedded: {exc}", ("embedded", "xpath")) from None
     mapping = MessageMapping(
         name=name,
         file=file.indexes[0].file,
@@ -315,6 +321,7 @@ def compile_message(
         ignore=ignore,
         clinical=clinical,
         steps=compiler.steps(data["produce"], ("produce",)),
+        embedded=embedded,
     )
     fmt.check_steps(file, mapping)
     return mapping

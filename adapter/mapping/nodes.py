@@ -141,6 +141,8 @@ class MessageMapping:
     ignore: list[Any]  # ``ignore:`` entries as the format compiled them
     clinical: Any  # ``clinical:`` as the format compiled it (or the format's default)
     steps: list[Any]
+    # the format's path to a document the message carries encoded (``embedded:``), else None
+    embedded: Any = None
 
     @property
     def label(self) -> str:

@@ -82,6 +82,14 @@ def message_schema(match: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
                 "propertyNames": {"pattern": r"^[^\W\d][\w.\-]*$"},
                 "additionalProperties": {"type": "string", "minLength": 1},
             },
+            # xml: the message carries the document to translate, encoded, at this path
+            # (an HL7 v3 document registration: the CDA document in base64)
+            "embedded": {
+                "type": "object",
+                "required": ["xpath", "encoding"],
+                "properties": {"xpath": {"type": "string"}, "encoding": {"enum": ["base64"]}},
+                "additionalProperties": False,
+            },
             "ignore": {"type": "array", "items": {"type": "string"}},
             # what, when no rule reads it, is a warning (the format's default when absent)
             "clinical": {"type": "array", "items": {"type": "string"}},

@@ -314,3 +314,50 @@ def test_metrics_count_unread_clinical_content_by_source_and_path(client: TestCl
     assert 'adapter_unread_content_warnings{source="county-lis",path="ZLS"} 1' in metrics
     # an information-only leftover (a field of a read segment) is not counted
     assert 'path="PID-' not in metrics
+
+
+def test_a_lab_report_published_as_an_hl7v3_document_registration_is_the_oru_report(
+    client: TestClient,
+) -> None:
+    """The 互联互通 document registration (RCMR_IN000002UV02) carrying a 检验报告 CDA, posted
+    to /ingest, stores the same DiagnosticReport, Observations, Specimen and Patient as the
+    ORU^R01 of the same report: the second message only makes new versions of them."""
+    v3 = Path(__file__).resolve().parents[2] / "fixtures" / "xml" / "hl7v3" / "std-cda"
+    first = _post(
+        client, v3 / "lab-report-register.xml", source="std-cda", content_type="application/xml"
+    )
+    assert first.status_code == 202, first.text
+    assert first.json()["status"] == "processed"
+    published = set(first.json()["resources"])
+    assert {ref.split("/")[0] for ref in published} == {
+        "DiagnosticReport",
+        "Observation",
+        "Organization",
+        "Patient",
+        "Specimen",
+    }
+    report_ref = next(r for r in published if r.startswith("DiagnosticReport/"))
+    report = client.get(f"/fhir/{report_ref}").json()
+    assert validate_r4(report) == []
+    assert [c["code"] for c in report["category"][0]["coding"]] == ["LAB"]
+    assert len(report["result"]) == 4
+    oru = _post(client, ORU / "std-hl7v2" / "cbc-basic.hl7")
+    assert oru.status_code == 202, oru.text
+    shared = {r for r in oru.json()["resources"] if not r.startswith(("Patient/", "Organization/"))}
+    assert shared and shared <= published  # the same report, observations and specimen
+
+
+def test_inpatient_orders_are_stored_with_their_provenances(client: TestClient) -> None:
+    """住院医嘱 C0052: the orders and the Provenances of who reviewed, checked, stopped or
+    cancelled them are stored and served; a Provenance names its order."""
+    cda = Path(__file__).resolve().parents[2] / "fixtures" / "cda" / "documents" / "std-cda"
+    response = _post(
+        client, cda / "inpatient-orders.xml", source="std-cda", content_type="application/xml"
+    )
+    assert response.status_code == 202, response.text
+    refs = response.json()["resources"]
+    provenances = [client.get(f"/fhir/{r}").json() for r in refs if r.startswith("Provenance/")]
+    assert len(provenances) == 5
+    for provenance in provenances:
+        target = provenance["target"][0]["reference"]
+        assert target in refs and client.get(f"/fhir/{target}").status_code == 200

@@ -63,8 +63,8 @@ def test_admission_and_discharge_records_of_one_stay_share_encounter_and_diagnos
 def test_a_data_element_value_is_never_left_unread(translator: Translator) -> None:
     """Decision 0016: a data element's value the mapping does not carry is a warning; here a
     section whose <text/> is empty carries every value into its narrative instead. (What
-    stays unread is information only: a data element's code when its displayName named
-    the line, a section code's displayName beside its title.)"""
+    stays unread is information only: a section code's displayName beside its title; a data
+    element's code is carried on its section, decision 0038.)"""
     raw = (FOLDER / "std-cda" / "discharge-record.xml").read_bytes()
     outcome = translator.translate(raw, "std-cda")
     composition = next(r for r in outcome.resources if r["resourceType"] == "Composition")
@@ -73,3 +73,26 @@ def test_a_data_element_value_is_never_left_unread(translator: Translator) -> No
     unread = [i for i in outcome.issues if "not read" in i.diagnostics]
     assert unread and not [i for i in unread if i.severity != "information"]
     assert not [i for i in unread if "/value" in (i.location or "")]
+    assert not [i for i in unread if (i.location or "").endswith("/code[1]/@code")]
+    # the narrative-only 诊疗过程描述 keeps its data-element code where a reader sees it
+    codes = [e["valueCoding"]["code"] for e in course.get("extension", [])]
+    assert "DE06.00.296.00" in codes
+
+
+@pytest.mark.parametrize(
+    ("template", "code", "intent"),
+    [("72", "C0052", "order"), ("24", "C0004", "order"), ("54", "C0034", "plan")],
+)
+def test_a_drug_of_the_inpatient_orders_is_an_order_as_in_a_prescription(
+    translator: Translator, template: str, code: str, intent: str
+) -> None:
+    """wst500-medication's intent rule (data): a substanceAdministration in a 住院医嘱 is a
+    physician's order, as in a 处方; in a record (入院记录) it is a plan."""
+    raw = (FOLDER / "std-cda" / "prescription-child.xml").read_bytes()
+    raw = raw.replace(
+        b'root="2.16.156.10011.2.1.1.24"', f'root="2.16.156.10011.2.1.1.{template}"'.encode()
+    )
+    raw = raw.replace(b'code="C0004"', f'code="{code}"'.encode())
+    outcome = translator.translate(raw, "std-cda")
+    medications = [r for r in outcome.resources if r["resourceType"] == "MedicationRequest"]
+    assert medications and {m["intent"] for m in medications} == {intent}

@@ -1,10 +1,13 @@
-"""HL7 v3 patient-registry messages of the national 互联互通 standard (PRPA_IN201311UV02,
-PRPA_IN201314UV02, PRPA_IN201304UV02): translated without errors, valid FHIR R4, the
-hand-written facts hold, the output equals its golden file, and each gives the same Patient
-ids as the HL7 v2 ADT message of the same person (the same FHIR whatever the format)."""
+"""HL7 v3 interaction messages of the national 互联互通 standard: the patient registry
+(PRPA_IN201311UV02, PRPA_IN201314UV02, PRPA_IN201304UV02) and the document registration that
+publishes lab and exam reports (RCMR_IN000002UV02 carrying the CDA document): translated
+without errors, valid FHIR R4, the hand-written facts hold, the output equals its golden file,
+and each gives the same FHIR as the same content in another format (the HL7 v2 ADT message of
+the same person; the CDA document the registration carries)."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
 from tests.mappings.conftest import FIXTURES
-from tests.mappings.oru_facts import check_patient
+from tests.mappings.oru_facts import check_patient, check_report
 
 FOLDER = FIXTURES / "xml" / "hl7v3"
 CASES: list[dict[str, Any]] = yaml.safe_load((FOLDER / "cases.yaml").read_text(encoding="utf-8"))
@@ -45,6 +48,17 @@ def test_hl7v3_case(translator: Translator, case: dict[str, Any]) -> None:
         problems.append(f"counts {counts} != {expect['counts']}")
     if expect.get("no_unread"):
         problems.extend(i["location"] for i in issues if "not read" in i["diagnostics"])
+    if "report" in expect:
+        reports = [r for r in resources if r["resourceType"] == "DiagnosticReport"]
+        problems.extend(check_report(reports[0], expect["report"], "DiagnosticReport"))
+        categories = [c["code"] for cat in reports[0]["category"] for c in cat.get("coding", [])]
+        if not set(expect["report"].get("category", [])) <= set(categories):
+            problems.append(f"report category {categories}")
+    if "same_resources_as" in expect:
+        document = (FIXTURES / expect["same_resources_as"]).read_bytes()
+        alone = translator.translate(document, "std-cda").resources
+        if resources != alone:
+            problems.append(f"the resources differ from those of {expect['same_resources_as']}")
     survivor = next(p for p in _patients(resources) if p["active"])
     problems.extend(check_patient(survivor, expect["patient"], "Patient"))
     if "ethnic_group" in expect:
@@ -104,3 +118,43 @@ def test_a_merge_of_a_record_into_itself_is_refused(translator: Translator) -> N
     )
     outcome = translator.translate(raw, "std-cda")
     assert any("nothing to merge" in i.diagnostics for i in outcome.issues if i.severity == "error")
+
+
+def _register_with(payload: bytes) -> bytes:
+    raw = (FOLDER / "std-cda" / "lab-report-register.xml").read_bytes()
+    start = raw.index(b'<originalText value="') + len(b'<originalText value="')
+    return raw[:start] + payload + raw[raw.index(b'"', start) :]
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        (b"", "carries no document"),
+        (b"not*base64!", "not base64"),
+        (base64.b64encode(b"<ClinicalDocument"), ""),  # not well-formed XML
+    ],
+)
+def test_a_registration_whose_document_cannot_be_read_is_refused(
+    translator: Translator, payload: bytes, message: str
+) -> None:
+    outcome = translator.translate(_register_with(payload), "std-cda")
+    errors = [i for i in outcome.issues if i.severity in ("error", "fatal")]
+    assert errors and not outcome.resources
+    assert message in errors[0].diagnostics
+    assert errors[0].location.startswith(
+        "/RCMR_IN000002UV02/controlActProcess[1]/subject[1]/clinicalDocument[1]/storageCode[1]"
+    )
+
+
+def test_a_carried_documents_problems_are_located_inside_the_registration(
+    translator: Translator,
+) -> None:
+    """A warning of the carried CDA document (a 检验报告 whose data element no rule reads)
+    names where in that document, after the registration's path to it."""
+    document = (FIXTURES / "cda" / "lab" / "std-cda" / "cbc-same-as-oru.xml").read_bytes()
+    document = document.replace(
+        b"</recordTarget>", b"<unknownVendorNote>x</unknownVendorNote></recordTarget>", 1
+    )
+    outcome = translator.translate(_register_with(base64.b64encode(document)), "std-cda")
+    unread = [i for i in outcome.issues if "not read" in i.diagnostics]
+    assert unread and all("/@value#/ClinicalDocument/" in (i.location or "") for i in unread)

@@ -4,6 +4,7 @@ and line, and hostile documents quarantined by the pipeline."""
 
 from __future__ import annotations
 
+import base64
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -662,3 +663,55 @@ def test_a_bad_xml_clinical_entry_is_a_load_error(tmp_path: Path) -> None:
         load_mapping_set(
             lab_root(tmp_path, {"_shared/xml/messages/lab-report.yaml": message}), "_shared"
         )
+
+
+ENVELOPE_MESSAGE = """\
+version: 1
+kind: message
+format: xml
+match:
+  root: envelope
+embedded:
+  xpath: "document/@content"
+  encoding: base64
+produce: []
+"""
+
+
+def test_an_embedded_document_is_translated_with_its_own_mapping(tmp_path: Path) -> None:
+    """``embedded:``: the envelope carries the document base64; the carried document is
+    translated by the mapping its root selects, the same resources as sent alone, and what
+    the envelope holds besides is reported like any unread content."""
+    mappings = load_mapping_set(
+        lab_root(tmp_path, {"_shared/xml/messages/envelope.yaml": ENVELOPE_MESSAGE}), "_shared"
+    )
+    content = base64.b64encode(LAB_CDA.encode("utf-8")).decode("ascii")
+    wrapped = run(mappings, f'<envelope><document content="{content}"/><note>x</note></envelope>')
+    alone = run(mappings, LAB_CDA)
+    assert wrapped.resources == alone.resources and len(alone.resources) == 3
+    assert wrapped.mapping is not None and "envelope.yaml@v1 > " in wrapped.mapping
+    assert "lab-report.yaml@v1" in wrapped.mapping
+    assert [i.location for i in wrapped.issues if "not read" in i.diagnostics] == [
+        *(
+            f"/envelope/document[1]/@content#{i.location}"
+            for i in alone.issues
+            if "not read" in i.diagnostics
+        ),
+        "/envelope/note[1]",
+    ]
+
+
+def test_an_envelope_inside_an_envelope_is_refused(tmp_path: Path) -> None:
+    mappings = load_mapping_set(
+        lab_root(tmp_path, {"_shared/xml/messages/envelope.yaml": ENVELOPE_MESSAGE}), "_shared"
+    )
+    inner = base64.b64encode(b'<envelope><document content=""/></envelope>').decode("ascii")
+    outcome = run(mappings, f'<envelope><document content="{inner}"/></envelope>')
+    assert not outcome.resources
+    assert "one level only" in outcome.issues[0].diagnostics
+
+
+def test_an_unknown_embedded_encoding_is_a_load_error(tmp_path: Path) -> None:
+    bad = ENVELOPE_MESSAGE.replace("encoding: base64", "encoding: hex")
+    error = load_error(tmp_path, {"_shared/xml/messages/envelope.yaml": bad})
+    assert error.file.endswith("envelope.yaml") and "encoding" in error.message

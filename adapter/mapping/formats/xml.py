@@ -4,17 +4,29 @@ element and an XPath, unread attributes and text (``adapter.mapping.xml_paths``)
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from lxml import etree
 
-from adapter.errors import Issue
+from adapter.errors import Issue, MessageError
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import xml_paths
+from adapter.mapping.engine import run_steps
+from adapter.mapping.evaluation import Evaluation
 from adapter.mapping.folders import MappingFile
 from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat
-from adapter.mapping.nodes import MessageMapping
+from adapter.mapping.nodes import MappingSet, MessageMapping
+from adapter.mapping.translation import (
+    ResourceCheck,
+    Translation,
+    TranslationContext,
+    new_state,
+    unread_issue,
+)
 from adapter.xmlsafe import parse_xml
 
 
@@ -47,7 +59,7 @@ class XmlFormat(SourceFormat):
         "anyOf": [{"required": ["root"]}, {"required": ["xpath"]}],
         "properties": {"root": {"type": "string"}, "xpath": {"type": "string"}},
     }
-    message_keys = frozenset({"namespaces"})
+    message_keys = frozenset({"namespaces", "embedded"})
 
     # a CDA entry's <value value=".." unit=".."/>, section text, a vendor element's text
     default_clinical: ClassVar[tuple[str, ...]] = ("value", "text()")
@@ -101,6 +113,78 @@ class XmlFormat(SourceFormat):
         name = etree.QName(document).localname
         return f"the document (root element {name})", xml_paths.element_path(document)
 
+    def translate(
+        self,
+        mappings: MappingSet,
+        document: Any,
+        context: TranslationContext,
+        check: ResourceCheck | None = None,
+    ) -> Translation:
+        """A message whose mapping says ``embedded:`` carries the document to translate
+        (an HL7 v3 document registration with the WS/T 500 CDA document in base64): that
+        document is decoded and translated with the mapping its own root selects, as if it
+        had been sent alone; the envelope's steps run too, and what of the envelope no rule
+        read is reported as for any message."""
+        mapping = self.select(mappings, document)
+        if isinstance(mapping, Issue) or mapping.embedded is None:
+            return super().translate(mappings, document, context, check)
+        tracker = xml_paths.XmlReadTracker()
+        found = xml_paths.evaluate(mapping.embedded, document, tracker)
+        where = found[0].location if found else xml_paths.element_path(document)
+        inner = self._embedded(mappings, found, where, context)
+        source = xml_paths.XmlSource(tracker)
+        state = new_state(mappings, self.name, source, context)
+        run_steps(Evaluation(state, document, dict(context.variables)), mapping.steps)
+        unread = self.unread(document, source, mapping)
+        issues = [*inner.issues, *state.issues, *(unread_issue(*item) for item in unread)]
+        return Translation(
+            [*inner.resources, *state.resources.values()],
+            issues,
+            mapping=f"{mapping.label} > {inner.mapping}" if inner.mapping else mapping.label,
+            unread=[item[0] for item in unread] + inner.unread,
+            policies={**inner.policies, **state.policies},
+            origins={**inner.origins, **state.produced_from},
+        )
+
+    def _embedded(
+        self, mappings: MappingSet, found: list[Any], where: str, context: TranslationContext
+    ) -> Translation:
+        """The carried document's translation; its issues located inside the envelope
+        (``<where>#<location in the document>``)."""
+        text = "".join(xml_paths.value_text(found[0]).split()) if found else ""
+        if not text:
+            return Translation(
+                [], [Issue("error", "required", "the message carries no document", location=where)]
+            )
+        try:
+            raw = base64.b64decode(text, validate=True)
+            parsed = parse_xml(raw)
+        except binascii.Error:
+            return Translation(
+                [],
+                [Issue("error", "structure", "the carried document is not base64", location=where)],
+            )
+        except MessageError as exc:
+            return Translation([], [_inside(i, where) for i in exc.issues])
+        if not isinstance(self.select(mappings, parsed.root), Issue) and (
+            self.select(mappings, parsed.root).embedded is not None  # type: ignore[union-attr]
+        ):
+            return Translation(
+                [],
+                [
+                    Issue(
+                        "error",
+                        "structure",
+                        "a carried document carries another document; one level only",
+                        location=where,
+                    )
+                ],
+            )
+        inner = super().translate(mappings, parsed.root, context)
+        inner.issues = [_inside(i, where) for i in [*parsed.issues, *inner.issues]]
+        inner.unread = [f"{where}#{u}" for u in inner.unread]
+        return inner
+
     def start(
         self, document: Any, mapping: MessageMapping
     ) -> tuple[xml_paths.XmlSource, Any, list[Issue]]:
@@ -120,6 +204,11 @@ class XmlFormat(SourceFormat):
         self, document: Any, source: Any, mapping: MessageMapping
     ) -> list[tuple[str, str, bool]]:
         return xml_paths.unread(document, source.tracker, mapping.ignore, mapping.clinical)
+
+
+def _inside(issue: Issue, where: str) -> Issue:
+    """An issue of a carried document, located inside the message that carries it."""
+    return replace(issue, location=f"{where}#{issue.location}" if issue.location else where)
 
 
 FORMAT = XmlFormat()
