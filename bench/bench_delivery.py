@@ -354,6 +354,12 @@ def child(url: str, config: Path, batch: int) -> None:
     import resource
 
     before = resource.getrusage(resource.RUSAGE_SELF)
+    profile = None
+    if os.environ.get("BENCH_DELIVERY_PROFILE"):  # a directory: one cProfile dump per worker
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     delivered, deadline = 0, time.monotonic() + WORKER_TIMEOUT
     try:
         while time.monotonic() < deadline:
@@ -368,6 +374,9 @@ def child(url: str, config: Path, batch: int) -> None:
         worker.close()
         lock.release()
         engine.dispose()
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(f"{os.environ['BENCH_DELIVERY_PROFILE']}/worker-{os.getpid()}.prof")
     used = resource.getrusage(resource.RUSAGE_SELF)
     cpu = used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
     print(f"done {time.time():.6f} {delivered} {cpu:.3f}", flush=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -134,10 +135,8 @@ def main() -> None:
 
     def stop(*_: object) -> None:
         for pid in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)
