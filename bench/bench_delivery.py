@@ -153,6 +153,18 @@ class Sink:
             self.process.kill()
 
 
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
 def start_sink(processes: int, logs: Path) -> Sink:
     process = subprocess.Popen(
         [
@@ -545,6 +557,24 @@ def worker_row(
     return Row(label, distinct, seconds, posts, note)
 
 
+def process_cpu(match: Callable[[int, str], bool]) -> float:
+    """CPU seconds (user + system, reaped children included) of the processes ``match``
+    picks by (pid, command name), from /proc; 0 where /proc is not there."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if not match(int(entry.name), name):
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        total += sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
 def load_average() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
@@ -563,13 +593,18 @@ def sink_rows(args: argparse.Namespace) -> None:
             patients = Patients()
             rates: dict[int, list[float]] = {c: [] for c in counts}
             print(
+                "CPU ms/res: the worker processes', all postgres processes' (other users of the "
+                "server included) and the sink's CPU per resource, from /proc"
+            )
+            print(
                 f"delivery to a fast sink ({args.sink} processes), PostgreSQL, "
                 f"{len(fixtures)} ORU fixtures x {args.copies} copies, claims of {args.batch}; "
                 f"{os.cpu_count()} CPUs"
             )
             print(
                 f"{'round':>5} {'workers':>7} {'rows':>6} {'res':>6} {'seconds':>8} "
-                f"{'res/s':>7} {'worker CPU ms/res':>17}  load average (1, 5, 15 min); check"
+                f"{'res/s':>7} {'CPU ms/res: workers':>19} {'pg':>6} {'sink':>5}  "
+                "load average (1, 5, 15 min); check"
             )
             for n in range(args.rounds):
                 for workers in counts if n % 2 == 0 else counts[::-1]:
@@ -580,7 +615,12 @@ def sink_rows(args: argparse.Namespace) -> None:
                         load = messages(fixtures, args.copies, f"r{n}w{workers}.", patients)
                         queued = fill(made, config, load)
                         sink.reset()
+                        sinks = {sink.process.pid, *_children(sink.process.pid)}
+                        pg0 = process_cpu(lambda _p, name: name.startswith("postgres"))
+                        sink0 = process_cpu(lambda p, _n, s=sinks: p in s)
                         seconds, _rows, cpu = run_workers(made, config, args.batch, workers)
+                        pg = process_cpu(lambda _p, name: name.startswith("postgres")) - pg0
+                        sink_cpu = process_cpu(lambda p, _n, s=sinks: p in s) - sink0
                         engine = make_engine(made.url)
                         try:
                             states = outbox_states(engine)
@@ -601,7 +641,9 @@ def sink_rows(args: argparse.Namespace) -> None:
                     rates[workers].append(rate)
                     print(
                         f"{n + 1:5d} {workers:7d} {queued:6d} {distinct:6d} {seconds:8.2f} "
-                        f"{rate:7.0f} {cpu * 1000 / max(distinct, 1):17.2f}  "
+                        f"{rate:7.0f} {cpu * 1000 / max(distinct, 1):10.2f} "
+                        f"{pg * 1000 / max(distinct, 1):6.2f} "
+                        f"{sink_cpu * 1000 / max(distinct, 1):5.2f}  "
                         f"{load_average()}; {check}",
                         flush=True,
                     )
