@@ -165,7 +165,7 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def start_sink(processes: int, logs: Path) -> Sink:
+def start_sink(processes: int, logs: Path, delay_ms: float = 0.0) -> Sink:
     process = subprocess.Popen(
         [
             sys.executable,
@@ -174,6 +174,8 @@ def start_sink(processes: int, logs: Path) -> Sink:
             str(processes),
             "--log",
             str(logs),
+            "--delay-ms",
+            str(delay_ms),
         ],
         stdout=subprocess.PIPE,
         text=True,
@@ -586,7 +588,7 @@ def sink_rows(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         (tmp / "logs").mkdir()
-        sink = start_sink(args.sink, tmp / "logs")
+        sink = start_sink(args.sink, tmp / "logs", args.sink_delay_ms)
         try:
             config = write_config(tmp / "consortium.yaml", sink.base_url, args.batch)
             fixtures = load_fixtures(load_consortium(config))
@@ -597,7 +599,8 @@ def sink_rows(args: argparse.Namespace) -> None:
                 "server included) and the sink's CPU per resource, from /proc"
             )
             print(
-                f"delivery to a fast sink ({args.sink} processes), PostgreSQL, "
+                f"delivery to a fast sink ({args.sink} processes, answers after "
+                f"{args.sink_delay_ms:g} ms), PostgreSQL, "
                 f"{len(fixtures)} ORU fixtures x {args.copies} copies, claims of {args.batch}; "
                 f"{os.cpu_count()} CPUs"
             )
@@ -679,6 +682,9 @@ def main() -> None:
         default=0,
         metavar="N",
         help="PostgreSQL only, to a fast sink of N processes instead of Medplum",
+    )
+    ap.add_argument(
+        "--sink-delay-ms", type=float, default=0.0, help="with --sink: latency per request"
     )
     ap.add_argument("--workers", default="1,4", help="with --sink: worker counts (1,4)")
     ap.add_argument("--rounds", type=int, default=2, help="with --sink: rounds (2)")

@@ -1,12 +1,13 @@
 """A fast FHIR sink on loopback: answers every transaction Bundle ``200 OK`` per entry
 without storing anything, so a delivery benchmark measures the adapter, not the server.
 
-    python tests/tools/fhir_sink.py [--processes 2] [--log DIR]
+    python tests/tools/fhir_sink.py [--processes 2] [--log DIR] [--delay-ms 0]
 
 Prints ``listening http://127.0.0.1:PORT/fhir`` once ready. ``--processes`` pre-forked
 processes accept on one listening socket (a single-threaded server is ``--processes 1``).
 With ``--log DIR`` every process appends one line per received entry to ``DIR/<pid>.log``
 (``Type/id sequence``), flushed before the answer is written: a test counts what arrived.
+``--delay-ms`` answers every request that late (a destination's latency, no CPU spent).
 """
 
 from __future__ import annotations
@@ -66,7 +67,12 @@ def _entries(bundle: object, log: IO[str] | None) -> int:
     return len(entries)
 
 
-async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: IO[str] | None):
+async def _serve(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    log: IO[str] | None,
+    delay: float = 0.0,
+) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -77,6 +83,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log
                 if line[:15].lower() == b"content-length:":
                     length = int(line[15:])
             body = await reader.readexactly(length) if length else b""
+            if delay:  # a destination's latency (a WAN link, a busy server): no CPU spent
+                await asyncio.sleep(delay)
             if method == b"POST":
                 n = _entries(_loads(body), log)
                 out = {
@@ -101,11 +109,11 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log
         writer.close()
 
 
-def _child(sock: socket.socket, log_dir: Path | None) -> None:
+def _child(sock: socket.socket, log_dir: Path | None, delay: float) -> None:
     log = (log_dir / f"{os.getpid()}.log").open("a", encoding="utf-8") if log_dir else None
 
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: _serve(r, w, log), sock=sock)
+        server = await asyncio.start_server(lambda r, w: _serve(r, w, log, delay), sock=sock)
         async with server:
             await server.serve_forever()
 
@@ -116,6 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--processes", type=int, default=2)
     ap.add_argument("--log", type=Path, default=None)
+    ap.add_argument("--delay-ms", type=float, default=0.0, help="answer each request this late")
     args = ap.parse_args()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -127,7 +136,7 @@ def main() -> None:
         pid = os.fork()
         if pid == 0:
             try:
-                _child(sock, args.log)
+                _child(sock, args.log, args.delay_ms / 1000)
             finally:
                 os._exit(0)
         children.append(pid)
