@@ -125,6 +125,69 @@ def start_medplum() -> Server:
     return Server(first.split(" ", 1)[1], process)
 
 
+@dataclass
+class Sink:
+    """tests/tools/fhir_sink.py: ``processes`` pre-forked processes answering every Bundle
+    200 per entry, each entry logged to a file (counted: what arrived, how often)."""
+
+    base_url: str
+    process: subprocess.Popen[str]
+    logs: Path
+
+    def reset(self) -> None:
+        for log in self.logs.glob("*.log"):
+            log.open("w").close()
+
+    def received(self) -> list[str]:
+        return [
+            line.split(" ", 1)[0]
+            for log in self.logs.glob("*.log")
+            for line in log.read_text().splitlines()
+        ]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(raw[raw.rindex(")") + 2 :].split()[1]) == pid:
+            found.add(int(entry.name))
+    return found
+
+
+def start_sink(processes: int, logs: Path, delay_ms: float = 0.0) -> Sink:
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "tests" / "tools" / "fhir_sink.py"),
+            "--processes",
+            str(processes),
+            "--log",
+            str(logs),
+            "--delay-ms",
+            str(delay_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline().strip()
+    if not first.startswith("listening "):
+        process.kill()
+        raise SystemExit(f"the sink did not start: {first}")
+    return Sink(first.split(" ", 1)[1], process, logs)
+
+
 # -- input: fixtures made unique, patients included ---------------------------------------------
 
 _NATIONAL = re.compile(r"[0-9]{17}[0-9X]|[0-9]{15}")
@@ -302,6 +365,15 @@ def child(url: str, config: Path, batch: int) -> None:
     )
     print("ready", flush=True)
     sys.stdin.readline()
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    profile = None
+    if os.environ.get("BENCH_DELIVERY_PROFILE"):  # a directory: one cProfile dump per worker
+        import cProfile
+
+        profile = cProfile.Profile()
+        profile.enable()
     delivered, deadline = 0, time.monotonic() + WORKER_TIMEOUT
     try:
         while time.monotonic() < deadline:
@@ -316,11 +388,19 @@ def child(url: str, config: Path, batch: int) -> None:
         worker.close()
         lock.release()
         engine.dispose()
-    print(f"done {time.time():.6f} {delivered}", flush=True)
+    if profile is not None:
+        profile.disable()
+        profile.dump_stats(f"{os.environ['BENCH_DELIVERY_PROFILE']}/worker-{os.getpid()}.prof")
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = used.ru_utime + used.ru_stime - before.ru_utime - before.ru_stime
+    print(f"done {time.time():.6f} {delivered} {cpu:.3f}", flush=True)
 
 
-def run_workers(database: Database, config: Path, batch: int, count: int) -> tuple[float, int]:
-    """``count`` worker processes on the database; (wall seconds, rows delivered)."""
+def run_workers(
+    database: Database, config: Path, batch: int, count: int
+) -> tuple[float, int, float]:
+    """``count`` worker processes on the database; (wall seconds, rows delivered, CPU
+    seconds the worker processes used after "go")."""
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
@@ -343,7 +423,7 @@ def run_workers(database: Database, config: Path, batch: int, count: int) -> tup
             assert p.stdin is not None
             p.stdin.write("go\n")
             p.stdin.flush()
-        finished, delivered = started, 0
+        finished, delivered, cpu = started, 0, 0.0
         for p in processes:
             assert p.stdout is not None
             line = p.stdout.readline().split()
@@ -352,7 +432,8 @@ def run_workers(database: Database, config: Path, batch: int, count: int) -> tup
                 raise SystemExit("a worker process failed")
             finished = max(finished, float(line[1]))
             delivered += int(line[2])
-        return finished - started, delivered
+            cpu += float(line[3])
+        return finished - started, delivered, cpu
     finally:
         for p in processes:
             if p.poll() is None:
@@ -455,7 +536,7 @@ def worker_row(
 ) -> Row:
     queued = fill(database, config, load, analyze=analyze)
     server.reset()
-    seconds, _rows = run_workers(database, config, batch, workers)
+    seconds, _rows, _cpu = run_workers(database, config, batch, workers)
     engine = make_engine(database.url)
     try:
         states = outbox_states(engine)
@@ -478,6 +559,108 @@ def worker_row(
     return Row(label, distinct, seconds, posts, note)
 
 
+def process_cpu(match: Callable[[int, str], bool]) -> float:
+    """CPU seconds (user + system, reaped children included) of the processes ``match``
+    picks by (pid, command name), from /proc; 0 where /proc is not there."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            raw = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = raw[raw.index("(") + 1 : raw.rindex(")")]
+        if not match(int(entry.name), name):
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        total += sum(int(f) for f in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def sink_rows(args: argparse.Namespace) -> None:
+    """``--sink N``: PostgreSQL only, a fast sink as the destination; worker counts
+    alternated ``--rounds`` times in one run (load drift cancels in the ratios)."""
+    counts = [int(c) for c in args.workers.split(",")]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "logs").mkdir()
+        sink = start_sink(args.sink, tmp / "logs", args.sink_delay_ms)
+        try:
+            config = write_config(tmp / "consortium.yaml", sink.base_url, args.batch)
+            fixtures = load_fixtures(load_consortium(config))
+            patients = Patients()
+            rates: dict[int, list[float]] = {c: [] for c in counts}
+            print(
+                "CPU ms/res: the worker processes', all postgres processes' (other users of the "
+                "server included) and the sink's CPU per resource, from /proc"
+            )
+            print(
+                f"delivery to a fast sink ({args.sink} processes, answers after "
+                f"{args.sink_delay_ms:g} ms), PostgreSQL, "
+                f"{len(fixtures)} ORU fixtures x {args.copies} copies, claims of {args.batch}; "
+                f"{os.cpu_count()} CPUs"
+            )
+            print(
+                f"{'round':>5} {'workers':>7} {'rows':>6} {'res':>6} {'seconds':>8} "
+                f"{'res/s':>7} {'CPU ms/res: workers':>19} {'pg':>6} {'sink':>5}  "
+                "load average (1, 5, 15 min); check"
+            )
+            for n in range(args.rounds):
+                for workers in counts if n % 2 == 0 else counts[::-1]:
+                    made = postgres_database(args.pg)
+                    if isinstance(made, str):
+                        raise SystemExit(made)
+                    try:
+                        load = messages(fixtures, args.copies, f"r{n}w{workers}.", patients)
+                        queued = fill(made, config, load)
+                        sink.reset()
+                        sinks = {sink.process.pid, *_children(sink.process.pid)}
+                        pg0 = process_cpu(lambda _p, name: name.startswith("postgres"))
+                        sink0 = process_cpu(lambda p, _n, s=sinks: p in s)
+                        seconds, _rows, cpu = run_workers(made, config, args.batch, workers)
+                        pg = process_cpu(lambda _p, name: name.startswith("postgres")) - pg0
+                        sink_cpu = process_cpu(lambda p, _n, s=sinks: p in s) - sink0
+                        engine = make_engine(made.url)
+                        try:
+                            states = outbox_states(engine)
+                        finally:
+                            engine.dispose()
+                    finally:
+                        made.drop()
+                    got = sink.received()
+                    distinct = len(set(got))
+                    check = (
+                        "ok"
+                        if states.get("delivered", 0) == queued
+                        else f"NOT ALL DELIVERED {states}"
+                    )
+                    if len(got) != distinct:
+                        check += f", {len(got) - distinct} resent"
+                    rate = distinct / seconds if seconds else 0.0
+                    rates[workers].append(rate)
+                    print(
+                        f"{n + 1:5d} {workers:7d} {queued:6d} {distinct:6d} {seconds:8.2f} "
+                        f"{rate:7.0f} {cpu * 1000 / max(distinct, 1):10.2f} "
+                        f"{pg * 1000 / max(distinct, 1):6.2f} "
+                        f"{sink_cpu * 1000 / max(distinct, 1):5.2f}  "
+                        f"{load_average()}; {check}",
+                        flush=True,
+                    )
+            base = sum(rates[counts[0]]) / len(rates[counts[0]])
+            for workers in counts:
+                mean = sum(rates[workers]) / len(rates[workers])
+                print(
+                    f"workers x{workers}: mean {mean:.0f} res/s = {mean / base:.2f} x "
+                    f"workers x{counts[0]}"
+                )
+        finally:
+            sink.stop()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -493,10 +676,28 @@ def main() -> None:
         action="store_true",
         help="PostgreSQL: no ANALYZE after filling the queue (stale statistics)",
     )
+    ap.add_argument(
+        "--sink",
+        type=int,
+        default=0,
+        metavar="N",
+        help="PostgreSQL only, to a fast sink of N processes instead of Medplum",
+    )
+    ap.add_argument(
+        "--sink-delay-ms", type=float, default=0.0, help="with --sink: latency per request"
+    )
+    ap.add_argument("--workers", default="1,4", help="with --sink: worker counts (1,4)")
+    ap.add_argument("--rounds", type=int, default=2, help="with --sink: rounds (2)")
     ap.add_argument("--child", nargs=3, metavar=("URL", "CONFIG", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        return
+    if args.sink:
+        import logging
+
+        logging.disable(logging.WARNING)
+        sink_rows(args)
         return
 
     import logging

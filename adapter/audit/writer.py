@@ -79,7 +79,15 @@ def _body(event: AuditEvent, caller: context.Caller | None) -> dict[str, Any]:
 
 
 def write(session: Session, bodies: list[dict[str, Any]]) -> None:
-    """Chain and insert ``bodies`` after the log's last record (under the chain lock)."""
+    """Chain and insert ``bodies`` after the log's last record (under the chain lock).
+
+    The correlation ids are looked up before the lock is taken (one read for the batch):
+    every writer of every process waits on that lock, and a delivery worker's batch names
+    messages its process never received (decision 0040)."""
+    _prefetch_correlations(session, bodies)
+    batch: dict[str, str] = {}  # message -> correlation, for receipts in this batch
+    for body in bodies:
+        body["correlation"] = _correlation(session, body, batch)
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     head = session.execute(
@@ -88,9 +96,7 @@ def write(session: Session, bodies: list[dict[str, Any]]) -> None:
     seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS)
     rows: list[dict[str, Any]] = []
     links: list[dict[str, Any]] = []
-    batch: dict[str, str] = {}  # message -> correlation, for receipts in this batch
     for body in bodies:
-        body["correlation"] = _correlation(session, body, batch)
         seq += 1
         text_body = canonical(body)
         digest = chain_hash(prev, text_body)
@@ -153,6 +159,30 @@ def _correlation(session: Session, body: dict[str, Any], batch: dict[str, str]) 
         found = found or message  # received before the audit log existed
         _remember(message, found)
     return found
+
+
+def _prefetch_correlations(session: Session, bodies: list[dict[str, Any]]) -> None:
+    """One read for the receipts' correlation ids of the messages ``bodies`` name and this
+    process has not seen (messages received in the same batch are left to ``_correlation``)."""
+    received = {b.get("message") for b in bodies if b["action"] == "message.received"}
+    wanted = {
+        b["message"]
+        for b in bodies
+        if b.get("message") and not b.get("correlation") and b["message"] not in received
+    }
+    wanted = {m for m in wanted if _recall(m) is None}
+    if not wanted:
+        return
+    found: dict[str, str | None] = {}
+    for message, correlation in session.execute(
+        select(AuditRecord.message_id, AuditRecord.correlation_id)
+        .where(AuditRecord.message_id.in_(sorted(wanted)))
+        .where(AuditRecord.action == "message.received")
+        .order_by(AuditRecord.seq)
+    ):
+        found.setdefault(message, correlation)  # the first receipt's, as _correlation
+    for message in wanted:
+        _remember(message, found.get(message) or message)  # received before the log existed
 
 
 def _remember(message: str, correlation: str) -> None:

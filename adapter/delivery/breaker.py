@@ -42,10 +42,14 @@ def admit(
     session: Session, destination: str, *, worker: str, now: datetime, config: BreakerConfig
 ) -> Admission:
     """``send`` a normal batch, send one item as a ``probe``, or ``wait``."""
-    outbox.ensure(session, destination, now)
-    if outbox.is_paused(session, destination):  # an operator paused it (the console)
+    found = outbox.read_admission(session, destination)
+    if found is None:  # the destination's first batch ever
+        outbox.ensure(session, destination, now)
+        found = outbox.read_admission(session, destination)
+        assert found is not None
+    state, open_until, probe_by, updated_at, paused = found
+    if paused:  # an operator paused it (the console)
         return "wait"
-    state, open_until, probe_by, updated_at = outbox.read_breaker(session, destination)
     if state == "closed":
         return "send"
     if state == "open":
@@ -96,18 +100,30 @@ def record(
     tally: Tally,
     error: str | None = None,
 ) -> str:
-    """Count one batch into the totals and the breaker. Returns the breaker state after."""
-    outbox.ensure(session, destination, now)
-    outbox.add_totals(
-        session,
-        destination,
-        attempts=tally.sent,
-        delivered=tally.delivered,
-        retried=tally.retried,
-        dead=tally.dead,
-    )
-    if tally.delivered > tally.coalesced or tally.refused:
-        outbox.close_breaker(session, destination, now=now, success=bool(tally.delivered))
+    """Count one batch into the totals and the breaker. Returns the breaker state after.
+
+    A batch that got an answer updates the shared row once (totals and closed breaker in
+    one statement); the worker runs this in a short transaction of its own after the
+    settlements are committed, so the row is locked for one statement, not for the
+    settlements and the audit chain's write."""
+    closes = bool(tally.delivered > tally.coalesced or tally.refused)
+
+    def add() -> bool:
+        return outbox.add_totals(
+            session,
+            destination,
+            attempts=tally.sent,
+            delivered=tally.delivered,
+            retried=tally.retried,
+            dead=tally.dead,
+            close_at=now if closes else None,
+            success=bool(tally.delivered),
+        )
+
+    if not add():  # the row is made by admit(); a caller may record without it
+        outbox.ensure(session, destination, now)
+        add()
+    if closes:
         return "closed"
     if not tally.failed:
         return outbox.breaker_state(session, destination) or "closed"

@@ -5,7 +5,7 @@ takes a Session and never commits (the caller owns the transaction).
 rows.py          OutboxRow (the one row type), AttemptRow, Settlement; states are OutboxState
 enqueue.py       enqueue / enqueue_many: written in the ingest transaction
 claim.py         claim (leases, per-patient order), current_bodies, extend_lease, release,
-                 release_all, settle, settle_coalesced: the worker's side
+                 release_all, settle(_many), settle_coalesced(_many): the worker's side
 replay.py        list_deliveries, get_delivery, attempts_of, replay_one, replay_many
 destinations.py  the per-destination row (breaker state, running totals) and queue_figures
 
@@ -25,6 +25,8 @@ from adapter.store.outbox.claim import (
     release_all,
     settle,
     settle_coalesced,
+    settle_coalesced_many,
+    settle_many,
 )
 from adapter.store.outbox.destinations import (
     DestinationRecord,
@@ -40,6 +42,7 @@ from adapter.store.outbox.destinations import (
     number,
     open_breaker,
     queue_figures,
+    read_admission,
     read_breaker,
     set_paused,
     state_counts,
@@ -91,6 +94,7 @@ __all__ = [
     "open_breaker",
     "order_key",
     "queue_figures",
+    "read_admission",
     "read_breaker",
     "release",
     "release_all",
@@ -99,6 +103,8 @@ __all__ = [
     "set_paused",
     "settle",
     "settle_coalesced",
+    "settle_coalesced_many",
+    "settle_many",
     "state_counts",
     "take_over_probe",
     "take_probe",

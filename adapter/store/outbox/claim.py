@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapter.store.keys import keys_in
@@ -126,81 +126,117 @@ def release_all(session: Session, *, destination: str | None = None) -> int:
 def settle(session: Session, settlement: Settlement, *, worker: str) -> bool:
     """Record the attempt and move the row on. False when the row was no longer this
     worker's (its lease ran out and another worker took it): the attempt is still recorded."""
-    s, row = settlement, settlement.row
-    error = _clip(s.error)
-    session.execute(
-        _a.insert().values(
-            outbox_id=row.id,
-            destination=row.destination,
-            attempted_at=s.attempted_at,
-            version_id=s.sent_version,
-            outcome=s.outcome,
-            status=s.status,
-            error=error,
-            operation_outcome=s.operation_outcome,
-            duration_ms=round(s.duration_ms, 3),
-            worker=worker,
+    return settlement.row.id in settle_many(session, [settlement], worker=worker)
+
+
+def settle_many(session: Session, settlements: list[Settlement], *, worker: str) -> set[int]:
+    """``settle`` for a batch: the attempts in one insert, the delivered rows in one UPDATE
+    per send (same time and status; the version sent per row by a CASE), retries and dead
+    letters one UPDATE each (rare). Returns the ids of the rows that were still this
+    worker's and moved on; the others' attempts are recorded all the same."""
+    if not settlements:
+        return set()
+    session.execute(_a.insert(), [_attempt(s, worker) for s in settlements])
+    mine = and_(_o.c.claimed_by == worker, _o.c.state == IN_FLIGHT)
+    settled: set[int] = set()
+    sends: dict[tuple[datetime, str | None], list[Settlement]] = {}
+    for s in settlements:
+        if s.outcome == "delivered":
+            sends.setdefault((s.attempted_at, s.status), []).append(s)
+            continue
+        error = _clip(s.error)
+        values: dict[str, Any] = {**_moved(s), "last_error": error}
+        if s.outcome == "retry":
+            values.update(state=PENDING, next_attempt_at=s.next_attempt_at)
+        else:
+            values.update(state=OutboxState.DEAD.value)
+        done = session.execute(update(_o).where(_o.c.id == s.row.id, mine).values(**values))
+        if done.rowcount:  # type: ignore[attr-defined]
+            settled.add(s.row.id)
+    for group in sends.values():
+        first = group[0]
+        versions = {s.row.id: s.sent_version for s in group}
+        done = session.execute(
+            update(_o)
+            .where(_o.c.id.in_(list(versions)), mine)
+            .values(
+                **_moved(first),
+                state=OutboxState.DELIVERED.value,
+                delivered_at=first.attempted_at,
+                last_error=None,
+                sent_version_id=case(versions, value=_o.c.id),
+            )
+            .returning(_o.c.id)
         )
-    )
-    values: dict[str, Any] = {
+        settled.update(done.scalars())
+    return settled
+
+
+def _moved(s: Settlement) -> dict[str, Any]:
+    """What every settlement writes on its row, whatever the outcome."""
+    return {
         "attempts": _o.c.attempts + 1,
         "last_attempt_at": s.attempted_at,
-        "first_attempt_at": row.first_attempt_at or s.attempted_at,
+        "first_attempt_at": func.coalesce(_o.c.first_attempt_at, s.attempted_at),
         "last_status": s.status,
         "claimed_by": None,
         "claimed_until": None,
     }
-    if s.outcome == "delivered":
-        values.update(
-            state=OutboxState.DELIVERED.value,
-            delivered_at=s.attempted_at,
-            last_error=None,
-            sent_version_id=s.sent_version,
-        )
-    elif s.outcome == "retry":
-        values.update(state=PENDING, next_attempt_at=s.next_attempt_at, last_error=error)
-    else:
-        values.update(state=OutboxState.DEAD.value, last_error=error)
-    result = session.execute(
-        update(_o)
-        .where(
-            _o.c.id == row.id,
-            _o.c.claimed_by == worker,
-            _o.c.state == IN_FLIGHT,
-        )
-        .values(**values)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _attempt(s: Settlement, worker: str) -> dict[str, Any]:
+    return {
+        "outbox_id": s.row.id,
+        "destination": s.row.destination,
+        "attempted_at": s.attempted_at,
+        "version_id": s.sent_version,
+        "outcome": s.outcome,
+        "status": s.status,
+        "error": _clip(s.error),
+        "operation_outcome": s.operation_outcome,
+        "duration_ms": round(s.duration_ms, 3),
+        "worker": worker,
+    }
 
 
 def settle_coalesced(session: Session, settlement: Settlement, *, worker: str) -> int:
     """After a delivery of a resource's current version, the other pending rows of that
     resource and destination (older versions, queued behind it) are delivered too."""
-    s, row = settlement, settlement.row
-    if s.sent_version is None:
+    return settle_coalesced_many(session, [settlement], worker=worker)
+
+
+def settle_coalesced_many(session: Session, delivered: list[Settlement], *, worker: str) -> int:
+    """``settle_coalesced`` for a batch's deliveries (one destination): one read finds the
+    pending rows of every delivered resource; how many were marked delivered."""
+    sent: dict[tuple[str, str], Settlement] = {}
+    for s in delivered:
+        if s.sent_version is None:
+            continue
+        key = (s.row.resource_type, s.row.resource_id)
+        if key not in sent or (sent[key].sent_version or 0) < s.sent_version:
+            sent[key] = s
+    if not sent:
         return 0
-    ids = (
-        session.execute(
-            select(_o.c.id).where(
-                _o.c.destination == row.destination,
-                _o.c.resource_type == row.resource_type,
-                _o.c.resource_id == row.resource_id,
-                _o.c.state == PENDING,
-                _o.c.version_id <= s.sent_version,
-                _o.c.id != row.id,
-            )
+    destination = delivered[0].row.destination
+    batch = {s.row.id for s in delivered}
+    found = session.execute(
+        select(_o.c.id, _o.c.resource_type, _o.c.resource_id, _o.c.version_id).where(
+            _o.c.destination == destination,
+            _o.c.state == PENDING,
+            keys_in(_o.c.resource_type, _o.c.resource_id, set(sent)),
         )
-        .scalars()
-        .all()
-    )
-    if not ids:
-        return 0
-    session.execute(
-        _a.insert(),
-        [
+    ).all()
+    groups: dict[tuple[datetime, str | None, int], list[int]] = {}
+    attempts = []
+    for row_id, resource_type, resource_id, version in found:
+        s = sent[(resource_type, resource_id)]
+        if row_id in batch or version > (s.sent_version or 0):
+            continue
+        groups.setdefault((s.attempted_at, s.status, int(s.sent_version or 0)), []).append(row_id)
+        attempts.append(
             {
-                "outbox_id": i,
-                "destination": row.destination,
+                "outbox_id": row_id,
+                "destination": destination,
                 "attempted_at": s.attempted_at,
                 "version_id": s.sent_version,
                 "outcome": "delivered",
@@ -210,24 +246,26 @@ def settle_coalesced(session: Session, settlement: Settlement, *, worker: str) -
                 "duration_ms": 0.0,
                 "worker": worker,
             }
-            for i in ids
-        ],
-    )
-    session.execute(
-        update(_o)
-        .where(_o.c.id.in_(ids), _o.c.state == PENDING)
-        .values(
-            state=OutboxState.DELIVERED.value,
-            delivered_at=s.attempted_at,
-            sent_version_id=s.sent_version,
-            attempts=_o.c.attempts + 1,
-            last_attempt_at=s.attempted_at,
-            first_attempt_at=func.coalesce(_o.c.first_attempt_at, s.attempted_at),
-            last_status=s.status,
-            last_error=None,
         )
-    )
-    return len(ids)
+    if not attempts:
+        return 0
+    session.execute(_a.insert(), attempts)
+    for (attempted_at, status, version), ids in groups.items():
+        session.execute(
+            update(_o)
+            .where(_o.c.id.in_(ids), _o.c.state == PENDING)
+            .values(
+                state=OutboxState.DELIVERED.value,
+                delivered_at=attempted_at,
+                sent_version_id=version,
+                attempts=_o.c.attempts + 1,
+                last_attempt_at=attempted_at,
+                first_attempt_at=func.coalesce(_o.c.first_attempt_at, attempted_at),
+                last_status=status,
+                last_error=None,
+            )
+        )
+    return len(attempts)
 
 
 def _clip(text: str | None) -> str | None:

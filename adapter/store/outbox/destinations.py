@@ -8,11 +8,12 @@ workers on several hosts agree on who probes: the first to switch the row wins.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import RowMapping, func, select, update
+from sqlalchemy import RowMapping, case, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -114,6 +115,24 @@ def ensure(session: Session, destination: str, now: datetime) -> None:
         session.execute(_d.insert().values(**values))
 
 
+def read_admission(
+    session: Session, destination: str
+) -> tuple[str, datetime | None, str | None, datetime, bool] | None:
+    """(state, open_until, probe_by, updated_at, paused) in one read; None when the row does
+    not exist yet. A plain SELECT: it never waits for another worker's update of the row
+    (``ensure``'s INSERT ... ON CONFLICT does, on PostgreSQL, while that update is
+    uncommitted), so every claim is not serialised behind every settlement."""
+    found = session.execute(
+        select(
+            _d.c.breaker_state, _d.c.open_until, _d.c.probe_by, _d.c.updated_at, _d.c.paused_at
+        ).where(_d.c.destination == destination)
+    ).first()
+    if found is None:
+        return None
+    state, open_until, probe_by, updated_at, paused_at = found
+    return state, open_until, probe_by, updated_at, paused_at is not None
+
+
 def read_breaker(
     session: Session, destination: str
 ) -> tuple[str, datetime | None, str | None, datetime]:
@@ -154,22 +173,32 @@ def take_over_probe(
 
 
 def add_totals(
-    session: Session, destination: str, *, attempts: int, delivered: int, retried: int, dead: int
-) -> None:
-    session.execute(
-        update(_d)
-        .where(_d.c.destination == destination)
-        .values(
-            attempts_total=_d.c.attempts_total + attempts,
-            delivered_total=_d.c.delivered_total + delivered,
-            retried_total=_d.c.retried_total + retried,
-            dead_total=_d.c.dead_total + dead,
-        )
-    )
+    session: Session,
+    destination: str,
+    *,
+    attempts: int,
+    delivered: int,
+    retried: int,
+    dead: int,
+    close_at: datetime | None = None,
+    success: bool = False,
+) -> bool:
+    """Add a batch to the running totals; with ``close_at`` also close the breaker (as
+    ``close_breaker``) in the same statement: one update of the shared row per batch.
+    False when the row does not exist."""
+    values: dict[str, Any] = {
+        "attempts_total": _d.c.attempts_total + attempts,
+        "delivered_total": _d.c.delivered_total + delivered,
+        "retried_total": _d.c.retried_total + retried,
+        "dead_total": _d.c.dead_total + dead,
+    }
+    if close_at is not None:
+        values.update(_closed(close_at, success))
+    done = session.execute(update(_d).where(_d.c.destination == destination).values(**values))
+    return bool(done.rowcount)  # type: ignore[attr-defined]
 
 
-def close_breaker(session: Session, destination: str, *, now: datetime, success: bool) -> None:
-    """Closed, failures forgotten; ``success`` also stamps ``last_success_at``."""
+def _closed(now: datetime, success: bool) -> dict[str, Any]:
     values: dict[str, Any] = {
         "breaker_state": "closed",
         "consecutive_failures": 0,
@@ -180,7 +209,14 @@ def close_breaker(session: Session, destination: str, *, now: datetime, success:
     }
     if success:
         values["last_success_at"] = now
-    session.execute(update(_d).where(_d.c.destination == destination).values(**values))
+    return values
+
+
+def close_breaker(session: Session, destination: str, *, now: datetime, success: bool) -> None:
+    """Closed, failures forgotten; ``success`` also stamps ``last_success_at``."""
+    session.execute(
+        update(_d).where(_d.c.destination == destination).values(**_closed(now, success))
+    )
 
 
 def count_failures(
@@ -254,17 +290,28 @@ def breaker_state(session: Session, destination: str) -> str | None:
     ).scalar_one_or_none()
 
 
-def number(session: Session, destination: str, ids: list[int]) -> dict[int, int]:
+def number(
+    session: Session,
+    destination: str,
+    ids: list[int],
+    known: Mapping[int, int | None] | None = None,
+) -> dict[int, int]:
     """Give the rows ``ids`` (claimed, about to be sent; in id order) the destination's next
-    sequence numbers, unless they have one already (a resend keeps its number). The UPDATE of
-    the destination's row serialises the workers of one destination (PostgreSQL)."""
+    sequence numbers, unless they have one already (a resend keeps its number). ``known``:
+    the rows' ``sequence`` as the claim returned it (spares a read). The UPDATE of the
+    destination's row serialises the workers of one destination (PostgreSQL) until the
+    caller commits: call this last in the claim's transaction; the rows get their numbers
+    in one statement."""
     if not ids:
         return {}
-    have = dict(
-        session.execute(
-            select(_o.c.id, _o.c.sequence).where(_o.c.id.in_(ids), _o.c.sequence.is_not(None))
-        ).all()
-    )
+    if known is None:
+        have = dict(
+            session.execute(
+                select(_o.c.id, _o.c.sequence).where(_o.c.id.in_(ids), _o.c.sequence.is_not(None))
+            ).all()
+        )
+    else:
+        have = {i: known[i] for i in ids if known.get(i) is not None}
     fresh = sorted(i for i in ids if i not in have)
     if fresh:
         last = session.execute(
@@ -274,7 +321,11 @@ def number(session: Session, destination: str, ids: list[int]) -> dict[int, int]
             .returning(_d.c.last_sequence)
         ).scalar_one()
         first = int(last) - len(fresh) + 1
-        for offset, row_id in enumerate(fresh):
-            session.execute(update(_o).where(_o.c.id == row_id).values(sequence=first + offset))
-            have[row_id] = first + offset
-    return {int(k): int(v) for k, v in have.items()}
+        given = {row_id: first + offset for offset, row_id in enumerate(fresh)}
+        session.execute(
+            update(_o)
+            .where(_o.c.id.in_(fresh))
+            .values(sequence=case(given, value=_o.c.id, else_=_o.c.sequence))
+        )
+        have.update(given)
+    return {int(k): int(v) for k, v in have.items() if v is not None}
