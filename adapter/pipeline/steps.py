@@ -37,7 +37,7 @@ from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
-from adapter.recognition.marks import ResultMarks, mark_recognisable_results
+from adapter.recognition.marks import ResultMarks
 from adapter.referral.ledger_step import note_referral_ledger
 from adapter.referral.messages import advance_referrals
 from adapter.referral.paths import flag_referral_paths
@@ -162,6 +162,13 @@ def merge_with_stored(work: Work) -> None:
             conflict.location = conflict.location or where or WHOLE_MESSAGE
         work.issues.extend(conflicts)
     work.resources = merged
+
+
+def mark_recognisable_results(work: Work) -> None:
+    """Pipeline step (before ``save``): the recognition mark on the message's results, when
+    a catalogue is configured with ``mark_results`` (the default)."""
+    if work.marks is not None:
+        work.marks.mark(work.session, work.resources, work.facility.id)
 
 
 def save(work: Work) -> None:

@@ -1,7 +1,8 @@
 """The recognition mark (互认标识: HR, 鄂HR, ★ ...) on the stored results themselves, so that a
 receiving HIS shows it beside the result without asking ``$recognisable``.
 
-A pipeline step (before ``save``): each Observation / DiagnosticReport a message stores is
+The pipeline's step ``mark_recognisable_results`` (adapter/pipeline/steps.py, before
+``save``) hands it every message: each Observation / DiagnosticReport a message stores is
 judged as it is issued — a result of a catalogue item, final, with the specimen and method
 the item needs, from a facility qualified for the item's scope and with an assessment
 (室间质评) passed and in force on the result's day — and, when it passes, carries
@@ -20,7 +21,7 @@ under the adapter's system is never kept: only the catalogue decides
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -39,9 +40,6 @@ from adapter.recognition.query import (
     specimen_types,
     zone_of,
 )
-
-if TYPE_CHECKING:
-    from adapter.pipeline.steps import Work
 
 SCOPE_WORDS = {Scope.consortium: "医共体内", Scope.city: "市域", Scope.province: "省域"}
 
@@ -136,10 +134,3 @@ def _drop_mark(body: dict[str, Any]) -> None:
         del meta["tag"]
         if not meta:
             del body["meta"]
-
-
-def mark_recognisable_results(work: Work) -> None:
-    """Pipeline step (before ``save``): the recognition mark on the message's results, when
-    a catalogue is configured with ``mark_results`` (the default)."""
-    if work.marks is not None:
-        work.marks.mark(work.session, work.resources, work.facility.id)
