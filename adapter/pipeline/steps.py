@@ -455,7 +455,7 @@ STEPS: tuple[Callable[[Work], None], ...] = (
     read_referral_status,  # adapter/referral/status_messages.py: a status the source wrote
     merge_with_stored,
     flag_referral_paths,  # adapter/referral/paths.py: a slip outside the allowed paths
-    mark_recognisable_results,  # adapter/recognition/marks.py: 互认标识 in meta.tag
+    mark_recognisable_results,  # 互认标识 in meta.tag (adapter/recognition/marks.py)
     save,
     apply_referral_status,  # adapter/referral/status_messages.py: RRI^I12, REF^I14 ...
     advance_referrals,  # adapter/referral/messages.py: arrival, admission, discharge

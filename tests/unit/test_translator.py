@@ -77,6 +77,7 @@ def test_storing_runs_the_named_steps_in_order() -> None:
         "read_referral_status",
         "merge_with_stored",
         "flag_referral_paths",
+        "mark_recognisable_results",
         "save",
         "apply_referral_status",
         "advance_referrals",
