@@ -476,3 +476,10 @@ def test_strip_prefix_and_starts_with() -> None:
     assert call("strip_prefix", "tel:", "tel:")[0] is None
     assert call("starts_with", "tel:123", "tel:")[0] is True
     assert call("starts_with", "mailto:x", "tel:")[0] is False
+
+
+def test_squash_makes_wrapped_text_one_line() -> None:
+    wrapped = "\n                  湖南省青山县柳河镇大坪村一组\n                  2号\n                "
+    assert call("squash", wrapped)[0] == "湖南省青山县柳河镇大坪村一组 2号"
+    assert call("squash", "a\t\tb  c")[0] == "a b c"
+    assert call("squash", " \n ")[0] == ""  # nothing left: empty, which the engine leaves out

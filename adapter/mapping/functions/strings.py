@@ -1,4 +1,4 @@
-"""Text: ``text``, ``concat``, ``join``, ``trim``, ``upper``, units as written, prefixes."""
+"""Text: ``text``, ``concat``, ``join``, ``trim``, ``squash``, ``upper``, units as written, prefixes."""
 
 from __future__ import annotations
 
@@ -30,6 +30,16 @@ def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
 @transform("trim")
 def trim(ev: FunctionContext, value: Any) -> str:
     return text(value).strip()
+
+
+_SPACES = re.compile(r"\s+")
+
+
+@transform("squash")
+def squash(ev: FunctionContext, value: Any) -> str:
+    """Every run of spaces, tabs and line breaks one space, trimmed: an element's text that
+    a pretty-printed message wraps over several indented lines."""
+    return _SPACES.sub(" ", text(value)).strip()
 
 
 @transform("join_repetitions")
