@@ -1,4 +1,5 @@
-"""Text: ``text``, ``concat``, ``join``, ``trim``, ``squash``, ``upper``, units as written, prefixes."""
+"""Text: ``text``, ``concat``, ``join``, ``trim``, ``squash``, ``upper``, units as written,
+prefixes."""
 
 from __future__ import annotations
 
