@@ -112,6 +112,17 @@ def check_document_case(
         dose = med["dosageInstruction"][0].get("doseAndRate", [{}])[0].get("doseQuantity", {})
         if "dose" in wanted and dose.get("value") != wanted["dose"]:
             out.append(f"{wanted['name']}: dose {dose}")
+        timing = med["dosageInstruction"][0].get("timing") or {}
+        if "frequency" in wanted:  # [timing text, frequency, period, periodUnit]
+            repeat = timing.get("repeat") or {}
+            got = [
+                (timing.get("code") or {}).get("text"),
+                repeat.get("frequency"),
+                repeat.get("period"),
+                repeat.get("periodUnit"),
+            ]
+            if got != wanted["frequency"]:
+                out.append(f"{wanted['name']}: timing {got}")
         if "group" in wanted and (med.get("groupIdentifier") or {}).get("value") != wanted["group"]:
             out.append(f"{wanted['name']}: groupIdentifier {med.get('groupIdentifier')}")
         out.extend(_check_order_people(med, wanted, resources))
