@@ -215,6 +215,7 @@ CONCEPT_MAP = {
                 "display": {"type": "string"},
                 "system": {"type": "string"},
                 "report": {"enum": ["none", "information", "warning"]},
+                "hint": {"type": "string"},
             },
             "additionalProperties": False,
             "if": {"properties": {"action": {"const": "fixed"}}},

@@ -50,6 +50,8 @@ class ConceptMap:
     action: Action = "omit"
     fixed: Target | None = None
     report: Report = "information"
+    # what the reader should do about an unknown code (unmapped.hint), added to the notice
+    hint: str | None = None
     description: str | None = None
     _folded: dict[str, Target] = field(default_factory=dict, repr=False)
 
@@ -81,7 +83,12 @@ class ConceptMap:
             return None, Unmapped("error", message)
         notice = None
         if report and self.report != "none":
-            notice = Unmapped(self.report, message + _OUTCOME[self.action])
+            outcome = message + _OUTCOME[self.action]
+            if self.action == "fixed" and self.fixed is not None:
+                outcome += f" ({self.fixed.code})"
+            if self.hint:
+                outcome += f". {self.hint}"
+            notice = Unmapped(self.report, outcome)
         if self.action == "keep":
             # the source code as is: not a code of the table's target system
             return Target(code, None, None), notice
@@ -114,5 +121,6 @@ def concept_map_from_data(name: str, file: str, data: dict) -> ConceptMap:
         action=unmapped.get("action", "omit"),
         fixed=fixed,
         report=unmapped.get("report", "information"),
+        hint=unmapped.get("hint"),
         description=data.get("description"),
     )

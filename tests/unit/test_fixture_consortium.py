@@ -76,6 +76,7 @@ def test_source_systems(consortium):
         "county-pacs-hl7": ("qingshan-county-hospital", "hl7v2", "ruiying-pacs"),
         "county-lis": ("qingshan-county-hospital", "hl7v2", "huikang-lis"),
         "county-lis-xinda": ("qingshan-county-hospital", "hl7v2", "xinda-lis"),
+        "county-lis-boheng": ("qingshan-county-hospital", "hl7v2", "boheng-lis"),
         "std-cda": ("qingshan-county-hospital", "cda", "_shared"),
         "county-lis-xml": ("qingshan-county-hospital", "xml", "huikang-lis"),
         "county-pacs": ("qingshan-county-hospital", "xml", "ruiying-pacs"),

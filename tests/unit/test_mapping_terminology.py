@@ -28,7 +28,7 @@ def test_a_known_code_gets_the_table_system_and_no_report() -> None:
         (
             {"action": "fixed", "code": "unknown", "report": "warning"},
             Target("unknown", None, SYSTEM),
-            Unmapped("warning", "default used"),
+            Unmapped("warning", "default used (unknown)"),
         ),
         ({"action": "omit", "report": "none"}, None, None),
         ({"action": "error", "report": "none"}, None, Unmapped("error", "")),
@@ -45,6 +45,20 @@ def test_an_unknown_code_follows_the_table_rule(
     assert notice is not None and notice.severity == report.severity
     assert notice.message.startswith("code 'Q9' is not in concept map 'flags'")
     assert notice.message.endswith(report.message)
+
+
+def test_a_hint_tells_the_reader_what_to_do_and_the_default_is_named() -> None:
+    table = flags(action="fixed", code="unknown", report="warning", hint="map it in the dialect")
+    found, notice = table.translate("1")
+    assert found == Target("unknown", None, SYSTEM)
+    assert notice == Unmapped(
+        "warning",
+        "code '1' is not in concept map 'flags'; default used (unknown). map it in the dialect",
+    )
+    # without a hint the notice ends with the outcome
+    assert flags(action="omit", report="warning").translate("1")[1] == Unmapped(
+        "warning", "code '1' is not in concept map 'flags'; left out"
+    )
 
 
 def test_a_lookup_beside_the_code_reports_nothing_but_errors() -> None:

@@ -362,7 +362,7 @@ def test_case_sensitive_table() -> None:
             "fixed",
             "unknown",
             {"system": "http://example.org/flags", "code": "unknown", "display": "Unknown"},
-            "default used",
+            "default used (unknown)",
         ),
         ("omit", None, None, "left out"),
     ],
