@@ -116,13 +116,10 @@ def start_medplum() -> Server:
         stderr=subprocess.STDOUT,
         text=True,
     )
+    address = _listening(process, "the Medplum server")
     assert process.stdout is not None
-    first = process.stdout.readline().strip()
-    if not first.startswith("listening "):
-        process.kill()
-        raise SystemExit(f"the Medplum server did not start: {first}")
     threading.Thread(target=process.stdout.read, daemon=True).start()  # keep the pipe empty
-    return Server(first.split(" ", 1)[1], process)
+    return Server(address, process)
 
 
 @dataclass
@@ -180,12 +177,17 @@ def start_sink(processes: int, logs: Path, delay_ms: float = 0.0) -> Sink:
         stdout=subprocess.PIPE,
         text=True,
     )
+    return Sink(_listening(process, "the sink"), process, logs)
+
+
+def _listening(process: subprocess.Popen[str], what: str) -> str:
+    """The address a started server prints first (``listening <address>``)."""
     assert process.stdout is not None
     first = process.stdout.readline().strip()
     if not first.startswith("listening "):
         process.kill()
-        raise SystemExit(f"the sink did not start: {first}")
-    return Sink(first.split(" ", 1)[1], process, logs)
+        raise SystemExit(f"{what} did not start: {first}")
+    return first.split(" ", 1)[1]
 
 
 # -- input: fixtures made unique, patients included ---------------------------------------------
