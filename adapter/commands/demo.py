@@ -1,6 +1,6 @@
 """``adapter demo``: the consortium's story on the embedded default (README "Two commands").
 
-1. the example consortium's sample lab results (fixtures/hl7v2/oru, 25 messages);
+1. the example consortium's sample lab results (fixtures/hl7v2/oru, 26 messages);
 2. one patient's referral loop, 张秀英 (fixtures/demo/README.md): her blood count at the
    石桥 township centre, the township's up-referral slip to the county hospital, the county
    accepting it, her admission, a blood count at the county (the result goes back to the
