@@ -30,10 +30,7 @@ import yaml
 from adapter.commands import common
 
 OUT = Path("out")
-COUNTY, TOWNSHIP = "qingshan-county-hospital", "shiqiao-township-centre"
-# the story's moments (the messages carry their own times; these are the API's changes)
-ACCEPTED_AT = datetime(2026, 11, 27, 2, 40, tzinfo=UTC)  # 10:40 in Qingshan
-ADMITTED_AT = datetime(2026, 12, 1, 2, 35, tzinfo=UTC)  # the ADT^A01's time
+STORY_FILE = Path("demo") / "story.yaml"  # under the consortium file's folder (fixtures/)
 
 
 @dataclass(frozen=True)
@@ -41,21 +38,36 @@ class Step:
     say: str  # what happens, for the reader
     source: str
     path: str  # under the consortium file's folder (fixtures/)
+    role: str | None = None  # what the demo reads back from this step
+    accept: bool = False  # the receiver accepts the referral this step makes
 
 
-STORY = (
-    Step("石桥镇卫生院: 张秀英的血常规", "shiqiao-lis", "demo/1-shiqiao-lis-cbc.hl7"),
-    Step(
-        "石桥镇卫生院: 上转单 (转县医院心内科)",
-        "shiqiao-his",
-        "xml/referral/shiqiao-his/up-slip.xml",
-    ),
-    Step("县医院: 入院 (ADT^A01)", "county-his", "demo/3-county-his-admit.hl7"),
-    Step("县医院: 住院期间的血常规", "std-hl7v2", "demo/4-county-lis-cbc.hl7"),
-    Step("县医院: 出院 (ADT^A03, GBK)", "county-his", "demo/5-county-his-discharge.hl7"),
-    Step("县医院: 出院小结", "county-emr", "demo/6-county-emr-discharge-summary.xml"),
-    Step("县医院: 下转单 (回转石桥)", "county-emr", "xml/referral/county-emr/down-slip.xml"),
-)
+@dataclass(frozen=True)
+class Story:
+    receiver: str  # facility ids of the consortium file
+    sender: str
+    accepted_at: datetime
+    admitted_at: datetime
+    steps: tuple[Step, ...]
+
+    def made_by(self, made: dict[str, list[str]], role: str, kind: str) -> str:
+        step = next(s for s in self.steps if s.role == role)
+        return _one(made[step.path], kind)
+
+
+def load_story(fixtures: Path) -> Story | None:
+    """The story beside the consortium file (fixtures/demo/story.yaml); None without one."""
+    path = fixtures / STORY_FILE
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return Story(
+        receiver=data["receiver"],
+        sender=data["sender"],
+        accepted_at=datetime.fromisoformat(data["accepted_at"]),
+        admitted_at=datetime.fromisoformat(data["admitted_at"]),
+        steps=tuple(Step(**step) for step in data["steps"]),
+    )
 
 
 def file_drop_consortium(config: Path, out: Path, target: Path) -> Path:
@@ -106,8 +118,9 @@ def demo(
             typer.echo(f"database: {common.safe_url(settings.database_url)}")
             totals = _lab_results(runtime, root)
             results: dict[str, str] = {}
-            if folder is None and _has_story_sources(runtime):
-                results = _story(runtime, chosen.config.parent)
+            story = load_story(chosen.config.parent) if folder is None else None
+            if story is not None and _has_story_sources(runtime, story):
+                results = _story(runtime, story, chosen.config.parent)
             _deliver(runtime, out, results)
         finally:
             runtime.close()
@@ -138,18 +151,18 @@ def _lab_results(runtime: Any, root: Path) -> Counter[str]:
     return totals
 
 
-def _has_story_sources(runtime: Any) -> bool:
+def _has_story_sources(runtime: Any, story: Story) -> bool:
     known = {s.id for f in runtime.consortium.facilities for s in f.sources}
     facilities = {f.id for f in runtime.consortium.facilities}
-    return {s.source for s in STORY} <= known and {COUNTY, TOWNSHIP} <= facilities
+    return {s.source for s in story.steps} <= known and {story.receiver, story.sender} <= facilities
 
 
-def _story(runtime: Any, fixtures: Path) -> dict[str, str]:
+def _story(runtime: Any, story: Story, fixtures: Path) -> dict[str, str]:
     from adapter.pipeline import Channel, Receipt
 
     typer.secho("\n== 一位患者的双向转诊 (张秀英) ==", bold=True)
     made: dict[str, list[str]] = {}
-    for number, step in enumerate(STORY, start=1):
+    for number, step in enumerate(story.steps, start=1):
         path = fixtures / step.path
         result = runtime.pipeline.ingest(path.read_bytes(), Receipt(step.source, Channel.CLI))
         note = " (already received)" if result.duplicate else ""
@@ -162,18 +175,18 @@ def _story(runtime: Any, fixtures: Path) -> dict[str, str]:
             if issue.severity != "information" or "referral" in text or "Task" in text:
                 typer.echo(f"   {text}")
         made[step.path] = list(result.resources)
-        if step.source == "shiqiao-his":
-            _accept(runtime, _one(made[step.path], "Task"))
-    up = _one(made[STORY[1].path], "Task")
-    down = _one(made[STORY[-1].path], "Task")
+        if step.accept:
+            _accept(runtime, story, _one(made[step.path], "Task"))
+    up = story.made_by(made, "up-slip", "Task")
+    down = story.made_by(made, "down-slip", "Task")
     typer.secho("\n== 转诊状态 ==", bold=True)
     for name, task in (("上转 (石桥 -> 县医院)", up), ("下转 (县医院 -> 石桥)", down)):
         typer.echo(f"{name}: {_state(runtime, task)}")
-    patient = _one(made[STORY[2].path], "Patient")
-    _recognition(runtime, patient)
+    patient = story.made_by(made, "admission", "Patient")
+    _recognition(runtime, story, patient)
     return {
-        "township result": _one(made[STORY[0].path], "DiagnosticReport"),
-        "county result": _one(made[STORY[3].path], "DiagnosticReport"),
+        "township result": story.made_by(made, "sender-result", "DiagnosticReport"),
+        "county result": story.made_by(made, "receiver-result", "DiagnosticReport"),
     }
 
 
@@ -181,7 +194,7 @@ def _one(resources: list[str], kind: str) -> str:
     return next(r for r in resources if r.startswith(f"{kind}/")).split("/", 1)[1]
 
 
-def _accept(runtime: Any, task: str) -> None:
+def _accept(runtime: Any, story: Story, task: str) -> None:
     """The county hospital accepts the referral (as ``adapter referrals accept`` does)."""
     from adapter.referral.apply import RefusedError, apply_change, audit_change
     from adapter.referral.machine import Change
@@ -193,13 +206,15 @@ def _accept(runtime: Any, task: str) -> None:
                 session,
                 runtime.consortium,
                 task,
-                Change("accepted", at=ACCEPTED_AT),
-                COUNTY,
+                Change("accepted", at=story.accepted_at),
+                story.receiver,
                 now=now,
-                step_at=ACCEPTED_AT,
+                step_at=story.accepted_at,
             )
             if applied.changed:
-                audit_change(session, task, COUNTY, at=now, applied=applied, interaction="cli")
+                audit_change(
+                    session, task, story.receiver, at=now, applied=applied, interaction="cli"
+                )
         word = "同意接收" if applied.changed else "已同意 (unchanged)"
     except RefusedError:  # a second run: the referral has moved on already
         word = "已在后续状态 (unchanged)"
@@ -217,7 +232,7 @@ def _state(runtime: Any, task_id: str) -> str:
     return f"Task/{task_id} {task.get('status')} / {business}{listed}"
 
 
-def _recognition(runtime: Any, patient: str) -> None:
+def _recognition(runtime: Any, story: Story, patient: str) -> None:
     from adapter.recognition.query import WHY, Question, ask, zone_of
 
     catalogue = runtime.recognition
@@ -225,14 +240,15 @@ def _recognition(runtime: Any, patient: str) -> None:
     if catalogue is None:
         typer.echo("no recognition catalogue (docs/recognition.md): skipped")
         return
-    question = Question(patient, ADMITTED_AT, facility_id=COUNTY, setting="inpatient")
+    admitted, county = story.admitted_at, story.receiver
+    question = Question(patient, admitted, facility_id=county, setting="inpatient")
     with runtime.factory() as session:
         answers = ask(session, catalogue, runtime.consortium, question)
     zone = zone_of(runtime.consortium)
     typer.echo(
-        f"Patient/{patient} as at {ADMITTED_AT.astimezone(zone).isoformat()} "
-        f"(adapter recognition query {patient} --facility {COUNTY} --setting inpatient "
-        f"--at {ADMITTED_AT.isoformat()})"
+        f"Patient/{patient} as at {admitted.astimezone(zone).isoformat()} "
+        f"(adapter recognition query {patient} --facility {county} --setting inpatient "
+        f"--at {admitted.isoformat()})"
     )
     names = {f.id: f.name for f in runtime.consortium.facilities}
     for answer in answers:
