@@ -23,6 +23,7 @@ sorting them all); then, when the page is not full, the resources without a valu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal_column, or_, select
@@ -61,9 +62,12 @@ class LeadingRows:
 
     joined: FromClause
     where: ColumnElement[bool]
-    order: list[Any]
+    order: tuple[Any, ...]
 
 
+# The clauses depend only on the sort keys and the table; built once per shape they save
+# the aliases' column copies on every search (about 1 ms of a patient's page; decision 0045)
+@lru_cache(maxsize=512)
 def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
     key = sort[0]
     kind = key.param.type
@@ -88,12 +92,13 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
         ~placed_higher,
     )
     first = value.desc() if key.descending else value.asc()
-    return LeadingRows(joined, where, [first, *order_by(sort[1:], r)])
+    return LeadingRows(joined, where, (first, *order_by(sort[1:], r)))
 
 
+@lru_cache(maxsize=512)
 def without_value(
     sort: tuple[SortKey, ...], r: FromClause
-) -> tuple[ColumnElement[bool], list[Any]]:
+) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
     """The resources with no value for the first sort key, and their ORDER BY."""
     key = sort[0]
     kind = key.param.type
@@ -106,7 +111,7 @@ def without_value(
         si.c.param == key.param.name,
         column.is_not(None),
     )
-    return ~has_value, order_by(sort[1:], r)
+    return ~has_value, tuple(order_by(sort[1:], r))
 
 
 def order_by(sort: tuple[SortKey, ...], r: FromClause) -> list[Any]:
