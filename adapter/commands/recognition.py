@@ -400,6 +400,10 @@ def mark(
 
     try:
         catalogue = _catalogue(runtime)
+        if not catalogue.mark_results:
+            raise common.fail(
+                "the catalogue says mark_results: false: stored results are not marked", code=1
+            )
         run = mark_stored(
             runtime.factory,
             catalogue,

@@ -196,10 +196,16 @@ def permits(body: dict[str, Any], facility_id: str, at: datetime, zone: ZoneInfo
     if provision.get("type") != "permit" or facility_id not in allowed_facilities(body):
         return False
     period = provision.get("period") or {}
+    end = period.get("end")
     try:
         if period.get("start") and at < parse_range(period["start"], zone)[0]:
             return False
-        if not period.get("end") or at >= parse_range(period["end"], zone)[0]:
+        if not isinstance(end, str) or not end:
+            return False
+        # an end with a time is the instant it ends (what the adapter writes); a date alone
+        # (another system's) includes that whole day, as FHIR reads Period.end
+        bounds = parse_range(end, zone)
+        if at >= (bounds[0] if "T" in end else bounds[1]):
             return False
     except ValueError:
         return False

@@ -449,6 +449,20 @@ def test_a_person_s_consent_opens_recognition_and_nothing_else(
         assert stored["patient"] == {"reference": other}
         assert stored["provision"]["actor"][0]["reference"]["identifier"]["value"] == COUNTY
         assert ask() == 200 and shown() == 200
+        # a doctor's decision and a view are recognition operations too
+        decision = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "order", "valueString": "MZ-CONSENT-1"},
+                {"name": "item", "valueString": "QS-JY-001"},
+                {"name": "facility", "valueString": COUNTY},
+                {"name": "doctor", "valueString": "D0412"},
+                {"name": "decision", "valueString": "not-recognised"},
+                {"name": "reason", "valueString": "condition-changed"},
+            ],
+        }
+        decided = client.post(f"/fhir/{other}/$recognition-decision", json=decision, headers=reader)
+        assert decided.status_code == 201, decided.text
         identifier = _identifier(world, "shiqiao-reader", other)
         by_identifier = client.get(
             "/fhir/$recognisable", params={"patient-identifier": identifier}, headers=reader
@@ -468,6 +482,8 @@ def test_a_person_s_consent_opens_recognition_and_nothing_else(
         assert revoked.json()["status"] == "inactive"
         assert revoked.json()["meta"]["versionId"] == "2"
         assert ask() == 404 and shown() == 404
+        decided = client.post(f"/fhir/{other}/$recognition-decision", json=decision, headers=reader)
+        assert decided.status_code == 404, decided.text
         with app.state.session_factory() as session:
             actions = session.execute(
                 select(AuditRecord.action, AuditRecord.client, AuditRecord.facility).where(

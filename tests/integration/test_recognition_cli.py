@@ -227,6 +227,18 @@ def test_consent_and_its_withdrawal(env, session_factory) -> None:
     assert not allowed(county, "2026-12-03T00:00:00+08:00")  # the end is exclusive
     assert not allowed(county, "2026-11-26T07:59:59+08:00")
     assert not allowed(shiqiao, "2026-11-27T10:00:00+08:00")  # another facility
+    # another system's Consent ending on a date (no time) includes that whole day
+    from adapter.recognition.consent import permits
+
+    with session_factory() as session:
+        body = dict(session.get(Resource, ("Consent", consent_id)).body)
+    body["provision"] = {**body["provision"], "period": {"end": "2026-12-03"}}
+    assert permits(body, county, datetime.fromisoformat("2026-12-03T23:59:59+08:00"), zone)
+    assert not permits(body, county, datetime.fromisoformat("2026-12-04T00:00:00+08:00"), zone)
+    assert not permits(
+        {**body, "status": "inactive"}, county, datetime(2026, 12, 1, tzinfo=zone), zone
+    )
+    assert not permits({**body, "policy": []}, county, datetime(2026, 12, 1, tzinfo=zone), zone)
     # an unknown patient, a bad period: refused with the reason
     unknown = run(
         "recognition", "consent", "nobody", "-f", county, "--until", "2026-12-03T00:00+08:00"

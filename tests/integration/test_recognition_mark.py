@@ -159,3 +159,18 @@ def test_the_generated_year_needs_no_marking(
     )
     assert run_.examined >= year.results - 5  # every result (the Specimens are not)
     assert run_.changed == 0
+
+
+def test_a_catalogue_that_does_not_mark_refuses(
+    folder: Path, session_factory: sessionmaker[Session]
+) -> None:
+    before = state(session_factory)
+    path = folder / "recognition.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("mark_results: true", "mark_results: false"),
+        encoding="utf-8",
+    )
+    get_settings.cache_clear()
+    refused = run("recognition", "mark")
+    assert refused.exit_code == 1 and "mark_results: false" in refused.output
+    assert state(session_factory) == before
