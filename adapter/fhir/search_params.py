@@ -475,6 +475,22 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         token("jurisdiction", "jurisdiction"),
         date("date", "date"),
     ),
+    # a person's consent (检查检验结果互认: another facility may be shown the person's
+    # results, adapter/recognition/consent.py)
+    "Consent": (
+        token("identifier", "identifier"),
+        token("status", "status"),
+        token("scope", "scope"),
+        token("category", "category"),
+        ref("patient", "patient", to=_PATIENT),
+        ref("consentor", "performer", to=_AGENTS.replace(",Device", "")),
+        ref("organization", "organization", to="Organization"),
+        date("date", "dateTime"),
+        date("period", "provision.period"),
+        ref("actor", "provision.actor.reference"),
+        token("action", "provision.action"),
+        token("purpose", "provision.purpose"),
+    ),
     # the adapter's own operations ($recognisable ...), published at start-up
     "OperationDefinition": (
         uri("url", "url"),
@@ -510,6 +526,7 @@ _PATIENT_PARAMS: dict[str, tuple[str, ...]] = {
     "AllergyIntolerance": ("patient",),
     "Procedure": ("patient",),
     "Provenance": ("patient",),
+    "Consent": ("patient",),
 }
 
 
