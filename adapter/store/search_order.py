@@ -28,6 +28,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal_column, or_, select
 
 from adapter.fhir.search_results import SortKey
+from adapter.store.index_params import param_in
 from adapter.store.models import SearchIndex
 
 _si = SearchIndex.__table__
@@ -75,7 +76,7 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
         other.c.resource_type == row.c.resource_type,
         other.c.resource_id == row.c.resource_id,
         other.c.kind == literal_column(f"'{kind}'"),
-        other.c.param == key.param.name,
+        param_in(other, key.param.row_params),
         or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
     )
     joined = r.join(
@@ -83,7 +84,7 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
     )
     where = and_(
         row.c.kind == literal_column(f"'{kind}'"),
-        row.c.param == key.param.name,
+        param_in(row, key.param.row_params),
         value.is_not(None),
         ~placed_higher,
     )
@@ -103,7 +104,7 @@ def without_value(
         si.c.resource_type == r.c.resource_type,
         si.c.resource_id == r.c.id,
         si.c.kind == literal_column(f"'{kind}'"),
-        si.c.param == key.param.name,
+        param_in(si, key.param.row_params),
         column.is_not(None),
     )
     return ~has_value, order_by(sort[1:], r)
@@ -135,7 +136,7 @@ def _index_value(key: SortKey, r: FromClause) -> Any:
             si.c.resource_type == r.c.resource_type,
             si.c.resource_id == r.c.id,
             si.c.kind == literal_column(f"'{kind}'"),
-            si.c.param == key.param.name,
+            param_in(si, key.param.row_params),
         )
         .scalar_subquery()
     )
