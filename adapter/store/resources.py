@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
-from adapter.fhir.index_values import IndexValue, index_values, patient_key
+from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient_key
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
 from adapter.store.keys import keys_in
@@ -354,7 +354,9 @@ def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
         "kind": v.kind,
         "system": system,
         "code": code,
-        "value": v.value,
+        # a token's text is searched by its normalised form (``:text``): the text as written
+        # is kept only where a search compares it (strings' :exact, identifier:of-type)
+        "value": None if v.kind == "token" and not v.param.endswith(OF_TYPE) else v.value,
         "value_norm": value_norm,
         "value_date_start": v.date_start,
         "value_date_end": v.date_end,
