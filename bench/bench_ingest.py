@@ -519,7 +519,8 @@ class Floor:
                     r["id"],
                 )
             )
-            versions.append((r["resourceType"], r["id"], version, now, False, body, message_id))
+            # the current version's body is the resource row's (decision 0042)
+            versions.append((r["resourceType"], r["id"], version, now, False, None, message_id))
             index.extend(floor_index_rows(r["resourceType"], r["id"], r))
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
@@ -572,6 +573,15 @@ class Floor:
                 new,
             )
         if changed:
+            cur.executemany(  # the superseded version's body into its history row
+                self._sql(
+                    "UPDATE resource_version SET body = (SELECT body FROM resource r "
+                    "WHERE r.resource_type = resource_version.resource_type "
+                    "AND r.id = resource_version.id) WHERE resource_type=? AND id=? "
+                    "AND version_id=?"
+                ),
+                [(c[7], c[8], c[0] - 1) for c in changed],
+            )
             cur.executemany(
                 self._sql(
                     "UPDATE resource SET version_id=?, last_updated=?, content_hash=?, body=?, "
