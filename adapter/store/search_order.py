@@ -29,6 +29,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal_column, or_, select
 
 from adapter.fhir.search_results import SortKey
+from adapter.store.index_params import param_in
 from adapter.store.models import SearchIndex
 
 _si = SearchIndex.__table__
@@ -79,7 +80,7 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
         other.c.resource_type == row.c.resource_type,
         other.c.resource_id == row.c.resource_id,
         other.c.kind == literal_column(f"'{kind}'"),
-        other.c.param == key.param.name,
+        param_in(other, key.param.row_params),
         or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
     )
     joined = r.join(
@@ -87,7 +88,7 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
     )
     where = and_(
         row.c.kind == literal_column(f"'{kind}'"),
-        row.c.param == key.param.name,
+        param_in(row, key.param.row_params),
         value.is_not(None),
         ~placed_higher,
     )
@@ -108,7 +109,7 @@ def without_value(
         si.c.resource_type == r.c.resource_type,
         si.c.resource_id == r.c.id,
         si.c.kind == literal_column(f"'{kind}'"),
-        si.c.param == key.param.name,
+        param_in(si, key.param.row_params),
         column.is_not(None),
     )
     return ~has_value, tuple(order_by(sort[1:], r))
@@ -140,7 +141,7 @@ def _index_value(key: SortKey, r: FromClause) -> Any:
             si.c.resource_type == r.c.resource_type,
             si.c.resource_id == r.c.id,
             si.c.kind == literal_column(f"'{kind}'"),
-            si.c.param == key.param.name,
+            param_in(si, key.param.row_params),
         )
         .scalar_subquery()
     )
