@@ -96,3 +96,38 @@ def test_a_drug_of_the_inpatient_orders_is_an_order_as_in_a_prescription(
     outcome = translator.translate(raw, "std-cda")
     medications = [r for r in outcome.resources if r["resourceType"] == "MedicationRequest"]
     assert medications and {m["intent"] for m in medications} == {intent}
+
+
+def test_a_tcm_syndrome_with_the_code_of_the_disease_is_its_own_condition(
+    translator: Translator,
+) -> None:
+    """中医病名 and 中医证候 share one data element (DE05.10.130.00) and one code table
+    (GB/T 15657): written with the same code, they stay two Conditions (ids, categories), and
+    the Composition and the Encounter reference both."""
+    raw = (FOLDER / "std-cda/outpatient-tcm.xml").read_bytes()
+    same = raw.replace(b'code="ZBWFR1"', b'code="BNW010"')
+    assert same != raw
+    outcome = translator.translate(same, "std-cda")
+    assert not [i for i in outcome.issues if i.severity in ("error", "fatal")]
+    conditions = [r for r in outcome.resources if r["resourceType"] == "Condition"]
+    tcm = [c for c in conditions if c["code"]["coding"][0]["code"] == "BNW010"]
+    assert len(tcm) == 2 and tcm[0]["id"] != tcm[1]["id"]
+    kinds = sorted(
+        coding["code"]
+        for c in tcm
+        for category in c["category"]
+        for coding in category["coding"]
+        if coding["code"].startswith("tcm-")
+    )
+    assert kinds == ["tcm-disease", "tcm-syndrome"]
+    assert sorted(c["code"]["text"] for c in tcm) == ["感冒病", "风热犯表证"]
+    ids = {f"Condition/{c['id']}" for c in conditions}
+    (composition,) = [r for r in outcome.resources if r["resourceType"] == "Composition"]
+    (section,) = [s for s in composition["section"] if s["title"] == "诊断记录"]
+    assert {e["reference"] for e in section["entry"]} == ids
+    (encounter,) = [r for r in outcome.resources if r["resourceType"] == "Encounter"]
+    assert {d["condition"]["reference"] for d in encounter["diagnosis"]} == ids
+    # the disease keeps the id it has when the syndrome has its own code
+    plain = translator.translate(raw, "std-cda").resources
+    disease = next(c for c in tcm if "tcm-disease" in str(c["category"]))
+    assert disease["id"] in {r["id"] for r in plain}
