@@ -248,6 +248,7 @@ def _check_encounter(encounters: list[dict[str, Any]], facts: dict[str, Any] | N
         "end": (enc.get("period") or {}).get("end"),
         "length_days": (enc.get("length") or {}).get("value"),
         "identifier": (enc.get("identifier") or [{}])[0].get("value"),
+        "identifier_system": (enc.get("identifier") or [{}])[0].get("system"),
     }
     for key, actual in checks.items():
         if key in facts and actual != facts[key]:
