@@ -149,3 +149,27 @@ def test_a_tcm_syndrome_written_with_the_diseases_code_stays_its_own_condition(
     # the disease keeps its id (the syndrome's own code changes nothing for it)
     plain = translator.translate(raw, "std-cda").resources
     assert refs & {f"Condition/{r['id']}" for r in plain if r["resourceType"] == "Condition"}
+
+
+def test_the_stays_tcm_disease_is_one_condition_in_the_admission_record_and_the_summary(
+    translator: Translator,
+) -> None:
+    """The 入院记录 (WS/T 500 document mapping) and the 出院小结 of one stay (same 住院号) give
+    the same Chinese-medicine disease the same Condition id."""
+    admission = (
+        (FIXTURES / "cda" / "documents" / "std-cda" / "admission-record-gb18030.xml")
+        .read_bytes()
+        .replace(b"ZY20261125031", b"ZY20261127061")
+        .replace(b"BNF090", b"BNP060")
+    )
+    summary = (KINDS["cda"] / "std-cda/tcm-nested-diagnoses.xml").read_bytes()
+
+    def tcm_ids(raw: bytes) -> set[str]:
+        return {
+            r["id"]
+            for r in translator.translate(raw, "std-cda").resources
+            if r["resourceType"] == "Condition" and r["code"]["coding"][0]["code"] == "BNP060"
+        }
+
+    assert len(tcm_ids(admission)) == 1
+    assert tcm_ids(admission) <= tcm_ids(summary)
