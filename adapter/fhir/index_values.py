@@ -274,7 +274,9 @@ def _references(param: SearchParam, node: Any) -> Iterator[IndexValue]:
             return
     elif param.narrow:
         return
-    if reference is None and code is None and not node:
+    # a Reference with nothing but extensions (data-absent-reason: the value is unknown,
+    # as the HL7 v3 Coverage's payor) has no value to find: no row, so ``:missing=true``
+    if reference is None and code is None and not set(node) - {"id", "extension"}:
         return
     yield IndexValue(param.name, "reference", system=system, code=code, reference=reference)
 

@@ -501,6 +501,21 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         token("action", "provision.action"),
         token("purpose", "provision.purpose"),
     ),
+    # the insurance type of the HL7 v3 patient registry (coveredPartyOf 医疗保险类别,
+    # mappings/_shared/xml/resources/hl7v3-coverage.yaml, docs/hl7v3.md)
+    "Coverage": (
+        token("identifier", "identifier"),
+        token("status", "status"),
+        token("type", "type"),
+        ref("beneficiary", "beneficiary", to=_PATIENT),
+        ref("patient", "beneficiary", to=_PATIENT),
+        ref("payor", "payor", to="Organization,Patient,RelatedPerson"),
+        ref("policy-holder", "policyHolder", to="Organization,Patient,RelatedPerson"),
+        ref("subscriber", "subscriber", to="Patient,RelatedPerson"),
+        token("class-type", "class.type"),
+        string("class-value", "class.value"),
+        string("dependent", "dependent"),
+    ),
     # the adapter's own operations ($recognisable ...), published at start-up
     "OperationDefinition": (
         uri("url", "url"),
@@ -537,6 +552,7 @@ _PATIENT_PARAMS: dict[str, tuple[str, ...]] = {
     "Procedure": ("patient",),
     "Provenance": ("patient",),
     "Consent": ("patient",),
+    "Coverage": ("patient",),
 }
 
 

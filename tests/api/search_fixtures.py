@@ -88,6 +88,38 @@ def resources() -> list[dict[str, Any]]:
                 ],
             },
         },
+        # an insurance Coverage (as the HL7 v3 registry makes them, golden
+        # std-cda/register-insurance) with the elements that golden lacks: identifier,
+        # subscriber, policy holder, an organisation payor, class, dependent
+        {
+            "resourceType": "Coverage",
+            "id": "cov1",
+            "identifier": [{"system": "urn:oid:1.2.156.1.qs.insurance", "value": "NH-0001"}],
+            "status": "active",
+            "type": {
+                "coding": [
+                    {"system": "urn:oid:2.16.156.10011.2.3.1.248", "code": "1"},
+                ]
+            },
+            "policyHolder": {"reference": "Organization/org1"},
+            "subscriber": {"reference": "Patient/pb"},
+            "beneficiary": {"reference": "Patient/pb"},
+            "dependent": "01",
+            "payor": [{"reference": "Organization/org1"}],
+            "class": [
+                {
+                    "type": {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/coverage-class",
+                                "code": "plan",
+                            }
+                        ]
+                    },
+                    "value": "城镇职工基本医疗保险",
+                }
+            ],
+        },
         {
             "resourceType": "Patient",
             "id": "pa",

@@ -110,6 +110,7 @@ def test_the_covered_types(capability: dict) -> None:
         "Procedure",
         "Provenance",
         "Consent",
+        "Coverage",
         "CodeSystem",
         "OperationDefinition",
         "Bundle",
