@@ -18,7 +18,7 @@ from tests.integration.connector_helpers import example_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "two-orders.hl7"
-BAD = ROOT / "fixtures" / "hl7v2" / "bad" / "nm-text.hl7"
+BAD = ROOT / "fixtures" / "hl7v2" / "bad" / "obx14-bad-date.hl7"
 
 
 def fill(factory: sessionmaker[Session]) -> list[str]:

@@ -25,7 +25,7 @@ from tests.console.helpers import csrf_of, login
 
 ORU = PROJECT_ROOT / "fixtures/hl7v2/oru"
 BAD = PROJECT_ROOT / "fixtures/hl7v2/bad"
-NATIONAL_ID = "430999196803151231"  # in fixtures/hl7v2/bad/nm-text.hl7 (fictitious)
+NATIONAL_ID = "430999196803151231"  # in fixtures/hl7v2/bad/obx14-bad-date.hl7 (fictitious)
 BY_ROLE = {role: f"county-{role}" for role in ROLES}
 CONSORTIUM = {"operator": "consortium-operator", "admin": "consortium-admin"}
 FILL = {
@@ -60,7 +60,7 @@ def console(
     folder = tmp_path_factory.mktemp("console")
     with auth_client(module_database_url, folder, deliveries=True) as (app, tokens):
         ids = {
-            "county": _ingest(tokens, "county-source", "std-hl7v2", BAD / "nm-text.hl7"),
+            "county": _ingest(tokens, "county-source", "std-hl7v2", BAD / "obx14-bad-date.hl7"),
             "shiqiao": _ingest(
                 tokens,
                 "shiqiao-source",
@@ -358,9 +358,9 @@ def test_identifiers_are_masked_and_content_is_for_operators(
     assert NATIONAL_ID not in operator.text
     assert "张^伟" not in operator.text and "张^*" in operator.text
     # the located issue is marked in place
-    assert re.search(r'<mark id="issue-0" class="error"[^>]*>阴性</mark>', operator.text)
+    assert re.search(r'<mark id="issue-0" class="error"[^>]*>20261345</mark>', operator.text)
     admin = _browser(app, "county-admin").get(f"/console/messages/{ids['county']}")
-    assert admin.status_code == 200 and "阴性</mark>" not in admin.text
+    assert admin.status_code == 200 and "20261345</mark>" not in admin.text
     assert (
         _browser(app, "county-admin").get(f"/console/messages/{ids['county']}/raw").status_code
         == 403

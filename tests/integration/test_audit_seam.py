@@ -21,7 +21,7 @@ from tests.integration.delivery_support import DEST, Clock, observation, queue, 
 
 ROOT = Path(__file__).resolve().parents[2]
 ORU = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "two-orders.hl7"
-BAD = ROOT / "fixtures" / "hl7v2" / "bad" / "nm-text.hl7"
+BAD = ROOT / "fixtures" / "hl7v2" / "bad" / "obx14-bad-date.hl7"
 MOMENT = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 

@@ -75,8 +75,9 @@ def _message_ids(output: str) -> list[str]:
     return re.findall(rf"message ({UUID.pattern})", output)
 
 
-def _nm_text() -> Path:
-    return BAD / "nm-text.hl7"
+def _bad_date() -> Path:
+    """A message the adapter quarantines: OBX[2]-14 is 20261345 (month 13)."""
+    return BAD / "obx14-bad-date.hl7"
 
 
 # -- ingest, messages, show ---------------------------------------------------------------------
@@ -113,11 +114,11 @@ def test_ingest_prints_status_and_resource_counts(
 
 
 def test_ingest_exits_1_when_a_file_is_quarantined(env: pytest.MonkeyPatch) -> None:
-    result = run("ingest", CBC, _nm_text(), "--source", "std-hl7v2")
+    result = run("ingest", CBC, _bad_date(), "--source", "std-hl7v2")
     assert result.exit_code == 1, result.output
     assert f"{CBC}: processed" in result.output
-    assert f"{_nm_text()}: quarantined -> nothing" in result.output
-    assert "error at OBX[3]-5:" in result.output
+    assert f"{_bad_date()}: quarantined -> nothing" in result.output
+    assert "error at OBX[2]-14:" in result.output
 
 
 def test_ingest_refuses_an_unknown_source_and_a_missing_file(env: pytest.MonkeyPatch) -> None:
@@ -129,7 +130,7 @@ def test_ingest_refuses_an_unknown_source_and_a_missing_file(env: pytest.MonkeyP
 
 
 def test_messages_lists_by_status(env: pytest.MonkeyPatch) -> None:
-    ids = _message_ids(run("ingest", CBC, _nm_text(), "--source", "std-hl7v2").output)
+    ids = _message_ids(run("ingest", CBC, _bad_date(), "--source", "std-hl7v2").output)
     good, bad = ids
     quarantined = run("messages", "--status", "quarantined")
     assert quarantined.exit_code == 0
@@ -141,12 +142,12 @@ def test_messages_lists_by_status(env: pytest.MonkeyPatch) -> None:
 
 
 def test_show_prints_issues_with_locations_and_resources(env: pytest.MonkeyPatch) -> None:
-    good, bad = _message_ids(run("ingest", CBC, _nm_text(), "--source", "std-hl7v2").output)
+    good, bad = _message_ids(run("ingest", CBC, _bad_date(), "--source", "std-hl7v2").output)
     shown = run("show", bad)
     assert shown.exit_code == 0
     assert f"message {bad} from std-hl7v2" in shown.output
     assert "status quarantined" in shown.output
-    assert re.search(r"error at OBX\[3\]-5: .*number", shown.output)
+    assert re.search(r"error at OBX\[2\]-14: .*20261345", shown.output)
     assert "->" not in shown.output
     shown = run("show", good)
     assert "status processed" in shown.output
@@ -191,7 +192,7 @@ def test_reprocess_one_message_and_by_status(
     env: pytest.MonkeyPatch, tmp_path: Path, session_factory: sessionmaker[Session]
 ) -> None:
     first = run("ingest", _fixable(tmp_path), "--source", "county-his")
-    second = run("ingest", _nm_text(), "--source", "std-hl7v2")
+    second = run("ingest", _bad_date(), "--source", "std-hl7v2")
     [fixable], [hopeless] = _message_ids(first.output), _message_ids(second.output)
     assert "quarantined" in first.output and "quarantined" in second.output
 
@@ -205,7 +206,7 @@ def test_reprocess_one_message_and_by_status(
     env.setenv("ADAPTER_MAPPINGS_DIR", str(_fixed_mappings(tmp_path)))
     get_settings.cache_clear()
     fixed = run("reprocess", "--status", "quarantined")
-    assert fixed.exit_code == 1, fixed.output  # nm-text.hl7 is still wrong
+    assert fixed.exit_code == 1, fixed.output  # obx14-bad-date.hl7 is still wrong
     assert re.search(rf"{fixable}: processed(-with-warnings)? -> .*1 Encounter", fixed.output)
     assert f"{hopeless}: quarantined" in fixed.output
     assert "2 reprocessed, 1 still failing" in fixed.output

@@ -138,6 +138,12 @@ def test_empty_dates_are_nothing_without_issue() -> None:
         (".5", 0.5),
         ("0", 0),
         ("１２.５", 12.5),  # full-width digits typed with a Chinese input method
+        # exponent notation (viral loads), as FHIR decimal allows: a whole number is an int
+        ("2.4E+05", 240000),
+        ("1e3", 1000),
+        ("2.40E+05", 240000),
+        ("3.2E-02", 0.032),
+        ("1.23456789E+05", 123456.789),
     ],
 )
 def test_text_to_decimal(written: str, expected: float) -> None:
@@ -145,12 +151,18 @@ def test_text_to_decimal(written: str, expected: float) -> None:
     assert result == expected and type(result) is type(expected) and issues == []
 
 
-@pytest.mark.parametrize("written", ["阴性", "1e3", "<0.5", "6.5.1", "NaN", "1,5"])
+@pytest.mark.parametrize("written", ["阴性", "1e", "E5", "2.4E+", "<0.5", "6.5.1", "NaN", "1,5"])
 def test_text_to_decimal_error(written: str) -> None:
     result, issues = call("text_to_decimal", node(written))
     assert result is None
     ((severity, where, message),) = issues
     assert (severity, where) == ("error", "OBX[1]-5") and "not a number" in message
+
+
+def test_an_exponent_beyond_what_a_number_keeps_is_an_error() -> None:
+    result, issues = call("text_to_decimal", node("1E+300"))
+    ((severity, where, message),) = issues
+    assert result is None and (severity, where) == ("error", "OBX[1]-5") and "digits" in message
 
 
 def test_text_to_decimal_of_nothing() -> None:
@@ -228,6 +240,9 @@ def test_range_bounds(written: str, low: float | None, high: float | None) -> No
         ("阴性", False),
         ("", False),
         ("1.2.3", False),
+        ("2.4E+05", True),
+        ("5e-3", True),
+        ("2.4E", False),
     ],
 )
 def test_is_numeric(written: str, numeric: bool) -> None:

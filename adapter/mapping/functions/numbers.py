@@ -10,7 +10,9 @@ from typing import Any
 from adapter.mapping.functions.registry import FunctionContext, transform
 from adapter.mapping.values import location, text
 
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+# a decimal, with an exponent as analysers write viral loads (2.4E+05, 1.2e3): FHIR decimal
+# allows one (R4 2.24.0.1, "decimal": -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)
+_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?")
 # full-width ＜ ＞ and ≦ ≧ are what a Chinese input method types
 _COMPARATOR = re.compile(r"^\s*(<=|>=|≤|≥|≦|≧|<|>|＜|＞)\s*")
 _COMPARATOR_FHIR = {"≤": "<=", "≥": ">=", "≦": "<=", "≧": ">=", "＜": "<", "＞": ">"}
@@ -33,7 +35,10 @@ def _exact_json_number(value: Decimal) -> int | float | None:
     """The JSON number for ``value`` (orjson writes floats shortest-exact), or None when no
     JSON number the store can write holds it exactly: an integer beyond 64 bits, more
     significant digits than a double keeps."""
-    if value == value.to_integral_value() and "." not in str(value):
+    # a whole number written with an exponent (2.4E+05) is the integer it denotes: 240000,
+    # not 240000.0 (a JSON number cannot keep the exponent; no digits are invented)
+    written = str(value)
+    if value == value.to_integral_value() and ("." not in written or "E" in written):
         whole = int(value)
         return whole if INT64_MIN <= whole <= INT64_MAX else None
     as_float = float(value)
