@@ -330,6 +330,7 @@ def test_a_lab_report_published_as_an_hl7v3_document_registration_is_the_oru_rep
     assert first.json()["status"] == "processed"
     published = set(first.json()["resources"])
     assert {ref.split("/")[0] for ref in published} == {
+        "Condition",  # the document's 诊断记录章节 (肺炎), the report's reason
         "DiagnosticReport",
         "Observation",
         "Organization",

@@ -30,6 +30,33 @@ def _displays(references: list[dict[str, Any]] | None) -> list[str]:
     return [r.get("display", "") for r in references or [] if "display" in r]
 
 
+REASON_URL = "http://hl7.org/fhir/StructureDefinition/workflow-reasonReference"
+
+
+def check_reasons(
+    resources: list[dict[str, Any]], report: dict[str, Any], codes: list[str]
+) -> list[str]:
+    """`reasons`: the Condition codes (诊断记录章节) the report names, each through a
+    workflow-reasonReference extension that points at a Condition of the output."""
+    index = {f"{r['resourceType']}/{r['id']}": r for r in resources}
+    named = [
+        index.get((e.get("valueReference") or {}).get("reference", ""))
+        for e in report.get("extension") or []
+        if e.get("url") == REASON_URL
+    ]
+    found = {
+        c.get("code")
+        for condition in named
+        if condition and condition["resourceType"] == "Condition"
+        for c in _codings(condition.get("code"))
+    }
+    return [
+        f"report: no reason Condition {code} (found {sorted(map(str, found))})"
+        for code in codes
+        if code not in found
+    ]
+
+
 def check_document_report(report: dict[str, Any], facts: dict[str, Any]) -> list[str]:
     """Facts under `report:` that an ORU case does not have."""
     out: list[str] = []
@@ -159,6 +186,7 @@ def check_report_case(
             )
         )
     out.extend(check_document_report(report, expect.get("report") or {}))
+    out.extend(check_reasons(resources, report, facts.get("reasons") or []))
     if "exam" in expect:
         out.extend(check_exam(resources, expect["exam"], report))
     if expect.get("no_unread"):
