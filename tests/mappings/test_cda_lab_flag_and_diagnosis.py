@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from adapter.pipeline import Translator
+from adapter.pipeline.merge import merge_stored
 from tests.mappings.conftest import FIXTURES
 
 DOC = FIXTURES / "cda" / "lab" / "std-cda" / "uric-acid-diagnosis-narrative.xml"
@@ -86,3 +87,17 @@ def test_section_narrative_is_a_note_and_empty_text_adds_none(translator: Transl
     assert not [
         e for e in _one(resources, "DiagnosticReport").get("extension", []) if e["url"] == NOTE
     ]
+
+
+def test_a_lab_reports_diagnosis_keeps_what_the_stays_documents_gave(
+    translator: Translator,
+) -> None:
+    """The report's Condition has the id of the stay's (facility, visit, code): stored after
+    an 出院小结's, it must not strip the encounter only that document gave (update-given)."""
+    outcome = translator.translate(DOC.read_bytes(), "std-cda")
+    condition = _one(outcome.resources, "Condition")
+    assert "encounter" not in condition
+    stored = {**condition, "encounter": {"reference": "Encounter/stay"}, "meta": {"versionId": "1"}}
+    merged, issues = merge_stored(condition, lambda _t, _i: stored, outcome.policies)
+    assert merged["encounter"] == {"reference": "Encounter/stay"}
+    assert merged["code"] == condition["code"] and not issues
