@@ -663,6 +663,106 @@ def sink_rows(args: argparse.Namespace) -> None:
             sink.stop()
 
 
+# -- idle workers (--idle) ----------------------------------------------------------------------
+
+
+def idle_rows(args: argparse.Namespace) -> None:
+    """``--idle SECONDS``: PostgreSQL only. The largest count of ``--workers`` real ``adapter
+    worker`` processes (this checkout's code) on an empty queue, the destination a
+    single-process sink: the CPU the workers and their own PostgreSQL backends use in
+    ``SECONDS`` of idling (from /proc; the backends are found by application_name, so other
+    users of the server are not counted), then how long after an ingest's commit the sink
+    receives the message's resources (``--wakes`` times, one lab message each)."""
+    count = max(int(c) for c in args.workers.split(","))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "logs").mkdir()
+        sink = start_sink(1, tmp / "logs")
+        made = postgres_database(args.pg)
+        if isinstance(made, str):
+            sink.stop()
+            raise SystemExit(made)
+        engine = make_engine(made.url)
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            migrate(engine)
+            config = write_config(tmp / "consortium.yaml", sink.base_url, args.batch)
+            consortium = load_consortium(config)
+            fixtures = load_fixtures(consortium)
+            tag = f"bench-idle-{uuid.uuid4().hex[:8]}"
+            for n in range(count):
+                url = make_url(made.url).update_query_dict({"application_name": f"{tag}-{n}"})
+                env = {
+                    **os.environ,
+                    "PYTHONPATH": str(ROOT),
+                    "ADAPTER_DATABASE_URL": url.render_as_string(hide_password=False),
+                    "ADAPTER_CONFIG": str(config),
+                    "ADAPTER_LOG_LEVEL": "WARNING",
+                }
+                command = [sys.executable, "-c", "from adapter.cli import main; main()", "worker"]
+                processes.append(
+                    subprocess.Popen(
+                        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr
+                    )
+                )
+            backends_sql = text("SELECT pid FROM pg_stat_activity WHERE application_name LIKE :tag")
+            deadline = time.monotonic() + 120
+            while True:
+                with engine.connect() as conn:
+                    backends = set(conn.scalars(backends_sql, {"tag": f"{tag}-%"}))
+                if len(backends) >= count or time.monotonic() > deadline:
+                    break
+                if any(p.poll() is not None for p in processes):
+                    raise SystemExit("a worker process stopped")
+                time.sleep(0.1)
+            time.sleep(3.0)  # past start-up
+            with engine.connect() as conn:
+                backends = set(conn.scalars(backends_sql, {"tag": f"{tag}-%"}))
+            workers = {p.pid for p in processes}
+            w0 = process_cpu(lambda pid, _n: pid in workers)
+            b0 = process_cpu(lambda pid, _n: pid in backends)
+            time.sleep(args.idle)
+            w1 = process_cpu(lambda pid, _n: pid in workers)
+            b1 = process_cpu(lambda pid, _n: pid in backends)
+            print(
+                f"{count} idle workers, {args.idle:g} s, empty queue, PostgreSQL "
+                f"({len(backends)} backends of theirs; load average {load_average()}): "
+                f"workers {w1 - w0:.3f} s CPU, their PostgreSQL backends {b1 - b0:.3f} s CPU"
+            )
+            settings = Settings(config=config, database_url=made.url)
+            pipeline = make_pipeline(settings, consortium, make_session_factory(engine))
+            patients = Patients()
+            latencies = []
+            for n, (source, raw) in enumerate(messages(fixtures[:1], args.wakes, "wake", patients)):
+                sink.reset()
+                result = pipeline.ingest(raw, Receipt(source, "cli"))
+                committed = time.perf_counter()
+                if not result.accepted:
+                    raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
+                while not sink.received():
+                    if time.perf_counter() - committed > 120:
+                        raise SystemExit("nothing delivered within 120 s")
+                    time.sleep(0.002)
+                latencies.append(time.perf_counter() - committed)
+                time.sleep(args.idle / 10 if n < args.wakes - 1 else 0)  # idle again
+            print(
+                "first resource at the sink after the ingest's commit: "
+                + ", ".join(f"{s * 1000:.0f} ms" for s in latencies)
+                + f" (the workers idle {args.idle / 10:g} s between messages)"
+            )
+        finally:
+            for p in processes:
+                p.terminate()
+            for p in processes:
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            engine.dispose()
+            made.drop()
+            sink.stop()
+
+
 # -- the claim's cost (--claim-plan) --------------------------------------------------------------
 
 
@@ -853,6 +953,14 @@ def main() -> None:
     )
     ap.add_argument("--repeat", type=int, default=5, help="with --claim-plan: runs each (5)")
     ap.add_argument("--verbose", action="store_true", help="with --claim-plan: print the plans")
+    ap.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="PostgreSQL: CPU of idle `adapter worker` processes, then their wake-up latency",
+    )
+    ap.add_argument("--wakes", type=int, default=3, help="with --idle: messages sent after (3)")
     ap.add_argument("--child", nargs=3, metavar=("URL", "CONFIG", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -860,6 +968,12 @@ def main() -> None:
         return
     if args.claim_plan:
         claim_plan(args)
+        return
+    if args.idle:
+        import logging
+
+        logging.disable(logging.WARNING)
+        idle_rows(args)
         return
     if args.sink:
         import logging

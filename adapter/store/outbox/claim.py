@@ -107,6 +107,25 @@ def due(table: Any, now: datetime) -> ColumnElement[bool]:
     )
 
 
+def next_due(session: Session, *, destination: str, now: datetime) -> datetime | None:
+    """When the earliest row of ``destination`` not due yet becomes due: a retry's
+    ``next_attempt_at``, or a lease running out (its worker may have died). None when
+    there is no such row. Two reads by the (destination, state, next_attempt_at) index; an
+    idle worker sleeps until then at most."""
+    retry = session.scalar(
+        select(func.min(_o.c.next_attempt_at)).where(
+            _o.c.destination == destination, _o.c.state == PENDING, _o.c.next_attempt_at > now
+        )
+    )
+    lease = session.scalar(
+        select(func.min(_o.c.claimed_until)).where(
+            _o.c.destination == destination, _o.c.state == IN_FLIGHT, _o.c.claimed_until >= now
+        )
+    )
+    found = [t for t in (retry, lease) if t is not None]
+    return min(found) if found else None
+
+
 def current_bodies(
     session: Session, rows: list[OutboxRow]
 ) -> dict[tuple[str, str], tuple[int, bool, dict[str, Any]]]:
