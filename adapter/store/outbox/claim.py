@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, any_, case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from adapter.store.keys import keys_in
@@ -47,14 +47,19 @@ def claim(
     ``lease_seconds``; they become ``in-flight``, owned by ``worker``."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     head = _o.alias("head")
-    ready = claimable_heads(destination, now).subquery("ready")
+    if postgresql:
+        # the heads as one array: the primary key is then probed for them in id order and
+        # the probing stops at ``limit`` claimable rows (no sort, no walk through the
+        # delivered rows of the table's id order)
+        chosen = head.c.id == any_(func.array(heads(destination).scalar_subquery()))
+    else:
+        chosen = head.c.id.in_(heads(destination))
     candidates = (
         select(head.c.id)
-        .join(ready, head.c.id == ready.c.id)
-        # again on the row itself: on PostgreSQL a row another worker changed since this
-        # statement's snapshot is re-checked on its newest version before it is locked
-        .where(due(head, now))
-        .order_by(ready.c.id)
+        # due is tested on the row itself: on PostgreSQL a row another worker changed since
+        # this statement's snapshot is tested again on its newest version before it is locked
+        .where(chosen, due(head, now))
+        .order_by(head.c.id)
         .limit(limit)
     )
     if postgresql:
@@ -74,29 +79,19 @@ def claim(
     return rows
 
 
-def claimable_heads(destination: str, now: datetime) -> Select[tuple[int]]:
-    """The ids of the claimable rows of ``destination``: each order key's head (its lowest-id
-    row still ``pending`` or ``in-flight``) when that head is due. One pass over the
-    destination's active rows (found by the ``state`` index, numbered per order key in id
-    order), whatever the delivered history and however many rows wait behind each head.
-    The former "no earlier active row" test probed, for every due row, every earlier row of
-    its patient, delivered ones included, and walked the table in id order (decision 0040,
-    2026-12-04)."""
+def heads(destination: str) -> Select[tuple[int]]:
+    """The id of each order key's head in ``destination``: its lowest-id row still
+    ``pending`` or ``in-flight`` (it is claimable when it is due; the rows behind it wait).
+    One hashed pass over the destination's active rows, found by the ``state`` index,
+    whatever the delivered history and however many rows wait behind each head. The former
+    "no earlier active row" test walked the table in id order and probed, for every due row,
+    every earlier row of its patient, delivered ones included (decision 0040, 2026-12-04)."""
     active = _o.alias("active")
-    ranked = (
-        select(
-            active.c.id,
-            active.c.state,
-            active.c.next_attempt_at,
-            active.c.claimed_until,
-            func.row_number()
-            .over(partition_by=active.c.order_key, order_by=active.c.id)
-            .label("place"),
-        )
+    return (
+        select(func.min(active.c.id))
         .where(active.c.destination == destination, active.c.state.in_(ACTIVE))
-        .subquery("ranked")
+        .group_by(active.c.order_key)
     )
-    return select(ranked.c.id).where(ranked.c.place == 1, due(ranked, now))
 
 
 def due(table: Any, now: datetime) -> ColumnElement[bool]:
