@@ -53,7 +53,7 @@ def claim(
         # delivered rows of the table's id order)
         chosen = head.c.id == any_(func.array(heads(destination).scalar_subquery()))
     else:
-        chosen = head.c.id.in_(heads(destination))
+        chosen = head.c.id.in_(heads(destination, sqlite=True))
     candidates = (
         select(head.c.id)
         # due is tested on the row itself: on PostgreSQL a row another worker changed since
@@ -79,7 +79,7 @@ def claim(
     return rows
 
 
-def heads(destination: str) -> Select[tuple[int]]:
+def heads(destination: str, *, sqlite: bool = False) -> Select[tuple[int]]:
     """The id of each order key's head in ``destination``: its lowest-id row still
     ``pending`` or ``in-flight`` (it is claimable when it is due; the rows behind it wait).
     One hashed pass over the destination's active rows, found by the ``state`` index,
@@ -87,10 +87,14 @@ def heads(destination: str) -> Select[tuple[int]]:
     "no earlier active row" test walked the table in id order and probed, for every due row,
     every earlier row of its patient, delivered ones included (decision 0040, 2026-12-04)."""
     active = _o.alias("active")
+    # SQLite would read the rows in order_key order through the (destination, order_key,
+    # id) index, i.e. every row of the destination, delivered ones included; grouping by
+    # an expression of the key makes it take the (destination, state, ...) index instead
+    key = active.c.order_key + "" if sqlite else active.c.order_key
     return (
         select(func.min(active.c.id))
         .where(active.c.destination == destination, active.c.state.in_(ACTIVE))
-        .group_by(active.c.order_key)
+        .group_by(key)
     )
 
 
