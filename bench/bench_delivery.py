@@ -663,6 +663,254 @@ def sink_rows(args: argparse.Namespace) -> None:
             sink.stop()
 
 
+# -- idle workers (--idle) ----------------------------------------------------------------------
+
+
+def idle_rows(args: argparse.Namespace) -> None:
+    """``--idle SECONDS``: PostgreSQL only. The largest count of ``--workers`` real ``adapter
+    worker`` processes (this checkout's code) on an empty queue, the destination a
+    single-process sink: the CPU the workers and their own PostgreSQL backends use in
+    ``SECONDS`` of idling (from /proc; the backends are found by application_name, so other
+    users of the server are not counted), then how long after an ingest's commit the sink
+    receives the message's resources (``--wakes`` times, one lab message each)."""
+    count = max(int(c) for c in args.workers.split(","))
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "logs").mkdir()
+        sink = start_sink(1, tmp / "logs")
+        made = postgres_database(args.pg)
+        if isinstance(made, str):
+            sink.stop()
+            raise SystemExit(made)
+        engine = make_engine(made.url)
+        processes: list[subprocess.Popen[bytes]] = []
+        try:
+            migrate(engine)
+            config = write_config(tmp / "consortium.yaml", sink.base_url, args.batch)
+            consortium = load_consortium(config)
+            fixtures = load_fixtures(consortium)
+            tag = f"bench-idle-{uuid.uuid4().hex[:8]}"
+            for n in range(count):
+                url = make_url(made.url).update_query_dict({"application_name": f"{tag}-{n}"})
+                env = {
+                    **os.environ,
+                    "PYTHONPATH": str(ROOT),
+                    "ADAPTER_DATABASE_URL": url.render_as_string(hide_password=False),
+                    "ADAPTER_CONFIG": str(config),
+                    "ADAPTER_LOG_LEVEL": "WARNING",
+                }
+                command = [sys.executable, "-c", "from adapter.cli import main; main()", "worker"]
+                processes.append(
+                    subprocess.Popen(
+                        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=sys.stderr
+                    )
+                )
+            backends_sql = text("SELECT pid FROM pg_stat_activity WHERE application_name LIKE :tag")
+            deadline = time.monotonic() + 120
+            while True:
+                with engine.connect() as conn:
+                    backends = set(conn.scalars(backends_sql, {"tag": f"{tag}-%"}))
+                if len(backends) >= count or time.monotonic() > deadline:
+                    break
+                if any(p.poll() is not None for p in processes):
+                    raise SystemExit("a worker process stopped")
+                time.sleep(0.1)
+            time.sleep(3.0)  # past start-up
+            with engine.connect() as conn:
+                backends = set(conn.scalars(backends_sql, {"tag": f"{tag}-%"}))
+            workers = {p.pid for p in processes}
+            w0 = process_cpu(lambda pid, _n: pid in workers)
+            b0 = process_cpu(lambda pid, _n: pid in backends)
+            time.sleep(args.idle)
+            w1 = process_cpu(lambda pid, _n: pid in workers)
+            b1 = process_cpu(lambda pid, _n: pid in backends)
+            print(
+                f"{count} idle workers, {args.idle:g} s, empty queue, PostgreSQL "
+                f"({len(backends)} backends of theirs; load average {load_average()}): "
+                f"workers {w1 - w0:.3f} s CPU, their PostgreSQL backends {b1 - b0:.3f} s CPU"
+            )
+            settings = Settings(config=config, database_url=made.url)
+            pipeline = make_pipeline(settings, consortium, make_session_factory(engine))
+            patients = Patients()
+            latencies = []
+            for n, (source, raw) in enumerate(messages(fixtures[:1], args.wakes, "wake", patients)):
+                sink.reset()
+                result = pipeline.ingest(raw, Receipt(source, "cli"))
+                committed = time.perf_counter()
+                if not result.accepted:
+                    raise SystemExit(f"bench input was not accepted: {result.as_dict()}")
+                while not sink.received():
+                    if time.perf_counter() - committed > 120:
+                        raise SystemExit("nothing delivered within 120 s")
+                    time.sleep(0.002)
+                latencies.append(time.perf_counter() - committed)
+                time.sleep(args.idle / 10 if n < args.wakes - 1 else 0)  # idle again
+            print(
+                "first resource at the sink after the ingest's commit: "
+                + ", ".join(f"{s * 1000:.0f} ms" for s in latencies)
+                + f" (the workers idle {args.idle / 10:g} s between messages)"
+            )
+        finally:
+            for p in processes:
+                p.terminate()
+            for p in processes:
+                try:
+                    p.wait(15)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+            engine.dispose()
+            made.drop()
+            sink.stop()
+
+
+# -- the claim's cost (--claim-plan) --------------------------------------------------------------
+
+
+def claim_plan(args: argparse.Namespace) -> None:
+    """``--claim-plan``: PostgreSQL only. A synthetic queue of one destination (``--patients``
+    patients x ``--queued`` pending rows each, ``--history`` delivered rows each before them),
+    then the worker's real claim, EXPLAINed (ANALYZE, BUFFERS; in a transaction rolled back)
+    in three states: no head in flight (a first claim), ``--in-flight`` % of the patients'
+    heads in flight under a live lease, and every head in flight (an idle claim: it finds
+    nothing). The statement is the one ``outbox.claim`` executes (captured from the cursor),
+    so the same command measures any version of the claim."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import event
+
+    from adapter.store import outbox
+
+    made = postgres_database(args.pg)
+    if isinstance(made, str):
+        raise SystemExit(made)
+    engine = make_engine(made.url)
+    try:
+        migrate(engine)
+        now = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
+        patients, queued, history = args.patients, args.queued, args.history
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
+                    "patient_key, order_key, state, attempts, next_attempt_at, created_at, "
+                    "delivered_at) "
+                    "SELECT :d, 'Observation', 'o' || p || '-' || n, 1, 'Patient/p' || p, "
+                    "'Patient/p' || p, CASE WHEN n < :h THEN 'delivered' ELSE 'pending' END, "
+                    "CASE WHEN n < :h THEN 1 ELSE 0 END, :now, :now, "
+                    "CASE WHEN n < :h THEN CAST(:now AS timestamptz) END "
+                    "FROM generate_series(0, :h + :q - 1) AS n, generate_series(1, :p) AS p "
+                    "ORDER BY n, p"
+                ),
+                {"d": DEST, "p": patients, "q": queued, "h": history, "now": now},
+            )
+            conn.execute(text("ANALYZE outbox"))
+        total = patients * (queued + history)
+        print(
+            f"claim plan: one destination, {patients} patients x {queued} pending rows "
+            f"(+ {history} delivered rows each before them): {total} outbox rows, "
+            f"{patients * queued} active; claims of {args.batch}; PostgreSQL "
+            f"{engine.dialect.server_version_info}; load average {load_average()}"
+        )
+
+        statements: list[tuple[str, Any]] = []
+
+        def capture(_conn, _cursor, statement, parameters, _context, _many) -> None:
+            if statement.lstrip().upper().startswith("UPDATE OUTBOX"):
+                statements.append((statement, parameters))
+
+        factory = make_session_factory(engine)
+        event.listen(engine, "before_cursor_execute", capture)
+        with factory() as session:  # the claim's SQL, as the worker sends it (rolled back)
+            outbox.claim(
+                session,
+                destination=DEST,
+                worker="w",
+                now=now,
+                lease_seconds=120,
+                limit=args.batch,
+            )
+            session.rollback()
+        event.remove(engine, "before_cursor_execute", capture)
+        statement, parameters = statements[0]
+        if args.verbose:
+            print(statement)
+
+        def put_heads_in_flight(conn, share: float) -> int:
+            chosen = int(patients * share)
+            conn.execute(
+                text(
+                    "UPDATE outbox SET state = 'in-flight', claimed_by = 'other', "
+                    "claimed_until = :until WHERE id IN (SELECT min(id) FROM outbox "
+                    "WHERE state = 'pending' AND order_key IN (SELECT 'Patient/p' || p "
+                    "FROM generate_series(1, :c) AS p) GROUP BY order_key)"
+                ),
+                {"until": now + timedelta(hours=1), "c": chosen},
+            )
+            return chosen
+
+        print(
+            f"{'heads in flight':>16} {'claimed':>8} {'ms':>8} {'buffers':>8} "
+            f"{'rows read':>10}  (best of {args.repeat} by time; rows read = table rows every "
+            "scan returned or filtered out, times its loops)"
+        )
+        for share in (0.0, args.in_flight / 100, 1.0):
+            best: tuple[float, int, int, int] | None = None
+            plan_text = ""
+            for _ in range(args.repeat):
+                with engine.connect() as conn:
+                    transaction = conn.begin()
+                    busy = put_heads_in_flight(conn, share)
+                    raw = conn.exec_driver_sql(
+                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, parameters
+                    ).scalar_one()
+                    plan = raw[0] if isinstance(raw, list) else json.loads(raw)[0]
+                    if not plan_text:
+                        plan_text = "\n".join(
+                            r[0]
+                            for r in conn.exec_driver_sql(
+                                "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
+                            )
+                        )
+                    transaction.rollback()
+                claimed = int(plan["Plan"].get("Actual Rows", 0))
+                buffers, rows_read = _plan_reads(plan["Plan"])
+                figures = (float(plan["Execution Time"]), buffers, rows_read, claimed)
+                if best is None or figures[0] < best[0]:
+                    best = figures
+            assert best is not None
+            print(
+                f"{busy:>7} of {patients:<6} {best[3]:8d} {best[0]:8.1f} {best[1]:8d} {best[2]:10d}"
+            )
+            if args.verbose:
+                print(plan_text)
+    finally:
+        engine.dispose()
+        made.drop()
+
+
+TABLE_SCANS = {"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan"}
+
+
+def _plan_reads(node: dict[str, Any]) -> tuple[int, int]:
+    """(shared buffers hit + read, table rows read) of a plan tree: the rows every scan of a
+    table returned or filtered out, times its loops (index entries and subquery scans are
+    not counted)."""
+    buffers = int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
+    rows = 0
+
+    def walk(n: dict[str, Any]) -> None:
+        nonlocal rows
+        if n.get("Node Type") in TABLE_SCANS:
+            loops = int(n.get("Actual Loops", 1))
+            rows += (int(n.get("Actual Rows", 0)) + int(n.get("Rows Removed by Filter", 0))) * loops
+            rows += int(n.get("Rows Removed by Index Recheck", 0))
+        for child_node in n.get("Plans", []):
+            walk(child_node)
+
+    walk(node)
+    return buffers, rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -690,10 +938,42 @@ def main() -> None:
     )
     ap.add_argument("--workers", default="1,4", help="with --sink: worker counts (1,4)")
     ap.add_argument("--rounds", type=int, default=2, help="with --sink: rounds (2)")
+    ap.add_argument(
+        "--claim-plan",
+        action="store_true",
+        help="PostgreSQL: EXPLAIN ANALYZE the claim on a synthetic queue (no delivery)",
+    )
+    ap.add_argument("--patients", type=int, default=1000, help="with --claim-plan (1000)")
+    ap.add_argument("--queued", type=int, default=8, help="with --claim-plan: rows each (8)")
+    ap.add_argument(
+        "--history", type=int, default=20, help="with --claim-plan: delivered rows each (20)"
+    )
+    ap.add_argument(
+        "--in-flight", type=float, default=95, help="with --claim-plan: %% of heads in flight"
+    )
+    ap.add_argument("--repeat", type=int, default=5, help="with --claim-plan: runs each (5)")
+    ap.add_argument("--verbose", action="store_true", help="with --claim-plan: print the plans")
+    ap.add_argument(
+        "--idle",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="PostgreSQL: CPU of idle `adapter worker` processes, then their wake-up latency",
+    )
+    ap.add_argument("--wakes", type=int, default=3, help="with --idle: messages sent after (3)")
     ap.add_argument("--child", nargs=3, metavar=("URL", "CONFIG", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.child[0], Path(args.child[1]), int(args.child[2]))
+        return
+    if args.claim_plan:
+        claim_plan(args)
+        return
+    if args.idle:
+        import logging
+
+        logging.disable(logging.WARNING)
+        idle_rows(args)
         return
     if args.sink:
         import logging

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -70,13 +71,21 @@ class BatchReport:
     claimed: int = 0
     tally: Tally = field(default_factory=Tally)
     breaker: str | None = None
+    next_due: datetime | None = None  # nothing claimed: when a waiting row falls due
 
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
     batch_size: int = 20
     lease_seconds: float = 120.0  # an in-flight row is another worker's to take after this
-    poll_seconds: float = 1.0  # idle wait when nothing was due
+    # Idle waits (nothing claimed): the first is ``idle_first_seconds``, each next one
+    # twice as long, up to ``idle_max_seconds`` on PostgreSQL while the worker listens for
+    # queued rows (LISTEN/NOTIFY wakes it at once), else up to ``poll_seconds`` (SQLite, a
+    # paused or open destination, the listener reconnecting); never past the time the next
+    # retry or lease expiry of the destination falls due; each jittered (x 0.5-1).
+    poll_seconds: float = 1.0
+    idle_first_seconds: float = 0.05
+    idle_max_seconds: float = 30.0
     breaker: BreakerConfig = field(default_factory=BreakerConfig)
 
 
@@ -143,6 +152,8 @@ class DeliveryWorker:
         self.worker_id = worker_id or new_worker_id()
         self.options = options or WorkerOptions()
         self.clock = clock
+        self._listener: outbox.Listener | None = None
+        self._jitter = random.Random()
 
     # -- one batch ----------------------------------------------------------------------------
     def process(self, destination_id: str) -> BatchReport:
@@ -169,6 +180,8 @@ class DeliveryWorker:
             bodies = outbox.current_bodies(session, rows)
             settlements = _unsendable(session, rows, bodies, now)
             left = {s.row.id for s in settlements}
+            if not rows:
+                report.next_due = outbox.next_due(session, destination=destination_id, now=now)
             # last: it locks the destination's row (its sequence counter) until the commit
             numbers = outbox.number(
                 session,
@@ -351,19 +364,45 @@ class DeliveryWorker:
 
     def run(self, stop: threading.Event, destinations: Iterable[str] | None = None) -> None:
         """Until ``stop`` is set: one thread per destination, so that a slow hospital holds up
-        only its own queue."""
+        only its own queue. On PostgreSQL a listener thread wakes a destination's idle
+        thread when rows are queued for it (``outbox.Listener``)."""
+        chosen = list(destinations or self.destinations)
+        wakes = {d: threading.Event() for d in chosen}
+
+        def wake(destination: str | None) -> None:
+            for name, event in wakes.items():
+                if destination is None or destination == name:
+                    event.set()
+
+        engine = self.factory.kw.get("bind")
+        if engine is not None and outbox.Listener.available(engine):
+            self._listener = outbox.Listener(engine, wake, stop).start()
         threads = [
-            threading.Thread(target=self._loop, args=(d, stop), daemon=True, name=f"deliver-{d}")
-            for d in (destinations or self.destinations)
+            threading.Thread(
+                target=self._loop, args=(d, stop, wakes[d]), daemon=True, name=f"deliver-{d}"
+            )
+            for d in chosen
         ]
+        # ``stop`` ends the idle waits at once
+        threading.Thread(
+            target=lambda: (stop.wait(), wake(None)), daemon=True, name="deliver-stop"
+        ).start()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        if self._listener is not None:
+            self._listener.join(5.0)
+            self._listener = None
 
-    def _loop(self, destination_id: str, stop: threading.Event) -> None:
+    def _loop(
+        self, destination_id: str, stop: threading.Event, wake: threading.Event | None = None
+    ) -> None:
+        wake = wake or threading.Event()
         pause = self.options.poll_seconds
+        idle = 0  # passes in a row that claimed nothing
         while not stop.is_set():
+            wake.clear()  # a notification from now on ends the coming wait
             try:
                 report = self.process(destination_id)
                 pause = self.options.poll_seconds
@@ -372,8 +411,31 @@ class DeliveryWorker:
                 stop.wait(pause)
                 pause = min(pause * 2, 60.0)
                 continue
-            if not report.claimed:
-                stop.wait(self.options.poll_seconds)
+            if report.claimed:
+                idle = 0
+                continue
+            wait = self.idle_wait(report, idle)
+            idle += 1
+            if wait > 0:
+                wake.wait(wait)
+
+    def idle_wait(self, report: BatchReport, idle: int) -> float:
+        """Seconds to wait after a pass that claimed nothing, the ``idle``-th in a row (see
+        ``WorkerOptions``)."""
+        options = self.options
+        listening = self._listener is not None and self._listener.listening
+        cap = (
+            options.idle_max_seconds
+            if listening and report.admission == "send"
+            else options.poll_seconds
+        )
+        wait = min(cap, options.idle_first_seconds * 2 ** min(idle, 30))
+        wait *= self._jitter.uniform(0.5, 1.0)
+        if report.next_due is not None:
+            until = (report.next_due - self.clock()).total_seconds()
+            if until < wait:  # a retry or an expired lease is due before: be there
+                wait = max(until, 0.0) + self._jitter.uniform(0.0, 0.02)
+        return wait
 
     def close(self) -> None:
         for destination in self.destinations.values():

@@ -8,6 +8,7 @@ claim.py         claim (leases, per-patient order), current_bodies, extend_lease
                  release_all, settle(_many), settle_coalesced(_many): the worker's side
 replay.py        list_deliveries, get_delivery, attempts_of, replay_one, replay_many
 destinations.py  the per-destination row (breaker state, running totals) and queue_figures
+wake.py          notify / Listener: PostgreSQL LISTEN/NOTIFY that wakes idle workers
 
     from adapter.store import outbox
     with factory.begin() as session:
@@ -21,6 +22,7 @@ from adapter.store.outbox.claim import (
     claim,
     current_bodies,
     extend_lease,
+    next_due,
     release,
     release_all,
     settle,
@@ -61,6 +63,7 @@ from adapter.store.outbox.replay import (
     replay_one,
 )
 from adapter.store.outbox.rows import AttemptRow, OutboxRow, Settlement
+from adapter.store.outbox.wake import Listener, notify
 
 __all__ = [
     "ERROR_MAX",
@@ -68,6 +71,7 @@ __all__ = [
     "REPLAYABLE",
     "AttemptRow",
     "DestinationRecord",
+    "Listener",
     "OutboxRow",
     "OutboxState",
     "QueueFigure",
@@ -89,7 +93,9 @@ __all__ = [
     "get_delivery",
     "is_paused",
     "list_deliveries",
+    "next_due",
     "note_failure",
+    "notify",
     "number",
     "open_breaker",
     "order_key",

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapter.store.models import DeliveryDestination, Outbox, OutboxState
+from adapter.store.outbox.wake import notify
 
 _o = Outbox.__table__
 _d = DeliveryDestination.__table__
@@ -273,6 +274,8 @@ def set_paused(session: Session, destination: str, *, paused: bool, by: str, now
         .where(_d.c.destination == destination)
         .values(paused_at=now if paused else None, paused_by=by if paused else None)
     )
+    if not paused:
+        notify(session, [destination])  # PostgreSQL: idle workers resume at once
 
 
 def is_paused(session: Session, destination: str) -> bool:

@@ -9,6 +9,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from adapter.store.models import Outbox, OutboxState
+from adapter.store.outbox.wake import notify
 
 _outbox = Outbox.__table__
 
@@ -46,7 +47,8 @@ def enqueue_many(
 ) -> None:
     """Several pending deliveries in one statement; each item has the ``enqueue`` fields,
     and may have ``reason`` (why the destination gets it), ``person_id`` and
-    ``care_facility`` (routed by that facility's care of that person)."""
+    ``care_facility`` (routed by that facility's care of that person). On PostgreSQL the
+    workers listening for these destinations are woken when the transaction commits."""
     if not items:
         return
     moment = (now or datetime.now(UTC)).astimezone(UTC)
@@ -73,6 +75,7 @@ def enqueue_many(
         for item in items
     ]
     session.execute(insert(_outbox), rows)
+    notify(session, (row["destination"] for row in rows))  # PostgreSQL: wakes idle workers
 
 
 def order_key(resource_type: str, resource_id: str, patient_key: str | None) -> str:

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from adapter.errors import ConflictError, InvalidRequestError, NotFoundError
 from adapter.store.models import OUTBOX_STATES, DeliveryAttempt, Outbox, OutboxState
 from adapter.store.outbox.rows import AttemptRow, OutboxRow
+from adapter.store.outbox.wake import notify
 
 _o = Outbox.__table__
 _a = DeliveryAttempt.__table__
@@ -98,6 +99,7 @@ def replay_one(session: Session, outbox_id: int, *, now: datetime) -> OutboxRow:
     session.execute(
         update(_o).where(_o.c.id == outbox_id, _o.c.state.in_(REPLAYABLE)).values(**_reset(now))
     )
+    notify(session, [row.destination])
     return get_delivery(session, outbox_id)
 
 
@@ -119,4 +121,7 @@ def replay_many(
     if since is not None:
         statement = statement.where(func.coalesce(_o.c.last_attempt_at, _o.c.created_at) >= since)
     result = session.execute(statement.values(**_reset(now)))
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    count = int(result.rowcount or 0)  # type: ignore[attr-defined]
+    if count:
+        notify(session, [destination])
+    return count
