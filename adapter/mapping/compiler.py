@@ -233,6 +233,10 @@ def compile_resource(file: MappingFile, compiler: Compiler, name: str) -> Resour
         skip = (
             compiler.condition(data["skip"]["if"], ("skip", "if")),
             data["skip"]["reason"],
+            data["skip"].get("severity", "information"),
+            compiler.condition(data["skip"]["at"], ("skip", "at"))
+            if "at" in data["skip"]
+            else None,
         )
     body = compiler.template(data["body"], ("body",))
     if not isinstance(body, DictNode):

@@ -84,10 +84,13 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     for name, value in template.lets:
         child.vars[name] = child.let_value(value)
     if template.skip is not None and truthy(child.expr(template.skip[0])):
-        child.information(
-            f"{template.resource_type} not made from {where}: {template.skip[1]}",
-            where,
-            code="informational",
+        condition, reason, severity, at = template.skip
+        at_location = location(child.expr(at)) if at is not None else None
+        child.issue(
+            severity,
+            "informational",
+            f"{template.resource_type} not made from {where}: {reason}",
+            at_location or where,
         )
         return None
     for condition, severity, message, at in template.checks:

@@ -80,7 +80,9 @@ class ResourceTemplate:
     lets: list[tuple[str, Any]]
     id_from: list[list[Any]]
     required: list[str]
-    skip: tuple[Expr, str] | None
+    # (if, reason, severity, at): not made when ``if`` holds; an issue of that severity
+    # (information, or warning when something is lost) at ``at``'s place, else the group
+    skip: tuple[Expr, str, str, Expr | None] | None
     body: DictNode
     # (if, severity, message, at): ``at`` is an expression whose location the issue names
     checks: list[tuple[Expr, str, str, Expr | None]] = field(default_factory=list)

@@ -123,7 +123,12 @@ RESOURCE = {
         "skip": {
             "type": "object",
             "required": ["if", "reason"],
-            "properties": {"if": {"type": "string"}, "reason": {"type": "string"}},
+            "properties": {
+                "if": {"type": "string"},
+                "reason": {"type": "string"},
+                "severity": {"enum": ["information", "warning"]},
+                "at": {"type": "string"},
+            },
             "additionalProperties": False,
         },
         "checks": {

@@ -510,6 +510,25 @@ def test_skip(tmp_path: Path) -> None:
     assert not errors(translation.issues)
 
 
+def test_skip_with_severity_warning_at_a_field(tmp_path: Path) -> None:
+    # a resource that cannot be identified (no number) is left out with a located warning,
+    # instead of the id error that would cost the whole message (issue 15)
+    template = CHECKED.replace(
+        "  if: =eq(OBX-11, 'D')\n  reason: deleted results are not made\n",
+        "  if: =empty(OBX-3.1)\n  severity: warning\n  at: =OBX-3\n"
+        "  reason: the result has no code\n",
+    )
+    root = mapping_root(tmp_path, {"_shared/hl7v2/resources/thing.yaml": template})
+    translation = translate(
+        load(root), hl7("PID|1||P1", "OBR|1||R1", "OBX|1|NM|||1||||||F", "OBX|2|NM|B||2||||||F")
+    )
+    assert [t["code"]["text"] for t in of_type(translation, "Basic")] == ["B"]
+    (note,) = [i for i in translation.issues if "not made" in i.diagnostics]
+    assert (note.severity, note.location) == ("warning", "OBX[1]-3")
+    assert "the result has no code" in note.diagnostics
+    assert not errors(translation.issues)
+
+
 def test_required_element_missing_is_an_error(tmp_path: Path) -> None:
     root = mapping_root(
         tmp_path,

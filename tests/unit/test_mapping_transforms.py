@@ -118,8 +118,42 @@ def test_dtm_to_instant() -> None:
     assert severity == "warning" and where == "OBX[1]-19" and "time of day" in message
 
 
+@pytest.mark.parametrize(
+    ("name", "strict"),
+    [("dtm_to_instant", "dtm_to_datetime"), ("dtm_to_datetime_or_omit", "dtm_to_datetime")],
+)
+@pytest.mark.parametrize(
+    ("written", "why"),
+    [
+        ("F", "not an HL7 date/time"),
+        ("20261345", "not a real date/time"),
+        ("20261120083015+1900", "impossible time zone offset"),
+    ],
+)
+def test_instants_and_or_omit_variants_warn_and_leave_out(
+    name: str, strict: str, written: str, why: str
+) -> None:
+    # a report time that cannot be read (real LIS: OBR-22 = 'F') costs only that element
+    result, issues = call(name, node(written, "OBR", 22))
+    assert result is None
+    ((severity, where, message),) = issues
+    assert severity == "warning" and where == "OBR[1]-22"
+    assert why in message and "left out" in message
+    # the strict function keeps refusing the same value
+    _, refused = call(strict, node(written, "OBR", 22))
+    assert refused[0][:2] == ("error", "OBR[1]-22")
+
+
+def test_or_omit_variants_read_good_values_like_the_strict_ones() -> None:
+    assert call("dtm_to_datetime_or_omit", node("20261120", "OBR", 22)) == ("2026-11-20", [])
+    assert call("dtm_to_datetime_or_omit", node("20261120083015", "OBR", 22)) == (
+        "2026-11-20T08:30:15+08:00",
+        [],
+    )
+
+
 def test_empty_dates_are_nothing_without_issue() -> None:
-    for name in ("dtm_to_datetime", "dtm_to_date", "dtm_to_instant"):
+    for name in ("dtm_to_datetime", "dtm_to_date", "dtm_to_instant", "dtm_to_datetime_or_omit"):
         assert call(name, node("", field=14)) == (None, [])
         assert call(name, None) == (None, [])
 

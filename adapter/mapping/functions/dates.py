@@ -21,14 +21,20 @@ _ISO = re.compile(
 )
 
 
-def _parse_dtm(ev: FunctionContext, value: Any) -> tuple[dict[str, str | None], str] | None:
+def _parse_dtm(
+    ev: FunctionContext, value: Any, *, lenient: bool = False
+) -> tuple[dict[str, str | None], str] | None:
+    """Parse an HL7 DTM (or ISO) value. A value that cannot be read is an error, or with
+    ``lenient`` a warning (the caller then leaves the element out)."""
+    report = ev.warning if lenient else ev.error
     raw = text(value).strip()
     if not raw:
         return None
     match = (_ISO if re.match(r"^\d{4}-\d{2}", raw) else _DTM).match(raw)
     if not match:
-        ev.error(
-            f"{raw!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])",
+        report(
+            f"{raw!r} is not an HL7 date/time (YYYYMMDDHHMMSS[+ZZZZ])"
+            + (": left out" if lenient else ""),
             location(value),
             code="value",
         )
@@ -38,7 +44,11 @@ def _parse_dtm(ev: FunctionContext, value: Any) -> tuple[dict[str, str | None], 
     if zone and zone != "Z":
         zone = parts["z"] = zone.replace(":", "")
         if int(zone[1:3]) > 14 or int(zone[3:]) > 59:
-            ev.error(f"{raw!r} has an impossible time zone offset", location(value), code="value")
+            report(
+                f"{raw!r} has an impossible time zone offset" + (": left out" if lenient else ""),
+                location(value),
+                code="value",
+            )
             return None
     try:
         datetime(
@@ -52,7 +62,11 @@ def _parse_dtm(ev: FunctionContext, value: Any) -> tuple[dict[str, str | None], 
         if parts["h"] and int(parts["h"]) > 23:
             raise ValueError
     except ValueError:
-        ev.error(f"{raw!r} is not a real date/time", location(value), code="value")
+        report(
+            f"{raw!r} is not a real date/time" + (": left out" if lenient else ""),
+            location(value),
+            code="value",
+        )
         return None
     return parts, raw
 
@@ -72,7 +86,18 @@ def _zone(ev: FunctionContext, parts: dict[str, str | None], naive: datetime) ->
 @transform("dtm_to_datetime")
 def dtm_to_datetime(ev: FunctionContext, value: Any) -> str | None:
     """HL7 DTM to FHIR dateTime; a time without zone is in the consortium's zone."""
-    parsed = _parse_dtm(ev, value)
+    return _to_datetime(ev, value, lenient=False)
+
+
+@transform("dtm_to_datetime_or_omit")
+def dtm_to_datetime_or_omit(ev: FunctionContext, value: Any) -> str | None:
+    """Like dtm_to_datetime for a non-essential time: a value that cannot be read is a
+    warning at its location and gives nothing (the element is left out)."""
+    return _to_datetime(ev, value, lenient=True)
+
+
+def _to_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
+    parsed = _parse_dtm(ev, value, lenient=lenient)
     if parsed is None:
         return None
     p, _ = parsed
@@ -107,8 +132,14 @@ def dtm_to_date(ev: FunctionContext, value: Any) -> str | None:
 
 @transform("dtm_to_instant")
 def dtm_to_instant(ev: FunctionContext, value: Any) -> str | None:
-    """An instant needs a full time: an HL7 value with only a date is reported and omitted."""
-    result = dtm_to_datetime(ev, value)
+    """An instant (issued, a Bundle timestamp) is a record-keeping time, never what a message
+    is about: a value that cannot be read, or has only a date, is a warning at its location
+    and is left out; the rest of the resource is kept (issue 15)."""
+    return _to_instant(ev, value, lenient=True)
+
+
+def _to_instant(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
+    result = _to_datetime(ev, value, lenient=lenient)
     if result is None:
         return None
     if "T" not in result:
