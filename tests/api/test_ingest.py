@@ -95,19 +95,20 @@ def test_gb18030_message_is_decoded_and_read_back(client: TestClient) -> None:
 
 
 def test_bad_message_is_quarantined_with_a_located_outcome(client: TestClient) -> None:
-    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes().replace(b"|NM|WBC", b"|NM|WBC", 1)
-    raw = raw.replace(b"||11.2|", b"||\xe9\x98\xb4\xe6\x80\xa7|", 1)  # 阴性 in an NM value
+    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes()
+    # the first result's time of observation is no date (an NM holding text is a warning now)
+    raw = raw.replace(b"|F|||20261120091500", b"|F|||2026112O0915", 1)
     response = _post(client, raw)
     assert response.status_code == 422
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome"
     errors = [i for i in outcome["issue"] if i["severity"] == "error"]
-    assert errors and errors[0]["location"] == ["OBX[1]-5"]
+    assert errors and errors[0]["location"] == ["OBX[1]-14"]
     assert validate_r4(outcome) == []
     message_id = response.headers["X-Message-Id"]
     stored = client.get(f"/messages/{message_id}").json()
     assert stored["status"] == "quarantined"
-    assert any(i.get("location") == "OBX[1]-5" for i in stored["issues"])
+    assert any(i.get("location") == "OBX[1]-14" for i in stored["issues"])
     assert stored["resources"] == []
     assert client.get(f"/messages/{message_id}/raw").content == raw
     listed = client.get("/messages", params={"status": "quarantined"}).json()
