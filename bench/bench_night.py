@@ -134,7 +134,8 @@ class Generator:
     def __init__(self, seed: int, repeat_share: float) -> None:
         self.random = random.Random(seed)
         self.repeat_share = repeat_share
-        self.patients = Patients(spread_births=True)
+        self.patients = Patients(spread_births=True)  # HL7 v2: PID-7 follows the new ID
+        self.cda_patients = Patients()  # CDA: the new ID keeps the document's birthTime
         self.seen_pid: dict[str, list[list[str]]] = {}  # fixture -> PID lines of its copies
         self.seen_ids: dict[str, list[dict[str, str]]] = {}  # CDA fixture -> national ID maps
 
@@ -171,7 +172,7 @@ class Generator:
             ids = {}
             for old in re.findall(r'root="2\.16\.156\.10011\.1\.3" extension="([^"]+)"', xml):
                 if _NATIONAL.fullmatch(old) and old not in ids:
-                    ids[old] = self.patients.national(old)
+                    ids[old] = self.cda_patients.national(old)
             seen.append(ids)
         for old, new in ids.items():
             xml = xml.replace(f'extension="{old}"', f'extension="{new}"')
