@@ -664,10 +664,6 @@ def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str, clock: dict[st
         assert find_message(session, source.id, digest) is None
     t4 = t3
     with pipeline.factory.begin() as session:
-        if pipeline.marks is not None:  # the recognition mark step, timed on its own
-            t3b = time.perf_counter()
-            pipeline.marks.mark(session, outcome.resources, facility.id)
-            t4 = t3 + time.perf_counter() - t3b
         message = create_message(
             session,
             source_system=source.id,
@@ -679,6 +675,11 @@ def staged_ingest(pipeline: Pipeline, raw: bytes, source_id: str, clock: dict[st
             encoding=outcome.encoding,
             received_at=moment,
         )
+        if pipeline.marks is not None:  # the recognition mark step, timed on its own (in
+            # the begun transaction, as in the pipeline, where it runs after the merge)
+            t3b = time.perf_counter()
+            pipeline.marks.mark(session, outcome.resources, facility.id)
+            t4 = t3 + time.perf_counter() - t3b
         steps.store(
             steps.Work(
                 session=session,
