@@ -30,7 +30,8 @@ schema made for the run and dropped after), the two taking turns:
   as a subprocess on the migrated, empty database, the example consortium with its
   destinations on (routed resources write outbox rows; nothing is sent) and the recognition
   catalogue beside it, as deployed. Wall time from start to exit (start-up included), documents
-  per second, **peak RSS of the sync process** (``os.wait4``), its CPU time, and the report:
+  per second, **peak RSS of the sync process** (``os.wait4``), its CPU time (and, on
+  PostgreSQL, that of every ``postgres`` process meanwhile: an upper bound), and the report:
   received, gaps (the goal is 0) and the exit code.
 * ``floor``: the least a night import must do with the same files: read the manifests, read
   every file, split it (HL7 v2: segments and fields; XML: parsed by lxml), its sha256, and
@@ -69,7 +70,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_delivery import Patients
+from bench_delivery import Patients, process_cpu
 from bench_ingest import DEFAULT_PG, Fixture, load_fixtures, postgres_engine, variant
 from lxml import etree
 from sqlalchemy import Engine, text
@@ -329,6 +330,7 @@ class SyncRow:
     gaps: int = -1
     statuses: dict[str, int] = field(default_factory=dict)
     floor_seconds: float = 0.0
+    server_cpu_s: float | None = None  # every postgres process (other users too: an upper bound)
     load: tuple[float, float] = (0.0, 0.0)
     skipped: str | None = None
 
@@ -421,7 +423,10 @@ def measure(
     load_before = os.getloadavg()[0]
     row.floor_seconds = run_floor(engine, night, args.checkpoint)
     profile = args.profile if args.profile and engine.dialect.name == "sqlite" else None
+    postgres_before = process_cpu(lambda _pid, name: name == "postgres")
     spent, usage, report, code = run_sync(url, config, tmp, profile)
+    if engine.dialect.name == "postgresql":
+        row.server_cpu_s = process_cpu(lambda _pid, name: name == "postgres") - postgres_before
     row.load = (load_before, os.getloadavg()[0])
     row.seconds = spent
     row.rss_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
@@ -452,6 +457,12 @@ def show(row: SyncRow, documents: int) -> None:
         f"{rate:.1f} documents/s; peak RSS {row.rss_mb:.0f} MB; CPU of the sync process "
         f"{row.cpu_s:.1f} s ({row.cpu_s / row.seconds:.0%} of its wall time)"
     )
+    if row.server_cpu_s is not None:
+        print(
+            f"   CPU of every postgres process meanwhile (other users' included): "
+            f"{row.server_cpu_s:.1f} s, {row.server_cpu_s * 1000 / documents:.1f} ms per document; "
+            f"the sync process {row.cpu_s * 1000 / documents:.1f} ms per document"
+        )
     print(
         f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}; "
         + ", ".join(f"{k} {v}" for k, v in row.statuses.items())
