@@ -519,7 +519,8 @@ class Floor:
                     r["id"],
                 )
             )
-            versions.append((r["resourceType"], r["id"], version, now, False, body, message_id))
+            # the current version's body is the resource row's (decision 0042)
+            versions.append((r["resourceType"], r["id"], version, now, False, None, message_id))
             index.extend(floor_index_rows(r["resourceType"], r["id"], r))
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
@@ -572,6 +573,15 @@ class Floor:
                 new,
             )
         if changed:
+            cur.executemany(  # the superseded version's body into its history row
+                self._sql(
+                    "UPDATE resource_version SET body = (SELECT body FROM resource r "
+                    "WHERE r.resource_type = resource_version.resource_type "
+                    "AND r.id = resource_version.id) WHERE resource_type=? AND id=? "
+                    "AND version_id=?"
+                ),
+                [(c[7], c[8], c[0] - 1) for c in changed],
+            )
             cur.executemany(
                 self._sql(
                     "UPDATE resource SET version_id=?, last_updated=?, content_hash=?, body=?, "
@@ -713,6 +723,8 @@ class Row:
     slices: list[float] = field(default_factory=list)
     slice_cpu: list[float] = field(default_factory=list)  # ms of this process's CPU per message
     kb_per_message: float = 0.0
+    breakdown: list[tuple[str, str, float, float]] = field(default_factory=list)
+    raw_bytes_per_message: float = 0.0
     stages: list[dict[str, float]] = field(default_factory=list)
     rows_written: dict[str, dict[str, float]] = field(default_factory=dict)
     skipped: str | None = None
@@ -866,6 +878,7 @@ def run_slices(
     """Cost as the tables grow: ``--slices`` slices of ``--slice-size`` messages, bulk."""
     copies = max(1, args.slice_size // len(fixtures))
     before = database_kb(engine)
+    parts_before = database_parts(engine)
     for n in range(args.slices):
         messages = make_input(fixtures, copies, f"z{n}.", patients)
         cpu = time.process_time()
@@ -884,7 +897,91 @@ def run_slices(
             f"this process's CPU {cpu_ms:.2f} ms/msg, load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
-    row.kb_per_message = (database_kb(engine) - before) / (copies * len(fixtures) * args.slices)
+    total = copies * len(fixtures) * args.slices
+    row.kb_per_message = (database_kb(engine) - before) / total
+    parts_after = database_parts(engine)
+    for key, (rows, size) in parts_after.items():
+        rows0, size0 = parts_before.get(key, (0, 0.0))
+        row.breakdown.append((key[0], key[1], (rows - rows0) / total, (size - size0) / total))
+    row.raw_bytes_per_message = next(b for t, i, _, b in row.breakdown if (t, i) == ("", "raw"))
+
+
+def database_parts(engine: Engine) -> dict[tuple[str, str], tuple[int, float]]:
+    """Bytes of every table and of each of its indexes: {(table, "" or index): (rows, bytes)}.
+
+    SQLite: the ``dbstat`` virtual table (pages of each b-tree, ``pgsize``); PostgreSQL:
+    ``pg_table_size`` (heap, TOAST, free-space and visibility maps) of each table of the
+    schema and ``pg_relation_size`` of each of its indexes. Rows only for tables (the
+    table's ``count(*)``). The raw bytes of the messages are ``("", "raw")``.
+    """
+    out: dict[tuple[str, str], tuple[int, float]] = {}
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            owner = dict(
+                conn.exec_driver_sql(
+                    "SELECT name, tbl_name FROM sqlite_master WHERE type IN ('table', 'index')"
+                ).all()
+            )
+            sizes = conn.exec_driver_sql("SELECT name, sum(pgsize) FROM dbstat GROUP BY name").all()
+            for name, size in sizes:
+                table = owner.get(name, name)
+                if table.startswith("sqlite_"):
+                    continue
+                key = (table, "" if table == name else name)
+                out[key] = (0, float(size))
+        else:
+            tables = conn.execute(
+                text(
+                    "SELECT c.relname, pg_table_size(c.oid) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+                )
+            ).all()
+            for name, size in tables:
+                out[(name, "")] = (0, float(size))
+            indexes = conn.execute(
+                text(
+                    "SELECT t.relname, i.relname, pg_relation_size(i.oid) FROM pg_index x "
+                    "JOIN pg_class i ON i.oid = x.indexrelid "
+                    "JOIN pg_class t ON t.oid = x.indrelid "
+                    "JOIN pg_namespace n ON n.oid = t.relnamespace "
+                    "WHERE n.nspname = current_schema()"
+                )
+            ).all()
+            for table, name, size in indexes:
+                out[(table, name)] = (0, float(size))
+        for table, index in list(out):
+            if index == "":
+                rows = conn.execute(text(f'SELECT count(*) FROM "{table}"')).scalar_one()
+                out[(table, "")] = (rows, out[(table, "")][1])
+        raw = conn.execute(text("SELECT coalesce(sum(size), 0) FROM inbound_message")).scalar_one()
+        out[("", "raw")] = (0, float(raw))
+    return out
+
+
+def print_breakdown(row: Row) -> None:
+    """Per message: rows and KB of each table, with its indexes one by one (those that grew)."""
+    tables: dict[str, list[tuple[str, float, float]]] = {}
+    for table, index, rows, size in row.breakdown:
+        if table:
+            tables.setdefault(table, []).append((index, rows, size))
+    totals = {t: sum(size for _, _, size in parts) for t, parts in tables.items()}
+    print(
+        f"   per message, by table (KB = 1024 bytes; raw bytes of the message "
+        f"{row.raw_bytes_per_message / 1024:.2f} KB):"
+    )
+    print(f"   {'table / index':52} {'rows':>7} {'KB':>8}")
+    for table in sorted(tables, key=lambda t: -totals[t]):
+        parts = tables[table]
+        if totals[table] <= 0 and not any(rows for _, rows, _ in parts):
+            continue
+        heap = next((p for p in parts if p[0] == ""), ("", 0.0, 0.0))
+        indexes = sorted((p for p in parts if p[0]), key=lambda p: -p[2])
+        print(f"   {table + ' (with indexes)':52} {heap[1]:7.2f} {totals[table] / 1024:8.2f}")
+        print(f"   {'  table':52} {'':7} {heap[2] / 1024:8.2f}")
+        for name, _, size in indexes:
+            if size:
+                print(f"   {'  ' + name:52} {'':7} {size / 1024:8.2f}")
 
 
 def database_kb(engine: Engine) -> float:
@@ -961,6 +1058,7 @@ def report(
                 f"   database per message: {row.kb_per_message:.1f} KB (goal <= 20 KB: "
                 f"{'met' if row.kb_per_message <= 20 else 'NOT met'})"
             )
+            print_breakdown(row)
             continue
         p_msg, p_res = med(m for m, _ in row.pipeline), med(r for _, r in row.pipeline)
         f_msg, f_res = med(m for m, _ in row.floor), med(r for _, r in row.floor)

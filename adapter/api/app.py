@@ -32,6 +32,7 @@ from adapter.api import (
     operations,
     patients,
     recognition,
+    recognition_consent,
     recognition_decisions,
     referral_ledger,
     referrals,
@@ -80,6 +81,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     recognition.router,  # before fhir.router: /fhir/Patient/{id}/$recognisable
     recognition_decisions.router,
     recognition_decisions.stats_router,
+    recognition_consent.router,
     referral_ledger.router,  # the 转诊台账, analysis, worklist
     referrals.router,  # PUT / PATCH /fhir/Task/{id}: the referral state machine
     fhir.router,

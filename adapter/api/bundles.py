@@ -8,9 +8,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import Row
+
 from adapter.errors import Issue, operation_outcome
 from adapter.fhir.dates import format_instant
-from adapter.store.models import ResourceVersion
 
 PAGING_PARAMS = ("_count", "_offset")
 
@@ -91,7 +92,7 @@ def history(
     path: str,
     params: Sequence[tuple[str, str]],
     total: int,
-    versions: list[ResourceVersion],
+    versions: Sequence[Row[Any]],
     count: int,
     offset: int,
 ) -> dict[str, Any]:
@@ -104,7 +105,7 @@ def history(
     return _bundle("history", total, links, [_history_entry(base, v) for v in versions])
 
 
-def _history_entry(base: str, version: ResourceVersion) -> dict[str, Any]:
+def _history_entry(base: str, version: Row[Any]) -> dict[str, Any]:
     key = f"{version.resource_type}/{version.id}"
     entry: dict[str, Any] = {"fullUrl": f"{base}/{key}"}
     if version.deleted:

@@ -12,11 +12,13 @@ from adapter.settings import Settings
 from adapter.store.engine import read_only
 
 
-def get_settings(request: Request) -> Settings:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, and a hop there and
+# back costs more than these attribute reads (decision 0045)
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session_factory(request: Request) -> sessionmaker[Session]:
+async def get_session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.session_factory
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from adapter.api.body import read_limited_body
@@ -27,7 +28,7 @@ from adapter.api.disclosure import disclosed
 from adapter.api.facility import check_named
 from adapter.api.fhir_request import check_id, check_known, date_range_param, request_zone
 from adapter.api.responses import FHIRResponse
-from adapter.api.scope import care_scope, check_visible
+from adapter.api.scope import care_scope
 from adapter.consortium import Consortium
 from adapter.errors import (
     GoneError,
@@ -39,11 +40,13 @@ from adapter.errors import (
 from adapter.fhir.search_query import parse_search
 from adapter.oversize import Oversize
 from adapter.recognition.catalogue import SETTINGS, Catalogue
+from adapter.recognition.consent import consented
 from adapter.recognition.parameters import parameters
-from adapter.recognition.query import ItemAnswer, Question, ask
+from adapter.recognition.query import ItemAnswer, Question, ask, zone_of
 from adapter.recognition.reminders import Shown, log_shown, log_viewed
 from adapter.store import resource_state
 from adapter.store.search import find
+from adapter.store.visibility import is_visible
 
 router = APIRouter(prefix="/fhir", tags=["FHIR operations"])
 
@@ -97,7 +100,7 @@ def _list(values: list[str]) -> list[str]:
 )
 def recognisable(patient_id: str, request: Request, session: SessionDep) -> FHIRResponse:
     catalogue = catalogue_of(request)
-    check_visible(request, session, "Patient", patient_id)  # a reader: its care only
+    check_care_or_consent(request, session, patient_id)  # a reader: its care, or consent
     known_patient(session, patient_id)
     check_known(request, request.query_params.keys(), RECOGNISABLE_PARAMS)
     return _answer(request, session, catalogue, [patient_id])
@@ -117,14 +120,17 @@ def recognisable_by_identifier(request: Request, session: SessionDep) -> FHIRRes
             "patient-identifier=system|value is required", location="patient-identifier"
         )
     parsed = parse_search("Patient", [("identifier", identifier)])
-    page = find(session, ["Patient"], parsed.criteria, count=100, scope=care_scope(request))
-    if not page.bodies:
+    # every record with the identifier, then those of its care or its consent (a consent
+    # counts here, unlike in FHIR searches: adapter/recognition/consent.py)
+    page = find(session, ["Patient"], parsed.criteria, count=100)
+    ids = [body["id"] for body in page.bodies if may_ask(request, session, body["id"])]
+    if not ids:
         # the value is personal data (an ID number): never echoed
         system = identifier.partition("|")[0][:120]
         raise NotFoundError(
             f"no Patient has this identifier of system {system!r}", location="patient-identifier"
         )
-    return _answer(request, session, catalogue, [body["id"] for body in page.bodies])
+    return _answer(request, session, catalogue, ids)
 
 
 def _answer(
@@ -298,10 +304,27 @@ async def recognition_viewed(
 def for_own_care(
     request: Request, factory: SessionFactoryDep, patient_id: str, facility: str
 ) -> None:
-    """A reader acts for its own facility (403) about persons in its care (404)."""
+    """A reader acts for its own facility (403) about persons in its care or who consented
+    (404)."""
     check_named(request, facility)
     with factory() as session:
-        check_visible(request, session, "Patient", patient_id)
+        check_care_or_consent(request, session, patient_id)
+
+
+def may_ask(request: Request, session: Session, patient_id: str) -> bool:
+    """Whether the caller may ask about this Patient record: no authentication, or its
+    facility cares for the person, or the person consented (for recognition only)."""
+    scope = care_scope(request)
+    if scope is None or is_visible(session, scope, "Patient", patient_id):
+        return True
+    zone = zone_of(request.app.state.consortium)
+    return consented(session, patient_id, scope.facility, scope.at, zone)
+
+
+def check_care_or_consent(request: Request, session: Session, patient_id: str) -> None:
+    """404 (as an unknown Patient) unless ``may_ask``."""
+    if not may_ask(request, session, patient_id):
+        raise NotFoundError(f"Patient/{patient_id} is not known", location="id")
 
 
 def _posted(body: bytes, known: tuple[str, ...]) -> dict[str, list[str]]:

@@ -36,6 +36,9 @@ AuditAction = Literal[
     "fhir.search",  # resources were disclosed by a search
     "referral.changed",  # a referral Task moved (API, CLI or message; docs/referral-loop.md)
     "referral.refused",  # a change of a referral Task was refused, naming the rule
+    "consent.recorded",  # a person's recognition consent was recorded (a new Consent)
+    "consent.revoked",  # such a consent was withdrawn (a new Consent version, inactive)
+    "recognition.marked",  # `adapter recognition mark` stored results with a changed mark
     "auth.token",  # a client asked for an access token (issued: success; refused: failure)
     "auth.denied",  # an authenticated client was refused a call (role or facility)
     "connection.refused",  # a listener closed a connection from a peer not in allow_from

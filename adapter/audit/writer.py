@@ -105,7 +105,30 @@ def write(session: Session, bodies: list[dict[str, Any]]) -> None:
         prev = digest
     session.execute(insert(AuditRecord), rows)
     if links:
-        session.execute(insert(AuditLink), links)
+        _insert_links(session, links)
+
+
+# One statement with one text for any number of links: a search page names 50 or more
+# resources, and the ORM's executemany sent one INSERT per link (decision 0045)
+_PG_LINKS = text(
+    "INSERT INTO audit_link (seq, kind, reference) "
+    "SELECT * FROM unnest(CAST(:seqs AS BIGINT[]), CAST(:kinds AS VARCHAR[]), "
+    "CAST(:refs AS VARCHAR[]))"
+)
+
+
+def _insert_links(session: Session, links: list[dict[str, Any]]) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(insert(AuditLink), links)  # SQLite: executemany is one prepared loop
+        return
+    session.execute(
+        _PG_LINKS,
+        {
+            "seqs": [link["seq"] for link in links],
+            "kinds": [link["kind"] for link in links],
+            "refs": [link["reference"] for link in links],
+        },
+    )
 
 
 def row_of(

@@ -119,6 +119,10 @@ RULES: dict[str, Rule] = {
     "recognition_rate": _rule("none", *_RUN),
     # names patients (ids only): the operators of the ordering facility, or the consortium's
     "recognition_corrections": _rule("facility", "operator"),
+    # a person's consent that a facility be shown their results for recognition: recorded
+    # (and withdrawn) by the facility it allows, at its desk (reader) or by its operators
+    "recognition_consent": _rule("facility", "reader", "operator"),
+    "recognition_consent_revoke": _rule("facility", "reader", "operator"),
     # referral Task changes (docs/referral-loop.md): the facility of the token must be the
     # referral's sender or receiver, which the state machine checks (403 otherwise)
     "referral_task_put": _rule("none", "reader", "operator"),

@@ -150,6 +150,14 @@ def mappings_test(
         if len(result.lines) > _MAX_DIFF_LINES:
             typer.echo(f"      ... and {len(result.lines) - _MAX_DIFF_LINES} more")
     summary = f"{len(cases) + len(broken) - failed} passed, {failed} failed"
+    with_facts = sum(1 for item in cases if item.entry.get("expect"))
+    if with_facts:
+        # the facts' keys differ per folder and their checkers live with the project's tests
+        typer.echo(
+            f"\n{with_facts} of these cases also state hand-written facts (`expect:`); this "
+            "command compares the golden files only. The facts are checked by the project's "
+            "tests: .venv/bin/pytest tests/mappings"
+        )
     if update:
         typer.secho(
             f"\nGOLDEN FILES REWRITTEN: {len(written)}; read `git diff` before "

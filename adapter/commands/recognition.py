@@ -4,6 +4,10 @@ check    load the catalogue (file:line errors) and print what it holds
 query    a person's recognisable results per item, and why the others are not
 decide   record a doctor's decision (互认 / 不互认 with a reason) as a Task
 rate     the monthly 互认率 per facility and item
+corrections       recognised results changed afterwards
+consent           record a person's consent that a facility be shown their results
+revoke-consent    the person withdrew it
+mark              give stored results the mark the catalogue gives them now
 """
 
 from __future__ import annotations
@@ -304,6 +308,120 @@ def corrections(
         typer.echo(f"{len(found)} recognised results changed afterwards")
     if found:
         raise typer.Exit(1)
+
+
+@app.command()
+def consent(
+    patient: Annotated[str, typer.Argument(help="Patient id (any record of the person)")],
+    facility: Annotated[str, typer.Option("--facility", "-f", help="The facility allowed")],
+    until: Annotated[str, typer.Option(help="Until when (ISO, with zone; exclusive)")],
+    start: Annotated[
+        str | None, typer.Option("--from", help="From when (ISO, with zone); default now")
+    ] = None,
+    by: Annotated[str | None, typer.Option(help="Who took it (staff number 工号)")] = None,
+) -> None:
+    """Record the person's consent that FACILITY be shown their results for 互认 (a FHIR
+    Consent): its $recognisable answers them without a care relationship, until --until."""
+    from adapter.errors import AdapterError
+    from adapter.recognition.consent import ConsentInput, record_consent
+
+    end = _time(until, "--until")
+    begin = _time(start, "--from") if start else None
+    runtime = _open()
+    try:
+        _catalogue(runtime)
+        try:
+            with runtime.factory.begin() as session:
+                stored = record_consent(
+                    session,
+                    runtime.consortium,
+                    ConsentInput(patient, facility, end=end, start=begin, by=by),
+                    now=datetime.now(UTC),
+                    actor="cli",
+                )
+        except AdapterError as exc:
+            raise common.fail(exc.message, code=1) from None
+    finally:
+        runtime.close()
+    period = stored["provision"]["period"]
+    typer.echo(
+        f"recorded: Consent/{stored['id']} for {facility}, {period['start']} until {period['end']}"
+    )
+
+
+@app.command("revoke-consent")
+def revoke_consent_command(
+    consent_id: Annotated[str, typer.Argument(help="The Consent's id")],
+    by: Annotated[str | None, typer.Option(help="Who recorded the withdrawal")] = None,
+) -> None:
+    """The person withdrew a consent: a new version of it, status inactive."""
+    from adapter.errors import AdapterError
+    from adapter.recognition.consent import revoke_consent
+
+    runtime = _open()
+    try:
+        _catalogue(runtime)
+        try:
+            with runtime.factory.begin() as session:
+                stored, changed = revoke_consent(
+                    session, consent_id, now=datetime.now(UTC), actor="cli", by=by
+                )
+        except AdapterError as exc:
+            raise common.fail(exc.message, code=1) from None
+    finally:
+        runtime.close()
+    what = "revoked" if changed else f"already {stored.get('status')}"
+    typer.echo(f"{what}: Consent/{consent_id} version {stored['meta']['versionId']}")
+
+
+@app.command()
+def mark(
+    since: Annotated[
+        str | None, typer.Option(help="Only results stored since this date or time (ISO)")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would change; store nothing")
+    ] = False,
+    batch: Annotated[int, typer.Option(min=1, max=10000, help="Results per transaction")] = 500,
+) -> None:
+    """Give the stored results the mark the catalogue gives them now (results stored before
+    it was configured, or under another edition): each whose mark changes is stored as a new
+    version and delivered like any change. Progress on stderr; a second run changes nothing."""
+    from adapter.recognition.remark import MarkRun, mark_stored
+
+    moment = common.since_option(since)
+    runtime = _open()
+
+    def progress(rtype: str, run: MarkRun) -> None:
+        typer.echo(
+            f"{rtype}: {run.examined} examined, {run.marked} marked, {run.unmarked} unmarked",
+            err=True,
+        )
+
+    try:
+        catalogue = _catalogue(runtime)
+        if not catalogue.mark_results:
+            raise common.fail(
+                "the catalogue says mark_results: false: stored results are not marked", code=1
+            )
+        run = mark_stored(
+            runtime.factory,
+            catalogue,
+            runtime.consortium,
+            now=datetime.now(UTC),
+            since=moment,
+            dry_run=dry_run,
+            batch=batch,
+            progress=progress,
+        )
+    finally:
+        runtime.close()
+    verb = "would change" if dry_run else "changed"
+    typer.echo(
+        f"{run.examined} results examined; {verb} {run.changed} "
+        f"({run.marked} marked, {run.unmarked} unmarked)"
+        + ("" if dry_run else f"; {run.queued} deliveries queued")
+    )
 
 
 def register(main: typer.Typer) -> None:

@@ -87,19 +87,42 @@ def normalize_reference(text: str) -> str | None:
 
 
 def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[IndexValue]:
-    """Every index value of ``resource`` (a supported type), duplicates removed."""
+    """The index rows' values of ``resource`` (a supported type), duplicates removed.
+
+    A value of a parameter that is also the value of a parameter it shares rows with
+    (``SearchParam.rows_of``: ``subject`` and ``patient``, ``combo-code`` and ``code``) is
+    kept once, under the inner parameter's name; searches of the outer one read both.
+    """
     search = RESOURCES.get(resource.get("resourceType", ""))
     if search is None:
         return []
-    out: dict[IndexValue, None] = {}
+    found: dict[str, dict[IndexValue, None]] = {}
     for param in search.params.values():
         if param.column:
             continue
+        values = found.setdefault(param.name, {})
         for path in param.paths:
             for node in elements(resource, path):
                 for value in _convert(param, node, zone):
-                    out[value] = None
-    return list(out)
+                    values[value] = None
+    out: list[IndexValue] = []
+    for name, values in found.items():
+        shared = search.params[name].rows_of[1:]
+        if shared and values:
+            held = {_unnamed(v, inner) for inner in shared for v in found.get(inner, ())}
+            out.extend(v for v in values if _unnamed(v, name) not in held)
+        else:
+            out.extend(values)
+    return out
+
+
+def _unnamed(value: IndexValue, name: str) -> tuple[Any, ...]:
+    """The value without its parameter's name (``:of-type`` rows keep their suffix)."""
+    v = value
+    return (
+        v.param[len(name) :], v.kind, v.system, v.code, v.value, v.value_norm,
+        v.date_start, v.date_end, v.number, v.reference,
+    )  # fmt: skip
 
 
 def patient_key(resource: dict[str, Any]) -> str | None:

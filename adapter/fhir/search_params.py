@@ -19,7 +19,7 @@ and the store must agree on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 ParamType = Literal["token", "string", "date", "reference", "quantity", "uri"]
@@ -37,6 +37,16 @@ class SearchParam:
     # "_id" and "_lastUpdated" are answered from resource columns, not from index rows
     column: str | None = None
     documentation: str = ""
+    # the parameters whose index rows hold this one's values (set by ``_build``, decision
+    # 0042): () means its own rows only. ``combo-code`` has none of its own (it is ``code``
+    # and ``component-code``); ``subject`` keeps only the values ``patient`` does not have
+    # (its rows are ``subject`` and ``patient``); ``telecom`` those of no ``phone``/``email``
+    rows_of: tuple[str, ...] = ()
+
+    @property
+    def row_params(self) -> tuple[str, ...]:
+        """The ``search_index.param`` names whose rows are this parameter's values."""
+        return self.rows_of or (self.name,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,6 +485,22 @@ _TABLE: dict[str, tuple[SearchParam, ...]] = {
         token("jurisdiction", "jurisdiction"),
         date("date", "date"),
     ),
+    # a person's consent (检查检验结果互认: another facility may be shown the person's
+    # results, adapter/recognition/consent.py)
+    "Consent": (
+        token("identifier", "identifier"),
+        token("status", "status"),
+        token("scope", "scope"),
+        token("category", "category"),
+        ref("patient", "patient", to=_PATIENT),
+        ref("consentor", "performer", to=_AGENTS.replace(",Device", "")),
+        ref("organization", "organization", to="Organization"),
+        date("date", "dateTime"),
+        date("period", "provision.period"),
+        ref("actor", "provision.actor.reference"),
+        token("action", "provision.action"),
+        token("purpose", "provision.purpose"),
+    ),
     # the adapter's own operations ($recognisable ...), published at start-up
     "OperationDefinition": (
         uri("url", "url"),
@@ -510,7 +536,44 @@ _PATIENT_PARAMS: dict[str, tuple[str, ...]] = {
     "AllergyIntolerance": ("patient",),
     "Procedure": ("patient",),
     "Provenance": ("patient",),
+    "Consent": ("patient",),
 }
+
+
+def _unfiltered(path: str) -> str:
+    """The path without ``[key=value]`` filters: ``telecom[system=phone]`` -> ``telecom``."""
+    return ".".join(step.partition("[")[0] for step in path.split("."))
+
+
+def _within(inner: SearchParam, outer: SearchParam) -> bool:
+    """Whether every value of ``inner`` is also a value of ``outer`` (the conversion of an
+    element does not depend on the parameter): ``inner`` reads the same elements as
+    ``outer`` or a filtered part of them (``telecom[system=phone]`` in ``telecom``), and
+    ``outer`` keeps every reference where ``inner`` may keep only some (``patient``)."""
+    if inner is outer or inner.type != outer.type or inner.column or outer.column:
+        return False
+    if not inner.paths or outer.narrow or any("[" in path for path in outer.paths):
+        return False
+    return all(_unfiltered(path) in outer.paths for path in inner.paths)
+
+
+def _share_rows(by_name: dict[str, SearchParam]) -> dict[str, SearchParam]:
+    """A parameter whose values include another's keeps rows only for the values the other
+    has not (decision 0042): ``subject`` without the ``patient`` ones, ``combo-code``
+    (``code | component.code``) without those of ``code`` and ``component-code``, that is
+    none. Its search reads the rows of both (``row_params``). One level only: the inner
+    parameters keep all their rows, and an outer one is inside no other."""
+    params = [p for p in by_name.values() if not p.column]
+    out = dict(by_name)
+    for outer in params:
+        if any(_within(outer, other) for other in params):
+            continue
+        inner = [
+            p.name for p in params if _within(p, outer) and not any(_within(q, p) for q in params)
+        ]
+        if inner:
+            out[outer.name] = replace(outer, rows_of=(outer.name, *inner))
+    return out
 
 
 def _build() -> dict[str, ResourceSearch]:
@@ -521,7 +584,8 @@ def _build() -> dict[str, ResourceSearch]:
             if p.name in by_name:
                 raise ValueError(f"{rtype}: search parameter {p.name} defined twice")
             by_name[p.name] = p
-        out[rtype] = ResourceSearch(rtype, by_name, _PATIENT_PARAMS.get(rtype, ()))
+        shared = _share_rows(by_name)
+        out[rtype] = ResourceSearch(rtype, shared, _PATIENT_PARAMS.get(rtype, ()))
     return out
 
 

@@ -177,12 +177,43 @@ class SegmentSpec:
     required: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Trailing:
+    """A segment of a group that senders also write later than the structure puts it
+    (``trailing: {ORC: [ORC-2=OBR-2, ORC-3=OBR-3]}``): after the group's anchor (its first
+    required segment, OBR) and the anchor's notes and results. ``same_order`` pairs the
+    fields (first component) that, both valued, name the same order."""
+
+    name: str
+    same_order: tuple[tuple[int, int], ...] = ()
+
+
 @dataclass(slots=True)
 class GroupSpec:
     name: str
     children: list[SegmentSpec | GroupSpec]
     repeat: bool = False
     required: bool = False
+    trailing: tuple[Trailing, ...] = ()
+
+    def anchor(self) -> str | None:
+        """The group's first required segment (OBR of an ORDER_OBSERVATION)."""
+        for child in self.children:
+            if isinstance(child, SegmentSpec) and child.required:
+                return child.name
+        return None
+
+    def subtree_names(self) -> set[str]:
+        names: set[str] = set()
+        for child in self.children:
+            names |= {child.name} if isinstance(child, SegmentSpec) else child.subtree_names()
+        return names
+
+    def walk_specs(self) -> Iterator[GroupSpec]:
+        yield self
+        for child in self.children:
+            if isinstance(child, GroupSpec):
+                yield from child.walk_specs()
 
     def first_names(self) -> set[str]:
         """Segment names that can begin this group (up to and including its first required part)."""
@@ -209,10 +240,45 @@ def compile_structure(items: list[Any], name: str = "MESSAGE") -> GroupSpec:
                 )
             )
         else:
-            children.append(compile_structure(item["items"], item["group"]))
-            children[-1].repeat = bool(item.get("repeat", False))  # type: ignore[union-attr]
-            children[-1].required = bool(item.get("required", False))
+            unknown = set(item) - {"group", "items", "repeat", "required", "trailing"}
+            if unknown:
+                raise ValueError(f"group {item.get('group')!r}: unknown keys {sorted(unknown)}")
+            group = compile_structure(item["items"], item["group"])
+            group.repeat = bool(item.get("repeat", False))
+            group.required = bool(item.get("required", False))
+            group.trailing = _compile_trailing(group, item.get("trailing") or {})
+            children.append(group)
     return GroupSpec(name, children, required=True)
+
+
+_SAME_ORDER = re.compile(r"([A-Z][A-Z0-9]{2})-(\d+)=([A-Z][A-Z0-9]{2})-(\d+)")
+
+
+def _compile_trailing(group: GroupSpec, data: Any) -> tuple[Trailing, ...]:
+    """``{ORC: [ORC-2=OBR-2, ORC-3=OBR-3]}``: ORC may also trail the anchor (OBR)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"group {group.name}: trailing is a map {{SEGMENT: [SEG-n=ANCHOR-m]}}")
+    anchor = group.anchor()
+    own = {c.name for c in group.children if isinstance(c, SegmentSpec)}
+    out = []
+    for name, pairs in data.items():
+        if anchor is None:
+            raise ValueError(f"group {group.name}: trailing needs a required segment to follow")
+        if name not in own or name == anchor:
+            raise ValueError(
+                f"group {group.name}: trailing {name!r} is not an optional segment of the group"
+            )
+        same: list[tuple[int, int]] = []
+        for pair in pairs or []:
+            match = _SAME_ORDER.fullmatch(str(pair))
+            if not match or match.group(1) != name or match.group(3) != anchor:
+                raise ValueError(
+                    f"group {group.name}: trailing {name}: {pair!r} is not "
+                    f"{name}-n={anchor}-m (fields naming the same order)"
+                )
+            same.append((int(match.group(2)), int(match.group(4))))
+        out.append(Trailing(name, tuple(same)))
+    return tuple(out)
 
 
 @dataclass(eq=False, slots=True)
@@ -284,12 +350,15 @@ def _place(group: Group, segment: Segment) -> Group | None:
     return None
 
 
-def build_groups(message: Message, structure: GroupSpec) -> tuple[Group, list[Segment]]:
-    """Sort the message's segments into groups; return the root and the unplaced segments."""
+def build_groups(
+    message: Message, structure: GroupSpec, segments: list[Segment] | None = None
+) -> tuple[Group, list[Segment]]:
+    """Sort the message's segments (or ``segments``, the message's in another order: see
+    ``standard_order``) into groups; return the root and the unplaced segments."""
     root = Group(structure, None)
     current = root
     unplaced: list[Segment] = []
-    for segment in message.segments:
+    for segment in message.segments if segments is None else segments:
         group: Group | None = current
         placed: Group | None = None
         while group is not None:
@@ -313,6 +382,163 @@ def build_groups(message: Message, structure: GroupSpec) -> tuple[Group, list[Se
             continue
         current = placed
     return root, unplaced
+
+
+# -- segments written after their anchor (ORC after OBR) --------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrderNote:
+    """What ``standard_order`` did or could not do with one trailing segment."""
+
+    severity: str  # "information": moved; "error": cannot be paired
+    location: str
+    text: str
+
+
+def standard_order(
+    message: Message, structure: GroupSpec
+) -> tuple[list[Segment] | None, list[OrderNote]]:
+    """The message's segments with each trailing segment (``trailing:``: an ORC written
+    after its OBR, or after the OBR's notes and results, as many LIS do) moved to the place
+    the structure gives it in its anchor's group, so the message is grouped as if written in
+    the standard order (decision 0041); ``None`` when nothing moves. Which OBR an ORC
+    belongs to:
+
+    - its order numbers (``same_order``: ORC-2 / ORC-3 against OBR-2 / OBR-3, both valued)
+      name the OBR before it and not the one after: that one (trails); the one after and
+      not the one before: the one after (leads, as the standard writes it; not moved);
+    - otherwise by the message's style: it trails when the message writes an OBR before
+      any ORC and an ORC after its last OBR (no standard reading would pair that ORC),
+      else it is read as written.
+
+    An ORC that trails is never paired with an OBR that already has its ORC, nor across a
+    segment outside the group (a PID of the next patient, an SPM of the next specimen in
+    OUL^R22); it is an error then (the message is refused, the place named), never a
+    guess."""
+    segments = list(message.segments)
+    notes: list[OrderNote] = []
+    moved = False
+    for spec in structure.walk_specs():
+        anchor = spec.anchor()
+        for trailing in spec.trailing:
+            if anchor is None:
+                continue
+            result = _move_trailing(segments, spec, anchor, trailing, notes)
+            if result is not None:
+                segments = result
+                moved = True
+    return (segments if moved else None), notes
+
+
+def _same_order(segment: Segment, anchor: Segment, pairs: tuple[tuple[int, int], ...]) -> str:
+    """'same', 'differ' or 'unknown' (no pair valued on both)."""
+    verdict = "unknown"
+    for own, theirs in pairs:
+        a, b = segment.get(own).strip(), anchor.get(theirs).strip()
+        if a and b:
+            if a == b:
+                return "same"
+            verdict = "differ"
+    return verdict
+
+
+def _move_trailing(
+    segments: list[Segment],
+    spec: GroupSpec,
+    anchor: str,
+    trailing: Trailing,
+    notes: list[OrderNote],
+) -> list[Segment] | None:
+    name = trailing.name
+    inside = spec.subtree_names()
+    names = [c.name for c in spec.children]
+    before = names.index(name) < names.index(anchor)
+    marks = [s for s in segments if s.name in (name, anchor)]
+    if not any(s.name == name for s in marks):
+        return None
+    trailing_style = marks[0].name == anchor and marks[-1].name == name
+
+    def neighbour(position: int, step: int) -> Segment | None:
+        """The anchor before (step -1) or after (+1) position, within the group's segments."""
+        index = position + step
+        while 0 <= index < len(segments):
+            segment = segments[index]
+            if segment.name == anchor:
+                return segment
+            if segment.name not in inside:
+                return None
+            index += step
+        return None
+
+    owner: dict[int, Segment] = {}  # trailing segment index -> its anchor
+    has: dict[int, Segment] = {}  # anchor index -> the segment it has where the standard says
+    for position, segment in enumerate(segments):
+        if segment.name != name:
+            continue
+        prev, nxt = neighbour(position, -1), neighbour(position, +1)
+        if not before and prev is not None and segments[position - 1] is prev:
+            has[prev.index] = segment  # right after its OBR: where the standard puts it
+            continue
+        p = _same_order(segment, prev, trailing.same_order) if prev is not None else "none"
+        n = _same_order(segment, nxt, trailing.same_order) if nxt is not None else "none"
+        where = f"{name}[{segment.occurrence}]"
+        if p == "same" and n != "same":
+            trails = True
+        elif n == "same" and p != "same":
+            trails = False
+        elif trailing_style and p == "differ" and n in ("differ", "none"):
+            notes.append(
+                OrderNote(
+                    "error",
+                    where,
+                    f"{where}'s order numbers name neither the {anchor} before it nor the one "
+                    "after it: which order it belongs to cannot be told",
+                )
+            )
+            continue
+        else:
+            trails = prev is not None and p != "differ" and (trailing_style or not before)
+        if not trails:
+            if before and nxt is not None:
+                has[nxt.index] = segment
+            continue  # read as written (before its OBR, as the standard writes it)
+        assert prev is not None
+        other = has.get(prev.index) or next(
+            (s for s in segments if owner.get(s.index) is prev), None
+        )
+        if other is not None:
+            notes.append(
+                OrderNote(
+                    "error",
+                    where,
+                    f"{where} follows {anchor}[{prev.occurrence}], which already has "
+                    f"{name}[{other.occurrence}]: which order it belongs to cannot be told",
+                )
+            )
+            continue
+        owner[segment.index] = prev
+    if not owner:
+        return None
+    for segment in segments:
+        if segment.index in owner:
+            prev = owner[segment.index]
+            where = "before" if before else "right after"
+            notes.append(
+                OrderNote(
+                    "information",
+                    f"{name}[{segment.occurrence}]",
+                    f"{name}[{segment.occurrence}] is written after its {anchor}"
+                    f"[{prev.occurrence}] (the standard puts {name} {where} {anchor} in "
+                    f"{spec.name}); read as that order's {name}",
+                )
+            )
+    out = [s for s in segments if s.index not in owner]
+    for segment_index, prev in sorted(owner.items()):
+        moving = next(s for s in segments if s.index == segment_index)
+        at = out.index(prev)
+        out.insert(at if before else at + 1, moving)
+    return out
 
 
 def missing_required(root: Group) -> list[tuple[Group, str]]:

@@ -26,8 +26,14 @@ def _key(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
+Same = Callable[[Any, Any], bool]  # whether two differing values name the same thing
+
+
 def keep_first(
-    resource: dict[str, Any], stored: dict[str, Any] | None, policy: dict[str, Any]
+    resource: dict[str, Any],
+    stored: dict[str, Any] | None,
+    policy: dict[str, Any],
+    same: Same | None = None,
 ) -> tuple[dict[str, Any], list[Issue]]:
     """The ``keep-first-and-warn`` policy of a resource template (``on_conflict``): several
     copies of one document (a referral's stub and its slip) make the same resource. The copy
@@ -36,7 +42,9 @@ def keep_first(
     ``compare`` that both copies give with different values is a warning naming the element,
     so the disagreement is reported, never silently settled. A list both compared and
     accumulated is joined only when the later copy keeps every stored item (it adds, e.g.
-    the receiving doctor an answer names); otherwise the stored list is kept and warned."""
+    the receiving doctor an answer names); otherwise the stored list is kept and warned.
+    Values that differ but that ``same`` holds for (the receiver's own record of the
+    person the slip names: one person in the patient index) are a note, not a warning."""
     if not stored:
         return resource, []
     merged = {k: v for k, v in stored.items() if k != "meta"}
@@ -65,6 +73,17 @@ def keep_first(
         if name in added:
             continue
         if name in stored and name in resource and _key(stored[name]) != _key(resource[name]):
+            if same is not None and same(stored[name], resource[name]):
+                issues.append(
+                    Issue(
+                        "information",
+                        "informational",
+                        f"{kind}/{resource['id']}: this copy names the {name} by another "
+                        f"record of the same person (patient index); the stored {name} is kept",
+                        expression=f"{kind}.{name}",
+                    )
+                )
+                continue
             issues.append(
                 Issue(
                     "warning",
@@ -167,15 +186,19 @@ def merge_stored(
     resource: dict[str, Any],
     read: Callable[[str, str], dict[str, Any] | None],
     policies: Mapping[Any, dict[str, Any]],
+    same: Same | None = None,
 ) -> tuple[dict[str, Any], list[Issue]]:
     """A resource as it is to be stored, by the ``on_conflict`` policy of the template that
     made it (none, or ``replace``: as made). ``policies`` is keyed by (type, id), as a
     translation gives them (``Translation.policies``: only the resources of templates that
     declare one); a key that is just the type applies to every resource of that type.
     ``read`` must give the stored version as locked by the caller's transaction
-    (``adapter.store.lock_resources``), never an earlier read."""
+    (``adapter.store.lock_resources``), never an earlier read. ``same``: see keep_first."""
     policy = _policy_of(resource, policies)
     apply = _POLICIES.get(policy["policy"]) if policy is not None else None
     if apply is None:
         return resource, []
-    return apply(resource, read(resource["resourceType"], resource["id"]), policy)
+    stored = read(resource["resourceType"], resource["id"])
+    if apply is keep_first:
+        return keep_first(resource, stored, policy, same)
+    return apply(resource, stored, policy)

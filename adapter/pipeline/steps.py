@@ -19,6 +19,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -155,13 +156,24 @@ def merge_with_stored(work: Work) -> None:
     )
     merged: list[dict[str, Any]] = []
     for resource in work.resources:
-        resource, conflicts = merge_stored(resource, work.locked.body, work.policies)
+        resource, conflicts = merge_stored(
+            resource, work.locked.body, work.policies, same=partial(_same_person, work)
+        )
         merged.append(resource)
         where = work.origins.get((resource["resourceType"], resource["id"]))
         for conflict in conflicts:
             conflict.location = conflict.location or where or WHOLE_MESSAGE
         work.issues.extend(conflicts)
     work.resources = merged
+
+
+def _same_person(work: Work, stored: Any, given: Any) -> bool:
+    """Whether two Patient references name records of one person (the patient index): a
+    receiver's answer names its own record of the patient of the sender's slip."""
+    refs = [v.get("reference") if isinstance(v, dict) else None for v in (stored, given)]
+    if not all(isinstance(r, str) and r.startswith("Patient/") for r in refs):
+        return False
+    return work.person(refs[0]) == work.person(refs[1])
 
 
 def mark_recognisable_results(work: Work) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
+from adapter.store.index_params import named_rows, param_in
 from adapter.store.models import Resource, SearchIndex
 
 _r = Resource.__table__
@@ -82,7 +83,7 @@ def _care_date_meets(start: datetime, end: datetime) -> ColumnElement[bool]:
 
     def dated(*extra: ColumnElement[bool]) -> ColumnElement[bool]:
         cases = [
-            and_(_si.c.resource_type == rtype, _si.c.param == param)
+            and_(_si.c.resource_type == rtype, param_in(_si, named_rows(rtype, param)))
             for rtype, param in CARE_DATE.items()
         ]
         return exists(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from adapter.store.models import ResourceVersion
+from adapter.store.models import Resource, ResourceVersion
+from adapter.store.types import JSONText
 from adapter.store.visibility import Visibility, visible_key
 
 
@@ -30,9 +32,10 @@ class HistoryQuery:
 
 def read_history_page(
     session: Session, query: HistoryQuery, *, scope: Visibility | None = None
-) -> tuple[int, list[ResourceVersion]]:
+) -> tuple[int, list[Row[Any]]]:
     """The number of versions that match and one page of them, newest first (ties in a
-    fixed order so pages never overlap); only versions of resources ``scope`` may read."""
+    fixed order so pages never overlap); only versions of resources ``scope`` may read.
+    Rows with the columns of ``resource_version``, ``body`` always filled."""
     v = ResourceVersion
     where: list[ColumnElement[bool]] = []
     if scope is not None:
@@ -59,8 +62,20 @@ def read_history_page(
     total = session.execute(select(func.count()).select_from(v).where(*where)).scalar_one()
     if query.count <= 0 or query.offset >= total:
         return total, []
-    rows = session.scalars(
-        select(v)
+    r = Resource
+    current = and_(r.resource_type == v.resource_type, r.id == v.id, r.version_id == v.version_id)
+    rows = session.execute(
+        select(
+            v.resource_type,
+            v.id,
+            v.version_id,
+            v.last_updated,
+            v.deleted,
+            v.message_id,
+            # the current version's body is only in the resource row (decision 0042)
+            func.coalesce(v.body, r.body, type_=JSONText()).label("body"),
+        )
+        .join(r, current, isouter=True)
         .where(*where)
         .order_by(v.last_updated.desc(), v.resource_type, v.id, v.version_id.desc())
         .limit(query.count)

@@ -2,7 +2,8 @@
 
 inbound_message   every input exactly as received, and what became of it
 resource          the current version of each FHIR resource
-resource_version  every version (history, vread), the current one included
+resource_version  every version (history, vread), the current one included; the current
+                  version's body is only in ``resource`` (body NULL here until superseded)
 search_index      one row per searchable value of a current resource
 outbox            one row per resource version and destination still to deliver
 delivery_attempt  every try to deliver an outbox row: when, by whom, status, error, duration
@@ -159,7 +160,9 @@ class ResourceVersion(Base):
     version_id: Mapped[int] = mapped_column(Integer(), primary_key=True)
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
-    body: Mapped[dict[str, Any]] = mapped_column(JSONText())
+    # NULL while this is the current version: its body is the resource row's (written once;
+    # copied here when a newer version supersedes it, migration 0016, decision 0042)
+    body: Mapped[dict[str, Any] | None] = mapped_column(JSONText(), nullable=True)
     message_id: Mapped[str | None] = mapped_column(
         ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
     )

@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
-from adapter.fhir.index_values import IndexValue, index_values, patient_key
+from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient_key
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
 from adapter.store.keys import keys_in
@@ -245,7 +245,7 @@ def save_resources(
                 "version_id": version_id,
                 "last_updated": last_updated,
                 "deleted": False,
-                "body": body,
+                "body": None,  # the current version's body is the resource row's
                 "message_id": message_id,
             }
         )
@@ -258,6 +258,7 @@ def save_resources(
         new_rows.sort(key=lambda r: (r["resource_type"], r["id"]))
         session.execute(insert(_resource), new_rows)
     if changed_rows:
+        _keep_superseded_bodies(session, [(r["resource_type"], r["id"]) for r in changed_rows])
         session.execute(
             update(_resource).where(
                 and_(
@@ -281,6 +282,36 @@ def save_resources(
     if index_rows:
         insert_index_rows(session, index_rows)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
+
+
+def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
+    """Before the resource rows take their new versions: copy each one's current body into
+    its history row, which held none while it was the current version (decision 0042).
+    A placeholder row (version 0, lock_resources) has no history row: nothing to copy."""
+    current = (
+        select(_resource.c.body)
+        .where(
+            _resource.c.resource_type == _version.c.resource_type,
+            _resource.c.id == _version.c.id,
+        )
+        .scalar_subquery()
+    )
+    session.execute(
+        update(_version)
+        .where(
+            _version.c.resource_type == bindparam("b_type"),
+            _version.c.id == bindparam("b_id"),
+            _version.c.version_id
+            == select(_resource.c.version_id)
+            .where(
+                _resource.c.resource_type == bindparam("b_type"),
+                _resource.c.id == bindparam("b_id"),
+            )
+            .scalar_subquery(),
+        )
+        .values(body=current),
+        [{"b_type": rtype, "b_id": rid} for rtype, rid in keys],
+    )
 
 
 _INDEX_COLUMNS = tuple(c.name for c in _index.columns if c.name != "row_id")
@@ -323,7 +354,9 @@ def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
         "kind": v.kind,
         "system": system,
         "code": code,
-        "value": v.value,
+        # a token's text is searched by its normalised form (``:text``): the text as written
+        # is kept only where a search compares it (strings' :exact, identifier:of-type)
+        "value": None if v.kind == "token" and not v.param.endswith(OF_TYPE) else v.value,
         "value_norm": value_norm,
         "value_date_start": v.date_start,
         "value_date_end": v.date_end,
@@ -383,19 +416,32 @@ def resource_state(session: Session, resource_type: str, resource_id: str) -> Re
 def read_version(
     session: Session, resource_type: str, resource_id: str, version_id: int
 ) -> dict[str, Any] | None:
-    """One version from the history, or None."""
-    return session.execute(
-        select(_version.c.body).where(
+    """One version from the history, or None (the current one's body is the resource's)."""
+    row = session.execute(
+        select(_version.c.body, _resource.c.body.label("current"))
+        .join(
+            _resource,
+            and_(
+                _resource.c.resource_type == _version.c.resource_type,
+                _resource.c.id == _version.c.id,
+                _resource.c.version_id == _version.c.version_id,
+            ),
+            isouter=True,
+        )
+        .where(
             _version.c.resource_type == resource_type,
             _version.c.id == resource_id,
             _version.c.version_id == version_id,
         )
-    ).scalar_one_or_none()
+    ).first()
+    if row is None:
+        return None
+    return row.body if row.body is not None else row.current
 
 
 def read_history(
     session: Session, resource_type: str, resource_id: str, *, count: int = 100, offset: int = 0
-) -> tuple[int, list[ResourceVersion]]:
+) -> tuple[int, list[Row[Any]]]:
     """Total and a page of versions of one resource, newest first."""
     query = HistoryQuery(resource_type, resource_id, count=count, offset=offset)
     return read_history_page(session, query)

@@ -51,6 +51,7 @@ from adapter.fhir.search_query import (
 )
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
+from adapter.store.index_params import param_in, row_params
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.search_order import leading_rows, led_by_index, order_by, without_value
 from adapter.store.search_total import count_matches
@@ -171,22 +172,22 @@ def condition(
     if param.column:
         return _column(param.column, criterion, r)
     if criterion.chain is not None:
-        return _matching(rtype, r, _chain(criterion))
+        return _matching(rtype, r, _chain(rtype, criterion))
     if modifier == "missing":
-        probe = _probe(param.name, param.type)
+        probe = _probe(row_params(rtype, param), param.type)
         return _absent(r, probe) if criterion.values[0] is True else _matching(rtype, r, probe)
     si = _si.alias()
-    name = param.name + OF_TYPE if modifier == "of-type" else param.name
+    names = row_params(rtype, param, OF_TYPE if modifier == "of-type" else "")
     matched = or_(*(_value(si, param.type, modifier, v) for v in criterion.values))
-    probe = _probe(name, param.type, si).where(matched)
+    probe = _probe(names, param.type, si).where(matched)
     return _absent(r, probe) if modifier in _NEGATED else _matching(rtype, r, probe)
 
 
-def _probe(param: str, kind: str, si: FromClause | None = None) -> Select[Any]:
+def _probe(names: tuple[str, ...], kind: str, si: FromClause | None = None) -> Select[Any]:
     si = si if si is not None else _si.alias()
     # the kind as a literal lets the planner pick the partial index of that kind
     return select(si.c.resource_id).where(
-        si.c.kind == literal_column(f"'{kind}'"), si.c.param == param
+        si.c.kind == literal_column(f"'{kind}'"), param_in(si, names)
     )
 
 
@@ -216,11 +217,11 @@ def _live_ids(rtype: str, criterion: Criterion) -> Select[Any]:
     )
 
 
-def _chain(criterion: Criterion) -> Select[Any]:
+def _chain(rtype: str | None, criterion: Criterion) -> Select[Any]:
     """``ref.param=x``: rows of ``ref`` whose reference is a resource meeting the inner one."""
     assert criterion.chain is not None
     types, inner = criterion.chain
-    probe = _probe(criterion.param.name, "reference")
+    probe = _probe(row_params(rtype, criterion.param), "reference")
     si = _si_of(probe)
     targets = []
     for target in types:
@@ -233,7 +234,7 @@ def _chain(criterion: Criterion) -> Select[Any]:
 
 def _has(rtype: str | None, criterion: HasCriterion, r: FromClause) -> ColumnElement[bool]:
     """``_has:Source:ref:param=x``: this resource is referred to by a matching Source."""
-    probe = _probe(criterion.reference.name, "reference")
+    probe = _probe(row_params(criterion.source, criterion.reference), "reference")
     si = _si_of(probe)
     referring = probe.where(
         si.c.resource_type == criterion.source,

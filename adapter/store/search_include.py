@@ -17,6 +17,7 @@ from sqlalchemy import literal_column, select
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
+from adapter.store.index_params import named_rows, param_in
 from adapter.store.keys import keys_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.visibility import Visibility, visible
@@ -72,7 +73,7 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
                 _si.c.reference.in_(chunk),
             )
             if include.param is not None:
-                query = query.where(_si.c.param == include.param)
+                query = query.where(param_in(_si, named_rows(include.source, include.param)))
             if include.target is not None:
                 query = query.where(_si.c.reference.like(f"{include.target}/%"))
             out.extend((t, i) for t, i in session.execute(query.distinct()))
@@ -85,7 +86,7 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
             _si.c.reference.is_not(None),
         )
         if include.param is not None:
-            query = query.where(_si.c.param == include.param)
+            query = query.where(param_in(_si, named_rows(include.source, include.param)))
         for (reference,) in session.execute(query.distinct()):
             rtype, _, rid = reference.partition("/")
             if rid and "/" not in rid and (include.target in (None, rtype)):

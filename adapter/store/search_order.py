@@ -23,11 +23,13 @@ sorting them all); then, when the page is not full, the resources without a valu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal_column, or_, select
 
 from adapter.fhir.search_results import SortKey
+from adapter.store.index_params import param_in
 from adapter.store.models import SearchIndex
 
 _si = SearchIndex.__table__
@@ -61,9 +63,12 @@ class LeadingRows:
 
     joined: FromClause
     where: ColumnElement[bool]
-    order: list[Any]
+    order: tuple[Any, ...]
 
 
+# The clauses depend only on the sort keys and the table; built once per shape they save
+# the aliases' column copies on every search (about 1 ms of a patient's page; decision 0045)
+@lru_cache(maxsize=512)
 def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
     key = sort[0]
     kind = key.param.type
@@ -75,7 +80,7 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
         other.c.resource_type == row.c.resource_type,
         other.c.resource_id == row.c.resource_id,
         other.c.kind == literal_column(f"'{kind}'"),
-        other.c.param == key.param.name,
+        param_in(other, key.param.row_params),
         or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
     )
     joined = r.join(
@@ -83,17 +88,18 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
     )
     where = and_(
         row.c.kind == literal_column(f"'{kind}'"),
-        row.c.param == key.param.name,
+        param_in(row, key.param.row_params),
         value.is_not(None),
         ~placed_higher,
     )
     first = value.desc() if key.descending else value.asc()
-    return LeadingRows(joined, where, [first, *order_by(sort[1:], r)])
+    return LeadingRows(joined, where, (first, *order_by(sort[1:], r)))
 
 
+@lru_cache(maxsize=512)
 def without_value(
     sort: tuple[SortKey, ...], r: FromClause
-) -> tuple[ColumnElement[bool], list[Any]]:
+) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
     """The resources with no value for the first sort key, and their ORDER BY."""
     key = sort[0]
     kind = key.param.type
@@ -103,10 +109,10 @@ def without_value(
         si.c.resource_type == r.c.resource_type,
         si.c.resource_id == r.c.id,
         si.c.kind == literal_column(f"'{kind}'"),
-        si.c.param == key.param.name,
+        param_in(si, key.param.row_params),
         column.is_not(None),
     )
-    return ~has_value, order_by(sort[1:], r)
+    return ~has_value, tuple(order_by(sort[1:], r))
 
 
 def order_by(sort: tuple[SortKey, ...], r: FromClause) -> list[Any]:
@@ -135,7 +141,7 @@ def _index_value(key: SortKey, r: FromClause) -> Any:
             si.c.resource_type == r.c.resource_type,
             si.c.resource_id == r.c.id,
             si.c.kind == literal_column(f"'{kind}'"),
-            si.c.param == key.param.name,
+            param_in(si, key.param.row_params),
         )
         .scalar_subquery()
     )

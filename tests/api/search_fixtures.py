@@ -35,6 +35,59 @@ def resources() -> list[dict[str, Any]]:
     hb = {"coding": [{"system": LOINC, "code": "718-7", "display": "Hemoglobin"}]}
     return [
         {"resourceType": "Organization", "id": "org1", "name": "青山县人民医院"},
+        # a recognition consent (adapter/recognition/consent.py), its facility by reference
+        {
+            "resourceType": "Consent",
+            "id": "consent1",
+            "status": "active",
+            "scope": {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                        "code": "patient-privacy",
+                    }
+                ]
+            },
+            "category": [{"coding": [{"system": LOINC, "code": "59284-0"}]}],
+            "patient": pa,
+            "dateTime": "2026-05-30T09:00:00+08:00",
+            "performer": [pa],
+            "organization": [{"reference": "Organization/org1"}],
+            "policy": [{"uri": "https://yigongti-fhir-adapter.github.io/fhir/policy/recognition"}],
+            "provision": {
+                "type": "permit",
+                "period": {"start": "2026-05-30T09:00:00+08:00", "end": "2026-06-30"},
+                "actor": [
+                    {
+                        "role": {
+                            "coding": [
+                                {
+                                    "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
+                                    "code": "IRCP",
+                                }
+                            ]
+                        },
+                        "reference": {"reference": "Organization/org1"},
+                    }
+                ],
+                "action": [
+                    {
+                        "coding": [
+                            {
+                                "system": "http://terminology.hl7.org/CodeSystem/consentaction",
+                                "code": "access",
+                            }
+                        ]
+                    }
+                ],
+                "purpose": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason",
+                        "code": "TREAT",
+                    }
+                ],
+            },
+        },
         {
             "resourceType": "Patient",
             "id": "pa",

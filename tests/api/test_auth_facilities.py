@@ -232,6 +232,7 @@ def test_every_facility_limited_route_is_covered_here() -> None:
         "messages", "message", "message_raw", "fhir_binary", "reprocess", "reprocess_by_status",
         "deliveries", "delivery", "replay", "replay_destination",
         "list_care", "care_team", "grant", "revoke", "register", "recognition_corrections",
+        "recognition_consent", "recognition_consent_revoke",
         "referral_ledger", "referral_incomplete", "referral_analysis", "referral_worklist",
         "referral_follow_up",
     }  # fmt: skip
@@ -387,3 +388,110 @@ def test_the_referral_ledger_routes_stay_inside_the_facility(
         done = follow_up("shiqiao-operator", shiqiao_task)
         assert done.status_code == 200, done.text
         assert done.json()["follow_ups"] == 1
+
+
+def test_a_person_s_consent_opens_recognition_and_nothing_else(
+    database_url: str, tmp_path: Path, fhir_valid: Any
+) -> None:
+    """The county hospital has no care relationship with 石桥's patient: $recognisable is
+    404 until the person consents (a FHIR Consent recorded by the county), then answered;
+    an expired or revoked consent is refused again. The consent opens the recognition
+    operations only: reading the patient stays 404. Recording and revoking are the
+    allowed facility's own (403 / 404 for another) and audited."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import select
+
+    from adapter.store.audit_log import AuditRecord
+
+    with auth_client(database_url, tmp_path) as (app, tokens):
+        world = World(tokens.client, tokens)
+        other = world.patients("shiqiao")[0]
+        patient_id = other.split("/")[1]
+        client = tokens.client
+        reader = tokens.headers("county-reader")
+        now = datetime.now(UTC)
+
+        def ask() -> int:
+            return int(client.get(f"/fhir/{other}/$recognisable", headers=reader).status_code)
+
+        def shown() -> int:
+            body = {
+                "resourceType": "Parameters",
+                "parameter": [
+                    {"name": "facility", "valueString": COUNTY},
+                    {"name": "context", "valueString": "MZ-CONSENT-1"},
+                ],
+            }
+            answer = client.post(f"/fhir/{other}/$recognisable", json=body, headers=reader)
+            return int(answer.status_code)
+
+        def consent(**body: Any) -> Any:
+            body = {"patient": patient_id, "facility": COUNTY, **body}
+            return client.post("/recognition/consent", json=body, headers=reader)
+
+        assert ask() == 404 and shown() == 404  # no care, no consent
+        # for another facility: refused
+        refused = consent(facility=SHIQIAO, end=(now + timedelta(days=1)).isoformat())
+        assert refused.status_code == 403, refused.text
+        # an expired consent counts for nothing
+        old = consent(
+            start=(now - timedelta(days=30)).isoformat(), end=(now - timedelta(days=1)).isoformat()
+        )
+        assert old.status_code == 201, old.text
+        assert ask() == 404
+        # a consent in force: answered (GET and POST), and by identifier
+        made = consent(end=(now + timedelta(days=7)).isoformat(), by="D0412")
+        assert made.status_code == 201, made.text
+        stored = made.json()
+        fhir_valid(stored)
+        assert stored["resourceType"] == "Consent" and stored["status"] == "active"
+        assert stored["patient"] == {"reference": other}
+        assert stored["provision"]["actor"][0]["reference"]["identifier"]["value"] == COUNTY
+        assert ask() == 200 and shown() == 200
+        # a doctor's decision and a view are recognition operations too
+        decision = {
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "order", "valueString": "MZ-CONSENT-1"},
+                {"name": "item", "valueString": "QS-JY-001"},
+                {"name": "facility", "valueString": COUNTY},
+                {"name": "doctor", "valueString": "D0412"},
+                {"name": "decision", "valueString": "not-recognised"},
+                {"name": "reason", "valueString": "condition-changed"},
+            ],
+        }
+        decided = client.post(f"/fhir/{other}/$recognition-decision", json=decision, headers=reader)
+        assert decided.status_code == 201, decided.text
+        identifier = _identifier(world, "shiqiao-reader", other)
+        by_identifier = client.get(
+            "/fhir/$recognisable", params={"patient-identifier": identifier}, headers=reader
+        )
+        assert by_identifier.status_code == 200, by_identifier.text
+        # for recognition only: the patient, their results and searches stay closed
+        assert client.get(f"/fhir/{other}", headers=reader).status_code == 404
+        searched = client.get("/fhir/Observation", params={"patient": other}, headers=reader)
+        assert searched.json().get("total", 0) == 0 and not searched.json().get("entry")
+        # 石桥 cannot withdraw the county's consent (404, as unknown)
+        url = f"/recognition/consent/{stored['id']}/revoke"
+        theirs = client.post(url, json={}, headers=tokens.headers("shiqiao-reader"))
+        assert theirs.status_code == 404, theirs.text
+        assert ask() == 200
+        revoked = client.post(url, json={"by": "D0412"}, headers=reader)
+        assert revoked.status_code == 200, revoked.text
+        assert revoked.json()["status"] == "inactive"
+        assert revoked.json()["meta"]["versionId"] == "2"
+        assert ask() == 404 and shown() == 404
+        decided = client.post(f"/fhir/{other}/$recognition-decision", json=decision, headers=reader)
+        assert decided.status_code == 404, decided.text
+        with app.state.session_factory() as session:
+            actions = session.execute(
+                select(AuditRecord.action, AuditRecord.client, AuditRecord.facility).where(
+                    AuditRecord.action.in_(("consent.recorded", "consent.revoked"))
+                )
+            ).all()
+        assert sorted(tuple(a) for a in actions) == [
+            ("consent.recorded", "county-reader", COUNTY),
+            ("consent.recorded", "county-reader", COUNTY),
+            ("consent.revoked", "county-reader", COUNTY),
+        ]

@@ -37,6 +37,7 @@ FILL = {
     "merge_id": "999999",
     "person_id": "p-none",
     "task_id": "t-none",
+    "consent_id": "consent-none",
     "lang": "en",
 }
 # one client per role, of the county hospital's facility, facility scope

@@ -109,6 +109,7 @@ def test_the_covered_types(capability: dict) -> None:
         "AllergyIntolerance",
         "Procedure",
         "Provenance",
+        "Consent",
         "CodeSystem",
         "OperationDefinition",
         "Bundle",

@@ -289,3 +289,32 @@ def test_each_answer_is_recorded_in_the_audit_log(client):
     # the parameters by name, never their values
     assert record["detail"]["params"] == "at,code,facility"
     assert "QS-JY-001" not in orjson.dumps(record).decode()
+
+
+def test_consent_input_is_checked(client):
+    """Bad consents are refused with the field named; nothing is stored."""
+    url = "/recognition/consent"
+    good = {
+        "patient": PATIENT,
+        "facility": "qingshan-county-hospital",
+        "start": "2026-11-26T08:00:00+08:00",
+        "end": "2026-12-03T00:00:00+08:00",
+    }
+    cases = [
+        ({"end": None}, 400, "end"),
+        ({"end": "2026-12-03T00:00:00"}, 400, "end"),  # no zone
+        ({"start": "2026-12-04T00:00:00+08:00"}, 400, "end"),  # ends before it starts
+        ({"facility": "nowhere"}, 400, "facility"),
+        ({"patient": "nobody"}, 404, "patient"),
+    ]
+    for change, status, where in cases:
+        body = {k: v for k, v in {**good, **change}.items() if v is not None}
+        answer = client.post(url, json=body)
+        assert answer.status_code == status, (change, answer.text)
+        outcome = answer.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert where in answer.text, (change, answer.text)
+    assert (
+        client.get("/fhir/Consent", params={"patient": f"Patient/{PATIENT}"}).json()["total"] == 0
+    )
+    assert client.post("/recognition/consent/not-there/revoke", json={}).status_code == 404

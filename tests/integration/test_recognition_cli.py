@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from click.testing import Result
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from adapter.cli import app
@@ -194,3 +195,73 @@ def test_rate_spreadsheets_and_corrections(env, tmp_path, session_factory) -> No
         json.loads(line) for line in run("recognition", "corrections", "--json").output.splitlines()
     ]
     assert as_json[0]["withdrawn"] is True and as_json[0]["order"] == "ZY2026112602"
+
+
+def test_consent_and_its_withdrawal(env, session_factory) -> None:
+    """``recognition consent`` stores an active FHIR Consent for the facility and period;
+    ``revoke-consent`` makes it inactive. What counts: the facility named, inside the
+    period (end exclusive), active, any record of the person."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from adapter.recognition.consent import consented
+    from adapter.store.audit_log import AuditRecord
+    from adapter.store.models import Resource
+
+    zone = ZoneInfo("Asia/Shanghai")
+    county, shiqiao = "qingshan-county-hospital", "shiqiao-township-centre"
+    made = run(
+        "recognition", "consent", PATIENT, "-f", county,
+        "--from", "2026-11-26T08:00:00+08:00", "--until", "2026-12-03T00:00:00+08:00",
+        "--by", "D0412",
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    consent_id = made.stdout.split("Consent/")[1].split()[0]
+
+    def allowed(facility: str, when: str) -> bool:
+        with session_factory() as session:
+            return consented(session, PATIENT, facility, datetime.fromisoformat(when), zone)
+
+    assert allowed(county, "2026-11-26T08:00:00+08:00")
+    assert allowed(county, "2026-12-02T23:59:59+08:00")
+    assert not allowed(county, "2026-12-03T00:00:00+08:00")  # the end is exclusive
+    assert not allowed(county, "2026-11-26T07:59:59+08:00")
+    assert not allowed(shiqiao, "2026-11-27T10:00:00+08:00")  # another facility
+    # another system's Consent ending on a date (no time) includes that whole day
+    from adapter.recognition.consent import permits
+
+    with session_factory() as session:
+        body = dict(session.get(Resource, ("Consent", consent_id)).body)
+    body["provision"] = {**body["provision"], "period": {"end": "2026-12-03"}}
+    assert permits(body, county, datetime.fromisoformat("2026-12-03T23:59:59+08:00"), zone)
+    assert not permits(body, county, datetime.fromisoformat("2026-12-04T00:00:00+08:00"), zone)
+    assert not permits(
+        {**body, "status": "inactive"}, county, datetime(2026, 12, 1, tzinfo=zone), zone
+    )
+    assert not permits({**body, "policy": []}, county, datetime(2026, 12, 1, tzinfo=zone), zone)
+    # an unknown patient, a bad period: refused with the reason
+    unknown = run(
+        "recognition", "consent", "nobody", "-f", county, "--until", "2026-12-03T00:00+08:00"
+    )  # fmt: skip
+    assert unknown.exit_code == 1 and "Patient/nobody is not known" in unknown.output
+    backwards = run(
+        "recognition", "consent", PATIENT, "-f", county,
+        "--from", "2026-12-03T00:00:00+08:00", "--until", "2026-12-01T00:00:00+08:00",
+    )  # fmt: skip
+    assert backwards.exit_code == 1 and "ends before it starts" in backwards.output
+    revoked = run("recognition", "revoke-consent", consent_id)
+    assert revoked.exit_code == 0, revoked.output
+    assert f"revoked: Consent/{consent_id} version 2" in revoked.stdout
+    assert not allowed(county, "2026-11-27T10:00:00+08:00")
+    again = run("recognition", "revoke-consent", consent_id)
+    assert "already inactive" in again.stdout
+    with session_factory() as session:
+        stored = session.get(Resource, ("Consent", consent_id))
+        assert stored is not None and stored.body["status"] == "inactive"
+        assert stored.patient_key == f"Patient/{PATIENT}"
+        actions = [
+            a
+            for a in session.scalars(select(AuditRecord.action).order_by(AuditRecord.seq))
+            if a.startswith("consent.")
+        ]
+    assert actions == ["consent.recorded", "consent.revoked"]

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import load_consortium
+from adapter.identity.national_id import national_id_check_char
 from adapter.pipeline import Pipeline
 from adapter.pipeline.receipt import Receipt
 from adapter.store import read_resource
@@ -177,3 +178,38 @@ def test_up_slip_stub_and_down_slip_of_one_referral_are_tied_together(
     ]
     assert directions == ["up", "down"]
     assert len(_all(session_factory, "DocumentReference")) == 3
+
+
+def test_the_receivers_answer_naming_its_own_record_of_the_patient_is_no_conflict(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    """The county hospital's RRI^I12 answer names its own Patient record (its source makes
+    the id); the patient index links it to the township's record of the slip by the
+    national ID, so the referral keeps the slip's subject with a note, not a warning."""
+    slip = pipeline.ingest(
+        (V2 / "up-slip.hl7").read_bytes(), Receipt("std-hl7v2", "cli", received_at=NOW)
+    )
+    answer = pipeline.ingest(
+        (V2 / "up-answer.hl7").read_bytes(), Receipt("std-hl7v2", "cli", received_at=NOW)
+    )
+    assert answer.status == "processed", [i.diagnostics for i in answer.issues]
+    assert _ids(slip.resources, "Patient") != _ids(answer.resources, "Patient")
+    notes = [i for i in answer.issues if "same person" in i.diagnostics]
+    assert sorted(i.expression for i in notes) == ["ServiceRequest.subject", "Task.for"]
+    (sr_id,) = _ids(slip.resources, "ServiceRequest")
+    with session_factory() as session:
+        stored = read_resource(session, "ServiceRequest", sr_id)
+    assert stored is not None
+    assert stored["subject"]["reference"] == "Patient/" + _ids(slip.resources, "Patient")[0]
+
+
+def test_an_answer_about_another_person_is_still_a_conflict(
+    pipeline: Pipeline, session_factory: sessionmaker[Session]
+) -> None:
+    other = "43099919600101001" + national_id_check_char("43099919600101001")
+    raw = (V2 / "up-answer.hl7").read_bytes().replace(b"43099919560312201X", other.encode())
+    pipeline.ingest((V2 / "up-slip.hl7").read_bytes(), Receipt("std-hl7v2", "cli", received_at=NOW))
+    answer = pipeline.ingest(raw, Receipt("std-hl7v2", "cli", received_at=NOW))
+    conflicts = [i for i in answer.issues if i.code == "conflict"]
+    assert sorted(i.expression for i in conflicts) == ["ServiceRequest.subject", "Task.for"]
+    assert {i.severity for i in conflicts} == {"warning"}

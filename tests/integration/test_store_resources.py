@@ -124,6 +124,37 @@ def test_changed_content_gets_version_2_and_history_keeps_v1(session_factory: se
     assert total == 2 and [v.version_id for v in versions] == [2, 1]
 
 
+def test_history_keeps_each_body_once(session_factory: sessionmaker) -> None:
+    """The current version's body is only in the resource row; a history row gets its
+    body when a newer version supersedes it, and every version still reads back whole
+    (decision 0042)."""
+    genders = ["female", "male", "other"]
+    for n, gender in enumerate(genders):
+        with session_factory.begin() as session:
+            save_resources(
+                session, [patient(gender=gender)], message_id=None, now=T0 + n * (T1 - T0)
+            )
+    with session_factory() as session:
+        bodies = dict(
+            session.execute(
+                select(ResourceVersion.version_id, ResourceVersion.body).where(
+                    ResourceVersion.id == "p1"
+                )
+            ).all()
+        )
+        assert bodies[3] is None  # the current one: read from the resource row
+        assert [bodies[1]["gender"], bodies[2]["gender"]] == genders[:2]
+        assert [read_version(session, "Patient", "p1", n)["gender"] for n in (1, 2, 3)] == genders
+        total, versions = read_history(session, "Patient", "p1")
+        assert total == 3
+        assert [(v.version_id, v.body["gender"]) for v in versions] == [
+            (3, "other"),
+            (2, "male"),
+            (1, "female"),
+        ]
+        assert versions[0].body == read_resource(session, "Patient", "p1")
+
+
 def test_a_meta_profile_change_is_a_change(session_factory: sessionmaker) -> None:
     with session_factory.begin() as session:
         save_resources(session, [patient()], message_id=None, now=T0)

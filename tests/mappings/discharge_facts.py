@@ -225,10 +225,18 @@ def _conditions(conditions: list[dict[str, Any]], want: list[dict[str, Any]]) ->
         codings = condition["code"]["coding"]
         first = codings[0]
         if (
-            first.get("system") != "urn:oid:2.16.156.10011.2.3.3.11"
+            first.get("system") != expected.get("system", "urn:oid:2.16.156.10011.2.3.3.11")
             or first.get("display") != expected["display"]
         ):
-            out.append(f"Condition {expected['code']}: ICD-10 coding {first}")
+            out.append(f"Condition {expected['code']}: first coding {first}")
+        kinds = [
+            c.get("code")
+            for category in condition.get("category", [])
+            for c in category.get("coding", [])
+            if c.get("system", "").endswith("/CodeSystem/tcm-diagnosis-kind")
+        ]
+        if kinds != ([expected["kind"]] if "kind" in expected else []):
+            out.append(f"Condition {expected['code']}: Chinese-medicine kind {kinds}")
         tcm = [c["code"] for c in codings[1:] if c.get("system") == TCM]
         if tcm != ([expected["tcm"]] if "tcm" in expected else []):
             out.append(f"Condition {expected['code']}: GB/T 15657 codings {tcm}")

@@ -11,6 +11,15 @@ from tests.mappings.oru_facts import by_type, check_patient
 _TAGS = re.compile(r"<[^>]+>")
 
 
+def _tcm_kind(condition: dict[str, Any]) -> str | None:
+    """The Chinese-medicine kind category (tcm-disease / tcm-syndrome), or None."""
+    for category in condition.get("category") or []:
+        for coding in category.get("coding") or []:
+            if coding.get("system", "").endswith("/CodeSystem/tcm-diagnosis-kind"):
+                return coding.get("code")
+    return None
+
+
 def _codes(concept: dict[str, Any] | None) -> list[str]:
     return [str(c.get("code")) for c in (concept or {}).get("coding") or []]
 
@@ -69,6 +78,12 @@ def check_document_case(
             e.get("valueCoding", {}).get("display") for e in match[0].get("extension") or []
         ]:
             out.append(f"Condition {wanted['code']}: data element {wanted['data_element']} missing")
+        elif "system" in wanted and wanted["system"] not in [
+            c.get("system") for c in match[0]["code"].get("coding") or []
+        ]:
+            out.append(f"Condition {wanted['code']}: no coding in {wanted['system']}")
+        elif "tcm" in wanted and wanted["tcm"] != _tcm_kind(match[0]):
+            out.append(f"Condition {wanted['code']}: TCM kind {_tcm_kind(match[0])!r}")
     observations = by_type(resources, "Observation")
     for wanted in expect.get("vitals") or []:
         match = [o for o in observations if wanted["loinc"] in _codes(o.get("code"))]
@@ -233,6 +248,7 @@ def _check_encounter(encounters: list[dict[str, Any]], facts: dict[str, Any] | N
         "end": (enc.get("period") or {}).get("end"),
         "length_days": (enc.get("length") or {}).get("value"),
         "identifier": (enc.get("identifier") or [{}])[0].get("value"),
+        "identifier_system": (enc.get("identifier") or [{}])[0].get("system"),
     }
     for key, actual in checks.items():
         if key in facts and actual != facts[key]:

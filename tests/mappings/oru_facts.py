@@ -295,6 +295,14 @@ def check_case(
     for wanted in expect.get("warnings", []):
         if not any(wanted.lower() in w.lower() for w in warnings):
             out.append(f"warnings: none mentions {wanted!r} (warnings: {warnings})")
+    for place, wanted in (expect.get("notes") or {}).items():
+        if not any(
+            i["severity"] == "information"
+            and i.get("location") == place
+            and wanted.lower() in i["diagnostics"].lower()
+            for i in issues
+        ):
+            out.append(f"notes: no information note at {place} mentions {wanted!r}")
     for segment in expect.get("unread", []):
         if not any(
             (i.get("location") or "").startswith(f"{segment}[") and "not read" in i["diagnostics"]

@@ -115,3 +115,61 @@ def test_a_summary_without_inpatient_number_is_refused(
     outcome = translator.translate(raw.replace(cut, b""), source)
     assert outcome.failed
     assert any("住院号" in i.diagnostics for i in outcome.issues if i.severity == "error")
+
+
+def test_a_tcm_syndrome_written_with_the_diseases_code_stays_its_own_condition(
+    translator: Translator,
+) -> None:
+    """In the discharge summary too: the syndrome given the disease's GB/T 15657 code is a
+    Condition of its own, listed under 出院诊断 and on the Encounter (role DD) beside the
+    disease; and the stay's TCM disease has the id the WS/T 500 documents give it."""
+    raw = (KINDS["cda"] / "std-cda/tcm-nested-diagnoses.xml").read_bytes()
+    same = raw.replace(b'code="ZYVSR0"', b'code="BNP060"')
+    assert same != raw
+    outcome = translator.translate(same, "std-cda")
+    assert not [i for i in outcome.issues if i.severity in ("error", "fatal")]
+    tcm = [
+        r
+        for r in outcome.resources
+        if r["resourceType"] == "Condition" and r["code"]["coding"][0]["code"] == "BNP060"
+    ]
+    assert len(tcm) == 2 and tcm[0]["id"] != tcm[1]["id"]
+    assert sorted(c["code"]["text"] for c in tcm) == ["湿热蕴结证", "肠痈病"]
+    refs = {f"Condition/{c['id']}" for c in tcm}
+    (encounter,) = [r for r in outcome.resources if r["resourceType"] == "Encounter"]
+    discharge = {
+        d["condition"]["reference"]
+        for d in encounter["diagnosis"]
+        if d["use"]["coding"][0]["code"] == "DD"
+    }
+    assert refs <= discharge
+    (composition,) = [r for r in outcome.resources if r["resourceType"] == "Composition"]
+    (section,) = [s for s in composition["section"] if s["code"]["coding"][0]["code"] == "11535-2"]
+    assert refs <= {e["reference"] for e in section["entry"]}
+    # the disease keeps its id (the syndrome's own code changes nothing for it)
+    plain = translator.translate(raw, "std-cda").resources
+    assert refs & {f"Condition/{r['id']}" for r in plain if r["resourceType"] == "Condition"}
+
+
+def test_the_stays_tcm_disease_is_one_condition_in_the_admission_record_and_the_summary(
+    translator: Translator,
+) -> None:
+    """The 入院记录 (WS/T 500 document mapping) and the 出院小结 of one stay (same 住院号) give
+    the same Chinese-medicine disease the same Condition id."""
+    admission = (
+        (FIXTURES / "cda" / "documents" / "std-cda" / "admission-record-gb18030.xml")
+        .read_bytes()
+        .replace(b"ZY20261125031", b"ZY20261127061")
+        .replace(b"BNF090", b"BNP060")
+    )
+    summary = (KINDS["cda"] / "std-cda/tcm-nested-diagnoses.xml").read_bytes()
+
+    def tcm_ids(raw: bytes) -> set[str]:
+        return {
+            r["id"]
+            for r in translator.translate(raw, "std-cda").resources
+            if r["resourceType"] == "Condition" and r["code"]["coding"][0]["code"] == "BNP060"
+        }
+
+    assert len(tcm_ids(admission)) == 1
+    assert tcm_ids(admission) <= tcm_ids(summary)

@@ -6,16 +6,21 @@ Encounter and one Condition per diagnosis."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from adapter.mapping.formats import FORMATS
+from adapter.mapping.loader import load_mapping_set
 from adapter.pipeline import Translator
 from tests.fhir_checks import validate_r4
 from tests.golden import check_golden
-from tests.mappings.conftest import FIXTURES
+from tests.mappings.conftest import FIXTURES, ROOT
 from tests.mappings.document_facts import check_document_case
+from tests.unit.mapping_support import context, write
 
 FOLDER = FIXTURES / "cda" / "documents"
 CASES: list[dict[str, Any]] = yaml.safe_load((FOLDER / "cases.yaml").read_text(encoding="utf-8"))
@@ -96,3 +101,96 @@ def test_a_drug_of_the_inpatient_orders_is_an_order_as_in_a_prescription(
     outcome = translator.translate(raw, "std-cda")
     medications = [r for r in outcome.resources if r["resourceType"] == "MedicationRequest"]
     assert medications and {m["intent"] for m in medications} == {intent}
+
+
+def test_a_tcm_syndrome_with_the_code_of_the_disease_is_its_own_condition(
+    translator: Translator,
+) -> None:
+    """中医病名 and 中医证候 share one data element (DE05.10.130.00) and one code table
+    (GB/T 15657): written with the same code, they stay two Conditions (ids, categories), and
+    the Composition and the Encounter reference both."""
+    raw = (FOLDER / "std-cda/outpatient-tcm.xml").read_bytes()
+    same = raw.replace(b'code="ZBWFR1"', b'code="BNW010"')
+    assert same != raw
+    outcome = translator.translate(same, "std-cda")
+    assert not [i for i in outcome.issues if i.severity in ("error", "fatal")]
+    conditions = [r for r in outcome.resources if r["resourceType"] == "Condition"]
+    tcm = [c for c in conditions if c["code"]["coding"][0]["code"] == "BNW010"]
+    assert len(tcm) == 2 and tcm[0]["id"] != tcm[1]["id"]
+    kinds = sorted(
+        coding["code"]
+        for c in tcm
+        for category in c["category"]
+        for coding in category["coding"]
+        if coding["code"].startswith("tcm-")
+    )
+    assert kinds == ["tcm-disease", "tcm-syndrome"]
+    assert sorted(c["code"]["text"] for c in tcm) == ["感冒病", "风热犯表证"]
+    ids = {f"Condition/{c['id']}" for c in conditions}
+    (composition,) = [r for r in outcome.resources if r["resourceType"] == "Composition"]
+    (section,) = [s for s in composition["section"] if s["title"] == "诊断记录"]
+    assert {e["reference"] for e in section["entry"]} == ids
+    (encounter,) = [r for r in outcome.resources if r["resourceType"] == "Encounter"]
+    assert {d["condition"]["reference"] for d in encounter["diagnosis"]} == ids
+    # the disease keeps the id it has when the syndrome has its own code
+    plain = translator.translate(raw, "std-cda").resources
+    disease = next(c for c in tcm if "tcm-disease" in str(c["category"]))
+    assert disease["id"] in {r["id"] for r in plain}
+
+
+def test_a_visit_under_the_vendors_oid_in_the_patient_role_needs_its_dialect(
+    tmp_path: Path,
+) -> None:
+    """A source that writes its visit number as a patientRole/id under its own OID (not in
+    encompassingEncounter) replaces xml/datatypes/cda-vendor-visit.yaml in its dialect: the
+    shared rules make no Encounter from it (the id is reported unread), the dialect's do,
+    with the id under that OID as identifier, and the diagnoses keyed by the visit."""
+    raw = (FOLDER / "std-cda/outpatient-vendor-visit.xml").read_bytes()
+    moved = raw.replace(
+        b'      <id root="1.2.156.112635.1.2.1.4" extension="V261204-0057"/>\n', b""
+    ).replace(
+        b'<id root="1.2.156.112635.1.2.1.2" extension="P0061423"/>',
+        b'<id root="1.2.156.112635.1.2.1.2" extension="P0061423"/>\n'
+        b'      <id root="1.2.156.112635.1.2.1.4" extension="V261204-0057"/>',
+    )
+    assert moved.count(b"V261204-0057") == 1 and b"encompassingEncounter" in moved
+    root = tmp_path / "mappings"
+    shutil.copytree(ROOT / "mappings" / "_shared", root / "_shared")
+    oid = "1.2.156.112635.1.2.1.4"
+    found = f"cda:recordTarget/cda:patientRole/cda:id[@root='{oid}']/@extension"
+    body = f"when(eq(@part, 'root'), '{oid}'), when(eq(@part, 'extension'), @found)"
+    write(
+        root,
+        {
+            "vendor-emr/xml/datatypes/cda-vendor-visit.yaml": f"""\
+                version: 1
+                kind: datatype
+                description: the vendor EMR writes its visit number as a patientRole/id
+                params: [part]
+                let:
+                  found: "={found}"
+                body: "=when(exists(@found), first({body}))"
+            """
+        },
+    )
+    xml = FORMATS["xml"]
+
+    def translated(folder: str, data: bytes = moved) -> dict[str, list[dict[str, Any]]]:
+        document = xml.parse(data).document
+        outcome = xml.translate(load_mapping_set(root, folder), document, context())
+        assert not [i for i in outcome.issues if i.severity in ("error", "fatal")]
+        out: dict[str, list[dict[str, Any]]] = {}
+        for r in outcome.resources:
+            out.setdefault(r["resourceType"], []).append(r)
+        return out
+
+    assert "Encounter" not in translated("_shared")
+    dialect = translated("vendor-emr")
+    (encounter,) = dialect["Encounter"]
+    # the same visit written in encompassingEncounter (shared rules): the same ids
+    shared = translated("_shared", raw)
+    assert encounter["id"] == shared["Encounter"][0]["id"]
+    assert [c["id"] for c in dialect["Condition"]] == [c["id"] for c in shared["Condition"]]
+    assert encounter["identifier"] == [
+        {"type": {"text": "就诊标识"}, "system": f"urn:oid:{oid}", "value": "V261204-0057"}
+    ]

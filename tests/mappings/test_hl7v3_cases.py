@@ -90,6 +90,8 @@ def test_hl7v3_case(translator: Translator, case: dict[str, Any]) -> None:
             problems.append(f"merged link {merged['link']}")
         if survivor["link"] != [to_merged]:
             problems.append(f"survivor link {survivor.get('link')}")
+    if "coverage" in expect:
+        problems.extend(_check_coverage(resources, survivor, expect["coverage"]))
     if "same_patient_as" in expect:
         raw = (FIXTURES / "hl7v2" / "adt" / expect["same_patient_as"]).read_bytes()
         v2 = translator.translate(raw, "county-his").resources
@@ -158,3 +160,56 @@ def test_a_carried_documents_problems_are_located_inside_the_registration(
     outcome = translator.translate(_register_with(base64.b64encode(document)), "std-cda")
     unread = [i for i in outcome.issues if "not read" in i.diagnostics]
     assert unread and all("/@value#/ClinicalDocument/" in (i.location or "") for i in unread)
+
+
+def _check_coverage(
+    resources: list[dict[str, Any]], patient: dict[str, Any], facts: dict[str, Any]
+) -> list[str]:
+    coverages = [r for r in resources if r["resourceType"] == "Coverage"]
+    if len(coverages) != 1:
+        return [f"{len(coverages)} Coverages"]
+    coverage = coverages[0]
+    coding = coverage["type"]["coding"][0]
+    out = []
+    got = {"code": coding["code"], "system": coding["system"], "name": coverage["type"]["text"]}
+    for key, value in got.items():
+        if key in facts and facts[key] != value:
+            out.append(f"Coverage {key} {value!r} != {facts[key]!r}")
+    if coverage["beneficiary"] != {"reference": f"Patient/{patient['id']}"}:
+        out.append(f"Coverage beneficiary {coverage['beneficiary']}")
+    payor = coverage["payor"][0]
+    self_pay = payor == {"reference": f"Patient/{patient['id']}"}
+    if facts.get("self_pay", False) != self_pay:
+        out.append(f"Coverage payor {payor}")
+    return out
+
+
+def test_the_insurance_type_in_the_plain_form_and_self_pay(translator: Translator) -> None:
+    """coveredPartyOf with the displayName as an attribute (the standard's own samples) and
+    the two-digit code of 全自费: the same Coverage id, the patient as payor."""
+    raw = (FOLDER / "std-cda" / "register-insurance.xml").read_bytes()
+    plain = raw.replace(
+        'code="3" codeSystem="2.16.156.10011.2.3.1.248" codeSystemName="医疗保险类别代码">'
+        '<displayName value="新型农村合作医疗"/></code>'.encode(),
+        'code="07" codeSystem="2.16.156.10011.2.3.1.248" displayName="全自费"/>'.encode(),
+    )
+    assert plain != raw
+    first = translator.translate(raw, "std-cda")
+    outcome = translator.translate(plain, "std-cda")
+    assert not [i for i in outcome.issues if "not read" in i.diagnostics]
+    (patient,) = _patients(outcome.resources)
+    assert (
+        _check_coverage(
+            outcome.resources, patient, {"code": "07", "name": "全自费", "self_pay": True}
+        )
+        == []
+    )
+    ids = {r["id"] for r in outcome.resources if r["resourceType"] == "Coverage"}
+    assert ids == {r["id"] for r in first.resources if r["resourceType"] == "Coverage"}
+
+
+def test_no_coverage_without_an_insurance_type(translator: Translator) -> None:
+    outcome = translator.translate(
+        (FOLDER / "std-cda" / "register-no-id-card.xml").read_bytes(), "std-cda"
+    )
+    assert not [r for r in outcome.resources if r["resourceType"] == "Coverage"]

@@ -98,3 +98,23 @@ def test_a_compared_list_that_is_only_added_to_is_joined_without_a_warning() -> 
     assert [i.expression for i in issues] == ["ServiceRequest.performer"]
     fewer, issues = keep_first({**STORED, "performer": [org]}, stored, policy)
     assert fewer["performer"] == [org, dept] and len(issues) == 1  # a stub without the dept
+
+
+def _one_person(a: object, b: object) -> bool:  # every Patient is one person here
+    return all(isinstance(v, dict) and v["reference"].startswith("Patient/") for v in (a, b))
+
+
+def test_a_value_naming_the_same_thing_is_a_note_not_a_conflict() -> None:
+    """The receiver's answer names its own record of the slip's patient: one person in the
+    patient index (``same``), so the stored subject is kept with a note, not a warning; a
+    value ``same`` does not vouch for is still a warning."""
+    new = {k: v for k, v in STORED.items() if k != "meta"}
+    new.update(subject={"reference": "Patient/b"}, authoredOn="2026-11-21")
+    merged, issues = keep_first(new, STORED, POLICY, same=_one_person)
+    assert merged["subject"] == {"reference": "Patient/a"}
+    assert {i.expression: i.severity for i in issues} == {
+        "ServiceRequest.subject": "information",
+        "ServiceRequest.authoredOn": "warning",
+    }
+    _, issues = keep_first(new, STORED, POLICY, same=lambda a, b: False)
+    assert {i.severity for i in issues} == {"warning"}

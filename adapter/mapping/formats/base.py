@@ -134,7 +134,7 @@ class SourceFormat(ABC):
         source, scope, problems = self.start(document, mapping)
         state = new_state(mappings, self.name, source, context)
         state.issues.extend(problems)
-        if not problems:
+        if not any(p.severity in ("error", "fatal") for p in problems):
             run_steps(Evaluation(state, scope, dict(context.variables)), mapping.steps)
         unread = self.unread(document, source, mapping)
         state.issues.extend(unread_issue(*item) for item in unread)
@@ -183,7 +183,8 @@ class SourceFormat(ABC):
         self, document: Any, mapping: MessageMapping
     ) -> tuple[SourceAdapter, Any, list[Issue]]:
         """The engine's view of the document for this mapping, the scope the steps start in,
-        and problems that stop the mapping before it runs (a required group missing)."""
+        and problems found before it runs: errors stop it (a required group missing),
+        information notes do not (HL7 v2: an ORC read after its OBR)."""
 
     @abstractmethod
     def unread(

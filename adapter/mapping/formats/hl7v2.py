@@ -133,9 +133,13 @@ class Hl7v2Format(SourceFormat):
     def start(
         self, document: Message, mapping: MessageMapping
     ) -> tuple[Hl7v2Source, v2.Group, list[Issue]]:
-        root, unplaced = v2.build_groups(document, mapping.structure)
+        ordered, notes = v2.standard_order(document, mapping.structure)
+        root, unplaced = v2.build_groups(document, mapping.structure, ordered)
         source = Hl7v2Source(v2.ReadTracker(), unplaced)
-        problems = []
+        problems = [
+            Issue(note.severity, "structure", note.text, location=note.location)  # type: ignore[arg-type]
+            for note in notes
+        ]
         for group, name in v2.missing_required(root):
             where = source.describe(group) or group.name
             kind = (

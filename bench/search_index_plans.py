@@ -1,0 +1,208 @@
+"""Which indexes of ``search_index`` the store's queries use on PostgreSQL (decision 0042).
+
+    .venv/bin/python bench/search_index_plans.py [--pg URL] [--observations 20000]
+
+Loads Observations (bench_search.py's generator) and Patients into a scratch schema,
+ANALYZEs, then runs the store's own code for each query shape (``find`` for searches,
+sorts, ``:missing``, ``:not``, chains, ``_has``; ``included`` for ``_include`` /
+``_revinclude``; the recognition query's code rows; the delete of a changed resource's
+rows), records every statement it sends that reads ``search_index``, and prints the
+indexes PostgreSQL's plan uses for it (``EXPLAIN``, the statement's own parameters). Then
+the same with ``enable_seqscan = off`` (which index the planner *can* use when the table
+is large). At the end: each index of ``search_index`` and the shapes that used it; an index
+no shape uses is a candidate to drop. Not a benchmark: no timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import psycopg
+from bench_search import DEFAULT_PG, observation
+from pg_schema import ResourceCopy, analyze, scratch_schema
+from sqlalchemy import delete, event, text
+
+from adapter.fhir.search_query import parse_search
+from adapter.recognition.query import _coded_rows
+from adapter.store import make_engine, migrate, session_factory
+from adapter.store.models import SearchIndex
+from adapter.store.search import find
+from adapter.store.search_include import included
+
+SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
+    ("patient + _sort=-date", "Observation", [("patient", "Patient/p3"), ("_sort", "-date")]),
+    ("subject (shares patient's rows)", "Observation", [("subject", "Patient/p3")]),
+    ("code", "Observation", [("code", "1003-3")]),
+    ("code system|code", "Observation", [("code", "http://loinc.org|1003-3")]),
+    ("combo-code (code rows)", "Observation", [("combo-code", "1003-3")]),
+    ("status:not", "Observation", [("status:not", "final")]),
+    ("value-quantity gt", "Observation", [("value-quantity", "gt190")]),
+    ("value-quantity:missing", "Observation", [("value-quantity:missing", "true")]),
+    ("date ge", "Observation", [("date", "ge2025-12-01")]),
+    ("date lt", "Observation", [("date", "lt2023-01-05")]),
+    ("date eq (a day)", "Observation", [("date", "2024-03-01")]),
+    ("_sort=date (type)", "Observation", [("_sort", "date")]),
+    ("_sort=-date (type)", "Observation", [("_sort", "-date")]),
+    ("_sort=-value-quantity", "Observation", [("_sort", "-value-quantity")]),
+    ("chain patient.name", "Observation", [("patient.name", "王五3")]),
+    ("Patient name prefix", "Patient", [("name", "王五3")]),
+    ("Patient name:contains", "Patient", [("name:contains", "五3")]),
+    ("Patient identifier", "Patient", [("identifier", "urn:oid:2.16.156|ID3")]),
+    ("Patient birthdate", "Patient", [("birthdate", "1970-01-04")]),
+    ("Patient _profile (uri)", "Patient", [("_profile", "http://example.org/p")]),
+    ("Patient _has:Observation", "Patient", [("_has:Observation:patient:code", "1003-3")]),
+]
+
+
+def patient(n: int) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "id": f"p{n}",
+        "meta": {"profile": ["http://example.org/p"] if n % 100 == 0 else []},
+        "identifier": [{"system": "urn:oid:2.16.156", "value": f"ID{n}"}],
+        "name": [{"family": "王", "given": [f"五{n}"]}],
+        "birthDate": f"1970-01-{1 + n % 28:02d}",
+    }
+
+
+def load(conn: psycopg.Connection, observations: int) -> None:
+    rng = random.Random(7)
+    patients = max(1, observations // 100)
+    rows = ResourceCopy()
+    for n in range(patients):
+        rows.add(patient(n), last_updated="2026-01-01T00:00:00+00:00", patient_key=None)
+    for i in range(observations):
+        body = observation(i, rng.randrange(patients), rng)
+        rows.add(
+            body, last_updated=body["meta"]["lastUpdated"], patient_key=body["subject"]["reference"]
+        )
+    rows.flush(conn)
+    analyze(conn)
+
+
+def index_names(plan: dict[str, Any]) -> set[str]:
+    found = {plan["Index Name"]} if "Index Name" in plan else set()
+    for child in plan.get("Plans", []):
+        found |= index_names(child)
+    return found
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--pg", default=DEFAULT_PG)
+    ap.add_argument("--observations", type=int, default=20_000)
+    args = ap.parse_args()
+    with scratch_schema(args.pg, "plans") as schema:
+        engine = make_engine(schema.url)
+        migrate(engine)
+        with schema.connect() as conn:
+            load(conn, args.observations)
+        captured: list[tuple[str, str, Any]] = []
+        current = {"shape": ""}
+
+        @event.listens_for(engine, "before_cursor_execute")
+        def capture(conn, cursor, statement, parameters, context, executemany):
+            if "search_index" in statement and not statement.lstrip().startswith("EXPLAIN"):
+                captured.append((current["shape"], statement, parameters))
+
+        factory = session_factory(engine)
+        with factory() as session:
+            for label, rtype, params in SEARCHES:
+                current["shape"] = label
+                parsed = parse_search(rtype, [*params, ("_count", "50")])
+                find(
+                    session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate"
+                )
+            current["shape"] = "(the page for _include: code)"
+            page = find(
+                session,
+                ["Observation"],
+                parse_search("Observation", [("code", "1003-3")]).criteria,
+                count=50,
+            )
+            current["shape"] = "_include=Observation:patient"
+            included(
+                session,
+                page.bodies,
+                parse_search("Observation", [("_include", "Observation:patient")]).includes,
+            )
+            current["shape"] = "(the page for _revinclude: name)"
+            pats = find(
+                session,
+                ["Patient"],
+                parse_search("Patient", [("name", "王五3")]).criteria,
+                count=50,
+            )
+            current["shape"] = "_revinclude=Observation:patient"
+            included(
+                session,
+                pats.bodies,
+                parse_search("Patient", [("_revinclude", "Observation:patient")]).includes,
+            )
+            current["shape"] = "recognition: a person's code rows"
+            _coded_rows(
+                session,
+                "Observation",
+                [f"o{i}" for i in range(30)],
+                {("http://loinc.org", "1003-3"): None},
+            )  # type: ignore[dict-item]
+            current["shape"] = "delete a changed resource's rows"
+            si = SearchIndex.__table__
+            session.execute(
+                delete(si).where(
+                    si.c.resource_type == "Observation", si.c.resource_id.in_(["o1", "o2"])
+                )
+            )
+            session.rollback()
+        used: dict[str, dict[str, set[str]]] = {
+            "default": defaultdict(set),
+            "seqscan off": defaultdict(set),
+        }
+        with engine.connect() as conn:
+            all_indexes = [
+                row[0]
+                for row in conn.execute(
+                    text(
+                        "SELECT indexname FROM pg_indexes "
+                        "WHERE schemaname = current_schema() AND tablename = 'search_index'"
+                    )
+                )
+            ]
+            for setting, sql in (
+                ("default", "SET enable_seqscan = on"),
+                ("seqscan off", "SET enable_seqscan = off"),
+            ):
+                conn.exec_driver_sql(sql)
+                print(f"\n== plans, {setting}")
+                for shape, statement, parameters in captured:
+                    plan = conn.exec_driver_sql(
+                        "EXPLAIN (FORMAT JSON) " + statement, parameters
+                    ).scalar_one()
+                    plan = json.loads(plan) if isinstance(plan, str) else plan
+                    names = sorted(index_names(plan[0]["Plan"]))
+                    for name in names:
+                        used[setting][name].add(shape)
+                    mine = ", ".join(n for n in names if "search_index" in n)
+                    print(f"   {shape:40} {mine or '(no search_index index)'}")
+                conn.rollback()
+        print("\n== indexes of search_index and the shapes that use them (default / seqscan off)")
+        for name in sorted(all_indexes):
+            a, b = used["default"].get(name, set()), used["seqscan off"].get(name, set())
+            shapes = "; ".join(sorted(a | b))[:160] or "UNUSED"
+            print(f"   {name:32} {len(a):3} / {len(b):3}   {shapes}")
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
