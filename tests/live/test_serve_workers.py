@@ -101,7 +101,7 @@ def test_workers_refused_with_the_delivery_worker_in_process(
         env=env,
         cwd=tmp_path,
         capture_output=True,
-        timeout=120,
+        timeout=600,  # a loaded machine loads the mappings slowly
     )
     assert done.returncode == 2
     assert b"ADAPTER_DELIVER_IN_PROCESS" in done.stderr + done.stdout
