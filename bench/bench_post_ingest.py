@@ -3,13 +3,15 @@ loopback), with 1 and with 4 concurrent clients (issue 14 §2 goal: >= 150 messa
 4 clients).
 
     .venv/bin/python bench/bench_post_ingest.py [--messages 400] [--pg URL | --no-pg]
+        [--workers 1,2,4] [--no-sqlite]
 
 Input: the ORU fixtures made unique as in bench_ingest.py, a new patient per copy
 (bench_delivery.Patients). Each client is one kept-alive httpx.Client posting one message
 at a time (as a LIS interface does) and checking the 202. The server is the example
 consortium with authentication off, on a fresh SQLite file and on a fresh PostgreSQL
-schema. Printed per database: messages/s and p50 / p95 ms per request for 1 and 4 clients,
-and 4 clients / 1 client.
+schema (a fresh one per ``--workers`` count: ``adapter serve --workers N``, N processes on
+one socket). Printed per database and worker count: messages/s and p50 / p95 ms per request
+for 1 and 4 clients, and 4 clients / 1 client.
 """
 
 from __future__ import annotations
@@ -71,14 +73,17 @@ def post_all(url: str, items: list[tuple[str, bytes]], clients: int) -> tuple[fl
     return len(items) / spent, latencies
 
 
-def run(label: str, url: str, tmp: Path, items: list[tuple[str, bytes]]) -> None:
+def run(label: str, url: str, tmp: Path, items: list[tuple[str, bytes]], workers: int) -> None:
     half = len(items) // 2
-    with LiveServer(url, tmp) as server:
+    args = ["--workers", str(workers)] if workers > 1 else []
+    with LiveServer(url, tmp, args=args) as server:
         post_all(server.url("/ingest"), items[:8], 1)  # warm-up
         rows = {}
         for clients, chunk in ((1, items[8:half]), (4, items[half:])):
             rows[clients] = post_all(server.url("/ingest"), chunk, clients)
-    print(f"\n== {label} (load average {os.getloadavg()[0]:.1f})")
+    print(
+        f"\n== {label}, adapter serve --workers {workers} (load average {os.getloadavg()[0]:.1f})"
+    )
     for clients, (rate, lat) in rows.items():
         p95 = statistics.quantiles(lat, n=20)[18]
         print(
@@ -97,34 +102,44 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=400, help="messages per database (400)")
     ap.add_argument("--pg", default=DEFAULT_PG)
     ap.add_argument("--no-pg", action="store_true")
+    ap.add_argument(
+        "--workers",
+        default="1",
+        help="comma-separated `adapter serve --workers` counts, one server each (default 1)",
+    )
+    ap.add_argument("--no-sqlite", action="store_true")
     args = ap.parse_args()
     fixtures = load_fixtures(load_consortium(Settings().config))
     copies = max(1, args.messages // len(fixtures))
     patients = Patients()
+    counts = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        url = f"sqlite:///{tmp / 'post.db'}"
-        engine = make_engine(url)
-        migrate(engine)
-        engine.dispose()
-        run("SQLite", url, tmp, messages(fixtures, copies, "s", patients))
+        for workers in counts if not args.no_sqlite else []:
+            url = f"sqlite:///{tmp / f'post-{workers}.db'}"
+            engine = make_engine(url)
+            migrate(engine)
+            engine.dispose()
+            run("SQLite", url, tmp, messages(fixtures, copies, f"s{workers}.", patients), workers)
         if args.no_pg:
             return
-        made = postgres_engine(args.pg)
-        if isinstance(made, str):
-            print(f"\n== PostgreSQL: skipped, {made}")
-            return
-        engine, drop = made
-        try:
-            migrate(engine)
-            run(
-                "PostgreSQL",
-                engine.url.render_as_string(hide_password=False),
-                tmp,
-                messages(fixtures, copies, "p", patients),
-            )
-        finally:
-            drop()
+        for workers in counts:
+            made = postgres_engine(args.pg)
+            if isinstance(made, str):
+                print(f"\n== PostgreSQL: skipped, {made}")
+                return
+            engine, drop = made
+            try:
+                migrate(engine)
+                run(
+                    "PostgreSQL",
+                    engine.url.render_as_string(hide_password=False),
+                    tmp,
+                    messages(fixtures, copies, f"p{workers}.", patients),
+                    workers,
+                )
+            finally:
+                drop()
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from functools import partial
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -100,11 +99,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await run_in_threadpool(migrate, engine)
-        # the adapter's own CodeSystems, readable at /fhir/CodeSystem/{id}
-        await run_in_threadpool(
-            partial(publish, recognition=runtime.recognition), app.state.session_factory
-        )
+        if not app.state.prepared:  # several workers: done once before they were forked
+            await run_in_threadpool(prepare_database, app)
         await run_in_threadpool(record_config_loaded, runtime, "serve")
         checkpoints = start_checkpoints(settings, app.state.session_factory)
         if delivery_worker is not None:
@@ -142,6 +138,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.started_at = format_instant(datetime.now(UTC))
     app.state.delivery = None  # the in-process delivery worker, once it runs
+    app.state.prepared = False  # schema migrated and CodeSystems published (prepare_database)
+    app.state.runtime = runtime
     install_error_handlers(app)
     app.add_middleware(FhirNegotiation)  # innermost: sees the routes' FHIR JSON answers
     app.add_middleware(RequestChecks)
@@ -165,6 +163,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_console(app, settings)  # /console/: the web console (docs/console.md)
     install_openapi(app, ROUTERS)
     return app
+
+
+def prepare_database(app: FastAPI) -> None:
+    """Migrate the schema and publish the adapter's own CodeSystems (readable at
+    /fhir/CodeSystem/{id}): the lifespan does it, or ``adapter serve --workers N`` once
+    before forking (N processes doing it at once would race on a new database)."""
+    migrate(app.state.engine)
+    publish(app.state.session_factory, recognition=app.state.runtime.recognition)
+    app.state.prepared = True
 
 
 def build_authority(settings: Settings, consortium: Consortium) -> Authority:

@@ -24,6 +24,7 @@ import logging
 import resource
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -225,23 +226,108 @@ def raise_open_file_limit(needed: int) -> None:
             )
 
 
-def run(application: Any, settings: Settings, *, host: str, port: int) -> None:
+def run(
+    application: Any,
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int = 1,
+    before_fork: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``application``; with ``workers`` > 1, that many pre-forked processes
+    accepting on one listening socket (:func:`serve_forked`), ``before_fork`` run once in
+    this process first (the schema migrated, the pool closed)."""
     import uvicorn
 
     limits = HttpLimits.from_settings(settings)
     raise_open_file_limit(limits.max_connections + 128)  # database, files, listeners
     # if descriptors run out anyway, asyncio would log every failed accept
     logging.getLogger("asyncio").addFilter(RepeatFilter())
-    uvicorn.run(
-        application,
-        host=host,
-        port=port,
-        log_config=None,
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_config": None,
         # uvicorn's own access line prints query strings (names, birth dates);
         # adapter.api.access_log logs each request with the query values masked
-        access_log=False,
-        http=guarded_protocol(limits),
-        timeout_keep_alive=settings.http_keep_alive_seconds,
-        h11_max_incomplete_event_size=settings.http_max_header_bytes,
+        "access_log": False,
+        "http": guarded_protocol(limits),
+        "timeout_keep_alive": settings.http_keep_alive_seconds,
+        "h11_max_incomplete_event_size": settings.http_max_header_bytes,
         **tls_options(settings),
-    )
+    }
+    if workers <= 1:
+        uvicorn.run(application, **options)
+        return
+    if before_fork is not None:
+        before_fork()
+    serve_forked(uvicorn.Config(application, **options), workers)
+
+
+def serve_forked(config: Any, workers: int) -> None:
+    """``workers`` processes forked from this one (the app, its mappings and settings built
+    once, shared copy-on-write), each running uvicorn on the same listening socket: the
+    kernel hands each new connection to one of them. The Python interpreter runs one thread
+    at a time, so one process uses one core however many requests it has in its thread
+    pool; this uses as many cores as workers (docs/running.md, decision 0044).
+
+    SIGTERM / SIGINT to this process is passed to every worker (each finishes its requests
+    and stops, as uvicorn does alone). A worker that dies otherwise stops the others and
+    this process exits with 1, for the service manager to restart the whole (systemd
+    ``Restart=on-failure``): no half-sized server keeps running unnoticed."""
+    import contextlib
+    import os
+    import signal
+
+    import uvicorn
+
+    sock = config.bind_socket()
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                server = uvicorn.Server(config)
+                server.run(sockets=[sock])
+                code = 0 if server.started else 3  # 3: uvicorn's start-up failure
+            except BaseException:
+                log.exception("HTTP worker %d failed", os.getpid())
+            finally:
+                os._exit(code)
+        children.append(pid)
+    log.info("HTTP: %d worker processes %s on one socket", workers, children)
+    stopping = False
+
+    def stop(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = False
+    running = set(children)
+    while running:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        running.discard(pid)
+        if not stopping:
+            log.error(
+                "HTTP worker %d ended (exit %s): stopping the others",
+                pid,
+                os.waitstatus_to_exitcode(status),
+            )
+            failed = True
+            stop(signal.SIGTERM, None)
+    sock.close()
+    if failed:
+        raise SystemExit(1)

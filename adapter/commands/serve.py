@@ -16,24 +16,63 @@ from adapter.errors import AdapterError
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8080,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes accepting on the port (one core each); see docs/running.md",
+        ),
+    ] = 1,
 ) -> None:
     """Run the HTTP API (ingest, messages, FHIR) with uvicorn."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from adapter.api.app import create_app
+    from adapter.api.app import create_app, prepare_database
     from adapter.api.server import run
 
     settings = common.settings()
     try:
         common.configure_logs(settings)
         application = create_app(settings)  # build_runtime(settings, run_migrations=False)
+        if workers > 1:
+            check_workers(application, workers)
     except AdapterError as exc:
         raise common.cannot_start(exc.message) from None
     except SQLAlchemyError as exc:
         raise common.database_unusable(settings, exc) from None
     if not settings.auth:
         warn_auth_off(host)
-    run(application, settings, host=host, port=port)
+
+    def before_fork() -> None:
+        """Once, before the workers exist: the schema and CodeSystems (prepare_database),
+        then no database connection left open to be inherited by them."""
+        try:
+            prepare_database(application)
+        except SQLAlchemyError as exc:
+            raise common.database_unusable(settings, exc) from None
+        application.state.engine.dispose()
+
+    run(application, settings, host=host, port=port, workers=workers, before_fork=before_fork)
+
+
+def check_workers(application, workers: int) -> None:  # type: ignore[no-untyped-def]
+    """What several worker processes cannot share: say so at start-up, not later."""
+    from adapter.errors import ConfigError
+
+    settings = application.state.settings
+    if settings.deliver_in_process:
+        raise ConfigError(
+            f"--workers {workers} with ADAPTER_DELIVER_IN_PROCESS: each worker would run a "
+            "delivery worker; run one `adapter worker` beside the server instead"
+        )
+    auth = application.state.auth
+    if auth is not None and auth.tokens.keys.ephemeral:
+        raise ConfigError(
+            f"--workers {workers} needs ADAPTER_AUTH_SIGNING_KEY: without it each worker "
+            "would sign tokens with a key of its own that the others refuse "
+            "(adapter auth keygen; docs/security.md)"
+        )
 
 
 def warn_auth_off(host: str) -> None:

@@ -40,6 +40,7 @@ from adapter.errors import AdapterError
 from adapter.pipeline import steps
 from adapter.pipeline.receipt import Receipt
 from adapter.pipeline.results import IngestResult, result_of
+from adapter.store import read_only
 from adapter.store.keys import keys_in
 from adapter.store.models import InboundMessage
 
@@ -102,6 +103,7 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
             continue
         keys[i] = key
     with pipeline.factory() as session:  # a read: nothing is locked while translating
+        read_only(session)  # on SQLite not even the write lock (adapter/store/engine.py)
         known_ids = {k: m.id for k, m in _known(session, list(keys.values())).items()}
     jobs: list[tuple[int, _Job]] = []
     for i, key in keys.items():

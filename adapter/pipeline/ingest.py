@@ -43,7 +43,7 @@ from adapter.pipeline.results import (
 from adapter.pipeline.translator import Outcome, Translator, internal_error
 from adapter.recognition.catalogue import Catalogue
 from adapter.recognition.marks import ResultMarks
-from adapter.store import create_message, find_message, get_message, verified_raw
+from adapter.store import create_message, find_message, get_message, read_only, verified_raw
 from adapter.store.models import InboundMessage
 from adapter.store.refusals import describe, is_refusal, is_unique_violation, locate_refusal
 
@@ -379,6 +379,13 @@ class Pipeline:
         )
 
     def _duplicate(self, source_id: str, digest: str) -> IngestResult | None:
+        # the usual answer (never received) from a read that takes no write lock on SQLite:
+        # with BEGIN IMMEDIATE every request's lookup queued behind the other requests'
+        # store transactions (decision 0044); a duplicate is looked up again below, in the
+        # transaction that writes its audit record
+        with self.factory() as session:
+            if find_message(read_only(session), source_id, digest) is None:
+                return None
         with self.factory() as session:
             existing = find_message(session, source_id, digest)
             if existing is None:

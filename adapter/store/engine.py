@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BEGIN = "sqlite_begin"  # execution option: "IMMEDIATE" (default) or "DEFERRED"
+_QUEUES: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -50,10 +53,84 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL
         cursor.close()
 
+    writers = _QUEUES[engine] = _WriterQueue()
+
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN, "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+        if mode != "DEFERRED":
+            writers.enter(connection.connection)
+        try:
+            connection.exec_driver_sql(f"BEGIN {'DEFERRED' if mode == 'DEFERRED' else 'IMMEDIATE'}")
+        except BaseException:
+            writers.leave(connection.connection)
+            raise
+
+    dialect = engine.dialect
+    plain_commit, plain_rollback = dialect.do_commit, dialect.do_rollback
+
+    def do_commit(dbapi_connection: Any) -> None:
+        try:
+            plain_commit(dbapi_connection)
+        finally:
+            writers.leave(dbapi_connection)
+
+    def do_rollback(dbapi_connection: Any) -> None:
+        try:
+            plain_rollback(dbapi_connection)
+        finally:
+            writers.leave(dbapi_connection)
+
+    dialect.do_commit = do_commit  # type: ignore[method-assign]
+    dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+
+    @event.listens_for(engine.pool, "checkin")
+    def _on_checkin(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        writers.leave(dbapi_connection)  # never kept past the connection's use
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _on_invalidate(dbapi_connection: Any, _record: Any, _exc: Any) -> None:
+        writers.leave(dbapi_connection)
+
+
+def writer_queue(engine: Engine) -> _WriterQueue | None:
+    """The queue of a SQLite engine's writing threads (None for PostgreSQL)."""
+    return _QUEUES.get(engine)
+
+
+class _WriterQueue:
+    """The threads of one process queue here for SQLite's write lock (BEGIN IMMEDIATE).
+
+    Waiting inside SQLite, a thread sleeps in steps of up to 100 ms (its busy handler polls)
+    and is not woken when the lock is freed: four ``POST /ingest`` clients on one server got
+    half the rate of one (decision 0044, bench_post_ingest.py). Here the next thread is
+    woken at once. Other processes still meet SQLite's own lock and busy timeout; a thread
+    that waits here longer than that timeout goes on to SQLite as before, and a thread that
+    opens a second write transaction while holding one goes straight to SQLite's lock, as
+    before (no new way to hang). Released when the transaction ends (commit, rollback) or
+    its connection goes back to the pool, by whichever thread does it."""
+
+    WAIT_SECONDS = 10.0  # = PRAGMA busy_timeout
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder: int | None = None  # id() of the DBAPI connection holding the lock
+        self.owner: int | None = None  # the thread that took it
+
+    @staticmethod
+    def _key(connection: Any) -> int:
+        return id(getattr(connection, "dbapi_connection", None) or connection)
+
+    def enter(self, connection: Any) -> None:
+        if self.owner == threading.get_ident():
+            return  # a second write transaction of the holding thread: SQLite decides
+        if self.lock.acquire(timeout=self.WAIT_SECONDS):
+            self.holder, self.owner = self._key(connection), threading.get_ident()
+
+    def leave(self, connection: Any) -> None:
+        if self.holder is not None and self.holder == self._key(connection):
+            self.holder = self.owner = None
+            self.lock.release()
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -270,19 +270,25 @@ class SyncRunner:
         """Store ``documents`` (one transaction, a savepoint each: Pipeline.ingest_many),
         record them in the ledger, then checkpoint after the last: a run killed at any point
         reads again from the previous checkpoint and the pipeline recognises what it stored."""
-        done += self._store(run_id, item, documents, replayed=False)
+        done += len(documents)
+        checkpoint = {"after": documents[-1].position, "stored": done}
+        self._store(run_id, item, documents, replayed=False, checkpoint=checkpoint)
         self.progress.step(done)
-        with self.factory.begin() as session:
-            ledger.save_checkpoint(
-                session, run_id, item.id, {"after": documents[-1].position, "stored": done}
-            )
         return done
 
     def _store(
-        self, run_id: str, item: SyncSource, documents: list[Item], *, replayed: bool
+        self,
+        run_id: str,
+        item: SyncSource,
+        documents: list[Item],
+        *,
+        replayed: bool,
+        checkpoint: dict[str, Any] | None = None,
     ) -> int:
         """Ingest the documents that carry bytes in one batch, then write what became of
-        every one of them in the ledger, in one transaction; returns how many."""
+        every one of them in the ledger and, when given, the ``checkpoint`` after them, in
+        one transaction (one commit fewer per batch than two: decision 0044); returns how
+        many."""
         carried = [d for d in documents if d.raw is not None]
         receipts = [
             (d.raw, Receipt(item.source, Channel.SYNC, f"{item.id}:{d.key}", item.content_type))
@@ -319,6 +325,8 @@ class SyncRunner:
                     now=datetime.now(UTC),
                 )
                 session.flush()  # the same key twice in one batch finds its first row
+            if checkpoint is not None:
+                ledger.save_checkpoint(session, run_id, item.id, checkpoint)
         return len(documents)
 
     # -- the report --------------------------------------------------------------------------

@@ -1,0 +1,562 @@
+"""Benchmark: a generated county night through the real ``adapter sync`` (issue 14 §2 goal: a
+50,000-document night, mixed lab, referral and discharge, reconciled in under 10 minutes with
+a peak RSS of at most 500 MB), on a SQLite file and a PostgreSQL schema, against a floor.
+
+    .venv/bin/python bench/bench_night.py                        # 50,000 documents
+    .venv/bin/python bench/bench_night.py --documents 5000       # a quick run
+    .venv/bin/python bench/bench_night.py --documents 2000 --no-pg --profile /tmp/night.prof
+
+The night (``--seed`` makes it the same every time) is a file-drop source per facility and
+document kind, as docs/sync.md describes: ``<root>/<facility>/<kind>/<YYYYMMDD>/`` holding the
+documents and ``manifest.csv`` (``file,key,op``). It is built from the golden fixtures, every
+document with its own ids:
+
+* lab reports (70 %): every ORU^R01 fixture of the example consortium's four lab systems
+  (standard HL7 v2.5.1 at the county hospital, the 慧康 GB18030 dialect, the 云医 dialect at
+  both township centres); message, order and specimen numbers suffixed (bench_ingest.variant);
+  every new patient a new valid resident ID (bench_delivery.Patients, birth dates spread);
+  ``--repeat-share`` (0.3) of the reports are about a patient already seen that night (the
+  same PID segment as an earlier copy of that fixture); one standard report in ten is sent in
+  GBK (MSH-18 ``GBK``);
+* referral slips (15 %): REF^I12 from the county HIS (two thirds) and WS/T 500 referral CDA
+  (one third), slip number, document id and patient numbers suffixed, national IDs new;
+* discharge summaries (15 %): WS/T 500.53 CDA, document id, set id and patient numbers
+  suffixed; one in five written in GBK (``encoding="GBK"``) when its characters allow.
+
+Rows printed, per database (SQLite: a WAL file in a temporary folder; PostgreSQL: ``--pg``, a
+schema made for the run and dropped after), the two taking turns:
+
+* ``adapter sync``: the real command (``python -m adapter.cli sync --day D --json --quiet``)
+  as a subprocess on the migrated, empty database, the example consortium with its
+  destinations on (routed resources write outbox rows; nothing is sent) and the recognition
+  catalogue beside it, as deployed. Wall time from start to exit (start-up included), documents
+  per second, **peak RSS of the sync process** (``os.wait4``), its CPU time (and, on
+  PostgreSQL, that of every ``postgres`` process meanwhile: an upper bound), and the report:
+  received, gaps (the goal is 0) and the exit code.
+* ``floor``: the least a night import must do with the same files: read the manifests, read
+  every file, split it (HL7 v2: segments and fields; XML: parsed by lxml), its sha256, and
+  insert the raw bytes with key and hash, ``--checkpoint`` rows per transaction
+  (executemany) into one table of the same database. ``sync / floor`` is the price of
+  translating, checking, storing the resources with their history, index, outbox, audit and
+  ledger rows, and reconciling.
+
+``--profile FILE`` runs the SQLite sync under cProfile (``-m cProfile -o FILE``) instead
+(its wall time is then not comparable). The load average is printed before and after each
+row: the machine is shared (bench/README.md, "Noise").
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_delivery import Patients, process_cpu
+from bench_ingest import DEFAULT_PG, Fixture, load_fixtures, postgres_engine, variant
+from lxml import etree
+from sqlalchemy import Engine, text
+
+from adapter.consortium import load_consortium
+from adapter.hl7v2 import parse_hl7v2
+from adapter.settings import Settings
+from adapter.store import make_engine, migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+DAY = date(2026, 11, 20)
+GOAL_MINUTES, GOAL_RSS_MB = 10.0, 500.0
+
+COUNTY, SHIQIAO, LIUHE = (
+    "qingshan-county-hospital",
+    "shiqiao-township-centre",
+    "liuhe-township-centre",
+)
+FACILITY_OF = {
+    "std-hl7v2": COUNTY,
+    "county-lis": COUNTY,
+    "shiqiao-lis": SHIQIAO,
+    "liuhe-lis": LIUHE,
+    "county-his": COUNTY,
+    "std-cda": COUNTY,
+}
+_NATIONAL = re.compile(r"[0-9]{17}[0-9X]|[0-9]{15}")
+
+
+# -- the night's documents -----------------------------------------------------------------
+
+
+@dataclass
+class Night:
+    """The sync sources written (id -> facility, source system, kind, folder) and counts."""
+
+    root: Path
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    files: int = 0
+    bytes: int = 0
+    gbk: int = 0
+
+
+def hl7_variant(text_: str, codec: str, tag: str, fields_: dict[str, tuple[int, ...]]) -> str:
+    """``tag`` appended to the first component of the given fields (MSH-10, RF1-6, OBR-2/3)."""
+    lines = text_.split("\r")
+    fs, comp = lines[0][3], lines[0][4]
+    for n, line in enumerate(lines):
+        parts = line.split(fs)
+        for number in fields_.get(parts[0], ()):
+            index = number - 1 if parts[0] == "MSH" else number
+            if index < len(parts) and parts[index]:
+                first, *rest = parts[index].split(comp)
+                parts[index] = comp.join([first + tag, *rest])
+        lines[n] = fs.join(parts)
+    return "\r".join(lines)
+
+
+class Generator:
+    def __init__(self, seed: int, repeat_share: float) -> None:
+        self.random = random.Random(seed)
+        self.repeat_share = repeat_share
+        self.patients = Patients(spread_births=True)  # HL7 v2: PID-7 follows the new ID
+        self.cda_patients = Patients()  # CDA: the new ID keeps the document's birthTime
+        self.seen_pid: dict[str, list[list[str]]] = {}  # fixture -> PID lines of its copies
+        self.seen_ids: dict[str, list[dict[str, str]]] = {}  # CDA fixture -> national ID maps
+
+    def _repeat(self, seen: list[Any]) -> Any | None:
+        if seen and self.random.random() < self.repeat_share:
+            return self.random.choice(seen)
+        return None
+
+    def hl7(self, fixture: Fixture, tag: str, fields_: dict[str, tuple[int, ...]] | None) -> str:
+        """A unique copy: its numbers suffixed, a new patient or (repeat share) an earlier
+        copy's patient of the same fixture."""
+        if fields_ is None:  # ORU: bench_ingest's variant (MSH-10, ORC-2/3, OBR-2/3, SPM-2)
+            made = variant(fixture, tag).decode(fixture.codec)
+        else:
+            made = hl7_variant(fixture.text, fixture.codec, tag, fields_)
+        seen = self.seen_pid.setdefault(fixture.name + fixture.source, [])
+        earlier = self._repeat(seen)
+        lines = made.split("\r")
+        pids = [n for n, line in enumerate(lines) if line.startswith("PID")]
+        if earlier is not None and len(earlier) == len(pids):
+            for n, line in zip(pids, earlier, strict=True):
+                lines[n] = line
+            return "\r".join(lines)
+        made = self.patients.unique(made.encode("utf-8"), "utf-8", tag).decode("utf-8")
+        seen.append([line for line in made.split("\r") if line.startswith("PID")])
+        return made
+
+    def cda(self, name: str, xml: str, tag: str) -> str:
+        """Document id, set id and patient numbers suffixed; national IDs new (or, repeat
+        share, those of an earlier copy of the same fixture)."""
+        seen = self.seen_ids.setdefault(name, [])
+        ids = self._repeat(seen)
+        if ids is None:
+            ids = {}
+            for old in re.findall(r'root="2\.16\.156\.10011\.1\.3" extension="([^"]+)"', xml):
+                if _NATIONAL.fullmatch(old) and old not in ids:
+                    ids[old] = self.cda_patients.national(old)
+            seen.append(ids)
+        for old, new in ids.items():
+            xml = xml.replace(f'extension="{old}"', f'extension="{new}"')
+        xml = re.sub(
+            r'(root="2\.16\.156\.10011\.1\.(?:1|2|12|19|33)" extension=")([^"]+)"',
+            lambda m: f'{m.group(1)}{m.group(2)}{tag}"',
+            xml,
+        )
+        return re.sub(
+            r'(<setId[^>]*extension=")([^"]+)"', lambda m: f'{m.group(1)}{m.group(2)}{tag}"', xml
+        )
+
+
+def _xml_fixtures(folder: Path) -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(folder.glob("*.xml")):
+        raw = path.read_bytes()
+        head = raw[:100].decode("ascii", "replace").lower()
+        codec = "gb18030" if "gb18030" in head or "gbk" in head else "utf-8"
+        out.append((path.name, raw.decode(codec)))
+    return out
+
+
+def _as_gbk_xml(xml: str) -> bytes | None:
+    declared = re.sub(r'encoding="[^"]+"', 'encoding="GBK"', xml, count=1)
+    try:
+        return declared.encode("gbk")
+    except UnicodeEncodeError:
+        return None
+
+
+def _as_gbk_hl7(message: str) -> bytes | None:
+    lines = message.split("\r")
+    fs = lines[0][3]
+    msh = lines[0].split(fs)
+    if len(msh) <= 17:
+        return None
+    msh[17] = "GBK"
+    lines[0] = fs.join(msh)
+    try:
+        return "\r".join(lines).encode("gbk")
+    except UnicodeEncodeError:
+        return None
+
+
+def generate(root: Path, documents: int, seed: int, repeat_share: float) -> Night:
+    """Write the night under ``root``: folders, documents and manifests."""
+    consortium = load_consortium(Settings().config)
+    labs = load_fixtures(consortium)
+    refs = [
+        Fixture("county-his", p.name, (m := parse_hl7v2(p.read_bytes())).text, m.charset)
+        for p in sorted((FIXTURES / "hl7v2" / "referral" / "std-hl7v2").glob("*.hl7"))
+    ]
+    cda_refs = _xml_fixtures(FIXTURES / "cda" / "referral" / "std-cda")
+    discharges = _xml_fixtures(FIXTURES / "cda" / "discharge" / "std-cda")
+    n_lab = round(documents * 0.70)
+    n_ref = round(documents * 0.10)
+    n_cda_ref = round(documents * 0.05)
+    n_dis = documents - n_lab - n_ref - n_cda_ref
+    gen = Generator(seed, repeat_share)
+    night = Night(root)
+    writers: dict[tuple[str, str], tuple[Path, list[tuple[str, str]]]] = {}
+
+    def put(source: str, kind: str, key: str, ext: str, raw: bytes) -> None:
+        entry = writers.get((source, kind))
+        if entry is None:
+            folder = root / FACILITY_OF[source] / f"{source}-{kind}" / f"{DAY:%Y%m%d}"
+            folder.mkdir(parents=True)
+            entry = writers[(source, kind)] = (folder, [])
+            night.sources.append(
+                {
+                    "id": f"{source}-{kind}",
+                    "facility": FACILITY_OF[source],
+                    "source": source,
+                    "document_kind": kind,
+                    "files": {
+                        "path": str(folder.parent / "{date:%Y%m%d}"),
+                        "manifest": "manifest.csv",
+                    },
+                }
+            )
+        folder, rows = entry
+        name = f"{key}.{ext}"
+        (folder / name).write_bytes(raw)
+        rows.append((name, key))
+        night.files += 1
+        night.bytes += len(raw)
+        night.counts[kind] = night.counts.get(kind, 0) + 1
+
+    for n in range(n_lab):
+        fixture = labs[n % len(labs)]
+        tag = f"N{n:06d}"
+        message = gen.hl7(fixture, tag, None)
+        raw = None
+        if fixture.source == "std-hl7v2" and n % 10 == 0:
+            raw = _as_gbk_hl7(message)
+            night.gbk += raw is not None
+        put(
+            fixture.source, "lab-report", f"LAB{n:06d}", "hl7", raw or message.encode(fixture.codec)
+        )
+    for n in range(n_ref):
+        fixture = refs[n % len(refs)]
+        message = gen.hl7(fixture, f"R{n:06d}", {"MSH": (10,), "RF1": (6,), "OBR": (2, 3)})
+        put("county-his", "referral", f"REF{n:06d}", "hl7", message.encode(fixture.codec))
+    for n in range(n_cda_ref):
+        name, xml = cda_refs[n % len(cda_refs)]
+        made = gen.cda("ref/" + name, xml, f"C{n:06d}")
+        put("std-cda", "referral-cda", f"RCDA{n:06d}", "xml", _encode_xml(made))
+    for n in range(n_dis):
+        name, xml = discharges[n % len(discharges)]
+        made = gen.cda("dis/" + name, xml, f"D{n:06d}")
+        raw = _as_gbk_xml(made) if n % 5 == 0 else None
+        night.gbk += raw is not None
+        put("std-cda", "discharge", f"DIS{n:06d}", "xml", raw or _encode_xml(made))
+    for folder, rows in writers.values():
+        with (folder / "manifest.csv").open("w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["file", "key", "op"])
+            writer.writerows((name, key, "new") for name, key in rows)
+    return night
+
+
+def _encode_xml(xml: str) -> bytes:
+    match = re.search(r'encoding="([^"]+)"', xml[:200])
+    codec = match.group(1) if match else "utf-8"
+    return xml.encode("gb18030" if codec.lower() in ("gb18030", "gbk", "gb2312") else "utf-8")
+
+
+# -- the consortium file and the runs -------------------------------------------------------
+
+
+def write_config(folder: Path, night: Night, checkpoint: int) -> Path:
+    """The example consortium, destinations on (outbox rows, nothing sent), the night's sync
+    sources, the recognition catalogue beside it (as deployed)."""
+    data = yaml.safe_load((FIXTURES / "consortium.yaml").read_text(encoding="utf-8"))
+    for facility in data["facilities"]:
+        for destination in facility.get("destinations") or []:
+            destination["enabled"] = True
+    data["sync"] = {"checkpoint_every": checkpoint, "sources": night.sources}
+    path = folder / "consortium.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    shutil.copy(FIXTURES / "recognition.yaml", folder / "recognition.yaml")
+    return path
+
+
+@dataclass
+class SyncRow:
+    label: str
+    seconds: float = 0.0
+    rss_mb: float = 0.0
+    cpu_s: float = 0.0
+    exit_code: int = -1
+    received: int = 0
+    gaps: int = -1
+    statuses: dict[str, int] = field(default_factory=dict)
+    floor_seconds: float = 0.0
+    server_cpu_s: float | None = None  # every postgres process (other users too: an upper bound)
+    load: tuple[float, float] = (0.0, 0.0)
+    skipped: str | None = None
+
+
+def run_sync(
+    url: str, config: Path, tmp: Path, profile: str | None
+) -> tuple[float, Any, dict[str, Any], int]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTER_")}
+    env.update(
+        {
+            "ADAPTER_DATABASE_URL": url,
+            "ADAPTER_CONFIG": str(config),
+            "PYTHONPATH": str(ROOT),
+            "ADAPTER_LOG_LEVEL": "WARNING",
+        }
+    )
+    command = [sys.executable]
+    if profile:
+        command += ["-m", "cProfile", "-o", profile]
+    command += ["-m", "adapter.cli", "sync", "--day", DAY.isoformat(), "--json", "--quiet"]
+    out_path, err_path = tmp / "sync.out", tmp / "sync.err"
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(process.pid, 0)
+        spent = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+    output = out_path.read_text(encoding="utf-8")
+    if "{" not in output:
+        raise SystemExit(
+            f"sync printed no report (exit {process.returncode}):\n"
+            + err_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+        )
+    report = json.loads(output[output.index("{") :])
+    return spent, usage, report, process.returncode
+
+
+def run_floor(engine: Engine, night: Night, batch: int) -> float:
+    """Manifests read, every file read, split (HL7 v2 into fields, XML parsed), hashed and
+    its bytes inserted with key and hash, ``batch`` per transaction."""
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS floor_document"))
+        conn.execute(
+            text(
+                "CREATE TABLE floor_document (source VARCHAR(64), item_key VARCHAR(64), "
+                "sha256 VARCHAR(64), fields INTEGER, raw "
+                + ("BYTEA" if engine.dialect.name == "postgresql" else "BLOB")
+                + ", PRIMARY KEY (source, item_key))"
+            )
+        )
+    insert = text(
+        "INSERT INTO floor_document (source, item_key, sha256, fields, raw) "
+        "VALUES (:source, :key, :sha, :fields, :raw)"
+    )
+    start = time.perf_counter()
+    for source in night.sources:
+        folder = Path(source["files"]["path"].format(date=DAY))
+        manifest = (folder / "manifest.csv").read_text(encoding="utf-8-sig")
+        rows = list(csv.reader(io.StringIO(manifest)))[1:]
+        pending: list[dict[str, Any]] = []
+        for name, key, _op in rows:
+            raw = (folder / name).read_bytes()
+            if name.endswith(".xml"):
+                fields_ = sum(1 for _ in etree.fromstring(raw).iter())
+            else:
+                fields_ = sum(len(s.split(b"|")) for s in raw.split(b"\r"))
+            pending.append(
+                {
+                    "source": source["id"],
+                    "key": key,
+                    "sha": hashlib.sha256(raw).hexdigest(),
+                    "fields": fields_,
+                    "raw": raw,
+                }
+            )
+            if len(pending) >= batch:
+                with engine.begin() as conn:
+                    conn.execute(insert, pending)
+                pending = []
+        if pending:
+            with engine.begin() as conn:
+                conn.execute(insert, pending)
+    return time.perf_counter() - start
+
+
+def measure(
+    row: SyncRow, url: str, engine: Engine, config: Path, night: Night, tmp: Path, args: Any
+) -> None:
+    migrate(engine)  # a deployed database is migrated; the floor's table sits beside it
+    load_before = os.getloadavg()[0]
+    row.floor_seconds = run_floor(engine, night, args.checkpoint)
+    profile = args.profile if args.profile and engine.dialect.name == "sqlite" else None
+    postgres_before = process_cpu(lambda _pid, name: name == "postgres")
+    spent, usage, report, code = run_sync(url, config, tmp, profile)
+    if engine.dialect.name == "postgresql":
+        row.server_cpu_s = process_cpu(lambda _pid, name: name == "postgres") - postgres_before
+    row.load = (load_before, os.getloadavg()[0])
+    row.seconds = spent
+    row.rss_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    row.cpu_s = usage.ru_utime + usage.ru_stime
+    row.exit_code = code
+    row.received = report["totals"]["received"]
+    row.gaps = report["totals"]["gaps"]
+    for part in report["sources"]:
+        for status in ("processed", "warnings", "quarantined"):
+            row.statuses[status] = row.statuses.get(status, 0) + part["received"][status]
+    if row.gaps:
+        for part in report["sources"]:
+            gaps = {k: v for k, v in part["gaps"].items() if v}
+            if gaps:
+                print(f"   gaps of {part['sync_source']}: {str(gaps)[:400]}")
+
+
+def show(row: SyncRow, documents: int) -> None:
+    print(f"\n== {row.label}")
+    if row.skipped:
+        print(f"   skipped: {row.skipped}")
+        return
+    rate = documents / row.seconds
+    floor_rate = documents / row.floor_seconds
+    minutes = row.seconds / 60
+    print(
+        f"   adapter sync: {documents} documents in {row.seconds:.1f} s ({minutes:.2f} min), "
+        f"{rate:.1f} documents/s; peak RSS {row.rss_mb:.0f} MB; CPU of the sync process "
+        f"{row.cpu_s:.1f} s ({row.cpu_s / row.seconds:.0%} of its wall time)"
+    )
+    if row.server_cpu_s is not None:
+        print(
+            f"   CPU of every postgres process meanwhile (other users' included): "
+            f"{row.server_cpu_s:.1f} s, {row.server_cpu_s * 1000 / documents:.1f} ms per document; "
+            f"the sync process {row.cpu_s * 1000 / documents:.1f} ms per document"
+        )
+    print(
+        f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}; "
+        + ", ".join(f"{k} {v}" for k, v in row.statuses.items())
+    )
+    print(
+        "   floor (read + split + hash + bulk insert of the raw bytes): "
+        f"{row.floor_seconds:.1f} s, "
+        f"{floor_rate:.0f} documents/s; sync / floor: {row.seconds / row.floor_seconds:.1f}x "
+        f"the time"
+    )
+    scaled = minutes * 50000 / documents
+    verdict_t = "met" if scaled < GOAL_MINUTES else "NOT met"
+    verdict_m = "met" if row.rss_mb <= GOAL_RSS_MB else "NOT met"
+    verdict_g = "met" if row.gaps == 0 and row.received == documents else "NOT met"
+    note = "" if documents == 50000 else f" (at this rate 50,000 take {scaled:.1f} min)"
+    print(
+        f"   goals: < {GOAL_MINUTES:.0f} min for 50,000{note}: {verdict_t}; peak RSS <= "
+        f"{GOAL_RSS_MB:.0f} MB: {verdict_m}; 0 gaps, all received: {verdict_g}"
+    )
+    print(f"   load average {row.load[0]:.1f} before, {row.load[1]:.1f} after")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--documents", type=int, default=50000, help="documents in the night (50000)")
+    ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument(
+        "--repeat-share",
+        type=float,
+        default=0.3,
+        help="reports about a patient already seen that night (0.3)",
+    )
+    ap.add_argument(
+        "--checkpoint",
+        type=int,
+        default=50,
+        help="sync.checkpoint_every (50, "
+        "the default): documents per transaction, also the floor's batch",
+    )
+    ap.add_argument("--pg", default=DEFAULT_PG)
+    ap.add_argument("--no-pg", action="store_true")
+    ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument("--profile", help="run the SQLite sync under cProfile, writing this file")
+    ap.add_argument("--keep", help="generate the night into this folder and keep it")
+    args = ap.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as folder:
+        tmp = Path(folder)
+        root = Path(args.keep) if args.keep else tmp / "night"
+        night = generate(root, args.documents, args.seed, args.repeat_share)
+        config = write_config(tmp, night, args.checkpoint)
+        print(
+            f"night of {DAY}: {night.files} documents "
+            + ", ".join(f"{k} {v}" for k, v in night.counts.items())
+            + f"; {night.gbk} in GBK; {len(night.sources)} sync sources; "
+            f"{night.bytes / 1e6:.1f} MB; generated in {time.perf_counter() - started:.0f} s; "
+            f"Python {sys.version.split()[0]}"
+        )
+        rows: list[SyncRow] = []
+        row = SyncRow("SQLite (WAL, synchronous=NORMAL, temp file)")
+        if args.no_sqlite:
+            row.skipped = "--no-sqlite given"
+        else:
+            url = f"sqlite:///{tmp / 'night.db'}"
+            engine = make_engine(url)
+            try:
+                measure(row, url, engine, config, night, tmp, args)
+            finally:
+                engine.dispose()
+        rows.append(row)
+        show(row, night.files)
+        row = SyncRow("PostgreSQL (a fresh schema, default synchronous_commit=on)")
+        made = "--no-pg given" if args.no_pg else postgres_engine(args.pg)
+        if isinstance(made, str):
+            row.skipped = made
+        else:
+            engine, drop = made
+            try:
+                measure(
+                    row,
+                    engine.url.render_as_string(hide_password=False),
+                    engine,
+                    config,
+                    night,
+                    tmp,
+                    args,
+                )
+            finally:
+                drop()
+        show(row, night.files)
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
