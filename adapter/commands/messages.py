@@ -52,14 +52,14 @@ def ingest(
     failed = 0
     try:
         for start in range(0, len(files), batch):
-            for path, result in _ingest_files(
+            for name, result in _ingest_files(
                 runtime.pipeline, files[start : start + batch], source, content_type
             ):
                 if isinstance(result, AdapterError):
-                    typer.secho(f"{path}: {result.message}", fg=typer.colors.RED)
+                    typer.secho(f"{name}: {result.message}", fg=typer.colors.RED)
                     failed += 1
                     continue
-                _print_result(str(path), result)
+                _print_result(name, result)
                 failed += 0 if result.accepted else 1
     finally:
         runtime.close()
@@ -67,31 +67,41 @@ def ingest(
 
 
 def _ingest_files(pipeline, paths: list[Path], source: str, content_type: str | None):
-    """(path, result or the error) for each file, in order: the files of one batch in one
-    transaction (Pipeline.ingest_many); a file over ADAPTER_MAX_MESSAGE_BYTES is not read
-    whole, its first bytes are kept (on its own)."""
+    """(name, result or the error) for each message, in order: the messages of one batch of
+    files in one transaction (Pipeline.ingest_many), each in a savepoint of its own. A file
+    of several HL7 v2 messages is split, one message per MSH (adapter/hl7v2/split.py), each
+    named ``file [message 2 of 3]``; a file over ADAPTER_MAX_MESSAGE_BYTES is not read
+    whole, its first bytes are kept (on its own, not split)."""
+    from adapter.hl7v2.split import split_messages
     from adapter.pipeline import Channel, Receipt
 
+    names: list[str] = []
     out: dict[int, object] = {}
     together: list[int] = []
     items = []
-    for n, path in enumerate(paths):
+    alone: list[tuple[int, Path]] = []
+    for path in paths:
         if path.stat().st_size > pipeline.max_bytes:
+            alone.append((len(names), path))
+            names.append(str(path))
             continue
-        receipt = Receipt(source, Channel.CLI, peer=path.name, content_type=content_type)
-        together.append(n)
-        items.append((path.read_bytes(), receipt))
+        for part in split_messages(path.read_bytes(), content_type):
+            peer = part.label(path.name)
+            receipt = Receipt(source, Channel.CLI, peer=peer, content_type=content_type)
+            together.append(len(names))
+            names.append(part.label(str(path)))
+            items.append((part.raw, receipt))
     try:
-        out.update(zip(together, pipeline.ingest_many(items, batch=len(paths)), strict=True))
+        results = pipeline.ingest_many(items, batch=max(1, len(items)))
+        out.update(zip(together, results, strict=True))
     except AdapterError as exc:  # an unknown source: every file says so
         out.update(dict.fromkeys(together, exc))
-    for n, path in enumerate(paths):
-        if n not in out:
-            try:
-                out[n] = _ingest_file(pipeline, path, source, content_type)
-            except AdapterError as exc:
-                out[n] = exc
-    return [(path, out[n]) for n, path in enumerate(paths)]
+    for n, path in alone:
+        try:
+            out[n] = _ingest_file(pipeline, path, source, content_type)
+        except AdapterError as exc:
+            out[n] = exc
+    return [(name, out[n]) for n, name in enumerate(names)]
 
 
 def _ingest_file(pipeline, path: Path, source: str, content_type: str | None):

@@ -1,4 +1,5 @@
-"""File drop, inbound: a folder as a source (each file is one document).
+"""File drop, inbound: a folder as a source (each file is one document; a file of several
+HL7 v2 messages is one document per message, adapter/hl7v2/split.py).
 
 A file is claimed by renaming it into ``processing/`` (atomic on one file system, so no
 second poller and no crash can make it be read twice or lost), ingested, then moved to
@@ -6,6 +7,10 @@ second poller and no crash can make it be read twice or lost), ingested, then mo
 A file left in ``processing/`` by a process that died is ingested again on the next poll:
 if it had been stored, the pipeline knows its bytes (sha256) and answers with the stored
 message instead of storing it twice. A lock file keeps a second poller off the folder.
+
+A file of several messages goes to ``done/`` once every message was stored, to ``error/``
+(its report listing each message's outcome) when any was quarantined; the others are stored
+all the same.
 
 The destination side (writing files) is :mod:`adapter.outbound.file_drop`.
 """
@@ -20,6 +25,7 @@ import os
 import stat
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -29,6 +35,7 @@ from adapter.connectors.base import CheckResult, ConnectorSettings, parse_settin
 from adapter.connectors.files import write_atomically
 from adapter.consortium import Facility, SourceSystem
 from adapter.errors import ConfigError
+from adapter.hl7v2.split import split_messages
 from adapter.inbound.base import SourceDocument, register_source
 from adapter.inbound.file_poison import AttemptLedger, fitting_name, name_bytes, printable_name
 from adapter.inbound.poller import StoreUnavailable
@@ -111,9 +118,7 @@ class FileSource:
         # files left claimed (the process died, or they could not be stored) come first,
         # in the order they came
         for path in sorted(self._entries(self.processing), key=_age_key):
-            document = self._offer(path)
-            if document is not None:
-                yield document
+            yield from self._offer(path)
         now = time.time()
         for path in sorted(self._entries(self.inbox), key=_age_key):
             if path.name in _OWN_FOLDERS or not fnmatch.fnmatch(path.name, self.settings.pattern):
@@ -133,14 +138,13 @@ class FileSource:
                 self._set_aside(path, f"cannot be claimed: {_describe(exc)}")
                 continue
             if claimed is not None:
-                document = self._offer(claimed)
-                if document is not None:
-                    yield document
+                yield from self._offer(claimed)
 
     def finish(
         self, document: SourceDocument, result: IngestResult | None, error: Exception | None = None
     ) -> None:
-        path: Path = document.ref
+        part: _Part | None = document.ref if isinstance(document.ref, _Part) else None
+        path: Path = part.path if part is not None else document.ref
         if result is None:
             # not stored: it stays claimed and is offered again next time; a file that fails
             # while the database answers is set aside after max_attempts
@@ -153,6 +157,12 @@ class FileSource:
                 printable_name(path.name),
                 reason,
             )
+            return
+        if part is not None:
+            part.outcomes.append(result)
+            if len(part.outcomes) < part.total:
+                return  # the file moves once its last message is stored
+            self._finish_parts(path, part.outcomes)
             return
         self._attempts.forget(path.name)
         if result.accepted:
@@ -167,6 +177,30 @@ class FileSource:
                 "message_id": result.message_id,
                 "status": result.status,
                 "issues": [i.as_dict() for i in result.issues],
+            },
+        )
+
+    def _finish_parts(self, path: Path, results: list[IngestResult]) -> None:
+        self._attempts.forget(path.name)
+        if all(r.accepted for r in results):
+            if self.settings.keep_done:
+                _move(path, self.done)
+            else:
+                path.unlink(missing_ok=True)
+            return
+        self._to_error(
+            path,
+            {
+                "status": "some messages quarantined",
+                "messages": [
+                    {
+                        "message": n,
+                        "message_id": r.message_id,
+                        "status": r.status,
+                        "issues": [i.as_dict() for i in r.issues],
+                    }
+                    for n, r in enumerate(results, start=1)
+                ],
             },
         )
 
@@ -219,9 +253,10 @@ class FileSource:
             return None
         return target
 
-    def _offer(self, path: Path) -> SourceDocument | None:
-        """Read a claimed file for the pipeline, counting the attempt first; a file tried
-        too often, or that cannot be read, is set aside instead."""
+    def _offer(self, path: Path) -> list[SourceDocument]:
+        """Read a claimed file for the pipeline, counting the attempt first: one document, or
+        one per message for a file of several HL7 v2 messages; a file tried too often, or
+        that cannot be read, is set aside instead (no document)."""
         tried = self._attempts.get(path.name)
         if tried["count"] >= self.settings.max_attempts:
             self._set_aside(
@@ -229,13 +264,29 @@ class FileSource:
                 f"could not be stored in {tried['count']} attempts "
                 f"(last error: {tried['last_error'] or 'the process stopped while storing it'})",
             )
-            return None
+            return []
         self._attempts.begin(path.name)
         try:
-            return self._document(path)
+            document = self._document(path)
         except OSError as exc:
             self._set_aside(path, f"cannot be read: {_describe(exc)}")
-            return None
+            return []
+        if document.oversize is not None:
+            return [document]  # not read whole: kept as it is, not split
+        parts = split_messages(document.raw, document.content_type)
+        if len(parts) == 1:  # one message (a batch of one: without its wrapper)
+            document.raw = parts[0].raw
+            return [document]
+        shared = _Part(path, len(parts), [])
+        return [
+            SourceDocument(
+                raw=p.raw,
+                content_type=document.content_type,
+                name=p.label(document.name),
+                ref=shared,
+            )
+            for p in parts
+        ]
 
     def _set_aside(self, path: Path, reason: str) -> None:
         """Move a file that cannot go through the pipeline to error/ with the reason."""
@@ -296,6 +347,16 @@ class FileSource:
             ref=path,
             oversize=oversize,
         )
+
+
+@dataclass
+class _Part:
+    """What the messages of one file share: the claimed file, how many there are and the
+    results so far (the poller finishes them one by one, in order)."""
+
+    path: Path
+    total: int
+    outcomes: list[IngestResult]
 
 
 def _age_key(path: Path) -> tuple[float, str]:
