@@ -3,10 +3,16 @@
 Without a manifest the folder listing is the source's own list (every file one document,
 its name without extension the business key). A manifest (CSV: ``file,key[,op]``) is the
 source's list instead: a line whose file is not there is a gap, found by its key.
+
+A file of several HL7 v2 messages (adapter/hl7v2/split.py) is one item per message, keyed
+``<key>#1``, ``<key>#2`` ...: each is stored, quarantined and counted on its own, and the
+source's list (listing or manifest) claims every one of them once the file is there. A file
+of one message keeps its key as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import fnmatch
 import io
@@ -16,6 +22,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from adapter.hl7v2.split import Part, split_messages
 from adapter.sync.config import FileNight
 from adapter.sync.fetch import Claim, Item, SourceDown
 
@@ -23,8 +30,9 @@ _OPS = {"": "new", "new": "new", "corrected": "corrected", "deleted": "deleted"}
 
 
 class FileFetcher:
-    def __init__(self, settings: FileNight) -> None:
+    def __init__(self, settings: FileNight, content_type: str | None = None) -> None:
         self.settings = settings
+        self.content_type = content_type  # not HL7 v2 (XML, JSON, CSV): never split
 
     def _folder(self, day: date) -> Path:
         return Path(self.settings.path.format(date=day))
@@ -77,12 +85,19 @@ class FileFetcher:
         day = date.fromisoformat(window["day"])
         yield from self._items(day, after, None)
 
+    def _parts(self, raw: bytes) -> list[Part]:
+        return split_messages(raw, self.content_type)
+
     def _items(self, day: date, after: list[Any] | None, keys: set[str] | None) -> Iterator[Item]:
         folder = self._folder(day)
         for number, (name, key, op) in enumerate(self._entries(day)):
-            if after is not None and [number] <= after:
-                continue
-            if keys is not None and key not in keys:
+            if after is not None and [number, 1 << 30] <= after:
+                continue  # the whole file is before the checkpoint
+            if (
+                keys is not None
+                and key not in keys
+                and not any(k.startswith(key + "#") for k in keys)
+            ):
                 continue
             path = folder / name
             try:
@@ -91,18 +106,46 @@ class FileFetcher:
                 if op != "deleted":
                     continue  # listed but not there: a gap, reported by its key
                 raw = None
-            yield Item(key=key, day=day.isoformat(), raw=raw, position=[number], op=op)
+            parts = self._parts(raw) if raw is not None else []
+            if len(parts) <= 1:
+                if after is not None and [number] <= after:
+                    continue
+                if keys is None or key in keys:
+                    raw = parts[0].raw if parts else raw  # a batch of one: the message
+                    yield Item(key=key, day=day.isoformat(), raw=raw, position=[number], op=op)
+                continue
+            for part in parts:
+                position = [number, part.number]
+                part_key = f"{key}#{part.number}"
+                if after is not None and position <= after:
+                    continue
+                if keys is not None and part_key not in keys:
+                    continue
+                yield Item(
+                    key=part_key, day=day.isoformat(), raw=part.raw, position=position, op=op
+                )
 
     def total(self, window: dict[str, Any]) -> int | None:
         return len(self._entries(date.fromisoformat(window["day"])))
 
     def claim(self, day: date) -> Claim:
+        """The night's keys: a file of several messages claims one key per message."""
         entries = self._entries(day)
         how = "manifest" if self.settings.manifest else "folder listing"
+        keys: set[str] = set()
+        count = 0
+        folder = self._folder(day)
+        for name, key, op in entries:
+            n = 1
+            if op != "deleted":
+                with contextlib.suppress(FileNotFoundError):  # a gap, claimed by its key
+                    n = len(self._parts((folder / name).read_bytes()))
+            keys.update([key] if n == 1 else [f"{key}#{i}" for i in range(1, n + 1)])
+            count += n
         return Claim(
             how=how,
-            keys={key for _, key, _ in entries},
-            count=len(entries),
+            keys=keys,
+            count=count,
             deleted={key for _, key, op in entries if op == "deleted"},
         )
 

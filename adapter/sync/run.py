@@ -62,7 +62,7 @@ def build_fetcher(item: SyncSource, zone: ZoneInfo) -> Fetcher:
     if item.files is not None:
         from adapter.sync.files import FileFetcher
 
-        return FileFetcher(item.files)
+        return FileFetcher(item.files, item.content_type)
     if item.fhir is not None:
         from adapter.sync.fhir import FhirFetcher
 

@@ -363,3 +363,18 @@ def test_inpatient_orders_are_stored_with_their_provenances(client: TestClient) 
     for provenance in provenances:
         target = provenance["target"][0]["reference"]
         assert target in refs and client.get(f"/fhir/{target}").status_code == 200
+
+
+def test_two_messages_in_one_request_are_refused_naming_the_second_msh(
+    client: TestClient,
+) -> None:
+    """POST /ingest takes one message per request (a file of several is split only by
+    adapter ingest, the file drop and sync: issue 15); two are one quarantined document."""
+    raw = (ORU / "std-hl7v2" / "cbc-basic.hl7").read_bytes()
+    both = raw.rstrip(b"\r\n") + b"\r\n\r\n" + raw
+    response = _post(client, both)
+    assert response.status_code == 422, response.text
+    errors = [i for i in response.json()["issue"] if i["severity"] == "error"]
+    assert errors and "second MSH" in errors[0]["diagnostics"]
+    assert errors[0]["location"][0].startswith("segment ")
+    assert client.get(f"/messages/{response.headers['X-Message-Id']}/raw").content == both

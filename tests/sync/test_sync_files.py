@@ -131,3 +131,40 @@ def test_a_missing_export_folder_exits_2_with_the_reason(
     )
     assert code == 2
     assert f"source unreachable: no export folder {root / '20261120'}" in text
+
+
+def test_a_file_of_two_messages_is_two_items_each_counted_by_its_own_key(
+    tmp_path: Path,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 15: an export file holding two messages, the second cut off after its OBR
+    (inside a UTF-8 character): the first is stored, the second quarantined, and the night
+    counts and lists them as ``<key>#1`` and ``<key>#2``."""
+    root = tmp_path / "exports"
+    folder = root / "20261120"
+    _night(folder, range(1, 3), missing=set())
+    second = lab_report(3)
+    obr = second.index(b"\rOBR|")
+    cut = second[: next(i for i in range(obr, len(second)) if second[i] >= 0x80) + 1]
+    both = lab_report(2).rstrip(b"\r\n") + b"\n\n" + cut
+    (folder / f"{report_key(2)}.hl7").write_bytes(both)
+    env = environment(database_url, consortium_file(tmp_path, [_source(root)]))
+
+    code, report = sync_json(env, "--day", DAY.isoformat(), monkeypatch=monkeypatch)
+    [part] = report["sources"]
+    assert part["source"] == {"how": "manifest", "count": 3, "listed": 3}, part
+    assert part["received"]["total"] == 3, part
+    assert part["received"]["processed"] == 2, part
+    assert part["gaps"]["missing"] == []
+    assert part["gaps"]["quarantined"] == [f"{report_key(2)}#2"], part
+    assert code == 1  # the quarantined one is a gap
+    with session_factory() as session:
+        rows = {m.peer: (m.status, bytes(m.raw)) for m in session.scalars(select(InboundMessage))}
+    assert rows[f"county-lab-night:{report_key(2)}#1"] == (
+        "processed",
+        lab_report(2).rstrip(b"\r\n"),
+    )
+    assert rows[f"county-lab-night:{report_key(2)}#2"] == ("quarantined", cut)
+    assert rows[f"county-lab-night:{report_key(1)}"][0] == "processed"
