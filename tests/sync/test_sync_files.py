@@ -168,3 +168,12 @@ def test_a_file_of_two_messages_is_two_items_each_counted_by_its_own_key(
     )
     assert rows[f"county-lab-night:{report_key(2)}#2"] == ("quarantined", cut)
     assert rows[f"county-lab-night:{report_key(1)}"][0] == "processed"
+
+    # the LIS exports the file again, whole: the replay reads only the quarantined message
+    (folder / f"{report_key(2)}.hl7").write_bytes(lab_report(2) + b"\n" + lab_report(3))
+    code, report = sync_json(
+        env, "--day", DAY.isoformat(), "--replay-gaps", monkeypatch=monkeypatch
+    )
+    [part] = report["sources"]
+    assert part["replayed"] == [f"{report_key(2)}#2"], part
+    assert part["gaps"]["quarantined"] == [] and code == 0, part
