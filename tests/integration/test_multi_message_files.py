@@ -140,3 +140,30 @@ def test_the_file_drop_stores_the_first_and_sets_the_file_aside_with_each_outcom
     rows = _messages(session_factory)
     assert rows["lis.hl7 [message 1 of 2]"][:2] == ("processed", first)
     assert rows["lis.hl7 [message 2 of 2]"][:2] == ("quarantined", second)
+
+
+def test_a_file_drop_batch_of_good_messages_goes_to_done_and_a_second_drop_stores_nothing_new(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    one = GBK_OUL.read_bytes().rstrip(b"\r")
+    two = one.replace(b"|BH202612030388|", b"|BH202612030391|", 1)
+    batch = b"FHS|^~\\&|BHLIS\nBHS|^~\\&|BHLIS\n" + one + b"\n" + two + b"\nBTS|2\nFTS|1\n"
+    inbox = tmp_path / "inbox"
+    facility, source = example_translator().consortium.source(SOURCE)  # type: ignore[misc]
+    connector = {"kind": "file", "path": str(inbox), "min_age_seconds": 0}
+    pipeline = example_pipeline(session_factory)
+    inbox.mkdir()
+    for name in ("batch.hl7", "again.hl7"):
+        (inbox / name).write_bytes(batch)
+        drop = build_source(facility, source.model_copy(update={"connector": connector}))
+        assert isinstance(drop, FileSource)
+        try:
+            summary = poll_once(drop, pipeline)
+        finally:
+            drop.close()
+        assert (summary.read, summary.quarantined) == (2, 0), str(summary)
+        assert (inbox / "done" / name).read_bytes() == batch
+    assert summary.duplicates == 2  # the same messages again: recognised, not stored twice
+    rows = _messages(session_factory)
+    assert sorted(raw for _, raw, _ in rows.values()) == sorted([one, two])
+    assert not list((inbox / "error").iterdir())
