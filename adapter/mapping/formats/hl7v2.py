@@ -142,16 +142,14 @@ class Hl7v2Format(SourceFormat):
         ]
         for group, name in v2.missing_required(root):
             where = source.describe(group) or group.name
-            kind = (
-                "group"
-                if any(isinstance(c, v2.GroupSpec) and c.name == name for c in group.spec.children)
-                else "segment"
+            spec = next(
+                (c for c in group.spec.children if isinstance(c, v2.GroupSpec) and c.name == name),
+                None,
             )
-            problems.append(
-                Issue(
-                    "error", "required", f"group {group.name} has no {name} {kind}", location=where
-                )
-            )
+            text = f"group {group.name} has no {name} {'segment' if spec is None else 'group'}"
+            if spec is not None:
+                text = _missing_group(document, group.name, spec) or text
+            problems.append(Issue("error", "required", text, location=where))
         return source, root, problems
 
     def compile_ignore(self, entry: str, options: Any) -> str:
@@ -281,3 +279,23 @@ def _check_each_targets(
 
 
 FORMAT = Hl7v2Format()
+
+
+def _missing_group(document: Message, parent: str, spec: v2.GroupSpec) -> str | None:
+    """What to tell the sender when a required group is absent because the segment that
+    starts it (its anchor) is not in the message at all: an ORU^R01 without PID has no
+    PATIENT_RESULT group, but the sender has to hear that it names no patient."""
+    anchor = spec.anchor()
+    if anchor is None or document.segments_named(anchor):
+        return None  # the anchor is there: the group is missing for another reason
+    if anchor == "PID":
+        carried = "its results" if "OBX" in spec.subtree_names() else "what it carries"
+        return (
+            "the message names no patient (no PID segment), so "
+            f"{carried} cannot be attributed to anyone (group {parent} has no {spec.name} "
+            "group, which starts with PID)"
+        )
+    return (
+        f"group {parent} has no {spec.name} group: the message has no {anchor} segment, "
+        "which starts it"
+    )
