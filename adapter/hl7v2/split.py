@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 _BOM = b"\xef\xbb\xbf"
 # a batch wrapper segment, or MSH, at the start of a line (after CR or LF, or the file's start)
-_LINE_START = re.compile(rb"(?:^|(?<=[\r\n]))(MSH|FHS|BHS|BTS|FTS)(?=[^A-Za-z0-9\r\n\s])")
+# (a UTF-8 BOM before the first segment is not part of the message)
+_LINE_START = re.compile(
+    rb"(?:^|(?<=[\r\n])|(?<=^\xef\xbb\xbf))(MSH|FHS|BHS|BTS|FTS)(?=[^A-Za-z0-9\r\n\s])"
+)
 _WRAPPERS = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
 # content types that are not HL7 v2 text: such a document is never split
 _NOT_V2 = ("xml", "json", "csv", "fhir")
