@@ -4,7 +4,8 @@ A laboratory export file may hold several messages one after the other (blank li
 CRLF between, no MLLP framing), or a batch (``FHS``/``BHS`` ... ``BTS``/``FTS``). Each message
 is ingested on its own with its own raw bytes, so a message cut off at the end costs only
 itself. The split is on bytes: a new message starts where ``MSH`` and the field separator
-follow CR or LF (or start the file). CR and LF are never part of a multibyte GBK / GB18030 /
+follow CR, LF or an MLLP start block 0x0B (or start the file, after a BOM). These bytes
+are never part of a multibyte GBK / GB18030 /
 UTF-8 character, so a split can never fall inside one.
 
 Used by ``adapter ingest``, the file-drop inbound and ``adapter sync`` file sources, never by
@@ -20,7 +21,7 @@ _BOM = b"\xef\xbb\xbf"
 # a batch wrapper segment, or MSH, at the start of a line (after CR or LF, or the file's start)
 # (a UTF-8 BOM before the first segment is not part of the message)
 _LINE_START = re.compile(
-    rb"(?:^|(?<=[\r\n])|(?<=^\xef\xbb\xbf))(MSH|FHS|BHS|BTS|FTS)(?=[^A-Za-z0-9\r\n\s])"
+    rb"(?:^|(?<=[\r\n\x0b])|(?<=^\xef\xbb\xbf))(MSH|FHS|BHS|BTS|FTS)(?=[^A-Za-z0-9\r\n\s])"
 )
 _WRAPPERS = frozenset({b"FHS", b"BHS", b"BTS", b"FTS"})
 # content types that are not HL7 v2 text: such a document is never split

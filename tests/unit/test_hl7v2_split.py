@@ -49,3 +49,9 @@ def test_a_batch_of_two_batches_drops_every_wrapper() -> None:
         b"BHS|^~\\&\r" + three + b"\rBTS|1\rFTS|2\r"
     )
     assert [p.raw for p in split_messages(data)] == [one, two, three]
+
+
+def test_mllp_frames_saved_one_after_the_other_split_too() -> None:
+    one, two = (_message(n, "gb18030") for n in (1, 2))
+    data = b"\x0b" + one + b"\x1c\r\x0b" + two + b"\x1c\r"
+    assert [p.raw for p in split_messages(data)] == [one.rstrip(b"\r"), two.rstrip(b"\r")]
