@@ -5,8 +5,8 @@ CRLF between, no MLLP framing), or a batch (``FHS``/``BHS`` ... ``BTS``/``FTS``)
 is ingested on its own with its own raw bytes, so a message cut off at the end costs only
 itself. The split is on bytes: a new message starts where ``MSH`` and the field separator
 follow CR, LF or an MLLP start block 0x0B (or start the file, after a BOM). These bytes
-are never part of a multibyte GBK / GB18030 /
-UTF-8 character, so a split can never fall inside one.
+are never part of a multibyte GBK / GB18030 / UTF-8 character, so a split can never fall
+inside one.
 
 Used by ``adapter ingest``, the file-drop inbound and ``adapter sync`` file sources, never by
 ``POST /ingest`` (one message per request) nor by MLLP (one frame, one message).
