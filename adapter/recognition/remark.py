@@ -27,15 +27,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter import audit
 from adapter.consortium import Consortium
-from adapter.identity import person_of, records_of
 from adapter.recognition.catalogue import Catalogue
 from adapter.recognition.marks import ResultMarks
 from adapter.recognition.parameters import MARK_SYSTEM
 from adapter.recognition.query import RESULT_TYPES
-from adapter.routing import recipients
-from adapter.store import Saved, care, enqueue_many, lock_resources, save_resources
+from adapter.store import Saved, enqueue_many, lock_resources, save_resources
 from adapter.store.models import Resource
 from adapter.store.resources import LockedRows
+from adapter.version_routing import outbox_rows_for_versions
 
 _r = Resource.__table__
 
@@ -167,7 +166,7 @@ def _store(
         )
         changed = [s for s in saved if s.changed]
         made += changed
-        outbox += _route(session, consortium, changed, facility, now)
+        outbox += outbox_rows_for_versions(session, consortium, changed, facility, now)
     enqueue_many(session, outbox, now=now)
     run.queued += len(outbox)
     if made:
@@ -197,32 +196,3 @@ def _count(run: MarkRun, before: list[str], after: list[str]) -> None:
         run.marked += 1
     elif before:
         run.unmarked += 1
-
-
-def _route(
-    session: Session, consortium: Consortium, made: list[Saved], facility: str, now: datetime
-) -> list[dict[str, Any]]:
-    """Outbox rows for the new versions: the destinations the issuing facility's results go
-    to (static routes) and, routing by care, the facilities caring for the person."""
-    rows: list[dict[str, Any]] = []
-    for item in made:
-        person = person_of(session, item.patient_key.split("/", 1)[1]) if item.patient_key else None
-        caring = (
-            care.caring(session, {person, *records_of(session, person)}, now) if person else None
-        )
-        origin = facility if consortium.facility(facility) else ""
-        for recipient in recipients(consortium, origin, item.resource_type, caring):
-            rows.append(
-                {
-                    "destination": recipient.destination,
-                    "resource_type": item.resource_type,
-                    "resource_id": item.id,
-                    "version_id": item.version_id,
-                    "patient_key": item.patient_key,
-                    "message_id": None,
-                    "reason": recipient.reason,
-                    "person_id": person if recipient.care_facility else None,
-                    "care_facility": recipient.care_facility,
-                }
-            )
-    return rows

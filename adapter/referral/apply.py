@@ -18,7 +18,7 @@ from adapter import audit
 from adapter.consortium import Consortium
 from adapter.errors import AdapterError, ConflictError, Issue, MessageError, NotFoundError
 from adapter.fhir.search_query import parse_search
-from adapter.identity import person_of, records_of
+from adapter.identity import person_of
 from adapter.referral import ledger
 from adapter.referral.machine import (
     ADAPTER,
@@ -31,10 +31,10 @@ from adapter.referral.machine import (
 )
 from adapter.referral.machine import request_status as next_request_status
 from adapter.referral.rules import DIRECTION_SYSTEM
-from adapter.routing import recipients
 from adapter.routing.care import member_of
 from adapter.store import care, enqueue_many, lock_resources, read_resource, save_resources, search
 from adapter.store.resources import Saved
+from adapter.version_routing import outbox_rows_for_versions
 
 
 class RefusedError(AdapterError):
@@ -268,7 +268,21 @@ def _store(
     made = [s for s in [*saved, *moved] if s.changed]
     _note_care(session, consortium, task, now, closed=bool(moved) and _closed(moved[0].body))
     ledger.note_task(session, consortium, saved[0].body, at=now, step_at=step_at)
-    rows = _route(session, consortium, made, facility, now, message_id) if queue else []
+    rows = (
+        outbox_rows_for_versions(
+            session,
+            consortium,
+            made,
+            facility,
+            now,
+            message_id=message_id,
+            person_of_version=lambda item: (
+                _person(session, item.body) if item.resource_type == "Task" else None
+            ),
+        )
+        if queue
+        else []
+    )
     enqueue_many(session, rows, now=now)
     return Applied(
         saved[0].body,
@@ -335,40 +349,6 @@ def _note_care(
         member = facility_of(session, consortium, reference)
         if member is not None:
             care.note_referral(session, person, member, focus, at=now, end=None, detail=detail)
-
-
-def _route(
-    session: Session,
-    consortium: Consortium,
-    made: list[Saved],
-    facility: str,
-    now: datetime,
-    message_id: str | None,
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for item in made:
-        person = _person(session, item.body) if item.resource_type == "Task" else None
-        if person is None and item.patient_key:
-            person = person_of(session, item.patient_key.split("/", 1)[1])
-        caring = (
-            care.caring(session, {person, *records_of(session, person)}, now) if person else None
-        )
-        origin = facility if consortium.facility(facility) else ""
-        for recipient in recipients(consortium, origin, item.resource_type, caring):
-            rows.append(
-                {
-                    "destination": recipient.destination,
-                    "resource_type": item.resource_type,
-                    "resource_id": item.id,
-                    "version_id": item.version_id,
-                    "patient_key": item.patient_key,
-                    "message_id": message_id,
-                    "reason": recipient.reason,
-                    "person_id": person if recipient.care_facility else None,
-                    "care_facility": recipient.care_facility,
-                }
-            )
-    return rows
 
 
 def audit_change(
