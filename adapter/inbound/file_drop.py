@@ -166,10 +166,7 @@ class FileSource:
             return
         self._attempts.forget(path.name)
         if result.accepted:
-            if self.settings.keep_done:
-                _move(path, self.done)
-            else:
-                path.unlink(missing_ok=True)
+            self._done(path)
             return
         self._to_error(
             path,
@@ -180,13 +177,17 @@ class FileSource:
             },
         )
 
+    def _done(self, path: Path) -> None:
+        """Every message of the file is stored: into done/, or away."""
+        if self.settings.keep_done:
+            _move(path, self.done)
+        else:
+            path.unlink(missing_ok=True)
+
     def _finish_parts(self, path: Path, results: list[IngestResult]) -> None:
         self._attempts.forget(path.name)
         if all(r.accepted for r in results):
-            if self.settings.keep_done:
-                _move(path, self.done)
-            else:
-                path.unlink(missing_ok=True)
+            self._done(path)
             return
         self._to_error(
             path,
