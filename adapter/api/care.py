@@ -73,7 +73,8 @@ def _facility(consortium: Consortium, facility: str, location: str = "facility")
     return facility
 
 
-def _instant(value: datetime | None, location: str) -> datetime | None:
+def with_zone(value: datetime | None, location: str) -> datetime | None:
+    """A request body's instant: it must carry its zone offset (400 otherwise)."""
     if value is not None and value.tzinfo is None:
         raise InvalidRequestError(
             f"{location} needs a zone offset, e.g. 2026-03-01T08:00:00+08:00", location=location
@@ -163,7 +164,7 @@ def grant(body: Grant, request: Request, factory: SessionFactoryDep) -> JSONResp
     _facility(_consortium(request), body.facility)
     check_named(request, body.facility)
     now = datetime.now(UTC)
-    until = _instant(body.until, "until")
+    until = with_zone(body.until, "until")
     with factory.begin() as session:
         row = care.grant(
             session,
@@ -221,7 +222,7 @@ def register(body: Registration, request: Request, factory: SessionFactoryDep) -
 def close_referral(body: Closure, request: Request, factory: SessionFactoryDep) -> JSONResponse:
     """The referral's loop closed (at ``at``, default now): its parties' relationships end
     ``care.windows.referral_after_close_days`` later."""
-    at = _instant(body.at, "at") or datetime.now(UTC)
+    at = with_zone(body.at, "at") or datetime.now(UTC)
     days = _consortium(request).care.windows.referral_after_close_days
     with factory.begin() as session:
         count = care.close_referral(

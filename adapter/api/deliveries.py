@@ -22,7 +22,7 @@ from adapter.api.facility import (
     destination_facility,
     destinations_of,
 )
-from adapter.audit.context import ANONYMOUS, current
+from adapter.audit.context import acting_client
 from adapter.errors import InvalidRequestError
 from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.store import outbox
@@ -95,7 +95,7 @@ def replay_destination(
         )
         audit.record(
             audit.replay_event(
-                actor=_actor(), at=now, destination=destination, count=count, state=state
+                actor=acting_client(), at=now, destination=destination, count=count, state=state
             ),
             session=session,
         )
@@ -111,14 +111,9 @@ def replay(delivery_id: int, request: Request, factory: SessionFactoryDep) -> JS
     now = datetime.now(UTC)
     with factory.begin() as session:
         row = outbox.replay_one(session, delivery_id, now=now)
-        audit.record(_replayed_one(row, _actor(), now), session=session)
+        audit.record(_replayed_one(row, acting_client(), now), session=session)
         body = row.summary()
     return JSONResponse(body)
-
-
-def _actor() -> str:
-    caller = current()
-    return caller.client if caller and caller.client else ANONYMOUS
 
 
 def _replayed_one(row: outbox.OutboxRow, actor: str, now: datetime) -> audit.AuditEvent:

@@ -19,13 +19,13 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from adapter.api.care import with_zone
 from adapter.api.deps import SessionFactoryDep
 from adapter.api.facility import check_named, own_facility
 from adapter.api.fhir_request import check_id
 from adapter.api.recognition import catalogue_of, known_facility
 from adapter.api.responses import FHIRResponse
-from adapter.audit.context import ANONYMOUS, current
-from adapter.errors import InvalidRequestError
+from adapter.audit.context import acting_client
 from adapter.recognition.consent import ConsentInput, record_consent, revoke_consent
 
 router = APIRouter(tags=["Recognition"])
@@ -43,19 +43,6 @@ class RevokeBody(BaseModel):
     by: str | None = Field(None, max_length=64)
 
 
-def _aware(value: datetime | None, location: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidRequestError(
-            f"{location} needs a zone offset, e.g. 2026-12-31T00:00:00+08:00", location=location
-        )
-    return value
-
-
-def _actor() -> str:
-    caller = current()
-    return caller.client if caller and caller.client else ANONYMOUS
-
-
 @router.post(
     "/recognition/consent",
     name="recognition_consent",
@@ -67,11 +54,11 @@ async def consent(body: ConsentBody, request: Request, factory: SessionFactoryDe
     catalogue_of(request)
     known_facility(request.app.state.consortium, body.facility)
     check_named(request, body.facility)
-    end = _aware(body.end, "end")
-    start = _aware(body.start, "start")
+    end = with_zone(body.end, "end")
+    start = with_zone(body.start, "start")
     assert end is not None
     given = ConsentInput(body.patient, body.facility, end=end, start=start, by=body.by)
-    actor = _actor()
+    actor = acting_client()
 
     def write() -> dict:
         with factory.begin() as session:
@@ -100,7 +87,7 @@ async def revoke(
     check_id(consent_id)
     # a facility withdraws its own consents only; the consortium's operators any
     facility = own_facility(request)
-    actor = _actor()
+    actor = acting_client()
 
     def write() -> dict:
         with factory.begin() as session:

@@ -33,6 +33,12 @@ def current() -> Caller | None:
     return _current.get()
 
 
+def acting_client() -> str:
+    """The bound caller's client id for an audit record, else ``anonymous``."""
+    caller = current()
+    return caller.client if caller and caller.client else ANONYMOUS
+
+
 def authenticated(client: str, facility: str) -> None:
     """The request being served is by ``client`` of ``facility`` (the API's authorisation
     dependency says so once the token is checked; the request's binding ends with it)."""
