@@ -70,6 +70,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from auto_analyze import AutoAnalyze
 from bench_delivery import Patients, process_cpu
 from bench_ingest import DEFAULT_PG, Fixture, load_fixtures, postgres_engine, variant
 from lxml import etree
@@ -333,6 +334,7 @@ class SyncRow:
     server_cpu_s: float | None = None  # every postgres process (other users too: an upper bound)
     load: tuple[float, float] = (0.0, 0.0)
     skipped: str | None = None
+    analyses: int | None = None  # tables analysed by the autovacuum stand-in (PostgreSQL)
 
 
 def run_sync(
@@ -424,7 +426,13 @@ def measure(
     row.floor_seconds = run_floor(engine, night, args.checkpoint)
     profile = args.profile if args.profile and engine.dialect.name == "sqlite" else None
     postgres_before = process_cpu(lambda _pid, name: name == "postgres")
-    spent, usage, report, code = run_sync(url, config, tmp, profile)
+    if engine.dialect.name == "postgresql" and args.analyze_every > 0:
+        # the test server has autovacuum off; a production server analyses growing tables
+        with AutoAnalyze(engine, args.analyze_every) as analyzer:
+            spent, usage, report, code = run_sync(url, config, tmp, profile)
+        row.analyses = analyzer.analyses
+    else:
+        spent, usage, report, code = run_sync(url, config, tmp, profile)
     if engine.dialect.name == "postgresql":
         row.server_cpu_s = process_cpu(lambda _pid, name: name == "postgres") - postgres_before
     row.load = (load_before, os.getloadavg()[0])
@@ -462,6 +470,14 @@ def show(row: SyncRow, documents: int) -> None:
             f"   CPU of every postgres process meanwhile (other users' included): "
             f"{row.server_cpu_s:.1f} s, {row.server_cpu_s * 1000 / documents:.1f} ms per document; "
             f"the sync process {row.cpu_s * 1000 / documents:.1f} ms per document"
+        )
+        print(
+            "   autovacuum's analyse rule (the test server has autovacuum off): "
+            + (
+                f"{row.analyses} tables analysed while the sync ran"
+                if row.analyses is not None
+                else "not applied (--analyze-every 0)"
+            )
         )
     print(
         f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}; "
@@ -509,6 +525,14 @@ def main() -> None:
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--profile", help="run the SQLite sync under cProfile, writing this file")
     ap.add_argument("--keep", help="generate the night into this folder and keep it")
+    ap.add_argument(
+        "--analyze-every",
+        type=float,
+        default=10.0,
+        help="PostgreSQL: check autovacuum's analyse rule every this many seconds while the "
+        "sync runs, as autovacuum does on a server with autovacuum on (10; 0: never, the "
+        "test server's own behaviour: autovacuum is off there)",
+    )
     args = ap.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
