@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from starlette.responses import JSONResponse
 
 from adapter import __version__
@@ -32,10 +32,11 @@ def health(request: Request) -> JSONResponse:
     try:
         with state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-        checks["database"] = {
-            "status": "ok",
-            "latency_ms": round((time.perf_counter() - started) * 1000, 2),
-        }
+            latency_ms = round((time.perf_counter() - started) * 1000, 2)
+            warnings = _database_warnings(connection)
+        checks["database"] = {"status": "ok", "latency_ms": latency_ms}
+        if warnings:
+            checks["database"]["warnings"] = warnings
     except Exception as exc:  # any driver error means: not able to store messages
         checks["database"] = {"status": "down", "error": type(exc).__name__}
     pipeline = state.pipeline
@@ -53,6 +54,20 @@ def health(request: Request) -> JSONResponse:
         },
         status_code=503 if status == "down" else 200,
     )
+
+
+def _database_warnings(connection: Connection) -> list[str]:
+    """Settings that keep the adapter running but slow it down as the tables grow."""
+    if connection.dialect.name != "postgresql":
+        return []
+    if connection.execute(text("SHOW autovacuum")).scalar_one() == "on":
+        return []
+    # every statement is then planned with the statistics of when the tables were small
+    # (sequential scans, foreign-key checks): bench/auto_analyze.py has the figures
+    return [
+        "autovacuum is off: table statistics go stale as the tables grow and queries slow "
+        "down; turn it on (docs/operations.md, Database size) or run ANALYZE after big imports"
+    ]
 
 
 def _delivery(request: Request) -> dict[str, Any]:

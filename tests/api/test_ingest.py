@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -208,6 +209,24 @@ def test_health_reports_database_and_mappings(client: TestClient) -> None:
     assert body["status"] == "ok"
     assert body["checks"]["database"]["status"] == "ok"
     assert "std-hl7v2" in body["checks"]["mappings"]["sources"]
+
+
+@pytest.mark.db
+def test_health_warns_when_postgresql_runs_without_autovacuum(app, client: TestClient) -> None:
+    """The warning follows the server's real setting (this project's test server has
+    autovacuum off; a production one has it on): stale statistics slow every query."""
+    from sqlalchemy import text
+
+    body = client.get("/health").json()
+    database = body["checks"]["database"]
+    assert database["status"] == "ok"
+    if app.state.engine.dialect.name != "postgresql":
+        assert "warnings" not in database
+        return
+    with app.state.engine.connect() as connection:
+        autovacuum = connection.execute(text("SHOW autovacuum")).scalar_one()
+    warnings = database.get("warnings", [])
+    assert (autovacuum == "off") == any("autovacuum is off" in w for w in warnings)
 
 
 def test_health_is_503_when_the_database_is_gone(app, client: TestClient) -> None:
