@@ -23,7 +23,7 @@ from typing import Any
 from adapter.mapping.expressions import Call, Literal, Path, Var
 from adapter.mapping.functions import FUNCTIONS
 from adapter.mapping.nodes import DictNode, Each, FirstOf, Gate, ListNode
-from adapter.mapping.values import is_empty, is_position_without_text, text
+from adapter.mapping.values import is_empty, is_position_type, is_position_without_text, text
 
 Fn = Callable[[Any], Any]  # evaluation -> value
 
@@ -244,7 +244,12 @@ def _build_expr(value_of: Fn) -> Fn:
         if type(value) is str:  # the common case, as materialize() treats it
             value = value.strip()
             return value or None
-        value = materialize(value)
+        if is_position_type(type(value)):  # a source position: materialize()'s last branch
+            as_text = getattr(value, "text", None)
+            if as_text is not None:
+                value = as_text.strip() or None
+        else:
+            value = materialize(value)
         if is_position_without_text(value):
             where = value.location() if callable(getattr(value, "location", None)) else None
             ev.error(
