@@ -22,7 +22,18 @@ from typing import Any
 
 from adapter.mapping.expressions import Call, Literal, Path, Var
 from adapter.mapping.functions import FUNCTIONS
-from adapter.mapping.nodes import DictNode, Each, FirstOf, Gate, ListNode
+from adapter.mapping.nodes import (
+    BundleStep,
+    DictNode,
+    Each,
+    EachStep,
+    FirstOf,
+    FormatMappings,
+    Gate,
+    LetStep,
+    ListNode,
+    ResourceStep,
+)
 from adapter.mapping.values import is_empty, is_position_type, is_position_without_text, text
 
 Fn = Callable[[Any], Any]  # evaluation -> value
@@ -73,6 +84,44 @@ def prepare(node: Any) -> None:
         expr_fn(node)
     let_fn(node)
     build_fn(node)
+
+
+def prepare_formats(formats: dict[str, FormatMappings]) -> None:
+    """The closures of every template, datatype and message mapping of a loaded set."""
+    for bucket in formats.values():
+        for template in bucket.templates.values():
+            for _name, value in template.lets:
+                prepare(value)
+            for alternative in template.id_from:
+                for part in alternative:
+                    prepare(part)
+            if template.skip is not None:
+                prepare(template.skip[0])
+                if template.skip[3] is not None:
+                    prepare(template.skip[3])
+            for condition, _severity, _message, at in template.checks:
+                prepare(condition)
+                if at is not None:
+                    prepare(at)
+            prepare(template.body)
+        for datatype in bucket.datatypes.values():
+            for _name, value in datatype.lets:
+                prepare(value)
+            prepare(datatype.body)
+        for mapping in bucket.messages.values():
+            _prepare_steps(mapping.steps)
+
+
+def _prepare_steps(steps: list[Any]) -> None:
+    for step in steps:
+        if isinstance(step, LetStep):
+            prepare(step.value)
+        elif isinstance(step, EachStep):
+            if not isinstance(step.target, str):
+                prepare(step.target)
+            _prepare_steps(step.steps)
+        if isinstance(step, EachStep | ResourceStep | BundleStep) and step.cond is not None:
+            prepare(step.cond)
 
 
 # -- expressions ---------------------------------------------------------------------------
