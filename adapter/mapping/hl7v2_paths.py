@@ -581,6 +581,15 @@ def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment
     return Node(segment, field_no, rep, path.comp, path.sub, tracker)
 
 
+def peek(path: Hl7Path, scope: Group) -> str:
+    """The text ``resolve`` would give (``Node.text``; a whole segment has none), recorded
+    nowhere: ``first`` compares an alternative it did not take with the value it took."""
+    segment = scope.find_segment(path.segment)
+    if segment is None or path.field is None:
+        return ""
+    return segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1)
+
+
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
     """Every repetition of a field (``PID-3``) or the one named (``PID-3[2]``)."""
     segment = scope.find_segment(path.segment)
