@@ -273,6 +273,8 @@ def _compile_build(node: Any) -> Fn:
     if kind is Literal:
         value = node.value
         return lambda ev: value
+    if kind is Path:
+        return _build_path(node.compiled)
     if kind in _EXPR_KINDS:
         return _build_expr(expr_fn(node))
     if kind is DictNode:
@@ -287,29 +289,51 @@ def _compile_build(node: Any) -> Fn:
     return _build_each(node)
 
 
+def _build_path(compiled: Any) -> Fn:
+    """A path built into a resource. A source that has ``resolve_text`` (HL7 v2) gives a
+    value's text at once, read as reading the value's ``text`` reads it; others resolve."""
+
+    def build(ev: Any) -> Any:
+        source = ev.state.source
+        reader = getattr(source, "resolve_text", None) or source.resolve
+        value = reader(compiled, ev.scope)
+        if type(value) is str:
+            value = value.strip()
+            return value or None
+        return _built(ev, value)
+
+    return build
+
+
 def _build_expr(value_of: Fn) -> Fn:
     def build(ev: Any) -> Any:
         value = value_of(ev)
         if type(value) is str:  # the common case, as materialize() treats it
             value = value.strip()
             return value or None
-        if is_position_type(type(value)):  # a source position: materialize()'s last branch
-            as_text = getattr(value, "text", None)
-            if as_text is not None:
-                value = as_text.strip() or None
-        else:
-            value = materialize(value)
-        if is_position_without_text(value):
-            where = value.location() if callable(getattr(value, "location", None)) else None
-            ev.error(
-                f"{where or 'this path'} is a whole segment, not a value: name a field "
-                f"(e.g. {getattr(value, 'name', 'PID')}-3)",
-                where,
-            )
-            return None
-        return value
+        return _built(ev, value)
 
     return build
+
+
+def _built(ev: Any, value: Any) -> Any:
+    """What a value that is not text builds into (materialize()); a whole segment is an
+    error."""
+    if is_position_type(type(value)):  # a source position: materialize()'s last branch
+        as_text = getattr(value, "text", None)
+        if as_text is not None:
+            value = as_text.strip() or None
+    else:
+        value = materialize(value)
+    if is_position_without_text(value):
+        where = value.location() if callable(getattr(value, "location", None)) else None
+        ev.error(
+            f"{where or 'this path'} is a whole segment, not a value: name a field "
+            f"(e.g. {getattr(value, 'name', 'PID')}-3)",
+            where,
+        )
+        return None
+    return value
 
 
 def _build_dict(node: DictNode) -> Fn:

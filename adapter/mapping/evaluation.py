@@ -27,7 +27,10 @@ __all__ = ["Evaluation", "SourceAdapter", "TranslationState", "truthy"]
 
 
 class SourceAdapter(Protocol):
-    """What the engine needs of a source format (each format module has one)."""
+    """What the engine needs of a source format (each format module has one). A source may
+    also have ``resolve_text(path, scope)``: ``resolve``, with a value that has text given
+    as that text, read as reading it would (HL7 v2: no ``Node`` for a value built into a
+    resource; adapter.mapping.closures)."""
 
     def resolve(self, path: Any, scope: Any) -> Any:
         """The value a compiled path reaches from ``scope`` (first match), read-recorded."""

@@ -581,6 +581,23 @@ def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment
     return Node(segment, field_no, rep, path.comp, path.sub, tracker)
 
 
+def resolve_text(path: Hl7Path, scope: Group, tracker: ReadTracker) -> str | Segment | None:
+    """``resolve`` for a value that is built into a resource: a field, component or
+    subcomponent comes as its text (read as ``Node.text`` reads it) without a ``Node``."""
+    segment = scope.find_segment(path.segment)
+    if segment is None:
+        return None
+    index = segment.index
+    tracker.segments.add(index)
+    field_no = path.field
+    if field_no is None:
+        return segment
+    rep, comp = path.rep or 1, path.comp or 1
+    tracker.fields.add((index, field_no))
+    tracker.parts.add((index, field_no, rep, comp))
+    return segment.get(field_no, rep, comp, path.sub or 1)
+
+
 def peek(path: Hl7Path, scope: Group) -> str:
     """The text ``resolve`` would give (``Node.text``; a whole segment has none), recorded
     nowhere: ``first`` compares an alternative it did not take with the value it took."""

@@ -29,6 +29,9 @@ class Hl7v2Source:
     def resolve(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
         return v2.resolve(path, scope, self.tracker)
 
+    def resolve_text(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
+        return v2.resolve_text(path, scope, self.tracker)
+
     def peek(self, path: v2.Hl7Path, scope: v2.Group) -> str:
         return v2.peek(path, scope)
 
