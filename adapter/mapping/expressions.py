@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -31,24 +31,40 @@ class ExpressionSyntaxError(ValueError):
 @dataclass(frozen=True, slots=True)
 class Literal:
     value: Any
+    # the node's closures, made once on first use (adapter.mapping.closures): what it
+    # evaluates to and what it builds; no part of the node's value or equality
+    _value: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Var:
     name: str
     path: tuple[str, ...]  # components below the variable: ("4", "2") or ("id",)
+    # the node's closures, made once on first use (adapter.mapping.closures): what it
+    # evaluates to and what it builds; no part of the node's value or equality
+    _value: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Path:
     text: str
     compiled: Any  # the format's compiled path object
+    # the node's closures, made once on first use (adapter.mapping.closures): what it
+    # evaluates to and what it builds; no part of the node's value or equality
+    _value: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Call:
     name: str
     args: tuple[Expr, ...]
+    # the node's closures, made once on first use (adapter.mapping.closures): what it
+    # evaluates to and what it builds; no part of the node's value or equality
+    _value: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False, hash=False)
 
 
 Expr = Literal | Var | Path | Call

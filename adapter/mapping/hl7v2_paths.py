@@ -123,9 +123,11 @@ class Node:
         """The value as text: a field or component reads as its first component/subcomponent
         (and only that part counts as read)."""
         comp = self.comp or 1
-        if self.tracker is not None:
-            self.tracker.read(self.segment, self.field, self.rep, comp)
-        return self.segment.get(self.field, self.rep, comp, self.sub or 1)
+        segment, field_no, rep, tracker = self.segment, self.field, self.rep, self.tracker
+        if tracker is not None:  # ReadTracker.read, inline: read for every value taken
+            tracker.fields.add((segment.index, field_no))
+            tracker.parts.add((segment.index, field_no, rep, comp))
+        return segment.get(field_no, rep, comp, self.sub or 1)
 
     def repetition_texts(self) -> list[str]:
         """The first component of every repetition of the field (each counts as read)."""
@@ -565,14 +567,44 @@ def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment
     segment = scope.find_segment(path.segment)
     if segment is None:
         return None
-    tracker.mark(segment, path.field)
-    if path.field is None:
+    index = segment.index
+    tracker.segments.add(index)  # ReadTracker.mark and .read, inline (every path read)
+    field_no = path.field
+    if field_no is None:
         return segment
     # the part the path names counts as read once a rule consults it (a fallback of
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
     # they are read
-    tracker.read(segment, path.field, path.rep or 1, path.comp or 1)
-    return Node(segment, path.field, path.rep or 1, path.comp, path.sub, tracker)
+    rep = path.rep or 1
+    tracker.fields.add((index, field_no))
+    tracker.parts.add((index, field_no, rep, path.comp or 1))
+    return Node(segment, field_no, rep, path.comp, path.sub, tracker)
+
+
+def resolve_text(path: Hl7Path, scope: Group, tracker: ReadTracker) -> str | Segment | None:
+    """``resolve`` for a value that is built into a resource: a field, component or
+    subcomponent comes as its text (read as ``Node.text`` reads it) without a ``Node``."""
+    segment = scope.find_segment(path.segment)
+    if segment is None:
+        return None
+    index = segment.index
+    tracker.segments.add(index)
+    field_no = path.field
+    if field_no is None:
+        return segment
+    rep, comp = path.rep or 1, path.comp or 1
+    tracker.fields.add((index, field_no))
+    tracker.parts.add((index, field_no, rep, comp))
+    return segment.get(field_no, rep, comp, path.sub or 1)
+
+
+def peek(path: Hl7Path, scope: Group) -> str:
+    """The text ``resolve`` would give (``Node.text``; a whole segment has none), recorded
+    nowhere: ``first`` compares an alternative it did not take with the value it took."""
+    segment = scope.find_segment(path.segment)
+    if segment is None or path.field is None:
+        return ""
+    return segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1)
 
 
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:

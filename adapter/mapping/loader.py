@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from adapter.mapping.closures import prepare_formats
 from adapter.mapping.compiler import (
     Compiler,
     check_codes,
@@ -95,6 +96,7 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     common = formats.pop(COMMON, FormatMappings())
     _add_common(common, formats, files)
     _check_references(references, {**formats, COMMON: common}, concept_maps)
+    prepare_formats(formats)  # each node's closures now, not on the first message
     name = "+".join([folder, *overlays])
     return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions)
 

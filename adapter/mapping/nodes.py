@@ -31,11 +31,17 @@ class Each:
     emit: Any
     line: int | None = None
     lets: list[tuple[str, Any]] = field(default_factory=list)
+    # closures made once on first use (adapter.mapping.closures); not part of the value
+    _value: Any = field(default=None, init=False, repr=False, compare=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
 class FirstOf:
     options: list[Any]
+    # closures made once on first use (adapter.mapping.closures); not part of the value
+    _value: Any = field(default=None, init=False, repr=False, compare=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -44,18 +50,27 @@ class Gate:
 
     cond: Expr
     body: Any
+    # closures made once on first use (adapter.mapping.closures); not part of the value
+    _value: Any = field(default=None, init=False, repr=False, compare=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
 class DictNode:
     items: list[tuple[str, Any]]
     dynamic: bool  # has any expression below it; a dynamic dict with no values is dropped
+    # closures made once on first use (adapter.mapping.closures); not part of the value
+    _value: Any = field(default=None, init=False, repr=False, compare=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
 class ListNode:
     items: list[Any]
     dynamic: bool = True  # has any expression below it (set by the compiler)
+    # closures made once on first use (adapter.mapping.closures); not part of the value
+    _value: Any = field(default=None, init=False, repr=False, compare=False)
+    _build: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 def is_dynamic(node: Any) -> bool:

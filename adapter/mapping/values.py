@@ -10,10 +10,29 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+_DATA = (str, bool, int, float, Decimal, list, dict, tuple)
+_POSITIONS: dict[type, bool] = {}  # type -> neither None nor a kind of _DATA (a position)
+
+
+def is_position_type(kind: type) -> bool:
+    """Whether values of this type are source positions (or other objects), none of the
+    data types these helpers tell apart first: what the helpers do with them is what
+    their last branch does, so they may go there at once (values are read per rule)."""
+    found = _POSITIONS.get(kind)
+    if found is None:
+        found = _POSITIONS[kind] = kind is not type(None) and not issubclass(kind, _DATA)
+    return found
+
 
 def text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:  # the common cases first; the checks below keep their order
+        return value  # type: ignore[no-any-return]
     if value is None:
         return ""
+    if is_position_type(kind):
+        as_text = getattr(value, "text", None)
+        return as_text if isinstance(as_text, str) else ""
     if isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -32,10 +51,13 @@ def text(value: Any) -> str:
 def is_position_without_text(value: Any) -> bool:
     """A source position that is not a value, such as a whole HL7 v2 segment (``=ZPI``):
     it can only be there or not."""
-    return (
-        value is not None
-        and not isinstance(value, str | int | float | Decimal | dict | list)
-        and not isinstance(getattr(value, "text", None), str)
+    kind = type(value)
+    if value is None or kind is str:
+        return False
+    if is_position_type(kind):
+        return not isinstance(getattr(value, "text", None), str)
+    return not isinstance(value, str | int | float | Decimal | dict | list) and not isinstance(
+        getattr(value, "text", None), str
     )
 
 
@@ -48,7 +70,8 @@ def location(value: Any) -> str | None:
 def is_empty(value: Any) -> bool:
     if value is None:
         return True
-    if isinstance(value, str | list | dict | tuple):
+    kind = type(value)
+    if not is_position_type(kind) and isinstance(value, str | list | dict | tuple):
         return len(value) == 0
     check = getattr(value, "is_empty", None)
     return bool(check()) if check else False

@@ -17,7 +17,6 @@ from adapter.mapping.folders import MappingFile
 from adapter.mapping.formats.base import Parsed, SourceFormat
 from adapter.mapping.nodes import MappingSet, MessageMapping
 from adapter.mapping.schema import STRINGS
-from adapter.mapping.values import text
 
 
 class Hl7v2Source:
@@ -30,8 +29,11 @@ class Hl7v2Source:
     def resolve(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
         return v2.resolve(path, scope, self.tracker)
 
+    def resolve_text(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
+        return v2.resolve_text(path, scope, self.tracker)
+
     def peek(self, path: v2.Hl7Path, scope: v2.Group) -> str:
-        return text(v2.resolve(path, scope, v2.ReadTracker()))
+        return v2.peek(path, scope)
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]

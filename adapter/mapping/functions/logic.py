@@ -36,14 +36,17 @@ def one_of(ev: FunctionContext, value: Any, *options: Any) -> bool:
 
 @transform("exists")
 def exists(ev: FunctionContext, *values: Any) -> bool:
-    if any(is_position_without_text(v) for v in values):
-        return True
-    return any(
-        not is_empty(v) and text(v).strip() != ""
-        if not isinstance(v, dict | list)
-        else not is_empty(v)
-        for v in values
-    )
+    # loops rather than any() over generators: called for most conditions of a template
+    for v in values:
+        if is_position_without_text(v):
+            return True
+    for v in values:
+        if isinstance(v, dict | list):
+            if not is_empty(v):
+                return True
+        elif not is_empty(v) and text(v).strip() != "":
+            return True
+    return False
 
 
 @transform("empty")

@@ -1,0 +1,493 @@
+"""Expressions and templates compiled into Python closures, once per node (decision 0046).
+
+Each node of a compiled mapping (``adapter.mapping.expressions``, ``adapter.mapping.nodes``)
+gets, on first use or when the loader prepares the set, closures that take an evaluation
+(``adapter.mapping.evaluation.Evaluation``) and give what the node evaluates to
+(``expr_fn``), what a ``let`` binds (``let_fn``) and what it builds into the resource
+(``build_fn``). A closure holds its children's closures, the function it calls, its paths
+and constants, so evaluating a template is a chain of calls with no dispatch on node types,
+no attribute reads of the node and no argument lists built for the lazy functions.
+
+What a closure does is what the interpreter it replaces did, step for step and in the same
+order (which paths are read and marked as read, which issues are reported where, which
+values are dropped as empty): only the dispatch is done once instead of per message. This
+module knows the evaluation only by what it calls on it (``vars``, ``scope``, ``state``,
+``error``), so it does not import the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from adapter.mapping.expressions import Call, Literal, Path, Var
+from adapter.mapping.functions import FUNCTIONS
+from adapter.mapping.nodes import (
+    BundleStep,
+    DictNode,
+    Each,
+    EachStep,
+    FirstOf,
+    FormatMappings,
+    Gate,
+    LetStep,
+    ListNode,
+    ResourceStep,
+)
+from adapter.mapping.values import is_empty, is_position_type, is_position_without_text, text
+
+Fn = Callable[[Any], Any]  # evaluation -> value
+
+_EXPR_KINDS = (Literal, Path, Var, Call)
+_TEMPLATE_KINDS = (DictNode, ListNode, Gate, FirstOf, Each)
+
+
+def _keep(node: Any, slot: str, fn: Fn) -> Fn:
+    object.__setattr__(node, slot, fn)  # the expression nodes are frozen dataclasses
+    return fn
+
+
+def expr_fn(node: Any) -> Fn:
+    """The closure of an expression: its value (a source position, text, a number ...)."""
+    if type(node) not in _EXPR_KINDS:
+        raise TypeError(f"not an expression: {node!r}")
+    fn = node._value
+    return fn if fn is not None else _keep(node, "_value", _compile_expr(node))
+
+
+def build_fn(node: Any) -> Fn:
+    """The closure that builds a template node into plain data (empty values dropped); a
+    value that is no node builds as itself."""
+    kind = type(node)
+    if kind not in _EXPR_KINDS and kind not in _TEMPLATE_KINDS:
+        return lambda ev: node
+    fn = node._build
+    return fn if fn is not None else _keep(node, "_build", _compile_build(node))
+
+
+def let_fn(node: Any) -> Fn:
+    """The closure of a ``let`` value: expressions keep their source positions (so later
+    functions still report issues at the right place), an ``each`` whose ``emit`` is an
+    expression gives the list of its true values, other templates are built."""
+    kind = type(node)
+    if kind is Path or kind is Var or kind is Call:
+        return expr_fn(node)
+    if kind is Each and type(node.emit) in (Path, Var, Call):
+        fn = node._value
+        return fn if fn is not None else _keep(node, "_value", _compile_let_each(node))
+    return build_fn(node)
+
+
+def prepare(node: Any) -> None:
+    """Make the closures of a template tree now (the loader: at load, not per message)."""
+    if type(node) in _EXPR_KINDS:
+        expr_fn(node)
+    let_fn(node)
+    build_fn(node)
+
+
+def prepare_formats(formats: dict[str, FormatMappings]) -> None:
+    """The closures of every template, datatype and message mapping of a loaded set."""
+    for bucket in formats.values():
+        for template in bucket.templates.values():
+            for _name, value in template.lets:
+                prepare(value)
+            for alternative in template.id_from:
+                for part in alternative:
+                    prepare(part)
+            if template.skip is not None:
+                prepare(template.skip[0])
+                if template.skip[3] is not None:
+                    prepare(template.skip[3])
+            for condition, _severity, _message, at in template.checks:
+                prepare(condition)
+                if at is not None:
+                    prepare(at)
+            prepare(template.body)
+        for datatype in bucket.datatypes.values():
+            for _name, value in datatype.lets:
+                prepare(value)
+            prepare(datatype.body)
+        for mapping in bucket.messages.values():
+            _prepare_steps(mapping.steps)
+
+
+def _prepare_steps(steps: list[Any]) -> None:
+    for step in steps:
+        if isinstance(step, LetStep):
+            prepare(step.value)
+        elif isinstance(step, EachStep):
+            if not isinstance(step.target, str):
+                prepare(step.target)
+            _prepare_steps(step.steps)
+        if isinstance(step, EachStep | ResourceStep | BundleStep) and step.cond is not None:
+            prepare(step.cond)
+
+
+# -- expressions ---------------------------------------------------------------------------
+
+
+def _compile_expr(node: Any) -> Fn:
+    kind = type(node)
+    if kind is Literal:
+        value = node.value
+        return lambda ev: value
+    if kind is Path:
+        compiled = node.compiled
+
+        def path(ev: Any) -> Any:
+            return ev.state.source.resolve(compiled, ev.scope)
+
+        return path
+    if kind is Var:
+        return _compile_var(node)
+    return _compile_call(node)
+
+
+def _compile_var(node: Var) -> Fn:
+    name, path = node.name, node.path
+    if not path:
+        return lambda ev: ev.vars.get(name)
+
+    def var(ev: Any) -> Any:
+        value = ev.vars.get(name)
+        for part in path:
+            if value is None:
+                return None
+            if isinstance(value, dict):
+                value = value.get(part)
+            elif isinstance(value, list):
+                value = (
+                    value[int(part) - 1] if part.isdigit() and 0 < int(part) <= len(value) else None
+                )
+            elif hasattr(value, "child") and part.isdigit():
+                value = value.child(int(part))
+            else:
+                value = getattr(value, part, None)
+        return value
+
+    return var
+
+
+def _compile_call(node: Call) -> Fn:
+    args = tuple(expr_fn(arg) for arg in node.args)
+    lazy = _LAZY.get(node.name)
+    if lazy is not None:
+        return lazy(node.args, args)
+    func = FUNCTIONS[node.name]
+    # the arguments are evaluated left to right before the call, as a list would be
+    if len(args) == 0:
+        return lambda ev: func(ev)
+    if len(args) == 1:
+        (a,) = args
+        return lambda ev: func(ev, a(ev))
+    if len(args) == 2:
+        a, b = args
+        return lambda ev: func(ev, a(ev), b(ev))
+    if len(args) == 3:
+        a, b, c = args
+        return lambda ev: func(ev, a(ev), b(ev), c(ev))
+    return lambda ev: func(ev, *[arg(ev) for arg in args])
+
+
+# lazy functions: evaluated argument by argument, so a value that is not needed is never
+# converted (and cannot report an error about a branch that was not taken)
+
+
+def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
+    # per argument: the paths of the alternatives after it (also inside calls), which the
+    # unread report must see as read when they hold nothing else (decision 0016)
+    options = tuple(
+        (arg, tuple(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later)))
+        for i, arg in enumerate(args)
+    )
+
+    def first(ev: Any) -> Any:
+        for arg, rest in options:
+            value = arg(ev)
+            if not is_empty(value) and truthy(value):
+                _read_alternatives(ev, rest, text(value).strip())
+                return value
+        return None
+
+    return first
+
+
+def _read_alternatives(ev: Any, rest: tuple[Any, ...], chosen: str) -> None:
+    """The alternatives ``first`` did not take: a path there that is empty or gives the
+    value taken lost nothing and counts as read; one with another value is left unread, so
+    ``first(OBR-7, OBR-8)`` with two different times lists OBR-8 unless another rule reads
+    it."""
+    if not rest:
+        return
+    source = ev.state.source
+    scope = ev.scope
+    for path in rest:
+        other = source.peek(path, scope).strip()
+        if not other or other == chosen:
+            source.resolve(path, scope)
+
+
+def _paths_in(node: Any) -> list[Path]:
+    if type(node) is Path:
+        return [node]
+    if type(node) is Call:
+        return [p for arg in node.args for p in _paths_in(arg)]
+    return []
+
+
+def _lazy_when(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
+    if len(args) != 2:
+        return lambda ev: ev.error("when() takes a condition and a value", None)
+    cond, value = args
+    return lambda ev: value(ev) if truthy(cond(ev)) else None
+
+
+def _lazy_all(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
+    def all_(ev: Any) -> bool:
+        return all(truthy(arg(ev)) for arg in args)
+
+    return all_
+
+
+def _lazy_any(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
+    def any_(ev: Any) -> bool:
+        return any(truthy(arg(ev)) for arg in args)
+
+    return any_
+
+
+_LAZY: dict[str, Callable[[tuple[Any, ...], tuple[Fn, ...]], Fn]] = {
+    "first": _lazy_first,
+    "when": _lazy_when,
+    "all": _lazy_all,
+    "any": _lazy_any,
+}
+
+
+# -- templates -----------------------------------------------------------------------------
+
+
+def _compile_build(node: Any) -> Fn:
+    kind = type(node)
+    if kind is Literal:
+        value = node.value
+        return lambda ev: value
+    if kind is Path:
+        return _build_path(node.compiled)
+    if kind in _EXPR_KINDS:
+        return _build_expr(expr_fn(node))
+    if kind is DictNode:
+        return _build_dict(node)
+    if kind is ListNode:
+        return _build_list(node)
+    if kind is Gate:
+        cond, body = expr_fn(node.cond), build_fn(node.body)
+        return lambda ev: body(ev) if truthy(cond(ev)) else None
+    if kind is FirstOf:
+        return _build_first_of(node)
+    return _build_each(node)
+
+
+def _build_path(compiled: Any) -> Fn:
+    """A path built into a resource. A source that has ``resolve_text`` (HL7 v2) gives a
+    value's text at once, read as reading the value's ``text`` reads it; others resolve."""
+
+    def build(ev: Any) -> Any:
+        source = ev.state.source
+        reader = getattr(source, "resolve_text", None) or source.resolve
+        value = reader(compiled, ev.scope)
+        if type(value) is str:
+            value = value.strip()
+            return value or None
+        return _built(ev, value)
+
+    return build
+
+
+def _build_expr(value_of: Fn) -> Fn:
+    def build(ev: Any) -> Any:
+        value = value_of(ev)
+        if type(value) is str:  # the common case, as materialize() treats it
+            value = value.strip()
+            return value or None
+        return _built(ev, value)
+
+    return build
+
+
+def _built(ev: Any, value: Any) -> Any:
+    """What a value that is not text builds into (materialize()); a whole segment is an
+    error."""
+    if is_position_type(type(value)):  # a source position: materialize()'s last branch
+        as_text = getattr(value, "text", None)
+        if as_text is not None:
+            value = as_text.strip() or None
+    else:
+        value = materialize(value)
+    if is_position_without_text(value):
+        where = value.location() if callable(getattr(value, "location", None)) else None
+        ev.error(
+            f"{where or 'this path'} is a whole segment, not a value: name a field "
+            f"(e.g. {getattr(value, 'name', 'PID')}-3)",
+            where,
+        )
+        return None
+    return value
+
+
+def _build_dict(node: DictNode) -> Fn:
+    # literals, also nested in dicts and lists without expressions, are not values
+    items = tuple(
+        (key, build_fn(item), type(item) is not Literal and getattr(item, "dynamic", True))
+        for key, item in node.items
+    )
+    dynamic = node.dynamic
+
+    def build(ev: Any) -> dict[str, Any] | None:
+        out: dict[str, Any] = {}
+        has_value = False
+        for key, make, counts in items:
+            built = make(ev)
+            if built is None or built == "" or built == [] or built == {}:
+                continue
+            out[key] = built
+            if counts:
+                has_value = True
+        if dynamic and not has_value:
+            return None
+        return out or None
+
+    return build
+
+
+def _build_list(node: ListNode) -> Fn:
+    items = tuple((build_fn(item), type(item) is Each) for item in node.items)
+
+    def build(ev: Any) -> list[Any] | None:
+        out: list[Any] = []
+        for make, each in items:
+            built = make(ev)
+            if built is None:
+                continue
+            if each and isinstance(built, list):
+                out.extend(built)
+            elif not is_empty(built):
+                out.append(built)
+        return out or None
+
+    return build
+
+
+def _build_first_of(node: FirstOf) -> Fn:
+    options = tuple(build_fn(option) for option in node.options)
+
+    def build(ev: Any) -> Any:
+        for option in options:
+            built = option(ev)
+            if not is_empty(built):
+                return built
+        return None
+
+    return build
+
+
+def _build_each(node: Each) -> Fn:
+    items_of, item_ev = items_fn(node.target), _item_fn(node)
+    cond = expr_fn(node.cond) if node.cond is not None else None
+    emit = build_fn(node.emit)
+
+    def build(ev: Any) -> list[Any] | None:
+        out: list[Any] = []
+        for item, scope in items_of(ev):
+            child = item_ev(ev, item, scope)
+            if cond is not None and not truthy(cond(child)):
+                continue
+            built = emit(child)
+            if not is_empty(built):
+                out.append(built)
+        return out or None
+
+    return build
+
+
+def _compile_let_each(node: Each) -> Fn:
+    items_of, item_ev = items_fn(node.target), _item_fn(node)
+    cond = expr_fn(node.cond) if node.cond is not None else None
+    emit = expr_fn(node.emit)
+
+    def let(ev: Any) -> list[Any] | None:
+        items = []
+        for item, scope in items_of(ev):
+            child = item_ev(ev, item, scope)
+            if cond is not None and not truthy(cond(child)):
+                continue
+            value = emit(child)
+            if not is_empty(value) and truthy(value):
+                items.append(value)
+        return items or None
+
+    return let
+
+
+def _item_fn(node: Each) -> Callable[[Any, Any, Any], Any]:
+    """The evaluation of one ``each`` item: its name bound, then its own ``let`` values."""
+    name = node.name
+    lets = tuple((let_name, let_fn(let_node)) for let_name, let_node in node.lets)
+
+    def item_ev(ev: Any, item: Any, scope: Any) -> Any:
+        child = type(ev)(ev.state, scope, {**ev.vars, name: item})
+        for let_name, let in lets:
+            child.vars[let_name] = let(child)
+        return child
+
+    return item_ev
+
+
+def items_fn(target: Any) -> Callable[[Any], list[tuple[Any, Any]]]:
+    """(item, scope) pairs for ``each``: a group / segment name or an expression."""
+    if isinstance(target, str):
+        return lambda ev: [(s, s) for s in ev.state.source.iterate_name(target, ev.scope)]
+    if isinstance(target, Path):
+        compiled = target.compiled
+        return lambda ev: ev.state.source.iterate_path(compiled, ev.scope)
+    value_of = expr_fn(target)
+
+    def items(ev: Any) -> list[tuple[Any, Any]]:
+        source = ev.state.source
+        value = value_of(ev)
+        if value is None:
+            return []
+        items = value if isinstance(value, list) else [value]
+        return [(item, source.scope_for(item, ev.scope)) for item in items if not is_empty(item)]
+
+    return items
+
+
+# -- values --------------------------------------------------------------------------------
+
+
+def materialize(value: Any) -> Any:
+    """A value as it goes into a resource: text stripped (empty: None), a source position
+    as its text, lists without their empty items."""
+    if value is None or isinstance(value, bool | int | float | dict):
+        return value
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    if isinstance(value, list):
+        items = [materialize(v) for v in value]
+        return [v for v in items if not is_empty(v)] or None
+    as_text = getattr(value, "text", None)
+    if as_text is not None:
+        return as_text.strip() or None
+    return value
+
+
+def truthy(value: Any) -> bool:
+    kind = type(value)
+    if kind is bool:
+        return value  # type: ignore[no-any-return]
+    if kind is str or isinstance(value, str):
+        return bool(value.strip())
+    return not is_empty(value) and (getattr(value, "text", "x") or "").strip() != ""
