@@ -7,6 +7,10 @@ already), then bulk Core INSERT/UPDATE/DELETE statements.
 Read-merge-write (a Patient whose identifiers accumulate over messages) must read the stored
 version under the lock the write holds: ``lock_resources`` first, merge what it returns,
 then ``save_resources(..., locked=)`` (docs/decisions/0009-merge-locking.md).
+
+In a bulk batch (adapter/pipeline/bulk.py) the search index rows are not written per
+message but held in an ``IndexBuffer`` on the session and written once, at the batch's
+commit or before a search reads the index (``flush_index_rows``; decision 0047).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
@@ -204,6 +208,7 @@ def save_resources(
             raise ValueError("save_resources: resources given that lock_resources did not lock")
         existing = locked.rows
 
+    buffer: IndexBuffer | None = session.info.get(_BUFFER)
     saved: dict[tuple[str, str], Saved] = {}
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
@@ -249,8 +254,11 @@ def save_resources(
                 "message_id": message_id,
             }
         )
-        if with_index:
-            index_rows.extend(_index_rows(key[0], key[1], index_values(resource, zone)))
+        rows = _index_rows(key[0], key[1], index_values(resource, zone)) if with_index else []
+        if buffer is not None:
+            buffer.replace(key, rows, stored=old is not None)
+        else:
+            index_rows.extend(rows)
         saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
 
     if new_rows:
@@ -276,12 +284,106 @@ def save_resources(
                 for row in changed_rows
             ],
         )
-        _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
+        if buffer is None:  # else deleted when the buffer is written
+            _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
     if version_rows:
         session.execute(insert(_version), version_rows)
     if index_rows:
         insert_index_rows(session, index_rows)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
+
+
+_BUFFER: Final = "adapter.store.index_buffer"  # the session.info key of a batch's buffer
+_MISSING: Final[Any] = object()
+
+
+class IndexBuffer:
+    """The search index changes of a bulk batch, written at its commit (decision 0047).
+
+    ``rows``: each resource changed in the batch -> its current index rows; ``stale``: the
+    resources whose rows in the database are deleted before ``rows`` are inserted. The rows
+    of a version a later message of the batch replaced (``superseded``) are still written
+    first and deleted with the stale ones: the database sees every value a message stored
+    one by one would have shown it, so one it refuses fails the batch (and the message
+    goes the single-message way, quarantined as before) instead of passing unseen.
+    Every change is journalled so that ``rollback`` undoes what a message did since its
+    savepoint began, a write of the buffer (``take``) included: the database rolls that
+    write back with the savepoint, so the rows it wrote go back into the buffer.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[Key, list[dict[str, Any]]] = {}
+        self.stale: set[Key] = set()
+        self.superseded: list[dict[str, Any]] = []
+        self._journal: list[tuple[Any, ...]] = []
+
+    def replace(self, key: Key, rows: list[dict[str, Any]], *, stored: bool) -> None:
+        """``key``'s new index rows; ``stored``: its row existed when it was locked (its
+        index rows in the database, if any, are stale)."""
+        before = self.rows.get(key, _MISSING)
+        self._journal.append(("key", key, before, key in self.stale, len(self.superseded)))
+        if before is not _MISSING:
+            self.superseded.extend(before)
+            stored = True  # the superseded rows, once written, are deleted with the key's
+        self.rows[key] = rows
+        if stored:
+            self.stale.add(key)
+
+    def mark(self) -> int:
+        """A point to ``rollback`` to (when a savepoint begins)."""
+        return len(self._journal)
+
+    def rollback(self, mark: int) -> None:
+        """Undo every change since ``mark``, latest first."""
+        while len(self._journal) > mark:
+            entry = self._journal.pop()
+            if entry[0] == "take":
+                self.rows, self.stale, self.superseded = entry[1], entry[2], entry[3]
+                continue
+            _, key, rows, stale, superseded = entry
+            if rows is _MISSING:
+                self.rows.pop(key, None)
+            else:
+                self.rows[key] = rows
+            (self.stale.add if stale else self.stale.discard)(key)
+            del self.superseded[superseded:]
+
+    def forget(self) -> None:
+        """The changes so far are kept (their savepoint was released): no undo needed."""
+        self._journal.clear()
+
+    def take(self) -> tuple[list[dict[str, Any]], list[Key], list[dict[str, Any]]]:
+        """The superseded rows, the stale keys and the rows to insert, in the order they
+        are written; the buffer is emptied (journalled)."""
+        rows = [r for rs in self.rows.values() for r in rs]
+        taken = (self.superseded, sorted(self.stale), rows)
+        self._journal.append(("take", self.rows, self.stale, self.superseded))
+        self.rows, self.stale, self.superseded = {}, set(), []
+        return taken
+
+
+def buffer_index_rows(session: Session) -> IndexBuffer:
+    """From now on this session's ``save_resources`` buffer their index rows (a bulk batch):
+    the caller must ``flush_index_rows`` before the transaction commits."""
+    buffer = IndexBuffer()
+    session.info[_BUFFER] = buffer
+    return buffer
+
+
+def flush_index_rows(session: Session) -> None:
+    """Write the buffered index rows, if any: before the commit, and before any read of
+    search_index in the transaction (adapter/store/search.py ``find``) so that it sees
+    what the batch stored so far. A failure fails the transaction (the batch)."""
+    buffer: IndexBuffer | None = session.info.get(_BUFFER)
+    if buffer is None or not (buffer.rows or buffer.stale):
+        return
+    superseded, stale, rows = buffer.take()
+    if superseded:
+        insert_index_rows(session, superseded)
+    if stale:
+        _delete_index_rows(session, stale)
+    if rows:
+        insert_index_rows(session, rows)
 
 
 def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
@@ -369,14 +471,21 @@ def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
     }
 
 
+_DELETE_CHUNK = 500  # ids per DELETE: well under SQLite's bound parameter limit
+
+
 def _delete_index_rows(session: Session, keys: list[tuple[str, str]]) -> None:
     by_type: dict[str, list[str]] = {}
     for rtype, rid in keys:
         by_type.setdefault(rtype, []).append(rid)
     for rtype, ids in by_type.items():
-        session.execute(
-            delete(_index).where(_index.c.resource_type == rtype, _index.c.resource_id.in_(ids))
-        )
+        for start in range(0, len(ids), _DELETE_CHUNK):
+            chunk = ids[start : start + _DELETE_CHUNK]
+            session.execute(
+                delete(_index).where(
+                    _index.c.resource_type == rtype, _index.c.resource_id.in_(chunk)
+                )
+            )
 
 
 def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = DEFAULT_ZONE) -> int:
