@@ -8,9 +8,9 @@ Read-merge-write (a Patient whose identifiers accumulate over messages) must rea
 version under the lock the write holds: ``lock_resources`` first, merge what it returns,
 then ``save_resources(..., locked=)`` (docs/decisions/0009-merge-locking.md).
 
-In a bulk batch (adapter/pipeline/bulk.py) the search index rows are not written per
-message but held in an ``IndexBuffer`` on the session and written once, at the batch's
-commit or before a search reads the index (``flush_index_rows``; decision 0047).
+In a bulk batch (adapter/pipeline/bulk.py) the search index, resource_version and outbox
+rows are not written per message but held in ``BatchWrites`` on the session and written
+once, at the batch's commit (index rows also before a search reads them; decision 0047).
 """
 
 from __future__ import annotations
@@ -208,12 +208,13 @@ def save_resources(
             raise ValueError("save_resources: resources given that lock_resources did not lock")
         existing = locked.rows
 
-    buffer: IndexBuffer | None = session.info.get(_BUFFER)
+    buffer = held_writes(session)
     saved: dict[tuple[str, str], Saved] = {}
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
     version_rows: list[dict[str, Any]] = []
     index_rows: list[dict[str, Any]] = []
+    stored_history: list[Key] = []  # superseded versions whose history row is stored
     for key, resource in latest.items():
         digest = content_hash(resource)
         old = existing.get(key)
@@ -243,17 +244,21 @@ def save_resources(
             "facility_id": facility_id,
         }
         (new_rows if old is None else changed_rows).append(row)
-        version_rows.append(
-            {
-                "resource_type": key[0],
-                "id": key[1],
-                "version_id": version_id,
-                "last_updated": last_updated,
-                "deleted": False,
-                "body": None,  # the current version's body is the resource row's
-                "message_id": message_id,
-            }
-        )
+        version = {
+            "resource_type": key[0],
+            "id": key[1],
+            "version_id": version_id,
+            "last_updated": last_updated,
+            "deleted": False,
+            "body": None,  # the current version's body is the resource row's
+            "message_id": message_id,
+        }
+        if buffer is None:
+            version_rows.append(version)
+        else:  # the superseded version's history row takes its body first
+            if old is not None:
+                stored_history.extend(buffer.keep_bodies([key]))
+            buffer.add_version(version, body)
         rows = _index_rows(key[0], key[1], index_values(resource, zone)) if with_index else []
         if buffer is not None:
             buffer.replace(key, rows, stored=old is not None)
@@ -266,7 +271,10 @@ def save_resources(
         new_rows.sort(key=lambda r: (r["resource_type"], r["id"]))
         session.execute(insert(_resource), new_rows)
     if changed_rows:
-        _keep_superseded_bodies(session, [(r["resource_type"], r["id"]) for r in changed_rows])
+        if buffer is None:
+            stored_history = [(r["resource_type"], r["id"]) for r in changed_rows]
+        if stored_history:  # else every one was held by the batch and took its body there
+            _keep_superseded_bodies(session, stored_history)
         session.execute(
             update(_resource).where(
                 and_(
@@ -297,24 +305,31 @@ _BUFFER: Final = "adapter.store.index_buffer"  # the session.info key of a batch
 _MISSING: Final[Any] = object()
 
 
-class IndexBuffer:
-    """The search index changes of a bulk batch, written at its commit (decision 0047).
+class BatchWrites:
+    """The write-only rows of a bulk batch, written at its commit (decision 0047): search
+    index rows, resource_version rows and outbox rows (adapter/store/outbox/enqueue.py).
 
-    ``rows``: each resource changed in the batch -> its current index rows; ``stale``: the
-    resources whose rows in the database are deleted before ``rows`` are inserted. The rows
-    of a version a later message of the batch replaced (``superseded``) are still written
-    first and deleted with the stale ones: the database sees every value a message stored
-    one by one would have shown it, so one it refuses fails the batch (and the message
-    goes the single-message way, quarantined as before) instead of passing unseen.
+    Index: ``rows`` has each resource changed in the batch -> its current index rows;
+    ``stale`` the resources whose rows in the database are deleted before ``rows`` are
+    inserted. The rows of a version a later message of the batch replaced (``superseded``)
+    are still written first and deleted with the stale ones: the database sees every value
+    a message stored one by one would have shown it, so one it refuses fails the batch
+    (each message then goes the single-message way, the refused one quarantined as
+    before) instead of passing unseen. Versions and outbox rows are appended in the order
+    the messages made them (outbox ids, hence delivery order, stay as they were).
+
     Every change is journalled so that ``rollback`` undoes what a message did since its
-    savepoint began, a write of the buffer (``take``) included: the database rolls that
-    write back with the savepoint, so the rows it wrote go back into the buffer.
+    savepoint began, a write of the index rows (``take_index``, before a search) included:
+    the database rolls that write back with the savepoint, so its rows come back here.
     """
 
     def __init__(self) -> None:
         self.rows: dict[Key, list[dict[str, Any]]] = {}
         self.stale: set[Key] = set()
         self.superseded: list[dict[str, Any]] = []
+        self.versions: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+        self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
 
     def replace(self, key: Key, rows: list[dict[str, Any]], *, stored: bool) -> None:
@@ -329,6 +344,32 @@ class IndexBuffer:
         if stored:
             self.stale.add(key)
 
+    def add_version(self, row: dict[str, Any], body: dict[str, Any]) -> None:
+        """A resource_version row (its ``body`` None: the current version's body is the
+        resource row's, ``body`` here) to insert at the commit."""
+        key = (row["resource_type"], row["id"])
+        self._journal.append(("version", key, self._current.get(key, _MISSING)))
+        self.versions.append(row)
+        self._current[key] = (row, body)
+
+    def keep_bodies(self, keys: list[Key]) -> list[Key]:
+        """Before these resources take new versions: their current version's history row
+        gets its body (``_keep_superseded_bodies``) here when it is buffered; returns the
+        keys whose current history row is in the database."""
+        stored = []
+        for key in keys:
+            current = self._current.get(key)
+            if current is None:
+                stored.append(key)
+            else:
+                self._journal.append(("body", current[0]))
+                current[0]["body"] = current[1]
+        return stored
+
+    def add_outbox(self, rows: list[dict[str, Any]]) -> None:
+        self._journal.append(("outbox", len(self.outbox)))
+        self.outbox.extend(rows)
+
     def mark(self) -> int:
         """A point to ``rollback`` to (when a savepoint begins)."""
         return len(self._journal)
@@ -337,24 +378,35 @@ class IndexBuffer:
         """Undo every change since ``mark``, latest first."""
         while len(self._journal) > mark:
             entry = self._journal.pop()
-            if entry[0] == "take":
+            kind = entry[0]
+            if kind == "take":
                 self.rows, self.stale, self.superseded = entry[1], entry[2], entry[3]
-                continue
-            _, key, rows, stale, superseded = entry
-            if rows is _MISSING:
-                self.rows.pop(key, None)
+            elif kind == "version":
+                self.versions.pop()
+                if entry[2] is _MISSING:
+                    del self._current[entry[1]]
+                else:
+                    self._current[entry[1]] = entry[2]
+            elif kind == "body":
+                entry[1]["body"] = None
+            elif kind == "outbox":
+                del self.outbox[entry[1] :]
             else:
-                self.rows[key] = rows
-            (self.stale.add if stale else self.stale.discard)(key)
-            del self.superseded[superseded:]
+                _, key, rows, stale, superseded = entry
+                if rows is _MISSING:
+                    self.rows.pop(key, None)
+                else:
+                    self.rows[key] = rows
+                (self.stale.add if stale else self.stale.discard)(key)
+                del self.superseded[superseded:]
 
     def forget(self) -> None:
         """The changes so far are kept (their savepoint was released): no undo needed."""
         self._journal.clear()
 
-    def take(self) -> tuple[list[dict[str, Any]], list[Key], list[dict[str, Any]]]:
-        """The superseded rows, the stale keys and the rows to insert, in the order they
-        are written; the buffer is emptied (journalled)."""
+    def take_index(self) -> tuple[list[dict[str, Any]], list[Key], list[dict[str, Any]]]:
+        """The superseded index rows, the stale keys and the index rows to insert, in the
+        order they are written; the index part is emptied (journalled)."""
         rows = [r for rs in self.rows.values() for r in rs]
         taken = (self.superseded, sorted(self.stale), rows)
         self._journal.append(("take", self.rows, self.stale, self.superseded))
@@ -362,28 +414,49 @@ class IndexBuffer:
         return taken
 
 
-def buffer_index_rows(session: Session) -> IndexBuffer:
-    """From now on this session's ``save_resources`` buffer their index rows (a bulk batch):
-    the caller must ``flush_index_rows`` before the transaction commits."""
-    buffer = IndexBuffer()
-    session.info[_BUFFER] = buffer
-    return buffer
+def batch_writes(session: Session) -> BatchWrites:
+    """From now on this session holds its write-only rows (a bulk batch: save_resources,
+    enqueue_many); the caller must ``flush_batch_writes`` before the transaction commits."""
+    writes = BatchWrites()
+    session.info[_BUFFER] = writes
+    return writes
+
+
+def held_writes(session: Session) -> BatchWrites | None:
+    """The session's ``BatchWrites`` when it is a bulk batch's, else None."""
+    return session.info.get(_BUFFER)
 
 
 def flush_index_rows(session: Session) -> None:
-    """Write the buffered index rows, if any: before the commit, and before any read of
-    search_index in the transaction (adapter/store/search.py ``find``) so that it sees
-    what the batch stored so far. A failure fails the transaction (the batch)."""
-    buffer: IndexBuffer | None = session.info.get(_BUFFER)
-    if buffer is None or not (buffer.rows or buffer.stale):
+    """Write the held index rows, if any: before any read of search_index in the
+    transaction (adapter/store/search.py ``find``), so that it sees what the batch stored
+    so far. A failure fails the statement's savepoint (the message), or the batch."""
+    writes = held_writes(session)
+    if writes is None or not (writes.rows or writes.stale):
         return
-    superseded, stale, rows = buffer.take()
+    superseded, stale, rows = writes.take_index()
     if superseded:
         insert_index_rows(session, superseded)
     if stale:
         _delete_index_rows(session, stale)
     if rows:
         insert_index_rows(session, rows)
+
+
+def flush_batch_writes(session: Session) -> None:
+    """Write everything the batch held, before its commit (a failure fails the batch:
+    each message then goes the single-message way). The session holds no more."""
+    from adapter.store.outbox.enqueue import insert_outbox_rows  # it imports this module
+
+    writes = held_writes(session)
+    if writes is None:
+        return
+    flush_index_rows(session)
+    if writes.versions:
+        session.execute(insert(_version), writes.versions)
+    if writes.outbox:
+        insert_outbox_rows(session, writes.outbox)
+    del session.info[_BUFFER]
 
 
 def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
