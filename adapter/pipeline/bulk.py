@@ -165,7 +165,9 @@ def _store_jobs(
                 job.source_id,
                 type(exc).__name__,
             )
-            if savepoint.is_active:
+            # a failed ORM flush leaves the savepoint inactive but still to roll back (not
+            # doing so failed the whole batch with PendingRollbackError at the next one)
+            if session.get_nested_transaction() is savepoint:
                 savepoint.rollback()  # with the audit events it queued (adapter/audit/writer.py)
             writes.rollback(mark)  # and the rows it left to the commit
             failed.append(i)

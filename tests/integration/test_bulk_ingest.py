@@ -100,19 +100,28 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
     }
 
 
+def _routed(tmp_path: Path) -> Path:
+    """The example consortium with its destinations enabled: messages queue outbox rows."""
+    config = tmp_path / "routed.yaml"
+    text = (ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8")
+    config.write_text(text.replace("enabled: false", "enabled: true"), encoding="utf-8")
+    return config
+
+
 def test_a_batch_stores_what_one_transaction_per_message_stores(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     items = _fixtures()
     assert len(items) >= 20
-    bulk = list(example_pipeline(session_factory).ingest_many(items, batch=7))
+    config = _routed(tmp_path)
+    bulk = list(pipeline_for(config, session_factory).ingest_many(items, batch=7))
     assert [r.duplicate for r in bulk] == [False] * len(items)
 
     alone_engine = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
     migrate(alone_engine)
     try:
         alone_factory = make_factory(alone_engine)
-        pipeline = example_pipeline(alone_factory)
+        pipeline = pipeline_for(config, alone_factory)
         alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
         assert [r.status for r in bulk] == [r.status for r in alone]
         assert [r.resources for r in bulk] == [r.resources for r in alone]
@@ -196,6 +205,7 @@ def test_a_batch_sent_again_is_answered_as_duplicates(
 
 # -- the batch's search index rows, written once at its commit (decision 0047) ------------
 
+BATCH_FAILED = "bulk ingest: a batch of"  # logged when a whole batch goes one by one
 KEPT_OUT = "拒存"  # a word the database refuses in a resource body (below)
 
 
@@ -239,15 +249,18 @@ def refusing_bodies(engine: Engine) -> Iterator[None]:
         _accept_bodies(engine)
 
 
-def _alone(tmp_path: Path, items: list[tuple[bytes, Receipt]], refuse: bool = False) -> Any:
-    """Results and stored state of ``items`` ingested one transaction each (SQLite)."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+def _alone(
+    tmp_path: Path, items: list[tuple[bytes, Receipt]], refuse: bool = False, name: str = "alone"
+) -> Any:
+    """Results and stored state of ``items`` ingested one transaction each (SQLite, the
+    destinations enabled)."""
+    engine = make_engine(f"sqlite:///{tmp_path / name}.db")
     migrate(engine)
     if refuse:
         _refuse_bodies(engine)
     try:
         factory = make_factory(engine)
-        pipeline = example_pipeline(factory)
+        pipeline = pipeline_for(_routed(tmp_path), factory)
         return [pipeline.ingest(raw, receipt) for raw, receipt in items], _stored(factory)
     finally:
         engine.dispose()
@@ -269,7 +282,7 @@ def _observation_values(factory: sessionmaker[Session]) -> set[str]:
 
 
 def test_a_resource_changed_twice_in_a_batch_keeps_its_last_index_rows(
-    session_factory: sessionmaker[Session], tmp_path: Path
+    session_factory: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the same report three times, its free-text result changed each time: one Observation
     # with three versions, of which only the last is searchable
@@ -277,7 +290,10 @@ def test_a_resource_changed_twice_in_a_batch_keeps_its_last_index_rows(
         (long_oru(obx5=f"第{n}次复查结果", control=f"TWICE{n:03d}"), Receipt("std-hl7v2", "cli"))
         for n in (1, 2, 3)
     ]
-    bulk = list(example_pipeline(session_factory).ingest_many(items, batch=10))
+    with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert BATCH_FAILED not in caplog.text
     alone, stored = _alone(tmp_path, items)
     assert [r.status for r in bulk] == [r.status for r in alone] == ["processed"] * 3
     assert _stored(session_factory) == stored
@@ -294,6 +310,7 @@ def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(
     engine: Engine,
     tmp_path: Path,
     refusing_bodies: None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # the second message changes the Observation the first stored, its index rows are
     # buffered, then the database refuses its resource row: its savepoint rolls back, and
@@ -302,20 +319,109 @@ def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(
         (long_oru(obx5="首次结果", control="ROLL0001"), Receipt("std-hl7v2", "cli")),
         (long_oru(obx5=f"结果{KEPT_OUT}", control="ROLL0002"), Receipt("std-hl7v2", "cli")),
         (long_oru(obx5="再次结果", control="ROLL0003"), Receipt("std-hl7v2", "cli")),
-        (long_oru(obx5="末次结果", control="ROLL0004", code="OTHER01"), Receipt("std-hl7v2", "cli")),
+        (long_oru(obx5="末次结果", control="ROLL0004", code="OTHER1"), Receipt("std-hl7v2", "cli")),
     ]
-    first = list(example_pipeline(session_factory).ingest_many(items[:2], batch=10))
+    pipeline = pipeline_for(_routed(tmp_path), session_factory)
+    with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
+        first = list(pipeline.ingest_many(items[:2], batch=10))
+    assert BATCH_FAILED not in caplog.text
     assert [r.status for r in first] == ["processed", "quarantined"]
     assert _observation_values(session_factory) == {"首次结果"}  # the first one's, restored
+    assert _stored(session_factory) == _alone(tmp_path, items[:2], refuse=True, name="first")[1]
 
-    bulk = first + list(example_pipeline(session_factory).ingest_many(items[2:], batch=10))
+    bulk = first + list(pipeline.ingest_many(items[2:], batch=10))
     alone, stored = _alone(tmp_path, items, refuse=True)
     assert [r.status for r in bulk] == [r.status for r in alone]
+    assert stored["outbox"]
     assert _stored(session_factory) == stored
     with session_factory() as session:
         values = session.scalars(select(SearchIndex.value)).all()
         assert not any(KEPT_OUT in (v or "") for v in values)
         assert verify(session).ok
+
+
+LATE_PEER = "refused-late"  # the database refuses to mark this peer's message processed
+
+
+def _refuse_late(engine: Engine) -> None:
+    """The database refuses the last write of a message from LATE_PEER (its status), after
+    every step queued its rows: versions, index rows, outbox rows."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION test_refuse_late() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.status LIKE 'processed%' AND NEW.peer = '{LATE_PEER}' THEN "
+                    "RAISE EXCEPTION 'refused by the test' USING ERRCODE = '23514'; "
+                    "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER test_refuse_late BEFORE UPDATE ON inbound_message "
+                    "FOR EACH ROW EXECUTE FUNCTION test_refuse_late()"
+                )
+            )
+            return
+        conn.execute(
+            text(
+                "CREATE TRIGGER test_refuse_late BEFORE UPDATE ON inbound_message "
+                f"WHEN NEW.status LIKE 'processed%' AND NEW.peer = '{LATE_PEER}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        )
+
+
+@pytest.fixture
+def refusing_late(engine: Engine) -> Iterator[None]:
+    _refuse_late(engine)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                text("DROP TRIGGER test_refuse_late ON inbound_message")
+                if engine.dialect.name == "postgresql"
+                else text("DROP TRIGGER test_refuse_late")
+            )
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("DROP FUNCTION test_refuse_late()"))
+
+
+def test_a_message_failing_after_it_queued_its_rows_drops_them_all(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    tmp_path: Path,
+    refusing_late: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the middle message changes the Observation the first stored, queues its versions,
+    # index rows and deliveries, then fails: all of them go with its savepoint
+    items = [
+        (long_oru(obx5="甲结果", control="LATE0001"), Receipt("std-hl7v2", "cli")),
+        (long_oru(obx5="乙结果", control="LATE0002"), Receipt("std-hl7v2", "cli", peer=LATE_PEER)),
+        (long_oru(obx5="丙结果", control="LATE0003", code="OTHER2"), Receipt("std-hl7v2", "cli")),
+    ]
+    with caplog.at_level(logging.INFO, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert BATCH_FAILED not in caplog.text  # the others' work stayed in the batch
+    assert caplog.text.count("goes on its own") == 1
+    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    migrate(engine_alone)
+    _refuse_late(engine_alone)
+    try:
+        factory = make_factory(engine_alone)
+        pipeline = pipeline_for(_routed(tmp_path), factory)
+        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
+        stored = _stored(factory)
+    finally:
+        engine_alone.dispose()
+    assert [r.status for r in bulk] == [r.status for r in alone]
+    assert bulk[1].status == "quarantined"
+    assert stored["outbox"]
+    assert _stored(session_factory) == stored
+    assert _observation_values(session_factory) == {"丙结果"}  # the last one kept
 
 
 def test_a_failed_write_of_the_index_rows_fails_the_batch_as_a_whole(
@@ -334,7 +440,7 @@ def test_a_failed_write_of_the_index_rows_fails_the_batch_as_a_whole(
     ]
     with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
         results = list(example_pipeline(session_factory).ingest_many(items, batch=10))
-    assert "bulk ingest: a batch of 3 failed" in caplog.text
+    assert f"{BATCH_FAILED} 3 failed" in caplog.text
     assert [r.status for r in results] == ["processed", "processed", "quarantined"]
     _assert_located(results[2].issues[0].as_dict())
     with session_factory() as session:
