@@ -22,7 +22,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Row, Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -31,7 +31,6 @@ from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient_key
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
-from adapter.store.keys import keys_in
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 
 _resource = Resource.__table__
@@ -112,6 +111,29 @@ def lock_resources(
 
 
 def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[Key, Row[Any]]:
+    by_type: dict[str, set[str]] = {}
+    for rtype, rid in keys:
+        by_type.setdefault(rtype, set()).add(rid)
+    if not by_type:
+        return {}
+    types = tuple(sorted(by_type))
+    query = _lock_query(types, with_body)
+    ids = {f"ids_{n}": sorted(by_type[rtype]) for n, rtype in enumerate(types)}
+    return {(row.resource_type, row.id): row for row in session.execute(query, ids)}
+
+
+_LOCK_QUERIES: dict[tuple[tuple[str, ...], bool], Select[Any]] = {}
+_LOCK_QUERIES_MAX = 512  # sets of types seen; a message has a handful, always the same few
+
+
+def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
+    """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per set of
+    types with the ids as expanding parameters: building the statement and its cache key
+    afresh cost about as much as running it (decision 0047). The condition is
+    ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both databases."""
+    query = _LOCK_QUERIES.get((types, with_body))
+    if query is not None:
+        return query
     columns = [
         _resource.c.resource_type,
         _resource.c.id,
@@ -125,11 +147,23 @@ def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[
         columns.append(_resource.c.body)
     query = (
         select(*columns)
-        .where(keys_in(_resource.c.resource_type, _resource.c.id, keys))
+        .where(
+            or_(
+                *(
+                    and_(
+                        _resource.c.resource_type == rtype,
+                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True)),
+                    )
+                    for n, rtype in enumerate(types)
+                )
+            )
+        )
         .order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
         .with_for_update()
     )
-    return {(row.resource_type, row.id): row for row in session.execute(query)}
+    if len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
+        _LOCK_QUERIES[(types, with_body)] = query
+    return query
 
 
 def content_hash(resource: dict[str, Any]) -> str:
