@@ -12,13 +12,18 @@ audit-chain write per message. Here a batch of messages shares them:
   value the database refuses, a concurrent insert, a bug) is rolled back to its savepoint
   alone, with the audit events it queued, and the others' work stays (the audit log's
   records of the whole batch are chained once, at the transaction's commit);
+* the rows nothing of the steps reads back (search index, resource_version, outbox) are
+  written once, before the commit (one executemany or COPY per table), not per message;
+  a search writes the held index rows first (adapter/store/resources.py ``BatchWrites``,
+  docs/decisions/0047-batch-writes.md); a message rolled back drops its rows with it;
 * one commit;
 * every message that failed in its savepoint is then ingested again on its own through
   ``Pipeline.ingest``, which retries races, quarantines what the database refuses with
   the located issue, and keeps the bytes in every case: nothing is lost, and one bad
   message never costs the others their work.
 
-If the batch's commit itself fails (the database went away), every message of the batch
+If the batch's commit itself, or the write of its held rows, fails (the database went
+away, it refuses a value), every message of the batch
 goes the single-message way, which reports the failure as ``Pipeline.ingest`` does.
 A message over the size limit, and the second of two identical byte strings in one batch,
 also go the single-message way (a refusal, a duplicate answer).
@@ -43,6 +48,7 @@ from adapter.pipeline.results import IngestResult, result_of
 from adapter.store import read_only
 from adapter.store.keys import keys_in
 from adapter.store.models import InboundMessage
+from adapter.store.resources import BatchWrites, batch_writes, flush_batch_writes
 
 if TYPE_CHECKING:
     from adapter.pipeline.ingest import Pipeline, _Job
@@ -117,25 +123,29 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
         job = _Job(create, facility, source.id, outcome, receipt.received_at, receipt.channel)
         jobs.append((i, job))
     with pipeline.factory.begin() as session:
+        writes = batch_writes(session)
         for i, key in keys.items():
             if key in known_ids:
                 existing = session.get(InboundMessage, known_ids[key])
                 assert existing is not None
                 steps.audit_received(session, existing, items[i][1].received_at, duplicate=True)
                 results[i] = result_of(existing, duplicate=True)
-        alone.extend(_store_jobs(pipeline, session, jobs, results))
+        alone.extend(_store_jobs(pipeline, session, writes, jobs, results))
+        flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
     return results, alone
 
 
 def _store_jobs(
     pipeline: Pipeline,
     session: Session,
+    writes: BatchWrites,
     jobs: list[tuple[int, _Job]],
     results: list[IngestResult | None],
 ) -> list[int]:
     """Store each job in a savepoint; the indexes of those rolled back."""
     failed: list[int] = []
     for i, job in jobs:
+        mark = writes.mark()
         savepoint = session.begin_nested()
         try:
             message = job.open_message(session)
@@ -147,6 +157,7 @@ def _store_jobs(
             else:
                 steps.store(pipeline._work(session, message, job))
             savepoint.commit()
+            writes.forget()
             results[i] = result_of(message)
         except Exception as exc:  # every failure goes the single-message way
             log.info(
@@ -154,8 +165,11 @@ def _store_jobs(
                 job.source_id,
                 type(exc).__name__,
             )
-            if savepoint.is_active:
+            # a failed ORM flush leaves the savepoint inactive but still to roll back (not
+            # doing so failed the whole batch with PendingRollbackError at the next one)
+            if session.get_nested_transaction() is savepoint:
                 savepoint.rollback()  # with the audit events it queued (adapter/audit/writer.py)
+            writes.rollback(mark)  # and the rows it left to the commit
             failed.append(i)
     return failed
 

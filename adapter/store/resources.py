@@ -7,6 +7,10 @@ already), then bulk Core INSERT/UPDATE/DELETE statements.
 Read-merge-write (a Patient whose identifiers accumulate over messages) must read the stored
 version under the lock the write holds: ``lock_resources`` first, merge what it returns,
 then ``save_resources(..., locked=)`` (docs/decisions/0009-merge-locking.md).
+
+In a bulk batch (adapter/pipeline/bulk.py) the search index, resource_version and outbox
+rows are not written per message but held in ``BatchWrites`` on the session and written
+once, at the batch's commit (index rows also before a search reads them; decision 0047).
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import Any
+from typing import Any, Final
 
 import orjson
-from sqlalchemy import Row, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Row, Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -27,7 +31,6 @@ from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient_key
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
-from adapter.store.keys import keys_in
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 
 _resource = Resource.__table__
@@ -108,6 +111,29 @@ def lock_resources(
 
 
 def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[Key, Row[Any]]:
+    by_type: dict[str, set[str]] = {}
+    for rtype, rid in keys:
+        by_type.setdefault(rtype, set()).add(rid)
+    if not by_type:
+        return {}
+    types = tuple(sorted(by_type))
+    query = _lock_query(types, with_body)
+    ids = {f"ids_{n}": sorted(by_type[rtype]) for n, rtype in enumerate(types)}
+    return {(row.resource_type, row.id): row for row in session.execute(query, ids)}
+
+
+_LOCK_QUERIES: dict[tuple[tuple[str, ...], bool], Select[Any]] = {}
+_LOCK_QUERIES_MAX = 512  # sets of types seen; a message has a handful, always the same few
+
+
+def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
+    """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per set of
+    types with the ids as expanding parameters: building the statement and its cache key
+    afresh cost about as much as running it (decision 0047). The condition is
+    ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both databases."""
+    query = _LOCK_QUERIES.get((types, with_body))
+    if query is not None:
+        return query
     columns = [
         _resource.c.resource_type,
         _resource.c.id,
@@ -121,11 +147,23 @@ def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[
         columns.append(_resource.c.body)
     query = (
         select(*columns)
-        .where(keys_in(_resource.c.resource_type, _resource.c.id, keys))
+        .where(
+            or_(
+                *(
+                    and_(
+                        _resource.c.resource_type == rtype,
+                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True)),
+                    )
+                    for n, rtype in enumerate(types)
+                )
+            )
+        )
         .order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
         .with_for_update()
     )
-    return {(row.resource_type, row.id): row for row in session.execute(query)}
+    if len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
+        _LOCK_QUERIES[(types, with_body)] = query
+    return query
 
 
 def content_hash(resource: dict[str, Any]) -> str:
@@ -204,11 +242,13 @@ def save_resources(
             raise ValueError("save_resources: resources given that lock_resources did not lock")
         existing = locked.rows
 
+    buffer = held_writes(session)
     saved: dict[tuple[str, str], Saved] = {}
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
     version_rows: list[dict[str, Any]] = []
     index_rows: list[dict[str, Any]] = []
+    stored_history: list[Key] = []  # superseded versions whose history row is stored
     for key, resource in latest.items():
         digest = content_hash(resource)
         old = existing.get(key)
@@ -238,19 +278,26 @@ def save_resources(
             "facility_id": facility_id,
         }
         (new_rows if old is None else changed_rows).append(row)
-        version_rows.append(
-            {
-                "resource_type": key[0],
-                "id": key[1],
-                "version_id": version_id,
-                "last_updated": last_updated,
-                "deleted": False,
-                "body": None,  # the current version's body is the resource row's
-                "message_id": message_id,
-            }
-        )
-        if with_index:
-            index_rows.extend(_index_rows(key[0], key[1], index_values(resource, zone)))
+        version = {
+            "resource_type": key[0],
+            "id": key[1],
+            "version_id": version_id,
+            "last_updated": last_updated,
+            "deleted": False,
+            "body": None,  # the current version's body is the resource row's
+            "message_id": message_id,
+        }
+        if buffer is None:
+            version_rows.append(version)
+        else:  # the superseded version's history row takes its body first
+            if old is not None:
+                stored_history.extend(buffer.keep_bodies([key]))
+            buffer.add_version(version, body)
+        rows = _index_rows(key[0], key[1], index_values(resource, zone)) if with_index else []
+        if buffer is not None:
+            buffer.replace(key, rows, stored=old is not None)
+        else:
+            index_rows.extend(rows)
         saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
 
     if new_rows:
@@ -258,7 +305,10 @@ def save_resources(
         new_rows.sort(key=lambda r: (r["resource_type"], r["id"]))
         session.execute(insert(_resource), new_rows)
     if changed_rows:
-        _keep_superseded_bodies(session, [(r["resource_type"], r["id"]) for r in changed_rows])
+        if buffer is None:
+            stored_history = [(r["resource_type"], r["id"]) for r in changed_rows]
+        if stored_history:  # else every one was held by the batch and took its body there
+            _keep_superseded_bodies(session, stored_history)
         session.execute(
             update(_resource).where(
                 and_(
@@ -276,12 +326,171 @@ def save_resources(
                 for row in changed_rows
             ],
         )
-        _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
+        if buffer is None:  # else deleted when the buffer is written
+            _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
     if version_rows:
         session.execute(insert(_version), version_rows)
     if index_rows:
         insert_index_rows(session, index_rows)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
+
+
+_BUFFER: Final = "adapter.store.index_buffer"  # the session.info key of a batch's buffer
+_MISSING: Final[Any] = object()
+
+
+class BatchWrites:
+    """The write-only rows of a bulk batch, written at its commit (decision 0047): search
+    index rows, resource_version rows and outbox rows (adapter/store/outbox/enqueue.py).
+
+    Index: ``rows`` has each resource changed in the batch -> its current index rows;
+    ``stale`` the resources whose rows in the database are deleted before ``rows`` are
+    inserted. The rows of a version a later message of the batch replaced (``superseded``)
+    are still written first and deleted with the stale ones: the database sees every value
+    a message stored one by one would have shown it, so one it refuses fails the batch
+    (each message then goes the single-message way, the refused one quarantined as
+    before) instead of passing unseen. Versions and outbox rows are appended in the order
+    the messages made them (outbox ids, hence delivery order, stay as they were).
+
+    Every change is journalled so that ``rollback`` undoes what a message did since its
+    savepoint began, a write of the index rows (``take_index``, before a search) included:
+    the database rolls that write back with the savepoint, so its rows come back here.
+    """
+
+    def __init__(self) -> None:
+        self.rows: dict[Key, list[dict[str, Any]]] = {}
+        self.stale: set[Key] = set()
+        self.superseded: list[dict[str, Any]] = []
+        self.versions: list[dict[str, Any]] = []
+        self.outbox: list[dict[str, Any]] = []
+        self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
+        self._journal: list[tuple[Any, ...]] = []
+
+    def replace(self, key: Key, rows: list[dict[str, Any]], *, stored: bool) -> None:
+        """``key``'s new index rows; ``stored``: its row existed when it was locked (its
+        index rows in the database, if any, are stale)."""
+        before = self.rows.get(key, _MISSING)
+        self._journal.append(("key", key, before, key in self.stale, len(self.superseded)))
+        if before is not _MISSING:
+            self.superseded.extend(before)
+            stored = True  # the superseded rows, once written, are deleted with the key's
+        self.rows[key] = rows
+        if stored:
+            self.stale.add(key)
+
+    def add_version(self, row: dict[str, Any], body: dict[str, Any]) -> None:
+        """A resource_version row (its ``body`` None: the current version's body is the
+        resource row's, ``body`` here) to insert at the commit."""
+        key = (row["resource_type"], row["id"])
+        self._journal.append(("version", key, self._current.get(key, _MISSING)))
+        self.versions.append(row)
+        self._current[key] = (row, body)
+
+    def keep_bodies(self, keys: list[Key]) -> list[Key]:
+        """Before these resources take new versions: their current version's history row
+        gets its body (``_keep_superseded_bodies``) here when it is buffered; returns the
+        keys whose current history row is in the database."""
+        stored = []
+        for key in keys:
+            current = self._current.get(key)
+            if current is None:
+                stored.append(key)
+            else:
+                self._journal.append(("body", current[0]))
+                current[0]["body"] = current[1]
+        return stored
+
+    def add_outbox(self, rows: list[dict[str, Any]]) -> None:
+        self._journal.append(("outbox", len(self.outbox)))
+        self.outbox.extend(rows)
+
+    def mark(self) -> int:
+        """A point to ``rollback`` to (when a savepoint begins)."""
+        return len(self._journal)
+
+    def rollback(self, mark: int) -> None:
+        """Undo every change since ``mark``, latest first."""
+        while len(self._journal) > mark:
+            entry = self._journal.pop()
+            kind = entry[0]
+            if kind == "take":
+                self.rows, self.stale, self.superseded = entry[1], entry[2], entry[3]
+            elif kind == "version":
+                self.versions.pop()
+                if entry[2] is _MISSING:
+                    del self._current[entry[1]]
+                else:
+                    self._current[entry[1]] = entry[2]
+            elif kind == "body":
+                entry[1]["body"] = None
+            elif kind == "outbox":
+                del self.outbox[entry[1] :]
+            else:
+                _, key, rows, stale, superseded = entry
+                if rows is _MISSING:
+                    self.rows.pop(key, None)
+                else:
+                    self.rows[key] = rows
+                (self.stale.add if stale else self.stale.discard)(key)
+                del self.superseded[superseded:]
+
+    def forget(self) -> None:
+        """The changes so far are kept (their savepoint was released): no undo needed."""
+        self._journal.clear()
+
+    def take_index(self) -> tuple[list[dict[str, Any]], list[Key], list[dict[str, Any]]]:
+        """The superseded index rows, the stale keys and the index rows to insert, in the
+        order they are written; the index part is emptied (journalled)."""
+        rows = [r for rs in self.rows.values() for r in rs]
+        taken = (self.superseded, sorted(self.stale), rows)
+        self._journal.append(("take", self.rows, self.stale, self.superseded))
+        self.rows, self.stale, self.superseded = {}, set(), []
+        return taken
+
+
+def batch_writes(session: Session) -> BatchWrites:
+    """From now on this session holds its write-only rows (a bulk batch: save_resources,
+    enqueue_many); the caller must ``flush_batch_writes`` before the transaction commits."""
+    writes = BatchWrites()
+    session.info[_BUFFER] = writes
+    return writes
+
+
+def held_writes(session: Session) -> BatchWrites | None:
+    """The session's ``BatchWrites`` when it is a bulk batch's, else None."""
+    return session.info.get(_BUFFER)
+
+
+def flush_index_rows(session: Session) -> None:
+    """Write the held index rows, if any: before any read of search_index in the
+    transaction (adapter/store/search.py ``find``), so that it sees what the batch stored
+    so far. A failure fails the statement's savepoint (the message), or the batch."""
+    writes = held_writes(session)
+    if writes is None or not (writes.rows or writes.stale):
+        return
+    superseded, stale, rows = writes.take_index()
+    if superseded:
+        insert_index_rows(session, superseded)
+    if stale:
+        _delete_index_rows(session, stale)
+    if rows:
+        insert_index_rows(session, rows)
+
+
+def flush_batch_writes(session: Session) -> None:
+    """Write everything the batch held, before its commit (a failure fails the batch:
+    each message then goes the single-message way). The session holds no more."""
+    from adapter.store.outbox.enqueue import insert_outbox_rows  # it imports this module
+
+    writes = held_writes(session)
+    if writes is None:
+        return
+    flush_index_rows(session)
+    if writes.versions:
+        session.execute(insert(_version), writes.versions)
+    if writes.outbox:
+        insert_outbox_rows(session, writes.outbox)
+    del session.info[_BUFFER]
 
 
 def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
@@ -369,14 +578,21 @@ def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
     }
 
 
+_DELETE_CHUNK = 500  # ids per DELETE: well under SQLite's bound parameter limit
+
+
 def _delete_index_rows(session: Session, keys: list[tuple[str, str]]) -> None:
     by_type: dict[str, list[str]] = {}
     for rtype, rid in keys:
         by_type.setdefault(rtype, []).append(rid)
     for rtype, ids in by_type.items():
-        session.execute(
-            delete(_index).where(_index.c.resource_type == rtype, _index.c.resource_id.in_(ids))
-        )
+        for start in range(0, len(ids), _DELETE_CHUNK):
+            chunk = ids[start : start + _DELETE_CHUNK]
+            session.execute(
+                delete(_index).where(
+                    _index.c.resource_type == rtype, _index.c.resource_id.in_(chunk)
+                )
+            )
 
 
 def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = DEFAULT_ZONE) -> int:

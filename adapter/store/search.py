@@ -53,6 +53,7 @@ from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
 from adapter.store.index_params import param_in, row_params
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import leading_rows, led_by_index, order_by, without_value
 from adapter.store.search_total import count_matches
 from adapter.store.visibility import Visibility, visible
@@ -82,6 +83,7 @@ def find(
 ) -> Page:
     """One page of matches of ``types`` (one type, or several for a system search); only
     what ``scope`` may read when given (adapter/store/visibility.py)."""
+    flush_index_rows(session)  # a bulk batch's buffered rows first (decision 0047)
     single = types[0] if len(types) == 1 else None
     where = [
         _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types)),

@@ -10,11 +10,15 @@ Runs on SQLite and, in the ``-m db`` pass, on PostgreSQL.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+import pytest
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.verify import verify
@@ -24,6 +28,7 @@ from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
 from adapter.store.models import InboundMessage, Outbox, Resource, ResourceVersion, SearchIndex
 from tests.integration.connector_helpers import example_pipeline, example_translator
+from tests.integration.referral_support import UP_SLIP, consortium_by_care, pipeline_for
 from tests.integration.test_long_values import (
     REFUSED_WORD,
     _assert_located,
@@ -53,19 +58,36 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
             (r.resource_type, r.id): (r.version_id, r.content_hash, r.patient_key)
             for r in session.scalars(select(Resource))
         }
-        versions = Counter(
-            (v.resource_type, v.id, v.version_id) for v in session.scalars(select(ResourceVersion))
+        versions = Counter(  # a superseded version keeps its body (decision 0042)
+            (v.resource_type, v.id, v.version_id, v.body is not None)
+            for v in session.scalars(select(ResourceVersion))
         )
         index = Counter(
-            (i.resource_type, i.resource_id, i.param, i.kind, i.system, i.code, i.value)
+            (
+                i.resource_type,
+                i.resource_id,
+                i.param,
+                i.kind,
+                i.system,
+                i.code,
+                i.value,
+                i.value_norm,
+                i.value_date_start,
+                i.value_date_end,
+                i.value_number,
+                i.reference,
+                i.code_full,
+                i.value_norm_full,
+                i.reference_full,
+            )
             for i in session.scalars(select(SearchIndex))
             if i.resource_type != "Provenance"  # names the message and the moment
         )
-        outbox = Counter(
+        outbox = [  # in the order queued: the order of delivery
             (o.destination, o.resource_type, o.resource_id, o.version_id, o.reason)
-            for o in session.scalars(select(Outbox))
+            for o in session.scalars(select(Outbox).order_by(Outbox.id))
             if o.resource_type != "Provenance"
-        )
+        ]
         statuses = Counter(m.status for m in session.scalars(select(InboundMessage)))
     resources = {k: v for k, v in resources.items() if k[0] != "Provenance"}
     versions = Counter({k: n for k, n in versions.items() if k[0] != "Provenance"})
@@ -78,23 +100,34 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
     }
 
 
+def _routed(tmp_path: Path) -> Path:
+    """The example consortium with its destinations enabled: messages queue outbox rows."""
+    config = tmp_path / "routed.yaml"
+    text = (ROOT / "fixtures" / "consortium.yaml").read_text(encoding="utf-8")
+    config.write_text(text.replace("enabled: false", "enabled: true"), encoding="utf-8")
+    return config
+
+
 def test_a_batch_stores_what_one_transaction_per_message_stores(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     items = _fixtures()
     assert len(items) >= 20
-    bulk = list(example_pipeline(session_factory).ingest_many(items, batch=7))
+    config = _routed(tmp_path)
+    bulk = list(pipeline_for(config, session_factory).ingest_many(items, batch=7))
     assert [r.duplicate for r in bulk] == [False] * len(items)
 
     alone_engine = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
     migrate(alone_engine)
     try:
         alone_factory = make_factory(alone_engine)
-        pipeline = example_pipeline(alone_factory)
+        pipeline = pipeline_for(config, alone_factory)
         alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
         assert [r.status for r in bulk] == [r.status for r in alone]
         assert [r.resources for r in bulk] == [r.resources for r in alone]
-        assert _stored(session_factory) == _stored(alone_factory)
+        stored = _stored(session_factory)
+        assert stored["outbox"]  # routed rows too, compared in the order queued
+        assert stored == _stored(alone_factory)
     finally:
         alone_engine.dispose()
     with session_factory() as session:
@@ -168,3 +201,289 @@ def test_a_batch_sent_again_is_answered_as_duplicates(
     assert [r.message_id for r in again] == [r.message_id for r in first]
     with session_factory() as session:
         assert len(session.scalars(select(InboundMessage.id)).all()) == len(items)
+
+
+# -- the batch's search index rows, written once at its commit (decision 0047) ------------
+
+BATCH_FAILED = "bulk ingest: a batch of"  # logged when a whole batch goes one by one
+KEPT_OUT = "拒存"  # a word the database refuses in a resource body (below)
+
+
+def _refuse_bodies(engine: Engine) -> None:
+    """The database refuses a resource row whose body holds KEPT_OUT: the failure comes
+    after save_resources buffered the message's index rows, inside its savepoint."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "ALTER TABLE resource ADD CONSTRAINT ck_test_kept_out "
+                    f"CHECK (strpos(body::text, '{KEPT_OUT}') = 0) NOT VALID"
+                )
+            )
+            return
+        for event in ("INSERT", "UPDATE"):
+            conn.execute(
+                text(
+                    f"CREATE TRIGGER test_kept_out_{event.lower()} BEFORE {event} ON resource "
+                    f"WHEN NEW.body LIKE '%{KEPT_OUT}%' "
+                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                )
+            )
+
+
+def _accept_bodies(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(text("ALTER TABLE resource DROP CONSTRAINT ck_test_kept_out"))
+            return
+        for event in ("insert", "update"):
+            conn.execute(text(f"DROP TRIGGER test_kept_out_{event}"))
+
+
+@pytest.fixture
+def refusing_bodies(engine: Engine) -> Iterator[None]:
+    _refuse_bodies(engine)
+    try:
+        yield
+    finally:
+        _accept_bodies(engine)
+
+
+def _alone(
+    tmp_path: Path, items: list[tuple[bytes, Receipt]], refuse: bool = False, name: str = "alone"
+) -> Any:
+    """Results and stored state of ``items`` ingested one transaction each (SQLite, the
+    destinations enabled)."""
+    engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+    migrate(engine)
+    if refuse:
+        _refuse_bodies(engine)
+    try:
+        factory = make_factory(engine)
+        pipeline = pipeline_for(_routed(tmp_path), factory)
+        return [pipeline.ingest(raw, receipt) for raw, receipt in items], _stored(factory)
+    finally:
+        engine.dispose()
+
+
+def _observation_values(factory: sessionmaker[Session]) -> set[str]:
+    """The searchable free-text results the tests below write (each ends with 结果)."""
+    with factory() as session:
+        return {
+            v
+            for v in session.scalars(
+                select(SearchIndex.value).where(
+                    SearchIndex.resource_type == "Observation",
+                    SearchIndex.param == "value-string",
+                )
+            )
+            if v and v.endswith("结果")
+        }
+
+
+def test_a_resource_changed_twice_in_a_batch_keeps_its_last_index_rows(
+    session_factory: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the same report three times, its free-text result changed each time: one Observation
+    # with three versions, of which only the last is searchable
+    items = [
+        (long_oru(obx5=f"第{n}次复查结果", control=f"TWICE{n:03d}"), Receipt("std-hl7v2", "cli"))
+        for n in (1, 2, 3)
+    ]
+    with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert BATCH_FAILED not in caplog.text
+    alone, stored = _alone(tmp_path, items)
+    assert [r.status for r in bulk] == [r.status for r in alone] == ["processed"] * 3
+    assert _stored(session_factory) == stored
+    assert _observation_values(session_factory) == {"第3次复查结果"}
+    with session_factory() as session:
+        versions = session.scalars(
+            select(ResourceVersion.version_id).where(ResourceVersion.resource_type == "Observation")
+        ).all()
+    assert sorted(versions)[-1] == 3
+
+
+def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    tmp_path: Path,
+    refusing_bodies: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the second message changes the Observation the first stored, its index rows are
+    # buffered, then the database refuses its resource row: its savepoint rolls back, and
+    # its rows must go with it (the first message's rows come back), the third's stay
+    items = [
+        (long_oru(obx5="首次结果", control="ROLL0001"), Receipt("std-hl7v2", "cli")),
+        (long_oru(obx5=f"结果{KEPT_OUT}", control="ROLL0002"), Receipt("std-hl7v2", "cli")),
+        (long_oru(obx5="再次结果", control="ROLL0003"), Receipt("std-hl7v2", "cli")),
+        (long_oru(obx5="末次结果", control="ROLL0004", code="OTHER1"), Receipt("std-hl7v2", "cli")),
+    ]
+    pipeline = pipeline_for(_routed(tmp_path), session_factory)
+    with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
+        first = list(pipeline.ingest_many(items[:2], batch=10))
+    assert BATCH_FAILED not in caplog.text
+    assert [r.status for r in first] == ["processed", "quarantined"]
+    assert _observation_values(session_factory) == {"首次结果"}  # the first one's, restored
+    assert _stored(session_factory) == _alone(tmp_path, items[:2], refuse=True, name="first")[1]
+
+    bulk = first + list(pipeline.ingest_many(items[2:], batch=10))
+    alone, stored = _alone(tmp_path, items, refuse=True)
+    assert [r.status for r in bulk] == [r.status for r in alone]
+    assert stored["outbox"]
+    assert _stored(session_factory) == stored
+    with session_factory() as session:
+        values = session.scalars(select(SearchIndex.value)).all()
+        assert not any(KEPT_OUT in (v or "") for v in values)
+        assert verify(session).ok
+
+
+LATE_PEER = "refused-late"  # the database refuses to mark this peer's message processed
+
+
+def _refuse_late(engine: Engine) -> None:
+    """The database refuses the last write of a message from LATE_PEER (its status), after
+    every step queued its rows: versions, index rows, outbox rows."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "CREATE FUNCTION test_refuse_late() RETURNS trigger AS $$ BEGIN "
+                    f"IF NEW.status LIKE 'processed%' AND NEW.peer = '{LATE_PEER}' THEN "
+                    "RAISE EXCEPTION 'refused by the test' USING ERRCODE = '23514'; "
+                    "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER test_refuse_late BEFORE UPDATE ON inbound_message "
+                    "FOR EACH ROW EXECUTE FUNCTION test_refuse_late()"
+                )
+            )
+            return
+        conn.execute(
+            text(
+                "CREATE TRIGGER test_refuse_late BEFORE UPDATE ON inbound_message "
+                f"WHEN NEW.status LIKE 'processed%' AND NEW.peer = '{LATE_PEER}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        )
+
+
+@pytest.fixture
+def refusing_late(engine: Engine) -> Iterator[None]:
+    _refuse_late(engine)
+    try:
+        yield
+    finally:
+        with engine.begin() as conn:
+            conn.execute(
+                text("DROP TRIGGER test_refuse_late ON inbound_message")
+                if engine.dialect.name == "postgresql"
+                else text("DROP TRIGGER test_refuse_late")
+            )
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("DROP FUNCTION test_refuse_late()"))
+
+
+def test_a_message_failing_after_it_queued_its_rows_drops_them_all(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    tmp_path: Path,
+    refusing_late: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the middle message changes the Observation the first stored, queues its versions,
+    # index rows and deliveries, then fails: all of them go with its savepoint
+    items = [
+        (long_oru(obx5="甲结果", control="LATE0001"), Receipt("std-hl7v2", "cli")),
+        (long_oru(obx5="乙结果", control="LATE0002"), Receipt("std-hl7v2", "cli", peer=LATE_PEER)),
+        (long_oru(obx5="丙结果", control="LATE0003", code="OTHER2"), Receipt("std-hl7v2", "cli")),
+    ]
+    with caplog.at_level(logging.INFO, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert BATCH_FAILED not in caplog.text  # the others' work stayed in the batch
+    assert caplog.text.count("goes on its own") == 1
+    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    migrate(engine_alone)
+    _refuse_late(engine_alone)
+    try:
+        factory = make_factory(engine_alone)
+        pipeline = pipeline_for(_routed(tmp_path), factory)
+        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
+        stored = _stored(factory)
+    finally:
+        engine_alone.dispose()
+    assert [r.status for r in bulk] == [r.status for r in alone]
+    assert bulk[1].status == "quarantined"
+    assert stored["outbox"]
+    assert _stored(session_factory) == stored
+    assert _observation_values(session_factory) == {"丙结果"}  # the last one kept
+
+
+def test_a_failed_write_of_the_index_rows_fails_the_batch_as_a_whole(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    refusing_database: None,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the index value the database refuses is only written at the batch's commit: the whole
+    # batch fails there, and each message goes the single-message way (the refused one is
+    # quarantined with its located issue, the others stored as if alone)
+    items = [
+        (long_oru(control="FLUSH001"), Receipt("std-hl7v2", "cli")),
+        (long_oru(control="FLUSH002", code="OTHER02"), Receipt("std-hl7v2", "cli")),
+        (_refused_oru("FLUSH003"), Receipt("std-hl7v2", "cli")),
+    ]
+    with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
+        results = list(example_pipeline(session_factory).ingest_many(items, batch=10))
+    assert f"{BATCH_FAILED} 3 failed" in caplog.text
+    assert [r.status for r in results] == ["processed", "processed", "quarantined"]
+    _assert_located(results[2].issues[0].as_dict())
+    with session_factory() as session:
+        values = session.scalars(select(SearchIndex.value)).all()
+        assert not any(REFUSED_WORD in (v or "") for v in values)
+        stored = session.scalars(
+            select(Resource.id).where(Resource.message_id == results[1].message_id)
+        ).all()
+        assert stored
+        indexed = session.scalars(
+            select(SearchIndex.resource_id).where(SearchIndex.resource_id.in_(stored))
+        ).all()
+        assert indexed  # the single-message way wrote their index rows
+        assert verify(session).ok
+
+
+def test_a_search_in_a_batch_sees_what_the_batch_stored(
+    tmp_path: Path, database_url: str, session_factory: sessionmaker[Session]
+) -> None:
+    # the up-slip (a referral Task) and the patient's admission at the county in one batch:
+    # the admission step searches for the patient's open Task, which must find the one the
+    # batch just stored (the buffered index rows are written before the search)
+    pipeline = pipeline_for(consortium_by_care(tmp_path), session_factory)
+    adt = (ROOT / "fixtures/hl7v2/adt/county-his/a01-admit.hl7").read_text(encoding="utf-8")
+    for old, new in (
+        ("430999196207071534", "430999196704151244"),
+        ("彭^志刚", "张^秀英"),
+        ("|19620707|M|", "|19670415|F|"),
+        ("QSHIS2612010088", "BULKREF01"),
+    ):
+        assert old in adt
+        adt = adt.replace(old, new)
+    now = datetime.now(UTC)
+    items = [
+        (UP_SLIP.read_bytes(), Receipt("shiqiao-his", "cli", received_at=now)),
+        (adt.encode("utf-8"), Receipt("county-his", "cli", received_at=now)),
+    ]
+    slip, admitted = pipeline.ingest_many(items, batch=10)
+    assert admitted.status.startswith("processed"), admitted.issues
+    notes = " | ".join(str(i.as_dict().get("diagnostics")) for i in admitted.issues)
+    assert "moved to in-progress / admitted" in notes
+    task = next(r for r in slip.resources if r.startswith("Task/")).split("/", 1)[1]
+    with session_factory() as session:
+        body = session.get(Resource, ("Task", task))
+        assert body is not None
+        assert body.body["status"] == "in-progress"

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from adapter.store.models import Outbox, OutboxState
 from adapter.store.outbox.wake import notify
+from adapter.store.resources import held_writes
 
 _outbox = Outbox.__table__
 
@@ -74,6 +75,15 @@ def enqueue_many(
         }
         for item in items
     ]
+    writes = held_writes(session)
+    if writes is not None:  # a bulk batch: written at its commit (decision 0047)
+        writes.add_outbox(rows)
+        return
+    insert_outbox_rows(session, rows)
+
+
+def insert_outbox_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert ``enqueue_many``'s rows: one statement, and one notification."""
     session.execute(insert(_outbox), rows)
     notify(session, (row["destination"] for row in rows))  # PostgreSQL: wakes idle workers
 
