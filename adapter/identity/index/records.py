@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, false, insert, or_, select, union_all
+from sqlalchemy import and_, bindparam, delete, exists, false, insert, or_, select, union_all
 from sqlalchemy.orm import Session, aliased
 
 from adapter.store.identity_tables import (
@@ -81,14 +81,13 @@ class Near:
         return sorted(found.values(), key=lambda o: (o[0].created_at, o[0].patient_id))
 
 
-def near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool = True) -> Near:
-    """The record ``patient_id`` with its stored keys (``own``), and the records sharing one
-    of ``hashes`` with whether each pair is blocked: what reading the record, the pairs
-    blocked with it and candidates() took three statements for."""
+def _near_statement(own: bool, others: bool) -> Any:
+    """The statement of ``near``, built once per shape (parameters ``me``, ``hashes``)."""
+    me, hashes = bindparam("me"), bindparam("hashes", expanding=True)
     blocked = exists().where(
         or_(
-            and_(_block.c.patient_id == patient_id, _block.c.other_id == _record.c.patient_id),
-            and_(_block.c.patient_id == _record.c.patient_id, _block.c.other_id == patient_id),
+            and_(_block.c.patient_id == me, _block.c.other_id == _record.c.patient_id),
+            and_(_block.c.patient_id == _record.c.patient_id, _block.c.other_id == me),
         )
     )
     parts = []
@@ -96,20 +95,32 @@ def near(session: Session, patient_id: str, hashes: Collection[str], *, own: boo
         parts.append(
             select(_record, _key.c.key_hash, false().label("blocked"))
             .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
-            .where(_record.c.patient_id == patient_id)
+            .where(_record.c.patient_id == me)
         )
-    if hashes:
+    if others:
         parts.append(
             select(_record, _key.c.key_hash, blocked.label("blocked"))
             .select_from(_record.join(_key, _key.c.patient_id == _record.c.patient_id))
-            .where(_key.c.key_hash.in_(sorted(hashes)), _key.c.patient_id != patient_id)
+            .where(_key.c.key_hash.in_(hashes), _key.c.patient_id != me)
         )
-    out = Near()
-    if not parts:
-        return out
     both = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
-    row = aliased(IdentityRecord, both)
-    for found, hashed, is_blocked in session.execute(select(row, both.c.key_hash, both.c.blocked)):
+    return select(aliased(IdentityRecord, both), both.c.key_hash, both.c.blocked)
+
+
+_NEAR = {(own, others): _near_statement(own, others) for own, others in ((1, 1), (1, 0), (0, 1))}
+
+
+def near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool = True) -> Near:
+    """The record ``patient_id`` with its stored keys (``own``), and the records sharing one
+    of ``hashes`` with whether each pair is blocked: what reading the record, the pairs
+    blocked with it and candidates() took three statements for."""
+    out = Near()
+    if not own and not hashes:
+        return out
+    params: dict[str, Any] = {"me": patient_id}
+    if hashes:
+        params["hashes"] = sorted(hashes)
+    for found, hashed, is_blocked in session.execute(_NEAR[int(own), int(bool(hashes))], params):
         if found.patient_id == patient_id:
             out.existing = found
             if hashed is not None:
