@@ -73,13 +73,15 @@ def _open(moment: datetime) -> Any:
 
 
 def _insert_new(session: Session, values: dict[str, Any]) -> bool:
-    """Insert unless the key (person, facility, source, ref) exists; True when inserted."""
+    """Insert unless the key (person, facility, source, ref) exists; True when inserted.
+    Told by the returned id: psycopg's rowcount said 1 for a row not inserted, so on
+    PostgreSQL an existing row was never updated (decision 0048)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         statement: Any = postgresql.insert(_c).values(**values).on_conflict_do_nothing()
     else:
         statement = sqlite.insert(_c).values(**values).on_conflict_do_nothing()
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return session.execute(statement.returning(_c.c.id)).first() is not None
 
 
 def _values(
