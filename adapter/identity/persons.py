@@ -13,7 +13,7 @@ know (not a Patient record, or stored before the index existed) is its own perso
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, String, bindparam, func, select, union
 from sqlalchemy.orm import Session
 
 from adapter.store.identity_tables import IdentityMerge, IdentityRecord
@@ -46,18 +46,29 @@ def keys_of(session: Session, patient_id: str) -> set[str]:
     merge stands. Facts a message shows are kept under its Patient record, so a merge
     brings them along and an unmerge takes them back with the record; a grant or a
     revocation is kept under the person it was given for."""
-    person = person_of(session, patient_id)
-    keys = {patient_id, person}
-    persons, todo = {person}, [person]
-    while todo:  # merges of merges
-        absorbed = session.scalars(
-            select(IdentityMerge.merged_id).where(
-                IdentityMerge.survivor_id.in_(todo), IdentityMerge.undone_at.is_(None)
-            )
+    return set(session.scalars(KEYS, {"id": patient_id}))
+
+
+def _keys_statement() -> Select[tuple[str]]:
+    """keys_of as one statement (a recursive query: merges of merges), parameter ``id``;
+    also a subquery (``person_id IN (KEYS)``: the person's care rows in one statement)."""
+    given = bindparam("id", type_=String)
+    record, merge = IdentityRecord.__table__, IdentityMerge.__table__
+    person = func.coalesce(
+        select(record.c.person_id).where(record.c.patient_id == given).scalar_subquery(), given
+    )
+    persons = select(person.label("id")).cte("persons", recursive=True)
+    persons = persons.union(
+        select(merge.c.merged_id).where(
+            merge.c.survivor_id == persons.c.id, merge.c.undone_at.is_(None)
         )
-        todo = [p for p in absorbed if p not in persons]
-        persons.update(todo)
-    for each in persons:
-        keys.add(each)
-        keys.update(records_of(session, each))
-    return keys
+    )
+    every = union(
+        select(given.label("id")),
+        select(persons.c.id),
+        select(record.c.patient_id).where(record.c.person_id.in_(select(persons.c.id))),
+    ).subquery()
+    return select(every.c.id)
+
+
+KEYS = _keys_statement()

@@ -32,10 +32,12 @@ from adapter.identity import keys_of, person_of, records_of
 from adapter.identity.features import national_id_warnings
 from adapter.identity.index.publish import outbox_rows, publish_persons
 from adapter.identity.index.resolve import index_patients
+from adapter.identity.persons import KEYS
 from adapter.identity.rules import rules_at
 from adapter.pipeline.catchup import history_rows
 from adapter.pipeline.merge import merge_stored, reads_stored
 from adapter.pipeline.provenance import provenance_for
+from adapter.pipeline.receipt import Channel
 from adapter.pipeline.results import PROCESSED, QUARANTINED, WARNINGS
 from adapter.pipeline.translator import WHOLE_MESSAGE, Outcome
 from adapter.recognition.marks import ResultMarks
@@ -49,6 +51,7 @@ from adapter.store.models import InboundMessage
 from adapter.store.resources import LockedRows, Saved
 
 log = logging.getLogger(__name__)
+_OPEN_CARE = care.open_rows_query(KEYS)  # a person's ids and open care rows, one statement
 
 
 @dataclass(slots=True)
@@ -72,6 +75,7 @@ class Work:
     # facilities that started caring for a person in this message: (person, facility, rows)
     started: list[tuple[str, str, list[care.CareRow]]] = field(default_factory=list)
     _persons: dict[str, str] = field(default_factory=dict)
+    _open: dict[str, list[care.CareRow]] = field(default_factory=dict)  # person -> open rows
     _caring: dict[str, dict[str, list[care.CareRow]]] = field(default_factory=dict)
     _keys: dict[str, set[str]] = field(default_factory=dict)
     mapping: str | None = None  # the mapping set that translated it: "<folder>@<fingerprint>"
@@ -95,8 +99,17 @@ class Work:
         """Facility -> its relationships open now with the person (under the person's id,
         any record linked to it or a person merged into it: care follows a merge)."""
         if person not in self._caring:
-            self._caring[person] = care.caring(self.session, self.keys(person), self.moment)
+            self._caring[person] = care.caring_of(self.open_care(person))
         return self._caring[person]
+
+    def open_care(self, person: str) -> list[care.CareRow]:
+        """The relationships open now under the person's ids (revocations too), read with
+        the ids in one statement (adapter.identity.persons.KEYS)."""
+        if person not in self._open:
+            self._open[person] = care.read_rows(
+                self.session, _OPEN_CARE, {"id": person, "at": self.moment}
+            )
+        return self._open[person]
 
     def keys(self, patient_or_person: str) -> set[str]:
         """adapter.identity.keys_of, read once per message: the steps after
@@ -105,7 +118,17 @@ class Work:
             self._keys[patient_or_person] = keys_of(self.session, patient_or_person)
         return self._keys[patient_or_person]
 
+    def wrote_care(self, person: str, row: care.CareRow) -> None:
+        """``row`` (under one of the person's ids) as this transaction just wrote it."""
+        if person in self._open:
+            rows = [r for r in self._open[person] if r.id != row.id]
+            if row.open_at(self.moment):
+                rows = sorted([*rows, row], key=lambda r: r.id)
+            self._open[person] = rows
+        self._caring.pop(person, None)
+
     def forget_care(self, person: str) -> None:
+        self._open.pop(person, None)
         self._caring.pop(person, None)
 
 
@@ -129,6 +152,8 @@ def resolve_identity(work: Work) -> None:
     outcome = index_patients(
         work.session, patients, facility_id=work.facility.id, rules=rules, now=work.moment
     )
+    for record, person in outcome.persons.items():  # person_of, known without a read
+        work._persons[f"Patient/{record}"] = person
     for record, text in outcome.conflicts.items():
         where = work.origins.get(("Patient", record)) or WHOLE_MESSAGE
         work.issues.append(
@@ -207,11 +232,13 @@ def note_care(work: Work) -> None:
         return
     persons = {work.person(f.patient) for f in facts}
     before = {p: set(work.caring(p)) for p in persons}
+    reread: set[str] = set()  # persons whose rows a write changed unseen
     for fact in facts:
         record = fact.patient.split("/", 1)[-1]
+        person = work.person(fact.patient)
         if fact.source == "activity":
             assert fact.end is not None
-            care.note_activity(
+            row = care.note_activity(
                 work.session,
                 record,
                 fact.facility,
@@ -219,6 +246,7 @@ def note_care(work: Work) -> None:
                 until=fact.end,
                 detail=fact.detail,
             )
+            work.wrote_care(person, row)  # as written: no second read of the person's care
         elif fact.source == "referral":
             care.note_referral(
                 work.session,
@@ -229,6 +257,7 @@ def note_care(work: Work) -> None:
                 end=fact.end,
                 detail=fact.detail,
             )
+            reread.add(person)
         elif fact.source == "registered":
             care.register(
                 work.session,
@@ -238,8 +267,10 @@ def note_care(work: Work) -> None:
                 detail=fact.detail,
                 also=work.keys(record),
             )
+            reread.add(person)
     for person in persons:
-        work.forget_care(person)
+        if person in reread:
+            work.forget_care(person)
         now = work.caring(person)
         for facility in sorted(set(now) - before[person]):
             work.started.append((person, facility, now[facility]))
@@ -311,6 +342,8 @@ def trace(work: Work) -> None:
         for destination, number in routed(work.consortium, work.facility.id, "Provenance")
         if "Provenance" in work.consortium.routes[number - 1].resource_types
     ]
+    # its id is the message's: new, unless the message is reprocessed (no read to find out)
+    new = LockedRows(frozenset({("Provenance", body["id"])}), {})
     for item in save_resources(
         work.session,
         [body],
@@ -318,6 +351,7 @@ def trace(work: Work) -> None:
         now=work.moment,
         facility_id=work.facility.id,
         zone=work.zone,
+        locked=None if work.channel == Channel.REPROCESS else new,
     ):
         if item.changed:
             for destination, number in named:

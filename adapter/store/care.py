@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping, and_, bindparam, case, or_, select, update
+from sqlalchemy import RowMapping, Select, and_, bindparam, case, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -73,13 +73,15 @@ def _open(moment: datetime) -> Any:
 
 
 def _insert_new(session: Session, values: dict[str, Any]) -> bool:
-    """Insert unless the key (person, facility, source, ref) exists; True when inserted."""
+    """Insert unless the key (person, facility, source, ref) exists; True when inserted.
+    Told by the returned id: psycopg's rowcount said 1 for a row not inserted, so on
+    PostgreSQL an existing row was never updated (decision 0048)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         statement: Any = postgresql.insert(_c).values(**values).on_conflict_do_nothing()
     else:
         statement = sqlite.insert(_c).values(**values).on_conflict_do_nothing()
-    return bool(session.execute(statement).rowcount)  # type: ignore[attr-defined]
+    return session.execute(statement.returning(_c.c.id)).first() is not None
 
 
 def _values(
@@ -116,24 +118,44 @@ def _key(person: str, facility: str, source: str, ref: str) -> Any:
 
 # -- written by the pipeline ------------------------------------------------------------------
 def note_activity(
-    session: Session, person: str, facility: str, *, at: datetime, until: datetime, detail: str
-) -> None:
+    session: Session,
+    person: str,
+    facility: str,
+    *,
+    at: datetime,
+    until: datetime,
+    detail: str,
+) -> CareRow:
     """The facility sent or ordered something for the person at ``at``: its one activity
-    row runs until ``until`` (a lapsed one starts again)."""
-    if _insert_new(
-        session, _values(person, facility, "activity", "", at, until, at, detail=detail)
-    ):
-        return
-    session.execute(
-        update(_c)
-        .where(_key(person, facility, "activity", ""))
-        .values(
-            start_at=case((_c.c.end_at <= at, at), else_=_c.c.start_at),
-            end_at=case((_c.c.end_at < until, until), else_=_c.c.end_at),
-            detail=detail,
-            updated_at=at,
-        )
-    )
+    row runs until ``until`` (a lapsed one starts again). Returns the row as it now is (one
+    statement, an upsert: decision 0048)."""
+    values = _values(person, facility, "activity", "", at, until, at, detail=detail)
+    statement = _NOTE_ACTIVITY[session.get_bind().dialect.name == "postgresql"]
+    return CareRow.of(session.execute(statement, values).mappings().one())
+
+
+def _note_activity(insert: Any) -> Any:
+    """The activity upsert (built once per dialect): a new row, or the existing one's end
+    moved to the later ``until`` and, when it had lapsed, its start to ``at``; the row as it
+    now is returned."""
+    new = insert(_c)
+    return new.on_conflict_do_update(
+        index_elements=[_c.c.person_id, _c.c.facility_id, _c.c.source, _c.c.ref],
+        set_={
+            "start_at": case(
+                (_c.c.end_at <= new.excluded.start_at, new.excluded.start_at),
+                else_=_c.c.start_at,
+            ),
+            "end_at": case(
+                (_c.c.end_at < new.excluded.end_at, new.excluded.end_at), else_=_c.c.end_at
+            ),
+            "detail": new.excluded.detail,
+            "updated_at": new.excluded.updated_at,
+        },
+    ).returning(*_c.c)
+
+
+_NOTE_ACTIVITY = {False: _note_activity(sqlite.insert), True: _note_activity(postgresql.insert)}
 
 
 def note_referral(
@@ -270,14 +292,34 @@ def caring(session: Session, persons: Iterable[str], at: datetime) -> dict[str, 
     """Facility -> its relationships open at ``at`` with any of ``persons`` (a person's ids:
     the index's person and the records linked to it); facilities with an open revocation
     are left out."""
+    return caring_of(open_rows(session, persons, at))
+
+
+def open_rows(session: Session, persons: Iterable[str], at: datetime) -> list[CareRow]:
+    """Every relationship open at ``at`` with any of ``persons`` (revocations included),
+    oldest first."""
     keys = sorted(set(persons))
     if not keys:
-        return {}
-    found = session.execute(_CARING, {"persons": keys, "at": at}).mappings()
+        return []
+    return read_rows(session, _CARING, {"persons": keys, "at": at})
+
+
+def open_rows_query(persons: Select[Any]) -> Select[Any]:
+    """``open_rows`` with the ids given by a query (build it once: parameter ``at`` and the
+    query's own), e.g. adapter.identity.persons.KEYS: a person's ids and their open rows
+    in one statement."""
+    return select(_c).where(_c.c.person_id.in_(persons), _open(_AT)).order_by(_c.c.id)
+
+
+def read_rows(session: Session, statement: Any, params: dict[str, Any]) -> list[CareRow]:
+    return [CareRow.of(row) for row in session.execute(statement, params).mappings()]
+
+
+def caring_of(rows: Iterable[CareRow]) -> dict[str, list[CareRow]]:
+    """What ``caring`` answers, from the open rows (``open_rows``)."""
     out: dict[str, list[CareRow]] = {}
     revoked: set[str] = set()
-    for row in found:
-        care = CareRow.of(row)
+    for care in rows:
         if care.source == "revocation":
             revoked.add(care.facility_id)
         else:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, bindparam, delete, exists, false, insert, or_, select, union_all
+from sqlalchemy.orm import Session, aliased
 
-from adapter.identity.features import Features
-from adapter.identity.index.locks import key_hash
 from adapter.store.identity_tables import (
     IdentityBlock,
     IdentityHistory,
@@ -22,6 +21,9 @@ from adapter.store.identity_tables import (
 )
 
 PIPELINE = "pipeline"
+_key = IdentityKey.__table__
+_record = IdentityRecord.__table__
+_block = IdentityBlock.__table__
 
 
 def own_person_id(patient_id: str) -> str:
@@ -59,12 +61,88 @@ def stored_hashes(session: Session, patient_ids: Iterable[str]) -> list[str]:
     )
 
 
-def replace_keys(session: Session, features: Features) -> list[str]:
-    hashes = sorted({key_hash(k) for k in features.blocking_keys()})
-    session.execute(delete(IdentityKey).where(IdentityKey.patient_id == features.record))
-    session.add_all(IdentityKey(key_hash=h, patient_id=features.record) for h in hashes)
-    session.flush()
-    return hashes
+@dataclass(slots=True)
+class Near:
+    """A record as the resolver reads it, in one statement (``near``): its row, the key
+    hashes it has stored, and the records sharing a key with it, each with the key it
+    shares and whether the pair is blocked."""
+
+    existing: IdentityRecord | None = None
+    stored_keys: set[str] = field(default_factory=set)
+    others: list[tuple[IdentityRecord, str, bool]] = field(default_factory=list)
+
+    def candidates(self, hashes: Collection[str]) -> list[tuple[IdentityRecord, bool]]:
+        """The records sharing one of ``hashes`` (each once), oldest link first, as
+        ``candidates`` orders them, with whether the pair is blocked."""
+        found: dict[str, tuple[IdentityRecord, bool]] = {}
+        for other, hashed, blocked in self.others:
+            if hashed in hashes:
+                found[other.patient_id] = (other, blocked)
+        return sorted(found.values(), key=lambda o: (o[0].created_at, o[0].patient_id))
+
+
+def _near_statement(own: bool, others: bool) -> Any:
+    """The statement of ``near``, built once per shape (parameters ``me``, ``hashes``)."""
+    me, hashes = bindparam("me"), bindparam("hashes", expanding=True)
+    blocked = exists().where(
+        or_(
+            and_(_block.c.patient_id == me, _block.c.other_id == _record.c.patient_id),
+            and_(_block.c.patient_id == _record.c.patient_id, _block.c.other_id == me),
+        )
+    )
+    parts = []
+    if own:
+        parts.append(
+            select(_record, _key.c.key_hash, false().label("blocked"))
+            .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
+            .where(_record.c.patient_id == me)
+        )
+    if others:
+        parts.append(
+            select(_record, _key.c.key_hash, blocked.label("blocked"))
+            .select_from(_record.join(_key, _key.c.patient_id == _record.c.patient_id))
+            .where(_key.c.key_hash.in_(hashes), _key.c.patient_id != me)
+        )
+    both = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
+    return select(aliased(IdentityRecord, both), both.c.key_hash, both.c.blocked)
+
+
+_NEAR = {(own, others): _near_statement(own, others) for own, others in ((1, 1), (1, 0), (0, 1))}
+
+
+def near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool = True) -> Near:
+    """The record ``patient_id`` with its stored keys (``own``), and the records sharing one
+    of ``hashes`` with whether each pair is blocked: what reading the record, the pairs
+    blocked with it and candidates() took three statements for."""
+    out = Near()
+    if not own and not hashes:
+        return out
+    params: dict[str, Any] = {"me": patient_id}
+    if hashes:
+        params["hashes"] = sorted(hashes)
+    for found, hashed, is_blocked in session.execute(_NEAR[int(own), int(bool(hashes))], params):
+        if found.patient_id == patient_id:
+            out.existing = found
+            if hashed is not None:
+                out.stored_keys.add(hashed)
+        else:
+            out.others.append((found, hashed, bool(is_blocked)))
+    return out
+
+
+def write_keys(
+    session: Session, patient_id: str, hashes: Collection[str], stored: set[str]
+) -> None:
+    """The record's keys become ``hashes`` (``stored``: what it has now); nothing is written
+    when they are the same."""
+    if set(hashes) == stored:
+        return
+    if stored:
+        session.execute(delete(_key).where(_key.c.patient_id == patient_id))
+    if hashes:
+        session.execute(
+            insert(_key), [{"key_hash": h, "patient_id": patient_id} for h in sorted(hashes)]
+        )
 
 
 def candidates(session: Session, hashes: list[str], patient_id: str) -> list[IdentityRecord]:
@@ -80,15 +158,6 @@ def candidates(session: Session, hashes: list[str], patient_id: str) -> list[Ide
             .order_by(IdentityRecord.created_at, IdentityRecord.patient_id)
         )
     )
-
-
-def blocked_with(session: Session, patient_id: str) -> set[str]:
-    rows = session.execute(
-        select(IdentityBlock.patient_id, IdentityBlock.other_id).where(
-            (IdentityBlock.patient_id == patient_id) | (IdentityBlock.other_id == patient_id)
-        )
-    )
-    return {b if a == patient_id else a for a, b in rows}
 
 
 def history(

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from adapter.identity.features import Features, features_of
 from adapter.identity.index import records as rows
-from adapter.identity.index.locks import key_hash, serialise
+from adapter.identity.index.locks import key_hash, serialise_records
 from adapter.identity.matcher import ID_CONFLICT, Decision, classify
 from adapter.identity.names import compare_names
 from adapter.identity.rules import MatchingRules
@@ -42,8 +42,8 @@ class IndexOutcome:
 def lock_for(session: Session, features: list[Features]) -> None:
     hashes = {key_hash(k) for f in features for k in f.blocking_keys()}
     hashes |= {key_hash(f"record|{f.record}") for f in features}
-    hashes |= set(rows.stored_hashes(session, [f.record for f in features]))
-    serialise(session, hashes)
+    # the keys the records have stored are locked too: read in the same statement
+    serialise_records(session, hashes, [f.record for f in features])
 
 
 def index_patients(
@@ -72,7 +72,9 @@ def resolve_record(
     actor: str,
     outcome: IndexOutcome,
 ) -> None:
-    existing = rows.record(session, features.record)
+    given = {key_hash(k) for k in features.blocking_keys()}
+    near = rows.near(session, features.record, given)
+    existing = near.existing
     if existing is not None:
         stored = Features.from_json(existing.features)
         # one resource id, two people? (a child sent under a parent's national ID, which
@@ -95,11 +97,13 @@ def resolve_record(
                 + ": another person registered under the same ID? (review the record)"
             )
         features = features.union(stored)
-    hashes = rows.replace_keys(session, features)
-    blocked = rows.blocked_with(session, features.record)
+    hashes = {key_hash(k) for k in features.blocking_keys()}
+    if hashes - given:  # the stored record adds keys this message does not carry
+        near.others += rows.near(session, features.record, hashes - given, own=False).others
+    rows.write_keys(session, features.record, hashes, near.stored_keys)
     decided: list[tuple[IdentityRecord, Decision]] = []
-    for other in rows.candidates(session, hashes, features.record):
-        if other.patient_id in blocked:
+    for other, blocked in near.candidates(hashes):
+        if blocked:
             continue
         decided.append((other, classify(features, Features.from_json(other.features), rules)))
     matches = [(o, d) for o, d in decided if d.outcome == "match"]
@@ -150,12 +154,19 @@ def resolve_record(
             )
         )
     else:
-        existing.features = features.as_json()
-        existing.updated_at = now
+        values: dict[str, Any] = {"features": features.as_json()}
         if existing.link_kind != "manual":
-            existing.person_id = person
-            existing.rule_version = rules.version
-            existing.rule, existing.score, existing.evidence = rule, score, evidence
+            values.update(
+                person_id=person,
+                rule_version=rules.version,
+                rule=rule,
+                score=score,
+                evidence=evidence,
+            )
+        # a record resolved again to what it is: no write (updated_at: when it last changed)
+        if any(getattr(existing, k) != v for k, v in values.items()):
+            for k, v in {**values, "updated_at": now}.items():
+                setattr(existing, k, v)
     session.flush()
     if previous != person:
         rows.history(
