@@ -18,6 +18,7 @@ other fixture folder, tested on the rest): the figure to expect on unseen dialec
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -97,7 +98,9 @@ def main() -> None:
     dictionary = train(everything, args.size, args.id)
     OUT.mkdir(parents=True, exist_ok=True)
     target.write_bytes(dictionary.as_bytes())
+    digest = hashlib.sha256(dictionary.as_bytes()).hexdigest()
     print(f"wrote {target.relative_to(ROOT)} ({len(dictionary.as_bytes())} bytes)")
+    print(f'for DICTIONARIES: {args.id}: ("{target.name}", "{digest}"),')
 
 
 if __name__ == "__main__":
