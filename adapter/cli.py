@@ -1,11 +1,11 @@
 """The ``adapter`` command: one typer app assembled from the command modules by area
 (adapter/commands/): serve, messages (ingest, messages, show, reprocess), demo, mappings,
 connectors (connectors check, listen, poll), delivery (worker, deliveries, replay),
-search (reindex), care (care list, grant, revoke, register, close-referral), patients
-(the patient index: show, reviews, merge, unmerge, rematch), sync (the nightly
-synchronisation), remap, audit (verify, checkpoints, disclosures, grants) and recognition
-(recognition check, query, decide, rate) and referrals (show, accept, reject, arrive,
-close, cancel).
+search (reindex), store (compact), care (care list, grant, revoke, register,
+close-referral), patients (the patient index: show, reviews, merge, unmerge, rematch),
+sync (the nightly synchronisation), remap, audit (verify, checkpoints, disclosures,
+grants) and recognition (recognition check, query, decide, rate) and referrals (show,
+accept, reject, arrive, close, cancel).
 Every command that starts the adapter goes through commands.common.start, that is
 adapter.runtime.build_runtime, as ``adapter serve`` does (adapter.api.app.create_app).
 """
@@ -31,6 +31,7 @@ from adapter.commands import (
     remap,
     search,
     serve,
+    store,
     sync,
 )
 
@@ -47,6 +48,7 @@ for area in (
     delivery,
     connectors,
     search,
+    store,
     care,
     patients,
     sync,

@@ -53,6 +53,7 @@ from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import create_message, find_message, make_engine, migrate
 from adapter.store import session_factory as make_session_factory
+from adapter.store.body_codec import pack
 
 ROOT = Path(__file__).resolve().parent.parent
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -502,9 +503,10 @@ class Floor:
             if old is not None and old[0] == digest:
                 continue
             version = 1 if old is None else old[1] + 1
-            body = orjson.dumps(
+            # stored as the store stores it: a zstd frame (decision 0049)
+            body = pack(
                 {**r, "meta": {"versionId": str(version), "lastUpdated": moment.isoformat()}}
-            ).decode()
+            )
             patient = r["subject"]["reference"] if "subject" in r else None
             (new if old is None else changed).append(
                 (

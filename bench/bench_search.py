@@ -48,7 +48,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
-import orjson
 import psycopg
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -58,6 +57,7 @@ from adapter.audit import writer
 from adapter.fhir.search_query import parse_search
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate, session_factory
+from adapter.store.body_codec import unpack
 from adapter.store.search import find
 from bench.pg_schema import ResourceCopy, Schema, analyze, loaded_rows, scratch_schema
 from tests.live.server import LiveServer
@@ -230,7 +230,7 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
             def floor(ref: str = ref) -> None:
                 bodies = conn.execute(FLOOR_PAGE, {"ref": f"Patient/{ref}"}).fetchall()
                 total = conn.execute(FLOOR_COUNT, {"ref": f"Patient/{ref}"}).fetchone()
-                pages["floor"] = ([orjson.loads(b[0])["id"] for b in bodies], total and total[0])
+                pages["floor"] = ([unpack(b[0])["id"] for b in bodies], total and total[0])
 
             pages.clear()
             runs = [

@@ -120,7 +120,10 @@ def fill_observations(
     """Every group's Observations, inserted in time order as they would have arrived: in
     ``slices`` periods, each period's results of every person, the persons interleaved, so
     that one person's results lie on different pages as in a store filled over years (not
-    side by side, which would flatter the query). Plus one Patient row per person."""
+    side by side, which would flatter the query). Plus one Patient row per person.
+    The bodies are made in SQL from text templates, so they are stored as plain JSON (the
+    UTF-8 bytes bodies written before migration 0017 have), not compressed: the store reads
+    both (decision 0049)."""
     _templates(conn, shapes)
     conn.execute("SET synchronous_commit = off")  # a scratch schema: nothing to lose
     total = sum(g.persons * g.per_person for g in groups)
@@ -142,7 +145,8 @@ def fill_observations(
             "INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, "
             "content_hash, body, patient_key) "
             f"SELECT 'Patient', '{group.prefix}p' || k, 1, now(), false, 'h', "
-            f'\'{{"resourceType":"Patient","id":"{group.prefix}p\' || k || \'"}}\', '
+            f'convert_to(\'{{"resourceType":"Patient","id":"{group.prefix}p\' || k || \'"}}\', '
+            "'UTF8'), "
             f"'Patient/{group.prefix}p' || k FROM generate_series(0, {group.persons - 1}) AS k"
         )
     conn.execute("DROP TABLE fill_body")
@@ -177,8 +181,9 @@ def _insert(
         INSERT INTO resource (resource_type, id, version_id, last_updated, deleted,
                               content_hash, body, message_id, patient_key, facility_id)
         SELECT 'Observation', {rid}, 1, w, false, 'h',
-               replace(replace(replace(t.body, '{ID}', {rid}), '{PATIENT}', {person}),
+               convert_to(replace(replace(replace(t.body, '{ID}', {rid}), '{PATIENT}', {person}),
                        '{WHEN}', to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')),
+                          'UTF8'),
                NULL, 'Patient/' || {person}, '{facility_id}'
         FROM ({pick}) AS kn
         CROSS JOIN LATERAL (SELECT {when} AS w) AS tw

@@ -16,6 +16,7 @@ import psycopg
 from sqlalchemy.engine import make_url
 
 from adapter.fhir.index_values import index_values
+from adapter.store.body_codec import pack
 from adapter.store.resources import index_row
 
 
@@ -111,12 +112,10 @@ class ResourceCopy:
         patient_key: str | None,
         facility_id: str | None = None,
     ) -> None:
-        import orjson
-
         rtype, rid = body["resourceType"], body["id"]
+        stored = "\\x" + pack(body).hex()  # bytea in COPY's text format (decision 0049)
         values = (
-            rtype, rid, 1, last_updated, "f", "h", orjson.dumps(body).decode(), None,
-            patient_key, facility_id,
+            rtype, rid, 1, last_updated, "f", "h", stored, None, patient_key, facility_id,
         )  # fmt: skip
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
         for value in index_values(body):

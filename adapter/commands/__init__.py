@@ -9,4 +9,5 @@ connectors.py  adapter connectors check, listen, poll
 delivery.py    adapter worker, deliveries, replay
 auth.py        adapter auth keygen, hash-secret (API clients, docs/security.md)
 recognition.py adapter recognition check, query, decide, rate (检查检验结果互认)
+store.py       adapter store compact (compress bodies stored before migration 0017)
 """

@@ -16,7 +16,7 @@ from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from adapter.store.models import Resource, ResourceVersion
-from adapter.store.types import JSONText
+from adapter.store.types import CompressedJSON
 from adapter.store.visibility import Visibility, visible_key
 
 
@@ -73,7 +73,7 @@ def read_history_page(
             v.deleted,
             v.message_id,
             # the current version's body is only in the resource row (decision 0042)
-            func.coalesce(v.body, r.body, type_=JSONText()).label("body"),
+            func.coalesce(v.body, r.body, type_=CompressedJSON()).label("body"),
         )
         .join(r, current, isouter=True)
         .where(*where)

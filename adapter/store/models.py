@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from adapter.store.types import BigId, JSONText, UTCDateTime
+from adapter.store.types import BigId, CompressedJSON, JSONText, UTCDateTime
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -134,7 +134,7 @@ class Resource(Base):
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
     # sha256 of the canonical body without meta.versionId/lastUpdated: "did it change?"
     content_hash: Mapped[str] = mapped_column(String(64))
-    body: Mapped[dict[str, Any]] = mapped_column(JSONText())
+    body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
     message_id: Mapped[str | None] = mapped_column(
         ForeignKey("inbound_message.id", ondelete="SET NULL")
     )
@@ -162,7 +162,7 @@ class ResourceVersion(Base):
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
     # NULL while this is the current version: its body is the resource row's (written once;
     # copied here when a newer version supersedes it, migration 0016, decision 0042)
-    body: Mapped[dict[str, Any] | None] = mapped_column(JSONText(), nullable=True)
+    body: Mapped[dict[str, Any] | None] = mapped_column(CompressedJSON(), nullable=True)
     message_id: Mapped[str | None] = mapped_column(
         ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
     )

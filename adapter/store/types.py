@@ -6,9 +6,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, DateTime, Integer, Text
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, Text
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from adapter.store.body_codec import pack, unpack
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -58,3 +60,33 @@ class JSONText(TypeDecorator[Any]):
         if value is None:
             return None
         return orjson.loads(value)
+
+
+class CompressedJSON(TypeDecorator[Any]):
+    """A resource body: a zstd frame of its orjson text, compressed with a dictionary
+    shipped in the package (adapter/store/body_codec.py, decision 0049). Reads plain JSON
+    text too: the bodies stored before migration 0017.
+
+    PostgreSQL stores ``bytea``. On SQLite the column keeps its declared TEXT: SQLite
+    stores a BLOB as a BLOB whatever the column's affinity, and declaring BLOB would need
+    the ``resource`` table rebuilt (the whole store copied, its cascading foreign keys off).
+    Never compare these values in SQL: equal resources need not have equal frames.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        return pack(value)
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return unpack(value)

@@ -206,18 +206,30 @@ def test_a_batch_sent_again_is_answered_as_duplicates(
 # -- the batch's search index rows, written once at its commit (decision 0047) ------------
 
 BATCH_FAILED = "bulk ingest: a batch of"  # logged when a whole batch goes one by one
-KEPT_OUT = "拒存"  # a word the database refuses in a resource body (below)
+KEPT_OUT = "拒存"  # a word whose message the database refuses (below)
 
 
 def _refuse_bodies(engine: Engine) -> None:
-    """The database refuses a resource row whose body holds KEPT_OUT: the failure comes
-    after save_resources buffered the message's index rows, inside its savepoint."""
+    """The database refuses the resource rows of a message whose raw bytes hold KEPT_OUT:
+    the failure comes inside its savepoint, after save_resources buffered its index rows.
+    The trigger reads the message's raw bytes (kept as received), not the resource body:
+    bodies are stored compressed (decision 0049)."""
+    word = KEPT_OUT.encode()
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
                 text(
-                    "ALTER TABLE resource ADD CONSTRAINT ck_test_kept_out "
-                    f"CHECK (strpos(body::text, '{KEPT_OUT}') = 0) NOT VALID"
+                    "CREATE FUNCTION test_kept_out() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                    "BEGIN IF EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = "
+                    f"NEW.message_id AND position('\\x{word.hex()}'::bytea IN m.raw) > 0) "
+                    "THEN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; "
+                    "END IF; RETURN NEW; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER test_kept_out BEFORE INSERT OR UPDATE ON resource "
+                    "FOR EACH ROW EXECUTE FUNCTION test_kept_out()"
                 )
             )
             return
@@ -225,7 +237,8 @@ def _refuse_bodies(engine: Engine) -> None:
             conn.execute(
                 text(
                     f"CREATE TRIGGER test_kept_out_{event.lower()} BEFORE {event} ON resource "
-                    f"WHEN NEW.body LIKE '%{KEPT_OUT}%' "
+                    "WHEN EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = NEW.message_id "
+                    f"AND instr(m.raw, X'{word.hex()}') > 0) "
                     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
                 )
             )
@@ -234,7 +247,8 @@ def _refuse_bodies(engine: Engine) -> None:
 def _accept_bodies(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            conn.execute(text("ALTER TABLE resource DROP CONSTRAINT ck_test_kept_out"))
+            conn.execute(text("DROP TRIGGER test_kept_out ON resource"))
+            conn.execute(text("DROP FUNCTION test_kept_out()"))
             return
         for event in ("insert", "update"):
             conn.execute(text(f"DROP TRIGGER test_kept_out_{event}"))

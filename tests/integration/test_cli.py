@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 from click.testing import Result
@@ -344,6 +345,34 @@ def test_demo_with_a_missing_folder_says_so(env: pytest.MonkeyPatch) -> None:
     result = CliRunner().invoke(app, ["demo", "--folder", "/no/such/folder"])
     assert result.exit_code == 2
     assert "is not a folder" in result.output
+
+
+def test_store_compact_compresses_bodies_stored_before_0017(env: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import text
+
+    from adapter.store import read_resource, save_resources
+    from adapter.store.body_codec import is_frame
+
+    factory = sessionmaker(get_settings_engine())
+    body = {"resourceType": "Patient", "id": "plain", "gender": "female"}
+    with factory.begin() as session:
+        save_resources(session, [body], message_id=None, now=datetime.now(UTC))
+        # as the store wrote it before migration 0017: plain JSON text
+        stored = session.execute(text("SELECT body FROM resource WHERE id = 'plain'")).scalar_one()
+        plain = orjson.dumps(read_resource(session, "Patient", "plain"))
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        session.execute(
+            text("UPDATE resource SET body = :b WHERE id = 'plain'"),
+            {"b": plain.decode() if sqlite else plain},
+        )
+    assert is_frame(stored)
+    result = run("store", "compact", "--batch", "1")
+    assert result.exit_code == 0, result.output
+    assert "resource: 1 bodies compressed" in result.output
+    with factory() as session:
+        stored = session.execute(text("SELECT body FROM resource WHERE id = 'plain'")).scalar_one()
+        assert is_frame(stored)
+        assert orjson.dumps(read_resource(session, "Patient", "plain")) == plain
 
 
 def test_reindex_rebuilds_rows_of_resources_written_before(env: pytest.MonkeyPatch) -> None:

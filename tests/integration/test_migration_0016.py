@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import insert, text
+from sqlalchemy import Text, insert, literal, text
 
 from adapter.store import make_engine, migrate, read_history, read_version, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.body_codec import json_bytes
 from adapter.store.engine import alembic_config
 from adapter.store.models import Resource, ResourceVersion
 
@@ -29,40 +30,47 @@ def _body(version: int, gender: str) -> dict:
 
 def _fill_at_0015(engine) -> None:
     """Two versions of Patient/p1 and one of Patient/p2, as 0015's store wrote them (the
-    current body in both tables)."""
+    current body in both tables, plain JSON text: the model's type now compresses)."""
     rows = [("p1", 1, "female", T[1]), ("p1", 2, "male", T[2]), ("p2", 1, "unknown", T[1])]
     with engine.begin() as conn:
         for rid, version, gender, moment in (rows[1], rows[2]):
             conn.execute(
-                insert(Resource.__table__),
-                {
-                    "resource_type": "Patient",
-                    "id": rid,
-                    "version_id": version,
-                    "last_updated": moment,
-                    "deleted": False,
-                    "content_hash": "h",
-                    "body": _body(version, gender),
-                },
+                insert(Resource.__table__).values(
+                    {
+                        "resource_type": "Patient",
+                        "id": rid,
+                        "version_id": version,
+                        "last_updated": moment,
+                        "deleted": False,
+                        "content_hash": "h",
+                        "body": _plain(_body(version, gender)),
+                    }
+                )
             )
         for rid, version, gender, moment in rows:
             conn.execute(
-                insert(ResourceVersion.__table__),
-                {
-                    "resource_type": "Patient",
-                    "id": rid,
-                    "version_id": version,
-                    "last_updated": moment,
-                    "deleted": False,
-                    "body": _body(version, gender),
-                },
+                insert(ResourceVersion.__table__).values(
+                    {
+                        "resource_type": "Patient",
+                        "id": rid,
+                        "version_id": version,
+                        "last_updated": moment,
+                        "deleted": False,
+                        "body": _plain(_body(version, gender)),
+                    }
+                )
             )
 
 
-def _stored_bodies(engine) -> dict[tuple[str, int], str | None]:
+def _plain(body: dict) -> object:
+    return literal(orjson.dumps(body).decode(), Text())
+
+
+def _stored_bodies(engine) -> dict[tuple[str, int], bytes | None]:
+    """The JSON text of each history row's body, plain or compressed (migration 0017)."""
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, version_id, body FROM resource_version")).all()
-    return {(rid, v): body for rid, v, body in rows}
+    return {(rid, v): None if body is None else json_bytes(body) for rid, v, body in rows}
 
 
 def test_0016_clears_current_bodies_keeps_superseded_and_reads_stay_whole(
@@ -72,10 +80,11 @@ def test_0016_clears_current_bodies_keeps_superseded_and_reads_stay_whole(
     try:
         migrate(engine, "0015")
         _fill_at_0015(engine)
-        migrate(engine)  # 0016
+        migrate(engine, "0016")
         stored = _stored_bodies(engine)
         assert stored[("p1", 2)] is None and stored[("p2", 1)] is None
         assert orjson.loads(stored[("p1", 1)])["gender"] == "female"
+        migrate(engine)  # the rest at head (0017: bodies written compressed)
         factory = make_factory(engine)
         with factory() as session:
             assert read_version(session, "Patient", "p1", 1)["gender"] == "female"

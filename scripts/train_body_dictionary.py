@@ -1,0 +1,107 @@
+"""Train a zstd dictionary for stored resource bodies (decision 0049).
+
+    .venv/bin/python scripts/train_body_dictionary.py --id 2026120401 [--size 16384]
+
+Samples: the resources of the golden outputs (fixtures/**/*expected*.json: what the
+mappings produce from the fictitious fixtures), each with the meta the store stamps on it.
+Never train on a real store: the dictionary ships in the package and holds pieces of its
+samples verbatim.
+
+Writes adapter/data/body-dictionaries/<id>.zdict and refuses to overwrite one: a shipped
+dictionary never changes, since stored bodies name it. To use a new one, add it to
+``DICTIONARIES`` in adapter/store/body_codec.py and make it ``CURRENT``; old bodies keep
+reading with theirs. Ids: zstd leaves 32768 .. 2**31 - 1 for private use; ours are a date
+and a number (yyyymmddnn). Also prints the ratio on held-out samples (trained on every
+other fixture folder, tested on the rest): the figure to expect on unseen dialects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+import zstandard
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "adapter" / "data" / "body-dictionaries"
+STAMP = {"versionId": "1", "lastUpdated": "2026-12-04T08:00:00.123+08:00"}
+
+
+def stamped(resource: dict) -> dict:
+    """As adapter/store/resources.py stores it: meta (versionId, lastUpdated) after id."""
+    meta = {**(resource.get("meta") or {}), **STAMP}
+    out: dict = {}
+    for key, value in resource.items():
+        if key != "meta":
+            out[key] = value
+            if key == "id":
+                out["meta"] = meta
+    out.setdefault("meta", meta)
+    return out
+
+
+def samples_by_folder() -> dict[str, list[bytes]]:
+    """Stored-form bodies of the golden outputs, by fixture folder (format/kind)."""
+    found: dict[str, list[bytes]] = defaultdict(list)
+    for path in sorted(ROOT.glob("fixtures/**/*expected*.json")):
+        folder = "/".join(path.relative_to(ROOT / "fixtures").parts[:2])
+        data = json.loads(path.read_text(encoding="utf-8"))
+        for resource in data.get("resources", []) if isinstance(data, dict) else []:
+            found[folder].append(orjson.dumps(stamped(resource)))
+    return found
+
+
+def train(samples: list[bytes], size: int, dict_id: int) -> zstandard.ZstdCompressionDict:
+    return zstandard.train_dictionary(size, samples, dict_id=dict_id, level=3, threads=1)
+
+
+def measure(dictionary: zstandard.ZstdCompressionDict, samples: list[bytes]) -> str:
+    packer = zstandard.ZstdCompressor(level=3, dict_data=dictionary, write_checksum=True)
+    started = time.perf_counter()
+    frames = [packer.compress(s) for s in samples]
+    took = (time.perf_counter() - started) / len(samples) * 1e6
+    plain = sum(len(s) for s in samples)
+    ratio = plain / sum(len(f) for f in frames)
+    return f"{ratio:.2f}x ({plain / len(samples):.0f} bytes, {took:.1f} us)"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--id", type=int, required=True, help="dictionary id (yyyymmddnn)")
+    parser.add_argument("--size", type=int, default=16384, help="dictionary bytes")
+    args = parser.parse_args()
+    if not 32768 <= args.id < 2**31:
+        sys.exit("the id must be in zstd's private range 32768 .. 2**31 - 1")
+    target = OUT / f"{args.id}.zdict"
+    if target.exists():
+        sys.exit(f"{target} exists: a shipped dictionary never changes; choose a new id")
+    by_folder = samples_by_folder()
+    folders = sorted(by_folder)
+    held_in = [s for f in folders[0::2] for s in by_folder[f]]
+    held_out = [s for f in folders[1::2] for s in by_folder[f]]
+    everything = [s for f in folders for s in by_folder[f]]
+    print(f"{len(everything)} samples from {len(folders)} fixture folders")
+    print(
+        "held out (trained on half the folders):",
+        measure(train(held_in, args.size, args.id), held_out),
+    )
+    no_dictionary = zstandard.ZstdCompressor(level=3)
+    plain = sum(len(s) for s in held_out)
+    ratio = plain / sum(len(no_dictionary.compress(s)) for s in held_out)
+    print(f"held out, no dictionary: {ratio:.2f}x")
+    dictionary = train(everything, args.size, args.id)
+    OUT.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(dictionary.as_bytes())
+    digest = hashlib.sha256(dictionary.as_bytes()).hexdigest()
+    print(f"wrote {target.relative_to(ROOT)} ({len(dictionary.as_bytes())} bytes)")
+    print(f'for DICTIONARIES: {args.id}: ("{target.name}", "{digest}"),')
+
+
+if __name__ == "__main__":
+    main()
