@@ -10,6 +10,7 @@ value; the search side compares against the same normalised forms (``normalize_t
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,9 +80,17 @@ def _walk(
 
 def normalize_text(text: str) -> str:
     """Case- and accent-insensitive form for string search (full-width letters folded)."""
-    folded = unicodedata.normalize("NFKD", text)
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    if text.isascii():  # NFKD leaves ASCII as it is and no ASCII character is combining
+        return " ".join(text.casefold().split())
+    folded = unicodedata.normalize("NFKD", text).translate(_combining_marks())
     return " ".join(folded.casefold().split())
+
+
+@cache
+def _combining_marks() -> dict[int, None]:
+    """A ``str.translate`` table deleting every character ``unicodedata.combining`` marks
+    (about 900; built on first use, ~50 ms): one C call instead of a test per character."""
+    return {c: None for c in range(sys.maxunicode + 1) if unicodedata.combining(chr(c))}
 
 
 def normalize_reference(text: str) -> str | None:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import json
 import sys
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from adapter.fhir.index_values import IndexValue, index_values
+from adapter.fhir.index_values import IndexValue, index_values, normalize_text
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAPSHOT = ROOT / "tests" / "data" / "index-values" / "golden-rows.json"
@@ -134,6 +135,21 @@ def test_index_rows_equal_the_snapshot() -> None:
     for case in cases:
         rows = [row(v) for v in index_values(case["resource"])]
         assert rows == case["rows"], case["source"]  # same rows, same order
+
+
+def test_normalize_text_equals_the_per_character_form_on_every_code_point() -> None:
+    # the translate table and the ASCII shortcut against the form they replaced, over all
+    # of Unicode in runs of 500 code points (surrogates cannot be NFKD-normalised alone)
+    def reference(text: str) -> str:
+        folded = unicodedata.normalize("NFKD", text)
+        folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+        return " ".join(folded.casefold().split())
+
+    chars = [chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c <= 0xDFFF]
+    for i in range(0, len(chars), 500):
+        text = " A" + "".join(chars[i : i + 500]) + "\u3000Ｚ  "
+        assert normalize_text(text) == reference(text), i
+    assert normalize_text("  Zhang  SAN ") == reference("  Zhang  SAN ") == "zhang san"
 
 
 def write_snapshot() -> None:
