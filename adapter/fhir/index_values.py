@@ -4,7 +4,9 @@
 into ``IndexValue``s by the parameter type and the shape of the element (a CodeableConcept,
 a Coding, an Identifier, a HumanName, a Period ...). The store writes one index row per
 value; the search side compares against the same normalised forms (``normalize_text``,
-``normalize_reference``, ``dates.parse_range``).
+``normalize_reference``, ``dates.parse_range``). Each type's parameters are compiled once
+(``_plan``: parsed paths, chosen converters), as this runs for every stored resource
+(decision 0047, "Search index values, compiled").
 """
 
 from __future__ import annotations
