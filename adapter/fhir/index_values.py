@@ -4,16 +4,20 @@
 into ``IndexValue``s by the parameter type and the shape of the element (a CodeableConcept,
 a Coding, an Identifier, a HumanName, a Period ...). The store writes one index row per
 value; the search side compares against the same normalised forms (``normalize_text``,
-``normalize_reference``, ``dates.parse_range``).
+``normalize_reference``, ``dates.parse_range``). Each type's parameters are compiled once
+(``_plan``: parsed paths, chosen converters), as this runs for every stored resource
+(decision 0047, "Search index values, compiled").
 """
 
 from __future__ import annotations
 
 import re
+import sys
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import cache, lru_cache
 from typing import Any
 
 from adapter.fhir.dates import DEFAULT_ZONE, DateFormatError, parse_range, period_range
@@ -44,12 +48,26 @@ class IndexValue:
 
 def elements(resource: dict[str, Any], path: str) -> list[Any]:
     """The elements at a dotted path, lists flattened, ``name[key=value]`` filters applied."""
-    nodes: list[Any] = [resource]
+    return _walk(resource, _steps(path))
+
+
+@lru_cache(maxsize=1024)
+def _steps(path: str) -> tuple[tuple[str, str | None, str | None], ...]:
+    """``path`` parsed once: (element name, filter key or None, wanted value) per step."""
+    out = []
     for step in path.split("."):
         match = _FILTER_RE.match(step)
         if not match:
             raise ValueError(f"bad element path step {step!r} in {path!r}")
-        name, key, wanted = match["name"], match["key"], match["value"]
+        out.append((match["name"], match["key"], match["value"]))
+    return tuple(out)
+
+
+def _walk(
+    resource: dict[str, Any], steps: tuple[tuple[str, str | None, str | None], ...]
+) -> list[Any]:
+    nodes: list[Any] = [resource]
+    for name, key, wanted in steps:
         found: list[Any] = []
         for node in nodes:
             if not isinstance(node, dict) or name not in node:
@@ -64,9 +82,17 @@ def elements(resource: dict[str, Any], path: str) -> list[Any]:
 
 def normalize_text(text: str) -> str:
     """Case- and accent-insensitive form for string search (full-width letters folded)."""
-    folded = unicodedata.normalize("NFKD", text)
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    if text.isascii():  # NFKD leaves ASCII as it is and no ASCII character is combining
+        return " ".join(text.casefold().split())
+    folded = unicodedata.normalize("NFKD", text).translate(_combining_marks())
     return " ".join(folded.casefold().split())
+
+
+@cache
+def _combining_marks() -> dict[int, None]:
+    """A ``str.translate`` table deleting every character ``unicodedata.combining`` marks
+    (about 900; built on first use, ~50 ms): one C call instead of a test per character."""
+    return {c: None for c in range(sys.maxunicode + 1) if unicodedata.combining(chr(c))}
 
 
 def normalize_reference(text: str) -> str | None:
@@ -96,24 +122,70 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
     search = RESOURCES.get(resource.get("resourceType", ""))
     if search is None:
         return []
-    found: dict[str, dict[IndexValue, None]] = {}
-    for param in search.params.values():
-        if param.column:
-            continue
-        values = found.setdefault(param.name, {})
-        for path in param.paths:
-            for node in elements(resource, path):
-                for value in _convert(param, node, zone):
-                    values[value] = None
+    plan = _plan(search.type)  # keyed by the table's types only: the cache stays bounded
+    found: dict[str, list[IndexValue]] = {}
+    for name, paths, convert, _ in plan:
+        values: list[IndexValue] = []
+        for first, steps in paths:
+            # most paths of a type are absent from a given resource: one lookup says so
+            if first not in resource:
+                continue
+            if steps is None:  # one step, no filter: the element itself, lists flattened
+                child = resource[first]
+                nodes = child if isinstance(child, list) else (child,)
+            else:
+                nodes = _walk(resource, steps)
+            for node in nodes:
+                convert(name, node, zone, values)
+        # dedupe in first-seen order; hashing only when there can be a duplicate
+        found[name] = list(dict.fromkeys(values)) if len(values) > 1 else values
     out: list[IndexValue] = []
-    for name, values in found.items():
-        shared = search.params[name].rows_of[1:]
+    for name, _, _, shared in plan:
+        values = found[name]
         if shared and values:
             held = {_unnamed(v, inner) for inner in shared for v in found.get(inner, ())}
             out.extend(v for v in values if _unnamed(v, name) not in held)
         else:
             out.extend(values)
     return out
+
+
+# the compiled form of a type's parameters, in table order: (name, paths, converter,
+# the names of the parameters whose rows hold its values). A path is (its first element,
+# its steps, or None when it is that one element without a filter).
+_Convert = Callable[[str, Any, tzinfo, list[IndexValue]], None]
+_Path = tuple[str, tuple[tuple[str, str | None, str | None], ...] | None]
+_Plan = tuple[tuple[str, tuple[_Path, ...], _Convert, tuple[str, ...]], ...]
+
+
+@cache
+def _plan(resource_type: str) -> _Plan:
+    """The parameters of ``resource_type`` compiled once (paths parsed, converter chosen)."""
+    out = []
+    for param in RESOURCES[resource_type].params.values():
+        if param.column:
+            continue
+        paths = []
+        for path in param.paths:
+            steps = _steps(path)
+            one = len(steps) == 1 and steps[0][1] is None
+            paths.append((steps[0][0], None if one else steps))
+        out.append((param.name, tuple(paths), _converter(param), param.rows_of[1:]))
+    return tuple(out)
+
+
+def _converter(param: SearchParam) -> _Convert:
+    kind = param.type
+    if kind == "reference":
+        targets, narrow = param.targets, param.narrow
+
+        def references(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
+            value = _reference(name, targets, narrow, node)
+            if value is not None:
+                out.append(value)
+
+        return references
+    return _CONVERTERS[kind]
 
 
 def _unnamed(value: IndexValue, name: str) -> tuple[Any, ...]:
@@ -137,94 +209,89 @@ def patient_key(resource: dict[str, Any]) -> str | None:
         param = search.params[name]
         for path in param.paths:
             for node in elements(resource, path):
-                for value in _references(param, node):
-                    if value.reference and value.reference.startswith("Patient/"):
-                        return value.reference
+                value = _reference(param.name, param.targets, param.narrow, node)
+                if value and value.reference and value.reference.startswith("Patient/"):
+                    return value.reference
     return None
 
 
-def _convert(param: SearchParam, node: Any, zone: tzinfo) -> Iterator[IndexValue]:
-    kind = param.type
-    if kind == "token":
-        yield from _tokens(param.name, node)
-    elif kind == "string":
-        yield from _strings(param.name, node)
-    elif kind == "date":
-        yield from _dates(param.name, node, zone)
-    elif kind == "reference":
-        yield from _references(param, node)
-    elif kind == "quantity":
-        yield from _quantities(param.name, node)
-    elif kind == "uri" and isinstance(node, str):
-        yield IndexValue(param.name, "uri", code=node)
-
-
-def _tokens(name: str, node: Any) -> Iterator[IndexValue]:
+def _tokens(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
     # ``value``/``value_norm`` of a token row hold its text (Coding.display,
     # CodeableConcept.text, Identifier.type.text) for the ``:text`` modifier
-    if isinstance(node, bool):
-        yield IndexValue(name, "token", code="true" if node else "false")
-    elif isinstance(node, str | int):
-        yield IndexValue(name, "token", code=str(node))
-    elif isinstance(node, dict):
-        rows = list(_dict_tokens(name, node))
-        if not rows and any(v not in (None, "", [], {}) for v in node.values()):
+    if isinstance(node, dict):
+        before = len(out)
+        _dict_tokens(name, node, zone, out)
+        if len(out) == before and any(v not in (None, "", [], {}) for v in node.values()):
             # still selected by the R4 expression (an Identifier with only a system, a
             # Coding with only a display): a row without a code keeps :missing right
             system = node.get("system")
-            rows = [IndexValue(name, "token", system=system if isinstance(system, str) else None)]
-        yield from rows
+            out.append(
+                IndexValue(name, "token", system=system if isinstance(system, str) else None)
+            )
+    elif isinstance(node, bool):
+        out.append(IndexValue(name, "token", code="true" if node else "false"))
+    elif isinstance(node, str | int):
+        out.append(IndexValue(name, "token", code=str(node)))
 
 
-def _dict_tokens(name: str, node: dict[str, Any]) -> Iterator[IndexValue]:
+def _dict_tokens(name: str, node: dict[str, Any], zone: tzinfo, out: list[IndexValue]) -> None:
     if "coding" in node or "text" in node:  # CodeableConcept
         for coding in node.get("coding") or []:
-            yield from _tokens(name, coding)
+            _tokens(name, coding, zone, out)
         text = node.get("text")
         if isinstance(text, str) and text.strip():
             # a concept with only text is still there (:missing, :text)
-            yield IndexValue(name, "token", value=text, value_norm=normalize_text(text))
+            out.append(IndexValue(name, "token", value=text, value_norm=normalize_text(text)))
     elif "code" in node and isinstance(node["code"], str):  # Coding
-        yield IndexValue(
-            name,
-            "token",
-            system=node.get("system"),
-            code=node["code"],
-            **_text(node, "display"),
+        display = _text(node, "display")
+        out.append(
+            IndexValue(
+                name,
+                "token",
+                system=node.get("system"),
+                code=node["code"],
+                value=display,
+                value_norm=normalize_text(display) if display else None,
+            )
         )
     elif isinstance(node.get("value"), str):  # Identifier, ContactPoint
         kind = node.get("type")
-        yield IndexValue(
-            name,
-            "token",
-            system=node.get("system"),
-            code=node["value"],
-            **(_text(kind, "text") if isinstance(kind, dict) else {}),
+        text = _text(kind, "text") if isinstance(kind, dict) else None
+        out.append(
+            IndexValue(
+                name,
+                "token",
+                system=node.get("system"),
+                code=node["value"],
+                value=text,
+                value_norm=normalize_text(text) if text else None,
+            )
         )
         for coding in (kind or {}).get("coding") or [] if isinstance(kind, dict) else []:
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 # identifier:of-type=<type system>|<type code>|<value>
-                yield IndexValue(
-                    name + OF_TYPE,
-                    "token",
-                    system=coding.get("system"),
-                    code=coding["code"],
-                    value=node["value"],
+                out.append(
+                    IndexValue(
+                        name + OF_TYPE,
+                        "token",
+                        system=coding.get("system"),
+                        code=coding["code"],
+                        value=node["value"],
+                    )
                 )
 
 
-def _text(node: dict[str, Any], key: str) -> dict[str, str]:
+def _text(node: dict[str, Any], key: str) -> str | None:
+    """``node[key]`` when it is a string with more than white space."""
     text = node.get(key)
-    if not isinstance(text, str) or not text.strip():
-        return {}
-    return {"value": text, "value_norm": normalize_text(text)}
+    return text if isinstance(text, str) and text.strip() else None
 
 
-def _strings(name: str, node: Any) -> Iterator[IndexValue]:
-    texts: list[str] = []
+def _strings(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
     if isinstance(node, str):
-        texts.append(node)
+        texts = [node]
     elif isinstance(node, dict):
+        texts = []
         parts = _NAME_PARTS if ("family" in node or "given" in node) else _ADDRESS_PARTS
         for part in parts:
             value = node.get(part)
@@ -236,12 +303,14 @@ def _strings(name: str, node: Any) -> Iterator[IndexValue]:
             given = "".join(g for g in node.get("given") or [] if isinstance(g, str))
             if given:
                 texts.append(node["family"] + given)
+    else:
+        return
     for text in texts:
         if text.strip():
-            yield IndexValue(name, "string", value=text, value_norm=normalize_text(text))
+            out.append(IndexValue(name, "string", value=text, value_norm=normalize_text(text)))
 
 
-def _dates(name: str, node: Any, zone: tzinfo) -> Iterator[IndexValue]:
+def _dates(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
     try:
         if isinstance(node, str):
             start, end = parse_range(node, zone)
@@ -251,41 +320,57 @@ def _dates(name: str, node: Any, zone: tzinfo) -> Iterator[IndexValue]:
             return
     except DateFormatError:
         return  # an invalid date is the validator's finding, not the index's
-    yield IndexValue(name, "date", date_start=start, date_end=end)
+    out.append(IndexValue(name, "date", date_start=start, date_end=end))
 
 
-def _references(param: SearchParam, node: Any) -> Iterator[IndexValue]:
-    """One row per Reference: its literal reference as ``Type/id`` (None when it has only a
-    display, an identifier or a contained ``#id``) and its identifier as system / code
+def _reference(name: str, targets: tuple[str, ...], narrow: bool, node: Any) -> IndexValue | None:
+    """The row of one Reference: its literal reference as ``Type/id`` (None when it has only
+    a display, an identifier or a contained ``#id``) and its identifier as system / code
     (``:identifier``). A ``narrow`` parameter (R4 ``where(resolve() is Patient)``) only
     counts literal references to its target types."""
     if isinstance(node, str):
         node = {"reference": node}
     if not isinstance(node, dict):
-        return
+        return None
     text = node.get("reference")
     reference = normalize_reference(text) if isinstance(text, str) else None
     identifier = node.get("identifier")
     system = code = None
     if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):
         system, code = identifier.get("system"), identifier["value"]
-    if reference is not None and param.targets and "/" in reference:
-        if reference.split("/", 1)[0] not in param.targets and param.narrow:
-            return
-    elif param.narrow:
-        return
+    if reference is not None and targets and "/" in reference:
+        if reference.split("/", 1)[0] not in targets and narrow:
+            return None
+    elif narrow:
+        return None
     # a Reference with nothing but extensions (data-absent-reason: the value is unknown,
     # as the HL7 v3 Coverage's payor) has no value to find: no row, so ``:missing=true``
     if reference is None and code is None and not set(node) - {"id", "extension"}:
-        return
-    yield IndexValue(param.name, "reference", system=system, code=code, reference=reference)
+        return None
+    return IndexValue(name, "reference", system=system, code=code, reference=reference)
 
 
-def _quantities(name: str, node: Any) -> Iterator[IndexValue]:
+def _quantities(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
     if isinstance(node, dict) and isinstance(node.get("value"), int | float):
         if isinstance(node["value"], bool):
             return
         unit = node.get("code") or node.get("unit")
-        yield IndexValue(
-            name, "quantity", system=node.get("system"), code=unit, number=float(node["value"])
+        out.append(
+            IndexValue(
+                name, "quantity", system=node.get("system"), code=unit, number=float(node["value"])
+            )
         )
+
+
+def _uris(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
+    if isinstance(node, str):
+        out.append(IndexValue(name, "uri", code=node))
+
+
+_CONVERTERS: dict[str, _Convert] = {
+    "token": _tokens,
+    "string": _strings,
+    "date": _dates,
+    "quantity": _quantities,
+    "uri": _uris,
+}
