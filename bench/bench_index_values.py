@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_index_values.py [--rounds 7]
 
-The corpus is tests/data/index-values/golden-rows.json: every distinct resource of the
+The corpus is tests/data/index-values/golden-rows.json.gz: every distinct resource of the
 golden outputs (fixtures/**/*expected*.json) plus a few edge cases, about 1,500 resources
 and 12,700 rows. Printed: CPU ms per 1,000 resources (best of ``--rounds``) of
 ``index_values``, of ``patient_key``, and of a floor that only builds the same
@@ -13,6 +13,7 @@ the ratio to it. Decision 0047, section "Search index values, compiled (2026-12-
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import sys
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from adapter.fhir.index_values import IndexValue, index_values, patient_key
 
-CORPUS = Path(__file__).resolve().parent.parent / "tests/data/index-values/golden-rows.json"
+CORPUS = Path(__file__).resolve().parent.parent / "tests/data/index-values/golden-rows.json.gz"
 
 
 def best_ms(run: Callable[[], object], rounds: int) -> float:
@@ -40,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
-    cases = json.loads(CORPUS.read_text(encoding="utf-8"))["cases"]
+    cases = json.loads(gzip.decompress(CORPUS.read_bytes()).decode("utf-8"))["cases"]
     resources = [c["resource"] for c in cases]
     fields = [tuple(v.__getattribute__(f) for f in IndexValue.__slots__)
               for r in resources for v in index_values(r)]  # fmt: skip
