@@ -222,6 +222,11 @@ def _read_alternatives(ev: Any, rest: tuple[Any, ...], chosen: str) -> None:
         return
     source = ev.state.source
     scope = ev.scope
+    both = getattr(source, "read_unless_other", None)  # XML: one evaluation for the two
+    if both is not None:
+        for path in rest:
+            both(path, scope, chosen)
+        return
     for path in rest:
         other = source.peek(path, scope).strip()
         if not other or other == chosen:
