@@ -141,6 +141,25 @@ class Segment:
         except IndexError:
             return []
 
+    def blank(self, field: int, rep: int = 1, comp: int | None = None) -> bool:
+        """Whether no subcomponent of field[rep] (of its component ``comp``, if given) holds
+        anything: what ``subcomponents`` would say for each part, without splitting a value
+        that has no repetition, subcomponent or escape character (the common case)."""
+        value = self.raw(field)
+        if not value or rep < 1 or (comp is not None and comp < 1):
+            return True
+        if (self._flat or not _is_deep(value, self._d)) and not (self.name == "MSH" and field <= 2):
+            if rep != 1:  # one repetition only
+                return True
+            if comp is None:  # every component (each its only subcomponent) is empty
+                return not value.strip(self._cs)
+            parts = value.split(self._cs)
+            return comp > len(parts) or not parts[comp - 1]
+        if comp is None:
+            count = len(self.components(field, rep))
+            return not any(any(self.subcomponents(field, rep, c)) for c in range(1, count + 1))
+        return not any(self.subcomponents(field, rep, comp))
+
     def field_count(self) -> int:
         """Number of fields as written (trailing empty fields included; MSH counts MSH-1)."""
         return len(self._f) - 1

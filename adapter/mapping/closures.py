@@ -24,6 +24,7 @@ from adapter.mapping.expressions import Call, Literal, Path, Var
 from adapter.mapping.functions import FUNCTIONS
 from adapter.mapping.nodes import (
     BundleStep,
+    DatatypeTemplate,
     DictNode,
     Each,
     EachStep,
@@ -108,8 +109,33 @@ def prepare_formats(formats: dict[str, FormatMappings]) -> None:
             for _name, value in datatype.lets:
                 prepare(value)
             prepare(datatype.body)
+            datatype_fn(datatype)
         for mapping in bucket.messages.values():
             _prepare_steps(mapping.steps)
+
+
+def datatype_fn(template: DatatypeTemplate) -> Callable[[Any, list[Any]], Any]:
+    """A datatype template applied to arguments: the caller's variables, the parameters
+    bound over them (extra arguments ignored), the ``let`` values in order, the body built;
+    its closures found once instead of per call."""
+    fn = template._apply
+    if fn is not None:
+        return fn  # type: ignore[no-any-return]
+    params = tuple(template.params)
+    lets = tuple((let_name, let_fn(let_node)) for let_name, let_node in template.lets)
+    body = build_fn(template.body)
+
+    def apply(ev: Any, args: list[Any]) -> Any:
+        variables = dict(ev.vars)
+        for param, arg in zip(params, args, strict=False):
+            variables[param] = arg
+        child = type(ev)(ev.state, ev.scope, variables)
+        for let_name, let in lets:
+            variables[let_name] = let(child)
+        return body(child)
+
+    template._apply = apply
+    return apply
 
 
 def _prepare_steps(steps: list[Any]) -> None:
@@ -222,6 +248,11 @@ def _read_alternatives(ev: Any, rest: tuple[Any, ...], chosen: str) -> None:
         return
     source = ev.state.source
     scope = ev.scope
+    both = getattr(source, "read_unless_other", None)  # XML: one evaluation for the two
+    if both is not None:
+        for path in rest:
+            both(path, scope, chosen)
+        return
     for path in rest:
         other = source.peek(path, scope).strip()
         if not other or other == chosen:

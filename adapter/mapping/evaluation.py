@@ -15,7 +15,7 @@ from datetime import tzinfo
 from typing import Any, Protocol
 
 from adapter.errors import Issue
-from adapter.mapping.closures import build_fn, expr_fn, items_fn, let_fn, truthy
+from adapter.mapping.closures import build_fn, datatype_fn, expr_fn, items_fn, let_fn, truthy
 from adapter.mapping.expressions import Expr
 from adapter.mapping.nodes import DatatypeTemplate, ResourceTemplate
 from adapter.mapping.terminology import ConceptMap, Target
@@ -137,13 +137,7 @@ class Evaluation:
         if template is None:
             self.error(f"no datatype template named {name!r}", None)
             return None
-        variables = dict(self.vars)
-        for param, arg in zip(template.params, args, strict=False):
-            variables[param] = arg
-        child = Evaluation(self.state, self.scope, variables)
-        for let_name, let_node in template.lets:
-            variables[let_name] = let_fn(let_node)(child)
-        return build_fn(template.body)(child)
+        return datatype_fn(template)(self, args)
 
     # expressions and templates: each node's closures (adapter.mapping.closures), made once
     def expr(self, node: Expr) -> Any:

@@ -100,7 +100,9 @@ class ReadTracker:
 class Node:
     """A position in one segment: a field repetition, a component or a subcomponent."""
 
-    __slots__ = ("comp", "field", "rep", "segment", "sub", "tracker")
+    # _text: the value's text once read (the tracker's sets only grow, so a second read
+    # would add nothing to them and give the same text)
+    __slots__ = ("_text", "comp", "field", "rep", "segment", "sub", "tracker")
 
     def __init__(
         self,
@@ -117,17 +119,22 @@ class Node:
         self.comp = comp
         self.sub = sub
         self.tracker = tracker
+        self._text: str | None = None
 
     @property
     def text(self) -> str:
         """The value as text: a field or component reads as its first component/subcomponent
         (and only that part counts as read)."""
+        known = self._text
+        if known is not None:
+            return known
         comp = self.comp or 1
         segment, field_no, rep, tracker = self.segment, self.field, self.rep, self.tracker
         if tracker is not None:  # ReadTracker.read, inline: read for every value taken
             tracker.fields.add((segment.index, field_no))
             tracker.parts.add((segment.index, field_no, rep, comp))
-        return segment.get(field_no, rep, comp, self.sub or 1)
+        known = self._text = segment.get(field_no, rep, comp, self.sub or 1)
+        return known
 
     def repetition_texts(self) -> list[str]:
         """The first component of every repetition of the field (each counts as read)."""
@@ -139,14 +146,8 @@ class Node:
         return [segment.get(field_no, rep) for rep in reps]
 
     def is_empty(self) -> bool:
-        segment = self.segment
-        if self.comp is None:
-            count = len(segment.components(self.field, self.rep))
-            return not any(
-                any(segment.subcomponents(self.field, self.rep, c)) for c in range(1, count + 1)
-            )
-        if self.sub is None:
-            return not any(segment.subcomponents(self.field, self.rep, self.comp))
+        if self.sub is None:  # no leaf of the repetition (or component) holds anything
+            return self.segment.blank(self.field, self.rep, self.comp)
         return not self.text
 
     @property

@@ -112,6 +112,8 @@ class DatatypeTemplate:
     params: list[str]
     lets: list[tuple[str, Any]]
     body: Any
+    # (evaluation, arguments) -> value: made once (adapter.mapping.closures.datatype_fn)
+    _apply: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 # -- steps of a message mapping ---------------------------------------------------------------

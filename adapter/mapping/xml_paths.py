@@ -251,6 +251,27 @@ class XmlSource:
         items = evaluate(path, scope, XmlReadTracker())
         return value_text(items[0]) if items else ""
 
+    def read_unless_other(self, path: XmlPath, scope: etree._Element, chosen: str) -> None:
+        """``peek`` then, when the text is empty or ``chosen``, ``resolve`` (``first``'s
+        alternatives, adapter.mapping.closures) with one XPath evaluation: its reads are
+        recorded aside and kept only then (the tracker's sets only grow, and ``touched``
+        holds every ancestor of what it holds, so a union is what ``resolve`` would add)."""
+        scratch = XmlReadTracker()
+        items = evaluate(path, scope, scratch)
+        if items:
+            item = items[0]
+            if type(item) is XmlNode and item.kind == "element":  # its text, not recorded
+                other = " ".join("".join(item.element.itertext()).split())
+            else:
+                other = value_text(item)
+            other = other.strip()
+            if other and other != chosen:
+                return
+        tracker = self.tracker
+        tracker.texts |= scratch.texts
+        tracker.attrs |= scratch.attrs
+        tracker.touched |= scratch.touched
+
     def iterate_path(self, path: XmlPath, scope: etree._Element) -> list[tuple[Any, Any]]:
         """Every match; an element becomes the scope of its item (relative paths start there)."""
         return [(item, self.scope_for(item, scope)) for item in evaluate(path, scope, self.tracker)]
