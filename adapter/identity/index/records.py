@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, false, insert, or_, select, union_all
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
 
 from adapter.store.identity_tables import (
     IdentityBlock,
@@ -81,52 +81,50 @@ class Near:
         return sorted(found.values(), key=lambda o: (o[0].created_at, o[0].patient_id))
 
 
-def _near_statement(own: bool, others: bool) -> Any:
-    """The statement of ``near``, built once per shape (parameters ``me``, ``hashes``)."""
-    me, hashes = bindparam("me"), bindparam("hashes", expanding=True)
-    blocked = exists().where(
-        or_(
-            and_(_block.c.patient_id == me, _block.c.other_id == _record.c.patient_id),
-            and_(_block.c.patient_id == _record.c.patient_id, _block.c.other_id == me),
-        )
-    )
-    parts = []
-    if own:
-        parts.append(
-            select(_record, _key.c.key_hash, false().label("blocked"))
-            .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
-            .where(_record.c.patient_id == me)
-        )
-    if others:
-        parts.append(
-            select(_record, _key.c.key_hash, blocked.label("blocked"))
-            .select_from(_record.join(_key, _key.c.patient_id == _record.c.patient_id))
-            .where(_key.c.key_hash.in_(hashes), _key.c.patient_id != me)
-        )
-    both = (union_all(*parts) if len(parts) > 1 else parts[0]).subquery()
-    return select(aliased(IdentityRecord, both), both.c.key_hash, both.c.blocked)
-
-
-_NEAR = {(own, others): _near_statement(own, others) for own, others in ((1, 1), (1, 0), (0, 1))}
-
-
 def near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool = True) -> Near:
     """The record ``patient_id`` with its stored keys (``own``), and the records sharing one
-    of ``hashes`` with whether each pair is blocked: what reading the record, the pairs
-    blocked with it and candidates() took three statements for."""
+    of ``hashes`` with whether each pair is blocked.
+
+    Three plain statements, each led by an index: one statement joining them (a UNION with a
+    per-row EXISTS on the blocked pairs) was planned badly on PostgreSQL once a block held
+    many records in one long transaction (the population test ran for over 15 minutes)."""
     out = Near()
-    if not own and not hashes:
-        return out
-    params: dict[str, Any] = {"me": patient_id}
-    if hashes:
-        params["hashes"] = sorted(hashes)
-    for found, hashed, is_blocked in session.execute(_NEAR[int(own), int(bool(hashes))], params):
-        if found.patient_id == patient_id:
+    if own:
+        rows = session.execute(
+            select(IdentityRecord, IdentityKey.key_hash)
+            .outerjoin(IdentityKey, IdentityKey.patient_id == IdentityRecord.patient_id)
+            .where(IdentityRecord.patient_id == patient_id)
+        )
+        for found, hashed in rows:
             out.existing = found
             if hashed is not None:
                 out.stored_keys.add(hashed)
-        else:
-            out.others.append((found, hashed, bool(is_blocked)))
+    if not hashes:
+        return out
+    shared = session.execute(
+        select(IdentityKey.patient_id, IdentityKey.key_hash).where(
+            IdentityKey.key_hash.in_(sorted(hashes)), IdentityKey.patient_id != patient_id
+        )
+    ).all()
+    if not shared:
+        return out
+    ids = sorted({p for p, _ in shared})
+    records = {
+        r.patient_id: r
+        for r in session.scalars(select(IdentityRecord).where(IdentityRecord.patient_id.in_(ids)))
+    }
+    blocked = {
+        b if a == patient_id else a
+        for a, b in session.execute(
+            select(IdentityBlock.patient_id, IdentityBlock.other_id).where(
+                (IdentityBlock.patient_id == patient_id) | (IdentityBlock.other_id == patient_id)
+            )
+        )
+    }
+    for other, hashed in shared:
+        found = records.get(other)
+        if found is not None:
+            out.others.append((found, hashed, other in blocked))
     return out
 
 
