@@ -243,30 +243,11 @@ def _dict_tokens(name: str, node: dict[str, Any], zone: tzinfo, out: list[IndexV
             # a concept with only text is still there (:missing, :text)
             out.append(IndexValue(name, "token", value=text, value_norm=normalize_text(text)))
     elif "code" in node and isinstance(node["code"], str):  # Coding
-        display = _text(node, "display")
-        out.append(
-            IndexValue(
-                name,
-                "token",
-                system=node.get("system"),
-                code=node["code"],
-                value=display,
-                value_norm=normalize_text(display) if display else None,
-            )
-        )
+        out.append(_token(name, node.get("system"), node["code"], _text(node, "display")))
     elif isinstance(node.get("value"), str):  # Identifier, ContactPoint
         kind = node.get("type")
         text = _text(kind, "text") if isinstance(kind, dict) else None
-        out.append(
-            IndexValue(
-                name,
-                "token",
-                system=node.get("system"),
-                code=node["value"],
-                value=text,
-                value_norm=normalize_text(text) if text else None,
-            )
-        )
+        out.append(_token(name, node.get("system"), node["value"], text))
         for coding in (kind or {}).get("coding") or [] if isinstance(kind, dict) else []:
             if isinstance(coding, dict) and isinstance(coding.get("code"), str):
                 # identifier:of-type=<type system>|<type code>|<value>
@@ -374,3 +355,15 @@ _CONVERTERS: dict[str, _Convert] = {
     "quantity": _quantities,
     "uri": _uris,
 }
+
+
+def _token(name: str, system: Any, code: str, text: str | None) -> IndexValue:
+    """A token row: system|code, with the text that goes with it (display, type text)."""
+    return IndexValue(
+        name,
+        "token",
+        system=system,
+        code=code,
+        value=text,
+        value_norm=normalize_text(text) if text else None,
+    )

@@ -424,41 +424,32 @@ def _build_first_of(node: FirstOf) -> Fn:
 
 
 def _build_each(node: Each) -> Fn:
+    return _each_fn(node, build_fn(node.emit), lambda built: not is_empty(built))
+
+
+def _compile_let_each(node: Each) -> Fn:
+    # a ``let`` keeps only the items whose value is true as well as present
+    return _each_fn(node, expr_fn(node.emit), lambda value: not is_empty(value) and truthy(value))
+
+
+def _each_fn(node: Each, emit: Fn, keep: Callable[[Any], bool]) -> Fn:
+    """``each`` over ``node.target``: every item bound, filtered by ``cond``, emitted, kept
+    when ``keep`` says so; None when nothing is kept."""
     items_of, item_ev = items_fn(node.target), _item_fn(node)
     cond = expr_fn(node.cond) if node.cond is not None else None
-    emit = build_fn(node.emit)
 
-    def build(ev: Any) -> list[Any] | None:
+    def run(ev: Any) -> list[Any] | None:
         out: list[Any] = []
         for item, scope in items_of(ev):
             child = item_ev(ev, item, scope)
             if cond is not None and not truthy(cond(child)):
                 continue
-            built = emit(child)
-            if not is_empty(built):
-                out.append(built)
+            value = emit(child)
+            if keep(value):
+                out.append(value)
         return out or None
 
-    return build
-
-
-def _compile_let_each(node: Each) -> Fn:
-    items_of, item_ev = items_fn(node.target), _item_fn(node)
-    cond = expr_fn(node.cond) if node.cond is not None else None
-    emit = expr_fn(node.emit)
-
-    def let(ev: Any) -> list[Any] | None:
-        items = []
-        for item, scope in items_of(ev):
-            child = item_ev(ev, item, scope)
-            if cond is not None and not truthy(cond(child)):
-                continue
-            value = emit(child)
-            if not is_empty(value) and truthy(value):
-                items.append(value)
-        return items or None
-
-    return let
+    return run
 
 
 def _item_fn(node: Each) -> Callable[[Any, Any, Any], Any]:
