@@ -39,7 +39,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import Tables, floor_translate
+from bench_ingest import Tables, floor_tables, floor_translate
 
 from adapter.consortium import Facility, load_consortium
 from adapter.mapping.golden import find_cases
@@ -122,16 +122,7 @@ def load_inputs(translator: Translator) -> list[Input]:
 
 def oru_tables(translator: Translator) -> Tables:
     """The concept maps bench_ingest's floor reads (from std-hl7v2's mapping set)."""
-    facility, source = translator.consortium.source("std-hl7v2")  # type: ignore[misc]
-    maps = translator.mapping_set(facility, source).concept_maps
-    tables = Tables()
-    if "lab-item-loinc" in maps:
-        tables.loinc = {k: (t.code, t.display) for k, t in maps["lab-item-loinc"].entries.items()}
-    if "ucum" in maps:
-        tables.ucum = {k: t.code for k, t in maps["ucum"].entries.items()}
-    if "observation-interpretation" in maps:
-        tables.flags = {k: t.code for k, t in maps["observation-interpretation"].entries.items()}
-    return tables
+    return floor_tables(translator, translator.consortium)  # type: ignore[arg-type]
 
 
 def timed(fn: Callable[[], Any], repeat: int) -> float:
