@@ -73,6 +73,7 @@ def make_pipeline(
         limits=InputLimits.from_settings(settings),
         recognition=recognition,
     )
+    pipeline.group_commit.max_group = settings.ingest_group_max
     if only_sources is None:
         pipeline.load_all_mappings()
     for source_id in only_sources or ():

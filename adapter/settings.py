@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         description="A kept original up to this size is carried inline (base64) in its "
         "DocumentReference; a larger one is linked to /messages/{id}/raw",
     )
+    ingest_group_max: int = Field(
+        32,
+        ge=0,
+        le=1000,
+        description="POST /ingest and MLLP: documents received while a write transaction "
+        "runs are stored together in the next one, at most this many (0 or 1: each alone)",
+    )
     http_max_connections: int = Field(
         256, gt=0, description="Open connections adapter serve accepts (see docs/operations.md)"
     )

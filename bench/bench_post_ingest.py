@@ -3,7 +3,7 @@ loopback), with 1 and with 4 concurrent clients (issue 14 §2 goal: >= 150 messa
 4 clients).
 
     .venv/bin/python bench/bench_post_ingest.py [--messages 400] [--pg URL | --no-pg]
-        [--workers 1,2,4] [--no-sqlite]
+        [--workers 1,2,4] [--no-sqlite] [--group-max 0,32] [--repeat 2]
 
 Input: the ORU fixtures made unique as in bench_ingest.py, a new patient per copy
 (bench_delivery.Patients). Each client is one kept-alive httpx.Client posting one message
@@ -11,7 +11,10 @@ at a time (as a LIS interface does) and checking the 202. The server is the exam
 consortium with authentication off, on a fresh SQLite file and on a fresh PostgreSQL
 schema (a fresh one per ``--workers`` count: ``adapter serve --workers N``, N processes on
 one socket). Printed per database and worker count: messages/s and p50 / p95 ms per request
-for 1 and 4 clients, and 4 clients / 1 client.
+for 1 and 4 clients, and 4 clients / 1 client, and the server process's CPU per message.
+``--group-max`` runs one server per value of ADAPTER_INGEST_GROUP_MAX (0: each request in a
+transaction of its own, as before decision 0051; default: the setting's default), and
+``--repeat`` alternates the whole list that many times (before/after in the same conditions).
 """
 
 from __future__ import annotations
@@ -73,24 +76,47 @@ def post_all(url: str, items: list[tuple[str, bytes]], clients: int) -> tuple[fl
     return len(items) / spent, latencies
 
 
-def run(label: str, url: str, tmp: Path, items: list[tuple[str, bytes]], workers: int) -> None:
+def server_cpu(pid: int) -> float:
+    """CPU seconds of a process and its finished children (--workers), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def run(
+    label: str,
+    url: str,
+    tmp: Path,
+    items: list[tuple[str, bytes]],
+    workers: int,
+    group_max: int | None = None,
+) -> None:
     half = len(items) // 2
     args = ["--workers", str(workers)] if workers > 1 else []
-    with LiveServer(url, tmp, args=args) as server:
+    env = {"ADAPTER_INGEST_GROUP_MAX": str(group_max)} if group_max is not None else {}
+    with LiveServer(url, tmp, args=args, env=env) as server:
+        assert server.process is not None
         post_all(server.url("/ingest"), items[:8], 1)  # warm-up
         rows = {}
         for clients, chunk in ((1, items[8:half]), (4, items[half:])):
-            rows[clients] = post_all(server.url("/ingest"), chunk, clients)
+            before = server_cpu(server.process.pid)
+            rate, lat = post_all(server.url("/ingest"), chunk, clients)
+            cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
+            rows[clients] = (rate, lat, cpu)
+    grouping = "" if group_max is None else f", ADAPTER_INGEST_GROUP_MAX={group_max}"
     print(
-        f"\n== {label}, adapter serve --workers {workers} (load average {os.getloadavg()[0]:.1f})"
+        f"\n== {label}, adapter serve --workers {workers}{grouping} "
+        f"(load average {os.getloadavg()[0]:.1f})"
     )
-    for clients, (rate, lat) in rows.items():
+    for clients, (rate, lat, cpu) in rows.items():
         p95 = statistics.quantiles(lat, n=20)[18]
         print(
             f"   {clients} client(s): {rate:7.1f} msg/s   p50 {statistics.median(lat):7.1f} ms   "
-            f"p95 {p95:7.1f} ms"
+            f"p95 {p95:7.1f} ms   server CPU {cpu:5.1f} ms/msg"
         )
-    ratio = rows[4][0] / rows[1][0]
+    ratio = rows[4][0] / rows[1][0]  # rate with 4 clients / with 1
     verdict = "met" if rows[4][0] >= 150 else "NOT met"
     print(f"   4 clients / 1 client: {ratio:.2f}x; goal >= 150 msg/s with 4 clients: {verdict}")
 
@@ -108,22 +134,33 @@ def main() -> None:
         help="comma-separated `adapter serve --workers` counts, one server each (default 1)",
     )
     ap.add_argument("--no-sqlite", action="store_true")
+    ap.add_argument(
+        "--group-max",
+        default=None,
+        help="comma-separated ADAPTER_INGEST_GROUP_MAX values, one server each (0: off)",
+    )
+    ap.add_argument("--repeat", type=int, default=1, help="alternate the runs this many times")
     args = ap.parse_args()
     fixtures = load_fixtures(load_consortium(Settings().config))
     copies = max(1, args.messages // len(fixtures))
     patients = Patients()
     counts = [int(w) for w in args.workers.split(",")]
+    groups: list[int | None] = (
+        [int(g) for g in args.group_max.split(",")] if args.group_max else [None]
+    )
+    runs = [(w, g, r) for r in range(args.repeat) for w in counts for g in groups]
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        for workers in counts if not args.no_sqlite else []:
-            url = f"sqlite:///{tmp / f'post-{workers}.db'}"
+        for workers, group, rep in runs if not args.no_sqlite else []:
+            tag = f"s{workers}.{group}.{rep}."
+            url = f"sqlite:///{tmp / f'post-{tag}db'}"
             engine = make_engine(url)
             migrate(engine)
             engine.dispose()
-            run("SQLite", url, tmp, messages(fixtures, copies, f"s{workers}.", patients), workers)
+            run("SQLite", url, tmp, messages(fixtures, copies, tag, patients), workers, group)
         if args.no_pg:
             return
-        for workers in counts:
+        for workers, group, rep in runs:
             made = postgres_engine(args.pg)
             if isinstance(made, str):
                 print(f"\n== PostgreSQL: skipped, {made}")
@@ -135,8 +172,9 @@ def main() -> None:
                     "PostgreSQL",
                     engine.url.render_as_string(hide_password=False),
                     tmp,
-                    messages(fixtures, copies, f"p{workers}.", patients),
+                    messages(fixtures, copies, f"p{workers}.{group}.{rep}.", patients),
                     workers,
+                    group,
                 )
             finally:
                 drop()

@@ -99,7 +99,8 @@ async def ingest(
         # the rest of the body is not read: the connection cannot carry another request
         answer.headers["Connection"] = "close"
         return answer
-    result = await run_in_threadpool(pipeline.ingest, body, receipt)
+    # stored with what else arrives meanwhile, answered once committed (group.py)
+    result = await run_in_threadpool(pipeline.group_commit.ingest, body, receipt)
     return _answer(result)
 
 

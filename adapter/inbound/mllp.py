@@ -381,7 +381,8 @@ class MllpListener:
             if isinstance(raw, Oversize):
                 result = pipeline.refuse_oversize(raw, receipt)
                 return ack_for(raw.prefix, result, refused="AR")
-            result = pipeline.ingest(raw, receipt)
+            # with the frames of other connections that arrive meanwhile (group.py)
+            result = pipeline.group_commit.ingest(raw, receipt)
         except Exception as exc:  # storage or configuration failure: nothing was stored
             log.error("MLLP %s: message not stored (%s); no ACK sent", self.id, type(exc).__name__)
             return None

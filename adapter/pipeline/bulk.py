@@ -31,10 +31,11 @@ also go the single-message way (a refusal, a duplicate answer).
 
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -141,21 +142,20 @@ def _store_jobs(
     writes: BatchWrites,
     jobs: list[tuple[int, _Job]],
     results: list[IngestResult | None],
+    contexts: Mapping[int, contextvars.Context] | None = None,
 ) -> list[int]:
-    """Store each job in a savepoint; the indexes of those rolled back."""
+    """Store each job in a savepoint; the indexes of those rolled back. With ``contexts``
+    (group commit, adapter/pipeline/group.py), job ``i``'s steps run in ``contexts[i]``: its
+    audit events and log lines carry its own request's id and caller."""
     failed: list[int] = []
     for i, job in jobs:
         mark = writes.mark()
         savepoint = session.begin_nested()
         try:
-            message = job.open_message(session)
-            steps.audit_translated(session, message, job.outcome, job.moment)
-            if job.outcome.failed:
-                steps.quarantine(
-                    session, message, job.outcome.issues, job.moment, channel=job.channel
-                )
+            if contexts is not None:
+                message = contexts[i].run(_store_job, pipeline, session, job)
             else:
-                steps.store(pipeline._work(session, message, job))
+                message = _store_job(pipeline, session, job)
             savepoint.commit()
             writes.forget()
             results[i] = result_of(message)
@@ -172,6 +172,17 @@ def _store_jobs(
             writes.rollback(mark)  # and the rows it left to the commit
             failed.append(i)
     return failed
+
+
+def _store_job(pipeline: Pipeline, session: Session, job: _Job) -> InboundMessage:
+    """One job's steps, as ``Pipeline._settle`` runs them (inside the caller's savepoint)."""
+    message = job.open_message(session)
+    steps.audit_translated(session, message, job.outcome, job.moment)
+    if job.outcome.failed:
+        steps.quarantine(session, message, job.outcome.issues, job.moment, channel=job.channel)
+    else:
+        steps.store(pipeline._work(session, message, job))
+    return message
 
 
 def _known(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], InboundMessage]:

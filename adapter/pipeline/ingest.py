@@ -35,6 +35,7 @@ from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.loader import MappingSet
 from adapter.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline import bulk, steps
+from adapter.pipeline.group import GroupCommit
 from adapter.pipeline.receipt import Channel, Receipt
 from adapter.pipeline.results import (
     IngestResult,
@@ -140,6 +141,8 @@ class Pipeline:
             if recognition is not None and recognition.mark_results
             else None
         )
+        # concurrent single documents (POST /ingest, MLLP) share transactions (group.py)
+        self.group_commit = GroupCommit(self)
 
     # -- the translator's, for the callers that hold a pipeline ------------------------------
     @property
@@ -183,14 +186,31 @@ class Pipeline:
             oversize = Oversize(raw[: self.keep_bytes], len(raw))
             return self.refuse_oversize(oversize, receipt)
         facility, source = self.translator.source(receipt.source_system)
-        moment = receipt.received_at
         digest = hashlib.sha256(raw).hexdigest()
         duplicate = self._duplicate(source.id, digest)
         if duplicate is not None:
             return duplicate
-        message_id = str(uuid.uuid4())  # chosen before translating: a linked original names it
+        return self._store_new(raw, receipt, facility, source, digest)
+
+    def _store_new(
+        self,
+        raw: bytes,
+        receipt: Receipt,
+        facility: Facility,
+        source: SourceSystem,
+        digest: str,
+        translated: tuple[str, Outcome] | None = None,
+    ) -> IngestResult:
+        """Store bytes not received before, retrying lost races; ``translated``: the
+        message id and translation already made for the first attempt (group.py)."""
+        moment = receipt.received_at
+        # chosen before translating: a linked original names it
+        message_id = translated[0] if translated is not None else str(uuid.uuid4())
         for attempt in range(_RACE_RETRIES + 1):
-            outcome = self.translator.translate_for(raw, facility, source, message_id)
+            if translated is not None and attempt == 0:
+                outcome = translated[1]
+            else:
+                outcome = self.translator.translate_for(raw, facility, source, message_id)
             create = _creator(raw, digest, facility, source, receipt, outcome, message_id)
             job = _Job(create, facility, source.id, outcome, moment, receipt.channel)
             try:
