@@ -23,12 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.context import Caller, serving
 from adapter.audit.verify import verify
+from adapter.connectors.hl7_ack import read_ack
 from adapter.pipeline import IngestResult, Pipeline
 from adapter.pipeline.group import GroupCommit
 from adapter.pipeline.receipt import Receipt
 from adapter.store.audit_log import AuditRecord
 from adapter.store.models import InboundMessage, Resource
 from tests.integration.connector_helpers import example_pipeline
+from tests.integration.test_connectors_mllp import BAD, _exchange, _listener
 from tests.integration.test_long_values import (
     _assert_located,
     _refused_oru,
@@ -276,3 +278,49 @@ def test_grouping_off_and_a_lone_caller_take_the_single_path(
     assert other.status == "processed"
     with pytest.raises(Exception, match="nobody"):
         pipeline.group_commit.ingest(raw, Receipt("nobody", "http"))
+
+
+def test_mllp_connections_sending_at_once_are_grouped_and_each_acked_its_own(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    pipeline = example_pipeline(session_factory)
+    earlier = long_oru(control="MLLP0000")
+    pipeline.ingest(earlier, Receipt("std-hl7v2", "mllp"))
+    frames = {
+        "MLLP0009": long_oru(control="MLLP0009"),  # the first: alone, behind the held lock
+        "MLLP0001": long_oru(control="MLLP0001"),
+        "MLLP0002": long_oru(control="MLLP0002"),
+        "MLLP0000": earlier,  # sent again
+        "BAD0014": (BAD / "bad-segment-name.hl7").read_bytes(),
+    }
+    listener = _listener(pipeline)
+    port = listener.start(pipeline)
+    answers: dict[str, bytes | None] = {}
+
+    def send(name: str) -> None:
+        [answers[name]] = _exchange(port, frames[name], timeout=120)
+
+    names = list(frames)
+    threads = {n: threading.Thread(target=send, args=(n,)) for n in names}
+    try:
+        with _held(engine):
+            threads[names[0]].start()
+            _until(lambda: pipeline.group_commit._leading, "the first frame leads")
+            for name in names[1:]:
+                threads[name].start()
+            _until(lambda: pipeline.group_commit.waiting == len(names) - 1, "all queued")
+        for thread in threads.values():
+            thread.join(120)
+    finally:
+        listener.stop()
+    acks = {name: read_ack(a) for name, a in answers.items() if a is not None}
+    assert {n: (a.code, a.control_id) for n, a in acks.items()} == {
+        "MLLP0009": ("AA", "MLLP0009"),
+        "MLLP0001": ("AA", "MLLP0001"),
+        "MLLP0002": ("AA", "MLLP0002"),
+        "MLLP0000": ("AA", "MLLP0000"),
+        "BAD0014": ("AE", "BAD0014"),
+    }
+    assert (pipeline.group_commit.groups, pipeline.group_commit.grouped) == (1, 4)
+    with session_factory() as session:
+        assert len(session.scalars(select(InboundMessage.id)).all()) == 5
