@@ -8,7 +8,9 @@ first), stores it in one transaction with a savepoint per document
 (adapter/pipeline/bulk.py), and once that transaction has committed hands every caller its
 own result. Then the oldest still queued leads the next group. There is no waiting window:
 a lone document is stored at once, and a group is what queued while the previous
-transaction ran.
+transaction ran, plus the documents already received and still being translated when the
+group is taken (waited for at most ARRIVAL_WAIT_SECONDS: without it, four clients made
+groups of 3 and 1 in turn, the one left out having been answered last).
 
 Each caller gets what ``Pipeline.ingest`` would have answered it:
 
@@ -36,6 +38,7 @@ import contextvars
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -57,6 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_GROUP = 32  # documents per transaction at most (ADAPTER_INGEST_GROUP_MAX)
+# a group waits at most this long for documents received meanwhile and still translating
+ARRIVAL_WAIT_SECONDS = 0.05
 
 
 @dataclass(eq=False, slots=True)
@@ -82,7 +87,9 @@ class GroupCommit:
         self.pipeline = pipeline
         self.max_group = max_group
         self._lock = threading.Lock()
+        self._queued = threading.Condition(self._lock)  # notified when a caller queues
         self._queue: deque[_Queued] = deque()
+        self._translating = 0  # callers between arriving and queueing
         self._leading = False  # a caller is storing a group (invariant: else the queue is empty)
         self.groups = 0  # transactions of two documents or more committed (for tests, bench)
         self.grouped = 0  # documents answered from such a transaction
@@ -103,18 +110,28 @@ class GroupCommit:
         facility, source = pipeline.translator.source(receipt.source_system)
         from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
 
-        digest = hashlib.sha256(raw).hexdigest()
-        message_id = str(uuid.uuid4())
-        # translated here, in the caller's thread, while another group may be storing
-        outcome = pipeline.translator.translate_for(raw, facility, source, message_id)
+        with self._lock:
+            self._translating += 1
+        try:
+            digest = hashlib.sha256(raw).hexdigest()
+            message_id = str(uuid.uuid4())
+            # translated here, in the caller's thread, while another group may be storing
+            outcome = pipeline.translator.translate_for(raw, facility, source, message_id)
+        except BaseException:
+            with self._queued:
+                self._translating -= 1
+                self._queued.notify_all()
+            raise
         create = _creator(raw, digest, facility, source, receipt, outcome, message_id)
         job = _Job(create, facility, source.id, outcome, receipt.received_at, receipt.channel)
         key = (source.id, digest)
         queued = _Queued(raw, receipt, source, key, message_id, job, contextvars.copy_context())
-        with self._lock:
+        with self._queued:
+            self._translating -= 1
             self._queue.append(queued)
             if not self._leading:
                 self._leading = queued.lead = True
+            self._queued.notify_all()
         if not queued.lead:
             queued.woken.wait()  # the group's result, or the lead of the next group
         if queued.lead:
@@ -126,7 +143,15 @@ class GroupCommit:
     def _lead(self, own: _Queued) -> None:
         """Store the head of the queue (``own``, this caller's document, first) as one
         group, then hand the lead to the oldest caller still queued."""
-        with self._lock:
+        with self._queued:
+            # documents already received and being translated join this group rather than
+            # make the next one: a short wait, never for documents not yet received (a lone
+            # document has nobody to wait for), and at most ARRIVAL_WAIT_SECONDS
+            deadline = time.monotonic() + ARRIVAL_WAIT_SECONDS
+            while self._translating and len(self._queue) < self.max_group:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._queued.wait(left):
+                    break
             group = [self._queue.popleft() for _ in range(min(self.max_group, len(self._queue)))]
         assert group[0] is own
         try:
