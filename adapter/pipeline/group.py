@@ -179,6 +179,7 @@ class GroupCommit:
         """A group of one: ``Pipeline.ingest`` with the translation already made (a
         savepoint and the held rows cost more than they save for one document)."""
         pipeline = self.pipeline
+        log.debug("group commit: 1 document alone")
         duplicate = pipeline._duplicate(*queued.key)
         if duplicate is not None:
             return duplicate
@@ -215,6 +216,7 @@ class GroupCommit:
             queued.result = result  # None: ingested on its own by its caller
         self.groups += 1
         self.grouped += sum(r is not None for r in results)
+        log.debug("group commit: %d documents in one transaction", len(group))
 
 
 def _audit_duplicate(session: Session, existing: InboundMessage) -> None:
