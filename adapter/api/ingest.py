@@ -23,6 +23,7 @@ from adapter.errors import (
 from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.oversize import Oversize
 from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
+from adapter.pipeline.group import Arrival
 from adapter.pipeline.receipt import Channel, Receipt, address
 from adapter.store import count_messages, get_message, list_messages, verified_raw
 from adapter.store.models import InboundMessage
@@ -81,6 +82,17 @@ async def ingest(
             code="required",
             location="X-Source-System",
         )
+    # announced now: a group being stored waits for it (briefly) rather than leave it out
+    arrival = pipeline.group_commit.arrive()
+    try:
+        return await _receive(request, pipeline, x_source_system, arrival)
+    finally:
+        arrival.close()
+
+
+async def _receive(
+    request: Request, pipeline: Pipeline, x_source_system: str, arrival: Arrival
+) -> Response:
     client = request.client
     receipt = Receipt(
         x_source_system,
@@ -94,13 +106,14 @@ async def ingest(
     except ClientDisconnect:  # the sender went away (or was timed out): nothing to answer
         return Response(status_code=400)
     if isinstance(body, Oversize):
+        arrival.close()  # refused apart, never queued
         result = await run_in_threadpool(pipeline.refuse_oversize, body, receipt)
         answer = _answer(result)
         # the rest of the body is not read: the connection cannot carry another request
         answer.headers["Connection"] = "close"
         return answer
     # stored with what else arrives meanwhile, answered once committed (group.py)
-    result = await run_in_threadpool(pipeline.group_commit.ingest, body, receipt)
+    result = await run_in_threadpool(pipeline.group_commit.ingest, body, receipt, arrival)
     return _answer(result)
 
 

@@ -80,6 +80,26 @@ class _Queued:
     lead: bool = False  # this caller stores the next group
 
 
+class Arrival:
+    """A document on its way to :meth:`GroupCommit.ingest` (read, then translated)."""
+
+    def __init__(self, group: GroupCommit) -> None:
+        self._group: GroupCommit | None = group
+        group._count(1)
+
+    def queued(self) -> None:
+        """Its document is queued (the caller holds the group's lock)."""
+        if self._group is not None:
+            self._group._translating -= 1
+            self._group = None
+
+    def close(self) -> None:
+        """It will not be queued (refused, failed, or the single path): do not wait for it."""
+        group, self._group = self._group, None
+        if group is not None:
+            group._count(-1)
+
+
 class GroupCommit:
     """Stores concurrent callers' documents in shared transactions (see the module)."""
 
@@ -89,7 +109,7 @@ class GroupCommit:
         self._lock = threading.Lock()
         self._queued = threading.Condition(self._lock)  # notified when a caller queues
         self._queue: deque[_Queued] = deque()
-        self._translating = 0  # callers between arriving and queueing
+        self._translating = 0  # documents announced (arrive) and not yet queued
         self._leading = False  # a caller is storing a group (invariant: else the queue is empty)
         self.groups = 0  # transactions of two documents or more committed (for tests, bench)
         self.grouped = 0  # documents answered from such a transaction
@@ -100,34 +120,43 @@ class GroupCommit:
         with self._lock:
             return len(self._queue)
 
-    def ingest(self, raw: bytes, receipt: Receipt) -> IngestResult:
+    def arrive(self) -> Arrival:
+        """Announce a document about to be read (``POST /ingest`` at the request's start):
+        a group being taken waits for it (ARRIVAL_WAIT_SECONDS at most) until it is queued
+        or the arrival is closed. Hand it to :meth:`ingest`, and close it in any case."""
+        return Arrival(self)
+
+    def _count(self, change: int) -> None:
+        with self._queued:
+            self._translating += change
+            self._queued.notify_all()
+
+    def ingest(self, raw: bytes, receipt: Receipt, arrival: Arrival | None = None) -> IngestResult:
         """What ``Pipeline.ingest(raw, receipt)`` answers, stored with whatever else is
         queued; returns once the document's transaction committed."""
         pipeline = self.pipeline
-        if self.max_group <= 1 or len(raw) > pipeline.max_bytes:
-            return pipeline.ingest(raw, receipt)
-        # an unknown source raises here, as Pipeline.ingest does
-        facility, source = pipeline.translator.source(receipt.source_system)
-        from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
-
-        with self._lock:
-            self._translating += 1
+        arrival = arrival or self.arrive()
         try:
+            if self.max_group <= 1 or len(raw) > pipeline.max_bytes:
+                arrival.close()
+                return pipeline.ingest(raw, receipt)
+            # an unknown source raises here, as Pipeline.ingest does
+            facility, source = pipeline.translator.source(receipt.source_system)
             digest = hashlib.sha256(raw).hexdigest()
             message_id = str(uuid.uuid4())
             # translated here, in the caller's thread, while another group may be storing
             outcome = pipeline.translator.translate_for(raw, facility, source, message_id)
         except BaseException:
-            with self._queued:
-                self._translating -= 1
-                self._queued.notify_all()
+            arrival.close()
             raise
+        from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
+
         create = _creator(raw, digest, facility, source, receipt, outcome, message_id)
         job = _Job(create, facility, source.id, outcome, receipt.received_at, receipt.channel)
         key = (source.id, digest)
         queued = _Queued(raw, receipt, source, key, message_id, job, contextvars.copy_context())
         with self._queued:
-            self._translating -= 1
+            arrival.queued()
             self._queue.append(queued)
             if not self._leading:
                 self._leading = queued.lead = True
