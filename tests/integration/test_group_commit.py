@@ -25,6 +25,7 @@ from adapter.audit.context import Caller, serving
 from adapter.audit.verify import verify
 from adapter.connectors.hl7_ack import read_ack
 from adapter.pipeline import IngestResult, Pipeline
+from adapter.pipeline import group as group_module
 from adapter.pipeline.group import GroupCommit
 from adapter.pipeline.receipt import Receipt
 from adapter.store.audit_log import AuditRecord
@@ -324,3 +325,34 @@ def test_mllp_connections_sending_at_once_are_grouped_and_each_acked_its_own(
     assert (pipeline.group_commit.groups, pipeline.group_commit.grouped) == (1, 4)
     with session_factory() as session:
         assert len(session.scalars(select(InboundMessage.id)).all()) == 5
+
+
+def test_a_group_waits_for_a_document_announced_and_not_for_one_withdrawn(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a long bound, so that what the test shows is what the group waits for, not how fast
+    # the machine translates
+    monkeypatch.setattr(group_module, "ARRIVAL_WAIT_SECONDS", 120.0)
+    pipeline = example_pipeline(session_factory)
+    group = pipeline.group_commit
+    answers: dict[str, IngestResult] = {}
+
+    def lead(name: str) -> None:
+        answers[name] = group.ingest(long_oru(control=name), Receipt("std-hl7v2", "http"))
+
+    announced = group.arrive()  # a request whose body is still being read
+    leader = threading.Thread(target=lead, args=("ARRV0001",))
+    leader.start()
+    _until(lambda: group._leading and group.waiting == 1, "the leader waits for it")
+    late = group.ingest(long_oru(control="ARRV0002"), Receipt("std-hl7v2", "http"), announced)
+    leader.join(120)
+    assert late.status == answers["ARRV0001"].status == "processed"
+    assert (group.groups, group.grouped) == (1, 2)  # stored together
+    withdrawn = group.arrive()  # e.g. refused as oversize: it will never be queued
+    leader = threading.Thread(target=lead, args=("ARRV0003",))
+    leader.start()
+    _until(lambda: group._leading and group.waiting == 1, "the leader waits for it")
+    withdrawn.close()
+    leader.join(120)
+    assert not leader.is_alive() and answers["ARRV0003"].status == "processed"
+    assert (group.groups, group.grouped) == (1, 2)  # stored alone
