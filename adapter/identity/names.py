@@ -14,7 +14,6 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-
 PLACEHOLDER_CHARS = frozenset("?？*＊□■〇○_＿")
 UNKNOWN_NAMES = frozenset(
     {"无名氏", "无名", "急诊未知", "未知", "不详", "无", "匿名", "某某", "无名男", "无名女"}
