@@ -8,11 +8,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.errors import AlteredBytesError
 from adapter.store.models import InboundMessage
+from adapter.store.resources import held_writes
 
 log = logging.getLogger(__name__)
 _CONTENT_TYPE_CHARS = 255  # inbound_message.content_type
@@ -135,10 +137,28 @@ def set_message_result(
     resources: list[str],
     now: datetime | None = None,
 ) -> None:
-    """Record the outcome of (re)processing: status, issues, resources, one more attempt."""
-    message.status = status
-    message.issues = list(issues)
-    message.resources = list(resources)
-    message.processed_at = (now or datetime.now(UTC)).astimezone(UTC)
-    message.attempts = (message.attempts or 0) + 1
-    session.flush()
+    """Record the outcome of (re)processing: status, issues, resources, one more attempt.
+
+    In a bulk batch with one prebuilt UPDATE instead of the ORM's flush (decision 0050):
+    the same row, written in the message's savepoint, without the unit of work."""
+    values = {
+        "status": status,
+        "issues": list(issues),
+        "resources": list(resources),
+        "processed_at": (now or datetime.now(UTC)).astimezone(UTC),
+        "attempts": (message.attempts or 0) + 1,
+    }
+    if held_writes(session) is None:
+        for key, value in values.items():
+            setattr(message, key, value)
+        session.flush()
+        return
+    session.execute(_UPDATE_RESULT, {"b_id": message.id, **values})
+    for key, value in values.items():  # as written: the ORM has nothing left to flush
+        set_committed_value(message, key, value)
+
+
+# SET takes the parameters' other keys (status, issues, resources, processed_at, attempts)
+_UPDATE_RESULT = update(InboundMessage.__table__).where(
+    InboundMessage.__table__.c.id == bindparam("b_id")
+)
