@@ -9,8 +9,10 @@ version under the lock the write holds: ``lock_resources`` first, merge what it 
 then ``save_resources(..., locked=)`` (docs/decisions/0009-merge-locking.md).
 
 In a bulk batch (adapter/pipeline/bulk.py) the search index, resource_version and outbox
-rows are not written per message but held in ``BatchWrites`` on the session and written
-once, at the batch's commit (index rows also before a search reads them; decision 0047).
+rows, and the messages' Provenance rows (``hold_new``, decision 0050), are not written per
+message but held in ``BatchWrites`` on the session and written once, at the batch's commit
+(index rows also before a search reads them; decision 0047). On SQLite the executemanys go
+to the driver as tuples (adapter/store/fast_insert.py).
 """
 
 from __future__ import annotations
@@ -349,7 +351,9 @@ _MISSING: Final[Any] = object()
 
 class BatchWrites:
     """The write-only rows of a bulk batch, written at its commit (decision 0047): search
-    index rows, resource_version rows and outbox rows (adapter/store/outbox/enqueue.py).
+    index rows, resource_version rows and outbox rows (adapter/store/outbox/enqueue.py),
+    and ``created``: new resource rows nothing in the batch reads (the messages'
+    Provenance, decision 0050), written first: the index rows' foreign key names them.
 
     Index: ``rows`` has each resource changed in the batch -> its current index rows;
     ``stale`` the resources whose rows in the database are deleted before ``rows`` are
