@@ -14,8 +14,9 @@ audit-chain write per message. Here a batch of messages shares them:
   value the database refuses, a concurrent insert, a bug) is rolled back to its savepoint
   alone, with the audit events it queued, and the others' work stays (the audit log's
   records of the whole batch are chained once, at the transaction's commit);
-* the rows nothing of the steps reads back (search index, resource_version, outbox) are
-  written once, before the commit (one executemany or COPY per table), not per message;
+* the rows nothing of the steps reads back (search index, resource_version, outbox, each
+  message's Provenance row: decision 0050) are written once, before the commit (one
+  executemany or COPY per table), not per message;
   a search writes the held index rows first (adapter/store/resources.py ``BatchWrites``,
   docs/decisions/0047-batch-writes.md); a message rolled back drops its rows with it;
 * one commit;
