@@ -175,19 +175,22 @@ def _compile_var(node: Var) -> Fn:
     if not path:
         return lambda ev: ev.vars.get(name)
 
+    # per part: the name, and its number when it is one (``@cwe.1``), found once
+    parts = tuple((part, int(part) if part.isdigit() else None) for part in path)
+
     def var(ev: Any) -> Any:
         value = ev.vars.get(name)
-        for part in path:
+        for part, number in parts:
             if value is None:
                 return None
             if isinstance(value, dict):
                 value = value.get(part)
             elif isinstance(value, list):
                 value = (
-                    value[int(part) - 1] if part.isdigit() and 0 < int(part) <= len(value) else None
+                    value[number - 1] if number is not None and 0 < number <= len(value) else None
                 )
-            elif hasattr(value, "child") and part.isdigit():
-                value = value.child(int(part))
+            elif number is not None and hasattr(value, "child"):
+                value = value.child(number)
             else:
                 value = getattr(value, part, None)
         return value
@@ -231,9 +234,18 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     def first(ev: Any) -> Any:
         for arg, rest in options:
             value = arg(ev)
-            if not is_empty(value) and truthy(value):
-                _read_alternatives(ev, rest, text(value).strip())
-                return value
+            # not is_empty(value) and truthy(value), text(value).strip(): text at once
+            if type(value) is str:
+                chosen = value.strip()
+                if not chosen:
+                    continue
+            elif value is None or is_empty(value) or not truthy(value):
+                continue
+            elif rest:
+                chosen = text(value).strip()
+            if rest:
+                _read_alternatives(ev, rest, chosen)
+            return value
         return None
 
     return first
@@ -276,14 +288,21 @@ def _lazy_when(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
 
 def _lazy_all(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     def all_(ev: Any) -> bool:
-        return all(truthy(arg(ev)) for arg in args)
+        # a loop, not all() over a generator: one frame less per condition (hot)
+        for arg in args:  # noqa: SIM110
+            if not truthy(arg(ev)):
+                return False
+        return True
 
     return all_
 
 
 def _lazy_any(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     def any_(ev: Any) -> bool:
-        return any(truthy(arg(ev)) for arg in args)
+        for arg in args:  # noqa: SIM110 (as all_)
+            if truthy(arg(ev)):
+                return True
+        return False
 
     return any_
 
@@ -339,9 +358,12 @@ def _build_path(compiled: Any) -> Fn:
 def _build_expr(value_of: Fn) -> Fn:
     def build(ev: Any) -> Any:
         value = value_of(ev)
-        if type(value) is str:  # the common case, as materialize() treats it
+        kind = type(value)
+        if kind is str:  # the common case, as materialize() treats it
             value = value.strip()
             return value or None
+        if value is None or kind is dict:  # what _built gives them: themselves
+            return value
         return _built(ev, value)
 
     return build
@@ -380,7 +402,8 @@ def _build_dict(node: DictNode) -> Fn:
         has_value = False
         for key, make, counts in items:
             built = make(ev)
-            if built is None or built == "" or built == [] or built == {}:
+            # None, "", [] or {} is dropped (a false value is tested no further)
+            if built is None or (not built and (built == "" or built == [] or built == {})):
                 continue
             out[key] = built
             if counts:
@@ -512,4 +535,6 @@ def truthy(value: Any) -> bool:
         return value  # type: ignore[no-any-return]
     if kind is str or isinstance(value, str):
         return bool(value.strip())
+    if value is None:  # is_empty(None)
+        return False
     return not is_empty(value) and (getattr(value, "text", "x") or "").strip() != ""

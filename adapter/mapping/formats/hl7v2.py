@@ -25,6 +25,7 @@ class Hl7v2Source:
 
     resolve: Callable[[v2.Hl7Path, v2.Group], Any]
     resolve_text: Callable[[v2.Hl7Path, v2.Group], Any]
+    peek: Callable[[v2.Hl7Path, v2.Group], str]
 
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
@@ -32,9 +33,7 @@ class Hl7v2Source:
         # the path readers bound to the tracker: one Python call per path read, not two
         self.resolve = partial(v2.resolve, tracker=tracker)
         self.resolve_text = partial(v2.resolve_text, tracker=tracker)
-
-    def peek(self, path: v2.Hl7Path, scope: v2.Group) -> str:
-        return v2.peek(path, scope)
+        self.peek = v2.peek
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
