@@ -203,20 +203,34 @@ def _compile_call(node: Call) -> Fn:
     lazy = _LAZY.get(node.name)
     if lazy is not None:
         return lazy(node.args, args)
-    func = FUNCTIONS[node.name]
-    # the arguments are evaluated left to right before the call, as a list would be
-    if len(args) == 0:
-        return lambda ev: func(ev)
-    if len(args) == 1:
-        (a,) = args
-        return lambda ev: func(ev, a(ev))
-    if len(args) == 2:
-        a, b = args
-        return lambda ev: func(ev, a(ev), b(ev))
-    if len(args) == 3:
-        a, b, c = args
-        return lambda ev: func(ev, a(ev), b(ev), c(ev))
-    return lambda ev: func(ev, *[arg(ev) for arg in args])
+    return _direct_call(FUNCTIONS[node.name], node.args)
+
+
+def _direct_call(func: Callable[..., Any], nodes: tuple[Any, ...]) -> Fn:
+    """``func(ev, arg1, arg2 ...)`` as one closure: the arguments evaluated left to right
+    before the call, as their own closures would evaluate them, but a literal is its value,
+    a variable without parts a read of ``ev.vars`` and a path the source's ``resolve``
+    written into the call (one Python call per argument less). The closure's source is
+    made of names only (``a0``, ``a1`` ...), bound in its namespace, never of the values."""
+    names: dict[str, Any] = {"func": func}
+    parts = []
+    for i, arg in enumerate(nodes):
+        name = f"a{i}"
+        kind = type(arg)
+        if kind is Literal:
+            names[name] = arg.value
+            parts.append(name)
+        elif kind is Var and not arg.path:
+            names[name] = arg.name
+            parts.append(f"ev.vars.get({name})")
+        elif kind is Path:
+            names[name] = arg.compiled
+            parts.append(f"ev.state.source.resolve({name}, ev.scope)")
+        else:
+            names[name] = expr_fn(arg)
+            parts.append(f"{name}(ev)")
+    source = f"lambda ev: func(ev{''.join(', ' + part for part in parts)})"
+    return eval(source, names)  # type: ignore[no-any-return]
 
 
 # lazy functions: evaluated argument by argument, so a value that is not needed is never
