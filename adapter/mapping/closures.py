@@ -199,38 +199,72 @@ def _compile_var(node: Var) -> Fn:
 
 
 def _compile_call(node: Call) -> Fn:
-    args = tuple(expr_fn(arg) for arg in node.args)
-    lazy = _LAZY.get(node.name)
-    if lazy is not None:
-        return lazy(node.args, args)
-    return _direct_call(FUNCTIONS[node.name], node.args)
+    if not _inlined(node):
+        return _LAZY[node.name](node.args, tuple(expr_fn(arg) for arg in node.args))
+    names: dict[str, Any] = {"truthy": truthy}
+    return _made(f"lambda ev: {_inline(node, names)}", names)  # type: ignore[no-any-return]
 
 
-def _direct_call(func: Callable[..., Any], nodes: tuple[Any, ...]) -> Fn:
-    """``func(ev, arg1, arg2 ...)`` as one closure: the arguments evaluated left to right
-    before the call, as their own closures would evaluate them, but a literal is its value,
-    a variable without parts a read of ``ev.vars`` and a path the source's ``resolve``
-    written into the call (one Python call per argument less). The closure's source is
-    made of names only (``a0``, ``a1`` ...), bound in its namespace, never of the values."""
-    names: dict[str, Any] = {"func": func}
-    parts = []
-    for i, arg in enumerate(nodes):
-        name = f"a{i}"
-        kind = type(arg)
-        if kind is Literal:
-            names[name] = arg.value
-            parts.append(name)
-        elif kind is Var and not arg.path:
-            names[name] = arg.name
-            parts.append(f"ev.vars.get({name})")
-        elif kind is Path:
-            names[name] = arg.compiled
-            parts.append(f"ev.state.source.resolve({name}, ev.scope)")
-        else:
-            names[name] = expr_fn(arg)
-            parts.append(f"{name}(ev)")
-    source = f"lambda ev: func(ev{''.join(', ' + part for part in parts)})"
-    return eval(source, names)  # type: ignore[no-any-return]
+def _inlined(node: Call) -> bool:
+    """Whether a call is written inline (below): all but ``first`` and a ``when`` of the
+    wrong arity (its error), which keep their closures."""
+    return node.name != "first" and (node.name != "when" or len(node.args) == 2)
+
+
+# An expression is written as one Python expression where that evaluates it as the
+# closures would, step for step: a literal is its value, a variable without parts a read of
+# ``ev.vars``, a path the source's ``resolve``, a function called with its arguments
+# evaluated left to right before it, ``when`` / ``all`` / ``any`` as Python's conditional,
+# ``and`` and ``or`` over ``truthy`` (evaluating only what they did). ``first`` and a
+# variable with parts stay closures, called from it. So a nested call such as
+# ``upper(trim(OBX-2))`` is one closure, not one per node. The source is made of names only
+# (``a0``, ``a1`` ..., bound in the closure's namespace), never of the values; code objects
+# are kept by source, which repeats from one expression to the next.
+
+_CODE: dict[str, Any] = {}
+
+
+def _made(source: str, names: dict[str, Any]) -> Any:
+    """The function a ``lambda`` expression (or a ``def build`` statement) makes, its names
+    bound to ``names``."""
+    statement = source.startswith("def ")
+    code = _CODE.get(source)
+    if code is None:
+        code = _CODE[source] = compile(
+            source, "<mapping expression>", "exec" if statement else "eval"
+        )
+    if statement:
+        exec(code, names)
+        return names["build"]
+    return eval(code, names)
+
+
+def _inline(node: Any, names: dict[str, Any]) -> str:
+    kind = type(node)
+    name = f"a{len(names)}"
+    if kind is Literal:
+        names[name] = node.value
+        return name
+    if kind is Var and not node.path:
+        names[name] = node.name
+        return f"ev.vars.get({name})"
+    if kind is Path:
+        names[name] = node.compiled
+        return f"ev.state.source.resolve({name}, ev.scope)"
+    if kind is Call and _inlined(node):
+        if node.name == "when":
+            cond = _inline(node.args[0], names)
+            return f"({_inline(node.args[1], names)} if truthy({cond}) else None)"
+        if node.name in ("all", "any"):
+            if not node.args:
+                return "True" if node.name == "all" else "False"
+            parts = [f"truthy({_inline(arg, names)})" for arg in node.args]
+            return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
+        names[name] = FUNCTIONS[node.name]
+        args = [_inline(arg, names) for arg in node.args]
+        return f"{name}(ev{''.join(', ' + arg for arg in args)})"
+    names[name] = expr_fn(node)  # first(), when() of the wrong arity, @var.parts
+    return f"{name}(ev)"
 
 
 # lazy functions: evaluated argument by argument, so a value that is not needed is never
@@ -300,32 +334,9 @@ def _lazy_when(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     return lambda ev: value(ev) if truthy(cond(ev)) else None
 
 
-def _lazy_all(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
-    def all_(ev: Any) -> bool:
-        # a loop, not all() over a generator: one frame less per condition (hot)
-        for arg in args:  # noqa: SIM110
-            if not truthy(arg(ev)):
-                return False
-        return True
-
-    return all_
-
-
-def _lazy_any(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
-    def any_(ev: Any) -> bool:
-        for arg in args:  # noqa: SIM110 (as all_)
-            if truthy(arg(ev)):
-                return True
-        return False
-
-    return any_
-
-
 _LAZY: dict[str, Callable[[tuple[Any, ...], tuple[Fn, ...]], Fn]] = {
     "first": _lazy_first,
-    "when": _lazy_when,
-    "all": _lazy_all,
-    "any": _lazy_any,
+    "when": _lazy_when,  # of the wrong arity (other calls of when, all, any: _inline)
 }
 
 
@@ -339,6 +350,8 @@ def _compile_build(node: Any) -> Fn:
         return lambda ev: value
     if kind is Path:
         return _build_path(node.compiled)
+    if kind is Call and _inlined(node):
+        return _build_call(node)
     if kind in _EXPR_KINDS:
         return _build_expr(expr_fn(node))
     if kind is DictNode:
@@ -346,8 +359,9 @@ def _compile_build(node: Any) -> Fn:
     if kind is ListNode:
         return _build_list(node)
     if kind is Gate:
-        cond, body = expr_fn(node.cond), build_fn(node.body)
-        return lambda ev: body(ev) if truthy(cond(ev)) else None
+        names: dict[str, Any] = {"truthy": truthy, "body": build_fn(node.body)}
+        cond = _inline(node.cond, names)
+        return _made(f"lambda ev: body(ev) if truthy({cond}) else None", names)  # type: ignore[no-any-return]
     if kind is FirstOf:
         return _build_first_of(node)
     return _build_each(node)
@@ -381,6 +395,24 @@ def _build_expr(value_of: Fn) -> Fn:
         return _built(ev, value)
 
     return build
+
+
+def _build_call(node: Call) -> Fn:
+    """``_build_expr`` of a call, the call written into it (``_inline``)."""
+    names: dict[str, Any] = {"truthy": truthy, "_built": _built, "str": str, "dict": dict}
+    value = _inline(node, names)
+    source = (
+        "def build(ev):\n"
+        f"    value = {value}\n"
+        "    kind = type(value)\n"
+        "    if kind is str:\n"
+        "        value = value.strip()\n"
+        "        return value or None\n"
+        "    if value is None or kind is dict:\n"
+        "        return value\n"
+        "    return _built(ev, value)\n"
+    )
+    return _made(source, names)  # type: ignore[no-any-return]
 
 
 def _built(ev: Any, value: Any) -> Any:
