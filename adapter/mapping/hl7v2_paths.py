@@ -352,6 +352,9 @@ def _compile_trailing(group: GroupSpec, data: Any) -> tuple[Trailing, ...]:
     return tuple(out)
 
 
+_UNKNOWN = object()
+
+
 @dataclass(eq=False, slots=True)
 class Group:
     """One instance of a group in one message."""
@@ -361,18 +364,26 @@ class Group:
     segments: list[Segment] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
     position: int = 0  # index in spec.children reached so far
+    # find_segment's answers by name: asked once the groups are built (paths are resolved
+    # after build_groups), when the segments of a group and its parents no longer change
+    found: dict[str, Segment | None] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def find_segment(self, name: str) -> Segment | None:
+        known = self.found.get(name, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
         group: Group | None = self
         while group is not None:
             for segment in group.segments:
                 if segment.name == name:
+                    self.found[name] = segment
                     return segment
             group = group.parent
+        self.found[name] = None
         return None
 
     def segments_named(self, name: str) -> list[Segment]:
