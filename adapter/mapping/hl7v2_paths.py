@@ -644,6 +644,12 @@ def missing_required(root: Group) -> list[tuple[Group, str]]:
 
 
 def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment | None:
+    return read_path(tracker, path, scope)
+
+
+def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segment | None:
+    """``resolve``, the tracker first (``partial(read_path, tracker)`` is the source's
+    reader: a partial with positional arguments only is the cheaper to call)."""
     segment = scope.find_segment(path.segment)
     if segment is None:
         return None
@@ -674,7 +680,12 @@ def resolve_text(path: Hl7Path, scope: Group, tracker: ReadTracker) -> str | Seg
     """``resolve`` for a value that is built into a resource: a field, component or
     subcomponent comes as its text (read as ``Node.text`` reads it, which adds to the
     tracker what ``resolve`` adds)."""
-    found = resolve(path, scope, tracker)
+    return read_text(tracker, path, scope)
+
+
+def read_text(tracker: ReadTracker, path: Hl7Path, scope: Group) -> str | Segment | None:
+    """``resolve_text``, the tracker first (as ``read_path``)."""
+    found = read_path(tracker, path, scope)
     return found.text if type(found) is ReadNode else found  # type: ignore[union-attr,return-value]
 
 

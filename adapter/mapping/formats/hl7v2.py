@@ -31,8 +31,8 @@ class Hl7v2Source:
         self.tracker = tracker
         self.unplaced = unplaced or []  # segments the structure has no place for
         # the path readers bound to the tracker: one Python call per path read, not two
-        self.resolve = partial(v2.resolve, tracker=tracker)
-        self.resolve_text = partial(v2.resolve_text, tracker=tracker)
+        self.resolve = partial(v2.read_path, tracker)
+        self.resolve_text = partial(v2.read_text, tracker)
         self.peek = v2.peek
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
