@@ -175,8 +175,9 @@ def _compile_var(node: Var) -> Fn:
     if not path:
         return lambda ev: ev.vars.get(name)
 
-    # per part: the name, and its number when it is one (``@cwe.1``), found once
-    parts = tuple((part, int(part) if part.isdigit() else None) for part in path)
+    # per part: the name, and its number when it is one (``@cwe.1``), found once (decimal
+    # digits: a part such as "²" is a name, as int() cannot read it)
+    parts = tuple((part, int(part) if part.isdecimal() else None) for part in path)
 
     def var(ev: Any) -> Any:
         value = ev.vars.get(name)
