@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     max_nesting_depth: int = Field(
         100, gt=0, description="JSON objects and arrays nested inside each other"
     )
+    translate_workers: int | None = Field(
+        None,
+        ge=0,
+        description="Worker processes translating while bulk ingest (adapter sync, adapter "
+        "ingest of many files) stores; default one per core beyond the first, at most 2; "
+        "0: translate in the ingesting process",
+    )
     default_timezone: str = Field(
         "Asia/Shanghai", description="Zone given to source times that carry none"
     )

@@ -722,6 +722,8 @@ class Row:
     floor: list[tuple[float, float]] = field(default_factory=list)
     bulk: list[tuple[float, float]] = field(default_factory=list)
     floor_bulk: list[tuple[float, float]] = field(default_factory=list)
+    # --translate-workers N: bulk again with N translation worker processes (decision 0054)
+    bulk_workers: list[tuple[float, float]] = field(default_factory=list)
     slices: list[float] = field(default_factory=list)
     slice_cpu: list[float] = field(default_factory=list)  # ms of this process's CPU per message
     kb_per_message: float = 0.0
@@ -849,6 +851,12 @@ def run_backend(
                     make_input(fixtures, copies, f"g{n}.", patients),
                 )
             )
+            if args.translate_workers:
+                with pipeline.translation_workers(args.translate_workers):
+                    timed_many(bulk, make_input(fixtures, 1, f"tw{n}.", patients))  # start
+                    row.bulk_workers.append(
+                        timed_many(bulk, make_input(fixtures, copies, f"t{n}.", patients))
+                    )
             clock = dict.fromkeys(STAGES, 0.0)
             staged = batch(fixtures, copies, f"s{n}.")
             for source, raw in staged:
@@ -1025,6 +1033,9 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
     return engine, drop
 
 
+TRANSLATE_WORKERS = [0]  # --translate-workers, for the report's label
+
+
 def report(
     rows: list[Row], fixtures: list[Fixture], rounds: int, copies: int, spent: float
 ) -> None:
@@ -1085,6 +1096,16 @@ def report(
             f"   bulk / bulk floor: {b_msg / g_msg:.2f}x the floor's rate "
             f"(goal >= 0.3: {verdict}); bulk / one per transaction: {b_msg / p_msg:.2f}x"
         )
+        if row.bulk_workers:
+            w_msg, w_res = med(m for m, _ in row.bulk_workers), med(r for _, r in row.bulk_workers)
+            label = f"bulk, {TRANSLATE_WORKERS[0]} translation worker(s) (0054)"
+            print(f"   {label:44} {w_msg:8.0f} {w_res:8.0f} {1000 / w_msg:8.2f}")
+            verdict = "met" if w_msg / g_msg >= 0.3 else "NOT met"
+            print(
+                f"   bulk with workers / bulk floor: {w_msg / g_msg:.2f}x (goal >= 0.3: "
+                f"{verdict}; the floor uses one process); with / without workers: "
+                f"{w_msg / b_msg:.2f}x"
+            )
         for name, written in row.rows_written.items():
             print(
                 f"   rows per message, {name}: "
@@ -1142,7 +1163,15 @@ def main() -> None:
         action="store_true",
         help="PostgreSQL: no ANALYZE between slices (a server with autovacuum off)",
     )
+    ap.add_argument(
+        "--translate-workers",
+        type=int,
+        default=0,
+        help="also time bulk ingest with this many translation worker processes "
+        "(decision 0054; default 0: not timed)",
+    )
     args = ap.parse_args()
+    TRANSLATE_WORKERS[0] = args.translate_workers
 
     import logging
 

@@ -59,6 +59,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -325,6 +326,7 @@ class SyncRow:
     label: str
     seconds: float = 0.0
     rss_mb: float = 0.0
+    tree_rss_mb: float = 0.0  # the sync process and its translation workers, summed
     cpu_s: float = 0.0
     exit_code: int = -1
     received: int = 0
@@ -349,6 +351,8 @@ def run_sync(
             "ADAPTER_LOG_LEVEL": "WARNING",
         }
     )
+    if TRANSLATE_WORKERS[0] is not None:
+        env["ADAPTER_TRANSLATE_WORKERS"] = str(TRANSLATE_WORKERS[0])
     command = [sys.executable]
     if profile:
         command += ["-m", "cProfile", "-o", profile]
@@ -357,9 +361,11 @@ def run_sync(
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, cwd=ROOT)
-        _, status, usage = os.wait4(process.pid, 0)
+        with TreeRss(process.pid) as tree:
+            _, status, usage = os.wait4(process.pid, 0)
         spent = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
+    RUN_TREE_RSS_MB[0] = tree.peak_mb
     output = out_path.read_text(encoding="utf-8")
     if "{" not in output:
         raise SystemExit(
@@ -368,6 +374,45 @@ def run_sync(
         )
     report = json.loads(output[output.index("{") :])
     return spent, usage, report, process.returncode
+
+
+TRANSLATE_WORKERS: list[int | None] = [None]  # --translate-workers (None: the adapter's default)
+RUN_TREE_RSS_MB = [0.0]  # the last run's peak of the summed RSS of the sync and its workers
+
+
+class TreeRss:
+    """Samples, every 0.2 s, the resident memory of a process and its children (the
+    translation workers, decision 0054) summed; ``peak_mb`` is the largest sum seen.
+    ``os.wait4`` gives the largest single process only."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        page = os.sysconf("SC_PAGE_SIZE")
+        while not self._stop.wait(0.2):
+            total = 0
+            for entry in Path("/proc").glob("[0-9]*"):
+                try:
+                    stat = (entry / "stat").read_text()
+                    fields = stat[stat.rindex(")") + 2 :].split()
+                    if int(entry.name) != self.pid and int(fields[1]) != self.pid:
+                        continue  # fields[1]: the parent's pid
+                    total += int((entry / "statm").read_text().split()[1]) * page
+                except (OSError, ValueError, IndexError):
+                    continue
+            self.peak_mb = max(self.peak_mb, total / 1024 / 1024)
 
 
 def run_floor(engine: Engine, night: Night, batch: int) -> float:
@@ -438,6 +483,7 @@ def measure(
     row.load = (load_before, os.getloadavg()[0])
     row.seconds = spent
     row.rss_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    row.tree_rss_mb = RUN_TREE_RSS_MB[0]
     row.cpu_s = usage.ru_utime + usage.ru_stime
     row.exit_code = code
     row.received = report["totals"]["received"]
@@ -462,8 +508,10 @@ def show(row: SyncRow, documents: int) -> None:
     minutes = row.seconds / 60
     print(
         f"   adapter sync: {documents} documents in {row.seconds:.1f} s ({minutes:.2f} min), "
-        f"{rate:.1f} documents/s; peak RSS {row.rss_mb:.0f} MB; CPU of the sync process "
-        f"{row.cpu_s:.1f} s ({row.cpu_s / row.seconds:.0%} of its wall time)"
+        f"{rate:.1f} documents/s; peak RSS {row.rss_mb:.0f} MB (the sync process), "
+        f"{row.tree_rss_mb:.0f} MB (with its translation workers, summed); CPU of the sync "
+        f"process and its workers {row.cpu_s:.1f} s ({row.cpu_s / row.seconds:.0%} of its "
+        "wall time)"
     )
     if row.server_cpu_s is not None:
         print(
@@ -491,7 +539,7 @@ def show(row: SyncRow, documents: int) -> None:
     )
     scaled = minutes * 50000 / documents
     verdict_t = "met" if scaled < GOAL_MINUTES else "NOT met"
-    verdict_m = "met" if row.rss_mb <= GOAL_RSS_MB else "NOT met"
+    verdict_m = "met" if max(row.rss_mb, row.tree_rss_mb) <= GOAL_RSS_MB else "NOT met"
     verdict_g = "met" if row.gaps == 0 and row.received == documents else "NOT met"
     note = "" if documents == 50000 else f" (at this rate 50,000 take {scaled:.1f} min)"
     print(
@@ -506,6 +554,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--documents", type=int, default=50000, help="documents in the night (50000)")
+    ap.add_argument(
+        "--translate-workers",
+        type=int,
+        default=None,
+        help="ADAPTER_TRANSLATE_WORKERS for the sync (default: the adapter's own, one per core "
+        "beyond the first, at most 2; 0: translate in the sync process)",
+    )
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument(
         "--repeat-share",
@@ -534,6 +589,7 @@ def main() -> None:
         "test server's own behaviour: autovacuum is off there)",
     )
     args = ap.parse_args()
+    TRANSLATE_WORKERS[0] = args.translate_workers
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)

@@ -3,7 +3,8 @@ docs/decisions/0043-recognition-consent.md).
 
 * ``POST /recognition/consent`` ``{patient, facility, end, start?, by?}``: the person
   consents that ``facility`` be shown their results for recognition until ``end``;
-  answered with the FHIR ``Consent`` stored (201).
+  answered with the FHIR ``Consent`` stored (201), or with the active one that already
+  allows the facility for that whole period (200: a repeated request stores nothing).
 * ``POST /recognition/consent/{id}/revoke`` ``{by?}``: the person withdrew it; answered with
   the new, ``inactive`` version (200).
 
@@ -60,17 +61,18 @@ async def consent(body: ConsentBody, request: Request, factory: SessionFactoryDe
     given = ConsentInput(body.patient, body.facility, end=end, start=start, by=body.by)
     actor = acting_client()
 
-    def write() -> dict:
+    def write() -> tuple[dict, bool]:
         with factory.begin() as session:
             return record_consent(
                 session, request.app.state.consortium, given, now=datetime.now(UTC), actor=actor
             )
 
-    stored = await run_in_threadpool(write)
+    stored, created = await run_in_threadpool(write)
     location = f"{str(request.base_url).rstrip('/')}/fhir/Consent/{stored['id']}"
     return FHIRResponse(
         stored,
-        status_code=201,
+        # 200: an active consent already allowed this (a repeated request), nothing stored
+        status_code=201 if created else 200,
         headers={"Location": f"{location}/_history/{stored['meta']['versionId']}"},
     )
 

@@ -51,19 +51,25 @@ def ingest(
     runtime = common.start()
     failed = 0
     try:
-        for start in range(0, len(files), batch):
-            for name, result in _ingest_files(
-                runtime.pipeline, files[start : start + batch], source, content_type
-            ):
-                if isinstance(result, AdapterError):
-                    typer.secho(f"{name}: {result.message}", fg=typer.colors.RED)
-                    failed += 1
-                    continue
-                _print_result(name, result)
-                failed += 0 if result.accepted else 1
+        for name, result in _ingest_batches(runtime, files, batch, source, content_type):
+            if isinstance(result, AdapterError):
+                typer.secho(f"{name}: {result.message}", fg=typer.colors.RED)
+                failed += 1
+                continue
+            _print_result(name, result)
+            failed += 0 if result.accepted else 1
     finally:
         runtime.close()
     raise typer.Exit(1 if failed else 0)
+
+
+def _ingest_batches(runtime, files: list[Path], batch: int, source: str, content_type: str | None):
+    """Each batch of files in turn; with many files, translation workers translate while
+    the store writes (ADAPTER_TRANSLATE_WORKERS)."""
+    pipeline = runtime.pipeline
+    with pipeline.translation_workers(runtime.settings.translate_workers if len(files) > 1 else 0):
+        for start in range(0, len(files), batch):
+            yield from _ingest_files(pipeline, files[start : start + batch], source, content_type)
 
 
 def _ingest_files(pipeline, paths: list[Path], source: str, content_type: str | None):

@@ -332,7 +332,7 @@ def consent(
         _catalogue(runtime)
         try:
             with runtime.factory.begin() as session:
-                stored = record_consent(
+                stored, created = record_consent(
                     session,
                     runtime.consortium,
                     ConsentInput(patient, facility, end=end, start=begin, by=by),
@@ -344,8 +344,9 @@ def consent(
     finally:
         runtime.close()
     period = stored["provision"]["period"]
+    said = "recorded" if created else "already recorded (nothing stored)"
     typer.echo(
-        f"recorded: Consent/{stored['id']} for {facility}, {period['start']} until {period['end']}"
+        f"{said}: Consent/{stored['id']} for {facility}, {period['start']} until {period['end']}"
     )
 
 

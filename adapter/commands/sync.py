@@ -75,11 +75,11 @@ def run_sync(
     try:
         try:
             progress = Progress() if quiet or as_json else terminal_progress()
-            runner = SyncRunner(
-                runtime.consortium, _pipeline(runtime, source), runtime.factory, progress=progress
-            )
+            pipeline = _pipeline(runtime, source)
+            runner = SyncRunner(runtime.consortium, pipeline, runtime.factory, progress=progress)
             chosen = _day(day) if day else runner.yesterday()
-            outcome = runner.run(chosen, source, replay_gaps=replay_gaps)
+            with pipeline.translation_workers(runtime.settings.translate_workers):
+                outcome = runner.run(chosen, source, replay_gaps=replay_gaps)
         except AdapterError as exc:
             raise common.fail(f"sync: {exc.message}") from None
     finally:

@@ -122,7 +122,7 @@ def failed_requests(results: list[ItemResult]) -> tuple[int, float | None]:
     the connector gave up as a whole) share one error object: that is one failure."""
     errors: dict[int, DeliveryError | None] = {}
     for n, result in enumerate(results):
-        if result.ok or isinstance(result.error, FatalDeliveryError):
+        if result.ok or result.held or isinstance(result.error, FatalDeliveryError):
             continue
         key = id(result.error) if result.error is not None else -1 - n
         errors.setdefault(key, result.error)
@@ -177,6 +177,17 @@ class DeliveryWorker:
                 lease_seconds=options.lease_seconds,
                 limit=limit,
             )
+            if report.admission == "send" and getattr(destination, "ordered", False):
+                # room left: the rows queued right behind the heads go in the same request
+                rows += outbox.claim_followers(
+                    session,
+                    rows,
+                    worker=self.worker_id,
+                    now=now,
+                    lease_seconds=options.lease_seconds,
+                    limit=limit - len(rows),
+                )
+                rows.sort(key=lambda r: r.id)
             bodies = outbox.current_bodies(session, rows)
             settlements = _unsendable(session, rows, bodies, now)
             left = {s.row.id for s in settlements}
@@ -206,6 +217,7 @@ class DeliveryWorker:
                 patient_key=row.patient_key,
                 message_id=row.message_id,
                 sequence=numbers.get(row.id),
+                order_key=row.order_key,
             )
             for row in rows
             if row.id not in left
@@ -214,6 +226,7 @@ class DeliveryWorker:
         by_id = {row.id: row for row in rows}
 
         started = self.clock()
+        held: list[int] = []  # not sent: behind a retriable failure of their patient
         if items:
             keeper = LeaseKeeper(
                 self.factory,
@@ -231,6 +244,9 @@ class DeliveryWorker:
             secrets = destination_secrets(destination)
             report.tally.failed_requests, report.tally.retry_after = failed_requests(results)
             for result in results:
+                if result.held:
+                    held.append(result.outbox_id)
+                    continue
                 row = by_id[result.outbox_id]
                 settlements.append(
                     settlement.decide(
@@ -249,6 +265,8 @@ class DeliveryWorker:
         with self.factory.begin() as session:
             # the batch's outcomes in a few set-based statements (decision 0040)
             settled = outbox.settle_many(session, settlements, worker=self.worker_id)
+            # back to the queue untouched (no attempt): they go after the row they wait for
+            outbox.release(session, held, worker=self.worker_id)
             for s in settlements:
                 if s.row.id not in settled:
                     log.warning(

@@ -14,8 +14,6 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
-from pypinyin import Style, pinyin
-
 PLACEHOLDER_CHARS = frozenset("?？*＊□■〇○_＿")
 UNKNOWN_NAMES = frozenset(
     {"无名氏", "无名", "急诊未知", "未知", "不详", "无", "匿名", "某某", "无名男", "无名女"}
@@ -129,6 +127,10 @@ def readings(ch: str, as_surname: bool) -> frozenset[str]:
         return frozenset({SURNAME_READINGS[ch]})
     if not _is_han(ch):
         return frozenset({ch.lower()})
+    # imported on first use: its phrase tables take ~130 MB and 0.6 s, which a process that
+    # only translates (a translation worker, decision 0054) never needs
+    from pypinyin import Style, pinyin
+
     # a surname outside the table: its usual reading (pypinyin's first); a given name: all
     read = pinyin(ch, style=Style.NORMAL, heteronym=not as_surname, errors="ignore")
     found = frozenset(r for group in read for r in group if r)

@@ -175,19 +175,23 @@ def _compile_var(node: Var) -> Fn:
     if not path:
         return lambda ev: ev.vars.get(name)
 
+    # per part: the name, and its number when it is one (``@cwe.1``), found once (decimal
+    # digits: a part such as "²" is a name, as int() cannot read it)
+    parts = tuple((part, int(part) if part.isdecimal() else None) for part in path)
+
     def var(ev: Any) -> Any:
         value = ev.vars.get(name)
-        for part in path:
+        for part, number in parts:
             if value is None:
                 return None
             if isinstance(value, dict):
                 value = value.get(part)
             elif isinstance(value, list):
                 value = (
-                    value[int(part) - 1] if part.isdigit() and 0 < int(part) <= len(value) else None
+                    value[number - 1] if number is not None and 0 < number <= len(value) else None
                 )
-            elif hasattr(value, "child") and part.isdigit():
-                value = value.child(int(part))
+            elif number is not None and hasattr(value, "child"):
+                value = value.child(number)
             else:
                 value = getattr(value, part, None)
         return value
@@ -196,24 +200,72 @@ def _compile_var(node: Var) -> Fn:
 
 
 def _compile_call(node: Call) -> Fn:
-    args = tuple(expr_fn(arg) for arg in node.args)
-    lazy = _LAZY.get(node.name)
-    if lazy is not None:
-        return lazy(node.args, args)
-    func = FUNCTIONS[node.name]
-    # the arguments are evaluated left to right before the call, as a list would be
-    if len(args) == 0:
-        return lambda ev: func(ev)
-    if len(args) == 1:
-        (a,) = args
-        return lambda ev: func(ev, a(ev))
-    if len(args) == 2:
-        a, b = args
-        return lambda ev: func(ev, a(ev), b(ev))
-    if len(args) == 3:
-        a, b, c = args
-        return lambda ev: func(ev, a(ev), b(ev), c(ev))
-    return lambda ev: func(ev, *[arg(ev) for arg in args])
+    if not _inlined(node):
+        return _LAZY[node.name](node.args, tuple(expr_fn(arg) for arg in node.args))
+    names: dict[str, Any] = {"truthy": truthy}
+    return _made(f"lambda ev: {_inline(node, names)}", names)  # type: ignore[no-any-return]
+
+
+def _inlined(node: Call) -> bool:
+    """Whether a call is written inline (below): all but ``first`` and a ``when`` of the
+    wrong arity (its error), which keep their closures."""
+    return node.name != "first" and (node.name != "when" or len(node.args) == 2)
+
+
+# An expression is written as one Python expression where that evaluates it as the
+# closures would, step for step: a literal is its value, a variable without parts a read of
+# ``ev.vars``, a path the source's ``resolve``, a function called with its arguments
+# evaluated left to right before it, ``when`` / ``all`` / ``any`` as Python's conditional,
+# ``and`` and ``or`` over ``truthy`` (evaluating only what they did). ``first`` and a
+# variable with parts stay closures, called from it. So a nested call such as
+# ``upper(trim(OBX-2))`` is one closure, not one per node. The source is made of names only
+# (``a0``, ``a1`` ..., bound in the closure's namespace), never of the values; code objects
+# are kept by source, which repeats from one expression to the next.
+
+_CODE: dict[str, Any] = {}
+
+
+def _made(source: str, names: dict[str, Any]) -> Any:
+    """The function a ``lambda`` expression (or a ``def build`` statement) makes, its names
+    bound to ``names``."""
+    statement = source.startswith("def ")
+    code = _CODE.get(source)
+    if code is None:
+        code = _CODE[source] = compile(
+            source, "<mapping expression>", "exec" if statement else "eval"
+        )
+    if statement:
+        exec(code, names)
+        return names["build"]
+    return eval(code, names)
+
+
+def _inline(node: Any, names: dict[str, Any]) -> str:
+    kind = type(node)
+    name = f"a{len(names)}"
+    if kind is Literal:
+        names[name] = node.value
+        return name
+    if kind is Var and not node.path:
+        names[name] = node.name
+        return f"ev.vars.get({name})"
+    if kind is Path:
+        names[name] = node.compiled
+        return f"ev.state.source.resolve({name}, ev.scope)"
+    if kind is Call and _inlined(node):
+        if node.name == "when":
+            cond = _inline(node.args[0], names)
+            return f"({_inline(node.args[1], names)} if truthy({cond}) else None)"
+        if node.name in ("all", "any"):
+            if not node.args:
+                return "True" if node.name == "all" else "False"
+            parts = [f"truthy({_inline(arg, names)})" for arg in node.args]
+            return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
+        names[name] = FUNCTIONS[node.name]
+        args = [_inline(arg, names) for arg in node.args]
+        return f"{name}(ev{''.join(', ' + arg for arg in args)})"
+    names[name] = expr_fn(node)  # first(), when() of the wrong arity, @var.parts
+    return f"{name}(ev)"
 
 
 # lazy functions: evaluated argument by argument, so a value that is not needed is never
@@ -231,9 +283,18 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     def first(ev: Any) -> Any:
         for arg, rest in options:
             value = arg(ev)
-            if not is_empty(value) and truthy(value):
-                _read_alternatives(ev, rest, text(value).strip())
-                return value
+            # not is_empty(value) and truthy(value), text(value).strip(): text at once
+            if type(value) is str:
+                chosen = value.strip()
+                if not chosen:
+                    continue
+            elif value is None or is_empty(value) or not truthy(value):
+                continue
+            elif rest:
+                chosen = text(value).strip()
+            if rest:
+                _read_alternatives(ev, rest, chosen)
+            return value
         return None
 
     return first
@@ -274,25 +335,9 @@ def _lazy_when(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     return lambda ev: value(ev) if truthy(cond(ev)) else None
 
 
-def _lazy_all(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
-    def all_(ev: Any) -> bool:
-        return all(truthy(arg(ev)) for arg in args)
-
-    return all_
-
-
-def _lazy_any(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
-    def any_(ev: Any) -> bool:
-        return any(truthy(arg(ev)) for arg in args)
-
-    return any_
-
-
 _LAZY: dict[str, Callable[[tuple[Any, ...], tuple[Fn, ...]], Fn]] = {
     "first": _lazy_first,
-    "when": _lazy_when,
-    "all": _lazy_all,
-    "any": _lazy_any,
+    "when": _lazy_when,  # of the wrong arity (other calls of when, all, any: _inline)
 }
 
 
@@ -306,6 +351,8 @@ def _compile_build(node: Any) -> Fn:
         return lambda ev: value
     if kind is Path:
         return _build_path(node.compiled)
+    if kind is Call and _inlined(node):
+        return _build_call(node)
     if kind in _EXPR_KINDS:
         return _build_expr(expr_fn(node))
     if kind is DictNode:
@@ -313,8 +360,9 @@ def _compile_build(node: Any) -> Fn:
     if kind is ListNode:
         return _build_list(node)
     if kind is Gate:
-        cond, body = expr_fn(node.cond), build_fn(node.body)
-        return lambda ev: body(ev) if truthy(cond(ev)) else None
+        names: dict[str, Any] = {"truthy": truthy, "body": build_fn(node.body)}
+        cond = _inline(node.cond, names)
+        return _made(f"lambda ev: body(ev) if truthy({cond}) else None", names)  # type: ignore[no-any-return]
     if kind is FirstOf:
         return _build_first_of(node)
     return _build_each(node)
@@ -339,12 +387,33 @@ def _build_path(compiled: Any) -> Fn:
 def _build_expr(value_of: Fn) -> Fn:
     def build(ev: Any) -> Any:
         value = value_of(ev)
-        if type(value) is str:  # the common case, as materialize() treats it
+        kind = type(value)
+        if kind is str:  # the common case, as materialize() treats it
             value = value.strip()
             return value or None
+        if value is None or kind is dict:  # what _built gives them: themselves
+            return value
         return _built(ev, value)
 
     return build
+
+
+def _build_call(node: Call) -> Fn:
+    """``_build_expr`` of a call, the call written into it (``_inline``)."""
+    names: dict[str, Any] = {"truthy": truthy, "_built": _built, "str": str, "dict": dict}
+    value = _inline(node, names)
+    source = (
+        "def build(ev):\n"
+        f"    value = {value}\n"
+        "    kind = type(value)\n"
+        "    if kind is str:\n"
+        "        value = value.strip()\n"
+        "        return value or None\n"
+        "    if value is None or kind is dict:\n"
+        "        return value\n"
+        "    return _built(ev, value)\n"
+    )
+    return _made(source, names)  # type: ignore[no-any-return]
 
 
 def _built(ev: Any, value: Any) -> Any:
@@ -380,7 +449,8 @@ def _build_dict(node: DictNode) -> Fn:
         has_value = False
         for key, make, counts in items:
             built = make(ev)
-            if built is None or built == "" or built == [] or built == {}:
+            # None, "", [] or {} is dropped (a false value is tested no further)
+            if built is None or (not built and (built == "" or built == [] or built == {})):
                 continue
             out[key] = built
             if counts:
@@ -512,4 +582,6 @@ def truthy(value: Any) -> bool:
         return value  # type: ignore[no-any-return]
     if kind is str or isinstance(value, str):
         return bool(value.strip())
+    if value is None:  # is_empty(None)
+        return False
     return not is_empty(value) and (getattr(value, "text", "x") or "").strip() != ""

@@ -48,7 +48,17 @@ class Hl7Path:
         return out
 
 
+_COMPILED: dict[str, Hl7Path] = {}  # one object per path text (``resolve`` keeps by id)
+
+
 def compile_path(text: str) -> Hl7Path:
+    compiled = _COMPILED.get(text)
+    if compiled is None:
+        compiled = _COMPILED[text] = _compile_path(text)
+    return compiled
+
+
+def _compile_path(text: str) -> Hl7Path:
     match = _PATH.match(text)
     if not match:
         raise ValueError(
@@ -86,6 +96,9 @@ class ReadTracker:
     fields: set[tuple[int, int]] = field(default_factory=set)
     segments: set[int] = field(default_factory=set)
     parts: set[tuple[int, int, int, int]] = field(default_factory=set)
+    # what ``resolve`` gave: (segment index, id of the path) -> the Node or the segment
+    # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
+    resolved: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def mark(self, segment: Segment, field_no: int | None) -> None:
         """The segment was looked at (its presence, or a path into it)."""
@@ -101,8 +114,19 @@ class Node:
     """A position in one segment: a field repetition, a component or a subcomponent."""
 
     # _text: the value's text once read (the tracker's sets only grow, so a second read
-    # would add nothing to them and give the same text)
-    __slots__ = ("_text", "comp", "field", "rep", "segment", "sub", "tracker")
+    # would add nothing to them and give the same text); _empty: is_empty() once asked (it
+    # reads nothing); _children: the nodes ``child`` made, each made once
+    __slots__ = (
+        "_children",
+        "_empty",
+        "_text",
+        "comp",
+        "field",
+        "rep",
+        "segment",
+        "sub",
+        "tracker",
+    )
 
     def __init__(
         self,
@@ -120,6 +144,8 @@ class Node:
         self.sub = sub
         self.tracker = tracker
         self._text: str | None = None
+        self._empty: bool | None = None
+        self._children: dict[int, Node] | None = None
 
     @property
     def text(self) -> str:
@@ -146,9 +172,14 @@ class Node:
         return [segment.get(field_no, rep) for rep in reps]
 
     def is_empty(self) -> bool:
-        if self.sub is None:  # no leaf of the repetition (or component) holds anything
-            return self.segment.blank(self.field, self.rep, self.comp)
-        return not self.text
+        empty = self._empty
+        if empty is None:
+            if self.sub is None:  # no leaf of the repetition (or component) holds anything
+                empty = self.segment.blank(self.field, self.rep, self.comp)
+            else:
+                empty = not self.text
+            self._empty = empty
+        return empty
 
     @property
     def location(self) -> str:
@@ -157,17 +188,54 @@ class Node:
         )
 
     def child(self, index: int) -> Node:
+        children = self._children
+        if children is None:
+            children = self._children = {}
+        else:
+            made = children.get(index)
+            if made is not None:
+                return made
         if self.comp is None:
-            return Node(self.segment, self.field, self.rep, index, tracker=self.tracker)
-        if self.sub is None:
-            return Node(self.segment, self.field, self.rep, self.comp, index, self.tracker)
-        raise ValueError(f"{self.location} has no parts below subcomponent")
+            made = Node(self.segment, self.field, self.rep, index, tracker=self.tracker)
+        elif self.sub is None:
+            made = Node(self.segment, self.field, self.rep, self.comp, index, self.tracker)
+        else:
+            raise ValueError(f"{self.location} has no parts below subcomponent")
+        children[index] = made
+        return made
 
     def __str__(self) -> str:
         return self.text
 
     def __repr__(self) -> str:
         return f"<Node {self.location}>"
+
+
+class ReadNode(Node):
+    """A ``Node`` made where its part is marked read (``resolve``, ``iterate``: what reading
+    its text would mark), so its text is taken at once and kept as a plain attribute (the
+    slot shadows ``Node.text``): the values helpers read it without a property call."""
+
+    __slots__ = ("text",)
+
+    def __init__(
+        self,
+        segment: Segment,
+        field_no: int,
+        rep: int,
+        comp: int | None,
+        sub: int | None,
+        tracker: ReadTracker,
+    ) -> None:
+        self.segment = segment
+        self.field = field_no
+        self.rep = rep
+        self.comp = comp
+        self.sub = sub
+        self.tracker = tracker
+        self._text = self.text = segment.get(field_no, rep, comp or 1, sub or 1)  # type: ignore[misc]
+        self._empty = None
+        self._children = None
 
 
 # -- groups --------------------------------------------------------------------------------
@@ -284,6 +352,9 @@ def _compile_trailing(group: GroupSpec, data: Any) -> tuple[Trailing, ...]:
     return tuple(out)
 
 
+_UNKNOWN = object()
+
+
 @dataclass(eq=False, slots=True)
 class Group:
     """One instance of a group in one message."""
@@ -293,18 +364,26 @@ class Group:
     segments: list[Segment] = field(default_factory=list)
     groups: list[Group] = field(default_factory=list)
     position: int = 0  # index in spec.children reached so far
+    # find_segment's answers by name: asked once the groups are built (paths are resolved
+    # after build_groups), when the segments of a group and its parents no longer change
+    found: dict[str, Segment | None] = field(default_factory=dict, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def find_segment(self, name: str) -> Segment | None:
+        known = self.found.get(name, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
         group: Group | None = self
         while group is not None:
             for segment in group.segments:
                 if segment.name == name:
+                    self.found[name] = segment
                     return segment
             group = group.parent
+        self.found[name] = None
         return None
 
     def segments_named(self, name: str) -> list[Segment]:
@@ -565,38 +644,49 @@ def missing_required(root: Group) -> list[tuple[Group, str]]:
 
 
 def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment | None:
+    return read_path(tracker, path, scope)
+
+
+def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segment | None:
+    """``resolve``, the tracker first (``partial(read_path, tracker)`` is the source's
+    reader: a partial with positional arguments only is the cheaper to call)."""
     segment = scope.find_segment(path.segment)
     if segment is None:
         return None
     index = segment.index
+    # a path read again in the same segment gives what it gave (the same ``Node``, its text
+    # kept once read): the tracker's sets only grow, so it would add nothing to them
+    key = (index, id(path))
+    resolved = tracker.resolved
+    found = resolved.get(key)
+    if found is not None:
+        return found  # type: ignore[no-any-return]
     tracker.segments.add(index)  # ReadTracker.mark and .read, inline (every path read)
     field_no = path.field
     if field_no is None:
-        return segment
+        found = resolved[key] = segment
+        return found  # type: ignore[no-any-return]
     # the part the path names counts as read once a rule consults it (a fallback of
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
     # they are read
     rep = path.rep or 1
     tracker.fields.add((index, field_no))
     tracker.parts.add((index, field_no, rep, path.comp or 1))
-    return Node(segment, field_no, rep, path.comp, path.sub, tracker)
+    found = resolved[key] = ReadNode(segment, field_no, rep, path.comp, path.sub, tracker)
+    return found  # type: ignore[no-any-return]
 
 
 def resolve_text(path: Hl7Path, scope: Group, tracker: ReadTracker) -> str | Segment | None:
     """``resolve`` for a value that is built into a resource: a field, component or
-    subcomponent comes as its text (read as ``Node.text`` reads it) without a ``Node``."""
-    segment = scope.find_segment(path.segment)
-    if segment is None:
-        return None
-    index = segment.index
-    tracker.segments.add(index)
-    field_no = path.field
-    if field_no is None:
-        return segment
-    rep, comp = path.rep or 1, path.comp or 1
-    tracker.fields.add((index, field_no))
-    tracker.parts.add((index, field_no, rep, comp))
-    return segment.get(field_no, rep, comp, path.sub or 1)
+    subcomponent comes as its text (read as ``Node.text`` reads it, which adds to the
+    tracker what ``resolve`` adds)."""
+    return read_text(tracker, path, scope)
+
+
+def read_text(tracker: ReadTracker, path: Hl7Path, scope: Group) -> str | Segment | None:
+    """``resolve_text``, the tracker first (as ``read_path``)."""
+    found = read_path(tracker, path, scope)
+    return found.text if type(found) is ReadNode else found  # type: ignore[union-attr,return-value]
 
 
 def peek(path: Hl7Path, scope: Group) -> str:

@@ -30,7 +30,10 @@ def text(value: Any) -> str:
         return value  # type: ignore[no-any-return]
     if value is None:
         return ""
-    if is_position_type(kind):
+    position = _POSITIONS.get(kind)  # is_position_type, its table read inline (hot)
+    if position is None:
+        position = is_position_type(kind)
+    if position:
         as_text = getattr(value, "text", None)
         return as_text if isinstance(as_text, str) else ""
     if isinstance(value, str):
@@ -54,7 +57,10 @@ def is_position_without_text(value: Any) -> bool:
     kind = type(value)
     if value is None or kind is str:
         return False
-    if is_position_type(kind):
+    position = _POSITIONS.get(kind)
+    if position is None:
+        position = is_position_type(kind)
+    if position:
         return not isinstance(getattr(value, "text", None), str)
     return not isinstance(value, str | int | float | Decimal | dict | list) and not isinstance(
         getattr(value, "text", None), str
@@ -71,7 +77,12 @@ def is_empty(value: Any) -> bool:
     if value is None:
         return True
     kind = type(value)
-    if not is_position_type(kind) and isinstance(value, str | list | dict | tuple):
+    if kind is str:
+        return not value
+    position = _POSITIONS.get(kind)
+    if position is None:
+        position = is_position_type(kind)
+    if not position and isinstance(value, str | list | dict | tuple):
         return len(value) == 0
     check = getattr(value, "is_empty", None)
     return bool(check()) if check else False

@@ -34,6 +34,7 @@ class DeliveryItem:
     patient_key: str | None = None
     message_id: str | None = None  # the inbound message it came from (MLLP resends its bytes)
     sequence: int | None = None  # the destination's sequence number (a resend keeps it)
+    order_key: str | None = None  # the queue it keeps its order in (the patient's)
 
 
 @dataclass
@@ -43,12 +44,19 @@ class ItemResult:
     error: DeliveryError | None = None  # RetriableDeliveryError / FatalDeliveryError
     status: int | str | None = None  # HTTP status or ACK code
     duration_ms: float = 0.0
+    # not sent at all: an earlier row of its order key in the same batch failed and may be
+    # retried, so this one must wait behind it (the worker gives it back to the queue)
+    held: bool = False
 
 
 @runtime_checkable
 class Destination(Protocol):
     id: str
     kind: str  # "fhir" | "mllp" | "file"
+
+    # Optional ``ordered: bool`` (False when absent): one ``send`` may carry several rows of
+    # one order key (a patient's queue), because the destination applies them in order or
+    # not at all, and answers ``held`` for the rows behind one that failed retriably.
 
     def check(self) -> CheckResult: ...
 

@@ -36,6 +36,9 @@ from adapter.errors import DeliveryError, FatalDeliveryError, RetriableDeliveryE
 from adapter.outbound.base import ConnectorContext, DeliveryItem, ItemResult, register_destination
 from adapter.outbound.bundle import SEQUENCE_HEADER, outgoing, put_bundle
 
+# what one request did for one resource: status, error (None when delivered), milliseconds
+_Outcome = tuple[int | str | None, DeliveryError | None, float]
+
 
 class FhirDestinationSettings(HttpSettings):
     bundle: Literal["transaction", "batch", "none"] = "transaction"
@@ -84,11 +87,23 @@ class FhirRestDestination:
 
         return timed_check(self.id, self.kind, probe)
 
+    @property
+    def ordered(self) -> bool:
+        """A patient's queued rows may go in one ``send`` when it is one transaction: the
+        server applies them all or none. Not a ``batch`` (each entry succeeds or fails on
+        its own), nor single PUTs (a round trip per row all the same)."""
+        return self.settings.bundle == "transaction"
+
     def send(self, batch: list[DeliveryItem]) -> list[ItemResult]:
         results: list[ItemResult] = []
         size = self.settings.batch_size
+        # order keys with a row that failed and will be retried: their later rows are held
+        waiting: set[str] = set()
         for start in range(0, len(batch), size):
-            results.extend(self._send_chunk(batch[start : start + size]))
+            chunk = batch[start : start + size]
+            ready = [i for i in chunk if not _behind(i, waiting)]
+            sent = {r.outbox_id: r for r in self._send_chunk(ready, waiting)} if ready else {}
+            results.extend(sent.get(i.outbox_id) or _held(i) for i in chunk)
         return results
 
     def close(self) -> None:
@@ -98,7 +113,7 @@ class FhirRestDestination:
             tokens.close()
 
     # -- sending ----------------------------------------------------------------------------
-    def _send_chunk(self, chunk: list[DeliveryItem]) -> list[ItemResult]:
+    def _send_chunk(self, chunk: list[DeliveryItem], waiting: set[str]) -> list[ItemResult]:
         # the same resource twice in a chunk (two outbox rows, two versions) goes once: both
         # rows carry its current body, and a transaction may not name it twice
         unique: dict[tuple[str, str], list[DeliveryItem]] = {}
@@ -106,16 +121,36 @@ class FhirRestDestination:
             unique.setdefault((item.resource_type, item.resource_id), []).append(item)
         keys = list(unique)
         if self.settings.bundle == "none":
-            outcomes = [self._put(unique[key][0]) for key in keys]
+            outcomes = self._put_each([unique[key][0] for key in keys], waiting)
         else:
-            outcomes = self._post_bundle([unique[key][0] for key in keys])
+            outcomes = self._post_bundle([unique[key][0] for key in keys], waiting, chunk)
         results: list[ItemResult] = []
-        for key, (status, error, duration) in zip(keys, outcomes, strict=True):
+        for key, outcome in zip(keys, outcomes, strict=True):
             for item in unique[key]:
+                if outcome is None:
+                    results.append(_held(item))
+                    continue
+                status, error, duration = outcome
                 results.append(ItemResult(item.outbox_id, error is None, error, status, duration))
+                if error is not None and not isinstance(error, FatalDeliveryError):
+                    _wait_behind(item, waiting)
         order = {item.outbox_id: n for n, item in enumerate(chunk)}
         results.sort(key=lambda r: order[r.outbox_id])
         return results
+
+    def _put_each(self, items: list[DeliveryItem], waiting: set[str]) -> list[_Outcome | None]:
+        """One PUT each, in order; after a retriable failure the rows behind it of its
+        order key are not sent (None: held). A refused one (dead) holds nothing back."""
+        outcomes: list[_Outcome | None] = []
+        for item in items:
+            if _behind(item, waiting):
+                outcomes.append(None)
+                continue
+            outcome = self._put(item)
+            if outcome[1] is not None and not isinstance(outcome[1], FatalDeliveryError):
+                _wait_behind(item, waiting)
+            outcomes.append(outcome)
+        return outcomes
 
     def _request(
         self, method: str, url: str, body: dict[str, Any], sequence: int | None = None
@@ -131,7 +166,7 @@ class FhirRestDestination:
             return None, error_for_exception(exc, what=f"{method} {self._where(url)}"), _ms(started)
         return response, None, _ms(started)
 
-    def _put(self, item: DeliveryItem) -> tuple[int | None, DeliveryError | None, float]:
+    def _put(self, item: DeliveryItem) -> _Outcome:
         url = f"{item.resource_type}/{item.resource_id}"
         response, error, duration = self._request(
             "PUT", url, outgoing(item.resource), item.sequence
@@ -147,11 +182,13 @@ class FhirRestDestination:
         )
 
     def _post_bundle(
-        self, items: list[DeliveryItem]
-    ) -> list[tuple[int | str | None, DeliveryError | None, float]]:
+        self, items: list[DeliveryItem], waiting: set[str], rows: list[DeliveryItem]
+    ) -> list[_Outcome | None]:
+        """``items``: one per resource; ``rows``: every row they stand for (a resource's
+        one entry carries the sequence numbers of all its rows)."""
         bundle_type = self.settings.bundle
         assert bundle_type != "none"
-        bundle = put_bundle(items, bundle_type=bundle_type, base_url=self.settings.base_url)
+        bundle = put_bundle(rows, bundle_type=bundle_type, base_url=self.settings.base_url)
         response, error, duration = self._request("POST", "", bundle)
         what = f"{bundle_type} of {len(items)}"
         if response is None:
@@ -162,7 +199,7 @@ class FhirRestDestination:
             if isinstance(error, FatalDeliveryError) and len(items) > 1:
                 # which entry was refused is not said reliably (or the Bundle as a whole was
                 # too large): find out with one PUT each
-                return [self._put(i) for i in items]
+                return self._put_each(items, waiting)
             return [(response.status_code, error, duration)] * len(items)
         return self._entry_results(response, items, what, duration)
 
@@ -215,6 +252,19 @@ class FhirRestDestination:
 
     def _where(self, url: str) -> str:
         return f"{self.settings.base_url}/{url}".rstrip("/")
+
+
+def _behind(item: DeliveryItem, waiting: set[str]) -> bool:
+    return item.order_key is not None and item.order_key in waiting
+
+
+def _wait_behind(item: DeliveryItem, waiting: set[str]) -> None:
+    if item.order_key is not None:
+        waiting.add(item.order_key)
+
+
+def _held(item: DeliveryItem) -> ItemResult:
+    return ItemResult(item.outbox_id, False, held=True)
 
 
 def _entry_status(value: Any) -> int | None:

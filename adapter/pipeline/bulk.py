@@ -7,13 +7,16 @@ audit-chain write per message. Here a batch of messages shares them:
 
 * one SELECT finds which of the batch's bytes were already received (per source, by
   sha256); those are answered as duplicates, as ``Pipeline.ingest`` answers them;
-* each message is translated, then stored through the same steps as ``Pipeline.ingest``
+* each message is translated (in worker processes while the store writes, when the run
+  started them: adapter/pipeline/translation_pool.py), then stored through the same steps
+  as ``Pipeline.ingest``
   (adapter/pipeline/steps.py) inside ``SAVEPOINT``: a message that fails in any way (a
   value the database refuses, a concurrent insert, a bug) is rolled back to its savepoint
   alone, with the audit events it queued, and the others' work stays (the audit log's
   records of the whole batch are chained once, at the transaction's commit);
-* the rows nothing of the steps reads back (search index, resource_version, outbox) are
-  written once, before the commit (one executemany or COPY per table), not per message;
+* the rows nothing of the steps reads back (search index, resource_version, outbox, each
+  message's Provenance row: decision 0050) are written once, before the commit (one
+  executemany or COPY per table), not per message;
   a search writes the held index rows first (adapter/store/resources.py ``BatchWrites``,
   docs/decisions/0047-batch-writes.md); a message rolled back drops its rows with it;
 * one commit;
@@ -35,7 +38,7 @@ import contextvars
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -53,6 +56,7 @@ from adapter.store.resources import BatchWrites, batch_writes, flush_batch_write
 
 if TYPE_CHECKING:
     from adapter.pipeline.ingest import Pipeline, _Job
+    from adapter.pipeline.translator import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +116,33 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
     with pipeline.factory() as session:  # a read: nothing is locked while translating
         read_only(session)  # on SQLite not even the write lock (adapter/store/engine.py)
         known_ids = {k: m.id for k, m in _known(session, list(keys.values())).items()}
-    jobs: list[tuple[int, _Job]] = []
-    for i, key in keys.items():
-        if key in known_ids:
-            continue
+    todo = [i for i, key in keys.items() if key not in known_ids]
+    pool = pipeline.translation_pool
+    use_pool = pool is not None and pool.usable(len(todo))
+    translated: list[tuple[int, str, Callable[[], Outcome]]] = []
+    for i in todo:
         raw, receipt = items[i]
-        facility, source = pipeline.translator.source(receipt.source_system)
         message_id = str(uuid.uuid4())
-        outcome = pipeline.translator.translate_for(raw, facility, source, message_id)
-        create = _creator(raw, key[1], facility, source, receipt, outcome, message_id)
-        job = _Job(create, facility, source.id, outcome, receipt.received_at, receipt.channel)
-        jobs.append((i, job))
+        if use_pool:
+            assert pool is not None
+            # in a worker process, overlapping the store of the ones before it
+            translated.append((i, message_id, pool.submit(raw, receipt.source_system, message_id)))
+        else:
+            facility, source = pipeline.translator.source(receipt.source_system)
+            done = pipeline.translator.translate_for(raw, facility, source, message_id)
+            translated.append((i, message_id, lambda done=done: done))
+
+    def jobs() -> Iterator[tuple[int, _Job]]:
+        for i, message_id, outcome_of in translated:
+            raw, receipt = items[i]
+            facility, source = pipeline.translator.source(receipt.source_system)
+            outcome = outcome_of()
+            create = _creator(raw, keys[i][1], facility, source, receipt, outcome, message_id)
+            yield (
+                i,
+                _Job(create, facility, source.id, outcome, receipt.received_at, receipt.channel),
+            )
+
     with pipeline.factory.begin() as session:
         writes = batch_writes(session)
         for i, key in keys.items():
@@ -131,7 +151,7 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
                 assert existing is not None
                 steps.audit_received(session, existing, items[i][1].received_at, duplicate=True)
                 results[i] = result_of(existing, duplicate=True)
-        alone.extend(_store_jobs(pipeline, session, writes, jobs, results))
+        alone.extend(_store_jobs(pipeline, session, writes, jobs(), results))
         flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
     return results, alone
 
@@ -140,7 +160,7 @@ def _store_jobs(
     pipeline: Pipeline,
     session: Session,
     writes: BatchWrites,
-    jobs: list[tuple[int, _Job]],
+    jobs: Iterable[tuple[int, _Job]],
     results: list[IngestResult | None],
     contexts: Mapping[int, contextvars.Context] | None = None,
 ) -> list[int]:

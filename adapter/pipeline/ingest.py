@@ -20,6 +20,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +42,7 @@ from adapter.pipeline.results import (
     IngestResult,
     result_of,
 )
+from adapter.pipeline.translation_pool import TranslationPool, default_workers
 from adapter.pipeline.translator import Outcome, Translator, internal_error
 from adapter.recognition.catalogue import Catalogue
 from adapter.recognition.marks import ResultMarks
@@ -141,6 +143,8 @@ class Pipeline:
             if recognition is not None and recognition.mark_results
             else None
         )
+        # worker processes translating for bulk ingest, inside translation_workers()
+        self.translation_pool: TranslationPool | None = None
         # concurrent single documents (POST /ingest, MLLP) share transactions (group.py)
         self.group_commit = GroupCommit(self)
 
@@ -232,6 +236,23 @@ class Pipeline:
                 # but harmless): do it again
                 log.info("retrying a message from %s after a concurrent insert", source.id)
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def translation_workers(self, workers: int | None = None) -> Iterator[None]:
+        """Bulk ingest inside this block translates in ``workers`` processes (None: one per
+        core beyond the first, at most 2; 0: none) while the store writes
+        (adapter/pipeline/translation_pool.py); they stop at the end of the block."""
+        count = default_workers() if workers is None else workers
+        if count <= 0 or self.translation_pool is not None:
+            yield
+            return
+        pool = TranslationPool(self.translator, count)
+        self.translation_pool = pool
+        try:
+            yield
+        finally:
+            self.translation_pool = None
+            pool.close()
 
     def ingest_many(
         self, items: Iterable[tuple[bytes, Receipt]], *, batch: int = 100

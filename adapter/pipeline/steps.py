@@ -48,7 +48,7 @@ from adapter.referral.status_messages import apply_referral_status, read_referra
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
-from adapter.store.resources import LockedRows, Saved
+from adapter.store.resources import LockedRows, Saved, flush_index_rows
 
 log = logging.getLogger(__name__)
 _OPEN_CARE = care.open_rows_query(KEYS)  # a person's ids and open care rows, one statement
@@ -315,6 +315,8 @@ def catch_up(
 ) -> None:
     """What a facility that starts caring for a person gets of the person's history, once
     (adapter/pipeline/catchup.py)."""
+    if "Provenance" in work.consortium.care.catch_up.result_types:
+        flush_index_rows(work.session)  # a batch's held Provenance rows are read too (0050)
     patients = [f"Patient/{r}" for r in {person, *records_of(work.session, person)}]
     work.outbox += history_rows(
         work.session,
@@ -343,7 +345,7 @@ def trace(work: Work) -> None:
         if "Provenance" in work.consortium.routes[number - 1].resource_types
     ]
     # its id is the message's: new, unless the message is reprocessed (no read to find out)
-    new = LockedRows(frozenset({("Provenance", body["id"])}), {})
+    new = work.channel != Channel.REPROCESS
     for item in save_resources(
         work.session,
         [body],
@@ -351,7 +353,10 @@ def trace(work: Work) -> None:
         now=work.moment,
         facility_id=work.facility.id,
         zone=work.zone,
-        locked=None if work.channel == Channel.REPROCESS else new,
+        locked=LockedRows(frozenset({("Provenance", body["id"])}), {}) if new else None,
+        # in a bulk batch its row waits for the batch's commit with its index and history
+        # rows: nothing in the batch reads a message's Provenance (decision 0050)
+        hold_new=new,
     ):
         if item.changed:
             for destination, number in named:

@@ -67,6 +67,16 @@ class Translator:
         originals_base: str = "",
         limits: InputLimits = DEFAULT_LIMITS,
     ) -> None:
+        # what a worker process needs to build the same translator (translation_pool.py)
+        self.spec: dict[str, Any] = {
+            "consortium": consortium,
+            "mappings_dir": mappings_dir,
+            "max_bytes": max_bytes,
+            "default_timezone": default_timezone,
+            "original_inline_max_bytes": original_inline_max_bytes,
+            "originals_base": originals_base,
+            "limits": limits,
+        }
         self.consortium = consortium
         self.limits = limits
         self.mappings_dir = mappings_dir

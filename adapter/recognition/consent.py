@@ -42,6 +42,7 @@ CATEGORY = {"system": "http://loinc.org", "code": "59284-0", "display": "Patient
 PARTICIPATION = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 RESOURCE_TYPES = "http://hl7.org/fhir/resource-types"
+UTC_ZONE = ZoneInfo("UTC")  # only for texts with a time and offset, which carry their own
 _r = Resource.__table__
 
 
@@ -61,8 +62,13 @@ def record_consent(
     *,
     now: datetime,
     actor: str,
-) -> dict[str, Any]:
-    """Store a new active Consent (one per call) and its audit record; answers the body."""
+) -> tuple[dict[str, Any], bool]:
+    """Store a new active Consent and its audit record; answers the body and True.
+
+    A repeated request (a double click, a client's retry after a lost answer) stores
+    nothing: when an active consent of this Patient record already allows the facility
+    for the whole of [start, end), that one is answered with False. The Patient's row is
+    locked first, so two such requests at once still make one Consent."""
     facility = consortium.facility(given.facility_id)
     if facility is None:
         raise InvalidRequestError(
@@ -78,6 +84,10 @@ def record_consent(
     end = truncate_to_millis(given.end)
     if end <= start:
         raise InvalidRequestError("the consent ends before it starts", location="end")
+    lock_resources(session, [("Patient", given.patient_id)], now=now)
+    existing = _covering(session, given.patient_id, given.facility_id, start, end)
+    if existing is not None:
+        return existing, False
     consent_id = str(uuid.uuid4())
     body: dict[str, Any] = {
         "resourceType": "Consent",
@@ -132,7 +142,36 @@ def record_consent(
         session, [body], message_id=None, now=now, facility_id=given.facility_id
     )[0]
     _audit(session, "consent.recorded", saved.body, actor, now, given.facility_id, given.by)
-    return saved.body
+    return saved.body, True
+
+
+def _covering(
+    session: Session, patient_id: str, facility_id: str, start: datetime, end: datetime
+) -> dict[str, Any] | None:
+    """An active recognition consent of this Patient record that already allows
+    ``facility_id`` from ``start`` to ``end`` (instants, as the adapter writes them)."""
+    rows = session.execute(
+        select(_r.c.body).where(
+            _r.c.resource_type == "Consent",
+            _r.c.patient_key == f"Patient/{patient_id}",
+            _r.c.deleted.is_(False),
+        )
+    )
+    for row in rows:
+        body = row.body
+        period = (body.get("provision") or {}).get("period") or {}
+        if not (isinstance(period.get("start"), str) and isinstance(period.get("end"), str)):
+            continue
+        if "T" not in period["start"] or "T" not in period["end"]:
+            continue  # a date-only period is another system's: not compared here
+        try:
+            begins = parse_range(period["start"], UTC_ZONE)[0]
+            ends = parse_range(period["end"], UTC_ZONE)[0]
+        except ValueError:
+            continue
+        if begins <= start and end <= ends and permits(body, facility_id, start, UTC_ZONE):
+            return body
+    return None
 
 
 def revoke_consent(

@@ -8,13 +8,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.errors import AlteredBytesError
+from adapter.store.fast_insert import insert_rows
 from adapter.store.models import InboundMessage
+from adapter.store.resources import held_writes
 
 log = logging.getLogger(__name__)
+_message = InboundMessage.__table__
 _CONTENT_TYPE_CHARS = 255  # inbound_message.content_type
 _PEER_CHARS = 255  # inbound_message.peer
 
@@ -59,6 +63,11 @@ def create_message(
         resources=[],
         attempts=0,
     )
+    if held_writes(session) is not None:  # a bulk batch: one INSERT without the unit of work
+        insert_rows(session, _message, [{c.key: getattr(message, c.key) for c in _message.c}])
+        make_transient_to_detached(message)  # as if loaded: the row is there (decision 0050)
+        session.add(message)
+        return message
     session.add(message)
     session.flush()
     return message
@@ -135,10 +144,26 @@ def set_message_result(
     resources: list[str],
     now: datetime | None = None,
 ) -> None:
-    """Record the outcome of (re)processing: status, issues, resources, one more attempt."""
-    message.status = status
-    message.issues = list(issues)
-    message.resources = list(resources)
-    message.processed_at = (now or datetime.now(UTC)).astimezone(UTC)
-    message.attempts = (message.attempts or 0) + 1
-    session.flush()
+    """Record the outcome of (re)processing: status, issues, resources, one more attempt.
+
+    In a bulk batch with one prebuilt UPDATE instead of the ORM's flush (decision 0050):
+    the same row, written in the message's savepoint, without the unit of work."""
+    values = {
+        "status": status,
+        "issues": list(issues),
+        "resources": list(resources),
+        "processed_at": (now or datetime.now(UTC)).astimezone(UTC),
+        "attempts": (message.attempts or 0) + 1,
+    }
+    if held_writes(session) is None:
+        for key, value in values.items():
+            setattr(message, key, value)
+        session.flush()
+        return
+    session.execute(_UPDATE_RESULT, {"b_id": message.id, **values})
+    for key, value in values.items():  # as written: the ORM has nothing left to flush
+        set_committed_value(message, key, value)
+
+
+# SET takes the parameters' other keys (status, issues, resources, processed_at, attempts)
+_UPDATE_RESULT = update(_message).where(_message.c.id == bindparam("b_id"))

@@ -9,8 +9,10 @@ version under the lock the write holds: ``lock_resources`` first, merge what it 
 then ``save_resources(..., locked=)`` (docs/decisions/0009-merge-locking.md).
 
 In a bulk batch (adapter/pipeline/bulk.py) the search index, resource_version and outbox
-rows are not written per message but held in ``BatchWrites`` on the session and written
-once, at the batch's commit (index rows also before a search reads them; decision 0047).
+rows, and the messages' Provenance rows (``hold_new``, decision 0050), are not written per
+message but held in ``BatchWrites`` on the session and written once, at the batch's commit
+(index rows also before a search reads them; decision 0047). On SQLite the executemanys go
+to the driver as tuples (adapter/store/fast_insert.py).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient_key
+from adapter.store.fast_insert import insert_rows
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
@@ -211,6 +214,7 @@ def save_resources(
     zone: tzinfo = DEFAULT_ZONE,
     locked: LockedRows | None = None,
     with_index: bool = True,
+    hold_new: bool = False,
 ) -> list[Saved]:
     """Store the resources of one message; unchanged content keeps its version.
 
@@ -219,7 +223,10 @@ def save_resources(
     must be the zone the searches use. ``locked``: the rows ``lock_resources`` locked for
     these resources in this transaction (else they are locked here). ``with_index=False``
     leaves the index rows out (to find which part of a resource the database refuses:
-    adapter/store/refusals.py). Never commits. Two transactions creating the same new
+    adapter/store/refusals.py). ``hold_new``: in a bulk batch, the rows of new resources
+    are held with the batch's writes (``BatchWrites.create``) instead of inserted now: only
+    for resources nothing in the batch reads back (the message's Provenance, whose id is
+    the message's). Never commits. Two transactions creating the same new
     resource at once without ``create_missing``: the later one fails with IntegrityError
     and can be retried.
     """
@@ -303,7 +310,10 @@ def save_resources(
     if new_rows:
         # in key order too: two messages inserting the same new rows wait, never deadlock
         new_rows.sort(key=lambda r: (r["resource_type"], r["id"]))
-        session.execute(insert(_resource), new_rows)
+        if hold_new and buffer is not None:
+            buffer.create(new_rows)
+        else:
+            insert_rows(session, _resource, new_rows)
     if changed_rows:
         if buffer is None:
             stored_history = [(r["resource_type"], r["id"]) for r in changed_rows]
@@ -329,7 +339,7 @@ def save_resources(
         if buffer is None:  # else deleted when the buffer is written
             _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
     if version_rows:
-        session.execute(insert(_version), version_rows)
+        insert_rows(session, _version, version_rows)
     if index_rows:
         insert_index_rows(session, index_rows)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
@@ -341,7 +351,9 @@ _MISSING: Final[Any] = object()
 
 class BatchWrites:
     """The write-only rows of a bulk batch, written at its commit (decision 0047): search
-    index rows, resource_version rows and outbox rows (adapter/store/outbox/enqueue.py).
+    index rows, resource_version rows and outbox rows (adapter/store/outbox/enqueue.py),
+    and ``created``: new resource rows nothing in the batch reads (the messages'
+    Provenance, decision 0050), written first: the index rows' foreign key names them.
 
     Index: ``rows`` has each resource changed in the batch -> its current index rows;
     ``stale`` the resources whose rows in the database are deleted before ``rows`` are
@@ -358,6 +370,7 @@ class BatchWrites:
     """
 
     def __init__(self) -> None:
+        self.created: list[dict[str, Any]] = []  # new resource rows nothing reads back
         self.rows: dict[Key, list[dict[str, Any]]] = {}
         self.stale: set[Key] = set()
         self.superseded: list[dict[str, Any]] = []
@@ -400,6 +413,12 @@ class BatchWrites:
                 current[0]["body"] = current[1]
         return stored
 
+    def create(self, rows: list[dict[str, Any]]) -> None:
+        """New resource rows (``save_resources(hold_new=True)``), written before the index
+        rows, whose foreign key names them."""
+        self._journal.append(("create", len(self.created)))
+        self.created.extend(rows)
+
     def add_outbox(self, rows: list[dict[str, Any]]) -> None:
         self._journal.append(("outbox", len(self.outbox)))
         self.outbox.extend(rows)
@@ -415,6 +434,9 @@ class BatchWrites:
             kind = entry[0]
             if kind == "take":
                 self.rows, self.stale, self.superseded = entry[1], entry[2], entry[3]
+                self.created = entry[4]
+            elif kind == "create":
+                del self.created[entry[1] :]
             elif kind == "version":
                 self.versions.pop()
                 if entry[2] is _MISSING:
@@ -438,13 +460,16 @@ class BatchWrites:
         """The changes so far are kept (their savepoint was released): no undo needed."""
         self._journal.clear()
 
-    def take_index(self) -> tuple[list[dict[str, Any]], list[Key], list[dict[str, Any]]]:
-        """The superseded index rows, the stale keys and the index rows to insert, in the
-        order they are written; the index part is emptied (journalled)."""
+    def take_index(
+        self,
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Key], list[dict[str, Any]]]:
+        """The created resource rows, the superseded index rows, the stale keys and the
+        index rows to insert, in the order they are written; those parts are emptied
+        (journalled)."""
         rows = [r for rs in self.rows.values() for r in rs]
-        taken = (self.superseded, sorted(self.stale), rows)
-        self._journal.append(("take", self.rows, self.stale, self.superseded))
-        self.rows, self.stale, self.superseded = {}, set(), []
+        taken = (self.created, self.superseded, sorted(self.stale), rows)
+        self._journal.append(("take", self.rows, self.stale, self.superseded, self.created))
+        self.rows, self.stale, self.superseded, self.created = {}, set(), [], []
         return taken
 
 
@@ -466,9 +491,11 @@ def flush_index_rows(session: Session) -> None:
     transaction (adapter/store/search.py ``find``), so that it sees what the batch stored
     so far. A failure fails the statement's savepoint (the message), or the batch."""
     writes = held_writes(session)
-    if writes is None or not (writes.rows or writes.stale):
+    if writes is None or not (writes.rows or writes.stale or writes.created):
         return
-    superseded, stale, rows = writes.take_index()
+    created, superseded, stale, rows = writes.take_index()
+    if created:  # first: the index rows' foreign key names them
+        insert_rows(session, _resource, created)
     if superseded:
         insert_index_rows(session, superseded)
     if stale:
@@ -487,7 +514,7 @@ def flush_batch_writes(session: Session) -> None:
         return
     flush_index_rows(session)
     if writes.versions:
-        session.execute(insert(_version), writes.versions)
+        insert_rows(session, _version, writes.versions)
     if writes.outbox:
         insert_outbox_rows(session, writes.outbox)
     del session.info[_BUFFER]
@@ -531,7 +558,7 @@ def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert search_index rows: on PostgreSQL with COPY (binary rows over the connection,
     no statement per row: docs/decisions/0034-bulk-ingest.md), elsewhere executemany."""
     if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(_index), rows)
+        insert_rows(session, _index, rows)  # without SQLAlchemy's work per row (0050)
         return
     from psycopg import Error as PsycopgError
 

@@ -318,3 +318,53 @@ def test_consent_input_is_checked(client):
         client.get("/fhir/Consent", params={"patient": f"Patient/{PATIENT}"}).json()["total"] == 0
     )
     assert client.post("/recognition/consent/not-there/revoke", json={}).status_code == 404
+
+
+def test_a_repeated_consent_stores_nothing(client):
+    """A double click or a client's retry answers the consent in force (200) instead of
+    storing a second one; a longer period, or a consent after a withdrawal, is new (201)."""
+    import threading
+
+    url = "/recognition/consent"
+    body = {
+        "patient": OTHER_PATIENT,
+        "facility": "qingshan-county-hospital",
+        "start": "2026-11-26T08:00:00+08:00",
+        "end": "2026-12-03T00:00:00+08:00",
+    }
+
+    def stored() -> list[str]:
+        found = client.get("/fhir/Consent", params={"patient": f"Patient/{OTHER_PATIENT}"})
+        return sorted(e["resource"]["id"] for e in found.json().get("entry", []))
+
+    first = client.post(url, json=body)
+    assert first.status_code == 201, first.text
+    again = client.post(url, json=body)
+    assert again.status_code == 200, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["Location"] == first.headers["Location"]
+    # inside the period already allowed: the same consent
+    inside = client.post(url, json={**body, "start": "2026-11-27T08:00:00+08:00"})
+    assert (inside.status_code, inside.json()["id"]) == (200, first.json()["id"])
+    # two at once: one more consent, not two
+    longer = {**body, "end": "2026-12-10T00:00:00+08:00"}
+    answers: list[Any] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(client.post(url, json=longer)))
+        for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
+    assert answers[0].json()["id"] == answers[1].json()["id"] != first.json()["id"]
+    assert len(stored()) == 2
+    # withdrawn: the same request stores a new consent
+    for consent_id in stored():
+        revoked = client.post(f"{url}/{consent_id}/revoke", json={})
+        assert revoked.status_code == 200, revoked.text
+    renewed = client.post(url, json=body)
+    assert renewed.status_code == 201, renewed.text
+    assert len(stored()) == 3
+    client.post(f"{url}/{renewed.json()['id']}/revoke", json={})

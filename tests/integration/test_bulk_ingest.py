@@ -88,7 +88,11 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
             for o in session.scalars(select(Outbox).order_by(Outbox.id))
             if o.resource_type != "Provenance"
         ]
-        statuses = Counter(m.status for m in session.scalars(select(InboundMessage)))
+        statuses = Counter(  # a batch updates the rows at its commit (decision 0050)
+            (m.status, m.attempts, tuple(m.resources), len(m.issues), m.processed_at is not None)
+            for m in session.scalars(select(InboundMessage))
+        )
+        provenance = _provenance(session)
     resources = {k: v for k, v in resources.items() if k[0] != "Provenance"}
     versions = Counter({k: n for k, n in versions.items() if k[0] != "Provenance"})
     return {
@@ -97,7 +101,47 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
         "index": index,
         "outbox": outbox,
         "statuses": statuses,
+        "provenance": provenance,
     }
+
+
+def _provenance(session: Session) -> dict[str, Any]:
+    """Each message's Provenance (a batch holds its rows to the commit: decision 0050), by
+    the message's bytes, without what names the message or the moment: its row, targets,
+    agents and policy, history rows, and index rows."""
+    message = {m.id: (m.source_system, m.sha256) for m in session.scalars(select(InboundMessage))}
+    rows = {}
+    for r in session.scalars(select(Resource).where(Resource.resource_type == "Provenance")):
+        body = r.body
+        rows[message[r.id]] = (
+            r.version_id,
+            r.deleted,
+            r.patient_key,
+            r.facility_id,
+            r.message_id == r.id,
+            body["id"] == r.id,
+            body["meta"]["versionId"],
+            [t["reference"] for t in body["target"]],
+            body["agent"],
+            body.get("policy"),
+            body["entity"][0]["what"]["identifier"],
+        )
+    versions = Counter(
+        (message[v.id], v.version_id, v.body is not None, v.message_id == v.id)
+        for v in session.scalars(
+            select(ResourceVersion).where(ResourceVersion.resource_type == "Provenance")
+        )
+    )
+    index = Counter(
+        (message[i.resource_id], i.param, i.kind, i.system, i.code, i.value_norm, i.reference)
+        for i in session.scalars(
+            select(SearchIndex).where(SearchIndex.resource_type == "Provenance")
+        )
+        if i.value_date_start is None  # recorded: the moment
+        and not any(i.resource_id in (v or "") for v in (i.code, i.value_norm, i.reference))
+    )
+    assert rows and len(rows) == len(versions) and index
+    return {"rows": rows, "versions": versions, "index": index}
 
 
 def _routed(tmp_path: Path) -> Path:

@@ -217,6 +217,12 @@ def check_observation(obs: dict[str, Any], facts: dict[str, Any], where: str) ->
         facts["note"] in n.get("text", "") for n in obs.get("note") or []
     ):
         out.append(f"{where}: no note containing {facts['note']!r}")
+    if "absent_reason" in facts and facts["absent_reason"] not in [
+        c.get("code") for c in _codes(obs.get("dataAbsentReason"))
+    ]:
+        out.append(
+            f"{where}: dataAbsentReason {obs.get('dataAbsentReason')} != {facts['absent_reason']}"
+        )
     if facts.get("absent") and any(k in obs for k in _VALUE_KEYS):
         out.append(f"{where}: expected no value, got {[k for k in _VALUE_KEYS if k in obs]}")
     return out

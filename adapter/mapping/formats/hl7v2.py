@@ -5,8 +5,9 @@ type (MSH-9), unread segments and fields reported with their place (``ZLS[1]``, 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
@@ -22,18 +23,17 @@ from adapter.mapping.schema import STRINGS
 class Hl7v2Source:
     """The engine's view of an HL7 v2 message sorted into groups (``SourceAdapter``)."""
 
+    resolve: Callable[[v2.Hl7Path, v2.Group], Any]
+    resolve_text: Callable[[v2.Hl7Path, v2.Group], Any]
+    peek: Callable[[v2.Hl7Path, v2.Group], str]
+
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
         self.unplaced = unplaced or []  # segments the structure has no place for
-
-    def resolve(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
-        return v2.resolve(path, scope, self.tracker)
-
-    def resolve_text(self, path: v2.Hl7Path, scope: v2.Group) -> Any:
-        return v2.resolve_text(path, scope, self.tracker)
-
-    def peek(self, path: v2.Hl7Path, scope: v2.Group) -> str:
-        return v2.peek(path, scope)
+        # the path readers bound to the tracker: one Python call per path read, not two
+        self.resolve = partial(v2.read_path, tracker)
+        self.resolve_text = partial(v2.read_text, tracker)
+        self.peek = v2.peek
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import is_empty, is_position_without_text, text
+from adapter.mapping.values import is_empty, is_position_type, is_position_without_text, text
 
 
 @transform("first")
@@ -36,6 +36,16 @@ def one_of(ev: FunctionContext, value: Any, *options: Any) -> bool:
 
 @transform("exists")
 def exists(ev: FunctionContext, *values: Any) -> bool:
+    if len(values) == 1:  # what the loops below say of one text or one source position
+        v = values[0]
+        if type(v) is str:
+            return v.strip() != ""
+        if is_position_type(type(v)):
+            as_text = getattr(v, "text", None)
+            if not isinstance(as_text, str):
+                return True  # a whole segment: there
+            check = getattr(v, "is_empty", None)
+            return not (check and check()) and as_text.strip() != ""
     # loops rather than any() over generators: called for most conditions of a template
     for v in values:
         if is_position_without_text(v):

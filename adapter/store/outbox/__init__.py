@@ -6,6 +6,7 @@ rows.py          OutboxRow (the one row type), AttemptRow, Settlement; states ar
 enqueue.py       enqueue / enqueue_many: written in the ingest transaction
 claim.py         claim (leases, per-patient order), current_bodies, extend_lease, release,
                  release_all, settle(_many), settle_coalesced(_many): the worker's side
+followers.py     claim_followers: the rows right behind claimed heads (one ordered request)
 replay.py        list_deliveries, get_delivery, attempts_of, replay_one, replay_many
 destinations.py  the per-destination row (breaker state, running totals) and queue_figures
 wake.py          notify / Listener: PostgreSQL LISTEN/NOTIFY that wakes idle workers
@@ -52,6 +53,7 @@ from adapter.store.outbox.destinations import (
     take_probe,
 )
 from adapter.store.outbox.enqueue import enqueue, enqueue_many, order_key
+from adapter.store.outbox.followers import claim_followers
 from adapter.store.outbox.replay import (
     REPLAYABLE,
     attempts_of,
@@ -81,6 +83,7 @@ __all__ = [
     "breaker_state",
     "check_state",
     "claim",
+    "claim_followers",
     "close_breaker",
     "count_failures",
     "current_bodies",

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from adapter.store.fast_insert import insert_rows
 from adapter.store.models import Outbox, OutboxState
 from adapter.store.outbox.wake import notify
 from adapter.store.resources import held_writes
@@ -84,7 +84,7 @@ def enqueue_many(
 
 def insert_outbox_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert ``enqueue_many``'s rows: one statement, and one notification."""
-    session.execute(insert(_outbox), rows)
+    insert_rows(session, _outbox, rows)
     notify(session, (row["destination"] for row in rows))  # PostgreSQL: wakes idle workers
 
 

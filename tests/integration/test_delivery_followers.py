@@ -1,0 +1,281 @@
+"""A patient's queued rows in one transaction (decision 0040, amended 2026-12-04 afternoon):
+a claim with room left takes the rows queued right behind its heads, when the destination
+applies one request in order or not at all (a FHIR transaction Bundle). What must hold:
+per-patient order (nothing of a patient is sent after one of its rows failed and waits for
+a retry), sequence numbers in queue order, retries, dead letters and coalescing as before.
+A real loopback receiver answers; the clock is the test's. SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store.models import DeliveryAttempt, Outbox
+from adapter.store.outbox import claim, claim_followers
+from tests.integration.delivery_receiver import Receiver, outcome
+from tests.integration.delivery_support import (
+    DEST,
+    T0,
+    Clock,
+    observation,
+    queue,
+    rows,
+    worker,
+)
+from tests.integration.test_delivery_claim import _queue, _set
+
+SEQUENCE_URL = "https://yigongti-fhir-adapter.github.io/fhir/StructureDefinition/delivery-sequence"
+
+
+def _numbers(entry: dict) -> list[int]:
+    return [e["valueInteger"] for e in entry.get("extension") or [] if e["url"] == SEQUENCE_URL]
+
+
+def _attempts(factory: sessionmaker[Session], row_id: int) -> int:
+    with factory() as session:
+        found = session.scalars(
+            select(DeliveryAttempt.id).where(DeliveryAttempt.outbox_id == row_id)
+        )
+        return len(list(found))
+
+
+def test_a_patients_queued_rows_go_in_one_transaction_numbered_in_queue_order(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = queue(
+        session_factory,
+        [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)]
+        + [observation(f"b{n}", "pb", "v1") for n in (1, 2)],
+    )
+    w = worker(session_factory, receiver.base_url, clock=Clock(), bundle="transaction")
+
+    reports = w.drain()
+
+    assert [r.claimed for r in reports] == [5]  # before: 2, 2, 1 (one head per patient)
+    assert receiver.bundles == [200]
+    sent = [(e["request"]["url"], _numbers(e)) for e in receiver.entries]
+    assert sent == [
+        (f"Observation/{o}", [n]) for n, o in enumerate(["a1", "a2", "a3", "b1", "b2"], 1)
+    ]
+    assert {rows(session_factory)[i].state for i in ids} == {"delivered"}
+
+
+def test_a_refused_transaction_sent_one_by_one_holds_a_patients_rows_behind_a_retry(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = queue(
+        session_factory,
+        [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)] + [observation("b1", "pb", "v1")],
+    )
+    # the transaction is refused (400: which entry is not said): one PUT each, and a2's
+    # PUT meets a 503 the first time
+    receiver.bundle_rule = lambda n: (400, {}, outcome("invalid", "one entry is bad"))
+    receiver.rule = lambda t, i, body, n: (503, {}, None) if i == "a2" and n == 1 else None
+    clock = Clock()
+    w = worker(session_factory, receiver.base_url, clock=clock, bundle="transaction")
+
+    w.drain()
+
+    # a3 was not sent: it waits behind a2, untouched (no attempt, not in flight)
+    assert [r.ref for r in receiver.requests] == [
+        "Observation/a1",
+        "Observation/a2",
+        "Observation/b1",
+    ]
+    state = rows(session_factory)
+    assert [state[i].state for i in ids] == ["delivered", "pending", "pending", "delivered"]
+    a3 = state[ids[2]]
+    assert (a3.attempts, a3.claimed_by, _attempts(session_factory, a3.id)) == (0, None, 0)
+    assert a3.sequence == 3  # it keeps the number it was given, after a2's
+
+    clock.advance(3)
+    w.drain()
+    sent = [r.ref for r in receiver.requests if 200 <= r.status < 300]
+    assert sent == ["Observation/a1", "Observation/b1", "Observation/a2", "Observation/a3"]
+    assert {r.state for r in rows(session_factory).values()} == {"delivered"}
+
+
+def test_a_dead_row_does_not_hold_back_the_rows_behind_it_in_the_request(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = queue(session_factory, [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)])
+    receiver.bundle_rule = lambda n: (422, {}, outcome("invalid", "bad"))
+    receiver.rule = lambda t, i, body, n: (
+        (422, {}, outcome("invalid", "bad")) if i == "a2" else None
+    )
+    w = worker(session_factory, receiver.base_url, clock=Clock(), bundle="transaction")
+
+    w.drain()
+
+    state = rows(session_factory)
+    assert [state[i].state for i in ids] == ["delivered", "dead", "delivered"]
+    assert receiver.refs() == ["Observation/a1", "Observation/a3"]
+
+
+def test_a_failed_transaction_retries_the_patients_rows_together(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = queue(session_factory, [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)])
+    receiver.bundle_rule = lambda n: (503, {}, None) if n == 1 else None
+    clock = Clock()
+    w = worker(session_factory, receiver.base_url, clock=clock, bundle="transaction")
+
+    assert [r.claimed for r in w.drain()] == [3]
+    state = rows(session_factory)
+    assert [(state[i].state, state[i].attempts) for i in ids] == [("pending", 1)] * 3
+    assert receiver.refs() == []
+
+    clock.advance(3)
+    assert [r.claimed for r in w.drain()] == [3]
+    assert receiver.refs() == ["Observation/a1", "Observation/a2", "Observation/a3"]
+    assert [rows(session_factory)[i].sequence for i in ids] == [1, 2, 3]  # kept on resend
+
+
+def test_rows_behind_in_a_later_chunk_are_held_when_an_earlier_chunk_fails(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = queue(session_factory, [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)])
+    receiver.bundle_rule = lambda n: (503, {}, None) if n == 1 else None
+    clock = Clock()
+    w = worker(session_factory, receiver.base_url, clock=clock, bundle="transaction")
+    sender = w.destinations[DEST]  # the connector's chunks of 2: [a1, a2], [a3]
+    sender.settings = sender.settings.model_copy(update={"batch_size": 2})  # type: ignore[attr-defined]
+
+    w.drain()
+
+    assert receiver.bundles == [503]  # the second chunk was not sent
+    state = rows(session_factory)
+    assert [(state[i].state, state[i].attempts) for i in ids] == [
+        ("pending", 1),
+        ("pending", 1),
+        ("pending", 0),
+    ]
+    clock.advance(3)
+    w.drain()
+    assert receiver.refs() == ["Observation/a1", "Observation/a2", "Observation/a3"]
+
+
+def test_heads_come_first_and_followers_fill_the_room_left(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    queue(
+        session_factory,
+        [observation(f"a{n}", "pa", "v1") for n in range(5)]
+        + [observation(f"b{n}", "pb", "v1") for n in range(5)],
+    )
+    w = worker(
+        session_factory, receiver.base_url, clock=Clock(), bundle="transaction", batch_size=4
+    )
+    w.process(DEST)
+    # both heads, then a's rows behind its head until the claim is full
+    assert receiver.refs() == [
+        "Observation/a0",
+        "Observation/a1",
+        "Observation/a2",
+        "Observation/b0",
+    ]
+
+
+def test_a_batch_bundle_still_takes_one_row_per_patient(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    queue(session_factory, [observation(f"a{n}", "pa", "v1") for n in (1, 2, 3)])
+    w = worker(session_factory, receiver.base_url, clock=Clock(), bundle="batch")
+    assert [r.claimed for r in w.drain()] == [1, 1, 1]
+
+
+def test_versions_of_one_resource_behind_the_head_go_once_as_the_current_version(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    ids = [
+        *queue(session_factory, [observation("a1", "pa", "v1")]),
+        *queue(session_factory, [observation("o1", "pa", "v1")]),
+        *queue(session_factory, [observation("o1", "pa", "v2")]),
+    ]
+    w = worker(session_factory, receiver.base_url, clock=Clock(), bundle="transaction")
+    w.drain()
+    assert [(r.ref, r.mark) for r in receiver.requests] == [
+        ("Observation/a1", "v1"),
+        ("Observation/o1", "v2"),
+    ]
+    # o1's one entry carries both rows' numbers
+    assert [_numbers(e) for e in receiver.entries] == [[1], [2, 3]]
+    state = rows(session_factory)
+    assert [(state[i].state, state[i].sent_version_id) for i in ids] == [
+        ("delivered", 1),
+        ("delivered", 2),
+        ("delivered", 2),
+    ]
+
+
+# -- the rule, against a model -----------------------------------------------------------------
+
+KINDS = ["pending-due", "pending-later", "in-flight", "in-flight-expired", "delivered", "dead"]
+
+
+def _model(states: dict[int, tuple[str, str]], limit: int) -> list[int]:
+    """What claim + claim_followers must take: the due heads in id order up to ``limit``,
+    then behind each of them (in id order) its unbroken run of due rows, until ``limit``."""
+    active = {i: s for i, s in states.items() if s[1] not in ("delivered", "dead")}
+    due = {i for i, (_k, kind) in active.items() if kind in ("pending-due", "in-flight-expired")}
+    heads: dict[str, int] = {}
+    for i in sorted(active):
+        heads.setdefault(active[i][0], i)
+    taken = sorted(i for i in heads.values() if i in due)[:limit]
+    followers: list[int] = []
+    for head in taken:
+        key = active[head][0]
+        for i in sorted(j for j in active if active[j][0] == key and j > head):
+            if i not in due or len(taken) + len(followers) >= limit:
+                break
+            followers.append(i)
+    return sorted(taken + followers)
+
+
+def test_claim_with_followers_matches_the_model_on_random_queues(
+    session_factory: sessionmaker[Session],
+) -> None:
+    rng = random.Random(14)
+    for _round in range(6):
+        with session_factory.begin() as session:
+            session.execute(Outbox.__table__.delete())
+        keys = [rng.choice(["p0", "p1", "p2", "p3"]) for _ in range(24)]
+        ids = _queue(session_factory, [(DEST, k) for k in keys])
+        states: dict[int, tuple[str, str]] = {}
+        for row_id, key in zip(ids, keys, strict=True):
+            kind = rng.choice(KINDS)
+            _set(session_factory, row_id, kind)
+            states[row_id] = (f"Patient/{key}", kind)
+        limit = rng.choice([1, 3, 6, 20])
+        with session_factory.begin() as session:
+            heads = claim(
+                session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=limit
+            )
+            more = claim_followers(
+                session, heads, worker="w", now=T0, lease_seconds=60, limit=limit - len(heads)
+            )
+        got = sorted(r.id for r in heads + more)
+        assert got == _model(states, limit), (states, limit)
+        after = rows(session_factory)
+        assert all((after[i].state, after[i].claimed_by) == ("in-flight", "w") for i in got)
+
+
+def test_a_retry_waiting_behind_the_head_keeps_the_rows_after_it_waiting(
+    session_factory: sessionmaker[Session],
+) -> None:
+    ids = _queue(session_factory, [(DEST, "p1")] * 4)
+    # the third row waits for a retry (e.g. the head was replayed from the dead letters
+    # after it had failed): the run behind the head stops before it
+    _set(session_factory, ids[2], "pending-later")
+    with session_factory.begin() as session:
+        heads = claim(session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=4)
+        more = claim_followers(session, heads, worker="w", now=T0, lease_seconds=60, limit=3)
+    assert [h.id for h in heads] == ids[:1] and [r.id for r in more] == ids[1:2]
+    assert [rows(session_factory)[i].state for i in ids] == [
+        "in-flight",
+        "in-flight",
+        "pending",
+        "pending",
+    ]

@@ -1,0 +1,152 @@
+"""adapter/store/fast_insert.py: rows inserted without SQLAlchemy's work per row are stored
+exactly as ``session.execute(insert(table), rows)`` stores them (decision 0050), and a
+refused row fails as a statement of SQLAlchemy's does. SQLite and, in the ``-m db`` pass,
+PostgreSQL (where the rows go through SQLAlchemy as before)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, Table, insert, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store.fast_insert import _plan, insert_rows
+from adapter.store.models import Outbox, Resource, ResourceVersion, SearchIndex
+
+AT = datetime(2026, 12, 4, 8, 30, 15, 123456, tzinfo=UTC)
+LATER = AT.astimezone(UTC) + timedelta(hours=8)
+
+
+def _resources(prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "resource_type": "Observation",
+            "id": f"{prefix}{n}",
+            "version_id": 1,
+            "last_updated": AT,
+            "deleted": n == 2,
+            "content_hash": "0" * 64,
+            "body": {"resourceType": "Observation", "id": str(n), "valueString": "血糖"},
+            "message_id": None,
+            "patient_key": "Patient/p1" if n else None,
+            "facility_id": "county-hospital",
+        }
+        for n in range(3)
+    ]
+
+
+def _index(prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "resource_type": "Observation",
+            "resource_id": f"{prefix}{n}",
+            "param": "date" if n else "code",
+            "kind": "date" if n else "token",
+            "system": None if n else "http://loinc.org",
+            "code": None if n else "2345-7",
+            "value": None,
+            "value_norm": "血糖" if n else None,
+            "value_date_start": AT if n else None,
+            "value_date_end": LATER if n else None,
+            "value_number": 5.6 if n == 1 else None,
+            "reference": None,
+            "system_full": None,
+            "code_full": None,
+            "value_norm_full": None,
+            "reference_full": None,
+        }
+        for n in range(3)
+    ]
+
+
+def _versions(prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "resource_type": "Observation",
+            "id": f"{prefix}{n}",
+            "version_id": 1,
+            "last_updated": AT,
+            "deleted": False,
+            "body": {"resourceType": "Observation", "id": str(n)} if n else None,
+            "message_id": None,
+        }
+        for n in range(3)
+    ]
+
+
+def _outbox(prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "destination": "region-platform",
+            "resource_type": "Observation",
+            "resource_id": f"{prefix}{n}",
+            "version_id": 1,
+            "patient_key": "Patient/p1",
+            "message_id": None,
+            "reason": "route 1",
+            "person_id": None,
+            "care_facility": None,
+            "order_key": "Patient/p1",
+            "state": "pending",
+            "attempts": 0,
+            "next_attempt_at": AT,
+            "created_at": LATER,
+            "last_error": None,
+        }
+        for n in range(3)
+    ]
+
+
+def _stored(engine: Engine, table: Table, key: str, prefix: str) -> list[tuple[Any, ...]]:
+    """The rows as the database holds them (no types applied), the prefix taken off."""
+    skip = {"row_id", "id"} - {key}
+    columns = [c.name for c in table.columns if c.name not in skip]
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key} LIKE :p ORDER BY {key}"
+            ),
+            {"p": f"{prefix}%"},
+        ).all()
+    at = columns.index(key)
+    return [(*r[:at], r[at][len(prefix) :], *r[at + 1 :]) for r in rows]
+
+
+def test_rows_are_stored_as_sqlalchemy_stores_them(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    tables = [
+        (Resource.__table__, "id", _resources),
+        (SearchIndex.__table__, "resource_id", _index),
+        (ResourceVersion.__table__, "id", _versions),
+        (Outbox.__table__, "resource_id", _outbox),
+    ]
+    with session_factory.begin() as session:
+        for table, _, rows in tables:
+            session.execute(insert(table), rows("sa-"))
+            insert_rows(session, table, rows("fast-"))
+    for table, key, _ in tables:
+        by_sqlalchemy = _stored(engine, table, key, "sa-")
+        assert len(by_sqlalchemy) == 3
+        assert _stored(engine, table, key, "fast-") == by_sqlalchemy, table.name
+    # on SQLite the rows went to the driver as tuples; elsewhere through SQLAlchemy
+    fast = _plan(SearchIndex.__table__, engine.dialect, tuple(_index("x")[0]))
+    assert (fast is not None) == (engine.dialect.name == "sqlite")
+
+
+def test_rows_missing_a_column_with_a_default_go_through_sqlalchemy(engine: Engine) -> None:
+    # outbox.state has a default: SQLAlchemy fills it in, so its statement is used
+    row = {k: v for k, v in _outbox("x")[0].items() if k != "state"}
+    assert _plan(Outbox.__table__, engine.dialect, tuple(row)) is None
+
+
+def test_a_refused_row_fails_as_a_sqlalchemy_statement_fails(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with pytest.raises(IntegrityError), session_factory.begin() as session:
+        insert_rows(session, Resource.__table__, _resources("twice-") + _resources("twice-"))
+    with session_factory() as session:
+        assert session.get(Resource, ("Observation", "twice-0")) is None

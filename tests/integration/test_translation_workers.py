@@ -1,0 +1,140 @@
+"""Translation in worker processes during bulk ingest (decision 0054): the same store as
+translating in the ingesting process, one bad message still costs the others nothing, and
+a worker that dies costs nothing either. Runs on SQLite and, in the ``-m db`` pass, on
+PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.audit.verify import verify
+from adapter.pipeline.receipt import Receipt
+from adapter.store import make_engine, migrate
+from adapter.store import session_factory as make_factory
+from adapter.store.models import InboundMessage
+from tests.integration.connector_helpers import example_pipeline
+from tests.integration.referral_support import pipeline_for
+from tests.integration.test_bulk_ingest import _fixtures, _routed, _stored
+from tests.integration.test_long_values import long_oru
+
+
+def test_workers_store_what_the_ingesting_process_stores(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    items = _fixtures()
+    config = _routed(tmp_path)
+    pipeline = pipeline_for(config, session_factory)
+    with pipeline.translation_workers(2):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        bulk = list(pipeline.ingest_many(items, batch=10))
+        assert pool.pids() and not pool.broken  # the workers translated
+    assert pipeline.translation_pool is None
+    assert [r.duplicate for r in bulk] == [False] * len(items)
+
+    here_engine = make_engine(f"sqlite:///{tmp_path / 'here.db'}")
+    migrate(here_engine)
+    try:
+        here_factory = make_factory(here_engine)
+        here = list(pipeline_for(config, here_factory).ingest_many(items, batch=10))
+        assert [r.status for r in bulk] == [r.status for r in here]
+        assert [r.resources for r in bulk] == [r.resources for r in here]
+        assert [[i.as_dict() for i in r.issues] for r in bulk] == [
+            [i.as_dict() for i in r.issues] for r in here
+        ]
+        assert _stored(session_factory) == _stored(here_factory)
+    finally:
+        here_engine.dispose()
+    with session_factory() as session:
+        assert verify(session).ok
+
+
+def test_a_bad_message_and_a_dead_worker_cost_the_others_nothing(
+    session_factory: sessionmaker[Session],
+) -> None:
+    pipeline = example_pipeline(session_factory)
+    garbage = b"MSH|^~\\&|broken\rPID|1\rOBX|cut off"
+    first = [(long_oru(control=f"POOL{n:04d}"), Receipt("std-hl7v2", "cli")) for n in range(4)]
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        pool.min_batch = 1
+        batch = [*first[:2], (garbage, Receipt("std-hl7v2", "cli")), *first[2:]]
+        results = list(pipeline.ingest_many(batch, batch=10))
+        assert [r.status for r in results] == ["processed"] * 2 + ["quarantined"] + [
+            "processed"
+        ] * 2
+        assert results[2].issues and results[2].issues[0].location
+        [pid] = pool.pids()
+        os.kill(pid, signal.SIGKILL)  # the worker dies (the OOM killer, an operator)
+        later = [(long_oru(control=f"POOL1{n:03d}"), Receipt("std-hl7v2", "cli")) for n in range(3)]
+        after = list(pipeline.ingest_many(later, batch=10))
+        assert [r.status for r in after] == ["processed"] * 3
+        assert pool.broken  # the rest of the run translates in the ingesting process
+        again = list(pipeline.ingest_many(later, batch=10))
+        assert [r.duplicate for r in again] == [True] * 3
+    with session_factory() as session:
+        kept = session.scalars(select(InboundMessage.status)).all()
+        assert sorted(kept) == sorted(["processed"] * 7 + ["quarantined"])
+        assert verify(session).ok
+
+
+KILLED_PARENT = """
+import os, signal, sys
+from pathlib import Path
+from adapter.consortium import load_consortium
+from adapter.runtime import make_pipeline
+from adapter.settings import Settings
+from adapter.store import make_engine, session_factory
+
+if __name__ == "__main__":
+    settings = Settings(config=Path(sys.argv[1]))
+    consortium = load_consortium(settings.config)
+    pipeline = make_pipeline(settings, consortium, session_factory(make_engine("sqlite://")))
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        outcome = pool.submit(Path(sys.argv[2]).read_bytes(), "std-hl7v2", "m")()
+        print(pool.pids()[0], outcome.failed, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_worker_leaves_when_its_process_is_killed(tmp_path: Path) -> None:
+    """``adapter sync`` killed with SIGKILL (a deploy, the OOM killer) leaves no translation
+    worker behind."""
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[2]
+    script = tmp_path / "killed_parent.py"
+    script.write_text(KILLED_PARENT, encoding="utf-8")
+    oru = root / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "cbc-basic.hl7"
+    done = subprocess.run(
+        [sys.executable, str(script), str(root / "fixtures" / "consortium.yaml"), str(oru)],
+        capture_output=True,
+        timeout=120,
+        cwd=root,
+    )
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    pid, failed = done.stdout.decode().split()
+    assert failed == "False"  # the worker translated the message
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(int(pid)):
+        time.sleep(0.2)
+    assert not _alive(int(pid)), f"translation worker {pid} outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (dead, not yet reaped by its new parent) is gone for this purpose
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
