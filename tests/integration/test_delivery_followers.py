@@ -279,3 +279,45 @@ def test_a_retry_waiting_behind_the_head_keeps_the_rows_after_it_waiting(
         "pending",
         "pending",
     ]
+
+
+def test_a_row_changed_between_the_read_and_the_claim_gives_back_the_rows_after_it(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The run behind a head is read, then claimed in one UPDATE that tests each row again.
+    If a row of the run changed in between (another process settled it: now a retry waiting),
+    it is not taken, and the rows after it are given back, not sent ahead of it."""
+    from datetime import timedelta
+
+    from sqlalchemy import event, update
+
+    ids = _queue(session_factory, [(DEST, "p1")] * 4)
+    with session_factory.begin() as session:
+        heads = claim(session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=4)
+        connection = session.connection()
+        changed: list[bool] = []
+
+        @event.listens_for(connection, "before_execute")
+        def meanwhile(conn, clause, *_args):  # type: ignore[no-untyped-def]
+            # just before claim_followers' UPDATE (after its read): the third row is settled
+            # elsewhere as a retry waiting five minutes
+            if changed or not str(clause).startswith("UPDATE outbox"):
+                return
+            changed.append(True)
+            conn.execute(
+                update(Outbox.__table__)
+                .where(Outbox.__table__.c.id == ids[2])
+                .values(next_attempt_at=T0 + timedelta(minutes=5))
+            )
+
+        more = claim_followers(session, heads, worker="w", now=T0, lease_seconds=60, limit=3)
+        event.remove(connection, "before_execute", meanwhile)
+    assert changed
+    assert [h.id for h in heads] == ids[:1] and [r.id for r in more] == ids[1:2]
+    after = rows(session_factory)
+    assert [(after[i].state, after[i].claimed_by) for i in ids] == [
+        ("in-flight", "w"),
+        ("in-flight", "w"),
+        ("pending", None),  # changed meanwhile: waits for its retry
+        ("pending", None),  # taken by the UPDATE, then given back: it must follow ids[2]
+    ]
