@@ -55,6 +55,7 @@ from adapter.store.models import InboundMessage
 from adapter.store.resources import BatchWrites, batch_writes, flush_batch_writes
 
 if TYPE_CHECKING:
+    from adapter.consortium import Facility, SourceSystem
     from adapter.pipeline.ingest import Pipeline, _Job
     from adapter.pipeline.translator import Outcome
 
@@ -102,13 +103,14 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
     results: list[IngestResult | None] = [None] * len(items)
     alone: list[int] = []  # ingested on their own after the batch
     keys: dict[int, tuple[str, str]] = {}
+    sources: dict[int, tuple[Facility, SourceSystem]] = {}  # looked up once per item
     for i, (raw, receipt) in enumerate(items):
         try:
-            _, source = pipeline.translator.source(receipt.source_system)
+            sources[i] = pipeline.translator.source(receipt.source_system)
         except AdapterError:  # an unknown source: the single path says so for this item
             alone.append(i)
             continue
-        key = (source.id, hashlib.sha256(raw).hexdigest())
+        key = (sources[i][1].id, hashlib.sha256(raw).hexdigest())
         if len(raw) > pipeline.max_bytes or key in keys.values():
             alone.append(i)  # refused as oversize / the duplicate of one in this batch
             continue
@@ -128,14 +130,14 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
             # in a worker process, overlapping the store of the ones before it
             translated.append((i, message_id, pool.submit(raw, receipt.source_system, message_id)))
         else:
-            facility, source = pipeline.translator.source(receipt.source_system)
+            facility, source = sources[i]
             done = pipeline.translator.translate_for(raw, facility, source, message_id)
             translated.append((i, message_id, lambda done=done: done))
 
     def jobs() -> Iterator[tuple[int, _Job]]:
         for i, message_id, outcome_of in translated:
             raw, receipt = items[i]
-            facility, source = pipeline.translator.source(receipt.source_system)
+            facility, source = sources[i]
             outcome = outcome_of()
             create = _creator(raw, keys[i][1], facility, source, receipt, outcome, message_id)
             yield (
