@@ -724,6 +724,7 @@ class Row:
     floor_bulk: list[tuple[float, float]] = field(default_factory=list)
     # --translate-workers N: bulk again with N translation worker processes (decision 0054)
     bulk_workers: list[tuple[float, float]] = field(default_factory=list)
+    translate_workers: int = 0
     slices: list[float] = field(default_factory=list)
     slice_cpu: list[float] = field(default_factory=list)  # ms of this process's CPU per message
     kb_per_message: float = 0.0
@@ -852,6 +853,7 @@ def run_backend(
                 )
             )
             if args.translate_workers:
+                row.translate_workers = args.translate_workers
                 with pipeline.translation_workers(args.translate_workers):
                     timed_many(bulk, make_input(fixtures, 1, f"tw{n}.", patients))  # start
                     row.bulk_workers.append(
@@ -1033,9 +1035,6 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
     return engine, drop
 
 
-TRANSLATE_WORKERS = [0]  # --translate-workers, for the report's label
-
-
 def report(
     rows: list[Row], fixtures: list[Fixture], rounds: int, copies: int, spent: float
 ) -> None:
@@ -1098,7 +1097,7 @@ def report(
         )
         if row.bulk_workers:
             w_msg, w_res = med(m for m, _ in row.bulk_workers), med(r for _, r in row.bulk_workers)
-            label = f"bulk, {TRANSLATE_WORKERS[0]} translation worker(s) (0054)"
+            label = f"bulk, {row.translate_workers} translation worker(s) (0054)"
             print(f"   {label:44} {w_msg:8.0f} {w_res:8.0f} {1000 / w_msg:8.2f}")
             verdict = "met" if w_msg / g_msg >= 0.3 else "NOT met"
             print(
@@ -1171,7 +1170,6 @@ def main() -> None:
         "(decision 0054; default 0: not timed)",
     )
     args = ap.parse_args()
-    TRANSLATE_WORKERS[0] = args.translate_workers
 
     import logging
 

@@ -21,6 +21,7 @@ from tests.integration.connector_helpers import example_pipeline
 from tests.integration.referral_support import pipeline_for
 from tests.integration.test_bulk_ingest import _fixtures, _routed, _stored
 from tests.integration.test_long_values import long_oru
+from tests.live.test_serve_workers import _alive
 
 
 def test_workers_store_what_the_ingesting_process_stores(
@@ -128,13 +129,3 @@ def test_a_worker_leaves_when_its_process_is_killed(tmp_path: Path) -> None:
     while time.monotonic() < deadline and _alive(int(pid)):
         time.sleep(0.2)
     assert not _alive(int(pid)), f"translation worker {pid} outlived its killed parent"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie (dead, not yet reaped by its new parent) is gone for this purpose
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
