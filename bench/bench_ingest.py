@@ -363,7 +363,7 @@ def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict
     return out
 
 
-def floor_index_rows(rtype: str, rid: str, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
+def floor_index_rows(rtype: str, rid: int, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Index rows by a generic walk: Coding/Identifier -> token, reference, dates, numbers."""
     rows: list[tuple[Any, ...]] = []
 
@@ -448,12 +448,26 @@ class Floor:
         self.consortium = consortium
         self.tables = tables
         self.p = "?" if self.sqlite else "%s"
+        self._top = 0  # the highest resource key given (SQLite)
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.p)
 
     def _stamp(self, moment: datetime) -> Any:
         return moment.replace(tzinfo=None).isoformat(" ") if self.sqlite else moment
+
+    def _new_keys(self, cur: Any, count: int) -> list[int]:
+        """Resource keys as the store gives them (adapter/store/resource_keys.py); on
+        SQLite the transaction holds the write lock."""
+        if not count:
+            return []
+        if not self.sqlite:
+            cur.execute("SELECT nextval('resource_key_seq') FROM generate_series(1, %s)", (count,))
+            return [row[0] for row in cur.fetchall()]
+        cur.execute("SELECT coalesce(max(resource_key), 0) FROM resource")
+        top = max(cur.fetchone()[0], self._top)
+        self._top = top + count
+        return list(range(top + 1, top + count + 1))
 
     def ingest_many(self, messages: list[tuple[str, bytes]], per: int = 100) -> int:
         """The true floor of bulk work: ``per`` messages per transaction."""
@@ -493,11 +507,16 @@ class Floor:
             for ids in by_type.values()
         )
         cur.execute(
-            self._sql(f"SELECT id, content_hash, version_id FROM resource WHERE {where}"),
+            self._sql(
+                f"SELECT id, content_hash, version_id, resource_key FROM resource WHERE {where}"
+            ),
             [v for rtype, ids in by_type.items() for v in (rtype, *ids)],
         )
-        existing = {row[0]: (row[1], row[2]) for row in cur.fetchall()}
+        existing = {row[0]: (row[1], row[2], row[3]) for row in cur.fetchall()}
+        fresh = sum(1 for r in resources if r["id"] not in existing)
+        keys = iter(self._new_keys(cur, fresh))  # the index rows name it (decision 0055)
         new, changed, versions, index, outbox = [], [], [], [], []
+        stale: list[int] = []
         for r, digest in hashed:
             old = existing.get(r["id"])
             if old is not None and old[0] == digest:
@@ -508,22 +527,27 @@ class Floor:
                 {**r, "meta": {"versionId": str(version), "lastUpdated": moment.isoformat()}}
             )
             patient = r["subject"]["reference"] if "subject" in r else None
-            (new if old is None else changed).append(
-                (
-                    version,
-                    now,
-                    digest,
-                    body,
-                    message_id,
-                    patient,
-                    facility.id,
-                    r["resourceType"],
-                    r["id"],
-                )
+            row = (
+                version,
+                now,
+                digest,
+                body,
+                message_id,
+                patient,
+                facility.id,
+                r["resourceType"],
+                r["id"],
             )
+            if old is None:
+                rkey = next(keys)
+                new.append((*row, rkey))
+            else:
+                rkey = old[2]
+                changed.append(row)
+                stale.append(rkey)
             # the current version's body is the resource row's (decision 0042)
             versions.append((r["resourceType"], r["id"], version, now, False, None, message_id))
-            index.extend(floor_index_rows(r["resourceType"], r["id"], r))
+            index.extend(floor_index_rows(r["resourceType"], rkey, r))
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
                     (
@@ -569,8 +593,8 @@ class Floor:
             cur.executemany(
                 self._sql(
                     "INSERT INTO resource (version_id, last_updated, content_hash, body, "
-                    "message_id, patient_key, facility_id, resource_type, id, deleted) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,FALSE)"
+                    "message_id, patient_key, facility_id, resource_type, id, resource_key, "
+                    "deleted) VALUES (?,?,?,?,?,?,?,?,?,?,FALSE)"
                 ),
                 new,
             )
@@ -592,8 +616,8 @@ class Floor:
                 changed,
             )
             cur.executemany(
-                self._sql("DELETE FROM search_index WHERE resource_type=? AND resource_id=?"),
-                [(c[7], c[8]) for c in changed],
+                self._sql("DELETE FROM search_index WHERE resource_key=?"),
+                [(k,) for k in stale],
             )
         if versions:
             cur.executemany(
@@ -606,7 +630,7 @@ class Floor:
         if index:
             cur.executemany(
                 self._sql(
-                    "INSERT INTO search_index (resource_type, resource_id, param, kind, system, "
+                    "INSERT INTO search_index (resource_type, resource_key, param, kind, system, "
                     "code, value, value_norm, value_date_start, value_date_end, value_number, "
                     "reference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 ),

@@ -100,7 +100,7 @@ FLOOR = """
 SELECT r.id, r.body FROM resource r
 CROSS JOIN LATERAL (
   SELECT 1 FROM search_index s
-  WHERE s.resource_type = 'Observation' AND s.resource_id = r.id AND s.kind = 'token'
+  WHERE s.resource_type = 'Observation' AND s.resource_key = r.resource_key AND s.kind = 'token'
     AND s.param = 'code' AND (s.system, s.code) IN (
       ('http://loinc.org', '6690-2'), ('http://loinc.org', '14749-6'),
       (%(local)s, 'WBC'), (%(local)s, 'GLU'))

@@ -112,10 +112,10 @@ def load(conn: psycopg.Connection, observations: int, per_patient: int) -> None:
 
 FLOOR_PAGE = """
 SELECT r.body FROM search_index p
-JOIN resource r ON r.resource_type = 'Observation' AND r.id = p.resource_id
+JOIN resource r ON r.resource_key = p.resource_key
 LEFT JOIN LATERAL (
   SELECT max(d.value_date_end) AS at FROM search_index d
-  WHERE d.resource_type = 'Observation' AND d.resource_id = r.id
+  WHERE d.resource_type = 'Observation' AND d.resource_key = r.resource_key
     AND d.kind = 'date' AND d.param = 'date') s ON true
 WHERE p.resource_type = 'Observation' AND p.kind = 'reference' AND p.param = 'patient'
   AND p.reference = %(ref)s AND NOT r.deleted
@@ -129,7 +129,7 @@ WHERE p.resource_type = 'Observation' AND p.kind = 'reference' AND p.param = 'pa
 
 FLOOR_TYPE_SORT = """
 SELECT r.body FROM search_index d
-JOIN resource r ON r.resource_type = 'Observation' AND r.id = d.resource_id
+JOIN resource r ON r.resource_key = d.resource_key
 WHERE d.resource_type = 'Observation' AND d.kind = 'date' AND d.param = 'date'
   AND d.value_date_end IS NOT NULL AND NOT r.deleted
 ORDER BY d.value_date_end DESC LIMIT 50

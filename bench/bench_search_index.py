@@ -14,6 +14,8 @@ Designs, each a table of its own with the partial per-kind indexes of migration 
            <column>_full when cut (adapter/store/index_keys.py)
   expr     expression indexes on left(column, 200), the whole value in the column, and the
            queries repeat the expression (the alternative without extra columns)
+  keyed    bounded, the resource named by an integer ``resource_key`` instead of its
+           36-character id in every row and index entry (decision 0055: the store's design)
 
 Per design: insert time (one transaction per message, executemany, as save_resources
 does), total size of its indexes, and the median time of three searches, with whether
@@ -50,7 +52,7 @@ LONG_CODE = LONG_TEXT[1000:1900]  # a 900-character code
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 COLUMNS = (
     "resource_type",
-    "resource_id",
+    "resource_id",  # resource_key in the keyed designs (_columns)
     "param",
     "kind",
     "system",
@@ -108,19 +110,32 @@ def message_rows(
     if with_long and n % 10 == 0:
         values += long_rows(f"long{suffix}")
     out = []
+    keys: dict[str, int] = {}  # the copy's resources numbered, as the store's keys
     for rtype, rid, value in values:
-        row = index_row(rtype, rid, value)
-        if not design.startswith("bounded"):  # whole values in the indexed columns
+        row = index_row(rtype, n * 100_000 + keys.setdefault(rid, len(keys)), value)
+        row["resource_id"] = rid
+        if not design.startswith(("bounded", "keyed")):  # whole values in the indexed columns
             for column in ("system", "code", "value_norm", "reference"):
                 row[column] = getattr(value, column)
                 row[f"{column}_full"] = None
-        out.append(tuple(row[c] for c in COLUMNS))
+        out.append(tuple(row[c] for c in _columns(design)))
     return out
 
 
+def _key(design: str) -> str:
+    """The column naming the resource: its integer key in the keyed designs, else its id."""
+    return "resource_key" if design.startswith("keyed") else "resource_id"
+
+
+def _columns(design: str) -> tuple[str, ...]:
+    return tuple(_key(design) if c == "resource_id" else c for c in COLUMNS)
+
+
 def create(conn: psycopg.Connection, design: str) -> None:
+    key = _key(design)
+    key_type = "bigint" if key == "resource_key" else "varchar(64)"
     conn.execute(f"""CREATE TABLE si_{design} (
-        row_id bigserial PRIMARY KEY, resource_type varchar(64), resource_id varchar(64),
+        row_id bigserial PRIMARY KEY, resource_type varchar(64), {key} {key_type},
         param varchar(64), kind varchar(16), system text, code text, value text,
         value_norm text, reference text, system_full text, code_full text,
         value_norm_full text, reference_full text)""")
@@ -136,69 +151,71 @@ def create(conn: psycopg.Connection, design: str) -> None:
         code, system, norm, ref = "code", "system", "value_norm", "reference"
     conn.execute(
         f"CREATE INDEX {t}_token ON {t} (resource_type, param, {code}, {system}, "
-        "resource_id) WHERE kind = 'token'"
+        f"{key}) WHERE kind = 'token'"
     )
     conn.execute(
         f"CREATE INDEX {t}_string ON {t} (resource_type, param, "
-        f"({norm}) text_pattern_ops, resource_id) WHERE kind = 'string'"
+        f"({norm}) text_pattern_ops, {key}) WHERE kind = 'string'"
     )
     conn.execute(
         f"CREATE INDEX {t}_reference ON {t} (resource_type, param, {ref}, "
-        "resource_id) WHERE kind = 'reference'"
+        f"{key}) WHERE kind = 'reference'"
     )
-    conn.execute(f"CREATE INDEX {t}_resource ON {t} (resource_type, resource_id)")
+    whole = key if key == "resource_key" else f"resource_type, {key}"
+    conn.execute(f"CREATE INDEX {t}_resource ON {t} ({whole})")
 
 
 def insert(conn: psycopg.Connection, design: str, rows: list[tuple[Any, ...]]) -> None:
     marks = ", ".join(["%s"] * len(COLUMNS))
     with conn.transaction(), conn.cursor() as cur:
-        cur.executemany(f"INSERT INTO si_{design} ({', '.join(COLUMNS)}) VALUES ({marks})", rows)
+        columns = ", ".join(_columns(design))
+        cur.executemany(f"INSERT INTO si_{design} ({columns}) VALUES ({marks})", rows)
 
 
 def searches(
     design: str, common_code: str, rare_code: str, prefix: str
 ) -> dict[str, tuple[str, tuple[Any, ...]]]:
-    t = f"si_{design}"
+    t, key = f"si_{design}", _key(design)
     if design.startswith("expr"):
         code_eq = f"left(code, {KEY_CHARS}) = left(%s, {KEY_CHARS}) AND code = %s"
         norm_like = f"left(value_norm, {KEY_CHARS}) LIKE %s"
         return {
             "token, many hits": (
-                f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+                f"SELECT {key} FROM {t} WHERE kind = 'token' AND "
                 f"resource_type = 'Observation' AND param = 'code' AND {code_eq}",
                 (common_code, common_code),
             ),
             "token, selective": (
-                f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+                f"SELECT {key} FROM {t} WHERE kind = 'token' AND "
                 f"resource_type = 'Observation' AND param = 'code' AND {code_eq}",
                 (rare_code, rare_code),
             ),
             "string prefix": (
-                f"SELECT resource_id FROM {t} WHERE kind = 'string' AND "
+                f"SELECT {key} FROM {t} WHERE kind = 'string' AND "
                 f"resource_type = 'Patient' AND param = 'name' AND {norm_like}",
                 (prefix + "%",),
             ),
         }
     return {
         "token, many hits": (
-            f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+            f"SELECT {key} FROM {t} WHERE kind = 'token' AND "
             "resource_type = 'Observation' AND param = 'code' AND code = %s",
             (common_code,),
         ),
         "token, selective": (
-            f"SELECT resource_id FROM {t} WHERE kind = 'token' AND "
+            f"SELECT {key} FROM {t} WHERE kind = 'token' AND "
             "resource_type = 'Observation' AND param = 'code' AND code = %s",
             (rare_code,),
         ),
         "string prefix": (
-            f"SELECT resource_id FROM {t} WHERE kind = 'string' AND "
+            f"SELECT {key} FROM {t} WHERE kind = 'string' AND "
             "resource_type = 'Patient' AND param = 'name' AND value_norm LIKE %s",
             (prefix + "%",),
         ),
     }
 
 
-DESIGNS = ("full", "bounded", "expr", "bounded_long", "expr_long")
+DESIGNS = ("full", "bounded", "expr", "keyed", "bounded_long", "expr_long", "keyed_long")
 
 
 def run(url: str, messages: int, rounds: int) -> None:

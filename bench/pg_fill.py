@@ -84,7 +84,7 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
         conn.execute("INSERT INTO fill_body VALUES (%s, %s)", (n, orjson.dumps(body).decode()))
         real = shape.build("x", "x", _WHEN_EXAMPLE.isoformat() + "+00:00")
         for value in index_values(real):
-            row = index_row("Observation", "x", value)
+            row = index_row("Observation", 0, value)  # the key is the resource row's (_insert)
             role = None
             if row["reference"] == "Patient/x":
                 role = "patient"
@@ -192,7 +192,7 @@ def _insert(
     )
     picked = ", ".join(
         {
-            "resource_id": rid,
+            "resource_key": "r.resource_key",
             "reference": f"CASE WHEN ti.role = 'patient' THEN 'Patient/' || {person} "
             "ELSE ti.reference END",
             "value_date_start": "CASE WHEN ti.role = 'date' THEN w ELSE ti.value_date_start END",
@@ -208,5 +208,6 @@ def _insert(
         FROM ({pick}) AS kn
         CROSS JOIN LATERAL (SELECT {when} AS w) AS tw
         JOIN fill_index ti ON ti.shape = mod(n, {shape_count})
+        JOIN resource r ON r.resource_type = 'Observation' AND r.id = {rid}
         """
     )

@@ -65,7 +65,7 @@ def loaded_rows(schema: Schema, resource_type: str) -> int:
 
 INDEX_COLUMNS = (
     "resource_type",
-    "resource_id",
+    "resource_key",
     "param",
     "kind",
     "system",
@@ -82,7 +82,7 @@ INDEX_COLUMNS = (
     "reference_full",
 )
 _RESOURCE_COPY = (
-    "COPY resource (resource_type, id, version_id, last_updated, deleted, "
+    "COPY resource (resource_type, id, resource_key, version_id, last_updated, deleted, "
     "content_hash, body, message_id, patient_key, facility_id) FROM STDIN"
 )
 
@@ -103,6 +103,7 @@ class ResourceCopy:
 
     def __init__(self) -> None:
         self._resources, self._index = io.StringIO(), io.StringIO()
+        self._key = 0  # resource keys given (a new schema); the sequence set past them
 
     def add(
         self,
@@ -114,12 +115,14 @@ class ResourceCopy:
     ) -> None:
         rtype, rid = body["resourceType"], body["id"]
         stored = "\\x" + pack(body).hex()  # bytea in COPY's text format (decision 0049)
+        self._key += 1
         values = (
-            rtype, rid, 1, last_updated, "f", "h", stored, None, patient_key, facility_id,
+            rtype, rid, self._key, 1, last_updated, "f", "h", stored, None, patient_key,
+            facility_id,
         )  # fmt: skip
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
         for value in index_values(body):
-            row = index_row(rtype, rid, value)
+            row = index_row(rtype, self._key, value)
             self._index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
 
     def flush(self, conn: psycopg.Connection) -> None:
@@ -129,6 +132,9 @@ class ResourceCopy:
                 copy.write(self._resources.getvalue())
             with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
                 copy.write(self._index.getvalue())
+            cur.execute(
+                "SELECT setval('resource_key_seq', (SELECT max(resource_key) FROM resource))"
+            )
         conn.commit()
         self._resources, self._index = io.StringIO(), io.StringIO()
 

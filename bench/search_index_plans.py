@@ -154,16 +154,12 @@ def main() -> None:
             _coded_rows(
                 session,
                 "Observation",
-                [f"o{i}" for i in range(30)],
+                list(range(1, 31)),  # resource keys
                 {("http://loinc.org", "1003-3"): None},
             )  # type: ignore[dict-item]
             current["shape"] = "delete a changed resource's rows"
             si = SearchIndex.__table__
-            session.execute(
-                delete(si).where(
-                    si.c.resource_type == "Observation", si.c.resource_id.in_(["o1", "o2"])
-                )
-            )
+            session.execute(delete(si).where(si.c.resource_key.in_([1, 2])))
             session.rollback()
         used: dict[str, dict[str, set[str]]] = {
             "default": defaultdict(set),

@@ -22,10 +22,21 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ARRAY, Column, ColumnElement, String, any_, bindparam, or_, select, tuple_
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Column,
+    ColumnElement,
+    String,
+    any_,
+    bindparam,
+    or_,
+    select,
+    tuple_,
+)
 from sqlalchemy.orm import Session
 
 from adapter.consortium import Consortium
@@ -62,6 +73,7 @@ WHY = {
 }
 
 _r = Resource.__table__
+_Id = TypeVar("_Id", int, str)  # resource keys, or ids
 _si = SearchIndex.__table__
 _CHUNK = 2000  # resource ids per IN list (SQLite allows 32766 parameters)
 
@@ -211,37 +223,37 @@ def _results(
     for rtype in RESULT_TYPES:
         # in two steps, so that both databases work per person whatever their planners
         # estimate: the person's rows (patient_key index), then which of them carry an
-        # item's code (SQLite: the token index, which ends with resource_id; PostgreSQL: the
+        # item's code (SQLite: the token index, which ends with resource_key; PostgreSQL: the
         # person's code rows, matched here, _coded_rows). As one join, SQLite scanned every
         # row of the codes and PostgreSQL hashed them all: work growing with the consortium
         # instead of the person (docs/decisions/0027-recognition.md, 0039).
-        mine = select(_r.c.id).where(
+        mine = select(_r.c.resource_key).where(
             _r.c.resource_type == rtype,
             _r.c.patient_key.in_(patient_keys),
             _r.c.deleted.is_(False),
         )
-        person_ids = list(session.execute(mine).scalars())
-        found: list[str] = []
-        if _postgres(session) and person_ids:
-            found = _coded_rows(session, rtype, person_ids, wanted)
+        person_keys = list(session.execute(mine).scalars())
+        found: list[int] = []
+        if _postgres(session) and person_keys:
+            found = _coded_rows(session, rtype, person_keys, wanted)
         else:
             codes = _code_condition(wanted)
-            for chunk in _chunks(session, person_ids):
-                ids = (
-                    select(_si.c.resource_id)
+            for chunk in _chunks(session, person_keys):
+                rkeys = (
+                    select(_si.c.resource_key)
                     .distinct()
                     .where(
                         _si.c.resource_type == rtype,
                         _si.c.param == "code",
                         _si.c.kind == "token",
-                        _one_of(session, _si.c.resource_id, chunk),
+                        _one_of(session, _si.c.resource_key, chunk),
                         codes,
                     )
                 )
-                found.extend(session.execute(ids).scalars())
+                found.extend(session.execute(rkeys).scalars())
         for chunk in _chunks(session, found):
             query = select(_r.c.id, _r.c.facility_id, _r.c.body).where(
-                _r.c.resource_type == rtype, _one_of(session, _r.c.id, chunk)
+                _r.c.resource_type == rtype, _one_of(session, _r.c.resource_key, chunk)
             )
             for row in session.execute(query):
                 item = _item_of(row.body, wanted)
@@ -251,25 +263,25 @@ def _results(
 
 
 def _coded_rows(
-    session: Session, rtype: str, person_ids: list[str], wanted: dict[tuple[str, str], Item]
-) -> list[str]:
-    """PostgreSQL: the person's code rows through the (resource_type, resource_id) index,
+    session: Session, rtype: str, person_keys: list[int], wanted: dict[tuple[str, str], Item]
+) -> list[int]:
+    """PostgreSQL: the person's code rows through the resource_key index,
     matched here. With the codes in the statement, PostgreSQL planned from 1 million rows on
     a scan of the token index over every row of each asked code (the whole consortium's
     blood counts) with the ids as a filter: 40,000 buffers for one person at 1 million
     Observations, growing with the store (bench/README.md, bench_recognition.py)."""
-    rows = select(_si.c.resource_id, _si.c.system, _si.c.code, _si.c.system_full, _si.c.code_full)
+    rows = select(_si.c.resource_key, _si.c.system, _si.c.code, _si.c.system_full, _si.c.code_full)
     rows = rows.where(
         _si.c.resource_type == rtype,
         _si.c.param == "code",
         _si.c.kind == "token",
-        _one_of(session, _si.c.resource_id, person_ids),
+        _one_of(session, _si.c.resource_key, person_keys),
     )
-    found: dict[str, None] = {}
+    found: dict[int, None] = {}
     for row in session.execute(rows):
         pair = (row.system_full or row.system, row.code_full or row.code)
         if pair in wanted:
-            found[row.resource_id] = None
+            found[row.resource_key] = None
     return list(found)
 
 
@@ -277,18 +289,19 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _chunks(session: Session, ids: list[str]) -> Iterator[list[str]]:
-    """PostgreSQL takes the ids as one array; SQLite as IN lists of a bounded length."""
+def _chunks(session: Session, ids: list[_Id]) -> Iterator[list[_Id]]:
+    """PostgreSQL takes the keys as one array; SQLite as IN lists of a bounded length."""
     size = len(ids) if _postgres(session) else _CHUNK
     for start in range(0, len(ids), size or 1):
         yield ids[start : start + size]
 
 
-def _one_of(session: Session, column: Column[str], ids: list[str]) -> ColumnElement[bool]:
-    # one array parameter: the same statement text for any number of ids (no per-call
+def _one_of(session: Session, column: Column[Any], ids: list[_Id]) -> ColumnElement[bool]:
+    # one array parameter: the same statement text for any number of keys (no per-call
     # conversion of thousands of placeholders, and the server can reuse its plan)
     if _postgres(session):
-        return column == any_(bindparam(None, ids, type_=ARRAY(String())))
+        item = BigInteger() if ids and isinstance(ids[0], int) else String()
+        return column == any_(bindparam(None, ids, type_=ARRAY(item)))
     return column.in_(ids)
 
 

@@ -87,10 +87,10 @@ def _care_date_meets(start: datetime, end: datetime) -> ColumnElement[bool]:
             for rtype, param in CARE_DATE.items()
         ]
         return exists(
-            select(_si.c.resource_id).where(
+            select(_si.c.resource_key).where(
                 _si.c.kind == "date",
                 _si.c.resource_type == _r.c.resource_type,
-                _si.c.resource_id == _r.c.id,
+                _si.c.resource_key == _r.c.resource_key,
                 or_(*cases),
                 *extra,
             )

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Sequence,
     String,
     Text,
     UniqueConstraint,
@@ -78,7 +79,7 @@ def _kind_index(kind: str, *columns: str, **kw: Any) -> Index:
         "resource_type",
         "param",
         *columns,
-        "resource_id",
+        "resource_key",
         postgresql_where=where,
         sqlite_where=where,
         **kw,
@@ -125,10 +126,14 @@ class Resource(Base):
         Index(None, "resource_type", "last_updated", "id"),
         Index(None, "patient_key"),
         Index(None, "message_id"),
+        Index(None, "resource_key", unique=True),
     )
 
     resource_type: Mapped[str] = mapped_column(String(_TYPE), primary_key=True)
     id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    # the resource's integer in search_index (decision 0055): given by the store
+    # (adapter/store/resource_keys.py); on PostgreSQL the sequence's next value by default
+    resource_key: Mapped[int] = mapped_column(BigId, Sequence("resource_key_seq"), nullable=False)
     version_id: Mapped[int] = mapped_column(Integer())
     last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
@@ -176,16 +181,15 @@ class SearchIndex(Base):
     ``system``, ``code``, ``value_norm`` and ``reference`` hold bounded keys; a longer value
     is kept whole in ``<column>_full`` (adapter/store/index_keys.py).
     The per-kind indexes are partial (``WHERE kind = '...'``): searches name the kind.
-    Every index ends with resource_id so EXISTS probes are index-only on PostgreSQL.
+    The resource is ``resource_key``, its ``resource.resource_key`` (an integer instead of
+    the 36-character id in every row and index entry: decision 0055); ``resource_type`` stays
+    as the indexes' first column. Every index ends with resource_key so EXISTS probes are
+    index-only on PostgreSQL.
     """
 
     __tablename__ = "search_index"
     __table_args__ = (
-        ForeignKeyConstraint(
-            ["resource_type", "resource_id"],
-            ["resource.resource_type", "resource.id"],
-            ondelete="CASCADE",
-        ),
+        ForeignKeyConstraint(["resource_key"], ["resource.resource_key"], ondelete="CASCADE"),
         # partial indexes: a row only enters the index of its kind, which keeps writes cheap
         _kind_index("token", "code", "system"),
         _kind_index("uri", "code"),
@@ -197,18 +201,18 @@ class SearchIndex(Base):
             "resource_type",
             "param",
             "value_date_end",
-            "resource_id",
+            "resource_key",
             postgresql_where=text("kind = 'date'"),
             sqlite_where=text("kind = 'date'"),
         ),
         _kind_index("quantity", "value_number"),
         _kind_index("reference", "reference"),
-        Index("ix_search_index_resource", "resource_type", "resource_id"),
+        Index("ix_search_index_resource", "resource_key"),
     )
 
     row_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     resource_type: Mapped[str] = mapped_column(String(_TYPE))
-    resource_id: Mapped[str] = mapped_column(String(_ID))
+    resource_key: Mapped[int] = mapped_column(BigId)
     param: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     system: Mapped[str | None] = mapped_column(Text())

@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapter.fhir.index_values import elements, index_values
 from adapter.fhir.search_params import RESOURCES
-from adapter.store.models import SearchIndex
+from adapter.store.models import Resource, SearchIndex
 from adapter.store.resources import index_row, save_resources
+
+_resource = Resource.__table__
 
 # PostgreSQL SQLSTATE classes that mean "this data", not "this server": data exception,
 # integrity constraint violation, program limit exceeded (an index row too large)
@@ -153,10 +155,16 @@ def _refused_index_value(
     session: Session, resource: dict[str, Any], zone: tzinfo
 ) -> Refusal | None:
     rtype, rid = resource["resourceType"], resource["id"]
+    # the resource row the trial save (still open) wrote: the index rows' foreign key
+    rkey = session.execute(
+        select(_resource.c.resource_key).where(
+            _resource.c.resource_type == rtype, _resource.c.id == rid
+        )
+    ).scalar_one()
     for value in index_values(resource, zone):
         trial = session.begin_nested()
         try:
-            session.execute(insert(SearchIndex.__table__), [index_row(rtype, rid, value)])
+            session.execute(insert(SearchIndex.__table__), [index_row(rtype, rkey, value)])
         except SQLAlchemyError as exc:
             trial.rollback()
             if not is_refusal(exc):

@@ -35,6 +35,7 @@ from adapter.store.fast_insert import insert_rows
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
+from adapter.store.resource_keys import new_keys
 
 _resource = Resource.__table__
 _version = ResourceVersion.__table__
@@ -145,6 +146,7 @@ def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
         _resource.c.last_updated,
         _resource.c.deleted,
         _resource.c.patient_key,
+        _resource.c.resource_key,
     ]
     if with_body:
         columns.append(_resource.c.body)
@@ -250,6 +252,8 @@ def save_resources(
         existing = locked.rows
 
     buffer = held_writes(session)
+    fresh = [key for key in latest if key not in existing]
+    given = dict(zip(fresh, new_keys(session, len(fresh)), strict=True))
     saved: dict[tuple[str, str], Saved] = {}
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
@@ -284,7 +288,12 @@ def save_resources(
             "patient_key": pkey,
             "facility_id": facility_id,
         }
-        (new_rows if old is None else changed_rows).append(row)
+        if old is None:
+            rkey = given[key]
+            new_rows.append({**row, "resource_key": rkey})
+        else:
+            rkey = old.resource_key
+            changed_rows.append(row)
         version = {
             "resource_type": key[0],
             "id": key[1],
@@ -300,9 +309,9 @@ def save_resources(
             if old is not None:
                 stored_history.extend(buffer.keep_bodies([key]))
             buffer.add_version(version, body)
-        rows = _index_rows(key[0], key[1], index_values(resource, zone)) if with_index else []
+        rows = _index_rows(key[0], rkey, index_values(resource, zone)) if with_index else []
         if buffer is not None:
-            buffer.replace(key, rows, stored=old is not None)
+            buffer.replace(key, rkey, rows, stored=old is not None)
         else:
             index_rows.extend(rows)
         saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
@@ -315,6 +324,7 @@ def save_resources(
         else:
             insert_rows(session, _resource, new_rows)
     if changed_rows:
+        changed_keys = [(r["resource_type"], r["id"]) for r in changed_rows]
         if buffer is None:
             stored_history = [(r["resource_type"], r["id"]) for r in changed_rows]
         if stored_history:  # else every one was held by the batch and took its body there
@@ -337,7 +347,7 @@ def save_resources(
             ],
         )
         if buffer is None:  # else deleted when the buffer is written
-            _delete_index_rows(session, [(r["resource_type"], r["id"]) for r in changed_rows])
+            _delete_index_rows(session, [existing[k].resource_key for k in changed_keys])
     if version_rows:
         insert_rows(session, _version, version_rows)
     if index_rows:
@@ -372,24 +382,25 @@ class BatchWrites:
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []  # new resource rows nothing reads back
         self.rows: dict[Key, list[dict[str, Any]]] = {}
-        self.stale: set[Key] = set()
+        self.stale: set[int] = set()  # resource keys
         self.superseded: list[dict[str, Any]] = []
         self.versions: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
         self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
 
-    def replace(self, key: Key, rows: list[dict[str, Any]], *, stored: bool) -> None:
-        """``key``'s new index rows; ``stored``: its row existed when it was locked (its
-        index rows in the database, if any, are stale)."""
+    def replace(self, key: Key, rkey: int, rows: list[dict[str, Any]], *, stored: bool) -> None:
+        """``key``'s new index rows (``rkey`` its resource key); ``stored``: its row existed
+        when it was locked (its index rows in the database, if any, are stale)."""
         before = self.rows.get(key, _MISSING)
-        self._journal.append(("key", key, before, key in self.stale, len(self.superseded)))
+        entry = ("key", key, before, rkey in self.stale, len(self.superseded), rkey)
+        self._journal.append(entry)
         if before is not _MISSING:
             self.superseded.extend(before)
             stored = True  # the superseded rows, once written, are deleted with the key's
         self.rows[key] = rows
         if stored:
-            self.stale.add(key)
+            self.stale.add(rkey)
 
     def add_version(self, row: dict[str, Any], body: dict[str, Any]) -> None:
         """A resource_version row (its ``body`` None: the current version's body is the
@@ -448,12 +459,12 @@ class BatchWrites:
             elif kind == "outbox":
                 del self.outbox[entry[1] :]
             else:
-                _, key, rows, stale, superseded = entry
+                _, key, rows, stale, superseded, rkey = entry
                 if rows is _MISSING:
                     self.rows.pop(key, None)
                 else:
                     self.rows[key] = rows
-                (self.stale.add if stale else self.stale.discard)(key)
+                (self.stale.add if stale else self.stale.discard)(rkey)
                 del self.superseded[superseded:]
 
     def forget(self) -> None:
@@ -462,8 +473,8 @@ class BatchWrites:
 
     def take_index(
         self,
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Key], list[dict[str, Any]]]:
-        """The created resource rows, the superseded index rows, the stale keys and the
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[int], list[dict[str, Any]]]:
+        """The created resource rows, the superseded index rows, the stale resource keys and the
         index rows to insert, in the order they are written; those parts are emptied
         (journalled)."""
         rows = [r for rs in self.rows.values() for r in rs]
@@ -573,11 +584,11 @@ def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
         raise DBAPIError.instance(_COPY_INDEX, None, exc, PsycopgError) from exc
 
 
-def _index_rows(rtype: str, rid: str, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
-    return [index_row(rtype, rid, v) for v in values]
+def _index_rows(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
+    return [index_row(rtype, rkey, v) for v in values]
 
 
-def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
+def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
     """The search_index row of one value: long texts cut to bounded keys (index_keys)."""
     system, system_full = head_key(v.system)
     code, code_full = head_key(v.code)
@@ -585,7 +596,7 @@ def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
     reference, reference_full = tail_key(v.reference)
     return {
         "resource_type": rtype,
-        "resource_id": rid,
+        "resource_key": rkey,  # the resource's integer (decision 0055)
         "param": v.param,
         "kind": v.kind,
         "system": system,
@@ -605,34 +616,27 @@ def index_row(rtype: str, rid: str, v: IndexValue) -> dict[str, Any]:
     }
 
 
-_DELETE_CHUNK = 500  # ids per DELETE: well under SQLite's bound parameter limit
+_DELETE_CHUNK = 500  # keys per DELETE: well under SQLite's bound parameter limit
 
 
-def _delete_index_rows(session: Session, keys: list[tuple[str, str]]) -> None:
-    by_type: dict[str, list[str]] = {}
-    for rtype, rid in keys:
-        by_type.setdefault(rtype, []).append(rid)
-    for rtype, ids in by_type.items():
-        for start in range(0, len(ids), _DELETE_CHUNK):
-            chunk = ids[start : start + _DELETE_CHUNK]
-            session.execute(
-                delete(_index).where(
-                    _index.c.resource_type == rtype, _index.c.resource_id.in_(chunk)
-                )
-            )
+def _delete_index_rows(session: Session, rkeys: list[int]) -> None:
+    """Delete the index rows of the resources with these resource keys."""
+    for start in range(0, len(rkeys), _DELETE_CHUNK):
+        chunk = rkeys[start : start + _DELETE_CHUNK]
+        session.execute(delete(_index).where(_index.c.resource_key.in_(chunk)))
 
 
 def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = DEFAULT_ZONE) -> int:
     """Rebuild the index rows (after search parameters were added); returns resources done."""
-    query = select(_resource.c.resource_type, _resource.c.id, _resource.c.body).where(
+    query = select(_resource.c.resource_type, _resource.c.resource_key, _resource.c.body).where(
         _resource.c.deleted.is_(False)
     )
     if resource_type:
         query = query.where(_resource.c.resource_type == resource_type)
     done = 0
     for row in session.execute(query).all():
-        _delete_index_rows(session, [(row.resource_type, row.id)])
-        rows = _index_rows(row.resource_type, row.id, index_values(row.body, zone))
+        _delete_index_rows(session, [row.resource_key])
+        rows = _index_rows(row.resource_type, row.resource_key, index_values(row.body, zone))
         if rows:
             session.execute(insert(_index), rows)
         done += 1

@@ -67,10 +67,14 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
     if include.reverse:
         targets = [f"{t}/{i}" for t, i in frontier]
         for chunk in _chunks(targets):
-            query = select(_si.c.resource_type, _si.c.resource_id).where(
-                _si.c.kind == literal_column("'reference'"),
-                _si.c.resource_type == include.source,
-                _si.c.reference.in_(chunk),
+            query = (
+                select(_r.c.resource_type, _r.c.id)
+                .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
+                .where(
+                    _si.c.kind == literal_column("'reference'"),
+                    _si.c.resource_type == include.source,
+                    _si.c.reference.in_(chunk),
+                )
             )
             if include.param is not None:
                 query = query.where(param_in(_si, named_rows(include.source, include.param)))
@@ -79,10 +83,13 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
             out.extend((t, i) for t, i in session.execute(query.distinct()))
         return sorted(out)
     for chunk in _chunks([i for _, i in sources]):
+        source_keys = select(_r.c.resource_key).where(
+            _r.c.resource_type == include.source, _r.c.id.in_(chunk)
+        )
         query = select(_si.c.reference).where(
             _si.c.kind == literal_column("'reference'"),
             _si.c.resource_type == include.source,
-            _si.c.resource_id.in_(chunk),
+            _si.c.resource_key.in_(source_keys),
             _si.c.reference.is_not(None),
         )
         if include.param is not None:

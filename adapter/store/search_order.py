@@ -78,13 +78,14 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
     better = rival > value if key.descending else rival < value
     placed_higher = exists().where(
         other.c.resource_type == row.c.resource_type,
-        other.c.resource_id == row.c.resource_id,
+        other.c.resource_key == row.c.resource_key,
         other.c.kind == literal_column(f"'{kind}'"),
         param_in(other, key.param.row_params),
         or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
     )
     joined = r.join(
-        row, and_(row.c.resource_type == r.c.resource_type, row.c.resource_id == r.c.id)
+        row,
+        and_(row.c.resource_type == r.c.resource_type, row.c.resource_key == r.c.resource_key),
     )
     where = and_(
         row.c.kind == literal_column(f"'{kind}'"),
@@ -107,7 +108,7 @@ def without_value(
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
     has_value = exists().where(
         si.c.resource_type == r.c.resource_type,
-        si.c.resource_id == r.c.id,
+        si.c.resource_key == r.c.resource_key,
         si.c.kind == literal_column(f"'{kind}'"),
         param_in(si, key.param.row_params),
         column.is_not(None),
@@ -139,7 +140,7 @@ def _index_value(key: SortKey, r: FromClause) -> Any:
         select(pick(column))
         .where(
             si.c.resource_type == r.c.resource_type,
-            si.c.resource_id == r.c.id,
+            si.c.resource_key == r.c.resource_key,
             si.c.kind == literal_column(f"'{kind}'"),
             param_in(si, key.param.row_params),
         )

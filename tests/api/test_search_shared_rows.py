@@ -16,7 +16,7 @@ from adapter.api.app import create_app
 from adapter.fhir.search_params import RESOURCES
 from adapter.settings import Settings
 from adapter.store import save_resources
-from adapter.store.models import SearchIndex
+from adapter.store.models import Resource, SearchIndex
 
 S = "http://loinc.org"
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -69,8 +69,9 @@ def client(module_database_url: str) -> Iterator[TestClient]:
             with app.state.session_factory.begin() as session:
                 save_resources(session, [resource], message_id=None, now=T0 + timedelta(minutes=n))
         with app.state.session_factory() as session:
+            ids = {r.resource_key: r.id for r in session.scalars(select(Resource))}
             client.rows = {  # type: ignore[attr-defined]
-                (r.resource_id, r.param) for r in session.scalars(select(SearchIndex))
+                (ids[r.resource_key], r.param) for r in session.scalars(select(SearchIndex))
             }
         yield client
     app.state.engine.dispose()

@@ -58,6 +58,7 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
             (r.resource_type, r.id): (r.version_id, r.content_hash, r.patient_key)
             for r in session.scalars(select(Resource))
         }
+        ids = {r.resource_key: r.id for r in session.scalars(select(Resource))}
         versions = Counter(  # a superseded version keeps its body (decision 0042)
             (v.resource_type, v.id, v.version_id, v.body is not None)
             for v in session.scalars(select(ResourceVersion))
@@ -65,7 +66,7 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
         index = Counter(
             (
                 i.resource_type,
-                i.resource_id,
+                ids[i.resource_key],
                 i.param,
                 i.kind,
                 i.system,
@@ -111,6 +112,7 @@ def _provenance(session: Session) -> dict[str, Any]:
     agents and policy, history rows, and index rows."""
     message = {m.id: (m.source_system, m.sha256) for m in session.scalars(select(InboundMessage))}
     rows = {}
+    ids = {r.resource_key: r.id for r in session.scalars(select(Resource))}
     for r in session.scalars(select(Resource).where(Resource.resource_type == "Provenance")):
         body = r.body
         rows[message[r.id]] = (
@@ -133,12 +135,12 @@ def _provenance(session: Session) -> dict[str, Any]:
         )
     )
     index = Counter(
-        (message[i.resource_id], i.param, i.kind, i.system, i.code, i.value_norm, i.reference)
+        (message[ids[i.resource_key]], i.param, i.kind, i.system, i.code, i.value_norm, i.reference)
         for i in session.scalars(
             select(SearchIndex).where(SearchIndex.resource_type == "Provenance")
         )
         if i.value_date_start is None  # recorded: the moment
-        and not any(i.resource_id in (v or "") for v in (i.code, i.value_norm, i.reference))
+        and not any(ids[i.resource_key] in (v or "") for v in (i.code, i.value_norm, i.reference))
     )
     assert rows and len(rows) == len(versions) and index
     return {"rows": rows, "versions": versions, "index": index}
@@ -508,8 +510,9 @@ def test_a_failed_write_of_the_index_rows_fails_the_batch_as_a_whole(
             select(Resource.id).where(Resource.message_id == results[1].message_id)
         ).all()
         assert stored
+        keys = select(Resource.resource_key).where(Resource.message_id == results[1].message_id)
         indexed = session.scalars(
-            select(SearchIndex.resource_id).where(SearchIndex.resource_id.in_(stored))
+            select(SearchIndex.resource_key).where(SearchIndex.resource_key.in_(keys))
         ).all()
         assert indexed  # the single-message way wrote their index rows
         assert verify(session).ok

@@ -18,6 +18,7 @@ from adapter.store.models import Outbox, Resource, ResourceVersion, SearchIndex
 
 AT = datetime(2026, 12, 4, 8, 30, 15, 123456, tzinfo=UTC)
 LATER = AT.astimezone(UTC) + timedelta(hours=8)
+_KEY_BASE = {"sa-": 100, "fast-": 200, "twice-": 300, "x": 400}  # resource_key per prefix
 
 
 def _resources(prefix: str) -> list[dict[str, Any]]:
@@ -25,6 +26,7 @@ def _resources(prefix: str) -> list[dict[str, Any]]:
         {
             "resource_type": "Observation",
             "id": f"{prefix}{n}",
+            "resource_key": _KEY_BASE[prefix] + n,
             "version_id": 1,
             "last_updated": AT,
             "deleted": n == 2,
@@ -42,7 +44,7 @@ def _index(prefix: str) -> list[dict[str, Any]]:
     return [
         {
             "resource_type": "Observation",
-            "resource_id": f"{prefix}{n}",
+            "resource_key": _KEY_BASE[prefix] + n,
             "param": "date" if n else "code",
             "kind": "date" if n else "token",
             "system": None if n else "http://loinc.org",
@@ -104,15 +106,24 @@ def _stored(engine: Engine, table: Table, key: str, prefix: str) -> list[tuple[A
     """The rows as the database holds them (no types applied), the prefix taken off."""
     skip = {"row_id", "id"} - {key}
     columns = [c.name for c in table.columns if c.name not in skip]
+    base = _KEY_BASE[prefix]
+    if key == "resource_key":  # the index rows: by their resource's key
+        where, params = f"{key} >= :lo AND {key} < :hi", {"lo": base, "hi": base + 100}
+    else:
+        where, params = f"{key} LIKE :p", {"p": f"{prefix}%"}
     with engine.connect() as conn:
-        rows = conn.execute(
-            text(
-                f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key} LIKE :p ORDER BY {key}"
-            ),
-            {"p": f"{prefix}%"},
-        ).all()
-    at = columns.index(key)
-    return [(*r[:at], r[at][len(prefix) :], *r[at + 1 :]) for r in rows]
+        sql = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {where} ORDER BY {key}"
+        rows = conn.execute(text(sql), params).all()
+    out = []
+    for row in rows:  # the prefix, and the key's base, taken off
+        values = list(row)
+        for at, name in enumerate(columns):
+            if name == "resource_key":
+                values[at] -= base
+            elif name == key:
+                values[at] = values[at][len(prefix) :]
+        out.append(tuple(values))
+    return out
 
 
 def test_rows_are_stored_as_sqlalchemy_stores_them(
@@ -120,7 +131,7 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(
 ) -> None:
     tables = [
         (Resource.__table__, "id", _resources),
-        (SearchIndex.__table__, "resource_id", _index),
+        (SearchIndex.__table__, "resource_key", _index),
         (ResourceVersion.__table__, "id", _versions),
         (Outbox.__table__, "resource_id", _outbox),
     ]

@@ -61,11 +61,11 @@ def count(session: Session, model, **where) -> int:
 
 def index_values(session: Session, rtype: str, rid: str, param: str) -> set[tuple]:
     rows = session.execute(
-        select(
-            SearchIndex.system, SearchIndex.code, SearchIndex.value, SearchIndex.reference
-        ).where(
+        select(SearchIndex.system, SearchIndex.code, SearchIndex.value, SearchIndex.reference)
+        .join(Resource, Resource.resource_key == SearchIndex.resource_key)
+        .where(
             SearchIndex.resource_type == rtype,
-            SearchIndex.resource_id == rid,
+            Resource.id == rid,
             SearchIndex.param == param,
         )
     ).all()

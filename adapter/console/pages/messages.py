@@ -60,22 +60,20 @@ def _sources(request: Request) -> list[str]:
 def _patient_messages(session: Session, identifier: str) -> Any:
     """Message ids whose resources are about a patient with this identifier value."""
     ix = SearchIndex.__table__.c
-    patients = select(ix.resource_id).where(
+    patients = select(ix.resource_key).where(
         ix.resource_type == "Patient",
         ix.param == "identifier",
         ix.kind == "token",
         equals(ix.code, ix.code_full, identifier),
     )
-    keys = select(literal("Patient/", String) + ix.resource_id).where(
-        ix.resource_type == "Patient",
-        ix.param == "identifier",
-        ix.kind == "token",
-        equals(ix.code, ix.code_full, identifier),
+    patient = Resource.__table__.alias("patient")
+    keys = select(literal("Patient/", String) + patient.c.id).where(
+        patient.c.resource_type == "Patient", patient.c.resource_key.in_(patients)
     )
     r = Resource.__table__.c
     return select(r.message_id).where(
         r.message_id.is_not(None),
-        ((r.resource_type == "Patient") & r.id.in_(patients)) | r.patient_key.in_(keys),
+        ((r.resource_type == "Patient") & r.resource_key.in_(patients)) | r.patient_key.in_(keys),
     )
 
 
