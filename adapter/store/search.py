@@ -86,10 +86,12 @@ def find(
     what ``scope`` may read when given (adapter/store/visibility.py)."""
     flush_index_rows(session)  # a bulk batch's buffered rows first (decision 0047)
     single = types[0] if len(types) == 1 else None
-    where = [
-        _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types)),
-        _r.c.deleted.is_(False),
-    ]
+    where = [_r.c.deleted.is_(False)]
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    if not (single and sqlite and any(_keyed(c) for c in criteria)):
+        where.insert(
+            0, _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
+        )
     where.extend(condition(single, c, _r) for c in criteria)
     if scope is not None:
         where.append(visible(scope, _r))
@@ -139,6 +141,19 @@ def _index_led_page(
     rest = select(_r.c.body).where(*where, missing).order_by(*order)
     bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
     return bodies
+
+
+def _keyed(criterion: Criterion | HasCriterion) -> bool:
+    """Whether the criterion is ``resource_key IN (probe of this type)``: the probe names the
+    type already, so the type condition on ``resource`` is redundant. SQLite (without
+    statistics) would rather scan the type's rows in ``last_updated`` order and test each
+    key than look the probe's keys up (decision 0055): the redundant condition is left out
+    there, as in ``_live``."""
+    if not isinstance(criterion, Criterion) or criterion.param.column:
+        return False
+    if criterion.modifier == "missing":
+        return criterion.values[0] is not True
+    return criterion.modifier not in _NEGATED
 
 
 def excludes(criterion: Criterion | HasCriterion) -> bool:
@@ -222,9 +237,9 @@ def _live(rtype: str, criterion: Criterion, column: str = "id") -> Select[Any]:
     """Ids (or ``resource_key``s) of live ``rtype`` resources that meet ``criterion``
     (inside a chain or _has)."""
     r2 = _r.alias()
-    return select(r2.c[column]).where(
-        r2.c.resource_type == rtype, r2.c.deleted.is_(False), condition(rtype, criterion, r2)
-    )
+    query = select(r2.c[column]).where(r2.c.deleted.is_(False), condition(rtype, criterion, r2))
+    # a keyed criterion names the type (_keyed): the planners then start from its keys
+    return query if _keyed(criterion) else query.where(r2.c.resource_type == rtype)
 
 
 def _chain(rtype: str | None, criterion: Criterion) -> Select[Any]:
