@@ -86,18 +86,17 @@ def find(
     what ``scope`` may read when given (adapter/store/visibility.py)."""
     flush_index_rows(session)  # a bulk batch's buffered rows first (decision 0047)
     single = types[0] if len(types) == 1 else None
-    where = [_r.c.deleted.is_(False)]
-    sqlite = session.get_bind().dialect.name == "sqlite"
-    if not (single and sqlite and any(_keyed(c) for c in criteria)):
-        where.insert(
-            0, _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
-        )
-    where.extend(condition(single, c, _r) for c in criteria)
+    of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
+    rest = [_r.c.deleted.is_(False), *(condition(single, c, _r) for c in criteria)]
     if scope is not None:
-        where.append(visible(scope, _r))
+        rest.append(visible(scope, _r))
+    where = [of_type, *rest]
+    if single and session.get_bind().dialect.name == "sqlite" and any(map(_keyed, criteria)):
+        where = rest  # SQLite: from the criterion's keys (_keyed)
     bodies: list[dict[str, Any]] = []
     if count > 0 and single and led_by_index(sort):
-        bodies = _index_led_page(session, where, sort, limit=count + 1, offset=offset)
+        # with the type: SQLite then reads the sort rows in index order (decision 0035)
+        bodies = _index_led_page(session, [of_type, *rest], sort, limit=count + 1, offset=offset)
     elif count > 0:
         query = select(_r.c.body).where(*where).order_by(*order_by(sort, _r))
         bodies = list(session.execute(query.limit(count + 1).offset(offset)).scalars())
