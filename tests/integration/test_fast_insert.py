@@ -18,7 +18,11 @@ from adapter.store.models import Outbox, Resource, ResourceVersion, SearchIndex
 
 AT = datetime(2026, 12, 4, 8, 30, 15, 123456, tzinfo=UTC)
 LATER = AT.astimezone(UTC) + timedelta(hours=8)
-_KEY_BASE = {"sa-": 100, "fast-": 200, "twice-": 300, "x": 400}  # resource_key per prefix
+_KEY_BASE: dict[str, int] = {}  # resource keys per prefix: base + n
+
+
+def _base(prefix: str) -> int:
+    return _KEY_BASE.setdefault(prefix, 100 * (len(_KEY_BASE) + 1))
 
 
 def _resources(prefix: str) -> list[dict[str, Any]]:
@@ -26,7 +30,7 @@ def _resources(prefix: str) -> list[dict[str, Any]]:
         {
             "resource_type": "Observation",
             "id": f"{prefix}{n}",
-            "resource_key": _KEY_BASE[prefix] + n,
+            "resource_key": _base(prefix) + n,
             "version_id": 1,
             "last_updated": AT,
             "deleted": n == 2,
@@ -44,7 +48,7 @@ def _index(prefix: str) -> list[dict[str, Any]]:
     return [
         {
             "resource_type": "Observation",
-            "resource_key": _KEY_BASE[prefix] + n,
+            "resource_key": _base(prefix) + n,
             "param": "date" if n else "code",
             "kind": "date" if n else "token",
             "system": None if n else "http://loinc.org",
@@ -106,7 +110,7 @@ def _stored(engine: Engine, table: Table, key: str, prefix: str) -> list[tuple[A
     """The rows as the database holds them (no types applied), the prefix taken off."""
     skip = {"row_id", "id"} - {key}
     columns = [c.name for c in table.columns if c.name not in skip]
-    base = _KEY_BASE[prefix]
+    base = _base(prefix)
     if key == "resource_key":  # the index rows: by their resource's key
         where, params = f"{key} >= :lo AND {key} < :hi", {"lo": base, "hi": base + 100}
     else:
