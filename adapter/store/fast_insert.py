@@ -13,9 +13,10 @@ driver as tuples. The values stored are the same; statement events and error wra
 Only where the compiled statement binds exactly the rows' keys (no column default to fill
 in) and the driver takes positional ``?`` parameters (SQLite).
 
-On PostgreSQL (psycopg 3) a batch of rows goes by ``COPY ... FROM STDIN`` (decision 0053):
-psycopg's executemany sends one prepared execution per row, which cost more client CPU
-than the rows themselves; COPY streams them in one statement. The same bind processors
+On PostgreSQL (psycopg 3) a batch of rows goes by ``COPY ... FROM STDIN`` (decisions 0034
+for the search index, 0053 for every table): psycopg's executemany sends one prepared
+execution per row, which cost more client CPU than the rows themselves; COPY streams them
+in one statement. The same bind processors
 are applied first; a refused value fails the COPY as it failed the executemany, wrapped
 in the same ``DBAPIError`` subclass (IntegrityError, DataError ...) with the driver's
 SQLSTATE, so adapter/store/refusals.py reads it unchanged. Statement events do not see
@@ -30,7 +31,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, insert
-from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -58,7 +59,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     if len(rows) >= _COPY_MIN_ROWS and connection.dialect.driver == "psycopg":
         copy = _copy_plan(table, connection.dialect, keys)
         if copy is not None:
-            _copy(connection, copy, rows)
+            _copy(session, copy, rows)
             return
     plan = _plan(table, connection.dialect, keys)
     if plan is None:
@@ -120,9 +121,11 @@ def _copy_plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan |
     return plan
 
 
-def _copy(connection: Connection, plan: _Plan, rows: Sequence[dict[str, Any]]) -> None:
+def _copy(session: Session, plan: _Plan, rows: Sequence[dict[str, Any]]) -> None:
     import psycopg  # only reached with the psycopg driver
 
+    session.flush()  # the COPY bypasses the session: rows it holds (a foreign key's) go first
+    connection = session.connection()
     values, processors = plan.values, plan.processors
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:

@@ -26,7 +26,6 @@ from typing import Any, Final
 import orjson
 from sqlalchemy import Row, Select, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
@@ -550,27 +549,10 @@ def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
     )
 
 
-_INDEX_COLUMNS = tuple(c.name for c in _index.columns if c.name != "row_id")
-_COPY_INDEX = f"COPY search_index ({', '.join(_INDEX_COLUMNS)}) FROM STDIN"
-
-
 def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert search_index rows: on PostgreSQL with COPY (binary rows over the connection,
-    no statement per row: docs/decisions/0034-bulk-ingest.md), elsewhere executemany."""
-    if session.get_bind().dialect.name != "postgresql":
-        insert_rows(session, _index, rows)  # without SQLAlchemy's work per row (0050)
-        return
-    from psycopg import Error as PsycopgError
-
-    session.flush()
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
-    try:
-        with raw.cursor() as cur, cur.copy(_COPY_INDEX) as copy:
-            for row in rows:
-                copy.write_row(tuple(row[c] for c in _INDEX_COLUMNS))
-    except PsycopgError as exc:  # classified like any statement's (adapter/store/refusals.py)
-        raise DBAPIError.instance(_COPY_INDEX, None, exc, PsycopgError) from exc
+    """Insert search_index rows: on PostgreSQL by COPY (decisions 0034, 0053), on SQLite as
+    tuples to the driver's executemany (0050)."""
+    insert_rows(session, _index, rows)
 
 
 def _index_rows(rtype: str, rid: str, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
