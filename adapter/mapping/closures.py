@@ -29,11 +29,12 @@ from adapter.mapping.nodes import (
     Each,
     EachStep,
     FirstOf,
-    FormatMappings,
     Gate,
     LetStep,
     ListNode,
+    MessageMapping,
     ResourceStep,
+    ResourceTemplate,
 )
 from adapter.mapping.values import is_empty, is_position_type, is_position_without_text, text
 
@@ -87,31 +88,33 @@ def prepare(node: Any) -> None:
     build_fn(node)
 
 
-def prepare_formats(formats: dict[str, FormatMappings]) -> None:
-    """The closures of every template, datatype and message mapping of a loaded set."""
-    for bucket in formats.values():
-        for template in bucket.templates.values():
-            for _name, value in template.lets:
-                prepare(value)
-            for alternative in template.id_from:
-                for part in alternative:
-                    prepare(part)
-            if template.skip is not None:
-                prepare(template.skip[0])
-                if template.skip[3] is not None:
-                    prepare(template.skip[3])
-            for condition, _severity, _message, at in template.checks:
-                prepare(condition)
-                if at is not None:
-                    prepare(at)
-            prepare(template.body)
-        for datatype in bucket.datatypes.values():
-            for _name, value in datatype.lets:
-                prepare(value)
-            prepare(datatype.body)
-            datatype_fn(datatype)
-        for mapping in bucket.messages.values():
-            _prepare_steps(mapping.steps)
+def prepare_template(template: ResourceTemplate) -> None:
+    """The closures of a resource template: its lets, id parts, skip, checks and body."""
+    for _name, value in template.lets:
+        prepare(value)
+    for alternative in template.id_from:
+        for part in alternative:
+            prepare(part)
+    if template.skip is not None:
+        prepare(template.skip[0])
+        if template.skip[3] is not None:
+            prepare(template.skip[3])
+    for condition, _severity, _message, at in template.checks:
+        prepare(condition)
+        if at is not None:
+            prepare(at)
+    prepare(template.body)
+
+
+def prepare_datatype(datatype: DatatypeTemplate) -> None:
+    for _name, value in datatype.lets:
+        prepare(value)
+    prepare(datatype.body)
+    datatype_fn(datatype)
+
+
+def prepare_message(mapping: MessageMapping) -> None:
+    _prepare_steps(mapping.steps)
 
 
 def datatype_fn(template: DatatypeTemplate) -> Callable[[Any, list[Any]], Any]:
