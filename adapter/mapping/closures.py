@@ -110,6 +110,15 @@ def prepare_template(template: ResourceTemplate) -> None:
         if at is not None:
             prepare(at)
     prepare(template.body)
+    lets_of(template)
+
+
+def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
+    """A resource template's ``let`` names with their closures, found once."""
+    lets = template._lets
+    if lets is None:
+        lets = template._lets = tuple((name, let_fn(value)) for name, value in template.lets)
+    return lets  # type: ignore[no-any-return]
 
 
 def prepare_datatype(datatype: DatatypeTemplate) -> None:
@@ -435,7 +444,10 @@ def _build_call(node: Call) -> Fn:
 def _built(ev: Any, value: Any) -> Any:
     """What a value that is not text builds into (materialize()); a whole segment is an
     error."""
-    if is_position_type(type(value)):  # a source position: materialize()'s last branch
+    kind = type(value)
+    if kind in TEXT_DECIDES:  # what the branch below and the test after it give it
+        return value.text.strip() or None
+    if is_position_type(kind):  # a source position: materialize()'s last branch
         as_text = getattr(value, "text", None)
         if as_text is not None:
             value = as_text.strip() or None
@@ -471,6 +483,9 @@ def _build_list(node: ListNode) -> Fn:
 # never a key or a value of a mapping file.
 
 
+_MAX_DEPTH = 8  # gates written inline inside each other (Python nests 20 blocks at most)
+
+
 class _Builder:
     def __init__(self) -> None:
         self.names: dict[str, Any] = {
@@ -486,6 +501,7 @@ class _Builder:
             "empty_text": "",
         }
         self.lines: list[str] = []
+        self.indent = "    "  # one level more inside a gate
         self.count = 0
         self.reads_text = False  # a path built as text: ``text_of`` bound at the top
 
@@ -512,7 +528,7 @@ class _Builder:
         return f"{prefix}{self.count}"
 
     def emit(self, *lines: str) -> None:
-        self.lines.extend("    " + line for line in lines)
+        self.lines.extend(self.indent + line for line in lines)
 
     def block(self, node: Any) -> str:
         """Statements building ``node``; the name (a local or a bound literal) of its value."""
@@ -533,7 +549,7 @@ class _Builder:
                 "else:",
                 f"    {value} = _built(ev, {value})",
             )
-        elif kind is Call and _inlined(node):  # _build_call
+        elif kind is Call or kind is Var:  # _build_call, _build_expr
             self.emit(
                 f"{value} = {_inline(node, self.names, local=True)}",
                 f"if type({value}) is str:",
@@ -541,6 +557,12 @@ class _Builder:
                 f"elif {value} is not None and type({value}) is not dict:",
                 f"    {value} = _built(ev, {value})",
             )
+        elif kind is Gate and len(self.indent) < 4 * _MAX_DEPTH:  # _compile_build's Gate
+            cond = _inline(node.cond, self.names, local=True)
+            self.emit(f"{value} = None", f"if truthy({cond}):")
+            self.indent += "    "
+            self.emit(f"{value} = {self.block(node.body)}")
+            self.indent = self.indent[:-4]
         else:
             self.emit(f"{value} = {self.bind(build_fn(node))}(ev)")
         return value
@@ -707,6 +729,8 @@ def truthy(value: Any) -> bool:
         return bool(value.strip())
     if kind in TEXT_DECIDES:  # not empty and text not blank: text not blank (values.py)
         return value.text.strip() != ""  # type: ignore[no-any-return]
+    if kind is dict or kind is list:  # not empty, and no text attribute: "x" below
+        return bool(value)
     if value is None:  # is_empty(None)
         return False
     return not is_empty(value) and (getattr(value, "text", "x") or "").strip() != ""

@@ -253,6 +253,10 @@ def evaluate(path: XmlPath, scope: etree._Element, tracker: XmlReadTracker) -> l
 class XmlSource:
     """The engine's view of one XML document (``SourceAdapter``)."""
 
+    # no ``resolve_text`` (adapter.mapping.evaluation.SourceAdapter): said as a class
+    # attribute, so the engine's ``getattr`` finds None without raising AttributeError
+    resolve_text = None
+
     def __init__(self, tracker: XmlReadTracker) -> None:
         self.tracker = tracker
         self.paths: dict[etree._Element, str] = {}  # locations already written
