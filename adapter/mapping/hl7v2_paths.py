@@ -699,7 +699,9 @@ def read_text(tracker: ReadTracker, path: Hl7Path, scope: Group) -> str | Segmen
 def peek(path: Hl7Path, scope: Group) -> str:
     """The text ``resolve`` would give (``Node.text``; a whole segment has none), recorded
     nowhere: ``first`` compares an alternative it did not take with the value it took."""
-    segment = scope.find_segment(path.segment)
+    segment = scope.found.get(path.segment, _UNKNOWN)  # find_segment's memo, inline (hot)
+    if segment is _UNKNOWN:
+        segment = scope.find_segment(path.segment)
     if segment is None or path.field is None:
         return ""
     return segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1)
