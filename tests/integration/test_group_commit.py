@@ -356,3 +356,50 @@ def test_a_group_waits_for_a_document_announced_and_not_for_one_withdrawn(
     leader.join(120)
     assert not leader.is_alive() and answers["ARRV0003"].status == "processed"
     assert (group.groups, group.grouped) == (1, 2)  # stored alone
+
+
+def test_a_group_waits_for_the_peers_just_answered_and_for_nobody_else(
+    session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # long bounds, so that what the test shows is whom the group waits for, not how fast
+    # the machine is (decision 0052: answered clients send again while the next group is
+    # taken; without the wait four clients make groups of about two)
+    monkeypatch.setattr(group_module, "RETURN_WAIT_SECONDS", 120.0)
+    monkeypatch.setattr(group_module, "RETURN_WINDOW_SECONDS", 120.0)
+    pipeline = example_pipeline(session_factory)
+    group = pipeline.group_commit
+    a, b, c = "10.0.0.1:40001", "10.0.0.2:40002", "10.0.0.3:40003"
+    answers: dict[str, IngestResult] = {}
+
+    def send(control: str, peer: str) -> IngestResult:
+        answers[control] = group.ingest(
+            long_oru(control=control), Receipt("std-hl7v2", "http", peer)
+        )
+        return answers[control]
+
+    def lead(control: str, peer: str) -> threading.Thread:
+        thread = threading.Thread(target=send, args=(control, peer))
+        thread.start()
+        _until(lambda: group._leading and group.waiting == 1, f"{control} leads and waits")
+        return thread
+
+    send("PEER0001", a)  # nobody answered before: stored alone at once
+    assert (group.groups, group.returns_awaited) == (0, 0)
+    leader = lead("PEER0002", b)  # a was answered lately: b's document waits for a's next
+    send("PEER0003", a)
+    leader.join(120)
+    assert (group.groups, group.grouped, group.returns_awaited) == (1, 2, 1)
+    # a new peer takes the place of one that does not come back (a client opening a
+    # connection per document): as many documents as peers, then the group goes
+    leader = lead("PEER0004", a)  # b was answered with a: a's document waits for b's
+    send("PEER0005", c)
+    leader.join(120)
+    assert not leader.is_alive()
+    assert (group.groups, group.grouped, group.returns_awaited) == (2, 4, 2)
+    assert {r.status for r in answers.values()} == {"processed"}
+    # a lone peer waits for nobody: its own document is the one leading
+    alone = example_pipeline(session_factory).group_commit
+    for control in ("PEER0006", "PEER0007"):
+        raw = long_oru(control=control)
+        assert alone.ingest(raw, Receipt("std-hl7v2", "http", a)).status == "processed"
+    assert (alone.groups, alone.returns_awaited) == (0, 0)
