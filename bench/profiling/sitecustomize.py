@@ -110,6 +110,13 @@ if _FILE:
 if os.environ.get("BENCH_STAGES_FILE"):
     import stages  # beside this file
 
-    signal.signal(signal.SIGUSR1, lambda signum, frame: _reset())
     _reset = stages.install(os.environ["BENCH_STAGES_FILE"])
+    _previous = signal.getsignal(signal.SIGUSR1)  # the profile's mark, when both are on
+
+    def _mark_both(signum, frame):  # type: ignore[no-untyped-def]
+        _reset()
+        if callable(_previous):
+            _previous(signum, frame)
+
+    signal.signal(signal.SIGUSR1, _mark_both)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
