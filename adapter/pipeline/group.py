@@ -62,11 +62,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_GROUP = 32  # documents per transaction at most (ADAPTER_INGEST_GROUP_MAX)
 # a group waits at most this long for documents received meanwhile and still translating
 ARRIVAL_WAIT_SECONDS = 0.05
-# ... and at most this long for the next document of a peer (a kept-alive HTTP connection,
-# an MLLP connection) answered within RETURN_WINDOW_SECONDS and not yet back: the peers
-# answered by one group send again while the next is taken (decision 0052)
-RETURN_WAIT_SECONDS = 0.02
-RETURN_WINDOW_SECONDS = 1.0
 
 
 @dataclass(eq=False, slots=True)
@@ -118,8 +113,6 @@ class GroupCommit:
         self._leading = False  # a caller is storing a group (invariant: else the queue is empty)
         self.groups = 0  # transactions of two documents or more committed (for tests, bench)
         self.grouped = 0  # documents answered from such a transaction
-        self._answered: dict[str, float] = {}  # peer -> when its last document was answered
-        self.returns_awaited = 0  # groups that waited for a returning peer (tests)
 
     @property
     def waiting(self) -> int:
@@ -180,7 +173,14 @@ class GroupCommit:
         """Store the head of the queue (``own``, this caller's document, first) as one
         group, then hand the lead to the oldest caller still queued."""
         with self._queued:
-            self._gather()
+            # documents already received and being translated join this group rather than
+            # make the next one: a short wait, never for documents not yet received (a lone
+            # document has nobody to wait for), and at most ARRIVAL_WAIT_SECONDS
+            deadline = time.monotonic() + ARRIVAL_WAIT_SECONDS
+            while self._translating and len(self._queue) < self.max_group:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._queued.wait(left):
+                    break
             group = [self._queue.popleft() for _ in range(min(self.max_group, len(self._queue)))]
         assert group[0] is own
         try:
@@ -195,7 +195,6 @@ class GroupCommit:
                 )
         finally:
             with self._lock:
-                self._note_answered(group)
                 if self._queue:
                     following = self._queue[0]
                     following.lead = True
@@ -204,49 +203,6 @@ class GroupCommit:
                     self._leading = False
             for queued in group:
                 queued.woken.set()
-
-    def _gather(self) -> None:
-        """Wait (holding the condition) for what should join the group being taken:
-
-        * documents already received and being translated, at most ARRIVAL_WAIT_SECONDS;
-        * the next document of each peer answered within RETURN_WINDOW_SECONDS that is not
-          queued yet, at most RETURN_WAIT_SECONDS: four clients each sending its next
-          document once answered otherwise split into two halves taking turns (groups of
-          about 2), the answered half coming back while the other half is stored.
-
-        Never for anything else: a lone peer waits for nobody (its own document is the one
-        leading), nor does a document whose peer is unknown (None) or was not answered
-        lately. Only the group's size depends on this, never what a caller is answered."""
-        start = time.monotonic()
-        expected = {p for p, at in self._answered.items() if start - at <= RETURN_WINDOW_SECONDS}
-        expected -= {q.receipt.peer for q in self._queue}
-        # as many documents as peers then: a client that opens a new connection for each
-        # document never "returns", others arriving meanwhile take its place
-        target = len(self._queue) + len(expected)
-        waited = False
-        while len(self._queue) < self.max_group:
-            if self._translating:
-                deadline = start + ARRIVAL_WAIT_SECONDS
-            elif len(self._queue) < target and expected - {q.receipt.peer for q in self._queue}:
-                deadline, waited = start + RETURN_WAIT_SECONDS, True
-            else:
-                break
-            left = deadline - time.monotonic()
-            if left <= 0 or not self._queued.wait(left):
-                break
-        if waited:
-            self.returns_awaited += 1
-
-    def _note_answered(self, group: list[_Queued]) -> None:
-        """Remember the peers just answered (the caller holds the lock)."""
-        now = time.monotonic()
-        for queued in group:
-            if queued.receipt.peer is not None:
-                self._answered[queued.receipt.peer] = now
-        if len(self._answered) > 4 * max(self.max_group, 1):  # peers come and go: forget
-            self._answered = {
-                p: at for p, at in self._answered.items() if now - at <= RETURN_WINDOW_SECONDS
-            }
 
     def _alone(self, queued: _Queued) -> IngestResult:
         """A group of one: ``Pipeline.ingest`` with the translation already made (a
