@@ -379,6 +379,9 @@ class BatchWrites:
         # other write-only rows, by table, in the order made (the patient index's
         # identity_history rows: decision 0050, amended)
         self.tables: dict[Table, list[dict[str, Any]]] = {}
+        # what a step read and may read again while nothing it depends on changed; emptied
+        # by ``rollback`` (the patient index's ``near``: decision 0050, amended)
+        self.reads: dict[str, Any] = {}
         self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
 
@@ -438,7 +441,9 @@ class BatchWrites:
         return len(self._journal)
 
     def rollback(self, mark: int) -> None:
-        """Undo every change since ``mark``, latest first."""
+        """Undo every change since ``mark``, latest first; forget ``reads`` (they may
+        have seen what the database just rolled back)."""
+        self.reads.clear()
         while len(self._journal) > mark:
             entry = self._journal.pop()
             kind = entry[0]

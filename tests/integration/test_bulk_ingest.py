@@ -601,6 +601,40 @@ def test_a_new_patient_s_message_failing_late_takes_its_index_rows_with_it(
     assert _stored(session_factory) == stored
 
 
+def test_a_new_patient_twice_in_a_batch_is_linked_once(
+    session_factory: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # on SQLite a batch keeps the patient index's answers while the index is unchanged
+    # (decision 0050, amended): the first message's new record must be seen by the second,
+    # or it inserts the record again (a duplicate key: the message would go on its own)
+    patient = ("430999198503021231", "王^大明", "19850302", "M")
+    items = [
+        (long_oru(control="TWICE001"), Receipt("std-hl7v2", "cli")),
+        (_new_patient(long_oru(control="TWICE002"), *patient), Receipt("std-hl7v2", "cli")),
+        (long_oru(control="TWICE003", code="OTHER5"), Receipt("std-hl7v2", "cli")),
+        (
+            _new_patient(long_oru(control="TWICE004", code="OTHER6"), *patient),
+            Receipt("std-hl7v2", "cli"),
+        ),
+    ]
+    with caplog.at_level(logging.INFO, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert "goes on its own" not in caplog.text
+    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    migrate(engine_alone)
+    try:
+        factory = make_factory(engine_alone)
+        pipeline = pipeline_for(_routed(tmp_path), factory)
+        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
+        stored = _stored(factory)
+    finally:
+        engine_alone.dispose()
+    assert [r.status for r in bulk] == [r.status for r in alone] == ["processed"] * 4
+    assert len(stored["identity"]["records"]) == 2
+    assert _stored(session_factory) == stored
+
+
 def test_a_failed_write_of_the_index_rows_fails_the_batch_as_a_whole(
     session_factory: sessionmaker[Session],
     engine: Engine,

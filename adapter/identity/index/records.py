@@ -115,6 +115,18 @@ def near(session: Session, patient_id: str, hashes: Collection[str], *, own: boo
     many records in one long transaction (the population test ran for over 15 minutes).
     No autoflush: the resolver writes the index with Core statements as it goes (the
     caller flushes pending ORM objects first: ``index_patients``)."""
+    cache = _batch_cache(session)
+    if cache is not None:
+        key = (patient_id, frozenset(hashes), own)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = _near(session, patient_id, hashes, own=own)
+        # a copy: the resolver extends ``others``
+        return Near(found.existing, set(found.stored_keys), list(found.others))
+    return _near(session, patient_id, hashes, own=own)
+
+
+def _near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool) -> Near:
     out = Near()
     connection = session.connection()
     if own:
@@ -140,6 +152,30 @@ def near(session: Session, patient_id: str, hashes: Collection[str], *, own: boo
     return out
 
 
+_CACHE = "adapter.identity.near"  # session.info: the batch's answers of ``near``
+
+
+def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool], Near] | None:
+    """In a bulk batch on SQLite, the answers ``near`` gave since the index last changed:
+    a repeat patient's message reads nothing the batch already read. Only there: the
+    batch holds SQLite's write lock from BEGIN IMMEDIATE to its commit, so only its own
+    writes change the index; each of them empties the cache (``forget_near``), and so does a
+    message rolled back to its savepoint (``BatchWrites.rollback`` empties ``reads``).
+    On PostgreSQL another transaction may commit a block or a record between two
+    messages: every message reads."""
+    writes = held_writes(session)
+    if writes is None or session.get_bind().dialect.name != "sqlite":
+        return None
+    return writes.reads.setdefault(_CACHE, {})
+
+
+def forget_near(session: Session) -> None:
+    """The index changed in this transaction: forget the batch's answers of ``near``."""
+    writes = held_writes(session)
+    if writes is not None:
+        writes.reads.pop(_CACHE, None)
+
+
 def write_keys(
     session: Session, patient_id: str, hashes: Collection[str], stored: set[str]
 ) -> None:
@@ -147,6 +183,7 @@ def write_keys(
     when they are the same."""
     if set(hashes) == stored:
         return
+    forget_near(session)
     if stored:
         session.connection().execute(_DELETE_KEYS, {"patient_id": patient_id})
     if hashes:
@@ -162,11 +199,13 @@ _UPDATE_RECORD = update(_record).where(_record.c.patient_id == bindparam("b_pati
 
 def insert_record(session: Session, row: dict[str, Any]) -> None:
     """A new identity_record row (every column given), one Core INSERT."""
+    forget_near(session)
     insert_rows(session, _record, [row])
 
 
 def update_record(session: Session, patient_id: str, values: dict[str, Any]) -> None:
     """Set ``values`` on the record ``patient_id``, one Core UPDATE."""
+    forget_near(session)
     session.connection().execute(_UPDATE_RECORD, {"b_patient_id": patient_id, **values})
 
 
