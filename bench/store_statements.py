@@ -53,6 +53,12 @@ def main() -> None:
     ap.add_argument("--pg", help="a PostgreSQL URL instead of a temporary SQLite file")
     ap.add_argument("--profile", action="store_true", help="cProfile instead of counting")
     ap.add_argument("--top", type=int, default=45)
+    ap.add_argument(
+        "--plain",
+        action="store_true",
+        help="only ingest (no listener): for an instruction count of the whole process, "
+        "run under valgrind with --copies N and --copies 0, difference / messages",
+    )
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -84,6 +90,9 @@ def main() -> None:
             bulk = bulk_ingest(pipeline, 100)
             bulk(make_input(fixtures, 1, "w", patients))  # warm-up
             messages = make_input(fixtures, args.copies, "m", patients)
+            if args.plain:
+                bulk(messages)
+                return
             if args.profile:
                 profile = cProfile.Profile()
                 profile.runcall(bulk, messages)
