@@ -24,7 +24,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Row, Select, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -375,6 +375,12 @@ class BatchWrites:
         self.superseded: list[dict[str, Any]] = []
         self.versions: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
+        # other write-only rows, by table, in the order made (the patient index's
+        # identity_history rows: decision 0050, amended)
+        self.tables: dict[Table, list[dict[str, Any]]] = {}
+        # what a step read and may read again while nothing it depends on changed; emptied
+        # by ``rollback`` (the patient index's ``near``: decision 0050, amended)
+        self.reads: dict[str, Any] = {}
         self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
 
@@ -422,12 +428,21 @@ class BatchWrites:
         self._journal.append(("outbox", len(self.outbox)))
         self.outbox.extend(rows)
 
+    def add_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``table`` (with the same keys) that nothing in the batch reads back,
+        inserted at the commit in the order given."""
+        held = self.tables.setdefault(table, [])
+        self._journal.append(("rows", held, len(held)))
+        held.extend(rows)
+
     def mark(self) -> int:
         """A point to ``rollback`` to (when a savepoint begins)."""
         return len(self._journal)
 
     def rollback(self, mark: int) -> None:
-        """Undo every change since ``mark``, latest first."""
+        """Undo every change since ``mark``, latest first; forget ``reads`` (they may
+        have seen what the database just rolled back)."""
+        self.reads.clear()
         while len(self._journal) > mark:
             entry = self._journal.pop()
             kind = entry[0]
@@ -446,6 +461,8 @@ class BatchWrites:
                 entry[1]["body"] = None
             elif kind == "outbox":
                 del self.outbox[entry[1] :]
+            elif kind == "rows":
+                del entry[1][entry[2] :]
             else:
                 _, key, rows, stale, superseded = entry
                 if rows is _MISSING:
@@ -516,6 +533,9 @@ def flush_batch_writes(session: Session) -> None:
         insert_rows(session, _version, writes.versions)
     if writes.outbox:
         insert_outbox_rows(session, writes.outbox)
+    for table, rows in writes.tables.items():
+        if rows:
+            insert_rows(session, table, rows)
     del session.info[_BUFFER]
 
 
