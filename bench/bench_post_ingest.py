@@ -15,12 +15,23 @@ for 1 and 4 clients, and 4 clients / 1 client, and the server process's CPU per 
 ``--group-max`` runs one server per value of ADAPTER_INGEST_GROUP_MAX (0: each request in a
 transaction of its own, as before decision 0051; default: the setting's default), and
 ``--repeat`` alternates the whole list that many times (before/after in the same conditions).
+``--groups`` runs the servers with ADAPTER_LOG_LEVEL=DEBUG and prints how many documents each
+stored transaction held (group.py logs one line per transaction; the logging costs a little
+CPU, so the rates of such a run are not comparable). ``--profile FILE`` runs each server
+under cProfile, every thread (bench/profiling/sitecustomize.py), and writes the merged
+profile of the last one's 4-client run to FILE (``python -m pstats FILE``; it slows the
+server several times: read the shares, not the rates; decision 0052); ``--stages FILE``
+prints the server's CPU per message by pipeline stage (bench/profiling/stages.py: cheap,
+the rates stay close). "event loop" is the server's main thread: uvicorn, the middlewares,
+FastAPI (the pipeline runs in threadpool threads).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -76,13 +87,50 @@ def post_all(url: str, items: list[tuple[str, bytes]], clients: int) -> tuple[fl
     return len(items) / spent, latencies
 
 
-def server_cpu(pid: int) -> float:
-    """CPU seconds of a process and its finished children (--workers), from /proc."""
+def thread_cpu(pid: int, tid: int | None = None) -> float:
+    """CPU seconds of one thread (default: the main one: uvicorn's event loop, the
+    middlewares, FastAPI; the pipeline runs in the threadpool), from /proc."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text()
     except OSError:
         return float("nan")
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def print_stages(path: Path, count: int) -> None:
+    """bench/profiling/stages.py's figures: CPU ms per message by stage (inclusive)."""
+    import json
+
+    figures = json.loads(path.read_text())
+    for name, (calls, seconds) in sorted(figures.items(), key=lambda kv: -kv[1][1]):
+        if calls:
+            print(f"   {seconds * 1000 / count:7.2f} ms/msg {calls:6d} calls  {name}")
+
+
+def server_cpu(pid: int) -> float:
+    """CPU seconds of a process, its finished children and its running ones (the
+    ``--workers`` processes), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return float("nan")
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own + sum(server_cpu(int(child)) for child in children)
+
+
+PROFILING = Path(__file__).resolve().parent / "profiling"  # its sitecustomize.py
+_GROUP_LINE = re.compile(r"group commit: (\d+) documents? (?:in one transaction|alone)")
+
+
+def group_sizes(log_text: str) -> dict[int, int]:
+    """Transactions by number of documents, from group.py's DEBUG lines."""
+    sizes: dict[int, int] = {}
+    for match in _GROUP_LINE.finditer(log_text):
+        size = int(match.group(1))
+        sizes[size] = sizes.get(size, 0) + 1
+    return dict(sorted(sizes.items()))
 
 
 def run(
@@ -92,33 +140,64 @@ def run(
     items: list[tuple[str, bytes]],
     workers: int,
     group_max: int | None = None,
+    *,
+    groups: bool = False,
+    profile: str | None = None,
+    stages: str | None = None,
 ) -> None:
     half = len(items) // 2
     args = ["--workers", str(workers)] if workers > 1 else []
     env = {"ADAPTER_INGEST_GROUP_MAX": str(group_max)} if group_max is not None else {}
-    with LiveServer(url, tmp, args=args, env=env) as server:
+    if groups:
+        env["ADAPTER_LOG_LEVEL"] = "DEBUG"
+    if profile or stages:
+        path = os.pathsep.join(filter(None, [str(PROFILING), os.environ.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = path
+    if profile:
+        env["BENCH_PROFILE_FILE"] = str(Path(profile).resolve())
+    if stages:
+        env["BENCH_STAGES_FILE"] = str(Path(stages).resolve())
+    sizes: dict[int, int] = {}
+    # a profiled start-up (cProfile reading each thread's CPU clock) takes minutes
+    wait = 900.0 if profile else 120.0
+    with LiveServer(url, tmp, args=args, env=env, start_timeout=wait) as server:
         assert server.process is not None
         post_all(server.url("/ingest"), items[:8], 1)  # warm-up
         rows = {}
         for clients, chunk in ((1, items[8:half]), (4, items[half:])):
+            if (profile or stages) and clients == 4:  # what is written: the 4 clients only
+                os.kill(server.process.pid, signal.SIGUSR1)
+                time.sleep(0.2)
             before = server_cpu(server.process.pid)
+            loop_before = thread_cpu(server.process.pid)
             rate, lat = post_all(server.url("/ingest"), chunk, clients)
             cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
-            rows[clients] = (rate, lat, cpu)
+            loop = (thread_cpu(server.process.pid) - loop_before) * 1000 / len(chunk)
+            rows[clients] = (rate, lat, cpu, loop)
+            if groups and clients == 1:
+                sizes = group_sizes(server.log_text())
+    if groups:
+        with_four = group_sizes(server.log_text())
+        sizes = {n: with_four.get(n, 0) - sizes.get(n, 0) for n in with_four}
     grouping = "" if group_max is None else f", ADAPTER_INGEST_GROUP_MAX={group_max}"
     print(
         f"\n== {label}, adapter serve --workers {workers}{grouping} "
         f"(load average {os.getloadavg()[0]:.1f})"
     )
-    for clients, (rate, lat, cpu) in rows.items():
+    for clients, (rate, lat, cpu, loop) in rows.items():
         p95 = statistics.quantiles(lat, n=20)[18]
         print(
             f"   {clients} client(s): {rate:7.1f} msg/s   p50 {statistics.median(lat):7.1f} ms   "
-            f"p95 {p95:7.1f} ms   server CPU {cpu:5.1f} ms/msg"
+            f"p95 {p95:7.1f} ms   server CPU {cpu:5.1f} ms/msg (event loop {loop:4.1f})"
         )
     ratio = rows[4][0] / rows[1][0]  # rate with 4 clients / with 1
     verdict = "met" if rows[4][0] >= 150 else "NOT met"
     print(f"   4 clients / 1 client: {ratio:.2f}x; goal >= 150 msg/s with 4 clients: {verdict}")
+    if stages:
+        print_stages(Path(stages), len(items) - half)
+    if groups:
+        shown = ", ".join(f"{n}: {count}" for n, count in sizes.items() if count)
+        print(f"   transactions by documents, 4 clients: {{{shown}}}")
 
 
 def main() -> None:
@@ -140,6 +219,9 @@ def main() -> None:
         help="comma-separated ADAPTER_INGEST_GROUP_MAX values, one server each (0: off)",
     )
     ap.add_argument("--repeat", type=int, default=1, help="alternate the runs this many times")
+    ap.add_argument("--groups", action="store_true", help="count documents per transaction")
+    ap.add_argument("--profile", help="cProfile every thread of the server into this file")
+    ap.add_argument("--stages", help="CPU per pipeline stage (bench/profiling/stages.py)")
     args = ap.parse_args()
     fixtures = load_fixtures(load_consortium(Settings().config))
     copies = max(1, args.messages // len(fixtures))
@@ -157,7 +239,18 @@ def main() -> None:
             engine = make_engine(url)
             migrate(engine)
             engine.dispose()
-            run("SQLite", url, tmp, messages(fixtures, copies, tag, patients), workers, group)
+            items = messages(fixtures, copies, tag, patients)
+            run(
+                "SQLite",
+                url,
+                tmp,
+                items,
+                workers,
+                group,
+                groups=args.groups,
+                profile=args.profile,
+                stages=args.stages,
+            )
         if args.no_pg:
             return
         for workers, group, rep in runs:
@@ -175,6 +268,9 @@ def main() -> None:
                     messages(fixtures, copies, f"p{workers}.{group}.{rep}.", patients),
                     workers,
                     group,
+                    groups=args.groups,
+                    profile=args.profile,
+                    stages=args.stages,
                 )
             finally:
                 drop()

@@ -31,7 +31,9 @@ from adapter.store.models import InboundMessage
 router = APIRouter(tags=["ingest"])
 
 
-def get_pipeline(request: Request) -> Pipeline:
+# async: FastAPI runs a plain ``def`` dependency in its thread pool, a hop there and back
+# per request for an attribute read (decisions 0045, 0052)
+async def get_pipeline(request: Request) -> Pipeline:
     return request.app.state.pipeline
 
 

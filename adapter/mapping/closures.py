@@ -29,13 +29,20 @@ from adapter.mapping.nodes import (
     Each,
     EachStep,
     FirstOf,
-    FormatMappings,
     Gate,
     LetStep,
     ListNode,
+    MessageMapping,
     ResourceStep,
+    ResourceTemplate,
 )
-from adapter.mapping.values import is_empty, is_position_type, is_position_without_text, text
+from adapter.mapping.values import (
+    TEXT_DECIDES,
+    is_empty,
+    is_position_type,
+    is_position_without_text,
+    text,
+)
 
 Fn = Callable[[Any], Any]  # evaluation -> value
 
@@ -87,31 +94,42 @@ def prepare(node: Any) -> None:
     build_fn(node)
 
 
-def prepare_formats(formats: dict[str, FormatMappings]) -> None:
-    """The closures of every template, datatype and message mapping of a loaded set."""
-    for bucket in formats.values():
-        for template in bucket.templates.values():
-            for _name, value in template.lets:
-                prepare(value)
-            for alternative in template.id_from:
-                for part in alternative:
-                    prepare(part)
-            if template.skip is not None:
-                prepare(template.skip[0])
-                if template.skip[3] is not None:
-                    prepare(template.skip[3])
-            for condition, _severity, _message, at in template.checks:
-                prepare(condition)
-                if at is not None:
-                    prepare(at)
-            prepare(template.body)
-        for datatype in bucket.datatypes.values():
-            for _name, value in datatype.lets:
-                prepare(value)
-            prepare(datatype.body)
-            datatype_fn(datatype)
-        for mapping in bucket.messages.values():
-            _prepare_steps(mapping.steps)
+def prepare_template(template: ResourceTemplate) -> None:
+    """The closures of a resource template: its lets, id parts, skip, checks and body."""
+    for _name, value in template.lets:
+        prepare(value)
+    for alternative in template.id_from:
+        for part in alternative:
+            prepare(part)
+    if template.skip is not None:
+        prepare(template.skip[0])
+        if template.skip[3] is not None:
+            prepare(template.skip[3])
+    for condition, _severity, _message, at in template.checks:
+        prepare(condition)
+        if at is not None:
+            prepare(at)
+    prepare(template.body)
+    lets_of(template)
+
+
+def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
+    """A resource template's ``let`` names with their closures, found once."""
+    lets = template._lets
+    if lets is None:
+        lets = template._lets = tuple((name, let_fn(value)) for name, value in template.lets)
+    return lets  # type: ignore[no-any-return]
+
+
+def prepare_datatype(datatype: DatatypeTemplate) -> None:
+    for _name, value in datatype.lets:
+        prepare(value)
+    prepare(datatype.body)
+    datatype_fn(datatype)
+
+
+def prepare_message(mapping: MessageMapping) -> None:
+    _prepare_steps(mapping.steps)
 
 
 def datatype_fn(template: DatatypeTemplate) -> Callable[[Any, list[Any]], Any]:
@@ -240,7 +258,9 @@ def _made(source: str, names: dict[str, Any]) -> Any:
     return eval(code, names)
 
 
-def _inline(node: Any, names: dict[str, Any]) -> str:
+def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
+    """``local``: inside a generated ``def`` whose first lines bind ``resolve`` (the
+    source's), ``scope`` and ``vget`` (``ev.vars.get``) once (``_Builder``)."""
     kind = type(node)
     name = f"a{len(names)}"
     if kind is Literal:
@@ -248,21 +268,21 @@ def _inline(node: Any, names: dict[str, Any]) -> str:
         return name
     if kind is Var and not node.path:
         names[name] = node.name
-        return f"ev.vars.get({name})"
+        return f"vget({name})" if local else f"ev.vars.get({name})"
     if kind is Path:
         names[name] = node.compiled
-        return f"ev.state.source.resolve({name}, ev.scope)"
+        return f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
     if kind is Call and _inlined(node):
         if node.name == "when":
-            cond = _inline(node.args[0], names)
-            return f"({_inline(node.args[1], names)} if truthy({cond}) else None)"
+            cond = _inline(node.args[0], names, local)
+            return f"({_inline(node.args[1], names, local)} if truthy({cond}) else None)"
         if node.name in ("all", "any"):
             if not node.args:
                 return "True" if node.name == "all" else "False"
-            parts = [f"truthy({_inline(arg, names)})" for arg in node.args]
+            parts = [f"truthy({_inline(arg, names, local)})" for arg in node.args]
             return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
         names[name] = FUNCTIONS[node.name]
-        args = [_inline(arg, names) for arg in node.args]
+        args = [_inline(arg, names, local) for arg in node.args]
         return f"{name}(ev{''.join(', ' + arg for arg in args)})"
     names[name] = expr_fn(node)  # first(), when() of the wrong arity, @var.parts
     return f"{name}(ev)"
@@ -384,6 +404,11 @@ def _build_path(compiled: Any) -> Fn:
     return build
 
 
+def _text_reader(source: Any) -> Any:
+    """How a path built into a resource is read (``_build_path``)."""
+    return getattr(source, "resolve_text", None) or source.resolve
+
+
 def _build_expr(value_of: Fn) -> Fn:
     def build(ev: Any) -> Any:
         value = value_of(ev)
@@ -419,7 +444,10 @@ def _build_call(node: Call) -> Fn:
 def _built(ev: Any, value: Any) -> Any:
     """What a value that is not text builds into (materialize()); a whole segment is an
     error."""
-    if is_position_type(type(value)):  # a source position: materialize()'s last branch
+    kind = type(value)
+    if kind in TEXT_DECIDES:  # what the branch below and the test after it give it
+        return value.text.strip() or None
+    if is_position_type(kind):  # a source position: materialize()'s last branch
         as_text = getattr(value, "text", None)
         if as_text is not None:
             value = as_text.strip() or None
@@ -437,47 +465,164 @@ def _built(ev: Any, value: Any) -> Any:
 
 
 def _build_dict(node: DictNode) -> Fn:
-    # literals, also nested in dicts and lists without expressions, are not values
-    items = tuple(
-        (key, build_fn(item), type(item) is not Literal and getattr(item, "dynamic", True))
-        for key, item in node.items
-    )
-    dynamic = node.dynamic
-
-    def build(ev: Any) -> dict[str, Any] | None:
-        out: dict[str, Any] = {}
-        has_value = False
-        for key, make, counts in items:
-            built = make(ev)
-            # None, "", [] or {} is dropped (a false value is tested no further)
-            if built is None or (not built and (built == "" or built == [] or built == {})):
-                continue
-            out[key] = built
-            if counts:
-                has_value = True
-        if dynamic and not has_value:
-            return None
-        return out or None
-
-    return build
+    return _Builder().function(node)
 
 
 def _build_list(node: ListNode) -> Fn:
-    items = tuple((build_fn(item), type(item) is Each) for item in node.items)
+    return _Builder().function(node)
 
-    def build(ev: Any) -> list[Any] | None:
-        out: list[Any] = []
-        for make, each in items:
-            built = make(ev)
-            if built is None:
+
+# A dict or list template is written as one Python function: its items one after the other,
+# a nested dict or list as statements in the same function (no closure per item), a path as
+# the source's ``resolve_text`` (or ``resolve``), a call inline (``_inline``), other items
+# (``first()``, a gate, ``each`` ...) as calls of their closures. Each item is built,
+# normalised and kept or dropped exactly as the closures did it (``_build_path``,
+# ``_build_call``, the tests of the dict and list builders below), in the same order. As
+# for expressions, the source holds generated names only (``a0`` for what is bound in the
+# namespace: keys, literals, paths, functions; ``v0``, ``d0``, ``l0``, ``h0`` for locals),
+# never a key or a value of a mapping file.
+
+
+_MAX_DEPTH = 8  # gates written inline inside each other (Python nests 20 blocks at most)
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.names: dict[str, Any] = {
+            "truthy": truthy,
+            "_built": _built,
+            "is_empty": is_empty,
+            "str": str,
+            "dict": dict,
+            "list": list,
+            "type": type,
+            "isinstance": isinstance,
+            "text_reader": _text_reader,
+            "empty_text": "",
+        }
+        self.lines: list[str] = []
+        self.indent = "    "  # one level more inside a gate
+        self.count = 0
+        self.reads_text = False  # a path built as text: ``text_of`` bound at the top
+
+    def function(self, node: DictNode | ListNode) -> Fn:
+        result = self.block(node)
+        top = [
+            "def build(ev):",
+            "    scope = ev.scope",
+            "    resolve = ev.state.source.resolve",
+            "    vget = ev.vars.get",
+        ]
+        if self.reads_text:
+            top.append("    text_of = text_reader(ev.state.source)")
+        source = "\n".join([*top, *self.lines, f"    return {result}", ""])
+        return _made(source, self.names)  # type: ignore[no-any-return]
+
+    def bind(self, value: Any) -> str:
+        name = f"a{len(self.names)}"
+        self.names[name] = value
+        return name
+
+    def local(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def emit(self, *lines: str) -> None:
+        self.lines.extend(self.indent + line for line in lines)
+
+    def block(self, node: Any) -> str:
+        """Statements building ``node``; the name (a local or a bound literal) of its value."""
+        kind = type(node)
+        if kind is DictNode:
+            return self.dict_block(node)
+        if kind is ListNode:
+            return self.list_block(node)
+        if kind is Literal:
+            return self.bind(node.value)
+        value = self.local("v")
+        if kind is Path:  # _build_path
+            self.reads_text = True
+            self.emit(
+                f"{value} = text_of({self.bind(node.compiled)}, scope)",
+                f"if type({value}) is str:",
+                f"    {value} = {value}.strip() or None",
+                "else:",
+                f"    {value} = _built(ev, {value})",
+            )
+        elif kind is Call or kind is Var:  # _build_call, _build_expr
+            self.emit(
+                f"{value} = {_inline(node, self.names, local=True)}",
+                f"if type({value}) is str:",
+                f"    {value} = {value}.strip() or None",
+                f"elif {value} is not None and type({value}) is not dict:",
+                f"    {value} = _built(ev, {value})",
+            )
+        elif kind is Gate and len(self.indent) < 4 * _MAX_DEPTH:  # _compile_build's Gate
+            cond = _inline(node.cond, self.names, local=True)
+            self.emit(f"{value} = None", f"if truthy({cond}):")
+            self.indent += "    "
+            self.emit(f"{value} = {self.block(node.body)}")
+            self.indent = self.indent[:-4]
+        else:
+            self.emit(f"{value} = {self.bind(build_fn(node))}(ev)")
+        return value
+
+    def dict_block(self, node: DictNode) -> str:
+        out = self.local("d")
+        has = self.local("h") if node.dynamic else None
+        self.emit(f"{out} = {{}}")
+        if has is not None:
+            self.emit(f"{has} = False")
+        for key, item in node.items:
+            # literals, also nested in dicts and lists without expressions, are not values
+            counts = type(item) is not Literal and getattr(item, "dynamic", True)
+            if type(item) is Literal:
+                built = item.value
+                if built is None or (not built and (built == "" or built == [] or built == {})):
+                    continue  # dropped, whatever the message
+                self.emit(f"{out}[{self.bind(key)}] = {self.bind(built)}")
                 continue
-            if each and isinstance(built, list):
-                out.extend(built)
-            elif not is_empty(built):
-                out.append(built)
-        return out or None
+            value = self.block(item)
+            # None, "", [] or {} is dropped (a false value is tested no further); a nested
+            # dict or list block gives None or a non-empty value
+            if type(item) in (DictNode, ListNode):
+                self.emit(f"if {value} is not None:")
+            else:
+                self.emit(
+                    f"if {value} is not None and ({value} or not ({value} == empty_text or "
+                    f"{value} == [] or {value} == {{}})):"
+                )
+            self.emit(f"    {out}[{self.bind(key)}] = {value}")
+            if counts and has is not None:
+                self.emit(f"    {has} = True")
+        if has is not None:
+            self.emit(f"{out} = ({out} or None) if {has} else None")
+        else:
+            self.emit(f"{out} = {out} or None")
+        return out
 
-    return build
+    def list_block(self, node: ListNode) -> str:
+        out = self.local("l")
+        self.emit(f"{out} = []")
+        for item in node.items:
+            value = self.block(item)
+            if type(item) is Each:
+                self.emit(
+                    f"if {value} is not None:",
+                    f"    if isinstance({value}, list):",
+                    f"        {out}.extend({value})",
+                    f"    elif not is_empty({value}):",
+                    f"        {out}.append({value})",
+                )
+            elif type(item) in (DictNode, ListNode):
+                self.emit(f"if {value} is not None:", f"    {out}.append({value})")
+            else:
+                self.emit(
+                    f"if {value} is not None and not is_empty({value}):",
+                    f"    {out}.append({value})",
+                )
+        self.emit(f"{out} = {out} or None")
+        return out
 
 
 def _build_first_of(node: FirstOf) -> Fn:
@@ -582,6 +727,10 @@ def truthy(value: Any) -> bool:
         return value  # type: ignore[no-any-return]
     if kind is str or isinstance(value, str):
         return bool(value.strip())
+    if kind in TEXT_DECIDES:  # not empty and text not blank: text not blank (values.py)
+        return value.text.strip() != ""  # type: ignore[no-any-return]
+    if kind is dict or kind is list:  # not empty, and no text attribute: "x" below
+        return bool(value)
     if value is None:  # is_empty(None)
         return False
     return not is_empty(value) and (getattr(value, "text", "x") or "").strip() != ""

@@ -178,6 +178,10 @@ class CsvCell:
 class CsvSource:
     """The engine's view of one CSV row (``SourceAdapter``); the scope is the row."""
 
+    # no ``resolve_text`` (adapter.mapping.evaluation.SourceAdapter): said as a class
+    # attribute, so the engine's ``getattr`` finds None without raising AttributeError
+    resolve_text = None
+
     def __init__(self, tracker: CsvReadTracker) -> None:
         self.tracker = tracker
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from adapter.mapping.closures import lets_of
 from adapter.mapping.evaluation import Evaluation, truthy
 from adapter.mapping.ids import deterministic_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
@@ -81,8 +82,8 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     # any error while this resource is made (a let, a check, a value) stops it
     errors_before = state.errors_met
     child = Evaluation(state, ev.scope, dict(ev.vars))
-    for name, value in template.lets:
-        child.vars[name] = child.let_value(value)
+    for name, let in lets_of(template):
+        child.vars[name] = let(child)
     if template.skip is not None and truthy(child.expr(template.skip[0])):
         condition, reason, severity, at = template.skip
         at_location = location(child.expr(at)) if at is not None else None
@@ -190,7 +191,12 @@ def _with_references(value: Any, full_urls: dict[str, str]) -> Any:
 def _resource_id(ev: Evaluation, template: ResourceTemplate) -> str | None:
     for alternative in template.id_from:
         parts = [text(ev.build(part)) for part in alternative]
-        if parts and all(p.strip() for p in parts):
+        blank = not parts  # a loop, not all() over a generator (per resource)
+        for p in parts:
+            if not p.strip():
+                blank = True
+                break
+        if not blank:
             return deterministic_id(template.resource_type, parts)
     return None
 

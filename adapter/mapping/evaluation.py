@@ -137,7 +137,7 @@ class Evaluation:
         if template is None:
             self.error(f"no datatype template named {name!r}", None)
             return None
-        return datatype_fn(template)(self, args)
+        return (template._apply or datatype_fn(template))(self, args)  # made by the loader
 
     # expressions and templates: each node's closures (adapter.mapping.closures), made once
     def expr(self, node: Expr) -> Any:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
+from adapter.mapping.values import TEXT_DECIDES
 
 _PATH = re.compile(
     r"^(?P<seg>[A-Z][A-Z0-9]{2})(?:\[(?P<occ>\d+)\])?"
@@ -236,6 +237,10 @@ class ReadNode(Node):
         self._text = self.text = segment.get(field_no, rep, comp or 1, sub or 1)  # type: ignore[misc]
         self._empty = None
         self._children = None
+
+
+# its text is a leaf of the part ``is_empty`` looks at (``Segment.blank``): not blank, not empty
+TEXT_DECIDES.add(ReadNode)
 
 
 # -- groups --------------------------------------------------------------------------------
@@ -650,7 +655,9 @@ def resolve(path: Hl7Path, scope: Group, tracker: ReadTracker) -> Node | Segment
 def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segment | None:
     """``resolve``, the tracker first (``partial(read_path, tracker)`` is the source's
     reader: a partial with positional arguments only is the cheaper to call)."""
-    segment = scope.find_segment(path.segment)
+    segment = scope.found.get(path.segment, _UNKNOWN)  # find_segment's memo, inline (hot)
+    if segment is _UNKNOWN:
+        segment = scope.find_segment(path.segment)
     if segment is None:
         return None
     index = segment.index
@@ -692,7 +699,9 @@ def read_text(tracker: ReadTracker, path: Hl7Path, scope: Group) -> str | Segmen
 def peek(path: Hl7Path, scope: Group) -> str:
     """The text ``resolve`` would give (``Node.text``; a whole segment has none), recorded
     nowhere: ``first`` compares an alternative it did not take with the value it took."""
-    segment = scope.find_segment(path.segment)
+    segment = scope.found.get(path.segment, _UNKNOWN)  # find_segment's memo, inline (hot)
+    if segment is _UNKNOWN:
+        segment = scope.find_segment(path.segment)
     if segment is None or path.field is None:
         return ""
     return segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1)

@@ -9,7 +9,6 @@ resources), formatted as a UUID so it is a valid FHIR id and looks familiar to s
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 _SEPARATOR = "\x1f"  # unit separator: cannot occur in key parts taken from documents
 
@@ -17,5 +16,11 @@ _SEPARATOR = "\x1f"  # unit separator: cannot occur in key parts taken from docu
 def deterministic_id(resource_type: str, parts: list[str]) -> str:
     """Same type and parts give the same id on every machine, in every run."""
     key = _SEPARATOR.join([resource_type, *(p.strip() for p in parts)])
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return str(uuid.UUID(bytes=digest[:16], version=5))
+    digest = bytearray(hashlib.sha256(key.encode("utf-8")).digest()[:16])
+    # what str(uuid.UUID(bytes=digest[:16], version=5)) gives, without its Python-level
+    # checks (per resource): the version in the high nibble of byte 6, the RFC 4122
+    # variant in the top two bits of byte 8
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

@@ -262,6 +262,10 @@ def _value(value: Any, loc: Location) -> Any:
 class JsonSource:
     """The engine's view of one JSON document (``SourceAdapter``)."""
 
+    # no ``resolve_text`` (adapter.mapping.evaluation.SourceAdapter): said as a class
+    # attribute, so the engine's ``getattr`` finds None without raising AttributeError
+    resolve_text = None
+
     def __init__(self, root: Any, tracker: JsonReadTracker) -> None:
         self.root = root
         self.tracker = tracker

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
-from adapter.mapping.closures import prepare_formats
+from adapter.mapping import shared_files
+from adapter.mapping.closures import prepare_datatype, prepare_message, prepare_template
 from adapter.mapping.compiler import (
     Compiler,
     check_codes,
@@ -69,36 +71,67 @@ def load_mapping_set(root: Path, folder: str, *, overlays: tuple[str, ...] = ())
     options = {name: fmt.options(files) for name, fmt in FORMATS.items()}
     schemas = mapping_schemas({name: fmt.match_schema for name, fmt in FORMATS.items()})
     for rel, file in sorted(files.items()):
-        kind = check_schema(file, schemas)
+        content = repr(file.data).encode()
         digest.update(rel.encode())
-        digest.update(repr(file.data).encode())
+        digest.update(content)
         versions[rel] = int(file.data["version"])
-        name = Path(rel).stem
         parts = rel.split("/")
-        if kind == "concept-map":
-            if parts[0] != CONCEPT_MAPS:
-                raise file.fail(f"concept maps live in {CONCEPT_MAPS}/", ("kind",))
-            check_codes(file)
-            concept_maps[name] = concept_map_from_data(name, file.indexes[0].file, file.data)
+        # the same file with the same content, read from the same files with the same
+        # format options, was compiled by another set of this process: shared, not redone
+        key = shared_files.key_of(file, options.get(parts[0]))
+        file_hash = shared_files.content_hash(content)
+        compiled = shared_files.get(key, file_hash)
+        if compiled is None:
+            compiled = _compile_file(file, schemas, options)
+            shared_files.put(key, file_hash, compiled)
+        if compiled.kind == "concept-map":
+            concept_maps[Path(rel).stem] = compiled.value
             continue
-        fmt = _format_folder(file, kind, parts)
-        compiler = Compiler(file, fmt, options.get(fmt))
+        fmt = compiled.fmt
+        assert fmt is not None
         bucket = formats.setdefault(fmt, FormatMappings())
-        if kind == "resource":
-            bucket.templates[name] = compile_resource(file, compiler, name)
-        elif kind == "datatype":
-            bucket.datatypes[name] = compile_datatype(file, compiler, name)
-        elif kind == "message":
-            bucket.messages[name] = compile_message(
-                file, compiler, name, FORMATS[fmt], options[fmt]
-            )
-        references.append((file, compiler, fmt))
+        name = Path(rel).stem
+        if compiled.kind == "resource":
+            bucket.templates[name] = compiled.value
+        elif compiled.kind == "datatype":
+            bucket.datatypes[name] = compiled.value
+        elif compiled.kind == "message":
+            bucket.messages[name] = compiled.value
+        references.append((file, compiled.compiler, fmt))
     common = formats.pop(COMMON, FormatMappings())
     _add_common(common, formats, files)
     _check_references(references, {**formats, COMMON: common}, concept_maps)
-    prepare_formats(formats)  # each node's closures now, not on the first message
     name = "+".join([folder, *overlays])
     return MappingSet(name, formats, concept_maps, digest.hexdigest()[:16], versions)
+
+
+def _compile_file(
+    file: MappingFile, schemas: dict[str, dict[str, Any]], options: dict[str, Any]
+) -> shared_files.Compiled:
+    """One file checked against its kind's schema and compiled, with its closures made (a
+    shared file is prepared once, whichever set compiles it first)."""
+    kind = check_schema(file, schemas)
+    name = Path(file.rel).stem
+    parts = file.rel.split("/")
+    if kind == "concept-map":
+        if parts[0] != CONCEPT_MAPS:
+            raise file.fail(f"concept maps live in {CONCEPT_MAPS}/", ("kind",))
+        check_codes(file)
+        value = concept_map_from_data(name, file.indexes[0].file, file.data)
+        return shared_files.Compiled(kind, None, value, None)
+    fmt = _format_folder(file, kind, parts)
+    compiler = Compiler(file, fmt, options.get(fmt))
+    compiled: Any
+    if kind == "resource":
+        compiled = compile_resource(file, compiler, name)
+        prepare_template(compiled)
+    elif kind == "datatype":
+        compiled = compile_datatype(file, compiler, name)
+        prepare_datatype(compiled)
+    else:
+        compiled = compile_message(file, compiler, name, FORMATS[fmt], options[fmt])
+        prepare_message(compiled)
+    return shared_files.Compiled(kind, fmt, compiled, compiler)
 
 
 def _format_folder(file: MappingFile, kind: str, parts: list[str]) -> str:

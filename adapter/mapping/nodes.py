@@ -103,6 +103,8 @@ class ResourceTemplate:
     checks: list[tuple[Expr, str, str, Expr | None]] = field(default_factory=list)
     # what storing does when the resource is already stored (adapter/pipeline/merge.py)
     on_conflict: dict[str, Any] | None = None
+    # ((name, closure), ...) of ``lets``: made once (adapter.mapping.closures.lets_of)
+    _lets: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)

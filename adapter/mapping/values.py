@@ -14,6 +14,14 @@ _DATA = (str, bool, int, float, Decimal, list, dict, tuple)
 _POSITIONS: dict[type, bool] = {}  # type -> neither None nor a kind of _DATA (a position)
 
 
+# Source positions whose ``text`` is a plain ``str`` attribute (read already, reading it marks
+# nothing), whose ``is_empty`` only caches its answer, and which are never empty when their
+# text is not blank (an HL7 v2 ``ReadNode``: its text is a leaf of what ``is_empty`` looks
+# at): ``truthy`` and ``exists`` of such a value are whether its text is blank, with no
+# call of ``is_empty``. Registered by the format modules.
+TEXT_DECIDES: set[type] = set()
+
+
 def is_position_type(kind: type) -> bool:
     """Whether values of this type are source positions (or other objects), none of the
     data types these helpers tell apart first: what the helpers do with them is what
@@ -30,6 +38,8 @@ def text(value: Any) -> str:
         return value  # type: ignore[no-any-return]
     if value is None:
         return ""
+    if kind in TEXT_DECIDES:  # a position whose text is a plain str attribute
+        return value.text  # type: ignore[no-any-return]
     position = _POSITIONS.get(kind)  # is_position_type, its table read inline (hot)
     if position is None:
         position = is_position_type(kind)
@@ -77,7 +87,7 @@ def is_empty(value: Any) -> bool:
     if value is None:
         return True
     kind = type(value)
-    if kind is str:
+    if kind is str or kind is dict or kind is list:  # what the isinstance test below says
         return not value
     position = _POSITIONS.get(kind)
     if position is None:

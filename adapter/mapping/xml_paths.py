@@ -54,9 +54,23 @@ class XmlPath:
         return self.text
 
 
+# compiled paths by (text, namespace prefixes): the same path is written in many templates
+# and sets (lxml keeps a compiled XPath's own memory outside Python's, about 3 KB each); an
+# XmlPath is immutable and its XPath is evaluated with the context node as argument
+_COMPILED: dict[tuple[str, tuple[tuple[str, str], ...]], XmlPath] = {}
+
+
 def compile_path(text: str, namespaces: dict[str, str]) -> XmlPath:
     """Compile an XPath; ``ValueError`` with a readable reason when it is not one."""
     text = text.strip()
+    key = (text, tuple(sorted(namespaces.items())))
+    found = _COMPILED.get(key)
+    if found is None:
+        found = _COMPILED[key] = _compile_path(text, namespaces)
+    return found
+
+
+def _compile_path(text: str, namespaces: dict[str, str]) -> XmlPath:
     if text.startswith("@"):
         raise ValueError(
             f"{text!r}: @name is a variable in mappings; an attribute of the "
@@ -238,6 +252,10 @@ def evaluate(path: XmlPath, scope: etree._Element, tracker: XmlReadTracker) -> l
 
 class XmlSource:
     """The engine's view of one XML document (``SourceAdapter``)."""
+
+    # no ``resolve_text`` (adapter.mapping.evaluation.SourceAdapter): said as a class
+    # attribute, so the engine's ``getattr`` finds None without raising AttributeError
+    resolve_text = None
 
     def __init__(self, tracker: XmlReadTracker) -> None:
         self.tracker = tracker

@@ -24,9 +24,8 @@ from datetime import datetime, tzinfo
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Row, Select, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
@@ -386,6 +385,12 @@ class BatchWrites:
         self.superseded: list[dict[str, Any]] = []
         self.versions: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
+        # other write-only rows, by table, in the order made (the patient index's
+        # identity_history rows: decision 0050, amended)
+        self.tables: dict[Table, list[dict[str, Any]]] = {}
+        # what a step read and may read again while nothing it depends on changed; emptied
+        # by ``rollback`` (the patient index's ``near``: decision 0050, amended)
+        self.reads: dict[str, Any] = {}
         self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
 
@@ -434,12 +439,21 @@ class BatchWrites:
         self._journal.append(("outbox", len(self.outbox)))
         self.outbox.extend(rows)
 
+    def add_rows(self, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Rows of ``table`` (with the same keys) that nothing in the batch reads back,
+        inserted at the commit in the order given."""
+        held = self.tables.setdefault(table, [])
+        self._journal.append(("rows", held, len(held)))
+        held.extend(rows)
+
     def mark(self) -> int:
         """A point to ``rollback`` to (when a savepoint begins)."""
         return len(self._journal)
 
     def rollback(self, mark: int) -> None:
-        """Undo every change since ``mark``, latest first."""
+        """Undo every change since ``mark``, latest first; forget ``reads`` (they may
+        have seen what the database just rolled back)."""
+        self.reads.clear()
         while len(self._journal) > mark:
             entry = self._journal.pop()
             kind = entry[0]
@@ -458,6 +472,8 @@ class BatchWrites:
                 entry[1]["body"] = None
             elif kind == "outbox":
                 del self.outbox[entry[1] :]
+            elif kind == "rows":
+                del entry[1][entry[2] :]
             else:
                 _, key, rows, stale, superseded, rkey = entry
                 if rows is _MISSING:
@@ -528,6 +544,9 @@ def flush_batch_writes(session: Session) -> None:
         insert_rows(session, _version, writes.versions)
     if writes.outbox:
         insert_outbox_rows(session, writes.outbox)
+    for table, rows in writes.tables.items():
+        if rows:
+            insert_rows(session, table, rows)
     del session.info[_BUFFER]
 
 
@@ -561,27 +580,10 @@ def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
     )
 
 
-_INDEX_COLUMNS = tuple(c.name for c in _index.columns if c.name != "row_id")
-_COPY_INDEX = f"COPY search_index ({', '.join(_INDEX_COLUMNS)}) FROM STDIN"
-
-
 def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert search_index rows: on PostgreSQL with COPY (binary rows over the connection,
-    no statement per row: docs/decisions/0034-bulk-ingest.md), elsewhere executemany."""
-    if session.get_bind().dialect.name != "postgresql":
-        insert_rows(session, _index, rows)  # without SQLAlchemy's work per row (0050)
-        return
-    from psycopg import Error as PsycopgError
-
-    session.flush()
-    raw = session.connection().connection.driver_connection
-    assert raw is not None
-    try:
-        with raw.cursor() as cur, cur.copy(_COPY_INDEX) as copy:
-            for row in rows:
-                copy.write_row(tuple(row[c] for c in _INDEX_COLUMNS))
-    except PsycopgError as exc:  # classified like any statement's (adapter/store/refusals.py)
-        raise DBAPIError.instance(_COPY_INDEX, None, exc, PsycopgError) from exc
+    """Insert search_index rows: on PostgreSQL by COPY (decisions 0034, 0053), on SQLite as
+    tuples to the driver's executemany (0050)."""
+    insert_rows(session, _index, rows)
 
 
 def _index_rows(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[dict[str, Any]]:

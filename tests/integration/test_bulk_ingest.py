@@ -26,6 +26,12 @@ from adapter.pipeline.receipt import Receipt
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
+from adapter.store.identity_tables import (
+    IdentityHistory,
+    IdentityKey,
+    IdentityRecord,
+    IdentityReview,
+)
 from adapter.store.models import InboundMessage, Outbox, Resource, ResourceVersion, SearchIndex
 from tests.integration.connector_helpers import example_pipeline, example_translator
 from tests.integration.referral_support import UP_SLIP, consortium_by_care, pipeline_for
@@ -94,6 +100,7 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
             for m in session.scalars(select(InboundMessage))
         )
         provenance = _provenance(session)
+        identity = _identity(session)
     resources = {k: v for k, v in resources.items() if k[0] != "Provenance"}
     versions = Counter({k: n for k, n in versions.items() if k[0] != "Provenance"})
     return {
@@ -103,7 +110,48 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
         "outbox": outbox,
         "statuses": statuses,
         "provenance": provenance,
+        "identity": identity,
     }
+
+
+def _identity(session: Session) -> dict[str, Any]:
+    """The patient index: records and their links, keys, history rows in the order written
+    (a batch holds them to its commit: decision 0050, amended) and review items, without
+    the moments."""
+    records = {
+        r.patient_id: (
+            r.person_id,
+            r.facility_id,
+            r.link_kind,
+            r.rule_version,
+            r.rule,
+            r.score,
+            r.evidence,
+            r.features,
+        )
+        for r in session.scalars(select(IdentityRecord))
+    }
+    keys = {(k.patient_id, k.key_hash) for k in session.scalars(select(IdentityKey))}
+    history = [
+        (
+            h.action,
+            h.patient_id,
+            h.person_id,
+            h.previous_person_id,
+            h.actor,
+            h.reason,
+            h.rule_version,
+            h.rule,
+            h.score,
+            h.evidence,
+        )
+        for h in session.scalars(select(IdentityHistory).order_by(IdentityHistory.id))
+    ]
+    reviews = Counter(
+        (v.patient_id, v.other_id, v.reason, v.state, v.rule, v.score)
+        for v in session.scalars(select(IdentityReview))
+    )
+    return {"records": records, "keys": keys, "history": history, "reviews": reviews}
 
 
 def _provenance(session: Session) -> dict[str, Any]:
@@ -482,6 +530,111 @@ def test_a_message_failing_after_it_queued_its_rows_drops_them_all(
     assert stored["outbox"]
     assert _stored(session_factory) == stored
     assert _observation_values(session_factory) == {"丙结果"}  # the last one kept
+
+
+def _new_patient(raw: bytes, national_id: str, name: str, birth: str, sex: str) -> bytes:
+    """``raw`` (long_oru) about another patient: a new record, a new person, a history row."""
+    text_ = raw.decode("utf-8")
+    pid = (
+        "PID|1||430999200107142461^^^&2.16.156.10011.1.3&ISO^NNCHN~0000614420^^^QSXRMYY^PI||"
+        "胡^小燕||20010714|F|"
+    )
+    assert pid in text_
+    local = national_id[-10:]
+    new = (
+        f"PID|1||{national_id}^^^&2.16.156.10011.1.3&ISO^NNCHN~{local}^^^QSXRMYY^PI||"
+        f"{name}||{birth}|{sex}|"
+    )
+    return text_.replace(pid, new).encode("utf-8")
+
+
+def test_a_new_patient_s_message_failing_late_takes_its_index_rows_with_it(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    tmp_path: Path,
+    refusing_late: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the middle message links a new patient (its record, keys and held history row), then
+    # its status is refused: it alone goes on its own, without any of its index rows, and
+    # the others' records and history rows stay in the batch, as one by one
+    items = [
+        (long_oru(control="NEWP0001"), Receipt("std-hl7v2", "cli")),
+        (
+            _new_patient(
+                long_oru(control="NEWP0002", code="OTHER3"),
+                "430999198503021231",
+                "王^大明",
+                "19850302",
+                "M",
+            ),
+            Receipt("std-hl7v2", "cli", peer=LATE_PEER),
+        ),
+        (
+            _new_patient(
+                long_oru(control="NEWP0003", code="OTHER4"),
+                "430999199006114562",
+                "李^秀兰",
+                "19900611",
+                "F",
+            ),
+            Receipt("std-hl7v2", "cli"),
+        ),
+    ]
+    with caplog.at_level(logging.INFO, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert BATCH_FAILED not in caplog.text
+    assert caplog.text.count("goes on its own") == 1
+    assert [r.status for r in bulk] == ["processed", "quarantined", "processed"]
+    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    migrate(engine_alone)
+    _refuse_late(engine_alone)
+    try:
+        factory = make_factory(engine_alone)
+        pipeline = pipeline_for(_routed(tmp_path), factory)
+        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
+        stored = _stored(factory)
+    finally:
+        engine_alone.dispose()
+    assert [r.status for r in bulk] == [r.status for r in alone]
+    assert len(stored["identity"]["records"]) == 2  # the refused one's patient is not linked
+    assert [h[0] for h in stored["identity"]["history"]] == ["link", "link"]
+    assert _stored(session_factory) == stored
+
+
+def test_a_new_patient_twice_in_a_batch_is_linked_once(
+    session_factory: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # on SQLite a batch keeps the patient index's answers while the index is unchanged
+    # (decision 0050, amended): the first message's new record must be seen by the second,
+    # or it inserts the record again (a duplicate key: the message would go on its own)
+    patient = ("430999198503021231", "王^大明", "19850302", "M")
+    items = [
+        (long_oru(control="TWICE001"), Receipt("std-hl7v2", "cli")),
+        (_new_patient(long_oru(control="TWICE002"), *patient), Receipt("std-hl7v2", "cli")),
+        (long_oru(control="TWICE003", code="OTHER5"), Receipt("std-hl7v2", "cli")),
+        (
+            _new_patient(long_oru(control="TWICE004", code="OTHER6"), *patient),
+            Receipt("std-hl7v2", "cli"),
+        ),
+    ]
+    with caplog.at_level(logging.INFO, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert "goes on its own" not in caplog.text
+    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    migrate(engine_alone)
+    try:
+        factory = make_factory(engine_alone)
+        pipeline = pipeline_for(_routed(tmp_path), factory)
+        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
+        stored = _stored(factory)
+    finally:
+        engine_alone.dispose()
+    assert [r.status for r in bulk] == [r.status for r in alone] == ["processed"] * 4
+    assert len(stored["identity"]["records"]) == 2
+    assert _stored(session_factory) == stored
 
 
 def test_a_failed_write_of_the_index_rows_fails_the_batch_as_a_whole(

@@ -1,7 +1,8 @@
 """adapter/store/fast_insert.py: rows inserted without SQLAlchemy's work per row are stored
 exactly as ``session.execute(insert(table), rows)`` stores them (decision 0050), and a
 refused row fails as a statement of SQLAlchemy's does. SQLite and, in the ``-m db`` pass,
-PostgreSQL (where the rows go through SQLAlchemy as before)."""
+PostgreSQL, where a batch of rows goes by COPY (decision 0053): the tests lower the
+COPY threshold so that their few rows take that path too, and check that it did."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, insert, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Table, event, insert, text
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from adapter.store import fast_insert
 from adapter.store.fast_insert import _plan, insert_rows
 from adapter.store.models import Outbox, Resource, ResourceVersion, SearchIndex
+from adapter.store.refusals import is_refusal, is_unique_violation
 
 AT = datetime(2026, 12, 4, 8, 30, 15, 123456, tzinfo=UTC)
 LATER = AT.astimezone(UTC) + timedelta(hours=8)
@@ -130,6 +133,25 @@ def _stored(engine: Engine, table: Table, key: str, prefix: str) -> list[tuple[A
     return out
 
 
+@pytest.fixture
+def copy_every_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """COPY from one row on, so that the tests' three rows take the PostgreSQL path."""
+    monkeypatch.setattr(fast_insert, "_COPY_MIN_ROWS", 1)
+
+
+def _inserts(engine: Engine) -> list[str]:
+    """The INSERT statements the engine sends from now on (a COPY is not one)."""
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            seen.append(statement.split("(")[0].split()[-1])
+
+    return seen
+
+
+@pytest.mark.usefixtures("copy_every_batch")
 def test_rows_are_stored_as_sqlalchemy_stores_them(
     session_factory: sessionmaker[Session], engine: Engine
 ) -> None:
@@ -142,7 +164,12 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(
     with session_factory.begin() as session:
         for table, _, rows in tables:
             session.execute(insert(table), rows("sa-"))
+        inserts = _inserts(engine)
+        for table, _, rows in tables:
             insert_rows(session, table, rows("fast-"))
+    # PostgreSQL: every table's rows went by COPY, no INSERT statement; SQLite: INSERTs
+    postgres = engine.dialect.name == "postgresql"
+    assert inserts == ([] if postgres else [t.name for t, _, _ in tables])
     for table, key, _ in tables:
         by_sqlalchemy = _stored(engine, table, key, "sa-")
         assert len(by_sqlalchemy) == 3
@@ -158,10 +185,48 @@ def test_rows_missing_a_column_with_a_default_go_through_sqlalchemy(engine: Engi
     assert _plan(Outbox.__table__, engine.dialect, tuple(row)) is None
 
 
+@pytest.mark.usefixtures("copy_every_batch")
 def test_a_refused_row_fails_as_a_sqlalchemy_statement_fails(
     session_factory: sessionmaker[Session],
 ) -> None:
-    with pytest.raises(IntegrityError), session_factory.begin() as session:
+    with pytest.raises(IntegrityError) as refused, session_factory.begin() as session:
         insert_rows(session, Resource.__table__, _resources("twice-") + _resources("twice-"))
+    assert is_unique_violation(refused.value) and is_refusal(refused.value)
     with session_factory() as session:
         assert session.get(Resource, ("Observation", "twice-0")) is None
+
+
+@pytest.mark.usefixtures("copy_every_batch")
+def test_a_refused_row_rolls_back_to_its_savepoint_only(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # the bulk path's isolation: a refused batch of rows inside a savepoint leaves the
+    # transaction usable and the rows written before the savepoint kept
+    with session_factory.begin() as session:
+        insert_rows(session, Resource.__table__, _resources("kept-"))
+        with pytest.raises(IntegrityError), session.begin_nested():
+            insert_rows(session, Resource.__table__, _resources("kept-"))
+        insert_rows(session, Resource.__table__, _resources("after-"))
+    with session_factory() as session:
+        assert session.get(Resource, ("Observation", "kept-1")) is not None
+        assert session.get(Resource, ("Observation", "after-2")) is not None
+
+
+@pytest.mark.usefixtures("copy_every_batch")
+def test_a_text_postgresql_cannot_hold_is_a_refusal(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    with session_factory.begin() as session:  # the rows' resources (a foreign key)
+        insert_rows(session, Resource.__table__, _resources("nul-"))
+    rows = _index("nul-")
+    rows[1]["value_norm"] = "血\x00糖"
+    if engine.dialect.name == "sqlite":  # SQLite keeps the NUL: the row is stored as given
+        with session_factory.begin() as session:
+            insert_rows(session, SearchIndex.__table__, rows)
+        stored = _stored(engine, SearchIndex.__table__, "resource_id", "nul-")
+        assert "血\x00糖" in stored[1]
+        return
+    with pytest.raises(DataError) as refused, session_factory.begin() as session:
+        insert_rows(session, SearchIndex.__table__, rows)
+    assert is_refusal(refused.value)
+    assert "血" not in str(refused.value)  # the value is not quoted back

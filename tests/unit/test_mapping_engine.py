@@ -3,6 +3,9 @@ checks, skip, required elements, duplicates and deterministic ids."""
 
 from __future__ import annotations
 
+import hashlib
+import random
+import uuid
 from pathlib import Path
 
 from adapter.mapping.ids import deterministic_id
@@ -729,3 +732,15 @@ def test_an_error_already_reported_still_stops_the_next_resource(tmp_path: Path)
     )
     assert [i.location for i in errors(translation.issues)] == ["OBR[1]-7"]
     assert of_type(translation, "Basic") == []
+
+
+def test_deterministic_id_is_the_uuid_of_the_hash_as_before() -> None:
+    """The id is formatted by hand (ids.py): the same text as uuid.UUID with version 5 of the
+    first 16 bytes of the SHA-256, for keys of every kind (this pins every stored id)."""
+    chooser = random.Random(20261204)
+    alphabet = "abcXYZ019 ^&~|血糖\x00\u00e9"
+    for _ in range(2000):
+        parts = ["".join(chooser.choices(alphabet, k=chooser.randint(0, 12))) for _ in range(3)]
+        key = "\x1f".join(["Observation", *(p.strip() for p in parts)])
+        digest = hashlib.sha256(key.encode("utf-8")).digest()[:16]
+        assert deterministic_id("Observation", parts) == str(uuid.UUID(bytes=digest, version=5))

@@ -10,20 +10,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import Row, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
+from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import (
     IdentityBlock,
     IdentityHistory,
     IdentityKey,
     IdentityRecord,
 )
+from adapter.store.resources import held_writes
 
 PIPELINE = "pipeline"
 _key = IdentityKey.__table__
 _record = IdentityRecord.__table__
 _block = IdentityBlock.__table__
+_history = IdentityHistory.__table__
 
 
 def own_person_id(patient_id: str) -> str:
@@ -63,34 +66,43 @@ def stored_hashes(session: Session, patient_ids: Iterable[str]) -> list[str]:
 
 @dataclass(slots=True)
 class Near:
-    """A record as the resolver reads it, in one statement (``near``): its row, the key
-    hashes it has stored, and the records sharing a key with it, each with the key it
-    shares and whether the pair is blocked."""
+    """A record as the resolver reads it (``near``): its row, the key hashes it has
+    stored, and the records sharing a key with it, each with the key it shares and whether
+    the pair is blocked. Rows are Core rows of identity_record (attributes by column name),
+    not ORM objects: the resolver writes the record with Core statements too (decision
+    0050, amended)."""
 
-    existing: IdentityRecord | None = None
+    existing: Row[Any] | None = None
     stored_keys: set[str] = field(default_factory=set)
-    others: list[tuple[IdentityRecord, str, bool]] = field(default_factory=list)
+    others: list[tuple[Row[Any], str, bool]] = field(default_factory=list)
 
-    def candidates(self, hashes: Collection[str]) -> list[tuple[IdentityRecord, bool]]:
+    def candidates(self, hashes: Collection[str]) -> list[tuple[Row[Any], bool]]:
         """The records sharing one of ``hashes`` (each once), oldest link first, as
         ``candidates`` orders them, with whether the pair is blocked."""
-        found: dict[str, tuple[IdentityRecord, bool]] = {}
+        found: dict[str, tuple[Row[Any], bool]] = {}
         for other, hashed, blocked in self.others:
             if hashed in hashes:
                 found[other.patient_id] = (other, blocked)
         return sorted(found.values(), key=lambda o: (o[0].created_at, o[0].patient_id))
 
 
-# ``near``'s first two statements, built once (ids as parameters): building an ORM
-# statement and its cache key afresh cost about as much as running it (decision 0050)
+# ``near``'s statements, built once (ids as parameters) and run on the session's connection
+# as Core statements: building an ORM statement and its cache key afresh cost about as
+# much as running it (decision 0050), and loading ORM objects (the identity map, the unit
+# of work's snapshot) about as much again (0050, amended)
 _OWN = (
-    select(IdentityRecord, IdentityKey.key_hash)
-    .outerjoin(IdentityKey, IdentityKey.patient_id == IdentityRecord.patient_id)
-    .where(IdentityRecord.patient_id == bindparam("patient_id"))
+    select(_record, _key.c.key_hash)
+    .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
+    .where(_record.c.patient_id == bindparam("patient_id"))
 )
-_SHARED = select(IdentityKey.patient_id, IdentityKey.key_hash).where(
-    IdentityKey.key_hash.in_(bindparam("hashes", expanding=True)),
-    IdentityKey.patient_id != bindparam("patient_id"),
+_SHARED = select(_key.c.patient_id, _key.c.key_hash).where(
+    _key.c.key_hash.in_(bindparam("hashes", expanding=True)),
+    _key.c.patient_id != bindparam("patient_id"),
+)
+_RECORDS = select(_record).where(_record.c.patient_id.in_(bindparam("ids", expanding=True)))
+_BLOCKED = select(_block.c.patient_id, _block.c.other_id).where(
+    (_block.c.patient_id == bindparam("patient_id"))
+    | (_block.c.other_id == bindparam("patient_id"))
 )
 
 
@@ -100,37 +112,68 @@ def near(session: Session, patient_id: str, hashes: Collection[str], *, own: boo
 
     Three plain statements, each led by an index: one statement joining them (a UNION with a
     per-row EXISTS on the blocked pairs) was planned badly on PostgreSQL once a block held
-    many records in one long transaction (the population test ran for over 15 minutes)."""
+    many records in one long transaction (the population test ran for over 15 minutes).
+    No autoflush: the resolver writes the index with Core statements as it goes (the
+    caller flushes pending ORM objects first: ``index_patients``)."""
+    cache = _batch_cache(session)
+    if cache is not None:
+        key = (patient_id, frozenset(hashes), own)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = _near(session, patient_id, hashes, own=own)
+        # a copy: the resolver extends ``others``
+        return Near(found.existing, set(found.stored_keys), list(found.others))
+    return _near(session, patient_id, hashes, own=own)
+
+
+def _near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool) -> Near:
     out = Near()
+    connection = session.connection()
     if own:
-        rows = session.execute(_OWN, {"patient_id": patient_id})
-        for found, hashed in rows:
+        for found in connection.execute(_OWN, {"patient_id": patient_id}):
             out.existing = found
-            if hashed is not None:
-                out.stored_keys.add(hashed)
+            if found.key_hash is not None:
+                out.stored_keys.add(found.key_hash)
     if not hashes:
         return out
-    shared = session.execute(_SHARED, {"hashes": sorted(hashes), "patient_id": patient_id}).all()
+    shared = connection.execute(_SHARED, {"hashes": sorted(hashes), "patient_id": patient_id}).all()
     if not shared:
         return out
     ids = sorted({p for p, _ in shared})
-    records = {
-        r.patient_id: r
-        for r in session.scalars(select(IdentityRecord).where(IdentityRecord.patient_id.in_(ids)))
-    }
+    records = {r.patient_id: r for r in connection.execute(_RECORDS, {"ids": ids})}
     blocked = {
         b if a == patient_id else a
-        for a, b in session.execute(
-            select(IdentityBlock.patient_id, IdentityBlock.other_id).where(
-                (IdentityBlock.patient_id == patient_id) | (IdentityBlock.other_id == patient_id)
-            )
-        )
+        for a, b in connection.execute(_BLOCKED, {"patient_id": patient_id})
     }
     for other, hashed in shared:
         found = records.get(other)
         if found is not None:
             out.others.append((found, hashed, other in blocked))
     return out
+
+
+_CACHE = "adapter.identity.near"  # session.info: the batch's answers of ``near``
+
+
+def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool], Near] | None:
+    """In a bulk batch on SQLite, the answers ``near`` gave since the index last changed:
+    a repeat patient's message reads nothing the batch already read. Only there: the
+    batch holds SQLite's write lock from BEGIN IMMEDIATE to its commit, so only its own
+    writes change the index; each of them empties the cache (``forget_near``), and so does a
+    message rolled back to its savepoint (``BatchWrites.rollback`` empties ``reads``).
+    On PostgreSQL another transaction may commit a block or a record between two
+    messages: every message reads."""
+    writes = held_writes(session)
+    if writes is None or session.get_bind().dialect.name != "sqlite":
+        return None
+    return writes.reads.setdefault(_CACHE, {})
+
+
+def forget_near(session: Session) -> None:
+    """The index changed in this transaction: forget the batch's answers of ``near``."""
+    writes = held_writes(session)
+    if writes is not None:
+        writes.reads.pop(_CACHE, None)
 
 
 def write_keys(
@@ -140,12 +183,30 @@ def write_keys(
     when they are the same."""
     if set(hashes) == stored:
         return
+    forget_near(session)
     if stored:
-        session.execute(delete(_key).where(_key.c.patient_id == patient_id))
+        session.connection().execute(_DELETE_KEYS, {"patient_id": patient_id})
     if hashes:
-        session.execute(
-            insert(_key), [{"key_hash": h, "patient_id": patient_id} for h in sorted(hashes)]
+        insert_rows(
+            session, _key, [{"key_hash": h, "patient_id": patient_id} for h in sorted(hashes)]
         )
+
+
+_DELETE_KEYS = delete(_key).where(_key.c.patient_id == bindparam("patient_id"))
+# SET takes the parameters' other keys
+_UPDATE_RECORD = update(_record).where(_record.c.patient_id == bindparam("b_patient_id"))
+
+
+def insert_record(session: Session, row: dict[str, Any]) -> None:
+    """A new identity_record row (every column given), one Core INSERT."""
+    forget_near(session)
+    insert_rows(session, _record, [row])
+
+
+def update_record(session: Session, patient_id: str, values: dict[str, Any]) -> None:
+    """Set ``values`` on the record ``patient_id``, one Core UPDATE."""
+    forget_near(session)
+    session.connection().execute(_UPDATE_RECORD, {"b_patient_id": patient_id, **values})
 
 
 def candidates(session: Session, hashes: list[str], patient_id: str) -> list[IdentityRecord]:
@@ -178,21 +239,27 @@ def history(
     score: float | None = None,
     evidence: Any = None,
 ) -> None:
-    session.add(
-        IdentityHistory(
-            at=at,
-            action=action,
-            actor=actor,
-            patient_id=patient_id,
-            person_id=person_id,
-            previous_person_id=previous_person_id,
-            reason=reason,
-            rule_version=rule_version,
-            rule=rule,
-            score=score,
-            evidence=evidence,
-        )
-    )
+    """One identity_history row. In a bulk batch it waits for the batch's commit with the
+    other write-only rows (nothing in the batch reads identity_history: only the API's
+    link history does); else it is inserted at once (Core, no unit of work)."""
+    row = {
+        "at": at,
+        "action": action,
+        "patient_id": patient_id,
+        "person_id": person_id,
+        "previous_person_id": previous_person_id,
+        "actor": actor,
+        "reason": reason,
+        "rule_version": rule_version,
+        "rule": rule,
+        "score": score,
+        "evidence": evidence,
+    }
+    writes = held_writes(session)
+    if writes is not None:
+        writes.add_rows(_history, [row])
+    else:
+        insert_rows(session, _history, [row])
 
 
 def link_snapshot(row: IdentityRecord) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from adapter.identity.features import Features, features_of
@@ -27,7 +27,7 @@ from adapter.identity.index.locks import key_hash, serialise_records
 from adapter.identity.matcher import ID_CONFLICT, Decision, classify
 from adapter.identity.names import compare_names
 from adapter.identity.rules import MatchingRules
-from adapter.store.identity_tables import IdentityRecord, IdentityReview
+from adapter.store.identity_tables import IdentityReview
 
 
 @dataclass(slots=True)
@@ -56,6 +56,7 @@ def index_patients(
     actor: str = rows.PIPELINE,
 ) -> IndexOutcome:
     features = [features_of(p, facility_id, rules) for p in patients]
+    session.flush()  # what the session holds is written: the index is read without autoflush
     lock_for(session, features)
     outcome = IndexOutcome()
     for item in features:
@@ -101,7 +102,7 @@ def resolve_record(
     if hashes - given:  # the stored record adds keys this message does not carry
         near.others += rows.near(session, features.record, hashes - given, own=False).others
     rows.write_keys(session, features.record, hashes, near.stored_keys)
-    decided: list[tuple[IdentityRecord, Decision]] = []
+    decided: list[tuple[Row[Any], Decision]] = []
     for other, blocked in near.candidates(hashes):
         if blocked:
             continue
@@ -137,21 +138,24 @@ def resolve_record(
         and (existing.person_id != person)
     ):
         rule, score, evidence = "no-match", 0.0, {}
+    # Core statements, no unit of work (decision 0050, amended): ``near`` reads rows, not
+    # ORM objects, so there is no object to keep in step
     if existing is None:
-        session.add(
-            IdentityRecord(
-                patient_id=features.record,
-                person_id=person,
-                facility_id=features.facility,
-                link_kind="auto",
-                rule_version=rules.version,
-                rule=rule,
-                score=score,
-                evidence=evidence,
-                features=features.as_json(),
-                created_at=now,
-                updated_at=now,
-            )
+        rows.insert_record(
+            session,
+            {
+                "patient_id": features.record,
+                "person_id": person,
+                "facility_id": features.facility,
+                "link_kind": "auto",
+                "rule_version": rules.version,
+                "rule": rule,
+                "score": score,
+                "evidence": evidence,
+                "features": features.as_json(),
+                "created_at": now,
+                "updated_at": now,
+            },
         )
     else:
         values: dict[str, Any] = {"features": features.as_json()}
@@ -165,9 +169,7 @@ def resolve_record(
             )
         # a record resolved again to what it is: no write (updated_at: when it last changed)
         if any(getattr(existing, k) != v for k, v in values.items()):
-            for k, v in {**values, "updated_at": now}.items():
-                setattr(existing, k, v)
-    session.flush()
+            rows.update_record(session, features.record, {**values, "updated_at": now})
     if previous != person:
         rows.history(
             session,

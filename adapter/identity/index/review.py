@@ -250,6 +250,7 @@ def block_pair(
     session: Session, a: str, b: str, *, actor: str, reason: str | None, now: datetime
 ) -> None:
     first, second = rows.ordered(a, b)
+    rows.forget_near(session)
     if session.get(IdentityBlock, (first, second)) is None:
         session.add(
             IdentityBlock(patient_id=first, other_id=second, actor=actor, reason=reason, at=now)
@@ -284,6 +285,7 @@ def merge_persons(
     if survivor == merged:
         raise InvalidRequestError("a person cannot be merged into itself", location="merged")
     records = _lock_persons(session, [survivor, merged])
+    rows.forget_near(session)
     moving = [r for r in records if r.person_id == merged]
     if not moving:
         raise NotFoundError(f"Patient/{merged} is not a consortium person with records")
@@ -335,6 +337,7 @@ def unmerge(
     if merge.undone_at is not None:
         raise ConflictError(f"merge {merge_id} was already undone", location="id")
     _lock_persons(session, [merge.survivor_id, merge.merged_id])
+    rows.forget_near(session)
     restored: dict[str, list[str]] = {}
     for link in merge.snapshot:
         row = rows.record(session, link["patient_id"])

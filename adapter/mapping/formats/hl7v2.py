@@ -26,6 +26,9 @@ class Hl7v2Source:
     resolve: Callable[[v2.Hl7Path, v2.Group], Any]
     resolve_text: Callable[[v2.Hl7Path, v2.Group], Any]
     peek: Callable[[v2.Hl7Path, v2.Group], str]
+    # no ``read_unless_other`` (XML's: ``peek`` is cheap here): said as a class attribute,
+    # so the engine's ``getattr`` finds None without raising AttributeError
+    read_unless_other = None
 
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
@@ -186,7 +189,11 @@ class Hl7v2Format(SourceFormat):
         ``clinical:`` names it, a component of it, its segment, or ``Z*`` and it is in a
         Z-segment; a component when ``clinical:`` names it, its field or its segment."""
         ignore = set(mapping.ignore)
-        ignored_parts = {entry for entry in ignore if "." in entry}
+        # ignored components by field (``PID-11.4``: {"PID-11": {4}}), found once
+        skips: dict[str, set[int]] = {}
+        for entry in ignore:
+            if "." in entry:
+                skips.setdefault(entry.partition(".")[0], set()).add(int(entry.rpartition(".")[2]))
         clinical = mapping.clinical
         with_parts = {entry.partition(".")[0] for entry in clinical if "." in entry}
         tracker = source.tracker
@@ -208,9 +215,7 @@ class Hl7v2Format(SourceFormat):
             for f in fields:
                 name = f"{segment.name}-{f}"
                 flag = whole or name in clinical
-                skip = {
-                    int(e.rpartition(".")[2]) for e in ignored_parts if e.startswith(name + ".")
-                }
+                skip = skips.get(name) or set()
                 if (segment.index, f) not in tracker.fields and not skip:
                     out.append((segment.location(f), "field", flag or name in with_parts))
                     continue

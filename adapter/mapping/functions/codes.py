@@ -156,4 +156,5 @@ def refs(ev: FunctionContext, resources: Any) -> list[dict[str, str]]:
 @transform("apply")
 def apply(ev: FunctionContext, name: Any, *args: Any) -> Any:
     """Apply a datatype template (``datatypes/<name>.yaml``) to arguments."""
-    return ev.apply_datatype(text(name), list(args))
+    # the name is a literal text (the loader checks it names a datatype): no text() call
+    return ev.apply_datatype(name if type(name) is str else text(name), list(args))

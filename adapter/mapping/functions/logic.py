@@ -9,7 +9,13 @@ import re
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import is_empty, is_position_type, is_position_without_text, text
+from adapter.mapping.values import (
+    TEXT_DECIDES,
+    is_empty,
+    is_position_type,
+    is_position_without_text,
+    text,
+)
 
 
 @transform("first")
@@ -20,6 +26,8 @@ def first(ev: FunctionContext, *values: Any) -> Any:
 
 @transform("eq")
 def eq(ev: FunctionContext, a: Any, b: Any) -> bool:
+    if type(a) is str and type(b) is str:  # text() of a str is itself
+        return a.strip() == b.strip()
     return text(a).strip() == text(b).strip()
 
 
@@ -31,16 +39,24 @@ def ne(ev: FunctionContext, a: Any, b: Any) -> bool:
 @transform("one_of")
 def one_of(ev: FunctionContext, value: Any, *options: Any) -> bool:
     wanted = text(value).strip().casefold()
-    return any(wanted == text(o).strip().casefold() for o in options)
+    for option in options:  # a loop, not any() over a generator: options are mostly texts
+        if wanted == (option if type(option) is str else text(option)).strip().casefold():
+            return True
+    return False
 
 
 @transform("exists")
 def exists(ev: FunctionContext, *values: Any) -> bool:
     if len(values) == 1:  # what the loops below say of one text or one source position
         v = values[0]
-        if type(v) is str:
+        kind = type(v)
+        if kind is str:
             return v.strip() != ""
-        if is_position_type(type(v)):
+        if v is None:
+            return False
+        if kind in TEXT_DECIDES:  # not empty and text not blank: text not blank
+            return v.text.strip() != ""  # type: ignore[no-any-return]
+        if is_position_type(kind):
             as_text = getattr(v, "text", None)
             if not isinstance(as_text, str):
                 return True  # a whole segment: there

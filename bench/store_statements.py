@@ -1,0 +1,123 @@
+"""SQL statements per message of bulk ingest (``Pipeline.ingest_many``), by kind and table,
+on SQLite or PostgreSQL; ``--profile`` prints a cProfile of the same run instead
+(decision 0050).
+
+    .venv/bin/python bench/store_statements.py [--unique-patients] [--copies 4] [--pg URL]
+
+Input: the ORU fixtures of bench_ingest.py made unique per copy (with ``--unique-patients``
+a new patient per copy, births spread), after a warm-up of one copy; batches of 100.
+Counted on the engine's ``before_cursor_execute``: a count that does not depend on load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import pstats
+import re
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench_ingest import bulk_ingest, load_fixtures, make_input, postgres_engine
+from sqlalchemy import event
+
+from adapter.consortium import load_consortium
+from adapter.runtime import make_pipeline
+from adapter.settings import Settings
+from adapter.store import make_engine, migrate
+from adapter.store import session_factory as make_session_factory
+
+_TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+\"?(\w+)", re.IGNORECASE)
+
+
+def kind_of(statement: str) -> str:
+    words = statement.lstrip().split(None, 2)
+    verb = words[0].upper() if words else "?"
+    if verb in ("SAVEPOINT", "RELEASE", "ROLLBACK", "COMMIT", "BEGIN"):
+        return verb
+    tables = sorted(set(_TABLE.findall(statement)) - {"unnest"})
+    return f"{verb} {','.join(tables[:3]) or '-'}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--copies", type=int, default=4)
+    ap.add_argument("--unique-patients", action="store_true")
+    ap.add_argument("--pg", help="a PostgreSQL URL instead of a temporary SQLite file")
+    ap.add_argument("--profile", action="store_true", help="cProfile instead of counting")
+    ap.add_argument("--top", type=int, default=45)
+    ap.add_argument(
+        "--plain",
+        action="store_true",
+        help="only ingest (no listener): for an instruction count of the whole process, "
+        "run under valgrind with --copies N and --copies 0, difference / messages",
+    )
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "consortium.yaml"
+        config.write_text(
+            Settings()
+            .config.read_text(encoding="utf-8")
+            .replace("enabled: false", "enabled: true"),
+            encoding="utf-8",
+        )
+        settings = Settings(config=config)
+        consortium = load_consortium(settings.config)
+        fixtures = load_fixtures(consortium)
+        drop = None
+        if args.pg:
+            made = postgres_engine(args.pg)
+            assert not isinstance(made, str), made
+            engine, drop = made
+        else:
+            engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        try:
+            migrate(engine)
+            pipeline = make_pipeline(settings, consortium, make_session_factory(engine))
+            patients: Any = None
+            if args.unique_patients:
+                from bench_delivery import Patients
+
+                patients = Patients(spread_births=True)
+            bulk = bulk_ingest(pipeline, 100)
+            bulk(make_input(fixtures, 1, "w", patients))  # warm-up
+            messages = make_input(fixtures, args.copies, "m", patients)
+            if args.plain:
+                bulk(messages)
+                return
+            if args.profile:
+                profile = cProfile.Profile()
+                profile.runcall(bulk, messages)
+                stats = pstats.Stats(profile).sort_stats("cumulative")
+                stats.print_stats(args.top)
+                pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+                return
+            counts: Counter[str] = Counter()
+
+            def count(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+                counts[kind_of(statement)] += 1
+
+            event.listen(engine, "before_cursor_execute", count)
+            bulk(messages)
+            event.remove(engine, "before_cursor_execute", count)
+            n = len(messages)
+            print(f"{n} messages, {engine.dialect.name}, unique patients: {args.unique_patients}")
+            for kind, value in counts.most_common():
+                print(f"  {value / n:7.3f}  {kind}")
+            print(f"  {sum(counts.values()) / n:7.3f}  total per message")
+        finally:
+            if drop:
+                drop()
+            engine.dispose()
+
+
+if __name__ == "__main__":
+    main()
