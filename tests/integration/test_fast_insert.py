@@ -223,7 +223,7 @@ def test_a_text_postgresql_cannot_hold_is_a_refusal(
     if engine.dialect.name == "sqlite":  # SQLite keeps the NUL: the row is stored as given
         with session_factory.begin() as session:
             insert_rows(session, SearchIndex.__table__, rows)
-        stored = _stored(engine, SearchIndex.__table__, "resource_id", "nul-")
+        stored = _stored(engine, SearchIndex.__table__, "resource_key", "nul-")
         assert "血\x00糖" in stored[1]
         return
     with pytest.raises(DataError) as refused, session_factory.begin() as session:
