@@ -28,7 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import DEFAULT_PG, batch, load_fixtures, postgres_engine, timed
+from bench_ingest import DEFAULT_PG, batch, load_fixtures, postgres_engine, routed_settings, timed
 from sqlalchemy import Engine
 
 from adapter.audit import writer
@@ -108,14 +108,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "consortium.yaml"
-        config.write_text(
-            Settings()
-            .config.read_text(encoding="utf-8")
-            .replace("enabled: false", "enabled: true"),
-            encoding="utf-8",
-        )
-        settings = Settings(config=config)
+        settings = routed_settings(Path(tmp))
         fixtures = load_fixtures(load_consortium(settings.config))
         results: list[tuple[str, dict[str, list[float]] | str]] = []
         engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")

@@ -1201,19 +1201,22 @@ def main() -> None:
     started = time.perf_counter()
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        # the example consortium with its destinations enabled, so the routes write outbox
-        # rows as in production (nothing is sent: no delivery worker runs)
-        config = Path(tmp) / "consortium.yaml"
-        config.write_text(
-            Settings()
-            .config.read_text(encoding="utf-8")
-            .replace("enabled: false", "enabled: true"),
-            encoding="utf-8",
-        )
-        settings = Settings(config=config)
+        settings = routed_settings(Path(tmp))
         fixtures = load_fixtures(load_consortium(settings.config))
         run_all(rows, settings, fixtures, Path(tmp), args)
     report(rows, fixtures, args.rounds, args.copies, time.perf_counter() - started)
+
+
+def routed_settings(folder: Path) -> Settings:
+    """Settings of the example consortium with its destinations enabled (a copy written to
+    ``folder``), so the routes write outbox rows as in production (nothing is sent: no
+    delivery worker runs)."""
+    config = folder / "consortium.yaml"
+    config.write_text(
+        Settings().config.read_text(encoding="utf-8").replace("enabled: false", "enabled: true"),
+        encoding="utf-8",
+    )
+    return Settings(config=config)
 
 
 def run_all(

@@ -25,12 +25,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_ingest import bulk_ingest, load_fixtures, make_input, postgres_engine
+from bench_ingest import (
+    bulk_ingest,
+    load_fixtures,
+    make_input,
+    postgres_engine,
+    routed_settings,
+)
 from sqlalchemy import event
 
 from adapter.consortium import load_consortium
 from adapter.runtime import make_pipeline
-from adapter.settings import Settings
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_session_factory
 
@@ -62,14 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "consortium.yaml"
-        config.write_text(
-            Settings()
-            .config.read_text(encoding="utf-8")
-            .replace("enabled: false", "enabled: true"),
-            encoding="utf-8",
-        )
-        settings = Settings(config=config)
+        settings = routed_settings(Path(tmp))
         consortium = load_consortium(settings.config)
         fixtures = load_fixtures(consortium)
         drop = None

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -358,14 +358,17 @@ def refusing_bodies(engine: Engine) -> Iterator[None]:
 
 
 def _alone(
-    tmp_path: Path, items: list[tuple[bytes, Receipt]], refuse: bool = False, name: str = "alone"
+    tmp_path: Path,
+    items: list[tuple[bytes, Receipt]],
+    refuse: Callable[[Engine], None] | None = None,
+    name: str = "alone",
 ) -> Any:
     """Results and stored state of ``items`` ingested one transaction each (SQLite, the
-    destinations enabled)."""
+    destinations enabled; ``refuse`` prepares the database to refuse something)."""
     engine = make_engine(f"sqlite:///{tmp_path / name}.db")
     migrate(engine)
-    if refuse:
-        _refuse_bodies(engine)
+    if refuse is not None:
+        refuse(engine)
     try:
         factory = make_factory(engine)
         pipeline = pipeline_for(_routed(tmp_path), factory)
@@ -435,10 +438,10 @@ def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(
     assert BATCH_FAILED not in caplog.text
     assert [r.status for r in first] == ["processed", "quarantined"]
     assert _observation_values(session_factory) == {"首次结果"}  # the first one's, restored
-    assert _stored(session_factory) == _alone(tmp_path, items[:2], refuse=True, name="first")[1]
+    assert _stored(session_factory) == _alone(tmp_path, items[:2], _refuse_bodies, name="first")[1]
 
     bulk = first + list(pipeline.ingest_many(items[2:], batch=10))
-    alone, stored = _alone(tmp_path, items, refuse=True)
+    alone, stored = _alone(tmp_path, items, _refuse_bodies)
     assert [r.status for r in bulk] == [r.status for r in alone]
     assert stored["outbox"]
     assert _stored(session_factory) == stored
@@ -515,16 +518,7 @@ def test_a_message_failing_after_it_queued_its_rows_drops_them_all(
         bulk = list(pipeline.ingest_many(items, batch=10))
     assert BATCH_FAILED not in caplog.text  # the others' work stayed in the batch
     assert caplog.text.count("goes on its own") == 1
-    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
-    migrate(engine_alone)
-    _refuse_late(engine_alone)
-    try:
-        factory = make_factory(engine_alone)
-        pipeline = pipeline_for(_routed(tmp_path), factory)
-        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
-        stored = _stored(factory)
-    finally:
-        engine_alone.dispose()
+    alone, stored = _alone(tmp_path, items, _refuse_late)
     assert [r.status for r in bulk] == [r.status for r in alone]
     assert bulk[1].status == "quarantined"
     assert stored["outbox"]
@@ -587,16 +581,7 @@ def test_a_new_patient_s_message_failing_late_takes_its_index_rows_with_it(
     assert BATCH_FAILED not in caplog.text
     assert caplog.text.count("goes on its own") == 1
     assert [r.status for r in bulk] == ["processed", "quarantined", "processed"]
-    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
-    migrate(engine_alone)
-    _refuse_late(engine_alone)
-    try:
-        factory = make_factory(engine_alone)
-        pipeline = pipeline_for(_routed(tmp_path), factory)
-        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
-        stored = _stored(factory)
-    finally:
-        engine_alone.dispose()
+    alone, stored = _alone(tmp_path, items, _refuse_late)
     assert [r.status for r in bulk] == [r.status for r in alone]
     assert len(stored["identity"]["records"]) == 2  # the refused one's patient is not linked
     assert [h[0] for h in stored["identity"]["history"]] == ["link", "link"]
@@ -623,15 +608,7 @@ def test_a_new_patient_twice_in_a_batch_is_linked_once(
         pipeline = pipeline_for(_routed(tmp_path), session_factory)
         bulk = list(pipeline.ingest_many(items, batch=10))
     assert "goes on its own" not in caplog.text
-    engine_alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
-    migrate(engine_alone)
-    try:
-        factory = make_factory(engine_alone)
-        pipeline = pipeline_for(_routed(tmp_path), factory)
-        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
-        stored = _stored(factory)
-    finally:
-        engine_alone.dispose()
+    alone, stored = _alone(tmp_path, items)
     assert [r.status for r in bulk] == [r.status for r in alone] == ["processed"] * 4
     assert len(stored["identity"]["records"]) == 2
     assert _stored(session_factory) == stored
