@@ -31,9 +31,9 @@ from adapter.store.models import InboundMessage
 router = APIRouter(tags=["ingest"])
 
 
-# async: FastAPI runs a plain ``def`` dependency in its thread pool, a hop there and back
-# per request for an attribute read (decisions 0045, 0052)
-async def get_pipeline(request: Request) -> Pipeline:
+# a plain ``def`` (FastAPI runs it in its thread pool): the ``async`` form, tried, made
+# tests/live/test_slow_clients.py fail 3 times in 14 (decision 0052)
+def get_pipeline(request: Request) -> Pipeline:
     return request.app.state.pipeline
 
 

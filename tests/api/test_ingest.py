@@ -397,25 +397,3 @@ def test_two_messages_in_one_request_are_refused_naming_the_second_msh(
     assert errors and "second MSH" in errors[0]["diagnostics"]
     assert errors[0]["location"][0].startswith("segment ")
     assert client.get(f"/messages/{response.headers['X-Message-Id']}/raw").content == both
-
-
-def test_a_post_ingest_goes_to_the_thread_pool_once(
-    client: TestClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # each trip to the thread pool and back costs the event loop a wake-up and the GIL a
-    # hand-over: only the pipeline's work belongs there, not the dependencies that read
-    # app.state (decision 0052); fails with a plain ``def`` dependency on the route
-    import anyio.to_thread
-
-    sent: list[str] = []
-    run_sync = anyio.to_thread.run_sync
-
-    async def counted(func, *args, **kwargs):  # type: ignore[no-untyped-def]
-        sent.append(getattr(func, "func", func).__qualname__)
-        return await run_sync(func, *args, **kwargs)
-
-    _post(client, ORU / "std-hl7v2" / "cbc-basic.hl7")  # the first request starts things
-    monkeypatch.setattr(anyio.to_thread, "run_sync", counted)
-    response = _post(client, ORU / "std-hl7v2" / "two-orders.hl7")
-    assert response.status_code == 202, response.text
-    assert sent == ["GroupCommit.ingest"]
