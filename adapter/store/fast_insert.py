@@ -87,16 +87,22 @@ def _plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None
         compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
         order = tuple(compiled.positiontup or ())
         if sorted(order) == sorted(keys):  # no default filled in, no extra parameter
-            processors = []
-            for at, key in enumerate(order):
-                column_type = table.c[key].type
-                process = column_type.dialect_impl(dialect).bind_processor(dialect)
-                if process is not None:
-                    processors.append((at, process))
-            plan = _Plan(compiled.string, itemgetter(*order), tuple(processors))
+            plan = _Plan(compiled.string, itemgetter(*order), _processors(table, dialect, order))
     if len(_PLANS) < 256:
         _PLANS[cache] = plan
     return plan
+
+
+def _processors(
+    table: Table, dialect: Dialect, order: tuple[str, ...]
+) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    """Each column's bind processor (the one SQLAlchemy applies), by position in ``order``."""
+    found = []
+    for at, key in enumerate(order):
+        process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            found.append((at, process))
+    return tuple(found)
 
 
 def _copy_plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
@@ -107,15 +113,10 @@ def _copy_plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan |
     # every column left out must be filled by the server (a sequence), not by SQLAlchemy
     left_out = [c for c in table.c if c.key not in keys]
     if len(keys) > 1 and all(c.default is None for c in left_out):
-        processors = []
-        for at, key in enumerate(keys):
-            process = table.c[key].type.dialect_impl(dialect).bind_processor(dialect)
-            if process is not None:
-                processors.append((at, process))
         preparer = dialect.identifier_preparer
         columns = ", ".join(preparer.quote(table.c[key].name) for key in keys)
         sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN"
-        plan = _Plan(sql, itemgetter(*keys), tuple(processors))
+        plan = _Plan(sql, itemgetter(*keys), _processors(table, dialect, keys))
     if len(_PLANS) < 256:
         _PLANS[cache] = plan
     return plan
