@@ -199,8 +199,9 @@ class Patients:
     """A new, valid resident ID number per copy of a patient (same region prefix, birth
     date and sex digit parity; new sequence and check character), in PID-3 and PID-19.
     With ``spread_births`` the birth date changes too (PID-7 and the ID's date, spread over
-    80 years): the patient index blocks records by birth date and surname, and copies that
-    keep the fixture's birth date would put hundreds of persons in one block."""
+    80 years), also for a PID carrying no national ID: the patient index blocks records by
+    birth date and surname, and copies that keep the fixture's birth date would put hundreds
+    of persons in one block (a look-alike block: possible matches with every earlier copy)."""
 
     def __init__(self, *, spread_births: bool = False) -> None:
         self.serial = 0
@@ -211,13 +212,16 @@ class Patients:
         self.serial += 1
         birth = old[6:14] if len(old) == 18 else "19" + old[6:12]
         if self.spread_births:
-            day = date(1930, 1, 1) + timedelta(days=self.serial * 7919 % 29000)
-            birth = day.strftime("%Y%m%d")
+            birth = self._spread_birth()
         self.birth = birth
         parity = int(old[16] if len(old) == 18 else old[14]) % 2
         region = old[:4] + f"{self.serial // 500 % 100:02d}"
         first17 = f"{region}{birth}{(self.serial % 500) * 2 + parity:03d}"
         return first17 + national_id_check_char(first17)
+
+    def _spread_birth(self) -> str:
+        day = date(1930, 1, 1) + timedelta(days=self.serial * 7919 % 29000)
+        return day.strftime("%Y%m%d")
 
     def unique(self, raw: bytes, codec: str, tag: str) -> bytes:
         lines = raw.decode(codec).split("\r")
@@ -240,6 +244,12 @@ class Patients:
             if len(fields) > 19 and _NATIONAL.fullmatch(fields[19]):
                 fields[19] = made.get(fields[19]) or self.national(fields[19])
             birth = fields[7][:8] if len(fields) > 7 else ""
+            if self.spread_births and self.birth is None and birth.isdigit():
+                # no national ID to renew: a new patient still gets a birth date of their own
+                # (copies keeping the fixture's name, birth date and phone under new record
+                # numbers are one look-alike block that grows with the night)
+                self.serial += 1
+                self.birth = self._spread_birth()
             # a placeholder (00000000) stays a placeholder
             if self.spread_births and self.birth and birth.isdigit() and birth != "00000000":
                 fields[7] = self.birth + fields[7][8:]

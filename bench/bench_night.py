@@ -14,14 +14,16 @@ document with its own ids:
 * lab reports (70 %): every ORU^R01 fixture of the example consortium's four lab systems
   (standard HL7 v2.5.1 at the county hospital, the 慧康 GB18030 dialect, the 云医 dialect at
   both township centres); message, order and specimen numbers suffixed (bench_ingest.variant);
-  every new patient a new valid resident ID (bench_delivery.Patients, birth dates spread);
+  every new patient a new valid resident ID (bench_delivery.Patients, birth dates spread,
+  also for a PID without a national ID: a new patient is never a look-alike of the last);
   ``--repeat-share`` (0.3) of the reports are about a patient already seen that night (the
   same PID segment as an earlier copy of that fixture); one standard report in ten is sent in
   GBK (MSH-18 ``GBK``);
 * referral slips (15 %): REF^I12 from the county HIS (two thirds) and WS/T 500 referral CDA
   (one third), slip number, document id and patient numbers suffixed, national IDs new;
 * discharge summaries (15 %): WS/T 500.53 CDA, document id, set id and patient numbers
-  suffixed; one in five written in GBK (``encoding="GBK"``) when its characters allow.
+  suffixed (CDA: the patient's birthTime follows the new national ID); one in five written
+  in GBK (``encoding="GBK"``) when its characters allow.
 
 Rows printed, per database (SQLite: a WAL file in a temporary folder; PostgreSQL: ``--pg``, a
 schema made for the run and dropped after), the two taking turns:
@@ -138,9 +140,10 @@ class Generator:
         self.random = random.Random(seed)
         self.repeat_share = repeat_share
         self.patients = Patients(spread_births=True)  # HL7 v2: PID-7 follows the new ID
-        self.cda_patients = Patients()  # CDA: the new ID keeps the document's birthTime
+        self.cda_patients = Patients(spread_births=True)  # CDA: birthTime follows the new ID
         self.seen_pid: dict[str, list[list[str]]] = {}  # fixture -> PID lines of its copies
-        self.seen_ids: dict[str, list[dict[str, str]]] = {}  # CDA fixture -> national ID maps
+        # CDA fixture -> (national ID map, birth date) of each new patient
+        self.seen_ids: dict[str, list[tuple[dict[str, str], str | None]]] = {}
 
     def _repeat(self, seen: list[Any]) -> Any | None:
         if seen and self.random.random() < self.repeat_share:
@@ -170,15 +173,21 @@ class Generator:
         """Document id, set id and patient numbers suffixed; national IDs new (or, repeat
         share, those of an earlier copy of the same fixture)."""
         seen = self.seen_ids.setdefault(name, [])
-        ids = self._repeat(seen)
-        if ids is None:
-            ids = {}
+        earlier = self._repeat(seen)
+        if earlier is None:
+            ids: dict[str, str] = {}
+            birth = None
             for old in re.findall(r'root="2\.16\.156\.10011\.1\.3" extension="([^"]+)"', xml):
                 if _NATIONAL.fullmatch(old) and old not in ids:
                     ids[old] = self.cda_patients.national(old)
-            seen.append(ids)
+                    birth = birth or self.cda_patients.birth
+            earlier = (ids, birth)
+            seen.append(earlier)
+        ids, birth = earlier
         for old, new in ids.items():
             xml = xml.replace(f'extension="{old}"', f'extension="{new}"')
+        if birth:  # the patient's birthTime agrees with the new ID (a new person, a new block)
+            xml = re.sub(r'(<birthTime value=")[0-9]{8}', lambda m: m.group(1) + birth, xml)
         xml = re.sub(
             r'(root="2\.16\.156\.10011\.1\.(?:1|2|12|19|33)" extension=")([^"]+)"',
             lambda m: f'{m.group(1)}{m.group(2)}{tag}"',
