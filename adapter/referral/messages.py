@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from adapter.errors import Issue
 from adapter.fhir.dates import parse_range
@@ -207,17 +207,25 @@ def _has_tasks(work: Work, records: list[str]) -> bool:
     search parameter reads), before the two searches per record that find the open ones.
     An encounter or discharge summary of a patient never referred (most of a night's
     documents) then costs one statement instead of the searches (decision 0044)."""
+    return work.session.execute(tasks_about(records)).first() is not None
+
+
+def tasks_about(records: list[str]) -> Select[tuple[str]]:
+    """The statement of ``_has_tasks``. ``resource_type || ''`` keeps SQLite off the
+    (resource_type, last_updated, id) index: without statistics its planner took it for
+    ``resource_type = 'Task'`` and read every Task of the store for each document (36 % of a
+    50,000-document night's time once 7,500 referrals were stored), where the patient_key
+    index finds the patient's few resources. PostgreSQL plans it the same way."""
     keys = [f"Patient/{record}" for record in records]
-    found = work.session.execute(
+    return (
         select(Resource.id)
         .where(
-            Resource.resource_type == "Task",
             Resource.patient_key.in_(keys),
+            Resource.resource_type.concat("") == "Task",
             Resource.deleted.is_(False),
         )
         .limit(1)
-    ).first()
-    return found is not None
+    )
 
 
 def _advance(work: Work, task: dict[str, Any], event: Event) -> None:
