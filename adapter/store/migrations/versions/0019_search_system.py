@@ -64,12 +64,13 @@ def upgrade() -> None:
         )
     ).scalars()
     rows = [
-        {"system": s, "system_hash": hashlib.sha256(s.encode("utf-8")).hexdigest()}
-        for s in systems
+        {"system": s, "system_hash": hashlib.sha256(s.encode("utf-8")).hexdigest()} for s in systems
     ]
     if rows:
         bind.execute(
-            sa.text("INSERT INTO search_system (system, system_hash) VALUES (:system, :system_hash)"),
+            sa.text(
+                "INSERT INTO search_system (system, system_hash) VALUES (:system, :system_hash)"
+            ),
             rows,
         )
     _rebuild(
