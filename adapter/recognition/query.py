@@ -222,7 +222,7 @@ def _results(
         return []
     # the index names a code's system by its search_system id (decision 0059): a system the
     # store has never seen has no result
-    ids = known_ids(session, {system for system, _ in wanted})
+    ids = known_ids(session, {system for system, _ in wanted if system})
     by_id = {(ids[s], c): item for (s, c), item in wanted.items() if s in ids}
     if not by_id:
         return []
