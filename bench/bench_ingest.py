@@ -363,6 +363,17 @@ def floor_translate(raw: bytes, facility: Facility, tables: Tables) -> list[dict
     return out
 
 
+_FLOOR_SYSTEMS: dict[str, int] = {}
+
+
+def _floor_system_id(system: str | None) -> int | None:
+    """The floor's system ids (decision 0059): kept in memory only, as the store's cache
+    holds them once known (the floor writes no search_system rows)."""
+    if system is None:
+        return None
+    return _FLOOR_SYSTEMS.setdefault(system, len(_FLOOR_SYSTEMS) + 1)
+
+
 def floor_index_rows(rtype: str, rid: int, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Index rows by a generic walk: Coding/Identifier -> token, reference, dates, numbers."""
     rows: list[tuple[Any, ...]] = []
@@ -393,7 +404,7 @@ def floor_index_rows(rtype: str, rid: int, resource: dict[str, Any]) -> list[tup
                         rid,
                         key,
                         "token",
-                        node.get("system"),
+                        _floor_system_id(node.get("system")),
                         node.get("code") or node.get("value"),
                         None,
                         None,
@@ -630,9 +641,9 @@ class Floor:
         if index:
             cur.executemany(
                 self._sql(
-                    "INSERT INTO search_index (resource_type, resource_key, param, kind, system, "
-                    "code, value, value_norm, value_date_start, value_date_end, value_number, "
-                    "reference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                    "INSERT INTO search_index (resource_type, resource_key, param, kind, "
+                    "system_id, code, value, value_norm, value_date_start, value_date_end, "
+                    "value_number, reference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 ),
                 index,
             )

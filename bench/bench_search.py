@@ -26,7 +26,8 @@ PostgreSQL's buffers):
           count(*) of the patient's rows
 and, for the negated forms the issue measured (``status:not=final``,
 ``value-quantity:missing=true``), the store with the default total and with
-``_total=accurate``; then the whole type sorted with no criterion (``_sort=-date``,
+``_total=accurate``; a code by system (``code=http://loinc.org|1003-3``, both totals, and
+its ``:not``); then the whole type sorted with no criterion (``_sort=-date``,
 ``_sort=-_lastUpdated``), the first against its own floor (``type floor``: the first 50
 rows of the date-end index joined to their resources, which is the same page here, every
 Observation having one date). The schema is made for the run and dropped after it
@@ -144,6 +145,9 @@ def pct(samples: list[float]) -> tuple[float, float]:
 EXTRA_FORMS: tuple[tuple[str, list[tuple[str, str]], tuple[str | None, ...]], ...] = (
     ("status:not=final", [("status:not", "final")], (None, "accurate")),
     ("value-quantity:missing=true", [("value-quantity:missing", "true")], (None, "accurate")),
+    # by system and code (the interned system of decision 0059: a lookup of its id first)
+    ("code=loinc|1003-3", [("code", "http://loinc.org|1003-3")], (None, "accurate")),
+    ("code:not=loinc|1003-3", [("code:not", "http://loinc.org|1003-3")], (None,)),
     ("_sort=-date (whole type)", [("_sort", "-date")], (None,)),
     ("_sort=-_lastUpdated (whole type)", [("_sort", "-_lastUpdated")], (None,)),
 )

@@ -15,12 +15,16 @@ Designs, each a table of its own with the partial per-kind indexes of migration 
   expr     expression indexes on left(column, 200), the whole value in the column, and the
            queries repeat the expression (the alternative without extra columns)
   keyed    bounded, the resource named by an integer ``resource_key`` instead of its
-           36-character id in every row and index entry (decision 0055: the store's design)
+           36-character id in every row and index entry (decision 0055)
+  interned keyed, the token system an integer ``system_id`` of a small table of systems
+           instead of its text in every row and token index entry (decision 0059: the
+           store's design); a search by system looks its id up in a scalar subquery
 
 Per design: insert time (one transaction per message, executemany, as save_resources
 does), total size of its indexes, and the median time of three searches, with whether
 PostgreSQL answered from the index alone (Index Only Scan): a token search with many hits,
-a selective token search, a string prefix search. Results are printed as a table; the
+the same code with its system (``system|code``), a selective token search, a string prefix
+search. Results are printed as a table; the
 "full" design has no long row.
 """
 
@@ -40,8 +44,9 @@ import psycopg
 from adapter.consortium import load_consortium
 from adapter.fhir.index_values import IndexValue, index_values, normalize_text
 from adapter.pipeline import Translator
-from adapter.store.index_keys import KEY_CHARS
+from adapter.store.index_keys import KEY_CHARS, head_key
 from adapter.store.resources import index_row
+from adapter.store.systems import system_hash
 from bench.pg_schema import scratch_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +60,7 @@ COLUMNS = (
     "resource_id",  # resource_key in the keyed designs (_columns)
     "param",
     "kind",
-    "system",
+    "system",  # system_id in the interned designs (_columns)
     "code",
     "value",
     "value_norm",
@@ -102,6 +107,9 @@ def long_rows(rid: str) -> list[tuple[str, str, IndexValue]]:
     ]
 
 
+SYSTEMS: dict[str, int] = {}  # the interned designs' system ids, given on first use
+
+
 def message_rows(
     base: list[tuple[str, str, IndexValue]], n: int, design: str, with_long: bool
 ) -> list[tuple[Any, ...]]:
@@ -114,7 +122,10 @@ def message_rows(
     for rtype, rid, value in values:
         row = index_row(rtype, n * 100_000 + keys.setdefault(rid, len(keys)), value)
         row["resource_id"] = rid
-        if not design.startswith(("bounded", "keyed")):  # whole values in the indexed columns
+        system = row["system"]
+        row["system"], row["system_full"] = head_key(system)
+        row["system_id"] = None if system is None else SYSTEMS.setdefault(system, len(SYSTEMS) + 1)
+        if not design.startswith(("bounded", "keyed", "interned")):  # whole values indexed
             for column in ("system", "code", "value_norm", "reference"):
                 row[column] = getattr(value, column)
                 row[f"{column}_full"] = None
@@ -124,11 +135,16 @@ def message_rows(
 
 def _key(design: str) -> str:
     """The column naming the resource: its integer key in the keyed designs, else its id."""
-    return "resource_key" if design.startswith("keyed") else "resource_id"
+    return "resource_key" if design.startswith(("keyed", "interned")) else "resource_id"
 
 
 def _columns(design: str) -> tuple[str, ...]:
-    return tuple(_key(design) if c == "resource_id" else c for c in COLUMNS)
+    named = {"resource_id": _key(design)}
+    if design.startswith("interned"):
+        named["system"] = "system_id"
+    return tuple(
+        named.get(c, c) for c in COLUMNS if not (c == "system_full" and named.get("system"))
+    )
 
 
 def create(conn: psycopg.Connection, design: str) -> None:
@@ -138,7 +154,7 @@ def create(conn: psycopg.Connection, design: str) -> None:
         row_id bigserial PRIMARY KEY, resource_type varchar(64), {key} {key_type},
         param varchar(64), kind varchar(16), system text, code text, value text,
         value_norm text, reference text, system_full text, code_full text,
-        value_norm_full text, reference_full text)""")
+        value_norm_full text, reference_full text, system_id int)""")
     t = f"si_{design}"
     if design.startswith("expr"):
         code, system, norm, ref = (
@@ -149,6 +165,8 @@ def create(conn: psycopg.Connection, design: str) -> None:
         )
     else:
         code, system, norm, ref = "code", "system", "value_norm", "reference"
+        if design.startswith("interned"):
+            system = "system_id"
     conn.execute(
         f"CREATE INDEX {t}_token ON {t} (resource_type, param, {code}, {system}, "
         f"{key}) WHERE kind = 'token'"
@@ -166,16 +184,31 @@ def create(conn: psycopg.Connection, design: str) -> None:
 
 
 def insert(conn: psycopg.Connection, design: str, rows: list[tuple[Any, ...]]) -> None:
-    marks = ", ".join(["%s"] * len(COLUMNS))
+    marks = ", ".join(["%s"] * len(_columns(design)))
     with conn.transaction(), conn.cursor() as cur:
         columns = ", ".join(_columns(design))
         cur.executemany(f"INSERT INTO si_{design} ({columns}) VALUES ({marks})", rows)
 
 
 def searches(
-    design: str, common_code: str, rare_code: str, prefix: str
+    design: str, common: tuple[str, str], rare_code: str, prefix: str
 ) -> dict[str, tuple[str, tuple[Any, ...]]]:
     t, key = f"si_{design}", _key(design)
+    common_system, common_code = common
+    with_system = (
+        f"SELECT {key} FROM {t} WHERE kind = 'token' AND resource_type = 'Observation' AND "
+        "param = 'code' AND code = %s AND "
+    )
+    if design.startswith("interned"):
+        with_system += "system_id = (SELECT system_id FROM si_systems WHERE system_hash = %s)"
+        system_param = system_hash(common_system)
+    elif design.startswith("expr"):
+        with_system += f"left(system, {KEY_CHARS}) = left(%s, {KEY_CHARS})"
+        system_param = common_system
+    else:
+        with_system += "system = %s"
+        system_param = common_system
+    by_system = (with_system, (common_code, system_param))
     if design.startswith("expr"):
         code_eq = f"left(code, {KEY_CHARS}) = left(%s, {KEY_CHARS}) AND code = %s"
         norm_like = f"left(value_norm, {KEY_CHARS}) LIKE %s"
@@ -185,6 +218,7 @@ def searches(
                 f"resource_type = 'Observation' AND param = 'code' AND {code_eq}",
                 (common_code, common_code),
             ),
+            "token system|code": by_system,
             "token, selective": (
                 f"SELECT {key} FROM {t} WHERE kind = 'token' AND "
                 f"resource_type = 'Observation' AND param = 'code' AND {code_eq}",
@@ -202,6 +236,7 @@ def searches(
             "resource_type = 'Observation' AND param = 'code' AND code = %s",
             (common_code,),
         ),
+        "token system|code": by_system,
         "token, selective": (
             f"SELECT {key} FROM {t} WHERE kind = 'token' AND "
             "resource_type = 'Observation' AND param = 'code' AND code = %s",
@@ -215,19 +250,34 @@ def searches(
     }
 
 
-DESIGNS = ("full", "bounded", "expr", "keyed", "bounded_long", "expr_long", "keyed_long")
+DESIGNS = (
+    "full",
+    "bounded",
+    "expr",
+    "keyed",
+    "interned",
+    "bounded_long",
+    "expr_long",
+    "keyed_long",
+    "interned_long",
+)
 
 
 def run(url: str, messages: int, rounds: int) -> None:
     base = base_rows()
     codes = [v.code for t, _, v in base if t == "Observation" and v.param == "code" and v.code]
-    common = max(set(codes), key=codes.count)
+    common_code = max(set(codes), key=codes.count)
+    common = next(
+        (v.system or "", v.code)
+        for t, _, v in base
+        if t == "Observation" and v.param == "code" and v.code == common_code and v.system
+    )
     rare = min(set(codes), key=codes.count)
     names = [v.value_norm for t, _, v in base if t == "Patient" and v.param == "name"]
     prefix = (names[0] or "")[:1]
     print(
         f"{len(base)} index rows a copy (all ORU fixtures), {messages} copies; token code "
-        f"{common!r} ({codes.count(common)} a copy), {rare!r} ({codes.count(rare)}); "
+        f"{common!r} ({codes.count(common_code)} a copy), {rare!r} ({codes.count(rare)}); "
         f"name prefix {prefix!r}"
     )
     with scratch_schema(url, "bench_si") as schema, schema.connect(autocommit=True) as conn:
@@ -239,7 +289,7 @@ def _run(
     base: list[tuple[str, str, IndexValue]],
     messages: int,
     rounds: int,
-    probes: tuple[str, str, str],
+    probes: tuple[tuple[str, str], str, str],
 ) -> None:
     create(conn, "full")
     try:
@@ -260,6 +310,15 @@ def _run(
             insert(conn, design, rows)
             spent[design] += time.perf_counter() - started
             rows_total[design] += len(rows)
+    conn.execute(
+        "CREATE TABLE si_systems (system_id int PRIMARY KEY, system text,"
+        " system_hash varchar(64) UNIQUE)"
+    )
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO si_systems VALUES (%s, %s, %s)",
+            [(n, s, system_hash(s)) for s, n in SYSTEMS.items()],
+        )
     sizes = {}
     for design in DESIGNS:
         conn.execute(f"VACUUM ANALYZE si_{design}")

@@ -25,7 +25,7 @@ import psycopg
 
 from adapter.fhir.index_values import index_values
 from adapter.store.resources import index_row
-from bench.pg_schema import INDEX_COLUMNS
+from bench.pg_schema import INDEX_COLUMNS, system_ids
 
 ID, PATIENT, WHEN = "@ID@", "@PAT@", "@WHEN@"
 _WHEN_EXAMPLE = datetime(2022, 1, 1)
@@ -77,6 +77,7 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
     conn.execute("CREATE TEMP TABLE fill_body (shape int, body text) ON COMMIT PRESERVE ROWS")
     types = {"value_date_start": "timestamptz", "value_date_end": "timestamptz"}
     types["value_number"] = "numeric"
+    types["system_id"] = "int"
     columns = ", ".join(f"{c} {types.get(c, 'text')}" for c in INDEX_COLUMNS)
     conn.execute(f"CREATE TEMP TABLE fill_index (shape int, role text, {columns})")
     for n, shape in enumerate(shapes):
@@ -85,6 +86,9 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
         real = shape.build("x", "x", _WHEN_EXAMPLE.isoformat() + "+00:00")
         for value in index_values(real):
             row = index_row("Observation", 0, value)  # the key is the resource row's (_insert)
+            with conn.cursor() as cur:  # the system's id, as the store would give it (0059)
+                system = row["system"]
+                row["system_id"] = None if system is None else system_ids(cur, {system})[system]
             role = None
             if row["reference"] == "Patient/x":
                 role = "patient"

@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from adapter.fhir.index_values import index_values
 from adapter.store.body_codec import pack
 from adapter.store.resources import index_row
+from adapter.store.systems import system_hash
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ INDEX_COLUMNS = (
     "resource_key",
     "param",
     "kind",
-    "system",
+    "system_id",  # search_system's id (decision 0059)
     "code",
     "value",
     "value_norm",
@@ -76,7 +77,6 @@ INDEX_COLUMNS = (
     "value_date_end",
     "value_number",
     "reference",
-    "system_full",
     "code_full",
     "value_norm_full",
     "reference_full",
@@ -102,7 +102,7 @@ class ResourceCopy:
     gathered in memory and written with COPY by ``flush``."""
 
     def __init__(self) -> None:
-        self._resources, self._index = io.StringIO(), io.StringIO()
+        self._resources, self._rows = io.StringIO(), []
         self._key = 0  # resource keys given (a new schema); the sequence set past them
 
     def add(
@@ -123,20 +123,40 @@ class ResourceCopy:
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
         for value in index_values(body):
             row = index_row(rtype, self._key, value)
-            self._index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
+            self._rows.append(row)
 
     def flush(self, conn: psycopg.Connection) -> None:
         """COPY what was added, commit, and start again empty."""
         with conn.cursor() as cur:
+            ids = system_ids(cur, {r["system"] for r in self._rows if r["system"] is not None})
+            index = io.StringIO()
+            for row in self._rows:
+                row["system_id"] = ids.get(row["system"])
+                index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
             with cur.copy(_RESOURCE_COPY) as copy:
                 copy.write(self._resources.getvalue())
             with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
-                copy.write(self._index.getvalue())
+                copy.write(index.getvalue())
             cur.execute(
                 "SELECT setval('resource_key_seq', (SELECT max(resource_key) FROM resource))"
             )
         conn.commit()
-        self._resources, self._index = io.StringIO(), io.StringIO()
+        self._resources, self._rows = io.StringIO(), []
+
+
+def system_ids(cur: psycopg.Cursor[Any], systems: set[str]) -> dict[str, Any]:
+    """The search_system ids of ``systems``, created where missing (as the store does)."""
+    if systems:
+        cur.executemany(
+            "INSERT INTO search_system (system, system_hash) VALUES (%s, %s)"
+            " ON CONFLICT DO NOTHING",
+            [(s, system_hash(s)) for s in sorted(systems)],
+        )
+    cur.execute(
+        "SELECT system, system_id FROM search_system WHERE system_hash = ANY(%s)",
+        ([system_hash(s) for s in systems],),
+    )
+    return dict(cur.fetchall())
 
 
 def analyze(conn: psycopg.Connection) -> None:

@@ -45,6 +45,7 @@ from adapter.identity import person_of, records_of
 from adapter.recognition.catalogue import Assessment, Catalogue, Item
 from adapter.store import index_keys as keys
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.systems import known_ids
 
 RESULT_TYPES = ("Observation", "DiagnosticReport")
 FINAL = frozenset({"final", "amended", "corrected", "appended"})
@@ -219,6 +220,12 @@ def _results(
     wanted = _wanted(catalogue, consortium, items)
     if not wanted or not patient_keys:
         return []
+    # the index names a code's system by its search_system id (decision 0059): a system the
+    # store has never seen has no result
+    ids = known_ids(session, {system for system, _ in wanted if system})
+    by_id = {(ids[s], c): item for (s, c), item in wanted.items() if s in ids}
+    if not by_id:
+        return []
     out: list[tuple[Item, StoredResult]] = []
     for rtype in RESULT_TYPES:
         # in two steps, so that both databases work per person whatever their planners
@@ -235,9 +242,9 @@ def _results(
         person_keys = list(session.execute(mine).scalars())
         found: list[int] = []
         if _postgres(session) and person_keys:
-            found = _coded_rows(session, rtype, person_keys, wanted)
+            found = _coded_rows(session, rtype, person_keys, by_id)
         else:
-            codes = _code_condition(wanted)
+            codes = _code_condition(by_id)
             for chunk in _chunks(session, person_keys):
                 rkeys = (
                     select(_si.c.resource_key)
@@ -263,14 +270,14 @@ def _results(
 
 
 def _coded_rows(
-    session: Session, rtype: str, person_keys: list[int], wanted: dict[tuple[str, str], Item]
+    session: Session, rtype: str, person_keys: list[int], wanted: dict[tuple[int, str], Item]
 ) -> list[int]:
     """PostgreSQL: the person's code rows through the resource_key index,
     matched here. With the codes in the statement, PostgreSQL planned from 1 million rows on
     a scan of the token index over every row of each asked code (the whole consortium's
     blood counts) with the ids as a filter: 40,000 buffers for one person at 1 million
     Observations, growing with the store (bench/README.md, bench_recognition.py)."""
-    rows = select(_si.c.resource_key, _si.c.system, _si.c.code, _si.c.system_full, _si.c.code_full)
+    rows = select(_si.c.resource_key, _si.c.system_id, _si.c.code, _si.c.code_full)
     rows = rows.where(
         _si.c.resource_type == rtype,
         _si.c.param == "code",
@@ -279,7 +286,7 @@ def _coded_rows(
     )
     found: dict[int, None] = {}
     for row in session.execute(rows):
-        pair = (row.system_full or row.system, row.code_full or row.code)
+        pair = (row.system_id, row.code_full or row.code)
         if pair in wanted:
             found[row.resource_key] = None
     return list(found)
@@ -305,21 +312,19 @@ def _one_of(session: Session, column: Column[Any], ids: list[_Id]) -> ColumnElem
     return column.in_(ids)
 
 
-def _code_condition(pairs: Iterable[tuple[str, str]]) -> ColumnElement[bool]:
-    """(system, code) is one of ``pairs``: one tuple IN for the usual short values, the
+def _code_condition(pairs: Iterable[tuple[int, str]]) -> ColumnElement[bool]:
+    """(system id, code) is one of ``pairs``: one tuple IN for the usual short codes, the
     bounded-key comparison (adapter/store/index_keys.py) for any longer one."""
     every = list(pairs)
-    short = [(s, c) for s, c in every if len(s) <= keys.KEY_CHARS and len(c) <= keys.KEY_CHARS]
-    shorts = set(short)
+    short = [(s, c) for s, c in every if len(c) < keys.KEY_CHARS]
     longer = [
-        keys.equals(_si.c.system, _si.c.system_full, s)
-        & keys.equals(_si.c.code, _si.c.code_full, c)
+        (_si.c.system_id == s) & keys.equals(_si.c.code, _si.c.code_full, c)
         for s, c in every
-        if (s, c) not in shorts
+        if len(c) >= keys.KEY_CHARS
     ]
     conditions: list[ColumnElement[bool]] = longer
     if short:
-        conditions.insert(0, tuple_(_si.c.system, _si.c.code).in_(short))
+        conditions.insert(0, tuple_(_si.c.system_id, _si.c.code).in_(short))
     return or_(*conditions)
 
 

@@ -5,6 +5,7 @@ resource          the current version of each FHIR resource
 resource_version  every version (history, vread), the current one included; the current
                   version's body is only in ``resource`` (body NULL here until superseded)
 search_index      one row per searchable value of a current resource
+search_system     each code system of the index's rows once, named there by its integer
 outbox            one row per resource version and destination still to deliver
 delivery_attempt  every try to deliver an outbox row: when, by whom, status, error, duration
 delivery_destination  per destination: circuit breaker state and last success (shared by workers)
@@ -176,9 +177,10 @@ class ResourceVersion(Base):
 class SearchIndex(Base):
     """Searchable values; which columns are set depends on ``kind`` (the parameter type).
 
-    token: system + code; uri: code; string: value + value_norm; date: value_date_start/end
-    (half-open UTC range); quantity: value_number + system + code; reference: reference.
-    ``system``, ``code``, ``value_norm`` and ``reference`` hold bounded keys; a longer value
+    token: system_id + code; uri: code; string: value + value_norm; date:
+    value_date_start/end (half-open UTC range); quantity: value_number + system_id + code;
+    reference: reference. ``system_id`` is the system's row in ``search_system`` (decision
+    0059). ``code``, ``value_norm`` and ``reference`` hold bounded keys; a longer value
     is kept whole in ``<column>_full`` (adapter/store/index_keys.py).
     The per-kind indexes are partial (``WHERE kind = '...'``): searches name the kind.
     The resource is ``resource_key``, its ``resource.resource_key`` (an integer instead of
@@ -191,7 +193,7 @@ class SearchIndex(Base):
     __table_args__ = (
         ForeignKeyConstraint(["resource_key"], ["resource.resource_key"], ondelete="CASCADE"),
         # partial indexes: a row only enters the index of its kind, which keeps writes cheap
-        _kind_index("token", "code", "system"),
+        _kind_index("token", "code", "system_id"),
         _kind_index("uri", "code"),
         _kind_index("string", "value_norm", postgresql_ops={"value_norm": "text_pattern_ops"}),
         _kind_index("date", "value_date_start", "value_date_end"),
@@ -215,7 +217,7 @@ class SearchIndex(Base):
     resource_key: Mapped[int] = mapped_column(BigId)
     param: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
-    system: Mapped[str | None] = mapped_column(Text())
+    system_id: Mapped[int | None] = mapped_column(Integer())  # search_system (decision 0059)
     code: Mapped[str | None] = mapped_column(Text())
     value: Mapped[str | None] = mapped_column(Text())
     value_norm: Mapped[str | None] = mapped_column(Text())
@@ -224,10 +226,21 @@ class SearchIndex(Base):
     value_number: Mapped[float | None] = mapped_column(Float())
     reference: Mapped[str | None] = mapped_column(Text())
     # the whole value where the key column above holds only a bounded part of it
-    system_full: Mapped[str | None] = mapped_column(Text())
     code_full: Mapped[str | None] = mapped_column(Text())
     value_norm_full: Mapped[str | None] = mapped_column(Text())
     reference_full: Mapped[str | None] = mapped_column(Text())
+
+
+class SearchSystem(Base):
+    """The code systems of ``search_index`` rows, each once (decision 0059,
+    adapter/store/systems.py). Rows are only added, never changed or deleted; the lookup
+    is by the SHA-256 of the system (a URI may be longer than a b-tree entry allows)."""
+
+    __tablename__ = "search_system"
+
+    system_id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    system: Mapped[str] = mapped_column(Text())
+    system_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
 
 class Outbox(Base):

@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapter.fhir.index_values import elements, index_values
 from adapter.fhir.search_params import RESOURCES
-from adapter.store.models import Resource, SearchIndex
-from adapter.store.resources import index_row, save_resources
+from adapter.store.models import Resource
+from adapter.store.resources import index_row, insert_index_rows, save_resources
 
 _resource = Resource.__table__
 
@@ -164,7 +164,7 @@ def _refused_index_value(
     for value in index_values(resource, zone):
         trial = session.begin_nested()
         try:
-            session.execute(insert(SearchIndex.__table__), [index_row(rtype, rkey, value)])
+            insert_index_rows(session, [index_row(rtype, rkey, value)])
         except SQLAlchemyError as exc:
             trial.rollback()
             if not is_refusal(exc):

@@ -24,7 +24,7 @@ from datetime import datetime, tzinfo
 from typing import Any, Final
 
 import orjson
-from sqlalchemy import Row, Select, Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, bindparam, delete, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import head_key, tail_key
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 from adapter.store.resource_keys import new_keys
+from adapter.store.systems import system_ids
 
 _resource = Resource.__table__
 _version = ResourceVersion.__table__
@@ -582,8 +583,20 @@ def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
 
 def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert search_index rows: on PostgreSQL by COPY (decisions 0034, 0053), on SQLite as
-    tuples to the driver's executemany (0050)."""
-    insert_rows(session, _index, rows)
+    tuples to the driver's executemany (0050). Each row's ``system`` (the text, as
+    ``index_row`` gives it) becomes ``system_id`` here, at the write (decision 0059): the
+    rows a bulk batch holds keep the text, so a write rolled back and tried again looks
+    its systems up again."""
+    if not rows:
+        return
+    ids = system_ids(session, {r["system"] for r in rows if r["system"] is not None})
+    written = []
+    for row in rows:
+        out = dict(row)
+        system = out.pop("system")
+        out["system_id"] = None if system is None else ids[system]
+        written.append(out)
+    insert_rows(session, _index, written)
 
 
 def _index_rows(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
@@ -591,8 +604,8 @@ def _index_rows(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[dic
 
 
 def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
-    """The search_index row of one value: long texts cut to bounded keys (index_keys)."""
-    system, system_full = head_key(v.system)
+    """The search_index row of one value: long texts cut to bounded keys (index_keys);
+    ``system`` stays text until ``insert_index_rows`` gives its id (decision 0059)."""
     code, code_full = head_key(v.code)
     value_norm, value_norm_full = head_key(v.value_norm)
     reference, reference_full = tail_key(v.reference)
@@ -601,7 +614,7 @@ def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
         "resource_key": rkey,  # the resource's integer (decision 0055)
         "param": v.param,
         "kind": v.kind,
-        "system": system,
+        "system": v.system,
         "code": code,
         # a token's text is searched by its normalised form (``:text``): the text as written
         # is kept only where a search compares it (strings' :exact, identifier:of-type)
@@ -611,7 +624,6 @@ def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
         "value_date_end": v.date_end,
         "value_number": v.number,
         "reference": reference,
-        "system_full": system_full,
         "code_full": code_full,
         "value_norm_full": value_norm_full,
         "reference_full": reference_full,
@@ -639,8 +651,7 @@ def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = D
     for row in session.execute(query).all():
         _delete_index_rows(session, [row.resource_key])
         rows = _index_rows(row.resource_type, row.resource_key, index_values(row.body, zone))
-        if rows:
-            session.execute(insert(_index), rows)
+        insert_index_rows(session, rows)
         done += 1
     return done
 

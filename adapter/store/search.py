@@ -57,6 +57,7 @@ from adapter.store.models import Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import leading_rows, led_by_index, order_by, without_value
 from adapter.store.search_total import count_matches
+from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
 
 _r = Resource.__table__
@@ -321,7 +322,7 @@ def _token_value(si: FromClause, modifier: str | None, value: Any) -> ColumnElem
         return keys.starts_with(si.c.value_norm, si.c.value_norm_full, value)
     if isinstance(value, OfTypeValue):
         return and_(
-            keys.equals(si.c.system, si.c.system_full, value.system),
+            si.c.system_id == system_id_of(value.system),
             keys.equals(si.c.code, si.c.code_full, value.code),
             si.c.value == value.value,
         )
@@ -330,7 +331,7 @@ def _token_value(si: FromClause, modifier: str | None, value: Any) -> ColumnElem
             false(),
             *(
                 and_(
-                    keys.equals(si.c.system, si.c.system_full, system),
+                    si.c.system_id == system_id_of(system),
                     keys.equals(si.c.code, si.c.code_full, code),
                 )
                 for system, code in sorted(value.codes)
@@ -344,9 +345,9 @@ def _token(si: FromClause, value: TokenValue) -> ColumnElement[bool]:
     if value.code is not None:
         parts.append(keys.equals(si.c.code, si.c.code_full, value.code))
     if value.system_mode == "none":
-        parts.append(si.c.system.is_(None))
+        parts.append(si.c.system_id.is_(None))
     elif value.system_mode == "given" and value.system is not None:
-        parts.append(keys.equals(si.c.system, si.c.system_full, value.system))
+        parts.append(si.c.system_id == system_id_of(value.system))
     return and_(true(), *parts)
 
 
@@ -413,7 +414,7 @@ def _quantity(si: FromClause, value: QuantityValue) -> ColumnElement[bool]:
     }[value.prefix]()
     parts = [condition]
     if value.system is not None:
-        parts.append(keys.equals(si.c.system, si.c.system_full, value.system))
+        parts.append(si.c.system_id == system_id_of(value.system))
     if value.code is not None:
         parts.append(keys.equals(si.c.code, si.c.code_full, value.code))
     return and_(*parts)

@@ -32,7 +32,14 @@ from adapter.store.identity_tables import (
     IdentityRecord,
     IdentityReview,
 )
-from adapter.store.models import InboundMessage, Outbox, Resource, ResourceVersion, SearchIndex
+from adapter.store.models import (
+    InboundMessage,
+    Outbox,
+    Resource,
+    ResourceVersion,
+    SearchIndex,
+    SearchSystem,
+)
 from tests.integration.connector_helpers import example_pipeline, example_translator
 from tests.integration.referral_support import UP_SLIP, consortium_by_care, pipeline_for
 from tests.integration.test_long_values import (
@@ -57,6 +64,10 @@ def _fixtures() -> list[tuple[bytes, Receipt]]:
     return items
 
 
+def _systems(session: Session) -> dict[int, str]:
+    return dict(session.execute(select(SearchSystem.system_id, SearchSystem.system)).all())
+
+
 def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
     """What the store holds, without the moments and message ids that differ between runs."""
     with factory() as session:
@@ -65,6 +76,7 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
             for r in session.scalars(select(Resource))
         }
         ids = {r.resource_key: r.id for r in session.scalars(select(Resource))}
+        systems = _systems(session)
         versions = Counter(  # a superseded version keeps its body (decision 0042)
             (v.resource_type, v.id, v.version_id, v.body is not None)
             for v in session.scalars(select(ResourceVersion))
@@ -75,7 +87,7 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
                 ids[i.resource_key],
                 i.param,
                 i.kind,
-                i.system,
+                systems.get(i.system_id),  # the text: ids depend on the order of first use
                 i.code,
                 i.value,
                 i.value_norm,
@@ -161,6 +173,7 @@ def _provenance(session: Session) -> dict[str, Any]:
     message = {m.id: (m.source_system, m.sha256) for m in session.scalars(select(InboundMessage))}
     rows = {}
     ids = {r.resource_key: r.id for r in session.scalars(select(Resource))}
+    systems = _systems(session)
     for r in session.scalars(select(Resource).where(Resource.resource_type == "Provenance")):
         body = r.body
         rows[message[r.id]] = (
@@ -183,7 +196,15 @@ def _provenance(session: Session) -> dict[str, Any]:
         )
     )
     index = Counter(
-        (message[ids[i.resource_key]], i.param, i.kind, i.system, i.code, i.value_norm, i.reference)
+        (
+            message[ids[i.resource_key]],
+            i.param,
+            i.kind,
+            systems.get(i.system_id),
+            i.code,
+            i.value_norm,
+            i.reference,
+        )
         for i in session.scalars(
             select(SearchIndex).where(SearchIndex.resource_type == "Provenance")
         )

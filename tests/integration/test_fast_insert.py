@@ -54,7 +54,7 @@ def _index(prefix: str) -> list[dict[str, Any]]:
             "resource_key": _base(prefix) + n,
             "param": "date" if n else "code",
             "kind": "date" if n else "token",
-            "system": None if n else "http://loinc.org",
+            "system_id": None if n else 7,  # search_system's id (decision 0059)
             "code": None if n else "2345-7",
             "value": None,
             "value_norm": "血糖" if n else None,
@@ -62,7 +62,6 @@ def _index(prefix: str) -> list[dict[str, Any]]:
             "value_date_end": LATER if n else None,
             "value_number": 5.6 if n == 1 else None,
             "reference": None,
-            "system_full": None,
             "code_full": None,
             "value_norm_full": None,
             "reference_full": None,

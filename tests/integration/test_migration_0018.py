@@ -11,13 +11,14 @@ from datetime import timedelta
 from typing import Any
 
 from alembic import command
-from sqlalchemy import Column, Engine, MetaData, String, Table, insert, select, text
+from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, text
 
 from adapter.fhir.search_query import parse_search
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import alembic_config
-from adapter.store.models import Resource, SearchIndex
+from adapter.store.index_keys import head_key
+from adapter.store.models import Resource, SearchIndex, SearchSystem
 from adapter.store.search import find
 from adapter.store.search_include import included
 from tests.api.search_fixtures import T0, resources
@@ -86,8 +87,10 @@ _OLD_INDEX = Table(
     *(
         Column(c.name, c.type)
         for c in SearchIndex.__table__.columns
-        if c.name not in ("row_id", "resource_type", "resource_key")
+        if c.name not in ("row_id", "resource_type", "resource_key", "system_id")
     ),
+    Column("system", Text()),  # the text until 0019 (decision 0059)
+    Column("system_full", Text()),
 )
 
 
@@ -96,11 +99,13 @@ def _copy_as_0017(written: Engine, old: Engine) -> int:
     with written.connect() as source:
         rows = [dict(r._mapping) for r in source.execute(select(Resource.__table__))]
         index = [dict(r._mapping) for r in source.execute(select(SearchIndex.__table__))]
+        systems = dict(source.execute(select(SearchSystem.system_id, SearchSystem.system)).all())
     ids = {r["resource_key"]: r["id"] for r in rows}
     for row in rows:
         del row["resource_key"]
     for row in index:
         row["resource_id"] = ids[row.pop("resource_key")]
+        row["system"], row["system_full"] = head_key(systems.get(row.pop("system_id")))
     with old.begin() as conn:
         conn.execute(insert(_OLD_RESOURCE), rows)
         conn.execute(insert(_OLD_INDEX), index)

@@ -23,6 +23,7 @@ from adapter.store import (
     search,
 )
 from adapter.store.engine import read_only
+from adapter.store.models import SearchSystem
 
 T0 = datetime(2026, 5, 3, 2, 0, 0, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -61,8 +62,9 @@ def count(session: Session, model, **where) -> int:
 
 def index_values(session: Session, rtype: str, rid: str, param: str) -> set[tuple]:
     rows = session.execute(
-        select(SearchIndex.system, SearchIndex.code, SearchIndex.value, SearchIndex.reference)
+        select(SearchSystem.system, SearchIndex.code, SearchIndex.value, SearchIndex.reference)
         .join(Resource, Resource.resource_key == SearchIndex.resource_key)
+        .outerjoin(SearchSystem, SearchSystem.system_id == SearchIndex.system_id)
         .where(
             SearchIndex.resource_type == rtype,
             Resource.id == rid,
