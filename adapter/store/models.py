@@ -522,6 +522,7 @@ class ReferralLedger(Base):
         Index(None, "receiver_facility", "created_at"),
         Index(None, "next_due_at"),
         Index(None, "request_id"),
+        Index(None, "patient_id"),  # the follow-up of every Encounter (migration 0020)
     )
 
     task_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)

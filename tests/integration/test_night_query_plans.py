@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, Select
+import pytest
+from sqlalchemy import Engine, Select, inspect
 
+from adapter.referral.ledger_step import awaiting_follow_up
 from adapter.referral.messages import tasks_about
+from adapter.store import make_engine, migrate
+from adapter.store.engine import alembic_config
 
 
 def _plan(engine: Engine, statement: Select[Any]) -> str:
@@ -64,3 +68,32 @@ def test_tasks_of_a_patient_are_found_by_the_patient_key_not_by_reading_every_ta
         assert connection.execute(tasks_about(["nobody", "p199"])).first() is not None
         # another kind of resource about the patient is not a Task
         assert connection.execute(tasks_about(["lonely"])).first() is None
+
+
+def test_follow_up_of_an_encounter_reads_the_ledger_by_patient(engine: Engine) -> None:
+    plan = _plan(engine, awaiting_follow_up(["p1", "p2", "p3"], "township-a"))
+
+    assert "ix_referral_ledger_patient_id" in plan, plan
+
+
+@pytest.mark.db
+def test_migration_0020_adds_and_removes_the_ledger_patient_index(blank_database_url: str) -> None:
+    from alembic import command
+
+    engine = make_engine(blank_database_url)
+    try:
+        migrate(engine)
+        assert "ix_referral_ledger_patient_id" in _ledger_indexes(engine)
+        config = alembic_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0019")
+        assert "ix_referral_ledger_patient_id" not in _ledger_indexes(engine)
+        migrate(engine)
+        assert "ix_referral_ledger_patient_id" in _ledger_indexes(engine)
+    finally:
+        engine.dispose()
+
+
+def _ledger_indexes(engine: Engine) -> set[str]:
+    return {index["name"] for index in inspect(engine).get_indexes("referral_ledger")}
