@@ -205,15 +205,15 @@ def run(
                 time.sleep(0.2)
             before = server_cpu(server.process.pid)
             loop_before = thread_cpu(server.process.pid)
-            own_before = time.process_time()  # this process: the clients (httpx)
             backends_before = backend_cpu(database)
+            own_before = time.process_time()  # this process: the clients (httpx)
             rate, lat = post_all(server.url("/ingest"), chunk, clients)
-            backends = backend_cpu(database)  # a backend started meanwhile counts from 0
-            spent = sum(cpu - backends_before.get(pid, 0.0) for pid, cpu in backends.items())
-            db = spent * 1000 / len(chunk) if database is not None else None
+            own = (time.process_time() - own_before) * 1000 / len(chunk)
             cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
             loop = (thread_cpu(server.process.pid) - loop_before) * 1000 / len(chunk)
-            own = (time.process_time() - own_before) * 1000 / len(chunk)
+            backends = backend_cpu(database)  # a backend started meanwhile counts from 0
+            spent = sum(s - backends_before.get(pid, 0.0) for pid, s in backends.items())
+            db = spent * 1000 / len(chunk) if database is not None else None
             rows[clients] = (rate, lat, cpu, loop, own, db)
             if groups and clients == 1:
                 sizes = group_sizes(server.log_text())
