@@ -11,7 +11,10 @@ at a time (as a LIS interface does) and checking the 202. The server is the exam
 consortium with authentication off, on a fresh SQLite file and on a fresh PostgreSQL
 schema (a fresh one per ``--workers`` count: ``adapter serve --workers N``, N processes on
 one socket). Printed per database and worker count: messages/s and p50 / p95 ms per request
-for 1 and 4 clients, and 4 clients / 1 client, and the server process's CPU per message.
+for 1 and 4 clients, and 4 clients / 1 client, and the CPU per message of the server
+process (with its ``--workers`` and translation worker processes), of its event loop, of
+the benchmark's own clients (httpx, this process: they share the machine's cores) and, on
+PostgreSQL, of the database backends serving the server (found by application_name).
 ``--group-max`` runs one server per value of ADAPTER_INGEST_GROUP_MAX (0: each request in a
 transaction of its own, as before decision 0051; default: the setting's default), and
 ``--repeat`` alternates the whole list that many times (before/after in the same conditions).
@@ -40,6 +43,7 @@ import time
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -110,14 +114,42 @@ def print_stages(path: Path, count: int) -> None:
 
 def server_cpu(pid: int) -> float:
     """CPU seconds of a process, its finished children and its running ones (the
-    ``--workers`` processes), from /proc."""
+    ``--workers`` processes, translation workers), from /proc."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        # children of every thread: translation workers are started from a pool thread
+        children = [
+            child
+            for task in Path(f"/proc/{pid}/task").iterdir()
+            for child in (task / "children").read_text().split()
+        ]
     except OSError:
         return float("nan")
     own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return own + sum(server_cpu(int(child)) for child in children)
+
+
+APP_NAME = "bench_post_ingest"  # the server's PostgreSQL connections, to find their backends
+
+
+def backend_cpu(engine: Engine | None) -> dict[int, float]:
+    """CPU seconds of each PostgreSQL backend serving the benchmarked server (by
+    application_name; the database runs on this machine), from /proc."""
+    if engine is None:
+        return {}
+    with engine.connect() as conn:
+        pids = conn.scalars(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": APP_NAME},
+        ).all()
+    seconds: dict[int, float] = {}
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
 
 
 PROFILING = Path(__file__).resolve().parent / "profiling"  # its sitecustomize.py
@@ -144,7 +176,10 @@ def run(
     groups: bool = False,
     profile: str | None = None,
     stages: str | None = None,
+    database: Engine | None = None,
 ) -> None:
+    """One server on ``url``; ``database``: an engine on its PostgreSQL database, to read
+    its backends' CPU (None on SQLite: the database works inside the server process)."""
     half = len(items) // 2
     args = ["--workers", str(workers)] if workers > 1 else []
     env = {"ADAPTER_INGEST_GROUP_MAX": str(group_max)} if group_max is not None else {}
@@ -170,10 +205,16 @@ def run(
                 time.sleep(0.2)
             before = server_cpu(server.process.pid)
             loop_before = thread_cpu(server.process.pid)
+            backends_before = backend_cpu(database)
+            own_before = time.process_time()  # this process: the clients (httpx)
             rate, lat = post_all(server.url("/ingest"), chunk, clients)
+            own = (time.process_time() - own_before) * 1000 / len(chunk)
             cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
             loop = (thread_cpu(server.process.pid) - loop_before) * 1000 / len(chunk)
-            rows[clients] = (rate, lat, cpu, loop)
+            backends = backend_cpu(database)  # a backend started meanwhile counts from 0
+            spent = sum(s - backends_before.get(pid, 0.0) for pid, s in backends.items())
+            db = spent * 1000 / len(chunk) if database is not None else None
+            rows[clients] = (rate, lat, cpu, loop, own, db)
             if groups and clients == 1:
                 sizes = group_sizes(server.log_text())
     if groups:
@@ -184,11 +225,15 @@ def run(
         f"\n== {label}, adapter serve --workers {workers}{grouping} "
         f"(load average {os.getloadavg()[0]:.1f})"
     )
-    for clients, (rate, lat, cpu, loop) in rows.items():
+    for clients, (rate, lat, cpu, loop, own, db) in rows.items():
         p95 = statistics.quantiles(lat, n=20)[18]
+        backends = "" if db is None else f"; PostgreSQL backends {db:4.1f}"
+        # with --workers N the main process only supervises: its thread serves nothing
+        loop_text = f"{loop:4.1f}" if workers == 1 else "   -"
         print(
             f"   {clients} client(s): {rate:7.1f} msg/s   p50 {statistics.median(lat):7.1f} ms   "
-            f"p95 {p95:7.1f} ms   server CPU {cpu:5.1f} ms/msg (event loop {loop:4.1f})"
+            f"p95 {p95:7.1f} ms   server CPU {cpu:5.1f} ms/msg (event loop {loop_text}; "
+            f"clients {own:4.1f}{backends})"
         )
     ratio = rows[4][0] / rows[1][0]  # rate with 4 clients / with 1
     verdict = "met" if rows[4][0] >= 150 else "NOT met"
@@ -261,9 +306,10 @@ def main() -> None:
             engine, drop = made
             try:
                 migrate(engine)
+                tagged = engine.url.update_query_dict({"application_name": APP_NAME})
                 run(
                     "PostgreSQL",
-                    engine.url.render_as_string(hide_password=False),
+                    tagged.render_as_string(hide_password=False),
                     tmp,
                     messages(fixtures, copies, f"p{workers}.{group}.{rep}.", patients),
                     workers,
@@ -271,6 +317,7 @@ def main() -> None:
                     groups=args.groups,
                     profile=args.profile,
                     stages=args.stages,
+                    database=engine,
                 )
             finally:
                 drop()
