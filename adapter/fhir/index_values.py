@@ -291,10 +291,15 @@ def _strings(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
             out.append(IndexValue(name, "string", value=text, value_norm=normalize_text(text)))
 
 
+# a message's resources repeat its few times (each result's effective and issued times):
+# parsed once (the range is two immutable datetimes; an invalid text raises each time)
+_parse_range = lru_cache(maxsize=4096)(parse_range)
+
+
 def _dates(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
     try:
         if isinstance(node, str):
-            start, end = parse_range(node, zone)
+            start, end = _parse_range(node, zone)
         elif isinstance(node, dict) and ("start" in node or "end" in node):
             start, end = period_range(node, zone)
         else:

@@ -6,10 +6,17 @@ the keys before it writes the rows (the index rows of a bulk batch are built, an
 before their resource rows are inserted):
 
 * PostgreSQL: the next values of ``resource_key_seq`` (also the column's default, which a
-  ``lock_resources`` placeholder takes);
+  ``lock_resources`` placeholder takes). A session that asks many times (a bulk batch asks
+  twice per message) takes them in blocks and keeps the rest for its next calls: a value
+  the sequence gave is never given again, committed or not, so the rest stays unused
+  anywhere else; what the session does not use is only a gap;
 * SQLite: above the highest key stored and the highest this session gave out. The
   transaction holds the database's write lock from its BEGIN IMMEDIATE, so no other writer
-  gives keys meanwhile; a key given to a rolled-back write is only a gap.
+  gives keys meanwhile; a key given to a rolled-back write is only a gap. The highest key
+  stored is read once per transaction, not per call: every resource row this transaction
+  writes takes its key from here (decision 0055), so after that read the highest key given
+  is the highest there is (a bulk batch called this twice per message: decision 0050,
+  amended 2026-12-04 night).
 """
 
 from __future__ import annotations
@@ -22,7 +29,12 @@ from sqlalchemy.orm import Session
 from adapter.store.models import Resource
 
 _resource = Resource.__table__
-_TOP: Final = "adapter.store.resource_key_top"  # session.info: the highest key given here
+# session.info: (the transaction that read the highest key stored, the highest key given)
+_TOP: Final = "adapter.store.resource_key_top"
+_HIGHEST = select(func.max(_resource.c.resource_key))
+_POOL: Final = "adapter.store.resource_key_pool"  # session.info: [calls, unused sequence values]
+_POOL_AFTER = 4  # calls of a session before it takes blocks (one message alone makes two)
+_POOL_BLOCK = 128
 _NEXT = text("SELECT nextval('resource_key_seq') FROM generate_series(1, :n)")
 
 
@@ -31,8 +43,24 @@ def new_keys(session: Session, count: int) -> list[int]:
     if count <= 0:
         return []
     if session.get_bind().dialect.name == "postgresql":
-        return list(session.execute(_NEXT, {"n": count}).scalars())
-    stored = session.execute(select(func.max(_resource.c.resource_key))).scalar() or 0
-    start = max(stored, session.info.get(_TOP, 0)) + 1
-    session.info[_TOP] = start + count - 1
+        return _from_sequence(session, count)
+    transaction = session.get_transaction()
+    read_in, top = session.info.get(_TOP, (None, 0))
+    if read_in is None or read_in is not transaction:  # the first call of this transaction
+        stored = session.execute(_HIGHEST).scalar() or 0
+        top = max(stored, top)
+        transaction = session.get_transaction()  # begun by the read when none was
+    start = top + 1
+    session.info[_TOP] = (transaction, start + count - 1)
     return list(range(start, start + count))
+
+
+def _from_sequence(session: Session, count: int) -> list[int]:
+    pool = session.info.setdefault(_POOL, [0, []])
+    pool[0] += 1
+    unused: list[int] = pool[1]
+    if len(unused) < count:
+        block = count if pool[0] <= _POOL_AFTER else max(count - len(unused), _POOL_BLOCK)
+        unused.extend(session.execute(_NEXT, {"n": block}).scalars())
+    given, pool[1] = unused[:count], unused[count:]
+    return given
