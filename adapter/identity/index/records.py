@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import Row, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from adapter.store.fast_insert import insert_rows
@@ -75,6 +75,10 @@ class Near:
     existing: Row[Any] | None = None
     stored_keys: set[str] = field(default_factory=set)
     others: list[tuple[Row[Any], str, bool]] = field(default_factory=list)
+    # records sharing a key that were not read: the most a key left out beyond its limit
+    # (an oversized block, decision 0056)
+    omitted: int = 0
+    largest: int = 0  # the most records one key is shared with
 
     def candidates(self, hashes: Collection[str]) -> list[tuple[Row[Any], bool]]:
         """The records sharing one of ``hashes`` (each once), oldest link first, as
@@ -95,9 +99,31 @@ _OWN = (
     .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
     .where(_record.c.patient_id == bindparam("patient_id"))
 )
-_SHARED = select(_key.c.patient_id, _key.c.key_hash).where(
-    _key.c.key_hash.in_(bindparam("hashes", expanding=True)),
-    _key.c.patient_id != bindparam("patient_id"),
+# per key, the ``limit`` records indexed most recently (ties: by id), with how many share it:
+# a key shared by thousands of records (an oversized block) answers ``limit`` rows, not
+# thousands (decision 0056). The database still walks the key's index entries to count
+# and rank them, a range of one index (cheap), never the records' features.
+_RANKED = (
+    select(
+        _key.c.patient_id,
+        _key.c.key_hash,
+        func.row_number()
+        .over(
+            partition_by=_key.c.key_hash,
+            order_by=(_record.c.created_at.desc(), _key.c.patient_id.desc()),
+        )
+        .label("rank"),
+        func.count().over(partition_by=_key.c.key_hash).label("shared"),
+    )
+    .select_from(_key.join(_record, _record.c.patient_id == _key.c.patient_id))
+    .where(
+        _key.c.key_hash.in_(bindparam("hashes", expanding=True)),
+        _key.c.patient_id != bindparam("patient_id"),
+    )
+    .subquery()
+)
+_SHARED = select(_RANKED.c.patient_id, _RANKED.c.key_hash, _RANKED.c.shared).where(
+    _RANKED.c.rank <= bindparam("limit")
 )
 _RECORDS = select(_record).where(_record.c.patient_id.in_(bindparam("ids", expanding=True)))
 _BLOCKED = select(_block.c.patient_id, _block.c.other_id).where(
@@ -106,9 +132,12 @@ _BLOCKED = select(_block.c.patient_id, _block.c.other_id).where(
 )
 
 
-def near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool = True) -> Near:
+def near(
+    session: Session, patient_id: str, hashes: Collection[str], *, limit: int, own: bool = True
+) -> Near:
     """The record ``patient_id`` with its stored keys (``own``), and the records sharing one
-    of ``hashes`` with whether each pair is blocked.
+    of ``hashes`` with whether each pair is blocked: per key at most ``limit``, the most
+    recently indexed (``Near.omitted``: how many a key left out).
 
     Three plain statements, each led by an index: one statement joining them (a UNION with a
     per-row EXISTS on the blocked pairs) was planned badly on PostgreSQL once a block held
@@ -117,16 +146,20 @@ def near(session: Session, patient_id: str, hashes: Collection[str], *, own: boo
     caller flushes pending ORM objects first: ``index_patients``)."""
     cache = _batch_cache(session)
     if cache is not None:
-        key = (patient_id, frozenset(hashes), own)
+        key = (patient_id, frozenset(hashes), own, limit)
         found = cache.get(key)
         if found is None:
-            found = cache[key] = _near(session, patient_id, hashes, own=own)
+            found = cache[key] = _near(session, patient_id, hashes, limit=limit, own=own)
         # a copy: the resolver extends ``others``
-        return Near(found.existing, set(found.stored_keys), list(found.others))
-    return _near(session, patient_id, hashes, own=own)
+        return Near(
+            found.existing, set(found.stored_keys), list(found.others), found.omitted, found.largest
+        )
+    return _near(session, patient_id, hashes, limit=limit, own=own)
 
 
-def _near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool) -> Near:
+def _near(
+    session: Session, patient_id: str, hashes: Collection[str], *, limit: int, own: bool
+) -> Near:
     out = Near()
     connection = session.connection()
     if own:
@@ -136,16 +169,20 @@ def _near(session: Session, patient_id: str, hashes: Collection[str], *, own: bo
                 out.stored_keys.add(found.key_hash)
     if not hashes:
         return out
-    shared = connection.execute(_SHARED, {"hashes": sorted(hashes), "patient_id": patient_id}).all()
+    shared = connection.execute(
+        _SHARED, {"hashes": sorted(hashes), "patient_id": patient_id, "limit": limit}
+    ).all()
     if not shared:
         return out
-    ids = sorted({p for p, _ in shared})
+    out.largest = max(n for _, _, n in shared)
+    out.omitted = max(0, out.largest - limit)
+    ids = sorted({p for p, _, _ in shared})
     records = {r.patient_id: r for r in connection.execute(_RECORDS, {"ids": ids})}
     blocked = {
         b if a == patient_id else a
         for a, b in connection.execute(_BLOCKED, {"patient_id": patient_id})
     }
-    for other, hashed in shared:
+    for other, hashed, _ in shared:
         found = records.get(other)
         if found is not None:
             out.others.append((found, hashed, other in blocked))
@@ -155,7 +192,7 @@ def _near(session: Session, patient_id: str, hashes: Collection[str], *, own: bo
 _CACHE = "adapter.identity.near"  # session.info: the batch's answers of ``near``
 
 
-def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool], Near] | None:
+def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool, int], Near] | None:
     """In a bulk batch on SQLite, the answers ``near`` gave since the index last changed:
     a repeat patient's message reads nothing the batch already read. Only there: the
     batch holds SQLite's write lock from BEGIN IMMEDIATE to its commit, so only its own
