@@ -8,9 +8,20 @@ import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from adapter.store.fast_insert import insert_rows
@@ -99,33 +110,55 @@ _OWN = (
     .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
     .where(_record.c.patient_id == bindparam("patient_id"))
 )
-# per key, the ``limit`` records indexed most recently (ties: by id), with how many share it:
-# a key shared by thousands of records (an oversized block) answers ``limit`` rows, not
-# thousands (decision 0056). The database still walks the key's index entries to count
-# and rank them, a range of one index (cheap), never the records' features.
-_RANKED = (
-    select(
-        _key.c.patient_id,
-        _key.c.key_hash,
-        func.row_number()
-        .over(
-            partition_by=_key.c.key_hash,
-            order_by=(_record.c.created_at.desc(), _key.c.patient_id.desc()),
-        )
-        .label("rank"),
-        func.count().over(partition_by=_key.c.key_hash).label("shared"),
+# An oversized block (decision 0056): a key shared by thousands of records (look-alikes
+# without an ID) answers, per key, at most ``limit`` records: the most recently indexed
+# among the ``limit * PROBE`` with the greatest ids (every one while the block is no larger),
+# with how many share the key (counted up to COUNT_CAP). Each step reads a bounded range of
+# the key's index: ranking all of a block by identity_record.created_at would read every
+# record of it, per message (no index holds the key with the time).
+PROBE = 10
+COUNT_CAP = 10_000
+
+
+def _one_key(n: int) -> Select[Any]:
+    hashed, patient_id = bindparam(f"h{n}"), bindparam("patient_id")
+    sample = (
+        select(_key.c.patient_id, _key.c.key_hash)
+        .where(_key.c.key_hash == hashed, _key.c.patient_id != patient_id)
+        .order_by(_key.c.patient_id.desc())
+        .limit(bindparam("probe"))
+        .subquery()
     )
-    .select_from(_key.join(_record, _record.c.patient_id == _key.c.patient_id))
-    .where(
-        _key.c.key_hash.in_(bindparam("hashes", expanding=True)),
-        _key.c.patient_id != bindparam("patient_id"),
+    within = (
+        select(_key.c.patient_id)
+        .where(_key.c.key_hash == hashed, _key.c.patient_id != patient_id)
+        .limit(COUNT_CAP)
+        .subquery()
     )
-    .subquery()
-)
-_SHARED = select(_RANKED.c.patient_id, _RANKED.c.key_hash, _RANKED.c.shared).where(
-    _RANKED.c.rank <= bindparam("limit")
-)
-_RECORDS = select(_record).where(_record.c.patient_id.in_(bindparam("ids", expanding=True)))
+    shared = select(func.count()).select_from(within).scalar_subquery()
+    # ranked on two narrow columns, then the chosen records read whole
+    recent = (
+        select(sample.c.patient_id, sample.c.key_hash)
+        .join_from(sample, _record, _record.c.patient_id == sample.c.patient_id)
+        .order_by(_record.c.created_at.desc(), _record.c.patient_id.desc())
+        .limit(bindparam("limit"))
+        .subquery()
+    )
+    return select(_record, recent.c.key_hash, shared.label("shared")).join_from(
+        recent, _record, _record.c.patient_id == recent.c.patient_id
+    )
+
+
+@lru_cache(maxsize=16)
+def _shared(keys: int) -> Select[Any] | CompoundSelect:
+    """The records sharing one of ``keys`` key hashes (parameters h0, h1, ...), bounded per
+    key."""
+    parts = [_one_key(n) for n in range(keys)]
+    if keys == 1:
+        return parts[0]
+    return union_all(*(select(part.subquery()) for part in parts))
+
+
 _BLOCKED = select(_block.c.patient_id, _block.c.other_id).where(
     (_block.c.patient_id == bindparam("patient_id"))
     | (_block.c.other_id == bindparam("patient_id"))
@@ -139,9 +172,10 @@ def near(
     of ``hashes`` with whether each pair is blocked: per key at most ``limit``, the most
     recently indexed (``Near.omitted``: how many a key left out).
 
-    Three plain statements, each led by an index: one statement joining them (a UNION with a
-    per-row EXISTS on the blocked pairs) was planned badly on PostgreSQL once a block held
-    many records in one long transaction (the population test ran for over 15 minutes).
+    Three plain statements, each led by an index (the shared keys: one bounded SELECT per
+    key, UNION ALL'ed): one statement joining them (a UNION with a per-row EXISTS on the
+    blocked pairs) was planned badly on PostgreSQL once a block held many records in one
+    long transaction (the population test ran for over 15 minutes).
     No autoflush: the resolver writes the index with Core statements as it goes (the
     caller flushes pending ORM objects first: ``index_patients``)."""
     cache = _batch_cache(session)
@@ -169,23 +203,20 @@ def _near(
                 out.stored_keys.add(found.key_hash)
     if not hashes:
         return out
-    shared = connection.execute(
-        _SHARED, {"hashes": sorted(hashes), "patient_id": patient_id, "limit": limit}
-    ).all()
+    ordered = sorted(hashes)
+    params: dict[str, Any] = {f"h{n}": h for n, h in enumerate(ordered)}
+    params.update(patient_id=patient_id, limit=limit, probe=limit * PROBE)
+    shared = connection.execute(_shared(len(ordered)), params).all()
     if not shared:
         return out
-    out.largest = max(n for _, _, n in shared)
+    out.largest = max(r.shared for r in shared)
     out.omitted = max(0, out.largest - limit)
-    ids = sorted({p for p, _, _ in shared})
-    records = {r.patient_id: r for r in connection.execute(_RECORDS, {"ids": ids})}
     blocked = {
         b if a == patient_id else a
         for a, b in connection.execute(_BLOCKED, {"patient_id": patient_id})
     }
-    for other, hashed, _ in shared:
-        found = records.get(other)
-        if found is not None:
-            out.others.append((found, hashed, other in blocked))
+    for found in shared:
+        out.others.append((found, found.key_hash, found.patient_id in blocked))
     return out
 
 
