@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.identity import person_of
 from adapter.identity.index import review as reviews
 from adapter.identity.index.resolve import index_patients
-from adapter.identity.rules import NATIONAL_ID_SYSTEM, rules_at
+from adapter.identity.rules import NATIONAL_ID_SYSTEM, Limits, MatchingRules, rules_at
 from adapter.store.identity_tables import IdentityRecord, IdentityReview
 from tests.identity.hl7 import national_id
 
@@ -61,11 +61,13 @@ def counting(engine: Engine) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
-def index_one(factory: sessionmaker[Session], patient: dict[str, Any], n: int) -> int:
+def index_one(
+    factory: sessionmaker[Session], patient: dict[str, Any], n: int, rules: MatchingRules = RULES
+) -> int:
     """Index one record in its own transaction; returns the review items it opened."""
     with factory.begin() as session:
         outcome = index_patients(
-            session, [patient], facility_id="f1", rules=RULES, now=NOW + timedelta(seconds=n)
+            session, [patient], facility_id="f1", rules=rules, now=NOW + timedelta(seconds=n)
         )
     return outcome.reviews
 
@@ -126,6 +128,33 @@ def test_a_block_of_lookalikes_costs_each_record_a_bounded_amount(
         assert person_of(session, f"lab-{BLOCK + 1:05d}") == first
         link = session.get(IdentityRecord, f"lab-{BLOCK + 1:05d}")
         assert link is not None and link.rule == "hard-key" and link.link_kind == "auto"
+
+
+def test_a_block_larger_than_the_sample_is_counted_no_further_and_ids_still_link(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """With small limits (5 candidates per key: a sample of 50 key entries, counted up to
+    51), a block of 80: the items say "at least" and "more than"; the ID still links."""
+    rules = RULES.model_copy(update={"limits": Limits(candidates_per_key=5, reviews_per_record=2)})
+    index_one(session_factory, lookalike(0, nid=NID), 0, rules)
+    statements = []
+    for n in range(1, 81):
+        with counting(engine) as sent:
+            assert index_one(session_factory, lookalike(n), n, rules) == min(n, 2)
+        statements.append(len(sent))
+    assert max(statements[-20:]) <= max(statements[5:25])
+    with session_factory() as session:
+        items = session.scalars(
+            select(IdentityReview).where(IdentityReview.other_id == "lab-00080")
+        ).all()
+    assert {i.patient_id for i in items} == {"lab-00078", "lab-00079"}
+    note = items[0].evidence["oversizedBlock"]
+    assert note.startswith("at least 46 more look-alike records not compared")
+    assert "shared with more than 50 records: the 5 indexed most recently" in note
+    assert "3 more review items not queued (at most 2 per record" in note
+    index_one(session_factory, lookalike(81, nid=NID), 81, rules)
+    with session_factory() as session:
+        assert person_of(session, "lab-00081") == person_of(session, "lab-00000")
 
 
 def test_a_pair_queued_again_keeps_one_item_and_a_resolved_one_stays_resolved(

@@ -89,7 +89,8 @@ class Near:
     # records sharing a key that were not read: the most a key left out beyond its limit
     # (an oversized block, decision 0056)
     omitted: int = 0
-    largest: int = 0  # the most records one key is shared with
+    largest: int = 0  # the most records one key is shared with (counted up to counted + 1)
+    counted: int = 0  # ``largest`` above this: "more than counted"
 
     def candidates(self, hashes: Collection[str]) -> list[tuple[Row[Any], bool]]:
         """The records sharing one of ``hashes`` (each once), oldest link first, as
@@ -113,11 +114,11 @@ _OWN = (
 # An oversized block (decision 0056): a key shared by thousands of records (look-alikes
 # without an ID) answers, per key, at most ``limit`` records: the most recently indexed
 # among the ``limit * PROBE`` with the greatest ids (every one while the block is no larger),
-# with how many share the key (counted up to COUNT_CAP). Each step reads a bounded range of
-# the key's index: ranking all of a block by identity_record.created_at would read every
-# record of it, per message (no index holds the key with the time).
+# with how many share the key (counted up to one more than that). Each step reads a bounded
+# range of the key's index: ranking all of a block by identity_record.created_at would read
+# every record of it, per message (no index holds the key with the time), and counting all
+# of it grows with it too.
 PROBE = 10
-COUNT_CAP = 10_000
 
 
 def _one_key(n: int) -> Select[Any]:
@@ -132,7 +133,7 @@ def _one_key(n: int) -> Select[Any]:
     within = (
         select(_key.c.patient_id)
         .where(_key.c.key_hash == hashed, _key.c.patient_id != patient_id)
-        .limit(COUNT_CAP)
+        .limit(bindparam("counted"))
         .subquery()
     )
     shared = select(func.count()).select_from(within).scalar_subquery()
@@ -186,7 +187,12 @@ def near(
             found = cache[key] = _near(session, patient_id, hashes, limit=limit, own=own)
         # a copy: the resolver extends ``others``
         return Near(
-            found.existing, set(found.stored_keys), list(found.others), found.omitted, found.largest
+            found.existing,
+            set(found.stored_keys),
+            list(found.others),
+            found.omitted,
+            found.largest,
+            found.counted,
         )
     return _near(session, patient_id, hashes, limit=limit, own=own)
 
@@ -206,11 +212,13 @@ def _near(
     ordered = sorted(hashes)
     params: dict[str, Any] = {f"h{n}": h for n, h in enumerate(ordered)}
     params.update(patient_id=patient_id, limit=limit, probe=limit * PROBE)
+    params["counted"] = limit * PROBE + 1
     shared = connection.execute(_shared(len(ordered)), params).all()
     if not shared:
         return out
     out.largest = max(r.shared for r in shared)
     out.omitted = max(0, out.largest - limit)
+    out.counted = limit * PROBE
     blocked = {
         b if a == patient_id else a
         for a, b in connection.execute(_BLOCKED, {"patient_id": patient_id})

@@ -110,6 +110,7 @@ def resolve_record(
         near.others += more.others
         near.omitted = max(near.omitted, more.omitted)
         near.largest = max(near.largest, more.largest)
+        near.counted = max(near.counted, more.counted)
     rows.write_keys(session, features.record, hashes, near.stored_keys)
     decided: list[tuple[Row[Any], Decision]] = []
     for other, blocked in near.candidates(hashes):
@@ -233,14 +234,16 @@ def _strongest(pairs: list[tuple[Row[Any], Decision]]) -> list[tuple[Row[Any], D
     return sorted(recent, key=lambda p: (p[1].reason == POSSIBLE_MATCH, -p[1].score))
 
 
-def oversized_note(omitted: int, largest: int, not_queued: int, rules: MatchingRules) -> str:
+def oversized_note(near: rows.Near, not_queued: int, rules: MatchingRules) -> str:
     """What a review item's evidence says of the pairs the limits left out (decision 0056)."""
     parts = []
-    if omitted:
+    if near.omitted:
+        more = near.largest > near.counted  # counted no further
         parts.append(
-            f"{omitted} more look-alike records not compared (a blocking key shared with "
-            f"{largest} records: the {rules.limits.candidates_per_key} indexed most recently "
-            "were compared)"
+            f"{'at least ' if more else ''}{near.omitted} more look-alike records not compared "
+            f"(a blocking key shared with {'more than ' if more else ''}"
+            f"{near.counted if more else near.largest} records: the "
+            f"{rules.limits.candidates_per_key} indexed most recently were compared)"
         )
     if not_queued:
         parts.append(
@@ -271,7 +274,7 @@ def queue_reviews(
     cap = rules.limits.reviews_per_record
     kept = _strongest(pairs)[:cap] if len(pairs) > cap else pairs
     outcome.not_queued += len(pairs) - len(kept)
-    note = oversized_note(near.omitted, near.largest, len(pairs) - len(kept), rules)
+    note = oversized_note(near, len(pairs) - len(kept), rules)
     wanted: dict[tuple[str, str], Decision] = {}
     for other, decision in kept:
         wanted[rows.ordered(patient_id, other.patient_id)] = decision
