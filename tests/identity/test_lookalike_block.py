@@ -6,9 +6,11 @@ record that carries a national ID."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, func, select
@@ -18,8 +20,12 @@ from adapter.identity import person_of
 from adapter.identity.index import review as reviews
 from adapter.identity.index.resolve import index_patients
 from adapter.identity.rules import NATIONAL_ID_SYSTEM, Limits, MatchingRules, rules_at
+from adapter.pipeline import Receipt
+from adapter.store import make_engine, migrate
+from adapter.store import session_factory as make_factory
 from adapter.store.identity_tables import IdentityRecord, IdentityReview
-from tests.identity.hl7 import national_id
+from tests.identity.hl7 import national_id, oru
+from tests.integration.connector_helpers import example_pipeline
 
 NOW = datetime(2026, 12, 8, 12, 0, tzinfo=UTC)
 RULES = rules_at(None)
@@ -214,3 +220,41 @@ def test_a_pair_queued_again_keeps_one_item_and_a_resolved_one_stays_resolved(
         assert item is not None and item.state == "resolved" and item.resolution == "match"
         assert item.version == 3 and item.score == moved_score
         assert item.evidence["township"] == "disagree"  # as it was when resolved
+
+
+def _reviews(factory: sessionmaker[Session]) -> Counter[tuple[Any, ...]]:
+    with factory() as session:
+        return Counter(
+            (i.patient_id, i.other_id, i.reason, i.state, i.rule, i.score, str(i.evidence))
+            for i in session.scalars(select(IdentityReview))
+        )
+
+
+def test_a_bulk_batch_queues_what_one_transaction_per_message_queues(
+    session_factory: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """Through the pipeline, in batches of 25 (on SQLite the batch keeps ``near``'s
+    answers: decision 0050) and one message per transaction: the same items, limits and
+    notes included."""
+    items = [
+        (
+            oru(name="赵小红", birth="19750412", sex="F", local=f"MRN{n:04d}"),
+            Receipt("std-hl7v2", "cli", received_at=NOW),
+        )
+        for n in range(70)
+    ]
+    bulk = list(example_pipeline(session_factory).ingest_many(items, batch=25))
+    assert {r.status for r in bulk} == {"processed"}
+    alone_engine = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    migrate(alone_engine)
+    try:
+        alone_factory = make_factory(alone_engine)
+        pipeline = example_pipeline(alone_factory)
+        alone = [pipeline.ingest(raw, receipt) for raw, receipt in items]
+        assert {r.status for r in alone} == {"processed"}
+        queued = _reviews(session_factory)
+        assert queued == _reviews(alone_factory)
+    finally:
+        alone_engine.dispose()
+    assert sum(queued.values()) == sum(min(n, CAP) for n in range(70))
+    assert sum(1 for key in queued if "oversizedBlock" in key[-1]) > 0
