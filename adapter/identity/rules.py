@@ -94,6 +94,22 @@ class Guards(_Strict):
         return value
 
 
+class Limits(_Strict):
+    """Bounds on the work one record costs, whatever the size of its blocks (decision 0056).
+
+    A blocking key shared by thousands of records (a placeholder name such as 无名氏 under
+    one birth date, test patients, newborns registered as 某某之子 with the mother's phone)
+    would otherwise be compared with every one of them and queue a review item per pair:
+    quadratic in the block. The index reads, per key, the ``candidates_per_key`` records
+    indexed most recently, and queues at most ``reviews_per_record`` items per record (the
+    strongest first); what it left out is written in each item's evidence
+    (``oversizedBlock``). A national ID or card key is shared by one person's records: it
+    stays far below the limit, so a record carrying one is still found by it."""
+
+    candidates_per_key: int = Field(50, ge=1, le=10_000)
+    reviews_per_record: int = Field(10, ge=1, le=10_000)
+
+
 class MatchingRules(_Strict):
     version: int = Field(ge=1)
     kind: Literal["matching-rules"]
@@ -104,6 +120,7 @@ class MatchingRules(_Strict):
     near_id: NearId = Field(default_factory=NearId)
     demographics: Demographics = Field(default_factory=Demographics)
     guards: Guards = Field(default_factory=Guards)
+    limits: Limits = Field(default_factory=Limits)
     # a pair scoring this or less (fraction of compared fields agreeing) is never reviewed
     review_floor: float = Field(0.0, ge=0.0, le=1.0)
 

@@ -48,7 +48,11 @@ def match(
     probe = features_of({**patient, "id": patient.get("id") or "$match"}, "$match", rules)
     hashes = sorted({key_hash(k) for k in probe.blocking_keys()})
     best: dict[str, Candidate] = {}
-    for other in rows.candidates(session, hashes, probe.record):
+    # bounded like the resolver's: an oversized block answers its most recent records
+    near = rows.near(
+        session, probe.record, hashes, limit=rules.limits.candidates_per_key, own=False
+    )
+    for other, _ in near.candidates(hashes):
         decision = classify(probe, Features.from_json(other.features), rules)
         if decision.outcome == "none":
             continue

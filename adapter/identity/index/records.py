@@ -8,9 +8,20 @@ import uuid
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, select, update
+from sqlalchemy import (
+    CompoundSelect,
+    Row,
+    Select,
+    bindparam,
+    delete,
+    func,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from adapter.store.fast_insert import insert_rows
@@ -75,6 +86,11 @@ class Near:
     existing: Row[Any] | None = None
     stored_keys: set[str] = field(default_factory=set)
     others: list[tuple[Row[Any], str, bool]] = field(default_factory=list)
+    # records sharing a key that were not read: the most a key left out beyond its limit
+    # (an oversized block, decision 0056)
+    omitted: int = 0
+    largest: int = 0  # the most records one key is shared with (counted up to counted + 1)
+    counted: int = 0  # ``largest`` above this: "more than counted"
 
     def candidates(self, hashes: Collection[str]) -> list[tuple[Row[Any], bool]]:
         """The records sharing one of ``hashes`` (each once), oldest link first, as
@@ -95,38 +111,95 @@ _OWN = (
     .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
     .where(_record.c.patient_id == bindparam("patient_id"))
 )
-_SHARED = select(_key.c.patient_id, _key.c.key_hash).where(
-    _key.c.key_hash.in_(bindparam("hashes", expanding=True)),
-    _key.c.patient_id != bindparam("patient_id"),
-)
-_RECORDS = select(_record).where(_record.c.patient_id.in_(bindparam("ids", expanding=True)))
+# An oversized block (decision 0056): a key shared by thousands of records (look-alikes
+# without an ID) answers, per key, at most ``limit`` records: the most recently indexed
+# among the ``limit * PROBE`` with the greatest ids (every one while the block is no larger),
+# with how many share the key (counted up to one more than that). Each step reads a bounded
+# range of the key's index: ranking all of a block by identity_record.created_at would read
+# every record of it, per message (no index holds the key with the time), and counting all
+# of it grows with it too.
+PROBE = 10
+
+
+def _one_key(n: int) -> Select[Any]:
+    hashed, patient_id = bindparam(f"h{n}"), bindparam("patient_id")
+    sample = (
+        select(_key.c.patient_id, _key.c.key_hash)
+        .where(_key.c.key_hash == hashed, _key.c.patient_id != patient_id)
+        .order_by(_key.c.patient_id.desc())
+        .limit(bindparam("probe"))
+        .subquery()
+    )
+    within = (
+        select(_key.c.patient_id)
+        .where(_key.c.key_hash == hashed, _key.c.patient_id != patient_id)
+        .limit(bindparam("counted"))
+        .subquery()
+    )
+    shared = select(func.count()).select_from(within).scalar_subquery()
+    # ranked on two narrow columns, then the chosen records read whole
+    recent = (
+        select(sample.c.patient_id, sample.c.key_hash)
+        .join_from(sample, _record, _record.c.patient_id == sample.c.patient_id)
+        .order_by(_record.c.created_at.desc(), _record.c.patient_id.desc())
+        .limit(bindparam("limit"))
+        .subquery()
+    )
+    return select(_record, recent.c.key_hash, shared.label("shared")).join_from(
+        recent, _record, _record.c.patient_id == recent.c.patient_id
+    )
+
+
+@lru_cache(maxsize=16)
+def _shared(keys: int) -> Select[Any] | CompoundSelect:
+    """The records sharing one of ``keys`` key hashes (parameters h0, h1, ...), bounded per
+    key."""
+    parts = [_one_key(n) for n in range(keys)]
+    if keys == 1:
+        return parts[0]
+    return union_all(*(select(part.subquery()) for part in parts))
+
+
 _BLOCKED = select(_block.c.patient_id, _block.c.other_id).where(
     (_block.c.patient_id == bindparam("patient_id"))
     | (_block.c.other_id == bindparam("patient_id"))
 )
 
 
-def near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool = True) -> Near:
+def near(
+    session: Session, patient_id: str, hashes: Collection[str], *, limit: int, own: bool = True
+) -> Near:
     """The record ``patient_id`` with its stored keys (``own``), and the records sharing one
-    of ``hashes`` with whether each pair is blocked.
+    of ``hashes`` with whether each pair is blocked: per key at most ``limit``, the most
+    recently indexed (``Near.omitted``: how many a key left out).
 
-    Three plain statements, each led by an index: one statement joining them (a UNION with a
-    per-row EXISTS on the blocked pairs) was planned badly on PostgreSQL once a block held
-    many records in one long transaction (the population test ran for over 15 minutes).
+    Three plain statements, each led by an index (the shared keys: one bounded SELECT per
+    key, UNION ALL'ed): one statement joining them (a UNION with a per-row EXISTS on the
+    blocked pairs) was planned badly on PostgreSQL once a block held many records in one
+    long transaction (the population test ran for over 15 minutes).
     No autoflush: the resolver writes the index with Core statements as it goes (the
     caller flushes pending ORM objects first: ``index_patients``)."""
     cache = _batch_cache(session)
     if cache is not None:
-        key = (patient_id, frozenset(hashes), own)
+        key = (patient_id, frozenset(hashes), own, limit)
         found = cache.get(key)
         if found is None:
-            found = cache[key] = _near(session, patient_id, hashes, own=own)
+            found = cache[key] = _near(session, patient_id, hashes, limit=limit, own=own)
         # a copy: the resolver extends ``others``
-        return Near(found.existing, set(found.stored_keys), list(found.others))
-    return _near(session, patient_id, hashes, own=own)
+        return Near(
+            found.existing,
+            set(found.stored_keys),
+            list(found.others),
+            found.omitted,
+            found.largest,
+            found.counted,
+        )
+    return _near(session, patient_id, hashes, limit=limit, own=own)
 
 
-def _near(session: Session, patient_id: str, hashes: Collection[str], *, own: bool) -> Near:
+def _near(
+    session: Session, patient_id: str, hashes: Collection[str], *, limit: int, own: bool
+) -> Near:
     out = Near()
     connection = session.connection()
     if own:
@@ -136,26 +209,29 @@ def _near(session: Session, patient_id: str, hashes: Collection[str], *, own: bo
                 out.stored_keys.add(found.key_hash)
     if not hashes:
         return out
-    shared = connection.execute(_SHARED, {"hashes": sorted(hashes), "patient_id": patient_id}).all()
+    ordered = sorted(hashes)
+    params: dict[str, Any] = {f"h{n}": h for n, h in enumerate(ordered)}
+    params.update(patient_id=patient_id, limit=limit, probe=limit * PROBE)
+    params["counted"] = limit * PROBE + 1
+    shared = connection.execute(_shared(len(ordered)), params).all()
     if not shared:
         return out
-    ids = sorted({p for p, _ in shared})
-    records = {r.patient_id: r for r in connection.execute(_RECORDS, {"ids": ids})}
+    out.largest = max(r.shared for r in shared)
+    out.omitted = max(0, out.largest - limit)
+    out.counted = limit * PROBE
     blocked = {
         b if a == patient_id else a
         for a, b in connection.execute(_BLOCKED, {"patient_id": patient_id})
     }
-    for other, hashed in shared:
-        found = records.get(other)
-        if found is not None:
-            out.others.append((found, hashed, other in blocked))
+    for found in shared:
+        out.others.append((found, found.key_hash, found.patient_id in blocked))
     return out
 
 
 _CACHE = "adapter.identity.near"  # session.info: the batch's answers of ``near``
 
 
-def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool], Near] | None:
+def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool, int], Near] | None:
     """In a bulk batch on SQLite, the answers ``near`` gave since the index last changed:
     a repeat patient's message reads nothing the batch already read. Only there: the
     batch holds SQLite's write lock from BEGIN IMMEDIATE to its commit, so only its own

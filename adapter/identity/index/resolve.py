@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from adapter.identity.features import Features, features_of
 from adapter.identity.index import records as rows
 from adapter.identity.index.locks import key_hash, serialise_records
-from adapter.identity.matcher import ID_CONFLICT, Decision, classify
+from adapter.identity.matcher import ID_CONFLICT, POSSIBLE_MATCH, Decision, classify
 from adapter.identity.names import compare_names
 from adapter.identity.rules import MatchingRules
+from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import IdentityReview
 
 
@@ -35,6 +36,10 @@ class IndexOutcome:
     persons: dict[str, str] = field(default_factory=dict)  # record id -> person id
     changed_persons: set[str] = field(default_factory=set)
     reviews: int = 0
+    # pairs the limits left out (decision 0056): records of an oversized block not read, and
+    # review pairs beyond limits.reviews_per_record
+    not_compared: int = 0
+    not_queued: int = 0
     # record id -> why this message's view of the record conflicts with the stored one
     conflicts: dict[str, str] = field(default_factory=dict)
 
@@ -74,7 +79,8 @@ def resolve_record(
     outcome: IndexOutcome,
 ) -> None:
     given = {key_hash(k) for k in features.blocking_keys()}
-    near = rows.near(session, features.record, given)
+    limit = rules.limits.candidates_per_key
+    near = rows.near(session, features.record, given, limit=limit)
     existing = near.existing
     if existing is not None:
         stored = Features.from_json(existing.features)
@@ -100,7 +106,11 @@ def resolve_record(
         features = features.union(stored)
     hashes = {key_hash(k) for k in features.blocking_keys()}
     if hashes - given:  # the stored record adds keys this message does not carry
-        near.others += rows.near(session, features.record, hashes - given, own=False).others
+        more = rows.near(session, features.record, hashes - given, limit=limit, own=False)
+        near.others += more.others
+        near.omitted = max(near.omitted, more.omitted)
+        near.largest = max(near.largest, more.largest)
+        near.counted = max(near.counted, more.counted)
     rows.write_keys(session, features.record, hashes, near.stored_keys)
     decided: list[tuple[Row[Any], Decision]] = []
     for other, blocked in near.candidates(hashes):
@@ -122,11 +132,16 @@ def resolve_record(
         person = previous or rows.own_person_id(features.record)
         best = None
         reviews += [(o, d) for o, d in matches if o.person_id != person]
-    for other, decision in reviews:
-        if other.person_id != person:
-            outcome.reviews += queue_review(
-                session, features.record, other.patient_id, decision, rules, now
-            )
+    outcome.not_compared += near.omitted
+    outcome.reviews += queue_reviews(
+        session,
+        features.record,
+        [(o, d) for o, d in reviews if o.person_id != person],
+        near=near,
+        rules=rules,
+        now=now,
+        outcome=outcome,
+    )
 
     rule = best.rule if best else "no-match" if not existing else existing.rule
     score = best.score if best else 0.0 if not existing else existing.score
@@ -192,38 +207,122 @@ def resolve_record(
     outcome.persons[features.record] = person
 
 
-def queue_review(
+_review = IdentityReview.__table__
+# the items of one record's pairs, whichever side of the pair it is (the pair index leads both)
+_ITEMS_OF = select(
+    _review.c.patient_id, _review.c.other_id, _review.c.state, _review.c.score, _review.c.evidence
+).where(
+    (
+        (_review.c.patient_id == bindparam("patient_id"))
+        & _review.c.other_id.in_(bindparam("after", expanding=True))
+    )
+    | (
+        (_review.c.other_id == bindparam("patient_id"))
+        & _review.c.patient_id.in_(bindparam("before", expanding=True))
+    )
+)
+# SET takes the parameters' other keys
+_UPDATE_ITEM = update(_review).where(
+    _review.c.patient_id == bindparam("b_patient_id"), _review.c.other_id == bindparam("b_other_id")
+)
+
+
+def _strongest(pairs: list[tuple[Row[Any], Decision]]) -> list[tuple[Row[Any], Decision]]:
+    """Which pairs a reviewer sees first when not all are queued: an ID conflict or a twin
+    before a possible match, a higher score first, then the record indexed most recently."""
+    recent = sorted(pairs, key=lambda p: (p[0].created_at, p[0].patient_id), reverse=True)
+    return sorted(recent, key=lambda p: (p[1].reason == POSSIBLE_MATCH, -p[1].score))
+
+
+def oversized_note(near: rows.Near, not_queued: int, rules: MatchingRules) -> str:
+    """What a review item's evidence says of the pairs the limits left out (decision 0056)."""
+    parts = []
+    if near.omitted:
+        more = near.largest > near.counted  # counted no further
+        parts.append(
+            f"{'at least ' if more else ''}{near.omitted} more look-alike records not compared "
+            f"(a blocking key shared with {'more than ' if more else ''}"
+            f"{near.counted if more else near.largest} records: the "
+            f"{rules.limits.candidates_per_key} indexed most recently were compared)"
+        )
+    if not_queued:
+        parts.append(
+            f"{not_queued} more review items not queued (at most "
+            f"{rules.limits.reviews_per_record} per record, the strongest)"
+        )
+    return "; ".join(parts)
+
+
+def queue_reviews(
     session: Session,
     patient_id: str,
-    other_id: str,
-    decision: Decision,
+    pairs: list[tuple[Row[Any], Decision]],
+    *,
+    near: rows.Near,
     rules: MatchingRules,
     now: datetime,
+    outcome: IndexOutcome,
 ) -> int:
-    """One review item per pair of records, whatever its state (a resolved pair stays
-    resolved). Returns 1 when an item was opened."""
-    a, b = rows.ordered(patient_id, other_id)
-    found = session.scalar(
-        select(IdentityReview).where(IdentityReview.patient_id == a, IdentityReview.other_id == b)
-    )
-    if found is not None:
-        if found.state != "resolved":
-            found.score, found.evidence, found.updated_at = decision.score, decision.evidence, now
+    """One review item per pair of records, whatever its state: a resolved pair stays
+    resolved, an open or claimed one takes the pair's new score and evidence. At most
+    ``limits.reviews_per_record`` pairs (the strongest); what the limits left out is said in
+    each item's evidence (``oversizedBlock``). Core statements, batched: one SELECT, at most
+    one UPDATE (executemany) and one INSERT per record. Nothing ``near`` reads changes here
+    (identity_review is not a candidate table): no ``forget_near``. Returns the items opened."""
+    if not pairs:
         return 0
-    session.add(
-        IdentityReview(
-            patient_id=a,
-            other_id=b,
-            reason=decision.reason or "possible-match",
-            state="open",
-            version=1,
-            rule_version=rules.version,
-            rule=decision.rule,
-            score=decision.score,
-            evidence=decision.evidence,
-            created_at=now,
-            updated_at=now,
-        )
+    cap = rules.limits.reviews_per_record
+    kept = _strongest(pairs)[:cap] if len(pairs) > cap else pairs
+    outcome.not_queued += len(pairs) - len(kept)
+    note = oversized_note(near, len(pairs) - len(kept), rules)
+    wanted: dict[tuple[str, str], Decision] = {}
+    for other, decision in kept:
+        wanted[rows.ordered(patient_id, other.patient_id)] = decision
+    connection = session.connection()
+    found = connection.execute(
+        _ITEMS_OF,
+        {
+            "patient_id": patient_id,
+            "after": sorted(b for a, b in wanted if a == patient_id),
+            "before": sorted(a for a, b in wanted if b == patient_id),
+        },
+    ).all()
+    updates: list[dict[str, Any]] = []
+    for item in found:
+        decision = wanted.pop((item.patient_id, item.other_id))
+        evidence = {**decision.evidence, "oversizedBlock": note} if note else decision.evidence
+        if item.state != "resolved" and (item.score, item.evidence) != (decision.score, evidence):
+            updates.append(
+                {
+                    "b_patient_id": item.patient_id,
+                    "b_other_id": item.other_id,
+                    "score": decision.score,
+                    "evidence": evidence,
+                    "updated_at": now,
+                }
+            )
+    if updates:
+        connection.execute(_UPDATE_ITEM, updates)
+    insert_rows(
+        session,
+        _review,
+        [
+            {
+                "patient_id": a,
+                "other_id": b,
+                "reason": decision.reason or POSSIBLE_MATCH,
+                "state": "open",
+                "version": 1,
+                "rule_version": rules.version,
+                "rule": decision.rule,
+                "score": decision.score,
+                "evidence": {**decision.evidence, "oversizedBlock": note}
+                if note
+                else decision.evidence,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for (a, b), decision in wanted.items()
+        ],
     )
-    session.flush()
-    return 1
+    return len(wanted)
