@@ -37,8 +37,10 @@ from tests.sync.support import (
 )
 
 DAY = date(2026, 11, 20)
-DOCUMENTS = 160  # enough that ten kills at 1-8 new items mostly land before the end, even
-# when a kill lands several checkpoints late (a fast sync between two polls)
+DOCUMENTS = 400  # enough that ten kills at 1-8 new items mostly land before the end, even
+# when a kill lands several checkpoints late (a fast sync between two polls; 160 were too
+# few once bulk ingest got faster: at a load average of 10 a late poll let one run reach
+# the end, and only 1 kill of 10 landed mid-run)
 KILLS = 10
 
 
