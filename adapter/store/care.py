@@ -324,12 +324,12 @@ def open_rows_query(persons: Select[Any], *, on_postgresql: bool = False) -> Sel
     in one statement.
 
     ``on_postgresql``: the ids are gathered into an array first (``person_id = ANY(ARRAY)``,
-    an InitPlan), so the rows are read by the ``uq_care_key`` index whatever the planner
-    guesses of the query's size. ``person_id IN (query)`` was planned as a hash join over a
-    sequential scan of the whole table while it held up to a few thousand rows (the
-    recursive query is guessed at 23 ids): a 20,000-document night read the table once per
-    document for its first 5,760 documents, 11.7 million rows (decision 0044, amended
-    2026-12-04)."""
+    an InitPlan), so the rows are read by the ``uq_care_key`` index as soon as the table is
+    past ~1,000 rows (the guess of the ids is not multiplied into a join). ``person_id IN
+    (query)`` was planned as a hash join over a sequential scan of the whole table until it
+    held ~4,000 rows (the recursive query is guessed at 23 ids): a 20,000-document night
+    read the table once per document for its first 5,760 documents, 11.7 million rows
+    (decision 0044, amended 2026-12-04)."""
     if on_postgresql:
         listed = persons.subquery()
         ids = cast(select(func.array_agg(listed.c.id)).scalar_subquery(), ARRAY(String))
