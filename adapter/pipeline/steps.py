@@ -51,7 +51,8 @@ from adapter.store.models import InboundMessage
 from adapter.store.resources import LockedRows, Saved, flush_index_rows
 
 log = logging.getLogger(__name__)
-_OPEN_CARE = care.open_rows_query(KEYS)  # a person's ids and open care rows, one statement
+# a person's ids and open care rows, one statement (by dialect: is PostgreSQL)
+_OPEN_CARE = {pg: care.open_rows_query(KEYS, on_postgresql=pg) for pg in (False, True)}
 
 
 @dataclass(slots=True)
@@ -106,8 +107,9 @@ class Work:
         """The relationships open now under the person's ids (revocations too), read with
         the ids in one statement (adapter.identity.persons.KEYS)."""
         if person not in self._open:
+            statement = _OPEN_CARE[self.session.get_bind().dialect.name == "postgresql"]
             self._open[person] = care.read_rows(
-                self.session, _OPEN_CARE, {"id": person, "at": self.moment}
+                self.session, statement, {"id": person, "at": self.moment}
             )
         return self._open[person]
 
