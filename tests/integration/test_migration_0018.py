@@ -44,11 +44,14 @@ QUERIES: list[tuple[str, list[tuple[str, str]]]] = [
 ]
 
 
-def _answers(engine: Engine) -> list[tuple[list[str], int | None, list[str]]]:
+def search_answers(
+    engine: Engine, queries: list[tuple[str, list[tuple[str, str]]]] | None = None
+) -> list[tuple[list[str], int | None, list[str]]]:
+    """Each query's page of ids, total and included resources (0019's test asks too)."""
     factory = make_factory(engine)
     out = []
     with factory() as session:
-        for rtype, params in QUERIES:
+        for rtype, params in queries or QUERIES:
             parsed = parse_search(rtype, [*params, ("_count", "50")])
             page = find(
                 session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate"
@@ -125,7 +128,7 @@ def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
     head, old = make_engine(database_url), make_engine(blank_database_url)
     try:
         _save_at_head(head)
-        expected = _answers(head)
+        expected = search_answers(head)
         assert all(ids or extra for ids, _, extra in expected)  # every query finds something
         migrate(old, "0017")
         copied = _copy_as_0017(head, old)
@@ -145,7 +148,7 @@ def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
             ).all()
         assert len({k for _, _, k in keys}) == len(keys) and all(k for _, _, k in keys)
         assert sorted(after) == sorted(before) and len(after) == copied
-        assert _answers(old) == expected
+        assert search_answers(old) == expected
 
         # a new resource after the upgrade: a key no other has, its rows searchable
         factory = make_factory(old)

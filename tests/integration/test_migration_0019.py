@@ -19,10 +19,10 @@ from adapter.store import session_factory as make_factory
 from adapter.store.index_keys import KEY_CHARS, head_key
 from adapter.store.models import Resource, SearchIndex, SearchSystem
 from adapter.store.search import find
-from adapter.store.search_include import included
 from tests.api.search_fixtures import LOINC, MRN, T0, resources
 from tests.integration.test_migration_0018 import QUERIES as QUERIES_0018
 from tests.integration.test_migration_0018 import _downgrade
+from tests.integration.test_migration_0018 import search_answers as _answers
 
 UCUM = "http://unitsofmeasure.org"
 LONG = "urn:oid:1.2.156.1.qs." + "9." * 120  # 261 characters: cut to a key before 0019
@@ -60,26 +60,6 @@ def _extra() -> list[dict[str, Any]]:
             "valueQuantity": {"value": 140, "unit": "g/L", "system": UCUM, "code": "g/L"},
         }
     ]
-
-
-def _answers(engine: Engine, queries: list[tuple[str, list[tuple[str, str]]]]) -> list[Any]:
-    factory = make_factory(engine)
-    out = []
-    with factory() as session:
-        for rtype, params in queries:
-            parsed = parse_search(rtype, [*params, ("_count", "50")])
-            page = find(
-                session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate"
-            )
-            extra, _ = included(session, page.bodies, parsed.includes)
-            out.append(
-                (
-                    [b["id"] for b in page.bodies],
-                    page.total,
-                    sorted(f"{b['resourceType']}/{b['id']}" for b in extra),
-                )
-            )
-    return out
 
 
 # search_index as 0018 had it: the system as text
