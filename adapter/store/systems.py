@@ -32,12 +32,13 @@ import weakref
 from collections.abc import Iterable
 from typing import Any, Final
 
-from sqlalchemy import Engine, ScalarSelect, create_engine, event, select
+from sqlalchemy import Engine, ScalarSelect, event, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from adapter.store.engine import make_engine
 from adapter.store.models import SearchSystem
 
 _system = SearchSystem.__table__
@@ -124,8 +125,8 @@ def _create_apart(engine: Engine, systems: list[str]) -> None:
     with _lock:
         side = _side.get(engine)
         if side is None:
-            side = _side[engine] = create_engine(
-                engine.url, poolclass=NullPool, hide_parameters=True
+            side = _side[engine] = make_engine(
+                engine.url.render_as_string(hide_password=False), poolclass=NullPool
             )
     rows = [{"system": s, "system_hash": system_hash(s)} for s in systems]
     with side.begin() as connection:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -91,6 +91,14 @@ class Near:
     omitted: int = 0
     largest: int = 0  # the most records one key is shared with (counted up to counted + 1)
     counted: int = 0  # ``largest`` above this: "more than counted"
+
+    def absorb(self, more: Near) -> None:
+        """Add the records another ``near`` read (the stored record's own keys) and what
+        its keys left out."""
+        self.others += more.others
+        self.omitted = max(self.omitted, more.omitted)
+        self.largest = max(self.largest, more.largest)
+        self.counted = max(self.counted, more.counted)
 
     def candidates(self, hashes: Collection[str]) -> list[tuple[Row[Any], bool]]:
         """The records sharing one of ``hashes`` (each once), oldest link first, as
@@ -186,14 +194,7 @@ def near(
         if found is None:
             found = cache[key] = _near(session, patient_id, hashes, limit=limit, own=own)
         # a copy: the resolver extends ``others``
-        return Near(
-            found.existing,
-            set(found.stored_keys),
-            list(found.others),
-            found.omitted,
-            found.largest,
-            found.counted,
-        )
+        return replace(found, stored_keys=set(found.stored_keys), others=list(found.others))
     return _near(session, patient_id, hashes, limit=limit, own=own)
 
 

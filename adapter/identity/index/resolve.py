@@ -106,11 +106,7 @@ def resolve_record(
         features = features.union(stored)
     hashes = {key_hash(k) for k in features.blocking_keys()}
     if hashes - given:  # the stored record adds keys this message does not carry
-        more = rows.near(session, features.record, hashes - given, limit=limit, own=False)
-        near.others += more.others
-        near.omitted = max(near.omitted, more.omitted)
-        near.largest = max(near.largest, more.largest)
-        near.counted = max(near.counted, more.counted)
+        near.absorb(rows.near(session, features.record, hashes - given, limit=limit, own=False))
     rows.write_keys(session, features.record, hashes, near.stored_keys)
     decided: list[tuple[Row[Any], Decision]] = []
     for other, blocked in near.candidates(hashes):
@@ -253,6 +249,10 @@ def oversized_note(near: rows.Near, not_queued: int, rules: MatchingRules) -> st
     return "; ".join(parts)
 
 
+def _noted(evidence: dict[str, Any], note: str) -> dict[str, Any]:
+    return {**evidence, "oversizedBlock": note} if note else evidence
+
+
 def queue_reviews(
     session: Session,
     patient_id: str,
@@ -290,7 +290,7 @@ def queue_reviews(
     updates: list[dict[str, Any]] = []
     for item in found:
         decision = wanted.pop((item.patient_id, item.other_id))
-        evidence = {**decision.evidence, "oversizedBlock": note} if note else decision.evidence
+        evidence = _noted(decision.evidence, note)
         if item.state != "resolved" and (item.score, item.evidence) != (decision.score, evidence):
             updates.append(
                 {
@@ -316,9 +316,7 @@ def queue_reviews(
                 "rule_version": rules.version,
                 "rule": decision.rule,
                 "score": decision.score,
-                "evidence": {**decision.evidence, "oversizedBlock": note}
-                if note
-                else decision.evidence,
+                "evidence": _noted(decision.evidence, note),
                 "created_at": now,
                 "updated_at": now,
             }
