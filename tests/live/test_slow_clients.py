@@ -58,6 +58,24 @@ def _closed_by_server(sock: socket.socket) -> bool:
         return True
 
 
+def _post_as_a_sender_does(url: str, deadline: float) -> httpx.Response:
+    """POST the lab report, honouring a 503's Retry-After as a sending system does. On a
+    loaded machine the server may take the last half-sent connections in late, so they have
+    not yet been silent long enough to be closed for room (netlimits.MIN_SILENCE_SECONDS):
+    then it refuses with 503 and Retry-After: 1, and the retry finds room."""
+    while True:
+        answer = httpx.post(
+            url,
+            content=CBC,
+            headers={"X-Source-System": "std-hl7v2", "Content-Type": "application/hl7-v2"},
+            timeout=30,
+        )
+        wait = float(answer.headers.get("Retry-After", "0") or 0)
+        if answer.status_code != 503 or not wait or time.monotonic() + wait > deadline:
+            return answer
+        time.sleep(wait)
+
+
 @pytest.mark.slow
 def test_half_sent_requests_are_timed_out_and_a_normal_request_still_answers(
     database_url: str, tmp_path: Path
@@ -78,12 +96,7 @@ def test_half_sent_requests_are_timed_out_and_a_normal_request_still_answers(
                     sockets.append(_half_sent(server.port, number))
             time.sleep(1.2)  # the half-sent ones have now been silent for a while
             started = time.monotonic()
-            answer = httpx.post(
-                server.url("/ingest"),
-                content=CBC,
-                headers={"X-Source-System": "std-hl7v2", "Content-Type": "application/hl7-v2"},
-                timeout=30,
-            )
+            answer = _post_as_a_sender_does(server.url("/ingest"), started + 10)
             took = time.monotonic() - started
             assert answer.status_code == 202, answer.text
             assert took < 10, f"a normal request took {took:.1f} s"
