@@ -42,8 +42,15 @@ def _follow_up(work: Work, encounter: dict[str, object]) -> None:
     except ValueError:
         return
     records = records_about(work, subject)
-    rows = work.session.scalars(AWAITING, {"records": records, "sender": work.facility.id})
+    work.session.flush()  # what the ORM's execute would autoflush (ledger rows of the batch)
+    found = work.session.connection().execute(
+        AWAITING, {"records": records, "sender": work.facility.id}
+    )
+    # nearly always none: a Core read, and the ORM rows only for what it found
+    rows = [work.session.get(ReferralLedger, task_id) for task_id in found.scalars().all()]
     for row in rows:
+        if row is None:
+            continue
         if row.discharged_at is not None and began >= row.discharged_at:
             reference = f"Encounter/{encounter.get('id')}"
             ledger.record_follow_up(work.session, work.consortium, row, at=began, record=reference)
@@ -57,24 +64,26 @@ def _follow_up(work: Work, encounter: dict[str, object]) -> None:
             )
 
 
-def _awaiting_statement() -> Select[tuple[ReferralLedger]]:
-    """The up-referrals of the records ``records`` sent by ``sender``, discharged and not
-    yet followed up; built once. Led by the ledger's patient index (migration 0020): the
-    sender's index read every referral the facility ever sent, for every Encounter stored,
-    and SQLite without statistics still prefers it to the patient index for an ``IN`` of
-    several records, so ``sender_facility || ''`` keeps it out of the plan."""
-    return select(ReferralLedger).where(
-        ReferralLedger.patient_id.in_(bindparam("records", expanding=True)),
-        ReferralLedger.direction != "down",
-        ReferralLedger.sender_facility.concat("") == bindparam("sender", type_=String),
-        ReferralLedger.discharged_at.is_not(None),
-        ReferralLedger.followed_up_at.is_(None),
+def _awaiting_statement() -> Select[tuple[str]]:
+    """The Task ids of the up-referrals of the records ``records`` sent by ``sender``,
+    discharged and not yet followed up; built once (Core: it runs for every Encounter).
+    Led by the ledger's patient index (migration 0020): the sender's index read every
+    referral the facility ever sent, for every Encounter stored, and SQLite without
+    statistics still prefers it to the patient index for an ``IN`` of several records, so
+    ``sender_facility || ''`` keeps it out of the plan."""
+    ledger_ = ReferralLedger.__table__
+    return select(ledger_.c.task_id).where(
+        ledger_.c.patient_id.in_(bindparam("records", expanding=True)),
+        ledger_.c.direction != "down",
+        ledger_.c.sender_facility.concat("") == bindparam("sender", type_=String),
+        ledger_.c.discharged_at.is_not(None),
+        ledger_.c.followed_up_at.is_(None),
     )
 
 
 AWAITING = _awaiting_statement()
 
 
-def awaiting_follow_up(records: list[str], sender: str) -> Select[tuple[ReferralLedger]]:
+def awaiting_follow_up(records: list[str], sender: str) -> Select[tuple[str]]:
     """``AWAITING`` with its parameters bound (its query plan is tested)."""
     return AWAITING.params(records=records, sender=sender)
