@@ -230,8 +230,14 @@ def _as_gbk_hl7(message: str) -> bytes | None:
         return None
 
 
-def generate(root: Path, documents: int, seed: int, repeat_share: float) -> Night:
-    """Write the night under ``root``: folders, documents and manifests."""
+KINDS = {"lab-report": 0.70, "referral": 0.10, "referral-cda": 0.05, "discharge": 0.15}
+
+
+def generate(
+    root: Path, documents: int, seed: int, repeat_share: float, kinds: tuple[str, ...] = ()
+) -> Night:
+    """Write the night under ``root``: folders, documents and manifests. ``kinds``: only
+    these document kinds (KINDS), their shares scaled to ``documents`` (all when empty)."""
     consortium = load_consortium(Settings().config)
     labs = load_fixtures(consortium)
     refs = [
@@ -240,10 +246,12 @@ def generate(root: Path, documents: int, seed: int, repeat_share: float) -> Nigh
     ]
     cda_refs = _xml_fixtures(FIXTURES / "cda" / "referral" / "std-cda")
     discharges = _xml_fixtures(FIXTURES / "cda" / "discharge" / "std-cda")
-    n_lab = round(documents * 0.70)
-    n_ref = round(documents * 0.10)
-    n_cda_ref = round(documents * 0.05)
-    n_dis = documents - n_lab - n_ref - n_cda_ref
+    shares = {k: v for k, v in KINDS.items() if not kinds or k in kinds}
+    scale = documents / sum(shares.values())
+    n_lab = round(shares.get("lab-report", 0) * scale)
+    n_ref = round(shares.get("referral", 0) * scale)
+    n_cda_ref = round(shares.get("referral-cda", 0) * scale)
+    n_dis = documents - n_lab - n_ref - n_cda_ref if "discharge" in shares else 0
     gen = Generator(seed, repeat_share)
     night = Night(root)
     writers: dict[tuple[str, str], tuple[Path, list[tuple[str, str]]]] = {}

@@ -30,14 +30,22 @@ def person_of(session: Session, patient_id: str) -> str:
 def records_of(session: Session, person_id: str) -> list[str]:
     """The Patient record ids linked to a consortium person, oldest link first; a record
     id the index does not know as a person gives itself."""
-    found = list(
-        session.scalars(
-            select(IdentityRecord.patient_id)
-            .where(IdentityRecord.person_id == person_id)
-            .order_by(IdentityRecord.created_at, IdentityRecord.patient_id)
-        )
-    )
+    found = list(session.scalars(RECORDS, {"person": person_id}))
     return found or [person_id]
+
+
+def _records_statement() -> Select[tuple[str]]:
+    """records_of's statement, built once (parameter ``person``): a Core select of the
+    table, so that a caller on the session's connection skips the ORM's execution path."""
+    record = IdentityRecord.__table__
+    return (
+        select(record.c.patient_id)
+        .where(record.c.person_id == bindparam("person", type_=String))
+        .order_by(record.c.created_at, record.c.patient_id)
+    )
+
+
+RECORDS = _records_statement()
 
 
 def keys_of(session: Session, patient_id: str) -> set[str]:

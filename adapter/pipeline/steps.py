@@ -28,11 +28,11 @@ from sqlalchemy.orm import Session
 from adapter import audit
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue
-from adapter.identity import keys_of, person_of, records_of
+from adapter.identity import keys_of, person_of
 from adapter.identity.features import national_id_warnings
 from adapter.identity.index.publish import outbox_rows, publish_persons
 from adapter.identity.index.resolve import index_patients
-from adapter.identity.persons import KEYS
+from adapter.identity.persons import KEYS, RECORDS
 from adapter.identity.rules import rules_at
 from adapter.pipeline.catchup import history_rows
 from adapter.pipeline.merge import merge_stored, reads_stored
@@ -79,6 +79,10 @@ class Work:
     _open: dict[str, list[care.CareRow]] = field(default_factory=dict)  # person -> open rows
     _caring: dict[str, dict[str, list[care.CareRow]]] = field(default_factory=dict)
     _keys: dict[str, set[str]] = field(default_factory=dict)
+    _records: dict[str, list[str]] = field(default_factory=dict)  # person -> records_of
+    # referral Task checks (adapter/referral/messages.py has_tasks): records -> (Tasks the
+    # message had saved when checked, whether any stored Task is about the records)
+    task_checks: dict[tuple[str, ...], tuple[int, bool]] = field(default_factory=dict)
     mapping: str | None = None  # the mapping set that translated it: "<folder>@<fingerprint>"
     # referral Task id -> (status, businessStatus) as the source wrote them, before the
     # merge keeps the stored Task (adapter/referral/status_messages.py)
@@ -119,6 +123,16 @@ class Work:
         if patient_or_person not in self._keys:
             self._keys[patient_or_person] = keys_of(self.session, patient_or_person)
         return self._keys[patient_or_person]
+
+    def records(self, person: str) -> list[str]:
+        """adapter.identity.records_of, read once per message (like ``keys``: records are
+        linked in resolve_identity, before every step that asks), on the session's
+        connection: the referral steps ask for every event of a message."""
+        if person not in self._records:
+            self.session.flush()  # what the ORM's execute would autoflush
+            found = self.session.connection().execute(RECORDS, {"person": person}).scalars()
+            self._records[person] = list(found) or [person]
+        return self._records[person]
 
     def wrote_care(self, person: str, row: care.CareRow) -> None:
         """``row`` (under one of the person's ids) as this transaction just wrote it."""
@@ -319,7 +333,7 @@ def catch_up(
     (adapter/pipeline/catchup.py)."""
     if "Provenance" in work.consortium.care.catch_up.result_types:
         flush_index_rows(work.session)  # a batch's held Provenance rows are read too (0050)
-    patients = [f"Patient/{r}" for r in {person, *records_of(work.session, person)}]
+    patients = [f"Patient/{r}" for r in {person, *work.records(person)}]
     work.outbox += history_rows(
         work.session,
         work.consortium,

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, String, bindparam, select
 
 from adapter.errors import Issue
 from adapter.fhir.dates import parse_range
-from adapter.identity import records_of
 from adapter.referral import ledger
+from adapter.referral.messages import records_about
 from adapter.store.models import ReferralLedger
 
 if TYPE_CHECKING:
@@ -41,10 +41,16 @@ def _follow_up(work: Work, encounter: dict[str, object]) -> None:
         began = parse_range(str(start), work.zone)[0]
     except ValueError:
         return
-    person = work.person(subject)
-    records = {person, *records_of(work.session, person), subject.split("/", 1)[1]}
-    rows = work.session.scalars(awaiting_follow_up(sorted(records), work.facility.id))
+    records = records_about(work, subject)
+    work.session.flush()  # what the ORM's execute would autoflush (ledger rows of the batch)
+    found = work.session.connection().execute(
+        AWAITING, {"records": records, "sender": work.facility.id}
+    )
+    # nearly always none: a Core read, and the ORM rows only for what it found
+    rows = [work.session.get(ReferralLedger, task_id) for task_id in found.scalars().all()]
     for row in rows:
+        if row is None:
+            continue
         if row.discharged_at is not None and began >= row.discharged_at:
             reference = f"Encounter/{encounter.get('id')}"
             ledger.record_follow_up(work.session, work.consortium, row, at=began, record=reference)
@@ -58,16 +64,26 @@ def _follow_up(work: Work, encounter: dict[str, object]) -> None:
             )
 
 
-def awaiting_follow_up(records: list[str], sender: str) -> Select[tuple[ReferralLedger]]:
-    """The up-referrals of ``records`` sent by ``sender``, discharged and not yet followed
-    up. Led by the ledger's patient index (migration 0020): the sender's index read every
+def _awaiting_statement() -> Select[tuple[str]]:
+    """The Task ids of the up-referrals of the records ``records`` sent by ``sender``,
+    discharged and not yet followed up; built once (Core: it runs for every Encounter).
+    Led by the ledger's patient index (migration 0020): the sender's index read every
     referral the facility ever sent, for every Encounter stored, and SQLite without
     statistics still prefers it to the patient index for an ``IN`` of several records, so
     ``sender_facility || ''`` keeps it out of the plan."""
-    return select(ReferralLedger).where(
-        ReferralLedger.patient_id.in_(records),
-        ReferralLedger.direction != "down",
-        ReferralLedger.sender_facility.concat("") == sender,
-        ReferralLedger.discharged_at.is_not(None),
-        ReferralLedger.followed_up_at.is_(None),
+    ledger_ = ReferralLedger.__table__
+    return select(ledger_.c.task_id).where(
+        ledger_.c.patient_id.in_(bindparam("records", expanding=True)),
+        ledger_.c.direction != "down",
+        ledger_.c.sender_facility.concat("") == bindparam("sender", type_=String),
+        ledger_.c.discharged_at.is_not(None),
+        ledger_.c.followed_up_at.is_(None),
     )
+
+
+AWAITING = _awaiting_statement()
+
+
+def awaiting_follow_up(records: list[str], sender: str) -> Select[tuple[str]]:
+    """``AWAITING`` with its parameters bound (its query plan is tested)."""
+    return AWAITING.params(records=records, sender=sender)

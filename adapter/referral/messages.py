@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 
 from adapter.errors import Issue
 from adapter.fhir.dates import parse_range
 from adapter.fhir.search_query import parse_search
-from adapter.identity import records_of
 from adapter.referral.apply import RefusedError, apply_change, facility_of, tasks_of
 from adapter.referral.machine import Change
 from adapter.referral.rules import DIRECTION_SYSTEM, Table, table
@@ -178,9 +177,8 @@ def _is_discharge_summary(resource: dict[str, Any], rules: Table) -> bool:
 def open_task(work: Work, event: Event, rules: Table) -> dict[str, Any] | None:
     """The newest open referral Task of the patient (any record of the person) owned by the
     message's facility, authored within the window before the event."""
-    person = work.person(event.patient)
-    records = sorted({person, *records_of(work.session, person), event.patient.split("/", 1)[1]})
-    if not _has_tasks(work, records):
+    records = records_about(work, event.patient)
+    if not has_tasks(work, records):
         return None  # most patients were never referred: no search (bench/bench_night.py)
     statuses = ",".join(sorted(rules.open))
     found: dict[str, dict[str, Any]] = {}
@@ -201,31 +199,59 @@ def open_task(work: Work, event: Event, rules: Table) -> dict[str, Any] | None:
     return max(fitting, key=lambda f: (f[0], f[1]))[2] if fitting else None
 
 
-def _has_tasks(work: Work, records: list[str]) -> bool:
+def records_about(work: Work, patient: str) -> list[str]:
+    """The ids a referral of ``Patient/<id>`` may be kept under: the record, its person and
+    the person's records (read once per message: ``Work.records``), sorted."""
+    person = work.person(patient)
+    return sorted({person, *work.records(person), patient.split("/", 1)[1]})
+
+
+def has_tasks(work: Work, records: list[str]) -> bool:
     """Whether any stored Task is about one of ``records``: one indexed read of the
     resource table (``patient_key`` is a Task's ``for``, the reference its ``patient``
     search parameter reads), before the two searches per record that find the open ones.
     An encounter or discharge summary of a patient never referred (most of a night's
-    documents) then costs one statement instead of the searches (decision 0044)."""
-    return work.session.execute(tasks_about(records)).first() is not None
-
-
-def tasks_about(records: list[str]) -> Select[tuple[str]]:
-    """The statement of ``_has_tasks``. ``resource_type || ''`` keeps SQLite off the
-    (resource_type, last_updated, id) index: without statistics its planner took it for
-    ``resource_type = 'Task'`` and read every Task of the store for each document (36 % of a
-    50,000-document night's time once 7,500 referrals were stored), where the patient_key
-    index finds the patient's few resources. PostgreSQL plans it the same way."""
+    documents) then costs one statement instead of the searches (decision 0044), and one
+    per message, not per event (its Encounter, its Composition ...): the answer is kept on
+    the Work. A "no" is asked again once the message has saved another Task version (a
+    Task it created); a "yes" stands (the open Tasks are then searched for)."""
+    key = tuple(records)
+    saved_tasks = sum(1 for s in work.saved if s.resource_type == "Task")
+    known = work.task_checks.get(key)
+    if known is not None and (known[1] or known[0] == saved_tasks):
+        return known[1]
+    work.session.flush()  # what the ORM's execute would autoflush
     keys = [f"Patient/{record}" for record in records]
+    found = work.session.connection().execute(TASKS_ABOUT, {"keys": keys}).first() is not None
+    work.task_checks[key] = (saved_tasks, found)
+    return found
+
+
+def _tasks_about_statement() -> Select[tuple[str]]:
+    """The statement of ``has_tasks`` (parameter ``keys``: ``Patient/<id>`` references),
+    built once. ``resource_type || ''`` keeps SQLite off the (resource_type, last_updated,
+    id) index: without statistics its planner took it for ``resource_type = 'Task'`` and
+    read every Task of the store for each document (36 % of a 50,000-document night's time
+    once 7,500 referrals were stored), where the patient_key index finds the patient's few
+    resources. PostgreSQL plans it the same way."""
+    resource = Resource.__table__
     return (
-        select(Resource.id)
+        select(resource.c.id)
         .where(
-            Resource.patient_key.in_(keys),
-            Resource.resource_type.concat("") == "Task",
-            Resource.deleted.is_(False),
+            resource.c.patient_key.in_(bindparam("keys", expanding=True)),
+            resource.c.resource_type.concat("") == "Task",
+            resource.c.deleted.is_(False),
         )
         .limit(1)
     )
+
+
+TASKS_ABOUT = _tasks_about_statement()
+
+
+def tasks_about(records: list[str]) -> Select[tuple[str]]:
+    """``has_tasks``'s statement with ``records`` bound (its query plan is tested)."""
+    return TASKS_ABOUT.params(keys=[f"Patient/{record}" for record in records])
 
 
 def _advance(work: Work, task: dict[str, Any], event: Event) -> None:
