@@ -6,7 +6,10 @@ parameter and a list of processed values: on the bulk path (about 100 search ind
 SQLite's own executemany of the same rows. Here the statement is compiled once per table
 and set of columns, each column's bind processor (the same one SQLAlchemy applies: UTC
 datetimes to text, bodies to zstd frames, booleans) is taken once, and the rows go to the
-driver as tuples. The values stored are the same; statement events and error wrapping
+driver as tuples. The processors run a column at a time, a date column's once per
+distinct value and none for None where the processor keeps None (decision 0050, amended
+2026-12-05); the search index's rows come as tuples already (``insert_tuples``), without
+a dictionary per row. The values stored are the same; statement events and error wrapping
 (``DBAPIError``, what adapter/store/refusals.py classifies) are SQLAlchemy's, through
 ``exec_driver_sql``.
 
