@@ -32,7 +32,10 @@ _NAME_PARTS = ("text", "family", "given", "prefix", "suffix")
 _ADDRESS_PARTS = ("text", "line", "city", "district", "state", "postalCode", "country")
 
 
-@dataclass(frozen=True, slots=True)
+# not frozen: a frozen dataclass sets each field through object.__setattr__, which made
+# its construction (~90 per message in bulk ingest) 5x dearer; hashed by value as before
+# (the dedupe below), so it must not be changed once made
+@dataclass(slots=True, unsafe_hash=True)
 class IndexValue:
     param: str
     kind: ParamType

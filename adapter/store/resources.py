@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from operator import itemgetter
 from typing import Any, Final
 
 import orjson
@@ -30,9 +31,9 @@ from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient_key
-from adapter.store.fast_insert import insert_rows
+from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
-from adapter.store.index_keys import head_key, tail_key
+from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
 from adapter.store.models import Resource, ResourceVersion, SearchIndex
 from adapter.store.resource_keys import new_keys
 from adapter.store.systems import system_ids
@@ -189,11 +190,14 @@ def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _stamped(resource: dict[str, Any], version_id: int, last_updated: datetime) -> dict[str, Any]:
-    """A copy with meta.versionId/lastUpdated, meta placed after id as FHIR JSON orders it."""
+def _stamped(
+    resource: dict[str, Any], version_id: int, last_updated: datetime, stamp: str | None = None
+) -> dict[str, Any]:
+    """A copy with meta.versionId/lastUpdated, meta placed after id as FHIR JSON orders it
+    (``stamp``: ``last_updated`` formatted already, once for all the resources of a save)."""
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version_id)
-    meta["lastUpdated"] = format_instant(last_updated)
+    meta["lastUpdated"] = format_instant(last_updated) if stamp is None else stamp
     out: dict[str, Any] = {}
     for key, value in resource.items():
         if key == "meta":
@@ -237,6 +241,7 @@ def save_resources(
     if not resources:
         return []
     last_updated = truncate_to_millis(now)
+    stamp = format_instant(last_updated)
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for resource in resources:
         rtype, rid = resource.get("resourceType"), resource.get("id")
@@ -258,7 +263,7 @@ def save_resources(
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
     version_rows: list[dict[str, Any]] = []
-    index_rows: list[dict[str, Any]] = []
+    index_rows: list[IndexRow] = []
     stored_history: list[Key] = []  # superseded versions whose history row is stored
     for key, resource in latest.items():
         digest = content_hash(resource)
@@ -274,7 +279,7 @@ def save_resources(
             )
             continue
         version_id = 1 if old is None else old.version_id + 1
-        body = _stamped(resource, version_id, last_updated)
+        body = _stamped(resource, version_id, last_updated, stamp)
         pkey = patient_key(resource)
         row = {
             "resource_type": key[0],
@@ -309,7 +314,7 @@ def save_resources(
             if old is not None:
                 stored_history.extend(buffer.keep_bodies([key]))
             buffer.add_version(version, body)
-        rows = _index_rows(key[0], rkey, index_values(resource, zone)) if with_index else []
+        rows = _index_tuples(key[0], rkey, index_values(resource, zone)) if with_index else []
         if buffer is not None:
             buffer.replace(key, rkey, rows, stored=old is not None)
         else:
@@ -351,7 +356,7 @@ def save_resources(
     if version_rows:
         insert_rows(session, _version, version_rows)
     if index_rows:
-        insert_index_rows(session, index_rows)
+        _insert_index_tuples(session, index_rows)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
 
 
@@ -381,9 +386,9 @@ class BatchWrites:
 
     def __init__(self) -> None:
         self.created: list[dict[str, Any]] = []  # new resource rows nothing reads back
-        self.rows: dict[Key, list[dict[str, Any]]] = {}
+        self.rows: dict[Key, list[IndexRow]] = {}
         self.stale: set[int] = set()  # resource keys
-        self.superseded: list[dict[str, Any]] = []
+        self.superseded: list[IndexRow] = []
         self.versions: list[dict[str, Any]] = []
         self.outbox: list[dict[str, Any]] = []
         # other write-only rows, by table, in the order made (the patient index's
@@ -395,7 +400,7 @@ class BatchWrites:
         self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
 
-    def replace(self, key: Key, rkey: int, rows: list[dict[str, Any]], *, stored: bool) -> None:
+    def replace(self, key: Key, rkey: int, rows: list[IndexRow], *, stored: bool) -> None:
         """``key``'s new index rows (``rkey`` its resource key); ``stored``: its row existed
         when it was locked (its index rows in the database, if any, are stale)."""
         before = self.rows.get(key, _MISSING)
@@ -490,7 +495,7 @@ class BatchWrites:
 
     def take_index(
         self,
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[int], list[dict[str, Any]]]:
+    ) -> tuple[list[dict[str, Any]], list[IndexRow], list[int], list[IndexRow]]:
         """The created resource rows, the superseded index rows, the stale resource keys and the
         index rows to insert, in the order they are written; those parts are emptied
         (journalled)."""
@@ -525,11 +530,11 @@ def flush_index_rows(session: Session) -> None:
     if created:  # first: the index rows' foreign key names them
         insert_rows(session, _resource, created)
     if superseded:
-        insert_index_rows(session, superseded)
+        _insert_index_tuples(session, superseded)
     if stale:
         _delete_index_rows(session, stale)
     if rows:
-        insert_index_rows(session, rows)
+        _insert_index_tuples(session, rows)
 
 
 def flush_batch_writes(session: Session) -> None:
@@ -582,52 +587,77 @@ def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
 
 
 def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert search_index rows: on PostgreSQL by COPY (decisions 0034, 0053), on SQLite as
-    tuples to the driver's executemany (0050). Each row's ``system`` (the text, as
-    ``index_row`` gives it) becomes ``system_id`` here, at the write (decision 0059): the
-    rows a bulk batch holds keep the text, so a write rolled back and tried again looks
-    its systems up again."""
+    """Insert search_index rows (``index_row``'s dictionaries): on PostgreSQL by COPY
+    (decisions 0034, 0053), on SQLite as tuples to the driver's executemany (0050). Each
+    row's ``system`` (the text, as ``index_row`` gives it) becomes ``system_id`` here, at
+    the write (decision 0059): the rows a bulk batch holds keep the text, so a write rolled
+    back and tried again looks its systems up again."""
+    values = itemgetter(*_INDEX_ROW_KEYS)
+    _insert_index_tuples(session, [values(row) for row in rows])
+
+
+# an index row as the store holds it: the values of these keys, in the table's column order
+# (fast_insert binds them as they are), ``system`` the text where its id goes (0059)
+IndexRow = tuple[Any, ...]
+_INDEX_ROW_KEYS: Final = (
+    "resource_type", "resource_key", "param", "kind", "system", "code", "value", "value_norm",
+    "value_date_start", "value_date_end", "value_number", "reference", "code_full",
+    "value_norm_full", "reference_full",
+)  # fmt: skip
+_INDEX_COLUMNS: Final = tuple("system_id" if k == "system" else k for k in _INDEX_ROW_KEYS)
+_SYSTEM: Final = _INDEX_ROW_KEYS.index("system")
+
+
+def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
+    """``insert_index_rows`` of ``IndexRow`` tuples (the bulk path: no dictionary per row;
+    decision 0050, amended)."""
     if not rows:
         return
-    ids = system_ids(session, {r["system"] for r in rows if r["system"] is not None})
-    written = []
-    for row in rows:
-        out = dict(row)
-        system = out.pop("system")
-        out["system_id"] = None if system is None else ids[system]
-        written.append(out)
-    insert_rows(session, _index, written)
+    ids = system_ids(session, {r[_SYSTEM] for r in rows} - {None})
+    insert_tuples(session, _index, _INDEX_COLUMNS, rows, {"system_id": ids.__getitem__})
 
 
-def _index_rows(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
-    return [index_row(rtype, rkey, v) for v in values]
+def _index_tuples(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[IndexRow]:
+    return [_index_tuple(rtype, rkey, v) for v in values]
 
 
 def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
     """The search_index row of one value: long texts cut to bounded keys (index_keys);
     ``system`` stays text until ``insert_index_rows`` gives its id (decision 0059)."""
-    code, code_full = head_key(v.code)
-    value_norm, value_norm_full = head_key(v.value_norm)
-    reference, reference_full = tail_key(v.reference)
-    return {
-        "resource_type": rtype,
-        "resource_key": rkey,  # the resource's integer (decision 0055)
-        "param": v.param,
-        "kind": v.kind,
-        "system": v.system,
-        "code": code,
+    return dict(zip(_INDEX_ROW_KEYS, _index_tuple(rtype, rkey, v), strict=True))
+
+
+def _index_tuple(rtype: str, rkey: int, v: IndexValue) -> IndexRow:
+    """``index_row``'s values, in ``_INDEX_ROW_KEYS`` order."""
+    code, value_norm, reference = v.code, v.value_norm, v.reference
+    # a value of KEY_CHARS characters or more is cut to its key (index_keys); most are short
+    code_full = value_norm_full = reference_full = None
+    if code is not None and len(code) >= KEY_CHARS:
+        code, code_full = head_key(code)
+    if value_norm is not None and len(value_norm) >= KEY_CHARS:
+        value_norm, value_norm_full = head_key(value_norm)
+    if reference is not None and len(reference) >= KEY_CHARS:
+        reference, reference_full = tail_key(reference)
+    kind = v.kind
+    return (
+        rtype,
+        rkey,  # the resource's integer (decision 0055)
+        v.param,
+        kind,
+        v.system,
+        code,
         # a token's text is searched by its normalised form (``:text``): the text as written
         # is kept only where a search compares it (strings' :exact, identifier:of-type)
-        "value": None if v.kind == "token" and not v.param.endswith(OF_TYPE) else v.value,
-        "value_norm": value_norm,
-        "value_date_start": v.date_start,
-        "value_date_end": v.date_end,
-        "value_number": v.number,
-        "reference": reference,
-        "code_full": code_full,
-        "value_norm_full": value_norm_full,
-        "reference_full": reference_full,
-    }
+        None if kind == "token" and not v.param.endswith(OF_TYPE) else v.value,
+        value_norm,
+        v.date_start,
+        v.date_end,
+        v.number,
+        reference,
+        code_full,
+        value_norm_full,
+        reference_full,
+    )
 
 
 _DELETE_CHUNK = 500  # keys per DELETE: well under SQLite's bound parameter limit
@@ -650,8 +680,8 @@ def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = D
     done = 0
     for row in session.execute(query).all():
         _delete_index_rows(session, [row.resource_key])
-        rows = _index_rows(row.resource_type, row.resource_key, index_values(row.body, zone))
-        insert_index_rows(session, rows)
+        rows = _index_tuples(row.resource_type, row.resource_key, index_values(row.body, zone))
+        _insert_index_tuples(session, rows)
         done += 1
     return done
 
