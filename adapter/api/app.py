@@ -58,6 +58,7 @@ from adapter.consortium import Consortium
 from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.fhir.published import publish
+from adapter.heap import settled
 from adapter.runtime import build_runtime, record_config_loaded
 from adapter.settings import Settings, get_settings
 from adapter.store import migrate
@@ -108,7 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 start_in_process, delivery_worker, engine, app.state.session_factory
             )
         try:
-            yield
+            with settled():  # start-up's objects out of the collector's full passes
+                yield
         finally:
             if checkpoints is not None:
                 checkpoints.stop()

@@ -48,16 +48,19 @@ def ingest(
     ] = 100,
 ) -> None:
     """Ingest files from one source system; exit 1 if any was quarantined."""
+    from adapter.heap import settled
+
     runtime = common.start()
     failed = 0
     try:
-        for name, result in _ingest_batches(runtime, files, batch, source, content_type):
-            if isinstance(result, AdapterError):
-                typer.secho(f"{name}: {result.message}", fg=typer.colors.RED)
-                failed += 1
-                continue
-            _print_result(name, result)
-            failed += 0 if result.accepted else 1
+        with settled():
+            for name, result in _ingest_batches(runtime, files, batch, source, content_type):
+                if isinstance(result, AdapterError):
+                    typer.secho(f"{name}: {result.message}", fg=typer.colors.RED)
+                    failed += 1
+                    continue
+                _print_result(name, result)
+                failed += 0 if result.accepted else 1
     finally:
         runtime.close()
     raise typer.Exit(1 if failed else 0)

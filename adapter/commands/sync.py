@@ -65,6 +65,7 @@ def run_sync(
     report_file: Path | None,
     quiet: bool,
 ) -> int:
+    from adapter.heap import settled
     from adapter.sync.progress import terminal_progress
     from adapter.sync.report import render
     from adapter.sync.run import Progress, SyncRunner
@@ -78,7 +79,7 @@ def run_sync(
             pipeline = _pipeline(runtime, source)
             runner = SyncRunner(runtime.consortium, pipeline, runtime.factory, progress=progress)
             chosen = _day(day) if day else runner.yesterday()
-            with pipeline.translation_workers(runtime.settings.translate_workers):
+            with pipeline.translation_workers(runtime.settings.translate_workers), settled():
                 outcome = runner.run(chosen, source, replay_gaps=replay_gaps)
         except AdapterError as exc:
             raise common.fail(f"sync: {exc.message}") from None

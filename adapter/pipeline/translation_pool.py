@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from typing import Any
 
+from adapter.heap import freeze_for_good
 from adapter.pipeline.translator import Outcome, Translator
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ def _start(spec: dict[str, Any]) -> None:
     logging.disable(logging.WARNING)  # the parent reports; a worker only translates
     threading.Thread(target=_exit_with, args=(os.getppid(),), daemon=True).start()
     _worker_translator = Translator(**spec)
+    freeze_for_good()
 
 
 def _exit_with(parent: int) -> None:
@@ -62,7 +64,16 @@ def _translate(raw: bytes, source_system: str, message_id: str) -> Outcome:
     translator = _worker_translator
     assert translator is not None
     facility, source = translator.source(source_system)
-    return translator.translate_for(raw, facility, source, message_id)
+    outcome = translator.translate_for(raw, facility, source, message_id)
+    if source_system not in _settled_sources:
+        # a source's mapping set is compiled on its first message: out of the collector's
+        # full passes too (adapter/heap.py)
+        _settled_sources.add(source_system)
+        freeze_for_good()
+    return outcome
+
+
+_settled_sources: set[str] = set()
 
 
 class TranslationPool:
