@@ -174,6 +174,9 @@ class ResourceVersion(Base):
     )
 
 
+FK_INDEX_RESOURCE = "fk_search_index_resource_key_resource"
+
+
 class SearchIndex(Base):
     """Searchable values; which columns are set depends on ``kind`` (the parameter type).
 
@@ -191,7 +194,12 @@ class SearchIndex(Base):
 
     __tablename__ = "search_index"
     __table_args__ = (
-        ForeignKeyConstraint(["resource_key"], ["resource.resource_key"], ondelete="CASCADE"),
+        # SQLite only since migration 0021 (decision 0060): on PostgreSQL the rows are
+        # written with their resource through the store's one door and resource rows are
+        # never deleted, and the constraint's check was the night's largest flat server cost
+        ForeignKeyConstraint(
+            ["resource_key"], ["resource.resource_key"], ondelete="CASCADE", name=FK_INDEX_RESOURCE
+        ).ddl_if(dialect="sqlite"),
         # partial indexes: a row only enters the index of its kind, which keeps writes cheap
         _kind_index("token", "code", "system_id"),
         _kind_index("uri", "code"),

@@ -70,6 +70,24 @@ def set_bookmark(session: Session, source: str, watermark: str, run_id: str, now
         row.run_id, row.updated_at = run_id, now
 
 
+def items_to_record(session: Session, source: str, keys: list[str]) -> dict[str, SyncItem]:
+    """The ledger rows of ``keys`` already there, read and locked in one statement per 500
+    keys, for ``record_item(known=...)``: a batch of documents pays one read, not one per
+    document (issue 14's PostgreSQL night: round trips)."""
+    found: dict[str, SyncItem] = {}
+    wanted = list(dict.fromkeys(keys))
+    for start in range(0, len(wanted), 500):
+        rows = session.scalars(
+            select(SyncItem)
+            .where(
+                SyncItem.sync_source == source, SyncItem.item_key.in_(wanted[start : start + 500])
+            )
+            .with_for_update()
+        )
+        found.update((r.item_key, r) for r in rows)
+    return found
+
+
 def record_item(
     session: Session,
     *,
@@ -85,28 +103,35 @@ def record_item(
     run_id: str,
     replayed: bool,
     now: datetime,
+    known: dict[str, SyncItem] | None = None,
 ) -> str:
     """Write what became of one key; returns its op as reported (new, corrected, deleted).
-    The same bytes again change nothing (a resumed run, the overlap window)."""
-    row = session.get(SyncItem, (source, key), with_for_update=True)
+    The same bytes again change nothing (a resumed run, the overlap window). ``known``:
+    the source's rows read by ``items_to_record`` (kept up to date here: the same key twice
+    finds its first row without a flush); without it the row is read and locked here."""
+    if known is not None:
+        row = known.get(key)
+    else:
+        row = session.get(SyncItem, (source, key), with_for_update=True)
     if row is None:
-        session.add(
-            SyncItem(
-                sync_source=source,
-                item_key=key,
-                facility_id=facility,
-                document_kind=kind,
-                day=day,
-                op=op,
-                sha256=sha256,
-                message_id=message_id,
-                status=status,
-                versions=1,
-                replayed=replayed,
-                run_id=run_id,
-                updated_at=now,
-            )
+        row = SyncItem(
+            sync_source=source,
+            item_key=key,
+            facility_id=facility,
+            document_kind=kind,
+            day=day,
+            op=op,
+            sha256=sha256,
+            message_id=message_id,
+            status=status,
+            versions=1,
+            replayed=replayed,
+            run_id=run_id,
+            updated_at=now,
         )
+        session.add(row)
+        if known is not None:
+            known[key] = row
         return op
     if op == "deleted":
         row.op = "deleted"

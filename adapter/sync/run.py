@@ -303,6 +303,7 @@ class SyncRunner:
             )
         )
         with self.factory.begin() as session:
+            known = ledger.items_to_record(session, item.id, [d.key for d in documents])
             for document in documents:
                 message_id = status = digest = None
                 result = results.get(id(document))
@@ -323,8 +324,8 @@ class SyncRunner:
                     run_id=run_id,
                     replayed=replayed,
                     now=datetime.now(UTC),
+                    known=known,  # one read for the batch; new rows written at the commit
                 )
-                session.flush()  # the same key twice in one batch finds its first row
             if checkpoint is not None:
                 ledger.save_checkpoint(session, run_id, item.id, checkpoint)
         return len(documents)

@@ -42,6 +42,7 @@ from adapter.store.models import (
 )
 from tests.integration.connector_helpers import example_pipeline, example_translator
 from tests.integration.referral_support import UP_SLIP, consortium_by_care, pipeline_for
+from tests.integration.test_index_orphans import orphan_index_rows
 from tests.integration.test_long_values import (
     REFUSED_WORD,
     _assert_located,
@@ -545,6 +546,8 @@ def test_a_message_failing_after_it_queued_its_rows_drops_them_all(
     assert stored["outbox"]
     assert _stored(session_factory) == stored
     assert _observation_values(session_factory) == {"丙结果"}  # the last one kept
+    with session_factory() as session:  # no foreign key on PostgreSQL (decision 0060)
+        assert orphan_index_rows(session) == 0
 
 
 def _new_patient(raw: bytes, national_id: str, name: str, birth: str, sex: str) -> bytes:
@@ -607,6 +610,8 @@ def test_a_new_patient_s_message_failing_late_takes_its_index_rows_with_it(
     assert len(stored["identity"]["records"]) == 2  # the refused one's patient is not linked
     assert [h[0] for h in stored["identity"]["history"]] == ["link", "link"]
     assert _stored(session_factory) == stored
+    with session_factory() as session:  # no foreign key on PostgreSQL (decision 0060)
+        assert orphan_index_rows(session) == 0
 
 
 def test_a_new_patient_twice_in_a_batch_is_linked_once(

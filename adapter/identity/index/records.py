@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
+    insert,
     select,
     union_all,
     update,
@@ -274,9 +275,17 @@ _DELETE_KEYS = delete(_key).where(_key.c.patient_id == bindparam("patient_id"))
 _UPDATE_RECORD = update(_record).where(_record.c.patient_id == bindparam("b_patient_id"))
 
 
-def insert_record(session: Session, row: dict[str, Any]) -> None:
-    """A new identity_record row (every column given), one Core INSERT."""
+def insert_record(session: Session, row: dict[str, Any], keys: Collection[str] = ()) -> None:
+    """A new identity_record row (every column given) and its key hashes ``keys``: on
+    PostgreSQL one statement (the keys' INSERT in a WITH clause: one round trip fewer for
+    every new patient, decision 0060), elsewhere two Core INSERTs."""
     forget_near(session)
+    keyed = [{"key_hash": h, "patient_id": row["patient_id"]} for h in sorted(keys)]
+    if keyed and session.get_bind().dialect.name == "postgresql":
+        with_keys = insert(_record).values(row).add_cte(insert(_key).values(keyed).cte("keyed"))
+        session.connection().execute(with_keys)
+        return
+    insert_rows(session, _key, keyed)
     insert_rows(session, _record, [row])
 
 

@@ -107,7 +107,8 @@ def resolve_record(
     hashes = {key_hash(k) for k in features.blocking_keys()}
     if hashes - given:  # the stored record adds keys this message does not carry
         near.absorb(rows.near(session, features.record, hashes - given, limit=limit, own=False))
-    rows.write_keys(session, features.record, hashes, near.stored_keys)
+    if existing is not None:  # a new record's keys go with its row (insert_record)
+        rows.write_keys(session, features.record, hashes, near.stored_keys)
     decided: list[tuple[Row[Any], Decision]] = []
     for other, blocked in near.candidates(hashes):
         if blocked:
@@ -167,6 +168,7 @@ def resolve_record(
                 "created_at": now,
                 "updated_at": now,
             },
+            keys=hashes,
         )
     else:
         values: dict[str, Any] = {"features": features.as_json()}
