@@ -11,12 +11,13 @@ import threading
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.delivery.worker import BatchReport, DeliveryWorker, WorkerOptions
 from adapter.store import outbox
 from adapter.store.models import Outbox
+from adapter.store.outbox import wake
 from tests.integration.delivery_receiver import Receiver
 from tests.integration.delivery_support import DEST, T0, Clock, observation, queue, worker
 
@@ -134,6 +135,28 @@ def test_a_committed_enqueue_wakes_the_listener_a_rolled_back_one_does_not(
         stop.set()
         listener.join(GUARD)
     assert not listener.thread.is_alive()
+
+
+def test_another_schemas_notifications_do_not_wake_the_listener(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """The channel is the database's: a notification of another schema (another
+    deployment, a parallel test worker) is not this worker's."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's (SQLite workers poll)")
+    listener, woken, stop = _listening(engine)
+    try:
+        with engine.begin() as connection:  # delivered before the queue's own, if at all
+            connection.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": wake.CHANNEL, "payload": f"elsewhere{wake.SEPARATOR}{DEST}"},
+            )
+        queue(session_factory, [observation("o1", "p1", "v1")])
+        assert woken.get(timeout=GUARD) == DEST
+        assert woken.empty()
+    finally:
+        stop.set()
+        listener.join(GUARD)
 
 
 def test_a_running_worker_idles_long_and_delivers_what_is_queued(

@@ -7,9 +7,12 @@ destination and transaction. A worker process keeps one connection ``LISTEN``ing
 (``Listener``, a thread) and wakes its loop for that destination, so an idle worker can
 wait long (no claim every second) and still start within milliseconds of a commit.
 
-A notification is only a hint: a worker that misses one (its connection was down, the
-channel is shared by several schemas of one database) still finds the rows at its next
-pass, at the latest after its longest idle wait; a spurious one costs one empty claim.
+The channel is the database's, shared by every schema in it (a test and a production
+schema, the test suite's parallel workers): the payload is the schema, a unit separator
+(0x1F) and the destination, and a listener wakes only for its own schema's notifications.
+A notification is only a hint: a worker that misses one (its connection was down) still
+finds the rows at its next pass, at the latest after its longest idle wait; a spurious one
+costs one empty claim.
 SQLite has no such channel: there the worker polls (``WorkerOptions.poll_seconds``).
 """
 
@@ -26,6 +29,7 @@ from sqlalchemy.orm import Session
 log = logging.getLogger(__name__)
 
 CHANNEL = "adapter_outbox"
+SEPARATOR = "\x1f"  # between the schema and the destination in a notification's payload
 RECONNECT_SECONDS = 5.0
 
 
@@ -34,7 +38,16 @@ def notify(session: Session, destinations: Iterable[str]) -> None:
     rows due now. Nothing on SQLite."""
     names = sorted(set(destinations))
     if names and session.get_bind().dialect.name == "postgresql":
-        session.execute(select(*(func.pg_notify(CHANNEL, name) for name in names)))
+        schema = func.coalesce(func.current_schema(), "")
+        session.execute(
+            select(*(func.pg_notify(CHANNEL, schema.concat(SEPARATOR + name)) for name in names))
+        )
+
+
+def _destination(payload: str, schema: str) -> str | None:
+    """The destination of a notification for ``schema``; None for another schema's."""
+    owner, separator, name = payload.partition(SEPARATOR)
+    return name if separator and owner == schema else None
 
 
 class Listener:
@@ -70,12 +83,16 @@ class Listener:
                 proxy = self.engine.raw_connection()
                 connection = proxy.driver_connection
                 connection.autocommit = True
+                found = connection.execute("SELECT coalesce(current_schema(), '')").fetchone()
+                schema = found[0] if found else ""
                 connection.execute(f"LISTEN {CHANNEL}")
                 self.listening = True
                 self.wake(None)
                 while not self.stop.is_set():
                     for note in connection.notifies(timeout=1.0):
-                        self.wake(note.payload or None)
+                        destination = _destination(note.payload, schema)
+                        if destination:  # another schema's rows are not this worker's
+                            self.wake(destination)
             except Exception as exc:  # the database went away: poll until it is back
                 if not self.stop.is_set():
                     log.warning(
