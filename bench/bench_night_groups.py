@@ -37,7 +37,7 @@ from bench_night import DAY, GOAL_MINUTES, ROOT, generate, write_config
 
 from adapter.store import migrate
 
-LABS = "county-lis-lab-report,liuhe-lis-lab-report;shiqiao-lis-lab-report,std-hl7v2-lab-report"
+LABS = "county-lis-lab-report,liuhe-lis-lab-report,shiqiao-lis-lab-report,std-hl7v2-lab-report"
 
 
 def main() -> None:
