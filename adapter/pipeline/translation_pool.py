@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 MIN_BATCH = 8
 
 _worker_translator: Translator | None = None
+_settled_sources: set[str] = set()  # sources whose mapping set this worker has frozen
 
 
 def default_workers() -> int:
@@ -71,9 +72,6 @@ def _translate(raw: bytes, source_system: str, message_id: str) -> Outcome:
         _settled_sources.add(source_system)
         freeze_for_good()
     return outcome
-
-
-_settled_sources: set[str] = set()
 
 
 class TranslationPool:
