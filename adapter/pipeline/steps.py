@@ -23,6 +23,7 @@ from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import CursorResult, Executable
 from sqlalchemy.orm import Session
 
 from adapter import audit
@@ -129,10 +130,15 @@ class Work:
         linked in resolve_identity, before every step that asks), on the session's
         connection: the referral steps ask for every event of a message."""
         if person not in self._records:
-            self.session.flush()  # what the ORM's execute would autoflush
-            found = self.session.connection().execute(RECORDS, {"person": person}).scalars()
+            found = self.core(RECORDS, {"person": person}).scalars()
             self._records[person] = list(found) or [person]
         return self._records[person]
+
+    def core(self, statement: Executable, parameters: dict[str, Any]) -> CursorResult[Any]:
+        """A Core statement built once, on the session's connection (the ORM's execution
+        path costs ~0.3 ms a statement), after the flush the ORM's execute would do."""
+        self.session.flush()
+        return self.session.connection().execute(statement, parameters)
 
     def wrote_care(self, person: str, row: care.CareRow) -> None:
         """``row`` (under one of the person's ids) as this transaction just wrote it."""

@@ -42,10 +42,7 @@ def _follow_up(work: Work, encounter: dict[str, object]) -> None:
     except ValueError:
         return
     records = records_about(work, subject)
-    work.session.flush()  # what the ORM's execute would autoflush (ledger rows of the batch)
-    found = work.session.connection().execute(
-        AWAITING, {"records": records, "sender": work.facility.id}
-    )
+    found = work.core(AWAITING, {"records": records, "sender": work.facility.id})
     # nearly always none: a Core read, and the ORM rows only for what it found
     rows = [work.session.get(ReferralLedger, task_id) for task_id in found.scalars().all()]
     for row in rows:

@@ -220,9 +220,8 @@ def has_tasks(work: Work, records: list[str]) -> bool:
     known = work.task_checks.get(key)
     if known is not None and (known[1] or known[0] == saved_tasks):
         return known[1]
-    work.session.flush()  # what the ORM's execute would autoflush
     keys = [f"Patient/{record}" for record in records]
-    found = work.session.connection().execute(TASKS_ABOUT, {"keys": keys}).first() is not None
+    found = work.core(TASKS_ABOUT, {"keys": keys}).first() is not None
     work.task_checks[key] = (saved_tasks, found)
     return found
 
