@@ -175,6 +175,16 @@ def _string_problem(text: str) -> str | None:
     return None
 
 
+_PLAIN_MAX = MAX_STRING_BYTES // 4  # a UTF-8 character is at most 4 bytes
+
+
+def is_plain_string(text: str) -> bool:
+    """The quick answer for most strings: True when ``_string_problem`` finds nothing for
+    sure (not blank, no control character, too short to pass the size limit); False when
+    it must be asked."""
+    return 0 < len(text) <= _PLAIN_MAX and not text.isspace() and not _CONTROL_RE.search(text)
+
+
 def is_valid_string(text: str) -> bool:
     return _string_problem(text) is None
 

@@ -14,7 +14,7 @@ import math
 from typing import Any
 
 from adapter.errors import Issue
-from adapter.fhir.primitives import check_primitive
+from adapter.fhir.primitives import check_primitive, is_plain_string
 
 _BY_NAME = {
     "id": "id",
@@ -72,25 +72,54 @@ def check_resources(
 
 
 def _walk(node: Any, path: str, prefix: str, issues: list[Issue], *, top: bool = False) -> None:
+    # Most values are plain strings that pass: they are judged without building their path
+    # (made only for an issue or a container) and, for the "string" type, without the
+    # general check's dispatch (0.31 -> 0.22 ms per document of a generated night).
     if isinstance(node, dict):
         # a contained resource has an id of its own
         top = top or "resourceType" in node
+        types = _TOP_TYPES if top else _TYPES
         for key, value in node.items():
-            child = f"{path}.{key}"
-            if isinstance(value, dict | list):
-                _walk(value, child, prefix, issues)
-            elif isinstance(value, str):
-                problem = check_primitive(_type_of(key, top), value)
+            if isinstance(value, str):
+                kind = types.get(key)
+                if kind is None:
+                    kind = _type_of(key, top)
+                    if len(types) < _KNOWN_NAMES:
+                        types[key] = kind
+                if kind == "string" and is_plain_string(value):
+                    continue
+                problem = check_primitive(kind, value)
                 if problem:
-                    issues.append(Issue("error", "value", f"{prefix}: {problem}", expression=child))
+                    issues.append(
+                        Issue("error", "value", f"{prefix}: {problem}", expression=f"{path}.{key}")
+                    )
+            elif isinstance(value, dict | list):
+                _walk(value, f"{path}.{key}", prefix, issues)
             elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
                 issues.append(
-                    Issue("error", "value", f"{prefix}: not a finite number", expression=child)
+                    Issue(
+                        "error",
+                        "value",
+                        f"{prefix}: not a finite number",
+                        expression=f"{path}.{key}",
+                    )
                 )
             elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
                 issues.append(
-                    Issue("error", "value", f"{prefix}: integer beyond 64 bits", expression=child)
+                    Issue(
+                        "error",
+                        "value",
+                        f"{prefix}: integer beyond 64 bits",
+                        expression=f"{path}.{key}",
+                    )
                 )
     elif isinstance(node, list):
         for index, item in enumerate(node):
             _walk(item, f"{path}[{index}]", prefix, issues)
+
+
+# the type of each element name met, below and at a resource's top (the names the mappings
+# and API clients write: bounded, so a client's made-up names cannot grow it without end)
+_TYPES: dict[str, str] = {}
+_TOP_TYPES: dict[str, str] = {}
+_KNOWN_NAMES = 2048

@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 
 from adapter.fhir import primitives as p
-from adapter.fhir.primitives import check_primitive
+from adapter.fhir.primitives import (
+    MAX_STRING_BYTES,
+    check_primitive,
+    is_plain_string,
+    is_valid_string,
+)
 
 SCHEMA = Path(__file__).resolve().parents[1] / "data" / "fhir-r4-schema" / "fhir.schema.json"
 
@@ -298,3 +303,32 @@ def test_every_listed_type_is_checked() -> None:
         "base64Binary",
     }
     assert expected == p.PRIMITIVE_TYPES
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "\u3000",
+        "\t\r\n",
+        "a\x00b",
+        "x\x85",
+        "\x7f",
+        "张秀英",
+        " padded ",
+        "a\tb",
+        "x" * 300,
+    ],
+)
+def test_the_quick_string_answer_never_passes_what_the_full_check_refuses(text: str) -> None:
+    # is_plain_string is checks.py's shortcut: True must mean is_valid_string is True too
+    if is_plain_string(text):
+        assert is_valid_string(text)
+    assert is_plain_string(text) == is_valid_string(text)  # the same answer below 256 KiB
+
+
+def test_a_long_string_is_left_to_the_full_check() -> None:
+    text = "测" * (MAX_STRING_BYTES // 4 + 1)
+    assert not is_plain_string(text)
+    assert is_valid_string(text) == (len(text.encode()) <= MAX_STRING_BYTES)
