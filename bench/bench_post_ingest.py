@@ -43,6 +43,7 @@ import os
 import re
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -184,6 +185,21 @@ def wait_drained(watch: Engine, timeout: float = 1800.0) -> tuple[int, float]:
         time.sleep(0.02)
 
 
+def drain_apart(url: str, tmp: Path, batch: int | None) -> tuple[float, float]:
+    """``adapter drain`` once, in a process of its own: (seconds, CPU seconds)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTER_")}
+    env["ADAPTER_DATABASE_URL"] = url
+    command = [sys.executable, "-m", "adapter.cli", "drain"]
+    command += ["--batch", str(batch)] if batch else []
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode not in (0, 1):  # 1: some were quarantined
+        raise SystemExit(f"adapter drain failed: {process.returncode}")
+    return time.perf_counter() - start, usage.ru_utime + usage.ru_stime
+
+
 PROFILING = Path(__file__).resolve().parent / "profiling"  # its sitecustomize.py
 _GROUP_LINE = re.compile(r"group commit: (\d+) documents? (?:in one transaction|alone)")
 
@@ -210,6 +226,9 @@ def run(
     stages: str | None = None,
     database: Engine | None = None,
     answer: str = "when-stored",
+    drain: str = "server",
+    drain_batch: int | None = None,
+    drain_defer: float | None = None,
 ) -> None:
     """One server on ``url``; ``database``: an engine on its PostgreSQL database, to read
     its backends' CPU (None on SQLite: the database works inside the server process);
@@ -217,9 +236,16 @@ def run(
     on_receipt = answer == "on-receipt"
     prefer = {"Prefer": "respond-async"} if on_receipt else None
     watch = make_engine(url) if on_receipt else None
+    apart = on_receipt and drain == "apart"
     half = len(items) // 2
     args = ["--workers", str(workers)] if workers > 1 else []
     env = {"ADAPTER_INGEST_GROUP_MAX": str(group_max)} if group_max is not None else {}
+    if apart:
+        env["ADAPTER_INGEST_DRAIN"] = "false"
+    if drain_batch is not None:
+        env["ADAPTER_INGEST_DRAIN_BATCH"] = str(drain_batch)
+    if drain_defer is not None:
+        env["ADAPTER_INGEST_DRAIN_DEFER_SECONDS"] = str(drain_defer)
     if groups:
         env["ADAPTER_LOG_LEVEL"] = "DEBUG"
     if profile or stages:
@@ -235,10 +261,14 @@ def run(
     with LiveServer(url, tmp, args=args, env=env, start_timeout=wait) as server:
         assert server.process is not None
         post_all(server.url("/ingest"), items[:8], 1, prefer)  # warm-up
-        if watch is not None:
+        startup = (0.0, 0.0)
+        if apart:  # start-up (mappings, translation workers) measured on 8 messages
+            startup = drain_apart(url, tmp, drain_batch)
+        elif watch is not None:
             wait_drained(watch)
         rows = {}
         tails = {}
+        drains: dict[int, float] = {}
         for clients, chunk in ((1, items[8:half]), (4, items[half:])):
             if (profile or stages) and clients == 4:  # what is written: the 4 clients only
                 os.kill(server.process.pid, signal.SIGUSR1)
@@ -249,7 +279,14 @@ def run(
             own_before = time.process_time()  # this process: the clients (httpx)
             rate, lat = post_all(server.url("/ingest"), chunk, clients, prefer)
             own = (time.process_time() - own_before) * 1000 / len(chunk)
-            if watch is not None:  # the CPU below then covers receipt and drain
+            if apart:  # the receipts alone, then `adapter drain` once
+                left, (tail, drain_cpu) = len(chunk), drain_apart(url, tmp, drain_batch)
+                # without its start-up, as `adapter drain --follow` runs (measured on the
+                # warm-up's 8 messages: an over-estimate of the start-up, by 8 messages)
+                tail, drain_cpu = tail - startup[0], drain_cpu - startup[1]
+                tails[clients] = (left, tail, len(chunk) / (len(chunk) / rate + tail))
+                drains[clients] = drain_cpu * 1000 / len(chunk)
+            elif watch is not None:  # the CPU below then covers receipt and drain
                 left, tail = wait_drained(watch)
                 tails[clients] = (left, tail, len(chunk) / (len(chunk) / rate + tail))
             cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
@@ -267,6 +304,9 @@ def run(
         watch.dispose()
     grouping = "" if group_max is None else f", ADAPTER_INGEST_GROUP_MAX={group_max}"
     grouping += ", answered on receipt (Prefer: respond-async)" if on_receipt else ""
+    grouping += ", drained apart (adapter drain after the run)" if apart else ""
+    grouping += f", drain batch {drain_batch}" if drain_batch is not None else ""
+    grouping += f", drain defer {drain_defer} s" if drain_defer is not None and on_receipt else ""
     print(
         f"\n== {label}, adapter serve --workers {workers}{grouping} "
         f"(load average {os.getloadavg()[0]:.1f})"
@@ -286,6 +326,14 @@ def run(
             drained = len(lat) - left  # while the clients posted
             during = drained * rate / len(lat)
             after = left / tail if tail > 0 else float("nan")
+            if clients in drains:
+                print(
+                    f"      adapter drain afterwards, less its start-up ({startup[0]:.1f} s): "
+                    f"{tail:5.1f} s, {left / tail:6.1f} msg/s, "
+                    f"{drains[clients]:5.1f} ms CPU/msg (its process; server CPU above: receipts); "
+                    f"end-to-end {overall:6.1f} msg/s"
+                )
+                continue
             print(
                 f"      received not yet drained at the last answer {left}; every message final "
                 f"{tail:5.1f} s later: end-to-end {overall:6.1f} msg/s (drain {during:5.1f} "
@@ -329,6 +377,19 @@ def main() -> None:
         help="comma-separated: when-stored (answered once stored) and/or on-receipt "
         "(Prefer: respond-async, then the drain), one server each (default when-stored)",
     )
+    ap.add_argument(
+        "--drain",
+        default="server",
+        help="with --answer on-receipt, comma-separated: server (the server's drain thread) "
+        "and/or apart (the server without it; adapter drain once after each run)",
+    )
+    ap.add_argument("--drain-batch", type=int, help="ADAPTER_INGEST_DRAIN_BATCH (default 100)")
+    ap.add_argument(
+        "--drain-defer",
+        default=None,
+        help="comma-separated ADAPTER_INGEST_DRAIN_DEFER_SECONDS values, one server each "
+        "(with --drain server; default: the setting's, 2)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="alternate the runs this many times")
     ap.add_argument("--groups", action="store_true", help="count documents per transaction")
     ap.add_argument("--profile", help="cProfile every thread of the server into this file")
@@ -341,14 +402,20 @@ def main() -> None:
     groups: list[int | None] = (
         [int(g) for g in args.group_max.split(",")] if args.group_max else [None]
     )
-    answers = args.answer.split(",")
-    runs = [
-        (w, g, r, a) for r in range(args.repeat) for w in counts for g in groups for a in answers
+    defers: list[float | None] = (
+        [float(d) for d in args.drain_defer.split(",")] if args.drain_defer else [None]
+    )
+    modes = [
+        (a, d, f)
+        for a in args.answer.split(",")
+        for d in (args.drain.split(",") if a == "on-receipt" else ["server"])
+        for f in (defers if (a, d) == ("on-receipt", "server") else [None])
     ]
+    runs = [(w, g, r, m) for r in range(args.repeat) for w in counts for g in groups for m in modes]
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        for workers, group, rep, answer in runs if not args.no_sqlite else []:
-            tag = f"s{workers}.{group}.{rep}.{answer[0]}."
+        for workers, group, rep, (answer, drain, defer) in runs if not args.no_sqlite else []:
+            tag = f"s{workers}.{group}.{rep}.{answer[0]}{drain[0]}{defer}."
             url = f"sqlite:///{tmp / f'post-{tag}db'}"
             engine = make_engine(url)
             migrate(engine)
@@ -365,10 +432,13 @@ def main() -> None:
                 profile=args.profile,
                 stages=args.stages,
                 answer=answer,
+                drain=drain,
+                drain_batch=args.drain_batch,
+                drain_defer=defer,
             )
         if args.no_pg:
             return
-        for workers, group, rep, answer in runs:
+        for workers, group, rep, (answer, drain, defer) in runs:
             made = postgres_engine(args.pg)
             if isinstance(made, str):
                 print(f"\n== PostgreSQL: skipped, {made}")
@@ -381,7 +451,12 @@ def main() -> None:
                     "PostgreSQL",
                     tagged.render_as_string(hide_password=False),
                     tmp,
-                    messages(fixtures, copies, f"p{workers}.{group}.{rep}.{answer[0]}.", patients),
+                    messages(
+                        fixtures,
+                        copies,
+                        f"p{workers}.{group}.{rep}.{answer[0]}{drain[0]}{defer}.",
+                        patients,
+                    ),
                     workers,
                     group,
                     groups=args.groups,
@@ -389,6 +464,9 @@ def main() -> None:
                     stages=args.stages,
                     database=engine,
                     answer=answer,
+                    drain=drain,
+                    drain_batch=args.drain_batch,
+                    drain_defer=defer,
                 )
             finally:
                 drop()

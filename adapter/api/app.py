@@ -188,7 +188,10 @@ def start_drain(settings: Settings, pipeline: Pipeline) -> Drainer | None:
     if not settings.ingest_drain:
         return None
     drainer = Drainer(
-        pipeline, batch=settings.ingest_drain_batch, workers=settings.translate_workers or 0
+        pipeline,
+        batch=settings.ingest_drain_batch,
+        defer_seconds=settings.ingest_drain_defer_seconds,
+        workers=settings.translate_workers or 0,
     )
     pipeline.receipts.on_received = drainer.wake
     drainer.start()
