@@ -26,7 +26,7 @@ from adapter.audit.verify import verify
 from adapter.errors import UnknownSourceError
 from adapter.oversize import Oversize
 from adapter.pipeline import IngestResult, Pipeline, steps
-from adapter.pipeline.drain import backlog, drain, drain_batch
+from adapter.pipeline.drain import Drainer, backlog, drain, drain_batch, wait_drained
 from adapter.pipeline.receipt import Receipt
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
@@ -310,3 +310,28 @@ def test_two_drains_never_store_a_message_twice(
             if r.action == "message.translated"
         )
         assert translated == dict.fromkeys(ids, 1)
+
+
+def test_the_background_drain_lets_a_burst_go_first_but_not_for_ever(
+    session_factory: sessionmaker[Session],
+) -> None:
+    pipeline = example_pipeline(session_factory)
+    drainer = Drainer(pipeline, batch=100, idle_seconds=0.2, defer_seconds=0.5)
+    pipeline.receipts.on_received = drainer.wake
+    drainer.start()
+    try:
+        # receipts without a pause: the drain waits for one, but at most until the first
+        # document waiting is defer_seconds old, so it drains while the burst goes on
+        drained_during = 0
+        for n in range(400):
+            pipeline.receive(long_oru(control=f"BURST{n:03d}"), Receipt("std-hl7v2", "http"))
+            drained_during = drainer.drained
+            if drained_during:
+                break
+        assert drained_during, "the drain never ran while receipts kept coming"
+        left = wait_drained(pipeline, 120)
+        assert left.count == 0
+    finally:
+        drainer.stop()
+    with session_factory() as session:
+        assert verify(session).ok
