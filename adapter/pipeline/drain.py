@@ -43,6 +43,7 @@ from adapter.errors import AdapterError, Issue
 from adapter.pipeline import bulk
 from adapter.pipeline.ingest import _RACE_RETRIES, Pipeline, _Job, _lost_race, _LostRace
 from adapter.pipeline.results import RECEIVED, IngestResult, result_of
+from adapter.pipeline.translation_pool import TranslationPool
 from adapter.pipeline.translator import Outcome
 from adapter.store import get_message, read_only, verified_raw
 from adapter.store.models import InboundMessage
@@ -111,7 +112,9 @@ def drain_batch(pipeline: Pipeline, limit: int = DEFAULT_BATCH) -> list[IngestRe
     else:  # translated before the write transaction: receipts go on meanwhile
         with pipeline.factory() as session:
             read_only(session)
-            prepared = {m.id: _prepare(pipeline, m) for m in session.scalars(_waiting(limit))}
+            waiting = list(session.scalars(_waiting(limit)))
+            pool = _pool_for(pipeline, len(waiting))
+            prepared = {m.id: _prepare(pipeline, m, pool=pool) for m in waiting}
             # translations from workers awaited here too, not in the write transaction
             prepared = {k: p.resolved() for k, p in prepared.items()}
         if not prepared:
@@ -123,7 +126,8 @@ def drain_batch(pipeline: Pipeline, limit: int = DEFAULT_BATCH) -> list[IngestRe
             if postgresql:
                 claim = _waiting(limit).with_for_update(skip_locked=True, key_share=True)
                 rows = list(session.scalars(claim))
-                prepared = {m.id: _prepare(pipeline, m) for m in rows}
+                pool = _pool_for(pipeline, len(rows))
+                prepared = {m.id: _prepare(pipeline, m, pool=pool) for m in rows}
             else:
                 rows = list(
                     session.scalars(
@@ -171,7 +175,15 @@ class _Prepared:
         return _Prepared(self.facility, self.source_id, lambda: outcome)
 
 
-def _prepare(pipeline: Pipeline, message: InboundMessage, *, pool: bool = True) -> _Prepared:
+def _pool_for(pipeline: Pipeline, size: int) -> TranslationPool | None:
+    """The drain's translation workers, when it has them and ``size`` is worth sending."""
+    pool = pipeline.translation_pool
+    return pool if pool is not None and pool.usable(size) else None
+
+
+def _prepare(
+    pipeline: Pipeline, message: InboundMessage, *, pool: TranslationPool | None = None
+) -> _Prepared:
     """Start translating ``message`` (in a translation worker when the drain has them)."""
     found = pipeline.consortium.source(message.source_system)
     if found is None:  # the source was removed since: kept, quarantined, reprocessable
@@ -188,9 +200,8 @@ def _prepare(pipeline: Pipeline, message: InboundMessage, *, pool: bool = True) 
         raw = verified_raw(message)
     except AdapterError as exc:  # bytes altered in the database: never translated
         return _failed(message, facility, exc.issues)
-    translation_pool = pipeline.translation_pool
-    if pool and translation_pool is not None and translation_pool.usable(2):
-        return _Prepared(facility, source.id, translation_pool.submit(raw, source.id, message.id))
+    if pool is not None:
+        return _Prepared(facility, source.id, pool.submit(raw, source.id, message.id))
     outcome = pipeline.translator.translate_for(raw, facility, source, message.id)
     return _Prepared(facility, source.id, lambda: outcome)
 
@@ -230,7 +241,7 @@ def settle_alone(pipeline: Pipeline, message_id: str) -> IngestResult | None:
             message = get_message(session, message_id)
             if message is None or message.status != RECEIVED:
                 return result_of(message) if message is not None else None
-            ready = _prepare(pipeline, message, pool=False)
+            ready = _prepare(pipeline, message)
             moment, channel = message.received_at, message.channel or ""
         outcome = ready.outcome()
         job = _Job(

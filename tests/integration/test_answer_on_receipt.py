@@ -335,3 +335,21 @@ def test_the_background_drain_lets_a_burst_go_first_but_not_for_ever(
         drainer.stop()
     with session_factory() as session:
         assert verify(session).ok
+
+
+def test_a_drain_with_translation_workers_stores_the_same(
+    session_factory: sessionmaker[Session],
+) -> None:
+    pipeline = example_pipeline(session_factory)
+    raws = [long_oru(control=f"POOL{n:04d}") for n in range(10)] + [GARBAGE]
+    ids = [pipeline.receive(raw, Receipt("std-hl7v2", "http")).message_id for raw in raws]
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        results = {r.message_id: r.status for r in drain_batch(pipeline, 100)}
+        assert pool._executor is not None  # the batch was sent to the worker
+    assert [results[i] for i in ids] == ["processed"] * 10 + ["quarantined"]
+    with session_factory() as session:
+        assert verify(session).ok
+        formats = {m.detected_format for m in session.scalars(select(InboundMessage))}
+        assert formats == {"hl7v2"}
