@@ -6,6 +6,7 @@ and drain drains on restart. Runs on SQLite and, in the ``-m db`` pass, on Postg
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,8 @@ def test_a_source_answered_on_receipt_and_a_server_killed_before_the_drain(
             assert other.status_code == 202 and other.json()["status"] != "received"
             metrics = http.get(server.url("/metrics")).text
             assert f"adapter_ingest_backlog {len(docs)}" in metrics
+            age = re.search(r"^adapter_ingest_backlog_oldest_age_seconds (\S+)$", metrics, re.M)
+            assert age is not None and float(age.group(1)) > 0
     finally:
         assert server.process is not None
         server.process.kill()  # between receipt and drain: nothing drained them
