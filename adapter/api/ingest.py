@@ -76,7 +76,13 @@ def _json(content: Any) -> bytes:
 
 @router.post("/ingest", status_code=202)
 async def ingest(
-    request: Request, pipeline: PipelineDep, x_source_system: Annotated[str | None, Header()] = None
+    request: Request,
+    pipeline: PipelineDep,
+    x_source_system: Annotated[str | None, Header()] = None,
+    prefer: Annotated[
+        str | None,
+        Header(description="respond-async: answer once the bytes are kept (202 received)"),
+    ] = None,
 ) -> Response:
     """Receive one document as raw bytes; the source system is named in ``X-Source-System``.
     Answered once stored, or on receipt (``Prefer: respond-async``, or the source's
@@ -88,7 +94,7 @@ async def ingest(
             code="required",
             location="X-Source-System",
         )
-    asked = prefers_async(request.headers.get("prefer"))
+    asked = prefers_async(prefer)
     if asked or _answers_on_receipt(pipeline, x_source_system):
         answer = await _receive(request, pipeline, x_source_system, None)
         if asked:
