@@ -353,3 +353,27 @@ def test_a_drain_with_translation_workers_stores_the_same(
         assert verify(session).ok
         formats = {m.detected_format for m in session.scalars(select(InboundMessage))}
         assert formats == {"hl7v2"}
+
+
+def test_adapter_drain_stores_what_was_received(
+    database_url: str, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from adapter.cli import app
+    from adapter.settings import get_settings
+
+    pipeline = example_pipeline(session_factory)
+    for raw in (long_oru(control="CLI00001"), long_oru(control="CLI00002"), GARBAGE):
+        pipeline.receive(raw, Receipt("std-hl7v2", "http"))
+    monkeypatch.setenv("ADAPTER_DATABASE_URL", database_url)
+    monkeypatch.setenv("ADAPTER_TRANSLATE_WORKERS", "0")
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["drain", "--batch", "2"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "drained: 2 processed, 1 quarantined; 0 still received" in result.output
+    with session_factory() as session:
+        assert backlog(session).count == 0
