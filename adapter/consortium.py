@@ -45,6 +45,9 @@ class SourceSystem(Strict):
     description: str | None = None
     # connector settings for sources that the adapter polls or listens on (delivery issue)
     connector: dict[str, Any] | None = None
+    # when POST /ingest answers: once the document is stored (the default), or on receipt
+    # (its raw bytes kept, stored later by the drain: docs/decisions/0063-answer-on-receipt.md)
+    answer: Literal["when-stored", "on-receipt"] = "when-stored"
 
 
 class RetryPolicy(Strict):

@@ -57,6 +57,21 @@ class Settings(BaseSettings):
         description="POST /ingest and MLLP: documents received while a write transaction "
         "runs are stored together in the next one, at most this many (0 or 1: each alone)",
     )
+    ingest_drain: bool = Field(
+        True,
+        description="adapter serve drains the documents answered on receipt (status "
+        "received) in a background thread; off: only adapter drain does",
+    )
+    ingest_drain_batch: int = Field(
+        100, gt=0, le=1000, description="Documents the drain stores per transaction at most"
+    )
+    ingest_drain_defer_seconds: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="While receipts keep arriving, the server's drain waits for a pause, at "
+        "most until the first document waiting is this old (0: drain at once)",
+    )
     http_max_connections: int = Field(
         256, gt=0, description="Open connections adapter serve accepts (see docs/operations.md)"
     )

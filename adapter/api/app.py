@@ -59,6 +59,8 @@ from adapter.delivery.service import build_worker, start_in_process
 from adapter.fhir.dates import format_instant
 from adapter.fhir.published import publish
 from adapter.heap import settled
+from adapter.pipeline import Pipeline
+from adapter.pipeline.drain import Drainer
 from adapter.runtime import build_runtime, record_config_loaded
 from adapter.settings import Settings, get_settings
 from adapter.store import migrate
@@ -104,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(prepare_database, app)
         await run_in_threadpool(record_config_loaded, runtime, "serve")
         checkpoints = start_checkpoints(settings, app.state.session_factory)
+        drainer = start_drain(settings, runtime.pipeline)
         if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
                 start_in_process, delivery_worker, engine, app.state.session_factory
@@ -114,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if checkpoints is not None:
                 checkpoints.stop()
+            if drainer is not None:
+                await run_in_threadpool(drainer.stop)
             if app.state.delivery is not None:
                 await run_in_threadpool(app.state.delivery.stop)
             engine.dispose()
@@ -174,6 +179,23 @@ def prepare_database(app: FastAPI) -> None:
     migrate(app.state.engine)
     publish(app.state.session_factory, recognition=app.state.runtime.recognition)
     app.state.prepared = True
+
+
+def start_drain(settings: Settings, pipeline: Pipeline) -> Drainer | None:
+    """The drain of documents answered on receipt (adapter/pipeline/drain.py), woken by each
+    receipt this process keeps; translation workers only when ADAPTER_TRANSLATE_WORKERS is
+    set (each is another process holding the mappings)."""
+    if not settings.ingest_drain:
+        return None
+    drainer = Drainer(
+        pipeline,
+        batch=settings.ingest_drain_batch,
+        defer_seconds=settings.ingest_drain_defer_seconds,
+        workers=settings.translate_workers or 0,
+    )
+    pipeline.receipts.on_received = drainer.wake
+    drainer.start()
+    return drainer
 
 
 def build_authority(settings: Settings, consortium: Consortium) -> Authority:

@@ -22,7 +22,7 @@ from adapter.errors import (
 )
 from adapter.fhir.search_query import MAX_PAGING_NUMBER
 from adapter.oversize import Oversize
-from adapter.pipeline import QUARANTINED, STATUSES, IngestResult, Pipeline
+from adapter.pipeline import QUARANTINED, RECEIVED, STATUSES, IngestResult, Pipeline
 from adapter.pipeline.group import Arrival
 from adapter.pipeline.receipt import Channel, Receipt, address
 from adapter.store import count_messages, get_message, list_messages, verified_raw
@@ -43,7 +43,8 @@ PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 def _answer(result: IngestResult, max_status: int = 422) -> Response:
     location = f"/messages/{result.message_id}"
     headers = {"Location": location, "X-Message-Id": result.message_id}
-    if result.accepted:
+    # received: kept, the final status is read at Location once the drain stored it
+    if result.accepted or result.status == RECEIVED:
         return JSONResponse(result.as_dict(), status_code=202, headers=headers)
     # quarantined: an OperationOutcome that locates every problem and says where the
     # message is kept
@@ -75,15 +76,30 @@ def _json(content: Any) -> bytes:
 
 @router.post("/ingest", status_code=202)
 async def ingest(
-    request: Request, pipeline: PipelineDep, x_source_system: Annotated[str | None, Header()] = None
+    request: Request,
+    pipeline: PipelineDep,
+    x_source_system: Annotated[str | None, Header()] = None,
+    prefer: Annotated[
+        str | None,
+        Header(description="respond-async: answer once the bytes are kept (202 received)"),
+    ] = None,
 ) -> Response:
-    """Receive one document as raw bytes; the source system is named in ``X-Source-System``."""
+    """Receive one document as raw bytes; the source system is named in ``X-Source-System``.
+    Answered once stored, or on receipt (``Prefer: respond-async``, or the source's
+    ``answer: on-receipt``): then 202 with status ``received``, the final status at
+    ``Location`` once the drain stored it (docs/ingest-api.md)."""
     if not x_source_system:
         raise InvalidRequestError(
             "the X-Source-System header names the sending system",
             code="required",
             location="X-Source-System",
         )
+    asked = prefers_async(prefer)
+    if asked or _answers_on_receipt(pipeline, x_source_system):
+        answer = await _receive(request, pipeline, x_source_system, None)
+        if asked:
+            answer.headers["Preference-Applied"] = "respond-async"
+        return answer
     # announced now: a group being stored waits for it (briefly) rather than leave it out
     arrival = pipeline.group_commit.arrive()
     try:
@@ -92,9 +108,24 @@ async def ingest(
         arrival.close()
 
 
+def prefers_async(prefer: str | None) -> bool:
+    """``Prefer: respond-async`` (RFC 7240; FHIR's asynchronous pattern) among the
+    header's preferences."""
+    if not prefer:
+        return False
+    return any(p.split(";", 1)[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
+def _answers_on_receipt(pipeline: Pipeline, source_id: str) -> bool:
+    found = pipeline.consortium.source(source_id)  # unknown: refused later, as always
+    return found is not None and found[1].answer == "on-receipt"
+
+
 async def _receive(
-    request: Request, pipeline: Pipeline, x_source_system: str, arrival: Arrival
+    request: Request, pipeline: Pipeline, x_source_system: str, arrival: Arrival | None
 ) -> Response:
+    """``arrival``: the group commit's announcement (answered when stored); None: answered
+    on receipt."""
     client = request.client
     receipt = Receipt(
         x_source_system,
@@ -108,12 +139,16 @@ async def _receive(
     except ClientDisconnect:  # the sender went away (or was timed out): nothing to answer
         return Response(status_code=400)
     if isinstance(body, Oversize):
-        arrival.close()  # refused apart, never queued
+        if arrival is not None:
+            arrival.close()  # refused apart, never queued
         result = await run_in_threadpool(pipeline.refuse_oversize, body, receipt)
         answer = _answer(result)
         # the rest of the body is not read: the connection cannot carry another request
         answer.headers["Connection"] = "close"
         return answer
+    if arrival is None:  # kept as received, with what else arrives meanwhile (on_receipt.py)
+        result = await run_in_threadpool(pipeline.receive, body, receipt)
+        return _answer(result)
     # stored with what else arrives meanwhile, answered once committed (group.py)
     result = await run_in_threadpool(pipeline.group_commit.ingest, body, receipt, arrival)
     return _answer(result)

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from adapter import __version__
 from adapter.delivery.health import DestinationStatus, destination_statuses
 from adapter.mapping.translation import UNREAD
+from adapter.pipeline.drain import Backlog, backlog
 from adapter.store import read_only
 from adapter.store.models import InboundMessage
 from adapter.sync.metrics import sync_families
@@ -102,6 +103,7 @@ def render(
     statuses: list[DestinationStatus],
     messages: dict[str, int],
     unread: Counter[tuple[str, str]] | None = None,
+    waiting: Backlog | None = None,
 ) -> str:
     out = Exposition()
     out.family("adapter_info", "gauge", "Version of the adapter.", [({"version": __version__}, 1)])
@@ -110,6 +112,19 @@ def render(
         "gauge",
         "Inbound messages kept, by status.",
         [({"status": k}, v) for k, v in sorted(messages.items())],
+    )
+    waiting = waiting or Backlog(0, None)
+    out.family(
+        "adapter_ingest_backlog",
+        "gauge",
+        "Documents answered on receipt and not yet drained (status received).",
+        [({}, waiting.count)],
+    )
+    out.family(
+        "adapter_ingest_backlog_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest document waiting for the drain (0 when none).",
+        [({}, round(waiting.oldest_age_seconds(), 3))],
     )
     out.family(
         "adapter_unread_content_warnings",
@@ -205,6 +220,7 @@ def metrics(request: Request) -> Response:
                 select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
             )
         }
+        waiting = backlog(session)
         # only messages with warnings can hold one; their issue lists are read at scrape time
         sync = render_sync(sync_families(session))
         unread = count_unread_warnings(
@@ -214,4 +230,4 @@ def metrics(request: Request) -> Response:
                 )
             )
         )
-    return Response(render(statuses, messages, unread) + sync, media_type=CONTENT_TYPE)
+    return Response(render(statuses, messages, unread, waiting) + sync, media_type=CONTENT_TYPE)

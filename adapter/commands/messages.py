@@ -218,8 +218,57 @@ def reprocess(
     raise typer.Exit(1 if failed else 0)
 
 
+def drain(
+    batch: Annotated[
+        int, typer.Option(min=1, max=1000, help="Documents stored per transaction at most")
+    ] = 100,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="Keep draining as documents arrive, until SIGINT or SIGTERM"),
+    ] = False,
+) -> None:
+    """Translate and store the documents answered on receipt (status received), oldest
+    first; several drains may run at once on PostgreSQL (docs/running.md)."""
+    import signal
+    import threading
+
+    from adapter.heap import settled
+    from adapter.pipeline.drain import Drainer, backlog, drain_batch
+    from adapter.store import read_only
+
+    runtime = common.start(logs=follow)
+    pipeline = runtime.pipeline
+    workers = runtime.settings.translate_workers
+    try:
+        if follow:
+            drainer = Drainer(pipeline, batch=batch, workers=0 if workers is None else workers)
+            stop = threading.Event()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: stop.set())
+            drainer.start()
+            while not stop.wait(1.0):
+                pass
+            drainer.stop()
+            typer.echo(f"{drainer.drained} drained")
+            return
+        counts: Counter[str] = Counter()
+        with pipeline.translation_workers(workers), settled():
+            while True:
+                results = drain_batch(pipeline, batch)
+                counts.update(r.status for r in results)
+                if len(results) < batch:
+                    break
+        with runtime.factory() as session:
+            left = backlog(read_only(session))
+        done = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "nothing"
+        typer.echo(f"drained: {done}; {left.count} still received")
+    finally:
+        runtime.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command()(ingest)
     app.command()(messages)
     app.command()(show)
     app.command()(reprocess)
+    app.command()(drain)

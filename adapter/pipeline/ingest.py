@@ -37,6 +37,7 @@ from adapter.mapping.loader import MappingSet
 from adapter.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline import bulk, steps
 from adapter.pipeline.group import GroupCommit
+from adapter.pipeline.on_receipt import ReceiptCommit
 from adapter.pipeline.receipt import Channel, Receipt
 from adapter.pipeline.results import (
     IngestResult,
@@ -147,6 +148,8 @@ class Pipeline:
         self.translation_pool: TranslationPool | None = None
         # concurrent single documents (POST /ingest, MLLP) share transactions (group.py)
         self.group_commit = GroupCommit(self)
+        # documents answered on receipt, kept as received for the drain (on_receipt.py)
+        self.receipts = ReceiptCommit(self)
 
     # -- the translator's, for the callers that hold a pipeline ------------------------------
     @property
@@ -195,6 +198,11 @@ class Pipeline:
         if duplicate is not None:
             return duplicate
         return self._store_new(raw, receipt, facility, source, digest)
+
+    def receive(self, raw: bytes, receipt: Receipt) -> IngestResult:
+        """Keep ``raw`` as received, to be translated and stored by the drain
+        (adapter/pipeline/drain.py); answered once kept (on_receipt.py)."""
+        return self.receipts.receive(raw, receipt)
 
     def _store_new(
         self,

@@ -1,0 +1,385 @@
+"""The drain: documents kept on receipt (status ``received``, adapter/pipeline/on_receipt.py)
+are translated and stored in batches through the bulk path's savepoints
+(adapter/pipeline/bulk.py), oldest first (docs/decisions/0063-answer-on-receipt.md).
+
+Each message settles exactly as the synchronous path would have settled the same bytes: the
+same steps in a savepoint of its own, at the moment it was received, with the same
+quarantine, issues, audit events, outbox rows and final status; a message that fails in its
+savepoint (a value the database refuses, a concurrent insert, a bug), and every message of
+a batch whose transaction failed as a whole, is settled again alone (``Pipeline._settle``,
+its retries and located refusal). One bad message never costs the others their work.
+
+Who takes which message:
+
+* PostgreSQL: the batch's rows are claimed in the transaction that stores them
+  (``FOR NO KEY UPDATE SKIP LOCKED``: a duplicate's audit record may still reference a
+  claimed row), so several processes drain side by side, each taking other rows; a drain
+  that dies rolls back, and its rows are ``received`` again for the next one.
+* SQLite: the rows are read and translated before the write transaction (which would stop
+  receipts meanwhile); inside it only those still ``received`` are stored (one writer at a
+  time: two drains never store a message twice, the second one only wasted a translation).
+* Settling a message alone locks its row and checks it is still ``received``.
+
+The synchronous path (``Pipeline.ingest``, group commit, bulk ingest) writes its message row
+in the transaction that settles it, so a committed ``received`` row is always one kept on
+receipt: the drain never meets a row another request still works on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from adapter.consortium import Facility
+from adapter.errors import AdapterError, Issue
+from adapter.pipeline import bulk
+from adapter.pipeline.ingest import _RACE_RETRIES, Pipeline, _Job, _lost_race, _LostRace
+from adapter.pipeline.results import RECEIVED, IngestResult, result_of
+from adapter.pipeline.translation_pool import TranslationPool
+from adapter.pipeline.translator import Outcome
+from adapter.store import get_message, read_only, verified_raw
+from adapter.store.models import InboundMessage
+from adapter.store.resources import batch_writes, flush_batch_writes
+
+log = logging.getLogger(__name__)
+_RECEIVED = InboundMessage.status == RECEIVED
+
+DEFAULT_BATCH = 100  # messages per transaction (bulk ingest's measured best, decision 0034)
+IDLE_SECONDS = 1.0  # with nothing to do, look again this often (receipts of other processes)
+GATHER_SECONDS = 0.1  # woken by a receipt: let a few more arrive before taking a batch
+# while receipts keep arriving (a burst), the drain leaves them the process's CPU (one GIL)
+# and SQLite's write lock, until they pause for QUIET_SECONDS or the first document waiting
+# is DEFER_SECONDS old (decision 0063: receipts alone ~4x faster than with a drain beside)
+DEFER_SECONDS = 2.0
+QUIET_SECONDS = 0.05
+
+
+class _Settled(AdapterError):
+    """The message is no longer ``received``: another drain settled it meanwhile."""
+
+
+@dataclass(slots=True)
+class Backlog:
+    """Messages kept on receipt and not yet drained."""
+
+    count: int
+    oldest: datetime | None
+
+    def oldest_age_seconds(self, now: datetime | None = None) -> float:
+        if self.oldest is None:
+            return 0.0
+        return max(0.0, ((now or datetime.now(UTC)) - self.oldest).total_seconds())
+
+
+def backlog(session: Session) -> Backlog:
+    count, oldest = session.execute(
+        select(func.count(), func.min(InboundMessage.received_at)).where(
+            InboundMessage.status == RECEIVED
+        )
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    return Backlog(int(count), oldest)
+
+
+def drain(pipeline: Pipeline, *, batch: int = DEFAULT_BATCH) -> int:
+    """Drain until nothing is left that this process can take; how many were settled."""
+    done = 0
+    while True:
+        settled = drain_batch(pipeline, batch)
+        done += len(settled)
+        if len(settled) < batch:
+            return done
+
+
+def drain_batch(pipeline: Pipeline, limit: int = DEFAULT_BATCH) -> list[IngestResult]:
+    """Settle up to ``limit`` received messages, oldest first, in one transaction with a
+    savepoint each; [] when none is waiting (or every one is another drain's)."""
+    postgresql = pipeline.factory.kw["bind"].dialect.name == "postgresql"
+    prepared: dict[str, _Prepared] = {}
+    if postgresql:
+        with pipeline.factory() as session:  # a plain read first: no claim when idle
+            if session.scalar(select(InboundMessage.id).where(_RECEIVED).limit(1)) is None:
+                return []
+    else:  # translated before the write transaction: receipts go on meanwhile
+        with pipeline.factory() as session:
+            read_only(session)
+            waiting = list(session.scalars(_waiting(limit)))
+            pool = _pool_for(pipeline, len(waiting))
+            prepared = {m.id: _prepare(pipeline, m, pool=pool) for m in waiting}
+            # translations from workers awaited here too, not in the write transaction
+            prepared = {k: p.resolved() for k, p in prepared.items()}
+        if not prepared:
+            return []
+    ids: list[str] = []
+    results: list[IngestResult | None] = []
+    try:
+        with pipeline.factory.begin() as session:
+            if postgresql:
+                claim = _waiting(limit).with_for_update(skip_locked=True, key_share=True)
+                rows = list(session.scalars(claim))
+                pool = _pool_for(pipeline, len(rows))
+                prepared = {m.id: _prepare(pipeline, m, pool=pool) for m in rows}
+            else:
+                rows = list(
+                    session.scalars(
+                        select(InboundMessage).where(
+                            InboundMessage.id.in_(list(prepared)),
+                            InboundMessage.status == RECEIVED,
+                        )
+                    )
+                )
+            ids = [m.id for m in rows]
+            results = [None] * len(rows)
+            writes = batch_writes(session)
+            jobs = _jobs(rows, prepared)
+            alone = bulk._store_jobs(pipeline, session, writes, jobs, results)
+            flush_batch_writes(session)  # a failure here fails the batch: each alone
+    except SQLAlchemyError as exc:
+        if not ids:
+            raise  # nothing was taken (the database is unavailable): try again later
+        log.warning("drain: a batch of %d failed (%s)", len(ids), type(exc).__name__)
+        results, alone = [None] * len(ids), list(range(len(ids)))
+    for i in alone:
+        results[i] = settle_alone(pipeline, ids[i])
+    return [r for r in results if r is not None]
+
+
+def _waiting(limit: int) -> Select[tuple[InboundMessage]]:
+    return (
+        select(InboundMessage)
+        .where(_RECEIVED)
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+        .limit(limit)
+    )
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A received message's translation (started, or made): what settling it needs."""
+
+    facility: Facility
+    source_id: str
+    outcome: Callable[[], Outcome]
+
+    def resolved(self) -> _Prepared:
+        outcome = self.outcome()
+        return _Prepared(self.facility, self.source_id, lambda: outcome)
+
+
+def _pool_for(pipeline: Pipeline, size: int) -> TranslationPool | None:
+    """The drain's translation workers, when it has them and ``size`` is worth sending."""
+    pool = pipeline.translation_pool
+    return pool if pool is not None and pool.usable(size) else None
+
+
+def _prepare(
+    pipeline: Pipeline, message: InboundMessage, *, pool: TranslationPool | None = None
+) -> _Prepared:
+    """Start translating ``message`` (in a translation worker when the drain has them)."""
+    found = pipeline.consortium.source(message.source_system)
+    if found is None:  # the source was removed since: kept, quarantined, reprocessable
+        issue = Issue(
+            "error",
+            "not-found",
+            f"source system {message.source_system!r} is no longer configured; the message "
+            "is kept and can be reprocessed once it is",
+        )
+        facility = pipeline.consortium.facility(message.facility_id or "")
+        return _failed(message, facility, [issue])
+    facility, source = found
+    try:
+        raw = verified_raw(message)
+    except AdapterError as exc:  # bytes altered in the database: never translated
+        return _failed(message, facility, exc.issues)
+    if pool is not None:
+        return _Prepared(facility, source.id, pool.submit(raw, source.id, message.id))
+    outcome = pipeline.translator.translate_for(raw, facility, source, message.id)
+    return _Prepared(facility, source.id, lambda: outcome)
+
+
+def _failed(message: InboundMessage, facility: Facility | None, issues: list[Issue]) -> _Prepared:
+    outcome = Outcome.failure(issues, message.detected_format)
+    if facility is None:  # only the quarantine steps run, which do not read the facility
+        facility = Facility.model_construct(id=message.facility_id or "", sources=[])
+    return _Prepared(facility, message.source_system, lambda: outcome)
+
+
+def _jobs(rows: list[InboundMessage], prepared: dict[str, _Prepared]) -> Iterator[tuple[int, _Job]]:
+    for i, message in enumerate(rows):
+        ready = prepared[message.id]
+        yield i, _job(message, ready.facility, ready.source_id, ready.outcome())
+
+
+def _job(message: InboundMessage, facility: Facility, source_id: str, outcome: Outcome) -> _Job:
+    """Settle ``message`` (loaded in the batch's transaction) with ``outcome``: the same job
+    as the synchronous path's, at the moment it was received."""
+
+    def reopen(session: Session) -> InboundMessage:
+        message.detected_format = outcome.format
+        message.encoding = outcome.encoding
+        return message
+
+    return _Job(reopen, facility, source_id, outcome, message.received_at, message.channel or "")
+
+
+def settle_alone(pipeline: Pipeline, message_id: str) -> IngestResult | None:
+    """Settle one received message in a transaction of its own (``Pipeline._settle``: its
+    quarantine of a refused value or a bug), retrying lost races as ``Pipeline.ingest``
+    does; None if it no longer exists."""
+    for attempt in range(_RACE_RETRIES + 1):
+        with pipeline.factory() as session:
+            read_only(session)
+            message = get_message(session, message_id)
+            if message is None or message.status != RECEIVED:
+                return result_of(message) if message is not None else None
+            ready = _prepare(pipeline, message)
+            moment, channel = message.received_at, message.channel or ""
+        outcome = ready.outcome()
+        job = _Job(
+            _reopen_locked(message_id, outcome),
+            ready.facility,
+            ready.source_id,
+            outcome,
+            moment,
+            channel,
+        )
+        try:
+            return pipeline._settle(job)
+        except _Settled:
+            break
+        except (_LostRace, OperationalError) as exc:
+            if isinstance(exc, OperationalError) and not _lost_race(exc):
+                raise
+            if attempt == _RACE_RETRIES:
+                if isinstance(exc, OperationalError):
+                    raise
+                return pipeline._keep_refused(job, exc.tried, exc.error)
+            log.info("drain: retrying message %s after a concurrent insert", message_id)
+    with pipeline.factory() as session:  # settled by another drain meanwhile
+        found = get_message(session, message_id)
+        return result_of(found) if found is not None else None
+
+
+def _reopen_locked(message_id: str, outcome: Outcome) -> Callable[[Session], InboundMessage]:
+    def reopen(session: Session) -> InboundMessage:
+        message = session.get(
+            InboundMessage,
+            message_id,
+            with_for_update={"key_share": True},  # SQLite: the transaction's write lock
+            populate_existing=True,
+        )
+        if message is None or message.status != RECEIVED:
+            raise _Settled(f"message {message_id} was settled meanwhile")
+        message.detected_format = outcome.format
+        message.encoding = outcome.encoding
+        return message
+
+    return reopen
+
+
+class Drainer:
+    """A thread draining in the background (``adapter serve``'s, ``adapter drain
+    --follow``'s): woken by every receipt this process keeps, and every ``idle_seconds``
+    for those kept by other processes; it lets a burst of receipts go first (``_defer``)."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        batch: int = DEFAULT_BATCH,
+        idle_seconds: float = IDLE_SECONDS,
+        gather_seconds: float = GATHER_SECONDS,
+        defer_seconds: float = DEFER_SECONDS,
+        workers: int = 0,
+    ) -> None:
+        self.pipeline = pipeline
+        self.batch = batch
+        self.idle_seconds = idle_seconds
+        self.gather_seconds = gather_seconds
+        self.defer_seconds = defer_seconds
+        self._last_receipt = 0.0  # monotonic time of the last receipt this process kept
+        self._waiting_since: float | None = None  # of the first receipt not yet taken
+        self.workers = workers
+        self.drained = 0  # messages settled by this drainer
+        self.batches = 0
+        self._woken = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="drain", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        """A receipt was committed (called by ReceiptCommit.on_received)."""
+        now = time.monotonic()
+        self._last_receipt = now
+        if self._waiting_since is None:
+            self._waiting_since = now
+        self._woken.set()
+
+    def _defer(self) -> None:
+        """Wait while receipts keep arriving, at most until the first one waiting is
+        ``defer_seconds`` old."""
+        since = self._waiting_since
+        if since is None or self.defer_seconds <= 0:
+            return
+        deadline = since + self.defer_seconds
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            quiet = now - self._last_receipt
+            if quiet >= QUIET_SECONDS or now >= deadline:
+                return
+            self._stopping.wait(min(QUIET_SECONDS - quiet, deadline - now))
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop after the batch under way (its transaction commits or rolls back whole)."""
+        self._stopping.set()
+        self._woken.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        with self.pipeline.translation_workers(self.workers):
+            full = True  # look at once: what a stopped server left behind
+            while not self._stopping.is_set():
+                if not full:
+                    if self._woken.wait(self.idle_seconds) and self.gather_seconds:
+                        self._stopping.wait(self.gather_seconds)
+                    if self._stopping.is_set():
+                        return
+                self._defer()
+                self._woken.clear()
+                self._waiting_since = None
+                try:
+                    settled = drain_batch(self.pipeline, self.batch)
+                except Exception:  # the database away: the messages stay received
+                    log.exception("drain: a batch failed; its messages are taken again later")
+                    self._stopping.wait(self.idle_seconds)
+                    full = False
+                    continue
+                if settled:
+                    self.drained += len(settled)
+                    self.batches += 1
+                    log.debug("drain: %d messages settled in one batch", len(settled))
+                full = len(settled) >= self.batch
+
+
+def wait_drained(pipeline: Pipeline, timeout: float, *, interval: float = 0.05) -> Backlog:
+    """Wait until no message is ``received`` (or ``timeout``); the backlog then."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with pipeline.factory() as session:
+            left = backlog(read_only(session))
+        if left.count == 0 or time.monotonic() > deadline:
+            return left
+        time.sleep(interval)
