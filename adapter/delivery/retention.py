@@ -120,7 +120,8 @@ class PeriodicPrune:
 
     def stop(self, timeout: float = 30.0) -> None:
         self._stop.set()
-        self._thread.join(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
         try:
             with self.factory.begin() as session:
                 lease.release(session, LEASE, self.holder, None)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -31,6 +31,7 @@ from adapter.store.models import (
     Outbox,
     OutboxState,
 )
+from adapter.store.outbox.destinations import ensure
 
 _o = Outbox.__table__
 _a = DeliveryAttempt.__table__
@@ -93,7 +94,9 @@ def prune_batch(session: Session, cutoff: datetime, *, limit: int) -> Pruned:
         rows = [{"message_id": m, "destination": d} for m, d in pairs]
         insert = (postgresql if postgres else sqlite).insert(_m)
         session.execute(insert.on_conflict_do_nothing(), rows)
+    now = datetime.now(UTC)
     for destination, count in sorted(Counter(d for _, d, _ in found).items()):
+        ensure(session, destination, now)  # a worker made it; a restored database may not
         session.execute(
             update(_d)
             .where(_d.c.destination == destination)
