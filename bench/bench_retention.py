@@ -10,18 +10,19 @@ messages in bulk, deliver every outbox row through the real DeliveryWorker to an
 in-process sink that accepts everything at once (the network is not what is measured:
 the attempt rows, the outbox states and the delivery audit records are), then
 
-  keep    nothing is deleted (today's engine)
+  keep    nothing is deleted (the engine before decision 0064)
   prune   delivered rows and their attempts are pruned (retention 0: every delivered row)
-          and, on PostgreSQL, VACUUM runs (what autovacuum does on a server) so the next
-          cycle reuses the freed pages
+          (the next cycle reuses the freed pages)
 
-Each row is its own fresh database. The figure is the growth per message of the last
-cycle, when the earlier cycles' freed pages are there to be reused (steady state). SQLite:
-used pages (``dbstat``, the b-trees' pages; free-list pages are not counted), PostgreSQL:
-the tables with their indexes and TOAST (``pg_total_relation_size``, freed space that
-VACUUM made reusable is still counted, as on disk). By table: the same split as
-bench_ingest.py's breakdown. The prune's speed is rows/s of outbox rows (with their
-attempts) over the whole prune of the last cycle, CPU of this process beside it.
+On PostgreSQL every cycle ends with VACUUM ANALYZE in both rows (what autovacuum does on a
+server: the delivery's updates of the outbox rows leave dead versions behind either way).
+Each row is its own fresh database. The figure is the growth per message from the end of
+the first cycle to the end of the last, when the earlier cycles' freed pages are there to
+be reused (steady state). SQLite: used pages (``dbstat``, the b-trees' pages; free-list
+pages are not counted), PostgreSQL: each table's ``pg_table_size`` and its indexes'
+``pg_relation_size`` (space VACUUM made reusable is still counted, as on disk). By table:
+the same split as bench_ingest.py's breakdown. The prune's speed is rows/s of outbox rows
+(with their attempts) over the whole prune of the last cycle, CPU of this process beside.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ from adapter.settings import Settings
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_session_factory
 from adapter.store.models import Outbox
+
+NIGHTLY = ("outbox", "delivery_attempt")  # what the retention deletes
 
 
 class Sink:
@@ -138,10 +141,9 @@ def run(
     copies = max(1, args.messages // len(fixtures))
     per_cycle = copies * len(fixtures)
     before: dict[str, tuple[int, float]] = {}
+    seen: dict[str, tuple[int, float]] = {}
     for cycle in range(args.cycles):
         last = cycle == args.cycles - 1
-        if last:
-            before = used(engine)
         bulk(make_input(fixtures, copies, f"c{cycle}.", patients))
         delivered = deliver(engine, factory, sinks)
         if last:
@@ -153,23 +155,29 @@ def run(
                 result.prune_seconds = time.perf_counter() - wall
                 result.prune_cpu = time.process_time() - cpu
                 result.pruned_rows, result.pruned_attempts = done.rows, done.attempts
-            if engine.dialect.name == "postgresql":
-                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                    conn.execute(text("VACUUM"))
-        if engine.dialect.name == "postgresql":
-            with engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
+        if engine.dialect.name == "postgresql":  # what autovacuum does on a server
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(text("VACUUM ANALYZE"))
+        now = used(engine)
+        if cycle == 0:  # the first night fills the empty tables; the others are measured
+            before = now
+        grew = sum(size for _, size in now.values()) - sum(size for _, size in seen.values())
+        outbox_grew = sum(now.get(t, (0, 0.0))[1] - seen.get(t, (0, 0.0))[1] for t in NIGHTLY)
+        seen = now
         result.load.append(os.getloadavg()[0])
         print(
             f"   {name}: cycle {cycle + 1}/{args.cycles}, {per_cycle} messages, "
-            f"{delivered} delivered, load {result.load[-1]:.1f}",
+            f"{delivered} delivered, {grew / 1024 / per_cycle:.2f} KB/message "
+            f"(outbox and attempts {outbox_grew / 1024 / per_cycle:.2f}), "
+            f"load {result.load[-1]:.1f}",
             flush=True,
         )
     after = used(engine)
+    measured = per_cycle * (args.cycles - 1)
     for table, (rows, size) in after.items():
         rows0, size0 = before.get(table, (0, 0.0))
-        result.tables[table] = (size - size0) / 1024 / per_cycle
-        result.rows[table] = (rows - rows0) / per_cycle
+        result.tables[table] = (size - size0) / 1024 / measured
+        result.rows[table] = (rows - rows0) / measured
     result.kb_per_message = sum(result.tables.values())
     return result
 
@@ -180,7 +188,7 @@ def report(results: list[Result]) -> None:
         if not pair:
             continue
         keep, pruned = pair.get("keep"), pair.get("prune")
-        print(f"\n{backend}: database growth per lab message, last cycle (KB = 1024 bytes)")
+        print(f"\n{backend}: database growth per lab message after the first night (KB = 1024)")
         tables = sorted(
             {t for r in pair.values() for t in r.tables},
             key=lambda t: -(keep.tables.get(t, 0.0) if keep else 0.0),
@@ -215,7 +223,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--cycles", type=int, default=3, help="nights per row (default 3)")
+    ap.add_argument("--cycles", type=int, default=4, help="nights per row, >= 2 (default 4)")
     ap.add_argument("--messages", type=int, default=300, help="messages per night (300)")
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
