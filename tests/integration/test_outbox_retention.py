@@ -5,6 +5,7 @@ process holding the lease."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.delivery.retention import LEASE, PeriodicPrune, prune, start_periodic
 from adapter.settings import Settings
 from adapter.store import outbox, save_resources
+from adapter.store.audit_log import AuditRecord
 from adapter.store.models import (
     DeliveredMessage,
     DeliveryAttempt,
@@ -118,6 +120,12 @@ def test_a_prune_of_more_rows_than_one_batch_takes_several_short_transactions(
     with session_factory() as session:
         destination = session.get(DeliveryDestination, DEST)
         assert destination is not None and destination.pruned_total == 25
+        # one audit record for the prune, with its counts
+        [record] = session.scalars(
+            select(AuditRecord).where(AuditRecord.action == "delivery.pruned")
+        ).all()
+    body = json.loads(record.body)
+    assert (record.actor, body["detail"]["rows"], body["detail"]["attempts"]) == ("cli", 25, 25)
 
 
 def test_after_a_prune_sequence_numbers_go_on_and_a_changed_resource_is_sent_once(
