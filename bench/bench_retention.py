@@ -1,7 +1,8 @@
 """Benchmark: the database per lab message in steady state with and without the outbox
 retention (decision 0064), and the prune's own speed, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/bench_retention.py [--cycles 3] [--messages 300] [--pg URL | --no-pg]
+    .venv/bin/python bench/bench_retention.py [--cycles 4] [--messages 300] [--pg URL | --no-pg]
+    .venv/bin/python bench/bench_retention.py --large 200000      # the prune's speed alone
 
 Input as ``bench_ingest.py --unique-patients --spread-births`` (every ORU fixture made
 unique, a new patient per copy), the example consortium with its destinations enabled (the
@@ -61,7 +62,7 @@ from adapter.runtime import make_pipeline
 from adapter.settings import Settings
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_session_factory
-from adapter.store.models import Outbox
+from adapter.store.models import DeliveryAttempt, Outbox
 
 NIGHTLY = ("outbox", "delivery_attempt")  # what the retention deletes
 
@@ -182,6 +183,65 @@ def run(
     return result
 
 
+def large_prune(name: str, engine: Engine, rows: int) -> str:
+    """``rows`` delivered outbox rows (one attempt each, 40 days old, 1 % dead among them)
+    written by plain inserts, then one prune of them all: rows/s at a size where a batch
+    that re-read what the batches before it deleted would show (decision 0064)."""
+    migrate(engine)
+    factory = make_session_factory(engine)
+    start = datetime.now(UTC) - timedelta(days=40)
+    step = 500
+    with factory.begin() as session:
+        for first in range(0, rows, step):
+            batch = []
+            for n in range(first, min(first + step, rows)):
+                at = start + timedelta(milliseconds=n)
+                dead = n % 100 == 0
+                batch.append(
+                    {
+                        "destination": f"d{n % 3}",
+                        "resource_type": "Observation",
+                        "resource_id": f"o{n}",
+                        "version_id": 1,
+                        "patient_key": f"Patient/p{n % 5000}",
+                        "order_key": f"Patient/p{n % 5000}",
+                        "state": "dead" if dead else "delivered",
+                        "attempts": 1,
+                        "next_attempt_at": at,
+                        "created_at": at,
+                        "delivered_at": None if dead else at,
+                        "sequence": n,
+                    }
+                )
+            ids = session.execute(
+                Outbox.__table__.insert().returning(Outbox.__table__.c.id), batch
+            ).scalars()
+            session.execute(
+                DeliveryAttempt.__table__.insert(),
+                [
+                    {
+                        "outbox_id": i,
+                        "destination": "d0",
+                        "attempted_at": start,
+                        "outcome": "delivered",
+                        "duration_ms": 1.0,
+                    }
+                    for i in ids
+                ],
+            )
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    cpu, wall = time.process_time(), time.perf_counter()
+    done = prune(factory, cutoff=datetime.now(UTC) - timedelta(days=30), batch=1000)
+    spent, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return (
+        f"{name}: a prune of {done.rows:,} rows and {done.attempts:,} attempts in "
+        f"{done.batches} batches: {spent:.1f} s, {done.rows / spent:,.0f} rows/s, this "
+        f"process's CPU {cpu * 1e6 / done.rows:.0f} us/row, load {os.getloadavg()[0]:.1f}"
+    )
+
+
 def report(results: list[Result]) -> None:
     for backend in ("SQLite", "PostgreSQL"):
         pair = {r.name.split()[1]: r for r in results if r.name.startswith(backend)}
@@ -228,9 +288,32 @@ def main() -> None:
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
     ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    ap.add_argument(
+        "--large",
+        type=int,
+        default=0,
+        help="instead: time one prune of this many delivered rows written by plain inserts",
+    )
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     results: list[Result] = []
+    if args.large:
+        with tempfile.TemporaryDirectory() as tmp:
+            if not args.no_sqlite:
+                engine = make_engine(f"sqlite:///{Path(tmp) / 'large.db'}")
+                print(large_prune("SQLite", engine, args.large), flush=True)
+                engine.dispose()
+            if not args.no_pg:
+                made = postgres_engine(args.pg)
+                if isinstance(made, str):
+                    print(f"PostgreSQL {made}: skipped")
+                    return
+                engine, drop = made
+                try:
+                    print(large_prune("PostgreSQL", engine, args.large), flush=True)
+                finally:
+                    drop()
+        return
     with tempfile.TemporaryDirectory() as tmp:
         settings = routed_settings(Path(tmp))
         for mode in ("keep", "prune"):

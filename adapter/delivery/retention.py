@@ -59,11 +59,13 @@ def prune(
     until none is left (or ``stop`` is set: the process is stopping)."""
     report = PruneReport()
     started = time.perf_counter()
+    since = None
     while not (stop is not None and stop.is_set()):
         with factory.begin() as session:
-            done = outbox.prune_batch(session, cutoff, limit=batch)
+            done = outbox.prune_batch(session, cutoff, limit=batch, since=since)
         if not done.rows:
             break
+        since = done.last
         report.rows += done.rows
         report.attempts += done.attempts
         report.batches += 1

@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import ColumnElement, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -42,13 +42,15 @@ DELIVERED = OutboxState.DELIVERED.value
 
 @dataclass(frozen=True, slots=True)
 class Pruned:
-    """What one batch deleted (or, counted, would delete)."""
+    """What one batch deleted (or, counted, would delete); ``last``: the batch's latest
+    ``next_attempt_at``, where the next batch starts (``prune_batch(since=...)``)."""
 
     rows: int
     attempts: int
+    last: datetime | None = None
 
 
-def _old(cutoff: datetime) -> list[object]:
+def _old(cutoff: datetime) -> list[ColumnElement[bool]]:
     # next_attempt_at (set when queued, never after the delivery) lets the (state,
     # next_attempt_at) index find the candidates: a range of the delivered rows, not a walk
     # through the whole table; delivered_at then says whether the row settled before the
@@ -74,18 +76,35 @@ def count_prunable(session: Session, cutoff: datetime) -> Pruned:
     return Pruned(int(rows), int(attempts))
 
 
-def prune_batch(session: Session, cutoff: datetime, *, limit: int) -> Pruned:
+def prune_batch(
+    session: Session, cutoff: datetime, *, limit: int, since: datetime | None = None
+) -> Pruned:
     """Delete up to ``limit`` delivered rows settled before ``cutoff`` and their attempts,
-    and note their messages as acknowledged. The caller commits (one batch, one short
-    transaction). On PostgreSQL the rows are locked first, skipping rows another
-    transaction holds (a replay under way): such a row waits for the next batch."""
+    oldest first (from ``since``: the previous batch's ``last``), and note their messages
+    as acknowledged. The caller commits (one batch, one short transaction). On PostgreSQL
+    the rows are locked first, skipping rows another transaction holds (a replay under
+    way): such a row waits for the next prune.
+
+    The order and the lower bound keep each batch an index range scan: without them
+    PostgreSQL reads the table in its physical order and every batch would pass again
+    over the rows the batches before it deleted (dead until VACUUM)."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    chosen = select(_o.c.id, _o.c.destination, _o.c.message_id).where(*_old(cutoff)).limit(limit)
+    where = _old(cutoff)
+    if since is not None:
+        where.append(_o.c.next_attempt_at >= since)
+    chosen = (
+        select(_o.c.id, _o.c.destination, _o.c.message_id, _o.c.next_attempt_at)
+        .where(*where)
+        .order_by(_o.c.next_attempt_at)
+        .limit(limit)
+    )
     if postgres:
         chosen = chosen.with_for_update(skip_locked=True)
-    found = session.execute(chosen).all()
-    if not found:
+    rows = session.execute(chosen).all()
+    if not rows:
         return Pruned(0, 0)
+    found = [(row_id, destination, message) for row_id, destination, message, _ in rows]
+    last = rows[-1][3]
     ids = [row_id for row_id, _, _ in found]
     attempts = session.execute(delete(_a).where(_a.c.outbox_id.in_(ids)))
     session.execute(delete(_o).where(_o.c.id.in_(ids), _o.c.state == DELIVERED))
@@ -102,7 +121,7 @@ def prune_batch(session: Session, cutoff: datetime, *, limit: int) -> Pruned:
             .where(_d.c.destination == destination)
             .values(pruned_total=_d.c.pruned_total + count)
         )
-    return Pruned(len(ids), int(attempts.rowcount or 0))  # type: ignore[attr-defined]
+    return Pruned(len(ids), int(attempts.rowcount or 0), last)  # type: ignore[attr-defined]
 
 
 def pruned_totals(session: Session) -> dict[str, int]:
