@@ -60,21 +60,23 @@ def prune(
     report = PruneReport()
     started = time.perf_counter()
     since = None
-    while not (stop is not None and stop.is_set()):
-        with factory.begin() as session:
-            done = outbox.prune_batch(session, cutoff, limit=batch, since=since)
-        if not done.rows:
-            break
-        since = done.last
-        report.rows += done.rows
-        report.attempts += done.attempts
-        report.batches += 1
-        if done.rows < batch:
-            break
-    report.seconds = time.perf_counter() - started
-    if report.rows:
-        with factory.begin() as session:
-            audit.record(_event(report, cutoff, actor), session=session)
+    try:
+        while not (stop is not None and stop.is_set()):
+            with factory.begin() as session:
+                done = outbox.prune_batch(session, cutoff, limit=batch, since=since)
+            if not done.rows:
+                break
+            since = done.last
+            report.rows += done.rows
+            report.attempts += done.attempts
+            report.batches += 1
+            if done.rows < batch:
+                break
+    finally:  # the batches committed before a failure are in the audit log too
+        report.seconds = time.perf_counter() - started
+        if report.rows:
+            with factory.begin() as session:
+                audit.record(_event(report, cutoff, actor), session=session)
     return report
 
 
