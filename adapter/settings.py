@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -190,6 +190,29 @@ class Settings(BaseSettings):
         description="This host's small state files (the console's last mapping check); "
         "created when first needed",
     )
+    outbox_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Delivered outbox rows (and their attempts) are pruned this many days "
+        "after delivery by the process running the delivery worker; 0 or keep: never "
+        "(decision 0064, docs/operations.md#outbox-retention)",
+    )
+    outbox_prune_minutes: float = Field(
+        60.0, gt=0, description="How often the delivery worker's process prunes the outbox"
+    )
+    outbox_prune_batch: int = Field(
+        1000,
+        ge=1,
+        le=100_000,
+        description="Outbox rows deleted per transaction by a prune (short transactions)",
+    )
+
+    @field_validator("outbox_retention_days", mode="before")
+    @classmethod
+    def _keep_means_never(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "keep":
+            return 0
+        return value
 
 
 @lru_cache(maxsize=1)

@@ -109,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         drainer = start_drain(settings, runtime.pipeline)
         if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
-                start_in_process, delivery_worker, engine, app.state.session_factory
+                start_in_process, delivery_worker, engine, app.state.session_factory, settings
             )
         try:
             with settled():  # start-up's objects out of the collector's full passes

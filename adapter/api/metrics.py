@@ -169,6 +169,12 @@ def render(
         _per_destination(statuses, "delivered_total"),
     )
     out.family(
+        "adapter_delivery_pruned_total",
+        "counter",
+        "Delivered outbox rows deleted after the outbox retention (their attempts with them).",
+        _per_destination(statuses, "pruned_total"),
+    )
+    out.family(
         "adapter_delivery_retries_total",
         "counter",
         "Failed attempts rescheduled for a retry.",

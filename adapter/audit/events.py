@@ -32,6 +32,7 @@ AuditAction = Literal[
     "delivery.replayed",  # an operator put deliveries back in the queue
     "delivery.paused",  # an operator paused a destination (nothing is sent to it)
     "delivery.resumed",  # an operator resumed a paused destination
+    "delivery.pruned",  # delivered outbox rows older than the retention were deleted
     "fhir.read",  # resources were disclosed by read, vread or history
     "fhir.search",  # resources were disclosed by a search
     "referral.changed",  # a referral Task moved (API, CLI or message; docs/referral-loop.md)

@@ -46,6 +46,7 @@ KINDS: dict[str, tuple[tuple[str, str, str], str, str | None, str | None]] = {
     "delivery.replayed": (_EXPORT, "E", None, None),
     "delivery.paused": (_EXPORT, "E", None, None),
     "delivery.resumed": (_EXPORT, "E", None, None),
+    "delivery.pruned": (_ACTIVITY, "D", None, None),  # outbox rows deleted (decision 0064)
     "fhir.read": (_REST, "R", "Read", "PatientRead"),
     "fhir.search": (_REST, "E", "Query", "PatientQuery"),
     "referral.changed": (_REST, "U", "Update", "PatientUpdate"),

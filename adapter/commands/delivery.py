@@ -1,5 +1,5 @@
 """The delivery commands of ``adapter``: ``worker``, ``deliveries``, ``replay``, ``pause``,
-``resume``.
+``resume``, ``prune``.
 
 Registered on the main typer app by :func:`register` (adapter/cli.py). They need the
 consortium file and the database, not the mappings (commands.common.start without them).
@@ -64,6 +64,7 @@ def worker(
 
     Several workers (processes, hosts) may share a PostgreSQL database; on SQLite one runs.
     """
+    from adapter.delivery.retention import start_periodic
     from adapter.delivery.service import build_worker, start_exclusive
     from adapter.delivery.worker import WorkerOptions
 
@@ -107,7 +108,13 @@ def worker(
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         log.info("delivery worker %s for %s", delivery.worker_id, ", ".join(delivery.destinations))
-        delivery.run(stop)
+        # the outbox retention (decision 0064): one process among the workers prunes
+        pruning = start_periodic(factory, runtime.settings, holder=delivery.worker_id)
+        try:
+            delivery.run(stop)
+        finally:
+            if pruning is not None:
+                pruning.stop()
     finally:
         delivery.close()
         lock.release()
@@ -237,6 +244,63 @@ def replay(
         runtime.close()
 
 
+def prune(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing")
+    ] = False,
+    days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Delivered more than this many days ago (default: the retention setting)"
+        ),
+    ] = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(min=1, max=100_000, help="Rows per transaction (default: the setting)"),
+    ] = None,
+) -> None:
+    """Delete delivered outbox rows (and their attempts) older than the retention.
+
+    Pending, in-flight and dead rows stay. The delivery worker does this every
+    ADAPTER_OUTBOX_PRUNE_MINUTES by itself; this runs it once (docs/operations.md).
+    """
+    from adapter.delivery.retention import cutoff_for
+    from adapter.delivery.retention import prune as prune_outbox
+    from adapter.store import outbox, read_only
+
+    runtime = _open()
+    settings = runtime.settings
+    try:
+        keep = days if days is not None else settings.outbox_retention_days
+        if keep <= 0:
+            typer.echo(
+                "the outbox retention is off (ADAPTER_OUTBOX_RETENTION_DAYS=keep): nothing "
+                "pruned; give --days to prune once"
+            )
+            return
+        cutoff = cutoff_for(keep, datetime.now(UTC))
+        if dry_run:
+            with runtime.factory() as session:
+                read_only(session)
+                found = outbox.count_prunable(session, cutoff)
+            typer.echo(
+                f"would delete {found.rows} delivered rows and {found.attempts} attempts "
+                f"delivered before {cutoff.isoformat()} ({keep} days)"
+            )
+            return
+        with serving(Caller(client=None, channel="cli")):
+            done = prune_outbox(
+                runtime.factory, cutoff=cutoff, batch=batch or settings.outbox_prune_batch
+            )
+        typer.echo(
+            f"deleted {done.rows} delivered rows and {done.attempts} attempts delivered before "
+            f"{cutoff.isoformat()} ({keep} days) in {done.batches} batches, "
+            f"{done.rows_per_second:.0f} rows/s"
+        )
+    finally:
+        runtime.close()
+
+
 def _set_paused(destination: str, paused: bool) -> None:
     from adapter.audit.events import AuditEvent
     from adapter.store import outbox
@@ -282,3 +346,4 @@ def register(app: typer.Typer) -> None:
     app.command()(replay)
     app.command()(pause)
     app.command()(resume)
+    app.command()(prune)

@@ -36,6 +36,7 @@ class DestinationStatus:
     delivered_total: int = 0
     retried_total: int = 0
     dead_total: int = 0
+    pruned_total: int = 0  # delivered rows deleted by the outbox retention (decision 0064)
     last_success_at: datetime | None = None
     last_failure_at: datetime | None = None
     breaker_state: str = "closed"
@@ -119,6 +120,7 @@ def destination_statuses(
         status.delivered_total = int(record.delivered_total)
         status.retried_total = int(record.retried_total)
         status.dead_total = int(record.dead_total)
+        status.pruned_total = int(record.pruned_total)
         status.last_success_at = record.last_success_at
         status.last_failure_at = record.last_failure_at
         status.breaker_state = record.breaker_state

@@ -19,8 +19,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium
+from adapter.delivery.retention import PeriodicPrune, start_periodic
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
 from adapter.errors import ConfigError
+from adapter.settings import Settings
 from adapter.store import outbox
 
 log = logging.getLogger(__name__)
@@ -132,9 +134,12 @@ class BackgroundDelivery:
     """The worker loop in a background thread (``adapter serve`` with
     ADAPTER_DELIVER_IN_PROCESS=true)."""
 
-    def __init__(self, worker: DeliveryWorker, lock: SingleWorkerLock) -> None:
+    def __init__(
+        self, worker: DeliveryWorker, lock: SingleWorkerLock, pruning: PeriodicPrune | None = None
+    ) -> None:
         self.worker = worker
         self.lock = lock
+        self.pruning = pruning  # the outbox retention's periodic prune (decision 0064)
         self.stop_event = threading.Event()
         self.thread = threading.Thread(
             target=worker.run, args=(self.stop_event,), daemon=True, name="delivery"
@@ -149,6 +154,8 @@ class BackgroundDelivery:
         self.thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
+        if self.pruning is not None:
+            self.pruning.stop(timeout)
         self.stop_event.set()
         self.thread.join(timeout)
         self.worker.close()
@@ -156,16 +163,23 @@ class BackgroundDelivery:
 
 
 def start_in_process(
-    worker: DeliveryWorker, engine: Engine, factory: sessionmaker[Session]
+    worker: DeliveryWorker,
+    engine: Engine,
+    factory: sessionmaker[Session],
+    settings: Settings | None = None,
 ) -> BackgroundDelivery | None:
-    """Start the delivery worker of ``adapter serve`` (ADAPTER_DELIVER_IN_PROCESS=true);
-    None when another worker already holds the SQLite database (it delivers instead)."""
+    """Start the delivery worker of ``adapter serve`` (ADAPTER_DELIVER_IN_PROCESS=true),
+    and with ``settings`` the outbox retention's periodic prune; None when another worker
+    already holds the SQLite database (it delivers, and prunes, instead)."""
     try:
         lock = start_exclusive(engine, factory)
     except ConfigError as exc:
         log.warning("not delivering in-process: %s", exc.message)
         worker.close()
         return None
-    background = BackgroundDelivery(worker, lock)
+    pruning = None
+    if settings is not None:
+        pruning = start_periodic(factory, settings, holder=worker.worker_id)
+    background = BackgroundDelivery(worker, lock, pruning)
     background.start()
     return background

@@ -356,6 +356,21 @@ class DeliveryDestination(Base):
     # paused by an operator (the console): nothing is sent while set (migration 0014)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     paused_by: Mapped[str | None] = mapped_column(String(128))
+    # delivered outbox rows deleted by the retention prune so far (migration 0023)
+    pruned_total: Mapped[int] = mapped_column(BigInteger(), default=0, server_default="0")
+
+
+class DeliveredMessage(Base):
+    """A message whose delivered outbox rows to one destination were pruned (decision
+    0064): what the nightly reconciliation still reads as acknowledged once the rows are
+    gone. One short row per message and destination instead of ~13 outbox rows and their
+    attempts; SQLite keeps it without a rowid (the key is the row)."""
+
+    __tablename__ = "delivered_message"
+    __table_args__ = ({"sqlite_with_rowid": False},)
+
+    message_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    destination: Mapped[str] = mapped_column(String(_ID), primary_key=True)
 
 
 CARE_SOURCES = ("activity", "referral", "registered", "grant", "revocation")

@@ -6,20 +6,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adapter.auth.rules import ROLES, RULES
 from adapter.console.i18n import catalogue
 from adapter.console.setup import CONSOLE_ROUTERS
 from adapter.settings import PROJECT_ROOT
+from adapter.store import outbox
 from adapter.store.audit_log import AuditRecord
 from adapter.store.identity_tables import IdentityRecord
+from adapter.store.models import DeliveryDestination
 from tests.api.auth_helpers import Tokens, auth_client
 from tests.console.helpers import csrf_of, login
 
@@ -418,3 +421,21 @@ def test_the_last_mapping_check_survives_a_restart(
     with auth_client(module_database_url, folder) as (app, _):
         page = _browser(app, "county-operator").get("/console/mappings").text
         assert "尚未运行" in page
+
+
+def test_the_deliveries_page_shows_what_the_outbox_retention_pruned(
+    console: tuple[FastAPI, dict[str, str]],
+) -> None:
+    """The 投递 table's 已清理 column is ``delivery_destination.pruned_total`` (decision 0064);
+    the prune that fills it is tested in tests/integration/test_outbox_retention.py."""
+    app, _ = console
+    with app.state.session_factory.begin() as session:
+        outbox.ensure(session, "shiqiao-fhir", datetime.now(UTC))
+        session.execute(
+            update(DeliveryDestination)
+            .where(DeliveryDestination.destination == "shiqiao-fhir")
+            .values(pruned_total=7)
+        )
+    page = _browser(app, "shiqiao-operator").get("/console/deliveries").text
+    assert re.search(r'data-field="pruned">7</td>', page)
+    assert "已清理" in page or "Pruned" in page

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.api.app import create_app
 from adapter.delivery.breaker import BreakerConfig
+from adapter.delivery.retention import prune
 from adapter.errors import ConfigError
 from adapter.settings import Settings
 from tests.integration.delivery_receiver import Receiver, outcome
@@ -202,6 +203,19 @@ def test_metrics_in_prometheus_text_format(
     assert samples[f'adapter_delivery_breaker_state{{destination="{DEST}",state="closed"}}'] == 1
     assert samples[f'adapter_delivery_breaker_state{{destination="{DEST}",state="open"}}'] == 0
     assert "# TYPE adapter_delivery_attempts_total counter" in response.text
+    assert samples[f"adapter_delivery_pruned_total{label}"] == 0
+
+    # the outbox retention deletes the two delivered rows: the totals stay (decision 0064)
+    assert prune(session_factory, cutoff=now + timedelta(seconds=1), batch=10).rows == 2
+    after = {
+        name: float(value)
+        for name, value in (
+            line.rsplit(" ", 1) for line in api.get("/metrics").text.splitlines() if line[:1] != "#"
+        )
+    }
+    assert after[f"adapter_delivery_pruned_total{label}"] == 2
+    assert after[f"adapter_delivery_delivered_total{label}"] == 2
+    assert after[f"adapter_delivery_dead_letters{label}"] == 1
 
 
 def test_serve_delivers_in_process_when_asked(

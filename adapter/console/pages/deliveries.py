@@ -55,6 +55,8 @@ def destination_table(request: Request, session: Session) -> list[dict[str, Any]
                 "destination": name,
                 "enabled": enabled.get(name, True),
                 **{state: counts[name].get(state, 0) for state in OUTBOX_STATES},
+                # delivered rows deleted by the outbox retention (decision 0064)
+                "pruned": record.pruned_total if record else 0,
                 "breaker": record.breaker_state if record else "closed",
                 "paused_at": record.paused_at if record else None,
                 "paused_by": record.paused_by if record else None,

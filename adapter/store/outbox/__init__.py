@@ -7,6 +7,7 @@ enqueue.py       enqueue / enqueue_many: written in the ingest transaction
 claim.py         claim (leases, per-patient order), current_bodies, extend_lease, release,
                  release_all, settle(_many), settle_coalesced(_many): the worker's side
 followers.py     claim_followers: the rows right behind claimed heads (one ordered request)
+prune.py         prune_batch, count_prunable: the retention of delivered rows (decision 0064)
 replay.py        list_deliveries, get_delivery, attempts_of, replay_one, replay_many
 destinations.py  the per-destination row (breaker state, running totals) and queue_figures
 wake.py          notify / Listener: PostgreSQL LISTEN/NOTIFY that wakes idle workers
@@ -54,6 +55,7 @@ from adapter.store.outbox.destinations import (
 )
 from adapter.store.outbox.enqueue import enqueue, enqueue_many, order_key
 from adapter.store.outbox.followers import claim_followers
+from adapter.store.outbox.prune import Pruned, count_prunable, prune_batch, pruned_totals
 from adapter.store.outbox.replay import (
     REPLAYABLE,
     attempts_of,
@@ -76,6 +78,7 @@ __all__ = [
     "Listener",
     "OutboxRow",
     "OutboxState",
+    "Pruned",
     "QueueFigure",
     "Settlement",
     "add_totals",
@@ -86,6 +89,7 @@ __all__ = [
     "claim_followers",
     "close_breaker",
     "count_failures",
+    "count_prunable",
     "current_bodies",
     "destination_records",
     "enqueue",
@@ -102,6 +106,8 @@ __all__ = [
     "number",
     "open_breaker",
     "order_key",
+    "prune_batch",
+    "pruned_totals",
     "queue_figures",
     "read_admission",
     "read_breaker",

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adapter.store.models import Outbox, OutboxState
+from adapter.store.outbox.prune import pruned_acknowledged
 from adapter.store.outbox.replay import _reset
 
 _o = Outbox.__table__
@@ -21,7 +22,8 @@ _CHUNK = 500  # bound parameters per IN list (SQLite allows 32766; keep statemen
 def acknowledgements(session: Session, message_ids: Iterable[str]) -> dict[str, dict[str, str]]:
     """Per message id and destination: ``delivered`` (every row acknowledged), ``dead``
     (some row given up) or ``pending`` (queued or being sent). Messages whose resources made
-    no outbox row (unchanged, or routed nowhere) are absent."""
+    no outbox row (unchanged, or routed nowhere) are absent. Rows pruned by the retention
+    count as the delivered rows they were (``delivered_message``)."""
     found: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     ids = list(dict.fromkeys(message_ids))
     for start in range(0, len(ids), _CHUNK):
@@ -32,6 +34,10 @@ def acknowledgements(session: Session, message_ids: Iterable[str]) -> dict[str, 
         )
         for message_id, destination, state in rows:
             found[message_id][destination].add(state)
+    # delivered rows the retention pruned (decision 0064) are still acknowledgements
+    for message_id, destinations in pruned_acknowledged(session, ids).items():
+        for destination in destinations:
+            found[message_id][destination].add(OutboxState.DELIVERED.value)
     answer: dict[str, dict[str, str]] = {}
     for message_id, by_destination in found.items():
         answer[message_id] = {

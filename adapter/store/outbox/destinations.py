@@ -45,6 +45,7 @@ class DestinationRecord:
     last_sequence: int = 0  # the last sequence number given to a row of this destination
     paused_at: datetime | None = None  # paused by an operator (nothing is sent) ...
     paused_by: str | None = None  # ... and by whom
+    pruned_total: int = 0  # delivered rows deleted by the retention (decision 0064)
 
     @classmethod
     def of(cls, row: RowMapping) -> DestinationRecord:

@@ -65,7 +65,11 @@ def find_delivery(session: Session, outbox_id: int) -> OutboxRow | None:
 def get_delivery(session: Session, outbox_id: int) -> OutboxRow:
     found = find_delivery(session, outbox_id)
     if found is None:
-        raise NotFoundError(f"no delivery {outbox_id}", location="id")
+        raise NotFoundError(
+            f"no delivery {outbox_id} (delivered ones are deleted after the outbox retention, "
+            "ADAPTER_OUTBOX_RETENTION_DAYS: their delivery.delivered audit records remain)",
+            location="id",
+        )
     return found
 
 
