@@ -356,7 +356,7 @@ class DeliveryDestination(Base):
     # paused by an operator (the console): nothing is sent while set (migration 0014)
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     paused_by: Mapped[str | None] = mapped_column(String(128))
-    # delivered outbox rows deleted by the retention prune so far (migration 0023)
+    # delivered outbox rows deleted by the retention prune so far (migration 0022)
     pruned_total: Mapped[int] = mapped_column(BigInteger(), default=0, server_default="0")
 
 

@@ -3,8 +3,8 @@ after ``ADAPTER_OUTBOX_RETENTION_DAYS``. ``delivered_message`` keeps, per messag
 destination whose delivered rows were pruned, that they were acknowledged (the nightly
 reconciliation reads it); ``delivery_destination.pruned_total`` counts the pruned rows.
 
-Revision ID: 0023
-Revises: 0021 (to be re-chained to 0022 when merged)
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-05
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0023"
+revision: str = "0022"
 down_revision: str | Sequence[str] | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
