@@ -49,7 +49,7 @@ from adapter.referral.status_messages import apply_referral_status, read_referra
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
-from adapter.store.resources import LockedRows, Saved, flush_index_rows
+from adapter.store.resources import LockedRows, Prepared, Saved, flush_index_rows
 
 log = logging.getLogger(__name__)
 # a person's ids and open care rows, one statement (by dialect: is PostgreSQL)
@@ -90,6 +90,8 @@ class Work:
     written_status: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # the recognition catalogue's marks (adapter/recognition/marks.py); None: not marked
     marks: ResultMarks | None = None
+    # what a translation worker derived from the resources (adapter/store/resources.py)
+    prepared: Prepared | None = None
 
     @property
     def warned(self) -> bool:
@@ -240,6 +242,7 @@ def save(work: Work) -> None:
         facility_id=work.facility.id,
         zone=work.zone,
         locked=work.locked,
+        prepared=work.prepared,
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from sqlalchemy import Row, Select, Table, and_, bindparam, delete, or_, select, update
@@ -54,6 +54,30 @@ class Saved:
 
 
 Key = tuple[str, str]  # (resourceType, id)
+
+
+class Prepared(NamedTuple):
+    """What ``save_resources`` derives from a resource's content alone, derived where the
+    resources were made (a translation worker: decision 0054, decision 0050 amended
+    2026-12-05 bulkcpu), by content hash: the patient key and the index rows without their
+    resource type and key. ``save_resources`` computes the hash anyway; a resource changed
+    since (merged with the stored one, marked, added by a step) has another hash and is
+    derived again. ``zone``: the zone dates without one were read in (``index_values``)."""
+
+    zone: str
+    rows: dict[str, tuple[str | None, list[tuple[Any, ...]]]]
+
+
+def prepare(resources: Iterable[dict[str, Any]], zone: tzinfo) -> Prepared:
+    """``Prepared`` for ``resources`` (``zone``: the one the store will index them in)."""
+    rows: dict[str, tuple[str | None, list[tuple[Any, ...]]]] = {}
+    for resource in resources:
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str):
+            continue  # save_resources refuses it, as before
+        tails = [_index_tuple(rtype, 0, v)[2:] for v in index_values(resource, zone)]
+        rows[content_hash(resource)] = (patient_key(resource), tails)
+    return Prepared(str(zone), rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +245,7 @@ def save_resources(
     locked: LockedRows | None = None,
     with_index: bool = True,
     hold_new: bool = False,
+    prepared: Prepared | None = None,
 ) -> list[Saved]:
     """Store the resources of one message; unchanged content keeps its version.
 
@@ -232,7 +257,9 @@ def save_resources(
     adapter/store/refusals.py). ``hold_new``: in a bulk batch, the rows of new resources
     are held with the batch's writes (``BatchWrites.create``) instead of inserted now: only
     for resources nothing in the batch reads back (the message's Provenance, whose id is
-    the message's). Never commits. Two transactions creating the same new
+    the message's). ``prepared``: what ``prepare`` derived from the resources as they were
+    made; used for a resource whose content hash it has. Never commits. Two transactions
+    creating the same new
     resource at once without ``create_missing``: the later one fails with IntegrityError
     and can be retried.
     """
@@ -265,6 +292,7 @@ def save_resources(
     version_rows: list[dict[str, Any]] = []
     index_rows: list[IndexRow] = []
     stored_history: list[Key] = []  # superseded versions whose history row is stored
+    known = prepared.rows if prepared is not None and prepared.zone == str(zone) else None
     for key, resource in latest.items():
         digest = content_hash(resource)
         old = existing.get(key)
@@ -280,7 +308,8 @@ def save_resources(
             continue
         version_id = 1 if old is None else old.version_id + 1
         body = _stamped(resource, version_id, last_updated, stamp)
-        pkey = patient_key(resource)
+        done = known.get(digest) if known else None
+        pkey = patient_key(resource) if done is None else done[0]
         row = {
             "resource_type": key[0],
             "id": key[1],
@@ -314,7 +343,12 @@ def save_resources(
             if old is not None:
                 stored_history.extend(buffer.keep_bodies([key]))
             buffer.add_version(version, body)
-        rows = _index_tuples(key[0], rkey, index_values(resource, zone)) if with_index else []
+        if not with_index:
+            rows = []
+        elif done is None:
+            rows = _index_tuples(key[0], rkey, index_values(resource, zone))
+        else:
+            rows = [(key[0], rkey, *tail) for tail in done[1]]
         if buffer is not None:
             buffer.replace(key, rkey, rows, stored=old is not None)
         else:
