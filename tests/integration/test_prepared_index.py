@@ -46,7 +46,7 @@ def stored(session: Session, rid: str) -> tuple[str | None, list[tuple]]:
             SearchIndex.value_date_end,
             SearchIndex.value_number,
             SearchIndex.reference,
-        )  # fmt: skip
+        )
         .join(Resource, Resource.resource_key == SearchIndex.resource_key)
         .outerjoin(SearchSystem, SearchSystem.system_id == SearchIndex.system_id)
         .where(Resource.id == rid)
