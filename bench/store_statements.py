@@ -77,6 +77,7 @@ def main() -> None:
     ap.add_argument("--pg", help="a PostgreSQL URL instead of a temporary SQLite file")
     ap.add_argument("--profile", action="store_true", help="cProfile instead of counting")
     ap.add_argument("--top", type=int, default=45)
+    ap.add_argument("--profile-out", help="with --profile: also write the pstats to this file")
     ap.add_argument(
         "--translate-workers",
         type=int,
@@ -134,6 +135,8 @@ def main() -> None:
             if args.profile:
                 profile = cProfile.Profile()
                 profile.runcall(bulk, messages)
+                if args.profile_out:
+                    profile.dump_stats(args.profile_out)
                 stats = pstats.Stats(profile).sort_stats("cumulative")
                 stats.print_stats(args.top)
                 pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
