@@ -22,6 +22,7 @@ _message = InboundMessage.__table__
 _CONTENT_TYPE_CHARS = 255  # inbound_message.content_type
 _PEER_CHARS = 255  # inbound_message.peer
 _NO_VALUES: dict[str, Any] = dict.fromkeys(c.key for c in _message.c)
+_MANAGER = InboundMessage._sa_class_manager  # makes instances as the ORM's loading does
 
 
 def create_message(
@@ -64,13 +65,18 @@ def create_message(
         "resources": [],
         "attempts": 0,
     }
-    message = InboundMessage(**values)
     if held_writes(session) is not None:  # a bulk batch: one INSERT without the unit of work
         # every column: the values given, None for the rest (as the unset attributes were)
         insert_rows(session, _message, [{**_NO_VALUES, **values}])
-        make_transient_to_detached(message)  # as if loaded: the row is there (decision 0050)
+        # as if loaded: the row is there (decision 0050); its attributes set as a load sets
+        # them, without the change events of InboundMessage(**values) (decision 0050,
+        # amended 2026-12-05 bulkcpu): those would be committed at once below anyway
+        message = _MANAGER.new_instance()
+        message.__dict__.update(values)
+        make_transient_to_detached(message)
         session.add(message)
         return message
+    message = InboundMessage(**values)
     session.add(message)
     session.flush()
     return message
