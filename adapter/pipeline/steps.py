@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from adapter import audit
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue
+from adapter.fhir.index_values import patient_key
 from adapter.identity import keys_of, person_of
 from adapter.identity.features import national_id_warnings
 from adapter.identity.index.publish import outbox_rows, publish_persons
@@ -252,7 +253,15 @@ def note_care(work: Work) -> None:
     adapter.identity.keys_of), so that a merge brings them to the person and an unmerge
     takes them away with the record. A facility that starts caring for a person here is
     remembered in ``work.started``: it gets the person's recent history (``route``)."""
-    facts = care_facts(work.consortium, work.facility.id, [s.body for s in work.saved], work.moment)
+    facts = care_facts(
+        work.consortium,
+        work.facility.id,
+        [s.body for s in work.saved],
+        work.moment,
+        # a new version's patient key is its body's, worked out by the save; an unchanged
+        # one's is the stored row's, which older code may have written: worked out again
+        [s.patient_key if s.changed else patient_key(s.body) for s in work.saved],
+    )
     if not facts:
         return
     persons = {work.person(f.patient) for f in facts}
