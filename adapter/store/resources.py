@@ -146,23 +146,35 @@ def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[
     if not by_type:
         return {}
     types = tuple(sorted(by_type))
-    query = _lock_query(types, with_body)
-    ids = {f"ids_{n}": sorted(by_type[rtype]) for n, rtype in enumerate(types)}
-    return {(row.resource_type, row.id): row for row in session.execute(query, ids)}
+    ids = [sorted(by_type[rtype]) for rtype in types]
+    counts = tuple(len(i) for i in ids)
+    query = _LOCK_QUERIES.get((types, counts, with_body))
+    if query is None and len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
+        query = _lock_query(types, counts, with_body)
+    if query is not None:  # one parameter per id
+        params = {f"i{n}_{k}": rid for n, some in enumerate(ids) for k, rid in enumerate(some)}
+    else:  # a shape past the bound: the ids as expanding parameters
+        query = _LOCK_QUERIES.get((types, None, with_body)) or _lock_query(types, None, with_body)
+        params = {f"ids_{n}": some for n, some in enumerate(ids)}
+    return {(row.resource_type, row.id): row for row in session.execute(query, params)}
 
 
-_LOCK_QUERIES: dict[tuple[tuple[str, ...], bool], Select[Any]] = {}
-_LOCK_QUERIES_MAX = 512  # sets of types seen; a message has a handful, always the same few
+_LOCK_QUERIES: dict[tuple[tuple[str, ...], tuple[int, ...] | None, bool], Select[Any]] = {}
+# shapes seen (the types, the ids of each); a feed's messages repeat a few hundred at most
+_LOCK_QUERIES_MAX = 2048
 
 
-def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
-    """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per set of
-    types with the ids as expanding parameters: building the statement and its cache key
-    afresh cost about as much as running it (decision 0047). The condition is
-    ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both databases."""
-    query = _LOCK_QUERIES.get((types, with_body))
-    if query is not None:
-        return query
+def _lock_query(
+    types: tuple[str, ...], counts: tuple[int, ...] | None, with_body: bool
+) -> Select[Any]:
+    """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per shape:
+    building the statement and its cache key afresh cost about as much as running it
+    (decision 0047). ``counts``: how many ids of each type, one bound parameter each
+    (``i<type>_<n>``); the SQL is the text an expanding parameter renders to for those
+    counts, without rendering it again at every execution (decision 0050, amended
+    2026-12-05 bulkcpu). None: expanding parameters ``ids_<type>``, any count. The
+    condition is ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both
+    databases."""
     columns = [
         _resource.c.resource_type,
         _resource.c.id,
@@ -182,7 +194,9 @@ def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
                 *(
                     and_(
                         _resource.c.resource_type == rtype,
-                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True)),
+                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True))
+                        if counts is None
+                        else _resource.c.id.in_([bindparam(f"i{n}_{k}") for k in range(counts[n])]),
                     )
                     for n, rtype in enumerate(types)
                 )
@@ -192,7 +206,7 @@ def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
         .with_for_update()
     )
     if len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
-        _LOCK_QUERIES[(types, with_body)] = query
+        _LOCK_QUERIES[(types, counts, with_body)] = query
     return query
 
 
