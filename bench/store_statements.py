@@ -14,11 +14,15 @@ from __future__ import annotations
 import argparse
 import cProfile
 import logging
+import os
 import pstats
 import re
+import resource
 import sys
 import tempfile
+import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +55,21 @@ def kind_of(statement: str) -> str:
     return f"{verb} {','.join(tables[:3]) or '-'}"
 
 
+def _cpu() -> float:
+    """This process's CPU seconds (user + system; not the translation workers')."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user + system) of other processes of this machine (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--copies", type=int, default=4)
@@ -58,6 +77,14 @@ def main() -> None:
     ap.add_argument("--pg", help="a PostgreSQL URL instead of a temporary SQLite file")
     ap.add_argument("--profile", action="store_true", help="cProfile instead of counting")
     ap.add_argument("--top", type=int, default=45)
+    ap.add_argument("--profile-out", help="with --profile: also write the pstats to this file")
+    ap.add_argument(
+        "--translate-workers",
+        type=int,
+        default=0,
+        help="translate in N worker processes (decision 0054): the profile, the counts and "
+        "--plain's instructions are then the main process's store work",
+    )
     ap.add_argument(
         "--plain",
         action="store_true",
@@ -77,6 +104,7 @@ def main() -> None:
             engine, drop = made
         else:
             engine = make_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
+        stack = ExitStack()  # the translation workers, stopped before the engine goes
         try:
             migrate(engine)
             pipeline = make_pipeline(settings, consortium, make_session_factory(engine))
@@ -86,14 +114,29 @@ def main() -> None:
 
                 patients = Patients(spread_births=True)
             bulk = bulk_ingest(pipeline, 100)
+            if args.translate_workers:
+                stack.enter_context(pipeline.translation_workers(args.translate_workers))
             bulk(make_input(fixtures, 1, "w", patients))  # warm-up
             messages = make_input(fixtures, args.copies, "m", patients)
             if args.plain:
+                pool = pipeline.translation_pool
+                pids = pool.pids() if pool is not None else []
+                cpu, wall, workers = _cpu(), time.perf_counter(), _cpu_of(pids)
                 bulk(messages)
+                cpu, wall = _cpu() - cpu, time.perf_counter() - wall
+                workers = _cpu_of(pids) - workers
+                n = max(1, len(messages))
+                print(
+                    f"{len(messages)} messages: this process's CPU {1000 * cpu / n:.2f} ms "
+                    f"per message, the translation workers' {1000 * workers / n:.2f} ms, "
+                    f"wall {1000 * wall / n:.2f} ms"
+                )
                 return
             if args.profile:
                 profile = cProfile.Profile()
                 profile.runcall(bulk, messages)
+                if args.profile_out:
+                    profile.dump_stats(args.profile_out)
                 stats = pstats.Stats(profile).sort_stats("cumulative")
                 stats.print_stats(args.top)
                 pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
@@ -112,6 +155,7 @@ def main() -> None:
                 print(f"  {value / n:7.3f}  {kind}")
             print(f"  {sum(counts.values()) / n:7.3f}  total per message")
         finally:
+            stack.close()
             if drop:
                 drop()
             engine.dispose()

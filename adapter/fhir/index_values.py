@@ -312,6 +312,13 @@ def _dates(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
     out.append(IndexValue(name, "date", date_start=start, date_end=end))
 
 
+# a message names its patient, performer and organisation from most of its resources, and
+# a feed names the same organisations and practitioners message after message: each text
+# normalised once (a str in, an immutable str or None out; decision 0050, amended
+# 2026-12-05 bulkcpu)
+_normalized_reference = lru_cache(maxsize=8192)(normalize_reference)
+
+
 def _reference(name: str, targets: tuple[str, ...], narrow: bool, node: Any) -> IndexValue | None:
     """The row of one Reference: its literal reference as ``Type/id`` (None when it has only
     a display, an identifier or a contained ``#id``) and its identifier as system / code
@@ -322,7 +329,7 @@ def _reference(name: str, targets: tuple[str, ...], narrow: bool, node: Any) -> 
     if not isinstance(node, dict):
         return None
     text = node.get("reference")
-    reference = normalize_reference(text) if isinstance(text, str) else None
+    reference = _normalized_reference(text) if isinstance(text, str) else None
     identifier = node.get("identifier")
     system = code = None
     if isinstance(identifier, dict) and isinstance(identifier.get("value"), str):

@@ -8,7 +8,7 @@ birth date and sex written in the national ID against the record's own.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.identity.names import Name, parse_name, surname_keys
@@ -41,7 +41,23 @@ class Features:
         return Name(self.name, self.surname_len)
 
     def as_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """``dataclasses.asdict`` of it, written out: asdict's recursive deep copy was a
+        tenth of the patient index's time in bulk ingest (decision 0050, amended)."""
+        return {
+            "record": self.record,
+            "facility": self.facility,
+            "name": self.name,
+            "surname_len": self.surname_len,
+            "birth": self.birth,
+            "sex": self.sex,
+            "national_ids": list(self.national_ids),
+            "weak_ids": list(self.weak_ids),
+            "id_birth_sex_agree": self.id_birth_sex_agree,
+            "cards": [list(c) for c in self.cards],
+            "phones": list(self.phones),
+            "township": self.township,
+            "identifiers": [dict(i) for i in self.identifiers],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Features:

@@ -203,7 +203,9 @@ def _store_job(pipeline: Pipeline, session: Session, job: _Job) -> InboundMessag
     if job.outcome.failed:
         steps.quarantine(session, message, job.outcome.issues, job.moment, channel=job.channel)
     else:
-        steps.store(pipeline._work(session, message, job))
+        work = pipeline._work(session, message, job)
+        work.prepared = job.outcome.prepared  # from a translation worker, if one translated
+        steps.store(work)
     return message
 
 

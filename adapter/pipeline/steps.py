@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from adapter import audit
 from adapter.consortium import Consortium, Facility
 from adapter.errors import Issue
+from adapter.fhir.index_values import patient_key
 from adapter.identity import keys_of, person_of
 from adapter.identity.features import national_id_warnings
 from adapter.identity.index.publish import outbox_rows, publish_persons
@@ -49,7 +50,7 @@ from adapter.referral.status_messages import apply_referral_status, read_referra
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
-from adapter.store.resources import LockedRows, Saved, flush_index_rows
+from adapter.store.resources import LockedRows, Prepared, Saved, flush_index_rows
 
 log = logging.getLogger(__name__)
 # a person's ids and open care rows, one statement (by dialect: is PostgreSQL)
@@ -90,6 +91,8 @@ class Work:
     written_status: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
     # the recognition catalogue's marks (adapter/recognition/marks.py); None: not marked
     marks: ResultMarks | None = None
+    # what a translation worker derived from the resources (adapter/store/resources.py)
+    prepared: Prepared | None = None
 
     @property
     def warned(self) -> bool:
@@ -240,6 +243,7 @@ def save(work: Work) -> None:
         facility_id=work.facility.id,
         zone=work.zone,
         locked=work.locked,
+        prepared=work.prepared,
     )
 
 
@@ -249,7 +253,15 @@ def note_care(work: Work) -> None:
     adapter.identity.keys_of), so that a merge brings them to the person and an unmerge
     takes them away with the record. A facility that starts caring for a person here is
     remembered in ``work.started``: it gets the person's recent history (``route``)."""
-    facts = care_facts(work.consortium, work.facility.id, [s.body for s in work.saved], work.moment)
+    facts = care_facts(
+        work.consortium,
+        work.facility.id,
+        [s.body for s in work.saved],
+        work.moment,
+        # a new version's patient key is its body's, worked out by the save; an unchanged
+        # one's is the stored row's, which older code may have written: worked out again
+        [s.patient_key if s.changed else patient_key(s.body) for s in work.saved],
+    )
     if not facts:
         return
     persons = {work.person(f.patient) for f in facts}

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from adapter.consortium import Consortium, Facility, SourceSystem
@@ -23,6 +23,9 @@ from adapter.pipeline.readers import (
     read_document,
 )
 from adapter.settings import ORIGINAL_INLINE_LIMIT
+
+if TYPE_CHECKING:
+    from adapter.store.resources import Prepared
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,9 @@ class Outcome:
     mapping: str | None = None
     # the mapping set that translated it, "<folder>@<fingerprint>" (for the audit log)
     mapping_set: str | None = None
+    # what the store derives from the resources' content, derived by a translation worker
+    # (adapter/store/resources.py ``prepare``); None: the store derives it itself
+    prepared: Prepared | None = None
 
     @classmethod
     def failure(cls, issues: list[Issue], fmt: str | None) -> Outcome:

@@ -101,16 +101,18 @@ def care_facts(
     facility_id: str,
     resources: Sequence[dict[str, Any]],
     moment: datetime,
+    patients: Sequence[str | None] | None = None,
 ) -> list[CareFact]:
-    """The care relationships one stored message shows (``facility_id`` sent it)."""
+    """The care relationships one stored message shows (``facility_id`` sent it).
+    ``patients``: each resource's ``patient_key``, when the caller has them already."""
     windows = consortium.care.windows
     by_ref = {f"{r.get('resourceType')}/{r.get('id')}": r for r in resources}
     facts: list[CareFact] = []
     active_until = moment + timedelta(days=windows.activity_days)
     seen_activity: set[str] = set()
-    for resource in resources:
+    for at, resource in enumerate(resources):
         kind = resource.get("resourceType")
-        patient = patient_key(resource)
+        patient = patient_key(resource) if patients is None else patients[at]
         if patient is None:
             continue
         ref = f"{kind}/{resource.get('id')}"

@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 _message = InboundMessage.__table__
 _CONTENT_TYPE_CHARS = 255  # inbound_message.content_type
 _PEER_CHARS = 255  # inbound_message.peer
+_NO_VALUES: dict[str, Any] = dict.fromkeys(c.key for c in _message.c)
+_MANAGER = InboundMessage._sa_class_manager  # makes instances as the ORM's loading does
 
 
 def create_message(
@@ -44,30 +46,37 @@ def create_message(
     safe to list). The same bytes from the same source violate the unique (source_system, sha256)
     constraint: look them up with ``find_message`` first.
     """
-    message = InboundMessage(
-        id=message_id or str(uuid.uuid4()),
-        source_system=source_system,
-        facility_id=facility_id,
-        received_at=received_at.astimezone(UTC),
+    values: dict[str, Any] = {
+        "id": message_id or str(uuid.uuid4()),
+        "source_system": source_system,
+        "facility_id": facility_id,
+        "received_at": received_at.astimezone(UTC),
         # a header, whatever its length: cut to the column (a refused row would lose the message)
-        content_type=content_type[:_CONTENT_TYPE_CHARS] if content_type else content_type,
-        detected_format=detected_format,
-        encoding=encoding,
-        channel=channel,
-        peer=peer[:_PEER_CHARS] if peer else None,
-        sha256=sha256,
-        raw=raw,
-        size=len(raw),
-        status="received",
-        issues=[],
-        resources=[],
-        attempts=0,
-    )
+        "content_type": content_type[:_CONTENT_TYPE_CHARS] if content_type else content_type,
+        "detected_format": detected_format,
+        "encoding": encoding,
+        "channel": channel,
+        "peer": peer[:_PEER_CHARS] if peer else None,
+        "sha256": sha256,
+        "raw": raw,
+        "size": len(raw),
+        "status": "received",
+        "issues": [],
+        "resources": [],
+        "attempts": 0,
+    }
     if held_writes(session) is not None:  # a bulk batch: one INSERT without the unit of work
-        insert_rows(session, _message, [{c.key: getattr(message, c.key) for c in _message.c}])
-        make_transient_to_detached(message)  # as if loaded: the row is there (decision 0050)
+        # every column: the values given, None for the rest (as the unset attributes were)
+        insert_rows(session, _message, [{**_NO_VALUES, **values}])
+        # as if loaded: the row is there (decision 0050); its attributes set as a load sets
+        # them, without the change events of InboundMessage(**values) (decision 0050,
+        # amended 2026-12-05 bulkcpu): those would be committed at once below anyway
+        message = _MANAGER.new_instance()
+        message.__dict__.update(values)
+        make_transient_to_detached(message)
         session.add(message)
         return message
+    message = InboundMessage(**values)
     session.add(message)
     session.flush()
     return message

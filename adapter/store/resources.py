@@ -22,7 +22,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 from sqlalchemy import Row, Select, Table, and_, bindparam, delete, or_, select, update
@@ -54,6 +54,30 @@ class Saved:
 
 
 Key = tuple[str, str]  # (resourceType, id)
+
+
+class Prepared(NamedTuple):
+    """What ``save_resources`` derives from a resource's content alone, derived where the
+    resources were made (a translation worker: decision 0054, decision 0050 amended
+    2026-12-05 bulkcpu), by content hash: the patient key and the index rows without their
+    resource type and key. ``save_resources`` computes the hash anyway; a resource changed
+    since (merged with the stored one, marked, added by a step) has another hash and is
+    derived again. ``zone``: the zone dates without one were read in (``index_values``)."""
+
+    zone: str
+    rows: dict[str, tuple[str | None, list[tuple[Any, ...]]]]
+
+
+def prepare(resources: Iterable[dict[str, Any]], zone: tzinfo) -> Prepared:
+    """``Prepared`` for ``resources`` (``zone``: the one the store will index them in)."""
+    rows: dict[str, tuple[str | None, list[tuple[Any, ...]]]] = {}
+    for resource in resources:
+        rtype = resource.get("resourceType")
+        if not isinstance(rtype, str):
+            continue  # save_resources refuses it, as before
+        tails = [_index_tuple(rtype, 0, v)[2:] for v in index_values(resource, zone)]
+        rows[content_hash(resource)] = (patient_key(resource), tails)
+    return Prepared(str(zone), rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,23 +146,35 @@ def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[
     if not by_type:
         return {}
     types = tuple(sorted(by_type))
-    query = _lock_query(types, with_body)
-    ids = {f"ids_{n}": sorted(by_type[rtype]) for n, rtype in enumerate(types)}
-    return {(row.resource_type, row.id): row for row in session.execute(query, ids)}
+    ids = [sorted(by_type[rtype]) for rtype in types]
+    counts = tuple(len(i) for i in ids)
+    query = _LOCK_QUERIES.get((types, counts, with_body))
+    if query is None and len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
+        query = _lock_query(types, counts, with_body)
+    if query is not None:  # one parameter per id
+        params = {f"i{n}_{k}": rid for n, some in enumerate(ids) for k, rid in enumerate(some)}
+    else:  # a shape past the bound: the ids as expanding parameters
+        query = _LOCK_QUERIES.get((types, None, with_body)) or _lock_query(types, None, with_body)
+        params = {f"ids_{n}": some for n, some in enumerate(ids)}
+    return {(row.resource_type, row.id): row for row in session.execute(query, params)}
 
 
-_LOCK_QUERIES: dict[tuple[tuple[str, ...], bool], Select[Any]] = {}
-_LOCK_QUERIES_MAX = 512  # sets of types seen; a message has a handful, always the same few
+_LOCK_QUERIES: dict[tuple[tuple[str, ...], tuple[int, ...] | None, bool], Select[Any]] = {}
+# shapes seen (the types, the ids of each); a feed's messages repeat a few hundred at most
+_LOCK_QUERIES_MAX = 2048
 
 
-def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
-    """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per set of
-    types with the ids as expanding parameters: building the statement and its cache key
-    afresh cost about as much as running it (decision 0047). The condition is
-    ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both databases."""
-    query = _LOCK_QUERIES.get((types, with_body))
-    if query is not None:
-        return query
+def _lock_query(
+    types: tuple[str, ...], counts: tuple[int, ...] | None, with_body: bool
+) -> Select[Any]:
+    """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per shape:
+    building the statement and its cache key afresh cost about as much as running it
+    (decision 0047). ``counts``: how many ids of each type, one bound parameter each
+    (``i<type>_<n>``); the SQL is the text an expanding parameter renders to for those
+    counts, without rendering it again at every execution (decision 0050, amended
+    2026-12-05 bulkcpu). None: expanding parameters ``ids_<type>``, any count. The
+    condition is ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both
+    databases."""
     columns = [
         _resource.c.resource_type,
         _resource.c.id,
@@ -158,7 +194,9 @@ def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
                 *(
                     and_(
                         _resource.c.resource_type == rtype,
-                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True)),
+                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True))
+                        if counts is None
+                        else _resource.c.id.in_([bindparam(f"i{n}_{k}") for k in range(counts[n])]),
                     )
                     for n, rtype in enumerate(types)
                 )
@@ -168,7 +206,7 @@ def _lock_query(types: tuple[str, ...], with_body: bool) -> Select[Any]:
         .with_for_update()
     )
     if len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
-        _LOCK_QUERIES[(types, with_body)] = query
+        _LOCK_QUERIES[(types, counts, with_body)] = query
     return query
 
 
@@ -221,6 +259,7 @@ def save_resources(
     locked: LockedRows | None = None,
     with_index: bool = True,
     hold_new: bool = False,
+    prepared: Prepared | None = None,
 ) -> list[Saved]:
     """Store the resources of one message; unchanged content keeps its version.
 
@@ -232,7 +271,9 @@ def save_resources(
     adapter/store/refusals.py). ``hold_new``: in a bulk batch, the rows of new resources
     are held with the batch's writes (``BatchWrites.create``) instead of inserted now: only
     for resources nothing in the batch reads back (the message's Provenance, whose id is
-    the message's). Never commits. Two transactions creating the same new
+    the message's). ``prepared``: what ``prepare`` derived from the resources as they were
+    made; used for a resource whose content hash it has. Never commits. Two transactions
+    creating the same new
     resource at once without ``create_missing``: the later one fails with IntegrityError
     and can be retried.
     """
@@ -265,6 +306,7 @@ def save_resources(
     version_rows: list[dict[str, Any]] = []
     index_rows: list[IndexRow] = []
     stored_history: list[Key] = []  # superseded versions whose history row is stored
+    known = prepared.rows if prepared is not None and prepared.zone == str(zone) else None
     for key, resource in latest.items():
         digest = content_hash(resource)
         old = existing.get(key)
@@ -280,7 +322,8 @@ def save_resources(
             continue
         version_id = 1 if old is None else old.version_id + 1
         body = _stamped(resource, version_id, last_updated, stamp)
-        pkey = patient_key(resource)
+        done = known.get(digest) if known else None
+        pkey = patient_key(resource) if done is None else done[0]
         row = {
             "resource_type": key[0],
             "id": key[1],
@@ -314,7 +357,12 @@ def save_resources(
             if old is not None:
                 stored_history.extend(buffer.keep_bodies([key]))
             buffer.add_version(version, body)
-        rows = _index_tuples(key[0], rkey, index_values(resource, zone)) if with_index else []
+        if not with_index:
+            rows = []
+        elif done is None:
+            rows = _index_tuples(key[0], rkey, index_values(resource, zone))
+        else:
+            rows = [(key[0], rkey, *tail) for tail in done[1]]
         if buffer is not None:
             buffer.replace(key, rkey, rows, stored=old is not None)
         else:

@@ -229,3 +229,52 @@ def test_a_text_postgresql_cannot_hold_is_a_refusal(
         insert_rows(session, SearchIndex.__table__, rows)
     assert is_refusal(refused.value)
     assert "血" not in str(refused.value)  # the value is not quoted back
+
+
+def test_audit_rows_are_stored_as_sqlalchemy_stores_them(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """The audit writer's records and links go through ``insert_rows`` on SQLite (decision
+    0050, amended 2026-12-05 bulkcpu): the same raw values as the ORM's insert."""
+    from adapter.audit.chain import canonical
+    from adapter.audit.writer import row_of
+    from adapter.store.audit_log import AuditLink, AuditRecord
+
+    def records(base: int) -> list[dict[str, Any]]:
+        out = []
+        for n in range(3):
+            body = {
+                "recorded": "2026-12-04T08:30:15.123Z",
+                "action": "message.stored",
+                "outcome": "success",
+                "actor": "source:lab",
+                "client": None if n else "c" * 200,  # cut to the column
+                "facility": "county-hospital",
+                "message": f"m{n}",
+                "patients": ["Patient/p1"],
+            }
+            row = row_of(base + n, body, canonical(body), "0" * 64, f"{n}" * 64)
+            out.append(row)
+        return out
+
+    def links(base: int) -> list[dict[str, Any]]:
+        return [{"seq": base + n, "kind": "patient", "reference": "Patient/p1"} for n in range(3)]
+
+    with session_factory.begin() as session:
+        session.execute(insert(AuditRecord), records(9001))
+        session.execute(insert(AuditLink), links(9001))
+        insert_rows(session, AuditRecord.__table__, records(9101))
+        insert_rows(session, AuditLink.__table__, links(9101))
+
+    def stored(table: str, base: int) -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(f"SELECT * FROM {table} WHERE seq >= :lo AND seq < :hi ORDER BY seq"),
+                {"lo": base, "hi": base + 100},
+            ).all()
+        return [(row[0] - base, *row[1:]) for row in rows]
+
+    for table in ("audit_record", "audit_link"):
+        by_sqlalchemy = stored(table, 9001)
+        assert len(by_sqlalchemy) == 3
+        assert stored(table, 9101) == by_sqlalchemy, table

@@ -13,10 +13,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.verify import verify
+from adapter.pipeline.merge import reads_stored
 from adapter.pipeline.receipt import Receipt
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.models import InboundMessage
+from adapter.store.resources import content_hash
 from tests.integration.connector_helpers import example_pipeline
 from tests.integration.referral_support import pipeline_for
 from tests.integration.test_bulk_ingest import _fixtures, _routed, _stored
@@ -35,6 +37,14 @@ def test_workers_store_what_the_ingesting_process_stores(
         assert pool is not None
         bulk = list(pipeline.ingest_many(items, batch=10))
         assert pool.pids() and not pool.broken  # the workers translated
+        # and derived the store's rows from each resource's content (decision 0050 amended)
+        raw, receipt = items[0]
+        outcome = pool.submit(raw, receipt.source_system, "m")()
+        assert outcome.resources and outcome.prepared is not None
+        assert outcome.prepared.zone == str(pipeline.timezone)
+        unmerged = [r for r in outcome.resources if not reads_stored(r, outcome.policies)]
+        assert unmerged and len(unmerged) < len(outcome.resources)  # the Patient merges
+        assert {content_hash(r) for r in unmerged} == outcome.prepared.rows.keys()
     assert pipeline.translation_pool is None
     assert [r.duplicate for r in bulk] == [False] * len(items)
 

@@ -206,3 +206,36 @@ def test_property_never_raises_and_mask_hides_the_middle(value: str) -> None:
     assert len(masked) == len(nid.value)
     if len(nid.value) > 10:
         assert masked[6:-4] == "*" * (len(nid.value) - 10)
+
+
+def test_features_as_json_is_asdict_and_a_copy() -> None:
+    """``as_json`` is written out by hand (decision 0050, amended 2026-12-05 bulkcpu): the
+    same dictionary as ``dataclasses.asdict``, every field, nothing shared."""
+    from dataclasses import asdict, fields
+
+    from adapter.identity.features import Features
+
+    item = Features(
+        record="p1",
+        facility="f1",
+        name="王芳",
+        surname_len=1,
+        birth="1980-05-03",
+        sex="female",
+        national_ids=["11010119800503002X"],
+        weak_ids=["123"],
+        id_birth_sex_agree=False,
+        cards=[["urn:card", "C1"]],
+        phones=["13800000000"],
+        township="城关镇",
+        identifiers=[{"system": "urn:card", "value": "C1"}],
+    )
+    made = item.as_json()
+    assert made == asdict(item)
+    assert list(made) == [f.name for f in fields(Features)]
+    made["cards"][0].append("x")
+    made["identifiers"][0]["value"] = "changed"
+    made["phones"].append("x")
+    assert item.cards == [["urn:card", "C1"]] and item.phones == ["13800000000"]
+    assert item.identifiers == [{"system": "urn:card", "value": "C1"}]
+    assert Features.from_json(asdict(item)) == item

@@ -1,0 +1,106 @@
+"""``save_resources(prepared=...)``: the patient key and index rows a translation worker
+derived from a resource's content (adapter/store/resources.py ``prepare``, decision 0050
+amended 2026-12-05 bulkcpu) are used for a resource with that content, and only for it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.fhir.dates import DEFAULT_ZONE
+from adapter.store import save_resources
+from adapter.store.models import Resource, SearchIndex, SearchSystem
+from adapter.store.resources import Prepared, content_hash, prepare
+
+T0 = datetime(2026, 5, 3, 2, 0, 0, tzinfo=UTC)
+
+
+def observation(rid: str, **extra: object) -> dict:
+    base = {
+        "resourceType": "Observation",
+        "id": rid,
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "718-7", "display": "Hb"}]},
+        "subject": {"reference": "Patient/p1"},
+        "effectiveDateTime": "2026-05-03T10:00:00",  # no zone: read in the given zone
+        "valueQuantity": {"value": 135, "unit": "g/L", "system": "http://unitsofmeasure.org"},
+    }
+    return {**base, **extra}
+
+
+def stored(session: Session, rid: str) -> tuple[str | None, list[tuple]]:
+    """The resource's patient key and index rows (without its key), in a stable order."""
+    pkey = session.scalars(select(Resource.patient_key).where(Resource.id == rid)).one()
+    rows = session.execute(
+        select(
+            SearchIndex.param,
+            SearchIndex.kind,
+            SearchSystem.system,
+            SearchIndex.code,
+            SearchIndex.value,
+            SearchIndex.value_norm,
+            SearchIndex.value_date_start,
+            SearchIndex.value_date_end,
+            SearchIndex.value_number,
+            SearchIndex.reference,
+        )
+        .join(Resource, Resource.resource_key == SearchIndex.resource_key)
+        .outerjoin(SearchSystem, SearchSystem.system_id == SearchIndex.system_id)
+        .where(Resource.id == rid)
+    ).all()
+    return pkey, sorted((tuple(r) for r in rows), key=repr)
+
+
+def tampered(resource: dict, zone: str = str(DEFAULT_ZONE)) -> Prepared:
+    """A Prepared for ``resource``'s content whose rows say something it does not: stored
+    only if the lookup is used."""
+    [tail] = prepare([observation("x")], DEFAULT_ZONE).rows.values()
+    row = list(tail[1][0])
+    row[3] = "tampered"  # the code
+    return Prepared(zone, {content_hash(resource): ("Patient/elsewhere", [tuple(row)])})
+
+
+def test_prepared_rows_are_the_rows_the_store_derives(session_factory: sessionmaker) -> None:
+    plain, ready = observation("o1"), observation("o2")  # the same content but the id
+    prepared = prepare([ready], DEFAULT_ZONE)
+    with session_factory.begin() as session:
+        save_resources(session, [plain], message_id=None, now=T0)
+        save_resources(session, [ready], message_id=None, now=T0, prepared=prepared)
+    with session_factory() as session:
+        derived, given = stored(session, "o1"), stored(session, "o2")
+    assert derived[0] == "Patient/p1"
+    assert len(derived[1]) >= 4  # code, subject/patient, date, value-quantity ...
+    assert given == derived
+
+
+def test_prepared_rows_are_used_for_that_content(session_factory: sessionmaker) -> None:
+    resource = observation("o3")
+    with session_factory.begin() as session:
+        save_resources(session, [resource], message_id=None, now=T0, prepared=tampered(resource))
+    with session_factory() as session:
+        pkey, rows = stored(session, "o3")
+    assert pkey == "Patient/elsewhere"
+    assert [r[3] for r in rows] == ["tampered"]
+
+
+def test_a_resource_changed_since_or_another_zone_is_derived_again(
+    session_factory: sessionmaker,
+) -> None:
+    changed = observation("o4")
+    before_merge = tampered(dict(changed))
+    changed["status"] = "amended"  # e.g. merged with the stored version after translation
+    other_zone = observation("o5")
+    elsewhere = tampered(other_zone, zone=str(ZoneInfo("Europe/Berlin")))
+    with session_factory.begin() as session:
+        save_resources(session, [changed], message_id=None, now=T0, prepared=before_merge)
+        save_resources(session, [other_zone], message_id=None, now=T0, prepared=elsewhere)
+        save_resources(session, [observation("o6", status="amended")], message_id=None, now=T0)
+        save_resources(session, [observation("o7")], message_id=None, now=T0)
+    with session_factory() as session:
+        assert stored(session, "o4") == stored(session, "o6")
+        assert stored(session, "o5") == stored(session, "o7")
+        assert stored(session, "o4")[0] == "Patient/p1"
+        assert "tampered" not in {r[3] for r in stored(session, "o5")[1]}
