@@ -52,8 +52,12 @@ SOURCES = ("lab-a", "lab-b", "lab-c")
 
 
 def _report(number: int) -> bytes:
-    """A lab report about one of five hospital numbers of the same person."""
-    return lab_report(number).replace(b"0000356721", f"00003567{number % 5:02d}".encode())
+    """A lab report with its own specimen about one of five hospital numbers of the same
+    person. (Not one specimen in every report: the versions of a resource that two sources
+    both change follow the order the processes store them in, so its version count may
+    differ from a one-process run's; decision 0061.)"""
+    raw = lab_report(number).replace(b"0000356721", f"00003567{number % 5:02d}".encode())
+    return raw.replace(b"S2611200015", f"S{number:09d}".encode())
 
 
 def _night(tmp: Path, *, missing: str | None = None) -> Path:
