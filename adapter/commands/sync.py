@@ -93,7 +93,12 @@ def run_sync(
             count = _jobs(runtime, jobs)
             if count > 1:  # the children translate and store: no pipeline here
                 runner = SyncRunner(
-                    runtime.consortium, None, runtime.factory, progress=progress, jobs=count
+                    runtime.consortium,
+                    None,
+                    runtime.factory,
+                    progress=progress,
+                    jobs=count,
+                    translate_workers=runtime.settings.translate_workers,
                 )
                 chosen = _day(day) if day else runner.yesterday()
                 outcome = runner.run(chosen, source, replay_gaps=replay_gaps)

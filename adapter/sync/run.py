@@ -92,6 +92,7 @@ class SyncRunner:
         progress: Progress | None = None,
         jobs: int = 1,
         launch: Launch | None = None,
+        translate_workers: int | None = None,
     ) -> None:
         """``pipeline`` may be None when ``jobs`` > 1: the children store, not this process;
         ``launch`` runs the shares (default: child processes of this CLI)."""
@@ -103,6 +104,7 @@ class SyncRunner:
         self.factory = factory
         self.progress = progress or Progress()
         self.jobs = jobs
+        self.translate_workers = translate_workers  # the setting, for the children
         self.launch = launch
         self.consortium = consortium
 
@@ -204,7 +206,8 @@ class SyncRunner:
                 found, died = self.launch(run_id, planned)
             else:
                 combined = shares.Combined(self.progress.step)
-                found, died = shares.run_children(run_id, planned, combined)
+                env = shares.child_environment(len(planned), self.translate_workers)
+                found, died = shares.run_children(run_id, planned, combined, env=env)
         finally:
             self.progress.end()
         for source, message in found.items():

@@ -186,11 +186,24 @@ def share_command(run_id: str, share: list[str], parent: int) -> list[str]:
     return command
 
 
+def child_environment(jobs: int, given: int | None) -> dict[str, str]:
+    """The children's environment: unless ADAPTER_TRANSLATE_WORKERS is set, each starts
+    the translation workers the cores left over by the other children allow (2 cores,
+    2 jobs: none; decision 0061 measured that they then cost CPU and add no overlap)."""
+    from adapter.pipeline.translation_pool import default_workers
+
+    env = dict(os.environ)
+    if given is None:
+        env["ADAPTER_TRANSLATE_WORKERS"] = str(max(0, default_workers() - (jobs - 1)))
+    return env
+
+
 def run_children(
     run_id: str,
     shares: list[list[str]],
     combined: Combined,
     *,
+    env: dict[str, str] | None = None,
     command: Callable[[str, list[str], int], list[str]] = share_command,
     cwd: Path | None = None,
 ) -> tuple[dict[str, str], bool]:
@@ -211,6 +224,7 @@ def run_children(
                 encoding="utf-8",
                 errors="replace",
                 cwd=cwd,
+                env=env,
             )
             child = Child(share, process)
             child.readers = [
