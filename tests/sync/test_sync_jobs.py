@@ -41,6 +41,7 @@ from tests.sync.support import (
     environment,
     lab_report,
     report_key,
+    run_cli,
     stable,
     start_sync,
     sync_json,
@@ -60,7 +61,7 @@ def _report(number: int) -> bytes:
     return raw.replace(b"S2611200015", f"S{number:09d}".encode())
 
 
-def _night(tmp: Path, *, missing: str | None = None) -> Path:
+def _night(tmp: Path, *, missing: str | None = None, **sync: Any) -> Path:
     sources = []
     for index, name in enumerate(SOURCES):
         root = tmp / "exports" / name
@@ -79,7 +80,7 @@ def _night(tmp: Path, *, missing: str | None = None) -> Path:
             }
         )
     # the destination is on (outbox rows are written) but never contacted: no worker runs
-    return consortium_file(tmp, sources, receiver="http://127.0.0.1:9", checkpoint_every=4)
+    return consortium_file(tmp, sources, receiver="http://127.0.0.1:9", checkpoint_every=4, **sync)
 
 
 def _state(url: str) -> dict[str, Any]:
@@ -263,26 +264,26 @@ def test_a_source_down_gives_exit_2_and_the_others_are_done(
     assert parts["lab-c"]["received"]["total"] == PER_SOURCE
 
 
-def test_sqlite_refuses_more_than_one_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("where", ["option", "consortium file"])
+def test_sqlite_refuses_more_than_one_job(
+    where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     url = f"sqlite:///{tmp_path / 'adapter.db'}"
     engine = make_engine(url)
     migrate(engine)
     engine.dispose()
-    config = _night(tmp_path)
-    from tests.sync.support import run_cli
-
-    code, output = run_cli(
-        environment(url, config),
-        "sync",
-        "--day",
-        DAY.isoformat(),
-        "--jobs",
-        "2",
-        monkeypatch=monkeypatch,
-    )
+    env = environment(url, _night(tmp_path, **({"jobs": 2} if where != "option" else {})))
+    given = ["--jobs", "2"] if where == "option" else []
+    code, output = run_cli(env, "sync", "--day", DAY.isoformat(), *given, monkeypatch=monkeypatch)
     assert code == 2
     assert "PostgreSQL" in output and "--jobs 1" in output
     assert _items(url) == 0
+    # --jobs 1 overrides the file's sync.jobs
+    code, output = run_cli(
+        env, "sync", "--day", DAY.isoformat(), "--jobs", "1", monkeypatch=monkeypatch
+    )
+    assert code == 0, output
+    assert _items(url) == len(SOURCES) * PER_SOURCE
 
 
 def test_shares_are_balanced_longest_first() -> None:
