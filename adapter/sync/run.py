@@ -55,10 +55,6 @@ class Progress:
     end: Callable[[], None] = lambda: None
 
 
-# shares of sources -> (errors by source, whether a child died): adapter/sync/shares.py
-Launch = Callable[[str, list[list[str]]], tuple[dict[str, str], bool]]
-
-
 @dataclass
 class Outcome:
     report: dict[str, Any]
@@ -91,11 +87,10 @@ class SyncRunner:
         *,
         progress: Progress | None = None,
         jobs: int = 1,
-        launch: Launch | None = None,
         translate_workers: int | None = None,
     ) -> None:
-        """``pipeline`` may be None when ``jobs`` > 1: the children store, not this process;
-        ``launch`` runs the shares (default: child processes of this CLI)."""
+        """``pipeline`` may be None when ``jobs`` > 1: the children store, not this process
+        (``translate_workers``: the setting, passed on to them)."""
         if consortium.sync is None or not consortium.sync.sources:
             raise AdapterError("the consortium file has no sync sources (sync.sources)")
         self.config: SyncConfig = consortium.sync
@@ -104,8 +99,7 @@ class SyncRunner:
         self.factory = factory
         self.progress = progress or Progress()
         self.jobs = jobs
-        self.translate_workers = translate_workers  # the setting, for the children
-        self.launch = launch
+        self.translate_workers = translate_workers
         self.consortium = consortium
 
     def yesterday(self) -> date:
@@ -202,12 +196,9 @@ class SyncRunner:
         known = [c for c in counts.values() if c is not None]
         self.progress.start(f"{len(todo)} sources in {len(planned)} processes", sum(known) or None)
         try:
-            if self.launch is not None:
-                found, died = self.launch(run_id, planned)
-            else:
-                combined = shares.Combined(self.progress.step)
-                env = shares.child_environment(len(planned), self.translate_workers)
-                found, died = shares.run_children(run_id, planned, combined, env=env)
+            combined = shares.Combined(self.progress.step)
+            env = shares.child_environment(len(planned), self.translate_workers)
+            found, died = shares.run_children(run_id, planned, combined, env=env)
         finally:
             self.progress.end()
         for source, message in found.items():
