@@ -263,6 +263,19 @@ def test_a_source_down_gives_exit_2_and_the_others_are_done(
     assert parts["lab-a"]["received"]["total"] == PER_SOURCE
     assert parts["lab-c"]["received"]["total"] == PER_SOURCE
 
+    # the export arrives late: --replay-gaps in shares fetches only what is missing
+    folder = tmp_path / "exports" / "lab-b" / "20261120"
+    folder.mkdir(parents=True)
+    for number in range(PER_SOURCE + 1, 2 * PER_SOURCE + 1):
+        (folder / f"{report_key(number)}.hl7").write_bytes(_report(number))
+    env = environment(database_url, tmp_path / "consortium.yaml")
+    code, report = sync_json(
+        env, "--day", DAY.isoformat(), "--replay-gaps", "--jobs", "2", monkeypatch=monkeypatch
+    )
+    assert code == 0, report
+    assert report["totals"]["received"] == len(SOURCES) * PER_SOURCE
+    assert _state(database_url)["messages"] == len(SOURCES) * PER_SOURCE
+
 
 @pytest.mark.parametrize("where", ["option", "consortium file"])
 def test_sqlite_refuses_more_than_one_job(
