@@ -354,6 +354,7 @@ class SyncRow:
     load: tuple[float, float] = (0.0, 0.0)
     skipped: str | None = None
     analyses: int | None = None  # tables analysed by the autovacuum stand-in (PostgreSQL)
+    per_source: list[tuple[str, int, float]] = field(default_factory=list)  # id, read, seconds
 
 
 def run_sync(
@@ -374,6 +375,7 @@ def run_sync(
     if profile:
         command += ["-m", "cProfile", "-o", profile]
     command += ["-m", "adapter.cli", "sync", "--day", DAY.isoformat(), "--json", "--quiet"]
+    command += ["--jobs", str(JOBS[0])]
     out_path, err_path = tmp / "sync.out", tmp / "sync.err"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
@@ -394,12 +396,15 @@ def run_sync(
 
 
 TRANSLATE_WORKERS: list[int | None] = [None]  # --translate-workers (None: the adapter's default)
+JOBS = [1]  # --jobs: adapter sync --jobs N (decision 0061)
 RUN_TREE_RSS_MB = [0.0]  # the last run's peak of the summed RSS of the sync and its workers
 
 
 class TreeRss:
-    """Samples, every 0.2 s, the resident memory of a process and its children (the
-    translation workers, decision 0054) summed; ``peak_mb`` is the largest sum seen.
+    """Samples, every 0.2 s, the resident memory of a process and its descendants (the
+    translation workers, decision 0054; the share processes of --jobs, decision 0061)
+    summed; ``peak_mb`` is the largest sum seen (a child listed before its parent in /proc
+    is missed: pids grow, so only after a wrap).
     ``os.wait4`` gives the largest single process only."""
 
     def __init__(self, pid: int) -> None:
@@ -420,12 +425,14 @@ class TreeRss:
         page = os.sysconf("SC_PAGE_SIZE")
         while not self._stop.wait(0.2):
             total = 0
+            family = {self.pid}  # --jobs: the share processes and their workers too
             for entry in Path("/proc").glob("[0-9]*"):
                 try:
                     stat = (entry / "stat").read_text()
                     fields = stat[stat.rindex(")") + 2 :].split()
-                    if int(entry.name) != self.pid and int(fields[1]) != self.pid:
+                    if int(entry.name) != self.pid and int(fields[1]) not in family:
                         continue  # fields[1]: the parent's pid
+                    family.add(int(entry.name))
                     total += int((entry / "statm").read_text().split()[1]) * page
                 except (OSError, ValueError, IndexError):
                     continue
@@ -480,6 +487,20 @@ def run_floor(engine: Engine, night: Night, batch: int) -> float:
     return time.perf_counter() - start
 
 
+def source_costs(engine: Engine) -> list[tuple[str, int, float]]:
+    """Each source's documents read and seconds spent, from the run's final checkpoints
+    (what ``--jobs`` plans its shares with)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT checkpoints FROM sync_run")).scalars().all()
+    found: list[tuple[str, int, float]] = []
+    for value in rows:
+        points = json.loads(value) if isinstance(value, str) else value or {}
+        for source, point in sorted(points.items()):
+            if isinstance(point, dict) and "seconds" in point:
+                found.append((source, int(point.get("read", 0)), float(point["seconds"])))
+    return found
+
+
 def measure(
     row: SyncRow, url: str, engine: Engine, config: Path, night: Night, tmp: Path, args: Any
 ) -> None:
@@ -503,6 +524,7 @@ def measure(
     row.tree_rss_mb = RUN_TREE_RSS_MB[0]
     row.cpu_s = usage.ru_utime + usage.ru_stime
     row.exit_code = code
+    row.per_source = source_costs(engine)
     row.received = report["totals"]["received"]
     row.gaps = report["totals"]["gaps"]
     for part in report["sources"]:
@@ -544,6 +566,14 @@ def show(row: SyncRow, documents: int) -> None:
                 else "not applied (--analyze-every 0)"
             )
         )
+    if row.per_source:
+        print(
+            "   per source (documents, seconds, ms per document, its process's wall time): "
+            + "; ".join(
+                f"{name} {read}, {seconds:.1f} s, {seconds * 1000 / max(read, 1):.1f}"
+                for name, read, seconds in row.per_source
+            )
+        )
     print(
         f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}; "
         + ", ".join(f"{k} {v}" for k, v in row.statuses.items())
@@ -578,6 +608,13 @@ def main() -> None:
         help="ADAPTER_TRANSLATE_WORKERS for the sync (default: the adapter's own, one per core "
         "beyond the first, at most 2; 0: translate in the sync process)",
     )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="adapter sync --jobs N: processes sharing the sources out (1; PostgreSQL only "
+        "above 1, so the SQLite row is skipped then)",
+    )
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument(
         "--repeat-share",
@@ -607,6 +644,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     TRANSLATE_WORKERS[0] = args.translate_workers
+    JOBS[0] = args.jobs
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)

@@ -48,11 +48,24 @@ def sync(
         Path | None, typer.Option("--report-file", help="Also write the JSON report here")
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress lines")] = False,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "--jobs",
+            "-j",
+            min=1,
+            max=16,
+            help="Processes sharing the sources out (default: sync.jobs, else 1; PostgreSQL)",
+        ),
+    ] = None,
+    share: Annotated[str | None, typer.Option("--share", hidden=True)] = None,
 ) -> None:
     """Synchronise a night: every sync source of the consortium file (or --source)."""
     if ctx.invoked_subcommand is not None:
         return
-    code = run_sync(day, source, replay_gaps, lang, as_json, report_file, quiet)
+    if share is not None:  # a child of `adapter sync --jobs N` (adapter/sync/shares.py)
+        raise typer.Exit(run_share(share, source or []))
+    code = run_sync(day, source, replay_gaps, lang, as_json, report_file, quiet, jobs)
     raise typer.Exit(code)
 
 
@@ -64,6 +77,7 @@ def run_sync(
     as_json: bool,
     report_file: Path | None,
     quiet: bool,
+    jobs: int | None = None,
 ) -> int:
     from adapter.heap import settled
     from adapter.sync.progress import terminal_progress
@@ -76,11 +90,26 @@ def run_sync(
     try:
         try:
             progress = Progress() if quiet or as_json else terminal_progress()
-            pipeline = _pipeline(runtime, source)
-            runner = SyncRunner(runtime.consortium, pipeline, runtime.factory, progress=progress)
-            chosen = _day(day) if day else runner.yesterday()
-            with pipeline.translation_workers(runtime.settings.translate_workers), settled():
+            count = _jobs(runtime, jobs)
+            if count > 1:  # the children translate and store: no pipeline here
+                runner = SyncRunner(
+                    runtime.consortium,
+                    None,
+                    runtime.factory,
+                    progress=progress,
+                    jobs=count,
+                    translate_workers=runtime.settings.translate_workers,
+                )
+                chosen = _day(day) if day else runner.yesterday()
                 outcome = runner.run(chosen, source, replay_gaps=replay_gaps)
+            else:
+                pipeline = _pipeline(runtime, source)
+                runner = SyncRunner(
+                    runtime.consortium, pipeline, runtime.factory, progress=progress
+                )
+                chosen = _day(day) if day else runner.yesterday()
+                with pipeline.translation_workers(runtime.settings.translate_workers), settled():
+                    outcome = runner.run(chosen, source, replay_gaps=replay_gaps)
         except AdapterError as exc:
             raise common.fail(f"sync: {exc.message}") from None
     finally:
@@ -94,6 +123,51 @@ def run_sync(
     else:
         typer.echo(render(outcome.report, lang))
     return outcome.exit_code
+
+
+def _jobs(runtime, given: int | None) -> int:  # type: ignore[no-untyped-def]
+    """--jobs, else the consortium file's sync.jobs, else 1 (decision 0061)."""
+    sync = runtime.consortium.sync
+    count = given if given is not None else (sync.jobs if sync is not None else 1)
+    if count > 1 and runtime.engine.dialect.name == "sqlite":
+        raise AdapterError(SQLITE_ONE_JOB)
+    return count
+
+
+SQLITE_ONE_JOB = (
+    "--jobs above 1 needs PostgreSQL: SQLite has one writer, so the processes would take "
+    "turns (docs/sync.md, decision 0061); run with --jobs 1"
+)
+
+
+def run_share(share: str, ids: list[str]) -> int:
+    """A child of ``adapter sync --jobs N``: synchronise ``ids`` in the run named by
+    ``share`` (``RUN:PARENT_PID``); progress and, last, the sources it could not read as
+    JSON lines on stdout (adapter/sync/shares.py)."""
+    import sys
+
+    from adapter.heap import settled
+    from adapter.sync.run import Progress, SyncRunner
+    from adapter.sync.shares import SHARE_LINE, ChildProgress, die_with_parent
+
+    run_id, _, parent = share.partition(":")
+    if parent.isdigit():
+        die_with_parent(int(parent))
+    runtime = common.start(logs=True, load_mappings=False, publish=False)
+    try:
+        events = ChildProgress(sys.stdout)
+        progress = Progress(start=events.start, step=events.step, end=events.end)
+        try:
+            pipeline = _pipeline(runtime, ids)
+            runner = SyncRunner(runtime.consortium, pipeline, runtime.factory, progress=progress)
+            with pipeline.translation_workers(runtime.settings.translate_workers), settled():
+                errors = runner.run_share(run_id, ids)
+        except AdapterError as exc:
+            raise common.fail(f"sync: {exc.message}") from None
+        events.emit({SHARE_LINE: {"errors": errors}})
+    finally:
+        runtime.close()
+    return 0
 
 
 def _pipeline(runtime, chosen: list[str] | None):  # type: ignore[no-untyped-def]

@@ -174,6 +174,9 @@ class SyncConfig(_Strict):
     volume_drop_percent: float = Field(30.0, gt=0, lt=100)
     volume_history_runs: int = Field(28, ge=3)
     max_attempts: int = Field(3, ge=1, description="a source failing this often stops the run")
+    jobs: int = Field(
+        1, ge=1, le=16, description="processes sharing the sources out (adapter sync --jobs)"
+    )
     schedule: Schedule | None = None
     sources: list[SyncSource] = Field(default_factory=list)
 

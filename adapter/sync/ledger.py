@@ -163,6 +163,14 @@ def finish_run(
     )
 
 
+def note_report(session: Session, run_id: str, *, report: dict[str, Any], exit_code: int) -> None:
+    """The report of a run that stays unfinished (a ``--jobs`` child died): shown by
+    ``sync history``, replaced when a later start finishes the run."""
+    session.execute(
+        update(SyncRun).where(SyncRun.id == run_id).values(report=report, exit_code=exit_code)
+    )
+
+
 def history(session: Session, limit: int = 20, source: str | None = None) -> list[SyncRun]:
     rows = session.scalars(select(SyncRun).order_by(SyncRun.started_at.desc()).limit(limit * 4))
     found = [r for r in rows if source is None or source in (r.sources or [])]

@@ -12,6 +12,10 @@ Why a killed run gives the same result as an uninterrupted one:
 * the bookmark of a source moves only when its whole window is stored, in the same
   transaction that marks it done; the report is built from the ledger, not from what this
   process happened to do.
+
+With ``jobs`` > 1 (``adapter sync --jobs N``) the run is opened here all the same, then its
+sources are shared out among child processes (adapter/sync/shares.py), each reading its
+sources exactly as above; this process waits, then reconciles and reports from the ledger.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.consortium import Consortium
 from adapter.errors import AdapterError
 from adapter.pipeline.receipt import Channel, Receipt
+from adapter.store.models import SyncRun
 from adapter.store.outbox.acks import requeue_dead
 from adapter.sync import ledger
 from adapter.sync.config import SyncConfig, SyncSource
@@ -81,7 +86,11 @@ class SyncRunner:
         factory: sessionmaker[Session],
         *,
         progress: Progress | None = None,
+        jobs: int = 1,
+        translate_workers: int | None = None,
     ) -> None:
+        """``pipeline`` may be None when ``jobs`` > 1: the children store, not this process
+        (``translate_workers``: the setting, passed on to them)."""
         if consortium.sync is None or not consortium.sync.sources:
             raise AdapterError("the consortium file has no sync sources (sync.sources)")
         self.config: SyncConfig = consortium.sync
@@ -89,6 +98,9 @@ class SyncRunner:
         self.pipeline = pipeline
         self.factory = factory
         self.progress = progress or Progress()
+        self.jobs = jobs
+        self.translate_workers = translate_workers
+        self.consortium = consortium
 
     def yesterday(self) -> date:
         return datetime.now(self.zone).date() - timedelta(days=1)
@@ -110,8 +122,17 @@ class SyncRunner:
             for item in sources:
                 fetchers[item.id] = build_fetcher(item, self.zone)
             run_id, windows, checkpoints = self._open(day, sources, fetchers, replay_gaps, errors)
+            died = False
+            if self.jobs > 1:
+                todo = [
+                    s
+                    for s in sources
+                    if s.id not in errors and not (checkpoints.get(s.id) or {}).get("done")
+                ]
+                if todo:
+                    died = self._in_shares(run_id, todo, fetchers, windows, errors)
             for item in sources:
-                if item.id in errors:
+                if item.id in errors or self.jobs > 1:
                     continue
                 try:
                     if replay_gaps:
@@ -134,8 +155,92 @@ class SyncRunner:
         code = EXIT_UNREACHABLE if errors else EXIT_GAPS if report["totals"]["gaps"] else EXIT_OK
         report["exit_code"] = code
         with self.factory.begin() as session:
-            ledger.finish_run(session, run_id, report=report, exit_code=code, now=datetime.now(UTC))
+            if died:  # as after a killed process: the next start resumes from the checkpoints
+                ledger.note_report(session, run_id, report=report, exit_code=code)
+            else:
+                now = datetime.now(UTC)
+                ledger.finish_run(session, run_id, report=report, exit_code=code, now=now)
         return Outcome(report, code, run_id, errors)
+
+    def _in_shares(
+        self,
+        run_id: str,
+        todo: list[SyncSource],
+        fetchers: dict[str, Fetcher],
+        windows: dict[str, Any],
+        errors: dict[str, str],
+    ) -> bool:
+        """Share ``todo`` out among ``jobs`` child processes and wait for them; True when a
+        child died (its unfinished sources are in ``errors``)."""
+        from adapter.sync import shares
+
+        counts: dict[str, int | None] = {}
+        for item in todo:
+            try:
+                counts[item.id] = fetchers[item.id].total(windows[item.id])
+            except SourceDown:
+                counts[item.id] = None  # the child will say why
+        names = [s.id for s in todo]
+        with self.factory() as session:
+            per_document = shares.seconds_per_document(session, names)
+        formats = {s.id: self._format(s.source) for s in todo}
+        costs = shares.expected_costs(names, counts, per_document, formats)
+        planned = shares.plan(costs, self.jobs)
+        for number, share in enumerate(planned, 1):
+            log.info(
+                "sync: share %d: %s (expected cost %.0f)",
+                number,
+                ", ".join(share),
+                sum(costs[s] for s in share),
+            )
+        known = [c for c in counts.values() if c is not None]
+        self.progress.start(f"{len(todo)} sources in {len(planned)} processes", sum(known) or None)
+        try:
+            combined = shares.Combined(self.progress.step)
+            env = shares.child_environment(len(planned), self.translate_workers)
+            found, died = shares.run_children(run_id, planned, combined, env=env)
+        finally:
+            self.progress.end()
+        for source, message in found.items():
+            errors[source] = message
+            log.warning("sync source %s: %s", source, message)
+        return died
+
+    def _format(self, system: str) -> str:
+        for facility in self.consortium.facilities:
+            for source in facility.sources:
+                if source.id == system:
+                    return source.format
+        return ""
+
+    def run_share(self, run_id: str, ids: list[str]) -> dict[str, str]:
+        """The child's part of a ``--jobs`` run: read ``ids`` in the windows the parent wrote
+        in the run row, from their checkpoints; returns the sources that could not be read."""
+        with self.factory() as session:
+            run = session.get(SyncRun, run_id)
+            if run is None or run.state != "running":
+                raise AdapterError(f"sync run {run_id} is not running")
+            windows, checkpoints = dict(run.windows), dict(run.checkpoints or {})
+            day, replay = date.fromisoformat(run.day), run.replay
+        errors: dict[str, str] = {}
+        fetchers: dict[str, Fetcher] = {}
+        try:
+            for item in self.select(ids):
+                if item.id not in windows:
+                    continue  # unreachable when the run began: the parent reports it
+                try:
+                    fetchers[item.id] = fetcher = build_fetcher(item, self.zone)
+                    if replay:
+                        self._replay(run_id, item, fetcher, day)
+                    else:
+                        window, point = windows[item.id], checkpoints.get(item.id)
+                        self._read(run_id, item, fetcher, window, point)
+                except SourceDown as exc:
+                    errors[item.id] = exc.message
+        finally:
+            for fetcher in fetchers.values():
+                fetcher.close()
+        return errors
 
     def _open(
         self,
@@ -210,7 +315,8 @@ class SyncRunner:
         if checkpoint and checkpoint.get("done"):
             return
         after = checkpoint.get("after") if checkpoint else None
-        done = int(checkpoint.get("stored", 0)) if checkpoint else 0
+        done = first = int(checkpoint.get("stored", 0)) if checkpoint else 0
+        began = time.monotonic()
         self.progress.start(item.id, fetcher.total(window))
         self.progress.step(done)
         last: Item | None = None
@@ -225,7 +331,13 @@ class SyncRunner:
             last = pending[-1]
         self.progress.end()
         with self.factory.begin() as session:
-            final = {"done": True, "stored": done}
+            # read and seconds: this start's cost of the source, for planning --jobs shares
+            final = {
+                "done": True,
+                "stored": done,
+                "read": done - first,
+                "seconds": round(time.monotonic() - began, 3),
+            }
             if last is not None:
                 final["after"] = last.position
             ledger.save_checkpoint(session, run_id, item.id, final)

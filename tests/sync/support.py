@@ -109,7 +109,8 @@ def sync_json(env: dict[str, str], *args: str, monkeypatch: Any) -> tuple[int, d
     code, output = run_cli(env, "sync", "--json", *args, monkeypatch=monkeypatch)
     assert "{" in output, output
     start = output.index("{")
-    return code, json.loads(output[start:])
+    # raw_decode: log lines of `--jobs` children may follow the report in the mixed output
+    return code, json.JSONDecoder().raw_decode(output, start)[0]
 
 
 def subprocess_env(env: dict[str, str]) -> dict[str, str]:
