@@ -1,8 +1,9 @@
 """Writing and reading FHIR resources with their versions and index rows.
 
-``save_resources`` is on the hot path (every message): one SELECT ... FOR UPDATE for the
-existing rows of all the resources of the message (or the rows ``lock_resources`` locked
-already), then bulk Core INSERT/UPDATE/DELETE statements.
+``save_resources`` is on the hot path (every message): one SELECT of the existing rows of
+all the resources of the message (or the rows ``lock_resources`` locked already), then on
+PostgreSQL a SELECT ... FOR UPDATE of those whose content changes (``_current_rows``: an
+unchanged resource is never locked), then bulk Core INSERT/UPDATE/DELETE statements.
 
 Read-merge-write (a Patient whose identifiers accumulate over messages) must read the stored
 version under the lock the write holds: ``lock_resources`` first, merge what it returns,
@@ -139,7 +140,38 @@ def lock_resources(
     return LockedRows(wanted, _locked_rows(session, sorted(wanted), with_body=True))
 
 
-def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[Key, Row[Any]]:
+def _current_rows(
+    session: Session, latest: dict[Key, dict[str, Any]], digests: dict[Key, str]
+) -> dict[Key, Row[Any]]:
+    """The stored rows of the resources ``save_resources`` is given, those it will change
+    locked until the transaction ends.
+
+    On PostgreSQL the rows are read first without a lock and only those whose content
+    differs are then locked (and read again under the lock, in key order): a resource most
+    messages repeat unchanged (the sending facility's Organization) is never locked, so two
+    writers sharing it (``adapter sync --jobs``, concurrent requests) do not queue behind each
+    other until their batches commit. Reading an unchanged resource without a lock is as if
+    this transaction came before a concurrent writer's change to it: nothing is written for
+    it either way. On SQLite the transaction holds the database's write lock already: one
+    read."""
+    keys = sorted(latest)
+    if session.get_bind().dialect.name != "postgresql":
+        return _locked_rows(session, keys, with_body=False)
+    existing = _locked_rows(session, keys, with_body=False, lock=False)
+    changing = [
+        key
+        for key in keys
+        if (row := existing.get(key)) is not None
+        and (row.deleted or row.content_hash != digests[key])
+    ]
+    if changing:
+        existing.update(_locked_rows(session, changing, with_body=False))
+    return existing
+
+
+def _locked_rows(
+    session: Session, keys: list[Key], *, with_body: bool, lock: bool = True
+) -> dict[Key, Row[Any]]:
     by_type: dict[str, set[str]] = {}
     for rtype, rid in keys:
         by_type.setdefault(rtype, set()).add(rid)
@@ -148,24 +180,26 @@ def _locked_rows(session: Session, keys: list[Key], *, with_body: bool) -> dict[
     types = tuple(sorted(by_type))
     ids = [sorted(by_type[rtype]) for rtype in types]
     counts = tuple(len(i) for i in ids)
-    query = _LOCK_QUERIES.get((types, counts, with_body))
+    query = _LOCK_QUERIES.get((types, counts, with_body, lock))
     if query is None and len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
-        query = _lock_query(types, counts, with_body)
+        query = _lock_query(types, counts, with_body, lock)
     if query is not None:  # one parameter per id
         params = {f"i{n}_{k}": rid for n, some in enumerate(ids) for k, rid in enumerate(some)}
     else:  # a shape past the bound: the ids as expanding parameters
-        query = _LOCK_QUERIES.get((types, None, with_body)) or _lock_query(types, None, with_body)
+        query = _LOCK_QUERIES.get((types, None, with_body, lock)) or _lock_query(
+            types, None, with_body, lock
+        )
         params = {f"ids_{n}": some for n, some in enumerate(ids)}
     return {(row.resource_type, row.id): row for row in session.execute(query, params)}
 
 
-_LOCK_QUERIES: dict[tuple[tuple[str, ...], tuple[int, ...] | None, bool], Select[Any]] = {}
+_LOCK_QUERIES: dict[tuple[tuple[str, ...], tuple[int, ...] | None, bool, bool], Select[Any]] = {}
 # shapes seen (the types, the ids of each); a feed's messages repeat a few hundred at most
 _LOCK_QUERIES_MAX = 2048
 
 
 def _lock_query(
-    types: tuple[str, ...], counts: tuple[int, ...] | None, with_body: bool
+    types: tuple[str, ...], counts: tuple[int, ...] | None, with_body: bool, lock: bool = True
 ) -> Select[Any]:
     """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per shape:
     building the statement and its cache key afresh cost about as much as running it
@@ -174,7 +208,7 @@ def _lock_query(
     counts, without rendering it again at every execution (decision 0050, amended
     2026-12-05 bulkcpu). None: expanding parameters ``ids_<type>``, any count. The
     condition is ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both
-    databases."""
+    databases. ``lock=False``: the same read without FOR UPDATE."""
     columns = [
         _resource.c.resource_type,
         _resource.c.id,
@@ -203,10 +237,11 @@ def _lock_query(
             )
         )
         .order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
-        .with_for_update()
     )
+    if lock:
+        query = query.with_for_update()
     if len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
-        _LOCK_QUERIES[(types, counts, with_body)] = query
+        _LOCK_QUERIES[(types, counts, with_body, lock)] = query
     return query
 
 
@@ -290,8 +325,9 @@ def save_resources(
             raise ValueError("every resource needs a resourceType and an id")
         latest[(rtype, rid)] = resource
 
+    digests = {key: content_hash(resource) for key, resource in latest.items()}
     if locked is None:
-        existing = _locked_rows(session, sorted(latest), with_body=False)
+        existing = _current_rows(session, latest, digests)
     else:
         if not locked.keys >= latest.keys():
             raise ValueError("save_resources: resources given that lock_resources did not lock")
@@ -308,7 +344,7 @@ def save_resources(
     stored_history: list[Key] = []  # superseded versions whose history row is stored
     known = prepared.rows if prepared is not None and prepared.zone == str(zone) else None
     for key, resource in latest.items():
-        digest = content_hash(resource)
+        digest = digests[key]
         old = existing.get(key)
         if old is not None and old.content_hash == digest and not old.deleted:
             saved[key] = Saved(

@@ -145,3 +145,107 @@ def test_a_deadlock_rollback_is_a_lost_race_to_retry(
         thread.join(timeout=30)
     assert len(errors) == 1
     assert _lost_race(errors[0])  # type: ignore[arg-type]
+
+
+ORG = {"resourceType": "Organization", "id": "county", "name": "青山县人民医院"}
+
+
+def _observation(oid: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "code": {"text": "WBC"},
+        "performer": [{"reference": "Organization/county"}],
+    }
+
+
+def _save_in_another_transaction(
+    session_factory: sessionmaker[Session], resources: list[dict[str, Any]]
+) -> BaseException | None:
+    """Save ``resources`` in a transaction of their own that gives up on a row lock after
+    2 s; the error, or None when it committed."""
+    try:
+        with session_factory.begin() as session:
+            session.execute(text("SET LOCAL lock_timeout = '2s'"))
+            save_resources(session, resources, message_id=None, now=T0)
+    except OperationalError as exc:
+        return exc
+    return None
+
+
+def test_a_resource_saved_unchanged_is_not_locked(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """Two writers whose messages both repeat the same stored Organization unchanged do not
+    queue behind each other (adapter sync --jobs): the first holds its transaction open,
+    the second commits at once. Before, every resource of a message was locked until the
+    commit of its (bulk) transaction, and the second waited."""
+    _postgres_only(engine)
+    with session_factory.begin() as session:
+        save_resources(session, [ORG], message_id=None, now=T0)
+    with session_factory.begin() as first:
+        saved = save_resources(first, [ORG, _observation("o1")], message_id=None, now=T0)
+        assert [s.changed for s in saved] == [False, True]
+        error = _save_in_another_transaction(session_factory, [ORG, _observation("o2")])
+        assert error is None
+    with session_factory() as session:
+        stored = read_resource(session, "Organization", "county")
+        assert stored is not None and stored["meta"]["versionId"] == "1"
+        assert read_resource(session, "Observation", "o1") is not None
+        assert read_resource(session, "Observation", "o2") is not None
+
+
+def test_a_resource_being_changed_is_still_locked(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """A writer that changes the Organization holds it: a second writer changing it too
+    waits (here: gives up after its lock timeout); after the first commits, the second
+    builds its version on the first one's."""
+    _postgres_only(engine)
+    with session_factory.begin() as session:
+        save_resources(session, [ORG], message_id=None, now=T0)
+    renamed = {**ORG, "name": "青山县人民医院 (总院)"}
+    again = {**ORG, "name": "青山县医共体总院"}
+    with session_factory.begin() as first:
+        save_resources(first, [renamed], message_id=None, now=T0)
+        error = _save_in_another_transaction(session_factory, [again])
+        assert error is not None and "lock timeout" in str(error)
+    assert _save_in_another_transaction(session_factory, [again]) is None
+    with session_factory() as session:
+        stored = read_resource(session, "Organization", "county")
+        total, _ = read_history(session, "Organization", "county")
+    assert stored is not None and stored["name"] == "青山县医共体总院"
+    assert stored["meta"]["versionId"] == "3" and total == 3
+
+
+def test_a_change_committed_between_the_read_and_the_lock_is_built_on(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """The unlocked read saw version 1, a concurrent writer committed version 2 before this
+    writer locked the row: the version written is 3, made on the locked row, not a second
+    version 2."""
+    _postgres_only(engine)
+    with session_factory.begin() as session:
+        save_resources(session, [ORG], message_id=None, now=T0)
+    renamed = {**ORG, "name": "青山县人民医院 (总院)"}
+    again = {**ORG, "name": "青山县医共体总院"}
+    with session_factory.begin() as other:  # holds version 2 until the writer below reads
+        save_resources(other, [renamed], message_id=None, now=T0)
+        done = threading.Event()
+        result: list[BaseException | None] = []
+
+        def writer() -> None:
+            result.append(_save_in_another_transaction(session_factory, [again]))
+            done.set()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        assert not done.wait(0.5)  # it read version 1 and now waits for the lock
+    thread.join(timeout=30)
+    assert result == [None]
+    with session_factory() as session:
+        stored = read_resource(session, "Organization", "county")
+        total, _ = read_history(session, "Organization", "county")
+    assert stored is not None and stored["name"] == "青山县医共体总院"
+    assert stored["meta"]["versionId"] == "3" and total == 3
