@@ -27,6 +27,7 @@ receipt: the drain never meets a row another request still works on.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -41,7 +42,7 @@ from sqlalchemy.orm import Session
 from adapter.consortium import Facility
 from adapter.errors import AdapterError, Issue
 from adapter.pipeline import bulk
-from adapter.pipeline.ingest import _RACE_RETRIES, Pipeline, _Job, _lost_race, _LostRace
+from adapter.pipeline.ingest import Pipeline, _Job, _lost_race, _LostRace, try_again
 from adapter.pipeline.results import RECEIVED, IngestResult, result_of
 from adapter.pipeline.translation_pool import TranslationPool
 from adapter.pipeline.translator import Outcome
@@ -235,7 +236,7 @@ def settle_alone(pipeline: Pipeline, message_id: str) -> IngestResult | None:
     """Settle one received message in a transaction of its own (``Pipeline._settle``: its
     quarantine of a refused value or a bug), retrying lost races as ``Pipeline.ingest``
     does; None if it no longer exists."""
-    for attempt in range(_RACE_RETRIES + 1):
+    for attempt in itertools.count():
         with pipeline.factory() as session:
             read_only(session)
             message = get_message(session, message_id)
@@ -259,11 +260,11 @@ def settle_alone(pipeline: Pipeline, message_id: str) -> IngestResult | None:
         except (_LostRace, OperationalError) as exc:
             if isinstance(exc, OperationalError) and not _lost_race(exc):
                 raise
-            if attempt == _RACE_RETRIES:
+            if not try_again(exc, attempt):
                 if isinstance(exc, OperationalError):
                     raise
                 return pipeline._keep_refused(job, exc.tried, exc.error)
-            log.info("drain: retrying message %s after a concurrent insert", message_id)
+            log.info("drain: retrying message %s after a concurrent write", message_id)
     with pipeline.factory() as session:  # settled by another drain meanwhile
         found = get_message(session, message_id)
         return result_of(found) if found is not None else None

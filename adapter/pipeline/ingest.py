@@ -17,7 +17,10 @@ check side by side; each storing concern is a step in steps.py, not code here.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
+import random
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -53,7 +56,9 @@ from adapter.store.refusals import describe, is_refusal, is_unique_violation, lo
 
 log = logging.getLogger(__name__)
 
-_RACE_RETRIES = 3
+_RACE_RETRIES = 3  # a concurrent insert of the same new resource
+_DEADLOCK_RETRIES = 8  # a deadlock broken by PostgreSQL: pauses of 0.05 s doubling, at most 2 s
+_DEADLOCK_PAUSE = 0.05
 
 OpenMessage = Callable[[Session], InboundMessage]
 
@@ -218,7 +223,7 @@ class Pipeline:
         moment = receipt.received_at
         # chosen before translating: a linked original names it
         message_id = translated[0] if translated is not None else str(uuid.uuid4())
-        for attempt in range(_RACE_RETRIES + 1):
+        for attempt in itertools.count():
             if translated is not None and attempt == 0:
                 outcome = translated[1]
             else:
@@ -234,15 +239,14 @@ class Pipeline:
                 if duplicate is not None:
                     # the same bytes arrived twice at once: the other one won the unique key
                     return duplicate
-                if attempt == _RACE_RETRIES:
+                if not try_again(exc, attempt):
                     if isinstance(exc, OperationalError):
                         raise
                     return self._keep_refused(job, exc.tried, exc.error)
                 # another message created the same new resource in the same instant, or
-                # the database broke a deadlock by rolling this transaction back whole
-                # (resources are locked in one order, docs/decisions/0009: not expected,
-                # but harmless): do it again
-                log.info("retrying a message from %s after a concurrent insert", source.id)
+                # the database broke a deadlock by rolling this transaction back whole:
+                # do it again
+                log.info("retrying a message from %s after a concurrent write", source.id)
         raise AssertionError("unreachable")
 
     @contextmanager
@@ -475,6 +479,23 @@ def _creator(
         return message
 
     return create
+
+
+def try_again(exc: _LostRace | OperationalError, attempt: int) -> bool:
+    """Whether a message whose transaction lost a race on try ``attempt`` (from 0) is tried
+    again. A concurrent insert of the same new resource: at once, ``_RACE_RETRIES`` times. A
+    deadlock or serialization conflict PostgreSQL broke by rolling this transaction back:
+    ``_DEADLOCK_RETRIES`` times, after a pause that doubles. The other side of a deadlock
+    is often a bulk batch (another ``adapter sync --jobs`` share, decision 0061) that holds
+    its locks until its commit, a second or so later: tried again at once, a message met
+    the same batch and was chosen as the victim again, four times in a row under load."""
+    if isinstance(exc, _LostRace):
+        return attempt < _RACE_RETRIES
+    if attempt >= _DEADLOCK_RETRIES:
+        return False
+    # jittered, so that two victims of one deadlock do not meet again
+    time.sleep(random.uniform(0.5, 1.0) * min(_DEADLOCK_PAUSE * 2**attempt, 2.0))
+    return True
 
 
 def _lost_race(exc: OperationalError) -> bool:
