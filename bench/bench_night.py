@@ -344,6 +344,9 @@ class SyncRow:
     seconds: float = 0.0
     rss_mb: float = 0.0
     tree_rss_mb: float = 0.0  # the sync process and its translation workers, summed
+    # the same tree's proportional set size summed: a page shared by several processes
+    # (libpython, the extension modules) counted once in all, not once in each
+    tree_pss_mb: float = 0.0
     cpu_s: float = 0.0
     exit_code: int = -1
     received: int = 0
@@ -385,6 +388,7 @@ def run_sync(
         spent = time.perf_counter() - start
         process.returncode = os.waitstatus_to_exitcode(status)
     RUN_TREE_RSS_MB[0] = tree.peak_mb
+    RUN_TREE_RSS_MB[1] = tree.peak_pss_mb
     output = out_path.read_text(encoding="utf-8")
     if "{" not in output:
         raise SystemExit(
@@ -397,7 +401,7 @@ def run_sync(
 
 TRANSLATE_WORKERS: list[int | None] = [None]  # --translate-workers (None: the adapter's default)
 JOBS = [1]  # --jobs: adapter sync --jobs N (decision 0061)
-RUN_TREE_RSS_MB = [0.0]  # the last run's peak of the summed RSS of the sync and its workers
+RUN_TREE_RSS_MB = [0.0, 0.0]  # the last run's peaks: summed RSS, summed PSS of the sync tree
 
 
 class TreeRss:
@@ -410,6 +414,7 @@ class TreeRss:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.peak_mb = 0.0
+        self.peak_pss_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -424,7 +429,7 @@ class TreeRss:
     def _sample(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
         while not self._stop.wait(0.2):
-            total = 0
+            total = pss = 0
             family = {self.pid}  # --jobs: the share processes and their workers too
             for entry in Path("/proc").glob("[0-9]*"):
                 try:
@@ -434,9 +439,20 @@ class TreeRss:
                         continue  # fields[1]: the parent's pid
                     family.add(int(entry.name))
                     total += int((entry / "statm").read_text().split()[1]) * page
+                    pss += _pss_kb(entry) * 1024
                 except (OSError, ValueError, IndexError):
                     continue
             self.peak_mb = max(self.peak_mb, total / 1024 / 1024)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss / 1024 / 1024)
+
+
+def _pss_kb(entry: Path) -> int:
+    """A process's proportional set size (``smaps_rollup``): each page it shares with n
+    processes counts 1/n; 0 where the kernel does not say."""
+    for line in (entry / "smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
 
 
 def run_floor(engine: Engine, night: Night, batch: int) -> float:
@@ -522,6 +538,7 @@ def measure(
     row.seconds = spent
     row.rss_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
     row.tree_rss_mb = RUN_TREE_RSS_MB[0]
+    row.tree_pss_mb = RUN_TREE_RSS_MB[1]
     row.cpu_s = usage.ru_utime + usage.ru_stime
     row.exit_code = code
     row.per_source = source_costs(engine)
@@ -548,7 +565,8 @@ def show(row: SyncRow, documents: int) -> None:
     print(
         f"   adapter sync: {documents} documents in {row.seconds:.1f} s ({minutes:.2f} min), "
         f"{rate:.1f} documents/s; peak RSS {row.rss_mb:.0f} MB (the sync process), "
-        f"{row.tree_rss_mb:.0f} MB (with its translation workers, summed); CPU of the sync "
+        f"{row.tree_rss_mb:.0f} MB (with its translation workers or --jobs processes, summed; "
+        f"{row.tree_pss_mb:.0f} MB as their PSS, shared pages counted once); CPU of the sync "
         f"process and its workers {row.cpu_s:.1f} s ({row.cpu_s / row.seconds:.0%} of its "
         "wall time)"
     )
@@ -586,7 +604,13 @@ def show(row: SyncRow, documents: int) -> None:
     )
     scaled = minutes * 50000 / documents
     verdict_t = "met" if scaled < GOAL_MINUTES else "NOT met"
-    verdict_m = "met" if max(row.rss_mb, row.tree_rss_mb) <= GOAL_RSS_MB else "NOT met"
+    # several processes: their PSS summed (RSS summed counts every shared page once per
+    # process); the goal is also given by summed RSS, for the record
+    tree = row.tree_pss_mb or row.tree_rss_mb
+    verdict_m = "met" if max(row.rss_mb, tree) <= GOAL_RSS_MB else "NOT met"
+    verdict_m += f" by PSS (summed RSS {row.tree_rss_mb:.0f} MB: " + (
+        "met)" if max(row.rss_mb, row.tree_rss_mb) <= GOAL_RSS_MB else "NOT met)"
+    )
     verdict_g = "met" if row.gaps == 0 and row.received == documents else "NOT met"
     note = "" if documents == 50000 else f" (at this rate 50,000 take {scaled:.1f} min)"
     print(
