@@ -43,7 +43,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -195,14 +195,7 @@ class GroupCommit:
                 )
         finally:
             with self._lock:
-                if self._queue:
-                    following = self._queue[0]
-                    following.lead = True
-                    following.woken.set()
-                else:
-                    self._leading = False
-            for queued in group:
-                queued.woken.set()
+                self._leading = hand_on(self._queue, group)
 
     def _alone(self, queued: _Queued) -> IngestResult:
         """A group of one: ``Pipeline.ingest`` with the translation already made (a
@@ -246,6 +239,27 @@ class GroupCommit:
         self.groups += 1
         self.grouped += sum(r is not None for r in results)
         log.debug("group commit: %d documents in one transaction", len(group))
+
+
+class Waiting(Protocol):
+    """A caller queued for a shared transaction (group commit, answer on receipt)."""
+
+    lead: bool
+    woken: threading.Event
+
+
+def hand_on(queue: deque[Any], group: list[Any]) -> bool:
+    """After a group's transaction, under the queue's lock: the oldest caller still queued
+    leads the next group; then every caller of the group is woken for its result. Whether
+    someone leads now (the queue's ``_leading``)."""
+    leads = bool(queue)
+    if leads:
+        following: Waiting = queue[0]
+        following.lead = True
+        following.woken.set()
+    for waiting in group:
+        waiting.woken.set()
+    return leads
 
 
 def _audit_duplicate(session: Session, existing: InboundMessage) -> None:

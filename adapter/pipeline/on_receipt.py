@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from adapter.pipeline import bulk, steps
+from adapter.pipeline.group import hand_on
 from adapter.pipeline.receipt import Receipt
 from adapter.pipeline.results import IngestResult, result_of
 from adapter.store import create_message
@@ -119,14 +120,7 @@ class ReceiptCommit:
                 pending.result = None
         finally:
             with self._lock:
-                if self._queue:
-                    following = self._queue[0]
-                    following.lead = True
-                    following.woken.set()
-                else:
-                    self._leading = False
-            for pending in group:
-                pending.woken.set()
+                self._leading = hand_on(self._queue, group)
 
     def _commit(self, group: list[_Pending]) -> None:
         """One transaction keeping ``group``; results are set only after its commit."""
