@@ -239,12 +239,18 @@ def _tokens(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
 
 def _dict_tokens(name: str, node: dict[str, Any], zone: tzinfo, out: list[IndexValue]) -> None:
     if "coding" in node or "text" in node:  # CodeableConcept
+        first = len(out)
         for coding in node.get("coding") or []:
             _tokens(name, coding, zone, out)
         text = node.get("text")
         if isinstance(text, str) and text.strip():
-            # a concept with only text is still there (:missing, :text)
-            out.append(IndexValue(name, "token", value=text, value_norm=normalize_text(text)))
+            norm = normalize_text(text)
+            # a concept with only text is still there (:missing, :text); a text that one of
+            # its codings' displays already gives (the usual lab result: text = the local
+            # item's display) is not written twice: :text finds the same resources and the
+            # coding row keeps the concept there (decision 0067)
+            if not any(v.value_norm == norm for v in out[first:]):
+                out.append(IndexValue(name, "token", value=text, value_norm=norm))
     elif "code" in node and isinstance(node["code"], str):  # Coding
         out.append(_token(name, node.get("system"), node["code"], _text(node, "display")))
     elif isinstance(node.get("value"), str):  # Identifier, ContactPoint
