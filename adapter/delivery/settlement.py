@@ -136,23 +136,26 @@ def audit_events(
     report never lists another's resources); each retried or dead row its own record.
     ``sequences``: the rows' sequence numbers given for this send (else the row's own)."""
     sequences = sequences or {}
-    slots: list[audit.AuditEvent | list[Settlement]] = []
-    open_groups: dict[tuple[str, str | None, str | None], list[Settlement]] = {}
+    # a group: its (settlement, entity) pairs and the set of its entities
+    slots: list[audit.AuditEvent | tuple[list[tuple[Settlement, str]], set[str]]] = []
+    open_groups: dict[tuple[str, str | None, str | None], tuple[list, set[str]]] = {}
     for s in settlements:
         if s.outcome != "delivered":
             slots.append(audit_event(s, worker=worker))
             continue
         row = s.row
+        entity = _entity(s)
         key = (row.destination, row.message_id, row.patient_key)
         group = open_groups.get(key)
-        if group is None or _entity(s) in {_entity(g) for g in group}:
+        if group is None or entity in group[1]:
             # a resource version twice (a replay beside the original): a record of its own,
             # so that the record's entities, ids and rows stay one per row, in step
-            group = open_groups[key] = []
+            group = open_groups[key] = ([], set())
             slots.append(group)
-        group.append(s)
+        group[0].append((s, entity))
+        group[1].add(entity)
     return [
-        slot if isinstance(slot, audit.AuditEvent) else _delivered(slot, worker, sequences)
+        slot if isinstance(slot, audit.AuditEvent) else _delivered(slot[0], worker, sequences)
         for slot in slots
     ]
 
@@ -164,24 +167,32 @@ def _entity(s: Settlement) -> str:
 
 
 def _delivered(
-    group: list[Settlement], worker: str, sequences: Mapping[int, int]
+    group: list[tuple[Settlement, str]], worker: str, sequences: Mapping[int, int]
 ) -> audit.AuditEvent:
-    first = group[0].row
-    statuses = {s.status for s in group}
+    first = group[0][0].row
+    if len(group) == 1:
+        s, entity = group[0]
+        status, at, ids, entities = s.status, s.attempted_at, (first.id,), (entity,)
+    else:
+        statuses = {s.status for s, _ in group}
+        status = statuses.pop() if len(statuses) == 1 else None
+        at = min(s.attempted_at for s, _ in group)
+        ids = tuple(s.row.id for s, _ in group)
+        entities = tuple(entity for _, entity in group)
     rows = " ".join(
         f"{_or_dash(sequences.get(s.row.id, s.row.sequence))}:{_or_dash(s.status)}:"
         f"{round(s.duration_ms)}"
-        for s in group
+        for s, _ in group
     )
     return audit.delivered_event(
         destination=first.destination,
         worker=worker,
         message_id=first.message_id,
-        at=min(s.attempted_at for s in group),
-        outbox_ids=tuple(s.row.id for s in group),
-        entities=tuple(_entity(s) for s in group),
+        at=at,
+        outbox_ids=ids,
+        entities=entities,
         patients=(first.patient_key,) if first.patient_key else (),
-        status=statuses.pop() if len(statuses) == 1 else None,
+        status=status,
         rows=rows,
     )
 
