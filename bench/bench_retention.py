@@ -68,13 +68,17 @@ NIGHTLY = ("outbox", "delivery_attempt")  # what the retention deletes
 
 
 class Sink:
-    """A destination that accepts every item at once (HTTP 200), in this process."""
+    """A destination that accepts every item at once (HTTP 200), in this process. Ordered
+    (a patient's queued rows go in one send) as the example's FHIR destinations are with
+    their default ``bundle: transaction``; ``--unordered``: one row per patient per send, as
+    ``bundle: batch`` / ``none`` and MLLP destinations (the benchmark before decision 0065)."""
 
     kind = "fhir"
 
-    def __init__(self, destination_id: str) -> None:
+    def __init__(self, destination_id: str, ordered: bool = True) -> None:
         self.id = destination_id
         self.items = 0
+        self.ordered = ordered
 
     def check(self) -> CheckResult:
         return CheckResult(reachable=True)
@@ -98,6 +102,7 @@ class Result:
     pruned_attempts: int = 0
     prune_seconds: float = 0.0
     prune_cpu: float = 0.0
+    deliver_cpu: float = 0.0  # this process's CPU in the deliveries of the measured nights
     load: list[float] = field(default_factory=list)
 
 
@@ -112,16 +117,18 @@ def used(engine: Engine) -> dict[str, tuple[int, float]]:
     return out
 
 
-def deliver(engine: Engine, factory, sinks: dict[str, Sink]) -> int:  # type: ignore[no-untyped-def]
+def deliver(  # type: ignore[no-untyped-def]
+    engine: Engine, factory, sinks: dict[str, Sink], ordered: bool = True, batch: int = 200
+) -> int:
     with factory() as session:
         names = sorted(set(session.scalars(select(Outbox.destination).distinct())))
     for name in names:
-        sinks.setdefault(name, Sink(name))
+        sinks.setdefault(name, Sink(name, ordered))
     worker = DeliveryWorker(
         factory,
         {n: sinks[n] for n in names},
         {n: RetryPolicy() for n in names},
-        options=WorkerOptions(batch_size=200),
+        options=WorkerOptions(batch_size=batch),
     )
     reports = worker.drain()
     return sum(r.tally.delivered for r in reports)
@@ -146,7 +153,10 @@ def run(
     for cycle in range(args.cycles):
         last = cycle == args.cycles - 1
         bulk(make_input(fixtures, copies, f"c{cycle}.", patients))
-        delivered = deliver(engine, factory, sinks)
+        cpu = time.process_time()
+        delivered = deliver(engine, factory, sinks, not args.unordered, args.batch_size)
+        if cycle:
+            result.deliver_cpu += time.process_time() - cpu
         if last:
             result.delivered = delivered
         if pruning:
@@ -275,6 +285,14 @@ def report(results: list[Result]) -> None:
                 f"{rate:,.0f} rows/s, this process's CPU {pruned.prune_cpu:.2f} s "
                 f"({pruned.prune_cpu * 1e6 / max(pruned.pruned_rows, 1):.0f} us/row)"
             )
+        for r in (keep, pruned):
+            if r and r.delivered:
+                cycles = max(len(r.load) - 1, 1)
+                print(
+                    f"   {r.name}: delivery, this process's CPU {r.deliver_cpu * 1e3 / cycles:.0f} "
+                    f"ms per night of {r.delivered} rows "
+                    f"({r.deliver_cpu * 1e6 / cycles / r.delivered:.0f} us/row)"
+                )
         loads = [x for r in pair.values() for x in r.load]
         print(f"   load average {min(loads):.1f}-{max(loads):.1f}")
 
@@ -288,6 +306,18 @@ def main() -> None:
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
     ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=200,
+        help="the worker's batch (200); larger than a night's patients: every claim takes "
+        "whole queues (the heads, then the rows behind them)",
+    )
+    ap.add_argument(
+        "--unordered",
+        action="store_true",
+        help="the sink takes one row per patient per send (not a transaction Bundle)",
+    )
     ap.add_argument(
         "--large",
         type=int,

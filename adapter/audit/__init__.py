@@ -16,9 +16,9 @@ in the transaction it was recorded in; docs/audit.md says what is recorded and h
     )
 
 Callers: the pipeline (received, translated, stored, quarantined, reprocessed, in its
-transaction), the delivery worker (each attempt settled, in its transaction), the FHIR API
-(reads and searches: what was disclosed to whom), the CLI and the start-up (replay,
-configuration loaded).
+transaction), the delivery worker (what each batch delivered, per message and patient, and
+each failed attempt, in its transaction), the FHIR API (reads and searches: what was
+disclosed to whom), the CLI and the start-up (replay, configuration loaded).
 """
 
 from adapter.audit import writer as _writer
@@ -27,6 +27,7 @@ from adapter.audit.events import (
     AuditEvent,
     AuditOutcome,
     _sinks,
+    delivered_event,
     delivery_event,
     listening,
     message_event,
@@ -40,6 +41,7 @@ __all__ = [
     "AuditAction",
     "AuditEvent",
     "AuditOutcome",
+    "delivered_event",
     "delivery_event",
     "listening",
     "message_event",

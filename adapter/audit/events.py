@@ -26,7 +26,7 @@ AuditAction = Literal[
     "message.stored",  # an inbound message and its resources were committed
     "message.quarantined",  # an inbound message was kept, not translated
     "message.reprocessed",  # an operator had a stored message translated again
-    "delivery.delivered",  # an outbox row reached its destination
+    "delivery.delivered",  # outbox rows of one message and patient reached their destination
     "delivery.retry",  # an attempt failed and was rescheduled
     "delivery.dead",  # an outbox row became a dead letter
     "delivery.replayed",  # an operator put deliveries back in the queue
@@ -164,6 +164,37 @@ def delivery_event(
         correlation_id=None,
         at=at,
         detail={"destination": destination, **detail},
+        channel="delivery",
+        message_id=message_id,
+        entities=entities,
+        patients=patients,
+    )
+
+
+def delivered_event(
+    *,
+    destination: str,
+    worker: str,
+    message_id: str | None,
+    at: datetime,
+    outbox_ids: tuple[int, ...],
+    entities: tuple[str, ...],
+    patients: tuple[str, ...],
+    status: str | None,
+    rows: str,
+) -> AuditEvent:
+    """The rows of one batch that reached ``destination``, all of one message and one patient
+    (or none): one disclosure of ``entities``. ``outbox_ids`` (the subject), ``entities``
+    and ``rows`` (``sequence:status:ms`` of each row, space-separated) are in the same
+    order; ``status`` is the one every row got (None when they differ)."""
+    return AuditEvent(
+        action="delivery.delivered",
+        outcome="success",
+        actor=f"worker:{worker}",
+        subject="outbox/" + ",".join(str(i) for i in outbox_ids),
+        correlation_id=None,
+        at=at,
+        detail={"destination": destination, "status": status, "rows": rows},
         channel="delivery",
         message_id=message_id,
         entities=entities,

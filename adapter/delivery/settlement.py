@@ -2,13 +2,15 @@
 
 ``decide`` turns a destination's answer for one row into a :class:`Settlement`
 (delivered, retry at a time from the destination's retry policy, or dead with its cause);
-``count`` adds it to the batch's tally for the breaker; ``audit_event`` is what the
-worker reports through :mod:`adapter.audit`. The outbox repository writes settlements.
+``count`` adds it to the batch's tally for the breaker; ``audit_events`` is what the
+worker reports through :mod:`adapter.audit`: one ``delivery.delivered`` record per message
+and patient of a batch (decision 0065), one record per retried or dead row. The outbox
+repository writes settlements.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from adapter import audit
@@ -125,10 +127,84 @@ def count(tally: Tally, s: Settlement) -> None:
             tally.local += 1
 
 
-def audit_event(s: Settlement, *, worker: str) -> audit.AuditEvent:
-    action, result = _AUDITED[s.outcome]
+def audit_events(
+    settlements: Sequence[Settlement], *, worker: str, sequences: Mapping[int, int] | None = None
+) -> list[audit.AuditEvent]:
+    """The audit records of one batch, in the order of its settlements: the delivered rows
+    of one (destination, message, patient) make one ``delivery.delivered`` record, placed
+    where its first row was (a record names one patient only, so a patient's disclosure
+    report never lists another's resources); each retried or dead row its own record.
+    ``sequences``: the rows' sequence numbers given for this send (else the row's own)."""
+    sequences = sequences or {}
+    # a group: its (settlement, entity) pairs and the set of its entities
+    slots: list[audit.AuditEvent | tuple[list[tuple[Settlement, str]], set[str]]] = []
+    open_groups: dict[tuple[str, str | None, str | None], tuple[list, set[str]]] = {}
+    for s in settlements:
+        if s.outcome != "delivered":
+            slots.append(audit_event(s, worker=worker))
+            continue
+        row = s.row
+        entity = _entity(s)
+        key = (row.destination, row.message_id, row.patient_key)
+        group = open_groups.get(key)
+        if group is None or entity in group[1]:
+            # a resource version twice (a replay beside the original): a record of its own,
+            # so that the record's entities, ids and rows stay one per row, in step
+            group = open_groups[key] = ([], set())
+            slots.append(group)
+        group[0].append((s, entity))
+        group[1].add(entity)
+    return [
+        slot if isinstance(slot, audit.AuditEvent) else _delivered(slot[0], worker, sequences)
+        for slot in slots
+    ]
+
+
+def _entity(s: Settlement) -> str:
     row = s.row
     version = s.sent_version if s.sent_version is not None else row.version_id
+    return f"{row.resource_type}/{row.resource_id}/_history/{version}"
+
+
+def _delivered(
+    group: list[tuple[Settlement, str]], worker: str, sequences: Mapping[int, int]
+) -> audit.AuditEvent:
+    first = group[0][0].row
+    if len(group) == 1:
+        s, entity = group[0]
+        status, at, ids, entities = s.status, s.attempted_at, (first.id,), (entity,)
+    else:
+        statuses = {s.status for s, _ in group}
+        status = statuses.pop() if len(statuses) == 1 else None
+        at = min(s.attempted_at for s, _ in group)
+        ids = tuple(s.row.id for s, _ in group)
+        entities = tuple(entity for _, entity in group)
+    rows = " ".join(
+        f"{_or_dash(sequences.get(s.row.id, s.row.sequence))}:{_or_dash(s.status)}:"
+        f"{round(s.duration_ms)}"
+        for s, _ in group
+    )
+    return audit.delivered_event(
+        destination=first.destination,
+        worker=worker,
+        message_id=first.message_id,
+        at=at,
+        outbox_ids=ids,
+        entities=entities,
+        patients=(first.patient_key,) if first.patient_key else (),
+        status=status,
+        rows=rows,
+    )
+
+
+def _or_dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def audit_event(s: Settlement, *, worker: str) -> audit.AuditEvent:
+    """The record of one retried or dead row (delivered rows go by ``audit_events``)."""
+    action, result = _AUDITED[s.outcome]
+    row = s.row
     return audit.delivery_event(
         action,
         result,
@@ -137,7 +213,7 @@ def audit_event(s: Settlement, *, worker: str) -> audit.AuditEvent:
         worker=worker,
         message_id=s.row.message_id,
         at=s.attempted_at,
-        entities=(f"{row.resource_type}/{row.resource_id}/_history/{version}",),
+        entities=(_entity(s),),
         patients=(row.patient_key,) if row.patient_key else (),
         status=s.status,
         cause=s.cause,

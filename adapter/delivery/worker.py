@@ -274,9 +274,12 @@ class DeliveryWorker:
                         s.row.id,
                     )
                 settlement.count(report.tally, s)
-                audit.record(settlement.audit_event(s, worker=self.worker_id), session=session)
                 if s.outcome != "delivered" and s.cause != "local":
                     last_error = s.error
+            # one delivered record per message and patient of the batch (decision 0065)
+            events = settlement.audit_events(settlements, worker=self.worker_id, sequences=numbers)
+            for event in events:
+                audit.record(event, session=session)
             delivered = [s for s in settlements if s.outcome == "delivered"]
             coalesced = outbox.settle_coalesced_many(session, delivered, worker=self.worker_id)
             report.tally.delivered += coalesced

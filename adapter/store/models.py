@@ -32,7 +32,6 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Sequence,
@@ -43,7 +42,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from adapter.store.types import BigId, CompressedJSON, JSONText, UTCDateTime
+from adapter.store.types import BigId, CompressedJSON, JSONText, PackedBytes, UTCDateTime
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -112,8 +111,9 @@ class InboundMessage(Base):
     channel: Mapped[str | None] = mapped_column(String(16))
     peer: Mapped[str | None] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))
-    # the exact bytes; deferred so listings do not load them
-    raw: Mapped[bytes] = mapped_column(LargeBinary(), deferred=True)
+    # the exact bytes (stored compressed when smaller: PackedBytes, decision 0065);
+    # deferred so listings do not load them
+    raw: Mapped[bytes] = mapped_column(PackedBytes(), deferred=True)
     size: Mapped[int] = mapped_column(Integer())
     status: Mapped[str] = mapped_column(String(32), default="received")
     issues: Mapped[list[dict[str, Any]]] = mapped_column(JSON(), default=list)

@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from adapter.store import raw_codec
 from adapter.store.body_codec import pack, unpack
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
@@ -90,3 +91,18 @@ class CompressedJSON(TypeDecorator[Any]):
         if value is None:
             return None
         return unpack(value)
+
+
+class PackedBytes(TypeDecorator[bytes]):
+    """An inbound message's exact bytes, stored zlib-compressed when that is smaller
+    (adapter/store/raw_codec.py, decision 0065); rows stored as they were read unchanged.
+    Never compare these values in SQL: the stored form is not the message."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: bytes | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else raw_codec.pack(bytes(value))
+
+    def process_result_value(self, value: bytes | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else raw_codec.unpack(bytes(value))

@@ -10,6 +10,7 @@ Runs on SQLite and, in the ``-m db`` pass, on PostgreSQL.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -323,21 +324,22 @@ def test_a_batch_sent_again_is_answered_as_duplicates(
 
 BATCH_FAILED = "bulk ingest: a batch of"  # logged when a whole batch goes one by one
 KEPT_OUT = "拒存"  # a word whose message the database refuses (below)
+KEPT_OUT_MESSAGE = long_oru(obx5=f"结果{KEPT_OUT}", control="ROLL0002")
 
 
 def _refuse_bodies(engine: Engine) -> None:
-    """The database refuses the resource rows of a message whose raw bytes hold KEPT_OUT:
-    the failure comes inside its savepoint, after save_resources buffered its index rows.
-    The trigger reads the message's raw bytes (kept as received), not the resource body:
-    bodies are stored compressed (decision 0049)."""
-    word = KEPT_OUT.encode()
+    """The database refuses the resource rows of the message that holds KEPT_OUT: the
+    failure comes inside its savepoint, after save_resources buffered its index rows. The
+    trigger knows the message by its sha256: bodies and raw bytes are stored compressed
+    (decisions 0049, 0065)."""
+    digest = hashlib.sha256(KEPT_OUT_MESSAGE).hexdigest()
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
                 text(
                     "CREATE FUNCTION test_kept_out() RETURNS trigger LANGUAGE plpgsql AS $$ "
                     "BEGIN IF EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = "
-                    f"NEW.message_id AND position('\\x{word.hex()}'::bytea IN m.raw) > 0) "
+                    f"NEW.message_id AND m.sha256 = '{digest}') "
                     "THEN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; "
                     "END IF; RETURN NEW; END $$"
                 )
@@ -354,7 +356,7 @@ def _refuse_bodies(engine: Engine) -> None:
                 text(
                     f"CREATE TRIGGER test_kept_out_{event.lower()} BEFORE {event} ON resource "
                     "WHEN EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = NEW.message_id "
-                    f"AND instr(m.raw, X'{word.hex()}') > 0) "
+                    f"AND m.sha256 = '{digest}') "
                     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
                 )
             )
@@ -450,7 +452,7 @@ def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(
     # its rows must go with it (the first message's rows come back), the third's stay
     items = [
         (long_oru(obx5="首次结果", control="ROLL0001"), Receipt("std-hl7v2", "cli")),
-        (long_oru(obx5=f"结果{KEPT_OUT}", control="ROLL0002"), Receipt("std-hl7v2", "cli")),
+        (KEPT_OUT_MESSAGE, Receipt("std-hl7v2", "cli")),
         (long_oru(obx5="再次结果", control="ROLL0003"), Receipt("std-hl7v2", "cli")),
         (long_oru(obx5="末次结果", control="ROLL0004", code="OTHER1"), Receipt("std-hl7v2", "cli")),
     ]

@@ -5,6 +5,7 @@ running and starts again without crashing. Real files on disk, a real database."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -108,25 +109,26 @@ def test_poison_names_and_non_files_are_set_aside_and_the_good_files_go_through(
         assert session.scalar(select(func.count()).select_from(InboundMessage)) == 6
 
 
-def _sqlite_with_a_poisoned_insert(path: Path):
+def _sqlite_with_a_poisoned_insert(path: Path, poison: bytes):
     """A real database that refuses to store one document (as PostgreSQL refused long
-    index rows, issue 8 finding 1) while it answers everything else."""
+    index rows, issue 8 finding 1) while it answers everything else. It knows the document
+    by its sha256: the bytes are stored compressed (decision 0065)."""
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TRIGGER poison BEFORE INSERT ON inbound_message "
-            "WHEN instr(NEW.raw, 'POISON') > 0 "
+            f"WHEN NEW.sha256 = '{hashlib.sha256(poison).hexdigest()}' "
             "BEGIN SELECT RAISE(ABORT, 'cannot store this one'); END"
         )
     return engine
 
 
 def test_a_file_that_cannot_be_stored_is_set_aside_after_max_attempts(tmp_path: Path) -> None:
-    engine = _sqlite_with_a_poisoned_insert(tmp_path / "adapter.db")
+    poison = GOOD[0].read_bytes().replace(b"NTE|1|L|", b"NTE|1|L|POISON ")
+    engine = _sqlite_with_a_poisoned_insert(tmp_path / "adapter.db", poison)
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    poison = GOOD[0].read_bytes().replace(b"NTE|1|L|", b"NTE|1|L|POISON ")
     _write(inbox, "poison.hl7", poison, 0)
     _write(inbox, "good.hl7", GOOD[1].read_bytes(), 5)
     source = _source(inbox, max_attempts=2)
