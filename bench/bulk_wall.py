@@ -77,6 +77,19 @@ class Clock:
         self.commit = 0.0
         self.batches = 0
         self._flushed = 0.0
+        # the held writes and the commit: the main thread's CPU and its time waiting for
+        # a CPU in them (the rest of their wall time is sleep: I/O, fsync, the GIL)
+        self.write_cpu = 0.0
+        self.write_queued = 0.0
+        self._mark = (0.0, 0.0)
+
+    def mark(self) -> None:
+        self._mark = (time.thread_time(), schedstat(os.getpid(), os.getpid())[1])
+
+    def since_mark(self) -> None:
+        cpu, queued = self._mark
+        self.write_cpu += time.thread_time() - cpu
+        self.write_queued += schedstat(os.getpid(), os.getpid())[1] - queued
 
 
 def instrument(clock: Clock) -> None:
@@ -106,6 +119,7 @@ def instrument(clock: Clock) -> None:
     flush = bulk_module.flush_batch_writes
 
     def timed_flush(session: Any) -> Any:
+        clock.mark()
         start = time.perf_counter()
         try:
             return flush(session)
@@ -121,6 +135,7 @@ def instrument(clock: Clock) -> None:
         out = batch(*args)
         if clock._flushed:
             clock.commit += time.perf_counter() - clock._flushed
+            clock.since_mark()
         clock.batches += 1
         return out
 
@@ -160,7 +175,7 @@ def main() -> None:
                 m0, o0 = threads_cpu()
                 s0 = schedstat(os.getpid(), os.getpid())
                 ws0 = [schedstat(p) for p in pids]
-                for k in ("wait", "flush", "commit"):
+                for k in ("wait", "flush", "commit", "write_cpu", "write_queued"):
                     setattr(clock, k, 0.0)
                 clock.batches = 0
                 start = time.perf_counter()
@@ -173,6 +188,7 @@ def main() -> None:
                 wr = sum(b[0] - a[0] for a, b in zip(ws0, ws1, strict=True))
                 w1 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
                 k = 1000 / len(messages)
+                asleep = clock.flush + clock.commit - clock.write_cpu - clock.write_queued
                 line = (
                     f"bulk {len(messages) / wall:6.1f} msg/s: wall {wall * k:5.2f} ms/msg = "
                     f"main CPU {(m1 - m0) * k:5.2f} + waits on workers {clock.wait * k:5.2f} "
@@ -180,7 +196,9 @@ def main() -> None:
                     f"waiting for a CPU {(s1[1] - s0[1]) * k:5.2f}); main on CPU (schedstat) "
                     f"{(s1[0] - s0[0]) * k:5.2f}; worker on CPU {wr * k:5.2f}, waiting for "
                     f"a CPU {wq * k:5.2f}; "
-                    f"held writes {clock.flush * k:4.2f}, commit {clock.commit * k:4.2f}; "
+                    f"held writes {clock.flush * k:4.2f} + commit {clock.commit * k:4.2f} = CPU "
+                    f"{clock.write_cpu * k:4.2f} + waiting for a CPU {clock.write_queued * k:4.2f}"
+                    f" + asleep {asleep * k:4.2f}; "
                     f"other threads' CPU {(o1 - o0) * k:4.2f}, workers' CPU {(w1 - w0) * k:5.2f}"
                 )
                 if not args.no_floor:
