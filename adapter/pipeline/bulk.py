@@ -122,16 +122,16 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
     pool = pipeline.translation_pool
     use_pool = pool is not None and pool.usable(len(todo))
     translated: list[tuple[int, str, Callable[[], Outcome]]] = []
-    for i in todo:
-        raw, receipt = items[i]
-        message_id = str(uuid.uuid4())
-        if use_pool:
-            assert pool is not None
-            # in a worker process, overlapping the store of the ones before it
-            translated.append((i, message_id, pool.submit(raw, receipt.source_system, message_id)))
-        else:
+    ids = [str(uuid.uuid4()) for _ in todo]
+    if use_pool:
+        assert pool is not None
+        # in a worker process, overlapping the store of the ones before it
+        sent = [(items[i][0], items[i][1].source_system, ids[k]) for k, i in enumerate(todo)]
+        translated.extend(zip(todo, ids, pool.submit_many(sent), strict=True))
+    else:
+        for i, message_id in zip(todo, ids, strict=True):
             facility, source = sources[i]
-            done = pipeline.translator.translate_for(raw, facility, source, message_id)
+            done = pipeline.translator.translate_for(items[i][0], facility, source, message_id)
             translated.append((i, message_id, lambda done=done: done))
 
     def jobs() -> Iterator[tuple[int, _Job]]:

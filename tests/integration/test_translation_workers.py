@@ -8,13 +8,17 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.verify import verify
 from adapter.pipeline.merge import reads_stored
 from adapter.pipeline.receipt import Receipt
+from adapter.pipeline.translation_pool import chunk_sizes
+from adapter.pipeline.translator import UnknownSourceError
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.models import InboundMessage
@@ -139,3 +143,49 @@ def test_a_worker_leaves_when_its_process_is_killed(tmp_path: Path) -> None:
     while time.monotonic() < deadline and _alive(int(pid)):
         time.sleep(0.2)
     assert not _alive(int(pid)), f"translation worker {pid} outlived its killed parent"
+
+
+def test_a_batch_goes_in_chunks_and_a_document_that_raises_there_is_translated_here(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Bulk ingest sends a batch in round trips of 1, 2, 4, 8 documents (decision 0066):
+    each document's outcome is its own, in order; one whose translation raised in the
+    worker is translated in the ingesting process, which raises the same error."""
+    pipeline = example_pipeline(session_factory)
+    items = [(long_oru(control=f"CHUNK{n:03d}"), "std-hl7v2", f"m{n}") for n in range(7)]
+    items[4] = (items[4][0], "no-such-source", "m4")  # raises in the worker, and here
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        executor = pool._pool()
+        sent: list[int] = []
+        plain_submit = executor.submit
+
+        def counted(fn: Any, *args: Any) -> Any:
+            sent.append(len(args[0]))
+            return plain_submit(fn, *args)
+
+        executor.submit = counted  # type: ignore[method-assign]
+        getters = pool.submit_many(items)
+        assert sent == [1, 2, 4]  # three round trips for seven documents
+        for k, outcome_of in enumerate(getters):
+            if k == 4:
+                with pytest.raises(UnknownSourceError):
+                    outcome_of()
+                continue
+            outcome = outcome_of()
+            assert not outcome.failed and outcome.resources
+            assert outcome.prepared is not None  # from the worker (only a worker prepares)
+            raw, source_system, message_id = items[k]
+            facility, source = pipeline.translator.source(source_system)
+            here = pipeline.translator.translate_for(raw, facility, source, message_id)
+            assert outcome.resources == here.resources  # this document's, not a neighbour's
+        assert not pool.broken
+
+
+def test_chunk_sizes() -> None:
+    assert chunk_sizes(0, 8) == []
+    assert chunk_sizes(1, 8) == [1]
+    assert chunk_sizes(7, 8) == [1, 2, 4]
+    assert chunk_sizes(100, 8) == [1, 2, 4, *[8] * 11, 5]
+    assert sum(chunk_sizes(93, 8)) == 93
