@@ -52,7 +52,9 @@ def _listening(factory: sessionmaker[Session], tls: dict[str, str]) -> Iterator[
 
 
 def _send(port: int, context: ssl.SSLContext | None, message: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+    # a bound, not a measure: the first message stores through a cold pipeline, which took
+    # over 10 s on PostgreSQL under the CI's two workers at load 11
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
         sock = context.wrap_socket(raw, server_hostname="127.0.0.1") if context else raw
         sock.sendall(START + message + END)
         reader = FrameReader(1_000_000)
