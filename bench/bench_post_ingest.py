@@ -195,7 +195,8 @@ def start_follow(
         env["ADAPTER_TRANSLATE_WORKERS"] = str(workers)
     command = [sys.executable, "-m", "adapter.cli", "drain", "--follow"]
     command += ["--batch", str(batch)] if batch else []
-    return subprocess.Popen(command, cwd=tmp, env=env, stdout=subprocess.DEVNULL)
+    quiet = subprocess.DEVNULL
+    return subprocess.Popen(command, cwd=tmp, env=env, stdout=quiet, stderr=quiet)
 
 
 def drain_apart(url: str, tmp: Path, batch: int | None) -> tuple[float, float]:
