@@ -377,26 +377,34 @@ class Drainer:
                         self._stopping.wait(self.gather_seconds)
                     if self._stopping.is_set():
                         return
-                self._defer()
-                self._woken.clear()
-                since, self._waiting_since = self._waiting_since, None
                 try:
-                    settled = drain_batch(self.pipeline, self.batch, ahead=ahead)
+                    full = self.step(ahead)
                 except Exception:  # the database away: the messages stay received
                     log.exception("drain: a batch failed; its messages are taken again later")
                     self._stopping.wait(self.idle_seconds)
                     full = False
-                    continue
-                if settled:
-                    self.drained += len(settled)
-                    self.batches += 1
-                    log.debug("drain: %d messages settled in one batch", len(settled))
-                full = len(settled) >= self.batch
-                if full and since is not None:
-                    # what the batch left was waiting since then at least: the defer's
-                    # bound counts from it, not from the next receipt (a steady flow
-                    # would otherwise get one batch per bound)
-                    self._waiting_since = since
+
+    def step(self, ahead: Ahead | None = None) -> bool:
+        """One batch, once the defer allows it; True when it was full (more may wait)."""
+        self._defer()
+        self._woken.clear()
+        since, self._waiting_since = self._waiting_since, None
+        try:
+            settled = drain_batch(self.pipeline, self.batch, ahead=ahead)
+        except Exception:
+            if since is not None:  # still waiting
+                self._waiting_since = since
+            raise
+        if settled:
+            self.drained += len(settled)
+            self.batches += 1
+            log.debug("drain: %d messages settled in one batch", len(settled))
+        full = len(settled) >= self.batch
+        if full and since is not None:
+            # what the batch left has waited since then at least: the defer's bound counts
+            # from it, not from the next receipt (a steady flow got one batch per bound)
+            self._waiting_since = since
+        return full
 
 
 def wait_drained(pipeline: Pipeline, timeout: float, *, interval: float = 0.05) -> Backlog:
