@@ -108,6 +108,16 @@ def post_all(
     return len(items) / spent, latencies
 
 
+def children_cpu(pid: int) -> float:
+    """CPU seconds of a process's running children (translation workers, ``--workers``)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+    except OSError:
+        return float("nan")
+    return sum(server_cpu(child) for child in children)
+
+
 def thread_cpu(pid: int, tid: int | None = None) -> float:
     """CPU seconds of one thread (default: the main one: uvicorn's event loop, the
     middlewares, FastAPI; the pipeline runs in the threadpool), from /proc."""
@@ -295,6 +305,7 @@ def run(
                 time.sleep(0.2)
             before = server_cpu(server.process.pid)
             follow_before = server_cpu(follower.pid) if follower is not None else 0.0
+            kids_before = children_cpu(server.process.pid)
             loop_before = thread_cpu(server.process.pid)
             backends_before = backend_cpu(database)
             own_before = time.process_time()  # this process: the clients (httpx)
@@ -311,13 +322,14 @@ def run(
                 left, tail = wait_drained(watch)
                 tails[clients] = (left, tail, len(chunk) / (len(chunk) / rate + tail))
             cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
+            kids = (children_cpu(server.process.pid) - kids_before) * 1000 / len(chunk)
             if follower is not None:
                 drains[clients] = (server_cpu(follower.pid) - follow_before) * 1000 / len(chunk)
             loop = (thread_cpu(server.process.pid) - loop_before) * 1000 / len(chunk)
             backends = backend_cpu(database)  # a backend started meanwhile counts from 0
             spent = sum(s - backends_before.get(pid, 0.0) for pid, s in backends.items())
             db = spent * 1000 / len(chunk) if database is not None else None
-            rows[clients] = (rate, lat, cpu, loop, own, db)
+            rows[clients] = (rate, lat, cpu, loop, own, db, kids)
             if groups and clients == 1:
                 sizes = group_sizes(server.log_text())
         if follower is not None:
@@ -341,7 +353,7 @@ def run(
         f"\n== {label}, adapter serve --workers {workers}{grouping} "
         f"(load average {os.getloadavg()[0]:.1f})"
     )
-    for clients, (rate, lat, cpu, loop, own, db) in rows.items():
+    for clients, (rate, lat, cpu, loop, own, db, kids) in rows.items():
         p95 = statistics.quantiles(lat, n=20)[18]
         backends = "" if db is None else f"; PostgreSQL backends {db:4.1f}"
         # with --workers N the main process only supervises: its thread serves nothing
@@ -349,6 +361,7 @@ def run(
         print(
             f"   {clients} client(s): {rate:7.1f} msg/s   p50 {statistics.median(lat):7.1f} ms   "
             f"p95 {p95:7.1f} ms   server CPU {cpu:5.1f} ms/msg (event loop {loop_text}; "
+            f"child processes {kids:4.1f}; "
             f"clients {own:4.1f}{backends})"
         )
         if clients in tails:
