@@ -108,6 +108,16 @@ def post_all(
     return len(items) / spent, latencies
 
 
+def children_cpu(pid: int) -> float:
+    """CPU seconds of a process's running children (translation workers, ``--workers``)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        children = [int(c) for task in tasks for c in (task / "children").read_text().split()]
+    except OSError:
+        return float("nan")
+    return sum(server_cpu(child) for child in children)
+
+
 def thread_cpu(pid: int, tid: int | None = None) -> float:
     """CPU seconds of one thread (default: the main one: uvicorn's event loop, the
     middlewares, FastAPI; the pipeline runs in the threadpool), from /proc."""
@@ -185,6 +195,20 @@ def wait_drained(watch: Engine, timeout: float = 1800.0) -> tuple[int, float]:
         time.sleep(0.02)
 
 
+def start_follow(
+    url: str, tmp: Path, batch: int | None, workers: int | None
+) -> subprocess.Popen[bytes]:
+    """``adapter drain --follow`` beside the server (a process of its own)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTER_")}
+    env["ADAPTER_DATABASE_URL"] = url
+    if workers is not None:
+        env["ADAPTER_TRANSLATE_WORKERS"] = str(workers)
+    command = [sys.executable, "-m", "adapter.cli", "drain", "--follow"]
+    command += ["--batch", str(batch)] if batch else []
+    quiet = subprocess.DEVNULL
+    return subprocess.Popen(command, cwd=tmp, env=env, stdout=quiet, stderr=quiet)
+
+
 def drain_apart(url: str, tmp: Path, batch: int | None) -> tuple[float, float]:
     """``adapter drain`` once, in a process of its own: (seconds, CPU seconds)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTER_")}
@@ -229,6 +253,7 @@ def run(
     drain: str = "server",
     drain_batch: int | None = None,
     drain_defer: float | None = None,
+    translate_workers: int | None = None,
 ) -> None:
     """One server on ``url``; ``database``: an engine on its PostgreSQL database, to read
     its backends' CPU (None on SQLite: the database works inside the server process);
@@ -237,11 +262,14 @@ def run(
     prefer = {"Prefer": "respond-async"} if on_receipt else None
     watch = make_engine(url) if on_receipt else None
     apart = on_receipt and drain == "apart"
+    follow = on_receipt and drain == "follow"
     half = len(items) // 2
     args = ["--workers", str(workers)] if workers > 1 else []
     env = {"ADAPTER_INGEST_GROUP_MAX": str(group_max)} if group_max is not None else {}
-    if apart:
+    if apart or follow:
         env["ADAPTER_INGEST_DRAIN"] = "false"
+    if translate_workers is not None:
+        env["ADAPTER_TRANSLATE_WORKERS"] = str(translate_workers)
     if drain_batch is not None:
         env["ADAPTER_INGEST_DRAIN_BATCH"] = str(drain_batch)
     if drain_defer is not None:
@@ -261,6 +289,8 @@ def run(
     with LiveServer(url, tmp, args=args, env=env, start_timeout=wait) as server:
         assert server.process is not None
         post_all(server.url("/ingest"), items[:8], 1, prefer)  # warm-up
+        # started after the warm-up's receipts: drained below, its mappings then loaded
+        follower = start_follow(url, tmp, drain_batch, translate_workers) if follow else None
         startup = (0.0, 0.0)
         if apart:  # start-up (mappings, translation workers) measured on 8 messages
             startup = drain_apart(url, tmp, drain_batch)
@@ -274,6 +304,8 @@ def run(
                 os.kill(server.process.pid, signal.SIGUSR1)
                 time.sleep(0.2)
             before = server_cpu(server.process.pid)
+            follow_before = server_cpu(follower.pid) if follower is not None else 0.0
+            kids_before = children_cpu(server.process.pid)
             loop_before = thread_cpu(server.process.pid)
             backends_before = backend_cpu(database)
             own_before = time.process_time()  # this process: the clients (httpx)
@@ -290,13 +322,19 @@ def run(
                 left, tail = wait_drained(watch)
                 tails[clients] = (left, tail, len(chunk) / (len(chunk) / rate + tail))
             cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
+            kids = (children_cpu(server.process.pid) - kids_before) * 1000 / len(chunk)
+            if follower is not None:
+                drains[clients] = (server_cpu(follower.pid) - follow_before) * 1000 / len(chunk)
             loop = (thread_cpu(server.process.pid) - loop_before) * 1000 / len(chunk)
             backends = backend_cpu(database)  # a backend started meanwhile counts from 0
             spent = sum(s - backends_before.get(pid, 0.0) for pid, s in backends.items())
             db = spent * 1000 / len(chunk) if database is not None else None
-            rows[clients] = (rate, lat, cpu, loop, own, db)
+            rows[clients] = (rate, lat, cpu, loop, own, db, kids)
             if groups and clients == 1:
                 sizes = group_sizes(server.log_text())
+        if follower is not None:
+            follower.send_signal(signal.SIGTERM)
+            follower.wait(60)
     if groups:
         with_four = group_sizes(server.log_text())
         sizes = {n: with_four.get(n, 0) - sizes.get(n, 0) for n in with_four}
@@ -305,13 +343,17 @@ def run(
     grouping = "" if group_max is None else f", ADAPTER_INGEST_GROUP_MAX={group_max}"
     grouping += ", answered on receipt (Prefer: respond-async)" if on_receipt else ""
     grouping += ", drained apart (adapter drain after the run)" if apart else ""
+    grouping += ", drained beside (adapter drain --follow)" if follow else ""
+    grouping += (
+        f", ADAPTER_TRANSLATE_WORKERS={translate_workers}" if translate_workers is not None else ""
+    )
     grouping += f", drain batch {drain_batch}" if drain_batch is not None else ""
     grouping += f", drain defer {drain_defer} s" if drain_defer is not None and on_receipt else ""
     print(
         f"\n== {label}, adapter serve --workers {workers}{grouping} "
         f"(load average {os.getloadavg()[0]:.1f})"
     )
-    for clients, (rate, lat, cpu, loop, own, db) in rows.items():
+    for clients, (rate, lat, cpu, loop, own, db, kids) in rows.items():
         p95 = statistics.quantiles(lat, n=20)[18]
         backends = "" if db is None else f"; PostgreSQL backends {db:4.1f}"
         # with --workers N the main process only supervises: its thread serves nothing
@@ -319,6 +361,7 @@ def run(
         print(
             f"   {clients} client(s): {rate:7.1f} msg/s   p50 {statistics.median(lat):7.1f} ms   "
             f"p95 {p95:7.1f} ms   server CPU {cpu:5.1f} ms/msg (event loop {loop_text}; "
+            f"child processes {kids:4.1f}; "
             f"clients {own:4.1f}{backends})"
         )
         if clients in tails:
@@ -326,6 +369,14 @@ def run(
             drained = len(lat) - left  # while the clients posted
             during = drained * rate / len(lat)
             after = left / tail if tail > 0 else float("nan")
+            if clients in drains and follow:
+                print(
+                    f"      received not yet drained at the last answer {left}; every message "
+                    f"final {tail:5.1f} s later: end-to-end {overall:6.1f} msg/s (drain "
+                    f"{during:5.1f} msg/s while receiving, {after:5.1f} after; adapter drain "
+                    f"--follow CPU {drains[clients]:5.1f} ms/msg, server CPU above: receipts)"
+                )
+                continue
             if clients in drains:
                 print(
                     f"      adapter drain afterwards, less its start-up ({startup[0]:.1f} s): "
@@ -380,8 +431,9 @@ def main() -> None:
     ap.add_argument(
         "--drain",
         default="server",
-        help="with --answer on-receipt, comma-separated: server (the server's drain thread) "
-        "and/or apart (the server without it; adapter drain once after each run)",
+        help="with --answer on-receipt, comma-separated: server (the server's drain thread), "
+        "apart (the server without it; adapter drain once after each run) and/or follow "
+        "(the server without it; adapter drain --follow beside it all along)",
     )
     ap.add_argument("--drain-batch", type=int, help="ADAPTER_INGEST_DRAIN_BATCH (default 100)")
     ap.add_argument(
@@ -389,6 +441,11 @@ def main() -> None:
         default=None,
         help="comma-separated ADAPTER_INGEST_DRAIN_DEFER_SECONDS values, one server each "
         "(with --drain server; default: the setting's, 2)",
+    )
+    ap.add_argument(
+        "--translate-workers",
+        default=None,
+        help="comma-separated ADAPTER_TRANSLATE_WORKERS values, one server (and drain) each",
     )
     ap.add_argument("--repeat", type=int, default=1, help="alternate the runs this many times")
     ap.add_argument("--groups", action="store_true", help="count documents per transaction")
@@ -411,11 +468,15 @@ def main() -> None:
         for d in (args.drain.split(",") if a == "on-receipt" else ["server"])
         for f in (defers if (a, d) == ("on-receipt", "server") else [None])
     ]
+    pools: list[int | None] = (
+        [int(t) for t in args.translate_workers.split(",")] if args.translate_workers else [None]
+    )
+    modes = [(*m, t) for m in modes for t in pools]
     runs = [(w, g, r, m) for r in range(args.repeat) for w in counts for g in groups for m in modes]
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
-        for workers, group, rep, (answer, drain, defer) in runs if not args.no_sqlite else []:
-            tag = f"s{workers}.{group}.{rep}.{answer[0]}{drain[0]}{defer}."
+        for workers, group, rep, (answer, drain, defer, pool) in runs if not args.no_sqlite else []:
+            tag = f"s{workers}.{group}.{rep}.{answer[0]}{drain[0]}{defer}{pool}."
             url = f"sqlite:///{tmp / f'post-{tag}db'}"
             engine = make_engine(url)
             migrate(engine)
@@ -435,10 +496,11 @@ def main() -> None:
                 drain=drain,
                 drain_batch=args.drain_batch,
                 drain_defer=defer,
+                translate_workers=pool,
             )
         if args.no_pg:
             return
-        for workers, group, rep, (answer, drain, defer) in runs:
+        for workers, group, rep, (answer, drain, defer, pool) in runs:
             made = postgres_engine(args.pg)
             if isinstance(made, str):
                 print(f"\n== PostgreSQL: skipped, {made}")
@@ -454,7 +516,7 @@ def main() -> None:
                     messages(
                         fixtures,
                         copies,
-                        f"p{workers}.{group}.{rep}.{answer[0]}{drain[0]}{defer}.",
+                        f"p{workers}.{group}.{rep}.{answer[0]}{drain[0]}{defer}{pool}.",
                         patients,
                     ),
                     workers,
@@ -467,6 +529,7 @@ def main() -> None:
                     drain=drain,
                     drain_batch=args.drain_batch,
                     drain_defer=defer,
+                    translate_workers=pool,
                 )
             finally:
                 drop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -106,6 +106,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await run_in_threadpool(prepare_database, app)
         await run_in_threadpool(record_config_loaded, runtime, "serve")
         checkpoints = start_checkpoints(settings, app.state.session_factory)
+        # translation workers for the server's life (ADAPTER_TRANSLATE_WORKERS, off unless
+        # set): group commit's callers and the drain translate there (decision 0068)
+        workers = ExitStack()
+        workers.enter_context(runtime.pipeline.translation_workers(settings.translate_workers or 0))
         drainer = start_drain(settings, runtime.pipeline)
         if delivery_worker is not None:
             app.state.delivery = await run_in_threadpool(
@@ -119,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 checkpoints.stop()
             if drainer is not None:
                 await run_in_threadpool(drainer.stop)
+            await run_in_threadpool(workers.close)
             if app.state.delivery is not None:
                 await run_in_threadpool(app.state.delivery.stop)
             engine.dispose()

@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from adapter.consortium import Facility
 from adapter.errors import AdapterError, Issue
@@ -94,16 +94,23 @@ def backlog(session: Session) -> Backlog:
 def drain(pipeline: Pipeline, *, batch: int = DEFAULT_BATCH) -> int:
     """Drain until nothing is left that this process can take; how many were settled."""
     done = 0
+    ahead: Ahead = {}
     while True:
-        settled = drain_batch(pipeline, batch)
+        settled = drain_batch(pipeline, batch, ahead=ahead)
         done += len(settled)
         if len(settled) < batch:
             return done
 
 
-def drain_batch(pipeline: Pipeline, limit: int = DEFAULT_BATCH) -> list[IngestResult]:
+def drain_batch(
+    pipeline: Pipeline, limit: int = DEFAULT_BATCH, *, ahead: Ahead | None = None
+) -> list[IngestResult]:
     """Settle up to ``limit`` received messages, oldest first, in one transaction with a
-    savepoint each; [] when none is waiting (or every one is another drain's)."""
+    savepoint each; [] when none is waiting (or every one is another drain's).
+
+    ``ahead`` (SQLite, with translation workers): the next batch's translations, started
+    by this call before it stores and taken by the next call, so that the workers
+    translate batch *k + 1* while this process stores batch *k*."""
     postgresql = pipeline.factory.kw["bind"].dialect.name == "postgresql"
     prepared: dict[str, _Prepared] = {}
     if postgresql:
@@ -111,13 +118,18 @@ def drain_batch(pipeline: Pipeline, limit: int = DEFAULT_BATCH) -> list[IngestRe
             if session.scalar(select(InboundMessage.id).where(_RECEIVED).limit(1)) is None:
                 return []
     else:  # translated before the write transaction: receipts go on meanwhile
+        started = ahead if ahead is not None else {}
         with pipeline.factory() as session:
             read_only(session)
-            waiting = list(session.scalars(_waiting(limit)))
+            pool = pipeline.translation_pool
+            reach = limit * 2 if ahead is not None and pool is not None else limit
+            waiting = list(session.scalars(_waiting(reach)))
             pool = _pool_for(pipeline, len(waiting))
-            prepared = {m.id: _prepare(pipeline, m, pool=pool) for m in waiting}
-            # translations from workers awaited here too, not in the write transaction
-            prepared = {k: p.resolved() for k, p in prepared.items()}
+            found = {m.id: started.get(m.id) or _prepare(pipeline, m, pool=pool) for m in waiting}
+        started.clear()  # those no longer received were settled meanwhile: dropped
+        started.update(itertools.islice(found.items(), limit, None))
+        # translations from workers awaited here, not in the write transaction
+        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
         if not prepared:
             return []
     ids: list[str] = []
@@ -154,9 +166,15 @@ def drain_batch(pipeline: Pipeline, limit: int = DEFAULT_BATCH) -> list[IngestRe
     return [r for r in results if r is not None]
 
 
+# translations started for the next batch, by message id (drain_batch's ``ahead``)
+Ahead = dict[str, "_Prepared"]
+
+
 def _waiting(limit: int) -> Select[tuple[InboundMessage]]:
     return (
         select(InboundMessage)
+        # the bytes with the rows: a deferred column is one SELECT per message otherwise
+        .options(undefer(InboundMessage.raw))
         .where(_RECEIVED)
         .order_by(InboundMessage.received_at, InboundMessage.id)
         .limit(limit)
@@ -350,6 +368,7 @@ class Drainer:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        ahead: Ahead = {}
         with self.pipeline.translation_workers(self.workers):
             full = True  # look at once: what a stopped server left behind
             while not self._stopping.is_set():
@@ -358,21 +377,34 @@ class Drainer:
                         self._stopping.wait(self.gather_seconds)
                     if self._stopping.is_set():
                         return
-                self._defer()
-                self._woken.clear()
-                self._waiting_since = None
                 try:
-                    settled = drain_batch(self.pipeline, self.batch)
+                    full = self.step(ahead)
                 except Exception:  # the database away: the messages stay received
                     log.exception("drain: a batch failed; its messages are taken again later")
                     self._stopping.wait(self.idle_seconds)
                     full = False
-                    continue
-                if settled:
-                    self.drained += len(settled)
-                    self.batches += 1
-                    log.debug("drain: %d messages settled in one batch", len(settled))
-                full = len(settled) >= self.batch
+
+    def step(self, ahead: Ahead | None = None) -> bool:
+        """One batch, once the defer allows it; True when it was full (more may wait)."""
+        self._defer()
+        self._woken.clear()
+        since, self._waiting_since = self._waiting_since, None
+        try:
+            settled = drain_batch(self.pipeline, self.batch, ahead=ahead)
+        except Exception:
+            if since is not None:  # still waiting
+                self._waiting_since = since
+            raise
+        if settled:
+            self.drained += len(settled)
+            self.batches += 1
+            log.debug("drain: %d messages settled in one batch", len(settled))
+        full = len(settled) >= self.batch
+        if full and since is not None:
+            # what the batch left has waited since then at least: the defer's bound counts
+            # from it, not from the next receipt (a steady flow got one batch per bound)
+            self._waiting_since = since
+        return full
 
 
 def wait_drained(pipeline: Pipeline, timeout: float, *, interval: float = 0.05) -> Backlog:

@@ -2,7 +2,9 @@
 documents that arrive while a write transaction runs are stored together in the next one,
 through the bulk path's savepoints (docs/decisions/0051-group-commit.md).
 
-Each caller translates its own document in its own thread, then queues it. The first
+Each caller translates its own document in its own thread (in a translation worker
+process when the server runs them, the thread waiting without the GIL: decision 0068),
+then queues it. The first
 caller to find nobody storing leads: it takes what is queued (up to ``max_group``, itself
 first), stores it in one transaction with a savepoint per document
 (adapter/pipeline/bulk.py), and once that transaction has committed hands every caller its
@@ -54,8 +56,9 @@ from adapter.store.models import InboundMessage
 from adapter.store.resources import batch_writes, flush_batch_writes
 
 if TYPE_CHECKING:
-    from adapter.consortium import SourceSystem
+    from adapter.consortium import Facility, SourceSystem
     from adapter.pipeline.ingest import Pipeline, _Job
+    from adapter.pipeline.translator import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +148,7 @@ class GroupCommit:
             digest = hashlib.sha256(raw).hexdigest()
             message_id = str(uuid.uuid4())
             # translated here, in the caller's thread, while another group may be storing
-            outcome = pipeline.translator.translate_for(raw, facility, source, message_id)
+            outcome = _translate(pipeline, raw, facility, source, message_id)
         except BaseException:
             arrival.close()
             raise
@@ -246,6 +249,17 @@ class Waiting(Protocol):
 
     lead: bool
     woken: threading.Event
+
+
+def _translate(
+    pipeline: Pipeline, raw: bytes, facility: Facility, source: SourceSystem, message_id: str
+) -> Outcome:
+    """In the server's translation workers when it runs them (``ADAPTER_TRANSLATE_WORKERS``:
+    the other core translates while this process stores), else in this thread."""
+    pool = pipeline.translation_pool
+    if pool is not None and pool.workers > 0 and not pool.broken:
+        return pool.submit(raw, source.id, message_id)()
+    return pipeline.translator.translate_for(raw, facility, source, message_id)
 
 
 def hand_on(queue: deque[Any], group: list[Any]) -> bool:

@@ -380,3 +380,66 @@ def test_adapter_drain_stores_what_was_received(
     assert "drained: 2 processed, 1 quarantined; 0 still received" in result.output
     with session_factory() as session:
         assert backlog(session).count == 0
+
+
+def test_the_defer_s_bound_counts_from_the_oldest_document_still_waiting(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """A full batch leaves older documents waiting: the next batch does not wait for a
+    pause again (a steady flow got one batch per bound before, and its backlog grew)."""
+    pipeline = example_pipeline(session_factory)
+    for n in range(12):
+        pipeline.receive(long_oru(control=f"STEADY{n:04d}"), Receipt("std-hl7v2", "http"))
+    drainer = Drainer(pipeline, batch=5, defer_seconds=60)
+    drainer.wake()
+    oldest = time.monotonic() - 61  # the first one waiting is past the bound
+    drainer._waiting_since = oldest
+    drainer._last_receipt = time.monotonic() + 3600  # receipts keep arriving, no pause
+    assert drainer.step() is True  # past the bound: drained at once, 5 of 12
+    assert drainer._waiting_since == oldest  # 7 still wait, since then at least
+    drainer.wake()  # another receipt: the bound still counts from the oldest
+    done: list[bool] = []
+    thread = threading.Thread(target=lambda: done.append(drainer.step()))
+    thread.start()
+    thread.join(30)  # deferred again, it would wait 60 s for a pause
+    drainer.stop()
+    thread.join(60)
+    assert done == [True] and drainer.drained == 10
+    assert drainer.step() is False  # the last 2: the backlog is empty, nothing kept
+    assert drainer._waiting_since is None
+    with session_factory() as session:
+        assert backlog(session).count == 0
+
+
+def test_translations_started_ahead_are_used_once_and_dropped_when_settled_elsewhere(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    pipeline = example_pipeline(session_factory)
+    ids = [
+        pipeline.receive(long_oru(control=f"AHEAD{n:04d}"), Receipt("std-hl7v2", "http")).message_id
+        for n in range(20)
+    ]
+    ahead: drain_module.Ahead = {}
+    with pipeline.translation_workers(1):
+        first = drain_batch(pipeline, 8, ahead=ahead)
+        assert [r.message_id for r in first] == ids[:8]
+        if engine.dialect.name == "postgresql":  # translated in the claiming transaction
+            assert ahead == {}
+        else:  # the next 8 sent to the worker while the first 8 were stored
+            assert list(ahead) == ids[8:16]
+        # one of them settled by another drain meanwhile: its translation is dropped
+        assert drain_module.settle_alone(pipeline, ids[9]) is not None
+        second = drain_batch(pipeline, 8, ahead=ahead)
+        assert [r.message_id for r in second] == ids[8:9] + ids[10:17]
+        rest = drain_batch(pipeline, 8, ahead=ahead)
+    assert [r.message_id for r in rest] == ids[17:]
+    assert {r.status for r in first + second + rest} == {"processed"}
+    with session_factory() as session:
+        assert backlog(session).count == 0
+        assert verify(session).ok
+        translated = Counter(
+            r.message_id
+            for r in session.scalars(select(AuditRecord))
+            if r.action == "message.translated"
+        )
+        assert translated == dict.fromkeys(ids, 1)

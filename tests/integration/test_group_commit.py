@@ -102,14 +102,29 @@ def _result(outcome: Outcome) -> IngestResult:
     return outcome
 
 
-@pytest.mark.parametrize("with_refused", [False, True], ids=["committed", "refused-value"])
+@pytest.mark.parametrize(
+    ("with_refused", "workers"),
+    [(False, 0), (True, 0), (False, 1)],
+    ids=["committed", "refused-value", "translated-in-a-worker"],
+)
 def test_a_group_answers_each_caller_what_it_would_get_alone(
     session_factory: sessionmaker[Session],
     engine: Engine,
     refusing_database: None,  # noqa: F811
     with_refused: bool,
+    workers: int,
 ) -> None:
     pipeline = example_pipeline(session_factory)
+    with pipeline.translation_workers(workers):  # the server's, when it runs them
+        _answers_each_caller(pipeline, session_factory, engine, with_refused)
+        if workers:  # the callers' documents were sent to the worker
+            assert pipeline.translation_pool is not None
+            assert pipeline.translation_pool._executor is not None
+
+
+def _answers_each_caller(
+    pipeline: Pipeline, session_factory: sessionmaker[Session], engine: Engine, with_refused: bool
+) -> None:
     earlier = long_oru(control="GROUP0000")
     before = pipeline.ingest(earlier, Receipt("std-hl7v2", "http"))
     good, other = long_oru(control="GROUP0001"), long_oru(control="GROUP0002")
