@@ -30,13 +30,20 @@ _message = sa.table(
 )
 
 
+def _starting_with_mark(bind: sa.engine.Connection) -> list[sa.Row]:
+    """The rows whose stored bytes begin with ``MARK``."""
+    return list(
+        bind.execute(
+            sa.select(_message.c.id, _message.c.raw).where(
+                sa.func.substr(_message.c.raw, 1, len(MARK)) == sa.literal(MARK, sa.LargeBinary())
+            )
+        ).all()
+    )
+
+
 def upgrade() -> None:
     bind = op.get_bind()
-    marked = bind.execute(
-        sa.select(_message.c.id, _message.c.raw).where(
-            sa.func.substr(_message.c.raw, 1, len(MARK)) == sa.literal(MARK, sa.LargeBinary())
-        )
-    ).all()
+    marked = _starting_with_mark(bind)
     for message_id, raw in marked:
         bind.execute(
             _message.update()
@@ -49,11 +56,7 @@ def downgrade() -> None:
     import zlib
 
     bind = op.get_bind()
-    marked = bind.execute(
-        sa.select(_message.c.id, _message.c.raw).where(
-            sa.func.substr(_message.c.raw, 1, len(MARK)) == sa.literal(MARK, sa.LargeBinary())
-        )
-    ).all()
+    marked = _starting_with_mark(bind)
     for message_id, stored in marked:
         stored = bytes(stored)
         codec, body = stored[len(MARK) : len(MARK) + 1], stored[len(MARK) + 1 :]
