@@ -5,7 +5,6 @@ record which resource versions were disclosed to whom, never their content."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -14,10 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store import enqueue_many
 from tests.audit.audit_support import ROOT, check, records
 from tests.integration.delivery_receiver import Receiver
-from tests.integration.delivery_support import DEST, receiving, worker
+from tests.integration.delivery_support import DEST, queue_message, receiving, worker
 
 CBC = ROOT / "fixtures" / "hl7v2" / "oru" / "shiqiao-lis" / "cbc-18-st.hl7"
 
@@ -46,28 +44,7 @@ def test_one_correlation_id_from_receipt_to_delivery_and_replay(
     # the county hospital's destination is disabled in the example consortium: queue the
     # message's resources for the test receiver, as routing would for an enabled one
     with session_factory.begin() as session:
-        stored = session.execute(
-            text(
-                "SELECT resource_type, id, version_id, patient_key FROM resource "
-                "WHERE message_id = :m"
-            ),
-            {"m": message_id},
-        ).all()
-        enqueue_many(
-            session,
-            [
-                {
-                    "destination": DEST,
-                    "resource_type": t,
-                    "resource_id": i,
-                    "version_id": v,
-                    "patient_key": p,
-                    "message_id": message_id,
-                }
-                for t, i, v, p in stored
-            ],
-            now=datetime.now(UTC),
-        )
+        queue_message(session, message_id)
     worker(session_factory, receiver.base_url).drain(max_batches=3)
     delivered = _of(session_factory, action="delivery.delivered")
     assert delivered, "nothing was delivered"

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium
@@ -185,6 +185,33 @@ def queue(
         return list(
             session.scalars(select(Outbox.id).where(Outbox.id > before).order_by(Outbox.id))
         )
+
+
+def queue_message(session: Session, message_id: str) -> list[Any]:
+    """Every resource the message stored queued for DEST, as routing would for an enabled
+    destination; the stored (resource_type, id, version_id, patient_key) rows."""
+    stored = session.execute(
+        text(
+            "SELECT resource_type, id, version_id, patient_key FROM resource WHERE message_id = :m"
+        ),
+        {"m": message_id},
+    ).all()
+    enqueue_many(
+        session,
+        [
+            {
+                "destination": DEST,
+                "resource_type": t,
+                "resource_id": i,
+                "version_id": v,
+                "patient_key": p,
+                "message_id": message_id,
+            }
+            for t, i, v, p in stored
+        ],
+        now=datetime.now(UTC),
+    )
+    return list(stored)
 
 
 def breaker_state(factory: sessionmaker[Session]) -> DeliveryDestination:

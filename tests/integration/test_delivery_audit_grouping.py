@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.disclosures import disclosures
@@ -20,13 +20,12 @@ from adapter.audit.resource import audit_event
 from adapter.audit.search import search_records
 from adapter.delivery.settlement import audit_events
 from adapter.pipeline import Receipt
-from adapter.store import enqueue_many
 from adapter.store.audit_log import AuditRecord
 from adapter.store.outbox import OutboxRow, Settlement
 from tests.audit.audit_support import check
 from tests.integration.connector_helpers import example_pipeline
 from tests.integration.delivery_receiver import Receiver
-from tests.integration.delivery_support import DEST, receiving, worker
+from tests.integration.delivery_support import DEST, queue_message, receiving, worker
 
 ROOT = Path(__file__).resolve().parents[2]
 TWO_ORDERS = ROOT / "fixtures" / "hl7v2" / "oru" / "std-hl7v2" / "two-orders.hl7"
@@ -158,33 +157,12 @@ def _ingest_and_queue(factory: sessionmaker[Session]) -> dict[str, tuple[str, se
     with factory.begin() as session:
         for result in got:
             assert result.accepted and result.message_id
-            stored = session.execute(
-                text(
-                    "SELECT resource_type, id, version_id, patient_key FROM resource "
-                    "WHERE message_id = :m"
-                ),
-                {"m": result.message_id},
-            ).all()
+            stored = queue_message(session, result.message_id)
             patients = {p for *_, p in stored if p}
             assert len(patients) == 1
             out[result.message_id] = (
                 patients.pop(),
                 {f"{t}/{i}/_history/{v}" for t, i, v, p in stored if p},
-            )
-            enqueue_many(
-                session,
-                [
-                    {
-                        "destination": DEST,
-                        "resource_type": t,
-                        "resource_id": i,
-                        "version_id": v,
-                        "patient_key": p,
-                        "message_id": result.message_id,
-                    }
-                    for t, i, v, p in stored
-                ],
-                now=datetime.now(UTC),
             )
     return out
 
