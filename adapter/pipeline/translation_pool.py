@@ -142,25 +142,7 @@ class TranslationPool:
     def submit(self, raw: bytes, source_system: str, message_id: str) -> Callable[[], Outcome]:
         """Start translating; the returned function gives the outcome (from the worker, or
         from this process if the worker failed)."""
-        future: Future[Outcome] | None = None
-        if not self.broken:
-            try:
-                future = self._pool().submit(_translate, raw, source_system, message_id)
-            except Exception as exc:  # the pool broke (a worker died): translate here
-                self._broke(exc)
-
-        def outcome() -> Outcome:
-            if future is not None:
-                try:
-                    return future.result()
-                except BrokenExecutor as exc:  # a worker died: no more workers this run
-                    self._broke(exc)
-                except Exception:  # translating raised there: it does here too, as before
-                    pass
-            facility, source = self.translator.source(source_system)
-            return self.translator.translate_for(raw, facility, source, message_id)
-
-        return outcome
+        return self.submit_many([(raw, source_system, message_id)])[0]
 
     def submit_many(self, items: list[tuple[bytes, str, str]]) -> list[Callable[[], Outcome]]:
         """``submit`` for many documents (raw, source system, message id), in order, sent
