@@ -56,7 +56,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # before -m selection runs, so `pytest -m db` sees these marks
     for item in items:
         names = getattr(item, "fixturenames", ())
-        if "database_url" in names or "module_database_url" in names:
+        # blank_database_url too: the migration tests are PostgreSQL tests in the -m db pass
+        if {"database_url", "module_database_url", "blank_database_url"} & set(names):
             item.add_marker(pytest.mark.db)
 
 

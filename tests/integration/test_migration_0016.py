@@ -8,13 +8,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import orjson
-from sqlalchemy import Text, insert, literal, text
+from sqlalchemy import Text, column, insert, literal, table, text
 
 from adapter.store import make_engine, migrate, read_history, read_version, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.body_codec import json_bytes
 from adapter.store.engine import alembic_config
-from adapter.store.models import Resource, ResourceVersion
+
+# the two tables as 0015 has them (the models are at head: on PostgreSQL their
+# resource_key would take the next value of a sequence 0015 does not have)
+_COLUMNS = ("resource_type", "id", "version_id", "last_updated", "deleted", "body")
+RESOURCE_0015 = table("resource", *map(column, (*_COLUMNS, "content_hash")))
+RESOURCE_VERSION_0015 = table("resource_version", *map(column, _COLUMNS))
 
 T = [datetime(2026, 5, 3, 3, n, tzinfo=UTC) for n in range(4)]
 
@@ -35,7 +40,7 @@ def _fill_at_0015(engine) -> None:
     with engine.begin() as conn:
         for rid, version, gender, moment in (rows[1], rows[2]):
             conn.execute(
-                insert(Resource.__table__).values(
+                insert(RESOURCE_0015).values(
                     {
                         "resource_type": "Patient",
                         "id": rid,
@@ -49,7 +54,7 @@ def _fill_at_0015(engine) -> None:
             )
         for rid, version, gender, moment in rows:
             conn.execute(
-                insert(ResourceVersion.__table__).values(
+                insert(RESOURCE_VERSION_0015).values(
                     {
                         "resource_type": "Patient",
                         "id": rid,
