@@ -45,25 +45,7 @@ def claim(
 ) -> list[OutboxRow]:
     """Claim up to ``limit`` due rows of one destination (heads of their order keys) for
     ``lease_seconds``; they become ``in-flight``, owned by ``worker``."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    head = _o.alias("head")
-    if postgresql:
-        # the heads as one array: the primary key is then probed for them in id order and
-        # the probing stops at ``limit`` claimable rows (no sort, no walk through the
-        # delivered rows of the table's id order)
-        chosen = head.c.id == any_(func.array(heads(destination).scalar_subquery()))
-    else:
-        chosen = head.c.id.in_(heads(destination, sqlite=True))
-    candidates = (
-        select(head.c.id)
-        # due is tested on the row itself: on PostgreSQL a row another worker changed since
-        # this statement's snapshot is tested again on its newest version before it is locked
-        .where(chosen, due(head, now))
-        .order_by(head.c.id)
-        .limit(limit)
-    )
-    if postgresql:
-        candidates = candidates.with_for_update(skip_locked=True, of=head)
+    candidates = due_heads(session, destination=destination, now=now, limit=limit)
     statement = (
         update(_o)
         .where(_o.c.id.in_(candidates.scalar_subquery()))
@@ -77,6 +59,34 @@ def claim(
     rows = [OutboxRow.of(row) for row in session.execute(statement).mappings()]
     rows.sort(key=lambda r: r.id)
     return rows
+
+
+def due_heads(
+    session: Session, *, destination: str, now: datetime, limit: int, key: bool = False
+) -> Select[Any]:
+    """The first ``limit`` due heads of ``destination`` in id order (their ids, and their
+    order keys with ``key``); on PostgreSQL locked ``FOR UPDATE SKIP LOCKED``, so a head
+    another worker is claiming is passed over and one found here is this transaction's."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    head = _o.alias("head")
+    if postgresql:
+        # the heads as one array: the primary key is then probed for them in id order and
+        # the probing stops at ``limit`` claimable rows (no sort, no walk through the
+        # delivered rows of the table's id order)
+        chosen = head.c.id == any_(func.array(heads(destination).scalar_subquery()))
+    else:
+        chosen = head.c.id.in_(heads(destination, sqlite=True))
+    candidates = (
+        select(head.c.id, *([head.c.order_key] if key else []))
+        # due is tested on the row itself: on PostgreSQL a row another worker changed since
+        # this statement's snapshot is tested again on its newest version before it is locked
+        .where(chosen, due(head, now))
+        .order_by(head.c.id)
+        .limit(limit)
+    )
+    if postgresql:
+        candidates = candidates.with_for_update(skip_locked=True, of=head)
+    return candidates
 
 
 def heads(destination: str, *, sqlite: bool = False) -> Select[tuple[int]]:
