@@ -54,8 +54,8 @@ from adapter.store.outbox.destinations import (
     take_probe,
 )
 from adapter.store.outbox.enqueue import enqueue, enqueue_many, order_key
-from adapter.store.outbox.queues import claim_queues
 from adapter.store.outbox.prune import Pruned, count_prunable, prune_batch, pruned_totals
+from adapter.store.outbox.queues import claim_queues
 from adapter.store.outbox.replay import (
     REPLAYABLE,
     attempts_of,
