@@ -271,10 +271,12 @@ class Outbox(Base):
         CheckConstraint(
             "state IN (" + ", ".join(f"'{state}'" for state in OUTBOX_STATES) + ")", name="state"
         ),
+        # decision 0070: what each query uses (bench/outbox_plans.py). (state,
+        # next_attempt_at): the prune, a retry's due time, listings by state; (destination,
+        # state, order_key, id): the claim's heads and queues, coalescing (a resource's rows
+        # share its order key), per-destination counts and replays
         Index(None, "state", "next_attempt_at"),
-        Index(None, "destination", "state", "next_attempt_at"),
-        Index(None, "destination", "order_key", "id"),
-        Index(None, "resource_type", "resource_id"),
+        Index(None, "destination", "state", "order_key", "id"),
         UniqueConstraint("destination", "sequence", name="uq_outbox_destination_sequence"),
     )
 

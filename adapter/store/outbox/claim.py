@@ -274,10 +274,13 @@ def settle_coalesced_many(session: Session, delivered: list[Settlement], *, work
         return 0
     destination = delivered[0].row.destination
     batch = {s.row.id for s in delivered}
+    # a resource's rows share its order key (its patient's): the (destination, state,
+    # order_key, id) index finds them (decision 0070; no index on the resource any more)
     found = session.execute(
         select(_o.c.id, _o.c.resource_type, _o.c.resource_id, _o.c.version_id).where(
             _o.c.destination == destination,
             _o.c.state == PENDING,
+            _o.c.order_key.in_(sorted({s.row.order_key for s in sent.values()})),
             keys_in(_o.c.resource_type, _o.c.resource_id, set(sent)),
         )
     ).all()

@@ -101,17 +101,16 @@ def claim_queues(
 def _runs(
     session: Session, destination: str, by_key: dict[str, int], now: datetime
 ) -> dict[str, list[int]]:
-    """The unbroken run of due rows queued behind each head, in queue order."""
+    """The unbroken run of due rows queued behind each head, in queue order. A head is its
+    key's lowest active id, so the key's active rows are the head and those behind it."""
     queued = session.execute(
-        select(_o.c.id, _o.c.order_key, _o.c.state, _o.c.next_attempt_at, _o.c.claimed_until)
-        .where(
+        select(_o.c.id, _o.c.order_key, _o.c.state, _o.c.next_attempt_at, _o.c.claimed_until).where(
             _o.c.destination == destination,
             _o.c.state.in_(ACTIVE),
             _o.c.order_key.in_(list(by_key)),
-            _o.c.id > min(by_key.values()),
         )
-        .order_by(_o.c.id)
     ).all()
+    queued.sort()  # by id (sorted here: an ORDER BY id makes SQLite walk the table by id)
     runs: dict[str, list[int]] = {key: [] for key in by_key}
     stopped: set[str] = set()
     for row_id, key, state, next_attempt_at, claimed_until in queued:
