@@ -273,10 +273,12 @@ class Outbox(Base):
         ),
         # decision 0070: what each query uses (bench/outbox_plans.py). (state,
         # next_attempt_at): the prune, a retry's due time, listings by state; (destination,
-        # state, order_key, id): the claim's heads and queues, coalescing (a resource's rows
-        # share its order key), per-destination counts and replays
+        # state, order_key): the claim's heads and queues, coalescing (a resource's rows
+        # share its order key), per-destination counts and replays. No id column: SQLite
+        # keeps the rowid (= id) in every index entry anyway, and without it PostgreSQL
+        # stores a patient's rows as one deduplicated entry
         Index(None, "state", "next_attempt_at"),
-        Index(None, "destination", "state", "order_key", "id"),
+        Index(None, "destination", "state", "order_key"),
         UniqueConstraint("destination", "sequence", name="uq_outbox_destination_sequence"),
     )
 

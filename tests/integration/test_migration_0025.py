@@ -21,7 +21,7 @@ OLD = {
     ("destination", "order_key", "id"),
     ("resource_type", "resource_id"),
 }
-NEW = ("destination", "state", "order_key", "id")
+NEW = ("destination", "state", "order_key")
 
 
 def _indexes(engine: Engine) -> set[tuple[str, ...]]:

@@ -97,9 +97,9 @@ def heads(destination: str, *, sqlite: bool = False) -> Select[tuple[int]]:
     "no earlier active row" test walked the table in id order and probed, for every due row,
     every earlier row of its patient, delivered ones included (decision 0040, 2026-12-04)."""
     active = _o.alias("active")
-    # SQLite would read the rows in order_key order through the (destination, order_key,
-    # id) index, i.e. every row of the destination, delivered ones included; grouping by
-    # an expression of the key makes it take the (destination, state, ...) index instead
+    # SQLite read the rows in order_key order through the (destination, order_key, id)
+    # index (before 0070), i.e. every row of the destination, delivered ones included;
+    # grouping by an expression of the key keeps it on a (destination, state, ...) range
     key = active.c.order_key + "" if sqlite else active.c.order_key
     return (
         select(func.min(active.c.id))
@@ -275,7 +275,7 @@ def settle_coalesced_many(session: Session, delivered: list[Settlement], *, work
     destination = delivered[0].row.destination
     batch = {s.row.id for s in delivered}
     # a resource's rows share its order key (its patient's): the (destination, state,
-    # order_key, id) index finds them (decision 0070; no index on the resource any more)
+    # order_key) index finds them (decision 0070; no index on the resource any more)
     found = session.execute(
         select(_o.c.id, _o.c.resource_type, _o.c.resource_id, _o.c.version_id).where(
             _o.c.destination == destination,

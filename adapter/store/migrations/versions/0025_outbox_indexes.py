@@ -1,5 +1,5 @@
 """The outbox's indexes by what its queries use (decision 0070): one (destination, state,
-order_key, id) index serves the claim's heads and queues, coalescing (a resource's rows
+order_key) index serves the claim's heads and queues, coalescing (a resource's rows
 share its order key), the per-destination counts and replays, in place of (destination,
 state, next_attempt_at), (destination, order_key, id) and (resource_type, resource_id).
 (state, next_attempt_at), message_id and the (destination, sequence) constraint stay.
@@ -25,7 +25,7 @@ _DROPPED = {
     "ix_outbox_destination_order_key_id": ["destination", "order_key", "id"],
     "ix_outbox_resource_type_resource_id": ["resource_type", "resource_id"],
 }
-_MADE = ("ix_outbox_destination_state_order_key_id", ["destination", "state", "order_key", "id"])
+_MADE = ("ix_outbox_destination_state_order_key", ["destination", "state", "order_key"])
 
 
 def upgrade() -> None:
