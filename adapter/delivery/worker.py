@@ -169,7 +169,14 @@ class DeliveryWorker:
             if report.admission == "wait":
                 return report
             limit = 1 if report.admission == "probe" else options.batch_size
-            rows = outbox.claim(
+            # an ordered destination (one transaction Bundle) takes whole patient queues,
+            # a probe or any other destination at most each patient's head (decision 0070)
+            take = (
+                outbox.claim_queues
+                if report.admission == "send" and getattr(destination, "ordered", False)
+                else outbox.claim
+            )
+            rows = take(
                 session,
                 destination=destination_id,
                 worker=self.worker_id,
@@ -177,17 +184,6 @@ class DeliveryWorker:
                 lease_seconds=options.lease_seconds,
                 limit=limit,
             )
-            if report.admission == "send" and getattr(destination, "ordered", False):
-                # room left: the rows queued right behind the heads go in the same request
-                rows += outbox.claim_followers(
-                    session,
-                    rows,
-                    worker=self.worker_id,
-                    now=now,
-                    lease_seconds=options.lease_seconds,
-                    limit=limit - len(rows),
-                )
-                rows.sort(key=lambda r: r.id)
             bodies = outbox.current_bodies(session, rows)
             settlements = _unsendable(session, rows, bodies, now)
             left = {s.row.id for s in settlements}

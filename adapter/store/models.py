@@ -271,10 +271,14 @@ class Outbox(Base):
         CheckConstraint(
             "state IN (" + ", ".join(f"'{state}'" for state in OUTBOX_STATES) + ")", name="state"
         ),
+        # decision 0070: what each query uses (bench/outbox_plans.py). (state,
+        # next_attempt_at): the prune, a retry's due time, listings by state; (destination,
+        # state, order_key): the claim's heads and queues, coalescing (a resource's rows
+        # share its order key), per-destination counts and replays. No id column: SQLite
+        # keeps the rowid (= id) in every index entry anyway, and without it PostgreSQL
+        # stores a patient's rows as one deduplicated entry
         Index(None, "state", "next_attempt_at"),
-        Index(None, "destination", "state", "next_attempt_at"),
-        Index(None, "destination", "order_key", "id"),
-        Index(None, "resource_type", "resource_id"),
+        Index(None, "destination", "state", "order_key"),
         UniqueConstraint("destination", "sequence", name="uq_outbox_destination_sequence"),
     )
 

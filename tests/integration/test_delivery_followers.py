@@ -1,6 +1,7 @@
-"""A patient's queued rows in one transaction (decision 0040, amended 2026-12-04 afternoon):
-a claim with room left takes the rows queued right behind its heads, when the destination
-applies one request in order or not at all (a FHIR transaction Bundle). What must hold:
+"""A patient's queued rows in one transaction (decision 0040, amended 2026-12-04 afternoon,
+and decision 0070): a claim takes whole patient queues (up to half the claim per patient
+while others wait) when the destination applies one request in order or not at all (a
+FHIR transaction Bundle). What must hold:
 per-patient order (nothing of a patient is sent after one of its rows failed and waits for
 a retry), sequence numbers in queue order, retries, dead letters and coalescing as before.
 A real loopback receiver answers; the clock is the test's. SQLite and PostgreSQL."""
@@ -13,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store.models import DeliveryAttempt, Outbox
-from adapter.store.outbox import claim, claim_followers
+from adapter.store.outbox import claim_queues
 from tests.integration.delivery_receiver import Receiver, outcome
 from tests.integration.delivery_support import (
     DEST,
@@ -157,7 +158,37 @@ def test_rows_behind_in_a_later_chunk_are_held_when_an_earlier_chunk_fails(
     assert receiver.refs() == ["Observation/a1", "Observation/a2", "Observation/a3"]
 
 
-def test_heads_come_first_and_followers_fill_the_room_left(
+def test_whole_patient_queues_come_first_up_to_half_the_claim_each(
+    session_factory: sessionmaker[Session], receiver: Receiver
+) -> None:
+    """Decision 0070 (amending 0040's "heads first, followers fill the room left"): a claim
+    takes each patient's queue whole, so behind a backlog a message still goes out in one
+    request; one patient gets at most half the claim while others wait."""
+    queue(
+        session_factory,
+        [observation(f"{p}{n}", f"p{p}", "v1") for p in "abc" for n in range(3)]
+        + [observation(f"d{n}", "pd", "v1") for n in range(5)],
+    )
+    w = worker(
+        session_factory, receiver.base_url, clock=Clock(), bundle="transaction", batch_size=6
+    )
+    w.process(DEST)
+    # before: the heads a0, b0, c0, d0, then a1, a2; now a's and b's queues whole
+    assert receiver.refs() == [f"Observation/{p}{n}" for p in "ab" for n in range(3)]
+    w.process(DEST)
+    # c's queue (3) and d's share (half of 6: 3 rows), then d's rest in the next claim
+    assert receiver.refs()[6:] == [
+        "Observation/c0",
+        "Observation/c1",
+        "Observation/c2",
+        "Observation/d0",
+        "Observation/d1",
+        "Observation/d2",
+    ]
+    assert [r.claimed for r in w.drain()] == [2]
+
+
+def test_one_patients_long_queue_leaves_half_of_each_claim_to_the_others(
     session_factory: sessionmaker[Session], receiver: Receiver
 ) -> None:
     queue(
@@ -169,13 +200,14 @@ def test_heads_come_first_and_followers_fill_the_room_left(
         session_factory, receiver.base_url, clock=Clock(), bundle="transaction", batch_size=4
     )
     w.process(DEST)
-    # both heads, then a's rows behind its head until the claim is full
     assert receiver.refs() == [
         "Observation/a0",
         "Observation/a1",
-        "Observation/a2",
         "Observation/b0",
+        "Observation/b1",
     ]
+    # then two more each, then the last one each (a patient alone fills the claim: above)
+    assert [r.claimed for r in w.drain()] == [4, 2]
 
 
 def test_a_batch_bundle_still_takes_one_row_per_patient(
@@ -216,29 +248,39 @@ KINDS = ["pending-due", "pending-later", "in-flight", "in-flight-expired", "deli
 
 
 def _model(states: dict[int, tuple[str, str]], limit: int) -> list[int]:
-    """What claim + claim_followers must take: the due heads in id order up to ``limit``,
-    then behind each of them (in id order) its unbroken run of due rows, until ``limit``."""
+    """What claim_queues must take: the due heads in id order, each with its unbroken run of
+    due rows behind it up to half the claim (``limit // 2``, at least the head), until
+    ``limit``; then, if every due head got its share, the rest of the runs in head order."""
     active = {i: s for i, s in states.items() if s[1] not in ("delivered", "dead")}
     due = {i for i, (_k, kind) in active.items() if kind in ("pending-due", "in-flight-expired")}
     heads: dict[str, int] = {}
     for i in sorted(active):
         heads.setdefault(active[i][0], i)
-    taken = sorted(i for i in heads.values() if i in due)[:limit]
-    followers: list[int] = []
-    for head in taken:
+    runs: dict[int, list[int]] = {}
+    for head in sorted(i for i in heads.values() if i in due):
         key = active[head][0]
+        runs[head] = [head]
         for i in sorted(j for j in active if active[j][0] == key and j > head):
-            if i not in due or len(taken) + len(followers) >= limit:
+            if i not in due:
                 break
-            followers.append(i)
-    return sorted(taken + followers)
+            runs[head].append(i)
+    share = max(1, limit // 2)
+    taken: dict[int, int] = {}
+    for head, run in runs.items():
+        left = limit - sum(taken.values())
+        if left <= 0:
+            break
+        taken[head] = min(len(run), share, left)
+    for head in taken:
+        taken[head] += min(len(runs[head]) - taken[head], limit - sum(taken.values()))
+    return sorted(i for head, n in taken.items() for i in runs[head][:n])
 
 
-def test_claim_with_followers_matches_the_model_on_random_queues(
+def test_claim_queues_matches_the_model_on_random_queues(
     session_factory: sessionmaker[Session],
 ) -> None:
     rng = random.Random(14)
-    for _round in range(6):
+    for _round in range(10):
         with session_factory.begin() as session:
             session.execute(Outbox.__table__.delete())
         keys = [rng.choice(["p0", "p1", "p2", "p3"]) for _ in range(24)]
@@ -250,13 +292,10 @@ def test_claim_with_followers_matches_the_model_on_random_queues(
             states[row_id] = (f"Patient/{key}", kind)
         limit = rng.choice([1, 3, 6, 20])
         with session_factory.begin() as session:
-            heads = claim(
+            taken = claim_queues(
                 session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=limit
             )
-            more = claim_followers(
-                session, heads, worker="w", now=T0, lease_seconds=60, limit=limit - len(heads)
-            )
-        got = sorted(r.id for r in heads + more)
+        got = [r.id for r in taken]
         assert got == _model(states, limit), (states, limit)
         after = rows(session_factory)
         assert all((after[i].state, after[i].claimed_by) == ("in-flight", "w") for i in got)
@@ -270,9 +309,10 @@ def test_a_retry_waiting_behind_the_head_keeps_the_rows_after_it_waiting(
     # after it had failed): the run behind the head stops before it
     _set(session_factory, ids[2], "pending-later")
     with session_factory.begin() as session:
-        heads = claim(session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=4)
-        more = claim_followers(session, heads, worker="w", now=T0, lease_seconds=60, limit=3)
-    assert [h.id for h in heads] == ids[:1] and [r.id for r in more] == ids[1:2]
+        taken = claim_queues(
+            session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=4
+        )
+    assert [r.id for r in taken] == ids[:2]
     assert [rows(session_factory)[i].state for i in ids] == [
         "in-flight",
         "in-flight",
@@ -293,13 +333,12 @@ def test_a_row_changed_between_the_read_and_the_claim_gives_back_the_rows_after_
 
     ids = _queue(session_factory, [(DEST, "p1")] * 4)
     with session_factory.begin() as session:
-        heads = claim(session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=4)
         connection = session.connection()
         changed: list[bool] = []
 
         @event.listens_for(connection, "before_execute")
         def meanwhile(conn, clause, *_args):  # type: ignore[no-untyped-def]
-            # just before claim_followers' UPDATE (after its read): the third row is settled
+            # just before claim_queues' UPDATE (after its reads): the third row is settled
             # elsewhere as a retry waiting five minutes
             if changed or not str(clause).startswith("UPDATE outbox"):
                 return
@@ -310,10 +349,12 @@ def test_a_row_changed_between_the_read_and_the_claim_gives_back_the_rows_after_
                 .values(next_attempt_at=T0 + timedelta(minutes=5))
             )
 
-        more = claim_followers(session, heads, worker="w", now=T0, lease_seconds=60, limit=3)
+        taken = claim_queues(
+            session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=4
+        )
         event.remove(connection, "before_execute", meanwhile)
     assert changed
-    assert [h.id for h in heads] == ids[:1] and [r.id for r in more] == ids[1:2]
+    assert [r.id for r in taken] == ids[:2]
     after = rows(session_factory)
     assert [(after[i].state, after[i].claimed_by) for i in ids] == [
         ("in-flight", "w"),

@@ -6,7 +6,7 @@ rows.py          OutboxRow (the one row type), AttemptRow, Settlement; states ar
 enqueue.py       enqueue / enqueue_many: written in the ingest transaction
 claim.py         claim (leases, per-patient order), current_bodies, extend_lease, release,
                  release_all, settle(_many), settle_coalesced(_many): the worker's side
-followers.py     claim_followers: the rows right behind claimed heads (one ordered request)
+queues.py        claim_queues: heads with the rows queued behind them (one ordered request)
 prune.py         prune_batch, count_prunable: the retention of delivered rows (decision 0064)
 replay.py        list_deliveries, get_delivery, attempts_of, replay_one, replay_many
 destinations.py  the per-destination row (breaker state, running totals) and queue_figures
@@ -54,8 +54,8 @@ from adapter.store.outbox.destinations import (
     take_probe,
 )
 from adapter.store.outbox.enqueue import enqueue, enqueue_many, order_key
-from adapter.store.outbox.followers import claim_followers
 from adapter.store.outbox.prune import Pruned, count_prunable, prune_batch, pruned_totals
+from adapter.store.outbox.queues import claim_queues
 from adapter.store.outbox.replay import (
     REPLAYABLE,
     attempts_of,
@@ -86,7 +86,7 @@ __all__ = [
     "breaker_state",
     "check_state",
     "claim",
-    "claim_followers",
+    "claim_queues",
     "close_breaker",
     "count_failures",
     "count_prunable",

@@ -45,25 +45,7 @@ def claim(
 ) -> list[OutboxRow]:
     """Claim up to ``limit`` due rows of one destination (heads of their order keys) for
     ``lease_seconds``; they become ``in-flight``, owned by ``worker``."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    head = _o.alias("head")
-    if postgresql:
-        # the heads as one array: the primary key is then probed for them in id order and
-        # the probing stops at ``limit`` claimable rows (no sort, no walk through the
-        # delivered rows of the table's id order)
-        chosen = head.c.id == any_(func.array(heads(destination).scalar_subquery()))
-    else:
-        chosen = head.c.id.in_(heads(destination, sqlite=True))
-    candidates = (
-        select(head.c.id)
-        # due is tested on the row itself: on PostgreSQL a row another worker changed since
-        # this statement's snapshot is tested again on its newest version before it is locked
-        .where(chosen, due(head, now))
-        .order_by(head.c.id)
-        .limit(limit)
-    )
-    if postgresql:
-        candidates = candidates.with_for_update(skip_locked=True, of=head)
+    candidates = due_heads(session, destination=destination, now=now, limit=limit)
     statement = (
         update(_o)
         .where(_o.c.id.in_(candidates.scalar_subquery()))
@@ -79,6 +61,34 @@ def claim(
     return rows
 
 
+def due_heads(
+    session: Session, *, destination: str, now: datetime, limit: int, key: bool = False
+) -> Select[Any]:
+    """The first ``limit`` due heads of ``destination`` in id order (their ids, and their
+    order keys with ``key``); on PostgreSQL locked ``FOR UPDATE SKIP LOCKED``, so a head
+    another worker is claiming is passed over and one found here is this transaction's."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    head = _o.alias("head")
+    if postgresql:
+        # the heads as one array: the primary key is then probed for them in id order and
+        # the probing stops at ``limit`` claimable rows (no sort, no walk through the
+        # delivered rows of the table's id order)
+        chosen = head.c.id == any_(func.array(heads(destination).scalar_subquery()))
+    else:
+        chosen = head.c.id.in_(heads(destination, sqlite=True))
+    candidates = (
+        select(head.c.id, *([head.c.order_key] if key else []))
+        # due is tested on the row itself: on PostgreSQL a row another worker changed since
+        # this statement's snapshot is tested again on its newest version before it is locked
+        .where(chosen, due(head, now))
+        .order_by(head.c.id)
+        .limit(limit)
+    )
+    if postgresql:
+        candidates = candidates.with_for_update(skip_locked=True, of=head)
+    return candidates
+
+
 def heads(destination: str, *, sqlite: bool = False) -> Select[tuple[int]]:
     """The id of each order key's head in ``destination``: its lowest-id row still
     ``pending`` or ``in-flight`` (it is claimable when it is due; the rows behind it wait).
@@ -87,9 +97,9 @@ def heads(destination: str, *, sqlite: bool = False) -> Select[tuple[int]]:
     "no earlier active row" test walked the table in id order and probed, for every due row,
     every earlier row of its patient, delivered ones included (decision 0040, 2026-12-04)."""
     active = _o.alias("active")
-    # SQLite would read the rows in order_key order through the (destination, order_key,
-    # id) index, i.e. every row of the destination, delivered ones included; grouping by
-    # an expression of the key makes it take the (destination, state, ...) index instead
+    # SQLite read the rows in order_key order through the (destination, order_key, id)
+    # index (before 0070), i.e. every row of the destination, delivered ones included;
+    # grouping by an expression of the key keeps it on a (destination, state, ...) range
     key = active.c.order_key + "" if sqlite else active.c.order_key
     return (
         select(func.min(active.c.id))
@@ -264,10 +274,13 @@ def settle_coalesced_many(session: Session, delivered: list[Settlement], *, work
         return 0
     destination = delivered[0].row.destination
     batch = {s.row.id for s in delivered}
+    # a resource's rows share its order key (its patient's): the (destination, state,
+    # order_key) index finds them (decision 0070; no index on the resource any more)
     found = session.execute(
         select(_o.c.id, _o.c.resource_type, _o.c.resource_id, _o.c.version_id).where(
             _o.c.destination == destination,
             _o.c.state == PENDING,
+            _o.c.order_key.in_(sorted({s.row.order_key for s in sent.values()})),
             keys_in(_o.c.resource_type, _o.c.resource_id, set(sent)),
         )
     ).all()

@@ -1,0 +1,103 @@
+"""Migration 0025 (decision 0070) on a database that holds outbox rows (SQLite, and
+PostgreSQL in the -m db pass): the upgrade replaces three indexes by one, the rows and the
+claim's answer stay, and the downgrade puts the three back."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine, inspect, select
+
+from adapter.store import make_engine, migrate
+from adapter.store import session_factory as make_factory
+from adapter.store.models import Outbox
+from adapter.store.outbox import claim_queues, enqueue_many, settle_coalesced_many
+from adapter.store.outbox.rows import Settlement
+from tests.integration.delivery_support import DEST, T0
+from tests.integration.test_migration_0018 import _downgrade
+
+OLD = {
+    ("destination", "state", "next_attempt_at"),
+    ("destination", "order_key", "id"),
+    ("resource_type", "resource_id"),
+}
+NEW = ("destination", "state", "order_key")
+
+
+def _indexes(engine: Engine) -> set[tuple[str, ...]]:
+    return {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("outbox")}
+
+
+def _rows(engine: Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        t = Outbox.__table__
+        return conn.execute(
+            select(t.c.id, t.c.destination, t.c.order_key, t.c.state, t.c.version_id).order_by(
+                t.c.id
+            )
+        ).all()
+
+
+def _queue(engine: Engine) -> None:
+    items = [
+        {
+            "destination": destination,
+            "resource_type": "Observation",
+            "resource_id": f"o{p}-{n}",
+            "version_id": 1,
+            "patient_key": f"Patient/p{p}",
+        }
+        for destination in (DEST, "other")
+        for n in range(3)
+        for p in range(4)
+    ]
+    with make_factory(engine).begin() as session:
+        enqueue_many(session, items, now=T0 - timedelta(minutes=1))
+
+
+def test_0025_replaces_the_outbox_indexes_with_rows_present(blank_database_url: str) -> None:
+    engine = make_engine(blank_database_url)
+    try:
+        migrate(engine, "0024")
+        _queue(engine)
+        assert _indexes(engine) >= OLD and NEW not in _indexes(engine)
+        before = _rows(engine)
+
+        migrate(engine)
+        assert not OLD & _indexes(engine) and NEW in _indexes(engine)
+        assert ("state", "next_attempt_at") in _indexes(engine)
+        assert ("message_id",) in _indexes(engine)
+        assert _rows(engine) == before
+        factory = make_factory(engine)
+        with factory.begin() as session:
+            taken = claim_queues(
+                session, destination=DEST, worker="w", now=T0, lease_seconds=60, limit=6
+            )
+            # patients 0 and 1 whole (3 rows each: half of 6), in id order
+            assert [r.id for r in taken] == sorted(r.id for r in taken)
+            assert {(r.order_key, r.resource_id) for r in taken} == {
+                (f"Patient/p{p}", f"o{p}-{n}") for p in (0, 1) for n in range(3)
+            }
+            # coalescing finds a resource's pending rows by its order key
+            enqueue_many(
+                session,
+                [
+                    {
+                        "destination": DEST,
+                        "resource_type": "Observation",
+                        "resource_id": "o0-0",
+                        "version_id": 2,
+                        "patient_key": "Patient/p0",
+                    }
+                ],
+                now=T0,
+            )
+            sent = Settlement(taken[0], "delivered", T0, status="200", sent_version=2)
+            assert settle_coalesced_many(session, [sent], worker="w") == 1
+        after = _rows(engine)
+
+        _downgrade(engine, "0024")
+        assert _indexes(engine) >= OLD and NEW not in _indexes(engine)
+        assert _rows(engine) == after
+    finally:
+        engine.dispose()
