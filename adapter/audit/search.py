@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from adapter.audit.resource import KINDS, OUTCOMES, type_code
@@ -43,10 +43,13 @@ def _bad(name: str, text: str) -> InvalidRequestError:
 
 
 def _link(kind: str, reference: str) -> Any:
+    """The records naming ``reference``: found through audit_link's key (kind, reference,
+    seq), not by a correlated EXISTS, which both databases ran as a walk over every record
+    (decision 0072)."""
     match = AuditLink.reference == reference
     if kind == "entity" and "/_history/" not in reference:
         match = or_(match, AuditLink.reference.startswith(reference + "/_history/"))
-    return exists().where(AuditLink.seq == AuditRecord.seq, AuditLink.kind == kind, match)
+    return AuditRecord.seq.in_(select(AuditLink.seq).where(AuditLink.kind == kind, match))
 
 
 def _date(name: str, value: str) -> Any:

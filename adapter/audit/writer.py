@@ -25,7 +25,7 @@ from adapter.audit import context
 from adapter.audit.chain import GENESIS, canonical, chain_hash, links_of
 from adapter.audit.events import AuditEvent
 from adapter.fhir.dates import format_instant
-from adapter.store.audit_log import AuditLink, AuditRecord
+from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
 from adapter.store.fast_insert import insert_rows
 
 log = logging.getLogger(__name__)
@@ -182,7 +182,7 @@ def _correlation(session: Session, body: dict[str, Any], batch: dict[str, str]) 
     if found is None:
         found = session.execute(
             select(AuditRecord.correlation_id)
-            .where(AuditRecord.message_id == message, AuditRecord.action == "message.received")
+            .where(AuditRecord.message_id == message, IS_RECEIPT)  # its partial index
             .order_by(AuditRecord.seq)
             .limit(1)
         ).scalar()
@@ -207,7 +207,7 @@ def _prefetch_correlations(session: Session, bodies: list[dict[str, Any]]) -> No
     for message, correlation in session.execute(
         select(AuditRecord.message_id, AuditRecord.correlation_id)
         .where(AuditRecord.message_id.in_(sorted(wanted)))
-        .where(AuditRecord.action == "message.received")
+        .where(IS_RECEIPT)  # the partial index of receipts
         .order_by(AuditRecord.seq)
     ):
         found.setdefault(message, correlation)  # the first receipt's, as _correlation
