@@ -16,7 +16,8 @@ purge), ``(action, recorded)`` (subtype / type / action search), ``correlation_i
 (correlation-id search), ``message_id`` of receipts only (the writer's correlation
 lookup, the only query by message). audit_link's key is ``(kind, reference, seq)``
 (patient and entity search, disclosures; on SQLite the table itself, ``WITHOUT ROWID``) and
-``seq`` has an index of its own (verify, archive, purge).
+``seq`` has an index of its own (verify, archive, purge); its ``reference`` is ordered
+bytewise on both databases.
 """
 
 from __future__ import annotations
@@ -77,7 +78,11 @@ class AuditLink(Base):
         BigInteger(), ForeignKey("audit_record.seq"), primary_key=True, autoincrement=False
     )
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    reference: Mapped[str] = mapped_column(String(_REF), primary_key=True)
+    # PostgreSQL: bytewise order ("C"), as SQLite's: the search for every version of an
+    # entity is a range of the key (adapter/audit/search.py) that no other collation keeps
+    reference: Mapped[str] = mapped_column(
+        String(_REF).with_variant(String(_REF, collation="C"), "postgresql"), primary_key=True
+    )
 
 
 class AuditCheckpoint(Base):

@@ -82,11 +82,10 @@ def _write_plain(engine: Engine, bodies: list[dict[str, Any]]) -> None:
         links += [{"seq": seq, "kind": k, "reference": r} for k, r in sorted(links_of(body))]
         prev = digest
     columns = ", ".join(rows[0])
+    values = ", ".join(f":{c}" for c in rows[0])
     with engine.begin() as conn:
         conn.execute(
-            text(
-                f"INSERT INTO audit_record ({columns}) VALUES ({', '.join(':' + c for c in rows[0])})"
-            ),
+            text(f"INSERT INTO audit_record ({columns}) VALUES ({values})"),
             rows,
         )
         conn.execute(

@@ -14,7 +14,8 @@
   entity, the disclosure report) and ``seq`` gets an index of its own (verify, archive,
   purge), replacing ``ix_audit_link_kind_reference_seq``. SQLite: the table is rebuilt
   ``WITHOUT ROWID`` (its key is then the table: one b-tree fewer); PostgreSQL: the key is
-  rebuilt in place.
+  rebuilt in place, ``reference`` in the "C" collation (bytewise, as SQLite's: the search
+  for every version of an entity is a range of the key).
 
 Downgrade: every frame is written back as plain text (in Python, in batches), PostgreSQL's
 column becomes ``text`` again, the indexes and audit_link's key are as before.
@@ -74,6 +75,7 @@ def upgrade() -> None:
     if postgresql:
         op.execute("ALTER TABLE audit_link DROP CONSTRAINT pk_audit_link")
         op.drop_index("ix_audit_link_kind_reference_seq", table_name="audit_link")
+        op.execute('ALTER TABLE audit_link ALTER COLUMN reference TYPE varchar(160) COLLATE "C"')
         op.execute(
             "ALTER TABLE audit_link ADD CONSTRAINT pk_audit_link PRIMARY KEY (kind, reference, seq)"
         )
@@ -98,6 +100,9 @@ def downgrade() -> None:
     op.drop_index("ix_audit_link_seq", table_name="audit_link")
     if postgresql:
         op.execute("ALTER TABLE audit_link DROP CONSTRAINT pk_audit_link")
+        op.execute(
+            'ALTER TABLE audit_link ALTER COLUMN reference TYPE varchar(160) COLLATE "default"'
+        )
         op.execute(
             "ALTER TABLE audit_link ADD CONSTRAINT pk_audit_link PRIMARY KEY (seq, kind, reference)"
         )
