@@ -1,9 +1,13 @@
-"""Train a zstd dictionary for stored resource bodies (decision 0049).
+"""Train a zstd dictionary for stored resource bodies (decision 0049) or audit record
+bodies (``--audit``, decision 0072).
 
     .venv/bin/python scripts/train_body_dictionary.py --id 2026120401 [--size 16384]
+    .venv/bin/python scripts/train_body_dictionary.py --audit --id 2026120501 --size 4096
 
 Samples: the resources of the golden outputs (fixtures/**/*expected*.json: what the
-mappings produce from the fictitious fixtures), each with the meta the store stamps on it.
+mappings produce from the fictitious fixtures), each with the meta the store stamps on it;
+``--audit``: the audit records' canonical bodies of one ``adapter demo`` run (the example
+consortium's fictitious messages, referral loop and deliveries) in a temporary folder.
 Never train on a real store: the dictionary ships in the package and holds pieces of its
 samples verbatim.
 
@@ -12,7 +16,8 @@ dictionary never changes, since stored bodies name it. To use a new one, add it 
 ``DICTIONARIES`` in adapter/store/body_codec.py and make it ``CURRENT``; old bodies keep
 reading with theirs. Ids: zstd leaves 32768 .. 2**31 - 1 for private use; ours are a date
 and a number (yyyymmddnn). Also prints the ratio on held-out samples (trained on every
-other fixture folder, tested on the rest): the figure to expect on unseen dialects.
+other fixture folder, tested on the rest: the figure to expect on unseen dialects; audit:
+the records of every other message, tested on the rest).
 """
 
 from __future__ import annotations
@@ -20,13 +25,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import sqlite3
+import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import orjson
 import zstandard
+
+from adapter.store.body_codec import json_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "adapter" / "data" / "body-dictionaries"
@@ -57,6 +68,25 @@ def samples_by_folder() -> dict[str, list[bytes]]:
     return found
 
 
+def audit_samples_by_message() -> dict[str, list[bytes]]:
+    """The audit bodies of one ``adapter demo`` run, by message (records about no message
+    under "")."""
+    found: dict[str, list[bytes]] = defaultdict(list)
+    with tempfile.TemporaryDirectory(prefix="audit-dictionary-") as tmp:
+        env = {**os.environ, "ADAPTER_DATABASE_URL": f"sqlite:///{tmp}/demo.db"}
+        subprocess.run(
+            [sys.executable, "-m", "adapter.cli", "demo", "--out", f"{tmp}/out"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        with sqlite3.connect(f"{tmp}/demo.db") as db:
+            for message, body in db.execute("SELECT message_id, body FROM audit_record"):
+                found[message or ""].append(json_bytes(body))  # plain or a frame
+    return found
+
+
 def train(samples: list[bytes], size: int, dict_id: int) -> zstandard.ZstdCompressionDict:
     return zstandard.train_dictionary(size, samples, dict_id=dict_id, level=3, threads=1)
 
@@ -75,20 +105,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--id", type=int, required=True, help="dictionary id (yyyymmddnn)")
     parser.add_argument("--size", type=int, default=16384, help="dictionary bytes")
+    parser.add_argument("--audit", action="store_true", help="for audit record bodies")
     args = parser.parse_args()
     if not 32768 <= args.id < 2**31:
         sys.exit("the id must be in zstd's private range 32768 .. 2**31 - 1")
     target = OUT / f"{args.id}.zdict"
     if target.exists():
         sys.exit(f"{target} exists: a shipped dictionary never changes; choose a new id")
-    by_folder = samples_by_folder()
+    by_folder = audit_samples_by_message() if args.audit else samples_by_folder()
     folders = sorted(by_folder)
     held_in = [s for f in folders[0::2] for s in by_folder[f]]
     held_out = [s for f in folders[1::2] for s in by_folder[f]]
     everything = [s for f in folders for s in by_folder[f]]
-    print(f"{len(everything)} samples from {len(folders)} fixture folders")
+    print(f"{len(everything)} samples from {len(folders)} groups")
     print(
-        "held out (trained on half the folders):",
+        "held out (trained on half the groups):",
         measure(train(held_in, args.size, args.id), held_out),
     )
     no_dictionary = zstandard.ZstdCompressor(level=3)

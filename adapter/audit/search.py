@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from adapter.audit.resource import KINDS, OUTCOMES, type_code
@@ -43,10 +43,21 @@ def _bad(name: str, text: str) -> InvalidRequestError:
 
 
 def _link(kind: str, reference: str) -> Any:
+    """The records naming ``reference``: found through audit_link's key (kind, reference,
+    seq), not by a correlated EXISTS, which both databases ran as a walk over every record
+    (decision 0072). Every version of an entity: the references that start with
+    ``<reference>/_history/`` lie, in the column's bytewise order, from that prefix up to
+    the prefix with its last ``/`` raised to ``0``; the key is read over one range from
+    ``reference`` itself to there (a LIKE used no index, and took the ``_`` of
+    ``_history`` for any character)."""
     match = AuditLink.reference == reference
     if kind == "entity" and "/_history/" not in reference:
-        match = or_(match, AuditLink.reference.startswith(reference + "/_history/"))
-    return exists().where(AuditLink.seq == AuditRecord.seq, AuditLink.kind == kind, match)
+        match = and_(
+            AuditLink.reference >= reference,
+            AuditLink.reference < reference + "/_history0",
+            or_(match, AuditLink.reference >= reference + "/_history/"),
+        )
+    return AuditRecord.seq.in_(select(AuditLink.seq).where(AuditLink.kind == kind, match))
 
 
 def _date(name: str, value: str) -> Any:

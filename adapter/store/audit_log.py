@@ -7,20 +7,34 @@ audit_link        the patients and resources a record names, for searching by th
 audit_checkpoint  a signed statement "the log had ``seq`` records ending in ``hash``"
 
 Only adapter.audit writes here. The columns beside ``body`` are copies for indexing:
-``body`` is what the chain protects, and verify checks every copy against it.
+``body`` is what the chain protects, and verify checks every copy against it. ``body`` is
+stored as a zstd frame with the audit dictionary and read back as the exact canonical text
+(``CompressedText``, decision 0072).
+
+Indexes (decision 0072, each kept for a query that uses it): ``recorded`` (date search,
+purge), ``(action, recorded)`` (subtype / type / action search), ``correlation_id``
+(correlation-id search), ``message_id`` of receipts only (the writer's correlation
+lookup, the only query by message). audit_link's key is ``(kind, reference, seq)``
+(patient and entity search, disclosures; on SQLite the table itself, ``WITHOUT ROWID``) and
+``seq`` has an index of its own (verify, archive, purge); its ``reference`` is ordered
+bytewise on both databases.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, PrimaryKeyConstraint, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adapter.store.models import Base
-from adapter.store.types import UTCDateTime
+from adapter.store.types import CompressedText, UTCDateTime
 
 _REF = 160  # "Observation/<64>/_history/<n>" and similar
+RECEIPT = "message.received"
+# the partial index's condition, spelled the same in the queries that use it (SQLite uses
+# a partial index only for a query whose WHERE has the same term, a literal, not a "?")
+IS_RECEIPT = text(f"action = '{RECEIPT}'")
 
 
 class AuditRecord(Base):
@@ -28,9 +42,8 @@ class AuditRecord(Base):
     __table_args__ = (
         Index(None, "recorded"),
         Index(None, "correlation_id"),
-        Index(None, "message_id"),
+        Index(None, "message_id", sqlite_where=IS_RECEIPT, postgresql_where=IS_RECEIPT),
         Index(None, "action", "recorded"),
-        Index(None, "actor"),
     )
 
     # assigned by the writer under the chain lock: gapless, in commit order
@@ -46,7 +59,7 @@ class AuditRecord(Base):
     correlation_id: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(36))
-    body: Mapped[str] = mapped_column(Text())  # canonical JSON: what the chain protects
+    body: Mapped[str] = mapped_column(CompressedText())  # canonical JSON: what the chain protects
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 
@@ -55,13 +68,21 @@ class AuditLink(Base):
     """A patient (``kind = 'patient'``) or resource (``'entity'``) a record names."""
 
     __tablename__ = "audit_link"
-    __table_args__ = (Index(None, "kind", "reference", "seq"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("kind", "reference", "seq"),
+        Index(None, "seq"),
+        {"sqlite_with_rowid": False},
+    )
 
     seq: Mapped[int] = mapped_column(
         BigInteger(), ForeignKey("audit_record.seq"), primary_key=True, autoincrement=False
     )
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    reference: Mapped[str] = mapped_column(String(_REF), primary_key=True)
+    # PostgreSQL: bytewise order ("C"), as SQLite's: the search for every version of an
+    # entity is a range of the key (adapter/audit/search.py) that no other collation keeps
+    reference: Mapped[str] = mapped_column(
+        String(_REF).with_variant(String(_REF, collation="C"), "postgresql"), primary_key=True
+    )
 
 
 class AuditCheckpoint(Base):

@@ -1,5 +1,6 @@
 """Resource bodies as zstd frames compressed with a dictionary shipped in the package
-(decision 0049).
+(decision 0049); the audit log's record bodies too, with a dictionary of their own
+(decision 0072).
 
 A frame names its dictionary (the zstd frame header's dictionary id), so a body written
 today stays readable after a newer dictionary is added: ``DICTIONARIES`` only grows, and a
@@ -28,8 +29,13 @@ DICTIONARIES: dict[int, tuple[str, str]] = {
         "2026120401.zdict",
         "cafca6514b5c87b9d6f571d12edb85ee6b188fbc2360815d5a7f5473a73cabb2",
     ),
+    2026120501: (
+        "2026120501.zdict",
+        "c7c5a93818b961c4a7bf09ca842a7443cdb6031d3e70966e120adc4ab7af3ffe",
+    ),
 }
-CURRENT = 2026120401  # the dictionary new bodies are written with
+CURRENT = 2026120401  # the dictionary new resource bodies are written with
+AUDIT = 2026120501  # the one new audit record bodies are written with (decision 0072)
 LEVEL = 3  # zstd level: 3 with a dictionary measured 4.7x, 6 us per body (decision 0049)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -58,17 +64,20 @@ def dictionary(dict_id: int) -> zstandard.ZstdCompressionDict:
 _local = threading.local()
 
 
-def _compressor() -> zstandard.ZstdCompressor:
-    made = getattr(_local, "compressor", None)
+def _compressor(dict_id: int = CURRENT) -> zstandard.ZstdCompressor:
+    made: dict[int, zstandard.ZstdCompressor] | None = getattr(_local, "compressors", None)
     if made is None:
-        made = _local.compressor = zstandard.ZstdCompressor(
+        made = _local.compressors = {}
+    found = made.get(dict_id)
+    if found is None:
+        found = made[dict_id] = zstandard.ZstdCompressor(
             level=LEVEL,
-            dict_data=dictionary(CURRENT),
+            dict_data=dictionary(dict_id),
             write_checksum=True,  # 4 bytes: a damaged body fails loudly, never reads wrong
             write_content_size=True,
             write_dict_id=True,
         )
-    return made
+    return found
 
 
 def _decompressor(dict_id: int) -> zstandard.ZstdDecompressor:
@@ -88,9 +97,10 @@ def pack(value: Any) -> bytes:
     return _compressor().compress(orjson.dumps(value))
 
 
-def pack_json(text: bytes) -> bytes:
-    """A zstd frame of JSON text as it is (an old plain body, compressed in place)."""
-    return _compressor().compress(text)
+def pack_json(text: bytes, dict_id: int = CURRENT) -> bytes:
+    """A zstd frame of JSON text as it is (an old plain body, compressed in place; an
+    audit record's canonical text with ``dict_id=AUDIT``)."""
+    return _compressor(dict_id).compress(text)
 
 
 def is_frame(data: bytes | bytearray | memoryview | str) -> bool:

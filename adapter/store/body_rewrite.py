@@ -19,8 +19,11 @@ from adapter.store.body_codec import is_frame, json_bytes, pack_json
 _KEYS = {
     "resource": ("resource_type", "id"),
     "resource_version": ("resource_type", "id", "version_id"),
+    # written back as plain text by migration 0027's downgrade only: the service's role may
+    # not UPDATE an audit table, and old plain records leave with the audit retention
+    "audit_record": ("seq",),
 }
-TABLES = tuple(_KEYS)
+TABLES = ("resource", "resource_version")  # what ``adapter store compact`` compresses
 
 
 def rewrite_bodies(conn: Connection, table: str, *, compress: bool, batch: int = 500) -> int:

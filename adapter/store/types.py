@@ -6,12 +6,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import zstandard
 from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store import raw_codec
-from adapter.store.body_codec import pack, unpack
+from adapter.store.body_codec import AUDIT, json_bytes, pack, pack_json, unpack
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -63,6 +64,14 @@ class JSONText(TypeDecorator[Any]):
         return orjson.loads(value)
 
 
+def _text_or_frame(dialect: Dialect) -> TypeEngine[Any]:
+    """TEXT on SQLite (a BLOB stays a BLOB whatever the affinity: no table rebuilt),
+    ``bytea`` on PostgreSQL."""
+    if dialect.name == "sqlite":
+        return dialect.type_descriptor(Text())
+    return dialect.type_descriptor(LargeBinary())
+
+
 class CompressedJSON(TypeDecorator[Any]):
     """A resource body: a zstd frame of its orjson text, compressed with a dictionary
     shipped in the package (adapter/store/body_codec.py, decision 0049). Reads plain JSON
@@ -78,9 +87,7 @@ class CompressedJSON(TypeDecorator[Any]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(Text())
-        return dialect.type_descriptor(LargeBinary())
+        return _text_or_frame(dialect)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
         if value is None:
@@ -106,3 +113,39 @@ class PackedBytes(TypeDecorator[bytes]):
 
     def process_result_value(self, value: bytes | None, dialect: Dialect) -> bytes | None:
         return None if value is None else raw_codec.unpack(bytes(value))
+
+
+UNREADABLE = "\x00unreadable stored text: "
+
+
+class CompressedText(TypeDecorator[str]):
+    """An audit record's canonical JSON text (decision 0072): stored as a zstd frame made
+    with the audit dictionary (adapter/store/body_codec.py), read back as the exact text
+    the hash chain was computed over. Reads plain text too: the rows stored before
+    migration 0027. Column as ``CompressedJSON``'s: TEXT on SQLite, ``bytea`` on PostgreSQL.
+
+    A stored value that is not a frame this adapter can read (changed in the database)
+    reads as ``UNREADABLE`` and its bytes in hex, never as an error: ``adapter audit
+    verify`` then names the record as changed (its text no longer matches its hash)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return _text_or_frame(dialect)
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        return pack_json(value.encode(), AUDIT)
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return value  # SQLite, stored before migration 0027
+        try:
+            return json_bytes(value).decode()
+        except (ValueError, zstandard.ZstdError):  # UnicodeDecodeError and an unknown
+            # dictionary are ValueErrors: a frame (or a dictionary id) changed in place
+            return UNREADABLE + bytes(value).hex()

@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
+from adapter.store.audit_log import AuditRecord
 from adapter.store.models import RecognitionDecision
 from tests.api.recognition_fixtures import OTHER_PATIENT, PATIENT, seed
 
@@ -473,7 +474,7 @@ def test_a_posted_question_is_recorded_in_the_audit_log_too(seeded, app):
     with app.state.session_factory() as session:
         bodies = [
             orjson.loads(b)
-            for b in session.execute(text("SELECT body FROM audit_record ORDER BY seq")).scalars()
+            for b in session.execute(select(AuditRecord.body).order_by(AuditRecord.seq)).scalars()
         ]
     [record] = [b for b in bodies if b["detail"].get("interaction") == "operation:recognisable"]
     assert record["action"] == "fhir.search" and record["patients"] == [f"Patient/{PATIENT}"]

@@ -10,10 +10,11 @@ from typing import Any
 import orjson
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from adapter.api.app import create_app
 from adapter.settings import Settings
+from adapter.store.audit_log import AuditRecord
 from tests.api.recognition_fixtures import OTHER_PATIENT, PATIENT, seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -278,8 +279,8 @@ def test_each_answer_is_recorded_in_the_audit_log(client):
         before = session.execute(text("SELECT max(seq) FROM audit_record")).scalar_one()
     ask(client, code="QS-JY-001", facility="qingshan-county-hospital")
     with factory() as session:
-        rows = session.execute(
-            text("SELECT body FROM audit_record WHERE seq > :s ORDER BY seq"), {"s": before}
+        rows = session.execute(  # the body as its canonical text, whatever its stored form
+            select(AuditRecord.body).where(AuditRecord.seq > before).order_by(AuditRecord.seq)
         ).scalars()
         bodies = [orjson.loads(b) for b in rows]
     [record] = [b for b in bodies if b["detail"].get("interaction") == "operation:recognisable"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.chain import canonical, chain_hash
@@ -14,6 +14,7 @@ from adapter.audit.verify import Report, verify
 from adapter.audit.writer import row_of
 from adapter.pipeline import Receipt
 from adapter.store.audit_log import AuditLink, AuditRecord
+from adapter.store.body_codec import is_frame
 from tests.integration.connector_helpers import example_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,23 +38,48 @@ def check(factory: sessionmaker[Session], **kw: Any) -> Report:
 
 
 def records(factory: sessionmaker[Session]) -> list[dict[str, Any]]:
+    """Every record's columns, ``body`` as its canonical text (stored as a frame, or plain
+    text before migration 0027)."""
     with factory() as session:
-        rows = session.execute(text("SELECT * FROM audit_record ORDER BY seq")).mappings()
+        rows = session.execute(select(AuditRecord.__table__).order_by(AuditRecord.seq)).mappings()
         return [dict(r) for r in rows]
 
 
-def flip_byte(factory: sessionmaker[Session], seq: int) -> None:
-    """Change one character of a record's body (one byte: ASCII)."""
-    with factory.begin() as session:
-        body = session.execute(
+def stored_body(factory: sessionmaker[Session], seq: int) -> bytes | str:
+    """The body as the database holds it (a zstd frame; plain text in older rows)."""
+    with factory() as session:
+        value = session.execute(
             text("SELECT body FROM audit_record WHERE seq = :s"), {"s": seq}
         ).scalar_one()
-        at = body.index('"outcome":"') + len('"outcome":"')
-        changed = body[:at] + ("X" if body[at] != "X" else "Y") + body[at + 1 :]
-        assert len(changed.encode()) == len(body.encode())
+    return value if isinstance(value, str) else bytes(value)
+
+
+def set_stored_body(factory: sessionmaker[Session], seq: int, value: bytes | str) -> None:
+    with factory.begin() as session:
         session.execute(
-            text("UPDATE audit_record SET body = :b WHERE seq = :s"), {"b": changed, "s": seq}
+            text("UPDATE audit_record SET body = :b WHERE seq = :s"), {"b": value, "s": seq}
         )
+
+
+def flip_byte(factory: sessionmaker[Session], seq: int) -> None:
+    """Change one byte of a record's body as stored (a frame: the middle byte)."""
+    stored = stored_body(factory, seq)
+    assert isinstance(stored, bytes) and is_frame(stored)
+    changed = bytearray(stored)
+    changed[len(changed) // 2] ^= 0x01
+    set_stored_body(factory, seq, bytes(changed))
+
+
+def change_text(factory: sessionmaker[Session], seq: int) -> None:
+    """Replace a record's body by its text with one character changed, stored as plain text
+    (the form of the rows written before migration 0027: read as it is)."""
+    body = next(r["body"] for r in records(factory) if r["seq"] == seq)
+    at = body.index('"outcome":"') + len('"outcome":"')
+    changed = body[:at] + ("X" if body[at] != "X" else "Y") + body[at + 1 :]
+    assert len(changed.encode()) == len(body.encode())
+    with factory() as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+    set_stored_body(factory, seq, changed if sqlite else changed.encode())
 
 
 def delete_row(factory: sessionmaker[Session], seq: int) -> None:

@@ -12,10 +12,22 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from adapter.audit.chain import chain_hash
 from adapter.audit.checkpoints import make_checkpoint, stored_checkpoints
 from adapter.audit.signing import load_private, new_key
 from adapter.cli import app
-from tests.audit.audit_support import check, delete_row, fill, flip_byte, insert_row, records
+from adapter.store.body_codec import AUDIT, json_bytes, pack_json
+from tests.audit.audit_support import (
+    change_text,
+    check,
+    delete_row,
+    fill,
+    flip_byte,
+    insert_row,
+    records,
+    set_stored_body,
+    stored_body,
+)
 
 
 @pytest.fixture
@@ -38,6 +50,49 @@ def test_one_byte_changed_is_named(filled: sessionmaker[Session]) -> None:
     report = check(filled)
     assert [(f.kind, f.seq) for f in report.findings] == [("changed", 3)]
     assert "no longer matches its hash" in report.findings[0].text
+
+
+def test_one_character_of_the_text_changed_is_named(filled: sessionmaker[Session]) -> None:
+    change_text(filled, 4)  # stored as plain text, as the rows from before migration 0027
+    report = check(filled)
+    assert [(f.kind, f.seq) for f in report.findings] == [("changed", 4)]
+    assert "no longer matches its hash" in report.findings[0].text
+
+
+def test_bodies_are_stored_as_frames_of_the_text_the_chain_is_over(
+    filled: sessionmaker[Session],
+) -> None:
+    rows = records(filled)
+    for row in rows:
+        stored = stored_body(filled, row["seq"])
+        assert isinstance(stored, bytes) and len(stored) < len(row["body"].encode())
+        assert json_bytes(stored).decode() == row["body"]  # the exact canonical text
+        assert chain_hash(row["prev_hash"], row["body"]) == row["hash"]
+
+
+def test_old_plain_rows_and_a_frame_of_the_same_text_verify_alike(
+    filled: sessionmaker[Session],
+) -> None:
+    """A log whose records before migration 0027 are plain text and after it frames: both
+    read as their text, the chain holds across (the form is not what the hash is over)."""
+    rows = records(filled)
+    with filled() as session:
+        sqlite = session.get_bind().dialect.name == "sqlite"
+    for row in rows[:4]:  # the first four as an older adapter stored them
+        set_stored_body(filled, row["seq"], row["body"] if sqlite else row["body"].encode())
+    assert check(filled).ok
+    assert [r["body"] for r in records(filled)] == [r["body"] for r in rows]
+    set_stored_body(filled, 2, pack_json(rows[1]["body"].encode(), AUDIT))  # framed again
+    assert check(filled).ok
+
+
+def test_a_frame_of_other_text_is_named(filled: sessionmaker[Session]) -> None:
+    """A well-formed frame whose text is not the one hashed: changed."""
+    original = records(filled)[5]["body"]
+    body = original.replace('"outcome":"', '"outcome":"x', 1)
+    assert body != original
+    set_stored_body(filled, 6, pack_json(body.encode(), AUDIT))
+    assert [(f.kind, f.seq) for f in check(filled).findings] == [("changed", 6)]
 
 
 def test_an_indexed_column_changed_is_named(filled: sessionmaker[Session]) -> None:
