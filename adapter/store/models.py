@@ -40,9 +40,10 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 from adapter.store.types import BigId, CompressedJSON, JSONText, PackedBytes, UTCDateTime
 
@@ -276,6 +277,19 @@ class SearchParam(Base):
     resource_type: Mapped[str] = mapped_column(String(_TYPE))
     param: Mapped[str] = mapped_column(String(64))
     kind: Mapped[int] = mapped_column(SmallInteger())  # KINDS
+
+
+# A row's type and parameter by name, read through search_param: for ad-hoc reads of rows
+# (``select(SearchIndex).where(SearchIndex.param == ...)``, tests, the shell); the store's
+# own queries compare ``param_id`` (adapter/store/index_params.py)
+SearchIndex.resource_type = column_property(
+    select(SearchParam.resource_type)
+    .where(SearchParam.param_id == SearchIndex.param_id)
+    .scalar_subquery()
+)
+SearchIndex.param = column_property(
+    select(SearchParam.param).where(SearchParam.param_id == SearchIndex.param_id).scalar_subquery()
+)
 
 
 class Outbox(Base):
