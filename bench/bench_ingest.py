@@ -55,6 +55,7 @@ from adapter.settings import Settings
 from adapter.store import create_message, find_message, make_engine, migrate
 from adapter.store import session_factory as make_session_factory
 from adapter.store.body_codec import pack
+from adapter.store.models import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -375,7 +376,23 @@ def _floor_system_id(system: str | None) -> int | None:
     return _FLOOR_SYSTEMS.setdefault(system, len(_FLOOR_SYSTEMS) + 1)
 
 
+_FLOOR_PARAMS: dict[tuple[str, str, str], int] = {}
+
+
+def _floor_param_id(rtype: str, param: str, kind: str) -> int:
+    """The floor's (type, param, kind) ids (decision 0071), in memory like its systems."""
+    return _FLOOR_PARAMS.setdefault((rtype, param, kind), len(_FLOOR_PARAMS) + 1)
+
+
 def floor_index_rows(rtype: str, rid: int, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """``_floor_rows`` as the table holds them: (type, param, kind) as its id (0071)."""
+    return [
+        (r[1], _floor_param_id(r[0], r[2], r[3]), KINDS[r[3]], *r[4:])
+        for r in _floor_rows(rtype, rid, resource)
+    ]
+
+
+def _floor_rows(rtype: str, rid: int, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
     """Index rows by a generic walk: Coding/Identifier -> token, reference, dates, numbers."""
     rows: list[tuple[Any, ...]] = []
 
@@ -642,9 +659,9 @@ class Floor:
         if index:
             cur.executemany(
                 self._sql(
-                    "INSERT INTO search_index (resource_type, resource_key, param, kind, "
+                    "INSERT INTO search_index (resource_key, param_id, kind, "
                     "system_id, code, value, value_norm, value_date_start, value_date_end, "
-                    "value_number, reference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                    "value_number, reference) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
                 ),
                 index,
             )

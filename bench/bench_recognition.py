@@ -100,8 +100,10 @@ FLOOR = """
 SELECT r.id, r.body FROM resource r
 CROSS JOIN LATERAL (
   SELECT 1 FROM search_index s
-  WHERE s.resource_type = 'Observation' AND s.resource_key = r.resource_key AND s.kind = 'token'
-    AND s.param = 'code' AND (s.system_id, s.code) IN (
+  WHERE s.resource_key = r.resource_key AND s.kind = 1 AND s.param_id = (
+      SELECT param_id FROM search_param
+      WHERE resource_type = 'Observation' AND param = 'code' AND kind = 1)
+    AND (s.system_id, s.code) IN (
       (%(loinc)s, '6690-2'), (%(loinc)s, '14749-6'),
       (%(local)s, 'WBC'), (%(local)s, 'GLU'))
   LIMIT 1) matched

@@ -111,27 +111,34 @@ def load(conn: psycopg.Connection, observations: int, per_patient: int) -> None:
     analyze(conn)
 
 
-FLOOR_PAGE = """
+def _param(name: str, kind: int) -> str:
+    """An Observation parameter's ``param_id`` (decision 0071) and its kind."""
+    return (
+        "(SELECT param_id FROM search_param WHERE resource_type = 'Observation'"
+        f" AND param = '{name}' AND kind = {kind})"
+    )
+
+
+FLOOR_PAGE = f"""
 SELECT r.body FROM search_index p
 JOIN resource r ON r.resource_key = p.resource_key
 LEFT JOIN LATERAL (
   SELECT max(d.value_date_end) AS at FROM search_index d
-  WHERE d.resource_type = 'Observation' AND d.resource_key = r.resource_key
-    AND d.kind = 'date' AND d.param = 'date') s ON true
-WHERE p.resource_type = 'Observation' AND p.kind = 'reference' AND p.param = 'patient'
+  WHERE d.resource_key = r.resource_key AND d.kind = 3 AND d.param_id = {_param("date", 3)}) s
+  ON true
+WHERE p.param_id = {_param("patient", 4)} AND p.kind = 4
   AND p.reference = %(ref)s AND NOT r.deleted
 ORDER BY s.at DESC NULLS LAST, r.last_updated DESC, r.id LIMIT 50
 """
-FLOOR_COUNT = """
+FLOOR_COUNT = f"""
 SELECT count(*) FROM search_index p
-WHERE p.resource_type = 'Observation' AND p.kind = 'reference' AND p.param = 'patient'
-  AND p.reference = %(ref)s
+WHERE p.param_id = {_param("patient", 4)} AND p.kind = 4 AND p.reference = %(ref)s
 """
 
-FLOOR_TYPE_SORT = """
+FLOOR_TYPE_SORT = f"""
 SELECT r.body FROM search_index d
 JOIN resource r ON r.resource_key = d.resource_key
-WHERE d.resource_type = 'Observation' AND d.kind = 'date' AND d.param = 'date'
+WHERE d.param_id = {_param("date", 3)} AND d.kind = 3
   AND d.value_date_end IS NOT NULL AND NOT r.deleted
 ORDER BY d.value_date_end DESC LIMIT 50
 """

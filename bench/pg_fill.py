@@ -25,7 +25,7 @@ import psycopg
 
 from adapter.fhir.index_values import index_values
 from adapter.store.resources import index_row
-from bench.pg_schema import INDEX_COLUMNS, system_ids
+from bench.pg_schema import INDEX_COLUMNS, with_ids
 
 ID, PATIENT, WHEN = "@ID@", "@PAT@", "@WHEN@"
 _WHEN_EXAMPLE = datetime(2022, 1, 1)
@@ -77,7 +77,7 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
     conn.execute("CREATE TEMP TABLE fill_body (shape int, body text) ON COMMIT PRESERVE ROWS")
     types = {"value_date_start": "timestamptz", "value_date_end": "timestamptz"}
     types["value_number"] = "numeric"
-    types["system_id"] = "int"
+    types.update(system_id="int", param_id="int", kind="int", resource_key="bigint")
     columns = ", ".join(f"{c} {types.get(c, 'text')}" for c in INDEX_COLUMNS)
     conn.execute(f"CREATE TEMP TABLE fill_index (shape int, role text, {columns})")
     for n, shape in enumerate(shapes):
@@ -86,9 +86,8 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
         real = shape.build("x", "x", _WHEN_EXAMPLE.isoformat() + "+00:00")
         for value in index_values(real):
             row = index_row("Observation", 0, value)  # the key is the resource row's (_insert)
-            with conn.cursor() as cur:  # the system's id, as the store would give it (0059)
-                system = row["system"]
-                row["system_id"] = None if system is None else system_ids(cur, {system})[system]
+            with conn.cursor() as cur:  # the ids, as the store would give them (0059, 0071)
+                with_ids(cur, [row])
             role = None
             if row["reference"] == "Patient/x":
                 role = "patient"

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from adapter.fhir.index_values import index_values
 from adapter.store.body_codec import pack
+from adapter.store.models import KINDS
 from adapter.store.resources import index_row
 from adapter.store.systems import system_hash
 
@@ -65,10 +66,9 @@ def loaded_rows(schema: Schema, resource_type: str) -> int:
 
 
 INDEX_COLUMNS = (
-    "resource_type",
     "resource_key",
-    "param",
-    "kind",
+    "param_id",  # search_param's id (decision 0071)
+    "kind",  # as its number (KINDS)
     "system_id",  # search_system's id (decision 0059)
     "code",
     "value",
@@ -128,10 +128,9 @@ class ResourceCopy:
     def flush(self, conn: psycopg.Connection) -> None:
         """COPY what was added, commit, and start again empty."""
         with conn.cursor() as cur:
-            ids = system_ids(cur, {r["system"] for r in self._rows if r["system"] is not None})
+            with_ids(cur, self._rows)
             index = io.StringIO()
             for row in self._rows:
-                row["system_id"] = ids.get(row["system"])
                 index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
             with cur.copy(_RESOURCE_COPY) as copy:
                 copy.write(self._resources.getvalue())
@@ -157,6 +156,30 @@ def system_ids(cur: psycopg.Cursor[Any], systems: set[str]) -> dict[str, Any]:
         ([system_hash(s) for s in systems],),
     )
     return dict(cur.fetchall())
+
+
+def param_ids(cur: psycopg.Cursor[Any], triples: set[tuple[str, str, int]]) -> dict[Any, Any]:
+    """The search_param ids of (type, row name, kind number) triples, created where missing
+    (as the store does, decision 0071)."""
+    if triples:
+        cur.executemany(
+            "INSERT INTO search_param (resource_type, param, kind) VALUES (%s, %s, %s)"
+            " ON CONFLICT DO NOTHING",
+            sorted(triples),
+        )
+    cur.execute("SELECT resource_type, param, kind, param_id FROM search_param")
+    return {(t, p, k): i for t, p, k, i in cur.fetchall()}
+
+
+def with_ids(cur: psycopg.Cursor[Any], rows: list[dict[str, Any]]) -> None:
+    """``index_row``'s dictionaries as the table holds them: ``system_id``, ``param_id`` and
+    the kind's number, given as the store gives them (decisions 0059, 0071)."""
+    systems = system_ids(cur, {r["system"] for r in rows if r["system"] is not None})
+    params = param_ids(cur, {(r["resource_type"], r["param"], KINDS[r["kind"]]) for r in rows})
+    for row in rows:
+        row["system_id"] = systems.get(row["system"])
+        row["kind"] = KINDS[row["kind"]]
+        row["param_id"] = params[row["resource_type"], row["param"], row["kind"]]
 
 
 def analyze(conn: psycopg.Connection) -> None:

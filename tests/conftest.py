@@ -36,7 +36,7 @@ from adapter import store
 from adapter.api.app import create_app
 from adapter.settings import Settings
 from adapter.store import Saved, make_engine, migrate, save_resources
-from adapter.store.systems import forget as forget_systems
+from adapter.store.interning import forget_all as forget_interned
 
 TEST_DATABASE_ENV = "ADAPTER_TEST_DATABASE_URL"
 
@@ -141,7 +141,7 @@ def _empty_tables(engine: Engine) -> None:
         if tables:
             names = ", ".join(f'"{t}"' for t in tables)
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    forget_systems()  # search_system's ids start again (adapter/store/systems.py)
+    forget_interned()  # search_system's and search_param's ids start again (interning.py)
 
 
 @pytest.fixture

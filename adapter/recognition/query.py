@@ -44,6 +44,7 @@ from adapter.fhir.dates import parse_range
 from adapter.identity import person_of, records_of
 from adapter.recognition.catalogue import Assessment, Catalogue, Item
 from adapter.store import index_keys as keys
+from adapter.store.index_params import rows_of
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.systems import known_ids
 
@@ -250,9 +251,7 @@ def _results(
                     select(_si.c.resource_key)
                     .distinct()
                     .where(
-                        _si.c.resource_type == rtype,
-                        _si.c.param == "code",
-                        _si.c.kind == "token",
+                        rows_of(_si, rtype, ("code",), "token"),
                         _one_of(session, _si.c.resource_key, chunk),
                         codes,
                     )
@@ -279,9 +278,7 @@ def _coded_rows(
     Observations, growing with the store (bench/README.md, bench_recognition.py)."""
     rows = select(_si.c.resource_key, _si.c.system_id, _si.c.code, _si.c.code_full)
     rows = rows.where(
-        _si.c.resource_type == rtype,
-        _si.c.param == "code",
-        _si.c.kind == "token",
+        rows_of(_si, rtype, ("code",), "token"),
         _one_of(session, _si.c.resource_key, person_keys),
     )
     found: dict[int, None] = {}

@@ -188,3 +188,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
+    # a migration may have rebuilt an interning table (0026's downgrade drops search_param,
+    # its upgrade numbers the rows again): ids this engine cached may no longer hold
+    from adapter.store.interning import forget_all  # interning imports this module
+
+    forget_all(engine)

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
-from adapter.store.index_params import named_rows, param_in
-from adapter.store.models import Resource, SearchIndex
+from adapter.store.index_params import kind_is, named_rows, param_ids
+from adapter.store.models import Resource, SearchIndex, SearchParam
 
 _r = Resource.__table__
 _si = SearchIndex.__table__
@@ -82,16 +82,16 @@ def _care_date_meets(start: datetime, end: datetime) -> ColumnElement[bool]:
     """No care date, or one whose range overlaps [start, end)."""
 
     def dated(*extra: ColumnElement[bool]) -> ColumnElement[bool]:
+        sp = SearchParam.__table__
         cases = [
-            and_(_si.c.resource_type == rtype, param_in(_si, named_rows(rtype, param)))
+            and_(sp.c.resource_type == rtype, sp.c.param.in_(named_rows(rtype, param)))
             for rtype, param in CARE_DATE.items()
         ]
         return exists(
             select(_si.c.resource_key).where(
-                _si.c.kind == "date",
-                _si.c.resource_type == _r.c.resource_type,
+                _si.c.param_id.in_(param_ids(None, None, "date").where(or_(*cases))),
+                kind_is(_si, "date"),
                 _si.c.resource_key == _r.c.resource_key,
-                or_(*cases),
                 *extra,
             )
         )

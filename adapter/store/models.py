@@ -6,6 +6,7 @@ resource_version  every version (history, vread), the current one included; the 
                   version's body is only in ``resource`` (body NULL here until superseded)
 search_index      one row per searchable value of a current resource
 search_system     each code system of the index's rows once, named there by its integer
+search_param      each (resource type, parameter, kind) of the index's rows once, likewise
 outbox            one row per resource version and destination still to deliver
 delivery_attempt  every try to deliver an outbox row: when, by whom, status, error, duration
 delivery_destination  per destination: circuit breaker state and last success (shared by workers)
@@ -35,12 +36,14 @@ from sqlalchemy import (
     MetaData,
     PrimaryKeyConstraint,
     Sequence,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
+    select,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 from adapter.store.types import BigId, CompressedJSON, JSONText, PackedBytes, UTCDateTime
 
@@ -73,16 +76,27 @@ _ID = 64  # FHIR ids are at most 64 characters
 _WORKER = 128  # "host:pid:n"
 
 
-def _kind_index(kind: str, *columns: str, **kw: Any) -> Index:
-    where = text(f"kind = '{kind}'")
+# ``search_index.kind`` and ``search_param.kind``: the parameter type as a small integer
+# (decision 0071); the partial indexes' predicates compare it with a constant
+KINDS: dict[str, int] = {
+    "token": 1, "string": 2, "date": 3, "reference": 4, "quantity": 5, "uri": 6,
+}  # fmt: skip
+KIND_NAMES: dict[int, str] = {number: name for name, number in KINDS.items()}
+
+
+def kind_where(kind: str) -> Any:
+    """The predicate of a partial index of ``kind``."""
+    return text(f"kind = {KINDS[kind]}")
+
+
+def _kind_index(kind: str, *columns: str, name: str | None = None, **kw: Any) -> Index:
     return Index(
-        f"ix_search_index_{kind}",
-        "resource_type",
-        "param",
+        name or f"ix_search_index_{kind}",
+        "param_id",
         *columns,
         "resource_key",
-        postgresql_where=where,
-        sqlite_where=where,
+        postgresql_where=kind_where(kind),
+        sqlite_where=kind_where(kind),
         **kw,
     )
 
@@ -186,11 +200,14 @@ class SearchIndex(Base):
     reference: reference. ``system_id`` is the system's row in ``search_system`` (decision
     0059). ``code``, ``value_norm`` and ``reference`` hold bounded keys; a longer value
     is kept whole in ``<column>_full`` (adapter/store/index_keys.py).
-    The per-kind indexes are partial (``WHERE kind = '...'``): searches name the kind.
-    The resource is ``resource_key``, its ``resource.resource_key`` (an integer instead of
-    the 36-character id in every row and index entry: decision 0055); ``resource_type`` stays
-    as the indexes' first column. Every index ends with resource_key so EXISTS probes are
-    index-only on PostgreSQL.
+    The resource is ``resource_key``, its ``resource.resource_key`` (decision 0055); the
+    resource type, parameter and kind are ``param_id``, a row of ``search_param`` (decision
+    0071: one small integer instead of two strings in every row and index entry), and the
+    first column of every per-kind index. ``kind`` (``KINDS``) is repeated in the row: the
+    per-kind indexes are partial (``WHERE kind = n``) and searches name it as a constant.
+    Every index ends with resource_key so EXISTS probes are index-only on PostgreSQL.
+    The columns are in an order that leaves no alignment padding on PostgreSQL: the 8-byte
+    values first, then the 4- and 2-byte ones, then the texts.
     """
 
     __tablename__ = "search_index"
@@ -212,32 +229,23 @@ class SearchIndex(Base):
         _kind_index("string", "value_norm", postgresql_ops={"value_norm": "text_pattern_ops"}),
         _kind_index("date", "value_date_start", "value_date_end"),
         # ``_sort=-date``: the latest date end first, read in index order (migration 0011)
-        Index(
-            "ix_search_index_date_end",
-            "resource_type",
-            "param",
-            "value_date_end",
-            "resource_key",
-            postgresql_where=text("kind = 'date'"),
-            sqlite_where=text("kind = 'date'"),
-        ),
+        _kind_index("date", "value_date_end", name="ix_search_index_date_end"),
         _kind_index("quantity", "value_number"),
         _kind_index("reference", "reference"),
         Index("ix_search_index_resource", "resource_key"),
     )
 
     row_id: Mapped[int] = mapped_column(BigId, autoincrement=True)  # key: __table_args__
-    resource_type: Mapped[str] = mapped_column(String(_TYPE))
     resource_key: Mapped[int] = mapped_column(BigId)
-    param: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))
-    system_id: Mapped[int | None] = mapped_column(Integer())  # search_system (decision 0059)
-    code: Mapped[str | None] = mapped_column(Text())
-    value: Mapped[str | None] = mapped_column(Text())
-    value_norm: Mapped[str | None] = mapped_column(Text())
     value_date_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
     value_date_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
     value_number: Mapped[float | None] = mapped_column(Float())
+    param_id: Mapped[int] = mapped_column(Integer())  # search_param (decision 0071)
+    system_id: Mapped[int | None] = mapped_column(Integer())  # search_system (decision 0059)
+    kind: Mapped[int] = mapped_column(SmallInteger())  # KINDS
+    code: Mapped[str | None] = mapped_column(Text())
+    value: Mapped[str | None] = mapped_column(Text())
+    value_norm: Mapped[str | None] = mapped_column(Text())
     reference: Mapped[str | None] = mapped_column(Text())
     # the whole value where the key column above holds only a bounded part of it
     code_full: Mapped[str | None] = mapped_column(Text())
@@ -255,6 +263,33 @@ class SearchSystem(Base):
     system_id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
     system: Mapped[str] = mapped_column(Text())
     system_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class SearchParam(Base):
+    """The (resource type, parameter row name, kind) of ``search_index`` rows, each once
+    (decision 0071, adapter/store/params.py): a few dozen in a lab feed. Rows are only
+    added, never changed or deleted."""
+
+    __tablename__ = "search_param"
+    __table_args__ = (UniqueConstraint("resource_type", "param", "kind"),)
+
+    param_id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(_TYPE))
+    param: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[int] = mapped_column(SmallInteger())  # KINDS
+
+
+# A row's type and parameter by name, read through search_param: for ad-hoc reads of rows
+# (``select(SearchIndex).where(SearchIndex.param == ...)``, tests, the shell); the store's
+# own queries compare ``param_id`` (adapter/store/index_params.py)
+SearchIndex.resource_type = column_property(
+    select(SearchParam.resource_type)
+    .where(SearchParam.param_id == SearchIndex.param_id)
+    .scalar_subquery()
+)
+SearchIndex.param = column_property(
+    select(SearchParam.param).where(SearchParam.param_id == SearchIndex.param_id).scalar_subquery()
+)
 
 
 class Outbox(Base):

@@ -35,7 +35,8 @@ from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient
 from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
-from adapter.store.models import Resource, ResourceVersion, SearchIndex
+from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
+from adapter.store.params import param_ids
 from adapter.store.resource_keys import new_keys
 from adapter.store.systems import system_ids
 
@@ -673,23 +674,24 @@ def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
 def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert search_index rows (``index_row``'s dictionaries): on PostgreSQL by COPY
     (decisions 0034, 0053), on SQLite as tuples to the driver's executemany (0050). Each
-    row's ``system`` (the text, as ``index_row`` gives it) becomes ``system_id`` here, at
-    the write (decision 0059): the rows a bulk batch holds keep the text, so a write rolled
-    back and tried again looks its systems up again."""
+    row's ``system`` (the text, as ``index_row`` gives it) becomes ``system_id`` here, and
+    its type, parameter and kind ``param_id``, at the write (decisions 0059, 0071): the rows
+    a bulk batch holds keep the names, so a write rolled back and tried again looks its ids
+    up again."""
     values = itemgetter(*_INDEX_ROW_KEYS)
     _insert_index_tuples(session, [values(row) for row in rows])
 
 
-# an index row as the store holds it: the values of these keys, in the table's column order
-# (fast_insert binds them as they are), ``system`` the text where its id goes (0059)
+# an index row as the store holds it: the values of these keys, the names where their ids go
+# (``system``: 0059; ``resource_type``, ``param`` and ``kind``: 0071)
 IndexRow = tuple[Any, ...]
 _INDEX_ROW_KEYS: Final = (
     "resource_type", "resource_key", "param", "kind", "system", "code", "value", "value_norm",
     "value_date_start", "value_date_end", "value_number", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
-_INDEX_COLUMNS: Final = tuple("system_id" if k == "system" else k for k in _INDEX_ROW_KEYS)
-_SYSTEM: Final = _INDEX_ROW_KEYS.index("system")
+# the columns written: the resource key, the ids, then the row's values from ``code`` on
+_INDEX_COLUMNS: Final = ("resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:])
 
 
 def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
@@ -697,8 +699,12 @@ def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
     decision 0050, amended)."""
     if not rows:
         return
-    ids = system_ids(session, {r[_SYSTEM] for r in rows} - {None})
-    insert_tuples(session, _index, _INDEX_COLUMNS, rows, {"system_id": ids.__getitem__})
+    params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
+    systems: dict[str | None, int | None] = {None: None}
+    systems.update(system_ids(session, {r[4] for r in rows} - {None}))
+    kinds = KINDS
+    written = [(r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]], *r[5:]) for r in rows]
+    insert_tuples(session, _index, _INDEX_COLUMNS, written)
 
 
 def _index_tuples(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[IndexRow]:

@@ -30,7 +30,6 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    literal_column,
     not_,
     or_,
     select,
@@ -52,7 +51,7 @@ from adapter.fhir.search_query import (
 )
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
-from adapter.store.index_params import param_in, row_params
+from adapter.store.index_params import row_params, rows_of
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import leading_rows, led_by_index, order_by, without_value
@@ -97,9 +96,11 @@ def find(
     bodies: list[dict[str, Any]] = []
     if count > 0 and single and led_by_index(sort):
         # with the type: SQLite then reads the sort rows in index order (decision 0035)
-        bodies = _index_led_page(session, [of_type, *rest], sort, limit=count + 1, offset=offset)
+        bodies = _index_led_page(
+            session, single, [of_type, *rest], sort, limit=count + 1, offset=offset
+        )
     elif count > 0:
-        query = select(_r.c.body).where(*where).order_by(*order_by(sort, _r))
+        query = select(_r.c.body).where(*where).order_by(*order_by(sort, _r, single))
         bodies = list(session.execute(query.limit(count + 1).offset(offset)).scalars())
     has_more = len(bodies) > count
     bodies = bodies[:count]
@@ -119,6 +120,7 @@ def find(
 
 def _index_led_page(
     session: Session,
+    rtype: str,
     where: list[ColumnElement[bool]],
     sort: tuple[SortKey, ...],
     *,
@@ -127,7 +129,7 @@ def _index_led_page(
 ) -> list[dict[str, Any]]:
     """A page sorted first by an index parameter (search_order.leading_rows): the resources
     with a value in index order, then, if the page is not full, those without one."""
-    lead = leading_rows(sort, _r)
+    lead = leading_rows(rtype, sort, _r)
     valued = select(_r.c.body).select_from(lead.joined).where(*where, lead.where)
     query = valued.order_by(*lead.order).limit(limit).offset(offset)
     bodies = list(session.execute(query).scalars())
@@ -137,7 +139,7 @@ def _index_led_page(
     if not bodies and offset:  # the page starts past the valued ones: how many were they?
         counted = select(func.count()).select_from(lead.joined).where(*where, lead.where)
         skip = max(0, offset - session.execute(counted).scalar_one())
-    missing, order = without_value(sort, _r)
+    missing, order = without_value(rtype, sort, _r)
     rest = select(_r.c.body).where(*where, missing).order_by(*order)
     bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
     return bodies
@@ -192,21 +194,22 @@ def condition(
     if criterion.chain is not None:
         return _matching(rtype, r, _chain(rtype, criterion))
     if modifier == "missing":
-        probe = _probe(row_params(rtype, param), param.type)
+        probe = _probe(rtype, row_params(rtype, param), param.type)
         return _absent(r, probe) if criterion.values[0] is True else _matching(rtype, r, probe)
     si = _si.alias()
     names = row_params(rtype, param, OF_TYPE if modifier == "of-type" else "")
     matched = or_(*(_value(si, param.type, modifier, v) for v in criterion.values))
-    probe = _probe(names, param.type, si).where(matched)
+    probe = _probe(rtype, names, param.type, si).where(matched)
     return _absent(r, probe) if modifier in _NEGATED else _matching(rtype, r, probe)
 
 
-def _probe(names: tuple[str, ...], kind: str, si: FromClause | None = None) -> Select[Any]:
+def _probe(
+    rtype: str | None, names: tuple[str, ...], kind: str, si: FromClause | None = None
+) -> Select[Any]:
+    """The keys of the resources with rows of ``names`` of ``rtype`` (any type when None:
+    the probe is then correlated on the resource's key)."""
     si = si if si is not None else _si.alias()
-    # the kind as a literal lets the planner pick the partial index of that kind
-    return select(si.c.resource_key).where(
-        si.c.kind == literal_column(f"'{kind}'"), param_in(si, names)
-    )
+    return select(si.c.resource_key).where(rows_of(si, rtype, names, kind))
 
 
 def _si_of(probe: Select[Any]) -> FromClause:
@@ -214,23 +217,13 @@ def _si_of(probe: Select[Any]) -> FromClause:
 
 
 def _matching(rtype: str | None, r: FromClause, probe: Select[Any]) -> ColumnElement[bool]:
-    si = _si_of(probe)
-    if rtype is not None:
-        return r.c.resource_key.in_(probe.where(si.c.resource_type == rtype))
-    return exists(
-        probe.where(si.c.resource_type == r.c.resource_type, si.c.resource_key == r.c.resource_key)
-    )
+    if rtype is not None:  # the probe names the type (its param_id)
+        return r.c.resource_key.in_(probe)
+    return exists(probe.where(_si_of(probe).c.resource_key == r.c.resource_key))
 
 
 def _absent(r: FromClause, probe: Select[Any]) -> ColumnElement[bool]:
-    si = _si_of(probe)
-    return not_(
-        exists(
-            probe.where(
-                si.c.resource_type == r.c.resource_type, si.c.resource_key == r.c.resource_key
-            )
-        )
-    )
+    return not_(exists(probe.where(_si_of(probe).c.resource_key == r.c.resource_key)))
 
 
 def _live(rtype: str, criterion: Criterion, column: str = "id") -> Select[Any]:
@@ -246,7 +239,7 @@ def _chain(rtype: str | None, criterion: Criterion) -> Select[Any]:
     """``ref.param=x``: rows of ``ref`` whose reference is a resource meeting the inner one."""
     assert criterion.chain is not None
     types, inner = criterion.chain
-    probe = _probe(row_params(rtype, criterion.param), "reference")
+    probe = _probe(rtype, row_params(rtype, criterion.param), "reference")
     si = _si_of(probe)
     targets = []
     for target in types:
@@ -259,12 +252,10 @@ def _chain(rtype: str | None, criterion: Criterion) -> Select[Any]:
 
 def _has(rtype: str | None, criterion: HasCriterion, r: FromClause) -> ColumnElement[bool]:
     """``_has:Source:ref:param=x``: this resource is referred to by a matching Source."""
-    probe = _probe(row_params(criterion.source, criterion.reference), "reference")
+    source = criterion.source
+    probe = _probe(source, row_params(source, criterion.reference), "reference")
     si = _si_of(probe)
-    referring = probe.where(
-        si.c.resource_type == criterion.source,
-        si.c.resource_key.in_(_live(criterion.source, criterion.inner, "resource_key")),
-    )
+    referring = probe.where(si.c.resource_key.in_(_live(source, criterion.inner, "resource_key")))
     if rtype is None:
         return (r.c.resource_type + literal("/") + r.c.id).in_(
             referring.with_only_columns(si.c.reference)

@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import literal_column, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
-from adapter.store.index_params import named_rows, param_in
+from adapter.store.index_params import named_rows, rows_of
 from adapter.store.keys import keys_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.visibility import Visibility, visible
@@ -63,6 +63,8 @@ def included(
 
 def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key]:
     sources = [k for k in frontier if k[0] == include.source]
+    # the include's parameter, or every reference parameter of the source type
+    names = named_rows(include.source, include.param) if include.param is not None else None
     out: list[Key] = []
     if include.reverse:
         targets = [f"{t}/{i}" for t, i in frontier]
@@ -70,14 +72,8 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
             query = (
                 select(_r.c.resource_type, _r.c.id)
                 .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
-                .where(
-                    _si.c.kind == literal_column("'reference'"),
-                    _si.c.resource_type == include.source,
-                    _si.c.reference.in_(chunk),
-                )
+                .where(rows_of(_si, include.source, names, "reference"), _si.c.reference.in_(chunk))
             )
-            if include.param is not None:
-                query = query.where(param_in(_si, named_rows(include.source, include.param)))
             if include.target is not None:
                 query = query.where(_si.c.reference.like(f"{include.target}/%"))
             out.extend((t, i) for t, i in session.execute(query.distinct()))
@@ -87,13 +83,10 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
             _r.c.resource_type == include.source, _r.c.id.in_(chunk)
         )
         query = select(_si.c.reference).where(
-            _si.c.kind == literal_column("'reference'"),
-            _si.c.resource_type == include.source,
+            rows_of(_si, include.source, names, "reference"),
             _si.c.resource_key.in_(source_keys),
             _si.c.reference.is_not(None),
         )
-        if include.param is not None:
-            query = query.where(param_in(_si, named_rows(include.source, include.param)))
         for (reference,) in session.execute(query.distinct()):
             rtype, _, rid = reference.partition("/")
             if rid and "/" not in rid and (include.target in (None, rtype)):

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal_column, or_, select
+from sqlalchemy import ColumnElement, FromClause, and_, exists, func, or_, select
 
 from adapter.fhir.search_results import SortKey
-from adapter.store.index_params import param_in
+from adapter.store.index_params import rows_of
 from adapter.store.models import SearchIndex
 
 _si = SearchIndex.__table__
@@ -69,37 +69,30 @@ class LeadingRows:
 # The clauses depend only on the sort keys and the table; built once per shape they save
 # the aliases' column copies on every search (about 1 ms of a patient's page; decision 0045)
 @lru_cache(maxsize=512)
-def leading_rows(sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
+def leading_rows(rtype: str, sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
+    """The leading rows of a search of ``rtype`` (one type: the rows of its parameter are
+    then one ``param_id``, the first column of the kind's index, read in order)."""
     key = sort[0]
     kind = key.param.type
     name = _SORT_COLUMNS[kind][1 if key.descending else 0]
     row, other = _si.alias("sort_row"), _si.alias("sort_other")
     value, rival = row.c[name], other.c[name]
     better = rival > value if key.descending else rival < value
+    names = key.param.row_params
     placed_higher = exists().where(
-        other.c.resource_type == row.c.resource_type,
         other.c.resource_key == row.c.resource_key,
-        other.c.kind == literal_column(f"'{kind}'"),
-        param_in(other, key.param.row_params),
+        rows_of(other, rtype, names, kind),
         or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
     )
-    joined = r.join(
-        row,
-        and_(row.c.resource_type == r.c.resource_type, row.c.resource_key == r.c.resource_key),
-    )
-    where = and_(
-        row.c.kind == literal_column(f"'{kind}'"),
-        param_in(row, key.param.row_params),
-        value.is_not(None),
-        ~placed_higher,
-    )
+    joined = r.join(row, row.c.resource_key == r.c.resource_key)
+    where = and_(rows_of(row, rtype, names, kind), value.is_not(None), ~placed_higher)
     first = value.desc() if key.descending else value.asc()
-    return LeadingRows(joined, where, (first, *order_by(sort[1:], r)))
+    return LeadingRows(joined, where, (first, *order_by(sort[1:], r, rtype)))
 
 
 @lru_cache(maxsize=512)
 def without_value(
-    sort: tuple[SortKey, ...], r: FromClause
+    rtype: str, sort: tuple[SortKey, ...], r: FromClause
 ) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
     """The resources with no value for the first sort key, and their ORDER BY."""
     key = sort[0]
@@ -107,20 +100,19 @@ def without_value(
     si = _si.alias("sort_none")
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
     has_value = exists().where(
-        si.c.resource_type == r.c.resource_type,
         si.c.resource_key == r.c.resource_key,
-        si.c.kind == literal_column(f"'{kind}'"),
-        param_in(si, key.param.row_params),
+        rows_of(si, rtype, key.param.row_params, kind),
         column.is_not(None),
     )
-    return ~has_value, tuple(order_by(sort[1:], r))
+    return ~has_value, tuple(order_by(sort[1:], r, rtype))
 
 
-def order_by(sort: tuple[SortKey, ...], r: FromClause) -> list[Any]:
+def order_by(sort: tuple[SortKey, ...], r: FromClause, rtype: str | None = None) -> list[Any]:
+    """The ORDER BY of a search of ``rtype`` (None: several types)."""
     columns = {"_lastUpdated": r.c.last_updated, "_id": r.c.id, "_source": r.c.message_id}
     order: list[Any] = []
     for key in sort:
-        value = columns[key.name] if key.name in columns else _index_value(key, r)
+        value = columns[key.name] if key.name in columns else _index_value(key, r, rtype)
         ordered = value.desc() if key.descending else value.asc()
         order.append(ordered if key.name in _NOT_NULL else ordered.nulls_last())
     names = {k.name for k in sort}
@@ -131,7 +123,7 @@ def order_by(sort: tuple[SortKey, ...], r: FromClause) -> list[Any]:
     return order
 
 
-def _index_value(key: SortKey, r: FromClause) -> Any:
+def _index_value(key: SortKey, r: FromClause, rtype: str | None) -> Any:
     si = _si.alias()
     kind = key.param.type
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
@@ -139,10 +131,8 @@ def _index_value(key: SortKey, r: FromClause) -> Any:
     return (
         select(pick(column))
         .where(
-            si.c.resource_type == r.c.resource_type,
             si.c.resource_key == r.c.resource_key,
-            si.c.kind == literal_column(f"'{kind}'"),
-            param_in(si, key.param.row_params),
+            rows_of(si, rtype, key.param.row_params, kind),
         )
         .scalar_subquery()
     )

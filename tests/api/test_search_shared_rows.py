@@ -16,7 +16,7 @@ from adapter.api.app import create_app
 from adapter.fhir.search_params import RESOURCES
 from adapter.settings import Settings
 from adapter.store import save_resources
-from adapter.store.models import Resource, SearchIndex
+from adapter.store.models import Resource, SearchIndex, SearchParam
 
 S = "http://loinc.org"
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -71,7 +71,12 @@ def client(module_database_url: str) -> Iterator[TestClient]:
         with app.state.session_factory() as session:
             ids = {r.resource_key: r.id for r in session.scalars(select(Resource))}
             client.rows = {  # type: ignore[attr-defined]
-                (ids[r.resource_key], r.param) for r in session.scalars(select(SearchIndex))
+                (ids[key], param)
+                for key, param in session.execute(
+                    select(SearchIndex.resource_key, SearchParam.param).join(
+                        SearchParam, SearchParam.param_id == SearchIndex.param_id
+                    )
+                )
             }
         yield client
     app.state.engine.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store import fast_insert
 from adapter.store.fast_insert import _plan, insert_rows
-from adapter.store.models import Outbox, Resource, ResourceVersion, SearchIndex
+from adapter.store.models import KINDS, Outbox, Resource, ResourceVersion, SearchIndex
 from adapter.store.refusals import is_refusal, is_unique_violation
 
 AT = datetime(2026, 12, 4, 8, 30, 15, 123456, tzinfo=UTC)
@@ -50,10 +50,9 @@ def _resources(prefix: str) -> list[dict[str, Any]]:
 def _index(prefix: str) -> list[dict[str, Any]]:
     return [
         {
-            "resource_type": "Observation",
             "resource_key": _base(prefix) + n,
-            "param": "date" if n else "code",
-            "kind": "date" if n else "token",
+            "param_id": 3 if n else 5,  # search_param's id (decision 0071)
+            "kind": KINDS["date"] if n else KINDS["token"],
             "system_id": None if n else 7,  # search_system's id (decision 0059)
             "code": None if n else "2345-7",
             "value": None,

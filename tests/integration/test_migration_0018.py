@@ -18,10 +18,11 @@ from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import alembic_config
 from adapter.store.index_keys import head_key
-from adapter.store.models import Resource, SearchIndex, SearchSystem
+from adapter.store.models import Resource, SearchIndex, SearchParam, SearchSystem
 from adapter.store.search import find
 from adapter.store.search_include import included
 from tests.api.search_fixtures import T0, resources
+from tests.integration.index_0024 import columns_0024, rows_0024
 
 # (type, query): criteria, chains, _has, :missing, :not, sorts, includes
 QUERIES: list[tuple[str, list[tuple[str, str]]]] = [
@@ -84,14 +85,8 @@ _OLD_RESOURCE = Table(
 _OLD_INDEX = Table(
     "search_index",
     _OLD,
-    Column("row_id", SearchIndex.__table__.c.row_id.type, primary_key=True),
-    Column("resource_type", String()),
+    *columns_0024("resource_key", "system_id"),
     Column("resource_id", String()),
-    *(
-        Column(c.name, c.type)
-        for c in SearchIndex.__table__.columns
-        if c.name not in ("row_id", "resource_type", "resource_key", "system_id")
-    ),
     Column("system", Text()),  # the text until 0019 (decision 0059)
     Column("system_full", Text()),
 )
@@ -101,7 +96,7 @@ def _copy_as_0017(written: Engine, old: Engine) -> int:
     """The rows the store wrote at head, into ``old`` (at 0017) in 0017's form."""
     with written.connect() as source:
         rows = [dict(r._mapping) for r in source.execute(select(Resource.__table__))]
-        index = [dict(r._mapping) for r in source.execute(select(SearchIndex.__table__))]
+        index = rows_0024(source)
         systems = dict(source.execute(select(SearchSystem.system_id, SearchSystem.system)).all())
     ids = {r["resource_key"]: r["id"] for r in rows}
     for row in rows:
@@ -142,8 +137,9 @@ def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
             keys = conn.execute(text("SELECT resource_type, id, resource_key FROM resource")).all()
             after = conn.execute(
                 text(
-                    "SELECT si.row_id, si.resource_type, r.id, si.param FROM search_index si"
+                    "SELECT si.row_id, p.resource_type, r.id, p.param FROM search_index si"
                     " JOIN resource r ON r.resource_key = si.resource_key"
+                    " JOIN search_param p ON p.param_id = si.param_id"
                 )
             ).all()
         assert len({k for _, _, k in keys}) == len(keys) and all(k for _, _, k in keys)
@@ -204,7 +200,8 @@ def test_keys_are_distinct_across_a_batch_and_single_saves(database_url: str) ->
             genders = session.execute(
                 select(Resource.id, SearchIndex.code)
                 .join(Resource, Resource.resource_key == SearchIndex.resource_key)
-                .where(SearchIndex.param == "gender")
+                .join(SearchParam, SearchParam.param_id == SearchIndex.param_id)
+                .where(SearchParam.param == "gender")
             ).all()
         assert len(set(keys.values())) == len(keys) == count + 1
         assert sorted(genders) == [

@@ -17,9 +17,10 @@ from adapter.fhir.search_query import parse_search
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.index_keys import KEY_CHARS, head_key
-from adapter.store.models import Resource, SearchIndex, SearchSystem
+from adapter.store.models import Resource, SearchSystem
 from adapter.store.search import find
 from tests.api.search_fixtures import LOINC, MRN, T0, resources
+from tests.integration.index_0024 import columns_0024, rows_0024
 from tests.integration.test_migration_0018 import QUERIES as QUERIES_0018
 from tests.integration.test_migration_0018 import _downgrade
 from tests.integration.test_migration_0018 import search_answers as _answers
@@ -67,7 +68,7 @@ _OLD = MetaData()
 _OLD_INDEX = Table(
     "search_index",
     _OLD,
-    *(Column(c.name, c.type) for c in SearchIndex.__table__.columns if c.name != "system_id"),
+    *columns_0024("system_id"),
     Column("system", Text()),
     Column("system_full", Text()),
 )
@@ -76,7 +77,7 @@ _OLD_INDEX = Table(
 def _copy_as_0018(written: Engine, old: Engine) -> list[dict[str, Any]]:
     with written.connect() as source:
         rows = [dict(r._mapping) for r in source.execute(select(Resource.__table__))]
-        index = [dict(r._mapping) for r in source.execute(select(SearchIndex.__table__))]
+        index = rows_0024(source)
         systems = dict(source.execute(select(SearchSystem.system_id, SearchSystem.system)).all())
     for row in index:
         row["system"], row["system_full"] = head_key(systems.get(row.pop("system_id")))
@@ -95,9 +96,10 @@ def _rows_with_systems(engine: Engine) -> list[tuple[Any, ...]]:
         return sorted(
             conn.execute(
                 text(
-                    "SELECT si.row_id, si.resource_key, si.param, si.kind, si.code, s.system"
+                    "SELECT si.row_id, si.resource_key, p.param, p.kind, si.code, s.system"
                     " FROM search_index si LEFT JOIN search_system s"
                     " ON s.system_id = si.system_id"
+                    " JOIN search_param p ON p.param_id = si.param_id"
                 )
             ).all(),
             key=lambda r: r[0],

@@ -10,14 +10,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, MetaData, Table, insert, inspect, text
 
 from adapter.fhir.index_values import IndexValue, index_values, normalize_text
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
-from adapter.store.models import SearchIndex
 from adapter.store.resources import index_row
 from tests.api.search_fixtures import LOINC, T0, resources
+from tests.integration.index_0024 import columns_0024, rows_0024
 from tests.integration.test_migration_0018 import QUERIES as QUERIES_0018
 from tests.integration.test_migration_0018 import _downgrade
 from tests.integration.test_migration_0018 import search_answers as _answers
@@ -84,8 +84,16 @@ def _save(engine: Engine) -> None:
 
 
 def _text_rows(engine: Engine) -> list[tuple[Any, ...]]:
-    """The token rows without code: (resource id, param, value_norm, value_norm_full)."""
+    """The token rows without code: (resource id, param, value_norm, value_norm_full); at
+    head or in 0024's form (type, parameter and kind by name)."""
     with engine.connect() as conn:
+        if "param_id" in {c["name"] for c in inspect(conn).get_columns("search_index")}:
+            keys = dict(conn.execute(text("SELECT resource_key, id FROM resource")).all())
+            return sorted(
+                (keys[r["resource_key"]], r["param"], r["value_norm"], r["value_norm_full"])
+                for r in rows_0024(conn)
+                if r["kind"] == "token" and r["code"] is None and r["value_norm"] is not None
+            )
         return sorted(
             conn.execute(
                 text(
@@ -97,8 +105,12 @@ def _text_rows(engine: Engine) -> list[tuple[Any, ...]]:
         )
 
 
+_INDEX_0024 = Table("search_index", MetaData(), *columns_0024())
+
+
 def _add_old_text_rows(engine: Engine) -> int:
-    """The rows the store wrote before 0024 for a text its codings' displays already give."""
+    """The rows the store wrote before 0024 for a text its codings' displays already give
+    (``engine`` at 0022)."""
     rows = []
     with engine.connect() as conn:
         keys = dict(conn.execute(text("SELECT id, resource_key FROM resource")).all())
@@ -112,7 +124,7 @@ def _add_old_text_rows(engine: Engine) -> int:
             row["value"] = None  # a token's text is kept normalised only
             rows.append(row)
     with engine.begin() as conn:
-        conn.execute(insert(SearchIndex.__table__), rows)
+        conn.execute(insert(_INDEX_0024), rows)
     return len(rows)
 
 
@@ -170,12 +182,14 @@ def test_0024_drops_redundant_text_rows_and_answers_as_before(
         ) in kept
         assert not {"t1", "t3", "t4"} & {r[0] for r in at_head}
 
-        migrate(old, "0022")
+        # a store at 0022 as the code before wrote it: written at head (the rows 0024 would
+        # delete are added below), then downgraded through 0026's downgrade
+        migrate(old)
         _save(old)
+        _downgrade(old, "0022")
         assert _text_rows(old) == at_head
         added = _add_old_text_rows(old)
         assert added == 3 and len(_text_rows(old)) == len(at_head) + added
-        assert _answers(old, QUERIES) == expected  # the extra rows change no answer
         if old.dialect.name == "postgresql":
             assert _has_primary_key(old)
 
@@ -197,11 +211,14 @@ def test_0024_drops_redundant_text_rows_and_answers_as_before(
         assert set(late_answer[0][0]) == {"t1", "late"}
 
         before_down = _answers(old, QUERIES)
+        rows_before = _text_rows(old)
 
         _downgrade(old, "0022")
         if old.dialect.name == "postgresql":
             assert _has_primary_key(old)
-        assert _answers(old, QUERIES) == before_down  # the code before answers the same
+        assert _text_rows(old) == rows_before
+        migrate(old)  # and up again: the same answers
+        assert _answers(old, QUERIES) == before_down
     finally:
         head.dispose()
         old.dispose()

@@ -32,6 +32,7 @@ from adapter.mapping.translation import UNREAD
 from adapter.pipeline import STATUSES
 from adapter.store import get_message, verified_raw
 from adapter.store.index_keys import equals
+from adapter.store.index_params import rows_of
 from adapter.store.models import InboundMessage, Resource, SearchIndex
 
 router = APIRouter(include_in_schema=False)
@@ -59,12 +60,10 @@ def _sources(request: Request) -> list[str]:
 
 def _patient_messages(session: Session, identifier: str) -> Any:
     """Message ids whose resources are about a patient with this identifier value."""
-    ix = SearchIndex.__table__.c
-    patients = select(ix.resource_key).where(
-        ix.resource_type == "Patient",
-        ix.param == "identifier",
-        ix.kind == "token",
-        equals(ix.code, ix.code_full, identifier),
+    si = SearchIndex.__table__
+    patients = select(si.c.resource_key).where(
+        rows_of(si, "Patient", ("identifier",), "token"),
+        equals(si.c.code, si.c.code_full, identifier),
     )
     patient = Resource.__table__.alias("patient")
     keys = select(literal("Patient/", String) + patient.c.id).where(

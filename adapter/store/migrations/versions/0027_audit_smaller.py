@@ -21,7 +21,7 @@ Downgrade: every frame is written back as plain text (in Python, in batches), Po
 column becomes ``text`` again, the indexes and audit_link's key are as before.
 
 Revision ID: 0027
-Revises: 0025
+Revises: 0026
 Create Date: 2026-12-05
 """
 
@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0027"
-down_revision: str | Sequence[str] | None = "0025"
+down_revision: str | Sequence[str] | None = "0026"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

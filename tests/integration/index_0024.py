@@ -1,0 +1,57 @@
+"""``search_index`` as migration 0024 left it (before decision 0071 named a row's resource
+type, parameter and kind by ``param_id``): the form the older migrations' tests write their
+rows in, and read them back in after an upgrade to head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Column, Connection, Float, Integer, String, Text, select
+
+from adapter.store.models import KIND_NAMES, SearchIndex, SearchParam
+from adapter.store.types import BigId, UTCDateTime
+
+
+def columns_0024(*leave_out: str) -> list[Column[Any]]:
+    """The columns of search_index at 0024, without ``leave_out``."""
+    columns: list[Column[Any]] = [
+        Column("row_id", BigId, primary_key=True),
+        Column("resource_type", String()),
+        Column("resource_key", BigId),
+        Column("param", String()),
+        Column("kind", String()),
+        Column("system_id", Integer()),
+        Column("code", Text()),
+        Column("value", Text()),
+        Column("value_norm", Text()),
+        Column("value_date_start", UTCDateTime()),
+        Column("value_date_end", UTCDateTime()),
+        Column("value_number", Float()),
+        Column("reference", Text()),
+        Column("code_full", Text()),
+        Column("value_norm_full", Text()),
+        Column("reference_full", Text()),
+    ]
+    return [c for c in columns if c.name not in leave_out]
+
+
+def rows_0024(connection: Connection) -> list[dict[str, Any]]:
+    """The index rows of a database at head, as 0024 held them (type, parameter and kind by
+    name), in row id order."""
+    si, sp = SearchIndex.__table__, SearchParam.__table__
+    query = (
+        select(
+            *(c for c in si.c if c.name not in ("param_id", "kind")),
+            sp.c.resource_type,
+            sp.c.param,
+            sp.c.kind,
+        )
+        .join_from(si, sp, sp.c.param_id == si.c.param_id)
+        .order_by(si.c.row_id)
+    )
+    out = []
+    for row in connection.execute(query):
+        values = dict(row._mapping)
+        values["kind"] = KIND_NAMES[values["kind"]]
+        out.append(values)
+    return out
