@@ -38,9 +38,10 @@ import contextvars
 import hashlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH = 100  # messages per transaction: see the decision for the measured curve
 
 Item = tuple[bytes, Receipt]
+Label = TypeVar("Label")
 
 
 def ingest_many(
@@ -76,7 +78,9 @@ def ingest_many(
         yield from results
 
 
-def ingest_batches(pipeline: Pipeline, batches: Iterable[list[Item]]) -> Iterator[list[IngestResult]]:
+def ingest_batches(
+    pipeline: Pipeline, batches: Iterable[list[Item]]
+) -> Iterator[list[IngestResult]]:
     """Ingest each batch in one transaction (``ingest_batch``); yields each batch's results,
     in order, once it is committed.
 
@@ -85,16 +89,42 @@ def ingest_batches(pipeline: Pipeline, batches: Iterable[list[Item]]) -> Iterato
     commits batch *k* (at most one batch ahead: decision 0069). Without workers each batch
     is read, translated and stored in turn, as before."""
     started: _Started | None = None
-    for items in batches:
+    following = iter(batches)
+    while True:
         if started is not None and not _ahead(pipeline):
             yield _finish(pipeline, started)
             started = None
-        following = _start(pipeline, items, ahead=started is not None)
+        try:
+            items = next(following)
+        except StopIteration:
+            break
+        except Exception:  # reading the next batch failed (a source went away)
+            if started is not None:  # what was read before is stored first, as before
+                yield _finish(pipeline, started)
+            raise
+        ahead = _start(pipeline, items, ahead=started is not None)
         if started is not None:
             yield _finish(pipeline, started)
-        started = following
+        started = ahead
     if started is not None:
         yield _finish(pipeline, started)
+
+
+def ingest_labelled(
+    pipeline: Pipeline, batches: Iterable[tuple[Label, list[Item]]]
+) -> Iterator[tuple[Label, list[IngestResult]]]:
+    """``ingest_batches`` for batches that carry what their caller reports them by (the
+    documents they came from): each label with its batch's results. The label of batch
+    *k + 1* is taken from ``batches`` before batch *k*'s results are yielded."""
+    labels: deque[Label] = deque()
+
+    def items() -> Iterator[list[Item]]:
+        for label, batch in batches:
+            labels.append(label)
+            yield batch
+
+    for results in ingest_batches(pipeline, items()):
+        yield labels.popleft(), results
 
 
 def ingest_batch(pipeline: Pipeline, items: list[Item]) -> list[IngestResult]:
