@@ -21,6 +21,7 @@ sources exactly as above; this process waits, then reconciles and reports from t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -396,8 +397,13 @@ class SyncRunner:
         translated while this one is stored); each batch with its results, by ``id`` of
         the document."""
 
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:  # nothing read: the pipeline is not needed
+            return
+
         def receipts() -> Iterator[tuple[tuple[list[Item], list[Item]], list[Receipted]]]:
-            for documents in batches:
+            for documents in itertools.chain([first], batches):
                 carried = [d for d in documents if d.raw is not None]
                 yield (documents, carried), [(d.raw, self._receipt(item, d)) for d in carried]
 
