@@ -91,7 +91,7 @@ def ingest_batches(
     started: _Started | None = None
     following = iter(batches)
     while True:
-        if started is not None and not _ahead(pipeline):
+        if started is not None and not _ahead(pipeline, started):
             yield _finish(pipeline, started)
             started = None
         try:
@@ -143,11 +143,12 @@ def _chunked(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
         yield chunk
 
 
-def _ahead(pipeline: Pipeline) -> bool:
-    """Whether to start the next batch's translations before this one is stored: only
-    when workers translate them (in this process it would only move the work)."""
+def _ahead(pipeline: Pipeline, started: _Started) -> bool:
+    """Whether to take the next batch and start its translations before ``started`` is
+    stored: only when workers translate batches of this size (in this process it would
+    only move the work; a caller's batches are of one size but the last)."""
     pool = pipeline.translation_pool
-    return pool is not None and not pool.broken
+    return pool is not None and pool.usable(len(started.items))
 
 
 @dataclass(slots=True)
