@@ -8,7 +8,8 @@ audit-chain write per message. Here a batch of messages shares them:
 * one SELECT finds which of the batch's bytes were already received (per source, by
   sha256); those are answered as duplicates, as ``Pipeline.ingest`` answers them;
 * each message is translated (in worker processes while the store writes, when the run
-  started them: adapter/pipeline/translation_pool.py), then stored through the same steps
+  started them: adapter/pipeline/translation_pool.py; they get the next batch before this
+  one is stored, and translate it meanwhile: decision 0069), then stored through the same steps
   as ``Pipeline.ingest``
   (adapter/pipeline/steps.py) inside ``SAVEPOINT``: a message that fails in any way (a
   value the database refuses, a concurrent insert, a bug) is rolled back to its savepoint
