@@ -195,7 +195,7 @@ def main() -> None:
                     f"(+ other, not on CPU {(wall - (m1 - m0) - clock.wait) * k:5.2f}, of which "
                     f"waiting for a CPU {(s1[1] - s0[1]) * k:5.2f}); main on CPU (schedstat) "
                     f"{(s1[0] - s0[0]) * k:5.2f}; worker on CPU {wr * k:5.2f}, waiting for "
-                    f"a CPU {wq * k:5.2f}; "
+                    f"a CPU {wq * k:5.2f}, idle {(wall * len(pids) - wr - wq) * k:5.2f}; "
                     f"held writes {clock.flush * k:4.2f} + commit {clock.commit * k:4.2f} = CPU "
                     f"{clock.write_cpu * k:4.2f} + waiting for a CPU {clock.write_queued * k:4.2f}"
                     f" + asleep {asleep * k:4.2f}; "

@@ -6,6 +6,7 @@ mapping is being fixed); ingesting and reprocessing start the whole adapter.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
@@ -68,49 +69,88 @@ def ingest(
 
 def _ingest_batches(runtime, files: list[Path], batch: int, source: str, content_type: str | None):
     """Each batch of files in turn; with many files, translation workers translate while
-    the store writes (ADAPTER_TRANSLATE_WORKERS)."""
+    the store writes, the next batch while this one is stored (ADAPTER_TRANSLATE_WORKERS)."""
     pipeline = runtime.pipeline
     with pipeline.translation_workers(runtime.settings.translate_workers if len(files) > 1 else 0):
-        for start in range(0, len(files), batch):
-            yield from _ingest_files(pipeline, files[start : start + batch], source, content_type)
+        read = (
+            _read_files(pipeline, files[start : start + batch], source, content_type)
+            for start in range(0, len(files), batch)
+        )
+        taken: list[_Files] = []  # read, and maybe sent ahead, not yet reported
+
+        def batches():
+            for files_read in read:
+                taken.append(files_read)
+                yield files_read, files_read.items
+
+        try:
+            for files_read, results in pipeline.ingest_labelled(batches()):
+                taken.pop(0)
+                yield from _reported(pipeline, files_read, results, source, content_type)
+        except AdapterError as exc:  # an unknown source: every file of the batch says so
+            yield from _reported(pipeline, taken.pop(0), exc, source, content_type)
+            for files_read in [*taken, *read]:  # and the others, each batch on its own
+                results = _ingested(pipeline, files_read)
+                yield from _reported(pipeline, files_read, results, source, content_type)
 
 
-def _ingest_files(pipeline, paths: list[Path], source: str, content_type: str | None):
-    """(name, result or the error) for each message, in order: the messages of one batch of
-    files in one transaction (Pipeline.ingest_many), each in a savepoint of its own. A file
-    of several HL7 v2 messages is split, one message per MSH (adapter/hl7v2/split.py), each
-    named ``file [message 2 of 3]``; a file over ADAPTER_MAX_MESSAGE_BYTES is not read
-    whole, its first bytes are kept (on its own, not split)."""
+def _ingested(pipeline, read: _Files):
+    """The results of one batch of files read, or the error that failed it."""
+    try:
+        return list(pipeline.ingest_many(read.items, batch=max(1, len(read.items))))
+    except AdapterError as exc:
+        return exc
+
+
+@dataclass
+class _Files:
+    """A batch of files read: each message's name, those stored together, files kept alone."""
+
+    names: list[str] = field(default_factory=list)
+    together: list[int] = field(default_factory=list)  # positions in names, in items' order
+    items: list = field(default_factory=list)
+    alone: list[tuple[int, Path]] = field(default_factory=list)
+
+
+def _read_files(pipeline, paths: list[Path], source: str, content_type: str | None) -> _Files:
+    """The messages of one batch of files, stored in one transaction
+    (Pipeline.ingest_labelled), each in a savepoint of its own. A file of several HL7 v2
+    messages is split, one message per MSH (adapter/hl7v2/split.py), each named ``file
+    [message 2 of 3]``; a file over ADAPTER_MAX_MESSAGE_BYTES is not read whole, its first
+    bytes are kept (on its own, not split: ``_reported``)."""
     from adapter.hl7v2.split import split_messages
     from adapter.pipeline import Channel, Receipt
 
-    names: list[str] = []
-    out: dict[int, object] = {}
-    together: list[int] = []
-    items = []
-    alone: list[tuple[int, Path]] = []
+    read = _Files()
     for path in paths:
         if path.stat().st_size > pipeline.max_bytes:
-            alone.append((len(names), path))
-            names.append(str(path))
+            read.alone.append((len(read.names), path))
+            read.names.append(str(path))
             continue
         for part in split_messages(path.read_bytes(), content_type):
             peer = part.label(path.name)
             receipt = Receipt(source, Channel.CLI, peer=peer, content_type=content_type)
-            together.append(len(names))
-            names.append(part.label(str(path)))
-            items.append((part.raw, receipt))
-    try:
-        results = pipeline.ingest_many(items, batch=max(1, len(items)))
-        out.update(zip(together, results, strict=True))
-    except AdapterError as exc:  # an unknown source: every file says so
-        out.update(dict.fromkeys(together, exc))
-    for n, path in alone:
+            read.together.append(len(read.names))
+            read.names.append(part.label(str(path)))
+            read.items.append((part.raw, receipt))
+    return read
+
+
+def _reported(pipeline, read: _Files, results, source: str, content_type: str | None):
+    """(name, result or the error) for each message of ``read``, in order, once its batch's
+    ``results`` (or the error that failed it) are known; the files kept alone are ingested
+    here."""
+    out: dict[int, object] = {}
+    if isinstance(results, AdapterError):
+        out.update(dict.fromkeys(read.together, results))
+    else:
+        out.update(zip(read.together, results, strict=True))
+    for n, path in read.alone:
         try:
             out[n] = _ingest_file(pipeline, path, source, content_type)
         except AdapterError as exc:
             out[n] = exc
-    return [(name, out[n]) for n, name in enumerate(names)]
+    return [(name, out[n]) for n, name in enumerate(read.names)]
 
 
 def _ingest_file(pipeline, path: Path, source: str, content_type: str | None):

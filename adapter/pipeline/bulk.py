@@ -8,7 +8,8 @@ audit-chain write per message. Here a batch of messages shares them:
 * one SELECT finds which of the batch's bytes were already received (per source, by
   sha256); those are answered as duplicates, as ``Pipeline.ingest`` answers them;
 * each message is translated (in worker processes while the store writes, when the run
-  started them: adapter/pipeline/translation_pool.py), then stored through the same steps
+  started them: adapter/pipeline/translation_pool.py; they get the next batch before this
+  one is stored, and translate it meanwhile: decision 0069), then stored through the same steps
   as ``Pipeline.ingest``
   (adapter/pipeline/steps.py) inside ``SAVEPOINT``: a message that fails in any way (a
   value the database refuses, a concurrent insert, a bug) is rolled back to its savepoint
@@ -38,8 +39,10 @@ import contextvars
 import hashlib
 import logging
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -64,6 +67,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH = 100  # messages per transaction: see the decision for the measured curve
 
 Item = tuple[bytes, Receipt]
+Label = TypeVar("Label")
 
 
 def ingest_many(
@@ -71,39 +75,103 @@ def ingest_many(
 ) -> Iterator[IngestResult]:
     """Ingest ``items`` in transactions of up to ``batch`` messages; yields one result per
     item, in order, once its batch is committed."""
-    chunk: list[Item] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= batch:
-            yield from ingest_batch(pipeline, chunk)
-            chunk = []
-    if chunk:
-        yield from ingest_batch(pipeline, chunk)
+    for results in ingest_batches(pipeline, _chunked(items, batch)):
+        yield from results
+
+
+def ingest_batches(
+    pipeline: Pipeline, batches: Iterable[list[Item]]
+) -> Iterator[list[IngestResult]]:
+    """Ingest each batch in one transaction (``ingest_batch``); yields each batch's results,
+    in order, once it is committed.
+
+    With translation workers, batch *k + 1* is taken from ``batches`` and sent to them
+    before batch *k* is stored, so that they translate it while this process stores and
+    commits batch *k* (at most one batch ahead: decision 0069). Without workers each batch
+    is read, translated and stored in turn, as before."""
+    started: _Started | None = None
+    following = iter(batches)
+    while True:
+        if started is not None and not _ahead(pipeline, started):
+            yield _finish(pipeline, started)
+            started = None
+        try:
+            items = next(following)
+        except StopIteration:
+            break
+        except Exception:  # reading the next batch failed (a source went away)
+            if started is not None:  # what was read before is stored first, as before
+                yield _finish(pipeline, started)
+            raise
+        ahead = _start(pipeline, items, ahead=started is not None)
+        if started is not None:
+            yield _finish(pipeline, started)
+        started = ahead
+    if started is not None:
+        yield _finish(pipeline, started)
+
+
+def ingest_labelled(
+    pipeline: Pipeline, batches: Iterable[tuple[Label, list[Item]]]
+) -> Iterator[tuple[Label, list[IngestResult]]]:
+    """``ingest_batches`` for batches that carry what their caller reports them by (the
+    documents they came from): each label with its batch's results. The label of batch
+    *k + 1* is taken from ``batches`` before batch *k*'s results are yielded."""
+    labels: deque[Label] = deque()
+
+    def items() -> Iterator[list[Item]]:
+        for label, batch in batches:
+            labels.append(label)
+            yield batch
+
+    for results in ingest_batches(pipeline, items()):
+        yield labels.popleft(), results
 
 
 def ingest_batch(pipeline: Pipeline, items: list[Item]) -> list[IngestResult]:
     """Ingest ``items`` in one transaction, one savepoint each (the module's docstring)."""
-    try:
-        results, alone = _batch(pipeline, items)
-    except SQLAlchemyError as exc:  # the commit itself failed: each on its own
-        log.warning("bulk ingest: a batch of %d failed (%s)", len(items), type(exc).__name__)
-        results, alone = [None] * len(items), list(range(len(items)))
-    for i in sorted(alone):
-        raw, receipt = items[i]
-        results[i] = pipeline.ingest(raw, receipt)
-    out = [r for r in results if r is not None]
-    assert len(out) == len(items)
-    return out
+    return _finish(pipeline, _start(pipeline, items))
 
 
-def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | None], list[int]]:
-    """The batch's transaction: its results, and the items to ingest on their own."""
-    from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
+def _chunked(items: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    chunk: list[Item] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
-    results: list[IngestResult | None] = [None] * len(items)
-    alone: list[int] = []  # ingested on their own after the batch
+
+def _ahead(pipeline: Pipeline, started: _Started) -> bool:
+    """Whether to take the next batch and start its translations before ``started`` is
+    stored: only when workers translate batches of this size (in this process it would
+    only move the work; a caller's batches are of one size but the last)."""
+    pool = pipeline.translation_pool
+    return pool is not None and pool.usable(len(started.items))
+
+
+@dataclass(slots=True)
+class _Started:
+    """A batch whose duplicates were looked up and whose translations were started."""
+
+    items: list[Item]
+    sources: dict[int, tuple[Facility, SourceSystem]]  # looked up once per item
+    keys: dict[int, tuple[str, str]]  # (source, sha256) of those stored in the batch
+    known_ids: dict[tuple[str, str], str] | None  # already received (None: not looked up)
+    alone: list[int]  # ingested on their own after the batch
+    ids: dict[int, str]  # the message id of each to translate and store
+    outcomes: dict[int, Callable[[], Outcome]]  # the translations started in the workers
+    ahead: bool  # started before the previous batch was committed
+
+
+def _start(pipeline: Pipeline, items: list[Item], *, ahead: bool = False) -> _Started:
+    """Look up which of ``items`` were already received, and send the others to the
+    translation workers when the run has them (translated in ``_finish`` otherwise)."""
+    sources: dict[int, tuple[Facility, SourceSystem]] = {}
     keys: dict[int, tuple[str, str]] = {}
-    sources: dict[int, tuple[Facility, SourceSystem]] = {}  # looked up once per item
+    alone: list[int] = []
     for i, (raw, receipt) in enumerate(items):
         try:
             sources[i] = pipeline.translator.source(receipt.source_system)
@@ -115,24 +183,65 @@ def _batch(pipeline: Pipeline, items: list[Item]) -> tuple[list[IngestResult | N
             alone.append(i)  # refused as oversize / the duplicate of one in this batch
             continue
         keys[i] = key
+    started = _Started(items, sources, keys, None, alone, {}, {}, ahead)
+    try:
+        known = started.known_ids = _known_ids(pipeline, list(keys.values()))
+    except SQLAlchemyError:
+        return started  # looked up again in _finish, which reports a failure as before
+    started.ids = {i: str(uuid.uuid4()) for i, key in keys.items() if key not in known}
+    pool = pipeline.translation_pool
+    if pool is not None and pool.usable(len(started.ids)):
+        # in a worker process, overlapping the store of the ones before it
+        sent = [(items[i][0], items[i][1].source_system, m) for i, m in started.ids.items()]
+        started.outcomes = dict(zip(started.ids, pool.submit_many(sent), strict=True))
+    return started
+
+
+def _known_ids(pipeline: Pipeline, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
     with pipeline.factory() as session:  # a read: nothing is locked while translating
         read_only(session)  # on SQLite not even the write lock (adapter/store/engine.py)
-        known_ids = {k: m.id for k, m in _known(session, list(keys.values())).items()}
-    todo = [i for i, key in keys.items() if key not in known_ids]
-    pool = pipeline.translation_pool
-    use_pool = pool is not None and pool.usable(len(todo))
+        return {k: m.id for k, m in _known(session, keys).items()}
+
+
+def _finish(pipeline: Pipeline, started: _Started) -> list[IngestResult]:
+    """Store a started batch in one transaction; every item's result, in order."""
+    items = started.items
+    try:
+        results, alone = _batch(pipeline, started)
+    except SQLAlchemyError as exc:  # the commit itself failed: each on its own
+        log.warning("bulk ingest: a batch of %d failed (%s)", len(items), type(exc).__name__)
+        results, alone = [None] * len(items), list(range(len(items)))
+    for i in sorted(alone):
+        raw, receipt = items[i]
+        results[i] = pipeline.ingest(raw, receipt)
+    out = [r for r in results if r is not None]
+    assert len(out) == len(items)
+    return out
+
+
+def _batch(pipeline: Pipeline, started: _Started) -> tuple[list[IngestResult | None], list[int]]:
+    """The batch's transaction: its results, and the items to ingest on their own."""
+    from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
+
+    items, sources, keys = started.items, started.sources, started.keys
+    results: list[IngestResult | None] = [None] * len(items)
+    alone = list(started.alone)
+    known_ids = started.known_ids
+    if started.ahead or known_ids is None:
+        # started before the batch before it was committed (which may have stored some of
+        # the same bytes: their translations are dropped), or the lookup failed
+        known_ids = _known_ids(pipeline, list(keys.values()))
     translated: list[tuple[int, str, Callable[[], Outcome]]] = []
-    ids = [str(uuid.uuid4()) for _ in todo]
-    if use_pool:
-        assert pool is not None
-        # in a worker process, overlapping the store of the ones before it
-        sent = [(items[i][0], items[i][1].source_system, ids[k]) for k, i in enumerate(todo)]
-        translated.extend(zip(todo, ids, pool.submit_many(sent), strict=True))
-    else:
-        for i, message_id in zip(todo, ids, strict=True):
+    for i, key in keys.items():
+        if key in known_ids:
+            continue
+        message_id = started.ids.get(i) or str(uuid.uuid4())
+        outcome = started.outcomes.get(i)
+        if outcome is None:  # translated here, before the write transaction
             facility, source = sources[i]
             done = pipeline.translator.translate_for(items[i][0], facility, source, message_id)
-            translated.append((i, message_id, lambda done=done: done))
+            outcome = lambda done=done: done  # noqa: E731
+        translated.append((i, message_id, outcome))
 
     def jobs() -> Iterator[tuple[int, _Job]]:
         for i, message_id, outcome_of in translated:

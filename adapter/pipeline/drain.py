@@ -39,7 +39,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, undefer
 
-from adapter.consortium import Facility
+from adapter.consortium import Facility, SourceSystem
 from adapter.errors import AdapterError, Issue
 from adapter.pipeline import bulk
 from adapter.pipeline.ingest import Pipeline, _Job, _lost_race, _LostRace, try_again
@@ -125,7 +125,8 @@ def drain_batch(
             reach = limit * 2 if ahead is not None and pool is not None else limit
             waiting = list(session.scalars(_waiting(reach)))
             pool = _pool_for(pipeline, len(waiting))
-            found = {m.id: started.get(m.id) or _prepare(pipeline, m, pool=pool) for m in waiting}
+            fresh = _prepare_all(pipeline, [m for m in waiting if m.id not in started], pool)
+            found = {m.id: started.get(m.id) or fresh[m.id] for m in waiting}
         started.clear()  # those no longer received were settled meanwhile: dropped
         started.update(itertools.islice(found.items(), limit, None))
         # translations from workers awaited here, not in the write transaction
@@ -139,8 +140,7 @@ def drain_batch(
             if postgresql:
                 claim = _waiting(limit).with_for_update(skip_locked=True, key_share=True)
                 rows = list(session.scalars(claim))
-                pool = _pool_for(pipeline, len(rows))
-                prepared = {m.id: _prepare(pipeline, m, pool=pool) for m in rows}
+                prepared = _prepare_all(pipeline, rows, _pool_for(pipeline, len(rows)))
             else:
                 rows = list(
                     session.scalars(
@@ -200,29 +200,48 @@ def _pool_for(pipeline: Pipeline, size: int) -> TranslationPool | None:
     return pool if pool is not None and pool.usable(size) else None
 
 
-def _prepare(
-    pipeline: Pipeline, message: InboundMessage, *, pool: TranslationPool | None = None
-) -> _Prepared:
-    """Start translating ``message`` (in a translation worker when the drain has them)."""
-    found = pipeline.consortium.source(message.source_system)
-    if found is None:  # the source was removed since: kept, quarantined, reprocessable
-        issue = Issue(
-            "error",
-            "not-found",
-            f"source system {message.source_system!r} is no longer configured; the message "
-            "is kept and can be reprocessed once it is",
-        )
-        facility = pipeline.consortium.facility(message.facility_id or "")
-        return _failed(message, facility, [issue])
-    facility, source = found
-    try:
-        raw = verified_raw(message)
-    except AdapterError as exc:  # bytes altered in the database: never translated
-        return _failed(message, facility, exc.issues)
+def _prepare(pipeline: Pipeline, message: InboundMessage) -> _Prepared:
+    """Translate ``message`` in this process (settling it alone)."""
+    return _prepare_all(pipeline, [message], None)[message.id]
+
+
+def _prepare_all(
+    pipeline: Pipeline, messages: list[InboundMessage], pool: TranslationPool | None
+) -> dict[str, _Prepared]:
+    """Start translating ``messages``, by id in their order: in the translation workers
+    when the drain has them (in chunks, one round trip each: decision 0066), here
+    otherwise."""
+    failed: dict[str, _Prepared] = {}
+    sent: list[tuple[InboundMessage, Facility, SourceSystem, bytes]] = []
+    for message in messages:
+        found = pipeline.consortium.source(message.source_system)
+        if found is None:  # the source was removed since: kept, quarantined, reprocessable
+            issue = Issue(
+                "error",
+                "not-found",
+                f"source system {message.source_system!r} is no longer configured; the "
+                "message is kept and can be reprocessed once it is",
+            )
+            facility = pipeline.consortium.facility(message.facility_id or "")
+            failed[message.id] = _failed(message, facility, [issue])
+            continue
+        facility, source = found
+        try:
+            raw = verified_raw(message)
+        except AdapterError as exc:  # bytes altered in the database: never translated
+            failed[message.id] = _failed(message, facility, exc.issues)
+            continue
+        sent.append((message, facility, source, raw))
+    started: dict[str, _Prepared] = {}
     if pool is not None:
-        return _Prepared(facility, source.id, pool.submit(raw, source.id, message.id))
-    outcome = pipeline.translator.translate_for(raw, facility, source, message.id)
-    return _Prepared(facility, source.id, lambda: outcome)
+        outcomes = pool.submit_many([(raw, source.id, m.id) for m, _, source, raw in sent])
+        for (message, facility, source, _), outcome in zip(sent, outcomes, strict=True):
+            started[message.id] = _Prepared(facility, source.id, outcome)
+    else:
+        for message, facility, source, raw in sent:
+            done = pipeline.translator.translate_for(raw, facility, source, message.id)
+            started[message.id] = _Prepared(facility, source.id, lambda done=done: done)
+    return {m.id: failed.get(m.id) or started[m.id] for m in messages}
 
 
 def _failed(message: InboundMessage, facility: Facility | None, issues: list[Issue]) -> _Prepared:

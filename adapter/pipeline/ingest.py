@@ -39,6 +39,7 @@ from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping.loader import MappingSet
 from adapter.oversize import Oversize, is_prefix_only, oversize_issue
 from adapter.pipeline import bulk, steps
+from adapter.pipeline.bulk import Label
 from adapter.pipeline.group import GroupCommit
 from adapter.pipeline.on_receipt import ReceiptCommit
 from adapter.pipeline.receipt import Channel, Receipt
@@ -273,6 +274,15 @@ class Pipeline:
         document never costs the others their work: adapter/pipeline/bulk.py); one result
         per item, in order, as each batch is committed."""
         return bulk.ingest_many(self, items, batch=batch)
+
+    def ingest_labelled(
+        self, batches: Iterable[tuple[Label, list[tuple[bytes, Receipt]]]]
+    ) -> Iterator[tuple[Label, list[IngestResult]]]:
+        """Ingest each batch in one transaction with a savepoint each; each batch's label
+        with its results, in order, as each is committed. With translation workers the
+        next batch is taken and translated while this one is stored
+        (adapter/pipeline/bulk.py ``ingest_batches``)."""
+        return bulk.ingest_labelled(self, batches)
 
     def refuse_oversize(self, oversize: Oversize, receipt: Receipt) -> IngestResult:
         """Keep a document over the limit as a quarantined message holding only its first

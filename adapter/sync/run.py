@@ -21,9 +21,10 @@ sources exactly as above; this process waits, then reconciles and reports from t
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -34,12 +35,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.consortium import Consortium
 from adapter.errors import AdapterError
 from adapter.pipeline.receipt import Channel, Receipt
+from adapter.pipeline.results import IngestResult
 from adapter.store.models import SyncRun
 from adapter.store.outbox.acks import requeue_dead
 from adapter.sync import ledger
 from adapter.sync.config import SyncConfig, SyncSource
 from adapter.sync.fetch import Claim, Fetcher, Item, SourceDown
 from adapter.sync.reconcile import has_gaps, reconcile, volume_alert
+
+Receipted = tuple[bytes, Receipt]
 
 log = logging.getLogger(__name__)
 
@@ -320,15 +324,10 @@ class SyncRunner:
         self.progress.start(item.id, fetcher.total(window))
         self.progress.step(done)
         last: Item | None = None
-        pending: list[Item] = []
-        for document in fetcher.items(window, after):
-            pending.append(document)
-            if len(pending) >= self.config.checkpoint_every:
-                done = self._stored_batch(run_id, item, pending, done)
-                last, pending = pending[-1], []
-        if pending:
-            done = self._stored_batch(run_id, item, pending, done)
-            last = pending[-1]
+        batches = _batched(fetcher.items(window, after), self.config.checkpoint_every)
+        for documents, results in self._ingested(item, batches):
+            done = self._stored_batch(run_id, item, documents, results, done)
+            last = documents[-1]
         self.progress.end()
         with self.factory.begin() as session:
             # read and seconds: this start's cost of the source, for planning --jobs shares
@@ -354,16 +353,10 @@ class SyncRunner:
         keys = set(part["gaps"]["missing"]) | set(part["gaps"]["quarantined"])
         self.progress.start(item.id, len(keys))
         done = 0
-        pending: list[Item] = []
-        for document in fetcher.fetch_keys(day, keys):
-            if document.key in keys:
-                pending.append(document)
-            if len(pending) >= self.config.checkpoint_every:
-                done += self._store(run_id, item, pending, replayed=True)
-                self.progress.step(done)
-                pending = []
-        if pending:
-            done += self._store(run_id, item, pending, replayed=True)
+        wanted = (d for d in fetcher.fetch_keys(day, keys) if d.key in keys)
+        batches = _batched(wanted, self.config.checkpoint_every)
+        for documents, results in self._ingested(item, batches):
+            done += self._record(run_id, item, documents, results, replayed=True)
             self.progress.step(done)
         self.progress.end()
         if part["gaps"]["undelivered"]:
@@ -378,42 +371,62 @@ class SyncRunner:
         with self.factory.begin() as session:
             ledger.save_checkpoint(session, run_id, item.id, {"done": True, "stored": done})
 
-    def _stored_batch(self, run_id: str, item: SyncSource, documents: list[Item], done: int) -> int:
-        """Store ``documents`` (one transaction, a savepoint each: Pipeline.ingest_many),
-        record them in the ledger, then checkpoint after the last: a run killed at any point
-        reads again from the previous checkpoint and the pipeline recognises what it stored."""
-        done += len(documents)
-        checkpoint = {"after": documents[-1].position, "stored": done}
-        self._store(run_id, item, documents, replayed=False, checkpoint=checkpoint)
-        self.progress.step(done)
-        return done
-
-    def _store(
+    def _stored_batch(
         self,
         run_id: str,
         item: SyncSource,
         documents: list[Item],
+        results: dict[int, IngestResult],
+        done: int,
+    ) -> int:
+        """Record what became of ``documents`` (stored in one transaction, a savepoint each:
+        ``_ingested``) in the ledger, then checkpoint after the last: a run killed at any
+        point reads again from the previous checkpoint and the pipeline recognises what it
+        stored."""
+        done += len(documents)
+        checkpoint = {"after": documents[-1].position, "stored": done}
+        self._record(run_id, item, documents, results, replayed=False, checkpoint=checkpoint)
+        self.progress.step(done)
+        return done
+
+    def _ingested(
+        self, item: SyncSource, batches: Iterable[list[Item]]
+    ) -> Iterator[tuple[list[Item], dict[int, IngestResult]]]:
+        """Ingest the documents of each batch that carry bytes in one transaction
+        (Pipeline.ingest_batches: with translation workers, the next batch is read and
+        translated while this one is stored); each batch with its results, by ``id`` of
+        the document."""
+
+        batches = iter(batches)
+        first = next(batches, None)
+        if first is None:  # nothing read: the pipeline is not needed
+            return
+
+        def receipts() -> Iterator[tuple[tuple[list[Item], list[Item]], list[Receipted]]]:
+            for documents in itertools.chain([first], batches):
+                carried = [d for d in documents if d.raw is not None]
+                yield (documents, carried), [(d.raw, self._receipt(item, d)) for d in carried]
+
+        for (documents, carried), results in self.pipeline.ingest_labelled(receipts()):
+            yield documents, dict(zip((id(d) for d in carried), results, strict=True))
+
+    @staticmethod
+    def _receipt(item: SyncSource, document: Item) -> Receipt:
+        return Receipt(item.source, Channel.SYNC, f"{item.id}:{document.key}", item.content_type)
+
+    def _record(
+        self,
+        run_id: str,
+        item: SyncSource,
+        documents: list[Item],
+        results: dict[int, IngestResult],
         *,
         replayed: bool,
         checkpoint: dict[str, Any] | None = None,
     ) -> int:
-        """Ingest the documents that carry bytes in one batch, then write what became of
-        every one of them in the ledger and, when given, the ``checkpoint`` after them, in
-        one transaction (one commit fewer per batch than two: decision 0044); returns how
-        many."""
-        carried = [d for d in documents if d.raw is not None]
-        receipts = [
-            (d.raw, Receipt(item.source, Channel.SYNC, f"{item.id}:{d.key}", item.content_type))
-            for d in carried
-            if d.raw is not None
-        ]
-        results = dict(
-            zip(
-                (id(d) for d in carried),
-                self.pipeline.ingest_many(receipts, batch=max(1, len(receipts))),
-                strict=True,
-            )
-        )
+        """Write what became of every one of ``documents`` in the ledger and, when given,
+        the ``checkpoint`` after them, in one transaction (one commit fewer per batch than
+        two: decision 0044); returns how many."""
         with self.factory.begin() as session:
             known = ledger.items_to_record(session, item.id, [d.key for d in documents])
             for document in documents:
@@ -491,3 +504,15 @@ class SyncRunner:
             },
             "with_gaps": [p["sync_source"] for p in parts if has_gaps(p)],
         }
+
+
+def _batched(documents: Iterable[Item], size: int) -> Iterator[list[Item]]:
+    """``documents`` in lists of ``size`` (the last one shorter)."""
+    batch: list[Item] = []
+    for document in documents:
+        batch.append(document)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

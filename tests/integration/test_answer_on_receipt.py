@@ -280,18 +280,18 @@ def test_two_drains_never_store_a_message_twice(
         pipeline.receive(long_oru(control=f"TWO{n:05d}"), Receipt("std-hl7v2", "http")).message_id
         for n in range(12)
     ]
-    real_prepare = drain_module._prepare
+    real_prepare = drain_module._prepare_all
     claimed = threading.Event()
     release = threading.Event()
 
-    def held_prepare(p: Pipeline, message: InboundMessage, **kw: Any) -> Any:
+    def held_prepare(p: Pipeline, messages: list[InboundMessage], pool: Any) -> Any:
         # the first drain holds its claimed rows until the second one has drained
         if threading.current_thread().name == "first" and not claimed.is_set():
             claimed.set()
             assert release.wait(120)
-        return real_prepare(p, message, **kw)
+        return real_prepare(p, messages, pool)
 
-    monkeypatch.setattr(drain_module, "_prepare", held_prepare)
+    monkeypatch.setattr(drain_module, "_prepare_all", held_prepare)
     first: list[IngestResult] = []
     thread = threading.Thread(target=lambda: first.extend(drain_batch(pipeline, 5)), name="first")
     thread.start()

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.verify import verify
@@ -21,12 +22,18 @@ from adapter.pipeline.translation_pool import chunk_sizes
 from adapter.pipeline.translator import UnknownSourceError
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
+from adapter.store.audit_log import AuditRecord
 from adapter.store.models import InboundMessage
 from adapter.store.resources import content_hash
 from tests.integration.connector_helpers import example_pipeline
 from tests.integration.referral_support import pipeline_for
 from tests.integration.test_bulk_ingest import _fixtures, _routed, _stored
-from tests.integration.test_long_values import long_oru
+from tests.integration.test_long_values import (
+    _assert_located,
+    _refused_oru,
+    long_oru,
+    refusing_database,  # noqa: F401  (a fixture, found by its name)
+)
 from tests.live.test_serve_workers import _alive
 
 
@@ -96,6 +103,68 @@ def test_a_bad_message_and_a_dead_worker_cost_the_others_nothing(
     with session_factory() as session:
         kept = session.scalars(select(InboundMessage.status)).all()
         assert sorted(kept) == sorted(["processed"] * 7 + ["quarantined"])
+        assert verify(session).ok
+
+
+def test_the_next_batch_is_translated_ahead_and_a_failed_batch_costs_it_nothing(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    refusing_database: None,  # noqa: F811
+) -> None:
+    """Batch *k + 1* goes to the worker before batch *k* is stored (decision 0069); its
+    translations are the ones stored, and batch *k* failing as a whole (its held index
+    rows refused at the commit: each of its messages goes on its own) neither loses nor
+    repeats anything of batch *k + 1*, which also answers bytes batch *k* stored as a
+    duplicate although they were sent ahead before batch *k* was stored."""
+    pipeline = example_pipeline(session_factory)
+    first = [long_oru(control=f"AHEAD0{n:02d}") for n in range(5)] + [_refused_oru("AHEAD005")]
+    second = [long_oru(control=f"AHEAD1{n:02d}") for n in range(5)] + [first[0]]
+    third = [long_oru(control=f"AHEAD2{n:02d}") for n in range(6)]
+    items = [(raw, Receipt("std-hl7v2", "cli")) for raw in first + second + third]
+    sent: list[list[str]] = []  # the message ids of each batch sent to the worker
+    here: list[str] = []  # those translated in this process
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        pool.min_batch = 1
+        submit_many = pool.submit_many
+        translate_for = pipeline.translator.translate_for
+
+        def recording(docs: list[tuple[bytes, str, str]]) -> Any:
+            sent.append([message_id for _, _, message_id in docs])
+            return submit_many(docs)
+
+        def counting(raw: bytes, facility: Any, source: Any, message_id: str) -> Any:
+            here.append(message_id)
+            return translate_for(raw, facility, source, message_id)
+
+        pool.submit_many = recording  # type: ignore[method-assign]
+        pipeline.translator.translate_for = counting  # type: ignore[method-assign]
+        results = pipeline.ingest_many(items, batch=6)
+        batch_one = [next(results) for _ in range(6)]
+        assert len(sent) == 2  # the second batch was sent before the first was stored
+        rest = list(results)
+        assert len(sent) == 3 and not pool.broken
+    assert [r.status for r in batch_one] == ["processed"] * 5 + ["quarantined"]
+    _assert_located(batch_one[5].issues[0].as_dict())
+    batch_two, batch_three = rest[:6], rest[6:]
+    assert [r.status for r in rest] == ["processed"] * 12
+    assert [r.duplicate for r in rest] == [False] * 5 + [True] + [False] * 6
+    assert batch_two[5].message_id == batch_one[0].message_id
+    # the translations made ahead are the ones stored: same message ids, none made here
+    ahead = [r.message_id for r in batch_two[:5] + batch_three]
+    assert ahead == sent[1][:5] + sent[2]
+    assert not set(here) & set(ahead)
+    with session_factory() as session:
+        kept = session.scalars(select(InboundMessage.id)).all()
+        assert len(kept) == 17 and set(kept) == {r.message_id for r in batch_one} | set(ahead)
+        translated = Counter(
+            r.message_id
+            for r in session.scalars(select(AuditRecord))
+            if r.action == "message.translated"
+        )
+        # each message stored once (the refused one is kept without a translation record)
+        assert translated == dict.fromkeys(set(kept) - {batch_one[5].message_id}, 1)
         assert verify(session).ok
 
 
