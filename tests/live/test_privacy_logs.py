@@ -25,6 +25,10 @@ BIRTH_DATE = "1985-11-30"
 PROBE = "privacy_probe"
 
 
+# the index rows of a family name (a row names its parameter by search_param's id, 0071)
+FAMILY_PARAM = "SELECT param_id FROM search_param WHERE param = 'family'"
+
+
 def _fail_name_index_rows(database_url: str) -> None:
     """Make the database fail while storing the search index row of a family name, as a
     full disk would: a real database error (not a refusal of the data, so it is a 500 with
@@ -38,7 +42,8 @@ def _fail_name_index_rows(database_url: str) -> None:
                 connection.execute(
                     text(
                         f"CREATE TRIGGER {PROBE} BEFORE INSERT ON search_index "
-                        f"WHEN NEW.param = 'family' BEGIN SELECT {PROBE}_disk_full(); END"
+                        f"WHEN NEW.param_id IN ({FAMILY_PARAM}) "
+                        f"BEGIN SELECT {PROBE}_disk_full(); END"
                     )
                 )
             else:
@@ -47,7 +52,7 @@ def _fail_name_index_rows(database_url: str) -> None:
                 connection.execute(
                     text(
                         f"CREATE FUNCTION {PROBE}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                        "BEGIN IF NEW.param = 'family' THEN RAISE EXCEPTION "
+                        f"BEGIN IF NEW.param_id IN ({FAMILY_PARAM}) THEN RAISE EXCEPTION "
                         f"'{PROBE}: could not extend file: No space left on device' "
                         "USING ERRCODE = 'disk_full', "
                         "DETAIL = 'Failing row contains (' || NEW.value || ').'; END IF; "
