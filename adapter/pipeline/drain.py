@@ -121,8 +121,8 @@ def drain_batch(
         started = ahead if ahead is not None else {}
         with pipeline.factory() as session:
             read_only(session)
-            pool = pipeline.translation_pool
-            reach = limit * 2 if ahead is not None and pool is not None else limit
+            workers = pipeline.translation_pool is not None
+            reach = limit * 2 if ahead is not None and workers else limit
             waiting = list(session.scalars(_waiting(reach)))
             pool = _pool_for(pipeline, len(waiting))
             fresh = _prepare_all(pipeline, [m for m in waiting if m.id not in started], pool)
