@@ -5,16 +5,34 @@ and ``code``) keeps rows only for the values the other has not: a search of it r
 rows of both (``SearchParam.rows_of``, set in adapter/fhir/search_params.py).
 
 A row names its resource type, parameter row name and kind by ``param_id``, a row of
-``search_param`` (decision 0071). Every condition on them goes through ``rows_of``, which
-compares ``param_id`` with a subquery of ``search_param``: no process state is involved,
-and an unknown parameter matches nothing.
+``search_param`` (decision 0071). No process state is involved in reading them, and an
+unknown parameter matches nothing:
+
+* A search (adapter/store/search*.py) reads the ids of its types from ``search_param``
+  through its own session when it builds its statements (``ParamIds``, one small SELECT
+  per type) and puts them in the statement as constants (``rows_in``): PostgreSQL then
+  estimates the rows of that parameter from the statistics of the value, where a
+  subquery's id got a generic estimate and a bad plan for a selective ``:not``
+  (decision 0073).
+* Other readers (recognition, console, ``$everything``) compare ``param_id`` with a
+  subquery of ``search_param`` (``rows_of``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, and_, literal_column, select
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    bindparam,
+    false,
+    literal_column,
+    select,
+)
+from sqlalchemy.orm import Session
 
 from adapter.fhir.search_params import RESOURCES, SearchParam
 from adapter.store.models import KINDS
@@ -67,3 +85,60 @@ def rows_of(
     if rtype is not None and names is not None and len(names) == 1:
         return and_(si.c.param_id == ids.scalar_subquery(), kind_is(si, kind))
     return and_(si.c.param_id.in_(ids), kind_is(si, kind))
+
+
+Ids = tuple[int, ...]
+
+
+class ParamIds:
+    """The ``param_id``s of ``search_param`` as one search reads them through its session:
+    each resource type's rows once (one SELECT), all types once for a probe of any type.
+    Never shared between searches (no process cache: a triple created since is read by the
+    next search)."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._rows: dict[tuple[str, str, int], int] = {}
+        self._types: set[str] = set()
+        self._all = False
+
+    def _load(self, rtype: str | None) -> None:
+        if self._all or rtype in self._types:
+            return
+        query = select(_sp.c.resource_type, _sp.c.param, _sp.c.kind, _sp.c.param_id)
+        if rtype is not None:
+            query = query.where(_sp.c.resource_type == rtype)
+        for t, name, kind, pid in self._session.execute(query):
+            self._rows[(t, name, kind)] = pid
+        if rtype is None:
+            self._all = True
+        else:
+            self._types.add(rtype)
+
+    def of(self, rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Ids:
+        """The ids of the row names ``names`` (any when None) of ``rtype`` (any type when
+        None) and ``kind``, sorted; empty when the store has none (matches nothing)."""
+        self._load(rtype)
+        number = KINDS[kind]
+        return tuple(
+            sorted(
+                pid
+                for (t, name, k), pid in self._rows.items()
+                if k == number
+                and (rtype is None or t == rtype)
+                and (names is None or name in names)
+            )
+        )
+
+
+def rows_in(si: FromClause, ids: Ids, kind: str) -> ColumnElement[bool]:
+    """The rows of ``si`` whose ``param_id`` is one of ``ids`` (constants in the statement
+    sent, the compiled statement is still shared: ``literal_execute``) and of ``kind``;
+    nothing when ``ids`` is empty."""
+    if not ids:
+        return false()
+    if len(ids) == 1:
+        same = si.c.param_id == bindparam(None, ids[0], literal_execute=True)
+    else:
+        same = si.c.param_id.in_(bindparam(None, list(ids), expanding=True, literal_execute=True))
+    return and_(same, kind_is(si, kind))

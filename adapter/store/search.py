@@ -51,10 +51,16 @@ from adapter.fhir.search_query import (
 )
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
-from adapter.store.index_params import row_params, rows_of
+from adapter.store.index_params import ParamIds, row_params, rows_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
-from adapter.store.search_order import leading_rows, led_by_index, order_by, without_value
+from adapter.store.search_order import (
+    leading_rows,
+    led_by_index,
+    order_by,
+    sort_ids,
+    without_value,
+)
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -86,8 +92,9 @@ def find(
     what ``scope`` may read when given (adapter/store/visibility.py)."""
     flush_index_rows(session)  # a bulk batch's buffered rows first (decision 0047)
     single = types[0] if len(types) == 1 else None
+    ids = ParamIds(session)  # the parameters' ids, as constants in the statements
     of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
-    rest = [_r.c.deleted.is_(False), *(condition(single, c, _r) for c in criteria)]
+    rest = [_r.c.deleted.is_(False), *(condition(ids, single, c, _r) for c in criteria)]
     if scope is not None:
         rest.append(visible(scope, _r))
     where = [of_type, *rest]
@@ -97,10 +104,11 @@ def find(
     if count > 0 and single and led_by_index(sort):
         # with the type: SQLite then reads the sort rows in index order (decision 0035)
         bodies = _index_led_page(
-            session, single, [of_type, *rest], sort, limit=count + 1, offset=offset
+            session, ids, single, [of_type, *rest], sort, limit=count + 1, offset=offset
         )
     elif count > 0:
-        query = select(_r.c.body).where(*where).order_by(*order_by(sort, _r, single))
+        order = order_by(sort, _r, sort_ids(ids, single, sort))
+        query = select(_r.c.body).where(*where).order_by(*order)
         bodies = list(session.execute(query.limit(count + 1).offset(offset)).scalars())
     has_more = len(bodies) > count
     bodies = bodies[:count]
@@ -120,6 +128,7 @@ def find(
 
 def _index_led_page(
     session: Session,
+    ids: ParamIds,
     rtype: str,
     where: list[ColumnElement[bool]],
     sort: tuple[SortKey, ...],
@@ -129,7 +138,8 @@ def _index_led_page(
 ) -> list[dict[str, Any]]:
     """A page sorted first by an index parameter (search_order.leading_rows): the resources
     with a value in index order, then, if the page is not full, those without one."""
-    lead = leading_rows(rtype, sort, _r)
+    keyed = sort_ids(ids, rtype, sort)
+    lead = leading_rows(sort, _r, keyed)
     valued = select(_r.c.body).select_from(lead.joined).where(*where, lead.where)
     query = valued.order_by(*lead.order).limit(limit).offset(offset)
     bodies = list(session.execute(query).scalars())
@@ -139,7 +149,7 @@ def _index_led_page(
     if not bodies and offset:  # the page starts past the valued ones: how many were they?
         counted = select(func.count()).select_from(lead.joined).where(*where, lead.where)
         skip = max(0, offset - session.execute(counted).scalar_one())
-    missing, order = without_value(rtype, sort, _r)
+    missing, order = without_value(sort, _r, keyed)
     rest = select(_r.c.body).where(*where, missing).order_by(*order)
     bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
     return bodies
@@ -182,34 +192,39 @@ def search(
 
 
 def condition(
-    rtype: str | None, criterion: Criterion | HasCriterion, r: FromClause
+    ids: ParamIds, rtype: str | None, criterion: Criterion | HasCriterion, r: FromClause
 ) -> ColumnElement[bool]:
     """The criterion as a condition on the resource table (or alias) ``r``; ``rtype`` None
-    for a system-level search (the type is taken from ``r``)."""
+    for a system-level search (the type is taken from ``r``). ``ids``: the search's
+    parameter ids."""
     if isinstance(criterion, HasCriterion):
-        return _has(rtype, criterion, r)
+        return _has(ids, rtype, criterion, r)
     param, modifier = criterion.param, criterion.modifier
     if param.column:
         return _column(param.column, criterion, r)
     if criterion.chain is not None:
-        return _matching(rtype, r, _chain(rtype, criterion))
+        return _matching(rtype, r, _chain(ids, rtype, criterion))
     if modifier == "missing":
-        probe = _probe(rtype, row_params(rtype, param), param.type)
+        probe = _probe(ids, rtype, row_params(rtype, param), param.type)
         return _absent(r, probe) if criterion.values[0] is True else _matching(rtype, r, probe)
     si = _si.alias()
     names = row_params(rtype, param, OF_TYPE if modifier == "of-type" else "")
     matched = or_(*(_value(si, param.type, modifier, v) for v in criterion.values))
-    probe = _probe(rtype, names, param.type, si).where(matched)
+    probe = _probe(ids, rtype, names, param.type, si).where(matched)
     return _absent(r, probe) if modifier in _NEGATED else _matching(rtype, r, probe)
 
 
 def _probe(
-    rtype: str | None, names: tuple[str, ...], kind: str, si: FromClause | None = None
+    ids: ParamIds,
+    rtype: str | None,
+    names: tuple[str, ...],
+    kind: str,
+    si: FromClause | None = None,
 ) -> Select[Any]:
     """The keys of the resources with rows of ``names`` of ``rtype`` (any type when None:
     the probe is then correlated on the resource's key)."""
     si = si if si is not None else _si.alias()
-    return select(si.c.resource_key).where(rows_of(si, rtype, names, kind))
+    return select(si.c.resource_key).where(rows_in(si, ids.of(rtype, names, kind), kind))
 
 
 def _si_of(probe: Select[Any]) -> FromClause:
@@ -226,43 +241,47 @@ def _absent(r: FromClause, probe: Select[Any]) -> ColumnElement[bool]:
     return not_(exists(probe.where(_si_of(probe).c.resource_key == r.c.resource_key)))
 
 
-def _live(rtype: str, criterion: Criterion, column: str = "id") -> Select[Any]:
+def _live(ids: ParamIds, rtype: str, criterion: Criterion, column: str = "id") -> Select[Any]:
     """Ids (or ``resource_key``s) of live ``rtype`` resources that meet ``criterion``
     (inside a chain or _has)."""
     r2 = _r.alias()
-    query = select(r2.c[column]).where(r2.c.deleted.is_(False), condition(rtype, criterion, r2))
+    live = r2.c.deleted.is_(False)
+    query = select(r2.c[column]).where(live, condition(ids, rtype, criterion, r2))
     # a keyed criterion names the type (_keyed): the planners then start from its keys
     return query if _keyed(criterion) else query.where(r2.c.resource_type == rtype)
 
 
-def _chain(rtype: str | None, criterion: Criterion) -> Select[Any]:
+def _chain(ids: ParamIds, rtype: str | None, criterion: Criterion) -> Select[Any]:
     """``ref.param=x``: rows of ``ref`` whose reference is a resource meeting the inner one."""
     assert criterion.chain is not None
     types, inner = criterion.chain
-    probe = _probe(rtype, row_params(rtype, criterion.param), "reference")
+    probe = _probe(ids, rtype, row_params(rtype, criterion.param), "reference")
     si = _si_of(probe)
     targets = []
     for target in types:
-        ids = _live(target, inner).subquery()
+        live = _live(ids, target, inner).subquery()
         targets.append(
-            si.c.reference.in_(select(literal(f"{target}/") + ids.c.id).scalar_subquery())
+            si.c.reference.in_(select(literal(f"{target}/") + live.c.id).scalar_subquery())
         )
     return probe.where(or_(*targets))
 
 
-def _has(rtype: str | None, criterion: HasCriterion, r: FromClause) -> ColumnElement[bool]:
+def _has(
+    ids: ParamIds, rtype: str | None, criterion: HasCriterion, r: FromClause
+) -> ColumnElement[bool]:
     """``_has:Source:ref:param=x``: this resource is referred to by a matching Source."""
     source = criterion.source
-    probe = _probe(source, row_params(source, criterion.reference), "reference")
+    probe = _probe(ids, source, row_params(source, criterion.reference), "reference")
     si = _si_of(probe)
-    referring = probe.where(si.c.resource_key.in_(_live(source, criterion.inner, "resource_key")))
+    inner = _live(ids, source, criterion.inner, "resource_key")
+    referring = probe.where(si.c.resource_key.in_(inner))
     if rtype is None:
         return (r.c.resource_type + literal("/") + r.c.id).in_(
             referring.with_only_columns(si.c.reference)
         )
     # the id part of "Type/id", so that the outer side stays a plain id (index) lookup
-    ids = func.substr(si.c.reference, len(rtype) + 2)
-    return r.c.id.in_(referring.with_only_columns(ids).where(si.c.reference.like(f"{rtype}/%")))
+    tail = func.substr(si.c.reference, len(rtype) + 2)
+    return r.c.id.in_(referring.with_only_columns(tail).where(si.c.reference.like(f"{rtype}/%")))
 
 
 def _column(column: str, criterion: Criterion, r: FromClause) -> ColumnElement[bool]:

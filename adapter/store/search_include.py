@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
-from adapter.store.index_params import named_rows, rows_of
+from adapter.store.index_params import ParamIds, named_rows, rows_in
 from adapter.store.keys import keys_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.visibility import Visibility, visible
@@ -42,13 +42,14 @@ def included(
     seen: set[Key] = {(b["resourceType"], b["id"]) for b in matches}
     found: dict[Key, None] = {}
     frontier: list[Key] = list(seen)
+    ids = ParamIds(session)  # the parameters' ids, as constants in the statements
     for level in (1, 2):
         wanted = [i for i in includes if level == 1 or i.iterate]
         if not wanted or not frontier:
             break
         new: dict[Key, None] = {}
         for include in wanted:
-            for key in _follow(session, include, frontier):
+            for key in _follow(session, ids, include, frontier):
                 if key not in seen:
                     seen.add(key)
                     new[key] = None
@@ -61,10 +62,13 @@ def included(
     return _bodies(session, keys[:MAX_INCLUDED]), cut
 
 
-def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key]:
+def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Key]) -> list[Key]:
     sources = [k for k in frontier if k[0] == include.source]
+    if not include.reverse and not sources:
+        return []
     # the include's parameter, or every reference parameter of the source type
     names = named_rows(include.source, include.param) if include.param is not None else None
+    rows = rows_in(_si, ids.of(include.source, names, "reference"), "reference")
     out: list[Key] = []
     if include.reverse:
         targets = [f"{t}/{i}" for t, i in frontier]
@@ -72,7 +76,7 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
             query = (
                 select(_r.c.resource_type, _r.c.id)
                 .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
-                .where(rows_of(_si, include.source, names, "reference"), _si.c.reference.in_(chunk))
+                .where(rows, _si.c.reference.in_(chunk))
             )
             if include.target is not None:
                 query = query.where(_si.c.reference.like(f"{include.target}/%"))
@@ -83,7 +87,7 @@ def _follow(session: Session, include: Include, frontier: list[Key]) -> list[Key
             _r.c.resource_type == include.source, _r.c.id.in_(chunk)
         )
         query = select(_si.c.reference).where(
-            rows_of(_si, include.source, names, "reference"),
+            rows,
             _si.c.resource_key.in_(source_keys),
             _si.c.reference.is_not(None),
         )

@@ -29,7 +29,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, FromClause, and_, exists, func, or_, select
 
 from adapter.fhir.search_results import SortKey
-from adapter.store.index_params import rows_of
+from adapter.store.index_params import Ids, ParamIds, rows_in
 from adapter.store.models import SearchIndex
 
 _si = SearchIndex.__table__
@@ -54,6 +54,15 @@ def led_by_index(sort: tuple[SortKey, ...]) -> bool:
     return bool(sort) and sort[0].name not in _OWN_COLUMNS
 
 
+def sort_ids(ids: ParamIds, rtype: str | None, sort: tuple[SortKey, ...]) -> tuple[Ids, ...]:
+    """The parameter ids of each sort key's rows in a search of ``rtype`` (None: several
+    types), read by the search (``ParamIds``); none for the resource's own columns."""
+    return tuple(
+        () if key.name in _OWN_COLUMNS else ids.of(rtype, key.param.row_params, key.param.type)
+        for key in sort
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class LeadingRows:
     """The index rows that place resources for the first sort key: ``joined`` is the
@@ -66,33 +75,34 @@ class LeadingRows:
     order: tuple[Any, ...]
 
 
-# The clauses depend only on the sort keys and the table; built once per shape they save
-# the aliases' column copies on every search (about 1 ms of a patient's page; decision 0045)
+# The clauses depend only on the sort keys, the table and the keys' ids (``sort_ids``); built
+# once per shape they save the aliases' column copies on every search (about 1 ms of a
+# patient's page; decision 0045)
 @lru_cache(maxsize=512)
-def leading_rows(rtype: str, sort: tuple[SortKey, ...], r: FromClause) -> LeadingRows:
-    """The leading rows of a search of ``rtype`` (one type: the rows of its parameter are
-    then one ``param_id``, the first column of the kind's index, read in order)."""
+def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]) -> LeadingRows:
+    """The leading rows of a search of one type (the rows of its parameter are then one
+    ``param_id``, the first column of the kind's index, read in order); ``keyed``: the sort
+    keys' ids (``sort_ids``)."""
     key = sort[0]
     kind = key.param.type
     name = _SORT_COLUMNS[kind][1 if key.descending else 0]
     row, other = _si.alias("sort_row"), _si.alias("sort_other")
     value, rival = row.c[name], other.c[name]
     better = rival > value if key.descending else rival < value
-    names = key.param.row_params
     placed_higher = exists().where(
         other.c.resource_key == row.c.resource_key,
-        rows_of(other, rtype, names, kind),
+        rows_in(other, keyed[0], kind),
         or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
     )
     joined = r.join(row, row.c.resource_key == r.c.resource_key)
-    where = and_(rows_of(row, rtype, names, kind), value.is_not(None), ~placed_higher)
+    where = and_(rows_in(row, keyed[0], kind), value.is_not(None), ~placed_higher)
     first = value.desc() if key.descending else value.asc()
-    return LeadingRows(joined, where, (first, *order_by(sort[1:], r, rtype)))
+    return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
 
 
 @lru_cache(maxsize=512)
 def without_value(
-    rtype: str, sort: tuple[SortKey, ...], r: FromClause
+    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]
 ) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
     """The resources with no value for the first sort key, and their ORDER BY."""
     key = sort[0]
@@ -101,18 +111,18 @@ def without_value(
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
     has_value = exists().where(
         si.c.resource_key == r.c.resource_key,
-        rows_of(si, rtype, key.param.row_params, kind),
+        rows_in(si, keyed[0], kind),
         column.is_not(None),
     )
-    return ~has_value, tuple(order_by(sort[1:], r, rtype))
+    return ~has_value, tuple(order_by(sort[1:], r, keyed[1:]))
 
 
-def order_by(sort: tuple[SortKey, ...], r: FromClause, rtype: str | None = None) -> list[Any]:
-    """The ORDER BY of a search of ``rtype`` (None: several types)."""
+def order_by(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]) -> list[Any]:
+    """The ORDER BY of a search; ``keyed``: the sort keys' ids (``sort_ids``)."""
     columns = {"_lastUpdated": r.c.last_updated, "_id": r.c.id, "_source": r.c.message_id}
     order: list[Any] = []
-    for key in sort:
-        value = columns[key.name] if key.name in columns else _index_value(key, r, rtype)
+    for key, ids in zip(sort, keyed, strict=True):
+        value = columns[key.name] if key.name in columns else _index_value(key, r, ids)
         ordered = value.desc() if key.descending else value.asc()
         order.append(ordered if key.name in _NOT_NULL else ordered.nulls_last())
     names = {k.name for k in sort}
@@ -123,7 +133,7 @@ def order_by(sort: tuple[SortKey, ...], r: FromClause, rtype: str | None = None)
     return order
 
 
-def _index_value(key: SortKey, r: FromClause, rtype: str | None) -> Any:
+def _index_value(key: SortKey, r: FromClause, ids: Ids) -> Any:
     si = _si.alias()
     kind = key.param.type
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
@@ -132,7 +142,7 @@ def _index_value(key: SortKey, r: FromClause, rtype: str | None) -> Any:
         select(pick(column))
         .where(
             si.c.resource_key == r.c.resource_key,
-            rows_of(si, rtype, key.param.row_params, kind),
+            rows_in(si, ids, kind),
         )
         .scalar_subquery()
     )
