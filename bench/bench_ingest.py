@@ -782,6 +782,8 @@ class Row:
     slice_cpu: list[float] = field(default_factory=list)  # ms of this process's CPU per message
     kb_per_message: float = 0.0
     breakdown: list[tuple[str, str, float, float]] = field(default_factory=list)
+    # --slices: search_index rows per message by (resource type, parameter row, kind)
+    index_rows: dict[tuple[str, str, int], float] = field(default_factory=dict)
     raw_bytes_per_message: float = 0.0
     stages: list[dict[str, float]] = field(default_factory=list)
     rows_written: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -951,6 +953,7 @@ def run_slices(
     copies = max(1, args.slice_size // len(fixtures))
     before = database_kb(engine)
     parts_before = database_parts(engine)
+    params_before = index_rows_by_param(engine)
     for n in range(args.slices):
         messages = make_input(fixtures, copies, f"z{n}.", patients)
         cpu = time.process_time()
@@ -976,6 +979,32 @@ def run_slices(
         rows0, size0 = parts_before.get(key, (0, 0.0))
         row.breakdown.append((key[0], key[1], (rows - rows0) / total, (size - size0) / total))
     row.raw_bytes_per_message = next(b for t, i, _, b in row.breakdown if (t, i) == ("", "raw"))
+    for key, count in index_rows_by_param(engine).items():
+        row.index_rows[key] = (count - params_before.get(key, 0)) / total
+
+
+def index_rows_by_param(engine: Engine) -> dict[tuple[str, str, int], int]:
+    """search_index rows by (resource type, parameter row name, kind number)."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT p.resource_type, p.param, p.kind, count(*) FROM search_index i "
+                "JOIN search_param p ON p.param_id = i.param_id "
+                "GROUP BY p.resource_type, p.param, p.kind"
+            )
+        ).all()
+    return {(t, name, kind): n for t, name, kind, n in rows}
+
+
+def print_index_rows(row: Row) -> None:
+    """search_index rows per message by (type, parameter row, kind), most first."""
+    kinds = {number: name for name, number in KINDS.items()}
+    ranked = sorted(row.index_rows.items(), key=lambda item: -item[1])
+    total = sum(row.index_rows.values())
+    print(f"   search_index rows per message by (type, parameter row, kind): {total:.2f}")
+    for (rtype, name, kind), rows in ranked:
+        if rows > 0:
+            print(f"     {rtype + ' ' + name:44} {kinds.get(kind, kind)!s:10} {rows:6.2f}")
 
 
 def database_parts(engine: Engine) -> dict[tuple[str, str], tuple[int, float]]:
@@ -1131,6 +1160,7 @@ def report(
                 f"{'met' if row.kb_per_message <= 20 else 'NOT met'})"
             )
             print_breakdown(row)
+            print_index_rows(row)
             continue
         p_msg, p_res = med(m for m, _ in row.pipeline), med(r for _, r in row.pipeline)
         f_msg, f_res = med(m for m, _ in row.floor), med(r for _, r in row.floor)
