@@ -8,7 +8,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.search_query import parse_search
@@ -122,3 +122,60 @@ def test_an_unknown_param_matches_nothing(session_factory: sessionmaker[Session]
         assert _found(session, "Specimen", [("patient:missing", "true")]) == set()
         assert _found(session, "Practitioner", [("name:missing", "true")]) == set()
         assert _found(session, "Practitioner", [("identifier:missing", "true")]) == {"d1"}
+
+
+def _collected(sid: str, day: int) -> dict[str, Any]:
+    return {**_specimen(sid), "collection": {"collectedDateTime": f"2026-05-{day:02d}"}}
+
+
+def test_a_param_created_after_a_search_is_read_by_the_next_one(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The ids are read by each search (decision 0073), never kept from an earlier one: a
+    search before any Specimen row (no triple: matches nothing, and the sort's clauses are
+    built with no id) must not hide the rows written after it, nor their sort order."""
+    with session_factory() as session:
+        assert _found(session, "Specimen", [("patient", "p1")]) == set()
+        assert _found(session, "Specimen", [("_sort", "-collected")]) == set()
+    with session_factory.begin() as session:  # the newest change collected the earliest
+        for n, (sid, day) in enumerate([("late", 20), ("mid", 10), ("early", 1)]):
+            save_resources(session, [_collected(sid, day)], message_id=None, now=T0.replace(hour=n))
+    with session_factory() as session:
+        assert _found(session, "Specimen", [("patient", "p1")]) == {"late", "mid", "early"}
+        for sort, order in (
+            ("-collected", ["late", "mid", "early"]),
+            ("collected", ["early", "mid", "late"]),
+        ):
+            parsed = parse_search("Specimen", [("_sort", sort)])
+            page = find(session, ["Specimen"], parsed.criteria, count=50, sort=parsed.sort)
+            assert [b["id"] for b in page.bodies] == order
+
+
+def test_the_search_statement_names_the_param_by_its_id(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The parameter's id is a constant in the statement sent (PostgreSQL estimates a
+    ``:not`` of a selective code from it; a subquery's id got a generic estimate and a
+    nested loop over every row of the code: decision 0073), read from ``search_param``
+    by the search's own session."""
+    with session_factory.begin() as session:
+        save_resources(session, [_specimen("s1")], message_id=None, now=T0)
+    with session_factory() as session:
+        wanted = _param_ids(session)[("Specimen", "patient", KINDS["reference"])]
+        sent: list[str] = []
+        engine = session.get_bind()
+
+        def grab(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+            sent.append(statement)
+
+        event.listen(engine, "before_cursor_execute", grab)
+        try:
+            assert _found(session, "Specimen", [("patient", "Patient/p1")]) == {"s1"}
+            assert _found(session, "Specimen", [("patient:missing", "true")]) == set()
+        finally:
+            event.remove(engine, "before_cursor_execute", grab)
+        probes = [s for s in sent if "search_index" in s]
+        assert probes
+        assert all(f"param_id = {wanted}" in s for s in probes)
+        assert not any("search_param" in s for s in probes)
+        assert any("FROM search_param" in s for s in sent)  # read by the search itself
