@@ -384,12 +384,34 @@ def _floor_param_id(rtype: str, param: str, kind: str) -> int:
     return _FLOOR_PARAMS.setdefault((rtype, param, kind), len(_FLOOR_PARAMS) + 1)
 
 
-def floor_index_rows(rtype: str, rid: int, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
-    """``_floor_rows`` as the table holds them: (type, param, kind) as its id (0071)."""
-    return [
+def floor_index_rows(
+    rtype: str, rid: int, resource: dict[str, Any], sqlite: bool = False
+) -> list[tuple[Any, ...]]:
+    """``_floor_rows`` as the table holds them: (type, param, kind) as its id (0071); on
+    SQLite the dates as integer microseconds (0073)."""
+    rows = [
         (r[1], _floor_param_id(r[0], r[2], r[3]), KINDS[r[3]], *r[4:])
         for r in _floor_rows(rtype, rid, resource)
     ]
+    if not sqlite:
+        return rows
+    return [
+        (*r[:7], _floor_micros(r[7]), _floor_micros(r[8]), *r[9:]) if r[7] else r for r in rows
+    ]
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _floor_micros(value: str | None) -> int | None:
+    try:
+        moment = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    delta = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def _floor_rows(rtype: str, rid: int, resource: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -576,7 +598,7 @@ class Floor:
                 stale.append(rkey)
             # the current version's body is the resource row's (decision 0042)
             versions.append((r["resourceType"], r["id"], version, now, False, None, message_id))
-            index.extend(floor_index_rows(r["resourceType"], rkey, r))
+            index.extend(floor_index_rows(r["resourceType"], rkey, r, self.sqlite))
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
                     (

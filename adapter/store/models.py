@@ -45,7 +45,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
-from adapter.store.types import BigId, CompressedJSON, JSONText, PackedBytes, UTCDateTime
+from adapter.store.types import (
+    BigId,
+    CompressedJSON,
+    IndexTime,
+    JSONText,
+    PackedBytes,
+    UTCDateTime,
+)
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -237,8 +244,9 @@ class SearchIndex(Base):
 
     row_id: Mapped[int] = mapped_column(BigId, autoincrement=True)  # key: __table_args__
     resource_key: Mapped[int] = mapped_column(BigId)
-    value_date_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    value_date_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # integer microseconds on SQLite (decision 0073, migration 0028)
+    value_date_start: Mapped[datetime | None] = mapped_column(IndexTime())
+    value_date_end: Mapped[datetime | None] = mapped_column(IndexTime())
     value_number: Mapped[float | None] = mapped_column(Float())
     param_id: Mapped[int] = mapped_column(Integer())  # search_param (decision 0071)
     system_id: Mapped[int | None] = mapped_column(Integer())  # search_system (decision 0059)
