@@ -395,9 +395,7 @@ def floor_index_rows(
     ]
     if not sqlite:
         return rows
-    return [
-        (*r[:7], _floor_micros(r[7]), _floor_micros(r[8]), *r[9:]) if r[7] else r for r in rows
-    ]
+    return [(*r[:7], _floor_micros(r[7]), _floor_micros(r[8]), *r[9:]) if r[7] else r for r in rows]
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
