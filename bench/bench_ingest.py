@@ -583,7 +583,6 @@ class Floor:
                         r["resourceType"],
                         r["id"],
                         version,
-                        patient,
                         patient or f"{r['resourceType']}/{r['id']}",
                         "pending",
                         0,
@@ -660,8 +659,8 @@ class Floor:
             cur.executemany(
                 self._sql(
                     "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
-                    "patient_key, order_key, state, attempts, next_attempt_at, created_at, "
-                    "message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                    "order_key, state, attempts, next_attempt_at, created_at, "
+                    "message_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
                 ),
                 outbox,
             )
