@@ -802,9 +802,9 @@ def claim_plan(args: argparse.Namespace) -> None:
             conn.execute(
                 text(
                     "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
-                    "patient_key, order_key, state, attempts, next_attempt_at, created_at, "
+                    "order_key, state, attempts, next_attempt_at, created_at, "
                     "delivered_at) "
-                    "SELECT :d, 'Observation', 'o' || p || '-' || n, 1, 'Patient/p' || p, "
+                    "SELECT :d, 'Observation', 'o' || p || '-' || n, 1, "
                     "'Patient/p' || p, CASE WHEN n < :h THEN 'delivered' ELSE 'pending' END, "
                     "CASE WHEN n < :h THEN 1 ELSE 0 END, :now, :now, "
                     "CASE WHEN n < :h THEN CAST(:now AS timestamptz) END "

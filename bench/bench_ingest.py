@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -564,7 +565,7 @@ class Floor:
         existing = {row[0]: (row[1], row[2], row[3]) for row in cur.fetchall()}
         fresh = sum(1 for r in resources if r["id"] not in existing)
         keys = iter(self._new_keys(cur, fresh))  # the index rows name it (decision 0055)
-        new, changed, versions, index, outbox = [], [], [], [], []
+        new, changed, index, outbox = [], [], [], []
         stale: list[int] = []
         for r, digest in hashed:
             old = existing.get(r["id"])
@@ -594,8 +595,6 @@ class Floor:
                 rkey = old[2]
                 changed.append(row)
                 stale.append(rkey)
-            # the current version's body is the resource row's (decision 0042)
-            versions.append((r["resourceType"], r["id"], version, now, False, None, message_id))
             index.extend(floor_index_rows(r["resourceType"], rkey, r, self.sqlite))
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
@@ -604,7 +603,6 @@ class Floor:
                         r["resourceType"],
                         r["id"],
                         version,
-                        patient,
                         patient or f"{r['resourceType']}/{r['id']}",
                         "pending",
                         0,
@@ -648,14 +646,14 @@ class Floor:
                 new,
             )
         if changed:
-            cur.executemany(  # the superseded version's body into its history row
+            cur.executemany(  # the superseded version becomes a history row (decision 0075)
                 self._sql(
-                    "UPDATE resource_version SET body = (SELECT body FROM resource r "
-                    "WHERE r.resource_type = resource_version.resource_type "
-                    "AND r.id = resource_version.id) WHERE resource_type=? AND id=? "
-                    "AND version_id=?"
+                    "INSERT INTO resource_version (resource_type, id, version_id, last_updated, "
+                    "deleted, body, message_id) SELECT resource_type, id, version_id, "
+                    "last_updated, deleted, body, message_id FROM resource "
+                    "WHERE resource_type=? AND id=?"
                 ),
-                [(c[7], c[8], c[0] - 1) for c in changed],
+                [(c[7], c[8]) for c in changed],
             )
             cur.executemany(
                 self._sql(
@@ -667,14 +665,6 @@ class Floor:
             cur.executemany(
                 self._sql("DELETE FROM search_index WHERE resource_key=?"),
                 [(k,) for k in stale],
-            )
-        if versions:
-            cur.executemany(
-                self._sql(
-                    "INSERT INTO resource_version (resource_type, id, version_id, last_updated, "
-                    "deleted, body, message_id) VALUES (?,?,?,?,?,?,?)"
-                ),
-                versions,
             )
         if index:
             cur.executemany(
@@ -689,8 +679,8 @@ class Floor:
             cur.executemany(
                 self._sql(
                     "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
-                    "patient_key, order_key, state, attempts, next_attempt_at, created_at, "
-                    "message_id) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                    "order_key, state, attempts, next_attempt_at, created_at, "
+                    "message_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
                 ),
                 outbox,
             )
@@ -1279,6 +1269,11 @@ def main() -> None:
         help="also time bulk ingest with this many translation worker processes "
         "(decision 0054; default 0: not timed)",
     )
+    ap.add_argument(
+        "--keep-sqlite",
+        metavar="PATH",
+        help="copy the SQLite store to PATH at the end (to look at its columns)",
+    )
     args = ap.parse_args()
 
     import logging
@@ -1321,6 +1316,8 @@ def run_all(
             run_backend(row, engine, settings, fixtures, args.rounds, args.copies, args)
         finally:
             engine.dispose()
+        if args.keep_sqlite:  # for a column-by-column look (bench/store_columns.py)
+            shutil.copyfile(tmp / "bench.db", args.keep_sqlite)
     rows.append(row)
 
     row = Row("PostgreSQL (psycopg 3, default synchronous_commit=on)")

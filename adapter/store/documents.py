@@ -2,8 +2,8 @@
 ``document`` whose first entry is the Composition).
 
 A document mapping stores the Composition and its Bundle from the same message, so the
-Bundle is found through the message that wrote a version of the Composition (one indexed
-lookup, no scan of every Bundle); it is served only while its first entry is still that
+Bundle is found through the message that wrote a version of the Composition (indexed
+lookups, no scan of every Bundle); it is served only while its first entry is still that
 Composition.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, union_all
 from sqlalchemy.orm import Session
 
 from adapter.store.models import Resource, ResourceVersion
@@ -22,13 +22,23 @@ _v = ResourceVersion.__table__
 
 def stored_document(session: Session, composition_id: str) -> dict[str, Any] | None:
     """The current stored document Bundle of this Composition, newest first, or None."""
-    messages = select(_v.c.message_id).where(
-        _v.c.resource_type == "Composition",
-        _v.c.id == composition_id,
-        _v.c.message_id.is_not(None),
+    # the messages that wrote a version of the Composition: its current one (the resource
+    # row) and those it superseded (the history rows; decision 0075)
+    messages = union_all(
+        *(
+            select(t.c.message_id).where(
+                t.c.resource_type == "Composition",
+                t.c.id == composition_id,
+                t.c.message_id.is_not(None),
+            )
+            for t in (_v, _r)
+        )
     )
-    bundle_ids = select(_v.c.id).where(
-        _v.c.resource_type == "Bundle", _v.c.message_id.in_(messages)
+    bundle_ids = union_all(
+        *(
+            select(t.c.id).where(t.c.resource_type == "Bundle", t.c.message_id.in_(messages))
+            for t in (_v, _r)
+        )
     )
     rows = session.execute(
         select(_r.c.body)

@@ -305,6 +305,8 @@ class Outbox(Base):
 
     ``order_key`` is the patient (``Patient/<id>``) or, for resources about no patient, the
     resource itself: rows of one destination and order key are delivered in ``id`` order.
+    The patient is not stored twice: an order key ``Patient/<id>`` is the row's patient
+    (a Patient's own key is its patient too; decision 0075).
     A worker owns an ``in-flight`` row until ``claimed_until`` (its lease); after that any
     worker may take it again, so a killed worker loses nothing.
     """
@@ -322,7 +324,16 @@ class Outbox(Base):
         # stores a patient's rows as one deduplicated entry
         Index(None, "state", "next_attempt_at"),
         Index(None, "destination", "state", "order_key"),
-        UniqueConstraint("destination", "sequence", name="uq_outbox_destination_sequence"),
+        # gap-free numbering per destination: unique among the rows given a number; partial
+        # (decision 0075), so the rows still to send (every row at ingest) have no entry
+        Index(
+            "uq_outbox_destination_sequence",
+            "destination",
+            "sequence",
+            unique=True,
+            sqlite_where=text("sequence IS NOT NULL"),
+            postgresql_where=text("sequence IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -330,7 +341,8 @@ class Outbox(Base):
     resource_type: Mapped[str] = mapped_column(String(_TYPE))
     resource_id: Mapped[str] = mapped_column(String(_ID))
     version_id: Mapped[int] = mapped_column(Integer())
-    patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))
+    # the patient (``Patient/<id>``: then it is also the row's patient, ``patient_key`` in
+    # ``OutboxRow``; decision 0075) or the resource itself
     order_key: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID))
     state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer(), default=0)

@@ -26,7 +26,7 @@ from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 import orjson
-from sqlalchemy import Row, Select, Table, and_, bindparam, delete, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,7 @@ from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient
 from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
+from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
 from adapter.store.resource_keys import new_keys
@@ -340,7 +341,6 @@ def save_resources(
     saved: dict[tuple[str, str], Saved] = {}
     new_rows: list[dict[str, Any]] = []
     changed_rows: list[dict[str, Any]] = []
-    version_rows: list[dict[str, Any]] = []
     index_rows: list[IndexRow] = []
     stored_history: list[Key] = []  # superseded versions whose history row is stored
     known = prepared.rows if prepared is not None and prepared.zone == str(zone) else None
@@ -379,21 +379,23 @@ def save_resources(
         else:
             rkey = old.resource_key
             changed_rows.append(row)
-        version = {
-            "resource_type": key[0],
-            "id": key[1],
-            "version_id": version_id,
-            "last_updated": last_updated,
-            "deleted": False,
-            "body": None,  # the current version's body is the resource row's
-            "message_id": message_id,
-        }
-        if buffer is None:
-            version_rows.append(version)
-        else:  # the superseded version's history row takes its body first
+        if buffer is not None:
+            # the current version has no history row (decision 0075): the batch remembers
+            # it, and writes it to the history only if a later message supersedes it
             if old is not None:
                 stored_history.extend(buffer.keep_bodies([key]))
-            buffer.add_version(version, body)
+            buffer.add_version(
+                {
+                    "resource_type": key[0],
+                    "id": key[1],
+                    "version_id": version_id,
+                    "last_updated": last_updated,
+                    "deleted": False,
+                    "body": None,  # set when superseded in the batch (``keep_bodies``)
+                    "message_id": message_id,
+                },
+                body,
+            )
         if not with_index:
             rows = []
         elif done is None:
@@ -438,8 +440,6 @@ def save_resources(
         )
         if buffer is None:  # else deleted when the buffer is written
             _delete_index_rows(session, [existing[k].resource_key for k in changed_keys])
-    if version_rows:
-        insert_rows(session, _version, version_rows)
     if index_rows:
         _insert_index_tuples(session, index_rows)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
@@ -499,17 +499,18 @@ class BatchWrites:
             self.stale.add(rkey)
 
     def add_version(self, row: dict[str, Any], body: dict[str, Any]) -> None:
-        """A resource_version row (its ``body`` None: the current version's body is the
-        resource row's, ``body`` here) to insert at the commit."""
+        """A new current version (``body`` its body, which the resource row holds): its
+        resource_version row, written at the commit only if a later message of the batch
+        supersedes it (``keep_bodies`` gives the row its body; decision 0075)."""
         key = (row["resource_type"], row["id"])
         self._journal.append(("version", key, self._current.get(key, _MISSING)))
         self.versions.append(row)
         self._current[key] = (row, body)
 
     def keep_bodies(self, keys: list[Key]) -> list[Key]:
-        """Before these resources take new versions: their current version's history row
-        gets its body (``_keep_superseded_bodies``) here when it is buffered; returns the
-        keys whose current history row is in the database."""
+        """Before these resources take new versions: their current version becomes a
+        history row with its body (``_keep_superseded_bodies``) here when the batch made
+        it; returns the keys whose current version is the database's resource row."""
         stored = []
         for key in keys:
             current = self._current.get(key)
@@ -631,8 +632,10 @@ def flush_batch_writes(session: Session) -> None:
     if writes is None:
         return
     flush_index_rows(session)
-    if writes.versions:
-        insert_rows(session, _version, writes.versions)
+    # only superseded versions have a history row; the current ones are the resource rows
+    superseded = [row for row in writes.versions if row["body"] is not None]
+    if superseded:
+        insert_rows(session, _version, superseded)
     if writes.outbox:
         insert_outbox_rows(session, writes.outbox)
     for table, rows in writes.tables.items():
@@ -642,33 +645,17 @@ def flush_batch_writes(session: Session) -> None:
 
 
 def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
-    """Before the resource rows take their new versions: copy each one's current body into
-    its history row, which held none while it was the current version (decision 0042).
-    A placeholder row (version 0, lock_resources) has no history row: nothing to copy."""
-    current = (
-        select(_resource.c.body)
-        .where(
-            _resource.c.resource_type == _version.c.resource_type,
-            _resource.c.id == _version.c.id,
+    """Before the resource rows take their new versions: each one's current version (its
+    resource row: version, time, message, body) becomes a history row. The current version
+    has none (decision 0075; before, a row without a body: decision 0042). A placeholder
+    row (version 0, lock_resources) is no version: nothing to keep."""
+    columns = ("resource_type", "id", "version_id", "last_updated", "deleted", "body", "message_id")
+    for start in range(0, len(keys), _DELETE_CHUNK):
+        chunk = keys[start : start + _DELETE_CHUNK]
+        current = select(*(_resource.c[name] for name in columns)).where(
+            keys_in(_resource.c.resource_type, _resource.c.id, chunk), _resource.c.version_id > 0
         )
-        .scalar_subquery()
-    )
-    session.execute(
-        update(_version)
-        .where(
-            _version.c.resource_type == bindparam("b_type"),
-            _version.c.id == bindparam("b_id"),
-            _version.c.version_id
-            == select(_resource.c.version_id)
-            .where(
-                _resource.c.resource_type == bindparam("b_type"),
-                _resource.c.id == bindparam("b_id"),
-            )
-            .scalar_subquery(),
-        )
-        .values(body=current),
-        [{"b_type": rtype, "b_id": rid} for rtype, rid in keys],
-    )
+        session.execute(insert(_version).from_select(list(columns), current))
 
 
 def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -796,27 +783,24 @@ def resource_state(session: Session, resource_type: str, resource_id: str) -> Re
 def read_version(
     session: Session, resource_type: str, resource_id: str, version_id: int
 ) -> dict[str, Any] | None:
-    """One version from the history, or None (the current one's body is the resource's)."""
-    row = session.execute(
-        select(_version.c.body, _resource.c.body.label("current"))
-        .join(
-            _resource,
-            and_(
-                _resource.c.resource_type == _version.c.resource_type,
-                _resource.c.id == _version.c.id,
-                _resource.c.version_id == _version.c.version_id,
-            ),
-            isouter=True,
+    """One version, or None: the current one is the resource row, the older ones are in
+    the history (decision 0075)."""
+    current = session.execute(
+        select(_resource.c.body, _resource.c.version_id).where(
+            _resource.c.resource_type == resource_type, _resource.c.id == resource_id
         )
-        .where(
+    ).first()
+    if current is None or version_id < 1 or version_id > current.version_id:
+        return None
+    if current.version_id == version_id:
+        return current.body
+    return session.execute(
+        select(_version.c.body).where(
             _version.c.resource_type == resource_type,
             _version.c.id == resource_id,
             _version.c.version_id == version_id,
         )
-    ).first()
-    if row is None:
-        return None
-    return row.body if row.body is not None else row.current
+    ).scalar_one_or_none()
 
 
 def read_history(

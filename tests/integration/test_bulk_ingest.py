@@ -213,7 +213,9 @@ def _provenance(session: Session) -> dict[str, Any]:
         if i.value_date_start is None  # recorded: the moment
         and not any(ids[i.resource_key] in (v or "") for v in (i.code, i.value_norm, i.reference))
     )
-    assert rows and len(rows) == len(versions) and index
+    # a Provenance is written once: its current version, the resource row, and no history
+    # row (decision 0075)
+    assert rows and not versions and index
     return {"rows": rows, "versions": versions, "index": index}
 
 
@@ -434,10 +436,18 @@ def test_a_resource_changed_twice_in_a_batch_keeps_its_last_index_rows(
     assert _stored(session_factory) == stored
     assert _observation_values(session_factory) == {"第3次复查结果"}
     with session_factory() as session:
-        versions = session.scalars(
-            select(ResourceVersion.version_id).where(ResourceVersion.resource_type == "Observation")
+        history = session.execute(
+            select(ResourceVersion.id, ResourceVersion.version_id, ResourceVersion.body).where(
+                ResourceVersion.resource_type == "Observation"
+            )
         ).all()
-    assert sorted(versions)[-1] == 3
+        current = {r.id: r.version_id for r in session.scalars(select(Resource))}
+    # the superseded versions 1 and 2 are history rows with their bodies; the current one,
+    # 3, is the resource row only (decision 0075)
+    changed = {rid for rid, _, _ in history}
+    assert changed and all(current[rid] == 3 for rid in changed)
+    assert sorted({v for _, v, _ in history}) == [1, 2]
+    assert all(body is not None for _, _, body in history)
 
 
 def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(

@@ -91,7 +91,6 @@ def _outbox(prefix: str) -> list[dict[str, Any]]:
             "resource_type": "Observation",
             "resource_id": f"{prefix}{n}",
             "version_id": 1,
-            "patient_key": "Patient/p1",
             "message_id": None,
             "reason": "route 1",
             "person_id": None,

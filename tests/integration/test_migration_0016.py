@@ -110,7 +110,7 @@ def test_0016_clears_current_bodies_keeps_superseded_and_reads_stay_whole(
             assert genders == ["female", "male", "other"]
         stored = _stored_bodies(engine)
         assert orjson.loads(stored[("p1", 2)])["gender"] == "male"
-        assert stored[("p1", 3)] is None
+        assert ("p1", 3) not in stored  # the current version: the resource row (0030)
 
         # downgrade: every history row has its body again (0015's store reads only there)
         from alembic import command

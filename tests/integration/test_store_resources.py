@@ -103,7 +103,9 @@ def test_unchanged_content_keeps_version_and_time(session_factory: sessionmaker)
     assert (again.version_id, again.changed) == (1, False)
     assert again.body["meta"] == first.body["meta"]
     with session_factory() as session:
-        assert count(session, ResourceVersion) == 1
+        # one version, the current one: the resource row, no history row (decision 0075)
+        assert count(session, ResourceVersion) == 0
+        assert read_history(session, "Patient", "p1")[0] == 1
         assert read_resource(session, "Patient", "p1")["meta"]["versionId"] == "1"
 
 
@@ -127,9 +129,9 @@ def test_changed_content_gets_version_2_and_history_keeps_v1(session_factory: se
 
 
 def test_history_keeps_each_body_once(session_factory: sessionmaker) -> None:
-    """The current version's body is only in the resource row; a history row gets its
-    body when a newer version supersedes it, and every version still reads back whole
-    (decision 0042)."""
+    """The current version is only the resource row; it becomes a history row, with its
+    body, when a newer version supersedes it, and every version still reads back whole
+    (decisions 0042, 0075)."""
     genders = ["female", "male", "other"]
     for n, gender in enumerate(genders):
         with session_factory.begin() as session:
@@ -144,8 +146,10 @@ def test_history_keeps_each_body_once(session_factory: sessionmaker) -> None:
                 )
             ).all()
         )
-        assert bodies[3] is None  # the current one: read from the resource row
+        assert 3 not in bodies  # the current one: the resource row
         assert [bodies[1]["gender"], bodies[2]["gender"]] == genders[:2]
+        assert read_version(session, "Patient", "p1", 4) is None
+        assert read_version(session, "Patient", "p1", 0) is None
         assert [read_version(session, "Patient", "p1", n)["gender"] for n in (1, 2, 3)] == genders
         total, versions = read_history(session, "Patient", "p1")
         assert total == 3
@@ -227,8 +231,13 @@ def test_one_batch_with_new_changed_and_unchanged(session_factory: sessionmaker)
         ("o2", 1, True),
     ]
     with session_factory() as session:
-        assert count(session, ResourceVersion) == 4
+        assert count(session, ResourceVersion) == 1  # o1's version 1, superseded
         assert count(session, Resource) == 3
+        totals = {
+            rid: read_history(session, t, rid)[0]
+            for t, rid in (("Patient", "p1"), ("Observation", "o1"), ("Observation", "o2"))
+        }
+        assert totals == {"p1": 1, "o1": 2, "o2": 1}
 
 
 def test_a_resource_twice_in_one_batch_is_stored_once_last_wins(
@@ -241,7 +250,8 @@ def test_a_resource_twice_in_one_batch_is_stored_once_last_wins(
     assert [s.version_id for s in saved] == [1, 1]
     with session_factory() as session:
         assert read_resource(session, "Patient", "p1")["gender"] == "male"
-        assert count(session, ResourceVersion) == 1
+        assert read_history(session, "Patient", "p1")[0] == 1
+        assert count(session, ResourceVersion) == 0
 
 
 def test_resources_record_the_message_that_changed_them(session_factory: sessionmaker) -> None:
@@ -261,7 +271,8 @@ def test_resources_record_the_message_that_changed_them(session_factory: session
     with session_factory() as session:
         row = session.get(Resource, ("Patient", "p1"))
         assert (row.message_id, row.facility_id) == (message.id, "f1")
-        assert count(session, ResourceVersion, message_id=message.id) == 1
+        _, versions = read_history(session, "Patient", "p1")
+        assert [v.message_id for v in versions] == [message.id]
 
 
 def test_unknown_message_id_violates_the_foreign_key(session_factory: sessionmaker) -> None:

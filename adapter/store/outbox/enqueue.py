@@ -53,13 +53,16 @@ def enqueue_many(
     if not items:
         return
     moment = (now or datetime.now(UTC)).astimezone(UTC)
+    for item in items:
+        patient = item.get("patient_key")
+        if patient is not None and not patient.startswith("Patient/"):
+            raise ValueError(f"an outbox row's patient is Patient/<id>, not {patient!r}")
     rows = [
         {
             "destination": item["destination"],
             "resource_type": item["resource_type"],
             "resource_id": item["resource_id"],
             "version_id": item["version_id"],
-            "patient_key": item.get("patient_key"),
             "message_id": item.get("message_id"),
             "reason": item.get("reason"),
             "person_id": item.get("person_id"),
@@ -90,5 +93,6 @@ def insert_outbox_rows(session: Session, rows: list[dict[str, Any]]) -> None:
 
 def order_key(resource_type: str, resource_id: str, patient_key: str | None) -> str:
     """Deliveries with one key go out in the order they were queued: the patient's, or the
-    resource's own for resources about no patient."""
+    resource's own for resources about no patient. The row's patient is read back from it
+    (``rows.patient_of``: the patient key is not stored twice, decision 0075)."""
     return patient_key or f"{resource_type}/{resource_id}"

@@ -51,8 +51,9 @@ class OutboxRow:
 
     @classmethod
     def of(cls, row: RowMapping) -> OutboxRow:
-        values = {f.name: row[f.name] for f in fields(cls)}
+        values = {f.name: row[f.name] for f in _STORED}
         values["state"] = OutboxState(values["state"])
+        values["patient_key"] = patient_of(values["order_key"])
         return cls(**values)
 
     def summary(self) -> dict[str, Any]:
@@ -82,6 +83,16 @@ class OutboxRow:
             "person": self.person_id,
             "sequence": self.sequence,
         }
+
+
+_STORED = tuple(f for f in fields(OutboxRow) if f.name != "patient_key")
+
+
+def patient_of(order_key: str) -> str | None:
+    """The patient of an outbox row, from its order key (decision 0075): the order key is
+    the patient's key when the resource is about one, and a Patient's own key is its
+    patient too; any other order key is a resource about no patient."""
+    return order_key if order_key.startswith("Patient/") else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +148,4 @@ class Settlement:
     cause: str | None = None  # of a dead letter: refused | exhausted | local | withdrawn
 
 
-__all__ = ["AttemptRow", "OutboxRow", "OutboxState", "Settlement"]
+__all__ = ["AttemptRow", "OutboxRow", "OutboxState", "Settlement", "patient_of"]
