@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import zstandard
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, Text
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -149,3 +149,39 @@ class CompressedText(TypeDecorator[str]):
         except (ValueError, zstandard.ZstdError):  # UnicodeDecodeError and an unknown
             # dictionary are ValueErrors: a frame (or a dictionary id) changed in place
             return UNREADABLE + bytes(value).hex()
+
+
+class Digest(TypeDecorator[str]):
+    """A sha256 digest read and written as its 64 lowercase hex characters and stored as
+    its 32 bytes (decision 0074: audit_record ``hash`` and ``prev_hash``, half the bytes).
+    The chain is computed over the hex text as before; only the stored form changes.
+
+    A value that is not 64 hex characters is stored as its UTF-8 bytes and a stored value
+    that is not 32 bytes reads back as text (SQLite: as stored, a TEXT left by the rows of
+    before migration 0029 or changed in the database), never as an error: ``adapter audit
+    verify`` then finds the record whose hash no longer matches."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # SQLite: the column stays VARCHAR(64) (a BLOB is kept as a BLOB: no table rebuilt)
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        if len(value) == 64 and value == value.lower():
+            try:
+                return bytes.fromhex(value)
+            except ValueError:
+                pass
+        return value.encode()
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        stored = bytes(value)
+        return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")

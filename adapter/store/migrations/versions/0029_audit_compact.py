@@ -1,0 +1,146 @@
+"""The audit log in fewer bytes (decision 0074):
+
+* ``audit_record.prev_hash`` and ``hash`` hold the sha256 digest's 32 bytes instead of its
+  64 hex characters (read back as hex by the column type: the chain is over the same text
+  and every reader sees what it saw). PostgreSQL: the columns become ``bytea``
+  (``decode(…, 'hex')``); SQLite: the columns stay VARCHAR and hold a BLOB (no table
+  rebuilt), rewritten in batches.
+* ``audit_link.reference`` is stored packed (adapter/store/audit_reference.py: 18 bytes
+  and the version for a reference to one of the adapter's UUID ids, the UTF-8 text
+  otherwise). PostgreSQL: the column becomes ``bytea`` (bytewise order, as its "C"
+  collation was), then every row is packed in batches; SQLite: rewritten in batches.
+
+Downgrade: the hashes back to hex text, the references back to text (PostgreSQL: the
+columns back to ``varchar(64)`` / ``varchar(160) COLLATE "C"``).
+
+Revision ID: 0029
+Revises: 0027
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from alembic import op
+from sqlalchemy import Connection, text
+
+revision: str = "0029"
+down_revision: str | Sequence[str] | None = "0027"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+_BATCH = 5000  # records (seq values) per read
+
+
+def _hex(column: str) -> str:
+    # a value that is not a digest (changed in the database) is kept as its text's bytes
+    return (
+        f"CASE WHEN {column} ~ '^[0-9a-f]{{64}}$' THEN decode({column}, 'hex') "
+        f"ELSE convert_to({column}, 'UTF8') END"
+    )
+
+
+def _unhex(column: str) -> str:
+    return (
+        f"CASE WHEN octet_length({column}) = 32 THEN encode({column}, 'hex') "
+        f"ELSE convert_from({column}, 'UTF8') END"
+    )
+
+
+def _seq_batches(conn: Connection) -> list[tuple[int, int]]:
+    top = conn.execute(text("SELECT coalesce(max(seq), 0) FROM audit_record")).scalar_one()
+    low = conn.execute(text("SELECT coalesce(min(seq), 1) FROM audit_record")).scalar_one()
+    return [(a, min(a + _BATCH - 1, top)) for a in range(low, top + 1, _BATCH)]
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else bytes(value).decode(errors="replace")
+
+
+def _rewrite_references(conn: Connection, form: Callable[[str], bytes | str]) -> None:
+    """Every link's reference rewritten to ``form`` of its text (read as text, or as the
+    bytes ``bytea`` holds), batch by batch of records (``ix_audit_link_seq``)."""
+    from adapter.store.audit_reference import unpack
+
+    update = text(
+        "UPDATE audit_link SET reference = :new "
+        "WHERE kind = :kind AND reference = :old AND seq = :seq"
+    )
+    for low, high in _seq_batches(conn):
+        rows = conn.execute(
+            text("SELECT seq, kind, reference FROM audit_link WHERE seq BETWEEN :a AND :b"),
+            {"a": low, "b": high},
+        ).all()
+        changes = []
+        for seq, kind, stored in rows:
+            reference = stored if isinstance(stored, str) else unpack(bytes(stored))
+            new = form(reference)
+            if new != (stored if isinstance(stored, str) else bytes(stored)):
+                changes.append({"new": new, "kind": kind, "old": stored, "seq": seq})
+        if changes:
+            conn.execute(update, changes)
+
+
+def _rewrite_hashes_sqlite(conn: Connection, form: Callable[[Any], Any]) -> None:
+    update = text("UPDATE audit_record SET prev_hash = :p, hash = :h WHERE seq = :s")
+    for low, high in _seq_batches(conn):
+        rows = conn.execute(
+            text("SELECT seq, prev_hash, hash FROM audit_record WHERE seq BETWEEN :a AND :b"),
+            {"a": low, "b": high},
+        ).all()
+        if rows:
+            conn.execute(update, [{"s": s, "p": form(p), "h": form(h)} for s, p, h in rows])
+
+
+def _digest_bytes(value: Any) -> Any:
+    if isinstance(value, str) and len(value) == 64 and value == value.lower():
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _digest_hex(value: Any) -> Any:
+    if isinstance(value, bytes) and len(value) == 32:
+        return value.hex()
+    return _as_text(value) if value is not None else None
+
+
+def upgrade() -> None:
+    from adapter.store.audit_reference import pack
+
+    conn = op.get_bind()
+    if conn.dialect.name == "postgresql":
+        for column in ("prev_hash", "hash"):
+            op.execute(
+                f"ALTER TABLE audit_record ALTER COLUMN {column} TYPE bytea USING {_hex(column)}"
+            )
+        op.execute(
+            "ALTER TABLE audit_link ALTER COLUMN reference TYPE bytea "
+            "USING convert_to(reference, 'UTF8')"
+        )
+    else:
+        _rewrite_hashes_sqlite(conn, _digest_bytes)
+    _rewrite_references(conn, pack)
+
+
+def downgrade() -> None:
+    conn = op.get_bind()
+    postgresql = conn.dialect.name == "postgresql"
+    # as bytea holds text until the column's type changes back; as text on SQLite
+    _rewrite_references(conn, str.encode if postgresql else str)
+    if postgresql:
+        for column in ("prev_hash", "hash"):
+            op.execute(
+                f"ALTER TABLE audit_record ALTER COLUMN {column} TYPE varchar(64) "
+                f"USING {_unhex(column)}"
+            )
+        op.execute(
+            'ALTER TABLE audit_link ALTER COLUMN reference TYPE varchar(160) COLLATE "C" '
+            "USING convert_from(reference, 'UTF8')"
+        )
+    else:
+        _rewrite_hashes_sqlite(conn, _digest_hex)
