@@ -111,6 +111,54 @@ def links_by_action(engine: Engine) -> list[tuple[str, str, int, int]]:
     ]
 
 
+def plans(engine: Engine) -> None:
+    """The plan of each query the audit log's readers make, as the code builds it, on a
+    patient, an entity and a message of this log."""
+    from sqlalchemy import event, select
+
+    from adapter.audit.search import criteria
+    from adapter.store.audit_log import AuditLink, AuditRecord
+
+    factory = make_session_factory(engine)
+    with factory() as session:
+        patient, entity = (
+            session.execute(
+                select(AuditLink.reference).where(AuditLink.kind == kind).limit(1)
+            ).scalar_one()
+            for kind in ("patient", "entity")
+        )
+        base = entity.split("/_history/")[0]
+        queries = {
+            "search patient": [("patient", patient)],
+            "search entity, any version": [("entity", base)],
+            "search entity, one version": [("entity", entity)],
+            "search correlation-id": [("correlation-id", "x")],
+            "search date": [("date", "ge2026-01-01")],
+        }
+        explain = "EXPLAIN " if engine.dialect.name == "postgresql" else "EXPLAIN QUERY PLAN "
+        connection = session.connection()
+
+        def prefixed(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+            return explain + statement, parameters
+
+        print("   plans:")
+        event.listen(connection, "before_cursor_execute", prefixed, retval=True)
+        try:
+            for label, params in queries.items():
+                query = (
+                    select(AuditRecord.seq)
+                    .where(*criteria(params))
+                    .order_by(AuditRecord.seq.desc())
+                    .limit(20)
+                )
+                rows = connection.execute(query).all()
+                print(f"     {label}:")
+                for row in rows:
+                    print(f"       {row[-1]}")
+        finally:
+            event.remove(connection, "before_cursor_execute", prefixed)
+
+
 def run(name: str, engine: Engine, settings: Settings, args: argparse.Namespace) -> None:
     migrate(engine)
     consortium = load_consortium(settings.config)
@@ -164,6 +212,8 @@ def run(name: str, engine: Engine, settings: Settings, args: argparse.Namespace)
     print("   links per record (action, kind, records, links per record):")
     for action, kind, records, links in sorted(links_by_action(engine)):
         print(f"     {action:24} {kind:8} {records:6} {links / records:6.2f}")
+    if args.plans:
+        plans(engine)
 
 
 def main() -> None:
@@ -175,6 +225,7 @@ def main() -> None:
     ap.add_argument("--pg", default=DEFAULT_PG, help=f"PostgreSQL URL (default {DEFAULT_PG})")
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
     ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
+    ap.add_argument("--plans", action="store_true", help="also EXPLAIN the audit searches")
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, PrimaryKeyConstraint, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from adapter.store.audit_reference import PackedReference
+from adapter.store.audit_reference import LinkKind, PackedReference
 from adapter.store.models import Base
 from adapter.store.types import CompressedText, Digest, UTCDateTime
 
@@ -78,7 +78,7 @@ class AuditLink(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger(), ForeignKey("audit_record.seq"), primary_key=True, autoincrement=False
     )
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    kind: Mapped[str] = mapped_column(LinkKind(), primary_key=True)  # stored "p" / "e"
     # stored packed (18 bytes and the version for the adapter's UUID ids), read as text;
     # bytes on both databases, so in bytewise order: the search for every version of an
     # entity is a range of the key (adapter/audit/search.py, decision 0074)

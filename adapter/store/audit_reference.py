@@ -125,3 +125,21 @@ class PackedReference(TypeDecorator[str]):
         if value is None or isinstance(value, str):
             return value  # SQLite: a row stored as text (changed in the database)
         return unpack(bytes(value))
+
+
+KINDS = {"patient": "p", "entity": "e"}  # audit_link.kind as stored: one character
+_KIND_OF = {stored: kind for kind, stored in KINDS.items()}
+
+
+class LinkKind(TypeDecorator[str]):
+    """``patient`` / ``entity`` stored as ``p`` / ``e`` (decision 0074); any other value
+    as it is (and read back as it is)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else KINDS.get(value, value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else _KIND_OF.get(value, value)

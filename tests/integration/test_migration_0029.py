@@ -102,11 +102,12 @@ def _answers_0029(engine: Engine) -> list[Any]:
     return [found, sorted(heads), *_answers(engine)[1:]]
 
 
-def _stored(engine: Engine) -> tuple[list[Any], list[Any]]:
+def _stored(engine: Engine) -> tuple[list[Any], list[Any], set[str]]:
     with engine.connect() as conn:
         hashes = conn.execute(text("SELECT prev_hash, hash FROM audit_record ORDER BY seq")).all()
         refs = conn.execute(text("SELECT reference FROM audit_link ORDER BY seq")).scalars()
-        return [tuple(h) for h in hashes], list(refs)
+        kinds = conn.execute(text("SELECT DISTINCT kind FROM audit_link")).scalars()
+        return [tuple(h) for h in hashes], list(refs), set(kinds)
 
 
 @pytest.mark.db  # blank_database_url is PostgreSQL's in the -m db pass
@@ -116,7 +117,8 @@ def test_0029_packs_hashes_and_references_and_answers_as_before(blank_database_u
         migrate(engine, "0027")
         bodies = _old_log()
         _write_at_0027(engine, bodies)
-        old_hashes, _ = _stored(engine)
+        old_hashes, _, kinds = _stored(engine)
+        assert kinds == {"patient", "entity"}
         assert all(isinstance(h, str) and len(h) == 64 for pair in old_hashes for h in pair)
 
         # the code reads the head's stored forms only: the answers are read after the upgrade
@@ -125,7 +127,8 @@ def test_0029_packs_hashes_and_references_and_answers_as_before(blank_database_u
         assert [len(seqs) for seqs in before[0]] == [4, 4, 4, 2, 4, 0]
         assert [(p, h) for _, p, h in before[1]] == old_hashes  # read back as the same hex
         assert _ok(engine) == 12
-        hashes, refs = _stored(engine)
+        hashes, refs, kinds = _stored(engine)
+        assert kinds == {"p", "e"}
         assert [(bytes(p), bytes(h)) for p, h in hashes] == [
             (bytes.fromhex(p), bytes.fromhex(h)) for p, h in old_hashes
         ]
@@ -157,18 +160,16 @@ def test_0029_packs_hashes_and_references_and_answers_as_before(blank_database_u
         assert after[0][3] == before[0][3]  # version 2 only
 
         _downgrade(engine, "0027")
-        hashes, refs = _stored(engine)
+        hashes, refs, kinds = _stored(engine)
+        assert kinds == {"patient", "entity"}
         assert [(s, p, h) for s, (p, h) in enumerate(hashes, start=1)] == after[1]
-        assert set(refs) == {r for b in [*bodies] for _, r in links_of(b)} | {
-            f"{OBS}/_history/3"
-        }
+        assert set(refs) == {r for b in [*bodies] for _, r in links_of(b)} | {f"{OBS}/_history/3"}
         with engine.connect() as conn:  # the chain as 0027 reads it: over the hex text
             rows = conn.execute(
                 text("SELECT seq, prev_hash, hash FROM audit_record ORDER BY seq")
             ).all()
-        texts = dict(
-            make_factory(engine)().execute(select(AuditRecord.seq, AuditRecord.body)).all()
-        )
+        with make_factory(engine)() as session:
+            texts = dict(session.execute(select(AuditRecord.seq, AuditRecord.body)).all())
         assert all(chain_hash(p, texts[s]) == h for s, p, h in rows)
         migrate(engine)  # and up again
         assert _answers_0029(engine) == after and _ok(engine) == 13

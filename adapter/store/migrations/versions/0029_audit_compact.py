@@ -9,8 +9,10 @@
   and the version for a reference to one of the adapter's UUID ids, the UTF-8 text
   otherwise). PostgreSQL: the column becomes ``bytea`` (bytewise order, as its "C"
   collation was), then every row is packed in batches; SQLite: rewritten in batches.
+  ``audit_link.kind`` is stored as ``p`` / ``e`` instead of ``patient`` / ``entity``
+  (read back as the words), in the same pass.
 
-Downgrade: the hashes back to hex text, the references back to text (PostgreSQL: the
+Downgrade: the hashes back to hex text, the references and kinds back to text (PostgreSQL: the
 columns back to ``varchar(64)`` / ``varchar(160) COLLATE "C"``).
 
 Revision ID: 0029
@@ -59,13 +61,16 @@ def _as_text(value: Any) -> str:
     return value if isinstance(value, str) else bytes(value).decode(errors="replace")
 
 
-def _rewrite_references(conn: Connection, form: Callable[[str], bytes | str]) -> None:
+def _rewrite_links(
+    conn: Connection, form: Callable[[str], bytes | str], kinds: dict[str, str]
+) -> None:
     """Every link's reference rewritten to ``form`` of its text (read as text, or as the
-    bytes ``bytea`` holds), batch by batch of records (``ix_audit_link_seq``)."""
+    bytes ``bytea`` holds) and its kind to ``kinds`` of it, batch by batch of records
+    (``ix_audit_link_seq``)."""
     from adapter.store.audit_reference import unpack
 
     update = text(
-        "UPDATE audit_link SET reference = :new "
+        "UPDATE audit_link SET reference = :new, kind = :new_kind "
         "WHERE kind = :kind AND reference = :old AND seq = :seq"
     )
     for low, high in _seq_batches(conn):
@@ -76,9 +81,11 @@ def _rewrite_references(conn: Connection, form: Callable[[str], bytes | str]) ->
         changes = []
         for seq, kind, stored in rows:
             reference = stored if isinstance(stored, str) else unpack(bytes(stored))
-            new = form(reference)
-            if new != (stored if isinstance(stored, str) else bytes(stored)):
-                changes.append({"new": new, "kind": kind, "old": stored, "seq": seq})
+            new, new_kind = form(reference), kinds.get(kind, kind)
+            if new_kind != kind or new != (stored if isinstance(stored, str) else bytes(stored)):
+                changes.append(
+                    {"new": new, "new_kind": new_kind, "kind": kind, "old": stored, "seq": seq}
+                )
         if changes:
             conn.execute(update, changes)
 
@@ -110,7 +117,7 @@ def _digest_hex(value: Any) -> Any:
 
 
 def upgrade() -> None:
-    from adapter.store.audit_reference import pack
+    from adapter.store.audit_reference import KINDS, pack
 
     conn = op.get_bind()
     if conn.dialect.name == "postgresql":
@@ -124,14 +131,16 @@ def upgrade() -> None:
         )
     else:
         _rewrite_hashes_sqlite(conn, _digest_bytes)
-    _rewrite_references(conn, pack)
+    _rewrite_links(conn, pack, KINDS)
 
 
 def downgrade() -> None:
+    from adapter.store.audit_reference import KINDS
+
     conn = op.get_bind()
     postgresql = conn.dialect.name == "postgresql"
     # as bytea holds text until the column's type changes back; as text on SQLite
-    _rewrite_references(conn, str.encode if postgresql else str)
+    _rewrite_links(conn, str.encode if postgresql else str, {s: k for k, s in KINDS.items()})
     if postgresql:
         for column in ("prev_hash", "hash"):
             op.execute(
