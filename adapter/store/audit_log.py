@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from adapter.store.audit_reference import LinkKind, PackedReference
 from adapter.store.models import Base
-from adapter.store.types import CompressedText, Digest, UTCDateTime
+from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros
 
 RECEIPT = "message.received"
 # the partial index's condition, spelled the same in the queries that use it (SQLite uses
@@ -48,7 +48,7 @@ class AuditRecord(Base):
 
     # assigned by the writer under the chain lock: gapless, in commit order
     seq: Mapped[int] = mapped_column(BigInteger(), primary_key=True, autoincrement=False)
-    recorded: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded: Mapped[datetime] = mapped_column(UTCMicros())  # SQLite: an integer (0074)
     action: Mapped[str] = mapped_column(String(40))
     outcome: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(160))  # "source:<id>", "worker:<id>", "anonymous"

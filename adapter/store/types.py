@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -42,6 +42,38 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+class UTCMicros(UTCDateTime):
+    """``UTCDateTime`` stored on SQLite as the integer microseconds since 1970 (8 bytes
+    instead of 26 characters of text, in the row and in every index that holds it: decision
+    0074, audit_record.recorded); ``timestamptz`` on PostgreSQL as before. Reads the text
+    form too (rows of before migration 0029)."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return super().process_bind_param(value, dialect)
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return (value - _EPOCH) // _MICROSECOND
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if isinstance(value, int):
+            return _EPOCH + value * _MICROSECOND
+        if isinstance(value, str):  # SQLite, stored before migration 0029
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return super().process_result_value(value, dialect)
 
 
 class JSONText(TypeDecorator[Any]):

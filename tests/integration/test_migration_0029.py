@@ -33,6 +33,7 @@ SEARCHES: list[list[tuple[str, str]]] = [
     [("entity", f"{OBS}/_history/2")],
     [("entity", "Observation/o-m2")],  # any version: the text range
     [("entity", f"Observation/{U2[:-1]}0")],  # another id: nothing
+    [("date", "ge2026-11-30T08:03:00Z"), ("date", "lt2026-11-30T08:06:00.000Z")],
 ]
 
 
@@ -107,7 +108,14 @@ def _stored(engine: Engine) -> tuple[list[Any], list[Any], set[str]]:
         hashes = conn.execute(text("SELECT prev_hash, hash FROM audit_record ORDER BY seq")).all()
         refs = conn.execute(text("SELECT reference FROM audit_link ORDER BY seq")).scalars()
         kinds = conn.execute(text("SELECT DISTINCT kind FROM audit_link")).scalars()
+        if engine.dialect.name == "sqlite":  # SQLite: text before 0029, an integer after
+            stored_as = conn.execute(text("SELECT DISTINCT typeof(recorded) FROM audit_record"))
+            kinds = [*kinds, *(f"recorded:{t}" for t in stored_as.scalars())]
         return [tuple(h) for h in hashes], list(refs), set(kinds)
+
+
+def _sqlite(engine: Engine, value: str) -> list[str]:
+    return [value] if engine.dialect.name == "sqlite" else []
 
 
 @pytest.mark.db  # blank_database_url is PostgreSQL's in the -m db pass
@@ -118,17 +126,17 @@ def test_0029_packs_hashes_and_references_and_answers_as_before(blank_database_u
         bodies = _old_log()
         _write_at_0027(engine, bodies)
         old_hashes, _, kinds = _stored(engine)
-        assert kinds == {"patient", "entity"}
+        assert kinds == {"patient", "entity", *_sqlite(engine, "recorded:text")}
         assert all(isinstance(h, str) and len(h) == 64 for pair in old_hashes for h in pair)
 
         # the code reads the head's stored forms only: the answers are read after the upgrade
         migrate(engine)
         before = _answers_0029(engine)
-        assert [len(seqs) for seqs in before[0]] == [4, 4, 4, 2, 4, 0]
+        assert [len(seqs) for seqs in before[0]] == [4, 4, 4, 2, 4, 0, 3]
         assert [(p, h) for _, p, h in before[1]] == old_hashes  # read back as the same hex
         assert _ok(engine) == 12
         hashes, refs, kinds = _stored(engine)
-        assert kinds == {"p", "e"}
+        assert kinds == {"p", "e", *_sqlite(engine, "recorded:integer")}
         assert [(bytes(p), bytes(h)) for p, h in hashes] == [
             (bytes.fromhex(p), bytes.fromhex(h)) for p, h in old_hashes
         ]
@@ -161,7 +169,7 @@ def test_0029_packs_hashes_and_references_and_answers_as_before(blank_database_u
 
         _downgrade(engine, "0027")
         hashes, refs, kinds = _stored(engine)
-        assert kinds == {"patient", "entity"}
+        assert kinds == {"patient", "entity", *_sqlite(engine, "recorded:text")}
         assert [(s, p, h) for s, (p, h) in enumerate(hashes, start=1)] == after[1]
         assert set(refs) == {r for b in [*bodies] for _, r in links_of(b)} | {f"{OBS}/_history/3"}
         with engine.connect() as conn:  # the chain as 0027 reads it: over the hex text

@@ -11,8 +11,11 @@
   collation was), then every row is packed in batches; SQLite: rewritten in batches.
   ``audit_link.kind`` is stored as ``p`` / ``e`` instead of ``patient`` / ``entity``
   (read back as the words), in the same pass.
+* SQLite: ``audit_record.recorded`` holds the integer microseconds since 1970 instead of
+  26 characters of text (in the row and in its two indexes; PostgreSQL's ``timestamptz``
+  is 8 bytes already), rewritten in the pass over the hashes.
 
-Downgrade: the hashes back to hex text, the references and kinds back to text (PostgreSQL: the
+Downgrade: the hashes back to hex text, the references, kinds and SQLite's instants back to text (PostgreSQL: the
 columns back to ``varchar(64)`` / ``varchar(160) COLLATE "C"``).
 
 Revision ID: 0029
@@ -23,6 +26,7 @@ Create Date: 2026-12-05
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from alembic import op
@@ -90,15 +94,40 @@ def _rewrite_links(
             conn.execute(update, changes)
 
 
-def _rewrite_hashes_sqlite(conn: Connection, form: Callable[[Any], Any]) -> None:
-    update = text("UPDATE audit_record SET prev_hash = :p, hash = :h WHERE seq = :s")
+def _rewrite_records_sqlite(
+    conn: Connection, digest: Callable[[Any], Any], instant: Callable[[Any], Any]
+) -> None:
+    update = text("UPDATE audit_record SET prev_hash = :p, hash = :h, recorded = :r WHERE seq = :s")
     for low, high in _seq_batches(conn):
         rows = conn.execute(
-            text("SELECT seq, prev_hash, hash FROM audit_record WHERE seq BETWEEN :a AND :b"),
+            text(
+                "SELECT seq, prev_hash, hash, recorded FROM audit_record "
+                "WHERE seq BETWEEN :a AND :b"
+            ),
             {"a": low, "b": high},
         ).all()
         if rows:
-            conn.execute(update, [{"s": s, "p": form(p), "h": form(h)} for s, p, h in rows])
+            conn.execute(
+                update,
+                [{"s": s, "p": digest(p), "h": digest(h), "r": instant(r)} for s, p, h, r in rows],
+            )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _micros(value: Any) -> Any:
+    """SQLite's text of a UTC instant ("2026-12-05 08:00:00.000000") as microseconds."""
+    if not isinstance(value, str):
+        return value
+    return (datetime.fromisoformat(value).replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
+def _instant_text(value: Any) -> Any:
+    if not isinstance(value, int):
+        return value
+    moment = _EPOCH + timedelta(microseconds=value)
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def _digest_bytes(value: Any) -> Any:
@@ -130,7 +159,7 @@ def upgrade() -> None:
             "USING convert_to(reference, 'UTF8')"
         )
     else:
-        _rewrite_hashes_sqlite(conn, _digest_bytes)
+        _rewrite_records_sqlite(conn, _digest_bytes, _micros)
     _rewrite_links(conn, pack, KINDS)
 
 
@@ -152,4 +181,4 @@ def downgrade() -> None:
             "USING convert_from(reference, 'UTF8')"
         )
     else:
-        _rewrite_hashes_sqlite(conn, _digest_hex)
+        _rewrite_records_sqlite(conn, _digest_hex, _instant_text)
