@@ -15,8 +15,8 @@
   26 characters of text (in the row and in its two indexes; PostgreSQL's ``timestamptz``
   is 8 bytes already), rewritten in the pass over the hashes.
 
-Downgrade: the hashes back to hex text, the references, kinds and SQLite's instants back to text (PostgreSQL: the
-columns back to ``varchar(64)`` / ``varchar(160) COLLATE "C"``).
+Downgrade: the hashes back to hex text, the references, kinds and SQLite's instants back
+to text (PostgreSQL: the columns back to ``varchar(64)`` / ``varchar(160) COLLATE "C"``).
 
 Revision ID: 0029
 Revises: 0027
