@@ -19,7 +19,6 @@ must keep its type.
 from __future__ import annotations
 
 import re
-import uuid
 from typing import Any
 
 from sqlalchemy import LargeBinary, String
@@ -71,7 +70,7 @@ def pack(reference: str) -> bytes:
     """The stored form of ``reference``."""
     found = _FORM.fullmatch(reference)
     if found is not None and found[1] in _CODE:
-        head = PACKED + bytes((_CODE[found[1]],)) + uuid.UUID(found[2]).bytes
+        head = PACKED + bytes((_CODE[found[1]],)) + bytes.fromhex(found[2].replace("-", ""))
         return head if found[3] is None else head + VERSION + found[3].encode()
     text = reference.encode()
     return ESCAPE + text if text[:1] in (PACKED, ESCAPE) else text
@@ -81,7 +80,8 @@ def unpack(stored: bytes) -> str:
     """The reference ``stored`` is the form of (a value changed in the database reads as
     some text, never as an error: verify then finds its links differ from the record)."""
     if stored[:1] == PACKED and len(stored) >= 18 and 0 < stored[1] <= len(TYPES):
-        text = f"{TYPES[stored[1] - 1]}/{uuid.UUID(bytes=stored[2:18])}"
+        h = stored[2:18].hex()
+        text = f"{TYPES[stored[1] - 1]}/{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
         rest = stored[18:]
         if not rest:
             return text
