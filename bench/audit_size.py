@@ -155,6 +155,22 @@ def plans(engine: Engine) -> None:
                 print(f"     {label}:")
                 for row in rows:
                     print(f"       {row[-1]}")
+            # the disclosure report's query (adapter/audit/disclosures.py) and verify's
+            about = select(AuditLink.seq).where(
+                AuditLink.kind == "patient", AuditLink.reference.in_([patient])
+            )
+            others = {
+                "disclosures": select(AuditRecord.seq)
+                .where(AuditRecord.seq.in_(about))
+                .order_by(AuditRecord.seq),
+                "verify / archive links": select(AuditLink.seq, AuditLink.reference).where(
+                    AuditLink.seq.between(1, 500)
+                ),
+            }
+            for label, query in others.items():
+                print(f"     {label}:")
+                for row in connection.execute(query).all():
+                    print(f"       {row[-1]}")
         finally:
             event.remove(connection, "before_cursor_execute", prefixed)
 
