@@ -75,9 +75,18 @@ def _columns(engine: Engine, table: str) -> list[str]:
         )
 
 
+# a SQLite integer's record size by its magnitude (1, 2, 3, 4, 6 or 8 bytes), else the bytes
+_SQLITE_SIZE = (
+    "CASE typeof({c}) WHEN 'integer' THEN CASE WHEN abs({c}) < 128 THEN 1 "
+    "WHEN abs({c}) < 32768 THEN 2 WHEN abs({c}) < 8388608 THEN 3 WHEN abs({c}) < 2147483648 "
+    "THEN 4 WHEN abs({c}) < 140737488355328 THEN 6 ELSE 8 END WHEN 'real' THEN 8 "
+    "ELSE length(CAST({c} AS BLOB)) END"
+)
+
+
 def column_bytes(engine: Engine, table: str) -> dict[str, float]:
     """Mean stored bytes of each column of ``table``."""
-    size = "length(CAST({c} AS BLOB))" if engine.dialect.name == "sqlite" else "pg_column_size({c})"
+    size = _SQLITE_SIZE if engine.dialect.name == "sqlite" else "pg_column_size({c})"
     columns = _columns(engine, table)
     if not columns:
         return {}
