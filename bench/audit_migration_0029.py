@@ -26,7 +26,7 @@ from sqlalchemy import Engine, text
 
 from adapter.audit.chain import GENESIS, canonical, chain_hash
 from adapter.store import make_engine, migrate
-from adapter.store.migrations import alembic_config
+from adapter.store.engine import alembic_config
 
 
 def fill(engine: Engine, records: int) -> int:
