@@ -5,15 +5,16 @@ the bench's lab messages 57 bytes on average, and every link is stored twice (th
 the ``seq`` index). A reference whose id is a lowercase UUID (the adapter's own ids) and
 whose type is one of ``TYPES`` is stored as 18 bytes, plus the version::
 
-    0x01  <type code>  <the UUID's 16 bytes>  [0x00 <version in ASCII digits>]
+    0x01  <type code>  <the UUID's 16 bytes>  [0x00 <the version's text, UTF-8>]
 
 anything else as its UTF-8 text (a leading 0x01 / 0x02 byte escaped by a 0x02). Reading
 gives the exact text back, so every reader (verify, archive, disclosures, search, the
 AuditEvent API) sees references as before, and the search for an exact reference is an
 equality on the stored form. The search for every version of an entity is one key range:
-a packed entity's versions all start with its 18 bytes (``versions``); a text one's as
-before (``<ref>/_history/``, bytewise). The codes are only ever appended: a stored code
-must keep its type.
+a packed entity's versions all start with its 18 bytes (``versions``: every
+``/_history/<anything>`` after a packed reference is packed too, so none is left out of
+the range); a text one's as before (``<ref>/_history/``, bytewise). The codes are only
+ever appended: a stored code must keep its type.
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ _CODE = {name: code for code, name in enumerate(TYPES, start=1)}
 PACKED, ESCAPE, VERSION = b"\x01", b"\x02", b"\x00"
 _FORM = re.compile(
     r"([A-Za-z]{1,64})/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
-    r"(?:/_history/([1-9][0-9]{0,17}))?"
+    r"(?:/_history/(.*))?",
+    re.DOTALL,
 )
 
 

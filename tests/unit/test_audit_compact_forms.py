@@ -24,7 +24,10 @@ U = "8f14e45f-ceea-467f-a1c4-1f5e3b9a1c2d"
         (f"Observation/{U}/_history/12", 21),
         (f"InboundMessage/{U}", len(f"InboundMessage/{U}")),  # no code: text
         (f"Observation/{U.upper()}", 48),  # not the adapter's lowercase form: text
-        (f"Observation/{U}/_history/0", 59),  # not a version number the adapter gives
+        (f"Observation/{U}/_history/0", 20),  # any version text is packed after the id
+        (f"Observation/{U}/_history/", 19),
+        (f"Observation/{U}/_history/版本\n2", 27),
+        (f"Observation/{U}/history/1", 58),  # not a version: text
         ("Patient/p1", 10),
         ("\x01Patient/x", 11),  # a text that starts like a packed form: escaped
         ("\x02x", 3),
@@ -41,14 +44,14 @@ def test_every_version_of_an_entity_is_one_range_of_nothing_else() -> None:
     refs = [f"{t}/{i}" for t in ("Observation", "Patient") for i in ids]
     stored = sorted(
         {pack(r) for r in refs}
-        | {pack(f"{r}/_history/{n}") for r in refs for n in (1, 2, 10, 123)}
+        | {pack(f"{r}/_history/{n}") for r in refs for n in (1, 2, 10, 123, "0", "")}
         | {pack(f"{r}/x") for r in refs}  # a text form beside them
     )
     for entity in refs[:5] + refs[60:65]:
         low, high, versioned = versions(entity)
         assert versioned is None  # packed: the range is exact
         found = {unpack(s) for s in stored if low <= s < high}
-        assert found == {entity} | {f"{entity}/_history/{n}" for n in (1, 2, 10, 123)}
+        assert found == {entity} | {f"{entity}/_history/{n}" for n in (1, 2, 10, 123, "0", "")}
     low, high, versioned = versions("Observation/o1")  # text: the range and the filter
     assert versioned is not None
     texts = [
