@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from adapter.audit.resource import KINDS, OUTCOMES, type_code
 from adapter.errors import InvalidRequestError
 from adapter.store.audit_log import AuditLink, AuditRecord
+from adapter.store.audit_reference import versions
 
 PARAMETERS = (
     "patient",
@@ -52,11 +53,11 @@ def _link(kind: str, reference: str) -> Any:
     ``_history`` for any character)."""
     match = AuditLink.reference == reference
     if kind == "entity" and "/_history/" not in reference:
-        match = and_(
-            AuditLink.reference >= reference,
-            AuditLink.reference < reference + "/_history0",
-            or_(match, AuditLink.reference >= reference + "/_history/"),
-        )
+        # the stored forms' range (adapter/store/audit_reference.py: bytes, bound as such)
+        low, high, versioned = versions(reference)
+        match = and_(AuditLink.reference >= low, AuditLink.reference < high)
+        if versioned is not None:
+            match = and_(match, or_(AuditLink.reference == low, AuditLink.reference >= versioned))
     return AuditRecord.seq.in_(select(AuditLink.seq).where(AuditLink.kind == kind, match))
 
 

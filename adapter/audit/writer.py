@@ -26,6 +26,7 @@ from adapter.audit.chain import GENESIS, canonical, chain_hash, links_of
 from adapter.audit.events import AuditEvent
 from adapter.fhir.dates import format_instant
 from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
+from adapter.store.audit_reference import KINDS, pack
 from adapter.store.fast_insert import insert_rows
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def write(session: Session, bodies: list[dict[str, Any]]) -> None:
 _PG_LINKS = text(
     "INSERT INTO audit_link (seq, kind, reference) "
     "SELECT * FROM unnest(CAST(:seqs AS BIGINT[]), CAST(:kinds AS VARCHAR[]), "
-    "CAST(:refs AS VARCHAR[]))"
+    "CAST(:refs AS BYTEA[]))"
 )
 
 
@@ -132,8 +133,8 @@ def _insert_links(session: Session, links: list[dict[str, Any]]) -> None:
         _PG_LINKS,
         {
             "seqs": [link["seq"] for link in links],
-            "kinds": [link["kind"] for link in links],
-            "refs": [link["reference"] for link in links],
+            "kinds": [KINDS.get(link["kind"], link["kind"]) for link in links],
+            "refs": [pack(link["reference"]) for link in links],  # the column's stored form
         },
     )
 

@@ -27,10 +27,10 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, PrimaryKeyConstraint, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from adapter.store.audit_reference import LinkKind, PackedReference
 from adapter.store.models import Base
-from adapter.store.types import CompressedText, UTCDateTime
+from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros
 
-_REF = 160  # "Observation/<64>/_history/<n>" and similar
 RECEIPT = "message.received"
 # the partial index's condition, spelled the same in the queries that use it (SQLite uses
 # a partial index only for a query whose WHERE has the same term, a literal, not a "?")
@@ -48,7 +48,7 @@ class AuditRecord(Base):
 
     # assigned by the writer under the chain lock: gapless, in commit order
     seq: Mapped[int] = mapped_column(BigInteger(), primary_key=True, autoincrement=False)
-    recorded: Mapped[datetime] = mapped_column(UTCDateTime())
+    recorded: Mapped[datetime] = mapped_column(UTCMicros())  # SQLite: an integer (0074)
     action: Mapped[str] = mapped_column(String(40))
     outcome: Mapped[str] = mapped_column(String(16))
     actor: Mapped[str] = mapped_column(String(160))  # "source:<id>", "worker:<id>", "anonymous"
@@ -60,8 +60,9 @@ class AuditRecord(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     message_id: Mapped[str | None] = mapped_column(String(36))
     body: Mapped[str] = mapped_column(CompressedText())  # canonical JSON: what the chain protects
-    prev_hash: Mapped[str] = mapped_column(String(64))
-    hash: Mapped[str] = mapped_column(String(64))
+    # sha256 hex to every reader, 32 bytes stored (decision 0074)
+    prev_hash: Mapped[str] = mapped_column(Digest())
+    hash: Mapped[str] = mapped_column(Digest())
 
 
 class AuditLink(Base):
@@ -77,12 +78,11 @@ class AuditLink(Base):
     seq: Mapped[int] = mapped_column(
         BigInteger(), ForeignKey("audit_record.seq"), primary_key=True, autoincrement=False
     )
-    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
-    # PostgreSQL: bytewise order ("C"), as SQLite's: the search for every version of an
-    # entity is a range of the key (adapter/audit/search.py) that no other collation keeps
-    reference: Mapped[str] = mapped_column(
-        String(_REF).with_variant(String(_REF, collation="C"), "postgresql"), primary_key=True
-    )
+    kind: Mapped[str] = mapped_column(LinkKind(), primary_key=True)  # stored "p" / "e"
+    # stored packed (18 bytes and the version for the adapter's UUID ids), read as text;
+    # bytes on both databases, so in bytewise order: the search for every version of an
+    # entity is a range of the key (adapter/audit/search.py, decision 0074)
+    reference: Mapped[str] = mapped_column(PackedReference(), primary_key=True)
 
 
 class AuditCheckpoint(Base):

@@ -7,7 +7,8 @@ from typing import Any
 
 import orjson
 import zstandard
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, Text
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -45,6 +46,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _micros(value: datetime) -> int:
+    """An aware datetime as integer microseconds since 1970 UTC (SQLite's integer instants:
+    decisions 0073 and 0074); they compare as the times do."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return (value - _EPOCH) // _MICROSECOND
 
 
 class IndexTime(TypeDecorator[datetime]):
@@ -64,19 +74,55 @@ class IndexTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
+        if dialect.name == "sqlite":
+            return _micros(value)
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        if dialect.name == "sqlite":
-            delta = value - _EPOCH
-            return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
         return value.astimezone(UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if isinstance(value, int):
-            return _EPOCH + timedelta(microseconds=value)
+            return _EPOCH + value * _MICROSECOND
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class _IntegerInstant(SQLiteDateTime):
+    """SQLite: a column declared DATETIME, as the migrations made it (the schema is
+    unchanged), whose values are passed to and from the driver as they are (integers)."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
+
+
+class UTCMicros(UTCDateTime):
+    """``UTCDateTime`` stored on SQLite as the integer microseconds since 1970 (8 bytes
+    instead of 26 characters of text, in the row and in every index that holds it: decision
+    0074, audit_record.recorded); ``timestamptz`` on PostgreSQL as before. Reads the text
+    form too (rows of before migration 0029)."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _IntegerInstant()
+        return dialect.type_descriptor(DateTime(timezone=True))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return super().process_bind_param(value, dialect)
+        return _micros(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if isinstance(value, int):
+            return _EPOCH + value * _MICROSECOND
+        if isinstance(value, str):  # SQLite, stored before migration 0029
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return super().process_result_value(value, dialect)
 
 
 class JSONText(TypeDecorator[Any]):
@@ -184,3 +230,39 @@ class CompressedText(TypeDecorator[str]):
         except (ValueError, zstandard.ZstdError):  # UnicodeDecodeError and an unknown
             # dictionary are ValueErrors: a frame (or a dictionary id) changed in place
             return UNREADABLE + bytes(value).hex()
+
+
+class Digest(TypeDecorator[str]):
+    """A sha256 digest read and written as its 64 lowercase hex characters and stored as
+    its 32 bytes (decision 0074: audit_record ``hash`` and ``prev_hash``, half the bytes).
+    The chain is computed over the hex text as before; only the stored form changes.
+
+    A value that is not 64 hex characters is stored as its UTF-8 bytes and a stored value
+    that is not 32 bytes reads back as text (SQLite: as stored, a TEXT left by the rows of
+    before migration 0029 or changed in the database), never as an error: ``adapter audit
+    verify`` then finds the record whose hash no longer matches."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        # SQLite: the column stays VARCHAR(64) (a BLOB is kept as a BLOB: no table rebuilt)
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        if len(value) == 64 and value == value.lower():
+            try:
+                return bytes.fromhex(value)
+            except ValueError:
+                pass
+        return value.encode()
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        stored = bytes(value)
+        return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")

@@ -103,7 +103,7 @@ def insert_row(factory: sessionmaker[Session], after: int) -> None:
             insert(AuditLink), [{"seq": q + 1, "kind": k, "reference": r} for q, k, r in links]
         )
         prev = session.execute(
-            text("SELECT hash FROM audit_record WHERE seq = :a"), {"a": after}
+            select(AuditRecord.hash).where(AuditRecord.seq == after)
         ).scalar_one()
         fields = {
             "recorded": "2026-03-01T08:00:00.000+00:00",

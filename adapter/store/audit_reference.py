@@ -1,0 +1,147 @@
+"""audit_link.reference in a compact stored form (decision 0074).
+
+A link names a resource or a patient as ``Type/<id>`` or ``Type/<id>/_history/<n>``; in
+the bench's lab messages 57 bytes on average, and every link is stored twice (the key and
+the ``seq`` index). A reference whose id is a lowercase UUID (the adapter's own ids) and
+whose type is one of ``TYPES`` is stored as 18 bytes, plus the version::
+
+    0x01  <type code>  <the UUID's 16 bytes>  [0x00 <the version's text, UTF-8>]
+
+anything else as its UTF-8 text (a leading 0x01 / 0x02 byte escaped by a 0x02). Reading
+gives the exact text back, so every reader (verify, archive, disclosures, search, the
+AuditEvent API) sees references as before, and the search for an exact reference is an
+equality on the stored form. The search for every version of an entity is one key range:
+a packed entity's versions all start with its 18 bytes (``versions``: every
+``/_history/<anything>`` after a packed reference is packed too, so none is left out of
+the range); a text one's as before (``<ref>/_history/``, bytewise). The codes are only
+ever appended: a stored code must keep its type.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import LargeBinary, String
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+# code = position + 1; append only
+TYPES = (
+    "Patient",
+    "Observation",
+    "DiagnosticReport",
+    "Encounter",
+    "Organization",
+    "Practitioner",
+    "PractitionerRole",
+    "ServiceRequest",
+    "Specimen",
+    "Condition",
+    "Composition",
+    "DocumentReference",
+    "MedicationRequest",
+    "MedicationStatement",
+    "Procedure",
+    "AllergyIntolerance",
+    "Immunization",
+    "CarePlan",
+    "Location",
+    "Bundle",
+    "Binary",
+    "Provenance",
+    "Task",
+    "Coverage",
+    "RelatedPerson",
+    "EpisodeOfCare",
+    "ImagingStudy",
+    "Consent",
+    "Appointment",
+    "Claim",
+)
+_CODE = {name: code for code, name in enumerate(TYPES, start=1)}
+PACKED, ESCAPE, VERSION = b"\x01", b"\x02", b"\x00"
+_FORM = re.compile(
+    r"([A-Za-z]{1,64})/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"(?:/_history/(.*))?",
+    re.DOTALL,
+)
+
+
+def pack(reference: str) -> bytes:
+    """The stored form of ``reference``."""
+    found = _FORM.fullmatch(reference)
+    if found is not None and found[1] in _CODE:
+        head = PACKED + bytes((_CODE[found[1]],)) + bytes.fromhex(found[2].replace("-", ""))
+        return head if found[3] is None else head + VERSION + found[3].encode()
+    text = reference.encode()
+    return ESCAPE + text if text[:1] in (PACKED, ESCAPE) else text
+
+
+def unpack(stored: bytes) -> str:
+    """The reference ``stored`` is the form of (a value changed in the database reads as
+    some text, never as an error: verify then finds its links differ from the record)."""
+    if stored[:1] == PACKED and len(stored) >= 18 and 0 < stored[1] <= len(TYPES):
+        h = stored[2:18].hex()
+        text = f"{TYPES[stored[1] - 1]}/{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        rest = stored[18:]
+        if not rest:
+            return text
+        if rest[:1] == VERSION:
+            return f"{text}/_history/{rest[1:].decode(errors='replace')}"
+    if stored[:1] == ESCAPE:
+        stored = stored[1:]
+    return stored.decode(errors="replace")
+
+
+def versions(reference: str) -> tuple[bytes, bytes, bytes | None]:
+    """The stored forms of every version of the entity ``reference`` (one without
+    ``/_history/``): ``(low, high, versioned)``: the key range ``low <= x < high``, in which
+    a stored form is ``reference`` itself or, when ``versioned`` is not None, ``>=
+    versioned``; with ``versioned`` None every form in the range is one of its versions."""
+    low = pack(reference)
+    if low[:1] == PACKED:  # 18 bytes, then nothing or 0x00 and the version
+        return low, low + b"\x01", None
+    return low, pack(reference + "/_history0"), pack(reference + "/_history/")
+
+
+class PackedReference(TypeDecorator[str]):
+    """``pack`` / ``unpack`` as a column type: VARCHAR on SQLite (the value stored as a
+    BLOB: no table rebuilt), ``bytea`` on PostgreSQL. A ``bytes`` value is taken as a
+    stored form already (the search's range bounds)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(160))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: str | bytes | None, dialect: Dialect) -> bytes | None:
+        if value is None or isinstance(value, bytes):
+            return value
+        return pack(value)
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value  # SQLite: a row stored as text (changed in the database)
+        return unpack(bytes(value))
+
+
+KINDS = {"patient": "p", "entity": "e"}  # audit_link.kind as stored: one character
+_KIND_OF = {stored: kind for kind, stored in KINDS.items()}
+
+
+class LinkKind(TypeDecorator[str]):
+    """``patient`` / ``entity`` stored as ``p`` / ``e`` (decision 0074); any other value
+    as it is (and read back as it is)."""
+
+    impl = String(16)
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else KINDS.get(value, value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else _KIND_OF.get(value, value)
