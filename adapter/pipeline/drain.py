@@ -47,6 +47,7 @@ from adapter.pipeline.results import RECEIVED, IngestResult, result_of
 from adapter.pipeline.translation_pool import TranslationPool
 from adapter.pipeline.translator import Outcome
 from adapter.store import get_message, read_only, verified_raw
+from adapter.store.messages import reopen_received
 from adapter.store.models import InboundMessage
 from adapter.store.resources import batch_writes, flush_batch_writes
 
@@ -98,7 +99,7 @@ def drain(pipeline: Pipeline, *, batch: int = DEFAULT_BATCH) -> int:
     while True:
         settled = drain_batch(pipeline, batch, ahead=ahead)
         done += len(settled)
-        if len(settled) < batch:
+        if len(settled) < batch and not ahead:  # a half batch leaves the rest ahead
             return done
 
 
@@ -123,14 +124,21 @@ def drain_batch(
             read_only(session)
             workers = pipeline.translation_pool is not None
             reach = limit * 2 if ahead is not None and workers else limit
-            waiting = list(session.scalars(_waiting(reach)))
-            pool = _pool_for(pipeline, len(waiting))
-            fresh = _prepare_all(pipeline, [m for m in waiting if m.id not in started], pool)
-            found = {m.id: started.get(m.id) or fresh[m.id] for m in waiting}
+            waiting = list(session.scalars(_waiting_ids(reach)))
+            # the bytes only of those not sent ahead already (decision 0076)
+            new = _received_rows(session, [i for i in waiting if i not in started])
+            pool = _pool_for(pipeline, len(new))
+            fresh = _prepare_all(pipeline, list(new.values()), pool)
+        found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
+        take = limit
+        if ahead is not None and pool is not None and not started and len(found) > 1:
+            # nothing translated ahead (a backlog under two batches): store the first half
+            # while the workers translate the second, taken ahead by the next call
+            take = min(limit, (len(found) + 1) // 2)
         started.clear()  # those no longer received were settled meanwhile: dropped
-        started.update(itertools.islice(found.items(), limit, None))
+        started.update(itertools.islice(found.items(), take, None))
         # translations from workers awaited here, not in the write transaction
-        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
+        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), take)}
         if not prepared:
             return []
     ids: list[str] = []
@@ -168,6 +176,23 @@ def drain_batch(
 
 # translations started for the next batch, by message id (drain_batch's ``ahead``)
 Ahead = dict[str, "_Prepared"]
+
+
+def _waiting_ids(limit: int) -> Select[tuple[str]]:
+    return (
+        select(InboundMessage.id)
+        .where(_RECEIVED)
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+        .limit(limit)
+    )
+
+
+def _received_rows(session: Session, ids: list[str]) -> dict[str, InboundMessage]:
+    """The rows of ``ids`` still received, with their bytes, by id."""
+    if not ids:
+        return {}
+    query = select(InboundMessage).options(undefer(InboundMessage.raw))
+    return {m.id: m for m in session.scalars(query.where(InboundMessage.id.in_(ids), _RECEIVED))}
 
 
 def _waiting(limit: int) -> Select[tuple[InboundMessage]]:
@@ -262,8 +287,8 @@ def _job(message: InboundMessage, facility: Facility, source_id: str, outcome: O
     as the synchronous path's, at the moment it was received."""
 
     def reopen(session: Session) -> InboundMessage:
-        message.detected_format = outcome.format
-        message.encoding = outcome.encoding
+        # written with its result, in one UPDATE (decision 0076)
+        reopen_received(session, message, detected_format=outcome.format, encoding=outcome.encoding)
         return message
 
     return _Job(reopen, facility, source_id, outcome, message.received_at, message.channel or "")
@@ -418,7 +443,8 @@ class Drainer:
             self.drained += len(settled)
             self.batches += 1
             log.debug("drain: %d messages settled in one batch", len(settled))
-        full = len(settled) >= self.batch
+        # a half batch (drain_batch) left the rest translating ahead: more wait
+        full = len(settled) >= self.batch or bool(ahead)
         if full and since is not None:
             # what the batch left has waited since then at least: the defer's bound counts
             # from it, not from the next receipt (a steady flow got one batch per bound)
