@@ -127,7 +127,7 @@ def drain_batch(
             waiting = list(session.scalars(_waiting_ids(reach)))
             # the bytes only of those not sent ahead already (decision 0076)
             new = _received_rows(session, [i for i in waiting if i not in started])
-            pool = _pool_for(pipeline, len(new))
+            pool = _pool_for(pipeline, len(waiting))
             fresh = _prepare_all(pipeline, list(new.values()), pool)
         found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
         take = limit
