@@ -443,13 +443,15 @@ class Drainer:
             self.drained += len(settled)
             self.batches += 1
             log.debug("drain: %d messages settled in one batch", len(settled))
-        # a half batch (drain_batch) left the rest translating ahead: more wait
-        full = len(settled) >= self.batch or bool(ahead)
+        full = len(settled) >= self.batch
         if full and since is not None:
             # what the batch left has waited since then at least: the defer's bound counts
             # from it, not from the next receipt (a steady flow got one batch per bound)
             self._waiting_since = since
-        return full
+        # a half batch (drain_batch) left the rest translated ahead: taken at once, unless
+        # receipts keep arriving (then the defer holds it, from the next receipt, as for
+        # any batch that was not full: a burst still goes first)
+        return full or bool(ahead)
 
 
 def wait_drained(pipeline: Pipeline, timeout: float, *, interval: float = 0.05) -> Backlog:
