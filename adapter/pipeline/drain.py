@@ -99,7 +99,7 @@ def drain(pipeline: Pipeline, *, batch: int = DEFAULT_BATCH) -> int:
     while True:
         settled = drain_batch(pipeline, batch, ahead=ahead)
         done += len(settled)
-        if len(settled) < batch and not ahead:  # a half batch leaves the rest ahead
+        if len(settled) < batch:
             return done
 
 
@@ -130,15 +130,10 @@ def drain_batch(
             pool = _pool_for(pipeline, len(waiting))
             fresh = _prepare_all(pipeline, list(new.values()), pool)
         found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
-        take = limit
-        if ahead is not None and pool is not None and not started and len(found) > 1:
-            # nothing translated ahead (a backlog under two batches): store the first half
-            # while the workers translate the second, taken ahead by the next call
-            take = min(limit, (len(found) + 1) // 2)
         started.clear()  # those no longer received were settled meanwhile: dropped
-        started.update(itertools.islice(found.items(), take, None))
+        started.update(itertools.islice(found.items(), limit, None))
         # translations from workers awaited here, not in the write transaction
-        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), take)}
+        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
         if not prepared:
             return []
     ids: list[str] = []
@@ -448,10 +443,7 @@ class Drainer:
             # what the batch left has waited since then at least: the defer's bound counts
             # from it, not from the next receipt (a steady flow got one batch per bound)
             self._waiting_since = since
-        # a half batch (drain_batch) left the rest translated ahead: taken at once, unless
-        # receipts keep arriving (then the defer holds it, from the next receipt, as for
-        # any batch that was not full: a burst still goes first)
-        return full or bool(ahead)
+        return full
 
 
 def wait_drained(pipeline: Pipeline, timeout: float, *, interval: float = 0.05) -> Backlog:

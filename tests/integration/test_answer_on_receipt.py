@@ -476,38 +476,3 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
             ("processed", "hl7v2", True),
             ("quarantined", "hl7v2", False),  # garbage: no encoding told (as synchronously)
         }
-
-
-def test_with_nothing_translated_ahead_a_batch_stores_half_while_the_rest_is_translated(
-    session_factory: sessionmaker[Session], engine: Engine
-) -> None:
-    """Decision 0076: a backlog under two batches, nothing sent ahead: the first half is
-    stored while the worker translates the second, which the next call stores; each
-    message translated once; ``drain`` does not stop at the half batch."""
-    if engine.dialect.name == "postgresql":
-        pytest.skip("SQLite: PostgreSQL translates its claimed batch in the transaction")
-    pipeline = example_pipeline(session_factory)
-    ids = [
-        pipeline.receive(long_oru(control=f"HALF{n:04d}"), Receipt("std-hl7v2", "http")).message_id
-        for n in range(30)
-    ]
-    ahead: drain_module.Ahead = {}
-    with pipeline.translation_workers(1):
-        first = drain_batch(pipeline, 20, ahead=ahead)
-        assert [r.message_id for r in first] == ids[:15]  # half of the 30 waiting
-        assert list(ahead) == ids[15:30]  # translating meanwhile
-        second = drain_batch(pipeline, 20, ahead=ahead)
-        assert [r.message_id for r in second] == ids[15:30]  # ahead: taken whole
-        assert ahead == {}
-        for n in range(12):
-            pipeline.receive(long_oru(control=f"MORE{n:04d}"), Receipt("std-hl7v2", "http"))
-        assert drain(pipeline, batch=20) == 12  # 6, then the 6 left ahead
-    with session_factory() as session:
-        assert backlog(session).count == 0
-        assert verify(session).ok
-        translated = Counter(
-            r.message_id
-            for r in session.scalars(select(AuditRecord))
-            if r.action == "message.translated"
-        )
-        assert set(translated.values()) == {1} and len(translated) == 42
