@@ -206,6 +206,11 @@ def start_follow(
     command = [sys.executable, "-m", "adapter.cli", "drain", "--follow"]
     command += ["--batch", str(batch)] if batch else []
     quiet = subprocess.DEVNULL
+    logged = os.environ.get("BENCH_FOLLOW_LOG")  # its DEBUG log (batch sizes) to this file
+    if logged:
+        env["ADAPTER_LOG_LEVEL"] = "DEBUG"
+        with open(logged, "ab") as out:
+            return subprocess.Popen(command, cwd=tmp, env=env, stdout=quiet, stderr=out)
     return subprocess.Popen(command, cwd=tmp, env=env, stdout=quiet, stderr=quiet)
 
 

@@ -1,21 +1,31 @@
-"""The drain's CPU per message with one translation worker (decision 0069): ORU messages
-received (kept on receipt), then drained in batches of 100 in this process; the drain
-thread's CPU, the process pool's threads' CPU and the worker's, per message.
+"""The drain's CPU per message (decisions 0069, 0076): ORU messages received (kept on
+receipt), then drained in batches of 100 in this process; the drain thread's CPU, the
+process pool's threads' CPU and the worker's, per message. ``--bulk`` also stores the same
+messages (other copies) by bulk ingest in the same run: the floor the drain is held to.
+``--statements`` counts the SQL statements per message by kind and table (both paths);
+``--profile`` prints a cProfile (thread CPU) of the drain.
 
-    .venv/bin/python bench/drain_cpu.py [COPIES]   (30 fixtures x COPIES messages)
+    .venv/bin/python bench/drain_cpu.py [COPIES] [--workers 0|1] [--bulk] [--statements]
+        [--profile]   (30 fixtures x COPIES messages)
 """
 
+import argparse
+import cProfile
 import logging
 import os
+import pstats
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
-from bench_ingest import load_fixtures, make_input, routed_settings
+from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
 from bulk_wall import _stat_cpu, threads_cpu
+from sqlalchemy import event
+from store_statements import kind_of
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import Receipt
@@ -24,9 +34,42 @@ from adapter.runtime import make_pipeline
 from adapter.store import make_engine, migrate, session_factory
 
 
+def _measure(label, pipeline, run, n, counts, profile):
+    pool = pipeline.translation_pool
+    pids = pool.pids() if pool is not None else []
+    w0 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
+    m0, o0 = threads_cpu()
+    start = time.perf_counter()
+    counts.clear()
+    done = profile.runcall(run) if profile is not None else run()
+    wall = time.perf_counter() - start
+    m1, o1 = threads_cpu()
+    w1 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
+    k = 1000 / n
+    print(
+        f"{label} {done}: wall {wall * k:.2f} ms/msg; main thread CPU "
+        f"{(m1 - m0) * k:.2f}, pool threads CPU {(o1 - o0) * k:.2f}, "
+        f"worker CPU {(w1 - w0) * k:.2f}; load {os.getloadavg()[0]:.1f}"
+    )
+    if counts:
+        for kind, value in counts.most_common():
+            print(f"  {value / n:7.3f}  {kind}")
+        print(f"  {sum(counts.values()) / n:7.3f}  total per message")
+
+
 def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("copies", nargs="?", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=1, help="translation workers (1)")
+    ap.add_argument("--bulk", action="store_true", help="bulk ingest of other copies too")
+    ap.add_argument("--statements", action="store_true")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--top", type=int, default=40)
+    ap.add_argument(
+        "--unique-patients", action="store_true", help="a new patient per copy (as the POST bench)"
+    )
+    args = ap.parse_args()
     logging.disable(logging.WARNING)
-    copies = int(sys.argv[1]) if len(sys.argv) > 1 else 10
     with tempfile.TemporaryDirectory() as tmp:
         settings = routed_settings(Path(tmp))
         consortium = load_consortium(settings.config)
@@ -34,27 +77,49 @@ def main():
         engine = make_engine(f"sqlite:///{Path(tmp) / 'd.db'}")
         migrate(engine)
         pipeline = make_pipeline(settings, consortium, session_factory(engine))
-        with pipeline.translation_workers(1):
-            for label, n in (("warm", 1), ("run", copies)):
-                msgs = make_input(fixtures, n, f"{label}.", None)
+        counts: Counter[str] = Counter()
+        if args.statements:
+
+            def count(_conn, _cursor, statement, *_):
+                counts[kind_of(statement)] += 1
+
+            event.listen(engine, "before_cursor_execute", count)
+        bulk = bulk_ingest(pipeline, 100)
+        patients = None
+        if args.unique_patients:
+            from bench_delivery import Patients
+
+            patients = Patients(spread_births=True)
+        with pipeline.translation_workers(args.workers):
+            for label, n in (("warm", 1), ("run", args.copies)):
+                msgs = make_input(fixtures, n, f"{label}.", patients)
                 for source, raw in msgs:
                     pipeline.receive(raw, Receipt(source, "http"))
-                pool = pipeline.translation_pool
-                pids = pool.pids()
-                w0 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
-                m0, o0 = threads_cpu()
-                start = time.perf_counter()
-                done = drain_module.drain(pipeline)
-                wall = time.perf_counter() - start
-                m1, o1 = threads_cpu()
-                pids = pool.pids()
-                w1 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
-                k = 1000 / done
-                if label == "run":
-                    print(
-                        f"drained {done}: wall {wall * k:.2f} ms/msg; main thread CPU "
-                        f"{(m1 - m0) * k:.2f}, pool threads CPU {(o1 - o0) * k:.2f}, "
-                        f"worker CPU {(w1 - w0) * k:.2f}; load {os.getloadavg()[0]:.1f}"
+                profile = cProfile.Profile(time.thread_time) if args.profile else None
+                if label == "warm":
+                    drain_module.drain(pipeline)
+                    bulk(make_input(fixtures, 1, "warmbulk.", patients))
+                    continue
+                _measure(
+                    "drained",
+                    pipeline,
+                    lambda: drain_module.drain(pipeline),
+                    len(msgs),
+                    counts,
+                    profile,
+                )
+                if profile is not None:
+                    pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+                    pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+                if args.bulk:
+                    others = make_input(fixtures, n, "bulk.", patients)
+                    _measure(
+                        "bulk",
+                        pipeline,
+                        lambda o=others: bulk(o) and len(o),
+                        len(others),
+                        counts,
+                        None,
                     )
         engine.dispose()
 

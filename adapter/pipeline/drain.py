@@ -47,6 +47,7 @@ from adapter.pipeline.results import RECEIVED, IngestResult, result_of
 from adapter.pipeline.translation_pool import TranslationPool
 from adapter.pipeline.translator import Outcome
 from adapter.store import get_message, read_only, verified_raw
+from adapter.store.messages import reopen_received
 from adapter.store.models import InboundMessage
 from adapter.store.resources import batch_writes, flush_batch_writes
 
@@ -123,10 +124,12 @@ def drain_batch(
             read_only(session)
             workers = pipeline.translation_pool is not None
             reach = limit * 2 if ahead is not None and workers else limit
-            waiting = list(session.scalars(_waiting(reach)))
+            waiting = list(session.scalars(_waiting_ids(reach)))
+            # the bytes only of those not sent ahead already (decision 0076)
+            new = _received_rows(session, [i for i in waiting if i not in started])
             pool = _pool_for(pipeline, len(waiting))
-            fresh = _prepare_all(pipeline, [m for m in waiting if m.id not in started], pool)
-            found = {m.id: started.get(m.id) or fresh[m.id] for m in waiting}
+            fresh = _prepare_all(pipeline, list(new.values()), pool)
+        found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
         started.clear()  # those no longer received were settled meanwhile: dropped
         started.update(itertools.islice(found.items(), limit, None))
         # translations from workers awaited here, not in the write transaction
@@ -168,6 +171,23 @@ def drain_batch(
 
 # translations started for the next batch, by message id (drain_batch's ``ahead``)
 Ahead = dict[str, "_Prepared"]
+
+
+def _waiting_ids(limit: int) -> Select[tuple[str]]:
+    return (
+        select(InboundMessage.id)
+        .where(_RECEIVED)
+        .order_by(InboundMessage.received_at, InboundMessage.id)
+        .limit(limit)
+    )
+
+
+def _received_rows(session: Session, ids: list[str]) -> dict[str, InboundMessage]:
+    """The rows of ``ids`` still received, with their bytes, by id."""
+    if not ids:
+        return {}
+    query = select(InboundMessage).options(undefer(InboundMessage.raw))
+    return {m.id: m for m in session.scalars(query.where(InboundMessage.id.in_(ids), _RECEIVED))}
 
 
 def _waiting(limit: int) -> Select[tuple[InboundMessage]]:
@@ -262,8 +282,8 @@ def _job(message: InboundMessage, facility: Facility, source_id: str, outcome: O
     as the synchronous path's, at the moment it was received."""
 
     def reopen(session: Session) -> InboundMessage:
-        message.detected_format = outcome.format
-        message.encoding = outcome.encoding
+        # written with its result, in one UPDATE (decision 0076)
+        reopen_received(session, message, detected_format=outcome.format, encoding=outcome.encoding)
         return message
 
     return _Job(reopen, facility, source_id, outcome, message.received_at, message.channel or "")

@@ -169,9 +169,30 @@ def set_message_result(
             setattr(message, key, value)
         session.flush()
         return
+    # the format and encoding too: the drain's reopened row (reopen_received) writes them
+    # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
+    values["detected_format"] = message.detected_format
+    values["encoding"] = message.encoding
     session.execute(_UPDATE_RESULT, {"b_id": message.id, **values})
     for key, value in values.items():  # as written: the ORM has nothing left to flush
         set_committed_value(message, key, value)
+
+
+def reopen_received(
+    session: Session, message: InboundMessage, *, detected_format: str | None, encoding: str | None
+) -> None:
+    """A message kept on receipt, reopened by the drain with what its translation found.
+
+    In a bulk batch the two values are written by the message's result UPDATE
+    (``set_message_result``, in the same savepoint): set here as if committed, the row is
+    not dirty, and no step's query autoflushes it in an UPDATE of its own (decision 0076).
+    Outside a batch, the ORM's flush writes them."""
+    if held_writes(session) is None:
+        message.detected_format = detected_format
+        message.encoding = encoding
+        return
+    set_committed_value(message, "detected_format", detected_format)
+    set_committed_value(message, "encoding", encoding)
 
 
 # SET takes the parameters' other keys (status, issues, resources, processed_at, attempts)

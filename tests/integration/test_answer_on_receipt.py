@@ -443,3 +443,36 @@ def test_translations_started_ahead_are_used_once_and_dropped_when_settled_elsew
             if r.action == "message.translated"
         )
         assert translated == dict.fromkeys(ids, 1)
+
+
+def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """Decision 0076: the drain reopens each row in memory and writes its format, encoding
+    and result in one UPDATE (not an ORM flush of the format first); a quarantined one too."""
+    from sqlalchemy import event
+
+    pipeline = example_pipeline(session_factory)
+    for n in range(3):
+        pipeline.receive(long_oru(control=f"ONCE{n:04d}"), Receipt("std-hl7v2", "http"))
+    pipeline.receive(GARBAGE, Receipt("std-hl7v2", "http"))
+    updates: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE INBOUND_MESSAGE"):
+            updates.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        settled = drain_batch(pipeline, 10)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(r.status for r in settled) == ["processed"] * 3 + ["quarantined"]
+    assert len(updates) == 4
+    assert all("detected_format" in u and "status" in u for u in updates)
+    with session_factory() as session:
+        rows = session.scalars(select(InboundMessage)).all()
+        assert {(m.status, m.detected_format, m.encoding is not None) for m in rows} == {
+            ("processed", "hl7v2", True),
+            ("quarantined", "hl7v2", False),  # garbage: no encoding told (as synchronously)
+        }
