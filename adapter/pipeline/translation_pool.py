@@ -30,7 +30,6 @@ from concurrent.futures import BrokenExecutor, Future, ProcessPoolExecutor
 from typing import Any
 
 from adapter.heap import freeze_for_good
-from adapter.pipeline.merge import reads_stored
 from adapter.pipeline.translator import Outcome, Translator
 from adapter.store.resources import prepare
 
@@ -76,12 +75,12 @@ def _translate(raw: bytes, source_system: str, message_id: str) -> Outcome:
     outcome = translator.translate_for(raw, facility, source, message_id)
     if not outcome.failed:
         # the store's derivations from the content, off the storing process (decision 0050,
-        # amended 2026-12-05 bulkcpu); one that fails here fails there again, located. Not
-        # for a resource merged with its stored version (a repeat patient's Patient): its
-        # content, and so its hash, changes in the store, which derives them itself
-        unmerged = [r for r in outcome.resources if not reads_stored(r, outcome.policies)]
+        # amended 2026-12-05 bulkcpu); one that fails here fails there again, located. A
+        # resource merged with its stored version (the Patient) too (decision 0078): a new
+        # patient's merges with nothing and keeps its content, hence its hash; a repeat
+        # patient's content may change in the store, which then derives them itself
         try:
-            outcome.prepared = prepare(unmerged, translator.timezone)
+            outcome.prepared = prepare(outcome.resources, translator.timezone)
         except Exception:
             outcome.prepared = None
     if source_system not in _settled_sources:

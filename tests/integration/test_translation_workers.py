@@ -23,7 +23,8 @@ from adapter.pipeline.translator import UnknownSourceError
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
-from adapter.store.models import InboundMessage
+from adapter.store import resources as resources_module
+from adapter.store.models import InboundMessage, Resource, SearchIndex
 from adapter.store.resources import content_hash
 from tests.integration.connector_helpers import example_pipeline
 from tests.integration.referral_support import pipeline_for
@@ -53,9 +54,10 @@ def test_workers_store_what_the_ingesting_process_stores(
         outcome = pool.submit(raw, receipt.source_system, "m")()
         assert outcome.resources and outcome.prepared is not None
         assert outcome.prepared.zone == str(pipeline.timezone)
-        unmerged = [r for r in outcome.resources if not reads_stored(r, outcome.policies)]
-        assert unmerged and len(unmerged) < len(outcome.resources)  # the Patient merges
-        assert {content_hash(r) for r in unmerged} == outcome.prepared.rows.keys()
+        # every resource, the Patient that merges with its stored version too (decision
+        # 0078): a new patient's keeps its content, so the store uses what the worker derived
+        assert any(reads_stored(r, outcome.policies) for r in outcome.resources)
+        assert {content_hash(r) for r in outcome.resources} == outcome.prepared.rows.keys()
     assert pipeline.translation_pool is None
     assert [r.duplicate for r in bulk] == [False] * len(items)
 
@@ -74,6 +76,38 @@ def test_workers_store_what_the_ingesting_process_stores(
         here_engine.dispose()
     with session_factory() as session:
         assert verify(session).ok
+
+
+def test_a_new_patients_index_rows_come_from_the_worker(
+    session_factory: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0078: a new patient's Patient merges with nothing, keeps its content and is
+    stored with the rows the worker derived; the storing process derives only what changed
+    in it (the message's Provenance, made there)."""
+    items = _fixtures()
+    pipeline = pipeline_for(_routed(tmp_path), session_factory)
+    derived: Counter[str] = Counter()
+    here = resources_module.index_values
+
+    def counted(resource: dict[str, Any], zone: Any) -> Any:
+        derived[resource["resourceType"]] += 1
+        return here(resource, zone)
+
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        pool.min_batch = 1  # one document goes to the worker too
+        monkeypatch.setattr(resources_module, "index_values", counted)  # this process only
+        results = list(pipeline.ingest_many(items[:1], batch=10))
+    assert [r.status.startswith("processed") for r in results] == [True]
+    assert "Patient" not in derived and derived["Provenance"] == 1
+    with session_factory() as session:
+        rows = session.scalars(
+            select(SearchIndex.param)
+            .join(Resource, Resource.resource_key == SearchIndex.resource_key)
+            .where(Resource.resource_type == "Patient")
+        ).all()
+        assert {"identifier", "name", "birthdate"} <= set(rows)
 
 
 def test_a_bad_message_and_a_dead_worker_cost_the_others_nothing(
