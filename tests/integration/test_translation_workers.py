@@ -21,9 +21,9 @@ from adapter.pipeline.receipt import Receipt
 from adapter.pipeline.translation_pool import chunk_sizes
 from adapter.pipeline.translator import UnknownSourceError
 from adapter.store import make_engine, migrate
+from adapter.store import resources as resources_module
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
-from adapter.store import resources as resources_module
 from adapter.store.models import InboundMessage, Resource, SearchIndex
 from adapter.store.resources import content_hash
 from tests.integration.connector_helpers import example_pipeline
