@@ -3,10 +3,12 @@ receipt), then drained in batches of 100 in this process; the drain thread's CPU
 process pool's threads' CPU and the worker's, per message. ``--bulk`` also stores the same
 messages (other copies) by bulk ingest in the same run: the floor the drain is held to.
 ``--statements`` counts the SQL statements per message by kind and table (both paths);
-``--profile`` prints a cProfile (thread CPU) of the drain.
+``--profile`` prints a cProfile (thread CPU) of the drain; ``--functions`` the thread CPU
+of the store's functions (bench/profiling/store_functions.py, decision 0078), without
+cProfile's cost per call.
 
     .venv/bin/python bench/drain_cpu.py [COPIES] [--workers 0|1] [--bulk] [--statements]
-        [--profile]   (30 fixtures x COPIES messages)
+        [--profile] [--functions]   (30 fixtures x COPIES messages)
 """
 
 import argparse
@@ -34,13 +36,16 @@ from adapter.runtime import make_pipeline
 from adapter.store import make_engine, migrate, session_factory
 
 
-def _measure(label, pipeline, run, n, counts, profile):
+def _measure(label, pipeline, run, n, counts, profile, functions=None):
     pool = pipeline.translation_pool
     pids = pool.pids() if pool is not None else []
     w0 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
     m0, o0 = threads_cpu()
     start = time.perf_counter()
     counts.clear()
+    if functions is not None:
+        functions.cpu.clear()
+        functions.calls.clear()
     done = profile.runcall(run) if profile is not None else run()
     wall = time.perf_counter() - start
     m1, o1 = threads_cpu()
@@ -55,6 +60,8 @@ def _measure(label, pipeline, run, n, counts, profile):
         for kind, value in counts.most_common():
             print(f"  {value / n:7.3f}  {kind}")
         print(f"  {sum(counts.values()) / n:7.3f}  total per message")
+    if functions is not None:
+        functions.report(n)
 
 
 def main():
@@ -64,12 +71,19 @@ def main():
     ap.add_argument("--bulk", action="store_true", help="bulk ingest of other copies too")
     ap.add_argument("--statements", action="store_true")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--functions", action="store_true", help="thread CPU per store function")
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument(
         "--unique-patients", action="store_true", help="a new patient per copy (as the POST bench)"
     )
     args = ap.parse_args()
     logging.disable(logging.WARNING)
+    functions = None
+    if args.functions:
+        sys.path.insert(0, str(Path.cwd() / "bench" / "profiling"))
+        import store_functions as functions
+
+        functions.install()
     with tempfile.TemporaryDirectory() as tmp:
         settings = routed_settings(Path(tmp))
         consortium = load_consortium(settings.config)
@@ -107,6 +121,7 @@ def main():
                     len(msgs),
                     counts,
                     profile,
+                    functions,
                 )
                 if profile is not None:
                     pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
@@ -120,6 +135,7 @@ def main():
                         len(others),
                         counts,
                         None,
+                        functions,
                     )
         engine.dispose()
 
