@@ -197,8 +197,9 @@ def near(
     of ``hashes`` with whether each pair is blocked: per key at most ``limit``, the most
     recently indexed (``Near.omitted``: how many a key left out).
 
-    Three plain statements, each led by an index (the shared keys: one bounded SELECT per
-    key, UNION ALL'ed): one statement joining them (a UNION with a per-row EXISTS on the
+    Two plain statements, each branch led by an index (the record by its key, UNION ALL the
+    shared keys' bounded SELECTs, one per key: decision 0077; then the blocked pairs, when
+    a key is shared): one statement joining them (a UNION with a per-row EXISTS on the
     blocked pairs) was planned badly on PostgreSQL once a block held many records in one
     long transaction (the population test ran for over 15 minutes).
     No autoflush: the resolver writes the index with Core statements as it goes (the
