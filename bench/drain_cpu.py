@@ -73,6 +73,7 @@ def main():
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--functions", action="store_true", help="thread CPU per store function")
     ap.add_argument("--top", type=int, default=40)
+    ap.add_argument("--dump", type=Path, help="write the drain's profile here (pstats)")
     ap.add_argument(
         "--unique-patients", action="store_true", help="a new patient per copy (as the POST bench)"
     )
@@ -123,6 +124,8 @@ def main():
                     profile,
                     functions,
                 )
+                if profile is not None and args.dump:
+                    profile.dump_stats(args.dump)
                 if profile is not None:
                     pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
                     pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)

@@ -142,10 +142,13 @@ def note_activity(
 ) -> CareRow:
     """The facility sent or ordered something for the person at ``at``: its one activity
     row runs until ``until`` (a lapsed one starts again). Returns the row as it now is (one
-    statement, an upsert: decision 0048)."""
+    statement, an upsert: decision 0048), run on the session's connection after a flush:
+    the statement is built once, the ORM's execution path is skipped (decision 0077)."""
     values = _values(person, facility, "activity", "", at, until, at, detail=detail)
-    statement = _NOTE_ACTIVITY[session.get_bind().dialect.name == "postgresql"]
-    return CareRow.of(session.execute(statement, values).mappings().one())
+    session.flush()
+    connection = session.connection()
+    statement = _NOTE_ACTIVITY[connection.dialect.name == "postgresql"]
+    return CareRow.of(connection.execute(statement, values).mappings().one())
 
 
 def _note_activity(insert: Any) -> Any:

@@ -44,8 +44,11 @@ class IndexOutcome:
     conflicts: dict[str, str] = field(default_factory=dict)
 
 
-def lock_for(session: Session, features: list[Features]) -> None:
-    hashes = {key_hash(k) for f in features for k in f.blocking_keys()}
+def lock_for(session: Session, features: list[Features], given: list[set[str]]) -> None:
+    """``given``: each record's blocking key hashes (``key_hash`` of ``blocking_keys()``)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return  # SQLite: BEGIN IMMEDIATE serialises the index (locks.py)
+    hashes = set().union(*given)
     hashes |= {key_hash(f"record|{f.record}") for f in features}
     # the keys the records have stored are locked too: read in the same statement
     serialise_records(session, hashes, [f.record for f in features])
@@ -62,10 +65,14 @@ def index_patients(
 ) -> IndexOutcome:
     features = [features_of(p, facility_id, rules) for p in patients]
     session.flush()  # what the session holds is written: the index is read without autoflush
-    lock_for(session, features)
+    # each record's key hashes, worked out once: the locks and the resolver use them
+    given = [{key_hash(k) for k in f.blocking_keys()} for f in features]
+    lock_for(session, features, given)
     outcome = IndexOutcome()
-    for item in features:
-        resolve_record(session, item, rules=rules, now=now, actor=actor, outcome=outcome)
+    for item, hashed in zip(features, given, strict=True):
+        resolve_record(
+            session, item, rules=rules, now=now, actor=actor, outcome=outcome, given=hashed
+        )
     return outcome
 
 
@@ -77,8 +84,10 @@ def resolve_record(
     now: datetime,
     actor: str,
     outcome: IndexOutcome,
+    given: set[str] | None = None,
 ) -> None:
-    given = {key_hash(k) for k in features.blocking_keys()}
+    if given is None:
+        given = {key_hash(k) for k in features.blocking_keys()}
     limit = rules.limits.candidates_per_key
     near = rows.near(session, features.record, given, limit=limit)
     existing = near.existing
@@ -104,7 +113,9 @@ def resolve_record(
                 + ": another person registered under the same ID? (review the record)"
             )
         features = features.union(stored)
-    hashes = {key_hash(k) for k in features.blocking_keys()}
+        hashes = {key_hash(k) for k in features.blocking_keys()}
+    else:  # the message's own keys, as given
+        hashes = given
     if hashes - given:  # the stored record adds keys this message does not carry
         near.absorb(rows.near(session, features.record, hashes - given, limit=limit, own=False))
     if existing is not None:  # a new record's keys go with its row (insert_record)
