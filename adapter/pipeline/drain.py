@@ -174,12 +174,7 @@ Ahead = dict[str, "_Prepared"]
 
 
 def _waiting_ids(limit: int) -> Select[tuple[str]]:
-    return (
-        select(InboundMessage.id)
-        .where(_RECEIVED)
-        .order_by(InboundMessage.received_at, InboundMessage.id)
-        .limit(limit)
-    )
+    return _waiting(limit).with_only_columns(InboundMessage.id)
 
 
 def _received_rows(session: Session, ids: list[str]) -> dict[str, InboundMessage]:

@@ -57,37 +57,6 @@ def _micros(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
-class IndexTime(TypeDecorator[datetime]):
-    """A search index date (decision 0073): ``timestamptz`` on PostgreSQL, as
-    ``UTCDateTime``; on SQLite integer microseconds since 1970 UTC (8 bytes where the UTC
-    text took 26, in the row and in both date indexes), which compare as the times do.
-    Every reader compares through the column, so the values bound are converted too."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(BigInteger())
-        return dialect.type_descriptor(DateTime(timezone=True))
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        if dialect.name == "sqlite":
-            return _micros(value)
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, int):
-            return _EPOCH + value * _MICROSECOND
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 class _IntegerInstant(SQLiteDateTime):
     """SQLite: a column declared DATETIME, as the migrations made it (the schema is
     unchanged), whose values are passed to and from the driver as they are (integers)."""
@@ -123,6 +92,20 @@ class UTCMicros(UTCDateTime):
         if isinstance(value, str):  # SQLite, stored before migration 0029
             return datetime.fromisoformat(value).replace(tzinfo=UTC)
         return super().process_result_value(value, dialect)
+
+
+class IndexTime(UTCMicros):
+    """A search index date (decision 0073): ``UTCMicros``, whose SQLite column migration
+    0028 declared BIGINT (8 bytes where the UTC text took 26, in the row and in both date
+    indexes). Every reader compares through the column, so the values bound are converted
+    too."""
+
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(BigInteger())
+        return super().load_dialect_impl(dialect)
 
 
 class JSONText(TypeDecorator[Any]):
