@@ -220,10 +220,9 @@ def _near(
 ) -> Near:
     out = Near()
     connection = session.connection()
-    if own and not hashes:
-        _own_rows(out, connection.execute(_OWN, {"patient_id": patient_id}))
-        return out
     if not hashes:
+        if own:
+            _own_rows(out, connection.execute(_OWN, {"patient_id": patient_id}))
         return out
     ordered = sorted(hashes)
     params: dict[str, Any] = {f"h{n}": h for n, h in enumerate(ordered)}
