@@ -52,6 +52,7 @@ from adapter.store.types import (
     JSONText,
     PackedBytes,
     UTCDateTime,
+    UTCMicros,
 )
 
 NAMING = {
@@ -346,17 +347,18 @@ class Outbox(Base):
     order_key: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID))
     state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
-    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # the instants: integer microseconds on SQLite (decision 0079, migration 0031)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCMicros())
+    created_at: Mapped[datetime] = mapped_column(UTCMicros())
     last_error: Mapped[str | None] = mapped_column(Text())
     message_id: Mapped[str | None] = mapped_column(
         ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
     )
     claimed_by: Mapped[str | None] = mapped_column(String(_WORKER))
-    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCMicros())
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCMicros())
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCMicros())
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCMicros())
     last_status: Mapped[str | None] = mapped_column(String(32))  # HTTP status or ACK code
     sent_version_id: Mapped[int | None] = mapped_column(Integer())  # what was delivered
     # why the destination gets it (a static route, or which care relationship); routed by

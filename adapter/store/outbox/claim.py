@@ -18,7 +18,18 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, any_, case, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from adapter.store.keys import keys_in
@@ -232,11 +243,18 @@ def _moved(s: Settlement) -> dict[str, Any]:
     return {
         "attempts": _o.c.attempts + 1,
         "last_attempt_at": s.attempted_at,
-        "first_attempt_at": func.coalesce(_o.c.first_attempt_at, s.attempted_at),
+        "first_attempt_at": _first_attempt(s.attempted_at),
         "last_status": s.status,
         "claimed_by": None,
         "claimed_until": None,
     }
+
+
+def _first_attempt(moment: datetime) -> ColumnElement[datetime]:
+    """The row's first attempt, or ``moment``: bound as the column's type (a value inside
+    a function call would be bound as a plain DATETIME, i.e. text on SQLite, where the
+    column holds integer microseconds: decision 0079)."""
+    return func.coalesce(_o.c.first_attempt_at, literal(moment, type_=_o.c.first_attempt_at.type))
 
 
 def _attempt(s: Settlement, worker: str) -> dict[str, Any]:
@@ -318,7 +336,7 @@ def settle_coalesced_many(session: Session, delivered: list[Settlement], *, work
                 sent_version_id=version,
                 attempts=_o.c.attempts + 1,
                 last_attempt_at=attempted_at,
-                first_attempt_at=func.coalesce(_o.c.first_attempt_at, attempted_at),
+                first_attempt_at=_first_attempt(attempted_at),
                 last_status=status,
                 last_error=None,
             )
