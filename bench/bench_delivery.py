@@ -798,20 +798,25 @@ def claim_plan(args: argparse.Namespace) -> None:
         migrate(engine)
         now = datetime(2026, 12, 4, 8, 0, tzinfo=UTC)
         patients, queued, history = args.patients, args.queued, args.history
+        from adapter.store import session_factory
+        from adapter.store.outbox.names import destination_ids
+
+        with session_factory(engine).begin() as session:
+            dest_id = destination_ids(session, [DEST])[DEST]  # decision 0079
         with engine.begin() as conn:
             conn.execute(
                 text(
-                    "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
+                    "INSERT INTO outbox (destination_id, resource_type, resource_id, version_id, "
                     "order_key, state, attempts, next_attempt_at, created_at, "
                     "delivered_at) "
                     "SELECT :d, 'Observation', 'o' || p || '-' || n, 1, "
-                    "'Patient/p' || p, CASE WHEN n < :h THEN 'delivered' ELSE 'pending' END, "
+                    "'Patient/p' || p, CASE WHEN n < :h THEN 3 ELSE 1 END, "
                     "CASE WHEN n < :h THEN 1 ELSE 0 END, :now, :now, "
                     "CASE WHEN n < :h THEN CAST(:now AS timestamptz) END "
                     "FROM generate_series(0, :h + :q - 1) AS n, generate_series(1, :p) AS p "
                     "ORDER BY n, p"
                 ),
-                {"d": DEST, "p": patients, "q": queued, "h": history, "now": now},
+                {"d": dest_id, "p": patients, "q": queued, "h": history, "now": now},
             )
             conn.execute(text("ANALYZE outbox"))
         total = patients * (queued + history)
@@ -849,9 +854,9 @@ def claim_plan(args: argparse.Namespace) -> None:
             chosen = int(patients * share)
             conn.execute(
                 text(
-                    "UPDATE outbox SET state = 'in-flight', claimed_by = 'other', "
+                    "UPDATE outbox SET state = 2, claimed_by = 'other', "  # in-flight
                     "claimed_until = :until WHERE id IN (SELECT min(id) FROM outbox "
-                    "WHERE state = 'pending' AND order_key IN (SELECT 'Patient/p' || p "
+                    "WHERE state = 1 AND order_key IN (SELECT 'Patient/p' || p "
                     "FROM generate_series(1, :c) AS p) GROUP BY order_key)"
                 ),
                 {"until": now + timedelta(hours=1), "c": chosen},

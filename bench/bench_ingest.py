@@ -31,7 +31,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -499,12 +499,35 @@ class Floor:
         self.tables = tables
         self.p = "?" if self.sqlite else "%s"
         self._top = 0  # the highest resource key given (SQLite)
+        self._destinations: dict[str, int] = {}  # outbox_destination ids (decision 0079)
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.p)
 
     def _stamp(self, moment: datetime) -> Any:
         return moment.replace(tzinfo=None).isoformat(" ") if self.sqlite else moment
+
+    def _instant(self, moment: datetime) -> Any:
+        """An outbox instant as the store writes it: integer microseconds on SQLite."""
+        if not self.sqlite:
+            return moment
+        return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+    def _destination_id(self, cur: Any, name: str) -> int:
+        """The destination's ``outbox_destination`` id (created once, as the store does)."""
+        if name not in self._destinations:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO outbox_destination (destination) VALUES (?) ON CONFLICT DO NOTHING"
+                ),
+                (name,),
+            )
+            cur.execute(
+                self._sql("SELECT destination_id FROM outbox_destination WHERE destination = ?"),
+                (name,),
+            )
+            self._destinations[name] = cur.fetchone()[0]
+        return self._destinations[name]
 
     def _new_keys(self, cur: Any, count: int) -> list[int]:
         """Resource keys as the store gives them (adapter/store/resource_keys.py); on
@@ -540,6 +563,7 @@ class Floor:
         resources = floor_translate(raw, facility, self.tables)
         moment = datetime.now(UTC)
         now = self._stamp(moment)
+        instant = self._instant(moment)
         message_id = str(uuid.uuid4())
         hashed = []
         for r in resources:
@@ -599,15 +623,15 @@ class Floor:
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
                     (
-                        destination,
+                        self._destination_id(cur, destination),
                         r["resourceType"],
                         r["id"],
                         version,
                         patient or f"{r['resourceType']}/{r['id']}",
-                        "pending",
+                        1,  # pending (OUTBOX_STATE_CODES)
                         0,
-                        now,
-                        now,
+                        instant,
+                        instant,
                         message_id,
                     )
                 )
@@ -678,7 +702,7 @@ class Floor:
         if outbox:
             cur.executemany(
                 self._sql(
-                    "INSERT INTO outbox (destination, resource_type, resource_id, version_id, "
+                    "INSERT INTO outbox (destination_id, resource_type, resource_id, version_id, "
                     "order_key, state, attempts, next_attempt_at, created_at, "
                     "message_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
                 ),

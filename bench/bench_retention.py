@@ -63,6 +63,7 @@ from adapter.settings import Settings
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_session_factory
 from adapter.store.models import DeliveryAttempt, Outbox
+from adapter.store.outbox.names import destination_ids
 
 NIGHTLY = ("outbox", "delivery_attempt")  # what the retention deletes
 
@@ -202,6 +203,7 @@ def large_prune(name: str, engine: Engine, rows: int) -> str:
     start = datetime.now(UTC) - timedelta(days=40)
     step = 500
     with factory.begin() as session:
+        ids_of = destination_ids(session, [f"d{n}" for n in range(3)])  # decision 0079
         for first in range(0, rows, step):
             batch = []
             for n in range(first, min(first + step, rows)):
@@ -209,11 +211,10 @@ def large_prune(name: str, engine: Engine, rows: int) -> str:
                 dead = n % 100 == 0
                 batch.append(
                     {
-                        "destination": f"d{n % 3}",
+                        "destination_id": ids_of[f"d{n % 3}"],
                         "resource_type": "Observation",
                         "resource_id": f"o{n}",
                         "version_id": 1,
-                        "patient_key": f"Patient/p{n % 5000}",
                         "order_key": f"Patient/p{n % 5000}",
                         "state": "dead" if dead else "delivered",
                         "attempts": 1,

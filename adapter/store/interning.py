@@ -83,6 +83,26 @@ class Interned(Generic[K]):
                 found[wanted[tuple(key)]] = value_id
         return found
 
+    def known(self, session: Session, values: Iterable[K]) -> dict[K, int]:
+        """``known_ids`` through the cache: the ids of those ``values`` the store has, read
+        only for values not cached (committed ids found are cached, as ``ids`` does)."""
+        engine = session.get_bind().engine
+        with _lock:
+            cache = self._cache.setdefault(engine, {})
+        wanted = set(values)
+        out = {v: cache[v] for v in wanted if v in cache}
+        missing = [v for v in wanted if v not in out]
+        if missing:
+            found = self.known_ids(session, missing)
+            created_here = session.info.get(self._new, ())
+            postgres = engine.dialect.name == "postgresql"
+            with _lock:
+                for value, value_id in found.items():
+                    if postgres or value not in created_here:
+                        cache[value] = value_id
+            out.update(found)
+        return out
+
     def ids(self, session: Session, values: Iterable[K]) -> dict[K, int]:
         """The id of each of ``values``, created where the store has none yet."""
         engine = session.get_bind().engine

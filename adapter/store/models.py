@@ -8,6 +8,7 @@ search_index      one row per searchable value of a current resource
 search_system     each code system of the index's rows once, named there by its integer
 search_param      each (resource type, parameter, kind) of the index's rows once, likewise
 outbox            one row per resource version and destination still to deliver
+outbox_destination  each destination of outbox rows once, by a small integer
 delivery_attempt  every try to deliver an outbox row: when, by whom, status, error, duration
 delivery_destination  per destination: circuit breaker state and last success (shared by workers)
 care_relationship  which facility cares for which consortium person, since when, until when, why
@@ -50,6 +51,7 @@ from adapter.store.types import (
     CompressedJSON,
     IndexTime,
     JSONText,
+    NamedCode,
     PackedBytes,
     UTCDateTime,
     UTCMicros,
@@ -78,6 +80,9 @@ class OutboxState(StrEnum):
 
 
 OUTBOX_STATES = tuple(state.value for state in OutboxState)
+# ``outbox.state`` as a small integer (decision 0079); read and bound as the names above
+# (``OutboxStateCode``), so the partial indexes' predicates and every query compare constants
+OUTBOX_STATE_CODES: dict[str, int] = {"pending": 1, "in-flight": 2, "delivered": 3, "dead": 4}
 
 _TYPE = 64  # FHIR resource type names are short
 _ID = 64  # FHIR ids are at most 64 characters
@@ -315,7 +320,8 @@ class Outbox(Base):
     __tablename__ = "outbox"
     __table_args__ = (
         CheckConstraint(
-            "state IN (" + ", ".join(f"'{state}'" for state in OUTBOX_STATES) + ")", name="state"
+            "state IN (" + ", ".join(str(n) for n in OUTBOX_STATE_CODES.values()) + ")",
+            name="state",
         ),
         # decision 0070: what each query uses (bench/outbox_plans.py). (state,
         # next_attempt_at): the prune, a retry's due time, listings by state; (destination,
@@ -324,12 +330,12 @@ class Outbox(Base):
         # keeps the rowid (= id) in every index entry anyway, and without it PostgreSQL
         # stores a patient's rows as one deduplicated entry
         Index(None, "state", "next_attempt_at"),
-        Index(None, "destination", "state", "order_key"),
+        Index(None, "destination_id", "state", "order_key"),
         # gap-free numbering per destination: unique among the rows given a number; partial
         # (decision 0075), so the rows still to send (every row at ingest) have no entry
         Index(
             "uq_outbox_destination_sequence",
-            "destination",
+            "destination_id",
             "sequence",
             unique=True,
             sqlite_where=text("sequence IS NOT NULL"),
@@ -338,14 +344,18 @@ class Outbox(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    destination: Mapped[str] = mapped_column(String(_ID))
+    # the destination's row in ``outbox_destination`` (decision 0079: its name read through
+    # it, ``Outbox.destination`` below and ``adapter/store/outbox/names.py``)
+    destination_id: Mapped[int] = mapped_column(Integer())
     resource_type: Mapped[str] = mapped_column(String(_TYPE))
     resource_id: Mapped[str] = mapped_column(String(_ID))
     version_id: Mapped[int] = mapped_column(Integer())
     # the patient (``Patient/<id>``: then it is also the row's patient, ``patient_key`` in
     # ``OutboxRow``; decision 0075) or the resource itself
     order_key: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID))
-    state: Mapped[str] = mapped_column(String(16), default=OutboxState.PENDING.value)
+    state: Mapped[str] = mapped_column(
+        NamedCode(OUTBOX_STATE_CODES), default=OutboxState.PENDING.value
+    )
     attempts: Mapped[int] = mapped_column(Integer(), default=0)
     # the instants: integer microseconds on SQLite (decision 0079, migration 0031)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCMicros())
@@ -369,6 +379,26 @@ class Outbox(Base):
     # the destination's sequence number, given when the row is first sent (a receiver sees
     # 1, 2, 3 ... without a gap; a resend carries the same number)
     sequence: Mapped[int | None] = mapped_column(BigInteger())
+
+
+class OutboxDestination(Base):
+    """Each destination of ``outbox`` rows once, named by a small integer (decision 0079,
+    adapter/store/outbox/names.py; as ``search_system``). Rows are only added."""
+
+    __tablename__ = "outbox_destination"
+
+    destination_id: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    destination: Mapped[str] = mapped_column(String(_ID), unique=True)
+
+
+# a row's destination by name, read through outbox_destination: for ad-hoc reads of rows
+# (``select(Outbox).where(Outbox.destination == ...)``, tests, the shell); the outbox's own
+# queries compare ``destination_id`` (adapter/store/outbox/names.py)
+Outbox.destination = column_property(
+    select(OutboxDestination.destination)
+    .where(OutboxDestination.destination_id == Outbox.destination_id)
+    .scalar_subquery()
+)
 
 
 class DeliveryAttempt(Base):

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import zstandard
-from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
+from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -106,6 +106,35 @@ class IndexTime(UTCMicros):
         if dialect.name == "sqlite":
             return dialect.type_descriptor(BigInteger())
         return super().load_dialect_impl(dialect)
+
+
+class NamedCode(TypeDecorator[str]):
+    """A value of a short fixed list of names stored as its small integer (``codes``: name
+    -> number); bound and read as the name, so queries compare names and the database
+    constants (``outbox.state``, decision 0079). An unknown name is refused before it is
+    sent; a number without a name is read as it is (the column's CHECK keeps it out)."""
+
+    impl = SmallInteger
+    cache_ok = True
+
+    def __init__(self, codes: dict[str, int]) -> None:
+        super().__init__()
+        self.codes = tuple(codes.items())  # hashable: the statement cache keys on it
+        self._numbers = dict(codes)
+        self._names = {number: name for name, number in codes.items()}
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        try:
+            return self._numbers[str(value)]
+        except KeyError:
+            raise ValueError(f"not one of {', '.join(self._numbers)}: {value!r}") from None
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        return self._names.get(int(value), value)
 
 
 class JSONText(TypeDecorator[Any]):

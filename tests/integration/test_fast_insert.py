@@ -87,7 +87,7 @@ def _versions(prefix: str) -> list[dict[str, Any]]:
 def _outbox(prefix: str) -> list[dict[str, Any]]:
     return [
         {
-            "destination": "region-platform",
+            "destination_id": 1,  # outbox_destination's (decision 0079)
             "resource_type": "Observation",
             "resource_id": f"{prefix}{n}",
             "version_id": 1,

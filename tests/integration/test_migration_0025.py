@@ -6,11 +6,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, text
 
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
-from adapter.store.models import Outbox
 from adapter.store.outbox import claim_queues, enqueue_many, settle_coalesced_many
 from adapter.store.outbox.rows import Settlement
 from tests.integration.delivery_support import DEST, T0
@@ -22,6 +21,7 @@ OLD = {
     ("resource_type", "resource_id"),
 }
 NEW = ("destination", "state", "order_key")
+HEAD = ("destination_id", "state", "order_key")  # the destination by its id (0031)
 
 
 def _indexes(engine: Engine) -> set[tuple[str, ...]]:
@@ -29,30 +29,48 @@ def _indexes(engine: Engine) -> set[tuple[str, ...]]:
 
 
 def _rows(engine: Engine) -> list[tuple]:
+    """(id, destination, order key, state, version) as stored at 0024 or at head (where
+    the destination and the state are small integers: migration 0031)."""
+    head = "outbox_destination" in inspect(engine).get_table_names()
+    states = {1: "pending", 2: "in-flight", 3: "delivered", 4: "dead"}
+    query = (
+        "SELECT o.id, d.destination, o.order_key, o.state, o.version_id FROM outbox o"
+        " JOIN outbox_destination d ON d.destination_id = o.destination_id ORDER BY o.id"
+        if head
+        else "SELECT id, destination, order_key, state, version_id FROM outbox ORDER BY id"
+    )
     with engine.connect() as conn:
-        t = Outbox.__table__
-        return conn.execute(
-            select(t.c.id, t.c.destination, t.c.order_key, t.c.state, t.c.version_id).order_by(
-                t.c.id
-            )
-        ).all()
+        return [
+            (i, d, k, states[s] if head else s, v) for i, d, k, s, v in conn.execute(text(query))
+        ]
 
 
 def _queue(engine: Engine) -> None:
-    items = [
+    """The rows as the code of 0024 wrote them (pending, due a minute before T0)."""
+    due = T0 - timedelta(minutes=1)
+    sqlite = engine.dialect.name == "sqlite"
+    moment: object = due.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+    rows = [
         {
             "destination": destination,
-            "resource_type": "Observation",
-            "resource_id": f"o{p}-{n}",
-            "version_id": 1,
-            "patient_key": f"Patient/p{p}",
+            "id": f"o{p}-{n}",
+            "patient": f"Patient/p{p}",
+            "at": moment if sqlite else due,
         }
         for destination in (DEST, "other")
         for n in range(3)
         for p in range(4)
     ]
-    with make_factory(engine).begin() as session:
-        enqueue_many(session, items, now=T0 - timedelta(minutes=1))
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO outbox (destination, resource_type, resource_id, version_id,"
+                " patient_key, order_key, state, attempts, next_attempt_at, created_at)"
+                " VALUES (:destination, 'Observation', :id, 1, :patient, :patient, 'pending',"
+                " 0, :at, :at)"
+            ),
+            rows,
+        )
 
 
 def test_0025_replaces_the_outbox_indexes_with_rows_present(blank_database_url: str) -> None:
@@ -63,8 +81,10 @@ def test_0025_replaces_the_outbox_indexes_with_rows_present(blank_database_url: 
         assert _indexes(engine) >= OLD and NEW not in _indexes(engine)
         before = _rows(engine)
 
-        migrate(engine)
+        migrate(engine, "0025")
         assert not OLD & _indexes(engine) and NEW in _indexes(engine)
+        migrate(engine)  # the outbox code reads the schema at head
+        assert not OLD & _indexes(engine) and HEAD in _indexes(engine)
         assert ("state", "next_attempt_at") in _indexes(engine)
         assert ("message_id",) in _indexes(engine)
         assert _rows(engine) == before

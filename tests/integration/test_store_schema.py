@@ -51,7 +51,7 @@ def test_outbox_has_state_index_and_message_sha_is_unique(engine: Engine) -> Non
     inspector = inspect(engine)
     outbox_indexes = {tuple(ix["column_names"]) for ix in inspector.get_indexes("outbox")}
     assert ("state", "next_attempt_at") in outbox_indexes
-    assert ("destination", "state", "order_key") in outbox_indexes
+    assert ("destination_id", "state", "order_key") in outbox_indexes  # decision 0079
     uniques = inspector.get_unique_constraints("inbound_message")
     assert any(u["column_names"] == ["source_system", "sha256"] for u in uniques)
 

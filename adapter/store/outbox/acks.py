@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from adapter.store.models import Outbox, OutboxState
+from adapter.store.outbox.names import destination_names
 from adapter.store.outbox.prune import pruned_acknowledged
 from adapter.store.outbox.replay import _reset
 
@@ -28,12 +29,13 @@ def acknowledgements(session: Session, message_ids: Iterable[str]) -> dict[str, 
     ids = list(dict.fromkeys(message_ids))
     for start in range(0, len(ids), _CHUNK):
         rows = session.execute(
-            select(_o.c.message_id, _o.c.destination, _o.c.state).where(
+            select(_o.c.message_id, _o.c.destination_id, _o.c.state).where(
                 _o.c.message_id.in_(ids[start : start + _CHUNK])
             )
-        )
-        for message_id, destination, state in rows:
-            found[message_id][destination].add(state)
+        ).all()
+        names = destination_names(session, {row[1] for row in rows})
+        for message_id, destination_id, state in rows:
+            found[message_id][names[destination_id]].add(state)
     # delivered rows the retention pruned (decision 0064) are still acknowledgements
     for message_id, destinations in pruned_acknowledged(session, ids).items():
         for destination in destinations:

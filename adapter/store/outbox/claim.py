@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 
 from adapter.store.keys import keys_in
 from adapter.store.models import DeliveryAttempt, Outbox, OutboxState, Resource
+from adapter.store.outbox.names import destination_filter, destination_key
 from adapter.store.outbox.rows import OutboxRow, Settlement
 
 _o = Outbox.__table__
@@ -67,7 +68,7 @@ def claim(
         )
         .returning(*_o.c)
     )
-    rows = [OutboxRow.of(row) for row in session.execute(statement).mappings()]
+    rows = [OutboxRow.of(row, destination) for row in session.execute(statement).mappings()]
     rows.sort(key=lambda r: r.id)
     return rows
 
@@ -80,13 +81,14 @@ def due_heads(
     another worker is claiming is passed over and one found here is this transaction's."""
     postgresql = session.get_bind().dialect.name == "postgresql"
     head = _o.alias("head")
+    key_of = destination_key(session, destination)
     if postgresql:
         # the heads as one array: the primary key is then probed for them in id order and
         # the probing stops at ``limit`` claimable rows (no sort, no walk through the
         # delivered rows of the table's id order)
-        chosen = head.c.id == any_(func.array(heads(destination).scalar_subquery()))
+        chosen = head.c.id == any_(func.array(heads(key_of).scalar_subquery()))
     else:
-        chosen = head.c.id.in_(heads(destination, sqlite=True))
+        chosen = head.c.id.in_(heads(key_of, sqlite=True))
     candidates = (
         select(head.c.id, *([head.c.order_key] if key else []))
         # due is tested on the row itself: on PostgreSQL a row another worker changed since
@@ -100,8 +102,8 @@ def due_heads(
     return candidates
 
 
-def heads(destination: str, *, sqlite: bool = False) -> Select[tuple[int]]:
-    """The id of each order key's head in ``destination``: its lowest-id row still
+def heads(destination_id: int, *, sqlite: bool = False) -> Select[tuple[int]]:
+    """The id of each order key's head in the destination: its lowest-id row still
     ``pending`` or ``in-flight`` (it is claimable when it is due; the rows behind it wait).
     One hashed pass over the destination's active rows, found by the ``state`` index,
     whatever the delivered history and however many rows wait behind each head. The former
@@ -114,7 +116,7 @@ def heads(destination: str, *, sqlite: bool = False) -> Select[tuple[int]]:
     key = active.c.order_key + "" if sqlite else active.c.order_key
     return (
         select(func.min(active.c.id))
-        .where(active.c.destination == destination, active.c.state.in_(ACTIVE))
+        .where(active.c.destination_id == destination_id, active.c.state.in_(ACTIVE))
         .group_by(key)
     )
 
@@ -132,14 +134,15 @@ def next_due(session: Session, *, destination: str, now: datetime) -> datetime |
     ``next_attempt_at``, or a lease running out (its worker may have died). None when
     there is no such row. Two reads by the (destination, state, next_attempt_at) index; an
     idle worker sleeps until then at most."""
+    mine = destination_filter(session, destination)
     retry = session.scalar(
         select(func.min(_o.c.next_attempt_at)).where(
-            _o.c.destination == destination, _o.c.state == PENDING, _o.c.next_attempt_at > now
+            mine, _o.c.state == PENDING, _o.c.next_attempt_at > now
         )
     )
     lease = session.scalar(
         select(func.min(_o.c.claimed_until)).where(
-            _o.c.destination == destination, _o.c.state == IN_FLIGHT, _o.c.claimed_until >= now
+            mine, _o.c.state == IN_FLIGHT, _o.c.claimed_until >= now
         )
     )
     found = [t for t in (retry, lease) if t is not None]
@@ -184,7 +187,7 @@ def release_all(session: Session, *, destination: str | None = None) -> int:
     """Every in-flight row back to pending (SQLite: the only worker starting up)."""
     statement = update(_o).where(_o.c.state == IN_FLIGHT)
     if destination is not None:
-        statement = statement.where(_o.c.destination == destination)
+        statement = statement.where(destination_filter(session, destination))
     result = session.execute(statement.values(state=PENDING, claimed_by=None, claimed_until=None))
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
@@ -296,7 +299,7 @@ def settle_coalesced_many(session: Session, delivered: list[Settlement], *, work
     # order_key) index finds them (decision 0070; no index on the resource any more)
     found = session.execute(
         select(_o.c.id, _o.c.resource_type, _o.c.resource_id, _o.c.version_id).where(
-            _o.c.destination == destination,
+            destination_filter(session, destination),
             _o.c.state == PENDING,
             _o.c.order_key.in_(sorted({s.row.order_key for s in sent.values()})),
             keys_in(_o.c.resource_type, _o.c.resource_id, set(sent)),

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from adapter.store.models import DeliveryDestination, Outbox, OutboxState
+from adapter.store.outbox.names import destination_names, known_destination_ids
 from adapter.store.outbox.wake import notify
 
 _o = Outbox.__table__
@@ -66,26 +67,29 @@ def queue_figures(session: Session) -> list[QueueFigure]:
     """Pending, in-flight and dead rows per destination (delivered ones are history)."""
     counted = (OutboxState.PENDING, OutboxState.IN_FLIGHT, OutboxState.DEAD)
     found = session.execute(
-        select(_o.c.destination, _o.c.state, func.count(), func.min(_o.c.created_at))
+        select(_o.c.destination_id, _o.c.state, func.count(), func.min(_o.c.created_at))
         .where(_o.c.state.in_([s.value for s in counted]))
-        .group_by(_o.c.destination, _o.c.state)
-    )
+        .group_by(_o.c.destination_id, _o.c.state)
+    ).all()
+    names = destination_names(session, {row[0] for row in found})
     return [
-        QueueFigure(name, OutboxState(state), int(count), oldest)
-        for name, state, count, oldest in found
+        QueueFigure(names[key], OutboxState(state), int(count), oldest)
+        for key, state, count, oldest in found
     ]
 
 
 def state_counts(session: Session, destinations: list[str]) -> dict[str, dict[str, int]]:
     """destination -> state -> rows, every state (delivered included: the console's table)."""
     counts: dict[str, dict[str, int]] = {name: {} for name in destinations}
+    keys = known_destination_ids(session, destinations)
+    names = {key: name for name, key in keys.items()}
     found = session.execute(
-        select(_o.c.destination, _o.c.state, func.count())
-        .where(_o.c.destination.in_(destinations))
-        .group_by(_o.c.destination, _o.c.state)
+        select(_o.c.destination_id, _o.c.state, func.count())
+        .where(_o.c.destination_id.in_(sorted(names)))
+        .group_by(_o.c.destination_id, _o.c.state)
     )
-    for name, state, count in found:
-        counts[name][str(state)] = int(count)
+    for key, state, count in found:
+        counts[names[key]][str(state)] = int(count)
     return counts
 
 

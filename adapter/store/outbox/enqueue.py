@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from adapter.store.fast_insert import insert_rows
 from adapter.store.models import Outbox, OutboxState
+from adapter.store.outbox.names import destination_ids, destination_names
 from adapter.store.outbox.wake import notify
 from adapter.store.resources import held_writes
 
@@ -57,9 +58,10 @@ def enqueue_many(
         patient = item.get("patient_key")
         if patient is not None and not patient.startswith("Patient/"):
             raise ValueError(f"an outbox row's patient is Patient/<id>, not {patient!r}")
+    ids = destination_ids(session, {item["destination"] for item in items})
     rows = [
         {
-            "destination": item["destination"],
+            "destination_id": ids[item["destination"]],
             "resource_type": item["resource_type"],
             "resource_id": item["resource_id"],
             "version_id": item["version_id"],
@@ -88,7 +90,9 @@ def enqueue_many(
 def insert_outbox_rows(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert ``enqueue_many``'s rows: one statement, and one notification."""
     insert_rows(session, _outbox, rows)
-    notify(session, (row["destination"] for row in rows))  # PostgreSQL: wakes idle workers
+    if session.get_bind().dialect.name == "postgresql":  # wakes idle workers
+        names = destination_names(session, {row["destination_id"] for row in rows})
+        notify(session, names.values())
 
 
 def order_key(resource_type: str, resource_id: str, patient_key: str | None) -> str:

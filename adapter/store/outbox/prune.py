@@ -32,6 +32,7 @@ from adapter.store.models import (
     OutboxState,
 )
 from adapter.store.outbox.destinations import ensure
+from adapter.store.outbox.names import destination_names
 
 _o = Outbox.__table__
 _a = DeliveryAttempt.__table__
@@ -93,7 +94,7 @@ def prune_batch(
     if since is not None:
         where.append(_o.c.next_attempt_at >= since)
     chosen = (
-        select(_o.c.id, _o.c.destination, _o.c.message_id, _o.c.next_attempt_at)
+        select(_o.c.id, _o.c.destination_id, _o.c.message_id, _o.c.next_attempt_at)
         .where(*where)
         .order_by(_o.c.next_attempt_at)
         .limit(limit)
@@ -103,7 +104,8 @@ def prune_batch(
     rows = session.execute(chosen).all()
     if not rows:
         return Pruned(0, 0)
-    found = [(row_id, destination, message) for row_id, destination, message, _ in rows]
+    names = destination_names(session, {row[1] for row in rows})
+    found = [(row_id, names[key], message) for row_id, key, message, _ in rows]
     last = rows[-1][3]
     ids = [row_id for row_id, _, _ in found]
     attempts = session.execute(delete(_a).where(_a.c.outbox_id.in_(ids)))

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from adapter.store.models import Outbox
 from adapter.store.outbox.claim import ACTIVE, IN_FLIGHT, due, due_heads, release
+from adapter.store.outbox.names import destination_filter
 from adapter.store.outbox.rows import OutboxRow
 
 _o = Outbox.__table__
@@ -70,7 +71,7 @@ def claim_queues(
     chosen = _choose(by_key, runs, limit)
     wanted = [row_id for key in chosen for row_id in (by_key[key], *runs[key][: chosen[key]])]
     taken = {
-        row["id"]: OutboxRow.of(row)
+        row["id"]: OutboxRow.of(row, destination)
         for row in session.execute(
             update(_o)
             .where(_o.c.id.in_(wanted), due(_o, now))
@@ -105,7 +106,7 @@ def _runs(
     key's lowest active id, so the key's active rows are the head and those behind it."""
     queued = session.execute(
         select(_o.c.id, _o.c.order_key, _o.c.state, _o.c.next_attempt_at, _o.c.claimed_until).where(
-            _o.c.destination == destination,
+            destination_filter(session, destination),
             _o.c.state.in_(ACTIVE),
             _o.c.order_key.in_(list(by_key)),
         )

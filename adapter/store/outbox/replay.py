@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from adapter.errors import ConflictError, InvalidRequestError, NotFoundError
 from adapter.store.models import OUTBOX_STATES, DeliveryAttempt, Outbox, OutboxState
+from adapter.store.outbox.names import ROW, destination_filter, destinations_filter
 from adapter.store.outbox.rows import AttemptRow, OutboxRow
 from adapter.store.outbox.wake import notify
 
@@ -45,20 +46,20 @@ def list_deliveries(
     check_state(state)
     where = []
     if among is not None:
-        where.append(_o.c.destination.in_(among))
+        where.append(destinations_filter(session, among))
     if state is not None:
         where.append(_o.c.state == state)
     if destination is not None:
-        where.append(_o.c.destination == destination)
+        where.append(destination_filter(session, destination))
     total = session.scalar(select(func.count()).select_from(_o).where(*where)) or 0
     page = session.execute(
-        select(_o).where(*where).order_by(_o.c.id.desc()).limit(limit).offset(offset)
+        select(*ROW).where(*where).order_by(_o.c.id.desc()).limit(limit).offset(offset)
     ).mappings()
     return int(total), [OutboxRow.of(row) for row in page]
 
 
 def find_delivery(session: Session, outbox_id: int) -> OutboxRow | None:
-    found = session.execute(select(_o).where(_o.c.id == outbox_id)).mappings().first()
+    found = session.execute(select(*ROW).where(_o.c.id == outbox_id)).mappings().first()
     return None if found is None else OutboxRow.of(found)
 
 
@@ -121,7 +122,7 @@ def replay_many(
         raise InvalidRequestError(
             f"only {' or '.join(REPLAYABLE)} deliveries can be replayed", location="state"
         )
-    statement = update(_o).where(_o.c.destination == destination, _o.c.state == state)
+    statement = update(_o).where(destination_filter(session, destination), _o.c.state == state)
     if since is not None:
         statement = statement.where(func.coalesce(_o.c.last_attempt_at, _o.c.created_at) >= since)
     result = session.execute(statement.values(**_reset(now)))

@@ -11,7 +11,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import RowMapping
+from collections.abc import Mapping
+
 
 from adapter.store.models import OutboxState
 
@@ -50,7 +51,12 @@ class OutboxRow:
     sequence: int | None = None  # the destination's sequence number, given at the first send
 
     @classmethod
-    def of(cls, row: RowMapping) -> OutboxRow:
+    def of(cls, row: Mapping[str, Any], destination: str | None = None) -> OutboxRow:
+        """From a row read with ``names.ROW`` (the destination's name in it), or from the
+        table's own columns with ``destination`` given (a claim's RETURNING: SQLite 3.40
+        answered a correlated subquery there with another row's value)."""
+        if destination is not None:
+            row = {**row, "destination": destination}
         values = {f.name: row[f.name] for f in _STORED}
         values["state"] = OutboxState(values["state"])
         values["patient_key"] = patient_of(values["order_key"])
@@ -112,7 +118,7 @@ class AttemptRow:
     worker: str | None
 
     @classmethod
-    def of(cls, row: RowMapping) -> AttemptRow:
+    def of(cls, row: Mapping[str, Any]) -> AttemptRow:
         return cls(**{f.name: row[f.name] for f in fields(cls)})
 
     def summary(self) -> dict[str, Any]:
