@@ -7,12 +7,10 @@ Every reader of the outbox (the worker, the operator commands, the API) gets
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
-
-from collections.abc import Mapping
-
 
 from adapter.store.models import OutboxState
 
