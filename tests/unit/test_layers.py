@@ -140,7 +140,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     },
 }
 
-OUTBOX_TABLES = {"Outbox", "DeliveryAttempt", "DeliveryDestination"}
+OUTBOX_TABLES = {"Outbox", "OutboxDestination", "DeliveryAttempt", "DeliveryDestination"}
 OUTBOX_OWNERS = ("adapter.store.outbox", "adapter.store.models", "adapter.store.migrations")
 
 

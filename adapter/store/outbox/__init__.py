@@ -1,8 +1,10 @@
-"""The outbox repository: the one owner of the ``outbox``, ``delivery_attempt`` and
-``delivery_destination`` tables. Nothing else in the adapter touches them; every function
-takes a Session and never commits (the caller owns the transaction).
+"""The outbox repository: the one owner of the ``outbox``, ``outbox_destination``,
+``delivery_attempt`` and ``delivery_destination`` tables. Nothing else in the adapter
+touches them; every function takes a Session and never commits (the caller owns the
+transaction).
 
 rows.py          OutboxRow (the one row type), AttemptRow, Settlement; states are OutboxState
+names.py         the destination as an outbox_destination id; rows read with its name (0079)
 enqueue.py       enqueue / enqueue_many: written in the ingest transaction
 claim.py         claim (leases, per-patient order), current_bodies, extend_lease, release,
                  release_all, settle(_many), settle_coalesced(_many): the worker's side
