@@ -122,7 +122,9 @@ def deliver(  # type: ignore[no-untyped-def]
     engine: Engine, factory, sinks: dict[str, Sink], ordered: bool = True, batch: int = 200
 ) -> int:
     with factory() as session:
-        names = sorted(set(session.scalars(select(Outbox.destination).distinct())))
+        names = sorted(
+            set(session.scalars(select(Outbox.destination).select_from(Outbox).distinct()))
+        )
     for name in names:
         sinks.setdefault(name, Sink(name, ordered))
     worker = DeliveryWorker(

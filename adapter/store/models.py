@@ -393,7 +393,9 @@ class OutboxDestination(Base):
 
 # a row's destination by name, read through outbox_destination: for ad-hoc reads of rows
 # (``select(Outbox).where(Outbox.destination == ...)``, tests, the shell); the outbox's own
-# queries compare ``destination_id`` (adapter/store/outbox/names.py)
+# queries compare ``destination_id`` (adapter/store/outbox/names.py). A query of it alone
+# needs ``.select_from(Outbox)``: without the outbox in the query's FROM the subquery takes
+# its own (and answers one name for every row)
 Outbox.destination = column_property(
     select(OutboxDestination.destination)
     .where(OutboxDestination.destination_id == Outbox.destination_id)

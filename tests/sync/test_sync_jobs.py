@@ -94,7 +94,11 @@ def _state(url: str) -> dict[str, Any]:
 
 def _figures(session: Session) -> dict[str, Any]:
     def per(column: Any) -> dict[str, int]:
-        rows = session.execute(select(column, func.count()).group_by(column)).all()
+        # FROM the column's entity: Outbox.destination is read through outbox_destination
+        entity = column.class_
+        rows = session.execute(
+            select(column, func.count()).select_from(entity).group_by(column)
+        ).all()
         return {str(k): int(n) for k, n in rows}
 
     return {
