@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from adapter.store.audit_reference import LinkKind, PackedReference
 from adapter.store.models import Base
-from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros
+from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros, UuidText
 
 RECEIPT = "message.received"
 # the partial index's condition, spelled the same in the queries that use it (SQLite uses
@@ -56,8 +56,9 @@ class AuditRecord(Base):
     facility: Mapped[str | None] = mapped_column(String(64))
     address: Mapped[str | None] = mapped_column(String(255))  # peer host:port, file, URL
     channel: Mapped[str | None] = mapped_column(String(16))  # http, mllp, file-drop, cli ...
-    correlation_id: Mapped[str | None] = mapped_column(String(64))
-    request_id: Mapped[str | None] = mapped_column(String(64))
+    # a UUID as its 16 bytes, any other text as text (decision 0082)
+    correlation_id: Mapped[str | None] = mapped_column(UuidText())
+    request_id: Mapped[str | None] = mapped_column(UuidText())
     message_id: Mapped[str | None] = mapped_column(String(36))
     body: Mapped[str] = mapped_column(CompressedText())  # canonical JSON: what the chain protects
     # sha256 hex to every reader, 32 bytes stored (decision 0074)
