@@ -146,12 +146,16 @@ def _identity_key_sqlite(conn: Connection, rowid: bool, digest: Callable[[Any], 
 
 
 def _digest_bytes(value: Any) -> Any:
-    if isinstance(value, str) and len(value) == 64 and value == value.lower():
+    """``Digest``'s stored form: the 32 bytes, or any other text's UTF-8 bytes (what a
+    lookup binds: a TEXT would not equal it on SQLite)."""
+    if not isinstance(value, str):
+        return value
+    if len(value) == 64 and value == value.lower():
         try:
             return bytes.fromhex(value)
         except ValueError:
-            return value
-    return value
+            pass
+    return value.encode()
 
 
 def _digest_hex(value: Any) -> Any:
