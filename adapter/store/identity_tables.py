@@ -21,7 +21,7 @@ from sqlalchemy import Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from adapter.store.models import Base
-from adapter.store.types import BigId, CompressedJSON, Digest, JSONText, UTCDateTime, UTCMicros
+from adapter.store.types import BigId, Digest, FeaturesJSON, JSONText, UTCDateTime, UTCMicros
 
 _ID = 64
 _ACTOR = 128
@@ -40,8 +40,8 @@ class IdentityRecord(Base):
     rule: Mapped[str] = mapped_column(String(64))
     score: Mapped[float] = mapped_column(Float)
     evidence: Mapped[Any] = mapped_column(JSONText)
-    # a zstd frame with the resource dictionary, half its JSON text (decision 0082)
-    features: Mapped[Any] = mapped_column(CompressedJSON)
+    # a zstd frame with a dictionary of their own, a quarter of the text (decision 0082)
+    features: Mapped[Any] = mapped_column(FeaturesJSON)
     # SQLite: integer microseconds, 8 bytes instead of 26 characters (decision 0082)
     created_at: Mapped[datetime] = mapped_column(UTCMicros)
     updated_at: Mapped[datetime] = mapped_column(UTCMicros)

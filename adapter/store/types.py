@@ -14,7 +14,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store import raw_codec
-from adapter.store.body_codec import AUDIT, json_bytes, pack, pack_json, unpack
+from adapter.store.body_codec import AUDIT, FEATURES, json_bytes, pack, pack_json, unpack
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -163,6 +163,19 @@ class CompressedJSON(TypeDecorator[Any]):
         if value is None:
             return None
         return unpack(value)
+
+
+class FeaturesJSON(CompressedJSON):
+    """The patient index's features of a record (identity_record.features, decision
+    0082): ``CompressedJSON`` with a dictionary trained on them (names, IDs and the
+    consortium's identifier systems in the same keys), read as any frame or plain text."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        return pack_json(orjson.dumps(value), FEATURES)
 
 
 class PackedBytes(TypeDecorator[bytes]):

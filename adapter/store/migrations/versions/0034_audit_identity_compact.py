@@ -3,8 +3,9 @@
 * ``audit_record.correlation_id`` and ``request_id``: a canonical UUID is stored as its 16
   bytes (``UuidText``; read back as the same text). PostgreSQL: the columns become
   ``bytea``; SQLite: the VARCHAR columns hold a BLOB for a UUID (no table rebuilt).
-* ``identity_record.features``: a zstd frame with the resource dictionary
-  (``CompressedJSON``) instead of JSON text. PostgreSQL: the column becomes ``bytea``.
+* ``identity_record.features``: a zstd frame with a dictionary trained on features
+  (``FeaturesJSON``, dictionary 2026120502) instead of JSON text. PostgreSQL: the column
+  becomes ``bytea``.
 * ``identity_key.key_hash``: the sha256's 32 bytes (``Digest``). PostgreSQL: ``bytea``;
   SQLite: the table is rebuilt ``WITHOUT ROWID`` (its key is the table: the autoindex, a
   second copy of every key, goes).
@@ -81,11 +82,11 @@ def _rewrite(
 
 
 def _features_frame(value: Any) -> Any:
-    from adapter.store.body_codec import is_frame, pack_json
+    from adapter.store.body_codec import FEATURES, is_frame, pack_json
 
     data = value.encode() if isinstance(value, str) else bytes(value)
-    # the text's exact bytes compressed (what CompressedJSON writes: orjson's text)
-    return data if is_frame(data) else pack_json(data)
+    # the text's exact bytes compressed (what FeaturesJSON writes: orjson's text)
+    return data if is_frame(data) else pack_json(data, FEATURES)
 
 
 def _features_text(value: Any) -> Any:
