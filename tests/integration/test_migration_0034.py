@@ -16,7 +16,7 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select, text
 
-from adapter.audit import context
+from adapter.audit import context, writer
 from adapter.audit.events import AuditEvent, record
 from adapter.audit.search import search_records
 from adapter.identity.index import records
@@ -51,7 +51,7 @@ def _fill(engine: Engine) -> None:
             record(
                 AuditEvent(
                     "message.received",
-                    "success",
+                    "warning" if n == 1 else "success",
                     "source:county-lis",
                     f"InboundMessage/m{n}",
                     correlation,
@@ -89,13 +89,13 @@ def _reads(engine: Engine) -> dict[str, Any]:
     with make_factory(engine)() as session:
         rows = session.scalars(select(AuditRecord).order_by(AuditRecord.seq)).all()
         columns = [(r.seq, r.correlation_id, r.request_id, r.hash) for r in rows]
+        searches = [[("correlation-id", c)] for c in CORRELATIONS]
+        searches += [[("subtype", "message.received")], [("outcome", "4")], [("action", "C")]]
         found = {
-            c: [
-                r.seq
-                for r in search_records(session, [("correlation-id", c)], count=10, offset=0)[1]
-            ]
-            for c in CORRELATIONS
+            str(q): [r.seq for r in search_records(session, q, count=10, offset=0)[1]]
+            for q in searches
         }
+        columns = [(*c, r.action, r.outcome) for c, r in zip(columns, rows, strict=True)]
         identity = [
             (r.patient_id, r.features, r.created_at, r.updated_at)
             for r in session.scalars(select(IdentityRecord).order_by(IdentityRecord.patient_id))
@@ -124,7 +124,10 @@ def _stored(engine: Engine) -> dict[str, Any]:
         with engine.connect() as conn:
             return {type(v).__name__ for (v,) in conn.execute(text(sql)) if v is not None}
 
+    with engine.connect() as conn:
+        coded = {tuple(r) for r in conn.execute(text("SELECT action, outcome FROM audit_record"))}
     out = {
+        "coded": coded,
         "correlation": kinds("SELECT correlation_id FROM audit_record"),
         "key_hash": kinds("SELECT key_hash FROM identity_key"),
         "features": kinds("SELECT features FROM identity_record"),
@@ -151,12 +154,8 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
         migrate(engine)
         _fill(engine)
         expected = _reads(engine)
-        assert expected["found"] == {
-            U1: [1],
-            U2.upper(): [2],
-            "sixteen-chars-16": [3],
-            "corr-m3": [4],
-        }
+        every = [4, 3, 2, 1]
+        assert list(expected["found"].values()) == [[1], [2], [3], [4], every, [2], every]
         assert expected["columns"][0][1:3] == (U1, U2)
         assert expected["keys"] == sorted([_key("a"), _key("b"), _key("b"), "not-a-digest"])
         assert expected["candidates"] == ["r1", "r2"] and expected["near"][1] == ["r1"]
@@ -164,6 +163,7 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
         assert expected["identity"][0][1] == {**FEATURES, "record": "r1"}
         assert expected["identity"][0][2] == T0  # every microsecond kept
         packed = {
+            "coded": {("0", "0"), ("0", "1")},  # message.received; success, warning
             "correlation": {"bytes", "str"} if sqlite else {"bytes"},
             "key_hash": {"bytes"},  # a non-digest as its text's bytes
             "features": {"bytes"},
@@ -179,7 +179,12 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
         assert _ok(engine) == 4
 
         _downgrade(engine, "0030")
-        plain = {"correlation": {"str"}, "key_hash": {"str"}, "features": {"str"}}
+        plain = {
+            "coded": {("message.received", "success"), ("message.received", "warning")},
+            "correlation": {"str"},
+            "key_hash": {"str"},
+            "features": {"str"},
+        }
         if sqlite:
             plain |= {"times": {"str"}, "rowid": 0}
         assert _stored(engine) == plain
@@ -224,8 +229,27 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
                 session=session,
             )
         assert _ok(engine) == 5
+        writer._correlations.clear()  # the receipt's correlation read from the database
+        with make_factory(engine).begin() as session:  # (through the receipts' index)
+            record(
+                AuditEvent(
+                    "message.stored",
+                    "success",
+                    "source:county-lis",
+                    "InboundMessage/m0",
+                    None,
+                    T0 + timedelta(hours=2),
+                    message_id="m0",
+                ),
+                session=session,
+            )
+        with make_factory(engine)() as session:
+            stored = session.get(AuditRecord, 6)
+            assert stored is not None
+            assert (stored.action, stored.correlation_id) == ("message.stored", U1)
+        assert _ok(engine) == 6
         with make_factory(engine)() as session:
             found = search_records(session, [("correlation-id", U1)], count=10, offset=0)[1]
-            assert [r.seq for r in found] == [5, 1]
+            assert [r.seq for r in found] == [6, 5, 1]  # m0's records: its receipt's id
     finally:
         engine.dispose()

@@ -9,6 +9,9 @@
 * ``identity_key.key_hash``: the sha256's 32 bytes (``Digest``). PostgreSQL: ``bytea``;
   SQLite: the table is rebuilt ``WITHOUT ROWID`` (its key is the table: the autoindex, a
   second copy of every key, goes).
+* ``audit_record.action`` and ``outcome``: a known value as one character (``Coded``,
+  adapter/store/audit_codes.py), in one UPDATE; the receipts' partial index
+  ``ix_audit_record_message_id`` made again with the receipt's code in its condition.
 * SQLite: ``identity_record.created_at`` / ``updated_at`` and ``care_relationship``'s four
   instants as integer microseconds (``UTCMicros``; PostgreSQL's ``timestamptz`` is 8 bytes
   already).
@@ -179,8 +182,38 @@ def _unhex(column: str) -> str:
     )
 
 
+def _codes(conn: Connection, *, up: bool) -> None:
+    """action and outcome to their one-character codes (``up``) or back to the text, in
+    SQL (one pass over the table); the receipts' partial index made with the new literal."""
+    from adapter.store.audit_codes import ESCAPE, VOCABULARIES, encode
+
+    params: dict[str, str] = {"esc": ESCAPE}
+    sets = []
+    for column, values in VOCABULARIES.items():
+        cases = []
+        for n, value in enumerate(values):
+            params[f"{column}_t{n}"], params[f"{column}_c{n}"] = value, encode(column, value)
+            old, new = (f"t{n}", f"c{n}") if up else (f"c{n}", f"t{n}")
+            cases.append(f"WHEN {column} = :{column}_{old} THEN :{column}_{new}")
+        if up:  # any other text of one character, or starting with the escape: escaped
+            cases.append(
+                f"WHEN length({column}) <= 1 OR substr({column}, 1, 1) = :esc THEN :esc || {column}"
+            )
+        else:
+            cases.append(f"WHEN substr({column}, 1, 1) = :esc THEN substr({column}, 2)")
+        sets.append(f"{column} = CASE {' '.join(cases)} ELSE {column} END")
+    op.execute("DROP INDEX ix_audit_record_message_id")
+    conn.execute(text(f"UPDATE audit_record SET {', '.join(sets)}"), params)
+    receipt = encode("action", "message.received") if up else "message.received"
+    op.execute(
+        f"CREATE INDEX ix_audit_record_message_id ON audit_record (message_id) "
+        f"WHERE action = '{receipt}'"
+    )
+
+
 def upgrade() -> None:
     conn = op.get_bind()
+    _codes(conn, up=True)
     if conn.dialect.name == "postgresql":
         for column in ("correlation_id", "request_id"):
             op.execute(
@@ -212,6 +245,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     conn = op.get_bind()
+    _codes(conn, up=False)
     if conn.dialect.name == "postgresql":
         _rewrite(
             conn,
