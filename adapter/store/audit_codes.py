@@ -1,6 +1,7 @@
-"""audit_record's ``action`` and ``outcome`` stored as one character (decision 0082).
+"""audit_record's ``action``, ``outcome`` and ``channel`` stored as one character
+(decision 0082).
 
-A record's action and outcome are copies of its body (verify checks them), kept in columns
+A record's action, outcome and channel are copies of its body (verify checks them), kept in columns
 for the searches (``(action, recorded)``, the receipts' partial index). Each known value is
 stored as one character, its position in a fixed list: ``message.received`` is ``0``. The
 lists are only ever appended to (stored codes name their position for ever); a value not
@@ -55,6 +56,8 @@ VOCABULARIES: dict[str, tuple[str, ...]] = {
         "audit.refused",
     ),
     "outcome": ("success", "warning", "failure"),
+    # adapter/pipeline/receipt.py's Channel, then the delivery workers'
+    "channel": ("http", "mllp", "file-drop", "fhir-pull", "cli", "sync", "reprocess", "delivery"),
 }
 _CODES = {
     name: {value: _DIGITS[n] for n, value in enumerate(values[: len(_DIGITS)])}

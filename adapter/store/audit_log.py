@@ -58,7 +58,8 @@ class AuditRecord(Base):
     client: Mapped[str | None] = mapped_column(String(160))  # the authenticated client, later
     facility: Mapped[str | None] = mapped_column(String(64))
     address: Mapped[str | None] = mapped_column(String(255))  # peer host:port, file, URL
-    channel: Mapped[str | None] = mapped_column(String(16))  # http, mllp, file-drop, cli ...
+    # http, mllp, file-drop, cli ...: one character for a known one (decision 0082)
+    channel: Mapped[str | None] = mapped_column(Coded(16, "channel"))
     # a UUID as its 16 bytes, any other text as text (decision 0082)
     correlation_id: Mapped[str | None] = mapped_column(UuidText())
     request_id: Mapped[str | None] = mapped_column(UuidText())

@@ -95,7 +95,7 @@ def _reads(engine: Engine) -> dict[str, Any]:
             str(q): [r.seq for r in search_records(session, q, count=10, offset=0)[1]]
             for q in searches
         }
-        columns = [(*c, r.action, r.outcome) for c, r in zip(columns, rows, strict=True)]
+        columns = [(*c, r.action, r.outcome, r.channel) for c, r in zip(columns, rows, strict=True)]
         identity = [
             (r.patient_id, r.features, r.created_at, r.updated_at)
             for r in session.scalars(select(IdentityRecord).order_by(IdentityRecord.patient_id))
@@ -125,7 +125,10 @@ def _stored(engine: Engine) -> dict[str, Any]:
             return {type(v).__name__ for (v,) in conn.execute(text(sql)) if v is not None}
 
     with engine.connect() as conn:
-        coded = {tuple(r) for r in conn.execute(text("SELECT action, outcome FROM audit_record"))}
+        coded = {
+            tuple(r)
+            for r in conn.execute(text("SELECT action, outcome, channel FROM audit_record"))
+        }
     out = {
         "coded": coded,
         "correlation": kinds("SELECT correlation_id FROM audit_record"),
@@ -163,7 +166,8 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
         assert expected["identity"][0][1] == {**FEATURES, "record": "r1"}
         assert expected["identity"][0][2] == T0  # every microsecond kept
         packed = {
-            "coded": {("0", "0"), ("0", "1")},  # message.received; success, warning
+            # message.received; success, warning; http, none
+            "coded": {("0", "0", "0"), ("0", "1", None), ("0", "0", None)},
             "correlation": {"bytes", "str"} if sqlite else {"bytes"},
             "key_hash": {"bytes"},  # a non-digest as its text's bytes
             "features": {"bytes"},
@@ -180,7 +184,11 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
 
         _downgrade(engine, "0030")
         plain = {
-            "coded": {("message.received", "success"), ("message.received", "warning")},
+            "coded": {
+                ("message.received", "success", "http"),
+                ("message.received", "warning", None),
+                ("message.received", "success", None),
+            },
             "correlation": {"str"},
             "key_hash": {"str"},
             "features": {"str"},

@@ -52,4 +52,5 @@ def test_the_receipt_is_code_zero_and_the_lists_only_grow() -> None:
         "message.stored",
     )
     assert VOCABULARIES["outcome"] == ("success", "warning", "failure")
+    assert VOCABULARIES["channel"][:5] == ("http", "mllp", "file-drop", "fhir-pull", "cli")
     assert Coded(40, "action").process_bind_param("message.received", sqlite.dialect()) == "0"

@@ -9,7 +9,7 @@
 * ``identity_key.key_hash``: the sha256's 32 bytes (``Digest``). PostgreSQL: ``bytea``;
   SQLite: the table is rebuilt ``WITHOUT ROWID`` (its key is the table: the autoindex, a
   second copy of every key, goes).
-* ``audit_record.action`` and ``outcome``: a known value as one character (``Coded``,
+* ``audit_record.action``, ``outcome`` and ``channel``: a known value as one character (``Coded``,
   adapter/store/audit_codes.py), in one UPDATE; the receipts' partial index
   ``ix_audit_record_message_id`` made again with the receipt's code in its condition.
 * SQLite: ``identity_record.created_at`` / ``updated_at`` and ``care_relationship``'s four
@@ -183,7 +183,7 @@ def _unhex(column: str) -> str:
 
 
 def _codes(conn: Connection, *, up: bool) -> None:
-    """action and outcome to their one-character codes (``up``) or back to the text, in
+    """action, outcome and channel to their one-character codes (``up``) or back to the text, in
     SQL (one pass over the table); the receipts' partial index made with the new literal."""
     from adapter.store.audit_codes import ESCAPE, VOCABULARIES, encode
 
