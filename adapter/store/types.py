@@ -313,7 +313,9 @@ def uuid_text(value: bytes | memoryview | str | None) -> str | None:
     stored = bytes(value)
     if len(stored) == 16:
         return str(uuid.UUID(bytes=stored))
-    return stored.rstrip(_TEXT_END).decode(errors="replace")
+    if len(stored) == 17 and stored.endswith(_TEXT_END):
+        stored = stored[:16]
+    return stored.decode(errors="replace")
 
 
 def uuid_stored(value: str | None, dialect_name: str) -> bytes | str | None:

@@ -126,7 +126,9 @@ def _to_text(column: str) -> str:
         f"CASE WHEN octet_length({column}) = 16 THEN substr({hexed}, 1, 8) || '-' || "
         f"substr({hexed}, 9, 4) || '-' || substr({hexed}, 13, 4) || '-' || "
         f"substr({hexed}, 17, 4) || '-' || substr({hexed}, 21, 12) "
-        f"ELSE convert_from(rtrim({column}, '\\xff'::bytea), 'UTF8') END"
+        f"WHEN octet_length({column}) = 17 AND get_byte({column}, 16) = 255 "
+        f"THEN convert_from(substring({column} FROM 1 FOR 16), 'UTF8') "
+        f"ELSE convert_from({column}, 'UTF8') END"
     )
 
 
