@@ -1,13 +1,18 @@
-"""Train a zstd dictionary for stored resource bodies (decision 0049) or audit record
-bodies (``--audit``, decision 0072).
+"""Train a zstd dictionary for stored resource bodies (decision 0049), audit record
+bodies (``--audit``, decision 0072) or the patient index's features (``--features``,
+decision 0082).
 
     .venv/bin/python scripts/train_body_dictionary.py --id 2026120401 [--size 16384]
     .venv/bin/python scripts/train_body_dictionary.py --audit --id 2026120501 --size 4096
+    .venv/bin/python scripts/train_body_dictionary.py --features --id 2026120502 --size 4096
 
 Samples: the resources of the golden outputs (fixtures/**/*expected*.json: what the
 mappings produce from the fictitious fixtures), each with the meta the store stamps on it;
 ``--audit``: the audit records' canonical bodies of one ``adapter demo`` run (the example
-consortium's fictitious messages, referral loop and deliveries) in a temporary folder.
+consortium's fictitious messages, referral loop and deliveries) in a temporary folder;
+``--features``: identity_record.features of a generated population
+(tests/identity/population.py, seeded, fictitious), held out: those of an ``adapter demo``
+run (the example fixtures' patients, another source).
 Never train on a real store: the dictionary ships in the package and holds pieces of its
 samples verbatim.
 
@@ -87,6 +92,39 @@ def audit_samples_by_message() -> dict[str, list[bytes]]:
     return found
 
 
+def _demo(tmp: str) -> sqlite3.Connection:
+    """The store of one ``adapter demo`` run in ``tmp``."""
+    env = {**os.environ, "ADAPTER_DATABASE_URL": f"sqlite:///{tmp}/demo.db"}
+    subprocess.run(
+        [sys.executable, "-m", "adapter.cli", "demo", "--out", f"{tmp}/out"],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return sqlite3.connect(f"{tmp}/demo.db")
+
+
+def features_samples() -> dict[str, list[bytes]]:
+    """Two groups: "0-population" (what the dictionary is trained on: the features the
+    index stores for a generated population, 1,500 persons, seed 11) and "1-demo" (held
+    out: one ``adapter demo`` run's)."""
+    sys.path.insert(0, str(ROOT / "tests" / "identity"))
+    from population import population  # type: ignore[import-not-found]
+
+    from adapter.identity.features import features_of
+    from adapter.identity.rules import DEFAULT_RULES_FILE, load_rules
+
+    rules = load_rules(DEFAULT_RULES_FILE)
+    made = [
+        orjson.dumps(features_of(item["patient"], item["facility"], rules).as_json())
+        for item in population(1500, 11)
+    ]
+    with tempfile.TemporaryDirectory(prefix="features-dictionary-") as tmp, _demo(tmp) as db:
+        demo = [json_bytes(f) for (f,) in db.execute("SELECT features FROM identity_record")]
+    return {"0-population": made, "1-demo": demo}
+
+
 def train(samples: list[bytes], size: int, dict_id: int) -> zstandard.ZstdCompressionDict:
     return zstandard.train_dictionary(size, samples, dict_id=dict_id, level=3, threads=1)
 
@@ -106,17 +144,22 @@ def main() -> None:
     parser.add_argument("--id", type=int, required=True, help="dictionary id (yyyymmddnn)")
     parser.add_argument("--size", type=int, default=16384, help="dictionary bytes")
     parser.add_argument("--audit", action="store_true", help="for audit record bodies")
+    parser.add_argument("--features", action="store_true", help="for identity features")
     args = parser.parse_args()
     if not 32768 <= args.id < 2**31:
         sys.exit("the id must be in zstd's private range 32768 .. 2**31 - 1")
     target = OUT / f"{args.id}.zdict"
     if target.exists():
         sys.exit(f"{target} exists: a shipped dictionary never changes; choose a new id")
-    by_folder = audit_samples_by_message() if args.audit else samples_by_folder()
+    if args.features:
+        by_folder = features_samples()
+    else:
+        by_folder = audit_samples_by_message() if args.audit else samples_by_folder()
     folders = sorted(by_folder)
     held_in = [s for f in folders[0::2] for s in by_folder[f]]
     held_out = [s for f in folders[1::2] for s in by_folder[f]]
-    everything = [s for f in folders for s in by_folder[f]]
+    # features: the dictionary is the population's alone (the demo's stay held out)
+    everything = held_in if args.features else [s for f in folders for s in by_folder[f]]
     print(f"{len(everything)} samples from {len(folders)} groups")
     print(
         "held out (trained on half the groups):",

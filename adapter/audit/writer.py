@@ -28,6 +28,7 @@ from adapter.fhir.dates import format_instant
 from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
 from adapter.store.audit_reference import KINDS, pack
 from adapter.store.fast_insert import insert_rows
+from adapter.store.types import UuidText
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,10 @@ def _receipt_correlations(session: Session, messages: list[str]) -> dict[str, st
     """The correlation id the first receipt of each of ``messages`` was recorded with, for
     those that have a receipt."""
     sqlite = session.get_bind().dialect.name == "sqlite"
-    query = text(_RECEIPTS.text.format(hint=_HINT if sqlite else "")).bindparams(
-        bindparam("messages", expanding=True)
+    query = (
+        text(_RECEIPTS.text.format(hint=_HINT if sqlite else ""))
+        .bindparams(bindparam("messages", expanding=True))
+        .columns(correlation_id=UuidText())  # read as the column reads it (decision 0082)
     )
     found: dict[str, str | None] = {}
     for message, correlation in session.execute(query, {"messages": messages}):

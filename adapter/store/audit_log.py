@@ -27,14 +27,16 @@ from datetime import datetime
 from sqlalchemy import BigInteger, ForeignKey, Index, PrimaryKeyConstraint, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from adapter.store.audit_codes import Coded, encode
 from adapter.store.audit_reference import LinkKind, PackedReference
 from adapter.store.models import Base
-from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros
+from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros, UuidText
 
 RECEIPT = "message.received"
 # the partial index's condition, spelled the same in the queries that use it (SQLite uses
-# a partial index only for a query whose WHERE has the same term, a literal, not a "?")
-IS_RECEIPT = text(f"action = '{RECEIPT}'")
+# a partial index only for a query whose WHERE has the same term, a literal, not a "?"):
+# the receipt's stored code (adapter/store/audit_codes.py)
+IS_RECEIPT = text(f"action = '{encode('action', RECEIPT)}'")
 
 
 class AuditRecord(Base):
@@ -49,15 +51,18 @@ class AuditRecord(Base):
     # assigned by the writer under the chain lock: gapless, in commit order
     seq: Mapped[int] = mapped_column(BigInteger(), primary_key=True, autoincrement=False)
     recorded: Mapped[datetime] = mapped_column(UTCMicros())  # SQLite: an integer (0074)
-    action: Mapped[str] = mapped_column(String(40))
-    outcome: Mapped[str] = mapped_column(String(16))
+    # one character for a known value, read as the text (decision 0082)
+    action: Mapped[str] = mapped_column(Coded(40, "action"))
+    outcome: Mapped[str] = mapped_column(Coded(16, "outcome"))
     actor: Mapped[str] = mapped_column(String(160))  # "source:<id>", "worker:<id>", "anonymous"
     client: Mapped[str | None] = mapped_column(String(160))  # the authenticated client, later
     facility: Mapped[str | None] = mapped_column(String(64))
     address: Mapped[str | None] = mapped_column(String(255))  # peer host:port, file, URL
-    channel: Mapped[str | None] = mapped_column(String(16))  # http, mllp, file-drop, cli ...
-    correlation_id: Mapped[str | None] = mapped_column(String(64))
-    request_id: Mapped[str | None] = mapped_column(String(64))
+    # http, mllp, file-drop, cli ...: one character for a known one (decision 0082)
+    channel: Mapped[str | None] = mapped_column(Coded(16, "channel"))
+    # a UUID as its 16 bytes, any other text as text (decision 0082)
+    correlation_id: Mapped[str | None] = mapped_column(UuidText())
+    request_id: Mapped[str | None] = mapped_column(UuidText())
     message_id: Mapped[str | None] = mapped_column(String(36))
     body: Mapped[str] = mapped_column(CompressedText())  # canonical JSON: what the chain protects
     # sha256 hex to every reader, 32 bytes stored (decision 0074)

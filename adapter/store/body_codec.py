@@ -33,9 +33,14 @@ DICTIONARIES: dict[int, tuple[str, str]] = {
         "2026120501.zdict",
         "c7c5a93818b961c4a7bf09ca842a7443cdb6031d3e70966e120adc4ab7af3ffe",
     ),
+    2026120502: (
+        "2026120502.zdict",
+        "35a46d289b59e5a0242300f5fe6c726ff300bceb0a7d563f97f7cabaab8a5367",
+    ),
 }
 CURRENT = 2026120401  # the dictionary new resource bodies are written with
 AUDIT = 2026120501  # the one new audit record bodies are written with (decision 0072)
+FEATURES = 2026120502  # identity_record.features (decision 0082)
 LEVEL = 3  # zstd level: 3 with a dictionary measured 4.7x, 6 us per body (decision 0049)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 

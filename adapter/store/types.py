@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store import raw_codec
-from adapter.store.body_codec import AUDIT, json_bytes, pack, pack_json, unpack
+from adapter.store.body_codec import AUDIT, FEATURES, json_bytes, pack, pack_json, unpack
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -193,6 +194,19 @@ class CompressedJSON(TypeDecorator[Any]):
         return unpack(value)
 
 
+class FeaturesJSON(CompressedJSON):
+    """The patient index's features of a record (identity_record.features, decision
+    0082): ``CompressedJSON`` with a dictionary trained on them (names, IDs and the
+    consortium's identifier systems in the same keys), read as any frame or plain text."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        return pack_json(orjson.dumps(value), FEATURES)
+
+
 class PackedBytes(TypeDecorator[bytes]):
     """An inbound message's exact bytes, stored zlib-compressed when that is smaller
     (adapter/store/raw_codec.py, decision 0065); rows stored as they were read unchanged.
@@ -278,3 +292,69 @@ class Digest(TypeDecorator[str]):
             return value
         stored = bytes(value)
         return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")
+
+
+_UUID_TEXT = 36
+_TEXT_END = b"\xff"  # never in UTF-8: marks a 16-byte text on PostgreSQL
+
+
+def _canonical_uuid(value: str) -> bytes | None:
+    """The 16 bytes of a UUID in its canonical lowercase text, else None (any other
+    spelling keeps its text, so every value reads back exactly as written)."""
+    if len(value) != _UUID_TEXT:
+        return None
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        return None
+    return parsed.bytes if str(parsed) == value else None
+
+
+class UuidText(TypeDecorator[str]):
+    """A text that is mostly a UUID (decision 0082: audit_record ``correlation_id`` and
+    ``request_id``): a canonical lowercase UUID is stored as its 16 bytes, any other text as
+    text, and both read back as the text written.
+
+    SQLite: the column stays VARCHAR (a BLOB is kept as a BLOB: no table rebuilt); the
+    storage class tells the forms apart. PostgreSQL: ``bytea``; a UUID is the only 16-byte
+    value (a text whose UTF-8 is 16 bytes gets a trailing 0xff, a byte UTF-8 never holds).
+    Equality in SQL holds (one stored form per text); order does not."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(64))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | str | None:
+        return uuid_stored(value, dialect.name)
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
+        return uuid_text(value)
+
+
+def uuid_text(value: bytes | memoryview | str | None) -> str | None:
+    """``UuidText``'s reading of a stored value (also for the migrations)."""
+    if value is None or isinstance(value, str):
+        return value
+    stored = bytes(value)
+    if len(stored) == 16:
+        return str(uuid.UUID(bytes=stored))
+    if len(stored) == 17 and stored.endswith(_TEXT_END):
+        stored = stored[:16]
+    return stored.decode(errors="replace")
+
+
+def uuid_stored(value: str | None, dialect_name: str) -> bytes | str | None:
+    """``UuidText``'s stored form of ``value`` on a database (also for the migrations)."""
+    if value is None:
+        return None
+    packed = _canonical_uuid(value)
+    if packed is not None:
+        return packed
+    if dialect_name == "sqlite":
+        return value
+    data = value.encode()
+    return data + _TEXT_END if len(data) == 16 else data

@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import select
 from sqlalchemy.pool import NullPool
 
 from adapter.audit.verify import verify
 from adapter.store import make_engine, session_factory
+from adapter.store.audit_log import AuditRecord
 from tests.live.server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,8 +70,8 @@ def test_sigkill_during_ingest_loses_no_record_of_an_answered_request(
     try:
         factory = session_factory(engine)
         with factory() as session:
-            rows = session.execute(
-                text("SELECT message_id, action, correlation_id FROM audit_record")
+            rows = session.execute(  # the stored forms read as the columns read them
+                select(AuditRecord.message_id, AuditRecord.action, AuditRecord.correlation_id)
             ).all()
             report = verify(session)
     finally:
