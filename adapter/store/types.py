@@ -9,10 +9,11 @@ import orjson
 import zstandard
 from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, String, Text
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
+from sqlalchemy.dialects.sqlite import JSON as SQLiteJSON
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from adapter.store import raw_codec
+from adapter.store import json_pack, raw_codec
 from adapter.store.body_codec import AUDIT, json_bytes, pack, pack_json, unpack
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
@@ -177,6 +178,39 @@ class PackedBytes(TypeDecorator[bytes]):
 
     def process_result_value(self, value: bytes | None, dialect: Dialect) -> bytes | None:
         return None if value is None else raw_codec.unpack(bytes(value))
+
+
+class _DeclaredJSON(SQLiteJSON):
+    """SQLite: a column declared JSON, as the migrations made it (the schema is unchanged),
+    whose values are passed to and from the driver as they are (bytes, or older text)."""
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
+
+
+class PackedJSON(TypeDecorator[Any]):
+    """An inbound message's ``issues`` and ``resources`` (decision 0081): the same JSON
+    values in and out, stored in adapter/store/json_pack.py's smallest form. Reads the JSON
+    text stored before migration 0033 too. PostgreSQL stores ``bytea``; on SQLite the
+    column keeps its declared JSON (a BLOB stays a BLOB: no table rebuilt). Never compare
+    these values in SQL: the stored form is not the text."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _DeclaredJSON()
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else json_pack.pack(value)
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
+        return None if value is None else json_pack.unpack(value)
 
 
 UNREADABLE = "\x00unreadable stored text: "
