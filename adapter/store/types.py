@@ -184,6 +184,9 @@ class _DeclaredJSON(SQLiteJSON):
     """SQLite: a column declared JSON, as the migrations made it (the schema is unchanged),
     whose values are passed to and from the driver as they are (bytes, or older text)."""
 
+    def dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return self  # not adapted to SQLite's own JSON type, which would serialise them
+
     def bind_processor(self, dialect: Dialect) -> None:
         return None
 
