@@ -17,7 +17,7 @@ from collections import OrderedDict
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, text
+from sqlalchemy import String, bindparam, insert, select, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -28,6 +28,7 @@ from adapter.fhir.dates import format_instant
 from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
 from adapter.store.audit_reference import KINDS, pack
 from adapter.store.fast_insert import insert_rows
+from adapter.store.types import MessageId
 
 log = logging.getLogger(__name__)
 
@@ -201,8 +202,11 @@ def _receipt_correlations(session: Session, messages: list[str]) -> dict[str, st
     """The correlation id the first receipt of each of ``messages`` was recorded with, for
     those that have a receipt."""
     sqlite = session.get_bind().dialect.name == "sqlite"
-    query = text(_RECEIPTS.text.format(hint=_HINT if sqlite else "")).bindparams(
-        bindparam("messages", expanding=True)
+    # the ids bound and read as the column stores them (16 bytes: MessageId, decision 0081)
+    query = (
+        text(_RECEIPTS.text.format(hint=_HINT if sqlite else ""))
+        .bindparams(bindparam("messages", expanding=True, type_=MessageId()))
+        .columns(message_id=MessageId(), correlation_id=String())
     )
     found: dict[str, str | None] = {}
     for message, correlation in session.execute(query, {"messages": messages}):

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from adapter.store.audit_reference import LinkKind, PackedReference
 from adapter.store.models import Base
-from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros
+from adapter.store.types import CompressedText, Digest, MessageId, UTCDateTime, UTCMicros
 
 RECEIPT = "message.received"
 # the partial index's condition, spelled the same in the queries that use it (SQLite uses
@@ -58,7 +58,7 @@ class AuditRecord(Base):
     channel: Mapped[str | None] = mapped_column(String(16))  # http, mllp, file-drop, cli ...
     correlation_id: Mapped[str | None] = mapped_column(String(64))
     request_id: Mapped[str | None] = mapped_column(String(64))
-    message_id: Mapped[str | None] = mapped_column(String(36))
+    message_id: Mapped[str | None] = mapped_column(MessageId())  # 16 bytes (0081)
     body: Mapped[str] = mapped_column(CompressedText())  # canonical JSON: what the chain protects
     # sha256 hex to every reader, 32 bytes stored (decision 0074)
     prev_hash: Mapped[str] = mapped_column(Digest())

@@ -51,6 +51,7 @@ from adapter.store.types import (
     Digest,
     IndexTime,
     JSONText,
+    MessageId,
     PackedBytes,
     PackedJSON,
     UTCDateTime,
@@ -123,7 +124,9 @@ class InboundMessage(Base):
         Index(None, "received_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4 text
+    # uuid4 text, stored as its 16 bytes (MessageId, decision 0081); so are the columns that
+    # refer to it (their foreign keys take its type)
+    id: Mapped[str] = mapped_column(MessageId(), primary_key=True)
     source_system: Mapped[str] = mapped_column(String(_ID))
     facility_id: Mapped[str | None] = mapped_column(String(_ID))
     # integer microseconds on SQLite (decision 0081), as are processed_at and the resource

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -286,3 +287,57 @@ class Digest(TypeDecorator[str]):
             return value
         stored = bytes(value)
         return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")
+
+
+def _id_bytes(value: str) -> bytes:
+    """A message id's stored form: a UUID's 16 bytes; any other text as its UTF-8 bytes,
+    after a NUL byte when they are 16 long (or start with one) so that no text reads back
+    as a UUID."""
+    if len(value) == 36:
+        try:
+            parsed = uuid.UUID(value)
+        except ValueError:
+            parsed = None
+        if parsed is not None and str(parsed) == value:  # canonical: reads back the same
+            return parsed.bytes
+    data = value.encode()
+    return b"\x00" + data if len(data) == _UUID_BYTES or data.startswith(b"\x00") else data
+
+
+def _id_text(stored: bytes) -> str:
+    if len(stored) == _UUID_BYTES:
+        return str(uuid.UUID(bytes=stored))
+    return stored.removeprefix(b"\x00").decode(errors="replace")
+
+
+_UUID_BYTES = 16
+
+
+class MessageId(TypeDecorator[str]):
+    """An inbound message's id (the uuid4 text the adapter gives) wherever it is stored
+    (decision 0081): read and written as that text, stored as its 16 bytes (36 characters
+    before, in the row and in every index that holds it). Any other text (an id a test or
+    an older row chose, a ``_source`` searched for) is stored as its UTF-8 bytes and reads
+    back as itself. The bytes of UUIDs order as their lowercase text does, so sorts by id
+    are unchanged.
+
+    PostgreSQL: ``bytea`` (not ``uuid``: the same values, and the same answer for a text
+    that is no UUID, on both databases; 17 bytes with its header where ``uuid`` takes 16).
+    SQLite: the column keeps its declared VARCHAR(36) and holds a BLOB (no table rebuilt).
+    Values written in raw SQL must be bound with this type."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(String(36))
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else _id_bytes(value)
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value  # SQLite, a text the database holds (changed in place)
+        return _id_text(bytes(value))

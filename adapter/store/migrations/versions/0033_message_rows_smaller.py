@@ -7,6 +7,12 @@
   instead of its 64 hex characters (read back as hex by ``types.Digest``, as
   ``audit_record.hash`` since 0029); PostgreSQL: ``bytea`` (``decode(…, 'hex')``), the
   (source_system, sha256) unique constraint kept on it.
+* A message's id (``inbound_message.id`` and every column that holds one:
+  ``resource``, ``resource_version`` and ``outbox.message_id``, ``audit_record.message_id``)
+  holds the UUID's 16 bytes instead of its 36 characters (``types.MessageId``; any other
+  text its UTF-8 bytes). PostgreSQL: the columns become ``bytea`` (``uuid_send``), the
+  three foreign keys dropped and made again around it; SQLite: the columns keep their
+  declared VARCHAR(36), the foreign keys checked at commit (``defer_foreign_keys``).
 * SQLite: ``inbound_message.received_at``, ``processed_at`` and ``resource`` /
   ``resource_version.last_updated`` hold integer microseconds since 1970 instead of 26
   characters of text (in the rows and in their indexes; PostgreSQL's ``timestamptz`` is 8
@@ -38,6 +44,10 @@ depends_on: str | Sequence[str] | None = None
 _BATCH = 5000  # rows per read
 _DIGESTS = (("inbound_message", "sha256"), ("resource", "content_hash"))
 _PACKED = ("issues", "resources")
+# the columns that hold a message id; the first three have a foreign key to the message
+_REFERRING = ("resource", "resource_version", "outbox")
+_IDS = (("inbound_message", "id"), *((t, "message_id") for t in (*_REFERRING, "audit_record")))
+_UUID_TEXT = "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -72,6 +82,65 @@ def _digest_hex(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return value
+
+
+def _id_bytes(value: Any) -> Any:
+    from adapter.store.types import _id_bytes as stored
+
+    return stored(value) if isinstance(value, str) else value
+
+
+def _id_text(value: Any) -> Any:
+    from adapter.store.types import _id_text as read
+
+    return read(bytes(value)) if isinstance(value, bytes | memoryview) else value
+
+
+def _to_id_bytes(column: str) -> str:
+    # as types.MessageId stores it: a UUID's 16 bytes; other text (never NUL on PostgreSQL)
+    # its UTF-8 bytes, after a NUL byte when they are 16
+    return (
+        f"CASE WHEN {column} ~ {_UUID_TEXT} THEN uuid_send({column}::uuid) "
+        f"WHEN octet_length({column}) = 16 THEN '\\x00'::bytea || convert_to({column}, 'UTF8') "
+        f"ELSE convert_to({column}, 'UTF8') END"
+    )
+
+
+def _from_id_bytes(column: str) -> str:
+    return (
+        f"CASE WHEN octet_length({column}) = 16 THEN encode({column}, 'hex')::uuid::text "
+        f"WHEN octet_length({column}) > 0 AND get_byte({column}, 0) = 0 "
+        f"THEN convert_from(substr({column}, 2), 'UTF8') "
+        f"ELSE convert_from({column}, 'UTF8') END"
+    )
+
+
+def _foreign_key(table: str) -> str:
+    return f"fk_{table}_message_id_inbound_message"
+
+
+def _ids_postgresql(expression: Callable[[str], str], type_: str) -> None:
+    """Every message id column to ``type_`` by ``expression``, the foreign keys dropped
+    around it (a key and the id it refers to change type one at a time)."""
+    for table in _REFERRING:
+        op.drop_constraint(_foreign_key(table), table, type_="foreignkey")
+    for table, column in _IDS:
+        op.execute(
+            f"ALTER TABLE {table} ALTER COLUMN {column} TYPE {type_} USING {expression(column)}"
+        )
+    for table in _REFERRING:
+        op.create_foreign_key(
+            _foreign_key(table), table, "inbound_message", ["message_id"], ["id"],
+            ondelete="SET NULL",
+        )  # fmt: skip
+
+
+def _ids_sqlite(conn: Connection, form: Callable[[Any], Any]) -> None:
+    # the message rows and the rows that refer to them change one table at a time: their
+    # foreign keys are checked at commit (the pragma ends with the transaction)
+    conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+    for table, column in _IDS:
+        _rewrite_sqlite(conn, table, {column: form})
 
 
 def _packed(value: Any) -> Any:
@@ -154,6 +223,7 @@ def upgrade() -> None:
     if conn.dialect.name == "postgresql":
         for table, column in _DIGESTS:
             op.execute(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE bytea USING {_hex(column)}")
+        _ids_postgresql(_to_id_bytes, "bytea")
         for column in _PACKED:
             op.execute(
                 f"ALTER TABLE inbound_message ALTER COLUMN {column} TYPE bytea "
@@ -161,6 +231,7 @@ def upgrade() -> None:
             )
         _rewrite_packed_postgresql(conn, _packed)
         return
+    _ids_sqlite(conn, _id_bytes)
     _rewrite_sqlite(
         conn,
         "inbound_message",
@@ -189,7 +260,9 @@ def downgrade() -> None:
             op.execute(
                 f"ALTER TABLE {table} ALTER COLUMN {column} TYPE varchar(64) USING {_unhex(column)}"
             )
+        _ids_postgresql(_from_id_bytes, "varchar(36)")
         return
+    _ids_sqlite(conn, _id_text)
     _rewrite_sqlite(
         conn,
         "inbound_message",
