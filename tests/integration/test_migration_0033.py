@@ -114,7 +114,9 @@ def _write(engine: Engine) -> None:
             enqueue_many(session, items, now=at)
         record_now(
             factory,
-            message_event("message.received", "success", message_id=mid, source_system="lis", at=at),
+            message_event(
+                "message.received", "success", message_id=mid, source_system="lis", at=at
+            ),
         )
 
 
@@ -137,8 +139,12 @@ def _reads(engine: Engine) -> dict[str, Any]:
         searches = []
         for rtype, params in SEARCHES:
             parsed = parse_search(rtype, [*params, ("_count", "50")])
-            page = find(session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate")
-            searches.append(([(b["id"], b["meta"]["lastUpdated"]) for b in page.bodies], page.total))
+            page = find(
+                session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate"
+            )
+            searches.append(
+                ([(b["id"], b["meta"]["lastUpdated"]) for b in page.bodies], page.total)
+            )
         patient = "11111111-2222-4333-8444-555555555555"
         total, versions = read_history(session, "Patient", patient)
         since = read_history_page(session, HistoryQuery("Patient", since=T0 + timedelta(minutes=1)))
@@ -205,7 +211,9 @@ def test_0033_packs_message_and_resource_rows_and_downgrades(blank_database_url:
         assert all(isinstance(v, bytes) and len(v) == 32 for _, _, v, _ in head["resource"])
         assert not any(r[4].startswith(b"[") for r in head["inbound_message"][1:])  # packed
         if sqlite:
-            assert all(isinstance(r[2], int) and isinstance(r[3], int) for r in head["inbound_message"])
+            assert all(
+                isinstance(r[2], int) and isinstance(r[3], int) for r in head["inbound_message"]
+            )
             assert all(isinstance(r[3], int) for r in head["resource"] + head["resource_version"])
 
         _downgrade(engine, "0030")

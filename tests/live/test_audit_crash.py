@@ -11,11 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
+from sqlalchemy import String, text
 from sqlalchemy.pool import NullPool
 
 from adapter.audit.verify import verify
 from adapter.store import make_engine, session_factory
+from adapter.store.types import MessageId
 from tests.live.server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -70,7 +71,9 @@ def test_sigkill_during_ingest_loses_no_record_of_an_answered_request(
         factory = session_factory(engine)
         with factory() as session:
             rows = session.execute(
-                text("SELECT message_id, action, correlation_id FROM audit_record")
+                text("SELECT message_id, action, correlation_id FROM audit_record").columns(
+                    message_id=MessageId(), action=String(), correlation_id=String()
+                )
             ).all()
             report = verify(session)
     finally:

@@ -172,7 +172,10 @@ def _rewrite_sqlite(conn: Connection, table: str, columns: dict[str, Callable[[A
         conn.execute(
             write,
             [
-                {"rowid_": row[0], **{n: columns[n](v) for n, v in zip(names, row[1:], strict=True)}}
+                {
+                    "rowid_": row[0],
+                    **{n: columns[n](v) for n, v in zip(names, row[1:], strict=True)},
+                }
                 for row in rows
             ],
         )
