@@ -337,6 +337,16 @@ class MessageId(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
         return None if value is None else _id_bytes(value)
 
+    def literal_processor(self, dialect: Dialect) -> Any:
+        """The stored bytes as a literal (a statement compiled with its values, as the
+        query plan tests print them)."""
+
+        def render(value: str) -> str:
+            data = _id_bytes(value).hex()
+            return f"X'{data}'" if dialect.name == "sqlite" else f"'\\x{data}'::bytea"
+
+        return render
+
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
         if value is None or isinstance(value, str):
             return value  # SQLite, a text the database holds (changed in place)

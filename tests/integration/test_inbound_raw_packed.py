@@ -102,9 +102,11 @@ def _insert_at_0022(engine: Engine, message_id: str, raw: bytes) -> None:
                 attempts=1,
             )
         )
-        # as 0022 wrote it: the bytes as received (a text statement: no PackedBytes)
+        # as 0022 wrote it: the bytes as received (a text statement: no PackedBytes); the
+        # row found by its id as the insert above stored it (MessageId; 0033 keeps it)
         conn.execute(
-            text("UPDATE inbound_message SET raw = :r WHERE id = :i"), {"r": raw, "i": message_id}
+            text("UPDATE inbound_message SET raw = :r" + _BY_ID).bindparams(_ID),
+            {"r": raw, "i": message_id},
         )
 
 
