@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -293,24 +293,22 @@ def _id_bytes(value: str) -> bytes:
     """A message id's stored form: a UUID's 16 bytes; any other text as its UTF-8 bytes,
     after a NUL byte when they are 16 long (or start with one) so that no text reads back
     as a UUID."""
-    if len(value) == 36:
-        try:
-            parsed = uuid.UUID(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and str(parsed) == value:  # canonical: reads back the same
-            return parsed.bytes
+    if len(value) == 36 and _CANONICAL.fullmatch(value):  # reads back the same text
+        return bytes.fromhex(value.replace("-", ""))
     data = value.encode()
     return b"\x00" + data if len(data) == _UUID_BYTES or data.startswith(b"\x00") else data
 
 
 def _id_text(stored: bytes) -> str:
     if len(stored) == _UUID_BYTES:
-        return str(uuid.UUID(bytes=stored))
+        h = stored.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
     return stored.removeprefix(b"\x00").decode(errors="replace")
 
 
 _UUID_BYTES = 16
+# a UUID's canonical text (lowercase, hyphenated): the only text stored as its 16 bytes
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class MessageId(TypeDecorator[str]):
