@@ -89,24 +89,21 @@ def test_a_stored_message_is_smaller_and_every_reader_gets_its_bytes(
 
 
 def _insert_at_0022(engine: Engine, message_id: str, raw: bytes) -> None:
+    # as 0022 wrote it: a text statement (the head's column types would write the forms of
+    # 0023 and 0033: packed bytes, a 16-byte id, a 32-byte digest, packed JSON)
     with engine.begin() as conn:
         conn.execute(
-            InboundMessage.__table__.insert().values(
-                id=message_id,
-                source_system="lis",
-                received_at=text("CURRENT_TIMESTAMP"),
-                sha256=hashlib.sha256(raw).hexdigest(),
-                size=len(raw),
-                raw=b"",
-                status="processed",
-                attempts=1,
-            )
-        )
-        # as 0022 wrote it: the bytes as received (a text statement: no PackedBytes); the
-        # row found by its id as the insert above stored it (MessageId; 0033 keeps it)
-        conn.execute(
-            text("UPDATE inbound_message SET raw = :r" + _BY_ID).bindparams(_ID),
-            {"r": raw, "i": message_id},
+            text(
+                "INSERT INTO inbound_message (id, source_system, received_at, sha256, size, "
+                "raw, status, issues, resources, attempts) VALUES (:id, 'lis', "
+                "CURRENT_TIMESTAMP, :sha, :size, :raw, 'processed', '[]', '[]', 1)"
+            ),
+            {
+                "id": message_id,
+                "sha": hashlib.sha256(raw).hexdigest(),
+                "size": len(raw),
+                "raw": raw,
+            },
         )
 
 
