@@ -202,10 +202,12 @@ def _receipt_correlations(session: Session, messages: list[str]) -> dict[str, st
     """The correlation id the first receipt of each of ``messages`` was recorded with, for
     those that have a receipt."""
     sqlite = session.get_bind().dialect.name == "sqlite"
+    # the ids bound and read as the columns store them (16 bytes: UuidText, decisions 0081
+    # and 0082)
     query = (
         text(_RECEIPTS.text.format(hint=_HINT if sqlite else ""))
-        .bindparams(bindparam("messages", expanding=True))
-        .columns(correlation_id=UuidText())  # read as the column reads it (decision 0082)
+        .bindparams(bindparam("messages", expanding=True, type_=UuidText()))
+        .columns(message_id=UuidText(), correlation_id=UuidText(64))
     )
     found: dict[str, str | None] = {}
     for message, correlation in session.execute(query, {"messages": messages}):

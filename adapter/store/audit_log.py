@@ -60,10 +60,10 @@ class AuditRecord(Base):
     address: Mapped[str | None] = mapped_column(String(255))  # peer host:port, file, URL
     # http, mllp, file-drop, cli ...: one character for a known one (decision 0082)
     channel: Mapped[str | None] = mapped_column(Coded(16, "channel"))
-    # a UUID as its 16 bytes, any other text as text (decision 0082)
-    correlation_id: Mapped[str | None] = mapped_column(UuidText())
-    request_id: Mapped[str | None] = mapped_column(UuidText())
-    message_id: Mapped[str | None] = mapped_column(String(36))
+    # a UUID as its 16 bytes (decisions 0081, 0082)
+    correlation_id: Mapped[str | None] = mapped_column(UuidText(64))
+    request_id: Mapped[str | None] = mapped_column(UuidText(64))
+    message_id: Mapped[str | None] = mapped_column(UuidText())
     body: Mapped[str] = mapped_column(CompressedText())  # canonical JSON: what the chain protects
     # sha256 hex to every reader, 32 bytes stored (decision 0074)
     prev_hash: Mapped[str] = mapped_column(Digest())

@@ -49,12 +49,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_colu
 from adapter.store.types import (
     BigId,
     CompressedJSON,
+    Digest,
     IndexTime,
     JSONText,
     NamedCode,
     PackedBytes,
+    PackedJSON,
     UTCDateTime,
     UTCMicros,
+    UuidText,
 )
 
 NAMING = {
@@ -126,10 +129,14 @@ class InboundMessage(Base):
         Index(None, "received_at"),
     )
 
-    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # uuid4 text
+    # uuid4 text, stored as its 16 bytes (UuidText, decision 0081); so are the columns that
+    # refer to it (their foreign keys take its type)
+    id: Mapped[str] = mapped_column(UuidText(), primary_key=True)
     source_system: Mapped[str] = mapped_column(String(_ID))
     facility_id: Mapped[str | None] = mapped_column(String(_ID))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # integer microseconds on SQLite (decision 0081), as are processed_at and the resource
+    # and history rows' last_updated
+    received_at: Mapped[datetime] = mapped_column(UTCMicros())
     content_type: Mapped[str | None] = mapped_column(String(255))
     detected_format: Mapped[str | None] = mapped_column(String(32))
     encoding: Mapped[str | None] = mapped_column(String(32))
@@ -137,15 +144,16 @@ class InboundMessage(Base):
     # the peer address, file name or URL (no credentials); None for rows older than 0004
     channel: Mapped[str | None] = mapped_column(String(16))
     peer: Mapped[str | None] = mapped_column(String(255))
-    sha256: Mapped[str] = mapped_column(String(64))
+    sha256: Mapped[str] = mapped_column(Digest())  # hex in and out, 32 bytes stored (0081)
     # the exact bytes (stored compressed when smaller: PackedBytes, decision 0065);
     # deferred so listings do not load them
     raw: Mapped[bytes] = mapped_column(PackedBytes(), deferred=True)
     size: Mapped[int] = mapped_column(Integer())
     status: Mapped[str] = mapped_column(String(32), default="received")
-    issues: Mapped[list[dict[str, Any]]] = mapped_column(JSON(), default=list)
-    resources: Mapped[list[str]] = mapped_column(JSON(), default=list)  # "Type/id"
-    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # stored packed (PackedJSON, decision 0081)
+    issues: Mapped[list[dict[str, Any]]] = mapped_column(PackedJSON(), default=list)
+    resources: Mapped[list[str]] = mapped_column(PackedJSON(), default=list)  # "Type/id"
+    processed_at: Mapped[datetime | None] = mapped_column(UTCMicros())
     attempts: Mapped[int] = mapped_column(Integer(), default=0)  # times processed
 
 
@@ -164,10 +172,11 @@ class Resource(Base):
     # (adapter/store/resource_keys.py); on PostgreSQL the sequence's next value by default
     resource_key: Mapped[int] = mapped_column(BigId, Sequence("resource_key_seq"), nullable=False)
     version_id: Mapped[int] = mapped_column(Integer())
-    last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_updated: Mapped[datetime] = mapped_column(UTCMicros())
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
     # sha256 of the canonical body without meta.versionId/lastUpdated: "did it change?"
-    content_hash: Mapped[str] = mapped_column(String(64))
+    # (hex in and out, 32 bytes stored: decision 0081)
+    content_hash: Mapped[str] = mapped_column(Digest())
     body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
     message_id: Mapped[str | None] = mapped_column(
         ForeignKey("inbound_message.id", ondelete="SET NULL")
@@ -192,7 +201,7 @@ class ResourceVersion(Base):
     resource_type: Mapped[str] = mapped_column(String(_TYPE), primary_key=True)
     id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
     version_id: Mapped[int] = mapped_column(Integer(), primary_key=True)
-    last_updated: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_updated: Mapped[datetime] = mapped_column(UTCMicros())
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
     # NULL while this is the current version: its body is the resource row's (written once;
     # copied here when a newer version supersedes it, migration 0016, decision 0042)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import uuid
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,10 +10,11 @@ import orjson
 import zstandard
 from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, SmallInteger, String, Text
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
+from sqlalchemy.dialects.sqlite import JSON as SQLiteJSON
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from adapter.store import raw_codec
+from adapter.store import json_pack, raw_codec
 from adapter.store.body_codec import AUDIT, FEATURES, json_bytes, pack, pack_json, unpack
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
@@ -222,6 +223,42 @@ class PackedBytes(TypeDecorator[bytes]):
         return None if value is None else raw_codec.unpack(bytes(value))
 
 
+class _DeclaredJSON(SQLiteJSON):
+    """SQLite: a column declared JSON, as the migrations made it (the schema is unchanged),
+    whose values are passed to and from the driver as they are (bytes, or older text)."""
+
+    def dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return self  # not adapted to SQLite's own JSON type, which would serialise them
+
+    def bind_processor(self, dialect: Dialect) -> None:
+        return None
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> None:
+        return None
+
+
+class PackedJSON(TypeDecorator[Any]):
+    """An inbound message's ``issues`` and ``resources`` (decision 0081): the same JSON
+    values in and out, stored in adapter/store/json_pack.py's smallest form. Reads the JSON
+    text stored before migration 0033 too. PostgreSQL stores ``bytea``; on SQLite the
+    column keeps its declared JSON (a BLOB stays a BLOB: no table rebuilt). Never compare
+    these values in SQL: the stored form is not the text."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return _DeclaredJSON()
+        return dialect.type_descriptor(LargeBinary())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        return None if value is None else json_pack.pack(value)
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
+        return None if value is None else json_pack.unpack(value)
+
+
 UNREADABLE = "\x00unreadable stored text: "
 
 
@@ -294,67 +331,70 @@ class Digest(TypeDecorator[str]):
         return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")
 
 
-_UUID_TEXT = 36
-_TEXT_END = b"\xff"  # never in UTF-8: marks a 16-byte text on PostgreSQL
+def uuid_bytes(value: str) -> bytes:
+    """``UuidText``'s stored form (also for the migrations): a UUID's 16 bytes; any other
+    text as its UTF-8 bytes, after a NUL byte when they are 16 long (or start with one) so
+    that no text reads back as a UUID."""
+    if len(value) == 36 and _CANONICAL.fullmatch(value):  # reads back the same text
+        return bytes.fromhex(value.replace("-", ""))
+    data = value.encode()
+    return b"\x00" + data if len(data) == _UUID_BYTES or data.startswith(b"\x00") else data
 
 
-def _canonical_uuid(value: str) -> bytes | None:
-    """The 16 bytes of a UUID in its canonical lowercase text, else None (any other
-    spelling keeps its text, so every value reads back exactly as written)."""
-    if len(value) != _UUID_TEXT:
-        return None
-    try:
-        parsed = uuid.UUID(value)
-    except ValueError:
-        return None
-    return parsed.bytes if str(parsed) == value else None
+def uuid_text(value: bytes | memoryview | str | None) -> str | None:
+    """``UuidText``'s reading of a stored value (also for the migrations); a text is one the
+    database held before the column was converted (SQLite)."""
+    if value is None or isinstance(value, str):
+        return value
+    stored = bytes(value)
+    if len(stored) == _UUID_BYTES:
+        h = stored.hex()
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return stored.removeprefix(b"\x00").decode(errors="replace")
+
+
+_UUID_BYTES = 16
+# a UUID's canonical text (lowercase, hyphenated): the only text stored as its 16 bytes
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class UuidText(TypeDecorator[str]):
-    """A text that is mostly a UUID (decision 0082: audit_record ``correlation_id`` and
-    ``request_id``): a canonical lowercase UUID is stored as its 16 bytes, any other text as
-    text, and both read back as the text written.
+    """A text that is mostly a UUID: an inbound message's id (the uuid4 text the adapter
+    gives) wherever it is stored (decision 0081), an audit record's correlation and request
+    ids (decision 0082). Read and written as that text, stored as its 16 bytes (36
+    characters before, in the row and in every index that holds it). Any other text (an id
+    a client or a test chose, a ``_source`` searched for) is stored as its UTF-8 bytes and
+    reads back as itself. The bytes of UUIDs order as their lowercase text does.
 
-    SQLite: the column stays VARCHAR (a BLOB is kept as a BLOB: no table rebuilt); the
-    storage class tells the forms apart. PostgreSQL: ``bytea``; a UUID is the only 16-byte
-    value (a text whose UTF-8 is 16 bytes gets a trailing 0xff, a byte UTF-8 never holds).
-    Equality in SQL holds (one stored form per text); order does not."""
+    PostgreSQL: ``bytea`` (not ``uuid``: the same values, and the same answer for a text
+    that is no UUID, on both databases; 17 bytes with its header where ``uuid`` takes 16).
+    SQLite: the column keeps its declared VARCHAR(``length``) and holds a BLOB (no table
+    rebuilt). Values written in raw SQL must be bound with this type."""
 
     impl = LargeBinary
     cache_ok = True
 
+    def __init__(self, length: int = 36) -> None:
+        super().__init__()
+        self.length = length  # SQLite's declared VARCHAR length (what the schema says)
+
     def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(String(64))
+            return dialect.type_descriptor(String(self.length))
         return dialect.type_descriptor(LargeBinary())
 
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | str | None:
-        return uuid_stored(value, dialect.name)
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        return None if value is None else uuid_bytes(value)
+
+    def literal_processor(self, dialect: Dialect) -> Any:
+        """The stored bytes as a literal (a statement compiled with its values, as the
+        query plan tests print them)."""
+
+        def render(value: str) -> str:
+            data = uuid_bytes(value).hex()
+            return f"X'{data}'" if dialect.name == "sqlite" else f"'\\x{data}'::bytea"
+
+        return render
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
         return uuid_text(value)
-
-
-def uuid_text(value: bytes | memoryview | str | None) -> str | None:
-    """``UuidText``'s reading of a stored value (also for the migrations)."""
-    if value is None or isinstance(value, str):
-        return value
-    stored = bytes(value)
-    if len(stored) == 16:
-        return str(uuid.UUID(bytes=stored))
-    if len(stored) == 17 and stored.endswith(_TEXT_END):
-        stored = stored[:16]
-    return stored.decode(errors="replace")
-
-
-def uuid_stored(value: str | None, dialect_name: str) -> bytes | str | None:
-    """``UuidText``'s stored form of ``value`` on a database (also for the migrations)."""
-    if value is None:
-        return None
-    packed = _canonical_uuid(value)
-    if packed is not None:
-        return packed
-    if dialect_name == "sqlite":
-        return value
-    data = value.encode()
-    return data + _TEXT_END if len(data) == 16 else data

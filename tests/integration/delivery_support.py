@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.consortium import Consortium
@@ -17,7 +17,7 @@ from adapter.delivery.breaker import BreakerConfig
 from adapter.delivery.service import build_worker
 from adapter.delivery.worker import DeliveryWorker, WorkerOptions
 from adapter.store import enqueue_many, save_resources
-from adapter.store.models import DeliveryAttempt, DeliveryDestination, Outbox
+from adapter.store.models import DeliveryAttempt, DeliveryDestination, Outbox, Resource
 from tests.integration.delivery_receiver import Receiver, running_receiver
 
 DEST = "hospital-fhir"
@@ -190,11 +190,11 @@ def queue(
 def queue_message(session: Session, message_id: str) -> list[Any]:
     """Every resource the message stored queued for DEST, as routing would for an enabled
     destination; the stored (resource_type, id, version_id, patient_key) rows."""
+    r = Resource.__table__
     stored = session.execute(
-        text(
-            "SELECT resource_type, id, version_id, patient_key FROM resource WHERE message_id = :m"
-        ),
-        {"m": message_id},
+        select(r.c.resource_type, r.c.id, r.c.version_id, r.c.patient_key).where(
+            r.c.message_id == message_id  # bound as the column stores it (decision 0081)
+        )
     ).all()
     enqueue_many(
         session,

@@ -332,8 +332,8 @@ KEPT_OUT_MESSAGE = long_oru(obx5=f"结果{KEPT_OUT}", control="ROLL0002")
 def _refuse_bodies(engine: Engine) -> None:
     """The database refuses the resource rows of the message that holds KEPT_OUT: the
     failure comes inside its savepoint, after save_resources buffered its index rows. The
-    trigger knows the message by its sha256: bodies and raw bytes are stored compressed
-    (decisions 0049, 0065)."""
+    trigger knows the message by its sha256 (its 32 bytes, decision 0081): bodies and raw
+    bytes are stored compressed (decisions 0049, 0065)."""
     digest = hashlib.sha256(KEPT_OUT_MESSAGE).hexdigest()
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
@@ -341,7 +341,7 @@ def _refuse_bodies(engine: Engine) -> None:
                 text(
                     "CREATE FUNCTION test_kept_out() RETURNS trigger LANGUAGE plpgsql AS $$ "
                     "BEGIN IF EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = "
-                    f"NEW.message_id AND m.sha256 = '{digest}') "
+                    f"NEW.message_id AND m.sha256 = decode('{digest}', 'hex')) "
                     "THEN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; "
                     "END IF; RETURN NEW; END $$"
                 )
@@ -358,7 +358,7 @@ def _refuse_bodies(engine: Engine) -> None:
                 text(
                     f"CREATE TRIGGER test_kept_out_{event.lower()} BEFORE {event} ON resource "
                     "WHEN EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = NEW.message_id "
-                    f"AND m.sha256 = '{digest}') "
+                    f"AND m.sha256 = X'{digest}') "
                     "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
                 )
             )

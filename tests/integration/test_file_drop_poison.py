@@ -112,13 +112,14 @@ def test_poison_names_and_non_files_are_set_aside_and_the_good_files_go_through(
 def _sqlite_with_a_poisoned_insert(path: Path, poison: bytes):
     """A real database that refuses to store one document (as PostgreSQL refused long
     index rows, issue 8 finding 1) while it answers everything else. It knows the document
-    by its sha256: the bytes are stored compressed (decision 0065)."""
+    by its sha256 (stored as its 32 bytes, decision 0081): the bytes are stored compressed
+    (decision 0065)."""
     engine = make_engine(f"sqlite:///{path}")
     migrate(engine)
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TRIGGER poison BEFORE INSERT ON inbound_message "
-            f"WHEN NEW.sha256 = '{hashlib.sha256(poison).hexdigest()}' "
+            f"WHEN NEW.sha256 = X'{hashlib.sha256(poison).hexdigest()}' "
             "BEGIN SELECT RAISE(ABORT, 'cannot store this one'); END"
         )
     return engine

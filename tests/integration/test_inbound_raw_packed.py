@@ -14,7 +14,7 @@ import pytest
 from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, bindparam, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.errors import AlteredBytesError
@@ -25,7 +25,12 @@ from adapter.store.engine import alembic_config
 from adapter.store.messages import get_message, verified_raw
 from adapter.store.models import InboundMessage
 from adapter.store.raw_codec import MARK, pack, unpack
+from adapter.store.types import UuidText
 from tests.integration.connector_helpers import example_pipeline
+
+# a message's id bound as its column stores it (16 bytes, decision 0081)
+_BY_ID = " WHERE id = :i"
+_ID = bindparam("i", type_=UuidText())
 
 ROOT = Path(__file__).resolve().parents[2]
 CBC = ROOT / "fixtures" / "hl7v2" / "oru" / "shiqiao-lis" / "cbc-18-st.hl7"
@@ -56,7 +61,8 @@ def test_a_stored_message_is_smaller_and_every_reader_gets_its_bytes(
     with engine.connect() as conn:  # what the database holds
         stored = bytes(
             conn.execute(
-                text("SELECT raw FROM inbound_message WHERE id = :i"), {"i": result.message_id}
+                text("SELECT raw FROM inbound_message" + _BY_ID).bindparams(_ID),
+                {"i": result.message_id},
             ).scalar_one()
         )
     assert stored.startswith(MARK) and len(stored) < len(received)
@@ -72,7 +78,7 @@ def test_a_stored_message_is_smaller_and_every_reader_gets_its_bytes(
     # the packed form changed in place: refused, never served
     with engine.begin() as conn:
         conn.execute(
-            text("UPDATE inbound_message SET raw = :r WHERE id = :i"),
+            text("UPDATE inbound_message SET raw = :r" + _BY_ID).bindparams(_ID),
             {"r": stored[:-8] + b"\x00" * 8, "i": result.message_id},
         )
     with session_factory() as session:
@@ -83,22 +89,21 @@ def test_a_stored_message_is_smaller_and_every_reader_gets_its_bytes(
 
 
 def _insert_at_0022(engine: Engine, message_id: str, raw: bytes) -> None:
+    # as 0022 wrote it: a text statement (the head's column types would write the forms of
+    # 0023 and 0033: packed bytes, a 16-byte id, a 32-byte digest, packed JSON)
     with engine.begin() as conn:
         conn.execute(
-            InboundMessage.__table__.insert().values(
-                id=message_id,
-                source_system="lis",
-                received_at=text("CURRENT_TIMESTAMP"),
-                sha256=hashlib.sha256(raw).hexdigest(),
-                size=len(raw),
-                raw=b"",
-                status="processed",
-                attempts=1,
-            )
-        )
-        # as 0022 wrote it: the bytes as received (a text statement: no PackedBytes)
-        conn.execute(
-            text("UPDATE inbound_message SET raw = :r WHERE id = :i"), {"r": raw, "i": message_id}
+            text(
+                "INSERT INTO inbound_message (id, source_system, received_at, sha256, size, "
+                "raw, status, issues, resources, attempts) VALUES (:id, 'lis', "
+                "CURRENT_TIMESTAMP, :sha, :size, :raw, 'processed', '[]', '[]', 1)"
+            ),
+            {
+                "id": message_id,
+                "sha": hashlib.sha256(raw).hexdigest(),
+                "size": len(raw),
+                "raw": raw,
+            },
         )
 
 

@@ -21,6 +21,7 @@ from adapter.store.index_keys import head_key
 from adapter.store.models import Resource, SearchIndex, SearchParam, SearchSystem
 from adapter.store.search import find
 from adapter.store.search_include import included
+from adapter.store.types import UTCDateTime
 from tests.api.search_fixtures import T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
 
@@ -77,10 +78,20 @@ def _save_at_head(engine: Engine) -> None:
 
 # the two tables as 0017 had them: the index rows name their resource by (type, id)
 _OLD = MetaData()
+# the resource columns 0033 changed, in the types they had before (decision 0081)
+TYPES_BEFORE_0033 = {
+    "content_hash": String(64),
+    "message_id": String(36),
+    "last_updated": UTCDateTime(),
+}
 _OLD_RESOURCE = Table(
     "resource",
     _OLD,
-    *(Column(c.name, c.type) for c in Resource.__table__.columns if c.name != "resource_key"),
+    *(
+        Column(c.name, TYPES_BEFORE_0033.get(c.name, c.type))
+        for c in Resource.__table__.columns
+        if c.name != "resource_key"
+    ),
 )
 _OLD_INDEX = Table(
     "search_index",

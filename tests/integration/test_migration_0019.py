@@ -22,7 +22,7 @@ from adapter.store.search import find
 from tests.api.search_fixtures import LOINC, MRN, T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
 from tests.integration.test_migration_0018 import QUERIES as QUERIES_0018
-from tests.integration.test_migration_0018 import _downgrade
+from tests.integration.test_migration_0018 import TYPES_BEFORE_0033, _downgrade
 from tests.integration.test_migration_0018 import search_answers as _answers
 
 UCUM = "http://unitsofmeasure.org"
@@ -74,6 +74,13 @@ _OLD_INDEX = Table(
 )
 
 
+_RESOURCE_0018 = Table(
+    "resource",
+    _OLD,
+    *(Column(c.name, TYPES_BEFORE_0033.get(c.name, c.type)) for c in Resource.__table__.columns),
+)
+
+
 def _copy_as_0018(written: Engine, old: Engine) -> list[dict[str, Any]]:
     with written.connect() as source:
         rows = [dict(r._mapping) for r in source.execute(select(Resource.__table__))]
@@ -82,7 +89,7 @@ def _copy_as_0018(written: Engine, old: Engine) -> list[dict[str, Any]]:
     for row in index:
         row["system"], row["system_full"] = head_key(systems.get(row.pop("system_id")))
     with old.begin() as conn:
-        conn.execute(insert(Resource.__table__), rows)
+        conn.execute(insert(_RESOURCE_0018), rows)
         conn.execute(insert(_OLD_INDEX), index)
         if old.dialect.name == "postgresql":  # the keys were given by the other store
             conn.execute(

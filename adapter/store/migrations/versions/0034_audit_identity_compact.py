@@ -19,7 +19,7 @@
 Downgrade: everything back as 0030 stored it.
 
 Revision ID: 0034
-Revises: 0030
+Revises: 0033
 Create Date: 2026-12-05
 """
 
@@ -33,7 +33,7 @@ from alembic import op
 from sqlalchemy import Connection, text
 
 revision: str = "0034"
-down_revision: str | Sequence[str] | None = "0030"
+down_revision: str | Sequence[str] | None = "0033"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -99,9 +99,9 @@ def _features_text(value: Any) -> Any:
 
 
 def _uuid_bytes_sqlite(_column: str, value: Any) -> Any:
-    from adapter.store.types import uuid_stored
+    from adapter.store.types import uuid_bytes
 
-    return uuid_stored(value, "sqlite") if isinstance(value, str) else value
+    return uuid_bytes(value) if isinstance(value, str) else value
 
 
 def _uuid_text(_column: str, value: Any) -> Any:
@@ -111,23 +111,24 @@ def _uuid_text(_column: str, value: Any) -> Any:
 
 
 def _to_bytes(column: str) -> str:
-    """PostgreSQL: ``UuidText``'s stored form of a varchar ``column``."""
+    """PostgreSQL: ``UuidText``'s stored form of a varchar ``column``: a UUID's 16 bytes;
+    other text (never NUL on PostgreSQL) its UTF-8 bytes, after a NUL byte when they are 16."""
     raw = f"convert_to({column}, 'UTF8')"
     return (
         f"CASE WHEN {column} ~ {_UUID} THEN decode(replace({column}, '-', ''), 'hex') "
-        f"WHEN octet_length({raw}) = 16 THEN {raw} || '\\xff'::bytea ELSE {raw} END"
+        f"WHEN octet_length({raw}) = 16 THEN '\\x00'::bytea || {raw} ELSE {raw} END"
     )
 
 
 def _to_text(column: str) -> str:
-    """PostgreSQL: ``UuidText``'s reading of a bytea ``column`` (0xff is never in UTF-8)."""
+    """PostgreSQL: ``UuidText``'s reading of a bytea ``column``."""
     hexed = f"encode({column}, 'hex')"
     return (
         f"CASE WHEN octet_length({column}) = 16 THEN substr({hexed}, 1, 8) || '-' || "
         f"substr({hexed}, 9, 4) || '-' || substr({hexed}, 13, 4) || '-' || "
         f"substr({hexed}, 17, 4) || '-' || substr({hexed}, 21, 12) "
-        f"WHEN octet_length({column}) = 17 AND get_byte({column}, 16) = 255 "
-        f"THEN convert_from(substring({column} FROM 1 FOR 16), 'UTF8') "
+        f"WHEN octet_length({column}) > 0 AND get_byte({column}, 0) = 0 "
+        f"THEN convert_from(substr({column}, 2), 'UTF8') "
         f"ELSE convert_from({column}, 'UTF8') END"
     )
 

@@ -1,0 +1,76 @@
+"""The stored form of an inbound message's ``issues`` and ``resources`` (decision 0081).
+
+A JSON value is stored as the smallest of: its orjson text; a zstd frame of that text
+made with the resource body dictionary (adapter/store/body_codec.py: FHIR words; a lab
+message's issues, ~640 bytes of text, become ~160); and, for a list of "Type/id"
+references whose ids are the adapter's UUIDs (``resources``), ``REFS`` followed per
+reference by its type's length, its type and the id's 16 bytes, or a zstd frame of that
+(a lab message's 8.6 references, ~440 bytes of text, become ~190).
+
+Reading takes every form: a zstd frame (its magic number) of either, ``REFS`` (a NUL
+byte, which no JSON text starts with), JSON text as bytes, or the JSON text a SQLite row
+stored before migration 0033 holds (``str``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import orjson
+
+from adapter.store.body_codec import ZSTD_MAGIC, json_bytes, pack_json
+
+REFS = b"\x00R"
+_UUID = 16
+
+
+def _ref_form(value: Any) -> bytes | None:
+    """``value``'s ``REFS`` form, or None when it is not a list of "Type/<uuid>"."""
+    if not isinstance(value, list) or not value:
+        return None
+    out = bytearray(REFS)
+    for item in value:
+        if not isinstance(item, str):
+            return None
+        rtype, slash, rid = item.partition("/")
+        if not slash or not 0 < len(rtype) < 256 or not rtype.isascii() or len(rid) != 36:
+            return None
+        try:
+            parsed = uuid.UUID(rid)
+        except ValueError:
+            return None
+        if str(parsed) != rid:  # only the canonical lowercase text reads back the same
+            return None
+        out.append(len(rtype))
+        out += rtype.encode()
+        out += parsed.bytes
+    return bytes(out)
+
+
+def _refs(stored: bytes) -> list[str]:
+    refs, at = [], len(REFS)
+    while at < len(stored):
+        size = stored[at]
+        rtype = stored[at + 1 : at + 1 + size].decode()
+        at += 1 + size
+        refs.append(f"{rtype}/{uuid.UUID(bytes=stored[at : at + _UUID])}")
+        at += _UUID
+    return refs
+
+
+def pack(value: Any) -> bytes:
+    """The stored form of a JSON value: the smallest of the forms above."""
+    plain = _ref_form(value) or orjson.dumps(value)
+    frame = pack_json(plain)
+    return frame if len(frame) < len(plain) else plain
+
+
+def unpack(stored: bytes | bytearray | memoryview | str) -> Any:
+    """The JSON value of a stored form (any of them)."""
+    if isinstance(stored, str):
+        return orjson.loads(stored)
+    data = bytes(stored)
+    if data.startswith(ZSTD_MAGIC):
+        data = json_bytes(data)
+    return _refs(data) if data.startswith(REFS) else orjson.loads(data)
