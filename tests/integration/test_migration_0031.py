@@ -28,6 +28,7 @@ from adapter.store.outbox import (
     settle_many,
 )
 from adapter.store.outbox.acks import acknowledgements
+from adapter.store.types import uuid_text
 from tests.integration.test_migration_0018 import _downgrade
 
 T0 = datetime(2026, 12, 5, 3, 0, 0, 123456, tzinfo=UTC)
@@ -185,6 +186,8 @@ def _stored(engine: Engine) -> dict[str, Any]:
                 values["state"] = states[values["state"]]
             for column in INSTANTS:
                 values[column] = _instant(values[column])
+            # migration 0033 (later in the chain) stores the message id as 16 bytes
+            values["message_id"] = uuid_text(values["message_id"])
             rows.append(values)
         attempts = [
             tuple(r)
