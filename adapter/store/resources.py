@@ -38,7 +38,7 @@ from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
-from adapter.store.resource_keys import new_keys
+from adapter.store.resource_keys import new_keys, target_keys
 from adapter.store.systems import system_ids
 
 _resource = Resource.__table__
@@ -441,7 +441,10 @@ def save_resources(
         if buffer is None:  # else deleted when the buffer is written
             _delete_index_rows(session, [existing[k].resource_key for k in changed_keys])
     if index_rows:
-        _insert_index_tuples(session, index_rows)
+        # the message's own resources, by the references their rows hold (decision 0080)
+        known = {f"{t}/{i}": key for (t, i), key in given.items()}
+        known.update((f"{t}/{i}", row.resource_key) for (t, i), row in existing.items())
+        _insert_index_tuples(session, index_rows, known)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
 
 
@@ -677,20 +680,35 @@ _INDEX_ROW_KEYS: Final = (
     "value_date_start", "value_date_end", "value_number", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
-# the columns written: the resource key, the ids, then the row's values from ``code`` on
-_INDEX_COLUMNS: Final = ("resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:])
+# the columns written: the resource key, the ids, then the row's values from ``code`` on,
+# then the reference's target key (decision 0080)
+_INDEX_COLUMNS: Final = (
+    "resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:], "target_key",
+)  # fmt: skip
+_REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
 
 
-def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
+def _insert_index_tuples(
+    session: Session, rows: list[IndexRow], known: dict[str, int] | None = None
+) -> None:
     """``insert_index_rows`` of ``IndexRow`` tuples (the bulk path: no dictionary per row;
-    decision 0050, amended)."""
+    decision 0050, amended). A reference to a resource of the store is written as its
+    target's key (``target_keys``; ``known``: keys the caller has already, by ``Type/id``)."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
     systems: dict[str | None, int | None] = {None: None}
     systems.update(system_ids(session, {r[4] for r in rows} - {None}))
+    at = _REFERENCE
+    targets = target_keys(session, {r[at] for r in rows if r[at] is not None}, known)
     kinds = KINDS
-    written = [(r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]], *r[5:]) for r in rows]
+    written = [
+        (r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]], *r[5:], None)
+        if (key := targets.get(r[at])) is None
+        else (r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]], *r[5:at], None,
+              *r[at + 1 :], key)  # fmt: skip
+        for r in rows
+    ]
     insert_tuples(session, _index, _INDEX_COLUMNS, written)
 
 
