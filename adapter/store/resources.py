@@ -702,13 +702,14 @@ def _insert_index_tuples(
     at = _REFERENCE
     targets = target_keys(session, {r[at] for r in rows if r[at] is not None}, known)
     kinds = KINDS
-    written = [
-        (r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]], *r[5:], None)
-        if (key := targets.get(r[at])) is None
-        else (r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]], *r[5:at], None,
-              *r[at + 1 :], key)  # fmt: skip
-        for r in rows
-    ]
+    written = []
+    for r in rows:
+        head = (r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]])
+        key = targets.get(r[at]) if r[at] is not None else None
+        if key is None:
+            written.append((*head, *r[5:], None))
+        else:  # the target's key instead of the text
+            written.append((*head, *r[5:at], None, *r[at + 1 :], key))
     insert_tuples(session, _index, _INDEX_COLUMNS, written)
 
 

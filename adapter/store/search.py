@@ -309,9 +309,7 @@ def _has(
     tail = func.substr(texts.c.reference, len(rtype) + 2)
     by_id = select(r3.c.resource_key).where(
         r3.c.resource_type == rtype,
-        r3.c.id.in_(
-            referring.with_only_columns(tail).where(texts.c.reference.like(f"{rtype}/%"))
-        ),
+        r3.c.id.in_(referring.with_only_columns(tail).where(texts.c.reference.like(f"{rtype}/%"))),
     )
     return r.c.resource_key.in_(union_all(keys_referred, by_id))
 

@@ -6,7 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Connection, Float, Integer, String, Text, func, inspect, literal, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    String,
+    Text,
+    func,
+    inspect,
+    literal,
+    select,
+)
 
 from adapter.store.models import KIND_NAMES, Resource, SearchIndex, SearchParam
 from adapter.store.types import BigId, UTCDateTime
