@@ -102,18 +102,37 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...
     key = sort[0]
     kind = key.param.type
     row, other = _si.alias("sort_row"), _si.alias("sort_other")
-    value = _sort_value(row, kind, key.descending)
-    rival = _sort_value(other, kind, key.descending)
+    if kind == "reference":  # the targets' texts joined, not one subquery per row and use
+        value, rows = _joined_reference(row)
+        rival, others = _joined_reference(other)
+    else:
+        value, rows = _sort_value(row, kind, key.descending), row
+        rival, others = _sort_value(other, kind, key.descending), other
     better = rival > value if key.descending else rival < value
-    placed_higher = exists().where(
-        other.c.resource_key == row.c.resource_key,
-        rows_in(other, keyed[0], kind),
-        or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
+    placed_higher = (
+        select(other.c.resource_key)
+        .select_from(others)
+        .where(
+            other.c.resource_key == row.c.resource_key,
+            rows_in(other, keyed[0], kind),
+            or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
+        )
+        .exists()
     )
-    joined = r.join(row, row.c.resource_key == r.c.resource_key)
+    joined = r.join(rows, row.c.resource_key == r.c.resource_key)
     where = and_(rows_in(row, keyed[0], kind), value.is_not(None), ~placed_higher)
     first = value.desc() if key.descending else value.asc()
     return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
+
+
+def _joined_reference(si: FromClause) -> tuple[Any, FromClause]:
+    """A reference row's ``Type/id`` and ``si`` left-joined to its target's resource row
+    (a row naming its target by key, decision 0080)."""
+    target = _r.alias()
+    joined = si.outerjoin(target, target.c.resource_key == si.c.target_key)
+    return func.coalesce(
+        si.c.reference, target.c.resource_type + literal("/") + target.c.id
+    ), joined
 
 
 @lru_cache(maxsize=512)
