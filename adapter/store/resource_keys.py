@@ -82,24 +82,13 @@ def local_target(reference: str) -> tuple[str, str] | None:
     return rtype, rid
 
 
-def target_keys(
-    session: Session, references: set[str], known: dict[str, int] | None = None
-) -> dict[str, int]:
+def target_keys(session: Session, references: set[str]) -> dict[str, int]:
     """``Type/id`` -> ``resource_key`` of the references (index rows' text) that name a
-    resource row of the store (live, deleted or a placeholder: a key never changes);
-    ``known``: keys the caller has, looked up no further. A reference to a resource not
-    stored (yet) is not in the answer: its row keeps the text, which searches also read."""
+    resource row of the store (live, deleted or a placeholder: a key never changes). A
+    reference to a resource not stored (yet) is not in the answer: its row keeps the text,
+    which searches also read."""
     found: dict[str, int] = {}
-    wanted: list[tuple[str, str]] = []
-    for reference in references:
-        target = local_target(reference)
-        if target is None:
-            continue
-        key = known.get(reference) if known else None
-        if key is not None:
-            found[reference] = key
-        else:
-            wanted.append(target)
+    wanted = [target for r in references if (target := local_target(r)) is not None]
     for start in range(0, len(wanted), _CHUNK):
         chunk = wanted[start : start + _CHUNK]
         query = select(_resource.c.resource_type, _resource.c.id, _resource.c.resource_key).where(
