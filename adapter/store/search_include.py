@@ -77,7 +77,8 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
             named = [k for k in chunk if include.target in (None, k[0])]
             if not named:
                 continue
-            targets = select(_r.c.resource_key).where(keys_in(_r.c.resource_type, _r.c.id, named))
+            t = _r.alias()
+            targets = select(t.c.resource_key).where(keys_in(t.c.resource_type, t.c.id, named))
             texts = [f"{t}/{i}" for t, i in named]
             for referring in (_si.c.target_key.in_(targets), _si.c.reference.in_(texts)):
                 query = (
