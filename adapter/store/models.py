@@ -207,7 +207,8 @@ class SearchIndex(Base):
 
     token: system_id + code; uri: code; string: value + value_norm; date:
     value_date_start/end (half-open UTC range); quantity: value_number + system_id + code;
-    reference: reference. ``system_id`` is the system's row in ``search_system`` (decision
+    reference: target_key (a resource of the store, decision 0080) or reference (text).
+    ``system_id`` is the system's row in ``search_system`` (decision
     0059). ``code``, ``value_norm`` and ``reference`` hold bounded keys; a longer value
     is kept whole in ``<column>_full`` (adapter/store/index_keys.py).
     The resource is ``resource_key``, its ``resource.resource_key`` (decision 0055); the
