@@ -591,6 +591,12 @@ class Floor:
         keys = iter(self._new_keys(cur, fresh))  # the index rows name it (decision 0055)
         new, changed, index, outbox = [], [], [], []
         stale: list[int] = []
+        # the message's resources by reference: its rows name them by key (decision 0080)
+        known = {
+            f"{r['resourceType']}/{r['id']}": v[2]
+            for r in resources
+            if (v := existing.get(r["id"]))
+        }
         for r, digest in hashed:
             old = existing.get(r["id"])
             if old is not None and old[0] == digest:
@@ -614,6 +620,7 @@ class Floor:
             )
             if old is None:
                 rkey = next(keys)
+                known[f"{r['resourceType']}/{r['id']}"] = rkey
                 new.append((*row, rkey))
             else:
                 rkey = old[2]
@@ -695,9 +702,9 @@ class Floor:
                 self._sql(
                     "INSERT INTO search_index (resource_key, param_id, kind, "
                     "system_id, code, value, value_norm, value_date_start, value_date_end, "
-                    "value_number, reference) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+                    "value_number, reference, target_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
                 ),
-                index,
+                [(*i[:10], None, key) if (key := known.get(i[10])) else (*i, None) for i in index],
             )
         if outbox:
             cur.executemany(

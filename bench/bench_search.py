@@ -4,7 +4,8 @@ on PostgreSQL, against the same answer in hand-written SQL on the same tables (t
     .venv/bin/python bench/bench_search.py [--observations 200000] [--per-patient 100]
                                            [--queries 300] [--pg URL]
 
-Data: ``--observations`` Observations over ``observations / per-patient`` patients, each
+Data: ``--observations`` Observations over ``observations / per-patient`` patients (a
+Patient row each, loaded first: their results name them by key, decision 0080), each
 with an effectiveDateTime spread over three years, a LOINC code out of 20, a value, a
 status (one in 50 ``amended``), one in 10 without a value. Resource rows and their real
 index rows (``index_values`` + ``index_row``, as the store writes them) are loaded with
@@ -99,6 +100,14 @@ def load(conn: psycopg.Connection, observations: int, per_patient: int) -> None:
     patients = max(1, observations // per_patient)
     batch = 20_000
     rows = ResourceCopy()
+    # the patients first, as a feed stores a patient with (or before) their first result:
+    # their results' patient rows name them by key (decision 0080)
+    for n in range(patients):
+        rows.add(
+            {"resourceType": "Patient", "id": f"p{n}"},
+            last_updated=T0.isoformat(),
+            patient_key=f"Patient/p{n}",
+        )
     for start in range(0, observations, batch):
         for i in range(start, min(start + batch, observations)):
             body = observation(i, rng.randrange(patients), rng)
@@ -119,6 +128,8 @@ def _param(name: str, kind: int) -> str:
     )
 
 
+# the patient's resource key (its rows name it by key: decision 0080)
+_PATIENT_KEY = "SELECT resource_key FROM resource WHERE resource_type = 'Patient' AND id = %(id)s"
 FLOOR_PAGE = f"""
 SELECT r.body FROM search_index p
 JOIN resource r ON r.resource_key = p.resource_key
@@ -127,12 +138,12 @@ LEFT JOIN LATERAL (
   WHERE d.resource_key = r.resource_key AND d.kind = 3 AND d.param_id = {_param("date", 3)}) s
   ON true
 WHERE p.param_id = {_param("patient", 4)} AND p.kind = 4
-  AND p.reference = %(ref)s AND NOT r.deleted
+  AND p.target_key = ({_PATIENT_KEY}) AND NOT r.deleted
 ORDER BY s.at DESC NULLS LAST, r.last_updated DESC, r.id LIMIT 50
 """
 FLOOR_COUNT = f"""
 SELECT count(*) FROM search_index p
-WHERE p.param_id = {_param("patient", 4)} AND p.kind = 4 AND p.reference = %(ref)s
+WHERE p.param_id = {_param("patient", 4)} AND p.kind = 4 AND p.target_key = ({_PATIENT_KEY})
 """
 
 FLOOR_TYPE_SORT = f"""
@@ -239,8 +250,8 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
                 pages["store"] = ([b["id"] for b in page.bodies], page.total)
 
             def floor(ref: str = ref) -> None:
-                bodies = conn.execute(FLOOR_PAGE, {"ref": f"Patient/{ref}"}).fetchall()
-                total = conn.execute(FLOOR_COUNT, {"ref": f"Patient/{ref}"}).fetchone()
+                bodies = conn.execute(FLOOR_PAGE, {"id": ref}).fetchall()
+                total = conn.execute(FLOOR_COUNT, {"id": ref}).fetchone()
                 pages["floor"] = ([unpack(b[0])["id"] for b in bodies], total and total[0])
 
             pages.clear()

@@ -78,6 +78,7 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
     types = {"value_date_start": "timestamptz", "value_date_end": "timestamptz"}
     types["value_number"] = "numeric"
     types.update(system_id="int", param_id="int", kind="int", resource_key="bigint")
+    types["target_key"] = "bigint"
     columns = ", ".join(f"{c} {types.get(c, 'text')}" for c in INDEX_COLUMNS)
     conn.execute(f"CREATE TEMP TABLE fill_index (shape int, role text, {columns})")
     for n, shape in enumerate(shapes):
@@ -89,14 +90,14 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
             with conn.cursor() as cur:  # the ids, as the store would give them (0059, 0071)
                 with_ids(cur, [row])
             role = None
-            if row["reference"] == "Patient/x":
+            if row["reference"] == "Patient/x":  # written as the person's key (_insert)
                 role = "patient"
             elif row["value_date_start"] is not None:
                 role = "date"
             conn.execute(
                 f"INSERT INTO fill_index (shape, role, {', '.join(INDEX_COLUMNS)}) "
                 f"VALUES (%s, %s, {', '.join(['%s'] * len(INDEX_COLUMNS))})",
-                (n, role, *(row[c] for c in INDEX_COLUMNS)),
+                (n, role, *(row.get(c) for c in INDEX_COLUMNS)),
             )
 
 
@@ -129,6 +130,17 @@ def fill_observations(
     both (decision 0049)."""
     _templates(conn, shapes)
     conn.execute("SET synchronous_commit = off")  # a scratch schema: nothing to lose
+    # the persons first, as a feed stores a patient with (or before) their first result:
+    # their results' patient rows name them by key (decision 0080)
+    for group in groups:
+        conn.execute(
+            "INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, "
+            "content_hash, body, patient_key) "
+            f"SELECT 'Patient', '{group.prefix}p' || k, 1, now(), false, 'h', "
+            f'convert_to(\'{{"resourceType":"Patient","id":"{group.prefix}p\' || k || \'"}}\', '
+            "'UTF8'), "
+            f"'Patient/{group.prefix}p' || k FROM generate_series(0, {group.persons - 1}) AS k"
+        )
     total = sum(g.persons * g.per_person for g in groups)
     done = 0
     started = time.perf_counter()
@@ -143,15 +155,6 @@ def fill_observations(
         if (s + 1) % 10 == 0 or s + 1 == slices:
             rate = done / (time.perf_counter() - started)
             print(f"  {done:,} / {total:,} Observations ({rate:,.0f}/s)", flush=True)
-    for group in groups:
-        conn.execute(
-            "INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, "
-            "content_hash, body, patient_key) "
-            f"SELECT 'Patient', '{group.prefix}p' || k, 1, now(), false, 'h', "
-            f'convert_to(\'{{"resourceType":"Patient","id":"{group.prefix}p\' || k || \'"}}\', '
-            "'UTF8'), "
-            f"'Patient/{group.prefix}p' || k FROM generate_series(0, {group.persons - 1}) AS k"
-        )
     conn.execute("DROP TABLE fill_body")
     conn.execute("DROP TABLE fill_index")
     conn.commit()
@@ -196,8 +199,9 @@ def _insert(
     picked = ", ".join(
         {
             "resource_key": "r.resource_key",
-            "reference": f"CASE WHEN ti.role = 'patient' THEN 'Patient/' || {person} "
-            "ELSE ti.reference END",
+            "reference": "CASE WHEN ti.role = 'patient' THEN NULL ELSE ti.reference END",
+            "target_key": "CASE WHEN ti.role = 'patient' THEN pr.resource_key "
+            "ELSE ti.target_key END",
             "value_date_start": "CASE WHEN ti.role = 'date' THEN w ELSE ti.value_date_start END",
             "value_date_end": "CASE WHEN ti.role = 'date' THEN w + interval '1 second' "
             "ELSE ti.value_date_end END",
@@ -212,5 +216,6 @@ def _insert(
         CROSS JOIN LATERAL (SELECT {when} AS w) AS tw
         JOIN fill_index ti ON ti.shape = mod(n, {shape_count})
         JOIN resource r ON r.resource_type = 'Observation' AND r.id = {rid}
+        JOIN resource pr ON pr.resource_type = 'Patient' AND pr.id = {person}
         """
     )

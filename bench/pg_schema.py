@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from adapter.fhir.index_values import index_values
 from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
+from adapter.store.resource_keys import local_target
 from adapter.store.resources import index_row
 from adapter.store.systems import system_hash
 
@@ -80,6 +81,7 @@ INDEX_COLUMNS = (
     "code_full",
     "value_norm_full",
     "reference_full",
+    "target_key",  # a reference to a resource of the store: its key (decision 0080)
 )
 _RESOURCE_COPY = (
     "COPY resource (resource_type, id, resource_key, version_id, last_updated, deleted, "
@@ -104,6 +106,7 @@ class ResourceCopy:
     def __init__(self) -> None:
         self._resources, self._rows = io.StringIO(), []
         self._key = 0  # resource keys given (a new schema); the sequence set past them
+        self._keys: dict[str, int] = {}  # ``Type/id`` -> key of every resource added
 
     def add(
         self,
@@ -121,6 +124,7 @@ class ResourceCopy:
             facility_id,
         )  # fmt: skip
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
+        self._keys[f"{rtype}/{rid}"] = self._key
         for value in index_values(body):
             row = index_row(rtype, self._key, value)
             self._rows.append(row)
@@ -129,6 +133,7 @@ class ResourceCopy:
         """COPY what was added, commit, and start again empty."""
         with conn.cursor() as cur:
             with_ids(cur, self._rows)
+            with_targets(self._rows, self._keys)
             index = io.StringIO()
             for row in self._rows:
                 index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
@@ -180,6 +185,17 @@ def with_ids(cur: psycopg.Cursor[Any], rows: list[dict[str, Any]]) -> None:
         row["system_id"] = systems.get(row["system"])
         row["kind"] = KINDS[row["kind"]]
         row["param_id"] = params[row["resource_type"], row["param"], row["kind"]]
+
+
+def with_targets(rows: list[dict[str, Any]], keys: dict[str, int]) -> None:
+    """A reference to a resource stored (``keys``: ``Type/id`` -> key) as the store writes
+    it: the target's key, no text (decision 0080)."""
+    for row in rows:
+        reference = row.get("reference")
+        key = keys.get(reference) if reference and local_target(reference) else None
+        row["target_key"] = key
+        if key is not None:
+            row["reference"] = None
 
 
 def analyze(conn: psycopg.Connection) -> None:

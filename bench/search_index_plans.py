@@ -60,6 +60,12 @@ SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Patient birthdate", "Patient", [("birthdate", "1970-01-04")]),
     ("Patient _profile (uri)", "Patient", [("_profile", "http://example.org/p")]),
     ("Patient _has:Observation", "Patient", [("_has:Observation:patient:code", "1003-3")]),
+    ("patient (id only)", "Observation", [("patient", "p3")]),
+    ("subject:Patient", "Observation", [("subject:Patient", "p3")]),
+    ("patient, two", "Observation", [("patient", "Patient/p3,Patient/p4")]),
+    ("patient:missing", "Observation", [("patient:missing", "true")]),
+    ("code + _sort=patient", "Observation", [("code", "1003-3"), ("_sort", "patient")]),
+    ("_sort=-patient (type)", "Observation", [("_sort", "-patient")]),
 ]
 
 
@@ -89,6 +95,11 @@ def load(conn: psycopg.Connection, observations: int) -> None:
     analyze(conn)
 
 
+def _executed(plan: Any) -> float:
+    plan = json.loads(plan) if isinstance(plan, str) else plan
+    return float(plan[0]["Execution Time"])
+
+
 def index_names(plan: dict[str, Any]) -> set[str]:
     found = {plan["Index Name"]} if "Index Name" in plan else set()
     for child in plan.get("Plans", []):
@@ -102,6 +113,11 @@ def main() -> None:
     )
     ap.add_argument("--pg", default=DEFAULT_PG)
     ap.add_argument("--observations", type=int, default=20_000)
+    ap.add_argument(
+        "--timings",
+        action="store_true",
+        help="also EXPLAIN ANALYZE each statement (default settings): execution ms, best of 3",
+    )
     args = ap.parse_args()
     with scratch_schema(args.pg, "plans") as schema:
         engine = make_engine(schema.url)
@@ -191,6 +207,22 @@ def main() -> None:
                         used[setting][name].add(shape)
                     mine = ", ".join(n for n in names if "search_index" in n)
                     print(f"   {shape:40} {mine or '(no search_index index)'}")
+                conn.rollback()
+            if args.timings:
+                print("\n== execution ms (EXPLAIN ANALYZE, best of 3, default settings)")
+                conn.exec_driver_sql("SET enable_seqscan = on")
+                for shape, statement, parameters in captured:
+                    if statement.lstrip().upper().startswith("DELETE"):
+                        continue
+                    best = min(
+                        _executed(
+                            conn.exec_driver_sql(
+                                "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, parameters
+                            ).scalar_one()
+                        )
+                        for _ in range(3)
+                    )
+                    print(f"   {shape:40} {best:8.2f}")
                 conn.rollback()
         print("\n== indexes of search_index and the shapes that use them (default / seqscan off)")
         for name in sorted(all_indexes):

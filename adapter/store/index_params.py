@@ -35,10 +35,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_params import RESOURCES, SearchParam
-from adapter.store.models import KINDS
+from adapter.store.models import KINDS, Resource
 from adapter.store.models import SearchParam as SearchParamRow
+from adapter.store.resource_keys import target_keys
 
 _sp = SearchParamRow.__table__
+_r = Resource.__table__
 
 
 def row_params(rtype: str | None, param: SearchParam, suffix: str = "") -> tuple[str, ...]:
@@ -115,6 +117,10 @@ class ParamIds:
         else:
             self._types.add(rtype)
 
+    def targets(self, references: tuple[str, ...], id_only: str | None = None) -> Ids:
+        """``targets`` read through the search's session."""
+        return targets(self._session, references, id_only)
+
     def of(self, rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Ids:
         """The ids of the row names ``names`` (any when None) of ``rtype`` (any type when
         None) and ``kind``, sorted; empty when the store has none (matches nothing)."""
@@ -129,6 +135,19 @@ class ParamIds:
                 and (names is None or name in names)
             )
         )
+
+
+def targets(session: Session, references: tuple[str, ...], id_only: str | None = None) -> Ids:
+    """The ``resource_key``s of the resources of the store that the searched references
+    name (``Type/id``; ``id_only``: that id of any indexed type), sorted: the
+    ``target_key`` of their index rows (decision 0080). Read by the search itself and put
+    in its statement as constants, as the parameter ids are."""
+    if id_only is not None:
+        query = select(_r.c.resource_key).where(
+            _r.c.resource_type.in_(sorted(RESOURCES)), _r.c.id == id_only
+        )
+        return tuple(sorted(session.execute(query).scalars()))
+    return tuple(sorted(set(target_keys(session, set(references)).values())))
 
 
 def rows_in(si: FromClause, ids: Ids, kind: str) -> ColumnElement[bool]:

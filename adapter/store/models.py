@@ -100,19 +100,22 @@ KINDS: dict[str, int] = {
 KIND_NAMES: dict[int, str] = {number: name for name, number in KINDS.items()}
 
 
-def kind_where(kind: str) -> Any:
-    """The predicate of a partial index of ``kind``."""
-    return text(f"kind = {KINDS[kind]}")
+def kind_where(kind: str, where: str | None = None) -> Any:
+    """The predicate of a partial index of ``kind`` (and ``where``)."""
+    return text(f"kind = {KINDS[kind]}" + (f" AND {where}" if where else ""))
 
 
-def _kind_index(kind: str, *columns: str, name: str | None = None, **kw: Any) -> Index:
+def _kind_index(
+    kind: str, *columns: str, name: str | None = None, where: str | None = None, **kw: Any
+) -> Index:
+    predicate = kind_where(kind, where)
     return Index(
         name or f"ix_search_index_{kind}",
         "param_id",
         *columns,
         "resource_key",
-        postgresql_where=kind_where(kind),
-        sqlite_where=kind_where(kind),
+        postgresql_where=predicate,
+        sqlite_where=predicate,
         **kw,
     )
 
@@ -219,7 +222,8 @@ class SearchIndex(Base):
 
     token: system_id + code; uri: code; string: value + value_norm; date:
     value_date_start/end (half-open UTC range); quantity: value_number + system_id + code;
-    reference: reference. ``system_id`` is the system's row in ``search_system`` (decision
+    reference: target_key (a resource of the store, decision 0080) or reference (text).
+    ``system_id`` is the system's row in ``search_system`` (decision
     0059). ``code``, ``value_norm`` and ``reference`` hold bounded keys; a longer value
     is kept whole in ``<column>_full`` (adapter/store/index_keys.py).
     The resource is ``resource_key``, its ``resource.resource_key`` (decision 0055); the
@@ -253,7 +257,12 @@ class SearchIndex(Base):
         # ``_sort=-date``: the latest date end first, read in index order (migration 0011)
         _kind_index("date", "value_date_end", name="ix_search_index_date_end"),
         _kind_index("quantity", "value_number"),
-        _kind_index("reference", "reference"),
+        # a reference the store could name by its target's key has ``target_key`` and no
+        # text (decision 0080): each of the two indexes holds only the rows with its column
+        _kind_index("reference", "reference", where="reference IS NOT NULL"),
+        _kind_index(
+            "reference", "target_key", name="ix_search_index_target", where="target_key IS NOT NULL"
+        ),
         Index("ix_search_index_resource", "resource_key"),
     )
 
@@ -263,6 +272,9 @@ class SearchIndex(Base):
     value_date_start: Mapped[datetime | None] = mapped_column(IndexTime())
     value_date_end: Mapped[datetime | None] = mapped_column(IndexTime())
     value_number: Mapped[float | None] = mapped_column(Float())
+    # a reference to a resource of this store: its ``resource.resource_key`` (decision 0080);
+    # ``reference`` is then NULL. A reference the write could not name so keeps the text
+    target_key: Mapped[int | None] = mapped_column(BigInteger())
     param_id: Mapped[int] = mapped_column(Integer())  # search_param (decision 0071)
     system_id: Mapped[int | None] = mapped_column(Integer())  # search_system (decision 0059)
     kind: Mapped[int] = mapped_column(SmallInteger())  # KINDS

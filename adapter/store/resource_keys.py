@@ -26,6 +26,9 @@ from typing import Final
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
+from adapter.fhir.search_params import RESOURCES
+from adapter.store.index_keys import KEY_CHARS
+from adapter.store.keys import keys_in
 from adapter.store.models import Resource
 
 _resource = Resource.__table__
@@ -64,3 +67,33 @@ def _from_sequence(session: Session, count: int) -> list[int]:
         unused.extend(session.execute(_NEXT, {"n": block}).scalars())
     given, pool[1] = unused[:count], unused[count:]
     return given
+
+
+_CHUNK = 500  # keys per SELECT: well under SQLite's bound parameter limit
+
+
+def local_target(reference: str) -> tuple[str, str] | None:
+    """(type, id) of a reference ``search_index`` may hold as its target's key (decision
+    0080): ``Type/id`` of a type the store indexes, short enough to be its own key (a
+    longer one keeps ``reference_full``). Every other reference stays text."""
+    rtype, slash, rid = reference.partition("/")
+    if not slash or not rid or "/" in rid or rtype not in RESOURCES or len(reference) >= KEY_CHARS:
+        return None
+    return rtype, rid
+
+
+def target_keys(session: Session, references: set[str]) -> dict[str, int]:
+    """``Type/id`` -> ``resource_key`` of the references (index rows' text) that name a
+    resource row of the store (live, deleted or a placeholder: a key never changes). A
+    reference to a resource not stored (yet) is not in the answer: its row keeps the text,
+    which searches also read."""
+    found: dict[str, int] = {}
+    wanted = [target for r in references if (target := local_target(r)) is not None]
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        query = select(_resource.c.resource_type, _resource.c.id, _resource.c.resource_key).where(
+            keys_in(_resource.c.resource_type, _resource.c.id, chunk)
+        )
+        for rtype, rid, key in session.execute(query):
+            found[f"{rtype}/{rid}"] = key
+    return found

@@ -38,7 +38,7 @@ from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
-from adapter.store.resource_keys import new_keys
+from adapter.store.resource_keys import local_target, new_keys, target_keys
 from adapter.store.systems import system_ids
 
 _resource = Resource.__table__
@@ -344,6 +344,9 @@ def save_resources(
     index_rows: list[IndexRow] = []
     stored_history: list[Key] = []  # superseded versions whose history row is stored
     known = prepared.rows if prepared is not None and prepared.zone == str(zone) else None
+    # the message's resources' keys by ``Type/id``: their rows name them by key (0080)
+    targets = {f"{t}/{i}": k for (t, i), k in given.items()}
+    targets.update((f"{t}/{i}", row.resource_key) for (t, i), row in existing.items())
     for key, resource in latest.items():
         digest = digests[key]
         old = existing.get(key)
@@ -402,6 +405,8 @@ def save_resources(
             rows = _index_tuples(key[0], rkey, index_values(resource, zone))
         else:
             rows = [(key[0], rkey, *tail) for tail in done[1]]
+        if rows:
+            rows = _named_by_key(rows, targets)
         if buffer is not None:
             buffer.replace(key, rkey, rows, stored=old is not None)
         else:
@@ -677,21 +682,63 @@ _INDEX_ROW_KEYS: Final = (
     "value_date_start", "value_date_end", "value_number", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
-# the columns written: the resource key, the ids, then the row's values from ``code`` on
-_INDEX_COLUMNS: Final = ("resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:])
+# the columns written: the resource key, the ids, then the row's values from ``code`` on,
+# then the reference's target key (decision 0080)
+_INDEX_COLUMNS: Final = (
+    "resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:], "target_key",
+)  # fmt: skip
+_REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
 
 
 def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
     """``insert_index_rows`` of ``IndexRow`` tuples (the bulk path: no dictionary per row;
-    decision 0050, amended)."""
+    decision 0050, amended). A reference to a resource of the store is written as its
+    target's key (decision 0080): ``save_resources`` puts the key of a resource of the
+    same message in the row's ``reference`` place already (``_named_by_key``, an int);
+    the other texts are looked up here (``target_keys``, one SELECT)."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
     systems: dict[str | None, int | None] = {None: None}
     systems.update(system_ids(session, {r[4] for r in rows} - {None}))
+    at = _REFERENCE
+    texts = {r[at] for r in rows if r[at].__class__ is str}
+    targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
-    written = [(r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]], *r[5:]) for r in rows]
+    written = []
+    for r in rows:
+        head = (r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]])
+        reference = r[at]
+        key = (
+            None
+            if reference is None
+            else reference
+            if reference.__class__ is int
+            else targets.get(reference)
+        )
+        if key is None:
+            written.append((*head, *r[5:], None))
+        else:  # the target's key instead of the text
+            written.append((*head, *r[5:at], None, *r[at + 1 :], key))
     insert_tuples(session, _index, _INDEX_COLUMNS, written)
+
+
+def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:
+    """``rows`` with a reference to one of ``keys`` (``Type/id`` -> resource key) as that
+    key, an int in the ``reference`` place (``_insert_index_tuples`` writes it as
+    ``target_key``). Only references ``target_keys`` would name by key."""
+    at = _REFERENCE
+    out = rows
+    for n, r in enumerate(rows):
+        reference = r[at]
+        if reference is None or reference.__class__ is not str:
+            continue
+        key = keys.get(reference)
+        if key is not None and local_target(reference) is not None:
+            if out is rows:
+                out = list(rows)
+            out[n] = (*r[:at], key, *r[at + 1 :])
+    return out
 
 
 def _index_tuples(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[IndexRow]:

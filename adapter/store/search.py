@@ -34,6 +34,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    union_all,
 )
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -209,7 +210,7 @@ def condition(
         return _absent(r, probe) if criterion.values[0] is True else _matching(rtype, r, probe)
     si = _si.alias()
     names = row_params(rtype, param, OF_TYPE if modifier == "of-type" else "")
-    matched = or_(*(_value(si, param.type, modifier, v) for v in criterion.values))
+    matched = or_(*(_value(ids, si, param.type, modifier, v) for v in criterion.values))
     probe = _probe(ids, rtype, names, param.type, si).where(matched)
     return _absent(r, probe) if modifier in _NEGATED else _matching(rtype, r, probe)
 
@@ -252,36 +253,65 @@ def _live(ids: ParamIds, rtype: str, criterion: Criterion, column: str = "id") -
 
 
 def _chain(ids: ParamIds, rtype: str | None, criterion: Criterion) -> Select[Any]:
-    """``ref.param=x``: rows of ``ref`` whose reference is a resource meeting the inner one."""
+    """``ref.param=x``: rows of ``ref`` whose reference is a resource meeting the inner one:
+    by its key (``target_key``, decision 0080) or by the text a row keeps when the write
+    could not name the target by its key. One type: a union of the two probes, each driven
+    by its own index from the targets found."""
     assert criterion.chain is not None
     types, inner = criterion.chain
-    probe = _probe(ids, rtype, row_params(rtype, criterion.param), "reference")
-    si = _si_of(probe)
-    targets = []
+    names = row_params(rtype, criterion.param)
+    by_key = _probe(ids, rtype, names, "reference")
+    by_text = _probe(ids, rtype, names, "reference")
+    keyed, texts = _si_of(by_key), _si_of(by_text)
+    key_targets, text_targets = [], []
     for target in types:
+        key_targets.append(keyed.c.target_key.in_(_live(ids, target, inner, "resource_key")))
         live = _live(ids, target, inner).subquery()
-        targets.append(
-            si.c.reference.in_(select(literal(f"{target}/") + live.c.id).scalar_subquery())
+        text_targets.append(texts.c.reference.in_(select(literal(f"{target}/") + live.c.id)))
+    by_key, by_text = by_key.where(or_(*key_targets)), by_text.where(or_(*text_targets))
+    if rtype is None:  # correlated on the resource by _matching: one probe, either form
+        both = _probe(ids, rtype, names, "reference")
+        si = _si_of(both)
+        return both.where(
+            or_(
+                si.c.resource_key.in_(by_key.with_only_columns(keyed.c.resource_key)),
+                si.c.resource_key.in_(by_text.with_only_columns(texts.c.resource_key)),
+            )
         )
-    return probe.where(or_(*targets))
+    return union_all(by_key, by_text)  # type: ignore[return-value]
 
 
 def _has(
     ids: ParamIds, rtype: str | None, criterion: HasCriterion, r: FromClause
 ) -> ColumnElement[bool]:
-    """``_has:Source:ref:param=x``: this resource is referred to by a matching Source."""
+    """``_has:Source:ref:param=x``: this resource is referred to by a matching Source, by
+    its key (``target_key``) or by the text of a reference not written as a key."""
     source = criterion.source
-    probe = _probe(ids, source, row_params(source, criterion.reference), "reference")
-    si = _si_of(probe)
+    names = row_params(source, criterion.reference)
+    by_key = _probe(ids, source, names, "reference")
+    by_text = _probe(ids, source, names, "reference")
+    keyed, texts = _si_of(by_key), _si_of(by_text)
     inner = _live(ids, source, criterion.inner, "resource_key")
-    referring = probe.where(si.c.resource_key.in_(inner))
+    referring = by_text.where(texts.c.resource_key.in_(inner))
+    keys_referred = by_key.with_only_columns(keyed.c.target_key).where(
+        keyed.c.resource_key.in_(_live(ids, source, criterion.inner, "resource_key")),
+        keyed.c.target_key.is_not(None),
+    )
     if rtype is None:
-        return (r.c.resource_type + literal("/") + r.c.id).in_(
-            referring.with_only_columns(si.c.reference)
+        return or_(
+            r.c.resource_key.in_(keys_referred),
+            (r.c.resource_type + literal("/") + r.c.id).in_(
+                referring.with_only_columns(texts.c.reference)
+            ),
         )
-    # the id part of "Type/id", so that the outer side stays a plain id (index) lookup
-    tail = func.substr(si.c.reference, len(rtype) + 2)
-    return r.c.id.in_(referring.with_only_columns(tail).where(si.c.reference.like(f"{rtype}/%")))
+    # the id part of "Type/id", so that the text side stays a plain id (index) lookup
+    r3 = _r.alias()
+    tail = func.substr(texts.c.reference, len(rtype) + 2)
+    by_id = select(r3.c.resource_key).where(
+        r3.c.resource_type == rtype,
+        r3.c.id.in_(referring.with_only_columns(tail).where(texts.c.reference.like(f"{rtype}/%"))),
+    )
+    return r.c.resource_key.in_(union_all(keys_referred, by_id))
 
 
 def _column(column: str, criterion: Criterion, r: FromClause) -> ColumnElement[bool]:
@@ -305,7 +335,9 @@ def _message_id(value: str) -> str:
     return value.removeprefix("urn:uuid:").rstrip("/").rsplit("/", 1)[-1]
 
 
-def _value(si: FromClause, kind: str, modifier: str | None, value: Any) -> ColumnElement[bool]:
+def _value(
+    ids: ParamIds, si: FromClause, kind: str, modifier: str | None, value: Any
+) -> ColumnElement[bool]:
     if kind == "token":
         return _token_value(si, modifier, value)
     if kind == "string":
@@ -324,7 +356,7 @@ def _value(si: FromClause, kind: str, modifier: str | None, value: Any) -> Colum
         return _quantity(si, value)
     if isinstance(value, TokenValue):  # reference:identifier
         return _token(si, value)
-    return _reference(si, value)
+    return _reference(ids, si, value)
 
 
 def _token_value(si: FromClause, modifier: str | None, value: Any) -> ColumnElement[bool]:
@@ -361,16 +393,22 @@ def _token(si: FromClause, value: TokenValue) -> ColumnElement[bool]:
     return and_(true(), *parts)
 
 
-def _reference(si: FromClause, value: ReferenceValue) -> ColumnElement[bool]:
+def _reference(ids: ParamIds, si: FromClause, value: ReferenceValue) -> ColumnElement[bool]:
+    """Rows naming the searched resource by its key (``target_key``, decision 0080; the
+    keys read first, constants in the statement) or by the text a row keeps when its
+    target was not stored at its write (or is not a resource of this store)."""
+    found = ids.targets(value.references, value.id_only)
+    by_key = [si.c.target_key.in_(found)] if found else []
     if value.id_only is not None:
-        return keys.ends_with(si.c.reference, si.c.reference_full, "/" + value.id_only)
+        text = keys.ends_with(si.c.reference, si.c.reference_full, "/" + value.id_only)
+        return or_(text, *by_key)
     short = [r for r in value.references if len(r) < keys.KEY_CHARS]
     long = [
         keys.equals_tail(si.c.reference, si.c.reference_full, r)
         for r in value.references
         if len(r) >= keys.KEY_CHARS
     ]
-    return or_(si.c.reference.in_(short), *long) if long else si.c.reference.in_(short)
+    return or_(si.c.reference.in_(short), *long, *by_key)
 
 
 def _date(si: FromClause, value: DateValue) -> ColumnElement[bool]:

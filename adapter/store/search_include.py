@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
@@ -71,28 +71,42 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
     rows = rows_in(_si, ids.of(include.source, names, "reference"), "reference")
     out: list[Key] = []
     if include.reverse:
-        targets = [f"{t}/{i}" for t, i in frontier]
-        for chunk in _chunks(targets):
-            query = (
-                select(_r.c.resource_type, _r.c.id)
-                .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
-                .where(rows, _si.c.reference.in_(chunk))
-            )
-            if include.target is not None:
-                query = query.where(_si.c.reference.like(f"{include.target}/%"))
-            out.extend((t, i) for t, i in session.execute(query.distinct()))
-        return sorted(out)
+        for chunk in _chunks(frontier):
+            # the frontier named by its keys (decision 0080) and by text, for the rows that
+            # keep a reference as text
+            named = [k for k in chunk if include.target in (None, k[0])]
+            if not named:
+                continue
+            t = _r.alias()
+            targets = select(t.c.resource_key).where(keys_in(t.c.resource_type, t.c.id, named))
+            texts = [f"{t}/{i}" for t, i in named]
+            for referring in (_si.c.target_key.in_(targets), _si.c.reference.in_(texts)):
+                query = (
+                    select(_r.c.resource_type, _r.c.id)
+                    .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
+                    .where(rows, referring)
+                )
+                out.extend((t, i) for t, i in session.execute(query.distinct()))
+        return sorted(set(out))
+    target = _r.alias()
     for chunk in _chunks([i for _, i in sources]):
         source_keys = select(_r.c.resource_key).where(
             _r.c.resource_type == include.source, _r.c.id.in_(chunk)
         )
-        query = select(_si.c.reference).where(
-            rows,
-            _si.c.resource_key.in_(source_keys),
-            _si.c.reference.is_not(None),
+        query = (
+            select(_si.c.reference, target.c.resource_type, target.c.id)
+            .select_from(_si.outerjoin(target, target.c.resource_key == _si.c.target_key))
+            .where(
+                rows,
+                _si.c.resource_key.in_(source_keys),
+                or_(_si.c.reference.is_not(None), _si.c.target_key.is_not(None)),
+            )
         )
-        for (reference,) in session.execute(query.distinct()):
-            rtype, _, rid = reference.partition("/")
+        for reference, ttype, tid in session.execute(query.distinct()):
+            if ttype is not None:  # named by its key
+                rtype, rid = ttype, tid
+            else:
+                rtype, _, rid = reference.partition("/")
             if rid and "/" not in rid and (include.target in (None, rtype)):
                 out.append((rtype, rid))
     return sorted(set(out))

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal, or_, select
 
 from adapter.fhir.search_results import SortKey
 from adapter.store.index_params import Ids, ParamIds, rows_in
-from adapter.store.models import SearchIndex
+from adapter.store.models import Resource, SearchIndex
 
 _si = SearchIndex.__table__
 
@@ -41,8 +41,24 @@ _SORT_COLUMNS = {
     "uri": ("code", "code"),
     "string": ("value_norm", "value_norm"),
     "quantity": ("value_number", "value_number"),
-    "reference": ("reference", "reference"),
+    "reference": ("reference", "reference"),  # the target's ``Type/id``: ``_sort_value``
 }
+_r = Resource.__table__
+
+
+def _sort_value(si: FromClause, kind: str, descending: bool) -> Any:
+    """The value a row sorts by: its column, or for a reference the text ``Type/id`` (a row
+    naming its target by key, decision 0080, reads it from the target's resource row)."""
+    column = si.c[_SORT_COLUMNS[kind][1 if descending else 0]]
+    if kind != "reference":
+        return column
+    target = _r.alias()
+    text = (
+        select(target.c.resource_type + literal("/") + target.c.id)
+        .where(target.c.resource_key == si.c.target_key)
+        .correlate_except(target)  # to ``si`` at whatever level it is in the statement
+    )
+    return func.coalesce(column, text.scalar_subquery())
 
 
 _NOT_NULL = ("_id", "_lastUpdated")
@@ -85,19 +101,38 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...
     keys' ids (``sort_ids``)."""
     key = sort[0]
     kind = key.param.type
-    name = _SORT_COLUMNS[kind][1 if key.descending else 0]
     row, other = _si.alias("sort_row"), _si.alias("sort_other")
-    value, rival = row.c[name], other.c[name]
+    if kind == "reference":  # the targets' texts joined, not one subquery per row and use
+        value, rows = _joined_reference(row)
+        rival, others = _joined_reference(other)
+    else:
+        value, rows = _sort_value(row, kind, key.descending), row
+        rival, others = _sort_value(other, kind, key.descending), other
     better = rival > value if key.descending else rival < value
-    placed_higher = exists().where(
-        other.c.resource_key == row.c.resource_key,
-        rows_in(other, keyed[0], kind),
-        or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
+    placed_higher = (
+        select(other.c.resource_key)
+        .select_from(others)
+        .where(
+            other.c.resource_key == row.c.resource_key,
+            rows_in(other, keyed[0], kind),
+            or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
+        )
+        .exists()
     )
-    joined = r.join(row, row.c.resource_key == r.c.resource_key)
+    joined = r.join(rows, row.c.resource_key == r.c.resource_key)
     where = and_(rows_in(row, keyed[0], kind), value.is_not(None), ~placed_higher)
     first = value.desc() if key.descending else value.asc()
     return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
+
+
+def _joined_reference(si: FromClause) -> tuple[Any, FromClause]:
+    """A reference row's ``Type/id`` and ``si`` left-joined to its target's resource row
+    (a row naming its target by key, decision 0080)."""
+    target = _r.alias()
+    joined = si.outerjoin(target, target.c.resource_key == si.c.target_key)
+    return func.coalesce(
+        si.c.reference, target.c.resource_type + literal("/") + target.c.id
+    ), joined
 
 
 @lru_cache(maxsize=512)
@@ -109,10 +144,13 @@ def without_value(
     kind = key.param.type
     si = _si.alias("sort_none")
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
+    valued = column.is_not(None)
+    if kind == "reference":  # or named by its key (decision 0080)
+        valued = or_(valued, si.c.target_key.is_not(None))
     has_value = exists().where(
         si.c.resource_key == r.c.resource_key,
         rows_in(si, keyed[0], kind),
-        column.is_not(None),
+        valued,
     )
     return ~has_value, tuple(order_by(sort[1:], r, keyed[1:]))
 
@@ -136,7 +174,7 @@ def order_by(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]) -
 def _index_value(key: SortKey, r: FromClause, ids: Ids) -> Any:
     si = _si.alias()
     kind = key.param.type
-    column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
+    column = _sort_value(si, kind, key.descending)
     pick = func.max if key.descending else func.min
     return (
         select(pick(column))

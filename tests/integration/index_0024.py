@@ -6,9 +6,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Column, Connection, Float, Integer, String, Text, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Float,
+    Integer,
+    String,
+    Text,
+    func,
+    inspect,
+    literal,
+    select,
+)
 
-from adapter.store.models import KIND_NAMES, SearchIndex, SearchParam
+from adapter.store.models import KIND_NAMES, Resource, SearchIndex, SearchParam
 from adapter.store.types import BigId, UTCDateTime
 
 
@@ -37,18 +48,19 @@ def columns_0024(*leave_out: str) -> list[Column[Any]]:
 
 def rows_0024(connection: Connection) -> list[dict[str, Any]]:
     """The index rows of a database at head, as 0024 held them (type, parameter and kind by
-    name), in row id order."""
-    si, sp = SearchIndex.__table__, SearchParam.__table__
-    query = (
-        select(
-            *(c for c in si.c if c.name not in ("param_id", "kind")),
-            sp.c.resource_type,
-            sp.c.param,
-            sp.c.kind,
-        )
-        .join_from(si, sp, sp.c.param_id == si.c.param_id)
-        .order_by(si.c.row_id)
-    )
+    name; a reference as its text, where head may name it by its target's key: decision
+    0080), in row id order."""
+    si, sp, r = SearchIndex.__table__, SearchParam.__table__, Resource.__table__.alias()
+    keep = [c for c in si.c if c.name not in ("param_id", "kind", "reference", "target_key")]
+    query = select(*keep).join_from(si, sp, sp.c.param_id == si.c.param_id)
+    if "target_key" in {c["name"] for c in inspect(connection).get_columns("search_index")}:
+        named = func.coalesce(si.c.reference, r.c.resource_type + literal("/") + r.c.id)
+        query = query.outerjoin(r, r.c.resource_key == si.c.target_key)
+    else:  # before 0032 (0030 and down)
+        named = si.c.reference
+    query = query.add_columns(
+        named.label("reference"), sp.c.resource_type, sp.c.param, sp.c.kind
+    ).order_by(si.c.row_id)
     out = []
     for row in connection.execute(query):
         values = dict(row._mapping)

@@ -22,7 +22,7 @@ SQLite rewrites every row of the three tables, in batches of rowids (docs/operat
 minutes per million resources). Downgrade: every value back to its text.
 
 Revision ID: 0033
-Revises: 0031
+Revises: 0032
 Create Date: 2026-12-05
 """
 
@@ -37,7 +37,7 @@ from alembic import op
 from sqlalchemy import Connection, text
 
 revision: str = "0033"
-down_revision: str | Sequence[str] | None = "0031"
+down_revision: str | Sequence[str] | None = "0032"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
