@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 import threading
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -182,10 +184,46 @@ def alembic_config() -> Config:
     return config
 
 
+@contextmanager
+def migration_connection(engine: Engine) -> Iterator[Connection]:
+    """One connection in one transaction for running migrations.
+
+    On SQLite the foreign keys are off while it runs, as SQLite's own procedure for changing
+    a table asks: a migration that copies a table (create, copy, ``DROP TABLE``, rename)
+    would otherwise have the drop cascade to the rows that refer to the old table (0030's
+    copy of the outbox deleted every ``delivery_attempt`` row so). The pragma has no effect
+    inside a transaction, so it is set before the BEGIN; before the commit, a violation the
+    migrations added (one not there before) aborts them."""
+    with engine.connect() as connection:
+        sqlite = engine.dialect.name == "sqlite"
+        raw = connection.connection.dbapi_connection
+        if sqlite and raw is not None:
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with connection.begin():
+                before = _foreign_key_violations(connection) if sqlite else set()
+                yield connection
+                if sqlite:
+                    added = _foreign_key_violations(connection) - before
+                    if added:
+                        tables = sorted({table for table, *_ in added})
+                        raise RuntimeError(
+                            f"the migration left {len(added)} rows whose foreign key finds no "
+                            f"row (tables {', '.join(tables)}); nothing was changed"
+                        )
+        finally:
+            if sqlite and raw is not None:
+                raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _foreign_key_violations(connection: Connection) -> set[tuple[Any, ...]]:
+    return {tuple(r) for r in connection.exec_driver_sql("PRAGMA foreign_key_check")}
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (alembic upgrade), on one connection of ``engine``."""
     config = alembic_config()
-    with engine.begin() as connection:
+    with migration_connection(engine) as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     # a migration may have rebuilt an interning table (0026's downgrade drops search_param,

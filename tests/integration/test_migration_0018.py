@@ -16,7 +16,7 @@ from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, se
 from adapter.fhir.search_query import parse_search
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
-from adapter.store.engine import alembic_config
+from adapter.store.engine import alembic_config, migration_connection
 from adapter.store.index_keys import head_key
 from adapter.store.models import Resource, SearchIndex, SearchParam, SearchSystem
 from adapter.store.search import find
@@ -123,7 +123,7 @@ def _copy_as_0017(written: Engine, old: Engine) -> int:
 
 def _downgrade(engine: Engine, revision: str) -> None:
     config = alembic_config()
-    with engine.begin() as connection:
+    with migration_connection(engine) as connection:
         config.attributes["connection"] = connection
         command.downgrade(config, revision)
 

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from adapter.store import make_engine, migrate, read_history, read_version, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.history import HistoryQuery, read_history_page
-from adapter.store.models import Outbox, ResourceVersion
+from adapter.store.models import DeliveryAttempt, Outbox, ResourceVersion
 from adapter.store.outbox import enqueue_many, list_deliveries
 from tests.integration.test_migration_0018 import _downgrade
 
@@ -125,6 +125,12 @@ def test_0030_drops_the_outbox_patient_key_and_numbers_stay_unique(
         o = Outbox.__table__
         with engine.begin() as conn:
             conn.execute(update(o).where(o.c.resource_id == "o1").values(sequence=1))
+        with make_factory(engine).begin() as session:  # o1 was sent once: its attempt
+            session.add(
+                DeliveryAttempt(
+                    outbox_id=1, destination="d", attempted_at=T[0], outcome="retry", status="503"
+                )
+            )
         expected = [
             (1, "o1", "Patient/p1", "Patient/p1", 1),
             (2, "o2", "Patient/p1", "Patient/p1", None),
@@ -136,6 +142,8 @@ def test_0030_drops_the_outbox_patient_key_and_numbers_stay_unique(
         assert _sequences_unique(engine)
 
         _downgrade(engine, "0027")
+        # the outbox's copy on SQLite keeps the attempts (its DROP TABLE no longer cascades)
+        assert _attempts(engine) == [(1, "503")]
         with engine.connect() as conn:
             stored = conn.execute(
                 text("SELECT resource_id, patient_key FROM outbox ORDER BY id")
@@ -151,5 +159,12 @@ def test_0030_drops_the_outbox_patient_key_and_numbers_stay_unique(
         migrate(engine)
         assert _outbox_rows(engine) == expected
         assert _sequences_unique(engine)
+        assert _attempts(engine) == [(1, "503")]
     finally:
         engine.dispose()
+
+
+def _attempts(engine: Engine) -> list[tuple[int, str]]:
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT outbox_id, status FROM delivery_attempt")).all()
+    return [tuple(r) for r in rows]

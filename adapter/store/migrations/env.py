@@ -30,12 +30,12 @@ def run_migrations_online() -> None:
         _run(connection)
         return
     from adapter.settings import get_settings
-    from adapter.store.engine import make_engine
+    from adapter.store.engine import make_engine, migration_connection
 
     url = context.config.get_main_option("sqlalchemy.url") or get_settings().database_url
     engine = make_engine(url)
     try:
-        with engine.begin() as conn:
+        with migration_connection(engine) as conn:
             _run(conn)
     finally:
         engine.dispose()

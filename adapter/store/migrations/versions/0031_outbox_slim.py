@@ -11,9 +11,8 @@
   read and written as the names by its column type.
 
 SQLite: the outbox table is copied once into its new form (a column's type and a CHECK
-cannot change in place). Its ``DROP TABLE`` would delete every ``delivery_attempt`` row
-(their foreign key cascades, and the foreign keys cannot be turned off inside the
-migration's transaction), so the attempts are kept in a temporary table and written back.
+cannot change in place). Its ``DROP TABLE`` does not cascade to the ``delivery_attempt``
+rows: migrations run with SQLite's foreign keys off (``engine.migration_connection``).
 PostgreSQL: the columns are changed in place (one rewrite of the table).
 
 Downgrade: the names and SQLite's text instants back, ``outbox_destination`` dropped.
@@ -121,7 +120,7 @@ def _check(new: bool) -> str:
 
 
 def _rebuild_sqlite(new: bool) -> None:
-    """Copy the outbox into its 0031 (``new``) or 0030 form, keeping its attempts."""
+    """Copy the outbox into its 0031 (``new``) or 0030 form."""
     columns = _columns(new)
     converted = {
         "destination_id": "(SELECT d.destination_id FROM outbox_destination d"
@@ -133,7 +132,6 @@ def _rebuild_sqlite(new: bool) -> None:
     }
     names = ", ".join(c.name for c in columns)
     select = ", ".join(converted.get(c.name, c.name) for c in columns)
-    op.execute("CREATE TEMP TABLE kept_attempt AS SELECT * FROM delivery_attempt")
     op.create_table(
         "outbox_rebuilt",
         *columns,
@@ -147,10 +145,8 @@ def _rebuild_sqlite(new: bool) -> None:
         sa.CheckConstraint(_check(new), name=op.f(_CHECK)),
     )
     op.execute(f"INSERT INTO outbox_rebuilt ({names}) SELECT {select} FROM outbox")
-    op.execute("DROP TABLE outbox")  # its attempts go with it (ON DELETE CASCADE) ...
+    op.execute("DROP TABLE outbox")  # foreign keys off: the attempts stay
     op.execute("ALTER TABLE outbox_rebuilt RENAME TO outbox")
-    op.execute("INSERT INTO delivery_attempt SELECT * FROM kept_attempt")  # ... and come back
-    op.execute("DROP TABLE kept_attempt")
 
 
 def _sqlite() -> bool:
