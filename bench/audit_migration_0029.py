@@ -13,20 +13,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import DEFAULT_PG, postgres_engine
+from migration_timing import database_options, on_each_database, up_and_down
 from sqlalchemy import Engine, text
 
 from adapter.audit.chain import GENESIS, canonical, chain_hash
-from adapter.store import make_engine, migrate
-from adapter.store.engine import alembic_config
+from adapter.store import migrate
 
 
 def fill(engine: Engine, records: int) -> int:
@@ -74,19 +71,9 @@ def fill(engine: Engine, records: int) -> int:
 
 
 def timed(engine: Engine, records: int) -> None:
-    from alembic import command
-
     migrate(engine, "0027")
     links = fill(engine, records)
-    start = time.perf_counter()
-    migrate(engine, "0029")
-    up = time.perf_counter() - start
-    config = alembic_config()
-    start = time.perf_counter()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0027")
-    down = time.perf_counter() - start
+    up, down = up_and_down(engine, "0027", "0029")
     print(
         f"{engine.dialect.name}: {records:,} records, {links:,} links: upgrade {up:.1f} s, "
         f"downgrade {down:.1f} s, load {os.getloadavg()[0]:.1f}",
@@ -99,25 +86,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--records", type=int, default=100_000)
-    ap.add_argument("--pg", default=DEFAULT_PG)
-    ap.add_argument("--no-pg", action="store_true")
-    ap.add_argument("--no-sqlite", action="store_true")
+    database_options(ap)
     args = ap.parse_args()
-    if not args.no_sqlite:
-        with tempfile.TemporaryDirectory() as tmp:
-            engine = make_engine(f"sqlite:///{Path(tmp) / 'audit.db'}")
-            timed(engine, args.records)
-            engine.dispose()
-    if not args.no_pg:
-        made = postgres_engine(args.pg)
-        if isinstance(made, str):
-            print(f"PostgreSQL {made}: skipped")
-            return
-        engine, drop = made
-        try:
-            timed(engine, args.records)
-        finally:
-            drop()
+    on_each_database(args, lambda engine: timed(engine, args.records))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,6 @@ import argparse
 import hashlib
 import os
 import sys
-import tempfile
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,11 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
-from bench_ingest import DEFAULT_PG, postgres_engine
+from migration_timing import database_options, on_each_database, up_and_down
 from sqlalchemy import Engine, text
 
-from adapter.store import make_engine, migrate
-from adapter.store.engine import alembic_config
+from adapter.store import migrate
 
 _ACTIONS = ("message.received", "message.translated", "message.stored")
 T0 = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
@@ -136,19 +133,9 @@ def fill(engine: Engine, messages: int) -> None:
 
 
 def timed(engine: Engine, messages: int) -> None:
-    from alembic import command
-
     migrate(engine, "0030")
     fill(engine, messages)
-    start = time.perf_counter()
-    migrate(engine, "0034")
-    up = time.perf_counter() - start
-    config = alembic_config()
-    start = time.perf_counter()
-    with engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0030")
-    down = time.perf_counter() - start
+    up, down = up_and_down(engine, "0030", "0034")
     print(
         f"{engine.dialect.name}: {messages:,} messages ({3 * messages:,} audit records, "
         f"{messages:,} identity records, {2 * messages:,} keys, {messages:,} care rows): "
@@ -162,25 +149,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--messages", type=int, default=30_000)
-    ap.add_argument("--pg", default=DEFAULT_PG)
-    ap.add_argument("--no-pg", action="store_true")
-    ap.add_argument("--no-sqlite", action="store_true")
+    database_options(ap)
     args = ap.parse_args()
-    if not args.no_sqlite:
-        with tempfile.TemporaryDirectory() as tmp:
-            engine = make_engine(f"sqlite:///{Path(tmp) / 'store.db'}")
-            timed(engine, args.messages)
-            engine.dispose()
-    if not args.no_pg:
-        made = postgres_engine(args.pg)
-        if isinstance(made, str):
-            print(f"PostgreSQL {made}: skipped")
-            return
-        engine, drop = made
-        try:
-            timed(engine, args.messages)
-        finally:
-            drop()
+    on_each_database(args, lambda engine: timed(engine, args.messages))
 
 
 if __name__ == "__main__":

@@ -231,3 +231,14 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     from adapter.store.interning import forget_all  # interning imports this module
 
     forget_all(engine)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the schema back to ``revision`` (alembic downgrade), as ``migrate`` goes up."""
+    config = alembic_config()
+    with migration_connection(engine) as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, revision)
+    from adapter.store.interning import forget_all
+
+    forget_all(engine)

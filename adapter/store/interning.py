@@ -86,28 +86,35 @@ class Interned(Generic[K]):
     def known(self, session: Session, values: Iterable[K]) -> dict[K, int]:
         """``known_ids`` through the cache: the ids of those ``values`` the store has, read
         only for values not cached (committed ids found are cached, as ``ids`` does)."""
-        engine = session.get_bind().engine
-        with _lock:
-            cache = self._cache.setdefault(engine, {})
+        cache = self._cache_of(session)
         wanted = set(values)
         out = {v: cache[v] for v in wanted if v in cache}
         missing = [v for v in wanted if v not in out]
         if missing:
-            found = self.known_ids(session, missing)
-            created_here = session.info.get(self._new, ())
-            postgres = engine.dialect.name == "postgresql"
-            with _lock:
-                for value, value_id in found.items():
-                    if postgres or value not in created_here:
-                        cache[value] = value_id
-            out.update(found)
+            out.update(self._remember(session, cache, self.known_ids(session, missing)))
         return out
+
+    def _cache_of(self, session: Session) -> dict[K, int]:
+        with _lock:
+            return self._cache.setdefault(session.get_bind().engine, {})
+
+    def _remember(self, session: Session, cache: dict[K, int], found: dict[K, int]) -> dict[K, int]:
+        """Cache the committed ids of ``found`` and give it back: on PostgreSQL every row
+        read (a READ COMMITTED statement sees only committed rows besides the transaction's
+        own, and it creates none); on SQLite those this transaction did not create (it
+        holds the only write lock)."""
+        created_here = session.info.get(self._new, ())
+        postgres = session.get_bind().engine.dialect.name == "postgresql"
+        with _lock:
+            for value, value_id in found.items():
+                if postgres or value not in created_here:
+                    cache[value] = value_id
+        return found
 
     def ids(self, session: Session, values: Iterable[K]) -> dict[K, int]:
         """The id of each of ``values``, created where the store has none yet."""
         engine = session.get_bind().engine
-        with _lock:
-            cache = self._cache.setdefault(engine, {})
+        cache = self._cache_of(session)
         wanted = set(values)
         missing = [v for v in wanted if v not in cache]
         if not missing:
@@ -126,14 +133,7 @@ class Interned(Generic[K]):
                 )
                 session.info.setdefault(self._new, set()).update(absent)
             found.update(self.known_ids(session, absent))
-        # committed: on PostgreSQL every row read (a READ COMMITTED statement sees only
-        # committed rows besides the transaction's own, and it creates none); on SQLite
-        # those this transaction did not create (it holds the only write lock)
-        created_here = session.info.get(self._new, ())
-        with _lock:
-            for value, value_id in found.items():
-                if postgres or value not in created_here:
-                    cache[value] = value_id
+        self._remember(session, cache, found)
         out = {v: cache[v] for v in wanted if v in cache}
         out.update(found)
         if len(out) != len(wanted):  # e.g. a REPEATABLE READ snapshot older than the creation

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from alembic import command
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
 
 from adapter.store import (
@@ -24,7 +23,7 @@ from adapter.store import (
 from adapter.store import session_factory as make_factory
 from adapter.store.body_codec import is_frame, json_bytes
 from adapter.store.body_rewrite import rewrite_bodies
-from adapter.store.engine import alembic_config
+from adapter.store.engine import downgrade
 from adapter.store.types import CompressedJSON
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,10 +180,7 @@ def test_0017_reads_plain_bodies_writes_frames_compacts_and_downgrades(
         assert _reads(factory) == now
 
         # downgrade: plain JSON text again, in a text column on PostgreSQL
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0016")
+        downgrade(engine, "0016")
         for table in _TABLES:
             for body in _raw(engine, table).values():
                 assert body is None or isinstance(body, str)

@@ -11,7 +11,6 @@ import zlib
 from pathlib import Path
 
 import pytest
-from alembic import command
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, bindparam, select, text
@@ -21,7 +20,7 @@ from adapter.errors import AlteredBytesError
 from adapter.pipeline import Receipt
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
-from adapter.store.engine import alembic_config
+from adapter.store.engine import downgrade
 from adapter.store.messages import get_message, verified_raw
 from adapter.store.models import InboundMessage
 from adapter.store.raw_codec import MARK, pack, unpack
@@ -133,10 +132,7 @@ def test_0023_keeps_older_rows_readable_both_ways(blank_database_url: str) -> No
                     raw=plain,
                 )
             )
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0022")
+        downgrade(engine, "0022")
         with engine.connect() as conn:
             kept = dict(conn.execute(text("SELECT id, raw FROM inbound_message")).all())
         assert {k: bytes(v) for k, v in kept.items()} == {

@@ -13,7 +13,7 @@ from sqlalchemy import Text, column, insert, literal, table, text
 from adapter.store import make_engine, migrate, read_history, read_version, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.body_codec import json_bytes
-from adapter.store.engine import alembic_config
+from adapter.store.engine import downgrade
 
 # the two tables as 0015 has them (the models are at head: on PostgreSQL their
 # resource_key would take the next value of a sequence 0015 does not have)
@@ -113,12 +113,8 @@ def test_0016_clears_current_bodies_keeps_superseded_and_reads_stay_whole(
         assert ("p1", 3) not in stored  # the current version: the resource row (0030)
 
         # downgrade: every history row has its body again (0015's store reads only there)
-        from alembic import command
 
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0015")
+        downgrade(engine, "0015")
         stored = _stored_bodies(engine)
         assert all(body is not None for body in stored.values())
         assert orjson.loads(stored[("p1", 3)])["gender"] == "other"

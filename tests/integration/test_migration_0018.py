@@ -10,13 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from alembic import command
 from sqlalchemy import Column, Engine, MetaData, String, Table, Text, insert, select, text
 
 from adapter.fhir.search_query import parse_search
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
-from adapter.store.engine import alembic_config, migration_connection
+from adapter.store.engine import downgrade
 from adapter.store.index_keys import head_key
 from adapter.store.models import Resource, SearchIndex, SearchParam, SearchSystem
 from adapter.store.search import find
@@ -121,13 +120,6 @@ def _copy_as_0017(written: Engine, old: Engine) -> int:
     return len(index)
 
 
-def _downgrade(engine: Engine, revision: str) -> None:
-    config = alembic_config()
-    with migration_connection(engine) as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, revision)
-
-
 def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
     database_url: str, blank_database_url: str
 ) -> None:
@@ -173,7 +165,7 @@ def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
             late = session.scalar(select(Resource.resource_key).where(Resource.id == "late"))
         assert late is not None and late > max(k for _, _, k in keys)
 
-        _downgrade(old, "0017")
+        downgrade(old, "0017")
         with old.connect() as conn:
             down = conn.execute(
                 text("SELECT row_id, resource_type, resource_id, param FROM search_index")

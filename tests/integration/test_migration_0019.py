@@ -16,13 +16,14 @@ from sqlalchemy import Column, Engine, MetaData, Table, Text, insert, select, te
 from adapter.fhir.search_query import parse_search
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from adapter.store.index_keys import KEY_CHARS, head_key
 from adapter.store.models import Resource, SearchSystem
 from adapter.store.search import find
 from tests.api.search_fixtures import LOINC, MRN, T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
 from tests.integration.test_migration_0018 import QUERIES as QUERIES_0018
-from tests.integration.test_migration_0018 import TYPES_BEFORE_0033, _downgrade
+from tests.integration.test_migration_0018 import TYPES_BEFORE_0033
 from tests.integration.test_migration_0018 import search_answers as _answers
 
 UCUM = "http://unitsofmeasure.org"
@@ -171,7 +172,7 @@ def test_0019_interns_systems_and_answers_as_a_store_written_at_head(
             )
         assert count == len(systems) + 1 and loinc == 1
 
-        _downgrade(old, "0018")
+        downgrade(old, "0018")
         with old.connect() as conn:
             down = conn.execute(
                 text("SELECT row_id, system, system_full FROM search_index ORDER BY row_id")

@@ -15,11 +15,11 @@ from sqlalchemy import Engine, MetaData, Table, insert, inspect, text
 from adapter.fhir.index_values import IndexValue, index_values, normalize_text
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from adapter.store.resources import index_row
 from tests.api.search_fixtures import LOINC, T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
 from tests.integration.test_migration_0018 import QUERIES as QUERIES_0018
-from tests.integration.test_migration_0018 import _downgrade
 from tests.integration.test_migration_0018 import search_answers as _answers
 
 LOCAL = "https://qingshan.example.cn/fhir/sid/county-hospital/lab-item"
@@ -186,7 +186,7 @@ def test_0024_drops_redundant_text_rows_and_answers_as_before(
         # delete are added below), then downgraded through 0026's downgrade
         migrate(old)
         _save(old)
-        _downgrade(old, "0022")
+        downgrade(old, "0022")
         assert _text_rows(old) == at_head
         added = _add_old_text_rows(old)
         assert added == 3 and len(_text_rows(old)) == len(at_head) + added
@@ -213,7 +213,7 @@ def test_0024_drops_redundant_text_rows_and_answers_as_before(
         before_down = _answers(old, QUERIES)
         rows_before = _text_rows(old)
 
-        _downgrade(old, "0022")
+        downgrade(old, "0022")
         if old.dialect.name == "postgresql":
             assert _has_primary_key(old)
         assert _text_rows(old) == rows_before

@@ -10,10 +10,10 @@ from sqlalchemy import Engine, inspect, text
 
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from adapter.store.outbox import claim_queues, enqueue_many, settle_coalesced_many
 from adapter.store.outbox.rows import Settlement
 from tests.integration.delivery_support import DEST, T0
-from tests.integration.test_migration_0018 import _downgrade
 
 OLD = {
     ("destination", "state", "next_attempt_at"),
@@ -116,7 +116,7 @@ def test_0025_replaces_the_outbox_indexes_with_rows_present(blank_database_url: 
             assert settle_coalesced_many(session, [sent], worker="w") == 1
         after = _rows(engine)
 
-        _downgrade(engine, "0024")
+        downgrade(engine, "0024")
         assert _indexes(engine) >= OLD and NEW not in _indexes(engine)
         assert _rows(engine) == after
     finally:

@@ -15,9 +15,9 @@ from sqlalchemy import Engine, MetaData, Table, inspect, select, text
 
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from tests.api.search_fixtures import T0
 from tests.integration.index_0024 import columns_0024, rows_0024
-from tests.integration.test_migration_0018 import _downgrade
 from tests.integration.test_migration_0018 import search_answers as _answers
 from tests.integration.test_migration_0024 import QUERIES, _save
 
@@ -73,7 +73,7 @@ def test_0026_names_rows_by_param_id_and_answers_as_before(
         migrate(old)
         _save(old)
         assert _answers(old, QUERIES) == expected
-        _downgrade(old, "0024")
+        downgrade(old, "0024")
         assert not _has_table(old, "search_param")
         assert {"resource_type", "param", "kind"} <= _columns(old)
         assert "param_id" not in _columns(old)
@@ -119,7 +119,7 @@ def test_0026_names_rows_by_param_id_and_answers_as_before(
         before_down = _answers(old, QUERIES)
         rows_before = _rows_by_name(old)
 
-        _downgrade(old, "0024")
+        downgrade(old, "0024")
         assert _rows_by_name(old) == rows_before
         migrate(old)
         assert _rows_by_name(old) == rows_before

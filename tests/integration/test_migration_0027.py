@@ -23,7 +23,7 @@ from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
 from adapter.store.body_codec import is_frame
-from tests.integration.test_migration_0018 import _downgrade
+from adapter.store.engine import downgrade
 
 T0 = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 P1, P2 = "Patient/p1", "Patient/p2"
@@ -203,7 +203,7 @@ def test_0027_reads_old_records_as_they_were_and_downgrades_to_plain_text(
             assert late is not None and late.correlation_id == "corr-m1"
         assert after[0][0] == [8, *before[0][0]]  # patient p1 finds the new record first
 
-        _downgrade(engine, "0024")
+        downgrade(engine, "0024")
         plain = _stored(engine)
         assert not any(is_frame(v) for v in plain)
         texts = [v if isinstance(v, str) else bytes(v).decode() for v in plain]

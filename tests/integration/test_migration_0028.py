@@ -14,9 +14,9 @@ from sqlalchemy import Engine, text
 
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from tests.api.search_fixtures import T0
 from tests.integration.index_0024 import rows_0024
-from tests.integration.test_migration_0018 import _downgrade
 from tests.integration.test_migration_0018 import search_answers as _answers
 from tests.integration.test_migration_0024 import QUERIES as QUERIES_0024
 from tests.integration.test_migration_0024 import _save
@@ -105,7 +105,7 @@ def test_0028_dates_as_integers_answer_as_before(
 
         migrate(old)
         _save_dated(old)
-        _downgrade(old, "0027")
+        downgrade(old, "0027")
         assert _stored_types(old) == ({"text"} if sqlite else {"timestamp with time zone"})
         if sqlite:  # 0027's form: SQLite's UTC text, to the microsecond
             with old.connect() as conn:
@@ -131,7 +131,7 @@ def test_0028_dates_as_integers_answer_as_before(
         assert _stored_types(old) == _stored_types(head)
 
         rows_before = _rows(old)
-        _downgrade(old, "0027")
+        downgrade(old, "0027")
         migrate(old)
         assert _rows(old) == rows_before
     finally:

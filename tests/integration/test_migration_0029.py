@@ -19,7 +19,7 @@ from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
 from adapter.store.audit_reference import pack
-from tests.integration.test_migration_0018 import _downgrade
+from adapter.store.engine import downgrade
 from tests.integration.test_migration_0027 import T0, _answers, _body, _ok
 
 U1, U2 = "8f14e45f-ceea-467f-a1c4-1f5e3b9a1c2d", "0b6f1c2a-3d4e-4f50-8a6b-7c8d9e0f1a2b"
@@ -167,7 +167,7 @@ def test_0029_packs_hashes_and_references_and_answers_as_before(blank_database_u
         assert after[0][0] == [13, *before[0][0]] and after[0][2] == [13, *before[0][2]]
         assert after[0][3] == before[0][3]  # version 2 only
 
-        _downgrade(engine, "0027")
+        downgrade(engine, "0027")
         hashes, refs, kinds = _stored(engine)
         assert kinds == {"patient", "entity", *_sqlite(engine, "recorded:text")}
         assert [(s, p, h) for s, (p, h) in enumerate(hashes, start=1)] == after[1]

@@ -14,10 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from adapter.store import make_engine, migrate, read_history, read_version, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.models import DeliveryAttempt, Outbox, ResourceVersion
 from adapter.store.outbox import enqueue_many, list_deliveries
-from tests.integration.test_migration_0018 import _downgrade
 
 T = [datetime(2026, 12, 5, 3, n, tzinfo=UTC) for n in range(4)]
 
@@ -67,7 +67,7 @@ def test_0030_deletes_the_current_versions_history_rows_and_downgrades(
         assert _history_rows(engine) == {("p1", 1): True, ("p1", 2): True}
         assert _reads(engine) == expected
 
-        _downgrade(engine, "0027")
+        downgrade(engine, "0027")
         assert _history_rows(engine) == {
             ("p1", 1): True,
             ("p1", 2): True,
@@ -141,7 +141,7 @@ def test_0030_drops_the_outbox_patient_key_and_numbers_stay_unique(
         assert "patient_key" not in {c["name"] for c in inspect(engine).get_columns("outbox")}
         assert _sequences_unique(engine)
 
-        _downgrade(engine, "0027")
+        downgrade(engine, "0027")
         # the outbox's copy on SQLite keeps the attempts (its DROP TABLE no longer cascades)
         assert _attempts(engine) == [(1, "503")]
         with engine.connect() as conn:

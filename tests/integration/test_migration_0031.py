@@ -14,6 +14,7 @@ from sqlalchemy import Engine, inspect, text
 
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from adapter.store.models import InboundMessage
 from adapter.store.outbox import (
     Settlement,
@@ -29,7 +30,6 @@ from adapter.store.outbox import (
 )
 from adapter.store.outbox.acks import acknowledgements
 from adapter.store.types import uuid_text
-from tests.integration.test_migration_0018 import _downgrade
 
 T0 = datetime(2026, 12, 5, 3, 0, 0, 123456, tzinfo=UTC)
 INSTANTS = (
@@ -225,7 +225,7 @@ def test_0031_reads_the_same_both_ways(blank_database_url: str) -> None:
         if sqlite:
             assert _stored_types(engine) == {"integer"}
 
-        _downgrade(engine, "0030")
+        downgrade(engine, "0030")
         assert _stored(engine) == stored  # the attempts too (SQLite copies the table)
         if sqlite:  # as 0030's UTCDateTime wrote them
             assert _stored_types(engine) == {"text"}

@@ -19,9 +19,9 @@ from sqlalchemy import Engine, inspect, text
 
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from tests.api.search_fixtures import T0
 from tests.integration.index_0024 import rows_0024
-from tests.integration.test_migration_0018 import _downgrade
 from tests.integration.test_migration_0018 import search_answers as _answers
 from tests.integration.test_migration_0028 import QUERIES as QUERIES_0028
 from tests.integration.test_migration_0028 import _save_dated, _without_key
@@ -155,7 +155,7 @@ def test_0032_references_as_keys_answer_as_before(
 
         migrate(old)
         _save(old)
-        _downgrade(old, "0030")
+        downgrade(old, "0030")
         assert _forms(old) == (0, keyed + texts)  # every reference as text
         assert _rows(old) == written  # 0030's rows: what 0030's searches read
 
@@ -182,7 +182,7 @@ def test_0032_references_as_keys_answer_as_before(
         assert _forms(old)[0] == after_keyed + 1
 
         rows_before = _rows(old)
-        _downgrade(old, "0030")
+        downgrade(old, "0030")
         migrate(old)
         assert _rows(old) == rows_before
     finally:

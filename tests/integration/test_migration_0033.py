@@ -33,10 +33,10 @@ from adapter.store import (
 )
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
+from adapter.store.engine import downgrade
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.outbox import enqueue_many, list_deliveries
 from adapter.store.search import find
-from tests.integration.test_migration_0018 import _downgrade
 
 T0 = datetime(2026, 12, 5, 3, 0, 0, 123000, tzinfo=UTC)  # FHIR instants: milliseconds
 UUID = "0f5c3f0e-8a5e-4b8e-9a57-1c2d3e4f5a6b"
@@ -216,7 +216,7 @@ def test_0033_packs_message_and_resource_rows_and_downgrades(blank_database_url:
             )
             assert all(isinstance(r[3], int) for r in head["resource"] + head["resource_version"])
 
-        _downgrade(engine, "0030")
+        downgrade(engine, "0030")
         old = _stored(engine)
         message = old["inbound_message"][0]
         assert message[0] == UUID and message[1] == hashlib.sha256(_raw(0)).hexdigest()

@@ -24,8 +24,8 @@ from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
 from adapter.store.care import list_care, note_activity
+from adapter.store.engine import downgrade
 from adapter.store.identity_tables import IdentityRecord
-from tests.integration.test_migration_0018 import _downgrade
 from tests.integration.test_migration_0027 import _ok
 
 T0 = datetime(2026, 12, 5, 8, 0, 0, 123456, tzinfo=UTC)
@@ -182,7 +182,7 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
             assert [len(v) for v in sizes][:1] == [16]
         assert _ok(engine) == 4
 
-        _downgrade(engine, "0030")
+        downgrade(engine, "0030")
         plain = {
             "coded": {
                 ("message.received", "success", "http"),

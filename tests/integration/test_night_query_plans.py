@@ -19,7 +19,7 @@ from adapter.pipeline.steps import _OPEN_CARE
 from adapter.referral.ledger_step import awaiting_follow_up
 from adapter.referral.messages import tasks_about
 from adapter.store import make_engine, migrate
-from adapter.store.engine import alembic_config
+from adapter.store.engine import downgrade
 from adapter.store.models import CareRelationship
 
 
@@ -82,16 +82,12 @@ def test_follow_up_of_an_encounter_reads_the_ledger_by_patient(engine: Engine) -
 
 @pytest.mark.db
 def test_migration_0020_adds_and_removes_the_ledger_patient_index(blank_database_url: str) -> None:
-    from alembic import command
 
     engine = make_engine(blank_database_url)
     try:
         migrate(engine)
         assert "ix_referral_ledger_patient_id" in _ledger_indexes(engine)
-        config = alembic_config()
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0019")
+        downgrade(engine, "0019")
         assert "ix_referral_ledger_patient_id" not in _ledger_indexes(engine)
         migrate(engine)
         assert "ix_referral_ledger_patient_id" in _ledger_indexes(engine)
