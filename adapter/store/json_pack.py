@@ -14,15 +14,14 @@ stored before migration 0033 holds (``str``).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import orjson
 
 from adapter.store.body_codec import ZSTD_MAGIC, json_bytes, pack_json
+from adapter.store.uuid_form import UUID_BYTES, canonical_uuid_bytes, uuid_of
 
 REFS = b"\x00R"
-_UUID = 16
 
 
 def _ref_form(value: Any) -> bytes | None:
@@ -34,17 +33,14 @@ def _ref_form(value: Any) -> bytes | None:
         if not isinstance(item, str):
             return None
         rtype, slash, rid = item.partition("/")
-        if not slash or not 0 < len(rtype) < 256 or not rtype.isascii() or len(rid) != 36:
+        if not slash or not 0 < len(rtype) < 256 or not rtype.isascii():
             return None
-        try:
-            parsed = uuid.UUID(rid)
-        except ValueError:
-            return None
-        if str(parsed) != rid:  # only the canonical lowercase text reads back the same
+        packed = canonical_uuid_bytes(rid)  # only the canonical text reads back the same
+        if packed is None:
             return None
         out.append(len(rtype))
         out += rtype.encode()
-        out += parsed.bytes
+        out += packed
     return bytes(out)
 
 
@@ -54,8 +50,8 @@ def _refs(stored: bytes) -> list[str]:
         size = stored[at]
         rtype = stored[at + 1 : at + 1 + size].decode()
         at += 1 + size
-        refs.append(f"{rtype}/{uuid.UUID(bytes=stored[at : at + _UUID])}")
-        at += _UUID
+        refs.append(f"{rtype}/{uuid_of(stored[at : at + UUID_BYTES])}")
+        at += UUID_BYTES
     return refs
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store import json_pack, raw_codec
 from adapter.store.body_codec import AUDIT, FEATURES, json_bytes, pack, pack_json, unpack
+from adapter.store.uuid_form import UUID_BYTES, canonical_uuid_bytes, uuid_of
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -335,10 +335,11 @@ def uuid_bytes(value: str) -> bytes:
     """``UuidText``'s stored form (also for the migrations): a UUID's 16 bytes; any other
     text as its UTF-8 bytes, after a NUL byte when they are 16 long (or start with one) so
     that no text reads back as a UUID."""
-    if len(value) == 36 and _CANONICAL.fullmatch(value):  # reads back the same text
-        return bytes.fromhex(value.replace("-", ""))
+    packed = canonical_uuid_bytes(value)
+    if packed is not None:
+        return packed
     data = value.encode()
-    return b"\x00" + data if len(data) == _UUID_BYTES or data.startswith(b"\x00") else data
+    return b"\x00" + data if len(data) == UUID_BYTES or data.startswith(b"\x00") else data
 
 
 def uuid_text(value: bytes | memoryview | str | None) -> str | None:
@@ -347,15 +348,9 @@ def uuid_text(value: bytes | memoryview | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     stored = bytes(value)
-    if len(stored) == _UUID_BYTES:
-        h = stored.hex()
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    if len(stored) == UUID_BYTES:
+        return uuid_of(stored)
     return stored.removeprefix(b"\x00").decode(errors="replace")
-
-
-_UUID_BYTES = 16
-# a UUID's canonical text (lowercase, hyphenated): the only text stored as its 16 bytes
-_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class UuidText(TypeDecorator[str]):
