@@ -1158,6 +1158,9 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
 
     def drop() -> None:
         engine.dispose()
+        if os.environ.get("BENCH_KEEP_PG"):  # study: keep the schema, print its name
+            print(f"kept PostgreSQL schema {schema}")
+            return
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
