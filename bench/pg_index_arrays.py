@@ -226,7 +226,8 @@ def latency(url: str, observations: int) -> None:
             n = observations + observations // 20
             rows_b = one(
                 "SELECT pg_relation_size('search_index')"
-                " + pg_relation_size('ix_search_index_token') + pg_relation_size('ix_search_index_target')"
+                " + pg_relation_size('ix_search_index_token')"
+                " + pg_relation_size('ix_search_index_target')"
                 " + pg_relation_size('ix_search_index_resource')"
             )
             arrays_b = one("SELECT pg_total_relation_size('proto')")
