@@ -16,6 +16,8 @@ bytewise for the libc locales ``C`` / ``POSIX`` / ``C.UTF-8`` and the builtin pr
 
 from __future__ import annotations
 
+from weakref import WeakKeyDictionary
+
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
@@ -33,14 +35,14 @@ def bytewise(session: Session) -> bool:
         return True
     if engine.dialect.name != "postgresql":
         return False
-    # a database's collation never changes: read once per database (and schema: the URL)
-    url = engine.url.render_as_string(hide_password=True)
-    if url not in _known:
-        _known[url] = _postgres_bytewise(session)
-    return _known[url]
+    # a database's collations do not change under a running adapter: read once per engine
+    known = _known.get(engine)
+    if known is None:
+        known = _known[engine] = _postgres_bytewise(session)
+    return known
 
 
-_known: dict[str, bool] = {}
+_known: WeakKeyDictionary[Engine, bool] = WeakKeyDictionary()
 
 
 def _postgres_bytewise(session: Session) -> bool:
