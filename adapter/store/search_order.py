@@ -152,6 +152,7 @@ def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElemen
         .correlate_except(*own)
         .where(
             other.c.resource_key == row.c.resource_key,
+            other.c.row_id != row.c.row_id,  # itself never places higher: not joined to its target
             rows_in(other, ids, kind),
             or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
         )
