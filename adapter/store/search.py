@@ -107,13 +107,16 @@ def find(
         where = rest  # SQLite: from the criterion's keys (_keyed)
     bodies: list[dict[str, Any]] = []
     if count > 0 and single and led_by_index(sort):
-        # with the type: SQLite then reads the sort rows in index order (decision 0035)
+        # with the type: SQLite then reads the sort rows in index order (decision 0035). A
+        # reference's texts are in no index with a criterion (decision 0080): SQLite
+        # then starts from the criterion's keys (``where``, _keyed), not the whole type
         whole = not criteria and scope is None
+        by_reference = sort[0].param.type == "reference"
         bodies = _index_led_page(
             session,
             ids,
             single,
-            [of_type, *rest],
+            where if by_reference else [of_type, *rest],
             sort,
             limit=count + 1,
             offset=offset,
