@@ -101,13 +101,11 @@ class LeadingRows:
     """The index rows that place resources for the first sort key: ``joined`` is the
     resource table ``r`` joined to them, ``where`` keeps one row per resource (the latest
     value descending, the earliest ascending; the lowest row id among equal values), and
-    ``order`` is the full ORDER BY (that row's column, then the other keys). ``value``:
-    the value that row sorts by."""
+    ``order`` is the full ORDER BY (that row's column, then the other keys)."""
 
     joined: FromClause
     where: ColumnElement[bool]
     order: tuple[Any, ...]
-    value: Any = None
 
 
 # The clauses depend only on the sort keys, the table and the keys' ids (``sort_ids``); built
@@ -122,7 +120,7 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...
     kind = key.param.type
     row = _si.alias("sort_row")
     if kind == "reference":  # the targets' texts joined, not one subquery per row and use
-        value, rows = _joined_reference(row)
+        value, rows, _ = _joined_reference(row)
     else:
         value, rows = _sort_value(row, kind, key.descending), row
     joined = r.join(rows, row.c.resource_key == r.c.resource_key)
@@ -130,7 +128,7 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...
         rows_in(row, keyed[0], kind), value.is_not(None), _placed(key, row, value, keyed[0])
     )
     first = value.desc() if key.descending else value.asc()
-    return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])), value)
+    return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
 
 
 def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElement[bool]:
@@ -141,8 +139,8 @@ def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElemen
     other = _si.alias("sort_other")
     own = [other]  # the subquery's own tables; it is correlated to every other one
     if kind == "reference":
-        rival, others = _joined_reference(other)
-        own.append(others.right)  # type: ignore[attr-defined]
+        rival, others, target = _joined_reference(other)
+        own.append(target)
     else:
         rival, others = _sort_value(other, kind, key.descending), other
     better = rival > value if key.descending else rival < value
@@ -161,14 +159,13 @@ def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElemen
     return ~placed_higher
 
 
-def _joined_reference(si: FromClause) -> tuple[Any, FromClause]:
-    """A reference row's ``Type/id`` and ``si`` left-joined to its target's resource row
-    (a row naming its target by key, decision 0080)."""
+def _joined_reference(si: FromClause) -> tuple[Any, FromClause, FromClause]:
+    """A reference row's ``Type/id``, ``si`` left-joined to its target's resource row (a
+    row naming its target by key, decision 0080), and that target's alias."""
     target = _r.alias()
     joined = si.outerjoin(target, target.c.resource_key == si.c.target_key)
-    return func.coalesce(
-        si.c.reference, target.c.resource_type + literal("/") + target.c.id
-    ), joined
+    value = func.coalesce(si.c.reference, target.c.resource_type + literal("/") + target.c.id)
+    return value, joined, target
 
 
 def walk_types(rtype: str, key: SortKey) -> tuple[str, ...] | None:
