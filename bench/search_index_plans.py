@@ -1,6 +1,7 @@
 """Which indexes of ``search_index`` the store's queries use on PostgreSQL (decision 0042).
 
-    .venv/bin/python bench/search_index_plans.py [--pg URL] [--observations 20000]
+    .venv/bin/python bench/search_index_plans.py [--pg URL] [--observations 20000] [--timings]
+    .venv/bin/python bench/search_index_plans.py --sqlite FILE [--observations 20000]
 
 Loads Observations (bench_search.py's generator) and Patients into a scratch schema,
 ANALYZEs, then runs the store's own code for each query shape (``find`` for searches,
@@ -10,7 +11,13 @@ rows), records every statement it sends that reads ``search_index``, and prints 
 indexes PostgreSQL's plan uses for it (``EXPLAIN``, the statement's own parameters). Then
 the same with ``enable_seqscan = off`` (which index the planner *can* use when the table
 is large). At the end: each index of ``search_index`` and the shapes that used it; an index
-no shape uses is a candidate to drop. Not a benchmark: no timings.
+no shape uses is a candidate to drop. ``--timings``: also each statement's execution
+time (EXPLAIN ANALYZE, best of 3).
+
+``--sqlite FILE``: the same searches on SQLite: the data saved through the store
+(``save_resources``, the patients first) into FILE (made once and kept: a later run, e.g.
+of another tree, needs its own FILE), then each statement's ``EXPLAIN QUERY PLAN`` and its
+time (run and fetched, best of 3, ms).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import argparse
 import json
 import random
 import sys
+import time
 from collections import defaultdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +38,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import psycopg
 from bench_search import DEFAULT_PG, observation
 from pg_schema import ResourceCopy, analyze, scratch_schema
-from sqlalchemy import delete, event, text
+from sqlalchemy import Engine, delete, event, func, select, text
 
 from adapter.fhir.search_query import parse_search
 from adapter.recognition.query import _coded_rows
-from adapter.store import make_engine, migrate, session_factory
-from adapter.store.models import SearchIndex
+from adapter.store import make_engine, migrate, save_resources, session_factory
+from adapter.store.models import Resource, SearchIndex
 from adapter.store.search import find
 from adapter.store.search_include import included
 
@@ -66,6 +75,8 @@ SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("patient:missing", "Observation", [("patient:missing", "true")]),
     ("code + _sort=patient", "Observation", [("code", "1003-3"), ("_sort", "patient")]),
     ("_sort=-patient (type)", "Observation", [("_sort", "-patient")]),
+    ("_sort=patient (type)", "Observation", [("_sort", "patient")]),
+    ("date eq + _sort=patient", "Observation", [("date", "2024-03-01"), ("_sort", "patient")]),
 ]
 
 
@@ -95,6 +106,73 @@ def load(conn: psycopg.Connection, observations: int) -> None:
     analyze(conn)
 
 
+def load_sqlite(engine: Engine, observations: int) -> None:
+    """The same resources as ``load``, saved through the store (500 per transaction)."""
+    rng = random.Random(7)
+    patients = max(1, observations // 100)
+    bodies = [patient(n) for n in range(patients)]
+    bodies += [observation(i, rng.randrange(patients), rng) for i in range(observations)]
+    factory = session_factory(engine)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for n in range(0, len(bodies), 500):
+        with factory.begin() as session:
+            now = start + timedelta(seconds=n)
+            save_resources(session, bodies[n : n + 500], message_id=None, now=now)
+    # no ANALYZE: the adapter never runs it on SQLite, so its planner has no statistics
+
+
+def _captured(statement: str) -> bool:
+    """A statement of the store that reads search_index (not the collation check that
+    names the table once per engine, adapter/store/collation.py)."""
+    if statement.lstrip().startswith("EXPLAIN") or "attcollation" in statement:
+        return False
+    return "search_index" in statement
+
+
+def run_searches(engine: Engine, capture: list[tuple[str, str, Any]]) -> None:
+    """Each search of ``SEARCHES`` through the store; ``capture`` gets the statements that
+    read search_index, with the shape's label."""
+    current = {"shape": ""}
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _capture(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if _captured(statement):
+            capture.append((current["shape"], statement, parameters))
+
+    with session_factory(engine)() as session:
+        for label, rtype, params in SEARCHES:
+            current["shape"] = label
+            parsed = parse_search(rtype, [*params, ("_count", "50")])
+            find(session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate")
+    event.remove(engine, "before_cursor_execute", _capture)
+
+
+def sqlite_main(path: str, observations: int) -> None:
+    engine = make_engine(f"sqlite:///{path}")
+    migrate(engine)
+    with engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(Resource.__table__)).scalar_one()
+    if not stored:
+        load_sqlite(engine, observations)
+    captured: list[tuple[str, str, Any]] = []
+    run_searches(engine, captured)
+    print(f"== SQLite {path}: plans (EXPLAIN QUERY PLAN) and ms (run and fetched, best of 3)")
+    with engine.connect() as conn:
+        for shape, statement, parameters in captured:
+            if statement.lstrip().upper().startswith("DELETE"):
+                continue
+            plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + statement, parameters).all()
+            best = float("inf")
+            for _ in range(3):
+                began = time.perf_counter()
+                conn.exec_driver_sql(statement, parameters).all()
+                best = min(best, time.perf_counter() - began)
+            print(f"   {shape:40} {best * 1000:8.2f}")
+            for row in plan:
+                print(f"        {row[-1]}")
+    engine.dispose()
+
+
 def _executed(plan: Any) -> float:
     plan = json.loads(plan) if isinstance(plan, str) else plan
     return float(plan[0]["Execution Time"])
@@ -113,12 +191,16 @@ def main() -> None:
     )
     ap.add_argument("--pg", default=DEFAULT_PG)
     ap.add_argument("--observations", type=int, default=20_000)
+    ap.add_argument("--sqlite", metavar="FILE", help="run on SQLite in FILE (made once, kept)")
     ap.add_argument(
         "--timings",
         action="store_true",
         help="also EXPLAIN ANALYZE each statement (default settings): execution ms, best of 3",
     )
     args = ap.parse_args()
+    if args.sqlite:
+        sqlite_main(args.sqlite, args.observations)
+        return
     with scratch_schema(args.pg, "plans") as schema:
         engine = make_engine(schema.url)
         migrate(engine)
@@ -129,7 +211,7 @@ def main() -> None:
 
         @event.listens_for(engine, "before_cursor_execute")
         def capture(conn, cursor, statement, parameters, context, executemany):
-            if "search_index" in statement and not statement.lstrip().startswith("EXPLAIN"):
+            if _captured(statement):
                 captured.append((current["shape"], statement, parameters))
 
         factory = session_factory(engine)

@@ -52,14 +52,18 @@ from adapter.fhir.search_query import (
 )
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
-from adapter.store.index_params import ParamIds, row_params, rows_in
+from adapter.store.collation import bytewise
+from adapter.store.index_params import Ids, ParamIds, row_params, rows_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import (
+    ReferenceWalk,
     leading_rows,
     led_by_index,
     order_by,
+    reference_walk,
     sort_ids,
+    walk_types,
     without_value,
 )
 from adapter.store.search_total import count_matches
@@ -103,9 +107,20 @@ def find(
         where = rest  # SQLite: from the criterion's keys (_keyed)
     bodies: list[dict[str, Any]] = []
     if count > 0 and single and led_by_index(sort):
-        # with the type: SQLite then reads the sort rows in index order (decision 0035)
+        # with the type: SQLite then reads the sort rows in index order (decision 0035). A
+        # reference's texts are in no index with a criterion (decision 0080): SQLite
+        # then starts from the criterion's keys (``where``, _keyed), not the whole type
+        whole = not criteria and scope is None
+        by_reference = sort[0].param.type == "reference"
         bodies = _index_led_page(
-            session, ids, single, [of_type, *rest], sort, limit=count + 1, offset=offset
+            session,
+            ids,
+            single,
+            where if by_reference else [of_type, *rest],
+            sort,
+            limit=count + 1,
+            offset=offset,
+            whole=whole,
         )
     elif count > 0:
         order = order_by(sort, _r, sort_ids(ids, single, sort))
@@ -136,13 +151,23 @@ def _index_led_page(
     *,
     limit: int,
     offset: int,
+    whole: bool,
 ) -> list[dict[str, Any]]:
     """A page sorted first by an index parameter (search_order.leading_rows): the resources
-    with a value in index order, then, if the page is not full, those without one."""
+    with a value in index order, then, if the page is not full, those without one.
+    ``whole``: the search has no criterion and no scope (all resources of the type): a sort
+    by a reference then walks the targets in order (``ReferenceWalk``). With a criterion
+    the matches are placed and sorted as before: the walk would read every row of the
+    parameter before a page of a selective criterion were full."""
     keyed = sort_ids(ids, rtype, sort)
     lead = leading_rows(sort, _r, keyed)
-    valued = select(_r.c.body).select_from(lead.joined).where(*where, lead.where)
-    query = valued.order_by(*lead.order).limit(limit).offset(offset)
+    types = walk_types(rtype, sort[0]) if whole else None
+    if types is not None and bytewise(session):
+        walk = reference_walk(sort, _r, keyed, types)
+        query = _walked(session, walk, where, sort, keyed, limit, offset)
+    else:
+        valued = select(_r.c.body).select_from(lead.joined).where(*where, lead.where)
+        query = valued.order_by(*lead.order).limit(limit).offset(offset)
     bodies = list(session.execute(query).scalars())
     if len(bodies) == limit:
         return bodies
@@ -154,6 +179,33 @@ def _index_led_page(
     rest = select(_r.c.body).where(*where, missing).order_by(*order)
     bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
     return bodies
+
+
+def _walked(
+    session: Session,
+    walk: ReferenceWalk,
+    where: list[ColumnElement[bool]],
+    sort: tuple[SortKey, ...],
+    keyed: tuple[Ids, ...],
+    limit: int,
+    offset: int,
+) -> Select[Any]:
+    """A page of a sort led by a reference from its two parts (``ReferenceWalk``): the
+    first ``offset + limit`` of each, in its own index order, merged in the order of the
+    whole sort."""
+    first = offset + limit
+    dialect = session.get_bind().dialect.name
+    parts = (walk.text_part(where, first), walk.key_part(where, first, dialect))
+    # SQLite takes no ORDER BY / LIMIT in a member of a UNION: each is a subquery
+    merged = union_all(*(select(part.subquery()) for part in parts)).subquery("sort_lead")
+    value = merged.c.sort_value.desc() if sort[0].descending else merged.c.sort_value.asc()
+    return (
+        select(_r.c.body)
+        .select_from(merged.join(_r, _r.c.resource_key == merged.c.resource_key))
+        .order_by(value, *order_by(sort[1:], _r, keyed[1:]))
+        .limit(limit)
+        .offset(offset)
+    )
 
 
 def _keyed(criterion: Criterion | HasCriterion) -> bool:

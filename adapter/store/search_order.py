@@ -22,14 +22,31 @@ sorting them all); then, when the page is not full, the resources without a valu
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import product
 from typing import Any
 
-from sqlalchemy import ColumnElement, FromClause, and_, exists, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.selectable import Join
 
+from adapter.fhir.search_params import RESOURCES
 from adapter.fhir.search_results import SortKey
-from adapter.store.index_params import Ids, ParamIds, rows_in
+from adapter.store.index_params import Ids, ParamIds, row_params, rows_in
 from adapter.store.models import Resource, SearchIndex
 
 _si = SearchIndex.__table__
@@ -101,38 +118,206 @@ def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...
     keys' ids (``sort_ids``)."""
     key = sort[0]
     kind = key.param.type
-    row, other = _si.alias("sort_row"), _si.alias("sort_other")
+    row = _si.alias("sort_row")
     if kind == "reference":  # the targets' texts joined, not one subquery per row and use
-        value, rows = _joined_reference(row)
-        rival, others = _joined_reference(other)
+        value, rows, _ = _joined_reference(row)
     else:
         value, rows = _sort_value(row, kind, key.descending), row
+    joined = r.join(rows, row.c.resource_key == r.c.resource_key)
+    where = and_(
+        rows_in(row, keyed[0], kind), value.is_not(None), _placed(key, row, value, keyed[0])
+    )
+    first = value.desc() if key.descending else value.asc()
+    return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
+
+
+def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElement[bool]:
+    """``row`` (value ``value``) is the row that places its resource: no other row of the
+    parameter has a better value (higher descending, lower ascending) or the same value and
+    a lower row id."""
+    kind = key.param.type
+    other = _si.alias("sort_other")
+    own = [other]  # the subquery's own tables; it is correlated to every other one
+    if kind == "reference":
+        rival, others, target = _joined_reference(other)
+        own.append(target)
+    else:
         rival, others = _sort_value(other, kind, key.descending), other
     better = rival > value if key.descending else rival < value
     placed_higher = (
         select(other.c.resource_key)
         .select_from(others)
+        .correlate_except(*own)
         .where(
             other.c.resource_key == row.c.resource_key,
-            rows_in(other, keyed[0], kind),
+            other.c.row_id != row.c.row_id,  # itself never places higher: not joined to its target
+            rows_in(other, ids, kind),
             or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
         )
         .exists()
     )
-    joined = r.join(rows, row.c.resource_key == r.c.resource_key)
-    where = and_(rows_in(row, keyed[0], kind), value.is_not(None), ~placed_higher)
-    first = value.desc() if key.descending else value.asc()
-    return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
+    return ~placed_higher
 
 
-def _joined_reference(si: FromClause) -> tuple[Any, FromClause]:
-    """A reference row's ``Type/id`` and ``si`` left-joined to its target's resource row
-    (a row naming its target by key, decision 0080)."""
+def _joined_reference(si: FromClause) -> tuple[Any, FromClause, FromClause]:
+    """A reference row's ``Type/id``, ``si`` left-joined to its target's resource row (a
+    row naming its target by key, decision 0080), and that target's alias."""
     target = _r.alias()
     joined = si.outerjoin(target, target.c.resource_key == si.c.target_key)
-    return func.coalesce(
-        si.c.reference, target.c.resource_type + literal("/") + target.c.id
-    ), joined
+    value = func.coalesce(si.c.reference, target.c.resource_type + literal("/") + target.c.id)
+    return value, joined, target
+
+
+def walk_types(rtype: str, key: SortKey) -> tuple[str, ...] | None:
+    """The types the key rows of a reference sort key can name, when the store can say:
+    every row parameter of it is narrow (R4 ``where(resolve() is Patient)``: only
+    references to its targets are indexed, adapter/fhir/index_values.py), and only a type
+    the store indexes can be a key (``resource_keys.local_target``). None: any type."""
+    search = RESOURCES.get(rtype)
+    if key.param.type != "reference" or search is None:
+        return None
+    types: set[str] = set()
+    for name in row_params(rtype, key.param):
+        param = search.params.get(name)
+        if param is None or not param.narrow or not param.targets:
+            return None
+        types.update(t for t in param.targets if t in RESOURCES)
+    return tuple(sorted(types))
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceWalk:
+    """The leading rows of a sort led by a reference in two parts, each read in an index's
+    order and stopped after a page (decision 0080, second part):
+
+    * the rows that keep the text, in ``ix_search_index_reference``'s order;
+    * the rows that name their target by key, driven from the targets in the order of the
+      resource's primary key ``(resource_type, id)`` (``types``: the types they can name,
+      ``walk_types``), each target probing ``ix_search_index_target``. That order is the
+      ``Type/id`` texts' order only where texts compare by their bytes
+      (adapter/store/collation.py): the caller's check.
+
+    Each resource is placed by one row of one part (``_placed`` compares both forms), so a
+    page is the first rows of the two parts merged by their value, then the other keys."""
+
+    key: SortKey
+    r: FromClause
+    text_row: FromClause
+    text_where: ColumnElement[bool]
+    key_row: FromClause
+    target: FromClause
+    key_where: ColumnElement[bool]
+    terms: tuple[tuple[Any, bool, bool], ...]  # the other keys: value, descending, nulls last
+    types: tuple[str, ...]
+
+    def text_part(self, where: list[ColumnElement[bool]], first: int) -> Select[Any]:
+        """The ``first`` resources placed by a text row, in order."""
+        value = self.text_row.c.reference
+        return (
+            select(self.r.c.resource_key, value.label("sort_value"))
+            .select_from(
+                self.r.join(self.text_row, self.text_row.c.resource_key == self.r.c.resource_key)
+            )
+            .where(*where, self.text_where)
+            .order_by(_ordered(value, self.key.descending, False), *_terms_order(self.terms))
+            .limit(first)
+        )
+
+    def key_part(self, where: list[ColumnElement[bool]], first: int, dialect: str) -> Select[Any]:
+        """The ``first`` resources placed by a key row, in order: a nested loop from the
+        targets in primary-key order that the database cannot turn around (PostgreSQL: a
+        LATERAL subquery kept apart by ``OFFSET 0``; SQLite: ``CROSS JOIN``). A planner
+        left free starts from the parameter's rows and sorts them all (PostgreSQL
+        estimates 557 of 20,000: ``param_id``, ``kind`` and ``target_key IS NOT NULL``
+        taken as independent; SQLite has no statistics)."""
+        r, key_row, target = self.r, self.key_row, self.target
+        named = target.c.resource_type + literal("/") + target.c.id
+        walk = [
+            _ordered(c, self.key.descending, False) for c in (target.c.resource_type, target.c.id)
+        ]
+        if dialect == "postgresql":
+            values = [value.label(f"sort_then_{n}") for n, (value, _, _) in enumerate(self.terms)]
+            rows = (
+                select(r.c.resource_key, *values)
+                .select_from(key_row.join(r, r.c.resource_key == key_row.c.resource_key))
+                .where(key_row.c.target_key == target.c.resource_key, *where, self.key_where)
+                .offset(0)
+                .correlate(target)
+                .lateral("sort_keyed")
+            )
+            then = [
+                _ordered(rows.c[f"sort_then_{n}"], descending, last)
+                for n, (_, descending, last) in enumerate(self.terms)
+            ]
+            return (
+                select(rows.c.resource_key, named.label("sort_value"))
+                .select_from(target.join(rows, true()))
+                .where(self.of_types)
+                .order_by(*walk, *then)
+                .limit(first)
+            )
+        # SQLite reads the left side of a CROSS JOIN first
+        joined = _CrossJoin(
+            _CrossJoin(target, key_row, key_row.c.target_key == target.c.resource_key),
+            r,
+            r.c.resource_key == key_row.c.resource_key,
+        )
+        return (
+            select(r.c.resource_key, named.label("sort_value"))
+            .select_from(joined)
+            .where(*where, self.of_types, self.key_where)
+            .order_by(*walk, *_terms_order(self.terms))
+            .limit(first)
+        )
+
+    @property
+    def of_types(self) -> ColumnElement[bool]:
+        types = self.types
+        column = self.target.c.resource_type
+        if not types:
+            return false()
+        return column == types[0] if len(types) == 1 else column.in_(types)
+
+
+class _CrossJoin(Join):
+    """An inner join; on SQLite ``CROSS JOIN``: its left side is the outer loop."""
+
+    inherit_cache = True
+
+
+@compiles(_CrossJoin, "sqlite")
+def _sqlite_cross_join(join: _CrossJoin, compiler: Any, **kw: Any) -> str:
+    linter = kw.pop("from_linter", None)
+    if linter is not None:
+        linter.edges.update(product(join.left._from_objects, join.right._from_objects))
+    kw.pop("asfrom", None)
+    left = join.left._compiler_dispatch(compiler, asfrom=True, from_linter=linter, **kw)
+    right = join.right._compiler_dispatch(compiler, asfrom=True, from_linter=linter, **kw)
+    on = join.onclause._compiler_dispatch(compiler, from_linter=linter, **kw)
+    return f"{left} CROSS JOIN {right} ON {on}"
+
+
+@lru_cache(maxsize=512)
+def reference_walk(
+    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...], types: tuple[str, ...]
+) -> ReferenceWalk:
+    """The two parts of a sort led by a reference (``ReferenceWalk``)."""
+    key = sort[0]
+    text_row = _si.alias("sort_row")
+    text_where = and_(
+        rows_in(text_row, keyed[0], "reference"),
+        text_row.c.reference.is_not(None),
+        _placed(key, text_row, text_row.c.reference, keyed[0]),
+    )
+    key_row, target = _si.alias("sort_key_row"), _r.alias("sort_target")
+    named = target.c.resource_type + literal("/") + target.c.id
+    key_where = and_(
+        rows_in(key_row, keyed[0], "reference"),
+        key_row.c.target_key.is_not(None),
+        _placed(key, key_row, named, keyed[0]),
+    )
+    terms = tuple(_terms(sort[1:], r, keyed[1:]))
+    return ReferenceWalk(key, r, text_row, text_where, key_row, target, key_where, terms, types)
 
 
 @lru_cache(maxsize=512)
@@ -157,18 +342,34 @@ def without_value(
 
 def order_by(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]) -> list[Any]:
     """The ORDER BY of a search; ``keyed``: the sort keys' ids (``sort_ids``)."""
+    return _terms_order(_terms(sort, r, keyed))
+
+
+def _terms(
+    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]
+) -> list[tuple[Any, bool, bool]]:
+    """Each term of the ORDER BY: its value, whether descending, whether nulls last (the
+    sort keys, then the last change, newest first, and the id)."""
     columns = {"_lastUpdated": r.c.last_updated, "_id": r.c.id, "_source": r.c.message_id}
-    order: list[Any] = []
+    terms: list[tuple[Any, bool, bool]] = []
     for key, ids in zip(sort, keyed, strict=True):
         value = columns[key.name] if key.name in columns else _index_value(key, r, ids)
-        ordered = value.desc() if key.descending else value.asc()
-        order.append(ordered if key.name in _NOT_NULL else ordered.nulls_last())
+        terms.append((value, key.descending, key.name not in _NOT_NULL))
     names = {k.name for k in sort}
     if "_lastUpdated" not in names:
-        order.append(r.c.last_updated.desc())
+        terms.append((r.c.last_updated, True, False))
     if "_id" not in names:
-        order.append(r.c.id.asc())
-    return order
+        terms.append((r.c.id, False, False))
+    return terms
+
+
+def _terms_order(terms: Iterable[tuple[Any, bool, bool]]) -> list[Any]:
+    return [_ordered(value, descending, last) for value, descending, last in terms]
+
+
+def _ordered(value: Any, descending: bool, nulls_last: bool) -> Any:
+    ordered = value.desc() if descending else value.asc()
+    return ordered.nulls_last() if nulls_last else ordered
 
 
 def _index_value(key: SortKey, r: FromClause, ids: Ids) -> Any:
