@@ -54,7 +54,7 @@ from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
 from adapter.store.collation import bytewise
 from adapter.store.index_params import Ids, ParamIds, row_params, rows_in
-from adapter.store.models import Resource, SearchIndex
+from adapter.store.models import KINDS, Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import (
     ReferenceWalk,
@@ -448,19 +448,25 @@ def _token(si: FromClause, value: TokenValue) -> ColumnElement[bool]:
 def _reference(ids: ParamIds, si: FromClause, value: ReferenceValue) -> ColumnElement[bool]:
     """Rows naming the searched resource by its key (``target_key``, decision 0080; the
     keys read first, constants in the statement) or by the text a row keeps when its
-    target was not stored at its write (or is not a resource of this store)."""
+    target was not stored at its write (or is not a resource of this store).
+
+    Each branch of the OR repeats ``kind``: SQLite uses a partial index for one branch of
+    an OR only when that branch itself implies the index's WHERE (the enclosing AND's
+    ``kind`` does not count), and without it read the whole table (8-15 ms against
+    0.06 ms over 20,000 Observations)."""
+    reference = si.c.kind == KINDS["reference"]
     found = ids.targets(value.references, value.id_only)
-    by_key = [si.c.target_key.in_(found)] if found else []
+    by_key = [and_(reference, si.c.target_key.in_(found))] if found else []
     if value.id_only is not None:
         text = keys.ends_with(si.c.reference, si.c.reference_full, "/" + value.id_only)
-        return or_(text, *by_key)
+        return or_(and_(reference, text), *by_key)
     short = [r for r in value.references if len(r) < keys.KEY_CHARS]
     long = [
-        keys.equals_tail(si.c.reference, si.c.reference_full, r)
+        and_(reference, keys.equals_tail(si.c.reference, si.c.reference_full, r))
         for r in value.references
         if len(r) >= keys.KEY_CHARS
     ]
-    return or_(si.c.reference.in_(short), *long, *by_key)
+    return or_(and_(reference, si.c.reference.in_(short)), *long, *by_key)
 
 
 def _date(si: FromClause, value: DateValue) -> ColumnElement[bool]:
