@@ -75,14 +75,14 @@ def claim_queues(
         for row in rows_of(
             session,
             session.execute(
-            update(_o)
-            .where(_o.c.id.in_(wanted), due(_o, now))
-            .values(
-                state=IN_FLIGHT,
-                claimed_by=worker,
-                claimed_until=now + timedelta(seconds=lease_seconds),
-            )
-            .returning(*_o.c)
+                update(_o)
+                .where(_o.c.id.in_(wanted), due(_o, now))
+                .values(
+                    state=IN_FLIGHT,
+                    claimed_by=worker,
+                    claimed_until=now + timedelta(seconds=lease_seconds),
+                )
+                .returning(*_o.c)
             ).mappings(),
             destination,
         )

@@ -53,7 +53,9 @@ def order_hash(text: str | None) -> int | None:
 
 
 def _pg_hash(column: str) -> str:
-    return f"('x' || left(encode(sha256(convert_to({column}, 'UTF8')), 'hex'), 16))::bit(64)::bigint"
+    return (
+        f"('x' || left(encode(sha256(convert_to({column}, 'UTF8')), 'hex'), 16))::bit(64)::bigint"
+    )
 
 
 def _sqlite() -> bool:
@@ -88,7 +90,9 @@ def _rebuild_sqlite(new: bool) -> None:
     """Copy the outbox into its 0035 (``new``) or 0034 form: the table's own CREATE TABLE
     with the changed columns, so everything else stays exactly as it was."""
     bind = op.get_bind()
-    made = bind.scalar(sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'"))
+    made = bind.scalar(
+        sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'outbox'")
+    )
     before, after = (_OLD_COLUMNS, _NEW_COLUMNS) if new else (_NEW_COLUMNS, _OLD_COLUMNS)
     order_before, order_after = (_OLD_ORDER, _NEW_ORDER) if new else (_NEW_ORDER, _OLD_ORDER)
     if made.count(before) != 1 or made.count(order_before) != 1:
@@ -109,7 +113,7 @@ def _rebuild_sqlite(new: bool) -> None:
         converted = {
             "resource_type": resource.format("resource_type", by_key),
             "resource_id": resource.format("id", by_key),
-            "order_key": _order_text(resource.format, by_key),
+            "order_key": _order_text(resource, by_key),
         }
     names = ", ".join(columns)
     select = ", ".join(converted.get(c, c) for c in columns)
@@ -128,12 +132,12 @@ def _rebuild_sqlite(new: bool) -> None:
     )
 
 
-def _order_text(resource: object, by_key: str) -> str:
+def _order_text(resource: str, by_key: str) -> str:
     """The order key's text back: the resource's patient key or its own ``Type/id``, the
     one whose hash the row holds (else, the patient having changed since, the current one's)."""
-    patient = resource.format("patient_key", by_key)  # type: ignore[attr-defined]
-    rtype = resource.format("resource_type", by_key)  # type: ignore[attr-defined]
-    rid = resource.format("id", by_key)  # type: ignore[attr-defined]
+    patient = resource.format("patient_key", by_key)
+    rtype = resource.format("resource_type", by_key)
+    rid = resource.format("id", by_key)
     own = f"({rtype} || '/' || {rid})"
     return (
         f"CASE WHEN {_hash(patient)} = order_key THEN {patient}"
