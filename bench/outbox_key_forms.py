@@ -59,7 +59,8 @@ def measure(store: Path, expression: str | None) -> tuple[int, dict[str, float]]
         sizes = dict(
             conn.execute(
                 "SELECT name, sum(pgsize) FROM dbstat WHERE name = 'outbox'"
-                " OR name LIKE 'ix\\_outbox\\_%' ESCAPE '\\' OR name LIKE 'uq\\_outbox\\_%' ESCAPE '\\'"
+                " OR name LIKE 'ix\\_outbox\\_%' ESCAPE '\\'"
+                " OR name LIKE 'uq\\_outbox\\_%' ESCAPE '\\'"
                 " GROUP BY name"
             ).fetchall()
         )
