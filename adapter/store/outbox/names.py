@@ -38,7 +38,8 @@ DESTINATION = (
     .scalar_subquery()
     .label("destination")
 )
-# what a read of whole rows selects (and a claim returns): ``OutboxRow``'s columns
+# what a read of whole rows selects: the table's columns and the destination's name
+# (``rows_of`` adds the resource's type, id and patient for ``OutboxRow``)
 ROW: tuple[Any, ...] = (*(c for c in _o.c if c.name != "destination_id"), DESTINATION)
 
 
