@@ -65,6 +65,11 @@ from adapter.store.models import Outbox
 ROOT = Path(__file__).resolve().parent.parent
 MEDPLUM_DIR = ROOT / "tests" / "tools" / "medplum"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+# ``enqueue.order_hash`` of "Patient/p<n>" in PostgreSQL's SQL (as migration 0035 has it)
+PG_ORDER_HASH = (
+    "('x' || left(encode(sha256(convert_to('Patient/p' || {}, 'UTF8')), 'hex'), 16))"
+    "::bit(64)::bigint"
+)
 DEST = "county-hospital-fhir"
 WORKER_TIMEOUT = 150.0
 
@@ -555,7 +560,7 @@ def worker_row(
         with engine.connect() as conn:
             distinct = conn.execute(
                 select(func.count()).select_from(
-                    select(Outbox.resource_type, Outbox.resource_id).distinct().subquery()
+                    select(Outbox.__table__.c.resource_key).distinct().subquery()
                 )
             ).scalar_one()
     finally:
@@ -804,13 +809,24 @@ def claim_plan(args: argparse.Namespace) -> None:
         with session_factory(engine).begin() as session:
             dest_id = destination_ids(session, [DEST])[DEST]  # decision 0079
         with engine.begin() as conn:
+            # the resources the rows name (a claim reads their type, id and patient: 0084)
             conn.execute(
                 text(
-                    "INSERT INTO outbox (destination_id, resource_type, resource_id, version_id, "
+                    "INSERT INTO resource (resource_type, id, resource_key, version_id, "
+                    "last_updated, deleted, content_hash, body, patient_key) "
+                    "SELECT 'Observation', 'o' || p || '-' || n, p * 100000 + n + 1, 1, :now, "
+                    "false, decode('00', 'hex'), decode('00', 'hex'), 'Patient/p' || p "
+                    "FROM generate_series(0, :h + :q - 1) AS n, generate_series(1, :p) AS p"
+                ),
+                {"p": patients, "q": queued, "h": history, "now": now},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO outbox (destination_id, resource_key, version_id, "
                     "order_key, state, attempts, next_attempt_at, created_at, "
                     "delivered_at) "
-                    "SELECT :d, 'Observation', 'o' || p || '-' || n, 1, "
-                    "'Patient/p' || p, CASE WHEN n < :h THEN 3 ELSE 1 END, "
+                    f"SELECT :d, p * 100000 + n + 1, 1, {PG_ORDER_HASH.format('p')}, "
+                    "CASE WHEN n < :h THEN 3 ELSE 1 END, "
                     "CASE WHEN n < :h THEN 1 ELSE 0 END, :now, :now, "
                     "CASE WHEN n < :h THEN CAST(:now AS timestamptz) END "
                     "FROM generate_series(0, :h + :q - 1) AS n, generate_series(1, :p) AS p "
@@ -856,7 +872,7 @@ def claim_plan(args: argparse.Namespace) -> None:
                 text(
                     "UPDATE outbox SET state = 2, claimed_by = 'other', "  # in-flight
                     "claimed_until = :until WHERE id IN (SELECT min(id) FROM outbox "
-                    "WHERE state = 1 AND order_key IN (SELECT 'Patient/p' || p "
+                    f"WHERE state = 1 AND order_key IN (SELECT {PG_ORDER_HASH.format('p')} "
                     "FROM generate_series(1, :c) AS p) GROUP BY order_key)"
                 ),
                 {"until": now + timedelta(hours=1), "c": chosen},

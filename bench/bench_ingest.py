@@ -57,6 +57,7 @@ from adapter.store import create_message, find_message, make_engine, migrate
 from adapter.store import session_factory as make_session_factory
 from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
+from adapter.store.outbox.enqueue import order_hash
 
 ROOT = Path(__file__).resolve().parent.parent
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -631,10 +632,9 @@ class Floor:
                 outbox.append(
                     (
                         self._destination_id(cur, destination),
-                        r["resourceType"],
-                        r["id"],
+                        rkey,  # the resource's key and the hashed order key (decision 0084)
                         version,
-                        patient or f"{r['resourceType']}/{r['id']}",
+                        order_hash(patient or f"{r['resourceType']}/{r['id']}"),
                         1,  # pending (OUTBOX_STATE_CODES)
                         0,
                         instant,
@@ -709,9 +709,9 @@ class Floor:
         if outbox:
             cur.executemany(
                 self._sql(
-                    "INSERT INTO outbox (destination_id, resource_type, resource_id, version_id, "
+                    "INSERT INTO outbox (destination_id, resource_key, version_id, "
                     "order_key, state, attempts, next_attempt_at, created_at, "
-                    "message_id) VALUES (?,?,?,?,?,?,?,?,?,?)"
+                    "message_id) VALUES (?,?,?,?,?,?,?,?,?)"
                 ),
                 outbox,
             )

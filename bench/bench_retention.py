@@ -63,6 +63,7 @@ from adapter.settings import Settings
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_session_factory
 from adapter.store.models import DeliveryAttempt, Outbox
+from adapter.store.outbox.enqueue import order_hash
 from adapter.store.outbox.names import destination_ids
 
 NIGHTLY = ("outbox", "delivery_attempt")  # what the retention deletes
@@ -214,10 +215,9 @@ def large_prune(name: str, engine: Engine, rows: int) -> str:
                 batch.append(
                     {
                         "destination_id": ids_of[f"d{n % 3}"],
-                        "resource_type": "Observation",
-                        "resource_id": f"o{n}",
+                        "resource_key": n + 1,  # the prune reads no resource (0084)
                         "version_id": 1,
-                        "order_key": f"Patient/p{n % 5000}",
+                        "order_key": order_hash(f"Patient/p{n % 5000}"),
                         "state": "dead" if dead else "delivered",
                         "attempts": 1,
                         "next_attempt_at": at,

@@ -30,8 +30,9 @@ from sqlalchemy.orm import Session
 
 from adapter.store import make_engine, migrate, outbox
 from adapter.store import session_factory as make_factory
-from adapter.store.models import InboundMessage, Outbox
+from adapter.store.models import InboundMessage, Outbox, Resource
 from adapter.store.outbox.acks import acknowledgements, requeue_dead
+from adapter.store.outbox.enqueue import order_hash
 from adapter.store.outbox.names import destination_ids
 from adapter.store.outbox.rows import OutboxRow, Settlement
 
@@ -59,10 +60,10 @@ def rows(patients: int, history: int, queued: int, ids: dict[str, int]) -> list[
                 out.append(
                     {
                         "destination_id": ids[destination],  # decision 0079
-                        "resource_type": "Observation",
-                        "resource_id": f"o{p}-{n}",
+                        # the resource's key and the hashed patient key (decision 0084)
+                        "resource_key": resource_key(p, n),
                         "version_id": 1,
-                        "order_key": key,
+                        "order_key": order_hash(key),
                         "message_id": f"m{p}",
                         "state": state,
                         "attempts": 1 if state != "pending" else 0,
@@ -77,10 +78,9 @@ def rows(patients: int, history: int, queued: int, ids: dict[str, int]) -> list[
             out.append(
                 {
                     **out[-1],
-                    "resource_id": f"org{n}",
-                    "resource_type": "Organization",
+                    "resource_key": ORGS + n,
                     "message_id": None,
-                    "order_key": f"Organization/org{n}",
+                    "order_key": order_hash(f"Organization/org{n}"),
                     "state": "pending",
                     "attempts": 0,
                     "delivered_at": None,
@@ -88,6 +88,42 @@ def rows(patients: int, history: int, queued: int, ids: dict[str, int]) -> list[
                     "claimed_until": None,
                 }
             )
+    return out
+
+
+ORGS = 1  # the organizations' keys; an observation's: above them (``resource_key``)
+
+
+def resource_key(patient: int, n: int) -> int:
+    return 1000 + patient * 1000 + n
+
+
+def resources(patients: int, history: int, queued: int) -> list[dict[str, Any]]:
+    """The resource rows the outbox rows name (their type, id and patient are read there)."""
+    base = {"version_id": 1, "last_updated": NOW, "deleted": False, "content_hash": "0" * 64}
+    out = [
+        {
+            **base,
+            "resource_type": "Observation",
+            "id": f"o{p}-{n}",
+            "resource_key": resource_key(p, n),
+            "body": {"resourceType": "Observation", "id": f"o{p}-{n}"},
+            "patient_key": f"Patient/p{p}",
+        }
+        for p in range(patients)
+        for n in range(history + 1 + queued)
+    ]
+    out += [
+        {
+            **base,
+            "resource_type": "Organization",
+            "id": f"org{n}",
+            "resource_key": ORGS + n,
+            "body": {"resourceType": "Organization", "id": f"org{n}"},
+            "patient_key": None,
+        }
+        for n in range(20)
+    ]
     return out
 
 
@@ -104,13 +140,13 @@ def queries() -> list[tuple[str, Callable[[Session], Any]]]:
             | {
                 "id": 1,
                 "destination": d,
-                "resource_type": "Observation",
-                "resource_id": "o3-30",
-                "order_key": "Patient/p3",
+                "resource_key": resource_key(3, 30),
+                "order_key": order_hash("Patient/p3"),
                 "version_id": 2,
                 "state": "in-flight",
                 "attempts": 0,
-            }
+            },
+            ("Observation", "o3-30", "Patient/p3"),
         ),
         outcome="delivered",
         attempted_at=NOW,
@@ -222,6 +258,9 @@ def run(database: Database, args: argparse.Namespace) -> None:
         ]
         with engine.begin() as conn:
             conn.execute(insert(InboundMessage.__table__), messages)
+            named = resources(args.patients, args.history, args.queued)
+            for start in range(0, len(named), 5000):
+                conn.execute(insert(Resource.__table__), named[start : start + 5000])
             for start in range(0, len(made), 5000):
                 conn.execute(insert(Outbox.__table__), made[start : start + 5000])
             conn.execute(text("ANALYZE" if engine.dialect.name == "sqlite" else "ANALYZE outbox"))

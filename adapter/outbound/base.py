@@ -34,7 +34,7 @@ class DeliveryItem:
     patient_key: str | None = None
     message_id: str | None = None  # the inbound message it came from (MLLP resends its bytes)
     sequence: int | None = None  # the destination's sequence number (a resend keeps it)
-    order_key: str | None = None  # the queue it keeps its order in (the patient's)
+    order_key: int | None = None  # the queue it keeps its order in (the patient's, hashed)
 
 
 @dataclass

@@ -98,7 +98,7 @@ class FhirRestDestination:
         results: list[ItemResult] = []
         size = self.settings.batch_size
         # order keys with a row that failed and will be retried: their later rows are held
-        waiting: set[str] = set()
+        waiting: set[int] = set()
         for start in range(0, len(batch), size):
             chunk = batch[start : start + size]
             ready = [i for i in chunk if not _behind(i, waiting)]
@@ -113,7 +113,7 @@ class FhirRestDestination:
             tokens.close()
 
     # -- sending ----------------------------------------------------------------------------
-    def _send_chunk(self, chunk: list[DeliveryItem], waiting: set[str]) -> list[ItemResult]:
+    def _send_chunk(self, chunk: list[DeliveryItem], waiting: set[int]) -> list[ItemResult]:
         # the same resource twice in a chunk (two outbox rows, two versions) goes once: both
         # rows carry its current body, and a transaction may not name it twice
         unique: dict[tuple[str, str], list[DeliveryItem]] = {}
@@ -138,7 +138,7 @@ class FhirRestDestination:
         results.sort(key=lambda r: order[r.outbox_id])
         return results
 
-    def _put_each(self, items: list[DeliveryItem], waiting: set[str]) -> list[_Outcome | None]:
+    def _put_each(self, items: list[DeliveryItem], waiting: set[int]) -> list[_Outcome | None]:
         """One PUT each, in order; after a retriable failure the rows behind it of its
         order key are not sent (None: held). A refused one (dead) holds nothing back."""
         outcomes: list[_Outcome | None] = []
@@ -182,7 +182,7 @@ class FhirRestDestination:
         )
 
     def _post_bundle(
-        self, items: list[DeliveryItem], waiting: set[str], rows: list[DeliveryItem]
+        self, items: list[DeliveryItem], waiting: set[int], rows: list[DeliveryItem]
     ) -> list[_Outcome | None]:
         """``items``: one per resource; ``rows``: every row they stand for (a resource's
         one entry carries the sequence numbers of all its rows)."""
@@ -254,11 +254,11 @@ class FhirRestDestination:
         return f"{self.settings.base_url}/{url}".rstrip("/")
 
 
-def _behind(item: DeliveryItem, waiting: set[str]) -> bool:
+def _behind(item: DeliveryItem, waiting: set[int]) -> bool:
     return item.order_key is not None and item.order_key in waiting
 
 
-def _wait_behind(item: DeliveryItem, waiting: set[str]) -> None:
+def _wait_behind(item: DeliveryItem, waiting: set[int]) -> None:
     if item.order_key is not None:
         waiting.add(item.order_key)
 

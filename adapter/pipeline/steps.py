@@ -403,6 +403,7 @@ def _queue(work: Work, item: Saved, recipient: Recipient, person: str | None) ->
             "destination": recipient.destination,
             "resource_type": item.resource_type,
             "resource_id": item.id,
+            "resource_key": item.resource_key,
             "version_id": item.version_id,
             "patient_key": item.patient_key,
             "message_id": work.message.id,

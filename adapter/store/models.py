@@ -330,10 +330,12 @@ SearchIndex.param = column_property(
 class Outbox(Base):
     """A resource version waiting for (or done with) delivery to one destination.
 
-    ``order_key`` is the patient (``Patient/<id>``) or, for resources about no patient, the
-    resource itself: rows of one destination and order key are delivered in ``id`` order.
-    The patient is not stored twice: an order key ``Patient/<id>`` is the row's patient
-    (a Patient's own key is its patient too; decision 0075).
+    ``resource_key`` is the resource's ``resource.resource_key`` (its type, id and patient
+    are read through it: decision 0084). ``order_key`` stands for the patient
+    (``Patient/<id>``) or, for resources about no patient, the resource itself, as 8 bytes
+    of the SHA-256 of that text (``outbox.enqueue.order_hash``): rows of one destination
+    and order key are delivered in ``id`` order. Two texts with one hash only share a
+    queue (delivered in id order together), which loses and reorders nothing.
     A worker owns an ``in-flight`` row until ``claimed_until`` (its lease); after that any
     worker may take it again, so a killed worker loses nothing.
     """
@@ -368,12 +370,11 @@ class Outbox(Base):
     # the destination's row in ``outbox_destination`` (decision 0079: its name read through
     # it, ``Outbox.destination`` below and ``adapter/store/outbox/names.py``)
     destination_id: Mapped[int] = mapped_column(Integer())
-    resource_type: Mapped[str] = mapped_column(String(_TYPE))
-    resource_id: Mapped[str] = mapped_column(String(_ID))
+    # the resource (``resource.resource_key``, which never changes; decision 0084)
+    resource_key: Mapped[int] = mapped_column(BigInteger())
     version_id: Mapped[int] = mapped_column(Integer())
-    # the patient (``Patient/<id>``: then it is also the row's patient, ``patient_key`` in
-    # ``OutboxRow``; decision 0075) or the resource itself
-    order_key: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID))
+    # the patient's queue (or the resource's own), hashed to a signed 64-bit integer
+    order_key: Mapped[int] = mapped_column(BigInteger())
     state: Mapped[str] = mapped_column(
         NamedCode(OUTBOX_STATE_CODES), default=OutboxState.PENDING.value
     )
@@ -421,6 +422,15 @@ Outbox.destination = column_property(
     select(OutboxDestination.destination)
     .where(OutboxDestination.destination_id == Outbox.destination_id)
     .scalar_subquery()
+)
+# the resource's type and id, read through ``resource`` the same way (decision 0084)
+Outbox.resource_type = column_property(
+    select(Resource.resource_type)
+    .where(Resource.resource_key == Outbox.resource_key)
+    .scalar_subquery()
+)
+Outbox.resource_id = column_property(
+    select(Resource.id).where(Resource.resource_key == Outbox.resource_key).scalar_subquery()
 )
 
 

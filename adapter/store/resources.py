@@ -54,6 +54,7 @@ class Saved:
     changed: bool  # False: identical to the stored version, which was kept
     body: dict[str, Any]  # as stored, meta.versionId and meta.lastUpdated stamped
     patient_key: str | None = None
+    resource_key: int | None = None  # resource.resource_key (the outbox row names it: 0084)
 
 
 Key = tuple[str, str]  # (resourceType, id)
@@ -358,6 +359,7 @@ def save_resources(
                 False,
                 _stamped(resource, old.version_id, old.last_updated),
                 old.patient_key,
+                old.resource_key,
             )
             continue
         version_id = 1 if old is None else old.version_id + 1
@@ -411,7 +413,7 @@ def save_resources(
             buffer.replace(key, rkey, rows, stored=old is not None)
         else:
             index_rows.extend(rows)
-        saved[key] = Saved(key[0], key[1], version_id, True, body, pkey)
+        saved[key] = Saved(key[0], key[1], version_id, True, body, pkey, rkey)
 
     if new_rows:
         # in key order too: two messages inserting the same new rows wait, never deadlock

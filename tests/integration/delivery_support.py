@@ -155,6 +155,30 @@ def patient(pid: str, mark: str) -> dict[str, Any]:
     }
 
 
+def store_named(session: Session, items: list[dict[str, Any]], *, now: datetime = T0) -> None:
+    """Store a small body for each outbox item's resource the store does not have yet (an
+    outbox row names a stored resource: decision 0084), about the item's patient."""
+    r = Resource.__table__
+    wanted: dict[tuple[str, str], str | None] = {
+        (i["resource_type"], i["resource_id"]): i.get("patient_key") for i in items
+    }
+    have = {
+        (t, i)
+        for t, i in session.execute(select(r.c.resource_type, r.c.id)).all()
+        if (t, i) in wanted
+    }
+    bodies = []
+    for (rtype, rid), patient in wanted.items():
+        if (rtype, rid) in have:
+            continue
+        body: dict[str, Any] = {"resourceType": rtype, "id": rid}
+        if patient and rtype != "Patient":
+            body["subject"] = {"reference": patient}
+        bodies.append(body)
+    if bodies:
+        save_resources(session, bodies, message_id=None, now=now)
+
+
 def queue(
     factory: sessionmaker[Session],
     resources: list[dict[str, Any]],

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.store import enqueue_many
 from adapter.store.models import Outbox
 from adapter.store.outbox import claim
-from tests.integration.delivery_support import T0
+from tests.integration.delivery_support import T0, store_named
 
 DEST, OTHER = "hospital-fhir", "platform"
 LEASE = 60.0
@@ -28,21 +28,19 @@ LEASE = 60.0
 
 def _queue(factory: sessionmaker[Session], keys: list[tuple[str, str | None]]) -> list[int]:
     """One pending row per (destination, patient key or None), in this order; their ids."""
+    items = [
+        {
+            "destination": destination,
+            "resource_type": "Observation",
+            "resource_id": f"o{n}",
+            "version_id": 1,
+            "patient_key": patient,
+        }
+        for n, (destination, patient) in enumerate(keys)
+    ]
     with factory.begin() as session:
-        enqueue_many(
-            session,
-            [
-                {
-                    "destination": destination,
-                    "resource_type": "Observation",
-                    "resource_id": f"o{n}",
-                    "version_id": 1,
-                    "patient_key": patient,
-                }
-                for n, (destination, patient) in enumerate(keys)
-            ],
-            now=T0,
-        )
+        store_named(session, items)  # an outbox row names a stored resource (0084)
+        enqueue_many(session, items, now=T0)
         return list(session.scalars(select(Outbox.id).order_by(Outbox.id)))
 
 
@@ -74,7 +72,7 @@ def _expected(factory: sessionmaker[Session], destination: str, limit: int) -> l
         found = session.scalars(
             select(Outbox).where(Outbox.destination == destination).order_by(Outbox.id)
         ).all()
-    seen: set[str] = set()
+    seen: set[int] = set()
     out = []
     for row in found:
         if row.state not in ("pending", "in-flight"):

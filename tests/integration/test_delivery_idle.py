@@ -19,7 +19,15 @@ from adapter.store import outbox
 from adapter.store.models import Outbox
 from adapter.store.outbox import wake
 from tests.integration.delivery_receiver import Receiver
-from tests.integration.delivery_support import DEST, T0, Clock, observation, queue, worker
+from tests.integration.delivery_support import (
+    DEST,
+    T0,
+    Clock,
+    observation,
+    queue,
+    store_named,
+    worker,
+)
 
 GUARD = 30.0  # seconds before a wait that should end at once is called a failure
 
@@ -118,6 +126,7 @@ def test_a_committed_enqueue_wakes_the_listener_a_rolled_back_one_does_not(
                     "patient_key": None,
                 }
             ]
+            store_named(session, queue_rows)  # an outbox row names a stored resource
             outbox.enqueue_many(session, queue_rows, now=T0)
             session.rollback()
         queue(session_factory, [observation("o1", "p1", "v1")])

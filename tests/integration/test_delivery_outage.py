@@ -244,6 +244,7 @@ class Adapter:
         with self.factory() as session:
             keys = session.execute(
                 select(Outbox.resource_type, Outbox.resource_id)
+                .select_from(Outbox)  # both read through resource (decision 0084)
                 .where(Outbox.destination == DEST)
                 .distinct()
             ).all()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.store import fast_insert
 from adapter.store.fast_insert import _plan, insert_rows
 from adapter.store.models import KINDS, Outbox, Resource, ResourceVersion, SearchIndex
+from adapter.store.outbox.enqueue import order_hash
 from adapter.store.refusals import is_refusal, is_unique_violation
 
 AT = datetime(2026, 12, 4, 8, 30, 15, 123456, tzinfo=UTC)
@@ -88,14 +89,13 @@ def _outbox(prefix: str) -> list[dict[str, Any]]:
     return [
         {
             "destination_id": 1,  # outbox_destination's (decision 0079)
-            "resource_type": "Observation",
-            "resource_id": f"{prefix}{n}",
+            "resource_key": _base(prefix) + n,  # the resource's (decision 0084)
             "version_id": 1,
             "message_id": None,
             "reason": "route 1",
             "person_id": None,
             "care_facility": None,
-            "order_key": "Patient/p1",
+            "order_key": order_hash("Patient/p1"),
             "state": "pending",
             "attempts": 0,
             "next_attempt_at": AT,
@@ -111,7 +111,7 @@ def _stored(engine: Engine, table: Table, key: str, prefix: str) -> list[tuple[A
     skip = {"row_id", "id"} - {key}
     columns = [c.name for c in table.columns if c.name not in skip]
     base = _base(prefix)
-    if key == "resource_key":  # the index rows: by their resource's key
+    if key == "resource_key":  # the index and outbox rows: by their resource's key
         where, params = f"{key} >= :lo AND {key} < :hi", {"lo": base, "hi": base + 100}
     else:
         where, params = f"{key} LIKE :p", {"p": f"{prefix}%"}
@@ -156,7 +156,7 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(
         (Resource.__table__, "id", _resources),
         (SearchIndex.__table__, "resource_key", _index),
         (ResourceVersion.__table__, "id", _versions),
-        (Outbox.__table__, "resource_id", _outbox),
+        (Outbox.__table__, "resource_key", _outbox),
     ]
     with session_factory.begin() as session:
         for table, _, rows in tables:

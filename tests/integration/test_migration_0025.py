@@ -4,6 +4,7 @@ claim's answer stay, and the downgrade puts the three back."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 from sqlalchemy import Engine, inspect, text
@@ -14,6 +15,7 @@ from adapter.store.engine import downgrade
 from adapter.store.outbox import claim_queues, enqueue_many, settle_coalesced_many
 from adapter.store.outbox.rows import Settlement
 from tests.integration.delivery_support import DEST, T0
+from tests.integration.outbox_forms import order_texts
 
 OLD = {
     ("destination", "state", "next_attempt_at"),
@@ -39,9 +41,11 @@ def _rows(engine: Engine) -> list[tuple]:
         if head
         else "SELECT id, destination, order_key, state, version_id FROM outbox ORDER BY id"
     )
+    texts = order_texts(f"Patient/p{p}" for p in range(4))  # 0035 hashes them
     with engine.connect() as conn:
         return [
-            (i, d, k, states[s] if head else s, v) for i, d, k, s, v in conn.execute(text(query))
+            (i, d, texts.get(k, k), states[s] if head else s, v)
+            for i, d, k, s, v in conn.execute(text(query))
         ]
 
 
@@ -61,7 +65,35 @@ def _queue(engine: Engine) -> None:
         for n in range(3)
         for p in range(4)
     ]
+    # the resources, as 0024 stored them (an outbox row names a stored one: 0035 reads
+    # its resource_key)
+    resources = [
+        {
+            "id": f"o{p}-{n}",
+            "key": 1 + p * 3 + n,
+            "hash": f"{1 + p * 3 + n:064x}",
+            "patient": f"Patient/p{p}",
+            "at": moment if sqlite else due,
+            "body": json.dumps(
+                {
+                    "resourceType": "Observation",
+                    "id": f"o{p}-{n}",
+                    "subject": {"reference": f"Patient/p{p}"},
+                }
+            ),
+        }
+        for n in range(3)
+        for p in range(4)
+    ]
     with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO resource (resource_type, id, resource_key, version_id,"
+                " last_updated, deleted, content_hash, body, patient_key)"
+                " VALUES ('Observation', :id, :key, 1, :at, false, :hash, :body, :patient)"
+            ),
+            resources,
+        )
         conn.execute(
             text(
                 "INSERT INTO outbox (destination, resource_type, resource_id, version_id,"
@@ -95,7 +127,7 @@ def test_0025_replaces_the_outbox_indexes_with_rows_present(blank_database_url: 
             )
             # patients 0 and 1 whole (3 rows each: half of 6), in id order
             assert [r.id for r in taken] == sorted(r.id for r in taken)
-            assert {(r.order_key, r.resource_id) for r in taken} == {
+            assert {(r.patient_key, r.resource_id) for r in taken} == {
                 (f"Patient/p{p}", f"o{p}-{n}") for p in (0, 1) for n in range(3)
             }
             # coalescing finds a resource's pending rows by its order key

@@ -18,6 +18,8 @@ from adapter.store.engine import downgrade
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.models import DeliveryAttempt, Outbox, ResourceVersion
 from adapter.store.outbox import enqueue_many, list_deliveries
+from tests.integration.delivery_support import store_named
+from tests.integration.outbox_forms import order_texts
 
 T = [datetime(2026, 12, 5, 3, n, tzinfo=UTC) for n in range(4)]
 
@@ -85,7 +87,10 @@ def test_0030_deletes_the_current_versions_history_rows_and_downgrades(
 def _outbox_rows(engine: Engine) -> list[tuple]:
     with make_factory(engine)() as session:
         _, rows = list_deliveries(session, limit=100)
-        return sorted((r.id, r.resource_id, r.patient_key, r.order_key, r.sequence) for r in rows)
+    texts = order_texts(["Patient/p1", "Organization/org1"])  # hashed since 0035
+    return sorted(
+        (r.id, r.resource_id, r.patient_key, texts[r.order_key], r.sequence) for r in rows
+    )
 
 
 def _sequences_unique(engine: Engine) -> bool:
@@ -93,7 +98,7 @@ def _sequences_unique(engine: Engine) -> bool:
     o = Outbox.__table__
     try:
         with engine.begin() as conn:
-            conn.execute(update(o).where(o.c.resource_id == "o2").values(sequence=1))
+            conn.execute(update(o).where(o.c.id == 2).values(sequence=1))  # o2's row
     except IntegrityError:
         return True
     return False
@@ -121,10 +126,11 @@ def test_0030_drops_the_outbox_patient_key_and_numbers_stay_unique(
             )
         ]
         with make_factory(engine).begin() as session:
+            store_named(session, items, now=T[0])  # an outbox row names a stored resource
             enqueue_many(session, items, now=T[0])
         o = Outbox.__table__
         with engine.begin() as conn:
-            conn.execute(update(o).where(o.c.resource_id == "o1").values(sequence=1))
+            conn.execute(update(o).where(o.c.id == 1).values(sequence=1))  # o1's row
         with make_factory(engine).begin() as session:  # o1 was sent once: its attempt
             session.add(
                 DeliveryAttempt(

@@ -30,6 +30,7 @@ from adapter.store.outbox import (
 )
 from adapter.store.outbox.acks import acknowledgements
 from adapter.store.types import uuid_text
+from tests.integration.outbox_forms import as_texts
 
 T0 = datetime(2026, 12, 5, 3, 0, 0, 123456, tzinfo=UTC)
 INSTANTS = (
@@ -180,7 +181,7 @@ def _stored(engine: Engine) -> dict[str, Any]:
         )
         rows = []
         for row in conn.execute(text("SELECT * FROM outbox ORDER BY id")).mappings():
-            values = dict(row)
+            values = as_texts(conn, dict(row))  # 0035's keys as the texts (decision 0084)
             if new:
                 values["destination"] = names[values.pop("destination_id")]
                 values["state"] = states[values["state"]]

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, inspect, select, text
 
 from adapter.audit.events import message_event
 from adapter.audit.verify import verify
@@ -173,7 +173,11 @@ def _stored(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
         "resource": "SELECT id, message_id, content_hash, last_updated FROM resource ORDER BY id",
         "resource_version": "SELECT id, version_id, message_id, last_updated "
         "FROM resource_version ORDER BY version_id",
-        "outbox": "SELECT resource_id, message_id FROM outbox ORDER BY id",
+        # the resource's id through its resource_key since 0035 (decision 0084)
+        "outbox": "SELECT r.id, o.message_id FROM outbox o JOIN resource r"
+        " ON r.resource_key = o.resource_key ORDER BY o.id"
+        if "resource_key" in {c["name"] for c in inspect(engine).get_columns("outbox")}
+        else "SELECT resource_id, message_id FROM outbox ORDER BY id",
         "audit_record": "SELECT seq, message_id FROM audit_record ORDER BY seq",
     }
     with engine.connect() as conn:

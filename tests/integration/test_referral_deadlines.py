@@ -125,7 +125,9 @@ def test_zero_orphan_referrals_with_a_simulated_clock(app: Any) -> None:
         rows = {r.slip_number: r for r in session.scalars(select(ReferralLedger))}
         listed = {(o.task_id, o.kind) for o in session.scalars(select(ReferralOverdue))}
         notices = session.scalars(
-            select(Outbox.destination).where(Outbox.resource_type == "Communication")
+            select(Outbox.destination)
+            .select_from(Outbox)  # both read through other tables (decisions 0079, 0084)
+            .where(Outbox.resource_type == "Communication")
         ).all()
     # the untouched one: late to accept (24 h), then expired after 3 days
     assert (untouched, "accept") in listed and (untouched, "expire") in listed
@@ -182,7 +184,9 @@ def test_schedulers_at_once_list_each_breach_once(app: Any) -> None:
     with app.state.session_factory() as session:
         rows = session.scalars(select(ReferralOverdue)).all()
         notices = session.scalars(
-            select(Outbox.resource_id).where(Outbox.resource_type == "Communication")
+            select(Outbox.resource_id)
+            .select_from(Outbox)  # both read through other tables (decisions 0079, 0084)
+            .where(Outbox.resource_type == "Communication")
         ).all()
     assert len(rows) == len(tasks)
     assert len(set(notices)) == len(tasks)  # one Communication per breach

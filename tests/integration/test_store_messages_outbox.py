@@ -20,6 +20,7 @@ from adapter.store import (
     set_message_result,
 )
 from adapter.store.models import Outbox
+from tests.integration.delivery_support import store_named
 
 T0 = datetime(2026, 5, 3, 2, 0, tzinfo=UTC)
 RAW = "MSH|^~\\&|LIS|青山县人民医院|||20260503100000||ORU^R01|1|P|2.5\r".encode("gb18030")
@@ -120,6 +121,13 @@ def test_list_messages_newest_first_with_status_filter(session_factory: sessionm
 
 def test_enqueue_writes_pending_rows_due_now(session_factory: sessionmaker) -> None:
     with session_factory.begin() as session:
+        store_named(  # an outbox row names a stored resource (decision 0084)
+            session,
+            [
+                {"resource_type": "Observation", "resource_id": "o1", "patient_key": "Patient/p1"},
+                {"resource_type": "Patient", "resource_id": "p1"},
+            ],
+        )
         enqueue(
             session,
             destination="regional-platform",
@@ -153,6 +161,7 @@ def test_enqueue_writes_pending_rows_due_now(session_factory: sessionmaker) -> N
 
 def test_outbox_state_is_constrained(session_factory: sessionmaker) -> None:
     with session_factory.begin() as session:
+        store_named(session, [{"resource_type": "Patient", "resource_id": "p1"}])
         enqueue(
             session,
             destination="d",

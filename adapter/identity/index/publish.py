@@ -39,6 +39,7 @@ def outbox_rows(
             "destination": destination,
             "resource_type": item.resource_type,
             "resource_id": item.id,
+            "resource_key": item.resource_key,
             "version_id": item.version_id,
             "patient_key": item.patient_key,
             "message_id": message_id,

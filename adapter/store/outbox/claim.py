@@ -32,9 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from adapter.store.keys import keys_in
 from adapter.store.models import DeliveryAttempt, Outbox, OutboxState, Resource
-from adapter.store.outbox.names import destination_filter, destination_key
+from adapter.store.outbox.names import destination_filter, destination_key, rows_of
 from adapter.store.outbox.rows import OutboxRow, Settlement
 
 _o = Outbox.__table__
@@ -68,7 +67,7 @@ def claim(
         )
         .returning(*_o.c)
     )
-    rows = [OutboxRow.of(row, destination) for row in session.execute(statement).mappings()]
+    rows = rows_of(session, session.execute(statement).mappings(), destination)
     rows.sort(key=lambda r: r.id)
     return rows
 
@@ -113,7 +112,7 @@ def heads(destination_id: int, *, sqlite: bool = False) -> Select[tuple[int]]:
     # SQLite read the rows in order_key order through the (destination, order_key, id)
     # index (before 0070), i.e. every row of the destination, delivered ones included;
     # grouping by an expression of the key keeps it on a (destination, state, ...) range
-    key = active.c.order_key + "" if sqlite else active.c.order_key
+    key = active.c.order_key + 0 if sqlite else active.c.order_key
     return (
         select(func.min(active.c.id))
         .where(active.c.destination_id == destination_id, active.c.state.in_(ACTIVE))
@@ -152,13 +151,14 @@ def next_due(session: Session, *, destination: str, now: datetime) -> datetime |
 def current_bodies(
     session: Session, rows: list[OutboxRow]
 ) -> dict[tuple[str, str], tuple[int, bool, dict[str, Any]]]:
-    """(type, id) -> (version, deleted, body) of the resources the rows are about."""
-    keys = {(r.resource_type, r.resource_id) for r in rows}
+    """(type, id) -> (version, deleted, body) of the resources the rows are about (found
+    by their resource_key)."""
+    keys = sorted({r.resource_key for r in rows})
     if not keys:
         return {}
     found = session.execute(
         select(_r.c.resource_type, _r.c.id, _r.c.version_id, _r.c.deleted, _r.c.body).where(
-            keys_in(_r.c.resource_type, _r.c.id, keys)
+            _r.c.resource_key.in_(keys)
         )
     )
     return {(t, i): (v, bool(d), b) for t, i, v, d, b in found}
@@ -284,11 +284,11 @@ def settle_coalesced(session: Session, settlement: Settlement, *, worker: str) -
 def settle_coalesced_many(session: Session, delivered: list[Settlement], *, worker: str) -> int:
     """``settle_coalesced`` for a batch's deliveries (one destination): one read finds the
     pending rows of every delivered resource; how many were marked delivered."""
-    sent: dict[tuple[str, str], Settlement] = {}
+    sent: dict[int, Settlement] = {}  # by resource_key
     for s in delivered:
         if s.sent_version is None:
             continue
-        key = (s.row.resource_type, s.row.resource_id)
+        key = s.row.resource_key
         if key not in sent or (sent[key].sent_version or 0) < s.sent_version:
             sent[key] = s
     if not sent:
@@ -298,17 +298,17 @@ def settle_coalesced_many(session: Session, delivered: list[Settlement], *, work
     # a resource's rows share its order key (its patient's): the (destination, state,
     # order_key) index finds them (decision 0070; no index on the resource any more)
     found = session.execute(
-        select(_o.c.id, _o.c.resource_type, _o.c.resource_id, _o.c.version_id).where(
+        select(_o.c.id, _o.c.resource_key, _o.c.version_id).where(
             destination_filter(session, destination),
             _o.c.state == PENDING,
             _o.c.order_key.in_(sorted({s.row.order_key for s in sent.values()})),
-            keys_in(_o.c.resource_type, _o.c.resource_id, set(sent)),
+            _o.c.resource_key.in_(sorted(sent)),
         )
     ).all()
     groups: dict[tuple[datetime, str | None, int], list[int]] = {}
     attempts = []
-    for row_id, resource_type, resource_id, version in found:
-        s = sent[(resource_type, resource_id)]
+    for row_id, resource_key, version in found:
+        s = sent[resource_key]
         if row_id in batch or version > (s.sent_version or 0):
             continue
         groups.setdefault((s.attempted_at, s.status, int(s.sent_version or 0)), []).append(row_id)

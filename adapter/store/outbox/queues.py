@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 
 from adapter.store.models import Outbox
 from adapter.store.outbox.claim import ACTIVE, IN_FLIGHT, due, due_heads, release
-from adapter.store.outbox.names import destination_filter
+from adapter.store.outbox.names import destination_filter, rows_of
 from adapter.store.outbox.rows import OutboxRow
 
 _o = Outbox.__table__
@@ -71,17 +71,21 @@ def claim_queues(
     chosen = _choose(by_key, runs, limit)
     wanted = [row_id for key in chosen for row_id in (by_key[key], *runs[key][: chosen[key]])]
     taken = {
-        row["id"]: OutboxRow.of(row, destination)
-        for row in session.execute(
-            update(_o)
-            .where(_o.c.id.in_(wanted), due(_o, now))
-            .values(
-                state=IN_FLIGHT,
-                claimed_by=worker,
-                claimed_until=now + timedelta(seconds=lease_seconds),
-            )
-            .returning(*_o.c)
-        ).mappings()
+        row.id: row
+        for row in rows_of(
+            session,
+            session.execute(
+                update(_o)
+                .where(_o.c.id.in_(wanted), due(_o, now))
+                .values(
+                    state=IN_FLIGHT,
+                    claimed_by=worker,
+                    claimed_until=now + timedelta(seconds=lease_seconds),
+                )
+                .returning(*_o.c)
+            ).mappings(),
+            destination,
+        )
     }
     kept: list[OutboxRow] = []
     gaps: list[int] = []
@@ -100,8 +104,8 @@ def claim_queues(
 
 
 def _runs(
-    session: Session, destination: str, by_key: dict[str, int], now: datetime
-) -> dict[str, list[int]]:
+    session: Session, destination: str, by_key: dict[int, int], now: datetime
+) -> dict[int, list[int]]:
     """The unbroken run of due rows queued behind each head, in queue order. A head is its
     key's lowest active id, so the key's active rows are the head and those behind it."""
     queued = session.execute(
@@ -112,8 +116,8 @@ def _runs(
         )
     ).all()
     queued.sort()  # by id (sorted here: an ORDER BY id makes SQLite walk the table by id)
-    runs: dict[str, list[int]] = {key: [] for key in by_key}
-    stopped: set[str] = set()
+    runs: dict[int, list[int]] = {key: [] for key in by_key}
+    stopped: set[int] = set()
     for row_id, key, state, next_attempt_at, claimed_until in queued:
         if key in stopped or row_id <= by_key[key]:
             continue
@@ -124,12 +128,12 @@ def _runs(
     return runs
 
 
-def _choose(by_key: dict[str, int], runs: dict[str, list[int]], limit: int) -> dict[str, int]:
+def _choose(by_key: dict[int, int], runs: dict[int, list[int]], limit: int) -> dict[int, int]:
     """How many followers each chosen head takes (heads in id order): first up to
     ``patient_share`` rows a head, then, when every head has its share and room is left,
     the rest of the runs in head order."""
     share = patient_share(limit)
-    chosen: dict[str, int] = {}
+    chosen: dict[int, int] = {}
     room = limit
     for key in by_key:
         if room <= 0:

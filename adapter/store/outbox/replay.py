@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from adapter.errors import ConflictError, InvalidRequestError, NotFoundError
 from adapter.store.models import OUTBOX_STATES, DeliveryAttempt, Outbox, OutboxState
-from adapter.store.outbox.names import ROW, destination_filter, destinations_filter
+from adapter.store.outbox.names import ROW, destination_filter, destinations_filter, rows_of
 from adapter.store.outbox.rows import AttemptRow, OutboxRow
 from adapter.store.outbox.wake import notify
 
@@ -55,12 +55,12 @@ def list_deliveries(
     page = session.execute(
         select(*ROW).where(*where).order_by(_o.c.id.desc()).limit(limit).offset(offset)
     ).mappings()
-    return int(total), [OutboxRow.of(row) for row in page]
+    return int(total), rows_of(session, page)
 
 
 def find_delivery(session: Session, outbox_id: int) -> OutboxRow | None:
     found = session.execute(select(*ROW).where(_o.c.id == outbox_id)).mappings().first()
-    return None if found is None else OutboxRow.of(found)
+    return None if found is None else rows_of(session, [found])[0]
 
 
 def get_delivery(session: Session, outbox_id: int) -> OutboxRow:

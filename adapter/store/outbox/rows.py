@@ -25,11 +25,11 @@ class OutboxRow:
 
     id: int
     destination: str
-    resource_type: str
+    resource_type: str  # the resource's, read through ``resource_key`` (decision 0084)
     resource_id: str
     version_id: int
-    patient_key: str | None
-    order_key: str
+    patient_key: str | None  # the resource's patient (``Patient/<id>``; a Patient's own)
+    order_key: int  # its queue: ``enqueue.order_hash`` of the patient's key or its own
     state: OutboxState
     attempts: int
     next_attempt_at: datetime
@@ -47,17 +47,21 @@ class OutboxRow:
     person_id: str | None = None  # routed by care: the person ...
     care_facility: str | None = None  # ... and the facility whose care chose it
     sequence: int | None = None  # the destination's sequence number, given at the first send
+    resource_key: int = 0  # ``resource.resource_key``: what the row stores
 
     @classmethod
-    def of(cls, row: Mapping[str, Any], destination: str | None = None) -> OutboxRow:
+    def of(
+        cls, row: Mapping[str, Any], resource: ResourceNames, destination: str | None = None
+    ) -> OutboxRow:
         """From a row read with ``names.ROW`` (the destination's name in it), or from the
         table's own columns with ``destination`` given (a claim's RETURNING: SQLite 3.40
-        answered a correlated subquery there with another row's value)."""
+        answered a correlated subquery there with another row's value); ``resource``: the
+        (type, id, patient key) of its ``resource_key`` (``names.rows_of`` reads them)."""
         if destination is not None:
             row = {**row, "destination": destination}
         values = {f.name: row[f.name] for f in _STORED}
         values["state"] = OutboxState(values["state"])
-        values["patient_key"] = patient_of(values["order_key"])
+        values["resource_type"], values["resource_id"], values["patient_key"] = resource
         return cls(**values)
 
     def summary(self) -> dict[str, Any]:
@@ -89,14 +93,10 @@ class OutboxRow:
         }
 
 
-_STORED = tuple(f for f in fields(OutboxRow) if f.name != "patient_key")
-
-
-def patient_of(order_key: str) -> str | None:
-    """The patient of an outbox row, from its order key (decision 0075): the order key is
-    the patient's key when the resource is about one, and a Patient's own key is its
-    patient too; any other order key is a resource about no patient."""
-    return order_key if order_key.startswith("Patient/") else None
+# (type, id, patient key) of a row's resource, read through its resource_key
+ResourceNames = tuple[str, str, str | None]
+_READ = {"resource_type", "resource_id", "patient_key"}
+_STORED = tuple(f for f in fields(OutboxRow) if f.name not in _READ)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,4 +152,4 @@ class Settlement:
     cause: str | None = None  # of a dead letter: refused | exhausted | local | withdrawn
 
 
-__all__ = ["AttemptRow", "OutboxRow", "OutboxState", "Settlement", "patient_of"]
+__all__ = ["AttemptRow", "OutboxRow", "OutboxState", "ResourceNames", "Settlement"]
