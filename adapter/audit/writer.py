@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import bindparam, insert, select, text
 from sqlalchemy import event as sa_event
@@ -36,8 +37,9 @@ PENDING = "adapter.audit.pending"
 MARKS = "adapter.audit.savepoint-marks"  # id(savepoint) -> events queued before it
 LOCK_KEY = 0x41554454  # pg_advisory_xact_lock key of the chain ("AUDT")
 
-# the correlation id each recent message's receipt was recorded with
-_correlations: OrderedDict[str, str] = OrderedDict()
+# the correlation id each recent message's receipt was recorded with, per database (one
+# process may write to several stores, e.g. the tests, and message ids are only unique in one)
+_correlations: WeakKeyDictionary[Any, OrderedDict[str, str]] = WeakKeyDictionary()
 _correlations_lock = threading.Lock()
 _CACHE = 10_000
 _RECORD = AuditRecord.__table__
@@ -178,13 +180,13 @@ def _correlation(session: Session, body: dict[str, Any], batch: dict[str, str]) 
     if body["action"] == "message.received":
         found = body.get("request") or message
         batch[message] = found
-        _remember(message, found)
+        _remember(session, message, found)
         return found
-    found = batch.get(message) or _recall(message)
+    found = batch.get(message) or _recall(session, message)
     if found is None:
         # received before the audit log existed: the message id
         found = _receipt_correlations(session, [message]).get(message) or message
-        _remember(message, found)
+        _remember(session, message, found)
     return found
 
 
@@ -224,25 +226,27 @@ def _prefetch_correlations(session: Session, bodies: list[dict[str, Any]]) -> No
         for b in bodies
         if b.get("message") and not b.get("correlation") and b["message"] not in received
     }
-    wanted = {m for m in wanted if _recall(m) is None}
+    wanted = {m for m in wanted if _recall(session, m) is None}
     if not wanted:
         return
     found = _receipt_correlations(session, sorted(wanted))
-    for message in wanted:
-        _remember(message, found.get(message) or message)  # received before the log existed
+    for message in wanted:  # a message received before the log existed: its own id
+        _remember(session, message, found.get(message) or message)
 
 
-def _remember(message: str, correlation: str) -> None:
+def _remember(session: Session, message: str, correlation: str) -> None:
     with _correlations_lock:
-        _correlations[message] = correlation
-        _correlations.move_to_end(message)
-        while len(_correlations) > _CACHE:
-            _correlations.popitem(last=False)
+        known = _correlations.setdefault(session.get_bind(), OrderedDict())
+        known[message] = correlation
+        known.move_to_end(message)
+        while len(known) > _CACHE:
+            known.popitem(last=False)
 
 
-def _recall(message: str) -> str | None:
+def _recall(session: Session, message: str) -> str | None:
     with _correlations_lock:
-        return _correlations.get(message)
+        known = _correlations.get(session.get_bind())
+        return None if known is None else known.get(message)
 
 
 @sa_event.listens_for(Session, "before_commit")
