@@ -626,7 +626,9 @@ class Floor:
                 rkey = old[2]
                 changed.append(row)
                 stale.append(rkey)
-            index.extend(floor_index_rows(r["resourceType"], rkey, r, self.sqlite))
+            # each row numbered among its resource's rows: the key's second part (decision 0085)
+            rows = floor_index_rows(r["resourceType"], rkey, r, self.sqlite)
+            index.extend((n, *i) for n, i in enumerate(rows))
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
                     (
@@ -700,11 +702,11 @@ class Floor:
         if index:
             cur.executemany(
                 self._sql(
-                    "INSERT INTO search_index (resource_key, param_id, kind, "
+                    "INSERT INTO search_index (row_id, resource_key, param_id, kind, "
                     "system_id, code, value, value_norm, value_date_start, value_date_end, "
-                    "value_number, reference, target_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                    "value_number, reference, target_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
                 ),
-                [(*i[:10], None, key) if (key := known.get(i[10])) else (*i, None) for i in index],
+                [(*i[:11], None, key) if (key := known.get(i[11])) else (*i, None) for i in index],
             )
         if outbox:
             cur.executemany(
