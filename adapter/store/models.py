@@ -29,6 +29,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    FetchedValue,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -273,11 +274,13 @@ class SearchIndex(Base):
         {"sqlite_with_rowid": False},
     )
 
-    # the row's number among its resource's rows, given by the writer (0, 1, ... in the
-    # order written; adapter/store/resources.py): a sort's tie-break between two rows of
-    # one resource. The store writes it on both databases; on PostgreSQL the column keeps
-    # the sequence default of its first migration, unused since (older rows hold its numbers)
-    row_id: Mapped[int] = mapped_column(BigId, autoincrement=False)  # key: __table_args__
+    # a sort's tie-break between two rows of one resource. SQLite: the row's number among
+    # its resource's rows, given by the store (0, 1, ... in the order written;
+    # adapter/store/resources.py, decision 0085). PostgreSQL: the sequence its migrations
+    # made the column's default gives it (``FetchedValue``: filled by the server)
+    row_id: Mapped[int] = mapped_column(
+        BigId, server_default=FetchedValue(), autoincrement=False
+    )  # key: __table_args__
     resource_key: Mapped[int] = mapped_column(BigId)
     # integer microseconds on SQLite (decision 0073, migration 0028)
     value_date_start: Mapped[datetime | None] = mapped_column(IndexTime())

@@ -684,8 +684,8 @@ _INDEX_ROW_KEYS: Final = (
     "value_date_start", "value_date_end", "value_number", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
-# the columns written: the row's number and resource key (the table's key on SQLite, decision
-# 0085), the ids, then the row's values from ``code`` on, then the reference's target key (0080)
+# the columns written: the row's number (SQLite's only) and resource key (the table's key on
+# SQLite, decision 0085), the ids, the row's values from ``code`` on, the target's key (0080)
 _INDEX_COLUMNS: Final = (
     "row_id", "resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:], "target_key",
 )  # fmt: skip
@@ -701,12 +701,13 @@ def _insert_index_tuples(
     same message in the row's ``reference`` place already (``_named_by_key``, an int);
     the other texts are looked up here (``target_keys``, one SELECT).
 
-    Each row is numbered among its resource's rows of this call (``row_id``: 0, 1, ... in
-    the order given; decision 0085): every caller writes all of a resource's rows at once,
-    after deleting the ones stored, so (resource_key, row_id) is unique. ``transient``:
-    rows deleted again before the transaction ends while the resource's stored rows are
-    still there (a bulk batch's superseded versions, a refusal's trial value): numbered
-    -1, -2, ..., apart from every stored row."""
+    On SQLite each row is numbered among its resource's rows of this call (``row_id``, the
+    table's key with ``resource_key``: 0, 1, ... in the order given; decision 0085): every
+    caller writes all of a resource's rows at once, after deleting the ones stored, so the
+    key is unique. ``transient``: rows deleted again before the transaction ends while the
+    resource's stored rows are still there (a bulk batch's superseded versions, a refusal's
+    trial value): numbered -1, -2, ..., apart from every stored row. PostgreSQL: the
+    column's sequence numbers them."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
@@ -717,12 +718,15 @@ def _insert_index_tuples(
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
     written = []
-    numbers: dict[int, int] = {}  # resource key -> rows numbered so far
+    numbered = session.get_bind().dialect.name == "sqlite"
+    numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
     for r in rows:
         rkey = r[1]
-        n = numbers.get(rkey, 0)
-        numbers[rkey] = n + 1
-        head = (-1 - n if transient else n, rkey, params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]])
+        head: tuple[Any, ...] = (rkey, params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]])
+        if numbered:
+            n = numbers.get(rkey, 0)
+            numbers[rkey] = n + 1
+            head = (-1 - n if transient else n, *head)
         reference = r[at]
         key = (
             None
@@ -735,7 +739,7 @@ def _insert_index_tuples(
             written.append((*head, *r[5:], None))
         else:  # the target's key instead of the text
             written.append((*head, *r[5:at], None, *r[at + 1 :], key))
-    insert_tuples(session, _index, _INDEX_COLUMNS, written)
+    insert_tuples(session, _index, _INDEX_COLUMNS if numbered else _INDEX_COLUMNS[1:], written)
 
 
 def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:
