@@ -450,6 +450,40 @@ def test_a_resource_changed_twice_in_a_batch_keeps_its_last_index_rows(
     assert all(body is not None for _, _, body in history)
 
 
+def test_a_stored_resource_changed_twice_in_a_batch_keeps_its_last_index_rows(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the Observation stored by a first batch, then changed twice in a second: the first
+    # change's rows (superseded in the batch) are written while the stored rows are still
+    # there, and deleted with them (a key per resource's row, as decision 0085 tried on
+    # SQLite, must keep them apart)
+    items = [
+        (long_oru(obx5=f"第{n}次结果", control=f"AGAIN{n:03d}"), Receipt("std-hl7v2", "cli"))
+        for n in (1, 2, 3)
+    ]
+    with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items[:1], batch=10))
+        bulk += list(pipeline.ingest_many(items[1:], batch=10))
+    assert BATCH_FAILED not in caplog.text
+    alone, stored = _alone(tmp_path, items)
+    assert [r.status for r in bulk] == [r.status for r in alone] == ["processed"] * 3
+    assert _stored(session_factory) == stored
+    assert _observation_values(session_factory) == {"第3次结果"}
+    with engine.connect() as conn:  # no row left of a superseded version
+        orphans = conn.execute(
+            text(
+                "SELECT count(*) FROM search_index si JOIN search_param p"
+                " ON p.param_id = si.param_id WHERE p.param = 'value-string'"
+                " AND si.value LIKE '%结果'"
+            )
+        ).scalar_one()
+    assert orphans == 1
+
+
 def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(
     session_factory: sessionmaker[Session],
     engine: Engine,

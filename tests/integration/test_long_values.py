@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import socket
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.connectors.hl7_ack import read_ack
@@ -29,7 +31,9 @@ from adapter.inbound.file_drop import FileSource
 from adapter.inbound.mllp import MllpListener
 from adapter.inbound.poller import poll_once
 from adapter.pipeline.receipt import Receipt
+from adapter.store import save_resources
 from adapter.store.models import InboundMessage
+from adapter.store.refusals import locate_refusal
 from tests.integration.connector_helpers import example_pipeline as _pipeline
 from tests.integration.connector_helpers import example_translator as _translator
 from tests.live.server import LiveServer
@@ -345,3 +349,41 @@ def test_a_refused_message_is_processed_by_reprocess_once_the_database_accepts_i
     assert first.issues[0].expression == "Observation.valueString"
     again = pipeline.reprocess(first.message_id)
     assert again.status == "processed"
+
+
+def test_a_refused_value_is_located_past_a_resource_stored_unchanged(
+    session_factory: sessionmaker[Session], refusing_database: None
+) -> None:
+    # the Patient is stored already and unchanged: its index rows stay while each of its
+    # values is tried again (a key per resource's row, as decision 0085 tried on SQLite,
+    # must keep the trial apart from them), so only the Observation's value is the refusal
+    now = datetime(2026, 5, 3, 8, 0, tzinfo=UTC)
+    patient = {"resourceType": "Patient", "id": "kept", "name": [{"family": "王"}]}
+    refused = {
+        "resourceType": "Observation",
+        "id": "refused",
+        "status": "final",
+        "code": {"text": "备注"},
+        "subject": {"reference": "Patient/kept"},
+        "valueString": f"标本溶血，{REFUSED_WORD}",
+    }
+    with session_factory.begin() as session:
+        save_resources(session, [patient], message_id=None, now=now)
+    with session_factory() as session:
+        try:
+            with session.begin_nested():
+                save_resources(session, [patient, refused], message_id=None, now=now)
+        except SQLAlchemyError as exc:
+            failure: SQLAlchemyError = exc
+        else:
+            raise AssertionError("the database took the refused value")
+        found = locate_refusal(
+            session,
+            [patient, refused],
+            failure,
+            message_id=None,
+            now=now,
+            facility_id=None,
+            zone=UTC,
+        )
+    assert (found.resource, found.param) == ("Observation/refused", "value-string")
