@@ -41,6 +41,14 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("sqlalchemy.orm.session", "SessionTransaction.commit"),
     ("sqlalchemy.engine.default", "DefaultDialect.do_commit"),
     ("adapter.store.engine", "_WriterQueue.enter"),
+    # answered on receipt: the receipt's parts, and the drain (decision 0086)
+    ("adapter.pipeline.on_receipt", "ReceiptCommit.receive"),
+    ("adapter.pipeline.on_receipt", "ReceiptCommit._commit"),
+    ("adapter.pipeline.on_receipt", "_keep"),
+    ("adapter.pipeline.on_receipt", "create_message"),
+    ("adapter.pipeline.drain", "drain_batch"),
+    ("adapter.pipeline.drain", "_prepare_all"),
+    ("adapter.pipeline.drain", "_received_rows"),
 )
 
 _lock = threading.Lock()
