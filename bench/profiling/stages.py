@@ -97,6 +97,10 @@ def install(path: str) -> Callable[[], None]:
     import atexit
 
     def dump() -> None:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            return  # a translation worker (it inherits the variable): the server's file
         with open(path, "w", encoding="utf-8") as out:
             json.dump(_totals, out, indent=1)
 
