@@ -490,3 +490,76 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
             ("processed", "hl7v2", True),
             ("quarantined", "hl7v2", False),  # garbage: no encoding told (as synchronously)
         }
+
+
+def test_the_workers_translate_what_waits_while_the_drain_lets_a_burst_go_first(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """Decision 0086: while the drain defers to a burst of receipts, the documents waiting
+    are sent to the translation workers (SQLite), oldest first, up to a bound; the batches
+    then store them from those translations, each document translated once."""
+    pipeline = example_pipeline(session_factory)
+    ids = [
+        pipeline.receive(long_oru(control=f"EARLY{n:04d}"), Receipt("std-hl7v2", "http")).message_id
+        for n in range(30)
+    ]
+    sqlite = engine.dialect.name == "sqlite"
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        sent: list[str] = []
+        submit_many = pool.submit_many
+
+        def counted(items: list[tuple[bytes, str, str]]) -> Any:
+            sent.extend(message_id for _, _, message_id in items)
+            return submit_many(items)
+
+        pool.submit_many = counted  # type: ignore[method-assign]
+        drainer = Drainer(pipeline, batch=10, defer_seconds=1.0)
+        drainer.wake()
+        drainer._last_receipt = time.monotonic() + 3600  # receipts keep arriving: no pause
+        ahead: drain_module.Ahead = {}
+        drainer._defer(ahead)  # returns at the bound, 1 s after the first receipt waiting
+        if sqlite:  # the oldest 30 (3 batches of 10) sent while deferring
+            assert list(ahead) == ids and sorted(sent) == sorted(ids)
+            assert drain_module.translate_ahead(pipeline, ahead, 30) == 0  # all started
+        else:  # PostgreSQL translates what it claims, in the storing transaction
+            assert ahead == {} and sent == []
+        settled: list[IngestResult] = []
+        while batch := drain_batch(pipeline, 10, ahead=ahead):
+            settled += batch
+    assert [r.message_id for r in settled] == ids
+    assert {r.status for r in settled} == {"processed"}
+    assert Counter(sent) == dict.fromkeys(ids, 1)  # none translated twice
+    with session_factory() as session:
+        assert backlog(session).count == 0
+        assert verify(session).ok
+
+
+def test_translations_started_past_the_next_batch_are_kept_for_later_ones(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL translates what it claims (no translations ahead)")
+    pipeline = example_pipeline(session_factory)
+    ids = [
+        pipeline.receive(long_oru(control=f"PAST{n:04d}"), Receipt("std-hl7v2", "http")).message_id
+        for n in range(30)
+    ]
+    with pipeline.translation_workers(1):
+        ahead: drain_module.Ahead = {}
+        assert drain_module.translate_ahead(pipeline, ahead, 24) == 24
+        assert list(ahead) == ids[:24]
+        first = drain_batch(pipeline, 10, ahead=ahead)  # reads 20 waiting: 4 more started
+        assert [r.message_id for r in first] == ids[:10]
+        assert list(ahead) == ids[10:24]  # not dropped for being past what it read
+        # one settled meanwhile by another drain: dropped once the backlog is seen whole
+        assert drain_module.settle_alone(pipeline, ids[22]) is not None
+        second = drain_batch(pipeline, 10, ahead=ahead)
+        assert [r.message_id for r in second] == ids[10:20]
+        assert list(ahead) == ids[20:22] + ids[23:30]
+        rest = drain_batch(pipeline, 10, ahead=ahead)
+    assert [r.message_id for r in rest] == ids[20:22] + ids[23:]
+    with session_factory() as session:
+        assert backlog(session).count == 0
+        assert verify(session).ok
