@@ -63,10 +63,6 @@ GATHER_SECONDS = 0.1  # woken by a receipt: let a few more arrive before taking 
 # is DEFER_SECONDS old (decision 0063: receipts alone ~4x faster than with a drain beside)
 DEFER_SECONDS = 2.0
 QUIET_SECONDS = 0.05
-# while deferring, documents waiting are sent to the translation workers (SQLite) at most
-# this often, up to AHEAD_BATCHES batches (decision 0086)
-AHEAD_SECONDS = 0.2
-AHEAD_BATCHES = 3
 DRAIN_THREAD = "adapter-drain"  # the drain thread's name for the OS (top -H, /proc)
 
 
@@ -136,11 +132,8 @@ def drain_batch(
             pool = _pool_for(pipeline, len(waiting))
             fresh = _prepare_all(pipeline, list(new.values()), pool)
         found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
-        later = dict(itertools.islice(found.items(), limit, None))
-        if len(waiting) == reach:  # the backlog goes on: what was started past it is kept
-            later.update((i, p) for i, p in started.items() if i not in found)
-        started.clear()  # otherwise those no longer received were settled meanwhile: dropped
-        started.update(later)
+        started.clear()  # those no longer received were settled meanwhile: dropped
+        started.update(itertools.islice(found.items(), limit, None))
         # translations from workers awaited here, not in the write transaction
         prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
         if not prepared:
@@ -180,27 +173,6 @@ def drain_batch(
 
 # translations started for the next batch, by message id (drain_batch's ``ahead``)
 Ahead = dict[str, "_Prepared"]
-
-
-def translate_ahead(pipeline: Pipeline, ahead: Ahead, limit: int) -> int:
-    """SQLite with translation workers: send the oldest waiting documents not yet sent to
-    the workers, until ``limit`` are started (``ahead``, taken by the next drain_batch);
-    how many were sent. The drain calls it while it lets a burst of receipts go first:
-    the workers translate on a core the receipts leave idle, the store comes later."""
-    pool = pipeline.translation_pool
-    if pool is None or pipeline.factory.kw["bind"].dialect.name == "postgresql":
-        return 0  # PostgreSQL translates what it claims, inside the storing transaction
-    if not pool.usable(limit - len(ahead)):
-        return 0
-    with pipeline.factory() as session:
-        read_only(session)
-        new = [i for i in session.scalars(_waiting_ids(limit)) if i not in ahead]
-        if not pool.usable(len(new)):
-            return 0
-        rows = _received_rows(session, new)
-        ordered = [rows[i] for i in new if i in rows]  # oldest first: the next batch's
-        ahead.update(_prepare_all(pipeline, ordered, pool))
-    return len(ordered)
 
 
 def _waiting_ids(limit: int) -> Select[tuple[str]]:
@@ -410,26 +382,18 @@ class Drainer:
             self._waiting_since = now
         self._woken.set()
 
-    def _defer(self, ahead: Ahead | None = None) -> None:
+    def _defer(self) -> None:
         """Wait while receipts keep arriving, at most until the first one waiting is
-        ``defer_seconds`` old; meanwhile the translation workers (SQLite) translate what
-        waits into ``ahead``."""
+        ``defer_seconds`` old."""
         since = self._waiting_since
         if since is None or self.defer_seconds <= 0:
             return
         deadline = since + self.defer_seconds
-        sent_at = 0.0
         while not self._stopping.is_set():
             now = time.monotonic()
             quiet = now - self._last_receipt
             if quiet >= QUIET_SECONDS or now >= deadline:
                 return
-            if ahead is not None and now - sent_at >= AHEAD_SECONDS:
-                sent_at = now
-                try:
-                    translate_ahead(self.pipeline, ahead, self.batch * AHEAD_BATCHES)
-                except SQLAlchemyError:  # only a head start: the batch reads them again
-                    log.debug("drain: translating ahead failed", exc_info=True)
             self._stopping.wait(min(QUIET_SECONDS - quiet, deadline - now))
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -459,7 +423,7 @@ class Drainer:
 
     def step(self, ahead: Ahead | None = None) -> bool:
         """One batch, once the defer allows it; True when it was full (more may wait)."""
-        self._defer(ahead)
+        self._defer()
         self._woken.clear()
         since, self._waiting_since = self._waiting_since, None
         try:
