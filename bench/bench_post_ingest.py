@@ -42,6 +42,7 @@ import argparse
 import os
 import re
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -49,6 +50,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import Engine, text
@@ -70,31 +72,24 @@ def post_all(
     items: list[tuple[str, bytes]],
     clients: int,
     headers: dict[str, str] | None = None,
-) -> tuple[float, list[float]]:
-    """Post ``items`` with ``clients`` threads; messages/s and each request's ms."""
+    kind: str = "raw",
+) -> tuple[float, list[float], float]:
+    """Post ``items`` with ``clients`` threads, each on one kept-alive connection;
+    (messages/s, each request's ms, the client threads' CPU seconds together)."""
     latencies: list[float] = []
     lock = threading.Lock()
     parts = [items[n::clients] for n in range(clients)]
     failures: list[str] = []
+    spent_cpu: list[float] = []
+    post = _raw_client if kind == "raw" else _httpx_client
 
     def client(part: list[tuple[str, bytes]]) -> None:
-        with httpx.Client(timeout=120) as http:
-            for source, raw in part:
-                start = time.perf_counter()
-                answer = http.post(
-                    url,
-                    content=raw,
-                    headers={
-                        "X-Source-System": source,
-                        "Content-Type": "application/hl7-v2",
-                        **(headers or {}),
-                    },
-                )
-                spent = (time.perf_counter() - start) * 1000
-                if answer.status_code != 202:
-                    failures.append(f"{answer.status_code} {answer.text[:200]}")
-                with lock:
-                    latencies.append(spent)
+        started = time.thread_time()
+        try:
+            post(url, part, headers or {}, latencies, failures, lock)
+        finally:
+            with lock:
+                spent_cpu.append(time.thread_time() - started)
 
     threads = [threading.Thread(target=client, args=(p,)) for p in parts]
     start = time.perf_counter()
@@ -105,7 +100,99 @@ def post_all(
     spent = time.perf_counter() - start
     if failures:
         raise SystemExit(f"{len(failures)} requests failed, first: {failures[0]}")
-    return len(items) / spent, latencies
+    return len(items) / spent, latencies, sum(spent_cpu)
+
+
+def _httpx_client(
+    url: str,
+    part: list[tuple[str, bytes]],
+    headers: dict[str, str],
+    latencies: list[float],
+    failures: list[str],
+    lock: threading.Lock,
+) -> None:
+    """httpx (the benchmark's client before 2026-12-05 postrate: ~1 ms of CPU a request)."""
+    with httpx.Client(timeout=120) as http:
+        for source, raw in part:
+            start = time.perf_counter()
+            answer = http.post(
+                url,
+                content=raw,
+                headers={
+                    "X-Source-System": source,
+                    "Content-Type": "application/hl7-v2",
+                    **headers,
+                },
+            )
+            spent = (time.perf_counter() - start) * 1000
+            if answer.status_code != 202:
+                failures.append(f"{answer.status_code} {answer.text[:200]}")
+            with lock:
+                latencies.append(spent)
+
+
+def _raw_client(
+    url: str,
+    part: list[tuple[str, bytes]],
+    headers: dict[str, str],
+    latencies: list[float],
+    failures: list[str],
+    lock: threading.Lock,
+) -> None:
+    """One HTTP/1.1 keep-alive connection written by hand: the request's bytes sent at once,
+    the answer read up to its Content-Length and its status checked (a LIS interface does
+    no more); a fraction of httpx's CPU, so the clients are not what the 2 cores spend."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    fixed = f"POST {parts.path} HTTP/1.1\r\nHost: {host}:{port}\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()
+    )
+    sock: socket.socket | None = None
+    try:
+        for source, raw in part:
+            if sock is None:
+                sock = socket.create_connection((host, port), timeout=120)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            head = (
+                f"{fixed}X-Source-System: {source}\r\nContent-Type: application/hl7-v2\r\n"
+                f"Content-Length: {len(raw)}\r\n\r\n"
+            )
+            start = time.perf_counter()
+            sock.sendall(head.encode("ascii") + raw)
+            status, body, close = _read_answer(sock)
+            spent = (time.perf_counter() - start) * 1000
+            if status != 202:
+                failures.append(f"{status} {body[:200]!r}")
+            with lock:
+                latencies.append(spent)
+            if close:
+                sock.close()
+                sock = None
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+def _read_answer(sock: socket.socket) -> tuple[int, bytes, bool]:
+    """(status, body, the server closes the connection) of one HTTP/1.1 answer."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    pairs = (line.partition(":") for line in lines[1:])
+    fields = {name.strip().lower(): value.strip() for name, _, value in pairs}
+    length = int(fields.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        body += chunk
+    return status, body, fields.get("connection", "").lower() == "close"
 
 
 def children_cpu(pid: int) -> float:
@@ -154,6 +241,89 @@ def server_cpu(pid: int) -> float:
         return float("nan")
     own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
     return own + sum(server_cpu(int(child)) for child in children)
+
+
+DRAIN_THREAD = "adapter-drain"  # adapter/pipeline/drain.py names its thread so for the OS
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_seconds(path: Path, fields: slice = slice(11, 13)) -> float:
+    values = path.read_text().rsplit(")", 1)[1].split()[fields]
+    return sum(int(v) for v in values) / _TICK
+
+
+def cpu_parts(pid: int | None) -> dict[str, float]:
+    """CPU seconds of a process by part, from /proc: ``loop`` its main thread (the server's
+    event loop: uvicorn, the middlewares, FastAPI), ``drain`` its drain thread (the store;
+    named DRAIN_THREAD), ``threads`` the rest of its own (the receipts in the HTTP thread
+    pool, the translation pool's thread, threads already ended), ``children`` its child
+    processes (translation workers, ``--workers`` processes) running or ended."""
+    parts = dict.fromkeys(("loop", "drain", "threads", "children"), 0.0)
+    if pid is None:
+        return parts
+    try:
+        own = _stat_seconds(Path(f"/proc/{pid}/stat"))
+        parts["children"] = _stat_seconds(Path(f"/proc/{pid}/stat"), slice(13, 15))
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                seconds = _stat_seconds(task / "stat")
+                name = (task / "comm").read_text().strip()
+                children = (task / "children").read_text().split()
+            except OSError:  # the thread ended meanwhile: counted in ``threads``
+                continue
+            if int(task.name) == pid:
+                parts["loop"] += seconds
+            elif name == DRAIN_THREAD:
+                parts["drain"] += seconds
+            parts["children"] += sum(server_cpu(int(child)) for child in children)
+    except OSError:
+        return dict.fromkeys(parts, float("nan"))
+    parts["threads"] = own - parts["loop"] - parts["drain"]
+    return parts
+
+
+def parts_since(before: dict[str, float], pid: int | None) -> dict[str, float]:
+    after = cpu_parts(pid)
+    return {k: after[k] - before[k] for k in after}
+
+
+def print_cpu_table(
+    clients: int,
+    count: int,
+    wall: float,
+    client_cpu: float,
+    server: dict[str, float],
+    follow: dict[str, float] | None,
+    backends: float | None,
+    kind: str,
+) -> None:
+    """Where the CPU went, per message, every process on the machine that serves the run:
+    from the first post until every message was final."""
+    cores = len(os.sched_getaffinity(0))
+    rows = [
+        (f"benchmark's clients ({clients} threads, {kind})", client_cpu),
+        ("server: event loop (uvicorn, starlette, FastAPI)", server["loop"]),
+        ("server: receipts and other threads", server["threads"]),
+        ("server: drain thread (the store)", server["drain"]),
+        ("server: child processes (translation workers)", server["children"]),
+    ]
+    if follow is not None:
+        rows += [
+            ("adapter drain --follow: drain thread (the store)", follow["drain"]),
+            ("adapter drain --follow: other threads", follow["loop"] + follow["threads"]),
+            ("adapter drain --follow: translation workers", follow["children"]),
+        ]
+    if backends is not None:
+        rows.append(("PostgreSQL backends", backends))
+    total = sum(seconds for _, seconds in rows)
+    rows += [
+        ("total", total),
+        (f"{cores} cores x wall ({wall:.1f} s)", cores * wall),
+        ("idle, waiting, or other processes", cores * wall - total),
+    ]
+    print(f"      CPU ms per message, {clients} client(s), first post to every message final:")
+    for name, seconds in rows:
+        print(f"        {name:<52} {seconds * 1000 / count:6.2f}")
 
 
 APP_NAME = "bench_post_ingest"  # the server's PostgreSQL connections, to find their backends
@@ -259,6 +429,7 @@ def run(
     drain_batch: int | None = None,
     drain_defer: float | None = None,
     translate_workers: int | None = None,
+    client: str = "raw",
 ) -> None:
     """One server on ``url``; ``database``: an engine on its PostgreSQL database, to read
     its backends' CPU (None on SQLite: the database works inside the server process);
@@ -293,7 +464,7 @@ def run(
     wait = 900.0 if profile else 120.0
     with LiveServer(url, tmp, args=args, env=env, start_timeout=wait) as server:
         assert server.process is not None
-        post_all(server.url("/ingest"), items[:8], 1, prefer)  # warm-up
+        post_all(server.url("/ingest"), items[:8], 1, prefer, client)  # warm-up
         # started after the warm-up's receipts: drained below, its mappings then loaded
         follower = start_follow(url, tmp, drain_batch, translate_workers) if follow else None
         startup = (0.0, 0.0)
@@ -304,6 +475,8 @@ def run(
         rows = {}
         tails = {}
         drains: dict[int, float] = {}
+        backend_spent: dict[int, float] = {}
+        tables: dict[int, tuple[float, float, dict[str, float], dict[str, float] | None]] = {}
         for clients, chunk in ((1, items[8:half]), (4, items[half:])):
             if (profile or stages) and clients == 4:  # what is written: the 4 clients only
                 os.kill(server.process.pid, signal.SIGUSR1)
@@ -313,9 +486,11 @@ def run(
             kids_before = children_cpu(server.process.pid)
             loop_before = thread_cpu(server.process.pid)
             backends_before = backend_cpu(database)
-            own_before = time.process_time()  # this process: the clients (httpx)
-            rate, lat = post_all(server.url("/ingest"), chunk, clients, prefer)
-            own = (time.process_time() - own_before) * 1000 / len(chunk)
+            parts_before = cpu_parts(server.process.pid)
+            follow_parts = cpu_parts(follower.pid if follower is not None else None)
+            window = time.perf_counter()
+            rate, lat, client_cpu = post_all(server.url("/ingest"), chunk, clients, prefer, client)
+            own = client_cpu * 1000 / len(chunk)
             if apart:  # the receipts alone, then `adapter drain` once
                 left, (tail, drain_cpu) = len(chunk), drain_apart(url, tmp, drain_batch)
                 # without its start-up, as `adapter drain --follow` runs (measured on the
@@ -326,6 +501,10 @@ def run(
             elif watch is not None:  # the CPU below then covers receipt and drain
                 left, tail = wait_drained(watch)
                 tails[clients] = (left, tail, len(chunk) / (len(chunk) / rate + tail))
+            wall = time.perf_counter() - window
+            server_parts = parts_since(parts_before, server.process.pid)
+            follow_spent = parts_since(follow_parts, follower.pid) if follower is not None else None
+            tables[clients] = (wall, client_cpu, server_parts, follow_spent)
             cpu = (server_cpu(server.process.pid) - before) * 1000 / len(chunk)
             kids = (children_cpu(server.process.pid) - kids_before) * 1000 / len(chunk)
             if follower is not None:
@@ -335,6 +514,8 @@ def run(
             spent = sum(s - backends_before.get(pid, 0.0) for pid, s in backends.items())
             db = spent * 1000 / len(chunk) if database is not None else None
             rows[clients] = (rate, lat, cpu, loop, own, db, kids)
+            if database is not None:
+                backend_spent[clients] = spent
             if groups and clients == 1:
                 sizes = group_sizes(server.log_text())
         if follower is not None:
@@ -381,20 +562,31 @@ def run(
                     f"{during:5.1f} msg/s while receiving, {after:5.1f} after; adapter drain "
                     f"--follow CPU {drains[clients]:5.1f} ms/msg, server CPU above: receipts)"
                 )
-                continue
-            if clients in drains:
+            elif clients in drains:
                 print(
                     f"      adapter drain afterwards, less its start-up ({startup[0]:.1f} s): "
                     f"{tail:5.1f} s, {left / tail:6.1f} msg/s, "
                     f"{drains[clients]:5.1f} ms CPU/msg (its process; server CPU above: receipts); "
                     f"end-to-end {overall:6.1f} msg/s"
                 )
-                continue
-            print(
-                f"      received not yet drained at the last answer {left}; every message final "
-                f"{tail:5.1f} s later: end-to-end {overall:6.1f} msg/s (drain {during:5.1f} "
-                f"msg/s while receiving, {after:5.1f} after; server CPU above: receipt + drain)"
-            )
+            else:
+                print(
+                    f"      received not yet drained at the last answer {left}; every message "
+                    f"final {tail:5.1f} s later: end-to-end {overall:6.1f} msg/s (drain "
+                    f"{during:5.1f} msg/s while receiving, {after:5.1f} after; server CPU above: "
+                    "receipt + drain)"
+                )
+        wall, client_cpu, server_parts, follow_spent = tables[clients]
+        print_cpu_table(
+            clients,
+            len(lat),
+            wall,
+            client_cpu,
+            server_parts,
+            follow_spent,
+            backend_spent.get(clients),
+            client,
+        )
     ratio = rows[4][0] / rows[1][0]  # rate with 4 clients / with 1
     verdict = "met" if rows[4][0] >= 150 else "NOT met"
     goal = "answers (receipts)" if on_receipt else "msg/s"
@@ -452,6 +644,13 @@ def main() -> None:
         default=None,
         help="comma-separated ADAPTER_TRANSLATE_WORKERS values, one server (and drain) each",
     )
+    ap.add_argument(
+        "--client",
+        default="raw",
+        choices=("raw", "httpx"),
+        help="the clients: raw (one hand-written HTTP/1.1 keep-alive connection each, the "
+        "default) or httpx (one httpx.Client each, as before 2026-12-05 postrate)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="alternate the runs this many times")
     ap.add_argument("--groups", action="store_true", help="count documents per transaction")
     ap.add_argument("--profile", help="cProfile every thread of the server into this file")
@@ -502,6 +701,7 @@ def main() -> None:
                 drain_batch=args.drain_batch,
                 drain_defer=defer,
                 translate_workers=pool,
+                client=args.client,
             )
         if args.no_pg:
             return
@@ -535,6 +735,7 @@ def main() -> None:
                     drain_batch=args.drain_batch,
                     drain_defer=defer,
                     translate_workers=pool,
+                    client=args.client,
                 )
             finally:
                 drop()

@@ -44,6 +44,7 @@ from adapter.errors import AdapterError, Issue
 from adapter.pipeline import bulk
 from adapter.pipeline.ingest import Pipeline, _Job, _lost_race, _LostRace, try_again
 from adapter.pipeline.results import RECEIVED, IngestResult, result_of
+from adapter.pipeline.thread_name import name_os_thread
 from adapter.pipeline.translation_pool import TranslationPool
 from adapter.pipeline.translator import Outcome
 from adapter.store import get_message, read_only, verified_raw
@@ -62,6 +63,7 @@ GATHER_SECONDS = 0.1  # woken by a receipt: let a few more arrive before taking 
 # is DEFER_SECONDS old (decision 0063: receipts alone ~4x faster than with a drain beside)
 DEFER_SECONDS = 2.0
 QUIET_SECONDS = 0.05
+DRAIN_THREAD = "adapter-drain"  # the drain thread's name for the OS (top -H, /proc)
 
 
 class _Settled(AdapterError):
@@ -402,6 +404,7 @@ class Drainer:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        name_os_thread(DRAIN_THREAD)
         ahead: Ahead = {}
         with self.pipeline.translation_workers(self.workers):
             full = True  # look at once: what a stopped server left behind

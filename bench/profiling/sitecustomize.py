@@ -58,6 +58,10 @@ def _install(path: str) -> None:
                 marks[id(profile)] = profile.stats
 
     def dump() -> None:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            return  # a translation worker (it inherits the variable): the server's file
         merged: pstats.Stats | None = None
         for profile in profiles:
             profile.snapshot_stats()

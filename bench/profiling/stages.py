@@ -41,6 +41,14 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("sqlalchemy.orm.session", "SessionTransaction.commit"),
     ("sqlalchemy.engine.default", "DefaultDialect.do_commit"),
     ("adapter.store.engine", "_WriterQueue.enter"),
+    # answered on receipt: the receipt's parts, and the drain (decision 0086)
+    ("adapter.pipeline.on_receipt", "ReceiptCommit.receive"),
+    ("adapter.pipeline.on_receipt", "ReceiptCommit._commit"),
+    ("adapter.pipeline.on_receipt", "_keep"),
+    ("adapter.pipeline.on_receipt", "create_message"),
+    ("adapter.pipeline.drain", "drain_batch"),
+    ("adapter.pipeline.drain", "_prepare_all"),
+    ("adapter.pipeline.drain", "_received_rows"),
 )
 
 _lock = threading.Lock()
@@ -89,6 +97,10 @@ def install(path: str) -> Callable[[], None]:
     import atexit
 
     def dump() -> None:
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:
+            return  # a translation worker (it inherits the variable): the server's file
         with open(path, "w", encoding="utf-8") as out:
             json.dump(_totals, out, indent=1)
 

@@ -27,7 +27,14 @@ from adapter.audit.verify import verify
 from adapter.errors import UnknownSourceError
 from adapter.oversize import Oversize
 from adapter.pipeline import IngestResult, Pipeline, steps
-from adapter.pipeline.drain import Drainer, backlog, drain, drain_batch, wait_drained
+from adapter.pipeline.drain import (
+    DRAIN_THREAD,
+    Drainer,
+    backlog,
+    drain,
+    drain_batch,
+    wait_drained,
+)
 from adapter.pipeline.receipt import Receipt
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
@@ -321,6 +328,13 @@ def test_the_background_drain_lets_a_burst_go_first_but_not_for_ever(
     pipeline.receipts.on_received = drainer.wake
     drainer.start()
     try:
+        assert drainer._thread is not None
+        comm = Path(f"/proc/self/task/{drainer._thread.native_id}/comm")
+        if comm.exists():  # Linux: the OS knows the thread by name (top -H; the benchmark)
+            deadline = time.monotonic() + 10
+            while comm.read_text().strip() != DRAIN_THREAD and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert comm.read_text().strip() == DRAIN_THREAD
         # receipts without a pause: the drain waits for one, but at most until the first
         # document waiting is defer_seconds old, so it drains while the burst goes on (as
         # long as it takes on a loaded machine: bounded by time, not by a number of receipts)
