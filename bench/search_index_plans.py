@@ -39,6 +39,7 @@ import psycopg
 from bench_search import DEFAULT_PG, observation
 from pg_schema import ResourceCopy, analyze, scratch_schema
 from sqlalchemy import Engine, delete, event, func, select, text
+from sqlalchemy.orm import Session
 
 from adapter.fhir.search_query import parse_search
 from adapter.recognition.query import _coded_rows
@@ -144,7 +145,50 @@ def run_searches(engine: Engine, capture: list[tuple[str, str, Any]]) -> None:
             current["shape"] = label
             parsed = parse_search(rtype, [*params, ("_count", "50")])
             find(session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate")
+        other_shapes(session, current)
     event.remove(engine, "before_cursor_execute", _capture)
+
+
+def other_shapes(session: Session, current: dict[str, str]) -> None:
+    """The shapes besides ``SEARCHES``: ``_include`` / ``_revinclude``, the recognition
+    query's code rows, the delete of a changed resource's rows (rolled back)."""
+    current["shape"] = "(the page for _include: code)"
+    page = find(
+        session,
+        ["Observation"],
+        parse_search("Observation", [("code", "1003-3")]).criteria,
+        count=50,
+    )
+    current["shape"] = "_include=Observation:patient"
+    included(
+        session,
+        page.bodies,
+        parse_search("Observation", [("_include", "Observation:patient")]).includes,
+    )
+    current["shape"] = "(the page for _revinclude: name)"
+    pats = find(
+        session,
+        ["Patient"],
+        parse_search("Patient", [("name", "王五3")]).criteria,
+        count=50,
+    )
+    current["shape"] = "_revinclude=Observation:patient"
+    included(
+        session,
+        pats.bodies,
+        parse_search("Patient", [("_revinclude", "Observation:patient")]).includes,
+    )
+    current["shape"] = "recognition: a person's code rows"
+    _coded_rows(
+        session,
+        "Observation",
+        list(range(1, 31)),  # resource keys
+        {("http://loinc.org", "1003-3"): None},
+    )  # type: ignore[dict-item]
+    current["shape"] = "delete a changed resource's rows"
+    si = SearchIndex.__table__
+    session.execute(delete(si).where(si.c.resource_key.in_([1, 2])))
+    session.rollback()
 
 
 def sqlite_main(path: str, observations: int) -> None:
@@ -222,43 +266,7 @@ def main() -> None:
                 find(
                     session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate"
                 )
-            current["shape"] = "(the page for _include: code)"
-            page = find(
-                session,
-                ["Observation"],
-                parse_search("Observation", [("code", "1003-3")]).criteria,
-                count=50,
-            )
-            current["shape"] = "_include=Observation:patient"
-            included(
-                session,
-                page.bodies,
-                parse_search("Observation", [("_include", "Observation:patient")]).includes,
-            )
-            current["shape"] = "(the page for _revinclude: name)"
-            pats = find(
-                session,
-                ["Patient"],
-                parse_search("Patient", [("name", "王五3")]).criteria,
-                count=50,
-            )
-            current["shape"] = "_revinclude=Observation:patient"
-            included(
-                session,
-                pats.bodies,
-                parse_search("Patient", [("_revinclude", "Observation:patient")]).includes,
-            )
-            current["shape"] = "recognition: a person's code rows"
-            _coded_rows(
-                session,
-                "Observation",
-                list(range(1, 31)),  # resource keys
-                {("http://loinc.org", "1003-3"): None},
-            )  # type: ignore[dict-item]
-            current["shape"] = "delete a changed resource's rows"
-            si = SearchIndex.__table__
-            session.execute(delete(si).where(si.c.resource_key.in_([1, 2])))
-            session.rollback()
+            other_shapes(session, current)
         used: dict[str, dict[str, set[str]]] = {
             "default": defaultdict(set),
             "seqscan off": defaultdict(set),

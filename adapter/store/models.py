@@ -241,10 +241,13 @@ class SearchIndex(Base):
     __table_args__ = (
         # the ORM's identity. On SQLite the table's key: the table is WITHOUT ROWID (below),
         # its b-tree in resource order, so a resource's rows are found and deleted through
-        # it, with no index of their own (decision 0085, migration 0036). On PostgreSQL no
+        # it, with no index of their own, and a probe of one resource's rows of a kind
+        # (``:not``, ``:missing``, a sort's rivals) reads a range of it (decision 0085,
+        # migration 0036). ``kind`` in the key is also in every per-kind index's entries,
+        # which then answer a search without reading the table. On PostgreSQL no
         # constraint: its b-tree (2.3 KB per lab message) served no query (decision 0067,
         # migration 0024); ``ix_search_index_resource`` finds a resource's rows there
-        PrimaryKeyConstraint("resource_key", "row_id", name="pk_search_index").ddl_if(
+        PrimaryKeyConstraint("resource_key", "kind", "row_id", name="pk_search_index").ddl_if(
             dialect="sqlite"
         ),
         # SQLite only since migration 0021 (decision 0060): on PostgreSQL the rows are
@@ -268,9 +271,9 @@ class SearchIndex(Base):
             "reference", "target_key", name="ix_search_index_target", where="target_key IS NOT NULL"
         ),
         Index("ix_search_index_resource", "resource_key").ddl_if(dialect="postgresql"),
-        # SQLite: the rows are stored in the key's order, (resource_key, row_id), without
-        # the rowid b-tree; the per-kind indexes, which end with resource_key, then carry
-        # only row_id of the key, a small number (decision 0085)
+        # SQLite: the rows are stored in the key's order, (resource_key, kind, row_id),
+        # without the rowid b-tree; the per-kind indexes, which end with resource_key, then
+        # carry kind and row_id of the key, two small numbers (decision 0085)
         {"sqlite_with_rowid": False},
     )
 

@@ -3,7 +3,7 @@ on SQLite the search index becomes a WITHOUT ROWID table keyed by (resource_key,
 ``row_id`` the row's number among its resource's rows (decision 0085).
 
 A store written at head (the linked record set, 0028's dates, 0032's references of both
-forms, and values of every kind, long ones among them) is taken down to 0034, where every
+forms, and values of every kind, long ones among them) is taken down to 0035, where every
 row keeps its values and each resource's rows their order under row ids numbered over the
 table; the row ids are then reversed, so that the upgrade's numbering can only come from
 them. Upgraded, every row holds the same values and its resource's rows are numbered 0,
@@ -133,12 +133,12 @@ def test_0036_without_rowid_keeps_every_row_and_its_order(
         migrate(old)
         _save(old)
         assert _rows(old) == at_head
-        downgrade(old, "0034")
+        downgrade(old, "0035")
         assert _form(old) == (False, True)
         assert _rows(old) == at_head  # every value, each resource's rows in their order
         ids = _row_ids(old)
         flat = sorted(i for rows in ids.values() for i in rows)
-        assert len(set(flat)) == len(flat)  # numbered over the table, as 0034 writes them
+        assert len(set(flat)) == len(flat)  # numbered over the table, as 0035 writes them
         # the row ids reversed: the upgrade's numbering must follow them
         with old.begin() as conn:
             conn.execute(text("UPDATE search_index SET row_id = 1000000 - row_id"))
@@ -163,7 +163,7 @@ def test_0036_without_rowid_keeps_every_row_and_its_order(
         if sqlite:
             assert _numbered(_row_ids(old))
 
-        downgrade(old, "0034")
+        downgrade(old, "0035")
         assert _form(old) == (False, True)
         assert _rows(old) == after_save  # every value, each resource's rows in their order
         flat = sorted(i for rows in _row_ids(old).values() for i in rows)

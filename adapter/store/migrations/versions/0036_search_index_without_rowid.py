@@ -1,13 +1,13 @@
-"""SQLite: the search index as a WITHOUT ROWID table keyed by (resource_key, row_id)
+"""SQLite: the search index as a WITHOUT ROWID table keyed by (resource_key, kind, row_id)
 (decision 0085).
 
 The table was a rowid table (``row_id`` the rowid, numbered over the whole table) with an
 index ``ix_search_index_resource (resource_key)`` to find and delete a resource's rows. As a
-WITHOUT ROWID table its b-tree is in (resource_key, row_id) order and serves that itself:
-the index goes. ``row_id`` becomes the row's number among its resource's rows (0, 1, ...;
+WITHOUT ROWID table its b-tree is in (resource_key, kind, row_id) order and serves that
+itself: the index goes. ``row_id`` becomes the row's number among its resource's rows (0, 1, ...;
 the store writes it), which a sort's tie-break compares between rows of one resource only.
-The per-kind indexes end with resource_key and now carry that small number as the rest of
-the key instead of the rowid.
+The per-kind indexes end with resource_key and now carry kind and that small number as the
+rest of the key instead of the rowid: they hold every column a search reads of them.
 
 SQLite cannot change a table's key, so the table is rebuilt as 0028 did: a new table, the
 rows copied in key order and numbered in their old row order within each resource, the old
@@ -18,7 +18,7 @@ Downgrade (SQLite): rebuilt again as a rowid table with the index, the rows numb
 the table in (resource_key, row_id) order: each resource's rows keep their order.
 
 Revision ID: 0036
-Revises: 0034
+Revises: 0035
 Create Date: 2026-12-05
 """
 
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0036"
-down_revision: str | Sequence[str] | None = "0034"
+down_revision: str | Sequence[str] | None = "0035"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -97,7 +97,7 @@ def _columns(without_rowid: bool) -> list[sa.Column[object]]:
 
 def _rebuild(*, without_rowid: bool, row_id: str) -> None:
     op.rename_table("search_index", "search_index_old")
-    key = ["resource_key", "row_id"] if without_rowid else ["row_id"]
+    key = ["resource_key", "kind", "row_id"] if without_rowid else ["row_id"]
     op.create_table(
         "search_index",
         *_columns(without_rowid),
@@ -111,9 +111,10 @@ def _rebuild(*, without_rowid: bool, row_id: str) -> None:
         sqlite_with_rowid=not without_rowid,
     )
     # in the new key's order: the b-tree is filled from left to right
+    order = "resource_key, kind, row_id" if without_rowid else "resource_key, row_id"
     op.execute(
         f"INSERT INTO search_index (row_id, {_VALUES})"
-        f" SELECT {row_id}, {_VALUES} FROM search_index_old ORDER BY resource_key, row_id"
+        f" SELECT {row_id}, {_VALUES} FROM search_index_old ORDER BY {order}"
     )
     op.drop_table("search_index_old")  # and its indexes, whose names are built again now
     for name, kind, columns, where in _INDEXES:
