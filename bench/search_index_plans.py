@@ -42,11 +42,13 @@ from sqlalchemy import Engine, delete, event, func, select, text
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_query import parse_search
-from adapter.recognition.query import _coded_rows
+from adapter.recognition.query import _code_condition, _coded_rows
 from adapter.store import make_engine, migrate, save_resources, session_factory
+from adapter.store.index_params import rows_of
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.search import find
 from adapter.store.search_include import included
+from adapter.store.systems import known_ids
 
 SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("patient + _sort=-date", "Observation", [("patient", "Patient/p3"), ("_sort", "-date")]),
@@ -178,13 +180,31 @@ def other_shapes(session: Session, current: dict[str, str]) -> None:
         pats.bodies,
         parse_search("Patient", [("_revinclude", "Observation:patient")]).includes,
     )
-    current["shape"] = "recognition: a person's code rows"
+    current["shape"] = "recognition (PostgreSQL): a person's code rows"
     _coded_rows(
         session,
         "Observation",
         list(range(1, 31)),  # resource keys
         {("http://loinc.org", "1003-3"): None},
     )  # type: ignore[dict-item]
+    if session.get_bind().dialect.name == "sqlite":
+        current["shape"] = "recognition (SQLite): a person's codes"
+        r = Resource.__table__
+        person = select(r.c.patient_key).where(r.c.resource_type == "Observation").limit(1)
+        mine = select(r.c.resource_key).where(
+            r.c.resource_type == "Observation", r.c.patient_key == person.scalar_subquery()
+        )
+        loinc = known_ids(session, {"http://loinc.org"})["http://loinc.org"]
+        si = SearchIndex.__table__
+        session.execute(  # the statement of adapter/recognition/query.py's SQLite path
+            select(si.c.resource_key)
+            .distinct()
+            .where(
+                rows_of(si, "Observation", ("code",), "token"),
+                si.c.resource_key.in_(list(session.execute(mine).scalars())),
+                _code_condition([(loinc, "1003-3"), (loinc, "2345-7")]),
+            )
+        ).all()
     current["shape"] = "delete a changed resource's rows"
     si = SearchIndex.__table__
     session.execute(delete(si).where(si.c.resource_key.in_([1, 2])))
