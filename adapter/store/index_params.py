@@ -159,10 +159,10 @@ def rows_in(
     """The rows of ``si`` whose ``param_id`` is one of ``ids`` (constants in the statement
     sent, the compiled statement is still shared: ``literal_execute``) and of ``kind``;
     nothing when ``ids`` is empty. ``of_resource``: a probe correlated on one resource's
-    key, which SQLite must read through the table's key (``by_key``)."""
+    key, which SQLite must read through the table's key (``ByKey``)."""
     if not ids:
         return false()
-    param_id = by_key(si.c.param_id) if of_resource else si.c.param_id
+    param_id = ByKey(si.c.param_id) if of_resource else si.c.param_id
     if len(ids) == 1:
         same = param_id == bindparam(None, ids[0], literal_execute=True)
     else:
@@ -170,7 +170,7 @@ def rows_in(
     return and_(same, kind_is(si, kind))
 
 
-class by_key(FunctionElement[int]):  # noqa: N801 (used as a column)
+class ByKey(FunctionElement[int]):
     """``param_id`` in a probe of one resource's rows. SQLite: ``+param_id``, a term no
     index can serve, so that the probe reads the resource's rows through the table's key
     (resource_key, kind, row_id) instead of scanning a per-kind index, which starts with
@@ -182,11 +182,11 @@ class by_key(FunctionElement[int]):  # noqa: N801 (used as a column)
     inherit_cache = True
 
 
-@compiles(by_key)
-def _by_key(element: by_key, compiler: Any, **kw: Any) -> str:
+@compiles(ByKey)
+def _by_key(element: ByKey, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.clauses, **kw))
 
 
-@compiles(by_key, "sqlite")
-def _by_key_sqlite(element: by_key, compiler: Any, **kw: Any) -> str:
+@compiles(ByKey, "sqlite")
+def _by_key_sqlite(element: ByKey, compiler: Any, **kw: Any) -> str:
     return "+" + str(compiler.process(element.clauses, **kw))

@@ -1,6 +1,6 @@
 """Migration 0036 on a database that holds data (SQLite, and PostgreSQL in the -m db pass):
-on SQLite the search index becomes a WITHOUT ROWID table keyed by (resource_key, row_id),
-``row_id`` the row's number among its resource's rows (decision 0085).
+on SQLite the search index becomes a WITHOUT ROWID table keyed by (resource_key, kind,
+row_id), ``row_id`` the row's number among its resource's rows (decision 0085).
 
 A store written at head (the linked record set, 0028's dates, 0032's references of both
 forms, and values of every kind, long ones among them) is taken down to 0035, where every
@@ -92,7 +92,8 @@ def _row_ids(engine: Engine) -> dict[int, list[int]]:
 
 
 def _form(engine: Engine) -> tuple[bool, bool]:
-    """(the table is WITHOUT ROWID, it has ix_search_index_resource)."""
+    """(the table is WITHOUT ROWID keyed by (resource_key, kind, row_id), it has
+    ix_search_index_resource)."""
     with engine.connect() as conn:
         indexes = {i["name"] for i in inspect(conn).get_indexes("search_index")}
         clustered = False
@@ -100,7 +101,9 @@ def _form(engine: Engine) -> tuple[bool, bool]:
             sql = conn.execute(
                 text("SELECT sql FROM sqlite_master WHERE name = 'search_index'")
             ).scalar_one()
+            key = inspect(conn).get_pk_constraint("search_index")["constrained_columns"]
             clustered = "WITHOUT ROWID" in sql.upper()
+            assert key == (["resource_key", "kind", "row_id"] if clustered else ["row_id"])
     return clustered, "ix_search_index_resource" in indexes
 
 
