@@ -627,7 +627,10 @@ class Floor:
                 rkey = old[2]
                 changed.append(row)
                 stale.append(rkey)
-            index.extend(floor_index_rows(r["resourceType"], rkey, r, self.sqlite))
+            # SQLite: each row numbered among its resource's rows, the key's second part
+            # (decision 0085); PostgreSQL: the sequence numbers them
+            rows = floor_index_rows(r["resourceType"], rkey, r, self.sqlite)
+            index.extend(((n, *i) for n, i in enumerate(rows)) if self.sqlite else rows)
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
                     (
@@ -698,13 +701,16 @@ class Floor:
                 [(k,) for k in stale],
             )
         if index:
+            numbered = int(self.sqlite)  # SQLite's rows begin with their row_id
+            at = 10 + numbered  # the reference
             cur.executemany(
                 self._sql(
-                    "INSERT INTO search_index (resource_key, param_id, kind, "
-                    "system_id, code, value, value_norm, value_date_start, value_date_end, "
-                    "value_number, reference, target_key) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+                    f"INSERT INTO search_index ({'row_id, ' * numbered}resource_key, param_id, "
+                    "kind, system_id, code, value, value_norm, value_date_start, value_date_end,"
+                    f" value_number, reference, target_key) VALUES ({'?,' * numbered}"
+                    "?,?,?,?,?,?,?,?,?,?,?,?)"
                 ),
-                [(*i[:10], None, key) if (key := known.get(i[10])) else (*i, None) for i in index],
+                [(*i[:at], None, key) if (key := known.get(i[at])) else (*i, None) for i in index],
             )
         if outbox:
             cur.executemany(

@@ -39,13 +39,16 @@ import psycopg
 from bench_search import DEFAULT_PG, observation
 from pg_schema import ResourceCopy, analyze, scratch_schema
 from sqlalchemy import Engine, delete, event, func, select, text
+from sqlalchemy.orm import Session
 
 from adapter.fhir.search_query import parse_search
-from adapter.recognition.query import _coded_rows
+from adapter.recognition.query import _code_condition, _coded_rows
 from adapter.store import make_engine, migrate, save_resources, session_factory
+from adapter.store.index_params import rows_of
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.search import find
 from adapter.store.search_include import included
+from adapter.store.systems import known_ids
 
 SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("patient + _sort=-date", "Observation", [("patient", "Patient/p3"), ("_sort", "-date")]),
@@ -144,7 +147,68 @@ def run_searches(engine: Engine, capture: list[tuple[str, str, Any]]) -> None:
             current["shape"] = label
             parsed = parse_search(rtype, [*params, ("_count", "50")])
             find(session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate")
+        other_shapes(session, current)
     event.remove(engine, "before_cursor_execute", _capture)
+
+
+def other_shapes(session: Session, current: dict[str, str]) -> None:
+    """The shapes besides ``SEARCHES``: ``_include`` / ``_revinclude``, the recognition
+    query's code rows, the delete of a changed resource's rows (rolled back)."""
+    current["shape"] = "(the page for _include: code)"
+    page = find(
+        session,
+        ["Observation"],
+        parse_search("Observation", [("code", "1003-3")]).criteria,
+        count=50,
+    )
+    current["shape"] = "_include=Observation:patient"
+    included(
+        session,
+        page.bodies,
+        parse_search("Observation", [("_include", "Observation:patient")]).includes,
+    )
+    current["shape"] = "(the page for _revinclude: name)"
+    pats = find(
+        session,
+        ["Patient"],
+        parse_search("Patient", [("name", "王五3")]).criteria,
+        count=50,
+    )
+    current["shape"] = "_revinclude=Observation:patient"
+    included(
+        session,
+        pats.bodies,
+        parse_search("Patient", [("_revinclude", "Observation:patient")]).includes,
+    )
+    current["shape"] = "recognition (PostgreSQL): a person's code rows"
+    _coded_rows(
+        session,
+        "Observation",
+        list(range(1, 31)),  # resource keys
+        {("http://loinc.org", "1003-3"): None},
+    )  # type: ignore[dict-item]
+    if session.get_bind().dialect.name == "sqlite":
+        current["shape"] = "recognition (SQLite): a person's codes"
+        r = Resource.__table__
+        person = select(r.c.patient_key).where(r.c.resource_type == "Observation").limit(1)
+        mine = select(r.c.resource_key).where(
+            r.c.resource_type == "Observation", r.c.patient_key == person.scalar_subquery()
+        )
+        loinc = known_ids(session, {"http://loinc.org"})["http://loinc.org"]
+        si = SearchIndex.__table__
+        session.execute(  # the statement of adapter/recognition/query.py's SQLite path
+            select(si.c.resource_key)
+            .distinct()
+            .where(
+                rows_of(si, "Observation", ("code",), "token"),
+                si.c.resource_key.in_(list(session.execute(mine).scalars())),
+                _code_condition([(loinc, "1003-3"), (loinc, "2345-7")]),
+            )
+        ).all()
+    current["shape"] = "delete a changed resource's rows"
+    si = SearchIndex.__table__
+    session.execute(delete(si).where(si.c.resource_key.in_([1, 2])))
+    session.rollback()
 
 
 def sqlite_main(path: str, observations: int) -> None:
@@ -222,43 +286,7 @@ def main() -> None:
                 find(
                     session, [rtype], parsed.criteria, count=50, sort=parsed.sort, total="accurate"
                 )
-            current["shape"] = "(the page for _include: code)"
-            page = find(
-                session,
-                ["Observation"],
-                parse_search("Observation", [("code", "1003-3")]).criteria,
-                count=50,
-            )
-            current["shape"] = "_include=Observation:patient"
-            included(
-                session,
-                page.bodies,
-                parse_search("Observation", [("_include", "Observation:patient")]).includes,
-            )
-            current["shape"] = "(the page for _revinclude: name)"
-            pats = find(
-                session,
-                ["Patient"],
-                parse_search("Patient", [("name", "王五3")]).criteria,
-                count=50,
-            )
-            current["shape"] = "_revinclude=Observation:patient"
-            included(
-                session,
-                pats.bodies,
-                parse_search("Patient", [("_revinclude", "Observation:patient")]).includes,
-            )
-            current["shape"] = "recognition: a person's code rows"
-            _coded_rows(
-                session,
-                "Observation",
-                list(range(1, 31)),  # resource keys
-                {("http://loinc.org", "1003-3"): None},
-            )  # type: ignore[dict-item]
-            current["shape"] = "delete a changed resource's rows"
-            si = SearchIndex.__table__
-            session.execute(delete(si).where(si.c.resource_key.in_([1, 2])))
-            session.rollback()
+            other_shapes(session, current)
         used: dict[str, dict[str, set[str]]] = {
             "default": defaultdict(set),
             "seqscan off": defaultdict(set),

@@ -29,6 +29,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    FetchedValue,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -238,11 +239,17 @@ class SearchIndex(Base):
 
     __tablename__ = "search_index"
     __table_args__ = (
-        # the ORM's identity; a constraint on SQLite only, where ``row_id`` is the rowid and
-        # costs nothing. On PostgreSQL its b-tree (2.3 KB per lab message) served no query:
-        # rows are found and deleted by resource_key, a sort's tie-break compares row ids of
-        # rows already found (decision 0067, migration 0024)
-        PrimaryKeyConstraint("row_id", name="pk_search_index").ddl_if(dialect="sqlite"),
+        # the ORM's identity. On SQLite the table's key: the table is WITHOUT ROWID (below),
+        # its b-tree in resource order, so a resource's rows are found and deleted through
+        # it, with no index of their own, and a probe of one resource's rows of a kind
+        # (``:not``, ``:missing``, a sort's rivals) reads a range of it (decision 0085,
+        # migration 0036). ``kind`` in the key is also in every per-kind index's entries,
+        # which then answer a search without reading the table. On PostgreSQL no
+        # constraint: its b-tree (2.3 KB per lab message) served no query (decision 0067,
+        # migration 0024); ``ix_search_index_resource`` finds a resource's rows there
+        PrimaryKeyConstraint("resource_key", "kind", "row_id", name="pk_search_index").ddl_if(
+            dialect="sqlite"
+        ),
         # SQLite only since migration 0021 (decision 0060): on PostgreSQL the rows are
         # written with their resource through the store's one door and resource rows are
         # never deleted, and the constraint's check was the night's largest flat server cost
@@ -263,10 +270,20 @@ class SearchIndex(Base):
         _kind_index(
             "reference", "target_key", name="ix_search_index_target", where="target_key IS NOT NULL"
         ),
-        Index("ix_search_index_resource", "resource_key"),
+        Index("ix_search_index_resource", "resource_key").ddl_if(dialect="postgresql"),
+        # SQLite: the rows are stored in the key's order, (resource_key, kind, row_id),
+        # without the rowid b-tree; the per-kind indexes, which end with resource_key, then
+        # carry kind and row_id of the key, two small numbers (decision 0085)
+        {"sqlite_with_rowid": False},
     )
 
-    row_id: Mapped[int] = mapped_column(BigId, autoincrement=True)  # key: __table_args__
+    # a sort's tie-break between two rows of one resource. SQLite: the row's number among
+    # its resource's rows, given by the store (0, 1, ... in the order written;
+    # adapter/store/resources.py, decision 0085). PostgreSQL: the sequence its migrations
+    # made the column's default gives it (``FetchedValue``: filled by the server)
+    row_id: Mapped[int] = mapped_column(
+        BigId, server_default=FetchedValue(), autoincrement=False
+    )  # key: __table_args__
     resource_key: Mapped[int] = mapped_column(BigId)
     # integer microseconds on SQLite (decision 0073, migration 0028)
     value_date_start: Mapped[datetime | None] = mapped_column(IndexTime())

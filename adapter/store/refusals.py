@@ -164,7 +164,8 @@ def _refused_index_value(
     for value in index_values(resource, zone):
         trial = session.begin_nested()
         try:
-            insert_index_rows(session, [index_row(rtype, rkey, value)])
+            # transient: an unchanged resource's stored rows are still there
+            insert_index_rows(session, [index_row(rtype, rkey, value)], transient=True)
         except SQLAlchemyError as exc:
             trial.rollback()
             if not is_refusal(exc):

@@ -622,8 +622,8 @@ def flush_index_rows(session: Session) -> None:
     created, superseded, stale, rows = writes.take_index()
     if created:  # first: the index rows' foreign key names them
         insert_rows(session, _resource, created)
-    if superseded:
-        _insert_index_tuples(session, superseded)
+    if superseded:  # deleted with the stale ones next: numbered apart from the stored rows
+        _insert_index_tuples(session, superseded, transient=True)
     if stale:
         _delete_index_rows(session, stale)
     if rows:
@@ -665,15 +665,17 @@ def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
         session.execute(insert(_version).from_select(list(columns), current))
 
 
-def insert_index_rows(session: Session, rows: list[dict[str, Any]]) -> None:
+def insert_index_rows(
+    session: Session, rows: list[dict[str, Any]], *, transient: bool = False
+) -> None:
     """Insert search_index rows (``index_row``'s dictionaries): on PostgreSQL by COPY
     (decisions 0034, 0053), on SQLite as tuples to the driver's executemany (0050). Each
     row's ``system`` (the text, as ``index_row`` gives it) becomes ``system_id`` here, and
     its type, parameter and kind ``param_id``, at the write (decisions 0059, 0071): the rows
     a bulk batch holds keep the names, so a write rolled back and tried again looks its ids
-    up again."""
+    up again. ``transient``: as ``_insert_index_tuples``."""
     values = itemgetter(*_INDEX_ROW_KEYS)
-    _insert_index_tuples(session, [values(row) for row in rows])
+    _insert_index_tuples(session, [values(row) for row in rows], transient=transient)
 
 
 # an index row as the store holds it: the values of these keys, the names where their ids go
@@ -684,20 +686,30 @@ _INDEX_ROW_KEYS: Final = (
     "value_date_start", "value_date_end", "value_number", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
-# the columns written: the resource key, the ids, then the row's values from ``code`` on,
-# then the reference's target key (decision 0080)
+# the columns written: the row's number (SQLite's only) and resource key (the table's key on
+# SQLite, decision 0085), the ids, the row's values from ``code`` on, the target's key (0080)
 _INDEX_COLUMNS: Final = (
-    "resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:], "target_key",
+    "row_id", "resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:], "target_key",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
 
 
-def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
+def _insert_index_tuples(
+    session: Session, rows: list[IndexRow], *, transient: bool = False
+) -> None:
     """``insert_index_rows`` of ``IndexRow`` tuples (the bulk path: no dictionary per row;
     decision 0050, amended). A reference to a resource of the store is written as its
     target's key (decision 0080): ``save_resources`` puts the key of a resource of the
     same message in the row's ``reference`` place already (``_named_by_key``, an int);
-    the other texts are looked up here (``target_keys``, one SELECT)."""
+    the other texts are looked up here (``target_keys``, one SELECT).
+
+    On SQLite each row is numbered among its resource's rows of this call (``row_id``, the
+    table's key with ``resource_key``: 0, 1, ... in the order given; decision 0085): every
+    caller writes all of a resource's rows at once, after deleting the ones stored, so the
+    key is unique. ``transient``: rows deleted again before the transaction ends while the
+    resource's stored rows are still there (a bulk batch's superseded versions, a refusal's
+    trial value): numbered -1, -2, ..., apart from every stored row. PostgreSQL: the
+    column's sequence numbers them."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
@@ -708,8 +720,15 @@ def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
     written = []
+    numbered = session.get_bind().dialect.name == "sqlite"
+    numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
     for r in rows:
-        head = (r[1], params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]])
+        rkey = r[1]
+        head: tuple[Any, ...] = (rkey, params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]])
+        if numbered:
+            n = numbers.get(rkey, 0)
+            numbers[rkey] = n + 1
+            head = (-1 - n if transient else n, *head)
         reference = r[at]
         key = (
             None
@@ -722,7 +741,7 @@ def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
             written.append((*head, *r[5:], None))
         else:  # the target's key instead of the text
             written.append((*head, *r[5:at], None, *r[at + 1 :], key))
-    insert_tuples(session, _index, _INDEX_COLUMNS, written)
+    insert_tuples(session, _index, _INDEX_COLUMNS if numbered else _INDEX_COLUMNS[1:], written)
 
 
 def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:

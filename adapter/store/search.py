@@ -258,13 +258,17 @@ def condition(
     if criterion.chain is not None:
         return _matching(rtype, r, _chain(ids, rtype, criterion))
     if modifier == "missing":
-        probe = _probe(ids, rtype, row_params(rtype, param), param.type)
-        return _absent(r, probe) if criterion.values[0] is True else _matching(rtype, r, probe)
+        absent = criterion.values[0] is True
+        names = row_params(rtype, param)
+        probe = _probe(ids, rtype, names, param.type, of_resource=absent or rtype is None)
+        return _absent(r, probe) if absent else _matching(rtype, r, probe)
     si = _si.alias()
     names = row_params(rtype, param, OF_TYPE if modifier == "of-type" else "")
     matched = or_(*(_value(ids, si, param.type, modifier, v) for v in criterion.values))
-    probe = _probe(ids, rtype, names, param.type, si).where(matched)
-    return _absent(r, probe) if modifier in _NEGATED else _matching(rtype, r, probe)
+    negated = modifier in _NEGATED
+    probe = _probe(ids, rtype, names, param.type, si, of_resource=negated or rtype is None)
+    probe = probe.where(matched)
+    return _absent(r, probe) if negated else _matching(rtype, r, probe)
 
 
 def _probe(
@@ -273,11 +277,15 @@ def _probe(
     names: tuple[str, ...],
     kind: str,
     si: FromClause | None = None,
+    *,
+    of_resource: bool = False,
 ) -> Select[Any]:
-    """The keys of the resources with rows of ``names`` of ``rtype`` (any type when None:
-    the probe is then correlated on the resource's key)."""
+    """The keys of the resources with rows of ``names`` of ``rtype`` (any type when None).
+    ``of_resource``: the probe is correlated on the resource's key (``NOT EXISTS``, or any
+    type), read through the table's key on SQLite (``rows_in``)."""
     si = si if si is not None else _si.alias()
-    return select(si.c.resource_key).where(rows_in(si, ids.of(rtype, names, kind), kind))
+    rows = rows_in(si, ids.of(rtype, names, kind), kind, of_resource=of_resource)
+    return select(si.c.resource_key).where(rows)
 
 
 def _si_of(probe: Select[Any]) -> FromClause:
@@ -322,7 +330,7 @@ def _chain(ids: ParamIds, rtype: str | None, criterion: Criterion) -> Select[Any
         text_targets.append(texts.c.reference.in_(select(literal(f"{target}/") + live.c.id)))
     by_key, by_text = by_key.where(or_(*key_targets)), by_text.where(or_(*text_targets))
     if rtype is None:  # correlated on the resource by _matching: one probe, either form
-        both = _probe(ids, rtype, names, "reference")
+        both = _probe(ids, rtype, names, "reference", of_resource=True)
         si = _si_of(both)
         return both.where(
             or_(

@@ -151,7 +151,7 @@ def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElemen
         .where(
             other.c.resource_key == row.c.resource_key,
             other.c.row_id != row.c.row_id,  # itself never places higher: not joined to its target
-            rows_in(other, ids, kind),
+            rows_in(other, ids, kind, of_resource=True),
             or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
         )
         .exists()
@@ -334,7 +334,7 @@ def without_value(
         valued = or_(valued, si.c.target_key.is_not(None))
     has_value = exists().where(
         si.c.resource_key == r.c.resource_key,
-        rows_in(si, keyed[0], kind),
+        rows_in(si, keyed[0], kind, of_resource=True),
         valued,
     )
     return ~has_value, tuple(order_by(sort[1:], r, keyed[1:]))
@@ -381,7 +381,7 @@ def _index_value(key: SortKey, r: FromClause, ids: Ids) -> Any:
         select(pick(column))
         .where(
             si.c.resource_key == r.c.resource_key,
-            rows_in(si, ids, kind),
+            rows_in(si, ids, kind, of_resource=True),
         )
         .scalar_subquery()
     )

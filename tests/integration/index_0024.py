@@ -49,7 +49,9 @@ def columns_0024(*leave_out: str) -> list[Column[Any]]:
 def rows_0024(connection: Connection) -> list[dict[str, Any]]:
     """The index rows of a database at head, as 0024 held them (type, parameter and kind by
     name; a reference as its text, where head may name it by its target's key: decision
-    0080), in row id order."""
+    0080), in (resource key, row id) order with the row ids numbered over the table in that
+    order, as 0024 numbered them (on SQLite, from 0036 on, a row id is the row's number
+    among its resource's rows: decision 0085)."""
     si, sp, r = SearchIndex.__table__, SearchParam.__table__, Resource.__table__.alias()
     keep = [c for c in si.c if c.name not in ("param_id", "kind", "reference", "target_key")]
     query = select(*keep).join_from(si, sp, sp.c.param_id == si.c.param_id)
@@ -60,10 +62,11 @@ def rows_0024(connection: Connection) -> list[dict[str, Any]]:
         named = si.c.reference
     query = query.add_columns(
         named.label("reference"), sp.c.resource_type, sp.c.param, sp.c.kind
-    ).order_by(si.c.row_id)
+    ).order_by(si.c.resource_key, si.c.row_id)
     out = []
-    for row in connection.execute(query):
+    for number, row in enumerate(connection.execute(query), start=1):
         values = dict(row._mapping)
         values["kind"] = KIND_NAMES[values["kind"]]
+        values["row_id"] = number
         out.append(values)
     return out

@@ -51,6 +51,7 @@ def _resources(prefix: str) -> list[dict[str, Any]]:
 def _index(prefix: str) -> list[dict[str, Any]]:
     return [
         {
+            "row_id": n,  # the store gives it on SQLite (decision 0085)
             "resource_key": _base(prefix) + n,
             "param_id": 3 if n else 5,  # search_param's id (decision 0071)
             "kind": KINDS["date"] if n else KINDS["token"],

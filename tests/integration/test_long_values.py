@@ -355,8 +355,8 @@ def test_a_refused_value_is_located_past_a_resource_stored_unchanged(
     session_factory: sessionmaker[Session], refusing_database: None
 ) -> None:
     # the Patient is stored already and unchanged: its index rows stay while each of its
-    # values is tried again (a key per resource's row, as decision 0085 tried on SQLite,
-    # must keep the trial apart from them), so only the Observation's value is the refusal
+    # values is tried again, numbered apart from them (decision 0085), so only the
+    # Observation's value is the refusal
     now = datetime(2026, 5, 3, 8, 0, tzinfo=UTC)
     patient = {"resourceType": "Patient", "id": "kept", "name": [{"family": "王"}]}
     refused = {

@@ -105,8 +105,8 @@ def test_0026_names_rows_by_param_id_and_answers_as_before(
         added = set(after) - set(triples)
         assert added and {t for t, _, _ in added} == {"Specimen"}
         assert len(after) == len(set(after))
-        with old.connect() as conn:  # PostgreSQL: row ids still from the sequence
-            ids = conn.execute(text("SELECT row_id FROM search_index")).scalars().all()
+        with old.connect() as conn:  # a row's key: its resource's and its number (0085)
+            ids = conn.execute(text("SELECT resource_key, row_id FROM search_index")).all()
         assert len(ids) == len(set(ids))
         late = _answers(
             old,
