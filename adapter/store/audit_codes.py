@@ -120,3 +120,15 @@ class Coded(TypeDecorator[str]):
 
     def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
         return None if value is None else decode(self.vocabulary, value)
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], str | None]:
+        """Likewise for the values read: the impl's processor first, if any."""
+        vocabulary = self.vocabulary
+
+        def read(value: Any) -> str | None:
+            return None if value is None else decode(vocabulary, value)
+
+        before = self.impl_instance.result_processor(dialect, coltype)
+        if before is None:
+            return read
+        return lambda value: read(before(value))

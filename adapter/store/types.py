@@ -44,6 +44,18 @@ class _DirectBind:
             return own
         return lambda value: after(own(value))
 
+    def _reader(self) -> _Bind:
+        """``process_result_value`` as a plain function (no type reads by dialect)."""
+        raise NotImplementedError
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> _Bind:
+        """Likewise for the values read: the impl type's processor first, if any."""
+        own = self._reader()
+        before = self.impl_instance.result_processor(dialect, coltype)
+        if before is None:
+            return own
+        return lambda value: own(before(value))
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes in and out.
@@ -103,6 +115,20 @@ def _aware_utc(value: datetime | None) -> datetime | None:
     return value.astimezone(UTC)
 
 
+def _instant(value: Any) -> datetime | None:
+    """``UTCMicros``' reading of a stored value: integer microseconds (SQLite), the UTC
+    text stored before migration 0029 (SQLite), or a datetime (PostgreSQL)."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return _EPOCH + value * _MICROSECOND
+    if isinstance(value, str):  # SQLite, stored before migration 0029
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
 def _micros_or_none(value: datetime | None) -> int | None:
     return None if value is None else _micros(value)
 
@@ -131,11 +157,10 @@ class UTCMicros(_DirectBind, UTCDateTime):
         return _aware_utc
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if isinstance(value, int):
-            return _EPOCH + value * _MICROSECOND
-        if isinstance(value, str):  # SQLite, stored before migration 0029
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        return super().process_result_value(value, dialect)
+        return _instant(value)
+
+    def _reader(self) -> _Bind:
+        return _instant
 
 
 class IndexTime(UTCMicros):
@@ -191,6 +216,14 @@ class NamedCode(_DirectBind, TypeDecorator[str]):
         if value is None:
             return None
         return self._names.get(int(value), value)
+
+    def _reader(self) -> _Bind:
+        names = self._names
+
+        def read(value: Any) -> Any:
+            return None if value is None else names.get(int(value), value)
+
+        return read
 
 
 class JSONText(TypeDecorator[Any]):
@@ -295,6 +328,10 @@ def _packed_or_none(value: Any) -> bytes | None:
     return None if value is None else json_pack.pack(value)
 
 
+def _unpacked_or_none(value: bytes | str | None) -> Any:
+    return None if value is None else json_pack.unpack(value)
+
+
 class PackedJSON(_DirectBind, TypeDecorator[Any]):
     """An inbound message's ``issues`` and ``resources`` (decision 0081): the same JSON
     values in and out, stored in adapter/store/json_pack.py's smallest form. Reads the JSON
@@ -317,7 +354,10 @@ class PackedJSON(_DirectBind, TypeDecorator[Any]):
         return _packed_or_none
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
-        return None if value is None else json_pack.unpack(value)
+        return _unpacked_or_none(value)
+
+    def _reader(self) -> _Bind:
+        return _unpacked_or_none
 
 
 UNREADABLE = "\x00unreadable stored text: "
@@ -369,6 +409,14 @@ def digest_bytes(value: str | None) -> bytes | None:
     return value.encode()
 
 
+def digest_text(value: bytes | str | None) -> str | None:
+    """``Digest``'s reading of a stored value."""
+    if value is None or isinstance(value, str):
+        return value
+    stored = bytes(value)
+    return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")
+
+
 class Digest(_DirectBind, TypeDecorator[str]):
     """A sha256 digest read and written as its 64 lowercase hex characters and stored as
     its 32 bytes (decision 0074: audit_record ``hash`` and ``prev_hash``, half the bytes).
@@ -395,10 +443,10 @@ class Digest(_DirectBind, TypeDecorator[str]):
         return digest_bytes
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
-        if value is None or isinstance(value, str):
-            return value
-        stored = bytes(value)
-        return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")
+        return digest_text(value)
+
+    def _reader(self) -> _Bind:
+        return digest_text
 
 
 # the stored form of the ids bound lately: a message's id is bound on each of its resource,
@@ -488,3 +536,6 @@ class UuidText(_DirectBind, TypeDecorator[str]):
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
         return uuid_text(value)
+
+    def _reader(self) -> _Bind:
+        return uuid_text

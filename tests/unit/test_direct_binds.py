@@ -127,3 +127,37 @@ def test_canonical_uuid_bytes_recognises_what_the_regular_expression_did(
 )
 def test_canonical_uuid_bytes_cases(text: str) -> None:
     assert canonical_uuid_bytes(text) == _by_regex(text)
+
+
+# (type, stored values it reads: every form, None, the older texts, bytes and memoryviews)
+READS: list[tuple[TypeDecorator[Any], list[Any]]] = [
+    (UuidText(), [None, uuid.UUID(UUID).bytes, memoryview(uuid.UUID(UUID).bytes), b"msg", "t"]),
+    (Digest(), [None, bytes(32), memoryview(bytes(range(32))), b"abc", "ab" * 32]),
+    (
+        UTCMicros(),
+        [
+            None,
+            0,
+            -1,
+            1_765_000_000_123_456,
+            "2026-12-05 20:00:00",
+            *INSTANTS,
+            datetime(2026, 1, 1),
+        ],
+    ),
+    (NamedCode(OUTBOX_STATE_CODES), [None, 1, 4, 9, "2"]),
+    (Coded(32, "action"), [None, "0", "\x1fx", "other.action", "~"]),
+    (PackedJSON(), [None, b"[]", '{"a": 1}', _param(PackedJSON(), DIALECTS[0], [UUID])]),
+]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("kind, values", READS, ids=[type(k).__name__ for k, _ in READS])
+def test_the_result_processor_reads_what_process_result_value_reads(
+    kind: TypeDecorator[Any], values: list[Any], dialect: Dialect
+) -> None:
+    impl = kind.dialect_impl(dialect)
+    read = impl.result_processor(dialect, None)
+    assert read is not None
+    for value in values:
+        assert read(value) == impl.process_result_value(value, dialect), value
