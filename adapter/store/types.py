@@ -130,7 +130,12 @@ def _instant(value: Any) -> datetime | None:
 
 
 def _micros_or_none(value: datetime | None) -> int | None:
-    return None if value is None else _micros(value)
+    """``_micros``, None for None: ``UTCMicros``' bind processor on SQLite (one call)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return (value - _EPOCH) // _MICROSECOND
 
 
 class UTCMicros(_DirectBind, UTCDateTime):
@@ -471,6 +476,10 @@ def uuid_bytes(value: str) -> bytes:
 
 
 def _uuid_bytes_or_none(value: str | None) -> bytes | None:
+    """``uuid_bytes``, None for None: ``UuidText``'s bind processor (one call a value)."""
+    seen = _UUID_SEEN.get(value)  # type: ignore[arg-type]
+    if seen is not None:
+        return seen
     return None if value is None else uuid_bytes(value)
 
 
