@@ -702,8 +702,8 @@ def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
     target's key (decision 0080): ``save_resources`` puts the key of a resource of the
     same message in the row's ``reference`` place already (``_named_by_key``, an int);
     the other texts are looked up here (``target_keys``, one SELECT). The rows are built
-    in ``_INDEX_COLUMNS`` order by one comprehension; a row with a reference by a call
-    (decision 0083)."""
+    in ``_INDEX_COLUMNS`` order by one comprehension; a row with a reference text by a
+    call (decision 0083)."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
@@ -713,9 +713,9 @@ def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
 
-    def referring(r: IndexRow) -> tuple[Any, ...]:
+    def referring(r: IndexRow) -> tuple[Any, ...]:  # a row whose reference is text
         reference = r[11]
-        key = reference if reference.__class__ is int else targets.get(reference)
+        key = targets.get(reference)
         if key is not None:  # the target's key instead of the text
             reference = None
         return (
@@ -729,7 +729,12 @@ def _insert_index_tuples(session: Session, rows: list[IndexRow]) -> None:
             r[1], r[8], r[9], r[10], None, params[r[0], r[2], r[3]], systems[r[4]],
             kinds[r[3]], r[5], r[6], r[7], None, r[12], r[13], r[14],
         )
-        if r[11] is None
+        if (ref := r[11]) is None
+        else (  # named by key already (``_named_by_key``)
+            r[1], r[8], r[9], r[10], ref, params[r[0], r[2], r[3]], systems[r[4]],
+            kinds[r[3]], r[5], r[6], r[7], None, r[12], r[13], r[14],
+        )
+        if ref.__class__ is int
         else referring(r)
         for r in rows
     ]
