@@ -24,6 +24,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 _Bind = Callable[[Any], Any]
 
 
+def _bytes_as_they_are(impl: TypeEngine[Any], dialect: Dialect) -> bool:
+    """psycopg 3 binds ``bytes`` as ``bytea`` itself, in a statement and in COPY alike:
+    ``LargeBinary``'s processor, which wraps each value in ``psycopg.Binary`` (an object a
+    value, then its dumper looked up), adds nothing to what is sent (decision 0083)."""
+    return isinstance(impl, LargeBinary) and dialect.driver == "psycopg"
+
+
 class _DirectBind:
     """A ``TypeDecorator`` whose bind processor is its own plain function of the value
     (``_binder``, chosen once per dialect), not ``TypeDecorator.bind_processor``'s closure
@@ -40,7 +47,7 @@ class _DirectBind:
     def bind_processor(self, dialect: Dialect) -> _Bind:
         own = self._binder(dialect)
         after = self.impl_instance.bind_processor(dialect)
-        if after is None:
+        if after is None or _bytes_as_they_are(self.impl_instance, dialect):
             return own
         return lambda value: after(own(value))
 
@@ -259,7 +266,15 @@ def _text_or_frame(dialect: Dialect) -> TypeEngine[Any]:
     return dialect.type_descriptor(LargeBinary())
 
 
-class CompressedJSON(TypeDecorator[Any]):
+def _frame_or_none(value: Any) -> bytes | None:
+    return None if value is None else pack(value)
+
+
+def _unframed_or_none(value: bytes | str | None) -> Any:
+    return None if value is None else unpack(value)
+
+
+class CompressedJSON(_DirectBind, TypeDecorator[Any]):
     """A resource body: a zstd frame of its orjson text, compressed with a dictionary
     shipped in the package (adapter/store/body_codec.py, decision 0049). Reads plain JSON
     text too: the bodies stored before migration 0017.
@@ -277,14 +292,20 @@ class CompressedJSON(TypeDecorator[Any]):
         return _text_or_frame(dialect)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
-        if value is None:
-            return None
-        return pack(value)
+        return _frame_or_none(value)
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return _frame_or_none
+
+    def _reader(self) -> _Bind:
+        return _unframed_or_none
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        return unpack(value)
+        return _unframed_or_none(value)
+
+
+def _features_or_none(value: Any) -> bytes | None:
+    return None if value is None else pack_json(orjson.dumps(value), FEATURES)
 
 
 class FeaturesJSON(CompressedJSON):
@@ -295,9 +316,10 @@ class FeaturesJSON(CompressedJSON):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
-        if value is None:
-            return None
-        return pack_json(orjson.dumps(value), FEATURES)
+        return _features_or_none(value)
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return _features_or_none
 
 
 class PackedBytes(TypeDecorator[bytes]):

@@ -21,7 +21,9 @@ from sqlalchemy.types import TypeDecorator
 from adapter.store.audit_codes import Coded
 from adapter.store.models import OUTBOX_STATE_CODES, OutboxState
 from adapter.store.types import (
+    CompressedJSON,
     Digest,
+    FeaturesJSON,
     IndexTime,
     NamedCode,
     PackedJSON,
@@ -31,7 +33,13 @@ from adapter.store.types import (
 )
 from adapter.store.uuid_form import canonical_uuid_bytes
 
-DIALECTS: list[Dialect] = [sqlite.dialect(), postgresql.psycopg.dialect()]
+_PSYCOPG = postgresql.psycopg.dialect
+# the psycopg dialect with its driver loaded too: LargeBinary's own processor then exists
+DIALECTS: list[Dialect] = [
+    sqlite.dialect(),
+    _PSYCOPG(),
+    _PSYCOPG(dbapi=_PSYCOPG.import_dbapi()),
+]
 UUID = "3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d"
 INSTANTS = [
     datetime(2026, 12, 5, 20, 0, 0, 123456, tzinfo=UTC),
@@ -53,6 +61,8 @@ CASES: list[tuple[TypeDecorator[Any], list[Any]]] = [
         PackedJSON(),
         [None, [], [f"Patient/{UUID}"], [f"Patient/{UUID.upper()}"], [{"a": 1}], "text"],
     ),
+    (CompressedJSON(), [None, {"resourceType": "Patient", "id": "p"}, []]),
+    (FeaturesJSON(), [None, {"name": "张三", "ids": ["110101"]}]),
 ]
 
 
@@ -60,7 +70,7 @@ def _param(kind: TypeDecorator[Any], dialect: Dialect, value: Any) -> Any:
     return kind.dialect_impl(dialect).process_bind_param(value, dialect)
 
 
-@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: f"{d.name}-{d.dbapi is not None}")
 @pytest.mark.parametrize("kind, values", CASES, ids=[type(k).__name__ for k, _ in CASES])
 def test_the_bind_processor_stores_what_process_bind_param_stores(
     kind: TypeDecorator[Any], values: list[Any], dialect: Dialect
@@ -71,7 +81,7 @@ def test_the_bind_processor_stores_what_process_bind_param_stores(
         assert bind(value) == _param(kind, dialect, value), value
 
 
-@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: f"{d.name}-{d.dbapi is not None}")
 def test_refused_values_are_refused_by_both(dialect: Dialect) -> None:
     named = NamedCode(OUTBOX_STATE_CODES)
     bind = named.dialect_impl(dialect).bind_processor(dialect)
@@ -148,10 +158,11 @@ READS: list[tuple[TypeDecorator[Any], list[Any]]] = [
     (NamedCode(OUTBOX_STATE_CODES), [None, 1, 4, 9, "2"]),
     (Coded(32, "action"), [None, "0", "\x1fx", "other.action", "~"]),
     (PackedJSON(), [None, b"[]", '{"a": 1}', _param(PackedJSON(), DIALECTS[0], [UUID])]),
+    (CompressedJSON(), [None, '{"a": 1}', _param(CompressedJSON(), DIALECTS[0], {"a": [1]})]),
 ]
 
 
-@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: d.name)
+@pytest.mark.parametrize("dialect", DIALECTS, ids=lambda d: f"{d.name}-{d.dbapi is not None}")
 @pytest.mark.parametrize("kind, values", READS, ids=[type(k).__name__ for k, _ in READS])
 def test_the_result_processor_reads_what_process_result_value_reads(
     kind: TypeDecorator[Any], values: list[Any], dialect: Dialect
@@ -161,3 +172,12 @@ def test_the_result_processor_reads_what_process_result_value_reads(
     assert read is not None
     for value in values:
         assert read(value) == impl.process_result_value(value, dialect), value
+
+
+def test_bytes_go_to_psycopg_as_bytes() -> None:
+    """No ``psycopg.Binary`` wrapper a value: psycopg binds bytes as bytea itself (the
+    stored bytes are the same: the PostgreSQL pass reads every type back)."""
+    dialect = DIALECTS[2]
+    for kind, value in ((UuidText(), UUID), (Digest(), "ab" * 32), (PackedJSON(), [1])):
+        bound = kind.dialect_impl(dialect).bind_processor(dialect)(value)
+        assert type(bound) is bytes
