@@ -36,8 +36,9 @@ class _DirectBind:
     (``_binder``, chosen once per dialect), not ``TypeDecorator.bind_processor``'s closure
     calling ``process_bind_param(value, dialect)``: one Python call per value instead of
     two, for the types bound on every row the drain writes (decision 0083). The impl
-    type's own processor, when it has one, still runs after it. ``process_bind_param``
-    stays for literal rendering and direct callers, and does the same."""
+    type's own processor, when it has one, still runs after it (but for
+    ``_bytes_as_they_are``). ``process_bind_param`` stays for literal rendering and direct
+    callers, and does the same."""
 
     impl_instance: TypeEngine[Any]
 
