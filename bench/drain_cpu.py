@@ -5,19 +5,24 @@ messages (other copies) by bulk ingest in the same run: the floor the drain is h
 ``--statements`` counts the SQL statements per message by kind and table (both paths);
 ``--profile`` prints a cProfile (thread CPU) of the drain; ``--functions`` the thread CPU
 of the store's functions (bench/profiling/store_functions.py, decision 0078), without
-cProfile's cost per call.
+cProfile's cost per call. Every run prints the main thread's time in the garbage
+collector; ``--settled`` drains with the heap frozen (``adapter.heap.settled``), as the
+server, sync and bulk ingest run: a full collection then no longer walks the start-up
+heap (80-110 ms each, 1 or 2 in 300 messages: decision 0083).
 
     .venv/bin/python bench/drain_cpu.py [COPIES] [--workers 0|1] [--bulk] [--statements]
-        [--profile] [--functions]   (30 fixtures x COPIES messages)
+        [--profile] [--functions] [--settled]   (30 fixtures x COPIES messages)
 """
 
 import argparse
 import cProfile
+import gc
 import logging
 import os
 import pstats
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -30,10 +35,22 @@ from sqlalchemy import event
 from store_statements import kind_of
 
 from adapter.consortium import load_consortium
+from adapter.heap import settled
 from adapter.pipeline import Receipt
 from adapter.pipeline import drain as drain_module
 from adapter.runtime import make_pipeline
 from adapter.store import make_engine, migrate, session_factory
+
+_collector = [0.0, 0.0]  # the main thread's CPU in the collector; when the pass began
+
+
+def _collecting(phase, _info):
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if phase == "start":
+        _collector[1] = time.thread_time()
+    else:
+        _collector[0] += time.thread_time() - _collector[1]
 
 
 def _measure(label, pipeline, run, n, counts, profile, functions=None):
@@ -42,6 +59,7 @@ def _measure(label, pipeline, run, n, counts, profile, functions=None):
     w0 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
     m0, o0 = threads_cpu()
     start = time.perf_counter()
+    _collector[0] = 0.0
     counts.clear()
     if functions is not None:
         functions.cpu.clear()
@@ -54,7 +72,8 @@ def _measure(label, pipeline, run, n, counts, profile, functions=None):
     print(
         f"{label} {done}: wall {wall * k:.2f} ms/msg; main thread CPU "
         f"{(m1 - m0) * k:.2f}, pool threads CPU {(o1 - o0) * k:.2f}, "
-        f"worker CPU {(w1 - w0) * k:.2f}; load {os.getloadavg()[0]:.1f}"
+        f"worker CPU {(w1 - w0) * k:.2f}; load {os.getloadavg()[0]:.1f}; "
+        f"of the main thread's, in the garbage collector {_collector[0] * k:.2f}"
     )
     if counts:
         for kind, value in counts.most_common():
@@ -72,6 +91,9 @@ def main():
     ap.add_argument("--statements", action="store_true")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--functions", action="store_true", help="thread CPU per store function")
+    ap.add_argument(
+        "--settled", action="store_true", help="drain with the heap frozen (adapter.heap)"
+    )
     ap.add_argument("--top", type=int, default=40)
     ap.add_argument("--dump", type=Path, help="write the drain's profile here (pstats)")
     ap.add_argument(
@@ -115,10 +137,18 @@ def main():
                     drain_module.drain(pipeline)
                     bulk(make_input(fixtures, 1, "warmbulk.", patients))
                     continue
+                gc.callbacks.append(_collecting)
+
+                def drained():
+                    if not args.settled:
+                        return drain_module.drain(pipeline)
+                    with settled():
+                        return drain_module.drain(pipeline)
+
                 _measure(
                     "drained",
                     pipeline,
-                    lambda: drain_module.drain(pipeline),
+                    drained,
                     len(msgs),
                     counts,
                     profile,

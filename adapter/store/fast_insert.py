@@ -38,7 +38,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from adapter.store.types import UTCDateTime
+from adapter.store.types import UTCDateTime, UuidText
 
 # COPY costs two round trips (start, finish) where a pipelined executemany costs one: worth
 # it for the batch's many rows (search index, outbox), not for a message's few
@@ -176,7 +176,9 @@ def _processors(table: Table, dialect: Dialect, order: tuple[str, ...]) -> tuple
         if process is not None:
             # JSON binds None as 'null': only a processor seen to keep None may skip it
             skip_none = process(None) is None
-            memo = isinstance(column_type, UTCDateTime | DateTime)  # hashable, immutable
+            # hashable, immutable, repeated: a message's instants; its id on each of its
+            # resource and outbox rows (decision 0083)
+            memo = isinstance(column_type, UTCDateTime | DateTime | UuidText)
             found.append((at, process, skip_none, memo))
     return tuple(found)
 

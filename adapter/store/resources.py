@@ -345,9 +345,11 @@ def save_resources(
     index_rows: list[IndexRow] = []
     stored_history: list[Key] = []  # superseded versions whose history row is stored
     known = prepared.rows if prepared is not None and prepared.zone == str(zone) else None
-    # the message's resources' keys by ``Type/id``: their rows name them by key (0080)
-    targets = {f"{t}/{i}": k for (t, i), k in given.items()}
-    targets.update((f"{t}/{i}", row.resource_key) for (t, i), row in existing.items())
+    # the message's resources' keys by ``Type/id``: their rows name them by key (0080);
+    # with those of the message's earlier calls (its Provenance names them all: 0083)
+    targets = _message_targets(session, message_id)
+    _add_targets(targets, ((t, i, k) for (t, i), k in given.items()))
+    _add_targets(targets, ((t, i, row.resource_key) for (t, i), row in existing.items()))
     for key, resource in latest.items():
         digest = digests[key]
         old = existing.get(key)
@@ -686,12 +688,18 @@ _INDEX_ROW_KEYS: Final = (
     "value_date_start", "value_date_end", "value_number", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
-# the columns written: the row's number (SQLite's only) and resource key (the table's key on
-# SQLite, decision 0085), the ids, the row's values from ``code`` on, the target's key (0080)
+# the columns written, in the table's column order (the compiled INSERT's: no reordering
+# in fast_insert, decision 0083); ``target_key`` is the reference's target (decision 0080).
+# On SQLite the row's number comes first (``row_id``, the table's key with
+# ``resource_key`` and ``kind``: decision 0085); PostgreSQL's sequence numbers its rows
 _INDEX_COLUMNS: Final = (
-    "row_id", "resource_key", "param_id", "kind", "system_id", *_INDEX_ROW_KEYS[5:], "target_key",
+    "resource_key", "value_date_start", "value_date_end", "value_number", "target_key",
+    "param_id", "system_id", "kind", "code", "value", "value_norm", "reference", "code_full",
+    "value_norm_full", "reference_full",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
+# session.info: (the innermost transaction, the message id, {Type/id: resource key})
+_NAMED: Final = "adapter.store.message_targets"
 
 
 def _insert_index_tuples(
@@ -701,64 +709,107 @@ def _insert_index_tuples(
     decision 0050, amended). A reference to a resource of the store is written as its
     target's key (decision 0080): ``save_resources`` puts the key of a resource of the
     same message in the row's ``reference`` place already (``_named_by_key``, an int);
-    the other texts are looked up here (``target_keys``, one SELECT).
+    the other texts are looked up here (``target_keys``, one SELECT). The rows are built
+    in ``_INDEX_COLUMNS`` order by one comprehension; a row with a reference text by a
+    call (decision 0083).
 
     On SQLite each row is numbered among its resource's rows of this call (``row_id``, the
-    table's key with ``resource_key``: 0, 1, ... in the order given; decision 0085): every
-    caller writes all of a resource's rows at once, after deleting the ones stored, so the
-    key is unique. ``transient``: rows deleted again before the transaction ends while the
-    resource's stored rows are still there (a bulk batch's superseded versions, a refusal's
-    trial value): numbered -1, -2, ..., apart from every stored row. PostgreSQL: the
-    column's sequence numbers them."""
+    table's key with ``resource_key`` and ``kind``: 0, 1, ... in the order given; decision
+    0085): every caller writes all of a resource's rows at once, after deleting the ones
+    stored, so the key is unique. ``transient``: rows deleted again before the transaction
+    ends while the resource's stored rows are still there (a bulk batch's superseded
+    versions, a refusal's trial value): numbered -1, -2, ..., apart from every stored row.
+    PostgreSQL: the column's sequence numbers them."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
     systems: dict[str | None, int | None] = {None: None}
     systems.update(system_ids(session, {r[4] for r in rows} - {None}))
-    at = _REFERENCE
-    texts = {r[at] for r in rows if r[at].__class__ is str}
+    texts = {ref for r in rows if (ref := r[11]).__class__ is str}  # 11: ``_REFERENCE``
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
-    written = []
-    numbered = session.get_bind().dialect.name == "sqlite"
-    numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
-    for r in rows:
-        rkey = r[1]
-        head: tuple[Any, ...] = (rkey, params[r[0], r[2], r[3]], kinds[r[3]], systems[r[4]])
-        if numbered:
-            n = numbers.get(rkey, 0)
-            numbers[rkey] = n + 1
-            head = (-1 - n if transient else n, *head)
-        reference = r[at]
-        key = (
-            None
-            if reference is None
-            else reference
-            if reference.__class__ is int
-            else targets.get(reference)
+
+    def referring(r: IndexRow) -> tuple[Any, ...]:  # a row whose reference is text
+        reference = r[11]
+        key = targets.get(reference)
+        if key is not None:  # the target's key instead of the text
+            reference = None
+        return (
+            r[1], r[8], r[9], r[10], key, params[r[0], r[2], r[3]], systems[r[4]],
+            kinds[r[3]], r[5], r[6], r[7], reference, r[12], r[13], r[14],
+        )  # fmt: skip
+
+    # fmt: off
+    written = [
+        (
+            r[1], r[8], r[9], r[10], None, params[r[0], r[2], r[3]], systems[r[4]],
+            kinds[r[3]], r[5], r[6], r[7], None, r[12], r[13], r[14],
         )
-        if key is None:
-            written.append((*head, *r[5:], None))
-        else:  # the target's key instead of the text
-            written.append((*head, *r[5:at], None, *r[at + 1 :], key))
-    insert_tuples(session, _index, _INDEX_COLUMNS if numbered else _INDEX_COLUMNS[1:], written)
+        if (ref := r[11]) is None
+        else (  # named by key already (``_named_by_key``)
+            r[1], r[8], r[9], r[10], ref, params[r[0], r[2], r[3]], systems[r[4]],
+            kinds[r[3]], r[5], r[6], r[7], None, r[12], r[13], r[14],
+        )
+        if ref.__class__ is int
+        else referring(r)
+        for r in rows
+    ]
+    # fmt: on
+    if session.get_bind().dialect.name != "sqlite":
+        insert_tuples(session, _index, _INDEX_COLUMNS, written)
+        return
+    numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
+    numbered = []
+    for w in written:
+        n = numbers.get(w[0], 0)
+        numbers[w[0]] = n + 1
+        numbered.append((-1 - n if transient else n, *w))
+    insert_tuples(session, _index, ("row_id", *_INDEX_COLUMNS), numbered)
+
+
+def _message_targets(session: Session, message_id: str | None) -> dict[str, int]:
+    """``Type/id`` -> resource key of the resources ``save_resources`` was given for
+    ``message_id`` so far in the session's innermost transaction (savepoint), to be filled
+    by the call: a message's Provenance, saved by a later call, refers to every resource
+    the message made. Begun afresh for another message or transaction, so that no key of
+    a rolled back savepoint is ever named (decision 0083)."""
+    transaction = session.get_nested_transaction() or session.get_transaction()
+    held = session.info.get(_NAMED)
+    if (
+        message_id is not None
+        and transaction is not None
+        and held is not None
+        and held[0] is transaction
+        and held[1] == message_id
+    ):
+        return held[2]
+    targets: dict[str, int] = {}
+    session.info[_NAMED] = (transaction, message_id, targets)
+    return targets
+
+
+def _add_targets(targets: dict[str, int], keys: Iterable[tuple[str, str, int]]) -> None:
+    """Add ``Type/id`` -> key for those of ``keys`` (type, id, key) that an index row may
+    name by key (``local_target``): ``_named_by_key`` then needs no other check."""
+    for rtype, rid, key in keys:
+        reference = f"{rtype}/{rid}"
+        if local_target(reference) is not None:
+            targets[reference] = key
 
 
 def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:
-    """``rows`` with a reference to one of ``keys`` (``Type/id`` -> resource key) as that
-    key, an int in the ``reference`` place (``_insert_index_tuples`` writes it as
-    ``target_key``). Only references ``target_keys`` would name by key."""
+    """``rows`` with a reference to one of ``keys`` (``Type/id`` -> resource key, only
+    references ``target_keys`` would name by key: ``_add_targets``) as that key, an int in
+    the ``reference`` place (``_insert_index_tuples`` writes it as ``target_key``). One
+    dictionary lookup per row (decision 0083)."""
     at = _REFERENCE
-    out = rows
-    for n, r in enumerate(rows):
-        reference = r[at]
-        if reference is None or reference.__class__ is not str:
-            continue
-        key = keys.get(reference)
-        if key is not None and local_target(reference) is not None:
-            if out is rows:
-                out = list(rows)
-            out[n] = (*r[:at], key, *r[at + 1 :])
+    hits = [n for n, r in enumerate(rows) if r[at] in keys]
+    if not hits:
+        return rows
+    out = list(rows)
+    for n in hits:
+        r = rows[n]
+        out[n] = (*r[:at], keys[r[at]], *r[at + 1 :])
     return out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,49 @@ from adapter.store.uuid_form import UUID_BYTES, canonical_uuid_bytes, uuid_of
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+_Bind = Callable[[Any], Any]
+
+
+def _bytes_as_they_are(impl: TypeEngine[Any], dialect: Dialect) -> bool:
+    """psycopg 3 binds ``bytes`` as ``bytea`` itself, in a statement and in COPY alike:
+    ``LargeBinary``'s processor, which wraps each value in ``psycopg.Binary`` (an object a
+    value, then its dumper looked up), adds nothing to what is sent (decision 0083)."""
+    return isinstance(impl, LargeBinary) and dialect.driver == "psycopg"
+
+
+class _DirectBind:
+    """A ``TypeDecorator`` whose bind processor is its own plain function of the value
+    (``_binder``, chosen once per dialect), not ``TypeDecorator.bind_processor``'s closure
+    calling ``process_bind_param(value, dialect)``: one Python call per value instead of
+    two, for the types bound on every row the drain writes (decision 0083). The impl
+    type's own processor, when it has one, still runs after it (but for
+    ``_bytes_as_they_are``). ``process_bind_param`` stays for literal rendering and direct
+    callers, and does the same."""
+
+    impl_instance: TypeEngine[Any]
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        raise NotImplementedError
+
+    def bind_processor(self, dialect: Dialect) -> _Bind:
+        own = self._binder(dialect)
+        after = self.impl_instance.bind_processor(dialect)
+        if after is None or _bytes_as_they_are(self.impl_instance, dialect):
+            return own
+        return lambda value: after(own(value))
+
+    def _reader(self) -> _Bind:
+        """``process_result_value`` as a plain function (no type reads by dialect)."""
+        raise NotImplementedError
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> _Bind:
+        """Likewise for the values read: the impl type's processor first, if any."""
+        own = self._reader()
+        before = self.impl_instance.result_processor(dialect, coltype)
+        if before is None:
+            return own
+        return lambda value: own(before(value))
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -70,7 +114,39 @@ class _IntegerInstant(SQLiteDateTime):
         return None
 
 
-class UTCMicros(UTCDateTime):
+def _aware_utc(value: datetime | None) -> datetime | None:
+    """``UTCDateTime``'s bound value on PostgreSQL: the aware instant in UTC."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return value.astimezone(UTC)
+
+
+def _instant(value: Any) -> datetime | None:
+    """``UTCMicros``' reading of a stored value: integer microseconds (SQLite), the UTC
+    text stored before migration 0029 (SQLite), or a datetime (PostgreSQL)."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return _EPOCH + value * _MICROSECOND
+    if isinstance(value, str):  # SQLite, stored before migration 0029
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _micros_or_none(value: datetime | None) -> int | None:
+    """``_micros``, None for None: ``UTCMicros``' bind processor on SQLite (one call)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given to a UTC column")
+    return (value - _EPOCH) // _MICROSECOND
+
+
+class UTCMicros(_DirectBind, UTCDateTime):
     """``UTCDateTime`` stored on SQLite as the integer microseconds since 1970 (8 bytes
     instead of 26 characters of text, in the row and in every index that holds it: decision
     0074, audit_record.recorded); ``timestamptz`` on PostgreSQL as before. Reads the text
@@ -88,12 +164,16 @@ class UTCMicros(UTCDateTime):
             return super().process_bind_param(value, dialect)
         return _micros(value)
 
+    def _binder(self, dialect: Dialect) -> _Bind:
+        if dialect.name == "sqlite":
+            return _micros_or_none
+        return _aware_utc
+
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if isinstance(value, int):
-            return _EPOCH + value * _MICROSECOND
-        if isinstance(value, str):  # SQLite, stored before migration 0029
-            return datetime.fromisoformat(value).replace(tzinfo=UTC)
-        return super().process_result_value(value, dialect)
+        return _instant(value)
+
+    def _reader(self) -> _Bind:
+        return _instant
 
 
 class IndexTime(UTCMicros):
@@ -110,7 +190,7 @@ class IndexTime(UTCMicros):
         return super().load_dialect_impl(dialect)
 
 
-class NamedCode(TypeDecorator[str]):
+class NamedCode(_DirectBind, TypeDecorator[str]):
     """A value of a short fixed list of names stored as its small integer (``codes``: name
     -> number); bound and read as the name, so queries compare names and the database
     constants (``outbox.state``, decision 0079). An unknown name is refused before it is
@@ -133,10 +213,30 @@ class NamedCode(TypeDecorator[str]):
         except KeyError:
             raise ValueError(f"not one of {', '.join(self._numbers)}: {value!r}") from None
 
+    def _binder(self, dialect: Dialect) -> _Bind:
+        numbers = self._numbers
+
+        def bind(value: str | None) -> int | None:
+            if value is None:
+                return None
+            number = numbers.get(value) if value.__class__ is str else None
+            # a StrEnum member, or an unknown name refused as before
+            return self.process_bind_param(value, dialect) if number is None else number
+
+        return bind
+
     def process_result_value(self, value: Any, dialect: Dialect) -> Any:
         if value is None:
             return None
         return self._names.get(int(value), value)
+
+    def _reader(self) -> _Bind:
+        names = self._names
+
+        def read(value: Any) -> Any:
+            return None if value is None else names.get(int(value), value)
+
+        return read
 
 
 class JSONText(TypeDecorator[Any]):
@@ -167,7 +267,15 @@ def _text_or_frame(dialect: Dialect) -> TypeEngine[Any]:
     return dialect.type_descriptor(LargeBinary())
 
 
-class CompressedJSON(TypeDecorator[Any]):
+def _frame_or_none(value: Any) -> bytes | None:
+    return None if value is None else pack(value)
+
+
+def _unframed_or_none(value: bytes | str | None) -> Any:
+    return None if value is None else unpack(value)
+
+
+class CompressedJSON(_DirectBind, TypeDecorator[Any]):
     """A resource body: a zstd frame of its orjson text, compressed with a dictionary
     shipped in the package (adapter/store/body_codec.py, decision 0049). Reads plain JSON
     text too: the bodies stored before migration 0017.
@@ -185,14 +293,20 @@ class CompressedJSON(TypeDecorator[Any]):
         return _text_or_frame(dialect)
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
-        if value is None:
-            return None
-        return pack(value)
+        return _frame_or_none(value)
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return _frame_or_none
+
+    def _reader(self) -> _Bind:
+        return _unframed_or_none
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
-        if value is None:
-            return None
-        return unpack(value)
+        return _unframed_or_none(value)
+
+
+def _features_or_none(value: Any) -> bytes | None:
+    return None if value is None else pack_json(orjson.dumps(value), FEATURES)
 
 
 class FeaturesJSON(CompressedJSON):
@@ -203,9 +317,10 @@ class FeaturesJSON(CompressedJSON):
     cache_ok = True
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
-        if value is None:
-            return None
-        return pack_json(orjson.dumps(value), FEATURES)
+        return _features_or_none(value)
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return _features_or_none
 
 
 class PackedBytes(TypeDecorator[bytes]):
@@ -237,7 +352,15 @@ class _DeclaredJSON(SQLiteJSON):
         return None
 
 
-class PackedJSON(TypeDecorator[Any]):
+def _packed_or_none(value: Any) -> bytes | None:
+    return None if value is None else json_pack.pack(value)
+
+
+def _unpacked_or_none(value: bytes | str | None) -> Any:
+    return None if value is None else json_pack.unpack(value)
+
+
+class PackedJSON(_DirectBind, TypeDecorator[Any]):
     """An inbound message's ``issues`` and ``resources`` (decision 0081): the same JSON
     values in and out, stored in adapter/store/json_pack.py's smallest form. Reads the JSON
     text stored before migration 0033 too. PostgreSQL stores ``bytea``; on SQLite the
@@ -255,8 +378,14 @@ class PackedJSON(TypeDecorator[Any]):
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
         return None if value is None else json_pack.pack(value)
 
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return _packed_or_none
+
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
-        return None if value is None else json_pack.unpack(value)
+        return _unpacked_or_none(value)
+
+    def _reader(self) -> _Bind:
+        return _unpacked_or_none
 
 
 UNREADABLE = "\x00unreadable stored text: "
@@ -295,7 +424,28 @@ class CompressedText(TypeDecorator[str]):
             return UNREADABLE + bytes(value).hex()
 
 
-class Digest(TypeDecorator[str]):
+def digest_bytes(value: str | None) -> bytes | None:
+    """``Digest``'s stored form: 64 lowercase hex characters as their bytes, any other text
+    as its UTF-8 bytes."""
+    if value is None:
+        return None
+    if len(value) == 64 and value == value.lower():
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    return value.encode()
+
+
+def digest_text(value: bytes | str | None) -> str | None:
+    """``Digest``'s reading of a stored value."""
+    if value is None or isinstance(value, str):
+        return value
+    stored = bytes(value)
+    return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")
+
+
+class Digest(_DirectBind, TypeDecorator[str]):
     """A sha256 digest read and written as its 64 lowercase hex characters and stored as
     its 32 bytes (decision 0074: audit_record ``hash`` and ``prev_hash``, half the bytes).
     The chain is computed over the hex text as before; only the stored form changes.
@@ -315,26 +465,48 @@ class Digest(TypeDecorator[str]):
         return dialect.type_descriptor(LargeBinary())
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
-        if value is None:
-            return None
-        if len(value) == 64 and value == value.lower():
-            try:
-                return bytes.fromhex(value)
-            except ValueError:
-                pass
-        return value.encode()
+        return digest_bytes(value)
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return digest_bytes
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
-        if value is None or isinstance(value, str):
-            return value
-        stored = bytes(value)
-        return stored.hex() if len(stored) == 32 else stored.decode(errors="replace")
+        return digest_text(value)
+
+    def _reader(self) -> _Bind:
+        return digest_text
+
+
+# the stored form of the ids bound lately: a message's id is bound on each of its resource,
+# history and outbox rows and its audit records (~30 times), a correlation id likewise
+_UUID_SEEN: dict[str, bytes] = {}
+_UUID_SEEN_MAX = 4096  # emptied when full: the ids of the messages being written
 
 
 def uuid_bytes(value: str) -> bytes:
     """``UuidText``'s stored form (also for the migrations): a UUID's 16 bytes; any other
     text as its UTF-8 bytes, after a NUL byte when they are 16 long (or start with one) so
     that no text reads back as a UUID."""
+    seen = _UUID_SEEN.get(value)
+    if seen is not None:
+        return seen
+    stored = _uuid_bytes(value)
+    if len(_UUID_SEEN) >= _UUID_SEEN_MAX:
+        _UUID_SEEN.clear()
+    if value.__class__ is str:  # not a subclass, whose equal text could differ in kind
+        _UUID_SEEN[value] = stored
+    return stored
+
+
+def _uuid_bytes_or_none(value: str | None) -> bytes | None:
+    """``uuid_bytes``, None for None: ``UuidText``'s bind processor (one call a value)."""
+    seen = _UUID_SEEN.get(value)  # type: ignore[arg-type]
+    if seen is not None:
+        return seen
+    return None if value is None else uuid_bytes(value)
+
+
+def _uuid_bytes(value: str) -> bytes:
     packed = canonical_uuid_bytes(value)
     if packed is not None:
         return packed
@@ -353,7 +525,7 @@ def uuid_text(value: bytes | memoryview | str | None) -> str | None:
     return stored.removeprefix(b"\x00").decode(errors="replace")
 
 
-class UuidText(TypeDecorator[str]):
+class UuidText(_DirectBind, TypeDecorator[str]):
     """A text that is mostly a UUID: an inbound message's id (the uuid4 text the adapter
     gives) wherever it is stored (decision 0081), an audit record's correlation and request
     ids (decision 0082). Read and written as that text, stored as its 16 bytes (36
@@ -381,6 +553,9 @@ class UuidText(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
         return None if value is None else uuid_bytes(value)
 
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return _uuid_bytes_or_none
+
     def literal_processor(self, dialect: Dialect) -> Any:
         """The stored bytes as a literal (a statement compiled with its values, as the
         query plan tests print them)."""
@@ -393,3 +568,6 @@ class UuidText(TypeDecorator[str]):
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
         return uuid_text(value)
+
+    def _reader(self) -> _Bind:
+        return uuid_text
