@@ -20,13 +20,14 @@ from sqlalchemy import (
     cast,
     delete,
     func,
-    insert,
     null,
     select,
+    text,
     union_all,
     update,
 )
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import TextClause
 
 from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import (
@@ -306,13 +307,34 @@ def insert_record(session: Session, row: dict[str, Any], keys: Collection[str] =
     PostgreSQL one statement (the keys' INSERT in a WITH clause: one round trip fewer for
     every new patient, decision 0060), elsewhere two Core INSERTs."""
     forget_near(session)
-    keyed = [{"key_hash": h, "patient_id": row["patient_id"]} for h in sorted(keys)]
-    if keyed and session.get_bind().dialect.name == "postgresql":
-        with_keys = insert(_record).values(row).add_cte(insert(_key).values(keyed).cte("keyed"))
-        session.connection().execute(with_keys)
+    hashes = sorted(keys)
+    if hashes and session.get_bind().dialect.name == "postgresql":
+        columns = tuple(row)
+        values = {f"k{i}": h for i, h in enumerate(hashes)}
+        values.update({f"r_{c}": row[c] for c in columns}, kp=row["patient_id"])
+        session.connection().execute(_record_with_keys(columns, len(hashes)), values)
         return
-    insert_rows(session, _key, keyed)
+    insert_rows(session, _key, [{"key_hash": h, "patient_id": row["patient_id"]} for h in hashes])
     insert_rows(session, _record, [row])
+
+
+@lru_cache(maxsize=32)
+def _record_with_keys(columns: tuple[str, ...], keys: int) -> TextClause:
+    """PostgreSQL's record and its ``keys`` key rows in one statement (the keys' INSERT in
+    a WITH clause, decision 0060), as text with typed parameters, made once per shape:
+    SQLAlchemy caches no statement holding an INSERT in a WITH clause, so the expression
+    form was compiled again for every new patient (found in decision 0083's profile)."""
+    rows = ", ".join(f"(:k{i}, :kp)" for i in range(keys))
+    names = ", ".join(f'"{c}"' for c in columns)
+    params = ", ".join(f":r_{c}" for c in columns)
+    return text(
+        f"WITH keyed AS (INSERT INTO identity_key (key_hash, patient_id) VALUES {rows}) "
+        f"INSERT INTO identity_record ({names}) VALUES ({params})"
+    ).bindparams(
+        *(bindparam(f"k{i}", type_=_key.c.key_hash.type) for i in range(keys)),
+        bindparam("kp", type_=_key.c.patient_id.type),
+        *(bindparam(f"r_{c}", type_=_record.c[c].type) for c in columns),
+    )
 
 
 def update_record(session: Session, patient_id: str, values: dict[str, Any]) -> None:
