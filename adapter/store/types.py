@@ -138,12 +138,8 @@ def _instant(value: Any) -> datetime | None:
 
 
 def _micros_or_none(value: datetime | None) -> int | None:
-    """``_micros``, None for None: ``UTCMicros``' bind processor on SQLite (one call)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given to a UTC column")
-    return (value - _EPOCH) // _MICROSECOND
+    """``_micros``, None for None: ``UTCMicros``' bind processor on SQLite."""
+    return None if value is None else _micros(value)
 
 
 class UTCMicros(_DirectBind, UTCDateTime):
@@ -160,9 +156,7 @@ class UTCMicros(_DirectBind, UTCDateTime):
         return dialect.type_descriptor(DateTime(timezone=True))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
-        if value is None or dialect.name != "sqlite":
-            return super().process_bind_param(value, dialect)
-        return _micros(value)
+        return self._binder(dialect)(value)
 
     def _binder(self, dialect: Dialect) -> _Bind:
         if dialect.name == "sqlite":
@@ -376,7 +370,7 @@ class PackedJSON(_DirectBind, TypeDecorator[Any]):
         return dialect.type_descriptor(LargeBinary())
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
-        return None if value is None else json_pack.pack(value)
+        return _packed_or_none(value)
 
     def _binder(self, dialect: Dialect) -> _Bind:
         return _packed_or_none
@@ -551,7 +545,7 @@ class UuidText(_DirectBind, TypeDecorator[str]):
         return dialect.type_descriptor(LargeBinary())
 
     def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
-        return None if value is None else uuid_bytes(value)
+        return _uuid_bytes_or_none(value)
 
     def _binder(self, dialect: Dialect) -> _Bind:
         return _uuid_bytes_or_none
