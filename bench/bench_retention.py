@@ -51,6 +51,7 @@ from bench_ingest import (
     postgres_engine,
     routed_settings,
 )
+from migration_timing import on_each_database
 from sqlalchemy import Engine, select, text
 
 from adapter.connectors.base import CheckResult
@@ -331,21 +332,12 @@ def main() -> None:
     logging.disable(logging.WARNING)
     results: list[Result] = []
     if args.large:
-        with tempfile.TemporaryDirectory() as tmp:
-            if not args.no_sqlite:
-                engine = make_engine(f"sqlite:///{Path(tmp) / 'large.db'}")
-                print(large_prune("SQLite", engine, args.large), flush=True)
-                engine.dispose()
-            if not args.no_pg:
-                made = postgres_engine(args.pg)
-                if isinstance(made, str):
-                    print(f"PostgreSQL {made}: skipped")
-                    return
-                engine, drop = made
-                try:
-                    print(large_prune("PostgreSQL", engine, args.large), flush=True)
-                finally:
-                    drop()
+
+        def one(engine: Engine) -> None:
+            name = "SQLite" if engine.dialect.name == "sqlite" else "PostgreSQL"
+            print(large_prune(name, engine, args.large), flush=True)
+
+        on_each_database(args, one)
         return
     with tempfile.TemporaryDirectory() as tmp:
         settings = routed_settings(Path(tmp))
