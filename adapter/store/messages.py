@@ -65,16 +65,22 @@ def create_message(
         "resources": [],
         "attempts": 0,
     }
-    if held_writes(session) is not None:  # a bulk batch: one INSERT without the unit of work
-        # every column: the values given, None for the rest (as the unset attributes were)
-        insert_rows(session, _message, [{**_NO_VALUES, **values}])
+    writes = held_writes(session)
+    if writes is not None:  # a bulk batch: one INSERT without the unit of work
+        if writes.messages is None:  # SQLite: now
+            # every column: the values given, None for the rest (as the unset attributes were)
+            insert_rows(session, _message, [{**_NO_VALUES, **values}])
         # as if loaded: the row is there (decision 0050); its attributes set as a load sets
         # them, without the change events of InboundMessage(**values) (decision 0050,
-        # amended 2026-12-05 bulkcpu): those would be committed at once below anyway
+        # amended 2026-12-05 bulkcpu): those would be committed at once below anyway.
+        # PostgreSQL: the row is written by ``set_message_result``, in its final form
+        # (decision 0089); nothing reads it from the database before
         message = _MANAGER.new_instance()
         message.__dict__.update(values)
         make_transient_to_detached(message)
         session.add(message)
+        if writes.messages is not None:
+            writes.hold_message(message)
         return message
     message = InboundMessage(**values)
     session.add(message)
@@ -164,10 +170,17 @@ def set_message_result(
         "processed_at": (now or datetime.now(UTC)).astimezone(UTC),
         "attempts": (message.attempts or 0) + 1,
     }
-    if held_writes(session) is None:
+    writes = held_writes(session)
+    if writes is None:
         for key, value in values.items():
             setattr(message, key, value)
         session.flush()
+        return
+    if writes.messages is not None and writes.messages.pop(message.id, None) is not None:
+        # PostgreSQL, a message of this batch: its one INSERT, with the result (0089)
+        for key, value in values.items():
+            set_committed_value(message, key, value)
+        insert_held_messages(session, [message])
         return
     # the format and encoding too: the drain's reopened row (reopen_received) writes them
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
@@ -193,6 +206,13 @@ def reopen_received(
         return
     set_committed_value(message, "detected_format", detected_format)
     set_committed_value(message, "encoding", encoding)
+
+
+def insert_held_messages(session: Session, messages: list[InboundMessage]) -> None:
+    """Insert the rows of messages a bulk batch held (``create_message``), as their
+    attributes stand."""
+    state = _message.c.keys()
+    insert_rows(session, _message, [{k: m.__dict__.get(k) for k in state} for m in messages])
 
 
 # SET takes the parameters' other keys (status, issues, resources, processed_at, attempts)

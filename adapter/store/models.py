@@ -121,6 +121,23 @@ def _kind_index(
     )
 
 
+def _message_keys(table: str) -> tuple[ForeignKeyConstraint, ForeignKeyConstraint]:
+    """The foreign key of ``table.message_id`` to the inbound message (its type: UuidText,
+    decision 0081). PostgreSQL: ``DEFERRABLE INITIALLY IMMEDIATE`` (migration 0038): a bulk
+    batch defers it to its commit and writes each message's row once, after its resources
+    (``resources.batch_writes``, decision 0089). SQLite: as before."""
+    name = f"fk_{table}_message_id_inbound_message"
+    made = {"ondelete": "SET NULL", "name": name}
+    return (
+        ForeignKeyConstraint(
+            ["message_id"], ["inbound_message.id"], deferrable=True, initially="IMMEDIATE", **made
+        ).ddl_if(dialect="postgresql"),
+        ForeignKeyConstraint(["message_id"], ["inbound_message.id"], **made).ddl_if(
+            dialect="sqlite"
+        ),
+    )
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
@@ -168,6 +185,7 @@ class Resource(Base):
         Index(None, "patient_key"),
         Index(None, "message_id"),
         Index(None, "resource_key", unique=True),
+        *_message_keys("resource"),
     )
 
     resource_type: Mapped[str] = mapped_column(String(_TYPE), primary_key=True)
@@ -182,9 +200,7 @@ class Resource(Base):
     # (hex in and out, 32 bytes stored: decision 0081)
     content_hash: Mapped[str] = mapped_column(Digest())
     body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
-    message_id: Mapped[str | None] = mapped_column(
-        ForeignKey("inbound_message.id", ondelete="SET NULL")
-    )
+    message_id: Mapped[str | None] = mapped_column(UuidText())  # key: _message_keys
     patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # "Patient/<id>"
     facility_id: Mapped[str | None] = mapped_column(String(_ID))
 
@@ -200,6 +216,7 @@ class ResourceVersion(Base):
         # type-level and system-level history, newest first
         Index(None, "resource_type", "last_updated"),
         Index(None, "last_updated"),
+        *_message_keys("resource_version"),
     )
 
     resource_type: Mapped[str] = mapped_column(String(_TYPE), primary_key=True)
@@ -210,9 +227,7 @@ class ResourceVersion(Base):
     # NULL while this is the current version: its body is the resource row's (written once;
     # copied here when a newer version supersedes it, migration 0016, decision 0042)
     body: Mapped[dict[str, Any] | None] = mapped_column(CompressedJSON(), nullable=True)
-    message_id: Mapped[str | None] = mapped_column(
-        ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
-    )
+    message_id: Mapped[str | None] = mapped_column(UuidText(), index=True)  # _message_keys
 
 
 FK_INDEX_RESOURCE = "fk_search_index_resource_key_resource"
@@ -381,6 +396,7 @@ class Outbox(Base):
             sqlite_where=text("sequence IS NOT NULL"),
             postgresql_where=text("sequence IS NOT NULL"),
         ),
+        *_message_keys("outbox"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -400,9 +416,7 @@ class Outbox(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(UTCMicros())
     created_at: Mapped[datetime] = mapped_column(UTCMicros())
     last_error: Mapped[str | None] = mapped_column(Text())
-    message_id: Mapped[str | None] = mapped_column(
-        ForeignKey("inbound_message.id", ondelete="SET NULL"), index=True
-    )
+    message_id: Mapped[str | None] = mapped_column(UuidText(), index=True)  # _message_keys
     claimed_by: Mapped[str | None] = mapped_column(String(_WORKER))
     claimed_until: Mapped[datetime | None] = mapped_column(UTCMicros())
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCMicros())

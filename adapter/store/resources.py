@@ -26,7 +26,19 @@ from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 import orjson
-from sqlalchemy import Row, Select, Table, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -493,6 +505,11 @@ class BatchWrites:
         self.reads: dict[str, Any] = {}
         self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
+        # PostgreSQL: the inbound messages received in the batch whose row is not written
+        # yet (id -> the message): each is inserted once, in its final form, when its
+        # result is known (adapter/store/messages.py, decision 0089). None: rows are
+        # written at once (SQLite, whose UPDATE of a row leaves no dead copy)
+        self.messages: dict[str, Any] | None = None
 
     def replace(self, key: Key, rkey: int, rows: list[IndexRow], *, stored: bool) -> None:
         """``key``'s new index rows (``rkey`` its resource key); ``stored``: its row existed
@@ -547,6 +564,12 @@ class BatchWrites:
         self._journal.append(("rows", held, len(held)))
         held.extend(rows)
 
+    def hold_message(self, message: Any) -> None:
+        """A new inbound message whose row waits for its result (``messages``)."""
+        assert self.messages is not None
+        self._journal.append(("message", message.id))
+        self.messages[message.id] = message
+
     def mark(self) -> int:
         """A point to ``rollback`` to (when a savepoint begins)."""
         return len(self._journal)
@@ -575,6 +598,9 @@ class BatchWrites:
                 del self.outbox[entry[1] :]
             elif kind == "rows":
                 del entry[1][entry[2] :]
+            elif kind == "message":
+                if self.messages is not None:
+                    self.messages.pop(entry[1], None)
             else:
                 _, key, rows, stale, superseded, rkey = entry
                 if rows is _MISSING:
@@ -601,10 +627,29 @@ class BatchWrites:
         return taken
 
 
+# the foreign keys to inbound_message, deferrable on PostgreSQL (migration 0038)
+MESSAGE_FOREIGN_KEYS: Final = (
+    "fk_resource_message_id_inbound_message",
+    "fk_resource_version_message_id_inbound_message",
+    "fk_outbox_message_id_inbound_message",
+)
+_DEFER_MESSAGE_KEYS: Final = text(f"SET CONSTRAINTS {', '.join(MESSAGE_FOREIGN_KEYS)} DEFERRED")
+
+
 def batch_writes(session: Session) -> BatchWrites:
     """From now on this session holds its write-only rows (a bulk batch: save_resources,
-    enqueue_many); the caller must ``flush_batch_writes`` before the transaction commits."""
+    enqueue_many); the caller must ``flush_batch_writes`` before the transaction commits.
+
+    PostgreSQL: a new message's row is held too, and inserted once when its result is known
+    (``messages``): an insert then an UPDATE left a dead copy of every message row (half
+    the table after a night) and new entries in its four indexes (decision 0089). Its
+    resources are written before it, so the foreign keys to it are checked at the commit
+    (deferred for this transaction; a message rolled back to its savepoint takes its rows
+    with it)."""
     writes = BatchWrites()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(_DEFER_MESSAGE_KEYS)
+        writes.messages = {}
     session.info[_BUFFER] = writes
     return writes
 
@@ -640,6 +685,11 @@ def flush_batch_writes(session: Session) -> None:
     writes = held_writes(session)
     if writes is None:
         return
+    if writes.messages:  # received, no result recorded (none is expected): kept as they are
+        from adapter.store.messages import insert_held_messages  # it imports this module
+
+        insert_held_messages(session, list(writes.messages.values()))
+        writes.messages.clear()
     flush_index_rows(session)
     # only superseded versions have a history row; the current ones are the resource rows
     superseded = [row for row in writes.versions if row["body"] is not None]
