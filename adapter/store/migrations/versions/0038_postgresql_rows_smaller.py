@@ -7,9 +7,14 @@
    left a dead copy of every message row and new entries in its four indexes). A catalogue
    change: no row is rewritten, no constraint checked again.
 
+2. ``ix_resource_resource_type_last_updated_id`` becomes ``(resource_type, last_updated)``
+   (``ix_resource_resource_type_last_updated``): the id in each entry served no order (a
+   search's default order is ``last_updated`` descending, ``id`` ascending: the index read
+   backwards gives ids descending, so the ids of one instant were sorted anyway).
+
 SQLite: nothing changes (its UPDATE rewrites the row in place; its bulk path is unchanged).
 
-Downgrade: the constraints ``NOT DEFERRABLE`` again.
+Downgrade: the constraints ``NOT DEFERRABLE`` again, the index with ``id`` again.
 
 Revision ID: 0038
 Revises: 0036
@@ -34,12 +39,17 @@ _MESSAGE_KEYS = (
     ("outbox", "fk_outbox_message_id_inbound_message"),
 )
 
+_LAST_UPDATED_ID = "ix_resource_resource_type_last_updated_id"
+_LAST_UPDATED = "ix_resource_resource_type_last_updated"
+
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
     for table, name in _MESSAGE_KEYS:
         op.execute(f"ALTER TABLE {table} ALTER CONSTRAINT {name} DEFERRABLE INITIALLY IMMEDIATE")
+    op.create_index(_LAST_UPDATED, "resource", ["resource_type", "last_updated"])
+    op.drop_index(_LAST_UPDATED_ID, table_name="resource")
 
 
 def downgrade() -> None:
@@ -47,3 +57,5 @@ def downgrade() -> None:
         return
     for table, name in _MESSAGE_KEYS:
         op.execute(f"ALTER TABLE {table} ALTER CONSTRAINT {name} NOT DEFERRABLE")
+    op.create_index(_LAST_UPDATED_ID, "resource", ["resource_type", "last_updated", "id"])
+    op.drop_index(_LAST_UPDATED, table_name="resource")
