@@ -39,7 +39,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
@@ -123,36 +122,38 @@ def lock_resources(
     Rows are locked in (type, id) order, so two messages sharing several resources queue
     behind each other instead of deadlocking. A row that does not exist yet cannot be
     locked: for the keys in ``create_missing`` (the resources whose new version depends on
-    the stored one) an empty placeholder row is inserted first when absent, on PostgreSQL
-    with ON CONFLICT DO NOTHING, which waits for a concurrent creator to commit. The
-    placeholder (version 0, deleted, so read as absent) only lives inside this transaction:
-    the caller must pass every key of ``create_missing`` to ``save_resources`` in the same
-    transaction, which replaces it with version 1.
+    the stored one) PostgreSQL first takes a transaction-scoped advisory lock on each key
+    (``_CREATOR_LOCKS``), in ascending order, so that a second creator waits for the first
+    to commit and then reads what it wrote. (Until migration 0038 an empty placeholder row
+    was inserted instead and replaced by ``save_resources``: the update left a dead copy
+    of every new Patient row and new entries in the resource's five indexes, decision 0089.)
+    On SQLite the transaction holds the database's write lock already.
     """
     wanted = frozenset(keys)
     if not wanted:
         return LockedRows(wanted, {})
-    missing = sorted(set(create_missing) & wanted)
+    missing = set(create_missing) & wanted
     if missing and session.get_bind().dialect.name == "postgresql":
-        stamp = truncate_to_millis(now)
-        session.execute(
-            postgresql.insert(_resource).on_conflict_do_nothing(
-                index_elements=[_resource.c.resource_type, _resource.c.id]
-            ),
-            [
-                {
-                    "resource_type": rtype,
-                    "id": rid,
-                    "version_id": 0,
-                    "last_updated": stamp,
-                    "deleted": True,
-                    "content_hash": "",
-                    "body": {},
-                }
-                for rtype, rid in missing
-            ],
-        )
+        session.execute(_CREATOR_LOCKS, {"keys": sorted({creator_lock(k) for k in missing})})
     return LockedRows(wanted, _locked_rows(session, sorted(wanted), with_body=True))
+
+
+# ``pg_advisory_xact_lock(class, key)``: the two-integer form, a lock space apart from the
+# one-bigint locks of the patient index and the audit chain (adapter/identity/index/locks.py,
+# adapter/audit/writer.py). Two resources sharing a key only wait for each other
+_CREATOR_CLASS: Final = 0x52534B59  # "RSKY"
+# every lock of the set in ascending order (the sorted subquery feeds the aggregate row by row)
+_CREATOR_LOCKS: Final = text(
+    f"SELECT count(pg_advisory_xact_lock({_CREATOR_CLASS}, k)) FROM"
+    " (SELECT unnest(CAST(:keys AS integer[])) AS k ORDER BY k) AS ordered"
+)
+
+
+def creator_lock(key: Key) -> int:
+    """The advisory lock a creator of resource ``key`` takes: the first 4 bytes of the
+    SHA-256 of ``Type/id`` as a signed 32-bit integer."""
+    digest = hashlib.sha256(f"{key[0]}/{key[1]}".encode()).digest()
+    return int.from_bytes(digest[:4], "big", signed=True)
 
 
 def _current_rows(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,6 +52,27 @@ def test_a_new_merged_resource_is_saved_as_version_1(session_factory: sessionmak
         total, versions = read_history(session, *KEY)
     assert stored is not None and stored["meta"]["versionId"] == "1"
     assert total == 1 and versions[0].version_id == 1
+
+
+def test_a_new_merged_resource_is_written_once(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """No placeholder row is written and then replaced (decision 0089): one INSERT of the
+    resource, no UPDATE (an UPDATE left a dead copy of every new Patient on PostgreSQL)."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()[:3]).upper())
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with session_factory.begin() as session:
+            locked = lock_resources(session, [KEY], create_missing=[KEY], now=T0)
+            save_resources(session, [patient("A")], message_id=None, now=T0, locked=locked)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert statements.count("INSERT INTO RESOURCE") == 1
+    assert not any(s.startswith("UPDATE RESOURCE") for s in statements)
 
 
 def test_a_placeholder_never_outlives_its_transaction(session_factory: sessionmaker) -> None:
@@ -101,7 +122,7 @@ def test_a_second_writer_waits_and_reads_what_the_first_wrote(
         locked = lock_resources(first, [KEY], create_missing=[KEY], now=T0)
         thread = threading.Thread(target=second)
         thread.start()
-        # the second transaction is queued behind this one's placeholder
+        # the second transaction is queued behind this one's lock on the new key
         assert not locked_by_second.wait(1.0)
         save_resources(first, [patient("A")], message_id=None, now=T0, locked=locked)
     thread.join(timeout=30)
