@@ -1,0 +1,139 @@
+"""Migration 0038 (decision 0089) on a database holding messages and resources (SQLite,
+and PostgreSQL in the -m db pass).
+
+PostgreSQL: the three foreign keys to inbound_message are DEFERRABLE INITIALLY IMMEDIATE at
+0038 and NOT DEFERRABLE at 0036; the resource's last-change index is (resource_type,
+last_updated) at 0038 and (resource_type, last_updated, id) at 0036. Every search that
+reads that index answers the same at each step, and a bulk batch stores after the upgrade.
+SQLite: the schema is the same at 0036 and 0038.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, inspect, text
+
+from adapter.fhir.search_query import parse_search
+from adapter.store import make_engine, migrate, save_resources
+from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
+from adapter.store.history import HistoryQuery, read_history_page
+from adapter.store.search import find
+from tests.integration.connector_helpers import example_pipeline
+from tests.integration.test_bulk_ingest import _fixtures
+from tests.integration.test_message_row_once import T0
+
+_KEYS = (
+    "fk_resource_message_id_inbound_message",
+    "fk_resource_version_message_id_inbound_message",
+    "fk_outbox_message_id_inbound_message",
+)
+SEARCHES = [
+    ("Observation", [("_sort", "-_lastUpdated")]),
+    ("Observation", [("_sort", "_lastUpdated")]),
+    ("Observation", []),
+    ("Observation", [("_lastUpdated", "ge2026-12-05T03:00:02Z")]),
+    ("Patient", [("_sort", "-_lastUpdated"), ("_count", "3")]),
+]
+
+
+def _save(engine: Engine) -> None:
+    """Resources of three moments, several sharing an instant (the order's id term)."""
+    with make_factory(engine).begin() as session:
+        for n in range(3):
+            save_resources(
+                session,
+                [
+                    {"resourceType": "Patient", "id": f"p{n}", "gender": "female"},
+                    *(
+                        {
+                            "resourceType": "Observation",
+                            "id": f"o{n}-{k}",
+                            "status": "final",
+                            "code": {"text": f"t{k}"},
+                            "subject": {"reference": f"Patient/p{n}"},
+                        }
+                        for k in (3, 1, 2)
+                    ),
+                ],
+                message_id=None,
+                now=T0 + timedelta(seconds=n),
+            )
+
+
+def _answers(engine: Engine) -> list[Any]:
+    out: list[Any] = []
+    with make_factory(engine)() as session:
+        for rtype, params in SEARCHES:
+            parsed = parse_search(rtype, [*params, ("_count", "50")])
+            page = find(session, [rtype], parsed.criteria, count=50, sort=parsed.sort)
+            out.append([b["id"] for b in page.bodies])
+        _, rows = read_history_page(
+            session, HistoryQuery(resource_type="Observation", since=T0, count=50)
+        )
+        out.append([(r.id, r.version_id) for r in rows])
+    return out
+
+
+def _postgresql_form(engine: Engine) -> tuple[dict[str, tuple[bool, bool]], set[tuple[str, ...]]]:
+    with engine.connect() as conn:
+        keys = {
+            name: (deferrable, deferred)
+            for name, deferrable, deferred in conn.execute(
+                text(
+                    "SELECT conname, condeferrable, condeferred FROM pg_constraint"
+                    " WHERE conname = ANY(:names) AND connamespace = current_schema()::regnamespace"
+                ),
+                {"names": list(_KEYS)},
+            )
+        }
+    indexes = {tuple(ix["column_names"]) for ix in inspect(engine).get_indexes("resource")}
+    return keys, indexes
+
+
+def _sqlite_schema(engine: Engine) -> list[tuple[str, str]]:
+    with engine.connect() as conn:
+        return list(
+            conn.execute(text("SELECT name, sql FROM sqlite_master WHERE name != 'alembic_version' ORDER BY name"))
+        )
+
+
+def test_migration_0038_both_ways(blank_database_url: str) -> None:
+    engine = make_engine(blank_database_url)
+    try:
+        migrate(engine)
+        _save(engine)
+        answers = _answers(engine)
+        assert answers[0][:3] == ["o2-1", "o2-2", "o2-3"]  # newest first, ids ascending
+        assert answers[1][:3] == ["o0-1", "o0-2", "o0-3"]
+        postgresql = engine.dialect.name == "postgresql"
+        if postgresql:
+            keys, indexes = _postgresql_form(engine)
+            assert keys == dict.fromkeys(_KEYS, (True, False))
+            assert ("resource_type", "last_updated") in indexes
+            assert ("resource_type", "last_updated", "id") not in indexes
+        else:
+            at_head = _sqlite_schema(engine)
+
+        downgrade(engine, "0036")
+        assert _answers(engine) == answers
+        if postgresql:
+            keys, indexes = _postgresql_form(engine)
+            assert keys == dict.fromkeys(_KEYS, (False, False))
+            assert ("resource_type", "last_updated", "id") in indexes
+            assert ("resource_type", "last_updated") not in indexes
+        else:
+            assert _sqlite_schema(engine) == at_head  # nothing changes on SQLite
+
+        migrate(engine)
+        assert _answers(engine) == answers
+        if postgresql:
+            assert _postgresql_form(engine)[0] == dict.fromkeys(_KEYS, (True, False))
+        # a bulk batch after the upgrade: each message stored, its rows naming it
+        factory = make_factory(engine)
+        results = list(example_pipeline(factory).ingest_many(_fixtures()[:8], batch=4))
+        assert all(r.accepted and not r.duplicate for r in results)
+    finally:
+        engine.dispose()
