@@ -140,11 +140,12 @@ def lock_resources(
 
 # ``pg_advisory_xact_lock(class, key)``: the two-integer form, a lock space apart from the
 # one-bigint locks of the patient index and the audit chain (adapter/identity/index/locks.py,
-# adapter/audit/writer.py). Two resources sharing a key only wait for each other
-_CREATOR_CLASS: Final = 0x52534B59  # "RSKY"
-# every lock of the set in ascending order (the sorted subquery feeds the aggregate row by row)
+# adapter/audit/writer.py); its class is the schema's (advisory locks are the database's:
+# two stores in two schemas of one database never wait for each other's resources). Two
+# resources sharing a key only wait for each other. Every lock of the set is taken in
+# ascending order (the sorted subquery feeds the aggregate row by row)
 _CREATOR_LOCKS: Final = text(
-    f"SELECT count(pg_advisory_xact_lock({_CREATOR_CLASS}, k)) FROM"
+    "SELECT count(pg_advisory_xact_lock(hashtext(current_schema()), k)) FROM"
     " (SELECT unnest(CAST(:keys AS integer[])) AS k ORDER BY k) AS ordered"
 )
 
