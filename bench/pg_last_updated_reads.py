@@ -47,8 +47,12 @@ def main() -> None:
     engine = make_engine(url.render_as_string(hide_password=False))
     factory = session_factory(engine)
     with factory() as session:
-        newest = session.scalar(select(Resource.last_updated).order_by(Resource.last_updated.desc()).limit(1))
-        oldest = session.scalar(select(Resource.last_updated).order_by(Resource.last_updated).limit(1))
+        newest = session.scalar(
+            select(Resource.last_updated).order_by(Resource.last_updated.desc()).limit(1)
+        )
+        oldest = session.scalar(
+            select(Resource.last_updated).order_by(Resource.last_updated).limit(1)
+        )
     assert newest is not None and oldest is not None
     middle = oldest + (newest - oldest) / 2
     stamp = middle.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -89,7 +93,15 @@ def main() -> None:
         for label, run in queries.items():  # warm, the answer and the plan's indexes
             seen: list[str] = []
 
-            def grab(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+            def grab(
+                conn: Any,
+                cursor: Any,
+                statement: str,
+                params: Any,
+                context: Any,
+                many: bool,
+                seen: list[Any] = seen,
+            ) -> None:
                 if statement.lstrip().upper().startswith("SELECT") and not seen:
                     seen.append(statement)
                     seen.append(params)
@@ -126,8 +138,13 @@ def main() -> None:
 def _indexes(plan: str) -> list[str]:
     out = []
     for line in plan.splitlines():
-        for word in ("Index Scan Backward using ", "Index Scan using ", "Index Only Scan Backward using ",
-                     "Index Only Scan using ", "Bitmap Index Scan on "):
+        for word in (
+            "Index Scan Backward using ",
+            "Index Scan using ",
+            "Index Only Scan Backward using ",
+            "Index Only Scan using ",
+            "Bitmap Index Scan on ",
+        ):
             if word in line:
                 out.append(line.split(word)[1].split(" ")[0])
         if "Incremental Sort" in line:

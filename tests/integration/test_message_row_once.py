@@ -32,7 +32,9 @@ def _statements(engine: Engine) -> tuple[Counter[str], Any]:
     """Counts of INSERT / UPDATE statements on inbound_message (rows, for executemany)."""
     seen: Counter[str] = Counter()
 
-    def count(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+    def count(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         head = " ".join(statement.split()[:3]).upper()
         rows = len(params) if many else 1
         if head.startswith("INSERT INTO INBOUND_MESSAGE"):
@@ -124,9 +126,9 @@ def test_postgresql_defers_the_message_keys_in_a_batch_only(engine: Engine) -> N
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite: the foreign keys are as before")
     factory = sessionmaker(engine)
-    with factory() as session, session.begin():  # outside a batch: refused at once
-        with pytest.raises(IntegrityError), session.begin_nested():
-            session.execute(_ORPHAN)
+    # outside a batch: refused at once
+    with factory() as session, session.begin(), pytest.raises(IntegrityError):
+        session.execute(_ORPHAN)
     session = factory()
     try:
         session.begin()

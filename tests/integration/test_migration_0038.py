@@ -11,6 +11,7 @@ SQLite: the schema is the same at 0036 and 0038.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, inspect, text
@@ -21,8 +22,8 @@ from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.search import find
-from tests.integration.connector_helpers import example_pipeline
-from tests.integration.test_bulk_ingest import _fixtures
+from tests.integration.referral_support import pipeline_for
+from tests.integration.test_bulk_ingest import _fixtures, _routed
 from tests.integration.test_message_row_once import T0
 
 _KEYS = (
@@ -30,6 +31,13 @@ _KEYS = (
     "fk_resource_version_message_id_inbound_message",
     "fk_outbox_message_id_inbound_message",
 )
+# PostgreSQL at 0038: the outbox's 8-byte columns first, then 4, 2, variable-length
+_ORDER_0038 = [
+    "id", "resource_key", "order_key", "next_attempt_at", "created_at", "claimed_until",
+    "first_attempt_at", "last_attempt_at", "delivered_at", "sequence", "destination_id",
+    "version_id", "attempts", "sent_version_id", "state", "message_id", "reason",
+    "last_error", "claimed_by", "last_status", "person_id", "care_facility",
+]  # fmt: skip
 SEARCHES = [
     ("Observation", [("_sort", "-_lastUpdated")]),
     ("Observation", [("_sort", "_lastUpdated")]),
@@ -93,27 +101,87 @@ def _postgresql_form(engine: Engine) -> tuple[dict[str, tuple[bool, bool]], set[
     return keys, indexes
 
 
+def _outbox(engine: Engine) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Every outbox row (every column, by name) in id order, and the delivery attempts."""
+    names = ", ".join(_OUTBOX_COLUMNS)
+    with engine.connect() as conn:
+        rows = list(conn.execute(text(f"SELECT {names} FROM outbox ORDER BY id")))
+        attempts = list(conn.execute(text("SELECT id, outbox_id, outcome FROM delivery_attempt")))
+    return [tuple(r) for r in rows], [tuple(a) for a in attempts]
+
+
+def _column_order(engine: Engine) -> list[str]:
+    return [c["name"] for c in inspect(engine).get_columns("outbox")]
+
+
+_OUTBOX_COLUMNS = (
+    "id",
+    "version_id",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "last_error",
+    "message_id",
+    "order_key",
+    "claimed_by",
+    "claimed_until",
+    "first_attempt_at",
+    "last_attempt_at",
+    "delivered_at",
+    "last_status",
+    "sent_version_id",
+    "reason",
+    "person_id",
+    "care_facility",
+    "sequence",
+    "destination_id",
+    "resource_key",
+)  # fmt: skip (0036's order)
+
+
 def _sqlite_schema(engine: Engine) -> list[tuple[str, str]]:
     with engine.connect() as conn:
         return list(
-            conn.execute(text("SELECT name, sql FROM sqlite_master WHERE name != 'alembic_version' ORDER BY name"))
+            conn.execute(
+                text(
+                    "SELECT name, sql FROM sqlite_master"
+                    " WHERE name != 'alembic_version' ORDER BY name"
+                )
+            )
         )
 
 
-def test_migration_0038_both_ways(blank_database_url: str) -> None:
+def test_migration_0038_both_ways(blank_database_url: str, tmp_path: Path) -> None:
     engine = make_engine(blank_database_url)
     try:
         migrate(engine)
         _save(engine)
+        pipeline = pipeline_for(_routed(tmp_path), make_factory(engine))
+        items = _fixtures()
+        results = list(pipeline.ingest_many(items[:6], batch=3))  # outbox rows, routed
+        assert all(r.accepted for r in results)
+        with engine.begin() as conn:  # an attempt, which the outbox's copy must keep
+            conn.execute(
+                text(
+                    "INSERT INTO delivery_attempt (outbox_id, destination, attempted_at,"
+                    " outcome, duration_ms) SELECT min(id), 'x', :t, 'retry', 1 FROM outbox"
+                ),
+                {"t": T0},
+            )
+        outbox = _outbox(engine)
+        assert len(outbox[0]) > 10 and len(outbox[1]) == 1
         answers = _answers(engine)
-        assert answers[0][:3] == ["o2-1", "o2-2", "o2-3"]  # newest first, ids ascending
-        assert answers[1][:3] == ["o0-1", "o0-2", "o0-3"]
+        ours = [[i for i in a if isinstance(i, str) and i.startswith("o")] for a in answers[:2]]
+        assert ours[0][:3] == ["o2-1", "o2-2", "o2-3"]  # newest first, ids ascending
+        assert ours[1][:3] == ["o0-1", "o0-2", "o0-3"]
         postgresql = engine.dialect.name == "postgresql"
         if postgresql:
             keys, indexes = _postgresql_form(engine)
             assert keys == dict.fromkeys(_KEYS, (True, False))
             assert ("resource_type", "last_updated") in indexes
             assert ("resource_type", "last_updated", "id") not in indexes
+            assert _column_order(engine) == _ORDER_0038
         else:
             at_head = _sqlite_schema(engine)
 
@@ -124,16 +192,24 @@ def test_migration_0038_both_ways(blank_database_url: str) -> None:
             assert keys == dict.fromkeys(_KEYS, (False, False))
             assert ("resource_type", "last_updated", "id") in indexes
             assert ("resource_type", "last_updated") not in indexes
+            assert _column_order(engine) == list(_OUTBOX_COLUMNS)
         else:
             assert _sqlite_schema(engine) == at_head  # nothing changes on SQLite
+        assert _outbox(engine) == outbox
 
         migrate(engine)
         assert _answers(engine) == answers
+        assert _outbox(engine) == outbox
         if postgresql:
             assert _postgresql_form(engine)[0] == dict.fromkeys(_KEYS, (True, False))
-        # a bulk batch after the upgrade: each message stored, its rows naming it
-        factory = make_factory(engine)
-        results = list(example_pipeline(factory).ingest_many(_fixtures()[:8], batch=4))
+            assert _column_order(engine) == _ORDER_0038
+        # a bulk batch after the upgrade: stored, its outbox rows numbered after the others
+        results = list(pipeline.ingest_many(items[6:12], batch=3))
         assert all(r.accepted and not r.duplicate for r in results)
+        rows = _outbox(engine)[0]
+        assert rows[: len(outbox[0])] == outbox[0] and len(rows) > len(outbox[0])
+        with engine.begin() as conn:  # the attempts' foreign key cascades as before
+            conn.execute(text("DELETE FROM outbox WHERE id = :i"), {"i": outbox[0][0][0]})
+            assert conn.execute(text("SELECT count(*) FROM delivery_attempt")).scalar_one() == 0
     finally:
         engine.dispose()
