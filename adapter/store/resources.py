@@ -127,7 +127,8 @@ def lock_resources(
     to commit and then reads what it wrote. (Until migration 0038 an empty placeholder row
     was inserted instead and replaced by ``save_resources``: the update left a dead copy
     of every new Patient row and new entries in the resource's five indexes, decision 0089.)
-    On SQLite the transaction holds the database's write lock already.
+    On SQLite the transaction holds the database's write lock already. ``now`` is no longer
+    used (it stamped the placeholder); kept for the callers.
     """
     wanted = frozenset(keys)
     if not wanted:
