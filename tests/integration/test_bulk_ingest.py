@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.verify import verify
 from adapter.pipeline.receipt import Receipt
-from adapter.store import make_engine, migrate
+from adapter.store import content_hash, make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
 from adapter.store.identity_tables import (
@@ -329,6 +329,15 @@ KEPT_OUT = "拒存"  # a word whose message the database refuses (below)
 KEPT_OUT_MESSAGE = long_oru(obx5=f"结果{KEPT_OUT}", control="ROLL0002")
 
 
+def _kept_out_hash() -> str:
+    """The content hash of the KEPT_OUT message's Observation (no message id in it)."""
+    translator = example_translator()
+    facility, source = translator.source("std-hl7v2")
+    outcome = translator.translate_for(KEPT_OUT_MESSAGE, facility, source, "kept-out")
+    (kept,) = [r for r in outcome.resources if KEPT_OUT in str(r)]
+    return content_hash(kept)
+
+
 def _refuse_bodies(engine: Engine) -> None:
     """The database refuses the resource rows of the message that holds KEPT_OUT: the
     failure comes inside its savepoint, after save_resources buffered its index rows. The
@@ -337,10 +346,13 @@ def _refuse_bodies(engine: Engine) -> None:
     digest = hashlib.sha256(KEPT_OUT_MESSAGE).hexdigest()
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
+            # also by the content hash of its Observation: a bulk batch on PostgreSQL writes
+            # the message's row after its resources (decision 0089)
             conn.execute(
                 text(
                     "CREATE FUNCTION test_kept_out() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                    "BEGIN IF EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = "
+                    f"BEGIN IF NEW.content_hash = decode('{_kept_out_hash()}', 'hex') "
+                    "OR EXISTS (SELECT 1 FROM inbound_message m WHERE m.id = "
                     f"NEW.message_id AND m.sha256 = decode('{digest}', 'hex')) "
                     "THEN RAISE EXCEPTION 'refused by the test' USING ERRCODE = 'check_violation'; "
                     "END IF; RETURN NEW; END $$"
@@ -523,7 +535,8 @@ LATE_PEER = "refused-late"  # the database refuses to mark this peer's message p
 
 def _refuse_late(engine: Engine) -> None:
     """The database refuses the last write of a message from LATE_PEER (its status), after
-    every step queued its rows: versions, index rows, outbox rows."""
+    every step queued its rows: versions, index rows, outbox rows (PostgreSQL's bulk batch:
+    the message row's one INSERT, decision 0089)."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
@@ -534,9 +547,11 @@ def _refuse_late(engine: Engine) -> None:
                     "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
                 )
             )
+            # INSERT too: a bulk batch on PostgreSQL inserts the message's row once, with
+            # its result (decision 0089)
             conn.execute(
                 text(
-                    "CREATE TRIGGER test_refuse_late BEFORE UPDATE ON inbound_message "
+                    "CREATE TRIGGER test_refuse_late BEFORE INSERT OR UPDATE ON inbound_message "
                     "FOR EACH ROW EXECUTE FUNCTION test_refuse_late()"
                 )
             )
