@@ -3,13 +3,14 @@
 
     BENCH_KEEP_PG=1 .venv/bin/python bench/bench_ingest.py --slices 3 --slice-size 300 \\
         --unique-patients --spread-births --no-sqlite      # prints "kept PostgreSQL schema S"
-    .venv/bin/python bench/pg_last_updated_reads.py S [--rounds 200] [--pg URL]
+    .venv/bin/python bench/pg_last_updated_reads.py S [S2 ...] [--rounds 200] [--pg URL]
 
-Each query through the store (``adapter.store.search.find``, ``read_history_page``), 50
-a page, ``--rounds`` times in a shuffled order; prints p50 / p95 in milliseconds and the
-index the first statement's plan reads, and the page's ids (so two schemas holding the
-same messages can be compared: their answers must be equal where the data is).
-Read-only: the schema is left as it is.
+Several schemas (e.g. base and branch, each filled by its own code): every query runs on
+each in turn, in a shuffled order, within one process, so that the host's drift falls on
+all alike; the same code reads them all. Each query goes through the store
+(``adapter.store.search.find``, ``read_history_page``), 50 a page, ``--rounds`` times;
+prints p50 / p95 in milliseconds, the indexes of the first statement's plan, and the
+page's ids. Read-only: the schemas are left as they are.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import random
 import statistics
 import sys
 import time
-from datetime import timedelta
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,57 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("schema")
+    ap.add_argument("schemas", nargs="+", help="one schema, or several compared in turn")
     ap.add_argument("--rounds", type=int, default=200)
     ap.add_argument("--pg", default=DEFAULT_PG)
     args = ap.parse_args()
-    url = make_url(args.pg).update_query_dict({"options": f"-csearch_path={args.schema}"})
+    prepared = [_prepare(args.pg, schema) for schema in args.schemas]
+    rng = random.Random(5)
+    labels = list(prepared[0].queries)
+    sessions = [p.factory() for p in prepared]
+    try:
+        for _ in range(args.rounds):  # each query on every schema in turn, shuffled
+            rng.shuffle(labels)
+            for label in labels:
+                order = list(range(len(prepared)))
+                rng.shuffle(order)
+                for n in order:
+                    started = time.perf_counter()
+                    prepared[n].queries[label](sessions[n])
+                    prepared[n].times[label].append((time.perf_counter() - started) * 1000)
+    finally:
+        for session in sessions:
+            session.close()
+    for p in prepared:
+        print(f"schema {p.schema}: {args.rounds} rounds, milliseconds per page of 50")
+        print(f"{'query':44} {'p50':>7} {'p95':>7}  indexes of the first statement's plan")
+        for label in labels_in_order(p):
+            ms = sorted(p.times[label])
+            p95 = ms[int(len(ms) * 0.95) - 1]
+            print(f"{label:44} {statistics.median(ms):7.2f} {p95:7.2f}  {p.plans[label]}")
+        for label, ids in p.answers.items():
+            print(f"answer {label}: {len(ids)} ids, first {ids[:2]}")
+        p.engine.dispose()
+
+
+def labels_in_order(p: Prepared) -> list[str]:
+    return list(p.queries)
+
+
+@dataclass
+class Prepared:
+    schema: str
+    engine: Any
+    factory: Any
+    queries: dict[str, Any]
+    plans: dict[str, str] = field(default_factory=dict)
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    times: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _prepare(pg: str, schema: str) -> Prepared:
+    """The schema's queries (its own middle instant), each run once: the answer, the plan."""
+    url = make_url(pg).update_query_dict({"options": f"-csearch_path={schema}"})
     engine = make_engine(url.render_as_string(hide_password=False))
     factory = session_factory(engine)
     with factory() as session:
@@ -75,7 +122,7 @@ def main() -> None:
         queries[label] = run
     for label, since in (
         ("Observation/_history", None),
-        ("Observation/_history?_since=<middle>", middle - timedelta(microseconds=0)),
+        ("Observation/_history?_since=<middle>", middle),
     ):
 
         def history(session: Any, since: Any = since) -> list[str]:
@@ -85,13 +132,10 @@ def main() -> None:
             return [f"{r.id}/{r.version_id}" for r in rows]
 
         queries[label] = history
-
-    plans: dict[str, str] = {}
-    times: dict[str, list[float]] = {label: [] for label in queries}
-    answers: dict[str, list[str]] = {}
+    p = Prepared(schema, engine, factory, queries, times={label: [] for label in queries})
     with factory() as session:
         for label, run in queries.items():  # warm, the answer and the plan's indexes
-            seen: list[str] = []
+            seen: list[Any] = []
 
             def grab(
                 conn: Any,
@@ -108,31 +152,15 @@ def main() -> None:
 
             event.listen(engine, "before_cursor_execute", grab)
             try:
-                answers[label] = run(session)
+                p.answers[label] = run(session)
             finally:
                 event.remove(engine, "before_cursor_execute", grab)
             plan = ""
             if seen:
                 explained = session.connection().exec_driver_sql("EXPLAIN " + seen[0], seen[1])
                 plan = "\n".join(r[0] for r in explained)
-            plans[label] = ", ".join(sorted(set(_indexes(plan)))) or "-"
-        rng = random.Random(5)
-        labels = list(queries)
-        for _ in range(args.rounds):
-            rng.shuffle(labels)
-            for label in labels:
-                started = time.perf_counter()
-                queries[label](session)
-                times[label].append((time.perf_counter() - started) * 1000)
-    print(f"schema {args.schema}: {args.rounds} rounds, milliseconds per page of 50")
-    print(f"{'query':44} {'p50':>7} {'p95':>7}  indexes of the first statement's plan")
-    for label in queries:
-        ms = sorted(times[label])
-        p95 = ms[int(len(ms) * 0.95) - 1]
-        print(f"{label:44} {statistics.median(ms):7.2f} {p95:7.2f}  {plans[label]}")
-    for label, ids in answers.items():
-        print(f"answer {label}: {len(ids)} ids, first {ids[:2]}")
-    engine.dispose()
+            p.plans[label] = ", ".join(sorted(set(_indexes(plan)))) or "-"
+    return p
 
 
 def _indexes(plan: str) -> list[str]:
