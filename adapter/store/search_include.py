@@ -20,6 +20,7 @@ from adapter.fhir.search_results import Include
 from adapter.store.index_params import ParamIds, named_rows, rows_in
 from adapter.store.keys import keys_in
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.search_terms import reference_rows, refs_any_of, search_terms
 from adapter.store.visibility import Visibility, visible
 
 _r = Resource.__table__
@@ -68,7 +69,8 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
         return []
     # the include's parameter, or every reference parameter of the source type
     names = named_rows(include.source, include.param) if include.param is not None else None
-    rows = rows_in(_si, ids.of(include.source, names, "reference"), "reference")
+    pids = ids.of(include.source, names, "reference")
+    rows = rows_in(_si, pids, "reference")
     out: list[Key] = []
     if include.reverse:
         for chunk in _chunks(frontier):
@@ -80,26 +82,36 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
             t = _r.alias()
             targets = select(t.c.resource_key).where(keys_in(t.c.resource_type, t.c.id, named))
             texts = [f"{t}/{i}" for t, i in named]
-            for referring in (_si.c.target_key.in_(targets), _si.c.reference.in_(texts)):
-                query = (
+            queries = [
+                select(_r.c.resource_type, _r.c.id)
+                .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
+                .where(rows, referring)
+                for referring in (_si.c.target_key.in_(targets), _si.c.reference.in_(texts))
+            ]
+            if ids.terms:  # PostgreSQL: the arrays naming a target, by GIN (decision 0088)
+                terms = search_terms.alias()
+                queries[0] = (
                     select(_r.c.resource_type, _r.c.id)
-                    .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
-                    .where(rows, referring)
+                    .select_from(terms.join(_r, _r.c.resource_key == terms.c.resource_key))
+                    .where(refs_any_of(terms, pids, targets))
                 )
+            for query in queries:
                 out.extend((t, i) for t, i in session.execute(query.distinct()))
         return sorted(set(out))
     target = _r.alias()
+    refs = reference_rows()  # the arrays' values too (PostgreSQL, decision 0088)
+    rows = rows_in(refs, pids, "reference")
     for chunk in _chunks([i for _, i in sources]):
         source_keys = select(_r.c.resource_key).where(
             _r.c.resource_type == include.source, _r.c.id.in_(chunk)
         )
         query = (
-            select(_si.c.reference, target.c.resource_type, target.c.id)
-            .select_from(_si.outerjoin(target, target.c.resource_key == _si.c.target_key))
+            select(refs.c.reference, target.c.resource_type, target.c.id)
+            .select_from(refs.outerjoin(target, target.c.resource_key == refs.c.target_key))
             .where(
                 rows,
-                _si.c.resource_key.in_(source_keys),
-                or_(_si.c.reference.is_not(None), _si.c.target_key.is_not(None)),
+                refs.c.resource_key.in_(source_keys),
+                or_(refs.c.reference.is_not(None), refs.c.target_key.is_not(None)),
             )
         )
         for reference, ttype, tid in session.execute(query.distinct()):

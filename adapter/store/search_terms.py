@@ -1,0 +1,176 @@
+"""PostgreSQL: the references that name a stored resource as one array per resource under
+GIN (decision 0088, after the study 0087).
+
+On PostgreSQL a reference row of ``search_index`` that names its target by key
+(``target_key``, decision 0080) is not written: the resource's such values are one row of
+``search_terms`` (``resource_key``, ``refs bigint[]``), each element ``param_id << 40 |
+target_key``, an exact key (no hash: no false positive), under a GIN index. A reference
+kept as text (its target not stored at the write, or not a resource of this store) and
+``:identifier`` values stay rows of ``search_index``. SQLite keeps its rows (no GIN).
+
+Readers:
+
+* A search that starts from targets (a reference criterion by key, a chain, a reverse
+  include, a sort walking its targets) asks GIN: ``refs && ARRAY[keys]`` (``refs_any``).
+* A reader that starts from the referring resource (a forward include, ``_has``, a sort's
+  value of one resource, ``:not`` and ``:missing`` probes correlated on the resource)
+  reads ``reference_rows()``: on SQLite ``search_index`` itself; on PostgreSQL every
+  ``search_index`` row and the arrays unnested as reference rows of the same columns (a
+  ``UNION ALL`` whose members take the probe's ``resource_key``, the primary key of each
+  table). A probe naming targets never reads it: it would unnest every array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Select,
+    delete,
+    false,
+    func,
+    literal_column,
+    or_,
+    select,
+    type_coerce,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import TableClause
+
+from adapter.store.models import SEARCH_TERMS, SearchIndex
+
+SHIFT = 40  # a target's key below, its parameter above
+TARGET_MAX = (1 << SHIFT) - 1  # 1.1e12 resources
+PARAM_MAX = (1 << (63 - SHIFT)) - 1  # 8.4 million (type, parameter, kind) rows
+REFERENCE_KIND = 4  # models.KINDS["reference"]
+
+search_terms = SEARCH_TERMS
+_t = search_terms
+_BIGINTS = ARRAY(BigInteger())
+
+
+def uses_terms(session: Session) -> bool:
+    """Whether the store keeps references by key in ``search_terms`` (PostgreSQL)."""
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def ref_key(param_id: int, target_key: int) -> int:
+    """The element of one reference: exact, checked to fit its bits."""
+    if not 0 < target_key <= TARGET_MAX or not 0 < param_id <= PARAM_MAX:
+        raise ValueError(f"search_terms: key out of range (param {param_id}, target {target_key})")
+    return param_id << SHIFT | target_key
+
+
+def keys_array(keys: Iterable[int]) -> ColumnElement[Any]:
+    """``ARRAY[k, ...]::bigint[]`` as a constant of the statement (integers only)."""
+    return type_coerce(
+        literal_column("ARRAY[" + ",".join(str(int(k)) for k in keys) + "]::bigint[]"), _BIGINTS
+    )
+
+
+def refs_any(terms: Any, param_ids: Iterable[int], targets: Iterable[int]) -> ColumnElement[bool]:
+    """``terms`` (an alias of search_terms) names one of ``targets`` by one of
+    ``param_ids``: one GIN probe with every combination."""
+    keys = sorted(ref_key(p, t) for p in param_ids for t in targets)
+    if not keys:
+        return false()
+    return terms.c.refs.op("&&")(keys_array(keys))
+
+
+def refs_any_of(terms: Any, param_ids: Iterable[int], targets: Select[Any]) -> ColumnElement[bool]:
+    """``refs_any`` of the targets a subquery selects (their keys, one column): the
+    subquery is run once (an InitPlan) and its array probes GIN."""
+    found = targets.subquery()
+    column = found.c[0]
+    parts = []
+    for pid in param_ids:
+        if not 0 < pid <= PARAM_MAX:
+            raise ValueError(f"search_terms: parameter id out of range ({pid})")
+        element = column + literal_column(str(pid << SHIFT), BigInteger())
+        array = select(func.array_agg(element)).scalar_subquery()
+        parts.append(terms.c.refs.op("&&")(type_coerce(array, _BIGINTS)))
+    return or_(false(), *parts)
+
+
+def refs_name(terms: Any, param_ids: Iterable[int], target: Any) -> ColumnElement[bool]:
+    """``terms`` names the target whose key is the column ``target`` (of a row the statement
+    reads first: a sort's walk over targets) by one of ``param_ids``."""
+    parts = []
+    for pid in param_ids:
+        if not 0 < pid <= PARAM_MAX:
+            raise ValueError(f"search_terms: parameter id out of range ({pid})")
+        parts.append(target + literal_column(str(pid << SHIFT), BigInteger()))
+    if not parts:
+        return false()
+    return terms.c.refs.op("&&")(type_coerce(pg_array(parts), _BIGINTS))
+
+
+def delete_terms(session: Session, rkeys: list[int]) -> None:
+    session.execute(delete(_t).where(_t.c.resource_key.in_(rkeys)))
+
+
+def term_rows(rows: Iterable[tuple[int, int, int]]) -> list[tuple[int, list[int]]]:
+    """(resource_key, param_id, target_key) of reference rows named by key -> one
+    (resource_key, sorted distinct elements) per resource."""
+    by_resource: dict[int, set[int]] = {}
+    for rkey, pid, target in rows:
+        by_resource.setdefault(rkey, set()).add(ref_key(pid, target))
+    return [(rkey, sorted(keys)) for rkey, keys in by_resource.items()]
+
+
+class _ReferenceRows(TableClause):
+    """``search_index`` as its reference rows' readers see it (module docstring): the table
+    on SQLite; on PostgreSQL the table's rows and the arrays as rows (``_union``). Always
+    used through an alias (PostgreSQL 15 wants a name for a subquery in FROM)."""
+
+    inherit_cache = True
+
+
+_si = SearchIndex.__table__
+_COLUMNS = (
+    "resource_key",
+    "row_id",
+    "param_id",
+    "kind",
+    "target_key",
+    "reference",
+    "reference_full",
+)
+# its own name: SQLAlchemy's statement cache tells it from a ``search_index`` table by it
+REFERENCE_ROWS = _ReferenceRows("search_refs", *(Column(c, _si.c[c].type) for c in _COLUMNS))
+
+
+def reference_rows(name: str | None = None) -> Any:
+    """A new alias of the reference rows (``_ReferenceRows``)."""
+    return REFERENCE_ROWS.alias(name)
+
+
+@compiles(_ReferenceRows)
+def _plain(element: _ReferenceRows, compiler: Any, **kw: Any) -> str:
+    return str(compiler.preparer.format_table(_si))
+
+
+# the arrays' rows: ``row_id`` below every sequence number (negative, distinct within a
+# resource), so an unnested row precedes a text row in a sort's tie-break
+_UNION = (
+    "(SELECT resource_key, row_id, param_id, kind, target_key, reference, reference_full"
+    " FROM {si}"
+    " UNION ALL SELECT t.resource_key, -u.n, (u.k >> 40)::int, 4::smallint, u.k & {mask},"
+    " NULL::text, NULL::text FROM {terms} AS t CROSS JOIN LATERAL"
+    " unnest(t.refs) WITH ORDINALITY AS u (k, n))"
+)
+
+
+@compiles(_ReferenceRows, "postgresql")
+def _union(element: _ReferenceRows, compiler: Any, **kw: Any) -> str:
+    preparer = compiler.preparer
+    return _UNION.format(
+        si=preparer.format_table(_si), terms=preparer.format_table(_t), mask=TARGET_MAX
+    )
