@@ -169,9 +169,10 @@ def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElemen
 
 def _placed_by_target(key: SortKey, terms: FromClause, named: Any, ids: Ids) -> ColumnElement[bool]:
     """PostgreSQL's walk (decision 0088): the resource of ``terms`` (its array names the
-    target ``named``) has no value of the parameter that sorts before ``named``. An equal
-    value is the same target (an array holds each once) or a text row, which an array's
-    value precedes (``reference_rows``' row numbers): no tie to break."""
+    target ``named``) has no value of the parameter that sorts before ``named``, and no
+    text row of the same value: a text row precedes an array's values (``reference_rows``'
+    row numbers), so the text part places that resource. Another equal value of the array
+    is the same target by another parameter: the same place."""
     other = reference_rows("sort_other")
     rival, others, target = _joined_reference(other)
     better = rival > named if key.descending else rival < named
@@ -182,7 +183,7 @@ def _placed_by_target(key: SortKey, terms: FromClause, named: Any, ids: Ids) -> 
         .where(
             other.c.resource_key == terms.c.resource_key,
             rows_in(other, ids, "reference", of_resource=True),
-            better,
+            or_(better, and_(rival == named, other.c.reference.is_not(None))),
         )
         .exists()
     )

@@ -17,7 +17,8 @@ Readers:
   reads ``reference_rows()``: on SQLite ``search_index`` itself; on PostgreSQL every
   ``search_index`` row and the arrays unnested as reference rows of the same columns (a
   ``UNION ALL`` whose members take the probe's ``resource_key``, the primary key of each
-  table). A probe naming targets never reads it: it would unnest every array.
+  table). A probe naming targets never reads it: it would unnest every array (only
+  ``:missing=false`` of a reference does, a scan of the arrays).
 """
 
 from __future__ import annotations
@@ -134,17 +135,28 @@ class _ReferenceRows(TableClause):
 
 
 _si = SearchIndex.__table__
-_COLUMNS = (
-    "resource_key",
-    "row_id",
-    "param_id",
-    "kind",
-    "target_key",
-    "reference",
-    "reference_full",
-)
+# (column, its value in an array's row on PostgreSQL): every column of search_index
+_ARRAY_ROW = {
+    "row_id": "{first} + u.n",
+    "resource_key": "t.resource_key",
+    "value_date_start": "NULL::timestamptz",
+    "value_date_end": "NULL::timestamptz",
+    "value_number": "NULL::float8",
+    "target_key": "u.k & {mask}",
+    "param_id": "(u.k >> {shift})::int",
+    "system_id": "NULL::int",
+    "kind": "4::smallint",
+    "code": "NULL::text",
+    "value": "NULL::text",
+    "value_norm": "NULL::text",
+    "reference": "NULL::text",
+    "code_full": "NULL::text",
+    "value_norm_full": "NULL::text",
+    "reference_full": "NULL::text",
+}
+assert set(_ARRAY_ROW) == {c.name for c in _si.c}
 # its own name: SQLAlchemy's statement cache tells it from a ``search_index`` table by it
-REFERENCE_ROWS = _ReferenceRows("search_refs", *(Column(c, _si.c[c].type) for c in _COLUMNS))
+REFERENCE_ROWS = _ReferenceRows("search_refs", *(Column(c, _si.c[c].type) for c in _ARRAY_ROW))
 
 
 def reference_rows(name: str | None = None) -> Any:
@@ -157,20 +169,25 @@ def _plain(element: _ReferenceRows, compiler: Any, **kw: Any) -> str:
     return str(compiler.preparer.format_table(_si))
 
 
-# the arrays' rows: ``row_id`` below every sequence number (negative, distinct within a
-# resource), so an unnested row precedes a text row in a sort's tie-break
+# an array's rows are numbered after every sequence number, in the array's (key) order: as
+# migration 0037's downgrade writes them back, after the resource's other rows
+ARRAY_ROW_FIRST = 1 << 62
 _UNION = (
-    "(SELECT resource_key, row_id, param_id, kind, target_key, reference, reference_full"
-    " FROM {si}"
-    " UNION ALL SELECT t.resource_key, -u.n, (u.k >> 40)::int, 4::smallint, u.k & {mask},"
-    " NULL::text, NULL::text FROM {terms} AS t CROSS JOIN LATERAL"
-    " unnest(t.refs) WITH ORDINALITY AS u (k, n))"
+    "(SELECT {columns} FROM {si} UNION ALL SELECT {values} FROM {terms} AS t"
+    " CROSS JOIN LATERAL unnest(t.refs) WITH ORDINALITY AS u (k, n))"
 )
 
 
 @compiles(_ReferenceRows, "postgresql")
 def _union(element: _ReferenceRows, compiler: Any, **kw: Any) -> str:
     preparer = compiler.preparer
-    return _UNION.format(
-        si=preparer.format_table(_si), terms=preparer.format_table(_t), mask=TARGET_MAX
+    return rows_sql(preparer.format_table(_si), preparer.format_table(_t))
+
+
+def rows_sql(index: str = "search_index", terms: str = "search_terms") -> str:
+    """PostgreSQL's ``reference_rows`` as SQL text (a parenthesised subquery; tests and
+    benchmarks that read rows by SQL)."""
+    values = ", ".join(
+        v.format(first=ARRAY_ROW_FIRST, mask=TARGET_MAX, shift=SHIFT) for v in _ARRAY_ROW.values()
     )
+    return _UNION.format(columns=", ".join(_ARRAY_ROW), si=index, values=values, terms=terms)

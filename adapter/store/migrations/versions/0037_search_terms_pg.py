@@ -7,8 +7,9 @@ and their index ``ix_search_index_target`` (then empty) dropped. References kept
 stay rows. The keys' ranges are checked first: a value that would not fit its bits stops
 the migration with nothing changed. SQLite: nothing changes (its rows stay).
 
-Downgrade (PostgreSQL): the arrays unnested back into reference rows, the index rebuilt,
-the table dropped.
+Downgrade (PostgreSQL): the arrays unnested back into reference rows (after their
+resource's other rows, in key order), the rows numbered over the table in (resource, row id)
+order as 0036's downgrade numbers SQLite's, the index rebuilt, the table dropped.
 
 Revision ID: 0037
 Revises: 0036
@@ -65,6 +66,16 @@ def downgrade() -> None:
         f"SELECT t.resource_key, (k >> {_SHIFT})::int, 4, k & {_TARGET_MAX} "
         "FROM search_terms AS t CROSS JOIN LATERAL unnest(t.refs) AS k "
         "ORDER BY t.resource_key, k"
+    )
+    # the rows numbered over the table in (resource, row id) order, as 0036's downgrade
+    # numbers SQLite's: each resource's rows keep their order, the references last
+    op.execute(
+        "UPDATE search_index AS s SET row_id = o.n FROM (SELECT row_id, row_number() OVER "
+        "(ORDER BY resource_key, row_id) AS n FROM search_index) AS o WHERE s.row_id = o.row_id"
+    )
+    op.execute(
+        "SELECT setval('search_index_row_id_seq', "
+        "(SELECT coalesce(max(row_id), 0) + 1 FROM search_index), false)"
     )
     op.execute(
         "CREATE INDEX ix_search_index_target ON search_index (param_id, target_key, resource_key)"
