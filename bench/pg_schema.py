@@ -141,7 +141,9 @@ class ResourceCopy:
                 # its resource's array, not a row (adapter/store/search_terms.py, 0088)
                 keyed = [r for r in rows if r.get("target_key") is not None]
                 rows = [r for r in rows if r.get("target_key") is None]
-                terms = term_rows((r["resource_key"], r["param_id"], r["target_key"]) for r in keyed)
+                terms = term_rows(
+                    (r["resource_key"], r["param_id"], r["target_key"]) for r in keyed
+                )
             index = io.StringIO()
             for row in rows:
                 index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")

@@ -66,7 +66,13 @@ from adapter.store.search_order import (
     walk_types,
     without_value,
 )
-from adapter.store.search_terms import reference_rows, refs_any, refs_any_of, search_terms
+from adapter.store.search_terms import (
+    reference_rows,
+    refs_any,
+    refs_any_of,
+    search_terms,
+    targets_of,
+)
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -161,10 +167,10 @@ def _index_led_page(
     the matches are placed and sorted as before: the walk would read every row of the
     parameter before a page of a selective criterion were full."""
     keyed = sort_ids(ids, rtype, sort)
-    lead = leading_rows(sort, _r, keyed)
+    lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
     if types is not None and bytewise(session):
-        walk = reference_walk(sort, _r, keyed, types)
+        walk = reference_walk(sort, _r, keyed, types, ids.terms)
         query = _walked(session, walk, where, sort, keyed, limit, offset)
     else:
         valued = select(_r.c.body).select_from(lead.joined).where(*where, lead.where)
@@ -176,7 +182,7 @@ def _index_led_page(
     if not bodies and offset:  # the page starts past the valued ones: how many were they?
         counted = select(func.count()).select_from(lead.joined).where(*where, lead.where)
         skip = max(0, offset - session.execute(counted).scalar_one())
-    missing, order = without_value(sort, _r, keyed)
+    missing, order = without_value(sort, _r, keyed, ids.terms)
     rest = select(_r.c.body).where(*where, missing).order_by(*order)
     bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
     return bodies
@@ -316,10 +322,15 @@ def _probe(
     ``of_resource``: the probe is correlated on the resource's key (``NOT EXISTS``, or any
     type), read through the table's key on SQLite (``rows_in``). Without ``si``, a
     reference's probe reads every reference row, the arrays' too (``reference_rows``)."""
+    fenced = si is None and kind == "reference" and ids.terms and of_resource
     if si is None:
         si = reference_rows() if kind == "reference" else _si.alias()
     rows = rows_in(si, ids.of(rtype, names, kind), kind, of_resource=of_resource)
-    return select(si.c.resource_key).where(rows)
+    query = select(si.c.resource_key).where(rows)
+    # PostgreSQL: ``OFFSET 0`` keeps the correlated probe a subplan, which takes the
+    # resource's key into both tables' primary keys (as a join it would unnest every
+    # array: reference_rows is a UNION whose arrays' part takes no join parameter)
+    return query.offset(0) if fenced else query
 
 
 def _si_of(probe: Select[Any]) -> FromClause:
@@ -392,7 +403,7 @@ def _has(
     its key (``target_key``) or by the text of a reference not written as a key."""
     source = criterion.source
     names = row_params(source, criterion.reference)
-    by_key = _probe(ids, source, names, "reference")  # every row: the arrays' too
+    by_key = _probe(ids, source, names, "reference", _si.alias())
     by_text = _probe(ids, source, names, "reference", _si.alias())
     keyed, texts = _si_of(by_key), _si_of(by_text)
     inner = _live(ids, source, criterion.inner, "resource_key")
@@ -401,6 +412,12 @@ def _has(
         keyed.c.resource_key.in_(_live(ids, source, criterion.inner, "resource_key")),
         keyed.c.target_key.is_not(None),
     )
+    if ids.terms:  # PostgreSQL: the sources' arrays, read by their keys (decision 0088)
+        named = targets_of(
+            _live(ids, source, criterion.inner, "resource_key"),
+            ids.of(source, names, "reference"),
+        ).subquery()
+        keys_referred = select(named.c.target_key)
     if rtype is None:
         return or_(
             r.c.resource_key.in_(keys_referred),

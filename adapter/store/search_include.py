@@ -13,14 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, literal, or_, select, union
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
 from adapter.store.index_params import ParamIds, named_rows, rows_in
 from adapter.store.keys import keys_in
 from adapter.store.models import Resource, SearchIndex
-from adapter.store.search_terms import reference_rows, refs_any_of, search_terms
+from adapter.store.search_terms import refs_any, search_terms, targets_of
 from adapter.store.visibility import Visibility, visible
 
 _r = Resource.__table__
@@ -89,32 +89,39 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
                 for referring in (_si.c.target_key.in_(targets), _si.c.reference.in_(texts))
             ]
             if ids.terms:  # PostgreSQL: the arrays naming a target, by GIN (decision 0088)
+                # the targets' keys read first: constants of one GIN probe
+                found = sorted(session.execute(targets).scalars())
                 terms = search_terms.alias()
                 queries[0] = (
                     select(_r.c.resource_type, _r.c.id)
                     .select_from(terms.join(_r, _r.c.resource_key == terms.c.resource_key))
-                    .where(refs_any_of(terms, pids, targets))
+                    .where(refs_any(terms, pids, found))
                 )
             for query in queries:
                 out.extend((t, i) for t, i in session.execute(query.distinct()))
         return sorted(set(out))
     target = _r.alias()
-    refs = reference_rows()  # the arrays' values too (PostgreSQL, decision 0088)
-    rows = rows_in(refs, pids, "reference")
     for chunk in _chunks([i for _, i in sources]):
         source_keys = select(_r.c.resource_key).where(
             _r.c.resource_type == include.source, _r.c.id.in_(chunk)
         )
         query = (
-            select(refs.c.reference, target.c.resource_type, target.c.id)
-            .select_from(refs.outerjoin(target, target.c.resource_key == refs.c.target_key))
+            select(_si.c.reference, target.c.resource_type, target.c.id)
+            .select_from(_si.outerjoin(target, target.c.resource_key == _si.c.target_key))
             .where(
                 rows,
-                refs.c.resource_key.in_(source_keys),
-                or_(refs.c.reference.is_not(None), refs.c.target_key.is_not(None)),
+                _si.c.resource_key.in_(source_keys),
+                or_(_si.c.reference.is_not(None), _si.c.target_key.is_not(None)),
             )
         )
-        for reference, ttype, tid in session.execute(query.distinct()):
+        statement: Any = query.distinct()
+        if ids.terms:  # PostgreSQL: and the targets the sources' arrays name (0088)
+            named = targets_of(source_keys, pids).subquery()
+            keyed = select(literal(None, String()), target.c.resource_type, target.c.id).join_from(
+                named, target, target.c.resource_key == named.c.target_key
+            )
+            statement = union(query, keyed)
+        for reference, ttype, tid in session.execute(statement):
             if ttype is not None:  # named by its key
                 rtype, rid = ttype, tid
             else:

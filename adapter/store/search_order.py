@@ -120,29 +120,45 @@ class LeadingRows:
 # once per shape they save the aliases' column copies on every search (about 1 ms of a
 # patient's page; decision 0045)
 @lru_cache(maxsize=512)
-def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]) -> LeadingRows:
+def leading_rows(
+    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...], terms: bool = False
+) -> LeadingRows:
     """The leading rows of a search of one type (the rows of its parameter are then one
     ``param_id``, the first column of the kind's index, read in order); ``keyed``: the sort
-    keys' ids (``sort_ids``)."""
+    keys' ids (``sort_ids``). ``terms``: PostgreSQL's arrays (decision 0088): a reference's
+    rows are read per resource (``_per_resource``)."""
     key = sort[0]
     kind = key.param.type
     row = _rows(kind, "sort_row")
+    if terms and kind == "reference":
+        row = _per_resource(row, r, "sort_row_of")
     if kind == "reference":  # the targets' texts joined, not one subquery per row and use
         value, rows, _ = _joined_reference(row)
     else:
         value, rows = _sort_value(row, kind, key.descending), row
     joined = r.join(rows, row.c.resource_key == r.c.resource_key)
     where = and_(
-        rows_in(row, keyed[0], kind), value.is_not(None), _placed(key, row, value, keyed[0])
+        rows_in(row, keyed[0], kind),
+        value.is_not(None),
+        _placed(key, row, value, keyed[0], terms),
     )
     first = value.desc() if key.descending else value.asc()
     return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
 
 
-def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElement[bool]:
+def _per_resource(rows: FromClause, r: FromClause, name: str) -> FromClause:
+    """PostgreSQL (decision 0088): ``rows`` (``reference_rows``) of ``r``'s resource as a
+    LATERAL subquery fenced by ``OFFSET 0``: the resource's key then reaches both tables'
+    primary keys (joined, the arrays' part of the UNION would be unnested whole)."""
+    return select(*rows.c).where(rows.c.resource_key == r.c.resource_key).offset(0).lateral(name)
+
+
+def _placed(
+    key: SortKey, row: FromClause, value: Any, ids: Ids, terms: bool = False
+) -> ColumnElement[bool]:
     """``row`` (value ``value``) is the row that places its resource: no other row of the
     parameter has a better value (higher descending, lower ascending) or the same value and
-    a lower row id."""
+    a lower row id. ``terms``: PostgreSQL's arrays, the probe fenced (``_per_resource``)."""
     kind = key.param.type
     other = _rows(kind, "sort_other")
     own = [other]  # the subquery's own tables; it is correlated to every other one
@@ -162,9 +178,10 @@ def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElemen
             rows_in(other, ids, kind, of_resource=True),
             or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
         )
-        .exists()
     )
-    return ~placed_higher
+    if terms and kind == "reference":
+        placed_higher = placed_higher.offset(0)
+    return ~placed_higher.exists()
 
 
 def _placed_by_target(key: SortKey, terms: FromClause, named: Any, ids: Ids) -> ColumnElement[bool]:
@@ -185,6 +202,7 @@ def _placed_by_target(key: SortKey, terms: FromClause, named: Any, ids: Ids) -> 
             rows_in(other, ids, "reference", of_resource=True),
             or_(better, and_(rival == named, other.c.reference.is_not(None))),
         )
+        .offset(0)  # a subplan: the key reaches the primary keys (``_per_resource``)
         .exists()
     )
     return ~placed_higher
@@ -336,7 +354,11 @@ def _sqlite_cross_join(join: _CrossJoin, compiler: Any, **kw: Any) -> str:
 
 @lru_cache(maxsize=512)
 def reference_walk(
-    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...], types: tuple[str, ...]
+    sort: tuple[SortKey, ...],
+    r: FromClause,
+    keyed: tuple[Ids, ...],
+    types: tuple[str, ...],
+    terms: bool = False,
 ) -> ReferenceWalk:
     """The two parts of a sort led by a reference (``ReferenceWalk``)."""
     key = sort[0]
@@ -344,14 +366,14 @@ def reference_walk(
     text_where = and_(
         rows_in(text_row, keyed[0], "reference"),
         text_row.c.reference.is_not(None),
-        _placed(key, text_row, text_row.c.reference, keyed[0]),
+        _placed(key, text_row, text_row.c.reference, keyed[0], terms),
     )
     key_row, target = reference_rows("sort_key_row"), _r.alias("sort_target")
     named = target.c.resource_type + literal("/") + target.c.id
     key_where = and_(
         rows_in(key_row, keyed[0], "reference"),
         key_row.c.target_key.is_not(None),
-        _placed(key, key_row, named, keyed[0]),
+        _placed(key, key_row, named, keyed[0], terms),
     )
     terms = tuple(_terms(sort[1:], r, keyed[1:]))
     return ReferenceWalk(
@@ -361,7 +383,7 @@ def reference_walk(
 
 @lru_cache(maxsize=512)
 def without_value(
-    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]
+    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...], terms: bool = False
 ) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
     """The resources with no value for the first sort key, and their ORDER BY."""
     key = sort[0]
@@ -371,11 +393,14 @@ def without_value(
     valued = column.is_not(None)
     if kind == "reference":  # or named by its key (decision 0080)
         valued = or_(valued, si.c.target_key.is_not(None))
-    has_value = exists().where(
+    where = (
         si.c.resource_key == r.c.resource_key,
         rows_in(si, keyed[0], kind, of_resource=True),
         valued,
     )
+    has_value = exists().where(*where)
+    if terms and kind == "reference":  # a subplan (``_per_resource``)
+        has_value = select(si.c.resource_key).where(*where).offset(0).exists()
     return ~has_value, tuple(order_by(sort[1:], r, keyed[1:]))
 
 

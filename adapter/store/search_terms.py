@@ -37,6 +37,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    true,
     type_coerce,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -111,6 +112,26 @@ def refs_name(terms: Any, param_ids: Iterable[int], target: Any) -> ColumnElemen
     if not parts:
         return false()
     return terms.c.refs.op("&&")(type_coerce(pg_array(parts), _BIGINTS))
+
+
+def targets_of(resources: Select[Any], param_ids: Iterable[int]) -> Select[Any]:
+    """``SELECT target_key``: the targets the arrays of ``resources`` (a subquery of
+    resource keys) name by one of ``param_ids``: each array read by its primary key and
+    unnested (a reader that starts from the referring resources: ``_has``, an include)."""
+    pids = sorted(param_ids)
+    t = _t.alias()
+    u = func.unnest(t.c.refs).table_valued("k").render_derived(name="u")
+    k = u.c.k
+    target = (k.op("&")(literal_column(str(TARGET_MAX), BigInteger()))).label("target_key")
+    param = k.op(">>")(literal_column(str(SHIFT)))
+    query = (
+        select(t.c.resource_key, target)
+        .select_from(t.join(u, true()))
+        .where(t.c.resource_key.in_(resources))
+    )
+    if not pids:
+        return query.where(false())
+    return query.where(param.in_([literal_column(str(p), BigInteger()) for p in pids]))
 
 
 def delete_terms(session: Session, rkeys: list[int]) -> None:
