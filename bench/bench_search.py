@@ -146,6 +146,20 @@ SELECT count(*) FROM search_index p
 WHERE p.param_id = {_param("patient", 4)} AND p.kind = 4 AND p.target_key = ({_PATIENT_KEY})
 """
 
+# PostgreSQL since migration 0037: the patient's results name it in their arrays (0088)
+_PATIENT_TERM = f"ARRAY[({_param('patient', 4)}::bigint << 40) | ({_PATIENT_KEY})]"
+FLOOR_PAGE_TERMS = f"""
+SELECT r.body FROM search_terms p
+JOIN resource r ON r.resource_key = p.resource_key
+LEFT JOIN LATERAL (
+  SELECT max(d.value_date_end) AS at FROM search_index d
+  WHERE d.resource_key = r.resource_key AND d.kind = 3 AND d.param_id = {_param("date", 3)}) s
+  ON true
+WHERE p.refs && {_PATIENT_TERM} AND NOT r.deleted
+ORDER BY s.at DESC NULLS LAST, r.last_updated DESC, r.id LIMIT 50
+"""
+FLOOR_COUNT_TERMS = f"SELECT count(*) FROM search_terms p WHERE p.refs && {_PATIENT_TERM}"
+
 FLOOR_TYPE_SORT = f"""
 SELECT r.body FROM search_index d
 JOIN resource r ON r.resource_key = d.resource_key
@@ -249,9 +263,16 @@ def run(schema: Schema, args: argparse.Namespace) -> None:
                 session.rollback()
                 pages["store"] = ([b["id"] for b in page.bodies], page.total)
 
-            def floor(ref: str = ref) -> None:
-                bodies = conn.execute(FLOOR_PAGE, {"id": ref}).fetchall()
-                total = conn.execute(FLOOR_COUNT, {"id": ref}).fetchone()
+            terms = conn.execute("SELECT to_regclass('search_terms')").fetchone()
+            page_sql, count_sql = (
+                (FLOOR_PAGE_TERMS, FLOOR_COUNT_TERMS)
+                if terms and terms[0]
+                else (FLOOR_PAGE, FLOOR_COUNT)
+            )
+
+            def floor(ref: str = ref, page_sql: str = page_sql, count_sql: str = count_sql) -> None:
+                bodies = conn.execute(page_sql, {"id": ref}).fetchall()
+                total = conn.execute(count_sql, {"id": ref}).fetchone()
                 pages["floor"] = ([unpack(b[0])["id"] for b in bodies], total and total[0])
 
             pages.clear()

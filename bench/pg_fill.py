@@ -158,6 +158,25 @@ def fill_observations(
     conn.execute("DROP TABLE fill_body")
     conn.execute("DROP TABLE fill_index")
     conn.commit()
+    keyed_rows_to_terms(conn)
+
+
+def keyed_rows_to_terms(conn: psycopg.Connection) -> None:
+    """On a store at migration 0037 or later (PostgreSQL): the reference rows written with
+    a target key become elements of their resource's array, as the store writes them
+    (decision 0088), merged with an array the resource has."""
+    found = conn.execute("SELECT to_regclass('search_terms')").fetchone()
+    if not found or found[0] is None:
+        return
+    keyed = "kind = 4 AND target_key IS NOT NULL"
+    conn.execute(
+        "INSERT INTO search_terms AS t (resource_key, refs) SELECT resource_key, "
+        f"array_agg(DISTINCT (param_id::bigint << 40) | target_key) FROM search_index "
+        f"WHERE {keyed} GROUP BY resource_key ON CONFLICT (resource_key) DO UPDATE SET refs = "
+        "ARRAY(SELECT DISTINCT k FROM unnest(t.refs || excluded.refs) AS k ORDER BY k)"
+    )
+    conn.execute(f"DELETE FROM search_index WHERE {keyed}")
+    conn.commit()
 
 
 def _insert(

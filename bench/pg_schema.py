@@ -20,6 +20,7 @@ from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
 from adapter.store.resource_keys import local_target
 from adapter.store.resources import index_row
+from adapter.store.search_terms import term_rows
 from adapter.store.systems import system_hash
 
 
@@ -134,13 +135,26 @@ class ResourceCopy:
         with conn.cursor() as cur:
             with_ids(cur, self._rows)
             with_targets(self._rows, self._keys)
+            rows, terms = self._rows, []
+            if cur.execute("SELECT to_regclass('search_terms')").fetchone()[0] is not None:
+                # PostgreSQL since migration 0037: a reference named by key is an element of
+                # its resource's array, not a row (adapter/store/search_terms.py, 0088)
+                keyed = [r for r in rows if r.get("target_key") is not None]
+                rows = [r for r in rows if r.get("target_key") is None]
+                terms = term_rows(
+                    (r["resource_key"], r["param_id"], r["target_key"]) for r in keyed
+                )
             index = io.StringIO()
-            for row in self._rows:
+            for row in rows:
                 index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
             with cur.copy(_RESOURCE_COPY) as copy:
                 copy.write(self._resources.getvalue())
             with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
                 copy.write(index.getvalue())
+            if terms:
+                with cur.copy("COPY search_terms (resource_key, refs) FROM STDIN") as copy:
+                    for term in terms:
+                        copy.write_row(term)
             cur.execute(
                 "SELECT setval('resource_key_seq', (SELECT max(resource_key) FROM resource))"
             )
@@ -202,4 +216,6 @@ def analyze(conn: psycopg.Connection) -> None:
     with conn.cursor() as cur:
         cur.execute("ANALYZE resource")
         cur.execute("ANALYZE search_index")
+        if cur.execute("SELECT to_regclass('search_terms')").fetchone()[0] is not None:
+            cur.execute("ANALYZE search_terms")  # decision 0088
     conn.commit()

@@ -103,6 +103,8 @@ class ParamIds:
 
     def __init__(self, session: Session) -> None:
         self._session = session
+        # PostgreSQL keeps references named by key as arrays (search_terms, decision 0088)
+        self.terms = session.get_bind().dialect.name == "postgresql"
         self._rows: dict[tuple[str, str, int], int] = {}
         self._types: set[str] = set()
         self._all = False

@@ -29,6 +29,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Column,
     FetchedValue,
     Float,
     ForeignKey,
@@ -40,11 +41,13 @@ from sqlalchemy import (
     Sequence,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     select,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 from adapter.store.types import (
@@ -287,9 +290,11 @@ class SearchIndex(Base):
         # a reference the store could name by its target's key has ``target_key`` and no
         # text (decision 0080): each of the two indexes holds only the rows with its column
         _kind_index("reference", "reference", where="reference IS NOT NULL"),
+        # SQLite only since migration 0037: PostgreSQL keeps these values as arrays in
+        # ``search_terms`` under GIN (adapter/store/search_terms.py, decision 0088)
         _kind_index(
             "reference", "target_key", name="ix_search_index_target", where="target_key IS NOT NULL"
-        ),
+        ).ddl_if(dialect="sqlite"),
         Index("ix_search_index_resource", "resource_key").ddl_if(dialect="postgresql"),
         # SQLite: the rows are stored in the key's order, (resource_key, kind, row_id),
         # without the rowid b-tree; the per-kind indexes, which end with resource_key, then
@@ -323,6 +328,20 @@ class SearchIndex(Base):
     code_full: Mapped[str | None] = mapped_column(Text())
     value_norm_full: Mapped[str | None] = mapped_column(Text())
     reference_full: Mapped[str | None] = mapped_column(Text())
+
+
+# PostgreSQL only (migration 0037, decision 0088): a resource's references that name a
+# stored resource, each ``param_id << 40 | target_key`` (adapter/store/search_terms.py),
+# under GIN. SQLite keeps them as search_index rows. ``info["dialect"]``: the schema
+# comparison expects it on that database alone (tests/integration/test_store_schema.py)
+SEARCH_TERMS = Table(
+    "search_terms",
+    Base.metadata,
+    Column("resource_key", BigInteger(), primary_key=True, autoincrement=False),
+    Column("refs", postgresql.ARRAY(BigInteger()), nullable=False),
+    Index("ix_search_terms_refs", "refs", postgresql_using="gin"),
+    info={"dialect": "postgresql"},
+)
 
 
 class SearchSystem(Base):

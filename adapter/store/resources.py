@@ -50,6 +50,7 @@ from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
 from adapter.store.resource_keys import local_target, new_keys, target_keys
+from adapter.store.search_terms import delete_terms, search_terms, term_rows, uses_terms
 from adapter.store.systems import system_ids
 
 _resource = Resource.__table__
@@ -809,6 +810,15 @@ def _insert_index_tuples(
     ]
     # fmt: on
     if session.get_bind().dialect.name != "sqlite":
+        # PostgreSQL: the references named by key are one array per resource (decision
+        # 0088), not rows. A transient row is deleted again before the commit: its array
+        # would only collide with the resource's stored one (the write checks its keys)
+        keyed = [w for w in written if w[4] is not None]
+        if keyed:
+            written = [w for w in written if w[4] is None]
+            terms = term_rows((w[0], w[5], w[4]) for w in keyed)
+            if not transient:
+                insert_tuples(session, search_terms, ("resource_key", "refs"), terms)
         insert_tuples(session, _index, _INDEX_COLUMNS, written)
         return
     numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
@@ -917,6 +927,8 @@ def _delete_index_rows(session: Session, rkeys: list[int]) -> None:
     for start in range(0, len(rkeys), _DELETE_CHUNK):
         chunk = rkeys[start : start + _DELETE_CHUNK]
         session.execute(delete(_index).where(_index.c.resource_key.in_(chunk)))
+        if uses_terms(session):
+            delete_terms(session, chunk)
 
 
 def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = DEFAULT_ZONE) -> int:

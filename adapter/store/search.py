@@ -66,6 +66,13 @@ from adapter.store.search_order import (
     walk_types,
     without_value,
 )
+from adapter.store.search_terms import (
+    reference_rows,
+    refs_any,
+    refs_any_of,
+    search_terms,
+    targets_of,
+)
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -160,10 +167,10 @@ def _index_led_page(
     the matches are placed and sorted as before: the walk would read every row of the
     parameter before a page of a selective criterion were full."""
     keyed = sort_ids(ids, rtype, sort)
-    lead = leading_rows(sort, _r, keyed)
+    lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
     if types is not None and bytewise(session):
-        walk = reference_walk(sort, _r, keyed, types)
+        walk = reference_walk(sort, _r, keyed, types, ids.terms)
         query = _walked(session, walk, where, sort, keyed, limit, offset)
     else:
         valued = select(_r.c.body).select_from(lead.joined).where(*where, lead.where)
@@ -175,7 +182,7 @@ def _index_led_page(
     if not bodies and offset:  # the page starts past the valued ones: how many were they?
         counted = select(func.count()).select_from(lead.joined).where(*where, lead.where)
         skip = max(0, offset - session.execute(counted).scalar_one())
-    missing, order = without_value(sort, _r, keyed)
+    missing, order = without_value(sort, _r, keyed, ids.terms)
     rest = select(_r.c.body).where(*where, missing).order_by(*order)
     bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
     return bodies
@@ -264,11 +271,42 @@ def condition(
         return _absent(r, probe) if absent else _matching(rtype, r, probe)
     si = _si.alias()
     names = row_params(rtype, param, OF_TYPE if modifier == "of-type" else "")
-    matched = or_(*(_value(ids, si, param.type, modifier, v) for v in criterion.values))
     negated = modifier in _NEGATED
+    if param.type == "reference" and ids.terms:
+        return _reference_terms(ids, rtype, names, criterion, r, negated)
+    matched = or_(*(_value(ids, si, param.type, modifier, v) for v in criterion.values))
     probe = _probe(ids, rtype, names, param.type, si, of_resource=negated or rtype is None)
     probe = probe.where(matched)
     return _absent(r, probe) if negated else _matching(rtype, r, probe)
+
+
+def _reference_terms(
+    ids: ParamIds,
+    rtype: str | None,
+    names: tuple[str, ...],
+    criterion: Criterion,
+    r: FromClause,
+    negated: bool,
+) -> ColumnElement[bool]:
+    """A reference criterion on PostgreSQL (decision 0088): the rows that keep a text or an
+    identifier, and the resources whose array names a searched target (one GIN probe)."""
+    si = _si.alias()
+    texts = [_value(ids, si, "reference", criterion.modifier, v, False) for v in criterion.values]
+    text_probe = _probe(ids, rtype, names, "reference", si, of_resource=negated or rtype is None)
+    text_probe = text_probe.where(or_(*texts))
+    found: set[int] = set()
+    for value in criterion.values:
+        if isinstance(value, ReferenceValue):
+            found.update(ids.targets(value.references, value.id_only))
+    terms = search_terms.alias()
+    key_probe = select(terms.c.resource_key).where(
+        refs_any(terms, ids.of(rtype, names, "reference"), sorted(found))
+    )
+    if negated:
+        return and_(_absent(r, text_probe), _absent(r, key_probe))
+    if rtype is None:
+        return or_(_matching(rtype, r, text_probe), _matching(rtype, r, key_probe))
+    return r.c.resource_key.in_(union_all(text_probe, key_probe))
 
 
 def _probe(
@@ -282,10 +320,17 @@ def _probe(
 ) -> Select[Any]:
     """The keys of the resources with rows of ``names`` of ``rtype`` (any type when None).
     ``of_resource``: the probe is correlated on the resource's key (``NOT EXISTS``, or any
-    type), read through the table's key on SQLite (``rows_in``)."""
-    si = si if si is not None else _si.alias()
+    type), read through the table's key on SQLite (``rows_in``). Without ``si``, a
+    reference's probe reads every reference row, the arrays' too (``reference_rows``)."""
+    fenced = si is None and kind == "reference" and ids.terms and of_resource
+    if si is None:
+        si = reference_rows() if kind == "reference" else _si.alias()
     rows = rows_in(si, ids.of(rtype, names, kind), kind, of_resource=of_resource)
-    return select(si.c.resource_key).where(rows)
+    query = select(si.c.resource_key).where(rows)
+    # PostgreSQL: ``OFFSET 0`` keeps the correlated probe a subplan, which takes the
+    # resource's key into both tables' primary keys (as a join it would unnest every
+    # array: reference_rows is a UNION whose arrays' part takes no join parameter)
+    return query.offset(0) if fenced else query
 
 
 def _si_of(probe: Select[Any]) -> FromClause:
@@ -320,12 +365,22 @@ def _chain(ids: ParamIds, rtype: str | None, criterion: Criterion) -> Select[Any
     assert criterion.chain is not None
     types, inner = criterion.chain
     names = row_params(rtype, criterion.param)
-    by_key = _probe(ids, rtype, names, "reference")
-    by_text = _probe(ids, rtype, names, "reference")
-    keyed, texts = _si_of(by_key), _si_of(by_text)
+    by_text = _probe(ids, rtype, names, "reference", _si.alias())
+    texts = _si_of(by_text)
     key_targets, text_targets = [], []
+    if ids.terms:  # PostgreSQL: the arrays naming a target, by GIN (decision 0088)
+        by_key = select(search_terms.alias().c.resource_key)
+        keyed = _si_of(by_key)
+        pids = ids.of(rtype, names, "reference")
+        for target in types:
+            live_keys = _live(ids, target, inner, "resource_key")
+            key_targets.append(refs_any_of(keyed, pids, live_keys))
+    else:
+        by_key = _probe(ids, rtype, names, "reference", _si.alias())
+        keyed = _si_of(by_key)
+        for target in types:
+            key_targets.append(keyed.c.target_key.in_(_live(ids, target, inner, "resource_key")))
     for target in types:
-        key_targets.append(keyed.c.target_key.in_(_live(ids, target, inner, "resource_key")))
         live = _live(ids, target, inner).subquery()
         text_targets.append(texts.c.reference.in_(select(literal(f"{target}/") + live.c.id)))
     by_key, by_text = by_key.where(or_(*key_targets)), by_text.where(or_(*text_targets))
@@ -348,8 +403,8 @@ def _has(
     its key (``target_key``) or by the text of a reference not written as a key."""
     source = criterion.source
     names = row_params(source, criterion.reference)
-    by_key = _probe(ids, source, names, "reference")
-    by_text = _probe(ids, source, names, "reference")
+    by_key = _probe(ids, source, names, "reference", _si.alias())
+    by_text = _probe(ids, source, names, "reference", _si.alias())
     keyed, texts = _si_of(by_key), _si_of(by_text)
     inner = _live(ids, source, criterion.inner, "resource_key")
     referring = by_text.where(texts.c.resource_key.in_(inner))
@@ -357,6 +412,12 @@ def _has(
         keyed.c.resource_key.in_(_live(ids, source, criterion.inner, "resource_key")),
         keyed.c.target_key.is_not(None),
     )
+    if ids.terms:  # PostgreSQL: the sources' arrays, read by their keys (decision 0088)
+        named = targets_of(
+            _live(ids, source, criterion.inner, "resource_key"),
+            ids.of(source, names, "reference"),
+        ).subquery()
+        keys_referred = select(named.c.target_key)
     if rtype is None:
         return or_(
             r.c.resource_key.in_(keys_referred),
@@ -396,8 +457,10 @@ def _message_id(value: str) -> str:
 
 
 def _value(
-    ids: ParamIds, si: FromClause, kind: str, modifier: str | None, value: Any
+    ids: ParamIds, si: FromClause, kind: str, modifier: str | None, value: Any, by_key: bool = True
 ) -> ColumnElement[bool]:
+    """``by_key`` False: of a reference, only the rows that keep a text (PostgreSQL's
+    arrays hold the others: ``_reference_terms``)."""
     if kind == "token":
         return _token_value(si, modifier, value)
     if kind == "string":
@@ -416,7 +479,7 @@ def _value(
         return _quantity(si, value)
     if isinstance(value, TokenValue):  # reference:identifier
         return _token(si, value)
-    return _reference(ids, si, value)
+    return _reference(ids, si, value, by_key)
 
 
 def _token_value(si: FromClause, modifier: str | None, value: Any) -> ColumnElement[bool]:
@@ -453,7 +516,9 @@ def _token(si: FromClause, value: TokenValue) -> ColumnElement[bool]:
     return and_(true(), *parts)
 
 
-def _reference(ids: ParamIds, si: FromClause, value: ReferenceValue) -> ColumnElement[bool]:
+def _reference(
+    ids: ParamIds, si: FromClause, value: ReferenceValue, with_keys: bool = True
+) -> ColumnElement[bool]:
     """Rows naming the searched resource by its key (``target_key``, decision 0080; the
     keys read first, constants in the statement) or by the text a row keeps when its
     target was not stored at its write (or is not a resource of this store).
@@ -463,7 +528,7 @@ def _reference(ids: ParamIds, si: FromClause, value: ReferenceValue) -> ColumnEl
     ``kind`` does not count), and without it read the whole table (8-15 ms against
     0.06 ms over 20,000 Observations)."""
     reference = si.c.kind == KINDS["reference"]
-    found = ids.targets(value.references, value.id_only)
+    found = ids.targets(value.references, value.id_only) if with_keys else ()
     by_key = [and_(reference, si.c.target_key.in_(found))] if found else []
     if value.id_only is not None:
         text = keys.ends_with(si.c.reference, si.c.reference_full, "/" + value.id_only)

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import String, literal, or_, select, union
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import Include
 from adapter.store.index_params import ParamIds, named_rows, rows_in
 from adapter.store.keys import keys_in
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.search_terms import refs_any, search_terms, targets_of
 from adapter.store.visibility import Visibility, visible
 
 _r = Resource.__table__
@@ -68,7 +69,8 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
         return []
     # the include's parameter, or every reference parameter of the source type
     names = named_rows(include.source, include.param) if include.param is not None else None
-    rows = rows_in(_si, ids.of(include.source, names, "reference"), "reference")
+    pids = ids.of(include.source, names, "reference")
+    rows = rows_in(_si, pids, "reference")
     out: list[Key] = []
     if include.reverse:
         for chunk in _chunks(frontier):
@@ -80,12 +82,22 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
             t = _r.alias()
             targets = select(t.c.resource_key).where(keys_in(t.c.resource_type, t.c.id, named))
             texts = [f"{t}/{i}" for t, i in named]
-            for referring in (_si.c.target_key.in_(targets), _si.c.reference.in_(texts)):
-                query = (
+            queries = [
+                select(_r.c.resource_type, _r.c.id)
+                .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
+                .where(rows, referring)
+                for referring in (_si.c.target_key.in_(targets), _si.c.reference.in_(texts))
+            ]
+            if ids.terms:  # PostgreSQL: the arrays naming a target, by GIN (decision 0088)
+                # the targets' keys read first: constants of one GIN probe
+                found = sorted(session.execute(targets).scalars())
+                terms = search_terms.alias()
+                queries[0] = (
                     select(_r.c.resource_type, _r.c.id)
-                    .select_from(_si.join(_r, _r.c.resource_key == _si.c.resource_key))
-                    .where(rows, referring)
+                    .select_from(terms.join(_r, _r.c.resource_key == terms.c.resource_key))
+                    .where(refs_any(terms, pids, found))
                 )
+            for query in queries:
                 out.extend((t, i) for t, i in session.execute(query.distinct()))
         return sorted(set(out))
     target = _r.alias()
@@ -102,7 +114,14 @@ def _follow(session: Session, ids: ParamIds, include: Include, frontier: list[Ke
                 or_(_si.c.reference.is_not(None), _si.c.target_key.is_not(None)),
             )
         )
-        for reference, ttype, tid in session.execute(query.distinct()):
+        statement: Any = query.distinct()
+        if ids.terms:  # PostgreSQL: and the targets the sources' arrays name (0088)
+            named = targets_of(source_keys, pids).subquery()
+            keyed = select(literal(None, String()), target.c.resource_type, target.c.id).join_from(
+                named, target, target.c.resource_key == named.c.target_key
+            )
+            statement = union(query, keyed)
+        for reference, ttype, tid in session.execute(statement):
             if ttype is not None:  # named by its key
                 rtype, rid = ttype, tid
             else:

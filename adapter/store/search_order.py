@@ -48,8 +48,16 @@ from adapter.fhir.search_params import RESOURCES
 from adapter.fhir.search_results import SortKey
 from adapter.store.index_params import Ids, ParamIds, row_params, rows_in
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.search_terms import reference_rows, refs_name, search_terms
 
 _si = SearchIndex.__table__
+
+
+def _rows(kind: str, name: str | None = None) -> FromClause:
+    """A new alias of the rows a sort by ``kind`` reads: a reference's include the values
+    PostgreSQL keeps as arrays (``reference_rows``, decision 0088)."""
+    return reference_rows(name) if kind == "reference" else _si.alias(name)
+
 
 # parameter type -> (column ascending, column descending)
 _SORT_COLUMNS = {
@@ -112,31 +120,47 @@ class LeadingRows:
 # once per shape they save the aliases' column copies on every search (about 1 ms of a
 # patient's page; decision 0045)
 @lru_cache(maxsize=512)
-def leading_rows(sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]) -> LeadingRows:
+def leading_rows(
+    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...], terms: bool = False
+) -> LeadingRows:
     """The leading rows of a search of one type (the rows of its parameter are then one
     ``param_id``, the first column of the kind's index, read in order); ``keyed``: the sort
-    keys' ids (``sort_ids``)."""
+    keys' ids (``sort_ids``). ``terms``: PostgreSQL's arrays (decision 0088): a reference's
+    rows are read per resource (``_per_resource``)."""
     key = sort[0]
     kind = key.param.type
-    row = _si.alias("sort_row")
+    row = _rows(kind, "sort_row")
+    if terms and kind == "reference":
+        row = _per_resource(row, r, "sort_row_of")
     if kind == "reference":  # the targets' texts joined, not one subquery per row and use
         value, rows, _ = _joined_reference(row)
     else:
         value, rows = _sort_value(row, kind, key.descending), row
     joined = r.join(rows, row.c.resource_key == r.c.resource_key)
     where = and_(
-        rows_in(row, keyed[0], kind), value.is_not(None), _placed(key, row, value, keyed[0])
+        rows_in(row, keyed[0], kind),
+        value.is_not(None),
+        _placed(key, row, value, keyed[0], terms),
     )
     first = value.desc() if key.descending else value.asc()
     return LeadingRows(joined, where, (first, *order_by(sort[1:], r, keyed[1:])))
 
 
-def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElement[bool]:
+def _per_resource(rows: FromClause, r: FromClause, name: str) -> FromClause:
+    """PostgreSQL (decision 0088): ``rows`` (``reference_rows``) of ``r``'s resource as a
+    LATERAL subquery fenced by ``OFFSET 0``: the resource's key then reaches both tables'
+    primary keys (joined, the arrays' part of the UNION would be unnested whole)."""
+    return select(*rows.c).where(rows.c.resource_key == r.c.resource_key).offset(0).lateral(name)
+
+
+def _placed(
+    key: SortKey, row: FromClause, value: Any, ids: Ids, terms: bool = False
+) -> ColumnElement[bool]:
     """``row`` (value ``value``) is the row that places its resource: no other row of the
     parameter has a better value (higher descending, lower ascending) or the same value and
-    a lower row id."""
+    a lower row id. ``terms``: PostgreSQL's arrays, the probe fenced (``_per_resource``)."""
     kind = key.param.type
-    other = _si.alias("sort_other")
+    other = _rows(kind, "sort_other")
     own = [other]  # the subquery's own tables; it is correlated to every other one
     if kind == "reference":
         rival, others, target = _joined_reference(other)
@@ -154,6 +178,31 @@ def _placed(key: SortKey, row: FromClause, value: Any, ids: Ids) -> ColumnElemen
             rows_in(other, ids, kind, of_resource=True),
             or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
         )
+    )
+    if terms and kind == "reference":
+        placed_higher = placed_higher.offset(0)
+    return ~placed_higher.exists()
+
+
+def _placed_by_target(key: SortKey, terms: FromClause, named: Any, ids: Ids) -> ColumnElement[bool]:
+    """PostgreSQL's walk (decision 0088): the resource of ``terms`` (its array names the
+    target ``named``) has no value of the parameter that sorts before ``named``, and no
+    text row of the same value: a text row precedes an array's values (``reference_rows``'
+    row numbers), so the text part places that resource. Another equal value of the array
+    is the same target by another parameter: the same place."""
+    other = reference_rows("sort_other")
+    rival, others, target = _joined_reference(other)
+    better = rival > named if key.descending else rival < named
+    placed_higher = (
+        select(other.c.resource_key)
+        .select_from(others)
+        .correlate_except(other, target)
+        .where(
+            other.c.resource_key == terms.c.resource_key,
+            rows_in(other, ids, "reference", of_resource=True),
+            or_(better, and_(rival == named, other.c.reference.is_not(None))),
+        )
+        .offset(0)  # a subplan: the key reaches the primary keys (``_per_resource``)
         .exists()
     )
     return ~placed_higher
@@ -209,6 +258,7 @@ class ReferenceWalk:
     key_where: ColumnElement[bool]
     terms: tuple[tuple[Any, bool, bool], ...]  # the other keys: value, descending, nulls last
     types: tuple[str, ...]
+    ids: Ids  # the key's parameter ids
 
     def text_part(self, where: list[ColumnElement[bool]], first: int) -> Select[Any]:
         """The ``first`` resources placed by a text row, in order."""
@@ -236,11 +286,16 @@ class ReferenceWalk:
             _ordered(c, self.key.descending, False) for c in (target.c.resource_type, target.c.id)
         ]
         if dialect == "postgresql":
+            # the target's referrers from the arrays' GIN index (decision 0088); placed by
+            # it when no other value of the resource sorts before it
             values = [value.label(f"sort_then_{n}") for n, (value, _, _) in enumerate(self.terms)]
+            terms = search_terms.alias("sort_key_row")
+            ids = self.ids
+            placed = _placed_by_target(self.key, terms, named, ids)
             rows = (
                 select(r.c.resource_key, *values)
-                .select_from(key_row.join(r, r.c.resource_key == key_row.c.resource_key))
-                .where(key_row.c.target_key == target.c.resource_key, *where, self.key_where)
+                .select_from(terms.join(r, r.c.resource_key == terms.c.resource_key))
+                .where(refs_name(terms, ids, target.c.resource_key), *where, placed)
                 .offset(0)
                 .correlate(target)
                 .lateral("sort_keyed")
@@ -299,44 +354,53 @@ def _sqlite_cross_join(join: _CrossJoin, compiler: Any, **kw: Any) -> str:
 
 @lru_cache(maxsize=512)
 def reference_walk(
-    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...], types: tuple[str, ...]
+    sort: tuple[SortKey, ...],
+    r: FromClause,
+    keyed: tuple[Ids, ...],
+    types: tuple[str, ...],
+    terms: bool = False,
 ) -> ReferenceWalk:
     """The two parts of a sort led by a reference (``ReferenceWalk``)."""
     key = sort[0]
-    text_row = _si.alias("sort_row")
+    text_row = _si.alias("sort_row")  # the texts are rows of the table on every database
     text_where = and_(
         rows_in(text_row, keyed[0], "reference"),
         text_row.c.reference.is_not(None),
-        _placed(key, text_row, text_row.c.reference, keyed[0]),
+        _placed(key, text_row, text_row.c.reference, keyed[0], terms),
     )
-    key_row, target = _si.alias("sort_key_row"), _r.alias("sort_target")
+    key_row, target = reference_rows("sort_key_row"), _r.alias("sort_target")
     named = target.c.resource_type + literal("/") + target.c.id
     key_where = and_(
         rows_in(key_row, keyed[0], "reference"),
         key_row.c.target_key.is_not(None),
-        _placed(key, key_row, named, keyed[0]),
+        _placed(key, key_row, named, keyed[0], terms),
     )
     terms = tuple(_terms(sort[1:], r, keyed[1:]))
-    return ReferenceWalk(key, r, text_row, text_where, key_row, target, key_where, terms, types)
+    return ReferenceWalk(
+        key, r, text_row, text_where, key_row, target, key_where, terms, types, keyed[0]
+    )
 
 
 @lru_cache(maxsize=512)
 def without_value(
-    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...]
+    sort: tuple[SortKey, ...], r: FromClause, keyed: tuple[Ids, ...], terms: bool = False
 ) -> tuple[ColumnElement[bool], tuple[Any, ...]]:
     """The resources with no value for the first sort key, and their ORDER BY."""
     key = sort[0]
     kind = key.param.type
-    si = _si.alias("sort_none")
+    si = _rows(kind, "sort_none")
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
     valued = column.is_not(None)
     if kind == "reference":  # or named by its key (decision 0080)
         valued = or_(valued, si.c.target_key.is_not(None))
-    has_value = exists().where(
+    where = (
         si.c.resource_key == r.c.resource_key,
         rows_in(si, keyed[0], kind, of_resource=True),
         valued,
     )
+    has_value = exists().where(*where)
+    if terms and kind == "reference":  # a subplan (``_per_resource``)
+        has_value = select(si.c.resource_key).where(*where).offset(0).exists()
     return ~has_value, tuple(order_by(sort[1:], r, keyed[1:]))
 
 
@@ -373,8 +437,8 @@ def _ordered(value: Any, descending: bool, nulls_last: bool) -> Any:
 
 
 def _index_value(key: SortKey, r: FromClause, ids: Ids) -> Any:
-    si = _si.alias()
     kind = key.param.type
+    si = _rows(kind)
     column = _sort_value(si, kind, key.descending)
     pick = func.max if key.descending else func.min
     return (

@@ -16,7 +16,8 @@ from adapter.api.app import create_app
 from adapter.fhir.search_params import RESOURCES
 from adapter.settings import Settings
 from adapter.store import save_resources
-from adapter.store.models import Resource, SearchIndex, SearchParam
+from adapter.store.models import Resource, SearchParam
+from adapter.store.search_terms import reference_rows
 
 S = "http://loinc.org"
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
@@ -70,11 +71,12 @@ def client(module_database_url: str) -> Iterator[TestClient]:
                 save_resources(session, [resource], message_id=None, now=T0 + timedelta(minutes=n))
         with app.state.session_factory() as session:
             ids = {r.resource_key: r.id for r in session.scalars(select(Resource))}
+            si = reference_rows()  # every row, PostgreSQL's arrays' too (decision 0088)
             client.rows = {  # type: ignore[attr-defined]
                 (ids[key], param)
                 for key, param in session.execute(
-                    select(SearchIndex.resource_key, SearchParam.param).join(
-                        SearchParam, SearchParam.param_id == SearchIndex.param_id
+                    select(si.c.resource_key, SearchParam.param).join(
+                        SearchParam, SearchParam.param_id == si.c.param_id
                     )
                 )
             }

@@ -23,7 +23,8 @@ from adapter.api.app import create_app
 from adapter.settings import Settings
 from adapter.store import make_engine, save_resources, session_factory
 from adapter.store.collation import bytewise
-from adapter.store.models import SearchIndex, SearchParam
+from adapter.store.models import SearchParam
+from adapter.store.search_terms import reference_rows
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -144,7 +145,7 @@ def test_the_data_mixes_keys_and_texts(seeded: tuple[TestClient, Any, Any]) -> N
     """The walk's two parts both have rows (else this file would test one form only), and
     the database compares texts by their bytes, so the whole type is walked."""
     _, _, app = seeded
-    si, sp = SearchIndex.__table__, SearchParam.__table__
+    si, sp = reference_rows(), SearchParam.__table__  # with PostgreSQL's arrays (0088)
     with app.state.session_factory() as session:
         assert bytewise(session)
         param = select(sp.c.param_id).where(

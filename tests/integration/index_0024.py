@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 
 from adapter.store.models import KIND_NAMES, Resource, SearchIndex, SearchParam
+from adapter.store.search_terms import reference_rows
 from adapter.store.types import BigId, UTCDateTime
 
 
@@ -53,6 +54,8 @@ def rows_0024(connection: Connection) -> list[dict[str, Any]]:
     order, as 0024 numbered them (on SQLite, from 0036 on, a row id is the row's number
     among its resource's rows: decision 0085)."""
     si, sp, r = SearchIndex.__table__, SearchParam.__table__, Resource.__table__.alias()
+    if "search_terms" in inspect(connection).get_table_names():
+        si = reference_rows()  # PostgreSQL since 0037: the arrays as rows too (decision 0088)
     keep = [c for c in si.c if c.name not in ("param_id", "kind", "reference", "target_key")]
     query = select(*keep).join_from(si, sp, sp.c.param_id == si.c.param_id)
     if "target_key" in {c["name"] for c in inspect(connection).get_columns("search_index")}:

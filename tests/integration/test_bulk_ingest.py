@@ -39,8 +39,10 @@ from adapter.store.models import (
     Resource,
     ResourceVersion,
     SearchIndex,
+    SearchParam,
     SearchSystem,
 )
+from adapter.store.search_terms import reference_rows
 from tests.integration.connector_helpers import example_pipeline, example_translator
 from tests.integration.referral_support import UP_SLIP, consortium_by_care, pipeline_for
 from tests.integration.test_index_orphans import orphan_index_rows
@@ -68,6 +70,14 @@ def _fixtures() -> list[tuple[bytes, Receipt]]:
 
 def _systems(session: Session) -> dict[int, str]:
     return dict(session.execute(select(SearchSystem.system_id, SearchSystem.system)).all())
+
+
+def _index_rows(session: Session) -> list[Any]:
+    """Every index row with its type and parameter name; PostgreSQL's arrays as rows too
+    (decision 0088): the same rows on either database."""
+    si, sp = reference_rows(), SearchParam.__table__
+    query = select(si, sp.c.resource_type, sp.c.param).join(sp, sp.c.param_id == si.c.param_id)
+    return list(session.execute(query))
 
 
 def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
@@ -101,7 +111,7 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
                 i.value_norm_full,
                 i.reference_full,
             )
-            for i in session.scalars(select(SearchIndex))
+            for i in _index_rows(session)
             if i.resource_type != "Provenance"  # names the message and the moment
         )
         outbox = [  # in the order queued: the order of delivery
@@ -207,10 +217,9 @@ def _provenance(session: Session) -> dict[str, Any]:
             i.value_norm,
             i.reference,
         )
-        for i in session.scalars(
-            select(SearchIndex).where(SearchIndex.resource_type == "Provenance")
-        )
-        if i.value_date_start is None  # recorded: the moment
+        for i in _index_rows(session)
+        if i.resource_type == "Provenance"
+        and i.value_date_start is None  # recorded: the moment
         and not any(ids[i.resource_key] in (v or "") for v in (i.code, i.value_norm, i.reference))
     )
     # a Provenance is written once: its current version, the resource row, and no history

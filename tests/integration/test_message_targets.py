@@ -15,7 +15,8 @@ from sqlalchemy import Engine, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store import create_message, save_resources
-from adapter.store.models import KINDS, Resource, SearchIndex
+from adapter.store.models import KINDS, Resource
+from adapter.store.search_terms import reference_rows
 
 NOW = datetime(2026, 12, 5, 20, 0, tzinfo=UTC)
 MESSAGE = "3f1c9a52-7d4e-4b8a-9c21-5e6f7a8b9c0d"
@@ -77,9 +78,10 @@ def _reference_rows(session: Session, oid: str) -> list[tuple[Any, Any]]:
             Resource.resource_type == "Observation", Resource.id == oid
         )
     )
+    si = reference_rows()  # PostgreSQL's arrays as rows too (decision 0088)
     rows = session.execute(
-        select(SearchIndex.reference, SearchIndex.target_key).where(
-            SearchIndex.resource_key == key, SearchIndex.kind == KINDS["reference"]
+        select(si.c.reference, si.c.target_key).where(
+            si.c.resource_key == key, si.c.kind == KINDS["reference"]
         )
     )
     return sorted(set(rows), key=repr)

@@ -24,6 +24,7 @@ from adapter.store.search_include import included
 from adapter.store.types import UTCDateTime
 from tests.api.search_fixtures import T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
+from tests.integration.keyed_rows import keyed_rows
 
 # (type, query): criteria, chains, _has, :missing, :not, sorts, includes
 QUERIES: list[tuple[str, list[tuple[str, str]]]] = [
@@ -130,14 +131,15 @@ def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
         expected = search_answers(head)
         assert all(ids or extra for ids, _, extra in expected)  # every query finds something
         migrate(old, "0017")
-        copied = _copy_as_0017(head, old)
+        with keyed_rows(head):
+            copied = _copy_as_0017(head, old)
         with old.connect() as conn:
             before = conn.execute(
                 text("SELECT row_id, resource_type, resource_id, param FROM search_index")
             ).all()
         migrate(old)
 
-        with old.connect() as conn:
+        with keyed_rows(old), old.connect() as conn:
             keys = conn.execute(text("SELECT resource_type, id, resource_key FROM resource")).all()
             after = conn.execute(
                 text(
@@ -147,6 +149,11 @@ def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
                 )
             ).all()
         assert len({k for _, _, k in keys}) == len(keys) and all(k for _, _, k in keys)
+        if old.dialect.name == "postgresql":
+            # the arrays' round trip (keyed_rows) numbers the keyed rows anew: their order
+            # among their resource's rows is not kept (an array holds no order, 0088)
+            before = [(0, *r[1:]) for r in before]
+            after = [(0, *r[1:]) for r in after]
         assert sorted(_ranked(after)) == sorted(_ranked(before)) and len(after) == copied
         assert search_answers(old) == expected
 
@@ -171,6 +178,8 @@ def test_0018_gives_keys_and_answers_as_a_store_written_at_head(
             down = conn.execute(
                 text("SELECT row_id, resource_type, resource_id, param FROM search_index")
             ).all()
+        if old.dialect.name == "postgresql":
+            down = [(0, *r[1:]) for r in down]
         assert set(_ranked(before)) <= set(_ranked(down))
         assert {row[2] for row in set(_ranked(down)) - set(_ranked(before))} == {"late"}
     finally:

@@ -7,7 +7,7 @@ from typing import Any
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import Engine, Table, inspect, text
 
 from adapter.store import Base, make_engine, migrate
 
@@ -19,6 +19,10 @@ def _made_on(dialect: str) -> Callable[..., bool]:
 
     def include(obj: Any, _name: Any, _type: str, reflected: bool, _to: Any) -> bool:
         only = getattr(obj, "_ddl_if", None)
+        # a table made on one database alone (search_terms: PostgreSQL, decision 0088)
+        table = obj if isinstance(obj, Table) else getattr(obj, "table", None)
+        if isinstance(table, Table) and table.info.get("dialect") not in (None, dialect):
+            return reflected
         return reflected or only is None or only.dialect in (None, dialect)
 
     return include

@@ -20,11 +20,11 @@
 
 SQLite: nothing changes (its UPDATE rewrites the row in place; its bulk path is unchanged).
 
-Downgrade: the outbox copied back into 0036's column order, the constraints ``NOT
+Downgrade (to 0037): the outbox copied back into 0036's column order, the constraints ``NOT
 DEFERRABLE`` again, the index with ``id`` again.
 
 Revision ID: 0038
-Revises: 0036
+Revises: 0037
 Create Date: 2026-12-05
 """
 
@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0038"
-down_revision: str | Sequence[str] | None = "0036"
+down_revision: str | Sequence[str] | None = "0037"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

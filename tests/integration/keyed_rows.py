@@ -1,0 +1,52 @@
+"""Reading a store's reference rows as rows on every database: PostgreSQL keeps the ones
+named by key as arrays since migration 0037 (decision 0088). The tests of earlier
+migrations compare rows as search_index held them: ``keyed_rows`` takes a PostgreSQL store
+to 0036 (the arrays back as rows) for the block, and back to head after it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, inspect
+
+from adapter.store import migrate
+from adapter.store.engine import downgrade
+from adapter.store.search_terms import rows_sql
+
+
+@contextmanager
+def keyed_rows(engine: Engine) -> Iterator[None]:
+    postgresql = engine.dialect.name == "postgresql"
+    if postgresql:
+        downgrade(engine, "0036")
+    try:
+        yield
+    finally:
+        if postgresql:
+            migrate(engine)
+
+
+def as_compared(engine: Engine, rows: list[Any]) -> list[Any]:
+    """``rows`` as a test of an earlier migration compares them: on PostgreSQL without
+    ``row_id`` and in a stable order. A reference that becomes an element of its resource's
+    array (0037) comes back from a downgrade after the resource's other rows: the order
+    of a resource's rows is not kept for those, only the values."""
+    if engine.dialect.name != "postgresql":
+        return rows
+    out = []
+    for row in rows:
+        if isinstance(row, dict):
+            out.append({k: v for k, v in row.items() if k != "row_id"})
+        else:
+            out.append(row)
+    return sorted(out, key=lambda r: repr(sorted(r.items()) if isinstance(r, dict) else r))
+
+
+def index_sql(conn: Connection) -> str:
+    """What to read search_index's rows from by SQL: the table, or on PostgreSQL since 0037
+    the table and the arrays as rows (``search_terms.rows_sql``)."""
+    if "search_terms" in inspect(conn).get_table_names():
+        return rows_sql()
+    return "search_index"
