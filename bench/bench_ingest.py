@@ -1159,7 +1159,10 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:
         return f"not reachable at {make_url(url).render_as_string()}: {type(exc).__name__}"
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    # options given in the URL (e.g. ``-c log_min_duration_statement=200``) are kept
+    given = make_url(url).query.get("options", "")
+    options = " ".join(filter(None, [f"-csearch_path={schema}", str(given)]))
+    scoped = make_url(url).update_query_dict({"options": options})
     engine = make_engine(scoped.render_as_string(hide_password=False))
 
     def drop() -> None:

@@ -9,11 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from adapter.audit.signing import Checkpoint, sign
 from adapter.audit.writer import LOCK_KEY
+from adapter.store import advisory
 from adapter.store.audit_log import AuditCheckpoint, AuditRecord
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ def make_checkpoint(
     """Sign the log's current head (under the chain lock, so the head is a committed one);
     None if the log is empty or the head is already signed."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        advisory.lock(session, LOCK_KEY)
     head = session.execute(
         select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
     ).first()

@@ -4,8 +4,9 @@ transaction it was recorded in.
 ``record(event, session=s)`` queues the event on ``s``; just before ``s`` commits, the
 queued events are chained and inserted (``before_commit``), so they are kept exactly when
 the work they describe is kept, and the chain lock is held only for the commit itself.
-On PostgreSQL the lock is a transaction-scoped advisory lock (no UPDATE right on any
-audit table is needed: the service's user may only INSERT and SELECT them, docs/audit.md);
+On PostgreSQL the lock is a transaction-scoped advisory lock, scoped to the adapter's schema
+(adapter/store/advisory.py; no UPDATE right on any audit table is needed: the service's user
+may only INSERT and SELECT them, docs/audit.md);
 on SQLite every writing transaction already holds the database's write lock.
 """
 
@@ -26,6 +27,7 @@ from adapter.audit import context
 from adapter.audit.chain import GENESIS, canonical, chain_hash, links_of
 from adapter.audit.events import AuditEvent
 from adapter.fhir.dates import format_instant
+from adapter.store import advisory
 from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
 from adapter.store.audit_reference import KINDS, pack
 from adapter.store.fast_insert import insert_rows
@@ -97,7 +99,7 @@ def write(session: Session, bodies: list[dict[str, Any]]) -> None:
         body["correlation"] = _correlation(session, body, batch)
     postgresql = session.get_bind().dialect.name == "postgresql"
     if postgresql:
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+        advisory.lock(session, LOCK_KEY)
     head = session.execute(
         select(AuditRecord.seq, AuditRecord.hash).order_by(AuditRecord.seq.desc()).limit(1)
     ).first()

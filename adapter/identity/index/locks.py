@@ -3,8 +3,9 @@ touches (docs/decisions: the patient index).
 
 Each key (a national ID in its 18-digit form, a card number, birth date + surname reading, the
 record itself) is hashed; on PostgreSQL the transaction takes ``pg_advisory_xact_lock`` on
-each hash, in ascending order so that two transactions wanting overlapping keys queue
-instead of deadlocking, and holds them until it ends. On SQLite every writing transaction
+each hash (scoped to the adapter's schema: adapter/store/advisory.py), in ascending order so
+that two transactions wanting overlapping keys queue instead of deadlocking, and holds them
+until it ends. On SQLite every writing transaction
 holds the database write lock from BEGIN IMMEDIATE, which serialises the index already.
 
 ``serialise_records`` does it in one statement, the stored keys of the records included:
@@ -18,6 +19,8 @@ from collections.abc import Collection, Iterable
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
+
+from adapter.store.advisory import SCOPE, lock_all
 
 
 def key_hash(key: str) -> str:
@@ -34,22 +37,21 @@ def serialise(session: Session, hashes: Iterable[str]) -> None:
     """Hold the lock of every key hash until the transaction ends."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for lock in sorted({_lock_id(h) for h in hashes}):
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+    lock_all(session, (_lock_id(h) for h in hashes))
 
 
-# every lock of the set in ascending order (the sorted subquery feeds the aggregate row by
-# row), the keys the records have stored among them: what serialise() takes after
-# records.stored_hashes(), read and locked in one statement
+# every lock of the set (scoped to the schema) in ascending order (the sorted subquery feeds
+# the aggregate row by row), the keys the records have stored among them: what serialise()
+# takes after records.stored_hashes(), read and locked in one statement
 _LOCK_WITH_STORED = text(
     "SELECT count(pg_advisory_xact_lock(k)) FROM ("
-    " SELECT k FROM ("
+    f" SELECT k # {SCOPE} AS k FROM ("
     "  SELECT unnest(CAST(:given AS bigint[])) AS k"
     "  UNION"
     "  SELECT ('x' || encode(substring(key_hash FROM 1 FOR 8), 'hex'))::bit(64)::bigint"
     "  FROM identity_key"
     "  WHERE patient_id = ANY(CAST(:records AS varchar[]))"
-    " ) AS wanted ORDER BY k"
+    " ) AS wanted ORDER BY 1"
     ") AS ordered"
 )
 
