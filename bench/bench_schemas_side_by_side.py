@@ -79,7 +79,7 @@ def main() -> None:
     for i, output in enumerate(outputs, 1):
         print(f"== run {i} of 2 (at once, another schema each)")
         for line in output.splitlines():
-            if "client(s):" in line and "CPU ms" not in line or "end-to-end  " in line:
+            if ("client(s):" in line and "CPU ms" not in line) or "end-to-end  " in line:
                 print(line)
     print(
         f"samples with a benchmark backend waiting on an advisory lock: {samples[1]} of "
