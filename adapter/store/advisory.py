@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-# the schema's 64-bit salt, computed by the server (hashtextextended: PostgreSQL >= 11)
-SCOPE = "hashtextextended(current_schema(), 0)"
+# the schema's 64-bit salt, computed by the server (hashtextextended: PostgreSQL >= 11;
+# never NULL, which would make pg_advisory_xact_lock lock nothing)
+SCOPE = "hashtextextended(coalesce(current_schema(), ''), 0)"
 
 # every key of the set in ascending order of its scoped value (the sorted subquery feeds
 # the aggregate row by row, so two transactions wanting overlapping keys queue instead of
