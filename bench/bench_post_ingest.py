@@ -58,6 +58,7 @@ from sqlalchemy import Engine, text
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from auto_analyze import AutoAnalyze
 from bench_delivery import Patients, messages
 from bench_ingest import DEFAULT_PG, load_fixtures, postgres_engine
 
@@ -651,6 +652,14 @@ def main() -> None:
         help="the clients: raw (one hand-written HTTP/1.1 keep-alive connection each, the "
         "default) or httpx (one httpx.Client each, as before 2026-12-05 postrate)",
     )
+    ap.add_argument(
+        "--analyze-every",
+        type=float,
+        default=0.0,
+        help="PostgreSQL: analyse the schema's tables by autovacuum's rule every this many "
+        "seconds while the server runs (bench/auto_analyze.py; the test server has autovacuum "
+        "off; default 0: never, as before decision 0090)",
+    )
     ap.add_argument("--repeat", type=int, default=1, help="alternate the runs this many times")
     ap.add_argument("--groups", action="store_true", help="count documents per transaction")
     ap.add_argument("--profile", help="cProfile every thread of the server into this file")
@@ -711,8 +720,11 @@ def main() -> None:
                 print(f"\n== PostgreSQL: skipped, {made}")
                 return
             engine, drop = made
+            analyzer = AutoAnalyze(engine, args.analyze_every) if args.analyze_every else None
             try:
                 migrate(engine)
+                if analyzer is not None:
+                    analyzer.__enter__()
                 tagged = engine.url.update_query_dict({"application_name": APP_NAME})
                 run(
                     "PostgreSQL",
@@ -738,6 +750,9 @@ def main() -> None:
                     client=args.client,
                 )
             finally:
+                if analyzer is not None:
+                    analyzer.__exit__(None, None, None)
+                    print(f"   tables analysed (autovacuum's rule): {analyzer.analyses}")
                 drop()
 
 
