@@ -28,6 +28,7 @@ _LOCK_ALL = text(
     f" SELECT DISTINCT k # {SCOPE} AS k FROM unnest(CAST(:keys AS bigint[])) AS k ORDER BY 1"
     ") AS ordered"
 )
+_LOCK_ONE = text(f"SELECT pg_advisory_xact_lock(:key # {SCOPE})")
 
 
 def lock_all(session: Session, keys: Iterable[int]) -> None:
@@ -39,4 +40,4 @@ def lock_all(session: Session, keys: Iterable[int]) -> None:
 
 def lock(session: Session, key: int) -> None:
     """Hold the schema's lock of ``key`` until the transaction ends (PostgreSQL only)."""
-    session.execute(text(f"SELECT pg_advisory_xact_lock(:key # {SCOPE})"), {"key": key})
+    session.execute(_LOCK_ONE, {"key": key})

@@ -5,8 +5,8 @@ Each key (a national ID in its 18-digit form, a card number, birth date + surnam
 record itself) is hashed; on PostgreSQL the transaction takes ``pg_advisory_xact_lock`` on
 each hash (scoped to the adapter's schema: adapter/store/advisory.py), in ascending order so
 that two transactions wanting overlapping keys queue instead of deadlocking, and holds them
-until it ends. On SQLite every writing transaction
-holds the database write lock from BEGIN IMMEDIATE, which serialises the index already.
+until it ends. On SQLite every writing transaction holds the database write lock from BEGIN
+IMMEDIATE, which serialises the index already.
 
 ``serialise_records`` does it in one statement, the stored keys of the records included:
 one round trip for a message's Patients instead of one per key (decision 0048).
