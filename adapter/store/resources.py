@@ -922,8 +922,23 @@ def _index_tuple(rtype: str, rkey: int, v: IndexValue) -> IndexRow:
 _DELETE_CHUNK = 500  # keys per DELETE: well under SQLite's bound parameter limit
 
 
+# PostgreSQL: the keys as one array behind an InitPlan, so that the planner never sees how
+# many there are. An IN list of ~200 constants on a search index never analysed (a young
+# table; autovacuum not yet run, or off) is estimated to match a large share of the table
+# and deleted by a Seq Scan of all of it (31-77 ms a drain batch at 4,000 messages, growing
+# with the table; decision 0090); an array of unknown length keeps the plan on the primary
+# key, and one statement text for every count is prepared once, not once per count.
+_PG_DELETE_INDEX = text(
+    "DELETE FROM search_index "
+    "WHERE resource_key = ANY(ARRAY(SELECT unnest(CAST(:keys AS BIGINT[]))))"
+)
+
+
 def _delete_index_rows(session: Session, rkeys: list[int]) -> None:
     """Delete the index rows of the resources with these resource keys."""
+    if rkeys and session.get_bind().dialect.name == "postgresql":
+        session.execute(_PG_DELETE_INDEX, {"keys": rkeys})
+        return
     for start in range(0, len(rkeys), _DELETE_CHUNK):
         chunk = rkeys[start : start + _DELETE_CHUNK]
         session.execute(delete(_index).where(_index.c.resource_key.in_(chunk)))

@@ -1,0 +1,52 @@
+"""Plans that stay on an index while a table has no statistics yet (a young table: autovacuum
+not yet run, or off). Decision 0090: the drain's DELETE of a batch's search index rows, an
+IN list of constants, was planned as a Seq Scan of the whole search index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session
+
+from adapter.store.resources import _delete_index_rows
+
+
+def test_deleting_a_batchs_index_rows_stays_on_the_index_without_statistics(
+    engine: Engine,
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner")
+    sent: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("DELETE FROM SEARCH_INDEX"):
+            sent.append((statement, params))
+
+    with engine.connect() as conn:  # one transaction, rolled back
+        analysed = conn.execute(
+            text(
+                "SELECT last_analyze, last_autoanalyze FROM pg_stat_user_tables "
+                "WHERE relname = 'search_index' AND schemaname = current_schema()"
+            )
+        ).one()
+        assert analysed == (None, None)  # the test's schema was never analysed
+        # a grown index (2,000 resources' rows, as after ~2,000 lab messages' worth of one
+        # parameter each); the rows need no resource or parameter for the planner
+        conn.execute(text("SET LOCAL session_replication_role = replica"))
+        conn.execute(
+            text(
+                "INSERT INTO search_index (resource_key, param_id, kind) "
+                "SELECT k, p, 0 FROM generate_series(1, 2000) k, generate_series(1, 90) p"
+            )
+        )
+        event.listen(conn, "before_cursor_execute", remember)
+        _delete_index_rows(Session(bind=conn), list(range(1001, 1201)))  # a drain batch's
+        event.remove(conn, "before_cursor_execute", remember)
+        assert len(sent) == 1
+        statement, params = sent[0]
+        plan = "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, params).scalars())
+        conn.rollback()
+    assert "Seq Scan on search_index" not in plan, plan
+    assert "ix_search_index_resource" in plan, plan
