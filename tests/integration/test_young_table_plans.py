@@ -47,6 +47,14 @@ def test_deleting_a_batchs_index_rows_stays_on_the_index_without_statistics(
         assert len(sent) == 1
         statement, params = sent[0]
         plan = "\n".join(conn.exec_driver_sql("EXPLAIN " + statement, params).scalars())
+        # and it deleted exactly the batch's rows
+        left = conn.execute(
+            text(
+                "SELECT count(*), count(*) FILTER (WHERE resource_key BETWEEN 1001 AND 1200) "
+                "FROM search_index"
+            )
+        ).one()
+        assert tuple(left) == (1800 * 90, 0)
         conn.rollback()
     assert "Seq Scan on search_index" not in plan, plan
     assert "ix_search_index_resource" in plan, plan
