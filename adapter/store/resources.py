@@ -936,12 +936,13 @@ _PG_DELETE_INDEX = text(
 
 def _delete_index_rows(session: Session, rkeys: list[int]) -> None:
     """Delete the index rows of the resources with these resource keys."""
-    if rkeys and session.get_bind().dialect.name == "postgresql":
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if rkeys and postgresql:
         session.execute(_PG_DELETE_INDEX, {"keys": rkeys})
-        return
     for start in range(0, len(rkeys), _DELETE_CHUNK):
         chunk = rkeys[start : start + _DELETE_CHUNK]
-        session.execute(delete(_index).where(_index.c.resource_key.in_(chunk)))
+        if not postgresql:
+            session.execute(delete(_index).where(_index.c.resource_key.in_(chunk)))
         if uses_terms(session):
             delete_terms(session, chunk)
 
