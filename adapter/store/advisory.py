@@ -7,6 +7,8 @@ transaction held the other's for seconds (decision 0090: a drain stalled 0.1–0
 behind another schema's bulk ingest of the same patients). Every key is therefore mixed
 (XOR) with a hash of ``current_schema()``, the schema the adapter's tables are in: one
 schema's transactions still serialise on the same keys, another schema's never meet them.
+(The resource creator locks, adapter/store/resources.py, use the two-integer form with the
+schema's hash as their class, to the same end.)
 """
 
 from __future__ import annotations
