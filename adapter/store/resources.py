@@ -926,8 +926,8 @@ _DELETE_CHUNK = 500  # keys per DELETE: well under SQLite's bound parameter limi
 # many there are. An IN list of ~200 constants on a search index never analysed (a young
 # table; autovacuum not yet run, or off) is estimated to match a large share of the table
 # and deleted by a Seq Scan of all of it (31-77 ms a drain batch at 4,000 messages, growing
-# with the table; decision 0090); an array of unknown length keeps the plan on the primary
-# key, and one statement text for every count is prepared once, not once per count.
+# with the table; decision 0090); an array of unknown length keeps the plan on
+# ix_search_index_resource, and one statement text for every count is prepared once.
 _PG_DELETE_INDEX = text(
     "DELETE FROM search_index "
     "WHERE resource_key = ANY(ARRAY(SELECT unnest(CAST(:keys AS BIGINT[]))))"
