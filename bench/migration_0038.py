@@ -17,14 +17,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_ingest import DEFAULT_PG
 from migration_0035 import fill
-from sqlalchemy import text
+from migration_timing import database_options, on_each_database
+from sqlalchemy import Engine, text
 
-from adapter.store import make_engine, migrate
+from adapter.store import migrate
 from adapter.store.engine import downgrade
 
-SCHEMA = "bench_migration_0038"
 ROWS = text(
     "SELECT md5(string_agg(concat_ws('|', id, resource_key, order_key, state, attempts,"
     " next_attempt_at, destination_id, version_id, message_id), ',' ORDER BY id)), count(*)"
@@ -32,37 +31,31 @@ ROWS = text(
 )
 
 
+def run(engine: Engine) -> None:
+    fill(engine)  # at head: 0038 made the empty outbox; filled after it
+    with engine.connect() as conn:
+        before = tuple(conn.execute(ROWS).one())
+    start = time.perf_counter()
+    downgrade(engine, "0037")
+    down = time.perf_counter() - start
+    start = time.perf_counter()
+    migrate(engine, "0038")
+    up = time.perf_counter() - start
+    with engine.connect() as conn:
+        after = tuple(conn.execute(ROWS).one())
+    print(
+        f"PostgreSQL, {before[1]:,} outbox rows, 100,000 resources: down {down:.2f} s,"
+        f" up {up:.2f} s; every outbox row the same after: {before == after};"
+        f" load {os.getloadavg()[0]:.1f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--pg", default=DEFAULT_PG)
+    database_options(ap)
     args = ap.parse_args()
-    admin = make_engine(args.pg)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
-    engine = make_engine(args.pg + f"?options=-csearch_path%3D{SCHEMA}")
-    try:
-        fill(engine)  # at head: 0038 made the empty outbox; filled after it
-        with engine.connect() as conn:
-            before = tuple(conn.execute(ROWS).one())
-        start = time.perf_counter()
-        downgrade(engine, "0036")
-        down = time.perf_counter() - start
-        start = time.perf_counter()
-        migrate(engine, "0038")
-        up = time.perf_counter() - start
-        with engine.connect() as conn:
-            after = tuple(conn.execute(ROWS).one())
-        print(
-            f"PostgreSQL, {before[1]:,} outbox rows, 100,000 resources: down {down:.2f} s,"
-            f" up {up:.2f} s; every outbox row the same after: {before == after};"
-            f" load {os.getloadavg()[0]:.1f}"
-        )
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        admin.dispose()
+    args.no_sqlite = True  # 0038 changes nothing on SQLite
+    on_each_database(args, run)
 
 
 if __name__ == "__main__":
