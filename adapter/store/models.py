@@ -333,13 +333,22 @@ class SearchIndex(Base):
 # PostgreSQL only (migration 0037, decision 0088): a resource's references that name a
 # stored resource, each ``param_id << 40 | target_key`` (adapter/store/search_terms.py),
 # under GIN. SQLite keeps them as search_index rows. ``info["dialect"]``: the schema
-# comparison expects it on that database alone (tests/integration/test_store_schema.py)
+# comparison expects it on that database alone (tests/integration/test_store_schema.py).
+# ``fastupdate = off``: with GIN's pending list every probe also reads the whole list, up to
+# 4 MB until a vacuum or the limit merges it (2.4 ms a probe in a night's run where a b-tree
+# probe took 0.02; a referral lookup probing once per candidate Task then took seconds);
+# each insert goes into the tree at once instead (decision 0088, dated section)
 SEARCH_TERMS = Table(
     "search_terms",
     Base.metadata,
     Column("resource_key", BigInteger(), primary_key=True, autoincrement=False),
     Column("refs", postgresql.ARRAY(BigInteger()), nullable=False),
-    Index("ix_search_terms_refs", "refs", postgresql_using="gin"),
+    Index(
+        "ix_search_terms_refs",
+        "refs",
+        postgresql_using="gin",
+        postgresql_with={"fastupdate": "off"},
+    ),
     info={"dialect": "postgresql"},
 )
 

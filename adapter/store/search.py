@@ -306,7 +306,11 @@ def _reference_terms(
         return and_(_absent(r, text_probe), _absent(r, key_probe))
     if rtype is None:
         return or_(_matching(rtype, r, text_probe), _matching(rtype, r, key_probe))
-    return r.c.resource_key.in_(union_all(text_probe, key_probe))
+    # the GIN probe as an InitPlan (``unnest(ARRAY(SELECT ...))``): run once per statement,
+    # even where the plan rescans this semi-join's inner side once per candidate of another
+    # criterion (a referral's ``Task?patient=…&status=…`` rescanned it per Task)
+    once = select(func.unnest(func.array(key_probe.scalar_subquery())))
+    return r.c.resource_key.in_(union_all(text_probe, once))
 
 
 def _probe(

@@ -55,7 +55,10 @@ def upgrade() -> None:
     )
     op.execute(f"DELETE FROM search_index WHERE {_KEYED}")
     op.execute("DROP INDEX IF EXISTS ix_search_index_target")
-    op.execute("CREATE INDEX ix_search_terms_refs ON search_terms USING gin (refs)")
+    op.execute(
+        "CREATE INDEX ix_search_terms_refs ON search_terms USING gin (refs)"
+        " WITH (fastupdate = off)"  # every probe reads the tree only (models.SEARCH_TERMS)
+    )
 
 
 def downgrade() -> None:
