@@ -1,0 +1,82 @@
+"""PostgreSQL: a reference criterion's GIN probe of ``search_terms`` runs once per statement
+(decision 0088, dated section). In a night's run the referral loop's
+``Task?patient=…&status=…`` was planned with the Tasks of the status outside and the
+patient's GIN probe rescanned for each of them: seconds a lookup. The probe is an InitPlan
+now, and the index has no pending list that every probe would read."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.fhir.search_query import parse_search
+from adapter.store import save_resources
+from adapter.store.search import find
+from tests.api.search_fixtures import T0
+
+
+def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found.extend(_nodes(child))
+    return found
+
+
+def test_a_reference_criterions_gin_probe_runs_once_per_statement(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's search_terms")
+    patients = [{"resourceType": "Patient", "id": f"p{i}"} for i in range(30)]
+    tasks = [
+        {
+            "resourceType": "Task",
+            "id": f"t{i}-{j}",
+            "status": "requested",
+            "intent": "order",
+            "for": {"reference": f"Patient/p{i}"},
+        }
+        for i in range(30)
+        for j in range(4)
+    ]
+    with session_factory.begin() as session:
+        save_resources(session, [*patients, *tasks], message_id=None, now=T0)
+    with engine.connect() as conn:
+        options = conn.execute(
+            text(
+                "SELECT reloptions FROM pg_class WHERE relname = 'ix_search_terms_refs'"
+                " AND relnamespace = current_schema()::regnamespace"
+            )
+        ).scalar_one()
+        assert options == ["fastupdate=off"]
+
+    sent: list[tuple[str, Any]] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
+        if "search_terms" in statement:
+            sent.append((statement, params))
+
+    parsed = parse_search("Task", [("patient", "Patient/p7"), ("status", "requested,accepted")])
+    with session_factory() as session:
+        connection = session.connection()
+        event.listen(connection, "before_cursor_execute", remember)
+        page = find(session, ["Task"], parsed.criteria, count=20)
+        event.remove(connection, "before_cursor_execute", remember)
+        assert sorted(r["id"] for r in page.bodies) == [f"t7-{j}" for j in range(4)]
+        assert sent
+        statement, params = sent[0]
+        # the plan the statement would get with the status's rows taken as rare (a young
+        # table's estimate): the Tasks outside, the reference side rescanned per Task
+        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off")
+        connection.exec_driver_sql("SET LOCAL enable_mergejoin = off")
+        raw = connection.exec_driver_sql(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params
+        ).scalar_one()
+        plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]["Plan"]
+    probes = [n for n in _nodes(plan) if n.get("Index Name") == "ix_search_terms_refs"]
+    assert probes, json.dumps(plan)
+    assert all(n["Actual Loops"] == 1 for n in probes), json.dumps(plan)
