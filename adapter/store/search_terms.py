@@ -77,6 +77,13 @@ def keys_array(keys: Iterable[int]) -> ColumnElement[Any]:
     )
 
 
+def _param_part(param_id: int) -> ColumnElement[int]:
+    """``param_id << 40`` as a constant of the statement, checked to fit its bits."""
+    if not 0 < param_id <= PARAM_MAX:
+        raise ValueError(f"search_terms: parameter id out of range ({param_id})")
+    return literal_column(str(param_id << SHIFT), BigInteger())
+
+
 def refs_any(terms: Any, param_ids: Iterable[int], targets: Iterable[int]) -> ColumnElement[bool]:
     """``terms`` (an alias of search_terms) names one of ``targets`` by one of
     ``param_ids``: one GIN probe with every combination."""
@@ -93,9 +100,7 @@ def refs_any_of(terms: Any, param_ids: Iterable[int], targets: Select[Any]) -> C
     column = found.c[0]
     parts = []
     for pid in param_ids:
-        if not 0 < pid <= PARAM_MAX:
-            raise ValueError(f"search_terms: parameter id out of range ({pid})")
-        element = column + literal_column(str(pid << SHIFT), BigInteger())
+        element = column + _param_part(pid)
         array = select(func.array_agg(element)).scalar_subquery()
         parts.append(terms.c.refs.op("&&")(type_coerce(array, _BIGINTS)))
     return or_(false(), *parts)
@@ -106,9 +111,7 @@ def refs_name(terms: Any, param_ids: Iterable[int], target: Any) -> ColumnElemen
     reads first: a sort's walk over targets) by one of ``param_ids``."""
     parts = []
     for pid in param_ids:
-        if not 0 < pid <= PARAM_MAX:
-            raise ValueError(f"search_terms: parameter id out of range ({pid})")
-        parts.append(target + literal_column(str(pid << SHIFT), BigInteger()))
+        parts.append(target + _param_part(pid))
     if not parts:
         return false()
     return terms.c.refs.op("&&")(type_coerce(pg_array(parts), _BIGINTS))
