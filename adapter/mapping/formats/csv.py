@@ -5,6 +5,7 @@ unread columns listed once."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
@@ -94,7 +95,7 @@ class CsvFormat(SourceFormat):
             produced = list(state.resources.values())
             issues = list(state.issues)
             if check is not None and produced:
-                issues.extend(check(produced))
+                issues.extend(check(produced, None, partial(_locate_in_row, row)))
             keys = [(r["resourceType"], r["id"]) for r in produced]
             if not has_errors(issues):
                 issues.extend(
@@ -121,6 +122,30 @@ class CsvFormat(SourceFormat):
         out.extend(unread_issue(*item) for item in unread)
         origins = {key: f"row {number}" for key, number in made_by.items()}
         return result(list(resources.values()), out, mapping, unread, policies, origins)
+
+
+def _locate_in_row(row: csv_rows.CsvRow, value: str) -> str | None:
+    """``row 3, column 转诊单号``: the cell holding ``value`` (the cell equal to it, else one
+    containing it, else the longest cell it contains: a value the mapping joined or trimmed)."""
+    value = value.strip()
+    if not value:
+        return None
+    cells = [(name, text.strip()) for name, text in row.cells.items() if text and text.strip()]
+    column = next((name for name, text in cells if text == value), None)
+    column = column or next((name for name, text in cells if value in text), None)
+    if column is None:
+        inside = [(len(text), name) for name, text in cells if text in value]
+        column = max(inside)[1] if inside else None
+    return f"row {row.number}, column {column}" if column else None
+
+
+def locate_value(table: csv_rows.CsvTable, value: str) -> str | None:
+    """The first cell of the table holding ``value`` (as ``_locate_in_row``)."""
+    for row in table.rows:
+        found = _locate_in_row(row, value)
+        if found:
+            return found
+    return None
 
 
 def _conflicts(
