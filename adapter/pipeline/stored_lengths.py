@@ -66,7 +66,7 @@ class TooLong:
     def issue(self, location: str | None) -> Issue:
         return Issue(
             "error",
-            "too-long",
+            "value",
             f"{self.resource}: {self.part}{self.expression} is {self.length} characters; "
             f"at most {self.limit} are kept ({self.column})",
             location=location,

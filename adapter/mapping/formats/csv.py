@@ -4,7 +4,7 @@ unread columns listed once."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
 from typing import Any, ClassVar
 
@@ -13,7 +13,7 @@ from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import csv_rows
 from adapter.mapping.engine import first_mention_wins, run_steps
 from adapter.mapping.evaluation import Evaluation
-from adapter.mapping.formats.base import Parsed, SourceFormat
+from adapter.mapping.formats.base import Parsed, SourceFormat, best_place
 from adapter.mapping.nodes import MappingSet, MessageMapping
 from adapter.mapping.schema import STRINGS
 from adapter.mapping.translation import (
@@ -49,6 +49,9 @@ class CsvFormat(SourceFormat):
 
     def compile_ignore(self, entry: str, options: Any) -> str:
         return csv_rows.compile_path(entry).name
+
+    def locate_value(self, document: csv_rows.CsvTable, value: str) -> str | None:
+        return best_place(value, (cell for row in document.rows for cell in _cells(row)))
 
     def describe(self, document: csv_rows.CsvTable) -> tuple[str, str]:
         return f"the file (columns {', '.join(document.header)})", "row 1"
@@ -124,28 +127,13 @@ class CsvFormat(SourceFormat):
         return result(list(resources.values()), out, mapping, unread, policies, origins)
 
 
+def _cells(row: csv_rows.CsvRow) -> Iterator[tuple[str, str]]:
+    return ((f"row {row.number}, column {name}", text) for name, text in row.cells.items())
+
+
 def _locate_in_row(row: csv_rows.CsvRow, value: str) -> str | None:
-    """``row 3, column 转诊单号``: the cell holding ``value`` (the cell equal to it, else one
-    containing it, else the longest cell it contains: a value the mapping joined or trimmed)."""
-    value = value.strip()
-    if not value:
-        return None
-    cells = [(name, text.strip()) for name, text in row.cells.items() if text and text.strip()]
-    column = next((name for name, text in cells if text == value), None)
-    column = column or next((name for name, text in cells if value in text), None)
-    if column is None:
-        inside = [(len(text), name) for name, text in cells if text in value]
-        column = max(inside)[1] if inside else None
-    return f"row {row.number}, column {column}" if column else None
-
-
-def locate_value(table: csv_rows.CsvTable, value: str) -> str | None:
-    """The first cell of the table holding ``value`` (as ``_locate_in_row``)."""
-    for row in table.rows:
-        found = _locate_in_row(row, value)
-        if found:
-            return found
-    return None
+    """``row 3, column 转诊单号``: the cell of ``row`` holding ``value``."""
+    return best_place(value, _cells(row))
 
 
 def _conflicts(
