@@ -96,8 +96,9 @@ def test_a_doctor_name_and_a_department_too_long_name_their_columns(
     assert set(issues) == {"row 2, column 转诊医生", "row 2, column 转入科室"}
     assert issues["row 2, column 转诊医生"]["expression"] == "Practitioner.name[0]"
     assert "(referral_ledger.sender_doctor)" in issues["row 2, column 转诊医生"]["diagnostics"]
-    assert "the department in ServiceRequest.performer" in (
-        issues["row 2, column 转入科室"]["diagnostics"]
+    assert (
+        "the department in ServiceRequest.performer"
+        in (issues["row 2, column 转入科室"]["diagnostics"])
     )
     for issue in issues.values():
         assert "何何何" not in issue["diagnostics"] and "骨骨骨" not in issue["diagnostics"]
@@ -135,7 +136,9 @@ def test_hl7v2_json_and_cda_slips_are_quarantined_at_the_field(
         (
             "std-cda",
             "application/xml",
-            CDA_SLIP.read_text("utf-8").replace('extension="SQ-ZZ-2026-0101"', f'extension="{long}"'),
+            CDA_SLIP.read_text("utf-8").replace(
+                'extension="SQ-ZZ-2026-0101"', f'extension="{long}"'
+            ),
             {
                 ("/ClinicalDocument/id[1]/@extension", "ServiceRequest.requisition.value"),
                 ("/ClinicalDocument/id[1]/@extension", "Task.identifier[0].value"),
