@@ -100,7 +100,8 @@ class Hl7v2Format(SourceFormat):
         if found is None:
             return None
         segment, f, r, c, s = found
-        return segment.location(f, r, c, s if s > 1 else None)
+        split = len(segment.subcomponents(f, r, c)) > 1  # name the subcomponent when there are more
+        return segment.location(f, r, c, s if split else None)
 
     def compile_path(self, text: str, options: Any) -> v2.Hl7Path:
         return v2.compile_path(text)
