@@ -45,6 +45,8 @@ from adapter.recognition.parameters import parameters
 from adapter.recognition.query import ItemAnswer, Question, ask, zone_of
 from adapter.recognition.reminders import Shown, log_shown, log_viewed
 from adapter.store import resource_state
+from adapter.store.lengths import over_limit
+from adapter.store.models import RecognitionReminder
 from adapter.store.search import find
 from adapter.store.visibility import is_visible
 
@@ -196,6 +198,7 @@ def _question(request: Request, values: dict[str, list[str]], patient_ids: list[
     )
 
 
+_REMINDER = RecognitionReminder.__table__.c
 SHOWN_PARAMS = (*RECOGNISABLE_PARAMS, "context", "trigger", "doctor", "department")
 
 
@@ -223,6 +226,10 @@ async def recognisable_shown(
         raise InvalidRequestError(
             f"trigger {trigger[:32]!r}: one of order, encounter", location="trigger"
         )
+    for name in ("context", "doctor", "department"):
+        problem = over_limit(_REMINDER[name], (values.get(name) or [None])[0], name)
+        if problem:
+            raise InvalidRequestError(problem, location=name)
     question = _question(request, values, [patient_id])
     consortium: Consortium = request.app.state.consortium
     shown = Shown(

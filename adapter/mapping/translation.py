@@ -17,8 +17,9 @@ from adapter.errors import Issue
 from adapter.mapping.evaluation import SourceAdapter, TranslationState
 from adapter.mapping.nodes import MappingSet, MessageMapping
 
-# the pipeline's resource check (FHIR R4 validity), for formats that import item by item
-ResourceCheck = Callable[[list[dict[str, Any]]], list[Issue]]
+# the pipeline's resource check (FHIR R4 validity, stored lengths), for formats that import
+# item by item: check(resources, origins, locate), ``locate`` finding a value in the item
+ResourceCheck = Callable[..., list[Issue]]
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from typing import Any
 
 from adapter.errors import Issue
 from adapter.fhir.primitives import check_primitive, is_plain_string
+from adapter.pipeline.stored_lengths import Locate, too_long
 
 _BY_NAME = {
     "id": "id",
@@ -54,19 +55,26 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def check_resources(
-    resources: list[dict[str, Any]], origins: dict[tuple[str, str], str | None] | None = None
+    resources: list[dict[str, Any]],
+    origins: dict[tuple[str, str], str | None] | None = None,
+    locate: Locate | None = None,
 ) -> list[Issue]:
     """Issues name the element (``expression``) and, when ``origins`` knows it, the place in
-    the input the resource was made from (``location``: ``OBX[3]``, an XPath, ``$.items[2]``)."""
+    the input the resource was made from (``location``: ``OBX[3]``, an XPath, ``$.items[2]``).
+    A value longer than the store keeps (adapter/pipeline/stored_lengths.py) is located
+    where ``locate`` finds it in the input (``row 3, column 转诊单号``), else as the resource."""
     issues: list[Issue] = []
     for resource in resources:
         prefix = f"{resource.get('resourceType')}/{resource.get('id')}"
         found: list[Issue] = []
         _walk(resource, resource.get("resourceType", ""), prefix, found, top=True)
-        if found and origins:
+        where = None
+        if origins:
             where = origins.get((resource.get("resourceType", ""), resource.get("id", "")))
             for issue in found:
                 issue.location = where
+        for long in too_long(resource):
+            found.append(long.issue((locate(long.value) if locate else None) or where))
         issues.extend(found)
     return issues
 

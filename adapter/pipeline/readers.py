@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import tzinfo
+from functools import partial
 from typing import Any, Protocol
 
 from adapter.consortium import Consortium, Facility
@@ -29,6 +30,8 @@ class Document(Protocol):
         zone: tzinfo,
         extra: dict[str, Any] | None = None,
     ) -> Translation: ...
+
+    def locate(self, value: str) -> str | None: ...
 
 
 def facility_variables(facility: Facility) -> dict[str, Any]:
@@ -92,6 +95,8 @@ class ParsedDocument:
     encoding: str | None
     reader_issues: list[Issue]  # what the reader noticed (an encoding guess): listed first
     _translate: Callable[[MappingSet, TranslationContext], Translation]
+    # where a produced value stands in the document (``row 3, column 转诊单号``, ``PRD[1]-2``)
+    _locate: Callable[[str], str | None]
 
     def translate(
         self,
@@ -103,6 +108,9 @@ class ParsedDocument:
         translation = self._translate(mappings, translation_context(facility, zone, extra))
         translation.issues[:0] = self.reader_issues
         return translation
+
+    def locate(self, value: str) -> str | None:
+        return self._locate(value)
 
 
 def read_document(
@@ -121,4 +129,5 @@ def read_document(
         parsed.encoding,
         parsed.issues,
         lambda m, c: source_format.translate(m, parsed.document, c, check=check_resources),
+        partial(source_format.locate_value, parsed.document),
     )

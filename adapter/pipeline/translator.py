@@ -196,7 +196,7 @@ class Translator:
             log.exception("unexpected error translating a message from %s", source.id)
             return Outcome.failure([internal_error("translating", exc)], source.format)
         issues = list(translation.issues)
-        issues.extend(check_resources(translation.resources, translation.origins))
+        issues.extend(check_resources(translation.resources, translation.origins, document.locate))
         failed = any(i.severity in ("error", "fatal") for i in issues)
         return Outcome(
             document.format,

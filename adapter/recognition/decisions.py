@@ -32,10 +32,12 @@ from adapter.recognition.query import (
     zone_of,
 )
 from adapter.store import lock_resources, resource_state, save_resources
+from adapter.store.lengths import over_limit
 from adapter.store.models import RecognitionDecision
 
 DECISION_SYSTEM = "https://yigongti-fhir-adapter.github.io/fhir/CodeSystem/recognition-decision"
 DECISIONS = {"recognised": "互认", "not-recognised": "不互认"}
+_ROW = RecognitionDecision.__table__.c
 _TASK_NAMESPACE = uuid.UUID("1f0c9e52-5a43-4c1e-9d0a-6f1c2b7e4d13")  # Task ids of decisions
 
 Decision = Literal["recognised", "not-recognised"]
@@ -86,6 +88,14 @@ def check(
         raise _bad(f"item {d.item_code!r} is not in the catalogue {catalogue.edition}", "item")
     if not d.order_id.strip() or not d.doctor.strip():
         raise _bad("order and doctor are required", "order" if not d.order_id.strip() else "doctor")
+    for value, column, name in (
+        (d.order_id, _ROW.order_id, "order"),
+        (d.doctor, _ROW.doctor, "doctor"),
+        (d.department, _ROW.department, "department"),
+    ):
+        problem = over_limit(column, value, name)
+        if problem:
+            raise _bad(problem, name)
     if d.decision == "recognised":
         if d.prior is None:
             raise _bad("a recognised item names the prior result it recognises", "prior")

@@ -35,6 +35,16 @@ DOWN_NEEDS = ("诊断", "住院号", "主要检查结果", "治疗经过", "下�
 FEEDBACK_TYPES = ("Composition/", "DocumentReference/")
 
 
+_MASK_CHARS = int(ReferralLedger.__table__.c.patient_masked.type.length)  # type: ignore[attr-defined]
+# display columns filled from resources stored earlier (perhaps before their lengths were
+# checked, adapter/pipeline/stored_lengths.py): shortened to fit, the resource keeps them whole
+_SHOWN_CHARS = 255
+
+
+def _fit(text: str | None) -> str | None:
+    return text[:_SHOWN_CHARS] if text else text
+
+
 def mask_name(name: str | None) -> str | None:
     """张秀英 -> 张*英, 王芳 -> 王*: the ledger never holds a patient's full name."""
     if not name:
@@ -44,7 +54,9 @@ def mask_name(name: str | None) -> str | None:
         return "*"
     if len(name) == 2:
         return name[0] + "*"
-    return name[0] + "*" * (len(name) - 2) + name[-1]
+    # a long name's mask is shortened to its column: the stars tell nothing more
+    stars = min(len(name), _MASK_CHARS) - 2
+    return name[0] + "*" * stars + name[-1]
 
 
 def _ref(value: Any) -> str:
@@ -93,13 +105,21 @@ def _flags(request: dict[str, Any]) -> set[str]:
     return codes
 
 
+def shown_name(name: Any) -> str | None:
+    """A HumanName as the ledger shows it: its text, else family and given names joined."""
+    if not isinstance(name, dict):
+        return None
+    if name.get("text"):
+        return str(name["text"])
+    given = name.get("given") if isinstance(name.get("given"), list) else []
+    return (str(name.get("family") or "") + "".join(str(g) for g in given)) or None
+
+
 def _person_name(person: dict[str, Any] | None) -> str | None:
     for name in (person or {}).get("name") or []:
-        if name.get("text"):
-            return str(name["text"])
-        joined = str(name.get("family") or "") + "".join(name.get("given") or [])
-        if joined:
-            return joined
+        shown = shown_name(name)
+        if shown:
+            return shown
     return None
 
 
@@ -172,15 +192,20 @@ def _facility(
         organization = _read(session, _ref(body.get("organization"))) or {}
     member = facility_of(session, consortium, reference)
     name = member or (str(organization.get("name"))[:64] if organization.get("name") else None)
-    return name, department, doctor
+    return name, _fit(department), _fit(doctor)
+
+
+def performer_department(display: str) -> str | None:
+    """The department a slip names beside the receiving unit: ``青山县人民医院 内分泌科``."""
+    display = display.strip()
+    return display.rsplit(" ", 1)[1] if " " in display else None
 
 
 def _receiver_department(request: dict[str, Any]) -> str | None:
-    """The department a slip names beside the receiving unit: ``青山县人民医院 内分泌科``."""
     for performer in request.get("performer") or []:
-        display = str(performer.get("display") or "").strip()
-        if " " in display:
-            return display.rsplit(" ", 1)[1]
+        department = performer_department(str(performer.get("display") or ""))
+        if department:
+            return department
     return None
 
 
@@ -266,7 +291,7 @@ def describe(
         "sender_department": sender_department,
         "sender_doctor": sender_doctor,
         "receiver_facility": receiver,
-        "receiver_department": receiver_department or _receiver_department(request),
+        "receiver_department": receiver_department or _fit(_receiver_department(request)),
         "receiver_doctor": receiver_doctor or _receiving_doctor(session, request),
         "out_of_county": not in_county,
         "missing": missing_of(request, direction),

@@ -143,6 +143,10 @@ def test_not_recognised_carries_the_coded_reason_and_the_patient_text(seeded, fh
         ({"prior": "Observation/sq-wbc-p2"}, "prior", f"not a result of Patient/{PATIENT}"),
         ({"colour": "red"}, "colour", "not known here"),
         ({"prior": "Observation/sq-wbc-new"}, "prior", "not a result of item QS-JC-001"),
+        # longer than the recognition_decision column: refused on both databases alike
+        ({"order": "M" * 256}, "order", "order is 256 characters; at most 255"),
+        ({"doctor": "D" * 256}, "doctor", "doctor is 256 characters; at most 255"),
+        ({"department": "科" * 256}, "department", "department is 256 characters; at most 255"),
     ],
 )
 def test_a_decision_the_catalogue_does_not_allow_is_refused(seeded, app, change, location, needle):
@@ -329,6 +333,15 @@ def test_posted_question_answers_the_same_and_logs_the_reminder_once(seeded, app
             "trigger 'maybe'",
         ),
         ({"context": "X", "facility": "qingshan-county-hospital", "colour": "red"}, "not known"),
+        # longer than the recognition_reminder column: refused on both databases alike
+        (
+            {"context": "X" * 256, "facility": "qingshan-county-hospital"},
+            "context is 256 characters; at most 255",
+        ),
+        (
+            {"context": "X", "facility": "qingshan-county-hospital", "doctor": "D" * 256},
+            "doctor is 256 characters; at most 255",
+        ),
     ],
 )
 def test_posted_question_needs_its_context_and_facility(seeded, app, values, needle):

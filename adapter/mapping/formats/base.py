@@ -20,9 +20,9 @@ in the table.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from adapter.errors import Issue
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
@@ -47,6 +47,32 @@ class Parsed:
     document: Any  # an HL7 v2 Message, an XML root element, parsed JSON, a CSV table
     encoding: str | None  # the character set actually used
     issues: list[Issue]  # what the reader noticed (an encoding guess): listed first
+
+
+P = TypeVar("P")
+
+
+def best_place(value: str, places: Iterable[tuple[P, str]]) -> P | None:
+    """Where in the input ``value`` came from, among (place, text) pairs: the text equal to
+    it, else one containing it, else the longest text it contains (a value the mapping
+    joined or trimmed); None when no text matches. A place is what the caller names it by
+    (made into a location only for the one found)."""
+    value = value.strip()
+    if not value:
+        return None
+    containing = contained = None
+    longest = 0
+    for place, text in places:
+        text = text.strip()
+        if not text:
+            continue
+        if text == value:
+            return place
+        if containing is None and value in text:
+            containing = place
+        elif text in value and len(text) > longest:
+            contained, longest = place, len(text)
+    return containing or contained
 
 
 class MatchError(ValueError):
@@ -117,6 +143,11 @@ class SourceFormat(ABC):
         return ""
 
     # -- translating ------------------------------------------------------------------------
+
+    def locate_value(self, document: Any, value: str) -> str | None:
+        """Where ``value`` (a produced value the pipeline refuses) stands in ``document``, as
+        this format's issues locate things; None when it cannot be found."""
+        return None
 
     def translate(
         self,

@@ -4,7 +4,8 @@ unread columns listed once."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from functools import partial
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
@@ -12,7 +13,7 @@ from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import csv_rows
 from adapter.mapping.engine import first_mention_wins, run_steps
 from adapter.mapping.evaluation import Evaluation
-from adapter.mapping.formats.base import Parsed, SourceFormat
+from adapter.mapping.formats.base import Parsed, SourceFormat, best_place
 from adapter.mapping.nodes import MappingSet, MessageMapping
 from adapter.mapping.schema import STRINGS
 from adapter.mapping.translation import (
@@ -48,6 +49,9 @@ class CsvFormat(SourceFormat):
 
     def compile_ignore(self, entry: str, options: Any) -> str:
         return csv_rows.compile_path(entry).name
+
+    def locate_value(self, document: csv_rows.CsvTable, value: str) -> str | None:
+        return best_place(value, (cell for row in document.rows for cell in _cells(row)))
 
     def describe(self, document: csv_rows.CsvTable) -> tuple[str, str]:
         return f"the file (columns {', '.join(document.header)})", "row 1"
@@ -94,7 +98,7 @@ class CsvFormat(SourceFormat):
             produced = list(state.resources.values())
             issues = list(state.issues)
             if check is not None and produced:
-                issues.extend(check(produced))
+                issues.extend(check(produced, None, partial(_locate_in_row, row)))
             keys = [(r["resourceType"], r["id"]) for r in produced]
             if not has_errors(issues):
                 issues.extend(
@@ -121,6 +125,15 @@ class CsvFormat(SourceFormat):
         out.extend(unread_issue(*item) for item in unread)
         origins = {key: f"row {number}" for key, number in made_by.items()}
         return result(list(resources.values()), out, mapping, unread, policies, origins)
+
+
+def _cells(row: csv_rows.CsvRow) -> Iterator[tuple[str, str]]:
+    return ((f"row {row.number}, column {name}", text) for name, text in row.cells.items())
+
+
+def _locate_in_row(row: csv_rows.CsvRow, value: str) -> str | None:
+    """``row 3, column 转诊单号``: the cell of ``row`` holding ``value``."""
+    return best_place(value, _cells(row))
 
 
 def _conflicts(

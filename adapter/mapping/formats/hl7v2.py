@@ -15,7 +15,7 @@ from adapter.hl7v2 import Message, Segment, parse_hl7v2
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import hl7v2_paths as v2
 from adapter.mapping.folders import MappingFile
-from adapter.mapping.formats.base import Parsed, SourceFormat
+from adapter.mapping.formats.base import Parsed, SourceFormat, best_place
 from adapter.mapping.nodes import MappingSet, MessageMapping
 from adapter.mapping.schema import STRINGS
 
@@ -86,6 +86,22 @@ class Hl7v2Format(SourceFormat):
     ) -> Parsed:
         message = parse_hl7v2(raw, max_bytes=max_bytes, limits=limits)
         return Parsed(message, message.charset, message.issues)
+
+    def locate_value(self, document: Message, value: str) -> str | None:
+        """``PRD[1]-2[1].1``: the component (or subcomponent) holding ``value``."""
+        found = best_place(
+            value,
+            (
+                ((segment, f, r, c, s), segment.get(f, r, c, s))
+                for segment in document
+                for f, r, c, s in segment.populated()
+            ),
+        )
+        if found is None:
+            return None
+        segment, f, r, c, s = found
+        split = len(segment.subcomponents(f, r, c)) > 1  # name the subcomponent when there are more
+        return segment.location(f, r, c, s if split else None)
 
     def compile_path(self, text: str, options: Any) -> v2.Hl7Path:
         return v2.compile_path(text)

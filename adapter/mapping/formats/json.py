@@ -4,13 +4,13 @@ their path (``adapter.mapping.json_paths``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits
 from adapter.mapping import json_paths
-from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat
+from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat, best_place
 from adapter.mapping.nodes import MessageMapping
 from adapter.mapping.schema import SCALAR, STRINGS
 
@@ -31,6 +31,11 @@ class JsonFormat(SourceFormat):
     ) -> Parsed:
         parsed = json_paths.parse_json(raw, max_bytes=max_bytes, max_depth=limits.nesting_depth)
         return Parsed(parsed.data, parsed.encoding, parsed.issues)
+
+    def locate_value(self, document: Any, value: str) -> str | None:
+        """``$.referral.slipNo``: the string holding ``value``."""
+        found = best_place(value, _strings(document, ()))
+        return None if found is None else json_paths.format_location(found)
 
     def compile_path(self, text: str, options: Any) -> json_paths.JsonPath:
         return json_paths.compile_path(text)
@@ -68,6 +73,18 @@ class JsonFormat(SourceFormat):
         self, document: Any, source: Any, mapping: MessageMapping
     ) -> list[tuple[str, str, bool]]:
         return json_paths.unread(document, source.tracker, mapping.ignore, mapping.clinical)
+
+
+def _strings(node: Any, at: json_paths.Location) -> Iterator[tuple[json_paths.Location, str]]:
+    """Every string (and number) of the document, by its location."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _strings(value, (*at, str(key)))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _strings(value, (*at, index))
+    elif isinstance(node, str | int | float) and not isinstance(node, bool):
+        yield at, str(node)
 
 
 FORMAT = JsonFormat()

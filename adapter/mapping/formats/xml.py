@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 
@@ -18,7 +18,7 @@ from adapter.mapping import xml_paths
 from adapter.mapping.engine import run_steps
 from adapter.mapping.evaluation import Evaluation
 from adapter.mapping.folders import MappingFile
-from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat
+from adapter.mapping.formats.base import MatchError, Parsed, SourceFormat, best_place
 from adapter.mapping.nodes import MappingSet, MessageMapping
 from adapter.mapping.translation import (
     ResourceCheck,
@@ -69,6 +69,15 @@ class XmlFormat(SourceFormat):
     ) -> Parsed:
         xml = parse_xml(raw, max_bytes=max_bytes)
         return Parsed(xml.root, xml.encoding, xml.issues)
+
+    def locate_value(self, document: etree._Element, value: str) -> str | None:
+        """``/ClinicalDocument/.../value[1]/@displayName``: the attribute or text holding it."""
+        found = best_place(value, _texts(document))
+        if found is None:
+            return None
+        element, attribute = found
+        path = xml_paths.element_path(element)
+        return f"{path}/@{attribute}" if attribute else f"{path}/text()"
 
     def options(self, files: Mapping[str, MappingFile]) -> dict[str, str]:
         """The namespace prefixes, declared in the xml message mappings, for every xml file of
@@ -209,6 +218,17 @@ class XmlFormat(SourceFormat):
 def _inside(issue: Issue, where: str) -> Issue:
     """An issue of a carried document, located inside the message that carries it."""
     return replace(issue, location=f"{where}#{issue.location}" if issue.location else where)
+
+
+def _texts(root: etree._Element) -> Iterator[tuple[tuple[etree._Element, str | None], str]]:
+    """Every attribute value and element text of the document, by (element, attribute)."""
+    for element in root.iter():
+        if not isinstance(element.tag, str):
+            continue  # a comment or processing instruction
+        for name, text in element.attrib.items():
+            yield (element, etree.QName(name).localname), text
+        if element.text:
+            yield (element, None), element.text
 
 
 FORMAT = XmlFormat()
