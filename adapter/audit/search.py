@@ -65,9 +65,7 @@ def _link(kind: str, reference: str) -> Any:
             # ``<ref>/_history`` + ``/_history/1``: that link's entity is cut at the first
             # ``/_history/``, shorter than the one searched; read without the index
             where = []
-    return AuditRecord.seq.in_(
-        select(AuditLink.seq).where(AuditLink.kind == kind, match, *where)
-    )
+    return AuditRecord.seq.in_(select(AuditLink.seq).where(AuditLink.kind == kind, match, *where))
 
 
 def _date(name: str, value: str) -> Any:

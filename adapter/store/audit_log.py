@@ -154,9 +154,7 @@ def _on_postgresql(element: _OnPostgreSQL, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.clause, **kw))
 
 
-_ENTITY = literal_column(
-    f"({ENTITY_SQL.format(col='audit_link.reference')})", type_=LargeBinary()
-)
+_ENTITY = literal_column(f"({ENTITY_SQL.format(col='audit_link.reference')})", type_=LargeBinary())
 
 
 def entity_is(*references: str) -> ColumnElement[bool]:
