@@ -1,4 +1,7 @@
-"""PostgreSQL: audit_link found through a hash index of each link's entity (decision 0092).
+"""audit_link found through a hash index on PostgreSQL; inbound messages stored with a
+dictionary (decision 0092).
+
+1. PostgreSQL: audit_link found through a hash index of each link's entity.
 
 audit_link's primary key ``(kind, reference, seq)`` was a b-tree as large as the table (0.6
 KB per lab message: 9.6 links, each a random 18-byte reference, the pages split half-full).
@@ -8,9 +11,14 @@ about 20 bytes an entry. The patient and entity searches (and the disclosure rep
 that entity and keep their condition on ``reference``, so they find the same links. The
 key's uniqueness was never needed: the writer inserts a record's links once, as a set.
 
-SQLite: nothing changes (the table is its key, ``WITHOUT ROWID``).
+   SQLite: nothing changes (the table is its key, ``WITHOUT ROWID``). Downgrade: the hash
+   index dropped, the primary key made again (its b-tree built anew).
 
-Downgrade: the hash index dropped, the primary key made again (its b-tree built anew).
+2. Both databases: new inbound messages are stored as zstd frames made with a dictionary of
+   HL7 v2 messages (codec ``d``, adapter/store/raw_codec.py); the rows stored before keep
+   their zlib form (``z``), which every version reads: nothing is rewritten on upgrade.
+   Downgrade: the ``d`` rows are stored again as the code before 0040 stores them (zlib when
+   smaller, else as received), so that code reads them.
 
 Written not to depend on migration 0039 (another change's): only audit_link is touched.
 
@@ -23,6 +31,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import zlib
+from pathlib import Path
+
+import sqlalchemy as sa
+import zstandard
 from alembic import op
 
 revision: str = "0040"
@@ -43,6 +56,53 @@ _ENTITY = (
 )
 
 
+# adapter/store/raw_codec.py's forms as of this revision
+MARK = b"\x00raw"
+ZSTD, ZLIB, AS_IS = b"d", b"z", b"="
+# the shipped dictionary file the ``d`` frames name (a shipped dictionary never changes)
+_DICTIONARY = Path(__file__).resolve().parents[3] / "data/body-dictionaries/2026120601.zdict"
+_BATCH = 500
+
+_message = sa.table(
+    "inbound_message", sa.column("id", sa.LargeBinary()), sa.column("raw", sa.LargeBinary())
+)
+
+
+def _zlib_form(raw: bytes) -> bytes:
+    """The stored form of before this revision (raw_codec.pack at 0038)."""
+    packed = zlib.compress(raw, 6)
+    if len(packed) + len(MARK) + 1 < len(raw):
+        return MARK + ZLIB + packed
+    return MARK + AS_IS + raw if raw.startswith(MARK) else raw
+
+
+def _raw_back_to_zlib() -> None:
+    bind = op.get_bind()
+    reader = zstandard.ZstdDecompressor(
+        dict_data=zstandard.ZstdCompressionDict(_DICTIONARY.read_bytes())
+    )
+    marked = sa.func.substr(_message.c.raw, 1, len(MARK) + 1) == sa.literal(
+        MARK + ZSTD, sa.LargeBinary()
+    )
+    after: bytes | None = None
+    while True:
+        query = sa.select(_message.c.id, _message.c.raw).where(marked)
+        if after is not None:
+            query = query.where(_message.c.id > after)
+        rows = bind.execute(query.order_by(_message.c.id).limit(_BATCH)).all()
+        for message_id, stored in rows:
+            try:
+                raw = reader.decompress(bytes(stored)[len(MARK) + 1 :])
+            except zstandard.ZstdError:
+                continue  # changed in the database: left as it is (the sha256 check refuses it)
+            bind.execute(
+                _message.update().where(_message.c.id == message_id).values(raw=_zlib_form(raw))
+            )
+        if len(rows) < _BATCH:
+            return
+        after = bytes(rows[-1][0]) if not isinstance(rows[-1][0], str) else rows[-1][0]
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
@@ -52,6 +112,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    _raw_back_to_zlib()
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(
