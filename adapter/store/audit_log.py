@@ -25,7 +25,6 @@ size: the searches name the entity too (``entity_is``). ``seq`` has an index of 
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Any
 
 from sqlalchemy import (
@@ -138,7 +137,7 @@ class _OnPostgreSQL(ColumnElement[bool]):
 
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("clause", InternalTraversal.dp_clauseelement)]
+    _traverse_internals = [("clause", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
 
     def __init__(self, clause: ColumnElement[bool]) -> None:
         self.clause = clause

@@ -29,9 +29,8 @@ Create Date: 2026-12-06
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import sqlalchemy as sa
