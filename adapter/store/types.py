@@ -318,8 +318,9 @@ class FeaturesJSON(CompressedJSON):
 
 
 class PackedBytes(TypeDecorator[bytes]):
-    """An inbound message's exact bytes, stored zlib-compressed when that is smaller
-    (adapter/store/raw_codec.py, decision 0065); rows stored as they were read unchanged.
+    """An inbound message's exact bytes, stored compressed when that is smaller
+    (adapter/store/raw_codec.py: zstd with a dictionary since decision 0092, zlib before,
+    decision 0065); rows stored as they were read unchanged.
     Never compare these values in SQL: the stored form is not the message."""
 
     impl = LargeBinary
