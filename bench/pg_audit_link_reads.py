@@ -19,7 +19,7 @@ import time
 
 import psycopg
 
-from adapter.store.audit_reference import ENTITY_SQL, entity_of, pack, versions
+from adapter.store.audit_reference import ENTITY_SQL, entity_of, unpack, versions
 
 
 def main() -> None:
@@ -40,7 +40,7 @@ def main() -> None:
     def queries(hashed: bool) -> list[tuple[str, str, tuple[bytes, ...]]]:
         out = []
         for patient, ent in picks:
-            low, high, _ = versions(_text(ent))
+            low, high, _ = versions(unpack(ent))
             extra = f" AND ({entity}) = %s" if hashed else ""
             out.append(
                 (
@@ -77,13 +77,8 @@ def main() -> None:
     for (name, form), found in sorted(timings.items()):
         found.sort()
         p50, p90 = statistics.median(found), found[int(0.9 * len(found))]
-        print(f"{name:24} {'hash index' if form else 'primary key':12} p50 {p50:.3f} ms, p90 {p90:.3f} ms")
-
-
-def _text(stored: bytes) -> str:
-    from adapter.store.audit_reference import unpack
-
-    return unpack(stored)
+        how = "hash index" if form else "primary key"
+        print(f"{name:24} {how:12} p50 {p50:.3f} ms, p90 {p90:.3f} ms")
 
 
 if __name__ == "__main__":
