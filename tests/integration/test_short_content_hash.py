@@ -12,7 +12,9 @@ import orjson
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store import save_resources
+from adapter.store import make_engine, migrate, save_resources
+from adapter.store import session_factory as make_factory
+from adapter.store.engine import downgrade
 from adapter.store.types import short_digest_bytes, short_digest_text
 
 T0 = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
@@ -66,3 +68,22 @@ def test_the_stored_forms() -> None:
     assert short_digest_text(whole) == whole[:32]  # SQLite: an old TEXT value
     assert short_digest_text(b"h") == "h"
     assert short_digest_text(None) is None and short_digest_bytes(None) is None
+
+
+def test_0040_down_pads_the_short_hashes_to_the_32_bytes_of_before(
+    blank_database_url: str,
+) -> None:
+    engine = make_engine(blank_database_url)
+    try:
+        migrate(engine)
+        _save(make_factory(engine), PATIENT, T0)
+        short = _stored(engine)[1]
+        assert len(short) == 16
+        downgrade(engine, "0038")
+        assert _stored(engine) == (1, short + bytes(16))
+        downgrade(engine, "0030")  # 0033's downgrade reads a 32-byte digest as hex
+        with engine.connect() as conn:
+            text_hash = conn.execute(text("SELECT content_hash FROM resource")).scalar_one()
+        assert text_hash == (short + bytes(16)).hex()
+    finally:
+        engine.dispose()

@@ -20,6 +20,10 @@ key's uniqueness was never needed: the writer inserts a record's links once, as 
    Downgrade: the ``d`` rows are stored again as the code before 0040 stores them (zlib when
    smaller, else as received), so that code reads them.
 
+3. Both databases: new resource rows keep a 16-byte content hash (nothing to change on
+   upgrade). Downgrade: those are padded to 32 bytes with zeros (the code before and
+   migration 0033's downgrade expect 32): such a resource's next save writes a version.
+
 Written not to depend on migration 0039 (another change's): only audit_link is touched.
 
 Revision ID: 0040
@@ -102,6 +106,36 @@ def _raw_back_to_zlib() -> None:
         after = bytes(rows[-1][0]) if not isinstance(rows[-1][0], str) else rows[-1][0]
 
 
+_resource = sa.table(
+    "resource",
+    sa.column("resource_type", sa.String()),
+    sa.column("id", sa.String()),
+    sa.column("content_hash", sa.LargeBinary()),
+)
+
+
+def _content_hash_back_to_32_bytes() -> None:
+    """The 16-byte content hashes (decision 0092) padded to the 32 bytes of before with
+    zeros: the code before 0040 and migration 0033's downgrade expect 32; such a resource
+    then reads as changed at its next save (one version more), never as unchanged."""
+    bind = op.get_bind()
+    short = sa.func.length(_resource.c.content_hash) == 16
+    while True:
+        rows = bind.execute(
+            sa.select(_resource.c.resource_type, _resource.c.id, _resource.c.content_hash)
+            .where(short)
+            .limit(_BATCH)
+        ).all()
+        for rtype, rid, stored in rows:
+            bind.execute(
+                _resource.update()
+                .where(_resource.c.resource_type == rtype, _resource.c.id == rid)
+                .values(content_hash=bytes(stored) + bytes(16))
+            )
+        if len(rows) < _BATCH:
+            return
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
@@ -112,6 +146,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     _raw_back_to_zlib()
+    _content_hash_back_to_32_bytes()
     if op.get_bind().dialect.name != "postgresql":
         return
     op.execute(
