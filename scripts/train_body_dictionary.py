@@ -5,6 +5,7 @@ decision 0082).
     .venv/bin/python scripts/train_body_dictionary.py --id 2026120401 [--size 16384]
     .venv/bin/python scripts/train_body_dictionary.py --audit --id 2026120501 --size 4096
     .venv/bin/python scripts/train_body_dictionary.py --features --id 2026120502 --size 4096
+    .venv/bin/python scripts/train_body_dictionary.py --raw --id 2026120601 --size 16384
 
 Samples: the resources of the golden outputs (fixtures/**/*expected*.json: what the
 mappings produce from the fictitious fixtures), each with the meta the store stamps on it;
@@ -12,7 +13,10 @@ mappings produce from the fictitious fixtures), each with the meta the store sta
 consortium's fictitious messages, referral loop and deliveries) in a temporary folder;
 ``--features``: identity_record.features of a generated population
 (tests/identity/population.py, seeded, fictitious), held out: those of an ``adapter demo``
-run (the example fixtures' patients, another source).
+run (the example fixtures' patients, another source); ``--raw``: inbound messages' received
+bytes (inbound_message.raw, decision 0092): every HL7 v2 fixture (fixtures/**/*.hl7) but
+the lab results of fixtures/hl7v2/oru, held out: they are what bench/bench_ingest.py sends,
+so its figure is one on messages the dictionary has not seen.
 Never train on a real store: the dictionary ships in the package and holds pieces of its
 samples verbatim.
 
@@ -125,6 +129,16 @@ def features_samples() -> dict[str, list[bytes]]:
     return {"0-population": made, "1-demo": demo}
 
 
+def raw_samples_by_folder() -> dict[str, list[bytes]]:
+    """The received bytes of the HL7 v2 fixtures by folder, fixtures/hl7v2/oru left out."""
+    found: dict[str, list[bytes]] = defaultdict(list)
+    for path in sorted(ROOT.glob("fixtures/**/*.hl7")):
+        folder = "/".join(path.relative_to(ROOT / "fixtures").parts[:-1])
+        if not folder.startswith("hl7v2/oru"):
+            found[folder].append(path.read_bytes())
+    return found
+
+
 def train(samples: list[bytes], size: int, dict_id: int) -> zstandard.ZstdCompressionDict:
     return zstandard.train_dictionary(size, samples, dict_id=dict_id, level=3, threads=1)
 
@@ -145,6 +159,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=16384, help="dictionary bytes")
     parser.add_argument("--audit", action="store_true", help="for audit record bodies")
     parser.add_argument("--features", action="store_true", help="for identity features")
+    parser.add_argument("--raw", action="store_true", help="for inbound messages' bytes")
     args = parser.parse_args()
     if not 32768 <= args.id < 2**31:
         sys.exit("the id must be in zstd's private range 32768 .. 2**31 - 1")
@@ -153,6 +168,9 @@ def main() -> None:
         sys.exit(f"{target} exists: a shipped dictionary never changes; choose a new id")
     if args.features:
         by_folder = features_samples()
+    elif args.raw:
+        # ~120 messages: each given 8 times, as zstd's trainer wants more samples than that
+        by_folder = {f: found * 8 for f, found in raw_samples_by_folder().items()}
     else:
         by_folder = audit_samples_by_message() if args.audit else samples_by_folder()
     folders = sorted(by_folder)

@@ -14,21 +14,39 @@ stored as a zstd frame with the audit dictionary and read back as the exact cano
 Indexes (decision 0072, each kept for a query that uses it): ``recorded`` (date search,
 purge), ``(action, recorded)`` (subtype / type / action search), ``correlation_id``
 (correlation-id search), ``message_id`` of receipts only (the writer's correlation
-lookup, the only query by message). audit_link's key is ``(kind, reference, seq)``
-(patient and entity search, disclosures; on SQLite the table itself, ``WITHOUT ROWID``) and
-``seq`` has an index of its own (verify, archive, purge); its ``reference`` is ordered
-bytewise on both databases.
+lookup, the only query by message). On SQLite audit_link's key is ``(kind, reference,
+seq)`` (patient and entity search, disclosures; the table itself, ``WITHOUT ROWID``); on
+PostgreSQL (migration 0040, decision 0092) a hash index of each link's entity (its reference
+without the version, ``entity_of``) serves those searches instead, at half the b-tree's
+size: the searches name the entity too (``entity_is``). ``seq`` has an index of its own
+(verify, archive, purge); ``reference`` is ordered bytewise on both databases.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, PrimaryKeyConstraint, String, Text, text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    bindparam,
+    literal_column,
+    text,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from adapter.store.audit_codes import Coded, encode
-from adapter.store.audit_reference import LinkKind, PackedReference
+from adapter.store.audit_reference import ENTITY_SQL, LinkKind, PackedReference, entity_of, pack
 from adapter.store.models import Base
 from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros, UuidText
 
@@ -75,8 +93,19 @@ class AuditLink(Base):
 
     __tablename__ = "audit_link"
     __table_args__ = (
-        PrimaryKeyConstraint("kind", "reference", "seq"),
+        # SQLite: the table, in key order (WITHOUT ROWID). PostgreSQL: no key since
+        # migration 0040 (its b-tree, 0.6 KB per lab message, as large as the table: the
+        # references are random bytes and 9.6 a message); the hash index below finds a
+        # search's links, and the writer never writes a link twice (a record's are a set)
+        PrimaryKeyConstraint("kind", "reference", "seq", name="pk_audit_link").ddl_if(
+            dialect="sqlite"
+        ),
         Index(None, "seq"),
+        Index(
+            "ix_audit_link_entity",
+            text(f"({ENTITY_SQL.format(col='reference')})"),
+            postgresql_using="hash",
+        ).ddl_if(dialect="postgresql"),
         {"sqlite_with_rowid": False},
     )
 
@@ -101,3 +130,36 @@ class AuditCheckpoint(Base):
     key_id: Mapped[str] = mapped_column(String(64))  # sha256 of the public key, 16 hex
     signature: Mapped[str] = mapped_column(Text())  # base64 Ed25519 over the statement
     statement: Mapped[str] = mapped_column(Text())  # the exact signed text
+
+
+class _OnPostgreSQL(ColumnElement[bool]):
+    """A condition PostgreSQL is given and SQLite is not (there it is ``1 = 1``)."""
+
+    inherit_cache = True
+    type = Boolean()
+    _traverse_internals = [("clause", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+
+    def __init__(self, clause: ColumnElement[bool]) -> None:
+        self.clause = clause
+
+
+@compiles(_OnPostgreSQL)
+def _elsewhere(element: _OnPostgreSQL, compiler: Any, **kw: Any) -> str:
+    return "1 = 1"
+
+
+@compiles(_OnPostgreSQL, "postgresql")
+def _on_postgresql(element: _OnPostgreSQL, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clause, **kw))
+
+
+_ENTITY = literal_column(f"({ENTITY_SQL.format(col='audit_link.reference')})", type_=LargeBinary())
+
+
+def entity_is(*references: str) -> ColumnElement[bool]:
+    """A condition every audit_link row naming one of ``references`` (exactly, or as a
+    version of it) meets, for PostgreSQL's hash index of entities (``ix_audit_link_entity``,
+    decision 0092); the search's own condition on ``reference`` decides. SQLite: none."""
+    entities = sorted({entity_of(pack(r)) for r in references})
+    values = bindparam(None, entities, type_=LargeBinary(), expanding=True)
+    return _OnPostgreSQL(_ENTITY.in_(values))

@@ -145,3 +145,33 @@ class LinkKind(TypeDecorator[str]):
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
         return None if value is None else _KIND_OF.get(value, value)
+
+
+# -- PostgreSQL's index of audit_link: a hash of each link's entity (decision 0092) ----------
+HISTORY = b"/_history/"
+
+
+def entity_of(stored: bytes) -> bytes:
+    """The stored form of the entity a stored link names, its version left off: a packed
+    reference's 18 bytes, a text one's bytes before its first ``/_history/``, else itself.
+    ``ENTITY_SQL`` computes the same in PostgreSQL; a link found by either of the searches
+    (an exact reference, every version of an entity) has the searched value's entity."""
+    if stored[:1] == PACKED and len(stored) >= 18:
+        return stored[:18]
+    at = stored.find(HISTORY)
+    return stored if at < 0 else stored[:at]
+
+
+_AT = f"POSITION(('\\x{HISTORY.hex()}'::bytea) IN ({{col}}))"
+# ``entity_of`` in SQL, over the column ``{col}``: the expression of PostgreSQL's hash index
+# ``ix_audit_link_entity`` (migration 0040); a query names it in the same words to use it.
+# Written as PostgreSQL prints it back (``pg_get_indexdef``), so that the schema comparison
+# (tests/integration/test_store_schema.py) finds the model's index and the database's equal
+ENTITY_SQL = (
+    "\nCASE\n"
+    "    WHEN SUBSTRING({col} FROM 1 FOR 1) = '\\x01'::bytea AND length({col}) >= 18"
+    " THEN SUBSTRING({col} FROM 1 FOR 18)\n"
+    f"    WHEN {_AT} > 0 THEN SUBSTRING({{col}} FROM 1 FOR {_AT} - 1)\n"
+    "    ELSE {col}\n"
+    "END"
+)

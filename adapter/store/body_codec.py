@@ -37,10 +37,15 @@ DICTIONARIES: dict[int, tuple[str, str]] = {
         "2026120502.zdict",
         "35a46d289b59e5a0242300f5fe6c726ff300bceb0a7d563f97f7cabaab8a5367",
     ),
+    2026120601: (
+        "2026120601.zdict",
+        "69edde1f2276a6b22a2091ab59495dca75ca7287d8d9e1ee7c6e7ea080baf5ed",
+    ),
 }
 CURRENT = 2026120401  # the dictionary new resource bodies are written with
 AUDIT = 2026120501  # the one new audit record bodies are written with (decision 0072)
 FEATURES = 2026120502  # identity_record.features (decision 0082)
+RAW = 2026120601  # inbound_message.raw, HL7 v2 messages' bytes (raw_codec.py, decision 0092)
 LEVEL = 3  # zstd level: 3 with a dictionary measured 4.7x, 6 us per body (decision 0049)
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
@@ -95,6 +100,26 @@ def _decompressor(dict_id: int) -> zstandard.ZstdDecompressor:
             dict_data=dictionary(dict_id) if dict_id else None
         )
     return found
+
+
+def raw_compressor() -> zstandard.ZstdCompressor:
+    """The compressor of received messages (adapter/store/raw_codec.py): no checksum, as
+    the message's sha256 is checked on reading (``verified_raw``); no content size."""
+    found: zstandard.ZstdCompressor | None = getattr(_local, "raw_compressor", None)
+    if found is None:
+        found = _local.raw_compressor = zstandard.ZstdCompressor(
+            level=LEVEL,
+            dict_data=dictionary(RAW),
+            write_checksum=False,
+            write_content_size=True,
+            write_dict_id=True,
+        )
+    return found
+
+
+def raw_decompressor(dict_id: int) -> zstandard.ZstdDecompressor:
+    """The decompressor of a received message's frame made with dictionary ``dict_id``."""
+    return _decompressor(dict_id)
 
 
 def pack(value: Any) -> bytes:

@@ -59,6 +59,7 @@ from adapter.store.types import (
     NamedCode,
     PackedBytes,
     PackedJSON,
+    ShortDigest,
     UTCDateTime,
     UTCMicros,
     UuidText,
@@ -204,9 +205,10 @@ class Resource(Base):
     version_id: Mapped[int] = mapped_column(Integer())
     last_updated: Mapped[datetime] = mapped_column(UTCMicros())
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
-    # sha256 of the canonical body without meta.versionId/lastUpdated: "did it change?"
-    # (hex in and out, 32 bytes stored: decision 0081)
-    content_hash: Mapped[str] = mapped_column(Digest())
+    # the first 128 bits of the sha256 of the canonical body without meta.versionId/
+    # lastUpdated: "did it change?" (32 hex characters in and out, 16 bytes stored:
+    # decision 0092; rows written before keep their 32 bytes and read as their first 16)
+    content_hash: Mapped[str] = mapped_column(ShortDigest())
     body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
     message_id: Mapped[str | None] = mapped_column(UuidText())  # key: _message_keys
     patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # "Patient/<id>"

@@ -265,10 +265,12 @@ def _lock_query(
 
 
 def content_hash(resource: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON (sorted keys) without meta.versionId/lastUpdated."""
+    """The first 128 bits of the sha256 of the canonical JSON (sorted keys) without
+    meta.versionId/lastUpdated, as 32 hex characters: enough to tell a change, and 16
+    bytes stored (``ShortDigest``, decision 0092)."""
     return hashlib.sha256(
         orjson.dumps(_without_stamps(resource), option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()
+    ).hexdigest()[:32]
 
 
 def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:

@@ -318,8 +318,9 @@ class FeaturesJSON(CompressedJSON):
 
 
 class PackedBytes(TypeDecorator[bytes]):
-    """An inbound message's exact bytes, stored zlib-compressed when that is smaller
-    (adapter/store/raw_codec.py, decision 0065); rows stored as they were read unchanged.
+    """An inbound message's exact bytes, stored compressed when that is smaller
+    (adapter/store/raw_codec.py: zstd with a dictionary since decision 0092, zlib before,
+    decision 0065); rows stored as they were read unchanged.
     Never compare these values in SQL: the stored form is not the message."""
 
     impl = LargeBinary
@@ -469,6 +470,66 @@ class Digest(_DirectBind, TypeDecorator[str]):
 
     def _reader(self) -> _Bind:
         return digest_text
+
+
+SHORT_DIGEST_BYTES = 16
+
+
+def _is_hex(value: str, size: int) -> bool:
+    if len(value) != size or value != value.lower():
+        return False
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return False
+    return True
+
+
+def short_digest_bytes(value: str | None) -> bytes | None:
+    """``ShortDigest``'s stored form: 32 lowercase hex characters as their 16 bytes (a full
+    sha256's 64 as their first 16), any other text as its UTF-8 bytes."""
+    if value is None:
+        return None
+    if _is_hex(value, 2 * SHORT_DIGEST_BYTES):
+        return bytes.fromhex(value)
+    if _is_hex(value, 64):
+        return bytes.fromhex(value[: 2 * SHORT_DIGEST_BYTES])
+    return value.encode()
+
+
+def short_digest_text(value: bytes | str | None) -> str | None:
+    """``ShortDigest``'s reading: 32 hex characters for a stored digest of 16 bytes or (a
+    row written before, as ``Digest``) of 32, of which the first 16; other bytes as text."""
+    if value is None:
+        return None
+    if isinstance(value, str):  # SQLite: a TEXT left by rows older than migration 0033
+        return value[: 2 * SHORT_DIGEST_BYTES] if _is_hex(value, 64) else value
+    stored = bytes(value)
+    if len(stored) in (SHORT_DIGEST_BYTES, 32):
+        return stored[:SHORT_DIGEST_BYTES].hex()
+    return stored.decode(errors="replace")
+
+
+class ShortDigest(Digest):
+    """A digest that only has to tell a change (``resource.content_hash``, decision 0092):
+    the first 128 bits of a sha256, read and written as 32 lowercase hex characters and
+    stored as their 16 bytes. A value stored as ``Digest`` (32 bytes, before) reads as its
+    first 16, so it compares equal to the short digest of the same content; no row is
+    rewritten. The column's declared type is ``Digest``'s (no schema change)."""
+
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        return short_digest_bytes(value)
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return short_digest_bytes
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> str | None:
+        return short_digest_text(value)
+
+    def _reader(self) -> _Bind:
+        return short_digest_text
 
 
 # the stored form of the ids bound lately: a message's id is bound on each of its resource,
