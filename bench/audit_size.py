@@ -37,6 +37,7 @@ from bench_ingest import (
     routed_settings,
 )
 from bench_retention import Sink, deliver
+from pg_schema import maintain_own_schema
 from sqlalchemy import Engine, text
 
 from adapter.consortium import load_consortium
@@ -200,7 +201,7 @@ def run(name: str, engine: Engine, settings: Settings, args: argparse.Namespace)
     def measure() -> dict[str, float]:
         if engine.dialect.name == "postgresql":
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE"))
+                maintain_own_schema(lambda s: conn.execute(text(s)), vacuum=True)
         return audit_parts(engine)
 
     last = measure()

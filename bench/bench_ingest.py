@@ -58,6 +58,7 @@ from adapter.store import session_factory as make_session_factory
 from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
 from adapter.store.outbox.enqueue import order_hash
+from bench.pg_schema import maintain_own_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -1013,7 +1014,7 @@ def run_slices(
             # the statistics of the empty tables, the foreign-key check of every search
             # index row kept a sequential-scan plan of `resource` (decision 0034)
             with engine.begin() as conn:
-                conn.execute(text("ANALYZE"))
+                maintain_own_schema(lambda s: conn.execute(text(s)))
         print(
             f"   slice {n + 1}/{args.slices}: {len(messages)} messages, {rate:.1f} msg/s, "
             f"this process's CPU {cpu_ms:.2f} ms/msg, load {os.getloadavg()[0]:.1f}",

@@ -52,6 +52,7 @@ from bench_ingest import (
     routed_settings,
 )
 from migration_timing import on_each_database
+from pg_schema import maintain_own_schema
 from sqlalchemy import Engine, select, text
 
 from adapter.connectors.base import CheckResult
@@ -173,7 +174,7 @@ def run(
                 result.pruned_rows, result.pruned_attempts = done.rows, done.attempts
         if engine.dialect.name == "postgresql":  # what autovacuum does on a server
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.execute(text("VACUUM ANALYZE"))
+                maintain_own_schema(lambda s: conn.execute(text(s)), vacuum=True)
         now = used(engine)
         if cycle == 0:  # the first night fills the empty tables; the others are measured
             before = now
@@ -245,7 +246,7 @@ def large_prune(name: str, engine: Engine, rows: int) -> str:
             )
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            conn.execute(text("VACUUM ANALYZE"))
+            maintain_own_schema(lambda s: conn.execute(text(s)), vacuum=True)
     cpu, wall = time.process_time(), time.perf_counter()
     done = prune(factory, cutoff=datetime.now(UTC) - timedelta(days=30), batch=1000)
     spent, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -219,3 +219,17 @@ def analyze(conn: psycopg.Connection) -> None:
         if cur.execute("SELECT to_regclass('search_terms')").fetchone()[0] is not None:
             cur.execute("ANALYZE search_terms")  # decision 0088
     conn.commit()
+
+
+def maintain_own_schema(run: Callable[[str], Any], *, vacuum: bool = False) -> None:
+    """``ANALYZE`` (or ``VACUUM (ANALYZE)``) of the current schema's tables only. A bare
+    ``ANALYZE`` or ``VACUUM`` does every table of the database: the other schemas of a shared
+    server too (other benchmarks, test runs whose young-table plans it changed), and takes
+    as long as all of them. ``run`` executes one statement and returns its rows
+    (``psycopg.Connection.execute``, or ``lambda s: conn.execute(text(s))``)."""
+    tables = run(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+    ).fetchall()
+    if tables:
+        names = ", ".join('"' + name.replace('"', '""') + '"' for (name,) in tables)
+        run(("VACUUM (ANALYZE) " if vacuum else "ANALYZE ") + names)
