@@ -26,13 +26,14 @@ def _nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def test_a_reference_criterions_gin_probe_runs_once_per_statement(
-    engine: Engine, session_factory: sessionmaker[Session]
+def _save_patients_with_tasks(
+    session_factory: sessionmaker[Session], patients: int, per_patient: int
 ) -> None:
-    if engine.dialect.name != "postgresql":
-        pytest.skip("PostgreSQL's search_terms")
-    patients = [{"resourceType": "Patient", "id": f"p{i}"} for i in range(30)]
-    tasks = [
+    """Patients ``p0``…, each the subject of ``per_patient`` requested Tasks ``t<i>-<j>``."""
+    saved: list[dict[str, Any]] = [
+        {"resourceType": "Patient", "id": f"p{i}"} for i in range(patients)
+    ]
+    saved += [
         {
             "resourceType": "Task",
             "id": f"t{i}-{j}",
@@ -40,11 +41,19 @@ def test_a_reference_criterions_gin_probe_runs_once_per_statement(
             "intent": "order",
             "for": {"reference": f"Patient/p{i}"},
         }
-        for i in range(30)
-        for j in range(4)
+        for i in range(patients)
+        for j in range(per_patient)
     ]
     with session_factory.begin() as session:
-        save_resources(session, [*patients, *tasks], message_id=None, now=T0)
+        save_resources(session, saved, message_id=None, now=T0)
+
+
+def test_a_reference_criterions_gin_probe_runs_once_per_statement(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's search_terms")
+    _save_patients_with_tasks(session_factory, 30, 4)
     with engine.connect() as conn:
         options = conn.execute(
             text(
@@ -90,19 +99,7 @@ def test_a_reference_criterions_keys_are_bound_so_each_patient_shares_one_statem
     MB a process. Bound as one array parameter, every patient's lookup is one statement."""
     if engine.dialect.name != "postgresql":
         pytest.skip("PostgreSQL's search_terms")
-    patients = [{"resourceType": "Patient", "id": f"q{i}"} for i in range(3)]
-    tasks = [
-        {
-            "resourceType": "Task",
-            "id": f"u{i}",
-            "status": "requested",
-            "intent": "order",
-            "for": {"reference": f"Patient/q{i}"},
-        }
-        for i in range(3)
-    ]
-    with session_factory.begin() as session:
-        save_resources(session, [*patients, *tasks], message_id=None, now=T0)
+    _save_patients_with_tasks(session_factory, 3, 1)
 
     sent: list[str] = []
 
@@ -114,9 +111,9 @@ def test_a_reference_criterions_keys_are_bound_so_each_patient_shares_one_statem
         connection = session.connection()
         event.listen(connection, "before_cursor_execute", remember)
         for i in range(3):
-            parsed = parse_search("Task", [("patient", f"Patient/q{i}"), ("status", "requested")])
+            parsed = parse_search("Task", [("patient", f"Patient/p{i}"), ("status", "requested")])
             page = find(session, ["Task"], parsed.criteria, count=20)
-            assert [r["id"] for r in page.bodies] == [f"u{i}"]
+            assert [r["id"] for r in page.bodies] == [f"t{i}-0"]
         event.remove(connection, "before_cursor_execute", remember)
     assert len(sent) == 3
     assert len(set(sent)) == 1, sent
