@@ -26,6 +26,7 @@ from sqlalchemy import Column
 from adapter.errors import Issue
 from adapter.referral.ledger import performer_department, shown_name
 from adapter.referral.rules import BUSINESS_SYSTEM, REASON_SYSTEM
+from adapter.store.lengths import limit_of
 from adapter.store.models import ReferralLedger
 
 _LEDGER = ReferralLedger.__table__.c
@@ -43,8 +44,8 @@ class Bound:
     part: str = ""  # the part of the element that is stored, when not all of it
 
     @property
-    def limit(self) -> int:
-        return int(self.column.type.length)  # type: ignore[attr-defined]
+    def limit(self) -> int | None:
+        return limit_of(self.column)
 
     @property
     def name(self) -> str:
@@ -148,6 +149,8 @@ def too_long(resource: dict[str, Any]) -> list[TooLong]:
     found = []
     for bound in bounds:
         limit = bound.limit
+        if limit is None:
+            continue
         for expression, value in bound.read(resource):
             if len(value) > limit:
                 key = f"{resource.get('resourceType')}/{resource.get('id')}"

@@ -20,6 +20,7 @@ from adapter.referral.deadlines import owed
 from adapter.referral.machine import business_of, outputs_of
 from adapter.referral.rules import DIRECTION_SYSTEM, REASON_SYSTEM
 from adapter.store import read_resource
+from adapter.store.lengths import limit_of
 from adapter.store.models import ReferralLedger, ReferralOverdue
 
 ICD10 = "urn:oid:2.16.156.10011.2.3.3.11"
@@ -35,10 +36,19 @@ DOWN_NEEDS = ("诊断", "住院号", "主要检查结果", "治疗经过", "下�
 FEEDBACK_TYPES = ("Composition/", "DocumentReference/")
 
 
-_MASK_CHARS = int(ReferralLedger.__table__.c.patient_masked.type.length)  # type: ignore[attr-defined]
+_LEDGER = ReferralLedger.__table__.c
+_MASK_CHARS = limit_of(_LEDGER.patient_masked) or 64
 # display columns filled from resources stored earlier (perhaps before their lengths were
 # checked, adapter/pipeline/stored_lengths.py): shortened to fit, the resource keeps them whole
-_SHOWN_CHARS = 255
+_SHOWN_CHARS = min(
+    limit_of(c) or 255
+    for c in (
+        _LEDGER.sender_department,
+        _LEDGER.sender_doctor,
+        _LEDGER.receiver_department,
+        _LEDGER.receiver_doctor,
+    )
+)
 
 
 def _fit(text: str | None) -> str | None:

@@ -475,25 +475,16 @@ class Digest(_DirectBind, TypeDecorator[str]):
 SHORT_DIGEST_BYTES = 16
 
 
-def _is_hex(value: str, size: int) -> bool:
-    if len(value) != size or value != value.lower():
-        return False
-    try:
-        bytes.fromhex(value)
-    except ValueError:
-        return False
-    return True
-
-
 def short_digest_bytes(value: str | None) -> bytes | None:
     """``ShortDigest``'s stored form: 32 lowercase hex characters as their 16 bytes (a full
     sha256's 64 as their first 16), any other text as its UTF-8 bytes."""
     if value is None:
         return None
-    if _is_hex(value, 2 * SHORT_DIGEST_BYTES):
-        return bytes.fromhex(value)
-    if _is_hex(value, 64):
-        return bytes.fromhex(value[: 2 * SHORT_DIGEST_BYTES])
+    if len(value) in (2 * SHORT_DIGEST_BYTES, 64) and value == value.lower():
+        try:  # parsed once: this binds every resource row written
+            return bytes.fromhex(value)[:SHORT_DIGEST_BYTES]
+        except ValueError:
+            pass
     return value.encode()
 
 
@@ -503,7 +494,8 @@ def short_digest_text(value: bytes | str | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):  # SQLite: a TEXT left by rows older than migration 0033
-        return value[: 2 * SHORT_DIGEST_BYTES] if _is_hex(value, 64) else value
+        packed = short_digest_bytes(value) if len(value) == 64 else None
+        return value[: 2 * SHORT_DIGEST_BYTES] if packed and len(packed) == 16 else value
     stored = bytes(value)
     if len(stored) in (SHORT_DIGEST_BYTES, 32):
         return stored[:SHORT_DIGEST_BYTES].hex()
