@@ -259,8 +259,7 @@ def _unread_parts(
         return [(segment.location(field_no), (1,))]
     out: list[tuple[str, tuple[int, ...]]] = []
     for rep in range(1, segment.repetitions(field_no) + 1):
-        count = len(segment.components(field_no, rep))
-        filled = [c for c in range(1, count + 1) if any(segment.subcomponents(field_no, rep, c))]
+        filled = segment.filled_components(field_no, rep)
         held = [c for c in filled if c not in skip]
         unread = [c for c in held if (index, field_no, rep, c) not in parts]
         if not unread:
