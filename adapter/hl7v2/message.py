@@ -160,6 +160,21 @@ class Segment:
             return not any(any(self.subcomponents(field, rep, c)) for c in range(1, count + 1))
         return not any(self.subcomponents(field, rep, comp))
 
+    def filled_components(self, field: int, rep: int = 1) -> list[int]:
+        """The numbers of the components of field[rep] any subcomponent of which holds
+        anything: what ``subcomponents`` says of each of ``components``, without splitting a
+        value that has no repetition, subcomponent or escape character (the common case;
+        the unread report asks it of every field a rule read)."""
+        value = self.raw(field)
+        if not value or rep < 1:
+            return []
+        if (self._flat or not _is_deep(value, self._d)) and not (self.name == "MSH" and field <= 2):
+            if rep != 1:  # one repetition only
+                return []
+            return [c for c, part in enumerate(value.split(self._cs), 1) if part]
+        count = len(self.components(field, rep))
+        return [c for c in range(1, count + 1) if any(self.subcomponents(field, rep, c))]
+
     def field_count(self) -> int:
         """Number of fields as written (trailing empty fields included; MSH counts MSH-1)."""
         return len(self._f) - 1

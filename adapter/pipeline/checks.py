@@ -96,11 +96,16 @@ def _walk(node: Any, path: str, prefix: str, issues: list[Issue], *, top: bool =
                         types[key] = kind
                 if kind == "string" and is_plain_string(value):
                     continue
+                passed = _PASSED.get(kind)
+                if passed is not None and value in passed:
+                    continue
                 problem = check_primitive(kind, value)
                 if problem:
                     issues.append(
                         Issue("error", "value", f"{prefix}: {problem}", expression=f"{path}.{key}")
                     )
+                else:
+                    _passed(kind, value)
             elif isinstance(value, dict | list):
                 _walk(value, f"{path}.{key}", prefix, issues)
             elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
@@ -124,6 +129,22 @@ def _walk(node: Any, path: str, prefix: str, issues: list[Issue], *, top: bool =
     elif isinstance(node, list):
         for index, item in enumerate(node):
             _walk(item, f"{path}[{index}]", prefix, issues)
+
+
+# the values of each type seen to pass (a check is a pure function of the type and the
+# text): a feed repeats its code systems, codes, units and a message its times in every
+# resource; bounded, emptied when full (ids, unique per resource, pass through it)
+_PASSED: dict[str, set[str]] = {}
+_PASSED_MAX = 4096
+
+
+def _passed(kind: str, value: str) -> None:
+    passed = _PASSED.get(kind)
+    if passed is None:
+        passed = _PASSED[kind] = set()
+    elif len(passed) >= _PASSED_MAX:
+        passed.clear()
+    passed.add(value)
 
 
 # the type of each element name met, below and at a resource's top (the names the mappings

@@ -89,6 +89,36 @@ def test_local_times_take_the_zone_of_the_consortium_with_its_summer_time() -> N
     assert call("dtm_to_datetime", node("20260715083000"), ev=ev)[0] == "2026-07-15T08:30:00-04:00"
 
 
+def test_a_time_converted_again_is_converted_once_per_zone(monkeypatch) -> None:
+    from adapter.mapping.functions import dates
+
+    parsed: list[str] = []
+    real = dates._parse_dtm
+
+    def counting(ev, value, *, lenient=False):
+        parsed.append(value.text)
+        return real(ev, value, lenient=lenient)
+
+    monkeypatch.setattr(dates, "_parse_dtm", counting)
+    written = "20260115083001"  # a text no other test converts
+    assert call("dtm_to_datetime", node(written))[0] == "2026-01-15T08:30:01+08:00"
+    assert call("dtm_to_datetime_or_omit", node(f" {written} "))[0] == "2026-01-15T08:30:01+08:00"
+    assert call("dtm_to_instant", node(written))[0] == "2026-01-15T08:30:01+08:00"
+    assert parsed == [written]  # once: the same text in the same zone
+    ev = evaluation()
+    ev.state.timezone = ZoneInfo("America/New_York")  # another zone: converted there
+    assert call("dtm_to_datetime", node(written), ev=ev)[0] == "2026-01-15T08:30:01-05:00"
+    assert len(parsed) == 2
+    # a text that does not convert is reported every time it is met
+    for _ in range(2):
+        result, issues = call("dtm_to_datetime", node("20261345", field=14))
+        assert result is None and [i[:2] for i in issues] == [("error", "OBX[1]-14")]
+    # an instant of a date alone is still a warning, though the date converted before
+    call("dtm_to_datetime", node("20260116"))
+    result, issues = call("dtm_to_instant", node("20260116", field=19))
+    assert result is None and [i[:2] for i in issues] == [("warning", "OBX[1]-19")]
+
+
 @pytest.mark.parametrize(
     ("written", "expected"),
     [

@@ -131,3 +131,37 @@ def test_several_resources_each_named() -> None:
         ("Observation.effectiveDateTime", "Observation/obs-1"),
         ("Patient.birthDate", "Patient/p1"),
     ]
+
+
+def test_a_value_seen_to_pass_is_checked_once_per_type_and_a_bad_one_every_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from adapter.pipeline import checks
+
+    asked: list[tuple[str, Any]] = []
+    real = checks.check_primitive
+
+    def counting(kind: str, value: Any) -> str | None:
+        asked.append((kind, value))
+        return real(kind, value)
+
+    monkeypatch.setattr(checks, "check_primitive", counting)
+    system = "urn:oid:2.16.156.10011.2.1.999.1"  # a system no other test checks
+    resource = observation(
+        code={"coding": [{"system": system, "code": "Cheque_Once 1"}]},
+        effectiveDateTime="2026-11-20T08:30:00+08:00",
+    )
+    assert found(resource) == []
+    assert found(resource) == []
+    assert asked.count(("uri", system)) == 1  # the second resource asked nothing again
+    assert asked.count(("code", "Cheque_Once 1")) == 1
+    # a text that passed as one type is still judged as another: a code is not an id
+    bad_id = dict(resource, id="Cheque_Once 1")
+    for _ in range(2):  # and a value that fails is reported every time it is met
+        assert found(bad_id) == [
+            (
+                "error",
+                "Observation.id",
+                "Observation/Cheque_Once 1: value is not a FHIR id (1-64 of A-Z a-z 0-9 - .)",
+            )
+        ]

@@ -212,18 +212,24 @@ class Hl7v2Format(SourceFormat):
                 skips.setdefault(entry.partition(".")[0], set()).add(int(entry.rpartition(".")[2]))
         clinical = mapping.clinical
         with_parts = {entry.partition(".")[0] for entry in clinical if "." in entry}
+        # ignored fields by segment (``MSH-7``: {"MSH": {7}}), found once: an entry is a
+        # field's name ``f"{segment}-{number}"`` exactly when it splits at its last "-" into
+        # that segment and the number as ``str`` writes it (no sign, no leading zero)
+        ignored: dict[str, set[int]] = {"MSH": {1, 2}}
+        for entry in ignore:
+            segment_name, dash, number = entry.rpartition("-")
+            if dash and number.isascii() and number.isdigit() and number[0] != "0":
+                ignored.setdefault(segment_name, set()).add(int(number))
         tracker = source.tracker
         out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
         for segment in document.segments:
             if segment.name in ignore:
                 continue
-            fields = [
-                f
-                for f in segment.populated_fields()
-                if not (segment.name == "MSH" and f in (1, 2))
-                and f"{segment.name}-{f}" not in ignore
-            ]
+            left_out = ignored.get(segment.name)
+            fields = segment.populated_fields()
+            if left_out:
+                fields = [f for f in fields if f not in left_out]
             if segment.index in unplaced_ids or (segment.index not in tracker.segments and fields):
                 out.append((f"{segment.name}[{segment.occurrence}]", "segment", True))
                 continue
@@ -231,7 +237,7 @@ class Hl7v2Format(SourceFormat):
             for f in fields:
                 name = f"{segment.name}-{f}"
                 flag = whole or name in clinical
-                skip = skips.get(name) or set()
+                skip = skips.get(name) or _NO_PARTS
                 if (segment.index, f) not in tracker.fields and not skip:
                     out.append((segment.location(f), "field", flag or name in with_parts))
                     continue
@@ -241,8 +247,14 @@ class Hl7v2Format(SourceFormat):
         return out
 
 
+_NO_PARTS: frozenset[int] = frozenset()
+
+
 def _unread_parts(
-    segment: Segment, field_no: int, tracker: v2.ReadTracker, skip: set[int] | None = None
+    segment: Segment,
+    field_no: int,
+    tracker: v2.ReadTracker,
+    skip: set[int] | frozenset[int] | None = None,
 ) -> list[tuple[str, tuple[int, ...]]]:
     """Places in a field that hold a value no rule read, each with the components holding
     it: a repetition none of whose components was read (``OBX[2]-5[2]``), or a component
@@ -250,7 +262,7 @@ def _unread_parts(
     the mapping, ``PID-11.4``) are neither reported nor needed for a repetition to count
     as read whole."""
     index, parts = segment.index, tracker.parts
-    skip = skip or set()
+    skip = skip or _NO_PARTS
     raw = segment.raw(field_no)
     d = segment.delimiters
     if d.repetition not in raw and d.component not in raw:  # one value: read or not at all
@@ -259,8 +271,7 @@ def _unread_parts(
         return [(segment.location(field_no), (1,))]
     out: list[tuple[str, tuple[int, ...]]] = []
     for rep in range(1, segment.repetitions(field_no) + 1):
-        count = len(segment.components(field_no, rep))
-        filled = [c for c in range(1, count + 1) if any(segment.subcomponents(field_no, rep, c))]
+        filled = segment.filled_components(field_no, rep)
         held = [c for c in filled if c not in skip]
         unread = [c for c in held if (index, field_no, rep, c) not in parts]
         if not unread:

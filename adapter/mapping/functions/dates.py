@@ -96,7 +96,28 @@ def dtm_to_datetime_or_omit(ev: FunctionContext, value: Any) -> str | None:
     return _to_datetime(ev, value, lenient=True)
 
 
+# a message writes its few times in many places (each result's effective time, the report's
+# issued time, the specimen's collection): each text converted once per time zone. Only a
+# text that converts is kept: one that does not is reported (error or warning, at its
+# location) every time, as before. Bounded: emptied when full.
+_DATETIMES: dict[tuple[str, Any], str] = {}
+_DATETIMES_MAX = 4096
+
+
 def _to_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
+    key = (text(value).strip(), ev.timezone)
+    done = _DATETIMES.get(key)
+    if done is not None:
+        return done
+    result = _convert_datetime(ev, value, lenient=lenient)
+    if result is not None:
+        if len(_DATETIMES) >= _DATETIMES_MAX:
+            _DATETIMES.clear()
+        _DATETIMES[key] = result
+    return result
+
+
+def _convert_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
     parsed = _parse_dtm(ev, value, lenient=lenient)
     if parsed is None:
         return None
