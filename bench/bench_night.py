@@ -358,6 +358,7 @@ class SyncRow:
     skipped: str | None = None
     analyses: int | None = None  # tables analysed by the autovacuum stand-in (PostgreSQL)
     per_source: list[tuple[str, int, float]] = field(default_factory=list)  # id, read, seconds
+    reconciled_ms: int = 0  # the report's own time (the parent alone, after the shares)
 
 
 def run_sync(
@@ -543,6 +544,7 @@ def measure(
     row.exit_code = code
     row.per_source = source_costs(engine)
     row.received = report["totals"]["received"]
+    row.reconciled_ms = int(report["run"].get("reconciled_in_ms") or 0)
     row.gaps = report["totals"]["gaps"]
     for part in report["sources"]:
         for status in ("processed", "warnings", "quarantined"):
@@ -593,7 +595,8 @@ def show(row: SyncRow, documents: int) -> None:
             )
         )
     print(
-        f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}; "
+        f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}, "
+        f"reconciled in {row.reconciled_ms / 1000:.1f} s; "
         + ", ".join(f"{k} {v}" for k, v in row.statuses.items())
     )
     print(
