@@ -216,3 +216,27 @@ def test_a_key_longer_than_the_ledger_column_is_a_gap_on_both_databases_and_neve
     # started again (the run is finished: a new run of the same day) nothing changes
     code, report = sync_json(env, "--day", DAY.isoformat(), monkeypatch=monkeypatch)
     assert code == 1 and report["sources"][0]["gaps"]["missing"] == [long_key]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"no message here",
+        lab_report(1),
+        lab_report(1) + b"\n" + lab_report(2),
+        lab_report(1).replace(b"OBX|1|", b"OBX|1|MSH text|", 1),  # MSH not at a line start
+        b"FHS|^~\\&|LIS\rBHS|^~\\&|LIS\r" + lab_report(1) + b"BTS|1\rFTS|1\r",  # batch of one
+        b"BHS|^~\\&|LIS\r" + lab_report(1) + lab_report(2) + b"BTS|2\r",
+        b'<?xml version="1.0"?><ClinicalDocument>MSH|^~\\&| BHS</ClinicalDocument>',
+    ],
+)
+def test_the_reports_count_of_a_files_messages_is_what_the_split_finds(raw: bytes) -> None:
+    """The report counts a night's messages without splitting a file that cannot hold more
+    than one (no second MSH, no batch segment): the same count as reading it item by item."""
+    from adapter.hl7v2.split import split_messages
+    from adapter.sync.config import FileNight
+    from adapter.sync.files import FileFetcher
+
+    fetcher = FileFetcher(FileNight(path="/nowhere/{date:%Y%m%d}"))
+    assert fetcher._count(raw) == len(split_messages(raw))
