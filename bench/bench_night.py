@@ -50,6 +50,7 @@ row: the machine is shared (bench/README.md, "Noise").
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -358,6 +359,8 @@ class SyncRow:
     skipped: str | None = None
     analyses: int | None = None  # tables analysed by the autovacuum stand-in (PostgreSQL)
     per_source: list[tuple[str, int, float]] = field(default_factory=list)  # id, read, seconds
+    reconciled_ms: int = 0  # the report's own time (the parent alone, after the shares)
+    backend_cpu_s: float = 0.0  # PostgreSQL: the backends serving the sync tree only
 
 
 def run_sync(
@@ -389,6 +392,7 @@ def run_sync(
         process.returncode = os.waitstatus_to_exitcode(status)
     RUN_TREE_RSS_MB[0] = tree.peak_mb
     RUN_TREE_RSS_MB[1] = tree.peak_pss_mb
+    RUN_BACKEND_CPU_S[0] = tree.backend_cpu_s
     output = out_path.read_text(encoding="utf-8")
     if "{" not in output:
         raise SystemExit(
@@ -402,6 +406,7 @@ def run_sync(
 TRANSLATE_WORKERS: list[int | None] = [None]  # --translate-workers (None: the adapter's default)
 JOBS = [1]  # --jobs: adapter sync --jobs N (decision 0061)
 RUN_TREE_RSS_MB = [0.0, 0.0]  # the last run's peaks: summed RSS, summed PSS of the sync tree
+RUN_BACKEND_CPU_S = [0.0]  # the last run's backends (those serving the sync tree), CPU seconds
 
 
 class TreeRss:
@@ -415,6 +420,10 @@ class TreeRss:
         self.pid = pid
         self.peak_mb = 0.0
         self.peak_pss_mb = 0.0
+        # the PostgreSQL backends serving the tree's connections (found by their client
+        # port, every second) and the CPU seconds each had used when last seen: on a shared
+        # server "every postgres process" counts the other users' backends too
+        self.backends: dict[int, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -426,9 +435,19 @@ class TreeRss:
         self._stop.set()
         self._thread.join()
 
+    @property
+    def backend_cpu_s(self) -> float:
+        return sum(self.backends.values())
+
     def _sample(self) -> None:
         page = os.sysconf("SC_PAGE_SIZE")
+        rounds = 0
+        family = {self.pid}
         while not self._stop.wait(0.2):
+            if rounds % 5 == 0:
+                self._find_backends(family)  # the tree as found by the previous sample
+            rounds += 1
+            self._backend_cpu()
             total = pss = 0
             family = {self.pid}  # --jobs: the share processes and their workers too
             for entry in Path("/proc").glob("[0-9]*"):
@@ -444,6 +463,40 @@ class TreeRss:
                     continue
             self.peak_mb = max(self.peak_mb, total / 1024 / 1024)
             self.peak_pss_mb = max(self.peak_pss_mb, pss / 1024 / 1024)
+
+    def _find_backends(self, family: set[int]) -> None:
+        """The backends whose client port is a socket of ``family`` (/proc only: the
+        tree's socket inodes, /proc/net/tcp for their ports, the backends' titles
+        ``postgres: ... 127.0.0.1(PORT) ...``)."""
+        try:
+            inodes = set()
+            for pid in family:
+                for fd in Path(f"/proc/{pid}/fd").iterdir():
+                    with contextlib.suppress(OSError):
+                        link = os.readlink(fd)
+                        if link.startswith("socket:["):
+                            inodes.add(link[8:-1])
+            ports = set()
+            for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[9] in inodes:
+                    ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+            for entry in Path("/proc").glob("[0-9]*"):
+                with contextlib.suppress(OSError):
+                    title = (entry / "cmdline").read_bytes()
+                    found = re.search(rb"^postgres: .*\((\d+)\)", title)
+                    if found and int(found.group(1)) in ports:
+                        self.backends.setdefault(int(entry.name), 0.0)
+        except OSError:
+            return
+
+    def _backend_cpu(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        for pid in self.backends:
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                raw = Path(f"/proc/{pid}/stat").read_text()
+                fields = raw[raw.rindex(")") + 2 :].split()
+                self.backends[pid] = (int(fields[11]) + int(fields[12])) / tick
 
 
 def _pss_kb(entry: Path) -> int:
@@ -539,10 +592,12 @@ def measure(
     row.rss_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
     row.tree_rss_mb = RUN_TREE_RSS_MB[0]
     row.tree_pss_mb = RUN_TREE_RSS_MB[1]
+    row.backend_cpu_s = RUN_BACKEND_CPU_S[0]
     row.cpu_s = usage.ru_utime + usage.ru_stime
     row.exit_code = code
     row.per_source = source_costs(engine)
     row.received = report["totals"]["received"]
+    row.reconciled_ms = int(report["run"].get("reconciled_in_ms") or 0)
     row.gaps = report["totals"]["gaps"]
     for part in report["sources"]:
         for status in ("processed", "warnings", "quarantined"):
@@ -577,6 +632,10 @@ def show(row: SyncRow, documents: int) -> None:
             f"the sync process {row.cpu_s * 1000 / documents:.1f} ms per document"
         )
         print(
+            f"   CPU of the backends serving the sync processes (sampled every 0.2 s): "
+            f"{row.backend_cpu_s:.1f} s, {row.backend_cpu_s * 1000 / documents:.1f} ms per document"
+        )
+        print(
             "   autovacuum's analyse rule (the test server has autovacuum off): "
             + (
                 f"{row.analyses} tables analysed while the sync ran"
@@ -593,7 +652,8 @@ def show(row: SyncRow, documents: int) -> None:
             )
         )
     print(
-        f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}; "
+        f"   report: exit code {row.exit_code}, received {row.received}, gaps {row.gaps}, "
+        f"reconciled in {row.reconciled_ms / 1000:.1f} s; "
         + ", ".join(f"{k} {v}" for k, v in row.statuses.items())
     )
     print(

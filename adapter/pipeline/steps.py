@@ -196,12 +196,20 @@ def merge_with_stored(work: Work) -> None:
     """Lock first, then read, merge and write under that lock (docs/decisions/0009): another
     message about the same patient waits here until this one commits, then merges with what
     it wrote. Each resource is merged by its template's on_conflict (adapter/pipeline/merge.py)."""
+    merging = [
+        (r["resourceType"], r["id"]) for r in work.resources if reads_stored(r, work.policies)
+    ]
+    # On PostgreSQL only the rows the merge reads are locked here: ``save`` locks the others
+    # that change (``_current_rows``), and never one stored unchanged. Locking every resource
+    # of the message held the facility's Organization, repeated unchanged by every document,
+    # until the batch committed: two ``sync --jobs`` children (or two writers of any kind)
+    # took turns on that one row, batch after batch (decision 0097). SQLite holds its write
+    # lock anyway: one read of every row, as before.
+    postgres = work.session.get_bind().dialect.name == "postgresql"
     work.locked = lock_resources(
         work.session,
-        ((r["resourceType"], r["id"]) for r in work.resources),
-        create_missing=[
-            (r["resourceType"], r["id"]) for r in work.resources if reads_stored(r, work.policies)
-        ],
+        merging if postgres else ((r["resourceType"], r["id"]) for r in work.resources),
+        create_missing=merging,
         now=work.moment,
     )
     merged: list[dict[str, Any]] = []
@@ -242,9 +250,18 @@ def save(work: Work) -> None:
         now=work.moment,
         facility_id=work.facility.id,
         zone=work.zone,
-        locked=work.locked,
+        locked=_covering(work.locked, work.resources),
         prepared=work.prepared,
     )
+
+
+def _covering(locked: LockedRows | None, resources: list[dict[str, Any]]) -> LockedRows | None:
+    """``locked`` when it holds every one of ``resources`` (SQLite), else None: the store then
+    reads the rows itself and locks those that change (PostgreSQL: ``merge_with_stored``
+    locked only the merged ones, which this transaction keeps holding)."""
+    if locked is None or any((r["resourceType"], r["id"]) not in locked.keys for r in resources):
+        return None
+    return locked
 
 
 def note_care(work: Work) -> None:

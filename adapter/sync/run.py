@@ -36,7 +36,8 @@ from adapter.consortium import Consortium
 from adapter.errors import AdapterError
 from adapter.pipeline.receipt import Channel, Receipt
 from adapter.pipeline.results import IngestResult
-from adapter.store.models import SyncRun
+from adapter.store.lengths import over_limit
+from adapter.store.models import SyncItem, SyncRun
 from adapter.store.outbox.acks import requeue_dead
 from adapter.sync import ledger
 from adapter.sync.config import SyncConfig, SyncSource
@@ -324,7 +325,8 @@ class SyncRunner:
         self.progress.start(item.id, fetcher.total(window))
         self.progress.step(done)
         last: Item | None = None
-        batches = _batched(fetcher.items(window, after), self.config.checkpoint_every)
+        fitting = _keys_that_fit(item.id, fetcher.items(window, after))
+        batches = _batched(fitting, self.config.checkpoint_every)
         for documents, results in self._ingested(item, batches):
             done = self._stored_batch(run_id, item, documents, results, done)
             last = documents[-1]
@@ -354,7 +356,7 @@ class SyncRunner:
         self.progress.start(item.id, len(keys))
         done = 0
         wanted = (d for d in fetcher.fetch_keys(day, keys) if d.key in keys)
-        batches = _batched(wanted, self.config.checkpoint_every)
+        batches = _batched(_keys_that_fit(item.id, wanted), self.config.checkpoint_every)
         for documents, results in self._ingested(item, batches):
             done += self._record(run_id, item, documents, results, replayed=True)
             self.progress.step(done)
@@ -504,6 +506,28 @@ class SyncRunner:
             },
             "with_gaps": [p["sync_source"] for p in parts if has_gaps(p)],
         }
+
+
+def _keys_that_fit(source: str, documents: Iterable[Item]) -> Iterator[Item]:
+    """``documents`` without those whose business key is longer than the ledger's column
+    (``sync_item.item_key``): PostgreSQL would refuse the ledger row after the document was
+    stored (and every start again would fail at the same batch), SQLite would keep it whole.
+    Such a document is not stored on either database; the source still lists its key, so
+    the report shows it missing, and the log says why (its length, never the key itself:
+    decision 0094)."""
+    column = SyncItem.__table__.c.item_key
+    for document in documents:
+        problem = over_limit(column, document.key, "its business key")
+        if problem is None:
+            yield document
+            continue
+        log.warning(
+            "sync source %s: the document at position %s is not stored: %s "
+            "(sync_item.item_key); it stays a gap until the source gives it a shorter key",
+            source,
+            document.position,
+            problem,
+        )
 
 
 def _batched(documents: Iterable[Item], size: int) -> Iterator[list[Item]]:

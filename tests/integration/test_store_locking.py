@@ -270,3 +270,50 @@ def test_a_change_committed_between_the_read_and_the_lock_is_built_on(
         total, _ = read_history(session, "Organization", "county")
     assert stored is not None and stored["name"] == "青山县医共体总院"
     assert stored["meta"]["versionId"] == "3" and total == 3
+
+
+def test_a_message_locks_the_rows_it_merges_and_not_those_it_repeats_unchanged(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """Decision 0097: every lab report of a facility repeats its Organization unchanged. When
+    the merge step locked every resource of the message, that one row was held until each
+    message's (each batch's) commit, and two writers (``adapter sync --jobs 2``) took turns on
+    it. Probed from a second connection just before the second message commits: the
+    Patient it merged is locked, the Organization it repeated is not."""
+    from adapter.pipeline.receipt import Receipt
+    from tests.integration.connector_helpers import example_pipeline
+    from tests.integration.test_long_values import long_oru
+
+    _postgres_only(engine)
+    pipeline = example_pipeline(session_factory)
+    first = pipeline.ingest(long_oru(control="SHARE001"), Receipt("std-hl7v2", "http"))
+    assert first.status == "processed", first
+    probed = [r for r in first.resources if r.split("/")[0] in ("Organization", "Patient")]
+    assert {r.split("/")[0] for r in probed} == {"Organization", "Patient"}
+    held: set[str] = set()
+
+    def probe(session: Session) -> None:
+        with engine.connect() as other:
+            other.execute(text("SET lock_timeout = '200ms'"))
+            for ref in probed:
+                rtype, rid = ref.split("/", 1)
+                savepoint = other.begin_nested() if other.in_transaction() else other.begin()
+                try:
+                    other.execute(
+                        text(
+                            "SELECT 1 FROM resource WHERE resource_type = :t AND id = :i FOR UPDATE"
+                        ),
+                        {"t": rtype, "i": rid},
+                    )
+                except OperationalError:
+                    held.add(rtype)
+                savepoint.rollback()
+
+    event.listen(session_factory, "before_commit", probe)
+    try:
+        second = pipeline.ingest(long_oru(control="SHARE002"), Receipt("std-hl7v2", "http"))
+    finally:
+        event.remove(session_factory, "before_commit", probe)
+    assert second.status == "processed", second
+    assert set(second.resources) >= set(probed)  # the same patient, the same facility
+    assert held == {"Patient"}

@@ -177,3 +177,66 @@ def test_a_file_of_two_messages_is_two_items_each_counted_by_its_own_key(
     [part] = report["sources"]
     assert part["replayed"] == [f"{report_key(2)}#2"], part
     assert part["gaps"]["quarantined"] == [] and code == 0, part
+
+
+def test_a_key_longer_than_the_ledger_column_is_a_gap_on_both_databases_and_never_stored(
+    tmp_path: Path,
+    database_url: str,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``sync_item.item_key`` is varchar(255): PostgreSQL refused the ledger row of a longer
+    key after the document was stored (the run failed, and failed again at every start),
+    SQLite kept it whole. Now neither stores it: the key is a gap, the others are stored."""
+    root = tmp_path / "exports"
+    folder = root / "20261120"
+    _night(folder, range(1, 4), missing=set())
+    long_key = "R" + "9" * 299  # 300 characters
+    (folder / f"{report_key(2)}.hl7").rename(folder / "long.hl7")
+    manifest = (folder / "manifest.csv").read_text(encoding="utf-8")
+    manifest = manifest.replace(f"{report_key(2)}.hl7,{report_key(2)}", f"long.hl7,{long_key}")
+    (folder / "manifest.csv").write_text(manifest, encoding="utf-8")
+    env = environment(database_url, consortium_file(tmp_path, [_source(root)]))
+
+    with caplog.at_level("WARNING"):
+        code, report = sync_json(env, "--day", DAY.isoformat(), monkeypatch=monkeypatch)
+    assert code == 1, report  # a gap remains, the run finished
+    [part] = report["sources"]
+    assert part["received"]["total"] == 2
+    assert part["gaps"]["missing"] == [long_key]
+    with session_factory() as session:
+        keys = session.scalars(select(SyncItem.item_key)).all()
+        assert sorted(keys) == [report_key(1), report_key(3)]
+        assert session.scalar(select(func.count()).select_from(InboundMessage)) == 2
+    said = [r.getMessage() for r in caplog.records if "item_key" in r.getMessage()]
+    assert said and "300 characters; at most 255" in said[0]
+    assert long_key not in said[0]
+
+    # started again (the run is finished: a new run of the same day) nothing changes
+    code, report = sync_json(env, "--day", DAY.isoformat(), monkeypatch=monkeypatch)
+    assert code == 1 and report["sources"][0]["gaps"]["missing"] == [long_key]
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"no message here",
+        lab_report(1),
+        lab_report(1) + b"\n" + lab_report(2),
+        lab_report(1).replace(b"OBX|1|", b"OBX|1|MSH text|", 1),  # MSH not at a line start
+        b"FHS|^~\\&|LIS\rBHS|^~\\&|LIS\r" + lab_report(1) + b"BTS|1\rFTS|1\r",  # batch of one
+        b"BHS|^~\\&|LIS\r" + lab_report(1) + lab_report(2) + b"BTS|2\r",
+        b'<?xml version="1.0"?><ClinicalDocument>MSH|^~\\&| BHS</ClinicalDocument>',
+    ],
+)
+def test_the_reports_count_of_a_files_messages_is_what_the_split_finds(raw: bytes) -> None:
+    """The report counts a night's messages without splitting a file that cannot hold more
+    than one (no second MSH, no batch segment): the same count as reading it item by item."""
+    from adapter.hl7v2.split import split_messages
+    from adapter.sync.config import FileNight
+    from adapter.sync.files import FileFetcher
+
+    fetcher = FileFetcher(FileNight(path="/nowhere/{date:%Y%m%d}"))
+    assert fetcher._count(raw) == len(split_messages(raw))
