@@ -746,14 +746,18 @@ _INDEX_ROW_KEYS: Final = (
 )  # fmt: skip
 # the columns written, in the table's column order (the compiled INSERT's: no reordering
 # in fast_insert, decision 0083); ``target_key`` is the reference's target (decision 0080).
-# On SQLite the row's number comes first (``row_id``, the table's key with
-# ``resource_key`` and ``kind``: decision 0085); PostgreSQL's sequence numbers its rows
+# The row's number comes first (``row_id``: on SQLite the table's key with ``resource_key``
+# and ``kind``, decision 0085; on PostgreSQL a smallint, decision 0098)
 _INDEX_COLUMNS: Final = (
     "resource_key", "value_date_start", "value_date_end", "value_number", "target_key",
     "param_id", "system_id", "kind", "code", "value", "value_norm", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
+# PostgreSQL: the most rows one resource may have in search_index, ``row_id`` being a
+# smallint (0 to 32,767; -1 to -32,768 for transient rows; decision 0098). SQLite's
+# integer has no such bound
+ROWS_MAX: Final = 32768
 # session.info: (the innermost transaction, the message id, {Type/id: resource key})
 _NAMED: Final = "adapter.store.message_targets"
 
@@ -769,13 +773,14 @@ def _insert_index_tuples(
     in ``_INDEX_COLUMNS`` order by one comprehension; a row with a reference text by a
     call (decision 0083).
 
-    On SQLite each row is numbered among its resource's rows of this call (``row_id``, the
-    table's key with ``resource_key`` and ``kind``: 0, 1, ... in the order given; decision
-    0085): every caller writes all of a resource's rows at once, after deleting the ones
-    stored, so the key is unique. ``transient``: rows deleted again before the transaction
-    ends while the resource's stored rows are still there (a bulk batch's superseded
-    versions, a refusal's trial value): numbered -1, -2, ..., apart from every stored row.
-    PostgreSQL: the column's sequence numbers them."""
+    Each row is numbered among its resource's rows of this call (``row_id``: 0, 1, ... in
+    the order given; on SQLite the table's key with ``resource_key`` and ``kind``, decision
+    0085; on PostgreSQL a smallint, decision 0098): every caller writes all of a
+    resource's rows at once, after deleting the ones stored, so the number is unique among
+    them. ``transient``: rows deleted again before the transaction ends while the
+    resource's stored rows are still there (a bulk batch's superseded versions, a refusal's
+    trial value): numbered -1, -2, ..., apart from every stored row. PostgreSQL numbers the
+    rows left after the arrays took the references named by key (``ROWS_MAX``)."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
@@ -821,14 +826,22 @@ def _insert_index_tuples(
             terms = term_rows((w[0], w[5], w[4]) for w in keyed)
             if not transient:
                 insert_tuples(session, search_terms, ("resource_key", "refs"), terms)
-        insert_tuples(session, _index, _INDEX_COLUMNS, written)
-        return
+        if not written:
+            return
+        bounded = True
+    else:
+        bounded = False
     numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
     numbered = []
     for w in written:
         n = numbers.get(w[0], 0)
         numbers[w[0]] = n + 1
         numbered.append((-1 - n if transient else n, *w))
+    if bounded and len(numbered) > ROWS_MAX and max(numbers.values()) > ROWS_MAX:
+        raise ValueError(
+            f"a resource has more than {ROWS_MAX} search index rows, more than the store"
+            " numbers on PostgreSQL (decision 0098)"
+        )
     insert_tuples(session, _index, ("row_id", *_INDEX_COLUMNS), numbered)
 
 
