@@ -631,7 +631,7 @@ class Floor:
             # SQLite: each row numbered among its resource's rows, the key's second part
             # (decision 0085); PostgreSQL: the sequence numbers them
             rows = floor_index_rows(r["resourceType"], rkey, r, self.sqlite)
-            index.extend(((n, *i) for n, i in enumerate(rows)) if self.sqlite else rows)
+            index.extend((n, *i) for n, i in enumerate(rows))  # row_id (decision 0098)
             for destination in destinations_for(self.consortium, facility.id, r["resourceType"]):
                 outbox.append(
                     (
@@ -702,13 +702,12 @@ class Floor:
                 [(k,) for k in stale],
             )
         if index:
-            numbered = int(self.sqlite)  # SQLite's rows begin with their row_id
-            at = 10 + numbered  # the reference
+            at = 11  # the reference (the rows begin with their row_id: decision 0098)
             cur.executemany(
                 self._sql(
-                    f"INSERT INTO search_index ({'row_id, ' * numbered}resource_key, param_id, "
+                    "INSERT INTO search_index (row_id, resource_key, param_id, "
                     "kind, system_id, code, value, value_norm, value_date_start, value_date_end,"
-                    f" value_number, reference, target_key) VALUES ({'?,' * numbered}"
+                    " value_number, reference, target_key) VALUES (?,"
                     "?,?,?,?,?,?,?,?,?,?,?,?)"
                 ),
                 [(*i[:at], None, key) if (key := known.get(i[at])) else (*i, None) for i in index],

@@ -145,11 +145,16 @@ class ResourceCopy:
                     (r["resource_key"], r["param_id"], r["target_key"]) for r in keyed
                 )
             index = io.StringIO()
+            numbers: dict[int, int] = {}  # row_id: each resource's rows numbered (0098)
             for row in rows:
-                index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
+                key = row["resource_key"]
+                number = numbers[key] = numbers.get(key, -1) + 1
+                values = "\t".join(copy_value(row[c]) for c in INDEX_COLUMNS)
+                index.write(f"{number}\t{values}\n")
             with cur.copy(_RESOURCE_COPY) as copy:
                 copy.write(self._resources.getvalue())
-            with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
+            columns = ", ".join(("row_id", *INDEX_COLUMNS))
+            with cur.copy(f"COPY search_index ({columns}) FROM STDIN") as copy:
                 copy.write(index.getvalue())
             if terms:
                 with cur.copy("COPY search_terms (resource_key, refs) FROM STDIN") as copy:
