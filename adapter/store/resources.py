@@ -91,7 +91,7 @@ def prepare(resources: Iterable[dict[str, Any]], zone: tzinfo) -> Prepared:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str):
             continue  # save_resources refuses it, as before
-        tails = [_index_tuple(rtype, 0, v)[2:] for v in index_values(resource, zone)]
+        tails = [r[2:] for r in _index_tuples(rtype, 0, index_values(resource, zone))]
         rows[content_hash(resource)] = (patient_key(resource), tails)
     return Prepared(str(zone), rows)
 
@@ -784,8 +784,13 @@ def _insert_index_tuples(
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
+    # an identifier's row carrying its type has the type's system as text where a number
+    # goes (``_typed``): written as its id
+    typed = [n for n, r in enumerate(rows) if r[10].__class__ is str]
     systems: dict[str | None, int | None] = {None: None}
-    systems.update(system_ids(session, {r[4] for r in rows} - {None}))
+    named = {r[4] for r in rows}
+    named.update(rows[n][10] for n in typed)
+    systems.update(system_ids(session, named - {None}))
     texts = {ref for r in rows if (ref := r[11]).__class__ is str}  # 11: ``_REFERENCE``
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
@@ -816,6 +821,9 @@ def _insert_index_tuples(
         for r in rows
     ]
     # fmt: on
+    for n in typed:
+        w = written[n]
+        written[n] = (*w[:3], systems[rows[n][10]], *w[4:])
     if session.get_bind().dialect.name != "sqlite":
         # PostgreSQL: the references named by key are one array per resource (decision
         # 0088), not rows. A transient row is deleted again before the commit: its array
@@ -892,7 +900,33 @@ def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:
 
 
 def _index_tuples(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[IndexRow]:
-    return [_index_tuple(rtype, rkey, v) for v in values]
+    """The rows of a resource's values, an identifier's first type on its row (``_typed``)."""
+    rows: list[IndexRow] = []
+    for v in values:
+        row = _index_tuple(rtype, rkey, v)
+        if row[3] == "token" and rows and row[2].endswith(OF_TYPE) and (t := _typed(rows[-1], row)):
+            rows[-1] = t
+        else:
+            rows.append(row)
+    return rows
+
+
+def _typed(identifier: IndexRow, of_type: IndexRow) -> IndexRow | None:
+    """The identifier's row carrying its type: ``value`` the type's code, ``value_number``
+    the type's system (its text; ``_insert_index_tuples`` writes its id), when ``of_type``
+    is the first ``:of-type`` row of the identifier row before it and its code is whole
+    (not cut to a key). ``identifier:of-type`` reads both forms (adapter/store/search.py,
+    decision 0098); a second type of one identifier stays a row."""
+    if (
+        identifier[6] is None  # no type carried yet (``value`` is None in a token row)
+        and identifier[10] is None
+        and of_type[12] is None  # the type's code whole
+        and identifier[3] == "token"
+        and identifier[2] == of_type[2][: -len(OF_TYPE)]
+        and (identifier[12] or identifier[5]) == of_type[6]  # the identifier's value
+    ):
+        return (*identifier[:6], of_type[5], *identifier[7:10], of_type[4], *identifier[11:])
+    return None
 
 
 def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
