@@ -929,6 +929,13 @@ def _typed(identifier: IndexRow, of_type: IndexRow) -> IndexRow | None:
     return None
 
 
+def index_rows(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
+    """The search_index rows of a resource's values as the store writes them (an
+    identifier's first type on its row, ``_typed``: its system as text in
+    ``value_number``), each as ``index_row`` gives one (the benches' COPY loaders)."""
+    return [dict(zip(_INDEX_ROW_KEYS, t, strict=True)) for t in _index_tuples(rtype, rkey, values)]
+
+
 def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
     """The search_index row of one value: long texts cut to bounded keys (index_keys);
     ``system`` stays text until ``insert_index_rows`` gives its id (decision 0059)."""
