@@ -18,14 +18,13 @@ from adapter.store.search_terms import rows_sql
 
 @contextmanager
 def keyed_rows(engine: Engine) -> Iterator[None]:
-    postgresql = engine.dialect.name == "postgresql"
-    if postgresql:
-        downgrade(engine, "0036")
+    """Also SQLite's store, to 0040: its identifiers' types as ``:of-type`` rows again, as
+    the earlier forms hold them (migration 0042, decision 0098)."""
+    downgrade(engine, "0036" if engine.dialect.name == "postgresql" else "0040")
     try:
         yield
     finally:
-        if postgresql:
-            migrate(engine)
+        migrate(engine)
 
 
 def as_compared(engine: Engine, rows: list[Any]) -> list[Any]:

@@ -164,8 +164,11 @@ def _types_on_identifier_rows() -> None:
 
 
 def _types_as_rows(sqlite: bool) -> None:
-    """The types identifier rows carry written as ``:of-type`` rows again (after the
-    resource's rows: numbered after them on SQLite, by the sequence on PostgreSQL)."""
+    """The types identifier rows carry written as ``:of-type`` rows again, each right after
+    its identifier's row as the code before writes them: on SQLite the rows' numbers
+    doubled first (the ``:of-type`` row takes the odd number after its identifier's), then
+    numbered 0, 1, ... again; on PostgreSQL it takes its identifier's number and the copy
+    (``downgrade``) numbers it after that row."""
     op.execute(
         "INSERT INTO search_param (resource_type, param, kind)"
         " SELECT DISTINCT b.resource_type, b.param || '\\:of-type', 1"
@@ -173,20 +176,16 @@ def _types_as_rows(sqlite: bool) -> None:
         " AND NOT EXISTS (SELECT 1 FROM search_param t WHERE t.kind = 1"
         " AND t.resource_type = b.resource_type AND t.param = b.param || '\\:of-type')"
     )
-    number, top = "", ""
-    if sqlite:  # the table's key (resource_key, kind, row_id)
-        number = "m.top + row_number() OVER (PARTITION BY s.resource_key ORDER BY s.row_id), "
-        top = (
-            " JOIN (SELECT resource_key, max(row_id) AS top FROM search_index"
-            " GROUP BY resource_key) m ON m.resource_key = s.resource_key"
-        )
+    if sqlite:  # n -> -1 - 2n -> 2n: no number taken twice on the way (the table's key)
+        op.execute("UPDATE search_index SET row_id = -1 - 2 * row_id")
+        op.execute("UPDATE search_index SET row_id = -1 - row_id")
     op.execute(
-        f"INSERT INTO search_index ({'row_id, ' if sqlite else ''}resource_key, param_id,"
-        f" kind, system_id, code, value) SELECT {number}s.resource_key, t.param_id, 1,"
+        "INSERT INTO search_index (row_id, resource_key, param_id, kind, system_id, code, value)"
+        f" SELECT s.row_id{' + 1' if sqlite else ''}, s.resource_key, t.param_id, 1,"
         " CAST(s.value_number AS integer), s.value, coalesce(s.code_full, s.code)"
         " FROM search_index s JOIN search_param b ON b.param_id = s.param_id"
         " JOIN search_param t ON t.kind = 1 AND t.resource_type = b.resource_type"
-        f" AND t.param = b.param || '\\:of-type'{top} WHERE {_CARRIED}"
+        f" AND t.param = b.param || '\\:of-type' WHERE {_CARRIED}"
         " ORDER BY s.resource_key, s.row_id"
     )
     op.execute(
@@ -194,11 +193,32 @@ def _types_as_rows(sqlite: bool) -> None:
         " AND value IS NOT NULL AND param_id IN (SELECT param_id FROM search_param"
         " WHERE kind = 1 AND param NOT LIKE '%\\:of-type')"
     )
+    if sqlite:
+        _sqlite_numbered()
+
+
+def _sqlite_numbered() -> None:
+    """SQLite: each resource's rows numbered 0, 1, ... in their order again (the numbers
+    are the table's key: through negative ones, which no row has at rest)."""
+    op.execute(
+        "CREATE TEMP TABLE numbered_0042 AS SELECT resource_key, kind, row_id,"
+        " row_number() OVER (PARTITION BY resource_key ORDER BY row_id) - 1 AS n"
+        " FROM search_index"
+    )
+    op.execute("CREATE INDEX numbered_0042_key ON numbered_0042 (resource_key, kind, row_id)")
+    op.execute(
+        "UPDATE search_index SET row_id = -1 - (SELECT n FROM numbered_0042 t"
+        " WHERE t.resource_key = search_index.resource_key AND t.kind = search_index.kind"
+        " AND t.row_id = search_index.row_id)"
+    )
+    op.execute("UPDATE search_index SET row_id = -1 - row_id")
+    op.execute("DROP TABLE numbered_0042")
 
 
 def upgrade() -> None:
     _types_on_identifier_rows()
     if op.get_bind().dialect.name != "postgresql":
+        _sqlite_numbered()  # the folded rows' numbers not left as gaps
         return
     op.execute(
         "DO $$ BEGIN IF EXISTS (SELECT 1 FROM search_index GROUP BY resource_key"
@@ -216,7 +236,10 @@ def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         _types_as_rows(sqlite=True)
         return
-    _copy(_0040, "row_number() OVER (ORDER BY resource_key, row_id)")
+    _types_as_rows(sqlite=False)
+    # an :of-type row has its identifier's number: numbered right after it
+    after = "param_id IN (SELECT param_id FROM search_param WHERE param LIKE '%\\:of-type')"
+    _copy(_0040, f"row_number() OVER (ORDER BY resource_key, row_id, {after})")
     op.execute("CREATE SEQUENCE search_index_row_id_seq OWNED BY search_index.row_id")
     op.execute(
         "SELECT setval('search_index_row_id_seq', "
@@ -226,5 +249,4 @@ def downgrade() -> None:
         "ALTER TABLE search_index ALTER COLUMN row_id"
         " SET DEFAULT nextval('search_index_row_id_seq'::regclass)"
     )
-    _types_as_rows(sqlite=False)
     op.execute("ANALYZE search_index")
