@@ -23,8 +23,9 @@
    value, the first identifier row takes the first such ``:of-type`` row (``_FIRST_TYPES``),
    which is deleted; any row left is still read.
 
-Downgrade (to 0040): the types written as ``:of-type`` rows again (after the resource's
-rows; the identifier rows' two columns emptied). PostgreSQL: first the table copied back
+Downgrade (to 0040): the types written as ``:of-type`` rows again, each right after its
+identifier's row as the code before writes them (the identifier rows' two columns
+emptied; SQLite's rows numbered 0, 1, ... again). PostgreSQL: then the table copied back
 into 0040's column order, the rows numbered over the table in (resource, row id) order
 (each resource's rows keep their order, as 0037's downgrade numbers them) by a new
 ``search_index_row_id_seq``, which continues after them and is the column's default again.
