@@ -749,12 +749,11 @@ class Floor:
                     "DELETE FROM search_terms WHERE resource_key=%s", [(k,) for k in stale]
                 )
         if rows:
-            numbered = int(self.sqlite)  # SQLite's rows begin with their row_id
-            cur.executemany(
+            cur.executemany(  # the rows begin with their row_id (decisions 0085, 0098)
                 self._sql(
-                    f"INSERT INTO search_index ({'row_id, ' * numbered}resource_key, param_id, "
+                    "INSERT INTO search_index (row_id, resource_key, param_id, "
                     "kind, system_id, code, value, value_norm, value_date_start, value_date_end,"
-                    f" value_number, reference, target_key) VALUES ({'?,' * numbered}"
+                    " value_number, reference, target_key) VALUES (?,"
                     "?,?,?,?,?,?,?,?,?,?,?,?)"
                 ),
                 rows,
@@ -783,17 +782,19 @@ class Floor:
         at = 10  # the reference
         for rkey, (rtype, resource) in latest.items():
             mine = floor_index_rows(rtype, rkey, resource, self.sqlite)
-            if self.sqlite:  # each row numbered among its resource's rows (decision 0085)
+            # each row numbered among its resource's rows (decisions 0085, 0098)
+            if self.sqlite:
                 rows.extend(
                     (n, *i[:at], None, key) if (key := known.get(i[at])) else (n, *i, None)
                     for n, i in enumerate(mine)
                 )
                 continue
             refs = []
+            kept = len(rows)
             for i in mine:
                 key = known.get(i[at])
                 if key is None:
-                    rows.append((*i, None))
+                    rows.append((len(rows) - kept, *i, None))
                 else:
                     refs.append(i[1] << 40 | key)  # param_id << 40 | target (search_terms)
             if refs:

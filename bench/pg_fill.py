@@ -80,12 +80,13 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
     types.update(system_id="int", param_id="int", kind="int", resource_key="bigint")
     types["target_key"] = "bigint"
     columns = ", ".join(f"{c} {types.get(c, 'text')}" for c in INDEX_COLUMNS)
-    conn.execute(f"CREATE TEMP TABLE fill_index (shape int, role text, {columns})")
+    # row_id: the row's number among its resource's rows, as the store gives it (0098)
+    conn.execute(f"CREATE TEMP TABLE fill_index (shape int, role text, row_id int, {columns})")
     for n, shape in enumerate(shapes):
         body = shape.build(ID, PATIENT, WHEN)
         conn.execute("INSERT INTO fill_body VALUES (%s, %s)", (n, orjson.dumps(body).decode()))
         real = shape.build("x", "x", _WHEN_EXAMPLE.isoformat() + "+00:00")
-        for value in index_values(real):
+        for number, value in enumerate(index_values(real)):
             row = index_row("Observation", 0, value)  # the key is the resource row's (_insert)
             with conn.cursor() as cur:  # the ids, as the store would give them (0059, 0071)
                 with_ids(cur, [row])
@@ -95,9 +96,9 @@ def _templates(conn: psycopg.Connection, shapes: list[Shape]) -> None:
             elif row["value_date_start"] is not None:
                 role = "date"
             conn.execute(
-                f"INSERT INTO fill_index (shape, role, {', '.join(INDEX_COLUMNS)}) "
-                f"VALUES (%s, %s, {', '.join(['%s'] * len(INDEX_COLUMNS))})",
-                (n, role, *(row.get(c) for c in INDEX_COLUMNS)),
+                f"INSERT INTO fill_index (shape, role, row_id, {', '.join(INDEX_COLUMNS)}) "
+                f"VALUES (%s, %s, %s, {', '.join(['%s'] * len(INDEX_COLUMNS))})",
+                (n, role, number, *(row.get(c) for c in INDEX_COLUMNS)),
             )
 
 
@@ -229,8 +230,8 @@ def _insert(
     )
     conn.execute(
         f"""
-        INSERT INTO search_index ({", ".join(INDEX_COLUMNS)})
-        SELECT {picked}
+        INSERT INTO search_index (row_id, {", ".join(INDEX_COLUMNS)})
+        SELECT ti.row_id, {picked}
         FROM ({pick}) AS kn
         CROSS JOIN LATERAL (SELECT {when} AS w) AS tw
         JOIN fill_index ti ON ti.shape = mod(n, {shape_count})

@@ -19,7 +19,7 @@ from adapter.fhir.index_values import index_values
 from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
 from adapter.store.resource_keys import local_target
-from adapter.store.resources import index_row
+from adapter.store.resources import index_rows
 from adapter.store.search_terms import term_rows
 from adapter.store.systems import system_hash
 
@@ -126,9 +126,7 @@ class ResourceCopy:
         )  # fmt: skip
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
         self._keys[f"{rtype}/{rid}"] = self._key
-        for value in index_values(body):
-            row = index_row(rtype, self._key, value)
-            self._rows.append(row)
+        self._rows.extend(index_rows(rtype, self._key, index_values(body)))
 
     def flush(self, conn: psycopg.Connection) -> None:
         """COPY what was added, commit, and start again empty."""
@@ -145,11 +143,16 @@ class ResourceCopy:
                     (r["resource_key"], r["param_id"], r["target_key"]) for r in keyed
                 )
             index = io.StringIO()
+            numbers: dict[int, int] = {}  # row_id: each resource's rows numbered (0098)
             for row in rows:
-                index.write("\t".join(copy_value(row[c]) for c in INDEX_COLUMNS) + "\n")
+                key = row["resource_key"]
+                number = numbers[key] = numbers.get(key, -1) + 1
+                values = "\t".join(copy_value(row[c]) for c in INDEX_COLUMNS)
+                index.write(f"{number}\t{values}\n")
             with cur.copy(_RESOURCE_COPY) as copy:
                 copy.write(self._resources.getvalue())
-            with cur.copy(f"COPY search_index ({', '.join(INDEX_COLUMNS)}) FROM STDIN") as copy:
+            columns = ", ".join(("row_id", *INDEX_COLUMNS))
+            with cur.copy(f"COPY search_index ({columns}) FROM STDIN") as copy:
                 copy.write(index.getvalue())
             if terms:
                 with cur.copy("COPY search_terms (resource_key, refs) FROM STDIN") as copy:
@@ -193,8 +196,13 @@ def param_ids(cur: psycopg.Cursor[Any], triples: set[tuple[str, str, int]]) -> d
 def with_ids(cur: psycopg.Cursor[Any], rows: list[dict[str, Any]]) -> None:
     """``index_row``'s dictionaries as the table holds them: ``system_id``, ``param_id`` and
     the kind's number, given as the store gives them (decisions 0059, 0071)."""
-    systems = system_ids(cur, {r["system"] for r in rows if r["system"] is not None})
+    # an identifier's row carrying its type: the type's system as text in value_number (0098)
+    typed = [r for r in rows if isinstance(r.get("value_number"), str)]
+    named = {r["system"] for r in rows if r["system"] is not None}
+    systems = system_ids(cur, named | {r["value_number"] for r in typed})
     params = param_ids(cur, {(r["resource_type"], r["param"], KINDS[r["kind"]]) for r in rows})
+    for row in typed:
+        row["value_number"] = systems[row["value_number"]]
     for row in rows:
         row["system_id"] = systems.get(row["system"])
         row["kind"] = KINDS[row["kind"]]

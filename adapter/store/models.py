@@ -30,7 +30,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    FetchedValue,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -304,12 +303,16 @@ class SearchIndex(Base):
         {"sqlite_with_rowid": False},
     )
 
-    # a sort's tie-break between two rows of one resource. SQLite: the row's number among
-    # its resource's rows, given by the store (0, 1, ... in the order written;
-    # adapter/store/resources.py, decision 0085). PostgreSQL: the sequence its migrations
-    # made the column's default gives it (``FetchedValue``: filled by the server)
+    # a sort's tie-break between two rows of one resource: the row's number among its
+    # resource's rows, given by the store (0, 1, ... in the order written;
+    # adapter/store/resources.py; SQLite since decision 0085, PostgreSQL since decision
+    # 0098). PostgreSQL: ``smallint``, stored right after ``kind`` (2 + 2 bytes, no padding)
+    # where a ``bigint`` from a sequence led the row (8 bytes and a nextval per row;
+    # migration 0042 sets that column order: no store is made from this model's). Declared
+    # first here: the INSERT's column order (adapter/store/fast_insert.py) is this one.
+    # SQLite: an integer of the table's key
     row_id: Mapped[int] = mapped_column(
-        BigId, server_default=FetchedValue(), autoincrement=False
+        SmallInteger().with_variant(Integer(), "sqlite"), autoincrement=False
     )  # key: __table_args__
     resource_key: Mapped[int] = mapped_column(BigId)
     # integer microseconds on SQLite (decision 0073, migration 0028)

@@ -91,7 +91,7 @@ def prepare(resources: Iterable[dict[str, Any]], zone: tzinfo) -> Prepared:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str):
             continue  # save_resources refuses it, as before
-        tails = [_index_tuple(rtype, 0, v)[2:] for v in index_values(resource, zone)]
+        tails = [r[2:] for r in _index_tuples(rtype, 0, index_values(resource, zone))]
         rows[content_hash(resource)] = (patient_key(resource), tails)
     return Prepared(str(zone), rows)
 
@@ -746,14 +746,18 @@ _INDEX_ROW_KEYS: Final = (
 )  # fmt: skip
 # the columns written, in the table's column order (the compiled INSERT's: no reordering
 # in fast_insert, decision 0083); ``target_key`` is the reference's target (decision 0080).
-# On SQLite the row's number comes first (``row_id``, the table's key with
-# ``resource_key`` and ``kind``: decision 0085); PostgreSQL's sequence numbers its rows
+# The row's number comes first (``row_id``: on SQLite the table's key with ``resource_key``
+# and ``kind``, decision 0085; on PostgreSQL a smallint, decision 0098)
 _INDEX_COLUMNS: Final = (
     "resource_key", "value_date_start", "value_date_end", "value_number", "target_key",
     "param_id", "system_id", "kind", "code", "value", "value_norm", "reference", "code_full",
     "value_norm_full", "reference_full",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
+# PostgreSQL: the most rows one resource may have in search_index, ``row_id`` being a
+# smallint (0 to 32,767; -1 to -32,768 for transient rows; decision 0098). SQLite's
+# integer has no such bound
+ROWS_MAX: Final = 32768
 # session.info: (the innermost transaction, the message id, {Type/id: resource key})
 _NAMED: Final = "adapter.store.message_targets"
 
@@ -769,18 +773,24 @@ def _insert_index_tuples(
     in ``_INDEX_COLUMNS`` order by one comprehension; a row with a reference text by a
     call (decision 0083).
 
-    On SQLite each row is numbered among its resource's rows of this call (``row_id``, the
-    table's key with ``resource_key`` and ``kind``: 0, 1, ... in the order given; decision
-    0085): every caller writes all of a resource's rows at once, after deleting the ones
-    stored, so the key is unique. ``transient``: rows deleted again before the transaction
-    ends while the resource's stored rows are still there (a bulk batch's superseded
-    versions, a refusal's trial value): numbered -1, -2, ..., apart from every stored row.
-    PostgreSQL: the column's sequence numbers them."""
+    Each row is numbered among its resource's rows of this call (``row_id``: 0, 1, ... in
+    the order given; on SQLite the table's key with ``resource_key`` and ``kind``, decision
+    0085; on PostgreSQL a smallint, decision 0098): every caller writes all of a
+    resource's rows at once, after deleting the ones stored, so the number is unique among
+    them. ``transient``: rows deleted again before the transaction ends while the
+    resource's stored rows are still there (a bulk batch's superseded versions, a refusal's
+    trial value): numbered -1, -2, ..., apart from every stored row. PostgreSQL numbers the
+    rows left after the arrays took the references named by key (``ROWS_MAX``)."""
     if not rows:
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
+    # an identifier's row carrying its type has the type's system as text where a number
+    # goes (``_typed``): written as its id
+    typed = [n for n, r in enumerate(rows) if r[10].__class__ is str]
     systems: dict[str | None, int | None] = {None: None}
-    systems.update(system_ids(session, {r[4] for r in rows} - {None}))
+    named = {r[4] for r in rows}
+    named.update(rows[n][10] for n in typed)
+    systems.update(system_ids(session, named - {None}))
     texts = {ref for r in rows if (ref := r[11]).__class__ is str}  # 11: ``_REFERENCE``
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
@@ -811,6 +821,9 @@ def _insert_index_tuples(
         for r in rows
     ]
     # fmt: on
+    for n in typed:
+        w = written[n]
+        written[n] = (*w[:3], systems[rows[n][10]], *w[4:])
     if session.get_bind().dialect.name != "sqlite":
         # PostgreSQL: the references named by key are one array per resource (decision
         # 0088), not rows. A transient row is deleted again before the commit: its array
@@ -821,14 +834,22 @@ def _insert_index_tuples(
             terms = term_rows((w[0], w[5], w[4]) for w in keyed)
             if not transient:
                 insert_tuples(session, search_terms, ("resource_key", "refs"), terms)
-        insert_tuples(session, _index, _INDEX_COLUMNS, written)
-        return
+        if not written:
+            return
+        bounded = True
+    else:
+        bounded = False
     numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
     numbered = []
     for w in written:
         n = numbers.get(w[0], 0)
         numbers[w[0]] = n + 1
         numbered.append((-1 - n if transient else n, *w))
+    if bounded and len(numbered) > ROWS_MAX and max(numbers.values()) > ROWS_MAX:
+        raise ValueError(
+            f"a resource has more than {ROWS_MAX} search index rows, more than the store"
+            " numbers on PostgreSQL (decision 0098)"
+        )
     insert_tuples(session, _index, ("row_id", *_INDEX_COLUMNS), numbered)
 
 
@@ -879,7 +900,40 @@ def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:
 
 
 def _index_tuples(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[IndexRow]:
-    return [_index_tuple(rtype, rkey, v) for v in values]
+    """The rows of a resource's values, an identifier's first type on its row (``_typed``)."""
+    rows: list[IndexRow] = []
+    for v in values:
+        row = _index_tuple(rtype, rkey, v)
+        if row[3] == "token" and rows and row[2].endswith(OF_TYPE) and (t := _typed(rows[-1], row)):
+            rows[-1] = t
+        else:
+            rows.append(row)
+    return rows
+
+
+def _typed(identifier: IndexRow, of_type: IndexRow) -> IndexRow | None:
+    """The identifier's row carrying its type: ``value`` the type's code, ``value_number``
+    the type's system (its text; ``_insert_index_tuples`` writes its id), when ``of_type``
+    is the first ``:of-type`` row of the identifier row before it and its code is whole
+    (not cut to a key). ``identifier:of-type`` reads both forms (adapter/store/search.py,
+    decision 0098); a second type of one identifier stays a row."""
+    if (
+        identifier[6] is None  # no type carried yet (``value`` is None in a token row)
+        and identifier[10] is None
+        and of_type[12] is None  # the type's code whole
+        and identifier[3] == "token"
+        and identifier[2] == of_type[2][: -len(OF_TYPE)]
+        and (identifier[12] or identifier[5]) == of_type[6]  # the identifier's value
+    ):
+        return (*identifier[:6], of_type[5], *identifier[7:10], of_type[4], *identifier[11:])
+    return None
+
+
+def index_rows(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[dict[str, Any]]:
+    """The search_index rows of a resource's values as the store writes them (an
+    identifier's first type on its row, ``_typed``: its system as text in
+    ``value_number``), each as ``index_row`` gives one (the benches' COPY loaders)."""
+    return [dict(zip(_INDEX_ROW_KEYS, t, strict=True)) for t in _index_tuples(rtype, rkey, values)]
 
 
 def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:

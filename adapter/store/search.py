@@ -269,8 +269,10 @@ def condition(
         names = row_params(rtype, param)
         probe = _probe(ids, rtype, names, param.type, of_resource=absent or rtype is None)
         return _absent(r, probe) if absent else _matching(rtype, r, probe)
+    if modifier == "of-type":
+        return _of_type(ids, rtype, row_params(rtype, param), criterion, r)
     si = _si.alias()
-    names = row_params(rtype, param, OF_TYPE if modifier == "of-type" else "")
+    names = row_params(rtype, param)
     negated = modifier in _NEGATED
     if param.type == "reference" and ids.terms:
         return _reference_terms(ids, rtype, names, criterion, r, negated)
@@ -278,6 +280,40 @@ def condition(
     probe = _probe(ids, rtype, names, param.type, si, of_resource=negated or rtype is None)
     probe = probe.where(matched)
     return _absent(r, probe) if negated else _matching(rtype, r, probe)
+
+
+def _of_type(
+    ids: ParamIds,
+    rtype: str | None,
+    names: tuple[str, ...],
+    criterion: Criterion,
+    r: FromClause,
+) -> ColumnElement[bool]:
+    """``identifier:of-type=<type system>|<type code>|<value>`` (decision 0098). An
+    identifier's first type rides on its identifier's row (``value`` the type's code,
+    ``value_number`` the type system's id: adapter/store/resources.py ``_typed``); a
+    further type, a type's code cut to a key and a row written before migration 0042 are
+    rows of ``<name>:of-type`` (``system_id``, ``code`` the type's, ``value`` the
+    identifier's). A resource matches by either; the first probe finds the identifier's
+    rows by their value in the token index."""
+    values = [v for v in criterion.values if isinstance(v, OfTypeValue)]
+    si, so = _si.alias(), _si.alias()
+    carried = [
+        and_(
+            keys.equals(si.c.code, si.c.code_full, v.value),
+            si.c.value == v.code,
+            si.c.value_number == system_id_of(v.system),
+        )
+        for v in values
+    ]
+    on_row = _probe(ids, rtype, names, "token", si, of_resource=rtype is None)
+    on_row = on_row.where(or_(*carried))
+    of_type = tuple(name + OF_TYPE for name in names)
+    own = _probe(ids, rtype, of_type, "token", so, of_resource=rtype is None)
+    own = own.where(or_(*(_token_value(so, "of-type", v) for v in values)))
+    if rtype is None:
+        return or_(_matching(rtype, r, on_row), _matching(rtype, r, own))
+    return r.c.resource_key.in_(union_all(on_row, own))
 
 
 def _reference_terms(

@@ -67,9 +67,30 @@ def rows_0024(connection: Connection) -> list[dict[str, Any]]:
         named.label("reference"), sp.c.resource_type, sp.c.param, sp.c.kind
     ).order_by(si.c.resource_key, si.c.row_id)
     out = []
-    for number, row in enumerate(connection.execute(query), start=1):
+    for row in connection.execute(query):
         values = dict(row._mapping)
         values["kind"] = KIND_NAMES[values["kind"]]
+        out.extend(_of_type_rows(values))
+    for number, values in enumerate(out, start=1):
         values["row_id"] = number
-        out.append(values)
     return out
+
+
+def _of_type_rows(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """A row as 0024 held it: an identifier's row carrying its type (since 0042, decision
+    0098: ``value`` the type's code, ``value_number`` its system's id) as the identifier's
+    row and its ``:of-type`` row after it."""
+    if values["kind"] != "token" or values["value"] is None or values["param"].endswith(":of-type"):
+        return [values]
+    of_type = dict.fromkeys(values)
+    number = values["value_number"]
+    of_type.update(
+        resource_type=values["resource_type"],
+        resource_key=values["resource_key"],
+        param=values["param"] + ":of-type",
+        kind="token",
+        system_id=None if number is None else int(number),
+        code=values["value"],
+        value=values["code_full"] or values["code"],
+    )
+    return [{**values, "value": None, "value_number": None}, of_type]

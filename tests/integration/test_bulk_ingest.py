@@ -105,7 +105,10 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, Any]:
                 i.value_norm,
                 i.value_date_start,
                 i.value_date_end,
-                i.value_number,
+                # a token row's number is the system of the type it carries (decision 0098)
+                systems.get(int(i.value_number))
+                if i.kind == 1 and i.value_number
+                else i.value_number,
                 i.reference,
                 i.code_full,
                 i.value_norm_full,

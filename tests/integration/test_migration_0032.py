@@ -22,7 +22,7 @@ from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from tests.api.search_fixtures import T0
 from tests.integration.index_0024 import rows_0024
-from tests.integration.keyed_rows import as_compared, index_sql
+from tests.integration.keyed_rows import as_compared, index_sql, untyped
 from tests.integration.test_migration_0018 import search_answers as _answers
 from tests.integration.test_migration_0028 import QUERIES as QUERIES_0028
 from tests.integration.test_migration_0028 import _save_dated, _without_key
@@ -136,7 +136,8 @@ def _texts_naming_stored(engine: Engine) -> int:
 
 def _rows(engine: Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [_without_key(r) for r in rows_0024(conn)]
+        # without the identifiers' types: two forms since 0042 (keyed_rows.untyped)
+        return untyped([_without_key(r) for r in rows_0024(conn)])
 
 
 def test_0032_references_as_keys_answer_as_before(

@@ -20,6 +20,7 @@ from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.search_terms import SHIFT, TARGET_MAX
 from tests.api.search_fixtures import T0
+from tests.integration.keyed_rows import NOT_OF_TYPE, UNTYPED_NUMBER
 from tests.integration.test_migration_0018 import search_answers as _answers
 from tests.integration.test_migration_0036 import _EVERY_KIND, QUERIES, _save
 
@@ -52,8 +53,10 @@ def _counts(engine: Engine) -> tuple[int, int]:
 def _other_rows(engine: Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         query = (
-            "SELECT resource_key, param_id, kind, code, value_norm, reference, value_number"
-            f" FROM search_index WHERE NOT ({_KEYED}) ORDER BY 1, 2, 3, 4, 5, 6, 7"
+            # without the identifiers' types: two forms since 0042 (keyed_rows.NOT_OF_TYPE)
+            f"SELECT resource_key, param_id, kind, code, value_norm, reference, {UNTYPED_NUMBER}"
+            f" FROM search_index s WHERE NOT ({_KEYED}) AND {NOT_OF_TYPE}"
+            " ORDER BY 1, 2, 3, 4, 5, 6, 7"
         )
         return [tuple(row) for row in conn.execute(text(query))]
 
