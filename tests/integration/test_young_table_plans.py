@@ -37,8 +37,9 @@ def test_deleting_a_batchs_index_rows_stays_on_the_index_without_statistics(
         conn.execute(text("SET LOCAL session_replication_role = replica"))
         conn.execute(
             text(
-                "INSERT INTO search_index (resource_key, param_id, kind) "
-                "SELECT k, p, 0 FROM generate_series(1, 2000) k, generate_series(1, 90) p"
+                # row_id: the row's number among its resource's rows (decision 0098)
+                "INSERT INTO search_index (row_id, resource_key, param_id, kind) "
+                "SELECT p - 1, k, p, 0 FROM generate_series(1, 2000) k, generate_series(1, 90) p"
             )
         )
         event.listen(conn, "before_cursor_execute", remember)
