@@ -554,30 +554,24 @@ class Floor:
         once per transaction (one executemany of all its rows), as a hand-written bulk loader
         would. One statement per table per message cost a round trip each: on PostgreSQL
         seven per message, most of the old floor's time under load."""
-        done = 0
-        for start in range(0, len(messages), per):
-            cur = self.conn.cursor()
-            if self.sqlite:
-                cur.execute("BEGIN IMMEDIATE")
-            done += self._store(cur, messages[start : start + per])
-            if self.sqlite:
-                cur.execute("COMMIT")
-            else:
-                self.conn.commit()
-            cur.close()
-        return done
+        return sum(
+            self._transaction(messages[start : start + per])
+            for start in range(0, len(messages), per)
+        )
 
-    def ingest(self, source: str, raw: bytes, *, commit: bool = True) -> int:
+    def ingest(self, source: str, raw: bytes) -> int:
         """One message in a transaction of its own (the floor of ``Pipeline.ingest``)."""
+        return self._transaction([(source, raw)])
+
+    def _transaction(self, messages: list[tuple[str, bytes]]) -> int:
         cur = self.conn.cursor()
-        if self.sqlite and commit:
+        if self.sqlite:
             cur.execute("BEGIN IMMEDIATE")
-        done = self._store(cur, [(source, raw)])
-        if commit:
-            if self.sqlite:
-                cur.execute("COMMIT")
-            else:
-                self.conn.commit()
+        done = self._store(cur, messages)
+        if self.sqlite:
+            cur.execute("COMMIT")
+        else:
+            self.conn.commit()
         cur.close()
         return done
 
