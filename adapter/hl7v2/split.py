@@ -53,6 +53,13 @@ def looks_like_hl7v2(raw: bytes, content_type: str | None = None) -> bool:
     return len(head) > 3 and head[:3] in (b"MSH", b"FHS", b"BHS") and not head[3:4].isalnum()
 
 
+def surely_one_message(raw: bytes) -> bool:
+    """True when ``split_messages`` would find one part in ``raw`` without splitting it: at
+    most one ``MSH`` and no batch wrapper segment anywhere in the bytes (a cheap test: the
+    night's report counts the messages of every file without scanning each one)."""
+    return raw.count(b"MSH") <= 1 and not any(w in raw for w in _WRAPPERS)
+
+
 def split_messages(raw: bytes, content_type: str | None = None) -> list[Part]:
     """The messages of a file, one :class:`Part` per MSH. A file that is not HL7 v2, holds
     one MSH and no batch wrapper, or holds no MSH at all is one part: its bytes unchanged

@@ -824,7 +824,8 @@ def _insert_index_tuples(
     for n in typed:
         w = written[n]
         written[n] = (*w[:3], systems[rows[n][10]], *w[4:])
-    if session.get_bind().dialect.name != "sqlite":
+    postgres = session.get_bind().dialect.name != "sqlite"
+    if postgres:
         # PostgreSQL: the references named by key are one array per resource (decision
         # 0088), not rows. A transient row is deleted again before the commit: its array
         # would only collide with the resource's stored one (the write checks its keys)
@@ -836,16 +837,13 @@ def _insert_index_tuples(
                 insert_tuples(session, search_terms, ("resource_key", "refs"), terms)
         if not written:
             return
-        bounded = True
-    else:
-        bounded = False
     numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
     numbered = []
     for w in written:
         n = numbers.get(w[0], 0)
         numbers[w[0]] = n + 1
         numbered.append((-1 - n if transient else n, *w))
-    if bounded and len(numbered) > ROWS_MAX and max(numbers.values()) > ROWS_MAX:
+    if postgres and len(numbered) > ROWS_MAX and max(numbers.values()) > ROWS_MAX:
         raise ValueError(
             f"a resource has more than {ROWS_MAX} search index rows, more than the store"
             " numbers on PostgreSQL (decision 0098)"

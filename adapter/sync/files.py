@@ -22,11 +22,10 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from adapter.hl7v2.split import Part, looks_like_hl7v2, split_messages
+from adapter.hl7v2.split import Part, looks_like_hl7v2, split_messages, surely_one_message
 from adapter.sync.config import FileNight
 from adapter.sync.fetch import Claim, Item, SourceDown
 
-_WRAPPERS = (b"FHS", b"BHS", b"BTS", b"FTS")  # batch segments (adapter/hl7v2/split.py)
 _OPS = {"": "new", "new": "new", "corrected": "corrected", "deleted": "deleted"}
 
 
@@ -156,7 +155,7 @@ class FileFetcher:
         batch wrapper segment it is one, whatever the bytes (the report's count of a night
         read every file again and split it: 50,000 regular-expression scans in the
         reconciliation, which runs alone at the end of the night)."""
-        if raw.count(b"MSH") <= 1 and not any(w in raw for w in _WRAPPERS):
+        if surely_one_message(raw):
             return 1
         return len(self._parts(raw))
 
