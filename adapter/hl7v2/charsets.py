@@ -7,6 +7,7 @@ Lookup ignores case, spaces, hyphens and underscores ("GB 18030-2000" == "gb1803
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import NamedTuple
 
 from adapter.errors import ParseError
 from adapter.hl7v2.truncation import decoded_prefix, truncated_error
@@ -85,7 +86,10 @@ def decode_undeclared(data: bytes, base_offset: int) -> tuple[str, str]:
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
-        utf8_error = exc
+        # its offsets, not the exception: kept, it would hold its traceback, whose frame
+        # holds it (a cycle that kept the caller's frames and the parsed message for the
+        # cyclic garbage collector; decision 0100)
+        utf8_error = _Offsets(exc.start, exc.end)
     # valid UTF-8 with non-ASCII characters before the error: UTF-8 text, maybe cut short
     if not data[: utf8_error.start].isascii():
         _raise_if_truncated(data, "utf-8", utf8_error, base_offset)
@@ -102,7 +106,16 @@ def decode_undeclared(data: bytes, base_offset: int) -> tuple[str, str]:
         ) from None
 
 
-def _raise_if_truncated(data: bytes, codec: str, exc: UnicodeDecodeError, base_offset: int) -> None:
+class _Offsets(NamedTuple):
+    """Where a UnicodeDecodeError found the bytes it could not decode."""
+
+    start: int
+    end: int
+
+
+def _raise_if_truncated(
+    data: bytes, codec: str, exc: UnicodeDecodeError | _Offsets, base_offset: int
+) -> None:
     """Bytes valid up to an incomplete last character: the input was cut, not mis-declared."""
     if exc.end != len(data):
         return

@@ -21,13 +21,13 @@ def utf8_or_gb18030(raw: bytes, subject: str, *, location: str, hint: str = "") 
     try:
         return raw.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
-        utf8_error = exc
+        utf8_start = exc.start  # not the exception: its traceback's frame would hold it (0100)
     try:
         return raw.decode("gb18030"), "gb18030"
     except UnicodeDecodeError as exc:
         raise ParseError(
-            f"{subject} are neither UTF-8 (invalid byte 0x{raw[utf8_error.start]:02x} at "
-            f"offset {utf8_error.start}) nor GB18030 (invalid byte 0x{raw[exc.start]:02x} at "
+            f"{subject} are neither UTF-8 (invalid byte 0x{raw[utf8_start]:02x} at "
+            f"offset {utf8_start}) nor GB18030 (invalid byte 0x{raw[exc.start]:02x} at "
             f"offset {exc.start}){hint}",
             location=location,
         ) from None

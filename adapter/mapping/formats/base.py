@@ -168,6 +168,7 @@ class SourceFormat(ABC):
         if not any(p.severity in ("error", "fatal") for p in problems):
             run_steps(Evaluation(state, scope, dict(context.variables)), mapping.steps)
         unread = self.unread(document, source, mapping)
+        self.release(source, scope)
         state.issues.extend(unread_issue(*item) for item in unread)
         return result(
             list(state.resources.values()),
@@ -216,6 +217,12 @@ class SourceFormat(ABC):
         """The engine's view of the document for this mapping, the scope the steps start in,
         and problems found before it runs: errors stop it (a required group missing),
         information notes do not (HL7 v2: an ORC read after its OBR)."""
+
+    def release(self, source: SourceAdapter, scope: Any) -> None:
+        """After the translation (the unread report made): undo the reference cycles of
+        the engine's view of the document, so that it is freed when the translation
+        returns rather than by the cyclic garbage collector (decision 0100). Nothing reads
+        ``source`` or ``scope`` afterwards."""
 
     @abstractmethod
     def unread(

@@ -173,6 +173,17 @@ class Hl7v2Format(SourceFormat):
             problems.append(Issue("error", "required", text, location=where))
         return source, root, problems
 
+    def release(self, source: Any, scope: Any) -> None:
+        """The tracker's ``resolved`` holds every ``Node`` a path gave, each node the
+        tracker (a cycle through every node read: ~150 per lab message), and each group its
+        parent and its groups: emptied, a message's parsed view goes when the translation
+        returns, not at the collector's next passes, which walked it meanwhile (decision
+        0100). The tracker's sets (read by ``unread``, done) are left as they are."""
+        source.tracker.resolved.clear()
+        if isinstance(scope, v2.Group):
+            for group in list(scope.walk()):
+                group.groups = []
+
     def compile_ignore(self, entry: str, options: Any) -> str:
         """A segment (``PV1``), a field (``MSH-10``) or a component (``PID-11.4``): the
         component in every repetition of the field. A misspelt entry (``PID.11``) would
