@@ -48,15 +48,24 @@ def _savepoints_as_text(engine: Engine) -> None:
     them to, without compiling: every savepoint has a name of its own
     (``sa_savepoint_N``), so its statement missed the compiled cache each time, two
     compilations per message in bulk ingest (a savepoint each; decision 0050, amended
-    2026-12-05 bulkcpu). Still through the connection: the statement events and error
-    wrapping are unchanged. A name that is not a plain identifier goes the usual way."""
+    2026-12-05 bulkcpu). On SQLite straight to the driver when nothing observes the
+    connection's statements (``fast_insert.driver_execute``, decision 0100), else through
+    the connection: the statement events and error wrapping are unchanged. A name that is
+    not a plain identifier goes the usual way."""
     dialect = engine.dialect
     plain = (dialect.do_savepoint, dialect.do_release_savepoint, dialect.do_rollback_to_savepoint)
+
+    from adapter.store.fast_insert import driver_execute  # it imports the store's types
 
     def sent(verb: str, usual: Any) -> Any:
         def send(connection: Any, name: str) -> None:
             if isinstance(name, str) and _SAVEPOINT_NAME.fullmatch(name):
-                connection.exec_driver_sql(f"{verb} {name}")
+                # on SQLite to the driver itself when nothing observes the statements
+                # (decision 0100); through the connection otherwise
+                if connection.dialect.name == "sqlite":
+                    driver_execute(connection, f"{verb} {name}")
+                else:
+                    connection.exec_driver_sql(f"{verb} {name}")
             else:
                 usual(connection, name)
 

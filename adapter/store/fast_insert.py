@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import DateTime, Table, insert
+from sqlalchemy import Connection, DateTime, Table, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -112,7 +112,67 @@ def insert_tuples(
     if plan.order != keys:  # the rows' values in bind order
         positions = itemgetter(*(keys.index(key) for key in plan.order))
         rows = [positions(row) for row in rows]
-    connection.exec_driver_sql(plan.sql, _processed(rows, plan.processors, plan.order, convert))
+    driver_executemany(connection, plan.sql, _processed(rows, plan.processors, plan.order, convert))
+
+
+def _observed(connection: Connection) -> bool:
+    """Whether anything observes the connection's statements: cursor events (the tests
+    count statements so), echo, the dialect's events (``handle_error`` among them)."""
+    dispatch = connection.dispatch
+    return bool(
+        connection._echo
+        or connection.dialect._has_events
+        or dispatch.before_cursor_execute
+        or dispatch.after_cursor_execute
+    )
+
+
+def driver_execute(connection: Connection, sql: str) -> None:
+    """``connection.exec_driver_sql(sql)`` for a statement without parameters or rows
+    (SQLite's SAVEPOINT / RELEASE, adapter/store/engine.py), as ``driver_executemany``."""
+    if _observed(connection):
+        connection.exec_driver_sql(sql)
+        return
+    error = connection.dialect.loaded_dbapi.Error
+    try:
+        connection.connection.dbapi_connection.execute(sql)  # type: ignore[union-attr]
+    except error as exc:
+        raise DBAPIError.instance(
+            sql,
+            None,
+            exc,
+            error,
+            hide_parameters=connection.engine.hide_parameters,
+            dialect=connection.dialect,
+        ) from exc
+
+
+def driver_executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``connection.exec_driver_sql(sql, rows)`` for a statement that returns nothing (an
+    INSERT): straight to the DBAPI connection's ``executemany`` when nothing observes the
+    connection's statements (no cursor or error events, no echo, no dialect events), the
+    driver's error wrapped as SQLAlchemy wraps it (the ``DBAPIError`` subclass
+    adapter/store/refusals.py reads). SQLAlchemy's execution context, cursor and result
+    for each of a message's executemanys cost about as much Python as a small one itself
+    (decision 0100). Otherwise, or with parameters that are not a list of tuples, through
+    SQLAlchemy as before."""
+    if _observed(connection):
+        connection.exec_driver_sql(sql, rows)
+        return
+    raw = connection.connection.dbapi_connection
+    error = connection.dialect.loaded_dbapi.Error
+    try:
+        raw.executemany(sql, rows)  # type: ignore[union-attr]
+    except error as exc:
+        raise DBAPIError.instance(
+            sql,
+            rows,
+            exc,
+            error,
+            hide_parameters=connection.engine.hide_parameters,
+            dialect=connection.dialect,
+            ismulti=True,
+        ) from exc
 
 
 def _processed(

@@ -1,7 +1,8 @@
 """Decision 0100's A/B in one process, alternated round by round (the order swapped each
 round, process CPU time): this tree's code ("branch") against the base's patched back in
 ("base": ``Hl7v2Format.release`` a no-op, ``decode_undeclared`` executed from the base
-tree's source, so a message's parsed view is freed by the cyclic collector as before).
+tree's source, so a message's parsed view is freed by the cyclic collector as before; and
+SQLite's executemanys and savepoints through SQLAlchemy's execution, as before).
 The host's load hits both variants alike.
 
     ADAPTER_AB_BASE=/work/wt/bulkcpu-base .venv/bin/python bench/profiling/ab_cpu_0100.py \\
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import re
 import os
+import re
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ from bench_ingest import (
 from sqlalchemy import Engine, select
 
 import adapter.hl7v2.parser as parser
+import adapter.store.fast_insert as fast_insert
 from adapter.consortium import load_consortium
 from adapter.heap import settled
 from adapter.mapping.formats.base import SourceFormat
@@ -57,14 +59,20 @@ exec(
     base_charsets.__dict__,
 )
 
-saved = {"release": Hl7v2Format.release, "decode": parser.decode_undeclared}
+saved = {
+    "release": Hl7v2Format.release,
+    "decode": parser.decode_undeclared,
+    "observed": fast_insert._observed,
+}
 
 
 def use(which: str) -> None:
     if which == "base":
         Hl7v2Format.release = SourceFormat.release  # type: ignore[method-assign]
         parser.decode_undeclared = base_charsets.decode_undeclared
+        fast_insert._observed = lambda connection: True  # through SQLAlchemy, as before
     else:
+        fast_insert._observed = saved["observed"]
         Hl7v2Format.release = saved["release"]  # type: ignore[method-assign]
         parser.decode_undeclared = saved["decode"]
 
@@ -143,9 +151,8 @@ def table_rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             cols = [c for c in table.c if c.name not in _RUN_DEPENDENT and not _clock(c)]
             rows = conn.execute(select(*cols)).all() if cols else []
             count = conn.execute(select(table.c[table.c.keys()[0]])).all()
-            out[name] = sorted((tuple(map(_r, r)) for r in rows), key=repr) + [
-                ("rows", len(count))
-            ]
+            stored = sorted((tuple(map(_r, r)) for r in rows), key=repr)
+            out[name] = [*stored, ("rows", len(count))]
     return out
 
 
@@ -239,16 +246,30 @@ def bulk_ab() -> None:
         use("branch")
         bulk(make_input(fixtures, 2, "warmB.", None))
         times: dict[str, list[float]] = {"base": [], "branch": []}
+        collector: dict[str, list[float]] = {"base": [], "branch": []}
+        in_gc = [0.0, 0.0]  # the collector's CPU so far, its start
+
+        def timed_gc(phase: str, info: dict[str, int]) -> None:
+            if phase == "start":
+                in_gc[1] = time.process_time()
+            else:
+                in_gc[0] += time.process_time() - in_gc[1]
+
+        gc.callbacks.append(timed_gc)
         with settled():
             for r in range(rounds):
                 order = ("base", "branch") if r % 2 == 0 else ("branch", "base")
                 for who in order:
                     msgs = make_input(fixtures, copies, f"r{r}{who}.", None)
                     use(who)
-                    t0 = time.process_time()
+                    t0, g0 = time.process_time(), in_gc[0]
                     bulk(msgs)
                     t = time.process_time() - t0
                     times[who].append(1000 * t / len(msgs))
+                    collector[who].append(1000 * (in_gc[0] - g0) / len(msgs))
+        gc.callbacks.remove(timed_gc)
+        for who, ts in collector.items():
+            print(f"{who:6s} of which the cyclic collector, ms/msg: mean {sum(ts) / len(ts):.3f}")
         for who, ts in times.items():
             ts2 = sorted(ts)
             every = " ".join(f"{t:.2f}" for t in ts)
@@ -261,4 +282,5 @@ def bulk_ab() -> None:
 
 
 if __name__ == "__main__":
-    {"same": same, "garbage": garbage, "bulk": bulk_ab}[sys.argv[1] if len(sys.argv) > 1 else "bulk"]()
+    mode = sys.argv[1] if len(sys.argv) > 1 else "bulk"
+    {"same": same, "garbage": garbage, "bulk": bulk_ab}[mode]()

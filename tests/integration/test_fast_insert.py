@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, Table, event, insert, text
+from sqlalchemy import Connection, Engine, Table, event, insert, text
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -277,3 +277,41 @@ def test_audit_rows_are_stored_as_sqlalchemy_stores_them(
         by_sqlalchemy = stored(table, 9001)
         assert len(by_sqlalchemy) == 3
         assert stored(table, 9101) == by_sqlalchemy, table
+
+
+def test_sqlite_rows_and_savepoints_go_to_the_driver_when_nothing_observes(
+    session_factory: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0100: on SQLite, with no statement events, echo or dialect events, the rows
+    and the savepoints go to the DBAPI connection itself, not through SQLAlchemy's
+    execution; stored the same, refused the same (the same exception, parameters hidden),
+    and a refused statement's savepoint rolls back alone."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL: COPY or SQLAlchemy's statement, as before")
+    with session_factory.begin() as session:
+        session.execute(insert(Resource.__table__), _resources("sa-"))
+    through: list[str] = []
+    plain = Connection.exec_driver_sql
+
+    def counting(self: Connection, statement: str, *args: Any, **kw: Any) -> Any:
+        through.append(statement.split()[0])
+        return plain(self, statement, *args, **kw)
+
+    monkeypatch.setattr(Connection, "exec_driver_sql", counting)
+    with session_factory.begin() as session:
+        insert_rows(session, Resource.__table__, _resources("drv-"))
+        with pytest.raises(IntegrityError) as refused, session.begin_nested():
+            insert_rows(session, Resource.__table__, _resources("drv-"))
+        insert_rows(session, Resource.__table__, _resources("drv2-"))
+    monkeypatch.undo()
+    assert [s for s in through if s != "BEGIN"] == []  # neither the INSERTs nor SAVEPOINT
+    assert is_unique_violation(refused.value) and is_refusal(refused.value)
+    assert "drv-0" not in str(refused.value)  # hide_parameters, as SQLAlchemy's own
+    by_sqlalchemy = _stored(engine, Resource.__table__, "id", "sa-")
+    assert _stored(engine, Resource.__table__, "id", "drv-") == by_sqlalchemy
+    assert _stored(engine, Resource.__table__, "id", "drv2-") == by_sqlalchemy
+    # observed (a statement event): through SQLAlchemy, seen as before
+    seen = _inserts(engine)
+    with session_factory.begin() as session:
+        insert_rows(session, Resource.__table__, _resources("seen-"))
+    assert seen == ["resource"]

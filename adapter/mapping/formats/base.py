@@ -222,7 +222,8 @@ class SourceFormat(ABC):
         """After the translation (the unread report made): undo the reference cycles of
         the engine's view of the document, so that it is freed when the translation
         returns rather than by the cyclic garbage collector (decision 0100). Nothing reads
-        ``source`` or ``scope`` afterwards."""
+        ``source`` or ``scope`` afterwards. By default nothing to undo."""
+        return None
 
     @abstractmethod
     def unread(
