@@ -7,6 +7,10 @@ on SQLite or PostgreSQL; ``--profile`` prints a cProfile of the same run instead
 Input: the ORU fixtures of bench_ingest.py made unique per copy (with ``--unique-patients``
 a new patient per copy, births spread), after a warm-up of one copy; batches of 100.
 Counted on the engine's ``before_cursor_execute``: a count that does not depend on load.
+On PostgreSQL the driver's calls are counted too (``--trips``: each ``execute``, pipelined
+``executemany``, ``COPY`` and ``commit`` of psycopg, i.e. the round trips that wait for the
+server, BEGIN riding on the first statement's), and the CPU of this process and of the
+server backends serving it (Linux ``/proc``) per message: decision 0101.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,7 @@ from bench_ingest import (
     routed_settings,
 )
 from sqlalchemy import event
+from sqlalchemy.engine import make_url
 
 from adapter.consortium import load_consortium
 from adapter.runtime import make_pipeline
@@ -65,9 +71,63 @@ def _cpu_of(pids: list[int]) -> float:
     """CPU seconds (user + system) of other processes of this machine (Linux /proc)."""
     total = 0.0
     for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # ended meanwhile
+            continue
         total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
+
+
+@contextmanager
+def _counting_trips(trips: Counter[str]) -> Iterator[None]:
+    """psycopg's calls that wait for the server, counted by kind while inside (bench only:
+    the cursor and connection classes' methods are wrapped, then put back)."""
+    import psycopg
+
+    saved = {
+        (psycopg.Cursor, "execute"): psycopg.Cursor.execute,
+        (psycopg.Cursor, "executemany"): psycopg.Cursor.executemany,
+        (psycopg.Cursor, "copy"): psycopg.Cursor.copy,
+        (psycopg.Connection, "commit"): psycopg.Connection.commit,
+    }
+
+    def wrapped(cls: type, name: str, original: Any) -> Any:
+        def call(self: Any, *a: Any, **k: Any) -> Any:
+            if name == "commit":
+                trips["COMMIT"] += 1
+            else:
+                words = str(a[0]).split() if a else ["?"]
+                trips[f"{name} {kind_of(' '.join(words[:12]))}"] += 1
+            return original(self, *a, **k)
+
+        return call
+
+    for (cls, name), original in saved.items():
+        setattr(cls, name, wrapped(cls, name, original))
+    try:
+        yield
+    finally:
+        for (cls, name), original in saved.items():
+            setattr(cls, name, original)
+
+
+_APP = "store_statements"
+
+
+def _backends(engine: Any, known: list[int] | None = None) -> list[int]:
+    """The pids of the PostgreSQL backends of this run (its application_name), with
+    ``known`` ones still alive; [] on SQLite or when the server is not on this machine."""
+    if engine.dialect.name != "postgresql":
+        return []
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        pids = conn.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :a"), {"a": _APP}
+        ).scalars()
+        found = sorted(set(pids) | set(known or []))
+    return [p for p in found if Path(f"/proc/{p}/stat").exists()]
 
 
 def main() -> None:
@@ -99,7 +159,9 @@ def main() -> None:
         fixtures = load_fixtures(consortium)
         drop = None
         if args.pg:
-            made = postgres_engine(args.pg)
+            # the backends of this run are told apart by their application_name
+            url = make_url(args.pg).update_query_dict({"application_name": _APP})
+            made = postgres_engine(url.render_as_string(hide_password=False))
             assert not isinstance(made, str), made
             engine, drop = made
         else:
@@ -144,6 +206,11 @@ def main() -> None:
                 pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
                 return
             counts: Counter[str] = Counter()
+            trips: Counter[str] = Counter()
+            if engine.dialect.name == "postgresql":
+                stack.enter_context(_counting_trips(trips))
+            backends = _backends(engine)
+            cpu, server = _cpu(), _cpu_of(backends)  # a backend started later: from 0
 
             def count(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
                 counts[kind_of(statement)] += 1
@@ -151,11 +218,22 @@ def main() -> None:
             event.listen(engine, "before_cursor_execute", count)
             bulk(messages)
             event.remove(engine, "before_cursor_execute", count)
+            cpu = _cpu() - cpu
+            server = _cpu_of(_backends(engine, backends)) - server  # the same or more pids
             n = len(messages)
             print(f"{n} messages, {engine.dialect.name}, unique patients: {args.unique_patients}")
             for kind, value in counts.most_common():
                 print(f"  {value / n:7.3f}  {kind}")
             print(f"  {sum(counts.values()) / n:7.3f}  total per message")
+            if trips:
+                print("driver calls per message (PostgreSQL):")
+                for kind, value in trips.most_common():
+                    print(f"  {value / n:7.3f}  {kind}")
+                print(f"  {sum(trips.values()) / n:7.3f}  round trips per message")
+            print(
+                f"CPU per message (with the listeners): this process {1000 * cpu / n:.2f} ms"
+                + (f", the database backends {1000 * server / n:.2f} ms" if backends else "")
+            )
         finally:
             stack.close()
             if drop:

@@ -50,12 +50,18 @@ from sqlalchemy.orm import Session
 
 from adapter.errors import AdapterError
 from adapter.pipeline import steps
+from adapter.pipeline.merge import reads_stored
 from adapter.pipeline.receipt import Receipt
 from adapter.pipeline.results import IngestResult, result_of
 from adapter.store import read_only
 from adapter.store.keys import keys_in
 from adapter.store.models import InboundMessage
-from adapter.store.resources import BatchWrites, batch_writes, flush_batch_writes
+from adapter.store.resources import (
+    BatchWrites,
+    batch_writes,
+    flush_batch_writes,
+    read_batch_rows,
+)
 
 if TYPE_CHECKING:
     from adapter.consortium import Facility, SourceSystem
@@ -262,9 +268,28 @@ def _batch(pipeline: Pipeline, started: _Started) -> tuple[list[IngestResult | N
                 assert existing is not None
                 steps.audit_received(session, existing, items[i][1].received_at, duplicate=True)
                 results[i] = result_of(existing, duplicate=True)
-        alone.extend(_store_jobs(pipeline, session, writes, jobs(), results))
+        stored: Iterable[tuple[int, _Job]] = jobs()
+        if writes.messages is not None:  # PostgreSQL: the batch's rows read first (0101)
+            stored = list(stored)
+            _read_rows(session, [job.outcome for _, job in stored])
+        alone.extend(_store_jobs(pipeline, session, writes, stored, results))
         flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
     return results, alone
+
+
+def _read_rows(session: Session, outcomes: list[Outcome]) -> None:
+    """Lock the rows the batch's messages merge and read every row they store, once for
+    the batch (``read_batch_rows``): each message's merge then takes no lock and reads no
+    row of its own, nor does its save (decision 0101)."""
+    merging: list[tuple[str, str]] = []
+    others: list[tuple[str, str]] = []
+    for outcome in outcomes:
+        if outcome.failed:
+            continue
+        for resource in outcome.resources:
+            key = (resource["resourceType"], resource["id"])
+            (merging if reads_stored(resource, outcome.policies) else others).append(key)
+    read_batch_rows(session, merging, others)
 
 
 def _store_jobs(
