@@ -176,13 +176,11 @@ def set_message_result(
             setattr(message, key, value)
         session.flush()
         return
-    if writes.messages is not None and message.id in writes.messages:
-        # PostgreSQL, a message of this batch: its row, with the result (0089), is inserted
-        # with the batch's other messages at its commit (``flush_batch_writes``: one COPY,
-        # not one INSERT a message; decision 0101); a message rolled back to its savepoint
-        # drops out of ``writes.messages`` with it
+    if writes.messages is not None and writes.messages.pop(message.id, None) is not None:
+        # PostgreSQL, a message of this batch: its one INSERT, with the result (0089)
         for key, value in values.items():
             set_committed_value(message, key, value)
+        insert_held_messages(session, [message])
         return
     # the format and encoding too: the drain's reopened row (reopen_received) writes them
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with

@@ -660,10 +660,10 @@ class BatchWrites:
         self.reads: dict[str, Any] = {}
         self._current: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {}
         self._journal: list[tuple[Any, ...]] = []
-        # PostgreSQL: the inbound messages received in the batch, whose rows are not written
-        # yet (id -> the message): all inserted once, in their final form, at the batch's
-        # commit (adapter/store/messages.py, decisions 0089, 0101). None: rows are written
-        # at once (SQLite, whose UPDATE of a row leaves no dead copy)
+        # PostgreSQL: the inbound messages received in the batch whose row is not written
+        # yet (id -> the message): each is inserted once, in its final form, when its
+        # result is known (adapter/store/messages.py, decision 0089). None: rows are
+        # written at once (SQLite, whose UPDATE of a row leaves no dead copy)
         self.messages: dict[str, Any] | None = None
         # PostgreSQL bulk batch: the rows of its resources (``read_batch_rows``)
         self.known: KnownRows | None = None
@@ -848,7 +848,7 @@ def flush_batch_writes(session: Session) -> None:
     writes = held_writes(session)
     if writes is None:
         return
-    if writes.messages:  # with their results (``set_message_result``), or as received
+    if writes.messages:  # received, no result recorded (none is expected): kept as they are
         from adapter.store.messages import insert_held_messages  # it imports this module
 
         insert_held_messages(session, list(writes.messages.values()))
