@@ -79,6 +79,69 @@ def _cpu_of(pids: list[int]) -> float:
     return total
 
 
+_DUMPED = (
+    "inbound_message", "resource", "resource_version", "search_index", "search_terms",
+    "outbox", "identity_record", "identity_key", "identity_history", "identity_review",
+    "care_relationship",
+)  # fmt: skip
+_STAMPS = re.compile(r'"(lastUpdated|recorded)":"[^"]*"')
+
+
+def _dump(engine: Any, path: Path) -> None:
+    """The rows of ``_DUMPED``, sorted, one JSON line each: datetimes left out, message ids
+    replaced by their bytes' sha256, bodies (decoded) without meta.lastUpdated and
+    Provenance.recorded (the time of the run)."""
+    import datetime as dt
+    import json
+    import uuid
+
+    from sqlalchemy import MetaData, select, text
+
+    from adapter.store.body_codec import json_bytes
+
+    metadata = MetaData()
+    metadata.reflect(engine, only=[t for t in _DUMPED])
+    lines: list[str] = []
+    with engine.connect() as conn:
+        ids: dict[str, str] = {}
+        for stored, digest in conn.execute(
+            text("SELECT encode(id, 'hex'), encode(sha256, 'hex') FROM inbound_message")
+        ):
+            ids[stored] = digest  # the 16 bytes of a message id column, as hex
+            ids[str(uuid.UUID(hex=stored[-32:]))] = digest  # the text, in bodies
+        pattern = re.compile("|".join(map(re.escape, ids))) if ids else None
+
+        def clean(value: Any) -> Any:
+            if isinstance(value, memoryview | bytes):
+                value = bytes(value)
+                if value.hex() in ids:
+                    return ids[value.hex()]
+                try:
+                    value = json_bytes(value).decode()  # a body (zstd or plain JSON)
+                except Exception:
+                    return ids.get(value.hex(), value.hex())
+            if isinstance(value, str):
+                value = _STAMPS.sub("", value)
+                return pattern.sub(lambda m: ids[m.group(0)], value) if pattern else value
+            if isinstance(value, list | dict):
+                return clean(json.dumps(value, ensure_ascii=False, sort_keys=True))
+            return str(value) if not isinstance(value, int | float | bool | None) else value
+
+        for name in _DUMPED:
+            table = metadata.tables[name]
+            for row in conn.execute(select(table)):
+                kept = {
+                    k: clean(v)
+                    for k, v in row._mapping.items()
+                    if not isinstance(v, dt.datetime) and k != "raw"
+                }
+                if '"resourceType":"Provenance"' in str(kept.get("body")):
+                    kept.pop("content_hash")  # of a body with the run's time (recorded)
+                lines.append(name + " " + json.dumps(kept, ensure_ascii=False, sort_keys=True))
+    path.write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
+    print(f"{len(lines)} rows written to {path}")
+
+
 @contextmanager
 def _counting_trips(trips: Counter[str]) -> Iterator[None]:
     """psycopg's calls that wait for the server, counted by kind while inside (bench only:
@@ -150,6 +213,11 @@ def main() -> None:
         action="store_true",
         help="only ingest (no listener): for an instruction count of the whole process, "
         "run under valgrind with --copies N and --copies 0, difference / messages",
+    )
+    ap.add_argument(
+        "--dump",
+        help="write the stored rows to this file, without what differs from run to run "
+        "(times, message ids as their sha256): two runs of the same input compare equal",
     )
     args = ap.parse_args()
     logging.disable(logging.WARNING)
@@ -230,6 +298,8 @@ def main() -> None:
                 for kind, value in trips.most_common():
                     print(f"  {value / n:7.3f}  {kind}")
                 print(f"  {sum(trips.values()) / n:7.3f}  round trips per message")
+            if args.dump:
+                _dump(engine, Path(args.dump))
             print(
                 f"CPU per message (with the listeners): this process {1000 * cpu / n:.2f} ms"
                 + (f", the database backends {1000 * server / n:.2f} ms" if backends else "")
