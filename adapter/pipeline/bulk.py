@@ -42,13 +42,15 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from adapter.errors import AdapterError
+from adapter.identity.index.resolve import lock_batch
+from adapter.identity.rules import rules_at
 from adapter.pipeline import steps
 from adapter.pipeline.merge import reads_stored
 from adapter.pipeline.receipt import Receipt
@@ -271,24 +273,31 @@ def _batch(pipeline: Pipeline, started: _Started) -> tuple[list[IngestResult | N
         stored: Iterable[tuple[int, _Job]] = jobs()
         if writes.messages is not None:  # PostgreSQL: the batch's rows read first (0101)
             stored = list(stored)
-            _read_rows(session, [job.outcome for _, job in stored])
+            _read_rows(pipeline, session, [job for _, job in stored])
         alone.extend(_store_jobs(pipeline, session, writes, stored, results))
         flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
     return results, alone
 
 
-def _read_rows(session: Session, outcomes: list[Outcome]) -> None:
-    """Lock the rows the batch's messages merge and read every row they store, once for
-    the batch (``read_batch_rows``): each message's merge then takes no lock and reads no
-    row of its own, nor does its save (decision 0101)."""
+def _read_rows(pipeline: Pipeline, session: Session, jobs: list[_Job]) -> None:
+    """PostgreSQL: lock the rows the batch's messages merge and read every row they store,
+    and take the patient index's locks of their Patients, once for the batch
+    (``read_batch_rows``, ``lock_batch``): each message's merge, save and patient index
+    then take no lock and read no row of their own (decision 0101)."""
     merging: list[tuple[str, str]] = []
     others: list[tuple[str, str]] = []
-    for outcome in outcomes:
+    patients: list[tuple[list[dict[str, Any]], str]] = []
+    for job in jobs:
+        outcome = job.outcome
         if outcome.failed:
             continue
         for resource in outcome.resources:
             key = (resource["resourceType"], resource["id"])
             (merging if reads_stored(resource, outcome.policies) else others).append(key)
+        found = [r for r in outcome.resources if r.get("resourceType") == "Patient"]
+        if found:
+            patients.append((found, job.facility.id))
+    lock_batch(session, patients, rules_at(pipeline.consortium.patient_index.matching_rules))
     read_batch_rows(session, merging, others)
 
 

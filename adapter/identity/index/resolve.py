@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session
 
 from adapter.identity.features import Features, features_of
 from adapter.identity.index import records as rows
-from adapter.identity.index.locks import key_hash, serialise_records
+from adapter.identity.index.locks import (
+    key_hash,
+    serialise_batch,
+    serialise_held,
+    serialise_records,
+)
 from adapter.identity.matcher import ID_CONFLICT, POSSIBLE_MATCH, Decision, classify
 from adapter.identity.names import compare_names
 from adapter.identity.rules import MatchingRules
@@ -50,8 +55,31 @@ def lock_for(session: Session, features: list[Features], given: list[set[str]]) 
         return  # SQLite: BEGIN IMMEDIATE serialises the index (locks.py)
     hashes = set().union(*given)
     hashes |= {key_hash(f"record|{f.record}") for f in features}
+    records = [f.record for f in features]
+    if serialise_held(session, hashes, records):
+        return  # a bulk batch locked them at its start (decision 0101)
     # the keys the records have stored are locked too: read in the same statement
-    serialise_records(session, hashes, [f.record for f in features])
+    serialise_records(session, hashes, records)
+
+
+def lock_batch(
+    session: Session, messages: list[tuple[list[dict[str, Any]], str]], rules: MatchingRules
+) -> None:
+    """PostgreSQL, a bulk batch: ``lock_for`` of every message's Patients (``messages``:
+    each one's Patients and facility), in one statement before the first message
+    (``serialise_batch``, decision 0101)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    hashes: set[str] = set()
+    records: set[str] = set()
+    for patients, facility_id in messages:
+        for patient in patients:
+            features = features_of(patient, facility_id, rules)
+            hashes.update(key_hash(k) for k in features.blocking_keys())
+            hashes.add(key_hash(f"record|{features.record}"))
+            records.add(features.record)
+    if records:
+        serialise_batch(session, hashes, sorted(records))
 
 
 def index_patients(
