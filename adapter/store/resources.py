@@ -142,10 +142,13 @@ def lock_resources(
     rows = _locked_rows(session, sorted(rest), with_body=True) if rest else {}
     if known is not None:  # the others were locked, and read, at the batch's start
         for key in rest:
-            known.set(key, rows.get(key), locked=True, bodied=True)
+            row = rows.get(key)
+            known.set(
+                key, None if row is None else known.given(KnownRow(*row)), locked=True, bodied=True
+            )
         for key in wanted.difference(rest):
             if (row := known.rows[key][0]) is not None:
-                rows[key] = row
+                rows[key] = known.given(row)
     return LockedRows(wanted, rows)
 
 
@@ -205,7 +208,9 @@ def _current_rows(
         existing.update(locked)
         if known is not None:
             for key in changing:
-                known.set(key, locked.get(key), locked=True, bodied=False)
+                row = locked.get(key)
+                kept = None if row is None else KnownRow(*row, None)
+                known.set(key, kept, locked=True, bodied=False)
     return existing
 
 
@@ -538,6 +543,14 @@ class KnownRows:
         entry = self.rows.get(key)
         return entry is not None and entry[1] and (entry[0] is None or entry[2])
 
+    @staticmethod
+    def given(row: KnownRow) -> KnownRow:
+        """``row`` with a body of its own, as a read from the database gives one: the merge
+        may share its parts with what it returns, and steps may change those."""
+        if row.body is None:
+            return row
+        return row._replace(body=orjson.loads(orjson.dumps(row.body)))
+
     def set(self, key: Key, row: Any, *, locked: bool, bodied: bool) -> None:
         self._journal.append(("known", self, key, self.rows.get(key, _MISSING)))
         self.rows[key] = (row, locked, bodied)
@@ -551,7 +564,7 @@ class KnownRows:
         if entry is None:
             return  # not the batch's: read from the database, as before
         bodied = entry[2] or (entry[0] is None and entry[1])
-        body = orjson.loads(orjson.dumps(row["body"])) if bodied else None
+        body = orjson.loads(orjson.dumps(row["body"])) if bodied else None  # its own
         known = KnownRow(
             key[0],
             key[1],
@@ -612,7 +625,8 @@ def read_batch_rows(session: Session, merging: Iterable[Key], others: Iterable[K
             )
         }
         for key in locking:
-            known.rows[key] = (found.get(key), True, True)
+            row = found.get(key)
+            known.rows[key] = (None if row is None else KnownRow(*row), True, True)
     if reading:
         found = {
             (r.resource_type, r.id): r
@@ -621,7 +635,8 @@ def read_batch_rows(session: Session, merging: Iterable[Key], others: Iterable[K
             )
         }
         for key in reading:
-            known.rows[key] = (found.get(key), False, False)
+            row = found.get(key)
+            known.rows[key] = (None if row is None else KnownRow(*row, None), False, False)
     writes.known = known
 
 
