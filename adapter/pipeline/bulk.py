@@ -229,11 +229,7 @@ def _finish(pipeline: Pipeline, started: _Started) -> list[IngestResult]:
 
 def _batch(pipeline: Pipeline, started: _Started) -> tuple[list[IngestResult | None], list[int]]:
     """The batch's transaction: its results, and the items to ingest on their own."""
-    from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
-
     items, sources, keys = started.items, started.sources, started.keys
-    results: list[IngestResult | None] = [None] * len(items)
-    alone = list(started.alone)
     known_ids = started.known_ids
     if started.ahead or known_ids is None:
         # started before the batch before it was committed (which may have stored some of
@@ -250,6 +246,56 @@ def _batch(pipeline: Pipeline, started: _Started) -> tuple[list[IngestResult | N
             done = pipeline.translator.translate_for(items[i][0], facility, source, message_id)
             outcome = lambda done=done: done  # noqa: E731
         translated.append((i, message_id, outcome))
+
+    try:
+        return _attempt(pipeline, started, known_ids, translated, at_once=True)
+    except _Again as again:
+        log.info(
+            "bulk ingest: a message from %s failed in a batch of %d (%s): the batch is stored"
+            " again, each message in a savepoint of its own",
+            again.source_id,
+            len(items),
+            again.reason,
+        )
+    # as the batch was first stored before decision 0101, from translations of its own (the
+    # first attempt's steps may have changed the resources they were given)
+    again_translated: list[tuple[int, str, Callable[[], Outcome]]] = []
+    for i, message_id, _ in translated:
+        facility, source = sources[i]
+        done = pipeline.translator.translate_for(items[i][0], facility, source, message_id)
+        again_translated.append((i, message_id, lambda done=done: done))
+    return _attempt(pipeline, started, known_ids, again_translated, at_once=False)
+
+
+class _Again(Exception):
+    """A message failed in a batch stored without savepoints: the batch is rolled back and
+    stored again, one savepoint a message."""
+
+    def __init__(self, source_id: str, reason: str) -> None:
+        super().__init__(source_id, reason)
+        self.source_id, self.reason = source_id, reason
+
+
+def _attempt(
+    pipeline: Pipeline,
+    started: _Started,
+    known_ids: dict[tuple[str, str], str],
+    translated: list[tuple[int, str, Callable[[], Outcome]]],
+    *,
+    at_once: bool,
+) -> tuple[list[IngestResult | None], list[int]]:
+    """Store the batch in one transaction: its results, and the items to ingest on their
+    own. ``at_once`` (PostgreSQL; SQLite ignores it): the batch's rows and locks are taken
+    for all its messages first (``_read_rows``), and the messages are stored without a
+    savepoint each (two round trips a message fewer); the first one to fail raises
+    ``_Again`` and the batch is rolled back (decision 0101). Otherwise each message is
+    stored in its own savepoint, a failed one rolled back alone and ingested on its own
+    after the commit."""
+    from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
+
+    items, sources, keys = started.items, started.sources, started.keys
+    results: list[IngestResult | None] = [None] * len(items)
+    alone = list(started.alone)
 
     def jobs() -> Iterator[tuple[int, _Job]]:
         for i, message_id, outcome_of in translated:
@@ -271,10 +317,13 @@ def _batch(pipeline: Pipeline, started: _Started) -> tuple[list[IngestResult | N
                 steps.audit_received(session, existing, items[i][1].received_at, duplicate=True)
                 results[i] = result_of(existing, duplicate=True)
         stored: Iterable[tuple[int, _Job]] = jobs()
-        if writes.messages is not None:  # PostgreSQL: the batch's rows read first (0101)
+        at_once = at_once and writes.messages is not None  # PostgreSQL
+        if at_once:
             stored = list(stored)
             _read_rows(pipeline, session, [job for _, job in stored])
-        alone.extend(_store_jobs(pipeline, session, writes, stored, results))
+        alone.extend(
+            _store_jobs(pipeline, session, writes, stored, results, savepoints=not at_once)
+        )
         flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
     return results, alone
 
@@ -308,11 +357,26 @@ def _store_jobs(
     jobs: Iterable[tuple[int, _Job]],
     results: list[IngestResult | None],
     contexts: Mapping[int, contextvars.Context] | None = None,
+    *,
+    savepoints: bool = True,
 ) -> list[int]:
     """Store each job in a savepoint; the indexes of those rolled back. With ``contexts``
     (group commit, adapter/pipeline/group.py), job ``i``'s steps run in ``contexts[i]``: its
-    audit events and log lines carry its own request's id and caller."""
+    audit events and log lines carry its own request's id and caller. ``savepoints=False``:
+    no savepoint, the first job to fail raises ``_Again`` (the caller rolls back)."""
     failed: list[int] = []
+    if not savepoints:
+        for i, job in jobs:
+            try:
+                if contexts is not None:
+                    message = contexts[i].run(_store_job, pipeline, session, job)
+                else:
+                    message = _store_job(pipeline, session, job)
+            except Exception as exc:
+                raise _Again(job.source_id, type(exc).__name__) from exc
+            writes.forget()
+            results[i] = result_of(message)
+        return failed
     for i, job in jobs:
         mark = writes.mark()
         savepoint = session.begin_nested()
