@@ -251,15 +251,19 @@ def main() -> None:
             if args.plain:
                 pool = pipeline.translation_pool
                 pids = pool.pids() if pool is not None else []
+                backends = _backends(engine)
                 cpu, wall, workers = _cpu(), time.perf_counter(), _cpu_of(pids)
+                server = _cpu_of(backends)
                 bulk(messages)
                 cpu, wall = _cpu() - cpu, time.perf_counter() - wall
                 workers = _cpu_of(pids) - workers
+                server = _cpu_of(_backends(engine, backends)) - server
                 n = max(1, len(messages))
                 print(
                     f"{len(messages)} messages: this process's CPU {1000 * cpu / n:.2f} ms "
                     f"per message, the translation workers' {1000 * workers / n:.2f} ms, "
-                    f"wall {1000 * wall / n:.2f} ms"
+                    + (f"the database backends' {1000 * server / n:.2f} ms, " if backends else "")
+                    + f"wall {1000 * wall / n:.2f} ms"
                 )
                 return
             if args.profile:
