@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
+from adapter.identity.index.locks import note_stored_keys
 from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import (
     IdentityBlock,
@@ -289,6 +290,7 @@ def write_keys(
     if set(hashes) == stored:
         return
     forget_near(session)
+    note_stored_keys(session, hashes)
     if stored:
         session.connection().execute(_DELETE_KEYS, {"patient_id": patient_id})
     if hashes:
@@ -308,6 +310,7 @@ def insert_record(session: Session, row: dict[str, Any], keys: Collection[str] =
     every new patient, decision 0060), elsewhere two Core INSERTs."""
     forget_near(session)
     hashes = sorted(keys)
+    note_stored_keys(session, hashes)
     if hashes and session.get_bind().dialect.name == "postgresql":
         columns = tuple(row)
         values = {f"k{i}": h for i, h in enumerate(hashes)}

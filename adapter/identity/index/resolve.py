@@ -23,12 +23,18 @@ from sqlalchemy.orm import Session
 
 from adapter.identity.features import Features, features_of
 from adapter.identity.index import records as rows
-from adapter.identity.index.locks import key_hash, serialise_records
+from adapter.identity.index.locks import (
+    key_hash,
+    serialise_batch,
+    serialise_held,
+    serialise_records,
+)
 from adapter.identity.matcher import ID_CONFLICT, POSSIBLE_MATCH, Decision, classify
 from adapter.identity.names import compare_names
 from adapter.identity.rules import MatchingRules
 from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import IdentityReview
+from adapter.store.resources import held_writes
 
 
 @dataclass(slots=True)
@@ -50,8 +56,53 @@ def lock_for(session: Session, features: list[Features], given: list[set[str]]) 
         return  # SQLite: BEGIN IMMEDIATE serialises the index (locks.py)
     hashes = set().union(*given)
     hashes |= {key_hash(f"record|{f.record}") for f in features}
+    records = [f.record for f in features]
+    if serialise_held(session, hashes, records):
+        return  # a bulk batch locked them at its start (decision 0101)
     # the keys the records have stored are locked too: read in the same statement
-    serialise_records(session, hashes, [f.record for f in features])
+    serialise_records(session, hashes, records)
+
+
+def lock_batch(
+    session: Session, messages: list[tuple[list[dict[str, Any]], str]], rules: MatchingRules
+) -> None:
+    """PostgreSQL, a bulk batch: ``lock_for`` of every message's Patients (``messages``:
+    each one's Patients and facility), in one statement before the first message
+    (``serialise_batch``, decision 0101)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    hashes: set[str] = set()
+    records: set[str] = set()
+    known: dict[int, tuple[dict[str, Any], str, MatchingRules, Features]] = {}
+    for patients, facility_id in messages:
+        for patient in patients:
+            features = features_of(patient, facility_id, rules)
+            known[id(patient)] = (patient, facility_id, rules, features)
+            hashes.update(key_hash(k) for k in features.blocking_keys())
+            hashes.add(key_hash(f"record|{features.record}"))
+            records.add(features.record)
+    if records:
+        serialise_batch(session, hashes, sorted(records))
+        writes = held_writes(session)
+        if writes is not None:  # index_patients uses them (the same Patients, unchanged)
+            writes.reads[_FEATURES] = known
+
+
+_FEATURES = "adapter.identity.batch-features"  # BatchWrites.reads: lock_batch's features
+
+
+def _features(
+    session: Session, patient: dict[str, Any], facility_id: str, rules: MatchingRules
+) -> Features:
+    """``features_of``, as ``lock_batch`` worked it out for this very Patient dictionary if
+    it did (resolve_identity is the first step: nothing changed the Patient since)."""
+    writes = held_writes(session)
+    known = None if writes is None else writes.reads.get(_FEATURES)
+    if known is not None:
+        entry = known.get(id(patient))
+        if entry is not None and entry[0] is patient and entry[1:3] == (facility_id, rules):
+            return entry[3]
+    return features_of(patient, facility_id, rules)
 
 
 def index_patients(
@@ -63,7 +114,7 @@ def index_patients(
     now: datetime,
     actor: str = rows.PIPELINE,
 ) -> IndexOutcome:
-    features = [features_of(p, facility_id, rules) for p in patients]
+    features = [_features(session, p, facility_id, rules) for p in patients]
     session.flush()  # what the session holds is written: the index is read without autoflush
     # each record's key hashes, worked out once: the locks and the resolver use them
     given = [{key_hash(k) for k in f.blocking_keys()} for f in features]
