@@ -122,6 +122,13 @@ class ParamIds:
         else:
             self._types.add(rtype)
 
+    def tokens(self, pids: Ids, condition: Any) -> Ids:
+        """The dictionary ids of the token parameters ``pids`` whose values meet
+        ``condition`` (PostgreSQL, decision 0103), read through the search's session."""
+        from adapter.store.search_tokens import matching_ids
+
+        return matching_ids(self._session, pids, condition)
+
     def targets(self, references: tuple[str, ...], id_only: str | None = None) -> Ids:
         """``targets`` read through the search's session."""
         return targets(self._session, references, id_only)

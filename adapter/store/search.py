@@ -73,6 +73,7 @@ from adapter.store.search_terms import (
     search_terms,
     targets_of,
 )
+from adapter.store.search_tokens import moves, token_rows, toks_any
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -267,6 +268,12 @@ def condition(
     if modifier == "missing":
         absent = criterion.values[0] is True
         names = row_params(rtype, param)
+        if param.type == "token" and ids.terms and any(map(moves, names)):
+            # PostgreSQL: each resource's token rows and arrays (``token_rows``), a subplan
+            # per resource (decision 0103): the generic path, correct for every form
+            probe = _probe(ids, rtype, names, "token", of_resource=True)
+            matched = exists(probe.where(_si_of(probe).c.resource_key == r.c.resource_key))
+            return not_(matched) if absent else matched
         probe = _probe(ids, rtype, names, param.type, of_resource=absent or rtype is None)
         return _absent(r, probe) if absent else _matching(rtype, r, probe)
     if modifier == "of-type":
@@ -276,6 +283,8 @@ def condition(
     negated = modifier in _NEGATED
     if param.type == "reference" and ids.terms:
         return _reference_terms(ids, rtype, names, criterion, r, negated)
+    if param.type == "token" and ids.terms and any(map(moves, names)):
+        return _token_terms(ids, rtype, names, criterion, r, negated)
     matched = or_(*(_value(ids, si, param.type, modifier, v) for v in criterion.values))
     probe = _probe(ids, rtype, names, param.type, si, of_resource=negated or rtype is None)
     probe = probe.where(matched)
@@ -349,6 +358,40 @@ def _reference_terms(
     return r.c.resource_key.in_(union_all(text_probe, once))
 
 
+def _token_terms(
+    ids: ParamIds,
+    rtype: str | None,
+    names: tuple[str, ...],
+    criterion: Criterion,
+    r: FromClause,
+    negated: bool,
+) -> ColumnElement[bool]:
+    """A token criterion on PostgreSQL (decision 0103): the rows that stay rows, and the
+    resources whose array holds a dictionary id that meets it (the ids read first and bound
+    as one ``integer[]``: ``search_tokens.toks_any``)."""
+    si = _si.alias()
+    modifier = criterion.modifier
+    matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
+    row_probe = _probe(ids, rtype, names, "token", si, of_resource=negated or rtype is None)
+    row_probe = row_probe.where(matched)
+    movable = tuple(name for name in names if moves(name))
+    found = ids.tokens(
+        ids.of(rtype, movable, "token"),
+        lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
+    )
+    terms = search_terms.alias()
+    key_probe = select(terms.c.resource_key).where(toks_any(terms, found))
+    if negated:
+        return and_(_absent(r, row_probe), _absent(r, key_probe))
+    if rtype is None:
+        return or_(_matching(rtype, r, row_probe), _matching(rtype, r, key_probe))
+    if not found:
+        return r.c.resource_key.in_(row_probe)
+    # the GIN probe as an InitPlan, run once per statement (as ``_reference_terms``)
+    once = select(func.unnest(func.array(key_probe.scalar_subquery())))
+    return r.c.resource_key.in_(union_all(row_probe, once))
+
+
 def _probe(
     ids: ParamIds,
     rtype: str | None,
@@ -362,9 +405,12 @@ def _probe(
     ``of_resource``: the probe is correlated on the resource's key (``NOT EXISTS``, or any
     type), read through the table's key on SQLite (``rows_in``). Without ``si``, a
     reference's probe reads every reference row, the arrays' too (``reference_rows``)."""
-    fenced = si is None and kind == "reference" and ids.terms and of_resource
+    fenced = si is None and kind in ("reference", "token") and ids.terms and of_resource
     if si is None:
-        si = reference_rows() if kind == "reference" else _si.alias()
+        if kind == "reference":
+            si = reference_rows()
+        else:
+            si = token_rows() if kind == "token" else _si.alias()
     rows = rows_in(si, ids.of(rtype, names, kind), kind, of_resource=of_resource)
     query = select(si.c.resource_key).where(rows)
     # PostgreSQL: ``OFFSET 0`` keeps the correlated probe a subplan, which takes the

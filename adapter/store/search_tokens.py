@@ -1,0 +1,223 @@
+"""PostgreSQL: token values as dictionary ids in one array per resource under GIN (decision
+0103, after 0091 and 0095; stage 2 of 0088).
+
+On PostgreSQL a token row whose value can move (``moves``: a whole code of a parameter
+that is not an identifier, an ``:of-type`` or a contact point) is not written: its value
+(param_id, system_id, code, value_norm) is one row of the dictionary ``search_token``
+(interned as adapter/store/interning.py describes: created on a connection of its own and
+committed at once, the process caching committed ids only) and its id an element of the
+resource's ``search_terms.toks`` (sorted, distinct), under a GIN index. The dictionary has no
+NULLs (system 0, display '': none), so its unique key and the interning's ``IN`` lookups
+see every value. SQLite keeps its rows (no GIN).
+
+Readers (adapter/store/search.py, search_order.py, recognition):
+
+* A token criterion reads the dictionary ids that meet it first (``matching_ids``: one
+  small statement through the search's session) and sends them as ONE bound ``integer[]``
+  (``toks_any``): no id in the SQL text, one compiled statement for every code.
+* Every reader that starts from one resource (a sort's value and placement, ``:missing``,
+  recognition's rows of a person) reads ``token_rows()``: ``search_index UNION ALL`` the
+  arrays unnested and joined to the dictionary, as rows of ``search_index``'s columns,
+  correlated on the resource (``OFFSET 0`` where it must stay a subplan, as 0088's
+  ``reference_rows``). SQLite: the table itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    bindparam,
+    false,
+    func,
+    literal_column,
+    null,
+    select,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import TableClause
+
+from adapter.fhir.index_values import OF_TYPE
+from adapter.store.interning import Interned
+from adapter.store.models import SEARCH_TERMS, SEARCH_TOKEN, SearchIndex
+
+search_token = SEARCH_TOKEN
+_d = SEARCH_TOKEN
+_t = SEARCH_TERMS
+_si = SearchIndex.__table__
+_INTS = ARRAY(Integer())
+TOKEN_KIND = 1  # models.KINDS["token"]
+
+# token parameters whose values stay rows: identifiers (``:of-type`` reads them with their
+# type; a value per resource, nothing shared), contact points (a patient's own phone would
+# be a dictionary row each)
+_STAY = frozenset({"accession", "container-id", "requisition", "telecom", "phone", "email"})
+
+# (param_id, system_id or 0, code, value_norm or '')
+Token = tuple[int, int, str, str]
+
+_TOKENS: Interned[Token] = Interned(
+    _d,
+    "token_id",
+    ("param_id", "code", "system_id", "value_norm"),
+    lambda v: (v[0], v[2], v[1], v[3]),
+    lambda v: {},
+)
+
+
+def moves(param: str) -> bool:
+    """Whether a token row of the parameter row name ``param`` can be an array element
+    (migration 0043's ``_MOVES`` says the same in SQL)."""
+    return "identifier" not in param and not param.endswith(OF_TYPE) and param not in _STAY
+
+
+def token_ids(session: Session, values: Iterable[Token]) -> dict[Token, int]:
+    """The dictionary id of each value, created where the store has none yet."""
+    return _TOKENS.ids(session, values)
+
+
+def toks_any(terms: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``terms.toks && $1``: the ids as one bound ``integer[]`` parameter (the statement's
+    text is the same for every code: one compiled-cache entry, one prepared statement)."""
+    if not ids:
+        return false()
+    return terms.c.toks.op("&&")(bindparam(None, list(ids), type_=_INTS, unique=True))
+
+
+def dictionary() -> Any:
+    """The dictionary as token rows of ``search_index``'s columns (NULLs where the
+    dictionary keeps 0 and ''): a criterion's value conditions apply to it unchanged. A
+    value cut to a key is never here (``moves``), so the ``_full`` columns are NULL."""
+    return select(
+        _d.c.token_id,
+        _d.c.param_id,
+        _nullif(_d.c.system_id, 0).label("system_id"),
+        _d.c.code,
+        null().label("code_full"),
+        _nullif(_d.c.value_norm, "").label("value_norm"),
+        null().label("value_norm_full"),
+        null().label("value"),
+    ).subquery("token_values")
+
+
+def _nullif(column: Any, empty: Any) -> Any:
+    return func.nullif(column, empty)
+
+
+def matching_ids(
+    session: Session, pids: Sequence[int], condition: Any
+) -> tuple[int, ...]:
+    """The dictionary ids of the parameters ``pids`` whose values meet ``condition`` (a
+    function of the dictionary's alias, as of a ``search_index`` alias), sorted."""
+    if not pids:
+        return ()
+    d = dictionary()
+    query = select(d.c.token_id).where(
+        d.c.param_id.in_(bindparam(None, list(pids), expanding=True)), condition(d)
+    )
+    return tuple(sorted(session.execute(query).scalars()))
+
+
+class _TokenRows(TableClause):
+    """``search_index`` as a token reader sees it (module docstring): the table on SQLite;
+    on PostgreSQL the table's rows and the arrays as rows (``_union``). Always used through
+    an alias."""
+
+    inherit_cache = True
+
+
+# (column, its value in an array's row on PostgreSQL): every column of search_index
+_ARRAY_ROW = {
+    "row_id": "{first} + u.n",
+    "resource_key": "t.resource_key",
+    "value_date_start": "NULL::timestamptz",
+    "value_date_end": "NULL::timestamptz",
+    "value_number": "NULL::float8",
+    "target_key": "NULL::bigint",
+    "param_id": "d.param_id",
+    "system_id": "nullif(d.system_id, 0)",
+    "kind": "1::smallint",
+    "code": "d.code",
+    "value": "NULL::text",
+    "value_norm": "nullif(d.value_norm, '')",
+    "reference": "NULL::text",
+    "code_full": "NULL::text",
+    "value_norm_full": "NULL::text",
+    "reference_full": "NULL::text",
+}
+assert set(_ARRAY_ROW) == {c.name for c in _si.c}
+TOKEN_ROWS = _TokenRows("search_toks", *(Column(c, _si.c[c].type) for c in _ARRAY_ROW))
+# an array's rows are numbered after every stored row, before the reference arrays' (1 << 62)
+ARRAY_ROW_FIRST = 1 << 61
+
+
+def token_rows(name: str | None = None) -> Any:
+    """A new alias of the token rows (``_TokenRows``)."""
+    return TOKEN_ROWS.alias(name)
+
+
+@compiles(_TokenRows)
+def _plain(element: _TokenRows, compiler: Any, **kw: Any) -> str:
+    return str(compiler.preparer.format_table(_si))
+
+
+_UNION = (
+    "(SELECT {columns} FROM {si} UNION ALL SELECT {values} FROM {terms} AS t"
+    " CROSS JOIN LATERAL unnest(t.toks) WITH ORDINALITY AS u (k, n)"
+    " JOIN {tokens} AS d ON d.token_id = u.k)"
+)
+
+
+@compiles(_TokenRows, "postgresql")
+def _union(element: _TokenRows, compiler: Any, **kw: Any) -> str:
+    p = compiler.preparer
+    return rows_sql(p.format_table(_si), p.format_table(_t), p.format_table(_d))
+
+
+def rows_sql(
+    index: str = "search_index", terms: str = "search_terms", tokens: str = "search_token"
+) -> str:
+    """PostgreSQL's ``token_rows`` as SQL text (a parenthesised subquery; tests and
+    benchmarks that read rows by SQL)."""
+    values = ", ".join(v.format(first=ARRAY_ROW_FIRST) for v in _ARRAY_ROW.values())
+    return _UNION.format(
+        columns=", ".join(_ARRAY_ROW), si=index, values=values, terms=terms, tokens=tokens
+    )
+
+
+def index_rows_sql(index: str = "search_index", terms: str = "search_terms") -> str:
+    """Every row of the search index as PostgreSQL's readers see it: the table, the token
+    arrays and the reference arrays as rows (a parenthesised subquery; tests)."""
+    from adapter.store.search_terms import rows_sql as reference_sql
+
+    tokens = rows_sql(index, terms)
+    references = reference_sql(index, terms)
+    # each of the two includes the table once: the second without it
+    refs_only = references[references.index("UNION ALL") + len("UNION ALL") : -1]
+    toks_only = tokens[tokens.index("UNION ALL") + len("UNION ALL") : -1]
+    columns = ", ".join(_ARRAY_ROW)
+    return f"(SELECT {columns} FROM {index} UNION ALL {toks_only} UNION ALL {refs_only})"
+
+
+def literal_ids(ids: Iterable[int]) -> Any:
+    """The ids as an ``integer[]`` constant (migrations' tests)."""
+    return literal_column("ARRAY[" + ",".join(str(int(i)) for i in ids) + "]::integer[]")
+
+
+def term_tokens(
+    session: Session, rows: Iterable[tuple[int, Token]]
+) -> dict[int, list[int]]:
+    """(resource_key, value) of the token rows that move -> per resource its sorted,
+    distinct dictionary ids (values created where new)."""
+    pairs = list(rows)
+    ids = token_ids(session, {value for _, value in pairs})
+    by_resource: dict[int, set[int]] = {}
+    for rkey, value in pairs:
+        by_resource.setdefault(rkey, set()).add(ids[value])
+    return {rkey: sorted(toks) for rkey, toks in by_resource.items()}
