@@ -107,7 +107,7 @@ def find(
     single = types[0] if len(types) == 1 else None
     ids = ParamIds(session)  # the parameters' ids, as constants in the statements
     of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
-    rest = [_r.c.deleted.is_(False), *(condition(ids, single, c, _r) for c in criteria)]
+    rest = [_r.c.deleted.is_(False), *_conditions(ids, single, criteria, _r)]
     if scope is not None:
         rest.append(visible(scope, _r))
     where = [of_type, *rest]
@@ -339,13 +339,9 @@ def _reference_terms(
     texts = [_value(ids, si, "reference", criterion.modifier, v, False) for v in criterion.values]
     text_probe = _probe(ids, rtype, names, "reference", si, of_resource=negated or rtype is None)
     text_probe = text_probe.where(or_(*texts))
-    found: set[int] = set()
-    for value in criterion.values:
-        if isinstance(value, ReferenceValue):
-            found.update(ids.targets(value.references, value.id_only))
     terms = search_terms.alias()
     key_probe = select(terms.c.resource_key).where(
-        refs_any(terms, ids.of(rtype, names, "reference"), sorted(found))
+        refs_any(terms, ids.of(rtype, names, "reference"), _targets(ids, criterion))
     )
     if negated:
         return and_(_absent(r, text_probe), _absent(r, key_probe))
@@ -356,6 +352,104 @@ def _reference_terms(
     # criterion (a referral's ``Task?patient=…&status=…`` rescanned it per Task)
     once = select(func.unnest(func.array(key_probe.scalar_subquery())))
     return r.c.resource_key.in_(union_all(text_probe, once))
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A positive criterion of one type on PostgreSQL as its two parts: ``rows``, the keys
+    of the resources whose rows meet it (an uncorrelated probe), and ``arrays``, its
+    condition on a resource's ``search_terms`` row (an alias given)."""
+
+    rows: Select[Any]
+    arrays: Any  # Callable[[FromClause], ColumnElement[bool]]
+
+    def holds(self, r: FromClause) -> ColumnElement[bool]:
+        """The criterion on ``r``'s resource alone: by a row, or by its own arrays (read
+        by primary key)."""
+        own = search_terms.alias()
+        by_key = select(own.c.resource_key).where(
+            own.c.resource_key == r.c.resource_key, self.arrays(own)
+        )
+        return or_(r.c.resource_key.in_(self.rows), by_key.exists())
+
+
+def _conditions(
+    ids: ParamIds,
+    rtype: str | None,
+    criteria: Sequence[Criterion | HasCriterion],
+    r: FromClause,
+) -> list[ColumnElement[bool]]:
+    """Each criterion's condition. PostgreSQL, one type, a positive token criterion and
+    another positive token or reference criterion (decision 0103, 0095's item 1): ONE
+    probe of ``search_terms`` with every such criterion's array condition (``refs && A
+    AND toks && B``: the planner reads the rarest GIN list, or a patient's arrays and
+    filters the code), run once, beside each criterion's rows; each resource found is
+    then checked against each of them (``_Split.holds``: a few primary-key probes).
+    Exact: a resource meeting every criterion meets all of them by its arrays (the probe)
+    or one of them by a row. Taken apart, a code's InitPlan collected all its matches
+    (10,000 arrays) before the patient's 20 were intersected (decision 0091)."""
+    splits: dict[int, _Split] = {}
+    if rtype is not None and ids.terms:
+        for n, criterion in enumerate(criteria):
+            split = _split(ids, rtype, criterion)
+            if split is not None:
+                splits[n] = split
+    tokens = [n for n in splits if criteria[n].param.type == "token"]  # type: ignore[union-attr]
+    if len(splits) < 2 or not tokens:
+        return [condition(ids, rtype, c, r) for c in criteria]
+    terms = search_terms.alias()
+    probe = select(terms.c.resource_key).where(*(s.arrays(terms) for s in splits.values()))
+    once = select(func.unnest(func.array(probe.scalar_subquery())))
+    drive = r.c.resource_key.in_(union_all(once, *(s.rows for s in splits.values())))
+    out = [drive]
+    for n, criterion in enumerate(criteria):
+        out.append(splits[n].holds(r) if n in splits else condition(ids, rtype, criterion, r))
+    return out
+
+
+def _split(ids: ParamIds, rtype: str, criterion: Criterion | HasCriterion) -> _Split | None:
+    """``_Split`` of a positive token (with a movable parameter) or reference criterion
+    of ``rtype``; None for any other."""
+    if not isinstance(criterion, Criterion) or criterion.param.column:
+        return None
+    param, modifier = criterion.param, criterion.modifier
+    if criterion.chain is not None or modifier in (*_NEGATED, "missing", "of-type"):
+        return None
+    names = row_params(rtype, param)
+    si = _si.alias()
+    if param.type == "token" and any(map(moves, names)):
+        matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
+        rows = _probe(ids, rtype, names, "token", si).where(matched)
+        found = _token_ids(ids, rtype, names, criterion)
+        return _Split(rows, lambda t: toks_any(t, found))
+    if param.type == "reference":
+        texts = [_value(ids, si, "reference", modifier, v, False) for v in criterion.values]
+        rows = _probe(ids, rtype, names, "reference", si).where(or_(*texts))
+        targets = _targets(ids, criterion)
+        pids = ids.of(rtype, names, "reference")
+        return _Split(rows, lambda t: refs_any(t, pids, targets))
+    return None
+
+
+def _token_ids(
+    ids: ParamIds, rtype: str | None, names: tuple[str, ...], criterion: Criterion
+) -> tuple[int, ...]:
+    """The dictionary ids of the movable parameters of ``names`` that meet the criterion."""
+    modifier = criterion.modifier
+    movable = tuple(name for name in names if moves(name))
+    return ids.tokens(
+        ids.of(rtype, movable, "token"),
+        lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
+    )
+
+
+def _targets(ids: ParamIds, criterion: Criterion) -> list[int]:
+    """The keys of the stored resources a reference criterion names (read first)."""
+    found: set[int] = set()
+    for value in criterion.values:
+        if isinstance(value, ReferenceValue):
+            found.update(ids.targets(value.references, value.id_only))
+    return sorted(found)
 
 
 def _token_terms(
@@ -374,11 +468,7 @@ def _token_terms(
     matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
     row_probe = _probe(ids, rtype, names, "token", si, of_resource=negated or rtype is None)
     row_probe = row_probe.where(matched)
-    movable = tuple(name for name in names if moves(name))
-    found = ids.tokens(
-        ids.of(rtype, movable, "token"),
-        lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
-    )
+    found = _token_ids(ids, rtype, names, criterion)
     terms = search_terms.alias()
     key_probe = select(terms.c.resource_key).where(toks_any(terms, found))
     if negated:

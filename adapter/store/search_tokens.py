@@ -221,3 +221,32 @@ def term_tokens(
     for rkey, value in pairs:
         by_resource.setdefault(rkey, set()).add(ids[value])
     return {rkey: sorted(toks) for rkey, toks in by_resource.items()}
+
+
+def fold_rows_sql() -> tuple[str, ...]:
+    """SQL that moves the movable token rows of ``search_index`` into the dictionary and the
+    arrays (migration 0043's upgrade, new values added to a dictionary that exists): for
+    loaders that COPY rows as SQLite keeps them (bench/pg_schema.ResourceCopy). Each
+    resource's rows must all be in the table when it runs (its array is replaced)."""
+    stays = " OR ".join(
+        ["p.param LIKE '%identifier%'", "p.param LIKE '%' || chr(58) || 'of-type'"]
+        + [f"p.param = '{name}'" for name in sorted(_STAY)]
+    )
+    movable = (
+        "s.kind = 1 AND s.code IS NOT NULL AND s.code_full IS NULL AND s.value_norm_full IS NULL"
+        " AND s.value IS NULL AND s.value_number IS NULL AND NOT EXISTS (SELECT 1 FROM"
+        f" search_param p WHERE p.param_id = s.param_id AND p.kind = 1 AND ({stays}))"
+    )
+    return (
+        "INSERT INTO search_token (param_id, system_id, code, value_norm) SELECT DISTINCT"
+        " s.param_id, coalesce(s.system_id, 0), s.code, coalesce(s.value_norm, '')"
+        f" FROM search_index AS s WHERE {movable} ORDER BY 1, 3, 2, 4 ON CONFLICT DO NOTHING",
+        "INSERT INTO search_terms (resource_key, toks) SELECT s.resource_key,"
+        " array_agg(DISTINCT d.token_id ORDER BY d.token_id) FROM search_index AS s"
+        " JOIN search_token AS d ON d.param_id = s.param_id"
+        " AND d.system_id = coalesce(s.system_id, 0) AND d.code = s.code"
+        f" AND d.value_norm = coalesce(s.value_norm, '') WHERE {movable}"
+        " GROUP BY s.resource_key ORDER BY s.resource_key"
+        " ON CONFLICT (resource_key) DO UPDATE SET toks = EXCLUDED.toks",
+        f"DELETE FROM search_index AS s WHERE {movable}",
+    )
