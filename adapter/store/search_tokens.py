@@ -250,3 +250,31 @@ def fold_rows_sql() -> tuple[str, ...]:
         " ON CONFLICT (resource_key) DO UPDATE SET toks = EXCLUDED.toks",
         f"DELETE FROM search_index AS s WHERE {movable}",
     )
+
+
+class _IndexRows(TableClause):
+    """Every row of ``search_index`` as PostgreSQL's readers see them (``index_rows_sql``:
+    the table, the token arrays and the reference arrays as rows); the table elsewhere.
+    Tests and tools that read every row; searches read ``token_rows`` or
+    ``reference_rows`` for the kind they ask."""
+
+    inherit_cache = True
+
+
+INDEX_ROWS = _IndexRows("search_rows", *(Column(c, _si.c[c].type) for c in _ARRAY_ROW))
+
+
+def index_rows() -> Any:
+    """A new alias of every index row (``_IndexRows``)."""
+    return INDEX_ROWS.alias()
+
+
+@compiles(_IndexRows)
+def _plain_index(element: _IndexRows, compiler: Any, **kw: Any) -> str:
+    return str(compiler.preparer.format_table(_si))
+
+
+@compiles(_IndexRows, "postgresql")
+def _all_rows(element: _IndexRows, compiler: Any, **kw: Any) -> str:
+    p = compiler.preparer
+    return index_rows_sql(p.format_table(_si), p.format_table(_t))
