@@ -360,7 +360,7 @@ class _Split:
     of the resources whose rows meet it (an uncorrelated probe), and ``arrays``, its
     condition on a resource's ``search_terms`` row (an alias given)."""
 
-    rows: Select[Any]
+    rows: Select[Any] | None  # None: no row meets it (read first, ``ParamIds.tokens``)
     arrays: Any  # Callable[[FromClause], ColumnElement[bool]]
 
     def holds(self, r: FromClause) -> ColumnElement[bool]:
@@ -370,6 +370,8 @@ class _Split:
         by_key = select(own.c.resource_key).where(
             own.c.resource_key == r.c.resource_key, self.arrays(own)
         )
+        if self.rows is None:
+            return by_key.exists()
         return or_(r.c.resource_key.in_(self.rows), by_key.exists())
 
 
@@ -388,58 +390,70 @@ def _conditions(
     Exact: a resource meeting every criterion meets all of them by its arrays (the probe)
     or one of them by a row. Taken apart, a code's InitPlan collected all its matches
     (10,000 arrays) before the patient's 20 were intersected (decision 0091)."""
-    splits: dict[int, _Split] = {}
-    if rtype is not None and ids.terms:
-        for n, criterion in enumerate(criteria):
-            split = _split(ids, rtype, criterion)
-            if split is not None:
-                splits[n] = split
-    tokens = [n for n in splits if criteria[n].param.type == "token"]  # type: ignore[union-attr]
-    if len(splits) < 2 or not tokens:
+    candidates = [
+        n for n, c in enumerate(criteria) if rtype is not None and ids.terms and _splits(c)
+    ]
+    tokens = [n for n in candidates if criteria[n].param.type == "token"]  # type: ignore[union-attr]
+    if len(candidates) < 2 or not tokens:  # the reference keys are read once, by condition()
         return [condition(ids, rtype, c, r) for c in criteria]
+    assert rtype is not None
+    splits = {n: _split(ids, rtype, criteria[n]) for n in candidates}  # type: ignore[arg-type]
     terms = search_terms.alias()
     probe = select(terms.c.resource_key).where(*(s.arrays(terms) for s in splits.values()))
     once = select(func.unnest(func.array(probe.scalar_subquery())))
-    drive = r.c.resource_key.in_(union_all(once, *(s.rows for s in splits.values())))
+    rows = [s.rows for s in splits.values() if s.rows is not None]
+    drive = r.c.resource_key.in_(union_all(once, *rows) if rows else once)
     out = [drive]
     for n, criterion in enumerate(criteria):
         out.append(splits[n].holds(r) if n in splits else condition(ids, rtype, criterion, r))
     return out
 
 
-def _split(ids: ParamIds, rtype: str, criterion: Criterion | HasCriterion) -> _Split | None:
-    """``_Split`` of a positive token (with a movable parameter) or reference criterion
-    of ``rtype``; None for any other."""
+def _splits(criterion: Criterion | HasCriterion) -> bool:
+    """Whether ``_split`` takes the criterion: a positive token criterion of a parameter
+    with movable values, or a positive reference criterion."""
     if not isinstance(criterion, Criterion) or criterion.param.column:
-        return None
+        return False
+    if criterion.chain is not None or criterion.modifier in (*_NEGATED, "missing", "of-type"):
+        return False
+    param = criterion.param
+    if param.type == "token":
+        return any(map(moves, param.row_params))
+    return param.type == "reference"
+
+
+def _split(ids: ParamIds, rtype: str, criterion: Criterion) -> _Split:
+    """``_Split`` of a criterion ``_splits`` takes."""
     param, modifier = criterion.param, criterion.modifier
-    if criterion.chain is not None or modifier in (*_NEGATED, "missing", "of-type"):
-        return None
     names = row_params(rtype, param)
     si = _si.alias()
-    if param.type == "token" and any(map(moves, names)):
+    if param.type == "token":
         matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
         rows = _probe(ids, rtype, names, "token", si).where(matched)
-        found = _token_ids(ids, rtype, names, criterion)
-        return _Split(rows, lambda t: toks_any(t, found))
-    if param.type == "reference":
-        texts = [_value(ids, si, "reference", modifier, v, False) for v in criterion.values]
-        rows = _probe(ids, rtype, names, "reference", si).where(or_(*texts))
-        targets = _targets(ids, criterion)
-        pids = ids.of(rtype, names, "reference")
-        return _Split(rows, lambda t: refs_any(t, pids, targets))
-    return None
+        found, by_row = _token_ids(ids, rtype, names, criterion, rows)
+        return _Split(rows if by_row else None, lambda t: toks_any(t, found))
+    texts = [_value(ids, si, "reference", modifier, v, False) for v in criterion.values]
+    rows = _probe(ids, rtype, names, "reference", si).where(or_(*texts))
+    targets = _targets(ids, criterion)
+    pids = ids.of(rtype, names, "reference")
+    return _Split(rows, lambda t: refs_any(t, pids, targets))
 
 
 def _token_ids(
-    ids: ParamIds, rtype: str | None, names: tuple[str, ...], criterion: Criterion
-) -> tuple[int, ...]:
-    """The dictionary ids of the movable parameters of ``names`` that meet the criterion."""
+    ids: ParamIds,
+    rtype: str | None,
+    names: tuple[str, ...],
+    criterion: Criterion,
+    rows: Select[Any] | None = None,
+) -> tuple[tuple[int, ...], bool]:
+    """The dictionary ids of the movable parameters of ``names`` that meet the criterion,
+    and whether a row of ``rows`` (its rows that stay rows) does: one statement."""
     modifier = criterion.modifier
     movable = tuple(name for name in names if moves(name))
     return ids.tokens(
         ids.of(rtype, movable, "token"),
         lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
+        rows,
     )
 
 
@@ -468,13 +482,22 @@ def _token_terms(
     matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
     row_probe = _probe(ids, rtype, names, "token", si, of_resource=negated or rtype is None)
     row_probe = row_probe.where(matched)
-    found = _token_ids(ids, rtype, names, criterion)
+    positive = not negated and rtype is not None
+    found, by_row = _token_ids(ids, rtype, names, criterion, row_probe if positive else None)
     terms = search_terms.alias()
     key_probe = select(terms.c.resource_key).where(toks_any(terms, found))
     if negated:
         return and_(_absent(r, row_probe), _absent(r, key_probe))
     if rtype is None:
         return or_(_matching(rtype, r, row_probe), _matching(rtype, r, key_probe))
+    if not by_row:
+        if not found:
+            return false()
+        # no row meets it: a semi-join on the resource's own search_terms row, which the
+        # planner, knowing the ids' frequency (the column's statistics, the ids bound),
+        # runs as a primary-key probe per candidate (a frequent status under a date sort)
+        # or as one GIN scan joined to the resources (a rare code)
+        return _matching(None, r, key_probe)
     if not found:
         return r.c.resource_key.in_(row_probe)
     # the GIN probe as an InitPlan, run once per statement (as ``_reference_terms``)

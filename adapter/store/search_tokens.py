@@ -34,9 +34,11 @@ from sqlalchemy import (
     bindparam,
     false,
     func,
+    literal,
     literal_column,
     null,
     select,
+    union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
@@ -111,17 +113,29 @@ def _nullif(column: Any, empty: Any) -> Any:
 
 
 def matching_ids(
-    session: Session, pids: Sequence[int], condition: Any
-) -> tuple[int, ...]:
+    session: Session, pids: Sequence[int], condition: Any, rows: Any = None
+) -> tuple[tuple[int, ...], bool]:
     """The dictionary ids of the parameters ``pids`` whose values meet ``condition`` (a
-    function of the dictionary's alias, as of a ``search_index`` alias), sorted."""
-    if not pids:
-        return ()
-    d = dictionary()
-    query = select(d.c.token_id).where(
-        d.c.param_id.in_(bindparam(None, list(pids), expanding=True)), condition(d)
-    )
-    return tuple(sorted(session.execute(query).scalars()))
+    function of the dictionary's alias, as of a ``search_index`` alias), sorted; and
+    whether any row that stays a row meets it (``rows``: a probe of them, or None: not
+    asked). One statement."""
+    parts = []
+    if pids:
+        d = dictionary()
+        parts.append(
+            select(d.c.token_id).where(
+                d.c.param_id.in_(bindparam(None, list(pids), expanding=True)), condition(d)
+            )
+        )
+    if rows is not None:  # -1: a row meets it (no dictionary id is negative)
+        parts.append(select(literal(-1)).select_from(rows.limit(1).subquery()))
+    if not parts:
+        return (), False
+    query = parts[0] if len(parts) == 1 else union_all(*parts)
+    found = sorted(session.execute(query).scalars())
+    if found and found[0] == -1:
+        return tuple(found[1:]), True
+    return tuple(found), False
 
 
 class _TokenRows(TableClause):
