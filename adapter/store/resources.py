@@ -832,7 +832,9 @@ def _insert_index_tuples(
         # of ``search_terms``, not rows. A transient row is deleted again before the commit:
         # its arrays would only collide with the resource's stored row
         keyed = [w for w in written if w[4] is not None]
-        movable = {pid for (_, name, kind), pid in params.items() if kind == "token" and moves(name)}
+        movable = {
+            pid for (_, name, kind), pid in params.items() if kind == "token" and moves(name)
+        }
         # a token row moves when its code is whole and it carries nothing else (0043's rule)
         toks = [
             w

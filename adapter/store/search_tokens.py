@@ -224,9 +224,7 @@ def literal_ids(ids: Iterable[int]) -> Any:
     return literal_column("ARRAY[" + ",".join(str(int(i)) for i in ids) + "]::integer[]")
 
 
-def term_tokens(
-    session: Session, rows: Iterable[tuple[int, Token]]
-) -> dict[int, list[int]]:
+def term_tokens(session: Session, rows: Iterable[tuple[int, Token]]) -> dict[int, list[int]]:
     """(resource_key, value) of the token rows that move -> per resource its sorted,
     distinct dictionary ids (values created where new)."""
     pairs = list(rows)

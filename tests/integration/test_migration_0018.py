@@ -18,7 +18,7 @@ from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.index_keys import head_key
-from adapter.store.models import Resource, SearchIndex, SearchParam, SearchSystem
+from adapter.store.models import Resource, SearchParam, SearchSystem
 from adapter.store.search import find
 from adapter.store.search_include import included
 from adapter.store.search_tokens import index_rows

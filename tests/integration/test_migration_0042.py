@@ -20,9 +20,9 @@ from sqlalchemy import Engine, inspect, text
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
-from adapter.store.search_tokens import rows_sql as token_rows_sql
 from adapter.store.index_keys import KEY_CHARS
 from adapter.store.resources import ROWS_MAX
+from adapter.store.search_tokens import rows_sql as token_rows_sql
 from tests.api.search_fixtures import T0
 from tests.integration.test_migration_0018 import search_answers as _answers
 from tests.integration.test_migration_0036 import _EVERY_KIND

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from adapter.fhir.dates import DEFAULT_ZONE
 from adapter.store import save_resources
 from adapter.store.models import Resource, SearchParam, SearchSystem
-from adapter.store.search_tokens import index_rows
 from adapter.store.resources import Prepared, content_hash, prepare
+from adapter.store.search_tokens import index_rows
 
 T0 = datetime(2026, 5, 3, 2, 0, 0, tzinfo=UTC)
 

@@ -32,8 +32,9 @@ depends_on: str | Sequence[str] | None = None
 
 # Plain SQL on purpose: a migration must not change when application code does. The same
 # rule as adapter/store/search_tokens.moves (tests/integration/test_migration_0043.py)
+# (``\\:``: op.execute's text() takes ``:of`` for a bound parameter otherwise)
 _STAYS = (
-    "p.kind = 1 AND (p.param LIKE '%identifier%' OR p.param LIKE '%\\:of-type'"  # \\: text()'s escaped colon
+    "p.kind = 1 AND (p.param LIKE '%identifier%' OR p.param LIKE '%\\:of-type'"
     " OR p.param IN ('accession', 'container-id', 'requisition', 'telecom', 'phone', 'email'))"
 )
 _MOVES = (
@@ -45,7 +46,9 @@ _MOVES = (
 
 
 def _analyze(table: str) -> None:
-    op.execute(f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM {table}) THEN ANALYZE {table}; END IF; END $$")
+    op.execute(
+        f"DO $$ BEGIN IF EXISTS (SELECT 1 FROM {table}) THEN ANALYZE {table}; END IF; END $$"
+    )
 
 
 def upgrade() -> None:
