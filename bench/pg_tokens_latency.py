@@ -50,6 +50,7 @@ SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
                                                    ("code:missing", "false")]),
     ("Patient _has:Observation:code", "Patient", [("_has:Observation:patient:code", CODES[3]),
                                                   ("_id", "p4321")]),
+    ("whole type, _sort=-code", "Observation", [("_sort", "-code")]),
 ]  # fmt: skip
 
 

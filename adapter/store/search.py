@@ -73,7 +73,13 @@ from adapter.store.search_terms import (
     search_terms,
     targets_of,
 )
-from adapter.store.search_tokens import moves, token_rows, toks_any
+from adapter.store.search_tokens import (
+    moves,
+    token_rows,
+    token_walk,
+    token_walk_applies,
+    toks_any,
+)
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -170,7 +176,10 @@ def _index_led_page(
     keyed = sort_ids(ids, rtype, sort)
     lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
-    if types is not None and bytewise(session):
+    walk_tokens = whole and ids.terms and len(sort) == 1 and sort[0].param.type == "token"
+    if walk_tokens and keyed[0] and token_walk_applies(session, keyed[0]):
+        query = token_walk(rtype, keyed[0], sort[0].descending, limit, offset)
+    elif types is not None and bytewise(session):
         walk = reference_walk(sort, _r, keyed, types, ids.terms)
         query = _walked(session, walk, where, sort, keyed, limit, offset)
     else:

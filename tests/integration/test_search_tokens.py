@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.search_query import parse_search
@@ -178,3 +178,44 @@ def test_a_rolled_back_value_leaves_no_array_and_is_found_once_written(
     with session_factory.begin() as session:  # the cached id is committed: written again
         save_resources(session, [new], message_id=None, now=T0 + timedelta(minutes=2))
     assert _ask(session_factory, "Observation", [("code", "9999-9")]) == ["o8"]
+
+
+def test_a_whole_type_sorted_by_a_token_walks_the_codes(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """Without a code cut to a key, PostgreSQL walks the dictionary's codes in order
+    (``search_tokens.token_walk``): every resource once, in the rows' order, across pages."""
+    bodies = [
+        {"resourceType": "Patient", "id": "p1"},
+        {"resourceType": "Patient", "id": "p2"},
+        _obs("o1", "p1", [{"system": LOINC, "code": "718-7", "display": "Hemoglobin"}]),
+        _obs("o2", "p1", [{"system": LOCAL, "code": "718-7"}]),
+        _obs("o3", "p2", [{"code": "718-7"}]),
+        _obs("o4", "p2", [{"system": LOINC, "code": "718-70"}]),
+        _obs("o6", "p2", [], code_extra={"text": "Glucose only text"}),
+        _obs("o7", "p1", [{"system": LOINC, "code": "2345-7"}, {"system": LOCAL, "code": "GLU"}]),
+    ]
+    with session_factory.begin() as session:
+        save_resources(session, bodies, message_id=None, now=T0)
+    with session_factory.begin() as session:  # a newer change sorts first among equals
+        save_resources(
+            session,
+            [_obs("o3", "p2", [{"code": "718-7"}], status="amended")],
+            message_id=None,
+            now=T0 + timedelta(minutes=1),
+        )
+    sent: list[str] = []
+
+    def remember(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    event.listen(engine, "before_cursor_execute", remember)
+    try:
+        up = _ask(session_factory, "Observation", [("_sort", "code")])
+        down = _ask(session_factory, "Observation", [("_sort", "-code")])
+    finally:
+        event.remove(engine, "before_cursor_execute", remember)
+    assert up == ["o7", "o3", "o1", "o2", "o4", "o6"]
+    assert down == ["o7", "o4", "o3", "o1", "o2", "o6"]
+    if engine.dialect.name == "postgresql":
+        assert any("CROSS JOIN LATERAL" in s and "search_token AS d" in s for s in sent)
