@@ -321,7 +321,8 @@ ORDER BY p.code {direction}, p.last_updated DESC, p.id LIMIT :limit OFFSET :offs
 _WALKS = {
     descending: text(
         _WALK.format(better=">" if descending else "<", direction="DESC" if descending else "ASC")
-    ).bindparams(
+    )
+    .bindparams(
         bindparam("pids", type_=_INTS),
         bindparam("rtype"),
         bindparam("first"),
