@@ -21,6 +21,7 @@ from adapter.store.models import KINDS
 from adapter.store.resource_keys import local_target
 from adapter.store.resources import index_rows
 from adapter.store.search_terms import term_rows
+from adapter.store.search_tokens import fold_rows_sql
 from adapter.store.systems import system_hash
 
 
@@ -158,6 +159,11 @@ class ResourceCopy:
                 with cur.copy("COPY search_terms (resource_key, refs) FROM STDIN") as copy:
                     for term in terms:
                         copy.write_row(term)
+            if cur.execute("SELECT to_regclass('search_token')").fetchone()[0] is not None:
+                # since migration 0043: the movable token values are dictionary ids in
+                # their resource's array (adapter/store/search_tokens.py, decision 0103)
+                for statement in fold_rows_sql():
+                    cur.execute(statement)
             cur.execute(
                 "SELECT setval('resource_key_seq', (SELECT max(resource_key) FROM resource))"
             )

@@ -46,6 +46,7 @@ from adapter.recognition.catalogue import Assessment, Catalogue, Item
 from adapter.store import index_keys as keys
 from adapter.store.index_params import rows_of
 from adapter.store.models import Resource, SearchIndex
+from adapter.store.search_tokens import token_rows
 from adapter.store.systems import known_ids
 
 RESULT_TYPES = ("Observation", "DiagnosticReport")
@@ -276,10 +277,11 @@ def _coded_rows(
     a scan of the token index over every row of each asked code (the whole consortium's
     blood counts) with the ids as a filter: 40,000 buffers for one person at 1 million
     Observations, growing with the store (bench/README.md, bench_recognition.py)."""
-    rows = select(_si.c.resource_key, _si.c.system_id, _si.c.code, _si.c.code_full)
+    si = token_rows()  # the rows and the token arrays (decision 0103)
+    rows = select(si.c.resource_key, si.c.system_id, si.c.code, si.c.code_full)
     rows = rows.where(
-        rows_of(_si, rtype, ("code",), "token"),
-        _one_of(session, _si.c.resource_key, person_keys),
+        rows_of(si, rtype, ("code",), "token"),
+        _one_of(session, si.c.resource_key, person_keys),
     )
     found: dict[int, None] = {}
     for row in session.execute(rows):

@@ -122,6 +122,14 @@ class ParamIds:
         else:
             self._types.add(rtype)
 
+    def tokens(self, pids: Ids, condition: Any, rows: Any = None) -> tuple[Ids, bool]:
+        """The dictionary ids of the token parameters ``pids`` whose values meet
+        ``condition``, and whether a row of ``rows`` does (PostgreSQL, decision 0103;
+        ``search_tokens.matching_ids``), read through the search's session."""
+        from adapter.store.search_tokens import matching_ids
+
+        return matching_ids(self._session, pids, condition, rows)
+
     def targets(self, references: tuple[str, ...], id_only: str | None = None) -> Ids:
         """``targets`` read through the search's session."""
         return targets(self._session, references, id_only)

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     ForeignKeyConstraint,
+    Identity,
     Index,
     Integer,
     MetaData,
@@ -347,13 +348,39 @@ SEARCH_TERMS = Table(
     "search_terms",
     Base.metadata,
     Column("resource_key", BigInteger(), primary_key=True, autoincrement=False),
-    Column("refs", postgresql.ARRAY(BigInteger()), nullable=False),
+    Column("refs", postgresql.ARRAY(BigInteger()), nullable=False, server_default="{}"),
+    # the resource's token values that can move, as ids of ``search_token`` (sorted,
+    # distinct; migration 0043, decision 0103, adapter/store/search_tokens.py)
+    Column("toks", postgresql.ARRAY(Integer()), nullable=False, server_default="{}"),
     Index(
         "ix_search_terms_refs",
         "refs",
         postgresql_using="gin",
         postgresql_with={"fastupdate": "off"},
     ),
+    Index(
+        "ix_search_terms_toks",
+        "toks",
+        postgresql_using="gin",
+        postgresql_with={"fastupdate": "off"},
+    ),
+    info={"dialect": "postgresql"},
+)
+
+# PostgreSQL only (migration 0043, decision 0103): the dictionary of token values kept in
+# ``search_terms.toks``: one row per (parameter, code, system, display). No NULLs, so that
+# the unique key and the interning's ``IN`` lookups see every value: ``system_id`` 0 is
+# "no system", ``value_norm`` '' "no display" (adapter/store/search_tokens.py). Code before
+# system in the key: a search by code alone reads one range
+SEARCH_TOKEN = Table(
+    "search_token",
+    Base.metadata,
+    Column("token_id", Integer(), Identity(), primary_key=True),
+    Column("param_id", Integer(), nullable=False),
+    Column("system_id", Integer(), nullable=False),
+    Column("code", Text(), nullable=False),
+    Column("value_norm", Text(), nullable=False),
+    UniqueConstraint("param_id", "code", "system_id", "value_norm", name="uq_search_token"),
     info={"dialect": "postgresql"},
 )
 

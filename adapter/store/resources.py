@@ -51,6 +51,7 @@ from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
 from adapter.store.resource_keys import local_target, new_keys, target_keys
 from adapter.store.search_terms import delete_terms, search_terms, term_rows, uses_terms
+from adapter.store.search_tokens import moves, term_tokens
 from adapter.store.systems import system_ids
 
 _resource = Resource.__table__
@@ -998,15 +999,35 @@ def _insert_index_tuples(
         written[n] = (*w[:3], systems[rows[n][10]], *w[4:])
     postgres = session.get_bind().dialect.name != "sqlite"
     if postgres:
-        # PostgreSQL: the references named by key are one array per resource (decision
-        # 0088), not rows. A transient row is deleted again before the commit: its array
-        # would only collide with the resource's stored one (the write checks its keys)
+        # PostgreSQL: the references named by key (decision 0088) and the token values that
+        # can move (decision 0103, ``search_tokens.moves``) are arrays of the resource's row
+        # of ``search_terms``, not rows. A transient row is deleted again before the commit:
+        # its arrays would only collide with the resource's stored row
         keyed = [w for w in written if w[4] is not None]
-        if keyed:
-            written = [w for w in written if w[4] is None]
-            terms = term_rows((w[0], w[5], w[4]) for w in keyed)
+        movable = {
+            pid for (_, name, kind), pid in params.items() if kind == "token" and moves(name)
+        }
+        # a token row moves when its code is whole and it carries nothing else (0043's rule)
+        toks = [
+            w
+            for w in written
+            if w[5] in movable and w[8] is not None and w[12] is None and w[13] is None
+            and w[9] is None and w[3] is None
+        ]  # fmt: skip
+        if keyed or toks:
+            gone = {id(w) for w in keyed}
+            gone.update(id(w) for w in toks)
+            written = [w for w in written if id(w) not in gone]
             if not transient:
-                insert_tuples(session, search_terms, ("resource_key", "refs"), terms)
+                refs = dict(term_rows((w[0], w[5], w[4]) for w in keyed))
+                tokens = term_tokens(
+                    session, ((w[0], (w[5], w[6] or 0, w[8], w[10] or "")) for w in toks)
+                )
+                terms = [
+                    (rkey, refs.get(rkey, []), tokens.get(rkey, []))
+                    for rkey in dict.fromkeys([*refs, *tokens])
+                ]
+                insert_tuples(session, search_terms, ("resource_key", "refs", "toks"), terms)
         if not written:
             return
     numbers: dict[int, int] = {}  # resource key -> its rows numbered so far

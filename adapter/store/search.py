@@ -73,6 +73,13 @@ from adapter.store.search_terms import (
     search_terms,
     targets_of,
 )
+from adapter.store.search_tokens import (
+    moves,
+    token_rows,
+    token_walk,
+    token_walk_applies,
+    toks_any,
+)
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -106,7 +113,7 @@ def find(
     single = types[0] if len(types) == 1 else None
     ids = ParamIds(session)  # the parameters' ids, as constants in the statements
     of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
-    rest = [_r.c.deleted.is_(False), *(condition(ids, single, c, _r) for c in criteria)]
+    rest = [_r.c.deleted.is_(False), *_conditions(ids, single, criteria, _r)]
     if scope is not None:
         rest.append(visible(scope, _r))
     where = [of_type, *rest]
@@ -169,7 +176,10 @@ def _index_led_page(
     keyed = sort_ids(ids, rtype, sort)
     lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
-    if types is not None and bytewise(session):
+    walk_tokens = whole and ids.terms and len(sort) == 1 and sort[0].param.type == "token"
+    if walk_tokens and keyed[0] and token_walk_applies(session, keyed[0]):
+        query = token_walk(rtype, keyed[0], sort[0].descending, limit, offset)
+    elif types is not None and bytewise(session):
         walk = reference_walk(sort, _r, keyed, types, ids.terms)
         query = _walked(session, walk, where, sort, keyed, limit, offset)
     else:
@@ -267,6 +277,12 @@ def condition(
     if modifier == "missing":
         absent = criterion.values[0] is True
         names = row_params(rtype, param)
+        if param.type == "token" and ids.terms and any(map(moves, names)):
+            # PostgreSQL: each resource's token rows and arrays (``token_rows``), a subplan
+            # per resource (decision 0103): the generic path, correct for every form
+            probe = _probe(ids, rtype, names, "token", of_resource=True)
+            matched = exists(probe.where(_si_of(probe).c.resource_key == r.c.resource_key))
+            return not_(matched) if absent else matched
         probe = _probe(ids, rtype, names, param.type, of_resource=absent or rtype is None)
         return _absent(r, probe) if absent else _matching(rtype, r, probe)
     if modifier == "of-type":
@@ -276,6 +292,8 @@ def condition(
     negated = modifier in _NEGATED
     if param.type == "reference" and ids.terms:
         return _reference_terms(ids, rtype, names, criterion, r, negated)
+    if param.type == "token" and ids.terms and any(map(moves, names)):
+        return _token_terms(ids, rtype, names, criterion, r, negated)
     matched = or_(*(_value(ids, si, param.type, modifier, v) for v in criterion.values))
     probe = _probe(ids, rtype, names, param.type, si, of_resource=negated or rtype is None)
     probe = probe.where(matched)
@@ -330,13 +348,9 @@ def _reference_terms(
     texts = [_value(ids, si, "reference", criterion.modifier, v, False) for v in criterion.values]
     text_probe = _probe(ids, rtype, names, "reference", si, of_resource=negated or rtype is None)
     text_probe = text_probe.where(or_(*texts))
-    found: set[int] = set()
-    for value in criterion.values:
-        if isinstance(value, ReferenceValue):
-            found.update(ids.targets(value.references, value.id_only))
     terms = search_terms.alias()
     key_probe = select(terms.c.resource_key).where(
-        refs_any(terms, ids.of(rtype, names, "reference"), sorted(found))
+        refs_any(terms, ids.of(rtype, names, "reference"), _targets(ids, criterion))
     )
     if negated:
         return and_(_absent(r, text_probe), _absent(r, key_probe))
@@ -347,6 +361,157 @@ def _reference_terms(
     # criterion (a referral's ``Task?patient=…&status=…`` rescanned it per Task)
     once = select(func.unnest(func.array(key_probe.scalar_subquery())))
     return r.c.resource_key.in_(union_all(text_probe, once))
+
+
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """A positive criterion of one type on PostgreSQL as its two parts: ``rows``, the keys
+    of the resources whose rows meet it (an uncorrelated probe), and ``arrays``, its
+    condition on a resource's ``search_terms`` row (an alias given)."""
+
+    rows: Select[Any] | None  # None: no row meets it (read first, ``ParamIds.tokens``)
+    arrays: Any  # Callable[[FromClause], ColumnElement[bool]]
+
+    def holds(self, r: FromClause) -> ColumnElement[bool]:
+        """The criterion on ``r``'s resource alone: by a row, or by its own arrays (read
+        by primary key)."""
+        own = search_terms.alias()
+        by_key = select(own.c.resource_key).where(
+            own.c.resource_key == r.c.resource_key, self.arrays(own)
+        )
+        if self.rows is None:
+            return by_key.exists()
+        return or_(r.c.resource_key.in_(self.rows), by_key.exists())
+
+
+def _conditions(
+    ids: ParamIds,
+    rtype: str | None,
+    criteria: Sequence[Criterion | HasCriterion],
+    r: FromClause,
+) -> list[ColumnElement[bool]]:
+    """Each criterion's condition. PostgreSQL, one type, a positive token criterion and
+    another positive token or reference criterion (decision 0103, 0095's item 1): ONE
+    probe of ``search_terms`` with every such criterion's array condition (``refs && A
+    AND toks && B``: the planner reads the rarest GIN list, or a patient's arrays and
+    filters the code), run once, beside each criterion's rows; each resource found is
+    then checked against each of them (``_Split.holds``: a few primary-key probes).
+    Exact: a resource meeting every criterion meets all of them by its arrays (the probe)
+    or one of them by a row. Taken apart, a code's InitPlan collected all its matches
+    (10,000 arrays) before the patient's 20 were intersected (decision 0091)."""
+    candidates = [
+        n for n, c in enumerate(criteria) if rtype is not None and ids.terms and _splits(c)
+    ]
+    tokens = [n for n in candidates if criteria[n].param.type == "token"]  # type: ignore[union-attr]
+    if len(candidates) < 2 or not tokens:  # the reference keys are read once, by condition()
+        return [condition(ids, rtype, c, r) for c in criteria]
+    assert rtype is not None
+    splits = {n: _split(ids, rtype, criteria[n]) for n in candidates}  # type: ignore[arg-type]
+    terms = search_terms.alias()
+    probe = select(terms.c.resource_key).where(*(s.arrays(terms) for s in splits.values()))
+    once = select(func.unnest(func.array(probe.scalar_subquery())))
+    rows = [s.rows for s in splits.values() if s.rows is not None]
+    drive = r.c.resource_key.in_(union_all(once, *rows) if rows else once)
+    out = [drive]
+    for n, criterion in enumerate(criteria):
+        out.append(splits[n].holds(r) if n in splits else condition(ids, rtype, criterion, r))
+    return out
+
+
+def _splits(criterion: Criterion | HasCriterion) -> bool:
+    """Whether ``_split`` takes the criterion: a positive token criterion of a parameter
+    with movable values, or a positive reference criterion."""
+    if not isinstance(criterion, Criterion) or criterion.param.column:
+        return False
+    if criterion.chain is not None or criterion.modifier in (*_NEGATED, "missing", "of-type"):
+        return False
+    param = criterion.param
+    if param.type == "token":
+        return any(map(moves, param.row_params))
+    return param.type == "reference"
+
+
+def _split(ids: ParamIds, rtype: str, criterion: Criterion) -> _Split:
+    """``_Split`` of a criterion ``_splits`` takes."""
+    param, modifier = criterion.param, criterion.modifier
+    names = row_params(rtype, param)
+    si = _si.alias()
+    if param.type == "token":
+        matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
+        rows = _probe(ids, rtype, names, "token", si).where(matched)
+        found, by_row = _token_ids(ids, rtype, names, criterion, rows)
+        return _Split(rows if by_row else None, lambda t: toks_any(t, found))
+    texts = [_value(ids, si, "reference", modifier, v, False) for v in criterion.values]
+    rows = _probe(ids, rtype, names, "reference", si).where(or_(*texts))
+    targets = _targets(ids, criterion)
+    pids = ids.of(rtype, names, "reference")
+    return _Split(rows, lambda t: refs_any(t, pids, targets))
+
+
+def _token_ids(
+    ids: ParamIds,
+    rtype: str | None,
+    names: tuple[str, ...],
+    criterion: Criterion,
+    rows: Select[Any] | None = None,
+) -> tuple[tuple[int, ...], bool]:
+    """The dictionary ids of the movable parameters of ``names`` that meet the criterion,
+    and whether a row of ``rows`` (its rows that stay rows) does: one statement."""
+    modifier = criterion.modifier
+    movable = tuple(name for name in names if moves(name))
+    return ids.tokens(
+        ids.of(rtype, movable, "token"),
+        lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
+        rows,
+    )
+
+
+def _targets(ids: ParamIds, criterion: Criterion) -> list[int]:
+    """The keys of the stored resources a reference criterion names (read first)."""
+    found: set[int] = set()
+    for value in criterion.values:
+        if isinstance(value, ReferenceValue):
+            found.update(ids.targets(value.references, value.id_only))
+    return sorted(found)
+
+
+def _token_terms(
+    ids: ParamIds,
+    rtype: str | None,
+    names: tuple[str, ...],
+    criterion: Criterion,
+    r: FromClause,
+    negated: bool,
+) -> ColumnElement[bool]:
+    """A token criterion on PostgreSQL (decision 0103): the rows that stay rows, and the
+    resources whose array holds a dictionary id that meets it (the ids read first and bound
+    as one ``integer[]``: ``search_tokens.toks_any``)."""
+    si = _si.alias()
+    modifier = criterion.modifier
+    matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
+    row_probe = _probe(ids, rtype, names, "token", si, of_resource=negated or rtype is None)
+    row_probe = row_probe.where(matched)
+    positive = not negated and rtype is not None
+    found, by_row = _token_ids(ids, rtype, names, criterion, row_probe if positive else None)
+    terms = search_terms.alias()
+    key_probe = select(terms.c.resource_key).where(toks_any(terms, found))
+    if negated:
+        return and_(_absent(r, row_probe), _absent(r, key_probe))
+    if rtype is None:
+        return or_(_matching(rtype, r, row_probe), _matching(rtype, r, key_probe))
+    if not by_row:
+        if not found:
+            return false()
+        # no row meets it: a semi-join on the resource's own search_terms row, which the
+        # planner, knowing the ids' frequency (the column's statistics, the ids bound),
+        # runs as a primary-key probe per candidate (a frequent status under a date sort)
+        # or as one GIN scan joined to the resources (a rare code)
+        return _matching(None, r, key_probe)
+    if not found:
+        return r.c.resource_key.in_(row_probe)
+    # the GIN probe as an InitPlan, run once per statement (as ``_reference_terms``)
+    once = select(func.unnest(func.array(key_probe.scalar_subquery())))
+    return r.c.resource_key.in_(union_all(row_probe, once))
 
 
 def _probe(
@@ -362,9 +527,12 @@ def _probe(
     ``of_resource``: the probe is correlated on the resource's key (``NOT EXISTS``, or any
     type), read through the table's key on SQLite (``rows_in``). Without ``si``, a
     reference's probe reads every reference row, the arrays' too (``reference_rows``)."""
-    fenced = si is None and kind == "reference" and ids.terms and of_resource
+    fenced = si is None and kind in ("reference", "token") and ids.terms and of_resource
     if si is None:
-        si = reference_rows() if kind == "reference" else _si.alias()
+        if kind == "reference":
+            si = reference_rows()
+        else:
+            si = token_rows() if kind == "token" else _si.alias()
     rows = rows_in(si, ids.of(rtype, names, kind), kind, of_resource=of_resource)
     query = select(si.c.resource_key).where(rows)
     # PostgreSQL: ``OFFSET 0`` keeps the correlated probe a subplan, which takes the

@@ -49,13 +49,19 @@ from adapter.fhir.search_results import SortKey
 from adapter.store.index_params import Ids, ParamIds, row_params, rows_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.search_terms import reference_rows, refs_name, search_terms
+from adapter.store.search_tokens import token_rows
 
 _si = SearchIndex.__table__
+# the kinds PostgreSQL keeps partly as arrays (decisions 0088, 0103): a resource's rows are
+# read per resource, fenced (``_per_resource``)
+_ARRAYS = ("reference", "token")
 
 
 def _rows(kind: str, name: str | None = None) -> FromClause:
     """A new alias of the rows a sort by ``kind`` reads: a reference's include the values
     PostgreSQL keeps as arrays (``reference_rows``, decision 0088)."""
+    if kind == "token":  # the token arrays too (``token_rows``, decision 0103)
+        return token_rows(name)
     return reference_rows(name) if kind == "reference" else _si.alias(name)
 
 
@@ -130,7 +136,7 @@ def leading_rows(
     key = sort[0]
     kind = key.param.type
     row = _rows(kind, "sort_row")
-    if terms and kind == "reference":
+    if terms and kind in _ARRAYS:
         row = _per_resource(row, r, "sort_row_of")
     if kind == "reference":  # the targets' texts joined, not one subquery per row and use
         value, rows, _ = _joined_reference(row)
@@ -179,7 +185,7 @@ def _placed(
             or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
         )
     )
-    if terms and kind == "reference":
+    if terms and kind in _ARRAYS:
         placed_higher = placed_higher.offset(0)
     return ~placed_higher.exists()
 
@@ -399,7 +405,7 @@ def without_value(
         valued,
     )
     has_value = exists().where(*where)
-    if terms and kind == "reference":  # a subplan (``_per_resource``)
+    if terms and kind in _ARRAYS:  # a subplan (``_per_resource``)
         has_value = select(si.c.resource_key).where(*where).offset(0).exists()
     return ~has_value, tuple(order_by(sort[1:], r, keyed[1:]))
 

@@ -21,6 +21,7 @@ from sqlalchemy import (
 
 from adapter.store.models import KIND_NAMES, Resource, SearchIndex, SearchParam
 from adapter.store.search_terms import reference_rows
+from adapter.store.search_tokens import index_rows
 from adapter.store.types import BigId, UTCDateTime
 
 
@@ -47,6 +48,11 @@ def columns_0024(*leave_out: str) -> list[Column[Any]]:
     return [c for c in columns if c.name not in leave_out]
 
 
+def _has_tokens(connection: Connection) -> bool:
+    """Whether the store keeps token values as arrays (PostgreSQL since 0043)."""
+    return "search_token" in inspect(connection).get_table_names()
+
+
 def rows_0024(connection: Connection) -> list[dict[str, Any]]:
     """The index rows of a database at head, as 0024 held them (type, parameter and kind by
     name; a reference as its text, where head may name it by its target's key: decision
@@ -55,7 +61,8 @@ def rows_0024(connection: Connection) -> list[dict[str, Any]]:
     among its resource's rows: decision 0085)."""
     si, sp, r = SearchIndex.__table__, SearchParam.__table__, Resource.__table__.alias()
     if "search_terms" in inspect(connection).get_table_names():
-        si = reference_rows()  # PostgreSQL since 0037: the arrays as rows too (decision 0088)
+        # PostgreSQL since 0037: the arrays as rows too (decisions 0088, 0103)
+        si = index_rows() if _has_tokens(connection) else reference_rows()
     keep = [c for c in si.c if c.name not in ("param_id", "kind", "reference", "target_key")]
     query = select(*keep).join_from(si, sp, sp.c.param_id == si.c.param_id)
     if "target_key" in {c["name"] for c in inspect(connection).get_columns("search_index")}:

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Engine, inspect
 from adapter.store import migrate
 from adapter.store.engine import downgrade
 from adapter.store.search_terms import rows_sql
+from adapter.store.search_tokens import index_rows_sql
 
 
 @contextmanager
@@ -46,7 +47,10 @@ def as_compared(engine: Engine, rows: list[Any]) -> list[Any]:
 def index_sql(conn: Connection) -> str:
     """What to read search_index's rows from by SQL: the table, or on PostgreSQL since 0037
     the table and the arrays as rows (``search_terms.rows_sql``)."""
-    if "search_terms" in inspect(conn).get_table_names():
+    tables = inspect(conn).get_table_names()
+    if "search_token" in tables:  # since 0043: the token arrays too (decision 0103)
+        return index_rows_sql()
+    if "search_terms" in tables:
         return rows_sql()
     return "search_index"
 

@@ -42,7 +42,7 @@ from adapter.store.models import (
     SearchParam,
     SearchSystem,
 )
-from adapter.store.search_terms import reference_rows
+from adapter.store.search_tokens import index_rows
 from tests.integration.connector_helpers import example_pipeline, example_translator
 from tests.integration.referral_support import UP_SLIP, consortium_by_care, pipeline_for
 from tests.integration.test_index_orphans import orphan_index_rows
@@ -74,8 +74,8 @@ def _systems(session: Session) -> dict[int, str]:
 
 def _index_rows(session: Session) -> list[Any]:
     """Every index row with its type and parameter name; PostgreSQL's arrays as rows too
-    (decision 0088): the same rows on either database."""
-    si, sp = reference_rows(), SearchParam.__table__
+    (decisions 0088, 0103): the same rows on either database."""
+    si, sp = index_rows(), SearchParam.__table__
     query = select(si, sp.c.resource_type, sp.c.param).join(sp, sp.c.param_id == si.c.param_id)
     return list(session.execute(query))
 

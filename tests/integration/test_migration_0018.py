@@ -18,9 +18,10 @@ from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.index_keys import head_key
-from adapter.store.models import Resource, SearchIndex, SearchParam, SearchSystem
+from adapter.store.models import Resource, SearchParam, SearchSystem
 from adapter.store.search import find
 from adapter.store.search_include import included
+from adapter.store.search_tokens import index_rows
 from adapter.store.types import UTCDateTime
 from tests.api.search_fixtures import T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
@@ -220,10 +221,12 @@ def test_keys_are_distinct_across_a_batch_and_single_saves(database_url: str) ->
             )
         with factory() as session:
             keys = dict(session.execute(select(Resource.id, Resource.resource_key)).all())
+            si = index_rows()  # PostgreSQL's arrays as rows too (decision 0103)
             genders = session.execute(
-                select(Resource.id, SearchIndex.code)
-                .join(Resource, Resource.resource_key == SearchIndex.resource_key)
-                .join(SearchParam, SearchParam.param_id == SearchIndex.param_id)
+                select(Resource.id, si.c.code)
+                .select_from(si)
+                .join(Resource, Resource.resource_key == si.c.resource_key)
+                .join(SearchParam, SearchParam.param_id == si.c.param_id)
                 .where(SearchParam.param == "gender")
             ).all()
         assert len(set(keys.values())) == len(keys) == count + 1

@@ -122,9 +122,11 @@ def test_0026_names_rows_by_param_id_and_answers_as_before(
         rows_before = _rows_by_name(old)
 
         downgrade(old, "0024")
-        assert _rows_by_name(old) == rows_before
+        # PostgreSQL: the values (0043's upgrade numbers the dictionary anew: a resource's
+        # token values come back from its array in another order; keyed_rows.as_compared)
+        assert as_compared(old, _rows_by_name(old)) == as_compared(old, rows_before)
         migrate(old)
-        assert _rows_by_name(old) == rows_before
+        assert as_compared(old, _rows_by_name(old)) == as_compared(old, rows_before)
         assert _answers(old, QUERIES) == before_down
     finally:
         head.dispose()

@@ -19,6 +19,7 @@ from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.search_terms import SHIFT, TARGET_MAX
+from adapter.store.search_tokens import rows_sql as token_rows_sql
 from tests.api.search_fixtures import T0
 from tests.integration.keyed_rows import NOT_OF_TYPE, UNTYPED_NUMBER
 from tests.integration.test_migration_0018 import search_answers as _answers
@@ -50,12 +51,19 @@ def _counts(engine: Engine) -> tuple[int, int]:
     return int(rows or 0), int(terms or 0)
 
 
+def _source(conn: Any) -> str:
+    """search_index, or since 0043 its rows and the token arrays as rows (decision 0103)."""
+    if "search_token" in inspect(conn).get_table_names():
+        return token_rows_sql()
+    return "search_index"
+
+
 def _other_rows(engine: Engine) -> list[tuple[Any, ...]]:
     with engine.connect() as conn:
         query = (
             # without the identifiers' types: two forms since 0042 (keyed_rows.NOT_OF_TYPE)
             f"SELECT resource_key, param_id, kind, code, value_norm, reference, {UNTYPED_NUMBER}"
-            f" FROM search_index s WHERE NOT ({_KEYED}) AND {NOT_OF_TYPE}"
+            f" FROM {_source(conn)} s WHERE NOT ({_KEYED}) AND {NOT_OF_TYPE}"
             " ORDER BY 1, 2, 3, 4, 5, 6, 7"
         )
         return [tuple(row) for row in conn.execute(text(query))]

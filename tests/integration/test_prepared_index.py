@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.dates import DEFAULT_ZONE
 from adapter.store import save_resources
-from adapter.store.models import Resource, SearchIndex, SearchSystem
+from adapter.store.models import Resource, SearchParam, SearchSystem
 from adapter.store.resources import Prepared, content_hash, prepare
+from adapter.store.search_tokens import index_rows
 
 T0 = datetime(2026, 5, 3, 2, 0, 0, tzinfo=UTC)
 
@@ -34,21 +35,24 @@ def observation(rid: str, **extra: object) -> dict:
 def stored(session: Session, rid: str) -> tuple[str | None, list[tuple]]:
     """The resource's patient key and index rows (without its key), in a stable order."""
     pkey = session.scalars(select(Resource.patient_key).where(Resource.id == rid)).one()
+    si, sp = index_rows(), SearchParam.__table__  # PostgreSQL's arrays as rows too (0103)
     rows = session.execute(
         select(
-            SearchIndex.param,
-            SearchIndex.kind,
+            sp.c.param,
+            si.c.kind,
             SearchSystem.system,
-            SearchIndex.code,
-            SearchIndex.value,
-            SearchIndex.value_norm,
-            SearchIndex.value_date_start,
-            SearchIndex.value_date_end,
-            SearchIndex.value_number,
-            SearchIndex.reference,
+            si.c.code,
+            si.c.value,
+            si.c.value_norm,
+            si.c.value_date_start,
+            si.c.value_date_end,
+            si.c.value_number,
+            si.c.reference,
         )
-        .join(Resource, Resource.resource_key == SearchIndex.resource_key)
-        .outerjoin(SearchSystem, SearchSystem.system_id == SearchIndex.system_id)
+        .select_from(si)
+        .join(sp, sp.c.param_id == si.c.param_id)
+        .join(Resource, Resource.resource_key == si.c.resource_key)
+        .outerjoin(SearchSystem, SearchSystem.system_id == si.c.system_id)
         .where(Resource.id == rid)
     ).all()
     return pkey, sorted((tuple(r) for r in rows), key=repr)

@@ -23,7 +23,8 @@ from adapter.store import (
     search,
 )
 from adapter.store.engine import read_only
-from adapter.store.models import SearchSystem
+from adapter.store.models import SearchParam, SearchSystem
+from adapter.store.search_tokens import index_rows
 
 T0 = datetime(2026, 5, 3, 2, 0, 0, 123456, tzinfo=UTC)
 T1 = T0 + timedelta(hours=1)
@@ -61,15 +62,14 @@ def count(session: Session, model, **where) -> int:
 
 
 def index_values(session: Session, rtype: str, rid: str, param: str) -> set[tuple]:
+    si, sp = index_rows(), SearchParam.__table__  # PostgreSQL's arrays as rows too (0103)
     rows = session.execute(
-        select(SearchSystem.system, SearchIndex.code, SearchIndex.value, SearchIndex.reference)
-        .join(Resource, Resource.resource_key == SearchIndex.resource_key)
-        .outerjoin(SearchSystem, SearchSystem.system_id == SearchIndex.system_id)
-        .where(
-            SearchIndex.resource_type == rtype,
-            Resource.id == rid,
-            SearchIndex.param == param,
-        )
+        select(SearchSystem.system, si.c.code, si.c.value, si.c.reference)
+        .select_from(si)
+        .join(sp, sp.c.param_id == si.c.param_id)
+        .join(Resource, Resource.resource_key == si.c.resource_key)
+        .outerjoin(SearchSystem, SearchSystem.system_id == si.c.system_id)
+        .where(sp.c.resource_type == rtype, Resource.id == rid, sp.c.param == param)
     ).all()
     return {tuple(r) for r in rows}
 

@@ -1,0 +1,353 @@
+"""PostgreSQL: token values as dictionary ids in one array per resource under GIN (decision
+0103, after 0091 and 0095; stage 2 of 0088).
+
+On PostgreSQL a token row whose value can move (``moves``: a whole code of a parameter
+that is not an identifier, an ``:of-type`` or a contact point) is not written: its value
+(param_id, system_id, code, value_norm) is one row of the dictionary ``search_token``
+(interned as adapter/store/interning.py describes: created on a connection of its own and
+committed at once, the process caching committed ids only) and its id an element of the
+resource's ``search_terms.toks`` (sorted, distinct), under a GIN index. The dictionary has no
+NULLs (system 0, display '': none), so its unique key and the interning's ``IN`` lookups
+see every value. SQLite keeps its rows (no GIN).
+
+Readers (adapter/store/search.py, search_order.py, recognition):
+
+* A token criterion reads the dictionary ids that meet it first (``matching_ids``: one
+  small statement through the search's session) and sends them as ONE bound ``integer[]``
+  (``toks_any``): no id in the SQL text, one compiled statement for every code.
+* Every reader that starts from one resource (a sort's value and placement, ``:missing``,
+  recognition's rows of a person) reads ``token_rows()``: ``search_index UNION ALL`` the
+  arrays unnested and joined to the dictionary, as rows of ``search_index``'s columns,
+  correlated on the resource (``OFFSET 0`` where it must stay a subplan, as 0088's
+  ``reference_rows``). SQLite: the table itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Integer,
+    bindparam,
+    false,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import TableClause
+
+from adapter.fhir.index_values import OF_TYPE
+from adapter.store.interning import Interned
+from adapter.store.models import SEARCH_TERMS, SEARCH_TOKEN, Resource, SearchIndex
+
+search_token = SEARCH_TOKEN
+_d = SEARCH_TOKEN
+_t = SEARCH_TERMS
+_si = SearchIndex.__table__
+_INTS = ARRAY(Integer())
+TOKEN_KIND = 1  # models.KINDS["token"]
+
+# token parameters whose values stay rows: identifiers (``:of-type`` reads them with their
+# type; a value per resource, nothing shared), contact points (a patient's own phone would
+# be a dictionary row each)
+_STAY = frozenset({"accession", "container-id", "requisition", "telecom", "phone", "email"})
+
+# (param_id, system_id or 0, code, value_norm or '')
+Token = tuple[int, int, str, str]
+
+_TOKENS: Interned[Token] = Interned(
+    _d,
+    "token_id",
+    ("param_id", "code", "system_id", "value_norm"),
+    lambda v: (v[0], v[2], v[1], v[3]),
+    lambda v: {},
+)
+
+
+def moves(param: str) -> bool:
+    """Whether a token row of the parameter row name ``param`` can be an array element
+    (migration 0043's ``_MOVES`` says the same in SQL)."""
+    return "identifier" not in param and not param.endswith(OF_TYPE) and param not in _STAY
+
+
+def token_ids(session: Session, values: Iterable[Token]) -> dict[Token, int]:
+    """The dictionary id of each value, created where the store has none yet."""
+    return _TOKENS.ids(session, values)
+
+
+def toks_any(terms: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``terms.toks && $1``: the ids as one bound ``integer[]`` parameter (the statement's
+    text is the same for every code: one compiled-cache entry, one prepared statement)."""
+    if not ids:
+        return false()
+    return terms.c.toks.op("&&")(bindparam(None, list(ids), type_=_INTS, unique=True))
+
+
+def dictionary() -> Any:
+    """The dictionary as token rows of ``search_index``'s columns (NULLs where the
+    dictionary keeps 0 and ''): a criterion's value conditions apply to it unchanged. A
+    value cut to a key is never here (``moves``), so the ``_full`` columns are NULL."""
+    return select(
+        _d.c.token_id,
+        _d.c.param_id,
+        _nullif(_d.c.system_id, 0).label("system_id"),
+        _d.c.code,
+        null().label("code_full"),
+        _nullif(_d.c.value_norm, "").label("value_norm"),
+        null().label("value_norm_full"),
+        null().label("value"),
+    ).subquery("token_values")
+
+
+def _nullif(column: Any, empty: Any) -> Any:
+    return func.nullif(column, empty)
+
+
+def matching_ids(
+    session: Session, pids: Sequence[int], condition: Any, rows: Any = None
+) -> tuple[tuple[int, ...], bool]:
+    """The dictionary ids of the parameters ``pids`` whose values meet ``condition`` (a
+    function of the dictionary's alias, as of a ``search_index`` alias), sorted; and
+    whether any row that stays a row meets it (``rows``: a probe of them, or None: not
+    asked). One statement."""
+    parts = []
+    if pids:
+        d = dictionary()
+        parts.append(
+            select(d.c.token_id).where(
+                d.c.param_id.in_(bindparam(None, list(pids), expanding=True)), condition(d)
+            )
+        )
+    if rows is not None:  # -1: a row meets it (no dictionary id is negative)
+        parts.append(select(literal(-1)).select_from(rows.limit(1).subquery()))
+    if not parts:
+        return (), False
+    query = parts[0] if len(parts) == 1 else union_all(*parts)
+    found = sorted(session.execute(query).scalars())
+    if found and found[0] == -1:
+        return tuple(found[1:]), True
+    return tuple(found), False
+
+
+class _TokenRows(TableClause):
+    """``search_index`` as a token reader sees it (module docstring): the table on SQLite;
+    on PostgreSQL the table's rows and the arrays as rows (``_union``). Always used through
+    an alias."""
+
+    inherit_cache = True
+
+
+# (column, its value in an array's row on PostgreSQL): every column of search_index
+_ARRAY_ROW = {
+    "row_id": "{first} + u.n",
+    "resource_key": "t.resource_key",
+    "value_date_start": "NULL::timestamptz",
+    "value_date_end": "NULL::timestamptz",
+    "value_number": "NULL::float8",
+    "target_key": "NULL::bigint",
+    "param_id": "d.param_id",
+    "system_id": "nullif(d.system_id, 0)",
+    "kind": "1::smallint",
+    "code": "d.code",
+    "value": "NULL::text",
+    "value_norm": "nullif(d.value_norm, '')",
+    "reference": "NULL::text",
+    "code_full": "NULL::text",
+    "value_norm_full": "NULL::text",
+    "reference_full": "NULL::text",
+}
+assert set(_ARRAY_ROW) == {c.name for c in _si.c}
+TOKEN_ROWS = _TokenRows("search_toks", *(Column(c, _si.c[c].type) for c in _ARRAY_ROW))
+# an array's rows are numbered after every stored row, before the reference arrays' (1 << 62)
+ARRAY_ROW_FIRST = 1 << 61
+
+
+def token_rows(name: str | None = None) -> Any:
+    """A new alias of the token rows (``_TokenRows``)."""
+    return TOKEN_ROWS.alias(name)
+
+
+@compiles(_TokenRows)
+def _plain(element: _TokenRows, compiler: Any, **kw: Any) -> str:
+    return str(compiler.preparer.format_table(_si))
+
+
+_UNION = (
+    "(SELECT {columns} FROM {si} UNION ALL SELECT {values} FROM {terms} AS t"
+    " CROSS JOIN LATERAL unnest(t.toks) WITH ORDINALITY AS u (k, n)"
+    " JOIN {tokens} AS d ON d.token_id = u.k)"
+)
+
+
+@compiles(_TokenRows, "postgresql")
+def _union(element: _TokenRows, compiler: Any, **kw: Any) -> str:
+    p = compiler.preparer
+    return rows_sql(p.format_table(_si), p.format_table(_t), p.format_table(_d))
+
+
+def rows_sql(
+    index: str = "search_index", terms: str = "search_terms", tokens: str = "search_token"
+) -> str:
+    """PostgreSQL's ``token_rows`` as SQL text (a parenthesised subquery; tests and
+    benchmarks that read rows by SQL)."""
+    values = ", ".join(v.format(first=ARRAY_ROW_FIRST) for v in _ARRAY_ROW.values())
+    return _UNION.format(
+        columns=", ".join(_ARRAY_ROW), si=index, values=values, terms=terms, tokens=tokens
+    )
+
+
+def index_rows_sql(index: str = "search_index", terms: str = "search_terms") -> str:
+    """Every row of the search index as PostgreSQL's readers see it: the table, the token
+    arrays and the reference arrays as rows (a parenthesised subquery; tests)."""
+    from adapter.store.search_terms import rows_sql as reference_sql
+
+    tokens = rows_sql(index, terms)
+    references = reference_sql(index, terms)
+    # each of the two includes the table once: the second without it
+    refs_only = references[references.index("UNION ALL") + len("UNION ALL") : -1]
+    toks_only = tokens[tokens.index("UNION ALL") + len("UNION ALL") : -1]
+    columns = ", ".join(_ARRAY_ROW)
+    return f"(SELECT {columns} FROM {index} UNION ALL {toks_only} UNION ALL {refs_only})"
+
+
+def literal_ids(ids: Iterable[int]) -> Any:
+    """The ids as an ``integer[]`` constant (migrations' tests)."""
+    return literal_column("ARRAY[" + ",".join(str(int(i)) for i in ids) + "]::integer[]")
+
+
+def term_tokens(session: Session, rows: Iterable[tuple[int, Token]]) -> dict[int, list[int]]:
+    """(resource_key, value) of the token rows that move -> per resource its sorted,
+    distinct dictionary ids (values created where new)."""
+    pairs = list(rows)
+    ids = token_ids(session, {value for _, value in pairs})
+    by_resource: dict[int, set[int]] = {}
+    for rkey, value in pairs:
+        by_resource.setdefault(rkey, set()).add(ids[value])
+    return {rkey: sorted(toks) for rkey, toks in by_resource.items()}
+
+
+def fold_rows_sql() -> tuple[str, ...]:
+    """SQL that moves the movable token rows of ``search_index`` into the dictionary and the
+    arrays (migration 0043's upgrade, new values added to a dictionary that exists): for
+    loaders that COPY rows as SQLite keeps them (bench/pg_schema.ResourceCopy). Each
+    resource's rows must all be in the table when it runs (its array is replaced)."""
+    stays = " OR ".join(
+        ["p.param LIKE '%identifier%'", "p.param LIKE '%' || chr(58) || 'of-type'"]
+        + [f"p.param = '{name}'" for name in sorted(_STAY)]
+    )
+    movable = (
+        "s.kind = 1 AND s.code IS NOT NULL AND s.code_full IS NULL AND s.value_norm_full IS NULL"
+        " AND s.value IS NULL AND s.value_number IS NULL AND NOT EXISTS (SELECT 1 FROM"
+        f" search_param p WHERE p.param_id = s.param_id AND p.kind = 1 AND ({stays}))"
+    )
+    return (
+        "INSERT INTO search_token (param_id, system_id, code, value_norm) SELECT DISTINCT"
+        " s.param_id, coalesce(s.system_id, 0), s.code, coalesce(s.value_norm, '')"
+        f" FROM search_index AS s WHERE {movable} ORDER BY 1, 3, 2, 4 ON CONFLICT DO NOTHING",
+        "INSERT INTO search_terms (resource_key, toks) SELECT s.resource_key,"
+        " array_agg(DISTINCT d.token_id ORDER BY d.token_id) FROM search_index AS s"
+        " JOIN search_token AS d ON d.param_id = s.param_id"
+        " AND d.system_id = coalesce(s.system_id, 0) AND d.code = s.code"
+        f" AND d.value_norm = coalesce(s.value_norm, '') WHERE {movable}"
+        " GROUP BY s.resource_key ORDER BY s.resource_key"
+        " ON CONFLICT (resource_key) DO UPDATE SET toks = EXCLUDED.toks",
+        f"DELETE FROM search_index AS s WHERE {movable}",
+    )
+
+
+class _IndexRows(TableClause):
+    """Every row of ``search_index`` as PostgreSQL's readers see them (``index_rows_sql``:
+    the table, the token arrays and the reference arrays as rows); the table elsewhere.
+    Tests and tools that read every row; searches read ``token_rows`` or
+    ``reference_rows`` for the kind they ask."""
+
+    inherit_cache = True
+
+
+INDEX_ROWS = _IndexRows("search_rows", *(Column(c, _si.c[c].type) for c in _ARRAY_ROW))
+
+
+def index_rows() -> Any:
+    """A new alias of every index row (``_IndexRows``)."""
+    return INDEX_ROWS.alias()
+
+
+@compiles(_IndexRows)
+def _plain_index(element: _IndexRows, compiler: Any, **kw: Any) -> str:
+    return str(compiler.preparer.format_table(_si))
+
+
+@compiles(_IndexRows, "postgresql")
+def _all_rows(element: _IndexRows, compiler: Any, **kw: Any) -> str:
+    p = compiler.preparer
+    return index_rows_sql(p.format_table(_si), p.format_table(_t))
+
+
+# A whole type sorted by a token (decision 0103): the parameter's codes in the sort's order
+# from the dictionary, each code's resources by one GIN probe (a LATERAL subquery kept apart
+# by ``OFFSET 0``, its own page first), a resource placed by a code when its array holds no
+# id of a code that sorts before it (``better``: an array operator on the row read, not a
+# probe per resource). The page stops after the first codes that fill it, as base's read of
+# ``ix_search_index_token`` in code order did. Only where no row of the parameter that
+# stays a row has a code (``token_walk_applies``): such a row would place its resource too.
+_WALK = """
+SELECT r.body FROM (
+  SELECT c.code, w.resource_key, w.last_updated, w.id FROM (
+    SELECT d.code, array_agg(d.token_id) AS ids,
+      (SELECT coalesce(array_agg(b.token_id), '{{}}') FROM search_token AS b
+       WHERE b.param_id = ANY(:pids) AND b.code {better} d.code) AS better
+    FROM search_token AS d WHERE d.param_id = ANY(:pids)
+    GROUP BY d.code ORDER BY d.code {direction}
+  ) AS c CROSS JOIN LATERAL (
+    SELECT r.resource_key, r.last_updated, r.id FROM search_terms AS t
+    JOIN resource AS r ON r.resource_key = t.resource_key
+    WHERE t.toks && c.ids AND NOT (t.toks && c.better) AND r.resource_type = :rtype
+      AND r.deleted IS false
+    ORDER BY r.last_updated DESC, r.id LIMIT :first OFFSET 0
+  ) AS w ORDER BY c.code {direction}, w.last_updated DESC, w.id LIMIT :first
+) AS p JOIN resource AS r ON r.resource_key = p.resource_key
+ORDER BY p.code {direction}, p.last_updated DESC, p.id LIMIT :limit OFFSET :offset
+"""
+_WALKS = {
+    descending: text(
+        _WALK.format(better=">" if descending else "<", direction="DESC" if descending else "ASC")
+    )
+    .bindparams(
+        bindparam("pids", type_=_INTS),
+        bindparam("rtype"),
+        bindparam("first"),
+        bindparam("limit"),
+        bindparam("offset"),
+    )
+    .columns(body=Resource.__table__.c.body.type)  # the stored body decoded as any read's
+    for descending in (False, True)
+}
+_STAYING_CODES = text(
+    "SELECT EXISTS (SELECT 1 FROM search_index WHERE param_id = ANY(:pids) AND kind = 1"
+    " AND code IS NOT NULL)"
+).bindparams(bindparam("pids", type_=_INTS))
+
+
+def token_walk_applies(session: Session, pids: Sequence[int]) -> bool:
+    """Whether ``token_walk`` places every valued resource of the parameter rows ``pids``:
+    no row of them that stays a row has a code (a code cut to a key: rare)."""
+    return not session.execute(_STAYING_CODES, {"pids": list(pids)}).scalar_one()
+
+
+def token_walk(rtype: str, pids: Sequence[int], descending: bool, limit: int, offset: int) -> Any:
+    """The page of ``rtype``'s resources with a value of the token parameter rows ``pids``,
+    sorted by it (the lowest code ascending, the highest descending), then newest change
+    and id, as ``search_order`` sorts (see ``_WALK``)."""
+    return _WALKS[descending].bindparams(
+        pids=list(pids), rtype=rtype, first=offset + limit, limit=limit, offset=offset
+    )
