@@ -101,7 +101,7 @@ def drain(pipeline: Pipeline, *, batch: int = DEFAULT_BATCH) -> int:
     while True:
         settled = drain_batch(pipeline, batch, ahead=ahead)
         done += len(settled)
-        if len(settled) < batch:
+        if len(settled) < batch and not ahead:
             return done
 
 
@@ -113,7 +113,10 @@ def drain_batch(
 
     ``ahead`` (SQLite, with translation workers): the next batch's translations, started
     by this call before it stores and taken by the next call, so that the workers
-    translate batch *k + 1* while this process stores batch *k*."""
+    translate batch *k + 1* while this process stores batch *k*. This call then stores
+    only what has come back from the workers (at least the oldest one, waited for): the
+    rest keeps translating meanwhile, and a few documents waiting are sent at once rather
+    than translated here (decision 0102)."""
     postgresql = pipeline.factory.kw["bind"].dialect.name == "postgresql"
     prepared: dict[str, _Prepared] = {}
     if postgresql:
@@ -124,18 +127,19 @@ def drain_batch(
         started = ahead if ahead is not None else {}
         with pipeline.factory() as session:
             read_only(session)
-            workers = pipeline.translation_pool is not None
-            reach = limit * 2 if ahead is not None and workers else limit
+            piped = ahead is not None and pipeline.translation_pool is not None
+            reach = limit * 2 if piped else limit
             waiting = list(session.scalars(_waiting_ids(reach)))
             # the bytes only of those not sent ahead already (decision 0076)
             new = _received_rows(session, [i for i in waiting if i not in started])
-            pool = _pool_for(pipeline, len(waiting))
+            pool = _pool_for(pipeline, len(waiting), any_size=piped)
             fresh = _prepare_all(pipeline, list(new.values()), pool)
         found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
         started.clear()  # those no longer received were settled meanwhile: dropped
-        started.update(itertools.islice(found.items(), limit, None))
+        take = _ready(list(found.values()), limit) if piped else limit
+        started.update(itertools.islice(found.items(), take, None))
         # translations from workers awaited here, not in the write transaction
-        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
+        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), take)}
         if not prepared:
             return []
     ids: list[str] = []
@@ -211,10 +215,31 @@ class _Prepared:
         return _Prepared(self.facility, self.source_id, lambda: outcome)
 
 
-def _pool_for(pipeline: Pipeline, size: int) -> TranslationPool | None:
-    """The drain's translation workers, when it has them and ``size`` is worth sending."""
+def _pool_for(pipeline: Pipeline, size: int, *, any_size: bool = False) -> TranslationPool | None:
+    """The drain's translation workers, when it has them and ``size`` is worth sending (any
+    size when this process stores meanwhile: drain_batch's ``ahead``)."""
     pool = pipeline.translation_pool
-    return pool if pool is not None and pool.usable(size) else None
+    if pool is None or not pool.usable(size if not any_size else max(size, pool.min_batch)):
+        return None
+    return pool
+
+
+def _ready(found: list[_Prepared], limit: int) -> int:
+    """How many of ``found`` (in order) to store now, at most ``limit``: those whose
+    translation has come back, from the oldest on; the oldest waited for if none has."""
+    if not found:
+        return 0
+    if not _done(found[0]):
+        found[0].outcome()  # the first chunk (one document) is the shortest round trip
+    count = 1
+    while count < min(limit, len(found)) and _done(found[count]):
+        count += 1
+    return count
+
+
+def _done(prepared: _Prepared) -> bool:
+    ready = getattr(prepared.outcome, "ready", None)
+    return ready is None or bool(ready())
 
 
 def _prepare(pipeline: Pipeline, message: InboundMessage) -> _Prepared:
@@ -436,7 +461,8 @@ class Drainer:
             self.drained += len(settled)
             self.batches += 1
             log.debug("drain: %d messages settled in one batch", len(settled))
-        full = len(settled) >= self.batch
+        # more may wait: a full batch, or translations sent ahead not yet stored
+        full = len(settled) >= self.batch or bool(ahead)
         if full and since is not None:
             # what the batch left has waited since then at least: the defer's bound counts
             # from it, not from the next receipt (a steady flow got one batch per bound)

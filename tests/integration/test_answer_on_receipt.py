@@ -436,17 +436,24 @@ def test_translations_started_ahead_are_used_once_and_dropped_when_settled_elsew
     ahead: drain_module.Ahead = {}
     with pipeline.translation_workers(1):
         first = drain_batch(pipeline, 8, ahead=ahead)
-        assert [r.message_id for r in first] == ids[:8]
+        done = [r.message_id for r in first]
         if engine.dialect.name == "postgresql":  # translated in the claiming transaction
+            assert done == ids[:8]
             assert ahead == {}
-        else:  # the next 8 sent to the worker while the first 8 were stored
-            assert list(ahead) == ids[8:16]
+            gone = ids[9]
+        else:  # stored: what had come back from the worker; the rest of 16 sent meanwhile
+            assert 1 <= len(done) <= 8
+            assert done == ids[: len(done)]
+            assert list(ahead) == ids[len(done) : 16]
+            gone = list(ahead)[-1]
         # one of them settled by another drain meanwhile: its translation is dropped
-        assert drain_module.settle_alone(pipeline, ids[9]) is not None
-        second = drain_batch(pipeline, 8, ahead=ahead)
-        assert [r.message_id for r in second] == ids[8:9] + ids[10:17]
-        rest = drain_batch(pipeline, 8, ahead=ahead)
-    assert [r.message_id for r in rest] == ids[17:]
+        assert drain_module.settle_alone(pipeline, gone) is not None
+        second: list[IngestResult] = []
+        while batch := drain_batch(pipeline, 8, ahead=ahead):
+            assert len(batch) <= 8
+            second += batch
+        rest: list[IngestResult] = []
+    assert done + [r.message_id for r in second] == [i for i in ids if i != gone]
     assert {r.status for r in first + second + rest} == {"processed"}
     with session_factory() as session:
         assert backlog(session).count == 0
@@ -490,3 +497,25 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
             ("processed", "hl7v2", True),
             ("quarantined", "hl7v2", False),  # garbage: no encoding told (as synchronously)
         }
+
+
+def test_a_few_documents_waiting_are_translated_by_the_worker_while_the_drain_stores(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """Decision 0102: a drain storing meanwhile (``ahead``, SQLite) sends even fewer
+    documents than a batch's minimum to its worker, rather than translating them itself
+    between two stores."""
+    if engine.dialect.name == "postgresql":
+        pytest.skip("PostgreSQL translates in the claiming transaction")
+    pipeline = example_pipeline(session_factory)
+    for n in range(3):
+        pipeline.receive(long_oru(control=f"FEW{n:04d}"), Receipt("std-hl7v2", "http"))
+    ahead: drain_module.Ahead = {}
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None and pool.min_batch > 3
+        done: list[IngestResult] = []
+        while batch := drain_batch(pipeline, 8, ahead=ahead):
+            done += batch
+        assert pool.pids()  # the worker was started for them
+    assert [r.status for r in done] == ["processed"] * 3
