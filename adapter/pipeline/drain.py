@@ -11,13 +11,17 @@ its retries and located refusal). One bad message never costs the others their w
 
 Who takes which message:
 
-* PostgreSQL: the batch's rows are claimed in the transaction that stores them
-  (``FOR NO KEY UPDATE SKIP LOCKED``: a duplicate's audit record may still reference a
-  claimed row), so several processes drain side by side, each taking other rows; a drain
-  that dies rolls back, and its rows are ``received`` again for the next one.
-* SQLite: the rows are read and translated before the write transaction (which would stop
-  receipts meanwhile); inside it only those still ``received`` are stored (one writer at a
-  time: two drains never store a message twice, the second one only wasted a translation).
+* Both: the rows are read and translated before the write transaction (on SQLite it would
+  stop receipts meanwhile; on both, the store would wait for the translation workers), and
+  the translations of the next batch are started before this one is stored (``ahead``).
+* PostgreSQL: inside the transaction that stores them, the batch's rows still ``received``
+  are claimed (``FOR NO KEY UPDATE SKIP LOCKED``: a duplicate's audit record may still
+  reference a claimed row), so several processes drain side by side, each storing other
+  rows (one that translated a row another drain took only wasted the translation); a
+  drain that dies rolls back, and its rows are ``received`` again for the next one.
+* SQLite: inside the write transaction only those still ``received`` are stored (one writer
+  at a time: two drains never store a message twice, the second one only wasted a
+  translation).
 * Settling a message alone locks its row and checks it is still ``received``.
 
 The synchronous path (``Pipeline.ingest``, group commit, bulk ingest) writes its message row
@@ -101,7 +105,7 @@ def drain(pipeline: Pipeline, *, batch: int = DEFAULT_BATCH) -> int:
     while True:
         settled = drain_batch(pipeline, batch, ahead=ahead)
         done += len(settled)
-        if len(settled) < batch and not ahead:
+        if len(settled) < batch:
             return done
 
 
@@ -113,52 +117,39 @@ def drain_batch(
 
     ``ahead`` (SQLite, with translation workers): the next batch's translations, started
     by this call before it stores and taken by the next call, so that the workers
-    translate batch *k + 1* while this process stores batch *k*. This call then stores
-    only what has come back from the workers (at least the oldest one, waited for): the
-    rest keeps translating meanwhile, and a few documents waiting are sent at once rather
-    than translated here (decision 0102)."""
+    translate batch *k + 1* while this process stores batch *k*."""
     postgresql = pipeline.factory.kw["bind"].dialect.name == "postgresql"
-    prepared: dict[str, _Prepared] = {}
-    if postgresql:
-        with pipeline.factory() as session:  # a plain read first: no claim when idle
-            if session.scalar(select(InboundMessage.id).where(_RECEIVED).limit(1)) is None:
-                return []
-    else:  # translated before the write transaction: receipts go on meanwhile
-        started = ahead if ahead is not None else {}
-        with pipeline.factory() as session:
-            read_only(session)
-            piped = ahead is not None and pipeline.translation_pool is not None
-            reach = limit * 2 if piped else limit
-            waiting = list(session.scalars(_waiting_ids(reach)))
-            # the bytes only of those not sent ahead already (decision 0076)
-            new = _received_rows(session, [i for i in waiting if i not in started])
-            pool = _pool_for(pipeline, len(waiting), any_size=piped)
-            fresh = _prepare_all(pipeline, list(new.values()), pool)
-        found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
-        started.clear()  # those no longer received were settled meanwhile: dropped
-        take = _ready(list(found.values()), limit) if piped else limit
-        started.update(itertools.islice(found.items(), take, None))
-        # translations from workers awaited here, not in the write transaction
-        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), take)}
-        if not prepared:
-            return []
+    # translated before the write transaction (decision 0102 on PostgreSQL too): on
+    # SQLite receipts go on meanwhile, on both the store never waits for a translation
+    started = ahead if ahead is not None else {}
+    with pipeline.factory() as session:
+        read_only(session)
+        workers = pipeline.translation_pool is not None
+        reach = limit * 2 if ahead is not None and workers else limit
+        waiting = list(session.scalars(_waiting_ids(reach)))
+        # the bytes only of those not sent ahead already (decision 0076)
+        new = _received_rows(session, [i for i in waiting if i not in started])
+        pool = _pool_for(pipeline, len(waiting))
+        fresh = _prepare_all(pipeline, list(new.values()), pool)
+    found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
+    started.clear()  # those no longer received were settled meanwhile: dropped
+    started.update(itertools.islice(found.items(), limit, None))
+    # translations from workers awaited here, not in the write transaction
+    prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
+    if not prepared:
+        return []
     ids: list[str] = []
     results: list[IngestResult | None] = []
     try:
         with pipeline.factory.begin() as session:
-            if postgresql:
-                claim = _waiting(limit).with_for_update(skip_locked=True, key_share=True)
-                rows = list(session.scalars(claim))
-                prepared = _prepare_all(pipeline, rows, _pool_for(pipeline, len(rows)))
-            else:
-                rows = list(
-                    session.scalars(
-                        select(InboundMessage).where(
-                            InboundMessage.id.in_(list(prepared)),
-                            InboundMessage.status == RECEIVED,
-                        )
-                    )
-                )
+            claim = (
+                select(InboundMessage)
+                .where(InboundMessage.id.in_(list(prepared)), _RECEIVED)
+                .order_by(InboundMessage.received_at, InboundMessage.id)
+            )
+            if postgresql:  # those another drain holds are skipped, not waited for
+                claim = claim.with_for_update(skip_locked=True, key_share=True)
+            rows = list(session.scalars(claim))
             ids = [m.id for m in rows]
             results = [None] * len(rows)
             writes = batch_writes(session)
@@ -215,31 +206,10 @@ class _Prepared:
         return _Prepared(self.facility, self.source_id, lambda: outcome)
 
 
-def _pool_for(pipeline: Pipeline, size: int, *, any_size: bool = False) -> TranslationPool | None:
-    """The drain's translation workers, when it has them and ``size`` is worth sending (any
-    size when this process stores meanwhile: drain_batch's ``ahead``)."""
+def _pool_for(pipeline: Pipeline, size: int) -> TranslationPool | None:
+    """The drain's translation workers, when it has them and ``size`` is worth sending."""
     pool = pipeline.translation_pool
-    if pool is None or not pool.usable(size if not any_size else max(size, pool.min_batch)):
-        return None
-    return pool
-
-
-def _ready(found: list[_Prepared], limit: int) -> int:
-    """How many of ``found`` (in order) to store now, at most ``limit``: those whose
-    translation has come back, from the oldest on; the oldest waited for if none has."""
-    if not found:
-        return 0
-    if not _done(found[0]):
-        found[0].outcome()  # the first chunk (one document) is the shortest round trip
-    count = 1
-    while count < min(limit, len(found)) and _done(found[count]):
-        count += 1
-    return count
-
-
-def _done(prepared: _Prepared) -> bool:
-    ready = getattr(prepared.outcome, "ready", None)
-    return ready is None or bool(ready())
+    return pool if pool is not None and pool.usable(size) else None
 
 
 def _prepare(pipeline: Pipeline, message: InboundMessage) -> _Prepared:
@@ -461,8 +431,7 @@ class Drainer:
             self.drained += len(settled)
             self.batches += 1
             log.debug("drain: %d messages settled in one batch", len(settled))
-        # more may wait: a full batch, or translations sent ahead not yet stored
-        full = len(settled) >= self.batch or bool(ahead)
+        full = len(settled) >= self.batch
         if full and since is not None:
             # what the batch left has waited since then at least: the defer's bound counts
             # from it, not from the next receipt (a steady flow got one batch per bound)

@@ -177,8 +177,6 @@ class TranslationPool:
             facility, source = self.translator.source(source_system)
             return self.translator.translate_for(raw, facility, source, message_id)
 
-        # the drain stores first what has come back (drain_batch): done without waiting
-        outcome.ready = lambda: future is None or future.done()  # type: ignore[attr-defined]
         return outcome
 
     def _broke(self, exc: BaseException) -> None:

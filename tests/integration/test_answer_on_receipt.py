@@ -287,18 +287,19 @@ def test_two_drains_never_store_a_message_twice(
         pipeline.receive(long_oru(control=f"TWO{n:05d}"), Receipt("std-hl7v2", "http")).message_id
         for n in range(12)
     ]
-    real_prepare = drain_module._prepare_all
+    real_store = drain_module.bulk._store_jobs
     claimed = threading.Event()
     release = threading.Event()
 
-    def held_prepare(p: Pipeline, messages: list[InboundMessage], pool: Any) -> Any:
-        # the first drain holds its claimed rows until the second one has drained
+    def held_store(*args: Any) -> Any:
+        # the first drain holds its claimed rows until the second one has drained (the
+        # second translates them too, decision 0102, and skips them at its claim)
         if threading.current_thread().name == "first" and not claimed.is_set():
             claimed.set()
             assert release.wait(120)
-        return real_prepare(p, messages, pool)
+        return real_store(*args)
 
-    monkeypatch.setattr(drain_module, "_prepare_all", held_prepare)
+    monkeypatch.setattr(drain_module.bulk, "_store_jobs", held_store)
     first: list[IngestResult] = []
     thread = threading.Thread(target=lambda: first.extend(drain_batch(pipeline, 5)), name="first")
     thread.start()
@@ -436,24 +437,16 @@ def test_translations_started_ahead_are_used_once_and_dropped_when_settled_elsew
     ahead: drain_module.Ahead = {}
     with pipeline.translation_workers(1):
         first = drain_batch(pipeline, 8, ahead=ahead)
-        done = [r.message_id for r in first]
-        if engine.dialect.name == "postgresql":  # translated in the claiming transaction
-            assert done == ids[:8]
-            assert ahead == {}
-            gone = ids[9]
-        else:  # stored: what had come back from the worker; the rest of 16 sent meanwhile
-            assert 1 <= len(done) <= 8
-            assert done == ids[: len(done)]
-            assert list(ahead) == ids[len(done) : 16]
-            gone = list(ahead)[-1]
+        assert [r.message_id for r in first] == ids[:8]
+        # both databases (decision 0102): the next 8 sent to the worker while the first 8
+        # were stored
+        assert list(ahead) == ids[8:16]
         # one of them settled by another drain meanwhile: its translation is dropped
-        assert drain_module.settle_alone(pipeline, gone) is not None
-        second: list[IngestResult] = []
-        while batch := drain_batch(pipeline, 8, ahead=ahead):
-            assert len(batch) <= 8
-            second += batch
-        rest: list[IngestResult] = []
-    assert done + [r.message_id for r in second] == [i for i in ids if i != gone]
+        assert drain_module.settle_alone(pipeline, ids[9]) is not None
+        second = drain_batch(pipeline, 8, ahead=ahead)
+        assert [r.message_id for r in second] == ids[8:9] + ids[10:17]
+        rest = drain_batch(pipeline, 8, ahead=ahead)
+    assert [r.message_id for r in rest] == ids[17:]
     assert {r.status for r in first + second + rest} == {"processed"}
     with session_factory() as session:
         assert backlog(session).count == 0
@@ -497,25 +490,3 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
             ("processed", "hl7v2", True),
             ("quarantined", "hl7v2", False),  # garbage: no encoding told (as synchronously)
         }
-
-
-def test_a_few_documents_waiting_are_translated_by_the_worker_while_the_drain_stores(
-    session_factory: sessionmaker[Session], engine: Engine
-) -> None:
-    """Decision 0102: a drain storing meanwhile (``ahead``, SQLite) sends even fewer
-    documents than a batch's minimum to its worker, rather than translating them itself
-    between two stores."""
-    if engine.dialect.name == "postgresql":
-        pytest.skip("PostgreSQL translates in the claiming transaction")
-    pipeline = example_pipeline(session_factory)
-    for n in range(3):
-        pipeline.receive(long_oru(control=f"FEW{n:04d}"), Receipt("std-hl7v2", "http"))
-    ahead: drain_module.Ahead = {}
-    with pipeline.translation_workers(1):
-        pool = pipeline.translation_pool
-        assert pool is not None and pool.min_batch > 3
-        done: list[IngestResult] = []
-        while batch := drain_batch(pipeline, 8, ahead=ahead):
-            done += batch
-        assert pool.pids()  # the worker was started for them
-    assert [r.status for r in done] == ["processed"] * 3
