@@ -20,6 +20,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING
@@ -32,19 +34,31 @@ PROCESS_NAME = "adapter-drain-process"
 
 
 class DrainProcess:
-    """The parent's handle: ``wake`` after each receipt, ``stop`` at shutdown."""
+    """The parent's handle: ``wake`` after each receipt, ``stop`` at shutdown. A drain
+    process that died (killed, out of memory) is started again at the next receipt, at
+    most every RESTART_SECONDS; meanwhile the documents wait, ``received``."""
+
+    RESTART_SECONDS = 10.0
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._writer: Connection | None = None
+        self._started = 0.0
+        self._stopped = False
+        self._start()
+
+    def _start(self) -> None:
         reader, writer = multiprocessing.Pipe(duplex=False)
         context = multiprocessing.get_context("spawn")  # nothing of the server's threads
         self._process: BaseProcess = context.Process(
-            target=_run, args=(settings, reader), name=PROCESS_NAME, daemon=False
+            target=_run, args=(self.settings, reader), name=PROCESS_NAME, daemon=False
         )
         self._process.start()
+        self._started = time.monotonic()
         reader.close()  # the child's end: EOF reaches the child once this side closes
-        self._writer: Connection | None = writer
-        self._fd = writer.fileno()
-        os.set_blocking(self._fd, False)
+        os.set_blocking(writer.fileno(), False)
+        self._writer = writer
 
     @property
     def pid(self) -> int | None:
@@ -52,21 +66,36 @@ class DrainProcess:
 
     def wake(self) -> None:
         """A receipt was committed (ReceiptCommit.on_received, a receipt thread)."""
-        if self._writer is None:
-            return
-        try:
-            os.write(self._fd, b"\x01")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups the drain has not read yet: one is enough
-        except OSError as exc:  # the drain process is gone: the documents stay received
-            log.error("drain process: cannot wake it (%s); documents stay received", exc)
-            self._writer = None
+        with self._lock:
+            if self._stopped:
+                return
+            if self._writer is not None and not self._process.is_alive():
+                # (a write may still succeed: a worker it started can outlive it a moment)
+                log.error("drain process %s ended (%s)", self._process.pid, self._process.exitcode)
+                self._writer.close()
+                self._writer = None
+            if self._writer is not None:
+                try:
+                    os.write(self._writer.fileno(), b"\x01")
+                    return
+                except BlockingIOError:
+                    return  # the pipe is full of wake-ups not read yet: one is enough
+                except OSError as exc:  # the drain process is gone
+                    log.error("drain process %s ended (%s)", self._process.pid, exc)
+                    self._writer.close()
+                    self._writer = None
+            if time.monotonic() - self._started >= self.RESTART_SECONDS:
+                self._process.join(0)
+                log.warning("drain process: started again; the documents received wait")
+                self._start()
 
     def stop(self, timeout: float = 60.0) -> None:
         """Close the pipe: the drain stops after the batch under way."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        with self._lock:
+            self._stopped = True
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self._process.join(timeout)
         if self._process.is_alive():  # a batch longer than the timeout: rolled back whole
             log.warning("drain process: still busy after %.0f s, terminated", timeout)

@@ -66,6 +66,7 @@ def test_with_workers_the_drain_stores_in_a_process_of_its_own(
         httpx.Client(timeout=120) as http,
     ):
         assert server.process is not None
+        server_started = time.monotonic()
         ids = _post_all(http, server, "PROC", 12)
         for message_id in ids:
             shown = _final(http, server, message_id)
@@ -82,6 +83,18 @@ def test_with_workers_the_drain_stores_in_a_process_of_its_own(
             headers={"X-Source-System": "std-hl7v2", "Content-Type": "application/hl7-v2", **ASYNC},
         )
         assert again.status_code == 202 and again.json()["message_id"] == ids[0]
+        # the drain process killed: started again at the next receipt, which it stores
+        os.kill(drain, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while _alive(drain):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(max(0.0, server_started + 10.5 - time.monotonic()))  # RESTART_SECONDS
+        late = _post_all(http, server, "LATE", 1)
+        assert _final(http, server, late[0])["status"] == "processed"
+        drains = [c for c in _children(pid) if "adapter-drain" in _thread_names(c)]
+        assert len(drains) == 1 and drains[0] != drain
+        drain = drains[0]
         os.kill(pid, signal.SIGKILL)  # no shutdown: the pipe closes with the process
         server.process.wait()
         deadline = time.monotonic() + 60
