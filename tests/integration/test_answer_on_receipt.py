@@ -26,7 +26,7 @@ from adapter.audit.context import Caller, serving
 from adapter.audit.verify import verify
 from adapter.errors import UnknownSourceError
 from adapter.oversize import Oversize
-from adapter.pipeline import IngestResult, Pipeline, steps
+from adapter.pipeline import IngestResult, steps
 from adapter.pipeline.drain import (
     DRAIN_THREAD,
     Drainer,
