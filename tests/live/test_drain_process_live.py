@@ -38,11 +38,14 @@ def _children(pid: int) -> list[int]:
 
 
 def _alive(pid: int) -> bool:
+    """Not yet ended: its leader a zombie is not enough, its other threads may still be
+    exiting (the pipe closes with the last)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(list(Path(f"/proc/{pid}/task").iterdir()))
     except OSError:
         return False
-    return state != "Z"
+    return state != "Z" or threads > 1
 
 
 def _post_all(http: httpx.Client, server: LiveServer, prefix: str, count: int) -> list[str]:
