@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         description="adapter serve drains the documents answered on receipt (status "
         "received) in a background thread; off: only adapter drain does",
     )
+    ingest_drain_process: bool | None = Field(
+        None,
+        description="adapter serve's drain runs in a process of its own (the store out of "
+        "the receipts' interpreter lock); default: when ADAPTER_TRANSLATE_WORKERS is 1 or "
+        "more (decision 0102)",
+    )
     ingest_drain_batch: int = Field(
         100, gt=0, le=1000, description="Documents the drain stores per transaction at most"
     )

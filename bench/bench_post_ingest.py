@@ -258,10 +258,13 @@ def cpu_parts(pid: int | None) -> dict[str, float]:
     event loop: uvicorn, the middlewares, FastAPI), ``drain`` its drain thread (the store;
     named DRAIN_THREAD), ``threads`` the rest of its own (the receipts in the HTTP thread
     pool, the translation pool's thread, threads already ended), ``children`` its child
-    processes (translation workers, ``--workers`` processes) running or ended."""
-    parts = dict.fromkeys(("loop", "drain", "threads", "children"), 0.0)
+    processes (translation workers, ``--workers`` processes) running or ended; the server's
+    drain process (decision 0102: a child with a DRAIN_THREAD) is split: its drain thread
+    in ``drain``, its other threads in ``apart``, its translation workers in ``children``."""
+    parts = dict.fromkeys(("loop", "drain", "threads", "children", "apart"), 0.0)
     if pid is None:
         return parts
+    own_drain = 0.0
     try:
         own = _stat_seconds(Path(f"/proc/{pid}/stat"))
         parts["children"] = _stat_seconds(Path(f"/proc/{pid}/stat"), slice(13, 15))
@@ -276,11 +279,29 @@ def cpu_parts(pid: int | None) -> dict[str, float]:
                 parts["loop"] += seconds
             elif name == DRAIN_THREAD:
                 parts["drain"] += seconds
-            parts["children"] += sum(server_cpu(int(child)) for child in children)
+                own_drain += seconds
+            for child in map(int, children):
+                if _has_drain_thread(child):
+                    inner = cpu_parts(child)
+                    parts["drain"] += inner["drain"]
+                    parts["apart"] += inner["loop"] + inner["threads"] + inner["apart"]
+                    parts["children"] += inner["children"]
+                else:
+                    parts["children"] += server_cpu(child)
     except OSError:
         return dict.fromkeys(parts, float("nan"))
-    parts["threads"] = own - parts["loop"] - parts["drain"]
+    parts["threads"] = own - parts["loop"] - own_drain
     return parts
+
+
+def _has_drain_thread(pid: int) -> bool:
+    try:
+        return any(
+            (task / "comm").read_text().strip() == DRAIN_THREAD
+            for task in Path(f"/proc/{pid}/task").iterdir()
+        )
+    except OSError:
+        return False
 
 
 def parts_since(before: dict[str, float], pid: int | None) -> dict[str, float]:
@@ -305,7 +326,8 @@ def print_cpu_table(
         (f"benchmark's clients ({clients} threads, {kind})", client_cpu),
         ("server: event loop (uvicorn, starlette, FastAPI)", server["loop"]),
         ("server: receipts and other threads", server["threads"]),
-        ("server: drain thread (the store)", server["drain"]),
+        ("server: drain thread (the store; in its drain process)", server["drain"]),
+        ("server: drain process's other threads", server["apart"]),
         ("server: child processes (translation workers)", server["children"]),
     ]
     if follow is not None:

@@ -61,6 +61,7 @@ from adapter.fhir.published import publish
 from adapter.heap import settled
 from adapter.pipeline import Pipeline
 from adapter.pipeline.drain import Drainer
+from adapter.pipeline.drain_process import DrainProcess
 from adapter.runtime import build_runtime, record_config_loaded
 from adapter.settings import Settings, get_settings
 from adapter.store import migrate
@@ -186,20 +187,28 @@ def prepare_database(app: FastAPI) -> None:
     app.state.prepared = True
 
 
-def start_drain(settings: Settings, pipeline: Pipeline) -> Drainer | None:
+def start_drain(settings: Settings, pipeline: Pipeline) -> Drainer | DrainProcess | None:
     """The drain of documents answered on receipt (adapter/pipeline/drain.py), woken by each
-    receipt this process keeps; translation workers only when ADAPTER_TRANSLATE_WORKERS is
+    receipt this process keeps: in a process of its own with translation workers (decision
+    0102: the store out of the receipts' interpreter lock; ADAPTER_INGEST_DRAIN_PROCESS),
+    else a thread of the server; translation workers only when ADAPTER_TRANSLATE_WORKERS is
     set (each is another process holding the mappings)."""
     if not settings.ingest_drain:
         return None
-    drainer = Drainer(
-        pipeline,
-        batch=settings.ingest_drain_batch,
-        defer_seconds=settings.ingest_drain_defer_seconds,
-        workers=settings.translate_workers or 0,
-    )
+    workers = settings.translate_workers or 0
+    apart = settings.ingest_drain_process
+    drainer: Drainer | DrainProcess
+    if apart or (apart is None and workers > 0):
+        drainer = DrainProcess(settings)
+    else:
+        drainer = Drainer(
+            pipeline,
+            batch=settings.ingest_drain_batch,
+            defer_seconds=settings.ingest_drain_defer_seconds,
+            workers=workers,
+        )
+        drainer.start()
     pipeline.receipts.on_received = drainer.wake
-    drainer.start()
     return drainer
 
 

@@ -11,13 +11,17 @@ its retries and located refusal). One bad message never costs the others their w
 
 Who takes which message:
 
-* PostgreSQL: the batch's rows are claimed in the transaction that stores them
-  (``FOR NO KEY UPDATE SKIP LOCKED``: a duplicate's audit record may still reference a
-  claimed row), so several processes drain side by side, each taking other rows; a drain
-  that dies rolls back, and its rows are ``received`` again for the next one.
-* SQLite: the rows are read and translated before the write transaction (which would stop
-  receipts meanwhile); inside it only those still ``received`` are stored (one writer at a
-  time: two drains never store a message twice, the second one only wasted a translation).
+* Both: the rows are read and translated before the write transaction (on SQLite it would
+  stop receipts meanwhile; on both, the store would wait for the translation workers), and
+  the translations of the next batch are started before this one is stored (``ahead``).
+* PostgreSQL: inside the transaction that stores them, the batch's rows still ``received``
+  are claimed (``FOR NO KEY UPDATE SKIP LOCKED``: a duplicate's audit record may still
+  reference a claimed row), so several processes drain side by side, each storing other
+  rows (one that translated a row another drain took only wasted the translation); a
+  drain that dies rolls back, and its rows are ``received`` again for the next one.
+* SQLite: inside the write transaction only those still ``received`` are stored (one writer
+  at a time: two drains never store a message twice, the second one only wasted a
+  translation).
 * Settling a message alone locks its row and checks it is still ``received``.
 
 The synchronous path (``Pipeline.ingest``, group commit, bulk ingest) writes its message row
@@ -115,46 +119,37 @@ def drain_batch(
     by this call before it stores and taken by the next call, so that the workers
     translate batch *k + 1* while this process stores batch *k*."""
     postgresql = pipeline.factory.kw["bind"].dialect.name == "postgresql"
-    prepared: dict[str, _Prepared] = {}
-    if postgresql:
-        with pipeline.factory() as session:  # a plain read first: no claim when idle
-            if session.scalar(select(InboundMessage.id).where(_RECEIVED).limit(1)) is None:
-                return []
-    else:  # translated before the write transaction: receipts go on meanwhile
-        started = ahead if ahead is not None else {}
-        with pipeline.factory() as session:
-            read_only(session)
-            workers = pipeline.translation_pool is not None
-            reach = limit * 2 if ahead is not None and workers else limit
-            waiting = list(session.scalars(_waiting_ids(reach)))
-            # the bytes only of those not sent ahead already (decision 0076)
-            new = _received_rows(session, [i for i in waiting if i not in started])
-            pool = _pool_for(pipeline, len(waiting))
-            fresh = _prepare_all(pipeline, list(new.values()), pool)
-        found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
-        started.clear()  # those no longer received were settled meanwhile: dropped
-        started.update(itertools.islice(found.items(), limit, None))
-        # translations from workers awaited here, not in the write transaction
-        prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
-        if not prepared:
-            return []
+    # translated before the write transaction (decision 0102 on PostgreSQL too): on
+    # SQLite receipts go on meanwhile, on both the store never waits for a translation
+    started = ahead if ahead is not None else {}
+    with pipeline.factory() as session:
+        read_only(session)
+        workers = pipeline.translation_pool is not None
+        reach = limit * 2 if ahead is not None and workers else limit
+        waiting = list(session.scalars(_waiting_ids(reach)))
+        # the bytes only of those not sent ahead already (decision 0076)
+        new = _received_rows(session, [i for i in waiting if i not in started])
+        pool = _pool_for(pipeline, len(waiting))
+        fresh = _prepare_all(pipeline, list(new.values()), pool)
+    found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
+    started.clear()  # those no longer received were settled meanwhile: dropped
+    started.update(itertools.islice(found.items(), limit, None))
+    # translations from workers awaited here, not in the write transaction
+    prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
+    if not prepared:
+        return []
     ids: list[str] = []
     results: list[IngestResult | None] = []
     try:
         with pipeline.factory.begin() as session:
-            if postgresql:
-                claim = _waiting(limit).with_for_update(skip_locked=True, key_share=True)
-                rows = list(session.scalars(claim))
-                prepared = _prepare_all(pipeline, rows, _pool_for(pipeline, len(rows)))
-            else:
-                rows = list(
-                    session.scalars(
-                        select(InboundMessage).where(
-                            InboundMessage.id.in_(list(prepared)),
-                            InboundMessage.status == RECEIVED,
-                        )
-                    )
-                )
+            claim = (
+                select(InboundMessage)
+                .where(InboundMessage.id.in_(list(prepared)), _RECEIVED)
+                .order_by(InboundMessage.received_at, InboundMessage.id)
+            )
+            if postgresql:  # those another drain holds are skipped, not waited for
+                claim = claim.with_for_update(skip_locked=True, key_share=True)
+            rows = list(session.scalars(claim))
             ids = [m.id for m in rows]
             results = [None] * len(rows)
             writes = batch_writes(session)

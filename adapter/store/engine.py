@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
+import logging
+import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
+log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BEGIN = "sqlite_begin"  # execution option: "IMMEDIATE" (default) or "DEFERRED"
 _QUEUES: weakref.WeakKeyDictionary[Engine, _WriterQueue] = weakref.WeakKeyDictionary()
@@ -94,7 +99,9 @@ def _configure_sqlite(engine: Engine) -> None:
             cursor.execute("PRAGMA synchronous=NORMAL")  # safe with WAL
         cursor.close()
 
-    writers = _QUEUES[engine] = _WriterQueue()
+    database = engine.url.database
+    on_disk = database not in (None, "", ":memory:") and not database.startswith("file:")
+    writers = _QUEUES[engine] = _WriterQueue(f"{database}-writer" if on_disk else None)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
@@ -140,23 +147,34 @@ def writer_queue(engine: Engine) -> _WriterQueue | None:
 
 
 class _WriterQueue:
-    """The threads of one process queue here for SQLite's write lock (BEGIN IMMEDIATE).
+    """The writers of one database queue here for SQLite's write lock (BEGIN IMMEDIATE):
+    the threads of this process on a lock, the processes on a lock file beside the
+    database (``<database>-writer``, ``flock``).
 
-    Waiting inside SQLite, a thread sleeps in steps of up to 100 ms (its busy handler polls)
+    Waiting inside SQLite, a writer sleeps in steps of up to 100 ms (its busy handler polls)
     and is not woken when the lock is freed: four ``POST /ingest`` clients on one server got
-    half the rate of one (decision 0044, bench_post_ingest.py). Here the next thread is
-    woken at once. Other processes still meet SQLite's own lock and busy timeout; a thread
-    that waits here longer than that timeout goes on to SQLite as before, and a thread that
-    opens a second write transaction while holding one goes straight to SQLite's lock, as
-    before (no new way to hang). Released when the transaction ends (commit, rollback) or
-    its connection goes back to the pool, by whichever thread does it."""
+    half the rate of one (decision 0044, bench_post_ingest.py), and receipts waiting for a
+    drain in another process (``adapter drain --follow``, the server's drain process) lost
+    up to 100 ms each time (decision 0102). Here the next thread is woken at once and
+    another process's writer within 2 ms. Processes that do not take the lock file (an
+    older adapter, the sqlite3 shell) still meet SQLite's own lock and busy timeout; a
+    writer that waits here longer than that timeout goes on to SQLite as before, and a
+    thread that opens a second write transaction while holding one goes straight to
+    SQLite's lock, as before (no new way to hang). Released when the transaction ends
+    (commit, rollback) or its connection goes back to the pool, by whichever thread does
+    it. A lock file that cannot be opened (a read-only folder) is done without."""
 
     WAIT_SECONDS = 10.0  # = PRAGMA busy_timeout
+    POLL_SECONDS = 0.002  # longest sleep between two tries of the lock file
 
-    def __init__(self) -> None:
+    def __init__(self, path: str | None = None) -> None:
         self.lock = threading.Lock()
         self.holder: int | None = None  # id() of the DBAPI connection holding the lock
         self.owner: int | None = None  # the thread that took it
+        self.path = path
+        self._file: int | None = None  # this process's descriptor of the lock file
+        self._pid = 0  # the process that opened it (a forked child opens its own)
+        self._filed = False  # the lock file is held (by the holder)
 
     @staticmethod
     def _key(connection: Any) -> int:
@@ -165,13 +183,43 @@ class _WriterQueue:
     def enter(self, connection: Any) -> None:
         if self.owner == threading.get_ident():
             return  # a second write transaction of the holding thread: SQLite decides
+        started = time.monotonic()
         if self.lock.acquire(timeout=self.WAIT_SECONDS):
             self.holder, self.owner = self._key(connection), threading.get_ident()
+            self._take_file(started + self.WAIT_SECONDS)
 
     def leave(self, connection: Any) -> None:
         if self.holder is not None and self.holder == self._key(connection):
+            if self._filed:
+                self._filed = False
+                fcntl.flock(self._file, fcntl.LOCK_UN)  # type: ignore[arg-type]
             self.holder = self.owner = None
             self.lock.release()
+
+    def _take_file(self, deadline: float) -> None:
+        """The lock file, by the thread holding ``lock``; given up at ``deadline``."""
+        if self.path is None:
+            return
+        if self._file is None or self._pid != os.getpid():
+            try:  # a descriptor of this process's own: one inherited shares its lock
+                self._file = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                log.warning("SQLite writers: no lock file %s (%s)", self.path, exc.strerror)
+                self.path = None
+                return
+            self._pid = os.getpid()
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return  # SQLite's busy timeout decides, as before
+                time.sleep(pause)
+                pause = min(pause * 2, self.POLL_SECONDS)
+                continue
+            self._filed = True
+            return
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

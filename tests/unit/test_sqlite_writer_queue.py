@@ -91,3 +91,35 @@ def test_a_deferred_read_does_not_wait_for_a_writer(engine) -> None:  # type: ig
     finally:
         release.set()
         thread.join()
+
+
+def test_writers_of_other_processes_queue_on_the_lock_file(engine, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Decision 0102: a write transaction holds ``<database>-writer`` (flock) besides
+    SQLite's lock, and waits while another process holds it, taking it within a few
+    milliseconds of its release rather than at SQLite's busy handler's next poll."""
+    import fcntl
+    import os
+    import time
+
+    lock_file = tmp_path / "q.db-writer"
+    other = os.open(lock_file, os.O_RDWR | os.O_CREAT)  # another process's description
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO t VALUES (1, 'a')"))
+            with pytest.raises(BlockingIOError):  # held by the write transaction
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with its commit
+        held = 0.3
+        threading.Timer(held, fcntl.flock, (other, fcntl.LOCK_UN)).start()
+        started = time.monotonic()
+        with engine.begin() as conn:  # waits for the other holder
+            waited = time.monotonic() - started
+            conn.execute(text("INSERT INTO t VALUES (2, 'a')"))
+        assert held - 0.05 <= waited < held + 1.0  # (a loaded machine schedules late)
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with session_factory(engine)() as session:  # a deferred read takes no lock
+            read_only(session)
+            assert session.execute(text("SELECT count(*) FROM t")).scalar() == 2
+        fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(other)
