@@ -40,6 +40,7 @@ from adapter.api import (
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.authz import Authority, authorize
 from adapter.api.docs import mount_assets
+from adapter.api.drain_process import DrainProcess
 from adapter.api.errors import install_error_handlers
 from adapter.api.negotiation import FhirNegotiation
 from adapter.api.openapi import install_openapi
@@ -61,7 +62,6 @@ from adapter.fhir.published import publish
 from adapter.heap import settled
 from adapter.pipeline import Pipeline
 from adapter.pipeline.drain import Drainer
-from adapter.pipeline.drain_process import DrainProcess
 from adapter.runtime import build_runtime, record_config_loaded
 from adapter.settings import Settings, get_settings
 from adapter.store import migrate
