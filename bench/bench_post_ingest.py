@@ -686,10 +686,17 @@ def main() -> None:
     ap.add_argument("--groups", action="store_true", help="count documents per transaction")
     ap.add_argument("--profile", help="cProfile every thread of the server into this file")
     ap.add_argument("--stages", help="CPU per pipeline stage (bench/profiling/stages.py)")
+    ap.add_argument(
+        "--spread-births",
+        action="store_true",
+        help="each copy's patient a birth date of its own, as bench_ingest.py --spread-births "
+        "and drain_cpu.py (default: the fixture's: every copy of a fixture's patient in one "
+        "look-alike block of the patient index, compared with each earlier copy)",
+    )
     args = ap.parse_args()
     fixtures = load_fixtures(load_consortium(Settings().config))
     copies = max(1, args.messages // len(fixtures))
-    patients = Patients()
+    patients = Patients(spread_births=args.spread_births)
     counts = [int(w) for w in args.workers.split(",")]
     groups: list[int | None] = (
         [int(g) for g in args.group_max.split(",")] if args.group_max else [None]

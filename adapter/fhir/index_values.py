@@ -177,6 +177,27 @@ def _plan(resource_type: str) -> _Plan:
     return tuple(out)
 
 
+@cache
+def meta_params(resource_type: str) -> tuple[frozenset[str], dict[str, int]] | None:
+    """The parameters of ``resource_type`` read from ``meta`` alone, and every parameter's
+    place in ``index_values``' order; None when a resource changed in ``meta`` could not
+    keep its other rows (a parameter reading ``meta`` and other elements, or sharing rows
+    with another: ``index_values`` would not give its values apart)."""
+    if resource_type not in RESOURCES:
+        return None
+    plan = _plan(resource_type)
+    names: set[str] = set()
+    for name, paths, _, shared in plan:
+        firsts = {first for first, _ in paths}
+        if "meta" in firsts:
+            if firsts != {"meta"} or shared:
+                return None
+            names.add(name)
+    if any(names & set(shared) for _, _, _, shared in plan):
+        return None
+    return frozenset(names), {name: n for n, (name, _, _, _) in enumerate(plan)}
+
+
 def _converter(param: SearchParam) -> _Convert:
     kind = param.type
     if kind == "reference":

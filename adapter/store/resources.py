@@ -18,6 +18,7 @@ to the driver as tuples (adapter/store/fast_insert.py).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
@@ -42,7 +43,13 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
-from adapter.fhir.index_values import OF_TYPE, IndexValue, index_values, patient_key
+from adapter.fhir.index_values import (
+    OF_TYPE,
+    IndexValue,
+    index_values,
+    meta_params,
+    patient_key,
+)
 from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
@@ -83,18 +90,61 @@ class Prepared(NamedTuple):
 
     zone: str
     rows: dict[str, tuple[str | None, list[tuple[Any, ...]]]]
+    # by (type, id): the content hash and a copy of ``meta`` the rows were derived from; a
+    # resource the store changed in ``meta`` alone (the recognition mark, decision 0039,
+    # set in the storing process) keeps its other parameters' rows (decision 0104)
+    metas: dict[Key, tuple[str, Any]] | None = None
 
 
 def prepare(resources: Iterable[dict[str, Any]], zone: tzinfo) -> Prepared:
     """``Prepared`` for ``resources`` (``zone``: the one the store will index them in)."""
     rows: dict[str, tuple[str | None, list[tuple[Any, ...]]]] = {}
+    metas: dict[Key, tuple[str, Any]] = {}
     for resource in resources:
         rtype = resource.get("resourceType")
         if not isinstance(rtype, str):
             continue  # save_resources refuses it, as before
         tails = [r[2:] for r in _index_tuples(rtype, 0, index_values(resource, zone))]
-        rows[content_hash(resource)] = (patient_key(resource), tails)
-    return Prepared(str(zone), rows)
+        digest = content_hash(resource)
+        rows[digest] = (patient_key(resource), tails)
+        rid = resource.get("id")
+        if isinstance(rid, str):
+            # a copy: the store's steps change ``meta`` in place (and in a worker's
+            # outcome, pickled once, it would be the very object of the resource)
+            metas[(rtype, rid)] = (digest, copy.deepcopy(resource.get("meta")))
+    return Prepared(str(zone), rows, metas)
+
+
+def _meta_changed(
+    prepared: Prepared, key: Key, resource: dict[str, Any], zone: tzinfo
+) -> tuple[str | None, list[tuple[Any, ...]]] | None:
+    """``prepare``'s patient key and rows for ``resource`` when the store changed it in
+    ``meta`` alone since (the recognition mark): the rows of the parameters read from
+    ``meta`` derived again, the others kept, in ``index_values``' order; None otherwise."""
+    made = prepared.metas.get(key) if prepared.metas else None
+    places = meta_params(key[0])
+    if made is None or places is None:
+        return None
+    digest, meta = made
+    done = prepared.rows.get(digest)
+    if done is None:
+        return None
+    before = {k: v for k, v in resource.items() if k != "meta"}
+    if meta is not None:
+        before["meta"] = meta
+    if content_hash(before) != digest:
+        return None  # changed elsewhere too
+    names, order = places
+    tails = [t for t in done[1] if t[0] not in names]
+    now = resource.get("meta")
+    if now is not None and names:
+        stub = {"resourceType": key[0], "meta": now}
+        tails += [r[2:] for r in _index_tuples(key[0], 0, index_values(stub, zone))]
+    try:  # stable: each parameter's rows keep their order (``:of-type`` after its own)
+        tails.sort(key=lambda t: order[t[0].removesuffix(OF_TYPE)])
+    except KeyError:
+        return None
+    return patient_key(resource), tails
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,6 +463,8 @@ def save_resources(
         version_id = 1 if old is None else old.version_id + 1
         body = _stamped(resource, version_id, last_updated, stamp)
         done = known.get(digest) if known else None
+        if done is None and known and prepared is not None:
+            done = _meta_changed(prepared, key, resource, zone)
         pkey = patient_key(resource) if done is None else done[0]
         row = {
             "resource_type": key[0],

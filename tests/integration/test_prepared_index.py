@@ -4,6 +4,7 @@ amended 2026-12-05 bulkcpu) are used for a resource with that content, and only 
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -11,9 +12,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.dates import DEFAULT_ZONE
+from adapter.fhir.index_values import index_values, patient_key
 from adapter.store import save_resources
 from adapter.store.models import Resource, SearchParam, SearchSystem
-from adapter.store.resources import Prepared, content_hash, prepare
+from adapter.store.resources import (
+    Prepared,
+    _index_tuples,
+    _meta_changed,
+    content_hash,
+    prepare,
+)
 from adapter.store.search_tokens import index_rows
 
 T0 = datetime(2026, 5, 3, 2, 0, 0, tzinfo=UTC)
@@ -108,3 +116,64 @@ def test_a_resource_changed_since_or_another_zone_is_derived_again(
         assert stored(session, "o5") == stored(session, "o7")
         assert stored(session, "o4")[0] == "Patient/p1"
         assert "tampered" not in {r[3] for r in stored(session, "o5")[1]}
+
+
+MARK = {"system": "https://example.org/CodeSystem/recognition-mark", "code": "HR"}
+
+
+def marked(resource: dict, *tags: dict) -> dict:
+    """``resource`` as the recognition step leaves it: tags added in ``meta`` alone."""
+    out = copy.deepcopy(resource)
+    out.setdefault("meta", {}).setdefault("tag", []).extend(tags)
+    return out
+
+
+def derived_tails(resource: dict) -> list[tuple]:
+    return [r[2:] for r in _index_tuples(resource["resourceType"], 0, index_values(resource))]
+
+
+def test_a_resource_changed_in_meta_alone_keeps_its_other_rows_exactly() -> None:
+    """Decision 0104: the mark set by the storing process changes ``meta`` alone; the rows
+    kept from the worker's and the ``meta`` rows derived again are exactly, in order, the
+    rows derived from the marked resource."""
+    with_profile = observation("m2", meta={"profile": ["http://example.org/p"], "tag": [MARK]})
+    cases = [
+        (observation("m1"), marked(observation("m1"), MARK)),
+        (with_profile, marked(with_profile, {"system": "urn:x", "code": "y"})),
+        (marked(observation("m3"), MARK), observation("m3")),  # the mark taken off
+    ]
+    for before, after in cases:
+        prepared = prepare([before], DEFAULT_ZONE)
+        done = _meta_changed(prepared, ("Observation", before["id"]), after, DEFAULT_ZONE)
+        assert done is not None
+        assert done == (patient_key(after), derived_tails(after))
+    # changed elsewhere too: derived again, not taken
+    other = marked(observation("m4", status="amended"), MARK)
+    prepared = prepare([observation("m4")], DEFAULT_ZONE)
+    assert _meta_changed(prepared, ("Observation", "m4"), other, DEFAULT_ZONE) is None
+
+
+def test_the_prepared_meta_is_a_copy() -> None:
+    resource = observation("m5", meta={"tag": [{"system": "urn:x", "code": "y"}]})
+    prepared = prepare([resource], DEFAULT_ZONE)
+    resource["meta"]["tag"].append(MARK)  # the step marks in place
+    assert prepared.metas is not None
+    assert prepared.metas[("Observation", "m5")][1] == {"tag": [{"system": "urn:x", "code": "y"}]}
+
+
+def test_a_marked_resource_keeps_the_prepared_rows(session_factory: sessionmaker) -> None:
+    """Stored with the rows of its unmarked content (tampered here, to show they are used)
+    and its ``_tag`` row; a resource changed elsewhere too is derived again."""
+    plain = observation("o8")
+    prepared = tampered(plain)
+    prepared = prepared._replace(metas={("Observation", "o8"): (content_hash(plain), None)})
+    with session_factory.begin() as session:
+        save_resources(session, [marked(plain, MARK)], message_id=None, now=T0, prepared=prepared)
+        save_resources(session, [marked(observation("o9"), MARK)], message_id=None, now=T0)
+    with session_factory() as session:
+        pkey, rows = stored(session, "o8")
+        _, reference = stored(session, "o9")
+    assert pkey == "Patient/p1"  # the patient key is derived (cheap), not taken
+    assert "tampered" in {r[3] for r in rows}
+    assert [r for r in rows if r[0] == "_tag"] == [r for r in reference if r[0] == "_tag"]
+    assert [r for r in reference if r[0] == "_tag"]
