@@ -671,26 +671,27 @@ def read_batch_rows(session: Session, merging: Iterable[Key], others: Iterable[K
     known = KnownRows(writes._journal)
     if locking:
         session.execute(_CREATOR_LOCKS, {"keys": sorted({creator_lock(k) for k in locking})})
-        found = {
-            (r.resource_type, r.id): r
-            for r in session.execute(
-                _BATCH_LOCK, {"types": [k[0] for k in locking], "ids": [k[1] for k in locking]}
-            )
-        }
-        for key in locking:
-            row = found.get(key)
-            known.rows[key] = (None if row is None else KnownRow(*row), True, True)
+        _know(session, known, _BATCH_LOCK, locking, locked=True)
     if reading:
-        found = {
-            (r.resource_type, r.id): r
-            for r in session.execute(
-                _BATCH_READ, {"types": [k[0] for k in reading], "ids": [k[1] for k in reading]}
-            )
-        }
-        for key in reading:
-            row = found.get(key)
-            known.rows[key] = (None if row is None else KnownRow(*row, None), False, False)
+        _know(session, known, _BATCH_READ, reading, locked=False)
     writes.known = known
+
+
+def _know(
+    session: Session, known: KnownRows, statement: Any, keys: list[Key], locked: bool
+) -> None:
+    """``known.rows`` of ``keys`` as ``statement`` reads them (a missing row: None); an
+    unlocked read has no body."""
+    found = {
+        (r.resource_type, r.id): r
+        for r in session.execute(
+            statement, {"types": [k[0] for k in keys], "ids": [k[1] for k in keys]}
+        )
+    }
+    for key in keys:
+        row = found.get(key)
+        made = None if row is None else (KnownRow(*row) if locked else KnownRow(*row, None))
+        known.rows[key] = (made, locked, locked)
 
 
 class BatchWrites:
