@@ -61,6 +61,7 @@ from adapter.store import session_factory as make_session_factory
 from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
 from adapter.store.outbox.enqueue import order_hash
+from adapter.store.patient_key_form import key_bytes
 from bench.pg_schema import maintain_own_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -632,7 +633,10 @@ class Floor:
                     {**r, "meta": {"versionId": str(version), "lastUpdated": moment.isoformat()}}
                 )
                 patient = r["subject"]["reference"] if "subject" in r else None
-                row = (version, now, digest, body, message_id, patient, facility.id, *at)
+                stored_patient = (  # PatientKey's stored form on PostgreSQL (decision 0105)
+                    patient if self.sqlite or patient is None else key_bytes(patient)
+                )
+                row = (version, now, digest, body, message_id, stored_patient, facility.id, *at)
                 if old is None:
                     rkey = next(keys)
                     state[at] = [digest, version, rkey, False]
@@ -1225,7 +1229,8 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
     """An engine on a fresh schema, and the clean-up; or why PostgreSQL cannot be used."""
     try:
         admin = make_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        tag = os.environ.get("BENCH_PG_TAG", "")  # a helper's branch name in its schemas
+        schema = f"bench_{tag + '_' if tag else ''}{uuid.uuid4().hex[:10]}"
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:
