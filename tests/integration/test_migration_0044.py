@@ -59,10 +59,14 @@ def _read(engine: Engine) -> dict[str, str | None]:
         return {rid: key for rid, key in rows}
 
 
+def _plain(key: Any) -> Any:
+    return key if isinstance(key, str) or key is None else bytes(key)
+
+
 def _stored(engine: Engine) -> dict[str, Any]:
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT id, patient_key FROM resource")).all()
-        return {rid: key if isinstance(key, str) or key is None else bytes(key) for rid, key in rows}
+        return {rid: _plain(key) for rid, key in rows}
 
 
 def _found(engine: Engine, key: str) -> list[str]:

@@ -58,7 +58,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(
-        f"ALTER TABLE resource ALTER COLUMN patient_key TYPE varchar(129) USING {_TO_TEXT}"
-    )
+    op.execute(f"ALTER TABLE resource ALTER COLUMN patient_key TYPE varchar(129) USING {_TO_TEXT}")
     _analyze()
