@@ -36,9 +36,7 @@ FILL = text(
     " ELSE 'Patient/' || CAST(md5((i / 10)::text) AS uuid) END,"
     " 'qingshan-county-hospital' FROM generate_series(1, :n) AS i"
 )
-TEXTS = text(
-    "SELECT md5(string_agg(id || '|' || patient_key, ',' ORDER BY id)) FROM resource"
-)
+TEXTS = text("SELECT md5(string_agg(id || '|' || patient_key, ',' ORDER BY id)) FROM resource")
 
 
 def _read(engine: Engine) -> str:
