@@ -20,6 +20,8 @@ from typing import Any, Final
 
 from sqlalchemy import LargeBinary, String
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store.uuid_form import UUID_BYTES, canonical_uuid_bytes, uuid_of
@@ -29,6 +31,8 @@ _CUT: Final = len(PREFIX)
 _SEEN: dict[str, bytes] = {}
 _SEEN_MAX: Final = 4096  # emptied when full: the keys of the batch being written
 _READ: dict[bytes, str] = {}
+_TYPE_ID: Final = 129  # "Patient/" and an id: the column's declared length
+_UUID_RE: Final = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
 def key_bytes(value: str) -> bytes:
@@ -106,3 +110,30 @@ class PatientKey(TypeDecorator[str]):
             return f"'\\x{key_bytes(value).hex()}'::bytea"
 
         return render
+
+
+class stored_key(FunctionElement[str]):
+    """The stored form of a patient key computed in SQL from a text expression (e.g.
+    ``'Patient/' || patient_id`` of the patient index): the same bytes as ``key_bytes``
+    on PostgreSQL, the text itself on SQLite. For comparing the column with keys the
+    statement makes: ``patient_key IN (SELECT stored_key(...) ...)``."""
+
+    type = PatientKey(_TYPE_ID)
+    name = "stored_key"
+    inherit_cache = True
+
+
+@compiles(stored_key)
+def _stored_key_text(element: stored_key, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.clauses, **kw))
+
+
+@compiles(stored_key, "postgresql")
+def _stored_key_bytes(element: stored_key, compiler: Any, **kw: Any) -> str:
+    key = compiler.process(element.clauses, **kw)
+    return (
+        f"CASE WHEN {key} ~ '^Patient/{_UUID_RE}$'"
+        f" THEN decode(replace(substr({key}, 9), '-', ''), 'hex')"
+        f" WHEN octet_length({key}) = 16 THEN '\\x00'::bytea || convert_to({key}, 'UTF8')"
+        f" ELSE convert_to({key}, 'UTF8') END"
+    )
