@@ -14,13 +14,13 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, LargeBinary, literal, select, text, type_coerce
 
 from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.models import Resource
-from adapter.store.patient_key_form import key_bytes, key_text
+from adapter.store.patient_key_form import key_bytes, key_text, stored_key
 from tests.api.search_fixtures import T0
 
 _UUID = str(uuid.UUID(int=0x1234_5678_9ABC_DEF0_1234_5678_9ABC_DEF0))
@@ -112,5 +112,27 @@ def test_0044_patient_keys_in_bytes_and_back(blank_database_url: str) -> None:
         for n, key in enumerate(KEYS):
             assert after[f"o{10 + n}"] == (key_bytes(key) if pg else key)
         assert {key: len(_found(engine, key)) for key in KEYS} == dict.fromkeys(KEYS, 2)
+    finally:
+        engine.dispose()
+
+
+def test_stored_key_in_sql_is_the_column_s_form(database_url: str) -> None:
+    """``stored_key`` (the keys visibility makes in SQL) gives the bytes the column binds
+    on PostgreSQL (the text on SQLite), reads back as the key, and finds the rows saved
+    under each key."""
+    engine = make_engine(database_url)
+    pg = engine.dialect.name == "postgresql"
+    try:
+        _save(engine, 20)
+        with engine.connect() as conn:
+            for key in KEYS:
+                made = stored_key(literal("Patient/") + literal(key.removeprefix("Patient/")))
+                assert conn.execute(select(made)).scalar_one() == key  # through the type
+                raw = conn.execute(select(type_coerce(made, LargeBinary))).scalar_one()
+                assert _plain(raw) == (key_bytes(key) if pg else key)
+                found = conn.execute(
+                    select(Resource.id).where(Resource.patient_key.in_(select(made)))
+                ).scalars()
+                assert list(found) == [f"o{20 + KEYS.index(key)}"]
     finally:
         engine.dispose()
