@@ -61,7 +61,6 @@ from adapter.store import session_factory as make_session_factory
 from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
 from adapter.store.outbox.enqueue import order_hash
-from adapter.store.patient_key_form import key_bytes
 from bench.pg_schema import maintain_own_schema
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -633,10 +632,7 @@ class Floor:
                     {**r, "meta": {"versionId": str(version), "lastUpdated": moment.isoformat()}}
                 )
                 patient = r["subject"]["reference"] if "subject" in r else None
-                stored_patient = (  # PatientKey's stored form on PostgreSQL (decision 0105)
-                    patient if self.sqlite or patient is None else key_bytes(patient)
-                )
-                row = (version, now, digest, body, message_id, stored_patient, facility.id, *at)
+                row = (version, now, digest, body, message_id, patient, facility.id, *at)
                 if old is None:
                     rkey = next(keys)
                     state[at] = [digest, version, rkey, False]

@@ -18,7 +18,6 @@ from sqlalchemy.engine import make_url
 from adapter.fhir.index_values import index_values
 from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
-from adapter.store.patient_key_form import key_bytes
 from adapter.store.resource_keys import local_target
 from adapter.store.resources import index_rows
 from adapter.store.search_terms import term_rows
@@ -121,10 +120,9 @@ class ResourceCopy:
     ) -> None:
         rtype, rid = body["resourceType"], body["id"]
         stored = "\\x" + pack(body).hex()  # bytea in COPY's text format (decision 0049)
-        patient = None if patient_key is None else "\\x" + key_bytes(patient_key).hex()
         self._key += 1
         values = (
-            rtype, rid, self._key, 1, last_updated, "f", "h", stored, None, patient,
+            rtype, rid, self._key, 1, last_updated, "f", "h", stored, None, patient_key,
             facility_id,
         )  # fmt: skip
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")

@@ -50,7 +50,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
-from adapter.store.patient_key_form import PatientKey
 from adapter.store.types import (
     BigId,
     CompressedJSON,
@@ -212,8 +211,7 @@ class Resource(Base):
     content_hash: Mapped[str] = mapped_column(ShortDigest())
     body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
     message_id: Mapped[str | None] = mapped_column(UuidText())  # key: _message_keys
-    # "Patient/<id>"; PostgreSQL: the UUID's 16 bytes (PatientKey, decision 0105)
-    patient_key: Mapped[str | None] = mapped_column(PatientKey(_TYPE + 1 + _ID))
+    patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # "Patient/<id>"
     facility_id: Mapped[str | None] = mapped_column(String(_ID))
 
 

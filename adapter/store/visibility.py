@@ -25,7 +25,6 @@ from sqlalchemy.sql import Select
 from adapter.store.care import POSITIVE
 from adapter.store.identity_tables import IdentityRecord
 from adapter.store.models import CareRelationship, Resource
-from adapter.store.patient_key_form import stored_key
 
 DIRECTORY_TYPES = (
     "Organization",
@@ -71,8 +70,7 @@ def _patient_keys(ids: Select[tuple[str]]) -> Select[tuple[str]]:
         select(persons.c.person.label("record")),
         select(_i.c.patient_id).where(_i.c.person_id.in_(select(persons.c.person))),
     ).subquery()
-    # as stored: 16 bytes on PostgreSQL (decision 0105)
-    return select(stored_key(literal("Patient/") + records.c.record))
+    return select(literal("Patient/") + records.c.record)
 
 
 def visible(scope: Visibility, r: FromClause) -> ColumnElement[bool]:

@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import Connection, text
 
 from adapter.store.outbox.enqueue import order_hash
-from adapter.store.patient_key_form import key_text
 
 
 def order_texts(candidates: Iterable[str]) -> dict[int, str]:
@@ -30,7 +29,6 @@ def as_texts(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
         {"k": out.pop("resource_key")},
     ).one()
     out["resource_type"], out["resource_id"] = rtype, rid
-    patient = key_text(patient)  # 16 bytes on PostgreSQL since 0044 (decision 0105)
     texts = order_texts(t for t in (patient, f"{rtype}/{rid}") if t)
     out["order_key"] = texts[out["order_key"]]
     return out
