@@ -149,6 +149,10 @@ def note_activity(
     session.flush()
     connection = session.connection()
     statement = _NOTE_ACTIVITY[connection.dialect.name == "postgresql"]
+    found = driver_rows(session, statement, values)  # SQLite: on the driver (0106)
+    if found is not None:
+        (row,) = found
+        return CareRow(**{name: getattr(row, name) for name in _FIELDS})
     return CareRow.of(connection.execute(statement, values).mappings().one())
 
 

@@ -1,17 +1,20 @@
-"""A Core SELECT built once, run on SQLite's driver without SQLAlchemy's execution (decision
-0106).
+"""A Core statement built once, run on SQLite's driver without SQLAlchemy's execution
+(decision 0106).
 
-Bulk ingest runs a few small SELECTs a message (the rows a message merges and saves, the
-care relationships open with its patient): SQLAlchemy's execution around each (execution
+Bulk ingest runs a few small statements a message (a SELECT of the rows it merges and
+saves, one of the care relationships open with its patient, the care upsert with its
+RETURNING, the message row's result UPDATE): SQLAlchemy's execution around each (execution
 context, cursor and result objects, the compiled cache's key) cost several times SQLite's
 own work for such a statement (~60 µs against ~20 µs, hot; more in the bulk process). Here
 the statement is compiled once per dialect; each call binds its parameters as SQLAlchemy
-binds them (``construct_params``, the bind processors), runs the SQL on the DBAPI
+binds them (compiled with the parameters' names as ``column_keys``, as ``Connection.execute``
+compiles it: an UPDATE sets the columns named; ``construct_params``; the bind processors), runs the SQL on the DBAPI
 connection and applies each column's result processor (the same UTC datetimes, booleans,
 bodies). What is returned is what ``session.execute(statement, params)`` returns, as plain
 named tuples (attribute, index and unpacking access; no ``_mapping``).
 
-Only on SQLite, for a statement without expanding parameters, when nothing observes the
+Only on SQLite, for a statement without expanding parameters and without a default
+SQLAlchemy computes in Python (``insert_prefetch``, ``update_prefetch``), when nothing observes the
 connection's statements (``fast_insert._observed``: no cursor events, no echo, no dialect
 events) and the connection has no execution options: otherwise ``None`` and the caller goes
 through SQLAlchemy as before. The session is autoflushed first, as ``session.execute``
@@ -26,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -36,7 +38,7 @@ from adapter.store.fast_insert import _observed
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    statement: Select[Any]  # kept: the plans are keyed by its id
+    statement: Any  # kept: the plans are keyed by its id (a SELECT, INSERT, UPDATE)
     sql: str
     compiled: Any  # SQLCompiler: construct_params
     order: tuple[str, ...]  # bound parameters' names in positional order
@@ -45,20 +47,18 @@ class _Plan:
     row: type  # a named tuple of the selected columns' names
 
 
-_PLANS: dict[tuple[int, str], _Plan | None] = {}
+_PLANS: dict[tuple[int, str, tuple[str, ...]], _Plan | None] = {}
 _PLANS_MAX = 4096
 
 
-def driver_rows(
-    session: Session, statement: Select[Any], params: dict[str, Any]
-) -> list[Any] | None:
+def driver_rows(session: Session, statement: Any, params: dict[str, Any]) -> list[Any] | None:
     """``session.execute(statement, params).all()`` on SQLite's driver (the module's
     docstring); None where it does not apply (the caller executes as before)."""
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "sqlite" or _observed(connection) or connection._execution_options:
         return None
-    plan = _plan(statement, dialect)
+    plan = _plan(statement, dialect, tuple(sorted(params)))
     if plan is None:
         return None
     session._autoflush()  # what session.execute does first for a Core statement
@@ -91,29 +91,37 @@ def driver_rows(
     return out
 
 
-def _plan(statement: Select[Any], dialect: Dialect) -> _Plan | None:
-    key = (id(statement), dialect.name)
+def _plan(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
+    key = (id(statement), dialect.name, keys)
     plan = _PLANS.get(key, False)
     if plan is not False and (plan is None or plan.statement is statement):
         return plan  # type: ignore[return-value]
-    plan = _made(statement, dialect)
+    plan = _made(statement, dialect, keys)
     if len(_PLANS) >= _PLANS_MAX:
         _PLANS.clear()
     _PLANS[key] = plan
     return plan
 
 
-def _made(statement: Select[Any], dialect: Dialect) -> _Plan | None:
-    compiled = statement.compile(dialect=dialect)
+def _made(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
+    # as Connection.execute compiles it: an INSERT or UPDATE sets the columns the
+    # parameters name (``column_keys``)
+    compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     order = compiled.positiontup
-    if order is None or any(b.expanding for b in compiled.binds.values()):
+    if (
+        order is None
+        or any(b.expanding for b in compiled.binds.values())
+        # a column default or onupdate SQLAlchemy computes in Python at execution
+        or compiled.insert_prefetch
+        or compiled.update_prefetch
+    ):
         return None
     processors = compiled._bind_processors
     binds = tuple((n, processors[name]) for n, name in enumerate(order) if name in processors)
     names = []
     results = []
-    for n, column in enumerate(statement.selected_columns):
-        names.append(column.key)
+    for n, column in enumerate(compiled._result_columns):  # SELECT, or RETURNING
+        names.append(column.keyname)
         process = column.type._cached_result_processor(dialect, None)
         if process is not None:
             results.append((n, process))
