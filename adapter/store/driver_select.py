@@ -6,18 +6,19 @@ saves, one of the care relationships open with its patient, the care upsert with
 RETURNING, the message row's result UPDATE): SQLAlchemy's execution around each (execution
 context, cursor and result objects, the compiled cache's key) cost several times SQLite's
 own work for such a statement (~60 µs against ~20 µs, hot; more in the bulk process). Here
-the statement is compiled once per dialect; each call binds its parameters as SQLAlchemy
-binds them (compiled with the parameters' names as ``column_keys``, as ``Connection.execute``
-compiles it: an UPDATE sets the columns named; ``construct_params``; the bind processors), runs the SQL on the DBAPI
-connection and applies each column's result processor (the same UTC datetimes, booleans,
-bodies). What is returned is what ``session.execute(statement, params)`` returns, as plain
-named tuples (attribute, index and unpacking access; no ``_mapping``).
+the statement is compiled once per dialect and set of parameter names (as
+``Connection.execute`` compiles it: ``column_keys``, so an UPDATE sets the columns the
+parameters name); each call binds its parameters as SQLAlchemy binds them
+(``construct_params``, the bind processors), runs the SQL on the DBAPI connection and
+applies each column's result processor (the same UTC datetimes, booleans, bodies). What is
+returned is what ``session.execute(statement, params)`` returns, as plain named tuples
+(attribute, index and unpacking access; no ``_mapping``).
 
 Only on SQLite, for a statement without expanding parameters and without a default
-SQLAlchemy computes in Python (``insert_prefetch``, ``update_prefetch``), when nothing observes the
-connection's statements (``fast_insert._observed``: no cursor events, no echo, no dialect
-events) and the connection has no execution options: otherwise ``None`` and the caller goes
-through SQLAlchemy as before. The session is autoflushed first, as ``session.execute``
+SQLAlchemy computes in Python (``insert_prefetch``, ``update_prefetch``), when nothing
+observes the connection's statements (``fast_insert._observed``: no cursor events, no echo,
+no dialect events) and the connection has no execution options: otherwise ``None`` and the
+caller goes through SQLAlchemy as before. The session is autoflushed first, as ``session.execute``
 does for a Core statement. A driver error is wrapped as SQLAlchemy wraps it
 (``DBAPIError.instance``), so callers and adapter/store/refusals.py read the same exception.
 """
