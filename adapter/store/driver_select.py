@@ -52,9 +52,12 @@ _PLANS: dict[tuple[int, str, tuple[str, ...]], _Plan | None] = {}
 _PLANS_MAX = 4096
 
 
-def driver_rows(session: Session, statement: Any, params: dict[str, Any]) -> list[Any] | None:
+def driver_rows(
+    session: Session, statement: Any, params: dict[str, Any], *, flush: bool = True
+) -> list[Any] | None:
     """``session.execute(statement, params).all()`` on SQLite's driver (the module's
-    docstring); None where it does not apply (the caller executes as before)."""
+    docstring); None where it does not apply (the caller executes as before).
+    ``flush=False``: ``session.connection().execute(...)``'s, without the autoflush."""
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name != "sqlite" or _observed(connection) or connection._execution_options:
@@ -62,7 +65,8 @@ def driver_rows(session: Session, statement: Any, params: dict[str, Any]) -> lis
     plan = _plan(statement, dialect, tuple(sorted(params)))
     if plan is None:
         return None
-    session._autoflush()  # what session.execute does first for a Core statement
+    if flush:
+        session._autoflush()  # what session.execute does first for a Core statement
     values = plan.compiled.construct_params(params)
     bound = [values[name] for name in plan.order]
     for at, process in plan.binds:  # None too, as SQLAlchemy does
