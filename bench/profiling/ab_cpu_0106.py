@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
 from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
 
+import adapter.identity.index.records as records
 import adapter.store.care as care
 import adapter.store.messages as messages
 import adapter.store.resources as resources
@@ -33,11 +34,11 @@ from adapter.heap import settled
 from adapter.runtime import make_pipeline
 from adapter.store import make_engine, migrate, session_factory
 
-_CALLERS = (care, messages, resources)
+_CALLERS = (care, messages, resources, records)
 _SAVED = {m: m.driver_rows for m in _CALLERS}
 
 
-def _through_sqlalchemy(*args: Any) -> None:
+def _through_sqlalchemy(*args: Any, **kwargs: Any) -> None:
     return None
 
 
