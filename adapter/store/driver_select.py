@@ -115,7 +115,10 @@ def _made(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | No
     order = compiled.positiontup
     if (
         order is None
-        or any(b.expanding for b in compiled.binds.values())
+        # parameters rendered into the SQL at execution (expanding, literal_execute)
+        or compiled.post_compile_params
+        or compiled.literal_execute_params
+        or any(b.expanding or b.literal_execute for b in compiled.binds.values())
         # a column default or onupdate SQLAlchemy computes in Python at execution
         or compiled.insert_prefetch
         or compiled.update_prefetch

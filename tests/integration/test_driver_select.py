@@ -127,3 +127,13 @@ def test_an_observer_sees_every_statement(
             assert len(seen) == 1  # through SQLAlchemy: the listener saw it
     finally:
         event.remove(engine, "before_cursor_execute", listen)
+
+
+def test_parameters_rendered_at_execution_go_through_sqlalchemy(
+    session_factory: sessionmaker[Session],
+) -> None:
+    expanding = select(_c).where(_c.c.person_id.in_(bindparam("ids", expanding=True)))
+    rendered = select(_c).limit(bindparam("n", literal_execute=True))
+    with session_factory.begin() as session:
+        assert driver_rows(session, expanding, {"ids": ["rec"]}) is None
+        assert driver_rows(session, rendered, {"n": 1}) is None
