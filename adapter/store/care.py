@@ -33,6 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from adapter.store.driver_select import driver_rows
 from adapter.store.models import CareRelationship, Resource
 
 _c = CareRelationship.__table__
@@ -148,6 +149,10 @@ def note_activity(
     session.flush()
     connection = session.connection()
     statement = _NOTE_ACTIVITY[connection.dialect.name == "postgresql"]
+    found = driver_rows(session, statement, values)  # SQLite: on the driver (0106)
+    if found is not None:
+        (row,) = found
+        return CareRow(**{name: getattr(row, name) for name in _FIELDS})
     return CareRow.of(connection.execute(statement, values).mappings().one())
 
 
@@ -343,6 +348,9 @@ def open_rows_query(persons: Select[Any], *, on_postgresql: bool = False) -> Sel
 
 
 def read_rows(session: Session, statement: Any, params: dict[str, Any]) -> list[CareRow]:
+    found = driver_rows(session, statement, params)  # SQLite: on the driver (decision 0106)
+    if found is not None:
+        return [CareRow(**{name: getattr(row, name) for name in _FIELDS}) for row in found]
     return [CareRow.of(row) for row in session.execute(statement, params).mappings()]
 
 
