@@ -53,7 +53,7 @@ from adapter.fhir.search_query import (
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
 from adapter.store.collation import bytewise
-from adapter.store.index_params import Ids, ParamIds, row_params, rows_in
+from adapter.store.index_params import Ids, ParamIds, row_params, rows_in, rows_of
 from adapter.store.models import KINDS, Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import (
@@ -66,6 +66,7 @@ from adapter.store.search_order import (
     walk_types,
     without_value,
 )
+from adapter.store.search_preread import PreRead
 from adapter.store.search_terms import (
     reference_rows,
     refs_any,
@@ -73,13 +74,8 @@ from adapter.store.search_terms import (
     search_terms,
     targets_of,
 )
-from adapter.store.search_tokens import (
-    moves,
-    token_rows,
-    token_walk,
-    token_walk_applies,
-    toks_any,
-)
+from adapter.store.search_token_walk import token_walk
+from adapter.store.search_tokens import moves, token_rows, toks_any
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -112,6 +108,7 @@ def find(
     flush_index_rows(session)  # a bulk batch's buffered rows first (decision 0047)
     single = types[0] if len(types) == 1 else None
     ids = ParamIds(session)  # the parameters' ids, as constants in the statements
+    ids.preread(_preread(ids, types, criteria, sort, count=count, whole=scope is None))
     of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
     rest = [_r.c.deleted.is_(False), *_conditions(ids, single, criteria, _r)]
     if scope is not None:
@@ -156,6 +153,83 @@ def find(
     return Page(matched, bodies, has_more)
 
 
+def _preread(
+    ids: ParamIds,
+    types: Sequence[str],
+    criteria: Sequence[Criterion | HasCriterion],
+    sort: tuple[SortKey, ...],
+    *,
+    count: int,
+    whole: bool,
+) -> PreRead:
+    """What a search of one type reads before its page, asked in ONE statement (decision
+    0108, adapter/store/search_preread.py): its types' parameter ids, each token
+    criterion's dictionary ids and whether a row meets it, each reference value's target
+    keys, and whether a whole type sorted by a token can walk the dictionary. A
+    system-level search reads as before (every type's ids, on first use)."""
+    pre = PreRead()
+    if len(types) != 1:
+        return pre
+    rtype = types[0]
+    pre.types(rtype)
+    for criterion in criteria:
+        _ask(ids, pre, rtype, criterion)
+    walked = whole and not criteria and count > 0 and ids.terms and led_by_index(sort)
+    if walked and sort[0].param.type == "token":
+        pre.walk(_walk_key(sort), rtype, sort[0].param.row_params)
+    return pre
+
+
+def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCriterion) -> None:
+    """Add what ``condition`` will ask of ``ids`` for ``criterion`` (of ``rtype``) to the
+    pre-read: the same questions under the same keys (``_token_key``, the references)."""
+    if isinstance(criterion, HasCriterion):
+        pre.types(criterion.source)
+        _ask(ids, pre, criterion.source, criterion.inner)
+        return
+    param, modifier = criterion.param, criterion.modifier
+    if param.column or modifier in ("missing", "of-type"):
+        return
+    if criterion.chain is not None:
+        targets, inner = criterion.chain
+        pre.types(*targets)
+        for target in targets:
+            _ask(ids, pre, target, inner)
+        return
+    names = row_params(rtype, param)
+    if param.type == "reference":
+        for value in criterion.values:
+            if isinstance(value, ReferenceValue):
+                pre.targets((value.references, value.id_only), value.references, value.id_only)
+        return
+    if param.type != "token" or not ids.terms or not any(map(moves, names)):
+        return
+    rows = None
+    if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
+        si = _si.alias()
+        matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
+        rows = select(si.c.resource_key).where(rows_of(si, rtype, names, "token"), matched)
+    pre.tokens(
+        _token_key(rtype, names, criterion, rows is not None),
+        rtype,
+        tuple(name for name in names if moves(name)),
+        lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
+        rows,
+    )
+
+
+def _token_key(
+    rtype: str | None, names: tuple[str, ...], criterion: Criterion, rows: bool
+) -> tuple[Any, ...]:
+    """A token criterion's question to ``ParamIds.tokens``: the same object asked the
+    same way (the criterion lives as long as the search)."""
+    return (rtype, names, id(criterion), rows)
+
+
+def _walk_key(sort: tuple[SortKey, ...]) -> tuple[str, ...]:
+    return sort[0].param.row_params
+
+
 def _index_led_page(
     session: Session,
     ids: ParamIds,
@@ -176,9 +250,9 @@ def _index_led_page(
     keyed = sort_ids(ids, rtype, sort)
     lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
-    walk_tokens = whole and ids.terms and len(sort) == 1 and sort[0].param.type == "token"
-    if walk_tokens and keyed[0] and token_walk_applies(session, keyed[0]):
-        query = token_walk(rtype, keyed[0], sort[0].descending, limit, offset)
+    walk_tokens = whole and ids.terms and sort[0].param.type == "token"
+    if walk_tokens and keyed[0] and ids.walk_applies(_walk_key(sort), keyed[0]):
+        query = token_walk(rtype, sort, keyed, limit, offset)
     elif types is not None and bytewise(session):
         walk = reference_walk(sort, _r, keyed, types, ids.terms)
         query = _walked(session, walk, where, sort, keyed, limit, offset)
@@ -463,6 +537,7 @@ def _token_ids(
         ids.of(rtype, movable, "token"),
         lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
         rows,
+        _token_key(rtype, names, criterion, rows is not None),
     )
 
 

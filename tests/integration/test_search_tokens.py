@@ -184,7 +184,7 @@ def test_a_whole_type_sorted_by_a_token_walks_the_codes(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     """Without a code cut to a key, PostgreSQL walks the dictionary's codes in order
-    (``search_tokens.token_walk``): every resource once, in the rows' order, across pages."""
+    (``search_token_walk.token_walk``): every resource once, in the rows' order, across pages."""
     bodies = [
         {"resourceType": "Patient", "id": "p1"},
         {"resourceType": "Patient", "id": "p2"},
@@ -218,4 +218,4 @@ def test_a_whole_type_sorted_by_a_token_walks_the_codes(
     assert up == ["o7", "o3", "o1", "o2", "o4", "o6"]
     assert down == ["o7", "o4", "o3", "o1", "o2", "o6"]
     if engine.dialect.name == "postgresql":
-        assert any("CROSS JOIN LATERAL" in s and "search_token AS d" in s for s in sent)
+        assert any("JOIN LATERAL" in s and "search_token AS d" in s for s in sent)
