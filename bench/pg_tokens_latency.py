@@ -51,6 +51,7 @@ SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Patient _has:Observation:code", "Patient", [("_has:Observation:patient:code", CODES[3]),
                                                   ("_id", "p4321")]),
     ("whole type, _sort=-code", "Observation", [("_sort", "-code")]),
+    ("whole type, _sort=code,-date", "Observation", [("_sort", "code,-date")]),  # 0108
 ]  # fmt: skip
 
 

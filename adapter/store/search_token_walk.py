@@ -19,14 +19,17 @@ place its resource too; then, and for a sort with a criterion, the generic path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     Select,
     any_,
     bindparam,
     cast,
+    exists,
     func,
     literal_column,
     not_,
@@ -34,11 +37,13 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import Session
 
 from adapter.fhir.search_results import SortKey
 from adapter.store.index_params import Ids
 from adapter.store.models import SEARCH_TERMS, SEARCH_TOKEN, Resource
 from adapter.store.search_order import _ordered, _terms, _terms_order
+from adapter.store.search_tokens import toks_any
 
 _r = Resource.__table__
 _INTS = ARRAY(Integer())
@@ -114,3 +119,36 @@ def token_walk(
 
 def _ids(ids: Ids) -> Any:
     return bindparam(None, list(ids), type_=_INTS, unique=True)
+
+
+def walk_codes(
+    session: Session, pids: Ids, descending: bool
+) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """The codes of the token parameter rows ``pids`` in the sort's order (the database's
+    collation), each as (its dictionary ids, the ids of every code that sorts before it):
+    one small statement on the dictionary."""
+    d = SEARCH_TOKEN.alias("d")
+    query = (
+        select(func.array_agg(d.c.token_id))
+        .where(d.c.param_id == any_(_ids(pids)))
+        .group_by(d.c.code)
+        .order_by(d.c.code.desc() if descending else d.c.code.asc())
+    )
+    codes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+    before: list[int] = []
+    for ids in session.execute(query).scalars():
+        codes.append((tuple(sorted(ids)), tuple(sorted(before))))
+        before.extend(ids)
+    return codes
+
+
+def placed_by(r: Any, ids: Sequence[int], better: Sequence[int]) -> ColumnElement[bool]:
+    """``r``'s resource is placed by the code whose dictionary ids are ``ids``: its array
+    holds one of them and none of a code that sorts before it (``better``); a primary-key
+    probe of its ``search_terms`` row, or a GIN scan, as the planner weighs the ids."""
+    t = SEARCH_TERMS.alias("walk_placed")
+    return exists(
+        select(t.c.resource_key).where(
+            t.c.resource_key == r.c.resource_key, toks_any(t, ids), not_(toks_any(t, better))
+        )
+    )

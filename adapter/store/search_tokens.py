@@ -90,7 +90,9 @@ def toks_any(terms: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     text is the same for every code: one compiled-cache entry, one prepared statement)."""
     if not ids:
         return false()
-    return terms.c.toks.op("&&")(bindparam(None, list(ids), type_=_INTS, unique=True))
+    return terms.c.toks.op("&&", is_comparison=True)(
+        bindparam(None, list(ids), type_=_INTS, unique=True)
+    )
 
 
 def dictionary() -> Any:
