@@ -21,6 +21,7 @@ unknown parameter matches nothing:
 from __future__ import annotations
 
 from collections.abc import Hashable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -65,9 +66,10 @@ def named_rows(rtype: str, name: str) -> tuple[str, ...]:
     return param.row_params if param is not None else (name,)
 
 
+@lru_cache(maxsize=1024)
 def param_ids(rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Select[Any]:
     """``SELECT param_id FROM search_param``: of ``rtype`` (any type when None), the row
-    names ``names`` (any when None) and ``kind``."""
+    names ``names`` (any when None) and ``kind`` (a statement is immutable: built once)."""
     query = select(_sp.c.param_id).where(_sp.c.kind == KINDS[kind])
     if rtype is not None:
         query = query.where(_sp.c.resource_type == rtype)

@@ -82,6 +82,7 @@ from adapter.store.visibility import Visibility, visible
 
 _r = Resource.__table__
 _si = SearchIndex.__table__
+_PRE_ROWS = _si.alias("pre_rows")  # the pre-read's probes of rows (``_ask``)
 _NEGATED = ("not", "not-in")
 _CODES_ONE_BY_ONE = 8  # a whole type sorted by a token: codes read one statement each
 
@@ -207,7 +208,7 @@ def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCrit
         return
     rows = None
     if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
-        si = _si.alias()
+        si = _PRE_ROWS  # one alias for every search: each member is a statement of its own
         matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
         rows = select(si.c.resource_key).where(rows_of(si, rtype, names, "token"), matched)
     pre.tokens(

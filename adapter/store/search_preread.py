@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -132,20 +133,7 @@ class PreRead:
         found = Found()
         members = list(self._members)
         if self._types:
-            types = sorted(self._types)
-            params = select(
-                literal_column(str(_PARAMS), Integer),
-                cast(_sp.c.kind, Integer),
-                cast(_sp.c.param_id, BigInteger),
-                _sp.c.resource_type,
-                _sp.c.param,
-            )
-            params = params.where(
-                _sp.c.resource_type == types[0]
-                if len(types) == 1
-                else _sp.c.resource_type.in_(types)
-            )
-            members.insert(0, params)
+            members.insert(0, _params(tuple(sorted(self._types))))
         if not members:
             return found
         query = members[0] if len(members) == 1 else union_all(*members)
@@ -185,3 +173,18 @@ def _member(tag: int, n: int, k: Any) -> Select[Any]:
         cast(null(), Text),
         cast(null(), Text),
     )
+
+
+@lru_cache(maxsize=256)
+def _params(types: tuple[str, ...]) -> Select[Any]:
+    """The member that reads the ``search_param`` rows of ``types`` (built once per types)."""
+    query = select(
+        literal_column(str(_PARAMS), Integer),
+        cast(_sp.c.kind, Integer),
+        cast(_sp.c.param_id, BigInteger),
+        _sp.c.resource_type,
+        _sp.c.param,
+    )
+    if len(types) == 1:
+        return query.where(_sp.c.resource_type == types[0])
+    return query.where(_sp.c.resource_type.in_(types))

@@ -25,6 +25,7 @@ Readers (adapter/store/search.py, search_order.py, recognition):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -95,10 +96,12 @@ def toks_any(terms: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     )
 
 
+@lru_cache(maxsize=1)
 def dictionary() -> Any:
     """The dictionary as token rows of ``search_index``'s columns (NULLs where the
     dictionary keeps 0 and ''): a criterion's value conditions apply to it unchanged. A
-    value cut to a key is never here (``moves``), so the ``_full`` columns are NULL."""
+    value cut to a key is never here (``moves``), so the ``_full`` columns are NULL. One
+    object for every statement (built once: its columns are not copied per search)."""
     return select(
         _d.c.token_id,
         _d.c.param_id,
