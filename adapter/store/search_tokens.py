@@ -12,9 +12,10 @@ see every value. SQLite keeps its rows (no GIN).
 
 Readers (adapter/store/search.py, search_order.py, recognition):
 
-* A token criterion reads the dictionary ids that meet it first (``matching_ids``: one
-  small statement through the search's session) and sends them as ONE bound ``integer[]``
-  (``toks_any``): no id in the SQL text, one compiled statement for every code.
+* A token criterion reads the dictionary ids that meet it first, with the search's other
+  pre-reads in ONE statement (adapter/store/search_preread.py, decision 0108; alone,
+  ``matching_ids``) and sends them as ONE bound ``integer[]`` (``toks_any``): no id in the
+  SQL text, one compiled statement for every code.
 * Every reader that starts from one resource (a sort's value and placement, ``:missing``,
   recognition's rows of a person) reads ``token_rows()``: ``search_index UNION ALL`` the
   arrays unnested and joined to the dictionary, as rows of ``search_index``'s columns,
