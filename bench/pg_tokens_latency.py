@@ -6,7 +6,8 @@ Loads N Observations (bench_search.py's generator: 20 codes, 20 results per pati
 their Patients into a KEPT schema (``--schema``; loaded once when empty, by the tree's own
 code: its COPY loader writes the tree's form), then times each search ``--runs`` times
 after one warm-up (wall ms of the whole call: statements built and sent, rows read, bodies
-decoded) and prints p50 / p95, the process CPU ms per call, and the load. ``--profile N``:
+decoded) and prints p50 / p95, the process CPU ms per call, the PostgreSQL backend's CPU
+ms per call (/proc, 10 ms ticks: a mean over the runs), and the load. ``--profile N``:
 cProfile of search N (its cumulative top 25), to see where the Python time goes. Drop the
 schema by hand after (``DROP SCHEMA name CASCADE``).
 
@@ -23,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,6 +54,7 @@ SEARCHES: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Patient _has:Observation:code", "Patient", [("_has:Observation:patient:code", CODES[3]),
                                                   ("_id", "p4321")]),
     ("whole type, _sort=-code", "Observation", [("_sort", "-code")]),
+    ("whole type, _sort=code,-date", "Observation", [("_sort", "code,-date")]),  # 0108
 ]  # fmt: skip
 
 
@@ -59,6 +63,16 @@ def _run(session: Any, rtype: str, params: list[tuple[str, str]]) -> int:
     page = find(session, [rtype], parsed.criteria, count=20, sort=parsed.sort, total=parsed.total)
     extra, _ = included(session, page.bodies, parsed.includes)
     return len(page.bodies) + len(extra)
+
+
+def _backend_cpu(pid: int) -> float:
+    """The PostgreSQL backend's CPU seconds so far (utime + stime of /proc/PID/stat; the
+    server on this host), or NaN where it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -84,8 +98,13 @@ def main() -> None:
         factory = session_factory(engine)
         wanted = {int(n) for n in args.only.split(",") if n}
         print(f"load average at start {os.getloadavg()[0]:.1f}")
-        print(f"{'#':>2} {'search':30} {'p50 ms':>8} {'p95 ms':>8} {'cpu ms':>7} {'found':>6}")
+        print(
+            f"{'#':>2} {'search':30} {'p50 ms':>8} {'p95 ms':>8} {'cpu ms':>7} {'pg cpu':>7}"
+            f" {'found':>6}"
+        )
         with factory() as session:
+            backend = session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            session.rollback()
             for n, (label, rtype, params) in enumerate(SEARCHES):
                 if wanted and n not in wanted:
                     continue
@@ -100,17 +119,19 @@ def main() -> None:
                     profile.disable()
                     pstats.Stats(profile).sort_stats("cumulative").print_stats(25)
                 times, cpu = [], 0.0
+                pg_before = _backend_cpu(backend)
                 for _ in range(args.runs):
                     c, t = time.process_time(), time.perf_counter()
                     _run(session, rtype, params)
                     times.append((time.perf_counter() - t) * 1000)
                     cpu += time.process_time() - c
                     session.rollback()
+                pg_cpu = (_backend_cpu(backend) - pg_before) * 1000 / args.runs
                 times.sort()
                 p50 = times[len(times) // 2]
                 p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
                 per = cpu * 1000 / args.runs
-                print(f"{n:2} {label:30} {p50:8.2f} {p95:8.2f} {per:7.2f} {found:6}")
+                print(f"{n:2} {label:30} {p50:8.2f} {p95:8.2f} {per:7.2f} {pg_cpu:7.2f} {found:6}")
         engine.dispose()
     print(f"load average at end {os.getloadavg()[0]:.1f}")
 

@@ -261,11 +261,12 @@ def main() -> None:
         action="store_true",
         help="also EXPLAIN ANALYZE each statement (default settings): execution ms, best of 3",
     )
+    ap.add_argument("--prefix", default="plans", help="the scratch schema's name prefix")
     args = ap.parse_args()
     if args.sqlite:
         sqlite_main(args.sqlite, args.observations)
         return
-    with scratch_schema(args.pg, "plans") as schema:
+    with scratch_schema(args.pg, args.prefix) as schema:
         engine = make_engine(schema.url)
         migrate(engine)
         with schema.connect() as conn:

@@ -20,7 +20,9 @@ unknown parameter matches nothing:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Hashable
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -42,6 +44,9 @@ from adapter.store.models import KINDS, Resource
 from adapter.store.models import SearchParam as SearchParamRow
 from adapter.store.resource_keys import target_keys
 
+if TYPE_CHECKING:
+    from adapter.store.search_preread import PreRead
+
 _sp = SearchParamRow.__table__
 _r = Resource.__table__
 
@@ -61,9 +66,10 @@ def named_rows(rtype: str, name: str) -> tuple[str, ...]:
     return param.row_params if param is not None else (name,)
 
 
+@lru_cache(maxsize=1024)
 def param_ids(rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Select[Any]:
     """``SELECT param_id FROM search_param``: of ``rtype`` (any type when None), the row
-    names ``names`` (any when None) and ``kind``."""
+    names ``names`` (any when None) and ``kind`` (a statement is immutable: built once)."""
     query = select(_sp.c.param_id).where(_sp.c.kind == KINDS[kind])
     if rtype is not None:
         query = query.where(_sp.c.resource_type == rtype)
@@ -108,6 +114,21 @@ class ParamIds:
         self._rows: dict[tuple[str, str, int], int] = {}
         self._types: set[str] = set()
         self._all = False
+        # answers read ahead in one statement (``preread``, decision 0108), by the caller's key
+        self._tokens: dict[Hashable, tuple[Ids, bool]] = {}
+        self._targets: dict[Hashable, Ids] = {}
+        self._walks: dict[Hashable, bool] = {}
+
+    def preread(self, pre: PreRead) -> None:
+        """Send the search's one pre-read statement (adapter/store/search_preread.py) and
+        keep its answers: the calls below then read nothing for what it asked."""
+        found = pre.run(self._session)
+        for t, name, kind, pid in found.params:
+            self._rows[(t, name, kind)] = pid
+        self._types.update(found.types)
+        self._tokens.update(found.tokens)
+        self._targets.update(found.targets)
+        self._walks.update(found.walks)
 
     def _load(self, rtype: str | None) -> None:
         if self._all or rtype in self._types:
@@ -122,17 +143,37 @@ class ParamIds:
         else:
             self._types.add(rtype)
 
-    def tokens(self, pids: Ids, condition: Any, rows: Any = None) -> tuple[Ids, bool]:
+    def tokens(
+        self, pids: Ids, condition: Any, rows: Any = None, key: Hashable = None
+    ) -> tuple[Ids, bool]:
         """The dictionary ids of the token parameters ``pids`` whose values meet
         ``condition``, and whether a row of ``rows`` does (PostgreSQL, decision 0103;
-        ``search_tokens.matching_ids``), read through the search's session."""
+        ``search_tokens.matching_ids``), read through the search's session; ``key``: the
+        caller's name for the question, answered from the pre-read (or read once)."""
         from adapter.store.search_tokens import matching_ids
 
-        return matching_ids(self._session, pids, condition, rows)
+        if key is not None and key in self._tokens:
+            return self._tokens[key]
+        found = matching_ids(self._session, pids, condition, rows)
+        if key is not None:
+            self._tokens[key] = found
+        return found
 
     def targets(self, references: tuple[str, ...], id_only: str | None = None) -> Ids:
-        """``targets`` read through the search's session."""
-        return targets(self._session, references, id_only)
+        """``targets`` read through the search's session (or the pre-read)."""
+        key = (references, id_only)
+        if key not in self._targets:
+            self._targets[key] = targets(self._session, references, id_only)
+        return self._targets[key]
+
+    def walk_applies(self, key: Hashable, pids: Ids) -> bool:
+        """``search_tokens.token_walk_applies`` for the sort parameter rows ``pids``
+        (``key``: their names), from the pre-read when it asked."""
+        from adapter.store.search_tokens import token_walk_applies
+
+        if key not in self._walks:
+            self._walks[key] = token_walk_applies(self._session, pids)
+        return self._walks[key]
 
     def of(self, rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Ids:
         """The ids of the row names ``names`` (any when None) of ``rtype`` (any type when

@@ -12,9 +12,10 @@ see every value. SQLite keeps its rows (no GIN).
 
 Readers (adapter/store/search.py, search_order.py, recognition):
 
-* A token criterion reads the dictionary ids that meet it first (``matching_ids``: one
-  small statement through the search's session) and sends them as ONE bound ``integer[]``
-  (``toks_any``): no id in the SQL text, one compiled statement for every code.
+* A token criterion reads the dictionary ids that meet it first, with the search's other
+  pre-reads in ONE statement (adapter/store/search_preread.py, decision 0108; alone,
+  ``matching_ids``) and sends them as ONE bound ``integer[]`` (``toks_any``): no id in the
+  SQL text, one compiled statement for every code.
 * Every reader that starts from one resource (a sort's value and placement, ``:missing``,
   recognition's rows of a person) reads ``token_rows()``: ``search_index UNION ALL`` the
   arrays unnested and joined to the dictionary, as rows of ``search_index``'s columns,
@@ -25,6 +26,7 @@ Readers (adapter/store/search.py, search_order.py, recognition):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -48,7 +50,7 @@ from sqlalchemy.sql.expression import TableClause
 
 from adapter.fhir.index_values import OF_TYPE
 from adapter.store.interning import Interned
-from adapter.store.models import SEARCH_TERMS, SEARCH_TOKEN, Resource, SearchIndex
+from adapter.store.models import SEARCH_TERMS, SEARCH_TOKEN, SearchIndex
 
 search_token = SEARCH_TOKEN
 _d = SEARCH_TOKEN
@@ -90,13 +92,17 @@ def toks_any(terms: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     text is the same for every code: one compiled-cache entry, one prepared statement)."""
     if not ids:
         return false()
-    return terms.c.toks.op("&&")(bindparam(None, list(ids), type_=_INTS, unique=True))
+    return terms.c.toks.op("&&", is_comparison=True)(
+        bindparam(None, list(ids), type_=_INTS, unique=True)
+    )
 
 
+@lru_cache(maxsize=1)
 def dictionary() -> Any:
     """The dictionary as token rows of ``search_index``'s columns (NULLs where the
     dictionary keeps 0 and ''): a criterion's value conditions apply to it unchanged. A
-    value cut to a key is never here (``moves``), so the ``_full`` columns are NULL."""
+    value cut to a key is never here (``moves``), so the ``_full`` columns are NULL. One
+    object for every statement (built once: its columns are not copied per search)."""
     return select(
         _d.c.token_id,
         _d.c.param_id,
@@ -293,45 +299,8 @@ def _all_rows(element: _IndexRows, compiler: Any, **kw: Any) -> str:
     return index_rows_sql(p.format_table(_si), p.format_table(_t))
 
 
-# A whole type sorted by a token (decision 0103): the parameter's codes in the sort's order
-# from the dictionary, each code's resources by one GIN probe (a LATERAL subquery kept apart
-# by ``OFFSET 0``, its own page first), a resource placed by a code when its array holds no
-# id of a code that sorts before it (``better``: an array operator on the row read, not a
-# probe per resource). The page stops after the first codes that fill it, as base's read of
-# ``ix_search_index_token`` in code order did. Only where no row of the parameter that
-# stays a row has a code (``token_walk_applies``): such a row would place its resource too.
-_WALK = """
-SELECT r.body FROM (
-  SELECT c.code, w.resource_key, w.last_updated, w.id FROM (
-    SELECT d.code, array_agg(d.token_id) AS ids,
-      (SELECT coalesce(array_agg(b.token_id), '{{}}') FROM search_token AS b
-       WHERE b.param_id = ANY(:pids) AND b.code {better} d.code) AS better
-    FROM search_token AS d WHERE d.param_id = ANY(:pids)
-    GROUP BY d.code ORDER BY d.code {direction}
-  ) AS c CROSS JOIN LATERAL (
-    SELECT r.resource_key, r.last_updated, r.id FROM search_terms AS t
-    JOIN resource AS r ON r.resource_key = t.resource_key
-    WHERE t.toks && c.ids AND NOT (t.toks && c.better) AND r.resource_type = :rtype
-      AND r.deleted IS false
-    ORDER BY r.last_updated DESC, r.id LIMIT :first OFFSET 0
-  ) AS w ORDER BY c.code {direction}, w.last_updated DESC, w.id LIMIT :first
-) AS p JOIN resource AS r ON r.resource_key = p.resource_key
-ORDER BY p.code {direction}, p.last_updated DESC, p.id LIMIT :limit OFFSET :offset
-"""
-_WALKS = {
-    descending: text(
-        _WALK.format(better=">" if descending else "<", direction="DESC" if descending else "ASC")
-    )
-    .bindparams(
-        bindparam("pids", type_=_INTS),
-        bindparam("rtype"),
-        bindparam("first"),
-        bindparam("limit"),
-        bindparam("offset"),
-    )
-    .columns(body=Resource.__table__.c.body.type)  # the stored body decoded as any read's
-    for descending in (False, True)
-}
+# a row that stays a row of a sort's token parameter with a code (a code cut to a key) would
+# place its resource too: the walk (adapter/store/search_token_walk.py) then does not apply
 _STAYING_CODES = text(
     "SELECT EXISTS (SELECT 1 FROM search_index WHERE param_id = ANY(:pids) AND kind = 1"
     " AND code IS NOT NULL)"
@@ -342,12 +311,3 @@ def token_walk_applies(session: Session, pids: Sequence[int]) -> bool:
     """Whether ``token_walk`` places every valued resource of the parameter rows ``pids``:
     no row of them that stays a row has a code (a code cut to a key: rare)."""
     return not session.execute(_STAYING_CODES, {"pids": list(pids)}).scalar_one()
-
-
-def token_walk(rtype: str, pids: Sequence[int], descending: bool, limit: int, offset: int) -> Any:
-    """The page of ``rtype``'s resources with a value of the token parameter rows ``pids``,
-    sorted by it (the lowest code ascending, the highest descending), then newest change
-    and id, as ``search_order`` sorts (see ``_WALK``)."""
-    return _WALKS[descending].bindparams(
-        pids=list(pids), rtype=rtype, first=offset + limit, limit=limit, offset=offset
-    )

@@ -1,0 +1,190 @@
+"""ONE statement for everything a search reads before its page (decision 0108).
+
+A search puts some values into its page statement that it reads first (decisions 0073,
+0080, 0103): the ``param_id``s of its types (``ParamIds``), the keys of the resources a
+reference criterion names (``targets``), the dictionary ids a token criterion's values
+meet and whether a row that stays a row meets it (``search_tokens.matching_ids``), and for
+a whole type sorted by a token whether the walk applies (``token_walk_applies``). Each was
+its own statement: a patient's code search sent four (parameter ids, dictionary ids,
+patient key, page), one more than before the dictionary (0103's regression).
+
+``PreRead`` collects them as members of ONE ``UNION ALL`` (rows of ``tag, n, k, a, b``),
+sent once before the conditions are built; ``ParamIds`` then answers from what it read
+and reads on its own only what was not asked (an inner criterion of a shape not walked
+here). The members read ``search_param`` by subquery (the ids are not known yet): each is
+a small index read whatever the plan of the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    Select,
+    Text,
+    cast,
+    exists,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session
+
+from adapter.fhir.search_params import RESOURCES
+from adapter.store.index_params import param_ids
+from adapter.store.keys import keys_in
+from adapter.store.models import Resource, SearchIndex, SearchParam
+from adapter.store.resource_keys import _CHUNK, local_target
+from adapter.store.search_tokens import dictionary
+
+_sp = SearchParam.__table__
+_si = SearchIndex.__table__
+_r = Resource.__table__
+_PARAMS, _TOKENS, _TARGETS, _WALK = 0, 1, 2, 3
+_ROW_MEETS = -1  # a token member's k: a row that stays a row meets the criterion
+
+
+@dataclass(slots=True)
+class Found:
+    """What one pre-read statement answered."""
+
+    params: list[tuple[str, str, int, int]] = field(default_factory=list)  # type, name, kind, id
+    types: set[str] = field(default_factory=set)  # the types whose rows were read (all of them)
+    tokens: dict[Hashable, tuple[tuple[int, ...], bool]] = field(default_factory=dict)
+    targets: dict[Hashable, tuple[int, ...]] = field(default_factory=dict)
+    walks: dict[Hashable, bool] = field(default_factory=dict)  # True: the walk applies
+
+
+class PreRead:
+    """The members of a search's one pre-read statement (module docstring)."""
+
+    def __init__(self) -> None:
+        self._types: set[str] = set()
+        self._members: list[Select[Any]] = []
+        self._keys: list[tuple[int, Hashable]] = []  # member number n -> (tag, caller's key)
+
+    def types(self, *rtypes: str) -> None:
+        """The ``search_param`` rows of these types."""
+        self._types.update(t for t in rtypes if t)
+
+    def _slot(self, tag: int, key: Hashable) -> int:
+        self._keys.append((tag, key))
+        return len(self._keys) - 1
+
+    def tokens(
+        self,
+        key: Hashable,
+        rtype: str | None,
+        movable: tuple[str, ...],
+        condition: Callable[[Any], Any],
+        rows: Select[Any] | None,
+    ) -> None:
+        """A token criterion's dictionary ids (the movable row names ``movable`` of
+        ``rtype``, values meeting ``condition``), and whether a row of ``rows`` (its rows
+        that stay rows, their ``param_id`` by subquery) meets it; None: not asked."""
+        n = self._slot(_TOKENS, key)
+        if movable:
+            d = dictionary()
+            pids = param_ids(rtype, movable, "token")
+            self._members.append(
+                _member(_TOKENS, n, d.c.token_id).where(d.c.param_id.in_(pids), condition(d))
+            )
+        if rows is not None:
+            self._members.append(
+                _member(_TOKENS, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(rows))
+            )
+
+    def targets(self, key: Hashable, references: Sequence[str], id_only: str | None) -> bool:
+        """The keys of the stored resources a reference value names (``index_params.targets``);
+        False when there are too many for one statement (the caller reads them itself)."""
+        if id_only is None:
+            wanted = [t for r in references if (t := local_target(r)) is not None]
+            if len(wanted) > _CHUNK:
+                return False
+            where = keys_in(_r.c.resource_type, _r.c.id, wanted)
+        else:
+            where = _r.c.resource_type.in_(sorted(RESOURCES)) & (_r.c.id == id_only)
+        n = self._slot(_TARGETS, key)
+        self._members.append(_member(_TARGETS, n, _r.c.resource_key).where(where))
+        return True
+
+    def walk(self, key: Hashable, rtype: str, names: tuple[str, ...]) -> None:
+        """Whether a row that stays a row of the token parameter rows ``names`` has a code
+        (then the walk does not apply: ``search_tokens.token_walk_applies``)."""
+        n = self._slot(_WALK, key)
+        si = _si.alias()
+        staying = select(si.c.resource_key).where(
+            si.c.param_id.in_(param_ids(rtype, names, "token")),
+            si.c.kind == 1,
+            si.c.code.is_not(None),
+        )
+        self._members.append(
+            _member(_WALK, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(staying))
+        )
+
+    def run(self, session: Session) -> Found:
+        """Send the statement (none when nothing was asked) and sort its answer."""
+        found = Found()
+        members = list(self._members)
+        if self._types:
+            members.insert(0, _params(tuple(sorted(self._types))))
+        if not members:
+            return found
+        query = members[0] if len(members) == 1 else union_all(*members)
+        tokens: dict[int, set[int]] = {}
+        meets: set[int] = set()
+        targets: dict[int, set[int]] = {}
+        blocked: set[int] = set()
+        for tag, n, k, a, b in session.execute(query):
+            if tag == _PARAMS:
+                found.params.append((a, b, n, k))
+            elif tag == _TOKENS:
+                if k == _ROW_MEETS:
+                    meets.add(n)
+                else:
+                    tokens.setdefault(n, set()).add(k)
+            elif tag == _TARGETS:
+                targets.setdefault(n, set()).add(k)
+            else:
+                blocked.add(n)
+        found.types = set(self._types)
+        for n, (tag, key) in enumerate(self._keys):
+            if tag == _TOKENS:
+                found.tokens[key] = (tuple(sorted(tokens.get(n, ()))), n in meets)
+            elif tag == _TARGETS:
+                found.targets[key] = tuple(sorted(targets.get(n, ())))
+            else:
+                found.walks[key] = n not in blocked
+        return found
+
+
+def _member(tag: int, n: int, k: Any) -> Select[Any]:
+    """``SELECT tag, n, k, NULL, NULL``: a member's row (``k`` the id or key read)."""
+    return select(
+        literal_column(str(tag), Integer),
+        literal_column(str(n), Integer),
+        cast(k, BigInteger),
+        cast(null(), Text),
+        cast(null(), Text),
+    )
+
+
+@lru_cache(maxsize=256)
+def _params(types: tuple[str, ...]) -> Select[Any]:
+    """The member that reads the ``search_param`` rows of ``types`` (built once per types)."""
+    query = select(
+        literal_column(str(_PARAMS), Integer),
+        cast(_sp.c.kind, Integer),
+        cast(_sp.c.param_id, BigInteger),
+        _sp.c.resource_type,
+        _sp.c.param,
+    )
+    if len(types) == 1:
+        return query.where(_sp.c.resource_type == types[0])
+    return query.where(_sp.c.resource_type.in_(types))
