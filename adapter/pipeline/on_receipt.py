@@ -185,6 +185,7 @@ def _keep(session: Session, pending: _Pending) -> InboundMessage:
         received_at=receipt.received_at,
         channel=receipt.channel,
         peer=receipt.peer,
+        at_once=True,  # the row as it stays until drained: no unit of work (decision 0107)
     )
     steps.audit_received(session, message, receipt.received_at)
     return message
