@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.errors import AlteredBytesError
@@ -78,6 +78,7 @@ def create_message(
         # amended 2026-12-05 bulkcpu): those would be committed at once below anyway.
         # PostgreSQL: the row is written by ``set_message_result``, in its final form
         # (decision 0089); nothing reads it from the database before
+        configure_mappers()  # (at once, the first ORM use may be this one; a flag after)
         message = _MANAGER.new_instance()
         message.__dict__.update(values)
         make_transient_to_detached(message)
