@@ -1225,8 +1225,9 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
     """An engine on a fresh schema, and the clean-up; or why PostgreSQL cannot be used."""
     try:
         admin = make_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
-        tag = os.environ.get("BENCH_PG_TAG", "")  # a helper's branch name in its schemas
-        schema = f"bench_{tag + '_' if tag else ''}{uuid.uuid4().hex[:10]}"
+        # BENCH_PG_PREFIX: a name of one's own (a helper's branch) in the schema's name
+        prefix = os.environ.get("BENCH_PG_PREFIX", "bench")
+        schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:

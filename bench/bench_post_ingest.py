@@ -544,6 +544,8 @@ def run(
         if follower is not None:
             follower.send_signal(signal.SIGTERM)
             follower.wait(60)
+        if os.environ.get("BENCH_SERVER_LOG"):  # study: the server's log (timestamps)
+            Path(os.environ["BENCH_SERVER_LOG"]).write_text(server.log_text())
     if groups:
         with_four = group_sizes(server.log_text())
         sizes = {n: with_four.get(n, 0) - sizes.get(n, 0) for n in with_four}

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -127,7 +128,7 @@ class ReceiptCommit:
         results: list[IngestResult | None] = [None] * len(group)
         try:
             with self.pipeline.factory.begin() as session:
-                known = bulk._known(session, list({p.key for p in group}))
+                known = _known(session, list({p.key for p in group}))
                 taken: set[tuple[str, str]] = set()
                 for i, pending in enumerate(group):
                     existing = known.get(pending.key)
@@ -169,6 +170,28 @@ class ReceiptCommit:
             return result_of(existing, duplicate=True)
 
 
+# the keys already received, by source: one prepared statement whatever the group's size
+_message = InboundMessage.__table__
+_KNOWN_KEYS = select(_message.c.sha256).where(
+    _message.c.source_system == bindparam("source"),
+    _message.c.sha256.in_(bindparam("digests", expanding=True)),
+)
+
+
+def _known(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], InboundMessage]:
+    """``bulk._known``, for the receipts: the keys found by a plain read first (almost
+    always none), the messages loaded only for those (decision 0107)."""
+    by_source: dict[str, list[str]] = {}
+    for source, digest in keys:
+        by_source.setdefault(source, []).append(digest)
+    found = [
+        (source, digest)
+        for source, digests in by_source.items()
+        for digest in session.scalars(_KNOWN_KEYS, {"source": source, "digests": digests})
+    ]
+    return bulk._known(session, found) if found else {}
+
+
 def _keep(session: Session, pending: _Pending) -> InboundMessage:
     """The inbound message row as received (format and encoding are the drain's to say)
     and its ``message.received`` audit event."""
@@ -185,6 +208,7 @@ def _keep(session: Session, pending: _Pending) -> InboundMessage:
         received_at=receipt.received_at,
         channel=receipt.channel,
         peer=receipt.peer,
+        at_once=True,  # the row as it stays until drained: no unit of work (decision 0107)
     )
     steps.audit_received(session, message, receipt.received_at)
     return message

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.errors import AlteredBytesError
@@ -40,12 +40,15 @@ def create_message(
     message_id: str | None = None,
     channel: str | None = None,
     peer: str | None = None,
+    at_once: bool = False,
 ) -> InboundMessage:
     """Insert a message with status ``received`` (flushed, so its id can be referenced).
 
     ``channel`` and ``peer`` say how it came in (adapter/pipeline/receipt.py makes the peer
     safe to list). The same bytes from the same source violate the unique (source_system, sha256)
-    constraint: look them up with ``find_message`` first.
+    constraint: look them up with ``find_message`` first. ``at_once``: one INSERT now,
+    without the ORM's unit of work (the receipts: the row is final as inserted; decision
+    0107); the instance is as if loaded.
     """
     values: dict[str, Any] = {
         "id": message_id or str(uuid.uuid4()),
@@ -67,8 +70,8 @@ def create_message(
         "attempts": 0,
     }
     writes = held_writes(session)
-    if writes is not None:  # a bulk batch: one INSERT without the unit of work
-        if writes.messages is None:  # SQLite: now
+    if writes is not None or at_once:  # one INSERT without the unit of work
+        if writes is None or writes.messages is None:  # SQLite, or at once: now
             # every column: the values given, None for the rest (as the unset attributes were)
             insert_rows(session, _message, [{**_NO_VALUES, **values}])
         # as if loaded: the row is there (decision 0050); its attributes set as a load sets
@@ -76,11 +79,12 @@ def create_message(
         # amended 2026-12-05 bulkcpu): those would be committed at once below anyway.
         # PostgreSQL: the row is written by ``set_message_result``, in its final form
         # (decision 0089); nothing reads it from the database before
+        configure_mappers()  # (at once, the first ORM use may be this one; a flag after)
         message = _MANAGER.new_instance()
         message.__dict__.update(values)
         make_transient_to_detached(message)
         session.add(message)
-        if writes.messages is not None:
+        if writes is not None and writes.messages is not None:
             writes.hold_message(message)
         return message
     message = InboundMessage(**values)

@@ -280,3 +280,166 @@ def test_a_copy_error_s_input_line_is_masked() -> None:
     assert "欧阳" not in masked and "110101199003077777" not in masked
     assert "COPY search_index, line 14: [REDACTED-DB-VALUES]" in masked
     assert "[SQL: COPY search_index (resource_type) FROM STDIN]" in masked
+
+
+# ---- the gated chain (decision 0107): the same text as every step run --------------------
+
+
+def _full_chain(text: str) -> str:
+    """redact() as it was before its steps were gated: every step on every text that
+    passes the quick check (the reference the gated chain must equal)."""
+    from adapter import logs
+    from adapter.credentials import redact_credentials
+
+    if not text or not logs._QUICK_CHECK_RE.search(text):
+        return text
+    text = redact_credentials(text)
+    text = logs._DB_DETAIL_RE.sub(lambda m: f"{m.group(1)}{logs.DB_VALUES_MASK}", text)
+    text = logs._DB_QUOTED_RE.sub(lambda m: f"{m.group(1)}{logs.DB_VALUES_MASK}", text)
+    text = logs._DB_COPY_RE.sub(lambda m: f"{m.group(1)}{logs.DB_VALUES_MASK}", text)
+    text = logs._SEGMENT_RE.sub(lambda m: f"{m.group(1)}|{logs.SEGMENT_MASK}", text)
+    text = logs._HUMAN_NAME_RE.sub(lambda m: f'{m.group(1)}"{NAME_MASK}"', text)
+    text = logs._NAME_LABEL_RE.sub(lambda m: f"{m.group(1)}{NAME_MASK}", text)
+    text = text.translate(logs._FULL_WIDTH_DIGITS)
+    text = logs._ID18_RE.sub(ID_MASK, text)
+    text = logs._ID15_RE.sub(ID_MASK, text)
+    text = logs._MOBILE_RE.sub(PHONE_MASK, text)
+    return logs._LANDLINE_RE.sub(PHONE_MASK, text)
+
+
+# pieces of what the chain looks for, and of what stands near it in real lines
+_PIECES = [
+    *"0123456789",
+    "１",
+    "３",
+    "８",
+    "X",
+    " ",
+    "-",
+    ".",
+    "|",
+    ":",
+    "=",
+    '"',
+    "'",
+    "\n",
+    "\\r",
+    "(",
+    ")",
+    "[",
+    "]",
+    ",",
+    "+86",
+    "0086",
+    "(010)",
+    "0571-",
+    "138",
+    "1234",
+    "5678",
+    ID18,
+    ID18_X,
+    ID15,
+    MOBILE,
+    "138 1234 5678",
+    "138-1234-5678",
+    "0571-87654321",
+    "PID|",
+    "NK1|",
+    "PID",
+    "family",
+    '"given": ["',
+    "prefix",
+    "姓名：",
+    "patient_name=",
+    "Name",
+    "DETAIL:",
+    "CONTEXT: ",
+    "Duplicate entry ",
+    "Incorrect string value: ",
+    'invalid input syntax for type uuid: "',
+    "COPY t, line 3: ",
+    "Authorization: ",
+    "Bearer ",
+    "Basic ",
+    "dXNlcjpwYXNz",
+    "access_token=",
+    "password",
+    "x-api-key:",
+    "2b34a12f-f3c8-414c-8c54-a75a9fb233ce",
+    "message ",
+    " resources",
+    "张伟",
+    "6.1",
+]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=14).map("".join))
+def test_gated_chain_equals_the_full_chain(text: str) -> None:
+    assert redact(text) == _full_chain(text)
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [ID18, ID18_X, ID15, MOBILE, "+86 138-1234-5678", "0571-87654321", "１３８１２３４５６７８"],
+)
+@pytest.mark.parametrize("position", range(5))
+def test_the_stored_line_masks_personal_data_in_any_argument(
+    logging_state: None, capsys: pytest.CaptureFixture[str], secret: str, position: int
+) -> None:
+    """steps.record_result's line, one argument at a time replaced by a national ID or a
+    phone number (a caller's bug: ids and counts are what belongs there), printed."""
+    configure_logging("INFO")
+    args: list[object] = ["2b34a12f-f3c8-414c-8c54-a75a9fb233ce", "lis-a", 14, 12, 13]
+    args[position] = secret
+    logging.getLogger("adapter.pipeline.steps").info(
+        "message %s from %s: %s resources (%s changed), %s outbox rows", *args
+    )
+    err = capsys.readouterr().err
+    digits = secret.translate(str.maketrans("１２３４５６７８", "12345678"))
+    assert "2b34a12f" in err or position == 0
+    assert secret not in err and digits.replace(" ", "").replace("-", "") not in err
+    assert ID_MASK in err or PHONE_MASK in err
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['{"family": "欧阳", "given": ["娜娜"]}', "姓名：欧阳娜娜", "patient_name=欧阳娜娜"],
+)
+def test_the_stored_line_masks_a_name_in_any_argument(
+    logging_state: None, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    configure_logging("INFO")
+    for position in range(2):
+        args = ["2b34a12f-f3c8-414c-8c54-a75a9fb233ce", "lis-a"]
+        args[position] = name
+        logging.getLogger("adapter.pipeline.steps").info("message %s from %s: 3 resources", *args)
+    err = capsys.readouterr().err
+    assert "娜娜" not in err and err.count(NAME_MASK) >= 2
+
+
+def test_a_record_redacted_at_creation_is_not_redacted_again_but_its_extras_are(
+    logging_state: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The handler's filter after the record factory: the message is kept (one pass), an
+    ``extra=`` field (added after the factory) and a message replaced since are redacted."""
+    configure_logging("INFO", json=True)
+    log = logging.getLogger("adapter.test")
+    log.info("message %s", ID18, extra={"peer": f"caller {MOBILE}"})
+
+    class Replace(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg = f"replaced {MOBILE}"
+            return True
+
+    replace = Replace()
+    log.addFilter(replace)
+    try:
+        log.info("plain")
+    finally:
+        log.removeFilter(replace)
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert lines[0]["message"] == f"message {ID_MASK}"
+    assert lines[0]["peer"] == f"caller {PHONE_MASK}"
+    assert lines[1]["message"] == f"replaced {PHONE_MASK}"
+    assert all(not k.startswith("_") for line in lines for k in line)

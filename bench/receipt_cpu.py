@@ -1,0 +1,83 @@
+"""The receipts' CPU per document in process (decision 0107): ``pipeline.receive`` (answer on
+receipt: the row, its audit record, shared transactions) from 4 threads on a fresh SQLite
+file, thread CPU per receipt; ``--profile`` prints a thread-CPU cProfile.
+
+    .venv/bin/python bench/receipt_cpu.py [COPIES] [--profile]   (30 fixtures x COPIES)
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import logging
+import pstats
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_delivery import Patients
+from bench_ingest import load_fixtures, make_input, routed_settings
+
+from adapter.consortium import load_consortium
+from adapter.pipeline import Receipt
+from adapter.runtime import make_pipeline
+from adapter.store import make_engine, migrate, session_factory
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("copies", nargs="?", type=int, default=10)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    logging.disable(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = routed_settings(Path(tmp))
+        consortium = load_consortium(settings.config)
+        fixtures = load_fixtures(consortium)
+        engine = make_engine(f"sqlite:///{Path(tmp) / 'd.db'}")
+        migrate(engine)
+        pipeline = make_pipeline(settings, consortium, session_factory(engine))
+        patients = Patients(spread_births=True)
+        for source, raw in make_input(fixtures, 1, "warm.", patients):
+            pipeline.receive(raw, Receipt(source, "http"))
+        items = make_input(fixtures, args.copies, "run.", patients)
+        profiles: list[cProfile.Profile] = []
+        spent: list[float] = []
+
+        def client(part: list[tuple[str, bytes]]) -> None:
+            profile = cProfile.Profile(time.thread_time) if args.profile else None
+            start = time.thread_time()
+            if profile is not None:
+                profile.enable()
+            for source, raw in part:
+                pipeline.receive(raw, Receipt(source, "http"))
+            if profile is not None:
+                profile.disable()
+                profiles.append(profile)
+            spent.append(time.thread_time() - start)
+
+        threads = [threading.Thread(target=client, args=(items[i::4],)) for i in range(4)]
+        wall = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - wall
+        print(
+            f"{len(items)} receipts, {sum(spent) * 1000 / len(items):.3f} ms CPU each, "
+            f"{pipeline.receipts.groups} transactions, wall {wall:.2f} s"
+        )
+        if profiles:
+            stats = pstats.Stats(profiles[0])
+            for profile in profiles[1:]:
+                stats.add(profile)
+            stats.sort_stats("cumulative").print_stats(50)
+
+
+if __name__ == "__main__":
+    main()
