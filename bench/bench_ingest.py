@@ -1225,7 +1225,9 @@ def postgres_engine(url: str) -> tuple[Engine, Callable[[], None]] | str:
     """An engine on a fresh schema, and the clean-up; or why PostgreSQL cannot be used."""
     try:
         admin = make_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 3})
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        # BENCH_PG_SCHEMA_PREFIX: name the schema after its owner on a shared server
+        prefix = os.environ.get("BENCH_PG_SCHEMA_PREFIX", "bench")
+        schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
         with admin.begin() as conn:
             conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     except Exception as exc:
