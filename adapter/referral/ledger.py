@@ -382,7 +382,11 @@ def note_task(
     zone = zone or ZoneInfo(consortium.timezone or "Asia/Shanghai")
     described = describe(session, consortium, task, zone, at)
     row = session.get(ReferralLedger, str(task["id"]))
+    listed = None
     if row is None:
+        # the worklist read before the new row is added: its autoflush would write the row
+        # without its next deadline, then an UPDATE (one statement more a new referral)
+        listed = _listed(session, str(task["id"]))
         row = ReferralLedger(task_id=str(task["id"]), follow_ups=0, updated_at=at)
         session.add(row)
     for key, value in described.items():
@@ -398,7 +402,7 @@ def note_task(
     if not row.backfilled and row.arrived_at is not None and row.created_at > row.arrived_at:
         row.backfilled = True
     row.updated_at = at
-    schedule(session, consortium, row, at)
+    schedule(session, consortium, row, at, listed)
     return row
 
 
@@ -420,18 +424,31 @@ def record_follow_up(
     return row
 
 
-def schedule(session: Session, consortium: Consortium, row: ReferralLedger, now: datetime) -> None:
-    """The next deadline not yet on the worklist (the scheduler's index); the worklist rows
-    of steps now done (or no longer owed) are resolved, but for the expiry of a Task the
-    adapter cancelled as 已过期: the referral was lost, it stays on the worklist."""
-    due = owed(row, consortium.referrals.deadlines)
-    kinds = {d.kind for d in due}
-    listed = {
+def _listed(session: Session, task_id: str) -> dict[str, ReferralOverdue]:
+    """The Task's rows on the overdue worklist, by kind."""
+    return {
         item.kind: item
         for item in session.scalars(
-            select(ReferralOverdue).where(ReferralOverdue.task_id == row.task_id)
+            select(ReferralOverdue).where(ReferralOverdue.task_id == task_id)
         )
     }
+
+
+def schedule(
+    session: Session,
+    consortium: Consortium,
+    row: ReferralLedger,
+    now: datetime,
+    listed: dict[str, ReferralOverdue] | None = None,
+) -> None:
+    """The next deadline not yet on the worklist (the scheduler's index); the worklist rows
+    of steps now done (or no longer owed) are resolved, but for the expiry of a Task the
+    adapter cancelled as 已过期: the referral was lost, it stays on the worklist.
+    ``listed``: the Task's worklist rows when the caller read them (``_listed``)."""
+    due = owed(row, consortium.referrals.deadlines)
+    kinds = {d.kind for d in due}
+    if listed is None:
+        listed = _listed(session, row.task_id)
     for kind, item in listed.items():
         if kind == "expire" and row.business_status == "expired":
             continue  # the referral was lost: it stays on the worklist
