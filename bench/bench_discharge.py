@@ -19,15 +19,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import store_statements
 from bench_delivery import process_cpu
 from bench_ingest import DEFAULT_PG, postgres_engine
 from bench_night import DAY, generate, write_config
@@ -109,11 +112,30 @@ def run(
         seconds=spent,
         load=load,
         postgres=process_cpu(lambda _pid, name: name == "postgres") - postgres_before,
+        report=report,
         received=report["totals"]["received"],
         gaps=report["totals"]["gaps"],
         code=done.returncode,
     )
     return found
+
+
+DUMPED = (
+    *store_statements._DUMPED,
+    "referral_ledger",
+    "referral_overdue",
+    "sync_item",
+)
+_RUN_FIELDS = re.compile(r'"(run_id|run|started|finished|seconds|elapsed|[a-z_]*_at)": [^,}]*')
+
+
+def dump(engine: Any, stem: Path, found: dict[str, Any]) -> None:
+    """The run's stored rows (``<stem>.rows``) and its report without the run's id and
+    times (``<stem>.report``): two runs of the same night compare equal (``cmp``)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    store_statements._dump(engine, stem.with_suffix(".rows"), DUMPED)
+    report = json.dumps(found.get("report"), ensure_ascii=False, sort_keys=True, indent=1)
+    stem.with_suffix(".report").write_text(_RUN_FIELDS.sub(r'"\1": -', report) + "\n")
 
 
 def main() -> None:
@@ -130,6 +152,11 @@ def main() -> None:
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--statements", action="store_true", help="print the commonest statements")
     ap.add_argument("--profile", help="a folder: run each sync under cProfile instead")
+    ap.add_argument(
+        "--dump",
+        help="a folder: write every stored row (store_statements._dump, and the referral "
+        "ledger, worklist and sync ledger) and the report of each PostgreSQL run there",
+    )
     ap.add_argument(
         "--workers", type=int, help="translation workers (the setting; 0: in the sync process)"
     )
@@ -170,6 +197,8 @@ def main() -> None:
                     )
                     try:
                         r = run(tree, url, config, tmp, profile, args.workers)
+                        if args.dump and drop:
+                            dump(engine, Path(args.dump) / f"{tree.name}-{db}-{turn}", r)
                     finally:
                         if drop:
                             drop()

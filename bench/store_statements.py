@@ -87,7 +87,7 @@ _DUMPED = (
 _STAMPS = re.compile(r'"(lastUpdated|recorded)":"[^"]*"')
 
 
-def _dump(engine: Any, path: Path) -> None:
+def _dump(engine: Any, path: Path, tables: tuple[str, ...] = _DUMPED) -> None:
     """The rows of ``_DUMPED``, sorted, one JSON line each: datetimes left out, message ids
     replaced by their bytes' sha256, bodies (decoded) without meta.lastUpdated and
     Provenance.recorded (the time of the run)."""
@@ -100,7 +100,7 @@ def _dump(engine: Any, path: Path) -> None:
     from adapter.store.body_codec import json_bytes
 
     metadata = MetaData()
-    metadata.reflect(engine, only=[t for t in _DUMPED])
+    metadata.reflect(engine, only=list(tables))
     lines: list[str] = []
     with engine.connect() as conn:
         ids: dict[str, str] = {}
@@ -127,13 +127,13 @@ def _dump(engine: Any, path: Path) -> None:
                 return clean(json.dumps(value, ensure_ascii=False, sort_keys=True))
             return str(value) if not isinstance(value, int | float | bool | None) else value
 
-        for name in _DUMPED:
+        for name in tables:
             table = metadata.tables[name]
             for row in conn.execute(select(table)):
                 kept = {
                     k: clean(v)
                     for k, v in row._mapping.items()
-                    if not isinstance(v, dt.datetime) and k != "raw"
+                    if not isinstance(v, dt.datetime) and k not in ("raw", "run_id")
                 }
                 if '"resourceType":"Provenance"' in str(kept.get("body")):
                     kept.pop("content_hash")  # of a body with the run's time (recorded)
