@@ -126,7 +126,7 @@ DUMPED = (
     "referral_overdue",
     "sync_item",
 )
-_RUN_FIELDS = re.compile(r'"(run_id|run|started|finished|seconds|elapsed|[a-z_]*_at)": [^,}]*')
+_RUN_FIELDS = re.compile(r'"(id|run_id|[a-z_]*_ms|seconds|[a-z_]*_at)": [^,\n]*')
 
 
 def dump(engine: Any, stem: Path, found: dict[str, Any]) -> None:

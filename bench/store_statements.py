@@ -84,7 +84,7 @@ _DUMPED = (
     "outbox", "identity_record", "identity_key", "identity_history", "identity_review",
     "care_relationship",
 )  # fmt: skip
-_STAMPS = re.compile(r'"(lastUpdated|recorded)":"[^"]*"')
+_STAMPS = re.compile(r'"(lastUpdated|recorded|lastModified)":"[^"]*"')  # the run's times
 
 
 def _dump(engine: Any, path: Path, tables: tuple[str, ...] = _DUMPED) -> None:
@@ -129,6 +129,15 @@ def _dump(engine: Any, path: Path, tables: tuple[str, ...] = _DUMPED) -> None:
                 return clean(json.dumps(value, ensure_ascii=False, sort_keys=True))
             return str(value) if not isinstance(value, int | float | bool | None) else value
 
+        def row_text(row: Any) -> str:
+            body = row._mapping.get("body")
+            if isinstance(body, memoryview | bytes):
+                try:
+                    return json_bytes(bytes(body)).decode()
+                except Exception:
+                    return ""
+            return str(body)
+
         for name in tables:
             table = metadata.tables[name]
             for row in conn.execute(select(table)):
@@ -137,8 +146,10 @@ def _dump(engine: Any, path: Path, tables: tuple[str, ...] = _DUMPED) -> None:
                     for k, v in row._mapping.items()
                     if not isinstance(v, dt.datetime) and k not in ("raw", "run_id")
                 }
-                if '"resourceType":"Provenance"' in str(kept.get("body")):
-                    kept.pop("content_hash")  # of a body with the run's time (recorded)
+                body = str(kept.get("body"))
+                if '"resourceType":"Provenance"' in body or '"lastModified"' in row_text(row):
+                    # of a body with the run's time (Provenance.recorded, Task.lastModified)
+                    kept.pop("content_hash", None)
                 lines.append(name + " " + json.dumps(kept, ensure_ascii=False, sort_keys=True))
     path.write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
     print(f"{len(lines)} rows written to {path}")
