@@ -11,7 +11,12 @@ workers (``RUSAGE_CHILDREN``, reaped at exit), SQL statements per document (a
 ``before_cursor_execute`` listener on every Engine of the sync process: a count that does
 not depend on load), on PostgreSQL the CPU of every ``postgres`` process meanwhile (an upper
 bound: other users' included), wall time and the load average. ``--profile DIR`` runs
-each sync under cProfile instead (``DIR/<tree>-<db>.prof``; its CPU is then not comparable).
+each sync under cProfile timed by the process's CPU clock instead (``DIR/<tree>-<db>.prof``;
+its CPU is then not comparable); ``--workers 0`` translates in the sync process (to profile
+the translation too). ``--dump DIR`` writes every stored row and the report of each
+PostgreSQL run (``DIR/<tree>-postgresql-<turn>.rows`` / ``.report``): base and branch
+compare equal with ``cmp`` when their output is the same. ``BENCH_PG_SCHEMA_PREFIX``
+names the schemas (``<prefix>_<hex>``) on a shared server.
 """
 
 from __future__ import annotations
