@@ -11,7 +11,12 @@ workers (``RUSAGE_CHILDREN``, reaped at exit), SQL statements per document (a
 ``before_cursor_execute`` listener on every Engine of the sync process: a count that does
 not depend on load), on PostgreSQL the CPU of every ``postgres`` process meanwhile (an upper
 bound: other users' included), wall time and the load average. ``--profile DIR`` runs
-each sync under cProfile instead (``DIR/<tree>-<db>.prof``; its CPU is then not comparable).
+each sync under cProfile timed by the process's CPU clock instead (``DIR/<tree>-<db>.prof``;
+its CPU is then not comparable); ``--workers 0`` translates in the sync process (to profile
+the translation too). ``--dump DIR`` writes every stored row and the report of each
+PostgreSQL run (``DIR/<tree>-postgresql-<turn>.rows`` / ``.report``): base and branch
+compare equal with ``cmp`` when their output is the same. ``BENCH_PG_PREFIX``
+names the schemas (``<prefix>_<hex>``) on a shared server.
 """
 
 from __future__ import annotations
@@ -19,15 +24,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import store_statements
 from bench_delivery import process_cpu
 from bench_ingest import DEFAULT_PG, postgres_engine
 from bench_night import DAY, generate, write_config
@@ -59,9 +67,27 @@ from adapter.cli import app
 app()
 """
 
+# ``--profile``: cProfile timed by the process's CPU clock, written at exit
+PROFILER = """
+import atexit, cProfile, sys, time
+profiler = cProfile.Profile(time.process_time)
+def done(path=sys.argv[1]):
+    profiler.disable()
+    profiler.dump_stats(path)
+atexit.register(done)
+sys.argv = ["adapter", *sys.argv[2:]]
+profiler.enable()
+from adapter.cli import app
+app()
+"""
 
-def run(tree: Path, url: str, config: Path, tmp: Path, profile: Path | None) -> dict[str, float]:
+
+def run(
+    tree: Path, url: str, config: Path, tmp: Path, profile: Path | None, workers: int | None = None
+) -> dict[str, float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ADAPTER_")}
+    if workers is not None:  # 0: translate in the sync process (to profile translation)
+        env["ADAPTER_TRANSLATE_WORKERS"] = str(workers)
     env.update(
         {
             "ADAPTER_DATABASE_URL": url,
@@ -72,9 +98,8 @@ def run(tree: Path, url: str, config: Path, tmp: Path, profile: Path | None) -> 
     )
     counts = tmp / "counts.json"
     command = [sys.executable]
-    if profile:
-        command += ["-m", "cProfile", "-o", str(profile)]
-        command += ["-m", "adapter.cli"]
+    if profile:  # CPU time, not wall time: the host is shared (waits are not costs)
+        command += ["-c", PROFILER, str(profile)]
     else:
         command += ["-c", WRAPPER, str(counts)]
     command += ["sync", "--day", DAY.isoformat(), "--json", "--quiet"]
@@ -92,11 +117,30 @@ def run(tree: Path, url: str, config: Path, tmp: Path, profile: Path | None) -> 
         seconds=spent,
         load=load,
         postgres=process_cpu(lambda _pid, name: name == "postgres") - postgres_before,
+        report=report,
         received=report["totals"]["received"],
         gaps=report["totals"]["gaps"],
         code=done.returncode,
     )
     return found
+
+
+DUMPED = (
+    *store_statements._DUMPED,
+    "referral_ledger",
+    "referral_overdue",
+    "sync_item",
+)
+_RUN_FIELDS = re.compile(r'"(id|run_id|[a-z_]*_ms|seconds|[a-z_]*_at)": [^,\n]*')
+
+
+def dump(engine: Any, stem: Path, found: dict[str, Any]) -> None:
+    """The run's stored rows (``<stem>.rows``) and its report without the run's id and
+    times (``<stem>.report``): two runs of the same night compare equal (``cmp``)."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    store_statements._dump(engine, stem.with_suffix(".rows"), DUMPED)
+    report = json.dumps(found.get("report"), ensure_ascii=False, sort_keys=True, indent=1)
+    stem.with_suffix(".report").write_text(_RUN_FIELDS.sub(r'"\1": -', report) + "\n")
 
 
 def main() -> None:
@@ -113,6 +157,14 @@ def main() -> None:
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--statements", action="store_true", help="print the commonest statements")
     ap.add_argument("--profile", help="a folder: run each sync under cProfile instead")
+    ap.add_argument(
+        "--dump",
+        help="a folder: write every stored row (store_statements._dump, and the referral "
+        "ledger, worklist and sync ledger) and the report of each PostgreSQL run there",
+    )
+    ap.add_argument(
+        "--workers", type=int, help="translation workers (the setting; 0: in the sync process)"
+    )
     args = ap.parse_args()
     trees = [Path(t).resolve() for t in args.tree or [Path(__file__).resolve().parent.parent]]
     with tempfile.TemporaryDirectory() as folder:
@@ -149,7 +201,9 @@ def main() -> None:
                         else None
                     )
                     try:
-                        r = run(tree, url, config, tmp, profile)
+                        r = run(tree, url, config, tmp, profile, args.workers)
+                        if args.dump and drop:
+                            dump(engine, Path(args.dump) / f"{tree.name}-{db}-{turn}", r)
                     finally:
                         if drop:
                             drop()

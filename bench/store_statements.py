@@ -84,10 +84,10 @@ _DUMPED = (
     "outbox", "identity_record", "identity_key", "identity_history", "identity_review",
     "care_relationship",
 )  # fmt: skip
-_STAMPS = re.compile(r'"(lastUpdated|recorded)":"[^"]*"')
+_STAMPS = re.compile(r'"(lastUpdated|recorded|lastModified)":"[^"]*"')  # the run's times
 
 
-def _dump(engine: Any, path: Path) -> None:
+def _dump(engine: Any, path: Path, tables: tuple[str, ...] = _DUMPED) -> None:
     """The rows of ``_DUMPED``, sorted, one JSON line each: datetimes left out, message ids
     replaced by their bytes' sha256, bodies (decoded) without meta.lastUpdated and
     Provenance.recorded (the time of the run)."""
@@ -100,7 +100,7 @@ def _dump(engine: Any, path: Path) -> None:
     from adapter.store.body_codec import json_bytes
 
     metadata = MetaData()
-    metadata.reflect(engine, only=[t for t in _DUMPED])
+    metadata.reflect(engine, only=list(tables))
     lines: list[str] = []
     with engine.connect() as conn:
         ids: dict[str, str] = {}
@@ -109,7 +109,9 @@ def _dump(engine: Any, path: Path) -> None:
         ):
             ids[stored] = digest  # the 16 bytes of a message id column, as hex
             ids[str(uuid.UUID(hex=stored[-32:]))] = digest  # the text, in bodies
-        pattern = re.compile("|".join(map(re.escape, ids))) if ids else None
+        # a message id in a text is a UUID: one pattern, looked up (an alternation of every
+        # id took minutes at a thousand messages)
+        pattern = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
         def clean(value: Any) -> Any:
             if isinstance(value, memoryview | bytes):
@@ -122,21 +124,32 @@ def _dump(engine: Any, path: Path) -> None:
                     return ids.get(value.hex(), value.hex())
             if isinstance(value, str):
                 value = _STAMPS.sub("", value)
-                return pattern.sub(lambda m: ids[m.group(0)], value) if pattern else value
+                return pattern.sub(lambda m: ids.get(m.group(0), m.group(0)), value)
             if isinstance(value, list | dict):
                 return clean(json.dumps(value, ensure_ascii=False, sort_keys=True))
             return str(value) if not isinstance(value, int | float | bool | None) else value
 
-        for name in _DUMPED:
+        def row_text(row: Any) -> str:
+            body = row._mapping.get("body")
+            if isinstance(body, memoryview | bytes):
+                try:
+                    return json_bytes(bytes(body)).decode()
+                except Exception:
+                    return ""
+            return str(body)
+
+        for name in tables:
             table = metadata.tables[name]
             for row in conn.execute(select(table)):
                 kept = {
                     k: clean(v)
                     for k, v in row._mapping.items()
-                    if not isinstance(v, dt.datetime) and k != "raw"
+                    if not isinstance(v, dt.datetime) and k not in ("raw", "run_id")
                 }
-                if '"resourceType":"Provenance"' in str(kept.get("body")):
-                    kept.pop("content_hash")  # of a body with the run's time (recorded)
+                body = str(kept.get("body"))
+                if '"resourceType":"Provenance"' in body or '"lastModified"' in row_text(row):
+                    # of a body with the run's time (Provenance.recorded, Task.lastModified)
+                    kept.pop("content_hash", None)
                 lines.append(name + " " + json.dumps(kept, ensure_ascii=False, sort_keys=True))
     path.write_text("\n".join(sorted(lines)) + "\n", encoding="utf-8")
     print(f"{len(lines)} rows written to {path}")

@@ -80,15 +80,27 @@ class Applied:
     saved: list[Saved] = field(default_factory=list)  # the new versions (Task, ServiceRequest)
 
 
-def facility_of(session: Session, consortium: Consortium, reference: Any) -> str | None:
-    """The member facility of a stored Organization (or PractitionerRole's organization)."""
+def facility_of(
+    session: Session,
+    consortium: Consortium,
+    reference: Any,
+    reads: dict[str, dict[str, Any] | None] | None = None,
+) -> str | None:
+    """The member facility of a stored Organization (or PractitionerRole's organization).
+    ``reads``: resources already read (by reference) while nothing was written, used and
+    completed (adapter.referral.ledger.describe)."""
     ref = str((reference or {}).get("reference") or "") if isinstance(reference, dict) else ""
     found: dict[str, dict[str, Any]] = {}
     for _ in range(2):  # PractitionerRole -> Organization
         if "/" not in ref:
             return None
         kind, rid = ref.split("/", 1)
-        body = read_resource(session, kind, rid)
+        if reads is not None and ref in reads:
+            body = reads[ref]
+        else:
+            body = read_resource(session, kind, rid)
+            if reads is not None:
+                reads[ref] = body
         if body is None:
             return None
         found[ref] = body

@@ -73,11 +73,23 @@ def _ref(value: Any) -> str:
     return str((value or {}).get("reference") or "") if isinstance(value, dict) else ""
 
 
-def _read(session: Session, reference: str) -> dict[str, Any] | None:
+Reads = dict[str, dict[str, Any] | None]
+
+
+def _read(session: Session, reference: str, reads: Reads | None = None) -> dict[str, Any] | None:
+    """The stored resource ``reference`` names; ``reads``: the ones this row's description
+    read already (a slip's requester, owner and receiving doctor are often one
+    PractitionerRole, Practitioner and Organization: read once, not up to four times).
+    Nothing is written while a row is described, so a second read would find the same."""
     if "/" not in reference:
         return None
+    if reads is not None and reference in reads:
+        return reads[reference]
     kind, rid = reference.split("/", 1)
-    return read_resource(session, kind, rid)
+    body = read_resource(session, kind, rid)
+    if reads is not None:
+        reads[reference] = body
+    return body
 
 
 def _when(value: str | None, zone: Any) -> datetime | None:
@@ -184,23 +196,23 @@ def missing_of(request: dict[str, Any], direction: str) -> list[str]:
 
 
 def _facility(
-    session: Session, consortium: Consortium, reference: Any
+    session: Session, consortium: Consortium, reference: Any, reads: Reads | None = None
 ) -> tuple[str | None, str | None, str | None]:
     """(member facility id or the Organization's name, department, doctor) of a requester
     or owner: an Organization, or a PractitionerRole with its specialty and Practitioner."""
     from adapter.referral.apply import facility_of
 
     ref = _ref(reference)
-    body = _read(session, ref) or {}
+    body = _read(session, ref, reads) or {}
     department = doctor = None
     organization = body
     if body.get("resourceType") == "PractitionerRole":
         department = next(
             (s.get("text") for s in body.get("specialty") or [] if s.get("text")), None
         )
-        doctor = _person_name(_read(session, _ref(body.get("practitioner"))))
-        organization = _read(session, _ref(body.get("organization"))) or {}
-    member = facility_of(session, consortium, reference)
+        doctor = _person_name(_read(session, _ref(body.get("practitioner")), reads))
+        organization = _read(session, _ref(body.get("organization")), reads) or {}
+    member = facility_of(session, consortium, reference, reads)
     name = member or (str(organization.get("name"))[:64] if organization.get("name") else None)
     return name, _fit(department), _fit(doctor)
 
@@ -219,11 +231,11 @@ def _receiver_department(request: dict[str, Any]) -> str | None:
     return None
 
 
-def _insurance(session: Session, request: dict[str, Any]) -> str | None:
+def _insurance(session: Session, request: dict[str, Any], reads: Reads | None = None) -> str | None:
     """The insurance type: the ``Coverage.type`` a slip's ``insurance`` names, else the
     reference's display (the slip mappings write the 医疗付费方式 name there)."""
     for item in request.get("insurance") or []:
-        coverage = _read(session, _ref(item)) or {}
+        coverage = _read(session, _ref(item), reads) or {}
         kind = coverage.get("type") or {}
         text = kind.get("text") or next(
             (c.get("display") or c.get("code") for c in kind.get("coding") or []), None
@@ -234,16 +246,18 @@ def _insurance(session: Session, request: dict[str, Any]) -> str | None:
     return None
 
 
-def _receiving_doctor(session: Session, request: dict[str, Any]) -> str | None:
+def _receiving_doctor(
+    session: Session, request: dict[str, Any], reads: Reads | None = None
+) -> str | None:
     """The doctor a slip sends the patient to (接诊医生): a Practitioner (or a
     PractitionerRole's) among the ServiceRequest's performers."""
     for performer in request.get("performer") or []:
         ref = _ref(performer)
         if ref.startswith("Practitioner/"):
-            name = _person_name(_read(session, ref))
+            name = _person_name(_read(session, ref, reads))
         elif ref.startswith("PractitionerRole/"):
-            role = _read(session, ref) or {}
-            name = _person_name(_read(session, _ref(role.get("practitioner"))))
+            role = _read(session, ref, reads) or {}
+            name = _person_name(_read(session, _ref(role.get("practitioner")), reads))
         else:
             continue
         if name:
@@ -256,16 +270,17 @@ def describe(
 ) -> dict[str, Any]:
     """The descriptive columns of a Task's row (all but the step times). The slip's date
     is its ``authoredOn``; without one, when the Task was stored (``at``)."""
-    request = _read(session, _ref(task.get("focus"))) or {}
+    reads: Reads = {}  # each resource read once for the row (bench_discharge --statements)
+    request = _read(session, _ref(task.get("focus")), reads) or {}
     sender, sender_department, sender_doctor = _facility(
-        session, consortium, task.get("requester") or request.get("requester")
+        session, consortium, task.get("requester") or request.get("requester"), reads
     )
     receiver, receiver_department, receiver_doctor = _facility(
-        session, consortium, task.get("owner")
+        session, consortium, task.get("owner"), reads
     )
     levels = {f.id: f.level for f in consortium.facilities}
     direction = _direction(request, levels.get(sender or ""), levels.get(receiver or ""))
-    patient = _read(session, _ref(task.get("for") or request.get("subject"))) or {}
+    patient = _read(session, _ref(task.get("for") or request.get("subject")), reads) or {}
     created = _when(request.get("authoredOn") or task.get("authoredOn"), zone)
     created = created or _when(str((task.get("meta") or {}).get("lastUpdated") or ""), zone) or at
     codes = [
@@ -293,7 +308,7 @@ def describe(
         "patient_masked": mask_name(_person_name(patient)),
         "sex": patient.get("gender"),
         "age": _age(patient.get("birthDate"), created),
-        "insurance": _insurance(session, request),
+        "insurance": _insurance(session, request, reads),
         "diagnosis_code": (str(diagnosis.get("code"))[:32] if diagnosis.get("code") else None),
         "diagnosis_text": (str(diagnosis.get("display") or "")[:255] or None),
         "reason": "；".join(reasons) or None,
@@ -302,7 +317,7 @@ def describe(
         "sender_doctor": sender_doctor,
         "receiver_facility": receiver,
         "receiver_department": receiver_department or _fit(_receiver_department(request)),
-        "receiver_doctor": receiver_doctor or _receiving_doctor(session, request),
+        "receiver_doctor": receiver_doctor or _receiving_doctor(session, request, reads),
         "out_of_county": not in_county,
         "missing": missing_of(request, direction),
         "created_at": created,
@@ -367,7 +382,11 @@ def note_task(
     zone = zone or ZoneInfo(consortium.timezone or "Asia/Shanghai")
     described = describe(session, consortium, task, zone, at)
     row = session.get(ReferralLedger, str(task["id"]))
+    listed = None
     if row is None:
+        # the worklist read before the new row is added: its autoflush would write the row
+        # without its next deadline, then an UPDATE (one statement more a new referral)
+        listed = _listed(session, str(task["id"]))
         row = ReferralLedger(task_id=str(task["id"]), follow_ups=0, updated_at=at)
         session.add(row)
     for key, value in described.items():
@@ -383,7 +402,7 @@ def note_task(
     if not row.backfilled and row.arrived_at is not None and row.created_at > row.arrived_at:
         row.backfilled = True
     row.updated_at = at
-    schedule(session, consortium, row, at)
+    schedule(session, consortium, row, at, listed)
     return row
 
 
@@ -405,18 +424,31 @@ def record_follow_up(
     return row
 
 
-def schedule(session: Session, consortium: Consortium, row: ReferralLedger, now: datetime) -> None:
-    """The next deadline not yet on the worklist (the scheduler's index); the worklist rows
-    of steps now done (or no longer owed) are resolved, but for the expiry of a Task the
-    adapter cancelled as 已过期: the referral was lost, it stays on the worklist."""
-    due = owed(row, consortium.referrals.deadlines)
-    kinds = {d.kind for d in due}
-    listed = {
+def _listed(session: Session, task_id: str) -> dict[str, ReferralOverdue]:
+    """The Task's rows on the overdue worklist, by kind."""
+    return {
         item.kind: item
         for item in session.scalars(
-            select(ReferralOverdue).where(ReferralOverdue.task_id == row.task_id)
+            select(ReferralOverdue).where(ReferralOverdue.task_id == task_id)
         )
     }
+
+
+def schedule(
+    session: Session,
+    consortium: Consortium,
+    row: ReferralLedger,
+    now: datetime,
+    listed: dict[str, ReferralOverdue] | None = None,
+) -> None:
+    """The next deadline not yet on the worklist (the scheduler's index); the worklist rows
+    of steps now done (or no longer owed) are resolved, but for the expiry of a Task the
+    adapter cancelled as 已过期: the referral was lost, it stays on the worklist.
+    ``listed``: the Task's worklist rows when the caller read them (``_listed``)."""
+    due = owed(row, consortium.referrals.deadlines)
+    kinds = {d.kind for d in due}
+    if listed is None:
+        listed = _listed(session, row.task_id)
     for kind, item in listed.items():
         if kind == "expire" and row.business_status == "expired":
             continue  # the referral was lost: it stays on the worklist

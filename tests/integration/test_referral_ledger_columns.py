@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.pipeline import Receipt
@@ -109,3 +110,45 @@ def test_the_receiver_s_answer_names_the_doctor(
     assert made.status.startswith("processed"), made.issues
     assert not [i for i in made.issues if i.expression == "ServiceRequest.performer"]
     assert _columns(session_factory, made)["receiver_doctor"] == "赵明"
+
+
+def test_a_new_slip_s_row_reads_each_resource_once_and_is_written_once(
+    tmp_path: Path, session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """Describing a ledger row reads the requester's and the owner's PractitionerRole,
+    Practitioner and Organization once each (decision 0109: they were read up to four
+    times), and a new row is inserted with its next deadline, not inserted then updated.
+    The row's columns are those test_a_hl7_slip_with_them_fills_them checks."""
+    pipeline = pipeline_for(consortium_by_care(tmp_path), session_factory)
+    reads: list[tuple[Any, ...]] = []
+    updates: list[str] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        flat = " ".join(statement.split())
+        if flat.startswith("SELECT resource.body, resource.deleted FROM resource WHERE"):
+            values = parameters.values() if isinstance(parameters, dict) else parameters
+            reads.append(tuple(values))
+        if flat.startswith("UPDATE referral_ledger SET next_due_at"):
+            updates.append(flat)
+
+    event.listen(engine, "before_cursor_execute", keep)
+    try:
+        made = pipeline.ingest(
+            _hl7(GREEN, "SQ-ZZ-2026-0311"),
+            Receipt("std-hl7v2", "cli", received_at=datetime.now(UTC)),
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", keep)
+    assert made.status.startswith("processed"), made.issues
+    task = next(r for r in made.resources if r.startswith("Task/")).split("/", 1)[1]
+    with session_factory() as session:
+        row = session.get(ReferralLedger, task)
+        assert row is not None
+        assert row.sender_facility and row.receiver_facility
+        assert row.receiver_doctor == "赵明"
+        assert row.next_due_kind is not None and row.next_due_at is not None
+    assert updates == []
+    # a new slip: the message's other referral steps read none of them (before: the
+    # requester's Organization and the owner's twice each, 10 reads for 7 resources)
+    repeated = {r: reads.count(r) for r in reads if reads.count(r) > 1}
+    assert repeated == {}, repeated
