@@ -71,12 +71,13 @@ class Settings(BaseSettings):
     ingest_drain_batch: int = Field(
         100, gt=0, le=1000, description="Documents the drain stores per transaction at most"
     )
-    ingest_drain_defer_seconds: float = Field(
-        2.0,
+    ingest_drain_defer_seconds: float | None = Field(
+        None,
         ge=0,
         le=60,
         description="While receipts keep arriving, the server's drain waits for a pause, at "
-        "most until the first document waiting is this old (0: drain at once)",
+        "most until the first document waiting is this old (0: drain at once; unset: 2, or 0 "
+        "on PostgreSQL with the drain in a process of its own, decision 0111)",
     )
     http_max_connections: int = Field(
         256, gt=0, description="Open connections adapter serve accepts (see docs/operations.md)"

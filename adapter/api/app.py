@@ -40,7 +40,7 @@ from adapter.api import (
 from adapter.api.access_log import AccessLogMiddleware
 from adapter.api.authz import Authority, authorize
 from adapter.api.docs import mount_assets
-from adapter.api.drain_process import DrainProcess
+from adapter.api.drain_process import DrainProcess, drain_defer_seconds
 from adapter.api.errors import install_error_handlers
 from adapter.api.negotiation import FhirNegotiation
 from adapter.api.openapi import install_openapi
@@ -204,7 +204,7 @@ def start_drain(settings: Settings, pipeline: Pipeline) -> Drainer | DrainProces
         drainer = Drainer(
             pipeline,
             batch=settings.ingest_drain_batch,
-            defer_seconds=settings.ingest_drain_defer_seconds,
+            defer_seconds=drain_defer_seconds(settings, apart=False),
             workers=workers,
         )
         drainer.start()
