@@ -16,7 +16,6 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    RowMapping,
     Select,
     String,
     and_,
@@ -33,7 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from adapter.store.driver_select import driver_rows
+from adapter.store.driver_select import execute_rows
 from adapter.store.models import CareRelationship, Resource
 
 _c = CareRelationship.__table__
@@ -59,8 +58,9 @@ class CareRow:
     updated_at: datetime
 
     @classmethod
-    def of(cls, row: RowMapping) -> CareRow:
-        return cls(**{name: row[name] for name in _FIELDS})
+    def of(cls, row: Any) -> CareRow:
+        """From a row with the fields as attributes (SQLAlchemy's or the driver's)."""
+        return cls(**{name: getattr(row, name) for name in _FIELDS})
 
     def open_at(self, moment: datetime) -> bool:
         return self.start_at <= moment and (self.end_at is None or self.end_at > moment)
@@ -149,11 +149,9 @@ def note_activity(
     session.flush()
     connection = session.connection()
     statement = _NOTE_ACTIVITY[connection.dialect.name == "postgresql"]
-    found = driver_rows(session, statement, values)  # SQLite: on the driver (0106)
-    if found is not None:
-        (row,) = found
-        return CareRow(**{name: getattr(row, name) for name in _FIELDS})
-    return CareRow.of(connection.execute(statement, values).mappings().one())
+    # flushed above: no autoflush; SQLite: on the driver (decision 0106)
+    (row,) = execute_rows(session, statement, values, flush=False)
+    return CareRow.of(row)
 
 
 def _note_activity(insert: Any) -> Any:
@@ -292,8 +290,7 @@ def _end_open(session: Session, person: str, facility: str, source: str, at: dat
 
 
 def _one(session: Session, person: str, facility: str, source: str, ref: str) -> CareRow:
-    row = session.execute(select(_c).where(_key(person, facility, source, ref))).mappings().one()
-    return CareRow.of(row)
+    return CareRow.of(session.execute(select(_c).where(_key(person, facility, source, ref))).one())
 
 
 # -- read ---------------------------------------------------------------------------------------
@@ -348,10 +345,8 @@ def open_rows_query(persons: Select[Any], *, on_postgresql: bool = False) -> Sel
 
 
 def read_rows(session: Session, statement: Any, params: dict[str, Any]) -> list[CareRow]:
-    found = driver_rows(session, statement, params)  # SQLite: on the driver (decision 0106)
-    if found is not None:
-        return [CareRow(**{name: getattr(row, name) for name in _FIELDS}) for row in found]
-    return [CareRow.of(row) for row in session.execute(statement, params).mappings()]
+    found = execute_rows(session, statement, params)  # SQLite: on the driver (decision 0106)
+    return [CareRow.of(row) for row in found]
 
 
 def caring_of(rows: Iterable[CareRow]) -> dict[str, list[CareRow]]:
@@ -398,7 +393,7 @@ def list_care(
     if open_at is not None:
         statement = statement.where(_open(open_at))
     statement = statement.order_by(_c.c.start_at.desc(), _c.c.id.desc()).limit(limit)
-    return [CareRow.of(r) for r in session.execute(statement).mappings()]
+    return [CareRow.of(r) for r in session.execute(statement)]
 
 
 def history_of(

@@ -26,7 +26,7 @@ does for a Core statement. A driver error is wrapped as SQLAlchemy wraps it
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +94,22 @@ def driver_rows(
             items[at] = process(items[at])
         out.append(make(items))
     return out
+
+
+def execute_rows(
+    session: Session, statement: Any, params: dict[str, Any], *, flush: bool = True
+) -> Sequence[Any]:
+    """The statement's rows (none for a statement that returns none): on SQLite's driver
+    where ``driver_rows`` applies, else through SQLAlchemy (``session.execute``, or with
+    ``flush=False`` the session's connection, without the autoflush)."""
+    found = driver_rows(session, statement, params, flush=flush)
+    if found is not None:
+        return found
+    if flush:
+        result = session.execute(statement, params)
+    else:
+        result = session.connection().execute(statement, params)
+    return result.all() if result.returns_rows else []
 
 
 def _plan(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detache
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.errors import AlteredBytesError
-from adapter.store.driver_select import driver_rows
+from adapter.store.driver_select import execute_rows
 from adapter.store.fast_insert import insert_rows
 from adapter.store.models import InboundMessage
 from adapter.store.resources import held_writes
@@ -191,9 +191,8 @@ def set_message_result(
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
     values["detected_format"] = message.detected_format
     values["encoding"] = message.encoding
-    params = {"b_id": message.id, **values}
-    if driver_rows(session, _UPDATE_RESULT, params) is None:  # SQLite: on the driver (0106)
-        session.execute(_UPDATE_RESULT, params)
+    # SQLite: on the driver (decision 0106)
+    execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
     for key, value in values.items():  # as written: the ORM has nothing left to flush
         set_committed_value(message, key, value)
 

@@ -50,7 +50,7 @@ from adapter.fhir.index_values import (
     meta_params,
     patient_key,
 )
-from adapter.store.driver_select import driver_rows
+from adapter.store.driver_select import execute_rows
 from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
@@ -287,9 +287,7 @@ def _locked_rows(
             types, None, with_body, lock
         )
         params = {f"ids_{n}": some for n, some in enumerate(ids)}
-    found = driver_rows(session, query, params)  # SQLite: on the driver (decision 0106)
-    if found is None:
-        found = session.execute(query, params)
+    found = execute_rows(session, query, params)  # SQLite: on the driver (decision 0106)
     return {(row.resource_type, row.id): row for row in found}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from adapter.identity.index.locks import note_stored_keys
-from adapter.store.driver_select import driver_rows
+from adapter.store.driver_select import execute_rows
 from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import (
     IdentityBlock,
@@ -222,40 +222,33 @@ def _near(
     session: Session, patient_id: str, hashes: Collection[str], *, limit: int, own: bool
 ) -> Near:
     out = Near()
+    # the session's connection, no autoflush (as before 0106); SQLite: on the driver
     if not hashes:
         if own:
-            _own_rows(out, _rows(session, _OWN, {"patient_id": patient_id}))
+            _own_rows(out, execute_rows(session, _OWN, {"patient_id": patient_id}, flush=False))
         return out
     ordered = sorted(hashes)
     params: dict[str, Any] = {f"h{n}": h for n, h in enumerate(ordered)}
     params.update(patient_id=patient_id, limit=limit, probe=limit * PROBE)
     params["counted"] = limit * PROBE + 1
     if own:  # the record's own rows in the same statement: told by their id
-        found = _rows(session, _own_and_shared(len(ordered)), params)
+        found = execute_rows(session, _own_and_shared(len(ordered)), params, flush=False)
         _own_rows(out, [r for r in found if r.patient_id == patient_id])
         shared = [r for r in found if r.patient_id != patient_id]
     else:
-        shared = _rows(session, _shared(len(ordered)), params)
+        shared = execute_rows(session, _shared(len(ordered)), params, flush=False)
     if not shared:
         return out
     out.largest = max(r.shared for r in shared)
     out.omitted = max(0, out.largest - limit)
     out.counted = limit * PROBE
     blocked = {
-        b if a == patient_id else a for a, b in _rows(session, _BLOCKED, {"patient_id": patient_id})
+        b if a == patient_id else a
+        for a, b in execute_rows(session, _BLOCKED, {"patient_id": patient_id}, flush=False)
     }
     for found in shared:
         out.others.append((found, found.key_hash, found.patient_id in blocked))
     return out
-
-
-def _rows(session: Session, statement: Any, params: dict[str, Any]) -> Sequence[Any]:
-    """``session.connection().execute(statement, params).all()``; on SQLite's driver when it
-    can (adapter/store/driver_select.py, decision 0106)."""
-    found = driver_rows(session, statement, params, flush=False)
-    if found is None:
-        found = session.connection().execute(statement, params).all()
-    return found
 
 
 def _own_rows(out: Near, found: Iterable[Row[Any]]) -> None:
