@@ -94,13 +94,8 @@ def facility_of(
     for _ in range(2):  # PractitionerRole -> Organization
         if "/" not in ref:
             return None
-        kind, rid = ref.split("/", 1)
-        if reads is not None and ref in reads:
-            body = reads[ref]
-        else:
-            body = read_resource(session, kind, rid)
-            if reads is not None:
-                reads[ref] = body
+        kind = ref.split("/", 1)[0]
+        body = ledger.read_reference(session, ref, reads)
         if body is None:
             return None
         found[ref] = body

@@ -76,7 +76,9 @@ def _ref(value: Any) -> str:
 Reads = dict[str, dict[str, Any] | None]
 
 
-def _read(session: Session, reference: str, reads: Reads | None = None) -> dict[str, Any] | None:
+def read_reference(
+    session: Session, reference: str, reads: Reads | None = None
+) -> dict[str, Any] | None:
     """The stored resource ``reference`` names; ``reads``: the ones this row's description
     read already (a slip's requester, owner and receiving doctor are often one
     PractitionerRole, Practitioner and Organization: read once, not up to four times).
@@ -203,15 +205,15 @@ def _facility(
     from adapter.referral.apply import facility_of
 
     ref = _ref(reference)
-    body = _read(session, ref, reads) or {}
+    body = read_reference(session, ref, reads) or {}
     department = doctor = None
     organization = body
     if body.get("resourceType") == "PractitionerRole":
         department = next(
             (s.get("text") for s in body.get("specialty") or [] if s.get("text")), None
         )
-        doctor = _person_name(_read(session, _ref(body.get("practitioner")), reads))
-        organization = _read(session, _ref(body.get("organization")), reads) or {}
+        doctor = _person_name(read_reference(session, _ref(body.get("practitioner")), reads))
+        organization = read_reference(session, _ref(body.get("organization")), reads) or {}
     member = facility_of(session, consortium, reference, reads)
     name = member or (str(organization.get("name"))[:64] if organization.get("name") else None)
     return name, _fit(department), _fit(doctor)
@@ -235,7 +237,7 @@ def _insurance(session: Session, request: dict[str, Any], reads: Reads | None = 
     """The insurance type: the ``Coverage.type`` a slip's ``insurance`` names, else the
     reference's display (the slip mappings write the 医疗付费方式 name there)."""
     for item in request.get("insurance") or []:
-        coverage = _read(session, _ref(item), reads) or {}
+        coverage = read_reference(session, _ref(item), reads) or {}
         kind = coverage.get("type") or {}
         text = kind.get("text") or next(
             (c.get("display") or c.get("code") for c in kind.get("coding") or []), None
@@ -254,10 +256,10 @@ def _receiving_doctor(
     for performer in request.get("performer") or []:
         ref = _ref(performer)
         if ref.startswith("Practitioner/"):
-            name = _person_name(_read(session, ref, reads))
+            name = _person_name(read_reference(session, ref, reads))
         elif ref.startswith("PractitionerRole/"):
-            role = _read(session, ref, reads) or {}
-            name = _person_name(_read(session, _ref(role.get("practitioner")), reads))
+            role = read_reference(session, ref, reads) or {}
+            name = _person_name(read_reference(session, _ref(role.get("practitioner")), reads))
         else:
             continue
         if name:
@@ -271,7 +273,7 @@ def describe(
     """The descriptive columns of a Task's row (all but the step times). The slip's date
     is its ``authoredOn``; without one, when the Task was stored (``at``)."""
     reads: Reads = {}  # each resource read once for the row (bench_discharge --statements)
-    request = _read(session, _ref(task.get("focus")), reads) or {}
+    request = read_reference(session, _ref(task.get("focus")), reads) or {}
     sender, sender_department, sender_doctor = _facility(
         session, consortium, task.get("requester") or request.get("requester"), reads
     )
@@ -280,7 +282,7 @@ def describe(
     )
     levels = {f.id: f.level for f in consortium.facilities}
     direction = _direction(request, levels.get(sender or ""), levels.get(receiver or ""))
-    patient = _read(session, _ref(task.get("for") or request.get("subject")), reads) or {}
+    patient = read_reference(session, _ref(task.get("for") or request.get("subject")), reads) or {}
     created = _when(request.get("authoredOn") or task.get("authoredOn"), zone)
     created = created or _when(str((task.get("meta") or {}).get("lastUpdated") or ""), zone) or at
     codes = [
