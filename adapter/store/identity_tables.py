@@ -65,7 +65,9 @@ class IdentityHistory(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     action: Mapped[str] = mapped_column(String(32))
     patient_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True, index=True)
-    person_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True, index=True)
+    # no index (0045): the one reader by person (review.link_history) asks person_id OR
+    # previous_person_id, which an index on person_id alone never serves (decision 0115)
+    person_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True)
     previous_person_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True)
     actor: Mapped[str] = mapped_column(String(_ACTOR))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
