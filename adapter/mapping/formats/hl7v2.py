@@ -26,9 +26,9 @@ class Hl7v2Source:
     resolve: Callable[[v2.Hl7Path, v2.Group], Any]
     resolve_text: Callable[[v2.Hl7Path, v2.Group], Any]
     peek: Callable[[v2.Hl7Path, v2.Group], str]
-    # no ``read_unless_other`` (XML's: ``peek`` is cheap here): said as a class attribute,
-    # so the engine's ``getattr`` finds None without raising AttributeError
-    read_unless_other = None
+    # ``first``'s alternatives not taken: peek, then resolve when empty or the same, in one
+    # call that skips a path already resolved in its segment (decision 0112)
+    read_unless_other: Callable[[v2.Hl7Path, v2.Group, str], None]
 
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
@@ -37,6 +37,7 @@ class Hl7v2Source:
         self.resolve = partial(v2.read_path, tracker)
         self.resolve_text = partial(v2.read_text, tracker)
         self.peek = v2.peek
+        self.read_unless_other = partial(v2.read_unless_other, tracker)
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
