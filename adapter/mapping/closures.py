@@ -314,6 +314,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         "text": text,
         "str": str,
         "read_alternatives": _read_alternatives,
+        "text_decides": TEXT_DECIDES,
     }
     lines = [
         "def build(ev):",
@@ -333,6 +334,16 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         if rest:
             rest_name = f"a{len(names)}"
             names[rest_name] = rest
+            lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
+        # a position whose text decides (an HL7 v2 ReadNode, values.TEXT_DECIDES): present
+        # and true exactly when its text is not blank, and that text is the one compared
+        lines += [
+            "            return value",
+            "    elif type(value) in text_decides:",
+            "        chosen = value.text.strip()",
+            "        if chosen:",
+        ]
+        if rest:
             lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
         lines += [
             "            return value",
