@@ -178,6 +178,11 @@ def _string_problem(text: str) -> str | None:
 _PLAIN_MAX = MAX_STRING_BYTES // 4  # a UTF-8 character is at most 4 bytes
 
 
+# what ``is_plain_string`` tests, for a caller that inlines it (adapter/pipeline/checks.py)
+PLAIN_MAX = _PLAIN_MAX
+CONTROL_CHARACTER = _CONTROL_RE
+
+
 def is_plain_string(text: str) -> bool:
     """The quick answer for most strings: True when ``_string_problem`` finds nothing for
     sure (not blank, no control character, too short to pass the size limit); False when

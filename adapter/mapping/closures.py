@@ -111,6 +111,7 @@ def prepare_template(template: ResourceTemplate) -> None:
             prepare(at)
     prepare(template.body)
     lets_of(template)
+    id_parts_of(template)
 
 
 def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
@@ -119,6 +120,15 @@ def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
     if lets is None:
         lets = template._lets = tuple((name, let_fn(value)) for name, value in template.lets)
     return lets  # type: ignore[no-any-return]
+
+
+def id_parts_of(template: ResourceTemplate) -> tuple[Fn, ...]:
+    """Per ``id_from`` alternative, one generated function giving its parts built (each
+    as ``build_fn`` of the part builds it, in order), found once (decision 0112)."""
+    ids = template._ids
+    if ids is None:
+        ids = template._ids = tuple(_Builder().parts_function(alt) for alt in template.id_from)
+    return ids  # type: ignore[no-any-return]
 
 
 def prepare_datatype(datatype: DatatypeTemplate) -> None:
@@ -293,8 +303,62 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
 
 
 def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
+    """``first(a, b, ...)`` written as one generated function (decision 0112): each argument
+    inline (``_inline``) in turn, the first present and true one taken, exactly as the loop
+    over the arguments' closures did it (kept below as ``_first_loop``, the reference)."""
     # per argument: the paths of the alternatives after it (also inside calls), which the
     # unread report must see as read when they hold nothing else (decision 0016)
+    names: dict[str, Any] = {
+        "truthy": truthy,
+        "is_empty": is_empty,
+        "text": text,
+        "str": str,
+        "read_alternatives": _read_alternatives,
+        "text_decides": TEXT_DECIDES,
+    }
+    lines = [
+        "def build(ev):",
+        "    scope = ev.scope",
+        "    resolve = ev.state.source.resolve",
+        "    vget = ev.vars.get",
+    ]
+    for i, node in enumerate(nodes):
+        rest = tuple(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
+        lines.append(f"    value = {_inline(node, names, local=True)}")
+        # not is_empty(value) and truthy(value), text(value).strip(): text at once
+        lines += [
+            "    if type(value) is str:",
+            "        chosen = value.strip()",
+            "        if chosen:",
+        ]
+        if rest:
+            rest_name = f"a{len(names)}"
+            names[rest_name] = rest
+            lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
+        # a position whose text decides (an HL7 v2 ReadNode, values.TEXT_DECIDES): present
+        # and true exactly when its text is not blank, and that text is the one compared
+        lines += [
+            "            return value",
+            "    elif type(value) in text_decides:",
+            "        chosen = value.text.strip()",
+            "        if chosen:",
+        ]
+        if rest:
+            lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
+        lines += [
+            "            return value",
+            "    elif not (value is None or is_empty(value) or not truthy(value)):",
+        ]
+        if rest:
+            lines.append(f"        read_alternatives(ev, {rest_name}, text(value).strip())")
+        lines.append("        return value")
+    lines += ["    return None", ""]
+    return _made("\n".join(lines), names)  # type: ignore[no-any-return]
+
+
+def _first_loop(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
+    """``first`` as a loop over its arguments' closures: the reference the generated
+    ``_lazy_first`` is tested against (tests/unit/test_mapping_first_generated.py)."""
     options = tuple(
         (arg, tuple(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later)))
         for i, arg in enumerate(args)
@@ -516,6 +580,22 @@ class _Builder:
         if self.reads_text:
             top.append("    text_of = text_reader(ev.state.source)")
         source = "\n".join([*top, *self.lines, f"    return {result}", ""])
+        return _made(source, self.names)  # type: ignore[no-any-return]
+
+    def parts_function(self, nodes: list[Any]) -> Fn:
+        """A function giving the tuple of ``nodes`` built, one after the other (the parts of
+        a resource id)."""
+        results = [self.block(node) for node in nodes]
+        top = [
+            "def build(ev):",
+            "    scope = ev.scope",
+            "    resolve = ev.state.source.resolve",
+            "    vget = ev.vars.get",
+        ]
+        if self.reads_text:
+            top.append("    text_of = text_reader(ev.state.source)")
+        value = "(" + "".join(f"{r}, " for r in results) + ")"
+        source = "\n".join([*top, *self.lines, f"    return {value}", ""])
         return _made(source, self.names)  # type: ignore[no-any-return]
 
     def bind(self, value: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.mapping.closures import lets_of
+from adapter.mapping.closures import id_parts_of, lets_of
 from adapter.mapping.evaluation import Evaluation, truthy
 from adapter.mapping.ids import deterministic_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
@@ -34,7 +34,9 @@ def run_steps(ev: Evaluation, steps: list[Any]) -> None:
             # a collect list belongs to the enclosing item: it starts empty in each item and
             # gathers what is collected in it (nested items included), so an order's report
             # sees that order's results only; the enclosing scope then sees them all
-            names = _collected_names(step.steps)
+            names = step._collects
+            if names is None:
+                names = step._collects = tuple(sorted(_collected_names(step.steps)))
             for _item, scope in ev.items_of(step.target):
                 variables = {**ev.vars, **{name: [] for name in names}}
                 child = Evaluation(ev.state, scope, variables)
@@ -189,8 +191,8 @@ def _with_references(value: Any, full_urls: dict[str, str]) -> Any:
 
 
 def _resource_id(ev: Evaluation, template: ResourceTemplate) -> str | None:
-    for alternative in template.id_from:
-        parts = [text(ev.build(part)) for part in alternative]
+    for built in template._ids or id_parts_of(template):  # made by the loader
+        parts = [text(value) for value in built(ev)]
         blank = not parts  # a loop, not all() over a generator (per resource)
         for p in parts:
             if not p.strip():

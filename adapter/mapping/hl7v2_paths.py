@@ -707,6 +707,25 @@ def peek(path: Hl7Path, scope: Group) -> str:
     return segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1)
 
 
+def read_unless_other(tracker: ReadTracker, path: Hl7Path, scope: Group, chosen: str) -> None:
+    """An alternative ``first`` did not take (closures._read_alternatives): resolved (read)
+    when its text is empty or ``chosen``, as ``peek`` then ``resolve`` did. A path already
+    resolved in that segment is skipped: ``resolve`` would give its memo and add nothing
+    to the tracker's sets, and ``peek`` records nothing (decision 0112)."""
+    segment = scope.found.get(path.segment, _UNKNOWN)  # find_segment's memo, inline (hot)
+    if segment is _UNKNOWN:
+        segment = scope.find_segment(path.segment)
+    if segment is None:
+        return  # peek gives "", and resolve reads nothing of an absent segment
+    if (segment.index, id(path)) in tracker.resolved:
+        return
+    if path.field is not None:
+        other = segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1).strip()
+        if other and other != chosen:
+            return  # another value: left unread unless another rule reads it
+    read_path(tracker, path, scope)
+
+
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
     """Every repetition of a field (``PID-3``) or the one named (``PID-3[2]``)."""
     segment = scope.find_segment(path.segment)

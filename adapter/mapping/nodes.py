@@ -105,6 +105,8 @@ class ResourceTemplate:
     on_conflict: dict[str, Any] | None = None
     # ((name, closure), ...) of ``lets``: made once (adapter.mapping.closures.lets_of)
     _lets: Any = field(default=None, init=False, repr=False, compare=False)
+    # per ``id_from`` alternative, a function building its parts (closures.id_parts_of)
+    _ids: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -134,6 +136,8 @@ class EachStep:
     target: Any  # a group or segment name, or an expression
     steps: list[Any]
     cond: Expr | None = None
+    # the ``collect`` names of its steps (engine.run_steps), found once
+    _collects: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ FIXED = {
     "ev", "vars", "get", "state", "source", "resolve", "scope", "vget", "text_of",
     "text_reader", "truthy", "_built", "is_empty", "str", "dict", "list", "type",
     "isinstance", "empty_text", "build", "value", "kind", "strip", "append", "extend",
-    "body",
+    "body", "chosen", "text", "read_alternatives", "text_decides",
 }  # fmt: skip
 GENERATED = re.compile(r"^[avdlh]\d+$")
 

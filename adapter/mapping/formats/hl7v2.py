@@ -26,9 +26,9 @@ class Hl7v2Source:
     resolve: Callable[[v2.Hl7Path, v2.Group], Any]
     resolve_text: Callable[[v2.Hl7Path, v2.Group], Any]
     peek: Callable[[v2.Hl7Path, v2.Group], str]
-    # no ``read_unless_other`` (XML's: ``peek`` is cheap here): said as a class attribute,
-    # so the engine's ``getattr`` finds None without raising AttributeError
-    read_unless_other = None
+    # ``first``'s alternatives not taken: peek, then resolve when empty or the same, in one
+    # call that skips a path already resolved in its segment (decision 0112)
+    read_unless_other: Callable[[v2.Hl7Path, v2.Group, str], None]
 
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
@@ -37,6 +37,7 @@ class Hl7v2Source:
         self.resolve = partial(v2.read_path, tracker)
         self.resolve_text = partial(v2.read_text, tracker)
         self.peek = v2.peek
+        self.read_unless_other = partial(v2.read_unless_other, tracker)
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
@@ -215,22 +216,8 @@ class Hl7v2Format(SourceFormat):
         unread is clinical (a warning) whatever it holds; a field or a repetition is when
         ``clinical:`` names it, a component of it, its segment, or ``Z*`` and it is in a
         Z-segment; a component when ``clinical:`` names it, its field or its segment."""
-        ignore = set(mapping.ignore)
-        # ignored components by field (``PID-11.4``: {"PID-11": {4}}), found once
-        skips: dict[str, set[int]] = {}
-        for entry in ignore:
-            if "." in entry:
-                skips.setdefault(entry.partition(".")[0], set()).add(int(entry.rpartition(".")[2]))
         clinical = mapping.clinical
-        with_parts = {entry.partition(".")[0] for entry in clinical if "." in entry}
-        # ignored fields by segment (``MSH-7``: {"MSH": {7}}), found once: an entry is a
-        # field's name ``f"{segment}-{number}"`` exactly when it splits at its last "-" into
-        # that segment and the number as ``str`` writes it (no sign, no leading zero)
-        ignored: dict[str, set[int]] = {"MSH": {1, 2}}
-        for entry in ignore:
-            segment_name, dash, number = entry.rpartition("-")
-            if dash and number.isascii() and number.isdigit() and number[0] != "0":
-                ignored.setdefault(segment_name, set()).add(int(number))
+        ignore, skips, with_parts, ignored = _unread_plan(tuple(mapping.ignore), clinical)
         tracker = source.tracker
         out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
@@ -259,6 +246,43 @@ class Hl7v2Format(SourceFormat):
 
 
 _NO_PARTS: frozenset[int] = frozenset()
+
+_UnreadPlan = tuple[frozenset[str], dict[str, set[int]], frozenset[str], dict[str, set[int]]]
+_PLANS: dict[tuple[tuple[str, ...], Any], _UnreadPlan] = {}
+
+
+def _unread_plan(ignore_entries: tuple[str, ...], clinical: Any) -> _UnreadPlan:
+    """What ``unread`` derives from a mapping's ``ignore:`` and ``clinical:`` (the same for
+    every message, so found once per distinct pair, decision 0112): the ignored names, the
+    ignored components by field (``PID-11.4``: {"PID-11": {4}}), the fields ``clinical:``
+    names a component of, the ignored fields by segment (``MSH-7``: {"MSH": {7}}). Only
+    read: ``unread`` never changes them."""
+    key: Any = (ignore_entries, clinical)
+    try:
+        plan = _PLANS.get(key)
+    except TypeError:  # a ``clinical`` made elsewhere (a test) may be a list
+        plan, key = None, None
+    if plan is not None:
+        return plan
+    ignore = frozenset(ignore_entries)
+    skips: dict[str, set[int]] = {}
+    for entry in ignore:
+        if "." in entry:
+            skips.setdefault(entry.partition(".")[0], set()).add(int(entry.rpartition(".")[2]))
+    with_parts = frozenset(entry.partition(".")[0] for entry in clinical if "." in entry)
+    # an entry is a field's name ``f"{segment}-{number}"`` exactly when it splits at its
+    # last "-" into that segment and the number as ``str`` writes it (no sign, no zero first)
+    ignored: dict[str, set[int]] = {"MSH": {1, 2}}
+    for entry in ignore:
+        segment_name, dash, number = entry.rpartition("-")
+        if dash and number.isascii() and number.isdigit() and number[0] != "0":
+            ignored.setdefault(segment_name, set()).add(int(number))
+    plan = (ignore, skips, with_parts, ignored)
+    if (
+        key is not None and len(_PLANS) < 256
+    ):  # one per message mapping in practice; bounded all the same
+        _PLANS[key] = plan
+    return plan
 
 
 def _unread_parts(
