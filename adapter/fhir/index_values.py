@@ -20,6 +20,8 @@ from datetime import datetime, tzinfo
 from functools import cache, lru_cache
 from typing import Any
 
+import orjson
+
 from adapter.fhir.dates import DEFAULT_ZONE, DateFormatError, parse_range, period_range
 from adapter.fhir.search_params import RESOURCES, ParamType, SearchParam
 
@@ -126,6 +128,7 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
     if search is None:
         return []
     plan = _plan(search.type)  # keyed by the table's types only: the cache stays bounded
+    memo = _MEMO
     found: dict[str, list[IndexValue]] = {}
     for name, paths, convert, _ in plan:
         values: list[IndexValue] = []
@@ -139,7 +142,32 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
             else:
                 nodes = _walk(resource, steps)
             for node in nodes:
-                convert(name, node, zone, values)
+                # a node's values depend on the node, the parameter and the zone alone: a
+                # batch's messages repeat a concept's codes, their times and references (a
+                # text, a CodeableConcept, a Reference with only its text are memoised; an
+                # identifier costs less to convert again than to look up)
+                if node.__class__ is str:
+                    key = (convert, name, zone, node)
+                elif node.__class__ is not dict:
+                    convert(name, node, zone, values)
+                    continue
+                elif "coding" in node and convert is _tokens:
+                    key = (convert, name, zone, _text_of(node))
+                elif len(node) == 1 and (text := node.get("reference")).__class__ is str:
+                    key = (convert, name, zone, None, text)  # a Reference with only its text
+                else:
+                    convert(name, node, zone, values)
+                    continue
+                done = memo.get(key)
+                if done is None:
+                    start = len(values)
+                    convert(name, node, zone, values)
+                    if key[-1] is not None:  # None: not JSON (``_text_of``)
+                        if len(memo) >= _MEMO_MAX:
+                            memo.clear()
+                        memo[key] = tuple(values[start:])
+                else:
+                    values.extend(done)
         # dedupe in first-seen order; hashing only when there can be a duplicate
         found[name] = list(dict.fromkeys(values)) if len(values) > 1 else values
     out: list[IndexValue] = []
@@ -151,6 +179,34 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
         else:
             out.extend(values)
     return out
+
+
+# (converter, parameter, zone, the node: a str as it is, another value as its orjson text)
+# -> the values the converter gave it. ``IndexValue``s are never changed once made: shared
+# by every resource with that node. Emptied when full (a night's distinct codes, units and
+# references are far fewer; an identifier's node is one resource's and is never met again)
+_MEMO: dict[tuple[Any, ...], tuple[IndexValue, ...]] = {}
+_MEMO_MAX = 16384
+
+
+def _text_of(node: Any) -> bytes | None:
+    """The node's orjson text (equal texts, equal JSON values: ``1`` and ``1.0`` and
+    ``true`` apart); None for a value orjson does not write (never memoised)."""
+    try:
+        text = orjson.dumps(node, option=_STRICT)
+    except orjson.JSONEncodeError:
+        return None
+    # orjson writes NaN and infinities as null: a text with a null is not told apart
+    return None if b"null" in text else text
+
+
+# a datetime, dataclass or subclass of str, int, dict or list in a node: not JSON, not
+# memoised (its text would be that of another value)
+_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 # the compiled form of a type's parameters, in table order: (name, paths, converter,
@@ -226,17 +282,44 @@ def patient_key(resource: dict[str, Any]) -> str | None:
     rtype = resource.get("resourceType")
     if rtype == "Patient":
         return f"Patient/{resource['id']}" if resource.get("id") else None
-    search = RESOURCES.get(rtype or "")
+    for first, steps in _patient_paths(rtype or ""):
+        if first not in resource:
+            continue
+        if steps is None:
+            child = resource[first]
+            nodes = child if isinstance(child, list) else (child,)
+        else:
+            nodes = _walk(resource, steps)
+        for node in nodes:
+            # ``_reference``'s literal reference, without its row
+            text = node if isinstance(node, str) else None
+            if isinstance(node, dict):
+                text = node.get("reference")
+            if isinstance(text, str):
+                reference = _normalized_reference(text)
+                if reference is not None and reference.startswith("Patient/"):
+                    return reference
+    return None
+
+
+@cache
+def _patient_paths(resource_type: str) -> tuple[_Path, ...]:
+    """The paths of ``resource_type``'s patient parameters in order, as ``_plan`` has them,
+    without those whose reference ``_reference`` would never give as a Patient's (a
+    ``narrow`` parameter not targeting Patient)."""
+    search = RESOURCES.get(resource_type)
     if search is None:
-        return None
+        return ()
+    out: list[_Path] = []
     for name in search.patient_params:
         param = search.params[name]
+        if param.narrow and "Patient" not in param.targets:
+            continue
         for path in param.paths:
-            for node in elements(resource, path):
-                value = _reference(param.name, param.targets, param.narrow, node)
-                if value and value.reference and value.reference.startswith("Patient/"):
-                    return value.reference
-    return None
+            steps = _steps(path)
+            one = len(steps) == 1 and steps[0][1] is None
+            out.append((steps[0][0], None if one else steps))
+    return tuple(out)
 
 
 def _tokens(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:
