@@ -15,7 +15,7 @@ import re
 import sys
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import cache, lru_cache
 from typing import Any
@@ -49,6 +49,10 @@ class IndexValue:
     date_end: datetime | None = None
     number: float | None = None
     reference: str | None = None  # "Type/id"
+    # the store's index row of this value without its resource (adapter/store/resources.py
+    # ``_index_tuple``), derived from the fields above once: a memoised value is shared by
+    # every resource having it (``_MEMO``). Neither compared nor hashed
+    row: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
 
 def elements(resource: dict[str, Any], path: str) -> list[Any]:
@@ -183,10 +187,11 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
 
 # (converter, parameter, zone, the node: a str as it is, another value as its orjson text)
 # -> the values the converter gave it. ``IndexValue``s are never changed once made: shared
-# by every resource with that node. Emptied when full (a night's distinct codes, units and
-# references are far fewer; an identifier's node is one resource's and is never met again)
+# by every resource with that node. Emptied when full (about 4 bulk batches of lab
+# messages: the references to a message's own resources are met once; the codes, units and
+# the facility's references come back at once): a few MB at most
 _MEMO: dict[tuple[Any, ...], tuple[IndexValue, ...]] = {}
-_MEMO_MAX = 16384
+_MEMO_MAX = 4096
 
 
 def _text_of(node: Any) -> bytes | None:
