@@ -147,18 +147,13 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
                 nodes = _walk(resource, steps)
             for node in nodes:
                 # a node's values depend on the node, the parameter and the zone alone: a
-                # batch's messages repeat a concept's codes, their times and references (a
-                # text, a CodeableConcept, a Reference with only its text are memoised; an
-                # identifier costs less to convert again than to look up)
+                # batch's messages repeat a concept's codes and their times (a text and a
+                # CodeableConcept are memoised; a Reference or an Identifier costs less to
+                # convert again than to look up: most are met once, decision 0113)
                 if node.__class__ is str:
                     key = (convert, name, zone, node)
-                elif node.__class__ is not dict:
-                    convert(name, node, zone, values)
-                    continue
-                elif "coding" in node and convert is _tokens:
+                elif convert is _tokens and node.__class__ is dict and "coding" in node:
                     key = (convert, name, zone, _text_of(node))
-                elif len(node) == 1 and (text := node.get("reference")).__class__ is str:
-                    key = (convert, name, zone, None, text)  # a Reference with only its text
                 else:
                     convert(name, node, zone, values)
                     continue
