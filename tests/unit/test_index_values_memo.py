@@ -6,7 +6,7 @@ compiled paths gives what reading the patient parameters' references gave."""
 from __future__ import annotations
 
 import copy
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -72,14 +72,14 @@ def test_a_concept_changed_in_any_part_is_derived_again() -> None:
     other = copy.deepcopy(_CODE)
     other["coding"][0]["display"] = "降钙素原"
     values = index_values(_observation(3, other))
-    assert [v.value_norm for v in values if v.param == "code"][0] == "降钙素原"
+    assert next(v.value_norm for v in values if v.param == "code") == "降钙素原"
     assert values == _fresh(_observation(3, other))
 
 
 def test_the_zone_is_part_of_the_key() -> None:
     iv._MEMO.clear()
     east8 = timezone(timedelta(hours=8))
-    utc = timezone.utc
+    utc = UTC
     at8 = [v for v in index_values(_observation(1), east8) if v.param == "date"]
     at0 = [v for v in index_values(_observation(1), utc) if v.param == "date"]
     assert at8[0].date_start != at0[0].date_start
