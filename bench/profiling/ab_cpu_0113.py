@@ -4,10 +4,12 @@ module text read with ``git show REF:path`` and run as a module of its own) agai
 tree's ("branch"). The host's load hits both variants alike.
 
     .venv/bin/python bench/profiling/ab_cpu_0113.py [ROUNDS] [COPIES] [unique] [REF]
+    ADAPTER_AB_URL=postgresql+psycopg://... BENCH_PG_PREFIX=bench_x ...   # PostgreSQL
 
-Each variant has its own SQLite file and pipeline (the store grows alike in both); bulk
-ingest (``ingest_many``, batches of 100, no translation workers) of the bench's ORU input
-after a warm-up; CPU ms a message. Before a variant's round its functions are put where
+Each variant has its own store (a SQLite file, or with ``ADAPTER_AB_URL`` a PostgreSQL
+schema of its own, dropped at the end; this process's CPU only) and pipeline (the store
+grows alike in both); bulk ingest (``ingest_many``, batches of 100, no translation
+workers) of the bench's ORU input after a warm-up; CPU ms a message. Before a variant's round its functions are put where
 the callers read them (``SWAPS``); the branch's memo of ``index_values`` lives on across
 its rounds, as it would in one process.
 """
@@ -29,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
 from bench_delivery import Patients
-from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
+from bench_ingest import bulk_ingest, load_fixtures, make_input, postgres_engine, routed_settings
 
 from adapter.consortium import load_consortium
 from adapter.heap import settled
@@ -103,28 +105,38 @@ def main() -> None:
         fixtures = load_fixtures(consortium)
         patients = Patients(spread_births=True) if unique else None
         bulks: dict[str, Callable[[list[tuple[str, bytes]]], int]] = {}
-        engines = []
+        drops: list[Callable[[], None]] = []
         for who in ("base", "branch"):
             for module, attribute, function in variants[who]:
                 setattr(module, attribute, function)
-            engine = make_engine(f"sqlite:///{tmp}/{who}.db")
+            url = os.environ.get("ADAPTER_AB_URL")
+            if url:
+                made = postgres_engine(url)
+                if isinstance(made, str):
+                    raise SystemExit(f"PostgreSQL {made}")
+                engine, drop = made
+                drops.append(drop)
+            else:
+                engine = make_engine(f"sqlite:///{tmp}/{who}.db")
+                drops.append(engine.dispose)
             migrate(engine)
-            engines.append(engine)
             pipeline = make_pipeline(settings, consortium, session_factory(engine))
             bulks[who] = bulk_ingest(pipeline, 100)
             bulks[who](make_input(fixtures, 2, f"warm{who}.", patients))
         times: dict[str, list[float]] = {"base": [], "branch": []}
-        with settled():
-            for r in range(rounds):
-                for who in ("base", "branch") if r % 2 == 0 else ("branch", "base"):
-                    for module, attribute, function in variants[who]:
-                        setattr(module, attribute, function)
-                    msgs = make_input(fixtures, copies, f"r{r}{who}.", patients)
-                    start = time.process_time()
-                    bulks[who](msgs)
-                    times[who].append(1000 * (time.process_time() - start) / len(msgs))
-        for engine in engines:
-            engine.dispose()
+        try:
+            with settled():
+                for r in range(rounds):
+                    for who in ("base", "branch") if r % 2 == 0 else ("branch", "base"):
+                        for module, attribute, function in variants[who]:
+                            setattr(module, attribute, function)
+                        msgs = make_input(fixtures, copies, f"r{r}{who}.", patients)
+                        start = time.process_time()
+                        bulks[who](msgs)
+                        times[who].append(1000 * (time.process_time() - start) / len(msgs))
+        finally:
+            for drop in drops:
+                drop()
     for who, ts in times.items():
         s = sorted(ts)
         every = " ".join(f"{t:.2f}" for t in ts)
