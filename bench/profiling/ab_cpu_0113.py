@@ -9,9 +9,9 @@ tree's ("branch"). The host's load hits both variants alike.
 Each variant has its own store (a SQLite file, or with ``ADAPTER_AB_URL`` a PostgreSQL
 schema of its own, dropped at the end; this process's CPU only) and pipeline (the store
 grows alike in both); bulk ingest (``ingest_many``, batches of 100, no translation
-workers) of the bench's ORU input after a warm-up; CPU ms a message. Before a variant's round its functions are put where
-the callers read them (``SWAPS``); the branch's memo of ``index_values`` lives on across
-its rounds, as it would in one process.
+workers) of the bench's ORU input after a warm-up; CPU ms a message. Before a variant's
+round its functions are put where the callers read them (``SWAPS``); the branch's memo of
+``index_values`` lives on across its rounds, as it would in one process.
 """
 
 from __future__ import annotations
