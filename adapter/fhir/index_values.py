@@ -15,10 +15,12 @@ import re
 import sys
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import cache, lru_cache
 from typing import Any
+
+import orjson
 
 from adapter.fhir.dates import DEFAULT_ZONE, DateFormatError, parse_range, period_range
 from adapter.fhir.search_params import RESOURCES, ParamType, SearchParam
@@ -47,6 +49,10 @@ class IndexValue:
     date_end: datetime | None = None
     number: float | None = None
     reference: str | None = None  # "Type/id"
+    # the store's index row of this value without its resource (adapter/store/resources.py
+    # ``_index_tuple``), derived from the fields above once: a memoised value is shared by
+    # every resource having it (``_MEMO``). Neither compared nor hashed
+    row: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
 
 def elements(resource: dict[str, Any], path: str) -> list[Any]:
@@ -126,6 +132,7 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
     if search is None:
         return []
     plan = _plan(search.type)  # keyed by the table's types only: the cache stays bounded
+    memo = _MEMO
     found: dict[str, list[IndexValue]] = {}
     for name, paths, convert, _ in plan:
         values: list[IndexValue] = []
@@ -139,7 +146,27 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
             else:
                 nodes = _walk(resource, steps)
             for node in nodes:
-                convert(name, node, zone, values)
+                # a node's values depend on the node, the parameter and the zone alone: a
+                # batch's messages repeat a concept's codes and their times (a text and a
+                # CodeableConcept are memoised; a Reference or an Identifier costs less to
+                # convert again than to look up: most are met once, decision 0113)
+                if node.__class__ is str:
+                    key = (convert, name, zone, node)
+                elif convert is _tokens and node.__class__ is dict and "coding" in node:
+                    key = (convert, name, zone, _text_of(node))
+                else:
+                    convert(name, node, zone, values)
+                    continue
+                done = memo.get(key)
+                if done is None:
+                    start = len(values)
+                    convert(name, node, zone, values)
+                    if key[-1] is not None:  # None: not JSON (``_text_of``)
+                        if len(memo) >= _MEMO_MAX:
+                            memo.clear()
+                        memo[key] = tuple(values[start:])
+                else:
+                    values.extend(done)
         # dedupe in first-seen order; hashing only when there can be a duplicate
         found[name] = list(dict.fromkeys(values)) if len(values) > 1 else values
     out: list[IndexValue] = []
@@ -151,6 +178,35 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
         else:
             out.extend(values)
     return out
+
+
+# (converter, parameter, zone, the node: a str as it is, another value as its orjson text)
+# -> the values the converter gave it. ``IndexValue``s are never changed once made: shared
+# by every resource with that node. Emptied when full (about 4 bulk batches of lab
+# messages: the references to a message's own resources are met once; the codes, units and
+# the facility's references come back at once): a few MB at most
+_MEMO: dict[tuple[Any, ...], tuple[IndexValue, ...]] = {}
+_MEMO_MAX = 4096
+
+
+def _text_of(node: Any) -> bytes | None:
+    """The node's orjson text (equal texts, equal JSON values: ``1`` and ``1.0`` and
+    ``true`` apart); None for a value orjson does not write (never memoised)."""
+    try:
+        text = orjson.dumps(node, option=_STRICT)
+    except orjson.JSONEncodeError:
+        return None
+    # orjson writes NaN and infinities as null: a text with a null is not told apart
+    return None if b"null" in text else text
+
+
+# a datetime, dataclass or subclass of str, int, dict or list in a node: not JSON, not
+# memoised (its text would be that of another value)
+_STRICT = (
+    orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+)
 
 
 # the compiled form of a type's parameters, in table order: (name, paths, converter,
@@ -226,17 +282,44 @@ def patient_key(resource: dict[str, Any]) -> str | None:
     rtype = resource.get("resourceType")
     if rtype == "Patient":
         return f"Patient/{resource['id']}" if resource.get("id") else None
-    search = RESOURCES.get(rtype or "")
+    for first, steps in _patient_paths(rtype or ""):
+        if first not in resource:
+            continue
+        if steps is None:
+            child = resource[first]
+            nodes = child if isinstance(child, list) else (child,)
+        else:
+            nodes = _walk(resource, steps)
+        for node in nodes:
+            # ``_reference``'s literal reference, without its row
+            text = node if isinstance(node, str) else None
+            if isinstance(node, dict):
+                text = node.get("reference")
+            if isinstance(text, str):
+                reference = _normalized_reference(text)
+                if reference is not None and reference.startswith("Patient/"):
+                    return reference
+    return None
+
+
+@cache
+def _patient_paths(resource_type: str) -> tuple[_Path, ...]:
+    """The paths of ``resource_type``'s patient parameters in order, as ``_plan`` has them,
+    without those whose reference ``_reference`` would never give as a Patient's (a
+    ``narrow`` parameter not targeting Patient)."""
+    search = RESOURCES.get(resource_type)
     if search is None:
-        return None
+        return ()
+    out: list[_Path] = []
     for name in search.patient_params:
         param = search.params[name]
+        if param.narrow and "Patient" not in param.targets:
+            continue
         for path in param.paths:
-            for node in elements(resource, path):
-                value = _reference(param.name, param.targets, param.narrow, node)
-                if value and value.reference and value.reference.startswith("Patient/"):
-                    return value.reference
-    return None
+            steps = _steps(path)
+            one = len(steps) == 1 and steps[0][1] is None
+            out.append((steps[0][0], None if one else steps))
+    return tuple(out)
 
 
 def _tokens(name: str, node: Any, zone: tzinfo, out: list[IndexValue]) -> None:

@@ -1189,7 +1189,16 @@ def index_row(rtype: str, rkey: int, v: IndexValue) -> dict[str, Any]:
 
 
 def _index_tuple(rtype: str, rkey: int, v: IndexValue) -> IndexRow:
-    """``index_row``'s values, in ``_INDEX_ROW_KEYS`` order."""
+    """``index_row``'s values, in ``_INDEX_ROW_KEYS`` order (the part after the resource
+    derived once per value: ``IndexValue.row``)."""
+    tail = v.row
+    if tail is None:
+        tail = v.row = _index_tail(v)
+    return (rtype, rkey, *tail)
+
+
+def _index_tail(v: IndexValue) -> tuple[Any, ...]:
+    """``_index_tuple``'s values after the resource type and key."""
     code, value_norm, reference = v.code, v.value_norm, v.reference
     # a value of KEY_CHARS characters or more is cut to its key (index_keys); most are short
     code_full = value_norm_full = reference_full = None
@@ -1201,8 +1210,6 @@ def _index_tuple(rtype: str, rkey: int, v: IndexValue) -> IndexRow:
         reference, reference_full = tail_key(reference)
     kind = v.kind
     return (
-        rtype,
-        rkey,  # the resource's integer (decision 0055)
         v.param,
         kind,
         v.system,

@@ -21,6 +21,7 @@ import gzip
 import json
 import sys
 import unicodedata
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -124,9 +125,10 @@ def golden_resources() -> list[tuple[str, dict[str, Any]]]:
 
 
 def row(value: IndexValue) -> list[Any]:
-    """An ``IndexValue`` as JSON, every field in order (datetimes as ISO with offset)."""
+    """An ``IndexValue`` as JSON, every compared field in order (datetimes as ISO with
+    offset; not ``row``, the store's row derived from them, decision 0113)."""
     out: list[Any] = []
-    for field in IndexValue.__slots__:
+    for field in (f.name for f in fields(IndexValue) if f.compare):
         item = getattr(value, field)
         out.append(item.isoformat() if isinstance(item, datetime) else item)
     return out

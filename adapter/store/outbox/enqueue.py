@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import select
@@ -137,6 +138,8 @@ def order_key(resource_type: str, resource_id: str, patient_key: str | None) -> 
     return order_hash(patient_key or f"{resource_type}/{resource_id}")
 
 
+# a message's outbox rows share its patient's key (about 11 rows a lab message)
+@lru_cache(maxsize=4096)
 def order_hash(text: str) -> int:
     """The first 8 bytes of the SHA-256 of ``text`` (UTF-8) as a signed big-endian 64-bit
     integer (a BIGINT); migration 0035 computes the same in SQL on PostgreSQL. Two texts
