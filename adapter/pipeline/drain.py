@@ -138,6 +138,35 @@ def drain_batch(
     prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
     if not prepared:
         return []
+    try:
+        ids, results, alone = _store_batch(pipeline, prepared, postgresql, at_once=postgresql)
+    except bulk._Again as again:
+        log.info(
+            "drain: a message from %s failed in a batch of %d (%s): the batch is stored again,"
+            " each message in a savepoint of its own",
+            again.source_id,
+            len(prepared),
+            again.reason,
+        )
+        # translated again here: the first attempt's steps may have changed the resources
+        # they were given (as bulk ingest does, decision 0101)
+        prepared = _translated_again(pipeline, list(prepared))
+        ids, results, alone = _store_batch(pipeline, prepared, postgresql, at_once=False)
+    for i in alone:
+        results[i] = settle_alone(pipeline, ids[i])
+    return [r for r in results if r is not None]
+
+
+def _store_batch(
+    pipeline: Pipeline, prepared: dict[str, _Prepared], postgresql: bool, *, at_once: bool
+) -> tuple[list[str], list[IngestResult | None], list[int]]:
+    """One transaction: claim those of ``prepared`` still received and store them; (the
+    claimed ids, their results, the indexes of those to settle alone).
+
+    ``at_once`` (PostgreSQL): the batch's locks and rows are taken for all its messages at
+    its start and no savepoint is made per message (bulk ingest's ``_read_rows``, decision
+    0101; here decision 0116); the first message to fail raises ``bulk._Again``, the
+    transaction rolls back, and the caller stores the batch again a savepoint a message."""
     ids: list[str] = []
     results: list[IngestResult | None] = []
     try:
@@ -153,17 +182,28 @@ def drain_batch(
             ids = [m.id for m in rows]
             results = [None] * len(rows)
             writes = batch_writes(session)
-            jobs = _jobs(rows, prepared)
-            alone = bulk._store_jobs(pipeline, session, writes, jobs, results)
+            jobs = list(_jobs(rows, prepared))
+            if at_once:
+                bulk._read_rows(pipeline, session, [job for _, job in jobs])
+            alone = bulk._store_jobs(
+                pipeline, session, writes, jobs, results, savepoints=not at_once
+            )
             flush_batch_writes(session)  # a failure here fails the batch: each alone
     except SQLAlchemyError as exc:
         if not ids:
             raise  # nothing was taken (the database is unavailable): try again later
         log.warning("drain: a batch of %d failed (%s)", len(ids), type(exc).__name__)
         results, alone = [None] * len(ids), list(range(len(ids)))
-    for i in alone:
-        results[i] = settle_alone(pipeline, ids[i])
-    return [r for r in results if r is not None]
+    return ids, results, alone
+
+
+def _translated_again(pipeline: Pipeline, ids: list[str]) -> dict[str, _Prepared]:
+    """Fresh translations, in this process, of those of ``ids`` still received."""
+    with pipeline.factory() as session:
+        read_only(session)
+        rows = _received_rows(session, ids)
+        fresh = _prepare_all(pipeline, [rows[i] for i in ids if i in rows], None)
+    return {i: fresh[i] for i in ids if i in fresh}
 
 
 # translations started for the next batch, by message id (drain_batch's ``ahead``)
