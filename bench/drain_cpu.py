@@ -37,7 +37,7 @@ from bench_ingest import bulk_ingest, load_fixtures, make_input, postgres_engine
 from bulk_wall import _stat_cpu, threads_cpu
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from store_statements import _backends, _counting_trips, _cpu_of, kind_of
+from store_statements import _backends, _counting_trips, _cpu_of, _dump, kind_of
 
 from adapter.consortium import load_consortium
 from adapter.heap import settled
@@ -116,6 +116,12 @@ def main():
         "--unique-patients", action="store_true", help="a new patient per copy (as the POST bench)"
     )
     ap.add_argument("--pg", help="a PostgreSQL URL: a fresh schema there instead of SQLite")
+    ap.add_argument(
+        "--rows",
+        type=Path,
+        help="after the run, write the stored rows here (store_statements.py's form: two "
+        "trees' runs of the same input compare equal)",
+    )
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     functions = None
@@ -205,6 +211,8 @@ def main():
                         trips,
                     )
         stack.close()
+        if args.rows is not None:
+            _dump(engine, args.rows)
         if drop is not None:
             drop()
         engine.dispose()

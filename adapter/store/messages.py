@@ -191,8 +191,12 @@ def set_message_result(
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
     values["detected_format"] = message.detected_format
     values["encoding"] = message.encoding
-    # SQLite: on the driver (decision 0106)
-    execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
+    if writes.messages is not None:
+        # PostgreSQL: the drain's reopened row, updated at the commit with the batch's others
+        # (one round trip for all, decision 0116); nothing in the batch reads it back
+        writes.add_updates(_UPDATE_RESULT, [{"b_id": message.id, **values}])
+    else:  # SQLite: on the driver (decision 0106)
+        execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
     for key, value in values.items():  # as written: the ORM has nothing left to flush
         set_committed_value(message, key, value)
 

@@ -287,19 +287,23 @@ def test_two_drains_never_store_a_message_twice(
         pipeline.receive(long_oru(control=f"TWO{n:05d}"), Receipt("std-hl7v2", "http")).message_id
         for n in range(12)
     ]
-    real_store = drain_module.bulk._store_jobs
     claimed = threading.Event()
     release = threading.Event()
 
-    def held_store(*args: Any) -> Any:
-        # the first drain holds its claimed rows until the second one has drained (the
-        # second translates them too, decision 0102, and skips them at its claim)
-        if threading.current_thread().name == "first" and not claimed.is_set():
-            claimed.set()
-            assert release.wait(120)
-        return real_store(*args)
+    def held(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            # the first drain holds its claimed rows until the second one has drained (the
+            # second translates them too, decision 0102, and skips them at its claim),
+            # before it takes its batch's other locks (decision 0116) or stores
+            if threading.current_thread().name == "first" and not claimed.is_set():
+                claimed.set()
+                assert release.wait(120)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(drain_module.bulk, "_store_jobs", held_store)
+        return call
+
+    for name in ("_read_rows", "_store_jobs"):
+        monkeypatch.setattr(drain_module.bulk, name, held(getattr(drain_module.bulk, name)))
     first: list[IngestResult] = []
     thread = threading.Thread(target=lambda: first.extend(drain_batch(pipeline, 5)), name="first")
     thread.start()
@@ -490,3 +494,64 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
             ("processed", "hl7v2", True),
             ("quarantined", "hl7v2", False),  # garbage: no encoding told (as synchronously)
         }
+
+
+def test_postgresql_drains_a_batch_at_once_and_again_in_savepoints_when_one_fails(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Decision 0116: on PostgreSQL the drain takes its batch's locks and rows at its start
+    and makes no savepoint a message; a message failing there rolls the batch back, and the
+    batch is stored again a savepoint a message, each message once."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("the at-once store is PostgreSQL's (SQLite has no round trips)")
+    from sqlalchemy import event
+
+    pipeline = example_pipeline(session_factory)
+    ids = [
+        pipeline.receive(long_oru(control=f"ONCE{n:04d}"), Receipt("std-hl7v2", "http")).message_id
+        for n in range(6)
+    ]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        first = drain_batch(pipeline, 3)
+        assert [r.status for r in first] == ["processed"] * 3
+        assert "SAVEPOINT" not in statements  # stored at once
+        statements.clear()
+
+        real_store = steps.store
+        failed: list[str] = []
+
+        def failing_once(work: steps.Work) -> None:
+            if work.message.id == ids[4] and not failed:
+                failed.append(work.message.id)
+                raise RuntimeError("a bug, once")
+            real_store(work)
+
+        monkeypatch.setattr(steps, "store", failing_once)
+        with caplog.at_level("INFO", logger="adapter.pipeline.drain"):
+            second = drain_batch(pipeline, 3)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert failed == [ids[4]]
+    assert "stored again, each message in a savepoint of its own" in caplog.text
+    assert statements.count("SAVEPOINT") == 3  # the second attempt: one a message
+    assert {r.message_id: r.status for r in second} == dict.fromkeys(ids[3:], "processed")
+    with session_factory() as session:
+        assert backlog(session).count == 0
+        assert verify(session).ok
+        events = Counter(
+            (r.message_id, r.action)
+            for r in session.scalars(select(AuditRecord))
+            if r.action == "message.translated"
+        )
+        assert events == {(i, "message.translated"): 1 for i in ids}
+        # the same report six times: the later ones stored the first one's resources again
+        assert len({tuple(r.resources) for r in first + second}) == 1
