@@ -496,17 +496,15 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
         }
 
 
-def test_postgresql_drains_a_batch_at_once_and_again_in_savepoints_when_one_fails(
+def test_the_drain_stores_a_batch_at_once_and_again_in_savepoints_when_one_fails(
     session_factory: sessionmaker[Session],
     engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Decision 0116: on PostgreSQL the drain takes its batch's locks and rows at its start
-    and makes no savepoint a message; a message failing there rolls the batch back, and the
-    batch is stored again a savepoint a message, each message once."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("the at-once store is PostgreSQL's (SQLite has no round trips)")
+    """Decision 0116: the drain makes no savepoint a message (on PostgreSQL it also takes
+    its batch's locks and rows at its start); a message failing there rolls the batch back,
+    and the batch is stored again a savepoint a message, each message once."""
     from sqlalchemy import event
 
     pipeline = example_pipeline(session_factory)
