@@ -119,8 +119,8 @@ def main():
     ap.add_argument(
         "--rows",
         type=Path,
-        help="after the run, write the stored rows here (store_statements.py's form: two "
-        "trees' runs of the same input compare equal)",
+        help="with --pg: after the run, write the stored rows here (store_statements.py's "
+        "form: two trees' runs of the same input compare equal)",
     )
     args = ap.parse_args()
     logging.disable(logging.WARNING)
