@@ -41,6 +41,7 @@ def create_message(
     channel: str | None = None,
     peer: str | None = None,
     at_once: bool = False,
+    insert: bool = True,
 ) -> InboundMessage:
     """Insert a message with status ``received`` (flushed, so its id can be referenced).
 
@@ -48,7 +49,9 @@ def create_message(
     safe to list). The same bytes from the same source violate the unique (source_system, sha256)
     constraint: look them up with ``find_message`` first. ``at_once``: one INSERT now,
     without the ORM's unit of work (the receipts: the row is final as inserted; decision
-    0107); the instance is as if loaded.
+    0107); the instance is as if loaded. ``insert=False`` (with ``at_once``): the caller
+    inserts it with others, before anything refers to it (``insert_held_messages``: the
+    receipts of a group in one statement, decision 0116).
     """
     values: dict[str, Any] = {
         "id": message_id or str(uuid.uuid4()),
@@ -71,7 +74,7 @@ def create_message(
     }
     writes = held_writes(session)
     if writes is not None or at_once:  # one INSERT without the unit of work
-        if writes is None or writes.messages is None:  # SQLite, or at once: now
+        if (writes is None or writes.messages is None) and insert:  # SQLite, or at once: now
             # every column: the values given, None for the rest (as the unset attributes were)
             insert_rows(session, _message, [{**_NO_VALUES, **values}])
         # as if loaded: the row is there (decision 0050); its attributes set as a load sets

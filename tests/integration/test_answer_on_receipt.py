@@ -467,7 +467,8 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
     session_factory: sessionmaker[Session], engine: Engine
 ) -> None:
     """Decision 0076: the drain reopens each row in memory and writes its format, encoding
-    and result in one UPDATE (not an ORM flush of the format first); a quarantined one too."""
+    and result in one UPDATE (not an ORM flush of the format first); a quarantined one too.
+    On PostgreSQL the batch's UPDATEs are one executemany at its commit (decision 0116)."""
     from sqlalchemy import event
 
     pipeline = example_pipeline(session_factory)
@@ -475,10 +476,14 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
         pipeline.receive(long_oru(control=f"ONCE{n:04d}"), Receipt("std-hl7v2", "http"))
     pipeline.receive(GARBAGE, Receipt("std-hl7v2", "http"))
     updates: list[str] = []
+    statements: list[str] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def seen(
+        _conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("UPDATE INBOUND_MESSAGE"):
-            updates.append(statement)
+            statements.append(statement)
+            updates.extend([statement] * (len(params) if many else 1))  # a row each
 
     event.listen(engine, "before_cursor_execute", seen)
     try:
@@ -487,6 +492,7 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
         event.remove(engine, "before_cursor_execute", seen)
     assert sorted(r.status for r in settled) == ["processed"] * 3 + ["quarantined"]
     assert len(updates) == 4
+    assert len(statements) == (1 if engine.dialect.name == "postgresql" else 4)
     assert all("detected_format" in u and "status" in u for u in updates)
     with session_factory() as session:
         rows = session.scalars(select(InboundMessage)).all()
@@ -553,3 +559,61 @@ def test_the_drain_stores_a_batch_at_once_and_again_in_savepoints_when_one_fails
         assert events == {(i, "message.translated"): 1 for i in ids}
         # the same report six times: the later ones stored the first one's resources again
         assert len({tuple(r.resources) for r in first + second}) == 1
+
+
+def test_a_group_of_receipts_inserts_its_rows_in_one_statement(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """Decision 0116: the receipts of a group are inserted together (one round trip on
+    PostgreSQL), before the commit writes their audit records; each caller still gets its
+    own message, committed, and a duplicate in the group is answered with the earlier one."""
+    import contextvars
+    import hashlib
+
+    from sqlalchemy import event
+
+    from adapter.pipeline.on_receipt import _Pending
+
+    pipeline = example_pipeline(session_factory)
+    earlier = pipeline.receive(long_oru(control="GROUP000"), Receipt("std-hl7v2", "http"))
+    facility, source = pipeline.translator.source("std-hl7v2")
+    raws = [long_oru(control=f"GROUP{n:03d}") for n in range(4)]  # GROUP000: a duplicate
+    group = [
+        _Pending(
+            raw,
+            Receipt("std-hl7v2", "http"),
+            facility,
+            source,
+            (source.id, hashlib.sha256(raw).hexdigest()),
+            contextvars.copy_context(),
+        )
+        for raw in raws
+    ]
+    inserts: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "inbound_message" in statement and statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+        if "COPY" in statement.upper() and "inbound_message" in statement:
+            inserts.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        pipeline.receipts._commit(group)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    results = [p.result for p in group]
+    assert results[0] is not None and results[0].duplicate
+    assert results[0].message_id == earlier.message_id
+    assert all(r is not None and r.status == "received" and not r.duplicate for r in results[1:])
+    with session_factory() as session:
+        assert backlog(session).count == 4  # the earlier one and the group's three
+        assert verify(session).ok
+        received = Counter(
+            r.message_id
+            for r in session.scalars(select(AuditRecord))
+            if r.action == "message.received"
+        )
+        assert received[earlier.message_id] == 2  # its own and the duplicate's
+        assert all(received[r.message_id] == 1 for r in results[1:] if r is not None)
