@@ -475,6 +475,8 @@ def run(
         env["ADAPTER_INGEST_DRAIN_DEFER_SECONDS"] = str(drain_defer)
     if groups:
         env["ADAPTER_LOG_LEVEL"] = "DEBUG"
+    if os.environ.get("BENCH_SERVER_LOG_LEVEL"):  # study: e.g. DEBUG, the drain's batch lines
+        env["ADAPTER_LOG_LEVEL"] = os.environ["BENCH_SERVER_LOG_LEVEL"]
     if profile or stages:
         path = os.pathsep.join(filter(None, [str(PROFILING), os.environ.get("PYTHONPATH")]))
         env["PYTHONPATH"] = path

@@ -3,6 +3,9 @@ receipt), then drained in batches of 100 in this process; the drain thread's CPU
 process pool's threads' CPU and the worker's, per message. ``--bulk`` also stores the same
 messages (other copies) by bulk ingest in the same run: the floor the drain is held to.
 ``--statements`` counts the SQL statements per message by kind and table (both paths);
+``--pg URL`` runs on a fresh PostgreSQL schema (``BENCH_PG_PREFIX``) instead of a SQLite
+file, and then also prints psycopg's round trips per message by kind (``--statements``) and
+the CPU of the database backends serving the run (decision 0116);
 ``--profile`` prints a cProfile (thread CPU) of the drain; ``--functions`` the thread CPU
 of the store's functions (bench/profiling/store_functions.py, decision 0078), without
 cProfile's cost per call. Every run prints the main thread's time in the garbage
@@ -11,7 +14,7 @@ server, sync and bulk ingest run: a full collection then no longer walks the sta
 heap (80-110 ms each, 1 or 2 in 300 messages: decision 0083).
 
     .venv/bin/python bench/drain_cpu.py [COPIES] [--workers 0|1] [--bulk] [--statements]
-        [--profile] [--functions] [--settled]   (30 fixtures x COPIES messages)
+        [--profile] [--functions] [--settled] [--pg URL]   (30 fixtures x COPIES messages)
 """
 
 import argparse
@@ -25,14 +28,16 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
-from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
+from bench_ingest import bulk_ingest, load_fixtures, make_input, postgres_engine, routed_settings
 from bulk_wall import _stat_cpu, threads_cpu
 from sqlalchemy import event
-from store_statements import kind_of
+from sqlalchemy.engine import make_url
+from store_statements import _backends, _counting_trips, _cpu_of, _dump, kind_of
 
 from adapter.consortium import load_consortium
 from adapter.heap import settled
@@ -53,10 +58,14 @@ def _collecting(phase, _info):
         _collector[0] += time.thread_time() - _collector[1]
 
 
-def _measure(label, pipeline, run, n, counts, profile, functions=None):
+def _measure(label, pipeline, run, n, counts, profile, functions=None, engine=None, trips=None):
     pool = pipeline.translation_pool
     pids = pool.pids() if pool is not None else []
     w0 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
+    backends = _backends(engine) if engine is not None else []
+    b0 = _cpu_of(backends)
+    if trips is not None:
+        trips.clear()
     m0, o0 = threads_cpu()
     start = time.perf_counter()
     _collector[0] = 0.0
@@ -68,17 +77,24 @@ def _measure(label, pipeline, run, n, counts, profile, functions=None):
     wall = time.perf_counter() - start
     m1, o1 = threads_cpu()
     w1 = sum(_stat_cpu(f"/proc/{p}/stat") for p in pids)
+    b1 = _cpu_of(_backends(engine, backends)) if engine is not None else 0.0
     k = 1000 / n
     print(
         f"{label} {done}: wall {wall * k:.2f} ms/msg; main thread CPU "
         f"{(m1 - m0) * k:.2f}, pool threads CPU {(o1 - o0) * k:.2f}, "
         f"worker CPU {(w1 - w0) * k:.2f}; load {os.getloadavg()[0]:.1f}; "
         f"of the main thread's, in the garbage collector {_collector[0] * k:.2f}"
+        + (f"; database backends CPU {(b1 - b0) * k:.2f}" if engine is not None else "")
     )
     if counts:
         for kind, value in counts.most_common():
             print(f"  {value / n:7.3f}  {kind}")
         print(f"  {sum(counts.values()) / n:7.3f}  total per message")
+    if trips:
+        print("  psycopg round trips per message:")
+        for kind, value in trips.most_common():
+            print(f"  {value / n:7.3f}  {kind}")
+        print(f"  {sum(trips.values()) / n:7.3f}  round trips per message")
     if functions is not None:
         functions.report(n)
 
@@ -99,6 +115,13 @@ def main():
     ap.add_argument(
         "--unique-patients", action="store_true", help="a new patient per copy (as the POST bench)"
     )
+    ap.add_argument("--pg", help="a PostgreSQL URL: a fresh schema there instead of SQLite")
+    ap.add_argument(
+        "--rows",
+        type=Path,
+        help="with --pg: after the run, write the stored rows here (store_statements.py's "
+        "form: two trees' runs of the same input compare equal)",
+    )
     args = ap.parse_args()
     logging.disable(logging.WARNING)
     functions = None
@@ -111,16 +134,29 @@ def main():
         settings = routed_settings(Path(tmp))
         consortium = load_consortium(settings.config)
         fixtures = load_fixtures(consortium)
-        engine = make_engine(f"sqlite:///{Path(tmp) / 'd.db'}")
+        drop = None
+        if args.pg:  # the run's backends told apart by their application_name
+            url = make_url(args.pg).update_query_dict({"application_name": "store_statements"})
+            made = postgres_engine(url.render_as_string(hide_password=False))
+            assert not isinstance(made, str), made
+            engine, drop = made
+        else:
+            engine = make_engine(f"sqlite:///{Path(tmp) / 'd.db'}")
         migrate(engine)
         pipeline = make_pipeline(settings, consortium, session_factory(engine))
         counts: Counter[str] = Counter()
+        trips: Counter[str] | None = None
+        stack = ExitStack()
         if args.statements:
 
             def count(_conn, _cursor, statement, *_):
                 counts[kind_of(statement)] += 1
 
             event.listen(engine, "before_cursor_execute", count)
+            if args.pg:
+                trips = Counter()
+                stack.enter_context(_counting_trips(trips))
+        measured = engine if args.pg else None
         bulk = bulk_ingest(pipeline, 100)
         patients = None
         if args.unique_patients:
@@ -153,6 +189,8 @@ def main():
                     counts,
                     profile,
                     functions,
+                    measured,
+                    trips,
                 )
                 if profile is not None and args.dump:
                     profile.dump_stats(args.dump)
@@ -169,7 +207,14 @@ def main():
                         counts,
                         None,
                         functions,
+                        measured,
+                        trips,
                     )
+        stack.close()
+        if args.rows is not None:
+            _dump(engine, args.rows)
+        if drop is not None:
+            drop()
         engine.dispose()
 
 

@@ -1,13 +1,17 @@
 """The drain: documents kept on receipt (status ``received``, adapter/pipeline/on_receipt.py)
-are translated and stored in batches through the bulk path's savepoints
+are translated and stored in batches through the bulk path's steps
 (adapter/pipeline/bulk.py), oldest first (docs/decisions/0063-answer-on-receipt.md).
 
 Each message settles exactly as the synchronous path would have settled the same bytes: the
-same steps in a savepoint of its own, at the moment it was received, with the same
-quarantine, issues, audit events, outbox rows and final status; a message that fails in its
-savepoint (a value the database refuses, a concurrent insert, a bug), and every message of
-a batch whose transaction failed as a whole, is settled again alone (``Pipeline._settle``,
-its retries and located refusal). One bad message never costs the others their work.
+same steps, at the moment it was received, with the same quarantine, issues, audit events,
+outbox rows and final status. A batch is first stored *at once* (decision 0116, as bulk
+ingest since decision 0101): no savepoint a message and, on PostgreSQL, the batch's locks
+and rows taken in a few statements at its start. If a message fails there, the transaction
+rolls back and the batch is stored again with a savepoint a message (translated again);
+a message that fails in its savepoint (a value the database refuses, a concurrent insert,
+a bug), and every message of a batch whose transaction failed as a whole, is settled again
+alone (``Pipeline._settle``, its retries and located refusal). One bad message never costs
+the others their results.
 
 Who takes which message:
 
@@ -112,8 +116,9 @@ def drain(pipeline: Pipeline, *, batch: int = DEFAULT_BATCH) -> int:
 def drain_batch(
     pipeline: Pipeline, limit: int = DEFAULT_BATCH, *, ahead: Ahead | None = None
 ) -> list[IngestResult]:
-    """Settle up to ``limit`` received messages, oldest first, in one transaction with a
-    savepoint each; [] when none is waiting (or every one is another drain's).
+    """Settle up to ``limit`` received messages, oldest first, in one transaction (at once;
+    again with a savepoint each if one fails: ``_store_batch``); [] when none is waiting (or
+    every one is another drain's).
 
     ``ahead`` (SQLite, with translation workers): the next batch's translations, started
     by this call before it stores and taken by the next call, so that the workers
@@ -138,6 +143,35 @@ def drain_batch(
     prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
     if not prepared:
         return []
+    try:
+        ids, results, alone = _store_batch(pipeline, prepared, postgresql, at_once=True)
+    except bulk._Again as again:
+        log.info(
+            "drain: a message from %s failed in a batch of %d (%s): the batch is stored again,"
+            " each message in a savepoint of its own",
+            again.source_id,
+            len(prepared),
+            again.reason,
+        )
+        # translated again here: the first attempt's steps may have changed the resources
+        # they were given (as bulk ingest does, decision 0101)
+        prepared = _translated_again(pipeline, list(prepared))
+        ids, results, alone = _store_batch(pipeline, prepared, postgresql, at_once=False)
+    for i in alone:
+        results[i] = settle_alone(pipeline, ids[i])
+    return [r for r in results if r is not None]
+
+
+def _store_batch(
+    pipeline: Pipeline, prepared: dict[str, _Prepared], postgresql: bool, *, at_once: bool
+) -> tuple[list[str], list[IngestResult | None], list[int]]:
+    """One transaction: claim those of ``prepared`` still received and store them; (the
+    claimed ids, their results, the indexes of those to settle alone).
+
+    ``at_once``: no savepoint a message and, on PostgreSQL, the batch's locks and rows taken
+    for all its messages at its start (bulk ingest's ``_read_rows``, decision 0101; here
+    decision 0116); the first message to fail raises ``bulk._Again``, the transaction rolls
+    back, and the caller stores the batch again a savepoint a message."""
     ids: list[str] = []
     results: list[IngestResult | None] = []
     try:
@@ -153,17 +187,28 @@ def drain_batch(
             ids = [m.id for m in rows]
             results = [None] * len(rows)
             writes = batch_writes(session)
-            jobs = _jobs(rows, prepared)
-            alone = bulk._store_jobs(pipeline, session, writes, jobs, results)
+            jobs = list(_jobs(rows, prepared))
+            if at_once and postgresql:
+                bulk._read_rows(pipeline, session, [job for _, job in jobs])
+            alone = bulk._store_jobs(
+                pipeline, session, writes, jobs, results, savepoints=not at_once
+            )
             flush_batch_writes(session)  # a failure here fails the batch: each alone
     except SQLAlchemyError as exc:
         if not ids:
             raise  # nothing was taken (the database is unavailable): try again later
         log.warning("drain: a batch of %d failed (%s)", len(ids), type(exc).__name__)
         results, alone = [None] * len(ids), list(range(len(ids)))
-    for i in alone:
-        results[i] = settle_alone(pipeline, ids[i])
-    return [r for r in results if r is not None]
+    return ids, results, alone
+
+
+def _translated_again(pipeline: Pipeline, ids: list[str]) -> dict[str, _Prepared]:
+    """Fresh translations, in this process, of those of ``ids`` still received."""
+    with pipeline.factory() as session:
+        read_only(session)
+        rows = _received_rows(session, ids)
+        fresh = _prepare_all(pipeline, [rows[i] for i in ids if i in rows], None)
+    return {i: fresh[i] for i in ids if i in fresh}
 
 
 # translations started for the next batch, by message id (drain_batch's ``ahead``)

@@ -45,6 +45,7 @@ from adapter.pipeline.group import hand_on
 from adapter.pipeline.receipt import Receipt
 from adapter.pipeline.results import IngestResult, result_of
 from adapter.store import create_message
+from adapter.store.messages import insert_held_messages
 from adapter.store.models import InboundMessage
 
 if TYPE_CHECKING:
@@ -130,6 +131,7 @@ class ReceiptCommit:
             with self.pipeline.factory.begin() as session:
                 known = _known(session, list({p.key for p in group}))
                 taken: set[tuple[str, str]] = set()
+                kept: list[InboundMessage] = []
                 for i, pending in enumerate(group):
                     existing = known.get(pending.key)
                     if existing is not None:
@@ -144,7 +146,11 @@ class ReceiptCommit:
                     elif pending.key not in taken:  # the second of identical bytes: alone
                         taken.add(pending.key)
                         message = pending.context.run(_keep, session, pending)
+                        kept.append(message)
                         results[i] = result_of(message)
+                # the group's rows in one statement (one round trip on PostgreSQL), before
+                # the commit writes the audit records that refer to them (decision 0116)
+                insert_held_messages(session, kept)
         except IntegrityError:
             duplicate = self._duplicate(group[0]) if len(group) == 1 else None
             if duplicate is None:
@@ -209,6 +215,7 @@ def _keep(session: Session, pending: _Pending) -> InboundMessage:
         channel=receipt.channel,
         peer=receipt.peer,
         at_once=True,  # the row as it stays until drained: no unit of work (decision 0107)
+        insert=False,  # with the group's others, by ``_commit``
     )
     steps.audit_received(session, message, receipt.received_at)
     return message

@@ -41,6 +41,7 @@ def create_message(
     channel: str | None = None,
     peer: str | None = None,
     at_once: bool = False,
+    insert: bool = True,
 ) -> InboundMessage:
     """Insert a message with status ``received`` (flushed, so its id can be referenced).
 
@@ -48,7 +49,9 @@ def create_message(
     safe to list). The same bytes from the same source violate the unique (source_system, sha256)
     constraint: look them up with ``find_message`` first. ``at_once``: one INSERT now,
     without the ORM's unit of work (the receipts: the row is final as inserted; decision
-    0107); the instance is as if loaded.
+    0107); the instance is as if loaded. ``insert=False`` (with ``at_once``): the caller
+    inserts it with others, before anything refers to it (``insert_held_messages``: the
+    receipts of a group in one statement, decision 0116).
     """
     values: dict[str, Any] = {
         "id": message_id or str(uuid.uuid4()),
@@ -71,7 +74,7 @@ def create_message(
     }
     writes = held_writes(session)
     if writes is not None or at_once:  # one INSERT without the unit of work
-        if writes is None or writes.messages is None:  # SQLite, or at once: now
+        if (writes is None or writes.messages is None) and insert:  # SQLite, or at once: now
             # every column: the values given, None for the rest (as the unset attributes were)
             insert_rows(session, _message, [{**_NO_VALUES, **values}])
         # as if loaded: the row is there (decision 0050); its attributes set as a load sets
@@ -191,8 +194,12 @@ def set_message_result(
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
     values["detected_format"] = message.detected_format
     values["encoding"] = message.encoding
-    # SQLite: on the driver (decision 0106)
-    execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
+    if writes.messages is not None:
+        # PostgreSQL: the drain's reopened row, updated at the commit with the batch's others
+        # (one round trip for all, decision 0116); nothing in the batch reads it back
+        writes.add_updates(_UPDATE_RESULT, [{"b_id": message.id, **values}])
+    else:  # SQLite: on the driver (decision 0106)
+        execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
     for key, value in values.items():  # as written: the ORM has nothing left to flush
         set_committed_value(message, key, value)
 

@@ -738,6 +738,9 @@ class BatchWrites:
         self.messages: dict[str, Any] | None = None
         # PostgreSQL bulk batch: the rows of its resources (``read_batch_rows``)
         self.known: KnownRows | None = None
+        # PostgreSQL: UPDATEs of rows nothing in the batch reads back (the drain's message
+        # results, decision 0116), by statement, sent as one executemany each at the commit
+        self.updates: dict[Any, list[dict[str, Any]]] = {}
 
     def replace(self, key: Key, rkey: int, rows: list[IndexRow], *, stored: bool) -> None:
         """``key``'s new index rows (``rkey`` its resource key); ``stored``: its row existed
@@ -789,6 +792,13 @@ class BatchWrites:
         """Rows of ``table`` (with the same keys) that nothing in the batch reads back,
         inserted at the commit in the order given."""
         held = self.tables.setdefault(table, [])
+        self._journal.append(("rows", held, len(held)))
+        held.extend(rows)
+
+    def add_updates(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """Parameters of ``statement`` (an UPDATE of rows nothing in the batch reads back),
+        executed at the commit in the order given."""
+        held = self.updates.setdefault(statement, [])
         self._journal.append(("rows", held, len(held)))
         held.extend(rows)
 
@@ -934,6 +944,9 @@ def flush_batch_writes(session: Session) -> None:
     for table, rows in writes.tables.items():
         if rows:
             insert_rows(session, table, rows)
+    for statement, rows in writes.updates.items():
+        if rows:  # one executemany: psycopg pipelines it, one round trip
+            session.connection().execute(statement, rows)
     del session.info[_BUFFER]
 
 

@@ -287,19 +287,23 @@ def test_two_drains_never_store_a_message_twice(
         pipeline.receive(long_oru(control=f"TWO{n:05d}"), Receipt("std-hl7v2", "http")).message_id
         for n in range(12)
     ]
-    real_store = drain_module.bulk._store_jobs
     claimed = threading.Event()
     release = threading.Event()
 
-    def held_store(*args: Any) -> Any:
-        # the first drain holds its claimed rows until the second one has drained (the
-        # second translates them too, decision 0102, and skips them at its claim)
-        if threading.current_thread().name == "first" and not claimed.is_set():
-            claimed.set()
-            assert release.wait(120)
-        return real_store(*args)
+    def held(real: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            # the first drain holds its claimed rows until the second one has drained (the
+            # second translates them too, decision 0102, and skips them at its claim),
+            # before it takes its batch's other locks (decision 0116) or stores
+            if threading.current_thread().name == "first" and not claimed.is_set():
+                claimed.set()
+                assert release.wait(120)
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(drain_module.bulk, "_store_jobs", held_store)
+        return call
+
+    for name in ("_read_rows", "_store_jobs"):
+        monkeypatch.setattr(drain_module.bulk, name, held(getattr(drain_module.bulk, name)))
     first: list[IngestResult] = []
     thread = threading.Thread(target=lambda: first.extend(drain_batch(pipeline, 5)), name="first")
     thread.start()
@@ -463,7 +467,8 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
     session_factory: sessionmaker[Session], engine: Engine
 ) -> None:
     """Decision 0076: the drain reopens each row in memory and writes its format, encoding
-    and result in one UPDATE (not an ORM flush of the format first); a quarantined one too."""
+    and result in one UPDATE (not an ORM flush of the format first); a quarantined one too.
+    On PostgreSQL the batch's UPDATEs are one executemany at its commit (decision 0116)."""
     from sqlalchemy import event
 
     pipeline = example_pipeline(session_factory)
@@ -471,10 +476,14 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
         pipeline.receive(long_oru(control=f"ONCE{n:04d}"), Receipt("std-hl7v2", "http"))
     pipeline.receive(GARBAGE, Receipt("std-hl7v2", "http"))
     updates: list[str] = []
+    statements: list[str] = []
 
-    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def seen(
+        _conn: Any, _cursor: Any, statement: str, params: Any, _context: Any, many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("UPDATE INBOUND_MESSAGE"):
-            updates.append(statement)
+            statements.append(statement)
+            updates.extend([statement] * (len(params) if many else 1))  # a row each
 
     event.listen(engine, "before_cursor_execute", seen)
     try:
@@ -483,6 +492,7 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
         event.remove(engine, "before_cursor_execute", seen)
     assert sorted(r.status for r in settled) == ["processed"] * 3 + ["quarantined"]
     assert len(updates) == 4
+    assert len(statements) == (1 if engine.dialect.name == "postgresql" else 4)
     assert all("detected_format" in u and "status" in u for u in updates)
     with session_factory() as session:
         rows = session.scalars(select(InboundMessage)).all()
@@ -490,3 +500,120 @@ def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
             ("processed", "hl7v2", True),
             ("quarantined", "hl7v2", False),  # garbage: no encoding told (as synchronously)
         }
+
+
+def test_the_drain_stores_a_batch_at_once_and_again_in_savepoints_when_one_fails(
+    session_factory: sessionmaker[Session],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Decision 0116: the drain makes no savepoint a message (on PostgreSQL it also takes
+    its batch's locks and rows at its start); a message failing there rolls the batch back,
+    and the batch is stored again a savepoint a message, each message once."""
+    from sqlalchemy import event
+
+    pipeline = example_pipeline(session_factory)
+    ids = [
+        pipeline.receive(long_oru(control=f"ONCE{n:04d}"), Receipt("std-hl7v2", "http")).message_id
+        for n in range(6)
+    ]
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        first = drain_batch(pipeline, 3)
+        assert [r.status for r in first] == ["processed"] * 3
+        assert "SAVEPOINT" not in statements  # stored at once
+        statements.clear()
+
+        real_store = steps.store
+        failed: list[str] = []
+
+        def failing_once(work: steps.Work) -> None:
+            if work.message.id == ids[4] and not failed:
+                failed.append(work.message.id)
+                raise RuntimeError("a bug, once")
+            real_store(work)
+
+        monkeypatch.setattr(steps, "store", failing_once)
+        with caplog.at_level("INFO", logger="adapter.pipeline.drain"):
+            second = drain_batch(pipeline, 3)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert failed == [ids[4]]
+    assert "stored again, each message in a savepoint of its own" in caplog.text
+    assert statements.count("SAVEPOINT") == 3  # the second attempt: one a message
+    assert {r.message_id: r.status for r in second} == dict.fromkeys(ids[3:], "processed")
+    with session_factory() as session:
+        assert backlog(session).count == 0
+        assert verify(session).ok
+        events = Counter(
+            (r.message_id, r.action)
+            for r in session.scalars(select(AuditRecord))
+            if r.action == "message.translated"
+        )
+        assert events == {(i, "message.translated"): 1 for i in ids}
+        # the same report six times: the later ones stored the first one's resources again
+        assert len({tuple(r.resources) for r in first + second}) == 1
+
+
+def test_a_group_of_receipts_inserts_its_rows_in_one_statement(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """Decision 0116: the receipts of a group are inserted together (one round trip on
+    PostgreSQL), before the commit writes their audit records; each caller still gets its
+    own message, committed, and a duplicate in the group is answered with the earlier one."""
+    import contextvars
+    import hashlib
+
+    from sqlalchemy import event
+
+    from adapter.pipeline.on_receipt import _Pending
+
+    pipeline = example_pipeline(session_factory)
+    earlier = pipeline.receive(long_oru(control="GROUP000"), Receipt("std-hl7v2", "http"))
+    facility, source = pipeline.translator.source("std-hl7v2")
+    raws = [long_oru(control=f"GROUP{n:03d}") for n in range(4)]  # GROUP000: a duplicate
+    group = [
+        _Pending(
+            raw,
+            Receipt("std-hl7v2", "http"),
+            facility,
+            source,
+            (source.id, hashlib.sha256(raw).hexdigest()),
+            contextvars.copy_context(),
+        )
+        for raw in raws
+    ]
+    inserts: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "inbound_message" in statement and statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+        if "COPY" in statement.upper() and "inbound_message" in statement:
+            inserts.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        pipeline.receipts._commit(group)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(inserts) == 1
+    results = [p.result for p in group]
+    assert results[0] is not None and results[0].duplicate
+    assert results[0].message_id == earlier.message_id
+    assert all(r is not None and r.status == "received" and not r.duplicate for r in results[1:])
+    with session_factory() as session:
+        assert backlog(session).count == 4  # the earlier one and the group's three
+        assert verify(session).ok
+        received = Counter(
+            r.message_id
+            for r in session.scalars(select(AuditRecord))
+            if r.action == "message.received"
+        )
+        assert received[earlier.message_id] == 2  # its own and the duplicate's
+        assert all(received[r.message_id] == 1 for r in results[1:] if r is not None)

@@ -26,3 +26,15 @@ def test_a_rollback_forgets_what_was_read() -> None:
     writes.reads["adapter.identity.near"] = {"anything": object()}
     writes.rollback(mark)
     assert writes.reads == {}
+
+
+def test_a_rolled_back_message_drops_its_held_updates_and_keeps_the_others() -> None:
+    # the drain's message results on PostgreSQL (decision 0116)
+    statement = object()  # any statement: held by identity, executed at the commit
+    writes = BatchWrites()
+    writes.add_updates(statement, [{"b_id": "a", "status": "processed"}])
+    writes.forget()
+    mark = writes.mark()
+    writes.add_updates(statement, [{"b_id": "b", "status": "processed"}])
+    writes.rollback(mark)
+    assert writes.updates[statement] == [{"b_id": "a", "status": "processed"}]
