@@ -33,18 +33,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
-from bench_ingest import bulk_ingest, load_fixtures, make_input, postgres_engine, routed_settings
+from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
 from bulk_wall import _stat_cpu, threads_cpu
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
-from store_statements import _backends, _counting_trips, _cpu_of, _dump, kind_of
+from store_statements import _backends, _counting_trips, _cpu_of, _dump, bench_engine, kind_of
 
 from adapter.consortium import load_consortium
 from adapter.heap import settled
 from adapter.pipeline import Receipt
 from adapter.pipeline import drain as drain_module
 from adapter.runtime import make_pipeline
-from adapter.store import make_engine, migrate, session_factory
+from adapter.store import migrate, session_factory
 
 _collector = [0.0, 0.0]  # the main thread's CPU in the collector; when the pass began
 
@@ -134,14 +133,7 @@ def main():
         settings = routed_settings(Path(tmp))
         consortium = load_consortium(settings.config)
         fixtures = load_fixtures(consortium)
-        drop = None
-        if args.pg:  # the run's backends told apart by their application_name
-            url = make_url(args.pg).update_query_dict({"application_name": "store_statements"})
-            made = postgres_engine(url.render_as_string(hide_password=False))
-            assert not isinstance(made, str), made
-            engine, drop = made
-        else:
-            engine = make_engine(f"sqlite:///{Path(tmp) / 'd.db'}")
+        engine, drop = bench_engine(args.pg, Path(tmp))
         migrate(engine)
         pipeline = make_pipeline(settings, consortium, session_factory(engine))
         counts: Counter[str] = Counter()

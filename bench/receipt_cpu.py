@@ -25,14 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_delivery import Patients
-from bench_ingest import load_fixtures, make_input, postgres_engine, routed_settings
-from sqlalchemy.engine import make_url
-from store_statements import _backends, _counting_trips, _cpu_of
+from bench_ingest import load_fixtures, make_input, routed_settings
+from store_statements import _backends, _counting_trips, _cpu_of, bench_engine
 
 from adapter.consortium import load_consortium
 from adapter.pipeline import Receipt
 from adapter.runtime import make_pipeline
-from adapter.store import make_engine, migrate, session_factory
+from adapter.store import migrate, session_factory
 
 
 def main() -> None:
@@ -46,14 +45,7 @@ def main() -> None:
         settings = routed_settings(Path(tmp))
         consortium = load_consortium(settings.config)
         fixtures = load_fixtures(consortium)
-        drop = None
-        if args.pg:  # the run's backends told apart by their application_name
-            url = make_url(args.pg).update_query_dict({"application_name": "store_statements"})
-            made = postgres_engine(url.render_as_string(hide_password=False))
-            assert not isinstance(made, str), made
-            engine, drop = made
-        else:
-            engine = make_engine(f"sqlite:///{Path(tmp) / 'd.db'}")
+        engine, drop = bench_engine(args.pg, Path(tmp))
         migrate(engine)
         pipeline = make_pipeline(settings, consortium, session_factory(engine))
         patients = Patients(spread_births=True)

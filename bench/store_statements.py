@@ -52,6 +52,18 @@ from adapter.store import session_factory as make_session_factory
 _TABLE = re.compile(r"\b(?:FROM|INTO|UPDATE|JOIN)\s+\"?(\w+)", re.IGNORECASE)
 
 
+def bench_engine(pg: str | None, folder: Path) -> tuple[Any, Any]:
+    """The benchmark's engine, and its clean-up (None on SQLite): a fresh PostgreSQL schema
+    whose backends carry ``application_name=store_statements`` (so ``_backends`` tells them
+    apart) when ``pg`` is a URL, else a SQLite file in ``folder``."""
+    if pg:
+        url = make_url(pg).update_query_dict({"application_name": "store_statements"})
+        made = postgres_engine(url.render_as_string(hide_password=False))
+        assert not isinstance(made, str), made
+        return made
+    return make_engine(f"sqlite:///{folder / 'd.db'}"), None
+
+
 def kind_of(statement: str) -> str:
     words = statement.lstrip().split(None, 2)
     verb = words[0].upper() if words else "?"

@@ -570,7 +570,10 @@ class _Builder:
         self.reads_text = False  # a path built as text: ``text_of`` bound at the top
 
     def function(self, node: DictNode | ListNode) -> Fn:
-        result = self.block(node)
+        return self._made_returning(self.block(node))
+
+    def _made_returning(self, result: str) -> Fn:
+        """The function of the lines generated so far, returning ``result``."""
         top = [
             "def build(ev):",
             "    scope = ev.scope",
@@ -586,17 +589,7 @@ class _Builder:
         """A function giving the tuple of ``nodes`` built, one after the other (the parts of
         a resource id)."""
         results = [self.block(node) for node in nodes]
-        top = [
-            "def build(ev):",
-            "    scope = ev.scope",
-            "    resolve = ev.state.source.resolve",
-            "    vget = ev.vars.get",
-        ]
-        if self.reads_text:
-            top.append("    text_of = text_reader(ev.state.source)")
-        value = "(" + "".join(f"{r}, " for r in results) + ")"
-        source = "\n".join([*top, *self.lines, f"    return {value}", ""])
-        return _made(source, self.names)  # type: ignore[no-any-return]
+        return self._made_returning("(" + "".join(f"{r}, " for r in results) + ")")
 
     def bind(self, value: Any) -> str:
         name = f"a{len(self.names)}"
