@@ -144,17 +144,18 @@ class ParamIds:
             self._types.add(rtype)
 
     def tokens(
-        self, pids: Ids, condition: Any, rows: Any = None, key: Hashable = None
+        self, pids: Ids, condition: Any, rows: Any = None, key: Hashable = None, kind: str = "token"
     ) -> tuple[Ids, bool]:
         """The dictionary ids of the token parameters ``pids`` whose values meet
         ``condition``, and whether a row of ``rows`` does (PostgreSQL, decision 0103;
         ``search_tokens.matching_ids``), read through the search's session; ``key``: the
-        caller's name for the question, answered from the pre-read (or read once)."""
+        caller's name for the question, answered from the pre-read (or read once). ``kind``
+        "string": the string values of the dictionary (decision 0114)."""
         from adapter.store.search_tokens import matching_ids
 
         if key is not None and key in self._tokens:
             return self._tokens[key]
-        found = matching_ids(self._session, pids, condition, rows)
+        found = matching_ids(self._session, pids, condition, rows, kind)
         if key is not None:
             self._tokens[key] = found
         return found

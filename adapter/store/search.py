@@ -204,20 +204,36 @@ def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCrit
             if isinstance(value, ReferenceValue):
                 pre.targets((value.references, value.id_only), value.references, value.id_only)
         return
-    if param.type != "token" or not ids.terms or not any(map(moves, names)):
+    kind = param.type
+    if not _arrayed(ids, kind, names):
         return
     rows = None
     if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
         si = _PRE_ROWS  # one alias for every search: each member is a statement of its own
-        matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
-        rows = select(si.c.resource_key).where(rows_of(si, rtype, names, "token"), matched)
+        matched = or_(*(_value(ids, si, kind, modifier, v) for v in criterion.values))
+        rows = select(si.c.resource_key).where(rows_of(si, rtype, names, kind), matched)
     pre.tokens(
         _token_key(rtype, names, criterion, rows is not None),
         rtype,
-        tuple(name for name in names if moves(name)),
-        lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
+        _movable(kind, names),
+        lambda d: or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values)),
         rows,
+        kind,
     )
+
+
+def _arrayed(ids: ParamIds, kind: str, names: tuple[str, ...]) -> bool:
+    """Whether values of the row names ``names`` of ``kind`` can be dictionary ids in the
+    arrays (PostgreSQL): a token parameter's that ``moves`` (decision 0103), any string
+    parameter's (decision 0114: which of its rows move depends on the value)."""
+    if not ids.terms:
+        return False
+    return kind == "string" or (kind == "token" and any(map(moves, names)))
+
+
+def _movable(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
+    """The row names of ``names`` whose values can be in the dictionary."""
+    return names if kind == "string" else tuple(name for name in names if moves(name))
 
 
 def _token_key(
@@ -395,10 +411,10 @@ def condition(
     if modifier == "missing":
         absent = criterion.values[0] is True
         names = row_params(rtype, param)
-        if param.type == "token" and ids.terms and any(map(moves, names)):
-            # PostgreSQL: each resource's token rows and arrays (``token_rows``), a subplan
-            # per resource (decision 0103): the generic path, correct for every form
-            probe = _probe(ids, rtype, names, "token", of_resource=True)
+        if _arrayed(ids, param.type, names):
+            # PostgreSQL: each resource's token or string rows and arrays (``token_rows``),
+            # a subplan per resource (decisions 0103, 0114): the generic path
+            probe = _probe(ids, rtype, names, param.type, of_resource=True)
             matched = exists(probe.where(_si_of(probe).c.resource_key == r.c.resource_key))
             return not_(matched) if absent else matched
         probe = _probe(ids, rtype, names, param.type, of_resource=absent or rtype is None)
@@ -410,7 +426,7 @@ def condition(
     negated = modifier in _NEGATED
     if param.type == "reference" and ids.terms:
         return _reference_terms(ids, rtype, names, criterion, r, negated)
-    if param.type == "token" and ids.terms and any(map(moves, names)):
+    if _arrayed(ids, param.type, names):
         return _token_terms(ids, rtype, names, criterion, r, negated)
     matched = or_(*(_value(ids, si, param.type, modifier, v) for v in criterion.values))
     probe = _probe(ids, rtype, names, param.type, si, of_resource=negated or rtype is None)
@@ -575,13 +591,13 @@ def _token_ids(
 ) -> tuple[tuple[int, ...], bool]:
     """The dictionary ids of the movable parameters of ``names`` that meet the criterion,
     and whether a row of ``rows`` (its rows that stay rows) does: one statement."""
-    modifier = criterion.modifier
-    movable = tuple(name for name in names if moves(name))
+    modifier, kind = criterion.modifier, criterion.param.type
     return ids.tokens(
-        ids.of(rtype, movable, "token"),
-        lambda d: or_(*(_token_value(d, modifier, v) for v in criterion.values)),
+        ids.of(rtype, _movable(kind, names), kind),
+        lambda d: or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values)),
         rows,
         _token_key(rtype, names, criterion, rows is not None),
+        kind,
     )
 
 
@@ -602,13 +618,13 @@ def _token_terms(
     r: FromClause,
     negated: bool,
 ) -> ColumnElement[bool]:
-    """A token criterion on PostgreSQL (decision 0103): the rows that stay rows, and the
-    resources whose array holds a dictionary id that meets it (the ids read first and bound
-    as one ``integer[]``: ``search_tokens.toks_any``)."""
+    """A token or string criterion on PostgreSQL (decisions 0103, 0114): the rows that stay
+    rows, and the resources whose array holds a dictionary id that meets it (the ids read
+    first and bound as one ``integer[]``: ``search_tokens.toks_any``)."""
     si = _si.alias()
-    modifier = criterion.modifier
-    matched = or_(*(_token_value(si, modifier, v) for v in criterion.values))
-    row_probe = _probe(ids, rtype, names, "token", si, of_resource=negated or rtype is None)
+    modifier, kind = criterion.modifier, criterion.param.type
+    matched = or_(*(_value(ids, si, kind, modifier, v) for v in criterion.values))
+    row_probe = _probe(ids, rtype, names, kind, si, of_resource=negated or rtype is None)
     row_probe = row_probe.where(matched)
     positive = not negated and rtype is not None
     found, by_row = _token_ids(ids, rtype, names, criterion, row_probe if positive else None)
@@ -646,12 +662,14 @@ def _probe(
     ``of_resource``: the probe is correlated on the resource's key (``NOT EXISTS``, or any
     type), read through the table's key on SQLite (``rows_in``). Without ``si``, a
     reference's probe reads every reference row, the arrays' too (``reference_rows``)."""
-    fenced = si is None and kind in ("reference", "token") and ids.terms and of_resource
+    arrayed = kind in ("token", "string")
+    fenced = si is None and (kind == "reference" or arrayed) and ids.terms and of_resource
     if si is None:
         if kind == "reference":
             si = reference_rows()
         else:
-            si = token_rows() if kind == "token" else _si.alias()
+            rows_of_arrays = kind == "token" or (arrayed and ids.terms)
+            si = token_rows() if rows_of_arrays else _si.alias()
     rows = rows_in(si, ids.of(rtype, names, kind), kind, of_resource=of_resource)
     query = select(si.c.resource_key).where(rows)
     # PostgreSQL: ``OFFSET 0`` keeps the correlated probe a subplan, which takes the

@@ -52,15 +52,15 @@ from adapter.store.search_terms import reference_rows, refs_name, search_terms
 from adapter.store.search_tokens import token_rows
 
 _si = SearchIndex.__table__
-# the kinds PostgreSQL keeps partly as arrays (decisions 0088, 0103): a resource's rows are
-# read per resource, fenced (``_per_resource``)
-_ARRAYS = ("reference", "token")
+# the kinds PostgreSQL keeps partly as arrays (decisions 0088, 0103, 0114): a resource's
+# rows are read per resource, fenced (``_per_resource``)
+_ARRAYS = ("reference", "token", "string")
 
 
 def _rows(kind: str, name: str | None = None) -> FromClause:
     """A new alias of the rows a sort by ``kind`` reads: a reference's include the values
     PostgreSQL keeps as arrays (``reference_rows``, decision 0088)."""
-    if kind == "token":  # the token arrays too (``token_rows``, decision 0103)
+    if kind in ("token", "string"):  # the arrays too (``token_rows``, decisions 0103, 0114)
         return token_rows(name)
     return reference_rows(name) if kind == "reference" else _si.alias(name)
 

@@ -84,14 +84,16 @@ class PreRead:
         movable: tuple[str, ...],
         condition: Callable[[Any], Any],
         rows: Select[Any] | None,
+        kind: str = "token",
     ) -> None:
         """A token criterion's dictionary ids (the movable row names ``movable`` of
         ``rtype``, values meeting ``condition``), and whether a row of ``rows`` (its rows
-        that stay rows, their ``param_id`` by subquery) meets it; None: not asked."""
+        that stay rows, their ``param_id`` by subquery) meets it; None: not asked. ``kind``
+        "string": a string criterion's values in the dictionary (decision 0114)."""
         n = self._slot(_TOKENS, key)
         if movable:
-            d = dictionary()
-            pids = param_ids(rtype, movable, "token")
+            d = dictionary(kind)
+            pids = param_ids(rtype, movable, kind)
             self._members.append(
                 _member(_TOKENS, n, d.c.token_id).where(d.c.param_id.in_(pids), condition(d))
             )
