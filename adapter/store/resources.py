@@ -1062,8 +1062,9 @@ def _insert_index_tuples(
     if postgres:
         # PostgreSQL: the references named by key (decision 0088) and the token and string
         # values that can move (decisions 0103, 0114: ``search_tokens.moves``,
-        # ``string_moves``) are arrays of the resource's row of ``search_terms``, not rows. A transient row is deleted again before the commit:
-        # its arrays would only collide with the resource's stored row
+        # ``string_moves``) are arrays of the resource's row of ``search_terms``, not rows.
+        # A transient row is deleted again before the commit: its arrays would only collide
+        # with the resource's stored row
         keyed = [w for w in written if w[4] is not None]
         movable = {
             pid for (_, name, kind), pid in params.items() if kind == "token" and moves(name)
