@@ -56,7 +56,7 @@ COUNTIES = (("青山县", "415100"), ("石门县", "415300"), ("桃源县", "415
 TOWNS = [
     a + b + "镇"
     for a, b in zip(
-        "柳石桥新龙白马黄金清水长乐高东西南北中", "河桥头塘门沙岭坪江湾" * 2, strict=True
+        "柳石桥新龙白马黄金清水长乐高东西南北中", "河桥头塘门沙岭坪江湾" * 2, strict=False
     )
 ]
 SEARCHES: list[tuple[str, list[tuple[str, str]]]] = [

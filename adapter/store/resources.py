@@ -1076,12 +1076,14 @@ def _insert_index_tuples(
             if w[5] in movable and w[8] is not None and w[12] is None and w[13] is None
             and w[9] is None and w[3] is None
         ]  # fmt: skip
-        # a string row moves when its texts are whole (0044's rule)
+        # a string row moves when its texts are whole (0044's rule). A transient write keeps
+        # it a row: a refused value is then located by the rows' trial
+        # (adapter/store/refusals.py), as when it was always one
         strs = [
             w
             for w in written
             if w[7] == STRING_KIND and w[8] is None and string_moves(w[9], w[10], w[13])
-        ]
+        ] if not transient else []  # fmt: skip
         if keyed or toks or strs:
             gone = {id(w) for w in keyed}
             gone.update(id(w) for w in toks)
