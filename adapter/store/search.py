@@ -75,7 +75,7 @@ from adapter.store.search_terms import (
     targets_of,
 )
 from adapter.store.search_token_walk import placed_by, token_walk, walk_codes
-from adapter.store.search_tokens import moves, token_rows, toks_any
+from adapter.store.search_tokens import MANY_IDS, moves, token_rows, toks_any
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -629,11 +629,15 @@ def _token_terms(
     positive = not negated and rtype is not None
     found, by_row = _token_ids(ids, rtype, names, criterion, row_probe if positive else None)
     terms = search_terms.alias()
-    key_probe = select(terms.c.resource_key).where(toks_any(terms, found))
+    many = kind == "string" and len(found) > MANY_IDS  # a prefix or part of many values
+    key_probe = select(terms.c.resource_key).where(toks_any(terms, found, hidden=many))
     if negated:
         return and_(_absent(r, row_probe), _absent(r, key_probe))
     if rtype is None:
         return or_(_matching(rtype, r, row_probe), _matching(rtype, r, key_probe))
+    if many:  # one GIN probe for all of them, run once (``toks_any``)
+        once = select(func.unnest(func.array(key_probe.scalar_subquery())))
+        return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
     if not by_row:
         if not found:
             return false()

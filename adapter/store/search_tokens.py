@@ -108,14 +108,23 @@ def token_ids(session: Session, values: Iterable[Token]) -> dict[Token, int]:
     return _TOKENS.ids(session, values)
 
 
-def toks_any(terms: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+# more ids than this: the array is hidden from the planner (``toks_any``'s ``hidden``)
+MANY_IDS = 32
+
+
+def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElement[bool]:
     """``terms.toks && $1``: the ids as one bound ``integer[]`` parameter (the statement's
-    text is the same for every code: one compiled-cache entry, one prepared statement)."""
+    text is the same for every code: one compiled-cache entry, one prepared statement).
+    ``hidden``: ``toks && (SELECT $1)``, an InitPlan whose value the planner does not see.
+    Seeing 1,600 ids (``name:contains=伟``) it estimated most resources to match and read
+    every array with the ids as a filter, ``&&`` comparing each element with each id: 7.8 s
+    at 120,000 Patients, against 0.2 s through the GIN index (decision 0114)."""
     if not ids:
         return false()
-    return terms.c.toks.op("&&", is_comparison=True)(
-        bindparam(None, list(ids), type_=_INTS, unique=True)
-    )
+    bound: Any = bindparam(None, list(ids), type_=_INTS, unique=True)
+    if hidden:
+        bound = select(bound).scalar_subquery()
+    return terms.c.toks.op("&&", is_comparison=True)(bound)
 
 
 @lru_cache(maxsize=2)
