@@ -63,6 +63,7 @@ from adapter.store.search_tokens import (
     STRING_KIND,
     moves,
     string_moves,
+    string_param_moves,
     string_token,
     term_tokens,
 )
@@ -1076,13 +1077,18 @@ def _insert_index_tuples(
             if w[5] in movable and w[8] is not None and w[12] is None and w[13] is None
             and w[9] is None and w[3] is None
         ]  # fmt: skip
-        # a string row moves when its texts are whole (0044's rule). A transient write keeps
+        # an address row moves when its texts are whole (0044's rule). A transient write keeps
         # it a row: a refused value is then located by the rows' trial
         # (adapter/store/refusals.py), as when it was always one
+        places = {
+            pid for (_, name, kind), pid in params.items()
+            if kind == "string" and string_param_moves(name)
+        }  # fmt: skip
         strs = [
             w
             for w in written
-            if w[7] == STRING_KIND and w[8] is None and string_moves(w[9], w[10], w[13])
+            if w[5] in places and w[7] == STRING_KIND and w[8] is None
+            and string_moves(w[9], w[10], w[13])
         ] if not transient else []  # fmt: skip
         if keyed or toks or strs:
             gone = {id(w) for w in keyed}

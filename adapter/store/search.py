@@ -75,7 +75,14 @@ from adapter.store.search_terms import (
     targets_of,
 )
 from adapter.store.search_token_walk import placed_by, token_walk, walk_codes
-from adapter.store.search_tokens import MANY_IDS, moves, token_rows, toks_any
+from adapter.store.search_tokens import (
+    MANY_IDS,
+    arrayed,
+    moves,
+    string_param_moves,
+    token_rows,
+    toks_any,
+)
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
@@ -224,16 +231,15 @@ def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCrit
 
 def _arrayed(ids: ParamIds, kind: str, names: tuple[str, ...]) -> bool:
     """Whether values of the row names ``names`` of ``kind`` can be dictionary ids in the
-    arrays (PostgreSQL): a token parameter's that ``moves`` (decision 0103), any string
-    parameter's (decision 0114: which of its rows move depends on the value)."""
-    if not ids.terms:
-        return False
-    return kind == "string" or (kind == "token" and any(map(moves, names)))
+    arrays (PostgreSQL): ``search_tokens.arrayed`` (decisions 0103, 0114; which of an
+    address parameter's rows move depends on the value)."""
+    return bool(ids.terms) and arrayed(kind, names)
 
 
 def _movable(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
     """The row names of ``names`` whose values can be in the dictionary."""
-    return names if kind == "string" else tuple(name for name in names if moves(name))
+    movable = string_param_moves if kind == "string" else moves
+    return tuple(name for name in names if movable(name))
 
 
 def _token_key(
@@ -666,14 +672,12 @@ def _probe(
     ``of_resource``: the probe is correlated on the resource's key (``NOT EXISTS``, or any
     type), read through the table's key on SQLite (``rows_in``). Without ``si``, a
     reference's probe reads every reference row, the arrays' too (``reference_rows``)."""
-    arrayed = kind in ("token", "string")
-    fenced = si is None and (kind == "reference" or arrayed) and ids.terms and of_resource
-    if si is None:
-        if kind == "reference":
-            si = reference_rows()
-        else:
-            rows_of_arrays = kind == "token" or (arrayed and ids.terms)
-            si = token_rows() if rows_of_arrays else _si.alias()
+    in_arrays = kind == "token" or (kind == "string" and arrayed(kind, names))
+    fenced = si is None and (kind == "reference" or in_arrays) and ids.terms and of_resource
+    if si is None and kind == "reference":
+        si = reference_rows()
+    elif si is None:
+        si = token_rows() if in_arrays else _si.alias()
     rows = rows_in(si, ids.of(rtype, names, kind), kind, of_resource=of_resource)
     query = select(si.c.resource_key).where(rows)
     # PostgreSQL: ``OFFSET 0`` keeps the correlated probe a subplan, which takes the

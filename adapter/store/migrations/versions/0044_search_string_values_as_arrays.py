@@ -1,8 +1,9 @@
-"""PostgreSQL: string values leave search_index for the token dictionary and the resource's
+"""PostgreSQL: address values leave search_index for the token dictionary and the resource's
 token array (decision 0114, the form of 0103).
 
-Each string row whose texts are whole (``_MOVES``: ``value_norm`` not cut to a key, neither
-text empty, ``value`` under 200 characters) becomes one row of ``search_token`` with
+Each string row of an address parameter (``address``, ``address-city``, ...) whose texts are
+whole (``_MOVES``: ``value_norm`` not cut to a key, neither text empty, ``value`` under 200
+characters) becomes one row of ``search_token`` with
 ``system_id`` -1 (``value_norm`` the normalised text, ``code`` the text as written or ''
 when it is the same) and its id an element of its resource's ``search_terms.toks`` (merged
 with the token ids there: sorted, distinct); the rows are deleted. A partial b-tree
@@ -36,7 +37,9 @@ depends_on: str | Sequence[str] | None = None
 # rule as adapter/store/search_tokens.string_moves (tests/integration/test_migration_0044.py)
 _MOVES = (
     "s.kind = 2 AND s.code IS NULL AND s.value <> '' AND s.value_norm <> ''"
-    " AND s.value_norm_full IS NULL AND char_length(s.value) < 200"
+    " AND s.value_norm_full IS NULL AND char_length(s.value) < 200 AND EXISTS (SELECT 1"
+    " FROM search_param p WHERE p.param_id = s.param_id AND p.kind = 2"
+    " AND (p.param = 'address' OR p.param LIKE 'address-%'))"
 )
 _STRING = -1  # search_tokens.STRING_SYSTEM
 
