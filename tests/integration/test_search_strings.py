@@ -193,3 +193,20 @@ def test_string_values_are_array_elements_on_postgresql(
         assert lines == [("Main Street 1", "main street 1")]
         arrays = list(conn.execute(text("SELECT toks FROM search_terms")).scalars())
         assert all(a == sorted(set(a)) for a in arrays)
+
+
+def test_a_prefix_of_many_address_values_finds_each_once(
+    session_factory: sessionmaker[Session],
+) -> None:
+    # more distinct values than search_tokens.MANY_IDS: one GIN probe with the ids hidden
+    # from the planner; a cut value (a row) meets it beside them
+    _store(session_factory)
+    bodies = [_patient(f"v{n:02d}", "刘", "洋", f"柳河镇新街村{n}组") for n in range(40)]
+    with session_factory.begin() as session:
+        save_resources(session, bodies, message_id=None, now=T0 + timedelta(minutes=1))
+    wanted = sorted(["p1", "p3", *(b["id"] for b in bodies)])
+    assert sorted(_ask(session_factory, "Patient", [("address", "柳河镇")])) == wanted
+    found = _ask(session_factory, "Patient", [("address:contains", "新街村")])
+    assert sorted(found) == sorted([*wanted, "p5"])
+    both = _ask(session_factory, "Patient", [("address", "柳河镇"), ("given", "伟")])
+    assert sorted(both) == ["p1", "p3"]
