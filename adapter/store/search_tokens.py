@@ -10,6 +10,12 @@ resource's ``search_terms.toks`` (sorted, distinct), under a GIN index. The dict
 NULLs (system 0, display '': none), so its unique key and the interning's ``IN`` lookups
 see every value. SQLite keeps its rows (no GIN).
 
+Address values (decision 0114, migration 0044; ``string_param_moves``, ``string_moves``)
+are dictionary rows too, marked by ``system_id`` -1 (``STRING_SYSTEM``): ``value_norm`` the
+normalised text, ``code`` the text as written or '' when the same. A string criterion of
+such a parameter reads them through ``dictionary("string")``; ``token_rows`` shows them as
+string rows (kind 2, ``value``, ``value_norm``). Names stay rows (sorts by them).
+
 Readers (adapter/store/search.py, search_order.py, recognition):
 
 * A token criterion reads the dictionary ids that meet it first, with the search's other
