@@ -118,6 +118,7 @@ class ParamIds:
         self._tokens: dict[Hashable, tuple[Ids, bool]] = {}
         self._targets: dict[Hashable, Ids] = {}
         self._walks: dict[Hashable, bool] = {}
+        self._counted: dict[Hashable, int] = {}
 
     def preread(self, pre: PreRead) -> None:
         """Send the search's one pre-read statement (adapter/store/search_preread.py) and
@@ -129,6 +130,7 @@ class ParamIds:
         self._tokens.update(found.tokens)
         self._targets.update(found.targets)
         self._walks.update(found.walks)
+        self._counted.update(found.rows)
 
     def _load(self, rtype: str | None) -> None:
         if self._all or rtype in self._types:
@@ -175,6 +177,15 @@ class ParamIds:
         if key not in self._walks:
             self._walks[key] = token_walk_applies(self._session, pids)
         return self._walks[key]
+
+    def rows_counted(self, key: Hashable, rows: Any) -> int:
+        """How many rows ``rows`` selects, counted up to ``search_preread.FEW_ROWS`` + 1,
+        from the pre-read when it asked (``key``), else read once."""
+        from adapter.store.search_preread import counted
+
+        if key not in self._counted:
+            self._counted[key] = int(self._session.execute(select(counted(rows))).scalar_one())
+        return self._counted[key]
 
     def of(self, rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Ids:
         """The ids of the row names ``names`` (any when None) of ``rtype`` (any type when

@@ -50,6 +50,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import array as pg_array
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import TableClause
@@ -151,6 +152,21 @@ def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElem
     if hidden:
         bound = select(bound).scalar_subquery()
     return terms.c.toks.op("&&", is_comparison=True)(bound)
+
+
+def toks_each(ids: Sequence[int]) -> Any:
+    """The keys of the resources whose array holds one of ``ids`` (more than ``MANY_IDS``):
+    one GIN probe PER id (``toks @> ARRAY[id]``, the ids unnested from one bound array the
+    planner does not see). One probe with all of them (``toks && $ids``) merges every
+    id's posting list for each array it finds: 25-30 ms for ``address=柳河`` (384 ids,
+    6,346 arrays) at 120,000 Patients against 8-12 ms probed per id (decision 0114). A
+    resource found by two ids comes twice: the caller's ``IN`` takes it once."""
+    bound = select(bindparam(None, list(ids), type_=_INTS, unique=True)).scalar_subquery()
+    one = func.unnest(bound).column_valued("many_id")
+    terms = _t.alias("each_terms")
+    return select(terms.c.resource_key).where(
+        terms.c.toks.op("@>", is_comparison=True)(pg_array([one]))
+    )
 
 
 @lru_cache(maxsize=2)

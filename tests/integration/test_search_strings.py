@@ -6,18 +6,22 @@ dictionary row, and a text that differs from its normalised form keeps its own r
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.search_query import parse_search
-from adapter.store import save_resources
+from adapter.store import save_resources, search_preread
 from adapter.store.search import find
 from adapter.store.search_tokens import string_param_moves
 
+search_module = importlib.import_module("adapter.store.search")  # the package's name is a function
 T0 = datetime(2026, 5, 3, 2, 0, tzinfo=UTC)
 LONG = "湖南省青山县柳河镇新街村" * 20  # 240 characters: cut to a key, a row beside arrays
 
@@ -195,17 +199,66 @@ def test_string_values_are_array_elements_on_postgresql(
         assert all(a == sorted(set(a)) for a in arrays)
 
 
-def test_a_prefix_of_many_address_values_finds_each_once(
+@contextmanager
+def _pages(engine: Engine) -> Iterator[list[str]]:
+    """The page and count statements a search sends (those reading ``resource``)."""
+    sent: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM resource" in statement:
+            sent.append(statement.lower())
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)
+
+
+@pytest.mark.parametrize("few", [search_preread.FEW_ROWS, 1])
+def test_name_rows_few_by_key_else_the_planner_chooses(
+    engine: Engine,
     session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    few: int,
 ) -> None:
-    # more distinct values than search_tokens.MANY_IDS: one GIN probe with the ids hidden
-    # from the planner; a cut value (a row) meets it beside them
+    # PostgreSQL: a prefix or :exact of rows that stay rows, counted in the pre-read; at
+    # most FEW_ROWS rows: the page probes the resources by key (the rows' keys hidden from
+    # the planner, ``unnest(array(...))``); more: the rows as a plain IN. Same answers.
+    monkeypatch.setattr(search_preread, "FEW_ROWS", few)
+    monkeypatch.setattr(search_module, "FEW_ROWS", few)
+    _store(session_factory)
+    f = session_factory
+    with _pages(engine) as sent:
+        assert sorted(_ask(f, "Patient", [("family", "张")])) == ["p1", "p2"]
+        assert _ask(f, "Patient", [("name:exact", "张伟")]) == ["p1"]
+        assert _ask(f, "Observation", [("patient.family", "张")]) == ["o1"]
+        assert sorted(_ask(f, "Patient", [("family", "张"), ("given", "伟,敏")])) == ["p1", "p2"]
+    hidden = [s for s in sent if "unnest(array((select search_index" in s]
+    if engine.dialect.name != "postgresql":
+        assert not hidden  # SQLite: as before
+    elif few > 1:
+        assert len(hidden) == len([s for s in sent if "search_index" in s])
+    else:  # name:exact=张伟 has one row: by key; the prefixes have two or three
+        plain = [s for s in sent if "search_index" in s and s not in hidden]
+        assert plain and all("like" in s for s in plain)
+        assert hidden and not any("like" in s for s in hidden)
+
+
+def test_a_prefix_of_many_address_values_finds_each_once(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    # more distinct values than search_tokens.MANY_IDS: a GIN probe per id with the ids
+    # hidden from the planner; a cut value (a row) meets it beside them
     _store(session_factory)
     bodies = [_patient(f"v{n:02d}", "刘", "洋", f"柳河镇新街村{n}组") for n in range(40)]
     with session_factory.begin() as session:
         save_resources(session, bodies, message_id=None, now=T0 + timedelta(minutes=1))
     wanted = sorted(["p1", "p3", *(b["id"] for b in bodies)])
-    assert sorted(_ask(session_factory, "Patient", [("address", "柳河镇")])) == wanted
+    with _pages(engine) as sent:
+        assert sorted(_ask(session_factory, "Patient", [("address", "柳河镇")])) == wanted
+    per_id = any("@> array[many_id]" in s for s in sent)
+    assert per_id == (engine.dialect.name == "postgresql")
     found = _ask(session_factory, "Patient", [("address:contains", "新街村")])
     assert sorted(found) == sorted([*wanted, "p5"])
     both = _ask(session_factory, "Patient", [("address", "柳河镇"), ("given", "伟")])
