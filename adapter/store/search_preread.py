@@ -3,8 +3,10 @@
 A search puts some values into its page statement that it reads first (decisions 0073,
 0080, 0103): the ``param_id``s of its types (``ParamIds``), the keys of the resources a
 reference criterion names (``targets``), the dictionary ids a token criterion's values
-meet and whether a row that stays a row meets it (``search_tokens.matching_ids``), and for
-a whole type sorted by a token whether the walk applies (``token_walk_applies``). Each was
+meet and whether a row that stays a row meets it (``search_tokens.matching_ids``), for
+a whole type sorted by a token whether the walk applies (``token_walk_applies``), and how
+many rows a string criterion of rows has, up to ``FEW_ROWS`` (decision 0114: few, the page
+probes the resources by key). Each was
 its own statement: a patient's code search sent four (parameter ids, dictionary ids,
 patient key, page), one more than before the dictionary (0103's regression).
 
