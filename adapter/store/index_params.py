@@ -118,6 +118,7 @@ class ParamIds:
         self._tokens: dict[Hashable, tuple[Ids, bool]] = {}
         self._targets: dict[Hashable, Ids] = {}
         self._walks: dict[Hashable, bool] = {}
+        self._counted: dict[Hashable, int] = {}
 
     def preread(self, pre: PreRead) -> None:
         """Send the search's one pre-read statement (adapter/store/search_preread.py) and
@@ -129,6 +130,7 @@ class ParamIds:
         self._tokens.update(found.tokens)
         self._targets.update(found.targets)
         self._walks.update(found.walks)
+        self._counted.update(found.rows)
 
     def _load(self, rtype: str | None) -> None:
         if self._all or rtype in self._types:
@@ -144,17 +146,18 @@ class ParamIds:
             self._types.add(rtype)
 
     def tokens(
-        self, pids: Ids, condition: Any, rows: Any = None, key: Hashable = None
+        self, pids: Ids, condition: Any, rows: Any = None, key: Hashable = None, kind: str = "token"
     ) -> tuple[Ids, bool]:
         """The dictionary ids of the token parameters ``pids`` whose values meet
         ``condition``, and whether a row of ``rows`` does (PostgreSQL, decision 0103;
         ``search_tokens.matching_ids``), read through the search's session; ``key``: the
-        caller's name for the question, answered from the pre-read (or read once)."""
+        caller's name for the question, answered from the pre-read (or read once). ``kind``
+        "string": the string values of the dictionary (decision 0114)."""
         from adapter.store.search_tokens import matching_ids
 
         if key is not None and key in self._tokens:
             return self._tokens[key]
-        found = matching_ids(self._session, pids, condition, rows)
+        found = matching_ids(self._session, pids, condition, rows, kind)
         if key is not None:
             self._tokens[key] = found
         return found
@@ -174,6 +177,15 @@ class ParamIds:
         if key not in self._walks:
             self._walks[key] = token_walk_applies(self._session, pids)
         return self._walks[key]
+
+    def rows_counted(self, key: Hashable, rows: Any) -> int:
+        """How many rows ``rows`` selects, counted up to ``search_preread.FEW_ROWS`` + 1,
+        from the pre-read when it asked (``key``), else read once."""
+        from adapter.store.search_preread import counted
+
+        if key not in self._counted:
+            self._counted[key] = int(self._session.execute(select(counted(rows))).scalar_one())
+        return self._counted[key]
 
     def of(self, rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Ids:
         """The ids of the row names ``names`` (any when None) of ``rtype`` (any type when

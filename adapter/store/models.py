@@ -368,7 +368,9 @@ SEARCH_TERMS = Table(
 )
 
 # PostgreSQL only (migration 0043, decision 0103): the dictionary of token values kept in
-# ``search_terms.toks``: one row per (parameter, code, system, display). No NULLs, so that
+# ``search_terms.toks``: one row per (parameter, code, system, display); a string value
+# (decision 0114) is a row of ``system_id`` -1: ``value_norm``, ``code`` its text as
+# written or '' when the same. No NULLs, so that
 # the unique key and the interning's ``IN`` lookups see every value: ``system_id`` 0 is
 # "no system", ``value_norm`` '' "no display" (adapter/store/search_tokens.py). Code before
 # system in the key: a search by code alone reads one range
@@ -381,6 +383,15 @@ SEARCH_TOKEN = Table(
     Column("code", Text(), nullable=False),
     Column("value_norm", Text(), nullable=False),
     UniqueConstraint("param_id", "code", "system_id", "value_norm", name="uq_search_token"),
+    # string values (``system_id`` -1, migration 0044, decision 0114): a string search's
+    # prefix (``LIKE 'x%'``) and exact lookups of the dictionary
+    Index(
+        "ix_search_token_string",
+        "param_id",
+        "value_norm",
+        postgresql_ops={"value_norm": "text_pattern_ops"},
+        postgresql_where=text("system_id = -1"),
+    ),
     info={"dialect": "postgresql"},
 )
 

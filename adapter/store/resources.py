@@ -59,7 +59,14 @@ from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
 from adapter.store.resource_keys import local_target, new_keys, target_keys
 from adapter.store.search_terms import delete_terms, search_terms, term_rows, uses_terms
-from adapter.store.search_tokens import moves, term_tokens
+from adapter.store.search_tokens import (
+    STRING_KIND,
+    moves,
+    string_moves,
+    string_param_moves,
+    string_token,
+    term_tokens,
+)
 from adapter.store.systems import system_ids
 
 _resource = Resource.__table__
@@ -1067,10 +1074,11 @@ def _insert_index_tuples(
         written[n] = (*w[:3], systems[rows[n][10]], *w[4:])
     postgres = session.get_bind().dialect.name != "sqlite"
     if postgres:
-        # PostgreSQL: the references named by key (decision 0088) and the token values that
-        # can move (decision 0103, ``search_tokens.moves``) are arrays of the resource's row
-        # of ``search_terms``, not rows. A transient row is deleted again before the commit:
-        # its arrays would only collide with the resource's stored row
+        # PostgreSQL: the references named by key (decision 0088) and the token and string
+        # values that can move (decisions 0103, 0114: ``search_tokens.moves``,
+        # ``string_moves``) are arrays of the resource's row of ``search_terms``, not rows.
+        # A transient row is deleted again before the commit: its arrays would only collide
+        # with the resource's stored row
         keyed = [w for w in written if w[4] is not None]
         movable = {
             pid for (_, name, kind), pid in params.items() if kind == "token" and moves(name)
@@ -1082,15 +1090,29 @@ def _insert_index_tuples(
             if w[5] in movable and w[8] is not None and w[12] is None and w[13] is None
             and w[9] is None and w[3] is None
         ]  # fmt: skip
-        if keyed or toks:
+        # an address row moves when its texts are whole (0044's rule). A transient write keeps
+        # it a row: a refused value is then located by the rows' trial
+        # (adapter/store/refusals.py), as when it was always one
+        places = {
+            pid for (_, name, kind), pid in params.items()
+            if kind == "string" and string_param_moves(name)
+        }  # fmt: skip
+        strs = [
+            w
+            for w in written
+            if w[5] in places and w[7] == STRING_KIND and w[8] is None
+            and string_moves(w[9], w[10], w[13])
+        ] if not transient else []  # fmt: skip
+        if keyed or toks or strs:
             gone = {id(w) for w in keyed}
             gone.update(id(w) for w in toks)
+            gone.update(id(w) for w in strs)
             written = [w for w in written if id(w) not in gone]
             if not transient:
                 refs = dict(term_rows((w[0], w[5], w[4]) for w in keyed))
-                tokens = term_tokens(
-                    session, ((w[0], (w[5], w[6] or 0, w[8], w[10] or "")) for w in toks)
-                )
+                values = [(w[0], (w[5], w[6] or 0, w[8], w[10] or "")) for w in toks]
+                values += [(w[0], string_token(w[5], w[9], w[10])) for w in strs]
+                tokens = term_tokens(session, values)
                 terms = [
                     (rkey, refs.get(rkey, []), tokens.get(rkey, []))
                     for rkey in dict.fromkeys([*refs, *tokens])

@@ -49,18 +49,24 @@ from adapter.fhir.search_results import SortKey
 from adapter.store.index_params import Ids, ParamIds, row_params, rows_in
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.search_terms import reference_rows, refs_name, search_terms
-from adapter.store.search_tokens import token_rows
+from adapter.store.search_tokens import arrayed, token_rows
 
 _si = SearchIndex.__table__
-# the kinds PostgreSQL keeps partly as arrays (decisions 0088, 0103): a resource's rows are
-# read per resource, fenced (``_per_resource``)
-_ARRAYS = ("reference", "token")
 
 
-def _rows(kind: str, name: str | None = None) -> FromClause:
-    """A new alias of the rows a sort by ``kind`` reads: a reference's include the values
+def _arrays(key: SortKey) -> bool:
+    """Whether PostgreSQL keeps the sort parameter's values partly as arrays (decisions
+    0088, 0103, 0114): a resource's rows are then read per resource, fenced
+    (``_per_resource``)."""
+    kind = key.param.type
+    return kind in ("reference", "token") or arrayed(kind, key.param.row_params)
+
+
+def _rows(key: SortKey, name: str | None = None) -> FromClause:
+    """A new alias of the rows a sort by ``key`` reads: a reference's include the values
     PostgreSQL keeps as arrays (``reference_rows``, decision 0088)."""
-    if kind == "token":  # the token arrays too (``token_rows``, decision 0103)
+    kind = key.param.type
+    if kind == "token" or arrayed(kind, key.param.row_params):  # decisions 0103, 0114
         return token_rows(name)
     return reference_rows(name) if kind == "reference" else _si.alias(name)
 
@@ -135,8 +141,8 @@ def leading_rows(
     rows are read per resource (``_per_resource``)."""
     key = sort[0]
     kind = key.param.type
-    row = _rows(kind, "sort_row")
-    if terms and kind in _ARRAYS:
+    row = _rows(key, "sort_row")
+    if terms and _arrays(key):
         row = _per_resource(row, r, "sort_row_of")
     if kind == "reference":  # the targets' texts joined, not one subquery per row and use
         value, rows, _ = _joined_reference(row)
@@ -166,7 +172,7 @@ def _placed(
     parameter has a better value (higher descending, lower ascending) or the same value and
     a lower row id. ``terms``: PostgreSQL's arrays, the probe fenced (``_per_resource``)."""
     kind = key.param.type
-    other = _rows(kind, "sort_other")
+    other = _rows(key, "sort_other")
     own = [other]  # the subquery's own tables; it is correlated to every other one
     if kind == "reference":
         rival, others, target = _joined_reference(other)
@@ -185,7 +191,7 @@ def _placed(
             or_(better, and_(rival == value, other.c.row_id < row.c.row_id)),
         )
     )
-    if terms and kind in _ARRAYS:
+    if terms and _arrays(key):
         placed_higher = placed_higher.offset(0)
     return ~placed_higher.exists()
 
@@ -394,7 +400,7 @@ def without_value(
     """The resources with no value for the first sort key, and their ORDER BY."""
     key = sort[0]
     kind = key.param.type
-    si = _rows(kind, "sort_none")
+    si = _rows(key, "sort_none")
     column = si.c[_SORT_COLUMNS[kind][1 if key.descending else 0]]
     valued = column.is_not(None)
     if kind == "reference":  # or named by its key (decision 0080)
@@ -405,7 +411,7 @@ def without_value(
         valued,
     )
     has_value = exists().where(*where)
-    if terms and kind in _ARRAYS:  # a subplan (``_per_resource``)
+    if terms and _arrays(key):  # a subplan (``_per_resource``)
         has_value = select(si.c.resource_key).where(*where).offset(0).exists()
     return ~has_value, tuple(order_by(sort[1:], r, keyed[1:]))
 
@@ -444,7 +450,7 @@ def _ordered(value: Any, descending: bool, nulls_last: bool) -> Any:
 
 def _index_value(key: SortKey, r: FromClause, ids: Ids) -> Any:
     kind = key.param.type
-    si = _rows(kind)
+    si = _rows(key)
     column = _sort_value(si, kind, key.descending)
     pick = func.max if key.descending else func.min
     return (

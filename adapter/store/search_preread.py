@@ -3,8 +3,10 @@
 A search puts some values into its page statement that it reads first (decisions 0073,
 0080, 0103): the ``param_id``s of its types (``ParamIds``), the keys of the resources a
 reference criterion names (``targets``), the dictionary ids a token criterion's values
-meet and whether a row that stays a row meets it (``search_tokens.matching_ids``), and for
-a whole type sorted by a token whether the walk applies (``token_walk_applies``). Each was
+meet and whether a row that stays a row meets it (``search_tokens.matching_ids``), for
+a whole type sorted by a token whether the walk applies (``token_walk_applies``), and how
+many rows a string criterion of rows has, up to ``FEW_ROWS`` (decision 0114: few, the page
+probes the resources by key). Each was
 its own statement: a patient's code search sent four (parameter ids, dictionary ids,
 patient key, page), one more than before the dictionary (0103's regression).
 
@@ -29,6 +31,7 @@ from sqlalchemy import (
     Text,
     cast,
     exists,
+    func,
     literal_column,
     null,
     select,
@@ -46,7 +49,10 @@ from adapter.store.search_tokens import dictionary
 _sp = SearchParam.__table__
 _si = SearchIndex.__table__
 _r = Resource.__table__
-_PARAMS, _TOKENS, _TARGETS, _WALK = 0, 1, 2, 3
+_PARAMS, _TOKENS, _TARGETS, _WALK, _ROWS = 0, 1, 2, 3, 4
+# a string criterion's rows counted up to this (``PreRead.rows``): at most this many, its
+# page probes the resources by key whatever the planner estimates (decision 0114)
+FEW_ROWS = 5_000
 _ROW_MEETS = -1  # a token member's k: a row that stays a row meets the criterion
 
 
@@ -59,6 +65,7 @@ class Found:
     tokens: dict[Hashable, tuple[tuple[int, ...], bool]] = field(default_factory=dict)
     targets: dict[Hashable, tuple[int, ...]] = field(default_factory=dict)
     walks: dict[Hashable, bool] = field(default_factory=dict)  # True: the walk applies
+    rows: dict[Hashable, int] = field(default_factory=dict)  # rows counted (<= FEW_ROWS + 1)
 
 
 class PreRead:
@@ -84,14 +91,16 @@ class PreRead:
         movable: tuple[str, ...],
         condition: Callable[[Any], Any],
         rows: Select[Any] | None,
+        kind: str = "token",
     ) -> None:
         """A token criterion's dictionary ids (the movable row names ``movable`` of
         ``rtype``, values meeting ``condition``), and whether a row of ``rows`` (its rows
-        that stay rows, their ``param_id`` by subquery) meets it; None: not asked."""
+        that stay rows, their ``param_id`` by subquery) meets it; None: not asked. ``kind``
+        "string": a string criterion's values in the dictionary (decision 0114)."""
         n = self._slot(_TOKENS, key)
         if movable:
-            d = dictionary()
-            pids = param_ids(rtype, movable, "token")
+            d = dictionary(kind)
+            pids = param_ids(rtype, movable, kind)
             self._members.append(
                 _member(_TOKENS, n, d.c.token_id).where(d.c.param_id.in_(pids), condition(d))
             )
@@ -128,6 +137,12 @@ class PreRead:
             _member(_WALK, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(staying))
         )
 
+    def rows(self, key: Hashable, rows: Select[Any]) -> None:
+        """How many rows of ``rows`` (a criterion's rows, their ``param_id`` by subquery)
+        there are, counted up to ``FEW_ROWS`` + 1 (an index range read no further)."""
+        n = self._slot(_ROWS, key)
+        self._members.append(_member(_ROWS, n, counted(rows)))
+
     def run(self, session: Session) -> Found:
         """Send the statement (none when nothing was asked) and sort its answer."""
         found = Found()
@@ -141,6 +156,7 @@ class PreRead:
         meets: set[int] = set()
         targets: dict[int, set[int]] = {}
         blocked: set[int] = set()
+        counts: dict[int, int] = {}
         for tag, n, k, a, b in session.execute(query):
             if tag == _PARAMS:
                 found.params.append((a, b, n, k))
@@ -151,6 +167,8 @@ class PreRead:
                     tokens.setdefault(n, set()).add(k)
             elif tag == _TARGETS:
                 targets.setdefault(n, set()).add(k)
+            elif tag == _ROWS:
+                counts[n] = k
             else:
                 blocked.add(n)
         found.types = set(self._types)
@@ -159,9 +177,17 @@ class PreRead:
                 found.tokens[key] = (tuple(sorted(tokens.get(n, ()))), n in meets)
             elif tag == _TARGETS:
                 found.targets[key] = tuple(sorted(targets.get(n, ())))
+            elif tag == _ROWS:
+                found.rows[key] = counts.get(n, 0)
             else:
                 found.walks[key] = n not in blocked
         return found
+
+
+def counted(rows: Select[Any]) -> Any:
+    """``(SELECT count(*) FROM (rows LIMIT FEW_ROWS + 1))``: a scalar subquery."""
+    few = rows.limit(FEW_ROWS + 1).subquery("few_rows")
+    return select(func.count()).select_from(few).scalar_subquery()
 
 
 def _member(tag: int, n: int, k: Any) -> Select[Any]:

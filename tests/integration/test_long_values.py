@@ -232,13 +232,22 @@ REFUSED_WORD = "拒收"
 
 def _refuse(engine: Engine) -> None:
     """From now on the database really refuses a search_index value containing 拒收: a CHECK
-    constraint on PostgreSQL, a trigger on SQLite (which cannot add one to a table)."""
+    constraint on PostgreSQL, a trigger on SQLite (which cannot add one to a table). On
+    PostgreSQL a string value is a row of ``search_token`` (decision 0114): refused there
+    too."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(
                 text(
                     "ALTER TABLE search_index ADD CONSTRAINT ck_test_refuse "
                     f"CHECK (value IS NULL OR strpos(value, '{REFUSED_WORD}') = 0) NOT VALID"
+                )
+            )
+            conn.execute(
+                text(
+                    "ALTER TABLE search_token ADD CONSTRAINT ck_test_refuse CHECK"
+                    f" (strpos(code, '{REFUSED_WORD}') = 0"
+                    f" AND strpos(value_norm, '{REFUSED_WORD}') = 0) NOT VALID"
                 )
             )
         else:
@@ -255,6 +264,7 @@ def _accept(engine: Engine) -> None:
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             conn.execute(text("ALTER TABLE search_index DROP CONSTRAINT ck_test_refuse"))
+            conn.execute(text("ALTER TABLE search_token DROP CONSTRAINT ck_test_refuse"))
         else:
             conn.execute(text("DROP TRIGGER test_refuse"))
 

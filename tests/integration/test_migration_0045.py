@@ -2,7 +2,7 @@
 the -m db pass): ``identity_history`` loses its index on ``person_id``, which the one reader
 by person (``link_history``: ``person_id OR previous_person_id``) never used.
 
-History rows written at head; down to 0043 the index is back and the reader's plan still
+History rows written at head; down to 0044 the index is back and the reader's plan still
 does not use it (the reason for the cut, on both databases); up again the index is gone and
 every history answer, by person and by patient, is what it was."""
 
@@ -81,7 +81,7 @@ def test_0045_drops_the_unused_person_index_and_back(blank_database_url: str) ->
         assert {h["previousPerson"] for h in expected["person ps-7"]} >= {"Patient/ps-7"}
         assert expected["patient pt-1"]
 
-        downgrade(engine, "0043")
+        downgrade(engine, "0044")
         assert _INDEX in _indexes(engine)
         assert _INDEX not in _plan(engine)  # the index it had was never the reader's
         assert _answers(engine) == expected

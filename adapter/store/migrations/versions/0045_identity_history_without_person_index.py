@@ -10,7 +10,7 @@ new patient. The reads by patient keep ``ix_identity_history_patient_id``.
 Downgrade: the index built again.
 
 Revision ID: 0045
-Revises: 0043
+Revises: 0044
 Create Date: 2026-12-06
 """
 
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0045"
-down_revision: str | Sequence[str] | None = "0043"
+down_revision: str | Sequence[str] | None = "0044"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
