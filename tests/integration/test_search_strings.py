@@ -16,10 +16,9 @@ import pytest
 from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.fhir.search_query import parse_search
 from adapter.store import save_resources, search_preread
-from adapter.store.search import find
 from adapter.store.search_tokens import string_param_moves
+from tests.integration.search_pages import every_page
 
 search_module = importlib.import_module("adapter.store.search")  # the package's name is a function
 T0 = datetime(2026, 5, 3, 2, 0, tzinfo=UTC)
@@ -66,26 +65,7 @@ def _store(factory: sessionmaker[Session]) -> None:
 
 
 def _ask(factory: sessionmaker[Session], rtype: str, params: list[tuple[str, str]]) -> list[str]:
-    with factory() as session:
-        parsed = parse_search(rtype, [*params, ("_count", "2")])
-        ids: list[str] = []
-        offset = 0
-        while True:  # every page: the sorts' paging too
-            page = find(
-                session,
-                [rtype],
-                parsed.criteria,
-                count=2,
-                offset=offset,
-                sort=parsed.sort,
-                total="accurate",
-            )
-            ids.extend(b["id"] for b in page.bodies)
-            if not page.has_more:
-                break
-            offset += 2
-        assert page.total == len(ids)
-        return ids
+    return every_page(factory, rtype, params, page_size=2)
 
 
 CASES: list[tuple[list[tuple[str, str]], list[str]]] = [
