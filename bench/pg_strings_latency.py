@@ -21,6 +21,7 @@ import os
 import random
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from bench.pg_schema import (  # noqa: E402
     maintain_own_schema,
     scratch_schema,
 )
-from bench.pg_tokens_latency import _backend_cpu  # noqa: E402
+from bench.pg_tokens_latency import timed  # noqa: E402
 
 SURNAMES = (
     "张王李刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹"
@@ -149,19 +150,9 @@ def main() -> None:
                     continue
                 found = _run(session, params)  # warm-up
                 session.rollback()
-                times, cpu = [], 0.0
-                pg_before = _backend_cpu(backend)
-                for _ in range(args.runs):
-                    c, t = time.process_time(), time.perf_counter()
-                    _run(session, params)
-                    times.append((time.perf_counter() - t) * 1000)
-                    cpu += time.process_time() - c
-                    session.rollback()
-                pg_cpu = (_backend_cpu(backend) - pg_before) * 1000 / args.runs
-                times.sort()
-                p50 = times[len(times) // 2]
-                p95 = times[min(len(times) - 1, round(0.95 * (len(times) - 1)))]
-                per = cpu * 1000 / args.runs
+                p50, p95, per, pg_cpu = timed(
+                    session, partial(_run, session, params), args.runs, backend
+                )
                 print(f"{n:2} {label:34} {p50:8.2f} {p95:8.2f} {per:7.2f} {pg_cpu:7.2f} {found:6}")
         engine.dispose()
     print(f"load average at end {os.getloadavg()[0]:.1f}")
