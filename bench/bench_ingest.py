@@ -507,6 +507,7 @@ class Floor:
         self.p = "?" if self.sqlite else "%s"
         self._top = 0  # the highest resource key given (SQLite)
         self._destinations: dict[str, int] = {}  # outbox_destination ids (decision 0079)
+        self._facilities: dict[str, int] = {}  # facility_name keys (decision 0118)
 
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self.p)
@@ -535,6 +536,19 @@ class Floor:
             )
             self._destinations[name] = cur.fetchone()[0]
         return self._destinations[name]
+
+    def _facility_key(self, cur: Any, name: str) -> int:
+        """The facility's ``facility_name`` key (created once, as the store does)."""
+        if name not in self._facilities:
+            cur.execute(
+                self._sql("INSERT INTO facility_name (name) VALUES (?) ON CONFLICT DO NOTHING"),
+                (name,),
+            )
+            cur.execute(
+                self._sql("SELECT facility_key FROM facility_name WHERE name = ?"), (name,)
+            )
+            self._facilities[name] = cur.fetchone()[0]
+        return self._facilities[name]
 
     def _new_keys(self, cur: Any, count: int) -> list[int]:
         """Resource keys as the store gives them (adapter/store/resource_keys.py); on
@@ -619,6 +633,7 @@ class Floor:
         stale: list[int] = []
         for source, raw, facility, resources in translated:
             message_id = uuid.uuid4().bytes  # UuidText's stored form
+            fkey = self._facility_key(cur, facility.id)
             for r in resources:
                 canonical = orjson.dumps(r, option=orjson.OPT_SORT_KEYS)
                 digest = hashlib.sha256(canonical).digest()[:16]
@@ -632,7 +647,7 @@ class Floor:
                     {**r, "meta": {"versionId": str(version), "lastUpdated": moment.isoformat()}}
                 )
                 patient = r["subject"]["reference"] if "subject" in r else None
-                row = (version, now, digest, body, message_id, patient, facility.id, *at)
+                row = (version, now, digest, body, message_id, patient, fkey, *at)
                 if old is None:
                     rkey = next(keys)
                     state[at] = [digest, version, rkey, False]
@@ -703,7 +718,7 @@ class Floor:
             cur.executemany(
                 self._sql(
                     "INSERT INTO resource (version_id, last_updated, content_hash, body, "
-                    "message_id, patient_key, facility_id, resource_type, id, resource_key, "
+                    "message_id, patient_key, facility_key, resource_type, id, resource_key, "
                     "deleted) VALUES (?,?,?,?,?,?,?,?,?,?,FALSE)"
                 ),
                 list(new.values()),
@@ -730,7 +745,7 @@ class Floor:
             cur.executemany(
                 self._sql(
                     "UPDATE resource SET version_id=?, last_updated=?, content_hash=?, body=?, "
-                    "message_id=?, patient_key=?, facility_id=? WHERE resource_type=? AND id=?"
+                    "message_id=?, patient_key=?, facility_key=? WHERE resource_type=? AND id=?"
                 ),
                 list(changed.values()),
             )

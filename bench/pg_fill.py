@@ -202,15 +202,19 @@ def _insert(
     when = f"timestamptz '{t0}+00' + make_interval(secs => {seconds})"
     rid = f"'{group.prefix}' || k || '-' || n"
     person = f"'{group.prefix}p' || k"
+    conn.execute(  # the facility as its facility_name key (decision 0118)
+        "INSERT INTO facility_name (name) VALUES (%s) ON CONFLICT DO NOTHING", (facility_id,)
+    )
     conn.execute(
         f"""
         INSERT INTO resource (resource_type, id, version_id, last_updated, deleted,
-                              content_hash, body, message_id, patient_key, facility_id)
+                              content_hash, body, message_id, patient_key, facility_key)
         SELECT 'Observation', {rid}, 1, w, false, 'h',
                convert_to(replace(replace(replace(t.body, '{ID}', {rid}), '{PATIENT}', {person}),
                        '{WHEN}', to_char(w AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"+00:00"')),
                           'UTF8'),
-               NULL, 'Patient/' || {person}, '{facility_id}'
+               NULL, 'Patient/' || {person},
+               (SELECT facility_key FROM facility_name WHERE name = '{facility_id}')
         FROM ({pick}) AS kn
         CROSS JOIN LATERAL (SELECT {when} AS w) AS tw
         JOIN fill_body t ON t.shape = mod(n, {shape_count})

@@ -87,7 +87,7 @@ INDEX_COLUMNS = (
 )
 _RESOURCE_COPY = (
     "COPY resource (resource_type, id, resource_key, version_id, last_updated, deleted, "
-    "content_hash, body, message_id, patient_key, facility_id) FROM STDIN"
+    "content_hash, body, message_id, patient_key, facility_key) FROM STDIN"
 )
 
 
@@ -116,14 +116,14 @@ class ResourceCopy:
         *,
         last_updated: str,
         patient_key: str | None,
-        facility_id: str | None = None,
+        facility_key: int | None = None,  # a ``facility_name`` key (decision 0118)
     ) -> None:
         rtype, rid = body["resourceType"], body["id"]
         stored = "\\x" + pack(body).hex()  # bytea in COPY's text format (decision 0049)
         self._key += 1
         values = (
             rtype, rid, self._key, 1, last_updated, "f", "h", stored, None, patient_key,
-            facility_id,
+            facility_key,
         )  # fmt: skip
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
         self._keys[f"{rtype}/{rid}"] = self._key

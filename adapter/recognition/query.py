@@ -44,6 +44,7 @@ from adapter.fhir.dates import parse_range
 from adapter.identity import person_of, records_of
 from adapter.recognition.catalogue import Assessment, Catalogue, Item
 from adapter.store import index_keys as keys
+from adapter.store.facilities import name_of
 from adapter.store.index_params import rows_of
 from adapter.store.models import Resource, SearchIndex
 from adapter.store.search_tokens import token_rows
@@ -259,7 +260,7 @@ def _results(
                 )
                 found.extend(session.execute(rkeys).scalars())
         for chunk in _chunks(session, found):
-            query = select(_r.c.id, _r.c.facility_id, _r.c.body).where(
+            query = select(_r.c.id, name_of(_r.c.facility_key), _r.c.body).where(
                 _r.c.resource_type == rtype, _one_of(session, _r.c.resource_key, chunk)
             )
             for row in session.execute(query):

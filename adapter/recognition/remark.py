@@ -32,6 +32,7 @@ from adapter.recognition.marks import ResultMarks
 from adapter.recognition.parameters import MARK_SYSTEM
 from adapter.recognition.query import RESULT_TYPES
 from adapter.store import Saved, enqueue_many, lock_resources, save_resources
+from adapter.store.facilities import name_of
 from adapter.store.models import Resource
 from adapter.store.resources import LockedRows
 from adapter.version_routing import outbox_rows_for_versions
@@ -84,7 +85,7 @@ def mark_stored(
         while True:
             with factory.begin() as session:
                 query = (
-                    select(_r.c.id, _r.c.facility_id, _r.c.body)
+                    select(_r.c.id, name_of(_r.c.facility_key), _r.c.body)
                     .where(_r.c.resource_type == rtype, _r.c.deleted.is_(False), _r.c.id > after)
                     .order_by(_r.c.id)
                     .limit(batch)
@@ -140,7 +141,7 @@ def _store(
     keys = [(rtype, rid) for rid in sorted(changing)]
     locked = lock_resources(session, keys, now=now)
     current = session.execute(
-        select(_r.c.id, _r.c.facility_id, _r.c.body).where(
+        select(_r.c.id, name_of(_r.c.facility_key), _r.c.body).where(
             _r.c.resource_type == rtype,
             _r.c.id.in_([rid for _, rid in keys]),
             _r.c.deleted.is_(False),

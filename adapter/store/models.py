@@ -212,7 +212,9 @@ class Resource(Base):
     body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
     message_id: Mapped[str | None] = mapped_column(UuidText())  # key: _message_keys
     patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # "Patient/<id>"
-    facility_id: Mapped[str | None] = mapped_column(String(_ID))
+    # the facility whose message made it, as its ``facility_name`` row (decision 0118: 2
+    # bytes instead of the name's ~25); by name: adapter/store/facilities.py
+    facility_key: Mapped[int | None] = mapped_column(SmallInteger())
 
 
 class ResourceVersion(Base):
@@ -508,6 +510,28 @@ class Outbox(Base):
     # the destination's sequence number, given when the row is first sent (a receiver sees
     # 1, 2, 3 ... without a gap; a resend carries the same number)
     sequence: Mapped[int | None] = mapped_column(BigInteger())
+
+
+class FacilityName(Base):
+    """Each facility named by ``resource.facility_key`` once, by a small integer (decision
+    0118, adapter/store/facilities.py; interned as ``outbox_destination``). Rows are only
+    added."""
+
+    __tablename__ = "facility_name"
+
+    facility_key: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(_ID), unique=True)
+
+
+# a resource's facility by name, read through facility_name, for ad-hoc ORM reads (tests,
+# the shell); deferred: loaded only when read. The store's queries use
+# adapter/store/facilities.py
+Resource.facility_id = column_property(
+    select(FacilityName.name)
+    .where(FacilityName.facility_key == Resource.facility_key)
+    .scalar_subquery(),
+    deferred=True,
+)
 
 
 class OutboxDestination(Base):

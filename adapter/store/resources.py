@@ -51,6 +51,7 @@ from adapter.fhir.index_values import (
     patient_key,
 )
 from adapter.store.driver_select import execute_rows
+from adapter.store.facilities import facility_key
 from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
@@ -433,6 +434,7 @@ def save_resources(
         latest[(rtype, rid)] = resource
 
     digests = {key: content_hash(resource) for key, resource in latest.items()}
+    facility = facility_key(session, facility_id)
     if locked is None:
         existing = _current_rows(session, latest, digests)
     else:
@@ -485,7 +487,7 @@ def save_resources(
             "body": body,
             "message_id": message_id,
             "patient_key": pkey,
-            "facility_id": facility_id,
+            "facility_key": facility,
         }
         if old is None:
             rkey = given[key]

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
 from adapter.store.care import POSITIVE
+from adapter.store.facilities import key_of
 from adapter.store.identity_tables import IdentityRecord
 from adapter.store.models import CareRelationship, Resource
 
@@ -82,7 +83,7 @@ def visible(scope: Visibility, r: FromClause) -> ColumnElement[bool]:
     return or_(
         r.c.resource_type.in_(DIRECTORY_TYPES),
         and_(r.c.patient_key.is_not(None), cared),
-        and_(r.c.patient_key.is_(None), r.c.facility_id == scope.facility),
+        and_(r.c.patient_key.is_(None), r.c.facility_key == key_of(scope.facility)),
     )
 
 
