@@ -544,9 +544,7 @@ class Floor:
                 self._sql("INSERT INTO facility_name (name) VALUES (?) ON CONFLICT DO NOTHING"),
                 (name,),
             )
-            cur.execute(
-                self._sql("SELECT facility_key FROM facility_name WHERE name = ?"), (name,)
-            )
+            cur.execute(self._sql("SELECT facility_key FROM facility_name WHERE name = ?"), (name,))
             self._facilities[name] = cur.fetchone()[0]
         return self._facilities[name]
 

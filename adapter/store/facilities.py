@@ -36,6 +36,4 @@ def key_of(name: str) -> Any:
 
 def name_of(column: ColumnElement[int | None], label: str = "facility_id") -> Any:
     """The facility's name for a key column, labelled ``label`` (NULL for NULL)."""
-    return (
-        select(_f.c.name).where(_f.c.facility_key == column).scalar_subquery().label(label)
-    )
+    return select(_f.c.name).where(_f.c.facility_key == column).scalar_subquery().label(label)
