@@ -42,7 +42,7 @@ def _resources(prefix: str) -> list[dict[str, Any]]:
             "body": {"resourceType": "Observation", "id": str(n), "valueString": "血糖"},
             "message_id": None,
             "patient_key": "Patient/p1" if n else None,
-            "facility_id": "county-hospital",
+            "facility_key": 1,  # a facility_name key (decision 0118)
         }
         for n in range(3)
     ]
