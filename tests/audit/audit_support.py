@@ -82,9 +82,15 @@ def change_text(factory: sessionmaker[Session], seq: int) -> None:
     set_stored_body(factory, seq, changed if sqlite else changed.encode())
 
 
+def _sqlite(session: Session) -> bool:
+    """SQLite keeps the links as audit_link rows; PostgreSQL on the record (migration 0048)."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
 def delete_row(factory: sessionmaker[Session], seq: int) -> None:
     with factory.begin() as session:
-        session.execute(text("DELETE FROM audit_link WHERE seq = :s"), {"s": seq})
+        if _sqlite(session):
+            session.execute(text("DELETE FROM audit_link WHERE seq = :s"), {"s": seq})
         session.execute(text("DELETE FROM audit_record WHERE seq = :s"), {"s": seq})
 
 
@@ -92,16 +98,19 @@ def insert_row(factory: sessionmaker[Session], after: int) -> None:
     """A forged record after ``after``, chained correctly to it, the rest renumbered: the
     best an intruder without the checkpoint key can do."""
     with factory.begin() as session:
-        links = session.execute(
-            text("SELECT seq, kind, reference FROM audit_link WHERE seq > :a"), {"a": after}
-        ).all()
-        session.execute(text("DELETE FROM audit_link WHERE seq > :a"), {"a": after})
+        links = []
+        if _sqlite(session):  # on PostgreSQL the links move with their record
+            links = session.execute(
+                text("SELECT seq, kind, reference FROM audit_link WHERE seq > :a"), {"a": after}
+            ).all()
+            session.execute(text("DELETE FROM audit_link WHERE seq > :a"), {"a": after})
         # renumber in two steps: the key must hold after every row on PostgreSQL
         session.execute(text("UPDATE audit_record SET seq = -seq - 1 WHERE seq > :a"), {"a": after})
         session.execute(text("UPDATE audit_record SET seq = -seq WHERE seq < 0"))
-        session.execute(
-            insert(AuditLink), [{"seq": q + 1, "kind": k, "reference": r} for q, k, r in links]
-        )
+        if links:
+            session.execute(
+                insert(AuditLink), [{"seq": q + 1, "kind": k, "reference": r} for q, k, r in links]
+            )
         prev = session.execute(
             select(AuditRecord.hash).where(AuditRecord.seq == after)
         ).scalar_one()
