@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.chain import canonical, chain_hash
@@ -80,6 +80,19 @@ def change_text(factory: sessionmaker[Session], seq: int) -> None:
     with factory() as session:
         sqlite = session.get_bind().dialect.name == "sqlite"
     set_stored_body(factory, seq, changed if sqlite else changed.encode())
+
+
+def link_rows(conn: Connection) -> list[tuple[int, str, Any]]:
+    """Every link as stored, ``(seq, kind, reference)`` in seq order: audit_link's rows, or
+    on PostgreSQL since migration 0048 the elements of ``audit_record.links`` (the kind
+    its first byte)."""
+    if "audit_link" in inspect(conn).get_table_names():
+        rows = conn.execute(text("SELECT seq, kind, reference FROM audit_link ORDER BY seq"))
+        return [tuple(r) for r in rows]
+    arrays = conn.execute(
+        text("SELECT seq, links FROM audit_record WHERE links IS NOT NULL ORDER BY seq")
+    )
+    return [(seq, chr(e[0]), bytes(e[1:])) for seq, links in arrays for e in links]
 
 
 def _sqlite(session: Session) -> bool:

@@ -80,7 +80,10 @@ def test_0048_moves_the_links_and_back_and_answers_the_same(blank_database_url: 
             }
             with engine.connect() as conn:
                 assert not conn.execute(
-                    text("SELECT count(*) FROM pg_proc WHERE proname = 'audit_link_hashes'")
+                    text(
+                        "SELECT count(*) FROM pg_proc WHERE proname = 'audit_link_hashes'"
+                        " AND pronamespace = current_schema()::regnamespace"
+                    )
                 ).scalar_one()
         else:
             assert rows == sqlite_links
