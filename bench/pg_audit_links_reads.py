@@ -59,18 +59,19 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS s
 _LINKS = """
 CREATE TEMP TABLE syn AS
 SELECT m * 3 AS seq, 'p' AS kind, '\\x0101'::bytea
-    || substring(sha256(('p' || (m * 7919) %% %(patients)s::int)::bytea) FROM 1 FOR 16) AS reference
+    || substring(sha256(('p' || (m::bigint * 7919) %% %(patients)s::int)::bytea) FROM 1 FOR 16) AS reference
 FROM generate_series(1, %(messages)s::int) AS m
 UNION ALL
 SELECT m * 3, 'e', '\\x0102'::bytea
     || substring(sha256(('o' || m || '-' || j)::bytea) FROM 1 FOR 16) || '\\x0031'::bytea
 FROM generate_series(1, %(messages)s::int) AS m, generate_series(1, 8) AS j
 """
-# head: each record's links as one array, written in its final form (no UPDATE: the dead
-# versions would stay while another session's snapshot is older)
+# head: each record's links in their stored form (audit_reference.pack_links: every element
+# here is shorter than 255 bytes), written in its final form (no UPDATE: the dead versions
+# would stay while another session's snapshot is older)
 _ARRAY = (
-    ", (SELECT array_agg(convert_to(kind, 'UTF8') || reference ORDER BY "
-    "convert_to(kind, 'UTF8') || reference) FROM syn WHERE syn.seq = s)"
+    ", (SELECT string_agg(set_byte('\\x00'::bytea, 0, length(e)) || e, ''::bytea ORDER BY e) "
+    "FROM (SELECT convert_to(kind, 'UTF8') || reference AS e FROM syn WHERE syn.seq = s) AS x)"
 )
 
 

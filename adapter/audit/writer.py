@@ -29,7 +29,7 @@ from adapter.audit.events import AuditEvent
 from adapter.fhir.dates import format_instant
 from adapter.store import advisory
 from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
-from adapter.store.audit_reference import link_element
+from adapter.store.audit_reference import link_element, pack_links
 from adapter.store.fast_insert import insert_rows
 from adapter.store.types import UuidText
 
@@ -112,8 +112,9 @@ def write(session: Session, bodies: list[dict[str, Any]]) -> None:
         digest = chain_hash(prev, text_body)
         row = row_of(seq, body, text_body, prev, digest)
         implied = sorted(links_of(body))
-        if postgresql:  # one array on the record's row (migration 0048, decision 0119)
-            row["links"] = sorted(link_element(k, r) for k, r in implied) or None
+        if postgresql:  # one value on the record's row (migration 0048, decision 0119)
+            elements = sorted(link_element(k, r) for k, r in implied)
+            row["links"] = pack_links(elements) if elements else None
         else:
             links.extend({"seq": seq, "kind": k, "reference": r} for k, r in implied)
         rows.append(row)

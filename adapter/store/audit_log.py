@@ -18,9 +18,9 @@ purge), ``(action, recorded)`` (subtype / type / action search), ``correlation_i
 lookup, the only query by message). On SQLite audit_link's key is ``(kind, reference,
 seq)`` (patient and entity search, disclosures; the table itself, ``WITHOUT ROWID``) and
 ``seq`` has an index of its own (verify, archive, purge). On PostgreSQL (migration 0048,
-decision 0119) a record's links are one array on its row, ``audit_record.links``, under a GIN
+decision 0119) a record's links are one value on its row, ``audit_record.links``, under a GIN
 index of its entities' 8-byte hashes: 0.45 KB less per lab message than the 9.6 rows of
-audit_link and their two indexes (decisions 0092, 0115). ``link_match`` writes a search's
+audit_link and their two indexes (decisions 0092, 0115). ``linked`` writes a search's
 condition for either form. References are ordered bytewise on both databases.
 """
 
@@ -49,12 +49,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
-from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store.audit_codes import Coded, encode
 from adapter.store.audit_reference import (
@@ -65,6 +63,7 @@ from adapter.store.audit_reference import (
     entity_hash,
     link_element,
     link_of,
+    unpack_links,
     versions,
 )
 from adapter.store.models import Base
@@ -79,24 +78,6 @@ IS_RECEIPT = text(f"action = '{encode('action', RECEIPT)}'")
 
 _BYTES = postgresql.ARRAY(LargeBinary())
 _HASHES = postgresql.ARRAY(BigInteger())
-
-
-class LinkArray(TypeDecorator[list[bytes]]):
-    """``bytea[]`` on PostgreSQL; on SQLite a BLOB column that stays NULL (migration 0048)."""
-
-    impl = LargeBinary
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "postgresql":
-            return dialect.type_descriptor(_BYTES)
-        return dialect.type_descriptor(LargeBinary())
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        return value
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Any:
-        return None if value is None else [bytes(v) for v in value]
 
 
 class AuditRecord(Base):
@@ -136,11 +117,11 @@ class AuditRecord(Base):
     # sha256 hex to every reader, 32 bytes stored (decision 0074)
     prev_hash: Mapped[str] = mapped_column(Digest())
     hash: Mapped[str] = mapped_column(Digest())
-    # PostgreSQL: the record's links (``link_element``: kind and stored reference), sorted;
+    # PostgreSQL: the record's links (``pack_links`` of their ``link_element``s, sorted);
     # NULL when it has none, and always on SQLite (there they are audit_link rows). Copies
     # of ``body``'s like the columns above: not in the chain, checked by verify. Deferred:
     # only verify and archive read them (``stored_links``), never a search's page
-    links: Mapped[list[bytes] | None] = mapped_column(LinkArray(), deferred=True)
+    links: Mapped[bytes | None] = mapped_column(LargeBinary(), deferred=True)
 
 
 class AuditLink(Base):
@@ -217,7 +198,7 @@ def linked(kind: str, references: Sequence[str], *, every_version: bool = False)
     if every_version:
         ranges = [versions(r) for r in references]
         rows = or_(*(_in_range(AuditLink.reference, *bounds) for bounds in ranges))
-        element = func.unnest(AuditRecord.links).column_valued("link")
+        element = func.unnest(_elements).column_valued("link")
         held: ColumnElement[bool] = exists(
             select(literal(1)).where(
                 or_(*(_in_range(element, *(_kind(code, b) for b in r)) for r in ranges))
@@ -228,7 +209,7 @@ def linked(kind: str, references: Sequence[str], *, every_version: bool = False)
     else:
         rows = AuditLink.reference.in_(list(references))
         stored = [link_element(kind, r) for r in references]
-        held = AuditRecord.links.bool_op("&&")(bindparam(None, stored, type_=_BYTES))
+        held = _elements.bool_op("&&")(bindparam(None, stored, type_=_BYTES))
         hashed = {entity_hash(kind, r) for r in references}
     probe = func.audit_link_hashes(AuditRecord.links, type_=_HASHES).bool_op("&&")(
         bindparam(None, sorted(hashed), type_=_HASHES)
@@ -237,6 +218,9 @@ def linked(kind: str, references: Sequence[str], *, every_version: bool = False)
         AuditRecord.seq.in_(select(AuditLink.seq).where(AuditLink.kind == kind, rows)),
         and_(probe, held),
     )
+
+
+_elements = func.audit_link_elements(AuditRecord.links, type_=_BYTES)
 
 
 def _kind(code: bytes, stored: bytes | None) -> bytes | None:
@@ -267,7 +251,7 @@ def stored_links(
                 AuditRecord.links.is_not(None),
             )
         ):
-            found[seq] = {link_of(e) for e in elements}
+            found[seq] = {link_of(e) for e in unpack_links(bytes(elements))}
         return found
     for seq, kind, reference in session.execute(
         select(AuditLink.seq, AuditLink.kind, AuditLink.reference).where(

@@ -176,14 +176,44 @@ ENTITY_SQL = (
 )
 
 
-# -- PostgreSQL: a record's links as one array on audit_record (migration 0048, decision 0119) --
-# Each element is the link's kind as stored (``p`` / ``e``) and its reference as stored
-# (``pack``); the array is the set ``links_of(body)`` sorted. Its GIN index is over
-# ``audit_link_hashes(links)``: for each link, the first 8 bytes of sha256 of its kind and
-# entity (``entity_of``: the version left off) as a signed bigint. A search probes the hashes
-# of the entities it names, then keeps the records whose ``links`` hold the exact reference
-# or one of its versions: a hash shared by chance only adds a candidate the condition drops.
-LINK_HASHES_SQL = "audit_link_hashes"  # the SQL function (migration 0048 creates it)
+# -- PostgreSQL: a record's links as one value on audit_record (migration 0048, decision 0119) --
+# Each link is an element: its kind as stored (``p`` / ``e``) and its reference as stored
+# (``pack``). ``audit_record.links`` holds a record's elements (the set ``links_of(body)``,
+# sorted) one after the other, each after its length: one byte, or 255 and two bytes (big
+# endian) for an element of 255 bytes or more (``pack_links``; 22 bytes for a versioned
+# Observation where a ``bytea[]`` took 28). PostgreSQL reads them with the function
+# ``audit_link_elements`` (``bytea[]``); the GIN index is over ``audit_link_hashes(links)``:
+# for each element, the first 8 bytes of sha256 of its kind and entity (``entity_of``: the
+# version left off) as a signed bigint. A search probes the hashes of the entities it names,
+# then keeps the records whose elements hold the reference or one of its versions: a hash
+# shared by chance only adds a candidate that condition drops.
+LINK_HASHES_SQL = "audit_link_hashes"  # the SQL functions (migration 0048 creates them)
+LINK_ELEMENTS_SQL = "audit_link_elements"
+
+
+def pack_links(elements: list[bytes]) -> bytes:
+    """The stored form of a record's link elements."""
+    out = bytearray()
+    for element in elements:
+        size = len(element)
+        out += bytes((size,)) if size < 255 else b"\xff" + size.to_bytes(2, "big")
+        out += element
+    return bytes(out)
+
+
+def unpack_links(stored: bytes) -> list[bytes]:
+    """The elements ``stored`` holds (as ``audit_link_elements`` reads them: a value cut
+    short in the database gives its last element short, never an error)."""
+    found, at = [], 0
+    while at < len(stored):
+        size, at = stored[at], at + 1
+        if size == 255:
+            if at + 2 > len(stored):
+                break
+            size, at = int.from_bytes(stored[at : at + 2], "big"), at + 2
+        found.append(stored[at : at + size])
+        at += size
+    return found
 
 
 def link_element(kind: str, reference: str) -> bytes:

@@ -14,6 +14,7 @@ from adapter.audit.verify import Report, verify
 from adapter.audit.writer import row_of
 from adapter.pipeline import Receipt
 from adapter.store.audit_log import AuditLink, AuditRecord
+from adapter.store.audit_reference import unpack_links
 from adapter.store.body_codec import is_frame
 from tests.integration.connector_helpers import example_pipeline
 
@@ -92,7 +93,7 @@ def link_rows(conn: Connection) -> list[tuple[int, str, Any]]:
     arrays = conn.execute(
         text("SELECT seq, links FROM audit_record WHERE links IS NOT NULL ORDER BY seq")
     )
-    return [(seq, chr(e[0]), bytes(e[1:])) for seq, links in arrays for e in links]
+    return [(seq, chr(e[0]), e[1:]) for seq, links in arrays for e in unpack_links(bytes(links))]
 
 
 def _sqlite(session: Session) -> bool:

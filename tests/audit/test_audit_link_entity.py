@@ -31,7 +31,13 @@ from adapter.audit.verify import verify
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditLink, AuditRecord
-from adapter.store.audit_reference import element_hash, link_element, pack
+from adapter.store.audit_reference import (
+    element_hash,
+    link_element,
+    pack,
+    pack_links,
+    unpack_links,
+)
 from adapter.store.engine import downgrade
 
 UUID = "0b6f8a52-3c1e-4d7a-9e21-5f0c8d9b7a10"
@@ -152,15 +158,23 @@ def test_element_hash_is_the_index_function(engine: Engine) -> None:
         ]
     )
     elements = [kind + s for s in stored for kind in (b"p", b"e")] + [b"", b"e"]
-    sql = text("SELECT audit_link_hashes(ARRAY[CAST(:e AS bytea)])")
+    elements.append(b"e" + pack("Observation/" + "x" * 300))  # a length of two bytes
+    one = text("SELECT audit_link_hashes(CAST(:e AS bytea))")
+    read = text("SELECT audit_link_elements(CAST(:e AS bytea))")
     with engine.connect() as connection:
         for element in elements:
-            found = connection.execute(sql, {"e": element}).scalar_one()
+            stored_form = pack_links([element])
+            found = connection.execute(one, {"e": stored_form}).scalar_one()
             assert found == [element_hash(element)], element
-        both = connection.execute(
-            text("SELECT audit_link_hashes(CAST(:e AS bytea[]))"), {"e": elements}
-        ).scalar_one()
+            assert connection.execute(read, {"e": stored_form}).scalar_one() == [element]
+        every = pack_links(elements)
+        both = connection.execute(one, {"e": every}).scalar_one()
+        assert connection.execute(read, {"e": every}).scalar_one() == elements
+        for cut in (1, 2, 25, len(every) - 3):  # cut short in the database: read, no error
+            short = connection.execute(read, {"e": every[:cut]}).scalar_one()
+            assert short == unpack_links(every[:cut])
     assert sorted(both) == sorted({element_hash(e) for e in elements})  # each once
+    assert unpack_links(every) == elements
 
 
 class _Explain(Executable, ClauseElement):
@@ -199,13 +213,20 @@ def test_the_searches_can_read_the_entity_index(session_factory: sessionmaker[Se
 def _tamper(session: Session, seq: int, change: str) -> None:
     """Change the stored links of record ``seq`` the way the database's owner could."""
     if session.get_bind().dialect.name == "postgresql":
-        sql = {
-            "drop": "UPDATE audit_record SET links = links[2:] WHERE seq = :s",
-            "add": "UPDATE audit_record SET links = links || CAST(:x AS bytea) WHERE seq = :s",
-            "swap": "UPDATE audit_record SET links = "
-            "array_replace(links, links[1], CAST(:x AS bytea)) WHERE seq = :s",
+        stored = session.execute(
+            text("SELECT links FROM audit_record WHERE seq = :s"), {"s": seq}
+        ).scalar_one()
+        elements = unpack_links(bytes(stored))
+        forged = link_element("patient", "Patient/zz")
+        elements = {
+            "drop": elements[1:],
+            "add": [*elements, forged],
+            "swap": [forged, *elements[1:]],
         }[change]
-        session.execute(text(sql), {"s": seq, "x": link_element("patient", "Patient/zz")})
+        session.execute(
+            text("UPDATE audit_record SET links = :x WHERE seq = :s"),
+            {"s": seq, "x": pack_links(elements)},
+        )
         return
     if change == "drop":
         first = session.execute(

@@ -18,7 +18,7 @@ from adapter.audit.search import search_records
 from adapter.audit.verify import verify
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
-from adapter.store.audit_reference import link_element
+from adapter.store.audit_reference import link_element, pack_links
 from adapter.store.engine import downgrade
 from tests.audit.audit_support import fill, records
 from tests.audit.test_audit_link_entity import SEARCHES, UUID, _fill
@@ -36,10 +36,11 @@ def _answers(engine: Engine) -> list[Any]:
     return found
 
 
-def _arrays(engine: Engine) -> list[tuple[int, list[bytes] | None]]:
+def _arrays(engine: Engine) -> list[tuple[int, bytes | None]]:
+    """Each record's stored links (``pack_links``), in seq order."""
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT seq, links FROM audit_record ORDER BY seq")).all()
-    return [(seq, None if links is None else [bytes(e) for e in links]) for seq, links in rows]
+    return [(seq, None if links is None else bytes(links)) for seq, links in rows]
 
 
 def _link_rows(engine: Engine) -> set[tuple[int, str, bytes]]:
@@ -62,7 +63,9 @@ def test_0048_moves_the_links_and_back_and_answers_the_same(blank_database_url: 
             for r in records(factory)
         }
         if postgresql:  # each record's links: its body's, sorted; NULL for none
-            assert arrays == [(seq, implied[seq] or None) for seq in sorted(implied)]
+            assert arrays == [
+                (seq, pack_links(implied[seq]) if implied[seq] else None) for seq in sorted(implied)
+            ]
         else:
             assert all(links is None for _, links in arrays)
         sqlite_links = None if postgresql else _link_rows(engine)
