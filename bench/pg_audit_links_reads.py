@@ -58,8 +58,8 @@ FROM generate_series(%(first)s::bigint, %(last)s::bigint) AS s
 """
 _LINKS = """
 CREATE TEMP TABLE syn AS
-SELECT m * 3 AS seq, 'p' AS kind, '\\x0101'::bytea
-    || substring(sha256(('p' || (m::bigint * 7919) %% %(patients)s::int)::bytea) FROM 1 FOR 16) AS reference
+SELECT m * 3 AS seq, 'p' AS kind, '\\x0101'::bytea || substring(
+    sha256(('p' || (m::bigint * 7919) %% %(patients)s::int)::bytea) FROM 1 FOR 16) AS reference
 FROM generate_series(1, %(messages)s::int) AS m
 UNION ALL
 SELECT m * 3, 'e', '\\x0102'::bytea
