@@ -10,9 +10,10 @@ and eight versioned Observations (the bench's lab messages: 9.6 links a message)
 patient every four messages. Each round runs, in both schemas in turn, what the AuditEvent
 search runs (a count and the newest page of 50) for one patient and one entity (every
 version), and the disclosure report's query; p50 / p90 of the client's time (ms; the host's
-load moves these), the server's execution time and the shared buffers each plan touches
-(``EXPLAIN (ANALYZE, BUFFERS)``; load does not move the buffers). Sizes of both forms are
-printed. The schemas are dropped at the end unless ``--keep``.
+load moves these), the client's CPU (mean), the server's planning and execution time and
+the shared buffers each plan touches (``EXPLAIN (ANALYZE, BUFFERS)``; load does not move
+the buffers). Sizes of both forms are printed. The schemas are dropped at the end unless
+``--keep``.
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def main() -> None:
     timings: dict[tuple[str, str], list[float]] = {}
     buffers: dict[tuple[str, str], list[int]] = {}
     server: dict[tuple[str, str], list[float]] = {}
+    client: dict[tuple[str, str], list[float]] = {}  # this process's CPU
     found: dict[tuple[str, str], list[Any]] = {}
     for n in range(args.rounds):
         m = rng.randrange(1, messages + 1)
@@ -227,9 +229,10 @@ def main() -> None:
             for form in order:
                 sql, params = forms[form]
                 conn = conns[form]
-                started = time.perf_counter()
+                started, cpu = time.perf_counter(), time.process_time()
                 rows = conn.execute(sql, params).fetchall()
                 timings.setdefault((name, form), []).append((time.perf_counter() - started) * 1e3)
+                client.setdefault((name, form), []).append((time.process_time() - cpu) * 1e3)
                 answers.append([r[0] for r in rows])
                 touched, took = _plan(conn, sql, params)
                 buffers.setdefault((name, form), []).append(touched)
@@ -241,6 +244,7 @@ def main() -> None:
         p50, p90 = statistics.median(times), times[int(0.9 * len(times))]
         print(
             f"{name:14} {form:5} p50 {p50:7.3f} ms  p90 {p90:7.3f} ms  "
+            f"client CPU {statistics.mean(client[(name, form)]):6.3f} ms  "
             f"server (plan + run) p50 {statistics.median(server[(name, form)]):6.3f} ms  "
             f"buffers {statistics.median(buffers[(name, form)]):5.0f}  "
             f"rows {statistics.mean(found[(name, 'rows')]):.1f}"
