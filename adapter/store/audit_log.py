@@ -19,7 +19,7 @@ lookup, the only query by message). On SQLite audit_link's key is ``(kind, refer
 seq)`` (patient and entity search, disclosures; the table itself, ``WITHOUT ROWID``) and
 ``seq`` has an index of its own (verify, archive, purge). On PostgreSQL (migration 0048,
 decision 0119) a record's links are one value on its row, ``audit_record.links``, under a GIN
-index of its entities' 8-byte hashes: 0.45 KB less per lab message than the 9.6 rows of
+index of its entities' 8-byte hashes: 0.47 KB less per lab message than the 9.6 rows of
 audit_link and their two indexes (decisions 0092, 0115). ``linked`` writes a search's
 condition for either form. References are ordered bytewise on both databases.
 """
