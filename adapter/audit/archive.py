@@ -31,7 +31,7 @@ from adapter.audit.signing import check, sign_text
 from adapter.audit.verify import Finding, Report, walk
 from adapter.errors import AdapterError
 from adapter.fhir.dates import format_instant
-from adapter.store.audit_log import AuditLink, AuditRecord
+from adapter.store.audit_log import AuditLink, AuditRecord, stored_links
 
 _COLUMNS = (
     "seq",
@@ -107,13 +107,7 @@ def archive(
         kept.append(record)
     if not kept:
         return None
-    links: dict[int, set[tuple[str, str]]] = {}
-    for seq, kind, reference in session.execute(
-        select(AuditLink.seq, AuditLink.kind, AuditLink.reference).where(
-            AuditLink.seq.between(kept[0].seq, kept[-1].seq)
-        )
-    ):
-        links.setdefault(seq, set()).add((kind, reference))
+    links = stored_links(session, kept)
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"audit-{kept[0].seq:012d}-{kept[-1].seq:012d}"
     data = folder / f"{stem}.ndjson.gz"
@@ -220,6 +214,7 @@ def purge(session: Session, archives: list[Archive], *, retention_days: int, now
     ).scalar()
     if young is not None:
         last = young - 1  # keep everything from the first record still within retention
-    session.execute(delete(AuditLink).where(AuditLink.seq <= last))
+    if session.get_bind().dialect.name != "postgresql":  # there the links are on the rows
+        session.execute(delete(AuditLink).where(AuditLink.seq <= last))
     result = session.execute(delete(AuditRecord).where(AuditRecord.seq <= last))
     return int(result.rowcount or 0)

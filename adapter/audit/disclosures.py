@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
-from adapter.store.audit_log import AuditLink, AuditRecord, entity_is
+from adapter.store.audit_log import AuditRecord, linked
 
 # the actions that hand a patient's data to someone outside the adapter
 DISCLOSING = ("delivery.delivered", "fhir.read", "fhir.search")
@@ -32,12 +32,7 @@ def person_references(session: Session, patient: str) -> list[str]:
 
 def records_about(references: list[str]) -> Select[tuple[AuditRecord]]:
     """The records naming one of the Patient ``references``."""
-    about = select(AuditLink.seq).where(
-        AuditLink.kind == "patient",
-        AuditLink.reference.in_(references),
-        entity_is(*references),  # PostgreSQL's index of the links (decision 0092)
-    )
-    return select(AuditRecord).where(AuditRecord.seq.in_(about))
+    return select(AuditRecord).where(linked("patient", references))
 
 
 def disclosures(

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from adapter.store.models import Base
 
-AUDIT_TABLES = ("audit_record", "audit_link", "audit_checkpoint")
+# audit_link is SQLite's alone since migration 0048 (PostgreSQL keeps audit_record.links)
+AUDIT_TABLES = ("audit_record", "audit_checkpoint")
 
 
 def _quoted(name: str) -> str:
@@ -24,7 +25,11 @@ def service_grants(role: str, schema: str = "public") -> list[str]:
     """What the service's database user needs: every adapter table, but only INSERT and
     SELECT on the audit tables (no UPDATE, DELETE or TRUNCATE)."""
     who, where = _quoted(role), _quoted(schema)
-    other = sorted(t for t in Base.metadata.tables if t not in AUDIT_TABLES)
+    other = sorted(
+        name
+        for name, table in Base.metadata.tables.items()
+        if name not in AUDIT_TABLES and table.info.get("dialect") in (None, "postgresql")
+    )
     audit = ", ".join(f"{where}.{t}" for t in AUDIT_TABLES)
     return [
         f"GRANT USAGE ON SCHEMA {where} TO {who}",

@@ -5,7 +5,8 @@ The walk checks, record by record in ``seq`` order:
 
 * ``seq`` has no gap (a gap: those records were removed);
 * ``hash`` is ``sha256(prev_hash + body)`` (else the record was changed);
-* the indexed columns and audit_link rows agree with ``body`` (else changed);
+* the indexed columns and the stored links (audit_link rows on SQLite, ``links`` on
+  PostgreSQL) agree with ``body`` (else changed);
 * ``prev_hash`` is the hash of the record before (else a record was inserted, or one was
   removed and the rest renumbered); a record whose successor chains to its predecessor
   was inserted;
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from adapter.audit.chain import GENESIS, chain_hash, links_of
 from adapter.audit.signing import check
 from adapter.audit.writer import row_of
-from adapter.store.audit_log import AuditCheckpoint, AuditLink, AuditRecord
+from adapter.store.audit_log import AuditCheckpoint, AuditRecord, stored_links
 
 _BATCH = 2000
 _COLUMNS = (
@@ -232,13 +233,7 @@ def _records(session: Session) -> Iterator[tuple[AuditRecord, set[tuple[str, str
         )
         if not batch:
             return
-        links: dict[int, set[tuple[str, str]]] = {}
-        for seq, kind, reference in session.execute(
-            select(AuditLink.seq, AuditLink.kind, AuditLink.reference).where(
-                AuditLink.seq.between(batch[0].seq, batch[-1].seq)
-            )
-        ):
-            links.setdefault(seq, set()).add((kind, reference))
+        links = stored_links(session, batch)
         for record in batch:
             yield record, links.get(record.seq, set())
         after = batch[-1].seq

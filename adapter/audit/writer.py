@@ -29,7 +29,7 @@ from adapter.audit.events import AuditEvent
 from adapter.fhir.dates import format_instant
 from adapter.store import advisory
 from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
-from adapter.store.audit_reference import KINDS, pack
+from adapter.store.audit_reference import link_element, pack_links
 from adapter.store.fast_insert import insert_rows
 from adapter.store.types import UuidText
 
@@ -110,38 +110,21 @@ def write(session: Session, bodies: list[dict[str, Any]]) -> None:
         seq += 1
         text_body = canonical(body)
         digest = chain_hash(prev, text_body)
-        rows.append(row_of(seq, body, text_body, prev, digest))
-        links.extend({"seq": seq, "kind": k, "reference": r} for k, r in sorted(links_of(body)))
+        row = row_of(seq, body, text_body, prev, digest)
+        implied = sorted(links_of(body))
+        if postgresql:  # one value on the record's row (migration 0048, decision 0119)
+            elements = sorted(link_element(k, r) for k, r in implied)
+            row["links"] = pack_links(elements) if elements else None
+        else:
+            links.extend({"seq": seq, "kind": k, "reference": r} for k, r in implied)
+        rows.append(row)
         prev = digest
     if postgresql:
         session.execute(insert(AuditRecord), rows)
     else:  # one executemany of tuples, without the ORM's work per row (decision 0050, amended)
         insert_rows(session, _RECORD, rows)
-    if links:
-        _insert_links(session, links)
-
-
-# One statement with one text for any number of links: a search page names 50 or more
-# resources, and the ORM's executemany sent one INSERT per link (decision 0045)
-_PG_LINKS = text(
-    "INSERT INTO audit_link (seq, kind, reference) "
-    "SELECT * FROM unnest(CAST(:seqs AS BIGINT[]), CAST(:kinds AS VARCHAR[]), "
-    "CAST(:refs AS BYTEA[]))"
-)
-
-
-def _insert_links(session: Session, links: list[dict[str, Any]]) -> None:
-    if session.get_bind().dialect.name != "postgresql":
-        insert_rows(session, _LINK, links)  # SQLite: executemany is one prepared loop
-        return
-    session.execute(
-        _PG_LINKS,
-        {
-            "seqs": [link["seq"] for link in links],
-            "kinds": [KINDS.get(link["kind"], link["kind"]) for link in links],
-            "refs": [pack(link["reference"]) for link in links],  # the column's stored form
-        },
-    )
+        if links:  # SQLite's audit_link: executemany is one prepared loop
+            insert_rows(session, _LINK, links)
 
 
 def row_of(

@@ -2,8 +2,9 @@
 
 audit_record      one row per audited fact, in ``seq`` order, each carrying the hash chain
                   (``prev_hash`` -> ``hash``) over its canonical ``body`` (adapter/audit/chain.py)
-audit_link        the patients and resources a record names, for searching by them
-                  (derived from ``body``; ``adapter audit verify`` checks they agree)
+audit_link        SQLite: the patients and resources a record names, for searching by
+                  them (derived from ``body``; ``adapter audit verify`` checks they agree);
+                  PostgreSQL keeps them as ``audit_record.links`` instead (migration 0048)
 audit_checkpoint  a signed statement "the log had ``seq`` records ending in ``hash``"
 
 Only adapter.audit writes here. The columns beside ``body`` are copies for indexing:
@@ -15,15 +16,17 @@ Indexes (decision 0072, each kept for a query that uses it): ``recorded`` (date 
 purge), ``(action, recorded)`` (subtype / type / action search), ``correlation_id``
 (correlation-id search), ``message_id`` of receipts only (the writer's correlation
 lookup, the only query by message). On SQLite audit_link's key is ``(kind, reference,
-seq)`` (patient and entity search, disclosures; the table itself, ``WITHOUT ROWID``); on
-PostgreSQL (migration 0040, decision 0092) a hash index of each link's entity (its reference
-without the version, ``entity_of``) serves those searches instead, at half the b-tree's
-size: the searches name the entity too (``entity_is``). ``seq`` has an index of its own
-(verify, archive, purge); ``reference`` is ordered bytewise on both databases.
+seq)`` (patient and entity search, disclosures; the table itself, ``WITHOUT ROWID``) and
+``seq`` has an index of its own (verify, archive, purge). On PostgreSQL (migration 0048,
+decision 0119) a record's links are one value on its row, ``audit_record.links``, under a GIN
+index of its entities' 8-byte hashes: 0.47 KB less per lab message than the 9.6 rows of
+audit_link and their two indexes (decisions 0092, 0115). ``linked`` writes a search's
+condition for either form. References are ordered bytewise on both databases.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,17 +39,33 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Text,
+    and_,
     bindparam,
-    literal_column,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
     text,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.visitors import InternalTraversal
 
 from adapter.store.audit_codes import Coded, encode
-from adapter.store.audit_reference import ENTITY_SQL, LinkKind, PackedReference, entity_of, pack
+from adapter.store.audit_reference import (
+    KINDS,
+    LINK_HASHES_SQL,
+    LinkKind,
+    PackedReference,
+    entity_hash,
+    link_element,
+    link_of,
+    unpack_links,
+    versions,
+)
 from adapter.store.models import Base
 from adapter.store.types import CompressedText, Digest, UTCDateTime, UTCMicros, UuidText
 
@@ -57,6 +76,10 @@ RECEIPT = "message.received"
 IS_RECEIPT = text(f"action = '{encode('action', RECEIPT)}'")
 
 
+_BYTES = postgresql.ARRAY(LargeBinary())
+_HASHES = postgresql.ARRAY(BigInteger())
+
+
 class AuditRecord(Base):
     __tablename__ = "audit_record"
     __table_args__ = (
@@ -64,6 +87,14 @@ class AuditRecord(Base):
         Index(None, "correlation_id"),
         Index(None, "message_id", sqlite_where=IS_RECEIPT, postgresql_where=IS_RECEIPT),
         Index(None, "action", "recorded"),
+        # the links' entities (migration 0048). ``fastupdate = off``: every probe would read
+        # GIN's pending list too (decision 0088's dated section)
+        Index(
+            "ix_audit_record_links",
+            text(f"{LINK_HASHES_SQL}(links)"),
+            postgresql_using="gin",
+            postgresql_with={"fastupdate": "off"},
+        ).ddl_if(dialect="postgresql"),
     )
 
     # assigned by the writer under the chain lock: gapless, in commit order
@@ -86,6 +117,11 @@ class AuditRecord(Base):
     # sha256 hex to every reader, 32 bytes stored (decision 0074)
     prev_hash: Mapped[str] = mapped_column(Digest())
     hash: Mapped[str] = mapped_column(Digest())
+    # PostgreSQL: the record's links (``pack_links`` of their ``link_element``s, sorted);
+    # NULL when it has none, and always on SQLite (there they are audit_link rows). Copies
+    # of ``body``'s like the columns above: not in the chain, checked by verify. Deferred:
+    # only verify and archive read them (``stored_links``), never a search's page
+    links: Mapped[bytes | None] = mapped_column(LargeBinary(), deferred=True)
 
 
 class AuditLink(Base):
@@ -93,20 +129,12 @@ class AuditLink(Base):
 
     __tablename__ = "audit_link"
     __table_args__ = (
-        # SQLite: the table, in key order (WITHOUT ROWID). PostgreSQL: no key since
-        # migration 0040 (its b-tree, 0.6 KB per lab message, as large as the table: the
-        # references are random bytes and 9.6 a message); the hash index below finds a
-        # search's links, and the writer never writes a link twice (a record's are a set)
-        PrimaryKeyConstraint("kind", "reference", "seq", name="pk_audit_link").ddl_if(
-            dialect="sqlite"
-        ),
+        # the table, in key order (WITHOUT ROWID). SQLite only since migration 0048
+        # (``info``: the schema comparison expects it there alone); PostgreSQL keeps a
+        # record's links as ``audit_record.links``
+        PrimaryKeyConstraint("kind", "reference", "seq", name="pk_audit_link"),
         Index(None, "seq"),
-        Index(
-            "ix_audit_link_entity",
-            text(f"({ENTITY_SQL.format(col='reference')})"),
-            postgresql_using="hash",
-        ).ddl_if(dialect="postgresql"),
-        {"sqlite_with_rowid": False},
+        {"sqlite_with_rowid": False, "info": {"dialect": "sqlite"}},
     )
 
     seq: Mapped[int] = mapped_column(
@@ -132,34 +160,103 @@ class AuditCheckpoint(Base):
     statement: Mapped[str] = mapped_column(Text())  # the exact signed text
 
 
-class _OnPostgreSQL(ColumnElement[bool]):
-    """A condition PostgreSQL is given and SQLite is not (there it is ``1 = 1``)."""
+class _ByDialect(ColumnElement[bool]):
+    """One condition on SQLite (audit_link rows), another on PostgreSQL (``links``)."""
 
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("clause", InternalTraversal.dp_clauseelement)]  # noqa: RUF012
+    _is_implicitly_boolean = True  # no "= 1" after it on SQLite (the IN must stay an IN)
+    _traverse_internals = [  # noqa: RUF012
+        ("sqlite", InternalTraversal.dp_clauseelement),
+        ("postgresql", InternalTraversal.dp_clauseelement),
+    ]
 
-    def __init__(self, clause: ColumnElement[bool]) -> None:
-        self.clause = clause
-
-
-@compiles(_OnPostgreSQL)
-def _elsewhere(element: _OnPostgreSQL, compiler: Any, **kw: Any) -> str:
-    return "1 = 1"
-
-
-@compiles(_OnPostgreSQL, "postgresql")
-def _on_postgresql(element: _OnPostgreSQL, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.clause, **kw))
+    def __init__(self, sqlite: ColumnElement[bool], postgresql: ColumnElement[bool]) -> None:
+        self.sqlite = sqlite
+        self.postgresql = postgresql
 
 
-_ENTITY = literal_column(f"({ENTITY_SQL.format(col='audit_link.reference')})", type_=LargeBinary())
+@compiles(_ByDialect)
+def _on_sqlite(element: _ByDialect, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.sqlite, **kw))
 
 
-def entity_is(*references: str) -> ColumnElement[bool]:
-    """A condition every audit_link row naming one of ``references`` (exactly, or as a
-    version of it) meets, for PostgreSQL's hash index of entities (``ix_audit_link_entity``,
-    decision 0092); the search's own condition on ``reference`` decides. SQLite: none."""
-    entities = sorted({entity_of(pack(r)) for r in references})
-    values = bindparam(None, entities, type_=LargeBinary(), expanding=True)
-    return _OnPostgreSQL(_ENTITY.in_(values))
+@compiles(_ByDialect, "postgresql")
+def _on_postgresql(element: _ByDialect, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(element.postgresql, **kw))
+
+
+def linked(kind: str, references: Sequence[str], *, every_version: bool = False) -> Any:
+    """The audit records that name one of ``references`` as a link of ``kind``: exactly, or
+    with ``every_version`` (references without ``/_history/``) the reference itself and
+    each of its versions. The versions of a stored form lie in one bytewise range
+    (``versions``, decision 0074). SQLite reads audit_link's key; PostgreSQL probes the GIN
+    index of the links' entity hashes (``entity_hash``: of the reference and of its
+    versions' entity, the same but for a text reference ending in ``/_history``), then
+    keeps the records whose ``links`` hold a match."""
+    code = KINDS.get(kind, kind).encode()
+    if every_version:
+        ranges = [versions(r) for r in references]
+        rows = or_(*(_in_range(AuditLink.reference, *bounds) for bounds in ranges))
+        element = func.unnest(_elements).column_valued("link")
+        held: ColumnElement[bool] = exists(
+            select(literal(1)).where(
+                or_(*(_in_range(element, *(_kind(code, b) for b in r)) for r in ranges))
+            )
+        )
+        hashed = {entity_hash(kind, r) for r in references}
+        hashed |= {entity_hash(kind, f"{r}/_history/1") for r in references}
+    else:
+        rows = AuditLink.reference.in_(list(references))
+        stored = [link_element(kind, r) for r in references]
+        held = _elements.bool_op("&&")(bindparam(None, stored, type_=_BYTES))
+        hashed = {entity_hash(kind, r) for r in references}
+    probe = func.audit_link_hashes(AuditRecord.links, type_=_HASHES).bool_op("&&")(
+        bindparam(None, sorted(hashed), type_=_HASHES)
+    )
+    return _ByDialect(
+        AuditRecord.seq.in_(select(AuditLink.seq).where(AuditLink.kind == kind, rows)),
+        and_(probe, held),
+    )
+
+
+_elements = func.audit_link_elements(AuditRecord.links, type_=_BYTES)
+
+
+def _kind(code: bytes, stored: bytes | None) -> bytes | None:
+    return None if stored is None else code + stored
+
+
+def _in_range(column: Any, low: bytes, high: bytes, versioned: bytes | None) -> Any:
+    """``column`` is ``low`` or one of its versions (``versions``' three bounds)."""
+    match = and_(column >= low, column < high)
+    if versioned is not None:
+        match = and_(match, or_(column == low, column >= versioned))
+    return match
+
+
+def stored_links(
+    session: Session, records: Sequence[AuditRecord]
+) -> dict[int, set[tuple[str, str]]]:
+    """The ``(kind, reference)`` links stored for ``records`` (a run of consecutive seqs),
+    by seq: from their ``links`` on PostgreSQL, from audit_link's rows on SQLite (verify
+    compares them with ``links_of(body)``; an archive holds them)."""
+    if not records:
+        return {}
+    found: dict[int, set[tuple[str, str]]] = {}
+    if session.get_bind().dialect.name == "postgresql":
+        for seq, elements in session.execute(
+            select(AuditRecord.seq, AuditRecord.links).where(
+                AuditRecord.seq.between(records[0].seq, records[-1].seq),
+                AuditRecord.links.is_not(None),
+            )
+        ):
+            found[seq] = {link_of(e) for e in unpack_links(bytes(elements))}
+        return found
+    for seq, kind, reference in session.execute(
+        select(AuditLink.seq, AuditLink.kind, AuditLink.reference).where(
+            AuditLink.seq.between(records[0].seq, records[-1].seq)
+        )
+    ):
+        found.setdefault(seq, set()).add((kind, reference))
+    return found

@@ -19,6 +19,7 @@ ever appended: a stored code must keep its type.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -147,15 +148,14 @@ class LinkKind(TypeDecorator[str]):
         return None if value is None else _KIND_OF.get(value, value)
 
 
-# -- PostgreSQL's index of audit_link: a hash of each link's entity (decision 0092) ----------
+# -- a link's entity; PostgreSQL's index of audit_link until migration 0048 (decision 0092) --
 HISTORY = b"/_history/"
 
 
 def entity_of(stored: bytes) -> bytes:
     """The stored form of the entity a stored link names, its version left off: a packed
     reference's 18 bytes, a text one's bytes before its first ``/_history/``, else itself.
-    ``ENTITY_SQL`` computes the same in PostgreSQL; a link found by either of the searches
-    (an exact reference, every version of an entity) has the searched value's entity."""
+    ``ENTITY_SQL`` and ``audit_link_hashes`` (migration 0048) compute the same in PostgreSQL."""
     if stored[:1] == PACKED and len(stored) >= 18:
         return stored[:18]
     at = stored.find(HISTORY)
@@ -164,9 +164,8 @@ def entity_of(stored: bytes) -> bytes:
 
 _AT = f"POSITION(('\\x{HISTORY.hex()}'::bytea) IN ({{col}}))"
 # ``entity_of`` in SQL, over the column ``{col}``: the expression of PostgreSQL's hash index
-# ``ix_audit_link_entity`` (migration 0040); a query names it in the same words to use it.
-# Written as PostgreSQL prints it back (``pg_get_indexdef``), so that the schema comparison
-# (tests/integration/test_store_schema.py) finds the model's index and the database's equal
+# ``ix_audit_link_entity`` (migrations 0040 to 0048; bench/pg_audit_link_reads.py reads it).
+# Written as PostgreSQL prints it back (``pg_get_indexdef``)
 ENTITY_SQL = (
     "\nCASE\n"
     "    WHEN SUBSTRING({col} FROM 1 FOR 1) = '\\x01'::bytea AND length({col}) >= 18"
@@ -175,3 +174,66 @@ ENTITY_SQL = (
     "    ELSE {col}\n"
     "END"
 )
+
+
+# -- PostgreSQL: a record's links as one value on audit_record (migration 0048, decision 0119) --
+# Each link is an element: its kind as stored (``p`` / ``e``) and its reference as stored
+# (``pack``). ``audit_record.links`` holds a record's elements (the set ``links_of(body)``,
+# sorted) one after the other, each after its length: one byte, or 255 and two bytes (big
+# endian) for an element of 255 bytes or more (``pack_links``; 22 bytes for a versioned
+# Observation where a ``bytea[]`` took 28). PostgreSQL reads them with the function
+# ``audit_link_elements`` (``bytea[]``); the GIN index is over ``audit_link_hashes(links)``:
+# for each element, the first 8 bytes of sha256 of its kind and entity (``entity_of``: the
+# version left off) as a signed bigint. A search probes the hashes of the entities it names,
+# then keeps the records whose elements hold the reference or one of its versions: a hash
+# shared by chance only adds a candidate that condition drops.
+LINK_HASHES_SQL = "audit_link_hashes"  # the SQL functions (migration 0048 creates them)
+LINK_ELEMENTS_SQL = "audit_link_elements"
+
+
+def pack_links(elements: list[bytes]) -> bytes:
+    """The stored form of a record's link elements."""
+    out = bytearray()
+    for element in elements:
+        size = len(element)
+        out += bytes((size,)) if size < 255 else b"\xff" + size.to_bytes(2, "big")
+        out += element
+    return bytes(out)
+
+
+def unpack_links(stored: bytes) -> list[bytes]:
+    """The elements ``stored`` holds (as ``audit_link_elements`` reads them: a value cut
+    short in the database gives its last element short, never an error)."""
+    found, at = [], 0
+    while at < len(stored):
+        size, at = stored[at], at + 1
+        if size == 255:
+            if at + 2 > len(stored):
+                break
+            size, at = int.from_bytes(stored[at : at + 2], "big"), at + 2
+        found.append(stored[at : at + size])
+        at += size
+    return found
+
+
+def link_element(kind: str, reference: str) -> bytes:
+    """The stored element of the link ``(kind, reference)``."""
+    return KINDS.get(kind, kind).encode() + pack(reference)
+
+
+def link_of(element: bytes) -> tuple[str, str]:
+    """The ``(kind, reference)`` an element is the stored form of (``link_element``)."""
+    stored = chr(element[0]) if element else ""
+    return _KIND_OF.get(stored, stored), unpack(element[1:])
+
+
+def entity_hash(kind: str, reference: str) -> int:
+    """The index key of every link of ``kind`` to ``reference``'s entity (any version)."""
+    return element_hash(link_element(kind, reference))
+
+
+def element_hash(element: bytes) -> int:
+    """What ``audit_link_hashes`` computes for one stored element: the first 8 bytes of
+    sha256 of its kind byte and its reference's entity, as a signed 64-bit integer."""
+    key = element[:1] + entity_of(element[1:])
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big", signed=True)

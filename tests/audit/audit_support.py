@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import Connection, insert, inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.audit.chain import canonical, chain_hash
@@ -14,6 +14,7 @@ from adapter.audit.verify import Report, verify
 from adapter.audit.writer import row_of
 from adapter.pipeline import Receipt
 from adapter.store.audit_log import AuditLink, AuditRecord
+from adapter.store.audit_reference import unpack_links
 from adapter.store.body_codec import is_frame
 from tests.integration.connector_helpers import example_pipeline
 
@@ -82,9 +83,28 @@ def change_text(factory: sessionmaker[Session], seq: int) -> None:
     set_stored_body(factory, seq, changed if sqlite else changed.encode())
 
 
+def link_rows(conn: Connection) -> list[tuple[int, str, Any]]:
+    """Every link as stored, ``(seq, kind, reference)`` in seq order: audit_link's rows, or
+    on PostgreSQL since migration 0048 the elements of ``audit_record.links`` (the kind
+    its first byte)."""
+    if "audit_link" in inspect(conn).get_table_names():
+        rows = conn.execute(text("SELECT seq, kind, reference FROM audit_link ORDER BY seq"))
+        return [tuple(r) for r in rows]
+    arrays = conn.execute(
+        text("SELECT seq, links FROM audit_record WHERE links IS NOT NULL ORDER BY seq")
+    )
+    return [(seq, chr(e[0]), e[1:]) for seq, links in arrays for e in unpack_links(bytes(links))]
+
+
+def _sqlite(session: Session) -> bool:
+    """SQLite keeps the links as audit_link rows; PostgreSQL on the record (migration 0048)."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
 def delete_row(factory: sessionmaker[Session], seq: int) -> None:
     with factory.begin() as session:
-        session.execute(text("DELETE FROM audit_link WHERE seq = :s"), {"s": seq})
+        if _sqlite(session):
+            session.execute(text("DELETE FROM audit_link WHERE seq = :s"), {"s": seq})
         session.execute(text("DELETE FROM audit_record WHERE seq = :s"), {"s": seq})
 
 
@@ -92,16 +112,19 @@ def insert_row(factory: sessionmaker[Session], after: int) -> None:
     """A forged record after ``after``, chained correctly to it, the rest renumbered: the
     best an intruder without the checkpoint key can do."""
     with factory.begin() as session:
-        links = session.execute(
-            text("SELECT seq, kind, reference FROM audit_link WHERE seq > :a"), {"a": after}
-        ).all()
-        session.execute(text("DELETE FROM audit_link WHERE seq > :a"), {"a": after})
+        links = []
+        if _sqlite(session):  # on PostgreSQL the links move with their record
+            links = session.execute(
+                text("SELECT seq, kind, reference FROM audit_link WHERE seq > :a"), {"a": after}
+            ).all()
+            session.execute(text("DELETE FROM audit_link WHERE seq > :a"), {"a": after})
         # renumber in two steps: the key must hold after every row on PostgreSQL
         session.execute(text("UPDATE audit_record SET seq = -seq - 1 WHERE seq > :a"), {"a": after})
         session.execute(text("UPDATE audit_record SET seq = -seq WHERE seq < 0"))
-        session.execute(
-            insert(AuditLink), [{"seq": q + 1, "kind": k, "reference": r} for q, k, r in links]
-        )
+        if links:
+            session.execute(
+                insert(AuditLink), [{"seq": q + 1, "kind": k, "reference": r} for q, k, r in links]
+            )
         prev = session.execute(
             select(AuditRecord.hash).where(AuditRecord.seq == after)
         ).scalar_one()

@@ -53,7 +53,7 @@ def test_the_service_user_appends_but_cannot_change_the_audit_log(
     for statement in (
         "UPDATE audit_record SET outcome = 'success'",
         "DELETE FROM audit_record",
-        "DELETE FROM audit_link",
+        "UPDATE audit_record SET links = NULL",  # the links (migration 0048)
         "UPDATE audit_checkpoint SET hash = hash",
         "TRUNCATE audit_record CASCADE",
     ):

@@ -1,14 +1,16 @@
-"""audit_link on PostgreSQL: a hash index of each link's entity instead of the key
-``(kind, reference, seq)`` (migration 0040, decision 0092).
+"""The patient and entity searches over a record's links: audit_link's key on SQLite, on
+PostgreSQL ``audit_record.links`` under a GIN index of its entities' hashes (migration 0048,
+decision 0119; a hash index of audit_link from migration 0040 to 0048, decision 0092).
 
-* ``entity_of`` (Python) and ``ENTITY_SQL`` (the index's expression) agree on every form
-  a stored reference takes (packed, versioned, text, escaped, empty);
+* ``element_hash`` (Python) and ``audit_link_hashes`` (the index's function) agree on every
+  form a stored reference takes (packed, versioned, text, escaped, empty);
 * the patient and entity searches and the disclosure report can read that index (the
   plan, sequential scans off) and find what the key found: every version of an entity and
   nothing that only looks like it, on both databases (tests/audit/test_audit_search.py
-  too), including the one entity the index cannot serve (``<ref>/_history``);
+  too), including an entity that ends in ``/_history``;
+* verify names a record whose stored links were changed, added to or removed;
 * migration 0040 on a filled log: every link kept, the key gone and the index there (and
-  back again on downgrade), the searches answering the same at each step, verify clean.
+  back again on downgrade), the searches answering the same, verify clean.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy import Engine, delete, insert, inspect, select, text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.expression import ClauseElement, Executable
@@ -29,7 +31,13 @@ from adapter.audit.verify import verify
 from adapter.store import make_engine, migrate
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditLink, AuditRecord
-from adapter.store.audit_reference import ENTITY_SQL, entity_of, pack
+from adapter.store.audit_reference import (
+    element_hash,
+    link_element,
+    pack,
+    pack_links,
+    unpack_links,
+)
 from adapter.store.engine import downgrade
 
 UUID = "0b6f8a52-3c1e-4d7a-9e21-5f0c8d9b7a10"
@@ -135,9 +143,9 @@ def test_the_searches_find_every_version_and_nothing_else(
     assert _answers(session_factory) == _expected()
 
 
-def test_entity_of_is_the_index_expression(engine: Engine) -> None:
+def test_element_hash_is_the_index_function(engine: Engine) -> None:
     if engine.dialect.name != "postgresql":
-        pytest.skip("the expression is PostgreSQL's index")
+        pytest.skip("the function is PostgreSQL's index")
     stored = (
         [pack(r) for r in REFERENCES]
         + [
@@ -149,10 +157,24 @@ def test_entity_of_is_the_index_expression(engine: Engine) -> None:
             pack(f"Patient/{UUID}")[:18] + b"\x00/_history/2",
         ]
     )
-    sql = text(f"SELECT {ENTITY_SQL.format(col='CAST(:r AS bytea)')}")
+    elements = [kind + s for s in stored for kind in (b"p", b"e")] + [b"", b"e"]
+    elements.append(b"e" + pack("Observation/" + "x" * 300))  # a length of two bytes
+    one = text("SELECT audit_link_hashes(CAST(:e AS bytea))")
+    read = text("SELECT audit_link_elements(CAST(:e AS bytea))")
     with engine.connect() as connection:
-        for value in stored:
-            assert bytes(connection.execute(sql, {"r": value}).scalar_one()) == entity_of(value)
+        for element in elements:
+            stored_form = pack_links([element])
+            found = connection.execute(one, {"e": stored_form}).scalar_one()
+            assert found == [element_hash(element)], element
+            assert connection.execute(read, {"e": stored_form}).scalar_one() == [element]
+        every = pack_links(elements)
+        both = connection.execute(one, {"e": every}).scalar_one()
+        assert connection.execute(read, {"e": every}).scalar_one() == elements
+        for cut in (1, 2, 25, len(every) - 3):  # cut short in the database: read, no error
+            short = connection.execute(read, {"e": every[:cut]}).scalar_one()
+            assert short == unpack_links(every[:cut])
+    assert sorted(both) == sorted({element_hash(e) for e in elements})  # each once
+    assert unpack_links(every) == elements
 
 
 class _Explain(Executable, ClauseElement):
@@ -173,23 +195,65 @@ def _plan(session: Session, statement: Any) -> str:
 
 
 def test_the_searches_can_read_the_entity_index(session_factory: sessionmaker[Session]) -> None:
-    """PostgreSQL: every search, and the disclosure report, names the index's expression
-    (sequential scans off: which index it can use is what is asked). SQLite: unchanged."""
+    """PostgreSQL: every search, and the disclosure report, reads the GIN index of the
+    links' entity hashes (sequential scans off: which index it can use is what is asked),
+    ``<ref>/_history`` too (its versions' entity is another: both are probed). SQLite:
+    unchanged."""
     _fill(session_factory)
     with session_factory() as session:
         if session.get_bind().dialect.name != "postgresql":
             pytest.skip("SQLite keeps its key (the table)")
         for params in SEARCHES:
-            if params == [("entity", "Odd/_history")]:
-                continue  # below
             plan = _plan(session, select(AuditRecord.seq).where(*criteria(params)))
-            assert "ix_audit_link_entity" in plan, (params, plan)
-        # the one entity the index cannot serve: read without it, found all the same
-        assert "ix_audit_link_entity" not in _plan(
-            session, select(AuditRecord.seq).where(*criteria([("entity", "Odd/_history")]))
-        )
+            assert "ix_audit_record_links" in plan, (params, plan)
         report = records_about(["Patient/p1", f"Patient/{UUID}"])
-        assert "ix_audit_link_entity" in _plan(session, report)
+        assert "ix_audit_record_links" in _plan(session, report)
+
+
+def _tamper(session: Session, seq: int, change: str) -> None:
+    """Change the stored links of record ``seq`` the way the database's owner could."""
+    if session.get_bind().dialect.name == "postgresql":
+        stored = session.execute(
+            text("SELECT links FROM audit_record WHERE seq = :s"), {"s": seq}
+        ).scalar_one()
+        elements = unpack_links(bytes(stored))
+        forged = link_element("patient", "Patient/zz")
+        elements = {
+            "drop": elements[1:],
+            "add": [*elements, forged],
+            "swap": [forged, *elements[1:]],
+        }[change]
+        session.execute(
+            text("UPDATE audit_record SET links = :x WHERE seq = :s"),
+            {"s": seq, "x": pack_links(elements)},
+        )
+        return
+    if change == "drop":
+        first = session.execute(
+            select(AuditLink.kind, AuditLink.reference).where(AuditLink.seq == seq).limit(1)
+        ).one()
+        session.execute(
+            delete(AuditLink).where(
+                AuditLink.seq == seq, AuditLink.kind == first[0], AuditLink.reference == first[1]
+            )
+        )
+    else:
+        if change == "swap":
+            session.execute(text("DELETE FROM audit_link WHERE seq = :s"), {"s": seq})
+        session.execute(insert(AuditLink).values(seq=seq, kind="patient", reference="Patient/zz"))
+
+
+@pytest.mark.parametrize("change", ["drop", "add", "swap"])
+def test_verify_names_a_record_whose_links_were_changed(
+    session_factory: sessionmaker[Session], change: str
+) -> None:
+    _fill(session_factory)
+    with session_factory.begin() as session:
+        _tamper(session, 5, change)
+    with session_factory() as session:
+        report = verify(session)
+    assert [(f.kind, f.seq) for f in report.findings] == [("changed", 5)]
+    assert "links differ" in report.findings[0].text
 
 
 def _schema(engine: Engine) -> tuple[list[str] | None, set[str]]:
@@ -205,31 +269,30 @@ def _links(engine: Engine) -> list[tuple[Any, ...]]:
 
 
 def test_migration_0040_keeps_every_link_and_answers_the_same(blank_database_url: str) -> None:
+    """Written at head, taken down to 0038 (the key; on PostgreSQL through 0048's downgrade,
+    which gives audit_link back), up to 0040 (the hash index) and to head again."""
     engine = make_engine(blank_database_url)
     try:
-        migrate(engine, "0038")
+        migrate(engine)
         factory = make_factory(engine)
         _fill(factory)
-        links, before = _links(engine), _answers(factory)
+        before = _answers(factory)
         assert before == _expected()
         postgresql = engine.dialect.name == "postgresql"
         key = ["kind", "reference", "seq"]
+
+        downgrade(engine, "0038")
         assert _schema(engine) == (key, {"ix_audit_link_seq"})
+        links = _links(engine)
+        assert len(links) == 2 * len(REFERENCES) + sum(n % 3 == 0 for n in range(len(REFERENCES)))
 
         migrate(engine, "0040")
         after = (None, {"ix_audit_link_seq", "ix_audit_link_entity"}) if postgresql else None
         assert _schema(engine) == (after or (key, {"ix_audit_link_seq"}))
         assert _links(engine) == links
+
+        migrate(engine)
         assert _answers(factory) == before
-        with factory() as session:
-            assert verify(session).ok
-
-        _fill(factory)  # written after the upgrade: found as well
-        assert len(_links(engine)) == 2 * len(links)
-
-        downgrade(engine, "0038")
-        assert _schema(engine) == (key, {"ix_audit_link_seq"})
-        assert len(_links(engine)) == 2 * len(links)
         with factory() as session:
             assert verify(session).ok
     finally:

@@ -20,6 +20,7 @@ from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
 from adapter.store.audit_reference import pack
 from adapter.store.engine import downgrade
+from tests.audit.audit_support import link_rows
 from tests.integration.test_migration_0027 import T0, _answers, _body, _ok
 
 U1, U2 = "8f14e45f-ceea-467f-a1c4-1f5e3b9a1c2d", "0b6f1c2a-3d4e-4f50-8a6b-7c8d9e0f1a2b"
@@ -106,8 +107,8 @@ def _answers_0029(engine: Engine) -> list[Any]:
 def _stored(engine: Engine) -> tuple[list[Any], list[Any], set[str]]:
     with engine.connect() as conn:
         hashes = conn.execute(text("SELECT prev_hash, hash FROM audit_record ORDER BY seq")).all()
-        refs = conn.execute(text("SELECT reference FROM audit_link ORDER BY seq")).scalars()
-        kinds = conn.execute(text("SELECT DISTINCT kind FROM audit_link")).scalars()
+        links = link_rows(conn)  # audit_link, or audit_record.links (PostgreSQL, 0048)
+        refs, kinds = [r for _, _, r in links], list({k for _, k, _ in links})
         if engine.dialect.name == "sqlite":  # SQLite: text before 0029, an integer after
             stored_as = conn.execute(text("SELECT DISTINCT typeof(recorded) FROM audit_record"))
             kinds = [*kinds, *(f"recorded:{t}" for t in stored_as.scalars())]

@@ -217,7 +217,9 @@ def test_0034_packs_ids_keys_features_and_instants_and_reads_the_same(
                 assert start == "2026-12-05 08:00:00.123463"
         # the code searches only the head's stored forms: its answers are read after the
         # upgrade; verify walks every row as it is, and the chain holds over 0030's forms
-        assert _ok(engine) == 4
+        # (SQLite; on PostgreSQL this tree's verify reads the links of 0048's form)
+        if sqlite:
+            assert _ok(engine) == 4
 
         migrate(engine)
         assert _stored(engine) == packed
