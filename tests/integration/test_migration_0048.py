@@ -70,7 +70,7 @@ def test_0048_moves_the_links_and_back_and_answers_the_same(blank_database_url: 
             assert all(links is None for _, links in arrays)
         sqlite_links = None if postgresql else _link_rows(engine)
 
-        downgrade(engine, "0045")
+        downgrade(engine, "0047")
         assert "links" not in {c["name"] for c in inspect(engine).get_columns("audit_record")}
         assert {ix["name"] for ix in inspect(engine).get_indexes("audit_link")} >= {
             "ix_audit_link_seq"
