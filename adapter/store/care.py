@@ -192,9 +192,8 @@ def open_and_noted_query(opened: Select[Any]) -> Any:
     statement, each row with ``noted``: false for an open row as it was before the
     statement (every part of one statement reads the same snapshot: the upsert's write is
     not seen by the read), true for the upserted row as it now is. Build it once."""
-    noted = _note_activity(
-        postgresql.insert, {name: bindparam(f"v_{name}") for name in _ACTIVITY}
-    ).cte("noted")
+    given = {name: bindparam(f"v_{name}", type_=_c.c[name].type) for name in _ACTIVITY}
+    noted = _note_activity(postgresql.insert, given).cte("noted")
     before = opened.subquery("before")
     return union_all(
         select(*before.c, literal(False).label("noted")),
