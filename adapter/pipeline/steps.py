@@ -48,6 +48,7 @@ from adapter.referral.messages import advance_referrals
 from adapter.referral.paths import flag_referral_paths
 from adapter.referral.status_messages import apply_referral_status, read_referral_status
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
+from adapter.routing.care import CareFact
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
 from adapter.store.models import InboundMessage
 from adapter.store.resources import LockedRows, Prepared, Saved, flush_index_rows
@@ -55,6 +56,8 @@ from adapter.store.resources import LockedRows, Prepared, Saved, flush_index_row
 log = logging.getLogger(__name__)
 # a person's ids and open care rows, one statement (by dialect: is PostgreSQL)
 _OPEN_CARE = {pg: care.open_rows_query(KEYS, on_postgresql=pg) for pg in (False, True)}
+# PostgreSQL: that read and a message's first activity upsert in one statement (0122)
+_OPEN_AND_NOTED = care.open_and_noted_query(_OPEN_CARE[True])
 
 
 @dataclass(slots=True)
@@ -282,7 +285,9 @@ def note_care(work: Work) -> None:
     if not facts:
         return
     persons = {work.person(f.patient) for f in facts}
-    before = {p: set(work.caring(p)) for p in persons}
+    before: dict[str, set[str]] = {}  # each person's caring facilities before the facts
+    facts = _first_noted_with_its_read(work, facts, persons, before)
+    before.update({p: set(work.caring(p)) for p in persons if p not in before})
     reread: set[str] = set()  # persons whose rows a write changed unseen
     for fact in facts:
         record = fact.patient.split("/", 1)[-1]
@@ -325,6 +330,41 @@ def note_care(work: Work) -> None:
         now = work.caring(person)
         for facility in sorted(set(now) - before[person]):
             work.started.append((person, facility, now[facility]))
+
+
+def _first_noted_with_its_read(
+    work: Work, facts: list[CareFact], persons: set[str], before: dict[str, set[str]]
+) -> list[CareFact]:
+    """PostgreSQL, one person whose open care rows are not read yet and a first fact that
+    is an activity: the read and that fact's upsert in one statement (decision 0122: one
+    round trip fewer a message), the person's rows kept as read before it (its caring
+    facilities into ``before``) and the row then as written: what the read and
+    ``note_activity`` one after the other give. The facts left to note."""
+    first = facts[0]
+    if (
+        len(persons) != 1
+        or first.source != "activity"
+        or work.session.get_bind().dialect.name != "postgresql"
+    ):
+        return facts
+    (person,) = persons
+    if person in work._open:
+        return facts
+    assert first.end is not None
+    rows, row = care.open_and_note_activity(
+        work.session,
+        _OPEN_AND_NOTED,
+        {"id": person, "at": work.moment},
+        first.patient.split("/", 1)[-1],
+        first.facility,
+        at=first.start,
+        until=first.end,
+        detail=first.detail,
+    )
+    work._open[person] = rows
+    before[person] = set(work.caring(person))
+    work.wrote_care(person, row)
+    return facts[1:]
 
 
 def route(work: Work) -> None:

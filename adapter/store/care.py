@@ -24,8 +24,10 @@ from sqlalchemy import (
     case,
     cast,
     func,
+    literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -154,11 +156,15 @@ def note_activity(
     return CareRow.of(row)
 
 
-def _note_activity(insert: Any) -> Any:
+def _note_activity(insert: Any, values: dict[str, Any] | None = None) -> Any:
     """The activity upsert (built once per dialect): a new row, or the existing one's end
     moved to the later ``until`` and, when it had lapsed, its start to ``at``; the row as it
-    now is returned."""
+    now is returned. ``values``: the columns' bound parameters (``open_and_noted_query``:
+    given as a SELECT, so that the read's parameter ``id`` is not taken for the column)."""
     new = insert(_c)
+    if values is not None:
+        given = select(*(v.label(k) for k, v in values.items()))
+        new = new.from_select(list(values), given)
     return new.on_conflict_do_update(
         index_elements=[_c.c.person_id, _c.c.facility_id, _c.c.source, _c.c.ref],
         set_={
@@ -176,6 +182,46 @@ def _note_activity(insert: Any) -> Any:
 
 
 _NOTE_ACTIVITY = {False: _note_activity(sqlite.insert), True: _note_activity(postgresql.insert)}
+_ACTIVITY = ("person_id", "facility_id", "source", "ref", "start_at", "end_at")
+_ACTIVITY += ("created_at", "updated_at", "detail")  # the columns ``note_activity`` gives
+
+
+def open_and_noted_query(opened: Select[Any]) -> Any:
+    """PostgreSQL: ``opened`` (``open_rows_query(..., on_postgresql=True)``) and the
+    activity upsert of ``note_activity`` (its values as parameters ``v_<column>``) in one
+    statement, each row with ``noted``: false for an open row as it was before the
+    statement (every part of one statement reads the same snapshot: the upsert's write is
+    not seen by the read), true for the upserted row as it now is. Build it once."""
+    given = {name: bindparam(f"v_{name}", type_=_c.c[name].type) for name in _ACTIVITY}
+    noted = _note_activity(postgresql.insert, given).cte("noted")
+    before = opened.subquery("before")
+    return union_all(
+        select(*before.c, literal(False).label("noted")),
+        select(*noted.c, literal(True).label("noted")),
+    )
+
+
+def open_and_note_activity(
+    session: Session,
+    statement: Any,
+    params: dict[str, Any],
+    person: str,
+    facility: str,
+    *,
+    at: datetime,
+    until: datetime,
+    detail: str,
+) -> tuple[list[CareRow], CareRow]:
+    """``read_rows`` of ``statement`` (``open_and_noted_query``'s, with its read's
+    ``params``) and ``note_activity``, one round trip: (the open rows as they were before,
+    oldest first; the upserted row as it now is)."""
+    values = _values(person, facility, "activity", "", at, until, at, detail=detail)
+    params = {**params, **{f"v_{name}": values[name] for name in _ACTIVITY}}
+    session.flush()
+    found = execute_rows(session, statement, params, flush=False)
+    before = sorted((CareRow.of(r) for r in found if not r.noted), key=lambda r: r.id)
+    (row,) = [CareRow.of(r) for r in found if r.noted]
+    return before, row
 
 
 def note_referral(

@@ -1,5 +1,5 @@
 """Bulk ingest on PostgreSQL: the statements that wait for the server per message, taken
-once per batch (decision 0101).
+once per batch (decisions 0101, 0122).
 
 Each statement is a round trip (0.1-0.3 ms on a quiet server, 2-8 ms under load: decision
 0099). A batch locks the rows its messages merge, reads the rows they store and takes the
@@ -37,6 +37,10 @@ def _kind(statement: str) -> str | None:
         return "row lock"
     if text.startswith("SELECT") and " FROM resource " in f"{text} ":
         return "resource read"
+    if text.startswith("SELECT") and "identity_key" in text:
+        return "patient index read"  # ``near`` (decision 0122: read for the batch at once)
+    if "care_relationship" in text and "INSERT" not in text:
+        return "care read apart"  # decision 0122: with the message's first activity upsert
     return None
 
 
@@ -86,3 +90,4 @@ def test_a_batch_s_locks_reads_and_savepoints_do_not_grow_with_its_messages(
     assert two["row lock"] >= 1 and two["advisory lock"] >= 1  # the batch does lock
     assert eight == two  # four times the messages, the same statements
     assert eight["savepoint"] == 0
+    assert eight["care read apart"] == 0

@@ -16,16 +16,20 @@ from sqlalchemy import (
     Integer,
     Row,
     Select,
+    any_,
     bindparam,
     cast,
+    column,
     delete,
     func,
     null,
+    or_,
     select,
     text,
     union_all,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
@@ -207,6 +211,9 @@ def near(
     long transaction (the population test ran for over 15 minutes).
     No autoflush: the resolver writes the index with Core statements as it goes (the
     caller flushes pending ORM objects first: ``index_patients``)."""
+    early = _prefetched_answer(session, patient_id, hashes, limit=limit, own=own)
+    if early is not None:
+        return early
     cache = _batch_cache(session)
     if cache is not None:
         key = (patient_id, frozenset(hashes), own, limit)
@@ -276,11 +283,164 @@ def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool, int]
     return writes.reads.setdefault(_CACHE, {})
 
 
-def forget_near(session: Session) -> None:
-    """The index changed in this transaction: forget the batch's answers of ``near``."""
+def forget_near(
+    session: Session, *, hashes: Iterable[str] | None = None, records: Iterable[str] = ()
+) -> None:
+    """The index changed in this transaction: forget the batch's answers of ``near``. With
+    ``hashes`` (the keys a record wrote or dropped) and ``records`` (those written), the
+    answers ``prefetch_near`` read are forgotten only where these writes change them;
+    without, all of them (a block, a merge: anything else)."""
     writes = held_writes(session)
-    if writes is not None:
-        writes.reads.pop(_CACHE, None)
+    if writes is None:
+        return
+    writes.reads.pop(_CACHE, None)
+    early = writes.reads.get(_PREFETCH)
+    if early is None:
+        return
+    if hashes is None:
+        del writes.reads[_PREFETCH]
+        return
+    early.hashes.update(hashes)
+    early.records.update(records)
+
+
+# ``prefetch_near``: the records sharing a key with each of a batch's records, for all of
+# them in one statement (PostgreSQL): ``_one_key`` once per (record, key) pair of the arrays
+_SHARED_BATCH = """
+SELECT r.*, q.asked, s.key_hash, s.shared
+FROM unnest(:asked, :hashed) AS q(asked, hashed)
+CROSS JOIN LATERAL (
+    SELECT sample.patient_id, sample.key_hash, (
+        SELECT count(*) FROM (
+            SELECT k.patient_id FROM identity_key k
+            WHERE k.key_hash = q.hashed AND k.patient_id != q.asked LIMIT :counted
+        ) AS within
+    ) AS shared
+    FROM (
+        SELECT k.patient_id, k.key_hash FROM identity_key k
+        WHERE k.key_hash = q.hashed AND k.patient_id != q.asked
+        ORDER BY k.patient_id DESC LIMIT :probe
+    ) AS sample
+    JOIN identity_record r2 ON r2.patient_id = sample.patient_id
+    ORDER BY r2.created_at DESC, r2.patient_id DESC LIMIT :limit
+) AS s
+JOIN identity_record r ON r.patient_id = s.patient_id
+"""
+
+
+@lru_cache(maxsize=1)
+def _batch_statements() -> tuple[Any, Any, Any]:
+    """``prefetch_near``'s three statements (built once): the records' own rows, the
+    records sharing their keys (typed as ``_near``'s rows are), the blocked pairs."""
+    ids = ARRAY(_record.c.patient_id.type)
+    own = (
+        select(_record, _key.c.key_hash)
+        .select_from(_record.outerjoin(_key, _key.c.patient_id == _record.c.patient_id))
+        .where(_record.c.patient_id == any_(bindparam("ids", type_=ids)))
+    )
+    shared = (
+        text(_SHARED_BATCH)
+        .bindparams(
+            bindparam("asked", type_=ids),
+            bindparam("hashed", type_=ARRAY(_key.c.key_hash.type)),
+        )
+        .columns(
+            *_record.c,
+            column("asked", _record.c.patient_id.type),
+            column("key_hash", _key.c.key_hash.type),
+            column("shared", Integer),
+        )
+    )
+    blocked = select(_block.c.patient_id, _block.c.other_id).where(
+        or_(
+            _block.c.patient_id == any_(bindparam("ids", type_=ids)),
+            _block.c.other_id == any_(bindparam("ids", type_=ids)),
+        )
+    )
+    return own, shared, blocked
+
+
+_PREFETCH = "adapter.identity.near-prefetched"  # BatchWrites.reads: ``prefetch_near``'s
+
+
+@dataclass(slots=True)
+class _Prefetched:
+    """What ``prefetch_near`` read at a batch's start, and what the batch wrote since: an
+    answer is given only while none of its keys, nor its record or a record in it, was
+    written (``forget_near``)."""
+
+    limit: int
+    answers: dict[tuple[str, frozenset[str]], Near]
+    hashes: set[str] = field(default_factory=set)  # keys written or dropped since
+    records: set[str] = field(default_factory=set)  # records written since
+
+
+def prefetch_near(session: Session, asked: Iterable[tuple[str, set[str]]], *, limit: int) -> None:
+    """PostgreSQL, a bulk batch holding the patient index's locks of its Patients
+    (``lock_batch``): ``near`` of each (record, its key hashes), with its own rows, read
+    for all of them in three statements instead of one or two a Patient. The batch's later
+    ``near`` asks the database again only for an answer a write of the batch changed (a
+    new record sharing a key, keys written, a record updated) or one not asked here."""
+    writes = held_writes(session)
+    wanted = {(record, frozenset(hashes)) for record, hashes in asked}
+    if writes is None or not wanted or session.get_bind().dialect.name != "postgresql":
+        return
+    own, shared, blocked = _batch_statements()
+    records = sorted({record for record, _ in wanted})
+    pairs = sorted({(record, h) for record, hashes in wanted for h in hashes})
+    answers = {key: Near() for key in wanted}
+    mine: dict[str, Near] = {record: Near() for record in records}
+    _own_by_record(mine, execute_rows(session, own, {"ids": records}, flush=False))
+    found: list[Row[Any]] = []
+    if pairs:
+        params = {
+            "asked": [p[0] for p in pairs],
+            "hashed": [p[1] for p in pairs],
+            "limit": limit,
+            "probe": limit * PROBE,
+            "counted": limit * PROBE + 1,
+        }
+        found = execute_rows(session, shared, params, flush=False)
+    pairs_blocked: set[tuple[str, str]] = set()
+    if found:
+        for a, b in execute_rows(session, blocked, {"ids": records}, flush=False):
+            pairs_blocked.update(((a, b), (b, a)))
+    by_pair: dict[tuple[str, str], list[Row[Any]]] = {}
+    for row in found:
+        by_pair.setdefault((row.asked, row.key_hash), []).append(row)
+    for (record, hashes), out in answers.items():
+        out.existing = mine[record].existing
+        out.stored_keys = set(mine[record].stored_keys)
+        rows = [r for h in sorted(hashes) for r in by_pair.get((record, h), ())]
+        if not rows:
+            continue
+        out.largest = max(r.shared for r in rows)
+        out.omitted = max(0, out.largest - limit)
+        out.counted = limit * PROBE
+        out.others = [(r, r.key_hash, (record, r.patient_id) in pairs_blocked) for r in rows]
+    writes.reads[_PREFETCH] = _Prefetched(limit, answers)
+
+
+def _own_by_record(mine: dict[str, Near], found: Iterable[Row[Any]]) -> None:
+    for row in found:
+        _own_rows(mine[row.patient_id], [row])
+
+
+def _prefetched_answer(
+    session: Session, patient_id: str, hashes: Collection[str], *, limit: int, own: bool
+) -> Near | None:
+    """``prefetch_near``'s answer for this ``near``, when it read it and nothing the batch
+    wrote since changed it (a copy: the resolver extends ``others``); else None."""
+    writes = held_writes(session)
+    early = None if writes is None else writes.reads.get(_PREFETCH)
+    if early is None or not own or limit != early.limit:
+        return None
+    found = early.answers.get((patient_id, frozenset(hashes)))
+    if found is None or patient_id in early.records or not early.hashes.isdisjoint(hashes):
+        return None
+    if any(other.patient_id in early.records for other, _, _ in found.others):
+        return None
+    return replace(found, stored_keys=set(found.stored_keys), others=list(found.others))
 
 
 def write_keys(
@@ -290,7 +450,7 @@ def write_keys(
     when they are the same."""
     if set(hashes) == stored:
         return
-    forget_near(session)
+    forget_near(session, hashes={*hashes, *stored}, records=[patient_id])
     note_stored_keys(session, hashes)
     if stored:
         session.connection().execute(_DELETE_KEYS, {"patient_id": patient_id})
@@ -309,7 +469,7 @@ def insert_record(session: Session, row: dict[str, Any], keys: Collection[str] =
     """A new identity_record row (every column given) and its key hashes ``keys``: on
     PostgreSQL one statement (the keys' INSERT in a WITH clause: one round trip fewer for
     every new patient, decision 0060), elsewhere two Core INSERTs."""
-    forget_near(session)
+    forget_near(session, hashes=keys, records=[row["patient_id"]])
     hashes = sorted(keys)
     note_stored_keys(session, hashes)
     if hashes and session.get_bind().dialect.name == "postgresql":
@@ -343,7 +503,7 @@ def _record_with_keys(columns: tuple[str, ...], keys: int) -> TextClause:
 
 def update_record(session: Session, patient_id: str, values: dict[str, Any]) -> None:
     """Set ``values`` on the record ``patient_id``, one Core UPDATE."""
-    forget_near(session)
+    forget_near(session, hashes=(), records=[patient_id])
     session.connection().execute(_UPDATE_RECORD, {"b_patient_id": patient_id, **values})
 
 
