@@ -88,15 +88,16 @@ def driver_index_rows(
     out = []
     append = out.append
     for r in rows:
-        rkey = r[1]
+        (
+            rtype, rkey, param, kind, system, code, value, norm, begins, ends,
+            value_number, reference, code_full, norm_full, reference_full,
+        ) = r  # fmt: skip
         n = numbers.get(rkey, 0)
         numbers[rkey] = n + 1
-        value_number = r[10]
         if value_number is not None:  # an identifier's type: its system's id (``_typed``)
             value_number = number(
                 systems[value_number] if value_number.__class__ is str else value_number
             )
-        reference = r[11]
         target = None
         if reference is not None:
             if reference.__class__ is int:  # named by key already (``_named_by_key``)
@@ -106,9 +107,9 @@ def driver_index_rows(
                 if target is not None:  # the target's key instead of the text
                     reference = None
         row = (
-            -1 - n if transient else n, rkey, at[r[8]], at[r[9]], value_number, target,
-            params[r[0], r[2], r[3]], systems[r[4]], kinds[r[3]], r[5], r[6], r[7],
-            reference, r[12], r[13], r[14],
+            -1 - n if transient else n, rkey, at[begins], at[ends], value_number, target,
+            params[rtype, param, kind], systems[system], kinds[kind], code, value, norm,
+            reference, code_full, norm_full, reference_full,
         )  # fmt: skip
         append(row)
     return out
