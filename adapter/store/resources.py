@@ -51,10 +51,10 @@ from adapter.fhir.index_values import (
     patient_key,
 )
 from adapter.store.driver_select import execute_rows
-from adapter.store.fast_insert import driver_executemany, insert_rows, insert_tuples
+from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
-from adapter.store.index_rows_sqlite import driver_index_rows, index_insert
+from adapter.store.index_rows_sqlite import index_insert, insert_driver_rows
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
@@ -1049,12 +1049,8 @@ def _insert_index_tuples(
         keys = ("row_id", *_INDEX_COLUMNS)
         found = index_insert(_index, dialect, keys)
         if found is not None:
-            driver_executemany(
-                connection,
-                found.sql,
-                driver_index_rows(
-                    rows, found, params, systems, kinds, targets, transient=transient
-                ),
+            insert_driver_rows(
+                connection, found, rows, params, systems, kinds, targets, transient=transient
             )
             return
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store import fast_insert, resources
+from adapter.store import fast_insert, index_rows_sqlite, resources
 from adapter.store.resources import save_resources
 from tests.api.test_index_values_snapshot import SNAPSHOT
 
@@ -79,7 +79,7 @@ def test_the_one_pass_rows_are_the_general_path_s(
 
     def both(session: Session, rows: list[Any], *, transient: bool = False) -> None:
         for numbering in (False, True):
-            with _sent(resources) as one_pass:
+            with _sent(index_rows_sqlite) as one_pass:
                 real(session, rows, transient=numbering)
             with monkeypatch.context() as patch, _sent(fast_insert) as general:
                 patch.setattr(resources, "index_insert", lambda *_: None)
