@@ -295,10 +295,11 @@ def _attempt(
     at_once: bool,
 ) -> tuple[list[IngestResult | None], list[int]]:
     """Store the batch in one transaction: its results, and the items to ingest on their
-    own. ``at_once`` (PostgreSQL; SQLite ignores it): the batch's rows and locks are taken
-    for all its messages first (``_read_rows``), and the messages are stored without a
-    savepoint each (two round trips a message fewer); the first one to fail raises
-    ``_Again`` and the batch is rolled back (decision 0101). Otherwise each message is
+    own. ``at_once``: the messages are stored without a savepoint each (two round trips a
+    message fewer on PostgreSQL, SQLAlchemy's nested transaction and two statements on
+    SQLite: decision 0120) and, on PostgreSQL, the batch's rows and locks are taken for all
+    its messages first (``_read_rows``); the first one to fail raises ``_Again`` and the
+    batch is rolled back (decision 0101). Otherwise each message is
     stored in its own savepoint, a failed one rolled back alone and ingested on its own
     after the commit."""
     from adapter.pipeline.ingest import _creator, _Job  # the single path's own pieces
@@ -327,8 +328,7 @@ def _attempt(
                 steps.audit_received(session, existing, items[i][1].received_at, duplicate=True)
                 results[i] = result_of(existing, duplicate=True)
         stored: Iterable[tuple[int, _Job]] = jobs()
-        at_once = at_once and writes.messages is not None  # PostgreSQL
-        if at_once:
+        if at_once and writes.messages is not None:  # PostgreSQL
             stored = list(stored)
             _read_rows(pipeline, session, [job for _, job in stored])
         alone.extend(

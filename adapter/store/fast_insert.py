@@ -212,6 +212,12 @@ def _apply(
     return list(map(function, values))
 
 
+def plan_of(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
+    """The compiled qmark INSERT of ``keys`` into ``table``, its bind order and processors
+    (None: SQLAlchemy's own way). adapter/store/index_rows_sqlite.py builds on it."""
+    return _plan(table, dialect, keys)
+
+
 def _plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None:
     cache = (dialect.name, table.name, keys)
     if cache in _PLANS:

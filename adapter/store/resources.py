@@ -55,6 +55,7 @@ from adapter.store.facilities import facility_key
 from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
+from adapter.store.index_rows_sqlite import index_insert, insert_driver_rows
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
@@ -1044,6 +1045,16 @@ def _insert_index_tuples(
     texts = {ref for r in rows if (ref := r[11]).__class__ is str}  # 11: ``_REFERENCE``
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name == "sqlite":  # in the driver's form in one pass (decision 0120)
+        keys = ("row_id", *_INDEX_COLUMNS)
+        found = index_insert(_index, dialect, keys)
+        if found is not None:
+            insert_driver_rows(
+                connection, found, rows, params, systems, kinds, targets, transient=transient
+            )
+            return
 
     def referring(r: IndexRow) -> tuple[Any, ...]:  # a row whose reference is text
         reference = r[11]

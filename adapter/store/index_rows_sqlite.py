@@ -1,0 +1,131 @@
+"""SQLite: a batch's search index rows in the driver's form in one pass (decision 0120).
+
+``_insert_index_tuples`` (adapter/store/resources.py) turns the store's index rows
+(``IndexRow``: names where ids go, a reference as text or as its target's key) into the
+table's rows: each rebuilt in column order, numbered among its resource's rows, then
+transposed, bind-processed a column at a time and transposed back (fast_insert). For the
+~75 rows of a lab message those were five tuple passes, about 3 µs a row. On SQLite the
+same values are made here in one pass: the row's number, the dates' bind processor once
+per distinct instant, ``value_number``'s processor, the ids and the reference's target,
+each row built once, in the INSERT's order. The values, and so the stored rows, are those
+of the general path (tests/integration/test_index_rows_sqlite.py compares them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.engine import Dialect
+
+from adapter.store.fast_insert import driver_executemany, plan_of
+
+# the positions of the INSERT's processed columns: row_id, resource_key, value_date_start,
+# value_date_end, value_number, ... (``("row_id", *resources._INDEX_COLUMNS)``)
+_START, _END, _NUMBER = 2, 3, 4
+
+
+class IndexInsert(NamedTuple):
+    """The compiled INSERT of search_index rows and its two bind processors."""
+
+    sql: str
+    when: Callable[[Any], Any]  # the date columns' (an aware datetime to the stored form)
+    number: Callable[[Any], Any]  # value_number's
+
+
+_FOUND: dict[tuple[str, str, tuple[str, ...]], IndexInsert | None] = {}
+
+
+def index_insert(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> IndexInsert | None:
+    """The one-pass form's INSERT for ``keys`` (``row_id`` and the index columns, in the
+    table's order); None where the compiled statement's columns or processors are not the
+    ones this module writes for (then the general path runs)."""
+    cache = (dialect.name, table.name, keys)
+    if cache in _FOUND:
+        return _FOUND[cache]
+    found = None
+    plan = plan_of(table, dialect, keys)
+    if plan is not None and plan.order == keys:
+        by_place = {at: (process, skip_none) for at, process, skip_none, _ in plan.processors}
+        start, end = by_place.get(_START), by_place.get(_END)
+        number = by_place.get(_NUMBER)
+        if (
+            set(by_place) == {_START, _END, _NUMBER}
+            and start is not None
+            and end is not None
+            and number is not None
+            and start[0] is end[0]  # one datetime processor for both date columns
+            and start[1]
+            and number[1]  # None kept as None: not called for it
+        ):
+            found = IndexInsert(plan.sql, start[0], number[0])
+    _FOUND[cache] = found
+    return found
+
+
+def insert_driver_rows(
+    connection: Connection,
+    insert: IndexInsert,
+    rows: Sequence[tuple[Any, ...]],
+    params: dict[tuple[str, str, str], int],
+    systems: dict[str | None, int | None],
+    kinds: dict[str, int],
+    targets: dict[Any, int],
+    *,
+    transient: bool,
+) -> None:
+    """INSERT ``rows`` (``driver_index_rows``) by one executemany on the driver."""
+    values = driver_index_rows(rows, insert, params, systems, kinds, targets, transient=transient)
+    driver_executemany(connection, insert.sql, values)
+
+
+def driver_index_rows(
+    rows: Sequence[tuple[Any, ...]],
+    insert: IndexInsert,
+    params: dict[tuple[str, str, str], int],
+    systems: dict[str | None, int | None],
+    kinds: dict[str, int],
+    targets: dict[Any, int],
+    *,
+    transient: bool,
+) -> list[tuple[Any, ...]]:
+    """``rows`` (``IndexRow``: type, key, param, kind, system, code, value, value_norm,
+    date start, date end, number or an identifier type's system text, reference as text or
+    target key, code_full, value_norm_full, reference_full) as the driver takes them."""
+    when = insert.when
+    instants = {r[8] for r in rows}
+    instants.update(r[9] for r in rows)
+    instants.discard(None)
+    at: dict[Any, Any] = {value: when(value) for value in instants}  # once per instant
+    at[None] = None
+    number = insert.number
+    numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
+    out = []
+    append = out.append
+    for r in rows:
+        (
+            rtype, rkey, param, kind, system, code, value, norm, begins, ends,
+            value_number, reference, code_full, norm_full, reference_full,
+        ) = r  # fmt: skip
+        n = numbers.get(rkey, 0)
+        numbers[rkey] = n + 1
+        if value_number is not None:  # an identifier's type: its system's id (``_typed``)
+            value_number = number(
+                systems[value_number] if value_number.__class__ is str else value_number
+            )
+        target = None
+        if reference is not None:
+            if reference.__class__ is int:  # named by key already (``_named_by_key``)
+                target, reference = reference, None
+            else:
+                target = targets.get(reference)
+                if target is not None:  # the target's key instead of the text
+                    reference = None
+        row = (
+            -1 - n if transient else n, rkey, at[begins], at[ends], value_number, target,
+            params[rtype, param, kind], systems[system], kinds[kind], code, value, norm,
+            reference, code_full, norm_full, reference_full,
+        )  # fmt: skip
+        append(row)
+    return out

@@ -1,0 +1,107 @@
+"""adapter/store/index_rows_sqlite.py: on SQLite the search index rows go to the driver
+built in one pass (decision 0120); every value they carry is the one the general path
+(``_insert_index_tuples``' rows numbered, then fast_insert's column-wise bind processing)
+gives, of the same type. Checked on every resource of the index values' snapshot corpus
+(every resource of the golden outputs and the edge cases: identifiers with a type, dates,
+quantities, references to resources of the same call, of the store and unknown), saved in
+calls of 100, plus a value long enough to be cut to a key; numbered as stored and as
+transient rows."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from adapter.store import fast_insert, index_rows_sqlite, resources
+from adapter.store.resources import save_resources
+from tests.api.test_index_values_snapshot import SNAPSHOT
+
+NOW = datetime(2026, 12, 6, 9, 30, tzinfo=UTC)
+
+
+def _corpus() -> list[dict[str, Any]]:
+    cases = json.loads(gzip.decompress(SNAPSHOT.read_bytes()).decode("utf-8"))["cases"]
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for case in cases:
+        resource = case["resource"]
+        key = (resource.get("resourceType"), resource.get("id"))
+        if (
+            isinstance(key[0], str) and isinstance(key[1], str) and key[1] and key not in seen
+        ):  # a key given twice in one call is stored once: kept apart
+            seen.add(key)
+            out.append(resource)
+    out.append(
+        {
+            "resourceType": "Observation",
+            "id": "long-code",
+            "status": "final",
+            "code": {"coding": [{"system": "http://loinc.org", "code": "L" * 600}]},
+            "subject": {"reference": "Patient/" + "p" * 60},
+            "valueQuantity": {"value": 5, "unit": "mmol/L"},
+        }
+    )
+    return out
+
+
+@contextmanager
+def _sent(module: Any) -> Iterator[list[list[tuple[Any, ...]]]]:
+    """The rows ``module``'s ``driver_executemany`` is given, instead of executing them."""
+    sent: list[list[tuple[Any, ...]]] = []
+    real = module.driver_executemany
+    module.driver_executemany = lambda _connection, _sql, rows: sent.append(list(rows))
+    try:
+        yield sent
+    finally:
+        module.driver_executemany = real
+
+
+def _typed(rows: list[list[tuple[Any, ...]]]) -> list[list[tuple[tuple[str, Any], ...]]]:
+    """Each value with its type: 5 and 5.0 are told apart."""
+    return [[tuple((type(v).__name__, v) for v in row) for row in call] for call in rows]
+
+
+def test_the_one_pass_rows_are_the_general_path_s(
+    session_factory: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the one-pass form is SQLite's")
+    real = resources._insert_index_tuples
+    compared = {"calls": 0, "rows": 0, "typed": 0, "by key": 0, "by text": 0, "dates": 0, "cut": 0}
+
+    def both(session: Session, rows: list[Any], *, transient: bool = False) -> None:
+        for numbering in (False, True):
+            with _sent(index_rows_sqlite) as one_pass:
+                real(session, rows, transient=numbering)
+            with monkeypatch.context() as patch, _sent(fast_insert) as general:
+                patch.setattr(resources, "index_insert", lambda *_: None)
+                real(session, rows, transient=numbering)
+            assert len(one_pass) == 1 and one_pass[0]
+            assert _typed(one_pass) == _typed(general)
+        written = one_pass[0]
+        compared["calls"] += 1
+        compared["rows"] += len(written)
+        compared["typed"] += sum(1 for r in rows if r[10].__class__ is str)
+        compared["by key"] += sum(1 for w in written if w[5] is not None)
+        compared["by text"] += sum(1 for w in written if w[12] is not None)  # none found
+        compared["dates"] += sum(1 for w in written if w[2] is not None)
+        compared["cut"] += sum(1 for w in written if w[13] is not None)  # code_full
+        real(session, rows, transient=transient)  # stored, for the next calls' references
+
+    monkeypatch.setattr(resources, "_insert_index_tuples", both)
+    corpus = _corpus()
+    with session_factory() as session, session.begin():
+        for start in range(0, len(corpus), 100):
+            save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
+        session.rollback()
+    # the corpus reached every kind of value the one pass writes
+    assert compared["rows"] > 5000
+    assert all(compared[k] > 0 for k in compared), compared
