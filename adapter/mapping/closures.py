@@ -37,6 +37,7 @@ from adapter.mapping.nodes import (
     ResourceTemplate,
 )
 from adapter.mapping.values import (
+    NUMBERED_PARTS,
     TEXT_DECIDES,
     is_empty,
     is_position_type,
@@ -206,25 +207,56 @@ def _compile_var(node: Var) -> Fn:
     # per part: the name, and its number when it is one (``@cwe.1``), found once (decimal
     # digits: a part such as "²" is a name, as int() cannot read it)
     parts = tuple((part, int(part) if part.isdecimal() else None) for part in path)
+    if len(parts) == 1:
+        return _compile_var_part(name, parts[0][0], parts[0][1], parts)
 
     def var(ev: Any) -> Any:
-        value = ev.vars.get(name)
-        for part, number in parts:
-            if value is None:
-                return None
-            if isinstance(value, dict):
-                value = value.get(part)
-            elif isinstance(value, list):
-                value = (
-                    value[number - 1] if number is not None and 0 < number <= len(value) else None
-                )
-            elif number is not None and hasattr(value, "child"):
-                value = value.child(number)
-            else:
-                value = getattr(value, part, None)
-        return value
+        return _var_parts(ev.vars.get(name), parts)
 
     return var
+
+
+def _compile_var_part(name: str, part: str, number: int | None, parts: Any) -> Fn:
+    """A variable with one part (``@facility.id``, ``@cwe.1``, decision 0121): a dict, or a
+    position whose parts are numbered (``values.NUMBERED_PARTS``) with a number, at once;
+    any other value as ``_var_parts`` reads it."""
+    if number is None:
+
+        def var_name(ev: Any) -> Any:
+            value = ev.vars.get(name)
+            if type(value) is dict:
+                return value.get(part)
+            return _var_parts(value, parts)
+
+        return var_name
+
+    def var_number(ev: Any) -> Any:
+        value = ev.vars.get(name)
+        kind = type(value)
+        if kind in NUMBERED_PARTS:
+            return value.child(number)
+        if kind is dict:
+            return value.get(part)
+        return _var_parts(value, parts)
+
+    return var_number
+
+
+def _var_parts(value: Any, parts: tuple[tuple[str, int | None], ...]) -> Any:
+    """A variable's value read part by part: a dict by key, a list by number (from 1), a
+    position by number (``child``), anything else by attribute."""
+    for part, number in parts:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list):
+            value = value[number - 1] if number is not None and 0 < number <= len(value) else None
+        elif number is not None and hasattr(value, "child"):
+            value = value.child(number)
+        else:
+            value = getattr(value, part, None)
+    return value
 
 
 def _compile_call(node: Call) -> Fn:
