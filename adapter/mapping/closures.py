@@ -17,6 +17,7 @@ module knows the evaluation only by what it calls on it (``vars``, ``scope``, ``
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -316,18 +317,51 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
         return f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
     if kind is Call and _inlined(node):
         if node.name == "when":
-            cond = _inline(node.args[0], names, local)
-            return f"({_inline(node.args[1], names, local)} if truthy({cond}) else None)"
+            cond = _truth(node.args[0], names, local)
+            return f"({_inline(node.args[1], names, local)} if {cond} else None)"
         if node.name in ("all", "any"):
             if not node.args:
                 return "True" if node.name == "all" else "False"
-            parts = [f"truthy({_inline(arg, names, local)})" for arg in node.args]
+            parts = [_truth(arg, names, local) for arg in node.args]
             return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
         names[name] = FUNCTIONS[node.name]
         args = [_inline(arg, names, local) for arg in node.args]
         return f"{name}(ev{''.join(', ' + arg for arg in args)})"
     names[name] = expr_fn(node)  # first(), when() of the wrong arity, @var.parts
     return f"{name}(ev)"
+
+
+# functions whose every return is a ``bool`` (``truthy`` of a bool is itself), as are the
+# inline ``all`` and ``any`` (``and`` / ``or`` over ``truthy``, which gives a bool)
+GIVES_BOOL = frozenset(
+    {"exists", "empty", "not", "eq", "ne", "one_of", "matches", "is_numeric", "has_comparator"}
+)
+
+
+def _truth(node: Any, names: dict[str, Any], local: bool = False) -> str:
+    """``truthy(node)`` written inline: the value itself when it is a bool already (a call of
+    a function of ``GIVES_BOOL``, ``all`` or ``any``), without the call (decision 0121)."""
+    code = _inline(node, names, local)
+    if type(node) is Call and _inlined(node) and node.name in GIVES_BOOL | {"all", "any"}:
+        return code
+    return f"truthy({code})"
+
+
+# the locals a generated ``def`` may use, bound once at its top: each only when its body
+# names it (a body without a path does not look up the source's reader, decision 0121)
+_LOCALS = (
+    ("scope", "    scope = ev.scope"),
+    ("resolve", "    resolve = ev.state.source.resolve"),
+    ("vget", "    vget = ev.vars.get"),
+    ("text_of", "    text_of = text_reader(ev.state.source)"),
+)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+
+
+def _prologue(body: list[str]) -> list[str]:
+    """``def build(ev):`` and the lines binding the locals of ``_LOCALS`` that ``body`` names."""
+    used = set(_NAME.findall("\n".join(body)))
+    return ["def build(ev):", *(line for name, line in _LOCALS if name in used)]
 
 
 # lazy functions: evaluated argument by argument, so a value that is not needed is never
@@ -348,12 +382,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         "read_alternatives": _read_alternatives,
         "text_decides": TEXT_DECIDES,
     }
-    lines = [
-        "def build(ev):",
-        "    scope = ev.scope",
-        "    resolve = ev.state.source.resolve",
-        "    vget = ev.vars.get",
-    ]
+    lines: list[str] = []
     for i, node in enumerate(nodes):
         rest = tuple(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
         lines.append(f"    value = {_inline(node, names, local=True)}")
@@ -385,7 +414,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
             lines.append(f"        read_alternatives(ev, {rest_name}, text(value).strip())")
         lines.append("        return value")
     lines += ["    return None", ""]
-    return _made("\n".join(lines), names)  # type: ignore[no-any-return]
+    return _made("\n".join(_prologue(lines) + lines), names)  # type: ignore[no-any-return]
 
 
 def _first_loop(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
@@ -477,8 +506,8 @@ def _compile_build(node: Any) -> Fn:
         return _build_list(node)
     if kind is Gate:
         names: dict[str, Any] = {"truthy": truthy, "body": build_fn(node.body)}
-        cond = _inline(node.cond, names)
-        return _made(f"lambda ev: body(ev) if truthy({cond}) else None", names)  # type: ignore[no-any-return]
+        cond = _truth(node.cond, names)
+        return _made(f"lambda ev: body(ev) if {cond} else None", names)  # type: ignore[no-any-return]
     if kind is FirstOf:
         return _build_first_of(node)
     return _build_each(node)
@@ -599,23 +628,14 @@ class _Builder:
         self.lines: list[str] = []
         self.indent = "    "  # one level more inside a gate
         self.count = 0
-        self.reads_text = False  # a path built as text: ``text_of`` bound at the top
 
     def function(self, node: DictNode | ListNode) -> Fn:
         return self._made_returning(self.block(node))
 
     def _made_returning(self, result: str) -> Fn:
         """The function of the lines generated so far, returning ``result``."""
-        top = [
-            "def build(ev):",
-            "    scope = ev.scope",
-            "    resolve = ev.state.source.resolve",
-            "    vget = ev.vars.get",
-        ]
-        if self.reads_text:
-            top.append("    text_of = text_reader(ev.state.source)")
-        source = "\n".join([*top, *self.lines, f"    return {result}", ""])
-        return _made(source, self.names)  # type: ignore[no-any-return]
+        body = [*self.lines, f"    return {result}", ""]
+        return _made("\n".join(_prologue(body) + body), self.names)  # type: ignore[no-any-return]
 
     def parts_function(self, nodes: list[Any]) -> Fn:
         """A function giving the tuple of ``nodes`` built, one after the other (the parts of
@@ -646,7 +666,6 @@ class _Builder:
             return self.bind(node.value)
         value = self.local("v")
         if kind is Path:  # _build_path
-            self.reads_text = True
             self.emit(
                 f"{value} = text_of({self.bind(node.compiled)}, scope)",
                 f"if type({value}) is str:",
@@ -663,8 +682,8 @@ class _Builder:
                 f"    {value} = _built(ev, {value})",
             )
         elif kind is Gate and len(self.indent) < 4 * _MAX_DEPTH:  # _compile_build's Gate
-            cond = _inline(node.cond, self.names, local=True)
-            self.emit(f"{value} = None", f"if truthy({cond}):")
+            cond = _truth(node.cond, self.names, local=True)
+            self.emit(f"{value} = None", f"if {cond}:")
             self.indent += "    "
             self.emit(f"{value} = {self.block(node.body)}")
             self.indent = self.indent[:-4]
