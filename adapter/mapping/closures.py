@@ -17,7 +17,6 @@ module knows the evaluation only by what it calls on it (``vars``, ``scope``, ``
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -348,20 +347,21 @@ def _truth(node: Any, names: dict[str, Any], local: bool = False) -> str:
 
 
 # the locals a generated ``def`` may use, bound once at its top: each only when its body
-# names it (a body without a path does not look up the source's reader, decision 0121)
+# names it (a body without a path does not look up the source's reader, decision 0121). A
+# body is made of generated names only, so a name it uses is in it as ``name(`` (``scope``
+# as itself); a line bound without need would only cost its lookup
 _LOCALS = (
     ("scope", "    scope = ev.scope"),
-    ("resolve", "    resolve = ev.state.source.resolve"),
-    ("vget", "    vget = ev.vars.get"),
-    ("text_of", "    text_of = text_reader(ev.state.source)"),
+    ("resolve(", "    resolve = ev.state.source.resolve"),
+    ("vget(", "    vget = ev.vars.get"),
+    ("text_of(", "    text_of = text_reader(ev.state.source)"),
 )
-_NAME = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
 
 
 def _prologue(body: list[str]) -> list[str]:
-    """``def build(ev):`` and the lines binding the locals of ``_LOCALS`` that ``body`` names."""
-    used = set(_NAME.findall("\n".join(body)))
-    return ["def build(ev):", *(line for name, line in _LOCALS if name in used)]
+    """``def build(ev):`` and the lines binding the locals of ``_LOCALS`` that ``body`` uses."""
+    text = "\n".join(body)
+    return ["def build(ev):", *(line for used, line in _LOCALS if used in text)]
 
 
 # lazy functions: evaluated argument by argument, so a value that is not needed is never
@@ -623,6 +623,7 @@ class _Builder:
             "type": type,
             "isinstance": isinstance,
             "text_reader": _text_reader,
+            "text_decides": TEXT_DECIDES,
             "empty_text": "",
         }
         self.lines: list[str] = []
@@ -678,6 +679,8 @@ class _Builder:
                 f"{value} = {_inline(node, self.names, local=True)}",
                 f"if type({value}) is str:",
                 f"    {value} = {value}.strip() or None",
+                f"elif type({value}) in text_decides:",  # _built's first branch, inline
+                f"    {value} = {value}.text.strip() or None",
                 f"elif {value} is not None and type({value}) is not dict:",
                 f"    {value} = _built(ev, {value})",
             )
