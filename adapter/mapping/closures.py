@@ -37,6 +37,7 @@ from adapter.mapping.nodes import (
     ResourceTemplate,
 )
 from adapter.mapping.values import (
+    NUMBERED_PARTS,
     TEXT_DECIDES,
     is_empty,
     is_position_type,
@@ -206,25 +207,56 @@ def _compile_var(node: Var) -> Fn:
     # per part: the name, and its number when it is one (``@cwe.1``), found once (decimal
     # digits: a part such as "²" is a name, as int() cannot read it)
     parts = tuple((part, int(part) if part.isdecimal() else None) for part in path)
+    if len(parts) == 1:
+        return _compile_var_part(name, parts[0][0], parts[0][1], parts)
 
     def var(ev: Any) -> Any:
-        value = ev.vars.get(name)
-        for part, number in parts:
-            if value is None:
-                return None
-            if isinstance(value, dict):
-                value = value.get(part)
-            elif isinstance(value, list):
-                value = (
-                    value[number - 1] if number is not None and 0 < number <= len(value) else None
-                )
-            elif number is not None and hasattr(value, "child"):
-                value = value.child(number)
-            else:
-                value = getattr(value, part, None)
-        return value
+        return _var_parts(ev.vars.get(name), parts)
 
     return var
+
+
+def _compile_var_part(name: str, part: str, number: int | None, parts: Any) -> Fn:
+    """A variable with one part (``@facility.id``, ``@cwe.1``, decision 0121): a dict, or a
+    position whose parts are numbered (``values.NUMBERED_PARTS``) with a number, at once;
+    any other value as ``_var_parts`` reads it."""
+    if number is None:
+
+        def var_name(ev: Any) -> Any:
+            value = ev.vars.get(name)
+            if type(value) is dict:
+                return value.get(part)
+            return _var_parts(value, parts)
+
+        return var_name
+
+    def var_number(ev: Any) -> Any:
+        value = ev.vars.get(name)
+        kind = type(value)
+        if kind in NUMBERED_PARTS:
+            return value.child(number)
+        if kind is dict:
+            return value.get(part)
+        return _var_parts(value, parts)
+
+    return var_number
+
+
+def _var_parts(value: Any, parts: tuple[tuple[str, int | None], ...]) -> Any:
+    """A variable's value read part by part: a dict by key, a list by number (from 1), a
+    position by number (``child``), anything else by attribute."""
+    for part, number in parts:
+        if value is None:
+            return None
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list):
+            value = value[number - 1] if number is not None and 0 < number <= len(value) else None
+        elif number is not None and hasattr(value, "child"):
+            value = value.child(number)
+        else:
+            value = getattr(value, part, None)
+    return value
 
 
 def _compile_call(node: Call) -> Fn:
@@ -284,18 +316,52 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
         return f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
     if kind is Call and _inlined(node):
         if node.name == "when":
-            cond = _inline(node.args[0], names, local)
-            return f"({_inline(node.args[1], names, local)} if truthy({cond}) else None)"
+            cond = _truth(node.args[0], names, local)
+            return f"({_inline(node.args[1], names, local)} if {cond} else None)"
         if node.name in ("all", "any"):
             if not node.args:
                 return "True" if node.name == "all" else "False"
-            parts = [f"truthy({_inline(arg, names, local)})" for arg in node.args]
+            parts = [_truth(arg, names, local) for arg in node.args]
             return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
         names[name] = FUNCTIONS[node.name]
         args = [_inline(arg, names, local) for arg in node.args]
         return f"{name}(ev{''.join(', ' + arg for arg in args)})"
     names[name] = expr_fn(node)  # first(), when() of the wrong arity, @var.parts
     return f"{name}(ev)"
+
+
+# functions whose every return is a ``bool`` (``truthy`` of a bool is itself), as are the
+# inline ``all`` and ``any`` (``and`` / ``or`` over ``truthy``, which gives a bool)
+GIVES_BOOL = frozenset(
+    {"exists", "empty", "not", "eq", "ne", "one_of", "matches", "is_numeric", "has_comparator"}
+)
+
+
+def _truth(node: Any, names: dict[str, Any], local: bool = False) -> str:
+    """``truthy(node)`` written inline: the value itself when it is a bool already (a call of
+    a function of ``GIVES_BOOL``, ``all`` or ``any``), without the call (decision 0121)."""
+    code = _inline(node, names, local)
+    if type(node) is Call and _inlined(node) and node.name in GIVES_BOOL | {"all", "any"}:
+        return code
+    return f"truthy({code})"
+
+
+# the locals a generated ``def`` may use, bound once at its top: each only when its body
+# names it (a body without a path does not look up the source's reader, decision 0121). A
+# body is made of generated names only, so a name it uses is in it as ``name(`` (``scope``
+# as itself); a line bound without need would only cost its lookup
+_LOCALS = (
+    ("scope", "    scope = ev.scope"),
+    ("resolve(", "    resolve = ev.state.source.resolve"),
+    ("vget(", "    vget = ev.vars.get"),
+    ("text_of(", "    text_of = text_reader(ev.state.source)"),
+)
+
+
+def _prologue(body: list[str]) -> list[str]:
+    """``def build(ev):`` and the lines binding the locals of ``_LOCALS`` that ``body`` uses."""
+    text = "\n".join(body)
+    return ["def build(ev):", *(line for used, line in _LOCALS if used in text)]
 
 
 # lazy functions: evaluated argument by argument, so a value that is not needed is never
@@ -316,12 +382,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         "read_alternatives": _read_alternatives,
         "text_decides": TEXT_DECIDES,
     }
-    lines = [
-        "def build(ev):",
-        "    scope = ev.scope",
-        "    resolve = ev.state.source.resolve",
-        "    vget = ev.vars.get",
-    ]
+    lines: list[str] = []
     for i, node in enumerate(nodes):
         rest = tuple(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
         lines.append(f"    value = {_inline(node, names, local=True)}")
@@ -353,7 +414,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
             lines.append(f"        read_alternatives(ev, {rest_name}, text(value).strip())")
         lines.append("        return value")
     lines += ["    return None", ""]
-    return _made("\n".join(lines), names)  # type: ignore[no-any-return]
+    return _made("\n".join(_prologue(lines) + lines), names)  # type: ignore[no-any-return]
 
 
 def _first_loop(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
@@ -445,8 +506,8 @@ def _compile_build(node: Any) -> Fn:
         return _build_list(node)
     if kind is Gate:
         names: dict[str, Any] = {"truthy": truthy, "body": build_fn(node.body)}
-        cond = _inline(node.cond, names)
-        return _made(f"lambda ev: body(ev) if truthy({cond}) else None", names)  # type: ignore[no-any-return]
+        cond = _truth(node.cond, names)
+        return _made(f"lambda ev: body(ev) if {cond} else None", names)  # type: ignore[no-any-return]
     if kind is FirstOf:
         return _build_first_of(node)
     return _build_each(node)
@@ -562,28 +623,20 @@ class _Builder:
             "type": type,
             "isinstance": isinstance,
             "text_reader": _text_reader,
+            "text_decides": TEXT_DECIDES,
             "empty_text": "",
         }
         self.lines: list[str] = []
         self.indent = "    "  # one level more inside a gate
         self.count = 0
-        self.reads_text = False  # a path built as text: ``text_of`` bound at the top
 
     def function(self, node: DictNode | ListNode) -> Fn:
         return self._made_returning(self.block(node))
 
     def _made_returning(self, result: str) -> Fn:
         """The function of the lines generated so far, returning ``result``."""
-        top = [
-            "def build(ev):",
-            "    scope = ev.scope",
-            "    resolve = ev.state.source.resolve",
-            "    vget = ev.vars.get",
-        ]
-        if self.reads_text:
-            top.append("    text_of = text_reader(ev.state.source)")
-        source = "\n".join([*top, *self.lines, f"    return {result}", ""])
-        return _made(source, self.names)  # type: ignore[no-any-return]
+        body = [*self.lines, f"    return {result}", ""]
+        return _made("\n".join(_prologue(body) + body), self.names)  # type: ignore[no-any-return]
 
     def parts_function(self, nodes: list[Any]) -> Fn:
         """A function giving the tuple of ``nodes`` built, one after the other (the parts of
@@ -614,7 +667,6 @@ class _Builder:
             return self.bind(node.value)
         value = self.local("v")
         if kind is Path:  # _build_path
-            self.reads_text = True
             self.emit(
                 f"{value} = text_of({self.bind(node.compiled)}, scope)",
                 f"if type({value}) is str:",
@@ -627,12 +679,14 @@ class _Builder:
                 f"{value} = {_inline(node, self.names, local=True)}",
                 f"if type({value}) is str:",
                 f"    {value} = {value}.strip() or None",
+                f"elif type({value}) in text_decides:",  # _built's first branch, inline
+                f"    {value} = {value}.text.strip() or None",
                 f"elif {value} is not None and type({value}) is not dict:",
                 f"    {value} = _built(ev, {value})",
             )
         elif kind is Gate and len(self.indent) < 4 * _MAX_DEPTH:  # _compile_build's Gate
-            cond = _inline(node.cond, self.names, local=True)
-            self.emit(f"{value} = None", f"if truthy({cond}):")
+            cond = _truth(node.cond, self.names, local=True)
+            self.emit(f"{value} = None", f"if {cond}:")
             self.indent += "    "
             self.emit(f"{value} = {self.block(node.body)}")
             self.indent = self.indent[:-4]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
-from adapter.mapping.values import TEXT_DECIDES
+from adapter.mapping.values import NUMBERED_PARTS, TEXT_DECIDES, TEXT_FIRST
 
 _PATH = re.compile(
     r"^(?P<seg>[A-Z][A-Z0-9]{2})(?:\[(?P<occ>\d+)\])?"
@@ -241,6 +241,10 @@ class ReadNode(Node):
 
 # its text is a leaf of the part ``is_empty`` looks at (``Segment.blank``): not blank, not empty
 TEXT_DECIDES.add(ReadNode)
+# ``@cx.1``: component 1 of the position (``child``); a Node is never a dict or a list
+NUMBERED_PARTS.update((Node, ReadNode))
+# a leaf holds its text (Segment.get), so a text not blank means not ``is_empty``
+TEXT_FIRST.add(Node)
 
 
 # -- groups --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Literal
 
 Action = Literal["keep", "fixed", "omit", "error"]
 Report = Literal["none", "information", "warning"]
+_TRANSLATED_MAX = 4096
 _OUTCOME = {"keep": "; kept as is", "fixed": "; default used", "omit": "; left out"}
 
 
@@ -54,6 +55,11 @@ class ConceptMap:
     hint: str | None = None
     description: str | None = None
     _folded: dict[str, Target] = field(default_factory=dict, repr=False)
+    # what ``translate`` gave per (code, report): a pure function of the table, which is
+    # not changed once made (as ``_folded`` assumes); a feed repeats its codes (decision 0121)
+    _translated: dict[tuple[str, bool], tuple[Target | None, Unmapped | None]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         if not self.case_sensitive:
@@ -75,6 +81,17 @@ class ConceptMap:
         """The target of ``code`` (with the table's system), and what to report when the
         table does not know it: the table's ``unmapped`` rule decides both. ``report=False``
         (a display or system looked up beside the code) reports nothing but an error."""
+        key = (code, report)
+        known = self._translated.get(key)
+        if known is not None:
+            return known
+        known = self._translate(code, report)
+        if len(self._translated) >= _TRANSLATED_MAX:  # codes as sent: bounded all the same
+            self._translated.clear()
+        self._translated[key] = known
+        return known
+
+    def _translate(self, code: str, report: bool) -> tuple[Target | None, Unmapped | None]:
         target = self.lookup(code)
         if target is not None:
             return self.with_system(target), None

@@ -21,6 +21,16 @@ _POSITIONS: dict[type, bool] = {}  # type -> neither None nor a kind of _DATA (a
 # call of ``is_empty``. Registered by the format modules.
 TEXT_DECIDES: set[type] = set()
 
+# Source positions whose numbered parts are ``child(number)`` (an HL7 v2 ``Node``: ``@cwe.1``
+# is its component 1), and never a dict or a list: a variable's part is read on them at once
+# (closures._compile_var_part, decision 0121). Registered by the format modules.
+NUMBERED_PARTS: set[type] = set()
+
+# Source positions that are never empty when their text is not blank, and whose text is
+# what ``exists`` reads first (an HL7 v2 ``Node``: its text is the first leaf of what its
+# ``is_empty`` looks at): ``exists`` of one is whether its text is blank (decision 0121).
+TEXT_FIRST: set[type] = set()
+
 
 def is_position_type(kind: type) -> bool:
     """Whether values of this type are source positions (or other objects), none of the

@@ -96,12 +96,13 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
                     kind = _type_of(key, top)
                     if len(types) < _KNOWN_NAMES:
                         types[key] = kind
-                # is_plain_string, inline (a call per string)
+                # is_plain_string, inline (a call per string); a printable text has no
+                # control character (they are all Cc), told at less cost than the search
                 if (
                     kind == "string"
                     and 0 < len(value) <= PLAIN_MAX
                     and not value.isspace()
-                    and not _control(value)
+                    and (value.isprintable() or not _control(value))
                 ):
                     continue
                 passed = _PASSED.get(kind)

@@ -217,27 +217,40 @@ class Hl7v2Format(SourceFormat):
         ``clinical:`` names it, a component of it, its segment, or ``Z*`` and it is in a
         Z-segment; a component when ``clinical:`` names it, its field or its segment."""
         clinical = mapping.clinical
-        ignore, skips, with_parts, ignored = _unread_plan(tuple(mapping.ignore), clinical)
+        ignore, skips, with_parts, ignored, by_name = _unread_plan(tuple(mapping.ignore), clinical)
         tracker = source.tracker
+        read_fields, parts = tracker.fields, tracker.parts
         out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
         for segment in document.segments:
-            if segment.name in ignore:
+            seg_name = segment.name
+            if seg_name in ignore:
                 continue
-            left_out = ignored.get(segment.name)
+            left_out = ignored.get(seg_name)
             fields = segment.populated_fields()
             if left_out:
                 fields = [f for f in fields if f not in left_out]
-            if segment.index in unplaced_ids or (segment.index not in tracker.segments and fields):
-                out.append((f"{segment.name}[{segment.occurrence}]", "segment", True))
+            index = segment.index
+            if index in unplaced_ids or (index not in tracker.segments and fields):
+                out.append((f"{seg_name}[{segment.occurrence}]", "segment", True))
                 continue
-            whole = segment.name in clinical or ("Z*" in clinical and segment.name.startswith("Z"))
+            infos = by_name.get(seg_name)
+            if infos is None:
+                infos = _field_infos(by_name, seg_name, clinical, skips, with_parts)
+            d = segment.delimiters
             for f in fields:
-                name = f"{segment.name}-{f}"
-                flag = whole or name in clinical
-                skip = skips.get(name) or _NO_PARTS
-                if (segment.index, f) not in tracker.fields and not skip:
-                    out.append((segment.location(f), "field", flag or name in with_parts))
+                info = infos.get(f)
+                if info is None:
+                    info = _field_info(infos, seg_name, f, clinical, skips, with_parts)
+                name, flag, skip, listed, held_first = info
+                if not skip and (index, f) not in read_fields:
+                    out.append((segment.location(f), "field", listed))
+                    continue
+                raw = segment.raw(f)
+                if d.repetition not in raw and d.component not in raw:
+                    # one value, read or not at all (_unread_parts' first case, inline)
+                    if (index, f, 1, 1) not in parts and 1 not in skip:
+                        out.append((segment.location(f), "field", flag or held_first))
                     continue
                 for place, comps in _unread_parts(segment, f, tracker, skip):
                     held = any(f"{name}.{c}" in clinical for c in comps)
@@ -245,9 +258,54 @@ class Hl7v2Format(SourceFormat):
         return out
 
 
+# what ``unread`` derives of one field of a segment name from the plan: its name (``PID-11``),
+# whether ``clinical:`` names it or its segment (or ``Z*``), its ignored components, whether
+# a field left unread whole is clinical, whether its component 1 is named clinical
+_FieldInfo = tuple[str, bool, frozenset[int], bool, bool]
+_NAMES_MAX = 512  # segment names kept per plan (a sender's Z-segments are not bounded)
+
+
+def _field_infos(
+    by_name: dict[str, dict[int, _FieldInfo]],
+    seg_name: str,
+    clinical: Any,
+    skips: dict[str, set[int]],
+    with_parts: frozenset[str],
+) -> dict[int, _FieldInfo]:
+    infos: dict[int, _FieldInfo] = {}
+    if len(by_name) < _NAMES_MAX:
+        by_name[seg_name] = infos
+    return infos
+
+
+def _field_info(
+    infos: dict[int, _FieldInfo],
+    seg_name: str,
+    f: int,
+    clinical: Any,
+    skips: dict[str, set[int]],
+    with_parts: frozenset[str],
+) -> _FieldInfo:
+    """A field's entry of ``_FieldInfo``, kept in ``infos`` (decision 0121)."""
+    name = f"{seg_name}-{f}"
+    whole = seg_name in clinical or ("Z*" in clinical and seg_name.startswith("Z"))
+    flag = whole or name in clinical
+    skip = frozenset(skips.get(name) or _NO_PARTS)
+    info = (name, flag, skip, flag or name in with_parts, f"{name}.1" in clinical)
+    if len(infos) < 256:
+        infos[f] = info
+    return info
+
+
 _NO_PARTS: frozenset[int] = frozenset()
 
-_UnreadPlan = tuple[frozenset[str], dict[str, set[int]], frozenset[str], dict[str, set[int]]]
+_UnreadPlan = tuple[
+    frozenset[str],
+    dict[str, set[int]],
+    frozenset[str],
+    dict[str, set[int]],
+    dict[str, dict[int, "_FieldInfo"]],
+]
 _PLANS: dict[tuple[tuple[str, ...], Any], _UnreadPlan] = {}
 
 
@@ -255,8 +313,9 @@ def _unread_plan(ignore_entries: tuple[str, ...], clinical: Any) -> _UnreadPlan:
     """What ``unread`` derives from a mapping's ``ignore:`` and ``clinical:`` (the same for
     every message, so found once per distinct pair, decision 0112): the ignored names, the
     ignored components by field (``PID-11.4``: {"PID-11": {4}}), the fields ``clinical:``
-    names a component of, the ignored fields by segment (``MSH-7``: {"MSH": {7}}). Only
-    read: ``unread`` never changes them."""
+    names a component of, the ignored fields by segment (``MSH-7``: {"MSH": {7}}); and what
+    ``unread`` derives per field of a segment name (``_field_info``), filled as fields are
+    met (decision 0121). Only that last one is added to by ``unread``."""
     key: Any = (ignore_entries, clinical)
     try:
         plan = _PLANS.get(key)
@@ -277,7 +336,7 @@ def _unread_plan(ignore_entries: tuple[str, ...], clinical: Any) -> _UnreadPlan:
         segment_name, dash, number = entry.rpartition("-")
         if dash and number.isascii() and number.isdigit() and number[0] != "0":
             ignored.setdefault(segment_name, set()).add(int(number))
-    plan = (ignore, skips, with_parts, ignored)
+    plan = (ignore, skips, with_parts, ignored, {})
     if (
         key is not None and len(_PLANS) < 256
     ):  # one per message mapping in practice; bounded all the same

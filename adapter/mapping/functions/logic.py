@@ -11,6 +11,7 @@ from typing import Any
 from adapter.mapping.functions.registry import FunctionContext, transform
 from adapter.mapping.values import (
     TEXT_DECIDES,
+    TEXT_FIRST,
     is_empty,
     is_position_type,
     is_position_without_text,
@@ -55,6 +56,8 @@ def exists(ev: FunctionContext, *values: Any) -> bool:
         if v is None:
             return False
         if kind in TEXT_DECIDES:  # not empty and text not blank: text not blank
+            return v.text.strip() != ""  # type: ignore[no-any-return]
+        if kind in TEXT_FIRST:  # its text read first below, then not blank: not empty
             return v.text.strip() != ""  # type: ignore[no-any-return]
         if is_position_type(kind):
             as_text = getattr(v, "text", None)
