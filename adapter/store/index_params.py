@@ -169,13 +169,13 @@ class ParamIds:
             self._targets[key] = targets(self._session, references, id_only)
         return self._targets[key]
 
-    def walk_applies(self, key: Hashable, pids: Ids) -> bool:
-        """``search_tokens.token_walk_applies`` for the sort parameter rows ``pids``
-        (``key``: their names), from the pre-read when it asked."""
+    def walk_applies(self, key: Hashable, pids: Ids, kind: str = "token") -> bool:
+        """``search_tokens.token_walk_applies`` for the sort parameter rows ``pids`` of
+        ``kind`` (``key``: their names), from the pre-read when it asked."""
         from adapter.store.search_tokens import token_walk_applies
 
         if key not in self._walks:
-            self._walks[key] = token_walk_applies(self._session, pids)
+            self._walks[key] = token_walk_applies(self._session, pids, kind)
         return self._walks[key]
 
     def rows_counted(self, key: Hashable, rows: Any) -> int:

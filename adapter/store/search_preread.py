@@ -123,15 +123,17 @@ class PreRead:
         self._members.append(_member(_TARGETS, n, _r.c.resource_key).where(where))
         return True
 
-    def walk(self, key: Hashable, rtype: str, names: tuple[str, ...]) -> None:
-        """Whether a row that stays a row of the token parameter rows ``names`` has a code
-        (then the walk does not apply: ``search_tokens.token_walk_applies``)."""
+    def walk(self, key: Hashable, rtype: str, names: tuple[str, ...], kind: str = "token") -> None:
+        """Whether a row that stays a row of the token parameter rows ``names`` has a code,
+        of a string parameter's a text (then the walk does not apply:
+        ``search_tokens.token_walk_applies``)."""
         n = self._slot(_WALK, key)
         si = _si.alias()
+        string = kind == "string"
         staying = select(si.c.resource_key).where(
-            si.c.param_id.in_(param_ids(rtype, names, "token")),
-            si.c.kind == 1,
-            si.c.code.is_not(None),
+            si.c.param_id.in_(param_ids(rtype, names, kind)),
+            si.c.kind == (2 if string else 1),
+            (si.c.value_norm if string else si.c.code).is_not(None),
         )
         self._members.append(
             _member(_WALK, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(staying))

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Integer,
+    Select,
     bindparam,
     false,
     func,
@@ -95,14 +96,17 @@ def string_token(param_id: int, value: str, value_norm: str) -> Token:
     return (param_id, STRING_SYSTEM, "" if value == value_norm else value, value_norm)
 
 
+# name parameters whose values are array elements (decision 0117, migration 0046)
+NAMES = frozenset({"name", "family", "given"})
+
+
 def string_param_moves(param: str) -> bool:
     """Whether string values of the parameter row name ``param`` can be array elements: an
     address and its parts (``address``, ``address-city``, ...; any type's), the values a
-    county repeats most (a province, county, town, village, postal code) and that no
-    adapter page sorts by. Names stay rows: a whole type sorted by ``family`` or a
-    ``name:missing`` would read every resource's rows and arrays (seconds at 120,000
-    Patients against 0.3 s, decision 0114)."""
-    return param == "address" or param.startswith("address-")
+    county repeats most (decision 0114); a name, ``family`` or ``given`` (decision 0117:
+    sorts by them walk the dictionary's values in order, ``search_token_walk``; their
+    ``:missing`` reads the arrays holding any of the parameter's ids)."""
+    return param == "address" or param.startswith("address-") or param in NAMES
 
 
 def arrayed(kind: str, names: Sequence[str]) -> bool:
@@ -154,14 +158,17 @@ def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElem
     return terms.c.toks.op("&&", is_comparison=True)(bound)
 
 
-def toks_each(ids: Sequence[int]) -> Any:
+def toks_each(ids: Sequence[int] | Select[Any]) -> Any:
     """The keys of the resources whose array holds one of ``ids`` (more than ``MANY_IDS``):
     one GIN probe PER id (``toks @> ARRAY[id]``, the ids unnested from one bound array the
     planner does not see). One probe with all of them (``toks && $ids``) merges every
     id's posting list for each array it finds: 25-30 ms for ``address=柳河`` (384 ids,
     6,346 arrays) at 120,000 Patients against 8-12 ms probed per id (decision 0114). A
     resource found by two ids comes twice: the caller's ``IN`` takes it once."""
-    bound = select(bindparam(None, list(ids), type_=_INTS, unique=True)).scalar_subquery()
+    if isinstance(ids, Select):  # the ids read by the statement (an InitPlan's array)
+        bound = func.array(ids.scalar_subquery())
+    else:
+        bound = select(bindparam(None, list(ids), type_=_INTS, unique=True)).scalar_subquery()
     one = func.unnest(bound).column_valued("many_id")
     terms = _t.alias("each_terms")
     return select(terms.c.resource_key).where(
@@ -365,7 +372,8 @@ _STRINGS = (
     "s.kind = 2 AND s.code IS NULL AND s.value <> '' AND s.value_norm <> ''"
     " AND s.value_norm_full IS NULL AND char_length(s.value) < 200 AND EXISTS (SELECT 1"
     " FROM search_param p WHERE p.param_id = s.param_id AND p.kind = 2"
-    " AND (p.param = 'address' OR p.param LIKE 'address-%'))"
+    " AND (p.param = 'address' OR p.param LIKE 'address-%'"
+    " OR p.param IN ('name', 'family', 'given')))"
 )
 _AS_WRITTEN = "CASE WHEN s.value = s.value_norm THEN '' ELSE s.value END"
 _FOLD_STRINGS = (
@@ -417,9 +425,22 @@ _STAYING_CODES = text(
     "SELECT EXISTS (SELECT 1 FROM search_index WHERE param_id = ANY(:pids) AND kind = 1"
     " AND code IS NOT NULL)"
 ).bindparams(bindparam("pids", type_=_INTS))
+# a name's: a row with a text (a text cut to a key, decision 0117)
+_STAYING_TEXTS = text(
+    "SELECT EXISTS (SELECT 1 FROM search_index WHERE param_id = ANY(:pids) AND kind = 2"
+    " AND value_norm IS NOT NULL)"
+).bindparams(bindparam("pids", type_=_INTS))
 
 
-def token_walk_applies(session: Session, pids: Sequence[int]) -> bool:
+def token_walk_applies(session: Session, pids: Sequence[int], kind: str = "token") -> bool:
     """Whether ``token_walk`` places every valued resource of the parameter rows ``pids``:
-    no row of them that stays a row has a code (a code cut to a key: rare)."""
-    return not session.execute(_STAYING_CODES, {"pids": list(pids)}).scalar_one()
+    no row of them that stays a row has a code (a code cut to a key: rare), or for a
+    string parameter a text."""
+    staying = _STAYING_TEXTS if kind == "string" else _STAYING_CODES
+    return not session.execute(staying, {"pids": list(pids)}).scalar_one()
+
+
+def walks(kind: str, names: Sequence[str]) -> bool:
+    """Whether a sort by the parameter rows ``names`` of ``kind`` can walk the dictionary
+    (PostgreSQL): a token's, a name's or address's whose values are array elements."""
+    return kind == "token" or (kind == "string" and any(map(string_param_moves, names)))
