@@ -26,7 +26,6 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     and_,
-    bindparam,
     exists,
     false,
     func,
@@ -54,7 +53,7 @@ from adapter.fhir.search_query import (
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
 from adapter.store.collation import bytewise
-from adapter.store.index_params import Ids, ParamIds, row_params, rows_in, rows_of
+from adapter.store.index_params import Ids, ParamIds, param_ids, row_params, rows_in, rows_of
 from adapter.store.models import KINDS, Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import (
@@ -78,17 +77,16 @@ from adapter.store.search_terms import (
 from adapter.store.search_token_walk import placed_by, token_walk, walk_codes
 from adapter.store.search_tokens import (
     MANY_IDS,
-    STRING_SYSTEM,
     arrayed,
+    dictionary,
+    marked,
     moves,
     string_param_moves,
     token_rows,
     toks_any,
     toks_each,
+    valued_ids,
     walks,
-)
-from adapter.store.search_tokens import (
-    search_token as search_tokens_table,
 )
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
@@ -239,6 +237,12 @@ def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCrit
         return
     if not _arrayed(ids, kind, names):
         return
+    if kind == "string" and modifier not in _NEGATED:  # its arrays counted (``_few_arrays``)
+        d = dictionary("string")
+        pids = param_ids(rtype, _movable(kind, names), kind)
+        met = or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values))
+        found = select(d.c.token_id).where(d.c.param_id.in_(pids), met)
+        pre.rows(_arrays_key(rtype, names, criterion), found, arrays=True)
     rows = None
     if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
         si = _PRE_ROWS  # one alias for every search: each member is a statement of its own
@@ -290,6 +294,23 @@ def _few_rows(
     22-31 ms against 10. More rows: the planner chooses (``family=张``'s 24,693 rows: the
     hash join, 52 ms, against 95 by key) (decision 0114)."""
     return ids.rows_counted(_rows_key(rtype, names, criterion), probe) <= FEW_ROWS
+
+
+def _arrays_key(rtype: str | None, names: tuple[str, ...], criterion: Criterion) -> tuple[Any, ...]:
+    return ("arrays", rtype, names, id(criterion))
+
+
+def _few_arrays(
+    ids: ParamIds, rtype: str, names: tuple[str, ...], criterion: Criterion, found: Sequence[int]
+) -> bool:
+    """Whether the arrays holding one of a string criterion's dictionary ids ``found`` are
+    at most ``FEW_ROWS`` (counted in the pre-read, ``_ask``). Then the page probes the
+    resources by key (``IN (SELECT unnest(ARRAY(probe)))``, the keys hidden from the
+    planner), as ``_few_rows`` for rows: seeing 3,637 arrays (``name=zhang``, 1,192 in
+    fact, at 120,000 Patients) it hashed every resource of the type, 65 ms against 4
+    (decision 0117)."""
+    key = _arrays_key(rtype, names, criterion)
+    return ids.rows_counted(key, found, arrays=True) <= FEW_ROWS
 
 
 def _movable(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
@@ -388,7 +409,7 @@ def _code_by_code(
     rest = sort[1:]
     found: list[dict[str, Any]] = []
     key = sort[0]
-    codes = walk_codes(session, keyed[0], key.descending, key.param.type)
+    codes = walk_codes(session, keyed[0], key.descending, key.param.type, _CODES_ONE_BY_ONE + 1)
     for n, (code_ids, better) in enumerate(codes):
         if n == _CODES_ONE_BY_ONE:  # many codes read: the page in one statement from the start
             if not whole:
@@ -495,8 +516,8 @@ def condition(
     if modifier == "missing":
         absent = criterion.values[0] is True
         names = row_params(rtype, param)
-        set_form = alone and rtype is not None and param.type == "string"
-        if set_form and _arrayed(ids, "string", names):
+        marked_only = param.type == "string" and all(map(marked, names))
+        if alone and rtype is not None and marked_only and ids.terms:
             valued = _valued(ids, rtype, names, r)
             return not_(exists(valued)) if absent else exists(valued)
         if _arrayed(ids, param.type, names):
@@ -734,6 +755,9 @@ def _token_terms(
     if many:  # a GIN probe per id, run once, hidden from the planner (``toks_each``)
         once = select(func.unnest(func.array(toks_each(found).scalar_subquery())))
         return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
+    if kind == "string" and found and _few_arrays(ids, rtype, names, criterion, found):
+        once = select(func.unnest(func.array(key_probe.scalar_subquery())))
+        return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
     if not by_row:
         if not found:
             return false()
@@ -750,25 +774,21 @@ def _token_terms(
 
 
 def _valued(ids: ParamIds, rtype: str, names: tuple[str, ...], r: FromClause) -> Any:
-    """PostgreSQL, a string parameter whose values are dictionary ids (a name, an address;
-    decision 0117): ``EXISTS`` of the resources with a value, as ONE set the planner can
-    hash (an anti- or semi-join over the type): the rows that stay rows (a text cut to a
-    key), and the arrays holding any of the parameter's dictionary ids, one GIN probe per
-    id (``toks_each``). Per resource, the arrays' rows joined to the dictionary
-    (``token_rows``): 3.2 s for ``family:missing=true`` at 120,000 Patients (decision
-    0114's first build)."""
+    """PostgreSQL, a name parameter (decision 0117): the resource's array holds the
+    parameter's presence marker (``search_tokens.VALUED_SYSTEM``), which every resource
+    with a value of it carries, its values cut to a key included. As ``EXISTS`` the
+    planner runs it as ONE GIN probe hashed against the type (an anti- or semi-join).
+    Per resource, the arrays' rows joined to the dictionary (``token_rows``):
+    ``family:missing=true`` took 3.2 s at 120,000 Patients (decision 0114's first build);
+    every value's id probed (``toks_each``), 0.3 s."""
     pids = ids.of(rtype, names, "string")
     if not pids:
         return select(_r.c.resource_key).where(false())
-    rows = _si.alias("valued_rows")
-    staying = select(rows.c.resource_key).where(rows_in(rows, pids, "string"))
-    d = search_tokens_table.alias("valued_ids")
-    every = select(d.c.token_id).where(
-        d.c.param_id.in_(bindparam(None, list(pids), expanding=True, literal_execute=True)),
-        d.c.system_id == STRING_SYSTEM,
+    terms = search_terms.alias("valued_terms")
+    return select(terms.c.resource_key).where(
+        terms.c.resource_key == r.c.resource_key,
+        terms.c.toks.op("&&", is_comparison=True)(valued_ids(pids)),
     )
-    keys = union_all(staying, toks_each(every)).subquery("valued")
-    return select(keys.c.resource_key).where(keys.c.resource_key == r.c.resource_key)
 
 
 def _probe(

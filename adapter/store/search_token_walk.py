@@ -48,7 +48,7 @@ from adapter.fhir.search_results import SortKey
 from adapter.store.index_params import Ids
 from adapter.store.models import SEARCH_TERMS, SEARCH_TOKEN, Resource
 from adapter.store.search_order import _ordered, _terms, _terms_order
-from adapter.store.search_tokens import toks_any
+from adapter.store.search_tokens import STRING_SYSTEM, toks_any
 
 _r = Resource.__table__
 _INTS = ARRAY(Integer())
@@ -58,6 +58,12 @@ def _value_column(table: Any, kind: str) -> Any:
     """The dictionary column a sort by ``kind`` orders: a token's code, a string's
     normalised text (the column ``search_order`` sorts a string row by)."""
     return table.c.value_norm if kind == "string" else table.c.code
+
+
+def _values(table: Any, kind: str) -> ColumnElement[bool]:
+    """The dictionary's values of ``kind``: a string parameter's without its presence
+    marker (``VALUED_SYSTEM``, decision 0117)."""
+    return table.c.system_id == STRING_SYSTEM if kind == "string" else true()
 
 
 def token_walk(
@@ -75,7 +81,7 @@ def token_walk(
     better_code = b_value > d_value if descending else b_value < d_value
     better = (
         select(func.coalesce(func.array_agg(b.c.token_id), cast(literal_column("'{}'"), _INTS)))
-        .where(b.c.param_id == any_(_ids(keyed[0])), better_code)
+        .where(b.c.param_id == any_(_ids(keyed[0])), _values(b, kind), better_code)
         .scalar_subquery()
     )
     code_order = d_value.desc() if descending else d_value.asc()
@@ -83,7 +89,7 @@ def token_walk(
         select(
             d_value.label("code"), func.array_agg(d.c.token_id).label("ids"), better.label("better")
         )
-        .where(d.c.param_id == any_(_ids(keyed[0])))
+        .where(d.c.param_id == any_(_ids(keyed[0])), _values(d, kind))
         .group_by(d_value)
         .order_by(code_order)
         .subquery("walk_codes")
@@ -137,18 +143,21 @@ def _ids(ids: Ids) -> Any:
 
 
 def walk_codes(
-    session: Session, pids: Ids, descending: bool, kind: str = "token"
+    session: Session, pids: Ids, descending: bool, kind: str = "token", first: int | None = None
 ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
     """The codes (a string's normalised texts) of the parameter rows ``pids`` in the sort's
     order (the database's collation), each as (its dictionary ids, the ids of every code
-    that sorts before it): one small statement on the dictionary."""
+    that sorts before it): one small statement on the dictionary. ``first``: only the
+    first codes (a name has thousands of values; each code's ``better`` holds the ids of
+    all before it)."""
     d = SEARCH_TOKEN.alias("d")
     value = _value_column(d, kind)
     query = (
         select(func.array_agg(d.c.token_id))
-        .where(d.c.param_id == any_(_ids(pids)))
+        .where(d.c.param_id == any_(_ids(pids)), _values(d, kind))
         .group_by(value)
         .order_by(value.desc() if descending else value.asc())
+        .limit(first)
     )
     codes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     before: list[int] = []

@@ -96,8 +96,39 @@ def string_token(param_id: int, value: str, value_norm: str) -> Token:
     return (param_id, STRING_SYSTEM, "" if value == value_norm else value, value_norm)
 
 
+# ``system_id`` of a name parameter's presence marker (decision 0117, migration 0046): one
+# dictionary row per name parameter (code and value_norm ''), its id in the array of every
+# resource with a value of it, moved or not. A whole type's ``family:missing`` is then one
+# GIN probe (``valued_ids``), not every resource's arrays read. Never a row to a reader
+# (``token_rows`` leaves it out) and never a value (``dictionary`` reads ``STRING_SYSTEM``).
+VALUED_SYSTEM = -2
+
+
+def valued_token(param_id: int) -> Token:
+    """The presence marker of the name parameter row ``param_id`` (``VALUED_SYSTEM``)."""
+    return (param_id, VALUED_SYSTEM, "", "")
+
+
+def valued_ids(pids: Sequence[int]) -> Any:
+    """The markers' ids of the parameter rows ``pids``, as a statement's array."""
+    return func.array(
+        select(_d.c.token_id)
+        .where(
+            _d.c.param_id.in_(bindparam(None, list(pids), expanding=True, literal_execute=True)),
+            _d.c.system_id == VALUED_SYSTEM,
+        )
+        .scalar_subquery()
+    )
+
+
 # name parameters whose values are array elements (decision 0117, migration 0046)
 NAMES = frozenset({"name", "family", "given"})
+
+
+def marked(param: str) -> bool:
+    """Whether resources with a value of the string parameter row name ``param`` carry its
+    presence marker (``VALUED_SYSTEM``): a name's."""
+    return param in NAMES
 
 
 def string_param_moves(param: str) -> bool:
@@ -285,7 +316,7 @@ def _plain(element: _TokenRows, compiler: Any, **kw: Any) -> str:
 _UNION = (
     "(SELECT {columns} FROM {si} UNION ALL SELECT {values} FROM {terms} AS t"
     " CROSS JOIN LATERAL unnest(t.toks) WITH ORDINALITY AS u (k, n)"
-    " JOIN {tokens} AS d ON d.token_id = u.k)"
+    " JOIN {tokens} AS d ON d.token_id = u.k AND d.system_id <> -2)"
 )
 
 
@@ -366,8 +397,8 @@ def fold_rows_sql() -> tuple[str, ...]:
     )
 
 
-# migration 0044's upgrade: the string rows that move (``string_moves``) into the dictionary
-# and merged into the arrays
+# migrations 0044's and 0046's upgrades: the string rows that move (``string_moves``) into
+# the dictionary and merged into the arrays, a name's presence marker added
 _STRINGS = (
     "s.kind = 2 AND s.code IS NULL AND s.value <> '' AND s.value_norm <> ''"
     " AND s.value_norm_full IS NULL AND char_length(s.value) < 200 AND EXISTS (SELECT 1"
@@ -376,6 +407,10 @@ _STRINGS = (
     " OR p.param IN ('name', 'family', 'given')))"
 )
 _AS_WRITTEN = "CASE WHEN s.value = s.value_norm THEN '' ELSE s.value END"
+_NAMED = (
+    "s.kind = 2 AND EXISTS (SELECT 1 FROM search_param p WHERE p.param_id = s.param_id"
+    " AND p.kind = 2 AND p.param IN ('name', 'family', 'given'))"
+)
 _FOLD_STRINGS = (
     "INSERT INTO search_token (param_id, system_id, code, value_norm) SELECT DISTINCT"
     f" s.param_id, -1, {_AS_WRITTEN}, s.value_norm FROM search_index AS s WHERE {_STRINGS}"
@@ -387,6 +422,18 @@ _FOLD_STRINGS = (
     " GROUP BY s.resource_key ORDER BY s.resource_key ON CONFLICT (resource_key) DO UPDATE"
     " SET toks = (SELECT array_agg(DISTINCT k ORDER BY k)"
     " FROM unnest(search_terms.toks || EXCLUDED.toks) AS k)",
+    *(
+        # a name's presence marker (decision 0117, migration 0046)
+        "INSERT INTO search_token (param_id, system_id, code, value_norm) SELECT DISTINCT"
+        f" s.param_id, -2, '', '' FROM search_index AS s WHERE {_NAMED} ORDER BY 1"
+        " ON CONFLICT DO NOTHING",
+        "INSERT INTO search_terms (resource_key, toks) SELECT s.resource_key,"
+        " array_agg(DISTINCT d.token_id ORDER BY d.token_id) FROM search_index AS s"
+        f" JOIN search_token AS d ON d.param_id = s.param_id AND d.system_id = -2 WHERE {_NAMED}"
+        " GROUP BY s.resource_key ORDER BY s.resource_key ON CONFLICT (resource_key) DO UPDATE"
+        " SET toks = (SELECT array_agg(DISTINCT k ORDER BY k)"
+        " FROM unnest(search_terms.toks || EXCLUDED.toks) AS k)",
+    ),
     f"DELETE FROM search_index AS s WHERE {_STRINGS}",
 )
 

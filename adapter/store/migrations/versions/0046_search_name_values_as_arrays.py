@@ -6,12 +6,15 @@ to a key, neither text empty, ``value`` under 200 characters) becomes one row of
 ``search_token`` with ``system_id`` -1 (``value_norm`` the normalised text, ``code`` the
 text as written or '' when it is the same) and its id an element of its resource's
 ``search_terms.toks`` (merged with the ids there: sorted, distinct); the rows are deleted.
-0044's ``ix_search_token_string`` serves them. Then ``ANALYZE`` of the three tables when
+0044's ``ix_search_token_string`` serves them. Each name parameter's presence marker (a
+dictionary row of ``system_id`` -2, code and value_norm '') joins the array of every
+resource with a row of it, cut ones included (a whole type's ``:missing`` by one probe). Then ``ANALYZE`` of the three tables when
 they hold rows (tests/integration/test_young_table_plans.py). SQLite: nothing changes.
 
 Downgrade (PostgreSQL): the name ids unnested back into rows, each resource's after its
 other rows (numbered on from its highest ``row_id``), removed from the arrays, the
-``search_terms`` rows left with neither array deleted, the dictionary's name rows deleted.
+``search_terms`` rows left with neither array deleted, the dictionary's name rows and
+markers deleted.
 
 Revision ID: 0046
 Revises: 0045
@@ -37,10 +40,16 @@ _MOVES = (
     " AND s.value_norm_full IS NULL AND char_length(s.value) < 200 AND EXISTS (SELECT 1"
     f" FROM search_param p WHERE p.param_id = s.param_id AND p.kind = 2 AND {_NAMES})"
 )
+_NAMED = (
+    "s.kind = 2 AND EXISTS (SELECT 1 FROM search_param p WHERE p.param_id = s.param_id"
+    f" AND p.kind = 2 AND {_NAMES})"
+)
 _STRING = -1  # search_tokens.STRING_SYSTEM
+_VALUED = -2  # search_tokens.VALUED_SYSTEM
+# the dictionary's name rows: values and presence markers
 _NAME_IDS = (
-    f"SELECT d.token_id FROM search_token AS d JOIN search_param AS p ON p.param_id ="
-    f" d.param_id AND p.kind = 2 AND {_NAMES} WHERE d.system_id = {_STRING}"
+    "SELECT d.token_id FROM search_token AS d JOIN search_param AS p ON p.param_id ="
+    f" d.param_id AND p.kind = 2 AND {_NAMES} WHERE d.system_id IN ({_STRING}, {_VALUED})"
 )
 
 
@@ -69,6 +78,20 @@ def upgrade() -> None:
         "ON CONFLICT (resource_key) DO UPDATE SET toks = (SELECT array_agg(DISTINCT k ORDER BY k)"
         " FROM unnest(search_terms.toks || EXCLUDED.toks) AS k)"
     )
+    # each name parameter's presence marker: in the array of every resource with a row of it
+    op.execute(
+        "INSERT INTO search_token (param_id, system_id, code, value_norm) SELECT DISTINCT"
+        f" s.param_id, {_VALUED}, '', '' FROM search_index AS s WHERE {_NAMED} ORDER BY 1"
+        " ON CONFLICT DO NOTHING"
+    )
+    op.execute(
+        "INSERT INTO search_terms (resource_key, toks) SELECT s.resource_key,"
+        " array_agg(DISTINCT d.token_id ORDER BY d.token_id) FROM search_index AS s"
+        f" JOIN search_token AS d ON d.param_id = s.param_id AND d.system_id = {_VALUED}"
+        f" WHERE {_NAMED} GROUP BY s.resource_key ORDER BY s.resource_key"
+        " ON CONFLICT (resource_key) DO UPDATE SET toks = (SELECT array_agg(DISTINCT k ORDER BY k)"
+        " FROM unnest(search_terms.toks || EXCLUDED.toks) AS k)"
+    )
     op.execute(f"DELETE FROM search_index AS s WHERE {_MOVES}")
     for table in ("search_token", "search_terms", "search_index"):
         _analyze(table)
@@ -84,7 +107,8 @@ def downgrade() -> None:
         " + row_number() OVER (PARTITION BY t.resource_key ORDER BY u.n), t.resource_key,"
         " d.param_id, 2, coalesce(nullif(d.code, ''), d.value_norm), d.value_norm "
         "FROM search_terms AS t CROSS JOIN LATERAL unnest(t.toks) WITH ORDINALITY AS u (k, n) "
-        f"JOIN search_token AS d ON d.token_id = u.k AND d.token_id IN ({_NAME_IDS})"
+        f"JOIN search_token AS d ON d.token_id = u.k AND d.system_id = {_STRING}"
+        f" AND d.token_id IN ({_NAME_IDS})"
         " ORDER BY t.resource_key, u.n"
     )
     op.execute(
