@@ -8,8 +8,9 @@ text as written or '' when it is the same) and its id an element of its resource
 ``search_terms.toks`` (merged with the ids there: sorted, distinct); the rows are deleted.
 0044's ``ix_search_token_string`` serves them. Each name parameter's presence marker (a
 dictionary row of ``system_id`` -2, code and value_norm '') joins the array of every
-resource with a row of it, cut ones included (a whole type's ``:missing`` by one probe). Then ``ANALYZE`` of the three tables when
-they hold rows (tests/integration/test_young_table_plans.py). SQLite: nothing changes.
+resource with a row of it, cut ones included (a whole type's ``:missing`` by one probe).
+Then ``ANALYZE`` of the three tables when they hold rows
+(tests/integration/test_young_table_plans.py). SQLite: nothing changes.
 
 Downgrade (PostgreSQL): the name ids unnested back into rows, each resource's after its
 other rows (numbered on from its highest ``row_id``), removed from the arrays, the
