@@ -88,7 +88,8 @@ def upgrade() -> None:
     op.execute(
         "INSERT INTO search_terms (resource_key, toks) SELECT s.resource_key,"
         " array_agg(DISTINCT d.token_id ORDER BY d.token_id) FROM search_index AS s"
-        f" JOIN search_token AS d ON d.param_id = s.param_id AND d.system_id = {_VALUED}"
+        " JOIN search_token AS d ON d.param_id = s.param_id AND d.code = ''"
+        f" AND d.system_id = {_VALUED} AND d.value_norm = ''"
         f" WHERE {_NAMED} GROUP BY s.resource_key ORDER BY s.resource_key"
         " ON CONFLICT (resource_key) DO UPDATE SET toks = (SELECT array_agg(DISTINCT k ORDER BY k)"
         " FROM unnest(search_terms.toks || EXCLUDED.toks) AS k)"
