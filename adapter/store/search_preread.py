@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
+    any_,
     case,
     cast,
     exists,
@@ -41,7 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from adapter.fhir.search_params import RESOURCES
-from adapter.store.index_params import param_ids
+from adapter.store.index_params import kind_is, param_ids
 from adapter.store.keys import keys_in
 from adapter.store.models import SEARCH_TERMS, Resource, SearchIndex, SearchParam
 from adapter.store.resource_keys import _CHUNK, local_target
@@ -130,12 +131,18 @@ class PreRead:
         ``search_tokens.token_walk_applies``)."""
         n = self._slot(_WALK, key)
         si = _si.alias()
-        string = kind == "string"
-        staying = select(si.c.resource_key).where(
-            si.c.param_id.in_(param_ids(rtype, names, kind)),
-            si.c.kind == (2 if string else 1),
-            (si.c.value_norm if string else si.c.code).is_not(None),
-        )
+        if kind == "string":  # the ids as one array: the kind's index read from param_id
+            # (as a join the planner may read the whole index, which holds every text)
+            pids = func.array(param_ids(rtype, names, kind).scalar_subquery())
+            staying = select(si.c.resource_key).where(
+                si.c.param_id == any_(pids), kind_is(si, kind), si.c.value_norm.is_not(None)
+            )
+        else:
+            staying = select(si.c.resource_key).where(
+                si.c.param_id.in_(param_ids(rtype, names, "token")),
+                si.c.kind == 1,
+                si.c.code.is_not(None),
+            )
         self._members.append(
             _member(_WALK, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(staying))
         )
