@@ -48,6 +48,12 @@ _NAMED = (
 _STRING = -1  # search_tokens.STRING_SYSTEM
 _VALUED = -2  # search_tokens.VALUED_SYSTEM
 # the dictionary's name rows: values and presence markers
+# is dictionary id {k} a name row?
+_NAME_ID = (
+    "SELECT 1 FROM search_token AS d JOIN search_param AS p ON p.param_id = d.param_id"
+    f" AND p.kind = 2 AND {_NAMES} WHERE d.token_id = {{k}} AND d.system_id IN"
+    f" ({_STRING}, {_VALUED})"
+)
 _NAME_IDS = (
     "SELECT d.token_id FROM search_token AS d JOIN search_param AS p ON p.param_id ="
     f" d.param_id AND p.kind = 2 AND {_NAMES} WHERE d.system_id IN ({_STRING}, {_VALUED})"
@@ -113,10 +119,12 @@ def downgrade() -> None:
         f" AND d.token_id IN ({_NAME_IDS})"
         " ORDER BY t.resource_key, u.n"
     )
+    # per element a probe of the dictionary's key (an array of every name id compared with
+    # each array would be quadratic)
     op.execute(
         "UPDATE search_terms AS t SET toks = coalesce((SELECT array_agg(k ORDER BY k)"
-        f" FROM unnest(t.toks) AS k WHERE k NOT IN ({_NAME_IDS})), '{{}}') "
-        f"WHERE t.toks && ARRAY({_NAME_IDS})"
+        f" FROM unnest(t.toks) AS k WHERE NOT EXISTS ({_NAME_ID.format(k='k')})), '{{}}') "
+        f"WHERE EXISTS (SELECT 1 FROM unnest(t.toks) AS e WHERE EXISTS ({_NAME_ID.format(k='e')}))"
     )
     op.execute("DELETE FROM search_terms WHERE refs = '{}' AND toks = '{}'")
     op.execute(f"DELETE FROM search_token WHERE token_id IN ({_NAME_IDS})")
