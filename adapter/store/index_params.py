@@ -169,22 +169,24 @@ class ParamIds:
             self._targets[key] = targets(self._session, references, id_only)
         return self._targets[key]
 
-    def walk_applies(self, key: Hashable, pids: Ids) -> bool:
-        """``search_tokens.token_walk_applies`` for the sort parameter rows ``pids``
-        (``key``: their names), from the pre-read when it asked."""
+    def walk_applies(self, key: Hashable, pids: Ids, kind: str = "token") -> bool:
+        """``search_tokens.token_walk_applies`` for the sort parameter rows ``pids`` of
+        ``kind`` (``key``: their names), from the pre-read when it asked."""
         from adapter.store.search_tokens import token_walk_applies
 
         if key not in self._walks:
-            self._walks[key] = token_walk_applies(self._session, pids)
+            self._walks[key] = token_walk_applies(self._session, pids, kind)
         return self._walks[key]
 
-    def rows_counted(self, key: Hashable, rows: Any) -> int:
+    def rows_counted(self, key: Hashable, rows: Any, arrays: bool = False) -> int:
         """How many rows ``rows`` selects, counted up to ``search_preread.FEW_ROWS`` + 1,
-        from the pre-read when it asked (``key``), else read once."""
-        from adapter.store.search_preread import counted
+        from the pre-read when it asked (``key``), else read once. ``arrays``: ``rows``
+        are dictionary ids, the arrays holding them counted (``counted_arrays``)."""
+        from adapter.store.search_preread import counted, counted_arrays
 
         if key not in self._counted:
-            self._counted[key] = int(self._session.execute(select(counted(rows))).scalar_one())
+            count = counted_arrays(rows) if arrays else counted(rows)
+            self._counted[key] = int(self._session.execute(select(count)).scalar_one())
         return self._counted[key]
 
     def of(self, rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Ids:

@@ -63,11 +63,13 @@ from adapter.store.resource_keys import local_target, new_keys, target_keys
 from adapter.store.search_terms import delete_terms, search_terms, term_rows, uses_terms
 from adapter.store.search_tokens import (
     STRING_KIND,
+    marked,
     moves,
     string_moves,
     string_param_moves,
     string_token,
     term_tokens,
+    valued_token,
 )
 from adapter.store.systems import system_ids
 
@@ -1116,7 +1118,12 @@ def _insert_index_tuples(
             if w[5] in places and w[7] == STRING_KIND and w[8] is None
             and string_moves(w[9], w[10], w[13])
         ] if not transient else []  # fmt: skip
-        if keyed or toks or strs:
+        # a name's presence marker (decision 0117), for its values cut to a key too
+        named = {
+            pid for (_, name, kind), pid in params.items() if kind == "string" and marked(name)
+        } if not transient else set()  # fmt: skip
+        marks = {(w[0], w[5]) for w in written if w[5] in named} if named else set()
+        if keyed or toks or strs or marks:
             gone = {id(w) for w in keyed}
             gone.update(id(w) for w in toks)
             gone.update(id(w) for w in strs)
@@ -1125,6 +1132,7 @@ def _insert_index_tuples(
                 refs = dict(term_rows((w[0], w[5], w[4]) for w in keyed))
                 values = [(w[0], (w[5], w[6] or 0, w[8], w[10] or "")) for w in toks]
                 values += [(w[0], string_token(w[5], w[9], w[10])) for w in strs]
+                values += [(rkey, valued_token(pid)) for rkey, pid in marks]
                 tokens = term_tokens(session, values)
                 terms = [
                     (rkey, refs.get(rkey, []), tokens.get(rkey, []))

@@ -53,7 +53,7 @@ from adapter.fhir.search_query import (
 from adapter.fhir.search_results import SortKey, TotalMode
 from adapter.store import index_keys as keys
 from adapter.store.collation import bytewise
-from adapter.store.index_params import Ids, ParamIds, row_params, rows_in, rows_of
+from adapter.store.index_params import Ids, ParamIds, param_ids, row_params, rows_in, rows_of
 from adapter.store.models import KINDS, Resource, SearchIndex
 from adapter.store.resources import flush_index_rows
 from adapter.store.search_order import (
@@ -78,11 +78,15 @@ from adapter.store.search_token_walk import placed_by, token_walk, walk_codes
 from adapter.store.search_tokens import (
     MANY_IDS,
     arrayed,
+    dictionary,
+    marked,
     moves,
     string_param_moves,
     token_rows,
     toks_any,
     toks_each,
+    valued_ids,
+    walks,
 )
 from adapter.store.search_total import count_matches
 from adapter.store.systems import system_id_of
@@ -120,7 +124,8 @@ def find(
     ids = ParamIds(session)  # the parameters' ids, as constants in the statements
     ids.preread(_preread(ids, types, criteria, sort, count=count, whole=scope is None))
     of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
-    rest = [_r.c.deleted.is_(False), *_conditions(ids, single, criteria, _r)]
+    alone = len(criteria) == 1 and scope is None  # ``condition``'s ``alone``
+    rest = [_r.c.deleted.is_(False), *_conditions(ids, single, criteria, _r, alone=alone)]
     if scope is not None:
         rest.append(visible(scope, _r))
     where = [of_type, *rest]
@@ -184,10 +189,21 @@ def _preread(
     pre.types(rtype)
     for criterion in criteria:
         _ask(ids, pre, rtype, criterion)
-    walked = whole and not criteria and count > 0 and ids.terms and led_by_index(sort)
+    led = count > 0 and ids.terms and led_by_index(sort)
+    walked = led and whole and not criteria
     if walked and sort[0].param.type == "token":
         pre.walk(_walk_key(sort), rtype, sort[0].param.row_params)
+    elif led and _name_walk(sort):  # with a criterion too (``_index_led_page``)
+        pre.walk(_walk_key(sort), rtype, sort[0].param.row_params, "string")
     return pre
+
+
+def _name_walk(sort: tuple[SortKey, ...]) -> bool:
+    """Whether a sort is led by a string parameter whose values are dictionary ids (a name
+    or an address, decisions 0114, 0117): PostgreSQL walks the dictionary's values in
+    order (``_code_by_code``), whole type or not."""
+    key = sort[0]
+    return key.param.type == "string" and walks("string", key.param.row_params)
 
 
 def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCriterion) -> None:
@@ -221,6 +237,12 @@ def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCrit
         return
     if not _arrayed(ids, kind, names):
         return
+    if kind == "string" and modifier not in _NEGATED:  # its arrays counted (``_few_arrays``)
+        d = dictionary("string")
+        pids = param_ids(rtype, _movable(kind, names), kind)
+        met = or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values))
+        found = select(d.c.token_id).where(d.c.param_id.in_(pids), met)
+        pre.rows(_arrays_key(rtype, names, criterion), found, arrays=True)
     rows = None
     if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
         si = _PRE_ROWS  # one alias for every search: each member is a statement of its own
@@ -274,6 +296,23 @@ def _few_rows(
     return ids.rows_counted(_rows_key(rtype, names, criterion), probe) <= FEW_ROWS
 
 
+def _arrays_key(rtype: str | None, names: tuple[str, ...], criterion: Criterion) -> tuple[Any, ...]:
+    return ("arrays", rtype, names, id(criterion))
+
+
+def _few_arrays(
+    ids: ParamIds, rtype: str, names: tuple[str, ...], criterion: Criterion, found: Sequence[int]
+) -> bool:
+    """Whether the arrays holding one of a string criterion's dictionary ids ``found`` are
+    at most ``FEW_ROWS`` (counted in the pre-read, ``_ask``). Then the page probes the
+    resources by key (``IN (SELECT unnest(ARRAY(probe)))``, the keys hidden from the
+    planner), as ``_few_rows`` for rows: seeing 3,637 arrays (``name=zhang``, 1,192 in
+    fact, at 120,000 Patients) it hashed every resource of the type, 65 ms against 4
+    (decision 0117)."""
+    key = _arrays_key(rtype, names, criterion)
+    return ids.rows_counted(key, found, arrays=True) <= FEW_ROWS
+
+
 def _movable(kind: str, names: tuple[str, ...]) -> tuple[str, ...]:
     """The row names of ``names`` whose values can be in the dictionary."""
     movable = string_param_moves if kind == "string" else moves
@@ -313,8 +352,14 @@ def _index_led_page(
     lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
     walk_tokens = whole and ids.terms and sort[0].param.type == "token"
-    if walk_tokens and keyed[0] and ids.walk_applies(_walk_key(sort), keyed[0]):
-        bodies = _code_by_code(session, ids, rtype, where, sort, keyed, limit, offset)
+    walk_names = ids.terms and _name_walk(sort)
+    walked: list[dict[str, Any]] | None = None
+    if (walk_tokens or walk_names) and keyed[0]:
+        kind = sort[0].param.type
+        if ids.walk_applies(_walk_key(sort), keyed[0], kind):
+            walked = _code_by_code(session, ids, rtype, where, sort, keyed, limit, offset, whole)
+    if walked is not None:
+        bodies = walked
     else:
         if types is not None and bytewise(session):
             walk = reference_walk(sort, _r, keyed, types, ids.terms)
@@ -344,7 +389,8 @@ def _code_by_code(
     keyed: tuple[Ids, ...],
     limit: int,
     offset: int,
-) -> list[dict[str, Any]]:
+    whole: bool = True,
+) -> list[dict[str, Any]] | None:
     """A whole type sorted by a token (decision 0108; ``_sort=code`` or ``_sort=code,-date``):
     the codes in the sort's order (``walk_codes``), and for each the first resources it
     places (``placed_by``) sorted by the other keys, then newest change and id, as a search
@@ -353,12 +399,21 @@ def _code_by_code(
     statement per code read, usually one. Past ``_CODES_ONE_BY_ONE`` codes (each placing
     few resources) the page is read again in one statement (``token_walk``). Before, a
     further key took the generic path: every resource of the type placed through
-    ``token_rows()`` (seconds at 200,000 Observations)."""
+    ``token_rows()`` (seconds at 200,000 Observations).
+
+    A sort by a name (decision 0117) walks its normalised texts the same way, with a
+    criterion too (``where``; not ``whole``): past ``_CODES_ONE_BY_ONE`` texts such a page
+    gives up (None: the caller's generic path, each match placed through its rows; the
+    criterion's matches are then few beside the texts walked)."""
     first = offset + limit
     rest = sort[1:]
     found: list[dict[str, Any]] = []
-    for n, (code_ids, better) in enumerate(walk_codes(session, keyed[0], sort[0].descending)):
+    key = sort[0]
+    codes = walk_codes(session, keyed[0], key.descending, key.param.type, _CODES_ONE_BY_ONE + 1)
+    for n, (code_ids, better) in enumerate(codes):
         if n == _CODES_ONE_BY_ONE:  # many codes read: the page in one statement from the start
+            if not whole:
+                return None
             walk = token_walk(rtype, sort, keyed, limit, offset)
             return list(session.execute(walk).scalars())
         wanted = [*where, placed_by(_r, code_ids, better)]
@@ -440,11 +495,17 @@ def search(
 
 
 def condition(
-    ids: ParamIds, rtype: str | None, criterion: Criterion | HasCriterion, r: FromClause
+    ids: ParamIds,
+    rtype: str | None,
+    criterion: Criterion | HasCriterion,
+    r: FromClause,
+    *,
+    alone: bool = False,
 ) -> ColumnElement[bool]:
     """The criterion as a condition on the resource table (or alias) ``r``; ``rtype`` None
     for a system-level search (the type is taken from ``r``). ``ids``: the search's
-    parameter ids."""
+    parameter ids. ``alone``: the search's only criterion, no scope (a name's
+    ``:missing`` then reads the set of resources with a value: ``_valued``)."""
     if isinstance(criterion, HasCriterion):
         return _has(ids, rtype, criterion, r)
     param, modifier = criterion.param, criterion.modifier
@@ -455,6 +516,10 @@ def condition(
     if modifier == "missing":
         absent = criterion.values[0] is True
         names = row_params(rtype, param)
+        marked_only = param.type == "string" and all(map(marked, names))
+        if alone and rtype is not None and marked_only and ids.terms:
+            valued = _valued(ids, rtype, names, r)
+            return not_(exists(valued)) if absent else exists(valued)
         if _arrayed(ids, param.type, names):
             # PostgreSQL: each resource's token or string rows and arrays (``token_rows``),
             # a subplan per resource (decisions 0103, 0114): the generic path
@@ -573,6 +638,8 @@ def _conditions(
     rtype: str | None,
     criteria: Sequence[Criterion | HasCriterion],
     r: FromClause,
+    *,
+    alone: bool = False,
 ) -> list[ColumnElement[bool]]:
     """Each criterion's condition. PostgreSQL, one type, a positive token criterion and
     another positive token or reference criterion (decision 0103, 0095's item 1): ONE
@@ -588,7 +655,7 @@ def _conditions(
     ]
     tokens = [n for n in candidates if criteria[n].param.type == "token"]  # type: ignore[union-attr]
     if len(candidates) < 2 or not tokens:  # the reference keys are read once, by condition()
-        return [condition(ids, rtype, c, r) for c in criteria]
+        return [condition(ids, rtype, c, r, alone=alone) for c in criteria]
     assert rtype is not None
     splits = {n: _split(ids, rtype, criteria[n]) for n in candidates}  # type: ignore[arg-type]
     terms = search_terms.alias()
@@ -688,6 +755,9 @@ def _token_terms(
     if many:  # a GIN probe per id, run once, hidden from the planner (``toks_each``)
         once = select(func.unnest(func.array(toks_each(found).scalar_subquery())))
         return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
+    if kind == "string" and found and _few_arrays(ids, rtype, names, criterion, found):
+        once = select(func.unnest(func.array(key_probe.scalar_subquery())))
+        return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
     if not by_row:
         if not found:
             return false()
@@ -701,6 +771,24 @@ def _token_terms(
     # the GIN probe as an InitPlan, run once per statement (as ``_reference_terms``)
     once = select(func.unnest(func.array(key_probe.scalar_subquery())))
     return r.c.resource_key.in_(union_all(row_probe, once))
+
+
+def _valued(ids: ParamIds, rtype: str, names: tuple[str, ...], r: FromClause) -> Any:
+    """PostgreSQL, a name parameter (decision 0117): the resource's array holds the
+    parameter's presence marker (``search_tokens.VALUED_SYSTEM``), which every resource
+    with a value of it carries, its values cut to a key included. As ``EXISTS`` the
+    planner runs it as ONE GIN probe hashed against the type (an anti- or semi-join).
+    Per resource, the arrays' rows joined to the dictionary (``token_rows``):
+    ``family:missing=true`` took 3.2 s at 120,000 Patients (decision 0114's first build);
+    every value's id probed (``toks_each``), 0.3 s."""
+    pids = ids.of(rtype, names, "string")
+    if not pids:
+        return select(_r.c.resource_key).where(false())
+    terms = search_terms.alias("valued_terms")
+    return select(terms.c.resource_key).where(
+        terms.c.resource_key == r.c.resource_key,
+        terms.c.toks.op("&&", is_comparison=True)(valued_ids(pids)),
+    )
 
 
 def _probe(

@@ -15,6 +15,11 @@ placed through ``token_rows()`` (seconds at 200,000 Observations).
 Only where no row of the parameter that stays a row has a code (``token_walk_applies``,
 read with the search's other pre-reads): such a row (a code cut to a key, rare) would
 place its resource too; then, and for a sort with a criterion, the generic path.
+
+A name (``family``, ``given``, ``name``: string values in the dictionary, decision 0117)
+walks its values the same way, grouped and ordered by ``value_norm`` (the column the
+generic sort reads; both columns take the database's collation), with or without a
+criterion (``_value_column``).
 """
 
 from __future__ import annotations
@@ -43,10 +48,22 @@ from adapter.fhir.search_results import SortKey
 from adapter.store.index_params import Ids
 from adapter.store.models import SEARCH_TERMS, SEARCH_TOKEN, Resource
 from adapter.store.search_order import _ordered, _terms, _terms_order
-from adapter.store.search_tokens import toks_any
+from adapter.store.search_tokens import STRING_SYSTEM, toks_any
 
 _r = Resource.__table__
 _INTS = ARRAY(Integer())
+
+
+def _value_column(table: Any, kind: str) -> Any:
+    """The dictionary column a sort by ``kind`` orders: a token's code, a string's
+    normalised text (the column ``search_order`` sorts a string row by)."""
+    return table.c.value_norm if kind == "string" else table.c.code
+
+
+def _values(table: Any, kind: str) -> ColumnElement[bool]:
+    """The dictionary's values of ``kind``: a string parameter's without its presence
+    marker (``VALUED_SYSTEM``, decision 0117)."""
+    return table.c.system_id == STRING_SYSTEM if kind == "string" else true()
 
 
 def token_walk(
@@ -57,19 +74,23 @@ def token_walk(
     highest descending), then by the other keys, newest change and id, as
     ``search_order`` sorts (module docstring)."""
     descending = sort[0].descending
+    kind = sort[0].param.type
     first = offset + limit
     d, b = SEARCH_TOKEN.alias("d"), SEARCH_TOKEN.alias("b")
-    better_code = b.c.code > d.c.code if descending else b.c.code < d.c.code
+    d_value, b_value = _value_column(d, kind), _value_column(b, kind)
+    better_code = b_value > d_value if descending else b_value < d_value
     better = (
         select(func.coalesce(func.array_agg(b.c.token_id), cast(literal_column("'{}'"), _INTS)))
-        .where(b.c.param_id == any_(_ids(keyed[0])), better_code)
+        .where(b.c.param_id == any_(_ids(keyed[0])), _values(b, kind), better_code)
         .scalar_subquery()
     )
-    code_order = d.c.code.desc() if descending else d.c.code.asc()
+    code_order = d_value.desc() if descending else d_value.asc()
     codes = (
-        select(d.c.code, func.array_agg(d.c.token_id).label("ids"), better.label("better"))
-        .where(d.c.param_id == any_(_ids(keyed[0])))
-        .group_by(d.c.code)
+        select(
+            d_value.label("code"), func.array_agg(d.c.token_id).label("ids"), better.label("better")
+        )
+        .where(d.c.param_id == any_(_ids(keyed[0])), _values(d, kind))
+        .group_by(d_value)
         .order_by(code_order)
         .subquery("walk_codes")
     )
@@ -122,17 +143,21 @@ def _ids(ids: Ids) -> Any:
 
 
 def walk_codes(
-    session: Session, pids: Ids, descending: bool
+    session: Session, pids: Ids, descending: bool, kind: str = "token", first: int | None = None
 ) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """The codes of the token parameter rows ``pids`` in the sort's order (the database's
-    collation), each as (its dictionary ids, the ids of every code that sorts before it):
-    one small statement on the dictionary."""
+    """The codes (a string's normalised texts) of the parameter rows ``pids`` in the sort's
+    order (the database's collation), each as (its dictionary ids, the ids of every code
+    that sorts before it): one small statement on the dictionary. ``first``: only the
+    first codes (a name has thousands of values; each code's ``better`` holds the ids of
+    all before it)."""
     d = SEARCH_TOKEN.alias("d")
+    value = _value_column(d, kind)
     query = (
         select(func.array_agg(d.c.token_id))
-        .where(d.c.param_id == any_(_ids(pids)))
-        .group_by(d.c.code)
-        .order_by(d.c.code.desc() if descending else d.c.code.asc())
+        .where(d.c.param_id == any_(_ids(pids)), _values(d, kind))
+        .group_by(value)
+        .order_by(value.desc() if descending else value.asc())
+        .limit(first)
     )
     codes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
     before: list[int] = []

@@ -39,6 +39,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Integer,
+    Select,
     bindparam,
     false,
     func,
@@ -95,14 +96,48 @@ def string_token(param_id: int, value: str, value_norm: str) -> Token:
     return (param_id, STRING_SYSTEM, "" if value == value_norm else value, value_norm)
 
 
+# ``system_id`` of a name parameter's presence marker (decision 0117, migration 0046): one
+# dictionary row per name parameter (code and value_norm ''), its id in the array of every
+# resource with a value of it, moved or not. A whole type's ``family:missing`` is then one
+# GIN probe (``valued_ids``), not every resource's arrays read. Never a row to a reader
+# (``token_rows`` leaves it out) and never a value (``dictionary`` reads ``STRING_SYSTEM``).
+VALUED_SYSTEM = -2
+
+
+def valued_token(param_id: int) -> Token:
+    """The presence marker of the name parameter row ``param_id`` (``VALUED_SYSTEM``)."""
+    return (param_id, VALUED_SYSTEM, "", "")
+
+
+def valued_ids(pids: Sequence[int]) -> Any:
+    """The markers' ids of the parameter rows ``pids``, as a statement's array."""
+    return func.array(
+        select(_d.c.token_id)
+        .where(
+            _d.c.param_id.in_(bindparam(None, list(pids), expanding=True, literal_execute=True)),
+            _d.c.system_id == VALUED_SYSTEM,
+        )
+        .scalar_subquery()
+    )
+
+
+# name parameters whose values are array elements (decision 0117, migration 0046)
+NAMES = frozenset({"name", "family", "given"})
+
+
+def marked(param: str) -> bool:
+    """Whether resources with a value of the string parameter row name ``param`` carry its
+    presence marker (``VALUED_SYSTEM``): a name's."""
+    return param in NAMES
+
+
 def string_param_moves(param: str) -> bool:
     """Whether string values of the parameter row name ``param`` can be array elements: an
     address and its parts (``address``, ``address-city``, ...; any type's), the values a
-    county repeats most (a province, county, town, village, postal code) and that no
-    adapter page sorts by. Names stay rows: a whole type sorted by ``family`` or a
-    ``name:missing`` would read every resource's rows and arrays (seconds at 120,000
-    Patients against 0.3 s, decision 0114)."""
-    return param == "address" or param.startswith("address-")
+    county repeats most (decision 0114); a name, ``family`` or ``given`` (decision 0117:
+    sorts by them walk the dictionary's values in order, ``search_token_walk``; their
+    ``:missing`` reads the arrays holding any of the parameter's ids)."""
+    return param == "address" or param.startswith("address-") or param in NAMES
 
 
 def arrayed(kind: str, names: Sequence[str]) -> bool:
@@ -154,14 +189,17 @@ def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElem
     return terms.c.toks.op("&&", is_comparison=True)(bound)
 
 
-def toks_each(ids: Sequence[int]) -> Any:
+def toks_each(ids: Sequence[int] | Select[Any]) -> Any:
     """The keys of the resources whose array holds one of ``ids`` (more than ``MANY_IDS``):
     one GIN probe PER id (``toks @> ARRAY[id]``, the ids unnested from one bound array the
     planner does not see). One probe with all of them (``toks && $ids``) merges every
     id's posting list for each array it finds: 25-30 ms for ``address=柳河`` (384 ids,
     6,346 arrays) at 120,000 Patients against 8-12 ms probed per id (decision 0114). A
     resource found by two ids comes twice: the caller's ``IN`` takes it once."""
-    bound = select(bindparam(None, list(ids), type_=_INTS, unique=True)).scalar_subquery()
+    if isinstance(ids, Select):  # the ids read by the statement (an InitPlan's array)
+        bound = func.array(ids.scalar_subquery())
+    else:
+        bound = select(bindparam(None, list(ids), type_=_INTS, unique=True)).scalar_subquery()
     one = func.unnest(bound).column_valued("many_id")
     terms = _t.alias("each_terms")
     return select(terms.c.resource_key).where(
@@ -278,7 +316,7 @@ def _plain(element: _TokenRows, compiler: Any, **kw: Any) -> str:
 _UNION = (
     "(SELECT {columns} FROM {si} UNION ALL SELECT {values} FROM {terms} AS t"
     " CROSS JOIN LATERAL unnest(t.toks) WITH ORDINALITY AS u (k, n)"
-    " JOIN {tokens} AS d ON d.token_id = u.k)"
+    " JOIN {tokens} AS d ON d.token_id = u.k AND d.system_id <> -2)"
 )
 
 
@@ -359,15 +397,20 @@ def fold_rows_sql() -> tuple[str, ...]:
     )
 
 
-# migration 0044's upgrade: the string rows that move (``string_moves``) into the dictionary
-# and merged into the arrays
+# migrations 0044's and 0046's upgrades: the string rows that move (``string_moves``) into
+# the dictionary and merged into the arrays, a name's presence marker added
 _STRINGS = (
     "s.kind = 2 AND s.code IS NULL AND s.value <> '' AND s.value_norm <> ''"
     " AND s.value_norm_full IS NULL AND char_length(s.value) < 200 AND EXISTS (SELECT 1"
     " FROM search_param p WHERE p.param_id = s.param_id AND p.kind = 2"
-    " AND (p.param = 'address' OR p.param LIKE 'address-%'))"
+    " AND (p.param = 'address' OR p.param LIKE 'address-%'"
+    " OR p.param IN ('name', 'family', 'given')))"
 )
 _AS_WRITTEN = "CASE WHEN s.value = s.value_norm THEN '' ELSE s.value END"
+_NAMED = (
+    "s.kind = 2 AND EXISTS (SELECT 1 FROM search_param p WHERE p.param_id = s.param_id"
+    " AND p.kind = 2 AND p.param IN ('name', 'family', 'given'))"
+)
 _FOLD_STRINGS = (
     "INSERT INTO search_token (param_id, system_id, code, value_norm) SELECT DISTINCT"
     f" s.param_id, -1, {_AS_WRITTEN}, s.value_norm FROM search_index AS s WHERE {_STRINGS}"
@@ -379,6 +422,19 @@ _FOLD_STRINGS = (
     " GROUP BY s.resource_key ORDER BY s.resource_key ON CONFLICT (resource_key) DO UPDATE"
     " SET toks = (SELECT array_agg(DISTINCT k ORDER BY k)"
     " FROM unnest(search_terms.toks || EXCLUDED.toks) AS k)",
+    *(
+        # a name's presence marker (decision 0117, migration 0046)
+        "INSERT INTO search_token (param_id, system_id, code, value_norm) SELECT DISTINCT"
+        f" s.param_id, -2, '', '' FROM search_index AS s WHERE {_NAMED} ORDER BY 1"
+        " ON CONFLICT DO NOTHING",
+        "INSERT INTO search_terms (resource_key, toks) SELECT s.resource_key,"
+        " array_agg(DISTINCT d.token_id ORDER BY d.token_id) FROM search_index AS s"
+        f" JOIN search_token AS d ON d.param_id = s.param_id AND d.code = '' AND d.system_id = -2"
+        f" AND d.value_norm = '' WHERE {_NAMED}"
+        " GROUP BY s.resource_key ORDER BY s.resource_key ON CONFLICT (resource_key) DO UPDATE"
+        " SET toks = (SELECT array_agg(DISTINCT k ORDER BY k)"
+        " FROM unnest(search_terms.toks || EXCLUDED.toks) AS k)",
+    ),
     f"DELETE FROM search_index AS s WHERE {_STRINGS}",
 )
 
@@ -417,9 +473,22 @@ _STAYING_CODES = text(
     "SELECT EXISTS (SELECT 1 FROM search_index WHERE param_id = ANY(:pids) AND kind = 1"
     " AND code IS NOT NULL)"
 ).bindparams(bindparam("pids", type_=_INTS))
+# a name's: a row with a text (a text cut to a key, decision 0117)
+_STAYING_TEXTS = text(
+    "SELECT EXISTS (SELECT 1 FROM search_index WHERE param_id = ANY(:pids) AND kind = 2"
+    " AND value_norm IS NOT NULL)"
+).bindparams(bindparam("pids", type_=_INTS))
 
 
-def token_walk_applies(session: Session, pids: Sequence[int]) -> bool:
+def token_walk_applies(session: Session, pids: Sequence[int], kind: str = "token") -> bool:
     """Whether ``token_walk`` places every valued resource of the parameter rows ``pids``:
-    no row of them that stays a row has a code (a code cut to a key: rare)."""
-    return not session.execute(_STAYING_CODES, {"pids": list(pids)}).scalar_one()
+    no row of them that stays a row has a code (a code cut to a key: rare), or for a
+    string parameter a text."""
+    staying = _STAYING_TEXTS if kind == "string" else _STAYING_CODES
+    return not session.execute(staying, {"pids": list(pids)}).scalar_one()
+
+
+def walks(kind: str, names: Sequence[str]) -> bool:
+    """Whether a sort by the parameter rows ``names`` of ``kind`` can walk the dictionary
+    (PostgreSQL): a token's, a name's or address's whose values are array elements."""
+    return kind == "token" or (kind == "string" and any(map(string_param_moves, names)))

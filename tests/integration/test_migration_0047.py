@@ -80,7 +80,7 @@ def test_0047_facility_names_to_keys_and_back(blank_database_url: str) -> None:
             keys = conn.execute(text("SELECT DISTINCT facility_key FROM resource")).scalars()
             assert {k for k in keys if k is not None} == {1, 2, 3}
 
-        downgrade(engine, "0045")
+        downgrade(engine, "0046")
         assert "facility_name" not in _tables(engine)
         assert "facility_id" in _columns(engine) and "facility_key" not in _columns(engine)
         assert _stored(engine) == stored

@@ -15,6 +15,7 @@ from adapter.fhir.search_query import parse_search
 from adapter.store import save_resources
 from adapter.store.models import KINDS, SearchIndex, SearchParam
 from adapter.store.search import find
+from adapter.store.search_tokens import index_rows
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -55,7 +56,8 @@ def test_a_param_created_in_a_rolled_back_savepoint_is_not_kept(
         assert _found(session, "Specimen", [("patient", "p1")]) == {"s2"}
         assert _found(session, "Practitioner", [("name", "王")]) == {"d1"}
         ids = _param_ids(session)
-        stored = set(session.execute(select(SearchIndex.param_id)).scalars())
+        # every row, a PostgreSQL array's values too (names are ids there: decision 0117)
+        stored = set(session.execute(select(index_rows().c.param_id)).scalars())
         assert stored == set(ids.values())  # no row names a triple the table lost
         specimen = ids[("Specimen", "patient", KINDS["reference"])]
         kinds = session.execute(

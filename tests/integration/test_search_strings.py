@@ -1,8 +1,9 @@
-"""PostgreSQL's string values as dictionary ids in the token arrays (decision 0114,
+"""PostgreSQL's string values as dictionary ids in the token arrays (decisions 0114, 0117,
 adapter/store/search_tokens.py ``string_moves``). Every string search form answers as the
 rows did (the searches run on SQLite too, where the rows stay); on PostgreSQL no movable
-address row is written (names stay rows), a value cut to a key stays a row, one value is one
-dictionary row, and a text that differs from its normalised form keeps its own row."""
+address or name row is written, a value cut to a key stays a row, one value is one
+dictionary row, a text that differs from its normalised form keeps its own row, and each
+resource with a name carries that name parameter's presence marker."""
 
 from __future__ import annotations
 
@@ -153,15 +154,22 @@ def test_string_values_are_array_elements_on_postgresql(
                 " JOIN search_param p ON p.param_id = s.param_id WHERE s.kind = 2"
             )
         ).all()
-        # an address value moves unless cut to a key (p5's); names and texts stay rows
+        # an address or name value moves unless cut to a key (p5's address); texts stay rows
         places = sorted((p, cut) for p, cut in rows if string_param_moves(p))
         assert places == [("address", True)]
-        assert {p for p, _ in rows if not string_param_moves(p)} == {
-            "name",
-            "family",
-            "given",
-            "value-string",
-        }
+        assert {p for p, _ in rows if not string_param_moves(p)} == {"value-string"}
+        # a name parameter's presence marker: one dictionary row, in each named resource's array
+        marks = conn.execute(
+            text(
+                "SELECT p.param, array_agg(r.id ORDER BY r.id) FROM search_token d"
+                " JOIN search_param p ON p.param_id = d.param_id"
+                " JOIN search_terms t ON t.toks @> ARRAY[d.token_id]"
+                " JOIN resource r ON r.resource_key = t.resource_key"
+                " WHERE d.system_id = -2 GROUP BY p.param ORDER BY p.param"
+            )
+        ).all()
+        named = ["p1", "p2", "p3", "p4", "p5"]
+        assert marks == [("family", named), ("given", named), ("name", named)]
         strings = conn.execute(
             text(
                 "SELECT p.param, d.code, d.value_norm FROM search_token d JOIN search_param p"
@@ -169,6 +177,7 @@ def test_string_values_are_array_elements_on_postgresql(
             )
         ).all()
         assert all(string_param_moves(p) for p, _, _ in strings)
+        assert sum(1 for p, _, v in strings if p == "family" and v == "张") == 1
         # one row per value: 湖南省, 415100 once for five patients
         assert sum(1 for p, _, v in strings if p == "address-state") == 1
         assert sum(1 for p, _, v in strings if p == "address-postalcode") == 1
@@ -196,15 +205,46 @@ def _pages(engine: Engine) -> Iterator[list[str]]:
 
 
 @pytest.mark.parametrize("few", [search_preread.FEW_ROWS, 1])
-def test_name_rows_few_by_key_else_the_planner_chooses(
+def test_string_rows_few_by_key_else_the_planner_chooses(
     engine: Engine,
     session_factory: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
     few: int,
 ) -> None:
-    # PostgreSQL: a prefix or :exact of rows that stay rows, counted in the pre-read; at
-    # most FEW_ROWS rows: the page probes the resources by key (the rows' keys hidden from
-    # the planner, ``unnest(array(...))``); more: the rows as a plain IN. Same answers.
+    # PostgreSQL: a prefix or :exact of rows that stay rows (value-string), counted in the
+    # pre-read; at most FEW_ROWS rows: the page probes the resources by key (the rows' keys
+    # hidden from the planner, ``unnest(array(...))``); more: the rows as a plain IN. Same
+    # answers.
+    monkeypatch.setattr(search_preread, "FEW_ROWS", few)
+    monkeypatch.setattr(search_module, "FEW_ROWS", few)
+    _store(session_factory)
+    f = session_factory
+    with _pages(engine) as sent:
+        assert sorted(_ask(f, "Observation", [("value-string", "阴,阳")])) == ["o1", "o2"]
+        assert _ask(f, "Observation", [("value-string:exact", "阳性")]) == ["o2"]
+        both = [("value-string", "阴,阳"), ("status", "final")]
+        assert sorted(_ask(f, "Observation", both)) == ["o1", "o2"]
+    hidden = [s for s in sent if "unnest(array((select search_index" in s]
+    if engine.dialect.name != "postgresql":
+        assert not hidden  # SQLite: as before
+    elif few > 1:
+        assert len(hidden) == len([s for s in sent if "search_index" in s])
+    else:  # :exact=阳性 has one row: by key; the prefixes have two
+        plain = [s for s in sent if "search_index" in s and s not in hidden]
+        assert plain and all("like" in s for s in plain)
+        assert hidden and not any("like" in s for s in hidden)
+
+
+@pytest.mark.parametrize("few", [search_preread.FEW_ROWS, 1])
+def test_name_arrays_few_by_key_else_the_planner_chooses(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    few: int,
+) -> None:
+    # PostgreSQL (decision 0117): a name criterion's arrays counted in the pre-read; at most
+    # FEW_ROWS: the page probes the resources by key (the arrays' keys hidden from the
+    # planner, ``unnest(array((select search_terms...``); more: the planner's semi-join.
     monkeypatch.setattr(search_preread, "FEW_ROWS", few)
     monkeypatch.setattr(search_module, "FEW_ROWS", few)
     _store(session_factory)
@@ -214,15 +254,14 @@ def test_name_rows_few_by_key_else_the_planner_chooses(
         assert _ask(f, "Patient", [("name:exact", "张伟")]) == ["p1"]
         assert _ask(f, "Observation", [("patient.family", "张")]) == ["o1"]
         assert sorted(_ask(f, "Patient", [("family", "张"), ("given", "伟,敏")])) == ["p1", "p2"]
-    hidden = [s for s in sent if "unnest(array((select search_index" in s]
+    hidden = [s for s in sent if "unnest(array((select search_terms" in s]
     if engine.dialect.name != "postgresql":
-        assert not hidden  # SQLite: as before
+        assert not hidden  # SQLite: rows
     elif few > 1:
-        assert len(hidden) == len([s for s in sent if "search_index" in s])
-    else:  # name:exact=张伟 has one row: by key; the prefixes have two or three
-        plain = [s for s in sent if "search_index" in s and s not in hidden]
-        assert plain and all("like" in s for s in plain)
-        assert hidden and not any("like" in s for s in hidden)
+        assert hidden and all("from resource" not in s or s in hidden for s in sent[:1])
+    else:  # name:exact=张伟 is one array: by key; family=张 two
+        assert hidden
+        assert any("search_terms" in s and s not in hidden for s in sent)
 
 
 def test_a_prefix_of_many_address_values_finds_each_once(
@@ -243,3 +282,83 @@ def test_a_prefix_of_many_address_values_finds_each_once(
     assert sorted(found) == sorted([*wanted, "p5"])
     both = _ask(session_factory, "Patient", [("address", "柳河镇"), ("given", "伟")])
     assert sorted(both) == ["p1", "p3"]
+
+
+FAMILIES = ["张", "王", "李", "赵", "陈", "刘", "杨", "黄", "周", "吴", "Zhang", "zhang", "范"]
+SORTS = ["family", "-family", "given", "-given", "name", "-name", "family,given", "-family,_id"]
+SORTS += ["given,-_lastUpdated", "family,-given"]
+
+
+def _named_store(factory: sessionmaker[Session], *, cut: bool = False) -> None:
+    """40 Patients over 13 families (more than the walk reads one by one), some with two
+    names, some without; later ones updated (other last changes); ``cut``: one family
+    cut to a key (the walk then does not apply: a row places it)."""
+    bodies: list[dict[str, Any]] = []
+    for n in range(40):
+        family = FAMILIES[(n * 7) % len(FAMILIES)]
+        given = "伟敏秀英芳娜"[n % 6] + ("" if n % 3 else "华")
+        body = _patient(f"n{n:02d}", family, given, f"柳河镇新街村{n % 5}组")
+        body["gender"] = "male" if n % 2 else "female"
+        if n % 5 == 0:  # a second name: sorts by its lowest or highest
+            body["name"].append({"family": FAMILIES[(n + 3) % len(FAMILIES)], "given": ["明"]})
+        if n % 11 == 0:
+            del body["name"]
+        bodies.append(body)
+    if cut:
+        bodies.append(_patient("n99", LONG, "伟", "柳河镇新街村1组"))
+    with factory.begin() as session:
+        save_resources(session, bodies[:25], message_id=None, now=T0)
+        save_resources(session, bodies[25:], message_id=None, now=T0 + timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(("one_by_one", "cut"), [(8, False), (0, False), (8, True)])
+def test_name_sorts_walk_the_dictionary_as_the_generic_sort(
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    one_by_one: int,
+    cut: bool,
+) -> None:
+    # PostgreSQL (decision 0117): a sort led by a name walks the dictionary's values in
+    # order, with or without a criterion; the answers, page by page, are the generic
+    # sort's (``_name_walk`` off). ``one_by_one`` 0: the whole type's one-statement walk,
+    # a criterion's give-up; ``cut``: a value cut to a key stays a row, no walk
+    _named_store(session_factory, cut=cut)
+    monkeypatch.setattr(search_module, "_CODES_ONE_BY_ONE", one_by_one)
+    criteria: list[list[tuple[str, str]]] = [
+        [],
+        [("gender", "male")],
+        [("family", "张")],
+        [("address", "柳河镇新街村1")],
+    ]
+    walked = {}
+    for sort in SORTS:
+        for more in criteria:
+            params = [("_sort", sort), *more]
+            walked[sort, tuple(more)] = _ask(session_factory, "Patient", params)
+    monkeypatch.setattr(search_module, "_name_walk", lambda sort: False)
+    for (sort, more), found in walked.items():
+        params = [("_sort", sort), *more]
+        assert found == _ask(session_factory, "Patient", params), params
+    # no family: last, newest change first
+    assert walked["family", ()][-4:] == ["n33", "n00", "n11", "n22"] or cut
+
+
+def test_name_missing_alone_reads_the_presence_markers(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    # ``:missing`` as the only criterion: the presence markers on PostgreSQL (decision
+    # 0117); with another criterion: each resource's values. The same answers; a resource
+    # whose only family is cut to a key has a family
+    _named_store(session_factory, cut=True)
+    every = ",".join([f"n{n:02d}" for n in range(40)] + ["n99"])
+    for name in ("family", "given", "name"):
+        for missing in ("true", "false"):
+            alone = _ask(session_factory, "Patient", [(f"{name}:missing", missing)])
+            both = [(f"{name}:missing", missing), ("_id", every)]
+            assert sorted(alone) == sorted(_ask(session_factory, "Patient", both))
+            without = {"n00", "n11", "n22", "n33"}
+            assert (set(alone) == without) == (missing == "true")
+    with _pages(engine) as sent:
+        _ask(session_factory, "Patient", [("family:missing", "true")])
+    markers = any("valued_terms" in s for s in sent)
+    assert markers == (engine.dialect.name == "postgresql")

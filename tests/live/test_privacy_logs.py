@@ -25,15 +25,20 @@ BIRTH_DATE = "1985-11-30"
 PROBE = "privacy_probe"
 
 
-# the index rows of a family name (a row names its parameter by search_param's id, 0071)
-FAMILY_PARAM = "SELECT param_id FROM search_param WHERE param = 'family'"
+# the index rows of a patient's identifier (a row names its parameter by search_param's id,
+# 0071); a family name is a dictionary value on PostgreSQL, not a row (decision 0117)
+PROBED_PARAM = (
+    "SELECT param_id FROM search_param WHERE resource_type = 'Patient'"
+    " AND param = 'identifier' AND kind = 1"
+)
 
 
-def _fail_name_index_rows(database_url: str) -> None:
-    """Make the database fail while storing the search index row of a family name, as a
-    full disk would: a real database error (not a refusal of the data, so it is a 500 with
-    a traceback), raised while the statement's parameters hold the patient's name, national
-    ID, phone, address and birth date (the index rows of the whole message go in at once)."""
+def _fail_identifier_index_rows(database_url: str) -> None:
+    """Make the database fail while storing the search index row of a patient's
+    identifier, as a full disk would: a real database error (not a refusal of the data, so
+    it is a 500 with a traceback), raised while the statement's parameters hold the
+    patient's national ID, phone and birth date, on SQLite the name and address too (the
+    index rows of the whole message go in at once)."""
     engine = make_engine(database_url)
     try:
         with engine.begin() as connection:
@@ -42,7 +47,7 @@ def _fail_name_index_rows(database_url: str) -> None:
                 connection.execute(
                     text(
                         f"CREATE TRIGGER {PROBE} BEFORE INSERT ON search_index "
-                        f"WHEN NEW.param_id IN ({FAMILY_PARAM}) "
+                        f"WHEN NEW.param_id IN ({PROBED_PARAM}) "
                         f"BEGIN SELECT {PROBE}_disk_full(); END"
                     )
                 )
@@ -52,10 +57,11 @@ def _fail_name_index_rows(database_url: str) -> None:
                 connection.execute(
                     text(
                         f"CREATE FUNCTION {PROBE}() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                        f"BEGIN IF NEW.param_id IN ({FAMILY_PARAM}) THEN RAISE EXCEPTION "
+                        f"BEGIN IF NEW.param_id IN ({PROBED_PARAM}) THEN RAISE EXCEPTION "
                         f"'{PROBE}: could not extend file: No space left on device' "
                         "USING ERRCODE = 'disk_full', "
-                        "DETAIL = 'Failing row contains (' || NEW.value || ').'; END IF; "
+                        "DETAIL = 'Failing row contains (' || coalesce(NEW.value, NEW.code)"
+                        " || ').'; END IF; "
                         "RETURN NEW; END $$"
                     )
                 )
@@ -114,7 +120,7 @@ def test_database_errors_and_search_queries_are_logged_masked(
 
 def _run_failing_ingest_and_search(database_url: str, tmp_path: Path) -> None:
     with LiveServer(database_url, tmp_path, start_timeout=120) as server:
-        _fail_name_index_rows(database_url)  # after start-up, which writes index rows too
+        _fail_identifier_index_rows(database_url)  # after start-up, which writes index rows too
         answer = httpx.post(
             server.url("/ingest"),
             content=TWO_ORDERS.read_bytes(),
