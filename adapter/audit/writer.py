@@ -120,7 +120,9 @@ def write(session: Session, bodies: list[dict[str, Any]]) -> None:
         rows.append(row)
         prev = digest
     if postgresql:
-        session.execute(insert(AuditRecord), rows)
+        # Core, not the ORM's bulk insert: the ORM splits the rows into one INSERT per run
+        # of rows with the same NULL columns, and `links` is NULL on every other record
+        session.execute(insert(AuditRecord.__table__), rows)
     else:  # one executemany of tuples, without the ORM's work per row (decision 0050, amended)
         insert_rows(session, _RECORD, rows)
         if links:  # SQLite's audit_link: executemany is one prepared loop

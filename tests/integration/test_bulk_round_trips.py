@@ -41,6 +41,8 @@ def _kind(statement: str) -> str | None:
         return "patient index read"  # ``near`` (decision 0122: read for the batch at once)
     if "care_relationship" in text and "INSERT" not in text:
         return "care read apart"  # decision 0122: with the message's first activity upsert
+    if text.startswith("INSERT INTO audit_record"):
+        return "audit insert"  # the batch's records in one statement, links NULL or not
     return None
 
 
