@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy import Column, Connection, Engine, String, inspect
 
 from adapter.store import migrate
 from adapter.store.engine import downgrade
+from adapter.store.models import Resource
 from adapter.store.search_terms import rows_sql
 from adapter.store.search_tokens import index_rows_sql
 
@@ -26,6 +27,19 @@ def keyed_rows(engine: Engine) -> Iterator[None]:
         yield
     finally:
         migrate(engine)
+
+
+def resource_columns_before_0047(types: dict[str, Any] | None = None) -> list[Column[Any]]:
+    """``resource``'s columns as a store below 0047 has them (inside ``keyed_rows``, and in
+    the earlier forms): the facility's name ``facility_id``, not 0047's ``facility_key``
+    (decision 0118); ``types`` gives a column another type (an earlier form's)."""
+    types = types or {}
+    return [
+        Column("facility_id", String())
+        if c.name == "facility_key"
+        else Column(c.name, types.get(c.name, c.type))
+        for c in Resource.__table__.columns
+    ]
 
 
 def as_compared(engine: Engine, rows: list[Any]) -> list[Any]:

@@ -25,7 +25,7 @@ from adapter.store.search_tokens import index_rows
 from adapter.store.types import UTCDateTime
 from tests.api.search_fixtures import T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
-from tests.integration.keyed_rows import keyed_rows
+from tests.integration.keyed_rows import keyed_rows, resource_columns_before_0047
 
 # (type, query): criteria, chains, _has, :missing, :not, sorts, includes
 QUERIES: list[tuple[str, list[tuple[str, str]]]] = [
@@ -89,12 +89,10 @@ TYPES_BEFORE_0033 = {
 _OLD_RESOURCE = Table(
     "resource",
     _OLD,
-    *(
-        Column(c.name, TYPES_BEFORE_0033.get(c.name, c.type))
-        for c in Resource.__table__.columns
-        if c.name != "resource_key"
-    ),
+    *(c for c in resource_columns_before_0047(TYPES_BEFORE_0033) if c.name != "resource_key"),
 )
+# the store written at head, read below 0047 (inside ``keyed_rows``)
+_HEAD_RESOURCE = Table("resource", MetaData(), *resource_columns_before_0047())
 _OLD_INDEX = Table(
     "search_index",
     _OLD,
@@ -108,7 +106,7 @@ _OLD_INDEX = Table(
 def _copy_as_0017(written: Engine, old: Engine) -> int:
     """The rows the store wrote at head, into ``old`` (at 0017) in 0017's form."""
     with written.connect() as source:
-        rows = [dict(r._mapping) for r in source.execute(select(Resource.__table__))]
+        rows = [dict(r._mapping) for r in source.execute(select(_HEAD_RESOURCE))]
         index = rows_0024(source)
         systems = dict(source.execute(select(SearchSystem.system_id, SearchSystem.system)).all())
     ids = {r["resource_key"]: r["id"] for r in rows}

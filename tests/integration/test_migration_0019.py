@@ -18,11 +18,11 @@ from adapter.store import make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.index_keys import KEY_CHARS, head_key
-from adapter.store.models import Resource, SearchSystem
+from adapter.store.models import SearchSystem
 from adapter.store.search import find
 from tests.api.search_fixtures import LOINC, MRN, T0, resources
 from tests.integration.index_0024 import columns_0024, rows_0024
-from tests.integration.keyed_rows import keyed_rows
+from tests.integration.keyed_rows import keyed_rows, resource_columns_before_0047
 from tests.integration.test_migration_0018 import QUERIES as QUERIES_0018
 from tests.integration.test_migration_0018 import TYPES_BEFORE_0033
 from tests.integration.test_migration_0018 import search_answers as _answers
@@ -79,13 +79,15 @@ _OLD_INDEX = Table(
 _RESOURCE_0018 = Table(
     "resource",
     _OLD,
-    *(Column(c.name, TYPES_BEFORE_0033.get(c.name, c.type)) for c in Resource.__table__.columns),
+    *resource_columns_before_0047(TYPES_BEFORE_0033),
 )
+# the store written at head, read below 0047 (inside ``keyed_rows``)
+_HEAD_RESOURCE = Table("resource", MetaData(), *resource_columns_before_0047())
 
 
 def _copy_as_0018(written: Engine, old: Engine) -> list[dict[str, Any]]:
     with written.connect() as source:
-        rows = [dict(r._mapping) for r in source.execute(select(Resource.__table__))]
+        rows = [dict(r._mapping) for r in source.execute(select(_HEAD_RESOURCE))]
         index = rows_0024(source)
         systems = dict(source.execute(select(SearchSystem.system_id, SearchSystem.system)).all())
     for row in index:
