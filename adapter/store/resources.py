@@ -1018,6 +1018,8 @@ _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
 def _bare(w: tuple[Any, ...]) -> bool:
     """A written row (``_INDEX_COLUMNS``) with nothing but its resource, parameter and kind."""
     return all(w[n] is None for n in (1, 2, 3, 4, 6, 8, 9, 10, 11, 12, 13, 14))
+
+
 # PostgreSQL: the most rows one resource may have in search_index, ``row_id`` being a
 # smallint (0 to 32,767; -1 to -32,768 for transient rows; decision 0098). SQLite's
 # integer has no such bound

@@ -34,8 +34,9 @@ def _obs(oid: str, performer: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _save(engine: Engine) -> None:
     with make_factory(engine).begin() as session:
-        save_resources(session, [{"resourceType": "Practitioner", "id": "d0"}],
-                       message_id=None, now=T0)  # fmt: skip
+        save_resources(
+            session, [{"resourceType": "Practitioner", "id": "d0"}], message_id=None, now=T0
+        )
         bodies = [
             _obs("o1", [_NAMED]),
             _obs("o2", [_NAMED, {"reference": "Practitioner/d0"}]),
@@ -59,14 +60,18 @@ def _state(engine: Engine) -> tuple[int, dict[str, list[int]]]:
     """The rows without a value, and each Observation's non-empty array (PostgreSQL)."""
     with engine.connect() as conn:
         bare = conn.execute(
-            text("SELECT count(*) FROM search_index WHERE kind = 4 AND target_key IS NULL"
-                 " AND reference IS NULL")  # fmt: skip
+            text(
+                "SELECT count(*) FROM search_index WHERE kind = 4 AND target_key IS NULL"
+                " AND reference IS NULL"
+            )
         ).scalar_one()
         if engine.dialect.name != "postgresql":
             return bare, {}
         arrays = conn.execute(
-            text("SELECT r.id, t.refs FROM search_terms AS t JOIN resource AS r"
-                 " USING (resource_key) WHERE r.resource_type = 'Observation'")  # fmt: skip
+            text(
+                "SELECT r.id, t.refs FROM search_terms AS t JOIN resource AS r"
+                " USING (resource_key) WHERE r.resource_type = 'Observation'"
+            )
         )
         return bare, {rid: list(refs) for rid, refs in arrays if refs}
 
@@ -74,8 +79,10 @@ def _state(engine: Engine) -> tuple[int, dict[str, list[int]]]:
 def _keys(engine: Engine) -> tuple[int, int]:
     with engine.connect() as conn:
         performer = conn.execute(
-            text("SELECT param_id FROM search_param WHERE resource_type = 'Observation'"
-                 " AND param = 'performer' AND kind = 4")  # fmt: skip
+            text(
+                "SELECT param_id FROM search_param WHERE resource_type = 'Observation'"
+                " AND param = 'performer' AND kind = 4"
+            )
         ).scalar_one()
         d0 = conn.execute(text("SELECT resource_key FROM resource WHERE id = 'd0'")).scalar_one()
     return performer, d0
@@ -103,8 +110,10 @@ def test_0051_bare_references_to_markers_and_back(blank_database_url: str) -> No
             assert arrays == {"o2": [named]}  # o1's and o3's rows held only markers
             with engine.connect() as conn:  # each resource's rows numbered apart
                 doubled = conn.execute(
-                    text("SELECT count(*) FROM (SELECT resource_key, row_id FROM search_index"
-                         " GROUP BY 1, 2 HAVING count(*) > 1) AS d")  # fmt: skip
+                    text(
+                        "SELECT count(*) FROM (SELECT resource_key, row_id FROM search_index"
+                        " GROUP BY 1, 2 HAVING count(*) > 1) AS d"
+                    )
                 ).scalar_one()
             assert doubled == 0
         assert _missing(engine) == answers

@@ -34,9 +34,7 @@ _BARE = (
     " AND value_number IS NULL AND value_date_start IS NULL AND value_date_end IS NULL"
 )
 # every reference parameter's marker: the arrays holding one are found by GIN
-_MARKERS = (
-    f"ARRAY(SELECT param_id::bigint << {_SHIFT} FROM search_param WHERE kind = {_REFERENCE})"
-)
+_MARKERS = f"ARRAY(SELECT param_id::bigint << {_SHIFT} FROM search_param WHERE kind = {_REFERENCE})"
 
 
 def upgrade() -> None:
