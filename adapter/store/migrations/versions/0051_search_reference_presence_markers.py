@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0051"
@@ -40,30 +41,38 @@ _MARKERS = f"ARRAY(SELECT param_id::bigint << {_SHIFT} FROM search_param WHERE k
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(
-        f"WITH bare AS (DELETE FROM search_index WHERE {_BARE} RETURNING resource_key, param_id)"
-        " INSERT INTO search_terms (resource_key, refs)"
-        f" SELECT resource_key, array_agg(DISTINCT param_id::bigint << {_SHIFT})"
-        " FROM bare GROUP BY resource_key"
-        " ON CONFLICT (resource_key) DO UPDATE SET refs = ARRAY("
-        "SELECT DISTINCT k FROM unnest(search_terms.refs || EXCLUDED.refs) AS k ORDER BY k)"
+    moved = op.get_bind().execute(
+        sa.text(
+            f"WITH bare AS (DELETE FROM search_index WHERE {_BARE}"
+            " RETURNING resource_key, param_id)"
+            " INSERT INTO search_terms (resource_key, refs)"
+            f" SELECT resource_key, array_agg(DISTINCT param_id::bigint << {_SHIFT})"
+            " FROM bare GROUP BY resource_key"
+            " ON CONFLICT (resource_key) DO UPDATE SET refs = ARRAY("
+            "SELECT DISTINCT k FROM unnest(search_terms.refs || EXCLUDED.refs) AS k ORDER BY k)"
+        )
     )
-    op.execute("ANALYZE search_index")
-    op.execute("ANALYZE search_terms")
+    if moved.rowcount:  # a new store's empty tables keep no statistics (young tables' plans)
+        op.execute("ANALYZE search_index")
+        op.execute("ANALYZE search_terms")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(
-        "INSERT INTO search_index (row_id, resource_key, param_id, kind)"
-        " SELECT coalesce((SELECT max(s.row_id) FROM search_index AS s"
-        " WHERE s.resource_key = t.resource_key), -1)"
-        " + row_number() OVER (PARTITION BY t.resource_key ORDER BY k),"
-        f" t.resource_key, (k >> {_SHIFT})::int, {_REFERENCE}"
-        " FROM search_terms AS t CROSS JOIN LATERAL unnest(t.refs) AS k"
-        f" WHERE t.refs && {_MARKERS} AND k & {_TARGET_MAX} = 0"
+    written = op.get_bind().execute(
+        sa.text(
+            "INSERT INTO search_index (row_id, resource_key, param_id, kind)"
+            " SELECT coalesce((SELECT max(s.row_id) FROM search_index AS s"
+            " WHERE s.resource_key = t.resource_key), -1)"
+            " + row_number() OVER (PARTITION BY t.resource_key ORDER BY k),"
+            f" t.resource_key, (k >> {_SHIFT})::int, {_REFERENCE}"
+            " FROM search_terms AS t CROSS JOIN LATERAL unnest(t.refs) AS k"
+            f" WHERE t.refs && {_MARKERS} AND k & {_TARGET_MAX} = 0"
+        )
     )
+    if not written.rowcount:
+        return
     op.execute(
         f"UPDATE search_terms SET refs = ARRAY(SELECT k FROM unnest(refs) AS k"
         f" WHERE k & {_TARGET_MAX} <> 0 ORDER BY k) WHERE refs && {_MARKERS}"
