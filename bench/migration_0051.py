@@ -1,5 +1,5 @@
 """Benchmark: migration 0051 (decision 0124) up and down on PostgreSQL: ``--resources``
-reports (default 400,000: ~400,000 lab messages' DiagnosticReports) at 0047, each with 6
+reports (default 400,000: ~400,000 lab messages' DiagnosticReports) at 0048, each with 6
 value rows in ``search_index``, every other one two references with no value (a
 ``performer`` and a ``results-interpreter`` with only a display: rows), three in four with
 a ``search_terms`` row naming its subject. Checks the markers after the upgrade and the
@@ -60,7 +60,7 @@ _SIZE = text(
 
 
 def run(engine: Engine, resources: int) -> None:
-    migrate(engine, "0047")
+    migrate(engine, "0048")
     with engine.begin() as conn:
         conn.execute(text(_PARAMS))
         for statement in (_ROWS, _BARE, _TERMS):
@@ -76,7 +76,7 @@ def run(engine: Engine, resources: int) -> None:
         markers = list(conn.execute(_MARKERS))
         left = list(conn.execute(_BARE_ROWS))
     start = time.perf_counter()
-    downgrade(engine, "0047")
+    downgrade(engine, "0048")
     down = time.perf_counter() - start
     with engine.connect() as conn:
         back = list(conn.execute(_BARE_ROWS))

@@ -2,7 +2,7 @@
 references with no value (only a display) go from ``search_index`` rows to presence
 markers in ``search_terms.refs`` and back; SQLite's rows do not change.
 
-Observations written at 0047 (the rows as they were): one whose only reference is a
+Observations written at head: one whose only reference is a
 display (no ``search_terms`` row before), one with a display and a target, one with two
 displays, one with none. Up, down and up again: the arrays and rows are each step's, and
 ``:missing`` answers the same at every step."""
@@ -103,9 +103,9 @@ def test_0051_bare_references_to_markers_and_back(blank_database_url: str) -> No
         else:
             assert at_head == (3, {})  # o3's two alike displays are one value
 
-        downgrade(engine, "0047")
+        downgrade(engine, "0048")
         bare, arrays = _state(engine)
-        assert bare == 3  # o1, o2, o3: one row each, as 0047 wrote them
+        assert bare == 3  # o1, o2, o3: one row each, as before 0051
         if engine.dialect.name == "postgresql":
             assert arrays == {"o2": [named]}  # o1's and o3's rows held only markers
             with engine.connect() as conn:  # each resource's rows numbered apart
