@@ -60,7 +60,13 @@ from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
 from adapter.store.resource_keys import local_target, new_keys, target_keys
-from adapter.store.search_terms import delete_terms, search_terms, term_rows, uses_terms
+from adapter.store.search_terms import (
+    REFERENCE_KIND,
+    delete_terms,
+    search_terms,
+    term_rows,
+    uses_terms,
+)
 from adapter.store.search_tokens import (
     STRING_KIND,
     marked,
@@ -1007,6 +1013,13 @@ _INDEX_COLUMNS: Final = (
     "value_norm_full", "reference_full",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
+
+
+def _bare(w: tuple[Any, ...]) -> bool:
+    """A written row (``_INDEX_COLUMNS``) with nothing but its resource, parameter and kind."""
+    return all(w[n] is None for n in (1, 2, 3, 4, 6, 8, 9, 10, 11, 12, 13, 14))
+
+
 # PostgreSQL: the most rows one resource may have in search_index, ``row_id`` being a
 # smallint (0 to 32,767; -1 to -32,768 for transient rows; decision 0098). SQLite's
 # integer has no such bound
@@ -1123,13 +1136,17 @@ def _insert_index_tuples(
             pid for (_, name, kind), pid in params.items() if kind == "string" and marked(name)
         } if not transient else set()  # fmt: skip
         marks = {(w[0], w[5]) for w in written if w[5] in named} if named else set()
-        if keyed or toks or strs or marks:
+        # a reference with no value (a display only) is its presence marker in the array
+        # (decision 0124); a transient write keeps it a row, as the address rows above
+        bare = [w for w in written if w[7] == REFERENCE_KIND and _bare(w)] if not transient else []
+        if keyed or toks or strs or marks or bare:
             gone = {id(w) for w in keyed}
             gone.update(id(w) for w in toks)
             gone.update(id(w) for w in strs)
+            gone.update(id(w) for w in bare)
             written = [w for w in written if id(w) not in gone]
             if not transient:
-                refs = dict(term_rows((w[0], w[5], w[4]) for w in keyed))
+                refs = dict(term_rows((w[0], w[5], w[4]) for w in (*keyed, *bare)))
                 values = [(w[0], (w[5], w[6] or 0, w[8], w[10] or "")) for w in toks]
                 values += [(w[0], string_token(w[5], w[9], w[10])) for w in strs]
                 values += [(rkey, valued_token(pid)) for rkey, pid in marks]

@@ -8,6 +8,13 @@ target_key``, an exact key (no hash: no false positive), under a GIN index. A re
 kept as text (its target not stored at the write, or not a resource of this store) and
 ``:identifier`` values stay rows of ``search_index``. SQLite keeps its rows (no GIN).
 
+A reference with no value at all (only a display: a Provenance ``agent``, a report's
+``performer``) was a row carrying nothing but its existence, kept for ``:missing``. On
+PostgreSQL it is a **presence marker** in the same array: ``param_id << 40`` (target 0, no
+resource has key 0; decision 0124). ``reference_rows()`` reads it back as the row it was
+(``target_key`` NULL), so every reader that starts from the resource sees what it saw;
+a probe naming targets never names 0.
+
 Readers:
 
 * A search that starts from targets (a reference criterion by key, a chain, a reverse
@@ -71,6 +78,13 @@ def ref_key(param_id: int, target_key: int) -> int:
     return param_id << SHIFT | target_key
 
 
+def presence_key(param_id: int) -> int:
+    """The element of a reference with no value (a display only): its parameter, target 0."""
+    if not 0 < param_id <= PARAM_MAX:
+        raise ValueError(f"search_terms: parameter id out of range ({param_id})")
+    return param_id << SHIFT
+
+
 def keys_array(keys: Iterable[int]) -> ColumnElement[Any]:
     """The keys as one ``bigint[]`` parameter of the statement. Bound, not written into
     the SQL: a statement text per patient filled SQLAlchemy's compiled cache (each entry
@@ -127,6 +141,7 @@ def targets_of(resources: Select[Any], param_ids: Iterable[int]) -> Select[Any]:
     u = func.unnest(t.c.refs).table_valued("k").render_derived(name="u")
     k = u.c.k
     target = (k.op("&")(literal_column(str(TARGET_MAX), BigInteger()))).label("target_key")
+    # a presence marker's target 0 names no resource (keys start at 1): joined to nothing
     param = k.op(">>")(literal_column(str(SHIFT)))
     query = (
         select(t.c.resource_key, target)
@@ -142,12 +157,14 @@ def delete_terms(session: Session, rkeys: list[int]) -> None:
     session.execute(delete(_t).where(_t.c.resource_key.in_(rkeys)))
 
 
-def term_rows(rows: Iterable[tuple[int, int, int]]) -> list[tuple[int, list[int]]]:
-    """(resource_key, param_id, target_key) of reference rows named by key -> one
-    (resource_key, sorted distinct elements) per resource."""
+def term_rows(rows: Iterable[tuple[int, int, int | None]]) -> list[tuple[int, list[int]]]:
+    """(resource_key, param_id, target_key) of reference rows named by key, target None for
+    a reference with no value (its presence marker) -> one (resource_key, sorted distinct
+    elements) per resource."""
     by_resource: dict[int, set[int]] = {}
     for rkey, pid, target in rows:
-        by_resource.setdefault(rkey, set()).add(ref_key(pid, target))
+        key = presence_key(pid) if target is None else ref_key(pid, target)
+        by_resource.setdefault(rkey, set()).add(key)
     return [(rkey, sorted(keys)) for rkey, keys in by_resource.items()]
 
 
@@ -167,7 +184,7 @@ _ARRAY_ROW = {
     "value_date_start": "NULL::timestamptz",
     "value_date_end": "NULL::timestamptz",
     "value_number": "NULL::float8",
-    "target_key": "u.k & {mask}",
+    "target_key": "NULLIF(u.k & {mask}, 0)",  # 0: a presence marker, a row without value
     "param_id": "(u.k >> {shift})::int",
     "system_id": "NULL::int",
     "kind": "4::smallint",

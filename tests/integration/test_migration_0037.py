@@ -37,7 +37,8 @@ def _keyed_rows(engine: Engine) -> set[tuple[int, int, int]]:
         if "search_terms" in inspect(conn).get_table_names():
             for key, refs in conn.execute(text("SELECT resource_key, refs FROM search_terms")):
                 assert refs == sorted(set(refs))  # each once, in order
-                found.update((key, k >> SHIFT, k & TARGET_MAX) for k in refs)
+                # a presence marker (target 0, migration 0051) is no reference by key
+                found.update((key, k >> SHIFT, k & TARGET_MAX) for k in refs if k & TARGET_MAX)
     return found
 
 
@@ -66,7 +67,18 @@ def _other_rows(engine: Engine) -> list[tuple[Any, ...]]:
             f" FROM {_source(conn)} s WHERE NOT ({_KEYED}) AND {NOT_OF_TYPE}"
             " ORDER BY 1, 2, 3, 4, 5, 6, 7"
         )
-        return [tuple(row) for row in conn.execute(text(query))]
+        rows = [tuple(row) for row in conn.execute(text(query))]
+        if "search_terms" in inspect(conn).get_table_names():
+            # since 0051 a reference with no value is a marker in the array (decision 0124)
+            markers = conn.execute(
+                text(
+                    "SELECT resource_key, (k >> :shift)::int FROM search_terms,"
+                    " unnest(refs) AS k WHERE k & :mask = 0"
+                ),
+                {"shift": SHIFT, "mask": TARGET_MAX},
+            )
+            rows += [(key, pid, 4, None, None, None, None) for key, pid in markers]
+        return sorted(rows, key=repr)
 
 
 def test_0037_moves_keyed_references_to_arrays_and_back(blank_database_url: str) -> None:

@@ -22,6 +22,8 @@ from adapter.store import session_factory as make_factory
 from adapter.store.engine import downgrade
 from adapter.store.index_keys import KEY_CHARS
 from adapter.store.resources import ROWS_MAX
+from adapter.store.search_terms import ARRAY_ROW_FIRST as REFERENCE_ARRAY_FIRST
+from adapter.store.search_terms import rows_sql as reference_rows_sql
 from adapter.store.search_tokens import rows_sql as token_rows_sql
 from tests.api.search_fixtures import T0
 from tests.integration.test_migration_0018 import search_answers as _answers
@@ -122,7 +124,13 @@ def _rows(engine: Engine) -> dict[int, list[tuple[Any, ...]]]:
 def _source(conn: Any) -> str:
     """search_index, or on PostgreSQL since 0043 its rows and the token arrays as rows."""
     if "search_token" in inspect(conn).get_table_names():
-        return token_rows_sql()
+        # since 0051 a reference with no value is a marker in the reference arrays (0124)
+        columns = f"row_id, {_VALUES}"
+        markers = (
+            f"SELECT {columns} FROM {reference_rows_sql()} AS r"
+            f" WHERE r.row_id >= {REFERENCE_ARRAY_FIRST} AND r.target_key IS NULL"
+        )
+        return f"(SELECT {columns} FROM {token_rows_sql()} AS t UNION ALL {markers})"
     return "search_index"
 
 

@@ -156,6 +156,53 @@ def test_an_update_replaces_the_resources_values(
             assert conn.execute(q).scalar() == 0
 
 
+def test_a_reference_with_only_a_display_keeps_missing_exact(
+    engine: Engine, session_factory: sessionmaker[Session]
+) -> None:
+    """A reference with no value (only a display) is present for ``:missing``: a row on
+    SQLite, a presence marker (``param_id << 40``) in the array on PostgreSQL (decision
+    0124), read back by every reader as a row without a value."""
+    f = session_factory
+    _save(f, [{"resourceType": "Practitioner", "id": "d0"}], 0)
+    named = {"display": "王医生"}
+    _save(f, [_obs("o1", performer=[named])], 1)  # no other reference: no array before
+    _save(f, [_obs("o2", performer=[named, {"reference": "Practitioner/d0"}])], 2)
+    _save(f, [_obs("o3", performer=[named, named])], 3)
+    _save(f, [_obs("o4")], 4)
+    every = ("_id", "o1,o2,o3,o4")
+    assert _ask(f, "Observation", [every, ("performer:missing", "true")]) == ["Observation/o4"]
+    assert _ask(f, "Observation", [("performer:missing", "true")]) == ["Observation/o4"]
+    assert _ask(f, "Observation", [("performer:missing", "false")]) == [
+        "Observation/o1",
+        "Observation/o2",
+        "Observation/o3",
+    ]
+    assert _ask(f, "Observation", [("performer", "Practitioner/d0")]) == ["Observation/o2"]
+    assert _ask(f, "Observation", [("_id", "o1,o3"), ("_include", "Observation:*")]) == [
+        "Observation/o1",
+        "Observation/o3",
+    ]
+    assert _ask(f, "Practitioner", [("_has:Observation:performer:status", "final")]) == [
+        "Practitioner/d0"
+    ]
+    if engine.dialect.name == "postgresql":
+        performer = _param(engine, "performer")
+        with engine.connect() as conn:
+            found = dict(conn.execute(text("SELECT id, resource_key FROM resource")).all())
+            refs = dict(conn.execute(text("SELECT resource_key, refs FROM search_terms")).all())
+            bare = conn.execute(
+                text("SELECT count(*) FROM search_index WHERE kind = 4 AND target_key IS NULL")
+            ).scalar()
+        assert bare == 0  # no row left without a value
+        assert refs[found["o1"]] == refs[found["o3"]] == [performer << SHIFT]
+        assert refs[found["o2"]] == sorted([performer << SHIFT, ref_key(performer, found["d0"])])
+    _save(f, [_obs("o1")], 5)  # the display gone: missing again
+    assert _ask(f, "Observation", [("performer:missing", "true")]) == [
+        "Observation/o1",
+        "Observation/o4",
+    ]
+
+
 def test_a_key_that_does_not_fit_is_refused() -> None:
     assert ref_key(PARAM_MAX, TARGET_MAX) == (PARAM_MAX << SHIFT) | TARGET_MAX < 2**63
     for param, target in ((1, TARGET_MAX + 1), (PARAM_MAX + 1, 1), (0, 1), (1, 0)):
