@@ -89,6 +89,8 @@ class PatientKey(IndexId):
     """``resource.patient_key``: ``Patient/<id>`` in and out; on PostgreSQL stored as the
     bare id in ``IndexId``'s form (so it equals the index's ids), the text on SQLite."""
 
+    cache_ok = True
+
     def process_bind_param(self, value: str | None, dialect: Dialect) -> Any:
         return _key_bytes_or_none(value) if dialect.name == "postgresql" else value
 
