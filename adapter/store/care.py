@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Select,
     LargeBinary,
+    Select,
     and_,
     any_,
     bindparam,

@@ -61,8 +61,9 @@ def _noted(scope: Visibility, positive: bool) -> Select[tuple[str]]:
 
 
 def _patient_keys(ids: Select[tuple[str]]) -> Select[tuple[str]]:
-    """The patient key (as stored: ``key_of_record``) of every record of the persons behind ``ids`` (each id is a person
-    or a record of one; an id the index does not know is its own person)."""
+    """The patient key (as stored: ``key_of_record``) of every record of the persons
+    behind ``ids`` (each id is a person or a record of one; an id the index does not know
+    is its own person)."""
     noted = ids.subquery()
     persons = union(
         select(noted.c.person_id.label("person")),
