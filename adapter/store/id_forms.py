@@ -23,6 +23,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store.types import _uuid_bytes_or_none, uuid_bytes, uuid_text
+from adapter.store.uuid_form import UUID_BYTES, uuid_of
 
 PREFIX: Final = "Patient/"
 _CUT: Final = len(PREFIX)
@@ -65,10 +66,13 @@ class IndexId(TypeDecorator[str]):
 
 
 def key_bytes(value: str) -> bytes:
-    """The stored form of a patient key ``Patient/<id>``: its id's ``UuidText`` form."""
+    """The stored form of a patient key ``Patient/<id>``: its id's ``UuidText`` form. A key
+    that is not ``Patient/<id>`` (none is written) is kept exactly as 0x01 and its text,
+    after a NUL byte when that is 16 bytes long (16 bytes are always a UUID)."""
     if value.startswith(PREFIX):
         return uuid_bytes(value[_CUT:])
-    return _OTHER + value.encode()
+    other = _OTHER + value.encode()
+    return b"\x00" + other if len(other) == UUID_BYTES else other
 
 
 def _key_bytes_or_none(value: str | None) -> bytes | None:
@@ -76,13 +80,16 @@ def _key_bytes_or_none(value: str | None) -> bytes | None:
 
 
 def key_text(value: bytes | memoryview | str | None) -> str | None:
-    """The text of a stored patient key."""
+    """The text of a stored patient key (a FHIR id never starts with 0x01)."""
     if value is None or isinstance(value, str):
         return value
     stored = bytes(value)
-    if stored[:1] == _OTHER:
-        return stored[1:].decode(errors="replace")
-    return PREFIX + uuid_text(stored)  # type: ignore[operator]
+    if len(stored) == UUID_BYTES:
+        return PREFIX + uuid_of(stored)
+    rest = stored.removeprefix(b"\x00")
+    if rest[:1] == _OTHER:
+        return rest[1:].decode(errors="replace")
+    return PREFIX + rest.decode(errors="replace")
 
 
 class PatientKey(IndexId):

@@ -32,7 +32,13 @@ from adapter.store.visibility import Visibility, is_visible
 
 T0 = datetime(2026, 12, 6, 8, tzinfo=UTC)
 PERSON = str(uuid.UUID(int=0xA1))
-RECORDS = (str(uuid.UUID(int=0xB2)), "p1", "abcdefghijklmnop", "Upper-Case-1")
+RECORDS = (
+    str(uuid.UUID(int=0xB2)),
+    "p1",
+    "abcdefghijklmnop",
+    "Upper-Case-1",
+    str(uuid.UUID(int=1 << 120)),
+)
 OTHER = str(uuid.UUID(int=0xC3))  # a record of another person, in no care
 COLUMNS = {
     IdentityRecord: ("patient_id", "person_id"),

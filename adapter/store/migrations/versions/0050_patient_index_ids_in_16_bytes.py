@@ -3,9 +3,10 @@
 Every column visibility compares gets one stored form: ``UuidText``'s (a UUID's 16 bytes;
 any other id its UTF-8 bytes, after a NUL byte when they are 16 long). The identity
 tables' record and person ids, ``care_relationship.person_id``, and ``resource.patient_key``
-as the bare id (``Patient/`` implied; a key that is not ``Patient/<id>`` is kept as a
-0x01 byte and its text). ``ALTER COLUMN … TYPE bytea USING`` rewrites each table and
-builds its indexes again; ``ANALYZE`` afterwards. Downgrade: the texts back, exactly.
+as the bare id (``Patient/`` implied; a key that is not ``Patient/<id>`` is kept as 0x01
+and its text, after a NUL byte when 16 bytes long). ``ALTER COLUMN … TYPE bytea USING``
+rewrites each table and builds its indexes again; ``ANALYZE`` afterwards. Downgrade: the
+texts back, exactly.
 
 SQLite: nothing changes (the columns keep their text).
 
@@ -63,18 +64,23 @@ def _to_text(value: str) -> str:
 
 
 def _key_to_bytes() -> str:
-    bare = "substr(patient_key, 9)"
+    """The bare id's form for ``Patient/<id>``; any other key 0x01 and its text, after a NUL
+    byte when that is 16 bytes long (16 bytes are always a UUID)."""
+    other = "'\\x01'::bytea || convert_to(patient_key, 'UTF8')"
     return (
-        f"CASE WHEN patient_key LIKE 'Patient/%' THEN {_to_bytes(bare)} "
-        "ELSE '\\x01'::bytea || convert_to(patient_key, 'UTF8') END"
+        f"CASE WHEN patient_key LIKE 'Patient/%' THEN {_to_bytes('substr(patient_key, 9)')} "
+        f"WHEN octet_length({other}) = 16 THEN '\\x00'::bytea || {other} ELSE {other} END"
     )
 
 
 def _key_to_text() -> str:
+    rest = "CASE WHEN get_byte(patient_key, 0) = 0 THEN substr(patient_key, 2) ELSE patient_key END"
     return (
-        "CASE WHEN octet_length(patient_key) > 0 AND get_byte(patient_key, 0) = 1 "
-        "THEN convert_from(substr(patient_key, 2), 'UTF8') "
-        f"ELSE 'Patient/' || {_to_text('patient_key')} END"
+        "CASE WHEN octet_length(patient_key) = 0 THEN 'Patient/' "
+        f"WHEN octet_length(patient_key) = 16 THEN 'Patient/' || {_to_text('patient_key')} "
+        f"WHEN octet_length({rest}) > 0 AND get_byte({rest}, 0) = 1 "
+        f"THEN convert_from(substr({rest}, 2), 'UTF8') "
+        f"ELSE 'Patient/' || convert_from({rest}, 'UTF8') END"
     )
 
 
