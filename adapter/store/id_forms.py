@@ -136,3 +136,38 @@ def _key_of_record_text(element: key_of_record, compiler: Any, **kw: Any) -> str
 def _key_of_record_pg(element: key_of_record, compiler: Any, **kw: Any) -> str:
     (record,) = element.clauses
     return str(compiler.process(record, **kw))
+
+
+# ``types.uuid_bytes`` in SQL (as migration 0050 converts the columns): a canonical UUID's
+# 16 bytes, other text its UTF-8 bytes after a NUL byte when 16 long (a PostgreSQL text
+# never holds a NUL byte)
+_UUID_RE: Final = "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'"
+
+
+class key_of_text_id(FunctionElement[str]):
+    """The patient key of a text id expression (``resource.id`` of a Patient), in the
+    column's stored form: ``uuid_bytes`` computed in SQL on PostgreSQL (a regular
+    expression a row: for small sets only, e.g. the console's Patients found by an
+    identifier; visibility compares stored ids instead), ``'Patient/' || id`` on SQLite."""
+
+    name = "key_of_text_id"
+    inherit_cache = True
+    type = PatientKey(129)
+
+
+@compiles(key_of_text_id)
+def _key_of_text_id_text(element: key_of_text_id, compiler: Any, **kw: Any) -> str:
+    (value,) = element.clauses
+    return "('Patient/' || " + compiler.process(value, **kw) + ")"
+
+
+@compiles(key_of_text_id, "postgresql")
+def _key_of_text_id_pg(element: key_of_text_id, compiler: Any, **kw: Any) -> str:
+    (value,) = element.clauses
+    v = compiler.process(value, **kw)
+    raw = f"convert_to({v}, 'UTF8')"
+    return (
+        f"(CASE WHEN {v} ~ {_UUID_RE} THEN decode(replace({v}, '-', ''), 'hex') "
+        f"WHEN octet_length({raw}) = 16 "
+        f"THEN '\\x00'::bytea || {raw} ELSE {raw} END)"
+    )

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Engine, LargeBinary, String, insert, literal, select, text, type_coerce
 
 from adapter.identity.persons import keys_of
 from adapter.store import care, make_engine, migrate, save_resources
 from adapter.store import session_factory as make_factory
 from adapter.store.engine import alembic_config, downgrade
+from adapter.store.id_forms import key_bytes, key_of_text_id
 from adapter.store.identity_tables import (
     IdentityBlock,
     IdentityHistory,
@@ -150,6 +151,11 @@ def test_0050_index_ids_to_bytes_and_back(blank_database_url: str) -> None:
                     {"i": RECORDS[0]},
                 ).scalar_one()
             assert sizes == 16
+            with engine.connect() as conn:  # the console's key of a text id, in SQL
+                for record in RECORDS:
+                    made = type_coerce(key_of_text_id(literal(record, String)), LargeBinary)
+                    stored = conn.execute(select(made)).scalar_one()
+                    assert bytes(stored) == key_bytes(f"Patient/{record}")
 
         downgrade(engine, _previous())
         assert _raw(engine) == values
