@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import Engine, insert, text
+from sqlalchemy import Engine, bindparam, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
@@ -147,7 +147,9 @@ def measure(engine: Engine, the: Consortium, persons: int, decisions: int) -> tu
     factory = make_session_factory(engine)
     rng = random.Random(11)
     chosen = [f"p{rng.randrange(persons):08d}" for _ in range(decisions)]
-    floor_sql = text("SELECT id FROM care_relationship WHERE person_id = :p")
+    floor_sql = text("SELECT id FROM care_relationship WHERE person_id = :p").bindparams(
+        bindparam("p", type_=CareRelationship.__table__.c.person_id.type)
+    )  # bound as stored (16 bytes on PostgreSQL, decision 0123)
     with factory() as session:
         started = time.perf_counter()
         for person in chosen:

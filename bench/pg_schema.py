@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from adapter.fhir.index_values import index_values
 from adapter.store.body_codec import pack
+from adapter.store.id_forms import key_bytes
 from adapter.store.models import KINDS
 from adapter.store.resource_keys import local_target
 from adapter.store.resources import index_rows
@@ -120,10 +121,11 @@ class ResourceCopy:
     ) -> None:
         rtype, rid = body["resourceType"], body["id"]
         stored = "\\x" + pack(body).hex()  # bytea in COPY's text format (decision 0049)
+        # the key as the column stores it: the bare id in 16 bytes (decision 0123)
+        key = None if patient_key is None else "\\x" + key_bytes(patient_key).hex()
         self._key += 1
         values = (
-            rtype, rid, self._key, 1, last_updated, "f", "h", stored, None, patient_key,
-            facility_key,
+            rtype, rid, self._key, 1, last_updated, "f", "h", stored, None, key, facility_key,
         )  # fmt: skip
         self._resources.write("\t".join(copy_value(v) for v in values) + "\n")
         self._keys[f"{rtype}/{rid}"] = self._key

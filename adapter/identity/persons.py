@@ -13,10 +13,14 @@ know (not a Patient record, or stored before the index existed) is its own perso
 
 from __future__ import annotations
 
-from sqlalchemy import Select, String, bindparam, func, select, union
+from sqlalchemy import Select, bindparam, func, select, union
 from sqlalchemy.orm import Session
 
+from adapter.store.id_forms import IndexId
 from adapter.store.identity_tables import IdentityMerge, IdentityRecord
+
+# the ids bound as the index stores them (16 bytes on PostgreSQL, decision 0123)
+_ID = IndexId(64)
 
 
 def person_of(session: Session, patient_id: str) -> str:
@@ -40,7 +44,7 @@ def _records_statement() -> Select[tuple[str]]:
     record = IdentityRecord.__table__
     return (
         select(record.c.patient_id)
-        .where(record.c.person_id == bindparam("person", type_=String))
+        .where(record.c.person_id == bindparam("person", type_=_ID))
         .order_by(record.c.created_at, record.c.patient_id)
     )
 
@@ -60,7 +64,7 @@ def keys_of(session: Session, patient_id: str) -> set[str]:
 def _keys_statement() -> Select[tuple[str]]:
     """keys_of as one statement (a recursive query: merges of merges), parameter ``id``;
     also a subquery (``person_id IN (KEYS)``: the person's care rows in one statement)."""
-    given = bindparam("id", type_=String)
+    given = bindparam("id", type_=_ID)
     record, merge = IdentityRecord.__table__, IdentityMerge.__table__
     person = func.coalesce(
         select(record.c.person_id).where(record.c.patient_id == given).scalar_subquery(), given

@@ -16,8 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    LargeBinary,
     Select,
-    String,
     and_,
     any_,
     bindparam,
@@ -383,7 +383,7 @@ def open_rows_query(persons: Select[Any], *, on_postgresql: bool = False) -> Sel
     (decision 0044, amended 2026-12-04)."""
     if on_postgresql:
         listed = persons.subquery()
-        ids = cast(select(func.array_agg(listed.c.id)).scalar_subquery(), ARRAY(String))
+        ids = cast(select(func.array_agg(listed.c.id)).scalar_subquery(), ARRAY(LargeBinary))
         chosen = _c.c.person_id == any_(ids)
     else:
         chosen = _c.c.person_id.in_(persons)

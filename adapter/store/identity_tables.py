@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from adapter.store.id_forms import IndexId
 from adapter.store.models import Base
 from adapter.store.types import BigId, Digest, FeaturesJSON, JSONText, UTCDateTime, UTCMicros
 
@@ -32,8 +33,8 @@ REVIEW_STATES = ("open", "claimed", "resolved")
 class IdentityRecord(Base):
     __tablename__ = "identity_record"
 
-    patient_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
-    person_id: Mapped[str] = mapped_column(String(_ID), index=True)
+    patient_id: Mapped[str] = mapped_column(IndexId(_ID), primary_key=True)
+    person_id: Mapped[str] = mapped_column(IndexId(_ID), index=True)
     facility_id: Mapped[str] = mapped_column(String(_ID))
     link_kind: Mapped[str] = mapped_column(String(16))  # auto | manual
     rule_version: Mapped[int] = mapped_column(Integer)
@@ -55,7 +56,7 @@ class IdentityKey(Base):
     __table_args__ = ({"sqlite_with_rowid": False},)
 
     key_hash: Mapped[str] = mapped_column(Digest, primary_key=True)
-    patient_id: Mapped[str] = mapped_column(String(_ID), primary_key=True, index=True)
+    patient_id: Mapped[str] = mapped_column(IndexId(_ID), primary_key=True, index=True)
 
 
 class IdentityHistory(Base):
@@ -64,11 +65,11 @@ class IdentityHistory(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     action: Mapped[str] = mapped_column(String(32))
-    patient_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True, index=True)
+    patient_id: Mapped[str | None] = mapped_column(IndexId(_ID), nullable=True, index=True)
     # no index (0045): the one reader by person (review.link_history) asks person_id OR
     # previous_person_id, which an index on person_id alone never serves (decision 0115)
-    person_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True)
-    previous_person_id: Mapped[str | None] = mapped_column(String(_ID), nullable=True)
+    person_id: Mapped[str | None] = mapped_column(IndexId(_ID), nullable=True)
+    previous_person_id: Mapped[str | None] = mapped_column(IndexId(_ID), nullable=True)
     actor: Mapped[str] = mapped_column(String(_ACTOR))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     rule_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -82,8 +83,8 @@ class IdentityReview(Base):
     __table_args__ = (Index("ix_identity_review_pair", "patient_id", "other_id", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    patient_id: Mapped[str] = mapped_column(String(_ID))  # the smaller id of the pair
-    other_id: Mapped[str] = mapped_column(String(_ID))
+    patient_id: Mapped[str] = mapped_column(IndexId(_ID))  # the smaller id of the pair
+    other_id: Mapped[str] = mapped_column(IndexId(_ID))
     reason: Mapped[str] = mapped_column(String(32))  # possible-match | id-conflict | twin-guard
     state: Mapped[str] = mapped_column(String(16), index=True)
     version: Mapped[int] = mapped_column(Integer)
@@ -102,8 +103,8 @@ class IdentityReview(Base):
 class IdentityBlock(Base):
     __tablename__ = "identity_block"
 
-    patient_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)  # smaller id
-    other_id: Mapped[str] = mapped_column(String(_ID), primary_key=True)
+    patient_id: Mapped[str] = mapped_column(IndexId(_ID), primary_key=True)  # smaller id
+    other_id: Mapped[str] = mapped_column(IndexId(_ID), primary_key=True)
     actor: Mapped[str] = mapped_column(String(_ACTOR))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -113,8 +114,8 @@ class IdentityMerge(Base):
     __tablename__ = "identity_merge"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    survivor_id: Mapped[str] = mapped_column(String(_ID), index=True)
-    merged_id: Mapped[str] = mapped_column(String(_ID), index=True)
+    survivor_id: Mapped[str] = mapped_column(IndexId(_ID), index=True)
+    merged_id: Mapped[str] = mapped_column(IndexId(_ID), index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     actor: Mapped[str] = mapped_column(String(_ACTOR))
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)

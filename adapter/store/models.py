@@ -50,6 +50,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
+from adapter.store.id_forms import IndexId, PatientKey
 from adapter.store.types import (
     BigId,
     CompressedJSON,
@@ -211,7 +212,8 @@ class Resource(Base):
     content_hash: Mapped[str] = mapped_column(ShortDigest())
     body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
     message_id: Mapped[str | None] = mapped_column(UuidText())  # key: _message_keys
-    patient_key: Mapped[str | None] = mapped_column(String(_TYPE + 1 + _ID))  # "Patient/<id>"
+    # "Patient/<id>"; PostgreSQL: the bare id in 16 bytes, as the index ids (decision 0123)
+    patient_key: Mapped[str | None] = mapped_column(PatientKey(_TYPE + 1 + _ID))
     # the facility whose message made it, as its ``facility_name`` row (decision 0118: 2
     # bytes instead of the name's ~25); by name: adapter/store/facilities.py
     facility_key: Mapped[int | None] = mapped_column(SmallInteger())
@@ -655,7 +657,7 @@ class CareRelationship(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    person_id: Mapped[str] = mapped_column(String(_ID))
+    person_id: Mapped[str] = mapped_column(IndexId(_ID))  # 16 bytes on PostgreSQL (0123)
     facility_id: Mapped[str] = mapped_column(String(_ID))
     source: Mapped[str] = mapped_column(String(16))
     ref: Mapped[str] = mapped_column(String(_TYPE + 1 + _ID), default="")

@@ -24,6 +24,7 @@ from sqlalchemy.sql import Select
 
 from adapter.store.care import POSITIVE
 from adapter.store.facilities import key_of
+from adapter.store.id_forms import key_of_record
 from adapter.store.identity_tables import IdentityRecord
 from adapter.store.models import CareRelationship, Resource
 
@@ -60,8 +61,9 @@ def _noted(scope: Visibility, positive: bool) -> Select[tuple[str]]:
 
 
 def _patient_keys(ids: Select[tuple[str]]) -> Select[tuple[str]]:
-    """``Patient/<id>`` of every record of the persons behind ``ids`` (each id is a person
-    or a record of one; an id the index does not know is its own person)."""
+    """The patient key (as stored: ``key_of_record``) of every record of the persons
+    behind ``ids`` (each id is a person or a record of one; an id the index does not know
+    is its own person)."""
     noted = ids.subquery()
     persons = union(
         select(noted.c.person_id.label("person")),
@@ -71,7 +73,7 @@ def _patient_keys(ids: Select[tuple[str]]) -> Select[tuple[str]]:
         select(persons.c.person.label("record")),
         select(_i.c.patient_id).where(_i.c.person_id.in_(select(persons.c.person))),
     ).subquery()
-    return select(literal("Patient/") + records.c.record)
+    return select(key_of_record(records.c.record))
 
 
 def visible(scope: Visibility, r: FromClause) -> ColumnElement[bool]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
+from adapter.store.id_forms import key_text
 from adapter.store.outbox.enqueue import order_hash
 
 
@@ -29,6 +30,7 @@ def as_texts(conn: Connection, row: dict[str, Any]) -> dict[str, Any]:
         {"k": out.pop("resource_key")},
     ).one()
     out["resource_type"], out["resource_id"] = rtype, rid
+    patient = key_text(patient)  # PostgreSQL from 0050: the stored bytes (decision 0123)
     texts = order_texts(t for t in (patient, f"{rtype}/{rid}") if t)
     out["order_key"] = texts[out["order_key"]]
     return out

@@ -103,7 +103,7 @@ def test_0051_bare_references_to_markers_and_back(blank_database_url: str) -> No
         else:
             assert at_head == (3, {})  # o3's two alike displays are one value
 
-        downgrade(engine, "0048")
+        downgrade(engine, "0050")
         bare, arrays = _state(engine)
         assert bare == 3  # o1, o2, o3: one row each, as before 0051
         if engine.dialect.name == "postgresql":

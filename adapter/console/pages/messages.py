@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import Select, String, func, literal, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +31,7 @@ from adapter.errors import AdapterError, AlteredBytesError, NotFoundError
 from adapter.mapping.translation import UNREAD
 from adapter.pipeline import STATUSES
 from adapter.store import get_message, verified_raw
+from adapter.store.id_forms import key_of_text_id
 from adapter.store.index_keys import equals
 from adapter.store.index_params import rows_of
 from adapter.store.models import InboundMessage, Resource, SearchIndex
@@ -66,7 +67,7 @@ def _patient_messages(session: Session, identifier: str) -> Any:
         equals(si.c.code, si.c.code_full, identifier),
     )
     patient = Resource.__table__.alias("patient")
-    keys = select(literal("Patient/", String) + patient.c.id).where(
+    keys = select(key_of_text_id(patient.c.id)).where(  # as stored (decision 0123)
         patient.c.resource_type == "Patient", patient.c.resource_key.in_(patients)
     )
     r = Resource.__table__.c

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from adapter.store.advisory import SCOPE, lock_all
 from adapter.store.resources import held_writes
+from adapter.store.types import uuid_bytes
 
 
 def key_hash(key: str) -> str:
@@ -55,7 +56,7 @@ _LOCK_WITH_STORED = text(
     "  UNION"
     "  SELECT ('x' || encode(substring(key_hash FROM 1 FOR 8), 'hex'))::bit(64)::bigint"
     "  FROM identity_key"
-    "  WHERE patient_id = ANY(CAST(:records AS varchar[]))"
+    "  WHERE patient_id = ANY(CAST(:records AS bytea[]))"  # as stored (decision 0123)
     " ) AS wanted ORDER BY 1"
     ") AS ordered"
 )
@@ -67,7 +68,8 @@ def serialise_records(session: Session, hashes: Iterable[str], records: Collecti
     if session.get_bind().dialect.name != "postgresql":
         return
     given = sorted({_lock_id(h) for h in hashes})
-    session.execute(_LOCK_WITH_STORED, {"given": given, "records": sorted(set(records))})
+    stored = [uuid_bytes(r) for r in sorted(set(records))]
+    session.execute(_LOCK_WITH_STORED, {"given": given, "records": stored})
 
 
 # the bulk batch's locks, in its ``BatchWrites.reads``: forgotten when a message of the batch

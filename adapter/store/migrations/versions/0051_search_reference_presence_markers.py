@@ -8,7 +8,7 @@ the resource's other rows, and taken out of the arrays (a row left with both arr
 which only a marker made, is deleted).
 
 Revision ID: 0051
-Revises: 0048
+Revises: 0050
 Create Date: 2026-12-06
 """
 
@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0051"
-down_revision: str | Sequence[str] | None = "0048"
+down_revision: str | Sequence[str] | None = "0050"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
