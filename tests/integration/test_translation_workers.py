@@ -24,8 +24,9 @@ from adapter.store import make_engine, migrate
 from adapter.store import resources as resources_module
 from adapter.store import session_factory as make_factory
 from adapter.store.audit_log import AuditRecord
-from adapter.store.models import InboundMessage, Resource, SearchIndex
+from adapter.store.models import InboundMessage, Resource, SearchParam
 from adapter.store.resources import content_hash
+from adapter.store.search_tokens import index_rows
 from tests.integration.connector_helpers import example_pipeline
 from tests.integration.referral_support import pipeline_for
 from tests.integration.test_bulk_ingest import _fixtures, _routed, _stored
@@ -102,9 +103,12 @@ def test_a_new_patients_index_rows_come_from_the_worker(
     assert [r.status.startswith("processed") for r in results] == [True]
     assert "Patient" not in derived and derived["Provenance"] == 1
     with session_factory() as session:
+        # every index row, a PostgreSQL array's values too (names are ids there: 0117)
+        ix = index_rows()
         rows = session.scalars(
-            select(SearchIndex.param)
-            .join(Resource, Resource.resource_key == SearchIndex.resource_key)
+            select(SearchParam.param)
+            .join(ix, ix.c.param_id == SearchParam.param_id)
+            .join(Resource, Resource.resource_key == ix.c.resource_key)
             .where(Resource.resource_type == "Patient")
         ).all()
         assert {"identifier", "name", "birthdate"} <= set(rows)
