@@ -182,8 +182,18 @@ def _note_activity(insert: Any, values: dict[str, Any] | None = None) -> Any:
 
 
 _NOTE_ACTIVITY = {False: _note_activity(sqlite.insert), True: _note_activity(postgresql.insert)}
-_ACTIVITY = ("person_id", "facility_id", "source", "ref", "start_at", "end_at")
-_ACTIVITY += ("created_at", "updated_at", "detail")  # the columns ``note_activity`` gives
+# the columns ``note_activity`` gives
+_ACTIVITY = (
+    "person_id",
+    "facility_id",
+    "source",
+    "ref",
+    "start_at",
+    "end_at",
+    "created_at",
+    "updated_at",
+    "detail",
+)
 
 
 def open_and_noted_query(opened: Select[Any]) -> Any:

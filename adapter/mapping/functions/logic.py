@@ -55,9 +55,9 @@ def exists(ev: FunctionContext, *values: Any) -> bool:
             return v.strip() != ""
         if v is None:
             return False
-        if kind in TEXT_DECIDES:  # not empty and text not blank: text not blank
-            return v.text.strip() != ""  # type: ignore[no-any-return]
-        if kind in TEXT_FIRST:  # its text read first below, then not blank: not empty
+        # TEXT_DECIDES: not empty and text not blank is text not blank; TEXT_FIRST: its
+        # text is what is_empty reads first, so a blank text decides (decision 0121)
+        if kind in TEXT_DECIDES or kind in TEXT_FIRST:
             return v.text.strip() != ""  # type: ignore[no-any-return]
         if is_position_type(kind):
             as_text = getattr(v, "text", None)
