@@ -2,10 +2,11 @@
 resources (decision 0130): ``adapter store check-index``, and the tests' check after a
 mixed ingest.
 
-For each current resource (chunks of ``CHUNK``), inside a savepoint rolled back at once:
-its stored rows are read, deleted, written again from its body exactly as ``reindex``
-writes them, read again, and the two readings compared. Nothing is left changed (the
-interning tables may gain a row: they only grow). A reading names every interned id by
+For each current resource (chunks of ``CHUNK``, a transaction each, rolled back): its
+stored rows are read, deleted, written again from its body exactly as ``reindex`` writes
+them, read again, and the two readings compared. Nothing is left changed (the interning
+tables may gain a row: they only grow; on PostgreSQL the rolled-back rows are dead tuples
+for autovacuum). A reading names every interned id by
 what it stands for (``search_param``'s type, parameter and kind; ``search_system``'s
 text; on PostgreSQL each ``search_terms`` element's parameter and target, each
 dictionary id's parameter, system, code and text): a row whose ``param_id`` names
@@ -160,40 +161,57 @@ def check_index(
     progress: Callable[[int], None] | None = None,
 ) -> IndexCheck:
     """Compare every current resource's stored index with the one derived from its body
-    (module docstring). The session's transaction is left as found (savepoints only)."""
+    (module docstring). Each chunk is a transaction of its own, rolled back: ``session``
+    must hold nothing uncommitted, and on SQLite the write lock is held one chunk at a time.
+    A resource that differs is checked once more at the end (a write beside the check
+    may have changed it between the readings): only a difference seen twice counts."""
     forget_all(session.get_bind().engine)
     names = _Names(session)
     query = select(_resource.c.resource_key).where(_resource.c.deleted.is_(False))
     if resource_type:
         query = query.where(_resource.c.resource_type == resource_type)
     keys = list(session.execute(query.order_by(_resource.c.resource_key)).scalars())
-    found = IndexCheck()
+    session.rollback()
+    found = IndexCheck(resources=len(keys))
+    doubted: list[int] = []
     for start in range(0, len(keys), CHUNK):
-        _check_chunk(session, names, keys[start : start + CHUNK], zone, found, keep)
+        differ, rows = _check_chunk(session, names, keys[start : start + CHUNK], zone)
+        found.rows += rows
+        doubted += (d.resource_key for d in differ)
         if progress is not None:
-            progress(found.resources)
+            progress(start + len(keys[start : start + CHUNK]))
+    for start in range(0, len(doubted), CHUNK):
+        differ, _ = _check_chunk(session, names, doubted[start : start + CHUNK], zone)
+        found.different += len(differ)
+        for difference in differ:
+            for item in difference.stored_only:
+                found.by_param[_param_of(item)] += 1
+        found.differences += differ[: max(0, keep - len(found.differences))]
     if resource_type is None:
         found.orphans = orphan_rows(session)
+        session.rollback()
     return found
 
 
 def _check_chunk(
-    session: Session,
-    names: _Names,
-    keys: list[int],
-    zone: tzinfo,
-    found: IndexCheck,
-    keep: int,
-) -> None:
-    rows = session.execute(
-        select(
-            _resource.c.resource_key, _resource.c.resource_type, _resource.c.id, _resource.c.body
-        ).where(_resource.c.resource_key.in_(keys))
-    ).all()
-    names.refresh()
-    stored = _named(session, names, keys)
-    savepoint = session.begin_nested()
+    session: Session, names: _Names, keys: list[int], zone: tzinfo
+) -> tuple[list[Difference], int]:
+    """The resources of ``keys`` whose rows differ, and how many rows were stored (one
+    transaction, rolled back)."""
     try:
+        rows = session.execute(
+            select(
+                _resource.c.resource_key,
+                _resource.c.resource_type,
+                _resource.c.id,
+                _resource.c.body,
+            ).where(_resource.c.resource_key.in_(keys), _resource.c.deleted.is_(False))
+        ).all()
+        keys = [row.resource_key for row in rows]  # those still current
+        if not keys:
+            return [], 0
+        names.refresh()
+        stored = _named(session, names, keys)
         _delete_index_rows(session, keys)
         derived_rows = []
         for row in rows:
@@ -203,27 +221,21 @@ def _check_chunk(
         names.refresh()  # a parameter or system created for the derivation
         derived = _named(session, names, keys)
     finally:
-        savepoint.rollback()
+        session.rollback()
+    out = []
     for row in rows:
         mine, theirs = stored[row.resource_key], derived[row.resource_key]
-        found.resources += 1
-        found.rows += sum(mine.values())
-        if mine == theirs:
-            continue
-        found.different += 1
-        only_stored = mine - theirs
-        for item in only_stored.elements():
-            found.by_param[_param_of(item)] += 1
-        if len(found.differences) < keep:
-            found.differences.append(
+        if mine != theirs:
+            out.append(
                 Difference(
                     row.resource_type,
                     row.id,
                     row.resource_key,
-                    sorted(only_stored.elements(), key=repr),
+                    sorted((mine - theirs).elements(), key=repr),
                     sorted((theirs - mine).elements(), key=repr),
                 )
             )
+    return out, sum(sum(c.values()) for c in stored.values())
 
 
 def _param_of(item: tuple[Any, ...]) -> tuple[Any, ...]:
