@@ -16,15 +16,18 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 from typer.testing import CliRunner
 
 from adapter.cli import app
 from adapter.pipeline.drain import drain
 from adapter.pipeline.receipt import Receipt
 from adapter.settings import get_settings
+from adapter.store import make_engine, reindex
+from adapter.store import session_factory as make_factory
 from adapter.store.index_check import check_index, describe
 from adapter.store.interning import forget_all
-from adapter.store.models import Resource, SearchParam
+from adapter.store.models import Base, Resource, SearchParam
 from tests.integration.referral_support import pipeline_for
 from tests.integration.test_bulk_ingest import _fixtures, _routed
 from tests.integration.test_long_values import (
@@ -208,3 +211,57 @@ def test_adapter_store_check_index(
     result = CliRunner().invoke(app, ["reindex"])
     assert result.exit_code == 0, result.output
     assert CliRunner().invoke(app, ["store", "check-index"]).exit_code == 0
+
+
+def _emptied(url: str) -> None:
+    """Every table emptied and its ids started again through an engine of its own: what
+    restoring another backup under a running process looks like to that process."""
+    other = make_engine(url, poolclass=NullPool)
+    try:
+        with other.begin() as conn:
+            if other.dialect.name == "postgresql":
+                names = conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                        " AND tablename <> 'alembic_version'"
+                    )
+                ).scalars()
+                conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+                return
+            for table in reversed(Base.metadata.sorted_tables):
+                if table.info.get("dialect") in (None, "sqlite"):
+                    conn.execute(table.delete())
+    finally:
+        other.dispose()
+
+
+def test_the_check_finds_rows_written_with_ids_cached_from_another_store(
+    session_factory: sessionmaker[Session], database_url: str, tmp_path: Path
+) -> None:
+    """The interning tables only grow (adapter/store/interning.py): a process that cached
+    ids before its database was emptied and filled again by another (a backup restored
+    under it) writes rows naming other parameters. The check finds them; ``reindex``
+    writes them again."""
+    labs = _fixtures()
+    pipeline = pipeline_for(_routed(tmp_path), session_factory)
+    list(pipeline.ingest_many(labs[:3], batch=10))  # this process caches the ids
+    _emptied(database_url)
+    elsewhere = make_engine(database_url, poolclass=NullPool)
+    try:  # another process stores documents first: the parameters get other ids
+        other = pipeline_for(_routed(tmp_path), make_factory(elsewhere))
+        for raw, receipt in _documents()[2:3]:
+            assert other.ingest(raw, receipt).status.startswith("processed")
+    finally:
+        elsewhere.dispose()
+    results = list(pipeline.ingest_many(labs[3:6], batch=10))  # with the ids it cached
+    assert all(r.status.startswith("processed") for r in results)
+    with session_factory() as session:
+        found = check_index(session)
+        session.rollback()
+    assert not found.ok and found.different > 0
+    with session_factory.begin() as session:
+        reindex(session)
+    with session_factory() as session:
+        found = check_index(session)
+        session.rollback()
+    assert found.ok, "\n".join(describe(found))
