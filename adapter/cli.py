@@ -1,7 +1,7 @@
 """The ``adapter`` command: one typer app assembled from the command modules by area
 (adapter/commands/): serve, messages (ingest, messages, show, reprocess), demo, mappings,
 connectors (connectors check, listen, poll), delivery (worker, deliveries, replay),
-search (reindex), store (compact), care (care list, grant, revoke, register,
+search (reindex), store (compact, check-index), care (care list, grant, revoke, register,
 close-referral), patients (the patient index: show, reviews, merge, unmerge, rematch),
 sync (the nightly synchronisation), remap, audit (verify, checkpoints, disclosures,
 grants) and recognition (recognition check, query, decide, rate) and referrals (show,

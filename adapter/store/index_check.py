@@ -21,7 +21,7 @@ derived rows take their ids from the tables, not from what this process remember
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
@@ -158,7 +158,6 @@ def check_index(
     resource_type: str | None = None,
     *,
     keep: int = 20,
-    progress: Callable[[int], None] | None = None,
 ) -> IndexCheck:
     """Compare every current resource's stored index with the one derived from its body
     (module docstring). Each chunk is a transaction of its own, rolled back: ``session``
@@ -178,8 +177,6 @@ def check_index(
         differ, rows = _check_chunk(session, names, keys[start : start + CHUNK], zone)
         found.rows += rows
         doubted += (d.resource_key for d in differ)
-        if progress is not None:
-            progress(start + len(keys[start : start + CHUNK]))
     for start in range(0, len(doubted), CHUNK):
         differ, _ = _check_chunk(session, names, doubted[start : start + CHUNK], zone)
         found.different += len(differ)
