@@ -11,10 +11,11 @@ repeating the number, so the list can go into issues and logs.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from operator import mul
-from typing import Literal
+from typing import Any, Literal
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"  # indexed by the weighted sum mod 11
@@ -71,7 +72,7 @@ def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
     was made on (a birth date "in the future" depends on the day), a bounded number of
     them (decision 0125). The result is immutable but for ``problems``, which no caller
     changes."""
-    day = today or date.today()
+    day = today or _today()
     if value.__class__ is str:
         found = _READ.get((value, day))
         if found is None:
@@ -87,6 +88,17 @@ def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
 # hundred numbers: the same patient's number is met again within a message)
 _READ: dict[tuple[str, date], NationalId] = {}
 _READ_MAX = 1024
+_DAY: list[Any] = [0.0, None]  # until when (time.time()) the day below is asked again, the day
+
+
+def _today() -> date:
+    """``date.today()``, asked at most once a second (it reads the local zone: a system
+    call each time, most of a cached reading's cost in bulk work)."""
+    now = time.time()
+    if now >= _DAY[0]:
+        _DAY[1] = date.today()
+        _DAY[0] = now + 1.0
+    return _DAY[1]  # type: ignore[no-any-return]
 
 
 def _parse(value: str, today: date) -> NationalId:
