@@ -367,19 +367,16 @@ def _lock_query(
         columns.append(
             type_coerce(_resource.c.body, NullType()).label("body") if sqlite else _resource.c.body
         )
-    query = (
-        select(*columns)
-        .where(
-            or_(
-                *(
-                    and_(
-                        _resource.c.resource_type == rtype,
-                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True))
-                        if counts is None
-                        else _resource.c.id.in_([bindparam(f"i{n}_{k}") for k in range(counts[n])]),
-                    )
-                    for n, rtype in enumerate(types)
+    query = select(*columns).where(
+        or_(
+            *(
+                and_(
+                    _resource.c.resource_type == rtype,
+                    _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True))
+                    if counts is None
+                    else _resource.c.id.in_([bindparam(f"i{n}_{k}") for k in range(counts[n])]),
                 )
+                for n, rtype in enumerate(types)
             )
         )
     )
