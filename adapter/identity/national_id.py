@@ -11,9 +11,11 @@ repeating the number, so the list can go into issues and logs.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Literal
+from operator import mul
+from typing import Any, Literal
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"  # indexed by the weighted sum mod 11
@@ -32,8 +34,13 @@ def national_id_check_char(first17: str) -> str:
     """The check character for the first 17 digits (ISO 7064 MOD 11-2)."""
     if not _DIGITS17.fullmatch(first17):
         raise ValueError("expected exactly 17 ASCII digits")
-    total = sum(int(ch) * w for ch, w in zip(first17, _WEIGHTS, strict=True))
-    return _CHECK_CHARS[total % 11]
+    return _check_char(first17)
+
+
+def _check_char(first17: str) -> str:
+    """``national_id_check_char`` of 17 ASCII digits already checked (``map`` in C: a
+    generator of 17 products cost about 10 µs)."""
+    return _CHECK_CHARS[sum(map(mul, map(int, first17), _WEIGHTS)) % 11]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +65,43 @@ def normalise_national_id(value: str) -> str:
 
 
 def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
-    """Read a 15- or 18-character identity number; never raises for a str."""
+    """Read a 15- or 18-character identity number; never raises for a str.
+
+    A message's patient has its number read several times (the translation's checks, the
+    patient index's features and warnings): each value's reading is kept for the day it
+    was made on (a birth date "in the future" depends on the day), a bounded number of
+    them (decision 0125). The result is immutable but for ``problems``, which no caller
+    changes."""
+    day = today or _today()
+    if value.__class__ is str:
+        found = _READ.get((value, day))
+        if found is None:
+            found = _parse(value, day)
+            if len(_READ) >= _READ_MAX:
+                _READ.clear()
+            _READ[(value, day)] = found
+        return found
+    return _parse(value, day)
+
+
+# (value as given, the day) -> its reading; emptied when full (a batch's patients, a few
+# hundred numbers: the same patient's number is met again within a message)
+_READ: dict[tuple[str, date], NationalId] = {}
+_READ_MAX = 1024
+_DAY: list[Any] = [0.0, None]  # until when (time.time()) the day below is asked again, the day
+
+
+def _today() -> date:
+    """``date.today()``, asked at most once a second (it reads the local zone: a system
+    call each time, most of a cached reading's cost in bulk work)."""
+    now = time.time()
+    if now >= _DAY[0]:
+        _DAY[1] = date.today()
+        _DAY[0] = now + 1.0
+    return _DAY[1]  # type: ignore[no-any-return]
+
+
+def _parse(value: str, today: date) -> NationalId:
     v = normalise_national_id(value) if isinstance(value, str) else ""
     problems: list[str] = []
     n = len(v)
@@ -69,7 +112,7 @@ def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
 
     if n == 18:
         if _FORM18.fullmatch(v):
-            expected = national_id_check_char(v[:17])
+            expected = _check_char(v[:17])
             checksum = v[17] == expected
             if not checksum:
                 problems.append(f"bad checksum: check character is {v[17]}, expected {expected}")
@@ -80,7 +123,7 @@ def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
     elif n == 15:
         if _FORM15.fullmatch(v):
             first17 = v[:6] + "19" + v[6:]
-            eighteen = first17 + national_id_check_char(first17)
+            eighteen = first17 + _check_char(first17)
             birth = _birth_date("19" + v[6:12], problems, today)
             sex = _sex(v[14])
         else:
@@ -90,13 +133,13 @@ def parse_national_id(value: str, *, today: date | None = None) -> NationalId:
     return NationalId(v, n, checksum, eighteen, birth, sex, problems)
 
 
-def _birth_date(yyyymmdd: str, problems: list[str], today: date | None) -> date | None:
+def _birth_date(yyyymmdd: str, problems: list[str], today: date) -> date | None:
     try:
         born = date(int(yyyymmdd[:4]), int(yyyymmdd[4:6]), int(yyyymmdd[6:8]))
     except ValueError:
         problems.append("bad birth date: the date digits are not a calendar date")
         return None
-    if born > (today or date.today()):
+    if born > today:
         problems.append("bad birth date: the date is in the future")
         return None
     return born

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from operator import itemgetter
 from typing import Any, Final, NamedTuple
@@ -38,9 +38,12 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    type_coerce,
     update,
 )
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from adapter.fhir.dates import DEFAULT_ZONE, format_instant, truncate_to_millis
 from adapter.fhir.index_values import (
@@ -80,6 +83,7 @@ from adapter.store.search_tokens import (
 from adapter.store.systems import system_ids
 
 _resource = Resource.__table__
+_SQLITE: Final = SQLiteDialect_pysqlite()
 _version = ResourceVersion.__table__
 _index = SearchIndex.__table__
 
@@ -173,11 +177,22 @@ class LockedRows:
 
     keys: frozenset[Key]
     rows: dict[Key, Row[Any]]
+    # the bodies read as stored (SQLite: ``_locked_rows``), decoded when first asked for
+    # (only the merged resources' are: decision 0125)
+    decoded: dict[Key, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def body(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """The stored version as locked, or None when unknown or deleted."""
-        row = self.rows.get((resource_type, resource_id))
-        return None if row is None or row.deleted else row.body
+        key = (resource_type, resource_id)
+        row = self.rows.get(key)
+        if row is None or row.deleted:
+            return None
+        body = row.body
+        if body.__class__ is not bytes and body.__class__ is not str:
+            return body  # type: ignore[no-any-return]
+        if key not in self.decoded:  # once: every call gives the same value, as before
+            self.decoded[key] = _BODY_READ(body)
+        return self.decoded[key]  # type: ignore[no-any-return]
 
 
 def lock_resources(
@@ -294,27 +309,38 @@ def _locked_rows(
     types = tuple(sorted(by_type))
     ids = [sorted(by_type[rtype]) for rtype in types]
     counts = tuple(len(i) for i in ids)
-    query = _LOCK_QUERIES.get((types, counts, with_body, lock))
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    query = _LOCK_QUERIES.get((types, counts, with_body, lock, sqlite))
     if query is None and len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
-        query = _lock_query(types, counts, with_body, lock)
+        query = _lock_query(types, counts, with_body, lock, sqlite)
     if query is not None:  # one parameter per id
         params = {f"i{n}_{k}": rid for n, some in enumerate(ids) for k, rid in enumerate(some)}
     else:  # a shape past the bound: the ids as expanding parameters
-        query = _LOCK_QUERIES.get((types, None, with_body, lock)) or _lock_query(
-            types, None, with_body, lock
+        query = _LOCK_QUERIES.get((types, None, with_body, lock, sqlite)) or _lock_query(
+            types, None, with_body, lock, sqlite
         )
         params = {f"ids_{n}": some for n, some in enumerate(ids)}
     found = execute_rows(session, query, params)  # SQLite: on the driver (decision 0106)
     return {(row.resource_type, row.id): row for row in found}
 
 
-_LOCK_QUERIES: dict[tuple[tuple[str, ...], tuple[int, ...] | None, bool, bool], Select[Any]] = {}
+# SQLite's body as stored, decoded by ``LockedRows.body`` when asked for: the column's own
+# result processor on SQLite (a zstd frame or plain JSON text to its value)
+_BODY_READ: Final = _resource.c.body.type.result_processor(_SQLITE, None) or (lambda v: v)
+
+_LOCK_QUERIES: dict[
+    tuple[tuple[str, ...], tuple[int, ...] | None, bool, bool, bool], Select[Any]
+] = {}
 # shapes seen (the types, the ids of each); a feed's messages repeat a few hundred at most
 _LOCK_QUERIES_MAX = 2048
 
 
 def _lock_query(
-    types: tuple[str, ...], counts: tuple[int, ...] | None, with_body: bool, lock: bool = True
+    types: tuple[str, ...],
+    counts: tuple[int, ...] | None,
+    with_body: bool,
+    lock: bool = True,
+    sqlite: bool = False,
 ) -> Select[Any]:
     """``_locked_rows``' SELECT ... FOR UPDATE for keys of ``types``, built once per shape:
     building the statement and its cache key afresh cost about as much as running it
@@ -323,7 +349,10 @@ def _lock_query(
     counts, without rendering it again at every execution (decision 0050, amended
     2026-12-05 bulkcpu). None: expanding parameters ``ids_<type>``, any count. The
     condition is ``keys_in``'s (adapter/store/keys.py): per type, a key lookup on both
-    databases. ``lock=False``: the same read without FOR UPDATE."""
+    databases. ``lock=False``: the same read without FOR UPDATE. ``sqlite``: the body as
+    stored (``LockedRows.body`` decodes the few the merge reads) and no ORDER BY (the
+    transaction holds the database's write lock: no lock order; the rows become a
+    dictionary), SQLite's sort of the rows in a temporary B-tree saved (decision 0125)."""
     columns = [
         _resource.c.resource_type,
         _resource.c.id,
@@ -335,28 +364,28 @@ def _lock_query(
         _resource.c.resource_key,
     ]
     if with_body:
-        columns.append(_resource.c.body)
-    query = (
-        select(*columns)
-        .where(
-            or_(
-                *(
-                    and_(
-                        _resource.c.resource_type == rtype,
-                        _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True))
-                        if counts is None
-                        else _resource.c.id.in_([bindparam(f"i{n}_{k}") for k in range(counts[n])]),
-                    )
-                    for n, rtype in enumerate(types)
+        columns.append(
+            type_coerce(_resource.c.body, NullType()).label("body") if sqlite else _resource.c.body
+        )
+    query = select(*columns).where(
+        or_(
+            *(
+                and_(
+                    _resource.c.resource_type == rtype,
+                    _resource.c.id.in_(bindparam(f"ids_{n}", expanding=True))
+                    if counts is None
+                    else _resource.c.id.in_([bindparam(f"i{n}_{k}") for k in range(counts[n])]),
                 )
+                for n, rtype in enumerate(types)
             )
         )
-        .order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
     )
+    if not sqlite:
+        query = query.order_by(_resource.c.resource_type, _resource.c.id)  # the lock order
     if lock:
         query = query.with_for_update()
     if len(_LOCK_QUERIES) < _LOCK_QUERIES_MAX:
-        _LOCK_QUERIES[(types, counts, with_body, lock)] = query
+        _LOCK_QUERIES[(types, counts, with_body, lock, sqlite)] = query
     return query
 
 

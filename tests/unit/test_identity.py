@@ -162,6 +162,20 @@ def test_impossible_birth_dates() -> None:
     assert parse_national_id("110105490230002").birth_date is None
 
 
+def test_a_reading_is_kept_for_its_day_only() -> None:
+    # a number read again the same day gives the same reading; on another day it is read
+    # again: whether its birth date is in the future depends on the day (decision 0125)
+    born = make_id("11010520300101002")
+    before = parse_national_id(born, today=date(2029, 12, 31))
+    after = parse_national_id(born, today=date(2030, 1, 1))
+    assert any("future" in p for p in before.problems) and before.birth_date is None
+    assert after.problems == [] and after.birth_date == date(2030, 1, 1)
+    assert parse_national_id(born, today=date(2029, 12, 31)) == before
+    assert parse_national_id(" " + born.lower() + " ", today=date(2030, 1, 1)) == after
+    today = parse_national_id(born)  # today: years before 2030
+    assert today.birth_date is None and today == before
+
+
 def test_mask() -> None:
     assert mask_national_id(GB_EXAMPLE) == "110105********002X"
     assert mask_national_id(" 11010519491231002x ") == "110105********002X"
