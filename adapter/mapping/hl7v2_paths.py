@@ -239,6 +239,8 @@ class ReadNode(Node):
         self._children = None
 
 
+_new_node = object.__new__  # a ReadNode made by ``read_path`` without its ``__init__`` call
+
 # its text is a leaf of the part ``is_empty`` looks at (``Segment.blank``): not blank, not empty
 TEXT_DECIDES.add(ReadNode)
 # ``@cx.1``: component 1 of the position (``child``); a Node is never a dict or a list
@@ -681,9 +683,40 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
     # they are read
     rep = path.rep or 1
+    comp = path.comp
     tracker.fields.add((index, field_no))
-    tracker.parts.add((index, field_no, rep, path.comp or 1))
-    found = resolved[key] = ReadNode(segment, field_no, rep, path.comp, path.sub, tracker)
+    tracker.parts.add((index, field_no, rep, comp or 1))
+    # ``ReadNode(segment, field_no, rep, comp, sub, tracker)``, its text as ``Segment.get``
+    # gives it: a flat segment's first repetition and subcomponent at once (``get``'s hot
+    # path), any other through ``get`` (decision 0126)
+    sub = path.sub
+    if rep == 1 and (sub is None or sub == 1) and segment._flat and field_no > 0:
+        fields = segment._f
+        value = fields[field_no] if field_no < len(fields) else ""
+        if value:
+            cs = segment._cs
+            number = comp or 1  # as ``comp or 1`` is passed to ``get``
+            if cs in value:
+                if number == 1:
+                    value = value[: value.index(cs)]
+                else:
+                    parts = value.split(cs)
+                    value = parts[number - 1] if 0 < number <= len(parts) else ""
+            elif number != 1:
+                value = ""
+    else:
+        value = segment.get(field_no, rep, comp or 1, sub or 1)
+    found = _new_node(ReadNode)
+    found.segment = segment
+    found.field = field_no
+    found.rep = rep
+    found.comp = comp
+    found.sub = sub
+    found.tracker = tracker
+    found._text = found.text = value
+    found._empty = None
+    found._children = None
+    resolved[key] = found
     return found  # type: ignore[no-any-return]
 
 
