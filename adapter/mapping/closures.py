@@ -51,6 +51,7 @@ _APPLY = FUNCTIONS["apply"]  # codes.apply, written inline with a literal name (
 
 _EXPR_KINDS = (Literal, Path, Var, Call)
 _TEMPLATE_KINDS = (DictNode, ListNode, Gate, FirstOf, Each)
+_AS_IS = (bool, int, float, dict)  # materialize(): a tuple, not a union made per test
 
 
 def _keep(node: Any, slot: str, fn: Fn) -> Fn:
@@ -859,7 +860,7 @@ def items_fn(target: Any) -> Callable[[Any], list[tuple[Any, Any]]]:
 def materialize(value: Any) -> Any:
     """A value as it goes into a resource: text stripped (empty: None), a source position
     as its text, lists without their empty items."""
-    if value is None or isinstance(value, bool | int | float | dict):
+    if value is None or isinstance(value, _AS_IS):
         return value
     if isinstance(value, str):
         value = value.strip()

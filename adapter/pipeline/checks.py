@@ -53,6 +53,7 @@ def _type_of(key: str, top: bool) -> str:
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _control = CONTROL_CHARACTER.search  # is_plain_string's test, inline in _walk
+_CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would make a union object per test
 
 
 def check_resources(
@@ -120,7 +121,7 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
                     )
                 else:
                     _passed(kind, value)
-            elif isinstance(value, dict | list):
+            elif isinstance(value, _CONTAINERS):
                 _walk(value, (path, key), prefix, issues)
             elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
                 issues.append(

@@ -18,6 +18,8 @@ from adapter.mapping.values import (
     text,
 )
 
+_CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would make a union object per test
+
 
 @transform("first")
 def first(ev: FunctionContext, *values: Any) -> Any:
@@ -70,7 +72,7 @@ def exists(ev: FunctionContext, *values: Any) -> bool:
         if is_position_without_text(v):
             return True
     for v in values:
-        if isinstance(v, dict | list):
+        if isinstance(v, _CONTAINERS):
             if not is_empty(v):
                 return True
         elif not is_empty(v) and text(v).strip() != "":
