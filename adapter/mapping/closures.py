@@ -837,7 +837,14 @@ def _item_fn(node: Each) -> Callable[[Any, Any, Any], Any]:
 def items_fn(target: Any) -> Callable[[Any], list[tuple[Any, Any]]]:
     """(item, scope) pairs for ``each``: a group / segment name or an expression."""
     if isinstance(target, str):
-        return lambda ev: [(s, s) for s in ev.state.source.iterate_name(target, ev.scope)]
+
+        def named(ev: Any) -> list[tuple[Any, Any]]:
+            out = []  # a loop, not a comprehension (a function made per call)
+            for s in ev.state.source.iterate_name(target, ev.scope):
+                out.append((s, s))
+            return out
+
+        return named
     if isinstance(target, Path):
         compiled = target.compiled
         return lambda ev: ev.state.source.iterate_path(compiled, ev.scope)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
@@ -397,11 +398,21 @@ class Group:
         self.found[name] = None
         return None
 
+    # loops, not comprehensions, in what runs per message: a comprehension or a generator
+    # is a function made per call (decision 0126)
     def segments_named(self, name: str) -> list[Segment]:
-        return [s for s in self.segments if s.name == name]
+        out = []
+        for s in self.segments:
+            if s.name == name:
+                out.append(s)
+        return out
 
     def groups_named(self, name: str) -> list[Group]:
-        return [g for g in self.groups if g.name == name]
+        out = []
+        for g in self.groups:
+            if g.spec.name == name:
+                out.append(g)
+        return out
 
     def walk(self) -> Iterator[Group]:
         yield self
@@ -411,10 +422,16 @@ class Group:
     @property
     def first_segment(self) -> Segment | None:
         if self.segments:
-            return min(self.segments, key=lambda s: s.index)
-        firsts = [g.first_segment for g in self.groups]
-        present = [s for s in firsts if s is not None]
-        return min(present, key=lambda s: s.index) if present else None
+            return min(self.segments, key=_INDEX)
+        present = []
+        for g in self.groups:
+            s = g.first_segment
+            if s is not None:
+                present.append(s)
+        return min(present, key=_INDEX) if present else None
+
+
+_INDEX = attrgetter("index")  # a segment's position: the key of ``min`` (no lambda per call)
 
 
 def _place(group: Group, segment: Segment) -> Group | None:
@@ -425,9 +442,12 @@ def _place(group: Group, segment: Segment) -> Group | None:
         if isinstance(child, SegmentSpec):
             if child.name != segment.name:
                 continue
-            already = index == group.position and any(
-                s.name == segment.name for s in group.segments
-            )
+            already = False
+            if index == group.position:
+                for s in group.segments:
+                    if s.name == segment.name:
+                        already = True
+                        break
             if already and not child.repeat:
                 continue
             group.segments.append(segment)
@@ -642,10 +662,17 @@ def missing_required(root: Group) -> list[tuple[Group, str]]:
         for child in group.spec.children:
             if not child.required:
                 continue
+            present = False
             if isinstance(child, SegmentSpec):
-                present = any(s.name == child.name for s in group.segments)
+                for s in group.segments:
+                    if s.name == child.name:
+                        present = True
+                        break
             else:
-                present = any(g.spec is child for g in group.groups)
+                for g in group.groups:
+                    if g.spec is child:
+                        present = True
+                        break
             if not present:
                 out.append((group, child.name))
     return out
@@ -770,8 +797,15 @@ def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
         return []
     tracker.mark(segment, path.field)
     reps = [path.rep] if path.rep else range(1, segment.repetitions(path.field) + 1)
-    nodes = [Node(segment, path.field, rep, path.comp, path.sub, tracker) for rep in reps]
-    present = [n for n in nodes if not n.is_empty()]
+    # loops, not comprehensions (each a function made per call, decision 0126): every node
+    # made, then the present ones marked read, as before
+    nodes: list[Node] = []
+    for rep in reps:
+        nodes.append(Node(segment, path.field, rep, path.comp, path.sub, tracker))
+    present: list[Node] = []
+    for node in nodes:
+        if not node.is_empty():
+            present.append(node)
     for node in present:
         tracker.read(segment, path.field, node.rep, path.comp or 1)
     return present
