@@ -14,7 +14,7 @@ from adapter.mapping.closures import id_parts_of, lets_of
 from adapter.mapping.evaluation import Evaluation, truthy
 from adapter.mapping.ids import deterministic_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
-from adapter.mapping.values import is_empty, location, text
+from adapter.mapping.values import TEXT_DECIDES, is_empty, location, text
 
 # -- running a message mapping -----------------------------------------------------------------
 
@@ -199,7 +199,13 @@ def _resource_id(ev: Evaluation, template: ResourceTemplate) -> str | None:
     for built in template._ids or id_parts_of(template):  # made by the loader
         parts: list[str] = []  # loops, not a comprehension (a function made per call)
         for value in built(ev):
-            parts.append(text(value))
+            kind = type(value)  # text(value), its first cases inline (a call per part)
+            if kind is str:
+                parts.append(value)
+            elif kind in TEXT_DECIDES:
+                parts.append(value.text)
+            else:
+                parts.append(text(value))
         blank = not parts
         for p in parts:
             if not p.strip():

@@ -783,8 +783,27 @@ def read_unless_other(tracker: ReadTracker, path: Hl7Path, scope: Group, chosen:
         return  # peek gives "", and resolve reads nothing of an absent segment
     if (segment.index, id(path)) in tracker.resolved:
         return
-    if path.field is not None:
-        other = segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1).strip()
+    field_no = path.field
+    if field_no is not None:
+        rep, comp, sub = path.rep, path.comp, path.sub
+        if (rep is None or rep == 1) and (sub is None or sub == 1) and segment._flat and field_no > 0:
+            # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
+            fields = segment._f
+            other = fields[field_no] if field_no < len(fields) else ""
+            if other:
+                cs = segment._cs
+                number = comp or 1
+                if cs in other:
+                    if number == 1:
+                        other = other[: other.index(cs)]
+                    else:
+                        parts = other.split(cs)
+                        other = parts[number - 1] if 0 < number <= len(parts) else ""
+                elif number != 1:
+                    other = ""
+        else:
+            other = segment.get(field_no, rep or 1, comp or 1, sub or 1)
+        other = other.strip()
         if other and other != chosen:
             return  # another value: left unread unless another rule reads it
     read_path(tracker, path, scope)

@@ -143,7 +143,10 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
                 )
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            _walk(item, (path, index, None), prefix, issues)
+            # an item that is neither a dict nor a list is not looked at (what the call
+            # made for it did): no call for it (decision 0126)
+            if isinstance(item, _CONTAINERS):
+                _walk(item, (path, index, None), prefix, issues)
 
 
 def _path_text(path: Any) -> str:
