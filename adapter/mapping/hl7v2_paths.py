@@ -786,7 +786,8 @@ def read_unless_other(tracker: ReadTracker, path: Hl7Path, scope: Group, chosen:
     field_no = path.field
     if field_no is not None:
         rep, comp, sub = path.rep, path.comp, path.sub
-        if (rep is None or rep == 1) and (sub is None or sub == 1) and segment._flat and field_no > 0:
+        first_rep = (rep is None or rep == 1) and (sub is None or sub == 1)
+        if first_rep and segment._flat and field_no > 0:
             # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
             fields = segment._f
             other = fields[field_no] if field_no < len(fields) else ""

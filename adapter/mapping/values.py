@@ -86,9 +86,7 @@ def is_position_without_text(value: Any) -> bool:
         position = is_position_type(kind)
     if position:
         return not isinstance(getattr(value, "text", None), str)
-    return not isinstance(value, _VALUES) and not isinstance(
-        getattr(value, "text", None), str
-    )
+    return not isinstance(value, _VALUES) and not isinstance(getattr(value, "text", None), str)
 
 
 def location(value: Any) -> str | None:
