@@ -32,6 +32,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+_NUMBERS = (int, float, Decimal)  # a tuple: ``int | float`` makes a union object per test
+
 __all__ = [
     "PRIMITIVE_TYPES",
     "check_primitive",
@@ -255,7 +257,7 @@ def check_primitive(type_name: str, value: Any) -> str | None:
             return f"{type_name} must be between {low} and {INT32_MAX}"
         return None
     if type_name == "decimal":
-        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+        if isinstance(value, bool) or not isinstance(value, _NUMBERS):
             return f"decimal must be a JSON number, not a {_type_label(value)}"
         finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(value)
         return None if finite else "decimal must be a finite number"

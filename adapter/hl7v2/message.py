@@ -171,7 +171,11 @@ class Segment:
         if (self._flat or not _is_deep(value, self._d)) and not (self.name == "MSH" and field <= 2):
             if rep != 1:  # one repetition only
                 return []
-            return [c for c, part in enumerate(value.split(self._cs), 1) if part]
+            out: list[int] = []  # a loop, not a comprehension (a function made per call)
+            for c, part in enumerate(value.split(self._cs), 1):
+                if part:
+                    out.append(c)
+            return out
         count = len(self.components(field, rep))
         return [c for c in range(1, count + 1) if any(self.subcomponents(field, rep, c))]
 
@@ -181,7 +185,11 @@ class Segment:
 
     def populated_fields(self) -> list[int]:
         """Numbers of the fields that hold anything (for MSH, 1 and 2 always do)."""
-        return [i for i, v in enumerate(self._f) if i and v]
+        out: list[int] = []  # a loop, not a comprehension (a function made per call)
+        for i, v in enumerate(self._f):
+            if i and v:
+                out.append(i)
+        return out
 
     def populated(self) -> Iterator[tuple[int, int, int, int]]:
         """Every non-empty (field, rep, comp, sub) position, in message order."""

@@ -27,6 +27,7 @@ from adapter.hl7v2.truncation import truncated_error
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits, over_limit
 
 _DELIMITER_CHARS = frozenset(string.punctuation)
+_BYTES = (bytes, bytearray, memoryview)  # a tuple: a union would be made per message
 _SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
 _SHOWABLE = re.compile(r"[A-Za-z0-9]{1,4}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
@@ -43,7 +44,7 @@ def parse_hl7v2(
     """Read one HL7 v2 message. Raises only ParseError or InputTooLargeError for bad bytes;
     a message over one of ``limits`` (segments, fields, repetitions, components) is a
     ParseError with code ``too-costly`` at the first place over the limit."""
-    if not isinstance(raw, bytes | bytearray | memoryview):
+    if not isinstance(raw, _BYTES):
         raise TypeError(f"parse_hl7v2 takes bytes, not {type(raw).__name__}")
     if max_bytes is not None and len(raw) > max_bytes:
         raise InputTooLargeError(

@@ -47,8 +47,11 @@ from adapter.mapping.values import (
 
 Fn = Callable[[Any], Any]  # evaluation -> value
 
+_APPLY = FUNCTIONS["apply"]  # codes.apply, written inline with a literal name (``_inline``)
+
 _EXPR_KINDS = (Literal, Path, Var, Call)
 _TEMPLATE_KINDS = (DictNode, ListNode, Gate, FirstOf, Each)
+_AS_IS = (bool, int, float, dict)  # materialize(): a tuple, not a union made per test
 
 
 def _keep(node: Any, slot: str, fn: Fn) -> Fn:
@@ -156,8 +159,7 @@ def datatype_fn(template: DatatypeTemplate) -> Callable[[Any, list[Any]], Any]:
 
     def apply(ev: Any, args: list[Any]) -> Any:
         variables = dict(ev.vars)
-        for param, arg in zip(params, args, strict=False):
-            variables[param] = arg
+        variables.update(zip(params, args, strict=False))
         child = type(ev)(ev.state, ev.scope, variables)
         for let_name, let in lets:
             variables[let_name] = let(child)
@@ -323,6 +325,18 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
                 return "True" if node.name == "all" else "False"
             parts = [_truth(arg, names, local) for arg in node.args]
             return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
+        if (
+            node.name == "apply"
+            and node.args
+            and type(node.args[0]) is Literal
+            and type(node.args[0].value) is str
+            and FUNCTIONS["apply"] is _APPLY
+        ):
+            # ``apply('cwe-coding', OBX-3, ...)``: codes.apply with its literal name, written
+            # as the call it makes (``ev.apply_datatype(name, [args])``, decision 0126)
+            names[name] = node.args[0].value
+            args = [_inline(arg, names, local) for arg in node.args[1:]]
+            return f"ev.apply_datatype({name}, [{', '.join(args)}])"
         names[name] = FUNCTIONS[node.name]
         args = [_inline(arg, names, local) for arg in node.args]
         return f"{name}(ev{''.join(', ' + arg for arg in args)})"
@@ -384,7 +398,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     }
     lines: list[str] = []
     for i, node in enumerate(nodes):
-        rest = tuple(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
+        rest = _once(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
         lines.append(f"    value = {_inline(node, names, local=True)}")
         # not is_empty(value) and truthy(value), text(value).strip(): text at once
         lines += [
@@ -415,6 +429,18 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         lines.append("        return value")
     lines += ["    return None", ""]
     return _made("\n".join(_prologue(lines) + lines), names)  # type: ignore[no-any-return]
+
+
+def _once(paths: Any) -> tuple[Any, ...]:
+    """The paths in order, each compiled path once (``OBX-11`` in two alternatives): a
+    second ``read_unless_other`` of a path gives what the first did (decision 0126)."""
+    seen: set[int] = set()
+    out = []
+    for path in paths:
+        if id(path) not in seen:
+            seen.add(id(path))
+            out.append(path)
+    return tuple(out)
 
 
 def _first_loop(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
@@ -811,7 +837,14 @@ def _item_fn(node: Each) -> Callable[[Any, Any, Any], Any]:
 def items_fn(target: Any) -> Callable[[Any], list[tuple[Any, Any]]]:
     """(item, scope) pairs for ``each``: a group / segment name or an expression."""
     if isinstance(target, str):
-        return lambda ev: [(s, s) for s in ev.state.source.iterate_name(target, ev.scope)]
+
+        def named(ev: Any) -> list[tuple[Any, Any]]:
+            out = []  # a loop, not a comprehension (a function made per call)
+            for s in ev.state.source.iterate_name(target, ev.scope):
+                out.append((s, s))
+            return out
+
+        return named
     if isinstance(target, Path):
         compiled = target.compiled
         return lambda ev: ev.state.source.iterate_path(compiled, ev.scope)
@@ -834,7 +867,7 @@ def items_fn(target: Any) -> Callable[[Any], list[tuple[Any, Any]]]:
 def materialize(value: Any) -> Any:
     """A value as it goes into a resource: text stripped (empty: None), a source position
     as its text, lists without their empty items."""
-    if value is None or isinstance(value, bool | int | float | dict):
+    if value is None or isinstance(value, _AS_IS):
         return value
     if isinstance(value, str):
         value = value.strip()

@@ -14,7 +14,7 @@ from adapter.mapping.closures import id_parts_of, lets_of
 from adapter.mapping.evaluation import Evaluation, truthy
 from adapter.mapping.ids import deterministic_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
-from adapter.mapping.values import is_empty, location, text
+from adapter.mapping.values import TEXT_DECIDES, is_empty, location, text
 
 # -- running a message mapping -----------------------------------------------------------------
 
@@ -38,7 +38,9 @@ def run_steps(ev: Evaluation, steps: list[Any]) -> None:
             if names is None:
                 names = step._collects = tuple(sorted(_collected_names(step.steps)))
             for _item, scope in ev.items_of(step.target):
-                variables = {**ev.vars, **{name: [] for name in names}}
+                variables = dict(ev.vars)  # with a fresh list per collect name (no comprehension)
+                for name in names:
+                    variables[name] = []
                 child = Evaluation(ev.state, scope, variables)
                 if step.cond is not None and not truthy(child.expr(step.cond)):
                     continue  # ``if`` holds for each item, as in a template's ``each``
@@ -110,7 +112,10 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
             code="required",
         )
         return None
-    missing = [name for name in template.required if is_empty(_dig(body, name))]
+    missing: list[str] = []  # a loop, not a comprehension (a function made per call)
+    for name in template.required:
+        if is_empty(_dig(body, name)):
+            missing.append(name)
     for name in missing:
         child.error(
             f"{template.resource_type}.{name} is required but the source gives no value",
@@ -192,8 +197,16 @@ def _with_references(value: Any, full_urls: dict[str, str]) -> Any:
 
 def _resource_id(ev: Evaluation, template: ResourceTemplate) -> str | None:
     for built in template._ids or id_parts_of(template):  # made by the loader
-        parts = [text(value) for value in built(ev)]
-        blank = not parts  # a loop, not all() over a generator (per resource)
+        parts: list[str] = []  # loops, not a comprehension (a function made per call)
+        for value in built(ev):
+            kind = type(value)  # text(value), its first cases inline (a call per part)
+            if kind is str:
+                parts.append(value)
+            elif kind in TEXT_DECIDES:
+                parts.append(value.text)
+            else:
+                parts.append(text(value))
+        blank = not parts
         for p in parts:
             if not p.strip():
                 blank = True

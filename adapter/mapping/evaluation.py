@@ -19,7 +19,7 @@ from adapter.mapping.closures import build_fn, datatype_fn, expr_fn, items_fn, l
 from adapter.mapping.expressions import Expr
 from adapter.mapping.nodes import DatatypeTemplate, ResourceTemplate
 from adapter.mapping.terminology import ConceptMap, Target
-from adapter.mapping.values import location, text
+from adapter.mapping.values import TEXT_DECIDES, location, text
 
 __all__ = ["Evaluation", "SourceAdapter", "TranslationState", "truthy"]
 
@@ -124,7 +124,13 @@ class Evaluation:
         if cmap is None:  # the loader checks names; this is a guard for datatype arguments
             self.error(f"no concept map named {table!r}", location(value))
             return None
-        code = text(value).strip()
+        kind = type(value)  # text(value), its first cases inline (a call per lookup)
+        if kind is str:
+            code = value.strip()
+        elif kind in TEXT_DECIDES:
+            code = value.text.strip()
+        else:
+            code = text(value).strip()
         if not code:
             return None
         target, unmapped = cmap.translate(code, report=report)

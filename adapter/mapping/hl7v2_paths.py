@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
@@ -239,6 +240,8 @@ class ReadNode(Node):
         self._children = None
 
 
+_new_node = object.__new__  # a ReadNode made by ``read_path`` without its ``__init__`` call
+
 # its text is a leaf of the part ``is_empty`` looks at (``Segment.blank``): not blank, not empty
 TEXT_DECIDES.add(ReadNode)
 # ``@cx.1``: component 1 of the position (``child``); a Node is never a dict or a list
@@ -395,11 +398,21 @@ class Group:
         self.found[name] = None
         return None
 
+    # loops, not comprehensions, in what runs per message: a comprehension or a generator
+    # is a function made per call (decision 0126)
     def segments_named(self, name: str) -> list[Segment]:
-        return [s for s in self.segments if s.name == name]
+        out = []
+        for s in self.segments:
+            if s.name == name:
+                out.append(s)
+        return out
 
     def groups_named(self, name: str) -> list[Group]:
-        return [g for g in self.groups if g.name == name]
+        out = []
+        for g in self.groups:
+            if g.spec.name == name:
+                out.append(g)
+        return out
 
     def walk(self) -> Iterator[Group]:
         yield self
@@ -409,10 +422,16 @@ class Group:
     @property
     def first_segment(self) -> Segment | None:
         if self.segments:
-            return min(self.segments, key=lambda s: s.index)
-        firsts = [g.first_segment for g in self.groups]
-        present = [s for s in firsts if s is not None]
-        return min(present, key=lambda s: s.index) if present else None
+            return min(self.segments, key=_INDEX)
+        present = []
+        for g in self.groups:
+            s = g.first_segment
+            if s is not None:
+                present.append(s)
+        return min(present, key=_INDEX) if present else None
+
+
+_INDEX = attrgetter("index")  # a segment's position: the key of ``min`` (no lambda per call)
 
 
 def _place(group: Group, segment: Segment) -> Group | None:
@@ -423,9 +442,12 @@ def _place(group: Group, segment: Segment) -> Group | None:
         if isinstance(child, SegmentSpec):
             if child.name != segment.name:
                 continue
-            already = index == group.position and any(
-                s.name == segment.name for s in group.segments
-            )
+            already = False
+            if index == group.position:
+                for s in group.segments:
+                    if s.name == segment.name:
+                        already = True
+                        break
             if already and not child.repeat:
                 continue
             group.segments.append(segment)
@@ -640,10 +662,17 @@ def missing_required(root: Group) -> list[tuple[Group, str]]:
         for child in group.spec.children:
             if not child.required:
                 continue
+            present = False
             if isinstance(child, SegmentSpec):
-                present = any(s.name == child.name for s in group.segments)
+                for s in group.segments:
+                    if s.name == child.name:
+                        present = True
+                        break
             else:
-                present = any(g.spec is child for g in group.groups)
+                for g in group.groups:
+                    if g.spec is child:
+                        present = True
+                        break
             if not present:
                 out.append((group, child.name))
     return out
@@ -681,9 +710,40 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
     # they are read
     rep = path.rep or 1
+    comp = path.comp
     tracker.fields.add((index, field_no))
-    tracker.parts.add((index, field_no, rep, path.comp or 1))
-    found = resolved[key] = ReadNode(segment, field_no, rep, path.comp, path.sub, tracker)
+    tracker.parts.add((index, field_no, rep, comp or 1))
+    # ``ReadNode(segment, field_no, rep, comp, sub, tracker)``, its text as ``Segment.get``
+    # gives it: a flat segment's first repetition and subcomponent at once (``get``'s hot
+    # path), any other through ``get`` (decision 0126)
+    sub = path.sub
+    if rep == 1 and (sub is None or sub == 1) and segment._flat and field_no > 0:
+        fields = segment._f
+        value = fields[field_no] if field_no < len(fields) else ""
+        if value:
+            cs = segment._cs
+            number = comp or 1  # as ``comp or 1`` is passed to ``get``
+            if cs in value:
+                if number == 1:
+                    value = value[: value.index(cs)]
+                else:
+                    parts = value.split(cs)
+                    value = parts[number - 1] if 0 < number <= len(parts) else ""
+            elif number != 1:
+                value = ""
+    else:
+        value = segment.get(field_no, rep, comp or 1, sub or 1)
+    found = _new_node(ReadNode)
+    found.segment = segment
+    found.field = field_no
+    found.rep = rep
+    found.comp = comp
+    found.sub = sub
+    found.tracker = tracker
+    found._text = found.text = value
+    found._empty = None
+    found._children = None
+    resolved[key] = found
     return found  # type: ignore[no-any-return]
 
 
@@ -723,8 +783,28 @@ def read_unless_other(tracker: ReadTracker, path: Hl7Path, scope: Group, chosen:
         return  # peek gives "", and resolve reads nothing of an absent segment
     if (segment.index, id(path)) in tracker.resolved:
         return
-    if path.field is not None:
-        other = segment.get(path.field, path.rep or 1, path.comp or 1, path.sub or 1).strip()
+    field_no = path.field
+    if field_no is not None:
+        rep, comp, sub = path.rep, path.comp, path.sub
+        first_rep = (rep is None or rep == 1) and (sub is None or sub == 1)
+        if first_rep and segment._flat and field_no > 0:
+            # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
+            fields = segment._f
+            other = fields[field_no] if field_no < len(fields) else ""
+            if other:
+                cs = segment._cs
+                number = comp or 1
+                if cs in other:
+                    if number == 1:
+                        other = other[: other.index(cs)]
+                    else:
+                        parts = other.split(cs)
+                        other = parts[number - 1] if 0 < number <= len(parts) else ""
+                elif number != 1:
+                    other = ""
+        else:
+            other = segment.get(field_no, rep or 1, comp or 1, sub or 1)
+        other = other.strip()
         if other and other != chosen:
             return  # another value: left unread unless another rule reads it
     read_path(tracker, path, scope)
@@ -737,8 +817,15 @@ def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
         return []
     tracker.mark(segment, path.field)
     reps = [path.rep] if path.rep else range(1, segment.repetitions(path.field) + 1)
-    nodes = [Node(segment, path.field, rep, path.comp, path.sub, tracker) for rep in reps]
-    present = [n for n in nodes if not n.is_empty()]
+    # loops, not comprehensions (each a function made per call, decision 0126): every node
+    # made, then the present ones marked read, as before
+    nodes: list[Node] = []
+    for rep in reps:
+        nodes.append(Node(segment, path.field, rep, path.comp, path.sub, tracker))
+    present: list[Node] = []
+    for node in nodes:
+        if not node.is_empty():
+            present.append(node)
     for node in present:
         tracker.read(segment, path.field, node.rep, path.comp or 1)
     return present

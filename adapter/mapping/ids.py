@@ -15,7 +15,10 @@ _SEPARATOR = "\x1f"  # unit separator: cannot occur in key parts taken from docu
 
 def deterministic_id(resource_type: str, parts: list[str]) -> str:
     """Same type and parts give the same id on every machine, in every run."""
-    key = _SEPARATOR.join([resource_type, *(p.strip() for p in parts)])
+    stripped = [resource_type]  # a loop, not a generator (a function made per call)
+    for p in parts:
+        stripped.append(p.strip())
+    key = _SEPARATOR.join(stripped)
     digest = bytearray(hashlib.sha256(key.encode("utf-8")).digest()[:16])
     # what str(uuid.UUID(bytes=digest[:16], version=5)) gives, without its Python-level
     # checks (per resource): the version in the high nibble of byte 6, the RFC 4122

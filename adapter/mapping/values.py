@@ -11,6 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 _DATA = (str, bool, int, float, Decimal, list, dict, tuple)
+# isinstance() with tuples: ``int | float`` would make a union object per test (decision 0126)
+_NUMBERS = (int, float, Decimal)
+_VALUES = (str, int, float, Decimal, dict, list)
+_SIZED = (str, list, dict, tuple)
 _POSITIONS: dict[type, bool] = {}  # type -> neither None nor a kind of _DATA (a position)
 
 
@@ -60,7 +64,7 @@ def text(value: Any) -> str:
         return value
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, _NUMBERS):
         return str(value)
     if isinstance(value, list):
         return text(value[0]) if value else ""
@@ -82,9 +86,7 @@ def is_position_without_text(value: Any) -> bool:
         position = is_position_type(kind)
     if position:
         return not isinstance(getattr(value, "text", None), str)
-    return not isinstance(value, str | int | float | Decimal | dict | list) and not isinstance(
-        getattr(value, "text", None), str
-    )
+    return not isinstance(value, _VALUES) and not isinstance(getattr(value, "text", None), str)
 
 
 def location(value: Any) -> str | None:
@@ -102,7 +104,7 @@ def is_empty(value: Any) -> bool:
     position = _POSITIONS.get(kind)
     if position is None:
         position = is_position_type(kind)
-    if not position and isinstance(value, str | list | dict | tuple):
+    if not position and isinstance(value, _SIZED):
         return len(value) == 0
     check = getattr(value, "is_empty", None)
     return bool(check()) if check else False

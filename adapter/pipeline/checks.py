@@ -53,6 +53,7 @@ def _type_of(key: str, top: bool) -> str:
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _control = CONTROL_CHARACTER.search  # is_plain_string's test, inline in _walk
+_CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would make a union object per test
 
 
 def check_resources(
@@ -120,7 +121,7 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
                     )
                 else:
                     _passed(kind, value)
-            elif isinstance(value, dict | list):
+            elif isinstance(value, _CONTAINERS):
                 _walk(value, (path, key), prefix, issues)
             elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
                 issues.append(
@@ -142,7 +143,10 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
                 )
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            _walk(item, (path, index, None), prefix, issues)
+            # an item that is neither a dict nor a list is not looked at (what the call
+            # made for it did): no call for it (decision 0126)
+            if isinstance(item, _CONTAINERS):
+                _walk(item, (path, index, None), prefix, issues)
 
 
 def _path_text(path: Any) -> str:

@@ -40,7 +40,10 @@ class Hl7v2Source:
         self.read_unless_other = partial(v2.read_unless_other, tracker)
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
-        return [(node, scope) for node in v2.iterate(path, scope, self.tracker)]
+        out: list[tuple[Any, Any]] = []  # a loop, not a comprehension (a function made per call)
+        for node in v2.iterate(path, scope, self.tracker):
+            out.append((node, scope))
+        return out
 
     def scope_for(self, item: Any, scope: v2.Group) -> v2.Group:
         return scope
@@ -229,7 +232,11 @@ class Hl7v2Format(SourceFormat):
             left_out = ignored.get(seg_name)
             fields = segment.populated_fields()
             if left_out:
-                fields = [f for f in fields if f not in left_out]
+                kept: list[int] = []  # a loop, not a comprehension (a function made per call)
+                for f in fields:
+                    if f not in left_out:
+                        kept.append(f)
+                fields = kept
             index = segment.index
             if index in unplaced_ids or (index not in tracker.segments and fields):
                 out.append((f"{seg_name}[{segment.occurrence}]", "segment", True))
@@ -366,8 +373,13 @@ def _unread_parts(
     out: list[tuple[str, tuple[int, ...]]] = []
     for rep in range(1, segment.repetitions(field_no) + 1):
         filled = segment.filled_components(field_no, rep)
-        held = [c for c in filled if c not in skip]
-        unread = [c for c in held if (index, field_no, rep, c) not in parts]
+        held: list[int] = []  # loops, not comprehensions (a function made per call)
+        unread: list[int] = []
+        for c in filled:
+            if c not in skip:
+                held.append(c)
+                if (index, field_no, rep, c) not in parts:
+                    unread.append(c)
         if not unread:
             continue
         if len(unread) == len(filled):  # nothing of it read, nothing ignored: name it whole

@@ -83,8 +83,16 @@ def coding(ev: FunctionContext, table: Any, value: Any) -> dict[str, str] | None
     target = ev.lookup(text(table), value)
     if target is None:
         return None
-    out = {"system": target.system, "code": target.code, "display": target.display}
-    return {k: v for k, v in out.items() if v}
+    # the keys whose value is not empty, in this order (no comprehension: a function made
+    # per call, decision 0126)
+    out = {}
+    if target.system:
+        out["system"] = target.system
+    if target.code:
+        out["code"] = target.code
+    if target.display:
+        out["display"] = target.display
+    return out
 
 
 @transform("national_id")

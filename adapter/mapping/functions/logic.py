@@ -18,6 +18,8 @@ from adapter.mapping.values import (
     text,
 )
 
+_CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would make a union object per test
+
 
 @transform("first")
 def first(ev: FunctionContext, *values: Any) -> Any:
@@ -29,6 +31,8 @@ def first(ev: FunctionContext, *values: Any) -> Any:
 def eq(ev: FunctionContext, a: Any, b: Any) -> bool:
     if type(a) is str and type(b) is str:  # text() of a str is itself
         return a.strip() == b.strip()
+    if type(b) is str and type(a) in TEXT_DECIDES:  # a position read, a literal (decision 0126)
+        return a.text.strip() == b.strip()  # type: ignore[no-any-return]
     return text(a).strip() == text(b).strip()
 
 
@@ -39,7 +43,13 @@ def ne(ev: FunctionContext, a: Any, b: Any) -> bool:
 
 @transform("one_of")
 def one_of(ev: FunctionContext, value: Any, *options: Any) -> bool:
-    wanted = text(value).strip().casefold()
+    kind = type(value)  # text(value), its first cases inline (decision 0126)
+    if kind is str:
+        wanted = value.strip().casefold()
+    elif kind in TEXT_DECIDES:
+        wanted = value.text.strip().casefold()
+    else:
+        wanted = text(value).strip().casefold()
     for option in options:  # a loop, not any() over a generator: options are mostly texts
         if wanted == (option if type(option) is str else text(option)).strip().casefold():
             return True
@@ -70,7 +80,7 @@ def exists(ev: FunctionContext, *values: Any) -> bool:
         if is_position_without_text(v):
             return True
     for v in values:
-        if isinstance(v, dict | list):
+        if isinstance(v, _CONTAINERS):
             if not is_empty(v):
                 return True
         elif not is_empty(v) and text(v).strip() != "":

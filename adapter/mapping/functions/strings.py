@@ -24,8 +24,19 @@ def concat(ev: FunctionContext, *values: Any) -> str:
 def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
     """The non-blank texts joined; a list argument (a ``let`` built with ``each``, such as the
     findings lines of an exam report) gives each of its items, not only the first."""
-    items = (item for v in values for item in (v if isinstance(v, list) else [v]))
-    return text(separator).join(t for t in (text(i).strip() for i in items) if t)
+    # loops, not generators: a generator is a function made per call (decision 0126)
+    texts: list[str] = []
+    for v in values:
+        if isinstance(v, list):
+            for item in v:
+                t = text(item).strip()
+                if t:
+                    texts.append(t)
+        else:
+            t = text(v).strip()
+            if t:
+                texts.append(t)
+    return text(separator).join(texts)
 
 
 @transform("trim")
