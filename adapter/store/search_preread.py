@@ -29,7 +29,6 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
-    and_,
     any_,
     case,
     cast,
@@ -71,7 +70,7 @@ class Arrays:
     ``count`` None: not read (more than ``KEYED_IDS`` ids)."""
 
     count: int | None
-    keys: tuple[int, ...] | None
+    keys: str | None  # as PostgreSQL wrote the array ('{1,2}'), bound back as it came
     cap: int | None
 
 
@@ -255,14 +254,13 @@ def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
     more than ``KEYED_IDS``. The number of ids decides the form (each a one-time filter: the
     other branch is not run)."""
     listed = func.array(ids.scalar_subquery())
-    n_ids = select(func.count()).select_from(ids.limit(KEYED_IDS + 1).subquery("n_ids"))
-    few_ids = n_ids.scalar_subquery() <= MANY_IDS
+    counted_ids = select(func.count()).select_from(ids.limit(KEYED_IDS + 1).subquery("n_ids"))
+    n_ids = counted_ids.scalar_subquery()  # one object, rendered where used (a cache key once)
     terms = SEARCH_TERMS.alias("few_terms")
     one_probe = select(terms.c.resource_key.label("k")).where(
-        few_ids, terms.c.toks.op("&&", is_comparison=True)(listed)
+        n_ids <= MANY_IDS, terms.c.toks.op("&&", is_comparison=True)(listed)
     )
-    some_ids = and_(n_ids.scalar_subquery() > MANY_IDS, n_ids.scalar_subquery() <= KEYED_IDS)
-    per_id = toks_each(ids).where(some_ids).distinct()  # a resource found by two ids: once
+    per_id = toks_each(listed).where(n_ids > MANY_IDS, n_ids <= KEYED_IDS).distinct()
     found = union_all(one_probe, per_id).subquery("arrays_found")
     first = select(found.c.k)
     if cap is not None:
@@ -271,7 +269,7 @@ def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
     keys = case(
         (func.count() <= FEW_ROWS, cast(func.array_agg(held.c.k), Text)), else_=cast(null(), Text)
     )
-    unread = case((n_ids.scalar_subquery() > KEYED_IDS, literal_column(f"'{_UNREAD}'", Text)))
+    unread = case((n_ids > KEYED_IDS, literal_column(f"'{_UNREAD}'", Text)))
     return select(
         literal_column(str(_ARRAYS), Integer),
         literal_column(str(n), Integer),
@@ -284,14 +282,13 @@ def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
 def _arrays_found(row: tuple[int, str | None, str | None] | None, cap: int | None) -> Arrays:
     """An arrays member's row as ``Arrays`` (none: nothing counted)."""
     if row is None:
-        return Arrays(0, (), cap)
+        return Arrays(0, "{}", cap)
     count, keys, unread = row
     if unread is not None:
         return Arrays(None, None, cap)
-    if keys is None:
-        return Arrays(count, () if count == 0 else None, cap)
-    inner = keys[1:-1]
-    return Arrays(count, tuple(map(int, inner.split(","))) if inner else (), cap)
+    if keys is None and count == 0:
+        return Arrays(0, "{}", cap)
+    return Arrays(count, keys, cap)  # the text not parsed: the page binds it as it came
 
 
 def counted_arrays(ids: Select[Any] | Sequence[int]) -> Any:
