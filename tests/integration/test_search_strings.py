@@ -247,7 +247,8 @@ def test_name_arrays_few_by_key_else_the_planner_chooses(
 ) -> None:
     # PostgreSQL (decisions 0117, 0127): a name criterion's arrays read in the pre-read; at
     # most FEW_ROWS: the page probes the resources by the keys it read (bound, hidden from
-    # the planner: ``unnest((select $keys::bigint[]))``); more: the planner's semi-join.
+    # the planner: ``unnest((select cast($keys as bigint[])))``); more: the planner's
+    # semi-join.
     monkeypatch.setattr(search_preread, "FEW_ROWS", few)
     monkeypatch.setattr(search_module, "FEW_ROWS", few)
     _store(session_factory)
@@ -257,7 +258,7 @@ def test_name_arrays_few_by_key_else_the_planner_chooses(
         assert _ask(f, "Patient", [("name:exact", "张伟")]) == ["p1"]
         assert _ask(f, "Observation", [("patient.family", "张")]) == ["o1"]
         assert sorted(_ask(f, "Patient", [("family", "张"), ("given", "伟,敏")])) == ["p1", "p2"]
-    hidden = [s for s in sent if "unnest((select %(" in s and "::bigint[]" in s]
+    hidden = [s for s in sent if "unnest((select cast(%(" in s and "as bigint[])" in s]
     if engine.dialect.name != "postgresql":
         assert not hidden  # SQLite: rows
     elif few > 1:
