@@ -119,6 +119,8 @@ class ParamIds:
         self._targets: dict[Hashable, Ids] = {}
         self._walks: dict[Hashable, bool] = {}
         self._counted: dict[Hashable, int] = {}
+        self._arrays: dict[Hashable, Any] = {}  # search_preread.Arrays, by the caller's key
+        self._deleted: dict[str, bool] = {}
 
     def preread(self, pre: PreRead) -> None:
         """Send the search's one pre-read statement (adapter/store/search_preread.py) and
@@ -131,6 +133,8 @@ class ParamIds:
         self._targets.update(found.targets)
         self._walks.update(found.walks)
         self._counted.update(found.rows)
+        self._arrays.update(found.arrays)
+        self._deleted.update(found.deleted)
 
     def _load(self, rtype: str | None) -> None:
         if self._all or rtype in self._types:
@@ -162,6 +166,10 @@ class ParamIds:
             self._tokens[key] = found
         return found
 
+    def tokens_read(self, key: Hashable) -> tuple[Ids, bool] | None:
+        """``tokens``' answer for ``key`` when read already (pre-read or asked), else None."""
+        return self._tokens.get(key)
+
     def targets(self, references: tuple[str, ...], id_only: str | None = None) -> Ids:
         """``targets`` read through the search's session (or the pre-read)."""
         key = (references, id_only)
@@ -188,6 +196,16 @@ class ParamIds:
             count = counted_arrays(rows) if arrays else counted(rows)
             self._counted[key] = int(self._session.execute(select(count)).scalar_one())
         return self._counted[key]
+
+    def arrays(self, key: Hashable) -> Any:
+        """What the pre-read found of a string criterion's arrays (``search_preread.Arrays``),
+        None when it did not ask (decision 0127)."""
+        return self._arrays.get(key)
+
+    def deleted(self, rtype: str) -> bool | None:
+        """Whether ``rtype`` has a resource marked deleted, None when the pre-read did not
+        ask."""
+        return self._deleted.get(rtype)
 
     def of(self, rtype: str | None, names: tuple[str, ...] | None, kind: str) -> Ids:
         """The ids of the row names ``names`` (any when None) of ``rtype`` (any type when

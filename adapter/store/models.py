@@ -195,6 +195,12 @@ class Resource(Base):
         Index(None, "patient_key"),
         Index(None, "message_id"),
         Index(None, "resource_key", unique=True),
+        # PostgreSQL: the resources marked deleted, none in a store that never deletes (an
+        # empty index, nothing written for a live row): a search asks it before it takes
+        # its total from the arrays it counted (migration 0053, decision 0127)
+        Index("ix_resource_deleted", "resource_type", postgresql_where=text("deleted")).ddl_if(
+            dialect="postgresql"
+        ),
         *_message_keys("resource"),
     )
 

@@ -23,9 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     FromClause,
+    Text,
     and_,
+    bindparam,
+    cast,
     exists,
     false,
     func,
@@ -36,6 +40,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
@@ -88,7 +93,7 @@ from adapter.store.search_tokens import (
     valued_ids,
     walks,
 )
-from adapter.store.search_total import count_matches
+from adapter.store.search_total import COUNT_CAP, Counted, count_matches
 from adapter.store.systems import system_id_of
 from adapter.store.visibility import Visibility, visible
 
@@ -97,6 +102,7 @@ _si = SearchIndex.__table__
 _PRE_ROWS = _si.alias("pre_rows")  # the pre-read's probes of rows (``_ask``)
 _NEGATED = ("not", "not-in")
 _CODES_ONE_BY_ONE = 8  # a whole type sorted by a token: codes read one statement each
+_KEYS = ARRAY(BigInteger())
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +128,8 @@ def find(
     flush_index_rows(session)  # a bulk batch's buffered rows first (decision 0047)
     single = types[0] if len(types) == 1 else None
     ids = ParamIds(session)  # the parameters' ids, as constants in the statements
-    ids.preread(_preread(ids, types, criteria, sort, count=count, whole=scope is None))
+    cap = _total_cap(types, criteria, scope, total, count)
+    ids.preread(_preread(ids, types, criteria, sort, count=count, whole=scope is None, cap=cap))
     of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
     alone = len(criteria) == 1 and scope is None  # ``condition``'s ``alone``
     rest = [_r.c.deleted.is_(False), *_conditions(ids, single, criteria, _r, alone=alone)]
@@ -164,8 +171,57 @@ def find(
         page=len(bodies),
         more=has_more,
         negated=any(excludes(c) for c in criteria),
+        counted=_counted(ids, single, criteria, cap),
     )
     return Page(matched, bodies, has_more)
+
+
+def _total_cap(
+    types: Sequence[str],
+    criteria: Sequence[Criterion | HasCriterion],
+    scope: Visibility | None,
+    total: TotalMode | None,
+    count: int,
+) -> int | None:
+    """How far the pre-read counts a string criterion's arrays (``PreRead.arrays``): for a
+    search of one type by that criterion alone, as far as its total needs (``COUNT_CAP``
+    without ``_total``, every one for ``_total=accurate`` or ``_count=0``): the count is
+    then the total (``_counted``), and the count statement is not sent. Else ``FEW_ROWS``
+    (whether the page probes the resources by key)."""
+    if len(types) != 1 or scope is not None or len(criteria) != 1:
+        return FEW_ROWS
+    if total == "accurate" or count <= 0:
+        return None
+    return COUNT_CAP if total is None else FEW_ROWS
+
+
+def _counted(
+    ids: ParamIds,
+    rtype: str | None,
+    criteria: Sequence[Criterion | HasCriterion],
+    cap: int | None,
+) -> Counted | None:
+    """The search's matches as the pre-read counted them (decision 0127), None when it did
+    not: a string criterion alone whose values are all dictionary ids (no row that stays a
+    row meets it), of a type with no resource marked deleted. A resource's array holds its
+    own type's parameter ids only, so the arrays counted are the type's matches."""
+    if cap == FEW_ROWS or rtype is None or not ids.terms or len(criteria) != 1:
+        return None
+    criterion = criteria[0]
+    if not isinstance(criterion, Criterion) or criterion.param.column:
+        return None
+    if criterion.chain is not None or criterion.modifier in (*_NEGATED, "missing", "of-type"):
+        return None
+    names = row_params(rtype, criterion.param)
+    if criterion.param.type != "string" or not _arrayed(ids, "string", names):
+        return None
+    arrays = ids.arrays(_arrays_key(rtype, names, criterion))
+    if arrays is None or arrays.count is None or arrays.cap != cap:
+        return None
+    rows = ids.tokens_read(_token_key(rtype, names, criterion, True))
+    if rows is None or rows[1] or ids.deleted(rtype) is not False:
+        return None
+    return Counted(arrays.count, whole=cap is None)
 
 
 def _preread(
@@ -176,6 +232,7 @@ def _preread(
     *,
     count: int,
     whole: bool,
+    cap: int | None = FEW_ROWS,
 ) -> PreRead:
     """What a search of one type reads before its page, asked in ONE statement (decision
     0108, adapter/store/search_preread.py): its types' parameter ids, each token
@@ -188,7 +245,9 @@ def _preread(
     rtype = types[0]
     pre.types(rtype)
     for criterion in criteria:
-        _ask(ids, pre, rtype, criterion)
+        _ask(ids, pre, rtype, criterion, cap)
+    if cap != FEW_ROWS:  # the arrays' count may be the total (``_counted``)
+        pre.deleted(rtype)
     led = count > 0 and ids.terms and led_by_index(sort)
     walked = led and whole and not criteria
     if walked and sort[0].param.type == "token":
@@ -206,9 +265,16 @@ def _name_walk(sort: tuple[SortKey, ...]) -> bool:
     return key.param.type == "string" and walks("string", key.param.row_params)
 
 
-def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCriterion) -> None:
+def _ask(
+    ids: ParamIds,
+    pre: PreRead,
+    rtype: str,
+    criterion: Criterion | HasCriterion,
+    cap: int | None = FEW_ROWS,
+) -> None:
     """Add what ``condition`` will ask of ``ids`` for ``criterion`` (of ``rtype``) to the
-    pre-read: the same questions under the same keys (``_token_key``, the references)."""
+    pre-read: the same questions under the same keys (``_token_key``, the references).
+    ``cap``: how far a string criterion's arrays are counted (``_total_cap``)."""
     if isinstance(criterion, HasCriterion):
         pre.types(criterion.source)
         _ask(ids, pre, criterion.source, criterion.inner)
@@ -242,7 +308,7 @@ def _ask(ids: ParamIds, pre: PreRead, rtype: str, criterion: Criterion | HasCrit
         pids = param_ids(rtype, _movable(kind, names), kind)
         met = or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values))
         found = select(d.c.token_id).where(d.c.param_id.in_(pids), met)
-        pre.rows(_arrays_key(rtype, names, criterion), found, arrays=True)
+        pre.arrays(_arrays_key(rtype, names, criterion), found, cap)
     rows = None
     if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
         si = _PRE_ROWS  # one alias for every search: each member is a statement of its own
@@ -752,10 +818,21 @@ def _token_terms(
         return and_(_absent(r, row_probe), _absent(r, key_probe))
     if rtype is None:
         return or_(_matching(rtype, r, row_probe), _matching(rtype, r, key_probe))
+    read = ids.arrays(_arrays_key(rtype, names, criterion)) if kind == "string" else None
+    if found and read is not None and read.keys is not None:
+        # the pre-read's keys of the arrays (at most FEW_ROWS, decision 0127): the
+        # resources probed by key, the arrays not read again
+        once = select(func.unnest(_hidden_keys(read.keys)))
+        return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
     if many:  # a GIN probe per id, run once, hidden from the planner (``toks_each``)
         once = select(func.unnest(func.array(toks_each(found).scalar_subquery())))
         return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
-    if kind == "string" and found and _few_arrays(ids, rtype, names, criterion, found):
+    if read is not None and read.count is not None:
+        few = False  # counted in the pre-read: more than FEW_ROWS (else by its keys above)
+    else:
+        few = kind == "string" and bool(found)
+        few = few and _few_arrays(ids, rtype, names, criterion, found)
+    if few:
         once = select(func.unnest(func.array(key_probe.scalar_subquery())))
         return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
     if not by_row:
@@ -771,6 +848,15 @@ def _token_terms(
     # the GIN probe as an InitPlan, run once per statement (as ``_reference_terms``)
     once = select(func.unnest(func.array(key_probe.scalar_subquery())))
     return r.c.resource_key.in_(union_all(row_probe, once))
+
+
+def _hidden_keys(keys: str) -> Any:
+    """``(SELECT CAST($keys AS bigint[]))``: resource keys as one bound array the planner
+    does not see (it then probes the resources by key: ``_few_arrays``). ``keys`` is the
+    array's text as the pre-read read it: bound as a string, not a list of ints (psycopg
+    dumped 3,130 ints element by element: 3-4 ms of client CPU a search)."""
+    bound = bindparam(None, keys, type_=Text(), unique=True)
+    return select(cast(bound, _KEYS)).scalar_subquery()
 
 
 def _valued(ids: ParamIds, rtype: str, names: tuple[str, ...], r: FromClause) -> Any:

@@ -46,16 +46,32 @@ from adapter.store.index_params import kind_is, param_ids
 from adapter.store.keys import keys_in
 from adapter.store.models import SEARCH_TERMS, Resource, SearchIndex, SearchParam
 from adapter.store.resource_keys import _CHUNK, local_target
-from adapter.store.search_tokens import MANY_IDS, dictionary, toks_any
+from adapter.store.search_tokens import MANY_IDS, dictionary, toks_any, toks_each
 
 _sp = SearchParam.__table__
 _si = SearchIndex.__table__
 _r = Resource.__table__
-_PARAMS, _TOKENS, _TARGETS, _WALK, _ROWS = 0, 1, 2, 3, 4
+_PARAMS, _TOKENS, _TARGETS, _WALK, _ROWS, _ARRAYS, _DELETED = 0, 1, 2, 3, 4, 5, 6
 # a string criterion's rows counted up to this (``PreRead.rows``): at most this many, its
 # page probes the resources by key whatever the planner estimates (decision 0114)
 FEW_ROWS = 5_000
 _ROW_MEETS = -1  # a token member's k: a row that stays a row meets the criterion
+# a string criterion of more dictionary ids than this: its arrays are not read in the
+# pre-read (``PreRead.arrays``; ``name:contains=伟``'s 1,600 ids: the page probes per id)
+KEYED_IDS = 512
+_UNREAD = "unread"  # an arrays member's b: more than KEYED_IDS ids, nothing read
+
+
+@dataclass(frozen=True, slots=True)
+class Arrays:
+    """What the pre-read found of a string criterion's arrays (``PreRead.arrays``, decision
+    0127): how many resources' arrays hold one of its dictionary ids, counted up to
+    ``cap`` + 1 (``cap`` None: every one), and their keys when at most ``FEW_ROWS``.
+    ``count`` None: not read (more than ``KEYED_IDS`` ids)."""
+
+    count: int | None
+    keys: str | None  # as PostgreSQL wrote the array ('{1,2}'), bound back as it came
+    cap: int | None
 
 
 @dataclass(slots=True)
@@ -68,6 +84,8 @@ class Found:
     targets: dict[Hashable, tuple[int, ...]] = field(default_factory=dict)
     walks: dict[Hashable, bool] = field(default_factory=dict)  # True: the walk applies
     rows: dict[Hashable, int] = field(default_factory=dict)  # rows counted (<= FEW_ROWS + 1)
+    arrays: dict[Hashable, Arrays] = field(default_factory=dict)
+    deleted: dict[str, bool] = field(default_factory=dict)  # a type has a deleted resource
 
 
 class PreRead:
@@ -77,6 +95,7 @@ class PreRead:
         self._types: set[str] = set()
         self._members: list[Select[Any]] = []
         self._keys: list[tuple[int, Hashable]] = []  # member number n -> (tag, caller's key)
+        self._caps: dict[int, int | None] = {}  # an arrays member's cap (``arrays``)
 
     def types(self, *rtypes: str) -> None:
         """The ``search_param`` rows of these types."""
@@ -155,6 +174,29 @@ class PreRead:
         n = self._slot(_ROWS, key)
         self._members.append(_member(_ROWS, n, counted_arrays(rows) if arrays else counted(rows)))
 
+    def arrays(self, key: Hashable, ids: Select[Any], cap: int | None = FEW_ROWS) -> None:
+        """The resources whose arrays hold one of the dictionary ids ``ids`` selects (a
+        string criterion's values, decision 0127): their number, counted up to ``cap`` + 1
+        (None: all), and their keys when at most ``FEW_ROWS`` (``Arrays``). At most
+        ``MANY_IDS`` ids: one GIN probe ``toks && ids``; more, up to ``KEYED_IDS``: a probe
+        per id (``toks_each``), each resource once. The page then probes the resources by
+        these keys (no second GIN read of the arrays) and a search of this criterion alone
+        takes its total from the count (no count statement)."""
+        n = self._slot(_ARRAYS, key)
+        self._caps[n] = cap
+        self._members.append(_arrays_member(n, ids, cap))
+
+    def deleted(self, rtype: str) -> None:
+        """Whether ``rtype`` has a resource marked deleted (``ix_resource_deleted``, a partial
+        index that holds only those: one probe of an empty index). The arrays of a deleted
+        resource are not known to be gone: a count of arrays is that of the matches only
+        without one (decision 0127)."""
+        n = self._slot(_DELETED, rtype)
+        marked = select(_r.c.resource_key).where(_r.c.resource_type == rtype, _r.c.deleted)
+        self._members.append(
+            _member(_DELETED, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(marked))
+        )
+
     def run(self, session: Session) -> Found:
         """Send the statement (none when nothing was asked) and sort its answer."""
         found = Found()
@@ -169,6 +211,8 @@ class PreRead:
         targets: dict[int, set[int]] = {}
         blocked: set[int] = set()
         counts: dict[int, int] = {}
+        arrays: dict[int, tuple[int, str | None, str | None]] = {}
+        deleted: set[int] = set()
         for tag, n, k, a, b in session.execute(query):
             if tag == _PARAMS:
                 found.params.append((a, b, n, k))
@@ -181,6 +225,10 @@ class PreRead:
                 targets.setdefault(n, set()).add(k)
             elif tag == _ROWS:
                 counts[n] = k
+            elif tag == _ARRAYS:
+                arrays[n] = (k, a, b)
+            elif tag == _DELETED:
+                deleted.add(n)
             else:
                 blocked.add(n)
         found.types = set(self._types)
@@ -191,9 +239,56 @@ class PreRead:
                 found.targets[key] = tuple(sorted(targets.get(n, ())))
             elif tag == _ROWS:
                 found.rows[key] = counts.get(n, 0)
+            elif tag == _ARRAYS:
+                found.arrays[key] = _arrays_found(arrays.get(n), self._caps[n])
+            elif tag == _DELETED:
+                found.deleted[key] = n in deleted  # type: ignore[index]
             else:
                 found.walks[key] = n not in blocked
         return found
+
+
+def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
+    """``PreRead.arrays``'s member: ``k`` the arrays counted (up to ``cap`` + 1), ``a`` their
+    keys as an array's text when at most ``FEW_ROWS``, ``b`` ``_UNREAD`` when the ids were
+    more than ``KEYED_IDS``. The number of ids decides the form (each a one-time filter: the
+    other branch is not run)."""
+    listed = func.array(ids.scalar_subquery())
+    counted_ids = select(func.count()).select_from(ids.limit(KEYED_IDS + 1).subquery("n_ids"))
+    n_ids = counted_ids.scalar_subquery()  # one object, rendered where used (a cache key once)
+    terms = SEARCH_TERMS.alias("few_terms")
+    one_probe = select(terms.c.resource_key.label("k")).where(
+        n_ids <= MANY_IDS, terms.c.toks.op("&&", is_comparison=True)(listed)
+    )
+    per_id = toks_each(listed).where(n_ids > MANY_IDS, n_ids <= KEYED_IDS).distinct()
+    found = union_all(one_probe, per_id).subquery("arrays_found")
+    first = select(found.c.k)
+    if cap is not None:
+        first = first.limit(cap + 1)
+    held = first.subquery("arrays_held")
+    keys = case(
+        (func.count() <= FEW_ROWS, cast(func.array_agg(held.c.k), Text)), else_=cast(null(), Text)
+    )
+    unread = case((n_ids > KEYED_IDS, literal_column(f"'{_UNREAD}'", Text)))
+    return select(
+        literal_column(str(_ARRAYS), Integer),
+        literal_column(str(n), Integer),
+        cast(func.count(), BigInteger),
+        keys,
+        unread,
+    ).select_from(held)
+
+
+def _arrays_found(row: tuple[int, str | None, str | None] | None, cap: int | None) -> Arrays:
+    """An arrays member's row as ``Arrays`` (none: nothing counted)."""
+    if row is None:
+        return Arrays(0, "{}", cap)
+    count, keys, unread = row
+    if unread is not None:
+        return Arrays(None, None, cap)
+    if keys is None and count == 0:
+        return Arrays(0, "{}", cap)
+    return Arrays(count, keys, cap)  # the text not parsed: the page binds it as it came
 
 
 def counted_arrays(ids: Select[Any] | Sequence[int]) -> Any:

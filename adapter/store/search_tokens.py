@@ -189,7 +189,7 @@ def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElem
     return terms.c.toks.op("&&", is_comparison=True)(bound)
 
 
-def toks_each(ids: Sequence[int] | Select[Any]) -> Any:
+def toks_each(ids: Sequence[int] | Select[Any] | ColumnElement[Any]) -> Any:
     """The keys of the resources whose array holds one of ``ids`` (more than ``MANY_IDS``):
     one GIN probe PER id (``toks @> ARRAY[id]``, the ids unnested from one bound array the
     planner does not see). One probe with all of them (``toks && $ids``) merges every
@@ -198,6 +198,8 @@ def toks_each(ids: Sequence[int] | Select[Any]) -> Any:
     resource found by two ids comes twice: the caller's ``IN`` takes it once."""
     if isinstance(ids, Select):  # the ids read by the statement (an InitPlan's array)
         bound = func.array(ids.scalar_subquery())
+    elif isinstance(ids, ColumnElement):  # that array already built (search_preread)
+        bound = ids
     else:
         bound = select(bindparam(None, list(ids), type_=_INTS, unique=True)).scalar_subquery()
     one = func.unnest(bound).column_valued("many_id")

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, FromClause, func, literal, select
@@ -29,6 +30,15 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 from adapter.fhir.search_results import TotalMode
 
 COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """The matches a search counted before its page (adapter/store/search.py ``_counted``,
+    decision 0127): ``matches``, every one when ``whole``, else up to ``COUNT_CAP`` + 1."""
+
+    matches: int
+    whole: bool
 
 
 def count_matches(
@@ -42,10 +52,14 @@ def count_matches(
     page: int,
     more: bool,
     negated: bool = False,
+    counted: Counted | None = None,
 ) -> int | None:
+    """``counted``: the matches counted already (then no count statement where it answers)."""
     if mode == "none":
         return None
     if mode == "accurate" or count <= 0:
+        if counted is not None and counted.whole:
+            return counted.matches
         return session.execute(select(func.count()).select_from(r).where(*where)).scalar_one()
     if not more and (page > 0 or offset == 0):
         return offset + page  # the page reached the end of the results
@@ -53,6 +67,8 @@ def count_matches(
         return max(_planner_estimate(session, r, where), offset + page + int(more))
     if negated and mode is None:
         return None
+    if counted is not None:
+        return counted.matches if counted.matches <= COUNT_CAP else None
     return _bounded_count(session, r, where)
 
 
