@@ -77,7 +77,6 @@ def _json(content: Any) -> bytes:
 @router.post("/ingest", status_code=202)
 async def ingest(
     request: Request,
-    pipeline: PipelineDep,
     x_source_system: Annotated[str | None, Header()] = None,
     prefer: Annotated[
         str | None,
@@ -88,6 +87,9 @@ async def ingest(
     Answered once stored, or on receipt (``Prefer: respond-async``, or the source's
     ``answer: on-receipt``): then 202 with status ``received``, the final status at
     ``Location`` once the drain stored it (docs/ingest-api.md)."""
+    # read here, not by ``PipelineDep``: that plain ``def`` dependency costs every request a
+    # trip to the thread pool and back before its body is read (decision 0129)
+    pipeline: Pipeline = request.app.state.pipeline
     if not x_source_system:
         raise InvalidRequestError(
             "the X-Source-System header names the sending system",
