@@ -2,7 +2,8 @@
 counts (load-independent).
 
     PYTHONHASHSEED=0 ICOUNT_TOGGLE=1 valgrind --tool=callgrind --instr-atstart=no \\
-        --callgrind-out-file=/dev/null .venv/bin/python bench/profiling/icount_0129.py COUNT [CLIENTS]
+        --callgrind-out-file=/dev/null \\
+        .venv/bin/python bench/profiling/icount_0129.py COUNT [CLIENTS]
 
 Run from a worktree's root (its ``adapter`` is imported). The real application
 (``create_app``) under uvicorn with the server's own settings (``adapter/api/server.py``:
@@ -14,11 +15,12 @@ of this process, each one kept-alive connection written by hand (bench_post_inge
 ``_raw_client``). Each answer must be 202. The receive side's instructions are the
 difference between a run with COUNT and one with 0: ``(I(COUNT) - I(0)) / COUNT`` a
 document (``ICOUNT_TOGGLE``: callgrind counts from the end of the warm-up on, so start-up
-runs uninstrumented, several times faster). With one client the receipts' groups are one document each, as every run.
+runs uninstrumented, several times faster). With one client the receipts' groups are one
+document each, as in every run.
 
 Without valgrind it prints the process's CPU a document (not load-independent);
-``ICOUNT_PROFILE=FILE`` writes a cProfile (thread CPU) of the event loop's thread (uvicorn, the
-middlewares, FastAPI) after the warm-up.
+``ICOUNT_PROFILE=FILE`` writes a cProfile (thread CPU) of the event loop's thread (uvicorn,
+the middlewares, FastAPI) after the warm-up.
 """
 
 from __future__ import annotations
@@ -119,9 +121,8 @@ def main() -> None:
             done.set()
 
         # ICOUNT_PROFILE=FILE: a cProfile of the event loop's thread after the warm-up
-        profile = (
-            cProfile.Profile(time.thread_time_ns, 1e-9) if os.environ.get("ICOUNT_PROFILE") else None
-        )
+        asked = os.environ.get("ICOUNT_PROFILE")
+        profile = cProfile.Profile(time.thread_time_ns, 1e-9) if asked else None
         loop = asyncio.new_event_loop()
         threading.Thread(target=post, daemon=True).start()
         loop.run_until_complete(server.serve())
