@@ -45,6 +45,7 @@ from adapter.pipeline.group import hand_on
 from adapter.pipeline.receipt import Receipt
 from adapter.pipeline.results import IngestResult, result_of
 from adapter.store import create_message
+from adapter.store.driver_select import driver_rows
 from adapter.store.messages import insert_held_messages
 from adapter.store.models import InboundMessage
 
@@ -184,18 +185,44 @@ _KNOWN_KEYS = select(_message.c.sha256).where(
 )
 
 
+# SQLite: one key a statement, on the driver (decision 0129)
+_KNOWN_KEY = select(_message.c.sha256).where(
+    _message.c.source_system == bindparam("source"),
+    _message.c.sha256 == bindparam("digest"),
+)
+
+
 def _known(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], InboundMessage]:
     """``bulk._known``, for the receipts: the keys found by a plain read first (almost
     always none), the messages loaded only for those (decision 0107)."""
-    by_source: dict[str, list[str]] = {}
-    for source, digest in keys:
-        by_source.setdefault(source, []).append(digest)
-    found = [
-        (source, digest)
-        for source, digests in by_source.items()
-        for digest in session.scalars(_KNOWN_KEYS, {"source": source, "digests": digests})
-    ]
+    found = _found_on_driver(session, keys)
+    if found is None:
+        by_source: dict[str, list[str]] = {}
+        for source, digest in keys:
+            by_source.setdefault(source, []).append(digest)
+        found = [
+            (source, digest)
+            for source, digests in by_source.items()
+            for digest in session.scalars(_KNOWN_KEYS, {"source": source, "digests": digests})
+        ]
     return bulk._known(session, found) if found else {}
+
+
+def _found_on_driver(session: Session, keys: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
+    """Those of ``keys`` already received, read on SQLite's driver one key a statement (a
+    unique-key lookup each: a group holds a few; SQLAlchemy's execution of the one
+    expanding statement cost more than SQLite's work for all of them, decision 0129);
+    None where ``driver_rows`` does not apply (PostgreSQL: one round trip, as before).
+    Read before anything is added to the session: nothing to flush."""
+    found: list[tuple[str, str]] = []
+    for source, digest in keys:
+        params = {"source": source, "digest": digest}
+        rows = driver_rows(session, _KNOWN_KEY, params, flush=False)
+        if rows is None:
+            return None
+        if rows:
+            found.append((source, digest))
+    return found
 
 
 def _keep(session: Session, pending: _Pending) -> InboundMessage:

@@ -109,6 +109,11 @@ class _Snapshot:
 
 
 if _FILE:
+    # the server's process only: its drain process, translation workers and multiprocessing's
+    # resource tracker (which has no parent process to tell it apart, and wrote its own
+    # empty profile over the server's at exit) start without it (drain_cpu.py profiles the
+    # drain)
+    del os.environ["BENCH_PROFILE_FILE"]
     _install(_FILE)
 
 if os.environ.get("BENCH_STAGES_FILE"):

@@ -124,6 +124,15 @@ def test_unknown_source_and_missing_header_are_refused(client: TestClient) -> No
     missing = client.post("/ingest", content=raw)
     assert missing.status_code == 400
     assert missing.json()["issue"][0]["location"] == ["X-Source-System"]
+    empty = client.post("/ingest", content=raw, headers={"X-Source-System": ""})
+    assert empty.status_code == 400
+    assert empty.json()["issue"][0]["location"] == ["X-Source-System"]
+    # the header's first value, as FastAPI's Header() read it (decision 0129)
+    twice = client.post(
+        "/ingest", content=raw, headers=[("X-Source-System", "nobody"), ("X-Source-System", "x")]
+    )
+    assert twice.status_code == 400
+    assert "nobody" in twice.json()["issue"][0]["diagnostics"]
 
 
 def test_oversize_document_is_refused_with_413_and_kept(client: TestClient, settings) -> None:

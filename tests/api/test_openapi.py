@@ -39,6 +39,12 @@ def test_openapi_tells_the_truth(client: TestClient) -> None:
     validate = paths["/fhir/{resource_type}/$validate"]["post"]["responses"]
     assert {"413", "415"} <= set(validate)
     assert {"400", "409", "413", "422"} <= set(paths["/ingest"]["post"]["responses"])
+    # read from the request by the route, declared by hand (decision 0129)
+    ingest_headers = {
+        p["name"]: p for p in paths["/ingest"]["post"]["parameters"] if p["in"] == "header"
+    }
+    assert set(ingest_headers) == {"x-source-system", "prefer"}
+    assert "respond-async" in ingest_headers["prefer"]["description"]
     # the referral Task writes (docs/referral-loop.md) refuse a party (403), a transition
     # (409), a stale If-Match (412) and an element that may not change (422)
     task = paths["/fhir/Task/{task_id}"]
