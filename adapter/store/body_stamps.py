@@ -93,18 +93,70 @@ def read_body(value: bytes | bytearray | memoryview | str | None) -> Any:
     rid, version, micros, rest = raw.split(b" ", 3)
     if rest[:1] != _STRIPPED:  # the SQL adds the values to stripped bodies only
         raise StampsMissingError("a resource body read with its row's values is not stripped")
-    inner = unpack(rest[1:])
+    return _whole(unpack(rest[1:]), rid.decode(), version.decode(), format_micros(int(micros)))
+
+
+def _whole(inner: dict[str, Any], rid: str, version: str, stamp: str) -> dict[str, Any]:
+    """The body ``stripped`` made ``inner`` of, with the row's id, version and time."""
     items = iter(inner.items())
     rtype = next(items)
     meta = inner.get("meta")
     meta = {} if meta is None else dict(meta)
-    meta["versionId"] = version.decode()
-    meta["lastUpdated"] = format_micros(int(micros))
-    out: dict[str, Any] = {rtype[0]: rtype[1], "id": rid.decode(), "meta": meta}
+    meta["versionId"] = version
+    meta["lastUpdated"] = stamp
+    out: dict[str, Any] = {rtype[0]: rtype[1], "id": rid, "meta": meta}
     for key, item in items:
         if key != "meta":
             out[key] = item
     return out
+
+
+def stored_whole(stored: bytes, rid: str, version_id: int, last_updated: datetime) -> bytes:
+    """A stripped stored value written back whole (a frame of the same JSON text a read
+    gives): migration 0052's downgrade, for the adapter versions before decision 0128."""
+    inner = unpack(stored[1:])
+    stamp = last_updated.astimezone(UTC).isoformat(timespec="milliseconds")
+    return pack(_whole(inner, rid, str(version_id), stamp))
+
+
+def rewrite_whole(conn: Any, table: str, *, batch: int = 1000) -> int:
+    """Every stripped body of ``table`` (``resource`` or ``resource_version``) written back
+    whole, in key order and batches, on ``conn`` in its transaction; returns the rows."""
+    from sqlalchemy import text
+
+    from adapter.store.types import UTCMicros
+
+    keys = ("resource_type", "id") if table == "resource" else ("resource_type", "id", "version_id")
+    columns = ", ".join(keys)
+    test = "get_byte(body, 0) = 1" if conn.dialect.name == "postgresql" else "substr(body, 1, 1) = X'01'"
+    done, after = 0, None
+    while True:
+        where = f"body IS NOT NULL AND {test}"
+        params: dict[str, Any] = {}
+        if after is not None:
+            where += f" AND ({columns}) > ({', '.join(f':k{n}' for n in range(len(keys)))})"
+            params = {f"k{n}": v for n, v in enumerate(after)}
+        rows = conn.execute(
+            text(
+                f"SELECT {columns}, version_id AS g, last_updated, body FROM {table}"
+                f" WHERE {where}"
+                f" ORDER BY {columns} LIMIT {int(batch)}"
+            ).columns(last_updated=UTCMicros()),
+            params,
+        ).all()
+        if not rows:
+            return done
+        changes = [
+            {
+                "body": stored_whole(bytes(row.body), row.id, row.g, row.last_updated),
+                **{f"k{n}": row[n] for n in range(len(keys))},
+            }
+            for row in rows
+        ]
+        match = " AND ".join(f"{k} = :k{n}" for n, k in enumerate(keys))
+        conn.execute(text(f"UPDATE {table} SET body = :body WHERE {match}"), changes)
+        done += len(changes)
+        after = tuple(rows[-1][: len(keys)])
 
 
 def with_stamps_sql(dialect: str, table: str = "") -> str:
