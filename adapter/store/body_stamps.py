@@ -153,8 +153,24 @@ def rewrite_whole(conn: Any, table: str, *, batch: int = 1000) -> int:
             }
             for row in rows
         ]
-        match = " AND ".join(f"{k} = :k{n}" for n, k in enumerate(keys))
-        conn.execute(text(f"UPDATE {table} SET body = :body WHERE {match}"), changes)
+        if conn.dialect.name == "postgresql":  # one statement a batch, not one a row
+            types = ["text", "text", "integer"][: len(keys)]
+            arrays = ", ".join(f"CAST(:k{n} AS {t}[])" for n, t in enumerate(types))
+            names = ", ".join(f"k{n}" for n in range(len(keys)))
+            match = " AND ".join(f"t.{k} = v.k{n}" for n, k in enumerate(keys))
+            conn.execute(
+                text(
+                    f"UPDATE {table} AS t SET body = v.body FROM unnest({arrays},"
+                    f" CAST(:body AS bytea[])) AS v({names}, body) WHERE {match}"
+                ),
+                {
+                    "body": [c["body"] for c in changes],
+                    **{f"k{n}": [c[f"k{n}"] for c in changes] for n in range(len(keys))},
+                },
+            )
+        else:
+            match = " AND ".join(f"{k} = :k{n}" for n, k in enumerate(keys))
+            conn.execute(text(f"UPDATE {table} SET body = :body WHERE {match}"), changes)
         done += len(changes)
         after = tuple(rows[-1][: len(keys)])
 
