@@ -22,7 +22,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from adapter.store.body_codec import pack, unpack
+import orjson
+import zstandard
+
+from adapter.store.body_codec import json_bytes, pack_json, raw_decompressor, unpack
 
 STRIPPED = 0x01  # first byte of a stored body without its stamps (no frame, no JSON text)
 _STRIPPED = b"\x01"
@@ -42,31 +45,70 @@ class StampsMissingError(ValueError):
     """A body stored without its stamps was read without its row's values."""
 
 
+_TYPE_HEAD = b'{"resourceType":"'
+_META_HEAD = b',"meta":{'
+_WITH_META = 0x02  # a stripped body whose meta keeps more than the stamps
+
+
 def stripped(body: Any) -> bytes | None:
     """The stored form of a ``StampedBody`` without its id and stamps, or None when its
-    shape is not the one ``_stamped`` gives (then it is stored whole)."""
+    shape is not the one ``_stamped`` gives (then it is stored whole).
+
+    Cut from the body's JSON text (what ``pack`` compresses), so that a read splices the
+    row's values back into the text and parses it once (``read_body``): ``STRIPPED`` and a
+    zstd frame of ``{"resourceType":"T"<the rest>`` when ``meta`` held the stamps alone;
+    else ``_WITH_META``, the offset of ``meta``'s closing brace in the text (2 bytes) and a
+    frame of ``{"resourceType":"T","meta":{<meta without the stamps>}<the rest>``. The
+    checks are on the text: the type and id appear in it unescaped (the id without a space,
+    the row's values are read space-separated), the stamps end ``meta``."""
     keys = iter(body)
     if next(keys, None) != "resourceType" or next(keys, None) != "id" or next(keys, None) != "meta":
         return None
-    rid, meta = body["id"], body["meta"]
-    if (
-        rid.__class__ is not str
-        or not rid
-        or " " in rid
-        or meta.__class__ is not dict
-        or len(meta) < 2
-    ):
+    rtype, rid, meta = body["resourceType"], body["id"], body["meta"]
+    if rtype.__class__ is not str or rid.__class__ is not str or meta.__class__ is not dict:
+        return None
+    if " " in rid or not rid or len(meta) < 2:
         return None
     names = list(meta)
     if names[-2] != "versionId" or names[-1] != "lastUpdated":
         return None
-    out: dict[str, Any] = {"resourceType": body["resourceType"]}
-    if len(names) > 2:
-        out["meta"] = {k: meta[k] for k in names[:-2]}
-    for key, value in body.items():
-        if key not in ("resourceType", "id", "meta"):
-            out[key] = value
-    return _STRIPPED + pack(out)
+    version, stamp = meta["versionId"], meta["lastUpdated"]
+    if version.__class__ is not str or stamp.__class__ is not str:
+        return None
+    text = orjson.dumps(body)
+    head = len(_TYPE_HEAD) + len(rtype) + 1  # {"resourceType":"T"
+    at = head + 7 + len(rid) + 1  # ,"id":"<id>"
+    inner = at + len(_META_HEAD)
+    others = len(orjson.dumps({k: meta[k] for k in names[:-2]})) - 2 if len(names) > 2 else 0
+    stamps = b'"versionId":' + orjson.dumps(version) + b',"lastUpdated":' + orjson.dumps(stamp) + b"}"
+    tail = inner + others + (1 if others else 0)
+    if (
+        text[at:inner] != _META_HEAD
+        or text[head - 1 : at] != b'","id":"' + rid.encode() + b'"'
+        or text[len(_TYPE_HEAD) : head - 1] != rtype.encode()
+        or text[tail : tail + len(stamps)] != stamps
+    ):
+        return None
+    if not others:
+        return _STRIPPED + pack_json(text[:head] + text[tail + len(stamps) :])
+    close = head + len(_META_HEAD) + others  # meta's closing brace, in the stored text
+    if close > 0xFFFF:
+        return None
+    out = text[:head] + text[at : inner + others] + text[tail + len(stamps) - 1 :]
+    return bytes((_WITH_META,)) + close.to_bytes(2, "big") + pack_json(out)
+
+
+_STAMP_TEXTS: dict[bytes, bytes] = {}
+
+
+def _stamp_text(micros: bytes) -> bytes:
+    """``format_micros`` as JSON text's bytes, remembered (a message's resources share it)."""
+    found = _STAMP_TEXTS.get(micros)
+    if found is None:
+        if len(_STAMP_TEXTS) >= 4096:
+            _STAMP_TEXTS.clear()
+        found = _STAMP_TEXTS[micros] = format_micros(int(micros)).encode()
+    return found
 
 
 def format_micros(micros: int) -> str:
@@ -85,38 +127,85 @@ def read_body(value: bytes | bytearray | memoryview | str | None) -> Any:
     first = raw[0]
     if first == _FRAME or first == _TEXT:
         return unpack(raw)
-    if first == STRIPPED:
+    if first == STRIPPED or first == _WITH_META:
         raise StampsMissingError(
             "a resource body stored without its id and meta was read without its row's "
             "values (decision 0128: select it through the column, or with WITH_STAMPS_SQL)"
         )
-    rid, version, micros, rest = raw.split(b" ", 3)
-    if rest[:1] != _STRIPPED:  # the SQL adds the values to stripped bodies only
+    a = raw.index(b" ")
+    b = raw.index(b" ", a + 1)
+    c = raw.index(b" ", b + 1)
+    stamp = _stamp_text(raw[b + 1 : c])
+    if raw[c + 1] == STRIPPED:  # the common form, spliced here: one copy of the text
+        text = _frame_text(memoryview(raw)[c + 2 :])
+        head = text.index(b'"', len(_TYPE_HEAD)) + 1  # {"resourceType":"T"
+        return orjson.loads(
+            b"".join(
+                (
+                    text[:head],
+                    b',"id":"',
+                    raw[:a],
+                    b'","meta":{"versionId":"',
+                    raw[a + 1 : b],
+                    b'","lastUpdated":"',
+                    stamp,
+                    b'"}',
+                    text[head:],
+                )
+            )
+        )
+    if raw[c + 1] != _WITH_META:  # the SQL adds the row's values to those only
         raise StampsMissingError("a resource body read with its row's values is not stripped")
-    return _whole(unpack(rest[1:]), rid.decode(), version.decode(), format_micros(int(micros)))
+    return orjson.loads(_whole_text(raw[c + 1 :], raw[:a], raw[a + 1 : b], stamp))
 
 
-def _whole(inner: dict[str, Any], rid: str, version: str, stamp: str) -> dict[str, Any]:
-    """The body ``stripped`` made ``inner`` of, with the row's id, version and time."""
-    items = iter(inner.items())
-    rtype = next(items)
-    meta = inner.get("meta")
-    meta = {} if meta is None else dict(meta)
-    meta["versionId"] = version
-    meta["lastUpdated"] = stamp
-    out: dict[str, Any] = {rtype[0]: rtype[1], "id": rid, "meta": meta}
-    for key, item in items:
-        if key != "meta":
-            out[key] = item
-    return out
+def _frame_text(frame: memoryview) -> bytes:
+    return raw_decompressor(zstandard.get_frame_parameters(frame).dict_id).decompress(frame)
+
+
+def _whole_text(stored: bytes, rid: bytes, version: bytes, stamp: bytes) -> bytes:
+    """The JSON text ``stripped`` cut ``stored`` from, with the row's id, version and time."""
+    if stored[0] == STRIPPED:
+        text = json_bytes(stored[1:])
+        head = text.index(b'"', len(_TYPE_HEAD)) + 1  # {"resourceType":"T"
+        return b"".join(
+            (
+                text[:head],
+                b',"id":"',
+                rid,
+                b'","meta":{"versionId":"',
+                version,
+                b'","lastUpdated":"',
+                stamp,
+                b'"}',
+                text[head:],
+            )
+        )
+    close = int.from_bytes(stored[1:3], "big")
+    text = json_bytes(stored[3:])
+    head = text.index(b'"', len(_TYPE_HEAD)) + 1
+    return b"".join(
+        (
+            text[:head],
+            b',"id":"',
+            rid,
+            b'"',
+            text[head:close],
+            b',"versionId":"',
+            version,
+            b'","lastUpdated":"',
+            stamp,
+            b'"',
+            text[close:],
+        )
+    )
 
 
 def stored_whole(stored: bytes, rid: str, version_id: int, last_updated: datetime) -> bytes:
     """A stripped stored value written back whole (a frame of the same JSON text a read
     gives): migration 0052's downgrade, for the adapter versions before decision 0128."""
-    inner = unpack(stored[1:])
     stamp = last_updated.astimezone(UTC).isoformat(timespec="milliseconds")
-    return pack(_whole(inner, rid, str(version_id), stamp))
+    return pack_json(_whole_text(stored, rid.encode(), str(version_id).encode(), stamp.encode()))
 
 
 def rewrite_whole(conn: Any, table: str, *, batch: int = 1000) -> int:
@@ -128,7 +217,8 @@ def rewrite_whole(conn: Any, table: str, *, batch: int = 1000) -> int:
 
     keys = ("resource_type", "id") if table == "resource" else ("resource_type", "id", "version_id")
     columns = ", ".join(keys)
-    test = "get_byte(body, 0) = 1" if conn.dialect.name == "postgresql" else "substr(body, 1, 1) = X'01'"
+    pg = conn.dialect.name == "postgresql"
+    test = "get_byte(body, 0) < 8" if pg else "substr(body, 1, 1) IN (X'01', X'02')"
     done, after = 0, None
     while True:
         where = f"body IS NOT NULL AND {test}"
@@ -153,7 +243,7 @@ def rewrite_whole(conn: Any, table: str, *, batch: int = 1000) -> int:
             }
             for row in rows
         ]
-        if conn.dialect.name == "postgresql":  # one statement a batch, not one a row
+        if pg:  # one statement a batch, not one a row
             types = ["text", "text", "integer"][: len(keys)]
             arrays = ", ".join(f"CAST(:k{n} AS {t}[])" for n, t in enumerate(types))
             names = ", ".join(f"k{n}" for n in range(len(keys)))
@@ -186,13 +276,13 @@ def stamps_sql(dialect: str, body: str, rid: str, version: str, updated: str) ->
     """``with_stamps_sql`` of these column expressions."""
     if dialect == "postgresql":
         return (
-            f"CASE WHEN get_byte({body}, 0) = {STRIPPED} THEN convert_to({rid} || ' ' || "
+            f"CASE WHEN get_byte({body}, 0) < 8 THEN convert_to({rid} || ' ' || "
             f"CAST({version} AS text) || ' ' || CAST(CAST(extract(epoch FROM {updated}) * 1000000 "
             f"AS bigint) AS text) || ' ', 'UTF8') || {body} ELSE {body} END"
         )
     # SQLite: last_updated is the integer microseconds (UTCMicros); || joins the bytes as
     # they are (text of the blob's bytes), CAST back to a BLOB keeps them
     return (
-        f"CASE WHEN substr({body}, 1, 1) = X'01' THEN CAST({rid} || ' ' || {version} || ' ' || "
+        f"CASE WHEN substr({body}, 1, 1) IN (X'01', X'02') THEN CAST({rid} || ' ' || {version} || ' ' || "
         f"{updated} || ' ' || {body} AS BLOB) ELSE {body} END"
     )
