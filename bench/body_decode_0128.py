@@ -52,7 +52,8 @@ def main() -> None:
     whole = [pack(b) for b in bodies]
     read_as = [f"{b['id']} 3 {MICROS} ".encode() + stripped(b) for b in bodies]  # type: ignore[operator]
     assert all(
-        orjson.dumps(unpack(w)) == orjson.dumps(read_body(s)) for w, s in zip(whole, read_as, strict=True)
+        orjson.dumps(unpack(w)) == orjson.dumps(read_body(s))
+        for w, s in zip(whole, read_as, strict=True)
     )
     n = len(bodies) * args.loops
     best: dict[str, float] = {}

@@ -51,7 +51,9 @@ def _golden() -> list[dict[str, Any]]:
     for path in sorted(ROOT.glob("fixtures/**/*expected*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(data, dict):
-            out.extend(r for r in data.get("resources", []) if r.get("id") and r.get("resourceType"))
+            out.extend(
+                r for r in data.get("resources", []) if r.get("id") and r.get("resourceType")
+            )
     return out
 
 

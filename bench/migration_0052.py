@@ -98,7 +98,9 @@ def run(engine: Engine, rows: int) -> None:
     pg = engine.dialect.name == "postgresql"
     now: object = NOW if pg else int((NOW - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1e6)
     with engine.begin() as conn:
-        conn.execute(text("CREATE TEMP TABLE seed (n integer, body " + ("bytea)" if pg else "blob)")))
+        conn.execute(
+            text("CREATE TEMP TABLE seed (n integer, body " + ("bytea)" if pg else "blob)"))
+        )
         conn.execute(
             text("INSERT INTO seed (n, body) VALUES (:n, :body)").bindparams(
                 bindparam("body", type_=LargeBinary())

@@ -80,7 +80,9 @@ def stripped(body: Any) -> bytes | None:
     at = head + 7 + len(rid) + 1  # ,"id":"<id>"
     inner = at + len(_META_HEAD)
     others = len(orjson.dumps({k: meta[k] for k in names[:-2]})) - 2 if len(names) > 2 else 0
-    stamps = b'"versionId":' + orjson.dumps(version) + b',"lastUpdated":' + orjson.dumps(stamp) + b"}"
+    stamps = (
+        b'"versionId":' + orjson.dumps(version) + b',"lastUpdated":' + orjson.dumps(stamp) + b"}"
+    )
     tail = inner + others + (1 if others else 0)
     if (
         text[at:inner] != _META_HEAD
@@ -125,9 +127,9 @@ def read_body(value: bytes | bytearray | memoryview | str | None) -> Any:
         return unpack(value)  # SQLite, stored before migration 0017
     raw = value if value.__class__ is bytes else bytes(value)
     first = raw[0]
-    if first == _FRAME or first == _TEXT:
+    if first in (_FRAME, _TEXT):
         return unpack(raw)
-    if first == STRIPPED or first == _WITH_META:
+    if first in (STRIPPED, _WITH_META):
         raise StampsMissingError(
             "a resource body stored without its id and meta was read without its row's "
             "values (decision 0128: select it through the column, or with WITH_STAMPS_SQL)"
@@ -267,6 +269,6 @@ def stamps_sql(dialect: str, body: str, rid: str, version: str, updated: str) ->
     # SQLite: last_updated is the integer microseconds (UTCMicros); || joins the bytes as
     # they are (text of the blob's bytes), CAST back to a BLOB keeps them
     return (
-        f"CASE WHEN substr({body}, 1, 1) IN (X'01', X'02') THEN CAST({rid} || ' ' || {version} || ' ' || "
-        f"{updated} || ' ' || {body} AS BLOB) ELSE {body} END"
+        f"CASE WHEN substr({body}, 1, 1) IN (X'01', X'02') THEN CAST({rid} || ' ' || "
+        f"{version} || ' ' || {updated} || ' ' || {body} AS BLOB) ELSE {body} END"
     )

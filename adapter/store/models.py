@@ -53,7 +53,6 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_colu
 from adapter.store.id_forms import IndexId, PatientKey
 from adapter.store.types import (
     BigId,
-    CompressedJSON,
     Digest,
     IndexTime,
     JSONText,

@@ -57,7 +57,12 @@ SHAPES = {
         },
     ),
     # meta placed after other keys in the input: _stamped moves it after id
-    "meta-late": {"resourceType": "Patient", "id": "p-late", "active": True, "meta": {"source": "s"}},
+    "meta-late": {
+        "resourceType": "Patient",
+        "id": "p-late",
+        "active": True,
+        "meta": {"source": "s"},
+    },
     # stamps already in meta, in front: stored whole (not the one shape stripped)
     "stamps-first": patient("p-first", meta={"versionId": "7", "lastUpdated": "x", "source": "s"}),
     # id not second: stored whole
@@ -125,9 +130,8 @@ def test_a_read_without_the_rows_values_fails_loudly(session_factory: sessionmak
         with pytest.raises(StampsMissingError):
             read_body(stored)
         dialect = session.get_bind().dialect.name
-        row = session.execute(
-            text(f"SELECT {with_stamps_sql(dialect, 'r')} AS body FROM resource r WHERE id = 'p-plain'")
-        ).scalar_one()
+        sql = f"SELECT {with_stamps_sql(dialect, 'r')} AS body FROM resource r WHERE id = 'p-plain'"
+        row = session.execute(text(sql)).scalar_one()
         assert _dumps(read_body(row)) == _dumps(body)
 
 
@@ -148,7 +152,9 @@ def test_only_the_stamped_shape_is_stripped() -> None:
     )
     made = stripped(stamped)
     assert made is not None and made[:1] == b"\x02" and is_frame(made[3:])  # offset first
-    alone = stripped(StampedBody(resourceType="Patient", id="a", meta={"versionId": "1", "lastUpdated": "t"}))
+    alone = stripped(
+        StampedBody(resourceType="Patient", id="a", meta={"versionId": "1", "lastUpdated": "t"})
+    )
     assert alone is not None and alone[:1] == b"\x01" and is_frame(alone[1:])
     assert read_body(b"a 1 0 " + alone) == {
         "resourceType": "Patient", "id": "a",

@@ -77,7 +77,7 @@ def test_0052_stripped_bodies_written_whole_and_back(blank_database_url: str) ->
         assert len(reads["Observation/o0"]) == 3  # current, then history v2, v1
         stripped = [b for bodies in stored.values() for b in bodies if b[:1] in (b"\x01", b"\x02")]
         assert len(stripped) == 12 + 4  # every Observation, and the 4 changed ones' v1
-        assert all(not b[:1] in (b"\x01", b"\x02") for b in stored["Basic/whole"])
+        assert all(b[:1] not in (b"\x01", b"\x02") for b in stored["Basic/whole"])
 
         downgrade(engine, "0051")
         down = _stored(engine)
@@ -90,11 +90,15 @@ def test_0052_stripped_bodies_written_whole_and_back(blank_database_url: str) ->
 
         migrate(engine)
         assert _reads(engine) == reads
-        assert all(b[:1] not in (b"\x01", b"\x02") for bodies in _stored(engine).values() for b in bodies)
+        assert all(
+            b[:1] not in (b"\x01", b"\x02") for bodies in _stored(engine).values() for b in bodies
+        )
         with make_factory(engine).begin() as session:
             saved = save_resources(
-                session, [{"resourceType": "Observation", "id": "later", "status": "final"}],
-                message_id=None, now=T1,
+                session,
+                [{"resourceType": "Observation", "id": "later", "status": "final"}],
+                message_id=None,
+                now=T1,
             )[0]
         assert _stored(engine)["Observation/later"][0][:1] in (b"\x01", b"\x02")
         assert _reads(engine)["Observation/later"] == [orjson.dumps(saved.body)] * 2
