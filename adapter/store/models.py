@@ -53,13 +53,13 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_colu
 from adapter.store.id_forms import IndexId, PatientKey
 from adapter.store.types import (
     BigId,
-    CompressedJSON,
     Digest,
     IndexTime,
     JSONText,
     NamedCode,
     PackedBytes,
     PackedJSON,
+    ResourceBody,
     ShortDigest,
     UTCDateTime,
     UTCMicros,
@@ -216,7 +216,7 @@ class Resource(Base):
     # lastUpdated: "did it change?" (32 hex characters in and out, 16 bytes stored:
     # decision 0092; rows written before keep their 32 bytes and read as their first 16)
     content_hash: Mapped[str] = mapped_column(ShortDigest())
-    body: Mapped[dict[str, Any]] = mapped_column(CompressedJSON())  # decision 0049
+    body: Mapped[dict[str, Any]] = mapped_column(ResourceBody())  # decisions 0049, 0128
     message_id: Mapped[str | None] = mapped_column(UuidText())  # key: _message_keys
     # "Patient/<id>"; PostgreSQL: the bare id in 16 bytes, as the index ids (decision 0123)
     patient_key: Mapped[str | None] = mapped_column(PatientKey(_TYPE + 1 + _ID))
@@ -246,7 +246,9 @@ class ResourceVersion(Base):
     deleted: Mapped[bool] = mapped_column(Boolean(), default=False)
     # NULL while this is the current version: its body is the resource row's (written once;
     # copied here when a newer version supersedes it, migration 0016, decision 0042)
-    body: Mapped[dict[str, Any] | None] = mapped_column(CompressedJSON(), nullable=True)
+    body: Mapped[dict[str, Any] | None] = mapped_column(
+        ResourceBody(strip=False), nullable=True
+    )  # copied from resource rows by SQL: stripped ones too (decision 0128)
     message_id: Mapped[str | None] = mapped_column(UuidText(), index=True)  # _message_keys
 
 

@@ -53,6 +53,7 @@ from adapter.fhir.index_values import (
     meta_params,
     patient_key,
 )
+from adapter.store.body_stamps import StampedBody, with_stamps_sql
 from adapter.store.driver_select import execute_rows
 from adapter.store.facilities import facility_key
 from adapter.store.fast_insert import insert_rows, insert_tuples
@@ -410,14 +411,19 @@ def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stamped(
-    resource: dict[str, Any], version_id: int, last_updated: datetime, stamp: str | None = None
+    resource: dict[str, Any],
+    version_id: int,
+    last_updated: datetime,
+    stamp: str | None = None,
+    kind: type[dict[str, Any]] = dict,
 ) -> dict[str, Any]:
     """A copy with meta.versionId/lastUpdated, meta placed after id as FHIR JSON orders it
-    (``stamp``: ``last_updated`` formatted already, once for all the resources of a save)."""
+    (``stamp``: ``last_updated`` formatted already, once for all the resources of a save;
+    ``kind``: ``StampedBody`` for the body of a row with this version and time, 0128)."""
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version_id)
     meta["lastUpdated"] = format_instant(last_updated) if stamp is None else stamp
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = kind()
     for key, value in resource.items():
         if key == "meta":
             continue
@@ -510,7 +516,7 @@ def save_resources(
             )
             continue
         version_id = 1 if old is None else old.version_id + 1
-        body = _stamped(resource, version_id, last_updated, stamp)
+        body = _stamped(resource, version_id, last_updated, stamp, StampedBody)  # 0128
         done = known.get(digest) if known else None
         if done is None and known and prepared is not None:
             done = _meta_changed(prepared, key, resource, zone)
@@ -698,7 +704,8 @@ _BATCH_KEYS: Final = (
     " AS k(t, i) ON r.resource_type = k.t AND r.id = k.i"
 )
 _BATCH_LOCK: Final = text(
-    f"SELECT {', '.join(f'r.{c}' for c in _BATCH_COLUMNS)}, r.body{_BATCH_KEYS}"
+    f"SELECT {', '.join(f'r.{c}' for c in _BATCH_COLUMNS)},"
+    f" {with_stamps_sql('postgresql', 'r')} AS body{_BATCH_KEYS}"  # decision 0128
     " ORDER BY r.resource_type, r.id FOR UPDATE OF r"
 ).columns(*(_resource.c[c] for c in _BATCH_COLUMNS), _resource.c.body)
 _BATCH_READ: Final = text(

@@ -12,10 +12,13 @@ from sqlalchemy import BigInteger, DateTime, Integer, LargeBinary, SmallInteger,
 from sqlalchemy.dialects.sqlite import DATETIME as SQLiteDateTime
 from sqlalchemy.dialects.sqlite import JSON as SQLiteJSON
 from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from adapter.store import json_pack, raw_codec
 from adapter.store.body_codec import AUDIT, FEATURES, json_bytes, pack, pack_json, unpack
+from adapter.store.body_stamps import StampedBody, read_body, stamps_sql, stripped
 from adapter.store.uuid_form import UUID_BYTES, canonical_uuid_bytes, uuid_of
 
 # autoincrementing 64-bit keys; SQLite only autoincrements INTEGER PRIMARY KEY
@@ -297,6 +300,67 @@ class CompressedJSON(_DirectBind, TypeDecorator[Any]):
 
     def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
         return _unframed_or_none(value)
+
+
+# --- decision 0128: resource bodies without their row's id and stamps -------------------
+
+
+def _resource_frame_or_none(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if value.__class__ is StampedBody:
+        made = stripped(value)
+        if made is not None:
+            return made
+    return pack(value)
+
+
+class _BodyWithStamps(FunctionElement[Any]):
+    """A body column with its row's ``id``, ``version_id`` and ``last_updated`` before a
+    stripped value (adapter/store/body_stamps.py): what every SELECT of it reads."""
+
+    name = "body_with_stamps"
+    inherit_cache = True
+
+
+@compiles(_BodyWithStamps)
+def _compile_with_stamps(element: _BodyWithStamps, compiler: Any, **kw: Any) -> str:
+    parts = [compiler.process(c, **kw) for c in element.clauses]
+    return stamps_sql(compiler.dialect.name, *parts)
+
+
+class ResourceBody(CompressedJSON):
+    """``resource.body`` (and ``resource_version.body``): ``CompressedJSON``, and a
+    ``StampedBody`` stored without its id, versionId and lastUpdated, which every SELECT of
+    the column puts back from the row (decision 0128). ``strip=False``: reads such bodies
+    (a history row copied by SQL from a resource row), stores every body whole."""
+
+    cache_ok = True
+
+    def __init__(self, strip: bool = True) -> None:
+        super().__init__()
+        self.strip = strip
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> bytes | None:
+        return self._binder(dialect)(value)
+
+    def _binder(self, dialect: Dialect) -> _Bind:
+        return _resource_frame_or_none if self.strip else _frame_or_none
+
+    def _reader(self) -> _Bind:
+        return read_body
+
+    def process_result_value(self, value: bytes | str | None, dialect: Dialect) -> Any:
+        return read_body(value)
+
+    def column_expression(self, colexpr: Any) -> Any:
+        table = colexpr.table
+        made = _BodyWithStamps(colexpr, table.c.id, table.c.version_id, table.c.last_updated)
+        made.type = self  # read as this column: ``read_body``
+        return made
+
+
+# --- end decision 0128 ---------------------------------------------------------------
 
 
 def _features_or_none(value: Any) -> bytes | None:
