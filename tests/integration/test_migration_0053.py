@@ -19,7 +19,7 @@ def test_0053_deleted_index_made_and_dropped(blank_database_url: str) -> None:
         migrate(engine)
         postgresql = engine.dialect.name == "postgresql"
         assert _indexed(engine) == postgresql
-        downgrade(engine, "0051")
+        downgrade(engine, "0052")
         assert not _indexed(engine)
         migrate(engine)
         assert _indexed(engine) == postgresql

@@ -4,7 +4,7 @@ arrays its pre-read counted when the type has no such resource (one probe of thi
 empty in a store that never deletes). SQLite: nothing changes.
 
 Revision ID: 0053
-Revises: 0051
+Revises: 0052
 Create Date: 2026-12-06
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0053"
-down_revision: str | Sequence[str] | None = "0051"
+down_revision: str | Sequence[str] | None = "0052"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
