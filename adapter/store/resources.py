@@ -366,7 +366,12 @@ def _lock_query(
     ]
     if with_body:
         columns.append(
-            type_coerce(_resource.c.body, NullType()).label("body") if sqlite else _resource.c.body
+            # SQLite: as stored, with the row's stamps before a stripped body (0128)
+            type_coerce(
+                _resource.c.body.type.column_expression(_resource.c.body), NullType()
+            ).label("body")
+            if sqlite
+            else _resource.c.body
         )
     query = select(*columns).where(
         or_(
