@@ -16,7 +16,7 @@ from sqlalchemy import Connection, text
 
 from adapter.store.body_codec import is_frame, json_bytes, pack_json
 
-_KEYS = {
+KEYS = {
     "resource": ("resource_type", "id"),
     "resource_version": ("resource_type", "id", "version_id"),
     # written back as plain text by migration 0027's downgrade only: the service's role may
@@ -61,14 +61,11 @@ def rewrite_batch(
 ) -> tuple[int, tuple | None]:
     """The next ``batch`` rows after the key ``after``: (rows rewritten, the last key read,
     None at the end of the table)."""
-    keys = _KEYS[table]
+    keys = KEYS[table]
     columns = ", ".join(keys)
     guard = "version_id" if table == "resource" else "NULL"
-    where = "body IS NOT NULL"
-    params: dict[str, object] = {}
-    if after is not None:
-        where += f" AND ({columns}) > ({', '.join(f':k{n}' for n in range(len(keys)))})"
-        params = {f"k{n}": v for n, v in enumerate(after)}
+    past, params = after_key(keys, after)
+    where = f"body IS NOT NULL{past}"
     rows = conn.execute(
         text(
             f"SELECT {columns}, {guard}, body FROM {table} WHERE {where} "
@@ -97,3 +94,12 @@ def rewrite_batch(
         still = "version_id = :g" if table == "resource" else "body IS NOT NULL"
         conn.execute(text(f"UPDATE {table} SET body = :body WHERE {match} AND {still}"), changes)
     return len(changes), tuple(rows[-1][: len(keys)])
+
+
+def after_key(keys: tuple[str, ...], after: tuple | None) -> tuple[str, dict[str, object]]:
+    """The keyset condition of the rows after the key ``after`` (``" AND (k...) > (...)"``,
+    '' for the first batch) and its parameters ``k0``, ``k1``, ..."""
+    if after is None:
+        return "", {}
+    marks = ", ".join(f":k{n}" for n in range(len(keys)))
+    return f" AND ({', '.join(keys)}) > ({marks})", {f"k{n}": v for n, v in enumerate(after)}

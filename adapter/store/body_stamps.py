@@ -199,19 +199,16 @@ def rewrite_whole(conn: Any, table: str, *, batch: int = 1000) -> int:
     whole, in key order and batches, on ``conn`` in its transaction; returns the rows."""
     from sqlalchemy import text
 
+    from adapter.store.body_rewrite import KEYS, after_key
     from adapter.store.types import UTCMicros
 
-    keys = ("resource_type", "id") if table == "resource" else ("resource_type", "id", "version_id")
+    keys = KEYS[table]
     columns = ", ".join(keys)
     pg = conn.dialect.name == "postgresql"
-    test = "get_byte(body, 0) < 8" if pg else "substr(body, 1, 1) IN (X'01', X'02')"
     done, after = 0, None
     while True:
-        where = f"body IS NOT NULL AND {test}"
-        params: dict[str, Any] = {}
-        if after is not None:
-            where += f" AND ({columns}) > ({', '.join(f':k{n}' for n in range(len(keys)))})"
-            params = {f"k{n}": v for n, v in enumerate(after)}
+        past, params = after_key(keys, after)
+        where = f"body IS NOT NULL AND {is_stripped_sql(conn.dialect.name)}{past}"
         rows = conn.execute(
             text(
                 f"SELECT {columns}, version_id AS g, last_updated, body FROM {table}"
@@ -262,13 +259,21 @@ def stamps_sql(dialect: str, body: str, rid: str, version: str, updated: str) ->
     """``with_stamps_sql`` of these column expressions."""
     if dialect == "postgresql":
         return (
-            f"CASE WHEN get_byte({body}, 0) < 8 THEN convert_to({rid} || ' ' || "
+            f"CASE WHEN {is_stripped_sql(dialect, body)} THEN convert_to({rid} || ' ' || "
             f"CAST({version} AS text) || ' ' || CAST(CAST(extract(epoch FROM {updated}) * 1000000 "
             f"AS bigint) AS text) || ' ', 'UTF8') || {body} ELSE {body} END"
         )
     # SQLite: last_updated is the integer microseconds (UTCMicros); || joins the bytes as
     # they are (text of the blob's bytes), CAST back to a BLOB keeps them
     return (
-        f"CASE WHEN substr({body}, 1, 1) IN (X'01', X'02') THEN CAST({rid} || ' ' || "
+        f"CASE WHEN {is_stripped_sql(dialect, body)} THEN CAST({rid} || ' ' || "
         f"{version} || ' ' || {updated} || ' ' || {body} AS BLOB) ELSE {body} END"
     )
+
+
+def is_stripped_sql(dialect: str, body: str = "body") -> str:
+    """SQL true when the stored value ``body`` is a body without its stamps (its first byte
+    ``STRIPPED`` or ``_WITH_META``; a frame starts 0x28, JSON text "{")."""
+    if dialect == "postgresql":
+        return f"get_byte({body}, 0) < 8"
+    return f"substr({body}, 1, 1) IN (X'01', X'02')"
