@@ -51,7 +51,7 @@ from adapter.store.search_tokens import MANY_IDS, dictionary, toks_any, toks_eac
 _sp = SearchParam.__table__
 _si = SearchIndex.__table__
 _r = Resource.__table__
-_PARAMS, _TOKENS, _TARGETS, _WALK, _ROWS, _ARRAYS, _DELETED = 0, 1, 2, 3, 4, 5, 6
+_PARAMS, _TOKENS, _TARGETS, _WALK, _ROWS, _ARRAYS, _DELETED, _JOINT = 0, 1, 2, 3, 4, 5, 6, 7
 # a string criterion's rows counted up to this (``PreRead.rows``): at most this many, its
 # page probes the resources by key whatever the planner estimates (decision 0114)
 FEW_ROWS = 5_000
@@ -186,6 +186,19 @@ class PreRead:
         self._caps[n] = cap
         self._members.append(_arrays_member(n, ids, cap))
 
+    def joint(self, key: Hashable, ids: Sequence[Select[Any]], cap: int | None = FEW_ROWS) -> None:
+        """The resources whose arrays hold one of EACH ``ids``' dictionary ids (several
+        string criteria of one type, decision 0134): their number up to ``cap`` + 1 (None:
+        all) and their keys when at most ``FEW_ROWS``, as ``arrays`` answers for one. ONE
+        read of ``search_terms`` with every criterion's condition (``toks && A AND toks &&
+        B``): the GIN scan intersects the criteria's posting lists before it visits the
+        heap, which it then reads for the matches only, where a member per criterion read
+        each criterion's arrays (a fifth of the type for ``family=张``, another fifth for
+        ``address-city=青山县``) and the page read them again."""
+        n = self._slot(_JOINT, key)
+        self._caps[n] = cap
+        self._members.append(_joint_member(n, ids, cap))
+
     def deleted(self, rtype: str) -> None:
         """Whether ``rtype`` has a resource marked deleted (``ix_resource_deleted``, a partial
         index that holds only those: one probe of an empty index). The arrays of a deleted
@@ -225,7 +238,7 @@ class PreRead:
                 targets.setdefault(n, set()).add(k)
             elif tag == _ROWS:
                 counts[n] = k
-            elif tag == _ARRAYS:
+            elif tag in (_ARRAYS, _JOINT):
                 arrays[n] = (k, a, b)
             elif tag == _DELETED:
                 deleted.add(n)
@@ -239,7 +252,7 @@ class PreRead:
                 found.targets[key] = tuple(sorted(targets.get(n, ())))
             elif tag == _ROWS:
                 found.rows[key] = counts.get(n, 0)
-            elif tag == _ARRAYS:
+            elif tag in (_ARRAYS, _JOINT):
                 found.arrays[key] = _arrays_found(arrays.get(n), self._caps[n])
             elif tag == _DELETED:
                 found.deleted[key] = n in deleted  # type: ignore[index]
@@ -277,6 +290,31 @@ def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
         keys,
         unread,
     ).select_from(held)
+
+
+def _joint_member(n: int, ids: Sequence[Select[Any]], cap: int | None) -> Select[Any]:
+    """``PreRead.joint``'s member: ``k`` the resources counted (up to ``cap`` + 1), ``a``
+    their keys as an array's text when at most ``FEW_ROWS``. Each criterion's ids as an
+    InitPlan's array: the planner does not see them (seeing 1,600 ids it read every array,
+    ``search_tokens.toks_any``) and reads the arrays' GIN index with every condition."""
+    terms = SEARCH_TERMS.alias("joint_terms")
+    held = terms.c.toks.op("&&", is_comparison=True)
+    first = select(terms.c.resource_key.label("k")).where(
+        *(held(func.array(one.scalar_subquery())) for one in ids)
+    )
+    if cap is not None:
+        first = first.limit(cap + 1)
+    found = first.subquery("joint_held")
+    keys = case(
+        (func.count() <= FEW_ROWS, cast(func.array_agg(found.c.k), Text)), else_=cast(null(), Text)
+    )
+    return select(
+        literal_column(str(_JOINT), Integer),
+        literal_column(str(n), Integer),
+        cast(func.count(), BigInteger),
+        keys,
+        cast(null(), Text),
+    ).select_from(found)
 
 
 def _arrays_found(row: tuple[int, str | None, str | None] | None, cap: int | None) -> Arrays:

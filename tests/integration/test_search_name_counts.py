@@ -95,6 +95,36 @@ def test_a_name_alone_is_counted_by_its_preread(
         assert bool(sent) == (count == 0 or more or ("_total", "accurate") in params)
 
 
+JOINT: list[tuple[list[tuple[str, str]], int, int]] = [
+    ([("family", "张"), ("given", "伟,敏")], 1, 2),
+    ([("family", "张"), ("given", "伟,敏"), ("_total", "accurate")], 1, 2),
+    ([("family", "张"), ("address-city", "青山")], 0, 2),  # _summary=count
+    ([("family", "张"), ("given", "秀"), ("address-city", "石门")], 1, 1),
+    ([("name", "张"), ("family:exact", "张"), ("address:contains", "山")], 1, 2),
+    ([("family", "张"), ("given", "nobody"), ("_total", "accurate")], 1, 0),
+]
+
+
+@pytest.mark.parametrize(("params", "count", "total"), JOINT)
+def test_several_names_and_addresses_are_counted_together(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    params: list[tuple[str, str]],
+    count: int,
+    total: int,
+) -> None:
+    """Several name and address criteria read together in the pre-read (decision 0134):
+    its count of the arrays meeting all of them is the total, no count statement."""
+    _store(session_factory)
+    with _counts(engine) as sent:
+        found, _, more = _find(session_factory, params, count)
+    assert found == total
+    if engine.dialect.name == "postgresql":
+        assert sent == []
+    else:
+        assert bool(sent) == (count == 0 or more or ("_total", "accurate") in params)
+
+
 def test_a_bounded_total_keeps_its_cap(
     engine: Engine, session_factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -105,17 +135,22 @@ def test_a_bounded_total_keeps_its_cap(
     assert _find(session_factory, [("given", "秀")])[0] == 2
     accurate = _find(session_factory, [("family", "张"), ("_total", "accurate")])
     assert accurate[0] == 3
+    assert _find(session_factory, [("family", "张"), ("address-city", "青山")])[0] is None
+    assert _find(session_factory, [("family", "张"), ("given", "伟,秀")])[0] == 2
 
 
 def test_more_than_one_criterion_or_a_deleted_resource_is_counted_as_before(
     engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
     _store(session_factory)
-    with _counts(engine) as sent:
-        assert _find(session_factory, [("family", "张"), ("given", "伟,敏")])[0] == 2
+    with _counts(engine) as sent:  # a name and a column criterion: not read together
+        assert _find(session_factory, [("family", "张"), ("_id", "p1,p2,p3")])[0] == 2
     assert len(sent) == 1
     with session_factory.begin() as session:  # as a delete would mark it; its arrays stay
         session.execute(text("UPDATE resource SET deleted = true WHERE id = 'p2'"))
+    with _counts(engine) as sent:  # read together (decision 0134), but a resource deleted
+        total, ids, _ = _find(session_factory, [("family", "张"), ("given", "伟,敏")], 5)
+    assert (total, ids, len(sent)) == (1, ["p1"], 1)
     with _counts(engine) as sent:
         total, ids, _ = _find(session_factory, [("family", "张"), ("_total", "accurate")], 5)
     assert (total, sorted(ids)) == (2, ["p1", "p4"])
