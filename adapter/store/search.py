@@ -128,7 +128,7 @@ def find(
     flush_index_rows(session)  # a bulk batch's buffered rows first (decision 0047)
     single = types[0] if len(types) == 1 else None
     ids = ParamIds(session)  # the parameters' ids, as constants in the statements
-    cap = _total_cap(types, criteria, scope, total, count)
+    cap = _total_cap(types, criteria, scope, total, count, terms=ids.terms)
     ids.preread(_preread(ids, types, criteria, sort, count=count, whole=scope is None, cap=cap))
     of_type = _r.c.resource_type == single if single else _r.c.resource_type.in_(list(types))
     alone = len(criteria) == 1 and scope is None  # ``condition``'s ``alone``
@@ -182,16 +182,21 @@ def _total_cap(
     scope: Visibility | None,
     total: TotalMode | None,
     count: int,
+    *,
+    terms: bool = True,
 ) -> int | None:
     """How far the pre-read counts a string criterion's arrays (``PreRead.arrays``): for a
     search of one type by that criterion alone, as far as its total needs (``COUNT_CAP``
     without ``_total``, every one for ``_total=accurate`` or ``_count=0``): the count is
     then the total (``_counted``), and the count statement is not sent. Else ``FEW_ROWS``
-    (whether the page probes the resources by key)."""
+    (whether the page probes the resources by key). Several criteria: only when read
+    together (``_joint``, PostgreSQL: ``terms``)."""
     if len(types) != 1 or scope is not None:
         return FEW_ROWS
-    if not criteria or (len(criteria) > 1 and len(_joint(types[0], criteria)) != len(criteria)):
-        return FEW_ROWS  # several criteria: counted only when read together (``_joint``)
+    if not criteria or (len(criteria) > 1 and not terms):
+        return FEW_ROWS
+    if len(criteria) > 1 and len(_joint(types[0], criteria)) != len(criteria):
+        return FEW_ROWS
     if total == "accurate" or count <= 0:
         return None
     return COUNT_CAP if total is None else FEW_ROWS
