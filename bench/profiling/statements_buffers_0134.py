@@ -4,8 +4,10 @@ load-independent figures beside that benchmark's times.
 Each search is run once through the store's ``find`` with a ``before_cursor_execute``
 listener that keeps every statement and its parameters; each kept statement is then run
 again as ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`` in the same transaction. Printed per
-search: the statements, the rows each returned, the answer (the total and the first 450 ids of the search in pages of 50, hashed), and the shared buffers (hit + read) of
-each plan's top node, with the total; ``--plans`` prints the plans' text too. Works on any
+search: the statements, the rows each returned and the shared buffers (hit + read) of
+each plan's top node, with the total, and the answer (the total and the first 450 ids in
+pages of 50, hashed: two trees agree when the hashes do); ``--plans`` prints the plans'
+text too (the statement count then counts their lines). Works on any
 tree whose ``find`` and ``pg_strings_latency.SEARCHES`` have this form (0afd79b on).
 
     .venv/bin/python bench/profiling/statements_buffers_0134.py --schema S [--only 8,2]
@@ -26,11 +28,11 @@ from sqlalchemy import event
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from adapter.fhir.search_query import parse_search  # noqa: E402
 from adapter.store import make_engine, session_factory  # noqa: E402
+from adapter.store.search import find  # noqa: E402
 from bench.bench_search import DEFAULT_PG  # noqa: E402
 from bench.pg_schema import scratch_schema  # noqa: E402
-from adapter.fhir.search_query import parse_search  # noqa: E402
-from adapter.store.search import find  # noqa: E402
 from bench.pg_strings_latency import SEARCHES, _run  # noqa: E402
 
 
@@ -82,15 +84,20 @@ def main() -> None:
                 found = _run(session, params)
                 sent = list(seen)
                 seen.clear()
-                total = 0
+                total = statements = 0
                 lines = []
                 for statement, bound in sent:
                     if not statement.lstrip().upper().startswith("SELECT"):
                         continue
-                    raw = session.connection().exec_driver_sql(
-                        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, bound
-                    ).scalar_one()
+                    raw = (
+                        session.connection()
+                        .exec_driver_sql(
+                            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + statement, bound
+                        )
+                        .scalar_one()
+                    )
                     plan = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+                    statements += 1
                     top = plan["Plan"]
                     total += _buffers(top)
                     head = " ".join(statement.split())[:70]
@@ -107,7 +114,7 @@ def main() -> None:
                 session.rollback()
                 answer = _answer(session, params)
                 session.rollback()
-                print(f"{n:2} {label:36} found {found:3}  statements {len(lines)}  "
+                print(f"{n:2} {label:36} found {found:3}  statements {statements}  "
                       f"buffers {total}  ({answer})")  # fmt: skip
                 print("\n".join(lines))
         engine.dispose()

@@ -138,7 +138,7 @@ def test_read_together_in_two_statements(
     _store(session_factory)
     three = [("family:exact", "张"), ("given", "伟"), ("address-city", "青山")]
     with _sent(engine) as statements:
-        total, ids = _find(session_factory, [*three, ("_total", "accurate")], count=2)
+        total, _ = _find(session_factory, [*three, ("_total", "accurate")], count=2)
     assert total == len(set.intersection(*(set(_ids(session_factory, [c], 100)) for c in three)))
     if engine.dialect.name == "postgresql":
         assert len(statements) == 2
