@@ -86,67 +86,124 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
     # and, for the "string" type, without the general check's dispatch (0.31 -> 0.22 ms per
     # document of a generated night). ``path`` is the resource type or (parent path, key or
     # index), made text (``_path_text``) only for an issue (decision 0112).
+    if type(node) is not dict:  # a list, or a subclass of dict or list: the general walk
+        _walk_any(node, path, prefix, issues, top)
+        return
+    # a contained resource has an id of its own
+    top = top or "resourceType" in node
+    types = _TOP_TYPES if top else _TYPES
+    for key, value in node.items():
+        # the exact types first (a body is plain JSON data: text, dicts, lists); a value of
+        # any other type is judged by ``_value``, as the walk before them did (decision 0132)
+        kind_of_value = type(value)
+        if kind_of_value is str:
+            kind = types.get(key)
+            if kind is None:
+                kind = _type_of(key, top)
+                if len(types) < _KNOWN_NAMES:
+                    types[key] = kind
+            # is_plain_string, inline (a call per string); a printable text has no control
+            # character (they are all Cc), told at less cost than the search
+            if (
+                kind == "string"
+                and 0 < len(value) <= PLAIN_MAX
+                and not value.isspace()
+                and (value.isprintable() or not _control(value))
+            ):
+                continue
+            passed = _PASSED.get(kind)
+            if passed is not None and value in passed:
+                continue
+            _judge(kind, value, path, key, prefix, issues)
+        elif kind_of_value is dict:
+            _walk(value, (path, key), prefix, issues)
+        elif kind_of_value is list:
+            # the list's items here, not in a call of their own (decision 0132): a dict is
+            # walked, an item that is neither a dict nor a list is not looked at (0126)
+            inner = (path, key)
+            for index, item in enumerate(value):
+                kind_of_item = type(item)
+                if kind_of_item is dict:
+                    _walk(item, (inner, index, None), prefix, issues)
+                elif kind_of_item is list or isinstance(item, _CONTAINERS):
+                    _walk_any(item, (inner, index, None), prefix, issues, False)
+        else:
+            _value(types, key, value, path, prefix, issues, top)
+
+
+def _walk_any(node: Any, path: Any, prefix: str, issues: list[Issue], top: bool) -> None:
+    """The walk of a node that is not exactly a dict: a list's items, a dict subclass's
+    values as ``_walk`` judges a dict's."""
     if isinstance(node, dict):
-        # a contained resource has an id of its own
         top = top or "resourceType" in node
         types = _TOP_TYPES if top else _TYPES
         for key, value in node.items():
-            if isinstance(value, str):
-                kind = types.get(key)
-                if kind is None:
-                    kind = _type_of(key, top)
-                    if len(types) < _KNOWN_NAMES:
-                        types[key] = kind
-                # is_plain_string, inline (a call per string); a printable text has no
-                # control character (they are all Cc), told at less cost than the search
-                if (
-                    kind == "string"
-                    and 0 < len(value) <= PLAIN_MAX
-                    and not value.isspace()
-                    and (value.isprintable() or not _control(value))
-                ):
-                    continue
-                passed = _PASSED.get(kind)
-                if passed is not None and value in passed:
-                    continue
-                problem = check_primitive(kind, value)
-                if problem:
-                    issues.append(
-                        Issue(
-                            "error",
-                            "value",
-                            f"{prefix}: {problem}",
-                            expression=f"{_path_text(path)}.{key}",
-                        )
-                    )
-                else:
-                    _passed(kind, value)
-            elif isinstance(value, _CONTAINERS):
-                _walk(value, (path, key), prefix, issues)
-            elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
-                issues.append(
-                    Issue(
-                        "error",
-                        "value",
-                        f"{prefix}: not a finite number",
-                        expression=f"{_path_text(path)}.{key}",
-                    )
-                )
-            elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
-                issues.append(
-                    Issue(
-                        "error",
-                        "value",
-                        f"{prefix}: integer beyond 64 bits",
-                        expression=f"{_path_text(path)}.{key}",
-                    )
-                )
+            _value(types, key, value, path, prefix, issues, top)
     elif isinstance(node, list):
         for index, item in enumerate(node):
-            # an item that is neither a dict nor a list is not looked at (what the call
-            # made for it did): no call for it (decision 0126)
             if isinstance(item, _CONTAINERS):
                 _walk(item, (path, index, None), prefix, issues)
+
+
+def _value(
+    types: dict[str, str],
+    key: str,
+    value: Any,
+    path: Any,
+    prefix: str,
+    issues: list[Issue],
+    top: bool,
+) -> None:
+    """One value of a dict judged in the general way: a text (of any ``str`` type), a
+    container, a number."""
+    if isinstance(value, str):
+        kind = types.get(key)
+        if kind is None:
+            kind = _type_of(key, top)
+            if len(types) < _KNOWN_NAMES:
+                types[key] = kind
+        if (
+            kind == "string"
+            and 0 < len(value) <= PLAIN_MAX
+            and not value.isspace()
+            and (value.isprintable() or not _control(value))
+        ):
+            return
+        passed = _PASSED.get(kind)
+        if passed is not None and value in passed:
+            return
+        _judge(kind, value, path, key, prefix, issues)
+    elif isinstance(value, _CONTAINERS):
+        _walk(value, (path, key), prefix, issues)
+    elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
+        issues.append(
+            Issue(
+                "error",
+                "value",
+                f"{prefix}: not a finite number",
+                expression=f"{_path_text(path)}.{key}",
+            )
+        )
+    elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        issues.append(
+            Issue(
+                "error",
+                "value",
+                f"{prefix}: integer beyond 64 bits",
+                expression=f"{_path_text(path)}.{key}",
+            )
+        )
+
+
+def _judge(kind: str, value: str, path: Any, key: str, prefix: str, issues: list[Issue]) -> None:
+    """A text the quick tests above did not pass: the primitive's full check."""
+    problem = check_primitive(kind, value)
+    if problem:
+        issues.append(
+            Issue("error", "value", f"{prefix}: {problem}", expression=f"{_path_text(path)}.{key}")
+        )
+    else:
+        _passed(kind, value)
 
 
 def _path_text(path: Any) -> str:
