@@ -9,7 +9,10 @@
         .venv/bin/python bench/profiling/icount_growth_0135.py run COPIES [/tmp/g/M.db]
     # 3. statements and SQLite pages of the same run (natively: the counters are exact)
     .venv/bin/python bench/profiling/icount_growth_0135.py count COPIES [/tmp/g/M.db]
-    # 4. one process across slices, as bench_ingest --slices runs: per slice statements,
+    # 4. PostgreSQL: statements and buffers a message (auto_explain) at each M, one schema
+    BENCH_PG_PREFIX=bench_me .venv/bin/python bench/profiling/icount_growth_0135.py \\
+        pg COPIES 0,20000 [URL]
+    # 5. one process across slices, as bench_ingest --slices runs: per slice statements,
     #    pages, the collector's passes and objects, the per-process caches' sizes, CPU
     .venv/bin/python bench/profiling/icount_growth_0135.py slices 10 2000
 
@@ -52,7 +55,7 @@ sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
 from bench_delivery import Patients
 from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from adapter.consortium import load_consortium
 from adapter.runtime import make_pipeline
@@ -268,6 +271,115 @@ def slices(count: int, size: int) -> None:
         engine.dispose()
 
 
+class PgCounters:
+    """PostgreSQL: statements sent (each row of an executemany counted) and the buffers
+    every statement touched, from ``auto_explain`` (loaded per session, no server change;
+    its plans sent to this client as NOTICEs): the top plan node's ``Buffers:`` line of
+    each statement, nested ones (foreign-key checks) logged and counted on their own."""
+
+    def __init__(self, engine: Any) -> None:
+        self.on = False
+        self.statements = 0
+        self.plans = 0
+        self.buffers = {"hit": 0, "read": 0, "dirtied": 0, "written": 0}
+
+        def on_connect(dbapi: Any, _record: Any) -> None:
+            if not self.on:
+                return
+            with dbapi.cursor() as cur:
+                cur.execute("LOAD 'auto_explain'")
+                for name, value in (
+                    ("log_min_duration", "0"),
+                    ("log_analyze", "on"),
+                    ("log_buffers", "on"),
+                    ("log_timing", "off"),
+                    ("log_nested_statements", "on"),
+                    ("log_level", "notice"),
+                ):
+                    cur.execute(f"SET auto_explain.{name} = {value}")
+            dbapi.commit()
+            dbapi.add_notice_handler(self._notice)
+
+        def before(_conn: Any, _cur: Any, _sql: str, params: Any, _ctx: Any, many: bool) -> None:
+            if self.on:
+                self.statements += len(params) if many else 1
+
+        event.listen(engine, "connect", on_connect)
+        event.listen(engine, "before_cursor_execute", before)
+
+    def _notice(self, diag: Any) -> None:
+        text = diag.message_primary or ""
+        if "Buffers:" not in text:
+            if text.startswith("duration:"):
+                self.plans += 1
+            return
+        self.plans += 1
+        line = text[text.index("Buffers:") :].split("\n", 1)[0]
+        for kind in self.buffers:
+            for part in line.split(","):
+                words = part.split()
+                for word in words:
+                    if word.startswith(kind + "="):
+                        self.buffers[kind] += int(word.split("=")[1])
+
+    def snapshot(self) -> dict[str, int]:
+        return {"statements": self.statements, "plans": self.plans, **self.buffers}
+
+
+def pg(copies: int, sizes: list[int], url: str) -> None:
+    """PostgreSQL: statements and buffers a message of COPIES copies into a store holding
+    each of ``sizes`` messages (filled without auto_explain, ANALYZEd as bench_ingest's
+    slices do), in one process and one schema (BENCH_PG_PREFIX names it)."""
+    from bench_ingest import postgres_engine
+
+    from bench.pg_schema import maintain_own_schema
+
+    made = postgres_engine(url)
+    if isinstance(made, str):
+        raise SystemExit(made)
+    engine, drop = made
+    try:
+        settings = routed_settings(Path(tempfile.mkdtemp(prefix="icount_growth_")))
+        migrate(engine)
+        consortium = load_consortium(settings.config)
+        fixtures = load_fixtures(consortium)
+        pipeline = make_pipeline(settings, consortium, session_factory(engine))
+        bulk = bulk_ingest(pipeline, 100)
+        counters = PgCounters(engine)
+        patients = Patients(spread_births=True)
+        bulk(make_input(fixtures, 2, "warm.", patients))
+        stored = 2 * len(fixtures)
+        for target in sorted(sizes):
+            while stored + 10 * len(fixtures) <= target:
+                bulk(make_input(fixtures, 10, f"fill{stored}.", patients))
+                stored += 10 * len(fixtures)
+            with engine.begin() as conn:
+                maintain_own_schema(lambda q, c=conn: c.execute(text(q)))
+            engine.dispose()
+            counters.on = True
+            before = counters.snapshot()
+            messages = make_input(fixtures, copies, f"run{stored}.", patients)
+            bulk(messages)
+            after = counters.snapshot()
+            counters.on = False
+            engine.dispose()
+            n = len(messages)
+            print(
+                json.dumps(
+                    {
+                        "stored_before": stored,
+                        "messages": n,
+                        **{k: round((after[k] - before[k]) / n, 2) for k in after},
+                        "utc": time.strftime("%H:%M:%S", time.gmtime()),
+                    }
+                ),
+                flush=True,
+            )
+            stored += n
+    finally:
+        drop()
+
+
 def main() -> None:
     logging.disable(logging.WARNING)
     mode = sys.argv[1]
@@ -276,6 +388,13 @@ def main() -> None:
     elif mode in ("run", "count"):
         store = Path(sys.argv[3]) if len(sys.argv) > 3 else None
         run(int(sys.argv[2]), store, mode == "count")
+    elif mode == "pg":
+        url = (
+            sys.argv[4]
+            if len(sys.argv) > 4
+            else "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+        )
+        pg(int(sys.argv[2]), [int(m) for m in sys.argv[3].split(",")], url)
     elif mode == "slices":
         slices(int(sys.argv[2]), int(sys.argv[3]))
     else:
