@@ -42,6 +42,7 @@ import gc
 import json
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -87,12 +88,18 @@ class Counters:
         self.statements = 0
         self.connections: list[sqlite3.Connection] = []
         self.closed = [0, 0, 0]  # pages of connections closed since
+        # ICOUNT_BY_STATEMENT=1: statement shape -> (runs, pages fetched, pages missed)
+        self.by_statement: dict[str, tuple[int, int, int]] | None = (
+            {} if os.environ.get("ICOUNT_BY_STATEMENT") else None
+        )
+        self._last: dict[int, tuple[list[int], str | None]] = {}
 
         def on_connect(dbapi: sqlite3.Connection, _record: Any) -> None:
             name = _lib.sqlite3_db_filename(_handle(dbapi), b"main")
             if name is None or os.path.realpath(name.decode()) != os.path.realpath(path):
                 raise SystemExit("icount_growth: the sqlite3 handle was not found")
-            dbapi.set_trace_callback(self._statement)
+            handle = _handle(dbapi)
+            dbapi.set_trace_callback(lambda sql: self._statement(sql, handle))
             self.connections.append(dbapi)
 
         def on_close(dbapi: sqlite3.Connection, _record: Any) -> None:
@@ -105,17 +112,33 @@ class Counters:
         event.listen(engine, "connect", on_connect)
         event.listen(engine, "close", on_close)  # the pool's, across dispose()
 
-    def _statement(self, _sql: str) -> None:
+    def _statement(self, sql: str, handle: int) -> None:
         self.statements += 1
+        if self.by_statement is None:
+            return
+        # the pages read since this connection's previous statement started were its
+        pages = self._handle_pages(handle)
+        last, key = self._last.get(handle, (pages, None))
+        if key is not None:
+            runs, fetched, missed = self.by_statement.get(key, (0, 0, 0))
+            self.by_statement[key] = (
+                runs + 1,
+                fetched + pages[0] - last[0],
+                missed + pages[1] - last[1],
+            )
+        self._last[handle] = (pages, _shape(sql))
 
     @staticmethod
-    def _pages(conn: sqlite3.Connection) -> list[int]:
+    def _handle_pages(handle: int) -> list[int]:
         out = []
         for op in (_HIT, _MISS, _WRITE):
             cur, high = ctypes.c_int(), ctypes.c_int()
-            _lib.sqlite3_db_status(_handle(conn), op, ctypes.byref(cur), ctypes.byref(high), 0)
+            _lib.sqlite3_db_status(handle, op, ctypes.byref(cur), ctypes.byref(high), 0)
             out.append(cur.value)
         return out
+
+    def _pages(self, conn: sqlite3.Connection) -> list[int]:
+        return self._handle_pages(_handle(conn))
 
     def snapshot(self) -> dict[str, int]:
         pages = list(self.closed)
@@ -128,6 +151,15 @@ class Counters:
             "page_misses": pages[1],
             "page_writes": pages[2],
         }
+
+
+_LITERAL = re.compile(r"X'[0-9A-Fa-f]*'|'(?:[^']|'')*'|\b-?\d+(?:\.\d+)?\b")
+_LIST = re.compile(r"\((?:\?\s*,\s*)+\?\)")
+
+
+def _shape(sql: str) -> str:
+    """A statement without its values (the trace gives the expanded SQL)."""
+    return " ".join(_LIST.sub("(?...)", _LITERAL.sub("?", sql)).split())[:140]
 
 
 def _serial(db: Path) -> int:
@@ -201,6 +233,12 @@ def run(copies: int, store: Path | None, count: bool) -> None:
         if counters is not None:
             after = counters.snapshot()
             n = len(messages)
+            for key, (runs, fetched, missed) in sorted(
+                (counters.by_statement or {}).items(), key=lambda kv: -kv[1][1]
+            )[:25]:
+                print(
+                    f"{runs / n:8.2f} runs {fetched / n:9.1f} pages {missed / n:7.1f} missed  {key}"
+                )
             print(
                 json.dumps(
                     {
