@@ -226,6 +226,8 @@ def run(copies: int, store: Path | None, count: bool) -> None:
         bulk(make_input(fixtures, 2, "warm2.", patients))
         messages = make_input(fixtures, copies, "run.", patients)
         before = counters.snapshot() if counters else {}
+        if counters is not None and counters.by_statement is not None:
+            counters.by_statement.clear()  # the measured messages' statements only
         if not count:
             _instrument()
         # only what runs inside functools.reduce is collected (--toggle-collect)
