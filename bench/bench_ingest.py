@@ -1139,12 +1139,20 @@ def run_slices(
             # index row kept a sequential-scan plan of `resource` (decision 0034)
             with engine.begin() as conn:
                 maintain_own_schema(lambda s: conn.execute(text(s)))
+        around = ""
         if reference is not None:
             row.slice_ref.append(reference.measure(messages))
+            ref = row.slice_ref[-2:]
+            ref_cpu = (ref[0].cpu_ms + ref[1].cpu_ms) / 2
+            ref_wall = (ref[0].wall_ms + ref[1].wall_ms) / 2
+            around = (
+                f", {time.strftime('%H:%M:%S', time.gmtime())} UTC; reference CPU "
+                f"{ref_cpu:.2f} ms/msg (ratio {cpu_ms / ref_cpu:.2f}), wall {ref_wall:.2f} "
+                f"ms/msg (ratio {1000 / rate / ref_wall:.2f})"
+            )
         print(
             f"   slice {n + 1}/{args.slices}: {len(messages)} messages, {rate:.1f} msg/s, "
-            f"this process's CPU {cpu_ms:.2f} ms/msg, load {os.getloadavg()[0]:.1f}"
-            + (f", {time.strftime('%H:%M:%S', time.gmtime())} UTC" if reference else ""),
+            f"this process's CPU {cpu_ms:.2f} ms/msg, load {os.getloadavg()[0]:.1f}" + around,
             flush=True,
         )
     total = copies * len(fixtures) * args.slices

@@ -98,6 +98,8 @@ class Counters:
             name = _lib.sqlite3_db_filename(_handle(dbapi), b"main")
             if name is None or os.path.realpath(name.decode()) != os.path.realpath(path):
                 raise SystemExit("icount_growth: the sqlite3 handle was not found")
+            if os.environ.get("ICOUNT_CACHE_KIB"):  # an experiment: a larger page cache
+                dbapi.execute(f"PRAGMA cache_size = -{int(os.environ['ICOUNT_CACHE_KIB'])}")
             handle = _handle(dbapi)
             dbapi.set_trace_callback(lambda sql: self._statement(sql, handle))
             self.connections.append(dbapi)
