@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +267,15 @@ def _cache_sizes() -> dict[str, int]:
     return sizes
 
 
+def _grown(kinds: Counter[str]) -> dict[str, int]:
+    """The object types whose count grew most since the previous call (``kinds`` updated)."""
+    now = Counter(type(o).__name__ for o in gc.get_objects())
+    grown = {k: now[k] - kinds.get(k, 0) for k in now}
+    kinds.clear()
+    kinds.update(now)
+    return dict(sorted(grown.items(), key=lambda kv: -kv[1])[:5])
+
+
 def slices(count: int, size: int) -> None:
     """One process, one growing store: what each slice costs in exact counts."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -285,6 +295,8 @@ def slices(count: int, size: int) -> None:
 
         gc.callbacks.append(on_gc)
         copies = max(1, size // len(fixtures))
+        kinds: Counter[str] = Counter()
+        _grown(kinds)
         for n in range(count):
             messages = make_input(fixtures, copies, f"z{n}.", patients)
             before, p0, c0 = counters.snapshot(), list(passes), collected[0]
@@ -302,6 +314,7 @@ def slices(count: int, size: int) -> None:
                         "gc_passes": [a - b for a, b in zip(passes, p0, strict=True)],
                         "gc_collected": collected[0] - c0,
                         "heap_objects": len(gc.get_objects()),
+                        "heap_growth": _grown(kinds),
                         "caches": _cache_sizes(),
                         "cpu_ms": round(cpu_ms, 2),
                         "utc": time.strftime("%H:%M:%S", time.gmtime()),
