@@ -19,6 +19,12 @@ Rows, each timed in every round (the rows take turns, so machine noise hits them
              duplicate lookup + the transaction the pipeline runs after translating)
 Medians over the rounds are printed. PostgreSQL: a temporary schema in the database at
 --pg (default 127.0.0.1:5432/test), dropped at the end; skipped when not reachable.
+
+--slices N: instead of the rounds, N slices of bulk ingest into one growing store (the flat
+cost goal of issue 14). Around every slice the floor's bulk of 1,000 of its messages into an
+empty store of the same backend is timed (bench/slice_reference.py, decision 0135): each
+slice's cost is also printed as a ratio to it, and the verdict on those ratios (least-squares
+line, first to last slice) is the one host load does not move; --no-reference skips it.
 """
 
 from __future__ import annotations
