@@ -381,6 +381,26 @@ class PgCounters:
         return {"statements": self.statements, "plans": self.plans, **self.buffers}
 
 
+def _statio(engine: Any) -> dict[str, int]:
+    """Blocks of the schema's tables and indexes (toast included) found in shared buffers
+    and read into them, every statement counted (COPY too, which auto_explain does not
+    see): ``pg_statio_user_tables`` of the current schema, after the backends' statistics
+    are flushed (at most once a second) and a fresh snapshot taken."""
+    time.sleep(1.5)
+    with engine.begin() as conn:
+        conn.execute(text("SELECT pg_stat_clear_snapshot()"))
+        hit, read = conn.execute(
+            text(
+                "SELECT sum(coalesce(heap_blks_hit, 0) + coalesce(idx_blks_hit, 0) "
+                "+ coalesce(toast_blks_hit, 0) + coalesce(tidx_blks_hit, 0)), "
+                "sum(coalesce(heap_blks_read, 0) + coalesce(idx_blks_read, 0) "
+                "+ coalesce(toast_blks_read, 0) + coalesce(tidx_blks_read, 0)) "
+                "FROM pg_statio_user_tables WHERE schemaname = current_schema()"
+            )
+        ).one()
+    return {"statio_hit": int(hit or 0), "statio_read": int(read or 0)}
+
+
 def pg(copies: int, sizes: list[int], url: str) -> None:
     """PostgreSQL: statements and buffers a message of COPIES copies into a store holding
     each of ``sizes`` messages (filled without auto_explain, ANALYZEd as bench_ingest's
@@ -424,10 +444,10 @@ def pg(copies: int, sizes: list[int], url: str) -> None:
                 maintain_own_schema(lambda q, c=conn: c.execute(text(q)))
             engine.dispose()
             counters.on = True
-            before = counters.snapshot()
+            before = {**counters.snapshot(), **_statio(engine)}
             messages = make_input(fixtures, copies, f"run{stored}.", patients)
             bulk(messages)
-            after = counters.snapshot()
+            after = {**counters.snapshot(), **_statio(engine)}
             counters.on = False
             engine.dispose()
             n = len(messages)
