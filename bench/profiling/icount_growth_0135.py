@@ -413,8 +413,9 @@ def pg(copies: int, sizes: list[int], url: str) -> None:
     if isinstance(made, str):
         raise SystemExit(made)
     engine, drop = made
+    folder = tempfile.TemporaryDirectory(prefix="icount_growth_")
     try:
-        settings = routed_settings(Path(tempfile.mkdtemp(prefix="icount_growth_")))
+        settings = routed_settings(Path(folder.name))
         migrate(engine)
         consortium = load_consortium(settings.config)
         fixtures = load_fixtures(consortium)
@@ -467,6 +468,7 @@ def pg(copies: int, sizes: list[int], url: str) -> None:
             floor.close()
     finally:
         drop()
+        folder.cleanup()
 
 
 def main() -> None:
