@@ -19,6 +19,12 @@ Rows, each timed in every round (the rows take turns, so machine noise hits them
              duplicate lookup + the transaction the pipeline runs after translating)
 Medians over the rounds are printed. PostgreSQL: a temporary schema in the database at
 --pg (default 127.0.0.1:5432/test), dropped at the end; skipped when not reachable.
+
+--slices N: instead of the rounds, N slices of bulk ingest into one growing store (the flat
+cost goal of issue 14). Around every slice the floor's bulk of 1,000 of its messages into an
+empty store of the same backend is timed (bench/slice_reference.py, decision 0135): each
+slice's cost is also printed as a ratio to it, and the verdict on those ratios (least-squares
+line, first to last slice) is the one host load does not move; --no-reference skips it.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ from adapter.store.body_codec import pack
 from adapter.store.models import KINDS
 from adapter.store.outbox.enqueue import order_hash
 from bench.pg_schema import maintain_own_schema
+from bench.slice_reference import Cost, Reference, fitted_growth
 
 ROOT = Path(__file__).resolve().parent.parent
 ORU = ROOT / "fixtures" / "hl7v2" / "oru"
@@ -911,6 +918,10 @@ class Row:
     translate_workers: int = 0
     slices: list[float] = field(default_factory=list)
     slice_cpu: list[float] = field(default_factory=list)  # ms of this process's CPU per message
+    # --slices: the floor into an empty store around each slice (bench/slice_reference.py)
+    slice_ref: list[Cost] = field(default_factory=list)  # before and after: 2 a slice
+    slice_wall: list[float] = field(default_factory=list)  # ms of wall clock per message
+    sqlite: bool = True
     kb_per_message: float = 0.0
     breakdown: list[tuple[str, str, float, float]] = field(default_factory=list)
     # --slices: search_index rows per message by (resource type, parameter row, kind)
@@ -1031,7 +1042,17 @@ def run_backend(
         bulk = bulk_ingest(pipeline, args.batch)
         timed_many(bulk, make_input(fixtures, 1, "bw", patients))
         if args.slices:
-            run_slices(row, engine, fixtures, bulk, args, patients)
+            row.sqlite = engine.dialect.name == "sqlite"
+            reference = None
+            if not args.no_reference:
+                reference = make_reference(
+                    engine, args, lambda e: Floor(e, consortium, floor.tables)
+                )
+            try:
+                run_slices(row, engine, fixtures, bulk, args, patients, reference)
+            finally:
+                if reference is not None:
+                    reference.close()
             return
         for n in range(rounds):
             row.pipeline.append(
@@ -1072,6 +1093,26 @@ def catalogue(args: argparse.Namespace, consortium: Consortium) -> Any:
     return load_catalogue(path or Path(args.catalogue), {f.id for f in consortium.facilities})
 
 
+def make_reference(engine: Engine, args: argparse.Namespace, make_floor: Any) -> Reference:
+    """The host-speed reference of the slices: the floor into an empty store of the same
+    backend (a SQLite file beside nothing else; a second PostgreSQL schema)."""
+    if engine.dialect.name == "sqlite":
+        folder = Path(tempfile.mkdtemp(prefix="slice_reference_"))
+        reference = Reference(make_floor, sqlite_folder=folder, batch=args.batch)
+        close = reference.close
+
+        def close_and_remove() -> None:
+            close()
+            shutil.rmtree(folder, ignore_errors=True)
+
+        reference.close = close_and_remove  # type: ignore[method-assign]
+        return reference
+    made = postgres_engine(args.pg)
+    if isinstance(made, str):
+        raise SystemExit(f"the reference schema: {made}")
+    return Reference(make_floor, pg=made, batch=args.batch)
+
+
 def run_slices(
     row: Row,
     engine: Engine,
@@ -1079,28 +1120,45 @@ def run_slices(
     bulk: Callable[[list[tuple[str, bytes]]], int],
     args: argparse.Namespace,
     patients: Any,
+    reference: Reference | None = None,
 ) -> None:
-    """Cost as the tables grow: ``--slices`` slices of ``--slice-size`` messages, bulk."""
+    """Cost as the tables grow: ``--slices`` slices of ``--slice-size`` messages, bulk.
+    With ``reference``, the floor's cost into an empty store is measured before the first
+    slice and after every slice, on the slice's messages (the next slice's for the first)."""
     copies = max(1, args.slice_size // len(fixtures))
     before = database_kb(engine)
     parts_before = database_parts(engine)
     params_before = index_rows_by_param(engine)
     for n in range(args.slices):
         messages = make_input(fixtures, copies, f"z{n}.", patients)
+        if reference is not None and n == 0:
+            row.slice_ref.append(reference.measure(messages))
         cpu = time.process_time()
         rate, _ = timed_many(bulk, messages)
         cpu_ms = (time.process_time() - cpu) * 1000 / len(messages)
         row.slices.append(rate)
         row.slice_cpu.append(cpu_ms)
+        row.slice_wall.append(1000 / rate)
         if engine.dialect.name == "postgresql" and not args.no_analyze:
             # what autovacuum does on a running server (the test server has it off): with
             # the statistics of the empty tables, the foreign-key check of every search
             # index row kept a sequential-scan plan of `resource` (decision 0034)
             with engine.begin() as conn:
                 maintain_own_schema(lambda s: conn.execute(text(s)))
+        around = ""
+        if reference is not None:
+            row.slice_ref.append(reference.measure(messages))
+            ref = row.slice_ref[-2:]
+            ref_cpu = (ref[0].cpu_ms + ref[1].cpu_ms) / 2
+            ref_wall = (ref[0].wall_ms + ref[1].wall_ms) / 2
+            around = (
+                f", {time.strftime('%H:%M:%S', time.gmtime())} UTC; reference CPU "
+                f"{ref_cpu:.2f} ms/msg (ratio {cpu_ms / ref_cpu:.2f}), wall {ref_wall:.2f} "
+                f"ms/msg (ratio {1000 / rate / ref_wall:.2f})"
+            )
         print(
             f"   slice {n + 1}/{args.slices}: {len(messages)} messages, {rate:.1f} msg/s, "
-            f"this process's CPU {cpu_ms:.2f} ms/msg, load {os.getloadavg()[0]:.1f}",
+            f"this process's CPU {cpu_ms:.2f} ms/msg, load {os.getloadavg()[0]:.1f}" + around,
             flush=True,
         )
     total = copies * len(fixtures) * args.slices
@@ -1294,6 +1352,8 @@ def report(
                 + " ".join(f"{c:.1f}" for c in row.slice_cpu)
                 + f"; last slice {growth:+.0%} against the first (the figure load does not move)"
             )
+            if row.slice_ref:
+                print_reference(row)
             print(
                 f"   database per message: {row.kb_per_message:.1f} KB (goal <= 20 KB: "
                 f"{'met' if row.kb_per_message <= 20 else 'NOT met'})"
@@ -1345,6 +1405,37 @@ def report(
         print(f"   per message, stages timed separately: {parts}  = {total:.2f} ms")
 
 
+def print_reference(row: Row) -> None:
+    """Each slice's cost as a ratio to the floor measured around it (decision 0135)."""
+    refs = [
+        (row.slice_ref[n].cpu_ms + row.slice_ref[n + 1].cpu_ms) / 2 for n in range(len(row.slices))
+    ]
+    ref_walls = [
+        (row.slice_ref[n].wall_ms + row.slice_ref[n + 1].wall_ms) / 2
+        for n in range(len(row.slices))
+    ]
+    print(
+        "   reference (the floor into an empty store, around each slice) CPU ms/msg: "
+        + " ".join(f"{r.cpu_ms:.2f}" for r in row.slice_ref)
+        + "; wall ms/msg: "
+        + " ".join(f"{r.wall_ms:.2f}" for r in row.slice_ref)
+    )
+    cpu = [c / r for c, r in zip(row.slice_cpu, refs, strict=True)]
+    wall = [w / r for w, r in zip(row.slice_wall, ref_walls, strict=True)]
+    print("   CPU / reference CPU per slice: " + " ".join(f"{x:.2f}" for x in cpu))
+    print("   wall / reference wall per slice: " + " ".join(f"{x:.2f}" for x in wall))
+    # SQLite runs in this process: its CPU is all the work. PostgreSQL's backend is not in
+    # this process's CPU, so there the wall-clock ratio is the one that can see it.
+    ratios, name = (cpu, "CPU") if row.sqlite else (wall, "wall")
+    last, fitted = ratios[-1] / ratios[0] - 1, fitted_growth(ratios)
+    verdict = "met" if fitted <= 0.20 else "NOT met"
+    print(
+        f"   host-independent verdict ({name} / reference): last slice {last:+.0%} against the "
+        f"first, least-squares line {fitted:+.0%} from first to last slice: goal (at most "
+        f"20 % more) {verdict}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1390,6 +1481,12 @@ def main() -> None:
         "--no-analyze",
         action="store_true",
         help="PostgreSQL: no ANALYZE between slices (a server with autovacuum off)",
+    )
+    ap.add_argument(
+        "--no-reference",
+        action="store_true",
+        help="--slices: no floor into an empty store around each slice (the host-speed "
+        "reference of the ratios, decision 0135)",
     )
     ap.add_argument(
         "--translate-workers",
