@@ -321,6 +321,8 @@ def _attempt(
 
     with pipeline.factory.begin() as session:
         writes = batch_writes(session)
+        # SQLite: the messages' result UPDATEs at the commit, one executemany (decision 0133)
+        writes.hold_results = at_once and writes.messages is None
         for i, key in keys.items():
             if key in known_ids:
                 existing = session.get(InboundMessage, known_ids[key])
@@ -334,7 +336,14 @@ def _attempt(
         alone.extend(
             _store_jobs(pipeline, session, writes, stored, results, savepoints=not at_once)
         )
-        flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
+        try:
+            flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
+        except Exception as exc:
+            if not writes.hold_results:
+                raise
+            # or a message's held result (SQLite): stored again, an UPDATE a message in its
+            # savepoint, so that a refused one fails alone, as before decision 0133
+            raise _Again("the batch's held rows", type(exc).__name__) from exc
     return results, alone
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detache
 from sqlalchemy.orm.attributes import set_committed_value
 
 from adapter.errors import AlteredBytesError
+from adapter.store.driver_select import execute_rows
 from adapter.store.fast_insert import insert_rows
 from adapter.store.models import InboundMessage
 from adapter.store.resources import held_writes
@@ -169,8 +170,8 @@ def set_message_result(
     """Record the outcome of (re)processing: status, issues, resources, one more attempt.
 
     In a bulk batch with one prebuilt UPDATE instead of the ORM's flush (decision 0050):
-    the same row, without the unit of work, held to the batch's commit with the others'
-    (one executemany, decision 0133); PostgreSQL inserts a new row once, with its result."""
+    the same row, without the unit of work (PostgreSQL inserts a new row once, with its
+    result; a SQLite bulk batch stored at once holds the UPDATE to its commit: 0133)."""
     values = {
         "status": status,
         "issues": list(issues),
@@ -194,11 +195,13 @@ def set_message_result(
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
     values["detected_format"] = message.detected_format
     values["encoding"] = message.encoding
-    # updated at the commit with the batch's others, one executemany: nothing in the batch
-    # reads the row back (PostgreSQL: the drain's reopened row, one round trip for all,
-    # decision 0116; SQLite: every row, the row inserted at receipt, decision 0133). A
-    # message rolled back to its savepoint drops its update with it (``writes.rollback``)
-    writes.add_updates(_UPDATE_RESULT, [{"b_id": message.id, **values}])
+    if writes.messages is not None or writes.hold_results:
+        # updated at the commit with the batch's others, one executemany; nothing in the
+        # batch reads the row back (PostgreSQL: the drain's reopened row, one round trip for
+        # all, decision 0116; SQLite: a bulk batch stored at once, decision 0133)
+        writes.add_updates(_UPDATE_RESULT, [{"b_id": message.id, **values}])
+    else:  # SQLite: on the driver (decision 0106), in the message's savepoint
+        execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
     for key, value in values.items():  # as written: the ORM has nothing left to flush
         set_committed_value(message, key, value)
 

@@ -800,6 +800,10 @@ class BatchWrites:
         # PostgreSQL: UPDATEs of rows nothing in the batch reads back (the drain's message
         # results, decision 0116), by statement, sent as one executemany each at the commit
         self.updates: dict[Any, list[dict[str, Any]]] = {}
+        # SQLite, a bulk batch stored at once: each message's result UPDATE is held in
+        # ``updates`` too (decision 0133); a failure at the commit stores the batch again,
+        # a savepoint and an UPDATE a message (adapter/pipeline/bulk.py)
+        self.hold_results = False
 
     def replace(self, key: Key, rkey: int, rows: list[IndexRow], *, stored: bool) -> None:
         """``key``'s new index rows (``rkey`` its resource key); ``stored``: its row existed
