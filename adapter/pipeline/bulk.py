@@ -18,7 +18,8 @@ audit-chain write per message. Here a batch of messages shares them:
   records of the whole batch are chained once, at the transaction's commit);
 * the rows nothing of the steps reads back (search index, resource_version, outbox, each
   message's Provenance row: decision 0050) are written once, before the commit (one
-  executemany or COPY per table), not per message;
+  executemany or COPY per table), not per message; on SQLite, in a batch stored at once
+  (below), each message's result UPDATE too (one executemany: decision 0133);
   a search writes the held index rows first (adapter/store/resources.py ``BatchWrites``,
   docs/decisions/0047-batch-writes.md); a message rolled back drops its rows with it;
 * one commit;
@@ -38,7 +39,9 @@ rolled back alone and goes the single-message way.
 
 If the batch's commit itself, or the write of its held rows, fails (the database went
 away, it refuses a value), every message of the batch
-goes the single-message way, which reports the failure as ``Pipeline.ingest`` does.
+goes the single-message way, which reports the failure as ``Pipeline.ingest`` does (on
+SQLite a batch stored at once is first stored again with savepoints: its held results
+were refused, maybe one message's, which then fails alone, as before decision 0133).
 A message over the size limit, and the second of two identical byte strings in one batch,
 also go the single-message way (a refusal, a duplicate answer).
 """
