@@ -18,7 +18,8 @@ audit-chain write per message. Here a batch of messages shares them:
   records of the whole batch are chained once, at the transaction's commit);
 * the rows nothing of the steps reads back (search index, resource_version, outbox, each
   message's Provenance row: decision 0050) are written once, before the commit (one
-  executemany or COPY per table), not per message;
+  executemany or COPY per table), not per message; on SQLite, in a batch stored at once
+  (below), each message's result UPDATE too (one executemany: decision 0133);
   a search writes the held index rows first (adapter/store/resources.py ``BatchWrites``,
   docs/decisions/0047-batch-writes.md); a message rolled back drops its rows with it;
 * one commit;
@@ -38,7 +39,9 @@ rolled back alone and goes the single-message way.
 
 If the batch's commit itself, or the write of its held rows, fails (the database went
 away, it refuses a value), every message of the batch
-goes the single-message way, which reports the failure as ``Pipeline.ingest`` does.
+goes the single-message way, which reports the failure as ``Pipeline.ingest`` does (on
+SQLite a batch stored at once is first stored again with savepoints: its held results
+were refused, maybe one message's, which then fails alone, as before decision 0133).
 A message over the size limit, and the second of two identical byte strings in one batch,
 also go the single-message way (a refusal, a duplicate answer).
 """
@@ -321,6 +324,8 @@ def _attempt(
 
     with pipeline.factory.begin() as session:
         writes = batch_writes(session)
+        # SQLite: the messages' result UPDATEs at the commit, one executemany (decision 0133)
+        writes.hold_results = at_once and writes.messages is None
         for i, key in keys.items():
             if key in known_ids:
                 existing = session.get(InboundMessage, known_ids[key])
@@ -334,7 +339,14 @@ def _attempt(
         alone.extend(
             _store_jobs(pipeline, session, writes, stored, results, savepoints=not at_once)
         )
-        flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
+        try:
+            flush_batch_writes(session)  # a failure here fails the batch: each goes on its own
+        except Exception as exc:
+            if not writes.hold_results:
+                raise
+            # or a message's held result (SQLite): stored again, an UPDATE a message in its
+            # savepoint, so that a refused one fails alone, as before decision 0133
+            raise _Again("the batch's held rows", type(exc).__name__) from exc
     return results, alone
 
 

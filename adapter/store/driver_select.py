@@ -96,6 +96,43 @@ def driver_rows(
     return out
 
 
+def driver_many(session: Session, statement: Any, rows: list[dict[str, Any]]) -> bool:
+    """``statement`` (returning no rows) once per parameter set of ``rows``, in one
+    executemany on SQLite's driver, bound as ``driver_rows`` binds them (decision 0133: a
+    bulk batch's held result UPDATEs); False where that does not apply (the caller
+    executes as before). The rows must have the same keys; the session is not flushed."""
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name != "sqlite" or _observed(connection) or connection._execution_options:
+        return False
+    keys = tuple(sorted(rows[0]))
+    plan = _plan(statement, dialect, keys)
+    if plan is None or plan.results or any(tuple(sorted(r)) != keys for r in rows):
+        return False
+    construct, order, binds = plan.compiled.construct_params, plan.order, plan.binds
+    bound = []
+    for params in rows:
+        values = construct(params)
+        one = [values[name] for name in order]
+        for at, process in binds:  # None too, as SQLAlchemy does
+            one[at] = process(one[at])
+        bound.append(one)
+    raw = connection.connection.dbapi_connection
+    error = dialect.loaded_dbapi.Error
+    try:
+        raw.executemany(plan.sql, bound)  # type: ignore[union-attr]
+    except error as exc:
+        raise DBAPIError.instance(
+            plan.sql,
+            bound,
+            exc,
+            error,
+            hide_parameters=connection.engine.hide_parameters,
+            dialect=dialect,
+        ) from exc
+    return True
+
+
 def execute_rows(
     session: Session, statement: Any, params: dict[str, Any], *, flush: bool = True
 ) -> Sequence[Any]:

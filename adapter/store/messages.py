@@ -170,7 +170,8 @@ def set_message_result(
     """Record the outcome of (re)processing: status, issues, resources, one more attempt.
 
     In a bulk batch with one prebuilt UPDATE instead of the ORM's flush (decision 0050):
-    the same row, written in the message's savepoint, without the unit of work."""
+    the same row, without the unit of work (PostgreSQL inserts a new row once, with its
+    result; a SQLite bulk batch stored at once holds the UPDATE to its commit: 0133)."""
     values = {
         "status": status,
         "issues": list(issues),
@@ -194,11 +195,12 @@ def set_message_result(
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
     values["detected_format"] = message.detected_format
     values["encoding"] = message.encoding
-    if writes.messages is not None:
-        # PostgreSQL: the drain's reopened row, updated at the commit with the batch's others
-        # (one round trip for all, decision 0116); nothing in the batch reads it back
+    if writes.messages is not None or writes.hold_results:
+        # updated at the commit with the batch's others, one executemany; nothing in the
+        # batch reads the row back (PostgreSQL: the drain's reopened row, one round trip for
+        # all, decision 0116; SQLite: a bulk batch stored at once, decision 0133)
         writes.add_updates(_UPDATE_RESULT, [{"b_id": message.id, **values}])
-    else:  # SQLite: on the driver (decision 0106)
+    else:  # SQLite: on the driver (decision 0106), in the message's savepoint
         execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
     for key, value in values.items():  # as written: the ORM has nothing left to flush
         set_committed_value(message, key, value)

@@ -54,7 +54,7 @@ from adapter.fhir.index_values import (
     patient_key,
 )
 from adapter.store.body_stamps import StampedBody, with_stamps_sql
-from adapter.store.driver_select import execute_rows
+from adapter.store.driver_select import driver_many, execute_rows
 from adapter.store.facilities import facility_key
 from adapter.store.fast_insert import insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
@@ -800,6 +800,10 @@ class BatchWrites:
         # PostgreSQL: UPDATEs of rows nothing in the batch reads back (the drain's message
         # results, decision 0116), by statement, sent as one executemany each at the commit
         self.updates: dict[Any, list[dict[str, Any]]] = {}
+        # SQLite, a bulk batch stored at once: each message's result UPDATE is held in
+        # ``updates`` too (decision 0133); a failure at the commit stores the batch again,
+        # a savepoint and an UPDATE a message (adapter/pipeline/bulk.py)
+        self.hold_results = False
 
     def replace(self, key: Key, rkey: int, rows: list[IndexRow], *, stored: bool) -> None:
         """``key``'s new index rows (``rkey`` its resource key); ``stored``: its row existed
@@ -1004,7 +1008,8 @@ def flush_batch_writes(session: Session) -> None:
         if rows:
             insert_rows(session, table, rows)
     for statement, rows in writes.updates.items():
-        if rows:  # one executemany: psycopg pipelines it, one round trip
+        # one executemany: psycopg pipelines it, one round trip; SQLite: on the driver (0133)
+        if rows and not driver_many(session, statement, rows):
             session.connection().execute(statement, rows)
     del session.info[_BUFFER]
 

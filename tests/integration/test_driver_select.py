@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store import care
-from adapter.store.driver_select import driver_rows
+from adapter.store.driver_select import driver_many, driver_rows
 from adapter.store.models import InboundMessage, Resource
 from adapter.store.resources import save_resources
 
@@ -87,6 +87,38 @@ def test_update_sets_only_the_named_columns(
         driver_rows(session, statement, {"b_person": "rec", "end_at": T + timedelta(days=9)})
         again = care.list_care(session, persons=["rec"])[0]
         assert (again.detail, again.end_at) == ("z", T + timedelta(days=9))
+
+
+def test_many_updates_are_sqlalchemys_executemany(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    # decision 0133: a bulk batch's held UPDATEs, one executemany on the driver
+    statement = update(_c).where(_c.c.person_id == bindparam("b_person"))
+    rows = [
+        {"b_person": "rec", "detail": "y", "end_at": T + timedelta(days=5)},
+        {"b_person": "rec2", "detail": "x", "end_at": T + timedelta(days=6)},
+    ]
+    with session_factory.begin() as session:
+        _seed(session)
+        ran = driver_many(session, statement, rows)
+        assert ran is _sqlite(engine)  # PostgreSQL: the caller's executemany, as before
+        if not ran:
+            session.connection().execute(statement, rows)
+        found = {r.person_id: r for r in care.list_care(session, persons=["rec", "rec2"])}
+        assert (found["rec"].detail, found["rec"].end_at) == ("y", T + timedelta(days=5))
+        assert (found["rec2"].detail, found["rec2"].end_at) == ("x", T + timedelta(days=6))
+        # parameter sets of different keys: not on the driver
+        assert not driver_many(session, statement, [rows[0], {"b_person": "rec", "detail": "w"}])
+    if _sqlite(engine):
+        with session_factory() as session, session.begin():
+            _seed(session)
+            with pytest.raises(IntegrityError):  # a refused row: SQLAlchemy's exception
+                driver_many(
+                    session,
+                    statement,
+                    [{"b_person": "rec2", "person_id": "rec", "facility_id": "f1"}],
+                )
+            session.rollback()
 
 
 def test_a_refused_write_raises_as_sqlalchemy_does(
