@@ -10,7 +10,7 @@ load does not move (the CPU times beside them are not).
     .venv/bin/python bench/drain_cpu.py 33 --workers 1 --settled --unique-patients \\
         --profile --dump /tmp/alone.prof
     .venv/bin/python bench/profiling/drain_calls_0131.py /tmp/server.prof /tmp/alone.prof \\
-        --messages 998 990
+        --messages 990 990
 
 Prints the calls per message under ``drain_batch`` in each, and the functions whose calls
 per message differ most (the server's profile also holds its start-up: mappings, runtime).
