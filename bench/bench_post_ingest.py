@@ -27,7 +27,8 @@ the server CPU then covers receipt and drain. ``--answer when-stored,on-receipt`
 both in the same run.
 ``--groups`` runs the servers with ADAPTER_LOG_LEVEL=DEBUG and prints how many documents each
 stored transaction held (group.py logs one line per transaction; the logging costs a little
-CPU, so the rates of such a run are not comparable). ``--profile FILE`` runs each server
+CPU, so the rates of such a run are not comparable), and with ``--answer on-receipt`` how
+many messages each of the drain's batches held (decision 0131). ``--profile FILE`` runs each server
 under cProfile, every thread (bench/profiling/sitecustomize.py), and writes the merged
 profile of the last one's 4-client run to FILE (``python -m pstats FILE``; it slows the
 server several times: read the shares, not the rates; decision 0052); ``--stages FILE``
@@ -424,12 +425,14 @@ def drain_apart(url: str, tmp: Path, batch: int | None) -> tuple[float, float]:
 
 PROFILING = Path(__file__).resolve().parent / "profiling"  # its sitecustomize.py
 _GROUP_LINE = re.compile(r"group commit: (\d+) documents? (?:in one transaction|alone)")
+_DRAIN_LINE = re.compile(r"drain: (\d+) messages settled in one batch")  # drain.py's DEBUG
 
 
-def group_sizes(log_text: str) -> dict[int, int]:
-    """Transactions by number of documents, from group.py's DEBUG lines."""
+def group_sizes(log_text: str, line: re.Pattern[str] = _GROUP_LINE) -> dict[int, int]:
+    """Transactions by number of documents, from group.py's DEBUG lines (or the drain's
+    batches, ``_DRAIN_LINE``)."""
     sizes: dict[int, int] = {}
-    for match in _GROUP_LINE.finditer(log_text):
+    for match in line.finditer(log_text):
         size = int(match.group(1))
         sizes[size] = sizes.get(size, 0) + 1
     return dict(sorted(sizes.items()))
@@ -485,6 +488,7 @@ def run(
     if stages:
         env["BENCH_STAGES_FILE"] = str(Path(stages).resolve())
     sizes: dict[int, int] = {}
+    batches: dict[int, int] = {}  # the drain's batches by messages (--groups, on receipt)
     # a profiled start-up (cProfile reading each thread's CPU clock) takes minutes
     wait = 900.0 if profile else 120.0
     with LiveServer(url, tmp, args=args, env=env, start_timeout=wait) as server:
@@ -543,6 +547,7 @@ def run(
                 backend_spent[clients] = spent
             if groups and clients == 1:
                 sizes = group_sizes(server.log_text())
+                batches = group_sizes(server.log_text(), _DRAIN_LINE)
         if follower is not None:
             follower.send_signal(signal.SIGTERM)
             follower.wait(60)
@@ -551,6 +556,8 @@ def run(
     if groups:
         with_four = group_sizes(server.log_text())
         sizes = {n: with_four.get(n, 0) - sizes.get(n, 0) for n in with_four}
+        drained = group_sizes(server.log_text(), _DRAIN_LINE)
+        batches = {n: drained.get(n, 0) - batches.get(n, 0) for n in drained}
     if watch is not None:
         watch.dispose()
     grouping = "" if group_max is None else f", ADAPTER_INGEST_GROUP_MAX={group_max}"
@@ -626,6 +633,9 @@ def run(
     if groups:
         shown = ", ".join(f"{n}: {count}" for n, count in sizes.items() if count)
         print(f"   transactions by documents, 4 clients: {{{shown}}}")
+        if on_receipt:
+            shown = ", ".join(f"{n}: {count}" for n, count in batches.items() if count)
+            print(f"   the drain's batches by messages, 4 clients: {{{shown}}}")
 
 
 def main() -> None:

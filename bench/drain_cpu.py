@@ -14,7 +14,8 @@ server, sync and bulk ingest run: a full collection then no longer walks the sta
 heap (80-110 ms each, 1 or 2 in 300 messages: decision 0083).
 
     .venv/bin/python bench/drain_cpu.py [COPIES] [--workers 0|1] [--bulk] [--statements]
-        [--profile] [--functions] [--settled] [--pg URL]   (30 fixtures x COPIES messages)
+        [--profile] [--functions] [--settled] [--pg URL] [--batch N]
+        (30 fixtures x COPIES messages; --batch: messages per drain batch, 100)
 """
 
 import argparse
@@ -116,6 +117,9 @@ def main():
     )
     ap.add_argument("--pg", help="a PostgreSQL URL: a fresh schema there instead of SQLite")
     ap.add_argument(
+        "--batch", type=int, default=drain_module.DEFAULT_BATCH, help="messages per batch (100)"
+    )
+    ap.add_argument(
         "--rows",
         type=Path,
         help="with --pg: after the run, write the stored rows here (store_statements.py's "
@@ -169,9 +173,9 @@ def main():
 
                 def drained():
                     if not args.settled:
-                        return drain_module.drain(pipeline)
+                        return drain_module.drain(pipeline, batch=args.batch)
                     with settled():
-                        return drain_module.drain(pipeline)
+                        return drain_module.drain(pipeline, batch=args.batch)
 
                 _measure(
                     "drained",

@@ -108,6 +108,46 @@ class _Snapshot:
         pass
 
 
+# the server's drain process (decision 0131): BENCH_PROFILE_DRAIN_FILE profiles every process
+# started with it (the server's spawned children inherit it) and the one whose
+# multiprocessing name is the drain process's writes its whole life's profile there at exit
+_DRAIN_FILE = os.environ.get("BENCH_PROFILE_DRAIN_FILE")
+
+
+def _install_drain(path: str) -> None:
+    import cProfile
+    import marshal
+
+    profiles: list[cProfile.Profile] = []
+
+    def bootstrap(frame, event, arg):  # type: ignore[no-untyped-def]
+        profile = cProfile.Profile(time.thread_time_ns, 1e-9)
+        profiles.append(profile)
+        profile.enable()
+
+    def dump() -> None:
+        import multiprocessing
+        import pstats
+
+        if multiprocessing.current_process().name != "adapter-drain-process":
+            return
+        merged: pstats.Stats | None = None
+        for profile in profiles:
+            profile.snapshot_stats()
+            holder = _Snapshot(profile.stats)
+            merged = pstats.Stats(holder) if merged is None else merged.add(holder)  # type: ignore[arg-type]
+        if merged is not None:
+            with open(path, "wb") as out:
+                marshal.dump(merged.stats, out)
+
+    threading.setprofile(bootstrap)
+    bootstrap(None, None, None)
+    atexit.register(dump)
+
+
+if _DRAIN_FILE and not _FILE and "multiprocessing" in " ".join(sys.orig_argv):
+    _install_drain(_DRAIN_FILE)
+
 if _FILE:
     # the server's process only: its drain process, translation workers and multiprocessing's
     # resource tracker (which has no parent process to tell it apart, and wrote its own
