@@ -87,7 +87,7 @@ def main() -> None:
                 total = statements = 0
                 lines = []
                 for statement, bound in sent:
-                    if not statement.lstrip().upper().startswith("SELECT"):
+                    if not statement.lstrip().upper().startswith(("SELECT", "WITH")):
                         continue
                     raw = (
                         session.connection()

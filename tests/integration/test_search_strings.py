@@ -196,7 +196,8 @@ def _pages(engine: Engine, every: bool = False) -> Iterator[list[str]]:
     sent: list[str] = []
 
     def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        preread = statement.startswith("SELECT 0, ")
+        # the pre-read: its first member, or the CTE of a string criterion's ids (0137)
+        preread = statement.startswith(("SELECT 0, ", "WITH arrays_ids_"))
         if every or ("FROM resource" in statement and not preread):
             sent.append(statement.lower())
 
