@@ -72,18 +72,10 @@ def driver_rows(
     for at, process in plan.binds:  # None too, as SQLAlchemy does
         bound[at] = process(bound[at])
     raw = connection.connection.dbapi_connection
-    error = dialect.loaded_dbapi.Error
     try:
         found = raw.execute(plan.sql, bound).fetchall()  # type: ignore[union-attr]
-    except error as exc:
-        raise DBAPIError.instance(
-            plan.sql,
-            bound,
-            exc,
-            error,
-            hide_parameters=connection.engine.hide_parameters,
-            dialect=dialect,
-        ) from exc
+    except dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(connection, plan.sql, bound, exc) from exc
     make = plan.row._make
     if not plan.results:
         return [make(row) for row in found]
@@ -118,19 +110,25 @@ def driver_many(session: Session, statement: Any, rows: list[dict[str, Any]]) ->
             one[at] = process(one[at])
         bound.append(one)
     raw = connection.connection.dbapi_connection
-    error = dialect.loaded_dbapi.Error
     try:
         raw.executemany(plan.sql, bound)  # type: ignore[union-attr]
-    except error as exc:
-        raise DBAPIError.instance(
-            plan.sql,
-            bound,
-            exc,
-            error,
-            hide_parameters=connection.engine.hide_parameters,
-            dialect=dialect,
-        ) from exc
+    except dialect.loaded_dbapi.Error as exc:
+        raise _wrapped(connection, plan.sql, bound, exc) from exc
     return True
+
+
+def _wrapped(connection: Any, sql: str, bound: Any, exc: Exception) -> DBAPIError:
+    """The driver's error as SQLAlchemy would have raised it (parameters hidden as the
+    engine says)."""
+    dialect = connection.dialect
+    return DBAPIError.instance(
+        sql,
+        bound,
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=connection.engine.hide_parameters,
+        dialect=dialect,
+    )
 
 
 def execute_rows(
