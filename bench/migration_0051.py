@@ -19,9 +19,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ingest import DEFAULT_PG
+from migration_timing import on_file_or_schema
 from sqlalchemy import Engine, text
 
-from adapter.store import make_engine, migrate
+from adapter.store import migrate
 from adapter.store.engine import downgrade
 
 SCHEMA = "bench_migration_0051"
@@ -93,18 +94,7 @@ def main() -> None:
     ap.add_argument("--pg", default=DEFAULT_PG)
     ap.add_argument("--resources", type=int, default=400_000)
     args = ap.parse_args()
-    admin = make_engine(args.pg)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
-    engine = make_engine(args.pg + f"?options=-csearch_path%3D{SCHEMA}")
-    try:
-        run(engine, args.resources)
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        admin.dispose()
+    on_file_or_schema(args.pg, None, SCHEMA, lambda engine: run(engine, args.resources))
 
 
 if __name__ == "__main__":

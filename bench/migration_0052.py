@@ -22,10 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson
 from bench_ingest import DEFAULT_PG
+from migration_timing import on_file_or_schema
 from sqlalchemy import Engine, LargeBinary, bindparam, text
 
 from adapter.fhir.dates import format_instant
-from adapter.store import make_engine, migrate
+from adapter.store import migrate
 from adapter.store.body_codec import is_frame, json_bytes
 from adapter.store.body_stamps import StampedBody, stripped
 from adapter.store.engine import downgrade
@@ -132,27 +133,7 @@ def main() -> None:
     ap.add_argument("--sqlite", help="a SQLite file to create (removed first)")
     ap.add_argument("--rows", type=int, default=500_000)
     args = ap.parse_args()
-    if args.sqlite:
-        Path(args.sqlite).unlink(missing_ok=True)
-        engine = make_engine(f"sqlite:///{args.sqlite}")
-        try:
-            run(engine, args.rows)
-        finally:
-            engine.dispose()
-            Path(args.sqlite).unlink(missing_ok=True)
-        return
-    admin = make_engine(args.pg)
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
-    engine = make_engine(args.pg + f"?options=-csearch_path%3D{SCHEMA}")
-    try:
-        run(engine, args.rows)
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        admin.dispose()
+    on_file_or_schema(args.pg, args.sqlite, SCHEMA, lambda engine: run(engine, args.rows))
 
 
 if __name__ == "__main__":

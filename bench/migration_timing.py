@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench_ingest import DEFAULT_PG, postgres_engine
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from adapter.store import make_engine, migrate
 from adapter.store.engine import downgrade
@@ -50,3 +50,31 @@ def on_each_database(args: argparse.Namespace, run: Callable[[Engine], None]) ->
             run(engine)
         finally:
             drop()
+
+
+def on_file_or_schema(
+    pg: str, sqlite: str | None, schema: str, run: Callable[[Engine], None]
+) -> None:
+    """``run`` on the SQLite file ``sqlite`` when given (made afresh, removed after), else on
+    the PostgreSQL schema ``schema`` at ``pg`` (made afresh, dropped after)."""
+    if sqlite:
+        Path(sqlite).unlink(missing_ok=True)
+        engine = make_engine(f"sqlite:///{sqlite}")
+        try:
+            run(engine)
+        finally:
+            engine.dispose()
+            Path(sqlite).unlink(missing_ok=True)
+        return
+    admin = make_engine(pg)
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    engine = make_engine(pg + f"?options=-csearch_path%3D{schema}")
+    try:
+        run(engine)
+    finally:
+        engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
