@@ -480,6 +480,10 @@ def _read_alternatives(ev: Any, rest: tuple[Any, ...], chosen: str) -> None:
         return
     source = ev.state.source
     scope = ev.scope
+    every = getattr(source, "read_alternatives", None)  # HL7 v2: one call for them all
+    if every is not None:
+        every(rest, scope, chosen)
+        return
     both = getattr(source, "read_unless_other", None)  # XML: one evaluation for the two
     if both is not None:
         for path in rest:

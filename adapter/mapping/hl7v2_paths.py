@@ -776,38 +776,50 @@ def read_unless_other(tracker: ReadTracker, path: Hl7Path, scope: Group, chosen:
     when its text is empty or ``chosen``, as ``peek`` then ``resolve`` did. A path already
     resolved in that segment is skipped: ``resolve`` would give its memo and add nothing
     to the tracker's sets, and ``peek`` records nothing (decision 0112)."""
-    segment = scope.found.get(path.segment, _UNKNOWN)  # find_segment's memo, inline (hot)
-    if segment is _UNKNOWN:
-        segment = scope.find_segment(path.segment)
-    if segment is None:
-        return  # peek gives "", and resolve reads nothing of an absent segment
-    if (segment.index, id(path)) in tracker.resolved:
-        return
-    field_no = path.field
-    if field_no is not None:
-        rep, comp, sub = path.rep, path.comp, path.sub
-        first_rep = (rep is None or rep == 1) and (sub is None or sub == 1)
-        if first_rep and segment._flat and field_no > 0:
-            # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
-            fields = segment._f
-            other = fields[field_no] if field_no < len(fields) else ""
-            if other:
-                cs = segment._cs
-                number = comp or 1
-                if cs in other:
-                    if number == 1:
-                        other = other[: other.index(cs)]
-                    else:
-                        parts = other.split(cs)
-                        other = parts[number - 1] if 0 < number <= len(parts) else ""
-                elif number != 1:
-                    other = ""
-        else:
-            other = segment.get(field_no, rep or 1, comp or 1, sub or 1)
-        other = other.strip()
-        if other and other != chosen:
-            return  # another value: left unread unless another rule reads it
-    read_path(tracker, path, scope)
+    read_alternatives(tracker, (path,), scope, chosen)
+
+
+def read_alternatives(
+    tracker: ReadTracker, paths: tuple[Hl7Path, ...], scope: Group, chosen: str
+) -> None:
+    """``read_unless_other`` of each of ``paths`` in turn, in one call (decision 0139: the
+    alternatives ``first`` did not take, one Python call per ``first`` instead of one per
+    path)."""
+    found = scope.found
+    resolved = tracker.resolved
+    for path in paths:
+        segment = found.get(path.segment, _UNKNOWN)  # find_segment's memo, inline (hot)
+        if segment is _UNKNOWN:
+            segment = scope.find_segment(path.segment)
+        if segment is None:
+            continue  # peek gives "", and resolve reads nothing of an absent segment
+        if (segment.index, id(path)) in resolved:
+            continue
+        field_no = path.field
+        if field_no is not None:
+            rep, comp, sub = path.rep, path.comp, path.sub
+            first_rep = (rep is None or rep == 1) and (sub is None or sub == 1)
+            if first_rep and segment._flat and field_no > 0:
+                # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
+                fields = segment._f
+                other = fields[field_no] if field_no < len(fields) else ""
+                if other:
+                    cs = segment._cs
+                    number = comp or 1
+                    if cs in other:
+                        if number == 1:
+                            other = other[: other.index(cs)]
+                        else:
+                            parts = other.split(cs)
+                            other = parts[number - 1] if 0 < number <= len(parts) else ""
+                    elif number != 1:
+                        other = ""
+            else:
+                other = segment.get(field_no, rep or 1, comp or 1, sub or 1)
+            other = other.strip()
+            if other and other != chosen:
+                continue  # another value: left unread unless another rule reads it
+        read_path(tracker, path, scope)
 
 
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:

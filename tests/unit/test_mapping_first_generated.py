@@ -54,6 +54,7 @@ def run(
     ev = message_scope(hl7(*segments))
     if peek_then_resolve:  # the alternatives read as before read_unless_other
         ev.state.source.read_unless_other = None
+        ev.state.source.read_alternatives = None
     value = fn(ev)
     tracker = ev.state.source.tracker
     shown = value.text if isinstance(value, v2.Node) else value

@@ -29,6 +29,8 @@ class Hl7v2Source:
     # ``first``'s alternatives not taken: peek, then resolve when empty or the same, in one
     # call that skips a path already resolved in its segment (decision 0112)
     read_unless_other: Callable[[v2.Hl7Path, v2.Group, str], None]
+    # the same for every path ``first`` did not take, in one call (decision 0139)
+    read_alternatives: Callable[[tuple[v2.Hl7Path, ...], v2.Group, str], None]
 
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
@@ -38,6 +40,7 @@ class Hl7v2Source:
         self.resolve_text = partial(v2.read_text, tracker)
         self.peek = v2.peek
         self.read_unless_other = partial(v2.read_unless_other, tracker)
+        self.read_alternatives = partial(v2.read_alternatives, tracker)
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []  # a loop, not a comprehension (a function made per call)

@@ -14,20 +14,20 @@ from adapter.mapping.values import location, text
 
 @transform("map")
 def map_code(ev: FunctionContext, table: Any, value: Any) -> str | None:
-    target = ev.lookup(text(table), value)
+    target = ev.lookup((table if type(table) is str else text(table)), value)
     return target.code if target else None
 
 
 @transform("map_display")
 def map_display(ev: FunctionContext, table: Any, value: Any) -> str | None:
-    target = ev.lookup(text(table), value, report=False)
+    target = ev.lookup((table if type(table) is str else text(table)), value, report=False)
     return target.display if target else None
 
 
 @transform("map_system")
 def map_system(ev: FunctionContext, table: Any, value: Any) -> str | None:
     """The target system of a mapped code (nothing when the code is not mapped)."""
-    target = ev.lookup(text(table), value, report=False)
+    target = ev.lookup((table if type(table) is str else text(table)), value, report=False)
     return target.system if target else None
 
 
@@ -62,10 +62,10 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
     target system, else its target code), unless ``code`` cannot be a code of that system
     (``LN`` with a code that is not LOINC-shaped): then nothing, so the caller keeps the
     code as a local one, and a warning at the code."""
-    target = ev.lookup(text(table), name, report=False)
+    target = ev.lookup((table if type(table) is str else text(table)), name, report=False)
     system = (target.system or target.code) if target else None
     check = _SHAPES.get(system or "")
-    value = text(code)
+    value = (code if type(code) is str else text(code))
     if check is not None and value and not check(value):
         ev.warning(
             f"code {value!r} is labelled {text(name)} but is not a {system} code "
@@ -80,7 +80,7 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
 @transform("coding")
 def coding(ev: FunctionContext, table: Any, value: Any) -> dict[str, str] | None:
     """A Coding from a concept map: system, code and display of the target."""
-    target = ev.lookup(text(table), value)
+    target = ev.lookup((table if type(table) is str else text(table)), value)
     if target is None:
         return None
     # the keys whose value is not empty, in this order (no comprehension: a function made
@@ -130,7 +130,7 @@ def national_id_18(ev: FunctionContext, value: Any) -> str | None:
 @transform("facility_system")
 def facility_system(ev: FunctionContext, kind: Any) -> str:
     """The URI of the current facility's own identifier system of a kind (patient, order...)."""
-    return ev.facility_system(text(kind))
+    return ev.facility_system((kind if type(kind) is str else text(kind)))
 
 
 @transform("hash_id")

@@ -105,7 +105,7 @@ _DATETIMES_MAX = 4096
 
 
 def _to_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
-    key = (text(value).strip(), ev.timezone)
+    key = ((value if type(value) is str else text(value)).strip(), ev.timezone)
     done = _DATETIMES.get(key)
     if done is not None:
         return done

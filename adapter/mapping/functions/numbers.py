@@ -61,7 +61,7 @@ def _json_number(ev: FunctionContext, number: Decimal, value: Any) -> int | floa
 
 @transform("is_numeric")
 def is_numeric(ev: FunctionContext, value: Any) -> bool:
-    return _NUMBER.fullmatch(text(value).strip()) is not None
+    return _NUMBER.fullmatch((value if type(value) is str else text(value)).strip()) is not None
 
 
 @transform("text_to_decimal")
@@ -80,7 +80,7 @@ def text_to_decimal(ev: FunctionContext, value: Any) -> int | float | None:
 @transform("quantity_value")
 def quantity_value(ev: FunctionContext, value: Any) -> int | float | None:
     """The number of a result written with or without a comparator: '<0.5' -> 0.5."""
-    raw = _COMPARATOR.sub("", text(value), count=1)
+    raw = _COMPARATOR.sub("", (value if type(value) is str else text(value)), count=1)
     if not raw.strip():
         return None
     number = _decimal(raw)
@@ -92,7 +92,7 @@ def quantity_value(ev: FunctionContext, value: Any) -> int | float | None:
 
 @transform("quantity_comparator")
 def quantity_comparator(ev: FunctionContext, value: Any) -> str | None:
-    match = _COMPARATOR.match(text(value))
+    match = _COMPARATOR.match((value if type(value) is str else text(value)))
     if not match:
         return None
     return _fhir_comparator(match)

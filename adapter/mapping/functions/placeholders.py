@@ -26,10 +26,10 @@ def placeholder_table(kind: str) -> str:
 @transform("present")
 def present(ev: FunctionContext, kind: Any, value: Any) -> Any:
     """``value``, or nothing when its text is a placeholder of this kind (with a note)."""
-    written = text(value).strip()
+    written = (value if type(value) is str else text(value)).strip()
     if not written:
         return value
-    table = placeholder_table(text(kind))
+    table = placeholder_table((kind if type(kind) is str else text(kind)))
     if ev.lookup(table, written, report=False) is None:
         return value
     ev.information(

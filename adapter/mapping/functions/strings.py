@@ -29,19 +29,19 @@ def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
     for v in values:
         if isinstance(v, list):
             for item in v:
-                t = text(item).strip()
+                t = (item if type(item) is str else text(item)).strip()
                 if t:
                     texts.append(t)
         else:
-            t = text(v).strip()
+            t = (v if type(v) is str else text(v)).strip()
             if t:
                 texts.append(t)
-    return text(separator).join(texts)
+    return (separator if type(separator) is str else text(separator)).join(texts)
 
 
 @transform("trim")
 def trim(ev: FunctionContext, value: Any) -> str:
-    return text(value).strip()
+    return (value if type(value) is str else text(value)).strip()
 
 
 _SPACES = re.compile(r"\s+")
@@ -100,4 +100,4 @@ def starts_with(ev: FunctionContext, value: Any, prefix: Any) -> bool:
 
 @transform("upper")
 def upper(ev: FunctionContext, value: Any) -> str:
-    return text(value).upper()
+    return (value if type(value) is str else text(value)).upper()
