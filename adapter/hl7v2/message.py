@@ -9,6 +9,7 @@ and unescaped on first access, then cached on the segment.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import compress, count
 
 from adapter.errors import Issue
 from adapter.hl7v2.escapes import Delimiters, unescape
@@ -171,11 +172,8 @@ class Segment:
         if (self._flat or not _is_deep(value, self._d)) and not (self.name == "MSH" and field <= 2):
             if rep != 1:  # one repetition only
                 return []
-            out: list[int] = []  # a loop, not a comprehension (a function made per call)
-            for c, part in enumerate(value.split(self._cs), 1):
-                if part:
-                    out.append(c)
-            return out
+            # the numbers of the non-empty parts, counted in C (decision 0139)
+            return list(compress(count(1), value.split(self._cs)))
         count = len(self.components(field, rep))
         return [c for c in range(1, count + 1) if any(self.subcomponents(field, rep, c))]
 
@@ -185,11 +183,9 @@ class Segment:
 
     def populated_fields(self) -> list[int]:
         """Numbers of the fields that hold anything (for MSH, 1 and 2 always do)."""
-        out: list[int] = []  # a loop, not a comprehension (a function made per call)
-        for i, v in enumerate(self._f):
-            if i and v:
-                out.append(i)
-        return out
+        fields = self._f
+        # the numbers of the non-empty fields after the name, counted in C (decision 0139)
+        return list(compress(range(1, len(fields)), fields[1:]))
 
     def populated(self) -> Iterator[tuple[int, int, int, int]]:
         """Every non-empty (field, rep, comp, sub) position, in message order."""
