@@ -9,7 +9,8 @@ and unescaped on first access, then cached on the segment.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from itertools import compress, count
+from itertools import compress
+from itertools import count as counting
 
 from adapter.errors import Issue
 from adapter.hl7v2.escapes import Delimiters, unescape
@@ -173,7 +174,7 @@ class Segment:
             if rep != 1:  # one repetition only
                 return []
             # the numbers of the non-empty parts, counted in C (decision 0139)
-            return list(compress(count(1), value.split(self._cs)))
+            return list(compress(counting(1), value.split(self._cs)))
         count = len(self.components(field, rep))
         return [c for c in range(1, count + 1) if any(self.subcomponents(field, rep, c))]
 
