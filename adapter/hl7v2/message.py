@@ -90,7 +90,8 @@ class Segment:
         return tree
 
     def _split(self, field: int) -> Tree:
-        value = self.raw(field)
+        written = self._f  # ``raw``, inline (a call per read)
+        value = written[field] if 0 < field < len(written) else ""
         if not value:
             return []
         if self.name == "MSH" and field <= 2:  # separators themselves: never split
@@ -115,7 +116,8 @@ class Segment:
 
     def repetitions(self, field: int) -> int:
         """How many repetitions the field has (0 when it is empty or absent)."""
-        value = self.raw(field)
+        written = self._f  # ``raw``, inline (a call per read)
+        value = written[field] if 0 < field < len(written) else ""
         if not value:
             return 0
         if self._flat or (self.name == "MSH" and field <= 2):
@@ -124,7 +126,8 @@ class Segment:
 
     def components(self, field: int, rep: int = 1) -> list[str]:
         """The unescaped components of one repetition (first subcomponent of each)."""
-        value = self.raw(field)
+        written = self._f  # ``raw``, inline (a call per read)
+        value = written[field] if 0 < field < len(written) else ""
         if not value or rep < 1:
             return []
         if self._flat or not _is_deep(value, self._d):
@@ -147,7 +150,8 @@ class Segment:
         """Whether no subcomponent of field[rep] (of its component ``comp``, if given) holds
         anything: what ``subcomponents`` would say for each part, without splitting a value
         that has no repetition, subcomponent or escape character (the common case)."""
-        value = self.raw(field)
+        written = self._f  # ``raw``, inline (a call per read)
+        value = written[field] if 0 < field < len(written) else ""
         if not value or rep < 1 or (comp is not None and comp < 1):
             return True
         if (self._flat or not _is_deep(value, self._d)) and not (self.name == "MSH" and field <= 2):
@@ -167,7 +171,8 @@ class Segment:
         anything: what ``subcomponents`` says of each of ``components``, without splitting a
         value that has no repetition, subcomponent or escape character (the common case;
         the unread report asks it of every field a rule read)."""
-        value = self.raw(field)
+        written = self._f  # ``raw``, inline (a call per read)
+        value = written[field] if 0 < field < len(written) else ""
         if not value or rep < 1:
             return []
         if (self._flat or not _is_deep(value, self._d)) and not (self.name == "MSH" and field <= 2):

@@ -278,6 +278,10 @@ class GroupSpec:
     repeat: bool = False
     required: bool = False
     trailing: tuple[Trailing, ...] = ()
+    # what grouping asks of the spec for every message, found once when first asked (the
+    # spec is complete by then: ``compile_structure`` returns it whole; decision 0139)
+    _first: frozenset[str] | None = field(default=None, repr=False, compare=False)
+    _plan: tuple[_TrailingPlan, ...] | None = field(default=None, repr=False, compare=False)
 
     def anchor(self) -> str | None:
         """The group's first required segment (OBR of an ORDER_OBSERVATION)."""
@@ -298,8 +302,15 @@ class GroupSpec:
             if isinstance(child, GroupSpec):
                 yield from child.walk_specs()
 
-    def first_names(self) -> set[str]:
-        """Segment names that can begin this group (up to and including its first required part)."""
+    def first_names(self) -> frozenset[str]:
+        """Segment names that can begin this group (up to and including its first required
+        part), found once."""
+        found = self._first
+        if found is None:
+            found = self._first = frozenset(self._first_names())
+        return found
+
+    def _first_names(self) -> set[str]:
         names: set[str] = set()
         for child in self.children:
             names |= {child.name} if isinstance(child, SegmentSpec) else child.first_names()
@@ -532,16 +543,35 @@ def standard_order(
     segments = list(message.segments)
     notes: list[OrderNote] = []
     moved = False
-    for spec in structure.walk_specs():
-        anchor = spec.anchor()
-        for trailing in spec.trailing:
+    for spec, anchor, trailing, inside, before in _trailing_plan(structure):
+        result = _move_trailing(segments, spec, anchor, trailing, notes, inside, before)
+        if result is not None:
+            segments = result
+            moved = True
+    return (segments if moved else None), notes
+
+
+# a group spec, its anchor, one of its trailing segments, the names of its subtree, whether
+# the standard puts the trailing segment before the anchor
+_TrailingPlan = tuple["GroupSpec", str, Trailing, frozenset[str], bool]
+
+
+def _trailing_plan(structure: GroupSpec) -> tuple[_TrailingPlan, ...]:
+    """What ``standard_order`` looks at of the structure: the same for every message, so
+    found once per structure (decision 0139)."""
+    plan = structure._plan
+    if plan is None:
+        out: list[_TrailingPlan] = []
+        for spec in structure.walk_specs():
+            anchor = spec.anchor()
             if anchor is None:
                 continue
-            result = _move_trailing(segments, spec, anchor, trailing, notes)
-            if result is not None:
-                segments = result
-                moved = True
-    return (segments if moved else None), notes
+            names = [c.name for c in spec.children]
+            for trailing in spec.trailing:
+                before = names.index(trailing.name) < names.index(anchor)
+                out.append((spec, anchor, trailing, frozenset(spec.subtree_names()), before))
+        plan = structure._plan = tuple(out)
+    return plan
 
 
 def _same_order(segment: Segment, anchor: Segment, pairs: tuple[tuple[int, int], ...]) -> str:
@@ -562,11 +592,10 @@ def _move_trailing(
     anchor: str,
     trailing: Trailing,
     notes: list[OrderNote],
+    inside: frozenset[str],
+    before: bool,
 ) -> list[Segment] | None:
     name = trailing.name
-    inside = spec.subtree_names()
-    names = [c.name for c in spec.children]
-    before = names.index(name) < names.index(anchor)
     marks = [s for s in segments if s.name in (name, anchor)]
     if not any(s.name == name for s in marks):
         return None

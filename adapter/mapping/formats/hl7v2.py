@@ -248,6 +248,7 @@ class Hl7v2Format(SourceFormat):
             if infos is None:
                 infos = _field_infos(by_name, seg_name, clinical, skips, with_parts)
             d = segment.delimiters
+            written = segment._f  # ``Segment.raw``, inline: ``fields`` are populated ones
             for f in fields:
                 info = infos.get(f)
                 if info is None:
@@ -256,7 +257,7 @@ class Hl7v2Format(SourceFormat):
                 if not skip and (index, f) not in read_fields:
                     out.append((segment.location(f), "field", listed))
                     continue
-                raw = segment.raw(f)
+                raw = written[f]
                 if d.repetition not in raw and d.component not in raw:
                     # one value, read or not at all (_unread_parts' first case, inline)
                     if (index, f, 1, 1) not in parts and 1 not in skip:
@@ -367,7 +368,8 @@ def _unread_parts(
     as read whole."""
     index, parts = segment.index, tracker.parts
     skip = skip or _NO_PARTS
-    raw = segment.raw(field_no)
+    written = segment._f  # ``Segment.raw``, inline
+    raw = written[field_no] if 0 < field_no < len(written) else ""
     d = segment.delimiters
     if d.repetition not in raw and d.component not in raw:  # one value: read or not at all
         if (index, field_no, 1, 1) in parts or 1 in skip:
