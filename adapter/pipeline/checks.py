@@ -91,31 +91,17 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
         return
     # a contained resource has an id of its own
     top = top or "resourceType" in node
-    if top:
-        types, strings = _TOP_TYPES, _TOP_STRINGS
-    else:
-        types, strings = _TYPES, _STRINGS
+    types = _TOP_TYPES if top else _TYPES
     for key, value in node.items():
         # the exact types first (a body is plain JSON data: text, dicts, lists); a value of
         # any other type is judged by ``_value``, as the walk before them did (decision 0132)
         kind_of_value = type(value)
         if kind_of_value is str:
-            # an element name known to be of the "string" type: is_plain_string at once,
-            # without the name's type looked up and compared (decision 0139)
-            if (
-                key in strings
-                and 0 < len(value) <= PLAIN_MAX
-                and not value.isspace()
-                and (value.isprintable() or not _control(value))
-            ):
-                continue
             kind = types.get(key)
             if kind is None:
                 kind = _type_of(key, top)
                 if len(types) < _KNOWN_NAMES:
                     types[key] = kind
-                    if kind == "string":
-                        strings.add(key)
             # is_plain_string, inline (a call per string); a printable text has no control
             # character (they are all Cc), told at less cost than the search
             if (
@@ -250,7 +236,4 @@ def _passed(kind: str, value: str) -> None:
 # and API clients write: bounded, so a client's made-up names cannot grow it without end)
 _TYPES: dict[str, str] = {}
 _TOP_TYPES: dict[str, str] = {}
-# the names of those whose type is "string" (kept with their entry there, so bounded as well)
-_STRINGS: set[str] = set()
-_TOP_STRINGS: set[str] = set()
 _KNOWN_NAMES = 2048
