@@ -1,7 +1,7 @@
 """Decision 0139: what grouping asks of a message structure found once per structure
 (``GroupSpec.first_names``, the trailing plan of ``standard_order``), ``first()``'s
-alternatives not taken read in one call, populated fields counted in C, and the check's
-element names of the "string" type told by a set. Each gives what the code before gave."""
+alternatives not taken read in one call, and populated fields counted in C. Each gives
+what the code before gave."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 
 from adapter.hl7v2 import Segment
 from adapter.mapping import hl7v2_paths as v2
-from adapter.pipeline import checks
 from tests.unit.mapping_support import hl7
 
 
@@ -21,8 +20,12 @@ def structure(trailing: bool, first_required: str = "OBR!") -> v2.GroupSpec:
         "group": "ORDER_OBSERVATION",
         "repeat": True,
         "required": True,
-        "items": ["ORC", first_required, "NTE*", {"group": "OBSERVATION", "repeat": True,
-                                                   "items": ["OBX!", "NTE*"]}],
+        "items": [
+            "ORC",
+            first_required,
+            "NTE*",
+            {"group": "OBSERVATION", "repeat": True, "items": ["OBX!", "NTE*"]},
+        ],
     }
     if trailing:
         order["trailing"] = {"ORC": ["ORC-2=OBR-2"]}
@@ -43,9 +46,7 @@ def grouped(spec: v2.GroupSpec, *segments: str) -> tuple[Any, ...]:
     message = hl7(*segments)
     ordered, notes = v2.standard_order(message, spec)
     root, unplaced = v2.build_groups(message, spec, ordered)
-    shape = [
-        (g.name, [s.location() for s in g.segments]) for g in root.walk()
-    ]
+    shape = [(g.name, [s.location() for s in g.segments]) for g in root.walk()]
     return shape, [(n.severity, n.location) for n in notes], [s.name for s in unplaced]
 
 
@@ -126,31 +127,3 @@ def test_alternatives_in_one_call_read_what_one_call_each_read(chosen: str) -> N
             v2.read_unless_other(each, path, root_each, chosen)
         assert (one.segments, one.fields, one.parts) == (each.segments, each.fields, each.parts)
         assert sorted(one.resolved) == sorted(each.resolved)
-
-
-def test_the_check_of_string_names_judges_as_before() -> None:
-    # a name met first as a string element, then with texts that fail the plain test: the
-    # same issues as the general path gives them, also for a name at the top and below
-    resource = {
-        "resourceType": "Observation",
-        "id": "a",
-        "note": [{"text": "fine"}, {"text": "   "}, {"text": "bad\x01"}, {"text": ""}],
-        "code": {"text": "x\x02"},
-        "valueString": "ok",
-        "identifier": [{"system": "no uri", "value": "v"}],  # plain text, not a uri
-    }
-    first = [(i.diagnostics, i.expression) for i in checks.check_resources([resource])]
-    assert "text" in checks._STRINGS and "valueString" in checks._TOP_STRINGS
-    again = [(i.diagnostics, i.expression) for i in checks.check_resources([resource])]
-    assert first == again
-    expressions = [e for _, e in first]
-    assert expressions == [
-        "Observation.note[1].text",
-        "Observation.note[2].text",
-        "Observation.note[3].text",
-        "Observation.code.text",
-        "Observation.identifier[0].system",
-    ]
-    # a name of another type is never in the set (``id`` below the top is a string, at the
-    # top an id)
-    assert "id" not in checks._TOP_STRINGS

@@ -65,7 +65,7 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
     target = ev.lookup((table if type(table) is str else text(table)), name, report=False)
     system = (target.system or target.code) if target else None
     check = _SHAPES.get(system or "")
-    value = (code if type(code) is str else text(code))
+    value = code if type(code) is str else text(code)
     if check is not None and value and not check(value):
         ev.warning(
             f"code {value!r} is labelled {text(name)} but is not a {system} code "
@@ -130,7 +130,7 @@ def national_id_18(ev: FunctionContext, value: Any) -> str | None:
 @transform("facility_system")
 def facility_system(ev: FunctionContext, kind: Any) -> str:
     """The URI of the current facility's own identifier system of a kind (patient, order...)."""
-    return ev.facility_system((kind if type(kind) is str else text(kind)))
+    return ev.facility_system(kind if type(kind) is str else text(kind))
 
 
 @transform("hash_id")

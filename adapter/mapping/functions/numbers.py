@@ -92,7 +92,7 @@ def quantity_value(ev: FunctionContext, value: Any) -> int | float | None:
 
 @transform("quantity_comparator")
 def quantity_comparator(ev: FunctionContext, value: Any) -> str | None:
-    match = _COMPARATOR.match((value if type(value) is str else text(value)))
+    match = _COMPARATOR.match(value if type(value) is str else text(value))
     if not match:
         return None
     return _fhir_comparator(match)

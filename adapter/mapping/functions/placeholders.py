@@ -29,7 +29,7 @@ def present(ev: FunctionContext, kind: Any, value: Any) -> Any:
     written = (value if type(value) is str else text(value)).strip()
     if not written:
         return value
-    table = placeholder_table((kind if type(kind) is str else text(kind)))
+    table = placeholder_table(kind if type(kind) is str else text(kind))
     if ev.lookup(table, written, report=False) is None:
         return value
     ev.information(
