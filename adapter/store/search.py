@@ -72,6 +72,8 @@ from adapter.store.search_order import (
     without_value,
 )
 from adapter.store.search_preread import FEW_ROWS, PreRead
+from adapter.store.search_preshape import Shaped, Slot, shaped
+from adapter.store.search_preshape import condition as slot_condition
 from adapter.store.search_terms import (
     reference_rows,
     refs_any,
@@ -283,6 +285,31 @@ def _joint_rows(ids: ParamIds, rtype: str, criteria: Sequence[Criterion | HasCri
 
 
 def _preread(
+    ids: ParamIds,
+    types: Sequence[str],
+    criteria: Sequence[Criterion | HasCriterion],
+    sort: tuple[SortKey, ...],
+    *,
+    count: int,
+    whole: bool,
+    cap: int | None = FEW_ROWS,
+) -> PreRead | Shaped:
+    """``_built``'s pre-read, on PostgreSQL built once per shape of search when it has one
+    (adapter/store/search_preshape.py, decision 0142)."""
+    if ids.terms:
+        kept = shaped(
+            types,
+            criteria,
+            sort,
+            (count > 0, whole, cap),
+            lambda slotted: _built(ids, types, slotted, sort, count=count, whole=whole, cap=cap),
+        )
+        if kept is not None:
+            return kept
+    return _built(ids, types, criteria, sort, count=count, whole=whole, cap=cap)
+
+
+def _built(
     ids: ParamIds,
     types: Sequence[str],
     criteria: Sequence[Criterion | HasCriterion],
@@ -1140,6 +1167,8 @@ def _value(
     if kind == "token":
         return _token_value(si, modifier, value)
     if kind == "string":
+        if isinstance(value, Slot):  # a shape's pre-read: its values bound per search
+            return slot_condition(si, modifier, value)
         if modifier == "exact":
             # the normalised key narrows the index range; the text as written decides
             near = keys.equals(si.c.value_norm, si.c.value_norm_full, normalize_text(value))

@@ -96,6 +96,7 @@ class PreRead:
         self._members: list[Select[Any]] = []
         self._keys: list[tuple[int, Hashable]] = []  # member number n -> (tag, caller's key)
         self._caps: dict[int, int | None] = {}  # an arrays member's cap (``arrays``)
+        self._query: Select[Any] | None = None  # ``statement``
 
     def types(self, *rtypes: str) -> None:
         """The ``search_param`` rows of these types."""
@@ -210,15 +211,30 @@ class PreRead:
             _member(_DELETED, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(marked))
         )
 
-    def run(self, session: Session) -> Found:
-        """Send the statement (none when nothing was asked) and sort its answer."""
+    def statement(self) -> Select[Any] | None:
+        """The one statement (None: nothing asked), built once: a pre-read kept for a
+        shape of search (adapter/store/search_preshape.py) is keyed by SQLAlchemy once."""
+        if self._query is None:
+            members = list(self._members)
+            if self._types:
+                members.insert(0, _params(tuple(sorted(self._types))))
+            if members:
+                self._query = members[0] if len(members) == 1 else union_all(*members)
+        return self._query
+
+    def run(
+        self,
+        session: Session,
+        binds: dict[str, Any] | None = None,
+        renamed: dict[int, int] | None = None,
+    ) -> Found:
+        """Send the statement (none when nothing was asked) and sort its answer. ``binds``:
+        the values of a shape's named parameters; ``renamed``: its criteria's ids in the
+        answers' keys replaced by the search's (``search_preshape``)."""
         found = Found()
-        members = list(self._members)
-        if self._types:
-            members.insert(0, _params(tuple(sorted(self._types))))
-        if not members:
+        query = self.statement()
+        if query is None:
             return found
-        query = members[0] if len(members) == 1 else union_all(*members)
         tokens: dict[int, set[int]] = {}
         meets: set[int] = set()
         targets: dict[int, set[int]] = {}
@@ -226,7 +242,7 @@ class PreRead:
         counts: dict[int, int] = {}
         arrays: dict[int, tuple[int, str | None, str | None]] = {}
         deleted: set[int] = set()
-        for tag, n, k, a, b in session.execute(query):
+        for tag, n, k, a, b in session.execute(query, binds):
             if tag == _PARAMS:
                 found.params.append((a, b, n, k))
             elif tag == _TOKENS:
@@ -246,6 +262,8 @@ class PreRead:
                 blocked.add(n)
         found.types = set(self._types)
         for n, (tag, key) in enumerate(self._keys):
+            if renamed:
+                key = _renamed(key, renamed)
             if tag == _TOKENS:
                 found.tokens[key] = (tuple(sorted(tokens.get(n, ()))), n in meets)
             elif tag == _TARGETS:
@@ -259,6 +277,15 @@ class PreRead:
             else:
                 found.walks[key] = n not in blocked
         return found
+
+
+def _renamed(key: Hashable, renamed: dict[int, int]) -> Hashable:
+    """``key`` with the ids in ``renamed`` replaced (a shape's criteria by a search's)."""
+    if isinstance(key, tuple):
+        return tuple(_renamed(part, renamed) for part in key)
+    if type(key) is int:
+        return renamed.get(key, key)
+    return key
 
 
 def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
