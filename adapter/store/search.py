@@ -398,7 +398,7 @@ def _ask(
         return
     if not _arrayed(ids, kind, names):
         return
-    together = None
+    together = read = None
     if kind == "string" and modifier not in _NEGATED:  # its arrays counted (``_few_arrays``)
         d = dictionary("string")
         pids = param_ids(rtype, _movable(kind, names), kind)
@@ -406,8 +406,8 @@ def _ask(
         found = select(d.c.token_id).where(d.c.param_id.in_(pids), met)
         if joint:
             together = found
-        else:
-            pre.arrays(_arrays_key(rtype, names, criterion), found, cap)
+        else:  # its dictionary ids, which the tokens member below reads too
+            read = pre.arrays(_arrays_key(rtype, names, criterion), found, cap)
     rows = None
     if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
         si = _PRE_ROWS  # one alias for every search: each member is a statement of its own
@@ -420,6 +420,7 @@ def _ask(
         lambda d: or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values)),
         rows,
         kind,
+        read,
     )
     return together
 

@@ -114,13 +114,17 @@ class PreRead:
         condition: Callable[[Any], Any],
         rows: Select[Any] | None,
         kind: str = "token",
+        read: Any = None,
     ) -> None:
         """A token criterion's dictionary ids (the movable row names ``movable`` of
         ``rtype``, values meeting ``condition``), and whether a row of ``rows`` (its rows
         that stay rows, their ``param_id`` by subquery) meets it; None: not asked. ``kind``
-        "string": a string criterion's values in the dictionary (decision 0114)."""
+        "string": a string criterion's values in the dictionary (decision 0114). ``read``:
+        those ids as the statement already reads them (``arrays``' CTE): read from it."""
         n = self._slot(_TOKENS, key)
-        if movable:
+        if read is not None:
+            self._members.append(_member(_TOKENS, n, read.c.token_id))
+        elif movable:
             d = dictionary(kind)
             pids = param_ids(rtype, movable, kind)
             self._members.append(
@@ -175,17 +179,23 @@ class PreRead:
         n = self._slot(_ROWS, key)
         self._members.append(_member(_ROWS, n, counted_arrays(rows) if arrays else counted(rows)))
 
-    def arrays(self, key: Hashable, ids: Select[Any], cap: int | None = FEW_ROWS) -> None:
+    def arrays(self, key: Hashable, ids: Select[Any], cap: int | None = FEW_ROWS) -> Any:
         """The resources whose arrays hold one of the dictionary ids ``ids`` selects (a
         string criterion's values, decision 0127): their number, counted up to ``cap`` + 1
         (None: all), and their keys when at most ``FEW_ROWS`` (``Arrays``). At most
         ``MANY_IDS`` ids: one GIN probe ``toks && ids``; more, up to ``KEYED_IDS``: a probe
         per id (``toks_each``), each resource once. The page then probes the resources by
         these keys (no second GIN read of the arrays) and a search of this criterion alone
-        takes its total from the count (no count statement)."""
+        takes its total from the count (no count statement). Returns the ids' CTE (the
+        ``tokens`` member of the criterion reads it: decision 0142)."""
         n = self._slot(_ARRAYS, key)
         self._caps[n] = cap
-        self._members.append(_arrays_member(n, ids, cap))
+        # the ids as a CTE of the statement: its text once, where it was rendered at each
+        # of the six places of the member (6.9 KB of SQL for ``name=张伟``; psycopg parses
+        # a statement again on every call above 4 KB), the dictionary read once (0137)
+        named = ids.cte(f"arrays_ids_{n}")
+        self._members.append(_arrays_member(n, named, cap))
+        return named
 
     def joint(self, key: Hashable, ids: Sequence[Select[Any]], cap: int | None = FEW_ROWS) -> None:
         """The resources whose arrays hold one of EACH ``ids``' dictionary ids (several
@@ -288,15 +298,11 @@ def _renamed(key: Hashable, renamed: dict[int, int]) -> Hashable:
     return key
 
 
-def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
+def _arrays_member(n: int, named: Any, cap: int | None) -> Select[Any]:
     """``PreRead.arrays``'s member: ``k`` the arrays counted (up to ``cap`` + 1), ``a`` their
     keys as an array's text when at most ``FEW_ROWS``, ``b`` ``_UNREAD`` when the ids were
-    more than ``KEYED_IDS``. The number of ids decides the form (each a one-time filter: the
-    other branch is not run)."""
-    # the ids as a CTE of the statement: its text once, where it was rendered at each of
-    # the six places below (6.9 KB of SQL for ``name=张伟``; psycopg parses a statement
-    # again on every call above 4 KB), and the dictionary read once (decision 0137)
-    named = ids.cte(f"arrays_ids_{n}")
+    more than ``KEYED_IDS``. The number of ids (``named``, a CTE) decides the form (each a
+    one-time filter: the other branch is not run)."""
     own = select(*named.c)
     listed = func.array(own.scalar_subquery())
     counted_ids = select(func.count()).select_from(own.limit(KEYED_IDS + 1).subquery("n_ids"))
