@@ -118,12 +118,19 @@ def binds(criteria: Sequence[Criterion | HasCriterion]) -> dict[str, str] | None
 class Shaped:
     """A shape's pre-read with one search's values (``PreRead.run``'s stand-in)."""
 
-    __slots__ = ("_pre", "_binds", "_renamed")
+    __slots__ = ("_binds", "_kept", "_pre", "_renamed")
 
-    def __init__(self, pre: PreRead, values: dict[str, str], renamed: dict[int, int]) -> None:
+    def __init__(
+        self,
+        pre: PreRead,
+        values: dict[str, str],
+        renamed: dict[int, int],
+        kept: tuple[Criterion, ...],
+    ) -> None:
         self._pre = pre
         self._binds = values
         self._renamed = renamed
+        self._kept = kept  # the slotted criteria whose ids ``renamed`` replaces
 
     def run(self, session: Any) -> Found:
         return self._pre.run(session, self._binds, self._renamed)
@@ -151,13 +158,7 @@ def shaped(
         return None
     entry = _cache.get(key)
     if entry is None:
-        slotted = tuple(
-            replace(
-                cast(Criterion, c),
-                values=tuple(Slot(f"v{i}_{j}") for j in range(len(cast(Criterion, c).values))),  # type: ignore[misc]
-            )
-            for i, c in enumerate(criteria)
-        )
+        slotted = tuple(_slotted(i, cast(Criterion, c)) for i, c in enumerate(criteria))
         entry = (build(slotted), slotted)
         with _lock:
             if len(_cache) >= _SHAPES:
@@ -165,9 +166,15 @@ def shaped(
             entry = _cache.setdefault(key, entry)
     pre, slotted = entry
     # the answers' keys hold the criteria's ids (``search._token_key``): the slotted
-    # criteria's become this search's (they live in the cache: no other object has them)
+    # criteria's become this search's (kept alive with it: no other object has their ids)
     renamed = {id(s): id(c) for s, c in zip(slotted, criteria, strict=True)}
-    return Shaped(pre, values, renamed)
+    return Shaped(pre, values, renamed, slotted)
+
+
+def _slotted(i: int, criterion: Criterion) -> Criterion:
+    """``criterion`` with a ``Slot`` for each value (``v<i>_<j>``)."""
+    slots: Any = tuple(Slot(f"v{i}_{j}") for j in range(len(criterion.values)))
+    return replace(criterion, values=slots)
 
 
 def clear() -> None:
@@ -176,13 +183,7 @@ def clear() -> None:
         _cache.clear()
 
 
-def statement_of(
-    types: Sequence[str],
-    criteria: Sequence[Criterion | HasCriterion],
-    sort: tuple[SortKey, ...],
-    rest: tuple[Hashable, ...],
-) -> Any:
-    """The cached pre-read statement of the search's shape, None when not cached (tests)."""
-    key = _shape(types, criteria, sort, rest)
-    entry = None if key is None else _cache.get(key)
-    return None if entry is None else entry[0].statement()
+def kept() -> list[tuple[tuple[Hashable, ...], Any]]:
+    """Each shape kept and its statement (tests)."""
+    with _lock:
+        return [(key, pre.statement()) for key, (pre, _) in _cache.items()]
