@@ -52,6 +52,7 @@ _sp = SearchParam.__table__
 _si = SearchIndex.__table__
 _r = Resource.__table__
 _PARAMS, _TOKENS, _TARGETS, _WALK, _ROWS, _ARRAYS, _DELETED, _JOINT = 0, 1, 2, 3, 4, 5, 6, 7
+_TOKEN_LIST = 8  # a token member's ids in one row, ``a`` an array's text ('{1,2}')
 # a string criterion's rows counted up to this (``PreRead.rows``): at most this many, its
 # page probes the resources by key whatever the planner estimates (decision 0114)
 FEW_ROWS = 5_000
@@ -122,8 +123,17 @@ class PreRead:
         "string": a string criterion's values in the dictionary (decision 0114). ``read``:
         those ids as the statement already reads them (``arrays``' CTE): read from it."""
         n = self._slot(_TOKENS, key)
-        if read is not None:
-            self._members.append(_member(_TOKENS, n, read.c.token_id))
+        if read is not None:  # one row (``name:contains=伟``: 1,616 ids, a row each)
+            listed = cast(func.array_agg(read.c.token_id), Text)
+            self._members.append(
+                select(
+                    literal_column(str(_TOKEN_LIST), Integer),
+                    literal_column(str(n), Integer),
+                    cast(func.count(), BigInteger),
+                    listed,
+                    cast(null(), Text),
+                )
+            )
         elif movable:
             d = dictionary(kind)
             pids = param_ids(rtype, movable, kind)
@@ -260,6 +270,9 @@ class PreRead:
                     meets.add(n)
                 else:
                     tokens.setdefault(n, set()).add(k)
+            elif tag == _TOKEN_LIST:
+                if a:  # NULL: no id
+                    tokens.setdefault(n, set()).update(map(int, a[1:-1].split(",")))
             elif tag == _TARGETS:
                 targets.setdefault(n, set()).add(k)
             elif tag == _ROWS:
