@@ -160,6 +160,7 @@ def shaped(
     if entry is None:
         slotted = tuple(_slotted(i, cast(Criterion, c)) for i, c in enumerate(criteria))
         entry = (build(slotted), slotted)
+        entry[0].statement()  # built before it is shared (no thread builds it twice)
         with _lock:
             if len(_cache) >= _SHAPES:
                 _cache.clear()
