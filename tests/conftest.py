@@ -91,6 +91,17 @@ def _restore_logging() -> Iterator[None]:
     root.setLevel(level)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_search_shapes() -> Iterator[None]:
+    """Searches' pre-reads kept per shape (decision 0142) are built with the module's
+    constants of the time: a test that patches one (``FEW_ROWS``) starts with none kept."""
+    from adapter.store import search_preshape
+
+    search_preshape.clear()
+    yield
+    search_preshape.clear()
+
+
 @pytest.fixture(scope="session")
 def _postgres_schema() -> Iterator[tuple[str, Engine] | None]:
     """A migrated schema for this run and worker, dropped at the end (PostgreSQL only),

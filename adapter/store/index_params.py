@@ -46,6 +46,7 @@ from adapter.store.resource_keys import target_keys
 
 if TYPE_CHECKING:
     from adapter.store.search_preread import PreRead
+    from adapter.store.search_preshape import Shaped
 
 _sp = SearchParamRow.__table__
 _r = Resource.__table__
@@ -122,7 +123,7 @@ class ParamIds:
         self._arrays: dict[Hashable, Any] = {}  # search_preread.Arrays, by the caller's key
         self._deleted: dict[str, bool] = {}
 
-    def preread(self, pre: PreRead) -> None:
+    def preread(self, pre: PreRead | Shaped) -> None:
         """Send the search's one pre-read statement (adapter/store/search_preread.py) and
         keep its answers: the calls below then read nothing for what it asked."""
         found = pre.run(self._session)

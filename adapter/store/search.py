@@ -72,6 +72,8 @@ from adapter.store.search_order import (
     without_value,
 )
 from adapter.store.search_preread import FEW_ROWS, PreRead
+from adapter.store.search_preshape import Shaped, Slot, shaped
+from adapter.store.search_preshape import condition as slot_condition
 from adapter.store.search_terms import (
     reference_rows,
     refs_any,
@@ -291,6 +293,31 @@ def _preread(
     count: int,
     whole: bool,
     cap: int | None = FEW_ROWS,
+) -> PreRead | Shaped:
+    """``_built``'s pre-read, on PostgreSQL built once per shape of search when it has one
+    (adapter/store/search_preshape.py, decision 0142)."""
+    if ids.terms:
+        kept = shaped(
+            types,
+            criteria,
+            sort,
+            (count > 0, whole, cap),
+            lambda slotted: _built(ids, types, slotted, sort, count=count, whole=whole, cap=cap),
+        )
+        if kept is not None:
+            return kept
+    return _built(ids, types, criteria, sort, count=count, whole=whole, cap=cap)
+
+
+def _built(
+    ids: ParamIds,
+    types: Sequence[str],
+    criteria: Sequence[Criterion | HasCriterion],
+    sort: tuple[SortKey, ...],
+    *,
+    count: int,
+    whole: bool,
+    cap: int | None = FEW_ROWS,
 ) -> PreRead:
     """What a search of one type reads before its page, asked in ONE statement (decision
     0108, adapter/store/search_preread.py): its types' parameter ids, each token
@@ -371,7 +398,7 @@ def _ask(
         return
     if not _arrayed(ids, kind, names):
         return
-    together = None
+    together = read = None
     if kind == "string" and modifier not in _NEGATED:  # its arrays counted (``_few_arrays``)
         d = dictionary("string")
         pids = param_ids(rtype, _movable(kind, names), kind)
@@ -379,8 +406,8 @@ def _ask(
         found = select(d.c.token_id).where(d.c.param_id.in_(pids), met)
         if joint:
             together = found
-        else:
-            pre.arrays(_arrays_key(rtype, names, criterion), found, cap)
+        else:  # its dictionary ids, which the tokens member below reads too
+            read = pre.arrays(_arrays_key(rtype, names, criterion), found, cap)
     rows = None
     if modifier not in _NEGATED:  # its rows that stay rows, their ids by subquery
         si = _PRE_ROWS  # one alias for every search: each member is a statement of its own
@@ -393,6 +420,7 @@ def _ask(
         lambda d: or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values)),
         rows,
         kind,
+        read,
     )
     return together
 
@@ -1140,6 +1168,8 @@ def _value(
     if kind == "token":
         return _token_value(si, modifier, value)
     if kind == "string":
+        if isinstance(value, Slot):  # a shape's pre-read: its values bound per search
+            return slot_condition(si, modifier, value)
         if modifier == "exact":
             # the normalised key narrows the index range; the text as written decides
             near = keys.equals(si.c.value_norm, si.c.value_norm_full, normalize_text(value))

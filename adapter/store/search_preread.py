@@ -52,6 +52,7 @@ _sp = SearchParam.__table__
 _si = SearchIndex.__table__
 _r = Resource.__table__
 _PARAMS, _TOKENS, _TARGETS, _WALK, _ROWS, _ARRAYS, _DELETED, _JOINT = 0, 1, 2, 3, 4, 5, 6, 7
+_TOKEN_LIST = 8  # a token member's ids in one row, ``a`` an array's text ('{1,2}')
 # a string criterion's rows counted up to this (``PreRead.rows``): at most this many, its
 # page probes the resources by key whatever the planner estimates (decision 0114)
 FEW_ROWS = 5_000
@@ -96,6 +97,7 @@ class PreRead:
         self._members: list[Select[Any]] = []
         self._keys: list[tuple[int, Hashable]] = []  # member number n -> (tag, caller's key)
         self._caps: dict[int, int | None] = {}  # an arrays member's cap (``arrays``)
+        self._query: Select[Any] | None = None  # ``statement``
 
     def types(self, *rtypes: str) -> None:
         """The ``search_param`` rows of these types."""
@@ -113,13 +115,26 @@ class PreRead:
         condition: Callable[[Any], Any],
         rows: Select[Any] | None,
         kind: str = "token",
+        read: Any = None,
     ) -> None:
         """A token criterion's dictionary ids (the movable row names ``movable`` of
         ``rtype``, values meeting ``condition``), and whether a row of ``rows`` (its rows
         that stay rows, their ``param_id`` by subquery) meets it; None: not asked. ``kind``
-        "string": a string criterion's values in the dictionary (decision 0114)."""
+        "string": a string criterion's values in the dictionary (decision 0114). ``read``:
+        those ids as the statement already reads them (``arrays``' CTE): read from it."""
         n = self._slot(_TOKENS, key)
-        if movable:
+        if read is not None:  # one row (``name:contains=伟``: 1,616 ids, a row each)
+            listed = cast(func.array_agg(read.c.token_id), Text)
+            self._members.append(
+                select(
+                    literal_column(str(_TOKEN_LIST), Integer),
+                    literal_column(str(n), Integer),
+                    cast(func.count(), BigInteger),
+                    listed,
+                    cast(null(), Text),
+                )
+            )
+        elif movable:
             d = dictionary(kind)
             pids = param_ids(rtype, movable, kind)
             self._members.append(
@@ -174,17 +189,23 @@ class PreRead:
         n = self._slot(_ROWS, key)
         self._members.append(_member(_ROWS, n, counted_arrays(rows) if arrays else counted(rows)))
 
-    def arrays(self, key: Hashable, ids: Select[Any], cap: int | None = FEW_ROWS) -> None:
+    def arrays(self, key: Hashable, ids: Select[Any], cap: int | None = FEW_ROWS) -> Any:
         """The resources whose arrays hold one of the dictionary ids ``ids`` selects (a
         string criterion's values, decision 0127): their number, counted up to ``cap`` + 1
         (None: all), and their keys when at most ``FEW_ROWS`` (``Arrays``). At most
         ``MANY_IDS`` ids: one GIN probe ``toks && ids``; more, up to ``KEYED_IDS``: a probe
         per id (``toks_each``), each resource once. The page then probes the resources by
         these keys (no second GIN read of the arrays) and a search of this criterion alone
-        takes its total from the count (no count statement)."""
+        takes its total from the count (no count statement). Returns the ids' CTE (the
+        ``tokens`` member of the criterion reads it: decision 0142)."""
         n = self._slot(_ARRAYS, key)
         self._caps[n] = cap
-        self._members.append(_arrays_member(n, ids, cap))
+        # the ids as a CTE of the statement: its text once, where it was rendered at each
+        # of the six places of the member (6.9 KB of SQL for ``name=张伟``; psycopg parses
+        # a statement again on every call above 4 KB), the dictionary read once (0137)
+        named = ids.cte(f"arrays_ids_{n}")
+        self._members.append(_arrays_member(n, named, cap))
+        return named
 
     def joint(self, key: Hashable, ids: Sequence[Select[Any]], cap: int | None = FEW_ROWS) -> None:
         """The resources whose arrays hold one of EACH ``ids``' dictionary ids (several
@@ -210,15 +231,30 @@ class PreRead:
             _member(_DELETED, n, literal_column(str(_ROW_MEETS), BigInteger)).where(exists(marked))
         )
 
-    def run(self, session: Session) -> Found:
-        """Send the statement (none when nothing was asked) and sort its answer."""
+    def statement(self) -> Select[Any] | None:
+        """The one statement (None: nothing asked), built once: a pre-read kept for a
+        shape of search (adapter/store/search_preshape.py) is keyed by SQLAlchemy once."""
+        if self._query is None:
+            members = list(self._members)
+            if self._types:
+                members.insert(0, _params(tuple(sorted(self._types))))
+            if members:
+                self._query = members[0] if len(members) == 1 else union_all(*members)
+        return self._query
+
+    def run(
+        self,
+        session: Session,
+        binds: dict[str, Any] | None = None,
+        renamed: dict[int, int] | None = None,
+    ) -> Found:
+        """Send the statement (none when nothing was asked) and sort its answer. ``binds``:
+        the values of a shape's named parameters; ``renamed``: its criteria's ids in the
+        answers' keys replaced by the search's (``search_preshape``)."""
         found = Found()
-        members = list(self._members)
-        if self._types:
-            members.insert(0, _params(tuple(sorted(self._types))))
-        if not members:
+        query = self.statement()
+        if query is None:
             return found
-        query = members[0] if len(members) == 1 else union_all(*members)
         tokens: dict[int, set[int]] = {}
         meets: set[int] = set()
         targets: dict[int, set[int]] = {}
@@ -226,7 +262,7 @@ class PreRead:
         counts: dict[int, int] = {}
         arrays: dict[int, tuple[int, str | None, str | None]] = {}
         deleted: set[int] = set()
-        for tag, n, k, a, b in session.execute(query):
+        for tag, n, k, a, b in session.execute(query, binds):
             if tag == _PARAMS:
                 found.params.append((a, b, n, k))
             elif tag == _TOKENS:
@@ -234,6 +270,9 @@ class PreRead:
                     meets.add(n)
                 else:
                     tokens.setdefault(n, set()).add(k)
+            elif tag == _TOKEN_LIST:
+                if a:  # NULL: no id
+                    tokens.setdefault(n, set()).update(map(int, a[1:-1].split(",")))
             elif tag == _TARGETS:
                 targets.setdefault(n, set()).add(k)
             elif tag == _ROWS:
@@ -246,6 +285,8 @@ class PreRead:
                 blocked.add(n)
         found.types = set(self._types)
         for n, (tag, key) in enumerate(self._keys):
+            if renamed:
+                key = _renamed(key, renamed)
             if tag == _TOKENS:
                 found.tokens[key] = (tuple(sorted(tokens.get(n, ()))), n in meets)
             elif tag == _TARGETS:
@@ -261,15 +302,20 @@ class PreRead:
         return found
 
 
-def _arrays_member(n: int, ids: Select[Any], cap: int | None) -> Select[Any]:
+def _renamed(key: Hashable, renamed: dict[int, int]) -> Hashable:
+    """``key`` with the ids in ``renamed`` replaced (a shape's criteria by a search's)."""
+    if isinstance(key, tuple):
+        return tuple(_renamed(part, renamed) for part in key)
+    if type(key) is int:
+        return renamed.get(key, key)
+    return key
+
+
+def _arrays_member(n: int, named: Any, cap: int | None) -> Select[Any]:
     """``PreRead.arrays``'s member: ``k`` the arrays counted (up to ``cap`` + 1), ``a`` their
     keys as an array's text when at most ``FEW_ROWS``, ``b`` ``_UNREAD`` when the ids were
-    more than ``KEYED_IDS``. The number of ids decides the form (each a one-time filter: the
-    other branch is not run)."""
-    # the ids as a CTE of the statement: its text once, where it was rendered at each of
-    # the six places below (6.9 KB of SQL for ``name=张伟``; psycopg parses a statement
-    # again on every call above 4 KB), and the dictionary read once (decision 0137)
-    named = ids.cte(f"arrays_ids_{n}")
+    more than ``KEYED_IDS``. The number of ids (``named``, a CTE) decides the form (each a
+    one-time filter: the other branch is not run)."""
     own = select(*named.c)
     listed = func.array(own.scalar_subquery())
     counted_ids = select(func.count()).select_from(own.limit(KEYED_IDS + 1).subquery("n_ids"))

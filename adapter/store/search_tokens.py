@@ -40,7 +40,9 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    Text,
     bindparam,
+    cast,
     false,
     func,
     literal,
@@ -200,8 +202,11 @@ def toks_each(ids: Sequence[int] | Select[Any] | ColumnElement[Any]) -> Any:
         bound = func.array(ids.scalar_subquery())
     elif isinstance(ids, ColumnElement):  # that array already built (search_preread)
         bound = ids
-    else:
-        bound = select(bindparam(None, list(ids), type_=_INTS, unique=True)).scalar_subquery()
+    else:  # the array's text, cast by the server: psycopg dumps a list of 1,600 ints
+        # element by element (two regex searches each, ~3 ms a statement: decision 0142)
+        listed = "{" + ",".join(map(str, ids)) + "}"
+        written = bindparam(None, listed, type_=Text, unique=True)
+        bound = select(cast(written, _INTS)).scalar_subquery()
     one = func.unnest(bound).column_valued("many_id")
     terms = _t.alias("each_terms")
     return select(terms.c.resource_key).where(
