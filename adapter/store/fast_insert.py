@@ -31,6 +31,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -113,7 +115,13 @@ def insert_tuples(
     if plan.order != keys:  # the rows' values in bind order
         positions = itemgetter(*(keys.index(key) for key in plan.order))
         rows = [positions(row) for row in rows]
-    driver_executemany(connection, plan.sql, _processed(rows, plan.processors, plan.order, convert))
+    values = _processed(rows, plan.processors, plan.order, convert)
+    if dialect.driver == "psycopg" and len(values) > 1:
+        # one statement of all the rows: one execution in the backend, not one a row
+        values = [tuple(chain.from_iterable(values))]
+        driver_executemany(connection, _many_values(plan.sql, len(rows)), values)
+        return
+    driver_executemany(connection, plan.sql, values)
 
 
 def _observed(connection: Connection) -> bool:
@@ -229,13 +237,28 @@ def _plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None
         return _PLANS[cache]
     plan = None
     if _on_driver(dialect) and len(keys) > 1:
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+        # (psycopg: as for an executemany, without the RETURNING of a generated key)
+        many = dialect.driver == "psycopg"
+        compiled = insert(table).compile(
+            dialect=dialect, column_keys=list(keys), for_executemany=many
+        )
         sql, order = positional(compiled)
         if sorted(order) == sorted(keys):  # no default filled in, no extra parameter
             plan = _Plan(sql, order, _processors(table, dialect, order))
     if len(_PLANS) < 256:
         _PLANS[cache] = plan
     return plan
+
+
+@lru_cache(maxsize=512)
+def _many_values(sql: str, count: int) -> str:
+    """``sql`` (an INSERT of one row's ``VALUES (…)``) inserting ``count`` rows in one
+    statement (decision 0141): psycopg's executemany sends each row as an execution of its
+    own (pipelined: one round trip, but a bind, an executor start and its Python for each);
+    a message's few resource or identity rows go as one. The rows keep their order."""
+    head, found, row = sql.rpartition(" VALUES ")
+    assert found and row.startswith("(") and row.endswith(")"), sql
+    return f"{head} VALUES {', '.join([row] * count)}"
 
 
 def _on_driver(dialect: Dialect) -> bool:
