@@ -31,8 +31,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -115,13 +113,7 @@ def insert_tuples(
     if plan.order != keys:  # the rows' values in bind order
         positions = itemgetter(*(keys.index(key) for key in plan.order))
         rows = [positions(row) for row in rows]
-    values = _processed(rows, plan.processors, plan.order, convert)
-    if dialect.driver == "psycopg" and len(values) > 1:
-        # one statement of all the rows: one execution in the backend, not one a row
-        values = [tuple(chain.from_iterable(values))]
-        driver_executemany(connection, _many_values(plan.sql, len(rows)), values)
-        return
-    driver_executemany(connection, plan.sql, values)
+    driver_executemany(connection, plan.sql, _processed(rows, plan.processors, plan.order, convert))
 
 
 def _observed(connection: Connection) -> bool:
@@ -248,17 +240,6 @@ def _plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None
     if len(_PLANS) < 256:
         _PLANS[cache] = plan
     return plan
-
-
-@lru_cache(maxsize=512)
-def _many_values(sql: str, count: int) -> str:
-    """``sql`` (an INSERT of one row's ``VALUES (…)``) inserting ``count`` rows in one
-    statement (decision 0141): psycopg's executemany sends each row as an execution of its
-    own (pipelined: one round trip, but a bind, an executor start and its Python for each);
-    a message's few resource or identity rows go as one. The rows keep their order."""
-    head, found, row = sql.rpartition(" VALUES ")
-    assert found and row.startswith("(") and row.endswith(")"), sql
-    return f"{head} VALUES {', '.join([row] * count)}"
 
 
 def _on_driver(dialect: Dialect) -> bool:
