@@ -26,11 +26,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sqlalchemy import bindparam, select  # noqa: E402
-from store_statements import bench_engine  # noqa: E402
+from sqlalchemy import bindparam, select
+from store_statements import bench_engine
 
-from adapter.store import driver_select, fast_insert, migrate, session_factory  # noqa: E402
-from adapter.store.models import Resource  # noqa: E402
+from adapter.store import driver_select, fast_insert, migrate, session_factory
+from adapter.store.models import Resource
 
 _r = Resource.__table__
 _READ = select(_r.c.resource_type, _r.c.id, _r.c.version_id, _r.c.body).where(
