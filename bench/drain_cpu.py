@@ -105,6 +105,12 @@ def main():
     ap.add_argument("--workers", type=int, default=1, help="translation workers (1)")
     ap.add_argument("--bulk", action="store_true", help="bulk ingest of other copies too")
     ap.add_argument("--statements", action="store_true")
+    ap.add_argument(
+        "--trips",
+        action="store_true",
+        help="with --pg: psycopg's round trips only, without --statements' statement event "
+        "(which sends every statement through SQLAlchemy; decision 0141)",
+    )
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--functions", action="store_true", help="thread CPU per store function")
     ap.add_argument(
@@ -149,9 +155,9 @@ def main():
                 counts[kind_of(statement)] += 1
 
             event.listen(engine, "before_cursor_execute", count)
-            if args.pg:
-                trips = Counter()
-                stack.enter_context(_counting_trips(trips))
+        if args.pg and (args.statements or args.trips):
+            trips = Counter()
+            stack.enter_context(_counting_trips(trips))
         measured = engine if args.pg else None
         bulk = bulk_ingest(pipeline, 100)
         patients = None

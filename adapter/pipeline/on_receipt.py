@@ -214,6 +214,8 @@ def _found_on_driver(session: Session, keys: list[tuple[str, str]]) -> list[tupl
     expanding statement cost more than SQLite's work for all of them, decision 0129);
     None where ``driver_rows`` does not apply (PostgreSQL: one round trip, as before).
     Read before anything is added to the session: nothing to flush."""
+    if session.get_bind().dialect.name != "sqlite":  # psycopg's driver too (0141): a trip a key
+        return None
     found: list[tuple[str, str]] = []
     for source, digest in keys:
         params = {"source": source, "digest": digest}

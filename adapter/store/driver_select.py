@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidRequestError
 from sqlalchemy.orm import Session
 
-from adapter.store.fast_insert import _observed
+from adapter.store.fast_insert import _observed, _on_driver, driver_executemany, positional
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +60,7 @@ def driver_rows(
     ``flush=False``: ``session.connection().execute(...)``'s, without the autoflush."""
     connection = session.connection()
     dialect = connection.dialect
-    if dialect.name != "sqlite" or _observed(connection) or connection._execution_options:
+    if not _on_driver(dialect) or _observed(connection) or connection._execution_options:
         return None
     plan = _plan(statement, dialect, tuple(sorted(params)))
     if plan is None:
@@ -73,7 +73,11 @@ def driver_rows(
         bound[at] = process(bound[at])
     raw = connection.connection.dbapi_connection
     try:
-        found = raw.execute(plan.sql, bound).fetchall()  # type: ignore[union-attr]
+        cursor = raw.execute(plan.sql, bound)  # type: ignore[union-attr]
+        try:  # (psycopg refuses to fetch from a statement without rows)
+            found = cursor.fetchall() if cursor.description is not None else []
+        finally:
+            cursor.close()
     except dialect.loaded_dbapi.Error as exc:
         raise _wrapped(connection, plan.sql, bound, exc) from exc
     make = plan.row._make
@@ -95,7 +99,7 @@ def driver_many(session: Session, statement: Any, rows: list[dict[str, Any]]) ->
     executes as before). The rows must have the same keys; the session is not flushed."""
     connection = session.connection()
     dialect = connection.dialect
-    if dialect.name != "sqlite" or _observed(connection) or connection._execution_options:
+    if not _on_driver(dialect) or _observed(connection) or connection._execution_options:
         return False
     keys = tuple(sorted(rows[0]))
     plan = _plan(statement, dialect, keys)
@@ -109,11 +113,7 @@ def driver_many(session: Session, statement: Any, rows: list[dict[str, Any]]) ->
         for at, process in binds:  # None too, as SQLAlchemy does
             one[at] = process(one[at])
         bound.append(one)
-    raw = connection.connection.dbapi_connection
-    try:
-        raw.executemany(plan.sql, bound)  # type: ignore[union-attr]
-    except dialect.loaded_dbapi.Error as exc:
-        raise _wrapped(connection, plan.sql, bound, exc) from exc
+    driver_executemany(connection, plan.sql, bound)  # type: ignore[arg-type]
     return True
 
 
@@ -163,9 +163,9 @@ def _made(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | No
     # as Connection.execute compiles it: an INSERT or UPDATE sets the columns the
     # parameters name (``column_keys``)
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
-    order = compiled.positiontup
+    sql, order = positional(compiled)
     if (
-        order is None
+        not order
         # parameters rendered into the SQL at execution (expanding, literal_execute)
         or compiled.post_compile_params
         or compiled.literal_execute_params
@@ -181,11 +181,16 @@ def _made(statement: Any, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | No
     results = []
     for n, column in enumerate(compiled._result_columns):  # SELECT, or RETURNING
         names.append(column.keyname)
-        process = column.type._cached_result_processor(dialect, None)
+        try:
+            process = column.type._cached_result_processor(dialect, None)
+        except (TypeError, InvalidRequestError):
+            # psycopg's numbers: the processor depends on the column's type code, which
+            # only the cursor's description gives (SQLAlchemy asks it so); not here
+            return None
         if process is not None:
             results.append((n, process))
     try:
         row = namedtuple("Row", names)  # type: ignore[misc]
     except ValueError:  # a name that is no identifier, or twice
         return None
-    return _Plan(statement, compiled.string, compiled, tuple(order), binds, tuple(results), row)
+    return _Plan(statement, sql, compiled, order, binds, tuple(results), row)

@@ -28,6 +28,7 @@ the COPY (``before_cursor_execute`` fires for SQL statements only).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -162,7 +163,11 @@ def driver_executemany(connection: Connection, sql: str, rows: list[tuple[Any, .
     raw = connection.connection.dbapi_connection
     error = connection.dialect.loaded_dbapi.Error
     try:
-        raw.executemany(sql, rows)  # type: ignore[union-attr]
+        if connection.dialect.driver == "psycopg":  # psycopg pipelines it: one round trip
+            with raw.cursor() as cursor:  # type: ignore[union-attr]
+                cursor.executemany(sql, rows)
+        else:
+            raw.executemany(sql, rows)  # type: ignore[union-attr]
     except error as exc:
         raise DBAPIError.instance(
             sql,
@@ -223,14 +228,48 @@ def _plan(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> _Plan | None
     if cache in _PLANS:
         return _PLANS[cache]
     plan = None
-    if dialect.paramstyle == "qmark" and len(keys) > 1:
-        compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
-        order = tuple(compiled.positiontup or ())
+    if _on_driver(dialect) and len(keys) > 1:
+        # (psycopg: as for an executemany, without the RETURNING of a generated key)
+        many = dialect.driver == "psycopg"
+        compiled = insert(table).compile(
+            dialect=dialect, column_keys=list(keys), for_executemany=many
+        )
+        sql, order = positional(compiled)
         if sorted(order) == sorted(keys):  # no default filled in, no extra parameter
-            plan = _Plan(compiled.string, order, _processors(table, dialect, order))
+            plan = _Plan(sql, order, _processors(table, dialect, order))
     if len(_PLANS) < 256:
         _PLANS[cache] = plan
     return plan
+
+
+def _on_driver(dialect: Dialect) -> bool:
+    """Whether this module's plans run on the dialect's driver: SQLite's (positional ``?``)
+    and psycopg's (SQLAlchemy's named ``%(name)s`` made positional ``%s``, decision 0141)."""
+    return (dialect.paramstyle, dialect.driver) in (("qmark", "pysqlite"), ("pyformat", "psycopg"))
+
+
+# a named parameter of a pyformat statement, or an escaped percent sign (kept as it is)
+_NAMED = re.compile(r"%%|%\(([^)]+)\)s")
+
+
+def positional(compiled: Any) -> tuple[str, tuple[str, ...]]:
+    """``compiled``'s SQL with positional parameters, and their names in order: SQLite's as
+    compiled; psycopg's named ``%(name)s`` each made ``%s`` (its ``::type`` cast kept), so
+    that the values go as one tuple, not a dictionary, per execution. () when the names were
+    escaped by the compiler (then they are not the parameters' own) or are not pyformat."""
+    if compiled.positiontup is not None:
+        return compiled.string, tuple(compiled.positiontup)
+    if compiled.dialect.paramstyle != "pyformat" or compiled.escaped_bind_names:
+        return compiled.string, ()
+    order: list[str] = []
+
+    def one(found: re.Match[str]) -> str:
+        if found.group(1) is None:
+            return "%%"
+        order.append(found.group(1))
+        return "%s"
+
+    return _NAMED.sub(one, compiled.string), tuple(order)
 
 
 def _processors(table: Table, dialect: Dialect, order: tuple[str, ...]) -> tuple[_Processor, ...]:

@@ -1,20 +1,21 @@
-"""Statements run on SQLite's driver (adapter/store/driver_select.py, decision 0106) give what
-SQLAlchemy's execution gives: the same rows with the same Python values (UTC datetimes,
-booleans, bodies), an UPDATE setting only the columns its parameters name, a refused write
-wrapped in the same ``DBAPIError`` subclass; and nothing is run on the driver where a
-listener observes the statements, or on PostgreSQL."""
+"""Statements run on the driver (adapter/store/driver_select.py: SQLite's, decision 0106;
+psycopg's, decision 0141) give what SQLAlchemy's execution gives: the same rows with the
+same Python values (UTC datetimes, booleans, bodies), an UPDATE setting only the columns its
+parameters name, a refused write wrapped in the same ``DBAPIError`` subclass; and nothing is
+run on the driver where a listener observes the statements."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, bindparam, event, select, update
+from sqlalchemy import Engine, bindparam, event, literal_column, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store import care
-from adapter.store.driver_select import driver_many, driver_rows
+from adapter.store.driver_select import driver_many, driver_rows, execute_rows
+from adapter.store.fast_insert import positional
 from adapter.store.models import InboundMessage, Resource
 from adapter.store.resources import save_resources
 
@@ -58,25 +59,17 @@ def test_rows_are_sqlalchemys(session_factory: sessionmaker[Session], engine: En
         ]:
             expected = [tuple(r) for r in session.execute(statement, params)]
             found = driver_rows(session, statement, params)
-            if not _sqlite(engine):
-                assert found is None  # PostgreSQL: SQLAlchemy's execution, as before
-                continue
             assert found is not None
             assert [tuple(r) for r in found] == expected
             for row, want in zip(found, session.execute(statement, params), strict=True):
                 assert [type(v) for v in row] == [type(v) for v in want]
                 assert row._fields == tuple(want._fields)
-        if _sqlite(engine):
-            (row,) = driver_rows(session, _ROWS, {"rid": "p1"}) or []
-            assert row.last_updated == T.replace(microsecond=123000)  # stored to the ms
-            assert row.deleted is False and row.body["gender"] == "female"
+        (row,) = driver_rows(session, _ROWS, {"rid": "p1"}) or []
+        assert row.last_updated == T.replace(microsecond=123000)  # stored to the ms
+        assert row.deleted is False and row.body["gender"] == "female"
 
 
-def test_update_sets_only_the_named_columns(
-    session_factory: sessionmaker[Session], engine: Engine
-) -> None:
-    if not _sqlite(engine):
-        pytest.skip("SQLite's driver only")
+def test_update_sets_only_the_named_columns(session_factory: sessionmaker[Session]) -> None:
     statement = update(_c).where(_c.c.person_id == bindparam("b_person"))
     with session_factory.begin() as session:
         _seed(session)
@@ -89,9 +82,7 @@ def test_update_sets_only_the_named_columns(
         assert (again.detail, again.end_at) == ("z", T + timedelta(days=9))
 
 
-def test_many_updates_are_sqlalchemys_executemany(
-    session_factory: sessionmaker[Session], engine: Engine
-) -> None:
+def test_many_updates_are_sqlalchemys_executemany(session_factory: sessionmaker[Session]) -> None:
     # decision 0133: a bulk batch's held UPDATEs, one executemany on the driver
     statement = update(_c).where(_c.c.person_id == bindparam("b_person"))
     rows = [
@@ -100,32 +91,24 @@ def test_many_updates_are_sqlalchemys_executemany(
     ]
     with session_factory.begin() as session:
         _seed(session)
-        ran = driver_many(session, statement, rows)
-        assert ran is _sqlite(engine)  # PostgreSQL: the caller's executemany, as before
-        if not ran:
-            session.connection().execute(statement, rows)
+        assert driver_many(session, statement, rows)
         found = {r.person_id: r for r in care.list_care(session, persons=["rec", "rec2"])}
         assert (found["rec"].detail, found["rec"].end_at) == ("y", T + timedelta(days=5))
         assert (found["rec2"].detail, found["rec2"].end_at) == ("x", T + timedelta(days=6))
         # parameter sets of different keys: not on the driver
         assert not driver_many(session, statement, [rows[0], {"b_person": "rec", "detail": "w"}])
-    if _sqlite(engine):
-        with session_factory() as session, session.begin():
-            _seed(session)
-            with pytest.raises(IntegrityError):  # a refused row: SQLAlchemy's exception
-                driver_many(
-                    session,
-                    statement,
-                    [{"b_person": "rec2", "person_id": "rec", "facility_id": "f1"}],
-                )
-            session.rollback()
+    with session_factory() as session, session.begin():
+        _seed(session)
+        with pytest.raises(IntegrityError):  # a refused row: SQLAlchemy's exception
+            driver_many(
+                session,
+                statement,
+                [{"b_person": "rec2", "person_id": "rec", "facility_id": "f1"}],
+            )
+        session.rollback()
 
 
-def test_a_refused_write_raises_as_sqlalchemy_does(
-    session_factory: sessionmaker[Session], engine: Engine
-) -> None:
-    if not _sqlite(engine):
-        pytest.skip("SQLite's driver only")
+def test_a_refused_write_raises_as_sqlalchemy_does(session_factory: sessionmaker[Session]) -> None:
     statement = update(_m).where(_m.c.id == bindparam("b_id"))
     with session_factory() as session, session.begin():
         _seed(session)
@@ -169,3 +152,33 @@ def test_parameters_rendered_at_execution_go_through_sqlalchemy(
     with session_factory.begin() as session:
         assert driver_rows(session, expanding, {"ids": ["rec"]}) is None
         assert driver_rows(session, rendered, {"n": 1}) is None
+
+
+def test_a_number_whose_reading_needs_the_column_type_goes_through_sqlalchemy(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    # psycopg's processor of a Float / Numeric depends on the cursor's type code (0141)
+    from adapter.identity.index.records import _record
+
+    statement = select(_record.c.patient_id, _record.c.score).where(
+        _record.c.patient_id == bindparam("pid")
+    )
+    with session_factory.begin() as session:
+        found = driver_rows(session, statement, {"pid": "none"})
+        assert (found is None) is not _sqlite(engine)
+        assert execute_rows(session, statement, {"pid": "none"}) == []
+
+
+def test_named_parameters_become_positional_with_their_casts() -> None:
+    from sqlalchemy.dialects.postgresql.psycopg import dialect
+
+    statement = select(_c.c.person_id).where(
+        _c.c.person_id == bindparam("id"),
+        _c.c.detail.like(literal_column("'a%b'")),
+        _c.c.start_at <= bindparam("at"),
+        _c.c.end_at > bindparam("at"),
+    )
+    sql, order = positional(statement.compile(dialect=dialect()))
+    assert order == ("id", "at", "at")
+    assert "%(" not in sql and sql.count("%s") == 3
+    assert "%%" in sql  # an escaped percent sign stays escaped

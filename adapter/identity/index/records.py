@@ -453,7 +453,7 @@ def write_keys(
     forget_near(session, hashes={*hashes, *stored}, records=[patient_id])
     note_stored_keys(session, hashes)
     if stored:
-        session.connection().execute(_DELETE_KEYS, {"patient_id": patient_id})
+        execute_rows(session, _DELETE_KEYS, {"patient_id": patient_id}, flush=False)
     if hashes:
         insert_rows(
             session, _key, [{"key_hash": h, "patient_id": patient_id} for h in sorted(hashes)]
@@ -476,7 +476,8 @@ def insert_record(session: Session, row: dict[str, Any], keys: Collection[str] =
         columns = tuple(row)
         values = {f"k{i}": h for i, h in enumerate(hashes)}
         values.update({f"r_{c}": row[c] for c in columns}, kp=row["patient_id"])
-        session.connection().execute(_record_with_keys(columns, len(hashes)), values)
+        # on psycopg's driver (decision 0141): one statement a new patient, ~0.9 a message
+        execute_rows(session, _record_with_keys(columns, len(hashes)), values, flush=False)
         return
     insert_rows(session, _key, [{"key_hash": h, "patient_id": row["patient_id"]} for h in hashes])
     insert_rows(session, _record, [row])
@@ -504,7 +505,7 @@ def _record_with_keys(columns: tuple[str, ...], keys: int) -> TextClause:
 def update_record(session: Session, patient_id: str, values: dict[str, Any]) -> None:
     """Set ``values`` on the record ``patient_id``, one Core UPDATE."""
     forget_near(session, hashes=(), records=[patient_id])
-    session.connection().execute(_UPDATE_RECORD, {"b_patient_id": patient_id, **values})
+    execute_rows(session, _UPDATE_RECORD, {"b_patient_id": patient_id, **values}, flush=False)
 
 
 def candidates(session: Session, hashes: list[str], patient_id: str) -> list[IdentityRecord]:
