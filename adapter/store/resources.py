@@ -816,7 +816,10 @@ class BatchWrites:
         entry = ("key", key, before, rkey in self.stale, len(self.superseded), rkey)
         self._journal.append(entry)
         if before is not _MISSING:
-            self.superseded.extend(before)
+            # a value the new rows hold too reaches the database with them: only the others
+            # are written as transient rows to be deleted again (decision 0138)
+            now = set(rows)
+            self.superseded.extend(r for r in before if r not in now)
             stored = True  # the superseded rows, once written, are deleted with the key's
         self.rows[key] = rows
         if stored:
