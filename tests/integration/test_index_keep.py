@@ -99,7 +99,7 @@ def inserted(session: Session) -> Iterator[dict[str, int]]:
     if _postgresql(session):
         read = text(
             "SELECT relname, n_tup_ins FROM pg_stat_xact_user_tables"
-            " WHERE relname IN ('search_index', 'search_terms')"
+            " WHERE relid IN ('search_index'::regclass, 'search_terms'::regclass)"
         )
         before = dict(session.execute(read).all())
         yield counts
