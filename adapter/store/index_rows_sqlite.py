@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
 
-from adapter.store.fast_insert import driver_executemany, plan_of
+from adapter.store.fast_insert import plan_of
 
 # the positions of the INSERT's processed columns: row_id, resource_key, value_date_start,
 # value_date_end, value_number, ... (``("row_id", *resources._INDEX_COLUMNS)``)
@@ -62,22 +62,6 @@ def index_insert(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> Index
             found = IndexInsert(plan.sql, start[0], number[0])
     _FOUND[cache] = found
     return found
-
-
-def insert_driver_rows(
-    connection: Connection,
-    insert: IndexInsert,
-    rows: Sequence[tuple[Any, ...]],
-    params: dict[tuple[str, str, str], int],
-    systems: dict[str | None, int | None],
-    kinds: dict[str, int],
-    targets: dict[Any, int],
-    *,
-    transient: bool,
-) -> None:
-    """INSERT ``rows`` (``driver_index_rows``) by one executemany on the driver."""
-    values = driver_index_rows(rows, insert, params, systems, kinds, targets, transient=transient)
-    driver_executemany(connection, insert.sql, values)
 
 
 def driver_index_rows(

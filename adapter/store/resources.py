@@ -56,10 +56,11 @@ from adapter.fhir.index_values import (
 from adapter.store.body_stamps import StampedBody, with_stamps_sql
 from adapter.store.driver_select import driver_many, execute_rows
 from adapter.store.facilities import facility_key
-from adapter.store.fast_insert import insert_rows, insert_tuples
+from adapter.store.fast_insert import driver_executemany, insert_rows, insert_tuples
 from adapter.store.history import HistoryQuery, read_history_page
+from adapter.store.index_keep import COLUMNS, keep_stored, keep_terms
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
-from adapter.store.index_rows_sqlite import index_insert, insert_driver_rows
+from adapter.store.index_rows_sqlite import driver_index_rows, index_insert
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
@@ -613,10 +614,13 @@ def save_resources(
                 for row in changed_rows
             ],
         )
-        if buffer is None:  # else deleted when the buffer is written
-            _delete_index_rows(session, [existing[k].resource_key for k in changed_keys])
-    if index_rows:
-        _insert_index_tuples(session, index_rows)
+    # the changed resources' stored rows are replaced (the batch's buffer: when written);
+    # those written again unchanged stay (decision 0138)
+    replacing = (
+        {existing[k].resource_key for k in changed_keys} if changed_rows and buffer is None else ()
+    )
+    if index_rows or replacing:
+        _insert_index_tuples(session, index_rows, replacing=replacing)
     return [saved[(r["resourceType"], r["id"])] for r in resources]
 
 
@@ -812,7 +816,10 @@ class BatchWrites:
         entry = ("key", key, before, rkey in self.stale, len(self.superseded), rkey)
         self._journal.append(entry)
         if before is not _MISSING:
-            self.superseded.extend(before)
+            # a value the new rows hold too reaches the database with them: only the others
+            # are written as transient rows to be deleted again (decision 0138)
+            now = set(rows)
+            self.superseded.extend(r for r in before if r not in now)
             stored = True  # the superseded rows, once written, are deleted with the key's
         self.rows[key] = rows
         if stored:
@@ -978,10 +985,8 @@ def flush_index_rows(session: Session) -> None:
         insert_rows(session, _resource, created)
     if superseded:  # deleted with the stale ones next: numbered apart from the stored rows
         _insert_index_tuples(session, superseded, transient=True)
-    if stale:
-        _delete_index_rows(session, stale)
-    if rows:
-        _insert_index_tuples(session, rows)
+    if rows or stale:  # the stale rows written again unchanged stay (decision 0138)
+        _insert_index_tuples(session, rows, replacing=set(stale))
 
 
 def flush_batch_writes(session: Session) -> None:
@@ -1059,6 +1064,7 @@ _INDEX_COLUMNS: Final = (
     "value_norm_full", "reference_full",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
+assert ("row_id", *_INDEX_COLUMNS) == COLUMNS  # the rows index_keep compares
 
 
 def _bare(w: tuple[Any, ...]) -> bool:
@@ -1075,7 +1081,11 @@ _NAMED: Final = "adapter.store.message_targets"
 
 
 def _insert_index_tuples(
-    session: Session, rows: list[IndexRow], *, transient: bool = False
+    session: Session,
+    rows: list[IndexRow],
+    *,
+    transient: bool = False,
+    replacing: Collection[int] = (),
 ) -> None:
     """``insert_index_rows`` of ``IndexRow`` tuples (the bulk path: no dictionary per row;
     decision 0050, amended). A reference to a resource of the store is written as its
@@ -1092,8 +1102,12 @@ def _insert_index_tuples(
     them. ``transient``: rows deleted again before the transaction ends while the
     resource's stored rows are still there (a bulk batch's superseded versions, a refusal's
     trial value): numbered -1, -2, ..., apart from every stored row. PostgreSQL numbers the
-    rows left after the arrays took the references named by key (``ROWS_MAX``)."""
+    rows left after the arrays took the references named by key (``ROWS_MAX``).
+    ``replacing``: resource keys whose stored rows these rows replace: the stored rows that
+    are written again unchanged stay, the others are deleted (``index_keep``, 0138)."""
     if not rows:
+        if replacing:
+            _delete_index_rows(session, sorted(replacing))
         return
     params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
     # an identifier's row carrying its type has the type's system as text where a number
@@ -1112,9 +1126,13 @@ def _insert_index_tuples(
         keys = ("row_id", *_INDEX_COLUMNS)
         found = index_insert(_index, dialect, keys)
         if found is not None:
-            insert_driver_rows(
-                connection, found, rows, params, systems, kinds, targets, transient=transient
+            values = driver_index_rows(
+                rows, found, params, systems, kinds, targets, transient=transient
             )
+            if replacing:
+                values = keep_stored(session, values, replacing)
+            if values:
+                driver_executemany(connection, found.sql, values)
             return
 
     def referring(r: IndexRow) -> tuple[Any, ...]:  # a row whose reference is text
@@ -1201,9 +1219,11 @@ def _insert_index_tuples(
                     (rkey, refs.get(rkey, []), tokens.get(rkey, []))
                     for rkey in dict.fromkeys([*refs, *tokens])
                 ]
+                if replacing:
+                    terms = keep_terms(session, terms, replacing)
                 insert_tuples(session, search_terms, ("resource_key", "refs", "toks"), terms)
-        if not written:
-            return
+        elif replacing and not transient:
+            keep_terms(session, [], replacing)
     numbers: dict[int, int] = {}  # resource key -> its rows numbered so far
     numbered = []
     for w in written:
@@ -1215,6 +1235,10 @@ def _insert_index_tuples(
             f"a resource has more than {ROWS_MAX} search index rows, more than the store"
             " numbers on PostgreSQL (decision 0098)"
         )
+    if replacing:
+        numbered = keep_stored(session, numbered, replacing)
+    elif not numbered:
+        return
     insert_tuples(session, _index, ("row_id", *_INDEX_COLUMNS), numbered)
 
 
@@ -1384,9 +1408,8 @@ def reindex(session: Session, resource_type: str | None = None, zone: tzinfo = D
         query = query.where(_resource.c.resource_type == resource_type)
     done = 0
     for row in session.execute(query).all():
-        _delete_index_rows(session, [row.resource_key])
         rows = _index_tuples(row.resource_type, row.resource_key, index_values(row.body, zone))
-        _insert_index_tuples(session, rows)
+        _insert_index_tuples(session, rows, replacing={row.resource_key})
         done += 1
     return done
 

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store import fast_insert, index_rows_sqlite, resources
+from adapter.store import fast_insert, resources
 from adapter.store.resources import save_resources
 from tests.api.test_index_values_snapshot import SNAPSHOT
 
@@ -77,9 +77,11 @@ def test_the_one_pass_rows_are_the_general_path_s(
     real = resources._insert_index_tuples
     compared = {"calls": 0, "rows": 0, "typed": 0, "by key": 0, "by text": 0, "dates": 0, "cut": 0}
 
-    def both(session: Session, rows: list[Any], *, transient: bool = False) -> None:
+    def both(
+        session: Session, rows: list[Any], *, transient: bool = False, replacing: Any = ()
+    ) -> None:
         for numbering in (False, True):
-            with _sent(index_rows_sqlite) as one_pass:
+            with _sent(resources) as one_pass:
                 real(session, rows, transient=numbering)
             with monkeypatch.context() as patch, _sent(fast_insert) as general:
                 patch.setattr(resources, "index_insert", lambda *_: None)
@@ -94,7 +96,8 @@ def test_the_one_pass_rows_are_the_general_path_s(
         compared["by text"] += sum(1 for w in written if w[12] is not None)  # none found
         compared["dates"] += sum(1 for w in written if w[2] is not None)
         compared["cut"] += sum(1 for w in written if w[13] is not None)  # code_full
-        real(session, rows, transient=transient)  # stored, for the next calls' references
+        # stored, for the next calls' references
+        real(session, rows, transient=transient, replacing=replacing)
 
     monkeypatch.setattr(resources, "_insert_index_tuples", both)
     corpus = _corpus()
