@@ -54,12 +54,17 @@ _SQLITE_DELETE: Final = (
 
 
 def keep_stored(
-    session: Session, rows: Sequence[tuple[Any, ...]], replacing: Collection[int]
+    session: Session,
+    rows: Sequence[tuple[Any, ...]],
+    replacing: Collection[int],
+    *,
+    kept: list[tuple[bool, ...]] | None = None,
 ) -> list[tuple[Any, ...]]:
     """Of ``rows`` (search_index rows in ``COLUMNS`` order, as the driver or the store's
     insert takes them), those to insert; the stored rows of the resources ``replacing``
     (resource keys) that are not among ``rows`` are deleted here. The rows of other
-    resources are returned as given."""
+    resources are returned as given. ``kept`` (one entry a row, ``without_nulls``), when
+    given, is narrowed in place to the rows returned."""
     if not replacing:
         return list(rows)
     connection = session.connection()
@@ -79,13 +84,18 @@ def keep_stored(
                 row = tuple(row)
                 stored.setdefault(row, []).append((row[1], row[8], row[0]))
     out = []
-    for row in rows:
+    marks = [] if kept is not None else None
+    for n, row in enumerate(rows):
         if row[1] in replacing:
             handles = stored.get(row)
             if handles:  # the same row is stored: kept
                 handles.pop()
                 continue
         out.append(row)
+        if marks is not None:
+            marks.append(kept[n])  # type: ignore[index]
+    if kept is not None and marks is not None:
+        kept[:] = marks
     gone = [handle for handles in stored.values() for handle in handles]
     if gone:
         if postgresql:

@@ -60,7 +60,7 @@ from adapter.store.fast_insert import driver_executemany, insert_rows, insert_tu
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keep import COLUMNS, keep_stored, keep_terms
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
-from adapter.store.index_rows_sqlite import driver_index_rows, index_insert
+from adapter.store.index_rows_sqlite import driver_index_rows, index_insert, without_nulls
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
@@ -1126,13 +1126,15 @@ def _insert_index_tuples(
         keys = ("row_id", *_INDEX_COLUMNS)
         found = index_insert(_index, dialect, keys)
         if found is not None:
+            kept: list[tuple[bool, ...]] = []
             values = driver_index_rows(
-                rows, found, params, systems, kinds, targets, transient=transient
+                rows, found, params, systems, kinds, targets, transient=transient, kept=kept
             )
             if replacing:
-                values = keep_stored(session, values, replacing)
-            if values:
-                driver_executemany(connection, found.sql, values)
+                values = keep_stored(session, values, replacing, kept=kept)
+            # one executemany a set of empty columns, NULL written in the statement (0140)
+            for sql, some in without_nulls(found.sql, values, kept):
+                driver_executemany(connection, sql, some)
             return
 
     def referring(r: IndexRow) -> tuple[Any, ...]:  # a row whose reference is text

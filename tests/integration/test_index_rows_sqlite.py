@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store import fast_insert, resources
+from adapter.store import fast_insert, index_rows_sqlite, resources
 from adapter.store.resources import save_resources
 from tests.api.test_index_values_snapshot import SNAPSHOT
 
@@ -81,7 +81,9 @@ def test_the_one_pass_rows_are_the_general_path_s(
         session: Session, rows: list[Any], *, transient: bool = False, replacing: Any = ()
     ) -> None:
         for numbering in (False, True):
-            with _sent(resources) as one_pass:
+            with monkeypatch.context() as patch, _sent(resources) as one_pass:
+                # the rows whole, in one call (the NULLs' grouping: the test below)
+                patch.setattr(resources, "without_nulls", lambda sql, r, _kept: [(sql, r)])
                 real(session, rows, transient=numbering)
             with monkeypatch.context() as patch, _sent(fast_insert) as general:
                 patch.setattr(resources, "index_insert", lambda *_: None)
@@ -108,3 +110,61 @@ def test_the_one_pass_rows_are_the_general_path_s(
     # the corpus reached every kind of value the one pass writes
     assert compared["rows"] > 5000
     assert all(compared[k] > 0 for k in compared), compared
+
+
+def _stored(session: Session) -> list[tuple[Any, ...]]:
+    columns = [c.name for c in resources._index.columns]
+    typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+    return [
+        tuple(row)
+        for row in session.connection().exec_driver_sql(
+            f"SELECT {typed} FROM search_index ORDER BY resource_key, kind, row_id"
+        )
+    ]
+
+
+def test_rows_with_nulls_in_the_insert_are_stored_the_same(
+    session_factory: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``without_nulls`` (decision 0140): the corpus' index rows, written by an INSERT a set
+    of empty columns with NULL in their places, are stored as the rows whole by one
+    INSERT store them, every value of the same type."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the one-pass form is SQLite's")
+    corpus = _corpus()
+    statements: list[str] = []
+    real = resources.driver_executemany
+
+    def counted(connection: Any, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        statements.append(sql)
+        real(connection, sql, rows)
+
+    stored = []
+    for whole in (False, True):
+        with monkeypatch.context() as patch, session_factory() as session, session.begin():
+            patch.setattr(resources, "driver_executemany", counted)
+            if whole:
+                patch.setattr(resources, "without_nulls", lambda sql, r, _kept: [(sql, r)])
+            for start in range(0, len(corpus), 100):
+                save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
+            stored.append(_stored(session))
+            session.rollback()
+        if not whole:
+            nulled = [sql for sql in statements if "NULL" in sql]
+            assert len(set(nulled)) > 5  # several sets of empty columns
+            assert all("?" in sql for sql in nulled)
+            statements.clear()
+    assert all("NULL" not in sql for sql in statements)
+    assert len(stored[0]) > 5000
+    assert stored[0] == stored[1]
+
+
+def test_without_nulls_groups_rows_by_their_empty_values() -> None:
+    sql = "INSERT INTO t (a, b, c) VALUES (?, ?, ?)"
+    rows = [(1, None, 3), (2, None, None), (4, 5, 6), (7, None, 9), (b"", 0, "")]
+    kept = [tuple(v is not None for v in row) for row in rows]
+    assert index_rows_sqlite.without_nulls(sql, rows, kept) == [
+        ("INSERT INTO t (a, b, c) VALUES (?, NULL, ?)", [(1, 3), (7, 9)]),
+        ("INSERT INTO t (a, b, c) VALUES (?, NULL, NULL)", [(2,)]),
+        ("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", [(4, 5, 6), (b"", 0, "")]),
+    ]
