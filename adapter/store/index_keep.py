@@ -84,7 +84,7 @@ def keep_stored(
                 row = tuple(row)
                 stored.setdefault(row, []).append((row[1], row[8], row[0]))
     out = []
-    marks = [] if kept is not None else None
+    narrowed: list[tuple[bool, ...]] | None = [] if kept is not None else None
     for n, row in enumerate(rows):
         if row[1] in replacing:
             handles = stored.get(row)
@@ -92,10 +92,10 @@ def keep_stored(
                 handles.pop()
                 continue
         out.append(row)
-        if marks is not None:
-            marks.append(kept[n])  # type: ignore[index]
-    if kept is not None and marks is not None:
-        kept[:] = marks
+        if narrowed is not None:
+            narrowed.append(kept[n])  # type: ignore[index]
+    if kept is not None and narrowed is not None:
+        kept[:] = narrowed
     gone = [handle for handles in stored.values() for handle in handles]
     if gone:
         if postgresql:
