@@ -14,6 +14,7 @@ then in the enclosing groups (so ``PID-3`` works inside an OBSERVATION).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,20 @@ class Hl7Path:
     rep: int | None = None  # None: the first repetition (or all, when iterated)
     comp: int | None = None
     sub: int | None = None
+    # what ``read_path`` asks of the path at every read, found once (decision 0144): the
+    # repetition and component as read (``rep or 1``, ``comp or 1``), and whether the path
+    # names a field's first repetition and first subcomponent (a flat segment's value is
+    # then read at once)
+    _rep1: int = dataclasses.field(default=1, init=False, repr=False, compare=False)
+    _comp1: int = dataclasses.field(default=1, init=False, repr=False, compare=False)
+    _simple: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rep, sub, field_no = self.rep, self.sub, self.field
+        object.__setattr__(self, "_rep1", rep or 1)
+        object.__setattr__(self, "_comp1", self.comp or 1)
+        simple = field_no is not None and field_no > 0 and (rep or 1) == 1 and (sub or 1) == 1
+        object.__setattr__(self, "_simple", simple)
 
     def __str__(self) -> str:
         out = self.segment
@@ -82,7 +97,13 @@ def _compile_path(text: str) -> Hl7Path:
 # -- reading with a record of what was read ------------------------------------------------
 
 
-@dataclass(slots=True)
+_SEGMENT_INDEX = attrgetter("segment.index")
+_FIELD = attrgetter("field")
+_REP = attrgetter("rep")
+_COMP = attrgetter("comp")
+_ONE = {None: 1}
+
+
 class ReadTracker:
     """What a mapping read: the segments it looked at (``segments``), the fields whose
     value it read at least in part (``fields``: segment index, field) and, to the
@@ -93,23 +114,72 @@ class ReadTracker:
     or its value is read (``Node.text``, also through ``child``). A rule on ``PID-11``
     that reads the field as text so leaves an address in ``PID-11[1].3`` or a second
     repetition ``PID-11[2]`` unread, and it is reported (decision 0016). Below the
-    component nothing is told apart: reading a component reads all its subcomponents."""
+    component nothing is told apart: reading a component reads all its subcomponents.
 
-    fields: set[tuple[int, int]] = field(default_factory=set)
-    segments: set[int] = field(default_factory=set)
-    parts: set[tuple[int, int, int, int]] = field(default_factory=set)
-    # what ``resolve`` gave: (segment index, id of the path) -> the Node or the segment
-    # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
-    resolved: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False, compare=False)
+    A path read (``read_path``) is recorded by its ``ReadNode`` in ``resolved`` only; what
+    it adds to the three sets is added when they are asked for, all of them at once in C
+    (``_fold``, decision 0144): the sets only grow and nothing reads them during the
+    mapping's run, so they hold what adding at each read would have made them hold."""
+
+    __slots__ = ("_fields", "_folded", "_parts", "_segments", "resolved")
+
+    def __init__(self) -> None:
+        self._fields: set[tuple[int, int]] = set()
+        self._segments: set[int] = set()
+        self._parts: set[tuple[int, int, int, int]] = set()
+        # what ``read_path`` gave: (segment index, id of the path) -> the ReadNode
+        # (compiled paths are kept for good by ``compile_path``, so their ids are not reused);
+        # the first ``_folded`` of them are in the sets already
+        self.resolved: dict[tuple[int, int], Any] = {}
+        self._folded = 0
+
+    def _fold(self) -> None:
+        """Add what the path reads recorded in ``resolved`` since the last fold add to the
+        sets: the segment, (segment, field) and (segment, field, repetition, component)."""
+        resolved = self.resolved
+        if len(resolved) == self._folded:
+            return
+        nodes = list(resolved.values())[self._folded :]
+        self._folded = len(resolved)
+        indexes = list(map(_SEGMENT_INDEX, nodes))
+        numbers = list(map(_FIELD, nodes))
+        self._segments.update(indexes)
+        self._fields.update(zip(indexes, numbers))
+        comps = list(map(_COMP, nodes))  # ``comp or 1``: None -> 1 (dict.get, in C)
+        self._parts.update(zip(indexes, numbers, map(_REP, nodes), map(_ONE.get, comps, comps)))
+
+    def clear_resolved(self) -> None:
+        """Forget the ``ReadNode``s (``Hl7v2Format.release``), their reads kept in the sets."""
+        self._fold()
+        self.resolved.clear()
+        self._folded = 0
+
+    @property
+    def segments(self) -> set[int]:
+        self._fold()
+        return self._segments
+
+    @property
+    def fields(self) -> set[tuple[int, int]]:
+        self._fold()
+        return self._fields
+
+    @property
+    def parts(self) -> set[tuple[int, int, int, int]]:
+        self._fold()
+        return self._parts
 
     def mark(self, segment: Segment, field_no: int | None) -> None:
         """The segment was looked at (its presence, or a path into it)."""
-        self.segments.add(segment.index)
+        self._segments.add(segment.index)
 
     def read(self, segment: Segment, field_no: int, rep: int, comp: int) -> None:
         index = segment.index
-        self.fields.add((index, field_no))
-        self.parts.add((index, field_no, rep, comp))
+        self._fields.add((index, field_no))
+        self._parts.add((index, field_no, rep, comp))
+
+    def __repr__(self) -> str:
+        return f"<ReadTracker segments={sorted(self.segments)}>"
 
 
 class Node:
@@ -159,8 +229,8 @@ class Node:
         comp = self.comp or 1
         segment, field_no, rep, tracker = self.segment, self.field, self.rep, self.tracker
         if tracker is not None:  # ReadTracker.read, inline: read for every value taken
-            tracker.fields.add((segment.index, field_no))
-            tracker.parts.add((segment.index, field_no, rep, comp))
+            tracker._fields.add((segment.index, field_no))
+            tracker._parts.add((segment.index, field_no, rep, comp))
         known = self._text = segment.get(field_no, rep, comp, self.sub or 1)
         return known
 
@@ -722,54 +792,45 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
         segment = scope.find_segment(path.segment)
     if segment is None:
         return None
-    index = segment.index
+    field_no = path.field
+    if field_no is None:  # the segment itself: looked at (ReadTracker.mark, inline)
+        tracker._segments.add(segment.index)
+        return segment
     # a path read again in the same segment gives what it gave (the same ``Node``, its text
     # kept once read): the tracker's sets only grow, so it would add nothing to them
-    key = (index, id(path))
+    key = (segment.index, id(path))
     resolved = tracker.resolved
     found = resolved.get(key)
     if found is not None:
         return found  # type: ignore[no-any-return]
-    tracker.segments.add(index)  # ReadTracker.mark and .read, inline (every path read)
-    field_no = path.field
-    if field_no is None:
-        found = resolved[key] = segment
-        return found  # type: ignore[no-any-return]
     # the part the path names counts as read once a rule consults it (a fallback of
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
-    # they are read
-    rep = path.rep or 1
-    comp = path.comp
-    tracker.fields.add((index, field_no))
-    tracker.parts.add((index, field_no, rep, comp or 1))
+    # they are read. The node kept in ``resolved`` is the record: the tracker's sets get
+    # its segment, field, repetition and component when asked for (decision 0144)
+    #
     # ``ReadNode(segment, field_no, rep, comp, sub, tracker)``, its text as ``Segment.get``
     # gives it: a flat segment's first repetition and subcomponent at once (``get``'s hot
-    # path), any other through ``get`` (decision 0126)
-    sub = path.sub
-    if rep == 1 and (sub is None or sub == 1) and segment._flat and field_no > 0:
+    # path, decision 0126), any other through ``get``
+    if path._simple and segment._flat:
         fields = segment._f
         value = fields[field_no] if field_no < len(fields) else ""
         if value:
-            cs = segment._cs
-            number = comp or 1  # as ``comp or 1`` is passed to ``get``
-            if cs in value:
-                if number == 1:
-                    value = value[: value.index(cs)]
-                else:
-                    parts = value.split(cs)
-                    value = parts[number - 1] if 0 < number <= len(parts) else ""
-            elif number != 1:
-                value = ""
+            number = path._comp1
+            if number == 1:
+                value = value.partition(segment._cs)[0]
+            else:
+                parts = value.split(segment._cs)
+                value = parts[number - 1] if number <= len(parts) else ""
     else:
-        value = segment.get(field_no, rep, comp or 1, sub or 1)
+        value = segment.get(field_no, path._rep1, path._comp1, path.sub or 1)
     found = _new_node(ReadNode)
     found.segment = segment
     found.field = field_no
-    found.rep = rep
-    found.comp = comp
-    found.sub = sub
+    found.rep = path._rep1
+    found.comp = path.comp
+    found.sub = path.sub
     found.tracker = tracker
-    found._text = found.text = value
+    found.text = value
     found._empty = None
     found._children = None
     resolved[key] = found
