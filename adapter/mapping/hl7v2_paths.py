@@ -97,13 +97,7 @@ def _compile_path(text: str) -> Hl7Path:
 # -- reading with a record of what was read ------------------------------------------------
 
 
-_SEGMENT_INDEX = attrgetter("segment.index")
-_FIELD = attrgetter("field")
-_REP = attrgetter("rep")
-_COMP = attrgetter("comp")
-_ONE = {None: 1}
-
-
+@dataclass(slots=True)
 class ReadTracker:
     """What a mapping read: the segments it looked at (``segments``), the fields whose
     value it read at least in part (``fields``: segment index, field) and, to the
@@ -114,72 +108,23 @@ class ReadTracker:
     or its value is read (``Node.text``, also through ``child``). A rule on ``PID-11``
     that reads the field as text so leaves an address in ``PID-11[1].3`` or a second
     repetition ``PID-11[2]`` unread, and it is reported (decision 0016). Below the
-    component nothing is told apart: reading a component reads all its subcomponents.
+    component nothing is told apart: reading a component reads all its subcomponents."""
 
-    A path read (``read_path``) is recorded by its ``ReadNode`` in ``resolved`` only; what
-    it adds to the three sets is added when they are asked for, all of them at once in C
-    (``_fold``, decision 0144): the sets only grow and nothing reads them during the
-    mapping's run, so they hold what adding at each read would have made them hold."""
-
-    __slots__ = ("_fields", "_folded", "_parts", "_segments", "resolved")
-
-    def __init__(self) -> None:
-        self._fields: set[tuple[int, int]] = set()
-        self._segments: set[int] = set()
-        self._parts: set[tuple[int, int, int, int]] = set()
-        # what ``read_path`` gave: (segment index, id of the path) -> the ReadNode
-        # (compiled paths are kept for good by ``compile_path``, so their ids are not reused);
-        # the first ``_folded`` of them are in the sets already
-        self.resolved: dict[tuple[int, int], Any] = {}
-        self._folded = 0
-
-    def _fold(self) -> None:
-        """Add what the path reads recorded in ``resolved`` since the last fold add to the
-        sets: the segment, (segment, field) and (segment, field, repetition, component)."""
-        resolved = self.resolved
-        if len(resolved) == self._folded:
-            return
-        nodes = list(resolved.values())[self._folded :]
-        self._folded = len(resolved)
-        indexes = list(map(_SEGMENT_INDEX, nodes))
-        numbers = list(map(_FIELD, nodes))
-        self._segments.update(indexes)
-        self._fields.update(zip(indexes, numbers))
-        comps = list(map(_COMP, nodes))  # ``comp or 1``: None -> 1 (dict.get, in C)
-        self._parts.update(zip(indexes, numbers, map(_REP, nodes), map(_ONE.get, comps, comps)))
-
-    def clear_resolved(self) -> None:
-        """Forget the ``ReadNode``s (``Hl7v2Format.release``), their reads kept in the sets."""
-        self._fold()
-        self.resolved.clear()
-        self._folded = 0
-
-    @property
-    def segments(self) -> set[int]:
-        self._fold()
-        return self._segments
-
-    @property
-    def fields(self) -> set[tuple[int, int]]:
-        self._fold()
-        return self._fields
-
-    @property
-    def parts(self) -> set[tuple[int, int, int, int]]:
-        self._fold()
-        return self._parts
+    fields: set[tuple[int, int]] = field(default_factory=set)
+    segments: set[int] = field(default_factory=set)
+    parts: set[tuple[int, int, int, int]] = field(default_factory=set)
+    # what ``resolve`` gave: (segment index, id of the path) -> the Node or the segment
+    # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
+    resolved: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False, compare=False)
 
     def mark(self, segment: Segment, field_no: int | None) -> None:
         """The segment was looked at (its presence, or a path into it)."""
-        self._segments.add(segment.index)
+        self.segments.add(segment.index)
 
     def read(self, segment: Segment, field_no: int, rep: int, comp: int) -> None:
         index = segment.index
-        self._fields.add((index, field_no))
-        self._parts.add((index, field_no, rep, comp))
-
-    def __repr__(self) -> str:
-        return f"<ReadTracker segments={sorted(self.segments)}>"
+        self.fields.add((index, field_no))
+        self.parts.add((index, field_no, rep, comp))
 
 
 class Node:
@@ -229,8 +174,8 @@ class Node:
         comp = self.comp or 1
         segment, field_no, rep, tracker = self.segment, self.field, self.rep, self.tracker
         if tracker is not None:  # ReadTracker.read, inline: read for every value taken
-            tracker._fields.add((segment.index, field_no))
-            tracker._parts.add((segment.index, field_no, rep, comp))
+            tracker.fields.add((segment.index, field_no))
+            tracker.parts.add((segment.index, field_no, rep, comp))
         known = self._text = segment.get(field_no, rep, comp, self.sub or 1)
         return known
 
@@ -794,20 +739,22 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
         return None
     field_no = path.field
     if field_no is None:  # the segment itself: looked at (ReadTracker.mark, inline)
-        tracker._segments.add(segment.index)
+        tracker.segments.add(segment.index)
         return segment
     # a path read again in the same segment gives what it gave (the same ``Node``, its text
     # kept once read): the tracker's sets only grow, so it would add nothing to them
-    key = (segment.index, id(path))
+    index = segment.index
+    key = (index, id(path))
     resolved = tracker.resolved
     found = resolved.get(key)
     if found is not None:
         return found  # type: ignore[no-any-return]
     # the part the path names counts as read once a rule consults it (a fallback of
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
-    # they are read. The node kept in ``resolved`` is the record: the tracker's sets get
-    # its segment, field, repetition and component when asked for (decision 0144)
-    #
+    # they are read (ReadTracker.mark and .read, inline)
+    tracker.segments.add(index)
+    tracker.fields.add((index, field_no))
+    tracker.parts.add((index, field_no, path._rep1, path._comp1))
     # ``ReadNode(segment, field_no, rep, comp, sub, tracker)``, its text as ``Segment.get``
     # gives it: a flat segment's first repetition and subcomponent at once (``get``'s hot
     # path, decision 0126), any other through ``get``
@@ -883,33 +830,45 @@ def read_alternatives(
             segment = scope.find_segment(path.segment)
         if segment is None:
             continue  # peek gives "", and resolve reads nothing of an absent segment
-        if (segment.index, id(path)) in resolved:
-            continue
         field_no = path.field
-        if field_no is not None:
-            rep, comp, sub = path.rep, path.comp, path.sub
-            first_rep = (rep is None or rep == 1) and (sub is None or sub == 1)
-            if first_rep and segment._flat and field_no > 0:
-                # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
-                fields = segment._f
-                other = fields[field_no] if field_no < len(fields) else ""
-                if other:
-                    cs = segment._cs
-                    number = comp or 1
-                    if cs in other:
-                        if number == 1:
-                            other = other[: other.index(cs)]
-                        else:
-                            parts = other.split(cs)
-                            other = parts[number - 1] if 0 < number <= len(parts) else ""
-                    elif number != 1:
-                        other = ""
-            else:
-                other = segment.get(field_no, rep or 1, comp or 1, sub or 1)
-            other = other.strip()
-            if other and other != chosen:
-                continue  # another value: left unread unless another rule reads it
-        read_path(tracker, path, scope)
+        if field_no is None:  # a whole segment: peek gives "", resolve marks it
+            tracker.segments.add(segment.index)
+            continue
+        index = segment.index
+        key = (index, id(path))
+        if key in resolved:
+            continue
+        if path._simple and segment._flat:
+            # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
+            fields = segment._f
+            value = fields[field_no] if field_no < len(fields) else ""
+            if value:
+                number = path._comp1
+                if number == 1:
+                    value = value.partition(segment._cs)[0]
+                else:
+                    parts = value.split(segment._cs)
+                    value = parts[number - 1] if number <= len(parts) else ""
+        else:
+            value = segment.get(field_no, path._rep1, path._comp1, path.sub or 1)
+        other = value.strip()
+        if other and other != chosen:
+            continue  # another value: left unread unless another rule reads it
+        # read: what ``read_path`` records and the node it makes, with the text just read
+        tracker.segments.add(index)
+        tracker.fields.add((index, field_no))
+        tracker.parts.add((index, field_no, path._rep1, path._comp1))
+        node = _new_node(ReadNode)
+        node.segment = segment
+        node.field = field_no
+        node.rep = path._rep1
+        node.comp = path.comp
+        node.sub = path.sub
+        node.tracker = tracker
+        node.text = value
+        node._empty = None
+        node._children = None
+        resolved[key] = node
 
 
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:

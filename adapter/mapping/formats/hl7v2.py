@@ -186,7 +186,7 @@ class Hl7v2Format(SourceFormat):
         parent and its groups: emptied, a message's parsed view goes when the translation
         returns, not at the collector's next passes, which walked it meanwhile (decision
         0100). The tracker's sets (read by ``unread``, done) are left as they are."""
-        source.tracker.clear_resolved()
+        source.tracker.resolved.clear()
         if isinstance(scope, v2.Group):
             for group in list(scope.walk()):
                 group.groups = []
