@@ -185,6 +185,9 @@ class FormatMappings:
     messages: dict[str, MessageMapping] = field(default_factory=dict)
     templates: dict[str, ResourceTemplate] = field(default_factory=dict)
     datatypes: dict[str, DatatypeTemplate] = field(default_factory=dict)
+    # message mapping name -> (the mapping, the variables it can read or None), found once
+    # (adapter.mapping.context_reads, decision 0144)
+    _reads: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(slots=True)
