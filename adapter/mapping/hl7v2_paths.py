@@ -176,7 +176,15 @@ class Node:
         if tracker is not None:  # ReadTracker.read, inline: read for every value taken
             tracker.fields.add((segment.index, field_no))
             tracker.parts.add((segment.index, field_no, rep, comp))
-        known = self._text = segment.get(field_no, rep, comp, self.sub or 1)
+        sub = self.sub
+        if rep == 1 and (sub is None or sub == 1) and field_no > 0:
+            # the field's first components, split and unescaped once (decision 0144)
+            comps = segment._c1.get(field_no)
+            if comps is None:
+                comps = segment.first_components(field_no)
+            known = self._text = comps[comp - 1] if 0 < comp <= len(comps) else ""
+        else:
+            known = self._text = segment.get(field_no, rep, comp, sub or 1)
         return known
 
     def repetition_texts(self) -> list[str]:
@@ -758,16 +766,23 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
     # ``ReadNode(segment, field_no, rep, comp, sub, tracker)``, its text as ``Segment.get``
     # gives it: a flat segment's first repetition and subcomponent at once (``get``'s hot
     # path, decision 0126), any other through ``get``
-    if path._simple and segment._flat:
-        fields = segment._f
-        value = fields[field_no] if field_no < len(fields) else ""
-        if value:
+    if path._simple:
+        if segment._flat:
+            fields = segment._f
+            value = fields[field_no] if field_no < len(fields) else ""
+            if value:
+                number = path._comp1
+                if number == 1:
+                    value = value.partition(segment._cs)[0]
+                else:
+                    parts = value.split(segment._cs)
+                    value = parts[number - 1] if number <= len(parts) else ""
+        else:  # the field's first components, split and unescaped once (decision 0144)
+            comps = segment._c1.get(field_no)
+            if comps is None:
+                comps = segment.first_components(field_no)
             number = path._comp1
-            if number == 1:
-                value = value.partition(segment._cs)[0]
-            else:
-                parts = value.split(segment._cs)
-                value = parts[number - 1] if number <= len(parts) else ""
+            value = comps[number - 1] if number <= len(comps) else ""
     else:
         value = segment.get(field_no, path._rep1, path._comp1, path.sub or 1)
     found = _new_node(ReadNode)
@@ -838,17 +853,23 @@ def read_alternatives(
         key = (index, id(path))
         if key in resolved:
             continue
-        if path._simple and segment._flat:
-            # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
-            fields = segment._f
-            value = fields[field_no] if field_no < len(fields) else ""
-            if value:
+        if path._simple:  # as ``read_path`` reads it
+            if segment._flat:
+                fields = segment._f
+                value = fields[field_no] if field_no < len(fields) else ""
+                if value:
+                    number = path._comp1
+                    if number == 1:
+                        value = value.partition(segment._cs)[0]
+                    else:
+                        parts = value.split(segment._cs)
+                        value = parts[number - 1] if number <= len(parts) else ""
+            else:
+                comps = segment._c1.get(field_no)
+                if comps is None:
+                    comps = segment.first_components(field_no)
                 number = path._comp1
-                if number == 1:
-                    value = value.partition(segment._cs)[0]
-                else:
-                    parts = value.split(segment._cs)
-                    value = parts[number - 1] if number <= len(parts) else ""
+                value = comps[number - 1] if number <= len(comps) else ""
         else:
             value = segment.get(field_no, path._rep1, path._comp1, path.sub or 1)
         other = value.strip()
