@@ -393,9 +393,11 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         "is_empty": is_empty,
         "text": text,
         "str": str,
-        "read_alternatives": _read_alternatives,
         "text_decides": TEXT_DECIDES,
     }
+    # the source's ``read_alternatives`` called at once (every source has it, decision 0144;
+    # ``_read_alternatives`` was a Python call in between)
+    alternatives = "ev.state.source.read_alternatives"
     lines: list[str] = []
     for i, node in enumerate(nodes):
         rest = _once(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
@@ -409,7 +411,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         if rest:
             rest_name = f"a{len(names)}"
             names[rest_name] = rest
-            lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
+            lines.append(f"            {alternatives}({rest_name}, scope, chosen)")
         # a position whose text decides (an HL7 v2 ReadNode, values.TEXT_DECIDES): present
         # and true exactly when its text is not blank, and that text is the one compared
         lines += [
@@ -419,13 +421,13 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
             "        if chosen:",
         ]
         if rest:
-            lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
+            lines.append(f"            {alternatives}({rest_name}, scope, chosen)")
         lines += [
             "            return value",
             "    elif not (value is None or is_empty(value) or not truthy(value)):",
         ]
         if rest:
-            lines.append(f"        read_alternatives(ev, {rest_name}, text(value).strip())")
+            lines.append(f"        {alternatives}({rest_name}, scope, text(value).strip())")
         lines.append("        return value")
     lines += ["    return None", ""]
     return _made("\n".join(_prologue(lines) + lines), names)  # type: ignore[no-any-return]

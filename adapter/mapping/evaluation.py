@@ -41,6 +41,12 @@ class SourceAdapter(Protocol):
         compares an alternative it did not take with the value it took)."""
         ...
 
+    def read_alternatives(self, paths: Any, scope: Any, chosen: str) -> None:
+        """``first``'s alternatives not taken: each path read (as ``resolve`` reads it) when
+        its text (``peek``) is empty or ``chosen``, left unread when it holds another value
+        (the generated ``first`` calls it once for all of them, decision 0144)."""
+        ...
+
     def iterate_path(self, path: Any, scope: Any) -> list[tuple[Any, Any]]:
         """(item, scope) pairs: HL7 v2 field repetitions keep the scope; an XML element, a
         JSON array element becomes the scope its relative paths start from."""
