@@ -265,7 +265,8 @@ def _compile_call(node: Call) -> Fn:
     if not _inlined(node):
         return _LAZY[node.name](node.args, tuple(expr_fn(arg) for arg in node.args))
     names: dict[str, Any] = {"truthy": truthy}
-    return _made(f"lambda ev: {_inline(node, names)}", names)  # type: ignore[no-any-return]
+    code = _inline(node, names, reads=_Reads())
+    return _made(f"lambda ev: {code}", names)  # type: ignore[no-any-return]
 
 
 def _inlined(node: Call) -> bool:
@@ -302,9 +303,47 @@ def _made(source: str, names: dict[str, Any]) -> Any:
     return eval(code, names)
 
 
-def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
+class _Reads:
+    """The paths a generated function has read so far, each kept in a local (``p1`` ...),
+    for a later read of the same path in the same function (decision 0144): a path whose
+    reads are remembered by the source (``same_on_reread``: HL7 v2, ``read_path``'s memo)
+    gives, read again in the same scope, the very value it gave, and marks nothing more.
+    A read is used again only where it has surely happened: after it in the statements and
+    in the arguments evaluated after it, not after a branch that may not have run (the
+    value of a ``when``, the terms of ``all`` / ``any`` after the first, a gate's body);
+    ``layers`` holds one dict per such branch entered."""
+
+    def __init__(self) -> None:
+        self.layers: list[dict[int, str]] = [{}]
+        self.count = 0
+
+    def get(self, compiled: Any) -> str | None:
+        key = id(compiled)
+        for layer in self.layers:
+            found = layer.get(key)
+            if found is not None:
+                return found
+        return None
+
+    def add(self, compiled: Any) -> str:
+        self.count += 1
+        local = f"p{self.count}"
+        self.layers[-1][id(compiled)] = local
+        return local
+
+    def enter(self) -> None:
+        self.layers.append({})
+
+    def leave(self) -> None:
+        self.layers.pop()
+
+
+def _inline(
+    node: Any, names: dict[str, Any], local: bool = False, reads: _Reads | None = None
+) -> str:
     """``local``: inside a generated ``def`` whose first lines bind ``resolve`` (the
-    source's), ``scope`` and ``vget`` (``ev.vars.get``) once (``_Builder``)."""
+    source's), ``scope`` and ``vget`` (``ev.vars.get``) once (``_Builder``). ``reads``: the
+    function's path reads so far (``_Reads``), None to read every path where written."""
     kind = type(node)
     name = f"a{len(names)}"
     if kind is Literal:
@@ -314,16 +353,35 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
         names[name] = node.name
         return f"vget({name})" if local else f"ev.vars.get({name})"
     if kind is Path:
-        names[name] = node.compiled
+        compiled = node.compiled
+        if reads is not None and getattr(compiled, "same_on_reread", False):
+            held = reads.get(compiled)
+            if held is not None:
+                return held  # read above, surely: the value it gave
+            names[name] = compiled
+            read = f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
+            return f"({reads.add(compiled)} := {read})"
+        names[name] = compiled
         return f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
     if kind is Call and _inlined(node):
         if node.name == "when":
-            cond = _truth(node.args[0], names, local)
-            return f"({_inline(node.args[1], names, local)} if {cond} else None)"
+            cond = _truth(node.args[0], names, local, reads)
+            if reads is not None:
+                reads.enter()  # the value is evaluated only when the condition holds
+            value = _inline(node.args[1], names, local, reads)
+            if reads is not None:
+                reads.leave()
+            return f"({value} if {cond} else None)"
         if node.name in ("all", "any"):
             if not node.args:
                 return "True" if node.name == "all" else "False"
-            parts = [_truth(arg, names, local) for arg in node.args]
+            parts = [_truth(node.args[0], names, local, reads)]
+            if reads is not None:
+                reads.enter()  # a term after the first is evaluated only when those before
+            for arg in node.args[1:]:  # it let it (each sees what they read)
+                parts.append(_truth(arg, names, local, reads))
+            if reads is not None:
+                reads.leave()
             return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
         if (
             node.name == "apply"
@@ -335,10 +393,10 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
             # ``apply('cwe-coding', OBX-3, ...)``: codes.apply with its literal name, written
             # as the call it makes (``ev.apply_datatype(name, [args])``, decision 0126)
             names[name] = node.args[0].value
-            args = [_inline(arg, names, local) for arg in node.args[1:]]
+            args = [_inline(arg, names, local, reads) for arg in node.args[1:]]
             return f"ev.apply_datatype({name}, [{', '.join(args)}])"
         names[name] = FUNCTIONS[node.name]
-        args = [_inline(arg, names, local) for arg in node.args]
+        args = [_inline(arg, names, local, reads) for arg in node.args]
         return f"{name}(ev{''.join(', ' + arg for arg in args)})"
     names[name] = expr_fn(node)  # first(), when() of the wrong arity, @var.parts
     return f"{name}(ev)"
@@ -351,10 +409,12 @@ GIVES_BOOL = frozenset(
 )
 
 
-def _truth(node: Any, names: dict[str, Any], local: bool = False) -> str:
+def _truth(
+    node: Any, names: dict[str, Any], local: bool = False, reads: _Reads | None = None
+) -> str:
     """``truthy(node)`` written inline: the value itself when it is a bool already (a call of
     a function of ``GIVES_BOOL``, ``all`` or ``any``), without the call (decision 0121)."""
-    code = _inline(node, names, local)
+    code = _inline(node, names, local, reads)
     if type(node) is Call and _inlined(node) and node.name in GIVES_BOOL | {"all", "any"}:
         return code
     return f"truthy({code})"
@@ -398,10 +458,13 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
     # the source's ``read_alternatives`` called at once (every source has it, decision 0144;
     # ``_read_alternatives`` was a Python call in between)
     alternatives = "ev.state.source.read_alternatives"
+    reads = _Reads()
     lines: list[str] = []
     for i, node in enumerate(nodes):
         rest = _once(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
-        lines.append(f"    value = {_inline(node, names, local=True)}")
+        # reaching an argument means the ones before it were evaluated: what they read
+        # is read (``_Reads``)
+        lines.append(f"    value = {_inline(node, names, local=True, reads=reads)}")
         # not is_empty(value) and truthy(value), text(value).strip(): text at once
         lines += [
             "    if type(value) is str:",
@@ -583,7 +646,7 @@ def _build_expr(value_of: Fn) -> Fn:
 def _build_call(node: Call) -> Fn:
     """``_build_expr`` of a call, the call written into it (``_inline``)."""
     names: dict[str, Any] = {"truthy": truthy, "_built": _built, "str": str, "dict": dict}
-    value = _inline(node, names)
+    value = _inline(node, names, reads=_Reads())
     source = (
         "def build(ev):\n"
         f"    value = {value}\n"
@@ -659,6 +722,7 @@ class _Builder:
             "empty_text": "",
         }
         self.lines: list[str] = []
+        self.reads = _Reads()  # the paths read so far in the function (decision 0144)
         self.indent = "    "  # one level more inside a gate
         self.count = 0
 
@@ -708,7 +772,7 @@ class _Builder:
             )
         elif kind is Call or kind is Var:  # _build_call, _build_expr
             self.emit(
-                f"{value} = {_inline(node, self.names, local=True)}",
+                f"{value} = {_inline(node, self.names, local=True, reads=self.reads)}",
                 f"if type({value}) is str:",
                 f"    {value} = {value}.strip() or None",
                 f"elif type({value}) in text_decides:",  # _built's first branch, inline
@@ -717,10 +781,12 @@ class _Builder:
                 f"    {value} = _built(ev, {value})",
             )
         elif kind is Gate and len(self.indent) < 4 * _MAX_DEPTH:  # _compile_build's Gate
-            cond = _truth(node.cond, self.names, local=True)
+            cond = _truth(node.cond, self.names, local=True, reads=self.reads)
             self.emit(f"{value} = None", f"if {cond}:")
             self.indent += "    "
+            self.reads.enter()  # the body runs only when the condition holds
             self.emit(f"{value} = {self.block(node.body)}")
+            self.reads.leave()
             self.indent = self.indent[:-4]
         else:
             self.emit(f"{value} = {self.bind(build_fn(node))}(ev)")

@@ -65,6 +65,10 @@ class Hl7Path:
         return out
 
 
+# a path read again in the same scope gives what it gave (``read_path``'s memo) and marks
+# nothing more: generated code may keep the first read's value (closures._Reads, 0144)
+Hl7Path.same_on_reread = True  # type: ignore[attr-defined]
+
 _COMPILED: dict[str, Hl7Path] = {}  # one object per path text (``resolve`` keeps by id)
 
 

@@ -24,7 +24,7 @@ FIXED = {
     "body", "chosen", "text", "read_alternatives", "text_decides",
     "apply_datatype",  # apply() with a literal name, as the call it makes (decision 0126)
 }  # fmt: skip
-GENERATED = re.compile(r"^[avdlh]\d+$")
+GENERATED = re.compile(r"^[avdlhp]\d+$")  # p: a path read kept (decision 0144)
 
 HOSTILE = """
 status: final
