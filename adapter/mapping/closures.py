@@ -38,6 +38,7 @@ from adapter.mapping.nodes import (
 )
 from adapter.mapping.values import (
     NUMBERED_PARTS,
+    TEXT_ALWAYS,
     TEXT_DECIDES,
     is_empty,
     is_position_type,
@@ -116,6 +117,7 @@ def prepare_template(template: ResourceTemplate) -> None:
     prepare(template.body)
     lets_of(template)
     id_parts_of(template)
+    checks_of(template)
 
 
 def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
@@ -124,6 +126,18 @@ def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
     if lets is None:
         lets = template._lets = tuple((name, let_fn(value)) for name, value in template.lets)
     return lets  # type: ignore[no-any-return]
+
+
+def checks_of(template: ResourceTemplate) -> tuple[tuple[Fn, str, str, Any], ...]:
+    """A resource template's ``checks`` with their conditions' closures (``expr_fn``),
+    found once (decision 0144: ``make_resource`` called ``Evaluation.expr`` per check)."""
+    checks = template._checks
+    if checks is None:
+        checks = template._checks = tuple(
+            (expr_fn(condition), severity, message, at)
+            for condition, severity, message, at in template.checks
+        )
+    return checks  # type: ignore[no-any-return]
 
 
 def id_parts_of(template: ResourceTemplate) -> tuple[Fn, ...]:
@@ -719,6 +733,7 @@ class _Builder:
             "isinstance": isinstance,
             "text_reader": _text_reader,
             "text_decides": TEXT_DECIDES,
+            "text_always": TEXT_ALWAYS,
             "empty_text": "",
         }
         self.lines: list[str] = []
@@ -775,7 +790,9 @@ class _Builder:
                 f"{value} = {_inline(node, self.names, local=True, reads=self.reads)}",
                 f"if type({value}) is str:",
                 f"    {value} = {value}.strip() or None",
-                f"elif type({value}) in text_decides:",  # _built's first branch, inline
+                # _built of a position whose text is always a str (a ReadNode, a Node: its
+                # first branch, or its second with the text read), inline (decision 0144)
+                f"elif type({value}) in text_always:",
                 f"    {value} = {value}.text.strip() or None",
                 f"elif {value} is not None and type({value}) is not dict:",
                 f"    {value} = _built(ev, {value})",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.mapping.closures import id_parts_of, lets_of
+from adapter.mapping.closures import checks_of, id_parts_of, lets_of
 from adapter.mapping.evaluation import Evaluation, truthy
 from adapter.mapping.ids import deterministic_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
@@ -98,8 +98,9 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
             at_location or where,
         )
         return None
-    for condition, severity, message, at in template.checks:
-        if truthy(child.expr(condition)):
+    for condition, severity, message, at in template._checks or checks_of(template):
+        holds = condition(child)  # truthy() of a bool is itself: not called for one
+        if holds is True or (holds is not False and truthy(holds)):
             at_location = location(child.expr(at)) if at is not None else None
             child.issue(severity, "business-rule", message, at_location or where)
     resource_id = _resource_id(child, template)

@@ -22,7 +22,7 @@ from operator import attrgetter
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
-from adapter.mapping.values import NUMBERED_PARTS, TEXT_DECIDES, TEXT_FIRST
+from adapter.mapping.values import NUMBERED_PARTS, TEXT_ALWAYS, TEXT_DECIDES, TEXT_FIRST
 
 _PATH = re.compile(
     r"^(?P<seg>[A-Z][A-Z0-9]{2})(?:\[(?P<occ>\d+)\])?"
@@ -275,6 +275,8 @@ TEXT_DECIDES.add(ReadNode)
 NUMBERED_PARTS.update((Node, ReadNode))
 # a leaf holds its text (Segment.get), so a text not blank means not ``is_empty``
 TEXT_FIRST.add(Node)
+# ``Node.text`` and a ReadNode's ``text`` are always a str (Segment.get's)
+TEXT_ALWAYS.update((Node, ReadNode))
 
 
 # -- groups --------------------------------------------------------------------------------

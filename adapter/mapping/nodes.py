@@ -107,6 +107,8 @@ class ResourceTemplate:
     _lets: Any = field(default=None, init=False, repr=False, compare=False)
     # per ``id_from`` alternative, a function building its parts (closures.id_parts_of)
     _ids: Any = field(default=None, init=False, repr=False, compare=False)
+    # ``checks`` with each condition's closure: made once (closures.checks_of, decision 0144)
+    _checks: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)

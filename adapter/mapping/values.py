@@ -30,6 +30,12 @@ TEXT_DECIDES: set[type] = set()
 # (closures._compile_var_part, decision 0121). Registered by the format modules.
 NUMBERED_PARTS: set[type] = set()
 
+# Source positions whose ``text`` is always a ``str`` (reading it may mark it read, as an HL7
+# v2 ``Node``'s does): what a value of them builds into (``closures._built``: its text
+# stripped, None when blank) is written at once in the generated builder (decision 0144).
+# Registered by the format modules.
+TEXT_ALWAYS: set[type] = set()
+
 # Source positions that are never empty when their text is not blank, and whose text is
 # what ``exists`` reads first (an HL7 v2 ``Node``: its text is the first leaf of what its
 # ``is_empty`` looks at): ``exists`` of one is whether its text is blank (decision 0121).
