@@ -120,12 +120,37 @@ def prepare_template(template: ResourceTemplate) -> None:
     checks_of(template)
 
 
-def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
-    """A resource template's ``let`` names with their closures, found once."""
+def lets_of(template: ResourceTemplate) -> Fn:
+    """A resource template's ``let`` values bound in order (``ev.vars[name] = value``), as
+    one generated function (``lets_function``), found once."""
     lets = template._lets
     if lets is None:
-        lets = template._lets = tuple((name, let_fn(value)) for name, value in template.lets)
+        lets = template._lets = lets_function(template.lets)
     return lets  # type: ignore[no-any-return]
+
+
+def lets_function(lets: list[tuple[str, Any]]) -> Fn:
+    """``let`` values bound in order, each to ``ev.vars[name]`` before the next is worked
+    out (a later one reads an earlier one), as one generated function (decision 0144): an
+    expression written inline as ``let_fn`` evaluates it (``_inline``; a path read again
+    gives the value its first read gave, ``_Reads``), any other value by its closure
+    (``let_fn``). One Python call per template instead of one per ``let``."""
+    names: dict[str, Any] = {"truthy": truthy}
+    reads = _Reads()
+    lines = ["    d0 = ev.vars"]
+    for name, value in lets:
+        key = f"a{len(names)}"
+        names[key] = name
+        kind = type(value)
+        if kind is Path or kind is Var or kind is Call:  # let_fn: expr_fn, as _inline writes it
+            code = _inline(value, names, local=True, reads=reads)
+        else:  # a literal, a template, an each: its closure
+            code = f"a{len(names)}"
+            names[code] = let_fn(value)
+            code += "(ev)"
+        lines.append(f"    d0[{key}] = {code}")
+    lines += ["    return None", ""]
+    return _made("\n".join(_prologue(lines) + lines), names)  # type: ignore[no-any-return]
 
 
 def checks_of(template: ResourceTemplate) -> tuple[tuple[Fn, str, str, Any], ...]:

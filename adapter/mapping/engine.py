@@ -86,8 +86,7 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     # any error while this resource is made (a let, a check, a value) stops it
     errors_before = state.errors_met
     child = Evaluation(state, ev.scope, dict(ev.vars))
-    for name, let in lets_of(template):
-        child.vars[name] = let(child)
+    (template._lets or lets_of(template))(child)  # the lets, in order (made by the loader)
     if template.skip is not None and truthy(child.expr(template.skip[0])):
         condition, reason, severity, at = template.skip
         at_location = location(child.expr(at)) if at is not None else None
