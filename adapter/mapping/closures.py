@@ -759,6 +759,7 @@ class _Builder:
             "text_reader": _text_reader,
             "text_decides": TEXT_DECIDES,
             "text_always": TEXT_ALWAYS,
+            "plain_sized": (str, dict, list),  # is_empty: ``not value`` for these exactly
             "empty_text": "",
         }
         self.lines: list[str] = []
@@ -884,8 +885,10 @@ class _Builder:
             elif type(item) in (DictNode, ListNode):
                 self.emit(f"if {value} is not None:", f"    {out}.append({value})")
             else:
+                # is_empty of a text, dict or list is ``not value``: told inline (0144)
                 self.emit(
-                    f"if {value} is not None and not is_empty({value}):",
+                    f"if {value} is not None and ({value} if type({value}) in plain_sized "
+                    f"else not is_empty({value})):",
                     f"    {out}.append({value})",
                 )
         self.emit(f"{out} = {out} or None")

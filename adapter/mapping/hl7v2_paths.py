@@ -224,12 +224,24 @@ class Node:
             made = children.get(index)
             if made is not None:
                 return made
+        # ``Node(segment, field, rep, comp, sub, tracker)`` without its ``__init__`` call (a
+        # component of a field, a subcomponent of a component; decision 0144)
+        made = _new_node(Node)
         if self.comp is None:
-            made = Node(self.segment, self.field, self.rep, index, tracker=self.tracker)
+            made.comp = index
+            made.sub = None
         elif self.sub is None:
-            made = Node(self.segment, self.field, self.rep, self.comp, index, self.tracker)
+            made.comp = self.comp
+            made.sub = index
         else:
             raise ValueError(f"{self.location} has no parts below subcomponent")
+        made.segment = self.segment
+        made.field = self.field
+        made.rep = self.rep
+        made.tracker = self.tracker
+        made._text = None
+        made._empty = None
+        made._children = None
         children[index] = made
         return made
 

@@ -22,6 +22,7 @@ FIXED = {
     "text_reader", "truthy", "_built", "is_empty", "str", "dict", "list", "type",
     "isinstance", "empty_text", "build", "value", "kind", "strip", "append", "extend",
     "body", "chosen", "text", "read_alternatives", "text_decides", "text_always",
+    "plain_sized",
     "apply_datatype",  # apply() with a literal name, as the call it makes (decision 0126)
 }  # fmt: skip
 GENERATED = re.compile(r"^[avdlhp]\d+$")  # p: a path read kept (decision 0144)
