@@ -18,7 +18,7 @@ import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
@@ -101,7 +101,10 @@ def _compile_path(text: str) -> Hl7Path:
 # -- reading with a record of what was read ------------------------------------------------
 
 
-@dataclass(slots=True)
+_INDEX_AND_FIELD = itemgetter(0, 1)  # (segment index, field) of a part read
+_SEGMENT_OF_PART = itemgetter(0)
+
+
 class ReadTracker:
     """What a mapping read: the segments it looked at (``segments``), the fields whose
     value it read at least in part (``fields``: segment index, field) and, to the
@@ -112,23 +115,41 @@ class ReadTracker:
     or its value is read (``Node.text``, also through ``child``). A rule on ``PID-11``
     that reads the field as text so leaves an address in ``PID-11[1].3`` or a second
     repetition ``PID-11[2]`` unread, and it is reported (decision 0016). Below the
-    component nothing is told apart: reading a component reads all its subcomponents."""
+    component nothing is told apart: reading a component reads all its subcomponents.
 
-    fields: set[tuple[int, int]] = field(default_factory=set)
-    segments: set[int] = field(default_factory=set)
-    parts: set[tuple[int, int, int, int]] = field(default_factory=set)
-    # what ``resolve`` gave: (segment index, id of the path) -> the Node or the segment
-    # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
-    resolved: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False, compare=False)
+    Only ``parts`` and ``marked`` (a segment looked at without a part of it read: its
+    presence, a whole segment, ``each`` over it) are written as the mapping reads; a part
+    read is its field read and its segment looked at, so ``fields`` and ``segments`` are
+    found from them when asked (in C, once, by the unread report; decision 0144)."""
+
+    __slots__ = ("marked", "parts", "resolved")
+
+    def __init__(self) -> None:
+        self.parts: set[tuple[int, int, int, int]] = set()
+        self.marked: set[int] = set()
+        # what ``read_path`` gave: (segment index, id of the path) -> the ReadNode
+        # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
+        self.resolved: dict[tuple[int, int], Any] = {}
+
+    @property
+    def fields(self) -> set[tuple[int, int]]:
+        """(segment index, field) of every field read at least in part (a new set)."""
+        return set(map(_INDEX_AND_FIELD, self.parts))
+
+    @property
+    def segments(self) -> set[int]:
+        """The indexes of the segments looked at (a new set)."""
+        return self.marked.union(map(_SEGMENT_OF_PART, self.parts))
 
     def mark(self, segment: Segment, field_no: int | None) -> None:
         """The segment was looked at (its presence, or a path into it)."""
-        self.segments.add(segment.index)
+        self.marked.add(segment.index)
 
     def read(self, segment: Segment, field_no: int, rep: int, comp: int) -> None:
-        index = segment.index
-        self.fields.add((index, field_no))
-        self.parts.add((index, field_no, rep, comp))
+        self.parts.add((segment.index, field_no, rep, comp))
+
+    def __repr__(self) -> str:
+        return f"ReadTracker(segments={self.segments}, parts={self.parts})"
 
 
 class Node:
@@ -178,7 +199,6 @@ class Node:
         comp = self.comp or 1
         segment, field_no, rep, tracker = self.segment, self.field, self.rep, self.tracker
         if tracker is not None:  # ReadTracker.read, inline: read for every value taken
-            tracker.fields.add((segment.index, field_no))
             tracker.parts.add((segment.index, field_no, rep, comp))
         sub = self.sub
         if rep == 1 and (sub is None or sub == 1) and field_no > 0:
@@ -765,7 +785,7 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
         return None
     field_no = path.field
     if field_no is None:  # the segment itself: looked at (ReadTracker.mark, inline)
-        tracker.segments.add(segment.index)
+        tracker.marked.add(segment.index)
         return segment
     # a path read again in the same segment gives what it gave (the same ``Node``, its text
     # kept once read): the tracker's sets only grow, so it would add nothing to them
@@ -777,9 +797,7 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
         return found  # type: ignore[no-any-return]
     # the part the path names counts as read once a rule consults it (a fallback of
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
-    # they are read (ReadTracker.mark and .read, inline)
-    tracker.segments.add(index)
-    tracker.fields.add((index, field_no))
+    # they are read (ReadTracker.read, inline: the part names its field and segment, 0144)
     tracker.parts.add((index, field_no, path._rep1, path._comp1))
     # ``ReadNode(segment, field_no, rep, comp, sub, tracker)``, its text as ``Segment.get``
     # gives it: a flat segment's first repetition and subcomponent at once (``get``'s hot
@@ -865,7 +883,7 @@ def read_alternatives(
             continue  # peek gives "", and resolve reads nothing of an absent segment
         field_no = path.field
         if field_no is None:  # a whole segment: peek gives "", resolve marks it
-            tracker.segments.add(segment.index)
+            tracker.marked.add(segment.index)
             continue
         index = segment.index
         key = (index, id(path))
@@ -894,8 +912,6 @@ def read_alternatives(
         if other and other != chosen:
             continue  # another value: left unread unless another rule reads it
         # read: what ``read_path`` records and the node it makes, with the text just read
-        tracker.segments.add(index)
-        tracker.fields.add((index, field_no))
         tracker.parts.add((index, field_no, path._rep1, path._comp1))
         node = _new_node(ReadNode)
         node.segment = segment

@@ -48,13 +48,13 @@ def reference_read_path(tracker: v2.ReadTracker, path: v2.Hl7Path, scope: v2.Gro
     found = tracker.resolved.get(key)
     if found is not None:
         return found
-    tracker.segments.add(segment.index)
     if path.field is None:
+        tracker.mark(segment, None)
         found = tracker.resolved[key] = segment
         return found
     rep = path.rep or 1
-    tracker.fields.add((segment.index, path.field))
-    tracker.parts.add((segment.index, path.field, rep, path.comp or 1))
+    # the segment and the field read: found from the part since decision 0144
+    tracker.read(segment, path.field, rep, path.comp or 1)
     found = tracker.resolved[key] = v2.ReadNode(
         segment, path.field, rep, path.comp, path.sub, tracker
     )

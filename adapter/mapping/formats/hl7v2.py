@@ -225,7 +225,8 @@ class Hl7v2Format(SourceFormat):
         clinical = mapping.clinical
         ignore, skips, with_parts, ignored, by_name = _unread_plan(tuple(mapping.ignore), clinical)
         tracker = source.tracker
-        read_fields, parts = tracker.fields, tracker.parts
+        # found from the parts read, once (decision 0144)
+        read_fields, parts, touched = tracker.fields, tracker.parts, tracker.segments
         out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
         for segment in document.segments:
@@ -241,7 +242,7 @@ class Hl7v2Format(SourceFormat):
                         kept.append(f)
                 fields = kept
             index = segment.index
-            if index in unplaced_ids or (index not in tracker.segments and fields):
+            if index in unplaced_ids or (index not in touched and fields):
                 out.append((f"{seg_name}[{segment.occurrence}]", "segment", True))
                 continue
             infos = by_name.get(seg_name)
