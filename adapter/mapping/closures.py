@@ -434,6 +434,15 @@ def _inline(
             names[name] = node.args[0].value
             args = [_inline(arg, names, local, reads) for arg in node.args[1:]]
             return f"ev.apply_datatype({name}, [{', '.join(args)}])"
+        if (
+            node.name == "not"
+            and len(node.args) == 1
+            and FUNCTIONS["not"] is _NOT
+            and _gives_bool(node.args[0])
+        ):
+            # ``not(x)`` of a bool is ``not x`` (logic.not_: ``not _truthy(x)``, and
+            # ``_truthy`` of a bool is itself): no call (decision 0144)
+            return f"(not {_inline(node.args[0], names, local, reads)})"
         names[name] = FUNCTIONS[node.name]
         args = [_inline(arg, names, local, reads) for arg in node.args]
         return f"{name}(ev{''.join(', ' + arg for arg in args)})"
@@ -448,13 +457,23 @@ GIVES_BOOL = frozenset(
 )
 
 
+def _gives_bool(node: Any) -> bool:
+    """Whether the expression's value is always a bool: a call of a function of
+    ``GIVES_BOOL``, or an inline ``all`` / ``any``."""
+    return type(node) is Call and _inlined(node) and node.name in _BOOL_CALLS
+
+
+_BOOL_CALLS = GIVES_BOOL | {"all", "any"}
+_NOT = FUNCTIONS["not"]  # logic.not_, written inline for a bool (``_inline``)
+
+
 def _truth(
     node: Any, names: dict[str, Any], local: bool = False, reads: _Reads | None = None
 ) -> str:
     """``truthy(node)`` written inline: the value itself when it is a bool already (a call of
     a function of ``GIVES_BOOL``, ``all`` or ``any``), without the call (decision 0121)."""
     code = _inline(node, names, local, reads)
-    if type(node) is Call and _inlined(node) and node.name in GIVES_BOOL | {"all", "any"}:
+    if _gives_bool(node):
         return code
     return f"truthy({code})"
 

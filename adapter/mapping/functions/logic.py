@@ -33,6 +33,8 @@ def eq(ev: FunctionContext, a: Any, b: Any) -> bool:
         return a.strip() == b.strip()
     if type(b) is str and type(a) in TEXT_DECIDES:  # a position read, a literal (decision 0126)
         return a.text.strip() == b.strip()  # type: ignore[no-any-return]
+    if a is None and type(b) is str:  # nothing found, a literal: text(None) is "" (0144)
+        return not b.strip()
     return text(a).strip() == text(b).strip()
 
 
