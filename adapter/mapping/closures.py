@@ -869,6 +869,12 @@ class _Builder:
                     continue  # dropped, whatever the message
                 self.emit(f"{out}[{self.bind(key)}] = {self.bind(built)}")
                 continue
+            if type(item) is Call or type(item) is Var:
+                store = [f"{out}[{self.bind(key)}] = {{}}"]
+                if counts and has is not None:
+                    store.append(f"{has} = True")
+                self.value_kept(item, store, "dict")
+                continue
             value = self.block(item)
             # None, "", [] or {} is dropped (a false value is tested no further); a nested
             # dict or list block gives None or a non-empty value
@@ -888,10 +894,52 @@ class _Builder:
             self.emit(f"{out} = {out} or None")
         return out
 
+    def value_kept(self, node: Any, store: list[str], into: str) -> None:
+        """A call or variable built (``block``'s ``_build_call`` / ``_build_expr`` lines)
+        and kept (``store``, ``{}`` standing for the value) when a dict or a list keeps it
+        (``into``), in one test per type of value (decision 0144): a text stripped and kept
+        when not blank; a dict kept when not empty; a position whose text is always a str
+        (``text_always``) as its text; anything else (None dropped) through ``_built`` and
+        the tests ``dict_block`` / ``list_block`` make of it."""
+        value, kind = self.local("v"), self.local("t")
+        keep = [f"    {line.format(value)}" for line in store]
+        if into == "dict":
+            other = (
+                f"    if {value} is not None and ({value} or not ({value} == empty_text or "
+                f"{value} == [] or {value} == {{}})):"
+            )
+        else:
+            other = (
+                f"    if {value} is not None and ({value} if type({value}) in plain_sized "
+                f"else not is_empty({value})):"
+            )
+        self.emit(
+            f"{value} = {_inline(node, self.names, local=True, reads=self.reads)}",
+            f"{kind} = type({value})",
+            f"if {kind} is str:",
+            f"    {value} = {value}.strip()",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {kind} is dict:",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {kind} in text_always:",
+            f"    {value} = {value}.text.strip()",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {value} is not None:",
+            f"    {value} = _built(ev, {value})",
+            other,
+            *("    " + line for line in keep),
+        )
+
     def list_block(self, node: ListNode) -> str:
         out = self.local("l")
         self.emit(f"{out} = []")
         for item in node.items:
+            if type(item) is Call or type(item) is Var:
+                self.value_kept(item, [f"{out}.append({{}})"], "list")
+                continue
             value = self.block(item)
             if type(item) is Each:
                 self.emit(

@@ -25,7 +25,8 @@ FIXED = {
     "plain_sized",
     "apply_datatype",  # apply() with a literal name, as the call it makes (decision 0126)
 }  # fmt: skip
-GENERATED = re.compile(r"^[avdlhp]\d+$")  # p: a path read kept (decision 0144)
+# p: a path read kept, t: a value's type (decision 0144)
+GENERATED = re.compile(r"^[avdlhpt]\d+$")
 
 HOSTILE = """
 status: final
