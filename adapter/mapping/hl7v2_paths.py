@@ -926,6 +926,15 @@ def read_alternatives(
         resolved[key] = node
 
 
+# the readers as methods of the tracker (decision 0144): the source's ``resolve`` is the
+# tracker's bound ``read_path``, which generated code calls as a Python call (a
+# ``functools.partial`` in between was a call from C, with an interpreter loop of its own)
+ReadTracker.read_path = read_path  # type: ignore[attr-defined]
+ReadTracker.read_text = read_text  # type: ignore[attr-defined]
+ReadTracker.read_unless_other = read_unless_other  # type: ignore[attr-defined]
+ReadTracker.read_alternatives = read_alternatives  # type: ignore[attr-defined]
+
+
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
     """Every repetition of a field (``PID-3``) or the one named (``PID-3[2]``)."""
     segment = scope.find_segment(path.segment)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
@@ -35,12 +34,13 @@ class Hl7v2Source:
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
         self.unplaced = unplaced or []  # segments the structure has no place for
-        # the path readers bound to the tracker: one Python call per path read, not two
-        self.resolve = partial(v2.read_path, tracker)
-        self.resolve_text = partial(v2.read_text, tracker)
+        # the path readers bound to the tracker (its methods, decision 0144): one Python
+        # call per path read, not two
+        self.resolve = tracker.read_path
+        self.resolve_text = tracker.read_text
         self.peek = v2.peek
-        self.read_unless_other = partial(v2.read_unless_other, tracker)
-        self.read_alternatives = partial(v2.read_alternatives, tracker)
+        self.read_unless_other = tracker.read_unless_other
+        self.read_alternatives = tracker.read_alternatives
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []  # a loop, not a comprehension (a function made per call)
