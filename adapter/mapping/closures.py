@@ -50,6 +50,10 @@ Fn = Callable[[Any], Any]  # evaluation -> value
 
 _APPLY = FUNCTIONS["apply"]  # codes.apply, written inline with a literal name (``_inline``)
 
+# an evaluation made without its ``__init__`` call (a call from C back into Python) where
+# one is made per datatype applied or item: its three slots set as ``__init__`` sets them
+_new = object.__new__
+
 _EXPR_KINDS = (Literal, Path, Var, Call)
 _TEMPLATE_KINDS = (DictNode, ListNode, Gate, FirstOf, Each)
 _AS_IS = (bool, int, float, dict)  # materialize(): a tuple, not a union made per test
@@ -199,7 +203,11 @@ def datatype_fn(template: DatatypeTemplate) -> Callable[[Any, list[Any]], Any]:
     def apply(ev: Any, args: list[Any]) -> Any:
         variables = dict(ev.vars)
         variables.update(zip(params, args, strict=False))
-        child = type(ev)(ev.state, ev.scope, variables)
+        # ``type(ev)(ev.state, ev.scope, variables)``, made without its __init__ call
+        child = _new(type(ev))
+        child.state = ev.state
+        child.scope = ev.scope
+        child.vars = variables
         for let_name, let in lets:
             variables[let_name] = let(child)
         return body(child)
@@ -1010,7 +1018,11 @@ def _item_fn(node: Each) -> Callable[[Any, Any, Any], Any]:
     lets = tuple((let_name, let_fn(let_node)) for let_name, let_node in node.lets)
 
     def item_ev(ev: Any, item: Any, scope: Any) -> Any:
-        child = type(ev)(ev.state, scope, {**ev.vars, name: item})
+        # ``type(ev)(ev.state, scope, {**ev.vars, name: item})``, without its __init__ call
+        child = _new(type(ev))
+        child.state = ev.state
+        child.scope = scope
+        child.vars = {**ev.vars, name: item}
         for let_name, let in lets:
             child.vars[let_name] = let(child)
         return child

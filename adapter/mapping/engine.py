@@ -16,6 +16,8 @@ from adapter.mapping.ids import deterministic_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
 from adapter.mapping.values import TEXT_DECIDES, is_empty, location, text
 
+_new = object.__new__  # an Evaluation made per resource and item without its __init__ call
+
 # -- running a message mapping -----------------------------------------------------------------
 
 
@@ -41,7 +43,10 @@ def run_steps(ev: Evaluation, steps: list[Any]) -> None:
                 variables = dict(ev.vars)  # with a fresh list per collect name (no comprehension)
                 for name in names:
                     variables[name] = []
-                child = Evaluation(ev.state, scope, variables)
+                child = _new(Evaluation)  # Evaluation(ev.state, scope, variables), no __init__
+                child.state = ev.state
+                child.scope = scope
+                child.vars = variables
                 if step.cond is not None and not truthy(child.expr(step.cond)):
                     continue  # ``if`` holds for each item, as in a template's ``each``
                 run_steps(child, step.steps)
@@ -85,7 +90,10 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     where = state.source.describe(ev.scope)
     # any error while this resource is made (a let, a check, a value) stops it
     errors_before = state.errors_met
-    child = Evaluation(state, ev.scope, dict(ev.vars))
+    child = _new(Evaluation)  # Evaluation(state, ev.scope, dict(ev.vars)), no __init__ call
+    child.state = state
+    child.scope = ev.scope
+    child.vars = dict(ev.vars)
     (template._lets or lets_of(template))(child)  # the lets, in order (made by the loader)
     if template.skip is not None and truthy(child.expr(template.skip[0])):
         condition, reason, severity, at = template.skip
