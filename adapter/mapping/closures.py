@@ -40,6 +40,7 @@ from adapter.mapping.values import (
     NUMBERED_PARTS,
     TEXT_ALWAYS,
     TEXT_DECIDES,
+    TEXT_READERS,
     is_empty,
     is_position_type,
     is_position_without_text,
@@ -727,6 +728,11 @@ def _build_call(node: Call) -> Fn:
     return _made(source, names)  # type: ignore[no-any-return]
 
 
+def _text_property(value: Any) -> Any:
+    """``value.text``: a position of ``TEXT_ALWAYS`` whose property is not registered."""
+    return value.text
+
+
 def _built(ev: Any, value: Any) -> Any:
     """What a value that is not text builds into (materialize()); a whole segment is an
     error."""
@@ -786,6 +792,8 @@ class _Builder:
             "text_reader": _text_reader,
             "text_decides": TEXT_DECIDES,
             "text_always": TEXT_ALWAYS,
+            "text_readers": TEXT_READERS,
+            "text_property": _text_property,
             "plain_sized": (str, dict, list),  # is_empty: ``not value`` for these exactly
             "empty_text": "",
         }
@@ -931,8 +939,12 @@ class _Builder:
             f"elif {kind} is dict:",
             f"    if {value}:",
             *("    " + line for line in keep),
-            f"elif {kind} in text_always:",
+            f"elif {kind} in text_decides:",  # a text attribute (a ReadNode)
             f"    {value} = {value}.text.strip()",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {kind} in text_always:",  # a text property: its function called at once
+            f"    {value} = text_readers.get({kind}, text_property)({value}).strip()",
             f"    if {value}:",
             *("    " + line for line in keep),
             f"elif {value} is not None:",

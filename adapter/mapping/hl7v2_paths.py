@@ -22,7 +22,13 @@ from operator import attrgetter, itemgetter
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
-from adapter.mapping.values import NUMBERED_PARTS, TEXT_ALWAYS, TEXT_DECIDES, TEXT_FIRST
+from adapter.mapping.values import (
+    NUMBERED_PARTS,
+    TEXT_ALWAYS,
+    TEXT_DECIDES,
+    TEXT_FIRST,
+    TEXT_READERS,
+)
 
 _PATH = re.compile(
     r"^(?P<seg>[A-Z][A-Z0-9]{2})(?:\[(?P<occ>\d+)\])?"
@@ -309,6 +315,8 @@ NUMBERED_PARTS.update((Node, ReadNode))
 TEXT_FIRST.add(Node)
 # ``Node.text`` and a ReadNode's ``text`` are always a str (Segment.get's)
 TEXT_ALWAYS.update((Node, ReadNode))
+# ``Node.text`` is a property: its function, for the readers to call at once
+TEXT_READERS[Node] = Node.text.fget
 
 
 # -- groups --------------------------------------------------------------------------------
@@ -957,5 +965,24 @@ def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
 
 
 def segment_scope(segment: Segment, parent: Group) -> Group:
-    """A one-segment scope for ``each: NTE``: paths reach this segment first, then the parent."""
-    return Group(GroupSpec(segment.name, []), parent, segments=[segment])
+    """A one-segment scope for ``each: NTE``: paths reach this segment first, then the parent.
+
+    ``Group(GroupSpec(segment.name, []), parent, segments=[segment])``: the spec (no parts,
+    nothing of it changes) is one per segment name, and the group is made without the
+    dataclass ``__init__`` call, its fields set as that sets them (decision 0144)."""
+    spec = _SCOPE_SPECS.get(segment.name)
+    if spec is None:
+        spec = GroupSpec(segment.name, [])
+        if len(_SCOPE_SPECS) < 512:  # a sender's Z-segment names are not bounded
+            _SCOPE_SPECS[segment.name] = spec
+    scope = _new_node(Group)
+    scope.spec = spec
+    scope.parent = parent
+    scope.segments = [segment]
+    scope.groups = []
+    scope.position = 0
+    scope.found = {}
+    return scope  # type: ignore[no-any-return]
+
+
+_SCOPE_SPECS: dict[str, GroupSpec] = {}

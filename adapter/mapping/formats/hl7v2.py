@@ -248,7 +248,7 @@ class Hl7v2Format(SourceFormat):
             infos = by_name.get(seg_name)
             if infos is None:
                 infos = _field_infos(by_name, seg_name, clinical, skips, with_parts)
-            d = segment.delimiters
+            d = segment._d  # ``Segment.delimiters``, inline (a property: a call from C)
             written = segment._f  # ``Segment.raw``, inline: ``fields`` are populated ones
             for f in fields:
                 info = infos.get(f)
@@ -371,7 +371,7 @@ def _unread_parts(
     skip = skip or _NO_PARTS
     written = segment._f  # ``Segment.raw``, inline
     raw = written[field_no] if 0 < field_no < len(written) else ""
-    d = segment.delimiters
+    d = segment._d  # ``Segment.delimiters``, inline
     if d.repetition not in raw and d.component not in raw:  # one value: read or not at all
         if (index, field_no, 1, 1) in parts or 1 in skip:
             return []

@@ -12,6 +12,7 @@ from adapter.mapping.functions.registry import FunctionContext, transform
 from adapter.mapping.values import (
     TEXT_DECIDES,
     TEXT_FIRST,
+    TEXT_READERS,
     is_empty,
     is_position_type,
     is_position_without_text,
@@ -69,8 +70,12 @@ def exists(ev: FunctionContext, *values: Any) -> bool:
             return False
         # TEXT_DECIDES: not empty and text not blank is text not blank; TEXT_FIRST: its
         # text is what is_empty reads first, so a blank text decides (decision 0121)
-        if kind in TEXT_DECIDES or kind in TEXT_FIRST:
+        if kind in TEXT_DECIDES:
             return v.text.strip() != ""  # type: ignore[no-any-return]
+        if kind in TEXT_FIRST:  # its text property's function called at once (0144)
+            reader = TEXT_READERS.get(kind)
+            as_text = reader(v) if reader is not None else v.text
+            return as_text.strip() != ""  # type: ignore[no-any-return]
         if is_position_type(kind):
             as_text = getattr(v, "text", None)
             if not isinstance(as_text, str):
