@@ -499,6 +499,20 @@ class Group:
         for group in self.groups:
             yield from group.walk()
 
+    def walk_list(self) -> list[Group]:
+        """``walk``'s groups (this one, then each group's in order, depth first) as a list:
+        made in one loop, where the nested generators resumed once per group and level,
+        each resumption a new interpreter loop (decision 0144)."""
+        out: list[Group] = []
+        stack = [self]
+        while stack:
+            group = stack.pop()
+            out.append(group)
+            children = group.groups
+            if children:
+                stack.extend(reversed(children))
+        return out
+
     @property
     def first_segment(self) -> Segment | None:
         if self.segments:
@@ -756,7 +770,7 @@ def missing_required(root: Group) -> list[tuple[Group, str]]:
     """Required segments and groups absent from a group instance: (group, name of the part).
     Parts of a group that is absent itself are not listed (only its absence, if required)."""
     out: list[tuple[Group, str]] = []
-    for group in root.walk():
+    for group in root.walk_list():
         for child in group.spec.children:
             if not child.required:
                 continue

@@ -201,7 +201,11 @@ class Translator:
             return Outcome.failure([internal_error("translating", exc)], source.format)
         issues = list(translation.issues)
         issues.extend(check_resources(translation.resources, translation.origins, document.locate))
-        failed = any(i.severity in ("error", "fatal") for i in issues)
+        failed = False  # a loop, not any() over a generator (decision 0144)
+        for issue in issues:
+            if issue.severity in ("error", "fatal"):
+                failed = True
+                break
         return Outcome(
             document.format,
             document.encoding,

@@ -188,7 +188,7 @@ class Hl7v2Format(SourceFormat):
         0100). The tracker's sets (read by ``unread``, done) are left as they are."""
         source.tracker.resolved.clear()
         if isinstance(scope, v2.Group):
-            for group in list(scope.walk()):
+            for group in scope.walk_list():
                 group.groups = []
 
     def compile_ignore(self, entry: str, options: Any) -> str:
@@ -265,7 +265,11 @@ class Hl7v2Format(SourceFormat):
                         out.append((segment.location(f), "field", flag or held_first))
                     continue
                 for place, comps in _unread_parts(segment, f, tracker, skip):
-                    held = any(f"{name}.{c}" in clinical for c in comps)
+                    held = False  # a loop, not any() over a generator (decision 0144)
+                    for c in comps:
+                        if f"{name}.{c}" in clinical:
+                            held = True
+                            break
                     out.append((place, "field", flag or held))
         return out
 
@@ -391,7 +395,8 @@ def _unread_parts(
         if len(unread) == len(filled):  # nothing of it read, nothing ignored: name it whole
             out.append((segment.location(field_no, rep), tuple(held)))
         else:
-            out.extend((segment.location(field_no, rep, c), (c,)) for c in unread)
+            for c in unread:  # a loop, not a generator (decision 0144)
+                out.append((segment.location(field_no, rep, c), (c,)))
     return out
 
 

@@ -155,7 +155,8 @@ def refs(ev: FunctionContext, resources: Any) -> list[dict[str, str]]:
     same resource (one Specimen under every test item), which a list must not repeat."""
     items = resources if isinstance(resources, list) else [resources]
     out: list[dict[str, str]] = []
-    for made in (ref(ev, item) for item in items):
+    for item in items:  # a loop, not a generator (decision 0144)
+        made = ref(ev, item)
         if made and made not in out:
             out.append(made)
     return out
