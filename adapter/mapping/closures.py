@@ -22,6 +22,7 @@ from typing import Any
 
 from adapter.mapping.expressions import Call, Literal, Path, Var
 from adapter.mapping.functions import FUNCTIONS
+from adapter.mapping.functions.logic import exists_one
 from adapter.mapping.nodes import (
     BundleStep,
     DatatypeTemplate,
@@ -444,6 +445,18 @@ def _inline(
             args = [_inline(arg, names, local, reads) for arg in node.args[1:]]
             return f"ev.apply_datatype({name}, [{', '.join(args)}])"
         if (
+            node.name in ("exists", "empty")
+            and len(node.args) == 1
+            and FUNCTIONS["exists"] is _EXISTS
+            and FUNCTIONS["empty"] is _EMPTY
+        ):
+            # ``exists(x)``: its one-value case without the tuple of arguments; ``empty(x)``
+            # is ``not exists(x)`` (logic.empty) (decision 0144)
+            names[name] = exists_one
+            arg = _inline(node.args[0], names, local, reads)
+            call = f"{name}(ev, {arg})"
+            return call if node.name == "exists" else f"(not {call})"
+        if (
             node.name == "not"
             and len(node.args) == 1
             and FUNCTIONS["not"] is _NOT
@@ -474,6 +487,7 @@ def _gives_bool(node: Any) -> bool:
 
 _BOOL_CALLS = GIVES_BOOL | {"all", "any"}
 _NOT = FUNCTIONS["not"]  # logic.not_, written inline for a bool (``_inline``)
+_EXISTS, _EMPTY = FUNCTIONS["exists"], FUNCTIONS["empty"]  # as exists_one (``_inline``)
 
 
 def _truth(
