@@ -122,10 +122,10 @@ class Evaluation:
     def facility_system(self, kind: str) -> str:
         return self.state.facility_system(kind)
 
-    def lookup(self, table: str, value: Any, *, report: bool = True) -> Target | None:
+    def lookup(self, table: str, value: Any, report: bool = True) -> Target | None:
         """The target of a code in a concept map; what an unknown code gives and whether it
         is reported is the table's own rule (``ConceptMap.translate``), reported here at the
-        code's location."""
+        code's location. ``report`` by position in the functions called per rule (0144)."""
         cmap = self.state.concept_maps.get(table)
         if cmap is None:  # the loader checks names; this is a guard for datatype arguments
             self.error(f"no concept map named {table!r}", location(value))
@@ -139,7 +139,7 @@ class Evaluation:
             code = text(value).strip()
         if not code:
             return None
-        target, unmapped = cmap.translate(code, report=report)
+        target, unmapped = cmap.translate(code, report)
         if unmapped is not None:
             self.issue(unmapped.severity, "code-invalid", unmapped.message, location(value))
         return target
