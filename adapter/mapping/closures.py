@@ -408,7 +408,9 @@ def _inline(
             if held is not None:
                 return held  # read above, surely: the value it gave
             names[name] = compiled
-            read = f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
+            read = (
+                f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
+            )
             return f"({reads.add(compiled)} := {read})"
         names[name] = compiled
         return f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"

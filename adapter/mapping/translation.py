@@ -14,8 +14,8 @@ from datetime import tzinfo
 from typing import Any
 
 from adapter.errors import Issue
-from adapter.mapping.evaluation import SourceAdapter, TranslationState
 from adapter.mapping.context_reads import variables_read
+from adapter.mapping.evaluation import SourceAdapter, TranslationState
 from adapter.mapping.nodes import FormatMappings, MappingSet, MessageMapping
 
 # the pipeline's resource check (FHIR R4 validity, stored lengths), for formats that import
