@@ -25,7 +25,7 @@ def _is_deep(value: str, d: Delimiters) -> bool:
 
 
 class Segment:
-    __slots__ = ("_cache", "_cs", "_d", "_f", "_flat", "index", "name", "occurrence")
+    __slots__ = ("_c1", "_cache", "_cs", "_d", "_f", "_flat", "index", "name", "occurrence")
 
     def __init__(
         self,
@@ -46,6 +46,8 @@ class Segment:
         # no repetition, subcomponent or escape character anywhere in the segment
         self._flat = flat
         self._cache: dict[int, Tree] | None = None
+        # field -> ``first_components(field)``, kept once asked (decision 0144)
+        self._c1: dict[int, list[str]] = {}
 
     # -- reading -------------------------------------------------------------------------
     def get(self, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
@@ -70,6 +72,23 @@ class Segment:
             parts = value.split(cs)
             return parts[comp - 1] if 0 < comp <= len(parts) else ""
         return ""
+
+    def first_components(self, field: int) -> list[str]:
+        """The components of the field's first repetition, each as its first subcomponent
+        unescaped: ``get(field, 1, c, 1)`` is item c (from 1), "" past the end. Kept per
+        field (``_c1``): the mapping reads several components of one field (decision 0144)."""
+        written = self._f  # ``raw``, inline
+        value = written[field] if 0 < field < len(written) else ""
+        if not value:
+            comps: list[str] = []
+        elif self._flat or not _is_deep(value, self._d):
+            comps = value.split(self._cs)  # ``get``'s hot path
+        else:
+            comps = []
+            for component in self._tree(field)[0]:  # ``_leaf``'s tree, its first repetition
+                comps.append(component[0])
+        self._c1[field] = comps
+        return comps
 
     def _leaf(self, field: int, rep: int, comp: int, sub: int) -> str:
         if rep < 1 or comp < 1 or sub < 1:

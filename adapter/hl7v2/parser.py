@@ -307,10 +307,15 @@ def _check_shape(
             "max_fields",
             f"{where}-{limits.fields + 1}",
         )
+    # no field longer than both limits: none can be over either (the loop below would pass
+    # every field at its first test), told by one scan in C (decision 0144)
+    small = min(limits.components, limits.repetitions)
+    if max(map(len, fields)) <= small:
+        return
     rs, cs, ss = d.repetition, d.component, d.subcomponent
     for number in range(start, len(fields)):
         value = fields[number]
-        if len(value) <= limits.components and len(value) <= limits.repetitions:
+        if len(value) <= small:
             continue
         if value.count(rs) >= limits.repetitions:
             raise over_limit(

@@ -22,6 +22,7 @@ from typing import Any
 
 from adapter.mapping.expressions import Call, Literal, Path, Var
 from adapter.mapping.functions import FUNCTIONS
+from adapter.mapping.functions.logic import exists_one
 from adapter.mapping.nodes import (
     BundleStep,
     DatatypeTemplate,
@@ -38,7 +39,9 @@ from adapter.mapping.nodes import (
 )
 from adapter.mapping.values import (
     NUMBERED_PARTS,
+    TEXT_ALWAYS,
     TEXT_DECIDES,
+    TEXT_READERS,
     is_empty,
     is_position_type,
     is_position_without_text,
@@ -48,6 +51,10 @@ from adapter.mapping.values import (
 Fn = Callable[[Any], Any]  # evaluation -> value
 
 _APPLY = FUNCTIONS["apply"]  # codes.apply, written inline with a literal name (``_inline``)
+
+# an evaluation made without its ``__init__`` call (a call from C back into Python) where
+# one is made per datatype applied or item: its three slots set as ``__init__`` sets them
+_new = object.__new__
 
 _EXPR_KINDS = (Literal, Path, Var, Call)
 _TEMPLATE_KINDS = (DictNode, ListNode, Gate, FirstOf, Each)
@@ -116,14 +123,52 @@ def prepare_template(template: ResourceTemplate) -> None:
     prepare(template.body)
     lets_of(template)
     id_parts_of(template)
+    checks_of(template)
 
 
-def lets_of(template: ResourceTemplate) -> tuple[tuple[str, Fn], ...]:
-    """A resource template's ``let`` names with their closures, found once."""
+def lets_of(template: ResourceTemplate) -> Fn:
+    """A resource template's ``let`` values bound in order (``ev.vars[name] = value``), as
+    one generated function (``lets_function``), found once."""
     lets = template._lets
     if lets is None:
-        lets = template._lets = tuple((name, let_fn(value)) for name, value in template.lets)
+        lets = template._lets = lets_function(template.lets)
     return lets  # type: ignore[no-any-return]
+
+
+def lets_function(lets: list[tuple[str, Any]]) -> Fn:
+    """``let`` values bound in order, each to ``ev.vars[name]`` before the next is worked
+    out (a later one reads an earlier one), as one generated function (decision 0144): an
+    expression written inline as ``let_fn`` evaluates it (``_inline``; a path read again
+    gives the value its first read gave, ``_Reads``), any other value by its closure
+    (``let_fn``). One Python call per template instead of one per ``let``."""
+    names: dict[str, Any] = {"truthy": truthy}
+    reads = _Reads()
+    lines = ["    d0 = ev.vars"]
+    for name, value in lets:
+        key = f"a{len(names)}"
+        names[key] = name
+        kind = type(value)
+        if kind is Path or kind is Var or kind is Call:  # let_fn: expr_fn, as _inline writes it
+            code = _inline(value, names, local=True, reads=reads)
+        else:  # a literal, a template, an each: its closure
+            code = f"a{len(names)}"
+            names[code] = let_fn(value)
+            code += "(ev)"
+        lines.append(f"    d0[{key}] = {code}")
+    lines += ["    return None", ""]
+    return _made("\n".join(_prologue(lines) + lines), names)  # type: ignore[no-any-return]
+
+
+def checks_of(template: ResourceTemplate) -> tuple[tuple[Fn, str, str, Any], ...]:
+    """A resource template's ``checks`` with their conditions' closures (``expr_fn``),
+    found once (decision 0144: ``make_resource`` called ``Evaluation.expr`` per check)."""
+    checks = template._checks
+    if checks is None:
+        checks = template._checks = tuple(
+            (expr_fn(condition), severity, message, at)
+            for condition, severity, message, at in template.checks
+        )
+    return checks  # type: ignore[no-any-return]
 
 
 def id_parts_of(template: ResourceTemplate) -> tuple[Fn, ...]:
@@ -160,7 +205,11 @@ def datatype_fn(template: DatatypeTemplate) -> Callable[[Any, list[Any]], Any]:
     def apply(ev: Any, args: list[Any]) -> Any:
         variables = dict(ev.vars)
         variables.update(zip(params, args, strict=False))
-        child = type(ev)(ev.state, ev.scope, variables)
+        # ``type(ev)(ev.state, ev.scope, variables)``, made without its __init__ call
+        child = _new(type(ev))
+        child.state = ev.state
+        child.scope = ev.scope
+        child.vars = variables
         for let_name, let in lets:
             variables[let_name] = let(child)
         return body(child)
@@ -265,7 +314,8 @@ def _compile_call(node: Call) -> Fn:
     if not _inlined(node):
         return _LAZY[node.name](node.args, tuple(expr_fn(arg) for arg in node.args))
     names: dict[str, Any] = {"truthy": truthy}
-    return _made(f"lambda ev: {_inline(node, names)}", names)  # type: ignore[no-any-return]
+    code = _inline(node, names, reads=_Reads())
+    return _made(f"lambda ev: {code}", names)  # type: ignore[no-any-return]
 
 
 def _inlined(node: Call) -> bool:
@@ -302,9 +352,47 @@ def _made(source: str, names: dict[str, Any]) -> Any:
     return eval(code, names)
 
 
-def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
+class _Reads:
+    """The paths a generated function has read so far, each kept in a local (``p1`` ...),
+    for a later read of the same path in the same function (decision 0144): a path whose
+    reads are remembered by the source (``same_on_reread``: HL7 v2, ``read_path``'s memo)
+    gives, read again in the same scope, the very value it gave, and marks nothing more.
+    A read is used again only where it has surely happened: after it in the statements and
+    in the arguments evaluated after it, not after a branch that may not have run (the
+    value of a ``when``, the terms of ``all`` / ``any`` after the first, a gate's body);
+    ``layers`` holds one dict per such branch entered."""
+
+    def __init__(self) -> None:
+        self.layers: list[dict[int, str]] = [{}]
+        self.count = 0
+
+    def get(self, compiled: Any) -> str | None:
+        key = id(compiled)
+        for layer in self.layers:
+            found = layer.get(key)
+            if found is not None:
+                return found
+        return None
+
+    def add(self, compiled: Any) -> str:
+        self.count += 1
+        local = f"p{self.count}"
+        self.layers[-1][id(compiled)] = local
+        return local
+
+    def enter(self) -> None:
+        self.layers.append({})
+
+    def leave(self) -> None:
+        self.layers.pop()
+
+
+def _inline(
+    node: Any, names: dict[str, Any], local: bool = False, reads: _Reads | None = None
+) -> str:
     """``local``: inside a generated ``def`` whose first lines bind ``resolve`` (the
-    source's), ``scope`` and ``vget`` (``ev.vars.get``) once (``_Builder``)."""
+    source's), ``scope`` and ``vget`` (``ev.vars.get``) once (``_Builder``). ``reads``: the
+    function's path reads so far (``_Reads``), None to read every path where written."""
     kind = type(node)
     name = f"a{len(names)}"
     if kind is Literal:
@@ -314,16 +402,37 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
         names[name] = node.name
         return f"vget({name})" if local else f"ev.vars.get({name})"
     if kind is Path:
-        names[name] = node.compiled
+        compiled = node.compiled
+        if reads is not None and getattr(compiled, "same_on_reread", False):
+            held = reads.get(compiled)
+            if held is not None:
+                return held  # read above, surely: the value it gave
+            names[name] = compiled
+            read = (
+                f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
+            )
+            return f"({reads.add(compiled)} := {read})"
+        names[name] = compiled
         return f"resolve({name}, scope)" if local else f"ev.state.source.resolve({name}, ev.scope)"
     if kind is Call and _inlined(node):
         if node.name == "when":
-            cond = _truth(node.args[0], names, local)
-            return f"({_inline(node.args[1], names, local)} if {cond} else None)"
+            cond = _truth(node.args[0], names, local, reads)
+            if reads is not None:
+                reads.enter()  # the value is evaluated only when the condition holds
+            value = _inline(node.args[1], names, local, reads)
+            if reads is not None:
+                reads.leave()
+            return f"({value} if {cond} else None)"
         if node.name in ("all", "any"):
             if not node.args:
                 return "True" if node.name == "all" else "False"
-            parts = [_truth(arg, names, local) for arg in node.args]
+            parts = [_truth(node.args[0], names, local, reads)]
+            if reads is not None:
+                reads.enter()  # a term after the first is evaluated only when those before
+            for arg in node.args[1:]:  # it let it (each sees what they read)
+                parts.append(_truth(arg, names, local, reads))
+            if reads is not None:
+                reads.leave()
             return "(" + (" and " if node.name == "all" else " or ").join(parts) + ")"
         if (
             node.name == "apply"
@@ -335,10 +444,31 @@ def _inline(node: Any, names: dict[str, Any], local: bool = False) -> str:
             # ``apply('cwe-coding', OBX-3, ...)``: codes.apply with its literal name, written
             # as the call it makes (``ev.apply_datatype(name, [args])``, decision 0126)
             names[name] = node.args[0].value
-            args = [_inline(arg, names, local) for arg in node.args[1:]]
+            args = [_inline(arg, names, local, reads) for arg in node.args[1:]]
             return f"ev.apply_datatype({name}, [{', '.join(args)}])"
+        if (
+            node.name in ("exists", "empty")
+            and len(node.args) == 1
+            and FUNCTIONS["exists"] is _EXISTS
+            and FUNCTIONS["empty"] is _EMPTY
+        ):
+            # ``exists(x)``: its one-value case without the tuple of arguments; ``empty(x)``
+            # is ``not exists(x)`` (logic.empty) (decision 0144)
+            names[name] = exists_one
+            arg = _inline(node.args[0], names, local, reads)
+            call = f"{name}(ev, {arg})"
+            return call if node.name == "exists" else f"(not {call})"
+        if (
+            node.name == "not"
+            and len(node.args) == 1
+            and FUNCTIONS["not"] is _NOT
+            and _gives_bool(node.args[0])
+        ):
+            # ``not(x)`` of a bool is ``not x`` (logic.not_: ``not _truthy(x)``, and
+            # ``_truthy`` of a bool is itself): no call (decision 0144)
+            return f"(not {_inline(node.args[0], names, local, reads)})"
         names[name] = FUNCTIONS[node.name]
-        args = [_inline(arg, names, local) for arg in node.args]
+        args = [_inline(arg, names, local, reads) for arg in node.args]
         return f"{name}(ev{''.join(', ' + arg for arg in args)})"
     names[name] = expr_fn(node)  # first(), when() of the wrong arity, @var.parts
     return f"{name}(ev)"
@@ -351,11 +481,24 @@ GIVES_BOOL = frozenset(
 )
 
 
-def _truth(node: Any, names: dict[str, Any], local: bool = False) -> str:
+def _gives_bool(node: Any) -> bool:
+    """Whether the expression's value is always a bool: a call of a function of
+    ``GIVES_BOOL``, or an inline ``all`` / ``any``."""
+    return type(node) is Call and _inlined(node) and node.name in _BOOL_CALLS
+
+
+_BOOL_CALLS = GIVES_BOOL | {"all", "any"}
+_NOT = FUNCTIONS["not"]  # logic.not_, written inline for a bool (``_inline``)
+_EXISTS, _EMPTY = FUNCTIONS["exists"], FUNCTIONS["empty"]  # as exists_one (``_inline``)
+
+
+def _truth(
+    node: Any, names: dict[str, Any], local: bool = False, reads: _Reads | None = None
+) -> str:
     """``truthy(node)`` written inline: the value itself when it is a bool already (a call of
     a function of ``GIVES_BOOL``, ``all`` or ``any``), without the call (decision 0121)."""
-    code = _inline(node, names, local)
-    if type(node) is Call and _inlined(node) and node.name in GIVES_BOOL | {"all", "any"}:
+    code = _inline(node, names, local, reads)
+    if _gives_bool(node):
         return code
     return f"truthy({code})"
 
@@ -393,13 +536,18 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         "is_empty": is_empty,
         "text": text,
         "str": str,
-        "read_alternatives": _read_alternatives,
         "text_decides": TEXT_DECIDES,
     }
+    # the source's ``read_alternatives`` called at once (every source has it, decision 0144;
+    # ``_read_alternatives`` was a Python call in between)
+    alternatives = "ev.state.source.read_alternatives"
+    reads = _Reads()
     lines: list[str] = []
     for i, node in enumerate(nodes):
         rest = _once(p.compiled for later in nodes[i + 1 :] for p in _paths_in(later))
-        lines.append(f"    value = {_inline(node, names, local=True)}")
+        # reaching an argument means the ones before it were evaluated: what they read
+        # is read (``_Reads``)
+        lines.append(f"    value = {_inline(node, names, local=True, reads=reads)}")
         # not is_empty(value) and truthy(value), text(value).strip(): text at once
         lines += [
             "    if type(value) is str:",
@@ -409,7 +557,7 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
         if rest:
             rest_name = f"a{len(names)}"
             names[rest_name] = rest
-            lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
+            lines.append(f"            {alternatives}({rest_name}, scope, chosen)")
         # a position whose text decides (an HL7 v2 ReadNode, values.TEXT_DECIDES): present
         # and true exactly when its text is not blank, and that text is the one compared
         lines += [
@@ -419,13 +567,13 @@ def _lazy_first(nodes: tuple[Any, ...], args: tuple[Fn, ...]) -> Fn:
             "        if chosen:",
         ]
         if rest:
-            lines.append(f"            read_alternatives(ev, {rest_name}, chosen)")
+            lines.append(f"            {alternatives}({rest_name}, scope, chosen)")
         lines += [
             "            return value",
             "    elif not (value is None or is_empty(value) or not truthy(value)):",
         ]
         if rest:
-            lines.append(f"        read_alternatives(ev, {rest_name}, text(value).strip())")
+            lines.append(f"        {alternatives}({rest_name}, scope, text(value).strip())")
         lines.append("        return value")
     lines += ["    return None", ""]
     return _made("\n".join(_prologue(lines) + lines), names)  # type: ignore[no-any-return]
@@ -581,7 +729,7 @@ def _build_expr(value_of: Fn) -> Fn:
 def _build_call(node: Call) -> Fn:
     """``_build_expr`` of a call, the call written into it (``_inline``)."""
     names: dict[str, Any] = {"truthy": truthy, "_built": _built, "str": str, "dict": dict}
-    value = _inline(node, names)
+    value = _inline(node, names, reads=_Reads())
     source = (
         "def build(ev):\n"
         f"    value = {value}\n"
@@ -594,6 +742,11 @@ def _build_call(node: Call) -> Fn:
         "    return _built(ev, value)\n"
     )
     return _made(source, names)  # type: ignore[no-any-return]
+
+
+def _text_property(value: Any) -> Any:
+    """``value.text``: a position of ``TEXT_ALWAYS`` whose property is not registered."""
+    return value.text
 
 
 def _built(ev: Any, value: Any) -> Any:
@@ -654,9 +807,14 @@ class _Builder:
             "isinstance": isinstance,
             "text_reader": _text_reader,
             "text_decides": TEXT_DECIDES,
+            "text_always": TEXT_ALWAYS,
+            "text_readers": TEXT_READERS,
+            "text_property": _text_property,
+            "plain_sized": (str, dict, list),  # is_empty: ``not value`` for these exactly
             "empty_text": "",
         }
         self.lines: list[str] = []
+        self.reads = _Reads()  # the paths read so far in the function (decision 0144)
         self.indent = "    "  # one level more inside a gate
         self.count = 0
 
@@ -706,19 +864,23 @@ class _Builder:
             )
         elif kind is Call or kind is Var:  # _build_call, _build_expr
             self.emit(
-                f"{value} = {_inline(node, self.names, local=True)}",
+                f"{value} = {_inline(node, self.names, local=True, reads=self.reads)}",
                 f"if type({value}) is str:",
                 f"    {value} = {value}.strip() or None",
-                f"elif type({value}) in text_decides:",  # _built's first branch, inline
+                # _built of a position whose text is always a str (a ReadNode, a Node: its
+                # first branch, or its second with the text read), inline (decision 0144)
+                f"elif type({value}) in text_always:",
                 f"    {value} = {value}.text.strip() or None",
                 f"elif {value} is not None and type({value}) is not dict:",
                 f"    {value} = _built(ev, {value})",
             )
         elif kind is Gate and len(self.indent) < 4 * _MAX_DEPTH:  # _compile_build's Gate
-            cond = _truth(node.cond, self.names, local=True)
+            cond = _truth(node.cond, self.names, local=True, reads=self.reads)
             self.emit(f"{value} = None", f"if {cond}:")
             self.indent += "    "
+            self.reads.enter()  # the body runs only when the condition holds
             self.emit(f"{value} = {self.block(node.body)}")
+            self.reads.leave()
             self.indent = self.indent[:-4]
         else:
             self.emit(f"{value} = {self.bind(build_fn(node))}(ev)")
@@ -739,6 +901,12 @@ class _Builder:
                     continue  # dropped, whatever the message
                 self.emit(f"{out}[{self.bind(key)}] = {self.bind(built)}")
                 continue
+            if type(item) is Call or type(item) is Var:
+                store = [f"{out}[{self.bind(key)}] = {{}}"]
+                if counts and has is not None:
+                    store.append(f"{has} = True")
+                self.value_kept(item, store, "dict")
+                continue
             value = self.block(item)
             # None, "", [] or {} is dropped (a false value is tested no further); a nested
             # dict or list block gives None or a non-empty value
@@ -758,10 +926,56 @@ class _Builder:
             self.emit(f"{out} = {out} or None")
         return out
 
+    def value_kept(self, node: Any, store: list[str], into: str) -> None:
+        """A call or variable built (``block``'s ``_build_call`` / ``_build_expr`` lines)
+        and kept (``store``, ``{}`` standing for the value) when a dict or a list keeps it
+        (``into``), in one test per type of value (decision 0144): a text stripped and kept
+        when not blank; a dict kept when not empty; a position whose text is always a str
+        (``text_always``) as its text; anything else (None dropped) through ``_built`` and
+        the tests ``dict_block`` / ``list_block`` make of it."""
+        value, kind = self.local("v"), self.local("t")
+        keep = [f"    {line.format(value)}" for line in store]
+        if into == "dict":
+            other = (
+                f"    if {value} is not None and ({value} or not ({value} == empty_text or "
+                f"{value} == [] or {value} == {{}})):"
+            )
+        else:
+            other = (
+                f"    if {value} is not None and ({value} if type({value}) in plain_sized "
+                f"else not is_empty({value})):"
+            )
+        self.emit(
+            f"{value} = {_inline(node, self.names, local=True, reads=self.reads)}",
+            f"{kind} = type({value})",
+            f"if {kind} is str:",
+            f"    {value} = {value}.strip()",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {kind} is dict:",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {kind} in text_decides:",  # a text attribute (a ReadNode)
+            f"    {value} = {value}.text.strip()",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {kind} in text_always:",  # a text property: its function called at once
+            f"    {value} = text_readers.get({kind}, text_property)({value}).strip()",
+            f"    if {value}:",
+            *("    " + line for line in keep),
+            f"elif {value} is not None:",
+            f"    {value} = _built(ev, {value})",
+            other,
+            *("    " + line for line in keep),
+        )
+
     def list_block(self, node: ListNode) -> str:
         out = self.local("l")
         self.emit(f"{out} = []")
         for item in node.items:
+            if type(item) is Call or type(item) is Var:
+                self.value_kept(item, [f"{out}.append({{}})"], "list")
+                continue
             value = self.block(item)
             if type(item) is Each:
                 self.emit(
@@ -774,8 +988,10 @@ class _Builder:
             elif type(item) in (DictNode, ListNode):
                 self.emit(f"if {value} is not None:", f"    {out}.append({value})")
             else:
+                # is_empty of a text, dict or list is ``not value``: told inline (0144)
                 self.emit(
-                    f"if {value} is not None and not is_empty({value}):",
+                    f"if {value} is not None and ({value} if type({value}) in plain_sized "
+                    f"else not is_empty({value})):",
                     f"    {out}.append({value})",
                 )
         self.emit(f"{out} = {out} or None")
@@ -830,7 +1046,11 @@ def _item_fn(node: Each) -> Callable[[Any, Any, Any], Any]:
     lets = tuple((let_name, let_fn(let_node)) for let_name, let_node in node.lets)
 
     def item_ev(ev: Any, item: Any, scope: Any) -> Any:
-        child = type(ev)(ev.state, scope, {**ev.vars, name: item})
+        # ``type(ev)(ev.state, scope, {**ev.vars, name: item})``, without its __init__ call
+        child = _new(type(ev))
+        child.state = ev.state
+        child.scope = scope
+        child.vars = {**ev.vars, name: item}
         for let_name, let in lets:
             child.vars[let_name] = let(child)
         return child

@@ -193,6 +193,15 @@ class CsvSource:
     def peek(self, path: CsvColumn, scope: CsvRow) -> str:
         return scope.cells.get(path.name) or ""
 
+    def read_alternatives(self, paths: Any, scope: CsvRow, chosen: str) -> None:
+        """``first``'s alternatives not taken (adapter.mapping.closures): each read when its
+        text is empty or ``chosen`` (``peek``, then ``resolve``), left unread when it holds
+        another value (decision 0144: one call from the generated ``first``)."""
+        for path in paths:
+            other = self.peek(path, scope).strip()
+            if not other or other == chosen:
+                self.resolve(path, scope)
+
     def iterate_path(self, path: CsvColumn, scope: CsvRow) -> list[tuple[Any, Any]]:
         cell = self.resolve(path, scope)
         return [(cell, scope)] if cell is not None and not cell.is_empty() else []

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from adapter.mapping.closures import id_parts_of, lets_of
+from adapter.mapping.closures import checks_of, id_parts_of, lets_of
 from adapter.mapping.evaluation import Evaluation, truthy
 from adapter.mapping.ids import deterministic_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
 from adapter.mapping.values import TEXT_DECIDES, is_empty, location, text
+
+_new = object.__new__  # an Evaluation made per resource and item without its __init__ call
 
 # -- running a message mapping -----------------------------------------------------------------
 
@@ -41,7 +43,10 @@ def run_steps(ev: Evaluation, steps: list[Any]) -> None:
                 variables = dict(ev.vars)  # with a fresh list per collect name (no comprehension)
                 for name in names:
                     variables[name] = []
-                child = Evaluation(ev.state, scope, variables)
+                child = _new(Evaluation)  # Evaluation(ev.state, scope, variables), no __init__
+                child.state = ev.state
+                child.scope = scope
+                child.vars = variables
                 if step.cond is not None and not truthy(child.expr(step.cond)):
                     continue  # ``if`` holds for each item, as in a template's ``each``
                 run_steps(child, step.steps)
@@ -85,9 +90,11 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
     where = state.source.describe(ev.scope)
     # any error while this resource is made (a let, a check, a value) stops it
     errors_before = state.errors_met
-    child = Evaluation(state, ev.scope, dict(ev.vars))
-    for name, let in lets_of(template):
-        child.vars[name] = let(child)
+    child = _new(Evaluation)  # Evaluation(state, ev.scope, dict(ev.vars)), no __init__ call
+    child.state = state
+    child.scope = ev.scope
+    child.vars = dict(ev.vars)
+    (template._lets or lets_of(template))(child)  # the lets, in order (made by the loader)
     if template.skip is not None and truthy(child.expr(template.skip[0])):
         condition, reason, severity, at = template.skip
         at_location = location(child.expr(at)) if at is not None else None
@@ -98,8 +105,9 @@ def make_resource(ev: Evaluation, template: ResourceTemplate) -> dict[str, Any] 
             at_location or where,
         )
         return None
-    for condition, severity, message, at in template.checks:
-        if truthy(child.expr(condition)):
+    for condition, severity, message, at in template._checks or checks_of(template):
+        holds = condition(child)  # truthy() of a bool is itself: not called for one
+        if holds is True or (holds is not False and truthy(holds)):
             at_location = location(child.expr(at)) if at is not None else None
             child.issue(severity, "business-rule", message, at_location or where)
     resource_id = _resource_id(child, template)

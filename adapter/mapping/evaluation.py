@@ -41,6 +41,12 @@ class SourceAdapter(Protocol):
         compares an alternative it did not take with the value it took)."""
         ...
 
+    def read_alternatives(self, paths: Any, scope: Any, chosen: str) -> None:
+        """``first``'s alternatives not taken: each path read (as ``resolve`` reads it) when
+        its text (``peek``) is empty or ``chosen``, left unread when it holds another value
+        (the generated ``first`` calls it once for all of them, decision 0144)."""
+        ...
+
     def iterate_path(self, path: Any, scope: Any) -> list[tuple[Any, Any]]:
         """(item, scope) pairs: HL7 v2 field repetitions keep the scope; an XML element, a
         JSON array element becomes the scope its relative paths start from."""
@@ -116,10 +122,10 @@ class Evaluation:
     def facility_system(self, kind: str) -> str:
         return self.state.facility_system(kind)
 
-    def lookup(self, table: str, value: Any, *, report: bool = True) -> Target | None:
+    def lookup(self, table: str, value: Any, report: bool = True) -> Target | None:
         """The target of a code in a concept map; what an unknown code gives and whether it
         is reported is the table's own rule (``ConceptMap.translate``), reported here at the
-        code's location."""
+        code's location. ``report`` by position in the functions called per rule (0144)."""
         cmap = self.state.concept_maps.get(table)
         if cmap is None:  # the loader checks names; this is a guard for datatype arguments
             self.error(f"no concept map named {table!r}", location(value))
@@ -133,7 +139,7 @@ class Evaluation:
             code = text(value).strip()
         if not code:
             return None
-        target, unmapped = cmap.translate(code, report=report)
+        target, unmapped = cmap.translate(code, report)
         if unmapped is not None:
             self.issue(unmapped.severity, "code-invalid", unmapped.message, location(value))
         return target

@@ -14,14 +14,21 @@ then in the enclosing groups (so ``PID-3`` works inside an OBSERVATION).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from adapter.hl7v2 import Message, Segment
-from adapter.mapping.values import NUMBERED_PARTS, TEXT_DECIDES, TEXT_FIRST
+from adapter.mapping.values import (
+    NUMBERED_PARTS,
+    TEXT_ALWAYS,
+    TEXT_DECIDES,
+    TEXT_FIRST,
+    TEXT_READERS,
+)
 
 _PATH = re.compile(
     r"^(?P<seg>[A-Z][A-Z0-9]{2})(?:\[(?P<occ>\d+)\])?"
@@ -36,6 +43,20 @@ class Hl7Path:
     rep: int | None = None  # None: the first repetition (or all, when iterated)
     comp: int | None = None
     sub: int | None = None
+    # what ``read_path`` asks of the path at every read, found once (decision 0144): the
+    # repetition and component as read (``rep or 1``, ``comp or 1``), and whether the path
+    # names a field's first repetition and first subcomponent (a flat segment's value is
+    # then read at once)
+    _rep1: int = dataclasses.field(default=1, init=False, repr=False, compare=False)
+    _comp1: int = dataclasses.field(default=1, init=False, repr=False, compare=False)
+    _simple: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        rep, sub, field_no = self.rep, self.sub, self.field
+        object.__setattr__(self, "_rep1", rep or 1)
+        object.__setattr__(self, "_comp1", self.comp or 1)
+        simple = field_no is not None and field_no > 0 and (rep or 1) == 1 and (sub or 1) == 1
+        object.__setattr__(self, "_simple", simple)
 
     def __str__(self) -> str:
         out = self.segment
@@ -49,6 +70,10 @@ class Hl7Path:
                     out += f".{self.sub}"
         return out
 
+
+# a path read again in the same scope gives what it gave (``read_path``'s memo) and marks
+# nothing more: generated code may keep the first read's value (closures._Reads, 0144)
+Hl7Path.same_on_reread = True  # type: ignore[attr-defined]
 
 _COMPILED: dict[str, Hl7Path] = {}  # one object per path text (``resolve`` keeps by id)
 
@@ -82,7 +107,10 @@ def _compile_path(text: str) -> Hl7Path:
 # -- reading with a record of what was read ------------------------------------------------
 
 
-@dataclass(slots=True)
+_INDEX_AND_FIELD = itemgetter(0, 1)  # (segment index, field) of a part read
+_SEGMENT_OF_PART = itemgetter(0)
+
+
 class ReadTracker:
     """What a mapping read: the segments it looked at (``segments``), the fields whose
     value it read at least in part (``fields``: segment index, field) and, to the
@@ -93,23 +121,41 @@ class ReadTracker:
     or its value is read (``Node.text``, also through ``child``). A rule on ``PID-11``
     that reads the field as text so leaves an address in ``PID-11[1].3`` or a second
     repetition ``PID-11[2]`` unread, and it is reported (decision 0016). Below the
-    component nothing is told apart: reading a component reads all its subcomponents."""
+    component nothing is told apart: reading a component reads all its subcomponents.
 
-    fields: set[tuple[int, int]] = field(default_factory=set)
-    segments: set[int] = field(default_factory=set)
-    parts: set[tuple[int, int, int, int]] = field(default_factory=set)
-    # what ``resolve`` gave: (segment index, id of the path) -> the Node or the segment
-    # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
-    resolved: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False, compare=False)
+    Only ``parts`` and ``marked`` (a segment looked at without a part of it read: its
+    presence, a whole segment, ``each`` over it) are written as the mapping reads; a part
+    read is its field read and its segment looked at, so ``fields`` and ``segments`` are
+    found from them when asked (in C, once, by the unread report; decision 0144)."""
+
+    __slots__ = ("marked", "parts", "resolved")
+
+    def __init__(self) -> None:
+        self.parts: set[tuple[int, int, int, int]] = set()
+        self.marked: set[int] = set()
+        # what ``read_path`` gave: (segment index, id of the path) -> the ReadNode
+        # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
+        self.resolved: dict[tuple[int, int], Any] = {}
+
+    @property
+    def fields(self) -> set[tuple[int, int]]:
+        """(segment index, field) of every field read at least in part (a new set)."""
+        return set(map(_INDEX_AND_FIELD, self.parts))
+
+    @property
+    def segments(self) -> set[int]:
+        """The indexes of the segments looked at (a new set)."""
+        return self.marked.union(map(_SEGMENT_OF_PART, self.parts))
 
     def mark(self, segment: Segment, field_no: int | None) -> None:
         """The segment was looked at (its presence, or a path into it)."""
-        self.segments.add(segment.index)
+        self.marked.add(segment.index)
 
     def read(self, segment: Segment, field_no: int, rep: int, comp: int) -> None:
-        index = segment.index
-        self.fields.add((index, field_no))
-        self.parts.add((index, field_no, rep, comp))
+        self.parts.add((segment.index, field_no, rep, comp))
+
+    def __repr__(self) -> str:
+        return f"ReadTracker(segments={self.segments}, parts={self.parts})"
 
 
 class Node:
@@ -159,9 +205,16 @@ class Node:
         comp = self.comp or 1
         segment, field_no, rep, tracker = self.segment, self.field, self.rep, self.tracker
         if tracker is not None:  # ReadTracker.read, inline: read for every value taken
-            tracker.fields.add((segment.index, field_no))
             tracker.parts.add((segment.index, field_no, rep, comp))
-        known = self._text = segment.get(field_no, rep, comp, self.sub or 1)
+        sub = self.sub
+        if rep == 1 and (sub is None or sub == 1) and field_no > 0:
+            # the field's first components, split and unescaped once (decision 0144)
+            comps = segment._c1.get(field_no)
+            if comps is None:
+                comps = segment.first_components(field_no)
+            known = self._text = comps[comp - 1] if 0 < comp <= len(comps) else ""
+        else:
+            known = self._text = segment.get(field_no, rep, comp, sub or 1)
         return known
 
     def repetition_texts(self) -> list[str]:
@@ -197,12 +250,24 @@ class Node:
             made = children.get(index)
             if made is not None:
                 return made
+        # ``Node(segment, field, rep, comp, sub, tracker)`` without its ``__init__`` call (a
+        # component of a field, a subcomponent of a component; decision 0144)
+        made = _new_node(Node)
         if self.comp is None:
-            made = Node(self.segment, self.field, self.rep, index, tracker=self.tracker)
+            made.comp = index
+            made.sub = None
         elif self.sub is None:
-            made = Node(self.segment, self.field, self.rep, self.comp, index, self.tracker)
+            made.comp = self.comp
+            made.sub = index
         else:
             raise ValueError(f"{self.location} has no parts below subcomponent")
+        made.segment = self.segment
+        made.field = self.field
+        made.rep = self.rep
+        made.tracker = self.tracker
+        made._text = None
+        made._empty = None
+        made._children = None
         children[index] = made
         return made
 
@@ -248,6 +313,10 @@ TEXT_DECIDES.add(ReadNode)
 NUMBERED_PARTS.update((Node, ReadNode))
 # a leaf holds its text (Segment.get), so a text not blank means not ``is_empty``
 TEXT_FIRST.add(Node)
+# ``Node.text`` and a ReadNode's ``text`` are always a str (Segment.get's)
+TEXT_ALWAYS.update((Node, ReadNode))
+# ``Node.text`` is a property: its function, for the readers to call at once
+TEXT_READERS[Node] = Node.text.fget
 
 
 # -- groups --------------------------------------------------------------------------------
@@ -429,6 +498,20 @@ class Group:
         yield self
         for group in self.groups:
             yield from group.walk()
+
+    def walk_list(self) -> list[Group]:
+        """``walk``'s groups (this one, then each group's in order, depth first) as a list:
+        made in one loop, where the nested generators resumed once per group and level,
+        each resumption a new interpreter loop (decision 0144)."""
+        out: list[Group] = []
+        stack = [self]
+        while stack:
+            group = stack.pop()
+            out.append(group)
+            children = group.groups
+            if children:
+                stack.extend(reversed(children))
+        return out
 
     @property
     def first_segment(self) -> Segment | None:
@@ -687,7 +770,7 @@ def missing_required(root: Group) -> list[tuple[Group, str]]:
     """Required segments and groups absent from a group instance: (group, name of the part).
     Parts of a group that is absent itself are not listed (only its absence, if required)."""
     out: list[tuple[Group, str]] = []
-    for group in root.walk():
+    for group in root.walk_list():
         for child in group.spec.children:
             if not child.required:
                 continue
@@ -722,54 +805,52 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
         segment = scope.find_segment(path.segment)
     if segment is None:
         return None
-    index = segment.index
+    field_no = path.field
+    if field_no is None:  # the segment itself: looked at (ReadTracker.mark, inline)
+        tracker.marked.add(segment.index)
+        return segment
     # a path read again in the same segment gives what it gave (the same ``Node``, its text
     # kept once read): the tracker's sets only grow, so it would add nothing to them
+    index = segment.index
     key = (index, id(path))
     resolved = tracker.resolved
     found = resolved.get(key)
     if found is not None:
         return found  # type: ignore[no-any-return]
-    tracker.segments.add(index)  # ReadTracker.mark and .read, inline (every path read)
-    field_no = path.field
-    if field_no is None:
-        found = resolved[key] = segment
-        return found  # type: ignore[no-any-return]
     # the part the path names counts as read once a rule consults it (a fallback of
     # ``first`` not taken is resolved only when it held nothing else); parts below it when
-    # they are read
-    rep = path.rep or 1
-    comp = path.comp
-    tracker.fields.add((index, field_no))
-    tracker.parts.add((index, field_no, rep, comp or 1))
+    # they are read (ReadTracker.read, inline: the part names its field and segment, 0144)
+    tracker.parts.add((index, field_no, path._rep1, path._comp1))
     # ``ReadNode(segment, field_no, rep, comp, sub, tracker)``, its text as ``Segment.get``
     # gives it: a flat segment's first repetition and subcomponent at once (``get``'s hot
-    # path), any other through ``get`` (decision 0126)
-    sub = path.sub
-    if rep == 1 and (sub is None or sub == 1) and segment._flat and field_no > 0:
-        fields = segment._f
-        value = fields[field_no] if field_no < len(fields) else ""
-        if value:
-            cs = segment._cs
-            number = comp or 1  # as ``comp or 1`` is passed to ``get``
-            if cs in value:
+    # path, decision 0126), any other through ``get``
+    if path._simple:
+        if segment._flat:
+            fields = segment._f
+            value = fields[field_no] if field_no < len(fields) else ""
+            if value:
+                number = path._comp1
                 if number == 1:
-                    value = value[: value.index(cs)]
+                    value = value.partition(segment._cs)[0]
                 else:
-                    parts = value.split(cs)
-                    value = parts[number - 1] if 0 < number <= len(parts) else ""
-            elif number != 1:
-                value = ""
+                    parts = value.split(segment._cs)
+                    value = parts[number - 1] if number <= len(parts) else ""
+        else:  # the field's first components, split and unescaped once (decision 0144)
+            comps = segment._c1.get(field_no)
+            if comps is None:
+                comps = segment.first_components(field_no)
+            number = path._comp1
+            value = comps[number - 1] if number <= len(comps) else ""
     else:
-        value = segment.get(field_no, rep, comp or 1, sub or 1)
+        value = segment.get(field_no, path._rep1, path._comp1, path.sub or 1)
     found = _new_node(ReadNode)
     found.segment = segment
     found.field = field_no
-    found.rep = rep
-    found.comp = comp
-    found.sub = sub
+    found.rep = path._rep1
+    found.comp = path.comp
+    found.sub = path.sub
     found.tracker = tracker
-    found._text = found.text = value
+    found.text = value
     found._empty = None
     found._children = None
     resolved[key] = found
@@ -822,33 +903,58 @@ def read_alternatives(
             segment = scope.find_segment(path.segment)
         if segment is None:
             continue  # peek gives "", and resolve reads nothing of an absent segment
-        if (segment.index, id(path)) in resolved:
-            continue
         field_no = path.field
-        if field_no is not None:
-            rep, comp, sub = path.rep, path.comp, path.sub
-            first_rep = (rep is None or rep == 1) and (sub is None or sub == 1)
-            if first_rep and segment._flat and field_no > 0:
-                # ``Segment.get``'s hot path, as ``read_path`` takes it (decision 0126)
+        if field_no is None:  # a whole segment: peek gives "", resolve marks it
+            tracker.marked.add(segment.index)
+            continue
+        index = segment.index
+        key = (index, id(path))
+        if key in resolved:
+            continue
+        if path._simple:  # as ``read_path`` reads it
+            if segment._flat:
                 fields = segment._f
-                other = fields[field_no] if field_no < len(fields) else ""
-                if other:
-                    cs = segment._cs
-                    number = comp or 1
-                    if cs in other:
-                        if number == 1:
-                            other = other[: other.index(cs)]
-                        else:
-                            parts = other.split(cs)
-                            other = parts[number - 1] if 0 < number <= len(parts) else ""
-                    elif number != 1:
-                        other = ""
+                value = fields[field_no] if field_no < len(fields) else ""
+                if value:
+                    number = path._comp1
+                    if number == 1:
+                        value = value.partition(segment._cs)[0]
+                    else:
+                        parts = value.split(segment._cs)
+                        value = parts[number - 1] if number <= len(parts) else ""
             else:
-                other = segment.get(field_no, rep or 1, comp or 1, sub or 1)
-            other = other.strip()
-            if other and other != chosen:
-                continue  # another value: left unread unless another rule reads it
-        read_path(tracker, path, scope)
+                comps = segment._c1.get(field_no)
+                if comps is None:
+                    comps = segment.first_components(field_no)
+                number = path._comp1
+                value = comps[number - 1] if number <= len(comps) else ""
+        else:
+            value = segment.get(field_no, path._rep1, path._comp1, path.sub or 1)
+        other = value.strip()
+        if other and other != chosen:
+            continue  # another value: left unread unless another rule reads it
+        # read: what ``read_path`` records and the node it makes, with the text just read
+        tracker.parts.add((index, field_no, path._rep1, path._comp1))
+        node = _new_node(ReadNode)
+        node.segment = segment
+        node.field = field_no
+        node.rep = path._rep1
+        node.comp = path.comp
+        node.sub = path.sub
+        node.tracker = tracker
+        node.text = value
+        node._empty = None
+        node._children = None
+        resolved[key] = node
+
+
+# the readers as methods of the tracker (decision 0144): the source's ``resolve`` is the
+# tracker's bound ``read_path``, which generated code calls as a Python call (a
+# ``functools.partial`` in between was a call from C, with an interpreter loop of its own)
+ReadTracker.read_path = read_path  # type: ignore[attr-defined]
+ReadTracker.read_text = read_text  # type: ignore[attr-defined]
+ReadTracker.read_unless_other = read_unless_other  # type: ignore[attr-defined]
+ReadTracker.read_alternatives = read_alternatives  # type: ignore[attr-defined]
 
 
 def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
@@ -873,5 +979,24 @@ def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
 
 
 def segment_scope(segment: Segment, parent: Group) -> Group:
-    """A one-segment scope for ``each: NTE``: paths reach this segment first, then the parent."""
-    return Group(GroupSpec(segment.name, []), parent, segments=[segment])
+    """A one-segment scope for ``each: NTE``: paths reach this segment first, then the parent.
+
+    ``Group(GroupSpec(segment.name, []), parent, segments=[segment])``: the spec (no parts,
+    nothing of it changes) is one per segment name, and the group is made without the
+    dataclass ``__init__`` call, its fields set as that sets them (decision 0144)."""
+    spec = _SCOPE_SPECS.get(segment.name)
+    if spec is None:
+        spec = GroupSpec(segment.name, [])
+        if len(_SCOPE_SPECS) < 512:  # a sender's Z-segment names are not bounded
+            _SCOPE_SPECS[segment.name] = spec
+    scope = _new_node(Group)
+    scope.spec = spec
+    scope.parent = parent
+    scope.segments = [segment]
+    scope.groups = []
+    scope.position = 0
+    scope.found = {}
+    return scope  # type: ignore[no-any-return]
+
+
+_SCOPE_SPECS: dict[str, GroupSpec] = {}

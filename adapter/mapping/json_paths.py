@@ -282,6 +282,15 @@ class JsonSource:
         found = evaluate(path, self.root, scope)
         return value_text(_value(*found[0])) if found else ""
 
+    def read_alternatives(self, paths: Any, scope: JsonScope, chosen: str) -> None:
+        """``first``'s alternatives not taken (adapter.mapping.closures): each read when its
+        text is empty or ``chosen`` (``peek``, then ``resolve``), left unread when it holds
+        another value (decision 0144: one call from the generated ``first``)."""
+        for path in paths:
+            other = self.peek(path, scope).strip()
+            if not other or other == chosen:
+                self.resolve(path, scope)
+
     def iterate_path(self, path: JsonPath, scope: JsonScope) -> list[tuple[Any, Any]]:
         """Every match; a match that is an array gives its elements. Each item becomes the
         scope its relative paths start from."""

@@ -107,6 +107,8 @@ class ResourceTemplate:
     _lets: Any = field(default=None, init=False, repr=False, compare=False)
     # per ``id_from`` alternative, a function building its parts (closures.id_parts_of)
     _ids: Any = field(default=None, init=False, repr=False, compare=False)
+    # ``checks`` with each condition's closure: made once (closures.checks_of, decision 0144)
+    _checks: Any = field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -185,6 +187,9 @@ class FormatMappings:
     messages: dict[str, MessageMapping] = field(default_factory=dict)
     templates: dict[str, ResourceTemplate] = field(default_factory=dict)
     datatypes: dict[str, DatatypeTemplate] = field(default_factory=dict)
+    # message mapping name -> (the mapping, the variables it can read or None), found once
+    # (adapter.mapping.context_reads, decision 0144)
+    _reads: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass(slots=True)

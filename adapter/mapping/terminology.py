@@ -77,10 +77,12 @@ class ConceptMap:
             return target
         return Target(target.code, target.display, self.system)
 
-    def translate(self, code: str, *, report: bool = True) -> tuple[Target | None, Unmapped | None]:
+    def translate(self, code: str, report: bool = True) -> tuple[Target | None, Unmapped | None]:
         """The target of ``code`` (with the table's system), and what to report when the
         table does not know it: the table's ``unmapped`` rule decides both. ``report=False``
-        (a display or system looked up beside the code) reports nothing but an error."""
+        (a display or system looked up beside the code) reports nothing but an error.
+        ``report`` may be given by position (decision 0144: a call with a keyword is a
+        call from C, with an interpreter loop of its own)."""
         key = (code, report)
         known = self._translated.get(key)
         if known is not None:

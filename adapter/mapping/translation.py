@@ -14,8 +14,9 @@ from datetime import tzinfo
 from typing import Any
 
 from adapter.errors import Issue
+from adapter.mapping.context_reads import variables_read
 from adapter.mapping.evaluation import SourceAdapter, TranslationState
-from adapter.mapping.nodes import MappingSet, MessageMapping
+from adapter.mapping.nodes import FormatMappings, MappingSet, MessageMapping
 
 # the pipeline's resource check (FHIR R4 validity, stored lengths), for formats that import
 # item by item: check(resources, origins, locate), ``locate`` finding a value in the item
@@ -40,11 +41,27 @@ class Translation:
 
 @dataclass(slots=True)
 class TranslationContext:
-    """What a translation may know besides the document: the facility and the time zone."""
+    """What a translation may know besides the document: the facility and the time zone.
+
+    ``deferred``: context variables worked out only for a message mapping that can read
+    them (``@original``: hashing and encoding the whole message), by ``variables_for``."""
 
     facility_system: Callable[[str], str]
     variables: dict[str, Any]
     timezone: tzinfo
+    deferred: dict[str, Callable[[], Any]] = field(default_factory=dict)
+
+    def variables_for(self, bucket: FormatMappings, mapping: MessageMapping) -> dict[str, Any]:
+        """A copy of the variables for running ``mapping`` (with ``bucket``'s templates and
+        datatypes): a deferred variable the mapping can read is worked out first, once per
+        translation (kept in ``variables`` for the next mapping or row, decision 0144)."""
+        deferred = self.deferred
+        if deferred:
+            reads = variables_read(bucket, mapping)
+            for name in list(deferred):
+                if reads is None or name in reads:
+                    self.variables[name] = deferred.pop(name)()
+        return dict(self.variables)
 
 
 def new_state(

@@ -30,6 +30,18 @@ TEXT_DECIDES: set[type] = set()
 # (closures._compile_var_part, decision 0121). Registered by the format modules.
 NUMBERED_PARTS: set[type] = set()
 
+# Source positions whose ``text`` is always a ``str`` (reading it may mark it read, as an HL7
+# v2 ``Node``'s does): what a value of them builds into (``closures._built``: its text
+# stripped, None when blank) is written at once in the generated builder (decision 0144).
+# Registered by the format modules.
+TEXT_ALWAYS: set[type] = set()
+
+# Source positions whose ``text`` is a property, with the function the property calls (an
+# HL7 v2 ``Node``'s ``Node.text.fget``): the hot readers call it directly, a Python call,
+# where reading the property is a call from C into a new interpreter loop (decision 0144).
+# Registered by the format modules.
+TEXT_READERS: dict[type, Any] = {}
+
 # Source positions that are never empty when their text is not blank, and whose text is
 # what ``exists`` reads first (an HL7 v2 ``Node``: its text is the first leaf of what its
 # ``is_empty`` looks at): ``exists`` of one is whether its text is blank (decision 0121).
@@ -54,6 +66,9 @@ def text(value: Any) -> str:
         return ""
     if kind in TEXT_DECIDES:  # a position whose text is a plain str attribute
         return value.text  # type: ignore[no-any-return]
+    reader = TEXT_READERS.get(kind)  # its ``text`` property's function, called at once
+    if reader is not None:
+        return reader(value)  # type: ignore[no-any-return]
     position = _POSITIONS.get(kind)  # is_position_type, its table read inline (hot)
     if position is None:
         position = is_position_type(kind)

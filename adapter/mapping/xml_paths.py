@@ -290,6 +290,12 @@ class XmlSource:
         tracker.attrs |= scratch.attrs
         tracker.touched |= scratch.touched
 
+    def read_alternatives(self, paths: Any, scope: etree._Element, chosen: str) -> None:
+        """``read_unless_other`` of each of ``paths`` in turn (``first``'s alternatives not
+        taken, one call from the generated ``first``, decision 0144)."""
+        for path in paths:
+            self.read_unless_other(path, scope, chosen)
+
     def iterate_path(self, path: XmlPath, scope: etree._Element) -> list[tuple[Any, Any]]:
         """Every match; an element becomes the scope of its item (relative paths start there)."""
         return [(item, self.scope_for(item, scope)) for item in evaluate(path, scope, self.tracker)]

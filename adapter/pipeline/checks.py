@@ -92,28 +92,35 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
     # a contained resource has an id of its own
     top = top or "resourceType" in node
     types = _TOP_TYPES if top else _TYPES
+    rules = _TOP_RULES if top else _RULES
     for key, value in node.items():
         # the exact types first (a body is plain JSON data: text, dicts, lists); a value of
         # any other type is judged by ``_value``, as the walk before them did (decision 0132)
         kind_of_value = type(value)
         if kind_of_value is str:
-            kind = types.get(key)
-            if kind is None:
-                kind = _type_of(key, top)
-                if len(types) < _KNOWN_NAMES:
-                    types[key] = kind
-            # is_plain_string, inline (a call per string); a printable text has no control
-            # character (they are all Cc), told at less cost than the search
-            if (
-                kind == "string"
-                and 0 < len(value) <= PLAIN_MAX
-                and not value.isspace()
-                and (value.isprintable() or not _control(value))
-            ):
+            # what a text under this name needs, in one look-up (decision 0144): True for
+            # the "string" type, else the set of its type's texts seen to pass
+            rule = rules.get(key)
+            if rule is None:
+                rule = _rule(rules, types, key, top)
+            if rule is True:
+                # is_plain_string, inline (a call per string); a printable text has no
+                # control character (they are all Cc), told at less cost than the search
+                if (
+                    value
+                    and len(value) <= PLAIN_MAX
+                    and not value.isspace()
+                    and (value.isprintable() or not _control(value))
+                ):
+                    continue
+                kind = "string"
+                passed = _PASSED.get(kind)  # a long text seen to pass the full check
+                if passed is not None and value in passed:
+                    continue
+            elif value in rule:
                 continue
-            passed = _PASSED.get(kind)
-            if passed is not None and value in passed:
-                continue
+            else:
+                kind = _kind(types, key, top)
             _judge(kind, value, path, key, prefix, issues)
         elif kind_of_value is dict:
             _walk(value, (path, key), prefix, issues)
@@ -237,3 +244,30 @@ def _passed(kind: str, value: str) -> None:
 _TYPES: dict[str, str] = {}
 _TOP_TYPES: dict[str, str] = {}
 _KNOWN_NAMES = 2048
+# per element name met, below and at the top, what ``_walk`` asks of a text under it: True
+# for the "string" type (the plain-string test), else ``_PASSED``'s set of its type (the
+# same set object, emptied in place when full); bounded as the types (decision 0144)
+_RULES: dict[str, Any] = {}
+_TOP_RULES: dict[str, Any] = {}
+
+
+def _kind(types: dict[str, str], key: str, top: bool) -> str:
+    """The type of a text under ``key`` (``_type_of``), kept in ``types``."""
+    kind = types.get(key)
+    if kind is None:
+        kind = _type_of(key, top)
+        if len(types) < _KNOWN_NAMES:
+            types[key] = kind
+    return kind
+
+
+def _rule(rules: dict[str, Any], types: dict[str, str], key: str, top: bool) -> Any:
+    kind = _kind(types, key, top)
+    rule: Any = True
+    if kind != "string":
+        rule = _PASSED.get(kind)
+        if rule is None:
+            rule = _PASSED[kind] = set()
+    if len(rules) < _KNOWN_NAMES:
+        rules[key] = rule
+    return rule

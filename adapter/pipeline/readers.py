@@ -29,6 +29,7 @@ class Document(Protocol):
         facility: Facility,
         zone: tzinfo,
         extra: dict[str, Any] | None = None,
+        deferred: dict[str, Callable[[], Any]] | None = None,
     ) -> Translation: ...
 
     def locate(self, value: str) -> str | None: ...
@@ -77,13 +78,19 @@ CONTENT_TYPES = MEDIA_TYPES
 
 
 def translation_context(
-    facility: Facility, zone: tzinfo, extra: dict[str, Any] | None = None
+    facility: Facility,
+    zone: tzinfo,
+    extra: dict[str, Any] | None = None,
+    deferred: dict[str, Callable[[], Any]] | None = None,
 ) -> TranslationContext:
-    """``extra``: more context variables (``consortium``, ``original``) when the caller has them."""
+    """``extra``: more context variables (``consortium``, ``original``) when the caller has
+    them; ``deferred``: variables worked out only for a message mapping that can read them
+    (``original``, decision 0144)."""
     return TranslationContext(
         facility_system=facility.identifier_system,
         variables={"facility": facility_variables(facility), **(extra or {})},
         timezone=zone,
+        deferred=dict(deferred or {}),
     )
 
 
@@ -104,8 +111,10 @@ class ParsedDocument:
         facility: Facility,
         zone: tzinfo,
         extra: dict[str, Any] | None = None,
+        deferred: dict[str, Callable[[], Any]] | None = None,
     ) -> Translation:
-        translation = self._translate(mappings, translation_context(facility, zone, extra))
+        context = translation_context(facility, zone, extra, deferred)
+        translation = self._translate(mappings, context)
         translation.issues[:0] = self.reader_issues
         return translation
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -176,16 +177,19 @@ class Translator:
             document = read_document(
                 source.format, raw, max_bytes=self.max_bytes, limits=self.limits
             )
-            extra = {
-                "consortium": self._consortium_vars,
-                "original": original_variables(
+            extra = {"consortium": self._consortium_vars}
+            # ``@original`` (the whole message hashed and encoded) is worked out only for a
+            # message mapping that can read it (decision 0144)
+            deferred = {
+                "original": partial(
+                    original_variables,
                     raw,
                     CONTENT_TYPES.get(source.format, "application/octet-stream"),
                     inline=len(raw) <= self.original_inline_max_bytes,
                     url=self.original_url(message_id),
-                ),
+                )
             }
-            translation = document.translate(mappings, facility, self.timezone, extra)
+            translation = document.translate(mappings, facility, self.timezone, extra, deferred)
         except MessageError as exc:
             failure = Outcome.failure(exc.issues, source.format)
             failure.mapping_set = _mapping_name(mappings)
@@ -197,7 +201,11 @@ class Translator:
             return Outcome.failure([internal_error("translating", exc)], source.format)
         issues = list(translation.issues)
         issues.extend(check_resources(translation.resources, translation.origins, document.locate))
-        failed = any(i.severity in ("error", "fatal") for i in issues)
+        failed = False  # a loop, not any() over a generator (decision 0144)
+        for issue in issues:
+            if issue.severity in ("error", "fatal"):
+                failed = True
+                break
         return Outcome(
             document.format,
             document.encoding,

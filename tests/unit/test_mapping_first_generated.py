@@ -53,8 +53,18 @@ def run(
     fn = maker(node.args, tuple(closures.expr_fn(arg) for arg in node.args))
     ev = message_scope(hl7(*segments))
     if peek_then_resolve:  # the alternatives read as before read_unless_other
-        ev.state.source.read_unless_other = None
-        ev.state.source.read_alternatives = None
+        source = ev.state.source
+
+        def peek_then_resolve_each(paths: Any, scope: Any, chosen: str) -> None:
+            # what closures._read_alternatives did for a source without read_unless_other;
+            # the generated first() calls the source's read_alternatives (decision 0144)
+            for path in paths:
+                other = source.peek(path, scope).strip()
+                if not other or other == chosen:
+                    source.resolve(path, scope)
+
+        source.read_unless_other = None
+        source.read_alternatives = peek_then_resolve_each
     value = fn(ev)
     tracker = ev.state.source.tracker
     shown = value.text if isinstance(value, v2.Node) else value

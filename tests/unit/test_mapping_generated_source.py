@@ -21,10 +21,12 @@ FIXED = {
     "ev", "vars", "get", "state", "source", "resolve", "scope", "vget", "text_of",
     "text_reader", "truthy", "_built", "is_empty", "str", "dict", "list", "type",
     "isinstance", "empty_text", "build", "value", "kind", "strip", "append", "extend",
-    "body", "chosen", "text", "read_alternatives", "text_decides",
+    "body", "chosen", "text", "read_alternatives", "text_decides", "text_always",
+    "plain_sized", "text_readers", "text_property",
     "apply_datatype",  # apply() with a literal name, as the call it makes (decision 0126)
 }  # fmt: skip
-GENERATED = re.compile(r"^[avdlh]\d+$")
+# p: a path read kept, t: a value's type (decision 0144)
+GENERATED = re.compile(r"^[avdlhpt]\d+$")
 
 HOSTILE = """
 status: final

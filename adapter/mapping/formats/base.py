@@ -166,7 +166,8 @@ class SourceFormat(ABC):
         state = new_state(mappings, self.name, source, context)
         state.issues.extend(problems)
         if not any(p.severity in ("error", "fatal") for p in problems):
-            run_steps(Evaluation(state, scope, dict(context.variables)), mapping.steps)
+            variables = context.variables_for(mappings.formats[self.name], mapping)
+            run_steps(Evaluation(state, scope, variables), mapping.steps)
         unread = self.unread(document, source, mapping)
         self.release(source, scope)
         state.issues.extend(unread_issue(*item) for item in unread)

@@ -94,7 +94,8 @@ class CsvFormat(SourceFormat):
             state = new_state(mappings, self.name, source, context)
             state.issues.extend(row.problems)
             if not row.problems:
-                run_steps(Evaluation(state, row, dict(context.variables)), mapping.steps)
+                variables = context.variables_for(mappings.formats[self.name], mapping)
+                run_steps(Evaluation(state, row, variables), mapping.steps)
             produced = list(state.resources.values())
             issues = list(state.issues)
             if check is not None and produced:

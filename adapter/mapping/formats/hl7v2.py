@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, ClassVar
 
 from adapter.errors import Issue
@@ -35,12 +34,13 @@ class Hl7v2Source:
     def __init__(self, tracker: v2.ReadTracker, unplaced: list[Segment] | None = None) -> None:
         self.tracker = tracker
         self.unplaced = unplaced or []  # segments the structure has no place for
-        # the path readers bound to the tracker: one Python call per path read, not two
-        self.resolve = partial(v2.read_path, tracker)
-        self.resolve_text = partial(v2.read_text, tracker)
+        # the path readers bound to the tracker (its methods, decision 0144): one Python
+        # call per path read, not two
+        self.resolve = tracker.read_path
+        self.resolve_text = tracker.read_text
         self.peek = v2.peek
-        self.read_unless_other = partial(v2.read_unless_other, tracker)
-        self.read_alternatives = partial(v2.read_alternatives, tracker)
+        self.read_unless_other = tracker.read_unless_other
+        self.read_alternatives = tracker.read_alternatives
 
     def iterate_path(self, path: v2.Hl7Path, scope: v2.Group) -> list[tuple[Any, Any]]:
         out: list[tuple[Any, Any]] = []  # a loop, not a comprehension (a function made per call)
@@ -188,7 +188,7 @@ class Hl7v2Format(SourceFormat):
         0100). The tracker's sets (read by ``unread``, done) are left as they are."""
         source.tracker.resolved.clear()
         if isinstance(scope, v2.Group):
-            for group in list(scope.walk()):
+            for group in scope.walk_list():
                 group.groups = []
 
     def compile_ignore(self, entry: str, options: Any) -> str:
@@ -225,7 +225,8 @@ class Hl7v2Format(SourceFormat):
         clinical = mapping.clinical
         ignore, skips, with_parts, ignored, by_name = _unread_plan(tuple(mapping.ignore), clinical)
         tracker = source.tracker
-        read_fields, parts = tracker.fields, tracker.parts
+        # found from the parts read, once (decision 0144)
+        read_fields, parts, touched = tracker.fields, tracker.parts, tracker.segments
         out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
         for segment in document.segments:
@@ -241,13 +242,13 @@ class Hl7v2Format(SourceFormat):
                         kept.append(f)
                 fields = kept
             index = segment.index
-            if index in unplaced_ids or (index not in tracker.segments and fields):
+            if index in unplaced_ids or (index not in touched and fields):
                 out.append((f"{seg_name}[{segment.occurrence}]", "segment", True))
                 continue
             infos = by_name.get(seg_name)
             if infos is None:
                 infos = _field_infos(by_name, seg_name, clinical, skips, with_parts)
-            d = segment.delimiters
+            d = segment._d  # ``Segment.delimiters``, inline (a property: a call from C)
             written = segment._f  # ``Segment.raw``, inline: ``fields`` are populated ones
             for f in fields:
                 info = infos.get(f)
@@ -264,7 +265,11 @@ class Hl7v2Format(SourceFormat):
                         out.append((segment.location(f), "field", flag or held_first))
                     continue
                 for place, comps in _unread_parts(segment, f, tracker, skip):
-                    held = any(f"{name}.{c}" in clinical for c in comps)
+                    held = False  # a loop, not any() over a generator (decision 0144)
+                    for c in comps:
+                        if f"{name}.{c}" in clinical:
+                            held = True
+                            break
                     out.append((place, "field", flag or held))
         return out
 
@@ -370,7 +375,7 @@ def _unread_parts(
     skip = skip or _NO_PARTS
     written = segment._f  # ``Segment.raw``, inline
     raw = written[field_no] if 0 < field_no < len(written) else ""
-    d = segment.delimiters
+    d = segment._d  # ``Segment.delimiters``, inline
     if d.repetition not in raw and d.component not in raw:  # one value: read or not at all
         if (index, field_no, 1, 1) in parts or 1 in skip:
             return []
@@ -390,7 +395,8 @@ def _unread_parts(
         if len(unread) == len(filled):  # nothing of it read, nothing ignored: name it whole
             out.append((segment.location(field_no, rep), tuple(held)))
         else:
-            out.extend((segment.location(field_no, rep, c), (c,)) for c in unread)
+            for c in unread:  # a loop, not a generator (decision 0144)
+                out.append((segment.location(field_no, rep, c), (c,)))
     return out
 
 

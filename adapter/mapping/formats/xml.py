@@ -143,7 +143,8 @@ class XmlFormat(SourceFormat):
         inner = self._embedded(mappings, found, where, context)
         source = xml_paths.XmlSource(tracker)
         state = new_state(mappings, self.name, source, context)
-        run_steps(Evaluation(state, document, dict(context.variables)), mapping.steps)
+        variables = context.variables_for(mappings.formats[self.name], mapping)
+        run_steps(Evaluation(state, document, variables), mapping.steps)
         unread = self.unread(document, source, mapping)
         issues = [*inner.issues, *state.issues, *(unread_issue(*item) for item in unread)]
         return Translation(

@@ -18,16 +18,19 @@ def map_code(ev: FunctionContext, table: Any, value: Any) -> str | None:
     return target.code if target else None
 
 
+# ``report`` (False: nothing reported but an error) is given by position below (0144)
+
+
 @transform("map_display")
 def map_display(ev: FunctionContext, table: Any, value: Any) -> str | None:
-    target = ev.lookup((table if type(table) is str else text(table)), value, report=False)
+    target = ev.lookup((table if type(table) is str else text(table)), value, False)
     return target.display if target else None
 
 
 @transform("map_system")
 def map_system(ev: FunctionContext, table: Any, value: Any) -> str | None:
     """The target system of a mapped code (nothing when the code is not mapped)."""
-    target = ev.lookup((table if type(table) is str else text(table)), value, report=False)
+    target = ev.lookup((table if type(table) is str else text(table)), value, False)
     return target.system if target else None
 
 
@@ -62,7 +65,7 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
     target system, else its target code), unless ``code`` cannot be a code of that system
     (``LN`` with a code that is not LOINC-shaped): then nothing, so the caller keeps the
     code as a local one, and a warning at the code."""
-    target = ev.lookup((table if type(table) is str else text(table)), name, report=False)
+    target = ev.lookup((table if type(table) is str else text(table)), name, False)
     system = (target.system or target.code) if target else None
     check = _SHAPES.get(system or "")
     value = code if type(code) is str else text(code)
@@ -155,7 +158,8 @@ def refs(ev: FunctionContext, resources: Any) -> list[dict[str, str]]:
     same resource (one Specimen under every test item), which a list must not repeat."""
     items = resources if isinstance(resources, list) else [resources]
     out: list[dict[str, str]] = []
-    for made in (ref(ev, item) for item in items):
+    for item in items:  # a loop, not a generator (decision 0144)
+        made = ref(ev, item)
         if made and made not in out:
             out.append(made)
     return out

@@ -12,6 +12,7 @@ from adapter.mapping.functions.registry import FunctionContext, transform
 from adapter.mapping.values import (
     TEXT_DECIDES,
     TEXT_FIRST,
+    TEXT_READERS,
     is_empty,
     is_position_type,
     is_position_without_text,
@@ -33,6 +34,8 @@ def eq(ev: FunctionContext, a: Any, b: Any) -> bool:
         return a.strip() == b.strip()
     if type(b) is str and type(a) in TEXT_DECIDES:  # a position read, a literal (decision 0126)
         return a.text.strip() == b.strip()  # type: ignore[no-any-return]
+    if a is None and type(b) is str:  # nothing found, a literal: text(None) is "" (0144)
+        return not b.strip()
     return text(a).strip() == text(b).strip()
 
 
@@ -59,22 +62,36 @@ def one_of(ev: FunctionContext, value: Any, *options: Any) -> bool:
 @transform("exists")
 def exists(ev: FunctionContext, *values: Any) -> bool:
     if len(values) == 1:  # what the loops below say of one text or one source position
-        v = values[0]
-        kind = type(v)
-        if kind is str:
-            return v.strip() != ""
-        if v is None:
-            return False
-        # TEXT_DECIDES: not empty and text not blank is text not blank; TEXT_FIRST: its
-        # text is what is_empty reads first, so a blank text decides (decision 0121)
-        if kind in TEXT_DECIDES or kind in TEXT_FIRST:
-            return v.text.strip() != ""  # type: ignore[no-any-return]
-        if is_position_type(kind):
-            as_text = getattr(v, "text", None)
-            if not isinstance(as_text, str):
-                return True  # a whole segment: there
-            check = getattr(v, "is_empty", None)
-            return not (check and check()) and as_text.strip() != ""
+        return exists_one(ev, values[0])
+    return _exists_any(values)
+
+
+def exists_one(ev: FunctionContext, v: Any) -> bool:
+    """``exists(v)`` of one value, without the tuple of arguments: the generated code
+    calls it for ``exists(x)`` and ``empty(x)`` (decision 0144)."""
+    kind = type(v)
+    if kind is str:
+        return v.strip() != ""
+    if v is None:
+        return False
+    # TEXT_DECIDES: not empty and text not blank is text not blank; TEXT_FIRST: its
+    # text is what is_empty reads first, so a blank text decides (decision 0121)
+    if kind in TEXT_DECIDES:
+        return v.text.strip() != ""  # type: ignore[no-any-return]
+    if kind in TEXT_FIRST:  # its text property's function called at once (0144)
+        reader = TEXT_READERS.get(kind)
+        as_text = reader(v) if reader is not None else v.text
+        return as_text.strip() != ""  # type: ignore[no-any-return]
+    if is_position_type(kind):
+        as_text = getattr(v, "text", None)
+        if not isinstance(as_text, str):
+            return True  # a whole segment: there
+        check = getattr(v, "is_empty", None)
+        return not (check and check()) and as_text.strip() != ""
+    return _exists_any((v,))
+
+
+def _exists_any(values: tuple[Any, ...]) -> bool:
     # loops rather than any() over generators: called for most conditions of a template
     for v in values:
         if is_position_without_text(v):
@@ -90,7 +107,7 @@ def exists(ev: FunctionContext, *values: Any) -> bool:
 
 @transform("empty")
 def empty(ev: FunctionContext, value: Any) -> bool:
-    return not exists(ev, value)
+    return not exists_one(ev, value)
 
 
 @transform("not")
@@ -116,7 +133,7 @@ def matches(ev: FunctionContext, value: Any, pattern: Any) -> bool:
 def _truthy(value: Any) -> bool:
     if isinstance(value, bool):
         return value
-    return exists(None, value)  # type: ignore[arg-type]
+    return exists_one(None, value)  # type: ignore[arg-type]
 
 
 @transform("when")

@@ -30,7 +30,7 @@ def present(ev: FunctionContext, kind: Any, value: Any) -> Any:
     if not written:
         return value
     table = placeholder_table(kind if type(kind) is str else text(kind))
-    if ev.lookup(table, written, report=False) is None:
+    if ev.lookup(table, written, False) is None:  # report: by position (a keyword: slower)
         return value
     ev.information(
         f"{written!r} stands for no value here ({table}); left out",
