@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import compress
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Table
@@ -79,13 +80,32 @@ def without_nulls(
     and Python's sqlite3 asks its adapter registry about each None it binds (about 1,200
     instructions a value, even with decision 0140's adapter); a NULL in the statement
     costs nothing a row. The stored rows are the same."""
-    groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    groups: dict[tuple[bool, ...], tuple[Callable[[Any], Any], list[tuple[Any, ...]]]] = {}
     for row, bound in zip(rows, kept, strict=True):
         group = groups.get(bound)
         if group is None:
-            groups[bound] = group = []
-        group.append(tuple(compress(row, bound)))
-    return [(_nulled(sql, bound), group) for bound, group in groups.items()]
+            groups[bound] = group = (_taking(bound), [])
+        group[1].append(group[0](row))  # the row's bound values, a tuple made in C
+    return [(_nulled(sql, bound), group) for bound, (_, group) in groups.items()]
+
+
+# which values of a row are bound -> an ``itemgetter`` of them (a tuple, even of one)
+_TAKING: dict[tuple[bool, ...], Callable[[Any], Any]] = {}
+
+
+def _taking(bound: tuple[bool, ...]) -> Callable[[Any], Any]:
+    """A function giving the values of a row in the places ``bound`` marks, as a tuple."""
+    found = _TAKING.get(bound)
+    if found is None:
+        places = list(compress(range(len(bound)), bound))
+        if len(places) == 1:  # itemgetter of one place gives the value, not a tuple
+            (place,) = places
+            found = lambda row: (row[place],)  # noqa: E731
+        else:
+            found = itemgetter(*places)
+        if len(_TAKING) < _NULLED_MAX:
+            _TAKING[bound] = found
+    return found
 
 
 def _nulled(sql: str, kept: tuple[bool, ...]) -> str:

@@ -564,12 +564,12 @@ def save_resources(
             )
         if not with_index:
             rows = []
-        elif done is None:
-            rows = _index_tuples(key[0], rkey, index_values(resource, zone))
+        elif done is None:  # the references to the message's resources named in the pass
+            rows = _index_tuples(key[0], rkey, index_values(resource, zone), targets)
         else:
             rows = [(key[0], rkey, *tail) for tail in done[1]]
-        if rows:
-            rows = _named_by_key(rows, targets)
+            if rows:
+                rows = _named_by_key(rows, targets)
         if buffer is not None:
             buffer.replace(key, rkey, rows, stored=old is not None)
         else:
@@ -1064,6 +1064,7 @@ _INDEX_COLUMNS: Final = (
     "value_norm_full", "reference_full",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
+_TAIL_REFERENCE: Final = _REFERENCE - 2  # in a value's row without its type and key
 assert ("row_id", *_INDEX_COLUMNS) == COLUMNS  # the rows index_keep compares
 
 
@@ -1290,11 +1291,20 @@ def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:
     return out
 
 
-def _index_tuples(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[IndexRow]:
-    """The rows of a resource's values, an identifier's first type on its row (``_typed``)."""
+def _index_tuples(
+    rtype: str, rkey: int, values: Iterable[IndexValue], named: dict[str, int] | None = None
+) -> list[IndexRow]:
+    """The rows of a resource's values, an identifier's first type on its row (``_typed``);
+    ``named``: a reference to one of these keys as the key, as ``_named_by_key`` gives it
+    (in the same pass: decision 0143)."""
     rows: list[IndexRow] = []
     for v in values:
-        row = _index_tuple(rtype, rkey, v)
+        tail = v.row  # ``_index_tuple``'s, inline
+        if tail is None:
+            tail = v.row = _index_tail(v)
+        row = (rtype, rkey, *tail)
+        if named and (ref := tail[_TAIL_REFERENCE]) is not None and ref in named:
+            row = (rtype, rkey, *tail[:_TAIL_REFERENCE], named[ref], *tail[_TAIL_REFERENCE + 1 :])
         if row[3] == "token" and rows and row[2].endswith(OF_TYPE) and (t := _typed(rows[-1], row)):
             rows[-1] = t
         else:

@@ -131,6 +131,18 @@ def _stages() -> list[tuple[str, str | None, str]]:
             ("insert_rows (outbox, audit)", "adapter.store.fast_insert", "insert_rows"),
             ("flush_index_rows", "adapter.store.resources", "flush_index_rows"),
         ]
+    if os.environ.get("STAGES") == "5":
+        return [
+            ("care.read_rows (open care)", "adapter.store.care", "read_rows"),
+            ("care.note_activity", "adapter.store.care", "note_activity"),
+            ("care_facts", "adapter.pipeline.steps", "care_facts"),
+            ("provenance_for", "adapter.pipeline.steps", "provenance_for"),
+            ("save_resources (save, trace)", "adapter.pipeline.steps", "save_resources"),
+            ("recipients", "adapter.pipeline.steps", "recipients"),
+            ("near (patient index)", "adapter.identity.index.records", "near"),
+            ("_features (patient index)", "adapter.identity.index.resolve", "_features"),
+            ("audit.record (events queued)", "adapter.audit", "record"),
+        ]
     if os.environ.get("STAGES") == "4":
         return [
             ("_stamped", "adapter.store.resources", "_stamped"),
