@@ -80,12 +80,22 @@ def without_nulls(
     and Python's sqlite3 asks its adapter registry about each None it binds (about 1,200
     instructions a value, even with decision 0140's adapter); a NULL in the statement
     costs nothing a row. The stored rows are the same."""
-    groups: dict[tuple[bool, ...], tuple[Callable[[Any], Any], list[tuple[Any, ...]]]] = {}
+    groups: Groups = {}
     for row, bound in zip(rows, kept, strict=True):
         group = groups.get(bound)
         if group is None:
             groups[bound] = group = (_taking(bound), [])
         group[1].append(group[0](row))  # the row's bound values, a tuple made in C
+    return grouped(sql, groups)
+
+
+# which values of a row are bound -> (what takes them from a row, the rows' bound values)
+Groups = dict[tuple[bool, ...], tuple[Callable[[Any], Any], list[tuple[Any, ...]]]]
+
+
+def grouped(sql: str, groups: Groups) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """``without_nulls``' answer from its groups (``driver_index_rows(groups=...)`` fills
+    them as it builds the rows, without a list of rows and one of their bound places)."""
     return [(_nulled(sql, bound), group) for bound, (_, group) in groups.items()]
 
 
@@ -133,13 +143,15 @@ def driver_index_rows(
     *,
     transient: bool,
     kept: list[tuple[bool, ...]] | None = None,
+    groups: Groups | None = None,
 ) -> list[tuple[Any, ...]]:
     """``rows`` (``IndexRow``: type, key, param, kind, system, code, value, value_norm,
     date start, date end, number or an identifier type's system text, reference as text or
     target key, code_full, value_norm_full, reference_full) as the driver takes them.
     ``kept``: given, each row's values that are not None are appended to it (True in
     their places: ``without_nulls``), told from the values as they are here, cheaper than
-    a pass over the rows' tuples."""
+    a pass over the rows' tuples. ``groups``: given, each row goes into it as
+    ``without_nulls`` would group it (and nothing is returned, nor put in ``kept``)."""
     when = insert.when
     instants = {r[8] for r in rows}
     instants.update(r[9] for r in rows)
@@ -175,12 +187,22 @@ def driver_index_rows(
             params[rtype, param, kind], system_id, kinds[kind], code, value, norm,
             reference, code_full, norm_full, reference_full,
         )  # fmt: skip
-        append(row)
-        if kept is not None:  # the row's number, key, parameter and kind are never None
-            kept.append((
-                True, True, start is not None, end is not None, value_number is not None,
-                target is not None, True, system_id is not None, True, code is not None,
-                value is not None, norm is not None, reference is not None,
-                code_full is not None, norm_full is not None, reference_full is not None,
-            ))  # fmt: skip
+        if groups is None:
+            append(row)
+            if kept is None:
+                continue
+        # the row's number, key, parameter and kind are never None
+        bound = (
+            True, True, start is not None, end is not None, value_number is not None,
+            target is not None, True, system_id is not None, True, code is not None,
+            value is not None, norm is not None, reference is not None,
+            code_full is not None, norm_full is not None, reference_full is not None,
+        )  # fmt: skip
+        if groups is None:
+            kept.append(bound)  # type: ignore[union-attr]
+            continue
+        group = groups.get(bound)
+        if group is None:
+            groups[bound] = group = (_taking(bound), [])
+        group[1].append(group[0](row))
     return out

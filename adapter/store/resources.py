@@ -60,7 +60,13 @@ from adapter.store.fast_insert import driver_executemany, insert_rows, insert_tu
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keep import COLUMNS, keep_stored, keep_terms
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
-from adapter.store.index_rows_sqlite import driver_index_rows, index_insert, without_nulls
+from adapter.store.index_rows_sqlite import (
+    Groups,
+    driver_index_rows,
+    grouped,
+    index_insert,
+    without_nulls,
+)
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
@@ -1065,6 +1071,9 @@ _INDEX_COLUMNS: Final = (
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
 _TAIL_REFERENCE: Final = _REFERENCE - 2  # in a value's row without its type and key
+# SQLite: the rows of a write that replaces none grouped by their empty columns as they are
+# built (``driver_index_rows(groups=...)``); the tests turn it off to see the rows whole
+_GROUPED_AS_BUILT = True
 assert ("row_id", *_INDEX_COLUMNS) == COLUMNS  # the rows index_keep compares
 
 
@@ -1127,14 +1136,21 @@ def _insert_index_tuples(
         keys = ("row_id", *_INDEX_COLUMNS)
         found = index_insert(_index, dialect, keys)
         if found is not None:
-            kept: list[tuple[bool, ...]] = []
-            values = driver_index_rows(
-                rows, found, params, systems, kinds, targets, transient=transient, kept=kept
-            )
-            if replacing:
-                values = keep_stored(session, values, replacing, kept=kept)
             # one executemany a set of empty columns, NULL written in the statement (0140)
-            for sql, some in without_nulls(found.sql, values, kept):
+            if replacing or not _GROUPED_AS_BUILT:
+                kept: list[tuple[bool, ...]] = []
+                values = driver_index_rows(
+                    rows, found, params, systems, kinds, targets, transient=transient, kept=kept
+                )
+                values = keep_stored(session, values, replacing, kept=kept)
+                statements = without_nulls(found.sql, values, kept)
+            else:  # grouped as they are built (decision 0143)
+                groups: Groups = {}
+                driver_index_rows(
+                    rows, found, params, systems, kinds, targets, transient=transient, groups=groups
+                )
+                statements = grouped(found.sql, groups)
+            for sql, some in statements:
                 driver_executemany(connection, sql, some)
             return
 

@@ -143,6 +143,30 @@ def _stages() -> list[tuple[str, str | None, str]]:
             ("_features (patient index)", "adapter.identity.index.resolve", "_features"),
             ("audit.record (events queued)", "adapter.audit", "record"),
         ]
+    if os.environ.get("STAGES") == "6":
+        return [
+            ("insert_rows (message row)", "adapter.store.messages", "insert_rows"),
+            ("make_transient_to_detached", "adapter.store.messages", "make_transient_to_detached"),
+            ("Session.add", "sqlalchemy.orm.session", "Session.add"),
+            ("set_message_result", "adapter.pipeline.steps", "set_message_result"),
+            ("audit_stored", "adapter.pipeline.steps", "audit_stored"),
+            ("advance_referrals", "adapter.pipeline.steps", "advance_referrals"),
+            ("note_referral_ledger", "adapter.pipeline.steps", "note_referral_ledger"),
+            ("read_referral_status", "adapter.pipeline.steps", "read_referral_status"),
+            ("mark_recognisable_results", "adapter.pipeline.steps", "mark_recognisable_results"),
+        ]
+    if os.environ.get("STAGES") == "7":
+        return [
+            ("audit canonical", "adapter.audit.writer", "canonical"),
+            ("audit chain_hash", "adapter.audit.writer", "chain_hash"),
+            ("audit row_of", "adapter.audit.writer", "row_of"),
+            ("audit links_of", "adapter.audit.writer", "links_of"),
+            ("audit insert_rows (records, links)", "adapter.audit.writer", "insert_rows"),
+            ("audit _correlation", "adapter.audit.writer", "_correlation"),
+            ("audit _prefetch_correlations", "adapter.audit.writer", "_prefetch_correlations"),
+            ("_known_ids (bulk)", "adapter.pipeline.bulk", "_known_ids"),
+            ("_start (bulk)", "adapter.pipeline.bulk", "_start"),
+        ]
     if os.environ.get("STAGES") == "4":
         return [
             ("_stamped", "adapter.store.resources", "_stamped"),
