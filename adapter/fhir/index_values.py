@@ -164,15 +164,23 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
             elif (
                 node.__class__ is dict
                 and len(node) == 1
-                and convert in _REFERENCES
                 and (text := node.get("reference")).__class__ is str
+                and (narrowing := _REFERENCES.get(convert)) is not None
             ):
-                # a bare literal Reference: the patient's, the performing organisation's
-                # come back in every resource of a message (the others once: a memo of
-                # their own, so that they never push the codes out of ``_MEMO``). Its
-                # value is that of the reference text alone (``_reference``)
+                # a bare literal Reference: its value is that of the text alone. The
+                # patient's, the performing organisation's come back in every resource of
+                # a message: memoised (a memo of their own, so that they never push the
+                # codes out of ``_MEMO``); a message's own resources are named once
                 key = (convert, name, text)
-                kept = _REFERENCE_MEMO
+                done = _REFERENCE_MEMO.get(key)
+                if done is None:
+                    done = _bare_reference(name, narrowing, text)
+                    if text.startswith(_SHARED_TARGETS):
+                        if len(_REFERENCE_MEMO) >= _MEMO_MAX:
+                            _REFERENCE_MEMO.clear()
+                        _REFERENCE_MEMO[key] = done
+                values.extend(done)
+                continue
             else:
                 convert(name, node, zone, values)
                 continue
@@ -309,9 +317,27 @@ def meta_params(resource_type: str) -> tuple[frozenset[str], dict[str, int]] | N
     return frozenset(names), {name: n for n, (name, _, _, _) in enumerate(plan)}
 
 
-# the reference parameters' converters (``_converter``): their values depend on the
-# reference alone, not on the zone
-_REFERENCES: set[_Convert] = set()
+# the reference parameters' converters (``_converter``) -> their (targets, narrow): their
+# values depend on the reference alone, not on the zone
+_REFERENCES: dict[_Convert, tuple[tuple[str, ...], bool]] = {}
+# the references that come back message after message (the others are not memoised)
+_SHARED_TARGETS = ("Patient/", "Organization/", "Practitioner", "Location/", "Device/")
+
+
+def _bare_reference(
+    name: str, narrowing: tuple[tuple[str, ...], bool], text: str
+) -> tuple[IndexValue, ...]:
+    """``_reference``'s value of ``{"reference": text}`` (a Reference with nothing else),
+    as a tuple of none or one."""
+    targets, narrow = narrowing
+    reference = _normalized_reference(text)
+    if reference is not None and targets and "/" in reference:
+        if narrow and reference.split("/", 1)[0] not in targets:
+            return ()
+    elif narrow:
+        return ()
+    # (the node has ``reference``: never the value-less Reference ``_reference`` skips)
+    return (IndexValue(name, "reference", None, None, None, None, None, None, None, reference),)
 
 
 def _converter(param: SearchParam) -> _Convert:
@@ -324,7 +350,7 @@ def _converter(param: SearchParam) -> _Convert:
             if value is not None:
                 out.append(value)
 
-        _REFERENCES.add(references)
+        _REFERENCES[references] = (targets, narrow)
         return references
     return _CONVERTERS[kind]
 
