@@ -66,6 +66,10 @@ def index_insert(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> Index
     return found
 
 
+# an ``IndexRow``'s dates
+_STARTS: Final = itemgetter(8)
+_ENDS: Final = itemgetter(9)
+
 # (the INSERT, which of its values are bound) -> the INSERT with NULL for the others
 _NULLED: dict[tuple[str, tuple[bool, ...]], str] = {}
 _NULLED_MAX: Final = 4096
@@ -153,8 +157,8 @@ def driver_index_rows(
     a pass over the rows' tuples. ``groups``: given, each row goes into it as
     ``without_nulls`` would group it (and nothing is returned, nor put in ``kept``)."""
     when = insert.when
-    instants = {r[8] for r in rows}
-    instants.update(r[9] for r in rows)
+    instants = set(map(_STARTS, rows))  # in C
+    instants.update(map(_ENDS, rows))
     instants.discard(None)
     at: dict[Any, Any] = {value: when(value) for value in instants}  # once per instant
     at[None] = None

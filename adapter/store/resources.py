@@ -1071,6 +1071,11 @@ _INDEX_COLUMNS: Final = (
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
 _TAIL_REFERENCE: Final = _REFERENCE - 2  # in a value's row without its type and key
+# an index row's parameter (type, name, kind), its ``value_number`` place, system, reference
+_PARAM_OF: Final = itemgetter(0, 2, 3)
+_NUMBER_OF: Final = itemgetter(10)
+_SYSTEM_OF: Final = itemgetter(4)
+_REFERENCE_OF: Final = itemgetter(_REFERENCE)
 # SQLite: the rows of a write that replaces none grouped by their empty columns as they are
 # built (``driver_index_rows(groups=...)``); the tests turn it off to see the rows whole
 _GROUPED_AS_BUILT = True
@@ -1119,15 +1124,17 @@ def _insert_index_tuples(
         if replacing:
             _delete_index_rows(session, sorted(replacing))
         return
-    params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
+    # the distinct values of a column gathered in C (``map``), a row at a time no more
+    params = param_ids(session, set(map(_PARAM_OF, rows)))
     # an identifier's row carrying its type has the type's system as text where a number
     # goes (``_typed``): written as its id
-    typed = [n for n, r in enumerate(rows) if r[10].__class__ is str]
+    typing = {v for v in set(map(_NUMBER_OF, rows)) if v.__class__ is str}
+    typed = [n for n, r in enumerate(rows) if r[10].__class__ is str] if typing else []
     systems: dict[str | None, int | None] = {None: None}
-    named = {r[4] for r in rows}
-    named.update(rows[n][10] for n in typed)
+    named = set(map(_SYSTEM_OF, rows))
+    named.update(typing)
     systems.update(system_ids(session, named - {None}))
-    texts = {ref for r in rows if (ref := r[11]).__class__ is str}  # 11: ``_REFERENCE``
+    texts = {ref for ref in set(map(_REFERENCE_OF, rows)) if ref.__class__ is str}
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
     connection = session.connection()

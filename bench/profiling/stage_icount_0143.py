@@ -122,13 +122,13 @@ def _stages() -> list[tuple[str, str | None, str]]:
     if os.environ.get("STAGES") == "3":
         return [
             ("driver_index_rows", "adapter.store.resources", "driver_index_rows"),
-            ("without_nulls", "adapter.store.resources", "without_nulls"),
+            ("insert_rows (created, versions)", "adapter.store.resources", "insert_rows"),
             ("keep_stored", "adapter.store.resources", "keep_stored"),
             ("param_ids", "adapter.store.resources", "param_ids"),
             ("system_ids", "adapter.store.resources", "system_ids"),
             ("driver_executemany (index rows)", "adapter.store.resources", "driver_executemany"),
             ("take_index", "adapter.store.resources", "BatchWrites.take_index"),
-            ("insert_rows (outbox, audit)", "adapter.store.fast_insert", "insert_rows"),
+            ("target_keys", "adapter.store.resources", "target_keys"),
             ("flush_index_rows", "adapter.store.resources", "flush_index_rows"),
         ]
     if os.environ.get("STAGES") == "5":
