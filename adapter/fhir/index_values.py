@@ -197,9 +197,14 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
     out: list[IndexValue] = []
     shares = _shares(search.type)
     for name, values in found.items():  # in the plan's order, as ``present``
-        # dedupe in first-seen order; the values' fields compared in C first (a value's
-        # own hash is Python's): most parameters with several values have no duplicate
-        if len(values) > 1 and len(set(map(_FIELDS, values))) < len(values):
+        # dedupe in first-seen order. Most parameters with several values have none twice:
+        # their references and codes alone differ already (equal values have equal ones);
+        # then their fields compared in C (a value's own hash is Python's)
+        if (
+            len(values) > 1
+            and len(set(map(_SOME, values))) < len(values)
+            and len(set(map(_FIELDS, values))) < len(values)
+        ):
             values = list(dict.fromkeys(values))
         shared = shares[name]
         if shared and values:
@@ -217,6 +222,8 @@ _FIELDS = attrgetter(
     "param", "kind", "system", "code", "value", "value_norm", "date_start", "date_end",
     "number", "reference",
 )  # fmt: skip
+# two of those fields: values with other ones are not equal
+_SOME = attrgetter("reference", "code")
 # a value without its parameter's name, after its suffix (``_unnamed`` in two parts)
 _REST = attrgetter(
     "kind", "system", "code", "value", "value_norm", "date_start", "date_end", "number", "reference"
