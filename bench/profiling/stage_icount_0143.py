@@ -1,7 +1,7 @@
 """Decision 0143: the bulk's instructions a message, stage by stage, counted exactly.
 
-    PYTHONHASHSEED=0 valgrind --tool=callgrind --instr-atstart=no \\
-        --callgrind-out-file=OUT .venv/bin/python bench/profiling/stage_icount_0143.py COPIES [unique]
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=OUT \\
+        .venv/bin/python bench/profiling/stage_icount_0143.py COPIES [unique]
     .venv/bin/python bench/profiling/stage_icount_0143.py split OUT COPIES
 
 (``STAGES=2`` for the second set of stages, the same for both commands.)
@@ -19,8 +19,8 @@ prints each stage's instructions a message and its share of the bulk.
 from __future__ import annotations
 
 import contextvars
-import importlib
 import functools
+import importlib
 import itertools
 import logging
 import operator
@@ -271,8 +271,6 @@ def split(path: str, copies: int) -> None:
         found = re.search(rf"^\s*([\d,]+) \([ \d.]+%\)\s+\S*:{re.escape(entry)} ", out, re.M)
         cost = int(found[1].replace(",", "")) if found else 0
         print(f"{label:42} {cost / per / 1e6:7.3f} M  {100 * cost / total:5.1f} %")
-
-
 
 
 if __name__ == "__main__":
