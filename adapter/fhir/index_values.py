@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from functools import cache, lru_cache
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -131,53 +132,119 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
     search = RESOURCES.get(resource.get("resourceType", ""))
     if search is None:
         return []
-    plan = _plan(search.type)  # keyed by the table's types only: the cache stays bounded
+    # the paths whose first element the resource has, in the plan's order (parameter, then
+    # path): a lab result has about 10 of its type's 27 parameters' 32 first elements, and
+    # looking each of those up cost more than the values found (decision 0143)
+    by_first = _by_first(search.type)  # keyed by the table's types only: bounded
+    present = [entry for key in resource if key in by_first for entry in by_first[key]]
+    if len(present) > 1:
+        present.sort()  # by (parameter, path) number: never equal, nothing else compared
     memo = _MEMO
     found: dict[str, list[IndexValue]] = {}
-    for name, paths, convert, _ in plan:
-        values: list[IndexValue] = []
-        for first, steps in paths:
-            # most paths of a type are absent from a given resource: one lookup says so
-            if first not in resource:
-                continue
-            if steps is None:  # one step, no filter: the element itself, lists flattened
-                child = resource[first]
-                nodes = child if isinstance(child, list) else (child,)
-            else:
-                nodes = _walk(resource, steps)
-            for node in nodes:
-                # a node's values depend on the node, the parameter and the zone alone: a
-                # batch's messages repeat a concept's codes and their times (a text and a
-                # CodeableConcept are memoised; a Reference or an Identifier costs less to
-                # convert again than to look up: most are met once, decision 0113)
-                if node.__class__ is str:
-                    key = (convert, name, zone, node)
-                elif convert is _tokens and node.__class__ is dict and "coding" in node:
-                    key = (convert, name, zone, _text_of(node))
-                else:
-                    convert(name, node, zone, values)
-                    continue
-                done = memo.get(key)
+    for _, _, name, first, steps, convert in present:
+        values = found.get(name)
+        if values is None:
+            values = found[name] = []
+        if steps is None:  # one step, no filter: the element itself, lists flattened
+            child = resource[first]
+            nodes = child if isinstance(child, list) else (child,)
+        else:
+            nodes = _walk(resource, steps)
+        for node in nodes:
+            # a node's values depend on the node, the parameter and the zone alone: a
+            # batch's messages repeat a concept's codes and their times (a text and a
+            # CodeableConcept are memoised; a Reference or an Identifier costs less to
+            # convert again than to look up: most are met once, decision 0113)
+            if node.__class__ is str:
+                key = (convert, name, zone, node)
+                kept = memo
+            elif convert is _tokens and node.__class__ is dict and "coding" in node:
+                key = (convert, name, zone, _text_of(node))
+                kept = memo
+            elif (
+                node.__class__ is dict
+                and len(node) == 1
+                and (text := node.get("reference")).__class__ is str
+                and (narrowing := _REFERENCES.get(convert)) is not None
+            ):
+                # a bare literal Reference: its value is that of the text alone. The
+                # patient's, the performing organisation's come back in every resource of
+                # a message: memoised (a memo of their own, so that they never push the
+                # codes out of ``_MEMO``); a message's own resources are named once
+                key = (convert, name, text)
+                done = _REFERENCE_MEMO.get(key)
                 if done is None:
-                    start = len(values)
-                    convert(name, node, zone, values)
-                    if key[-1] is not None:  # None: not JSON (``_text_of``)
-                        if len(memo) >= _MEMO_MAX:
-                            memo.clear()
-                        memo[key] = tuple(values[start:])
-                else:
-                    values.extend(done)
-        # dedupe in first-seen order; hashing only when there can be a duplicate
-        found[name] = list(dict.fromkeys(values)) if len(values) > 1 else values
+                    done = _bare_reference(name, narrowing, text)
+                    if text.startswith(_SHARED_TARGETS):
+                        if len(_REFERENCE_MEMO) >= _MEMO_MAX:
+                            _REFERENCE_MEMO.clear()
+                        _REFERENCE_MEMO[key] = done
+                values.extend(done)
+                continue
+            else:
+                convert(name, node, zone, values)
+                continue
+            done = kept.get(key)
+            if done is None:
+                start = len(values)
+                convert(name, node, zone, values)
+                if key[-1] is not None:  # None: not JSON (``_text_of``)
+                    if len(kept) >= _MEMO_MAX:
+                        kept.clear()
+                    kept[key] = tuple(values[start:])
+            else:
+                values.extend(done)
     out: list[IndexValue] = []
-    for name, _, _, shared in plan:
-        values = found[name]
+    shares = _shares(search.type)
+    for name, values in found.items():  # in the plan's order, as ``present``
+        # dedupe in first-seen order. Most parameters with several values have none twice:
+        # their references and codes alone differ already (equal values have equal ones);
+        # then their fields compared in C (a value's own hash is Python's)
+        if (
+            len(values) > 1
+            and len(set(map(_SOME, values))) < len(values)
+            and len(set(map(_FIELDS, values))) < len(values)
+        ):
+            values = list(dict.fromkeys(values))
+        shared = shares[name]
         if shared and values:
-            held = {_unnamed(v, inner) for inner in shared for v in found.get(inner, ())}
-            out.extend(v for v in values if _unnamed(v, name) not in held)
+            held = {
+                (v.param[len(inner) :], _REST(v)) for inner in shared for v in found.get(inner, ())
+            }
+            out.extend(v for v in values if (v.param[len(name) :], _REST(v)) not in held)
         else:
             out.extend(values)
     return out
+
+
+# a value's fields as its equality compares them (every field but ``row``)
+_FIELDS = attrgetter(
+    "param", "kind", "system", "code", "value", "value_norm", "date_start", "date_end",
+    "number", "reference",
+)  # fmt: skip
+# two of those fields: values with other ones are not equal
+_SOME = attrgetter("reference", "code")
+# a value without its parameter's name, after its suffix (``_unnamed`` in two parts)
+_REST = attrgetter(
+    "kind", "system", "code", "value", "value_norm", "date_start", "date_end", "number", "reference"
+)
+
+
+@cache
+def _by_first(resource_type: str) -> dict[str, tuple[tuple[Any, ...], ...]]:
+    """``_plan``'s paths of ``resource_type`` by their first element: (parameter number,
+    path number, parameter, first element, steps or None, converter) each."""
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    for n, (name, paths, convert, _) in enumerate(_plan(resource_type)):
+        for m, (first, steps) in enumerate(paths):
+            out.setdefault(first, []).append((n, m, name, first, steps, convert))
+    return {first: tuple(entries) for first, entries in out.items()}
+
+
+@cache
+def _shares(resource_type: str) -> dict[str, tuple[str, ...]]:
+    """Each parameter of ``resource_type``: the parameters whose rows hold its values."""
+    return {name: shared for name, _, _, shared in _plan(resource_type)}
 
 
 # (converter, parameter, zone, the node: a str as it is, another value as its orjson text)
@@ -187,6 +254,8 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
 # the facility's references come back at once): a few MB at most
 _MEMO: dict[tuple[Any, ...], tuple[IndexValue, ...]] = {}
 _MEMO_MAX = 4096
+# (converter, parameter, reference text) -> the values of a Reference with nothing else
+_REFERENCE_MEMO: dict[tuple[Any, ...], tuple[IndexValue, ...]] = {}
 
 
 def _text_of(node: Any) -> bytes | None:
@@ -197,7 +266,8 @@ def _text_of(node: Any) -> bytes | None:
     except orjson.JSONEncodeError:
         return None
     # orjson writes NaN and infinities as null: a text with a null is not told apart
-    return None if b"null" in text else text
+    # (``find``: ``in`` first tries the operand as a byte value, a formatted TypeError each time)
+    return None if text.find(b"null") >= 0 else text
 
 
 # a datetime, dataclass or subclass of str, int, dict or list in a node: not JSON, not
@@ -254,6 +324,29 @@ def meta_params(resource_type: str) -> tuple[frozenset[str], dict[str, int]] | N
     return frozenset(names), {name: n for n, (name, _, _, _) in enumerate(plan)}
 
 
+# the reference parameters' converters (``_converter``) -> their (targets, narrow): their
+# values depend on the reference alone, not on the zone
+_REFERENCES: dict[_Convert, tuple[tuple[str, ...], bool]] = {}
+# the references that come back message after message (the others are not memoised)
+_SHARED_TARGETS = ("Patient/", "Organization/", "Practitioner", "Location/", "Device/")
+
+
+def _bare_reference(
+    name: str, narrowing: tuple[tuple[str, ...], bool], text: str
+) -> tuple[IndexValue, ...]:
+    """``_reference``'s value of ``{"reference": text}`` (a Reference with nothing else),
+    as a tuple of none or one."""
+    targets, narrow = narrowing
+    reference = _normalized_reference(text)
+    if reference is not None and targets and "/" in reference:
+        if narrow and reference.split("/", 1)[0] not in targets:
+            return ()
+    elif narrow:
+        return ()
+    # (the node has ``reference``: never the value-less Reference ``_reference`` skips)
+    return (IndexValue(name, "reference", None, None, None, None, None, None, None, reference),)
+
+
 def _converter(param: SearchParam) -> _Convert:
     kind = param.type
     if kind == "reference":
@@ -264,6 +357,7 @@ def _converter(param: SearchParam) -> _Convert:
             if value is not None:
                 out.append(value)
 
+        _REFERENCES[references] = (targets, narrow)
         return references
     return _CONVERTERS[kind]
 

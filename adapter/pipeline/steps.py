@@ -380,6 +380,9 @@ def route(work: Work) -> None:
             catch_up(work, person, facility, rows, skip=sent)
     with_message: dict[str, tuple[Recipient, str]] = {}
     loose: list[Saved] = []
+    # the recipients of a type of resource about a person (or none) are chosen once: a lab
+    # message's results are one type about one patient, and nothing here changes the care
+    chosen_for: dict[tuple[str, str | None], list[Recipient]] = {}
     for item in work.saved:
         if not item.changed:
             continue  # identical content: nothing new to deliver
@@ -387,7 +390,11 @@ def route(work: Work) -> None:
         if by_care and item.patient_key:
             person = work.person(item.patient_key)
             caring = work.caring(person)
-        chosen = recipients(work.consortium, work.facility.id, item.resource_type, caring)
+        chosen = chosen_for.get((item.resource_type, person))
+        if chosen is None:
+            chosen = chosen_for[(item.resource_type, person)] = recipients(
+                work.consortium, work.facility.id, item.resource_type, caring
+            )
         if by_care and not item.patient_key:
             loose.append(item)
         for recipient in chosen:

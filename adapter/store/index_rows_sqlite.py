@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from itertools import compress
+from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
 from sqlalchemy import Table
@@ -65,6 +66,10 @@ def index_insert(table: Table, dialect: Dialect, keys: tuple[str, ...]) -> Index
     return found
 
 
+# an ``IndexRow``'s dates
+_STARTS: Final = itemgetter(8)
+_ENDS: Final = itemgetter(9)
+
 # (the INSERT, which of its values are bound) -> the INSERT with NULL for the others
 _NULLED: dict[tuple[str, tuple[bool, ...]], str] = {}
 _NULLED_MAX: Final = 4096
@@ -79,13 +84,42 @@ def without_nulls(
     and Python's sqlite3 asks its adapter registry about each None it binds (about 1,200
     instructions a value, even with decision 0140's adapter); a NULL in the statement
     costs nothing a row. The stored rows are the same."""
-    groups: dict[tuple[bool, ...], list[tuple[Any, ...]]] = {}
+    groups: Groups = {}
     for row, bound in zip(rows, kept, strict=True):
         group = groups.get(bound)
         if group is None:
-            groups[bound] = group = []
-        group.append(tuple(compress(row, bound)))
-    return [(_nulled(sql, bound), group) for bound, group in groups.items()]
+            groups[bound] = group = (_taking(bound), [])
+        group[1].append(group[0](row))  # the row's bound values, a tuple made in C
+    return grouped(sql, groups)
+
+
+# which values of a row are bound -> (what takes them from a row, the rows' bound values)
+Groups = dict[tuple[bool, ...], tuple[Callable[[Any], Any], list[tuple[Any, ...]]]]
+
+
+def grouped(sql: str, groups: Groups) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """``without_nulls``' answer from its groups (``driver_index_rows(groups=...)`` fills
+    them as it builds the rows, without a list of rows and one of their bound places)."""
+    return [(_nulled(sql, bound), group) for bound, (_, group) in groups.items()]
+
+
+# which values of a row are bound -> an ``itemgetter`` of them (a tuple, even of one)
+_TAKING: dict[tuple[bool, ...], Callable[[Any], Any]] = {}
+
+
+def _taking(bound: tuple[bool, ...]) -> Callable[[Any], Any]:
+    """A function giving the values of a row in the places ``bound`` marks, as a tuple."""
+    found = _TAKING.get(bound)
+    if found is None:
+        places = list(compress(range(len(bound)), bound))
+        if len(places) == 1:  # itemgetter of one place gives the value, not a tuple
+            (place,) = places
+            found = lambda row: (row[place],)  # noqa: E731
+        else:
+            found = itemgetter(*places)
+        if len(_TAKING) < _NULLED_MAX:
+            _TAKING[bound] = found
+    return found
 
 
 def _nulled(sql: str, kept: tuple[bool, ...]) -> str:
@@ -113,16 +147,18 @@ def driver_index_rows(
     *,
     transient: bool,
     kept: list[tuple[bool, ...]] | None = None,
+    groups: Groups | None = None,
 ) -> list[tuple[Any, ...]]:
     """``rows`` (``IndexRow``: type, key, param, kind, system, code, value, value_norm,
     date start, date end, number or an identifier type's system text, reference as text or
     target key, code_full, value_norm_full, reference_full) as the driver takes them.
     ``kept``: given, each row's values that are not None are appended to it (True in
     their places: ``without_nulls``), told from the values as they are here, cheaper than
-    a pass over the rows' tuples."""
+    a pass over the rows' tuples. ``groups``: given, each row goes into it as
+    ``without_nulls`` would group it (and nothing is returned, nor put in ``kept``)."""
     when = insert.when
-    instants = {r[8] for r in rows}
-    instants.update(r[9] for r in rows)
+    instants = set(map(_STARTS, rows))  # in C
+    instants.update(map(_ENDS, rows))
     instants.discard(None)
     at: dict[Any, Any] = {value: when(value) for value in instants}  # once per instant
     at[None] = None
@@ -155,12 +191,22 @@ def driver_index_rows(
             params[rtype, param, kind], system_id, kinds[kind], code, value, norm,
             reference, code_full, norm_full, reference_full,
         )  # fmt: skip
-        append(row)
-        if kept is not None:  # the row's number, key, parameter and kind are never None
-            kept.append((
-                True, True, start is not None, end is not None, value_number is not None,
-                target is not None, True, system_id is not None, True, code is not None,
-                value is not None, norm is not None, reference is not None,
-                code_full is not None, norm_full is not None, reference_full is not None,
-            ))  # fmt: skip
+        if groups is None:
+            append(row)
+            if kept is None:
+                continue
+        # the row's number, key, parameter and kind are never None
+        bound = (
+            True, True, start is not None, end is not None, value_number is not None,
+            target is not None, True, system_id is not None, True, code is not None,
+            value is not None, norm is not None, reference is not None,
+            code_full is not None, norm_full is not None, reference_full is not None,
+        )  # fmt: skip
+        if groups is None:
+            kept.append(bound)  # type: ignore[union-attr]
+            continue
+        group = groups.get(bound)
+        if group is None:
+            groups[bound] = group = (_taking(bound), [])
+        group[1].append(group[0](row))
     return out

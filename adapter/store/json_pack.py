@@ -58,8 +58,16 @@ def _refs(stored: bytes) -> list[str]:
 def pack(value: Any) -> bytes:
     """The stored form of a JSON value: the smallest of the forms above."""
     plain = _ref_form(value) or orjson.dumps(value)
+    if len(plain) <= _NEVER_FRAMED:  # ``[]`` (a new message's issues and resources)
+        return plain
     frame = pack_json(plain)
     return frame if len(frame) < len(plain) else plain
+
+
+# a text this short is never longer than its zstd frame: the frame's magic number (4
+# bytes), header (2 at least, the dictionary's id among them), a block's header (3) and
+# content (1 at least) and the checksum (4) take 14 bytes at the least (decision 0143)
+_NEVER_FRAMED = 12
 
 
 def unpack(stored: bytes | bytearray | memoryview | str) -> Any:

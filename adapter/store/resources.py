@@ -60,7 +60,13 @@ from adapter.store.fast_insert import driver_executemany, insert_rows, insert_tu
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keep import COLUMNS, keep_stored, keep_terms
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
-from adapter.store.index_rows_sqlite import driver_index_rows, index_insert, without_nulls
+from adapter.store.index_rows_sqlite import (
+    Groups,
+    driver_index_rows,
+    grouped,
+    index_insert,
+    without_nulls,
+)
 from adapter.store.keys import keys_in
 from adapter.store.models import KINDS, Resource, ResourceVersion, SearchIndex
 from adapter.store.params import param_ids
@@ -564,12 +570,12 @@ def save_resources(
             )
         if not with_index:
             rows = []
-        elif done is None:
-            rows = _index_tuples(key[0], rkey, index_values(resource, zone))
+        elif done is None:  # the references to the message's resources named in the pass
+            rows = _index_tuples(key[0], rkey, index_values(resource, zone), targets)
         else:
             rows = [(key[0], rkey, *tail) for tail in done[1]]
-        if rows:
-            rows = _named_by_key(rows, targets)
+            if rows:
+                rows = _named_by_key(rows, targets)
         if buffer is not None:
             buffer.replace(key, rkey, rows, stored=old is not None)
         else:
@@ -1064,6 +1070,15 @@ _INDEX_COLUMNS: Final = (
     "value_norm_full", "reference_full",
 )  # fmt: skip
 _REFERENCE: Final = _INDEX_ROW_KEYS.index("reference")
+_TAIL_REFERENCE: Final = _REFERENCE - 2  # in a value's row without its type and key
+# an index row's parameter (type, name, kind), its ``value_number`` place, system, reference
+_PARAM_OF: Final = itemgetter(0, 2, 3)
+_NUMBER_OF: Final = itemgetter(10)
+_SYSTEM_OF: Final = itemgetter(4)
+_REFERENCE_OF: Final = itemgetter(_REFERENCE)
+# SQLite: the rows of a write that replaces none grouped by their empty columns as they are
+# built (``driver_index_rows(groups=...)``); the tests turn it off to see the rows whole
+_GROUPED_AS_BUILT = True
 assert ("row_id", *_INDEX_COLUMNS) == COLUMNS  # the rows index_keep compares
 
 
@@ -1109,15 +1124,17 @@ def _insert_index_tuples(
         if replacing:
             _delete_index_rows(session, sorted(replacing))
         return
-    params = param_ids(session, {(r[0], r[2], r[3]) for r in rows})
+    # the distinct values of a column gathered in C (``map``), a row at a time no more
+    params = param_ids(session, set(map(_PARAM_OF, rows)))
     # an identifier's row carrying its type has the type's system as text where a number
     # goes (``_typed``): written as its id
-    typed = [n for n, r in enumerate(rows) if r[10].__class__ is str]
+    typing = {v for v in set(map(_NUMBER_OF, rows)) if v.__class__ is str}
+    typed = [n for n, r in enumerate(rows) if r[10].__class__ is str] if typing else []
     systems: dict[str | None, int | None] = {None: None}
-    named = {r[4] for r in rows}
-    named.update(rows[n][10] for n in typed)
+    named = set(map(_SYSTEM_OF, rows))
+    named.update(typing)
     systems.update(system_ids(session, named - {None}))
-    texts = {ref for r in rows if (ref := r[11]).__class__ is str}  # 11: ``_REFERENCE``
+    texts = {ref for ref in set(map(_REFERENCE_OF, rows)) if ref.__class__ is str}
     targets: dict[Any, int] = target_keys(session, texts) if texts else {}
     kinds = KINDS
     connection = session.connection()
@@ -1126,14 +1143,21 @@ def _insert_index_tuples(
         keys = ("row_id", *_INDEX_COLUMNS)
         found = index_insert(_index, dialect, keys)
         if found is not None:
-            kept: list[tuple[bool, ...]] = []
-            values = driver_index_rows(
-                rows, found, params, systems, kinds, targets, transient=transient, kept=kept
-            )
-            if replacing:
-                values = keep_stored(session, values, replacing, kept=kept)
             # one executemany a set of empty columns, NULL written in the statement (0140)
-            for sql, some in without_nulls(found.sql, values, kept):
+            if replacing or not _GROUPED_AS_BUILT:
+                kept: list[tuple[bool, ...]] = []
+                values = driver_index_rows(
+                    rows, found, params, systems, kinds, targets, transient=transient, kept=kept
+                )
+                values = keep_stored(session, values, replacing, kept=kept)
+                statements = without_nulls(found.sql, values, kept)
+            else:  # grouped as they are built (decision 0143)
+                groups: Groups = {}
+                driver_index_rows(
+                    rows, found, params, systems, kinds, targets, transient=transient, groups=groups
+                )
+                statements = grouped(found.sql, groups)
+            for sql, some in statements:
                 driver_executemany(connection, sql, some)
             return
 
@@ -1290,11 +1314,20 @@ def _named_by_key(rows: list[IndexRow], keys: dict[str, int]) -> list[IndexRow]:
     return out
 
 
-def _index_tuples(rtype: str, rkey: int, values: Iterable[IndexValue]) -> list[IndexRow]:
-    """The rows of a resource's values, an identifier's first type on its row (``_typed``)."""
+def _index_tuples(
+    rtype: str, rkey: int, values: Iterable[IndexValue], named: dict[str, int] | None = None
+) -> list[IndexRow]:
+    """The rows of a resource's values, an identifier's first type on its row (``_typed``);
+    ``named``: a reference to one of these keys as the key, as ``_named_by_key`` gives it
+    (in the same pass: decision 0143)."""
     rows: list[IndexRow] = []
     for v in values:
-        row = _index_tuple(rtype, rkey, v)
+        tail = v.row  # ``_index_tuple``'s, inline
+        if tail is None:
+            tail = v.row = _index_tail(v)
+        row = (rtype, rkey, *tail)
+        if named and (ref := tail[_TAIL_REFERENCE]) is not None and ref in named:
+            row = (rtype, rkey, *tail[:_TAIL_REFERENCE], named[ref], *tail[_TAIL_REFERENCE + 1 :])
         if row[3] == "token" and rows and row[2].endswith(OF_TYPE) and (t := _typed(rows[-1], row)):
             rows[-1] = t
         else:

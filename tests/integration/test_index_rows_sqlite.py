@@ -84,6 +84,7 @@ def test_the_one_pass_rows_are_the_general_path_s(
             with monkeypatch.context() as patch, _sent(resources) as one_pass:
                 # the rows whole, in one call (the NULLs' grouping: the test below)
                 patch.setattr(resources, "without_nulls", lambda sql, r, _kept: [(sql, r)])
+                patch.setattr(resources, "_GROUPED_AS_BUILT", False)
                 real(session, rows, transient=numbering)
             with monkeypatch.context() as patch, _sent(fast_insert) as general:
                 patch.setattr(resources, "index_insert", lambda *_: None)
@@ -145,6 +146,7 @@ def test_rows_with_nulls_in_the_insert_are_stored_the_same(
             patch.setattr(resources, "driver_executemany", counted)
             if whole:
                 patch.setattr(resources, "without_nulls", lambda sql, r, _kept: [(sql, r)])
+                patch.setattr(resources, "_GROUPED_AS_BUILT", False)
             for start in range(0, len(corpus), 100):
                 save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
             stored.append(_stored(session))
@@ -168,3 +170,47 @@ def test_without_nulls_groups_rows_by_their_empty_values() -> None:
         ("INSERT INTO t (a, b, c) VALUES (?, NULL, NULL)", [(2,)]),
         ("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", [(4, 5, 6), (b"", 0, "")]),
     ]
+
+
+def test_rows_grouped_as_built_are_those_grouped_after(
+    session_factory: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0143: a write that replaces no stored rows groups its rows by their empty
+    columns while it builds them; the statements and their rows are exactly those of the
+    rows built first, then grouped (``without_nulls``), for every call of the corpus."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the one-pass form is SQLite's")
+    real = resources._insert_index_tuples
+    compared = {"calls": 0, "statements": 0, "rows": 0}
+
+    def both(
+        session: Session, rows: list[Any], *, transient: bool = False, replacing: Any = ()
+    ) -> None:
+        sent: list[list[Any]] = []
+        for as_built in (True, False):
+            statements: list[tuple[str, list[Any]]] = []
+            with monkeypatch.context() as patch:
+                patch.setattr(resources, "_GROUPED_AS_BUILT", as_built)
+                patch.setattr(
+                    resources,
+                    "driver_executemany",
+                    lambda _c, sql, some, s=statements: s.append((sql, list(some))),
+                )
+                real(session, rows, transient=transient)
+            sent.append(statements)
+        assert sent[0] == sent[1]
+        assert [[tuple(map(type, r)) for _, rs in sent[0] for r in rs]] == [
+            [tuple(map(type, r)) for _, rs in sent[1] for r in rs]
+        ]
+        compared["calls"] += 1
+        compared["statements"] += len(sent[0])
+        compared["rows"] += sum(len(rs) for _, rs in sent[0])
+        real(session, rows, transient=transient, replacing=replacing)
+
+    monkeypatch.setattr(resources, "_insert_index_tuples", both)
+    corpus = _corpus()
+    with session_factory() as session, session.begin():
+        for start in range(0, len(corpus), 100):
+            save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
+        session.rollback()
+    assert compared["rows"] > 5000 and compared["statements"] > compared["calls"], compared

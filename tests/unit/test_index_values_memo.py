@@ -162,3 +162,120 @@ def _patient_key_by_reading(resource: dict[str, Any]) -> str | None:
 )
 def test_patient_key_from_compiled_paths_reads_as_before(resource: dict[str, Any]) -> None:
     assert patient_key(resource) == _patient_key_by_reading(resource)
+
+
+# --- decision 0143: only the paths a resource has, bare References memoised, dedupe -------
+
+
+def _plain_index_values(resource: dict[str, Any], zone: Any = iv.DEFAULT_ZONE) -> list[IndexValue]:
+    """``index_values`` as it was before decision 0143: every parameter of the plan in
+    order, every path looked up, no memo, duplicates removed by the values' own hash."""
+    search = RESOURCES.get(resource.get("resourceType", ""))
+    if search is None:
+        return []
+    found: dict[str, list[IndexValue]] = {}
+    plan = iv._plan(search.type)
+    for name, paths, convert, _ in plan:
+        values: list[IndexValue] = []
+        for first, steps in paths:
+            if first not in resource:
+                continue
+            if steps is None:
+                child = resource[first]
+                nodes = child if isinstance(child, list) else (child,)
+            else:
+                nodes = iv._walk(resource, steps)
+            for node in nodes:
+                convert(name, node, zone, values)
+        found[name] = list(dict.fromkeys(values))
+    out: list[IndexValue] = []
+    for name, _, _, shared in plan:
+        values = found[name]
+        if shared and values:
+            held = {iv._unnamed(v, inner) for inner in shared for v in found.get(inner, ())}
+            out.extend(v for v in values if iv._unnamed(v, name) not in held)
+        else:
+            out.extend(values)
+    return out
+
+
+_REPORT = {
+    "resourceType": "DiagnosticReport",
+    "id": "r1",
+    "identifier": [
+        {"system": "https://h.example.cn/lab-report", "value": "A1"},
+        {"system": "https://h.example.cn/lab-report", "value": "A1"},  # the same twice
+        {
+            "type": {
+                "coding": [
+                    {"system": "http://terminology.hl7.org/CodeSystem/v2-0203", "code": "PLAC"}
+                ]
+            },
+            "system": "https://h.example.cn/lab-order",
+            "value": "B2",
+        },
+    ],
+    "status": "final",
+    "code": _CODE,
+    "subject": {"reference": "Patient/p1"},
+    "performer": [
+        {"reference": "Organization/o1"},
+        {"reference": "Organization/o1"},  # a duplicate
+        {"reference": "Practitioner/d1", "display": "张医生"},  # not bare: not memoised
+        {"display": "检验科"},  # a display only
+    ],
+    "specimen": [{"reference": "Specimen/s1"}],
+    "result": [{"reference": f"Observation/o{n}"} for n in range(12)],
+    "effectiveDateTime": "2026-11-24T13:05:00+08:00",
+}
+
+
+@pytest.mark.parametrize(
+    "resource",
+    [
+        _REPORT,
+        _observation(1),
+        {**_observation(2), "subject": "Patient/p9", "performer": [{"reference": "Patient/p9"}]},
+        {
+            "resourceType": "Provenance",
+            "id": "v1",
+            "target": _REPORT["result"],
+            "recorded": "2026-11-24T13:05:00+08:00",
+            "agent": [{"who": {"reference": "Organization/o1"}}],
+        },
+        {"resourceType": "Observation", "id": "o", "subject": {"reference": "Group/g1"}},
+    ],
+)
+def test_index_values_are_those_of_every_path_looked_up(resource: dict[str, Any]) -> None:
+    """The same values in the same order as a walk of every parameter and path without a
+    memo (the plan's order kept, duplicates removed first-seen), fresh and memoised."""
+    iv._MEMO.clear()
+    iv._REFERENCE_MEMO.clear()
+    expected = _plain_index_values(resource)
+    assert [_fields(v) for v in index_values(resource)] == [_fields(v) for v in expected]
+    again = index_values(copy.deepcopy(resource))  # from the memos
+    assert [_fields(v) for v in again] == [_fields(v) for v in expected]
+
+
+def test_a_bare_reference_is_memoised_by_parameter() -> None:
+    """A Reference with nothing but ``reference`` is memoised under its parameter's
+    converter: a narrow parameter (``patient``) still gives nothing for an Organization."""
+    iv._REFERENCE_MEMO.clear()
+    first = index_values({**_observation(1), "performer": [{"reference": "Patient/p1"}]})
+    assert any(key[2] == "Patient/p1" for key in iv._REFERENCE_MEMO)
+    second = index_values({**_observation(2), "subject": {"reference": "Organization/x"}})
+    assert not [v for v in second if v.param == "patient"]
+    assert [v for v in first if v.param == "performer"] == [
+        IndexValue("performer", "reference", reference="Patient/p1")
+    ]
+
+
+def test_the_reference_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(iv, "_MEMO_MAX", 8)
+    iv._REFERENCE_MEMO.clear()
+    for n in range(30):
+        resource = {**_REPORT, "result": [{"reference": f"Observation/x{n}-{k}"} for k in range(3)]}
+        assert [_fields(v) for v in index_values(resource)] == [
+            _fields(v) for v in _plain_index_values(resource)
+        ]
+        assert len(iv._REFERENCE_MEMO) <= 8

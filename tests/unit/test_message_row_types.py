@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapter.store import json_pack
+from adapter.store import body_codec, json_pack
 from adapter.store.body_codec import ZSTD_MAGIC
 from adapter.store.types import uuid_bytes, uuid_text
 
@@ -77,3 +77,18 @@ def test_a_uuid_is_its_16_bytes_and_other_text_never_reads_as_one() -> None:
 def test_uuid_bytes_order_as_their_text() -> None:
     ids = [str(uuid.uuid4()) for _ in range(200)]
     assert sorted(ids, key=uuid_bytes) == sorted(ids)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[], {}, None, 0, "", ["a"], [1, 2, 3, 4], {"a": 1}, "x" * 10, "x" * 11, [[[]]], True],
+)
+def test_a_short_value_is_stored_as_its_text_without_trying_a_frame(value: object) -> None:
+    """Decision 0143: a text of 12 bytes or less is never longer than its zstd frame, so
+    ``pack`` keeps it as it is without compressing it: the smaller of the two, as before."""
+    plain = orjson.dumps(value)
+    frame = body_codec.pack_json(plain)
+    assert json_pack.pack(value) == (frame if len(frame) < len(plain) else plain)
+    if len(plain) <= 12:
+        assert len(frame) > len(plain)
+    assert json_pack.unpack(json_pack.pack(value)) == value
