@@ -71,7 +71,7 @@ from adapter.store.search_order import (
     walk_types,
     without_value,
 )
-from adapter.store.search_preread import FEW_ROWS, PreRead
+from adapter.store.search_preread import FEW_ROWS, ManyIds, PreRead
 from adapter.store.search_preshape import Shaped, Slot, shaped
 from adapter.store.search_preshape import condition as slot_condition
 from adapter.store.search_terms import (
@@ -944,6 +944,14 @@ def _token_terms(
     row_probe = row_probe.where(matched)
     positive = not negated and rtype is not None
     found, by_row = _token_ids(ids, rtype, names, criterion, row_probe if positive else None)
+    read = ids.arrays(_arrays_key(rtype, names, criterion)) if kind == "string" else None
+    if isinstance(found, ManyIds):  # only a positive criterion of one type reads these
+        # the pre-read's text of many ids, bound back unparsed (decision 0145)
+        if read is not None and read.keys is not None:
+            once = select(func.unnest(_hidden_keys(read.keys)))
+        else:
+            once = select(func.unnest(func.array(toks_each(found.text).scalar_subquery())))
+        return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
     terms = search_terms.alias()
     many = kind == "string" and len(found) > MANY_IDS  # a prefix or part of many values
     key_probe = select(terms.c.resource_key).where(toks_any(terms, found, hidden=many))
@@ -951,7 +959,6 @@ def _token_terms(
         return and_(_absent(r, row_probe), _absent(r, key_probe))
     if rtype is None:
         return or_(_matching(rtype, r, row_probe), _matching(rtype, r, key_probe))
-    read = ids.arrays(_arrays_key(rtype, names, criterion)) if kind == "string" else None
     if found and read is not None and read.keys is not None:
         # the pre-read's keys of the arrays (at most FEW_ROWS, decision 0127): the
         # resources probed by key, the arrays not read again

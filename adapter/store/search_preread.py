@@ -75,13 +75,33 @@ class Arrays:
     cap: int | None
 
 
+class ManyIds:
+    """More than ``MANY_IDS`` dictionary ids of a string criterion, as the pre-read wrote
+    them (``'{1,2,…}'``), not parsed (decision 0145): the page binds the text back as it
+    came (``search_tokens.toks_each``), where parsing ``name=王``'s 3,918 ids into ints,
+    sorting them and writing them again cost ~3 M instructions a search. ``len`` is their
+    number; not iterable (a caller that needs the ids one by one must not get these)."""
+
+    __slots__ = ("count", "text")
+
+    def __init__(self, text: str, count: int) -> None:
+        self.text = text
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"ManyIds({self.count})"
+
+
 @dataclass(slots=True)
 class Found:
     """What one pre-read statement answered."""
 
     params: list[tuple[str, str, int, int]] = field(default_factory=list)  # type, name, kind, id
     types: set[str] = field(default_factory=set)  # the types whose rows were read (all of them)
-    tokens: dict[Hashable, tuple[tuple[int, ...], bool]] = field(default_factory=dict)
+    tokens: dict[Hashable, tuple[tuple[int, ...] | ManyIds, bool]] = field(default_factory=dict)
     targets: dict[Hashable, tuple[int, ...]] = field(default_factory=dict)
     walks: dict[Hashable, bool] = field(default_factory=dict)  # True: the walk applies
     rows: dict[Hashable, int] = field(default_factory=dict)  # rows counted (<= FEW_ROWS + 1)
@@ -256,6 +276,7 @@ class PreRead:
         if query is None:
             return found
         tokens: dict[int, set[int]] = {}
+        listed: dict[int, ManyIds] = {}  # a tokens member's many ids, their text kept
         meets: set[int] = set()
         targets: dict[int, set[int]] = {}
         blocked: set[int] = set()
@@ -271,7 +292,9 @@ class PreRead:
                 else:
                     tokens.setdefault(n, set()).add(k)
             elif tag == _TOKEN_LIST:
-                if a:  # NULL: no id
+                if k > MANY_IDS:  # the page binds the text back (``ManyIds``)
+                    listed[n] = ManyIds(a, k)
+                elif a:  # NULL: no id
                     tokens.setdefault(n, set()).update(map(int, a[1:-1].split(",")))
             elif tag == _TARGETS:
                 targets.setdefault(n, set()).add(k)
@@ -288,7 +311,9 @@ class PreRead:
             if renamed:
                 key = _renamed(key, renamed)
             if tag == _TOKENS:
-                found.tokens[key] = (tuple(sorted(tokens.get(n, ()))), n in meets)
+                many = listed.get(n)
+                ids = many if many is not None else tuple(sorted(tokens.get(n, ())))
+                found.tokens[key] = (ids, n in meets)
             elif tag == _TARGETS:
                 found.targets[key] = tuple(sorted(targets.get(n, ())))
             elif tag == _ROWS:
@@ -324,7 +349,10 @@ def _arrays_member(n: int, named: Any, cap: int | None) -> Select[Any]:
     one_probe = select(terms.c.resource_key.label("k")).where(
         n_ids <= MANY_IDS, terms.c.toks.op("&&", is_comparison=True)(listed)
     )
-    per_id = toks_each(listed).where(n_ids > MANY_IDS, n_ids <= KEYED_IDS).distinct()
+    per_id = toks_each(listed).where(n_ids > MANY_IDS)
+    if cap == FEW_ROWS:  # not the total: more than KEYED_IDS ids are left to the page
+        per_id = per_id.where(n_ids <= KEYED_IDS)
+    per_id = per_id.distinct()
     found = union_all(one_probe, per_id).subquery("arrays_found")
     first = select(found.c.k)
     if cap is not None:
@@ -333,7 +361,9 @@ def _arrays_member(n: int, named: Any, cap: int | None) -> Select[Any]:
     keys = case(
         (func.count() <= FEW_ROWS, cast(func.array_agg(held.c.k), Text)), else_=cast(null(), Text)
     )
-    unread = case((n_ids > KEYED_IDS, literal_column(f"'{_UNREAD}'", Text)))
+    unread: Any = cast(null(), Text)
+    if cap == FEW_ROWS:
+        unread = case((n_ids > KEYED_IDS, literal_column(f"'{_UNREAD}'", Text)))
     return select(
         literal_column(str(_ARRAYS), Integer),
         literal_column(str(n), Integer),

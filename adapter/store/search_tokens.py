@@ -191,7 +191,7 @@ def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElem
     return terms.c.toks.op("&&", is_comparison=True)(bound)
 
 
-def toks_each(ids: Sequence[int] | Select[Any] | ColumnElement[Any]) -> Any:
+def toks_each(ids: Sequence[int] | str | Select[Any] | ColumnElement[Any]) -> Any:
     """The keys of the resources whose array holds one of ``ids`` (more than ``MANY_IDS``):
     one GIN probe PER id (``toks @> ARRAY[id]``, the ids unnested from one bound array the
     planner does not see). One probe with all of them (``toks && $ids``) merges every
@@ -203,8 +203,9 @@ def toks_each(ids: Sequence[int] | Select[Any] | ColumnElement[Any]) -> Any:
     elif isinstance(ids, ColumnElement):  # that array already built (search_preread)
         bound = ids
     else:  # the array's text, cast by the server: psycopg dumps a list of 1,600 ints
-        # element by element (two regex searches each, ~3 ms a statement: decision 0142)
-        listed = "{" + ",".join(map(str, ids)) + "}"
+        # element by element (two regex searches each, ~3 ms a statement: decision 0142);
+        # a str is that text as the pre-read wrote it (``search_preread.ManyIds``, 0145)
+        listed = ids if isinstance(ids, str) else "{" + ",".join(map(str, ids)) + "}"
         written = bindparam(None, listed, type_=Text, unique=True)
         bound = select(cast(written, _INTS)).scalar_subquery()
     one = func.unnest(bound).column_valued("many_id")
