@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
+    and_,
     any_,
     case,
     cast,
@@ -57,18 +58,20 @@ _TOKEN_LIST = 8  # a token member's ids in one row, ``a`` an array's text ('{1,2
 # page probes the resources by key whatever the planner estimates (decision 0114)
 FEW_ROWS = 5_000
 _ROW_MEETS = -1  # a token member's k: a row that stays a row meets the criterion
-# a string criterion of more dictionary ids than this: its arrays are not read in the
-# pre-read (``PreRead.arrays``; ``name:contains=伟``'s 1,600 ids: the page probes per id)
-KEYED_IDS = 512
-_UNREAD = "unread"  # an arrays member's b: more than KEYED_IDS ids, nothing read
+# a string criterion of more than ``MANY_IDS`` dictionary ids: its arrays are read by a
+# probe per id, every one whatever the cap (a distinct set is whole before its first row),
+# so their keys are returned up to this many (decision 0145): the page and the count then
+# probe the resources by key, not every id's arrays a second and a third time
+PROBED_KEYS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
 class Arrays:
     """What the pre-read found of a string criterion's arrays (``PreRead.arrays``, decision
     0127): how many resources' arrays hold one of its dictionary ids, counted up to
-    ``cap`` + 1 (``cap`` None: every one), and their keys when at most ``FEW_ROWS``.
-    ``count`` None: not read (more than ``KEYED_IDS`` ids)."""
+    ``cap`` + 1 (``cap`` None: every one; more than ``MANY_IDS`` ids: every one, decision
+    0145), and their keys when at most ``FEW_ROWS`` (more than ``MANY_IDS`` ids: at most
+    ``PROBED_KEYS``). ``count`` None: not read."""
 
     count: int | None
     keys: str | None  # as PostgreSQL wrote the array ('{1,2}'), bound back as it came
@@ -213,11 +216,13 @@ class PreRead:
         """The resources whose arrays hold one of the dictionary ids ``ids`` selects (a
         string criterion's values, decision 0127): their number, counted up to ``cap`` + 1
         (None: all), and their keys when at most ``FEW_ROWS`` (``Arrays``). At most
-        ``MANY_IDS`` ids: one GIN probe ``toks && ids``; more, up to ``KEYED_IDS``: a probe
-        per id (``toks_each``), each resource once. The page then probes the resources by
-        these keys (no second GIN read of the arrays) and a search of this criterion alone
-        takes its total from the count (no count statement). Returns the ids' CTE (the
-        ``tokens`` member of the criterion reads it: decision 0142)."""
+        ``MANY_IDS`` ids: one GIN probe ``toks && ids``; more: a probe per id
+        (``toks_each``), each resource once, every one counted and their keys returned up
+        to ``PROBED_KEYS`` (decision 0145: ``name=王``'s 3,918 ids, 12,021 resources). The
+        page then probes the resources by these keys (no second GIN read of the arrays)
+        and a search of this criterion alone takes its total from the count (no count
+        statement). Returns the ids' CTE (the ``tokens`` member of the criterion reads it:
+        decision 0142)."""
         n = self._slot(_ARRAYS, key)
         self._caps[n] = cap
         # the ids as a CTE of the statement: its text once, where it was rendered at each
@@ -337,39 +342,36 @@ def _renamed(key: Hashable, renamed: dict[int, int]) -> Hashable:
 
 
 def _arrays_member(n: int, named: Any, cap: int | None) -> Select[Any]:
-    """``PreRead.arrays``'s member: ``k`` the arrays counted (up to ``cap`` + 1), ``a`` their
-    keys as an array's text when at most ``FEW_ROWS``, ``b`` ``_UNREAD`` when the ids were
-    more than ``KEYED_IDS``. The number of ids (``named``, a CTE) decides the form (each a
-    one-time filter: the other branch is not run)."""
+    """``PreRead.arrays``'s member: ``k`` the arrays counted, ``a`` their keys as an array's
+    text. The number of ids (``named``, a CTE) decides the form (each a one-time filter:
+    the other branch is not run): at most ``MANY_IDS``, one GIN probe read up to ``cap`` +
+    1 arrays, their keys when at most ``FEW_ROWS``; more, a probe per id, every array
+    counted (the distinct set is built whole before a limit would stop it), their keys
+    when at most ``PROBED_KEYS`` (decision 0145)."""
     own = select(*named.c)
     listed = func.array(own.scalar_subquery())
-    counted_ids = select(func.count()).select_from(own.limit(KEYED_IDS + 1).subquery("n_ids"))
+    counted_ids = select(func.count()).select_from(own.limit(MANY_IDS + 1).subquery("n_ids"))
     n_ids = counted_ids.scalar_subquery()  # one object, rendered where used (a cache key once)
     terms = SEARCH_TERMS.alias("few_terms")
     one_probe = select(terms.c.resource_key.label("k")).where(
         n_ids <= MANY_IDS, terms.c.toks.op("&&", is_comparison=True)(listed)
     )
-    per_id = toks_each(listed).where(n_ids > MANY_IDS)
-    if cap == FEW_ROWS:  # not the total: more than KEYED_IDS ids are left to the page
-        per_id = per_id.where(n_ids <= KEYED_IDS)
-    per_id = per_id.distinct()
-    found = union_all(one_probe, per_id).subquery("arrays_found")
-    first = select(found.c.k)
     if cap is not None:
-        first = first.limit(cap + 1)
-    held = first.subquery("arrays_held")
+        one_probe = one_probe.limit(cap + 1)
+    per_id = toks_each(listed).where(n_ids > MANY_IDS).distinct()
+    held = union_all(one_probe, per_id).subquery("arrays_held")
+    listed_keys = cast(func.array_agg(held.c.k), Text)
     keys = case(
-        (func.count() <= FEW_ROWS, cast(func.array_agg(held.c.k), Text)), else_=cast(null(), Text)
+        (func.count() <= FEW_ROWS, listed_keys),
+        (and_(n_ids > MANY_IDS, func.count() <= PROBED_KEYS), listed_keys),
+        else_=cast(null(), Text),
     )
-    unread: Any = cast(null(), Text)
-    if cap == FEW_ROWS:
-        unread = case((n_ids > KEYED_IDS, literal_column(f"'{_UNREAD}'", Text)))
     return select(
         literal_column(str(_ARRAYS), Integer),
         literal_column(str(n), Integer),
         cast(func.count(), BigInteger),
         keys,
-        unread,
+        cast(null(), Text),
     ).select_from(held)
 
 
@@ -402,9 +404,7 @@ def _arrays_found(row: tuple[int, str | None, str | None] | None, cap: int | Non
     """An arrays member's row as ``Arrays`` (none: nothing counted)."""
     if row is None:
         return Arrays(0, "{}", cap)
-    count, keys, unread = row
-    if unread is not None:
-        return Arrays(None, None, cap)
+    count, keys, _ = row
     if keys is None and count == 0:
         return Arrays(0, "{}", cap)
     return Arrays(count, keys, cap)  # the text not parsed: the page binds it as it came
