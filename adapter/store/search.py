@@ -404,8 +404,9 @@ def _ask(
         pids = param_ids(rtype, _movable(kind, names), kind)
         met = or_(*(_value(ids, d, kind, modifier, v) for v in criterion.values))
         found = select(d.c.token_id).where(d.c.param_id.in_(pids), met)
-        if joint:
-            together = found
+        if joint:  # its ids a CTE the joint member and the tokens member read (0145)
+            read = pre.shared(found)
+            together = select(*read.c)
         else:  # its dictionary ids, which the tokens member below reads too
             read = pre.arrays(_arrays_key(rtype, names, criterion), found, cap)
     rows = None
@@ -864,7 +865,8 @@ def _read_together(
         names = row_params(rtype, criterion.param)
         found = ids.tokens_read(_token_key(rtype, names, criterion, True))
         assert found is not None  # _joint_rows read it
-        held.append(toks_any(terms, found[0], hidden=len(found[0]) > MANY_IDS))
+        listed = found[0].text if isinstance(found[0], ManyIds) else found[0]
+        held.append(toks_any(terms, listed, hidden=len(found[0]) > MANY_IDS))
     return joint, _matching(None, r, select(terms.c.resource_key).where(*held))
 
 

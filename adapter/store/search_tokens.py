@@ -176,7 +176,7 @@ def token_ids(session: Session, values: Iterable[Token]) -> dict[Token, int]:
 MANY_IDS = 32
 
 
-def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElement[bool]:
+def toks_any(terms: Any, ids: Sequence[int] | str, hidden: bool = False) -> ColumnElement[bool]:
     """``terms.toks && $1``: the ids as one bound ``integer[]`` parameter (the statement's
     text is the same for every code: one compiled-cache entry, one prepared statement).
     ``hidden``: ``toks && (SELECT $1)``, an InitPlan whose value the planner does not see.
@@ -185,7 +185,12 @@ def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElem
     at 120,000 Patients, against 0.2 s through the GIN index (decision 0114)."""
     if not ids:
         return false()
-    bound: Any = bindparam(None, list(ids), type_=_INTS, unique=True)
+    bound: Any
+    if isinstance(ids, str):  # the array's text as the pre-read wrote it (decision 0145)
+        written = bindparam(None, ids, type_=Text, unique=True)
+        bound, hidden = cast(written, _INTS), True
+    else:
+        bound = bindparam(None, list(ids), type_=_INTS, unique=True)
     if hidden:
         bound = select(bound).scalar_subquery()
     return terms.c.toks.op("&&", is_comparison=True)(bound)
