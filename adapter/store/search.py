@@ -28,6 +28,7 @@ from sqlalchemy import (
     FromClause,
     Text,
     and_,
+    any_,
     bindparam,
     cast,
     exists,
@@ -857,8 +858,7 @@ def _read_together(
     if read is None or _joint_rows(ids, rtype, criteria):
         return None
     if read.keys is not None:
-        met = r.c.resource_key.in_(select(func.unnest(_hidden_keys(read.keys))))
-        return joint, met
+        return joint, _by_keys(r, read.keys)
     terms = search_terms.alias()
     held = []
     for criterion in joint:
@@ -950,9 +950,8 @@ def _token_terms(
     if isinstance(found, ManyIds):  # only a positive criterion of one type reads these
         # the pre-read's text of many ids, bound back unparsed (decision 0145)
         if read is not None and read.keys is not None:
-            once = select(func.unnest(_hidden_keys(read.keys)))
-        else:
-            once = select(func.unnest(func.array(toks_each(found.text).scalar_subquery())))
+            return _by_keys(r, read.keys, row_probe if by_row else None)
+        once = select(func.unnest(func.array(toks_each(found.text).scalar_subquery())))
         return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
     terms = search_terms.alias()
     many = kind == "string" and len(found) > MANY_IDS  # a prefix or part of many values
@@ -964,8 +963,7 @@ def _token_terms(
     if found and read is not None and read.keys is not None:
         # the pre-read's keys of the arrays (at most FEW_ROWS, decision 0127): the
         # resources probed by key, the arrays not read again
-        once = select(func.unnest(_hidden_keys(read.keys)))
-        return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
+        return _by_keys(r, read.keys, row_probe if by_row else None)
     if many:  # a GIN probe per id, run once, hidden from the planner (``toks_each``)
         once = select(func.unnest(func.array(toks_each(found).scalar_subquery())))
         return r.c.resource_key.in_(union_all(row_probe, once) if by_row else once)
@@ -990,6 +988,18 @@ def _token_terms(
     # the GIN probe as an InitPlan, run once per statement (as ``_reference_terms``)
     once = select(func.unnest(func.array(key_probe.scalar_subquery())))
     return r.c.resource_key.in_(union_all(row_probe, once))
+
+
+def _by_keys(r: FromClause, keys: str, rows: Select[Any] | None = None) -> ColumnElement[bool]:
+    """``r``'s resources whose keys are ``keys`` (the pre-read's array text), or (``rows``)
+    the resources a row that stays a row meets. ``resource_key = ANY(…)`` of the hidden
+    array: ONE index scan that takes the keys in order (a btree scan sorts an array's
+    keys), where ``IN (SELECT unnest(…))`` hashed them and probed the index once per key
+    in the hash's order: ``name=王``'s 12,021 keys 9.5-15 ms against 22-38 (decision 0145).
+    With ``rows`` the keys stay a set beside them (``IN (… UNION ALL …)``)."""
+    if rows is None:
+        return r.c.resource_key == any_(cast(_hidden_keys(keys), _KEYS))
+    return r.c.resource_key.in_(union_all(rows, select(func.unnest(_hidden_keys(keys)))))
 
 
 def _hidden_keys(keys: str) -> Any:
