@@ -205,3 +205,35 @@ def test_several_criteria_with_a_prefix_of_many_names(
                 ids, totals = _pages(session_factory, params, size, "accurate")
                 assert ids == want_order, (params, few, size)
                 assert set(totals) == {len(want_order)}
+
+
+@pytest.mark.parametrize("joint_ids", [0, 10**6])
+def test_the_joint_read_driven_by_a_probe_per_id_or_not_answers_the_same(
+    engine: Engine,
+    session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+    joint_ids: int,
+) -> None:
+    """The joint read of decision 0134 with every criterion in one GIN condition
+    (``JOINT_IDS`` huge) or driven by the first criterion's ids probed one by one, the
+    others checked on each resource's array (``JOINT_IDS`` 0; decision 0145)."""
+    monkeypatch.setattr(search_preread, "JOINT_IDS", joint_ids)
+    _store(session_factory)
+    searches = [
+        ([("name", "王"), ("family", "王")], {"name": "王", "family": "王"}),
+        ([("family", "李"), ("name", "王")], {"name": "王", "family": "李"}),
+        ([("name:contains", "王"), ("given", "王")], {"contains": "王", "given": "王"}),
+        ([("name", "王伟"), ("family", "王"), ("given", "伟")], {"name": "王伟", "given": "伟"}),
+    ]
+    for params, means in searches:
+        want = set(_expected("", means.get("name", ""))) if "name" in means else None
+        if "contains" in means:
+            want = set(_expected("contains", means["contains"]))
+        assert want is not None
+        for param in ("family", "given"):
+            if param in means:
+                want &= set(_expected("", means[param], param=param))
+        order = [i for i in _expected("", "") if i in want]
+        ids, totals = _pages(session_factory, params, 50, "accurate")
+        assert ids == order, params
+        assert set(totals) == {len(order)}
