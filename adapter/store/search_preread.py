@@ -38,6 +38,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.orm import Session
@@ -399,33 +400,36 @@ def _joint_member(n: int, ids: Sequence[Select[Any]], cap: int | None) -> Select
     one by one instead and each resource found is checked against the others by its own
     array (decision 0145); the numbers of ids decide at run time (one-time filters)."""
     held = [func.array(one.scalar_subquery()) for one in ids]
-    counted = [
-        select(func.count())
-        .select_from(one.limit(JOINT_IDS + 1).subquery("joint_n"))
-        .scalar_subquery()
-        for one in ids
-    ]
+    # which criterion drives (the first of more than JOINT_IDS ids; -1: none), computed once
+    # in a CTE of its own: each count's text written once (psycopg parses again every call
+    # a statement above 4 KB: decision 0137)
+    first_many = case(
+        *(
+            (
+                select(func.count())
+                .select_from(one.limit(JOINT_IDS + 1).subquery())
+                .scalar_subquery()
+                > JOINT_IDS,
+                literal_column(str(i), Integer),
+            )
+            for i, one in enumerate(ids)
+        ),
+        else_=literal_column("-1", Integer),
+    )
+    drive = select(first_many.label("drv")).cte(f"joint_drive_{n}")
+    drv = select(drive.c.drv).scalar_subquery()
     terms = SEARCH_TERMS.alias("joint_terms")
     overlap = terms.c.toks.op("&&", is_comparison=True)
-    together = select(terms.c.resource_key.label("k")).where(
-        *(c <= JOINT_IDS for c in counted), *(overlap(h) for h in held)
+    together = select(terms.c.resource_key.label("k")).where(drv < 0, *(overlap(h) for h in held))
+    driver = case(*((drv == i, h) for i, h in enumerate(held)))
+    driven = toks_each(driver).distinct().subquery("joint_each")
+    own = SEARCH_TERMS.alias("joint_own")
+    owns = own.c.toks.op("&&", is_comparison=True)
+    checked = select(own.c.resource_key).where(
+        own.c.resource_key == driven.c.resource_key,
+        *(case((drv == i, true()), else_=owns(h)) for i, h in enumerate(held)),
     )
-    forms = [together]
-    for i in range(len(ids)):
-        driven = toks_each(held[i]).distinct().subquery(f"joint_each_{i}")
-        own = SEARCH_TERMS.alias(f"joint_own_{i}")
-        owns = own.c.toks.op("&&", is_comparison=True)
-        checked = select(own.c.resource_key).where(
-            own.c.resource_key == driven.c.resource_key,
-            *(owns(held[j]) for j in range(len(ids)) if j != i),
-        )
-        forms.append(
-            select(driven.c.resource_key.label("k")).where(
-                counted[i] > JOINT_IDS,
-                *(counted[j] <= JOINT_IDS for j in range(i)),
-                checked.exists(),
-            )
-        )
+    forms = [together, select(driven.c.resource_key.label("k")).where(drv >= 0, checked.exists())]
     every = union_all(*forms).subquery("joint_forms")
     first = select(every.c.k)
     if cap is not None:
