@@ -45,7 +45,7 @@ from adapter.store.models import SearchParam as SearchParamRow
 from adapter.store.resource_keys import target_keys
 
 if TYPE_CHECKING:
-    from adapter.store.search_preread import PreRead
+    from adapter.store.search_preread import ManyIds, PreRead
     from adapter.store.search_preshape import Shaped
 
 _sp = SearchParamRow.__table__
@@ -116,7 +116,7 @@ class ParamIds:
         self._types: set[str] = set()
         self._all = False
         # answers read ahead in one statement (``preread``, decision 0108), by the caller's key
-        self._tokens: dict[Hashable, tuple[Ids, bool]] = {}
+        self._tokens: dict[Hashable, tuple[Ids | ManyIds, bool]] = {}
         self._targets: dict[Hashable, Ids] = {}
         self._walks: dict[Hashable, bool] = {}
         self._counted: dict[Hashable, int] = {}
@@ -152,12 +152,14 @@ class ParamIds:
 
     def tokens(
         self, pids: Ids, condition: Any, rows: Any = None, key: Hashable = None, kind: str = "token"
-    ) -> tuple[Ids, bool]:
+    ) -> tuple[Ids | ManyIds, bool]:
         """The dictionary ids of the token parameters ``pids`` whose values meet
         ``condition``, and whether a row of ``rows`` does (PostgreSQL, decision 0103;
         ``search_tokens.matching_ids``), read through the search's session; ``key``: the
         caller's name for the question, answered from the pre-read (or read once). ``kind``
-        "string": the string values of the dictionary (decision 0114)."""
+        "string": the string values of the dictionary (decision 0114); a string criterion's
+        ids from the pre-read, when more than ``MANY_IDS``, are ``ManyIds``: their text,
+        not parsed (decision 0145)."""
         from adapter.store.search_tokens import matching_ids
 
         if key is not None and key in self._tokens:
@@ -167,7 +169,7 @@ class ParamIds:
             self._tokens[key] = found
         return found
 
-    def tokens_read(self, key: Hashable) -> tuple[Ids, bool] | None:
+    def tokens_read(self, key: Hashable) -> tuple[Ids | ManyIds, bool] | None:
         """``tokens``' answer for ``key`` when read already (pre-read or asked), else None."""
         return self._tokens.get(key)
 

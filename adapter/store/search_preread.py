@@ -29,6 +29,7 @@ from sqlalchemy import (
     Integer,
     Select,
     Text,
+    and_,
     any_,
     case,
     cast,
@@ -37,6 +38,7 @@ from sqlalchemy import (
     literal_column,
     null,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.orm import Session
@@ -57,22 +59,44 @@ _TOKEN_LIST = 8  # a token member's ids in one row, ``a`` an array's text ('{1,2
 # page probes the resources by key whatever the planner estimates (decision 0114)
 FEW_ROWS = 5_000
 _ROW_MEETS = -1  # a token member's k: a row that stays a row meets the criterion
-# a string criterion of more dictionary ids than this: its arrays are not read in the
-# pre-read (``PreRead.arrays``; ``name:contains=伟``'s 1,600 ids: the page probes per id)
-KEYED_IDS = 512
-_UNREAD = "unread"  # an arrays member's b: more than KEYED_IDS ids, nothing read
+# a string criterion of more than ``MANY_IDS`` dictionary ids: its arrays are read by a
+# probe per id, every one whatever the cap (a distinct set is whole before its first row),
+# so their keys are returned up to this many (decision 0145): the page and the count then
+# probe the resources by key, not every id's arrays a second and a third time
+PROBED_KEYS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
 class Arrays:
     """What the pre-read found of a string criterion's arrays (``PreRead.arrays``, decision
     0127): how many resources' arrays hold one of its dictionary ids, counted up to
-    ``cap`` + 1 (``cap`` None: every one), and their keys when at most ``FEW_ROWS``.
-    ``count`` None: not read (more than ``KEYED_IDS`` ids)."""
+    ``cap`` + 1 (``cap`` None: every one; more than ``MANY_IDS`` ids: every one, decision
+    0145), and their keys when at most ``FEW_ROWS`` (more than ``MANY_IDS`` ids: at most
+    ``PROBED_KEYS``). ``count`` None: not read."""
 
     count: int | None
     keys: str | None  # as PostgreSQL wrote the array ('{1,2}'), bound back as it came
     cap: int | None
+
+
+class ManyIds:
+    """More than ``MANY_IDS`` dictionary ids of a string criterion, as the pre-read wrote
+    them (``'{1,2,…}'``), not parsed (decision 0145): the page binds the text back as it
+    came (``search_tokens.toks_each``), where parsing ``name=王``'s 3,918 ids into ints,
+    sorting them and writing them again cost ~3 M instructions a search. ``len`` is their
+    number; not iterable (a caller that needs the ids one by one must not get these)."""
+
+    __slots__ = ("count", "text")
+
+    def __init__(self, text: str, count: int) -> None:
+        self.text = text
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"ManyIds({self.count})"
 
 
 @dataclass(slots=True)
@@ -81,7 +105,7 @@ class Found:
 
     params: list[tuple[str, str, int, int]] = field(default_factory=list)  # type, name, kind, id
     types: set[str] = field(default_factory=set)  # the types whose rows were read (all of them)
-    tokens: dict[Hashable, tuple[tuple[int, ...], bool]] = field(default_factory=dict)
+    tokens: dict[Hashable, tuple[tuple[int, ...] | ManyIds, bool]] = field(default_factory=dict)
     targets: dict[Hashable, tuple[int, ...]] = field(default_factory=dict)
     walks: dict[Hashable, bool] = field(default_factory=dict)  # True: the walk applies
     rows: dict[Hashable, int] = field(default_factory=dict)  # rows counted (<= FEW_ROWS + 1)
@@ -98,6 +122,7 @@ class PreRead:
         self._keys: list[tuple[int, Hashable]] = []  # member number n -> (tag, caller's key)
         self._caps: dict[int, int | None] = {}  # an arrays member's cap (``arrays``)
         self._query: Select[Any] | None = None  # ``statement``
+        self._shared = 0  # ``shared``'s CTEs
 
     def types(self, *rtypes: str) -> None:
         """The ``search_param`` rows of these types."""
@@ -193,11 +218,13 @@ class PreRead:
         """The resources whose arrays hold one of the dictionary ids ``ids`` selects (a
         string criterion's values, decision 0127): their number, counted up to ``cap`` + 1
         (None: all), and their keys when at most ``FEW_ROWS`` (``Arrays``). At most
-        ``MANY_IDS`` ids: one GIN probe ``toks && ids``; more, up to ``KEYED_IDS``: a probe
-        per id (``toks_each``), each resource once. The page then probes the resources by
-        these keys (no second GIN read of the arrays) and a search of this criterion alone
-        takes its total from the count (no count statement). Returns the ids' CTE (the
-        ``tokens`` member of the criterion reads it: decision 0142)."""
+        ``MANY_IDS`` ids: one GIN probe ``toks && ids``; more: a probe per id
+        (``toks_each``), each resource once, every one counted and their keys returned up
+        to ``PROBED_KEYS`` (decision 0145: ``name=王``'s 3,918 ids, 12,021 resources). The
+        page then probes the resources by these keys (no second GIN read of the arrays)
+        and a search of this criterion alone takes its total from the count (no count
+        statement). Returns the ids' CTE (the ``tokens`` member of the criterion reads it:
+        decision 0142)."""
         n = self._slot(_ARRAYS, key)
         self._caps[n] = cap
         # the ids as a CTE of the statement: its text once, where it was rendered at each
@@ -206,6 +233,14 @@ class PreRead:
         named = ids.cte(f"arrays_ids_{n}")
         self._members.append(_arrays_member(n, named, cap))
         return named
+
+    def shared(self, ids: Select[Any]) -> Any:
+        """The dictionary ids ``ids`` selects as a CTE of the statement, for a joint
+        criterion (``joint``) whose ``tokens`` member reads them too: its ids then come
+        in one row, as the array's text (a frequent prefix's 3,918 ids were 3,918 rows:
+        decision 0145)."""
+        self._shared += 1
+        return ids.cte(f"joint_ids_{self._shared}")
 
     def joint(self, key: Hashable, ids: Sequence[Select[Any]], cap: int | None = FEW_ROWS) -> None:
         """The resources whose arrays hold one of EACH ``ids``' dictionary ids (several
@@ -256,6 +291,7 @@ class PreRead:
         if query is None:
             return found
         tokens: dict[int, set[int]] = {}
+        listed: dict[int, ManyIds] = {}  # a tokens member's many ids, their text kept
         meets: set[int] = set()
         targets: dict[int, set[int]] = {}
         blocked: set[int] = set()
@@ -271,7 +307,9 @@ class PreRead:
                 else:
                     tokens.setdefault(n, set()).add(k)
             elif tag == _TOKEN_LIST:
-                if a:  # NULL: no id
+                if k > MANY_IDS:  # the page binds the text back (``ManyIds``)
+                    listed[n] = ManyIds(a, k)
+                elif a:  # NULL: no id
                     tokens.setdefault(n, set()).update(map(int, a[1:-1].split(",")))
             elif tag == _TARGETS:
                 targets.setdefault(n, set()).add(k)
@@ -288,7 +326,9 @@ class PreRead:
             if renamed:
                 key = _renamed(key, renamed)
             if tag == _TOKENS:
-                found.tokens[key] = (tuple(sorted(tokens.get(n, ()))), n in meets)
+                many = listed.get(n)
+                ids = many if many is not None else tuple(sorted(tokens.get(n, ())))
+                found.tokens[key] = (ids, n in meets)
             elif tag == _TARGETS:
                 found.targets[key] = tuple(sorted(targets.get(n, ())))
             elif tag == _ROWS:
@@ -312,47 +352,86 @@ def _renamed(key: Hashable, renamed: dict[int, int]) -> Hashable:
 
 
 def _arrays_member(n: int, named: Any, cap: int | None) -> Select[Any]:
-    """``PreRead.arrays``'s member: ``k`` the arrays counted (up to ``cap`` + 1), ``a`` their
-    keys as an array's text when at most ``FEW_ROWS``, ``b`` ``_UNREAD`` when the ids were
-    more than ``KEYED_IDS``. The number of ids (``named``, a CTE) decides the form (each a
-    one-time filter: the other branch is not run)."""
+    """``PreRead.arrays``'s member: ``k`` the arrays counted, ``a`` their keys as an array's
+    text. The number of ids (``named``, a CTE) decides the form (each a one-time filter:
+    the other branch is not run): at most ``MANY_IDS``, one GIN probe read up to ``cap`` +
+    1 arrays, their keys when at most ``FEW_ROWS``; more, a probe per id, every array
+    counted (the distinct set is built whole before a limit would stop it), their keys
+    when at most ``PROBED_KEYS`` (decision 0145)."""
     own = select(*named.c)
     listed = func.array(own.scalar_subquery())
-    counted_ids = select(func.count()).select_from(own.limit(KEYED_IDS + 1).subquery("n_ids"))
+    counted_ids = select(func.count()).select_from(own.limit(MANY_IDS + 1).subquery("n_ids"))
     n_ids = counted_ids.scalar_subquery()  # one object, rendered where used (a cache key once)
     terms = SEARCH_TERMS.alias("few_terms")
     one_probe = select(terms.c.resource_key.label("k")).where(
         n_ids <= MANY_IDS, terms.c.toks.op("&&", is_comparison=True)(listed)
     )
-    per_id = toks_each(listed).where(n_ids > MANY_IDS, n_ids <= KEYED_IDS).distinct()
-    found = union_all(one_probe, per_id).subquery("arrays_found")
-    first = select(found.c.k)
     if cap is not None:
-        first = first.limit(cap + 1)
-    held = first.subquery("arrays_held")
+        one_probe = one_probe.limit(cap + 1)
+    per_id = toks_each(listed).where(n_ids > MANY_IDS).distinct()
+    held = union_all(one_probe, per_id).subquery("arrays_held")
+    listed_keys = cast(func.array_agg(held.c.k), Text)
     keys = case(
-        (func.count() <= FEW_ROWS, cast(func.array_agg(held.c.k), Text)), else_=cast(null(), Text)
+        (func.count() <= FEW_ROWS, listed_keys),
+        (and_(n_ids > MANY_IDS, func.count() <= PROBED_KEYS), listed_keys),
+        else_=cast(null(), Text),
     )
-    unread = case((n_ids > KEYED_IDS, literal_column(f"'{_UNREAD}'", Text)))
     return select(
         literal_column(str(_ARRAYS), Integer),
         literal_column(str(n), Integer),
         cast(func.count(), BigInteger),
         keys,
-        unread,
+        cast(null(), Text),
     ).select_from(held)
+
+
+# a joint criterion of more dictionary ids than this drives the joint read by a probe per
+# id (decision 0145): in the GIN scan's condition its ids are compared for every array found
+# (``name=王``'s 3,918 ids beside ``address-city``: ~220 ms against ~35)
+JOINT_IDS = 512
 
 
 def _joint_member(n: int, ids: Sequence[Select[Any]], cap: int | None) -> Select[Any]:
     """``PreRead.joint``'s member: ``k`` the resources counted (up to ``cap`` + 1), ``a``
     their keys as an array's text when at most ``FEW_ROWS``. Each criterion's ids as an
     InitPlan's array: the planner does not see them (seeing 1,600 ids it read every array,
-    ``search_tokens.toks_any``) and reads the arrays' GIN index with every condition."""
-    terms = SEARCH_TERMS.alias("joint_terms")
-    held = terms.c.toks.op("&&", is_comparison=True)
-    first = select(terms.c.resource_key.label("k")).where(
-        *(held(func.array(one.scalar_subquery())) for one in ids)
+    ``search_tokens.toks_any``) and reads the arrays' GIN index with every condition. When
+    a criterion has more than ``JOINT_IDS`` ids (the first such one), its ids are probed
+    one by one instead and each resource found is checked against the others by its own
+    array (decision 0145); the numbers of ids decide at run time (one-time filters)."""
+    held = [func.array(one.scalar_subquery()) for one in ids]
+    # which criterion drives (the first of more than JOINT_IDS ids; -1: none), computed once
+    # in a CTE of its own: each count's text written once (psycopg parses again every call
+    # a statement above 4 KB: decision 0137)
+    first_many = case(
+        *(
+            (
+                select(func.count())
+                .select_from(one.limit(JOINT_IDS + 1).subquery())
+                .scalar_subquery()
+                > JOINT_IDS,
+                literal_column(str(i), Integer),
+            )
+            for i, one in enumerate(ids)
+        ),
+        else_=literal_column("-1", Integer),
     )
+    drive = select(first_many.label("drv")).cte(f"joint_drive_{n}")
+    drv = select(drive.c.drv).scalar_subquery()
+    terms = SEARCH_TERMS.alias("joint_terms")
+    overlap = terms.c.toks.op("&&", is_comparison=True)
+    together = select(terms.c.resource_key.label("k")).where(drv < 0, *(overlap(h) for h in held))
+    driver = case(*((drv == i, h) for i, h in enumerate(held)))
+    driven = toks_each(driver).distinct().subquery("joint_each")
+    own = SEARCH_TERMS.alias("joint_own")
+    owns = own.c.toks.op("&&", is_comparison=True)
+    checked = select(own.c.resource_key).where(
+        own.c.resource_key == driven.c.resource_key,
+        *(case((drv == i, true()), else_=owns(h)) for i, h in enumerate(held)),
+    )
+    forms = [together, select(driven.c.resource_key.label("k")).where(drv >= 0, checked.exists())]
+    every = union_all(*forms).subquery("joint_forms")
+    first = select(every.c.k)
     if cap is not None:
         first = first.limit(cap + 1)
     found = first.subquery("joint_held")
@@ -372,9 +451,7 @@ def _arrays_found(row: tuple[int, str | None, str | None] | None, cap: int | Non
     """An arrays member's row as ``Arrays`` (none: nothing counted)."""
     if row is None:
         return Arrays(0, "{}", cap)
-    count, keys, unread = row
-    if unread is not None:
-        return Arrays(None, None, cap)
+    count, keys, _ = row
     if keys is None and count == 0:
         return Arrays(0, "{}", cap)
     return Arrays(count, keys, cap)  # the text not parsed: the page binds it as it came

@@ -176,7 +176,7 @@ def token_ids(session: Session, values: Iterable[Token]) -> dict[Token, int]:
 MANY_IDS = 32
 
 
-def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElement[bool]:
+def toks_any(terms: Any, ids: Sequence[int] | str, hidden: bool = False) -> ColumnElement[bool]:
     """``terms.toks && $1``: the ids as one bound ``integer[]`` parameter (the statement's
     text is the same for every code: one compiled-cache entry, one prepared statement).
     ``hidden``: ``toks && (SELECT $1)``, an InitPlan whose value the planner does not see.
@@ -185,13 +185,18 @@ def toks_any(terms: Any, ids: Sequence[int], hidden: bool = False) -> ColumnElem
     at 120,000 Patients, against 0.2 s through the GIN index (decision 0114)."""
     if not ids:
         return false()
-    bound: Any = bindparam(None, list(ids), type_=_INTS, unique=True)
+    bound: Any
+    if isinstance(ids, str):  # the array's text as the pre-read wrote it (decision 0145)
+        written = bindparam(None, ids, type_=Text, unique=True)
+        bound, hidden = cast(written, _INTS), True
+    else:
+        bound = bindparam(None, list(ids), type_=_INTS, unique=True)
     if hidden:
         bound = select(bound).scalar_subquery()
     return terms.c.toks.op("&&", is_comparison=True)(bound)
 
 
-def toks_each(ids: Sequence[int] | Select[Any] | ColumnElement[Any]) -> Any:
+def toks_each(ids: Sequence[int] | str | Select[Any] | ColumnElement[Any]) -> Any:
     """The keys of the resources whose array holds one of ``ids`` (more than ``MANY_IDS``):
     one GIN probe PER id (``toks @> ARRAY[id]``, the ids unnested from one bound array the
     planner does not see). One probe with all of them (``toks && $ids``) merges every
@@ -203,8 +208,9 @@ def toks_each(ids: Sequence[int] | Select[Any] | ColumnElement[Any]) -> Any:
     elif isinstance(ids, ColumnElement):  # that array already built (search_preread)
         bound = ids
     else:  # the array's text, cast by the server: psycopg dumps a list of 1,600 ints
-        # element by element (two regex searches each, ~3 ms a statement: decision 0142)
-        listed = "{" + ",".join(map(str, ids)) + "}"
+        # element by element (two regex searches each, ~3 ms a statement: decision 0142);
+        # a str is that text as the pre-read wrote it (``search_preread.ManyIds``, 0145)
+        listed = ids if isinstance(ids, str) else "{" + ",".join(map(str, ids)) + "}"
         written = bindparam(None, listed, type_=Text, unique=True)
         bound = select(cast(written, _INTS)).scalar_subquery()
     one = func.unnest(bound).column_valued("many_id")
