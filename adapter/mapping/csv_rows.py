@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapter.errors import InputTooLargeError, Issue, ParseError
+from adapter.mapping.alternatives import read_alternatives_by_peek
 from adapter.mapping.decoding import decode_text
 
 _DELIMITERS = (",", "\t", ";", "|")
@@ -197,10 +198,7 @@ class CsvSource:
         """``first``'s alternatives not taken (adapter.mapping.closures): each read when its
         text is empty or ``chosen`` (``peek``, then ``resolve``), left unread when it holds
         another value (decision 0144: one call from the generated ``first``)."""
-        for path in paths:
-            other = self.peek(path, scope).strip()
-            if not other or other == chosen:
-                self.resolve(path, scope)
+        read_alternatives_by_peek(self, paths, scope, chosen)
 
     def iterate_path(self, path: CsvColumn, scope: CsvRow) -> list[tuple[Any, Any]]:
         cell = self.resolve(path, scope)

@@ -27,6 +27,7 @@ from typing import Any
 
 from adapter.errors import InputTooLargeError, Issue, ParseError
 from adapter.input_limits import TOO_COSTLY, over_limit
+from adapter.mapping.alternatives import read_alternatives_by_peek
 from adapter.mapping.decoding import decode_text
 from adapter.mapping.values import text as value_text
 
@@ -286,10 +287,7 @@ class JsonSource:
         """``first``'s alternatives not taken (adapter.mapping.closures): each read when its
         text is empty or ``chosen`` (``peek``, then ``resolve``), left unread when it holds
         another value (decision 0144: one call from the generated ``first``)."""
-        for path in paths:
-            other = self.peek(path, scope).strip()
-            if not other or other == chosen:
-                self.resolve(path, scope)
+        read_alternatives_by_peek(self, paths, scope, chosen)
 
     def iterate_path(self, path: JsonPath, scope: JsonScope) -> list[tuple[Any, Any]]:
         """Every match; a match that is an array gives its elements. Each item becomes the
