@@ -158,7 +158,7 @@ def find(
             limit=count + 1,
             offset=offset,
             whole=whole,
-            listed=(listed, [of_type, _r.c.deleted.is_(False)]) if listed else None,
+            listed=listed,
         )
     elif count > 0:
         order = order_by(sort, _r, sort_ids(ids, single, sort))
@@ -512,7 +512,7 @@ def _index_led_page(
     limit: int,
     offset: int,
     whole: bool,
-    listed: tuple[str, list[ColumnElement[bool]]] | None = None,
+    listed: str | None = None,
 ) -> list[dict[str, Any]]:
     """A page sorted first by an index parameter (search_order.leading_rows): the resources
     with a value in index order, then, if the page is not full, those without one.
@@ -520,9 +520,9 @@ def _index_led_page(
     by a reference then walks the targets in order (``ReferenceWalk``). With a criterion
     the matches are placed and sorted as before: the walk would read every row of the
     parameter before a page of a selective criterion were full. ``listed``: the search's one
-    criterion's matches as the pre-read listed them (``_listed``) and the conditions on the
-    resource without that criterion: a sort by a name then sorts those resources directly
-    (``keys_sorted``, decision 0146), not by the walk."""
+    criterion's matches as the pre-read listed them (``_listed``, the search has no scope): a
+    sort by a name then sorts those resources directly (``keys_sorted``, decision 0146),
+    not by the walk."""
     keyed = sort_ids(ids, rtype, sort)
     lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
@@ -534,8 +534,9 @@ def _index_led_page(
         if not ids.walk_applies(_walk_key(sort), keyed[0], kind):
             pass
         elif walk_names and listed is not None:
-            page = keys_sorted(sort, keyed, listed[0], listed[1], limit, offset)
-            walked = list(session.execute(page).scalars())
+            bound = {"sorted_keys": listed, "sorted_limit": limit, "sorted_offset": offset}
+            page = session.execute(keys_sorted(rtype, sort, keyed), bound)
+            walked = list(page.scalars())
         else:
             walked = _code_by_code(session, ids, rtype, where, sort, keyed, limit, offset, whole)
     if walked is not None:

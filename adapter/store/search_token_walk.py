@@ -30,6 +30,7 @@ walked (``name=王&_sort=given``: 404,203 buffers).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -187,28 +188,23 @@ def placed_by(r: Any, ids: Sequence[int], better: Sequence[int]) -> ColumnElemen
     )
 
 
-def keys_sorted(
-    sort: tuple[SortKey, ...],
-    keyed: tuple[Ids, ...],
-    keys: str,
-    where: Sequence[ColumnElement[bool]],
-    limit: int,
-    offset: int,
-) -> Select[Any]:
-    """The page of the resources ``keys`` (a criterion's matches as the pre-read listed
-    them, the array's text) with a value of the name sort key ``sort[0]`` (its parameter
-    rows' ids ``keyed[0]``), sorted as the walk sorts them (decision 0146): each
-    resource's lowest normalised text ascending, highest descending (the texts of its
-    array's ids of the parameter, one hash join with the parameter's dictionary values),
-    then the other keys, newest change and id. The values are ordered first and each
-    resource (``where``: its type and liveness, on ``resource``) read by primary key in that
-    order until the page is full (an incremental sort: only the page's resources and the
-    ties of its last value are read). Every array of the keys is read once, where the walk
-    read them once per value walked (``name=王&_sort=given``: 12,021 resources, five
-    values walked, 74,897 buffers each)."""
+@lru_cache(maxsize=256)
+def keys_sorted(rtype: str, sort: tuple[SortKey, ...], keyed: tuple[Ids, ...]) -> Select[Any]:
+    """The page of the live ``rtype`` resources whose keys are bound as ``sorted_keys`` (a
+    criterion's matches as the pre-read listed them, the array's text) with a value of the
+    name sort key ``sort[0]`` (its parameter rows' ids ``keyed[0]``), sorted as the walk
+    sorts them (decision 0146): each resource's lowest normalised text ascending, highest
+    descending (the texts of its array's ids of the parameter, one hash join with the
+    parameter's dictionary values), then the other keys, newest change and id;
+    ``sorted_limit`` of them from ``sorted_offset``. The values are ordered first and each
+    resource read by primary key in that order until the page is full (an incremental
+    sort: only the page's resources and the ties of its last value are read). Every array
+    of the keys is read once, where the walk read them once per value walked
+    (``name=王&_sort=given``: 12,021 resources, five values walked, 74,897 buffers each).
+    Built once per shape (its keys, limit and offset bound at execution)."""
     key = sort[0]
     kind = key.param.type
-    bound = bindparam(None, keys, type_=SqlText(), unique=True)
+    bound = bindparam("sorted_keys", type_=SqlText())
     listed = select(func.unnest(cast(bound, _KEYS)).label("key")).subquery("sorted_keys")
     t, d = SEARCH_TERMS.alias("sorted_terms"), SEARCH_TOKEN.alias("sorted_values")
     toks = (
@@ -230,7 +226,11 @@ def keys_sorted(
     then = [term.label(f"sorted_then_{n}") for n, (term, _, _) in enumerate(terms)]
     own = (
         select(_r.c.resource_key, *then)
-        .where(_r.c.resource_key == values.c.resource_key, *where)
+        .where(
+            _r.c.resource_key == values.c.resource_key,
+            _r.c.resource_type == rtype,
+            _r.c.deleted.is_(False),
+        )
         .offset(0)  # a primary-key probe per value read, in the values' order
         .lateral("sorted_page")
     )
@@ -244,8 +244,8 @@ def keys_sorted(
         )
         .select_from(values.join(own, true()))
         .order_by(sort_value.desc() if key.descending else sort_value.asc(), *ordered)
-        .limit(limit)
-        .offset(offset)
+        .limit(bindparam("sorted_limit", type_=Integer()))
+        .offset(bindparam("sorted_offset", type_=Integer()))
         .subquery("sorted")
     )
     final = [
