@@ -82,7 +82,7 @@ from adapter.store.search_terms import (
     search_terms,
     targets_of,
 )
-from adapter.store.search_token_walk import placed_by, token_walk, walk_codes
+from adapter.store.search_token_walk import keys_sorted, placed_by, token_walk, walk_codes
 from adapter.store.search_tokens import (
     MANY_IDS,
     arrayed,
@@ -148,6 +148,7 @@ def find(
         # then starts from the criterion's keys (``where``, _keyed), not the whole type
         whole = not criteria and scope is None
         by_reference = sort[0].param.type == "reference"
+        listed = _listed(ids, single, criteria) if scope is None else None
         bodies = _index_led_page(
             session,
             ids,
@@ -157,6 +158,7 @@ def find(
             limit=count + 1,
             offset=offset,
             whole=whole,
+            listed=listed,
         )
     elif count > 0:
         order = order_by(sort, _r, sort_ids(ids, single, sort))
@@ -510,13 +512,17 @@ def _index_led_page(
     limit: int,
     offset: int,
     whole: bool,
+    listed: str | None = None,
 ) -> list[dict[str, Any]]:
     """A page sorted first by an index parameter (search_order.leading_rows): the resources
     with a value in index order, then, if the page is not full, those without one.
     ``whole``: the search has no criterion and no scope (all resources of the type): a sort
     by a reference then walks the targets in order (``ReferenceWalk``). With a criterion
     the matches are placed and sorted as before: the walk would read every row of the
-    parameter before a page of a selective criterion were full."""
+    parameter before a page of a selective criterion were full. ``listed``: the search's one
+    criterion's matches as the pre-read listed them (``_listed``, the search has no scope): a
+    sort by a name then sorts those resources directly (``keys_sorted``, decision 0146),
+    not by the walk."""
     keyed = sort_ids(ids, rtype, sort)
     lead = leading_rows(sort, _r, keyed, ids.terms)
     types = walk_types(rtype, sort[0]) if whole else None
@@ -525,7 +531,13 @@ def _index_led_page(
     walked: list[dict[str, Any]] | None = None
     if (walk_tokens or walk_names) and keyed[0]:
         kind = sort[0].param.type
-        if ids.walk_applies(_walk_key(sort), keyed[0], kind):
+        if not ids.walk_applies(_walk_key(sort), keyed[0], kind):
+            pass
+        elif walk_names and listed is not None:
+            bound = {"sorted_keys": listed, "sorted_limit": limit, "sorted_offset": offset}
+            page = session.execute(keys_sorted(rtype, sort, keyed), bound)
+            walked = list(page.scalars())
+        else:
             walked = _code_by_code(session, ids, rtype, where, sort, keyed, limit, offset, whole)
     if walked is not None:
         bodies = walked
@@ -547,6 +559,32 @@ def _index_led_page(
     rest = select(_r.c.body).where(*where, missing).order_by(*order)
     bodies.extend(session.execute(rest.limit(limit - len(bodies)).offset(skip)).scalars())
     return bodies
+
+
+def _listed(ids: ParamIds, rtype: str, criteria: Sequence[Criterion | HasCriterion]) -> str | None:
+    """The keys of the search's matches as the pre-read listed them (the array's text),
+    when the search has one criterion, a positive string criterion whose dictionary ids'
+    arrays the pre-read read with their keys (at most ``PROBED_KEYS``, decisions 0127,
+    0145) and no row that stays a row meets it: its condition is then those keys
+    (``_token_terms``'s ``_by_keys``). Else None."""
+    if len(criteria) != 1 or not ids.terms:
+        return None
+    criterion = criteria[0]
+    if not isinstance(criterion, Criterion) or criterion.param.column:
+        return None
+    if criterion.chain is not None or criterion.param.type != "string":
+        return None
+    if criterion.modifier in (*_NEGATED, "missing", "of-type"):
+        return None
+    names = row_params(rtype, criterion.param)
+    if not _arrayed(ids, "string", names):
+        return None
+    read = ids.arrays(_arrays_key(rtype, names, criterion))
+    found = ids.tokens_read(_token_key(rtype, names, criterion, True))
+    if read is None or read.keys is None or found is None:
+        return None
+    ids_found, by_row = found
+    return read.keys if len(ids_found) and not by_row else None
 
 
 def _code_by_code(

@@ -20,14 +20,21 @@ A name (``family``, ``given``, ``name``: string values in the dictionary, decisi
 walks its values the same way, grouped and ordered by ``value_norm`` (the column the
 generic sort reads; both columns take the database's collation), with or without a
 criterion (``_value_column``).
+
+A search whose one criterion's matches the pre-read listed by key (``keys_sorted``,
+decision 0146) sorts those resources directly: each one's value read once from its array,
+ordered in SQL, where the walk read the criterion's resources again for every value it
+walked (``name=王&_sort=given``: 404,203 buffers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
@@ -41,6 +48,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy import Text as SqlText
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
@@ -52,6 +60,7 @@ from adapter.store.search_tokens import STRING_SYSTEM, toks_any
 
 _r = Resource.__table__
 _INTS = ARRAY(Integer())
+_KEYS = ARRAY(BigInteger())
 
 
 def _value_column(table: Any, kind: str) -> Any:
@@ -176,4 +185,75 @@ def placed_by(r: Any, ids: Sequence[int], better: Sequence[int]) -> ColumnElemen
         select(t.c.resource_key).where(
             t.c.resource_key == r.c.resource_key, toks_any(t, ids), not_(toks_any(t, better))
         )
+    )
+
+
+@lru_cache(maxsize=256)
+def keys_sorted(rtype: str, sort: tuple[SortKey, ...], keyed: tuple[Ids, ...]) -> Select[Any]:
+    """The page of the live ``rtype`` resources whose keys are bound as ``sorted_keys`` (a
+    criterion's matches as the pre-read listed them, the array's text) with a value of the
+    name sort key ``sort[0]`` (its parameter rows' ids ``keyed[0]``), sorted as the walk
+    sorts them (decision 0146): each resource's lowest normalised text ascending, highest
+    descending (the texts of its array's ids of the parameter, one hash join with the
+    parameter's dictionary values), then the other keys, newest change and id;
+    ``sorted_limit`` of them from ``sorted_offset``. The values are ordered first and each
+    resource read by primary key in that order until the page is full (an incremental
+    sort: only the page's resources and the ties of its last value are read). Every array
+    of the keys is read once, where the walk read them once per value walked
+    (``name=王&_sort=given``: 12,021 resources, five values walked, 74,897 buffers each).
+    Built once per shape (its keys, limit and offset bound at execution)."""
+    key = sort[0]
+    kind = key.param.type
+    bound = bindparam("sorted_keys", type_=SqlText())
+    listed = select(func.unnest(cast(bound, _KEYS)).label("key")).subquery("sorted_keys")
+    t, d = SEARCH_TERMS.alias("sorted_terms"), SEARCH_TOKEN.alias("sorted_values")
+    toks = (
+        select(t.c.resource_key, func.unnest(t.c.toks).label("tok"))
+        .select_from(t.join(listed, listed.c.key == t.c.resource_key))
+        .subquery("sorted_toks")
+    )
+    pick = func.max if key.descending else func.min
+    value = pick(_value_column(d, kind))
+    values = (
+        select(toks.c.resource_key, value.label("sort_value"))
+        .select_from(toks.join(d, d.c.token_id == toks.c.tok))
+        .where(d.c.param_id == any_(_ids(keyed[0])), _values(d, kind))
+        .group_by(toks.c.resource_key)
+        .order_by(value.desc() if key.descending else value.asc())
+        .subquery("sorted_by")
+    )
+    terms = _terms(sort[1:], _r, keyed[1:])  # the other keys, then last change and id
+    then = [term.label(f"sorted_then_{n}") for n, (term, _, _) in enumerate(terms)]
+    own = (
+        select(_r.c.resource_key, *then)
+        .where(
+            _r.c.resource_key == values.c.resource_key,
+            _r.c.resource_type == rtype,
+            _r.c.deleted.is_(False),
+        )
+        .offset(0)  # a primary-key probe per value read, in the values' order
+        .lateral("sorted_page")
+    )
+    ordered = [
+        _ordered(own.c[f"sorted_then_{n}"], desc, last) for n, (_, desc, last) in enumerate(terms)
+    ]
+    sort_value = values.c.sort_value
+    page = (
+        select(
+            own.c.resource_key, sort_value, *(own.c[f"sorted_then_{n}"] for n in range(len(terms)))
+        )
+        .select_from(values.join(own, true()))
+        .order_by(sort_value.desc() if key.descending else sort_value.asc(), *ordered)
+        .limit(bindparam("sorted_limit", type_=Integer()))
+        .offset(bindparam("sorted_offset", type_=Integer()))
+        .subquery("sorted")
+    )
+    final = [
+        _ordered(page.c[f"sorted_then_{n}"], desc, last) for n, (_, desc, last) in enumerate(terms)
+    ]
+    value_order = page.c.sort_value.desc() if key.descending else page.c.sort_value.asc()
+    return (  # the page's bodies (their stamps read from the resource row, decision 0128)
+        select(_r.c.body)
+        .select_from(page.join(_r, _r.c.resource_key == page.c.resource_key))
+        .order_by(value_order, *final)
     )
