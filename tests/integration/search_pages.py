@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.search_query import parse_search
@@ -33,3 +38,18 @@ def every_page(
             offset += page_size
         assert page.total == len(ids)
         return ids
+
+
+@contextmanager
+def sent_statements(engine: Engine) -> Iterator[list[str]]:
+    """The statements ``engine`` sends meanwhile, lower-cased (which form a search took)."""
+    statements: list[str] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement.lower())
+
+    event.listen(engine, "before_cursor_execute", capture)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", capture)

@@ -11,19 +11,18 @@ stored names, on both databases and through each of those forms."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.index_values import normalize_text
 from adapter.fhir.search_query import parse_search
 from adapter.store import save_resources, search_preread, search_preshape
 from adapter.store.search import find
+from tests.integration.search_pages import sent_statements
 
 search_module = importlib.import_module("adapter.store.search")  # the package's name is a function
 T0 = datetime(2026, 12, 7, 7, tzinfo=UTC)
@@ -107,20 +106,6 @@ def _pages(
             offset += size
 
 
-@contextmanager
-def _sent(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement.lower())
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-
-
 SEARCHES = [
     ("", "王", None),  # 600 + 10 Patients, 600+ dictionary ids of name alone
     ("contains", "王", None),
@@ -152,7 +137,7 @@ def test_a_prefix_of_many_names_answers_from_the_stored_names(
     _check(engine, session_factory)
     if engine.dialect.name != "postgresql":
         return
-    with _sent(engine) as sent:
+    with sent_statements(engine) as sent:
         _, totals = _pages(session_factory, [("name", "王")], 20, None)
     assert totals[0] == 610
     pages = [s for s in sent if "resource.body" in s]
@@ -178,7 +163,7 @@ def test_past_the_keys_the_page_probes_the_ids_text(
     _check(engine, session_factory)
     if engine.dialect.name != "postgresql":
         return
-    with _sent(engine) as sent:
+    with sent_statements(engine) as sent:
         _pages(session_factory, [("name", "王")], 20, None)
     pages = [s for s in sent if "resource.body" in s]
     assert pages and all("each_terms" in s for s in pages)  # a probe per id, in the page

@@ -11,19 +11,18 @@ newest change then id), on both databases, with the keys listed or not (the walk
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.fhir.index_values import normalize_text
 from adapter.fhir.search_query import parse_search
 from adapter.store import save_resources, search_preread
 from adapter.store.search import find
+from tests.integration.search_pages import sent_statements
 
 search_module = importlib.import_module("adapter.store.search")  # the package's name is a function
 T0 = datetime(2026, 12, 7, 8, tzinfo=UTC)
@@ -120,20 +119,6 @@ def _pages(
             offset += size
 
 
-@contextmanager
-def _sent(engine: Engine) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement.lower())
-
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
-
-
 SEARCHES = [
     ("王", "given", (7, 100, 1000)),  # 600+ ids of name: the keys listed (ManyIds)
     ("王", "-given", (7, 100, 1000)),
@@ -164,7 +149,7 @@ def test_a_prefix_of_many_names_sorted_by_another_name(
     _check(session_factory)
     if engine.dialect.name != "postgresql":
         return
-    with _sent(engine) as sent:
+    with sent_statements(engine) as sent:
         ids, _ = _pages(session_factory, [("name", "王"), ("_sort", "given")], 20)
     assert len(ids) == 610
     pages = [s for s in sent if "resource.body" in s]
@@ -185,6 +170,6 @@ def test_without_listed_keys_the_walk_answers_the_same(
     _check(session_factory)
     if engine.dialect.name != "postgresql":
         return
-    with _sent(engine) as sent:
+    with sent_statements(engine) as sent:
         _pages(session_factory, [("name", "王"), ("_sort", "given")], 20)
     assert not any("sorted_terms" in s for s in sent)
