@@ -52,6 +52,12 @@ def _corpus() -> list[dict[str, Any]]:
     return out
 
 
+def _save_in_batches(session: Any, corpus: list[dict[str, Any]]) -> None:
+    """The corpus stored as bulk ingest stores it: 100 resources a call."""
+    for start in range(0, len(corpus), 100):
+        save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
+
+
 @contextmanager
 def _sent(module: Any) -> Iterator[list[list[tuple[Any, ...]]]]:
     """The rows ``module``'s ``driver_executemany`` is given, instead of executing them."""
@@ -103,10 +109,8 @@ def test_the_one_pass_rows_are_the_general_path_s(
         real(session, rows, transient=transient, replacing=replacing)
 
     monkeypatch.setattr(resources, "_insert_index_tuples", both)
-    corpus = _corpus()
     with session_factory() as session, session.begin():
-        for start in range(0, len(corpus), 100):
-            save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
+        _save_in_batches(session, _corpus())
         session.rollback()
     # the corpus reached every kind of value the one pass writes
     assert compared["rows"] > 5000
@@ -147,8 +151,7 @@ def test_rows_with_nulls_in_the_insert_are_stored_the_same(
             if whole:
                 patch.setattr(resources, "without_nulls", lambda sql, r, _kept: [(sql, r)])
                 patch.setattr(resources, "_GROUPED_AS_BUILT", False)
-            for start in range(0, len(corpus), 100):
-                save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
+            _save_in_batches(session, corpus)
             stored.append(_stored(session))
             session.rollback()
         if not whole:
@@ -208,9 +211,7 @@ def test_rows_grouped_as_built_are_those_grouped_after(
         real(session, rows, transient=transient, replacing=replacing)
 
     monkeypatch.setattr(resources, "_insert_index_tuples", both)
-    corpus = _corpus()
     with session_factory() as session, session.begin():
-        for start in range(0, len(corpus), 100):
-            save_resources(session, corpus[start : start + 100], message_id=None, now=NOW)
+        _save_in_batches(session, _corpus())
         session.rollback()
     assert compared["rows"] > 5000 and compared["statements"] > compared["calls"], compared
