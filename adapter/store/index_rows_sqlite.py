@@ -86,15 +86,20 @@ def without_nulls(
     costs nothing a row. The stored rows are the same."""
     groups: Groups = {}
     for row, bound in zip(rows, kept, strict=True):
-        group = groups.get(bound)
-        if group is None:
-            groups[bound] = group = (_taking(bound), [])
-        group[1].append(group[0](row))  # the row's bound values, a tuple made in C
+        add_grouped(groups, bound, row)
     return grouped(sql, groups)
 
 
 # which values of a row are bound -> (what takes them from a row, the rows' bound values)
 Groups = dict[tuple[bool, ...], tuple[Callable[[Any], Any], list[tuple[Any, ...]]]]
+
+
+def add_grouped(groups: Groups, bound: tuple[bool, ...], row: tuple[Any, ...]) -> None:
+    """``row``'s bound values (a tuple made in C) into the group of rows bound alike."""
+    group = groups.get(bound)
+    if group is None:
+        groups[bound] = group = (_taking(bound), [])
+    group[1].append(group[0](row))
 
 
 def grouped(sql: str, groups: Groups) -> list[tuple[str, list[tuple[Any, ...]]]]:
@@ -205,8 +210,5 @@ def driver_index_rows(
         if groups is None:
             kept.append(bound)  # type: ignore[union-attr]
             continue
-        group = groups.get(bound)
-        if group is None:
-            groups[bound] = group = (_taking(bound), [])
-        group[1].append(group[0](row))
+        add_grouped(groups, bound, row)
     return out
