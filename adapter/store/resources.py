@@ -61,10 +61,12 @@ from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keep import COLUMNS, keep_stored, keep_terms
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
 from adapter.store.index_rows_sqlite import (
+    ROWS_A_STATEMENT,
     Groups,
     driver_index_rows,
     grouped,
     index_insert,
+    wide,
     without_nulls,
 )
 from adapter.store.keys import keys_in
@@ -1079,6 +1081,9 @@ _REFERENCE_OF: Final = itemgetter(_REFERENCE)
 # SQLite: the rows of a write that replaces none grouped by their empty columns as they are
 # built (``driver_index_rows(groups=...)``); the tests turn it off to see the rows whole
 _GROUPED_AS_BUILT = True
+# SQLite: the index rows' INSERTs of this many rows each (``wide``); the tests set 1 to see
+# the rows one a statement
+_ROWS_A_STATEMENT = ROWS_A_STATEMENT
 assert ("row_id", *_INDEX_COLUMNS) == COLUMNS  # the rows index_keep compares
 
 
@@ -1157,7 +1162,8 @@ def _insert_index_tuples(
                     rows, found, params, systems, kinds, targets, transient=transient, groups=groups
                 )
                 statements = grouped(found.sql, groups)
-            for sql, some in statements:
+            # INSERTs of several rows each (decision 0147)
+            for sql, some in wide(statements, _ROWS_A_STATEMENT):
                 driver_executemany(connection, sql, some)
             return
 

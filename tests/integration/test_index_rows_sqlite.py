@@ -91,6 +91,7 @@ def test_the_one_pass_rows_are_the_general_path_s(
                 # the rows whole, in one call (the NULLs' grouping: the test below)
                 patch.setattr(resources, "without_nulls", lambda sql, r, _kept: [(sql, r)])
                 patch.setattr(resources, "_GROUPED_AS_BUILT", False)
+                patch.setattr(resources, "_ROWS_A_STATEMENT", 1)
                 real(session, rows, transient=numbering)
             with monkeypatch.context() as patch, _sent(fast_insert) as general:
                 patch.setattr(resources, "index_insert", lambda *_: None)
@@ -148,9 +149,10 @@ def test_rows_with_nulls_in_the_insert_are_stored_the_same(
     for whole in (False, True):
         with monkeypatch.context() as patch, session_factory() as session, session.begin():
             patch.setattr(resources, "driver_executemany", counted)
-            if whole:
+            if whole:  # and one a statement (decision 0147)
                 patch.setattr(resources, "without_nulls", lambda sql, r, _kept: [(sql, r)])
                 patch.setattr(resources, "_GROUPED_AS_BUILT", False)
+                patch.setattr(resources, "_ROWS_A_STATEMENT", 1)
             _save_in_batches(session, corpus)
             stored.append(_stored(session))
             session.rollback()
@@ -158,6 +160,9 @@ def test_rows_with_nulls_in_the_insert_are_stored_the_same(
             nulled = [sql for sql in statements if "NULL" in sql]
             assert len(set(nulled)) > 5  # several sets of empty columns
             assert all("?" in sql for sql in nulled)
+            # several rows a statement (decision 0147), and the rest one a statement
+            many = [sql for sql in statements if sql.count("(") > 2]
+            assert many and len(many) < len(statements)
             statements.clear()
     assert all("NULL" not in sql for sql in statements)
     assert len(stored[0]) > 5000
@@ -173,6 +178,27 @@ def test_without_nulls_groups_rows_by_their_empty_values() -> None:
         ("INSERT INTO t (a, b, c) VALUES (?, NULL, NULL)", [(2,)]),
         ("INSERT INTO t (a, b, c) VALUES (?, ?, ?)", [(4, 5, 6), (b"", 0, "")]),
     ]
+
+
+def test_wide_statements_take_the_rows_in_order_n_a_statement() -> None:
+    """Decision 0147: a group's rows N to an INSERT of N rows, the rest one a statement."""
+    one = "INSERT INTO t (a, b, c) VALUES (?, NULL, ?)"
+    other = "INSERT INTO t (a, b, c) VALUES (?, ?, ?)"
+    rows = [(n, -n) for n in range(7)]
+    assert index_rows_sqlite.wide([(one, rows), (other, [(1, 2, 3)])], 3) == [
+        (
+            "INSERT INTO t (a, b, c) VALUES (?, NULL, ?), (?, NULL, ?), (?, NULL, ?)",
+            [(0, 0, 1, -1, 2, -2), (3, -3, 4, -4, 5, -5)],
+        ),
+        (one, [(6, -6)]),
+        (other, [(1, 2, 3)]),
+    ]
+    assert index_rows_sqlite.wide([(one, rows[:6])], 3)[0][1] == [
+        (0, 0, 1, -1, 2, -2),
+        (3, -3, 4, -4, 5, -5),
+    ]
+    assert index_rows_sqlite.wide([(one, rows[:2])], 3) == [(one, rows[:2])]
+    assert index_rows_sqlite.wide([(one, rows)], 1) == [(one, rows)]
 
 
 def test_rows_grouped_as_built_are_those_grouped_after(
@@ -194,6 +220,7 @@ def test_rows_grouped_as_built_are_those_grouped_after(
             statements: list[tuple[str, list[Any]]] = []
             with monkeypatch.context() as patch:
                 patch.setattr(resources, "_GROUPED_AS_BUILT", as_built)
+                patch.setattr(resources, "_ROWS_A_STATEMENT", 1)  # rows counted one by one
                 patch.setattr(
                     resources,
                     "driver_executemany",
