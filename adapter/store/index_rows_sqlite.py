@@ -152,21 +152,24 @@ ROWS_A_STATEMENT: Final = 16
 _WIDE: dict[tuple[str, int], str] = {}
 
 
-def wide(
-    statements: Sequence[tuple[str, list[tuple[Any, ...]]]], rows_a_statement: int = ROWS_A_STATEMENT
-) -> list[tuple[str, list[tuple[Any, ...]]]]:
+Statements = list[tuple[str, list[tuple[Any, ...]]]]
+
+
+def wide(statements: Statements, rows_a_statement: int = ROWS_A_STATEMENT) -> Statements:
     """``statements`` (an INSERT of one row, its rows: ``grouped``) as INSERTs of
     ``rows_a_statement`` rows, each given the values of that many rows in one tuple, and
     the rows left over by the INSERT of one row: the same rows stored, in the same order."""
     if rows_a_statement <= 1:
         return list(statements)
-    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    out: Statements = []
     for sql, rows in statements:
         full = len(rows) - len(rows) % rows_a_statement
         if full:
             values = chain.from_iterable(islice(rows, full))
             width = len(rows[0]) * rows_a_statement
-            out.append((_widened(sql, rows_a_statement), list(zip(*[values] * width))))
+            # the values ``width`` at a time, as tuples made in C
+            many = list(zip(*[values] * width, strict=True))
+            out.append((_widened(sql, rows_a_statement), many))
         if full < len(rows):
             out.append((sql, rows[full:]))
     return out
