@@ -13,7 +13,7 @@ of the general path (tests/integration/test_index_rows_sqlite.py compares them).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from itertools import chain, compress, islice
 from operator import itemgetter
 from typing import Any, Final, NamedTuple
@@ -199,6 +199,7 @@ def driver_index_rows(
     transient: bool,
     kept: list[tuple[bool, ...]] | None = None,
     groups: Groups | None = None,
+    apart: Collection[int] = (),
 ) -> list[tuple[Any, ...]]:
     """``rows`` (``IndexRow``: type, key, param, kind, system, code, value, value_norm,
     date start, date end, number or an identifier type's system text, reference as text or
@@ -206,7 +207,10 @@ def driver_index_rows(
     ``kept``: given, each row's values that are not None are appended to it (True in
     their places: ``without_nulls``), told from the values as they are here, cheaper than
     a pass over the rows' tuples. ``groups``: given, each row goes into it as
-    ``without_nulls`` would group it (and nothing is returned, nor put in ``kept``)."""
+    ``without_nulls`` would group it (and nothing is returned, nor put in ``kept``), but
+    for the rows of the resources ``apart`` (keys), returned and put in ``kept`` (which
+    must then be given): those whose stored rows they replace (``keep_stored``), decision
+    0147."""
     when = insert.when
     instants = set(map(_STARTS, rows))  # in C
     instants.update(map(_ENDS, rows))
@@ -242,7 +246,8 @@ def driver_index_rows(
             params[rtype, param, kind], system_id, kinds[kind], code, value, norm,
             reference, code_full, norm_full, reference_full,
         )  # fmt: skip
-        if groups is None:
+        aside = groups is None or rkey in apart
+        if aside:
             append(row)
             if kept is None:
                 continue
@@ -253,8 +258,8 @@ def driver_index_rows(
             value is not None, norm is not None, reference is not None,
             code_full is not None, norm_full is not None, reference_full is not None,
         )  # fmt: skip
-        if groups is None:
+        if aside:
             kept.append(bound)  # type: ignore[union-attr]
             continue
-        add_grouped(groups, bound, row)
+        add_grouped(groups, bound, row)  # type: ignore[arg-type]
     return out

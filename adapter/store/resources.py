@@ -63,6 +63,7 @@ from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
 from adapter.store.index_rows_sqlite import (
     ROWS_A_STATEMENT,
     Groups,
+    add_grouped,
     driver_index_rows,
     grouped,
     index_insert,
@@ -1149,8 +1150,8 @@ def _insert_index_tuples(
         found = index_insert(_index, dialect, keys)
         if found is not None:
             # one executemany a set of empty columns, NULL written in the statement (0140)
-            if replacing or not _GROUPED_AS_BUILT:
-                kept: list[tuple[bool, ...]] = []
+            kept: list[tuple[bool, ...]] = []
+            if not _GROUPED_AS_BUILT:
                 values = driver_index_rows(
                     rows, found, params, systems, kinds, targets, transient=transient, kept=kept
                 )
@@ -1158,9 +1159,17 @@ def _insert_index_tuples(
                 statements = without_nulls(found.sql, values, kept)
             else:  # grouped as they are built (decision 0143)
                 groups: Groups = {}
-                driver_index_rows(
-                    rows, found, params, systems, kinds, targets, transient=transient, groups=groups
-                )
+                # but for the rows replacing stored ones: compared with those first (0147)
+                values = driver_index_rows(
+                    rows, found, params, systems, kinds, targets,
+                    transient=transient, kept=kept, groups=groups, apart=replacing,
+                )  # fmt: skip
+                if values:
+                    values = keep_stored(session, values, replacing, kept=kept)
+                    for bound, row in zip(kept, values, strict=True):
+                        add_grouped(groups, bound, row)
+                elif replacing:  # their stored rows all go
+                    keep_stored(session, (), replacing)
                 statements = grouped(found.sql, groups)
             # INSERTs of several rows each (decision 0147)
             for sql, some in wide(statements, _ROWS_A_STATEMENT):

@@ -242,3 +242,46 @@ def test_rows_grouped_as_built_are_those_grouped_after(
         _save_in_batches(session, _corpus())
         session.rollback()
     assert compared["rows"] > 5000 and compared["statements"] > compared["calls"], compared
+
+
+def test_a_batch_replacing_stored_rows_stores_what_the_two_passes_store(
+    session_factory: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0147: a bulk batch's write that replaces stored rows (resources changed
+    since stored, ``keep_stored``) groups the rows of the other resources as it builds them
+    and compares only the changed ones' with the stored rows: the same stored rows, of the
+    same types, as all of them built, compared, then grouped (the path before)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the one-pass form is SQLite's")
+    corpus = _corpus()
+    changed = [
+        {**r, "status": "amended"} if r.get("resourceType") == "Observation" else r
+        for r in corpus[::7]
+    ]  # every seventh stored resource again, the results among them changed
+    new = [{**r, "id": r["id"] + "-new"} for r in corpus[1::7] if len(r["id"]) < 60]
+    calls: list[tuple[int, int]] = []
+    real = resources._insert_index_tuples
+
+    def seen(session: Session, rows: list[Any], **kw: Any) -> None:
+        calls.append((len(rows), len(kw.get("replacing", ()))))
+        real(session, rows, **kw)
+
+    stored = []
+    for as_built in (True, False):
+        with monkeypatch.context() as patch, session_factory() as session, session.begin():
+            patch.setattr(resources, "_GROUPED_AS_BUILT", as_built)
+            patch.setattr(resources, "_insert_index_tuples", seen)
+            _save_in_batches(session, corpus)
+            resources.batch_writes(session)
+            for start in range(0, len(changed), 50):
+                save_resources(
+                    session, [*changed[start : start + 50], *new[start : start + 50]],
+                    message_id=None, now=NOW,
+                )  # fmt: skip
+            resources.flush_batch_writes(session)
+            stored.append(_stored(session))
+            session.rollback()
+    # the batch's write replaced stored rows and wrote others' in the same call
+    assert any(rows and replacing and rows > replacing for rows, replacing in calls), calls
+    assert len(stored[0]) > 5000
+    assert stored[0] == stored[1]
