@@ -4,9 +4,8 @@ search_index.resource_key has no foreign key (PostgreSQL since migration 0021, S
 0054, decision 0147): the rows are written only by the store, in the transaction that
 writes their resource, and no code deletes resource rows. These tests hold both halves of
 that: every path that replaces or drops index rows (a change, a rebuild, a message rolled
-back in a bulk batch: the last in test_bulk_ingest.py) leaves none without its resource,
-and nothing in the adapter deletes resource rows (a new such path must delete their index
-rows too, or add the key back).
+back in a bulk batch: the last in test_bulk_ingest.py) leaves none without its resource, and nothing in the adapter deletes
+resource rows (a new such path must delete their index rows too, or add the key back).
 Runs on SQLite and, in the ``-m db`` pass, on PostgreSQL.
 """
 
