@@ -252,7 +252,6 @@ class ResourceVersion(Base):
     message_id: Mapped[str | None] = mapped_column(UuidText(), index=True)  # _message_keys
 
 
-# the foreign key search_index had (bench/bench_index_fk.py adds it back to size it)
 FK_INDEX_RESOURCE = "fk_search_index_resource_key_resource"
 
 
@@ -288,11 +287,12 @@ class SearchIndex(Base):
         PrimaryKeyConstraint("resource_key", "kind", "row_id", name="pk_search_index").ddl_if(
             dialect="sqlite"
         ),
-        # no foreign key to ``resource``: the rows are written with their resource through
-        # the store's one door and resource rows are never deleted (tests/integration/
-        # test_index_orphans.py). PostgreSQL dropped it in migration 0021 (decision 0060:
-        # the night's largest flat server cost), SQLite in 0054 (decision 0147: a look-up
-        # of the parent row for every index row inserted)
+        # SQLite only since migration 0021 (decision 0060): on PostgreSQL the rows are
+        # written with their resource through the store's one door and resource rows are
+        # never deleted, and the constraint's check was the night's largest flat server cost
+        ForeignKeyConstraint(
+            ["resource_key"], ["resource.resource_key"], ondelete="CASCADE", name=FK_INDEX_RESOURCE
+        ).ddl_if(dialect="sqlite"),
         # partial indexes: a row only enters the index of its kind, which keeps writes cheap
         _kind_index("token", "code", "system_id"),
         _kind_index("uri", "code"),

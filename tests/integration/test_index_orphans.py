@@ -1,10 +1,10 @@
 """Index rows never outlive their resource (decision 0060).
 
-search_index.resource_key has no foreign key (PostgreSQL since migration 0021, SQLite since
-0054, decision 0147): the rows are written only by the store, in the transaction that
-writes their resource, and no code deletes resource rows. These tests hold both halves of
-that: every path that replaces or drops index rows (a change, a rebuild, a message rolled
-back in a bulk batch: the last in test_bulk_ingest.py) leaves none without its resource, and nothing in the adapter deletes
+On PostgreSQL search_index.resource_key has no foreign key since migration 0021: the rows
+are written only by the store, in the transaction that writes their resource, and no code
+deletes resource rows. These tests hold both halves of that: every path that replaces or
+drops index rows (a change, a rebuild, a message rolled back in a bulk batch: the last in
+test_bulk_ingest.py) leaves none without its resource, and nothing in the adapter deletes
 resource rows (a new such path must delete their index rows too, or add the key back).
 Runs on SQLite and, in the ``-m db`` pass, on PostgreSQL.
 """
@@ -44,10 +44,13 @@ def _observation(value: str) -> dict:
     }
 
 
-def test_the_index_key_is_not_checked_by_the_database(engine: Engine) -> None:
-    """No foreign key to ``resource``: PostgreSQL since migration 0021, SQLite since 0054."""
+def test_the_index_key_is_checked_by_the_database_on_sqlite_only(engine: Engine) -> None:
     keys = inspect(engine).get_foreign_keys("search_index")
-    assert "resource" not in {k["referred_table"] for k in keys}
+    referred = {k["referred_table"] for k in keys}
+    if engine.dialect.name == "postgresql":
+        assert "resource" not in referred
+    else:
+        assert referred == {"resource"}
 
 
 def test_changing_and_rebuilding_leaves_no_index_row_without_its_resource(
