@@ -261,5 +261,9 @@ def driver_index_rows(
         if aside:
             kept.append(bound)  # type: ignore[union-attr]
             continue
-        add_grouped(groups, bound, row)  # type: ignore[arg-type]
+        # ``add_grouped``, inline (a call a row less)
+        group = groups.get(bound)  # type: ignore[union-attr]
+        if group is None:
+            groups[bound] = group = (_taking(bound), [])  # type: ignore[index]
+        group[1].append(group[0](row))
     return out
