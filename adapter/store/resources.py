@@ -1166,7 +1166,8 @@ def _insert_index_tuples(
                 )  # fmt: skip
                 if values:
                     values = keep_stored(session, values, replacing, kept=kept)
-                    groups = _first_grouped(values, kept, groups)
+                    for bound, row in zip(kept, values, strict=True):
+                        add_grouped(groups, bound, row)
                 elif replacing:  # their stored rows all go
                     keep_stored(session, (), replacing)
                 statements = grouped(found.sql, groups)
@@ -1280,25 +1281,6 @@ def _insert_index_tuples(
     elif not numbered:
         return
     insert_tuples(session, _index, ("row_id", *_INDEX_COLUMNS), numbered)
-
-
-def _first_grouped(
-    rows: list[tuple[Any, ...]], kept: list[tuple[bool, ...]], then: Groups
-) -> Groups:
-    """``rows`` grouped (``kept``: their bound places), followed in each group by the rows
-    of ``then``: the rows of the resources stored before the batch (the smaller keys)
-    first, so that each group is written in key order as far as it goes, which SQLite's
-    b-tree inserts find at the end of the table's key (decision 0147)."""
-    groups: Groups = {}
-    for bound, row in zip(kept, rows, strict=True):
-        add_grouped(groups, bound, row)
-    for bound, group in then.items():
-        first = groups.get(bound)
-        if first is None:
-            groups[bound] = group
-        else:
-            first[1].extend(group[1])
-    return groups
 
 
 def _message_targets(session: Session, message_id: str | None) -> dict[str, int]:
