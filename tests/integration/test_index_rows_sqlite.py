@@ -285,22 +285,3 @@ def test_a_batch_replacing_stored_rows_stores_what_the_two_passes_store(
     assert any(rows and replacing and rows > replacing for rows, replacing in calls), calls
     assert len(stored[0]) > 5000
     assert stored[0] == stored[1]
-
-
-def test_drop_stored_takes_the_stored_rows_out_of_their_groups() -> None:
-    """Decision 0147: of the rows replacing stored ones, grouped in their places, those
-    ``keep_stored`` did not leave to write are taken out of their groups, the others kept."""
-    a, b, c = (1, None, 3), (2, None, 4), (5, 6, 7)
-    rows = [a, b, c]
-    kept = [(True, False, True), (True, False, True), (True, True, True)]
-    groups: index_rows_sqlite.Groups = {}
-    placed = []
-    for row, bound in zip(rows, kept, strict=True):
-        index_rows_sqlite.add_grouped(groups, bound, row)
-        placed.append(groups[bound][1][-1])
-    other = (9, 9)  # a row of another resource, in the first group
-    groups[kept[0]][1].append(other)
-    index_rows_sqlite.drop_stored(groups, rows, kept, placed, [c, b])
-    assert [some for _, some in groups.values()] == [[(2, 4), other], [(5, 6, 7)]]
-    index_rows_sqlite.drop_stored(groups, [c], kept[2:], [placed[2]], [c])  # nothing stored
-    assert groups[kept[2]][1] == [(5, 6, 7)]
