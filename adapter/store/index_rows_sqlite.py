@@ -112,28 +112,6 @@ def grouped(sql: str, groups: Groups) -> list[tuple[str, list[tuple[Any, ...]]]]
 _TAKING: dict[tuple[bool, ...], Callable[[Any], Any]] = {}
 
 
-def drop_stored(
-    groups: Groups,
-    rows: Sequence[tuple[Any, ...]],
-    kept: Sequence[tuple[bool, ...]],
-    placed: Sequence[tuple[Any, ...]],
-    written: Sequence[tuple[Any, ...]],
-) -> None:
-    """Out of ``groups``: the grouped values (``placed``) of those of ``rows`` (bound as
-    ``kept`` says) that are not among ``written`` (the rows, the very objects, that
-    ``keep_stored`` left to write; the others are stored already)."""
-    if len(written) == len(rows):
-        return
-    staying = set(map(id, written))
-    dropped: dict[tuple[bool, ...], set[int]] = {}
-    for row, bound, taken in zip(rows, kept, placed, strict=True):
-        if id(row) not in staying:
-            dropped.setdefault(bound, set()).add(id(taken))
-    for bound, gone in dropped.items():
-        some = groups[bound][1]
-        some[:] = [values for values in some if id(values) not in gone]
-
-
 def _taking(bound: tuple[bool, ...]) -> Callable[[Any], Any]:
     """A function giving the values of a row in the places ``bound`` marks, as a tuple."""
     found = _TAKING.get(bound)
@@ -222,7 +200,6 @@ def driver_index_rows(
     kept: list[tuple[bool, ...]] | None = None,
     groups: Groups | None = None,
     apart: Collection[int] = (),
-    placed: list[tuple[Any, ...]] | None = None,
 ) -> list[tuple[Any, ...]]:
     """``rows`` (``IndexRow``: type, key, param, kind, system, code, value, value_norm,
     date start, date end, number or an identifier type's system text, reference as text or
@@ -230,11 +207,10 @@ def driver_index_rows(
     ``kept``: given, each row's values that are not None are appended to it (True in
     their places: ``without_nulls``), told from the values as they are here, cheaper than
     a pass over the rows' tuples. ``groups``: given, each row goes into it as
-    ``without_nulls`` would group it (and nothing is returned, nor put in ``kept``). The
-    rows of the resources ``apart`` (keys: those whose stored rows they replace,
-    ``keep_stored``) are grouped too, in their places, and also returned, their bound
-    places put in ``kept`` and their grouped values in ``placed`` (both must then be
-    given), to take out of their groups those found stored (``drop_stored``, 0147)."""
+    ``without_nulls`` would group it (and nothing is returned, nor put in ``kept``), but
+    for the rows of the resources ``apart`` (keys), returned and put in ``kept`` (which
+    must then be given): those whose stored rows they replace (``keep_stored``), decision
+    0147."""
     when = insert.when
     instants = set(map(_STARTS, rows))  # in C
     instants.update(map(_ENDS, rows))
@@ -284,14 +260,10 @@ def driver_index_rows(
         )  # fmt: skip
         if aside:
             kept.append(bound)  # type: ignore[union-attr]
-            if groups is None:
-                continue
+            continue
         # ``add_grouped``, inline (a call a row less)
         group = groups.get(bound)  # type: ignore[union-attr]
         if group is None:
             groups[bound] = group = (_taking(bound), [])  # type: ignore[index]
-        taken = group[0](row)
-        group[1].append(taken)
-        if aside:
-            placed.append(taken)  # type: ignore[union-attr]
+        group[1].append(group[0](row))
     return out

@@ -63,8 +63,8 @@ from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
 from adapter.store.index_rows_sqlite import (
     ROWS_A_STATEMENT,
     Groups,
+    add_grouped,
     driver_index_rows,
-    drop_stored,
     grouped,
     index_insert,
     wide,
@@ -1160,14 +1160,16 @@ def _insert_index_tuples(
             else:  # grouped as they are built (decision 0143)
                 groups: Groups = {}
                 # but for the rows replacing stored ones: compared with those first (0147)
-                placed: list[tuple[Any, ...]] = []
                 values = driver_index_rows(
-                    rows, found, params, systems, kinds, targets, transient=transient,
-                    kept=kept, groups=groups, apart=replacing, placed=placed,
+                    rows, found, params, systems, kinds, targets,
+                    transient=transient, kept=kept, groups=groups, apart=replacing,
                 )  # fmt: skip
-                if replacing:  # the rows stored already out of their groups
-                    written = keep_stored(session, values, replacing)
-                    drop_stored(groups, values, kept, placed, written)
+                if values:
+                    values = keep_stored(session, values, replacing, kept=kept)
+                    for bound, row in zip(kept, values, strict=True):
+                        add_grouped(groups, bound, row)
+                elif replacing:  # their stored rows all go
+                    keep_stored(session, (), replacing)
                 statements = grouped(found.sql, groups)
             # INSERTs of several rows each (decision 0147)
             for sql, some in wide(statements, _ROWS_A_STATEMENT):
