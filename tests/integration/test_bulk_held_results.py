@@ -1,7 +1,6 @@
 """A bulk batch's message results (decision 0133): on SQLite, a batch stored at once holds
-each message's row to its commit and inserts them, each with its result, in one
-executemany, without an UPDATE (decision 0148); the rows are those one transaction per
-message writes. A refused result there stores the batch
+each message's result UPDATE to its commit and sends them in one executemany; the rows
+are those one transaction per message writes. A refused result there stores the batch
 again, a savepoint a message (tests/integration/test_bulk_ingest.py
 ``test_a_message_failing_after_it_queued_its_rows_drops_them_all``). Runs on SQLite and,
 in the ``-m db`` pass, on PostgreSQL (which inserts each row once with its result: 0089).
@@ -68,18 +67,17 @@ def test_a_batch_s_message_rows_are_those_one_by_one_writes(
         alone_engine.dispose()
 
 
-def test_sqlite_inserts_a_batch_s_message_rows_with_their_results_in_one_executemany(
+def test_sqlite_sends_a_batch_s_results_in_one_executemany(
     engine: Engine, session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     if engine.dialect.name != "sqlite":
         return  # PostgreSQL writes a new message's row once, with its result (0089)
     items = _fixtures()[:10]
-    writes: list[tuple[str, bool, int]] = []
+    updates: list[tuple[bool, int]] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, params: Any, _ctx: Any, many: bool) -> None:
-        words = statement.split()
-        if "inbound_message" in words[:3] and words[0].upper() in ("INSERT", "UPDATE"):
-            writes.append((words[0].upper(), many, len(params) if many else 1))
+        if statement.lstrip().upper().startswith("UPDATE INBOUND_MESSAGE"):
+            updates.append((many, len(params) if many else 1))
 
     event.listen(engine, "before_cursor_execute", seen)
     try:
@@ -87,5 +85,5 @@ def test_sqlite_inserts_a_batch_s_message_rows_with_their_results_in_one_execute
     finally:
         event.remove(engine, "before_cursor_execute", seen)
     assert [r.duplicate for r in results] == [False] * len(items)
-    # batches of 4, 4 and 2: one INSERT statement each, of every message's row as settled
-    assert writes == [("INSERT", True, 4), ("INSERT", True, 4), ("INSERT", True, 2)]
+    # batches of 4, 4 and 2: one UPDATE statement each, of every message's result
+    assert updates == [(True, 4), (True, 4), (True, 2)]

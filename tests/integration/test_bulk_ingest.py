@@ -571,16 +571,13 @@ def _refuse_late(engine: Engine) -> None:
                 )
             )
             return
-        # INSERT too: a SQLite bulk batch stored at once inserts the row once, with its
-        # result, at the commit (decision 0148)
-        for name, when in (("test_refuse_late", "UPDATE"), ("test_refuse_late_insert", "INSERT")):
-            conn.execute(
-                text(
-                    f"CREATE TRIGGER {name} BEFORE {when} ON inbound_message "
-                    f"WHEN NEW.status LIKE 'processed%' AND NEW.peer = '{LATE_PEER}' "
-                    "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
-                )
+        conn.execute(
+            text(
+                "CREATE TRIGGER test_refuse_late BEFORE UPDATE ON inbound_message "
+                f"WHEN NEW.status LIKE 'processed%' AND NEW.peer = '{LATE_PEER}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
             )
+        )
 
 
 @pytest.fixture
@@ -590,12 +587,13 @@ def refusing_late(engine: Engine) -> Iterator[None]:
         yield
     finally:
         with engine.begin() as conn:
+            conn.execute(
+                text("DROP TRIGGER test_refuse_late ON inbound_message")
+                if engine.dialect.name == "postgresql"
+                else text("DROP TRIGGER test_refuse_late")
+            )
             if engine.dialect.name == "postgresql":
-                conn.execute(text("DROP TRIGGER test_refuse_late ON inbound_message"))
                 conn.execute(text("DROP FUNCTION test_refuse_late()"))
-            else:
-                conn.execute(text("DROP TRIGGER test_refuse_late"))
-                conn.execute(text("DROP TRIGGER test_refuse_late_insert"))
 
 
 def test_a_message_failing_after_it_queued_its_rows_drops_them_all(
