@@ -324,11 +324,8 @@ def _attempt(
 
     with pipeline.factory.begin() as session:
         writes = batch_writes(session)
-        postgresql = writes.messages is not None
-        # SQLite: the messages' rows at the commit, one executemany (decisions 0133, 0148)
-        writes.hold_results = at_once and not postgresql
-        if writes.hold_results:
-            _hold_message_rows(session, writes)
+        # SQLite: the messages' result UPDATEs at the commit, one executemany (decision 0133)
+        writes.hold_results = at_once and writes.messages is None
         for i, key in keys.items():
             if key in known_ids:
                 existing = session.get(InboundMessage, known_ids[key])
@@ -336,7 +333,7 @@ def _attempt(
                 steps.audit_received(session, existing, items[i][1].received_at, duplicate=True)
                 results[i] = result_of(existing, duplicate=True)
         stored: Iterable[tuple[int, _Job]] = jobs()
-        if at_once and postgresql:
+        if at_once and writes.messages is not None:  # PostgreSQL
             stored = list(stored)
             _read_rows(pipeline, session, [job for _, job in stored])
         alone.extend(
@@ -347,24 +344,10 @@ def _attempt(
         except Exception as exc:
             if not writes.hold_results:
                 raise
-            # or a message's held row (SQLite): stored again, an INSERT and an UPDATE a
-            # message in its savepoint, so that a refused one fails alone, as before 0133
+            # or a message's held result (SQLite): stored again, an UPDATE a message in its
+            # savepoint, so that a refused one fails alone, as before decision 0133
             raise _Again("the batch's held rows", type(exc).__name__) from exc
     return results, alone
-
-
-_DEFER_FOREIGN_KEYS = "PRAGMA defer_foreign_keys = ON"
-
-
-def _hold_message_rows(session: Session, writes: BatchWrites) -> None:
-    """SQLite, a batch stored at once: each new message's row is inserted at the commit,
-    once, with its result, all in one executemany (``flush_batch_writes``), as on
-    PostgreSQL (decision 0089), instead of an INSERT at its receipt and an UPDATE of its
-    result (decision 0148). Its resources, stored before, name it: the foreign keys are
-    checked at the commit (SQLite resets the pragma at the transaction's end). Nothing in
-    the batch reads a message's row back."""
-    session.connection().exec_driver_sql(_DEFER_FOREIGN_KEYS)
-    writes.messages = {}
 
 
 def _read_rows(pipeline: Pipeline, session: Session, jobs: list[_Job]) -> None:

@@ -185,13 +185,10 @@ def set_message_result(
             setattr(message, key, value)
         session.flush()
         return
-    if writes.messages is not None and message.id in writes.messages:
+    if writes.messages is not None and writes.messages.pop(message.id, None) is not None:
+        # PostgreSQL, a message of this batch: its one INSERT, with the result (0089)
         for key, value in values.items():
             set_committed_value(message, key, value)
-        if writes.hold_results:  # SQLite, a batch at once: with the others at the commit (0148)
-            return
-        # PostgreSQL, a message of this batch: its one INSERT, with the result (0089)
-        del writes.messages[message.id]
         insert_held_messages(session, [message])
         return
     # the format and encoding too: the drain's reopened row (reopen_received) writes them
