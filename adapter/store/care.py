@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -418,7 +418,7 @@ def read_rows(session: Session, statement: Any, params: dict[str, Any]) -> list[
 
 
 # -- a bulk batch's reads of a person's open rows (SQLite, decision 0148) -----------------------
-_BATCH = "adapter.care.batch-rows"  # BatchWrites.reads: person -> (its ids, every row under them)
+_BATCH = "adapter.care.batch-rows"  # BatchWrites.reads: a _BatchCare
 
 
 def every_row_query(persons: Select[Any]) -> Any:
@@ -447,16 +447,39 @@ def open_rows_of(
     writes = _held_writes(session)
     if writes is None or session.get_bind().dialect.name != "sqlite":
         return read_rows(session, opened, params)
-    batch: dict[str, tuple[frozenset[str], list[CareRow]]] = writes.reads.setdefault(_BATCH, {})
+    batch = writes.reads.get(_BATCH)
+    if batch is None:
+        batch = writes.reads[_BATCH] = _BatchCare()
     person = params["id"]
-    known = batch.get(person)
-    if known is None:
+    rows = batch.rows.get(person)
+    if rows is None:
         found = execute_rows(session, every, {"id": person})
-        keys = frozenset(row.key for row in found if row.key is not None)
         rows = sorted((CareRow.of(r) for r in found if r.key is None), key=_row_id)
-        known = batch[person] = (keys, rows)
+        batch.keep(person, {row.key for row in found if row.key is not None}, rows)
     at = params["at"]
-    return [row for row in known[1] if row.open_at(at)]
+    return [row for row in rows if row.open_at(at)]
+
+
+@dataclass(slots=True)
+class _BatchCare:
+    """A bulk batch's reads of care rows: each person's, by id, and the persons whose ids
+    hold each id."""
+
+    rows: dict[str, list[CareRow]] = field(default_factory=dict)
+    under: dict[str, list[str]] = field(default_factory=dict)
+
+    def keep(self, person: str, keys: Iterable[str], rows: list[CareRow]) -> None:
+        self.rows[person] = rows
+        for key in keys:
+            self.under.setdefault(key, []).append(person)
+
+    def take(self, row: CareRow) -> None:
+        """``row`` as written, into the rows of every person whose ids hold its id."""
+        for person in self.under.get(row.person_id, ()):
+            kept = [r for r in self.rows[person] if r.id != row.id]
+            kept.append(row)
+            kept.sort(key=_row_id)
+            self.rows[person] = kept
 
 
 def wrote(session: Session, row: CareRow | None = None) -> None:
@@ -464,17 +487,12 @@ def wrote(session: Session, row: CareRow | None = None) -> None:
     take ``row`` as it now is, or, without one, are forgotten."""
     writes = _held_writes(session)
     batch = None if writes is None else writes.reads.get(_BATCH)
-    if not batch:
+    if batch is None:
         return
     if row is None:
-        batch.clear()
+        del writes.reads[_BATCH]
         return
-    for person, (keys, rows) in batch.items():
-        if row.person_id in keys:
-            kept = [r for r in rows if r.id != row.id]
-            kept.append(row)
-            kept.sort(key=_row_id)
-            batch[person] = (keys, kept)
+    batch.take(row)
 
 
 def forget(session: Session) -> None:
