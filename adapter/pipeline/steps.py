@@ -494,14 +494,15 @@ def record_result(work: Work) -> None:
         resources=[f"{s.resource_type}/{s.id}" for s in work.saved],
         now=work.moment,
     )
-    log.info(
-        "message %s from %s: %d resources (%d changed), %d outbox rows",
-        work.message.id,
-        work.message.source_system,
-        len(work.saved),
-        sum(1 for s in work.saved if s.changed),
-        len(work.outbox),
-    )
+    if log.isEnabledFor(logging.INFO):  # its values are not worked out for nothing (0148)
+        log.info(
+            "message %s from %s: %d resources (%d changed), %d outbox rows",
+            work.message.id,
+            work.message.source_system,
+            len(work.saved),
+            sum(1 for s in work.saved if s.changed),
+            len(work.outbox),
+        )
 
 
 def audit_stored(work: Work) -> None:
@@ -560,8 +561,12 @@ def audit_translated(
     session: Session, message: InboundMessage, outcome: Outcome, moment: datetime
 ) -> None:
     """Translate: with the mapping set (folder and fingerprint of its files) that did it."""
-    errors = sum(1 for i in outcome.issues if i.severity in ("error", "fatal"))
-    warnings = sum(1 for i in outcome.issues if i.severity == "warning")
+    errors = warnings = 0  # one pass over the issues (0148)
+    for issue in outcome.issues:
+        if issue.severity == "warning":
+            warnings += 1
+        elif issue.severity in ("error", "fatal"):
+            errors += 1
     audit.record(
         audit.message_event(
             "message.translated",
