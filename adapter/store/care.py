@@ -453,6 +453,9 @@ def open_rows_of(
     person = params["id"]
     rows = batch.rows.get(person)
     if rows is None:
+        if person not in _seen(writes):  # a person met once: the open rows, as before
+            _seen(writes).add(person)
+            return read_rows(session, opened, params)
         found = execute_rows(session, every, {"id": person})
         rows = sorted((CareRow.of(r) for r in found if r.key is None), key=_row_id)
         batch.keep(person, {row.key for row in found if row.key is not None}, rows)
@@ -500,6 +503,17 @@ def forget(session: Session) -> None:
     writes = _held_writes(session)
     if writes is not None:
         writes.reads.pop(_BATCH, None)
+
+
+def _seen(writes: Any) -> set[str]:
+    """The persons whose open rows the batch read: every row is read (``every``) for a
+    person met again only, so that a batch of new patients reads what it read before
+    (the statement of every row and the ids costs more than the one of open rows)."""
+    seen: set[str] = writes.reads.setdefault(_SEEN, set())
+    return seen
+
+
+_SEEN = "adapter.care.batch-seen"  # BatchWrites.reads: the persons whose care was read
 
 
 def _row_id(row: CareRow) -> int:

@@ -72,7 +72,7 @@ def test_a_batch_s_open_rows_are_the_database_s_through_its_writes(
     with session_factory.begin() as session:
         writes = batch_writes(session)
         assert _same_as_read(session) == len(WHO) * len(MOMENTS)
-        if engine.dialect.name == "sqlite":  # read once a batch: every person's ids kept
+        if engine.dialect.name == "sqlite":  # met again: every row read once, the ids kept
             kept = writes.reads[care._BATCH]
             assert set(kept.rows) == set(WHO)
             assert {k for k, persons in kept.under.items() if "pA" in persons} == {"pA", "rA"}
@@ -109,3 +109,20 @@ def test_outside_a_batch_every_read_goes_to_the_database(
         care.note_activity(session, "rA", "f2", at=T0, until=T0 + DAY, detail="again")
         _same_as_read(session)
         assert care._BATCH not in session.info
+
+
+def test_a_person_met_once_in_a_batch_reads_its_open_rows_only(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL reads every time
+    _seed(session_factory)
+    with session_factory.begin() as session:
+        writes = batch_writes(session)
+        params = {"id": "pA", "at": T0}
+        first = care.open_rows_of(session, _OPEN_CARE[False], _EVERY_CARE, params)
+        assert "pA" not in writes.reads[care._BATCH].rows  # a new patient's batch: as before
+        again = care.open_rows_of(session, _OPEN_CARE[False], _EVERY_CARE, params)
+        assert again == first == care.read_rows(session, _OPEN_CARE[False], params)
+        assert "pA" in writes.reads[care._BATCH].rows  # met again: every row, kept
+        flush_batch_writes(session)
