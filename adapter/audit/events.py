@@ -12,9 +12,9 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -80,6 +80,19 @@ class AuditEvent:
 
 Sink = Callable[[AuditEvent, "Session | None"], None]
 
+# each field's slot, in the fields' order: ``_made`` sets them without the frozen
+# dataclass's ``__init__`` (an ``object.__setattr__`` call a field; decision 0148)
+_SLOTS = tuple(getattr(AuditEvent, f.name).__set__ for f in fields(AuditEvent))
+
+
+def _made(*values: Any) -> AuditEvent:
+    """``AuditEvent(*values)``: every field given, in the fields' order."""
+    event = object.__new__(AuditEvent)
+    for put, value in zip(_SLOTS, values, strict=True):
+        put(event, value)
+    return event
+
+
 log = logging.getLogger(__name__)
 _sinks: list[Sink] = []
 _sinks_lock = threading.Lock()
@@ -124,20 +137,21 @@ def message_event(
 ) -> AuditEvent:
     """An event about one inbound message, sent by ``source_system``. The correlation id
     is the one its receipt was recorded with (the writer looks it up)."""
-    return AuditEvent(
-        action=action,
-        outcome=outcome,
-        actor=f"source:{source_system}",
-        subject=f"InboundMessage/{message_id}",
-        correlation_id=None,
-        at=at,
-        detail=detail,
-        facility=facility,
-        channel=channel,
-        address=address,
-        message_id=message_id,
-        entities=entities,
-        patients=patients,
+    return _made(
+        action,
+        outcome,
+        f"source:{source_system}",  # actor
+        f"InboundMessage/{message_id}",  # subject
+        None,  # correlation_id
+        at,
+        detail,
+        None,  # client
+        facility,
+        address,
+        channel,
+        message_id,
+        entities,
+        patients,
     )
 
 

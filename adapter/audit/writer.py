@@ -66,10 +66,25 @@ def sink(event: AuditEvent, session: Session | None) -> None:
     session.info.setdefault(PENDING, []).append(_body(event, context.current()))
 
 
+# the last instant formatted and its text: a message's events share its moment (0148)
+_formatted: tuple[datetime | None, str] = (None, "")
+
+
+def _instant(at: datetime) -> str:
+    """``format_instant(at)``, the text of the instant before it given again: equal instants
+    (whatever their zones) have one UTC text."""
+    global _formatted
+    last, text = _formatted  # one tuple, read and replaced whole (threads)
+    if last is None or last != at:
+        text = format_instant(at)
+        _formatted = (at, text)
+    return text
+
+
 def _body(event: AuditEvent, caller: context.Caller | None) -> dict[str, Any]:
     """What the record says, resolved now (the caller is bound to this thread now)."""
     return {
-        "recorded": format_instant(event.at),
+        "recorded": _instant(event.at),
         "action": event.action,
         "outcome": event.outcome,
         "actor": event.actor,

@@ -56,6 +56,8 @@ from adapter.store.resources import LockedRows, Prepared, Saved, flush_index_row
 log = logging.getLogger(__name__)
 # a person's ids and open care rows, one statement (by dialect: is PostgreSQL)
 _OPEN_CARE = {pg: care.open_rows_query(KEYS, on_postgresql=pg) for pg in (False, True)}
+# SQLite, a bulk batch: every row of a person's ids and the ids, read once a batch (0148)
+_EVERY_CARE = care.every_row_query(KEYS)
 # PostgreSQL: that read and a message's first activity upsert in one statement (0122)
 _OPEN_AND_NOTED = care.open_and_noted_query(_OPEN_CARE[True])
 
@@ -119,8 +121,8 @@ class Work:
         the ids in one statement (adapter.identity.persons.KEYS)."""
         if person not in self._open:
             statement = _OPEN_CARE[self.session.get_bind().dialect.name == "postgresql"]
-            self._open[person] = care.read_rows(
-                self.session, statement, {"id": person, "at": self.moment}
+            self._open[person] = care.open_rows_of(
+                self.session, statement, _EVERY_CARE, {"id": person, "at": self.moment}
             )
         return self._open[person]
 
@@ -492,14 +494,15 @@ def record_result(work: Work) -> None:
         resources=[f"{s.resource_type}/{s.id}" for s in work.saved],
         now=work.moment,
     )
-    log.info(
-        "message %s from %s: %d resources (%d changed), %d outbox rows",
-        work.message.id,
-        work.message.source_system,
-        len(work.saved),
-        sum(1 for s in work.saved if s.changed),
-        len(work.outbox),
-    )
+    if log.isEnabledFor(logging.INFO):  # its values are not worked out for nothing (0148)
+        log.info(
+            "message %s from %s: %d resources (%d changed), %d outbox rows",
+            work.message.id,
+            work.message.source_system,
+            len(work.saved),
+            sum(1 for s in work.saved if s.changed),
+            len(work.outbox),
+        )
 
 
 def audit_stored(work: Work) -> None:
@@ -558,8 +561,12 @@ def audit_translated(
     session: Session, message: InboundMessage, outcome: Outcome, moment: datetime
 ) -> None:
     """Translate: with the mapping set (folder and fingerprint of its files) that did it."""
-    errors = sum(1 for i in outcome.issues if i.severity in ("error", "fatal"))
-    warnings = sum(1 for i in outcome.issues if i.severity == "warning")
+    errors = warnings = 0  # one pass over the issues (0148)
+    for issue in outcome.issues:
+        if issue.severity == "warning":
+            warnings += 1
+        elif issue.severity in ("error", "fatal"):
+            errors += 1
     audit.record(
         audit.message_event(
             "message.translated",

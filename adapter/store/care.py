@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -25,8 +25,10 @@ from sqlalchemy import (
     cast,
     func,
     literal,
+    null,
     or_,
     select,
+    type_coerce,
     union_all,
     update,
 )
@@ -93,6 +95,7 @@ def _insert_new(session: Session, values: dict[str, Any]) -> bool:
     """Insert unless the key (person, facility, source, ref) exists; True when inserted.
     Told by the returned id: psycopg's rowcount said 1 for a row not inserted, so on
     PostgreSQL an existing row was never updated (decision 0048)."""
+    wrote(session)
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         statement: Any = postgresql.insert(_c).values(**values).on_conflict_do_nothing()
@@ -153,7 +156,9 @@ def note_activity(
     statement = _NOTE_ACTIVITY[connection.dialect.name == "postgresql"]
     # flushed above: no autoflush; SQLite: on the driver (decision 0106)
     (row,) = execute_rows(session, statement, values, flush=False)
-    return CareRow.of(row)
+    noted = CareRow.of(row)
+    wrote(session, noted)
+    return noted
 
 
 def _note_activity(insert: Any, values: dict[str, Any] | None = None) -> Any:
@@ -248,6 +253,7 @@ def note_referral(
     if _insert_new(session, _values(person, facility, "referral", ref, at, end, at, detail=detail)):
         return
     if end is not None:  # closed now: the first close counts
+        wrote(session)
         session.execute(
             update(_c)
             .where(_key(person, facility, "referral", ref), _c.c.end_at.is_(None))
@@ -269,6 +275,7 @@ def register(
     """The person's registered primary facility is ``facility`` from ``at`` (签约 / 健康档案):
     a registration elsewhere that is still open ends, under ``person`` or any id in
     ``also`` (the person's other ids: adapter.identity.keys_of)."""
+    wrote(session)
     session.execute(
         update(_c)
         .where(
@@ -283,6 +290,7 @@ def register(
         person, facility, "registered", "", at, None, at, detail=detail, actor=actor, note=note
     )
     if not _insert_new(session, values):
+        wrote(session)
         session.execute(
             update(_c)
             .where(_key(person, facility, "registered", ""), _c.c.end_at.is_not(None))
@@ -292,6 +300,7 @@ def register(
 
 def close_referral(session: Session, ref: str, *, at: datetime, end: datetime, detail: str) -> int:
     """The loop of referral ``ref`` closed at ``at``: its parties' rows end at ``end``."""
+    wrote(session)
     result = session.execute(
         update(_c)
         .where(_c.c.source == "referral", _c.c.ref == ref, _c.c.end_at.is_(None))
@@ -315,6 +324,7 @@ def grant(
     _end_open(session, person, facility, "revocation", at)
     ref = f"grant-{uuid.uuid4().hex[:12]}"
     values = _values(person, facility, "grant", ref, at, until, at, actor=actor, note=note)
+    wrote(session)
     session.execute(_c.insert().values(**values))
     return _one(session, person, facility, "grant", ref)
 
@@ -328,11 +338,13 @@ def revoke(
     _end_open(session, person, facility, "revocation", at)
     ref = f"revocation-{uuid.uuid4().hex[:12]}"
     values = _values(person, facility, "revocation", ref, at, None, at, actor=actor, note=note)
+    wrote(session)
     session.execute(_c.insert().values(**values))
     return _one(session, person, facility, "revocation", ref)
 
 
 def _end_open(session: Session, person: str, facility: str, source: str, at: datetime) -> None:
+    wrote(session)
     session.execute(
         update(_c)
         .where(
@@ -403,6 +415,115 @@ def open_rows_query(persons: Select[Any], *, on_postgresql: bool = False) -> Sel
 def read_rows(session: Session, statement: Any, params: dict[str, Any]) -> list[CareRow]:
     found = execute_rows(session, statement, params)  # SQLite: on the driver (decision 0106)
     return [CareRow.of(row) for row in found]
+
+
+# -- a bulk batch's reads of a person's open rows (SQLite, decision 0148) -----------------------
+_BATCH = "adapter.care.batch-rows"  # BatchWrites.reads: a _BatchCare
+
+
+def every_row_query(persons: Select[Any]) -> Any:
+    """SQLite: every row kept under the ids ``persons`` gives (adapter.identity.persons.KEYS,
+    parameter ``id``), open or not, by id, then each of those ids, in one statement: each
+    row is the table's columns and ``key``, NULL on the care rows, the id on the others.
+    Build it once."""
+    keys = persons.cte("care_keys")
+    held = select(*_c.c, type_coerce(null(), _c.c.person_id.type).label("key"))
+    held = held.where(_c.c.person_id.in_(select(keys.c.id)))
+    return union_all(held, select(*(null() for _ in _c.c), keys.c.id))
+
+
+def open_rows_of(
+    session: Session, opened: Any, every: Any, params: dict[str, Any]
+) -> list[CareRow]:
+    """``read_rows(session, opened, params)``: the rows open at ``params["at"]`` under the ids
+    of the person ``params["id"]``, by id. In a bulk batch on SQLite, the person's rows are
+    read once (``every``: ``every_row_query``) and those open at each moment chosen from them:
+    the batch holds SQLite's write lock from its BEGIN IMMEDIATE to its commit, so only its
+    own writes change them, and each write keeps them (``wrote``), as does any change of the
+    patient index (adapter/identity/index/records.py ``forget_near``: the ids may change)
+    and a message rolled back to its savepoint (``BatchWrites.rollback`` empties ``reads``).
+    ``start_at <= at AND (end_at IS NULL OR end_at > at)`` on SQLite's integer microseconds
+    (``UTCMicros``) is ``CareRow.open_at`` on the rows' instants."""
+    writes = _held_writes(session)
+    if writes is None or session.get_bind().dialect.name != "sqlite":
+        return read_rows(session, opened, params)
+    batch = writes.reads.get(_BATCH)
+    if batch is None:
+        batch = writes.reads[_BATCH] = _BatchCare()
+    person = params["id"]
+    rows = batch.rows.get(person)
+    if rows is None:
+        if person not in _seen(writes):  # a person met once: the open rows, as before
+            _seen(writes).add(person)
+            return read_rows(session, opened, params)
+        found = execute_rows(session, every, {"id": person})
+        rows = sorted((CareRow.of(r) for r in found if r.key is None), key=_row_id)
+        batch.keep(person, {row.key for row in found if row.key is not None}, rows)
+    at = params["at"]
+    return [row for row in rows if row.open_at(at)]
+
+
+@dataclass(slots=True)
+class _BatchCare:
+    """A bulk batch's reads of care rows: each person's, by id, and the persons whose ids
+    hold each id."""
+
+    rows: dict[str, list[CareRow]] = field(default_factory=dict)
+    under: dict[str, list[str]] = field(default_factory=dict)
+
+    def keep(self, person: str, keys: Iterable[str], rows: list[CareRow]) -> None:
+        self.rows[person] = rows
+        for key in keys:
+            self.under.setdefault(key, []).append(person)
+
+    def take(self, row: CareRow) -> None:
+        """``row`` as written, into the rows of every person whose ids hold its id."""
+        for person in self.under.get(row.person_id, ()):
+            kept = [r for r in self.rows[person] if r.id != row.id]
+            kept.append(row)
+            kept.sort(key=_row_id)
+            self.rows[person] = kept
+
+
+def wrote(session: Session, row: CareRow | None = None) -> None:
+    """A write of care rows in a bulk batch: the batch's reads of them (``open_rows_of``)
+    take ``row`` as it now is, or, without one, are forgotten."""
+    writes = _held_writes(session)
+    batch = None if writes is None else writes.reads.get(_BATCH)
+    if batch is None:
+        return
+    if row is None:
+        del writes.reads[_BATCH]
+        return
+    batch.take(row)
+
+
+def forget(session: Session) -> None:
+    """The patient index changed: the ids of each person may have (``open_rows_of``)."""
+    writes = _held_writes(session)
+    if writes is not None:
+        writes.reads.pop(_BATCH, None)
+
+
+def _seen(writes: Any) -> set[str]:
+    """The persons whose open rows the batch read: every row is read (``every``) for a
+    person met again only, so that a batch of new patients reads what it read before
+    (the statement of every row and the ids costs more than the one of open rows)."""
+    seen: set[str] = writes.reads.setdefault(_SEEN, set())
+    return seen
+
+
+_SEEN = "adapter.care.batch-seen"  # BatchWrites.reads: the persons whose care was read
+
+
+def _row_id(row: CareRow) -> int:
+    return row.id
+
+
+def _held_writes(session: Session) -> Any:
+    from adapter.store.resources import held_writes  # it imports this module (visibility.py)
+
+    return held_writes(session)
 
 
 def caring_of(rows: Iterable[CareRow]) -> dict[str, list[CareRow]]:

@@ -167,6 +167,30 @@ def _stages() -> list[tuple[str, str | None, str]]:
             ("_known_ids (bulk)", "adapter.pipeline.bulk", "_known_ids"),
             ("_start (bulk)", "adapter.pipeline.bulk", "_start"),
         ]
+    if os.environ.get("STAGES") == "8":  # decision 0148: the rest of the message's steps
+        return [
+            ("flag_referral_paths", "adapter.pipeline.steps", "flag_referral_paths"),
+            ("apply_referral_status", "adapter.pipeline.steps", "apply_referral_status"),
+            ("audit_translated", "adapter.pipeline.steps", "audit_translated"),
+            ("audit_received", "adapter.pipeline.steps", "audit_received"),
+            ("record_result", "adapter.pipeline.steps", "record_result"),
+            ("Pipeline._work", "adapter.pipeline.ingest", "Pipeline._work"),
+            ("index_patients", "adapter.pipeline.steps", "index_patients"),
+            ("lock_resources (merge)", "adapter.pipeline.steps", "lock_resources"),
+            ("merge_stored (merge)", "adapter.pipeline.steps", "merge_stored"),
+        ]
+    if os.environ.get("STAGES") == "9":  # decision 0148: inside the steps
+        return [
+            ("person_of (Work.person)", "adapter.pipeline.steps", "person_of"),
+            ("caring_of (Work.caring)", "adapter.store.care", "caring_of"),
+            ("routed", "adapter.pipeline.steps", "routed"),
+            ("enqueue_many", "adapter.pipeline.steps", "enqueue_many"),
+            ("_queue (route)", "adapter.pipeline.steps", "_queue"),
+            ("resolve_record", "adapter.identity.index.resolve", "resolve_record"),
+            ("features_of", "adapter.identity.index.resolve", "features_of"),
+            ("catch_up", "adapter.pipeline.steps", "catch_up"),
+            ("_first_noted_with_its_read", "adapter.pipeline.steps", "_first_noted_with_its_read"),
+        ]
     if os.environ.get("STAGES") == "4":
         return [
             ("_stamped", "adapter.store.resources", "_stamped"),

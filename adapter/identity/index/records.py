@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import TextClause
 
 from adapter.identity.index.locks import note_stored_keys
+from adapter.store import care
 from adapter.store.driver_select import execute_rows
 from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import (
@@ -294,6 +295,7 @@ def forget_near(
     if writes is None:
         return
     writes.reads.pop(_CACHE, None)
+    care.forget(session)  # a person's ids may change: its care rows read by id (0148)
     early = writes.reads.get(_PREFETCH)
     if early is None:
         return
