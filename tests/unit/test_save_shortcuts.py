@@ -117,3 +117,46 @@ def test_the_shortcut_is_taken_for_the_common_shape(monkeypatch: pytest.MonkeyPa
 def test_other_stamps_go_the_general_way(meta: dict[str, Any]) -> None:
     body = StampedBody(resourceType="Patient", id="a", meta=meta, active=True)
     assert stripped(body) == body_stamps._cut(body, "Patient", "a", meta)
+
+
+def _hash_by_definition(resource: dict[str, Any]) -> str:
+    """``content_hash`` as defined (decision 0092): sha256 of the sorted JSON without the
+    stamps, its first 32 hex characters."""
+    import hashlib
+
+    rest, meta = resource, resource.get("meta")
+    if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
+        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        rest = {k: v for k, v in resource.items() if k != "meta"}
+        if meta:
+            rest["meta"] = meta
+    text = orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(text).hexdigest()[:32]
+
+
+def test_content_hash_remembered_text_gives_the_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapter.store import resources
+
+    monkeypatch.setattr(resources, "_HASHED", {})
+    for resource in _SHAPES:
+        for _ in range(2):  # the second time from the remembered text
+            assert resources.content_hash(resource) == _hash_by_definition(resource)
+    stamped = _stamped(_OBSERVATION, 7, _NOW, None, StampedBody)
+    assert resources.content_hash(stamped) == resources.content_hash(_OBSERVATION)
+    # the same resource changed: its new digest, not the remembered one
+    changed = {**_OBSERVATION, "status": "amended"}
+    assert resources.content_hash(changed) == _hash_by_definition(changed)
+    assert resources.content_hash(changed) != resources.content_hash(_OBSERVATION)
+    assert resources.content_hash(_OBSERVATION) == _hash_by_definition(_OBSERVATION)
+    odd = {"resourceType": "Patient", "id": ["a"]}  # not a key: hashed, not remembered
+    assert resources.content_hash(odd) == _hash_by_definition(odd)
+
+
+def test_content_hash_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from adapter.store import resources
+
+    monkeypatch.setattr(resources, "_HASHED", {})
+    for n in range(resources._HASHED_MAX + 5):
+        resource = {"resourceType": "Patient", "id": f"p{n}"}
+        assert resources.content_hash(resource) == _hash_by_definition(resource)
+    assert len(resources._HASHED) <= resources._HASHED_MAX
