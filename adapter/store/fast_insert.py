@@ -67,17 +67,18 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     keys = tuple(rows[0])
-    dialect = session.connection().dialect
+    connection = session.connection()
+    dialect = connection.dialect
     if len(rows) >= _COPY_MIN_ROWS and dialect.driver == "psycopg":
-        values = itemgetter(*keys)
-        insert_tuples(session, table, keys, [values(row) for row in rows])
+        insert_tuples(session, table, keys, list(map(itemgetter(*keys), rows)))
         return
     plan = _plan(table, dialect, keys)
     if plan is None:
         session.execute(insert(table), list(rows))
         return
-    values = itemgetter(*plan.order)
-    insert_tuples(session, table, plan.order, [values(row) for row in rows])
+    # the rows' values in bind order, to the driver on the connection and plan at hand
+    values = list(map(itemgetter(*plan.order), rows))
+    driver_executemany(connection, plan.sql, _processed(values, plan.processors, plan.order, None))
 
 
 def insert_tuples(
