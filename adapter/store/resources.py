@@ -406,25 +406,9 @@ def content_hash(resource: dict[str, Any]) -> str:
     """The first 128 bits of the sha256 of the canonical JSON (sorted keys) without
     meta.versionId/lastUpdated, as 32 hex characters: enough to tell a change, and 16
     bytes stored (``ShortDigest``, decision 0092)."""
-    text = orjson.dumps(_without_stamps(resource), option=orjson.OPT_SORT_KEYS)
-    key = (resource.get("resourceType"), resource.get("id"))
-    if key[0].__class__ is not str or key[1].__class__ is not str:
-        return hashlib.sha256(text).hexdigest()[:32]
-    known = _HASHED.get(key)
-    if known is not None and known[0] == text:  # the same text: the same digest
-        return known[1]
-    digest = hashlib.sha256(text).hexdigest()[:32]
-    if len(_HASHED) >= _HASHED_MAX:
-        _HASHED.clear()
-    _HASHED[key] = (text, digest)
-    return digest
-
-
-# the last canonical text hashed of each resource, with its digest: a resource most messages
-# repeat unchanged (the sending facility's Organization, a repeat patient's Patient) is
-# compared with its text instead of hashed again (decision 0150). Bounded: emptied when full
-_HASHED: dict[tuple[str, str], tuple[bytes, str]] = {}
-_HASHED_MAX: Final = 1024
+    return hashlib.sha256(
+        orjson.dumps(_without_stamps(resource), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()[:32]
 
 
 def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:
