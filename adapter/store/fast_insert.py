@@ -39,7 +39,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from adapter.store.types import UTCDateTime, UuidText
+from adapter.store.types import NamedCode, UTCDateTime, UuidText
 
 # COPY costs two round trips (start, finish) where a pipelined executemany costs one: worth
 # it for the batch's many rows (search index, outbox), not for a message's few
@@ -283,8 +283,8 @@ def _processors(table: Table, dialect: Dialect, order: tuple[str, ...]) -> tuple
             # JSON binds None as 'null': only a processor seen to keep None may skip it
             skip_none = process(None) is None
             # hashable, immutable, repeated: a message's instants; its id on each of its
-            # resource and outbox rows (decision 0083)
-            memo = isinstance(column_type, UTCDateTime | DateTime | UuidText)
+            # resource and outbox rows (decision 0083); an outbox state's name (0150)
+            memo = isinstance(column_type, UTCDateTime | DateTime | UuidText | NamedCode)
             found.append((at, process, skip_none, memo))
     return tuple(found)
 

@@ -96,8 +96,10 @@ _version = ResourceVersion.__table__
 _index = SearchIndex.__table__
 
 
-@dataclass(frozen=True, slots=True)
-class Saved:
+class Saved(NamedTuple):
+    """One stored resource (a named tuple: made ~10 times a message, three times cheaper
+    than a frozen dataclass's ``__init__``, decision 0150)."""
+
     resource_type: str
     id: str
     version_id: int

@@ -179,6 +179,18 @@ def _stages() -> list[tuple[str, str | None, str]]:
             ("facility_key", "adapter.store.resources", "facility_key"),
             ("new_keys", "adapter.store.resources", "new_keys"),
         ]
+    if os.environ.get("STAGES") == "9":  # decision 0150: the save's smaller parts
+        return [
+            ("content_hash", "adapter.store.resources", "content_hash"),
+            ("insert_rows (resource, version rows)", "adapter.store.resources", "insert_rows"),
+            ("stripped (body bind)", "adapter.store.types", "stripped"),
+            ("_stamps_alone (in stripped)", "adapter.store.body_stamps", "_stamps_alone"),
+            ("json_pack.pack (message row)", "adapter.store.json_pack", "pack"),
+            ("_processed (bind pass)", "adapter.store.fast_insert", "_processed"),
+            ("Saved", "adapter.store.resources", "Saved"),
+            ("_apply (a column's binds)", "adapter.store.fast_insert", "_apply"),
+            ("_stamped", "adapter.store.resources", "_stamped"),
+        ]
     if os.environ.get("STAGES") == "4":
         return [
             ("_stamped", "adapter.store.resources", "_stamped"),

@@ -117,3 +117,26 @@ def test_the_shortcut_is_taken_for_the_common_shape(monkeypatch: pytest.MonkeyPa
 def test_other_stamps_go_the_general_way(meta: dict[str, Any]) -> None:
     body = StampedBody(resourceType="Patient", id="a", meta=meta, active=True)
     assert stripped(body) == body_stamps._cut(body, "Patient", "a", meta)
+
+
+def test_outbox_state_bound_once_a_name_gives_each_rows_number() -> None:
+    """The outbox state's names are bound once a distinct name (``_apply``'s memo): the
+    same numbers, None kept, an unknown name refused as before."""
+    from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+
+    from adapter.store import fast_insert
+    from adapter.store.models import Base
+
+    table = Base.metadata.tables["outbox"]
+    dialect = SQLiteDialect_pysqlite()
+    order = tuple(c.key for c in table.c)
+    found = {order[at]: p for at, p, skip, memo in fast_insert._processors(table, dialect, order)}
+    memoised = {
+        order[at] for at, _, _, memo in fast_insert._processors(table, dialect, order) if memo
+    }
+    assert "state" in memoised
+    bind = found["state"]
+    values = ["pending", "delivered", None, "pending", "dead", "in-flight", "pending"]
+    assert fast_insert._apply(values, bind, True, True) == [bind(v) for v in values]
+    with pytest.raises(ValueError):
+        fast_insert._apply(["pending", "no such state"], bind, True, True)
