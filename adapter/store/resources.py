@@ -595,7 +595,7 @@ def save_resources(
             known.wrote(row)
     if new_rows:
         # in key order too: two messages inserting the same new rows wait, never deadlock
-        new_rows.sort(key=lambda r: (r["resource_type"], r["id"]))
+        new_rows.sort(key=_ROW_KEY)
         if hold_new and buffer is not None:
             buffer.create(new_rows)
         else:
@@ -637,6 +637,7 @@ def save_resources(
     return [saved[(r["resourceType"], r["id"])] for r in resources]
 
 
+_ROW_KEY: Final = itemgetter("resource_type", "id")  # a resource row's key, in C
 _BUFFER: Final = "adapter.store.index_buffer"  # the session.info key of a batch's buffer
 _MISSING: Final[Any] = object()
 
