@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from zstandard import get_frame_parameters
 
-from adapter.store.body_codec import _decompressor, json_bytes, pack_json, unpack
+from adapter.store.body_codec import _compressor, _decompressor, json_bytes, pack_json, unpack
 
 STRIPPED = 0x01  # first byte of a stored body without its stamps (no frame, no JSON text)
 _STRIPPED = b"\x01"
@@ -69,7 +69,7 @@ def stripped(body: Any) -> bytes | None:
         return None
     if " " in rid or not rid or len(meta) < 2:
         return None
-    if len(meta) == 2 and _plain(rtype) and _plain(rid):
+    if len(meta) == 2 and (rtype in _PLAIN_TYPES or _plain_type(rtype)) and _plain(rid):
         made = _stamps_alone(body, meta)
         if made is not None:
             return made
@@ -116,6 +116,18 @@ def _plain(text: str) -> bool:
     return text.isascii() and text.isprintable() and '"' not in text and "\\" not in text
 
 
+_PLAIN_TYPES: set[str] = set()  # resource types seen ``_plain`` (a few dozen at most)
+
+
+def _plain_type(rtype: str) -> bool:
+    """``_plain(rtype)``, remembered when true."""
+    if not _plain(rtype):
+        return False
+    if len(_PLAIN_TYPES) < 256:
+        _PLAIN_TYPES.add(rtype)
+    return True
+
+
 def _stamps_alone(body: Any, meta: dict[str, Any]) -> bytes | None:
     """``stripped`` of a body whose ``meta`` holds its two stamps alone (a translated
     resource's: the common case), its type and id plain (``_plain``): the JSON text of the
@@ -129,7 +141,7 @@ def _stamps_alone(body: Any, meta: dict[str, Any]) -> bytes | None:
         return None
     rest = dict(body)  # in the body's order: resourceType first
     del rest["id"], rest["meta"]
-    return _STRIPPED + pack_json(orjson.dumps(rest))
+    return _STRIPPED + _compressor().compress(orjson.dumps(rest))  # ``pack_json``'s frame
 
 
 _STAMP_TEXTS: dict[bytes, bytes] = {}

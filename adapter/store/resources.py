@@ -408,9 +408,14 @@ def content_hash(resource: dict[str, Any]) -> str:
     """The first 128 bits of the sha256 of the canonical JSON (sorted keys) without
     meta.versionId/lastUpdated, as 32 hex characters: enough to tell a change, and 16
     bytes stored (``ShortDigest``, decision 0092)."""
-    return hashlib.sha256(
-        orjson.dumps(_without_stamps(resource), option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()[:32]
+    # (a resource without ``meta``, a translated one, is its own canonical form)
+    canonical = _without_stamps(resource) if "meta" in resource else resource
+    return _SHA256(_DUMPS(canonical, option=_SORTED)).hexdigest()[:32]
+
+
+_SHA256: Final = hashlib.sha256
+_DUMPS: Final = orjson.dumps
+_SORTED: Final = orjson.OPT_SORT_KEYS
 
 
 def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:

@@ -140,3 +140,24 @@ def test_outbox_state_bound_once_a_name_gives_each_rows_number() -> None:
     assert fast_insert._apply(values, bind, True, True) == [bind(v) for v in values]
     with pytest.raises(ValueError):
         fast_insert._apply(["pending", "no such state"], bind, True, True)
+
+
+@pytest.mark.parametrize("resource", _SHAPES)
+def test_content_hash_is_its_definition(resource: dict[str, Any]) -> None:
+    """sha256 of the sorted JSON without the stamps (decision 0092), first 32 hex
+    characters: with ``meta`` or without (then the resource is its own canonical form)."""
+    import hashlib
+
+    from adapter.store.resources import content_hash
+
+    rest, meta = resource, resource.get("meta")
+    if isinstance(meta, dict) and ("versionId" in meta or "lastUpdated" in meta):
+        meta = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated")}
+        rest = {k: v for k, v in resource.items() if k != "meta"}
+        if meta:
+            rest["meta"] = meta
+    text = orjson.dumps(rest, option=orjson.OPT_SORT_KEYS)
+    assert content_hash(resource) == hashlib.sha256(text).hexdigest()[:32]
+    if resource.get("meta", True):  # (an empty ``meta`` is hashed as given, stamped or not)
+        stamped = _stamped(resource, 3, _NOW, None, StampedBody)
+        assert content_hash(stamped) == content_hash(resource)  # the stamps are left out
