@@ -167,30 +167,6 @@ def _stages() -> list[tuple[str, str | None, str]]:
             ("_known_ids (bulk)", "adapter.pipeline.bulk", "_known_ids"),
             ("_start (bulk)", "adapter.pipeline.bulk", "_start"),
         ]
-    if os.environ.get("STAGES") == "8":  # decision 0150: save_resources' own parts
-        return [
-            ("save_resources (save, trace)", "adapter.pipeline.steps", "save_resources"),
-            ("content_hash", "adapter.store.resources", "content_hash"),
-            ("insert_rows (resource, version rows)", "adapter.store.resources", "insert_rows"),
-            ("body bind (stripped, packed)", "adapter.store.types", "_resource_frame_or_none"),
-            ("pack_json (bodies' zstd)", "adapter.store.body_stamps", "pack_json"),
-            ("_processed (bind pass)", "adapter.store.fast_insert", "_processed"),
-            ("driver_executemany", "adapter.store.fast_insert", "driver_executemany"),
-            ("facility_key", "adapter.store.resources", "facility_key"),
-            ("new_keys", "adapter.store.resources", "new_keys"),
-        ]
-    if os.environ.get("STAGES") == "9":  # decision 0150: the save's smaller parts
-        return [
-            ("content_hash", "adapter.store.resources", "content_hash"),
-            ("insert_rows (resource, version rows)", "adapter.store.resources", "insert_rows"),
-            ("stripped (body bind)", "adapter.store.types", "stripped"),
-            ("_stamps_alone (in stripped)", "adapter.store.body_stamps", "_stamps_alone"),
-            ("json_pack.pack (message row)", "adapter.store.json_pack", "pack"),
-            ("_processed (bind pass)", "adapter.store.fast_insert", "_processed"),
-            ("Saved", "adapter.store.resources", "Saved"),
-            ("_apply (a column's binds)", "adapter.store.fast_insert", "_apply"),
-            ("_stamped", "adapter.store.resources", "_stamped"),
-        ]
     if os.environ.get("STAGES") == "4":
         return [
             ("_stamped", "adapter.store.resources", "_stamped"),
