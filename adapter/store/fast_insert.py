@@ -39,7 +39,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from adapter.store.types import UTCDateTime, UuidText
+from adapter.store.types import NamedCode, UTCDateTime, UuidText
 
 # COPY costs two round trips (start, finish) where a pipelined executemany costs one: worth
 # it for the batch's many rows (search index, outbox), not for a message's few
@@ -67,17 +67,18 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
     if not rows:
         return
     keys = tuple(rows[0])
-    dialect = session.connection().dialect
+    connection = session.connection()
+    dialect = connection.dialect
     if len(rows) >= _COPY_MIN_ROWS and dialect.driver == "psycopg":
-        values = itemgetter(*keys)
-        insert_tuples(session, table, keys, [values(row) for row in rows])
+        insert_tuples(session, table, keys, list(map(itemgetter(*keys), rows)))
         return
     plan = _plan(table, dialect, keys)
     if plan is None:
         session.execute(insert(table), list(rows))
         return
-    values = itemgetter(*plan.order)
-    insert_tuples(session, table, plan.order, [values(row) for row in rows])
+    # the rows' values in bind order, to the driver on the connection and plan at hand
+    values = list(map(itemgetter(*plan.order), rows))
+    driver_executemany(connection, plan.sql, _processed(values, plan.processors, plan.order, None))
 
 
 def insert_tuples(
@@ -282,8 +283,8 @@ def _processors(table: Table, dialect: Dialect, order: tuple[str, ...]) -> tuple
             # JSON binds None as 'null': only a processor seen to keep None may skip it
             skip_none = process(None) is None
             # hashable, immutable, repeated: a message's instants; its id on each of its
-            # resource and outbox rows (decision 0083)
-            memo = isinstance(column_type, UTCDateTime | DateTime | UuidText)
+            # resource and outbox rows (decision 0083); an outbox state's name (0150)
+            memo = isinstance(column_type, UTCDateTime | DateTime | UuidText | NamedCode)
             found.append((at, process, skip_none, memo))
     return tuple(found)
 

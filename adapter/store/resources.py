@@ -99,8 +99,10 @@ _version = ResourceVersion.__table__
 _index = SearchIndex.__table__
 
 
-@dataclass(frozen=True, slots=True)
-class Saved:
+class Saved(NamedTuple):
+    """One stored resource (a named tuple: made ~10 times a message, three times cheaper
+    than a frozen dataclass's ``__init__``, decision 0150)."""
+
     resource_type: str
     id: str
     version_id: int
@@ -409,9 +411,14 @@ def content_hash(resource: dict[str, Any]) -> str:
     """The first 128 bits of the sha256 of the canonical JSON (sorted keys) without
     meta.versionId/lastUpdated, as 32 hex characters: enough to tell a change, and 16
     bytes stored (``ShortDigest``, decision 0092)."""
-    return hashlib.sha256(
-        orjson.dumps(_without_stamps(resource), option=orjson.OPT_SORT_KEYS)
-    ).hexdigest()[:32]
+    # (a resource without ``meta``, a translated one, is its own canonical form)
+    canonical = _without_stamps(resource) if "meta" in resource else resource
+    return _SHA256(_DUMPS(canonical, option=_SORTED)).hexdigest()[:32]
+
+
+_SHA256: Final = hashlib.sha256
+_DUMPS: Final = orjson.dumps
+_SORTED: Final = orjson.OPT_SORT_KEYS
 
 
 def _without_stamps(resource: dict[str, Any]) -> dict[str, Any]:
@@ -438,7 +445,15 @@ def _stamped(
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version_id)
     meta["lastUpdated"] = format_instant(last_updated) if stamp is None else stamp
-    out: dict[str, Any] = kind()
+    keys = iter(resource)
+    if next(keys, None) == "resourceType" and next(keys, None) == "id":
+        # the usual order (a translated resource's): the same dictionary without a Python
+        # step per key (decision 0150); ``update`` keeps the three first keys where they are
+        out = kind(resourceType=resource["resourceType"], id=resource["id"], meta=meta)
+        out.update(resource)
+        out["meta"] = meta
+        return out
+    out = kind()
     for key, value in resource.items():
         if key == "meta":
             continue
@@ -502,7 +517,6 @@ def save_resources(
         existing = locked.rows
 
     buffer = held_writes(session)
-    known_rows = buffer is not None and buffer.known is not None
     fresh = [key for key in latest if key not in existing]
     given = dict(zip(fresh, new_keys(session, len(fresh)), strict=True))
     saved: dict[tuple[str, str], Saved] = {}
@@ -536,6 +550,8 @@ def save_resources(
         if done is None and known and prepared is not None:
             done = _meta_changed(prepared, key, resource, zone)
         pkey = patient_key(resource) if done is None else done[0]
+        rkey = given[key] if old is None else old.resource_key
+        # one dictionary a row, its key last (the UPDATE of a changed row sets the others)
         row = {
             "resource_type": key[0],
             "id": key[1],
@@ -547,13 +563,9 @@ def save_resources(
             "message_id": message_id,
             "patient_key": pkey,
             "facility_key": facility,
+            "resource_key": rkey,
         }
-        if old is None:
-            rkey = given[key]
-            new_rows.append({**row, "resource_key": rkey})
-        else:
-            rkey = old.resource_key
-            changed_rows.append({**row, "resource_key": rkey} if known_rows else row)
+        (new_rows if old is None else changed_rows).append(row)
         if buffer is not None:
             # the current version has no history row (decision 0075): the batch remembers
             # it, and writes it to the history only if a later message supersedes it
@@ -591,7 +603,7 @@ def save_resources(
             known.wrote(row)
     if new_rows:
         # in key order too: two messages inserting the same new rows wait, never deadlock
-        new_rows.sort(key=lambda r: (r["resource_type"], r["id"]))
+        new_rows.sort(key=_ROW_KEY)
         if hold_new and buffer is not None:
             buffer.create(new_rows)
         else:
@@ -633,6 +645,7 @@ def save_resources(
     return [saved[(r["resourceType"], r["id"])] for r in resources]
 
 
+_ROW_KEY: Final = itemgetter("resource_type", "id")  # a resource row's key, in C
 _BUFFER: Final = "adapter.store.index_buffer"  # the session.info key of a batch's buffer
 _MISSING: Final[Any] = object()
 

@@ -1,0 +1,58 @@
+"""Decision 0150: the stored bytes of every resource body and content hash, to compare trees.
+
+``dump_store.py`` masks the packed bodies and content hashes (a Provenance's hold the run's
+clock); here they are written as stored (hex), those of the Provenance rows (the run's
+clock in ``recorded``) left out. Run in each worktree (its own .venv), then ``cmp``:
+
+    .venv/bin/python bench/profiling/dump_bodies_0150.py [COPIES] OUT
+    UNIQUE=1 ...; ADAPTER_AB_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test ...
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path.cwd() / "bench" / "profiling"))
+import dump_store
+
+ab = dump_store.ab
+
+from sqlalchemy import text  # noqa: E402
+
+from adapter.consortium import load_consortium  # noqa: E402
+
+_RAW = text(
+    "SELECT resource_type, id, version_id, content_hash, body FROM resource"
+    " WHERE resource_type != 'Provenance'"
+)
+
+
+def main() -> None:
+    copies = int(sys.argv[1]) if len(sys.argv) > 2 else 2
+    out = sys.argv[-1]
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = ab.routed_settings(Path(tmp))
+        fixtures = ab.load_fixtures(load_consortium(settings.config))
+        patients = None
+        if os.environ.get("UNIQUE"):
+            from bench_delivery import Patients
+
+            patients = Patients(spread_births=False)
+        with ab.store(Path(tmp), "dump") as engine:
+            pipeline = ab.pipeline_for(settings, engine)
+            dump_store._results(pipeline, ab.make_input(fixtures, copies, "same.", patients))
+            dump_store._results(pipeline, ab.make_input(fixtures, copies, "again.", patients))
+            with engine.connect() as conn:
+                rows = conn.execute(_RAW).all()
+    lines = sorted(
+        f"{t} {ab._r(i)} {v} {bytes(h).hex()} {bytes(b).hex()}" for t, i, v, h, b in rows
+    )
+    Path(out).write_text("\n".join(lines) + "\n")
+    print(out, len(lines), "rows")
+
+
+if __name__ == "__main__":
+    main()
