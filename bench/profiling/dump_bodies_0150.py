@@ -10,10 +10,9 @@ clock in ``recorded``) left out. Run in each worktree (its own .venv), then ``cm
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path.cwd() / "bench" / "profiling"))
 import dump_store
@@ -21,8 +20,6 @@ import dump_store
 ab = dump_store.ab
 
 from sqlalchemy import text  # noqa: E402
-
-from adapter.consortium import load_consortium  # noqa: E402
 
 _RAW = text(
     "SELECT resource_type, id, version_id, content_hash, body FROM resource"
@@ -33,20 +30,12 @@ _RAW = text(
 def main() -> None:
     copies = int(sys.argv[1]) if len(sys.argv) > 2 else 2
     out = sys.argv[-1]
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = ab.routed_settings(Path(tmp))
-        fixtures = ab.load_fixtures(load_consortium(settings.config))
-        patients = None
-        if os.environ.get("UNIQUE"):
-            from bench_delivery import Patients
 
-            patients = Patients(spread_births=False)
-        with ab.store(Path(tmp), "dump") as engine:
-            pipeline = ab.pipeline_for(settings, engine)
-            dump_store._results(pipeline, ab.make_input(fixtures, copies, "same.", patients))
-            dump_store._results(pipeline, ab.make_input(fixtures, copies, "again.", patients))
-            with engine.connect() as conn:
-                rows = conn.execute(_RAW).all()
+    def read(engine: Any) -> list[Any]:
+        with engine.connect() as conn:
+            return conn.execute(_RAW).all()
+
+    _, rows = dump_store.ingested(copies, read)
     lines = sorted(
         f"{t} {ab._r(i)} {v} {bytes(h).hex()} {bytes(b).hex()}" for t, i, v, h, b in rows
     )

@@ -21,8 +21,9 @@ import sys
 import tempfile
 import types
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path.cwd() / "bench" / "profiling"))
 os.environ.setdefault("ADAPTER_AB_BASE", str(Path.cwd()))  # read by the import, unused here
@@ -32,6 +33,7 @@ import bench_ingest
 from adapter.consortium import load_consortium
 from adapter.pipeline.receipt import Receipt
 
+T = TypeVar("T")
 _TAG = os.environ.get("DUMP_TAG", "dump")
 bench_ingest.uuid = types.SimpleNamespace(  # type: ignore[attr-defined]
     uuid4=lambda: types.SimpleNamespace(hex=_TAG + uuid.uuid4().hex)
@@ -47,9 +49,9 @@ def _results(pipeline: Any, msgs: list[tuple[str, bytes]]) -> list[Any]:
     ]  # fmt: skip
 
 
-def main() -> None:
-    copies = int(sys.argv[1]) if len(sys.argv) > 2 else 2
-    out = sys.argv[-1]
+def ingested(copies: int, read: Callable[[Any], T]) -> tuple[list[Any], T]:
+    """The bench's ORU input ingested twice (COPIES copies each) into a fresh store; each
+    message's result, and what ``read`` reads of the store's engine before it is dropped."""
     with tempfile.TemporaryDirectory() as tmp:
         settings = ab.routed_settings(Path(tmp))
         fixtures = ab.load_fixtures(load_consortium(settings.config))
@@ -62,8 +64,13 @@ def main() -> None:
             pipeline = ab.pipeline_for(settings, engine)
             results = _results(pipeline, ab.make_input(fixtures, copies, "same.", patients))
             results += _results(pipeline, ab.make_input(fixtures, copies, "again.", patients))
-            rows = ab.table_rows(engine)
-            bodies = ab._bodies(engine)
+            return results, read(engine)
+
+
+def main() -> None:
+    copies = int(sys.argv[1]) if len(sys.argv) > 2 else 2
+    out = sys.argv[-1]
+    results, (rows, bodies) = ingested(copies, lambda e: (ab.table_rows(e), ab._bodies(e)))
     with open(out, "w") as f:
         f.write(repr(results) + "\n")
         for name, found in rows.items():
