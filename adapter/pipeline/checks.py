@@ -10,7 +10,6 @@ every produced resource in the tests.
 
 from __future__ import annotations
 
-import itertools
 import math
 from typing import Any
 
@@ -124,13 +123,7 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
                 kind = _kind(types, key, top)
             _judge(kind, value, path, key, prefix, issues)
         elif kind_of_value is dict:
-            # a dict of texts seen to pass is not walked again (decision 0149)
-            if all(map(isinstance, value.values(), _TEXTS)):
-                seen = tuple(value.items())
-                if seen not in _CLEAN:
-                    _walk_leaf(value, seen, (path, key), prefix, issues)
-            else:
-                _walk(value, (path, key), prefix, issues)
+            _walk(value, (path, key), prefix, issues)
         elif kind_of_value is list:
             # the list's items here, not in a call of their own (decision 0132): a dict is
             # walked, an item that is neither a dict nor a list is not looked at (0126)
@@ -138,29 +131,11 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
             for index, item in enumerate(value):
                 kind_of_item = type(item)
                 if kind_of_item is dict:
-                    if all(map(isinstance, item.values(), _TEXTS)):  # as above
-                        seen = tuple(item.items())
-                        if seen not in _CLEAN:
-                            _walk_leaf(item, seen, (inner, index, None), prefix, issues)
-                    else:
-                        _walk(item, (inner, index, None), prefix, issues)
+                    _walk(item, (inner, index, None), prefix, issues)
                 elif kind_of_item is list or isinstance(item, _CONTAINERS):
                     _walk_any(item, (inner, index, None), prefix, issues, False)
         else:
             _value(types, key, value, path, prefix, issues, top)
-
-
-def _walk_leaf(
-    node: dict[str, Any], seen: tuple[Any, ...], path: Any, prefix: str, issues: list[Issue]
-) -> None:
-    """``_walk`` of a dict below a resource's top whose values are all texts, its items
-    (``seen``) kept in ``_CLEAN`` when it passes (no issue found)."""
-    before = len(issues)
-    _walk(node, path, prefix, issues)
-    if len(issues) == before:
-        if len(_CLEAN) >= _CLEAN_MAX:
-            _CLEAN.clear()
-        _CLEAN.add(seen)
 
 
 def _walk_any(node: Any, path: Any, prefix: str, issues: list[Issue], top: bool) -> None:
@@ -263,16 +238,6 @@ def _passed(kind: str, value: str) -> None:
         passed.clear()
     passed.add(value)
 
-
-# the items of dicts below a resource's top whose values are all texts, seen to pass
-# (decision 0149): such a dict's check is a pure function of its items (its types are found
-# from its keys, ``top`` from its "resourceType"; its path is only in an issue's text, and a
-# dict is kept only when it gave none), and a feed repeats them in every message: codings
-# from the templates and concept maps, references to a message's patient and organisations.
-# Bounded, emptied when full, as ``_PASSED``
-_CLEAN: set[tuple[Any, ...]] = set()
-_CLEAN_MAX = 4096
-_TEXTS = itertools.repeat(str)  # ``map(isinstance, values, _TEXTS)``: each value a text?
 
 # the type of each element name met, below and at a resource's top (the names the mappings
 # and API clients write: bounded, so a client's made-up names cannot grow it without end)

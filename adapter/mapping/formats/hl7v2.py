@@ -61,8 +61,11 @@ class Hl7v2Source:
         return [v2.segment_scope(segment, scope) for segment in segments]
 
     def describe(self, scope: v2.Group) -> str | None:
-        segment = scope.first_segment
+        segment = _FIRST_SEGMENT(scope)  # the property's function, called at once (0149)
         return f"{segment.name}[{segment.occurrence}]" if segment else None
+
+
+_FIRST_SEGMENT = v2.Group.first_segment.fget
 
 
 @dataclass(frozen=True, slots=True)

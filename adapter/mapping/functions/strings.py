@@ -82,8 +82,10 @@ def unit_as_written(ev: FunctionContext, value: Any) -> str | None:
     child = getattr(value, "child", None)
     if child is None or getattr(value, "comp", None) is not None:
         return first_part or None
-    second = child(2).text.strip()
-    third = child(3).text.strip()
+    # ``text()``, not the ``text`` property: a position's property function is called at
+    # once, where reading the property is a call from C into a new interpreter loop (0149)
+    second = text(child(2)).strip()
+    third = text(child(3)).strip()
     if not third and first_part.endswith("10") and _EXPONENT_TAIL.match(second):
         return f"{first_part}^{second}"
     return first_part or None
