@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import location, text
+from adapter.mapping.values import TEXT_DECIDES, location, text
 
 _DTM = re.compile(
     r"^(?P<y>\d{4})(?:(?P<mo>\d{2})(?:(?P<d>\d{2})(?:(?P<h>\d{2})(?:(?P<mi>\d{2})"
@@ -105,7 +105,16 @@ _DATETIMES_MAX = 4096
 
 
 def _to_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
-    key = ((value if type(value) is str else text(value)).strip(), ev.timezone)
+    key = (
+        (
+            value
+            if type(value) is str
+            else value.text
+            if type(value) in TEXT_DECIDES
+            else text(value)
+        ).strip(),
+        ev.timezone,
+    )
     done = _DATETIMES.get(key)
     if done is not None:
         return done

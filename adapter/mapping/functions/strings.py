@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import text
+from adapter.mapping.values import TEXT_DECIDES, text
 
 
 @transform("text")
@@ -33,19 +33,33 @@ def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
     for v in values:
         if isinstance(v, list):
             for item in v:
-                t = (item if type(item) is str else text(item)).strip()
+                t = (
+                    item
+                    if type(item) is str
+                    else item.text
+                    if type(item) in TEXT_DECIDES
+                    else text(item)
+                ).strip()
                 if t:
                     texts.append(t)
         else:
-            t = (v if type(v) is str else text(v)).strip()
+            t = (v if type(v) is str else v.text if type(v) in TEXT_DECIDES else text(v)).strip()
             if t:
                 texts.append(t)
-    return (separator if type(separator) is str else text(separator)).join(texts)
+    return (
+        separator
+        if type(separator) is str
+        else separator.text
+        if type(separator) in TEXT_DECIDES
+        else text(separator)
+    ).join(texts)
 
 
 @transform("trim")
 def trim(ev: FunctionContext, value: Any) -> str:
-    return (value if type(value) is str else text(value)).strip()
+    return (
+        value if type(value) is str else value.text if type(value) in TEXT_DECIDES else text(value)
+    ).strip()
 
 
 _SPACES = re.compile(r"\s+")
@@ -110,4 +124,6 @@ def starts_with(ev: FunctionContext, value: Any, prefix: Any) -> bool:
 
 @transform("upper")
 def upper(ev: FunctionContext, value: Any) -> str:
-    return (value if type(value) is str else text(value)).upper()
+    return (
+        value if type(value) is str else value.text if type(value) in TEXT_DECIDES else text(value)
+    ).upper()
