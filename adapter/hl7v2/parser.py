@@ -26,6 +26,8 @@ from adapter.hl7v2.message import Message, Segment
 from adapter.hl7v2.truncation import truncated_error
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits, over_limit
 
+_made = Segment.made  # a segment without its __init__ call (decision 0149)
+
 _DELIMITER_CHARS = frozenset(string.punctuation)
 _BYTES = (bytes, bytearray, memoryview)  # a tuple: a union would be made per message
 _SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
@@ -274,7 +276,7 @@ def _split_segments(
         n = occurrences[name] = occurrences.get(name, 0) + 1
         if len(line) > short:
             _check_shape(name, n, fields, d, limits)
-        segments.append(Segment(name, n, len(segments), fields, d, flat))
+        segments.append(_made(name, n, len(segments), fields, d, flat))  # no __init__ (0149)
         lines.append(line)
     return segments, lines
 

@@ -575,7 +575,7 @@ def _place(group: Group, segment: Segment) -> Group | None:
         if segment.name in child.first_names():
             if not child.repeat and any(g.spec is child for g in group.groups):
                 continue  # a group that does not repeat is not begun a second time
-            sub = Group(child, group)
+            sub = _new_group(child, group)
             group.groups.append(sub)
             group.position = index
             return _place(sub, segment)
@@ -587,7 +587,7 @@ def build_groups(
 ) -> tuple[Group, list[Segment]]:
     """Sort the message's segments (or ``segments``, the message's in another order: see
     ``standard_order``) into groups; return the root and the unplaced segments."""
-    root = Group(structure, None)
+    root = _new_group(structure, None)
     current = root
     unplaced: list[Segment] = []
     for segment in message.segments if segments is None else segments:
@@ -603,7 +603,7 @@ def build_groups(
                 and group.parent is not None
                 and segment.name in group.spec.first_names()
             ):
-                sibling = Group(group.spec, group.parent)
+                sibling = _new_group(group.spec, group.parent)
                 group.parent.groups.append(sibling)
                 placed = _place(sibling, segment)
                 if placed is not None:
@@ -992,8 +992,19 @@ def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
     # loops, not comprehensions (each a function made per call, decision 0126): every node
     # made, then the present ones marked read, as before
     nodes: list[Node] = []
-    for rep in reps:
-        nodes.append(Node(segment, path.field, rep, path.comp, path.sub, tracker))
+    field_no, comp, sub = path.field, path.comp, path.sub
+    for rep in reps:  # ``Node(segment, field, rep, comp, sub, tracker)``, no __init__ (0149)
+        node = _new_node(Node)
+        node.segment = segment
+        node.field = field_no
+        node.rep = rep
+        node.comp = comp
+        node.sub = sub
+        node.tracker = tracker
+        node._text = None
+        node._empty = None
+        node._children = None
+        nodes.append(node)
     present: list[Node] = []
     for node in nodes:
         if not node.is_empty():
@@ -1014,14 +1025,23 @@ def segment_scope(segment: Segment, parent: Group) -> Group:
         spec = GroupSpec(segment.name, [])
         if len(_SCOPE_SPECS) < 512:  # a sender's Z-segment names are not bounded
             _SCOPE_SPECS[segment.name] = spec
-    scope = _new_node(Group)
-    scope.spec = spec
-    scope.parent = parent
-    scope.segments = [segment]
-    scope.groups = []
-    scope.position = 0
-    scope.found = {}
-    return scope  # type: ignore[no-any-return]
+    scope = _new_group(spec, parent)
+    scope.segments.append(segment)
+    return scope
 
 
 _SCOPE_SPECS: dict[str, GroupSpec] = {}
+
+
+def _new_group(spec: GroupSpec, parent: Group | None) -> Group:
+    """``Group(spec, parent)`` without the dataclass ``__init__`` call (a class called from
+    Python runs its Python ``__init__`` in an interpreter loop of its own; decisions 0144,
+    0149): its fields set as that sets them, the lists and the memo new."""
+    group = _new_node(Group)
+    group.spec = spec
+    group.parent = parent
+    group.segments = []
+    group.groups = []
+    group.position = 0
+    group.found = {}
+    return group  # type: ignore[no-any-return]
