@@ -208,9 +208,14 @@ class Segment:
                 return not value.strip(self._cs)
             parts = value.split(self._cs)
             return comp > len(parts) or not parts[comp - 1]
-        if comp is None:
+        if comp is None:  # loops, not a generator (each step resumed from C; 0149)
             count = len(self.components(field, rep))
-            return not any(any(self.subcomponents(field, rep, c)) for c in range(1, count + 1))
+            held = False
+            for c in range(1, count + 1):
+                if any(self.subcomponents(field, rep, c)):
+                    held = True
+                    break
+            return not held
         return not any(self.subcomponents(field, rep, comp))
 
     def filled_components(self, field: int, rep: int = 1) -> list[int]:

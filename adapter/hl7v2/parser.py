@@ -281,17 +281,26 @@ def _split_segments(
     return segments, lines
 
 
-def _lines(text: str, chunk: int) -> Iterator[str]:
+def _lines(text: str, chunk: int) -> Iterator[str] | list[str]:
     """The CR-separated lines of ``text``, split ``chunk`` at a time: a message of a million
-    tiny segments is refused at the segment limit without first splitting all of it."""
-    rest = text
+    tiny segments is refused at the segment limit without first splitting all of it. A
+    message of fewer lines is one list (decision 0149: a generator's every step is resumed
+    from C, in an interpreter loop of its own)."""
+    parts = text.split("\r", chunk)
+    if len(parts) <= chunk:
+        return parts
+    return _lines_beyond(parts, chunk)
+
+
+def _lines_beyond(parts: list[str], chunk: int) -> Iterator[str]:
+    """``_lines`` of a text whose first split gave ``parts`` (more than ``chunk`` lines)."""
     while True:
+        rest = parts.pop()
+        yield from parts
         parts = rest.split("\r", chunk)
         if len(parts) <= chunk:
             yield from parts
             return
-        rest = parts.pop()
-        yield from parts
 
 
 def _check_shape(

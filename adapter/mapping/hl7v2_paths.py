@@ -573,8 +573,14 @@ def _place(group: Group, segment: Segment) -> Group | None:
             group.position = index
             return group
         if segment.name in child.first_names():
-            if not child.repeat and any(g.spec is child for g in group.groups):
-                continue  # a group that does not repeat is not begun a second time
+            if not child.repeat:  # a group that does not repeat is not begun a second time
+                begun = False  # a loop, not any() over a generator (decision 0149)
+                for g in group.groups:
+                    if g.spec is child:
+                        begun = True
+                        break
+                if begun:
+                    continue
             sub = _new_group(child, group)
             group.groups.append(sub)
             group.position = index
@@ -705,7 +711,10 @@ def _move_trailing(
 ) -> list[Segment] | None:
     name = trailing.name
     marks = [s for s in segments if s.name in (name, anchor)]
-    if not any(s.name == name for s in marks):
+    for s in marks:  # a loop, not any() over a generator (decision 0149)
+        if s.name == name:
+            break
+    else:
         return None
     trailing_style = marks[0].name == anchor and marks[-1].name == name
 

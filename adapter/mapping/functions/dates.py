@@ -157,7 +157,11 @@ def dtm_to_date(ev: FunctionContext, value: Any) -> str | None:
     if parsed is None:
         return None
     p, _ = parsed
-    return "-".join(x for x in (p["y"], p["mo"], p["d"]) if x)
+    kept = []  # a loop, not a generator (each step resumed from C; decision 0149)
+    for x in (p["y"], p["mo"], p["d"]):
+        if x:
+            kept.append(x)
+    return "-".join(kept)
 
 
 @transform("dtm_to_instant")
