@@ -1145,4 +1145,7 @@ def truthy(value: Any) -> bool:
         return bool(value)
     if value is None:  # is_empty(None)
         return False
+    reader = TEXT_READERS.get(kind)  # its ``text`` property's function, called at once (0149)
+    if reader is not None:
+        return not is_empty(value) and (reader(value) or "").strip() != ""
     return not is_empty(value) and (getattr(value, "text", "x") or "").strip() != ""
