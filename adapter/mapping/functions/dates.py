@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
@@ -104,6 +105,23 @@ _DATETIMES: dict[tuple[str, Any], str] = {}
 _DATETIMES_MAX = 4096
 
 
+# per type of context, what reads its ``timezone``: a property's function, called at once
+# (reading the property is a call from C into an interpreter loop of its own; 0149)
+_TIMEZONE_READERS: dict[type, Any] = {}
+_TIMEZONE_ATTRIBUTE = attrgetter("timezone")
+
+
+def _timezone(ev: FunctionContext) -> Any:
+    """``ev.timezone``."""
+    reader = _TIMEZONE_READERS.get(type(ev))
+    if reader is None:
+        found = getattr(type(ev), "timezone", None)
+        reader = found.fget if isinstance(found, property) else _TIMEZONE_ATTRIBUTE
+        if len(_TIMEZONE_READERS) < 64:
+            _TIMEZONE_READERS[type(ev)] = reader
+    return reader(ev)
+
+
 def _to_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
     key = (
         (
@@ -113,7 +131,7 @@ def _to_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | Non
             if type(value) in TEXT_DECIDES
             else text(value)
         ).strip(),
-        ev.timezone,
+        _timezone(ev),
     )
     done = _DATETIMES.get(key)
     if done is not None:
