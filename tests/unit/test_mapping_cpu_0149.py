@@ -257,3 +257,55 @@ def test_a_name_met_first_is_judged_as_a_known_one(monkeypatch: pytest.MonkeyPat
     shown = [(i.diagnostics, i.expression) for i in first]
     assert shown == [(i.diagnostics, i.expression) for i in again]
     assert len(shown) == 5, shown
+
+
+# -- loops instead of generators, ids, the timezone -------------------------------------------
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5, 6, 7, 11, 12, 13, 40])
+@pytest.mark.parametrize("chunk", [1, 2, 3, 6])
+def test_lines_are_what_the_generator_gave(count: int, chunk: int) -> None:
+    from adapter.hl7v2.parser import _lines
+
+    def reference(text: str) -> list[str]:
+        out, rest = [], text
+        while True:
+            parts = rest.split("\r", chunk)
+            if len(parts) <= chunk:
+                return out + parts
+            rest = parts.pop()
+            out.extend(parts)
+
+    text = "\r".join(f"S{i}|x" for i in range(count))
+    assert list(_lines(text, chunk)) == reference(text) == text.split("\r")
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [["a", "b"], [" a ", "b\t"], ["x"], ["a", "", "b"], ["a", "  "], [], ["关", " 联 "]],
+)
+def test_a_resource_id_from_parts_stripped_once(parts: list[str]) -> None:
+    from adapter.mapping.engine import _resource_id
+    from adapter.mapping.ids import deterministic_id
+
+    class Template:
+        resource_type = "Observation"
+        _ids = (lambda ev: tuple(parts), lambda ev: ("fallback",))
+
+    blank = not parts or any(not p.strip() for p in parts)
+    want = deterministic_id("Observation", ["fallback"] if blank else parts)
+    assert _resource_id(None, Template) == want  # type: ignore[arg-type]
+
+
+def test_the_timezone_is_what_the_context_says() -> None:
+    from zoneinfo import ZoneInfo
+
+    from adapter.mapping.functions.dates import _timezone
+
+    ev = evaluation(hl7("OBR|1"))
+    assert _timezone(ev) is ev.timezone is ev.state.timezone
+
+    class Plain:
+        timezone = ZoneInfo("Asia/Urumqi")
+
+    assert _timezone(Plain()) is Plain.timezone
