@@ -24,6 +24,9 @@ def _is_deep(value: str, d: Delimiters) -> bool:
     return d.repetition in value or d.subcomponent in value or d.escape in value
 
 
+_new = object.__new__
+
+
 class Segment:
     __slots__ = ("_c1", "_cache", "_cs", "_d", "_f", "_flat", "index", "name", "occurrence")
 
@@ -48,6 +51,31 @@ class Segment:
         self._cache: dict[int, Tree] | None = None
         # field -> ``first_components(field)``, kept once asked (decision 0144)
         self._c1: dict[int, list[str]] = {}
+
+    @classmethod
+    def made(
+        cls,
+        name: str,
+        occurrence: int,
+        index: int,
+        fields: list[str],
+        delimiters: Delimiters,
+        flat: bool,
+    ) -> Segment:
+        """``Segment(...)`` for the parser, without the ``__init__`` call (a class called
+        from Python runs its Python ``__init__`` in an interpreter loop of its own; 0149):
+        its attributes set as ``__init__`` sets them."""
+        segment = _new(cls)
+        segment.name = name
+        segment.occurrence = occurrence
+        segment.index = index
+        segment._f = fields
+        segment._d = delimiters
+        segment._cs = delimiters.component
+        segment._flat = flat
+        segment._cache = None
+        segment._c1 = {}
+        return segment  # type: ignore[no-any-return]
 
     # -- reading -------------------------------------------------------------------------
     def get(self, field: int, rep: int = 1, comp: int = 1, sub: int = 1) -> str:
@@ -180,9 +208,14 @@ class Segment:
                 return not value.strip(self._cs)
             parts = value.split(self._cs)
             return comp > len(parts) or not parts[comp - 1]
-        if comp is None:
+        if comp is None:  # loops, not a generator (each step resumed from C; 0149)
             count = len(self.components(field, rep))
-            return not any(any(self.subcomponents(field, rep, c)) for c in range(1, count + 1))
+            held = False
+            for c in range(1, count + 1):
+                if any(self.subcomponents(field, rep, c)):
+                    held = True
+                    break
+            return not held
         return not any(self.subcomponents(field, rep, comp))
 
     def filled_components(self, field: int, rep: int = 1) -> list[int]:

@@ -26,6 +26,8 @@ from adapter.hl7v2.message import Message, Segment
 from adapter.hl7v2.truncation import truncated_error
 from adapter.input_limits import DEFAULT_LIMITS, InputLimits, over_limit
 
+_made = Segment.made  # a segment without its __init__ call (decision 0149)
+
 _DELIMITER_CHARS = frozenset(string.punctuation)
 _BYTES = (bytes, bytearray, memoryview)  # a tuple: a union would be made per message
 _SEGMENT_NAME = re.compile(r"[A-Z0-9]{3}")
@@ -274,22 +276,31 @@ def _split_segments(
         n = occurrences[name] = occurrences.get(name, 0) + 1
         if len(line) > short:
             _check_shape(name, n, fields, d, limits)
-        segments.append(Segment(name, n, len(segments), fields, d, flat))
+        segments.append(_made(name, n, len(segments), fields, d, flat))  # no __init__ (0149)
         lines.append(line)
     return segments, lines
 
 
-def _lines(text: str, chunk: int) -> Iterator[str]:
+def _lines(text: str, chunk: int) -> Iterator[str] | list[str]:
     """The CR-separated lines of ``text``, split ``chunk`` at a time: a message of a million
-    tiny segments is refused at the segment limit without first splitting all of it."""
-    rest = text
+    tiny segments is refused at the segment limit without first splitting all of it. A
+    message of fewer lines is one list (decision 0149: a generator's every step is resumed
+    from C, in an interpreter loop of its own)."""
+    parts = text.split("\r", chunk)
+    if len(parts) <= chunk:
+        return parts
+    return _lines_beyond(parts, chunk)
+
+
+def _lines_beyond(parts: list[str], chunk: int) -> Iterator[str]:
+    """``_lines`` of a text whose first split gave ``parts`` (more than ``chunk`` lines)."""
     while True:
+        rest = parts.pop()
+        yield from parts
         parts = rest.split("\r", chunk)
         if len(parts) <= chunk:
             yield from parts
             return
-        rest = parts.pop()
-        yield from parts
 
 
 def _check_shape(

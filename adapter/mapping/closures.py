@@ -22,7 +22,7 @@ from typing import Any
 
 from adapter.mapping.expressions import Call, Literal, Path, Var
 from adapter.mapping.functions import FUNCTIONS
-from adapter.mapping.functions.logic import exists_one
+from adapter.mapping.functions.logic import eq_text, exists_one, one_of_texts
 from adapter.mapping.nodes import (
     BundleStep,
     DatatypeTemplate,
@@ -459,6 +459,32 @@ def _inline(
             call = f"{name}(ev, {arg})"
             return call if node.name == "exists" else f"(not {call})"
         if (
+            node.name == "eq"
+            and len(node.args) == 2
+            and FUNCTIONS["eq"] is _EQ
+            and type(node.args[1]) is Literal
+            and type(node.args[1].value) is str
+        ):
+            # ``eq(x, 'NM')``: the literal stripped once (decision 0149)
+            names[name] = eq_text
+            arg = _inline(node.args[0], names, local, reads)
+            literal = f"a{len(names)}"
+            names[literal] = node.args[1].value.strip()
+            return f"{name}(ev, {arg}, {literal})"
+        if (
+            node.name == "one_of"
+            and node.args
+            and FUNCTIONS["one_of"] is _ONE_OF
+            and all(type(a) is Literal and type(a.value) is str for a in node.args[1:])
+        ):
+            # ``one_of(x, 'NM', 'SN' ...)`` with literal texts: the options' stripped,
+            # casefolded set found once, one look-up per call (decision 0149)
+            names[name] = one_of_texts
+            arg = _inline(node.args[0], names, local, reads)
+            options = f"a{len(names)}"
+            names[options] = frozenset(a.value.strip().casefold() for a in node.args[1:])
+            return f"{name}(ev, {arg}, {options})"
+        if (
             node.name == "not"
             and len(node.args) == 1
             and FUNCTIONS["not"] is _NOT
@@ -489,6 +515,8 @@ def _gives_bool(node: Any) -> bool:
 
 _BOOL_CALLS = GIVES_BOOL | {"all", "any"}
 _NOT = FUNCTIONS["not"]  # logic.not_, written inline for a bool (``_inline``)
+_ONE_OF = FUNCTIONS["one_of"]  # as one_of_texts for literal options (``_inline``)
+_EQ = FUNCTIONS["eq"]  # as eq_text for a literal second argument (``_inline``)
 _EXISTS, _EMPTY = FUNCTIONS["exists"], FUNCTIONS["empty"]  # as exists_one (``_inline``)
 
 
@@ -1117,4 +1145,7 @@ def truthy(value: Any) -> bool:
         return bool(value)
     if value is None:  # is_empty(None)
         return False
+    reader = TEXT_READERS.get(kind)  # its ``text`` property's function, called at once (0149)
+    if reader is not None:
+        return not is_empty(value) and (reader(value) or "").strip() != ""
     return not is_empty(value) and (getattr(value, "text", "x") or "").strip() != ""

@@ -12,7 +12,7 @@ from typing import Any
 
 from adapter.mapping.closures import checks_of, id_parts_of, lets_of
 from adapter.mapping.evaluation import Evaluation, truthy
-from adapter.mapping.ids import deterministic_id
+from adapter.mapping.ids import stripped_id
 from adapter.mapping.nodes import BundleStep, EachStep, LetStep, ResourceStep, ResourceTemplate
 from adapter.mapping.values import TEXT_DECIDES, is_empty, location, text
 
@@ -205,22 +205,23 @@ def _with_references(value: Any, full_urls: dict[str, str]) -> Any:
 
 def _resource_id(ev: Evaluation, template: ResourceTemplate) -> str | None:
     for built in template._ids or id_parts_of(template):  # made by the loader
-        parts: list[str] = []  # loops, not a comprehension (a function made per call)
+        # each part's text stripped, a blank one ending the alternative (decision 0149: one
+        # loop; ``deterministic_id`` strips them, and a stripped text strips to itself)
+        parts: list[str] = [template.resource_type]
         for value in built(ev):
             kind = type(value)  # text(value), its first cases inline (a call per part)
             if kind is str:
-                parts.append(value)
+                part = value.strip()
             elif kind in TEXT_DECIDES:
-                parts.append(value.text)
+                part = value.text.strip()
             else:
-                parts.append(text(value))
-        blank = not parts
-        for p in parts:
-            if not p.strip():
-                blank = True
+                part = text(value).strip()
+            if not part:
                 break
-        if not blank:
-            return deterministic_id(template.resource_type, parts)
+            parts.append(part)
+        else:
+            if len(parts) > 1:
+                return stripped_id(parts)
     return None
 
 

@@ -15,6 +15,7 @@ then in the enclosing groups (so ``PID-3`` works inside an OBSERVATION).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ _PATH = re.compile(
 )
 
 
+_PATH_SERIALS = itertools.count(1)
+
+
 @dataclass(frozen=True, slots=True)
 class Hl7Path:
     segment: str
@@ -50,13 +54,22 @@ class Hl7Path:
     _rep1: int = dataclasses.field(default=1, init=False, repr=False, compare=False)
     _comp1: int = dataclasses.field(default=1, init=False, repr=False, compare=False)
     _simple: bool = dataclasses.field(default=False, init=False, repr=False, compare=False)
+    # this path object's part of ``read_path``'s memo key (``_memo + segment index``): a
+    # serial number times 2**32, one per object as ``id(path)`` was (decision 0149: an int
+    # key, not a tuple made and hashed per read)
+    _memo: int = dataclasses.field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "_memo", next(_PATH_SERIALS) << 32)
         rep, sub, field_no = self.rep, self.sub, self.field
         object.__setattr__(self, "_rep1", rep or 1)
         object.__setattr__(self, "_comp1", self.comp or 1)
         simple = field_no is not None and field_no > 0 and (rep or 1) == 1 and (sub or 1) == 1
         object.__setattr__(self, "_simple", simple)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a copy or an unpickled path is made by the constructor: a serial of its own
+        return (Hl7Path, (self.segment, self.field, self.rep, self.comp, self.sub))
 
     def __str__(self) -> str:
         out = self.segment
@@ -133,14 +146,26 @@ class ReadTracker:
     def __init__(self) -> None:
         self.parts: set[tuple[int, int, int, int]] = set()
         self.marked: set[int] = set()
-        # what ``read_path`` gave: (segment index, id of the path) -> the ReadNode
-        # (compiled paths are kept for good by ``compile_path``, so their ids are not reused)
-        self.resolved: dict[tuple[int, int], Any] = {}
+        # what ``read_path`` gave: the path's ``_memo`` + the segment index -> the ReadNode
+        # (one serial number per path object, never reused; decision 0149)
+        self.resolved: dict[int, Any] = {}
 
     @property
     def fields(self) -> set[tuple[int, int]]:
         """(segment index, field) of every field read at least in part (a new set)."""
         return set(map(_INDEX_AND_FIELD, self.parts))
+
+    def fields_beyond_first(self) -> set[tuple[int, int]]:
+        """(segment index, field) of every field read in a part other than its first
+        repetition's first component (a new set): a field is read (in ``fields``) exactly
+        when its part (index, field, 1, 1) was read or it is in this set. Found from the
+        parts that are not (…, 1, 1) only, for the unread report (decision 0149): most parts
+        read are, and a field so read is told by one look-up in ``parts``."""
+        found: set[tuple[int, int]] = set()
+        for index, field_no, rep, comp in self.parts:
+            if rep != 1 or comp != 1:
+                found.add((index, field_no))
+        return found
 
     @property
     def segments(self) -> set[int]:
@@ -548,9 +573,15 @@ def _place(group: Group, segment: Segment) -> Group | None:
             group.position = index
             return group
         if segment.name in child.first_names():
-            if not child.repeat and any(g.spec is child for g in group.groups):
-                continue  # a group that does not repeat is not begun a second time
-            sub = Group(child, group)
+            if not child.repeat:  # a group that does not repeat is not begun a second time
+                begun = False  # a loop, not any() over a generator (decision 0149)
+                for g in group.groups:
+                    if g.spec is child:
+                        begun = True
+                        break
+                if begun:
+                    continue
+            sub = _new_group(child, group)
             group.groups.append(sub)
             group.position = index
             return _place(sub, segment)
@@ -562,7 +593,7 @@ def build_groups(
 ) -> tuple[Group, list[Segment]]:
     """Sort the message's segments (or ``segments``, the message's in another order: see
     ``standard_order``) into groups; return the root and the unplaced segments."""
-    root = Group(structure, None)
+    root = _new_group(structure, None)
     current = root
     unplaced: list[Segment] = []
     for segment in message.segments if segments is None else segments:
@@ -578,7 +609,7 @@ def build_groups(
                 and group.parent is not None
                 and segment.name in group.spec.first_names()
             ):
-                sibling = Group(group.spec, group.parent)
+                sibling = _new_group(group.spec, group.parent)
                 group.parent.groups.append(sibling)
                 placed = _place(sibling, segment)
                 if placed is not None:
@@ -680,7 +711,10 @@ def _move_trailing(
 ) -> list[Segment] | None:
     name = trailing.name
     marks = [s for s in segments if s.name in (name, anchor)]
-    if not any(s.name == name for s in marks):
+    for s in marks:  # a loop, not any() over a generator (decision 0149)
+        if s.name == name:
+            break
+    else:
         return None
     trailing_style = marks[0].name == anchor and marks[-1].name == name
 
@@ -812,7 +846,7 @@ def read_path(tracker: ReadTracker, path: Hl7Path, scope: Group) -> Node | Segme
     # a path read again in the same segment gives what it gave (the same ``Node``, its text
     # kept once read): the tracker's sets only grow, so it would add nothing to them
     index = segment.index
-    key = (index, id(path))
+    key = path._memo + index  # a segment index is below 2**32
     resolved = tracker.resolved
     found = resolved.get(key)
     if found is not None:
@@ -908,7 +942,7 @@ def read_alternatives(
             tracker.marked.add(segment.index)
             continue
         index = segment.index
-        key = (index, id(path))
+        key = path._memo + index  # a segment index is below 2**32
         if key in resolved:
             continue
         if path._simple:  # as ``read_path`` reads it
@@ -967,8 +1001,19 @@ def iterate(path: Hl7Path, scope: Group, tracker: ReadTracker) -> list[Node]:
     # loops, not comprehensions (each a function made per call, decision 0126): every node
     # made, then the present ones marked read, as before
     nodes: list[Node] = []
-    for rep in reps:
-        nodes.append(Node(segment, path.field, rep, path.comp, path.sub, tracker))
+    field_no, comp, sub = path.field, path.comp, path.sub
+    for rep in reps:  # ``Node(segment, field, rep, comp, sub, tracker)``, no __init__ (0149)
+        node = _new_node(Node)
+        node.segment = segment
+        node.field = field_no
+        node.rep = rep
+        node.comp = comp
+        node.sub = sub
+        node.tracker = tracker
+        node._text = None
+        node._empty = None
+        node._children = None
+        nodes.append(node)
     present: list[Node] = []
     for node in nodes:
         if not node.is_empty():
@@ -989,14 +1034,23 @@ def segment_scope(segment: Segment, parent: Group) -> Group:
         spec = GroupSpec(segment.name, [])
         if len(_SCOPE_SPECS) < 512:  # a sender's Z-segment names are not bounded
             _SCOPE_SPECS[segment.name] = spec
-    scope = _new_node(Group)
-    scope.spec = spec
-    scope.parent = parent
-    scope.segments = [segment]
-    scope.groups = []
-    scope.position = 0
-    scope.found = {}
-    return scope  # type: ignore[no-any-return]
+    scope = _new_group(spec, parent)
+    scope.segments.append(segment)
+    return scope
 
 
 _SCOPE_SPECS: dict[str, GroupSpec] = {}
+
+
+def _new_group(spec: GroupSpec, parent: Group | None) -> Group:
+    """``Group(spec, parent)`` without the dataclass ``__init__`` call (a class called from
+    Python runs its Python ``__init__`` in an interpreter loop of its own; decisions 0144,
+    0149): its fields set as that sets them, the lists and the memo new."""
+    group = _new_node(Group)
+    group.spec = spec
+    group.parent = parent
+    group.segments = []
+    group.groups = []
+    group.position = 0
+    group.found = {}
+    return group  # type: ignore[no-any-return]

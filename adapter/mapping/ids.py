@@ -18,6 +18,12 @@ def deterministic_id(resource_type: str, parts: list[str]) -> str:
     stripped = [resource_type]  # a loop, not a generator (a function made per call)
     for p in parts:
         stripped.append(p.strip())
+    return stripped_id(stripped)
+
+
+def stripped_id(stripped: list[str]) -> str:
+    """``deterministic_id(stripped[0], stripped[1:])`` of parts stripped already (the
+    engine strips them as it reads them, decision 0149)."""
     key = _SEPARATOR.join(stripped)
     digest = bytearray(hashlib.sha256(key.encode("utf-8")).digest()[:16])
     # what str(uuid.UUID(bytes=digest[:16], version=5)) gives, without its Python-level

@@ -101,8 +101,6 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
             # what a text under this name needs, in one look-up (decision 0144): True for
             # the "string" type, else the set of its type's texts seen to pass
             rule = rules.get(key)
-            if rule is None:
-                rule = _rule(rules, types, key, top)
             if rule is True:
                 # is_plain_string, inline (a call per string); a printable text has no
                 # control character (they are all Cc), told at less cost than the search
@@ -117,10 +115,16 @@ def _walk(node: Any, path: Any, prefix: str, issues: list[Issue], *, top: bool =
                 passed = _PASSED.get(kind)  # a long text seen to pass the full check
                 if passed is not None and value in passed:
                     continue
-            elif value in rule:
-                continue
-            else:
+            elif rule is not None:
+                if value in rule:
+                    continue
                 kind = _kind(types, key, top)
+            else:  # a name met for the first time: its rule kept, the text judged as
+                # ``_value`` judges it, which is what the branches above do (decision 0149:
+                # the common case, a "string" name, tested first)
+                _rule(rules, types, key, top)
+                _value(types, key, value, path, prefix, issues, top)
+                continue
             _judge(kind, value, path, key, prefix, issues)
         elif kind_of_value is dict:
             _walk(value, (path, key), prefix, issues)

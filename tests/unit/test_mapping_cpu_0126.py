@@ -44,7 +44,7 @@ def reference_read_path(tracker: v2.ReadTracker, path: v2.Hl7Path, scope: v2.Gro
     segment = scope.find_segment(path.segment)
     if segment is None:
         return None
-    key = (segment.index, id(path))
+    key = path._memo + segment.index
     found = tracker.resolved.get(key)
     if found is not None:
         return found

@@ -165,12 +165,18 @@ class SourceFormat(ABC):
         source, scope, problems = self.start(document, mapping)
         state = new_state(mappings, self.name, source, context)
         state.issues.extend(problems)
-        if not any(p.severity in ("error", "fatal") for p in problems):
+        fatal = False  # loops, not generators (each step resumed from C; decision 0149)
+        for p in problems:
+            if p.severity in ("error", "fatal"):
+                fatal = True
+                break
+        if not fatal:
             variables = context.variables_for(mappings.formats[self.name], mapping)
             run_steps(Evaluation(state, scope, variables), mapping.steps)
         unread = self.unread(document, source, mapping)
         self.release(source, scope)
-        state.issues.extend(unread_issue(*item) for item in unread)
+        for item in unread:
+            state.issues.append(unread_issue(*item))
         return result(
             list(state.resources.values()),
             state.issues,

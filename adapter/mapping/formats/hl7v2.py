@@ -61,8 +61,11 @@ class Hl7v2Source:
         return [v2.segment_scope(segment, scope) for segment in segments]
 
     def describe(self, scope: v2.Group) -> str | None:
-        segment = scope.first_segment
+        segment = _FIRST_SEGMENT(scope)  # the property's function, called at once (0149)
         return f"{segment.name}[{segment.occurrence}]" if segment else None
+
+
+_FIRST_SEGMENT = v2.Group.first_segment.fget
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,8 +228,11 @@ class Hl7v2Format(SourceFormat):
         clinical = mapping.clinical
         ignore, skips, with_parts, ignored, by_name = _unread_plan(tuple(mapping.ignore), clinical)
         tracker = source.tracker
-        # found from the parts read, once (decision 0144)
-        read_fields, parts, touched = tracker.fields, tracker.parts, tracker.segments
+        # found from the parts read, once (decision 0144); a field is read when its first
+        # component is (a look-up in ``parts``) or it is in ``beyond`` (decision 0149: not
+        # ``tracker.fields``, a tuple made and hashed per part read)
+        parts, touched = tracker.parts, tracker.segments
+        beyond = tracker.fields_beyond_first()
         out: list[tuple[str, str, bool]] = []
         unplaced_ids = {s.index for s in source.unplaced}
         for segment in document.segments:
@@ -255,7 +261,7 @@ class Hl7v2Format(SourceFormat):
                 if info is None:
                     info = _field_info(infos, seg_name, f, clinical, skips, with_parts)
                 name, flag, skip, listed, held_first = info
-                if not skip and (index, f) not in read_fields:
+                if not skip and (index, f, 1, 1) not in parts and (index, f) not in beyond:
                     out.append((segment.location(f), "field", listed))
                     continue
                 raw = written[f]

@@ -9,12 +9,21 @@ from typing import Any
 from adapter.identity import parse_national_id
 from adapter.mapping.functions.registry import FunctionContext, transform
 from adapter.mapping.ids import deterministic_id
-from adapter.mapping.values import location, text
+from adapter.mapping.values import TEXT_DECIDES, location, text
 
 
 @transform("map")
 def map_code(ev: FunctionContext, table: Any, value: Any) -> str | None:
-    target = ev.lookup((table if type(table) is str else text(table)), value)
+    target = ev.lookup(
+        (
+            table
+            if type(table) is str
+            else table.text
+            if type(table) in TEXT_DECIDES
+            else text(table)
+        ),
+        value,
+    )
     return target.code if target else None
 
 
@@ -23,14 +32,34 @@ def map_code(ev: FunctionContext, table: Any, value: Any) -> str | None:
 
 @transform("map_display")
 def map_display(ev: FunctionContext, table: Any, value: Any) -> str | None:
-    target = ev.lookup((table if type(table) is str else text(table)), value, False)
+    target = ev.lookup(
+        (
+            table
+            if type(table) is str
+            else table.text
+            if type(table) in TEXT_DECIDES
+            else text(table)
+        ),
+        value,
+        False,
+    )
     return target.display if target else None
 
 
 @transform("map_system")
 def map_system(ev: FunctionContext, table: Any, value: Any) -> str | None:
     """The target system of a mapped code (nothing when the code is not mapped)."""
-    target = ev.lookup((table if type(table) is str else text(table)), value, False)
+    target = ev.lookup(
+        (
+            table
+            if type(table) is str
+            else table.text
+            if type(table) in TEXT_DECIDES
+            else text(table)
+        ),
+        value,
+        False,
+    )
     return target.system if target else None
 
 
@@ -65,7 +94,17 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
     target system, else its target code), unless ``code`` cannot be a code of that system
     (``LN`` with a code that is not LOINC-shaped): then nothing, so the caller keeps the
     code as a local one, and a warning at the code."""
-    target = ev.lookup((table if type(table) is str else text(table)), name, False)
+    target = ev.lookup(
+        (
+            table
+            if type(table) is str
+            else table.text
+            if type(table) in TEXT_DECIDES
+            else text(table)
+        ),
+        name,
+        False,
+    )
     system = (target.system or target.code) if target else None
     check = _SHAPES.get(system or "")
     value = code if type(code) is str else text(code)
@@ -83,7 +122,16 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
 @transform("coding")
 def coding(ev: FunctionContext, table: Any, value: Any) -> dict[str, str] | None:
     """A Coding from a concept map: system, code and display of the target."""
-    target = ev.lookup((table if type(table) is str else text(table)), value)
+    target = ev.lookup(
+        (
+            table
+            if type(table) is str
+            else table.text
+            if type(table) in TEXT_DECIDES
+            else text(table)
+        ),
+        value,
+    )
     if target is None:
         return None
     # the keys whose value is not empty, in this order (no comprehension: a function made
@@ -133,7 +181,9 @@ def national_id_18(ev: FunctionContext, value: Any) -> str | None:
 @transform("facility_system")
 def facility_system(ev: FunctionContext, kind: Any) -> str:
     """The URI of the current facility's own identifier system of a kind (patient, order...)."""
-    return ev.facility_system(kind if type(kind) is str else text(kind))
+    return ev.facility_system(
+        kind if type(kind) is str else kind.text if type(kind) in TEXT_DECIDES else text(kind)
+    )
 
 
 @transform("hash_id")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import location, text
+from adapter.mapping.values import TEXT_DECIDES, location, text
 
 _DTM = re.compile(
     r"^(?P<y>\d{4})(?:(?P<mo>\d{2})(?:(?P<d>\d{2})(?:(?P<h>\d{2})(?:(?P<mi>\d{2})"
@@ -104,8 +105,34 @@ _DATETIMES: dict[tuple[str, Any], str] = {}
 _DATETIMES_MAX = 4096
 
 
+# per type of context, what reads its ``timezone``: a property's function, called at once
+# (reading the property is a call from C into an interpreter loop of its own; 0149)
+_TIMEZONE_READERS: dict[type, Any] = {}
+_TIMEZONE_ATTRIBUTE = attrgetter("timezone")
+
+
+def _timezone(ev: FunctionContext) -> Any:
+    """``ev.timezone``."""
+    reader = _TIMEZONE_READERS.get(type(ev))
+    if reader is None:
+        found = getattr(type(ev), "timezone", None)
+        reader = found.fget if isinstance(found, property) else _TIMEZONE_ATTRIBUTE
+        if len(_TIMEZONE_READERS) < 64:
+            _TIMEZONE_READERS[type(ev)] = reader
+    return reader(ev)
+
+
 def _to_datetime(ev: FunctionContext, value: Any, *, lenient: bool) -> str | None:
-    key = ((value if type(value) is str else text(value)).strip(), ev.timezone)
+    key = (
+        (
+            value
+            if type(value) is str
+            else value.text
+            if type(value) in TEXT_DECIDES
+            else text(value)
+        ).strip(),
+        _timezone(ev),
+    )
     done = _DATETIMES.get(key)
     if done is not None:
         return done
@@ -148,7 +175,11 @@ def dtm_to_date(ev: FunctionContext, value: Any) -> str | None:
     if parsed is None:
         return None
     p, _ = parsed
-    return "-".join(x for x in (p["y"], p["mo"], p["d"]) if x)
+    kept = []  # a loop, not a generator (each step resumed from C; decision 0149)
+    for x in (p["y"], p["mo"], p["d"]):
+        if x:
+            kept.append(x)
+    return "-".join(kept)
 
 
 @transform("dtm_to_instant")

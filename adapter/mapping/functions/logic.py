@@ -39,6 +39,19 @@ def eq(ev: FunctionContext, a: Any, b: Any) -> bool:
     return text(a).strip() == text(b).strip()
 
 
+def eq_text(ev: FunctionContext, a: Any, b: str) -> bool:
+    """``eq(a, 'text')`` with a literal text, given stripped (once, when the expression is
+    compiled): the generated code calls it (decision 0149); each case as ``eq`` has it."""
+    kind = type(a)
+    if kind is str:
+        return a.strip() == b
+    if kind in TEXT_DECIDES:
+        return a.text.strip() == b  # type: ignore[no-any-return]
+    if a is None:
+        return not b
+    return text(a).strip() == b
+
+
 @transform("ne")
 def ne(ev: FunctionContext, a: Any, b: Any) -> bool:
     return not eq(ev, a, b)
@@ -57,6 +70,21 @@ def one_of(ev: FunctionContext, value: Any, *options: Any) -> bool:
         if wanted == (option if type(option) is str else text(option)).strip().casefold():
             return True
     return False
+
+
+def one_of_texts(ev: FunctionContext, value: Any, options: frozenset[str]) -> bool:
+    """``one_of(value, 'A', 'B' ...)`` whose options are all literal texts, given as the set
+    of their stripped, casefolded forms (found once, when the expression is compiled): the
+    generated code calls it (decision 0149), one set look-up instead of a loop that strips
+    and casefolds every option at every call."""
+    kind = type(value)  # as one_of reads it
+    if kind is str:
+        wanted = value.strip().casefold()
+    elif kind in TEXT_DECIDES:
+        wanted = value.text.strip().casefold()
+    else:
+        wanted = text(value).strip().casefold()
+    return wanted in options
 
 
 @transform("exists")

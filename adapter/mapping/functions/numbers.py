@@ -8,7 +8,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import location, text
+from adapter.mapping.values import TEXT_DECIDES, location, text
 
 # a decimal, with an exponent as analysers write viral loads (2.4E+05, 1.2e3): FHIR decimal
 # allows one (R4 2.24.0.1, "decimal": -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?)
@@ -61,7 +61,18 @@ def _json_number(ev: FunctionContext, number: Decimal, value: Any) -> int | floa
 
 @transform("is_numeric")
 def is_numeric(ev: FunctionContext, value: Any) -> bool:
-    return _NUMBER.fullmatch((value if type(value) is str else text(value)).strip()) is not None
+    return (
+        _NUMBER.fullmatch(
+            (
+                value
+                if type(value) is str
+                else value.text
+                if type(value) in TEXT_DECIDES
+                else text(value)
+            ).strip()
+        )
+        is not None
+    )
 
 
 @transform("text_to_decimal")
@@ -80,7 +91,17 @@ def text_to_decimal(ev: FunctionContext, value: Any) -> int | float | None:
 @transform("quantity_value")
 def quantity_value(ev: FunctionContext, value: Any) -> int | float | None:
     """The number of a result written with or without a comparator: '<0.5' -> 0.5."""
-    raw = _COMPARATOR.sub("", (value if type(value) is str else text(value)), count=1)
+    raw = _COMPARATOR.sub(
+        "",
+        (
+            value
+            if type(value) is str
+            else value.text
+            if type(value) in TEXT_DECIDES
+            else text(value)
+        ),
+        count=1,
+    )
     if not raw.strip():
         return None
     number = _decimal(raw)
@@ -92,7 +113,9 @@ def quantity_value(ev: FunctionContext, value: Any) -> int | float | None:
 
 @transform("quantity_comparator")
 def quantity_comparator(ev: FunctionContext, value: Any) -> str | None:
-    match = _COMPARATOR.match(value if type(value) is str else text(value))
+    match = _COMPARATOR.match(
+        value if type(value) is str else value.text if type(value) in TEXT_DECIDES else text(value)
+    )
     if not match:
         return None
     return _fhir_comparator(match)

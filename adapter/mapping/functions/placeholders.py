@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import location, text
+from adapter.mapping.values import TEXT_DECIDES, location, text
 
 TABLE_PREFIX = "placeholder-"
 
@@ -23,13 +23,23 @@ def placeholder_table(kind: str) -> str:
     return f"{TABLE_PREFIX}{kind}"
 
 
+_TABLES: dict[str, str] = {}
+
+
 @transform("present")
 def present(ev: FunctionContext, kind: Any, value: Any) -> Any:
     """``value``, or nothing when its text is a placeholder of this kind (with a note)."""
-    written = (value if type(value) is str else text(value)).strip()
+    written = (
+        value if type(value) is str else value.text if type(value) in TEXT_DECIDES else text(value)
+    ).strip()
     if not written:
         return value
-    table = placeholder_table(kind if type(kind) is str else text(kind))
+    name = kind if type(kind) is str else kind.text if type(kind) in TEXT_DECIDES else text(kind)
+    table = _TABLES.get(name)  # placeholder_table(name), made once per kind (0149)
+    if table is None:
+        table = placeholder_table(name)
+        if len(_TABLES) < 256:  # the kinds a mapping names: bounded all the same
+            _TABLES[name] = table
     if ev.lookup(table, written, False) is None:  # report: by position (a keyword: slower)
         return value
     ev.information(

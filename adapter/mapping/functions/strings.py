@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from adapter.mapping.functions.registry import FunctionContext, transform
-from adapter.mapping.values import text
+from adapter.mapping.values import TEXT_DECIDES, text
 
 
 @transform("text")
@@ -33,19 +33,33 @@ def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
     for v in values:
         if isinstance(v, list):
             for item in v:
-                t = (item if type(item) is str else text(item)).strip()
+                t = (
+                    item
+                    if type(item) is str
+                    else item.text
+                    if type(item) in TEXT_DECIDES
+                    else text(item)
+                ).strip()
                 if t:
                     texts.append(t)
         else:
-            t = (v if type(v) is str else text(v)).strip()
+            t = (v if type(v) is str else v.text if type(v) in TEXT_DECIDES else text(v)).strip()
             if t:
                 texts.append(t)
-    return (separator if type(separator) is str else text(separator)).join(texts)
+    return (
+        separator
+        if type(separator) is str
+        else separator.text
+        if type(separator) in TEXT_DECIDES
+        else text(separator)
+    ).join(texts)
 
 
 @transform("trim")
 def trim(ev: FunctionContext, value: Any) -> str:
-    return (value if type(value) is str else text(value)).strip()
+    return (
+        value if type(value) is str else value.text if type(value) in TEXT_DECIDES else text(value)
+    ).strip()
 
 
 _SPACES = re.compile(r"\s+")
@@ -82,8 +96,10 @@ def unit_as_written(ev: FunctionContext, value: Any) -> str | None:
     child = getattr(value, "child", None)
     if child is None or getattr(value, "comp", None) is not None:
         return first_part or None
-    second = child(2).text.strip()
-    third = child(3).text.strip()
+    # ``text()``, not the ``text`` property: a position's property function is called at
+    # once, where reading the property is a call from C into a new interpreter loop (0149)
+    second = text(child(2)).strip()
+    third = text(child(3)).strip()
     if not third and first_part.endswith("10") and _EXPONENT_TAIL.match(second):
         return f"{first_part}^{second}"
     return first_part or None
@@ -108,4 +124,6 @@ def starts_with(ev: FunctionContext, value: Any, prefix: Any) -> bool:
 
 @transform("upper")
 def upper(ev: FunctionContext, value: Any) -> str:
-    return (value if type(value) is str else text(value)).upper()
+    return (
+        value if type(value) is str else value.text if type(value) in TEXT_DECIDES else text(value)
+    ).upper()
