@@ -95,6 +95,7 @@ def test_the_one_pass_rows_are_the_general_path_s(
                 real(session, rows, transient=numbering)
             with monkeypatch.context() as patch, _sent(fast_insert) as general:
                 patch.setattr(resources, "index_insert", lambda *_: None)
+                patch.setattr(fast_insert, "_ROWS_A_STATEMENT", 1)  # one a statement (0151)
                 real(session, rows, transient=numbering)
             assert len(one_pass) == 1 and one_pass[0]
             assert _typed(one_pass) == _typed(general)
