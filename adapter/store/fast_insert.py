@@ -121,18 +121,16 @@ def insert_tuples(
 # SQLite: a batch's rows go N to an INSERT of N rows (``wide``, decision 0151); the tests
 # set 1 to see the rows one a statement
 _ROWS_A_STATEMENT = ROWS_A_STATEMENT
-# and the rest by INSERTs of 8, 4, 2 rows: a message's 3 to 12 resource rows (0151)
-_HALVING = True
 
 
 def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     """``driver_executemany`` of ``sql`` (an INSERT of one row) and ``rows``; on SQLite
-    as INSERTs of 16 rows, then of 8, 4, 2, the rest one a statement: the same rows, in
-    the same order (decision 0151)."""
+    as INSERTs of several rows each and the rest one a statement: the same rows, in the
+    same order (decision 0151)."""
     if len(rows) < 2 or connection.dialect.name != "sqlite":
         driver_executemany(connection, sql, rows)
         return
-    for wide_sql, some in wide([(sql, rows)], _ROWS_A_STATEMENT, halving=_HALVING):
+    for wide_sql, some in wide([(sql, rows)], _ROWS_A_STATEMENT):
         driver_executemany(connection, wide_sql, some)
 
 

@@ -33,15 +33,11 @@ def rows_for(width: int, rows_a_statement: int = ROWS_A_STATEMENT) -> int:
     return max(1, min(rows_a_statement, MAX_VARIABLES // max(width, 1)))
 
 
-def wide(
-    statements: Statements, rows_a_statement: int = ROWS_A_STATEMENT, *, halving: bool = False
-) -> Statements:
+def wide(statements: Statements, rows_a_statement: int = ROWS_A_STATEMENT) -> Statements:
     """``statements`` (an INSERT of one row, its rows as tuples) as INSERTs of
     ``rows_a_statement`` rows (fewer for wide rows: ``rows_for``), each given the values
     of that many rows in one tuple, and the rows left over by the INSERT of one row: the
-    same rows stored, in the same order. ``halving``: the rows left over first by INSERTs
-    of half as many rows, of a quarter ... (16, 8, 4, 2: a few statements a table, for a
-    message's few rows; decision 0151)."""
+    same rows stored, in the same order."""
     if rows_a_statement <= 1:
         return list(statements)
     out: Statements = []
@@ -49,20 +45,15 @@ def wide(
         if not rows:
             continue
         n = rows_for(len(rows[0]), rows_a_statement)
-        at = 0
-        while n > 1:
-            full = (len(rows) - at) // n * n
-            if full:
-                values = chain.from_iterable(islice(rows, at, at + full))
-                width = len(rows[0]) * n
-                # the values ``width`` at a time, as tuples made in C
-                out.append((widened(sql, n), list(zip(*[values] * width, strict=True))))
-                at += full
-            if not halving:
-                break
-            n //= 2
-        if at < len(rows):
-            out.append((sql, rows[at:]))
+        full = len(rows) - len(rows) % n if n > 1 else 0
+        if full:
+            values = chain.from_iterable(islice(rows, full))
+            width = len(rows[0]) * n
+            # the values ``width`` at a time, as tuples made in C
+            many = list(zip(*[values] * width, strict=True))
+            out.append((widened(sql, n), many))
+        if full < len(rows):
+            out.append((sql, rows[full:]))
     return out
 
 

@@ -167,8 +167,7 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(
             insert_rows(session, table, rows("fast-"))
     # PostgreSQL: every table's rows went by COPY, no INSERT statement; SQLite: INSERTs
     postgres = engine.dialect.name == "postgresql"
-    # (SQLite: the three rows as an INSERT of two and one of one, decision 0151)
-    assert inserts == ([] if postgres else [t.name for t, _, _ in tables for _ in (2, 1)])
+    assert inserts == ([] if postgres else [t.name for t, _, _ in tables])
     for table, key, _ in tables:
         by_sqlalchemy = _stored(engine, table, key, "sa-")
         assert len(by_sqlalchemy) == 3
@@ -196,7 +195,7 @@ def test_rows_n_to_an_insert_are_stored_as_one_a_statement(
     """Decision 0151: on SQLite a batch's rows go 16 to an INSERT, the rest one a
     statement; stored the same, the autoincrement keys (outbox.id) in the same order."""
     monkeypatch.setattr(fast_insert, "_COPY_MIN_ROWS", 10**6)  # PostgreSQL: INSERTs too
-    count = 39  # two INSERTs of 16 rows, then one of 4, one of 2, one row
+    count = 37  # two INSERTs of 16 rows, then 5 rows one a statement
     ids: dict[str, list[int]] = {}
     for prefix, n in (("one-", 1), ("wide-", 16)):
         monkeypatch.setattr(fast_insert, "_ROWS_A_STATEMENT", n)
@@ -204,9 +203,8 @@ def test_rows_n_to_an_insert_are_stored_as_one_a_statement(
             sent = _sent(engine)
             insert_rows(session, Resource.__table__, _resources(prefix, count))
             insert_rows(session, Outbox.__table__, _outbox(prefix, count))
-        widths = [sql.count("), (") + 1 for sql in sent]  # an executemany each
-        wide = prefix == "wide-" and engine.dialect.name == "sqlite"
-        assert widths == ([16, 4, 2, 1] * 2 if wide else [1, 1]), widths
+        wide = [sql for sql in sent if sql.count("), (") == 15]
+        assert len(wide) == (2 if prefix == "wide-" and engine.dialect.name == "sqlite" else 0)
         with engine.connect() as conn:
             ids[prefix] = [
                 row[0] - _base(prefix)
@@ -366,4 +364,4 @@ def test_rows_and_savepoints_go_to_the_driver_when_nothing_observes(
     seen = _inserts(engine)
     with session_factory.begin() as session:
         insert_rows(session, Resource.__table__, _resources("seen-"))
-    assert seen == (["resource"] * 2 if sqlite else ["resource"])  # SQLite: 2 + 1 rows (0151)
+    assert seen == ["resource"]

@@ -13,11 +13,11 @@ from adapter.store.wide_insert import MAX_VARIABLES, rows_for, wide, widened
 _ONE = "INSERT INTO t (a, b, c) VALUES (?, ?, ?)"
 
 
-def _stored(rows: list[tuple[Any, ...]], n: int, *, halving: bool = False) -> list[tuple[Any, ...]]:
+def _stored(rows: list[tuple[Any, ...]], n: int) -> list[tuple[Any, ...]]:
     """The rows of ``t`` (an autoincrement key, three columns) after ``wide`` of ``rows``."""
     db = sqlite3.connect(":memory:")
     db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY AUTOINCREMENT, a, b, c)")
-    for sql, some in wide([(_ONE, rows)], n, halving=halving):
+    for sql, some in wide([(_ONE, rows)], n):
         db.executemany(sql, some)
     return db.execute("SELECT id, a, b, c FROM t ORDER BY id").fetchall()
 
@@ -28,7 +28,6 @@ def test_rows_n_to_a_statement_are_stored_as_one_a_statement() -> None:
     assert [r[1:] for r in one] == rows and [r[0] for r in one] == list(range(1, 54))
     for n in (2, 3, 16, 53, 64):
         assert _stored(rows, n) == one, n
-        assert _stored(rows, n, halving=True) == one, n
 
 
 def test_wide_takes_the_rows_in_order_then_the_rest_one_a_statement() -> None:
@@ -40,22 +39,6 @@ def test_wide_takes_the_rows_in_order_then_the_rest_one_a_statement() -> None:
     assert widened(_ONE, 2) == "INSERT INTO t (a, b, c) VALUES (?, ?, ?), (?, ?, ?)"
     assert wide([(_ONE, rows[:2])], 3) == [(_ONE, rows[:2])]
     assert wide([(_ONE, rows)], 1) == [(_ONE, rows)]
-
-
-def test_halving_takes_the_rest_by_8_4_2_then_one() -> None:
-    rows = [(n, -n, 0) for n in range(47)]  # 16 + 16 + 8 + 4 + 2 + 1
-    out = wide([(_ONE, rows)], halving=True)
-    assert [(sql.count("?") // 3, len(some)) for sql, some in out] == [
-        (16, 2), (8, 1), (4, 1), (2, 1), (1, 1),
-    ]  # fmt: skip
-    flat = [v for _, some in out for row in some for v in row]
-    assert flat == [v for row in rows for v in row]  # the rows in order
-    assert wide([(_ONE, rows[:7])], halving=True) == [
-        (widened(_ONE, 4), [(0, 0, 0, 1, -1, 0, 2, -2, 0, 3, -3, 0)]),
-        (widened(_ONE, 2), [(4, -4, 0, 5, -5, 0)]),
-        (_ONE, [(6, -6, 0)]),
-    ]
-    assert wide([(_ONE, rows[:7])]) == [(_ONE, rows[:7])]  # not halving: one a statement
 
 
 def test_n_keeps_within_sqlites_bound_variables() -> None:
