@@ -40,6 +40,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.store.types import NamedCode, UTCDateTime, UuidText
+from adapter.store.wide_insert import ROWS_A_STATEMENT, wide
 
 # COPY costs two round trips (start, finish) where a pipelined executemany costs one: worth
 # it for the batch's many rows (search index, outbox), not for a message's few
@@ -78,7 +79,7 @@ def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) 
         return
     # the rows' values in bind order, to the driver on the connection and plan at hand
     values = list(map(itemgetter(*plan.order), rows))
-    driver_executemany(connection, plan.sql, _processed(values, plan.processors, plan.order, None))
+    _executemany(connection, plan.sql, _processed(values, plan.processors, plan.order, None))
 
 
 def insert_tuples(
@@ -114,7 +115,23 @@ def insert_tuples(
     if plan.order != keys:  # the rows' values in bind order
         positions = itemgetter(*(keys.index(key) for key in plan.order))
         rows = [positions(row) for row in rows]
-    driver_executemany(connection, plan.sql, _processed(rows, plan.processors, plan.order, convert))
+    _executemany(connection, plan.sql, _processed(rows, plan.processors, plan.order, convert))
+
+
+# SQLite: a batch's rows go N to an INSERT of N rows (``wide``, decision 0151); the tests
+# set 1 to see the rows one a statement
+_ROWS_A_STATEMENT = ROWS_A_STATEMENT
+
+
+def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``driver_executemany`` of ``sql`` (an INSERT of one row) and ``rows``; on SQLite
+    as INSERTs of several rows each and the rest one a statement: the same rows, in the
+    same order (decision 0151)."""
+    if len(rows) < 2 or connection.dialect.name != "sqlite":
+        driver_executemany(connection, sql, rows)
+        return
+    for wide_sql, some in wide([(sql, rows)], _ROWS_A_STATEMENT):
+        driver_executemany(connection, wide_sql, some)
 
 
 def _observed(connection: Connection) -> bool:

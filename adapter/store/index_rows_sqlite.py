@@ -14,7 +14,7 @@ of the general path (tests/integration/test_index_rows_sqlite.py compares them).
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from itertools import chain, compress, islice
+from itertools import compress
 from operator import itemgetter
 from typing import Any, Final, NamedTuple
 
@@ -142,50 +142,7 @@ def _nulled(sql: str, kept: tuple[bool, ...]) -> str:
     return found
 
 
-# rows a statement (decision 0147): a group's rows go N to an INSERT of N rows, the rest
-# (fewer than N) one to a statement. Each execution of an INSERT opens its cursors on the
-# table and every index, checks the foreign key's parent table, halts and resets: about
-# 9,000 instructions a row of a lab message's index rows, through the sqlite3 module's
-# executemany. 16: as cheap as 32, cheaper than 8 and 64 (measured, decision 0147)
-ROWS_A_STATEMENT: Final = 16
-# (an INSERT of one row, rows) -> the INSERT of that many rows
-_WIDE: dict[tuple[str, int], str] = {}
-
-
-Statements = list[tuple[str, list[tuple[Any, ...]]]]
-
-
-def wide(statements: Statements, rows_a_statement: int = ROWS_A_STATEMENT) -> Statements:
-    """``statements`` (an INSERT of one row, its rows: ``grouped``) as INSERTs of
-    ``rows_a_statement`` rows, each given the values of that many rows in one tuple, and
-    the rows left over by the INSERT of one row: the same rows stored, in the same order."""
-    if rows_a_statement <= 1:
-        return list(statements)
-    out: Statements = []
-    for sql, rows in statements:
-        full = len(rows) - len(rows) % rows_a_statement
-        if full:
-            values = chain.from_iterable(islice(rows, full))
-            width = len(rows[0]) * rows_a_statement
-            # the values ``width`` at a time, as tuples made in C
-            many = list(zip(*[values] * width, strict=True))
-            out.append((_widened(sql, rows_a_statement), many))
-        if full < len(rows):
-            out.append((sql, rows[full:]))
-    return out
-
-
-def _widened(sql: str, rows: int) -> str:
-    """``sql`` (an INSERT ... VALUES (...)) inserting ``rows`` rows, each as its one."""
-    found = _WIDE.get((sql, rows))
-    if found is None:
-        head, values = sql.rsplit("VALUES", 1)
-        one = values.strip()
-        assert one.startswith("(") and one.endswith(")"), "one row of values"
-        found = head + "VALUES " + ", ".join([one] * rows)
-        if len(_WIDE) < _NULLED_MAX:
-            _WIDE[(sql, rows)] = found
-    return found
+# INSERTs of several rows each (decision 0147): adapter/store/wide_insert.py
 
 
 def driver_index_rows(

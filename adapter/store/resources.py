@@ -61,13 +61,11 @@ from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keep import COLUMNS, keep_stored, keep_terms
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
 from adapter.store.index_rows_sqlite import (
-    ROWS_A_STATEMENT,
     Groups,
     add_grouped,
     driver_index_rows,
     grouped,
     index_insert,
-    wide,
     without_nulls,
 )
 from adapter.store.keys import keys_in
@@ -92,6 +90,7 @@ from adapter.store.search_tokens import (
     valued_token,
 )
 from adapter.store.systems import system_ids
+from adapter.store.wide_insert import ROWS_A_STATEMENT, wide
 
 _resource = Resource.__table__
 _SQLITE: Final = SQLiteDialect_pysqlite()

@@ -29,7 +29,7 @@ def _base(prefix: str) -> int:
     return _KEY_BASE.setdefault(prefix, 100 * (len(_KEY_BASE) + 1))
 
 
-def _resources(prefix: str) -> list[dict[str, Any]]:
+def _resources(prefix: str, count: int = 3) -> list[dict[str, Any]]:
     return [
         {
             "resource_type": "Observation",
@@ -44,7 +44,7 @@ def _resources(prefix: str) -> list[dict[str, Any]]:
             "patient_key": "Patient/p1" if n else None,
             "facility_key": 1,  # a facility_name key (decision 0118)
         }
-        for n in range(3)
+        for n in range(count)
     ]
 
 
@@ -86,7 +86,7 @@ def _versions(prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-def _outbox(prefix: str) -> list[dict[str, Any]]:
+def _outbox(prefix: str, count: int = 3) -> list[dict[str, Any]]:
     return [
         {
             "destination_id": 1,  # outbox_destination's (decision 0079)
@@ -103,7 +103,7 @@ def _outbox(prefix: str) -> list[dict[str, Any]]:
             "created_at": LATER,
             "last_error": None,
         }
-        for n in range(3)
+        for n in range(count)
     ]
 
 
@@ -175,6 +175,50 @@ def test_rows_are_stored_as_sqlalchemy_stores_them(
     # fewer than COPY's rows go to the driver as tuples, on both (psycopg: decision 0141)
     fast = _plan(SearchIndex.__table__, engine.dialect, tuple(_index("x")[0]))
     assert fast is not None
+
+
+def _sent(engine: Engine) -> list[str]:
+    """The INSERT statements' text the engine sends from now on."""
+    seen: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            seen.append(statement)
+
+    return seen
+
+
+def test_rows_n_to_an_insert_are_stored_as_one_a_statement(
+    session_factory: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0151: on SQLite a batch's rows go 16 to an INSERT, the rest one a
+    statement; stored the same, the autoincrement keys (outbox.id) in the same order."""
+    monkeypatch.setattr(fast_insert, "_COPY_MIN_ROWS", 10**6)  # PostgreSQL: INSERTs too
+    count = 37  # two INSERTs of 16 rows, then 5 rows one a statement
+    ids: dict[str, list[int]] = {}
+    for prefix, n in (("one-", 1), ("wide-", 16)):
+        monkeypatch.setattr(fast_insert, "_ROWS_A_STATEMENT", n)
+        with session_factory.begin() as session:
+            sent = _sent(engine)
+            insert_rows(session, Resource.__table__, _resources(prefix, count))
+            insert_rows(session, Outbox.__table__, _outbox(prefix, count))
+        wide = [sql for sql in sent if sql.count("), (") == 15]
+        assert len(wide) == (2 if prefix == "wide-" and engine.dialect.name == "sqlite" else 0)
+        with engine.connect() as conn:
+            ids[prefix] = [
+                row[0] - _base(prefix)
+                for row in conn.execute(
+                    text("SELECT resource_key FROM outbox WHERE resource_key >= :lo"
+                         " AND resource_key < :hi ORDER BY id"),
+                    {"lo": _base(prefix), "hi": _base(prefix) + 100},
+                )
+            ]  # fmt: skip
+    assert ids["wide-"] == ids["one-"] == list(range(count))
+    for table, key in ((Resource.__table__, "id"), (Outbox.__table__, "resource_key")):
+        one = _stored(engine, table, key, "one-")
+        assert len(one) == count
+        assert _stored(engine, table, key, "wide-") == one, table.name
 
 
 def test_rows_missing_a_column_with_a_default_go_through_sqlalchemy(engine: Engine) -> None:

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from adapter.store import fast_insert, index_rows_sqlite, resources
+from adapter.store import fast_insert, index_rows_sqlite, resources, wide_insert
 from adapter.store.resources import save_resources
 from tests.api.test_index_values_snapshot import SNAPSHOT
 
@@ -95,6 +95,7 @@ def test_the_one_pass_rows_are_the_general_path_s(
                 real(session, rows, transient=numbering)
             with monkeypatch.context() as patch, _sent(fast_insert) as general:
                 patch.setattr(resources, "index_insert", lambda *_: None)
+                patch.setattr(fast_insert, "_ROWS_A_STATEMENT", 1)  # one a statement (0151)
                 real(session, rows, transient=numbering)
             assert len(one_pass) == 1 and one_pass[0]
             assert _typed(one_pass) == _typed(general)
@@ -185,7 +186,7 @@ def test_wide_statements_take_the_rows_in_order_n_a_statement() -> None:
     one = "INSERT INTO t (a, b, c) VALUES (?, NULL, ?)"
     other = "INSERT INTO t (a, b, c) VALUES (?, ?, ?)"
     rows = [(n, -n) for n in range(7)]
-    assert index_rows_sqlite.wide([(one, rows), (other, [(1, 2, 3)])], 3) == [
+    assert wide_insert.wide([(one, rows), (other, [(1, 2, 3)])], 3) == [
         (
             "INSERT INTO t (a, b, c) VALUES (?, NULL, ?), (?, NULL, ?), (?, NULL, ?)",
             [(0, 0, 1, -1, 2, -2), (3, -3, 4, -4, 5, -5)],
@@ -193,12 +194,12 @@ def test_wide_statements_take_the_rows_in_order_n_a_statement() -> None:
         (one, [(6, -6)]),
         (other, [(1, 2, 3)]),
     ]
-    assert index_rows_sqlite.wide([(one, rows[:6])], 3)[0][1] == [
+    assert wide_insert.wide([(one, rows[:6])], 3)[0][1] == [
         (0, 0, 1, -1, 2, -2),
         (3, -3, 4, -4, 5, -5),
     ]
-    assert index_rows_sqlite.wide([(one, rows[:2])], 3) == [(one, rows[:2])]
-    assert index_rows_sqlite.wide([(one, rows)], 1) == [(one, rows)]
+    assert wide_insert.wide([(one, rows[:2])], 3) == [(one, rows[:2])]
+    assert wide_insert.wide([(one, rows)], 1) == [(one, rows)]
 
 
 def test_rows_grouped_as_built_are_those_grouped_after(
