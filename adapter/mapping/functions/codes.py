@@ -12,18 +12,15 @@ from adapter.mapping.ids import deterministic_id
 from adapter.mapping.values import TEXT_DECIDES, location, text
 
 
+def _table(table: Any) -> str:
+    """A table's name given as other than a text (a literal text is used as it is, with no
+    call): a read node's text read at once, anything else through ``text`` (decision 0149)."""
+    return table.text if type(table) in TEXT_DECIDES else text(table)
+
+
 @transform("map")
 def map_code(ev: FunctionContext, table: Any, value: Any) -> str | None:
-    target = ev.lookup(
-        (
-            table
-            if type(table) is str
-            else table.text
-            if type(table) in TEXT_DECIDES
-            else text(table)
-        ),
-        value,
-    )
+    target = ev.lookup(table if type(table) is str else _table(table), value)
     return target.code if target else None
 
 
@@ -32,34 +29,14 @@ def map_code(ev: FunctionContext, table: Any, value: Any) -> str | None:
 
 @transform("map_display")
 def map_display(ev: FunctionContext, table: Any, value: Any) -> str | None:
-    target = ev.lookup(
-        (
-            table
-            if type(table) is str
-            else table.text
-            if type(table) in TEXT_DECIDES
-            else text(table)
-        ),
-        value,
-        False,
-    )
+    target = ev.lookup(table if type(table) is str else _table(table), value, False)
     return target.display if target else None
 
 
 @transform("map_system")
 def map_system(ev: FunctionContext, table: Any, value: Any) -> str | None:
     """The target system of a mapped code (nothing when the code is not mapped)."""
-    target = ev.lookup(
-        (
-            table
-            if type(table) is str
-            else table.text
-            if type(table) in TEXT_DECIDES
-            else text(table)
-        ),
-        value,
-        False,
-    )
+    target = ev.lookup(table if type(table) is str else _table(table), value, False)
     return target.system if target else None
 
 
@@ -94,17 +71,7 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
     target system, else its target code), unless ``code`` cannot be a code of that system
     (``LN`` with a code that is not LOINC-shaped): then nothing, so the caller keeps the
     code as a local one, and a warning at the code."""
-    target = ev.lookup(
-        (
-            table
-            if type(table) is str
-            else table.text
-            if type(table) in TEXT_DECIDES
-            else text(table)
-        ),
-        name,
-        False,
-    )
+    target = ev.lookup(table if type(table) is str else _table(table), name, False)
     system = (target.system or target.code) if target else None
     check = _SHAPES.get(system or "")
     value = code if type(code) is str else text(code)
@@ -122,16 +89,7 @@ def code_system(ev: FunctionContext, table: Any, name: Any, code: Any) -> str | 
 @transform("coding")
 def coding(ev: FunctionContext, table: Any, value: Any) -> dict[str, str] | None:
     """A Coding from a concept map: system, code and display of the target."""
-    target = ev.lookup(
-        (
-            table
-            if type(table) is str
-            else table.text
-            if type(table) in TEXT_DECIDES
-            else text(table)
-        ),
-        value,
-    )
+    target = ev.lookup(table if type(table) is str else _table(table), value)
     if target is None:
         return None
     # the keys whose value is not empty, in this order (no comprehension: a function made
