@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,12 +41,16 @@ def every_page(
 
 
 @contextmanager
-def sent_statements(engine: Engine) -> Iterator[list[str]]:
-    """The statements ``engine`` sends meanwhile, lower-cased (which form a search took)."""
+def sent_statements(
+    engine: Engine, keep: Callable[[str], bool] | None = None
+) -> Iterator[list[str]]:
+    """The statements ``engine`` sends meanwhile, lower-cased (which form a search took);
+    ``keep``: only those it keeps (given each statement as sent)."""
     statements: list[str] = []
 
     def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement.lower())
+        if keep is None or keep(statement):
+            statements.append(statement.lower())
 
     event.listen(engine, "before_cursor_execute", capture)
     try:

@@ -8,18 +8,17 @@ resource with a name carries that name parameter's presence marker."""
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from adapter.store import save_resources, search_preread
 from adapter.store.search_tokens import string_param_moves
-from tests.integration.search_pages import every_page
+from tests.integration.search_pages import every_page, sent_statements
 
 search_module = importlib.import_module("adapter.store.search")  # the package's name is a function
 T0 = datetime(2026, 5, 3, 2, 0, tzinfo=UTC)
@@ -188,25 +187,18 @@ def test_string_values_are_array_elements_on_postgresql(
         assert all(a == sorted(set(a)) for a in arrays)
 
 
-@contextmanager
-def _pages(engine: Engine, every: bool = False) -> Iterator[list[str]]:
+def _pages(engine: Engine, every: bool = False) -> AbstractContextManager[list[str]]:
     """The page and count statements a search sends (those reading ``resource``; not the
     pre-read, whose member may ask ``resource`` for a deleted one: decision 0127);
     ``every``: every statement."""
-    sent: list[str] = []
 
-    def capture(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+    def page(statement: str) -> bool:
         # the pre-read: its first member, or the CTE of a string criterion's ids (0137),
         # of a joint criterion's (0145)
         preread = statement.startswith(("SELECT 0, ", "WITH arrays_ids_", "WITH joint_ids_"))
-        if every or ("FROM resource" in statement and not preread):
-            sent.append(statement.lower())
+        return "FROM resource" in statement and not preread
 
-    event.listen(engine, "before_cursor_execute", capture)
-    try:
-        yield sent
-    finally:
-        event.remove(engine, "before_cursor_execute", capture)
+    return sent_statements(engine, None if every else page)
 
 
 @pytest.mark.parametrize("few", [search_preread.FEW_ROWS, 1])
