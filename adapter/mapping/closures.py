@@ -348,8 +348,14 @@ def _made(source: str, names: dict[str, Any]) -> Any:
         )
     if statement:
         exec(code, names)
-        return names["build"]
-    return eval(code, names)
+        fn = names["build"]
+    else:
+        fn = eval(code, names)
+    # a code object of its own for each function (decision 0154): the interpreter's inline
+    # caches live in the code object, and those of a shared one, keyed by one namespace
+    # and its callees, missed for every other one (``LOAD_GLOBAL`` unspecialised)
+    fn.__code__ = fn.__code__.replace()
+    return fn
 
 
 class _Reads:
