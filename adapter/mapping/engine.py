@@ -28,11 +28,24 @@ def first_mention_wins(policy: dict[str, Any] | None) -> bool:
     return bool(policy) and policy.get("in_message") == "first-wins"
 
 
+# a step's kind by its exact type, one look-up (decision 0154: an ``isinstance`` that misses
+# asks the object its ``__class__``); any other type as the ``isinstance`` tests in order say
+_STEP_KINDS: dict[type, type] = {k: k for k in (LetStep, EachStep, BundleStep, ResourceStep)}
+
+
+def _step_kind(step: Any) -> type | None:
+    for kind in (LetStep, EachStep, BundleStep, ResourceStep):
+        if isinstance(step, kind):
+            return kind
+    return None
+
+
 def run_steps(ev: Evaluation, steps: list[Any]) -> None:
     for step in steps:
-        if isinstance(step, LetStep):
+        kind = _STEP_KINDS.get(type(step)) or _step_kind(step)
+        if kind is LetStep:
             ev.vars[step.name] = ev.let_value(step.value)
-        elif isinstance(step, EachStep):
+        elif kind is EachStep:
             # a collect list belongs to the enclosing item: it starts empty in each item and
             # gathers what is collected in it (nested items included), so an order's report
             # sees that order's results only; the enclosing scope then sees them all
@@ -57,10 +70,10 @@ def run_steps(ev: Evaluation, steps: list[Any]) -> None:
                         if not isinstance(into, list):
                             into = ev.vars[name] = []
                         into.extend(gathered)
-        elif isinstance(step, BundleStep):
+        elif kind is BundleStep:
             if step.cond is None or truthy(ev.expr(step.cond)):
                 make_bundle(ev, step)
-        elif isinstance(step, ResourceStep):
+        elif kind is ResourceStep:
             if step.cond is not None and not truthy(ev.expr(step.cond)):
                 continue
             resource = make_resource(ev, ev.state.templates[step.template])
@@ -228,7 +241,7 @@ def _resource_id(ev: Evaluation, template: ResourceTemplate) -> str | None:
 def _dig(body: dict[str, Any], dotted: str) -> Any:
     value: Any = body
     for part in dotted.split("."):
-        if isinstance(value, list):
+        if type(value) is not dict and isinstance(value, list):  # a dict at once (0154)
             value = value[0] if value else None
         if not isinstance(value, dict):
             return None

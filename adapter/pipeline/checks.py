@@ -54,6 +54,7 @@ def _type_of(key: str, top: bool) -> str:
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _control = CONTROL_CHARACTER.search  # is_plain_string's test, inline in _walk
 _CONTAINERS = (dict, list)  # a tuple: ``dict | list`` would make a union object per test
+_NUMBERS = frozenset((int, float, bool))  # neither a text nor a container
 
 
 def check_resources(
@@ -167,7 +168,11 @@ def _value(
 ) -> None:
     """One value of a dict judged in the general way: a text (of any ``str`` type), a
     container, a number."""
-    if isinstance(value, str):
+    # a number told by its exact type before the tests it fails (decision 0154: an
+    # ``isinstance`` that misses asks the object its ``__class__``)
+    of = type(value)
+    number = of in _NUMBERS
+    if not number and isinstance(value, str):
         kind = types.get(key)
         if kind is None:
             kind = _type_of(key, top)
@@ -184,9 +189,9 @@ def _value(
         if passed is not None and value in passed:
             return
         _judge(kind, value, path, key, prefix, issues)
-    elif isinstance(value, _CONTAINERS):
+    elif not number and isinstance(value, _CONTAINERS):
         _walk(value, (path, key), prefix, issues)
-    elif isinstance(value, float) and not math.isfinite(value):  # NaN, infinity
+    elif of is not int and isinstance(value, float) and not math.isfinite(value):  # NaN, ∞
         issues.append(
             Issue(
                 "error",
@@ -195,7 +200,7 @@ def _value(
                 expression=f"{_path_text(path)}.{key}",
             )
         )
-    elif isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+    elif of is not float and isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
         issues.append(
             Issue(
                 "error",

@@ -31,7 +31,8 @@ def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
     # loops, not generators: a generator is a function made per call (decision 0126)
     texts: list[str] = []
     for v in values:
-        if isinstance(v, list):
+        kind = type(v)  # a text or a ReadNode told without isinstance's miss (decision 0154)
+        if kind is list or (kind is not str and kind not in TEXT_DECIDES and isinstance(v, list)):
             for item in v:
                 t = (
                     item
@@ -43,7 +44,7 @@ def join(ev: FunctionContext, separator: Any, *values: Any) -> str:
                 if t:
                     texts.append(t)
         else:
-            t = (v if type(v) is str else v.text if type(v) in TEXT_DECIDES else text(v)).strip()
+            t = (v if kind is str else v.text if kind in TEXT_DECIDES else text(v)).strip()
             if t:
                 texts.append(t)
     return (
