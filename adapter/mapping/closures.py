@@ -198,22 +198,29 @@ def datatype_fn(template: DatatypeTemplate) -> Callable[[Any, list[Any]], Any]:
     fn = template._apply
     if fn is not None:
         return fn  # type: ignore[no-any-return]
-    params = tuple(template.params)
-    lets = tuple((let_name, let_fn(let_node)) for let_name, let_node in template.lets)
-    body = build_fn(template.body)
-
-    def apply(ev: Any, args: list[Any]) -> Any:
-        variables = dict(ev.vars)
-        variables.update(zip(params, args, strict=False))
-        # ``type(ev)(ev.state, ev.scope, variables)``, made without its __init__ call
-        child = _new(type(ev))
-        child.state = ev.state
-        child.scope = ev.scope
-        child.vars = variables
-        for let_name, let in lets:
-            variables[let_name] = let(child)
-        return body(child)
-
+    # one generated function per template (decision 0154): the parameters bound one by one
+    # as ``dict.update(zip(params, args))`` bound them (in order, extra arguments ignored;
+    # that call from C cost more than the copy of the variables), each ``let`` in order;
+    # ``type(ev)(ev.state, ev.scope, variables)`` made without its __init__ call
+    lets = [(let_name, let_fn(let_node)) for let_name, let_node in template.lets]
+    names: dict[str, Any] = {"new": _new, "body": build_fn(template.body)}
+    lines = ["def build(ev, args):", "    variables = dict(ev.vars)", "    given = len(args)"]
+    for number, param in enumerate(template.params):
+        name, at = f"a{len(names)}", f"a{len(names) + 1}"
+        names[name], names[at] = param, number
+        lines += [f"    if given > {at}:", f"        variables[{name}] = args[{at}]"]
+    lines += [
+        "    child = new(type(ev))",
+        "    child.state = ev.state",
+        "    child.scope = ev.scope",
+        "    child.vars = variables",
+    ]
+    for let_name, let_made in lets:
+        name, let = f"a{len(names)}", f"a{len(names) + 1}"
+        names[name], names[let] = let_name, let_made
+        lines.append(f"    variables[{name}] = {let}(child)")
+    lines += ["    return body(child)", ""]
+    apply = _made("\n".join(lines), names)
     template._apply = apply
     return apply
 

@@ -24,6 +24,8 @@ FIXED = {
     "body", "chosen", "text", "read_alternatives", "text_decides", "text_always",
     "plain_sized", "text_readers", "text_property",
     "apply_datatype",  # apply() with a literal name, as the call it makes (decision 0126)
+    # a datatype template's application, one function per template (decision 0154)
+    "args", "variables", "given", "len", "new", "child",
 }  # fmt: skip
 # p: a path read kept, t: a value's type (decision 0144)
 GENERATED = re.compile(r"^[avdlhpt]\d+$")
