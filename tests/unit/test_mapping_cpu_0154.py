@@ -18,7 +18,7 @@ import pytest
 from adapter.mapping import closures
 from adapter.mapping import hl7v2_paths as v2
 from adapter.mapping.closures import _made, build_fn, datatype_fn, let_fn
-from adapter.mapping.engine import _dig, _step_kind, _STEP_KINDS
+from adapter.mapping.engine import _STEP_KINDS, _dig, _step_kind
 from adapter.mapping.expressions import compile_value
 from adapter.mapping.functions import FUNCTIONS
 from adapter.mapping.functions.strings import join
