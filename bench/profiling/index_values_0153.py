@@ -17,7 +17,7 @@ measured copies' calls instrumented, each as ``save_resources`` makes it:
 through a C function of its own (as ``stage_icount_0143.py``), ``_index_tuples`` through
 another (its values made before it): callgrind's inclusive cost of each is that part's
 instructions. ``split`` prints
-them a message and a call. ``rows``: every call's rows and patient key, one line each.
+them a message and a call. ``rows``: every call's patient key, values and rows, one line each.
 """
 
 from __future__ import annotations
@@ -120,8 +120,9 @@ def rows(path: str, out: str) -> None:
     with open(out, "w") as f:
         for resource, zone in data["calls"]:
             rtype = resource["resourceType"]
-            found = store._index_tuples(rtype, 5, index_values(resource, zone), {})
-            print(patient_key(resource), repr(found), file=f)
+            values = index_values(resource, zone)
+            found = store._index_tuples(rtype, 5, values, {})
+            print(patient_key(resource), repr(values), repr(found), file=f)
 
 
 def split(out_path: str, path: str) -> None:
