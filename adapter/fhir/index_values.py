@@ -134,71 +134,77 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
     # type and its elements' names in order: a translator's resources of one type have
     # the same few shapes (decision 0153)
     shape_key = (rtype, *resource)
-    groups = _SHAPES.get(shape_key)
-    if groups is None:
-        groups = _shape(rtype, shape_key[1:])
+    shape = _SHAPES.get(shape_key)
+    if shape is None:
+        shape = _shape(rtype, shape_key[1:])
         if len(_SHAPES) >= _SHAPES_MAX:
             _SHAPES.clear()
-        _SHAPES[shape_key] = groups
+        _SHAPES[shape_key] = shape
+    paths, groups = shape
     if not groups:
         return []
     memo = _MEMO
     lists: list[list[IndexValue]] = []  # each group's values, in the groups' order
-    for name, paths, convert, _ in groups:
-        values: list[IndexValue] = []
-        lists.append(values)
-        for first, steps in paths:
-            if steps is None:  # one step, no filter: the element itself, lists flattened
-                child = resource[first]
-                nodes = child if child.__class__ is list or isinstance(child, list) else (child,)
+    values: list[IndexValue] = []
+    for starts, name, first, steps, convert, narrowing in paths:
+        if starts:  # the first path of a parameter
+            values = []
+            lists.append(values)
+        if steps is None:  # one step, no filter: the element itself, lists flattened
+            child = resource[first]
+            if child.__class__ is list:
+                nodes = child
             else:
-                nodes = _walk(resource, steps)
-            for node in nodes:
-                # a node's values depend on the node, the parameter and the zone alone: a
-                # batch's messages repeat a concept's codes and their times (a text and a
-                # CodeableConcept are memoised; a Reference or an Identifier costs less to
-                # convert again than to look up: most are met once, decision 0113)
-                if node.__class__ is str:
-                    key = (convert, name, zone, node)
-                    kept = memo
-                elif convert is _tokens and node.__class__ is dict and "coding" in node:
+                nodes = child if isinstance(child, list) else (child,)
+        else:
+            nodes = _walk(resource, steps)
+        for node in nodes:
+            # a node's values depend on the node, the parameter and the zone alone: a
+            # batch's messages repeat a concept's codes and their times (a text and a
+            # CodeableConcept are memoised; a Reference or an Identifier costs less to
+            # convert again than to look up: most are met once, decision 0113)
+            if node.__class__ is str:
+                key = (convert, name, zone, node)
+            elif narrowing is None:
+                if convert is _tokens and node.__class__ is dict and "coding" in node:
                     key = (convert, name, zone, _text_of(node))
-                    kept = memo
-                elif (
-                    node.__class__ is dict
-                    and len(node) == 1
-                    and (text := node.get("reference")).__class__ is str
-                    and (narrowing := _REFERENCES.get(convert)) is not None
-                ):
-                    # a bare literal Reference: its value is that of the text alone. The
-                    # patient's, the performing organisation's come back in every resource of
-                    # a message: memoised (a memo of their own, so that they never push the
-                    # codes out of ``_MEMO``); a message's own resources are named once
-                    key = (convert, name, text)
-                    done = _REFERENCE_MEMO.get(key)
-                    if done is None:
-                        done = _bare_reference(name, narrowing, text)
-                        if text.startswith(_SHARED_TARGETS):
-                            if len(_REFERENCE_MEMO) >= _MEMO_MAX:
-                                _REFERENCE_MEMO.clear()
-                            _REFERENCE_MEMO[key] = done
-                    values.extend(done)
-                    continue
                 else:
                     convert(name, node, zone, values)
                     continue
-                done = kept.get(key)
+            elif (
+                node.__class__ is dict
+                and len(node) == 1
+                and (text := node.get("reference")).__class__ is str
+            ):
+                # a bare literal Reference: its value is that of the text alone. The
+                # patient's, the performing organisation's come back in every resource of
+                # a message: memoised (a memo of their own, so that they never push the
+                # codes out of ``_MEMO``); a message's own resources are named once
+                key = (convert, name, text)
+                done = _REFERENCE_MEMO.get(key)
                 if done is None:
-                    start = len(values)
-                    convert(name, node, zone, values)
-                    if key[-1] is not None:  # None: not JSON (``_text_of``)
-                        if len(kept) >= _MEMO_MAX:
-                            kept.clear()
-                        kept[key] = tuple(values[start:])
-                else:
-                    values.extend(done)
+                    done = _bare_reference(name, narrowing, text)
+                    if text.startswith(_SHARED_TARGETS):
+                        if len(_REFERENCE_MEMO) >= _MEMO_MAX:
+                            _REFERENCE_MEMO.clear()
+                        _REFERENCE_MEMO[key] = done
+                values.extend(done)
+                continue
+            else:
+                convert(name, node, zone, values)
+                continue
+            done = memo.get(key)
+            if done is None:
+                start = len(values)
+                convert(name, node, zone, values)
+                if key[-1] is not None:  # None: not JSON (``_text_of``)
+                    if len(memo) >= _MEMO_MAX:
+                        memo.clear()
+                    memo[key] = tuple(values[start:])
+            else:
+                values.extend(done)
     out: list[IndexValue] = []
-    for (name, _, _, inner), values in zip(groups, lists, strict=True):
+    for (name, inner), values in zip(groups, lists, strict=True):
         # dedupe in first-seen order. Most parameters with several values have none twice:
         # their references and codes alone differ already (equal values have equal ones);
         # then their fields compared in C (a value's own hash is Python's)
@@ -238,19 +244,21 @@ _REST = attrgetter(
 )
 
 
-# (resource type, its elements' names in order) -> ``_shape``'s groups; emptied when full
-_SHAPES: dict[tuple[Any, ...], tuple[tuple[Any, ...], ...]] = {}
+# (resource type, its elements' names in order) -> ``_shape``'s answer; emptied when full
+_SHAPES: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
 _SHAPES_MAX = 1024
 
 
-def _shape(rtype: Any, keys: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
-    """``_plan``'s parameters of ``rtype`` having a path whose first element is one of
-    ``keys``, in plan order: (name, those paths in plan order, converter, (the length of
-    its name, its place here) of each parameter whose rows hold its values, when here);
-    () for a type without parameters."""
+def _shape(rtype: Any, keys: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The parameters of ``rtype`` (``_plan``) having a path whose first element is one of
+    ``keys``: those paths in plan order, each (whether it is its parameter's first here,
+    the parameter, first element, steps, converter, ``_REFERENCES``' entry of the converter
+    or None), and per parameter (its name, (the length of the name, the place here) of
+    each parameter whose rows hold its values, when here). Nothing for a type without
+    parameters."""
     search = RESOURCES.get(rtype)
     if search is None:
-        return ()
+        return (), ()
     present = set(keys)
     kept = []
     for name, paths, convert, shared in _plan(search.type):
@@ -258,10 +266,15 @@ def _shape(rtype: Any, keys: tuple[Any, ...]) -> tuple[tuple[Any, ...], ...]:
         if mine:
             kept.append((name, mine, convert, shared))
     at = {name: n for n, (name, _, _, _) in enumerate(kept)}
-    return tuple(
-        (name, paths, convert, tuple((len(i), at[i]) for i in shared if i in at))
-        for name, paths, convert, shared in kept
+    flat = tuple(
+        (m == 0, name, first, steps, convert, _REFERENCES.get(convert))
+        for name, mine, convert, _ in kept
+        for m, (first, steps) in enumerate(mine)
     )
+    groups = tuple(
+        (name, tuple((len(i), at[i]) for i in shared if i in at)) for name, _, _, shared in kept
+    )
+    return flat, groups
 
 
 # (converter, parameter, zone, the node: a str as it is, another value as its orjson text)

@@ -1352,10 +1352,16 @@ def _index_tuples(
         tail = v.row  # ``_index_tuple``'s, inline
         if tail is None:
             tail = v.row = _index_tail(v)
-        row = (rtype, rkey, *tail)
+        row = (rtype, rkey) + tail  # one tuple made in C
         if named and (ref := tail[_TAIL_REFERENCE]) is not None and ref in named:
             row = (rtype, rkey, *tail[:_TAIL_REFERENCE], named[ref], *tail[_TAIL_REFERENCE + 1 :])
-        if row[3] == "token" and rows and row[2].endswith(OF_TYPE) and (t := _typed(rows[-1], row)):
+        if (
+            row[3] == "token"
+            and ":" in row[2]  # most names have none: no method call for them
+            and rows
+            and row[2].endswith(OF_TYPE)
+            and (t := _typed(rows[-1], row))
+        ):
             rows[-1] = t
         else:
             rows.append(row)
