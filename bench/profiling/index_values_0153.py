@@ -9,7 +9,9 @@ counted exactly per resource type.
 
 ``capture``: one SQLite bulk (``ingest_many``, batches of 100) of 2 warm-up copies and
 COPIES (4) copies of the bench's ORU input; every ``index_values`` call of
-``save_resources`` (the message's resources, its Provenance) kept in order, pickled. The
+``save_resources`` (the message's resources, its Provenance) kept in order with the
+resource key and the message's resources named by key that its ``_index_tuples`` got,
+pickled. The
 message ids are random: capture once, replay the same file with each tree (``PYTHONPATH``).
 ``replay`` (a fresh process, the memos empty): the warm-up's calls uninstrumented, then the
 measured copies' calls instrumented, each as ``save_resources`` makes it:
@@ -48,14 +50,21 @@ def capture(path: str, copies: int) -> None:
     from adapter.store import make_engine, migrate, session_factory
 
     logging.disable(logging.WARNING)
-    calls: list[tuple[dict[str, Any], Any]] = []
-    derive = store.index_values
+    calls: list[tuple[dict[str, Any], Any, tuple[int, dict[str, int]] | None]] = []
+    derive, rows_of = store.index_values, store._index_tuples
 
     def keeping(resource: dict[str, Any], zone: Any) -> Any:
-        calls.append((copy.deepcopy(resource), zone))
+        calls.append((copy.deepcopy(resource), zone, None))
         return derive(resource, zone)
 
+    def rows_kept(rtype: str, rkey: int, values: Any, named: Any = None) -> Any:
+        # the key and the message's resources named by key that ``save_resources`` gave
+        resource, zone, _ = calls[-1]
+        calls[-1] = (resource, zone, (rkey, dict(named or {})))
+        return rows_of(rtype, rkey, values, named)
+
     store.index_values = keeping  # type: ignore[assignment]
+    store._index_tuples = rows_kept  # type: ignore[assignment]
     with tempfile.TemporaryDirectory() as tmp:
         settings = routed_settings(Path(tmp))
         engine = make_engine(f"sqlite:///{tmp}/capture.db")
@@ -77,10 +86,10 @@ def _load(path: str) -> dict[str, Any]:
         return pickle.load(f)
 
 
-def _types(calls: list[tuple[dict[str, Any], Any]]) -> list[str]:
+def _types(calls: list[tuple[Any, ...]]) -> list[str]:
     """The resource types, most calls first (eight entries; the rest share the last)."""
     counts: dict[str, int] = {}
-    for resource, _ in calls:
+    for resource, _, _ in calls:
         counts[resource["resourceType"]] = counts.get(resource["resourceType"], 0) + 1
     return sorted(counts, key=lambda t: (-counts[t], t))
 
@@ -98,13 +107,13 @@ def replay(path: str) -> None:
     via = {t: _ENTRIES[min(n, 7)][1](index_values) for n, t in enumerate(types)}
     tuples = _ENTRIES[8][1](store._index_tuples)
 
-    def run(part: list[tuple[dict[str, Any], Any]], wrapped: bool) -> None:
-        for resource, zone in part:
+    def run(part: list[tuple[Any, ...]], wrapped: bool) -> None:
+        for resource, zone, (rkey, named) in part:
             rtype = resource["resourceType"]
             if wrapped:
-                tuples(rtype, 5, via[rtype](resource, zone), {})
+                tuples(rtype, rkey, via[rtype](resource, zone), named)
             else:
-                store._index_tuples(rtype, 5, index_values(resource, zone), {})
+                store._index_tuples(rtype, rkey, index_values(resource, zone), named)
 
     run(calls[:warm], False)
     _instrument(True)
@@ -118,10 +127,10 @@ def rows(path: str, out: str) -> None:
 
     data = _load(path)
     with open(out, "w") as f:
-        for resource, zone in data["calls"]:
+        for resource, zone, (rkey, named) in data["calls"]:
             rtype = resource["resourceType"]
             values = index_values(resource, zone)
-            found = store._index_tuples(rtype, 5, values, {})
+            found = store._index_tuples(rtype, rkey, values, named)
             print(patient_key(resource), repr(values), repr(found), file=f)
 
 
@@ -148,7 +157,7 @@ def split(out_path: str, path: str) -> None:
     labels = [*types[:7], "+".join(types[7:]) or "-"]
     summed = 0
     for n, label in enumerate(labels):
-        n_calls = sum(1 for r, _ in measured if min(types.index(r["resourceType"]), 7) == n)
+        n_calls = sum(1 for r, _, _ in measured if min(types.index(r["resourceType"]), 7) == n)
         c = cost(_ENTRIES[n][0])
         summed += c
         if n_calls:
