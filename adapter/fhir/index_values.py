@@ -129,25 +129,33 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
     (``SearchParam.rows_of``: ``subject`` and ``patient``, ``combo-code`` and ``code``) is
     kept once, under the inner parameter's name; searches of the outer one read both.
     """
-    search = RESOURCES.get(resource.get("resourceType", ""))
-    if search is None:
+    rtype = resource.get("resourceType", "")
+    # the parameters' paths whose first element the resource has, for the resource's
+    # type and its elements' names in order: a translator's resources of one type have
+    # the same few shapes (decision 0153)
+    shape_key = (rtype, *resource)
+    shape = _SHAPES.get(shape_key)
+    if shape is None:
+        shape = _shape(rtype, shape_key[1:])
+        if len(_SHAPES) >= _SHAPES_MAX:
+            _SHAPES.clear()
+        _SHAPES[shape_key] = shape
+    paths, groups = shape
+    if not groups:
         return []
-    # the paths whose first element the resource has, in the plan's order (parameter, then
-    # path): a lab result has about 10 of its type's 27 parameters' 32 first elements, and
-    # looking each of those up cost more than the values found (decision 0143)
-    by_first = _by_first(search.type)  # keyed by the table's types only: bounded
-    present = [entry for key in resource if key in by_first for entry in by_first[key]]
-    if len(present) > 1:
-        present.sort()  # by (parameter, path) number: never equal, nothing else compared
     memo = _MEMO
-    found: dict[str, list[IndexValue]] = {}
-    for _, _, name, first, steps, convert in present:
-        values = found.get(name)
-        if values is None:
-            values = found[name] = []
+    lists: list[list[IndexValue]] = []  # each group's values, in the groups' order
+    values: list[IndexValue] = []
+    for starts, name, first, steps, convert, narrowing in paths:
+        if starts:  # the first path of a parameter
+            values = []
+            lists.append(values)
         if steps is None:  # one step, no filter: the element itself, lists flattened
             child = resource[first]
-            nodes = child if isinstance(child, list) else (child,)
+            if child.__class__ is list:
+                nodes = child
+            else:
+                nodes = child if isinstance(child, list) else (child,)
         else:
             nodes = _walk(resource, steps)
         for node in nodes:
@@ -157,15 +165,16 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
             # convert again than to look up: most are met once, decision 0113)
             if node.__class__ is str:
                 key = (convert, name, zone, node)
-                kept = memo
-            elif convert is _tokens and node.__class__ is dict and "coding" in node:
-                key = (convert, name, zone, _text_of(node))
-                kept = memo
+            elif narrowing is None:
+                if convert is _tokens and node.__class__ is dict and "coding" in node:
+                    key = (convert, name, zone, _text_of(node))
+                else:
+                    convert(name, node, zone, values)
+                    continue
             elif (
                 node.__class__ is dict
                 and len(node) == 1
                 and (text := node.get("reference")).__class__ is str
-                and (narrowing := _REFERENCES.get(convert)) is not None
             ):
                 # a bare literal Reference: its value is that of the text alone. The
                 # patient's, the performing organisation's come back in every resource of
@@ -184,19 +193,18 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
             else:
                 convert(name, node, zone, values)
                 continue
-            done = kept.get(key)
+            done = memo.get(key)
             if done is None:
                 start = len(values)
                 convert(name, node, zone, values)
                 if key[-1] is not None:  # None: not JSON (``_text_of``)
-                    if len(kept) >= _MEMO_MAX:
-                        kept.clear()
-                    kept[key] = tuple(values[start:])
+                    if len(memo) >= _MEMO_MAX:
+                        memo.clear()
+                    memo[key] = tuple(values[start:])
             else:
                 values.extend(done)
     out: list[IndexValue] = []
-    shares = _shares(search.type)
-    for name, values in found.items():  # in the plan's order, as ``present``
+    for (name, inner), values in zip(groups, lists, strict=True):
         # dedupe in first-seen order. Most parameters with several values have none twice:
         # their references and codes alone differ already (equal values have equal ones);
         # then their fields compared in C (a value's own hash is Python's)
@@ -206,14 +214,20 @@ def index_values(resource: dict[str, Any], zone: tzinfo = DEFAULT_ZONE) -> list[
             and len(set(map(_FIELDS, values))) < len(values)
         ):
             values = list(dict.fromkeys(values))
-        shared = shares[name]
-        if shared and values:
-            held = {
-                (v.param[len(inner) :], _REST(v)) for inner in shared for v in found.get(inner, ())
-            }
-            out.extend(v for v in values if (v.param[len(name) :], _REST(v)) not in held)
-        else:
-            out.extend(values)
+        if inner and values:
+            # the values the inner parameters' rows hold (their own lists, before dedupe),
+            # without their names: this parameter's same values are left to them
+            held = set()
+            for size, at in inner:
+                for w in lists[at]:
+                    held.add((w.param[size:], _REST(w)))
+            if held:
+                size = len(name)
+                for v in values:
+                    if (v.param[size:], _REST(v)) not in held:
+                        out.append(v)
+                continue
+        out.extend(values)
     return out
 
 
@@ -230,21 +244,37 @@ _REST = attrgetter(
 )
 
 
-@cache
-def _by_first(resource_type: str) -> dict[str, tuple[tuple[Any, ...], ...]]:
-    """``_plan``'s paths of ``resource_type`` by their first element: (parameter number,
-    path number, parameter, first element, steps or None, converter) each."""
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    for n, (name, paths, convert, _) in enumerate(_plan(resource_type)):
-        for m, (first, steps) in enumerate(paths):
-            out.setdefault(first, []).append((n, m, name, first, steps, convert))
-    return {first: tuple(entries) for first, entries in out.items()}
+# (resource type, its elements' names in order) -> ``_shape``'s answer; emptied when full
+_SHAPES: dict[tuple[Any, ...], tuple[tuple[Any, ...], tuple[Any, ...]]] = {}
+_SHAPES_MAX = 1024
 
 
-@cache
-def _shares(resource_type: str) -> dict[str, tuple[str, ...]]:
-    """Each parameter of ``resource_type``: the parameters whose rows hold its values."""
-    return {name: shared for name, _, _, shared in _plan(resource_type)}
+def _shape(rtype: Any, keys: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """The parameters of ``rtype`` (``_plan``) having a path whose first element is one of
+    ``keys``: those paths in plan order, each (whether it is its parameter's first here,
+    the parameter, first element, steps, converter, ``_REFERENCES``' entry of the converter
+    or None), and per parameter (its name, (the length of the name, the place here) of
+    each parameter whose rows hold its values, when here). Nothing for a type without
+    parameters."""
+    search = RESOURCES.get(rtype)
+    if search is None:
+        return (), ()
+    present = set(keys)
+    kept = []
+    for name, paths, convert, shared in _plan(search.type):
+        mine = tuple(path for path in paths if path[0] in present)
+        if mine:
+            kept.append((name, mine, convert, shared))
+    at = {name: n for n, (name, _, _, _) in enumerate(kept)}
+    flat = tuple(
+        (m == 0, name, first, steps, convert, _REFERENCES.get(convert))
+        for name, mine, convert, _ in kept
+        for m, (first, steps) in enumerate(mine)
+    )
+    groups = tuple(
+        (name, tuple((len(i), at[i]) for i in shared if i in at)) for name, _, _, shared in kept
+    )
+    return flat, groups
 
 
 # (converter, parameter, zone, the node: a str as it is, another value as its orjson text)

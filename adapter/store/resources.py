@@ -1348,18 +1348,30 @@ def _index_tuples(
     ``named``: a reference to one of these keys as the key, as ``_named_by_key`` gives it
     (in the same pass: decision 0143)."""
     rows: list[IndexRow] = []
+    at = _TAIL_REFERENCE
+    named = named or _NONE_NAMED
     for v in values:
         tail = v.row  # ``_index_tuple``'s, inline
         if tail is None:
             tail = v.row = _index_tail(v)
-        row = (rtype, rkey, *tail)
-        if named and (ref := tail[_TAIL_REFERENCE]) is not None and ref in named:
-            row = (rtype, rkey, *tail[:_TAIL_REFERENCE], named[ref], *tail[_TAIL_REFERENCE + 1 :])
-        if row[3] == "token" and rows and row[2].endswith(OF_TYPE) and (t := _typed(rows[-1], row)):
+        if (ref := tail[at]) is not None and ref in named:
+            row = (rtype, rkey, *tail[:at], named[ref], *tail[at + 1 :])
+        else:
+            row = (rtype, rkey) + tail  # noqa: RUF005 (one tuple made in C, no list)
+        if (
+            ":" in tail[0]  # ``OF_TYPE`` has one, most parameters' names none
+            and row[3] == "token"
+            and rows
+            and row[2].endswith(OF_TYPE)
+            and (t := _typed(rows[-1], row))
+        ):
             rows[-1] = t
         else:
             rows.append(row)
     return rows
+
+
+_NONE_NAMED: dict[str, int] = {}  # never filled
 
 
 def _typed(identifier: IndexRow, of_type: IndexRow) -> IndexRow | None:
