@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from itertools import chain
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -40,11 +41,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.store.types import NamedCode, UTCDateTime, UuidText
-from adapter.store.wide_insert import ROWS_A_STATEMENT, wide
+from adapter.store.wide_insert import ROWS_A_STATEMENT, wide, widened
 
 # COPY costs two round trips (start, finish) where a pipelined executemany costs one: worth
 # it for the batch's many rows (search index, outbox), not for a message's few
 _COPY_MIN_ROWS = 64
+# PostgreSQL's most bound parameters a statement (the protocol's 16-bit count): rows past
+# it go by executemany as before
+_PG_BINDS = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +129,21 @@ _ROWS_A_STATEMENT = ROWS_A_STATEMENT
 
 def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     """``driver_executemany`` of ``sql`` (an INSERT of one row) and ``rows``; on SQLite
-    as INSERTs of several rows each and the rest one a statement: the same rows, in the
-    same order (decision 0151)."""
-    if len(rows) < 2 or connection.dialect.name != "sqlite":
+    as INSERTs of several rows each and the rest one a statement, on PostgreSQL as one
+    INSERT of every row: the same rows, in the same order (decisions 0151, 0156)."""
+    if len(rows) < 2:
+        driver_executemany(connection, sql, rows)
+        return
+    if connection.dialect.driver == "psycopg":
+        # psycopg's executemany binds, sends and executes each row on its own (~3x the
+        # client's CPU and ~2x the backend's of one INSERT of the rows: decision 0156)
+        if len(rows) * len(rows[0]) <= _PG_BINDS:
+            flat = [tuple(chain.from_iterable(rows))]
+            driver_executemany(connection, widened(sql, len(rows)), flat)
+        else:
+            driver_executemany(connection, sql, rows)
+        return
+    if connection.dialect.name != "sqlite":
         driver_executemany(connection, sql, rows)
         return
     for wide_sql, some in wide([(sql, rows)], _ROWS_A_STATEMENT):
@@ -183,7 +199,10 @@ def driver_executemany(connection: Connection, sql: str, rows: list[tuple[Any, .
     try:
         if connection.dialect.driver == "psycopg":  # psycopg pipelines it: one round trip
             with raw.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.executemany(sql, rows)
+                if len(rows) == 1:  # without the pipeline's own work (decision 0156)
+                    cursor.execute(sql, rows[0])
+                else:
+                    cursor.executemany(sql, rows)
         else:
             raw.executemany(sql, rows)  # type: ignore[union-attr]
     except error as exc:
