@@ -137,10 +137,20 @@ def drain_batch(
         pool = _pool_for(pipeline, len(waiting))
         fresh = _prepare_all(pipeline, list(new.values()), pool)
     found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
+    ready = sum(1 for i in itertools.islice(found, limit) if i in started)
     started.clear()  # those no longer received were settled meanwhile: dropped
     started.update(itertools.islice(found.items(), limit, None))
     # translations from workers awaited here, not in the write transaction
+    awaited = time.perf_counter()
     prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
+    if prepared and log.isEnabledFor(logging.DEBUG):  # where the drain waits (0156)
+        log.debug(
+            "drain: %d translations awaited %.1f ms (%d started ahead, %d more waiting)",
+            len(prepared),
+            1000 * (time.perf_counter() - awaited),
+            ready,
+            len(started),
+        )
     if not prepared:
         return []
     try:
@@ -466,6 +476,7 @@ class Drainer:
         self._defer()
         self._woken.clear()
         since, self._waiting_since = self._waiting_since, None
+        began = time.perf_counter()
         try:
             settled = drain_batch(self.pipeline, self.batch, ahead=ahead)
         except Exception:
@@ -475,7 +486,11 @@ class Drainer:
         if settled:
             self.drained += len(settled)
             self.batches += 1
-            log.debug("drain: %d messages settled in one batch", len(settled))
+            log.debug(
+                "drain: %d messages settled in one batch (%.0f ms)",
+                len(settled),
+                1000 * (time.perf_counter() - began),
+            )
         full = len(settled) >= self.batch
         if full and since is not None:
             # what the batch left has waited since then at least: the defer's bound counts

@@ -138,8 +138,7 @@ def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) 
         # psycopg's executemany binds, sends and executes each row on its own (~3x the
         # client's CPU and ~2x the backend's of one INSERT of the rows: decision 0156)
         if len(rows) * len(rows[0]) <= _PG_BINDS:
-            flat = [tuple(chain.from_iterable(rows))]
-            driver_executemany(connection, widened(sql, len(rows)), flat)
+            _insert_at_once(connection, sql, rows)
         else:
             driver_executemany(connection, sql, rows)
         return
@@ -148,6 +147,51 @@ def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) 
         return
     for wide_sql, some in wide([(sql, rows)], _ROWS_A_STATEMENT):
         driver_executemany(connection, wide_sql, some)
+
+
+def _insert_at_once(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: ``sql`` (an INSERT of one row, ``%s`` parameters) for every row of
+    ``rows`` as one INSERT of them all. On psycopg's ``RawCursor`` with the statement's
+    ``$n`` parameters written once (``_numbered``): psycopg caches its own translation of
+    ``%s`` only for statements of up to 50 parameters, and translating a wide one again
+    at each call cost more than the rows' executemany (decision 0156). Errors as
+    ``driver_executemany`` raises them; observed statements through SQLAlchemy."""
+    import psycopg  # only reached with the psycopg driver
+
+    wide_sql = widened(sql, len(rows))
+    values = tuple(chain.from_iterable(rows))
+    if _observed(connection):
+        connection.exec_driver_sql(wide_sql, values)
+        return
+    raw = connection.connection.dbapi_connection
+    try:
+        with psycopg.RawCursor(raw) as cursor:  # type: ignore[arg-type]
+            cursor.execute(_numbered(wide_sql), values)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            wide_sql,
+            values,
+            exc,
+            psycopg.Error,
+            hide_parameters=connection.engine.hide_parameters,
+            dialect=connection.dialect,
+        ) from exc
+
+
+_NUMBERED: dict[str, str] = {}
+_NUMBERED_MAX = 1024
+_PERCENT = re.compile(r"%%|%s")
+
+
+def _numbered(sql: str) -> str:
+    """``sql``'s ``%s`` parameters as PostgreSQL's ``$1``, ``$2`` ... (``%%`` as ``%``)."""
+    found = _NUMBERED.get(sql)
+    if found is None:
+        count = iter(range(1, 1 << 16))
+        found = _PERCENT.sub(lambda m: "%" if m.group(0) == "%%" else f"${next(count)}", sql)
+        if len(_NUMBERED) < _NUMBERED_MAX:
+            _NUMBERED[sql] = found
+    return found
 
 
 def _observed(connection: Connection) -> bool:
