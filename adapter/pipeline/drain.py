@@ -172,6 +172,23 @@ def drain_batch(
     return [r for r in results if r is not None]
 
 
+def translate_ahead(pipeline: Pipeline, limit: int, ahead: Ahead) -> int:
+    """Start translating, in the drain's workers, the oldest ``limit`` received documents
+    not in ``ahead`` yet (added to it, for ``drain_batch`` to take); how many were sent.
+    None without workers, or fewer than the pool takes (decision 0156)."""
+    pool = pipeline.translation_pool
+    if pool is None:
+        return 0
+    with pipeline.factory() as session:
+        read_only(session)
+        waiting = [i for i in session.scalars(_waiting_ids(limit)) if i not in ahead]
+        if not pool.usable(len(waiting)):
+            return 0
+        new = _received_rows(session, waiting)
+        ahead.update(_prepare_all(pipeline, list(new.values()), pool))
+    return len(new)
+
+
 def _store_batch(
     pipeline: Pipeline, prepared: dict[str, _Prepared], postgresql: bool, *, at_once: bool
 ) -> tuple[list[str], list[IngestResult | None], list[int]]:
@@ -461,6 +478,13 @@ class Drainer:
             while not self._stopping.is_set():
                 if not full:
                     if self._woken.wait(self.idle_seconds) and self.gather_seconds:
+                        if self.defer_seconds <= 0:
+                            # the worker translates what waits while more gathers: the
+                            # batch then waits only for the last arrivals' (decision 0156)
+                            try:
+                                translate_ahead(self.pipeline, self.batch, ahead)
+                            except Exception:  # the database away: the batch will say
+                                log.debug("drain: translating ahead failed", exc_info=True)
                         self._stopping.wait(self.gather_seconds)
                     if self._stopping.is_set():
                         return

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
