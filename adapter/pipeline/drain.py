@@ -184,8 +184,9 @@ def translate_ahead(pipeline: Pipeline, limit: int, ahead: Ahead) -> int:
         waiting = [i for i in session.scalars(_waiting_ids(limit)) if i not in ahead]
         if not pool.usable(len(waiting)):
             return 0
-        new = _received_rows(session, waiting)
-        ahead.update(_prepare_all(pipeline, list(new.values()), pool))
+        rows = _received_rows(session, waiting)
+        new = [rows[i] for i in waiting if i in rows]  # the oldest translated first
+        ahead.update(_prepare_all(pipeline, new, pool))
     return len(new)
 
 
