@@ -137,10 +137,20 @@ def drain_batch(
         pool = _pool_for(pipeline, len(waiting))
         fresh = _prepare_all(pipeline, list(new.values()), pool)
     found = {i: started.get(i) or fresh[i] for i in waiting if i in started or i in fresh}
+    ready = sum(1 for i in itertools.islice(found, limit) if i in started)
     started.clear()  # those no longer received were settled meanwhile: dropped
     started.update(itertools.islice(found.items(), limit, None))
     # translations from workers awaited here, not in the write transaction
+    awaited = time.perf_counter()
     prepared = {k: p.resolved() for k, p in itertools.islice(found.items(), limit)}
+    if prepared and log.isEnabledFor(logging.DEBUG):  # where the drain waits (0156)
+        log.debug(
+            "drain: %d translations awaited %.1f ms (%d started ahead, %d more waiting)",
+            len(prepared),
+            1000 * (time.perf_counter() - awaited),
+            ready,
+            len(started),
+        )
     if not prepared:
         return []
     try:
@@ -160,6 +170,24 @@ def drain_batch(
     for i in alone:
         results[i] = settle_alone(pipeline, ids[i])
     return [r for r in results if r is not None]
+
+
+def translate_ahead(pipeline: Pipeline, limit: int, ahead: Ahead) -> int:
+    """Start translating, in the drain's workers, the oldest ``limit`` received documents
+    not in ``ahead`` yet (added to it, for ``drain_batch`` to take); how many were sent.
+    None without workers, or fewer than the pool takes (decision 0156)."""
+    pool = pipeline.translation_pool
+    if pool is None:
+        return 0
+    with pipeline.factory() as session:
+        read_only(session)
+        waiting = [i for i in session.scalars(_waiting_ids(limit)) if i not in ahead]
+        if not pool.usable(len(waiting)):
+            return 0
+        rows = _received_rows(session, waiting)
+        new = [rows[i] for i in waiting if i in rows]  # the oldest translated first
+        ahead.update(_prepare_all(pipeline, new, pool))
+    return len(new)
 
 
 def _store_batch(
@@ -451,6 +479,13 @@ class Drainer:
             while not self._stopping.is_set():
                 if not full:
                     if self._woken.wait(self.idle_seconds) and self.gather_seconds:
+                        if self.defer_seconds <= 0:
+                            # the worker translates what waits while more gathers: the
+                            # batch then waits only for the last arrivals' (decision 0156)
+                            try:
+                                translate_ahead(self.pipeline, self.batch, ahead)
+                            except Exception:  # the database away: the batch will say
+                                log.debug("drain: translating ahead failed", exc_info=True)
                         self._stopping.wait(self.gather_seconds)
                     if self._stopping.is_set():
                         return
@@ -466,6 +501,7 @@ class Drainer:
         self._defer()
         self._woken.clear()
         since, self._waiting_since = self._waiting_since, None
+        began = time.perf_counter()
         try:
             settled = drain_batch(self.pipeline, self.batch, ahead=ahead)
         except Exception:
@@ -475,7 +511,11 @@ class Drainer:
         if settled:
             self.drained += len(settled)
             self.batches += 1
-            log.debug("drain: %d messages settled in one batch", len(settled))
+            log.debug(
+                "drain: %d messages settled in one batch (%.0f ms)",
+                len(settled),
+                1000 * (time.perf_counter() - began),
+            )
         full = len(settled) >= self.batch
         if full and since is not None:
             # what the batch left has waited since then at least: the defer's bound counts

@@ -31,6 +31,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -40,11 +41,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from adapter.store.types import NamedCode, UTCDateTime, UuidText
-from adapter.store.wide_insert import ROWS_A_STATEMENT, wide
+from adapter.store.wide_insert import ROWS_A_STATEMENT, wide, widened
 
 # COPY costs two round trips (start, finish) where a pipelined executemany costs one: worth
 # it for the batch's many rows (search index, outbox), not for a message's few
 _COPY_MIN_ROWS = 64
+# PostgreSQL's most bound parameters a statement (the protocol's 16-bit count): rows past
+# it go by executemany as before
+_PG_BINDS = 65535
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,13 +129,69 @@ _ROWS_A_STATEMENT = ROWS_A_STATEMENT
 
 def _executemany(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
     """``driver_executemany`` of ``sql`` (an INSERT of one row) and ``rows``; on SQLite
-    as INSERTs of several rows each and the rest one a statement: the same rows, in the
-    same order (decision 0151)."""
-    if len(rows) < 2 or connection.dialect.name != "sqlite":
+    as INSERTs of several rows each and the rest one a statement, on PostgreSQL as one
+    INSERT of every row: the same rows, in the same order (decisions 0151, 0156)."""
+    if len(rows) < 2:
+        driver_executemany(connection, sql, rows)
+        return
+    if connection.dialect.driver == "psycopg":
+        # psycopg's executemany binds, sends and executes each row on its own (~3x the
+        # client's CPU and ~2x the backend's of one INSERT of the rows: decision 0156)
+        if len(rows) * len(rows[0]) <= _PG_BINDS:
+            _insert_at_once(connection, sql, rows)
+        else:
+            driver_executemany(connection, sql, rows)
+        return
+    if connection.dialect.name != "sqlite":
         driver_executemany(connection, sql, rows)
         return
     for wide_sql, some in wide([(sql, rows)], _ROWS_A_STATEMENT):
         driver_executemany(connection, wide_sql, some)
+
+
+def _insert_at_once(connection: Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL: ``sql`` (an INSERT of one row, ``%s`` parameters) for every row of
+    ``rows`` as one INSERT of them all. On psycopg's ``RawCursor`` with the statement's
+    ``$n`` parameters written once (``_numbered``): psycopg caches its own translation of
+    ``%s`` only for statements of up to 50 parameters, and translating a wide one again
+    at each call cost more than the rows' executemany (decision 0156). Errors as
+    ``driver_executemany`` raises them; observed statements through SQLAlchemy."""
+    import psycopg  # only reached with the psycopg driver
+
+    wide_sql = widened(sql, len(rows))
+    values = tuple(chain.from_iterable(rows))
+    if _observed(connection):
+        connection.exec_driver_sql(wide_sql, values)
+        return
+    raw = connection.connection.dbapi_connection
+    try:
+        with psycopg.RawCursor(raw) as cursor:  # type: ignore[arg-type]
+            cursor.execute(_numbered(wide_sql), values)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(
+            wide_sql,
+            values,
+            exc,
+            psycopg.Error,
+            hide_parameters=connection.engine.hide_parameters,
+            dialect=connection.dialect,
+        ) from exc
+
+
+_NUMBERED: dict[str, str] = {}
+_NUMBERED_MAX = 1024
+_PERCENT = re.compile(r"%%|%s")
+
+
+def _numbered(sql: str) -> str:
+    """``sql``'s ``%s`` parameters as PostgreSQL's ``$1``, ``$2`` ... (``%%`` as ``%``)."""
+    found = _NUMBERED.get(sql)
+    if found is None:
+        count = iter(range(1, 1 << 16))
+        found = _PERCENT.sub(lambda m: "%" if m.group(0) == "%%" else f"${next(count)}", sql)
+        if len(_NUMBERED) < _NUMBERED_MAX:
+            _NUMBERED[sql] = found
+    return found
 
 
 def _observed(connection: Connection) -> bool:
@@ -183,7 +243,10 @@ def driver_executemany(connection: Connection, sql: str, rows: list[tuple[Any, .
     try:
         if connection.dialect.driver == "psycopg":  # psycopg pipelines it: one round trip
             with raw.cursor() as cursor:  # type: ignore[union-attr]
-                cursor.executemany(sql, rows)
+                if len(rows) == 1:  # without the pipeline's own work (decision 0156)
+                    cursor.execute(sql, rows[0])
+                else:
+                    cursor.executemany(sql, rows)
         else:
             raw.executemany(sql, rows)  # type: ignore[union-attr]
     except error as exc:

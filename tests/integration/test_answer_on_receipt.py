@@ -463,6 +463,51 @@ def test_translations_started_ahead_are_used_once_and_dropped_when_settled_elsew
         assert translated == dict.fromkeys(ids, 1)
 
 
+def test_translations_started_while_a_drain_gathers_are_those_its_batch_takes(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """Decision 0156: a drain without a defer, woken by receipts, sends what waits to its
+    workers before it gathers more (``translate_ahead``); the batch then takes those
+    translations, none made twice, and stores what it would have stored."""
+    pipeline = example_pipeline(session_factory)
+    receipt = Receipt("std-hl7v2", "http")
+    ids = [
+        pipeline.receive(long_oru(control=f"GATHER{n:04d}"), receipt).message_id for n in range(12)
+    ]
+    ahead: drain_module.Ahead = {}
+    assert drain_module.translate_ahead(pipeline, 100, ahead) == 0  # no workers: nothing
+    with pipeline.translation_workers(1):
+        pool = pipeline.translation_pool
+        assert pool is not None
+        submitted: list[str] = []
+        real = pool.submit_many
+
+        def counting(items: list[tuple[bytes, str, str]]) -> Any:
+            submitted.extend(message_id for _, _, message_id in items)
+            return real(items)
+
+        pool.submit_many = counting  # type: ignore[method-assign]
+        assert drain_module.translate_ahead(pipeline, 10, ahead) == 10  # the oldest ten
+        assert len(ahead) == 10 and set(ahead) < set(ids)
+        assert drain_module.translate_ahead(pipeline, 10, ahead) == 0  # all sent already
+        sent = dict(ahead)
+        done = drain_batch(pipeline, 100, ahead=ahead)
+        assert all(ahead.get(i) is None for i in ids)  # taken, nothing left ahead
+    assert sorted(r.message_id for r in done) == sorted(ids)
+    assert {r.status for r in done} == {"processed"}
+    assert len(sent) == 10 and set(sent) < set(ids)
+    assert sorted(submitted) == sorted(ids)  # each sent to the worker once
+    with session_factory() as session:
+        assert backlog(session).count == 0
+        assert verify(session).ok
+        translated = Counter(
+            r.message_id
+            for r in session.scalars(select(AuditRecord))
+            if r.action == "message.translated"
+        )
+        assert translated == dict.fromkeys(ids, 1)
+
+
 def test_a_drained_message_row_is_written_once_with_its_format_and_encoding(
     session_factory: sessionmaker[Session], engine: Engine
 ) -> None:

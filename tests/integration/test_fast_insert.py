@@ -365,3 +365,65 @@ def test_rows_and_savepoints_go_to_the_driver_when_nothing_observes(
     with session_factory.begin() as session:
         insert_rows(session, Resource.__table__, _resources("seen-"))
     assert seen == ["resource"]
+
+
+def test_postgresql_rows_go_in_one_insert_and_one_row_without_a_pipeline(
+    session_factory: sessionmaker[Session], engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decision 0156: on PostgreSQL fewer rows than COPY's go as ONE INSERT of every row
+    (psycopg's executemany sends, binds and executes each row on its own), and one row by
+    the cursor's execute; stored exactly as SQLAlchemy's own INSERT stores them, the
+    generated keys (outbox.id) in the rows' order; a refused row fails the same. SQLite:
+    as before (decision 0151)."""
+    import psycopg
+
+    postgres = engine.dialect.name == "postgresql"
+    count = 37
+    with session_factory.begin() as session:
+        session.execute(insert(Resource.__table__), _resources("sa1-", count))
+        session.execute(insert(Resource.__table__), _resources("sa2-", 1))
+        session.execute(insert(Outbox.__table__), _outbox("sa1-", count))
+    calls: list[str] = []
+    for name in ("execute", "executemany"):
+        original = getattr(psycopg.Cursor, name)
+
+        def counted(self: Any, *a: Any, _name: str = name, _f: Any = original, **k: Any) -> Any:
+            calls.append(f"{_name} {str(a[0]).split('(')[0].split()[-1]} {a[0].count('), (')}")
+            return _f(self, *a, **k)
+
+        monkeypatch.setattr(psycopg.Cursor, name, counted)
+    with session_factory.begin() as session:
+        insert_rows(session, Resource.__table__, _resources("one1-", count))  # 37: an INSERT
+        insert_rows(session, Resource.__table__, _resources("one2-", 1))  # one row: execute
+        insert_rows(session, Outbox.__table__, _outbox("one1-", count))
+        with pytest.raises(IntegrityError) as refused, session.begin_nested():
+            insert_rows(session, Resource.__table__, _resources("one1-", 3))
+    monkeypatch.undo()
+    assert is_unique_violation(refused.value) and is_refusal(refused.value)
+    if postgres:  # one statement a call, every row in it (COPY from 64 rows, not here)
+        assert [c for c in calls if " resource " in c or " outbox " in c] == [
+            f"execute resource {count - 1}",
+            "execute resource 0",
+            f"execute outbox {count - 1}",
+            "execute resource 2",
+        ]
+    else:
+        assert calls == []
+    for table, key, prefix, n in (
+        (Resource.__table__, "id", "1-", count),
+        (Resource.__table__, "id", "2-", 1),
+        (Outbox.__table__, "resource_key", "1-", count),
+    ):
+        by_sqlalchemy = _stored(engine, table, key, "sa" + prefix)
+        assert len(by_sqlalchemy) == n
+        assert _stored(engine, table, key, "one" + prefix) == by_sqlalchemy, table.name
+    with engine.connect() as conn:  # the generated keys in the rows' order
+        order = [
+            row[0] - _base("one1-")
+            for row in conn.execute(
+                text("SELECT resource_key FROM outbox WHERE resource_key >= :lo"
+                     " AND resource_key < :hi ORDER BY id"),
+                {"lo": _base("one1-"), "hi": _base("one1-") + 100},
+            )
+        ]  # fmt: skip
+    assert order == list(range(count))
