@@ -50,6 +50,7 @@ from adapter.referral.status_messages import apply_referral_status, read_referra
 from adapter.routing import Recipient, care_facts, describe, recipients, routed, routes_by_care
 from adapter.routing.care import CareFact
 from adapter.store import care, enqueue_many, lock_resources, save_resources, set_message_result
+from adapter.store.bound import bind_of
 from adapter.store.models import InboundMessage
 from adapter.store.resources import LockedRows, Prepared, Saved, flush_index_rows
 
@@ -120,7 +121,7 @@ class Work:
         """The relationships open now under the person's ids (revocations too), read with
         the ids in one statement (adapter.identity.persons.KEYS)."""
         if person not in self._open:
-            statement = _OPEN_CARE[self.session.get_bind().dialect.name == "postgresql"]
+            statement = _OPEN_CARE[bind_of(self.session).dialect.name == "postgresql"]
             self._open[person] = care.open_rows_of(
                 self.session, statement, _EVERY_CARE, {"id": person, "at": self.moment}
             )
@@ -210,7 +211,7 @@ def merge_with_stored(work: Work) -> None:
     # until the batch committed: two ``sync --jobs`` children (or two writers of any kind)
     # took turns on that one row, batch after batch (decision 0097). SQLite holds its write
     # lock anyway: one read of every row, as before.
-    postgres = work.session.get_bind().dialect.name == "postgresql"
+    postgres = bind_of(work.session).dialect.name == "postgresql"
     work.locked = lock_resources(
         work.session,
         merging if postgres else ((r["resourceType"], r["id"]) for r in work.resources),
@@ -346,7 +347,7 @@ def _first_noted_with_its_read(
     if (
         len(persons) != 1
         or first.source != "activity"
-        or work.session.get_bind().dialect.name != "postgresql"
+        or bind_of(work.session).dialect.name != "postgresql"
     ):
         return facts
     (person,) = persons
