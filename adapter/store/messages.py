@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from adapter.errors import AlteredBytesError
 from adapter.store.driver_select import execute_rows
 from adapter.store.fast_insert import insert_rows
+from adapter.store.loaded import loaded
 from adapter.store.models import InboundMessage
 from adapter.store.resources import held_writes
 
@@ -177,15 +178,16 @@ def set_message_result(
         "issues": list(issues),
         "resources": list(resources),
         "processed_at": (now or datetime.now(UTC)).astimezone(UTC),
-        "attempts": (message.attempts or 0) + 1,
+        "attempts": (loaded(message, "attempts") or 0) + 1,
     }
+    message_id = loaded(message, "id")  # (adapter/store/loaded.py: read as loaded, 0155)
     writes = held_writes(session)
     if writes is None:
         for key, value in values.items():
             setattr(message, key, value)
         session.flush()
         return
-    if writes.messages is not None and writes.messages.pop(message.id, None) is not None:
+    if writes.messages is not None and writes.messages.pop(message_id, None) is not None:
         # PostgreSQL, a message of this batch: its one INSERT, with the result (0089)
         for key, value in values.items():
             set_committed_value(message, key, value)
@@ -193,15 +195,15 @@ def set_message_result(
         return
     # the format and encoding too: the drain's reopened row (reopen_received) writes them
     # here, in this one UPDATE (decision 0076); a bulk row's are those it was inserted with
-    values["detected_format"] = message.detected_format
-    values["encoding"] = message.encoding
+    values["detected_format"] = loaded(message, "detected_format")
+    values["encoding"] = loaded(message, "encoding")
     if writes.messages is not None or writes.hold_results:
         # updated at the commit with the batch's others, one executemany; nothing in the
         # batch reads the row back (PostgreSQL: the drain's reopened row, one round trip for
         # all, decision 0116; SQLite: a bulk batch stored at once, decision 0133)
-        writes.add_updates(_UPDATE_RESULT, [{"b_id": message.id, **values}])
+        writes.add_updates(_UPDATE_RESULT, [{"b_id": message_id, **values}])
     else:  # SQLite: on the driver (decision 0106), in the message's savepoint
-        execute_rows(session, _UPDATE_RESULT, {"b_id": message.id, **values})
+        execute_rows(session, _UPDATE_RESULT, {"b_id": message_id, **values})
     for key, value in values.items():  # as written: the ORM has nothing left to flush
         set_committed_value(message, key, value)
 

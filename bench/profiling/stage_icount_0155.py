@@ -40,6 +40,17 @@ _SETS = {
         ("audit_stored", "adapter.pipeline.steps", "audit_stored"),
         ("Work.open_care", "adapter.pipeline.steps", "Work.open_care"),
     ],
+    "C": [  # inside note_care, record_result and the audit events
+        ("patient_key (note_care)", "adapter.pipeline.steps", "patient_key"),
+        ("care_facts", "adapter.pipeline.steps", "care_facts"),
+        ("Work.caring", "adapter.pipeline.steps", "Work.caring"),
+        ("Work.wrote_care", "adapter.pipeline.steps", "Work.wrote_care"),
+        ("care.wrote", "adapter.store.care", "wrote"),
+        ("set_committed_value (messages)", "adapter.store.messages", "set_committed_value"),
+        ("audit.message_event", "adapter.audit", "message_event"),
+        ("audit writer _body", "adapter.audit.writer", "_body"),
+        ("make_transient_to_detached", "adapter.store.messages", "make_transient_to_detached"),
+    ],
 }
 
 
