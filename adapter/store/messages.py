@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session, configure_mappers, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 
 from adapter.errors import AlteredBytesError
 from adapter.store.driver_select import execute_rows
@@ -189,8 +189,7 @@ def set_message_result(
         return
     if writes.messages is not None and writes.messages.pop(message_id, None) is not None:
         # PostgreSQL, a message of this batch: its one INSERT, with the result (0089)
-        for key, value in values.items():
-            set_committed_value(message, key, value)
+        committed_values(message, values)
         insert_held_messages(session, [message])
         return
     # the format and encoding too: the drain's reopened row (reopen_received) writes them
@@ -204,8 +203,19 @@ def set_message_result(
         writes.add_updates(_UPDATE_RESULT, [{"b_id": message_id, **values}])
     else:  # SQLite: on the driver (decision 0106), in the message's savepoint
         execute_rows(session, _UPDATE_RESULT, {"b_id": message_id, **values})
-    for key, value in values.items():  # as written: the ORM has nothing left to flush
-        set_committed_value(message, key, value)
+    committed_values(message, values)  # as written: the ORM has nothing left to flush
+
+
+def committed_values(message: InboundMessage, values: dict[str, Any]) -> None:
+    """``set_committed_value`` of each of ``values`` (the row's scalar columns), their keys
+    committed at once: for such a column that function sets the value in the instance's
+    dictionary and commits its key (``AttributeImpl.set_committed_value``); one
+    ``InstanceState._commit`` of every key leaves the same state as one a key (each
+    drops the key's committed and expired state, the instance's expired flag and the key's
+    callable), without seven calls through the attribute's implementation (~11,000
+    instructions each: decision 0155)."""
+    message.__dict__.update(values)
+    instance_state(message)._commit(message.__dict__, list(values))
 
 
 def reopen_received(
