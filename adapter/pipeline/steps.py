@@ -386,8 +386,8 @@ def route(work: Work) -> None:
     document Bundle) go with the message's patients. A facility that started caring in
     this message first gets the person's recent history, once (``catch_up``)."""
     by_care = routes_by_care(work.consortium)
-    sent = {(s.resource_type, s.id) for s in work.saved if s.changed}
-    if by_care:
+    if by_care and work.started:
+        sent = {(s.resource_type, s.id) for s in work.saved if s.changed}
         for person, facility, rows in work.started:
             catch_up(work, person, facility, rows, skip=sent)
     with_message: dict[str, tuple[Recipient, str]] = {}
