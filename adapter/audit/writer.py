@@ -30,6 +30,7 @@ from adapter.fhir.dates import format_instant
 from adapter.store import advisory
 from adapter.store.audit_log import IS_RECEIPT, AuditLink, AuditRecord
 from adapter.store.audit_reference import link_element, pack_links
+from adapter.store.bound import bind_of
 from adapter.store.fast_insert import insert_rows
 from adapter.store.types import UuidText
 
@@ -238,7 +239,7 @@ def _prefetch_correlations(session: Session, bodies: list[dict[str, Any]]) -> No
 
 def _remember(session: Session, message: str, correlation: str) -> None:
     with _correlations_lock:
-        known = _correlations.setdefault(session.get_bind(), OrderedDict())
+        known = _correlations.setdefault(bind_of(session), OrderedDict())
         known[message] = correlation
         known.move_to_end(message)
         while len(known) > _CACHE:
@@ -247,7 +248,7 @@ def _remember(session: Session, message: str, correlation: str) -> None:
 
 def _recall(session: Session, message: str) -> str | None:
     with _correlations_lock:
-        known = _correlations.get(session.get_bind())
+        known = _correlations.get(bind_of(session))
         return None if known is None else known.get(message)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from adapter import __version__
 from adapter.fhir.dates import format_instant
+from adapter.store.loaded import loaded
 from adapter.store.models import InboundMessage
 from adapter.store.resources import Saved
 
@@ -29,10 +30,12 @@ LIFECYCLE = "http://terminology.hl7.org/CodeSystem/iso-21089-lifecycle"
 def provenance_for(
     message: InboundMessage, made: list[Saved], *, mapping: str | None, recorded: Any
 ) -> dict[str, Any]:
-    source = message.source_system
+    # the row's values as loaded (adapter/store/loaded.py: without the descriptors' calls)
+    source, message_id = loaded(message, "source_system"), loaded(message, "id")
+    facility_id = loaded(message, "facility_id")
     body: dict[str, Any] = {
         "resourceType": "Provenance",
-        "id": message.id,
+        "id": message_id,
         "target": [
             {"reference": f"{s.resource_type}/{s.id}/_history/{s.version_id}"} for s in made
         ],
@@ -47,11 +50,11 @@ def provenance_for(
                         "onBehalfOf": {
                             "identifier": {
                                 "system": f"{NS}:facility",
-                                "value": message.facility_id,
+                                "value": facility_id,
                             }
                         }
                     }
-                    if message.facility_id
+                    if facility_id
                     else {}
                 ),
             },
@@ -64,9 +67,9 @@ def provenance_for(
             {
                 "role": "source",
                 "what": {
-                    "reference": f"Binary/{message.id}",
-                    "identifier": {"system": f"{NS}:sha256", "value": message.sha256},
-                    "display": f"inbound message as received ({message.size} bytes)",
+                    "reference": f"Binary/{message_id}",
+                    "identifier": {"system": f"{NS}:sha256", "value": loaded(message, "sha256")},
+                    "display": f"inbound message as received ({loaded(message, 'size')} bytes)",
                 },
             }
         ],

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adapter.errors import Issue
+from adapter.store.loaded import loaded
 from adapter.store.models import InboundMessage
 
 RECEIVED = "received"
@@ -38,10 +39,10 @@ class IngestResult:
 
 
 def result_of(message: InboundMessage, *, duplicate: bool = False) -> IngestResult:
-    return IngestResult(
-        message_id=message.id,
-        status=message.status,
-        resources=list(message.resources or []),
-        issues=[Issue.from_dict(i) for i in message.issues or []],
+    return IngestResult(  # the row's values as loaded (adapter/store/loaded.py, 0155)
+        message_id=loaded(message, "id"),
+        status=loaded(message, "status"),
+        resources=list(loaded(message, "resources") or []),
+        issues=[Issue.from_dict(i) for i in loaded(message, "issues") or []],
         duplicate=duplicate,
     )

@@ -36,6 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
+from adapter.store.bound import bind_of
 from adapter.store.driver_select import execute_rows
 from adapter.store.models import CareRelationship, Resource
 
@@ -96,7 +97,7 @@ def _insert_new(session: Session, values: dict[str, Any]) -> bool:
     Told by the returned id: psycopg's rowcount said 1 for a row not inserted, so on
     PostgreSQL an existing row was never updated (decision 0048)."""
     wrote(session)
-    dialect = session.get_bind().dialect.name
+    dialect = bind_of(session).dialect.name
     if dialect == "postgresql":
         statement: Any = postgresql.insert(_c).values(**values).on_conflict_do_nothing()
     else:
@@ -152,8 +153,7 @@ def note_activity(
     the statement is built once, the ORM's execution path is skipped (decision 0077)."""
     values = _values(person, facility, "activity", "", at, until, at, detail=detail)
     session.flush()
-    connection = session.connection()
-    statement = _NOTE_ACTIVITY[connection.dialect.name == "postgresql"]
+    statement = _NOTE_ACTIVITY[bind_of(session).dialect.name == "postgresql"]
     # flushed above: no autoflush; SQLite: on the driver (decision 0106)
     (row,) = execute_rows(session, statement, values, flush=False)
     noted = CareRow.of(row)
@@ -445,7 +445,7 @@ def open_rows_of(
     ``start_at <= at AND (end_at IS NULL OR end_at > at)`` on SQLite's integer microseconds
     (``UTCMicros``) is ``CareRow.open_at`` on the rows' instants."""
     writes = _held_writes(session)
-    if writes is None or session.get_bind().dialect.name != "sqlite":
+    if writes is None or bind_of(session).dialect.name != "sqlite":
         return read_rows(session, opened, params)
     batch = writes.reads.get(_BATCH)
     if batch is None:

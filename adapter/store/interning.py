@@ -34,6 +34,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
+from adapter.store.bound import bind_of
 from adapter.store.engine import make_engine
 
 K = TypeVar("K", bound=Hashable)
@@ -94,9 +95,9 @@ class Interned(Generic[K]):
             out.update(self._remember(session, cache, self.known_ids(session, missing)))
         return out
 
-    def _cache_of(self, session: Session) -> dict[K, int]:
+    def _cache_of(self, session: Session, engine: Engine | None = None) -> dict[K, int]:
         with _lock:
-            return self._cache.setdefault(session.get_bind().engine, {})
+            return self._cache.setdefault(engine or bind_of(session).engine, {})
 
     def _remember(self, session: Session, cache: dict[K, int], found: dict[K, int]) -> dict[K, int]:
         """Cache the committed ids of ``found`` and give it back: on PostgreSQL every row
@@ -104,7 +105,7 @@ class Interned(Generic[K]):
         own, and it creates none); on SQLite those this transaction did not create (it
         holds the only write lock)."""
         created_here = session.info.get(self._new, ())
-        postgres = session.get_bind().engine.dialect.name == "postgresql"
+        postgres = bind_of(session).engine.dialect.name == "postgresql"
         with _lock:
             for value, value_id in found.items():
                 if postgres or value not in created_here:
@@ -113,8 +114,8 @@ class Interned(Generic[K]):
 
     def ids(self, session: Session, values: Iterable[K]) -> dict[K, int]:
         """The id of each of ``values``, created where the store has none yet."""
-        engine = session.get_bind().engine
-        cache = self._cache_of(session)
+        engine = bind_of(session).engine
+        cache = self._cache_of(session, engine)
         wanted = set(values)
         missing = [v for v in wanted if v not in cache]
         if not missing:
@@ -172,7 +173,7 @@ class Interned(Generic[K]):
         created = session.info.pop(self._new, None)
         if created:  # as they will be committed: a rolled-back savepoint took its rows away
             session.info[self._seen] = (
-                session.get_bind().engine,
+                bind_of(session).engine,
                 self.known_ids(session, created),
             )
 

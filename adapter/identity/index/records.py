@@ -35,6 +35,7 @@ from sqlalchemy.sql.elements import TextClause
 
 from adapter.identity.index.locks import note_stored_keys
 from adapter.store import care
+from adapter.store.bound import bind_of
 from adapter.store.driver_select import execute_rows
 from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import (
@@ -279,7 +280,7 @@ def _batch_cache(session: Session) -> dict[tuple[str, frozenset[str], bool, int]
     On PostgreSQL another transaction may commit a block or a record between two
     messages: every message reads."""
     writes = held_writes(session)
-    if writes is None or session.get_bind().dialect.name != "sqlite":
+    if writes is None or bind_of(session).dialect.name != "sqlite":
         return None
     return writes.reads.setdefault(_CACHE, {})
 
@@ -385,7 +386,7 @@ def prefetch_near(session: Session, asked: Iterable[tuple[str, set[str]]], *, li
     new record sharing a key, keys written, a record updated) or one not asked here."""
     writes = held_writes(session)
     wanted = {(record, frozenset(hashes)) for record, hashes in asked}
-    if writes is None or not wanted or session.get_bind().dialect.name != "postgresql":
+    if writes is None or not wanted or bind_of(session).dialect.name != "postgresql":
         return
     own, shared, blocked = _batch_statements()
     records = sorted({record for record, _ in wanted})
@@ -474,7 +475,7 @@ def insert_record(session: Session, row: dict[str, Any], keys: Collection[str] =
     forget_near(session, hashes=keys, records=[row["patient_id"]])
     hashes = sorted(keys)
     note_stored_keys(session, hashes)
-    if hashes and session.get_bind().dialect.name == "postgresql":
+    if hashes and bind_of(session).dialect.name == "postgresql":
         columns = tuple(row)
         values = {f"k{i}": h for i, h in enumerate(hashes)}
         values.update({f"r_{c}": row[c] for c in columns}, kp=row["patient_id"])

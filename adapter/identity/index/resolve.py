@@ -32,6 +32,7 @@ from adapter.identity.index.locks import (
 from adapter.identity.matcher import ID_CONFLICT, POSSIBLE_MATCH, Decision, classify
 from adapter.identity.names import compare_names
 from adapter.identity.rules import MatchingRules
+from adapter.store.bound import bind_of
 from adapter.store.fast_insert import insert_rows
 from adapter.store.identity_tables import IdentityReview
 from adapter.store.resources import held_writes
@@ -52,7 +53,7 @@ class IndexOutcome:
 
 def lock_for(session: Session, features: list[Features], given: list[set[str]]) -> None:
     """``given``: each record's blocking key hashes (``key_hash`` of ``blocking_keys()``)."""
-    if session.get_bind().dialect.name != "postgresql":
+    if bind_of(session).dialect.name != "postgresql":
         return  # SQLite: BEGIN IMMEDIATE serialises the index (locks.py)
     hashes = set().union(*given)
     hashes |= {key_hash(f"record|{f.record}") for f in features}
@@ -69,7 +70,7 @@ def lock_batch(
     """PostgreSQL, a bulk batch: ``lock_for`` of every message's Patients (``messages``:
     each one's Patients and facility), in one statement before the first message
     (``serialise_batch``, decision 0101)."""
-    if session.get_bind().dialect.name != "postgresql":
+    if bind_of(session).dialect.name != "postgresql":
         return
     hashes: set[str] = set()
     records: set[str] = set()
@@ -168,8 +169,11 @@ def resolve_record(
                 )
                 + ": another person registered under the same ID? (review the record)"
             )
-        features = features.union(stored)
-        hashes = {key_hash(k) for k in features.blocking_keys()}
+        if stored != features:
+            features = features.union(stored)
+            hashes = {key_hash(k) for k in features.blocking_keys()}
+        else:  # the union of equal features is themselves: their keys are those given (0155)
+            hashes = given
     else:  # the message's own keys, as given
         hashes = given
     if hashes - given:  # the stored record adds keys this message does not carry

@@ -68,26 +68,30 @@ def enqueue_many(
     ids = destination_ids(session, {item["destination"] for item in items})
     writes = held_writes(session)
     keys = _resource_keys(session, items, writes)
-    rows = [
-        {
-            "destination_id": ids[item["destination"]],
-            "resource_key": keys[(item["resource_type"], item["resource_id"])],
-            "version_id": item["version_id"],
-            "message_id": item.get("message_id"),
-            "reason": item.get("reason"),
-            "person_id": item.get("person_id"),
-            "care_facility": item.get("care_facility"),
-            "order_key": order_key(
-                item["resource_type"], item["resource_id"], item.get("patient_key")
-            ),
-            "state": OutboxState.PENDING.value,
-            "attempts": 0,
-            "next_attempt_at": moment,
-            "created_at": moment,
-            "last_error": None,
-        }
-        for item in items
-    ]
+    pending = OutboxState.PENDING.value  # (an enum's value is a property: read once, 0155)
+    rows = []
+    for item in items:
+        get = item.get
+        resource = (item["resource_type"], item["resource_id"])
+        patient = get("patient_key")
+        rows.append(
+            {
+                "destination_id": ids[item["destination"]],
+                "resource_key": keys[resource],
+                "version_id": item["version_id"],
+                "message_id": get("message_id"),
+                "reason": get("reason"),
+                "person_id": get("person_id"),
+                "care_facility": get("care_facility"),
+                # ``order_key``'s text: the patient's, else the resource's own
+                "order_key": order_hash(patient or f"{resource[0]}/{resource[1]}"),
+                "state": pending,
+                "attempts": 0,
+                "next_attempt_at": moment,
+                "created_at": moment,
+                "last_error": None,
+            }
+        )
     if writes is not None:  # a bulk batch: written at its commit (decision 0047)
         writes.add_outbox(rows)
         return
