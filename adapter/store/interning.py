@@ -12,7 +12,8 @@ only ids known to be committed; a value not there is read, and if absent created
   with a rolled-back message.
 * SQLite: created inside the writer's transaction, which holds the database's write lock
   (BEGIN IMMEDIATE), so no other writer races it. A savepoint or the whole transaction may
-  still roll it back, so ids created here reach the cache only after the commit, as read
+  still roll it back, so ids created here reach the cache only after the transaction's
+  commit (not a savepoint's release, which SQLAlchemy also reports as one), as read
   just before it (``before_commit``); until then each write reads them again.
 
 Searches do not use the cache: they compare the id with a subquery of the table, so an
@@ -170,6 +171,10 @@ class Interned(Generic[K]):
                 self._cache.pop(engine, None)
 
     def _before_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            # a savepoint released (SQLAlchemy reports it as a commit): its rows are kept
+            # only if the transaction around it commits, so they wait for that commit
+            return
         created = session.info.pop(self._new, None)
         if created:  # as they will be committed: a rolled-back savepoint took its rows away
             session.info[self._seen] = (
@@ -178,6 +183,8 @@ class Interned(Generic[K]):
             )
 
     def _after_commit(self, session: Session) -> None:
+        if session.in_nested_transaction():
+            return
         seen = session.info.pop(self._seen, None)
         if seen is not None:
             engine, ids = seen

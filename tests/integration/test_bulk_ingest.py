@@ -49,6 +49,7 @@ from tests.integration.test_index_orphans import orphan_index_rows
 from tests.integration.test_long_values import (
     REFUSED_WORD,
     _assert_located,
+    _refuse,
     _refused_oru,
     long_oru,
     refusing_database,  # noqa: F401  (a fixture, found by its name)
@@ -779,3 +780,36 @@ def test_a_search_in_a_batch_sees_what_the_batch_stored(
         body = session.get(Resource, ("Task", task))
         assert body is not None
         assert body.body["status"] == "in-progress"
+
+
+def test_a_batch_failed_at_its_flush_stores_each_message_as_if_alone(
+    session_factory: sessionmaker[Session],
+    tmp_path: Path,
+    refusing_database: None,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # the whole batch fails at its flush and goes one message at a time: every row the
+    # messages then write (outbox rows named by their destination, the Provenance's
+    # facility) is as one transaction a message writes it. The batch's transaction created
+    # the interned names (destinations, facilities) in savepoints it released and was then
+    # rolled back: their ids must not outlive it (a savepoint's release is no commit)
+    items = [
+        (long_oru(control="FLUSH011"), Receipt("std-hl7v2", "cli")),
+        (_refused_oru("FLUSH012"), Receipt("std-hl7v2", "cli")),
+        (long_oru(control="FLUSH013", code="OTHER13"), Receipt("std-hl7v2", "cli")),
+    ]
+    with caplog.at_level(logging.WARNING, logger="adapter.pipeline.bulk"):
+        pipeline = pipeline_for(_routed(tmp_path), session_factory)
+        bulk = list(pipeline.ingest_many(items, batch=10))
+    assert f"{BATCH_FAILED} 3 failed" in caplog.text
+    alone, stored = _alone(tmp_path, items, _refuse)
+    assert [r.status for r in bulk] == [r.status for r in alone]
+    assert [r.status for r in bulk] == ["processed", "quarantined", "processed"]
+    got = _stored(session_factory)
+    assert got["outbox"] and all(row[0] is not None for row in got["outbox"])
+    assert got == stored
+    with session_factory() as session:
+        facilities = session.scalars(
+            select(Resource.facility_id).where(Resource.resource_type == "Provenance")
+        ).all()
+    assert facilities and None not in facilities
