@@ -75,7 +75,9 @@ def test_a_resource_the_batch_made_is_read_back_and_takes_its_next_version(
         )
         assert (amended.version_id, amended.changed) == (2, True)
         assert amended.resource_key == made.resource_key
-        (again,) = save_resources(session, [observation(status="amended")], message_id=None, now=T2)
+        (again,) = save_resources(
+            session, [observation(status="amended")], message_id=None, now=T2
+        )
         assert (again.version_id, again.changed) == (2, False)
         if writes.held is not None:
             assert writes.held[O1]["version_id"] == 2
@@ -140,7 +142,7 @@ def test_a_failing_message_between_two_changes_of_a_new_resource_drops_its_versi
     session_factory: sessionmaker[Session],
     engine: Engine,
     tmp_path: Path,
-    refusing_late: None,  # noqa: F811
+    refusing_late: None,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # one batch: the first message makes the Observation (and the Patient, which the others
