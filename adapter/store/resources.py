@@ -318,8 +318,8 @@ def _locked_rows(
     held = None if writes is None else writes.held
     if held:  # SQLite: the rows the batch holds are read here (decision 0152)
         mine = {k: _held_row(held[k], with_body) for k in keys if k in held}
-        # all the keys asked of the database still (none of the held ones is there): the
-        # statement's shape as before, built and compiled once (``_LOCK_QUERIES``)
+        if mine:
+            keys = [k for k in keys if k not in mine]
         writes.quiet = True  # type: ignore[union-attr]
         try:  # the others need no held row
             return {**_stored_rows(session, keys, with_body, lock), **mine}  # type: ignore[dict-item]

@@ -535,31 +535,17 @@ def test_a_message_rolled_back_in_a_batch_drops_its_buffered_index_rows(
     assert (BATCH_FAILED in caplog.text) == (engine.dialect.name == "sqlite")
     assert [r.status for r in first] == ["processed", "quarantined"]
     assert _observation_values(session_factory) == {"首次结果"}  # the first one's, restored
-    # SQLite: the messages went one by one after the batch failed at its flush; then (as on
-    # integrate c4ab0726 for any batch failing at its flush: decision 0152, found there) their
-    # outbox rows and Provenance name no destination / facility. Compared without them there
-    sqlite = engine.dialect.name == "sqlite"
-    expected = _alone(tmp_path, items[:2], _refuse_bodies, name="first")[1]
-    assert _plain_outbox(_stored(session_factory), sqlite) == _plain_outbox(expected, sqlite)
+    assert _stored(session_factory) == _alone(tmp_path, items[:2], _refuse_bodies, name="first")[1]
 
     bulk = first + list(pipeline.ingest_many(items[2:], batch=10))
     alone, stored = _alone(tmp_path, items, _refuse_bodies)
     assert [r.status for r in bulk] == [r.status for r in alone]
     assert stored["outbox"]
-    assert _plain_outbox(_stored(session_factory), sqlite) == _plain_outbox(stored, sqlite)
+    assert _stored(session_factory) == stored
     with session_factory() as session:
         values = _values(session)
         assert not any(KEPT_OUT in (v or "") for v in values)
         assert verify(session).ok
-
-
-def _plain_outbox(stored: dict[str, Any], plain: bool) -> dict[str, Any]:
-    """``stored`` (``_stored``), with ``plain`` its outbox rows without their destination
-    and without the Provenance rows."""
-    if not plain:
-        return stored
-    out = {k: v for k, v in stored.items() if k != "provenance"}
-    return {**out, "outbox": [row[1:] for row in stored["outbox"]]}
 
 
 LATE_PEER = "refused-late"  # the database refuses to mark this peer's message processed
