@@ -57,7 +57,6 @@ from adapter.store.body_stamps import StampedBody, with_stamps_sql
 from adapter.store.driver_select import driver_many, execute_rows
 from adapter.store.facilities import facility_key
 from adapter.store.fast_insert import driver_executemany, insert_rows, insert_tuples
-from adapter.store.held_rows import Watched, unwatch, watch
 from adapter.store.history import HistoryQuery, read_history_page
 from adapter.store.index_keep import COLUMNS, keep_stored, keep_terms
 from adapter.store.index_keys import KEY_CHARS, head_key, tail_key
@@ -313,40 +312,6 @@ def _current_rows(
 
 def _locked_rows(
     session: Session, keys: list[Key], *, with_body: bool, lock: bool = True
-) -> dict[Key, Row[Any]]:
-    writes = held_writes(session)
-    held = None if writes is None else writes.held
-    if held:  # SQLite: the rows the batch holds are read here (decision 0152)
-        mine = {k: _held_row(held[k], with_body) for k in keys if k in held}
-        if mine:
-            keys = [k for k in keys if k not in mine]
-        writes.quiet = True  # type: ignore[union-attr]
-        try:  # the others need no held row
-            return {**_stored_rows(session, keys, with_body, lock), **mine}  # type: ignore[dict-item]
-        finally:
-            writes.quiet = False  # type: ignore[union-attr]
-    return _stored_rows(session, keys, with_body, lock)
-
-
-def _held_row(row: dict[str, Any], with_body: bool) -> KnownRow:
-    """A held resource row as ``_locked_rows`` reads it from SQLite: its time in UTC, its
-    body (``with_body``) as JSON text, decoded when the merge asks for it (a value of its
-    own: the merge may change what it is given)."""
-    return KnownRow(
-        row["resource_type"],
-        row["id"],
-        row["version_id"],
-        row["content_hash"],
-        row["last_updated"].astimezone(UTC),
-        row["deleted"],
-        row["patient_key"],
-        row["resource_key"],
-        _DUMPS(row["body"]) if with_body else None,  # type: ignore[arg-type]
-    )
-
-
-def _stored_rows(
-    session: Session, keys: list[Key], with_body: bool, lock: bool
 ) -> dict[Key, Row[Any]]:
     by_type: dict[str, set[str]] = {}
     for rtype, rid in keys:
@@ -635,54 +600,40 @@ def save_resources(
     if known is not None:  # what the batch's later messages read of these rows (0101)
         for row in (*new_rows, *changed_rows):
             known.wrote(row)
-    held = None if buffer is None else buffer.held
     if new_rows:
         # in key order too: two messages inserting the same new rows wait, never deadlock
         new_rows.sort(key=_ROW_KEY)
         if hold_new and buffer is not None:
             buffer.create(new_rows)
-        elif held is not None:  # SQLite: inserted at the flush (decision 0152)
-            buffer.hold(new_rows)  # type: ignore[union-attr]
         else:
             insert_rows(session, _resource, new_rows)
-    if held and changed_rows:  # a held row's new version: held in its place, no UPDATE
-        mine = [r for r in changed_rows if (r["resource_type"], r["id"]) in held]
-        if mine:
-            buffer.hold(mine)  # type: ignore[union-attr]
-            changed_rows = [r for r in changed_rows if (r["resource_type"], r["id"]) not in held]
     if changed_rows:
         changed_keys = [(r["resource_type"], r["id"]) for r in changed_rows]
         if buffer is None:
             stored_history = [(r["resource_type"], r["id"]) for r in changed_rows]
-        if held is not None:  # stored rows only: the held ones stay held (held_rows.py)
-            buffer.quiet = True  # type: ignore[union-attr]
-        try:
-            if stored_history:  # else every one was held by the batch and took its body there
-                _keep_superseded_bodies(session, stored_history)
-            session.execute(
-                update(_resource).where(
-                    and_(
-                        _resource.c.resource_type == bindparam("b_type"),
-                        _resource.c.id == bindparam("b_id"),
-                    )
-                ),
-                # SET takes the remaining keys of the parameter sets
-                [
-                    {
-                        **{
-                            k: v
-                            for k, v in row.items()
-                            if k not in ("resource_type", "id", "resource_key")
-                        },
-                        "b_type": row["resource_type"],
-                        "b_id": row["id"],
-                    }
-                    for row in changed_rows
-                ],
-            )
-        finally:
-            if held is not None:
-                buffer.quiet = False  # type: ignore[union-attr]
+        if stored_history:  # else every one was held by the batch and took its body there
+            _keep_superseded_bodies(session, stored_history)
+        session.execute(
+            update(_resource).where(
+                and_(
+                    _resource.c.resource_type == bindparam("b_type"),
+                    _resource.c.id == bindparam("b_id"),
+                )
+            ),
+            # SET takes the remaining keys of the parameter sets
+            [
+                {
+                    **{
+                        k: v
+                        for k, v in row.items()
+                        if k not in ("resource_type", "id", "resource_key")
+                    },
+                    "b_type": row["resource_type"],
+                    "b_id": row["id"],
+                }
+                for row in changed_rows
+            ],
+        )
     # the changed resources' stored rows are replaced (the batch's buffer: when written);
     # those written again unchanged stay (decision 0138)
     replacing = (
@@ -878,12 +829,6 @@ class BatchWrites:
         # ``updates`` too (decision 0133); a failure at the commit stores the batch again,
         # a savepoint and an UPDATE a message (adapter/pipeline/bulk.py)
         self.hold_results = False
-        # SQLite: the batch's new resource rows, by key, in the order first held, each in
-        # its latest version (adapter/store/held_rows.py, decision 0152). None: inserted
-        # at once (PostgreSQL); ``quiet``: the session's statements leave them held
-        self.held: dict[Key, dict[str, Any]] | None = None
-        self.quiet = False
-        self.watched: Watched | None = None
 
     def replace(self, key: Key, rkey: int, rows: list[IndexRow], *, stored: bool) -> None:
         """``key``'s new index rows (``rkey`` its resource key); ``stored``: its row existed
@@ -930,23 +875,6 @@ class BatchWrites:
         self._journal.append(("create", len(self.created)))
         self.created.extend(rows)
 
-    def hold(self, rows: list[dict[str, Any]]) -> None:
-        """Resource rows to insert at the flush (``held``): new ones, or a held row's new
-        version (in its place)."""
-        held = self.held
-        assert held is not None
-        before = [((r["resource_type"], r["id"]), r) for r in rows]
-        self._journal.append(("held", [(key, held.get(key, _MISSING)) for key, _ in before]))
-        held.update(before)
-
-    def take_held(self) -> list[dict[str, Any]]:
-        """The held resource rows, in their order; ``held`` emptied (journalled)."""
-        held = self.held
-        assert held is not None
-        self._journal.append(("held-take", held))
-        self.held = {}
-        return list(held.values())
-
     def add_outbox(self, rows: list[dict[str, Any]]) -> None:
         self._journal.append(("outbox", len(self.outbox)))
         self.outbox.extend(rows)
@@ -985,16 +913,6 @@ class BatchWrites:
             if kind == "take":
                 self.rows, self.stale, self.superseded = entry[1], entry[2], entry[3]
                 self.created = entry[4]
-            elif kind == "held":
-                held = self.held
-                assert held is not None
-                for key, before in reversed(entry[1]):
-                    if before is _MISSING:
-                        del held[key]
-                    else:
-                        held[key] = before
-            elif kind == "held-take":
-                self.held = entry[1]
             elif kind == "create":
                 del self.created[entry[1] :]
             elif kind == "version":
@@ -1067,9 +985,6 @@ def batch_writes(session: Session) -> BatchWrites:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(_DEFER_MESSAGE_KEYS)
         writes.messages = {}
-    else:  # its new resource rows held too, what reads them sees them (decision 0152)
-        writes.held = {}
-        writes.watched = watch(session)
     session.info[_BUFFER] = writes
     return writes
 
@@ -1084,9 +999,8 @@ def flush_index_rows(session: Session) -> None:
     transaction (adapter/store/search.py ``find``), so that it sees what the batch stored
     so far. A failure fails the statement's savepoint (the message), or the batch."""
     writes = held_writes(session)
-    if writes is None or not (writes.rows or writes.stale or writes.created or writes.held):
+    if writes is None or not (writes.rows or writes.stale or writes.created):
         return
-    flush_held_rows(session)
     created, superseded, stale, rows = writes.take_index()
     if created:  # first: the index rows' foreign key names them
         insert_rows(session, _resource, created)
@@ -1094,15 +1008,6 @@ def flush_index_rows(session: Session) -> None:
         _insert_index_tuples(session, superseded, transient=True)
     if rows or stale:  # the stale rows written again unchanged stay (decision 0138)
         _insert_index_tuples(session, rows, replacing=set(stale))
-
-
-def flush_held_rows(session: Session) -> None:
-    """Insert the resource rows the session's batch holds (SQLite, decision 0152), if
-    any: before anything but ``_locked_rows`` reads the resource table (held_rows.py)."""
-    writes = held_writes(session)
-    if writes is None or not writes.held:
-        return
-    insert_rows(session, _resource, writes.take_held())
 
 
 def flush_batch_writes(session: Session) -> None:
@@ -1133,8 +1038,6 @@ def flush_batch_writes(session: Session) -> None:
         if rows and not driver_many(session, statement, rows):
             session.connection().execute(statement, rows)
     del session.info[_BUFFER]
-    if writes.watched is not None:
-        unwatch(writes.watched)
 
 
 def _keep_superseded_bodies(session: Session, keys: list[Key]) -> None:
