@@ -16,16 +16,43 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
 from bench_delivery import Patients
 from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
+from sqlalchemy import Engine
 
 from adapter.consortium import load_consortium
 from adapter.runtime import make_pipeline
 from adapter.store import make_engine, migrate, session_factory
+
+
+def ingest_copies(
+    engine: Engine,
+    tmp: Path,
+    copies: int,
+    unique: bool,
+    instrument: Callable[[bool], None] = lambda _: None,
+) -> None:
+    """The measured run on ``engine`` (migrated here): the warm-up, then ``copies`` copies,
+    ``instrument(True)`` / ``instrument(False)`` around them (pg_icount_0156.py counts
+    only them)."""
+    settings = routed_settings(tmp)
+    migrate(engine)
+    consortium = load_consortium(settings.config)
+    fixtures = load_fixtures(consortium)
+    pipeline = make_pipeline(settings, consortium, session_factory(engine))
+    bulk = bulk_ingest(pipeline, 100)
+    patients = Patients(spread_births=True) if unique else None
+    bulk(make_input(fixtures, 2, "warm.", patients))
+    messages = make_input(fixtures, copies, "run.", patients) if copies else []
+    instrument(True)
+    if messages:
+        bulk(messages)
+    instrument(False)
 
 
 def main() -> None:
@@ -33,18 +60,8 @@ def main() -> None:
     copies = int(sys.argv[1])
     unique = len(sys.argv) > 2 and sys.argv[2] == "unique"
     with tempfile.TemporaryDirectory() as tmp:
-        settings = routed_settings(Path(tmp))
         engine = make_engine(f"sqlite:///{tmp}/icount.db")
-        migrate(engine)
-        consortium = load_consortium(settings.config)
-        fixtures = load_fixtures(consortium)
-        pipeline = make_pipeline(settings, consortium, session_factory(engine))
-        bulk = bulk_ingest(pipeline, 100)
-        patients = Patients(spread_births=True) if unique else None
-        bulk(make_input(fixtures, 2, "warm.", patients))
-        messages = make_input(fixtures, copies, "run.", patients) if copies else []
-        if messages:
-            bulk(messages)
+        ingest_copies(engine, Path(tmp), copies, unique)
         engine.dispose()
 
 

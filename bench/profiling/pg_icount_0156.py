@@ -30,13 +30,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path.cwd() / "bench"))
 sys.path.insert(0, str(Path.cwd()))
 sys.path.insert(0, str(Path.cwd() / "bench" / "profiling"))
-from bench_delivery import Patients
-from bench_ingest import bulk_ingest, load_fixtures, make_input, postgres_engine, routed_settings
+from bench_ingest import postgres_engine
+from icount_0120 import ingest_copies
 from icount_0133 import _instrument
-
-from adapter.consortium import load_consortium
-from adapter.runtime import make_pipeline
-from adapter.store import migrate, session_factory
 
 URL = os.environ.get("ADAPTER_AB_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -51,19 +47,7 @@ def main() -> None:
     engine, drop = made
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = routed_settings(Path(tmp))
-            migrate(engine)
-            consortium = load_consortium(settings.config)
-            fixtures = load_fixtures(consortium)
-            pipeline = make_pipeline(settings, consortium, session_factory(engine))
-            bulk = bulk_ingest(pipeline, 100)
-            patients = Patients(spread_births=True) if unique else None
-            bulk(make_input(fixtures, 2, "warm.", patients))
-            messages = make_input(fixtures, copies, "run.", patients) if copies else []
-            _instrument(True)
-            if messages:
-                bulk(messages)
-            _instrument(False)
+            ingest_copies(engine, Path(tmp), copies, unique, _instrument)
     finally:
         drop()
 
