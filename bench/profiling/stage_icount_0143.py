@@ -253,30 +253,16 @@ def run(copies: int, unique: bool) -> None:
     sys.path.insert(0, str(Path.cwd() / "bench"))
     sys.path.insert(0, str(Path.cwd()))
     sys.path.insert(0, str(Path.cwd() / "bench" / "profiling"))
-    from bench_delivery import Patients
-    from bench_ingest import bulk_ingest, load_fixtures, make_input, routed_settings
+    from icount_0120 import ingest_copies
     from icount_0133 import _instrument
 
-    from adapter.consortium import load_consortium
-    from adapter.runtime import make_pipeline
-    from adapter.store import make_engine, migrate, session_factory
+    from adapter.store import make_engine
 
     logging.disable(logging.WARNING)
     _wrap_steps()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = routed_settings(Path(tmp))
         engine = make_engine(f"sqlite:///{tmp}/stages.db")
-        migrate(engine)
-        consortium = load_consortium(settings.config)
-        fixtures = load_fixtures(consortium)
-        pipeline = make_pipeline(settings, consortium, session_factory(engine))
-        bulk = bulk_ingest(pipeline, 100)
-        patients = Patients(spread_births=True) if unique else None
-        bulk(make_input(fixtures, 2, "warm.", patients))
-        messages = make_input(fixtures, copies, "run.", patients)
-        _instrument(True)
-        bulk(messages)
-        _instrument(False)
+        ingest_copies(engine, Path(tmp), copies, unique, _instrument)
         engine.dispose()
 
 
